@@ -1,0 +1,52 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// One set of settings for every target (as hummingbird does): strict about existentials,
+// imports internal unless a type really crosses the module's API.
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "bulwark",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "bulwark", targets: ["bulwark"]),
+        .library(name: "BulwarkCore", targets: ["BulwarkCore"]),
+        .library(name: "BulwarkGit", targets: ["BulwarkGit"]),
+        .library(name: "BulwarkHost", targets: ["BulwarkHost"]),
+        .library(name: "BulwarkCommands", targets: ["BulwarkCommands"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CLibGit2", pkgConfig: "libgit2",
+            providers: [.apt(["libgit2-dev"])]),
+        .systemLibrary(
+            name: "CLibYAML", pkgConfig: "yaml-0.1",
+            providers: [.apt(["libyaml-dev"])]),
+        .target(name: "BulwarkGit", dependencies: ["CLibGit2"], swiftSettings: swiftSettings),
+        .target(name: "BulwarkCore", dependencies: ["CLibYAML"], swiftSettings: swiftSettings),
+        .target(name: "BulwarkHost", dependencies: ["BulwarkCore"], swiftSettings: swiftSettings),
+        .target(
+            name: "BulwarkCommands",
+            dependencies: [
+                "BulwarkCore", "BulwarkGit", "BulwarkHost",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings),
+        .executableTarget(name: "bulwark", dependencies: ["BulwarkCommands"], swiftSettings: swiftSettings),
+
+        .testTarget(name: "BulwarkGitTests", dependencies: ["BulwarkGit"], swiftSettings: swiftSettings),
+        .testTarget(name: "BulwarkCoreTests", dependencies: ["BulwarkCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "BulwarkHostTests", dependencies: ["BulwarkHost", "BulwarkCore"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "BulwarkCommandsTests",
+            dependencies: ["BulwarkCommands", "BulwarkGit", "BulwarkCore", "BulwarkHost"],
+            swiftSettings: swiftSettings),
+    ]
+)

@@ -1,0 +1,145 @@
+public import Foundation
+
+/// The record of one decision about one drifted resource, committed to the audit branch.
+public struct AuditRecord: Sendable, Hashable, Codable {
+    public struct Change: Sendable, Hashable, Codable {
+        public var property: String
+        public var desired: String
+        public var observedBefore: String?
+        public var observedAfter: String?
+    }
+
+    public var id: String
+    public var controller: String
+    public var target: String
+    public var resource: String
+    public var kind: String
+    public var name: String
+    public var severity: Severity
+    public var risk: Int
+    public var mode: Mode
+    public var decision: Decision
+    public var result: RemediationResult?
+    public var reason: String?
+    public var changes: [Change]
+    public var detectedAt: String
+    public var appliedAt: String?
+    public var verifiedAt: String?
+    public var desiredCommit: String
+    public var approver: String?
+    public var error: String?
+
+    /// Where the record is stored on the audit branch: unique, so replays never conflict.
+    public var path: String {
+        let day = String(detectedAt.prefix(10)).replacingOccurrences(of: "-", with: "/")
+        return "audit/\(day)/\(id).json"
+    }
+
+    public func json() -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        // Encoding plain strings, numbers and enums cannot fail.
+        return Array((try? encoder.encode(self)) ?? Data()) + [10]
+    }
+
+    /// The commit message: a subject `git log --oneline` reads well, a body, and trailers
+    /// that `git log --format='%(trailers)'` answers questions with.
+    public var commitMessage: String {
+        let verb: String = switch decision {
+        case .applied: "remediate"
+        case .held: "hold"
+        case .waived: "waive"
+        case .deferred: "defer"
+        case .escalated: "escalate"
+        case .reported: "report"
+        }
+        func show(_ value: String?) -> String { Self.oneLine(value ?? "(unset)") }
+        let first = changes.first.map { "\($0.property) \(show($0.observedBefore)) -> \(show($0.desired))" } ?? ""
+        let more = changes.count > 1 ? " (+\(changes.count - 1) more)" : ""
+        var lines = ["\(verb)(\(resource)): \(target) \(first)\(more)", ""]
+        for change in changes {
+            var line = "\(change.property): \(show(change.observedBefore)) -> \(show(change.desired))"
+            if decision == .applied { line += ", now \(show(change.observedAfter))" }
+            lines.append("- " + line)
+        }
+        if let reason { lines.append("Reason: " + Self.oneLine(reason)) }
+        if let error { lines.append("Error: " + Self.oneLine(error)) }
+        lines.append("")
+        var trailers = [
+            ("Bulwark-Id", id), ("Bulwark-Controller", controller), ("Bulwark-Target", target),
+            ("Bulwark-Resource", resource), ("Bulwark-Severity", severity.rawValue), ("Bulwark-Mode", mode.rawValue),
+            ("Bulwark-Decision", decision.rawValue),
+        ]
+        if let result { trailers.append(("Bulwark-Result", result.rawValue)) }
+        trailers.append(("Bulwark-Desired-Commit", desiredCommit))
+        trailers.append(("Bulwark-Detected-At", detectedAt))
+        if let appliedAt { trailers.append(("Bulwark-Applied-At", appliedAt)) }
+        if let verifiedAt { trailers.append(("Bulwark-Verified-At", verifiedAt)) }
+        if let approver { trailers.append(("Bulwark-Approved-By", Self.oneLine(approver))) }
+        lines += trailers.map { "\($0.0): \(Self.oneLine($0.1))" }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    static func oneLine(_ text: String) -> String {
+        String(text.unicodeScalars.map { $0.properties.generalCategory == .control ? " " : Character($0) })
+    }
+}
+
+// MARK: - Ids and time
+
+public enum AuditID {
+    private static let alphabet = Array("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
+
+    /// A ULID: 48 bits of milliseconds then 80 random bits, 26 Crockford base-32 characters,
+    /// so ids sort by time.
+    public static func ulid(at date: Date) -> String {
+        var rng = SystemRandomNumberGenerator()
+        let millis = UInt64(max(0, date.timeIntervalSince1970 * 1000))
+        let high = (millis << 16) | UInt64(rng.next() as UInt16)
+        let low: UInt64 = rng.next()
+        return encode(high: high, low: low)
+    }
+
+    /// A stable id for content (a decision that must be recorded once): the same text always
+    /// gives the same id, in the same 26-character form as a ULID.
+    public static func stable(_ text: String) -> String {
+        var a: UInt64 = 0xcbf2_9ce4_8422_2325
+        var b: UInt64 = 0x6c62_272e_07bb_0142
+        for byte in text.utf8 {
+            a = (a ^ UInt64(byte)) &* 0x0000_0100_0000_01b3
+            b = (b ^ UInt64(byte)) &* 0x0000_0100_0000_01b3
+            b = b &+ (a >> 29)
+        }
+        return encode(high: a, low: b)
+    }
+
+    private static func encode(high: UInt64, low: UInt64) -> String {
+        // 130 bits of room in 26 characters; the top two bits are zero.
+        var chars: [Character] = []
+        chars.reserveCapacity(26)
+        for index in 0..<26 {
+            let bit = 125 - index * 5  // position of this character's lowest bit
+            var value: UInt64 = 0
+            for offset in 0..<5 {
+                let position = bit + offset
+                let set: Bool = position >= 128 ? false
+                    : position >= 64 ? (high >> UInt64(position - 64)) & 1 == 1 : (low >> UInt64(position)) & 1 == 1
+                if set { value |= 1 << UInt64(offset) }
+            }
+            chars.append(alphabet[Int(value)])
+        }
+        return String(chars)
+    }
+}
+
+public enum Timestamp {
+    /// `2026-11-22T10:00:00.142Z`.
+    public static func format(_ date: Date) -> String {
+        date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
+    }
+
+    public static func parse(_ text: String) -> Date? {
+        (try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(text))
+            ?? (try? Date.ISO8601FormatStyle().parse(text))
+    }
+}

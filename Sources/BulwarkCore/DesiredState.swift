@@ -1,0 +1,340 @@
+/// A file of a desired-state revision, as read from git.
+public struct SourceFile: Sendable, Hashable {
+    public enum Kind: Sendable, Hashable { case regular, symlink, other }
+    public var path: String
+    public var kind: Kind
+    public var size: Int
+    /// nil when the file was too large to read.
+    public var contents: [UInt8]?
+
+    public init(path: String, kind: Kind = .regular, size: Int? = nil, contents: [UInt8]?) {
+        self.path = path
+        self.kind = kind
+        self.size = size ?? contents?.count ?? 0
+        self.contents = contents
+    }
+}
+
+/// One validated revision of the desired state: everything a cycle acts on.
+public struct DesiredState: Sendable {
+    /// The commit the state was read from.
+    public var revision: String
+    public var targets: [String: Target]
+    public var controllers: [String: ControllerConfig]
+    public var resources: [ResourceID: Resource]
+    /// Every (controller, target, resource) to reconcile, sorted.
+    public var bindings: [Binding]
+    public var warnings: [ManifestError]
+}
+
+/// Reads and validates a whole revision before anything acts on it.
+public struct DesiredStateLoader: Sendable {
+    public static let apiVersion = "bulwark/v1"
+    /// Folders of a policy repository that hold manifests.
+    public static let folders = ["desired-state", "controllers"]
+    /// Largest manifest file read.
+    public static let maxFileSize = 1 << 20
+
+    public let registry: Registry
+    public let limits: YAMLLimits
+
+    public init(registry: Registry, limits: YAMLLimits = .init()) {
+        self.registry = registry
+        self.limits = limits
+    }
+
+    /// Validates every file; throws every problem found, or returns the revision's state.
+    public func load(_ files: [SourceFile], revision: String) throws(ValidationFailure) -> DesiredState {
+        let diagnostics = Diagnostics()
+        var targets: [String: Target] = [:]
+        var controllers: [String: ControllerConfig] = [:]
+        var resources: [ResourceID: Resource] = [:]
+
+        for file in files.sorted(by: { $0.path < $1.path }) {
+            for document in documents(of: file, diagnostics: diagnostics) {
+                read(document, file: file.path, diagnostics: diagnostics,
+                     targets: &targets, controllers: &controllers, resources: &resources)
+            }
+        }
+        let bindings = bind(targets: targets, controllers: controllers, resources: resources, diagnostics: diagnostics)
+        guard diagnostics.errors.isEmpty else { throw ValidationFailure(errors: diagnostics.errors) }
+        return DesiredState(revision: revision, targets: targets, controllers: controllers, resources: resources,
+                            bindings: bindings, warnings: diagnostics.warnings)
+    }
+
+    // MARK: - Files
+
+    private func documents(of file: SourceFile, diagnostics: Diagnostics) -> [YAMLNode] {
+        guard file.path.hasSuffix(".yaml") || file.path.hasSuffix(".yml") else { return [] }
+        let start = SourceLocation(file: file.path, line: 1)
+        switch file.kind {
+        case .symlink:
+            diagnostics.error(ManifestError("manifests may not be symbolic links", at: start))
+            return []
+        case .other:
+            diagnostics.error(ManifestError("not a regular file", at: start))
+            return []
+        case .regular:
+            break
+        }
+        guard file.size <= Self.maxFileSize, let bytes = file.contents else {
+            diagnostics.error(ManifestError(
+                "file is \(file.size) bytes; manifests may be at most \(Self.maxFileSize) bytes", at: start))
+            return []
+        }
+        if bytes.contains(0) {
+            diagnostics.error(ManifestError("binary file (contains NUL bytes); manifests are UTF-8 YAML", at: start))
+            return []
+        }
+        if String(validating: bytes, as: UTF8.self) == nil {
+            let (line, column) = firstInvalidUTF8(bytes)
+            diagnostics.error(ManifestError("not valid UTF-8 text",
+                                            at: SourceLocation(file: file.path, line: line, column: column)))
+            return []
+        }
+        do {
+            return try YAML.compose(bytes, limits: limits).compactMap { $0 }
+        } catch {
+            diagnostics.error(ManifestError("YAML: \(error.message)",
+                                            at: SourceLocation(file: file.path, line: error.line, column: error.column)))
+            return []
+        }
+    }
+
+    private func firstInvalidUTF8(_ bytes: [UInt8]) -> (Int, Int) {
+        var line = 1
+        var lineStart = 0
+        var index = 0
+        while index < bytes.count {
+            if bytes[index] == 10 { line += 1; lineStart = index + 1 }
+            let end = min(bytes.count, index + 4)
+            var valid = false
+            for length in 1...4 where index + length <= end {
+                if String(validating: bytes[index..<index + length], as: UTF8.self) != nil {
+                    index += length
+                    valid = true
+                    break
+                }
+            }
+            if !valid { return (line, index - lineStart + 1) }
+        }
+        return (line, 1)
+    }
+
+    // MARK: - Documents
+
+    private func read(
+        _ document: YAMLNode, file: String, diagnostics: Diagnostics,
+        targets: inout [String: Target], controllers: inout [String: ControllerConfig],
+        resources: inout [ResourceID: Resource]
+    ) {
+        let top = SpecReader(node: document, field: "", file: file, resource: nil, diagnostics: diagnostics)
+        guard top.entries() != nil else { return }
+        top.allowOnly(["apiVersion", "kind", "metadata", "targets", "spec"])
+        if let version = top.field("apiVersion", required: true)?.string(), version != Self.apiVersion {
+            top.field("apiVersion")?.fail("unsupported apiVersion '\(version)'; expected \(Self.apiVersion)")
+        }
+        guard let kindReader = top.field("kind", required: true), let kind = kindReader.string() else { return }
+        let allKinds = ["Target", "Controller"] + registry.kindNames
+        guard kind == "Target" || kind == "Controller" || registry.kinds[kind] != nil else {
+            kindReader.fail("unknown kind '\(kind)'; known kinds: \(allKinds.joined(separator: ", "))")
+            return
+        }
+        guard let metadata = top.field("metadata", required: true), metadata.entries() != nil else { return }
+        metadata.allowOnly(["name", "labels", "annotations"])
+        guard let nameReader = metadata.field("name", required: true), let name = nameReader.string() else { return }
+        guard Self.isValidName(name) else {
+            nameReader.fail("'\(name)' is not a valid name: use lowercase letters, digits, '-' and '.', at most 253 characters, starting and ending with a letter or digit")
+            return
+        }
+        let id = ResourceID(kind: kind, name: name)
+        let labels = metadata.field("labels")?.stringMap() ?? [:]
+        let annotations = metadata.field("annotations")?.stringMap() ?? [:]
+        let location = SourceLocation(file: file, line: document.line, column: document.column)
+        let spec = SpecReader(node: top.field("spec", required: true)?.node ?? document, field: "spec", file: file,
+                              resource: id.description, diagnostics: diagnostics)
+        guard top.field("spec") != nil else { return }
+        let inControllers = file.hasPrefix("controllers/")
+
+        func duplicate(_ other: SourceLocation) {
+            nameReader.fail("duplicate \(kind) named '\(name)' (also defined at \(other))")
+        }
+
+        switch kind {
+        case "Target":
+            guard inControllers else { kindReader.fail("Target manifests belong under controllers/"); return }
+            if let existing = targets[name] { duplicate(existing.location); return }
+            if top.field("targets") != nil { top.field("targets")?.fail("a Target has no 'targets' field") }
+            if let target = readTarget(spec, name: name, labels: labels, location: location) { targets[name] = target }
+        case "Controller":
+            guard inControllers else { kindReader.fail("Controller manifests belong under controllers/"); return }
+            if let existing = controllers[name] { duplicate(existing.location); return }
+            if let controller = readController(spec, name: name, location: location) { controllers[name] = controller }
+        default:
+            guard !inControllers, file.hasPrefix("desired-state/") else {
+                kindReader.fail("\(kind) resources belong under desired-state/")
+                return
+            }
+            if let existing = resources[id] { duplicate(existing.location); return }
+            var severity = Severity.medium
+            if let text = annotations["severity"] {
+                if let value = Severity(rawValue: text) {
+                    severity = value
+                } else {
+                    metadata.field("annotations")?.field("severity")?.fail(
+                        "expected one of \(Severity.allCases.map(\.rawValue).joined(separator: ", ")), got '\(text)'")
+                }
+            }
+            let selector = top.field("targets").flatMap(readSelector) ?? .all
+            guard let definition = registry.kinds[kind], let parsed = definition.parse(spec) else { return }
+            resources[id] = Resource(id: id, severity: severity, labels: labels, annotations: annotations,
+                                     targets: selector, spec: parsed, location: location)
+        }
+    }
+
+    private func readTarget(_ spec: SpecReader, name: String, labels: [String: String],
+                            location: SourceLocation) -> Target? {
+        guard spec.entries() != nil, let adapterReader = spec.field("adapter", required: true),
+              let adapterName = adapterReader.string() else { return nil }
+        guard let adapter = registry.adapters[adapterName] else {
+            adapterReader.fail("unknown adapter '\(adapterName)'; known adapters: \(registry.adapters.keys.sorted().joined(separator: ", "))")
+            return nil
+        }
+        guard let settings = adapter.parseTarget(spec) else { return nil }
+        return Target(name: name, adapter: adapterName, labels: labels, settings: settings, location: location)
+    }
+
+    private func readController(_ spec: SpecReader, name: String, location: SourceLocation) -> ControllerConfig? {
+        guard spec.entries() != nil else { return nil }
+        spec.allowOnly(["kinds", "targets", "interval", "mode", "maxChangesPerCycle"])
+        var ok = true
+        var kinds: [String] = []
+        if let reader = spec.field("kinds", required: true), let values = reader.strings() {
+            for (index, kind) in values.enumerated() where registry.kinds[kind] == nil {
+                (reader.items()?[index] ?? reader).fail("unknown kind '\(kind)'; known kinds: \(registry.kindNames.joined(separator: ", "))")
+                ok = false
+            }
+            if values.isEmpty { reader.fail("list at least one kind"); ok = false }
+            kinds = values
+        } else { ok = false }
+        var interval = Duration.seconds(300)
+        if let reader = spec.field("interval") {
+            if let text = reader.string(), let seconds = Self.parseDuration(text), (10...86_400).contains(seconds) {
+                interval = .seconds(seconds)
+            } else {
+                reader.fail("expected a duration from 10s to 24h such as 30s, 5m or 1h")
+                ok = false
+            }
+        }
+        var mode = Mode.enforce
+        if let reader = spec.field("mode") {
+            if let text = reader.oneOf(Mode.allCases.map(\.rawValue)), let value = Mode(rawValue: text) { mode = value } else { ok = false }
+        }
+        var maxChanges: Int?
+        if let reader = spec.field("maxChangesPerCycle") {
+            maxChanges = reader.int(in: 0...1_000_000)
+            if maxChanges == nil { ok = false }
+        }
+        let selector = spec.field("targets").flatMap(readSelector) ?? .all
+        guard ok else { return nil }
+        return ControllerConfig(name: name, kinds: kinds, targets: selector, interval: interval, mode: mode,
+                                maxChangesPerCycle: maxChanges, location: location)
+    }
+
+    private func readSelector(_ reader: SpecReader) -> TargetSelector? {
+        guard reader.entries() != nil else { return nil }
+        reader.allowOnly(["names", "selector"])
+        let names = reader.field("names")?.strings()
+        let labels = reader.field("selector")?.stringMap()
+        return TargetSelector(names: names, labels: labels)
+    }
+
+    // MARK: - Binding
+
+    private func bind(
+        targets: [String: Target], controllers: [String: ControllerConfig], resources: [ResourceID: Resource],
+        diagnostics: Diagnostics
+    ) -> [Binding] {
+        var bindings: [Binding] = []
+        var owner: [String: Binding] = [:]  // "target kind/name" -> the binding that handles it
+        var claims: [String: Resource] = [:]  // "target kind subject property" -> resource
+        for controller in controllers.values.sorted(by: { $0.name < $1.name }) {
+            for name in controller.targets.names ?? [] where targets[name] == nil {
+                diagnostics.error(ManifestError("controller \(controller.name) names unknown target '\(name)'",
+                                                at: controller.location, resource: "Controller/\(controller.name)",
+                                                field: "spec.targets.names"))
+            }
+        }
+        for resource in resources.values.sorted(by: { $0.id < $1.id }) {
+            for name in resource.targets.names ?? [] where targets[name] == nil {
+                diagnostics.error(ManifestError("unknown target '\(name)'", at: resource.location,
+                                                resource: resource.id.description, field: "targets.names"))
+            }
+            guard let kind = registry.kinds[resource.id.kind] else { continue }
+            var bound = false
+            for controller in controllers.values.sorted(by: { $0.name < $1.name }) where controller.kinds.contains(kind.name) {
+                for target in targets.values.sorted(by: { $0.name < $1.name })
+                where target.adapter == kind.adapter && controller.targets.matches(target) && resource.targets.matches(target) {
+                    let binding = Binding(controller: controller.name, target: target.name, resource: resource.id)
+                    let key = "\(target.name) \(resource.id)"
+                    if let other = owner[key] {
+                        diagnostics.error(ManifestError(
+                            "controllers \(other.controller) and \(controller.name) both handle \(resource.id) on target \(target.name)",
+                            at: controller.location, resource: "Controller/\(controller.name)", field: "spec.kinds"))
+                        continue
+                    }
+                    owner[key] = binding
+                    for property in resource.spec.properties {
+                        let claim = "\(target.name)\u{0}\(kind.name)\u{0}\(resource.spec.subject)\u{0}\(property.name)"
+                        if let other = claims[claim], other.id != resource.id {
+                            diagnostics.error(ManifestError(
+                                "conflicts with \(other.id) (\(other.location)): both set \(property.name)"
+                                    + (resource.spec.subject.isEmpty ? "" : " of \(resource.spec.subject)")
+                                    + " on target \(target.name)",
+                                at: resource.location, resource: resource.id.description, field: "spec"))
+                        }
+                        claims[claim] = resource
+                    }
+                    bindings.append(binding)
+                    bound = true
+                }
+            }
+            if !bound {
+                diagnostics.warning(ManifestError("no controller and target handle this resource; it is not reconciled",
+                                                  at: resource.location, resource: resource.id.description))
+            }
+        }
+        return bindings.sorted()
+    }
+
+    // MARK: - Helpers
+
+    static func isValidName(_ name: String) -> Bool {
+        guard (1...253).contains(name.utf8.count) else { return false }
+        let bytes = Array(name.utf8)
+        func alnum(_ b: UInt8) -> Bool { (b >= 97 && b <= 122) || (b >= 48 && b <= 57) }
+        guard alnum(bytes.first!), alnum(bytes.last!) else { return false }
+        return bytes.allSatisfy { alnum($0) || $0 == 45 || $0 == 46 }
+    }
+
+    /// Parses `30s`, `5m`, `1h`, `1h30m` into seconds.
+    public static func parseDuration(_ text: String) -> Int? {
+        var total = 0
+        var number = ""
+        for char in text {
+            if char.isASCII, char.isNumber {
+                number.append(char)
+                continue
+            }
+            guard let value = Int(number) else { return nil }
+            switch char {
+            case "s": total += value
+            case "m": total += value * 60
+            case "h": total += value * 3600
+            default: return nil
+            }
+            number = ""
+        }
+        return number.isEmpty && total > 0 ? total : nil
+    }
+}

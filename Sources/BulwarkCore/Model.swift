@@ -1,0 +1,209 @@
+public import struct Foundation.Date
+
+/// How much a drift matters. Ordered: `low < medium < high < critical`.
+public enum Severity: String, Sendable, Codable, CaseIterable, Comparable {
+    case low, medium, high, critical
+
+    public var weight: Int {
+        switch self {
+        case .low: 1
+        case .medium: 2
+        case .high: 3
+        case .critical: 4
+        }
+    }
+
+    public static func < (a: Severity, b: Severity) -> Bool { a.weight < b.weight }
+}
+
+/// What a controller may do about drift.
+public enum Mode: String, Sendable, Codable, CaseIterable {
+    /// Correct drift now.
+    case enforce
+    /// Only report drift.
+    case audit
+}
+
+/// Which targets a controller or resource applies to. Empty means every target.
+public struct TargetSelector: Sendable, Hashable, Codable {
+    public var names: [String]?
+    public var labels: [String: String]?
+
+    public static let all = TargetSelector(names: nil, labels: nil)
+
+    public init(names: [String]? = nil, labels: [String: String]? = nil) {
+        self.names = names
+        self.labels = labels
+    }
+
+    public func matches(_ target: Target) -> Bool {
+        if let names, !names.contains(target.name) { return false }
+        if let labels, !labels.allSatisfy({ target.labels[$0.key] == $0.value }) { return false }
+        return true
+    }
+}
+
+/// A system Bulwark manages: a host tree, a database, a cloud account.
+public struct Target: Sendable, Hashable {
+    public var name: String
+    /// The adapter that reaches it (`host`, ...).
+    public var adapter: String
+    public var labels: [String: String]
+    /// Adapter-specific settings (for `host`: `root`).
+    public var settings: [String: String]
+    public var location: SourceLocation
+
+    public init(name: String, adapter: String, labels: [String: String] = [:], settings: [String: String],
+                location: SourceLocation) {
+        self.name = name
+        self.adapter = adapter
+        self.labels = labels
+        self.settings = settings
+        self.location = location
+    }
+
+    /// The target's `exposure` label weighs a drift's risk: internet-facing drift goes first.
+    public var exposureWeight: Int {
+        switch labels["exposure"] {
+        case "internet": 3
+        case "internal": 1
+        default: 2
+        }
+    }
+}
+
+/// How and where a set of kinds is reconciled.
+public struct ControllerConfig: Sendable, Hashable {
+    public var name: String
+    public var kinds: [String]
+    public var targets: TargetSelector
+    public var interval: Duration
+    public var mode: Mode
+    /// At most this many remediations per cycle; the rest are deferred, riskiest first.
+    public var maxChangesPerCycle: Int?
+    public var location: SourceLocation
+
+    public init(name: String, kinds: [String], targets: TargetSelector = .all, interval: Duration = .seconds(300),
+                mode: Mode = .enforce, maxChangesPerCycle: Int? = nil, location: SourceLocation) {
+        self.name = name
+        self.kinds = kinds
+        self.targets = targets
+        self.interval = interval
+        self.mode = mode
+        self.maxChangesPerCycle = maxChangesPerCycle
+        self.location = location
+    }
+}
+
+/// `Kind/name`, the identity of a desired-state resource.
+public struct ResourceID: Sendable, Hashable, Comparable, Codable, CustomStringConvertible {
+    public var kind: String
+    public var name: String
+    public init(kind: String, name: String) {
+        self.kind = kind
+        self.name = name
+    }
+    public var description: String { "\(kind)/\(name)" }
+    public static func < (a: ResourceID, b: ResourceID) -> Bool { (a.kind, a.name) < (b.kind, b.name) }
+}
+
+/// One property a resource wants, in canonical form (what the adapter compares).
+public struct DesiredProperty: Sendable, Hashable {
+    public var name: String
+    public var value: String
+    /// Never written to logs or audit records.
+    public var sensitive: Bool
+
+    public init(_ name: String, _ value: String, sensitive: Bool = false) {
+        self.name = name
+        self.value = value
+        self.sensitive = sensitive
+    }
+}
+
+/// What a kind's parser makes of a resource's `spec`.
+public struct ResourceSpec: Sendable, Hashable {
+    /// What the properties belong to on a target (a path, an account); two resources that
+    /// claim the same property of the same subject on one target conflict.
+    public var subject: String
+    public var properties: [DesiredProperty]
+
+    public init(subject: String = "", properties: [DesiredProperty]) {
+        self.subject = subject
+        self.properties = properties
+    }
+}
+
+/// A validated desired-state resource.
+public struct Resource: Sendable, Hashable {
+    public var id: ResourceID
+    public var severity: Severity
+    public var labels: [String: String]
+    public var annotations: [String: String]
+    public var targets: TargetSelector
+    public var spec: ResourceSpec
+    public var location: SourceLocation
+
+    public init(id: ResourceID, severity: Severity = .medium, labels: [String: String] = [:],
+                annotations: [String: String] = [:], targets: TargetSelector = .all, spec: ResourceSpec,
+                location: SourceLocation) {
+        self.id = id
+        self.severity = severity
+        self.labels = labels
+        self.annotations = annotations
+        self.targets = targets
+        self.spec = spec
+        self.location = location
+    }
+}
+
+/// One resource on one target under one controller: the unit that is observed and fixed.
+public struct Binding: Sendable, Hashable, Comparable, CustomStringConvertible {
+    public var controller: String
+    public var target: String
+    public var resource: ResourceID
+
+    public init(controller: String, target: String, resource: ResourceID) {
+        self.controller = controller
+        self.target = target
+        self.resource = resource
+    }
+
+    public var description: String { "\(target) \(resource)" }
+    public static func < (a: Binding, b: Binding) -> Bool {
+        (a.target, a.resource.kind, a.resource.name) < (b.target, b.resource.kind, b.resource.name)
+    }
+}
+
+/// What an adapter saw of a resource's properties on a target.
+public struct Observation: Sendable, Hashable {
+    /// Property name to observed value; `nil` means unset. Properties the adapter left out do
+    /// not apply on this target (an account that does not exist has no shell to fix).
+    public var values: [String: String?]
+    public var observedAt: Date
+    /// Why some properties do not apply, for the plan's text.
+    public var notes: [String]
+
+    public init(values: [String: String?], observedAt: Date = Date(), notes: [String] = []) {
+        self.values = values
+        self.observedAt = observedAt
+        self.notes = notes
+    }
+}
+
+/// An adapter's way to observe and correct the resources of one kind.
+public protocol ResourceDriver: Sendable {
+    /// Reads the resource's properties on the target. Must not change anything.
+    func observe(_ resource: Resource, on target: Target) async throws -> Observation
+    /// Corrects `changes` (drifted properties only), atomically where the system allows, and
+    /// idempotently: applying what is already true changes nothing.
+    func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws
+}
+
+/// Thrown by a driver when the desired state cannot be acted on safely on a target (a path
+/// that escapes the target's root through a symlink): the whole revision is refused.
+public struct UnsafeDesiredState: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}

@@ -1,0 +1,201 @@
+public import struct Foundation.Date
+
+/// Where audit records go: in practice the audit branch of the policy repository.
+public protocol AuditSink: Sendable {
+    /// Whether a record with this id was committed before (decisions other than `applied`
+    /// carry stable ids and are recorded once).
+    func contains(recordID: String) async throws -> Bool
+    /// Commits the record; returns the commit id.
+    func write(_ record: AuditRecord) async throws -> String
+}
+
+/// What a pass observed: values per binding, failures per binding, and anything that makes the
+/// revision unsafe to act on at all.
+public struct ObservationSet: Sendable {
+    public var observations: [Binding: Observation] = [:]
+    public var failures: [ObservationFailure] = []
+    public var unsafe: [ManifestError] = []
+}
+
+/// One remediation carried out (or recorded) in a pass.
+public struct CycleEntry: Sendable {
+    public var remediation: PlannedRemediation
+    public var record: AuditRecord
+    /// The audit commit, or nil when the decision had been recorded before.
+    public var commit: String?
+    public var alreadyRecorded: Bool
+}
+
+public struct CycleOutcome: Sendable {
+    public var entries: [CycleEntry] = []
+    /// Records that could not be committed (the fix itself may have happened).
+    public var auditFailures: [String] = []
+
+    public var failed: [CycleEntry] { entries.filter { $0.record.result == .failed } }
+    public var verified: [CycleEntry] { entries.filter { $0.record.result == .verified } }
+}
+
+/// Runs a cycle's steps through the drivers the registry provides: observe, plan (pure),
+/// apply, verify by observing again, and record.
+public struct Reconciler: Sendable {
+    public let registry: Registry
+    public let clock: @Sendable () -> Date
+    /// How many resources are observed at once.
+    public var concurrency: Int
+
+    public init(registry: Registry, concurrency: Int = 8, clock: @escaping @Sendable () -> Date = { Date() }) {
+        self.registry = registry
+        self.clock = clock
+        self.concurrency = max(1, concurrency)
+    }
+
+    /// Observes every binding. Never throws: failures are per binding.
+    public func observe(_ state: DesiredState) async -> ObservationSet {
+        var result = ObservationSet()
+        await withTaskGroup(of: (Binding, Swift.Result<Observation, any Error>).self) { group in
+            var pending = state.bindings[...]
+            func startNext() {
+                guard let binding = pending.popFirst() else { return }
+                group.addTask { (binding, await self.observe(binding, in: state)) }
+            }
+            for _ in 0..<concurrency { startNext() }
+            while let (binding, outcome) = await group.next() {
+                switch outcome {
+                case .success(let observation):
+                    result.observations[binding] = observation
+                case .failure(let error as UnsafeDesiredState):
+                    let location = state.resources[binding.resource]?.location ?? SourceLocation(file: "?", line: 0)
+                    result.unsafe.append(ManifestError("on target \(binding.target): \(error.message)", at: location,
+                                                       resource: binding.resource.description))
+                case .failure(let error):
+                    result.failures.append(ObservationFailure(binding: binding, message: "\(error)"))
+                }
+                startNext()
+            }
+        }
+        return result
+    }
+
+    private func observe(_ binding: Binding, in state: DesiredState) async -> Swift.Result<Observation, any Error> {
+        guard let resource = state.resources[binding.resource], let target = state.targets[binding.target],
+              let kind = registry.kinds[binding.resource.kind] else {
+            return .failure(UnsafeDesiredState("binding \(binding) refers to nothing"))
+        }
+        do {
+            var observation = try await kind.driver.observe(resource, on: target)
+            observation.observedAt = clock()
+            return .success(observation)
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    /// Observes and plans; a revision that turns out unsafe on a target is refused whole.
+    public func plan(_ state: DesiredState) async throws(ValidationFailure) -> Plan {
+        let observed = await observe(state)
+        guard observed.unsafe.isEmpty else { throw ValidationFailure(errors: observed.unsafe) }
+        return Planner.plan(state, observations: observed.observations, failures: observed.failures)
+    }
+
+    /// Carries out a plan, riskiest first: applies what was decided `applied`, verifies each fix
+    /// by observing again, and records every decision (others only once) through `audit`.
+    public func apply(
+        _ plan: Plan, state: DesiredState, audit: some AuditSink,
+        onEntry: @Sendable (CycleEntry) -> Void = { _ in }
+    ) async -> CycleOutcome {
+        var outcome = CycleOutcome()
+        for remediation in plan.remediations {
+            var record = makeRecord(remediation, state: state)
+            if remediation.decision == .applied {
+                await carryOut(remediation, state: state, into: &record)
+            } else {
+                do {
+                    if try await audit.contains(recordID: record.id) {
+                        let entry = CycleEntry(remediation: remediation, record: record, commit: nil, alreadyRecorded: true)
+                        outcome.entries.append(entry)
+                        onEntry(entry)
+                        continue
+                    }
+                } catch {
+                    outcome.auditFailures.append("\(record.resource) on \(record.target): \(error)")
+                }
+            }
+            var entry = CycleEntry(remediation: remediation, record: record, commit: nil, alreadyRecorded: false)
+            do {
+                entry.commit = try await audit.write(record)
+            } catch {
+                outcome.auditFailures.append("\(record.resource) on \(record.target): \(error)")
+            }
+            outcome.entries.append(entry)
+            onEntry(entry)
+        }
+        return outcome
+    }
+
+    private func carryOut(_ remediation: PlannedRemediation, state: DesiredState, into record: inout AuditRecord) async {
+        guard let resource = state.resources[remediation.binding.resource],
+              let target = state.targets[remediation.binding.target],
+              let kind = registry.kinds[resource.id.kind] else {
+            record.result = .failed
+            record.error = "binding refers to nothing"
+            return
+        }
+        do {
+            try await kind.driver.apply(remediation.changes, to: resource, on: target)
+            record.appliedAt = Timestamp.format(clock())
+        } catch {
+            record.appliedAt = Timestamp.format(clock())
+            record.result = .failed
+            record.error = "apply failed: \(error)"
+            return
+        }
+        do {
+            let after = try await kind.driver.observe(resource, on: target)
+            let now = clock()
+            var stillWrong: [String] = []
+            for index in record.changes.indices {
+                let change = remediation.changes[index]
+                let observed = after.values[change.property] ?? nil
+                record.changes[index].observedAfter = change.sensitive ? (observed == nil ? nil : "[redacted]") : observed
+                if observed != change.desired {
+                    stillWrong.append("\(change.property) is \(change.sensitive ? "[redacted]" : observed ?? "(unset)")")
+                }
+            }
+            if stillWrong.isEmpty {
+                record.result = .verified
+                record.verifiedAt = Timestamp.format(now)
+            } else {
+                record.result = .failed
+                record.error = "fix did not hold: " + stillWrong.joined(separator: ", ")
+            }
+        } catch {
+            record.result = .failed
+            record.error = "verification failed: \(error)"
+        }
+    }
+
+    private func makeRecord(_ remediation: PlannedRemediation, state: DesiredState) -> AuditRecord {
+        let binding = remediation.binding
+        let id: String
+        if remediation.decision == .applied {
+            id = AuditID.ulid(at: clock())
+        } else {
+            // The same drift with the same decision and reason is recorded once.
+            let drift = remediation.changes.map { "\($0.property)=\($0.observed ?? "\u{0}")>\($0.desired)" }
+            id = AuditID.stable([binding.controller, binding.target, binding.resource.description,
+                                 remediation.decision.rawValue, remediation.reason ?? ""].joined(separator: "\u{1}")
+                                + drift.joined(separator: "\u{1}"))
+        }
+        return AuditRecord(
+            id: id, controller: binding.controller, target: binding.target, resource: binding.resource.description,
+            kind: binding.resource.kind, name: binding.resource.name, severity: remediation.severity,
+            risk: remediation.risk, mode: remediation.mode, decision: remediation.decision, result: nil,
+            reason: remediation.reason,
+            changes: remediation.changes.map {
+                .init(property: $0.property, desired: $0.shownDesired,
+                      observedBefore: $0.sensitive ? "[redacted]" : $0.observed, observedAfter: nil)
+            },
+            detectedAt: Timestamp.format(remediation.detectedAt), appliedAt: nil, verifiedAt: nil,
+            desiredCommit: state.revision, approver: nil, error: nil)
+    }
+}

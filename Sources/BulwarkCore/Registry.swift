@@ -1,0 +1,52 @@
+/// A resource kind an adapter provides: how to read its spec and how to reconcile it.
+public struct KindDefinition: Sendable {
+    public var name: String
+    public var adapter: String
+    public var summary: String
+    /// Reads `spec`; returns nil after recording errors through the reader.
+    public var parse: @Sendable (SpecReader) -> ResourceSpec?
+    public var driver: any ResourceDriver
+
+    public init(name: String, adapter: String, summary: String,
+                parse: @escaping @Sendable (SpecReader) -> ResourceSpec?, driver: any ResourceDriver) {
+        self.name = name
+        self.adapter = adapter
+        self.summary = summary
+        self.parse = parse
+        self.driver = driver
+    }
+}
+
+/// An adapter: the settings its targets take and the kinds it reconciles.
+public struct AdapterDefinition: Sendable {
+    public var name: String
+    /// Reads a `Target`'s `spec` (without `adapter`); returns nil after recording errors.
+    public var parseTarget: @Sendable (SpecReader) -> [String: String]?
+    public var kinds: [KindDefinition]
+
+    public init(name: String, parseTarget: @escaping @Sendable (SpecReader) -> [String: String]?,
+                kinds: [KindDefinition]) {
+        self.name = name
+        self.parseTarget = parseTarget
+        self.kinds = kinds
+    }
+}
+
+/// Every adapter and kind this build of Bulwark knows.
+public struct Registry: Sendable {
+    public let adapters: [String: AdapterDefinition]
+    public let kinds: [String: KindDefinition]
+
+    public init(_ adapters: [AdapterDefinition]) {
+        var byName: [String: AdapterDefinition] = [:]
+        var kinds: [String: KindDefinition] = [:]
+        for adapter in adapters {
+            byName[adapter.name] = adapter
+            for kind in adapter.kinds { kinds[kind.name] = kind }
+        }
+        self.adapters = byName
+        self.kinds = kinds
+    }
+
+    public var kindNames: [String] { kinds.keys.sorted() }
+}

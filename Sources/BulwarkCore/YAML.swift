@@ -1,0 +1,242 @@
+internal import CLibYAML
+
+/// A YAML node with the place it was written, composed by Bulwark over libyaml's events.
+///
+/// Bulwark composes YAML itself rather than through a general YAML library so that it can
+/// bound what an untrusted document costs: nesting depth, node count *after* alias expansion
+/// (a "billion laughs" document is refused, not expanded), scalar keys only, no duplicate keys.
+public struct YAMLNode: Sendable, Hashable {
+    public enum Value: Sendable, Hashable {
+        case scalar(String)
+        case mapping([YAMLPair])
+        case sequence([YAMLNode])
+    }
+
+    public var value: Value
+    /// 1-based line and column where the node starts.
+    public var line: Int
+    public var column: Int
+    /// Whether a scalar was written without quotes (so `null`, `~` and `` mean nothing).
+    public var isPlain: Bool
+
+    public var isNull: Bool {
+        if case .scalar(let s) = value, isPlain { return s.isEmpty || s == "~" || s == "null" || s == "Null" || s == "NULL" }
+        return false
+    }
+
+    public var typeName: String {
+        switch value {
+        case .scalar: isNull ? "null" : "a scalar"
+        case .mapping: "a mapping"
+        case .sequence: "a list"
+        }
+    }
+}
+
+public struct YAMLPair: Sendable, Hashable {
+    public var key: String
+    public var keyNode: YAMLNode
+    public var value: YAMLNode
+}
+
+/// A YAML document that could not be composed.
+public struct YAMLError: Error, Sendable, Hashable {
+    public var line: Int
+    public var column: Int
+    public var message: String
+}
+
+/// Limits that keep a hostile document from costing more than a normal one.
+public struct YAMLLimits: Sendable {
+    /// Nodes per document, counting every alias as the nodes it stands for.
+    public var maxNodes = 100_000
+    public var maxDepth = 64
+    public var maxDocuments = 1_000
+    public init() {}
+}
+
+public enum YAML {
+    /// Composes every document of a UTF-8 YAML stream. Empty documents are returned as nil.
+    public static func compose(_ bytes: [UInt8], limits: YAMLLimits = .init()) throws(YAMLError) -> [YAMLNode?] {
+        let parser = UnsafeMutablePointer<yaml_parser_t>.allocate(capacity: 1)
+        defer { parser.deallocate() }
+        guard yaml_parser_initialize(parser) == 1 else {
+            throw YAMLError(line: 1, column: 1, message: "could not initialise the YAML parser")
+        }
+        defer { yaml_parser_delete(parser) }
+        let storage = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: max(bytes.count, 1))
+        defer { storage.deallocate() }
+        _ = storage.initialize(from: bytes)
+        yaml_parser_set_input_string(parser, storage.baseAddress, bytes.count)
+        yaml_parser_set_encoding(parser, YAML_UTF8_ENCODING)
+        var composer = Composer(parser: parser, limits: limits)
+        return try composer.documents()
+    }
+}
+
+private enum Event {
+    case streamStart, streamEnd, documentStart, documentEnd
+    case alias(anchor: String, line: Int, column: Int)
+    case scalar(value: String, anchor: String?, plain: Bool, line: Int, column: Int)
+    case sequenceStart(anchor: String?, line: Int, column: Int)
+    case sequenceEnd
+    case mappingStart(anchor: String?, line: Int, column: Int)
+    case mappingEnd
+}
+
+private struct Composer {
+    let parser: UnsafeMutablePointer<yaml_parser_t>
+    let limits: YAMLLimits
+    var anchors: [String: (node: YAMLNode, size: Int)] = [:]
+    var nodes = 0
+
+    init(parser: UnsafeMutablePointer<yaml_parser_t>, limits: YAMLLimits) {
+        self.parser = parser
+        self.limits = limits
+    }
+
+    mutating func documents() throws(YAMLError) -> [YAMLNode?] {
+        guard case .streamStart = try next() else { throw YAMLError(line: 1, column: 1, message: "expected a YAML stream") }
+        var result: [YAMLNode?] = []
+        while true {
+            switch try next() {
+            case .streamEnd:
+                return result
+            case .documentStart:
+                guard result.count < limits.maxDocuments else {
+                    throw YAMLError(line: 1, column: 1, message: "more than \(limits.maxDocuments) documents in one file")
+                }
+                anchors = [:]
+                nodes = 0
+                let event = try next()
+                if case .documentEnd = event { result.append(nil); continue }
+                let (root, _) = try node(from: event, depth: 0)
+                guard case .documentEnd = try next() else {
+                    throw YAMLError(line: root.line, column: root.column, message: "expected the end of the document")
+                }
+                result.append(root)
+            default:
+                throw YAMLError(line: 1, column: 1, message: "unexpected YAML event")
+            }
+        }
+    }
+
+    /// Composes one node; returns it with its expanded size.
+    mutating func node(from event: Event, depth: Int) throws(YAMLError) -> (YAMLNode, Int) {
+        switch event {
+        case let .alias(anchor, line, column):
+            guard let target = anchors[anchor] else {
+                throw YAMLError(line: line, column: column, message: "alias *\(anchor) refers to no anchor")
+            }
+            try count(target.size, line: line, column: column)
+            var node = target.node
+            node.line = line
+            node.column = column
+            return (node, target.size)
+        case let .scalar(value, anchor, plain, line, column):
+            try count(1, line: line, column: column)
+            let node = YAMLNode(value: .scalar(value), line: line, column: column, isPlain: plain)
+            if let anchor { anchors[anchor] = (node, 1) }
+            return (node, 1)
+        case let .sequenceStart(anchor, line, column):
+            try checkDepth(depth, line: line, column: column)
+            try count(1, line: line, column: column)
+            var items: [YAMLNode] = []
+            var size = 1
+            while true {
+                let next = try next()
+                if case .sequenceEnd = next { break }
+                let (child, childSize) = try node(from: next, depth: depth + 1)
+                items.append(child)
+                size += childSize
+            }
+            let node = YAMLNode(value: .sequence(items), line: line, column: column, isPlain: false)
+            if let anchor { anchors[anchor] = (node, size) }
+            return (node, size)
+        case let .mappingStart(anchor, line, column):
+            try checkDepth(depth, line: line, column: column)
+            try count(1, line: line, column: column)
+            var pairs: [YAMLPair] = []
+            var seen: [String: Int] = [:]
+            var size = 1
+            while true {
+                let keyEvent = try next()
+                if case .mappingEnd = keyEvent { break }
+                let (keyNode, keySize) = try node(from: keyEvent, depth: depth + 1)
+                guard case .scalar(let key) = keyNode.value else {
+                    throw YAMLError(line: keyNode.line, column: keyNode.column, message: "mapping keys must be plain strings")
+                }
+                if key == "<<" && keyNode.isPlain {
+                    throw YAMLError(line: keyNode.line, column: keyNode.column, message: "merge keys (<<) are not supported")
+                }
+                if let first = seen[key] {
+                    throw YAMLError(line: keyNode.line, column: keyNode.column,
+                                    message: "duplicate key '\(key)' (first at line \(first))")
+                }
+                seen[key] = keyNode.line
+                let (value, valueSize) = try node(from: try next(), depth: depth + 1)
+                pairs.append(YAMLPair(key: key, keyNode: keyNode, value: value))
+                size += keySize + valueSize
+            }
+            let node = YAMLNode(value: .mapping(pairs), line: line, column: column, isPlain: false)
+            if let anchor { anchors[anchor] = (node, size) }
+            return (node, size)
+        default:
+            throw YAMLError(line: 1, column: 1, message: "unexpected YAML event")
+        }
+    }
+
+    mutating func count(_ n: Int, line: Int, column: Int) throws(YAMLError) {
+        nodes += n
+        if nodes > limits.maxNodes {
+            throw YAMLError(line: line, column: column,
+                            message: "document expands to more than \(limits.maxNodes) nodes (alias expansion bomb?)")
+        }
+    }
+
+    func checkDepth(_ depth: Int, line: Int, column: Int) throws(YAMLError) {
+        if depth >= limits.maxDepth {
+            throw YAMLError(line: line, column: column, message: "nested deeper than \(limits.maxDepth) levels")
+        }
+    }
+
+    mutating func next() throws(YAMLError) -> Event {
+        var event = yaml_event_t()
+        guard yaml_parser_parse(parser, &event) == 1 else {
+            let p = parser.pointee
+            let problem = p.problem.map { String(cString: $0) } ?? "invalid YAML"
+            let context = p.context.map { String(cString: $0) + ": " } ?? ""
+            throw YAMLError(line: Int(p.problem_mark.line) + 1, column: Int(p.problem_mark.column) + 1,
+                            message: context + problem)
+        }
+        defer { yaml_event_delete(&event) }
+        let line = Int(event.start_mark.line) + 1
+        let column = Int(event.start_mark.column) + 1
+        func text(_ pointer: UnsafeMutablePointer<yaml_char_t>?) -> String? {
+            pointer.map { String(cString: UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self)) }
+        }
+        switch event.type {
+        case YAML_STREAM_START_EVENT: return .streamStart
+        case YAML_STREAM_END_EVENT: return .streamEnd
+        case YAML_DOCUMENT_START_EVENT: return .documentStart
+        case YAML_DOCUMENT_END_EVENT: return .documentEnd
+        case YAML_ALIAS_EVENT:
+            return .alias(anchor: text(event.data.alias.anchor) ?? "", line: line, column: column)
+        case YAML_SCALAR_EVENT:
+            let s = event.data.scalar
+            let value = s.value.map {
+                String(decoding: UnsafeBufferPointer(start: $0, count: s.length), as: UTF8.self)
+            } ?? ""
+            return .scalar(value: value, anchor: text(s.anchor), plain: s.style == YAML_PLAIN_SCALAR_STYLE,
+                           line: line, column: column)
+        case YAML_SEQUENCE_START_EVENT:
+            return .sequenceStart(anchor: text(event.data.sequence_start.anchor), line: line, column: column)
+        case YAML_SEQUENCE_END_EVENT: return .sequenceEnd
+        case YAML_MAPPING_START_EVENT:
+            return .mappingStart(anchor: text(event.data.mapping_start.anchor), line: line, column: column)
+        case YAML_MAPPING_END_EVENT: return .mappingEnd
+        default:
+            throw YAMLError(line: line, column: column, message: "unexpected YAML event")
+        }
+    }
+}

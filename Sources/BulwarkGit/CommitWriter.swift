@@ -1,0 +1,129 @@
+internal import CLibGit2
+
+extension Repository {
+    /// Writes a commit whose tree is the parent's tree with `files` added or replaced, without
+    /// touching any working tree or reference. `files` maps repository paths to contents.
+    public func writeCommit(
+        adding files: [String: [UInt8]], parent: ObjectID?, message: String,
+        author: Signature, committer: Signature? = nil
+    ) throws(GitError) -> ObjectID {
+        var blobs: [String: git_oid] = [:]
+        for (path, bytes) in files {
+            try validate(path: path)
+            var oid = git_oid()
+            let code = bytes.withUnsafeBytes { raw in
+                git_blob_create_from_buffer(&oid, pointer, raw.baseAddress, raw.count)
+            }
+            try check(code, "git_blob_create_from_buffer(\(path))")
+            blobs[path] = oid
+        }
+        return try writeCommit(blobs: blobs, parent: parent, message: message, author: author, committer: committer ?? author)
+    }
+
+    /// Re-creates `commit` on top of `newParent`: the same added or changed files, message and
+    /// author, so unique audit paths never conflict. Returns the new commit's id.
+    public func replay(_ commit: ObjectID, onto newParent: ObjectID) throws(GitError) -> ObjectID {
+        let original = try lookupCommit(commit)
+        defer { git_commit_free(original) }
+        var parentTree: OpaquePointer?
+        if git_commit_parentcount(original) > 0 {
+            var parent: OpaquePointer?
+            try check(git_commit_parent(&parent, original, 0), "git_commit_parent")
+            defer { git_commit_free(parent) }
+            try check(git_commit_tree(&parentTree, parent), "git_commit_tree")
+        }
+        defer { if let parentTree { git_tree_free(parentTree) } }
+        var tree: OpaquePointer?
+        try check(git_commit_tree(&tree, original), "git_commit_tree")
+        defer { git_tree_free(tree) }
+        var diff: OpaquePointer?
+        try check(git_diff_tree_to_tree(&diff, pointer, parentTree, tree, nil), "git_diff_tree_to_tree")
+        defer { git_diff_free(diff) }
+        var blobs: [String: git_oid] = [:]
+        for index in 0..<git_diff_num_deltas(diff) {
+            guard let delta = git_diff_get_delta(diff, index) else { continue }
+            guard delta.pointee.status == GIT_DELTA_ADDED || delta.pointee.status == GIT_DELTA_MODIFIED else {
+                throw GitError(function: "replay", code: -1,
+                               message: "commit \(commit.short) deletes or renames files; only additions can be replayed")
+            }
+            blobs[String(cString: delta.pointee.new_file.path)] = delta.pointee.new_file.id
+        }
+        let message = String(cString: git_commit_message(original))
+        let author = Signature(git_commit_author(original))
+        let committer = Signature(git_commit_committer(original))
+        return try writeCommit(blobs: blobs, parent: newParent, message: message, author: author, committer: committer)
+    }
+
+    private func writeCommit(
+        blobs: [String: git_oid], parent: ObjectID?, message: String, author: Signature, committer: Signature
+    ) throws(GitError) -> ObjectID {
+        var parentCommit: OpaquePointer?
+        var baseTree: OpaquePointer?
+        if let parent {
+            parentCommit = try lookupCommit(parent)
+            try check(git_commit_tree(&baseTree, parentCommit), "git_commit_tree")
+        }
+        defer {
+            if let baseTree { git_tree_free(baseTree) }
+            if let parentCommit { git_commit_free(parentCommit) }
+        }
+        let entries = blobs.map { (components: $0.key.split(separator: "/").map(String.init), oid: $0.value) }
+        var treeID = try buildTree(base: baseTree, entries: entries[...])
+        var lookedUp: OpaquePointer?
+        try check(git_tree_lookup(&lookedUp, pointer, &treeID), "git_tree_lookup")
+        defer { git_tree_free(lookedUp) }
+        var commitID = git_oid()
+        try author.withPointer { (a) throws(GitError) in
+            try committer.withPointer { (c) throws(GitError) in
+                var parents: [OpaquePointer?] = parentCommit.map { [$0] } ?? []
+                let code = parents.withUnsafeMutableBufferPointer { buffer in
+                    git_commit_create(&commitID, pointer, nil, a, c, "UTF-8", message, lookedUp,
+                                      buffer.count, buffer.baseAddress)
+                }
+                try check(code, "git_commit_create")
+            }
+        }
+        return ObjectID(commitID)
+    }
+
+    /// Writes a tree: `base` (may be nil) with `entries` inserted, creating sub-trees on the way.
+    private func buildTree(
+        base: OpaquePointer?, entries: ArraySlice<(components: [String], oid: git_oid)>
+    ) throws(GitError) -> git_oid {
+        var builder: OpaquePointer?
+        try check(git_treebuilder_new(&builder, pointer, base), "git_treebuilder_new")
+        defer { git_treebuilder_free(builder) }
+
+        var nested: [String: [(components: [String], oid: git_oid)]] = [:]
+        for entry in entries {
+            if entry.components.count == 1 {
+                var oid = entry.oid
+                try check(git_treebuilder_insert(nil, builder, entry.components[0], &oid, GIT_FILEMODE_BLOB),
+                          "git_treebuilder_insert(\(entry.components[0]))")
+            } else {
+                nested[entry.components[0], default: []].append((Array(entry.components.dropFirst()), entry.oid))
+            }
+        }
+        for (name, children) in nested.sorted(by: { $0.key < $1.key }) {
+            var subtree: OpaquePointer?
+            if let existing = git_treebuilder_get(builder, name), git_tree_entry_filemode(existing) == GIT_FILEMODE_TREE {
+                var existingID = git_tree_entry_id(existing).pointee
+                try check(git_tree_lookup(&subtree, pointer, &existingID), "git_tree_lookup(\(name))")
+            }
+            defer { if let subtree { git_tree_free(subtree) } }
+            var childID = try buildTree(base: subtree, entries: children[...])
+            try check(git_treebuilder_insert(nil, builder, name, &childID, GIT_FILEMODE_TREE),
+                      "git_treebuilder_insert(\(name))")
+        }
+        var treeID = git_oid()
+        try check(git_treebuilder_write(&treeID, builder), "git_treebuilder_write")
+        return treeID
+    }
+
+    private func validate(path: String) throws(GitError) {
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false)
+        guard !path.isEmpty, !parts.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." || $0 == ".git" }) else {
+            throw GitError(function: "writeCommit", code: -1, message: "invalid path in commit: \(path)")
+        }
+    }
+}

@@ -1,0 +1,96 @@
+internal import CLibGit2
+
+/// One file read from a commit's tree, straight from the object database.
+public struct GitFile: Sendable, Hashable {
+    public enum Kind: Sendable, Hashable {
+        case regular
+        case executable
+        case symlink
+        case submodule
+    }
+
+    /// Path from the repository's top, with `/` separators.
+    public let path: String
+    public let kind: Kind
+    /// The blob's id: equal ids mean equal content, so parsed results can be cached by it.
+    public let blob: ObjectID
+    public let size: Int
+    /// The content, or nil when the blob is larger than the limit the caller gave (or not a blob).
+    public let contents: [UInt8]?
+}
+
+extension Repository {
+    /// Every file below `folders` in the tree of `commit`, read from the object database (no
+    /// checkout). Blobs over `maxSize` bytes are listed with `contents == nil` and not read.
+    public func files(at commit: ObjectID, under folders: [String], maxSize: Int) throws(GitError) -> [GitFile] {
+        let root = try tree(ofCommit: commit)
+        defer { git_tree_free(root) }
+        var result: [GitFile] = []
+        for folder in folders {
+            var entry: OpaquePointer?
+            let code = git_tree_entry_bypath(&entry, root, folder)
+            if code == GIT_ENOTFOUND.rawValue { continue }
+            try check(code, "git_tree_entry_bypath(\(folder))")
+            guard let entry else { continue }
+            defer { git_tree_entry_free(entry) }
+            try collect(entry: entry, path: folder, maxSize: maxSize, into: &result)
+        }
+        return result.sorted { $0.path < $1.path }
+    }
+
+    private func collect(entry: OpaquePointer, path: String, maxSize: Int, into result: inout [GitFile]) throws(GitError) {
+        var oid = git_tree_entry_id(entry).pointee
+        let mode = git_tree_entry_filemode(entry)
+        switch mode {
+        case GIT_FILEMODE_TREE:
+            var subtree: OpaquePointer?
+            try check(git_tree_lookup(&subtree, pointer, &oid), "git_tree_lookup(\(path))")
+            guard let subtree else { return }
+            defer { git_tree_free(subtree) }
+            for index in 0..<git_tree_entrycount(subtree) {
+                guard let child = git_tree_entry_byindex(subtree, index) else { continue }
+                let name = String(cString: git_tree_entry_name(child))
+                try collect(entry: child, path: path + "/" + name, maxSize: maxSize, into: &result)
+            }
+        case GIT_FILEMODE_COMMIT:
+            result.append(GitFile(path: path, kind: .submodule, blob: ObjectID(oid), size: 0, contents: nil))
+        default:
+            var blob: OpaquePointer?
+            try check(git_blob_lookup(&blob, pointer, &oid), "git_blob_lookup(\(path))")
+            guard let blob else { return }
+            defer { git_blob_free(blob) }
+            let size = Int(git_blob_rawsize(blob))
+            var contents: [UInt8]?
+            if size <= maxSize, mode != GIT_FILEMODE_LINK {
+                let raw = git_blob_rawcontent(blob)
+                contents = raw.map { Array(UnsafeRawBufferPointer(start: $0, count: size)) } ?? []
+            }
+            let kind: GitFile.Kind = switch mode {
+            case GIT_FILEMODE_LINK: .symlink
+            case GIT_FILEMODE_BLOB_EXECUTABLE: .executable
+            default: .regular
+            }
+            result.append(GitFile(path: path, kind: kind, blob: ObjectID(oid), size: size, contents: contents))
+        }
+    }
+
+    /// The paths that differ between two commits (added, modified, deleted, renamed), sorted.
+    /// `from == nil` compares against the empty tree.
+    public func changedPaths(from old: ObjectID?, to new: ObjectID) throws(GitError) -> [String] {
+        let newTree = try tree(ofCommit: new)
+        defer { git_tree_free(newTree) }
+        var oldTree: OpaquePointer?
+        if let old { oldTree = try tree(ofCommit: old) }
+        defer { if let oldTree { git_tree_free(oldTree) } }
+        var diff: OpaquePointer?
+        try check(git_diff_tree_to_tree(&diff, pointer, oldTree, newTree, nil), "git_diff_tree_to_tree")
+        defer { git_diff_free(diff) }
+        var paths = Set<String>()
+        for index in 0..<git_diff_num_deltas(diff) {
+            guard let delta = git_diff_get_delta(diff, index) else { continue }
+            if let p = delta.pointee.old_file.path { paths.insert(String(cString: p)) }
+            if let p = delta.pointee.new_file.path { paths.insert(String(cString: p)) }
+        }
+        return paths.sorted()
+    }
+}

@@ -1,0 +1,45 @@
+internal import CLibGit2
+
+/// An error reported by libgit2, naming the libgit2 function that failed.
+public struct GitError: Error, Sendable, CustomStringConvertible {
+    /// The libgit2 function (or Bulwark operation) that failed.
+    public let function: String
+    /// libgit2's return code (`git_error_code`).
+    public let code: Int32
+    /// libgit2's error class (`git_error_t`), 0 when libgit2 set none.
+    public let errorClass: Int32
+    public let message: String
+
+    init(function: String, code: Int32, errorClass: Int32 = 0, message: String) {
+        self.function = function
+        self.code = code
+        self.errorClass = errorClass
+        self.message = message
+    }
+
+    public var description: String { "\(function): \(message)" }
+
+    /// The object or reference does not exist.
+    public var isNotFound: Bool { code == GIT_ENOTFOUND.rawValue }
+    /// The remote refused an update that is not a fast-forward.
+    public var isNonFastForward: Bool { code == GIT_ENONFASTFORWARD.rawValue }
+    /// A reference changed under us (compare-and-swap lost).
+    public var isModified: Bool { code == GIT_EMODIFIED.rawValue }
+    /// The remote could not be reached or talked to.
+    public var isNetwork: Bool {
+        [GIT_ERROR_NET, GIT_ERROR_SSH, GIT_ERROR_HTTP, GIT_ERROR_SSL, GIT_ERROR_OS]
+            .map { Int32($0.rawValue) }.contains(errorClass)
+    }
+}
+
+/// Checks a libgit2 return code at once: a negative code becomes a `GitError` carrying
+/// `git_error_last()` (which Debian's libgit2 1.5 may leave NULL).
+@discardableResult
+func check(_ code: Int32, _ function: String = #function) throws(GitError) -> Int32 {
+    guard code < 0 else { return code }
+    if let last = git_error_last(), let text = last.pointee.message {
+        throw GitError(function: function, code: code, errorClass: last.pointee.klass,
+                       message: String(cString: text))
+    }
+    throw GitError(function: function, code: code, message: "failed with code \(code)")
+}

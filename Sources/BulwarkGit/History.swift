@@ -1,0 +1,91 @@
+internal import CLibGit2
+internal import Foundation
+
+/// A commit read from history, with its trailers parsed by libgit2.
+public struct CommitInfo: Sendable, Hashable {
+    public let id: ObjectID
+    public let parents: [ObjectID]
+    public let message: String
+    public let author: Signature
+    public let committer: Signature
+    /// Trailers in order (`Key: value` lines of the message's last paragraph).
+    public let trailers: [Trailer]
+
+    public struct Trailer: Sendable, Hashable {
+        public let key: String
+        public let value: String
+    }
+
+    public var summary: String { message.split(separator: "\n", maxSplits: 1).first.map(String.init) ?? "" }
+
+    /// The first trailer with `key` (case-insensitive, as git compares trailer keys).
+    public func trailer(_ key: String) -> String? {
+        trailers.first { $0.key.caseInsensitiveCompare(key) == .orderedSame }?.value
+    }
+}
+
+extension Repository {
+    /// The commits reachable from `head`, newest first, stopping before any reachable from
+    /// `hidden`, at most `limit`.
+    public func history(from head: ObjectID, hiding hidden: ObjectID? = nil, limit: Int = .max) throws(GitError) -> [CommitInfo] {
+        var walk: OpaquePointer?
+        try check(git_revwalk_new(&walk, pointer), "git_revwalk_new")
+        defer { git_revwalk_free(walk) }
+        try check(git_revwalk_sorting(walk, GIT_SORT_TOPOLOGICAL.rawValue | GIT_SORT_TIME.rawValue), "git_revwalk_sorting")
+        var start = head.raw
+        try check(git_revwalk_push(walk, &start), "git_revwalk_push")
+        if let hidden {
+            var h = hidden.raw
+            try check(git_revwalk_hide(walk, &h), "git_revwalk_hide")
+        }
+        var result: [CommitInfo] = []
+        var oid = git_oid()
+        while result.count < limit {
+            let code = git_revwalk_next(&oid, walk)
+            if code == GIT_ITEROVER.rawValue { break }
+            try check(code, "git_revwalk_next")
+            result.append(try commitInfo(ObjectID(oid)))
+        }
+        return result
+    }
+
+    /// One commit, with its trailers.
+    public func commitInfo(_ id: ObjectID) throws(GitError) -> CommitInfo {
+        let commit = try lookupCommit(id)
+        defer { git_commit_free(commit) }
+        let message = String(cString: git_commit_message(commit))
+        var parents: [ObjectID] = []
+        for index in 0..<git_commit_parentcount(commit) {
+            if let p = git_commit_parent_id(commit, index) { parents.append(ObjectID(p.pointee)) }
+        }
+        var array = git_message_trailer_array()
+        try check(git_message_trailers(&array, message), "git_message_trailers")
+        defer { git_message_trailer_array_free(&array) }
+        var trailers: [CommitInfo.Trailer] = []
+        for index in 0..<array.count {
+            let t = array.trailers[index]
+            trailers.append(.init(key: String(cString: t.key), value: String(cString: t.value)))
+        }
+        return CommitInfo(id: id, parents: parents, message: message,
+                          author: Signature(git_commit_author(commit)),
+                          committer: Signature(git_commit_committer(commit)), trailers: trailers)
+    }
+
+    /// Reads one file's contents at a commit, or nil when absent.
+    public func file(at commit: ObjectID, path: String) throws(GitError) -> [UInt8]? {
+        let tree = try tree(ofCommit: commit)
+        defer { git_tree_free(tree) }
+        var entry: OpaquePointer?
+        let code = git_tree_entry_bypath(&entry, tree, path)
+        if code == GIT_ENOTFOUND.rawValue { return nil }
+        try check(code, "git_tree_entry_bypath(\(path))")
+        defer { git_tree_entry_free(entry) }
+        var oid = git_tree_entry_id(entry).pointee
+        var blob: OpaquePointer?
+        try check(git_blob_lookup(&blob, pointer, &oid), "git_blob_lookup(\(path))")
+        defer { git_blob_free(blob) }
+        let size = Int(git_blob_rawsize(blob))
+        guard let raw = git_blob_rawcontent(blob) else { return [] }
+        return Array(UnsafeRawBufferPointer(start: raw, count: size))
+    }
+}

@@ -1,0 +1,79 @@
+internal import CLibGit2
+internal import Foundation
+
+/// Why a reference was not updated on the remote.
+public struct PushRejection: Sendable, Hashable {
+    public let reference: String
+    public let reason: String
+}
+
+extension Repository {
+    /// Makes sure remote `name` exists and points at `url` (updating it when it differs).
+    public func ensureRemote(_ name: String, url: String) throws(GitError) {
+        var remote: OpaquePointer?
+        let code = git_remote_lookup(&remote, pointer, name)
+        if code == GIT_ENOTFOUND.rawValue {
+            try check(git_remote_create(&remote, pointer, name, url), "git_remote_create(\(name))")
+            git_remote_free(remote)
+            return
+        }
+        try check(code, "git_remote_lookup(\(name))")
+        defer { git_remote_free(remote) }
+        if let current = git_remote_url(remote), String(cString: current) != url {
+            try check(git_remote_set_url(pointer, name, url), "git_remote_set_url(\(name))")
+        }
+    }
+
+    /// The URL of remote `name`, or nil when there is no such remote.
+    public func remoteURL(_ name: String) throws(GitError) -> String? {
+        var remote: OpaquePointer?
+        let code = git_remote_lookup(&remote, pointer, name)
+        if code == GIT_ENOTFOUND.rawValue { return nil }
+        try check(code, "git_remote_lookup(\(name))")
+        defer { git_remote_free(remote) }
+        return git_remote_url(remote).map { String(cString: $0) }
+    }
+
+    /// Fetches `refspecs` from remote `name` (forced updates, pruning refs deleted upstream).
+    public func fetch(remote name: String, refspecs: [String]) throws(GitError) {
+        var remote: OpaquePointer?
+        try check(git_remote_lookup(&remote, pointer, name), "git_remote_lookup(\(name))")
+        defer { git_remote_free(remote) }
+        var options = git_fetch_options()
+        try check(git_fetch_options_init(&options, UInt32(GIT_FETCH_OPTIONS_VERSION)), "git_fetch_options_init")
+        options.prune = GIT_FETCH_PRUNE
+        options.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE
+        try withStrArray(refspecs) { (array) throws(GitError) in
+            _ = try check(git_remote_fetch(remote, array, &options, "bulwark: fetch"), "git_remote_fetch(\(name))")
+        }
+    }
+
+    /// Pushes `refspecs` to remote `name`. Returns the references the remote refused (for
+    /// example a non-fast-forward); throws when the remote cannot be reached at all.
+    public func push(remote name: String, refspecs: [String]) throws(GitError) -> [PushRejection] {
+        var remote: OpaquePointer?
+        try check(git_remote_lookup(&remote, pointer, name), "git_remote_lookup(\(name))")
+        defer { git_remote_free(remote) }
+        var options = git_push_options()
+        try check(git_push_options_init(&options, UInt32(GIT_PUSH_OPTIONS_VERSION)), "git_push_options_init")
+        let box = RejectionBox()
+        let unmanaged = Unmanaged.passRetained(box)
+        defer { unmanaged.release() }
+        options.callbacks.payload = unmanaged.toOpaque()
+        options.callbacks.push_update_reference = { reference, status, payload in
+            guard let status, let reference, let payload else { return 0 }
+            let box = Unmanaged<RejectionBox>.fromOpaque(payload).takeUnretainedValue()
+            box.rejections.append(PushRejection(reference: String(cString: reference), reason: String(cString: status)))
+            return 0
+        }
+        try withStrArray(refspecs) { (array) throws(GitError) in
+            _ = try check(git_remote_push(remote, array, &options), "git_remote_push(\(name))")
+        }
+        return box.rejections
+    }
+}
+
+/// Collects push rejections from libgit2's callback; used on one thread during one push.
+private final class RejectionBox {
+    var rejections: [PushRejection] = []
+}
