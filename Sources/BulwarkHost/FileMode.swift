@@ -1,0 +1,122 @@
+internal import Foundation
+internal import BulwarkCore
+
+/// `FileMode`: mode, owner and group of one path under the root.
+///
+/// ```yaml
+/// spec: {path: /etc/shadow, mode: "0640", owner: root, group: shadow}
+/// ```
+struct FileModeDriver: ResourceDriver {
+    static func parse(_ spec: SpecReader) -> ResourceSpec? {
+        guard spec.entries() != nil else { return nil }
+        spec.allowOnly(["path", "mode", "owner", "group"])
+        guard let path = spec.field("path", required: true).flatMap(parsePath) else { return nil }
+        var properties: [DesiredProperty] = []
+        if let reader = spec.field("mode") {
+            guard let text = reader.string() else { return nil }
+            guard let mode = parseMode(text) else {
+                reader.fail("expected an octal mode from 0000 to 7777 such as \"0640\", got '\(text)'")
+                return nil
+            }
+            properties.append(DesiredProperty("mode", mode))
+        }
+        for key in ["owner", "group"] {
+            guard let reader = spec.field(key) else { continue }
+            guard let name = reader.string() else { return nil }
+            guard isAccountName(name) else {
+                reader.fail("expected a user or group name or number, got '\(name)'")
+                return nil
+            }
+            properties.append(DesiredProperty(key, name))
+        }
+        if properties.isEmpty {
+            spec.fail("set at least one of mode, owner, group")
+            return nil
+        }
+        return ResourceSpec(subject: path, properties: properties)
+    }
+
+    static func parseMode(_ text: String) -> String? {
+        guard (3...4).contains(text.count), let value = UInt32(text, radix: 8), value <= 0o7777 else { return nil }
+        return format(mode: value)
+    }
+
+    static func format(mode: UInt32) -> String {
+        let digits = String(mode, radix: 8)
+        return String(repeating: "0", count: max(0, 4 - digits.count)) + digits
+    }
+
+    func observe(_ resource: Resource, on target: Target) async throws -> Observation {
+        let root = try HostRoot(target: target)
+        let path = try root.resolve(resource.spec.subject)
+        var info = stat()
+        guard lstat(path, &info) == 0 else {
+            if errno == ENOENT { return Observation(values: [:], notes: ["\(resource.spec.subject) does not exist"]) }
+            throw HostError("cannot stat: \(errnoText())", path: path)
+        }
+        let accounts = try AccountDatabase(root: root)
+        return Observation(values: [
+            "mode": Self.format(mode: UInt32(info.st_mode & 0o7777)),
+            "owner": accounts.userName(info.st_uid),
+            "group": accounts.groupName(info.st_gid),
+        ])
+    }
+
+    func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
+        let root = try HostRoot(target: target)
+        let path = try root.resolve(resource.spec.subject)
+        let accounts = try AccountDatabase(root: root)
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { throw HostError("cannot open: \(errnoText())", path: path) }
+        defer { close(fd) }
+        var uid = uid_t.max  // (uid_t)-1: leave unchanged
+        var gid = gid_t.max
+        for change in changes {
+            switch change.property {
+            case "owner":
+                guard let id = accounts.userID(change.desired) else {
+                    throw HostError("no user '\(change.desired)' in \(root.path)/etc/passwd")
+                }
+                uid = id
+            case "group":
+                guard let id = accounts.groupID(change.desired) else {
+                    throw HostError("no group '\(change.desired)' in \(root.path)/etc/group")
+                }
+                gid = id
+            default:
+                break
+            }
+        }
+        if uid != uid_t.max || gid != gid_t.max {
+            guard fchown(fd, uid, gid) == 0 else { throw HostError("cannot change owner: \(errnoText())", path: path) }
+        }
+        // chown clears set-id bits, so the mode goes last.
+        let wanted = resource.spec.properties.first { $0.name == "mode" }
+        if let wanted, changes.contains(where: { $0.property == "mode" }) || (uid != uid_t.max || gid != gid_t.max) {
+            guard let mode = UInt32(wanted.value, radix: 8), fchmod(fd, mode_t(mode)) == 0 else {
+                throw HostError("cannot change mode: \(errnoText())", path: path)
+            }
+        }
+    }
+}
+
+/// `/etc/shadow` style: absolute, no `..`, no empty components.
+func parsePath(_ reader: SpecReader) -> String? {
+    guard let text = reader.string() else { return nil }
+    let parts = text.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
+    guard text.hasPrefix("/"), text.count > 1, !parts.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }),
+          !text.contains("\0") else {
+        reader.fail("expected an absolute path inside the target root without '.', '..' or '//', such as /etc/shadow, got '\(text)'")
+        return nil
+    }
+    return text
+}
+
+func isAccountName(_ name: String) -> Bool {
+    guard (1...32).contains(name.count), let first = name.unicodeScalars.first,
+          CharacterSet.lowercaseLetters.contains(first) || first == "_" || CharacterSet.decimalDigits.contains(first)
+    else { return false }
+    return name.unicodeScalars.allSatisfy {
+        ($0.isASCII && (CharacterSet.alphanumerics.contains($0))) || $0 == "_" || $0 == "-" || $0 == "."
+    }
+}

@@ -1,0 +1,36 @@
+public import BulwarkCore
+
+/// The host adapter: Linux security settings under a target's root directory.
+public enum HostAdapter {
+    public static let name = "host"
+
+    /// The adapter and its kinds. `sshd` checks candidate sshd configurations.
+    public static func definition(sshd: SSHDValidator = .system) -> AdapterDefinition {
+        AdapterDefinition(
+            name: name,
+            parseTarget: parseTarget,
+            kinds: [
+                KindDefinition(name: "SSHDConfig", adapter: name, summary: "keywords of etc/ssh/sshd_config",
+                               parse: SSHDConfigDriver.parse, driver: SSHDConfigDriver(validator: sshd)),
+                KindDefinition(name: "Sysctl", adapter: name, summary: "kernel parameters, persisted and at runtime",
+                               parse: SysctlDriver.parse, driver: SysctlDriver()),
+                KindDefinition(name: "FileMode", adapter: name, summary: "mode, owner and group of a path",
+                               parse: FileModeDriver.parse, driver: FileModeDriver()),
+                KindDefinition(name: "LoginDefs", adapter: name, summary: "keys of etc/login.defs",
+                               parse: LoginDefsDriver.parse, driver: LoginDefsDriver()),
+                KindDefinition(name: "UserAccount", adapter: name, summary: "password lock, shell and expiry of an account",
+                               parse: UserAccountDriver.parse, driver: UserAccountDriver()),
+            ])
+    }
+
+    @Sendable static func parseTarget(_ spec: SpecReader) -> [String: String]? {
+        spec.allowOnly(["adapter", "root"])
+        guard let reader = spec.field("root", required: true), let root = reader.string() else { return nil }
+        let parts = root.split(separator: "/")
+        guard root.hasPrefix("/"), !parts.contains("..") else {
+            reader.fail("expected an absolute path (the folder that stands for /; / for the machine itself), got '\(root)'")
+            return nil
+        }
+        return ["root": root]
+    }
+}

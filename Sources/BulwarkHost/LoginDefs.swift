@@ -1,0 +1,81 @@
+internal import Foundation
+internal import BulwarkCore
+
+/// `LoginDefs`: keys of `etc/login.defs` (`KEY VALUE`; the last occurrence wins, as in
+/// shadow-utils). A drifted key is changed on its line; a missing one is appended.
+struct LoginDefsDriver: ResourceDriver {
+    static let path = "etc/login.defs"
+
+    static func parse(_ spec: SpecReader) -> ResourceSpec? {
+        guard let entries = spec.entries() else { return nil }
+        var properties: [DesiredProperty] = []
+        var ok = true
+        for (key, reader) in entries {
+            guard !key.isEmpty, key.unicodeScalars.allSatisfy({ ($0 >= "A" && $0 <= "Z") || ($0 >= "0" && $0 <= "9") || $0 == "_" }),
+                  key.first?.isNumber == false else {
+                reader.fail("'\(key)' is not a login.defs key (upper-case letters, digits and '_', such as PASS_MAX_DAYS)")
+                ok = false
+                continue
+            }
+            guard let text = reader.string() else { ok = false; continue }
+            guard let value = normalize(key, text) else {
+                reader.fail(key == "UMASK" ? "expected an octal umask such as 027, got '\(text)'"
+                                           : "expected a single word or number, got '\(text)'")
+                ok = false
+                continue
+            }
+            properties.append(DesiredProperty(key, value))
+        }
+        return ok ? ResourceSpec(properties: properties) : nil
+    }
+
+    static func normalize(_ key: String, _ value: String) -> String? {
+        let trimmed = value.trimmingCharacters(in: .whitespaces)
+        guard !trimmed.isEmpty, !trimmed.contains(where: { $0 == " " || $0 == "\t" || $0 == "\n" }) else { return nil }
+        if key == "UMASK" {
+            guard let mask = UInt32(trimmed, radix: 8), mask <= 0o777 else { return nil }
+            let digits = String(mask, radix: 8)
+            return String(repeating: "0", count: max(0, 3 - digits.count)) + digits
+        }
+        return trimmed
+    }
+
+    /// The line index of the last assignment of each key.
+    static func entries(_ lines: LineFile) -> [String: (value: String, line: Int)] {
+        var result: [String: (value: String, line: Int)] = [:]
+        for (index, raw) in lines.lines.enumerated() {
+            let words = LineFile.content(raw).split(whereSeparator: { $0 == " " || $0 == "\t" })
+            guard words.count >= 2, !words[0].hasPrefix("#") else { continue }
+            result[String(words[0])] = (String(words[1]), index)
+        }
+        return result
+    }
+
+    func observe(_ resource: Resource, on target: Target) async throws -> Observation {
+        let path = try HostRoot(target: target).resolve(Self.path)
+        let entries = Self.entries(LineFile(try FileIO.readText(path) ?? ""))
+        var values: [String: String?] = [:]
+        for property in resource.spec.properties {
+            values[property.name] = entries[property.name].map { Self.normalize(property.name, $0.value) ?? $0.value }
+        }
+        return Observation(values: values)
+    }
+
+    func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
+        let path = try HostRoot(target: target).resolve(Self.path)
+        var file = LineFile(try FileIO.readText(path) ?? "")
+        let entries = Self.entries(file)
+        for change in changes {
+            if let line = entries[change.property]?.line {
+                let raw = file.lines[line]
+                let content = LineFile.content(raw)
+                let keyEnd = content.firstIndex(where: { $0 == " " || $0 == "\t" }) ?? content.endIndex
+                let valueStart = content[keyEnd...].firstIndex(where: { $0 != " " && $0 != "\t" }) ?? content.endIndex
+                file.lines[line] = Substring("\(content[..<valueStart])\(change.desired)\(LineFile.ending(raw))")
+            } else {
+                file.append("\(change.property)\t\(change.desired)")
+            }
+        }
+        try FileIO.write(path, file.bytes, newFileMode: 0o644)
+    }
+}

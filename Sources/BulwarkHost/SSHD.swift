@@ -1,0 +1,300 @@
+internal import Foundation
+internal import BulwarkCore
+
+/// `SSHDConfig`: keywords of `etc/ssh/sshd_config`, matched as sshd does: case-insensitively,
+/// first occurrence wins, `Include` read in place, `Match` blocks conditional.
+///
+/// Only the lines that must change are touched; a keyword Bulwark adds goes before the first
+/// `Match` block. Every candidate file is checked with `sshd -t -f` before it is renamed into
+/// place, so a config sshd rejects is never written.
+struct SSHDConfigDriver: ResourceDriver {
+    static let configPath = "etc/ssh/sshd_config"
+    let validator: SSHDValidator
+
+    enum ValueType: Sendable {
+        case choice([String])
+        case integer(ClosedRange<Int>)
+        case time
+        case text
+    }
+
+    static let yesNo = ValueType.choice(["yes", "no"])
+
+    /// Keywords Bulwark manages, in sshd's spelling. Keywords sshd allows several times
+    /// (`HostKey`, `ListenAddress`, `Port`, `AcceptEnv`, `Subsystem`, `Include`, `Match`) are not.
+    static let keywords: [String: ValueType] = [
+        "PermitRootLogin": .choice(["yes", "no", "prohibit-password", "without-password", "forced-commands-only"]),
+        "PermitEmptyPasswords": yesNo, "PasswordAuthentication": yesNo, "HostbasedAuthentication": yesNo,
+        "IgnoreRhosts": yesNo, "IgnoreUserKnownHosts": yesNo, "PermitUserEnvironment": yesNo,
+        "X11Forwarding": yesNo, "PubkeyAuthentication": yesNo, "KbdInteractiveAuthentication": yesNo,
+        "ChallengeResponseAuthentication": yesNo, "UsePAM": yesNo, "AllowAgentForwarding": yesNo,
+        "GSSAPIAuthentication": yesNo, "KerberosAuthentication": yesNo, "StrictModes": yesNo, "PrintMotd": yesNo,
+        "PrintLastLog": yesNo, "TCPKeepAlive": yesNo, "UseDNS": yesNo, "DisableForwarding": yesNo, "PermitTTY": yesNo,
+        "ExposeAuthInfo": yesNo,
+        "AllowTcpForwarding": .choice(["yes", "no", "all", "local", "remote"]),
+        "AllowStreamLocalForwarding": .choice(["yes", "no", "all", "local", "remote"]),
+        "GatewayPorts": .choice(["yes", "no", "clientspecified"]),
+        "PermitTunnel": .choice(["yes", "no", "point-to-point", "ethernet"]),
+        "Compression": .choice(["yes", "no", "delayed"]),
+        "LogLevel": .choice(["quiet", "fatal", "error", "info", "verbose", "debug", "debug1", "debug2", "debug3"]),
+        "MaxAuthTries": .integer(1...1000), "MaxSessions": .integer(0...1000),
+        "ClientAliveCountMax": .integer(0...1000), "ClientAliveInterval": .time, "LoginGraceTime": .time,
+        "Banner": .text, "Ciphers": .text, "MACs": .text, "KexAlgorithms": .text, "HostKeyAlgorithms": .text,
+        "PubkeyAcceptedAlgorithms": .text, "AllowUsers": .text, "AllowGroups": .text, "DenyUsers": .text,
+        "DenyGroups": .text, "MaxStartups": .text, "SyslogFacility": .text, "AuthorizedKeysFile": .text,
+        "PermitListen": .text, "PermitOpen": .text,
+    ]
+
+    static func canonicalKeyword(_ keyword: String) -> String? {
+        keywords.keys.first { $0.caseInsensitiveCompare(keyword) == .orderedSame }
+    }
+
+    static func parse(_ spec: SpecReader) -> ResourceSpec? {
+        guard let entries = spec.entries() else { return nil }
+        var properties: [DesiredProperty] = []
+        var ok = true
+        for (key, reader) in entries {
+            guard let keyword = canonicalKeyword(key), let type = keywords[keyword] else {
+                reader.fail("unknown or unsupported sshd keyword '\(key)'; supported: \(keywords.keys.sorted().joined(separator: ", "))")
+                ok = false
+                continue
+            }
+            guard let text = reader.string() else { ok = false; continue }
+            guard let value = normalize(text, type), !text.contains("\n") else {
+                switch type {
+                case .choice(let allowed): reader.fail("expected one of \(allowed.joined(separator: ", ")), got '\(text)'")
+                case .integer(let range): reader.fail("expected an integer from \(range.lowerBound) to \(range.upperBound), got '\(text)'")
+                case .time: reader.fail("expected a time such as 60, 30s, 2m or 1h, got '\(text)'")
+                case .text: reader.fail("expected a non-empty single-line value")
+                }
+                ok = false
+                continue
+            }
+            properties.append(DesiredProperty(keyword, value))
+        }
+        return ok ? ResourceSpec(properties: properties) : nil
+    }
+
+    /// The canonical form Bulwark compares: choices lower-cased, times in seconds, whitespace folded.
+    static func normalize(_ raw: String, _ type: ValueType) -> String? {
+        var text = raw.trimmingCharacters(in: .whitespaces)
+        if text.count >= 2, text.hasPrefix("\""), text.hasSuffix("\"") { text = String(text.dropFirst().dropLast()) }
+        guard !text.isEmpty else { return nil }
+        switch type {
+        case .choice(let allowed):
+            let lower = text.lowercased()
+            return allowed.contains(lower) ? lower : nil
+        case .integer(let range):
+            guard let value = Int(text), range.contains(value) else { return nil }
+            return String(value)
+        case .time:
+            return seconds(text).map(String.init)
+        case .text:
+            return text.split(whereSeparator: { $0 == " " || $0 == "\t" }).joined(separator: " ")
+        }
+    }
+
+    /// sshd's time format: `90`, `90s`, `1m30s`, `1h`, `1d`, `1w`.
+    static func seconds(_ text: String) -> Int? {
+        if let plain = Int(text) { return plain >= 0 ? plain : nil }
+        var total = 0
+        var number = ""
+        for char in text.lowercased() {
+            if char.isASCII && char.isNumber { number.append(char); continue }
+            guard let value = Int(number) else { return nil }
+            let unit: Int? = switch char {
+            case "s": 1
+            case "m": 60
+            case "h": 3600
+            case "d": 86400
+            case "w": 604_800
+            default: nil
+            }
+            guard let unit else { return nil }
+            total += value * unit
+            number = ""
+        }
+        if let rest = Int(number) { total += rest } else if !number.isEmpty { return nil }
+        return total
+    }
+
+    // MARK: - Reading the configuration
+
+    /// One keyword line, where it is.
+    struct Entry {
+        var file: String
+        var line: Int
+        var keyword: String
+        var value: String
+        var conditional: Bool
+    }
+
+    struct Config {
+        var files: [String: LineFile] = [:]
+        var order: [String] = []
+        var entries: [Entry] = []
+        /// Index of the first `Match` line in the main file, if any.
+        var firstMatch: Int?
+
+        /// The effective global value: the first occurrence outside `Match` blocks.
+        func effective(_ keyword: String) -> Entry? {
+            entries.first { !$0.conditional && $0.keyword.caseInsensitiveCompare(keyword) == .orderedSame }
+        }
+    }
+
+    /// Splits a config line into keyword, separator and value (nil for blank and comment lines).
+    static func split(_ line: Substring) -> (indent: Substring, keyword: Substring, separator: Substring, value: Substring)? {
+        let content = LineFile.content(line)
+        guard let start = content.firstIndex(where: { $0 != " " && $0 != "\t" }), content[start] != "#" else { return nil }
+        let keywordEnd = content[start...].firstIndex(where: { $0 == " " || $0 == "\t" || $0 == "=" }) ?? content.endIndex
+        let valueStart = content[keywordEnd...].firstIndex(where: { $0 != " " && $0 != "\t" && $0 != "=" }) ?? content.endIndex
+        var value = content[valueStart...]
+        while value.last == " " || value.last == "\t" { value.removeLast() }
+        return (content[..<start], content[start..<keywordEnd], content[keywordEnd..<valueStart], value)
+    }
+
+    func read(_ root: HostRoot) throws -> Config {
+        var config = Config()
+        let main = try root.resolve(Self.configPath)
+        guard let text = try FileIO.readText(main) else { throw HostError("sshd configuration not found", path: main) }
+        try read(file: main, text: text, root: root, depth: 0, into: &config)
+        return config
+    }
+
+    private func read(file: String, text: String, root: HostRoot, depth: Int, into config: inout Config) throws {
+        guard depth < 8 else { throw HostError("Include nested more than 8 levels", path: file) }
+        let lines = LineFile(text)
+        config.files[file] = lines
+        config.order.append(file)
+        var conditional = false
+        for (index, line) in lines.lines.enumerated() {
+            guard let parts = Self.split(line) else { continue }
+            let keyword = parts.keyword.lowercased()
+            if keyword == "match" {
+                conditional = true
+                if depth == 0 && config.firstMatch == nil { config.firstMatch = index }
+                continue
+            }
+            if keyword == "include" && !conditional {
+                for pattern in parts.value.split(separator: " ") {
+                    for included in try expand(String(pattern), root: root) {
+                        guard config.files[included] == nil, let body = try FileIO.readText(included) else { continue }
+                        try read(file: included, text: body, root: root, depth: depth + 1, into: &config)
+                    }
+                }
+                continue
+            }
+            config.entries.append(Entry(file: file, line: index, keyword: String(parts.keyword),
+                                        value: String(parts.value), conditional: conditional))
+        }
+    }
+
+    /// An `Include` pattern's files under the root, sorted as sshd's glob sorts them.
+    private func expand(_ pattern: String, root: HostRoot) throws -> [String] {
+        let relative = pattern.hasPrefix("/") ? pattern : "etc/ssh/" + pattern
+        let folder = (relative as NSString).deletingLastPathComponent
+        let name = (relative as NSString).lastPathComponent
+        guard !folder.contains("*"), !folder.contains("?") else {
+            throw HostError("Include patterns with wildcards in folders are not supported: \(pattern)")
+        }
+        let directory = try root.resolve(folder)
+        guard !name.contains("*") && !name.contains("?") && !name.contains("[") else {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+            return names.filter { fnmatch(name, $0, FNM_PERIOD) == 0 }.sorted()
+                .map { directory + "/" + $0 }
+        }
+        let path = try root.resolve(relative)
+        return FileManager.default.fileExists(atPath: path) ? [path] : []
+    }
+
+    // MARK: - Driver
+
+    func observe(_ resource: Resource, on target: Target) async throws -> Observation {
+        let config = try read(try HostRoot(target: target))
+        var values: [String: String?] = [:]
+        for property in resource.spec.properties {
+            guard let entry = config.effective(property.name), let type = Self.keywords[property.name] else {
+                values[property.name] = .some(nil)
+                continue
+            }
+            values[property.name] = Self.normalize(entry.value, type) ?? entry.value
+        }
+        return Observation(values: values)
+    }
+
+    func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
+        let root = try HostRoot(target: target)
+        var config = try read(root)
+        guard let main = config.order.first, var mainFile = config.files[main] else { return }
+        var edited: Set<String> = []
+        var additions: [String] = []
+        for change in changes {
+            if let entry = config.effective(change.property), var file = config.files[entry.file],
+               let parts = Self.split(file.lines[entry.line]) {
+                let ending = LineFile.ending(file.lines[entry.line])
+                file.lines[entry.line] = Substring("\(parts.indent)\(parts.keyword)\(parts.separator.isEmpty ? " " : parts.separator)\(change.desired)\(ending)")
+                config.files[entry.file] = file
+                if entry.file == main { mainFile = file }
+                edited.insert(entry.file)
+            } else {
+                additions.append("\(change.property) \(change.desired)")
+            }
+        }
+        if !additions.isEmpty {
+            let lines = ["# Added by Bulwark"] + additions
+            if let firstMatch = config.firstMatch {
+                for (offset, line) in lines.enumerated() { mainFile.insert(line, at: firstMatch + offset) }
+                mainFile.insert("", at: firstMatch + lines.count)
+            } else {
+                lines.forEach { mainFile.append($0) }
+            }
+            config.files[main] = mainFile
+            edited.insert(main)
+        }
+        // Included files first, the main file last, each checked by sshd before the rename.
+        for file in config.order.reversed() where edited.contains(file) {
+            guard let content = config.files[file] else { continue }
+            try FileIO.write(file, content.bytes, newFileMode: 0o600) { candidate in
+                try validator.validate(candidate)
+            }
+        }
+    }
+}
+
+/// Runs `sshd -t -f FILE` on a candidate configuration.
+public struct SSHDValidator: Sendable {
+    /// The sshd binary, or nil to skip the check (sshd not installed).
+    public var executable: String?
+
+    public init(executable: String?) { self.executable = executable }
+
+    /// sshd from the usual places, when installed.
+    public static var system: SSHDValidator {
+        SSHDValidator(executable: ["/usr/sbin/sshd", "/usr/bin/sshd", "/sbin/sshd"].first {
+            FileManager.default.isExecutableFile(atPath: $0)
+        })
+    }
+
+    /// Throws when sshd rejects the file. sshd parses the whole file before it looks for its
+    /// privilege-separation folder, so "Missing privilege separation directory" (a machine
+    /// where sshd never ran, such as a container) means the syntax was accepted.
+    public func validate(_ path: String) throws {
+        guard let executable else { return }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = ["-t", "-f", path]
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = FileHandle.nullDevice
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let output = errors.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus != 0 else { return }
+        let message = String(decoding: output, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        let lines = message.split(separator: "\n")
+        if lines.count == 1, lines[0].hasPrefix("Missing privilege separation directory") { return }
+        throw HostError("sshd -t rejected the candidate configuration: "
+                        + message.replacingOccurrences(of: path, with: "<candidate>"))
+    }
+}

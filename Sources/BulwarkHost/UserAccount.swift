@@ -1,0 +1,146 @@
+internal import Foundation
+internal import BulwarkCore
+
+/// `UserAccount`: a local account's password lock (`!` in `etc/shadow`), login shell
+/// (`etc/passwd`) and expiry date (`etc/shadow`). Every other line stays byte for byte; the
+/// password hash is never read into a value, logged or recorded.
+///
+/// ```yaml
+/// spec: {name: guest, locked: true, shell: /usr/sbin/nologin, expires: 2024-01-01}
+/// ```
+struct UserAccountDriver: ResourceDriver {
+    static func parse(_ spec: SpecReader) -> ResourceSpec? {
+        guard spec.entries() != nil else { return nil }
+        spec.allowOnly(["name", "locked", "shell", "expires"])
+        guard let nameReader = spec.field("name", required: true), let name = nameReader.string() else { return nil }
+        guard isAccountName(name), Int(name) == nil else {
+            nameReader.fail("expected an account name such as guest, got '\(name)'")
+            return nil
+        }
+        var properties: [DesiredProperty] = []
+        if let reader = spec.field("locked") {
+            guard let locked = reader.bool() else { return nil }
+            properties.append(DesiredProperty("locked", String(locked)))
+        }
+        if let reader = spec.field("shell") {
+            guard let shell = parsePath(reader) else { return nil }
+            properties.append(DesiredProperty("shell", shell))
+        }
+        if let reader = spec.field("expires") {
+            guard let text = reader.string() else { return nil }
+            guard text == "never" || days(text) != nil else {
+                reader.fail("expected a date (YYYY-MM-DD) or never, got '\(text)'")
+                return nil
+            }
+            properties.append(DesiredProperty("expires", text))
+        }
+        if properties.isEmpty {
+            spec.fail("set at least one of locked, shell, expires")
+            return nil
+        }
+        return ResourceSpec(subject: name, properties: properties)
+    }
+
+    /// Days since 1970-01-01 for `YYYY-MM-DD` (the unit of shadow's expiry field).
+    static func days(_ date: String) -> Int? {
+        let parts = date.split(separator: "-")
+        guard parts.count == 3, parts[0].count == 4, let y = Int(parts[0]), let m = Int(parts[1]), let d = Int(parts[2]),
+              (1...12).contains(m), (1...31).contains(d) else { return nil }
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        guard let when = calendar.date(from: DateComponents(year: y, month: m, day: d)),
+              calendar.component(.day, from: when) == d else { return nil }
+        return Int(when.timeIntervalSince1970 / 86400)
+    }
+
+    static func date(days: Int) -> String {
+        let when = Date(timeIntervalSince1970: Double(days) * 86400)
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        let c = calendar.dateComponents([.year, .month, .day], from: when)
+        return String(format: "%04d-%02d-%02d", c.year ?? 1970, c.month ?? 1, c.day ?? 1)
+    }
+
+    /// The index of `name`'s line and its colon-separated fields.
+    static func find(_ name: String, in file: LineFile) -> (line: Int, fields: [Substring])? {
+        for (index, raw) in file.lines.enumerated() {
+            let fields = LineFile.content(raw).split(separator: ":", omittingEmptySubsequences: false)
+            if fields.first.map(String.init) == name { return (index, fields) }
+        }
+        return nil
+    }
+
+    func observe(_ resource: Resource, on target: Target) async throws -> Observation {
+        let root = try HostRoot(target: target)
+        let name = resource.spec.subject
+        let passwd = LineFile(try FileIO.readText(try root.resolve("etc/passwd")) ?? "")
+        guard let account = Self.find(name, in: passwd), account.fields.count >= 7 else {
+            return Observation(values: [:], notes: ["account \(name) does not exist"])
+        }
+        let shadowPath = try root.resolve("etc/shadow")
+        let shadow = Self.find(name, in: LineFile(try FileIO.readText(shadowPath) ?? ""))
+        var values: [String: String?] = [:]
+        for property in resource.spec.properties {
+            switch property.name {
+            case "shell":
+                values["shell"] = String(account.fields[6])
+            case "locked":
+                guard let shadow, shadow.fields.count >= 2 else {
+                    throw HostError("account \(name) has no entry in shadow", path: shadowPath)
+                }
+                let hash = shadow.fields[1]
+                values["locked"] = String(hash.hasPrefix("!") || hash.hasPrefix("*"))
+            case "expires":
+                guard let shadow, shadow.fields.count >= 8 else {
+                    throw HostError("account \(name) has no entry in shadow", path: shadowPath)
+                }
+                values["expires"] = Int(shadow.fields[7]).map(Self.date(days:)) ?? "never"
+            default:
+                break
+            }
+        }
+        return Observation(values: values)
+    }
+
+    func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
+        let root = try HostRoot(target: target)
+        let name = resource.spec.subject
+        if let shell = changes.first(where: { $0.property == "shell" }) {
+            let path = try root.resolve("etc/passwd")
+            var passwd = LineFile(try FileIO.readText(path) ?? "")
+            guard let account = Self.find(name, in: passwd), account.fields.count >= 7 else {
+                throw HostError("account \(name) does not exist", path: path)
+            }
+            var fields = account.fields
+            fields[6] = Substring(shell.desired)
+            passwd.lines[account.line] = Substring(fields.joined(separator: ":") + LineFile.ending(passwd.lines[account.line]))
+            try FileIO.write(path, passwd.bytes, newFileMode: 0o644)
+        }
+        let shadowChanges = changes.filter { $0.property == "locked" || $0.property == "expires" }
+        guard !shadowChanges.isEmpty else { return }
+        let path = try root.resolve("etc/shadow")
+        var shadow = LineFile(try FileIO.readText(path) ?? "")
+        guard let entry = Self.find(name, in: shadow), entry.fields.count >= 8 else {
+            throw HostError("account \(name) has no entry in shadow", path: path)
+        }
+        var fields = entry.fields
+        for change in shadowChanges {
+            switch change.property {
+            case "locked":
+                let hash = fields[1]
+                if change.desired == "true", !hash.hasPrefix("!") && !hash.hasPrefix("*") {
+                    fields[1] = "!" + hash
+                } else if change.desired == "false" {
+                    guard hash.hasPrefix("!") else { throw HostError("account \(name) is locked with '*' and has no password to unlock") }
+                    fields[1] = hash.dropFirst()
+                }
+            case "expires":
+                fields[7] = change.desired == "never" ? "" : Substring(String(Self.days(change.desired) ?? 0))
+            default:
+                break
+            }
+        }
+        shadow.lines[entry.line] = Substring(fields.joined(separator: ":") + LineFile.ending(shadow.lines[entry.line]))
+        try FileIO.write(path, shadow.bytes, newFileMode: 0o640)
+    }
+}
