@@ -3,6 +3,11 @@ internal import Foundation
 
 /// Why a reference was not updated on the remote.
 public struct PushRejection: Sendable, Hashable {
+    public init(reference: String, reason: String) {
+        self.reference = reference
+        self.reason = reason
+    }
+
     public let reference: String
     public let reason: String
 }

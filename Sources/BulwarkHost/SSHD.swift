@@ -9,6 +9,7 @@ internal import BulwarkCore
 /// place, so a config sshd rejects is never written.
 struct SSHDConfigDriver: ResourceDriver {
     static let configPath = "etc/ssh/sshd_config"
+    static let marker = "# Added by Bulwark"
     let validator: SSHDValidator
 
     enum ValueType: Sendable {
@@ -241,12 +242,18 @@ struct SSHDConfigDriver: ResourceDriver {
             }
         }
         if !additions.isEmpty {
-            let lines = ["# Added by Bulwark"] + additions
-            if let firstMatch = config.firstMatch {
-                for (offset, line) in lines.enumerated() { mainFile.insert(line, at: firstMatch + offset) }
-                mainFile.insert("", at: firstMatch + lines.count)
+            // Keywords Bulwark adds gather in one marked block before the first Match.
+            let end = config.firstMatch ?? mainFile.lines.count
+            if let marker = mainFile.lines[..<end].firstIndex(where: { LineFile.content($0) == Self.marker }) {
+                var index = marker + 1
+                while index < end, Self.split(mainFile.lines[index]) != nil { index += 1 }
+                for (offset, line) in additions.enumerated() { mainFile.insert(line, at: index + offset) }
+            } else if let firstMatch = config.firstMatch {
+                for (offset, line) in ([Self.marker] + additions + [""]).enumerated() {
+                    mainFile.insert(line, at: firstMatch + offset)
+                }
             } else {
-                lines.forEach { mainFile.append($0) }
+                ([Self.marker] + additions).forEach { mainFile.append($0) }
             }
             config.files[main] = mainFile
             edited.insert(main)

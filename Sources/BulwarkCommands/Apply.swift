@@ -1,0 +1,106 @@
+internal import ArgumentParser
+internal import BulwarkCore
+internal import BulwarkGit
+internal import Foundation
+
+extension Bulwark {
+    struct Apply: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run one reconcile pass: fix drift the policy allows, verify each fix, commit and push an audit record.",
+            discussion: """
+                Exit codes: 0 every fix verified (deferred and reported drift is not an error), 1 an error: \
+                an invalid revision (nothing is changed), a fix that did not verify, a resource that could \
+                not be observed, or an audit record that could not be committed. Audit commits that cannot \
+                be pushed stay in the state directory and are pushed by the next run.
+                """)
+
+        @OptionGroup var repository: RepositoryOptions
+        @OptionGroup var output: OutputOptions
+
+        func run() async throws {
+            let console = Console()
+            let result = try await ApplyRun.run(repository: repository, console: console, text: output.output == .text)
+            if output.output == .json { console.json(result) }
+            if !result.succeeded { throw ExitCode.failure }
+        }
+    }
+}
+
+/// The outcome of one pass, for people and scripts.
+struct ApplyRun: Encodable {
+    var revision: String
+    var records: [AuditRecord]
+    var commits: [String: String]
+    var errors: [String]
+    var pushed: Int
+    var keptLocally: Int
+    var pushError: String?
+
+    var succeeded: Bool { errors.isEmpty && !records.contains { $0.result == .failed } }
+
+    static func run(repository options: RepositoryOptions, console: Console, text: Bool) async throws -> ApplyRun {
+        let loaded = try await options.load(console: console)
+        let reconciler = Reconciler(registry: Bulwark.registry())
+        let plan: Plan
+        do {
+            plan = try await reconciler.plan(loaded.state)
+        } catch {
+            console.error("revision \(loaded.head.short) is refused; nothing was changed.")
+            console.print(error.description, to: .standardError)
+            throw ExitCode.failure
+        }
+        let outcome = await reconciler.apply(plan, state: loaded.state, audit: loaded.repository) { entry in
+            if text { ApplyRun.print(entry, console) }
+        }
+        var run = ApplyRun(
+            revision: loaded.state.revision, records: outcome.entries.filter { !$0.alreadyRecorded }.map(\.record),
+            commits: Dictionary(outcome.entries.compactMap { e in e.commit.map { (e.record.id, $0) } }, uniquingKeysWith: { a, _ in a }),
+            errors: outcome.auditFailures.map { "audit record not committed: \($0)" }
+                + plan.failures.map { "\($0.binding.target) \($0.binding.resource): \($0.message)" },
+            pushed: 0, keptLocally: 0, pushError: nil)
+        switch try await loaded.repository.publish() {
+        case .upToDate: break
+        case .pushed(let count): run.pushed = count
+        case .keptLocally(let count, let reason):
+            run.keptLocally = count
+            run.pushError = reason
+        }
+        if text { run.summarize(console, plan: plan, options: options) }
+        return run
+    }
+
+    static func print(_ entry: CycleEntry, _ console: Console) {
+        let r = entry.record
+        let changes = r.changes.map { "\($0.property) \($0.observedBefore ?? "(unset)") -> \($0.desired)" }.joined(separator: ", ")
+        let label: String
+        switch (r.decision, r.result) {
+        case (.applied, .verified?): label = console.paint("fixed   ", .green)
+        case (.applied, _): label = console.paint("FAILED  ", .red)
+        case (.deferred, _): label = console.paint("deferred", .yellow)
+        case (.reported, _): label = console.paint("reported", .blue)
+        default: label = r.decision.rawValue
+        }
+        var line = "\(label) \(r.target)  \(r.resource): \(changes)"
+        if let detected = Timestamp.parse(r.detectedAt), let verified = r.verifiedAt.flatMap(Timestamp.parse) {
+            line += console.paint(String(format: "  verified in %.0f ms", verified.timeIntervalSince(detected) * 1000), .dim)
+        }
+        if let reason = r.reason { line += console.paint("  (\(reason))", .dim) }
+        if entry.alreadyRecorded { line += console.paint("  (recorded before)", .dim) }
+        if let commit = entry.commit { line += console.paint("  audit \(commit.prefix(12))", .dim) }
+        console.print(line)
+        if let error = r.error { console.print("         " + console.paint(error, .red)) }
+    }
+
+    func summarize(_ console: Console, plan: Plan, options: RepositoryOptions) {
+        for error in errors { console.error(error) }
+        let fixed = records.filter { $0.result == .verified }.count
+        let failed = records.filter { $0.result == .failed }.count
+        let deferred = records.filter { $0.decision == .deferred }.count
+        let reported = records.filter { $0.decision == .reported }.count
+        console.print("Fixed and verified: \(fixed). Failed: \(failed). Deferred: \(deferred). Reported: \(reported). In sync: \(plan.inSync.count).")
+        if pushed > 0 { console.print("Pushed \(pushed) audit commit\(pushed == 1 ? "" : "s") to \(options.url) \(options.auditBranch).") }
+        if let pushError {
+            console.warn("\(keptLocally) audit commit\(keptLocally == 1 ? "" : "s") kept in \(options.stateDirectory) and pushed on the next run: \(pushError)")
+        }
+    }
+}

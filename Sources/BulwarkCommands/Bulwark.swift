@@ -1,0 +1,38 @@
+public import ArgumentParser
+internal import BulwarkCore
+internal import BulwarkHost
+
+/// `bulwark`: a GitOps reconciler for security configuration.
+public struct Bulwark: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "bulwark",
+        abstract: "Reconcile security configuration from a git repository, verify each fix, and record it in git.",
+        discussion: """
+            Exit codes: 0 success (plan: in sync), 1 error, 2 (plan) drift found.
+            Set NO_COLOR to turn colour off.
+            """,
+        version: "0.1.0",
+        subcommands: [Demo.self, Init.self, Validate.self, PlanCommand.self, Apply.self, Log.self])
+
+    public init() {}
+
+    /// Every adapter this build knows.
+    static func registry() -> Registry { Registry([HostAdapter.definition()]) }
+}
+
+/// Output formats shared by the commands.
+enum OutputFormat: String, ExpressibleByArgument, CaseIterable, Sendable {
+    case text, json
+}
+
+struct OutputOptions: ParsableArguments {
+    @Option(help: "Output format: text or json.")
+    var output: OutputFormat = .text
+}
+
+extension Bulwark {
+    /// Parses the process's arguments and runs the command (for the executable's entry point).
+    public static func runFromCommandLine() async {
+        await main()
+    }
+}

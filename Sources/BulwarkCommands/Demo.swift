@@ -1,0 +1,94 @@
+internal import ArgumentParser
+internal import BulwarkCore
+internal import BulwarkGit
+internal import Foundation
+
+extension Bulwark {
+    struct Demo: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run the whole loop on a sandbox: plan, fix, verify, commit, then show git history and MTTR.",
+            discussion: """
+                Builds, under --dir (default: a new temporary folder), a host tree with insecure defaults \
+                (host/), a bare origin seeded from the shipped baseline (origin.git) and Bulwark's state \
+                (state/). Nothing outside that folder is touched.
+                """)
+
+        @Option(help: "The folder to build the sandbox in (must not exist, or be empty).")
+        var dir: String?
+
+        func run() async throws {
+            let console = Console()
+            let fm = FileManager.default
+            let base: String
+            if let dir {
+                if let contents = try? fm.contentsOfDirectory(atPath: dir), !contents.isEmpty {
+                    throw ValidationError("\(dir) exists and is not empty")
+                }
+                try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
+                base = URL(fileURLWithPath: dir).standardizedFileURL.path
+            } else {
+                var template = Array((NSTemporaryDirectory() + "/bulwark-demo-XXXXXX").utf8CString)
+                guard mkdtemp(&template) != nil else { throw ValidationErrorText("cannot create a temporary folder") }
+                base = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            }
+            let host = base + "/host"
+            let origin = base + "/origin.git"
+            try DemoHost.create(at: host)
+            let seed = try Repository.create(at: origin, bare: true)
+            let commit = try seed.writeCommit(adding: Baseline.files(hostRoot: host), parent: nil,
+                                              message: "Bulwark baseline: CIS-style Debian 12 host hardening\n",
+                                              author: Signature(name: "Platform Team", email: "platform@example.org"))
+            try seed.updateReference("refs/heads/main", to: commit, expected: nil, message: "seed")
+            try seed.setHead("refs/heads/main")
+            console.print(console.paint("Bulwark demo", .bold) + " in \(base)")
+            console.print("  host tree  \(host)   (stands for /, with insecure defaults)")
+            console.print("  origin     \(origin)   (policy repository, main at \(commit.short))")
+            console.print("")
+
+            let options = try RepositoryOptions.parse(["--repo", origin, "--state-dir", base + "/state"])
+            console.print(console.paint("== bulwark plan", .bold))
+            let before = try await Self.plan(options, console)
+            PlanReport(plan: before.plan, state: before.state).print(console)
+            console.print("")
+
+            console.print(console.paint("== bulwark apply", .bold))
+            let run = try await ApplyRun.run(repository: options, console: console, text: true)
+            console.print("")
+
+            console.print(console.paint("== bulwark plan (again)", .bold))
+            let after = try await Self.plan(options, console)
+            PlanReport(plan: after.plan, state: after.state).print(console)
+            console.print("")
+
+            console.print(console.paint("== git log bulwark/audit (origin)", .bold))
+            let history = try seed.resolve("refs/heads/bulwark/audit").map { try seed.history(from: $0) } ?? []
+            var times: [Double] = []
+            for entry in history.reversed() {
+                var trailers: [String: String] = [:]
+                for t in entry.trailers { trailers[t.key] = t.value }
+                let mttr = Log.mttr(trailers)
+                if let mttr { times.append(mttr * 1000) }
+                let result = trailers["Bulwark-Result"] ?? trailers["Bulwark-Decision"] ?? ""
+                console.print("\(console.paint(entry.id.short, .yellow)) \(result.padding(toLength: 9, withPad: " ", startingAt: 0)) "
+                              + (mttr.map { String(format: "%6.1f ms  ", $0 * 1000) } ?? "           ") + entry.summary)
+            }
+            console.print("")
+            if !times.isEmpty {
+                let sorted = times.sorted()
+                console.print(console.paint("MTTR", .bold) + String(
+                    format: " (detection to verified fix) over %d remediations: median %.1f ms, max %.1f ms",
+                    sorted.count, sorted[sorted.count / 2], sorted.last ?? 0))
+            }
+            console.print("Read it with git: git --git-dir \(origin) log --format='%h %s%n%(trailers)' bulwark/audit")
+            guard run.succeeded, !after.plan.hasDrift, run.pushed > 0 else {
+                console.error("the demo did not end in sync with every fix verified and pushed")
+                throw ExitCode.failure
+            }
+        }
+
+        static func plan(_ options: RepositoryOptions, _ console: Console) async throws -> (plan: Plan, state: DesiredState) {
+            let loaded = try await options.load(console: console)
+            return (try await Reconciler(registry: Bulwark.registry()).plan(loaded.state), loaded.state)
+        }
+    }
+}

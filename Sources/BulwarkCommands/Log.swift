@@ -1,0 +1,83 @@
+internal import ArgumentParser
+internal import BulwarkCore
+internal import BulwarkGit
+internal import Foundation
+
+extension Bulwark {
+    struct Log: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show remediation history from the audit branch.",
+            discussion: "The same history `git log bulwark/audit` shows, filtered and readable.")
+
+        @OptionGroup var repository: RepositoryOptions
+        @OptionGroup var output: OutputOptions
+
+        @Option(help: "Only this target.") var target: String?
+        @Option(help: "Only this kind (e.g. SSHDConfig).") var kind: String?
+        @Option(help: "Only this decision (applied, held, waived, deferred, escalated, reported).") var decision: String?
+        @Option(help: "Only records detected since a date (2026-11-01) or a duration ago (24h, 7d).") var since: String?
+        @Option(help: "At most this many records.") var limit: Int = 100
+
+        func validate() throws {
+            if let since, Self.parseSince(since, now: Date()) == nil {
+                throw ValidationError("--since takes a date (2026-11-01), a time (2026-11-01T10:00:00Z) or a duration (30m, 24h, 7d)")
+            }
+            if let decision, Decision(rawValue: decision) == nil {
+                throw ValidationError("--decision takes one of \(Decision.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            guard limit > 0 else { throw ValidationError("--limit must be positive") }
+        }
+
+        static func parseSince(_ text: String, now: Date) -> Date? {
+            if let date = Timestamp.parse(text) { return date }
+            if let day = try? Date.ISO8601FormatStyle().year().month().day().parse(text) { return day }
+            let units: [Character: Double] = ["m": 60, "h": 3600, "d": 86400, "w": 604_800]
+            guard let unit = text.last.flatMap({ units[$0] }), let value = Double(text.dropLast()), value >= 0 else { return nil }
+            return now.addingTimeInterval(-value * unit)
+        }
+
+        struct Entry: Encodable {
+            var commit: String
+            var summary: String
+            var trailers: [String: String]
+        }
+
+        func run() async throws {
+            let console = Console()
+            let policy = try PolicyRepository(repository.configuration)
+            let (_, stale) = try await policy.sync()
+            if let stale { console.warn(stale) }
+            let cutoff = since.flatMap { Self.parseSince($0, now: Date()) }
+            var entries: [Entry] = []
+            for commit in try await policy.auditHistory() {
+                guard entries.count < limit else { break }
+                guard let id = commit.trailer("Bulwark-Id") else { continue }
+                if let target, commit.trailer("Bulwark-Target") != target { continue }
+                if let kind, commit.trailer("Bulwark-Resource")?.hasPrefix(kind + "/") != true { continue }
+                if let decision, commit.trailer("Bulwark-Decision") != decision { continue }
+                if let cutoff, let detected = commit.trailer("Bulwark-Detected-At").flatMap(Timestamp.parse), detected < cutoff { continue }
+                var trailers: [String: String] = ["Bulwark-Id": id]
+                for trailer in commit.trailers where trailer.key.hasPrefix("Bulwark-") { trailers[trailer.key] = trailer.value }
+                entries.append(Entry(commit: commit.id.hex, summary: commit.summary, trailers: trailers))
+            }
+            switch output.output {
+            case .json:
+                console.json(entries)
+            case .text:
+                if entries.isEmpty { console.print("No audit records match.") }
+                for entry in entries {
+                    let outcome = [entry.trailers["Bulwark-Decision"], entry.trailers["Bulwark-Result"]].compactMap { $0 }.joined(separator: "/")
+                    let mttr = Self.mttr(entry.trailers).map { String(format: " %.0fms", $0 * 1000) } ?? ""
+                    console.print("\(console.paint(String(entry.commit.prefix(10)), .yellow)) \(entry.trailers["Bulwark-Detected-At"] ?? "")  \(outcome)\(mttr)  \(entry.summary)")
+                }
+            }
+        }
+
+        /// Detection to verified fix, in seconds.
+        static func mttr(_ trailers: [String: String]) -> Double? {
+            guard let detected = trailers["Bulwark-Detected-At"].flatMap(Timestamp.parse),
+                  let verified = trailers["Bulwark-Verified-At"].flatMap(Timestamp.parse) else { return nil }
+            return verified.timeIntervalSince(detected)
+        }
+    }
+}

@@ -1,0 +1,209 @@
+internal import BulwarkCore
+internal import BulwarkGit
+internal import Foundation
+
+/// Bulwark's own bare clone of a policy repository, in its state directory: where desired
+/// state is read from (git objects at one commit, never a working tree) and where audit
+/// commits are written and pushed from. Owns the libgit2 repository; one per state directory,
+/// guarded by a lock file.
+actor PolicyRepository: AuditSink {
+    struct Configuration: Sendable {
+        var url: String
+        var branch: String = "main"
+        var auditBranch: String = "bulwark/audit"
+        var stateDirectory: String
+        var author = Signature(name: "Bulwark", email: "bulwark@localhost")
+    }
+
+    enum Failure: Error, CustomStringConvertible {
+        case locked(String)
+        case noBranch(String, String)
+        case unreachable(String, GitError)
+        case otherRemote(String, String)
+
+        var description: String {
+            switch self {
+            case .locked(let path): "another bulwark process is using the state directory \(path)"
+            case .noBranch(let branch, let url): "branch '\(branch)' not found in \(url)"
+            case .unreachable(let url, let error): "cannot fetch \(url): \(error.message)"
+            case .otherRemote(let path, let url): "state directory \(path) belongs to another repository (\(url)); use another --state-dir"
+            }
+        }
+    }
+
+    /// What a push achieved.
+    enum Publication: Sendable {
+        case upToDate
+        case pushed(commits: Int)
+        /// The remote could not be reached; the commits stay on the local audit branch and go
+        /// out with the next push.
+        case keptLocally(commits: Int, reason: String)
+    }
+
+    let configuration: Configuration
+    private let repository: Repository
+    private let lock: Int32
+    private var recordedIDs: Set<String>?
+
+    private var localAudit: String { "refs/heads/\(configuration.auditBranch)" }
+    private var remoteAudit: String { "refs/remotes/origin/\(configuration.auditBranch)" }
+
+    init(_ configuration: Configuration) throws {
+        self.configuration = configuration
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: configuration.stateDirectory, withIntermediateDirectories: true)
+        let lockPath = configuration.stateDirectory + "/lock"
+        let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw HostLikeError("cannot open \(lockPath): \(String(cString: strerror(errno)))") }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            close(fd)
+            throw Failure.locked(configuration.stateDirectory)
+        }
+        lock = fd
+        let path = configuration.stateDirectory + "/repository.git"
+        do {
+            repository = fm.fileExists(atPath: path + "/HEAD")
+                ? try Repository.open(at: path) : try Repository.create(at: path, bare: true)
+            if let existing = try repository.remoteURL("origin"), existing != configuration.url {
+                throw Failure.otherRemote(configuration.stateDirectory, existing)
+            }
+            try repository.ensureRemote("origin", url: configuration.url)
+        } catch {
+            close(fd)
+            throw error
+        }
+    }
+
+    deinit { close(lock) }
+
+    // MARK: - Desired state
+
+    /// Fetches the origin and returns the head of the policy branch. When the origin cannot be
+    /// reached, the last fetched head is used if there is one (`stale` says so).
+    func sync() throws -> (head: ObjectID, stale: String?) {
+        var stale: String?
+        do {
+            try repository.fetch(remote: "origin", refspecs: ["+refs/heads/*:refs/remotes/origin/*"])
+        } catch {
+            guard try repository.resolve("refs/remotes/origin/\(configuration.branch)") != nil else {
+                throw Failure.unreachable(configuration.url, error)
+            }
+            stale = "cannot fetch \(configuration.url) (\(error.message)); using the last fetched revision"
+        }
+        guard let head = try repository.resolve("refs/remotes/origin/\(configuration.branch)") else {
+            throw Failure.noBranch(configuration.branch, configuration.url)
+        }
+        try reconcileAuditBranch()
+        return (head, stale)
+    }
+
+    /// The manifest files of a revision, straight from the object database.
+    func files(at commit: ObjectID) throws -> [SourceFile] {
+        try repository.files(at: commit, under: DesiredStateLoader.folders, maxSize: DesiredStateLoader.maxFileSize)
+            .map { file in
+                SourceFile(path: file.path, kind: file.kind == .symlink ? .symlink : file.kind == .submodule ? .other : .regular,
+                           size: file.size, contents: file.contents)
+            }
+    }
+
+    // MARK: - Audit
+
+    func contains(recordID: String) throws -> Bool {
+        if recordedIDs == nil {
+            var ids = Set<String>()
+            if let head = try repository.resolve(localAudit) {
+                for commit in try repository.history(from: head) {
+                    if let id = commit.trailer("Bulwark-Id") { ids.insert(id) }
+                }
+            }
+            recordedIDs = ids
+        }
+        return recordedIDs?.contains(recordID) ?? false
+    }
+
+    func write(_ record: AuditRecord) throws -> String {
+        let parent = try repository.resolve(localAudit)
+        var author = configuration.author
+        author.time = Date()
+        let commit = try repository.writeCommit(adding: [record.path: record.json()], parent: parent,
+                                                message: record.commitMessage, author: author)
+        try repository.updateReference(localAudit, to: commit, expected: parent, message: "bulwark: audit \(record.id)")
+        recordedIDs?.insert(record.id)
+        return commit.hex
+    }
+
+    /// Pushes the audit branch. A remote that moved meanwhile gets our commits replayed on top
+    /// of its head (audit paths are unique, so this always succeeds) and the push is retried.
+    func publish(attempts: Int = 5) throws -> Publication {
+        for _ in 0..<attempts {
+            guard let local = try repository.resolve(localAudit) else { return .upToDate }
+            let remote = try repository.resolve(remoteAudit)
+            if local == remote { return .upToDate }
+            let pending = try repository.history(from: local, hiding: remote).count
+            let rejected: [PushRejection]
+            do {
+                rejected = try repository.push(remote: "origin", refspecs: ["\(localAudit):\(localAudit)"])
+            } catch {
+                // libgit2 refuses a non-fast-forward before sending; anything else means the
+                // remote cannot take the push now.
+                guard error.isNonFastForward else { return .keptLocally(commits: pending, reason: error.message) }
+                rejected = [PushRejection(reference: localAudit, reason: error.message)]
+            }
+            if rejected.isEmpty {
+                try repository.forceReference(remoteAudit, to: local, message: "bulwark: pushed")
+                return .pushed(commits: pending)
+            }
+            do {
+                try repository.fetch(remote: "origin", refspecs: ["+\(localAudit):\(remoteAudit)"])
+            } catch {
+                return .keptLocally(commits: pending, reason: error.message)
+            }
+            try reconcileAuditBranch()
+        }
+        var pending = 0
+        if let local = try repository.resolve(localAudit) {
+            pending = try repository.history(from: local, hiding: try repository.resolve(remoteAudit)).count
+        }
+        return .keptLocally(commits: pending, reason: "the audit branch kept moving during \(attempts) attempts")
+    }
+
+    /// Brings the local audit branch up to the fetched one, keeping local commits that were
+    /// never pushed by replaying them on top.
+    private func reconcileAuditBranch() throws {
+        guard let remote = try repository.resolve(remoteAudit) else { return }
+        guard let local = try repository.resolve(localAudit) else {
+            try repository.updateReference(localAudit, to: remote, expected: nil, message: "bulwark: track audit branch")
+            return
+        }
+        if try repository.isAncestor(local, of: remote) {
+            if local != remote {
+                try repository.updateReference(localAudit, to: remote, expected: local, message: "bulwark: fast-forward")
+            }
+            return
+        }
+        if try repository.isAncestor(remote, of: local) { return }
+        var head = remote
+        for commit in try repository.history(from: local, hiding: remote).reversed() {
+            head = try repository.replay(commit.id, onto: head)
+        }
+        try repository.updateReference(localAudit, to: head, expected: local, message: "bulwark: replay onto origin")
+    }
+
+    /// Audit commits, newest first (the local branch: what was pushed and what waits to be).
+    func auditHistory(limit: Int = .max) throws -> [CommitInfo] {
+        guard let head = try repository.resolve(localAudit) else { return [] }
+        return try repository.history(from: head, limit: limit)
+    }
+
+    func auditRecord(_ commit: CommitInfo) throws -> AuditRecord? {
+        guard let id = commit.trailer("Bulwark-Id"), let detected = commit.trailer("Bulwark-Detected-At") else { return nil }
+        let day = String(detected.prefix(10)).replacingOccurrences(of: "-", with: "/")
+        guard let bytes = try repository.file(at: commit.id, path: "audit/\(day)/\(id).json") else { return nil }
+        return try? JSONDecoder().decode(AuditRecord.self, from: Data(bytes))
+    }
+}
+
+struct HostLikeError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}

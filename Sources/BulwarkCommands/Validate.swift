@@ -1,0 +1,62 @@
+internal import ArgumentParser
+internal import BulwarkCore
+internal import Foundation
+
+extension Bulwark {
+    struct Validate: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Check the manifests of a policy repository's working tree (for its CI or a pre-commit hook).",
+            discussion: "Reads desired-state/ and controllers/ under PATH. Exit codes: 0 valid (warnings are printed), 1 invalid, with every error listed.")
+
+        @Argument(help: "The policy repository's folder.")
+        var path: String = "."
+
+        func run() async throws {
+            let console = Console()
+            let files = try Self.readFiles(under: path)
+            do {
+                let state = try DesiredStateLoader(registry: Bulwark.registry()).load(files, revision: "working tree")
+                for warning in state.warnings { console.warn(warning.description) }
+                console.print("valid: \(state.resources.count) resources, \(state.targets.count) targets, "
+                              + "\(state.controllers.count) controllers, \(state.bindings.count) bindings")
+            } catch {
+                console.print(error.description, to: .standardError)
+                throw ExitCode.failure
+            }
+        }
+
+        /// Manifest files under `root` as the loader reads them from git: relative paths,
+        /// symlinks flagged, oversized files not read.
+        static func readFiles(under root: String) throws -> [SourceFile] {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: root, isDirectory: &isDirectory), isDirectory.boolValue else {
+                throw ValidationError("\(root) is not a folder")
+            }
+            var files: [SourceFile] = []
+            for folder in DesiredStateLoader.folders {
+                let base = root + "/" + folder
+                guard let walker = FileManager.default.enumerator(atPath: base) else { continue }
+                while let relative = walker.nextObject() as? String {
+                    let full = base + "/" + relative
+                    let path = folder + "/" + relative
+                    var info = stat()
+                    guard lstat(full, &info) == 0 else { continue }
+                    switch info.st_mode & 0o170000 {
+                    case 0o040000:
+                        continue
+                    case 0o120000:
+                        files.append(SourceFile(path: path, kind: .symlink, size: 0, contents: nil))
+                    case 0o100000:
+                        let size = Int(info.st_size)
+                        let contents = size <= DesiredStateLoader.maxFileSize
+                            ? FileManager.default.contents(atPath: full).map { Array($0) } : nil
+                        files.append(SourceFile(path: path, kind: .regular, size: size, contents: contents))
+                    default:
+                        files.append(SourceFile(path: path, kind: .other, size: 0, contents: nil))
+                    }
+                }
+            }
+            return files
+        }
+    }
+}

@@ -1,0 +1,8 @@
+import BulwarkCommands
+
+@main
+struct Entrypoint {
+    static func main() async {
+        await Bulwark.runFromCommandLine()
+    }
+}
