@@ -41,12 +41,16 @@ let package = Package(
             swiftSettings: swiftSettings),
         .executableTarget(name: "bulwark", dependencies: ["BulwarkCommands"], swiftSettings: swiftSettings),
 
-        .testTarget(name: "BulwarkGitTests", dependencies: ["BulwarkGit"], swiftSettings: swiftSettings),
-        .testTarget(name: "BulwarkCoreTests", dependencies: ["BulwarkCore"], swiftSettings: swiftSettings),
-        .testTarget(name: "BulwarkHostTests", dependencies: ["BulwarkHost", "BulwarkCore"], swiftSettings: swiftSettings),
+        // Temporary folders and real processes (git, the bulwark binary) for the tests.
+        .target(name: "BulwarkTestSupport", path: "Tests/Support", swiftSettings: swiftSettings),
+        .testTarget(name: "BulwarkGitTests", dependencies: ["BulwarkGit", "BulwarkTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "BulwarkCoreTests", dependencies: ["BulwarkCore", "BulwarkTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "BulwarkHostTests", dependencies: ["BulwarkHost", "BulwarkCore", "BulwarkTestSupport"],
+            swiftSettings: swiftSettings),
         .testTarget(
             name: "BulwarkCommandsTests",
-            dependencies: ["BulwarkCommands", "BulwarkGit", "BulwarkCore", "BulwarkHost"],
+            dependencies: ["BulwarkCommands", "BulwarkGit", "BulwarkCore", "BulwarkHost", "BulwarkTestSupport"],
             swiftSettings: swiftSettings),
     ]
 )

@@ -1,0 +1,153 @@
+import BulwarkGit
+import BulwarkTestSupport
+import Foundation
+import Testing
+
+@Suite struct RepositoryTests {
+    let author = Signature(name: "Bulwark", email: "bulwark@localhost", time: Date(timeIntervalSince1970: 1_800_000_000))
+
+    @Test func writesCommitsOnAnOrphanBranchThatGitReads() async throws {
+        try await withTemporaryDirectory { dir in
+            let repo = try Repository.create(at: dir + "/r.git", bare: true)
+            let message = "remediate(X/y): t a -> b\n\nBody line.\n\nBulwark-Id: 01ABC\nBulwark-Result: verified\n"
+            let first = try repo.writeCommit(adding: ["audit/2026/11/22/a.json": Array("{}\n".utf8)], parent: nil,
+                                             message: message, author: author)
+            try repo.updateReference("refs/heads/bulwark/audit", to: first, expected: nil, message: "test")
+            let second = try repo.writeCommit(adding: ["audit/2026/11/22/b.json": Array("[]\n".utf8),
+                                                       "audit/2026/11/23/c.json": Array("1\n".utf8)],
+                                              parent: first, message: "second\n\nBulwark-Id: 01DEF\n", author: author)
+            try repo.updateReference("refs/heads/bulwark/audit", to: second, expected: first, message: "test")
+
+            // The git CLI is the independent reader.
+            let log = try git("--git-dir", dir + "/r.git", "log", "--format=%H %(trailers:key=Bulwark-Id,valueonly)", "bulwark/audit")
+            #expect(log.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
+                    == [[second.hex, "01DEF"], [first.hex, "01ABC"]])
+            let files = try git("--git-dir", dir + "/r.git", "ls-tree", "-r", "--name-only", "bulwark/audit")
+            #expect(files == "audit/2026/11/22/a.json\naudit/2026/11/22/b.json\naudit/2026/11/23/c.json\n")
+            #expect(try git("--git-dir", dir + "/r.git", "show", "bulwark/audit:audit/2026/11/22/a.json") == "{}\n")
+            try git("--git-dir", dir + "/r.git", "fsck", "--strict")
+            let info = try repo.commitInfo(first)
+            #expect(info.trailer("bulwark-result") == "verified")
+            #expect(info.summary == "remediate(X/y): t a -> b")
+        }
+    }
+
+    @Test func referenceUpdatesAreCompareAndSwap() async throws {
+        try await withTemporaryDirectory { dir in
+            let repo = try Repository.create(at: dir + "/r.git", bare: true)
+            let a = try repo.writeCommit(adding: ["f": [1]], parent: nil, message: "a\n", author: author)
+            let b = try repo.writeCommit(adding: ["g": [2]], parent: a, message: "b\n", author: author)
+            try repo.updateReference("refs/heads/x", to: a, expected: nil, message: "t")
+            #expect(throws: GitError.self) { try repo.updateReference("refs/heads/x", to: b, expected: nil, message: "t") }
+            #expect(throws: GitError.self) { try repo.updateReference("refs/heads/x", to: b, expected: b, message: "t") }
+            try repo.updateReference("refs/heads/x", to: b, expected: a, message: "t")
+            #expect(try repo.resolve("refs/heads/x") == b)
+            #expect(try repo.resolve("refs/heads/missing") == nil)
+            #expect(try repo.isAncestor(a, of: b))
+            #expect(try !repo.isAncestor(b, of: a))
+        }
+    }
+
+    @Test func readsFilesFromObjectsAndListsChangedPaths() async throws {
+        try await withTemporaryDirectory { dir in
+            let work = dir + "/work"
+            try git("init", "-q", "-b", "main", work)
+            try write(work + "/desired-state/hosts/ssh.yaml", "kind: SSHDConfig\n")
+            try write(work + "/desired-state/big.yaml", String(repeating: "x", count: 5000))
+            try write(work + "/controllers/c.yaml", "kind: Controller\n")
+            try write(work + "/README.md", "not read\n")
+            try FileManager.default.createSymbolicLink(atPath: work + "/desired-state/link.yaml", withDestinationPath: "/etc/passwd")
+            try git("add", "-A", in: work)
+            try git("commit", "-qm", "one", in: work)
+            let first = try #require(ObjectID(hex: try git("rev-parse", "HEAD", in: work).trimmingCharacters(in: .whitespacesAndNewlines)))
+            try write(work + "/desired-state/hosts/ssh.yaml", "kind: SSHDConfig\nspec: {}\n")
+            try FileManager.default.removeItem(atPath: work + "/controllers/c.yaml")
+            try git("commit", "-qam", "two", in: work)
+            let second = try #require(ObjectID(hex: try git("rev-parse", "HEAD", in: work).trimmingCharacters(in: .whitespacesAndNewlines)))
+
+            let repo = try Repository.open(at: work)
+            let files = try repo.files(at: first, under: ["desired-state", "controllers", "missing"], maxSize: 1000)
+            #expect(files.map(\.path) == ["controllers/c.yaml", "desired-state/big.yaml", "desired-state/hosts/ssh.yaml",
+                                          "desired-state/link.yaml"])
+            let big = try #require(files.first { $0.path == "desired-state/big.yaml" })
+            #expect(big.contents == nil && big.size == 5000)
+            #expect(files.first { $0.path.hasSuffix("link.yaml") }?.kind == .symlink)
+            #expect(files.first { $0.path.hasSuffix("ssh.yaml") }?.contents == Array("kind: SSHDConfig\n".utf8))
+            #expect(try repo.changedPaths(from: first, to: second) == ["controllers/c.yaml", "desired-state/hosts/ssh.yaml"])
+            #expect(try repo.changedPaths(from: nil, to: first).count == 5)
+        }
+    }
+
+    @Test func fetchesFromAnOriginIntoABareClone() async throws {
+        try await withTemporaryDirectory { dir in
+            let work = dir + "/work"
+            try git("init", "-q", "-b", "main", work)
+            try write(work + "/a", "a\n")
+            try git("add", "-A", in: work)
+            try git("commit", "-qm", "one", in: work)
+            let clone = try Repository.create(at: dir + "/state.git", bare: true)
+            try clone.ensureRemote("origin", url: work)
+            try clone.fetch(remote: "origin", refspecs: ["+refs/heads/*:refs/remotes/origin/*"])
+            let head = try git("rev-parse", "HEAD", in: work).trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(try clone.resolve("refs/remotes/origin/main")?.hex == head)
+            #expect(try clone.remoteURL("origin") == work)
+
+            let missing = try Repository.create(at: dir + "/other.git", bare: true)
+            try missing.ensureRemote("origin", url: dir + "/does-not-exist")
+            #expect(throws: GitError.self) { try missing.fetch(remote: "origin", refspecs: ["+refs/heads/*:refs/remotes/origin/*"]) }
+        }
+    }
+
+    @Test func pushRefusesANonFastForwardAndReplayResolvesIt() async throws {
+        try await withTemporaryDirectory { dir in
+            let origin = try Repository.create(at: dir + "/origin.git", bare: true)
+            let base = try origin.writeCommit(adding: ["audit/a.json": [1]], parent: nil, message: "a\n", author: author)
+            try origin.updateReference("refs/heads/audit", to: base, expected: nil, message: "t")
+
+            let local = try Repository.create(at: dir + "/local.git", bare: true)
+            try local.ensureRemote("origin", url: dir + "/origin.git")
+            try local.fetch(remote: "origin", refspecs: ["+refs/heads/*:refs/remotes/origin/*"])
+            let remoteBase = try #require(try local.resolve("refs/remotes/origin/audit"))
+            let mine = try local.writeCommit(adding: ["audit/mine.json": [2]], parent: remoteBase,
+                                             message: "mine\n\nBulwark-Id: M\n", author: author)
+            try local.updateReference("refs/heads/audit", to: mine, expected: nil, message: "t")
+
+            // Someone else moves the origin first.
+            let theirs = try origin.writeCommit(adding: ["audit/theirs.json": [3]], parent: base, message: "theirs\n", author: author)
+            try origin.updateReference("refs/heads/audit", to: theirs, expected: base, message: "t")
+
+            do {
+                let rejected = try local.push(remote: "origin", refspecs: ["refs/heads/audit:refs/heads/audit"])
+                #expect(!rejected.isEmpty, "a non-fast-forward push must not succeed")
+            } catch {
+                #expect((error as? GitError)?.isNonFastForward == true)
+            }
+            try local.fetch(remote: "origin", refspecs: ["+refs/heads/*:refs/remotes/origin/*"])
+            let newBase = try #require(try local.resolve("refs/remotes/origin/audit"))
+            let replayed = try local.replay(mine, onto: newBase)
+            try local.updateReference("refs/heads/audit", to: replayed, expected: mine, message: "t")
+            #expect(try local.push(remote: "origin", refspecs: ["refs/heads/audit:refs/heads/audit"]).isEmpty)
+
+            let files = try git("--git-dir", dir + "/origin.git", "ls-tree", "-r", "--name-only", "audit")
+            #expect(files == "audit/a.json\naudit/mine.json\naudit/theirs.json\n")
+            let replayedInfo = try local.commitInfo(replayed)
+            #expect(replayedInfo.trailer("Bulwark-Id") == "M")
+            #expect(replayedInfo.parents == [newBase])
+            try git("--git-dir", dir + "/origin.git", "fsck", "--strict")
+        }
+    }
+
+    @Test func parsesTrailersWrittenByGit() async throws {
+        try await withTemporaryDirectory { dir in
+            try git("init", "-q", "-b", "main", dir + "/w")
+            try git("commit", "-q", "--allow-empty", "-m", "subject", "-m", "body", "-m", "Bulwark-Id: X1\nBulwark-Decision: held",
+                    in: dir + "/w")
+            let repo = try Repository.open(at: dir + "/w")
+            let head = try #require(try repo.resolve("refs/heads/main"))
+            let history = try repo.history(from: head)
+            #expect(history.count == 1)
+            #expect(history[0].trailers.map(\.key) == ["Bulwark-Id", "Bulwark-Decision"])
+            #expect(history[0].trailer("Bulwark-Decision") == "held")
+        }
+    }
+}
