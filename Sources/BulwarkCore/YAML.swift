@@ -114,7 +114,7 @@ private struct Composer {
                 guard case .documentEnd = try next() else {
                     throw YAMLError(line: root.line, column: root.column, message: "expected the end of the document")
                 }
-                result.append(root)
+                result.append(root.isNull ? nil : root)
             default:
                 throw YAMLError(line: 1, column: 1, message: "unexpected YAML event")
             }

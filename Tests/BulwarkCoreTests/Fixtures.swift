@@ -1,0 +1,106 @@
+import BulwarkCore
+import Foundation
+import Synchronization
+
+/// An in-memory system at the `ResourceDriver` seam: key/value properties per target, so the
+/// core's logic is tested without any adapter. Real adapters are tested against real systems.
+final class MemoryDriver: ResourceDriver {
+    struct State {
+        var values: [String: [String: String]] = [:]
+        /// Properties that silently refuse to change (a fix that does not hold).
+        var stuck: Set<String> = []
+        var failApply: String?
+        var failObserve: String?
+        var applied: [String] = []
+    }
+
+    let state = Mutex(State())
+
+    func set(_ target: String, _ property: String, _ value: String?) {
+        state.withLock { $0.values[target, default: [:]][property] = value }
+    }
+
+    func get(_ target: String, _ property: String) -> String? {
+        state.withLock { $0.values[target]?[property] }
+    }
+
+    func observe(_ resource: Resource, on target: Target) async throws -> Observation {
+        try state.withLock { state in
+            if let failure = state.failObserve { throw TestFailure(failure) }
+            var result: [String: String?] = [:]
+            for property in resource.spec.properties { result[property.name] = .some(state.values[target.name]?[property.name]) }
+            return Observation(values: result)
+        }
+    }
+
+    func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
+        try state.withLock { state in
+            if let failure = state.failApply { throw TestFailure(failure) }
+            for change in changes where !state.stuck.contains(change.property) {
+                state.values[target.name, default: [:]][change.property] = change.desired
+            }
+            state.applied.append("\(target.name) \(resource.id)")
+        }
+    }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// A registry with one adapter, `memory`, and kinds `Setting` (any key/value pairs) and
+/// `Secret` (a sensitive value).
+func memoryRegistry(_ driver: MemoryDriver) -> Registry {
+    Registry([
+        AdapterDefinition(
+            name: "memory",
+            parseTarget: { spec in
+                spec.allowOnly(["adapter", "zone"])
+                return ["zone": spec.field("zone")?.string() ?? "default"]
+            },
+            kinds: [
+                KindDefinition(name: "Setting", adapter: "memory", summary: "key/value", parse: { spec in
+                    guard let entries = spec.entries() else { return nil }
+                    var properties: [DesiredProperty] = []
+                    for (key, value) in entries {
+                        if key == "limit" {
+                            guard let n = value.int(in: 1...10) else { return nil }
+                            properties.append(DesiredProperty(key, String(n)))
+                        } else {
+                            guard let text = value.string() else { return nil }
+                            properties.append(DesiredProperty(key, text))
+                        }
+                    }
+                    return ResourceSpec(properties: properties)
+                }, driver: driver),
+                KindDefinition(name: "Secret", adapter: "memory", summary: "sensitive", parse: { spec in
+                    guard let value = spec.field("value", required: true)?.string() else { return nil }
+                    return ResourceSpec(subject: "secret", properties: [DesiredProperty("password", value, sensitive: true)])
+                }, driver: driver),
+            ]),
+    ])
+}
+
+func file(_ path: String, _ text: String) -> SourceFile { SourceFile(path: path, contents: Array(text.utf8)) }
+
+let inventory = file("controllers/inventory.yaml", """
+    apiVersion: bulwark/v1
+    kind: Target
+    metadata: {name: web-1, labels: {role: web, exposure: internet}}
+    spec: {adapter: memory}
+    ---
+    apiVersion: bulwark/v1
+    kind: Target
+    metadata: {name: db-1, labels: {role: db, exposure: internal}}
+    spec: {adapter: memory}
+    ---
+    apiVersion: bulwark/v1
+    kind: Controller
+    metadata: {name: settings}
+    spec:
+      kinds: [Setting, Secret]
+      interval: 5m
+      mode: enforce
+
+    """)

@@ -1,0 +1,169 @@
+import BulwarkCore
+import Foundation
+import Synchronization
+import Testing
+
+/// An audit sink that keeps records in memory (the git-backed one is tested end to end).
+final class MemorySink: AuditSink {
+    let records = Mutex<[AuditRecord]>([])
+    func contains(recordID: String) async throws -> Bool { records.withLock { $0.contains { $0.id == recordID } } }
+    func write(_ record: AuditRecord) async throws -> String {
+        records.withLock { $0.append(record) }
+        return "commit-\(record.id)"
+    }
+}
+
+@Suite struct ReconcilerTests {
+    func setup(_ resources: String, controller: String? = nil) throws -> (MemoryDriver, DesiredState) {
+        let driver = MemoryDriver()
+        var files = [inventory, file("desired-state/r.yaml", resources)]
+        if let controller { files[0] = file("controllers/inventory.yaml", read(inventory).replacingOccurrences(of: "  mode: enforce\n", with: controller)) }
+        let state = try DesiredStateLoader(registry: memoryRegistry(driver)).load(files, revision: "rev1")
+        return (driver, state)
+    }
+
+    func read(_ file: SourceFile) -> String { String(decoding: file.contents ?? [], as: UTF8.self) }
+
+    let threeResources = """
+        apiVersion: bulwark/v1
+        kind: Setting
+        metadata: {name: low-thing, annotations: {severity: low}}
+        targets: {names: [db-1]}
+        spec: {a: "1"}
+        ---
+        apiVersion: bulwark/v1
+        kind: Setting
+        metadata: {name: critical-thing, annotations: {severity: critical}}
+        targets: {names: [db-1]}
+        spec: {b: "1"}
+        ---
+        apiVersion: bulwark/v1
+        kind: Setting
+        metadata: {name: high-thing, annotations: {severity: high}}
+        targets: {names: [web-1]}
+        spec: {c: "1"}
+        """
+
+    @Test func planIsPureAndOrdersByRisk() async throws {
+        let (driver, state) = try setup(threeResources)
+        let reconciler = Reconciler(registry: memoryRegistry(driver))
+        let plan = try await reconciler.plan(state)
+        // critical × internal (4×1) < high × internet (3×3); low × internal last.
+        #expect(plan.remediations.map(\.binding.description) == ["web-1 Setting/high-thing", "db-1 Setting/critical-thing", "db-1 Setting/low-thing"])
+        #expect(plan.inSync.isEmpty)
+        #expect(plan.remediations.allSatisfy { $0.decision == .applied })
+        #expect(plan.remediations[0].changes == [PropertyDrift(property: "c", desired: "1", observed: nil)])
+        let applied = driver.state.withLock { $0.applied }
+        #expect(applied.isEmpty, "planning changes nothing")
+        driver.set("db-1", "b", "1")
+        #expect(try await reconciler.plan(state).inSync.map(\.description) == ["db-1 Setting/critical-thing"])
+    }
+
+    @Test func maxChangesPerCycleDefersTheLeastRisky() async throws {
+        let (driver, state) = try setup(threeResources, controller: "  mode: enforce\n  maxChangesPerCycle: 2\n")
+        let reconciler = Reconciler(registry: memoryRegistry(driver))
+        let plan = try await reconciler.plan(state)
+        #expect(plan.remediations.map(\.decision) == [.applied, .applied, .deferred])
+        #expect(plan.remediations[2].reason?.contains("maxChangesPerCycle 2") == true)
+        let sink = MemorySink()
+        let outcome = await reconciler.apply(plan, state: state, audit: sink)
+        #expect(outcome.verified.count == 2)
+        #expect(driver.get("db-1", "a") == nil, "the deferred resource is left alone")
+        // The same deferral is recorded once, not every cycle.
+        let again = await reconciler.apply(try await reconciler.plan(state), state: state, audit: sink)
+        #expect(again.entries.map(\.alreadyRecorded) == [false], "the last drifted resource is fixed in the second cycle")
+        let deferred = sink.records.withLock { $0.filter { $0.decision == .deferred }.count }
+        #expect(deferred == 1)
+    }
+
+    @Test func auditModeOnlyReports() async throws {
+        let (driver, state) = try setup(threeResources, controller: "  mode: audit\n")
+        let reconciler = Reconciler(registry: memoryRegistry(driver))
+        let sink = MemorySink()
+        let outcome = await reconciler.apply(try await reconciler.plan(state), state: state, audit: sink)
+        #expect(outcome.entries.allSatisfy { $0.record.decision == .reported && $0.record.result == nil })
+        let applied = driver.state.withLock { $0.applied }
+        #expect(applied.isEmpty)
+        let second = await reconciler.apply(try await reconciler.plan(state), state: state, audit: sink)
+        let allRecorded = second.entries.allSatisfy(\.alreadyRecorded)
+        #expect(allRecorded)
+        let count = sink.records.withLock { $0.count }
+        #expect(count == 3)
+    }
+
+    @Test func aFixThatDoesNotHoldIsRecordedAsFailed() async throws {
+        let (driver, state) = try setup(threeResources)
+        driver.state.withLock { $0.stuck = ["c"] }
+        let reconciler = Reconciler(registry: memoryRegistry(driver))
+        let sink = MemorySink()
+        let outcome = await reconciler.apply(try await reconciler.plan(state), state: state, audit: sink)
+        let failed = try #require(outcome.failed.first)
+        #expect(failed.record.resource == "Setting/high-thing")
+        #expect(failed.record.error == "fix did not hold: c is (unset)")
+        #expect(failed.record.commitMessage.contains("Bulwark-Result: failed"))
+        #expect(outcome.verified.count == 2)
+    }
+
+    @Test func anApplyErrorIsRecordedAndOthersGoOn() async throws {
+        let (driver, state) = try setup(threeResources)
+        driver.state.withLock { $0.failApply = "disk full" }
+        let reconciler = Reconciler(registry: memoryRegistry(driver))
+        let outcome = await reconciler.apply(try await reconciler.plan(state), state: state, audit: MemorySink())
+        #expect(outcome.entries.count == 3)
+        #expect(outcome.entries.allSatisfy { $0.record.result == .failed && $0.record.error == "apply failed: disk full" })
+    }
+
+    @Test func observationFailuresArePerResource() async throws {
+        let (driver, state) = try setup(threeResources)
+        driver.state.withLock { $0.failObserve = "unreachable" }
+        let plan = try await Reconciler(registry: memoryRegistry(driver)).plan(state)
+        #expect(plan.failures.count == 3 && plan.remediations.isEmpty)
+        #expect(plan.failures[0].message == "unreachable")
+    }
+
+    @Test func secretsNeverReachTheRecord() async throws {
+        let (driver, state) = try setup("""
+            apiVersion: bulwark/v1
+            kind: Secret
+            metadata: {name: db-password}
+            targets: {names: [db-1]}
+            spec: {value: hunter2-desired}
+            """)
+        driver.set("db-1", "password", "old-secret-value")
+        let reconciler = Reconciler(registry: memoryRegistry(driver))
+        let sink = MemorySink()
+        let outcome = await reconciler.apply(try await reconciler.plan(state), state: state, audit: sink)
+        let record = try #require(outcome.entries.first?.record)
+        #expect(record.result == .verified)
+        let everything = record.commitMessage + String(decoding: record.json(), as: UTF8.self)
+        #expect(!everything.contains("hunter2"))
+        #expect(!everything.contains("old-secret"))
+        #expect(everything.contains("[redacted]"))
+    }
+
+    @Test func recordsHaveTheDesignedTrailersAndPath() async throws {
+        let (driver, state) = try setup(threeResources)
+        let reconciler = Reconciler(registry: memoryRegistry(driver))
+        let sink = MemorySink()
+        _ = await reconciler.apply(try await reconciler.plan(state), state: state, audit: sink)
+        let record = try #require(sink.records.withLock { $0.first })
+        let message = record.commitMessage
+        #expect(message.hasPrefix("remediate(Setting/high-thing): web-1 c (unset) -> 1\n\n"))
+        for key in ["Bulwark-Id", "Bulwark-Controller: settings", "Bulwark-Target: web-1", "Bulwark-Resource: Setting/high-thing",
+                    "Bulwark-Decision: applied", "Bulwark-Result: verified", "Bulwark-Desired-Commit: rev1",
+                    "Bulwark-Detected-At", "Bulwark-Verified-At"] {
+            #expect(message.contains("\n" + key), "missing \(key)")
+        }
+        #expect(record.path.hasPrefix("audit/") && record.path.hasSuffix("/\(record.id).json"))
+        let decoded = try JSONDecoder().decode(AuditRecord.self, from: Data(record.json()))
+        #expect(decoded == record)
+    }
+
+    @Test func idsSortByTimeAndStableIdsAreStable() {
+        let early = AuditID.ulid(at: Date(timeIntervalSince1970: 1_700_000_000))
+        let late = AuditID.ulid(at: Date(timeIntervalSince1970: 1_800_000_000))
+        #expect(early.count == 26 && late.count == 26 && early < late)
+        #expect(AuditID.stable("x") == AuditID.stable("x"))
+        #expect(AuditID.stable("x") != AuditID.stable("y"))
+    }
+}
