@@ -56,7 +56,9 @@ struct LoginDefsDriver: ResourceDriver {
         let entries = Self.entries(LineFile(try FileIO.readText(path) ?? ""))
         var values: [String: String?] = [:]
         for property in resource.spec.properties {
-            values[property.name] = entries[property.name].map { Self.normalize(property.name, $0.value) ?? $0.value }
+            // Typed on purpose: `nil` must mean "unset", not remove the property.
+            let observed: String? = entries[property.name].map { Self.normalize(property.name, $0.value) ?? $0.value }
+            values[property.name] = .some(observed)
         }
         return Observation(values: values)
     }

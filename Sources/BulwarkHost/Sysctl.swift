@@ -103,7 +103,7 @@ struct SysctlDriver: ResourceDriver {
                 values[property.name] = runtime
                 if stored == property.value { notes.append("\(property.name): persisted \(property.value), runtime \(runtime)") }
             } else {
-                values[property.name] = stored
+                values[property.name] = .some(stored)
             }
         }
         return Observation(values: values, notes: notes)

@@ -1,0 +1,140 @@
+import BulwarkCore
+import BulwarkTestSupport
+import Foundation
+import Testing
+
+@Suite struct SysctlTests {
+    @Test func followsSysctlPrecedenceAndSetsRuntime() async throws {
+        try await withTemporaryDirectory { root in
+            try write(root + "/usr/lib/sysctl.d/50-default.conf", "net.ipv4.ip_forward = 0\nkernel.yama.ptrace_scope = 1\n")
+            try write(root + "/etc/sysctl.d/60-custom.conf", "net/ipv4/ip_forward=1\n")
+            try write(root + "/etc/sysctl.conf", "# local\nkernel.yama.ptrace_scope = 0\n")
+            try write(root + "/proc/sys/net/ipv4/ip_forward", "1\n")
+            try write(root + "/proc/sys/kernel/yama/ptrace_scope", "1\n")
+            let state = try hostState(root: root, resource("Sysctl", "k", "net.ipv4.ip_forward: 0\nkernel.yama.ptrace_scope: 1"))
+            let (plan, outcome) = try await reconcile(state)
+            // ip_forward: runtime 1; ptrace_scope: runtime right, but etc/sysctl.conf (applied last) says 0.
+            #expect(plan.remediations.first?.changes.map(\.observed) == ["1", "0"])
+            #expect(outcome.verified.count == 1)
+            #expect(try read(root + "/proc/sys/net/ipv4/ip_forward") == "0\n")
+            let owned = try read(root + "/etc/sysctl.d/zz-bulwark.conf")
+            #expect(owned.contains("net.ipv4.ip_forward = 0\n") && owned.contains("kernel.yama.ptrace_scope = 1\n"))
+            #expect(try read(root + "/etc/sysctl.conf")
+                    == "# local\n# bulwark: superseded by etc/sysctl.d/zz-bulwark.conf: kernel.yama.ptrace_scope = 0\n")
+            #expect(try read(root + "/usr/lib/sysctl.d/50-default.conf") == "net.ipv4.ip_forward = 0\nkernel.yama.ptrace_scope = 1\n")
+        }
+    }
+
+    @Test func aVendorFileThatWinsMakesTheFixFailVerification() async throws {
+        try await withTemporaryDirectory { root in
+            // A package file named to sort after Bulwark's: Bulwark does not edit /usr, so the fix cannot hold.
+            try write(root + "/usr/lib/sysctl.d/zzz-vendor.conf", "fs.suid_dumpable = 2\n")
+            let state = try hostState(root: root, resource("Sysctl", "k", "fs.suid_dumpable: 0"))
+            let (_, outcome) = try await reconcile(state)
+            let record = try #require(outcome.entries.first?.record)
+            #expect(record.result == .failed)
+            #expect(record.error == "fix did not hold: fs.suid_dumpable is 2")
+        }
+    }
+
+    @Test func refusesKeysThatWouldLeaveProcSys() {
+        #expect(throws: ValidationFailure.self) { _ = try hostState(root: "/x", resource("Sysctl", "k", "\"net/../../etc/passwd\": 1")) }
+        #expect(throws: ValidationFailure.self) { _ = try hostState(root: "/x", resource("Sysctl", "k", "kernel..x: 1")) }
+    }
+}
+
+@Suite struct FileModeTests {
+    @Test func setsModeAndOwnershipByTheRootsOwnNames() async throws {
+        try await withTemporaryDirectory { root in
+            try write(root + "/etc/passwd", "root:x:0:0::/root:/bin/sh\n")
+            try write(root + "/etc/group", "root:x:0:\nshadow:x:42:\n")
+            try write(root + "/etc/shadow", "root:*:1::::::\n", mode: 0o644)
+            let state = try hostState(root: root, resource("FileMode", "f", "path: /etc/shadow\nmode: \"0640\"\ngroup: shadow"))
+            let (plan, outcome) = try await reconcile(state)
+            let observedGroup = try #require(plan.remediations.first?.changes.first { $0.property == "group" }?.observed)
+            #expect(plan.remediations.first?.changes.first?.observed == "0644")
+            if isRoot {
+                #expect(observedGroup == "root")
+                #expect(outcome.verified.count == 1)
+                #expect(modeAndOwner(root + "/etc/shadow").gid == 42)
+            } else {
+                #expect(outcome.failed.count == 1, "changing the group needs root")
+            }
+            #expect(modeAndOwner(root + "/etc/shadow").mode == (isRoot ? 0o640 : 0o644))
+        }
+    }
+
+    @Test func refusesPathsThatEscapeTheRoot() async throws {
+        try await withTemporaryDirectory { root in
+            try write(root + "/etc/passwd", "root:x:0:0::/root:/bin/sh\n")
+            try FileManager.default.createSymbolicLink(atPath: root + "/etc/real", withDestinationPath: "/etc")
+            try FileManager.default.createSymbolicLink(atPath: root + "/etc/up", withDestinationPath: "../..")
+            try write(root + "/data/file", "x")
+            try FileManager.default.createSymbolicLink(atPath: root + "/etc/inside", withDestinationPath: "../data")
+            for path in ["/etc/real/shadow", "/etc/up/tmp"] {
+                let state = try hostState(root: root, resource("FileMode", "f", "path: \(path)\nmode: \"0600\""))
+                await #expect {
+                    _ = try await reconcile(state)
+                } throws: { error in
+                    "\(error)".contains("target root")
+                }
+            }
+            // A relative link that stays inside the root is followed.
+            let state = try hostState(root: root, resource("FileMode", "f", "path: /etc/inside/file\nmode: \"0600\""))
+            let (_, outcome) = try await reconcile(state)
+            #expect(outcome.verified.count == 1)
+            #expect(modeAndOwner(root + "/data/file").mode == 0o600)
+            #expect(throws: ValidationFailure.self) { _ = try hostState(root: root, resource("FileMode", "f", "path: /etc/../x\nmode: \"0600\"")) }
+            #expect(throws: ValidationFailure.self) { _ = try hostState(root: root, resource("FileMode", "f", "path: etc/x\nmode: \"0600\"")) }
+            #expect(throws: ValidationFailure.self) { _ = try hostState(root: root, resource("FileMode", "f", "path: /etc/x\nmode: \"0999\"")) }
+        }
+    }
+}
+
+@Suite struct LoginDefsTests {
+    @Test func editsTheLastOccurrenceInPlace() async throws {
+        try await withTemporaryDirectory { root in
+            let text = "# login.defs\nPASS_MAX_DAYS\t10\nMAIL_DIR /var/mail\nPASS_MAX_DAYS   99999\nUMASK 22\n"
+            try write(root + "/etc/login.defs", text)
+            let state = try hostState(root: root, resource("LoginDefs", "l", "PASS_MAX_DAYS: 365\nUMASK: \"027\"\nPASS_WARN_AGE: 7"))
+            let (plan, outcome) = try await reconcile(state)
+            #expect(plan.remediations.first?.changes.map(\.observed) == ["99999", "022", nil])
+            #expect(outcome.verified.count == 1)
+            #expect(try read(root + "/etc/login.defs")
+                    == "# login.defs\nPASS_MAX_DAYS\t10\nMAIL_DIR /var/mail\nPASS_MAX_DAYS   365\nUMASK 027\nPASS_WARN_AGE\t7\n")
+        }
+    }
+}
+
+@Suite struct UserAccountTests {
+    let passwd = "root:x:0:0:root:/root:/bin/bash\nguest:x:1001:1001:Guest:/home/guest:/bin/bash\n"
+    let shadow = "root:$y$secret-root-hash:19700:0:99999:7:::\nguest:$y$secret-guest-hash:19700:0:99999:7:::\n"
+
+    @Test func locksKeepingEveryOtherByteAndNeverReadsTheHashOut() async throws {
+        try await withTemporaryDirectory { root in
+            try write(root + "/etc/passwd", passwd)
+            try write(root + "/etc/shadow", shadow, mode: 0o640)
+            let state = try hostState(root: root, resource("UserAccount", "g", "name: guest\nlocked: true\nshell: /usr/sbin/nologin\nexpires: 2024-01-02"))
+            let (plan, outcome) = try await reconcile(state)
+            #expect(plan.remediations.first?.changes.map(\.observed) == ["false", "/bin/bash", "never"])
+            let record = try #require(outcome.entries.first?.record)
+            #expect(record.result == .verified)
+            #expect(try read(root + "/etc/passwd") == passwd.replacingOccurrences(of: "/home/guest:/bin/bash", with: "/home/guest:/usr/sbin/nologin"))
+            #expect(try read(root + "/etc/shadow")
+                    == "root:$y$secret-root-hash:19700:0:99999:7:::\nguest:!$y$secret-guest-hash:19700:0:99999:7::19724:\n")
+            #expect(modeAndOwner(root + "/etc/shadow").mode == 0o640)
+            let everything = record.commitMessage + String(decoding: record.json(), as: UTF8.self)
+            #expect(!everything.contains("secret"))
+        }
+    }
+
+    @Test func anAbsentAccountHasNothingToFix() async throws {
+        try await withTemporaryDirectory { root in
+            try write(root + "/etc/passwd", passwd)
+            try write(root + "/etc/shadow", shadow)
+            let state = try hostState(root: root, resource("UserAccount", "g", "name: nosuch\nlocked: true"))
+            let (plan, _) = try await reconcile(state)
+            #expect(!plan.hasDrift && plan.failures.isEmpty)
+        }
+    }
+}

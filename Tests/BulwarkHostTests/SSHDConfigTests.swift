@@ -1,0 +1,88 @@
+import BulwarkCore
+import BulwarkTestSupport
+import Foundation
+import Testing
+
+@Suite struct SSHDConfigTests {
+    let original = """
+        # sshd_config with comments, odd spacing and CRLF-free text
+        Include /etc/ssh/sshd_config.d/*.conf
+
+        permitrootlogin   yes
+        PermitRootLogin no
+        MaxAuthTries=6
+        AcceptEnv LANG LC_*
+        # trailing comment kept
+
+        Match User backup
+        \tPermitRootLogin yes
+        \tX11Forwarding yes
+
+        """
+
+    @Test func editsOnlyTheEffectiveLinesAndAddsBeforeMatch() async throws {
+        try await withTemporaryDirectory { root in
+            let path = root + "/etc/ssh/sshd_config"
+            try write(path, original, mode: 0o600)
+            let state = try hostState(root: root, resource("SSHDConfig", "s", "PermitRootLogin: \"no\"\nMaxAuthTries: 4\nX11Forwarding: no"))
+            let (plan, outcome) = try await reconcile(state)
+            // First occurrence wins, case-insensitively: "permitrootlogin yes" is in force.
+            #expect(plan.remediations.first?.changes.map(\.property) == ["PermitRootLogin", "MaxAuthTries", "X11Forwarding"])
+            #expect(plan.remediations.first?.changes.map(\.observed) == ["yes", "6", nil])
+            #expect(outcome.verified.count == 1)
+            let expected = original
+                .replacingOccurrences(of: "permitrootlogin   yes", with: "permitrootlogin   no")
+                .replacingOccurrences(of: "MaxAuthTries=6", with: "MaxAuthTries=4")
+                .replacingOccurrences(of: "\nMatch User backup", with: "\n# Added by Bulwark\nX11Forwarding no\n\nMatch User backup")
+            #expect(try read(path) == expected)
+            #expect(modeAndOwner(path).mode == 0o600)
+            #expect(try sshdRejects(path) == nil)
+
+            // Idempotent: nothing drifts, nothing is written.
+            let before = inode(path)
+            let (again, second) = try await reconcile(state)
+            #expect(!again.hasDrift && second.entries.isEmpty)
+            #expect(inode(path) == before)
+        }
+    }
+
+    @Test func followsIncludeAndFixesTheValueWhereItIs() async throws {
+        try await withTemporaryDirectory { root in
+            try write(root + "/etc/ssh/sshd_config", "Include /etc/ssh/sshd_config.d/*.conf\nPermitRootLogin no\n")
+            try write(root + "/etc/ssh/sshd_config.d/50-cloud.conf", "PermitRootLogin yes\nPasswordAuthentication yes\n")
+            try write(root + "/etc/ssh/sshd_config.d/ignored.txt", "PermitRootLogin yes\n")
+            let state = try hostState(root: root, resource("SSHDConfig", "s", "PermitRootLogin: \"no\""))
+            let (plan, outcome) = try await reconcile(state)
+            #expect(plan.remediations.first?.changes.first?.observed == "yes")
+            #expect(outcome.verified.count == 1)
+            #expect(try read(root + "/etc/ssh/sshd_config.d/50-cloud.conf") == "PermitRootLogin no\nPasswordAuthentication yes\n")
+            #expect(try read(root + "/etc/ssh/sshd_config") == "Include /etc/ssh/sshd_config.d/*.conf\nPermitRootLogin no\n")
+        }
+    }
+
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/sbin/sshd")))
+    func aConfigSshdRejectsIsNeverWritten() async throws {
+        try await withTemporaryDirectory { root in
+            let path = root + "/etc/ssh/sshd_config"
+            try write(path, "PermitRootLogin no\n")
+            let state = try hostState(root: root, resource("SSHDConfig", "s", "Ciphers: not-a-cipher"))
+            let (_, outcome) = try await reconcile(state)
+            let record = try #require(outcome.entries.first?.record)
+            #expect(record.result == .failed)
+            #expect(record.error?.contains("sshd -t rejected") == true)
+            #expect(try read(path) == "PermitRootLogin no\n")
+            let leftovers = try FileManager.default.contentsOfDirectory(atPath: root + "/etc/ssh")
+            #expect(leftovers == ["sshd_config"], "no temporary file is left behind")
+        }
+    }
+
+    @Test func refusesUnknownKeywordsAndBadValues() throws {
+        #expect {
+            _ = try hostState(root: "/nonexistent", resource("SSHDConfig", "s", "PermitRootLogin: maybe\nMaxAuthTries: lots\nNoSuchThing: 1"))
+        } throws: { error in
+            let text = "\(error)"
+            return text.contains("spec.PermitRootLogin: expected one of yes, no") && text.contains("spec.MaxAuthTries: expected an integer")
+                && text.contains("unknown or unsupported sshd keyword 'NoSuchThing'")
+        }
+    }
+}
