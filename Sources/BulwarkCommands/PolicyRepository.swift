@@ -32,7 +32,7 @@ actor PolicyRepository: AuditSink {
     }
 
     /// What a push achieved.
-    enum Publication: Sendable {
+    enum Publication: Sendable, Equatable {
         case upToDate
         case pushed(commits: Int)
         /// The remote could not be reached; the commits stay on the local audit branch and go

@@ -7,6 +7,13 @@ public struct AuditRecord: Sendable, Hashable, Codable {
         public var desired: String
         public var observedBefore: String?
         public var observedAfter: String?
+
+        public init(property: String, desired: String, observedBefore: String?, observedAfter: String?) {
+            self.property = property
+            self.desired = desired
+            self.observedBefore = observedBefore
+            self.observedAfter = observedAfter
+        }
     }
 
     public var id: String
@@ -28,6 +35,33 @@ public struct AuditRecord: Sendable, Hashable, Codable {
     public var desiredCommit: String
     public var approver: String?
     public var error: String?
+
+    public init(
+        id: String, controller: String, target: String, resource: String, kind: String, name: String,
+        severity: Severity, risk: Int, mode: Mode, decision: Decision, result: RemediationResult?, reason: String?,
+        changes: [Change], detectedAt: String, appliedAt: String?, verifiedAt: String?, desiredCommit: String,
+        approver: String?, error: String?
+    ) {
+        self.id = id
+        self.controller = controller
+        self.target = target
+        self.resource = resource
+        self.kind = kind
+        self.name = name
+        self.severity = severity
+        self.risk = risk
+        self.mode = mode
+        self.decision = decision
+        self.result = result
+        self.reason = reason
+        self.changes = changes
+        self.detectedAt = detectedAt
+        self.appliedAt = appliedAt
+        self.verifiedAt = verifiedAt
+        self.desiredCommit = desiredCommit
+        self.approver = approver
+        self.error = error
+    }
 
     /// Where the record is stored on the audit branch: unique, so replays never conflict.
     public var path: String {

@@ -1,0 +1,156 @@
+@testable import BulwarkCommands
+import BulwarkTestSupport
+import Foundation
+import Testing
+
+@Suite struct EndToEndTests {
+    @Test func planApplyVerifyAuditThenInSync() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let plan = try s.run("plan")
+            #expect(plan.status == 2, "plan exits 2 on drift: \(plan.stderr)")
+            #expect(plan.stdout.contains("PermitRootLogin: yes -> no"))
+
+            let apply = try s.run("apply")
+            #expect(apply.status == 0, "\(apply.stdout)\n\(apply.stderr)")
+            let fixed = apply.stdout.split(separator: "\n").filter { $0.hasPrefix("fixed") }.count
+            #expect(fixed > 20)
+
+            // The host tree is fixed: sshd setting before any Match, shadow 0640, runtime sysctl.
+            let sshd = try read(s.host + "/etc/ssh/sshd_config")
+            let added = try #require(sshd.range(of: "PermitEmptyPasswords no"))
+            let match = try #require(sshd.range(of: "Match User backup"))
+            #expect(added.lowerBound < match.lowerBound)
+            #expect(sshd.contains("\nPermitRootLogin no\n"))
+            #expect(modeAndOwnerMode(s.host + "/etc/shadow") == 0o640)
+            #expect(try read(s.host + "/proc/sys/net/ipv4/ip_forward") == "0\n")
+
+            // One commit per remediation on origin's audit branch, each verified, as git reads it.
+            let commits = try s.auditCommits()
+            #expect(commits.count == fixed)
+            #expect(try s.trailers("Bulwark-Result") == Array(repeating: "verified", count: fixed))
+            #expect(Set(try s.trailers("Bulwark-Desired-Commit")).count == 1)
+            try git("--git-dir", s.origin, "fsck", "--strict")
+            // Secrets stay out of the history: the guest's password hash is nowhere in it.
+            let everything = try git("--git-dir", s.origin, "log", "-p", "--all")
+            #expect(!everything.contains("guesthash"))
+
+            // In sync now; another apply commits nothing.
+            #expect(try s.run("plan").status == 0)
+            #expect(try s.run("apply").status == 0)
+            #expect(try s.auditCommits() == commits)
+
+            // `log` reads the same history, filtered.
+            let log = try s.run("log", "--kind", "SSHDConfig", "--output", "json")
+            #expect(log.status == 0)
+            let entries = try JSONDecoder().decode([[String: AnyDecodable]].self, from: Data(log.stdout.utf8))
+            #expect(entries.count == 8)
+        }
+    }
+
+    @Test func aBrokenRevisionIsRefusedWholeAndNothingChanges() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            try s.commitPolicy("desired-state/hosts/zz-broken.yaml", """
+                apiVersion: bulwark/v1
+                kind: SSHDConfig
+                metadata: {name: broken}
+                spec:
+                  MaxAuthTries: many
+                """)
+            let before = try s.snapshot()
+            let apply = try s.run("apply")
+            #expect(apply.status == 1)
+            #expect(apply.stderr.contains("desired-state/hosts/zz-broken.yaml:5:"))
+            #expect(apply.stderr.contains("spec.MaxAuthTries"))
+            #expect(try s.snapshot() == before)
+            #expect(try s.run("plan").status == 1)
+            #expect((try? s.auditCommits()) == nil, "no audit branch was written")
+        }
+    }
+
+    @Test func anUnreachableOriginKeepsRecordsAndPushesThemLater() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            #expect(try s.run("plan").status == 2)  // fetches once
+            try FileManager.default.moveItem(atPath: s.origin, toPath: s.origin + ".away")
+            let apply = try s.run("apply")
+            #expect(apply.status == 0, "\(apply.stderr)")
+            #expect(apply.stderr.contains("using the last fetched revision"))
+            #expect(apply.stderr.contains("kept in"))
+            #expect(try s.run("plan").status == 0, "the host was fixed from the last fetched revision")
+
+            try FileManager.default.moveItem(atPath: s.origin + ".away", toPath: s.origin)
+            let later = try s.run("apply")
+            #expect(later.status == 0, "\(later.stderr)")
+            #expect(later.stdout.contains("Pushed 24 audit commits"))
+            #expect(try s.trailers("Bulwark-Result").count == 24)
+        }
+    }
+
+    @Test func maxChangesPerCycleDefersTheRestOnce() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let controller = try read(s.policy + "/controllers/host-hardening.yaml")
+                .replacingOccurrences(of: "maxChangesPerCycle: 50", with: "maxChangesPerCycle: 2")
+            try s.commitPolicy("controllers/host-hardening.yaml", controller)
+            #expect(try s.run("apply").status == 0)
+            let decisions = try s.trailers("Bulwark-Decision")
+            #expect(decisions.filter { $0 == "applied" }.count == 2)
+            #expect(decisions.filter { $0 == "deferred" }.count == 22)
+            // Next cycle: two more fixed; deferrals of unchanged drift are not recorded again.
+            #expect(try s.run("apply").status == 0)
+            let next = try s.trailers("Bulwark-Decision")
+            #expect(next.filter { $0 == "applied" }.count == 4)
+            #expect(next.filter { $0 == "deferred" }.count == 22)
+        }
+    }
+
+    @Test func validateListsEveryError() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let ok = try bulwark(["validate", s.policy])
+            #expect(ok.status == 0 && ok.stdout.contains("valid: 27 resources"))
+            try write(s.policy + "/desired-state/bad.yaml", "apiVersion: bulwark/v1\nkind: Nope\nmetadata: {name: x}\nspec: {}\n")
+            try write(s.policy + "/desired-state/bad2.yaml", "a: [\n")
+            let bad = try bulwark(["validate", s.policy])
+            #expect(bad.status == 1)
+            #expect(bad.stderr.contains("desired-state/bad.yaml:2:7: kind: unknown kind 'Nope'"))
+            #expect(bad.stderr.contains("desired-state/bad2.yaml:"))
+        }
+    }
+
+    @Test func demoRunsTheWholeLoop() async throws {
+        try await withTemporaryDirectory { dir in
+            let demo = try bulwark(["demo", "--dir", dir + "/demo"])
+            #expect(demo.status == 0, "\(demo.stderr)")
+            #expect(demo.stdout.contains("Fixed and verified: 24."))
+            #expect(demo.stdout.contains("In sync: 27 resources."))
+            #expect(demo.stdout.contains("MTTR (detection to verified fix) over 24 remediations"))
+        }
+    }
+
+    @Test func exitCodesForBadArguments() throws {
+        #expect(try bulwark(["plan"]).status == 64)
+        #expect(try bulwark(["log", "--repo", "/nonexistent", "--since", "yesterday"]).status == 64)
+        let missing = try bulwark(["plan", "--repo", "/nonexistent/repo", "--state-dir", NSTemporaryDirectory() + "/bulwark-missing-\(UUID().uuidString)"])
+        #expect(missing.status == 1)
+        #expect(missing.stderr.contains("cannot fetch /nonexistent/repo"))
+    }
+}
+
+func modeAndOwnerMode(_ path: String) -> Int {
+    var info = stat()
+    _ = stat(path, &info)
+    return Int(info.st_mode & 0o7777)
+}
+
+/// Decodes any JSON value (for reading `--output json`).
+struct AnyDecodable: Decodable {
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if (try? container.decode([String: AnyDecodable].self)) != nil { return }
+        if (try? container.decode([AnyDecodable].self)) != nil { return }
+        _ = try? container.decode(String.self)
+    }
+}

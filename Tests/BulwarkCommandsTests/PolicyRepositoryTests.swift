@@ -1,0 +1,69 @@
+@testable import BulwarkCommands
+import BulwarkCore
+import BulwarkGit
+import BulwarkTestSupport
+import Foundation
+import Testing
+
+@Suite struct PolicyRepositoryTests {
+    func record(_ id: String) -> AuditRecord {
+        AuditRecord(id: id, controller: "c", target: "t", resource: "K/n", kind: "K", name: "n", severity: .high, risk: 6,
+                    mode: .enforce, decision: .applied, result: .verified, reason: nil,
+                    changes: [.init(property: "p", desired: "1", observedBefore: "0", observedAfter: "1")],
+                    detectedAt: "2026-11-22T10:00:00.000Z", appliedAt: nil, verifiedAt: "2026-11-22T10:00:00.100Z",
+                    desiredCommit: "abc", approver: nil, error: nil)
+    }
+
+    @Test func aPushThatMeetsAMovedOriginIsReplayedOnTop() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let repo = try PolicyRepository(.init(url: s.origin, stateDirectory: s.state))
+            _ = try await repo.sync()
+            _ = try await repo.write(record("01AAAAAAAAAAAAAAAAAAAAAAAA"))
+            #expect(try await repo.publish() == .pushed(commits: 1))
+
+            _ = try await repo.write(record("01BBBBBBBBBBBBBBBBBBBBBBBB"))
+            // Meanwhile another Bulwark pushes to the audit branch.
+            let other = try await PolicyRepositoryTests.otherWriter(s, dir: dir, id: "01CCCCCCCCCCCCCCCCCCCCCCCC")
+            #expect(other == .pushed(commits: 1))
+
+            #expect(try await repo.publish() == .pushed(commits: 1))
+            let ids = try s.trailers("Bulwark-Id")
+            #expect(ids == ["01BBBBBBBBBBBBBBBBBBBBBBBB", "01CCCCCCCCCCCCCCCCCCCCCCCC", "01AAAAAAAAAAAAAAAAAAAAAAAA"])
+            try git("--git-dir", s.origin, "fsck", "--strict")
+        }
+    }
+
+    static func otherWriter(_ s: Scenario, dir: String, id: String) async throws -> PolicyRepository.Publication {
+        // A second state directory: its own clone, its own lock.
+        let other = try PolicyRepository(.init(url: s.origin, stateDirectory: dir + "/state-other"))
+        _ = try await other.sync()
+        _ = try await other.write(PolicyRepositoryTests().record(id))
+        return try await other.publish()
+    }
+
+    @Test func aSecondProcessOnTheSameStateDirectoryIsRefused() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let first = try PolicyRepository(.init(url: s.origin, stateDirectory: s.state))
+            #expect {
+                _ = try PolicyRepository(.init(url: s.origin, stateDirectory: s.state))
+            } throws: { error in
+                "\(error)".contains("another bulwark process")
+            }
+            _ = first
+        }
+    }
+
+    @Test func theEmbeddedBaselineMatchesTheShippedFiles() throws {
+        let top = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        for (path, contents) in Baseline.files() {
+            let onDisk = try read(top.appendingPathComponent(path).path)
+            #expect(Array(onDisk.utf8) == contents, "\(path) differs: run scripts/embed-baseline")
+        }
+        let shipped = try FileManager.default.subpathsOfDirectory(atPath: top.appendingPathComponent("desired-state").path)
+            .filter { $0.hasSuffix(".yaml") }
+        #expect(Baseline.files().keys.filter { $0.hasPrefix("desired-state/") }.count == shipped.count)
+    }
+}
+

@@ -1,0 +1,62 @@
+@testable import BulwarkCommands
+import BulwarkTestSupport
+import Foundation
+
+/// The foundation issue's setup: a drifted host tree, `bulwark init --host-root`, and a bare
+/// clone of the policy repository as origin.
+struct Scenario {
+    let dir: String
+    var host: String { dir + "/host" }
+    var policy: String { dir + "/policy" }
+    var origin: String { dir + "/origin.git" }
+    var state: String { dir + "/state" }
+
+    init(in dir: String) throws {
+        self.dir = dir
+        try DemoHost.create(at: dir + "/host")
+        let created = try bulwark("init", dir + "/policy", "--host-root", dir + "/host")
+        guard created.status == 0 else { throw SupportError("init failed: \(created.stderr)") }
+        try git("clone", "-q", "--bare", dir + "/policy", dir + "/origin.git")
+    }
+
+    /// Runs a command against origin with this scenario's state directory.
+    func run(_ command: String, _ extra: String..., stateDir: String? = nil) throws -> ProcessOutput {
+        try bulwark([command, "--repo", origin, "--state-dir", stateDir ?? state] + extra)
+    }
+
+    func auditCommits() throws -> [String] {
+        let out = try git("--git-dir", origin, "log", "--format=%H", "bulwark/audit")
+        return out.split(separator: "\n").map(String.init)
+    }
+
+    func trailers(_ key: String) throws -> [String] {
+        try git("--git-dir", origin, "log", "--format=%(trailers:key=\(key),valueonly)", "bulwark/audit")
+            .split(separator: "\n").map(String.init).filter { !$0.isEmpty }
+    }
+
+    /// Commits a change to the policy through a clone, as a person would, and pushes it.
+    func commitPolicy(_ path: String, _ text: String, message: String = "policy change") throws {
+        let work = dir + "/work-\(UUID().uuidString.prefix(8))"
+        try git("clone", "-q", origin, work)
+        try write(work + "/" + path, text)
+        try git("add", "-A", in: work)
+        try git("commit", "-qm", message, in: work)
+        try git("push", "-q", "origin", "main", in: work)
+    }
+
+    /// Every file under the host tree with its mode and content, to prove nothing changed.
+    func snapshot() throws -> [String: String] {
+        var result: [String: String] = [:]
+        let walker = FileManager.default.enumerator(atPath: host)
+        while let relative = walker?.nextObject() as? String {
+            var info = stat()
+            guard lstat(host + "/" + relative, &info) == 0, info.st_mode & 0o170000 == 0o100000 else { continue }
+            result[relative] = String(info.st_mode & 0o7777, radix: 8) + ":\(info.st_gid):" + (try read(host + "/" + relative))
+        }
+        return result
+    }
+}
+
+func bulwark(_ arguments: [String]) throws -> ProcessOutput {
+    try run(try bulwarkExecutable(), arguments)
+}
