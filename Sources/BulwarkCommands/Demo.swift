@@ -28,7 +28,7 @@ extension Bulwark {
                 base = URL(fileURLWithPath: dir).standardizedFileURL.path
             } else {
                 var template = Array((NSTemporaryDirectory() + "/bulwark-demo-XXXXXX").utf8CString)
-                guard mkdtemp(&template) != nil else { throw ValidationErrorText("cannot create a temporary folder") }
+                guard mkdtemp(&template) != nil else { throw CommandError("cannot create a temporary folder") }
                 base = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
             }
             let host = base + "/host"

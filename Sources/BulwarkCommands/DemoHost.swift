@@ -86,20 +86,16 @@ enum DemoHost {
             let full = root + "/" + path
             try fm.createDirectory(atPath: (full as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
             guard fm.createFile(atPath: full, contents: Data(text.utf8), attributes: [.posixPermissions: Int(mode)]) else {
-                throw ValidationErrorText("cannot create \(full)")
+                throw CommandError("cannot create \(full)")
             }
         }
         for (key, value) in runtime {
             let full = root + "/proc/sys/" + key
             try fm.createDirectory(atPath: (full as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
             guard fm.createFile(atPath: full, contents: Data((value + "\n").utf8)) else {
-                throw ValidationErrorText("cannot create \(full)")
+                throw CommandError("cannot create \(full)")
             }
         }
     }
 }
 
-struct ValidationErrorText: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
-}

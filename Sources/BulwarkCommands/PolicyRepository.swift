@@ -54,7 +54,7 @@ actor PolicyRepository: AuditSink {
         try fm.createDirectory(atPath: configuration.stateDirectory, withIntermediateDirectories: true)
         let lockPath = configuration.stateDirectory + "/lock"
         let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw HostLikeError("cannot open \(lockPath): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw CommandError("cannot open \(lockPath): \(String(cString: strerror(errno)))") }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             close(fd)
             throw Failure.locked(configuration.stateDirectory)
@@ -203,7 +203,3 @@ actor PolicyRepository: AuditSink {
     }
 }
 
-struct HostLikeError: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
-}
