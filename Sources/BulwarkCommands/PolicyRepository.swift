@@ -194,12 +194,4 @@ actor PolicyRepository: AuditSink {
         guard let head = try repository.resolve(localAudit) else { return [] }
         return try repository.history(from: head, limit: limit)
     }
-
-    func auditRecord(_ commit: CommitInfo) throws -> AuditRecord? {
-        guard let id = commit.trailer("Bulwark-Id"), let detected = commit.trailer("Bulwark-Detected-At") else { return nil }
-        let day = String(detected.prefix(10)).replacingOccurrences(of: "-", with: "/")
-        guard let bytes = try repository.file(at: commit.id, path: "audit/\(day)/\(id).json") else { return nil }
-        return try? JSONDecoder().decode(AuditRecord.self, from: Data(bytes))
-    }
 }
-

@@ -64,9 +64,16 @@ public struct AuditRecord: Sendable, Hashable, Codable {
     }
 
     /// Where the record is stored on the audit branch: unique, so replays never conflict.
-    public var path: String {
-        let day = String(detectedAt.prefix(10)).replacingOccurrences(of: "-", with: "/")
-        return "audit/\(day)/\(id).json"
+    public var path: String { Self.path(id: id, detectedAt: detectedAt) }
+
+    /// `audit/YYYY/MM/DD/HH/<c>/<id>.json`: by day and hour of detection, then fanned out on the
+    /// id's last character (random, or a hash), so that no folder's tree grows large. Each
+    /// audit commit rewrites the trees on its path; with 10,000 records in one day a flat day
+    /// folder made every commit rewrite a 10,000-entry tree.
+    public static func path(id: String, detectedAt: String) -> String {
+        let date = detectedAt.prefix(10).replacingOccurrences(of: "-", with: "/")
+        let hour = detectedAt.dropFirst(11).prefix(2)
+        return "audit/\(date)/\(hour.count == 2 ? hour : "00")/\(id.suffix(1))/\(id).json"
     }
 
     public func json() -> [UInt8] {

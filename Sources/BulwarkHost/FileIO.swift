@@ -105,18 +105,20 @@ struct LineFile {
     var lines: [Substring]
 
     init(_ text: String) {
+        // Split on the newline byte: a scalar boundary, and much cheaper than Characters.
         var result: [Substring] = []
-        var start = text.startIndex
+        let bytes = text.utf8
+        var start = bytes.startIndex
         var index = start
-        while index < text.endIndex {
-            if text[index] == "\n" || text[index] == "\r\n" {
-                let next = text.index(after: index)
+        while index < bytes.endIndex {
+            let next = bytes.index(after: index)
+            if bytes[index] == 10 {
                 result.append(text[start..<next])
                 start = next
             }
-            index = text.index(after: index)
+            index = next
         }
-        if start < text.endIndex { result.append(text[start...]) }
+        if start < bytes.endIndex { result.append(text[start...]) }
         lines = result
     }
 

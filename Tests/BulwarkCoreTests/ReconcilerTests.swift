@@ -155,6 +155,8 @@ final class MemorySink: AuditSink {
             #expect(message.contains("\n" + key), "missing \(key)")
         }
         #expect(record.path.hasPrefix("audit/") && record.path.hasSuffix("/\(record.id).json"))
+        #expect(AuditRecord.path(id: "01M82DM6X50HD5B4JKCH9TSFP9", detectedAt: "2026-11-22T20:02:12.163Z")
+                == "audit/2026/11/22/20/9/01M82DM6X50HD5B4JKCH9TSFP9.json")
         let decoded = try JSONDecoder().decode(AuditRecord.self, from: Data(record.json()))
         #expect(decoded == record)
     }
