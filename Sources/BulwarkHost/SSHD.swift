@@ -11,6 +11,9 @@ struct SSHDConfigDriver: ResourceDriver {
     static let configPath = "etc/ssh/sshd_config"
     static let marker = "# Added by Bulwark"
     let validator: SSHDValidator
+    /// Parsed configurations by main file, reused while no file (or Include folder) changed:
+    /// a host with eight SSHDConfig resources is read once per pass, not eight times.
+    let cache = ParseCache<Config>()
 
     enum ValueType: Sendable {
         case choice([String])
@@ -136,6 +139,8 @@ struct SSHDConfigDriver: ResourceDriver {
         var entries: [Entry] = []
         /// Index of the first `Match` line in the main file, if any.
         var firstMatch: Int?
+        /// Folders `Include` patterns list: a file added there changes the configuration.
+        var includeFolders: [String] = []
 
         /// The effective global value: the first occurrence outside `Match` blocks.
         func effective(_ keyword: String) -> Entry? {
@@ -155,10 +160,12 @@ struct SSHDConfigDriver: ResourceDriver {
     }
 
     func read(_ root: HostRoot) throws -> Config {
-        var config = Config()
         let main = try root.resolve(Self.configPath)
+        if let cached = cache.lookup(main) { return cached }
+        var config = Config()
         guard let text = try FileIO.readText(main) else { throw HostError("sshd configuration not found", path: main) }
         try read(file: main, text: text, root: root, depth: 0, into: &config)
+        cache.store(config, for: main, dependsOn: config.order + config.includeFolders)
         return config
     }
 
@@ -178,7 +185,7 @@ struct SSHDConfigDriver: ResourceDriver {
             }
             if keyword == "include" && !conditional {
                 for pattern in parts.value.split(separator: " ") {
-                    for included in try expand(String(pattern), root: root) {
+                    for included in try expand(String(pattern), root: root, config: &config) {
                         guard config.files[included] == nil, let body = try FileIO.readText(included) else { continue }
                         try read(file: included, text: body, root: root, depth: depth + 1, into: &config)
                     }
@@ -191,7 +198,7 @@ struct SSHDConfigDriver: ResourceDriver {
     }
 
     /// An `Include` pattern's files under the root, sorted as sshd's glob sorts them.
-    private func expand(_ pattern: String, root: HostRoot) throws -> [String] {
+    private func expand(_ pattern: String, root: HostRoot, config: inout Config) throws -> [String] {
         let relative = pattern.hasPrefix("/") ? pattern : "etc/ssh/" + pattern
         let folder = (relative as NSString).deletingLastPathComponent
         let name = (relative as NSString).lastPathComponent
@@ -199,6 +206,7 @@ struct SSHDConfigDriver: ResourceDriver {
             throw HostError("Include patterns with wildcards in folders are not supported: \(pattern)")
         }
         let directory = try root.resolve(folder)
+        config.includeFolders.append(directory)
         guard !name.contains("*") && !name.contains("?") && !name.contains("[") else {
             let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
             return names.filter { fnmatch(name, $0, FNM_PERIOD) == 0 }.sorted()

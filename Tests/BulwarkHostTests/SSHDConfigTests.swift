@@ -1,4 +1,5 @@
 import BulwarkCore
+import BulwarkHost
 import BulwarkTestSupport
 import Foundation
 import Testing
@@ -57,6 +58,24 @@ import Testing
             #expect(outcome.verified.count == 1)
             #expect(try read(root + "/etc/ssh/sshd_config.d/50-cloud.conf") == "PermitRootLogin no\nPasswordAuthentication yes\n")
             #expect(try read(root + "/etc/ssh/sshd_config") == "Include /etc/ssh/sshd_config.d/*.conf\nPermitRootLogin no\n")
+        }
+    }
+
+    @Test func seesChangesAfterAPassWithTheSameDriver() async throws {
+        try await withTemporaryDirectory { root in
+            try write(root + "/etc/ssh/sshd_config", "Include /etc/ssh/sshd_config.d/*.conf\nPermitRootLogin no\n")
+            try FileManager.default.createDirectory(atPath: root + "/etc/ssh/sshd_config.d", withIntermediateDirectories: true)
+            let registry = Registry([HostAdapter.definition()])
+            let state = try hostState(root: root, resource("SSHDConfig", "s", "PermitRootLogin: \"no\""))
+            let reconciler = Reconciler(registry: registry)
+            #expect(try await !reconciler.plan(state).hasDrift)
+            // A drop-in appears: the parsed configuration must not be reused.
+            try write(root + "/etc/ssh/sshd_config.d/10-override.conf", "PermitRootLogin yes\n")
+            #expect(try await reconciler.plan(state).remediations.first?.changes.first?.observed == "yes")
+            // A later edit is seen too.
+            try write(root + "/etc/ssh/sshd_config.d/10-override.conf", "PermitRootLogin no!\n")
+            try write(root + "/etc/ssh/sshd_config.d/10-override.conf", "PermitRootLogin no\n")
+            #expect(try await !reconciler.plan(state).hasDrift)
         }
     }
 
