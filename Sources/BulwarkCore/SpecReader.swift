@@ -136,4 +136,19 @@ public struct SpecReader {
         }
         return result
     }
+
+    // MARK: - Kinds that are maps of names to values
+
+    /// A mapping of names to single values (sshd keywords, kernel parameters, login.defs keys):
+    /// `property` checks one entry, records its own errors and returns nil for a bad one.
+    /// Returns nil when any entry was bad, so one pass still reports every bad entry.
+    public func keyedProperties(_ property: (String, SpecReader) -> DesiredProperty?) -> ResourceSpec? {
+        guard let entries = entries() else { return nil }
+        var properties: [DesiredProperty] = []
+        var ok = true
+        for (key, reader) in entries {
+            if let value = property(key, reader) { properties.append(value) } else { ok = false }
+        }
+        return ok ? ResourceSpec(properties: properties) : nil
+    }
 }

@@ -7,26 +7,20 @@ struct LoginDefsDriver: ResourceDriver {
     static let path = "etc/login.defs"
 
     static func parse(_ spec: SpecReader) -> ResourceSpec? {
-        guard let entries = spec.entries() else { return nil }
-        var properties: [DesiredProperty] = []
-        var ok = true
-        for (key, reader) in entries {
-            guard !key.isEmpty, key.unicodeScalars.allSatisfy({ ($0 >= "A" && $0 <= "Z") || ($0 >= "0" && $0 <= "9") || $0 == "_" }),
-                  key.first?.isNumber == false else {
+        spec.keyedProperties { key, reader in
+            guard !key.isEmpty, key.first?.isNumber == false,
+                  key.unicodeScalars.allSatisfy({ ($0 >= "A" && $0 <= "Z") || ($0 >= "0" && $0 <= "9") || $0 == "_" }) else {
                 reader.fail("'\(key)' is not a login.defs key (upper-case letters, digits and '_', such as PASS_MAX_DAYS)")
-                ok = false
-                continue
+                return nil
             }
-            guard let text = reader.string() else { ok = false; continue }
+            guard let text = reader.string() else { return nil }
             guard let value = normalize(key, text) else {
                 reader.fail(key == "UMASK" ? "expected an octal umask such as 027, got '\(text)'"
                                            : "expected a single word or number, got '\(text)'")
-                ok = false
-                continue
+                return nil
             }
-            properties.append(DesiredProperty(key, value))
+            return DesiredProperty(key, value)
         }
-        return ok ? ResourceSpec(properties: properties) : nil
     }
 
     static func normalize(_ key: String, _ value: String) -> String? {

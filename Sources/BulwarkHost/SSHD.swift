@@ -54,16 +54,12 @@ struct SSHDConfigDriver: ResourceDriver {
     }
 
     static func parse(_ spec: SpecReader) -> ResourceSpec? {
-        guard let entries = spec.entries() else { return nil }
-        var properties: [DesiredProperty] = []
-        var ok = true
-        for (key, reader) in entries {
+        spec.keyedProperties { key, reader in
             guard let keyword = canonicalKeyword(key), let type = keywords[keyword] else {
                 reader.fail("unknown or unsupported sshd keyword '\(key)'; supported: \(keywords.keys.sorted().joined(separator: ", "))")
-                ok = false
-                continue
+                return nil
             }
-            guard let text = reader.string() else { ok = false; continue }
+            guard let text = reader.string() else { return nil }
             guard let value = normalize(text, type), !text.contains("\n") else {
                 switch type {
                 case .choice(let allowed): reader.fail("expected one of \(allowed.joined(separator: ", ")), got '\(text)'")
@@ -71,12 +67,10 @@ struct SSHDConfigDriver: ResourceDriver {
                 case .time: reader.fail("expected a time such as 60, 30s, 2m or 1h, got '\(text)'")
                 case .text: reader.fail("expected a non-empty single-line value")
                 }
-                ok = false
-                continue
+                return nil
             }
-            properties.append(DesiredProperty(keyword, value))
+            return DesiredProperty(keyword, value)
         }
-        return ok ? ResourceSpec(properties: properties) : nil
     }
 
     /// The canonical form Bulwark compares: choices lower-cased, times in seconds, whitespace folded.

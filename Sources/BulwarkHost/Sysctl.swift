@@ -14,24 +14,18 @@ struct SysctlDriver: ResourceDriver {
     static let folders = ["etc/sysctl.d", "run/sysctl.d", "usr/local/lib/sysctl.d", "usr/lib/sysctl.d", "lib/sysctl.d"]
 
     static func parse(_ spec: SpecReader) -> ResourceSpec? {
-        guard let entries = spec.entries() else { return nil }
-        var properties: [DesiredProperty] = []
-        var ok = true
-        for (key, reader) in entries {
+        spec.keyedProperties { key, reader in
             guard isValidKey(key) else {
                 reader.fail("'\(key)' is not a kernel parameter name such as net.ipv4.ip_forward")
-                ok = false
-                continue
+                return nil
             }
-            guard let text = reader.string() else { ok = false; continue }
+            guard let text = reader.string() else { return nil }
             guard let value = normalize(text) else {
                 reader.fail("expected a non-empty single-line value")
-                ok = false
-                continue
+                return nil
             }
-            properties.append(DesiredProperty(key.replacingOccurrences(of: "/", with: "."), value))
+            return DesiredProperty(key, value)
         }
-        return ok ? ResourceSpec(properties: properties) : nil
     }
 
     static func isValidKey(_ key: String) -> Bool {
