@@ -181,13 +181,10 @@ public struct Observation: Sendable, Hashable {
     /// not apply on this target (an account that does not exist has no shell to fix).
     public var values: [String: String?]
     public var observedAt: Date
-    /// Why some properties do not apply, for the plan's text.
-    public var notes: [String]
 
-    public init(values: [String: String?], observedAt: Date = Date(), notes: [String] = []) {
+    public init(values: [String: String?], observedAt: Date = Date()) {
         self.values = values
         self.observedAt = observedAt
-        self.notes = notes
     }
 }
 

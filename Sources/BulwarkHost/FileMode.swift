@@ -51,7 +51,8 @@ struct FileModeDriver: ResourceDriver {
         let path = try root.resolve(resource.spec.subject)
         var info = stat()
         guard lstat(path, &info) == 0 else {
-            if errno == ENOENT { return Observation(values: [:], notes: ["\(resource.spec.subject) does not exist"]) }
+            // A missing file has nothing to fix: no property applies.
+            if errno == ENOENT { return Observation(values: [:]) }
             throw HostError("cannot stat: \(errnoText())", path: path)
         }
         let accounts = try AccountDatabase(root: root)

@@ -89,18 +89,16 @@ struct SysctlDriver: ResourceDriver {
         let root = try HostRoot(target: target)
         let persisted = try persisted(root)
         var values: [String: String?] = [:]
-        var notes: [String] = []
         for property in resource.spec.properties {
             let stored = persisted[property.name]?.value
             if let runtime = try FileIO.readText(try runtimePath(property.name, root)).flatMap(Self.normalize),
                runtime != property.value {
                 values[property.name] = runtime
-                if stored == property.value { notes.append("\(property.name): persisted \(property.value), runtime \(runtime)") }
             } else {
                 values[property.name] = .some(stored)
             }
         }
-        return Observation(values: values, notes: notes)
+        return Observation(values: values)
     }
 
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {

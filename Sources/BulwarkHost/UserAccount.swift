@@ -75,7 +75,7 @@ struct UserAccountDriver: ResourceDriver {
         let name = resource.spec.subject
         let passwd = LineFile(try FileIO.readText(try root.resolve("etc/passwd")) ?? "")
         guard let account = Self.find(name, in: passwd), account.fields.count >= 7 else {
-            return Observation(values: [:], notes: ["account \(name) does not exist"])
+            return Observation(values: [:])  // no account: nothing to lock or fix
         }
         let shadowPath = try root.resolve("etc/shadow")
         let shadow = Self.find(name, in: LineFile(try FileIO.readText(shadowPath) ?? ""))
