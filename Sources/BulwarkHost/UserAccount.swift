@@ -47,7 +47,7 @@ struct UserAccountDriver: ResourceDriver {
         guard parts.count == 3, parts[0].count == 4, let y = Int(parts[0]), let m = Int(parts[1]), let d = Int(parts[2]),
               (1...12).contains(m), (1...31).contains(d) else { return nil }
         var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = TimeZone(identifier: "UTC")!
+        calendar.timeZone = .gmt
         guard let when = calendar.date(from: DateComponents(year: y, month: m, day: d)),
               calendar.component(.day, from: when) == d else { return nil }
         return Int(when.timeIntervalSince1970 / 86400)
@@ -56,7 +56,7 @@ struct UserAccountDriver: ResourceDriver {
     static func date(days: Int) -> String {
         let when = Date(timeIntervalSince1970: Double(days) * 86400)
         var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = TimeZone(identifier: "UTC")!
+        calendar.timeZone = .gmt
         let c = calendar.dateComponents([.year, .month, .day], from: when)
         return String(format: "%04d-%02d-%02d", c.year ?? 1970, c.month ?? 1, c.day ?? 1)
     }
