@@ -194,4 +194,45 @@ actor PolicyRepository: AuditSink {
         guard let head = try repository.resolve(localAudit) else { return [] }
         return try repository.history(from: head, limit: limit)
     }
+
+    // MARK: - Policy commits
+
+    /// Commits `files` on top of the policy branch and pushes them to it. A branch that moved
+    /// meanwhile gets the commit replayed on its new head (the files are new, so this always
+    /// succeeds); a remote that cannot be reached is an error, since a person is waiting.
+    func commitPolicy(_ files: [String: [UInt8]], message: String, author: Signature, attempts: Int = 5) throws -> ObjectID {
+        let scratch = "refs/bulwark/policy-commit"
+        let tracking = "refs/remotes/origin/\(configuration.branch)"
+        guard let base = try repository.resolve(tracking) else {
+            throw Failure.noBranch(configuration.branch, configuration.url)
+        }
+        var commit = try repository.writeCommit(adding: files, parent: base, message: message, author: author)
+        for _ in 0..<attempts {
+            try repository.forceReference(scratch, to: commit, message: "bulwark: policy commit")
+            var rejected: [PushRejection]
+            do {
+                rejected = try repository.push(remote: "origin", refspecs: ["\(scratch):refs/heads/\(configuration.branch)"])
+            } catch {
+                guard error.isNonFastForward else { throw Failure.unreachable(configuration.url, error) }
+                rejected = [PushRejection(reference: configuration.branch, reason: error.message)]
+            }
+            if rejected.isEmpty {
+                try repository.forceReference(tracking, to: commit, message: "bulwark: pushed")
+                return commit
+            }
+            try repository.fetch(remote: "origin", refspecs: ["+refs/heads/\(configuration.branch):\(tracking)"])
+            guard let head = try repository.resolve(tracking) else { throw Failure.noBranch(configuration.branch, configuration.url) }
+            commit = try repository.replay(commit, onto: head)
+        }
+        throw CommandError("the branch \(configuration.branch) kept moving during \(attempts) attempts; try again")
+    }
+
+    /// The caller's git identity: GIT_AUTHOR_NAME and GIT_AUTHOR_EMAIL, else git's configuration.
+    func callerSignature() -> Signature? {
+        let env = ProcessInfo.processInfo.environment
+        if let name = env["GIT_AUTHOR_NAME"], let email = env["GIT_AUTHOR_EMAIL"], !name.isEmpty, !email.isEmpty {
+            return Signature(name: name, email: email)
+        }
+        return repository.configuredSignature()
+    }
 }

@@ -1,3 +1,5 @@
+public import Foundation
+
 /// A file of a desired-state revision, as read from git.
 public struct SourceFile: Sendable, Hashable {
     public enum Kind: Sendable, Hashable { case regular, symlink, other }
@@ -15,6 +17,12 @@ public struct SourceFile: Sendable, Hashable {
     }
 }
 
+/// Waivers and approvals read from a revision.
+struct PolicyObjects {
+    var waivers: [Waiver] = []
+    var approvals: [String: Approval] = [:]
+}
+
 /// One validated revision of the desired state: everything a cycle acts on.
 public struct DesiredState: Sendable {
     /// The commit the state was read from.
@@ -24,6 +32,9 @@ public struct DesiredState: Sendable {
     public var resources: [ResourceID: Resource]
     /// Every (controller, target, resource) to reconcile, sorted.
     public var bindings: [Binding]
+    public var waivers: [Waiver]
+    /// Approvals by the id of the held remediation they approve.
+    public var approvals: [String: Approval]
     public var warnings: [ManifestError]
 }
 
@@ -31,16 +42,21 @@ public struct DesiredState: Sendable {
 public struct DesiredStateLoader: Sendable {
     public static let apiVersion = "bulwark/v1"
     /// Folders of a policy repository that hold manifests.
-    public static let folders = ["desired-state", "controllers"]
+    public static let folders = ["desired-state", "controllers", "waivers", "approvals"]
+    /// Kinds that are not resources, and the folder each belongs in.
+    static let policyKinds = ["Target": "controllers/", "Controller": "controllers/", "Waiver": "waivers/", "Approval": "approvals/"]
     /// Largest manifest file read.
     public static let maxFileSize = 1 << 20
 
     public let registry: Registry
     public let limits: YAMLLimits
+    /// "Now", for waiver and approval expiry.
+    public let now: Date
 
-    public init(registry: Registry, limits: YAMLLimits = .init()) {
+    public init(registry: Registry, limits: YAMLLimits = .init(), now: Date = Date()) {
         self.registry = registry
         self.limits = limits
+        self.now = now
     }
 
     /// Validates every file; throws every problem found, or returns the revision's state.
@@ -49,17 +65,19 @@ public struct DesiredStateLoader: Sendable {
         var targets: [String: Target] = [:]
         var controllers: [String: ControllerConfig] = [:]
         var resources: [ResourceID: Resource] = [:]
+        var policy = PolicyObjects()
 
         for file in files.sorted(by: { $0.path < $1.path }) {
             for document in documents(of: file, diagnostics: diagnostics) {
                 read(document, file: file.path, diagnostics: diagnostics,
-                     targets: &targets, controllers: &controllers, resources: &resources)
+                     targets: &targets, controllers: &controllers, resources: &resources, policy: &policy)
             }
         }
         let bindings = bind(targets: targets, controllers: controllers, resources: resources, diagnostics: diagnostics)
         guard diagnostics.errors.isEmpty else { throw ValidationFailure(errors: diagnostics.errors) }
         return DesiredState(revision: revision, targets: targets, controllers: controllers, resources: resources,
-                            bindings: bindings, warnings: diagnostics.warnings)
+                            bindings: bindings, waivers: policy.waivers, approvals: policy.approvals,
+                            warnings: diagnostics.warnings)
     }
 
     // MARK: - Files
@@ -126,7 +144,7 @@ public struct DesiredStateLoader: Sendable {
     private func read(
         _ document: YAMLNode, file: String, diagnostics: Diagnostics,
         targets: inout [String: Target], controllers: inout [String: ControllerConfig],
-        resources: inout [ResourceID: Resource]
+        resources: inout [ResourceID: Resource], policy: inout PolicyObjects
     ) {
         let top = SpecReader(node: document, field: "", file: file, resource: nil, diagnostics: diagnostics)
         guard top.entries() != nil else { return }
@@ -135,8 +153,8 @@ public struct DesiredStateLoader: Sendable {
             top.field("apiVersion")?.fail("unsupported apiVersion '\(version)'; expected \(Self.apiVersion)")
         }
         guard let kindReader = top.field("kind", required: true), let kind = kindReader.string() else { return }
-        let allKinds = ["Target", "Controller"] + registry.kindNames
-        guard kind == "Target" || kind == "Controller" || registry.kinds[kind] != nil else {
+        let allKinds = Self.policyKinds.keys.sorted() + registry.kindNames
+        guard Self.policyKinds[kind] != nil || registry.kinds[kind] != nil else {
             kindReader.fail("unknown kind '\(kind)'; known kinds: \(allKinds.joined(separator: ", "))")
             return
         }
@@ -155,22 +173,36 @@ public struct DesiredStateLoader: Sendable {
                               resource: id.description, diagnostics: diagnostics)
         guard top.field("spec") != nil else { return }
         let inControllers = file.hasPrefix("controllers/")
+        if let folder = Self.policyKinds[kind], !file.hasPrefix(folder) {
+            kindReader.fail("\(kind) manifests belong under \(folder)")
+            return
+        }
 
         func duplicate(_ other: SourceLocation) {
             nameReader.fail("duplicate \(kind) named '\(name)' (also defined at \(other))")
         }
 
         switch kind {
+        case "Waiver":
+            if let existing = policy.waivers.first(where: { $0.name == name }) { duplicate(existing.location); return }
+            if let waiver = readWaiver(spec, name: name, location: location) { policy.waivers.append(waiver) }
+        case "Approval":
+            if let approval = readApproval(spec, file: file, location: location) {
+                if let existing = policy.approvals[approval.id] { duplicate(existing.location); return }
+                policy.approvals[approval.id] = approval
+            }
         case "Target":
-            guard inControllers else { kindReader.fail("Target manifests belong under controllers/"); return }
             if let existing = targets[name] { duplicate(existing.location); return }
             if top.field("targets") != nil { top.field("targets")?.fail("a Target has no 'targets' field") }
             if let target = readTarget(spec, name: name, labels: labels, location: location) { targets[name] = target }
         case "Controller":
-            guard inControllers else { kindReader.fail("Controller manifests belong under controllers/"); return }
             if let existing = controllers[name] { duplicate(existing.location); return }
             if let controller = readController(spec, name: name, location: location) { controllers[name] = controller }
         default:
+            if let text = annotations["mode"], Mode(rawValue: text) == nil {
+                metadata.field("annotations")?.field("mode")?.fail(
+                    "expected one of \(Mode.allCases.map(\.rawValue).joined(separator: ", ")), got '\(text)'")
+            }
             guard !inControllers, file.hasPrefix("desired-state/") else {
                 kindReader.fail("\(kind) resources belong under desired-state/")
                 return
@@ -190,6 +222,70 @@ public struct DesiredStateLoader: Sendable {
             resources[id] = Resource(id: id, severity: severity, labels: labels, annotations: annotations,
                                      targets: selector, spec: parsed, location: location)
         }
+    }
+
+    /// A day `YYYY-MM-DD` as the first moment after it (the next day, 00:00 UTC).
+    public static func endOfDay(_ text: String) -> Date? {
+        guard let day = try? Date.ISO8601FormatStyle().year().month().day().parse(text) else { return nil }
+        return day.addingTimeInterval(86_400)
+    }
+
+    private func readWaiver(_ spec: SpecReader, name: String, location: SourceLocation) -> Waiver? {
+        guard spec.entries() != nil else { return nil }
+        spec.allowOnly(["match", "reason", "owner", "ticket", "expires"])
+        var waiver = Waiver(name: name, reason: "", owner: "", expiresAt: now, location: location)
+        if let match = spec.field("match"), match.entries() != nil {
+            match.allowOnly(["kind", "resource", "property", "targets"])
+            if let reader = match.field("kind"), let kind = reader.string() {
+                if registry.kinds[kind] == nil { reader.fail("unknown kind '\(kind)'; known kinds: \(registry.kindNames.joined(separator: ", "))") }
+                waiver.kind = kind
+            }
+            waiver.resource = match.field("resource")?.string()
+            waiver.property = match.field("property")?.string()
+            waiver.targets = match.field("targets")?.strings()
+        }
+        guard let reason = spec.field("reason", required: true)?.string(),
+              let owner = spec.field("owner", required: true)?.string(),
+              let expiresReader = spec.field("expires", required: true), let expires = expiresReader.string() else { return nil }
+        guard let end = Self.endOfDay(expires) else {
+            expiresReader.fail("expected a date such as 2027-01-31, got '\(expires)'")
+            return nil
+        }
+        guard end <= now.addingTimeInterval(366 * 86_400) else {
+            expiresReader.fail("a waiver may last at most a year; renew it before then")
+            return nil
+        }
+        if end <= now {
+            expiresReader.warn("waiver expired on \(expires); it no longer applies")
+        } else if end <= now.addingTimeInterval(14 * 86_400) {
+            expiresReader.warn("waiver expires on \(expires) (within 14 days)")
+        }
+        waiver.reason = reason
+        waiver.owner = owner
+        waiver.ticket = spec.field("ticket")?.string()
+        waiver.expiresAt = end
+        return waiver
+    }
+
+    private func readApproval(_ spec: SpecReader, file: String, location: SourceLocation) -> Approval? {
+        guard spec.entries() != nil else { return nil }
+        spec.allowOnly(["id", "approver", "reason", "expires"])
+        guard let idReader = spec.field("id", required: true), let id = idReader.string(),
+              let approver = spec.field("approver", required: true)?.string(),
+              let reason = spec.field("reason", required: true)?.string() else { return nil }
+        guard file.hasSuffix("/\(id).yaml") || file.hasSuffix("/\(id).yml") else {
+            idReader.fail("the file of approval \(id) must be approvals/\(id).yaml")
+            return nil
+        }
+        var expiresAt: Date?
+        if let reader = spec.field("expires"), let text = reader.string() {
+            guard let end = Self.endOfDay(text) else {
+                reader.fail("expected a date such as 2027-01-31, got '\(text)'")
+                return nil
+            }
+            expiresAt = end
+        }
+        return Approval(id: id, approver: approver, reason: reason, expiresAt: expiresAt, location: location)
     }
 
     private func readTarget(_ spec: SpecReader, name: String, labels: [String: String],

@@ -20,6 +20,8 @@ public enum Severity: String, Sendable, Codable, CaseIterable, Comparable {
 public enum Mode: String, Sendable, Codable, CaseIterable {
     /// Correct drift now.
     case enforce
+    /// Hold each drift until a person approves it by committing `approvals/<id>.yaml`.
+    case approve
     /// Only report drift.
     case audit
 }
@@ -204,3 +206,61 @@ public struct UnsafeDesiredState: Error, Sendable, CustomStringConvertible {
     public init(_ message: String) { self.message = message }
     public var description: String { message }
 }
+
+/// An exception: matching drift is left alone until the waiver expires.
+public struct Waiver: Sendable, Hashable {
+    public var name: String
+    /// nil matches any.
+    public var kind: String?
+    public var resource: String?
+    public var property: String?
+    public var targets: [String]?
+    public var reason: String
+    public var owner: String
+    public var ticket: String?
+    /// The first moment the waiver no longer applies (the day after `expires`, 00:00 UTC).
+    public var expiresAt: Date
+    public var location: SourceLocation
+
+    public init(name: String, kind: String? = nil, resource: String? = nil, property: String? = nil,
+                targets: [String]? = nil, reason: String, owner: String, ticket: String? = nil, expiresAt: Date,
+                location: SourceLocation) {
+        self.name = name
+        self.kind = kind
+        self.resource = resource
+        self.property = property
+        self.targets = targets
+        self.reason = reason
+        self.owner = owner
+        self.ticket = ticket
+        self.expiresAt = expiresAt
+        self.location = location
+    }
+
+    public func matches(_ binding: Binding, property name: String, at now: Date) -> Bool {
+        guard now < expiresAt else { return false }
+        if let kind, kind != binding.resource.kind { return false }
+        if let resource, resource != binding.resource.name { return false }
+        if let property, property != name { return false }
+        if let targets, !targets.contains(binding.target) { return false }
+        return true
+    }
+}
+
+/// A person's approval of one held remediation, committed as `approvals/<id>.yaml`.
+public struct Approval: Sendable, Hashable {
+    public var id: String
+    public var approver: String
+    public var reason: String
+    public var expiresAt: Date?
+    public var location: SourceLocation
+
+    public init(id: String, approver: String, reason: String, expiresAt: Date? = nil, location: SourceLocation) {
+        self.id = id
+        self.approver = approver
+        self.reason = reason
+        self.expiresAt = expiresAt
+        self.location = location
+    }
+}
+

@@ -53,6 +53,11 @@ public struct PlannedRemediation: Sendable, Hashable {
     /// Why a decision other than `applied` was made.
     public var reason: String?
     public var detectedAt: Date
+    /// The record's id when it must be stable: a held drift (the id a person approves) or a
+    /// waived one (recorded once per waiver).
+    public var id: String?
+    /// Who approved it, for a held drift that was approved.
+    public var approver: String?
 }
 
 /// A resource that could not be observed on a target.
@@ -76,10 +81,16 @@ public struct Plan: Sendable {
 }
 
 public enum Planner {
+    /// The label that marks a resource Bulwark must never change by itself.
+    public static let protectedLabel = "protected"
+
     /// The pure heart of a cycle: compares what is wanted with what was observed and decides,
-    /// per drifted resource, what to do. No I/O; the same inputs always give the same plan.
+    /// per drifted property, what to do: waived (a waiver matches), held (a protected resource,
+    /// or approve mode without an approval), reported (audit mode), deferred (a limit) or
+    /// applied. No I/O; the same inputs always give the same plan.
     public static func plan(
-        _ state: DesiredState, observations: [Binding: Observation], failures: [ObservationFailure] = []
+        _ state: DesiredState, observations: [Binding: Observation], failures: [ObservationFailure] = [],
+        now: Date = Date()
     ) -> Plan {
         var drifted: [PlannedRemediation] = []
         var inSync: [Binding] = []
@@ -93,16 +104,56 @@ public enum Planner {
                 inSync.append(binding)
                 continue
             }
-            drifted.append(PlannedRemediation(
-                binding: binding, severity: resource.severity, risk: resource.severity.weight * target.exposureWeight,
-                mode: controller.mode, changes: changes, decision: controller.mode == .audit ? .reported : .applied,
-                reason: controller.mode == .audit ? "controller \(controller.name) is in audit mode" : nil,
-                detectedAt: observation.observedAt))
+            let mode = resource.annotations["mode"].flatMap(Mode.init(rawValue:)) ?? controller.mode
+            func add(_ changes: [PropertyDrift], _ decision: Decision, _ reason: String?, id: String? = nil, approver: String? = nil) {
+                drifted.append(PlannedRemediation(
+                    binding: binding, severity: resource.severity, risk: resource.severity.weight * target.exposureWeight,
+                    mode: mode, changes: changes, decision: decision, reason: reason, detectedAt: observation.observedAt,
+                    id: id, approver: approver))
+            }
+            var remaining: [PropertyDrift] = []
+            var waived: [(Waiver, [PropertyDrift])] = []
+            for change in changes {
+                if let waiver = state.waivers.first(where: { $0.matches(binding, property: change.property, at: now) }) {
+                    if let index = waived.firstIndex(where: { $0.0.name == waiver.name }) {
+                        waived[index].1.append(change)
+                    } else {
+                        waived.append((waiver, [change]))
+                    }
+                } else {
+                    remaining.append(change)
+                }
+            }
+            for (waiver, changes) in waived {
+                let until = Timestamp.format(waiver.expiresAt.addingTimeInterval(-1)).prefix(10)
+                add(changes, .waived,
+                    "waiver \(waiver.name) (owner \(waiver.owner)\(waiver.ticket.map { ", " + $0 } ?? ""), until \(until)): \(waiver.reason)",
+                    id: AuditID.stable(["waived", waiver.name, binding.target, binding.resource.description].joined(separator: "\u{1}")))
+            }
+            guard !remaining.isEmpty else { continue }
+            let heldID = heldID(binding, remaining)
+            if resource.labels[protectedLabel] == "true" {
+                add(remaining, .held, "protected resource: never changed automatically", id: heldID)
+                continue
+            }
+            switch mode {
+            case .enforce:
+                add(remaining, .applied, nil)
+            case .audit:
+                add(remaining, .reported, "audit mode")
+            case .approve:
+                if let approval = state.approvals[heldID], approval.expiresAt.map({ now < $0 }) ?? true {
+                    add(remaining, .applied, nil, approver: approval.approver)
+                } else {
+                    add(remaining, .held, "waiting for approval: bulwark approve \(heldID)", id: heldID)
+                }
+            }
         }
         drifted.sort { a, b in
             if a.risk != b.risk { return a.risk > b.risk }
             if a.severity != b.severity { return a.severity > b.severity }
-            return a.binding < b.binding
+            if a.binding != b.binding { return a.binding < b.binding }
+            return a.decision.rawValue < b.decision.rawValue
         }
         var applied: [String: Int] = [:]
         for index in drifted.indices where drifted[index].decision == .applied {
@@ -115,6 +166,14 @@ public enum Planner {
             }
         }
         return Plan(remediations: drifted, inSync: inSync, failures: failures.sorted { $0.binding < $1.binding })
+    }
+
+    /// The id a held drift is approved by: the same target, resource, properties, observed and
+    /// desired values always give the same id; a drift that changes gets a new one.
+    public static func heldID(_ binding: Binding, _ changes: [PropertyDrift]) -> String {
+        let drift = changes.sorted { $0.property < $1.property }
+            .map { "\($0.property)=\($0.observed ?? "\u{0}")>\($0.desired)" }
+        return AuditID.stable((["held", binding.target, binding.resource.description] + drift).joined(separator: "\u{1}"))
     }
 
     /// The desired properties whose observed value differs (properties the observation left out

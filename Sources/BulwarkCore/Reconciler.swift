@@ -94,7 +94,7 @@ public struct Reconciler: Sendable {
     public func plan(_ state: DesiredState) async throws(ValidationFailure) -> Plan {
         let observed = await observe(state)
         guard observed.unsafe.isEmpty else { throw ValidationFailure(errors: observed.unsafe) }
-        return Planner.plan(state, observations: observed.observations, failures: observed.failures)
+        return Planner.plan(state, observations: observed.observations, failures: observed.failures, now: clock())
     }
 
     /// Carries out a plan, riskiest first: applies what was decided `applied`, verifies each fix
@@ -177,7 +177,9 @@ public struct Reconciler: Sendable {
     private func makeRecord(_ remediation: PlannedRemediation, state: DesiredState) -> AuditRecord {
         let binding = remediation.binding
         let id: String
-        if remediation.decision == .applied {
+        if let stable = remediation.id {
+            id = stable
+        } else if remediation.decision == .applied {
             id = AuditID.ulid(at: clock())
         } else {
             // The same drift with the same decision and reason is recorded once.
@@ -196,6 +198,6 @@ public struct Reconciler: Sendable {
                       observedBefore: $0.sensitive ? "[redacted]" : $0.observed, observedAfter: nil)
             },
             detectedAt: Timestamp.format(remediation.detectedAt), appliedAt: nil, verifiedAt: nil,
-            desiredCommit: state.revision, approver: nil, error: nil)
+            desiredCommit: state.revision, approver: remediation.approver, error: nil)
     }
 }

@@ -33,3 +33,14 @@ public struct Signature: Sendable, Hashable {
         offsetMinutes = Int(sig.pointee.when.offset)
     }
 }
+
+extension Repository {
+    /// The identity git itself would use here (`user.name` and `user.email` from the
+    /// repository's, the user's or the system's configuration), or nil when none is set.
+    public func configuredSignature() -> Signature? {
+        var sig: UnsafeMutablePointer<git_signature>?
+        guard git_signature_default(&sig, pointer) == 0, let sig else { return nil }
+        defer { git_signature_free(sig) }
+        return Signature(sig)
+    }
+}

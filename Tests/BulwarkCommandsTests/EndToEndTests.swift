@@ -154,3 +154,61 @@ struct AnyDecodable: Decodable {
         _ = try? container.decode(String.self)
     }
 }
+
+@Suite struct GateEndToEndTests {
+    @Test func approveModeHoldsThenAnApprovalCommitLetsTheFixThrough() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let controller = try read(s.policy + "/controllers/host-hardening.yaml")
+                .replacingOccurrences(of: "mode: enforce", with: "mode: approve")
+            try s.commitPolicy("controllers/host-hardening.yaml", controller)
+            #expect(try s.run("apply").status == 0)
+            #expect(try read(s.host + "/etc/ssh/sshd_config").contains("\nPermitRootLogin yes\n"))
+            let log = try git("--git-dir", s.origin, "log", "--format=%(trailers:key=Bulwark-Resource,valueonly,separator=)|%(trailers:key=Bulwark-Decision,valueonly,separator=)|%(trailers:key=Bulwark-Id,valueonly,separator=)", "bulwark/audit")
+            let line = try #require(log.split(separator: "\n").first { $0.hasPrefix("SSHDConfig/cis-5.1.20-permit-root-login|held|") })
+            let id = String(line.split(separator: "|")[2])
+            // Held once: another pass records nothing new.
+            let count = try s.auditCommits().count
+            #expect(try s.run("apply").status == 0)
+            #expect(try s.auditCommits().count == count)
+
+            let approve = try run(try bulwarkExecutable(), ["approve", id, "--repo", s.origin, "--state-dir", s.state,
+                                                            "--reason", "maintenance window CHG-7"],
+                                  environment: ["GIT_AUTHOR_NAME": "Alice Admin", "GIT_AUTHOR_EMAIL": "alice@example.org"])
+            #expect(approve.status == 0, "\(approve.stderr)")
+            #expect(try git("--git-dir", s.origin, "show", "main:approvals/\(id).yaml").contains("approver: \"Alice Admin <alice@example.org>\""))
+            #expect(try git("--git-dir", s.origin, "log", "-1", "--format=%an", "main") == "Alice Admin\n")
+
+            let apply = try s.run("apply")
+            #expect(apply.status == 0, "\(apply.stderr)")
+            #expect(try read(s.host + "/etc/ssh/sshd_config").contains("\nPermitRootLogin no\n"))
+            let approved = try git("--git-dir", s.origin, "log", "-1", "--format=%B", "bulwark/audit", "--grep", "cis-5.1.20")
+            #expect(approved.contains("Bulwark-Approved-By: Alice Admin <alice@example.org>"))
+            #expect(approved.contains("Bulwark-Result: verified"))
+            #expect(try bulwark(["approve", "01ABCDEFGHJKMNPQRSTVWXYZ01", "--repo", s.origin, "--state-dir", s.state, "--reason", "x"]).status == 1)
+        }
+    }
+
+    @Test func aCommittedWaiverLeavesItsDriftAlone() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let expires = Date().addingTimeInterval(60 * 86_400).formatted(Date.ISO8601FormatStyle().year().month().day())
+            try s.commitPolicy("waivers/router.yaml", """
+                apiVersion: bulwark/v1
+                kind: Waiver
+                metadata: {name: router-needs-forwarding}
+                spec:
+                  match: {kind: Sysctl, property: net.ipv4.ip_forward}
+                  reason: this host routes lab traffic
+                  owner: netops@example.org
+                  ticket: SEC-123
+                  expires: \(expires)
+                """)
+            #expect(try s.run("apply").status == 0)
+            #expect(try read(s.host + "/proc/sys/net/ipv4/ip_forward") == "1\n")
+            #expect(try s.trailers("Bulwark-Decision").filter { $0 == "waived" }.count == 1)
+            #expect(try s.run("apply").status == 0)
+            #expect(try s.trailers("Bulwark-Decision").filter { $0 == "waived" }.count == 1, "recorded once per waiver")
+        }
+    }
+}

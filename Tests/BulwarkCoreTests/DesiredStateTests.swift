@@ -131,7 +131,7 @@ import Testing
         let text = found.map(\.description).joined(separator: "\n")
         #expect(text.contains("unknown kind 'Unknown'"))
         #expect(text.contains("spec.interval: expected a duration"))
-        #expect(text.contains("spec.mode: expected one of enforce, audit, got 'yolo'"))
+        #expect(text.contains("spec.mode: expected one of enforce, approve, audit, got 'yolo'"))
         #expect(text.contains("spec.maxChangesPerCycle: expected an integer from 0"))
         #expect(text.contains("Target manifests belong under controllers/"))
     }

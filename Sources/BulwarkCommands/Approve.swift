@@ -1,0 +1,74 @@
+internal import ArgumentParser
+internal import BulwarkCore
+internal import BulwarkGit
+internal import Foundation
+
+extension Bulwark {
+    struct Approve: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Approve a held remediation by committing approvals/<ID>.yaml to the policy branch.",
+            discussion: """
+                The commit carries your git identity (GIT_AUTHOR_NAME and GIT_AUTHOR_EMAIL, or git's \
+                user.name and user.email). The next pass applies the fix only if the drift is still \
+                exactly the one that was held; its audit commit carries Bulwark-Approved-By.
+                """)
+
+        @Argument(help: "The Bulwark-Id of the held remediation.")
+        var id: String
+
+        @OptionGroup var repository: RepositoryOptions
+
+        @Option(help: "Why the fix may go ahead (recorded in the approval).")
+        var reason: String
+
+        @Option(help: "The last day the approval may be used (YYYY-MM-DD).")
+        var expires: String?
+
+        func validate() throws {
+            guard id.count == 26, id.allSatisfy({ $0.isASCII && ($0.isUppercase || $0.isNumber) }) else {
+                throw ValidationError("'\(id)' is not a Bulwark-Id (26 characters, such as 01JD3M...)")
+            }
+            guard !reason.trimmingCharacters(in: .whitespaces).isEmpty, !reason.contains("\n") else {
+                throw ValidationError("--reason must be one non-empty line")
+            }
+            if let expires, DesiredStateLoader.endOfDay(expires) == nil {
+                throw ValidationError("--expires takes a date such as 2027-01-31")
+            }
+        }
+
+        func run() async throws {
+            let console = Console()
+            let policy = try PolicyRepository(repository.configuration)
+            let (_, stale) = try await policy.sync()
+            if let stale { throw CommandError(stale) }
+            let held = try await policy.auditHistory().first {
+                $0.trailer("Bulwark-Id") == id && $0.trailer("Bulwark-Decision") == "held"
+            }
+            guard let held else { throw CommandError("no held remediation with id \(id) in \(repository.auditBranch)") }
+            guard let author = await policy.callerSignature() else {
+                throw CommandError("no git identity: set user.name and user.email (git config) or GIT_AUTHOR_NAME and GIT_AUTHOR_EMAIL")
+            }
+            func quoted(_ text: String) -> String {
+                "\"" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+            }
+            var text = """
+                # Approval of \(held.summary)
+                apiVersion: bulwark/v1
+                kind: Approval
+                metadata: {name: approval-\(id.lowercased())}
+                spec:
+                  id: \(id)
+                  approver: \(quoted("\(author.name) <\(author.email)>"))
+                  reason: \(quoted(reason))
+
+                """
+            if let expires { text += "  expires: \(expires)\n" }
+            let commit = try await policy.commitPolicy(
+                ["approvals/\(id).yaml": Array(text.utf8)],
+                message: "approve(\(held.trailer("Bulwark-Resource") ?? id)): \(held.trailer("Bulwark-Target") ?? "")\n\n\(reason)\n\nBulwark-Approves: \(id)\n",
+                author: author)
+            console.print("Approved \(id) as \(author.name) <\(author.email)>: approvals/\(id).yaml committed to \(repository.branch) (\(commit.short)).")
+            console.print("The next `bulwark apply` fixes it if the drift is unchanged.")
+        }
+    }
+}
