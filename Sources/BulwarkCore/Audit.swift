@@ -35,12 +35,14 @@ public struct AuditRecord: Sendable, Hashable, Codable {
     public var desiredCommit: String
     public var approver: String?
     public var error: String?
+    /// For drift deferred by a change window: when the next window opens.
+    public var nextWindowAt: String?
 
     public init(
         id: String, controller: String, target: String, resource: String, kind: String, name: String,
         severity: Severity, risk: Int, mode: Mode, decision: Decision, result: RemediationResult?, reason: String?,
         changes: [Change], detectedAt: String, appliedAt: String?, verifiedAt: String?, desiredCommit: String,
-        approver: String?, error: String?
+        approver: String?, error: String?, nextWindowAt: String? = nil
     ) {
         self.id = id
         self.controller = controller
@@ -61,6 +63,7 @@ public struct AuditRecord: Sendable, Hashable, Codable {
         self.desiredCommit = desiredCommit
         self.approver = approver
         self.error = error
+        self.nextWindowAt = nextWindowAt
     }
 
     /// Where the record is stored on the audit branch: unique, so replays never conflict.
@@ -117,6 +120,7 @@ public struct AuditRecord: Sendable, Hashable, Codable {
         if let appliedAt { trailers.append(("Bulwark-Applied-At", appliedAt)) }
         if let verifiedAt { trailers.append(("Bulwark-Verified-At", verifiedAt)) }
         if let approver { trailers.append(("Bulwark-Approved-By", Self.oneLine(approver))) }
+        if let nextWindowAt { trailers.append(("Bulwark-Next-Window", nextWindowAt)) }
         lines += trailers.map { "\($0.0): \(Self.oneLine($0.1))" }
         return lines.joined(separator: "\n") + "\n"
     }

@@ -19,6 +19,7 @@ public struct SourceFile: Sendable, Hashable {
 
 /// Waivers and approvals read from a revision.
 struct PolicyObjects {
+    var globalLimit: (value: Int, location: SourceLocation)?
     var waivers: [Waiver] = []
     var approvals: [String: Approval] = [:]
 }
@@ -32,6 +33,8 @@ public struct DesiredState: Sendable {
     public var resources: [ResourceID: Resource]
     /// Every (controller, target, resource) to reconcile, sorted.
     public var bindings: [Binding]
+    /// Fixes allowed per cycle over every controller (`kind: GlobalLimits`, default 100).
+    public var maxChangesPerCycle: Int
     public var waivers: [Waiver]
     /// Approvals by the id of the held remediation they approve.
     public var approvals: [String: Approval]
@@ -44,7 +47,10 @@ public struct DesiredStateLoader: Sendable {
     /// Folders of a policy repository that hold manifests.
     public static let folders = ["desired-state", "controllers", "waivers", "approvals"]
     /// Kinds that are not resources, and the folder each belongs in.
-    static let policyKinds = ["Target": "controllers/", "Controller": "controllers/", "Waiver": "waivers/", "Approval": "approvals/"]
+    static let policyKinds = ["Target": "controllers/", "Controller": "controllers/", "GlobalLimits": "controllers/",
+                              "Waiver": "waivers/", "Approval": "approvals/"]
+    /// Limits are on by default: without a `GlobalLimits` manifest, at most this many fixes per cycle.
+    public static let defaultGlobalLimit = 100
     /// Largest manifest file read.
     public static let maxFileSize = 1 << 20
 
@@ -76,7 +82,8 @@ public struct DesiredStateLoader: Sendable {
         let bindings = bind(targets: targets, controllers: controllers, resources: resources, diagnostics: diagnostics)
         guard diagnostics.errors.isEmpty else { throw ValidationFailure(errors: diagnostics.errors) }
         return DesiredState(revision: revision, targets: targets, controllers: controllers, resources: resources,
-                            bindings: bindings, waivers: policy.waivers, approvals: policy.approvals,
+                            bindings: bindings, maxChangesPerCycle: policy.globalLimit?.value ?? Self.defaultGlobalLimit,
+                            waivers: policy.waivers, approvals: policy.approvals,
                             warnings: diagnostics.warnings)
     }
 
@@ -183,6 +190,13 @@ public struct DesiredStateLoader: Sendable {
         }
 
         switch kind {
+        case "GlobalLimits":
+            if let existing = policy.globalLimit { duplicate(existing.location); return }
+            guard spec.entries() != nil else { return }
+            spec.allowOnly(["maxChangesPerCycle"])
+            if let value = spec.field("maxChangesPerCycle", required: true)?.int(in: 0...10_000_000) {
+                policy.globalLimit = (value, location)
+            }
         case "Waiver":
             if let existing = policy.waivers.first(where: { $0.name == name }) { duplicate(existing.location); return }
             if let waiver = readWaiver(spec, name: name, location: location) { policy.waivers.append(waiver) }
@@ -302,7 +316,7 @@ public struct DesiredStateLoader: Sendable {
 
     private func readController(_ spec: SpecReader, name: String, location: SourceLocation) -> ControllerConfig? {
         guard spec.entries() != nil else { return nil }
-        spec.allowOnly(["kinds", "targets", "interval", "mode", "maxChangesPerCycle"])
+        spec.allowOnly(["kinds", "targets", "interval", "mode", "maxChangesPerCycle", "maxTargetShare", "windows"])
         var ok = true
         var kinds: [String] = []
         if let reader = spec.field("kinds", required: true), let values = reader.strings() {
@@ -331,10 +345,66 @@ public struct DesiredStateLoader: Sendable {
             maxChanges = reader.int(in: 0...1_000_000)
             if maxChanges == nil { ok = false }
         }
+        var share: Int?
+        if let reader = spec.field("maxTargetShare"), let text = reader.string() {
+            if text.hasSuffix("%"), let value = Int(text.dropLast()), (1...100).contains(value) {
+                share = value
+            } else {
+                reader.fail("expected a percentage from 1% to 100%, got '\(text)'")
+                ok = false
+            }
+        }
+        var windows: [ChangeWindow] = []
+        if let reader = spec.field("windows"), let items = reader.items() {
+            for item in items {
+                if let window = readWindow(item) { windows.append(window) } else { ok = false }
+            }
+        }
         let selector = spec.field("targets").flatMap(readSelector) ?? .all
         guard ok else { return nil }
         return ControllerConfig(name: name, kinds: kinds, targets: selector, interval: interval, mode: mode,
-                                maxChangesPerCycle: maxChanges, location: location)
+                                maxChangesPerCycle: maxChanges, maxTargetShare: share, windows: windows, location: location)
+    }
+
+    /// `{days: [mon, tue], start: "02:00", end: "05:00", timeZone: Europe/Berlin}`.
+    private func readWindow(_ reader: SpecReader) -> ChangeWindow? {
+        guard reader.entries() != nil else { return nil }
+        reader.allowOnly(["days", "start", "end", "timeZone"])
+        var days = Set(1...7)
+        if let daysReader = reader.field("days"), let names = daysReader.strings() {
+            days = []
+            for name in names {
+                guard let index = ChangeWindow.dayNames.firstIndex(of: name.lowercased().prefix(3).description), name.count >= 3 else {
+                    daysReader.fail("expected days such as mon, tue, wed, thu, fri, sat, sun; got '\(name)'")
+                    return nil
+                }
+                days.insert(index + 1)
+            }
+        }
+        func minutes(_ key: String) -> Int? {
+            guard let field = reader.field(key, required: true), let text = field.string() else { return nil }
+            let parts = text.split(separator: ":")
+            guard parts.count == 2, let h = Int(parts[0]), let m = Int(parts[1]), (0...24).contains(h), (0...59).contains(m),
+                  h * 60 + m <= 1440 else {
+                field.fail("expected a time of day such as 02:00, got '\(text)'")
+                return nil
+            }
+            return h * 60 + m
+        }
+        guard let start = minutes("start"), let end = minutes("end") else { return nil }
+        var zone = TimeZone.gmt
+        if let zoneReader = reader.field("timeZone"), let name = zoneReader.string() {
+            guard let found = TimeZone(identifier: name) else {
+                zoneReader.fail("unknown time zone '\(name)'; use an IANA name such as Europe/Berlin or UTC")
+                return nil
+            }
+            zone = found
+        }
+        guard start != end else {
+            reader.fail("a window's start and end must differ")
+            return nil
+        }
+        return ChangeWindow(days: days, start: start, end: end, timeZone: zone)
     }
 
     private func readSelector(_ reader: SpecReader) -> TargetSelector? {

@@ -83,16 +83,23 @@ public struct ControllerConfig: Sendable, Hashable {
     public var mode: Mode
     /// At most this many remediations per cycle; the rest are deferred, riskiest first.
     public var maxChangesPerCycle: Int?
+    /// At most this percentage of the controller's targets is changed in one cycle (at least one).
+    public var maxTargetShare: Int?
+    /// When changes may be made; empty means at any time.
+    public var windows: [ChangeWindow]
     public var location: SourceLocation
 
     public init(name: String, kinds: [String], targets: TargetSelector = .all, interval: Duration = .seconds(300),
-                mode: Mode = .enforce, maxChangesPerCycle: Int? = nil, location: SourceLocation) {
+                mode: Mode = .enforce, maxChangesPerCycle: Int? = nil, maxTargetShare: Int? = nil,
+                windows: [ChangeWindow] = [], location: SourceLocation) {
         self.name = name
         self.kinds = kinds
         self.targets = targets
         self.interval = interval
         self.mode = mode
         self.maxChangesPerCycle = maxChangesPerCycle
+        self.maxTargetShare = maxTargetShare
+        self.windows = windows
         self.location = location
     }
 }

@@ -58,6 +58,8 @@ public struct PlannedRemediation: Sendable, Hashable {
     public var id: String?
     /// Who approved it, for a held drift that was approved.
     public var approver: String?
+    /// For drift deferred by a change window: when the next window opens.
+    public var nextWindow: Date?
 }
 
 /// A resource that could not be observed on a target.
@@ -155,17 +157,55 @@ public enum Planner {
             if a.binding != b.binding { return a.binding < b.binding }
             return a.decision.rawValue < b.decision.rawValue
         }
-        var applied: [String: Int] = [:]
-        for index in drifted.indices where drifted[index].decision == .applied {
-            let name = drifted[index].binding.controller
-            if let limit = state.controllers[name]?.maxChangesPerCycle, applied[name, default: 0] >= limit {
-                drifted[index].decision = .deferred
-                drifted[index].reason = "maxChangesPerCycle \(limit) of controller \(name) reached"
-            } else {
-                applied[name, default: 0] += 1
-            }
-        }
+        applyLimits(&drifted, state: state, now: now)
         return Plan(remediations: drifted, inSync: inSync, failures: failures.sorted { $0.binding < $1.binding })
+    }
+
+    /// Defers, in risk order, what a change window, a controller's limit, its share of targets
+    /// or the global limit does not allow in this cycle.
+    static func applyLimits(_ drifted: inout [PlannedRemediation], state: DesiredState, now: Date) {
+        var perController: [String: Int] = [:]
+        var targetsChanged: [String: Set<String>] = [:]
+        var total = 0
+        var targetCounts: [String: Int] = [:]
+        for name in state.controllers.keys {
+            targetCounts[name] = Set(state.bindings.filter { $0.controller == name }.map(\.target)).count
+        }
+        for index in drifted.indices where drifted[index].decision == .applied {
+            let binding = drifted[index].binding
+            guard let controller = state.controllers[binding.controller] else { continue }
+            func defer_(_ reason: String) {
+                drifted[index].decision = .deferred
+                drifted[index].reason = reason
+                drifted[index].approver = nil
+            }
+            if !controller.windows.isEmpty, !controller.windows.contains(where: { $0.contains(now) }) {
+                let next = controller.windows.compactMap { $0.nextOpening(after: now) }.min()
+                drifted[index].nextWindow = next
+                defer_("outside the change windows of controller \(controller.name)"
+                       + (next.map { "; the next opens at \(Timestamp.format($0))" } ?? ""))
+                continue
+            }
+            if let limit = controller.maxChangesPerCycle, perController[controller.name, default: 0] >= limit {
+                defer_("maxChangesPerCycle \(limit) of controller \(controller.name) reached")
+                continue
+            }
+            if let share = controller.maxTargetShare {
+                let allowed = max(1, targetCounts[controller.name, default: 0] * share / 100)
+                let changed = targetsChanged[controller.name, default: []]
+                if !changed.contains(binding.target), changed.count >= allowed {
+                    defer_("maxTargetShare \(share)% of controller \(controller.name) reached (\(allowed) of \(targetCounts[controller.name, default: 0]) targets)")
+                    continue
+                }
+            }
+            if total >= state.maxChangesPerCycle {
+                defer_("global maxChangesPerCycle \(state.maxChangesPerCycle) reached")
+                continue
+            }
+            perController[controller.name, default: 0] += 1
+            targetsChanged[controller.name, default: []].insert(binding.target)
+            total += 1
+        }
     }
 
     /// The id a held drift is approved by: the same target, resource, properties, observed and

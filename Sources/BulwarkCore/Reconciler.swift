@@ -198,6 +198,7 @@ public struct Reconciler: Sendable {
                       observedBefore: $0.sensitive ? "[redacted]" : $0.observed, observedAfter: nil)
             },
             detectedAt: Timestamp.format(remediation.detectedAt), appliedAt: nil, verifiedAt: nil,
-            desiredCommit: state.revision, approver: remediation.approver, error: nil)
+            desiredCommit: state.revision, approver: remediation.approver, error: nil,
+            nextWindowAt: remediation.nextWindow.map(Timestamp.format))
     }
 }

@@ -66,7 +66,18 @@ enum Fixtures {
         for index in 0..<Self.targets {
             targets += "---\napiVersion: bulwark/v1\nkind: Target\nmetadata: {name: host-\(index), labels: {role: web, exposure: \(index % 2 == 0 ? "internet" : "internal")}}\nspec: {adapter: host, root: \(fleet)/host-\(index)}\n"
         }
-        let controller = "apiVersion: bulwark/v1\nkind: Controller\nmetadata: {name: hosts}\nspec: {kinds: [SSHDConfig, Sysctl, FileMode, LoginDefs, UserAccount], mode: enforce}\n"
+        let controller = """
+            apiVersion: bulwark/v1
+            kind: Controller
+            metadata: {name: hosts}
+            spec: {kinds: [SSHDConfig, Sysctl, FileMode, LoginDefs, UserAccount], mode: enforce}
+            ---
+            apiVersion: bulwark/v1
+            kind: GlobalLimits
+            metadata: {name: limits}
+            spec: {maxChangesPerCycle: 100000}
+
+            """
         var resources: [(String, String)] = []
         for (key, value) in [("PermitRootLogin", "\"no\""), ("MaxAuthTries", "4"), ("X11Forwarding", "\"no\""),
                              ("PermitEmptyPasswords", "\"no\""), ("HostbasedAuthentication", "\"no\""), ("IgnoreRhosts", "\"yes\""),
