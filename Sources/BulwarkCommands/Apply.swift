@@ -41,14 +41,7 @@ struct ApplyRun: Encodable {
     static func run(repository options: RepositoryOptions, console: Console, text: Bool) async throws -> ApplyRun {
         let loaded = try await options.load(console: console)
         let reconciler = Reconciler(registry: Bulwark.registry())
-        let plan: Plan
-        do {
-            plan = try await reconciler.plan(loaded.state)
-        } catch {
-            console.error("revision \(loaded.head.short) is refused; nothing was changed.")
-            console.print(error.description, to: .standardError)
-            throw ExitCode.failure
-        }
+        let plan = try await loaded.plan(reconciler, console: console)
         let outcome = await reconciler.apply(plan, state: loaded.state, audit: loaded.repository) { entry in
             if text { ApplyRun.print(entry, console) }
         }
@@ -78,7 +71,9 @@ struct ApplyRun: Encodable {
         case (.applied, _): label = console.paint("FAILED  ", .red)
         case (.deferred, _): label = console.paint("deferred", .yellow)
         case (.reported, _): label = console.paint("reported", .blue)
-        default: label = r.decision.rawValue
+        case (.escalated, _): label = console.paint("ESCALATE", .red)
+        case (.held, _): label = console.paint("held    ", .yellow)
+        case (.waived, _): label = console.paint("waived  ", .blue)
         }
         var line = "\(label) \(r.target)  \(r.resource): \(changes)"
         if let detected = Timestamp.parse(r.detectedAt), let verified = r.verifiedAt.flatMap(Timestamp.parse) {
@@ -97,7 +92,12 @@ struct ApplyRun: Encodable {
         let failed = records.filter { $0.result == .failed }.count
         let deferred = records.filter { $0.decision == .deferred }.count
         let reported = records.filter { $0.decision == .reported }.count
-        console.print("Fixed and verified: \(fixed). Failed: \(failed). Deferred: \(deferred). Reported: \(reported). In sync: \(plan.inSync.count).")
+        var line = "Fixed and verified: \(fixed). Failed: \(failed). Deferred: \(deferred). Reported: \(reported)."
+        for decision in [Decision.held, .waived, .escalated] {
+            let count = records.filter { $0.decision == decision }.count
+            if count > 0 { line += " \(decision.rawValue.capitalized): \(count)." }
+        }
+        console.print(line + " In sync: \(plan.inSync.count).")
         if pushed > 0 { console.print("Pushed \(pushed) audit commit\(pushed == 1 ? "" : "s") to \(options.url) \(options.auditBranch).") }
         if let pushError {
             console.warn("\(keptLocally) audit commit\(keptLocally == 1 ? "" : "s") kept in \(options.stateDirectory) and pushed on the next run: \(pushError)")

@@ -16,14 +16,7 @@ extension Bulwark {
         func run() async throws {
             let console = Console()
             let loaded = try await repository.load(console: console)
-            let plan: Plan
-            do {
-                plan = try await Reconciler(registry: Bulwark.registry()).plan(loaded.state)
-            } catch {
-                console.error("revision \(loaded.head.short) is refused; nothing was changed.")
-                console.print(error.description, to: .standardError)
-                throw ExitCode.failure
-            }
+            let plan = try await loaded.plan(Reconciler(registry: Bulwark.registry()), console: console)
             switch output.output {
             case .text: PlanReport(plan: plan, state: loaded.state).print(console)
             case .json: console.json(PlanReport(plan: plan, state: loaded.state))
@@ -81,6 +74,7 @@ struct PlanReport: Encodable {
             let verb = switch item.decision {
             case .applied: console.paint("will fix", .green)
             case .deferred: console.paint("deferred", .yellow)
+            case .escalated: console.paint("escalated", .red)
             case .reported: console.paint("report only", .blue)
             default: console.paint(item.decision.rawValue, .yellow)
             }

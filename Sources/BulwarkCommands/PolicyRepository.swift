@@ -195,6 +195,25 @@ actor PolicyRepository: AuditSink {
         return try repository.history(from: head, limit: limit)
     }
 
+    /// Verified fixes recorded since `start`, for the flap breaker.
+    func recentFixes(since start: Date) throws -> FixHistory {
+        guard let head = try repository.resolve(localAudit) else { return FixHistory() }
+        var history = FixHistory()
+        for commit in try repository.history(from: head, since: start) {
+            guard commit.trailer("Bulwark-Decision") == "applied", commit.trailer("Bulwark-Result") == "verified",
+                  let id = commit.trailer("Bulwark-Id"), let detected = commit.trailer("Bulwark-Detected-At"),
+                  let bytes = try repository.file(at: commit.id, path: AuditRecord.path(id: id, detectedAt: detected)),
+                  let record = try? JSONDecoder().decode(AuditRecord.self, from: Data(bytes)),
+                  let at = (record.verifiedAt ?? record.appliedAt).flatMap(Timestamp.parse), at >= start else { continue }
+            let resource = ResourceID(kind: record.kind, name: record.name)
+            for change in record.changes {
+                let key = FixHistory.Key(target: record.target, resource: resource, property: change.property)
+                history.fixes[key, default: []].append(FixHistory.Fix(at: at, desired: change.desired))
+            }
+        }
+        return history
+    }
+
     // MARK: - Policy commits
 
     /// Commits `files` on top of the policy branch and pushes them to it. A branch that moved

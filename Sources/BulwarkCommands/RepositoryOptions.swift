@@ -55,6 +55,20 @@ struct LoadedRevision {
     var repository: PolicyRepository
     var state: DesiredState
     var head: ObjectID
+
+    /// Observes and plans, with the flap breaker fed from the audit branch. Prints the problems
+    /// and exits 1 when the revision turns out unsafe on a target: nothing acts on it.
+    func plan(_ reconciler: Reconciler, console: Console) async throws -> Plan {
+        let longest = state.controllers.values.map(\.flapPeriod).max() ?? .seconds(3600)
+        let history = try await repository.recentFixes(since: reconciler.clock().addingTimeInterval(-Double(longest.components.seconds)))
+        do {
+            return try await reconciler.plan(state, history: history)
+        } catch {
+            console.error("revision \(head.short) is refused; nothing was changed.")
+            console.print(error.description, to: .standardError)
+            throw ExitCode.failure
+        }
+    }
 }
 
 extension RepositoryOptions {

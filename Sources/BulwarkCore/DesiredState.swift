@@ -316,7 +316,7 @@ public struct DesiredStateLoader: Sendable {
 
     private func readController(_ spec: SpecReader, name: String, location: SourceLocation) -> ControllerConfig? {
         guard spec.entries() != nil else { return nil }
-        spec.allowOnly(["kinds", "targets", "interval", "mode", "maxChangesPerCycle", "maxTargetShare", "windows"])
+        spec.allowOnly(["kinds", "targets", "interval", "mode", "maxChangesPerCycle", "maxTargetShare", "windows", "flapBreaker"])
         var ok = true
         var kinds: [String] = []
         if let reader = spec.field("kinds", required: true), let values = reader.strings() {
@@ -360,10 +360,29 @@ public struct DesiredStateLoader: Sendable {
                 if let window = readWindow(item) { windows.append(window) } else { ok = false }
             }
         }
+        var flap = (count: 3, period: 3600)
+        if let reader = spec.field("flapBreaker"), reader.entries() != nil {
+            reader.allowOnly(["count", "period"])
+            if let countReader = reader.field("count") {
+                if let count = countReader.int(in: 1...1000) { flap.count = count } else { ok = false }
+            }
+            if let periodReader = reader.field("period"), let text = periodReader.string() {
+                if let seconds = Self.parseDuration(text), (60...7 * 86_400).contains(seconds) {
+                    flap.period = seconds
+                } else {
+                    periodReader.fail("expected a duration from 1m to 168h such as 1h")
+                    ok = false
+                }
+            }
+        }
         let selector = spec.field("targets").flatMap(readSelector) ?? .all
         guard ok else { return nil }
-        return ControllerConfig(name: name, kinds: kinds, targets: selector, interval: interval, mode: mode,
-                                maxChangesPerCycle: maxChanges, maxTargetShare: share, windows: windows, location: location)
+        var controller = ControllerConfig(name: name, kinds: kinds, targets: selector, interval: interval, mode: mode,
+                                          maxChangesPerCycle: maxChanges, maxTargetShare: share, windows: windows,
+                                          location: location)
+        controller.flapCount = flap.count
+        controller.flapPeriod = .seconds(flap.period)
+        return controller
     }
 
     /// `{days: [mon, tue], start: "02:00", end: "05:00", timeZone: Europe/Berlin}`.

@@ -87,6 +87,9 @@ public struct ControllerConfig: Sendable, Hashable {
     public var maxTargetShare: Int?
     /// When changes may be made; empty means at any time.
     public var windows: [ChangeWindow]
+    /// A property fixed this many times within `flapPeriod` is escalated instead of fixed again.
+    public var flapCount: Int = 3
+    public var flapPeriod: Duration = .seconds(3600)
     public var location: SourceLocation
 
     public init(name: String, kinds: [String], targets: TargetSelector = .all, interval: Duration = .seconds(300),
@@ -268,6 +271,38 @@ public struct Approval: Sendable, Hashable {
         self.reason = reason
         self.expiresAt = expiresAt
         self.location = location
+    }
+}
+
+/// Verified fixes from the audit history, for the flap breaker.
+public struct FixHistory: Sendable {
+    public struct Key: Hashable, Sendable {
+        public var target: String
+        public var resource: ResourceID
+        public var property: String
+        public init(target: String, resource: ResourceID, property: String) {
+            self.target = target
+            self.resource = resource
+            self.property = property
+        }
+    }
+
+    public struct Fix: Hashable, Sendable {
+        public var at: Date
+        public var desired: String
+        public init(at: Date, desired: String) {
+            self.at = at
+            self.desired = desired
+        }
+    }
+
+    public var fixes: [Key: [Fix]]
+    public init(fixes: [Key: [Fix]] = [:]) { self.fixes = fixes }
+
+    /// Fixes of `key` to `desired` since `start`.
+    public func count(_ key: Key, desired: String, since start: Date) -> (count: Int, first: Date?) {
+        let recent = (fixes[key] ?? []).filter { $0.at >= start && $0.desired == desired }
+        return (recent.count, recent.map(\.at).min())
     }
 }
 

@@ -92,7 +92,7 @@ public enum Planner {
     /// applied. No I/O; the same inputs always give the same plan.
     public static func plan(
         _ state: DesiredState, observations: [Binding: Observation], failures: [ObservationFailure] = [],
-        now: Date = Date()
+        history: FixHistory = .init(), now: Date = Date()
     ) -> Plan {
         var drifted: [PlannedRemediation] = []
         var inSync: [Binding] = []
@@ -138,18 +138,43 @@ public enum Planner {
                 add(remaining, .held, "protected resource: never changed automatically", id: heldID)
                 continue
             }
+            func approved(_ id: String) -> Approval? {
+                state.approvals[id].flatMap { approval in approval.expiresAt.map { now < $0 } ?? true ? approval : nil }
+            }
+            var approver: String?
             switch mode {
             case .enforce:
-                add(remaining, .applied, nil)
+                break
             case .audit:
                 add(remaining, .reported, "audit mode")
+                continue
             case .approve:
-                if let approval = state.approvals[heldID], approval.expiresAt.map({ now < $0 }) ?? true {
-                    add(remaining, .applied, nil, approver: approval.approver)
-                } else {
+                guard let approval = approved(heldID) else {
                     add(remaining, .held, "waiting for approval: bulwark approve \(heldID)", id: heldID)
+                    continue
+                }
+                approver = approval.approver
+            }
+            // The flap breaker: a property fixed again and again within the period is escalated.
+            let since = now.addingTimeInterval(-Double(controller.flapPeriod.components.seconds))
+            let flapping = remaining.compactMap { change -> (PropertyDrift, Int, Date)? in
+                let key = FixHistory.Key(target: binding.target, resource: binding.resource, property: change.property)
+                let (count, first) = history.count(key, desired: change.desired, since: since)
+                return count >= controller.flapCount ? (change, count, first ?? now) : nil
+            }
+            if let worst = flapping.max(by: { $0.1 < $1.1 }) {
+                let id = AuditID.stable((["escalated", binding.target, binding.resource.description, Timestamp.format(worst.2)]
+                                         + flapping.map { "\($0.0.property)>\($0.0.desired)" }).joined(separator: "\u{1}"))
+                if let acknowledgement = approved(id) {
+                    approver = acknowledgement.approver
+                } else {
+                    add(remaining, .escalated,
+                        "flap breaker: \(worst.0.property) was fixed \(worst.1) times since \(Timestamp.format(since)); "
+                            + "change its policy or acknowledge with bulwark approve \(id)", id: id)
+                    continue
                 }
             }
+            add(remaining, .applied, nil, approver: approver)
         }
         drifted.sort { a, b in
             if a.risk != b.risk { return a.risk > b.risk }

@@ -91,10 +91,11 @@ public struct Reconciler: Sendable {
     }
 
     /// Observes and plans; a revision that turns out unsafe on a target is refused whole.
-    public func plan(_ state: DesiredState) async throws(ValidationFailure) -> Plan {
+    public func plan(_ state: DesiredState, history: FixHistory = .init()) async throws(ValidationFailure) -> Plan {
         let observed = await observe(state)
         guard observed.unsafe.isEmpty else { throw ValidationFailure(errors: observed.unsafe) }
-        return Planner.plan(state, observations: observed.observations, failures: observed.failures, now: clock())
+        return Planner.plan(state, observations: observed.observations, failures: observed.failures, history: history,
+                            now: clock())
     }
 
     /// Carries out a plan, riskiest first: applies what was decided `applied`, verifies each fix

@@ -1,5 +1,5 @@
 internal import CLibGit2
-internal import Foundation
+public import Foundation
 
 /// A commit read from history, with its trailers parsed by libgit2.
 public struct CommitInfo: Sendable, Hashable {
@@ -27,7 +27,10 @@ public struct CommitInfo: Sendable, Hashable {
 extension Repository {
     /// The commits reachable from `head`, newest first, stopping before any reachable from
     /// `hidden`, at most `limit`.
-    public func history(from head: ObjectID, hiding hidden: ObjectID? = nil, limit: Int = .max) throws(GitError) -> [CommitInfo] {
+    /// With `since`, the walk stops at the first commit committed before it.
+    public func history(
+        from head: ObjectID, hiding hidden: ObjectID? = nil, limit: Int = .max, since: Date? = nil
+    ) throws(GitError) -> [CommitInfo] {
         var walk: OpaquePointer?
         try check(git_revwalk_new(&walk, pointer), "git_revwalk_new")
         defer { git_revwalk_free(walk) }
@@ -44,7 +47,9 @@ extension Repository {
             let code = git_revwalk_next(&oid, walk)
             if code == GIT_ITEROVER.rawValue { break }
             try check(code, "git_revwalk_next")
-            result.append(try commitInfo(ObjectID(oid)))
+            let info = try commitInfo(ObjectID(oid))
+            if let since, info.committer.time < since { break }
+            result.append(info)
         }
         return result
     }

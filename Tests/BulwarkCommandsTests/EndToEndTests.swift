@@ -212,3 +212,28 @@ struct AnyDecodable: Decodable {
         }
     }
 }
+
+extension GateEndToEndTests {
+    @Test func aPropertyThatKeepsDriftingBackIsEscalated() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let controller = try read(s.policy + "/controllers/host-hardening.yaml")
+                .replacingOccurrences(of: "maxChangesPerCycle: 50", with: "maxChangesPerCycle: 50\n  flapBreaker: {count: 2, period: 1h}")
+            try s.commitPolicy("controllers/host-hardening.yaml", controller)
+            let sshd = s.host + "/etc/ssh/sshd_config"
+            for round in 1...2 {
+                #expect(try s.run("apply").status == 0)
+                #expect(try read(sshd).contains("\nPermitRootLogin no\n"), "fixed in round \(round)")
+                // Something else on the host puts it back.
+                try write(sshd, try read(sshd).replacingOccurrences(of: "\nPermitRootLogin no\n", with: "\nPermitRootLogin yes\n"), mode: 0o600)
+            }
+            let third = try s.run("apply")
+            #expect(third.status == 0)
+            #expect(third.stdout.contains("ESCALATE"))
+            #expect(try read(sshd).contains("\nPermitRootLogin yes\n"), "the breaker stopped fixing it")
+            #expect(try s.trailers("Bulwark-Decision").filter { $0 == "escalated" }.count == 1)
+            let plan = try s.run("plan")
+            #expect(plan.status == 2 && plan.stdout.contains("escalated"))
+        }
+    }
+}
