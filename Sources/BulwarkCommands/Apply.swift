@@ -17,9 +17,17 @@ extension Bulwark {
         @OptionGroup var repository: RepositoryOptions
         @OptionGroup var output: OutputOptions
 
+        @Option(help: "Seconds to keep retrying notifications after the pass; undelivered ones are retried by the next run.")
+        var notifyTimeout: Int = 10
+
+        func validate() throws {
+            guard (0...600).contains(notifyTimeout) else { throw ValidationError("--notify-timeout takes 0 to 600 seconds") }
+        }
+
         func run() async throws {
             let console = Console()
-            let result = try await ApplyRun.run(repository: repository, console: console, text: output.output == .text)
+            let result = try await ApplyRun.run(repository: repository, console: console, text: output.output == .text,
+                                                notifyTimeout: .seconds(notifyTimeout))
             if output.output == .json { console.json(result) }
             if !result.succeeded { throw ExitCode.failure }
         }
@@ -35,16 +43,37 @@ struct ApplyRun: Encodable {
     var pushed: Int
     var keptLocally: Int
     var pushError: String?
+    var notificationsDelivered = 0
+    var notificationsPending = 0
 
     var succeeded: Bool { errors.isEmpty && !records.contains { $0.result == .failed } }
 
-    static func run(repository options: RepositoryOptions, console: Console, text: Bool) async throws -> ApplyRun {
+    static func run(
+        repository options: RepositoryOptions, console: Console, text: Bool, notifyTimeout: Duration = .seconds(10)
+    ) async throws -> ApplyRun {
         let loaded = try await options.load(console: console)
         let reconciler = Reconciler(registry: Bulwark.registry())
         let plan = try await loaded.plan(reconciler, console: console)
+        let notifiers = loaded.state.notifiers
+        let outbox = notifiers.isEmpty ? nil : try Outbox(stateDirectory: options.stateDirectory, notifiers: notifiers)
+        // At most one signal waits: a burst of records is one delivery round.
+        let (signals, signal) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        // Notifications go out while the pass goes on; the pass never waits for them.
+        async let delivery: Outbox.Delivery? = {
+            guard let outbox else { return nil }
+            var total = Outbox.Delivery()
+            for await _ in signals { total.add(await outbox.deliver(until: .now + .seconds(2))) }
+            total.add(await outbox.deliver(until: .now + notifyTimeout))
+            return total
+        }()
         let outcome = await reconciler.apply(plan, state: loaded.state, audit: loaded.repository) { entry in
             if text { ApplyRun.print(entry, console) }
+            if let outbox, entry.commit != nil,
+               Outbox.enqueue(entry.record, commit: entry.commit, notifiers: notifiers, folder: outbox.folder) > 0 {
+                signal.yield()
+            }
         }
+        signal.finish()
         var run = ApplyRun(
             revision: loaded.state.revision, records: outcome.entries.filter { !$0.alreadyRecorded }.map(\.record),
             commits: Dictionary(outcome.entries.compactMap { e in e.commit.map { (e.record.id, $0) } }, uniquingKeysWith: { a, _ in a }),
@@ -57,6 +86,16 @@ struct ApplyRun: Encodable {
         case .keptLocally(let count, let reason):
             run.keptLocally = count
             run.pushError = reason
+        }
+        if let delivered = await delivery {
+            run.notificationsDelivered = delivered.delivered
+            run.notificationsPending = delivered.pending
+            if text, delivered.delivered + delivered.pending > 0 {
+                console.print("Notifications: \(delivered.delivered) delivered, \(delivered.pending) pending.")
+            }
+            if delivered.pending > 0, let last = delivered.errors.last {
+                console.warn("\(delivered.pending) notification\(delivered.pending == 1 ? "" : "s") kept in \(options.stateDirectory)/outbox for the next run: \(last)")
+            }
         }
         if text { run.summarize(console, plan: plan, options: options) }
         return run

@@ -22,6 +22,7 @@ struct PolicyObjects {
     var globalLimit: (value: Int, location: SourceLocation)?
     var waivers: [Waiver] = []
     var approvals: [String: Approval] = [:]
+    var notifiers: [NotifierConfig] = []
 }
 
 /// One validated revision of the desired state: everything a cycle acts on.
@@ -36,6 +37,7 @@ public struct DesiredState: Sendable {
     /// Fixes allowed per cycle over every controller (`kind: GlobalLimits`, default 100).
     public var maxChangesPerCycle: Int
     public var waivers: [Waiver]
+    public var notifiers: [NotifierConfig]
     /// Approvals by the id of the held remediation they approve.
     public var approvals: [String: Approval]
     public var warnings: [ManifestError]
@@ -47,7 +49,7 @@ public struct DesiredStateLoader: Sendable {
     /// Folders of a policy repository that hold manifests.
     public static let folders = ["desired-state", "controllers", "waivers", "approvals"]
     /// Kinds that are not resources, and the folder each belongs in.
-    static let policyKinds = ["Target": "controllers/", "Controller": "controllers/", "GlobalLimits": "controllers/",
+    static let policyKinds = ["Target": "controllers/", "Controller": "controllers/", "GlobalLimits": "controllers/", "Notifier": "controllers/",
                               "Waiver": "waivers/", "Approval": "approvals/"]
     /// Limits are on by default: without a `GlobalLimits` manifest, at most this many fixes per cycle.
     public static let defaultGlobalLimit = 100
@@ -83,7 +85,7 @@ public struct DesiredStateLoader: Sendable {
         guard diagnostics.errors.isEmpty else { throw ValidationFailure(errors: diagnostics.errors) }
         return DesiredState(revision: revision, targets: targets, controllers: controllers, resources: resources,
                             bindings: bindings, maxChangesPerCycle: policy.globalLimit?.value ?? Self.defaultGlobalLimit,
-                            waivers: policy.waivers, approvals: policy.approvals,
+                            waivers: policy.waivers, notifiers: policy.notifiers, approvals: policy.approvals,
                             warnings: diagnostics.warnings)
     }
 
@@ -197,6 +199,9 @@ public struct DesiredStateLoader: Sendable {
             if let value = spec.field("maxChangesPerCycle", required: true)?.int(in: 0...10_000_000) {
                 policy.globalLimit = (value, location)
             }
+        case "Notifier":
+            if let existing = policy.notifiers.first(where: { $0.name == name }) { duplicate(existing.location); return }
+            if let notifier = readNotifier(spec, name: name, location: location) { policy.notifiers.append(notifier) }
         case "Waiver":
             if let existing = policy.waivers.first(where: { $0.name == name }) { duplicate(existing.location); return }
             if let waiver = readWaiver(spec, name: name, location: location) { policy.waivers.append(waiver) }
@@ -279,6 +284,43 @@ public struct DesiredStateLoader: Sendable {
         waiver.ticket = spec.field("ticket")?.string()
         waiver.expiresAt = end
         return waiver
+    }
+
+    private func readNotifier(_ spec: SpecReader, name: String, location: SourceLocation) -> NotifierConfig? {
+        guard spec.entries() != nil else { return nil }
+        spec.allowOnly(["url", "urlEnv", "urlFile", "format", "secretEnv", "secretFile", "on"])
+        func secret(_ inline: String?, _ env: String, _ file: String, required: Bool) -> NotifierConfig.Secret?? {
+            var found: [NotifierConfig.Secret] = []
+            if let inline, let value = spec.field(inline)?.string() { found.append(.inline(value)) }
+            if let value = spec.field(env)?.string() { found.append(.environment(value)) }
+            if let value = spec.field(file)?.string() { found.append(.file(value)) }
+            let names = ([inline].compactMap { $0 } + [env, file]).joined(separator: ", ")
+            guard found.count <= 1 else { spec.fail("set only one of \(names)"); return .none }
+            if found.isEmpty, required { spec.fail("set one of \(names)"); return .none }
+            return .some(found.first)
+        }
+        guard case .some(let url?) = secret("url", "urlEnv", "urlFile", required: true),
+              case .some(let signing) = secret(nil, "secretEnv", "secretFile", required: false) else { return nil }
+        if case .inline(let text) = url, !(text.hasPrefix("http://") || text.hasPrefix("https://")) {
+            spec.field("url")?.fail("expected an http:// or https:// URL")
+            return nil
+        }
+        var format = NotifierConfig.Format.json
+        if let reader = spec.field("format") {
+            guard let text = reader.oneOf(NotifierConfig.Format.allCases.map(\.rawValue)),
+                  let value = NotifierConfig.Format(rawValue: text) else { return nil }
+            format = value
+        }
+        var events = NotifierConfig.defaultEvents
+        if let reader = spec.field("on"), let list = reader.strings() {
+            let unknown = list.filter { !NotifierConfig.allEvents.contains($0) }
+            guard unknown.isEmpty else {
+                reader.fail("unknown event \(unknown.joined(separator: ", ")); expected any of \(NotifierConfig.allEvents.sorted().joined(separator: ", "))")
+                return nil
+            }
+            events = Set(list)
+        }
+        return NotifierConfig(name: name, url: url, format: format, secret: signing, events: events, location: location)
     }
 
     private func readApproval(_ spec: SpecReader, file: String, location: SourceLocation) -> Approval? {

@@ -1,0 +1,131 @@
+internal import BulwarkCore
+internal import Crypto
+internal import Foundation
+#if canImport(FoundationNetworking)
+internal import FoundationNetworking
+#endif
+
+/// Announcements of decisions, delivered from an outbox in the state directory.
+///
+/// A notification is written to the outbox when its record is committed, so each decision is
+/// announced once and none is lost when the receiver is down: delivery retries with backoff
+/// while the pass runs, never blocking it, and whatever is left is retried by the next run.
+actor Outbox {
+    struct Entry: Codable, Sendable {
+        var notifier: String
+        var recordID: String
+        var body: Data
+        var createdAt: Date
+        var attempts: Int
+    }
+
+    struct Delivery: Sendable {
+        var delivered = 0
+        /// Left in the outbox after the latest round.
+        var pending = 0
+        var errors: [String] = []
+
+        mutating func add(_ round: Delivery) {
+            delivered += round.delivered
+            pending = round.pending
+            errors += round.errors
+        }
+    }
+
+    let folder: String
+    private let notifiers: [String: NotifierConfig]
+    private let environment: [String: String]
+
+    init(stateDirectory: String, notifiers: [NotifierConfig],
+         environment: [String: String] = ProcessInfo.processInfo.environment) throws {
+        folder = stateDirectory + "/outbox"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        self.notifiers = Dictionary(notifiers.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        self.environment = environment
+    }
+
+    /// Writes the notifications a committed record calls for; returns how many.
+    nonisolated static func enqueue(_ record: AuditRecord, commit: String?, notifiers: [NotifierConfig], folder: String) -> Int {
+        var count = 0
+        for notifier in notifiers where notifier.announces(record) {
+            let entry = Entry(notifier: notifier.name, recordID: record.id,
+                              body: Data(notifier.body(for: record, commit: commit)), createdAt: Date(), attempts: 0)
+            let path = "\(folder)/\(record.id).\(notifier.name).json"
+            guard !FileManager.default.fileExists(atPath: path), let data = try? JSONEncoder().encode(entry) else { continue }
+            if FileManager.default.createFile(atPath: path + ".tmp", contents: data),
+               rename(path + ".tmp", path) == 0 { count += 1 }
+        }
+        return count
+    }
+
+    /// Delivers everything in the outbox, retrying each failed delivery with exponential
+    /// backoff until `deadline`. Delivered entries are removed; the rest stay for the next run.
+    func deliver(until deadline: ContinuousClock.Instant) async -> Delivery {
+        var result = Delivery()
+        var delay = Duration.milliseconds(250)
+        while true {
+            let names = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [])
+                .filter { $0.hasSuffix(".json") }.sorted()
+            var failed = false
+            for name in names {
+                let path = folder + "/" + name
+                guard let data = FileManager.default.contents(atPath: path),
+                      var entry = try? JSONDecoder().decode(Entry.self, from: data) else { continue }
+                guard let notifier = notifiers[entry.notifier] else {
+                    // The notifier was removed from the policy: nothing to deliver to.
+                    try? FileManager.default.removeItem(atPath: path)
+                    continue
+                }
+                do {
+                    try await send(entry, with: notifier)
+                    try? FileManager.default.removeItem(atPath: path)
+                    result.delivered += 1
+                } catch {
+                    entry.attempts += 1
+                    if let data = try? JSONEncoder().encode(entry) { try? data.write(to: URL(fileURLWithPath: path), options: .atomic) }
+                    result.errors.append("\(entry.notifier) \(entry.recordID): \(error)")
+                    failed = true
+                }
+            }
+            guard failed, ContinuousClock.now + delay < deadline else { break }
+            try? await Task.sleep(for: delay)
+            delay = min(delay * 2, .seconds(8))
+        }
+        result.pending = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).filter { $0.hasSuffix(".json") }.count
+        return result
+    }
+
+    private func resolve(_ secret: NotifierConfig.Secret) throws -> String {
+        switch secret {
+        case .inline(let value):
+            return value
+        case .environment(let name):
+            guard let value = environment[name], !value.isEmpty else { throw CommandError("environment variable \(name) is not set") }
+            return value
+        case .file(let path):
+            guard let data = FileManager.default.contents(atPath: path) else { throw CommandError("cannot read \(path)") }
+            return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+    }
+
+    private func send(_ entry: Entry, with notifier: NotifierConfig) async throws {
+        guard let url = URL(string: try resolve(notifier.url)), url.scheme == "http" || url.scheme == "https" else {
+            throw CommandError("notifier \(notifier.name) has no valid http(s) URL")
+        }
+        var request = URLRequest(url: url, timeoutInterval: 5)
+        request.httpMethod = "POST"
+        request.httpBody = entry.body
+        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        request.setValue("bulwark/0.1", forHTTPHeaderField: "User-Agent")
+        request.setValue(entry.recordID, forHTTPHeaderField: "X-Bulwark-Delivery")
+        if let secret = notifier.secret {
+            let key = SymmetricKey(data: Data(try resolve(secret).utf8))
+            let mac = HMAC<SHA256>.authenticationCode(for: entry.body, using: key)
+            request.setValue("sha256=" + mac.map { String(format: "%02x", $0) }.joined(), forHTTPHeaderField: "X-Bulwark-Signature-256")
+        }
+        let (_, response) = try await URLSession.shared.data(for: request)
+        guard let http = response as? HTTPURLResponse, (200..<300).contains(http.statusCode) else {
+            throw CommandError("HTTP \((response as? HTTPURLResponse)?.statusCode ?? 0)")
+        }
+    }
+}

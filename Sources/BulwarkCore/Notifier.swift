@@ -1,0 +1,68 @@
+internal import Foundation
+
+/// Where decisions are announced: an outgoing webhook (`kind: Notifier` under `controllers/`).
+public struct NotifierConfig: Sendable, Hashable {
+    /// A value that must not live in git: given inline, or read from the environment or a file
+    /// when it is used.
+    public enum Secret: Sendable, Hashable {
+        case inline(String)
+        case environment(String)
+        case file(String)
+    }
+
+    public enum Format: String, Sendable, Hashable, CaseIterable {
+        /// `{"text": ...}`, which Slack, Mattermost and most chat webhooks accept.
+        case slack
+        /// The audit record as JSON, signed with HMAC-SHA256 when a secret is set.
+        case json
+    }
+
+    public var name: String
+    public var url: Secret
+    public var format: Format
+    public var secret: Secret?
+    /// Decisions to announce (`held`, `escalated`, ...) plus `failed` for fixes that did not verify.
+    public var events: Set<String>
+    public var location: SourceLocation
+
+    public static let defaultEvents: Set<String> = ["held", "failed", "escalated"]
+    public static let allEvents = Set(Decision.allCases.map(\.rawValue) + ["failed"])
+
+    public init(name: String, url: Secret, format: Format = .json, secret: Secret? = nil,
+                events: Set<String> = defaultEvents, location: SourceLocation) {
+        self.name = name
+        self.url = url
+        self.format = format
+        self.secret = secret
+        self.events = events
+        self.location = location
+    }
+
+    /// Whether this record is announced: a failed fix as `failed`, anything else by its decision.
+    public func announces(_ record: AuditRecord) -> Bool {
+        events.contains(record.result == .failed ? "failed" : record.decision.rawValue)
+    }
+
+    /// The request body for a record (secrets are already redacted in records).
+    public func body(for record: AuditRecord, commit: String?) -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        switch format {
+        case .slack:
+            let first = record.changes.first.map { "\($0.property) \($0.observedBefore ?? "(unset)") -> \($0.desired)" } ?? ""
+            var lines = ["*\(record.result == .failed ? "failed" : record.decision.rawValue)* \(record.resource) on \(record.target): \(first)"
+                + (record.changes.count > 1 ? " (+\(record.changes.count - 1) more)" : "")]
+            if let reason = record.reason { lines.append("Reason: \(reason)") }
+            if let error = record.error { lines.append("Error: \(error)") }
+            lines.append("Bulwark-Id: \(record.id)" + (commit.map { ", audit commit \($0.prefix(12))" } ?? ""))
+            return Array((try? encoder.encode(["text": lines.joined(separator: "\n")])) ?? Data())
+        case .json:
+            struct Event: Encodable {
+                var event = "bulwark.decision"
+                var record: AuditRecord
+                var commit: String?
+            }
+            return Array((try? encoder.encode(Event(record: record, commit: commit))) ?? Data())
+        }
+    }
+}

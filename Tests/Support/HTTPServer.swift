@@ -1,0 +1,109 @@
+public import Foundation
+internal import Synchronization
+
+/// A real HTTP/1.1 listener on 127.0.0.1 that records what it receives, for tests of outgoing
+/// webhooks. One connection at a time; it answers with the queued statuses, then 200.
+public final class TestHTTPServer: Sendable {
+    public struct Request: Sendable {
+        public var method: String
+        public var path: String
+        /// Header names lower-cased.
+        public var headers: [String: String]
+        public var body: Data
+    }
+
+    private struct State {
+        var requests: [Request] = []
+        var statuses: [Int]
+        var stopped = false
+    }
+
+    public let port: UInt16
+    private let socket: Int32
+    private let state: Mutex<State>
+
+    /// Listens on `port` (0: any free port) and answers `statuses` first.
+    public init(port: UInt16 = 0, statuses: [Int] = []) throws {
+        let fd = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw SupportError("socket failed") }
+        var yes: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, socklen_t(MemoryLayout<Int32>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0, listen(fd, 16) == 0 else {
+            close(fd)
+            throw SupportError("cannot listen on 127.0.0.1:\(port)")
+        }
+        var actual = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &actual) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        self.port = UInt16(bigEndian: actual.sin_port)
+        self.socket = fd
+        self.state = Mutex(State(statuses: statuses))
+        let thread = Thread { [self] in serve() }
+        thread.start()
+    }
+
+    public var url: String { "http://127.0.0.1:\(port)/hook" }
+    public var requests: [Request] { state.withLock { $0.requests } }
+
+    public func stop() {
+        state.withLock { $0.stopped = true }
+        shutdown(socket, Int32(SHUT_RDWR))
+        close(socket)
+    }
+
+    deinit { stop() }
+
+    private func serve() {
+        while true {
+            let client = accept(socket, nil, nil)
+            guard client >= 0 else { return }
+            handle(client)
+            close(client)
+            if state.withLock({ $0.stopped }) { return }
+        }
+    }
+
+    private func handle(_ client: Int32) {
+        var data = Data()
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        var headerEnd: Range<Data.Index>?
+        var expected = Int.max
+        while data.count < expected {
+            let n = read(client, &buffer, buffer.count)
+            guard n > 0 else { break }
+            data.append(contentsOf: buffer[0..<n])
+            if headerEnd == nil, let end = data.range(of: Data("\r\n\r\n".utf8)) {
+                headerEnd = end
+                let head = String(decoding: data[..<end.lowerBound], as: UTF8.self)
+                let length = head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
+                    .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) } ?? 0
+                expected = end.upperBound + length
+            }
+        }
+        guard let end = headerEnd else { return }
+        let lines = String(decoding: data[..<end.lowerBound], as: UTF8.self).split(separator: "\r\n")
+        let requestLine = lines.first?.split(separator: " ") ?? []
+        var headers: [String: String] = [:]
+        for line in lines.dropFirst() {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        }
+        let request = Request(method: requestLine.first.map(String.init) ?? "", path: requestLine.dropFirst().first.map(String.init) ?? "",
+                              headers: headers, body: data[end.upperBound...])
+        let status = state.withLock { state -> Int in
+            state.requests.append(request)
+            return state.statuses.isEmpty ? 200 : state.statuses.removeFirst()
+        }
+        let response = "HTTP/1.1 \(status) \(status == 200 ? "OK" : "Error")\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        _ = response.withCString { write(client, $0, strlen($0)) }
+    }
+}
