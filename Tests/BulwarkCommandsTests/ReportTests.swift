@@ -1,0 +1,58 @@
+@testable import BulwarkCommands
+import BulwarkCore
+import BulwarkTestSupport
+import Foundation
+import Testing
+
+@Suite struct ReportTests {
+    let t0 = Date(timeIntervalSince1970: 1_795_000_000)
+
+    func entry(_ resource: String, _ decision: Decision, _ result: RemediationResult? = nil, at: Double,
+               verified: Double? = nil, severity: Severity = .high) -> RemediationReport.Entry {
+        .init(target: "web-1", resource: resource, controller: "c", severity: severity, decision: decision, result: result,
+              detectedAt: t0.addingTimeInterval(at), verifiedAt: verified.map { t0.addingTimeInterval($0) })
+    }
+
+    @Test func mttrCountsFromTheFirstOpenRecord() {
+        let report = RemediationReport(entries: [
+            entry("SSHDConfig/a", .deferred, at: 0),
+            entry("SSHDConfig/a", .deferred, at: 300),
+            entry("SSHDConfig/a", .applied, .verified, at: 600, verified: 601),  // open since 0: 601 s
+            entry("Sysctl/b", .applied, .verified, at: 10, verified: 10.5),
+            entry("Sysctl/c", .held, at: 20, severity: .critical),
+            entry("Sysctl/d", .applied, .failed, at: 30, severity: .low),
+        ], since: nil, now: t0.addingTimeInterval(3600), top: 10)
+        #expect(report.mttr.fixes == 2)
+        #expect(report.mttr.maxSeconds == 601)
+        #expect(report.mttr.p50Seconds == 0.5)
+        #expect(report.byKind["SSHDConfig"]?.p50Seconds == 601)
+        #expect(report.decisions == ["deferred": 2, "applied": 3, "held": 1])
+        #expect(report.open.map(\.resource) == ["Sysctl/c", "Sysctl/d"])
+        #expect(report.open.first?.ageSeconds == 3580)
+        #expect(report.text(source: "x").contains("MTTR (detection to verified fix): 2 fixes, p50 500 ms, p90 10.0 min, max 10.0 min"))
+    }
+
+    @Test func percentilesUseNearestRank() {
+        let summary = RemediationReport.Summary((1...10).map(Double.init))
+        #expect(summary.p50Seconds == 5 && summary.p90Seconds == 9 && summary.maxSeconds == 10)
+        #expect(RemediationReport.Summary([]).p50Seconds == nil)
+    }
+
+    @Test func reportsFromARealAuditBranch() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            #expect(try s.run("apply").status == 0)
+            let text = try s.run("report")
+            #expect(text.status == 0)
+            #expect(text.stdout.contains("MTTR (detection to verified fix): 24 fixes"))
+            #expect(text.stdout.contains("By severity:"))
+            #expect(text.stdout.contains("Open items: none."))
+            let json = try s.run("report", "--output", "json")
+            let decoded = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+            #expect((decoded["mttr"] as? [String: Any])?["fixes"] as? Int == 24)
+            let markdown = try s.run("report", "--output", "markdown")
+            #expect(markdown.stdout.hasPrefix("# Remediation report"))
+            #expect(markdown.stdout.contains("| severity | critical | 3 |"))
+        }
+    }
+}
