@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "BulwarkCore", targets: ["BulwarkCore"]),
         .library(name: "BulwarkGit", targets: ["BulwarkGit"]),
         .library(name: "BulwarkHost", targets: ["BulwarkHost"]),
+        .library(name: "BulwarkFirewall", targets: ["BulwarkFirewall"]),
         .library(name: "BulwarkCommands", targets: ["BulwarkCommands"]),
     ],
     dependencies: [
@@ -34,10 +35,11 @@ let package = Package(
         .target(name: "BulwarkGit", dependencies: ["CLibGit2"], swiftSettings: swiftSettings),
         .target(name: "BulwarkCore", dependencies: ["CLibYAML"], swiftSettings: swiftSettings),
         .target(name: "BulwarkHost", dependencies: ["BulwarkCore"], swiftSettings: swiftSettings),
+        .target(name: "BulwarkFirewall", dependencies: ["BulwarkCore"], swiftSettings: swiftSettings),
         .target(
             name: "BulwarkCommands",
             dependencies: [
-                "BulwarkCore", "BulwarkGit", "BulwarkHost",
+                "BulwarkCore", "BulwarkGit", "BulwarkHost", "BulwarkFirewall",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
@@ -50,6 +52,9 @@ let package = Package(
         .testTarget(name: "BulwarkCoreTests", dependencies: ["BulwarkCore", "BulwarkTestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "BulwarkHostTests", dependencies: ["BulwarkHost", "BulwarkCore", "BulwarkTestSupport"],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "BulwarkFirewallTests", dependencies: ["BulwarkFirewall", "BulwarkCore", "BulwarkTestSupport"],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "BulwarkCommandsTests",

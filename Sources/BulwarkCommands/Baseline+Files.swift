@@ -3,6 +3,32 @@
 
 extension Baseline {
     static let files: [(path: String, contents: String)] = [
+        ("controllers/firewall.yaml", #"""
+# The nftables firewall controller. It acts on targets with `role: edge`; the example target
+# below is commented out so that the demo stays self-contained. Bulwark only ever touches its
+# own table (inet bulwark); `netns` is optional (the network namespace whose ruleset is managed).
+apiVersion: bulwark/v1
+kind: Controller
+metadata:
+  name: firewall
+spec:
+  kinds: [FirewallBlocklist, Quarantine, AllowedIngress]
+  targets: {selector: {role: edge}}
+  interval: 1m
+  mode: enforce
+  maxChangesPerCycle: 20
+# ---
+# apiVersion: bulwark/v1
+# kind: Target
+# metadata:
+#   name: edge-1
+#   labels: {role: edge, exposure: internet}
+# spec:
+#   adapter: nftables
+#   root: /                 # where etc/nftables.d/bulwark.nft is written
+#   # netns: edge           # optional
+
+"""#),
         ("controllers/host-hardening.yaml", #"""
 # Reconciles the CIS-style Debian 12 host baseline on every host target.
 apiVersion: bulwark/v1
@@ -29,6 +55,30 @@ metadata:
 spec:
   adapter: host
   root: /var/lib/bulwark/sandbox
+
+"""#),
+        ("desired-state/firewall/blocklist.yaml", #"""
+# Addresses whose traffic is dropped on every edge target. The entries are documentation
+# ranges (RFC 5737, RFC 3849): replace them with your scanners' findings.
+apiVersion: bulwark/v1
+kind: FirewallBlocklist
+metadata:
+  name: known-bad
+  annotations: {severity: high}
+spec:
+  addresses: [203.0.113.0/24, "2001:db8:bad::/48"]
+# ---
+# Inbound traffic is dropped but to these ports (loopback and established traffic excepted).
+# apiVersion: bulwark/v1
+# kind: AllowedIngress
+# metadata: {name: edge-ingress}
+# spec: {tcp: [22, 443]}
+# ---
+# A host cut off from everything but the management network until the incident is closed.
+# apiVersion: bulwark/v1
+# kind: Quarantine
+# metadata: {name: incident-42}
+# spec: {hosts: [edge-1], allow: [192.0.2.0/28], expires: 2026-12-31}
 
 """#),
         ("desired-state/hosts/accounts.yaml", #"""

@@ -1,6 +1,7 @@
 public import ArgumentParser
 internal import BulwarkCore
 internal import BulwarkHost
+internal import BulwarkFirewall
 
 /// `bulwark`: a GitOps reconciler for security configuration.
 public struct Bulwark: AsyncParsableCommand {
@@ -17,7 +18,7 @@ public struct Bulwark: AsyncParsableCommand {
     public init() {}
 
     /// Every adapter this build knows.
-    static func registry() -> Registry { Registry([HostAdapter.definition()]) }
+    static func registry() -> Registry { Registry([HostAdapter.definition(), FirewallAdapter.definition()]) }
 }
 
 /// Output formats shared by the commands.

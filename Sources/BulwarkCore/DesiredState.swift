@@ -526,7 +526,9 @@ public struct DesiredStateLoader: Sendable {
                     bound = true
                 }
             }
-            if !bound {
+            // Unbound is worth a warning only where the kind's adapter has targets at all: shipped
+            // examples for an adapter nobody uses yet are not a mistake.
+            if !bound, targets.values.contains(where: { $0.adapter == kind.adapter }) {
                 diagnostics.warning(ManifestError("no controller and target handle this resource; it is not reconciled",
                                                   at: resource.location, resource: resource.id.description))
             }

@@ -1,0 +1,158 @@
+internal import BulwarkCore
+internal import Foundation
+
+/// `FirewallBlocklist`: `spec: {addresses: [192.0.2.7, 2001:db8::/32]}`; traffic from them is dropped.
+struct BlocklistDriver: ResourceDriver {
+    static func parse(_ spec: SpecReader) -> ResourceSpec? {
+        guard spec.entries() != nil else { return nil }
+        spec.allowOnly(["addresses"])
+        guard let reader = spec.field("addresses", required: true), let list = FirewallAdapter.networks(reader) else { return nil }
+        return ResourceSpec(subject: "table", properties: [DesiredProperty("addresses", render(list))])
+    }
+
+    static func render(_ networks: [Network]) -> String {
+        networks.isEmpty ? "(none)" : networks.sorted().map(\.description).joined(separator: ", ")
+    }
+
+    func observe(_ resource: Resource, on target: Target) async throws -> Observation {
+        let chain = Transaction.chainName("bl", resource.id)
+        let table = try Table.read(FirewallAdapter.nft(target))
+        guard table.isHooked(chain), !(table.chains[chain] ?? []).isEmpty else {
+            return Observation(values: ["addresses": String?.none])
+        }
+        let elements = (table.sets[chain + "_4"] ?? []) + (table.sets[chain + "_6"] ?? [])
+        let parsed = elements.compactMap(Network.init)
+        // A range (someone else's edit) does not parse as a network: show it as nft does.
+        let shown = parsed.count == elements.count ? Self.render(parsed) : elements.sorted().joined(separator: ", ")
+        return Observation(values: ["addresses": shown])
+    }
+
+    func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
+        let chain = Transaction.chainName("bl", resource.id)
+        let wanted = (resource.spec.properties.first?.value ?? "(none)")
+        let networks = wanted == "(none)" ? [] : wanted.split(separator: ",").compactMap { Network($0.trimmingCharacters(in: .whitespaces)) }
+        let content = ChainContent(
+            name: chain,
+            rules: ["ip saddr @\(chain)_4 drop", "ip6 saddr @\(chain)_6 drop"],
+            sets: [(chain + "_4", false, networks.filter { !$0.isIPv6 }.map(\.description)),
+                   (chain + "_6", true, networks.filter(\.isIPv6).map(\.description))])
+        try FirewallAdapter.commit(target, replace: [content], remove: [])
+    }
+}
+
+/// `AllowedIngress`: `spec: {tcp: [22, 443], udp: [53], from: [optional networks]}`: inbound
+/// traffic is dropped but to these ports (loopback, established traffic and IPv6 neighbour
+/// discovery excepted).
+struct IngressDriver: ResourceDriver {
+    static func parse(_ spec: SpecReader) -> ResourceSpec? {
+        guard spec.entries() != nil else { return nil }
+        spec.allowOnly(["tcp", "udp", "from"])
+        func ports(_ key: String) -> [Int]? {
+            guard let reader = spec.field(key) else { return [] }
+            guard let items = reader.items() else { return nil }
+            let values = items.compactMap { $0.int(in: 1...65535) }
+            return values.count == items.count ? Array(Set(values)).sorted() : nil
+        }
+        guard let tcp = ports("tcp"), let udp = ports("udp") else { return nil }
+        var from: [Network] = []
+        if let reader = spec.field("from") {
+            guard let list = FirewallAdapter.networks(reader) else { return nil }
+            from = list
+        }
+        let text = "tcp=\(tcp.map(String.init).joined(separator: ",")) udp=\(udp.map(String.init).joined(separator: ",")) from=\(from.isEmpty ? "any" : BlocklistDriver.render(from).replacingOccurrences(of: " ", with: ""))"
+        return ResourceSpec(subject: "table", properties: [DesiredProperty("ingress", text)])
+    }
+
+    func observe(_ resource: Resource, on target: Target) async throws -> Observation {
+        let chain = Transaction.chainName("ai", resource.id)
+        let table = try Table.read(FirewallAdapter.nft(target))
+        guard table.isHooked(chain), let last = table.chains[chain]?.last else { return Observation(values: ["ingress": String?.none]) }
+        return Observation(values: ["ingress": last.comment.map { $0.replacingOccurrences(of: "bulwark ", with: "") } ?? "(changed by hand)"])
+    }
+
+    func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
+        guard let wanted = resource.spec.properties.first?.value else { return }
+        let chain = Transaction.chainName("ai", resource.id)
+        var fields: [String: String] = [:]
+        for part in wanted.split(separator: " ") {
+            let pair = part.split(separator: "=", maxSplits: 1).map(String.init)
+            if pair.count == 2 { fields[pair[0]] = pair[1] }
+        }
+        let from = (fields["from"] ?? "any") == "any" ? [] : (fields["from"] ?? "").split(separator: ",").compactMap { Network(String($0)) }
+        var rules = ["iifname \"lo\" accept", "ct state established,related accept",
+                     "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-advert } accept"]
+        for proto in ["tcp", "udp"] {
+            guard let ports = fields[proto], !ports.isEmpty else { continue }
+            let set = "{ \(ports.replacingOccurrences(of: ",", with: ", ")) }"
+            if from.isEmpty {
+                rules.append("\(proto) dport \(set) accept")
+            } else {
+                let v4 = from.filter { !$0.isIPv6 }.map(\.description)
+                let v6 = from.filter(\.isIPv6).map(\.description)
+                if !v4.isEmpty { rules.append("ip saddr { \(v4.joined(separator: ", ")) } \(proto) dport \(set) accept") }
+                if !v6.isEmpty { rules.append("ip6 saddr { \(v6.joined(separator: ", ")) } \(proto) dport \(set) accept") }
+            }
+        }
+        rules.append("drop comment \"bulwark \(wanted)\"")
+        try FirewallAdapter.commit(target, replace: [ChainContent(name: chain, rules: rules)], remove: [])
+    }
+}
+
+/// `Quarantine`: `spec: {hosts: [target names], allow: [management networks], expires: optional date}`.
+/// A listed target is cut off, both ways, from everything but the management networks; after
+/// `expires` the quarantine is lifted.
+struct QuarantineDriver: ResourceDriver {
+    static func parse(_ spec: SpecReader) -> ResourceSpec? {
+        guard spec.entries() != nil else { return nil }
+        spec.allowOnly(["hosts", "allow", "expires"])
+        guard let hosts = spec.field("hosts", required: true)?.strings() else { return nil }
+        var allow: [Network] = []
+        if let reader = spec.field("allow") {
+            guard let list = FirewallAdapter.networks(reader) else { return nil }
+            allow = list
+        }
+        var active = true
+        if let reader = spec.field("expires"), let text = reader.string() {
+            guard let end = DesiredStateLoader.endOfDay(text) else {
+                reader.fail("expected a date such as 2026-12-01, got '\(text)'")
+                return nil
+            }
+            active = Date() < end
+        }
+        let state = active ? "active allow=" + BlocklistDriver.render(allow).replacingOccurrences(of: " ", with: "") : "lifted"
+        return ResourceSpec(subject: "table", properties: hosts.map { DesiredProperty("quarantine:\($0)", state) })
+    }
+
+    func observe(_ resource: Resource, on target: Target) async throws -> Observation {
+        let property = "quarantine:\(target.name)"
+        guard resource.spec.properties.contains(where: { $0.name == property }) else { return Observation(values: [:]) }
+        let chain = Transaction.chainName("qr", resource.id)
+        let table = try Table.read(FirewallAdapter.nft(target))
+        guard table.isHooked(chain + "_in"), let last = table.chains[chain + "_in"]?.last else {
+            return Observation(values: [property: "lifted"])
+        }
+        return Observation(values: [property: last.comment.map { $0.replacingOccurrences(of: "bulwark ", with: "") } ?? "(changed by hand)"])
+    }
+
+    func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
+        guard let change = changes.first(where: { $0.property == "quarantine:\(target.name)" }) else { return }
+        let chain = Transaction.chainName("qr", resource.id)
+        guard change.desired != "lifted" else {
+            try FirewallAdapter.commit(target, replace: [], remove: [chain + "_in", chain + "_out"])
+            return
+        }
+        let list = change.desired.replacingOccurrences(of: "active allow=", with: "")
+        let allow = list == "(none)" ? [] : list.split(separator: ",").compactMap { Network(String($0)) }
+        func rules(_ direction: String, _ interface: String) -> [String] {
+            var rules = ["\(interface) \"lo\" accept"]
+            let v4 = allow.filter { !$0.isIPv6 }.map(\.description)
+            let v6 = allow.filter(\.isIPv6).map(\.description)
+            if !v4.isEmpty { rules.append("ip \(direction) { \(v4.joined(separator: ", ")) } accept") }
+            if !v6.isEmpty { rules.append("ip6 \(direction) { \(v6.joined(separator: ", ")) } accept") }
+            return rules + ["drop comment \"bulwark \(change.desired)\""]
+        }
+        try FirewallAdapter.commit(target, replace: [ChainContent(name: chain + "_in", rules: rules("saddr", "iifname")),
+                                                     ChainContent(name: chain + "_out", rules: rules("daddr", "oifname"))],
+                                   remove: [])
+    }
+}

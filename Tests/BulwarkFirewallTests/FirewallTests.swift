@@ -1,0 +1,111 @@
+import BulwarkCore
+import BulwarkTestSupport
+import Foundation
+import Testing
+
+@Suite(.serialized, .enabled(if: NetworkLab.available, "needs root, nft and ip"))
+struct FirewallTests {
+    func blocklist(_ addresses: String) -> String {
+        "apiVersion: bulwark/v1\nkind: FirewallBlocklist\nmetadata: {name: attackers}\nspec: {addresses: [\(addresses)]}\n"
+    }
+
+    @Test func aBlocklistedPeerIsCutOffAndLetBackIn() async throws {
+        try await withTemporaryDirectory { root in
+            let lab = try NetworkLab()
+            defer { lab.remove() }
+            try lab.listen(port: 8080)
+            // Someone else's table, which Bulwark must leave alone.
+            #expect(try lab.nft(["add", "table", "inet", "other"]).status == 0)
+            #expect(try lab.nft(["add", "chain", "inet", "other", "keep"]).status == 0)
+            #expect(try lab.connects(port: 8080))
+
+            let blocked = try firewallState(root: root, namespace: lab.host, blocklist("192.0.2.2, 198.51.100.0/24, \"2001:db8:bad::/48\""))
+            let (plan, outcome) = try await reconcile(blocked)
+            #expect(plan.remediations.first?.changes.first?.observed == nil)
+            #expect(outcome.verified.count == 1, "\(outcome.entries.first?.record.error ?? "")")
+            #expect(try !lab.connects(port: 8080), "the blocklisted peer can no longer connect")
+            #expect(try lab.connects(to: "2001:db8::1", port: 8080), "IPv6 from an address not listed still works")
+            #expect(try await reconcile(blocked).0.hasDrift == false, "a second pass changes nothing")
+
+            // Persisted, loadable, and the other table untouched.
+            let persisted = try read(root + "/etc/nftables.d/bulwark.nft")
+            #expect(persisted.contains("192.0.2.2") && persisted.contains("198.51.100.0/24"))
+            #expect(try lab.nft(["-c", "-f", root + "/etc/nftables.d/bulwark.nft"]).status == 0)
+            #expect(try lab.nft(["list", "chain", "inet", "other", "keep"]).status == 0)
+
+            // Drift: someone flushes the set by hand; Bulwark sees it and puts it back.
+            let sets = try lab.nft(["-j", "list", "sets", "inet"]).stdout
+            let set = try #require(sets.range(of: "bl_attackers_[a-z0-9]+_4", options: .regularExpression).map { String(sets[$0]) })
+            #expect(try lab.nft(["flush", "set", "inet", "bulwark", set]).status == 0)
+            let (again, fixed) = try await reconcile(blocked)
+            #expect(again.remediations.first?.changes.first?.observed == "2001:db8:bad::/48")
+            #expect(fixed.verified.count == 1)
+            #expect(try !lab.connects(port: 8080))
+
+            // The address leaves the desired state: the peer gets back in.
+            let (_, released) = try await reconcile(try firewallState(root: root, namespace: lab.host, blocklist("198.51.100.0/24")))
+            #expect(released.verified.count == 1)
+            #expect(try lab.connects(port: 8080))
+        }
+    }
+
+    @Test func allowedIngressDropsEverythingElse() async throws {
+        try await withTemporaryDirectory { root in
+            let lab = try NetworkLab()
+            defer { lab.remove() }
+            try lab.listen(port: 8080)
+            try lab.listen(port: 9090)
+            let state = try firewallState(root: root, namespace: lab.host, """
+                apiVersion: bulwark/v1
+                kind: AllowedIngress
+                metadata: {name: web}
+                spec: {tcp: [8080, 443]}
+                """)
+            let (_, outcome) = try await reconcile(state)
+            #expect(outcome.verified.count == 1, "\(outcome.entries.first?.record.error ?? "")")
+            #expect(try lab.connects(port: 8080))
+            #expect(try !lab.connects(port: 9090))
+            #expect(try lab.connects(to: "127.0.0.1", port: 9090, from: lab.host), "loopback is not filtered")
+            #expect(try await reconcile(state).0.hasDrift == false)
+        }
+    }
+
+    @Test func quarantineLeavesOnlyManagement() async throws {
+        try await withTemporaryDirectory { root in
+            let lab = try NetworkLab()
+            defer { lab.remove() }
+            try lab.listen(port: 22)
+            func quarantine(_ extra: String) throws -> DesiredState {
+                try firewallState(root: root, namespace: lab.host, """
+                    apiVersion: bulwark/v1
+                    kind: Quarantine
+                    metadata: {name: incident-42}
+                    spec: {hosts: [edge-1], allow: [\(extra)]}
+                    """)
+            }
+            let (_, isolated) = try await reconcile(try quarantine("192.0.2.200/32"))
+            #expect(isolated.verified.count == 1, "\(isolated.entries.first?.record.error ?? "")")
+            #expect(try !lab.connects(port: 22), "cut off")
+            let (_, managed) = try await reconcile(try quarantine("192.0.2.2/32"))
+            #expect(managed.verified.count == 1)
+            #expect(try lab.connects(port: 22), "the management address still reaches it")
+            let lifted = try firewallState(root: root, namespace: lab.host, """
+                apiVersion: bulwark/v1
+                kind: Quarantine
+                metadata: {name: incident-42}
+                spec: {hosts: [edge-1], allow: [192.0.2.200/32], expires: 2020-01-01}
+                """)
+            let (_, released) = try await reconcile(lifted)
+            #expect(released.verified.count == 1)
+            #expect(try lab.nft(["list", "table", "inet", "bulwark"]).stdout.contains("qr_") == false)
+        }
+    }
+
+    @Test func refusesBadAddressesAndOverlaps() {
+        for bad in ["300.1.1.1", "192.0.2.0/33", "192.0.2.0/24, 192.0.2.7", "example.org"] {
+            #expect(throws: ValidationFailure.self, "\(bad)") {
+                _ = try firewallState(root: "/tmp", namespace: "x", blocklist(bad))
+            }
+        }
+    }
+}

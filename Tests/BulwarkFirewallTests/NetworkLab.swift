@@ -1,0 +1,118 @@
+import BulwarkCore
+import BulwarkFirewall
+import BulwarkTestSupport
+import Foundation
+import Synchronization
+
+/// Two network namespaces joined by a veth pair: `host` (192.0.2.1, 2001:db8::1) whose
+/// firewall Bulwark manages, and `peer` (192.0.2.2, 2001:db8::2). Documentation addresses
+/// only; everything lives in namespaces the test creates and removes.
+final class NetworkLab {
+    static var available: Bool {
+        isRoot && FileManager.default.isExecutableFile(atPath: "/usr/sbin/nft") && FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip")
+    }
+
+    let host: String
+    let peer: String
+    private var servers: [Process] = []
+
+    init() throws {
+        let tag = String(UUID().uuidString.prefix(6)).lowercased()
+        host = "bwh\(tag)"
+        peer = "bwp\(tag)"
+        for command in [
+            ["netns", "add", host], ["netns", "add", peer],
+            ["link", "add", "vh\(tag)", "type", "veth", "peer", "name", "vp\(tag)"],
+            ["link", "set", "vh\(tag)", "netns", host], ["link", "set", "vp\(tag)", "netns", peer],
+            ["-n", host, "addr", "add", "192.0.2.1/24", "dev", "vh\(tag)"],
+            ["-n", peer, "addr", "add", "192.0.2.2/24", "dev", "vp\(tag)"],
+            ["-n", host, "addr", "add", "2001:db8::1/64", "dev", "vh\(tag)", "nodad"],
+            ["-n", peer, "addr", "add", "2001:db8::2/64", "dev", "vp\(tag)", "nodad"],
+            ["-n", host, "link", "set", "vh\(tag)", "up"], ["-n", peer, "link", "set", "vp\(tag)", "up"],
+            ["-n", host, "link", "set", "lo", "up"], ["-n", peer, "link", "set", "lo", "up"],
+        ] {
+            let result = try run("/usr/sbin/ip", command)
+            guard result.status == 0 else {
+                remove()
+                throw SupportError("ip \(command.joined(separator: " ")): \(result.stderr)")
+            }
+        }
+    }
+
+    func remove() {
+        for server in servers where server.isRunning { server.terminate() }
+        _ = try? run("/usr/sbin/ip", ["netns", "del", host])
+        _ = try? run("/usr/sbin/ip", ["netns", "del", peer])
+    }
+
+    /// A TCP listener in the host namespace that accepts and closes connections.
+    func listen(port: Int) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        process.arguments = ["netns", "exec", host, "python3", "-c", """
+            import socket
+            s = socket.socket(socket.AF_INET6)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            s.bind(("::", \(port)))
+            s.listen(16)
+            while True:
+                c, _ = s.accept()
+                c.close()
+            """]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        servers.append(process)
+        // Wait until it accepts, from inside its own namespace.
+        for _ in 0..<50 {
+            if try connects(to: "127.0.0.1", port: port, from: host) { return }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        throw SupportError("listener on port \(port) did not start")
+    }
+
+    /// Whether a TCP connection from `namespace` (default: the peer) to `address` succeeds within a second.
+    func connects(to address: String = "192.0.2.1", port: Int, from namespace: String? = nil) throws -> Bool {
+        let result = try run("/usr/sbin/ip", ["netns", "exec", namespace ?? peer, "python3", "-c",
+                                              "import socket; socket.create_connection(('\(address)', \(port)), timeout=1).close()"])
+        return result.status == 0
+    }
+
+    func nft(_ arguments: [String]) throws -> ProcessOutput {
+        try run("/usr/sbin/ip", ["netns", "exec", host, "nft"] + arguments)
+    }
+}
+
+final class RecordingSink: AuditSink {
+    let records = Mutex<[AuditRecord]>([])
+    func contains(recordID: String) async throws -> Bool { records.withLock { $0.contains { $0.id == recordID } } }
+    func write(_ record: AuditRecord) async throws -> String {
+        records.withLock { $0.append(record) }
+        return record.id
+    }
+}
+
+func firewallState(root: String, namespace: String, _ manifests: String) throws -> DesiredState {
+    let inventory = """
+        apiVersion: bulwark/v1
+        kind: Target
+        metadata: {name: edge-1}
+        spec: {adapter: nftables, root: \(root), netns: \(namespace)}
+        ---
+        apiVersion: bulwark/v1
+        kind: Controller
+        metadata: {name: firewall}
+        spec: {kinds: [FirewallBlocklist, Quarantine, AllowedIngress]}
+        """
+    return try DesiredStateLoader(registry: Registry([FirewallAdapter.definition()])).load([
+        SourceFile(path: "controllers/c.yaml", contents: Array(inventory.utf8)),
+        SourceFile(path: "desired-state/f.yaml", contents: Array(manifests.utf8)),
+    ], revision: "test")
+}
+
+func reconcile(_ state: DesiredState) async throws -> (Plan, CycleOutcome) {
+    let reconciler = Reconciler(registry: Registry([FirewallAdapter.definition()]))
+    let plan = try await reconciler.plan(state)
+    return (plan, await reconciler.apply(plan, state: state, audit: RecordingSink()))
+}
