@@ -237,3 +237,38 @@ extension GateEndToEndTests {
         }
     }
 }
+
+@Suite(.enabled(if: NetworkLab.available, "needs root, nft and ip"))
+struct FirewallEndToEndTests {
+    @Test func aBlocklistedPeerIsCutOffAndASecondApplyAddsNoCommit() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let lab = try NetworkLab()
+            defer { lab.remove() }
+            try lab.listen(port: 8443)
+            #expect(try lab.connects(port: 8443))
+            try FileManager.default.createDirectory(atPath: dir + "/edge-root", withIntermediateDirectories: true)
+            try s.commitPolicy("controllers/edge.yaml", """
+                apiVersion: bulwark/v1
+                kind: Target
+                metadata: {name: edge-1, labels: {role: edge, exposure: internet}}
+                spec: {adapter: nftables, root: \(dir)/edge-root, netns: \(lab.host)}
+                """)
+            try s.commitPolicy("desired-state/firewall/blocklist.yaml", """
+                apiVersion: bulwark/v1
+                kind: FirewallBlocklist
+                metadata: {name: known-bad, annotations: {severity: high}}
+                spec: {addresses: [192.0.2.2]}
+                """)
+            let apply = try s.run("apply")
+            #expect(apply.status == 0, "\(apply.stdout)\n\(apply.stderr)")
+            #expect(apply.stdout.contains("fixed    edge-1  FirewallBlocklist/known-bad: addresses (unset) -> 192.0.2.2"))
+            #expect(try !lab.connects(port: 8443), "the peer can no longer connect")
+            let commits = try s.auditCommits()
+            #expect(try s.trailers("Bulwark-Resource").contains("FirewallBlocklist/known-bad"))
+            #expect(try s.run("apply").status == 0)
+            #expect(try s.auditCommits() == commits, "a second apply adds no commit")
+            #expect(try read(dir + "/edge-root/etc/nftables.d/bulwark.nft").contains("192.0.2.2"))
+        }
+    }
+}

@@ -1,22 +1,18 @@
-import BulwarkCore
-import BulwarkFirewall
-import BulwarkTestSupport
-import Foundation
-import Synchronization
+internal import Foundation
 
 /// Two network namespaces joined by a veth pair: `host` (192.0.2.1, 2001:db8::1) whose
 /// firewall Bulwark manages, and `peer` (192.0.2.2, 2001:db8::2). Documentation addresses
 /// only; everything lives in namespaces the test creates and removes.
-final class NetworkLab {
-    static var available: Bool {
+public final class NetworkLab {
+    public static var available: Bool {
         isRoot && FileManager.default.isExecutableFile(atPath: "/usr/sbin/nft") && FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip")
     }
 
-    let host: String
-    let peer: String
+    public let host: String
+    public let peer: String
     private var servers: [Process] = []
 
-    init() throws {
+    public init() throws {
         let tag = String(UUID().uuidString.prefix(6)).lowercased()
         host = "bwh\(tag)"
         peer = "bwp\(tag)"
@@ -39,14 +35,14 @@ final class NetworkLab {
         }
     }
 
-    func remove() {
+    public func remove() {
         for server in servers where server.isRunning { server.terminate() }
         _ = try? run("/usr/sbin/ip", ["netns", "del", host])
         _ = try? run("/usr/sbin/ip", ["netns", "del", peer])
     }
 
     /// A TCP listener in the host namespace that accepts and closes connections.
-    func listen(port: Int) throws {
+    public func listen(port: Int) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
         process.arguments = ["netns", "exec", host, "python3", "-c", """
@@ -73,46 +69,14 @@ final class NetworkLab {
     }
 
     /// Whether a TCP connection from `namespace` (default: the peer) to `address` succeeds within a second.
-    func connects(to address: String = "192.0.2.1", port: Int, from namespace: String? = nil) throws -> Bool {
+    public func connects(to address: String = "192.0.2.1", port: Int, from namespace: String? = nil) throws -> Bool {
         let result = try run("/usr/sbin/ip", ["netns", "exec", namespace ?? peer, "python3", "-c",
                                               "import socket; socket.create_connection(('\(address)', \(port)), timeout=1).close()"])
         return result.status == 0
     }
 
-    func nft(_ arguments: [String]) throws -> ProcessOutput {
+    public func nft(_ arguments: [String]) throws -> ProcessOutput {
         try run("/usr/sbin/ip", ["netns", "exec", host, "nft"] + arguments)
     }
 }
 
-final class RecordingSink: AuditSink {
-    let records = Mutex<[AuditRecord]>([])
-    func contains(recordID: String) async throws -> Bool { records.withLock { $0.contains { $0.id == recordID } } }
-    func write(_ record: AuditRecord) async throws -> String {
-        records.withLock { $0.append(record) }
-        return record.id
-    }
-}
-
-func firewallState(root: String, namespace: String, _ manifests: String) throws -> DesiredState {
-    let inventory = """
-        apiVersion: bulwark/v1
-        kind: Target
-        metadata: {name: edge-1}
-        spec: {adapter: nftables, root: \(root), netns: \(namespace)}
-        ---
-        apiVersion: bulwark/v1
-        kind: Controller
-        metadata: {name: firewall}
-        spec: {kinds: [FirewallBlocklist, Quarantine, AllowedIngress]}
-        """
-    return try DesiredStateLoader(registry: Registry([FirewallAdapter.definition()])).load([
-        SourceFile(path: "controllers/c.yaml", contents: Array(inventory.utf8)),
-        SourceFile(path: "desired-state/f.yaml", contents: Array(manifests.utf8)),
-    ], revision: "test")
-}
-
-func reconcile(_ state: DesiredState) async throws -> (Plan, CycleOutcome) {
-    let reconciler = Reconciler(registry: Registry([FirewallAdapter.definition()]))
-    let plan = try await reconciler.plan(state)
-    return (plan, await reconciler.apply(plan, state: state, audit: RecordingSink()))
-}

@@ -1,0 +1,38 @@
+import BulwarkCore
+import BulwarkFirewall
+import BulwarkTestSupport
+import Foundation
+import Synchronization
+
+final class RecordingSink: AuditSink {
+    let records = Mutex<[AuditRecord]>([])
+    func contains(recordID: String) async throws -> Bool { records.withLock { $0.contains { $0.id == recordID } } }
+    func write(_ record: AuditRecord) async throws -> String {
+        records.withLock { $0.append(record) }
+        return record.id
+    }
+}
+
+func firewallState(root: String, namespace: String, _ manifests: String) throws -> DesiredState {
+    let inventory = """
+        apiVersion: bulwark/v1
+        kind: Target
+        metadata: {name: edge-1}
+        spec: {adapter: nftables, root: \(root), netns: \(namespace)}
+        ---
+        apiVersion: bulwark/v1
+        kind: Controller
+        metadata: {name: firewall}
+        spec: {kinds: [FirewallBlocklist, Quarantine, AllowedIngress]}
+        """
+    return try DesiredStateLoader(registry: Registry([FirewallAdapter.definition()])).load([
+        SourceFile(path: "controllers/c.yaml", contents: Array(inventory.utf8)),
+        SourceFile(path: "desired-state/f.yaml", contents: Array(manifests.utf8)),
+    ], revision: "test")
+}
+
+func reconcile(_ state: DesiredState) async throws -> (Plan, CycleOutcome) {
+    let reconciler = Reconciler(registry: Registry([FirewallAdapter.definition()]))
+    let plan = try await reconciler.plan(state)
+    return (plan, await reconciler.apply(plan, state: state, audit: RecordingSink()))
+}
