@@ -18,12 +18,17 @@ let package = Package(
         .library(name: "BulwarkGit", targets: ["BulwarkGit"]),
         .library(name: "BulwarkHost", targets: ["BulwarkHost"]),
         .library(name: "BulwarkFirewall", targets: ["BulwarkFirewall"]),
+        .library(name: "BulwarkPostgres", targets: ["BulwarkPostgres"]),
         .library(name: "BulwarkCommands", targets: ["BulwarkCommands"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         // HMAC-SHA256 for signed notifications; only the commands module links it.
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
+        // PostgreSQL: only BulwarkPostgres (and the commands that wire it) link NIO.
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         .systemLibrary(
@@ -37,9 +42,18 @@ let package = Package(
         .target(name: "BulwarkHost", dependencies: ["BulwarkCore"], swiftSettings: swiftSettings),
         .target(name: "BulwarkFirewall", dependencies: ["BulwarkCore"], swiftSettings: swiftSettings),
         .target(
+            name: "BulwarkPostgres",
+            dependencies: [
+                "BulwarkCore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings),
+        .target(
             name: "BulwarkCommands",
             dependencies: [
-                "BulwarkCore", "BulwarkGit", "BulwarkHost", "BulwarkFirewall",
+                "BulwarkCore", "BulwarkGit", "BulwarkHost", "BulwarkFirewall", "BulwarkPostgres",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
@@ -55,6 +69,9 @@ let package = Package(
             swiftSettings: swiftSettings),
         .testTarget(
             name: "BulwarkFirewallTests", dependencies: ["BulwarkFirewall", "BulwarkCore", "BulwarkTestSupport"],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "BulwarkPostgresTests", dependencies: ["BulwarkPostgres", "BulwarkCore", "BulwarkTestSupport"],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "BulwarkCommandsTests",

@@ -43,6 +43,36 @@ spec:
   maxChangesPerCycle: 50
 
 """#),
+        ("controllers/postgres.yaml", #"""
+# The PostgreSQL controller, for targets with `role: database`. The example target is
+# commented out so that the demo stays self-contained. The password never goes in git:
+# passwordEnv names an environment variable, passwordFile a file only Bulwark can read.
+apiVersion: bulwark/v1
+kind: Controller
+metadata:
+  name: postgres
+spec:
+  kinds: [PostgresSetting, PostgresRole, PostgresPrivilege, PostgresSuperusers]
+  targets: {selector: {role: database}}
+  interval: 5m
+  mode: enforce
+  maxChangesPerCycle: 10
+# ---
+# apiVersion: bulwark/v1
+# kind: Target
+# metadata:
+#   name: db-1
+#   labels: {role: database, exposure: internal}
+# spec:
+#   adapter: postgres
+#   host: db-1.internal
+#   port: 5432
+#   user: bulwark
+#   database: postgres
+#   passwordEnv: BULWARK_DB1_PASSWORD
+#   sslmode: verify-full
+
+"""#),
         ("controllers/targets.yaml", #"""
 # The target inventory. A host target names the folder that stands for its `/`.
 # The shipped root is a sandbox path so that nothing acts on this machine by accident:
@@ -387,6 +417,58 @@ metadata:
   annotations: {cis: "1.5.3", severity: medium}
 spec:
   fs.suid_dumpable: 0
+"""#),
+        ("desired-state/postgres/cis-postgresql.yaml", #"""
+# CIS-style PostgreSQL hardening that SQL can fix. It applies to targets with `role: database`
+# (see controllers/postgres.yaml); none is enabled in the shipped example.
+---
+# CIS PostgreSQL: log connections, disconnections and DDL, with a useful line prefix
+apiVersion: bulwark/v1
+kind: PostgresSetting
+metadata:
+  name: cis-logging
+  labels: {benchmark: cis-postgresql15}
+  annotations: {severity: medium}
+spec:
+  settings:
+    log_connections: "on"
+    log_disconnections: "on"
+    log_line_prefix: "%m [%p]: db=%d,user=%u,app=%a,client=%h "
+    log_statement: ddl
+---
+# CIS PostgreSQL: passwords hashed with SCRAM
+apiVersion: bulwark/v1
+kind: PostgresSetting
+metadata:
+  name: cis-password-encryption
+  labels: {benchmark: cis-postgresql15}
+  annotations: {severity: high}
+spec:
+  settings: {password_encryption: scram-sha-256}
+---
+# CIS PostgreSQL: no superusers beyond the allowed ones
+apiVersion: bulwark/v1
+kind: PostgresSuperusers
+metadata:
+  name: cis-superusers
+  labels: {benchmark: cis-postgresql15}
+  annotations: {severity: critical}
+spec:
+  allowed: [postgres]
+---
+# CIS PostgreSQL: PUBLIC may not create objects in the public schema
+apiVersion: bulwark/v1
+kind: PostgresPrivilege
+metadata:
+  name: cis-public-schema-create
+  labels: {benchmark: cis-postgresql15}
+  annotations: {severity: high}
+spec:
+  databases: [postgres]
+  schema: public
+  grantee: PUBLIC
+  privileges: {CREATE: false}
+
 """#),
     ]
 }

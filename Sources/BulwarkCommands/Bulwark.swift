@@ -2,6 +2,7 @@ public import ArgumentParser
 internal import BulwarkCore
 internal import BulwarkHost
 internal import BulwarkFirewall
+internal import BulwarkPostgres
 
 /// `bulwark`: a GitOps reconciler for security configuration.
 public struct Bulwark: AsyncParsableCommand {
@@ -18,7 +19,9 @@ public struct Bulwark: AsyncParsableCommand {
     public init() {}
 
     /// Every adapter this build knows.
-    static func registry() -> Registry { Registry([HostAdapter.definition(), FirewallAdapter.definition()]) }
+    static func registry() -> Registry {
+        Registry([HostAdapter.definition(), FirewallAdapter.definition(), PostgresAdapter.definition()])
+    }
 }
 
 /// Output formats shared by the commands.

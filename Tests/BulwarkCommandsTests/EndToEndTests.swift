@@ -110,7 +110,7 @@ import Testing
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
             let ok = try bulwark(["validate", s.policy])
-            #expect(ok.status == 0 && ok.stdout.contains("valid: 28 resources"))
+            #expect(ok.status == 0 && ok.stdout.contains("valid: 32 resources"))
             try write(s.policy + "/desired-state/bad.yaml", "apiVersion: bulwark/v1\nkind: Nope\nmetadata: {name: x}\nspec: {}\n")
             try write(s.policy + "/desired-state/bad2.yaml", "a: [\n")
             let bad = try bulwark(["validate", s.policy])
@@ -269,6 +269,43 @@ struct FirewallEndToEndTests {
             #expect(try s.run("apply").status == 0)
             #expect(try s.auditCommits() == commits, "a second apply adds no commit")
             #expect(try read(dir + "/edge-root/etc/nftables.d/bulwark.nft").contains("192.0.2.2"))
+        }
+    }
+}
+
+@Suite(.enabled(if: PostgresServer.available, "needs PostgreSQL 15"))
+struct PostgresEndToEndTests {
+    @Test func eveLosesSuperuserAndThePasswordIsNowhereInTheHistory() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let server = try PostgresServer()
+            try server.psql("CREATE ROLE eve SUPERUSER")
+            try s.commitPolicy("controllers/db.yaml", """
+                apiVersion: bulwark/v1
+                kind: Target
+                metadata: {name: db-1, labels: {tier: db}}
+                spec: {adapter: postgres, host: 127.0.0.1, port: \(server.port), user: postgres, database: postgres,
+                       passwordEnv: BULWARK_DB1_PASSWORD, sslmode: disable}
+                ---
+                apiVersion: bulwark/v1
+                kind: Controller
+                metadata: {name: roles}
+                spec: {kinds: [PostgresRole], targets: {names: [db-1]}}
+                """)
+            try s.commitPolicy("desired-state/postgres/eve.yaml", """
+                apiVersion: bulwark/v1
+                kind: PostgresRole
+                metadata: {name: eve}
+                spec: {role: eve, superuser: false}
+                """)
+            let apply = try run(try bulwarkExecutable(), ["apply", "--repo", s.origin, "--state-dir", s.state],
+                                environment: ["BULWARK_DB1_PASSWORD": server.password])
+            #expect(apply.status == 0, "\(apply.stdout)\n\(apply.stderr)")
+            #expect(try server.psql("SELECT rolsuper FROM pg_roles WHERE rolname = 'eve'") == "f")
+            let eve = try git("--git-dir", s.origin, "log", "-1", "--format=%B", "bulwark/audit", "--grep", "PostgresRole/eve")
+            #expect(eve.contains("Bulwark-Result: verified") && eve.contains("Bulwark-Target: db-1"))
+            #expect(!(try git("--git-dir", s.origin, "log", "-p", "--all")).contains(server.password))
+            #expect(!apply.stdout.contains(server.password) && !apply.stderr.contains(server.password))
         }
     }
 }

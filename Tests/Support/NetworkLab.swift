@@ -37,6 +37,11 @@ public final class NetworkLab {
 
     public func remove() {
         for server in servers where server.isRunning { server.terminate() }
+        // Whatever still runs inside the namespaces goes with them.
+        for namespace in [host, peer] {
+            let pids = (try? run("/usr/sbin/ip", ["netns", "pids", namespace]).stdout) ?? ""
+            for pid in pids.split(separator: "\n").compactMap({ Int32($0) }) { kill(pid, SIGKILL) }
+        }
         _ = try? run("/usr/sbin/ip", ["netns", "del", host])
         _ = try? run("/usr/sbin/ip", ["netns", "del", peer])
     }

@@ -1,0 +1,230 @@
+internal import BulwarkCore
+internal import Foundation
+internal import PostgresNIO
+
+/// `PostgresSetting`: `spec: {settings: {log_connections: on, password_encryption: scram-sha-256}}`.
+/// Set with `ALTER SYSTEM` and `pg_reload_conf()`. A setting that only takes effect after a
+/// restart is reported as pending restart (the fix does not verify); the server is never restarted.
+struct SettingDriver: ResourceDriver {
+    static func parse(_ spec: SpecReader) -> ResourceSpec? {
+        guard spec.entries() != nil else { return nil }
+        spec.allowOnly(["settings"])
+        return spec.field("settings", required: true)?.keyedProperties { name, reader in
+            guard !name.isEmpty, name.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "_" || $0 == ".") }),
+                  name.first?.isLetter == true else {
+                reader.fail("'\(name)' is not a PostgreSQL setting name such as log_connections")
+                return nil
+            }
+            guard let text = reader.string() else { return nil }
+            return DesiredProperty(name, normalize(text))
+        }
+    }
+
+    /// Booleans as SHOW prints them.
+    static func normalize(_ value: String) -> String {
+        switch value.lowercased() {
+        case "true", "yes", "on": "on"
+        case "false", "no", "off": "off"
+        default: value
+        }
+    }
+
+    func observe(_ resource: Resource, on target: Target) async throws -> Observation {
+        let names = resource.spec.properties.map(\.name)
+        let rows = try await PostgresAdapter.withConnection(target) { connection in
+            try await PostgresAdapter.rows(connection, """
+                SELECT name, current_setting(name), pending_restart::text FROM pg_settings WHERE name = ANY(\(names))
+                """, columns: 3)
+        }
+        var values: [String: String?] = [:]
+        for name in names { values[name] = String?.none }
+        for row in rows {
+            guard let name = row[0], let value = row[1] else { continue }
+            values[name] = row[2] == "true" ? "\(value) (pending restart)" : Self.normalize(value)
+        }
+        return Observation(values: values)
+    }
+
+    func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
+        try await PostgresAdapter.withConnection(target) { connection in
+            for change in changes {
+                try await PostgresAdapter.execute(connection,
+                    "ALTER SYSTEM SET \(PostgresAdapter.identifier(change.property)) TO \(PostgresAdapter.literal(change.desired))")
+            }
+            try await PostgresAdapter.execute(connection, "SELECT pg_reload_conf()")
+        }
+        // The postmaster reloads asynchronously: wait (briefly) until new sessions see the change.
+        let names = changes.map(\.property)
+        for _ in 0..<20 {
+            let current = try await PostgresAdapter.withConnection(target) { connection in
+                try await PostgresAdapter.rows(connection, "SELECT name, current_setting(name), pending_restart::text FROM pg_settings WHERE name = ANY(\(names))", columns: 3)
+            }
+            let settled = changes.allSatisfy { change in
+                current.contains { $0[0] == change.property && (Self.normalize($0[1] ?? "") == change.desired || $0[2] == "true") }
+            }
+            if settled { return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+    }
+}
+
+/// `PostgresRole`: `spec: {role: eve, superuser: false, login: true, connectionLimit: 5, validUntil: 2027-01-01}`.
+/// Only the attributes listed are managed, all in one `ALTER ROLE`. A role that does not exist
+/// has nothing to fix.
+struct RoleDriver: ResourceDriver {
+    static let flags = [("superuser", "rolsuper", "SUPERUSER"), ("createrole", "rolcreaterole", "CREATEROLE"),
+                        ("createdb", "rolcreatedb", "CREATEDB"), ("replication", "rolreplication", "REPLICATION"),
+                        ("bypassrls", "rolbypassrls", "BYPASSRLS"), ("login", "rolcanlogin", "LOGIN")]
+
+    static func parse(_ spec: SpecReader) -> ResourceSpec? {
+        guard spec.entries() != nil else { return nil }
+        spec.allowOnly(["role"] + flags.map(\.0) + ["connectionLimit", "validUntil"])
+        guard let role = spec.field("role", required: true)?.string() else { return nil }
+        var properties: [DesiredProperty] = []
+        for (key, _, _) in flags {
+            guard let reader = spec.field(key) else { continue }
+            guard let value = reader.bool() else { return nil }
+            properties.append(DesiredProperty(key, String(value)))
+        }
+        if let reader = spec.field("connectionLimit") {
+            guard let limit = reader.int(in: -1...1_000_000) else { return nil }
+            properties.append(DesiredProperty("connectionLimit", String(limit)))
+        }
+        if let reader = spec.field("validUntil"), let text = reader.string() {
+            guard text == "infinity" || DesiredStateLoader.endOfDay(text) != nil else {
+                reader.fail("expected a date (YYYY-MM-DD) or infinity, got '\(text)'")
+                return nil
+            }
+            properties.append(DesiredProperty("validUntil", text))
+        }
+        guard !properties.isEmpty else {
+            spec.fail("list at least one attribute: \((flags.map(\.0) + ["connectionLimit", "validUntil"]).joined(separator: ", "))")
+            return nil
+        }
+        return ResourceSpec(subject: role, properties: properties)
+    }
+
+    func observe(_ resource: Resource, on target: Target) async throws -> Observation {
+        let role = resource.spec.subject
+        let rows = try await PostgresAdapter.withConnection(target) { connection in
+            try await PostgresAdapter.rows(connection, """
+                SELECT rolsuper::text, rolcreaterole::text, rolcreatedb::text, rolreplication::text, rolbypassrls::text,
+                       rolcanlogin::text, rolconnlimit::text,
+                       CASE WHEN rolvaliduntil IS NULL OR rolvaliduntil = 'infinity' THEN 'infinity'
+                            ELSE to_char(rolvaliduntil AT TIME ZONE 'UTC', 'YYYY-MM-DD') END
+                FROM pg_roles WHERE rolname = \(role)
+                """, columns: 8)
+        }
+        guard let row = rows.first else { return Observation(values: [:]) }
+        let observed = Dictionary(uniqueKeysWithValues: zip(Self.flags.map(\.0) + ["connectionLimit", "validUntil"], row))
+        var values: [String: String?] = [:]
+        for property in resource.spec.properties { values[property.name] = observed[property.name] ?? nil }
+        return Observation(values: values)
+    }
+
+    func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
+        var options: [String] = []
+        for change in changes {
+            if let flag = Self.flags.first(where: { $0.0 == change.property }) {
+                options.append(change.desired == "true" ? flag.2 : "NO" + flag.2)
+            } else if change.property == "connectionLimit" {
+                options.append("CONNECTION LIMIT \(Int(change.desired) ?? -1)")
+            } else if change.property == "validUntil" {
+                options.append("VALID UNTIL " + PostgresAdapter.literal(change.desired == "infinity" ? "infinity" : change.desired + " 00:00:00+00"))
+            }
+        }
+        guard !options.isEmpty else { return }
+        try await PostgresAdapter.withConnection(target) { connection in
+            try await PostgresAdapter.execute(connection,
+                "ALTER ROLE \(PostgresAdapter.identifier(resource.spec.subject)) \(options.joined(separator: " "))")
+        }
+    }
+}
+
+/// `PostgresPrivilege`: `spec: {databases: [app], schema: public, grantee: PUBLIC, privileges: {CREATE: false}}`:
+/// in each listed database, the grantee has (true) or lacks (false) each privilege on the schema.
+struct PrivilegeDriver: ResourceDriver {
+    static func parse(_ spec: SpecReader) -> ResourceSpec? {
+        guard spec.entries() != nil else { return nil }
+        spec.allowOnly(["databases", "schema", "grantee", "privileges"])
+        guard let databases = spec.field("databases", required: true)?.strings(), !databases.isEmpty else { return nil }
+        let schema = spec.field("schema")?.string() ?? "public"
+        let grantee = spec.field("grantee")?.string() ?? "PUBLIC"
+        guard let privileges = spec.field("privileges", required: true)?.entries() else { return nil }
+        var properties: [DesiredProperty] = []
+        for (name, reader) in privileges {
+            guard ["CREATE", "USAGE"].contains(name) else {
+                reader.fail("expected a schema privilege: CREATE or USAGE, got '\(name)'")
+                return nil
+            }
+            guard let granted = reader.bool() else { return nil }
+            for database in databases { properties.append(DesiredProperty("\(database)/\(name)", granted ? "granted" : "revoked")) }
+        }
+        return ResourceSpec(subject: "\(grantee) on schema \(schema)", properties: properties)
+    }
+
+    static func parts(_ resource: Resource) -> (grantee: String, schema: String) {
+        let words = resource.spec.subject.components(separatedBy: " on schema ")
+        return (words.first ?? "PUBLIC", words.last ?? "public")
+    }
+
+    func observe(_ resource: Resource, on target: Target) async throws -> Observation {
+        let (grantee, schema) = Self.parts(resource)
+        var values: [String: String?] = [:]
+        for property in resource.spec.properties {
+            let pieces = property.name.split(separator: "/").map(String.init)
+            let rows = try await PostgresAdapter.withConnection(target, database: pieces[0]) { connection in
+                try await PostgresAdapter.rows(connection, "SELECT has_schema_privilege(\(grantee == "PUBLIC" ? "public" : grantee), \(schema), \(pieces[1]))::text", columns: 1)
+            }
+            values[property.name] = rows.first?[0] == "true" ? "granted" : "revoked"
+        }
+        return Observation(values: values)
+    }
+
+    func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
+        let (grantee, schema) = Self.parts(resource)
+        let who = grantee == "PUBLIC" ? "PUBLIC" : PostgresAdapter.identifier(grantee)
+        for change in changes {
+            let pieces = change.property.split(separator: "/").map(String.init)
+            let statement = change.desired == "granted"
+                ? "GRANT \(pieces[1]) ON SCHEMA \(PostgresAdapter.identifier(schema)) TO \(who)"
+                : "REVOKE \(pieces[1]) ON SCHEMA \(PostgresAdapter.identifier(schema)) FROM \(who)"
+            try await PostgresAdapter.withConnection(target, database: pieces[0]) { connection in
+                try await PostgresAdapter.execute(connection, statement)
+            }
+        }
+    }
+}
+
+/// `PostgresSuperusers`: `spec: {allowed: [postgres]}`: any other superuser loses the attribute.
+/// The connecting user is never demoted (Bulwark would lock itself out).
+struct SuperusersDriver: ResourceDriver {
+    static func parse(_ spec: SpecReader) -> ResourceSpec? {
+        guard spec.entries() != nil else { return nil }
+        spec.allowOnly(["allowed"])
+        guard let allowed = spec.field("allowed", required: true)?.strings() else { return nil }
+        return ResourceSpec(subject: allowed.sorted().joined(separator: ","), properties: [DesiredProperty("unexpectedSuperusers", "(none)")])
+    }
+
+    func observe(_ resource: Resource, on target: Target) async throws -> Observation {
+        let allowed = Set(resource.spec.subject.split(separator: ",").map(String.init))
+        let rows = try await PostgresAdapter.withConnection(target) { connection in
+            try await PostgresAdapter.rows(connection, "SELECT rolname FROM pg_roles WHERE rolsuper ORDER BY rolname", columns: 1)
+        }
+        let unexpected = rows.compactMap { $0[0] }.filter { !allowed.contains($0) }
+        return Observation(values: ["unexpectedSuperusers": unexpected.isEmpty ? "(none)" : unexpected.joined(separator: ", ")])
+    }
+
+    func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
+        guard let observed = changes.first?.observed, observed != "(none)" else { return }
+        let roles = observed.components(separatedBy: ", ")
+        if let me = target.settings["user"], roles.contains(me) {
+            throw PostgresAdapterError("the connecting user \(me) is a superuser not on the allowed list; add it or connect as another user")
+        }
+        try await PostgresAdapter.withConnection(target) { connection in
+            try await PostgresAdapter.execute(connection, "BEGIN")
+            for role in roles { try await PostgresAdapter.execute(connection, "ALTER ROLE \(PostgresAdapter.identifier(role)) NOSUPERUSER") }
+            try await PostgresAdapter.execute(connection, "COMMIT")
+        }
+    }
+}

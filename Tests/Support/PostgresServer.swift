@@ -1,0 +1,103 @@
+internal import Foundation
+
+/// A real PostgreSQL server for one test: `initdb` into a temporary folder (as the `postgres`
+/// user when the tests run as root, since initdb refuses root), `pg_ctl` on a free loopback
+/// port, SCRAM password authentication. `psql` is the independent client.
+public final class PostgresServer {
+    public static let binaries = "/usr/lib/postgresql/15/bin"
+
+    public static var available: Bool {
+        FileManager.default.isExecutableFile(atPath: binaries + "/initdb") && FileManager.default.isExecutableFile(atPath: "/usr/bin/psql")
+            && (!isRoot || getpwnam("postgres") != nil)
+    }
+
+    public let directory: String
+    public let port: Int
+    public let password = "pw-" + UUID().uuidString
+    private var data: String { directory + "/data" }
+
+    public init() throws {
+        var template = Array("/tmp/bulwark-pg-XXXXXX".utf8CString)
+        guard mkdtemp(&template) != nil else { throw SupportError("mkdtemp failed") }
+        directory = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        chmod(directory, 0o755)
+        port = try Self.freePort()
+        try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
+        try password.write(toFile: directory + "/pw", atomically: true, encoding: .utf8)
+        if isRoot, let owner = getpwnam("postgres") {
+            for path in [directory, data, directory + "/pw"] { chown(path, owner.pointee.pw_uid, owner.pointee.pw_gid) }
+        }
+        chmod(data, 0o700)
+        try postgres(["initdb", "-D", data, "-U", "postgres", "-A", "scram-sha-256", "--pwfile", directory + "/pw",
+                      "--no-sync", "--no-instructions"])
+        try start()
+    }
+
+    deinit {
+        try? stop(mode: "immediate")
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    public func start() throws {
+        try postgres(["pg_ctl", "-D", data, "-l", directory + "/log", "-w", "-t", "30", "-o",
+                      "-p \(port) -k \(directory) -c listen_addresses=127.0.0.1 -c fsync=off", "start"])
+    }
+
+    /// Stops the server; `immediate` is a crash as far as clients can tell.
+    public func stop(mode: String = "fast") throws {
+        try postgres(["pg_ctl", "-D", data, "-m", mode, "-w", "stop"])
+    }
+
+    /// Runs SQL as the superuser with psql and returns its unaligned output.
+    @discardableResult
+    public func psql(_ sql: String, database: String = "postgres") throws -> String {
+        let result = try run("/usr/bin/psql", ["-h", "127.0.0.1", "-p", String(port), "-U", "postgres", "-d", database,
+                                               "-v", "ON_ERROR_STOP=1", "-At", "-c", sql],
+                             environment: ["PGPASSWORD": password])
+        guard result.status == 0 else { throw SupportError("psql: \(result.stderr)") }
+        return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// Runs one of PostgreSQL's programs with its output in a file, and with every inherited
+    /// descriptor above 2 closed first: the server `pg_ctl` starts outlives it, and would
+    /// otherwise hold open the descriptors through which Foundation's `Process` learns that
+    /// its child exited, so waiting for `pg_ctl` would never return.
+    private func postgres(_ arguments: [String]) throws {
+        let binary = Self.binaries + "/" + arguments[0]
+        let closeAndExec = ["/usr/bin/python3", "-c", "import os, sys; os.closerange(3, 65536); os.execv(sys.argv[1], sys.argv[1:])"]
+        let command = closeAndExec + (isRoot ? ["/usr/sbin/runuser", "-u", "postgres", "--", binary] + arguments.dropFirst()
+                                             : [binary] + arguments.dropFirst())
+        let outputPath = directory + "/\(arguments[0]).out"
+        _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
+        let output = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
+        defer { try? output.close() }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: command[0])
+        process.arguments = Array(command.dropFirst())
+        process.currentDirectoryURL = URL(fileURLWithPath: directory)
+        process.standardOutput = output
+        process.standardError = output
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
+            let log = (try? String(contentsOfFile: directory + "/log", encoding: .utf8)) ?? ""
+            throw SupportError("\(arguments[0]) failed: \(text)\n\(log.suffix(2000))")
+        }
+    }
+
+    private static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        guard ok else { throw SupportError("no free port") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
