@@ -61,7 +61,7 @@ let package = Package(
         .executableTarget(name: "bulwark", dependencies: ["BulwarkCommands"], swiftSettings: swiftSettings),
 
         // Temporary folders and real processes (git, the bulwark binary) for the tests.
-        .target(name: "BulwarkTestSupport", path: "Tests/Support", swiftSettings: swiftSettings),
+        .target(name: "BulwarkTestSupport", dependencies: ["BulwarkCore"], path: "Tests/Support", swiftSettings: swiftSettings),
         .testTarget(name: "BulwarkGitTests", dependencies: ["BulwarkGit", "BulwarkTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "BulwarkCoreTests", dependencies: ["BulwarkCore", "BulwarkTestSupport"], swiftSettings: swiftSettings),
         .testTarget(

@@ -1,4 +1,5 @@
 import BulwarkCore
+import BulwarkTestSupport
 import Foundation
 import Testing
 
@@ -53,7 +54,7 @@ import Testing
         #expect(later.remediations[0].changes.count == 2)
 
         // Recorded once per waiver, not every cycle.
-        let sink = MemorySink()
+        let sink = RecordingSink()
         let reconciler = Reconciler(registry: memoryRegistry(driver))
         _ = await reconciler.apply(plan, state: state, audit: sink)
         let second = await reconciler.apply(try await self.plan(state, driver), state: state, audit: sink)
@@ -94,7 +95,7 @@ import Testing
         let applied = try #require(try await plan(approved, driver).remediations.first)
         #expect(applied.decision == .applied && applied.approver == "Alice <alice@example.org>")
         let outcome = await Reconciler(registry: memoryRegistry(driver)).apply(
-            try await plan(approved, driver), state: approved, audit: MemorySink())
+            try await plan(approved, driver), state: approved, audit: RecordingSink())
         #expect(outcome.entries.first?.record.commitMessage.contains("\nBulwark-Approved-By: Alice <alice@example.org>\n") == true)
 
         // A drift that is not exactly the approved one is held again, under a new id.

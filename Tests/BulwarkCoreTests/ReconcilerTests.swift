@@ -1,17 +1,9 @@
 import BulwarkCore
+import BulwarkTestSupport
 import Foundation
 import Synchronization
 import Testing
 
-/// An audit sink that keeps records in memory (the git-backed one is tested end to end).
-final class MemorySink: AuditSink {
-    let records = Mutex<[AuditRecord]>([])
-    func contains(recordID: String) async throws -> Bool { records.withLock { $0.contains { $0.id == recordID } } }
-    func write(_ record: AuditRecord) async throws -> String {
-        records.withLock { $0.append(record) }
-        return "commit-\(record.id)"
-    }
-}
 
 @Suite struct ReconcilerTests {
     func setup(_ resources: String, controller: String? = nil) throws -> (MemoryDriver, DesiredState) {
@@ -65,21 +57,21 @@ final class MemorySink: AuditSink {
         let plan = try await reconciler.plan(state)
         #expect(plan.remediations.map(\.decision) == [.applied, .applied, .deferred])
         #expect(plan.remediations[2].reason?.contains("maxChangesPerCycle 2") == true)
-        let sink = MemorySink()
+        let sink = RecordingSink()
         let outcome = await reconciler.apply(plan, state: state, audit: sink)
         #expect(outcome.verified.count == 2)
         #expect(driver.get("db-1", "a") == nil, "the deferred resource is left alone")
         // The same deferral is recorded once, not every cycle.
         let again = await reconciler.apply(try await reconciler.plan(state), state: state, audit: sink)
         #expect(again.entries.map(\.alreadyRecorded) == [false], "the last drifted resource is fixed in the second cycle")
-        let deferred = sink.records.withLock { $0.filter { $0.decision == .deferred }.count }
+        let deferred = sink.records.filter { $0.decision == .deferred }.count
         #expect(deferred == 1)
     }
 
     @Test func auditModeOnlyReports() async throws {
         let (driver, state) = try setup(threeResources, controller: "  mode: audit\n")
         let reconciler = Reconciler(registry: memoryRegistry(driver))
-        let sink = MemorySink()
+        let sink = RecordingSink()
         let outcome = await reconciler.apply(try await reconciler.plan(state), state: state, audit: sink)
         #expect(outcome.entries.allSatisfy { $0.record.decision == .reported && $0.record.result == nil })
         let applied = driver.state.withLock { $0.applied }
@@ -87,7 +79,7 @@ final class MemorySink: AuditSink {
         let second = await reconciler.apply(try await reconciler.plan(state), state: state, audit: sink)
         let allRecorded = second.entries.allSatisfy(\.alreadyRecorded)
         #expect(allRecorded)
-        let count = sink.records.withLock { $0.count }
+        let count = sink.records.count
         #expect(count == 3)
     }
 
@@ -95,7 +87,7 @@ final class MemorySink: AuditSink {
         let (driver, state) = try setup(threeResources)
         driver.state.withLock { $0.stuck = ["c"] }
         let reconciler = Reconciler(registry: memoryRegistry(driver))
-        let sink = MemorySink()
+        let sink = RecordingSink()
         let outcome = await reconciler.apply(try await reconciler.plan(state), state: state, audit: sink)
         let failed = try #require(outcome.failed.first)
         #expect(failed.record.resource == "Setting/high-thing")
@@ -108,7 +100,7 @@ final class MemorySink: AuditSink {
         let (driver, state) = try setup(threeResources)
         driver.state.withLock { $0.failApply = "disk full" }
         let reconciler = Reconciler(registry: memoryRegistry(driver))
-        let outcome = await reconciler.apply(try await reconciler.plan(state), state: state, audit: MemorySink())
+        let outcome = await reconciler.apply(try await reconciler.plan(state), state: state, audit: RecordingSink())
         #expect(outcome.entries.count == 3)
         #expect(outcome.entries.allSatisfy { $0.record.result == .failed && $0.record.error == "apply failed: disk full" })
     }
@@ -131,7 +123,7 @@ final class MemorySink: AuditSink {
             """)
         driver.set("db-1", "password", "old-secret-value")
         let reconciler = Reconciler(registry: memoryRegistry(driver))
-        let sink = MemorySink()
+        let sink = RecordingSink()
         let outcome = await reconciler.apply(try await reconciler.plan(state), state: state, audit: sink)
         let record = try #require(outcome.entries.first?.record)
         #expect(record.result == .verified)
@@ -144,9 +136,9 @@ final class MemorySink: AuditSink {
     @Test func recordsHaveTheDesignedTrailersAndPath() async throws {
         let (driver, state) = try setup(threeResources)
         let reconciler = Reconciler(registry: memoryRegistry(driver))
-        let sink = MemorySink()
+        let sink = RecordingSink()
         _ = await reconciler.apply(try await reconciler.plan(state), state: state, audit: sink)
-        let record = try #require(sink.records.withLock { $0.first })
+        let record = try #require(sink.records.first)
         let message = record.commitMessage
         #expect(message.hasPrefix("remediate(Setting/high-thing): web-1 c (unset) -> 1\n\n"))
         for key in ["Bulwark-Id", "Bulwark-Controller: settings", "Bulwark-Target: web-1", "Bulwark-Resource: Setting/high-thing",

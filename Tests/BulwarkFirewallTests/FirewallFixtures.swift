@@ -4,14 +4,6 @@ import BulwarkTestSupport
 import Foundation
 import Synchronization
 
-final class RecordingSink: AuditSink {
-    let records = Mutex<[AuditRecord]>([])
-    func contains(recordID: String) async throws -> Bool { records.withLock { $0.contains { $0.id == recordID } } }
-    func write(_ record: AuditRecord) async throws -> String {
-        records.withLock { $0.append(record) }
-        return record.id
-    }
-}
 
 func firewallState(root: String, namespace: String, _ manifests: String) throws -> DesiredState {
     let inventory = """

@@ -5,14 +5,6 @@ import Foundation
 import Synchronization
 import Testing
 
-final class RecordingSink: AuditSink {
-    let records = Mutex<[AuditRecord]>([])
-    func contains(recordID: String) async throws -> Bool { records.withLock { $0.contains { $0.id == recordID } } }
-    func write(_ record: AuditRecord) async throws -> String {
-        records.withLock { $0.append(record) }
-        return record.id
-    }
-}
 
 @Suite(.serialized, .enabled(if: PostgresServer.available, "needs PostgreSQL 15 (initdb, psql)"))
 struct PostgresTests {
