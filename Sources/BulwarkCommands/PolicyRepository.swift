@@ -42,7 +42,7 @@ actor PolicyRepository: AuditSink {
 
     let configuration: Configuration
     private let repository: Repository
-    private let lock: Int32
+    private let lock: StateLock
     private var recordedIDs: Set<String>?
 
     private var localAudit: String { "refs/heads/\(configuration.auditBranch)" }
@@ -52,29 +52,17 @@ actor PolicyRepository: AuditSink {
         self.configuration = configuration
         let fm = FileManager.default
         try fm.createDirectory(atPath: configuration.stateDirectory, withIntermediateDirectories: true)
-        let lockPath = configuration.stateDirectory + "/lock"
-        let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw CommandError("cannot open \(lockPath): \(String(cString: strerror(errno)))") }
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
-            close(fd)
-            throw Failure.locked(configuration.stateDirectory)
-        }
-        lock = fd
+        // The lock is taken first and owned by its own object: whatever fails after this
+        // point releases it exactly once, when that object goes.
+        lock = try StateLock(configuration.stateDirectory + "/lock", directory: configuration.stateDirectory)
         let path = configuration.stateDirectory + "/repository.git"
-        do {
-            repository = fm.fileExists(atPath: path + "/HEAD")
-                ? try Repository.open(at: path) : try Repository.create(at: path, bare: true)
-            if let existing = try repository.remoteURL("origin"), existing != configuration.url {
-                throw Failure.otherRemote(configuration.stateDirectory, existing)
-            }
-            try repository.ensureRemote("origin", url: configuration.url)
-        } catch {
-            close(fd)
-            throw error
+        repository = fm.fileExists(atPath: path + "/HEAD")
+            ? try Repository.open(at: path) : try Repository.create(at: path, bare: true)
+        if let existing = try repository.remoteURL("origin"), existing != configuration.url {
+            throw Failure.otherRemote(configuration.stateDirectory, existing)
         }
+        try repository.ensureRemote("origin", url: configuration.url)
     }
-
-    deinit { close(lock) }
 
     // MARK: - Desired state
 
@@ -254,4 +242,22 @@ actor PolicyRepository: AuditSink {
         }
         return repository.configuredSignature()
     }
+}
+
+/// An exclusive `flock` on a state directory's lock file, held while this object lives. The one
+/// owner of the descriptor: it is closed once, in `deinit`, and never anywhere else.
+final class StateLock: Sendable {
+    private let descriptor: Int32
+
+    init(_ path: String, directory: String) throws {
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw CommandError("cannot open \(path): \(String(cString: strerror(errno)))") }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            close(fd)
+            throw PolicyRepository.Failure.locked(directory)
+        }
+        descriptor = fd
+    }
+
+    deinit { close(descriptor) }
 }

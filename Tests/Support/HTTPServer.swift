@@ -54,15 +54,21 @@ public final class TestHTTPServer: Sendable {
     public var url: String { "http://127.0.0.1:\(port)/hook" }
     public var requests: [Request] { state.withLock { $0.requests } }
 
+    /// Stops listening: wakes the accepting thread, which closes the socket as it leaves. Safe to
+    /// call more than once. Only that thread ever closes the socket, so a descriptor number that
+    /// another part of the process reuses is never closed by mistake.
     public func stop() {
-        state.withLock { $0.stopped = true }
-        shutdown(socket, Int32(SHUT_RDWR))
-        close(socket)
+        let first = state.withLock { state -> Bool in
+            defer { state.stopped = true }
+            return !state.stopped
+        }
+        if first { shutdown(socket, Int32(SHUT_RDWR)) }
     }
 
     deinit { stop() }
 
     private func serve() {
+        defer { close(socket) }
         while true {
             let client = accept(socket, nil, nil)
             guard client >= 0 else { return }
