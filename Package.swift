@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "BulwarkHost", targets: ["BulwarkHost"]),
         .library(name: "BulwarkFirewall", targets: ["BulwarkFirewall"]),
         .library(name: "BulwarkPostgres", targets: ["BulwarkPostgres"]),
+        .library(name: "BulwarkAWS", targets: ["BulwarkAWS"]),
         .library(name: "BulwarkCommands", targets: ["BulwarkCommands"]),
     ],
     dependencies: [
@@ -29,6 +30,8 @@ let package = Package(
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        // AWS: SigV4 requests; only BulwarkAWS (and the commands that wire it) link it.
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         .systemLibrary(
@@ -51,9 +54,17 @@ let package = Package(
             ],
             swiftSettings: swiftSettings),
         .target(
+            name: "BulwarkAWS",
+            dependencies: [
+                "BulwarkCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings),
+        .target(
             name: "BulwarkCommands",
             dependencies: [
-                "BulwarkCore", "BulwarkGit", "BulwarkHost", "BulwarkFirewall", "BulwarkPostgres",
+                "BulwarkCore", "BulwarkGit", "BulwarkHost", "BulwarkFirewall", "BulwarkPostgres", "BulwarkAWS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
@@ -72,6 +83,9 @@ let package = Package(
             swiftSettings: swiftSettings),
         .testTarget(
             name: "BulwarkPostgresTests", dependencies: ["BulwarkPostgres", "BulwarkCore", "BulwarkTestSupport"],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "BulwarkAWSTests", dependencies: ["BulwarkAWS", "BulwarkCore", "BulwarkTestSupport"],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "BulwarkCommandsTests",

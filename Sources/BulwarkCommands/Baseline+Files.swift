@@ -3,6 +3,35 @@
 
 extension Baseline {
     static let files: [(path: String, contents: String)] = [
+        ("controllers/aws.yaml", #"""
+# The AWS controller, for targets with `role: cloud`. The example target is commented out so
+# that the demo stays self-contained. Credentials never go in git: Bulwark reads the standard
+# environment variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN) or the
+# shared credentials file (AWS_PROFILE or `profile`), and never logs or records them.
+apiVersion: bulwark/v1
+kind: Controller
+metadata:
+  name: aws
+spec:
+  kinds: [SecurityGroupIngress, S3PublicAccessBlock, IAMAccessKey, EBSDefaultEncryption]
+  targets: {selector: {role: cloud}}
+  interval: 15m
+  mode: enforce
+  maxChangesPerCycle: 10
+# ---
+# apiVersion: bulwark/v1
+# kind: Target
+# metadata:
+#   name: prod-eu
+#   labels: {role: cloud, exposure: internet}
+# spec:
+#   adapter: aws
+#   region: eu-west-1
+#   # endpoint: https://ec2.eu-west-1.amazonaws.com   # optional: one endpoint for every service (VPC endpoint, moto)
+#   # profile: security-automation                   # optional: a profile of the shared credentials file
+#   # account: "123456789012"                         # optional: otherwise asked of STS
+
+"""#),
         ("controllers/firewall.yaml", #"""
 # The nftables firewall controller. It acts on targets with `role: edge`; the example target
 # below is commented out so that the demo stays self-contained. Bulwark only ever touches its
@@ -85,6 +114,47 @@ metadata:
 spec:
   adapter: host
   root: /var/lib/bulwark/sandbox
+
+"""#),
+        ("desired-state/aws/cis-aws.yaml", #"""
+# CIS AWS Foundations items that can be fixed by an API call. Nothing is deleted: forbidden
+# ingress rules are revoked, access keys deactivated, public access blocked.
+apiVersion: bulwark/v1
+kind: SecurityGroupIngress
+metadata:
+  name: no-admin-ports-from-anywhere
+  annotations: {severity: critical, cis: "AWS 5.2, 5.3"}
+spec:
+  groups: all
+  forbid:
+    - {cidr: 0.0.0.0/0, ports: [22, 3389]}
+    - {cidr: "::/0", ports: [22, 3389]}
+---
+apiVersion: bulwark/v1
+kind: S3PublicAccessBlock
+metadata:
+  name: no-public-buckets
+  annotations: {severity: high, cis: "AWS 2.1.4"}
+spec:
+  account: true
+  buckets: all
+---
+apiVersion: bulwark/v1
+kind: IAMAccessKey
+metadata:
+  name: stale-access-keys
+  annotations: {severity: medium, cis: "AWS 1.12, 1.14"}
+spec:
+  maxUnusedDays: 45
+  maxAgeDays: 90
+---
+apiVersion: bulwark/v1
+kind: EBSDefaultEncryption
+metadata:
+  name: encrypt-new-volumes
+  annotations: {severity: medium, cis: "AWS 2.2.1"}
+spec:
+  enabled: true
 
 """#),
         ("desired-state/firewall/blocklist.yaml", #"""

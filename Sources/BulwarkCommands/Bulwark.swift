@@ -3,6 +3,7 @@ internal import BulwarkCore
 internal import BulwarkHost
 internal import BulwarkFirewall
 internal import BulwarkPostgres
+internal import BulwarkAWS
 
 /// `bulwark`: a GitOps reconciler for security configuration.
 public struct Bulwark: AsyncParsableCommand {
@@ -20,7 +21,7 @@ public struct Bulwark: AsyncParsableCommand {
 
     /// Every adapter this build knows.
     static func registry() -> Registry {
-        Registry([HostAdapter.definition(), FirewallAdapter.definition(), PostgresAdapter.definition()])
+        Registry([HostAdapter.definition(), FirewallAdapter.definition(), PostgresAdapter.definition(), AWSAdapter.definition()])
     }
 }
 

@@ -243,11 +243,22 @@ public enum Planner {
 
     /// The desired properties whose observed value differs (properties the observation left out
     /// do not apply on this target).
+    /// Property-level drift. A desired property whose name ends in `*` is a pattern: it stands
+    /// for every observed property with that prefix (`ingress:*` for each security group an
+    /// adapter found), so a kind can govern things that are only known once observed.
     public static func drift(_ desired: [DesiredProperty], _ observation: Observation) -> [PropertyDrift] {
-        desired.compactMap { property in
-            guard let observed = observation.values[property.name], observed != property.value else { return nil }
-            return PropertyDrift(property: property.name, desired: property.value, observed: observed,
-                                 sensitive: property.sensitive)
+        desired.flatMap { property -> [PropertyDrift] in
+            let names: [String]
+            if property.name.hasSuffix("*") {
+                let prefix = property.name.dropLast()
+                names = observation.values.keys.filter { $0.hasPrefix(prefix) }.sorted()
+            } else {
+                names = [property.name]
+            }
+            return names.compactMap { name in
+                guard let observed = observation.values[name], observed != property.value else { return nil }
+                return PropertyDrift(property: name, desired: property.value, observed: observed, sensitive: property.sensitive)
+            }
         }
     }
 }

@@ -110,7 +110,7 @@ import Testing
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
             let ok = try bulwark(["validate", s.policy])
-            #expect(ok.status == 0 && ok.stdout.contains("valid: 32 resources"))
+            #expect(ok.status == 0 && ok.stdout.contains("valid: 36 resources"))
             try write(s.policy + "/desired-state/bad.yaml", "apiVersion: bulwark/v1\nkind: Nope\nmetadata: {name: x}\nspec: {}\n")
             try write(s.policy + "/desired-state/bad2.yaml", "a: [\n")
             let bad = try bulwark(["validate", s.policy])
@@ -306,6 +306,48 @@ struct PostgresEndToEndTests {
             #expect(eve.contains("Bulwark-Result: verified") && eve.contains("Bulwark-Target: db-1"))
             #expect(!(try git("--git-dir", s.origin, "log", "-p", "--all")).contains(server.password))
             #expect(!apply.stdout.contains(server.password) && !apply.stderr.contains(server.password))
+        }
+    }
+}
+
+@Suite(.enabled(if: MotoServer.available, "needs moto[server] (scripts/setup installs it)"))
+struct AWSEndToEndTests {
+    @Test func sshFromAnywhereIsRevokedHttpsKeptAndNoSecretInTheHistory() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let moto = try MotoServer()
+            let group = try moto.boto("""
+                ec2 = aws("ec2")
+                vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+                g = ec2.create_security_group(GroupName="web", Description="web", VpcId=vpc)["GroupId"]
+                ec2.authorize_security_group_ingress(GroupId=g, IpPermissions=[
+                    {"IpProtocol": "tcp", "FromPort": p, "ToPort": p, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]} for p in (22, 443)])
+                print(g)
+                """)
+            try s.commitPolicy("controllers/cloud.yaml", """
+                apiVersion: bulwark/v1
+                kind: Target
+                metadata: {name: account-1, labels: {role: cloud, exposure: internet}}
+                spec: {adapter: aws, region: us-east-1, endpoint: "\(moto.endpoint)"}
+                """)
+            let apply = try run(try bulwarkExecutable(), ["apply", "--repo", s.origin, "--state-dir", s.state],
+                                environment: moto.environment)
+            #expect(apply.status == 0, "\(apply.stdout)\n\(apply.stderr)")
+            #expect(apply.stdout.contains("SecurityGroupIngress/no-admin-ports-from-anywhere"))
+            let ports = try moto.boto("""
+                g = aws("ec2").describe_security_groups(GroupIds=["\(group)"])["SecurityGroups"][0]
+                print(",".join(str(p["FromPort"]) for p in g["IpPermissions"]))
+                """)
+            #expect(ports == "443")
+            let record = try git("--git-dir", s.origin, "log", "-1", "--format=%B", "bulwark/audit", "--grep", "SecurityGroupIngress")
+            #expect(record.contains("Bulwark-Result: verified") && record.contains("Bulwark-Target: account-1"))
+            #expect(record.contains("tcp 22-22 0.0.0.0/0"))
+            let history = try git("--git-dir", s.origin, "log", "-p", "--all")
+            #expect(!history.contains(moto.secretAccessKey))
+            #expect(!apply.stdout.contains(moto.secretAccessKey) && !apply.stderr.contains(moto.secretAccessKey))
+            let again = try run(try bulwarkExecutable(), ["plan", "--repo", s.origin, "--state-dir", s.state],
+                                environment: moto.environment)
+            #expect(again.status == 0, "in sync: \(again.stdout)")
         }
     }
 }

@@ -21,7 +21,7 @@ public final class PostgresServer {
         guard mkdtemp(&template) != nil else { throw SupportError("mkdtemp failed") }
         directory = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
         chmod(directory, 0o755)
-        port = try Self.freePort()
+        port = try freeLoopbackPort()
         try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
         try password.write(toFile: directory + "/pw", atomically: true, encoding: .utf8)
         if isRoot, let owner = getpwnam("postgres") {
@@ -85,19 +85,5 @@ public final class PostgresServer {
             let log = (try? String(contentsOfFile: directory + "/log", encoding: .utf8)) ?? ""
             throw SupportError("\(arguments[0]) failed: \(text)\n\(log.suffix(2000))")
         }
-    }
-
-    private static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
-        }
-        guard ok else { throw SupportError("no free port") }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 }

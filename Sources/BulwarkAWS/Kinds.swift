@@ -1,0 +1,419 @@
+internal import BulwarkCore
+internal import Foundation
+
+// MARK: - SecurityGroupIngress
+
+/// `SecurityGroupIngress`: `spec: {groups: all | [ids or names], forbid: [{cidr, ports: [...]}]}`.
+/// One property per security group (`ingress:sg-…`): the ingress rules that open a forbidden
+/// port to a forbidden network, desired `(none)`. A fix revokes exactly those rules, in one call
+/// per group, and nothing else.
+struct SecurityGroupDriver: ResourceDriver {
+    static let none = "(none)"
+
+    /// What the resource governs, kept in the spec's subject so that observe and apply see it.
+    struct Scope: Equatable {
+        var groups: [String]?
+        var forbid: [(cidr: String, ports: [Int])]
+
+        static func == (a: Scope, b: Scope) -> Bool { a.description == b.description }
+
+        /// `groups=all forbid=0.0.0.0/0:22,3389 ::/0:22`
+        var description: String {
+            "groups=" + (groups?.joined(separator: ",") ?? "all") + " forbid="
+                + forbid.map { "\($0.cidr):" + $0.ports.map(String.init).joined(separator: ",") }.joined(separator: " ")
+        }
+
+        init(groups: [String]?, forbid: [(cidr: String, ports: [Int])]) {
+            self.groups = groups
+            self.forbid = forbid
+        }
+
+        init?(_ text: String) {
+            guard text.hasPrefix("groups="), let split = text.range(of: " forbid=") else { return nil }
+            let groupText = text[text.index(text.startIndex, offsetBy: 7)..<split.lowerBound]
+            groups = groupText == "all" ? nil : groupText.split(separator: ",").map(String.init)
+            forbid = text[split.upperBound...].split(separator: " ").compactMap { part in
+                guard let colon = part.lastIndex(of: ":") else { return nil }
+                return (String(part[..<colon]), part[part.index(after: colon)...].split(separator: ",").compactMap { Int($0) })
+            }
+        }
+    }
+
+    static func parse(_ spec: SpecReader) -> ResourceSpec? {
+        guard spec.entries() != nil else { return nil }
+        spec.allowOnly(["groups", "forbid"])
+        var groups: [String]?
+        if let reader = spec.field("groups") {
+            if case .scalar = reader.node.value {
+                guard reader.oneOf(["all"]) != nil else { return nil }
+            } else {
+                guard let list = reader.strings() else { return nil }
+                if list.isEmpty { reader.fail("expected 'all' or at least one group id or name") ; return nil }
+                groups = list
+            }
+        }
+        guard let forbidReader = spec.field("forbid", required: true), let items = forbidReader.items() else { return nil }
+        if items.isEmpty { forbidReader.fail("expected at least one {cidr, ports} entry"); return nil }
+        var forbid: [(cidr: String, ports: [Int])] = []
+        for item in items {
+            guard item.entries() != nil else { return nil }
+            item.allowOnly(["cidr", "ports"])
+            guard let cidrReader = item.field("cidr", required: true), let cidr = cidrReader.string(),
+                  let portsReader = item.field("ports", required: true), let portItems = portsReader.items() else { return nil }
+            guard let network = CIDR(cidr) else {
+                cidrReader.fail("expected an IPv4 or IPv6 network such as 0.0.0.0/0 or ::/0, got '\(cidr)'")
+                return nil
+            }
+            let ports = portItems.compactMap { $0.int(in: 0...65535) }
+            guard ports.count == portItems.count else { return nil }
+            if ports.isEmpty { portsReader.fail("expected at least one port"); return nil }
+            forbid.append((network.description, Array(Set(ports)).sorted()))
+        }
+        return ResourceSpec(subject: Scope(groups: groups, forbid: forbid).description,
+                            properties: [DesiredProperty("ingress:*", none)])
+    }
+
+    func observe(_ resource: Resource, on target: Target) async throws -> Observation {
+        guard let scope = Scope(resource.spec.subject) else { throw AWSError(code: "Internal", message: "unreadable scope") }
+        let client = try AWSAdapter.client(target)
+        var values: [String: String?] = [:]
+        for group in try await Self.groups(client) where scope.groups.map({ $0.contains(group.id) || $0.contains(group.name) }) ?? true {
+            let offending = group.rules.filter { rule in
+                scope.forbid.contains { forbidden in
+                    forbidden.cidr == rule.cidr && forbidden.ports.contains { rule.covers($0) }
+                }
+            }
+            values["ingress:\(group.id)"] = offending.isEmpty ? Self.none : offending.map(\.description).sorted().joined(separator: "; ")
+        }
+        return Observation(values: values)
+    }
+
+    func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
+        let client = try AWSAdapter.client(target)
+        for change in changes where change.property.hasPrefix("ingress:") && change.desired == Self.none {
+            let group = String(change.property.dropFirst("ingress:".count))
+            let rules = (change.observed ?? Self.none) == Self.none ? [] : (change.observed ?? "").components(separatedBy: "; ").compactMap(Rule.init)
+            guard !rules.isEmpty else { continue }
+            var parameters = [("GroupId", group)]
+            for (index, rule) in rules.enumerated() {
+                let prefix = "IpPermissions.\(index + 1)."
+                parameters.append((prefix + "IpProtocol", rule.proto))
+                if let from = rule.from, let to = rule.to {
+                    parameters.append((prefix + "FromPort", String(from)))
+                    parameters.append((prefix + "ToPort", String(to)))
+                }
+                parameters.append(rule.cidr.contains(":") ? (prefix + "Ipv6Ranges.1.CidrIpv6", rule.cidr) : (prefix + "IpRanges.1.CidrIp", rule.cidr))
+            }
+            do {
+                _ = try await client.query(.ec2, "RevokeSecurityGroupIngress", parameters)
+            } catch {
+                // Already gone is what the fix wanted; observing again verifies the rest.
+                guard error.code == "InvalidPermission.NotFound" else { throw error }
+            }
+        }
+    }
+
+    /// One ingress permission for one network: `tcp 22-22 0.0.0.0/0`, `all * ::/0`.
+    struct Rule: CustomStringConvertible {
+        var proto: String
+        var from: Int?
+        var to: Int?
+        var cidr: String
+
+        init(proto: String, from: Int?, to: Int?, cidr: String) {
+            self.proto = proto
+            self.from = from
+            self.to = to
+            self.cidr = cidr
+        }
+
+        init?(_ text: String) {
+            let parts = text.split(separator: " ").map(String.init)
+            guard parts.count == 3 else { return nil }
+            proto = parts[0] == "all" ? "-1" : parts[0]
+            cidr = parts[2]
+            if parts[1] != "*" {
+                let range = parts[1].split(separator: "-").compactMap { Int($0) }
+                guard range.count == 2 else { return nil }
+                from = range[0]
+                to = range[1]
+            }
+        }
+
+        var description: String {
+            proto == "-1" || from == nil ? "all * \(cidr)" : "\(proto) \(from ?? 0)-\(to ?? 0) \(cidr)"
+        }
+
+        /// Whether traffic to `port` is let in: tcp or udp with the port in range, or all traffic.
+        func covers(_ port: Int) -> Bool {
+            if proto == "-1" { return true }
+            guard proto == "tcp" || proto == "udp" || proto == "6" || proto == "17", let from, let to else { return false }
+            return from <= port && port <= to
+        }
+    }
+
+    struct Group {
+        var id: String
+        var name: String
+        var rules: [Rule]
+    }
+
+    static func groups(_ client: AWSClient) async throws(AWSError) -> [Group] {
+        var groups: [Group] = []
+        var token: String?
+        repeat {
+            var parameters = [("MaxResults", "1000")]
+            if let token { parameters.append(("NextToken", token)) }
+            let answer = try await client.query(.ec2, "DescribeSecurityGroups", parameters)
+            for item in answer.child("securityGroupInfo")?.children("item") ?? [] {
+                guard let id = item.value("groupId") else { continue }
+                var rules: [Rule] = []
+                for permission in item.child("ipPermissions")?.children("item") ?? [] {
+                    let proto = permission.value("ipProtocol") ?? "-1"
+                    let from = permission.value("fromPort").flatMap { Int($0) }
+                    let to = permission.value("toPort").flatMap { Int($0) }
+                    let ranges = (permission.child("ipRanges")?.children("item") ?? []).compactMap { $0.value("cidrIp") }
+                        + (permission.child("ipv6Ranges")?.children("item") ?? []).compactMap { $0.value("cidrIpv6") }
+                    for cidr in ranges {
+                        rules.append(Rule(proto: proto, from: proto == "-1" ? nil : from, to: proto == "-1" ? nil : to,
+                                          cidr: CIDR(cidr)?.description ?? cidr))
+                    }
+                }
+                groups.append(Group(id: id, name: item.value("groupName") ?? "", rules: rules))
+            }
+            token = answer.value("nextToken").flatMap { $0.isEmpty ? nil : $0 }
+        } while token != nil
+        return groups
+    }
+}
+
+/// An IPv4 or IPv6 network in canonical text, so that `::0/0` and `::/0` compare equal.
+struct CIDR: CustomStringConvertible {
+    var description: String
+
+    init?(_ text: String) {
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, let length = Int(parts[1]) else { return nil }
+        let address = String(parts[0])
+        if address.contains(":") {
+            var bytes = in6_addr()
+            guard (0...128).contains(length), inet_pton(AF_INET6, address, &bytes) == 1 else { return nil }
+            var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+            guard inet_ntop(AF_INET6, &bytes, &buffer, socklen_t(buffer.count)) != nil else { return nil }
+            description = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) + "/\(length)"
+        } else {
+            var bytes = in_addr()
+            guard (0...32).contains(length), inet_pton(AF_INET, address, &bytes) == 1 else { return nil }
+            description = address + "/\(length)"
+        }
+    }
+}
+
+// MARK: - S3PublicAccessBlock
+
+/// `S3PublicAccessBlock`: `spec: {account: true, buckets: all | [names] | none}`. The account's
+/// block (`account`) and each bucket's (`bucket:NAME`) must have all four flags on.
+struct PublicAccessBlockDriver: ResourceDriver {
+    static let flags = ["BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets"]
+    static let allOn = flags.map { "\($0)=true" }.joined(separator: " ")
+
+    static func parse(_ spec: SpecReader) -> ResourceSpec? {
+        guard spec.entries() != nil else { return nil }
+        spec.allowOnly(["account", "buckets"])
+        var properties: [DesiredProperty] = []
+        if spec.field("account")?.bool() ?? true { properties.append(DesiredProperty("account", allOn)) }
+        if let reader = spec.field("buckets") {
+            if case .scalar = reader.node.value {
+                guard let word = reader.oneOf(["all", "none"]) else { return nil }
+                if word == "all" { properties.append(DesiredProperty("bucket:*", allOn)) }
+            } else {
+                guard let names = reader.strings() else { return nil }
+                properties += names.map { DesiredProperty("bucket:\($0)", allOn) }
+            }
+        } else {
+            properties.append(DesiredProperty("bucket:*", allOn))
+        }
+        if properties.isEmpty { spec.fail("nothing to govern: set account: true or list buckets"); return nil }
+        return ResourceSpec(subject: "public-access-block", properties: properties)
+    }
+
+    static func render(_ configuration: XMLElement?) -> String {
+        flags.map { "\($0)=\(configuration?.value($0) == "true" ? "true" : "false")" }.joined(separator: " ")
+    }
+
+    static var body: [UInt8] {
+        Array(("<PublicAccessBlockConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+            + flags.map { "<\($0)>true</\($0)>" }.joined() + "</PublicAccessBlockConfiguration>").utf8)
+    }
+
+    func observe(_ resource: Resource, on target: Target) async throws -> Observation {
+        let client = try AWSAdapter.client(target)
+        var values: [String: String?] = [:]
+        let names = Set(resource.spec.properties.map(\.name))
+        if names.contains("account") {
+            let account = try await AWSAdapter.account(target, client)
+            let answer = try await client.rest(.s3control, "GetPublicAccessBlock", method: "GET",
+                                               path: "/v20180820/configuration/publicAccessBlock",
+                                               headers: ["x-amz-account-id": account], allowNotFound: true)
+            values["account"] = Self.render(answer.status == 404 ? nil : answer.xml)
+        }
+        let buckets: [String]
+        if names.contains("bucket:*") {
+            let answer = try await client.rest(.s3, "ListBuckets", method: "GET", path: "/")
+            buckets = (answer.xml?.child("Buckets")?.children("Bucket") ?? []).compactMap { $0.value("Name") }
+        } else {
+            buckets = names.filter { $0.hasPrefix("bucket:") }.map { String($0.dropFirst("bucket:".count)) }
+        }
+        for bucket in buckets {
+            let answer = try await client.rest(.s3, "GetPublicAccessBlock", method: "GET", path: "/" + SigV4.encode(bucket),
+                                               query: [("publicAccessBlock", "")], allowNotFound: true)
+            if answer.status == 404, answer.xml?.find("Code")?.text == "NoSuchBucket" { continue }
+            values["bucket:\(bucket)"] = Self.render(answer.status == 404 ? nil : answer.xml)
+        }
+        return Observation(values: values)
+    }
+
+    func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
+        let client = try AWSAdapter.client(target)
+        for change in changes {
+            if change.property == "account" {
+                let account = try await AWSAdapter.account(target, client)
+                _ = try await client.rest(.s3control, "PutPublicAccessBlock", method: "PUT",
+                                          path: "/v20180820/configuration/publicAccessBlock",
+                                          headers: ["x-amz-account-id": account], body: Self.body)
+            } else if change.property.hasPrefix("bucket:") {
+                let bucket = String(change.property.dropFirst("bucket:".count))
+                _ = try await client.rest(.s3, "PutPublicAccessBlock", method: "PUT", path: "/" + SigV4.encode(bucket),
+                                          query: [("publicAccessBlock", "")], body: Self.body)
+            }
+        }
+    }
+}
+
+// MARK: - IAMAccessKey
+
+/// `IAMAccessKey`: `spec: {maxUnusedDays: 90, maxAgeDays: 365, users: [optional names]}`. Each
+/// active key (`key:USER/KEYID`) unused for longer than `maxUnusedDays`, or older than
+/// `maxAgeDays`, is deactivated. Keys are never deleted by Bulwark: a person does that.
+struct AccessKeyDriver: ResourceDriver {
+    static let compliant = "inactive or within limits"
+
+    static func parse(_ spec: SpecReader) -> ResourceSpec? {
+        guard spec.entries() != nil else { return nil }
+        spec.allowOnly(["maxUnusedDays", "maxAgeDays", "users"])
+        let unused = spec.field("maxUnusedDays")?.int(in: 0...3650)
+        let age = spec.field("maxAgeDays")?.int(in: 0...3650)
+        guard unused != nil || age != nil else {
+            spec.fail("set maxUnusedDays, maxAgeDays or both")
+            return nil
+        }
+        var users: [String]?
+        if let reader = spec.field("users") {
+            guard let list = reader.strings() else { return nil }
+            users = list
+        }
+        let subject = "maxUnusedDays=\(unused.map(String.init) ?? "-") maxAgeDays=\(age.map(String.init) ?? "-")"
+        let properties = users.map { $0.map { DesiredProperty("key:\($0)/*", compliant) } } ?? [DesiredProperty("key:*", compliant)]
+        return ResourceSpec(subject: subject, properties: properties)
+    }
+
+    func observe(_ resource: Resource, on target: Target) async throws -> Observation {
+        var limits: [String: Int] = [:]
+        for part in resource.spec.subject.split(separator: " ") {
+            let pair = part.split(separator: "=")
+            if pair.count == 2, let days = Int(pair[1]) { limits[String(pair[0])] = days }
+        }
+        let client = try AWSAdapter.client(target)
+        let wanted = resource.spec.properties.map { String($0.name.dropFirst("key:".count).dropLast()) }
+        let users: [String]
+        if wanted == [""] {
+            users = try await Self.list(client, "ListUsers", [], items: "Users") { $0.value("UserName") }
+        } else {
+            users = wanted.map { String($0.dropLast()) }
+        }
+        var values: [String: String?] = [:]
+        let now = Date()
+        for user in users {
+            let keys = try await Self.list(client, "ListAccessKeys", [("UserName", user)], items: "AccessKeyMetadata") { $0 }
+            for key in keys {
+                guard let id = key.value("AccessKeyId") else { continue }
+                values["key:\(user)/\(id)"] = try await Self.judge(key, id: id, client: client, limits: limits, now: now)
+            }
+        }
+        return Observation(values: values)
+    }
+
+    /// `inactive or within limits`, or why the key must go: `active, unused for 120 days (limit 90)`.
+    static func judge(_ key: XMLElement, id: String, client: AWSClient, limits: [String: Int], now: Date) async throws(AWSError) -> String {
+        guard key.value("Status") == "Active" else { return compliant }
+        let created = key.value("CreateDate").flatMap(parseDate) ?? now
+        let ageDays = Int(now.timeIntervalSince(created) / 86400)
+        if let limit = limits["maxAgeDays"], now.timeIntervalSince(created) > Double(limit) * 86400 {
+            return "active, \(ageDays) days old (limit \(limit))"
+        }
+        if let limit = limits["maxUnusedDays"] {
+            let answer = try await client.query(.iam, "GetAccessKeyLastUsed", [("AccessKeyId", id)])
+            let lastUsed = answer.find("LastUsedDate").flatMap { parseDate($0.text) }
+            let idle = now.timeIntervalSince(lastUsed ?? created)
+            if idle > Double(limit) * 86400 {
+                return lastUsed == nil ? "active, never used in \(ageDays) days (limit \(limit))"
+                    : "active, unused for \(Int(idle / 86400)) days (limit \(limit))"
+            }
+        }
+        return compliant
+    }
+
+    func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
+        let client = try AWSAdapter.client(target)
+        for change in changes where change.desired == Self.compliant && change.property.hasPrefix("key:") {
+            let path = change.property.dropFirst("key:".count)
+            guard let slash = path.lastIndex(of: "/") else { continue }
+            _ = try await client.query(.iam, "UpdateAccessKey", [("UserName", String(path[..<slash])),
+                                                                 ("AccessKeyId", String(path[path.index(after: slash)...])),
+                                                                 ("Status", "Inactive")])
+        }
+    }
+
+    /// A paginated IAM list (`Marker`, `IsTruncated`).
+    static func list<T>(_ client: AWSClient, _ action: String, _ parameters: [(String, String)], items: String,
+                        _ transform: (XMLElement) -> T?) async throws(AWSError) -> [T] {
+        var result: [T] = []
+        var marker: String?
+        repeat {
+            let answer = try await client.query(.iam, action, parameters + (marker.map { [("Marker", $0)] } ?? []))
+            result += (answer.find(items)?.children("member") ?? []).compactMap(transform)
+            marker = answer.find("IsTruncated")?.text == "true" ? answer.find("Marker")?.text : nil
+        } while marker != nil
+        return result
+    }
+
+    static func parseDate(_ text: String) -> Date? {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        if let date = formatter.date(from: text) { return date }
+        formatter.formatOptions = [.withInternetDateTime]
+        return formatter.date(from: text)
+    }
+}
+
+// MARK: - EBSDefaultEncryption
+
+/// `EBSDefaultEncryption`: `spec: {enabled: true}` for the target's region.
+struct EBSEncryptionDriver: ResourceDriver {
+    static func parse(_ spec: SpecReader) -> ResourceSpec? {
+        guard spec.entries() != nil else { return nil }
+        spec.allowOnly(["enabled"])
+        let enabled = spec.field("enabled")?.bool() ?? true
+        return ResourceSpec(subject: "ebs-default-encryption", properties: [DesiredProperty("ebsEncryptionByDefault", String(enabled))])
+    }
+
+    func observe(_ resource: Resource, on target: Target) async throws -> Observation {
+        let answer = try await AWSAdapter.client(target).query(.ec2, "GetEbsEncryptionByDefault")
+        return Observation(values: ["ebsEncryptionByDefault": answer.value("ebsEncryptionByDefault") ?? "false"])
+    }
+
+    func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
+        guard let change = changes.first else { return }
+        _ = try await AWSAdapter.client(target).query(.ec2, change.desired == "true" ? "EnableEbsEncryptionByDefault" : "DisableEbsEncryptionByDefault")
+    }
+}

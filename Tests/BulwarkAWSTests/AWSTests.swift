@@ -1,0 +1,281 @@
+import BulwarkCore
+import BulwarkTestSupport
+import Foundation
+import Testing
+
+@testable import BulwarkAWS
+
+/// The AWS kinds against moto's server on loopback: seeded and read back with boto3.
+@Suite(.enabled(if: MotoServer.available, "needs moto[server] (scripts/setup installs it)"))
+struct AWSTests {
+    static let registry = Registry([AWSAdapter.definition()])
+
+    func state(_ moto: MotoServer, _ manifests: String, kinds: String) throws -> DesiredState {
+        let inventory = """
+            apiVersion: bulwark/v1
+            kind: Target
+            metadata: {name: account-1}
+            spec: {adapter: aws, region: us-east-1, endpoint: "\(moto.endpoint)"}
+            ---
+            apiVersion: bulwark/v1
+            kind: Controller
+            metadata: {name: cloud}
+            spec: {kinds: [\(kinds)]}
+            """
+        return try DesiredStateLoader(registry: Self.registry).load([
+            SourceFile(path: "controllers/c.yaml", contents: Array(inventory.utf8)),
+            SourceFile(path: "desired-state/aws.yaml", contents: Array(manifests.utf8)),
+        ], revision: "test")
+    }
+
+    /// Runs with moto's credentials in the environment, as the adapter reads them.
+    func withCredentials<T>(_ moto: MotoServer, _ body: () async throws -> T) async rethrows -> T {
+        for (key, value) in moto.environment { setenv(key, value, 1) }
+        return try await body()
+    }
+
+    func reconcile(_ state: DesiredState) async throws -> (Plan, CycleOutcome) {
+        let reconciler = Reconciler(registry: Self.registry)
+        let plan = try await reconciler.plan(state)
+        return (plan, await reconciler.apply(plan, state: state, audit: RecordingSink()))
+    }
+
+    @Test func forbiddenIngressIsRevokedAndNothingElse() async throws {
+        let moto = try MotoServer()
+        let ids = try moto.boto("""
+            ec2 = aws("ec2")
+            vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+            def group(name):
+                return ec2.create_security_group(GroupName=name, Description=name, VpcId=vpc)["GroupId"]
+            web, other = group("web"), group("other")
+            ec2.authorize_security_group_ingress(GroupId=web, IpPermissions=[
+                {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}],
+                 "Ipv6Ranges": [{"CidrIpv6": "::/0"}]},
+                {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]},
+                {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "10.1.0.0/16"}]}])
+            ec2.authorize_security_group_ingress(GroupId=other, IpPermissions=[
+                {"IpProtocol": "tcp", "FromPort": 8000, "ToPort": 9000, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+            print(web, other)
+            """).split(separator: " ").map(String.init)
+        let (web, other) = (ids[0], ids[1])
+        let state = try state(moto, """
+            apiVersion: bulwark/v1
+            kind: SecurityGroupIngress
+            metadata: {name: no-admin-ports-from-anywhere, annotations: {severity: critical}}
+            spec:
+              groups: all
+              forbid: [{cidr: 0.0.0.0/0, ports: [22, 3389]}, {cidr: "::/0", ports: [22, 3389]}]
+            """, kinds: "SecurityGroupIngress")
+        try await withCredentials(moto) {
+            let (plan, outcome) = try await reconcile(state)
+            let changes = plan.remediations.flatMap(\.changes)
+            #expect(changes.map(\.property) == ["ingress:\(web)"], "the 8000-9000 range of the other group is not forbidden")
+            #expect(changes.first?.observed == "tcp 22-22 0.0.0.0/0; tcp 22-22 ::/0")
+            #expect(outcome.entries.map { $0.record.result } == [.verified])
+            let rules = try moto.boto("""
+                g = aws("ec2").describe_security_groups(GroupIds=["\(web)"])["SecurityGroups"][0]
+                out = []
+                for p in g["IpPermissions"]:
+                    out += ["%s %s" % (p["FromPort"], r["CidrIp"]) for r in p.get("IpRanges", [])]
+                    out += ["%s %s" % (p["FromPort"], r["CidrIpv6"]) for r in p.get("Ipv6Ranges", [])]
+                print(",".join(sorted(out)))
+                """)
+            #expect(rules == "22 10.1.0.0/16,443 0.0.0.0/0", "only the forbidden rules went")
+            #expect(try moto.boto("print(len(aws('ec2').describe_security_groups(GroupIds=['\(other)'])['SecurityGroups'][0]['IpPermissions']))") == "1")
+            let (again, _) = try await reconcile(state)
+            #expect(!again.hasDrift)
+        }
+    }
+
+    @Test func publicAccessIsBlockedForTheAccountAndEveryBucket() async throws {
+        let moto = try MotoServer()
+        try moto.boto("""
+            s3 = aws("s3")
+            for b in ["logs", "site"]:
+                s3.create_bucket(Bucket=b)
+            s3.put_public_access_block(Bucket="site", PublicAccessBlockConfiguration={
+                "BlockPublicAcls": True, "IgnorePublicAcls": False, "BlockPublicPolicy": False, "RestrictPublicBuckets": False})
+            """)
+        let state = try state(moto, """
+            apiVersion: bulwark/v1
+            kind: S3PublicAccessBlock
+            metadata: {name: no-public-buckets, annotations: {severity: high}}
+            spec: {account: true, buckets: all}
+            """, kinds: "S3PublicAccessBlock")
+        try await withCredentials(moto) {
+            let (plan, outcome) = try await reconcile(state)
+            let changes = plan.remediations.flatMap(\.changes)
+            #expect(Set(changes.map(\.property)) == ["account", "bucket:logs", "bucket:site"])
+            #expect(changes.first { $0.property == "bucket:site" }?.observed
+                == "BlockPublicAcls=true IgnorePublicAcls=false BlockPublicPolicy=false RestrictPublicBuckets=false")
+            #expect(outcome.entries.map { $0.record.result } == [.verified])
+            let flags = try moto.boto("""
+                s3 = aws("s3")
+                print(",".join(str(all(s3.get_public_access_block(Bucket=b)["PublicAccessBlockConfiguration"].values())) for b in ["logs", "site"]))
+                """)
+            #expect(flags == "True,True")
+            let (again, _) = try await reconcile(state)
+            #expect(!again.hasDrift)
+        }
+    }
+
+    @Test func oldAccessKeysAreDeactivatedNeverDeleted() async throws {
+        let moto = try MotoServer()
+        let keys = try moto.boto("""
+            iam = aws("iam")
+            out = []
+            for u in ["alice", "bob"]:
+                iam.create_user(UserName=u)
+                out.append(iam.create_access_key(UserName=u)["AccessKey"]["AccessKeyId"])
+            print(" ".join(out))
+            """).split(separator: " ").map(String.init)
+        // Older than 0 days: every active key of alice's; bob is not governed here.
+        let state = try state(moto, """
+            apiVersion: bulwark/v1
+            kind: IAMAccessKey
+            metadata: {name: rotate-alice}
+            spec: {maxAgeDays: 0, users: [alice]}
+            ---
+            apiVersion: bulwark/v1
+            kind: IAMAccessKey
+            metadata: {name: unused-keys}
+            spec: {maxUnusedDays: 90, users: [bob]}
+            """, kinds: "IAMAccessKey")
+        try await withCredentials(moto) {
+            let (plan, outcome) = try await reconcile(state)
+            #expect(plan.remediations.flatMap(\.changes).map(\.property) == ["key:alice/\(keys[0])"])
+            #expect(outcome.entries.map { $0.record.result } == [.verified])
+            let statuses = try moto.boto("""
+                iam = aws("iam")
+                print(",".join(k["Status"] for u in ["alice", "bob"] for k in iam.list_access_keys(UserName=u)["AccessKeyMetadata"]))
+                """)
+            #expect(statuses == "Inactive,Active", "deactivated, still there; bob's new key is within 90 unused days")
+        }
+    }
+
+    @Test func ebsEncryptionByDefaultIsTurnedOn() async throws {
+        let moto = try MotoServer()
+        let state = try state(moto, """
+            apiVersion: bulwark/v1
+            kind: EBSDefaultEncryption
+            metadata: {name: encrypt-volumes}
+            spec: {enabled: true}
+            """, kinds: "EBSDefaultEncryption")
+        try await withCredentials(moto) {
+            let (plan, outcome) = try await reconcile(state)
+            #expect(plan.remediations.first?.changes.first?.observed == "false")
+            #expect(outcome.entries.map { $0.record.result } == [.verified])
+            #expect(try moto.boto("print(aws('ec2').get_ebs_encryption_by_default()['EbsEncryptionByDefault'])") == "True")
+        }
+    }
+
+    @Test func aClientErrorCarriesAWSsCodeAndMessage() async throws {
+        let moto = try MotoServer()
+        let client = AWSClient(region: "us-east-1", endpoint: moto.endpoint,
+                               credentials: AWSCredentials(accessKeyID: moto.accessKeyID, secretAccessKey: moto.secretAccessKey))
+        let error = await #expect(throws: AWSError.self) {
+            _ = try await client.query(.ec2, "RevokeSecurityGroupIngress", [("GroupId", "sg-00000000000000000")])
+        }
+        #expect(error?.code == "InvalidGroup.NotFound")
+        #expect(error?.status == 400)
+        #expect(error?.description.contains("RevokeSecurityGroupIngress") == true)
+        #expect(error?.description.contains(moto.secretAccessKey) == false)
+    }
+}
+
+/// Retries and failures on the wire, against a real HTTP listener on loopback.
+struct AWSClientTests {
+    func client(_ endpoint: String) -> AWSClient {
+        var client = AWSClient(region: "us-east-1", endpoint: endpoint,
+                               credentials: AWSCredentials(accessKeyID: "AKIDTEST", secretAccessKey: "never-sent"))
+        client.baseDelay = .milliseconds(5)
+        return client
+    }
+
+    @Test func throttlingAndServerErrorsAreRetriedThenSucceed() async throws {
+        let server = try TestHTTPServer(statuses: [503, 500])
+        defer { server.stop() }
+        let answer = try await client("http://127.0.0.1:\(server.port)").rest(.s3, "ListBuckets", method: "GET", path: "/")
+        #expect(answer.status == 200)
+        #expect(server.requests.count == 3)
+        #expect(server.requests.allSatisfy { $0.headers["authorization"]?.hasPrefix("AWS4-HMAC-SHA256 Credential=AKIDTEST/") == true })
+        #expect(!server.requests.contains { $0.headers.values.contains { $0.contains("never-sent") } })
+    }
+
+    @Test func retriesAreBoundedAndAClientErrorIsNotRetried() async throws {
+        let failing = try TestHTTPServer(statuses: [503, 503, 503, 503, 503])
+        defer { failing.stop() }
+        let error = await #expect(throws: AWSError.self) {
+            _ = try await client("http://127.0.0.1:\(failing.port)").rest(.s3, "ListBuckets", method: "GET", path: "/")
+        }
+        #expect(error?.status == 503)
+        #expect(failing.requests.count == 4)
+
+        let forbidden = try TestHTTPServer(statuses: [403])
+        defer { forbidden.stop() }
+        await #expect(throws: AWSError.self) {
+            _ = try await client("http://127.0.0.1:\(forbidden.port)").rest(.s3, "ListBuckets", method: "GET", path: "/")
+        }
+        #expect(forbidden.requests.count == 1)
+    }
+
+    @Test func anUnreachableEndpointIsAnObservationFailureNotACrash() async throws {
+        let port = try freeLoopbackPort()
+        let registry = Registry([AWSAdapter.definition()])
+        let state = try DesiredStateLoader(registry: registry).load([
+            SourceFile(path: "controllers/c.yaml", contents: Array("""
+                apiVersion: bulwark/v1
+                kind: Target
+                metadata: {name: account-1}
+                spec: {adapter: aws, region: us-east-1, endpoint: "http://127.0.0.1:\(port)"}
+                ---
+                apiVersion: bulwark/v1
+                kind: Controller
+                metadata: {name: cloud}
+                spec: {kinds: [EBSDefaultEncryption]}
+                """.utf8)),
+            SourceFile(path: "desired-state/aws.yaml", contents: Array("""
+                apiVersion: bulwark/v1
+                kind: EBSDefaultEncryption
+                metadata: {name: encrypt}
+                spec: {}
+                """.utf8)),
+        ], revision: "test")
+        setenv("AWS_ACCESS_KEY_ID", MotoServer.accessKeyID, 1)
+        setenv("AWS_SECRET_ACCESS_KEY", MotoServer.secretAccessKey, 1)
+        let plan = try await Reconciler(registry: registry).plan(state)
+        #expect(!plan.hasDrift)
+        #expect(plan.failures.count == 1)
+        #expect(plan.failures.first?.message.contains("Unreachable") == true)
+    }
+
+    @Test func badTargetsAndSpecsAreRefusedWithFileLineAndField() throws {
+        let registry = Registry([AWSAdapter.definition()])
+        #expect {
+            _ = try DesiredStateLoader(registry: registry).load([
+                SourceFile(path: "controllers/c.yaml", contents: Array("""
+                    apiVersion: bulwark/v1
+                    kind: Target
+                    metadata: {name: account-1}
+                    spec: {adapter: aws, region: "EU West", endpoint: "ftp://x"}
+                    """.utf8)),
+                SourceFile(path: "desired-state/aws.yaml", contents: Array("""
+                    apiVersion: bulwark/v1
+                    kind: SecurityGroupIngress
+                    metadata: {name: sg}
+                    spec: {groups: all, forbid: [{cidr: 0.0.0.0/33, ports: [22]}]}
+                    ---
+                    apiVersion: bulwark/v1
+                    kind: IAMAccessKey
+                    metadata: {name: keys}
+                    spec: {users: [alice]}
+                    """.utf8)),
+            ], revision: "test")
+        } throws: { error in
+            let text = "\(error)"
+            return text.contains("controllers/c.yaml:4") && text.contains("spec.region")
+                && text.contains("desired-state/aws.yaml:4") && text.contains("0.0.0.0/33")
+                && text.contains("maxUnusedDays")
+        }
+    }
+}
