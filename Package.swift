@@ -20,6 +20,7 @@ let package = Package(
         .library(name: "BulwarkFirewall", targets: ["BulwarkFirewall"]),
         .library(name: "BulwarkPostgres", targets: ["BulwarkPostgres"]),
         .library(name: "BulwarkAWS", targets: ["BulwarkAWS"]),
+        .library(name: "BulwarkServer", targets: ["BulwarkServer"]),
         .library(name: "BulwarkCommands", targets: ["BulwarkCommands"]),
     ],
     dependencies: [
@@ -32,6 +33,12 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         // AWS: SigV4 requests; only BulwarkAWS (and the commands that wire it) link it.
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        // The daemon: HTTP (hummingbird), services and signals, Prometheus metrics.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
     ],
     targets: [
         .systemLibrary(
@@ -62,10 +69,24 @@ let package = Package(
             ],
             swiftSettings: swiftSettings),
         .target(
+            name: "BulwarkServer",
+            dependencies: [
+                "BulwarkCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings),
+        .target(
             name: "BulwarkCommands",
             dependencies: [
-                "BulwarkCore", "BulwarkGit", "BulwarkHost", "BulwarkFirewall", "BulwarkPostgres", "BulwarkAWS",
+                "BulwarkCore", "BulwarkGit", "BulwarkHost", "BulwarkFirewall", "BulwarkPostgres", "BulwarkAWS", "BulwarkServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings),

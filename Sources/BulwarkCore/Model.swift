@@ -207,6 +207,14 @@ public protocol ResourceDriver: Sendable {
     /// Corrects `changes` (drifted properties only), atomically where the system allows, and
     /// idempotently: applying what is already true changes nothing.
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws
+    /// Absolute paths of the files whose changes can drift this resource on this target, for
+    /// the daemon to watch (a change re-observes just the resources that file holds). Adapters
+    /// whose state is not in files return none, and are polled on their interval.
+    func watchedPaths(_ resource: Resource, on target: Target) -> [String]
+}
+
+extension ResourceDriver {
+    public func watchedPaths(_ resource: Resource, on target: Target) -> [String] { [] }
 }
 
 /// Thrown by a driver when the desired state cannot be acted on safely on a target (a path

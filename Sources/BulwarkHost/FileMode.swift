@@ -7,6 +7,10 @@ internal import BulwarkCore
 /// spec: {path: /etc/shadow, mode: "0640", owner: root, group: shadow}
 /// ```
 struct FileModeDriver: ResourceDriver {
+    func watchedPaths(_ resource: Resource, on target: Target) -> [String] {
+        HostAdapter.paths(target, [resource.spec.subject])
+    }
+
     static func parse(_ spec: SpecReader) -> ResourceSpec? {
         guard spec.entries() != nil else { return nil }
         spec.allowOnly(["path", "mode", "owner", "group"])

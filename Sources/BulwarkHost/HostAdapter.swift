@@ -4,6 +4,14 @@ public import BulwarkCore
 public enum HostAdapter {
     public static let name = "host"
 
+    /// `relative` paths (`etc/passwd`, `/etc/shadow`; a trailing `/` for a folder) under the
+    /// target's root, as absolute paths. Only for watching: no symlink is followed here.
+    static func paths(_ target: Target, _ relative: [String]) -> [String] {
+        guard let root = target.settings["root"] else { return [] }
+        let base = root.hasSuffix("/") ? String(root.dropLast()) : root
+        return relative.map { base + "/" + ($0.hasPrefix("/") ? String($0.dropFirst()) : $0) }
+    }
+
     /// The adapter and its kinds. `sshd` checks candidate sshd configurations.
     public static func definition(sshd: SSHDValidator = .system) -> AdapterDefinition {
         AdapterDefinition(

@@ -4,6 +4,8 @@ internal import BulwarkCore
 /// `LoginDefs`: keys of `etc/login.defs` (`KEY VALUE`; the last occurrence wins, as in
 /// shadow-utils). A drifted key is changed on its line; a missing one is appended.
 struct LoginDefsDriver: ResourceDriver {
+    func watchedPaths(_ resource: Resource, on target: Target) -> [String] { HostAdapter.paths(target, [Self.path]) }
+
     static let path = "etc/login.defs"
 
     static func parse(_ spec: SpecReader) -> ResourceSpec? {

@@ -8,6 +8,10 @@ internal import BulwarkCore
 /// `Match` block. Every candidate file is checked with `sshd -t -f` before it is renamed into
 /// place, so a config sshd rejects is never written.
 struct SSHDConfigDriver: ResourceDriver {
+    func watchedPaths(_ resource: Resource, on target: Target) -> [String] {
+        HostAdapter.paths(target, [Self.configPath, "etc/ssh/sshd_config.d/"])
+    }
+
     static let configPath = "etc/ssh/sshd_config"
     static let marker = "# Added by Bulwark"
     let validator: SSHDValidator

@@ -10,6 +10,10 @@ internal import BulwarkCore
 /// assignment wins. Bulwark's file is named to sort last; an assignment in `etc/` that would
 /// still override it is commented out, with a note saying why.
 struct SysctlDriver: ResourceDriver {
+    func watchedPaths(_ resource: Resource, on target: Target) -> [String] {
+        HostAdapter.paths(target, ["etc/sysctl.conf"] + Self.folders.map { $0 + "/" })
+    }
+
     static let ownedFile = "etc/sysctl.d/zz-bulwark.conf"
     static let folders = ["etc/sysctl.d", "run/sysctl.d", "usr/local/lib/sysctl.d", "usr/lib/sysctl.d", "lib/sysctl.d"]
 

@@ -9,6 +9,10 @@ internal import BulwarkCore
 /// spec: {name: guest, locked: true, shell: /usr/sbin/nologin, expires: 2024-01-01}
 /// ```
 struct UserAccountDriver: ResourceDriver {
+    func watchedPaths(_ resource: Resource, on target: Target) -> [String] {
+        HostAdapter.paths(target, ["etc/passwd", "etc/shadow"])
+    }
+
     static func parse(_ spec: SpecReader) -> ResourceSpec? {
         guard spec.entries() != nil else { return nil }
         spec.allowOnly(["name", "locked", "shell", "expires"])

@@ -1,0 +1,85 @@
+internal import Foundation
+internal import Synchronization
+
+/// Watches files through inotify and reports the paths that changed.
+///
+/// Folders are watched, not files, so a watch survives the atomic renames Bulwark and editors
+/// do (a new inode under the same name). One owner of the inotify descriptor: a thread reads it
+/// with `poll` and a one-second timeout, and closes it when asked to stop.
+final class FileWatcher: Sendable {
+    private struct State {
+        /// Watch descriptor → folder.
+        var folders: [Int32: String] = [:]
+        var stopped = false
+    }
+
+    private let descriptor: Int32
+    private let state = Mutex(State())
+    private let changes: AsyncStream<String>.Continuation
+    /// Paths that changed (a folder's path for a change to the folder itself), in order.
+    let paths: AsyncStream<String>
+
+    init() throws {
+        let fd = inotify_init1(Int32(IN_CLOEXEC | IN_NONBLOCK))
+        guard fd >= 0 else { throw CommandError("inotify_init1 failed: \(String(cString: strerror(errno)))") }
+        descriptor = fd
+        (paths, changes) = AsyncStream.makeStream(of: String.self, bufferingPolicy: .bufferingNewest(4096))
+        let thread = Thread { [self] in readLoop() }
+        thread.name = "bulwark-inotify"
+        thread.start()
+    }
+
+    /// Watches exactly the folders holding `paths` (a path ending in `/` is a folder itself);
+    /// folders no longer needed are dropped. Folders that do not exist are skipped.
+    func watch(_ paths: [String]) {
+        let wanted = Set(paths.map { $0.hasSuffix("/") ? String($0.dropLast()) : ($0 as NSString).deletingLastPathComponent })
+        state.withLock { state in
+            guard !state.stopped else { return }
+            for (wd, folder) in state.folders where !wanted.contains(folder) {
+                inotify_rm_watch(descriptor, wd)
+                state.folders[wd] = nil
+            }
+            let have = Set(state.folders.values)
+            let mask = UInt32(IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE | IN_ATTRIB)
+            for folder in wanted.subtracting(have) {
+                let wd = inotify_add_watch(descriptor, folder, mask)
+                if wd >= 0 { state.folders[wd] = folder }
+            }
+        }
+    }
+
+    var watchedFolders: Int { state.withLock { $0.folders.count } }
+
+    func stop() {
+        state.withLock { $0.stopped = true }
+    }
+
+    private func readLoop() {
+        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+        defer {
+            close(descriptor)
+            changes.finish()
+        }
+        while !state.withLock({ $0.stopped }) {
+            var pfd = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&pfd, 1, 1000)
+            guard ready > 0 else { continue }
+            let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+            guard count > 0 else { continue }
+            var offset = 0
+            let header = MemoryLayout<inotify_event>.size
+            while offset + header <= count {
+                let (wd, length) = buffer.withUnsafeBytes { raw -> (Int32, Int) in
+                    let event = raw.loadUnaligned(fromByteOffset: offset, as: inotify_event.self)
+                    return (event.wd, Int(event.len))
+                }
+                let nameBytes = buffer[(offset + header)..<min(count, offset + header + length)].prefix { $0 != 0 }
+                let name = String(decoding: nameBytes, as: UTF8.self)
+                if let folder = state.withLock({ $0.folders[wd] }) {
+                    changes.yield(name.isEmpty ? folder : folder + "/" + name)
+                }
+                offset += header + length
+            }
+        }
+    }
+}

@@ -1,0 +1,115 @@
+public import struct Foundation.Date
+internal import Foundation
+
+/// A scanner's finding, keyed on (resource, control). Where a controller owns the resource, the
+/// finding triggers an immediate reconcile of it, and its first-observed time is the detection
+/// time the MTTR clock starts from.
+public struct Finding: Sendable, Hashable, Codable {
+    /// What it is about: `Kind/name` or a resource's name, a target's name, or an identifier
+    /// (an ARN) that ends in a target's name.
+    public var resource: String
+    /// The target, when the scanner knows it.
+    public var target: String?
+    public var control: String
+    public var firstObservedAt: Date
+    public var title: String?
+
+    public init(resource: String, target: String? = nil, control: String, firstObservedAt: Date, title: String? = nil) {
+        self.resource = resource
+        self.target = target
+        self.control = control
+        self.firstObservedAt = firstObservedAt
+        self.title = title
+    }
+
+    /// Whether the finding is about this binding.
+    public func matches(_ binding: Binding) -> Bool {
+        if let target, target != binding.target { return false }
+        if resource == binding.resource.description || resource == binding.resource.name { return true }
+        if resource == binding.target { return true }
+        for separator in ["/", ":"] where resource.hasSuffix(separator + binding.target) { return true }
+        return false
+    }
+}
+
+/// Why a findings document was refused.
+public struct FindingError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+public enum FindingParser {
+    public static let maxSize = 1 << 20
+
+    /// Reads a generic finding (`{"resource", "control", "target"?, "firstObservedAt"?, "title"?}`),
+    /// a list of them, or AWS Security Finding Format (`{"Findings": [...]}` or one ASFF finding).
+    /// A finding without a first-observed time was observed `now`.
+    public static func parse(_ bytes: [UInt8], now: Date = Date()) throws(FindingError) -> [Finding] {
+        guard bytes.count <= maxSize else { throw FindingError("the document is larger than \(maxSize) bytes") }
+        let json: Any
+        do {
+            json = try JSONSerialization.jsonObject(with: Data(bytes))
+        } catch {
+            throw FindingError("not valid JSON: \(error.localizedDescription)")
+        }
+        let items: [Any]
+        if let object = json as? [String: Any], let findings = object["Findings"] {
+            guard let list = findings as? [Any] else { throw FindingError("Findings: expected a list") }
+            items = list
+        } else if let list = json as? [Any] {
+            items = list
+        } else {
+            items = [json]
+        }
+        guard !items.isEmpty else { throw FindingError("no findings in the document") }
+        var result: [Finding] = []
+        for (index, item) in items.enumerated() {
+            guard let object = item as? [String: Any] else { throw FindingError("finding \(index): expected an object") }
+            result += try (object["SchemaVersion"] != nil || object["Resources"] != nil)
+                ? asff(object, index: index, now: now) : [generic(object, index: index, now: now)]
+        }
+        return result
+    }
+
+    static func generic(_ object: [String: Any], index: Int, now: Date) throws(FindingError) -> Finding {
+        let allowed: Set<String> = ["resource", "target", "control", "firstObservedAt", "title", "severity"]
+        if let unknown = object.keys.sorted().first(where: { !allowed.contains($0) }) {
+            throw FindingError("finding \(index): unknown field '\(unknown)'; allowed: \(allowed.sorted().joined(separator: ", "))")
+        }
+        guard let resource = object["resource"] as? String, !resource.isEmpty else {
+            throw FindingError("finding \(index): resource: expected a non-empty string")
+        }
+        guard let control = object["control"] as? String, !control.isEmpty else {
+            throw FindingError("finding \(index): control: expected a non-empty string")
+        }
+        if object["target"] != nil, !(object["target"] is String) { throw FindingError("finding \(index): target: expected a string") }
+        return Finding(resource: resource, target: object["target"] as? String, control: control,
+                       firstObservedAt: try date(object["firstObservedAt"], field: "finding \(index): firstObservedAt", now: now),
+                       title: object["title"] as? String)
+    }
+
+    static func asff(_ object: [String: Any], index: Int, now: Date) throws(FindingError) -> [Finding] {
+        guard let resources = object["Resources"] as? [[String: Any]], !resources.isEmpty else {
+            throw FindingError("finding \(index): Resources: expected a non-empty list of objects")
+        }
+        let compliance = object["Compliance"] as? [String: Any]
+        guard let control = (compliance?["SecurityControlId"] as? String) ?? (object["GeneratorId"] as? String) else {
+            throw FindingError("finding \(index): needs Compliance.SecurityControlId or GeneratorId")
+        }
+        let first = try date(object["FirstObservedAt"] ?? object["CreatedAt"], field: "finding \(index): FirstObservedAt", now: now)
+        return try resources.enumerated().map { (position, resource) throws(FindingError) -> Finding in
+            guard let id = resource["Id"] as? String, !id.isEmpty else {
+                throw FindingError("finding \(index): Resources[\(position)].Id: expected a non-empty string")
+            }
+            return Finding(resource: id, control: control, firstObservedAt: first, title: object["Title"] as? String)
+        }
+    }
+
+    static func date(_ value: Any?, field: String, now: Date) throws(FindingError) -> Date {
+        guard let value else { return now }
+        guard let text = value as? String, let date = Timestamp.parse(text) ?? ISO8601DateFormatter().date(from: text) else {
+            throw FindingError("\(field): expected an ISO 8601 time such as 2026-11-22T10:00:00Z")
+        }
+        return min(date, now)
+    }
+}
