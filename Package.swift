@@ -110,7 +110,8 @@ let package = Package(
             swiftSettings: swiftSettings),
         .testTarget(
             name: "BulwarkCommandsTests",
-            dependencies: ["BulwarkCommands", "BulwarkGit", "BulwarkCore", "BulwarkHost", "BulwarkTestSupport"],
+            dependencies: ["BulwarkCommands", "BulwarkGit", "BulwarkCore", "BulwarkHost", "BulwarkTestSupport",
+                           .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftSettings),
     ]
 )

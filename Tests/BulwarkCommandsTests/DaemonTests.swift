@@ -1,0 +1,161 @@
+import BulwarkTestSupport
+import Crypto
+import Foundation
+import Testing
+
+/// `bulwark run` as a real process on loopback, on the foundation issue's setup.
+@Suite(.serialized)
+struct DaemonTests {
+    static let secret = "webhook-secret-for-tests"
+
+    func start(_ s: Scenario, poll: Int = 3600, stateDir: String? = nil) throws -> DaemonProcess {
+        try DaemonProcess(["--repo", s.origin, "--state-dir", stateDir ?? s.state, "--poll", String(poll)],
+                          environment: ["BULWARK_WEBHOOK_SECRET": Self.secret], logPath: s.dir + "/daemon-\(UUID().uuidString.prefix(6)).log")
+    }
+
+    func sshdSetting(_ s: Scenario, _ keyword: String) throws -> String? {
+        try read(s.host + "/etc/ssh/sshd_config").split(separator: "\n")
+            .first { $0.lowercased().hasPrefix(keyword.lowercased() + " ") }.map(String.init)
+    }
+
+    /// Edits a file in place, as an editor that keeps the file's mode would.
+    func edit(_ path: String, _ old: String, _ new: String) throws {
+        let text = try read(path)
+        #expect(text.contains(old))
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        try handle.truncate(atOffset: 0)
+        try handle.write(contentsOf: Data(text.replacingOccurrences(of: old, with: new).utf8))
+        try handle.close()
+    }
+
+    func signature(_ body: [UInt8]) -> String {
+        "sha256=" + HMAC<SHA256>.authenticationCode(for: body, using: SymmetricKey(data: Array(Self.secret.utf8)))
+            .map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// `name value` pairs of the Prometheus text, labels included in the name.
+    func metrics(_ daemon: DaemonProcess) throws -> [String: Double] {
+        var result: [String: Double] = [:]
+        for line in try daemon.get("/metrics").body.split(separator: "\n") where !line.hasPrefix("#") {
+            guard let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...]) else { continue }
+            result[String(line[..<space])] = value
+        }
+        return result
+    }
+
+    @Test func fixesTheInitialDriftThenAWatchedEditWithoutWaitingForTheInterval() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let daemon = try start(s)
+            #expect(daemon.wait { (try? daemon.get("/healthz").status) == 200 }, "healthz: \(daemon.log)")
+            #expect(daemon.wait { (try? daemon.get("/readyz").status) == 200 }, "readyz: \(daemon.log)")
+            #expect(try sshdSetting(s, "PermitRootLogin") == "PermitRootLogin no")
+            let initial = try s.auditCommits().count
+            #expect(initial > 10, "the initial drift is fixed and recorded")
+
+            // A person (or an attacker) edits the file back; the controller's interval is 5 minutes.
+            try edit(s.host + "/etc/ssh/sshd_config", "PermitRootLogin no", "PermitRootLogin yes")
+            let edited = Date()
+            #expect(try daemon.wait(seconds: 10) { try sshdSetting(s, "PermitRootLogin") == "PermitRootLogin no" && s.auditCommits().count == initial + 1 },
+                    "fixed and committed: \(daemon.log)")
+            let elapsed = Date().timeIntervalSince(edited)
+            print("watched edit to verified fix on origin: \(Int(elapsed * 1000)) ms")
+            let record = try git("--git-dir", s.origin, "log", "-1", "--format=%B", "bulwark/audit")
+            #expect(record.contains("Bulwark-Resource: SSHDConfig/") && record.contains("Bulwark-Result: verified"))
+
+            let values = try metrics(daemon)
+            let verified = try s.trailers("Bulwark-Result").filter { $0 == "verified" }.count
+            #expect(values["bulwark_remediations_total{decision=\"applied\",result=\"verified\"}"] == Double(verified),
+                    "every fix the daemon made, the initial ones included: \(values)")
+            #expect(values["bulwark_git_push_failures_total"] == 0)
+            #expect((values["bulwark_remediation_seconds_count"] ?? 0) >= 1)
+            #expect(values.keys.contains { $0.hasPrefix("bulwark_source_revision_info{revision=") })
+            #expect(values.keys.contains { $0.hasPrefix("bulwark_reconcile_duration_seconds_count{controller=\"host-hardening\"}") })
+
+            let status = try daemon.get("/api/v1/status")
+            #expect(status.status == 200 && status.body.contains("\"ready\" : true"))
+            let page = try daemon.get("/")
+            #expect(page.status == 200 && page.body.contains("<h2>MTTR</h2>") && !page.body.contains("http://") && !page.body.contains("https://"))
+            #expect(daemon.terminate() == 0, "SIGTERM exits 0: \(daemon.log)")
+        }
+    }
+
+    @Test func aSignedPushWebhookAppliesANewPolicyAndABadOneChangesNothing() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let daemon = try start(s)
+            #expect(daemon.wait { (try? daemon.get("/readyz").status) == 200 }, "readyz: \(daemon.log)")
+            let before = try s.auditCommits().count
+            try s.commitPolicy("desired-state/hosts/extra.yaml", """
+                apiVersion: bulwark/v1
+                kind: SSHDConfig
+                metadata: {name: no-agent-forwarding, annotations: {severity: medium}}
+                spec: {AllowAgentForwarding: "no"}
+                """)
+            let body = Array(#"{"ref":"refs/heads/main"}"#.utf8)
+            let bad = try httpRequest(port: daemon.port, "POST", "/hooks/git", headers: ["X-Hub-Signature-256": "sha256=" + String(repeating: "0", count: 64)], body: body)
+            #expect(bad.status == 401)
+            let unsigned = try httpRequest(port: daemon.port, "POST", "/hooks/git", body: body)
+            #expect(unsigned.status == 401)
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(try s.auditCommits().count == before, "a refused webhook does nothing")
+            #expect(try sshdSetting(s, "AllowAgentForwarding") == nil)
+
+            let good = try httpRequest(port: daemon.port, "POST", "/hooks/git", headers: ["X-Hub-Signature-256": signature(body)], body: body)
+            #expect(good.status == 202)
+            #expect(try daemon.wait(seconds: 10) { try sshdSetting(s, "AllowAgentForwarding") == "AllowAgentForwarding no" }, "\(daemon.log)")
+            #expect(try daemon.wait(seconds: 5) { try s.trailers("Bulwark-Resource").contains("SSHDConfig/no-agent-forwarding") })
+            #expect(daemon.terminate() == 0)
+        }
+    }
+
+    @Test func findingsAreCheckedAndReconcileWhatTheyName() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let daemon = try start(s)
+            #expect(daemon.wait { (try? daemon.get("/readyz").status) == 200 }, "readyz: \(daemon.log)")
+            let before = try s.auditCommits().count
+            for bad in ["not json", #"{"resource": "x"}"#, #"{"Findings": [{"SchemaVersion": "2018-10-08", "Resources": []}]}"#,
+                        #"{"resource": "SSHDConfig/x", "control": "c", "firstObservedAt": "yesterday"}"#] {
+                let answer = try httpRequest(port: daemon.port, "POST", "/api/v1/findings", body: Array(bad.utf8))
+                #expect(answer.status == 400, "\(bad): \(answer.body)")
+                #expect(!answer.body.isEmpty, "the reason is given")
+            }
+            #expect(try s.auditCommits().count == before)
+
+            // Drift the file without the watcher seeing it as the cause: a finding names the resource.
+            try edit(s.host + "/etc/ssh/sshd_config", "X11Forwarding no", "X11Forwarding yes")
+            let asff = """
+                {"Findings": [{"SchemaVersion": "2018-10-08", "Id": "f-1", "GeneratorId": "cis-5.1.x11",
+                  "Title": "X11 forwarding enabled", "FirstObservedAt": "2026-01-01T00:00:00Z",
+                  "Resources": [{"Type": "Other", "Id": "arn:aws:ec2:eu-west-1:123456789012:instance/local"}]}]}
+                """
+            let answer = try httpRequest(port: daemon.port, "POST", "/api/v1/findings", body: Array(asff.utf8))
+            #expect(answer.status == 202 && answer.body.contains("\"matched\""))
+            #expect(try daemon.wait(seconds: 10) { try sshdSetting(s, "X11Forwarding") == "X11Forwarding no" }, "\(daemon.log)")
+            #expect(daemon.terminate() == 0)
+        }
+    }
+
+    @Test func sigtermInTheMiddleOfACycleLosesNoRecordAndASecondDaemonRefusesTheStateDirectory() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let daemon = try start(s)
+            #expect(daemon.wait { (try? daemon.get("/healthz").status) == 200 }, "healthz: \(daemon.log)")
+            let second = try start(s)
+            #expect(second.wait(seconds: 20) { !second.process.isRunning })
+            #expect(second.process.terminationStatus == 1)
+            #expect(second.log.contains("another bulwark process"))
+            // The first cycle fixes more than twenty resources; stop it while it runs.
+            _ = daemon.wait(seconds: 10) { ((try? s.auditCommits().count) ?? 0) > 0 || daemon.log.contains("decision") }
+            #expect(daemon.terminate() == 0, "\(daemon.log)")
+            // Every fix that happened has its record, and every record reached origin.
+            let local = try git("--git-dir", s.state + "/repository.git", "rev-parse", "refs/heads/bulwark/audit")
+            let remote = try git("--git-dir", s.origin, "rev-parse", "refs/heads/bulwark/audit")
+            #expect(local == remote, "nothing left unpushed")
+            let logged = daemon.log.split(separator: "\n").filter { $0.contains("decision=applied") }.count
+            #expect(try s.auditCommits().count == logged, "one audit commit per fix the daemon made")
+            try git("--git-dir", s.origin, "fsck", "--strict")
+        }
+    }
+}
