@@ -51,6 +51,9 @@ actor Daemon: DaemonControl {
     private var open: [Binding: PlannedRemediation] = [:]
     private var recent: [(record: AuditRecord, commit: String?)] = []
     private var history: [RemediationReport.Entry] = []
+    /// Verified fixes within the longest flap period, for the flap breaker: read from the audit
+    /// branch once per revision, then kept up to date from the daemon's own records.
+    private var fixes: FixHistory?
 
     init(options: RepositoryOptions, settings: Settings, logger: Logger, registry: PrometheusCollectorRegistry) throws {
         self.options = options
@@ -103,27 +106,46 @@ actor Daemon: DaemonControl {
 
     /// A file changed: the resources whose drift it can hold are re-observed.
     func fileChanged(_ paths: Set<String>) {
-        guard let state else { return }
         var hit = Set<Binding>()
-        for binding in state.bindings {
-            guard let resource = state.resources[binding.resource], let target = state.targets[binding.target],
-                  let kind = registry.kinds[resource.id.kind] else { continue }
-            for watched in kind.driver.watchedPaths(resource, on: target) {
-                let folder = watched.hasSuffix("/") ? String(watched.dropLast()) : nil
-                let touched = paths.contains { path in
-                    guard let folder else { return path == watched }
-                    return path == folder || path.hasPrefix(folder + "/")
-                }
-                if touched {
-                    hit.insert(binding)
-                }
+        for path in paths {
+            hit.formUnion(watchIndex.files[path] ?? [])
+            // A change inside a watched folder (or to the folder itself).
+            var folder = path
+            while !folder.isEmpty {
+                hit.formUnion(watchIndex.folders[folder] ?? [])
+                guard let slash = folder.lastIndex(of: "/") else { break }
+                folder = String(folder[..<slash])
             }
         }
         if !hit.isEmpty {
-            logger.info("watched file changed", metadata: ["paths": .string(paths.sorted().joined(separator: ",")),
-                                                           "resources": .stringConvertible(hit.count)])
+            logger.debug("watched file changed", metadata: ["paths": .string(paths.sorted().joined(separator: ",")),
+                                                            "resources": .stringConvertible(hit.count)])
         }
         request(hit)
+    }
+
+    /// Which bindings each watched file and folder can drift, built once per revision.
+    private struct WatchIndex {
+        var files: [String: Set<Binding>] = [:]
+        var folders: [String: Set<Binding>] = [:]
+        var paths: [String] { Array(files.keys) + folders.keys.map { $0 + "/" } }
+    }
+    private var watchIndex = WatchIndex()
+
+    private func index(_ state: DesiredState) -> WatchIndex {
+        var index = WatchIndex()
+        for binding in state.bindings {
+            guard let resource = state.resources[binding.resource], let target = state.targets[binding.target],
+                  let kind = registry.kinds[resource.id.kind] else { continue }
+            for path in kind.driver.watchedPaths(resource, on: target) {
+                if path.hasSuffix("/") {
+                    index.folders[String(path.dropLast()), default: []].insert(binding)
+                } else {
+                    index.files[path, default: []].insert(binding)
+                }
+            }
+        }
+        return index
     }
 
     private var changedPaths = Set<String>()
@@ -217,10 +239,12 @@ actor Daemon: DaemonControl {
                 meters.revision(newHead.hex, active: true)
                 state = loaded
                 head = newHead
+                fixes = nil
                 sourceError = nil
                 nextRun = [:]
                 failures = [:]
-                watcher?.watch(watchedPaths(loaded))
+                watchIndex = index(loaded)
+                watcher?.watch(watchIndex.paths)
                 logger.info("revision in force", metadata: ["revision": .string(newHead.short),
                                                             "bindings": .stringConvertible(loaded.bindings.count),
                                                             "watchedFolders": .stringConvertible(watcher?.watchedFolders ?? 0)])
@@ -240,14 +264,6 @@ actor Daemon: DaemonControl {
         }
     }
 
-    private func watchedPaths(_ state: DesiredState) -> [String] {
-        return state.bindings.flatMap { binding -> [String] in
-            guard let resource = state.resources[binding.resource], let target = state.targets[binding.target],
-                  let kind = registry.kinds[resource.id.kind] else { return [] }
-            return kind.driver.watchedPaths(resource, on: target)
-        }
-    }
-
     private func loadHistory() async {
         guard let commits = try? await repository.auditHistory(limit: 10_000) else { return }
         history = commits.reversed().compactMap(RemediationReport.Entry.init)
@@ -260,8 +276,12 @@ actor Daemon: DaemonControl {
         var cycleError: String?
         do {
             let longest = cycleState.controllers.values.map(\.flapPeriod).max() ?? .seconds(3600)
-            let fixes = try await repository.recentFixes(since: started.addingTimeInterval(-seconds(longest)))
-            var plan = try await reconciler.plan(cycleState, history: fixes)
+            let window = started.addingTimeInterval(-seconds(longest))
+            var known: FixHistory
+            if let fixes { known = fixes } else { known = try await repository.recentFixes(since: window) }
+            known.forget(before: window)
+            fixes = known
+            var plan = try await reconciler.plan(cycleState, history: known)
             for index in plan.remediations.indices {
                 if let detected = detections[plan.remediations[index].binding], detected < plan.remediations[index].detectedAt {
                     plan.remediations[index].detectedAt = detected
@@ -281,6 +301,7 @@ actor Daemon: DaemonControl {
                 ])
             }
             for entry in outcome.entries where !entry.alreadyRecorded {
+                fixes?.add(entry.record)
                 meters.remediation(entry.record)
                 recent.append((entry.record, entry.commit))
                 if let historyEntry = RemediationReport.Entry(entry.record) { history.append(historyEntry) }

@@ -191,14 +191,10 @@ actor PolicyRepository: AuditSink {
             guard commit.trailer("Bulwark-Decision") == "applied", commit.trailer("Bulwark-Result") == "verified",
                   let id = commit.trailer("Bulwark-Id"), let detected = commit.trailer("Bulwark-Detected-At"),
                   let bytes = try repository.file(at: commit.id, path: AuditRecord.path(id: id, detectedAt: detected)),
-                  let record = try? JSONDecoder().decode(AuditRecord.self, from: Data(bytes)),
-                  let at = (record.verifiedAt ?? record.appliedAt).flatMap(Timestamp.parse), at >= start else { continue }
-            let resource = ResourceID(kind: record.kind, name: record.name)
-            for change in record.changes {
-                let key = FixHistory.Key(target: record.target, resource: resource, property: change.property)
-                history.fixes[key, default: []].append(FixHistory.Fix(at: at, desired: change.desired))
-            }
+                  let record = try? JSONDecoder().decode(AuditRecord.self, from: Data(bytes)) else { continue }
+            history.add(record)
         }
+        history.forget(before: start)
         return history
     }
 

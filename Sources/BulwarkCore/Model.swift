@@ -307,6 +307,25 @@ public struct FixHistory: Sendable {
     public var fixes: [Key: [Fix]]
     public init(fixes: [Key: [Fix]] = [:]) { self.fixes = fixes }
 
+    /// Adds the fixes a record made, if it is a verified fix.
+    public mutating func add(_ record: AuditRecord) {
+        guard record.decision == .applied, record.result == .verified,
+              let at = (record.verifiedAt ?? record.appliedAt).flatMap(Timestamp.parse) else { return }
+        let resource = ResourceID(kind: record.kind, name: record.name)
+        for change in record.changes {
+            fixes[Key(target: record.target, resource: resource, property: change.property), default: []]
+                .append(Fix(at: at, desired: change.desired))
+        }
+    }
+
+    /// Forgets fixes older than `start`.
+    public mutating func forget(before start: Date) {
+        for (key, list) in fixes {
+            let kept = list.filter { $0.at >= start }
+            fixes[key] = kept.isEmpty ? nil : kept
+        }
+    }
+
     /// Fixes of `key` to `desired` since `start`.
     public func count(_ key: Key, desired: String, since start: Date) -> (count: Int, first: Date?) {
         let recent = (fixes[key] ?? []).filter { $0.at >= start && $0.desired == desired }
