@@ -226,6 +226,8 @@ actor Daemon: DaemonControl {
     /// Fetches and loads the head revision; returns whether a new good revision is in force. An
     /// invalid revision is refused and reported; the last good one stays.
     private func sync() async -> Bool {
+        // Polling asks where the branches are first, and fetches only when one moved.
+        if synced, sourceError == nil, !(await repository.remoteMoved()) { return false }
         do {
             let (newHead, stale) = try await repository.sync()
             if let stale { logger.warning("source", metadata: ["problem": .string(stale)]) }

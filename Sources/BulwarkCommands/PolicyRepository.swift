@@ -85,6 +85,18 @@ actor PolicyRepository: AuditSink {
         return (head, stale)
     }
 
+    /// Whether the origin's policy or audit branch is somewhere other than where the last fetch
+    /// left it (asked with ls-remote, nothing fetched). True when that cannot be told, so that
+    /// the caller fetches and reports the problem.
+    func remoteMoved() -> Bool {
+        guard let heads = try? repository.remoteHeads("origin") else { return true }
+        for branch in [configuration.branch, configuration.auditBranch] {
+            let tracked = try? repository.resolve("refs/remotes/origin/\(branch)")
+            if heads["refs/heads/\(branch)"] != tracked { return true }
+        }
+        return false
+    }
+
     /// The manifest files of a revision, straight from the object database.
     func files(at commit: ObjectID) throws -> [SourceFile] {
         try repository.files(at: commit, under: DesiredStateLoader.folders, maxSize: DesiredStateLoader.maxFileSize)

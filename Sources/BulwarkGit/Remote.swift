@@ -53,6 +53,27 @@ extension Repository {
         }
     }
 
+    /// The references remote `name` advertises and where they point (`git ls-remote`), without
+    /// fetching anything: cheap enough to ask on every poll.
+    public func remoteHeads(_ name: String) throws(GitError) -> [String: ObjectID] {
+        var remote: OpaquePointer?
+        try check(git_remote_lookup(&remote, pointer, name), "git_remote_lookup(\(name))")
+        defer { git_remote_free(remote) }
+        var callbacks = git_remote_callbacks()
+        try check(git_remote_init_callbacks(&callbacks, UInt32(GIT_REMOTE_CALLBACKS_VERSION)), "git_remote_init_callbacks")
+        try check(git_remote_connect(remote, GIT_DIRECTION_FETCH, &callbacks, nil, nil), "git_remote_connect(\(name))")
+        defer { git_remote_disconnect(remote) }
+        var heads: UnsafeMutablePointer<UnsafePointer<git_remote_head>?>?
+        var count = 0
+        try check(git_remote_ls(&heads, &count, remote), "git_remote_ls(\(name))")
+        var result: [String: ObjectID] = [:]
+        for index in 0..<count {
+            guard let head = heads?[index]?.pointee, let refName = head.name else { continue }
+            result[String(cString: refName)] = ObjectID(head.oid)
+        }
+        return result
+    }
+
     /// Pushes `refspecs` to remote `name`. Returns the references the remote refused (for
     /// example a non-fast-forward); throws when the remote cannot be reached at all.
     public func push(remote name: String, refspecs: [String]) throws(GitError) -> [PushRejection] {

@@ -32,6 +32,25 @@ import Testing
         }
     }
 
+    @Test func remoteHeadsAreListedWithoutFetching() async throws {
+        try await withTemporaryDirectory { dir in
+            try git("init", "-q", "--bare", "-b", "main", dir + "/origin.git")
+            try git("clone", "-q", dir + "/origin.git", dir + "/work")
+            try write(dir + "/work/a.txt", "a\n")
+            try git("add", "-A", in: dir + "/work")
+            try git("commit", "-qm", "a", in: dir + "/work")
+            try git("push", "-q", "origin", "main", in: dir + "/work")
+            let repo = try Repository.create(at: dir + "/mine.git", bare: true)
+            try repo.ensureRemote("origin", url: dir + "/origin.git")
+            let heads = try repo.remoteHeads("origin")
+            let main = try git("--git-dir", dir + "/origin.git", "rev-parse", "main").trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(heads["refs/heads/main"]?.hex == main)
+            #expect(try repo.resolve("refs/remotes/origin/main") == nil, "nothing was fetched")
+            try repo.ensureRemote("origin", url: dir + "/missing.git")
+            #expect(throws: GitError.self) { try repo.remoteHeads("origin") }
+        }
+    }
+
     @Test func referenceUpdatesAreCompareAndSwap() async throws {
         try await withTemporaryDirectory { dir in
             let repo = try Repository.create(at: dir + "/r.git", bare: true)
