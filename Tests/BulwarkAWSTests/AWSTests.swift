@@ -5,27 +5,32 @@ import Testing
 
 @testable import BulwarkAWS
 
+/// A revision with one AWS target at `endpoint` and one controller for `kinds`.
+func awsState(endpoint: String, _ manifests: String, kinds: String) throws -> DesiredState {
+    let inventory = """
+        apiVersion: bulwark/v1
+        kind: Target
+        metadata: {name: account-1}
+        spec: {adapter: aws, region: us-east-1, endpoint: "\(endpoint)"}
+        ---
+        apiVersion: bulwark/v1
+        kind: Controller
+        metadata: {name: cloud}
+        spec: {kinds: [\(kinds)]}
+        """
+    return try DesiredStateLoader(registry: Registry([AWSAdapter.definition()])).load([
+        SourceFile(path: "controllers/c.yaml", contents: Array(inventory.utf8)),
+        SourceFile(path: "desired-state/aws.yaml", contents: Array(manifests.utf8)),
+    ], revision: "test")
+}
+
 /// The AWS kinds against moto's server on loopback: seeded and read back with boto3.
 @Suite(.enabled(if: MotoServer.available, "needs moto[server] (scripts/setup installs it)"))
 struct AWSTests {
     static let registry = Registry([AWSAdapter.definition()])
 
     func state(_ moto: MotoServer, _ manifests: String, kinds: String) throws -> DesiredState {
-        let inventory = """
-            apiVersion: bulwark/v1
-            kind: Target
-            metadata: {name: account-1}
-            spec: {adapter: aws, region: us-east-1, endpoint: "\(moto.endpoint)"}
-            ---
-            apiVersion: bulwark/v1
-            kind: Controller
-            metadata: {name: cloud}
-            spec: {kinds: [\(kinds)]}
-            """
-        return try DesiredStateLoader(registry: Self.registry).load([
-            SourceFile(path: "controllers/c.yaml", contents: Array(inventory.utf8)),
-            SourceFile(path: "desired-state/aws.yaml", contents: Array(manifests.utf8)),
-        ], revision: "test")
+        try awsState(endpoint: moto.endpoint, manifests, kinds: kinds)
     }
 
     /// Runs with moto's credentials in the environment, as the adapter reads them.
@@ -222,25 +227,12 @@ struct AWSClientTests {
     @Test func anUnreachableEndpointIsAnObservationFailureNotACrash() async throws {
         let port = try freeLoopbackPort()
         let registry = Registry([AWSAdapter.definition()])
-        let state = try DesiredStateLoader(registry: registry).load([
-            SourceFile(path: "controllers/c.yaml", contents: Array("""
-                apiVersion: bulwark/v1
-                kind: Target
-                metadata: {name: account-1}
-                spec: {adapter: aws, region: us-east-1, endpoint: "http://127.0.0.1:\(port)"}
-                ---
-                apiVersion: bulwark/v1
-                kind: Controller
-                metadata: {name: cloud}
-                spec: {kinds: [EBSDefaultEncryption]}
-                """.utf8)),
-            SourceFile(path: "desired-state/aws.yaml", contents: Array("""
-                apiVersion: bulwark/v1
-                kind: EBSDefaultEncryption
-                metadata: {name: encrypt}
-                spec: {}
-                """.utf8)),
-        ], revision: "test")
+        let state = try awsState(endpoint: "http://127.0.0.1:\(port)", """
+            apiVersion: bulwark/v1
+            kind: EBSDefaultEncryption
+            metadata: {name: encrypt}
+            spec: {}
+            """, kinds: "EBSDefaultEncryption")
         setenv("AWS_ACCESS_KEY_ID", MotoServer.accessKeyID, 1)
         setenv("AWS_SECRET_ACCESS_KEY", MotoServer.secretAccessKey, 1)
         let plan = try await Reconciler(registry: registry).plan(state)
