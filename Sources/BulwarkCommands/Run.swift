@@ -134,8 +134,12 @@ struct ReconcileService: Service {
                     for await path in watcher.paths { await daemon.noteChanged(path) }
                 }
             }
-            for await _ in daemon.wakeups.cancelOnGracefulShutdown() {
-                await daemon.runPending()
+            await withGracefulShutdownHandler {
+                for await _ in daemon.wakeups.cancelOnGracefulShutdown() {
+                    await daemon.runPending()
+                }
+            } onGracefulShutdown: {
+                daemon.logger.info("shutdown requested: the cycle in flight finishes and its records are pushed")
             }
             group.cancelAll()
             daemon.watcher?.stop()
