@@ -143,7 +143,8 @@ def main():
             if daemon.poll() is not None or time.monotonic() - started > 600:
                 sys.exit("the daemon did not become ready; see " + log.name)
             time.sleep(0.05)
-        print(f"first cycle over {args.targets * 20} resources on {args.targets} targets: {time.monotonic() - started:.1f} s")
+        print(f"first cycle over {args.targets * 20} resources on {args.targets} targets: {time.monotonic() - started:.1f} s, "
+              f"{status(daemon.pid, 'VmRSS'):.1f} MiB resident after it")
         latencies = []
         for n in range(args.drifts):
             path = os.path.join(hosts, f"h{n % args.targets}", "etc/ssh/sshd_config")

@@ -31,18 +31,39 @@ extension Repository {
 
     /// The URL of remote `name`, or nil when there is no such remote.
     public func remoteURL(_ name: String) throws(GitError) -> String? {
-        var remote: OpaquePointer?
-        let code = git_remote_lookup(&remote, pointer, name)
+        var config: OpaquePointer?
+        try check(git_repository_config_snapshot(&config, pointer), "git_repository_config_snapshot")
+        defer { git_config_free(config) }
+        var value: UnsafePointer<CChar>?
+        let code = git_config_get_string(&value, config, "remote.\(name).url")
         if code == GIT_ENOTFOUND.rawValue { return nil }
-        try check(code, "git_remote_lookup(\(name))")
-        defer { git_remote_free(remote) }
-        return git_remote_url(remote).map { String(cString: $0) }
+        try check(code, "git_config_get_string(remote.\(name).url)")
+        return value.map { String(cString: $0) }
+    }
+
+    /// An in-memory remote for the URL of remote `name`, for one fetch, ls-remote or push.
+    ///
+    /// `git_remote_lookup` is not used here: in libgit2 1.5 it applies `url.*.insteadOf` through
+    /// a regular expression whose PCRE2 match data is never freed (libgit2 PR #6382), about
+    /// 20 KiB per call, which a daemon pushing after every fix cannot afford. The remote's URL
+    /// is the one Bulwark itself configured, so there is nothing to rewrite.
+    private func detachedRemote(_ name: String) throws(GitError) -> OpaquePointer {
+        guard let url = try remoteURL(name) else {
+            throw GitError(function: "remote \(name)", code: GIT_ENOTFOUND.rawValue, message: "no remote named \(name)")
+        }
+        var options = git_remote_create_options()
+        try check(git_remote_create_options_init(&options, UInt32(GIT_REMOTE_CREATE_OPTIONS_VERSION)), "git_remote_create_options_init")
+        options.repository = pointer
+        options.flags = GIT_REMOTE_CREATE_SKIP_INSTEADOF.rawValue | GIT_REMOTE_CREATE_SKIP_DEFAULT_FETCHSPEC.rawValue
+        var remote: OpaquePointer?
+        try check(git_remote_create_with_opts(&remote, url, &options), "git_remote_create_with_opts(\(name))")
+        guard let remote else { throw GitError(function: "git_remote_create_with_opts(\(name))", code: -1, message: "libgit2 returned no remote") }
+        return remote
     }
 
     /// Fetches `refspecs` from remote `name` (forced updates, pruning refs deleted upstream).
     public func fetch(remote name: String, refspecs: [String]) throws(GitError) {
-        var remote: OpaquePointer?
-        try check(git_remote_lookup(&remote, pointer, name), "git_remote_lookup(\(name))")
+        let remote = try detachedRemote(name)
         defer { git_remote_free(remote) }
         var options = git_fetch_options()
         try check(git_fetch_options_init(&options, UInt32(GIT_FETCH_OPTIONS_VERSION)), "git_fetch_options_init")
@@ -56,8 +77,7 @@ extension Repository {
     /// The references remote `name` advertises and where they point (`git ls-remote`), without
     /// fetching anything: cheap enough to ask on every poll.
     public func remoteHeads(_ name: String) throws(GitError) -> [String: ObjectID] {
-        var remote: OpaquePointer?
-        try check(git_remote_lookup(&remote, pointer, name), "git_remote_lookup(\(name))")
+        let remote = try detachedRemote(name)
         defer { git_remote_free(remote) }
         var callbacks = git_remote_callbacks()
         try check(git_remote_init_callbacks(&callbacks, UInt32(GIT_REMOTE_CALLBACKS_VERSION)), "git_remote_init_callbacks")
@@ -77,8 +97,7 @@ extension Repository {
     /// Pushes `refspecs` to remote `name`. Returns the references the remote refused (for
     /// example a non-fast-forward); throws when the remote cannot be reached at all.
     public func push(remote name: String, refspecs: [String]) throws(GitError) -> [PushRejection] {
-        var remote: OpaquePointer?
-        try check(git_remote_lookup(&remote, pointer, name), "git_remote_lookup(\(name))")
+        let remote = try detachedRemote(name)
         defer { git_remote_free(remote) }
         var options = git_push_options()
         try check(git_push_options_init(&options, UInt32(GIT_PUSH_OPTIONS_VERSION)), "git_push_options_init")
