@@ -104,8 +104,10 @@ actor Daemon: DaemonControl {
         return .milliseconds(max(50, min(5000, Int(soonest.timeIntervalSince(now) * 1000))))
     }
 
-    /// A file changed: the resources whose drift it can hold are re-observed.
-    func fileChanged(_ paths: Set<String>) {
+    /// A file changed: the resources whose drift it can hold are re-observed. `seenAt`, when the
+    /// watcher saw the first of these changes, is the detection time of any drift they hold, so
+    /// MTTR counts the debounce too.
+    func fileChanged(_ paths: Set<String>, seenAt: Date = Date()) {
         var hit = Set<Binding>()
         for path in paths {
             hit.formUnion(watchIndex.files[path] ?? [])
@@ -121,6 +123,7 @@ actor Daemon: DaemonControl {
             logger.debug("watched file changed", metadata: ["paths": .string(paths.sorted().joined(separator: ",")),
                                                             "resources": .stringConvertible(hit.count)])
         }
+        for binding in hit { detections[binding] = min(detections[binding] ?? seenAt, seenAt) }
         request(hit)
     }
 
@@ -149,13 +152,13 @@ actor Daemon: DaemonControl {
     }
 
     private var changedPaths = Set<String>()
-    private var flushScheduled = false
+    private var firstChangeAt: Date?
 
     /// A watched path changed: after the debounce, everything that changed is one request.
     func noteChanged(_ path: String) {
         changedPaths.insert(path)
-        guard !flushScheduled else { return }
-        flushScheduled = true
+        guard firstChangeAt == nil else { return }
+        firstChangeAt = Date()
         Task {
             try? await Task.sleep(for: settings.debounce)
             await flushChanges()
@@ -163,10 +166,11 @@ actor Daemon: DaemonControl {
     }
 
     private func flushChanges() {
-        flushScheduled = false
+        let seenAt = firstChangeAt ?? Date()
+        firstChangeAt = nil
         let paths = changedPaths
         changedPaths = []
-        fileChanged(paths)
+        fileChanged(paths, seenAt: seenAt)
     }
 
     // MARK: - DaemonControl

@@ -63,6 +63,17 @@ struct DaemonTests {
             print("watched edit to verified fix on origin: \(Int(elapsed * 1000)) ms")
             let record = try git("--git-dir", s.origin, "log", "-1", "--format=%B", "bulwark/audit")
             #expect(record.contains("Bulwark-Resource: SSHDConfig/") && record.contains("Bulwark-Result: verified"))
+            // Detection is when the watcher saw the write, so MTTR includes the 100 ms debounce.
+            let times = ISO8601DateFormatter()
+            times.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+            func trailer(_ name: String) -> Date? {
+                record.split(separator: "\n").first { $0.hasPrefix(name + ": ") }
+                    .flatMap { times.date(from: String($0.dropFirst(name.count + 2))) }
+            }
+            let detected = try #require(trailer("Bulwark-Detected-At"), "\(record)")
+            let verifiedAt = try #require(trailer("Bulwark-Verified-At"), "\(record)")
+            #expect(detected >= edited.addingTimeInterval(-1) && detected <= edited.addingTimeInterval(1), "\(detected) vs \(edited)")
+            #expect(verifiedAt.timeIntervalSince(detected) >= 0.1, "detected \(detected), verified \(verifiedAt)")
 
             let values = try metrics(daemon)
             let verified = try s.trailers("Bulwark-Result").filter { $0 == "verified" }.count
