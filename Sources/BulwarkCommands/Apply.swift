@@ -137,7 +137,7 @@ struct ApplyRun: Encodable {
             if count > 0 { line += " \(decision.rawValue.capitalized): \(count)." }
         }
         console.print(line + " In sync: \(plan.inSync.count).")
-        if pushed > 0 { console.print("Pushed \(pushed) audit commit\(pushed == 1 ? "" : "s") to \(options.url) \(options.auditBranch).") }
+        if pushed > 0 { console.print("Pushed \(pushed) audit commit\(pushed == 1 ? "" : "s") to \(options.displayURL) \(options.auditBranch).") }
         if let pushError {
             console.warn("\(keptLocally) audit commit\(keptLocally == 1 ? "" : "s") kept in \(options.stateDirectory) and pushed on the next run: \(pushError)")
         }

@@ -38,7 +38,7 @@ extension Bulwark {
 
         func run() async throws {
             let console = Console()
-            let policy = try PolicyRepository(repository.configuration)
+            let policy = try PolicyRepository(try repository.configuration())
             let (_, stale) = try await policy.sync()
             if let stale { throw CommandError(stale) }
             let held = try await policy.auditHistory().first {

@@ -59,7 +59,7 @@ actor Daemon: DaemonControl {
         self.options = options
         self.settings = settings
         self.logger = logger
-        repository = try PolicyRepository(options.configuration)
+        repository = try PolicyRepository(try options.configuration())
         meters = DaemonMetrics(registry: registry)
         watcher = try? FileWatcher()
         (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
@@ -442,7 +442,7 @@ actor Daemon: DaemonControl {
             mttrLastWeek: RemediationReport(entries: history, since: now.addingTimeInterval(-7 * 86400), now: now, top: 0).mttr)
     }
 
-    func statusPage() -> String { StatusPage.render(status(), repository: options.url) }
+    func statusPage() -> String { StatusPage.render(status(), repository: options.displayURL) }
 
     private func seconds(_ duration: Duration) -> Double {
         Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18

@@ -44,7 +44,7 @@ extension Bulwark {
 
         func run() async throws {
             let console = Console()
-            let policy = try PolicyRepository(repository.configuration)
+            let policy = try PolicyRepository(try repository.configuration())
             let (_, stale) = try await policy.sync()
             if let stale { console.warn(stale) }
             let cutoff = since.flatMap { Self.parseSince($0, now: Date()) }

@@ -13,6 +13,8 @@ actor PolicyRepository: AuditSink {
         var auditBranch: String = "bulwark/audit"
         var stateDirectory: String
         var author = Signature(name: "Bulwark", email: "bulwark@localhost")
+        /// Credentials and trusted SSH host keys for the origin; in memory only.
+        var access = RemoteAccess()
     }
 
     enum Failure: Error, CustomStringConvertible {
@@ -24,9 +26,9 @@ actor PolicyRepository: AuditSink {
         var description: String {
             switch self {
             case .locked(let path): "another bulwark process is using the state directory \(path)"
-            case .noBranch(let branch, let url): "branch '\(branch)' not found in \(url)"
-            case .unreachable(let url, let error): "cannot fetch \(url): \(error.message)"
-            case .otherRemote(let path, let url): "state directory \(path) belongs to another repository (\(url)); use another --state-dir"
+            case .noBranch(let branch, let url): "branch '\(branch)' not found in \(redactedURL(url))"
+            case .unreachable(let url, let error): "cannot fetch \(redactedURL(url)): \(error.message)"
+            case .otherRemote(let path, let url): "state directory \(path) belongs to another repository (\(redactedURL(url))); use another --state-dir"
             }
         }
     }
@@ -71,12 +73,12 @@ actor PolicyRepository: AuditSink {
     func sync() throws -> (head: ObjectID, stale: String?) {
         var stale: String?
         do {
-            try repository.fetch(remote: "origin", refspecs: ["+refs/heads/*:refs/remotes/origin/*"])
+            try repository.fetch(remote: "origin", refspecs: ["+refs/heads/*:refs/remotes/origin/*"], access: configuration.access)
         } catch {
             guard try repository.resolve("refs/remotes/origin/\(configuration.branch)") != nil else {
                 throw Failure.unreachable(configuration.url, error)
             }
-            stale = "cannot fetch \(configuration.url) (\(error.message)); using the last fetched revision"
+            stale = "cannot fetch \(redactedURL(configuration.url)) (\(error.message)); using the last fetched revision"
         }
         guard let head = try repository.resolve("refs/remotes/origin/\(configuration.branch)") else {
             throw Failure.noBranch(configuration.branch, configuration.url)
@@ -89,7 +91,7 @@ actor PolicyRepository: AuditSink {
     /// left it (asked with ls-remote, nothing fetched). True when that cannot be told, so that
     /// the caller fetches and reports the problem.
     func remoteMoved() -> Bool {
-        guard let heads = try? repository.remoteHeads("origin") else { return true }
+        guard let heads = try? repository.remoteHeads("origin", access: configuration.access) else { return true }
         for branch in [configuration.branch, configuration.auditBranch] {
             let tracked = try? repository.resolve("refs/remotes/origin/\(branch)")
             if heads["refs/heads/\(branch)"] != tracked { return true }
@@ -142,7 +144,7 @@ actor PolicyRepository: AuditSink {
             let pending = try repository.history(from: local, hiding: remote).count
             let rejected: [PushRejection]
             do {
-                rejected = try repository.push(remote: "origin", refspecs: ["\(localAudit):\(localAudit)"])
+                rejected = try repository.push(remote: "origin", refspecs: ["\(localAudit):\(localAudit)"], access: configuration.access)
             } catch {
                 // libgit2 refuses a non-fast-forward before sending; anything else means the
                 // remote cannot take the push now.
@@ -154,7 +156,7 @@ actor PolicyRepository: AuditSink {
                 return .pushed(commits: pending)
             }
             do {
-                try repository.fetch(remote: "origin", refspecs: ["+\(localAudit):\(remoteAudit)"])
+                try repository.fetch(remote: "origin", refspecs: ["+\(localAudit):\(remoteAudit)"], access: configuration.access)
             } catch {
                 return .keptLocally(commits: pending, reason: error.message)
             }
@@ -226,7 +228,7 @@ actor PolicyRepository: AuditSink {
             try repository.forceReference(scratch, to: commit, message: "bulwark: policy commit")
             var rejected: [PushRejection]
             do {
-                rejected = try repository.push(remote: "origin", refspecs: ["\(scratch):refs/heads/\(configuration.branch)"])
+                rejected = try repository.push(remote: "origin", refspecs: ["\(scratch):refs/heads/\(configuration.branch)"], access: configuration.access)
             } catch {
                 guard error.isNonFastForward else { throw Failure.unreachable(configuration.url, error) }
                 rejected = [PushRejection(reference: configuration.branch, reason: error.message)]
@@ -235,7 +237,7 @@ actor PolicyRepository: AuditSink {
                 try repository.forceReference(tracking, to: commit, message: "bulwark: pushed")
                 return commit
             }
-            try repository.fetch(remote: "origin", refspecs: ["+refs/heads/\(configuration.branch):\(tracking)"])
+            try repository.fetch(remote: "origin", refspecs: ["+refs/heads/\(configuration.branch):\(tracking)"], access: configuration.access)
             guard let head = try repository.resolve(tracking) else { throw Failure.noBranch(configuration.branch, configuration.url) }
             commit = try repository.replay(commit, onto: head)
         }

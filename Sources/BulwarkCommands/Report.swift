@@ -35,7 +35,7 @@ extension Bulwark {
 
         func run() async throws {
             let console = Console()
-            let policy = try PolicyRepository(repository.configuration)
+            let policy = try PolicyRepository(try repository.configuration())
             let (_, stale) = try await policy.sync()
             if let stale { console.warn(stale) }
             let entries = try await policy.auditHistory().reversed().compactMap(RemediationReport.Entry.init)
@@ -43,8 +43,8 @@ extension Bulwark {
                                            now: Date(), top: top)
             switch output {
             case .json: console.json(report)
-            case .text: console.print(report.text(source: "\(repository.url) \(repository.auditBranch)"))
-            case .markdown: console.print(report.markdown(source: "\(repository.url) \(repository.auditBranch)"))
+            case .text: console.print(report.text(source: "\(repository.displayURL) \(repository.auditBranch)"))
+            case .markdown: console.print(report.markdown(source: "\(repository.displayURL) \(repository.auditBranch)"))
             }
         }
     }

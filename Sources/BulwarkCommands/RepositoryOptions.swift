@@ -17,6 +17,24 @@ struct RepositoryOptions: ParsableArguments {
     @Option(help: "Where Bulwark keeps its clone and lock (default: $BULWARK_STATE_DIR or ~/.local/state/bulwark/<repo>).")
     var stateDir: String?
 
+    @Option(help: ArgumentHelp("SSH private key for an ssh:// or user@host:path repository (ed25519 or ECDSA; default: $BULWARK_SSH_KEY). Its passphrase, if any, comes from $BULWARK_SSH_PASSPHRASE.", valueName: "path"))
+    var sshKey: String?
+
+    @Flag(help: "Use the ssh-agent at $SSH_AUTH_SOCK for SSH repositories when no --ssh-key is given.")
+    var sshAgent = false
+
+    @Option(help: ArgumentHelp("The known_hosts file holding the SSH server's host key (default: $BULWARK_SSH_KNOWN_HOSTS, else ~/.ssh/known_hosts). An SSH server whose key is not there is refused.", valueName: "path"))
+    var sshKnownHosts: String?
+
+    @Option(help: ArgumentHelp("User name for an HTTPS repository (default: the URL's, else x-access-token).", valueName: "name"))
+    var gitUsername: String?
+
+    @Option(help: ArgumentHelp("Environment variable holding the HTTPS password or access token.", valueName: "name"))
+    var gitPasswordEnv: String = "BULWARK_GIT_PASSWORD"
+
+    @Option(help: ArgumentHelp("File holding the HTTPS password or access token (instead of the environment).", valueName: "path"))
+    var gitPasswordFile: String?
+
     func validate() throws {
         guard !repo.isEmpty else { throw ValidationError("--repo must not be empty") }
         for name in [branch, auditBranch] where name.isEmpty || name.contains("..") || name.hasPrefix("/") || name.contains(" ") {
@@ -31,6 +49,9 @@ struct RepositoryOptions: ParsableArguments {
         return URL(fileURLWithPath: absolute).standardizedFileURL.path
     }
 
+    /// The URL as messages and logs show it: any password in it replaced.
+    var displayURL: String { redactedURL(url) }
+
     var stateDirectory: String {
         if let stateDir { return stateDir }
         let env = ProcessInfo.processInfo.environment
@@ -41,12 +62,42 @@ struct RepositoryOptions: ParsableArguments {
         return "\(base)/bulwark/\(name.isEmpty ? "repo" : name)-\(AuditID.stable(url).prefix(8).lowercased())"
     }
 
-    var configuration: PolicyRepository.Configuration {
+    func configuration() throws -> PolicyRepository.Configuration {
         var author = Signature(name: "Bulwark", email: "bulwark@localhost")
         let env = ProcessInfo.processInfo.environment
         if let name = env["BULWARK_AUTHOR_NAME"], !name.isEmpty { author.name = name }
         if let email = env["BULWARK_AUTHOR_EMAIL"], !email.isEmpty { author.email = email }
-        return .init(url: url, branch: branch, auditBranch: auditBranch, stateDirectory: stateDirectory, author: author)
+        return .init(url: url, branch: branch, auditBranch: auditBranch, stateDirectory: stateDirectory, author: author,
+                     access: try access())
+    }
+
+    /// Credentials and host keys for the remote, read now from files and the environment; none
+    /// of it is stored, logged or recorded.
+    func access() throws -> RemoteAccess {
+        let env = ProcessInfo.processInfo.environment
+        var access = RemoteAccess(username: gitUsername, useAgent: sshAgent)
+        if let file = gitPasswordFile {
+            do {
+                access.password = try String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+            } catch {
+                throw CommandError("cannot read --git-password-file \(file): \(error.localizedDescription)")
+            }
+        } else if let password = env[gitPasswordEnv], !password.isEmpty {
+            access.password = password
+        }
+        if let key = sshKey ?? env["BULWARK_SSH_KEY"].flatMap({ $0.isEmpty ? nil : $0 }) {
+            guard FileManager.default.isReadableFile(atPath: key) else { throw CommandError("cannot read SSH key \(key)") }
+            access.sshKey = .init(privateKey: key, passphrase: env["BULWARK_SSH_PASSPHRASE"].flatMap { $0.isEmpty ? nil : $0 })
+        }
+        if let endpoint = sshEndpoint(url) {
+            let explicit = sshKnownHosts ?? env["BULWARK_SSH_KNOWN_HOSTS"].flatMap { $0.isEmpty ? nil : $0 }
+            let path = explicit ?? (env["HOME"] ?? "/root") + "/.ssh/known_hosts"
+            if explicit != nil || FileManager.default.fileExists(atPath: path) {
+                let known = try KnownHosts(path: path)
+                access.hostKeyCheck = { host, key in known.check(host: host, port: endpoint.port, key: key) }
+            }
+        }
+        return access
     }
 }
 
@@ -75,7 +126,7 @@ extension RepositoryOptions {
     /// Opens the clone, fetches, and validates the head revision. Prints the problems and exits 1
     /// when the revision is invalid: nothing acts on it.
     func load(console: Console) async throws -> LoadedRevision {
-        let repository = try PolicyRepository(configuration)
+        let repository = try PolicyRepository(try configuration())
         let (head, stale) = try await repository.sync()
         if let stale { console.warn(stale) }
         let files = try await repository.files(at: head)
@@ -84,7 +135,7 @@ extension RepositoryOptions {
             for warning in state.warnings { console.warn(warning.description) }
             return LoadedRevision(repository: repository, state: state, head: head)
         } catch {
-            console.error("revision \(head.short) of \(url) \(branch) is refused; nothing was changed.")
+            console.error("revision \(head.short) of \(displayURL) \(branch) is refused; nothing was changed.")
             console.print(error.description, to: .standardError)
             throw ExitCode.failure
         }

@@ -102,7 +102,7 @@ extension Bulwark {
             let group = ServiceGroup(configuration: .init(
                 services: [.init(service: http), .init(service: ReconcileService(daemon: daemon))],
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-            logger.info("bulwark run", metadata: ["repo": .string(repository.url), "listen": .string(listen),
+            logger.info("bulwark run", metadata: ["repo": .string(repository.displayURL), "listen": .string(listen),
                                                   "stateDir": .string(repository.stateDirectory)])
             do {
                 try await group.run()

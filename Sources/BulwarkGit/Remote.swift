@@ -62,63 +62,66 @@ extension Repository {
     }
 
     /// Fetches `refspecs` from remote `name` (forced updates, pruning refs deleted upstream).
-    public func fetch(remote name: String, refspecs: [String]) throws(GitError) {
+    public func fetch(remote name: String, refspecs: [String], access: RemoteAccess = RemoteAccess()) throws(GitError) {
         let remote = try detachedRemote(name)
         defer { git_remote_free(remote) }
         var options = git_fetch_options()
         try check(git_fetch_options_init(&options, UInt32(GIT_FETCH_OPTIONS_VERSION)), "git_fetch_options_init")
         options.prune = GIT_FETCH_PRUNE
         options.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE
-        try withStrArray(refspecs) { (array) throws(GitError) in
-            _ = try check(git_remote_fetch(remote, array, &options, "bulwark: fetch"), "git_remote_fetch(\(name))")
+        let box = RemoteCallbacks(access: access)
+        box.install(&options.callbacks)
+        try box.run { () throws(GitError) in
+            try withStrArray(refspecs) { (array) throws(GitError) in
+                _ = try check(git_remote_fetch(remote, array, &options, "bulwark: fetch"), "git_remote_fetch(\(name))")
+            }
         }
     }
 
     /// The references remote `name` advertises and where they point (`git ls-remote`), without
     /// fetching anything: cheap enough to ask on every poll.
-    public func remoteHeads(_ name: String) throws(GitError) -> [String: ObjectID] {
+    public func remoteHeads(_ name: String, access: RemoteAccess = RemoteAccess()) throws(GitError) -> [String: ObjectID] {
         let remote = try detachedRemote(name)
         defer { git_remote_free(remote) }
         var callbacks = git_remote_callbacks()
         try check(git_remote_init_callbacks(&callbacks, UInt32(GIT_REMOTE_CALLBACKS_VERSION)), "git_remote_init_callbacks")
-        try check(git_remote_connect(remote, GIT_DIRECTION_FETCH, &callbacks, nil, nil), "git_remote_connect(\(name))")
-        defer { git_remote_disconnect(remote) }
-        var heads: UnsafeMutablePointer<UnsafePointer<git_remote_head>?>?
-        var count = 0
-        try check(git_remote_ls(&heads, &count, remote), "git_remote_ls(\(name))")
-        var result: [String: ObjectID] = [:]
-        for index in 0..<count {
-            guard let head = heads?[index]?.pointee, let refName = head.name else { continue }
-            result[String(cString: refName)] = ObjectID(head.oid)
+        let box = RemoteCallbacks(access: access)
+        box.install(&callbacks)
+        return try box.run { () throws(GitError) -> [String: ObjectID] in
+            try check(git_remote_connect(remote, GIT_DIRECTION_FETCH, &callbacks, nil, nil), "git_remote_connect(\(name))")
+            defer { git_remote_disconnect(remote) }
+            var heads: UnsafeMutablePointer<UnsafePointer<git_remote_head>?>?
+            var count = 0
+            try check(git_remote_ls(&heads, &count, remote), "git_remote_ls(\(name))")
+            var result: [String: ObjectID] = [:]
+            for index in 0..<count {
+                guard let head = heads?[index]?.pointee, let refName = head.name else { continue }
+                result[String(cString: refName)] = ObjectID(head.oid)
+            }
+            return result
         }
-        return result
     }
 
     /// Pushes `refspecs` to remote `name`. Returns the references the remote refused (for
     /// example a non-fast-forward); throws when the remote cannot be reached at all.
-    public func push(remote name: String, refspecs: [String]) throws(GitError) -> [PushRejection] {
+    public func push(remote name: String, refspecs: [String], access: RemoteAccess = RemoteAccess()) throws(GitError) -> [PushRejection] {
         let remote = try detachedRemote(name)
         defer { git_remote_free(remote) }
         var options = git_push_options()
         try check(git_push_options_init(&options, UInt32(GIT_PUSH_OPTIONS_VERSION)), "git_push_options_init")
-        let box = RejectionBox()
-        let unmanaged = Unmanaged.passRetained(box)
-        defer { unmanaged.release() }
-        options.callbacks.payload = unmanaged.toOpaque()
+        let box = RemoteCallbacks(access: access)
         options.callbacks.push_update_reference = { reference, status, payload in
             guard let status, let reference, let payload else { return 0 }
-            let box = Unmanaged<RejectionBox>.fromOpaque(payload).takeUnretainedValue()
+            let box = Unmanaged<RemoteCallbacks>.fromOpaque(payload).takeUnretainedValue()
             box.rejections.append(PushRejection(reference: String(cString: reference), reason: String(cString: status)))
             return 0
         }
-        try withStrArray(refspecs) { (array) throws(GitError) in
-            _ = try check(git_remote_push(remote, array, &options), "git_remote_push(\(name))")
+        box.install(&options.callbacks)
+        try box.run { () throws(GitError) in
+            try withStrArray(refspecs) { (array) throws(GitError) in
+                _ = try check(git_remote_push(remote, array, &options), "git_remote_push(\(name))")
+            }
         }
         return box.rejections
     }
-}
-
-/// Collects push rejections from libgit2's callback; used on one thread during one push.
-private final class RejectionBox {
-    var rejections: [PushRejection] = []
 }

@@ -1,0 +1,137 @@
+@testable import BulwarkCommands
+import BulwarkGit
+import BulwarkTestSupport
+import Foundation
+import Testing
+
+/// The policy repository over SSH, served by a real sshd on loopback: Bulwark authenticates
+/// with a key, trusts the server only through known_hosts, and pushes its audit records there.
+@Suite(.enabled(if: SSHServer.available, "needs sshd, ssh-keygen and git (and the postgres user when root)"))
+struct SSHRemoteTests {
+    /// The foundation scenario with its origin served by `ssh`.
+    func scenario(_ dir: String, _ ssh: SSHServer) throws -> Scenario {
+        let s = try Scenario(in: dir)
+        chmod(dir, 0o755)
+        try ssh.own(s.origin)
+        return s
+    }
+
+    func bulwarkOverSSH(_ s: Scenario, _ ssh: SSHServer, _ command: String, key: String? = nil, knownHosts: String? = nil,
+                        environment: [String: String] = [:]) throws -> ProcessOutput {
+        var arguments = [command, "--repo", ssh.url(s.origin), "--state-dir", s.state, "--ssh-key", key ?? ssh.clientKey]
+        if let knownHosts { arguments += ["--ssh-known-hosts", knownHosts] }
+        return try run(try bulwarkExecutable(), arguments, environment: environment)
+    }
+
+    @Test func applyOverSSHFixesTheHostAndPushesItsAuditCommitsThere() async throws {
+        let ssh = try SSHServer()
+        try await withTemporaryDirectory { dir in
+            let s = try scenario(dir, ssh)
+            let plan = try bulwarkOverSSH(s, ssh, "plan", knownHosts: ssh.knownHosts)
+            #expect(plan.status == 2, "\(plan.stderr)\n\(ssh.log)")
+            let apply = try bulwarkOverSSH(s, ssh, "apply", knownHosts: ssh.knownHosts)
+            #expect(apply.status == 0, "\(apply.stdout)\n\(apply.stderr)\n\(ssh.log)")
+            #expect(try read(s.host + "/etc/ssh/sshd_config").contains("\nPermitRootLogin no\n"))
+            let fixed = apply.stdout.split(separator: "\n").filter { $0.hasPrefix("fixed") }.count
+            let onOrigin = try s.auditCommits().count
+            #expect(fixed > 20 && onOrigin == fixed, "every record reached the SSH origin")
+            #expect(apply.stdout.contains(ssh.url(s.origin)))
+            #expect(ssh.log.contains("Accepted publickey for \(ssh.user)"))
+            #expect(try bulwarkOverSSH(s, ssh, "plan", knownHosts: ssh.knownHosts).status == 0)
+            try git("--git-dir", s.origin, "fsck", "--strict")
+        }
+    }
+
+    @Test func anUnknownOrChangedHostKeyOrARefusedKeyIsAClearErrorAndChangesNothing() async throws {
+        let ssh = try SSHServer()
+        try await withTemporaryDirectory { dir in
+            let s = try scenario(dir, ssh)
+            let before = try s.snapshot()
+            let name = "[127.0.0.1]:\(ssh.port)"
+
+            // Another key on file for this server: an impostor, as far as Bulwark can tell.
+            let impostor = dir + "/impostor_known_hosts"
+            let other = try read(ssh.strangerKey + ".pub").split(separator: " ")
+            try write(impostor, "# keys\n\(name) \(other[0]) \(other[1])\n")
+            let changed = try bulwarkOverSSH(s, ssh, "apply", knownHosts: impostor)
+            #expect(changed.status == 1)
+            #expect(changed.stderr.contains("does not match \(impostor) line 2"), "\(changed.stderr)")
+
+            // The server is not in the file at all.
+            let empty = dir + "/empty_known_hosts"
+            try write(empty, "")
+            let unknown = try bulwarkOverSSH(s, ssh, "apply", knownHosts: empty)
+            #expect(unknown.status == 1)
+            #expect(unknown.stderr.contains("\(name) is not in \(empty)") && unknown.stderr.contains("ssh-keyscan -p \(ssh.port) 127.0.0.1"),
+                    "\(unknown.stderr)")
+
+            // No known_hosts anywhere: refused rather than trusted on first use.
+            let home = dir + "/home"
+            try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
+            let nothing = try bulwarkOverSSH(s, ssh, "apply", environment: ["HOME": home])
+            #expect(nothing.status == 1)
+            #expect(nothing.stderr.contains("cannot be checked"), "\(nothing.stderr)")
+
+            // The right server, a key it does not accept: a clear error, promptly.
+            let refused = try bulwarkOverSSH(s, ssh, "apply", key: ssh.strangerKey, knownHosts: ssh.knownHosts)
+            #expect(refused.status == 1)
+            #expect(refused.stderr.contains("authentication to") && refused.stderr.contains("refused the credentials"), "\(refused.stderr)")
+
+            #expect(try s.snapshot() == before, "nothing acted on the host")
+            #expect(throws: SupportError.self) { try s.auditCommits() }
+        }
+    }
+}
+
+/// known_hosts as OpenSSH writes it, checked against real `ssh-keygen` output.
+struct KnownHostsTests {
+    func key(_ dir: String, _ name: String) throws -> (type: String, base64: String, bytes: [UInt8]) {
+        #expect(try run("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", dir + "/" + name]).status == 0)
+        let parts = try read(dir + "/" + name + ".pub").split(separator: " ")
+        return (String(parts[0]), String(parts[1]), [UInt8](Data(base64Encoded: String(parts[1]))!))
+    }
+
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/ssh-keygen")))
+    func hashedPlainWildcardNegatedAndRevokedEntries() async throws {
+        try await withTemporaryDirectory { dir in
+            let a = try key(dir, "a"), b = try key(dir, "b"), c = try key(dir, "c")
+            // ssh-keygen -H hashes the names, as Debian's ssh does by default.
+            try write(dir + "/hashed", "git.example.org \(a.type) \(a.base64)\n[git.example.org]:2222 \(b.type) \(b.base64)\n")
+            #expect(try run("/usr/bin/ssh-keygen", ["-H", "-f", dir + "/hashed"]).status == 0)
+            let hashed = try KnownHosts(path: dir + "/hashed")
+            #expect(try read(dir + "/hashed").hasPrefix("|1|"))
+            #expect(hashed.check(host: "git.example.org", port: 22, key: a.bytes) == nil)
+            #expect(hashed.check(host: "GIT.example.org", port: 22, key: a.bytes) == nil)
+            #expect(hashed.check(host: "git.example.org", port: 2222, key: b.bytes) == nil)
+            #expect(hashed.check(host: "git.example.org", port: 2222, key: a.bytes)?.contains("does not match") == true)
+            #expect(hashed.check(host: "other.example.org", port: 22, key: a.bytes)?.contains("is not in") == true)
+
+            let patterns = KnownHosts(path: "patterns", text: """
+                *.example.org,!evil.example.org \(a.type) \(a.base64) comment
+                @revoked * \(c.type) \(c.base64)
+                @cert-authority *.example.org \(b.type) \(b.base64)
+                git?.internal \(b.type) \(b.base64)
+                """)
+            #expect(patterns.check(host: "git.example.org", port: 22, key: a.bytes) == nil)
+            #expect(patterns.check(host: "evil.example.org", port: 22, key: a.bytes)?.contains("is not in") == true)
+            #expect(patterns.check(host: "git.example.org", port: 22, key: b.bytes)?.contains("does not match patterns line 1") == true,
+                    "a certificate authority line is not a host key")
+            #expect(patterns.check(host: "git1.internal", port: 22, key: b.bytes) == nil)
+            #expect(patterns.check(host: "git12.internal", port: 22, key: b.bytes) != nil)
+            #expect(patterns.check(host: "git.example.org", port: 22, key: c.bytes)?.contains("@revoked") == true)
+        }
+    }
+
+    @Test func sshEndpointsAndRedactedURLs() {
+        #expect(sshEndpoint("ssh://git@example.org:2222/srv/policy.git")! == ("example.org", 2222))
+        #expect(sshEndpoint("ssh://example.org/policy.git")! == ("example.org", 22))
+        #expect(sshEndpoint("git@example.org:team/policy.git")! == ("example.org", 22))
+        #expect(sshEndpoint("https://example.org/policy.git") == nil)
+        #expect(sshEndpoint("/srv/policy.git") == nil)
+        #expect(sshEndpoint("policy/dir:with-colon") == nil)
+        #expect(redactedURL("https://bot:ghp_secret@example.org/a@b.git") == "https://bot:<redacted>@example.org/a@b.git")
+        #expect(redactedURL("https://bot@example.org/p.git") == "https://bot@example.org/p.git")
+        #expect(redactedURL("/srv/policy.git") == "/srv/policy.git")
+        #expect(!RemoteAccess(username: "bot", password: "ghp_secret").description.contains("ghp_secret"))
+    }
+}

@@ -1,0 +1,117 @@
+internal import Foundation
+
+/// A real OpenSSH server for one test, serving git over SSH on a free loopback port.
+///
+/// It runs unprivileged with its own configuration, host key and authorized_keys in a
+/// temporary folder: as the `postgres` user when the tests run as root (an unprivileged sshd
+/// can only log in its own user, and needs no privilege separation folder), otherwise as the
+/// user running the tests. Repositories it serves must belong to that user (`own`).
+public final class SSHServer {
+    public static var available: Bool {
+        FileManager.default.isExecutableFile(atPath: "/usr/sbin/sshd") && FileManager.default.isExecutableFile(atPath: "/usr/bin/ssh-keygen")
+            && FileManager.default.isExecutableFile(atPath: "/usr/bin/git-upload-pack")
+            && (!isRoot || getpwnam("postgres") != nil)
+    }
+
+    public let directory: String
+    public let port: Int
+    /// The user the server runs as, and the only one it lets in.
+    public let user: String
+    /// A key authorized_keys accepts, and one it does not.
+    public var clientKey: String { directory + "/client_key" }
+    public var strangerKey: String { directory + "/stranger_key" }
+    /// A known_hosts file with this server's host key, as `ssh-keyscan` writes it.
+    public var knownHosts: String { directory + "/known_hosts" }
+    private let uid: uid_t
+    private let gid: gid_t
+
+    public init() throws {
+        var template = Array("/tmp/bulwark-ssh-XXXXXX".utf8CString)
+        guard mkdtemp(&template) != nil else { throw SupportError("mkdtemp failed") }
+        directory = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        chmod(directory, 0o755)
+        port = try freeLoopbackPort()
+        if isRoot, let owner = getpwnam("postgres") {
+            (user, uid, gid) = ("postgres", owner.pointee.pw_uid, owner.pointee.pw_gid)
+        } else {
+            guard let me = getpwuid(geteuid()) else { throw SupportError("no passwd entry for uid \(geteuid())") }
+            (user, uid, gid) = (String(cString: me.pointee.pw_name), me.pointee.pw_uid, me.pointee.pw_gid)
+        }
+        for name in ["host_key", "client_key", "stranger_key"] {
+            let made = try run("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", name, "-f", directory + "/" + name])
+            guard made.status == 0 else { throw SupportError("ssh-keygen: \(made.stderr)") }
+        }
+        try write(directory + "/authorized_keys", try read(clientKey + ".pub"))
+        let hostKey = try read(directory + "/host_key.pub").split(separator: " ")
+        try write(knownHosts, "[127.0.0.1]:\(port) \(hostKey[0]) \(hostKey[1])\n")
+        try write(directory + "/sshd_config", """
+            Port \(port)
+            ListenAddress 127.0.0.1
+            HostKey \(directory)/host_key
+            AuthorizedKeysFile \(directory)/authorized_keys
+            PidFile \(directory)/sshd.pid
+            PubkeyAuthentication yes
+            PasswordAuthentication no
+            KbdInteractiveAuthentication no
+            UsePAM no
+            StrictModes no
+            LogLevel VERBOSE
+
+            """)
+        _ = FileManager.default.createFile(atPath: directory + "/sshd.log", contents: nil)
+        for name in ["", "/host_key", "/authorized_keys", "/sshd_config", "/sshd.log"] { chown(directory + name, uid, gid) }
+        // sshd daemonizes: the process started here exits once the server listens, and the
+        // server, holding no descriptor of this process (closed before exec), is found again
+        // through its pid file. Run in the foreground it would keep Foundation's Process,
+        // which waits for children one at a time, from ever noticing another child's exit.
+        let script = "import os, sys; os.closerange(3, 65536); os.setgroups([]); os.setgid(\(gid)); os.setuid(\(uid)); os.execv(sys.argv[1], sys.argv[1:])"
+        let start = Process()
+        start.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        start.arguments = ["-c", script, "/usr/sbin/sshd", "-E", directory + "/sshd.log", "-f", directory + "/sshd_config"]
+        start.currentDirectoryURL = URL(fileURLWithPath: directory)
+        start.standardOutput = FileHandle.nullDevice
+        start.standardError = FileHandle.nullDevice
+        start.standardInput = FileHandle.nullDevice
+        try start.run()
+        start.waitUntilExit()
+        guard start.terminationStatus == 0 else { throw SupportError("sshd did not start (\(start.terminationStatus)): \(log)") }
+        let deadline = Date().addingTimeInterval(15)
+        while !Self.accepts(port) {
+            guard Date() < deadline else { throw SupportError("sshd is not listening: \(log)") }
+            usleep(20_000)
+        }
+    }
+
+    deinit {
+        if let text = try? read(directory + "/sshd.pid"), let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)) {
+            kill(pid, SIGTERM)
+            for _ in 0..<250 where kill(pid, 0) == 0 { usleep(20_000) }
+        }
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    /// The server's log, for failure messages.
+    public var log: String { (try? read(directory + "/sshd.log")) ?? "" }
+
+    /// `ssh://user@127.0.0.1:port/path` for a repository at `path`.
+    public func url(_ path: String) -> String { "ssh://\(user)@127.0.0.1:\(port)\(path)" }
+
+    /// Gives every file under `path` to the server's user, so it can serve and take pushes.
+    public func own(_ path: String) throws {
+        let result = try run("/usr/bin/chown", ["-R", "\(uid):\(gid)", path])
+        guard result.status == 0 else { throw SupportError("chown: \(result.stderr)") }
+    }
+
+    private static func accepts(_ port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+    }
+}
