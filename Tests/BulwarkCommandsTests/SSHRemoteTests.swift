@@ -83,6 +83,59 @@ struct SSHRemoteTests {
     }
 }
 
+/// The policy repository over git's smart HTTP protocol behind Basic authentication (git
+/// http-backend on loopback): the token comes from the environment or a file and is never
+/// stored, printed or recorded.
+@Suite(.enabled(if: GitHTTPServer.available, "needs git-http-backend and python3"))
+struct HTTPRemoteTests {
+    @Test func applyWithATokenFromTheEnvironmentAndNowhereElse() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let server = try GitHTTPServer(root: dir)
+            let url = server.url("origin.git")
+            let environment = ["BULWARK_GIT_PASSWORD": server.token]
+            let apply = try run(try bulwarkExecutable(), ["apply", "--repo", url, "--state-dir", s.state, "--git-username", server.user],
+                                environment: environment)
+            #expect(apply.status == 0, "\(apply.stdout)\n\(apply.stderr)\n\(server.requests)")
+            let fixed = apply.stdout.split(separator: "\n").filter { $0.hasPrefix("fixed") }.count
+            let onOrigin = try s.auditCommits().count
+            #expect(fixed > 20 && onOrigin == fixed, "every record reached the HTTP origin")
+            #expect(server.requests.contains { $0.hasPrefix("POST /origin.git/git-receive-pack 200") }, "\(server.requests)")
+            #expect(server.requests.contains { $0.hasSuffix(" 401") }, "the server challenged first")
+
+            // A token file works the same; the second apply has nothing to do.
+            try write(dir + "/token", server.token + "\n", mode: 0o600)
+            let again = try run(try bulwarkExecutable(), ["apply", "--repo", url, "--state-dir", s.state, "--git-username", server.user,
+                                                          "--git-password-file", dir + "/token"])
+            #expect(again.status == 0 && again.stdout.contains("Fixed and verified: 0."), "\(again.stdout)\n\(again.stderr)")
+
+            // The token is in no output, no audit record, and not in Bulwark's clone.
+            let stored = try run("/usr/bin/grep", ["-r", "-l", server.token, s.state])
+            #expect(stored.status == 1, "token found in \(stored.stdout)")
+            #expect(!(try git("--git-dir", s.origin, "log", "-p", "--all")).contains(server.token))
+            #expect(![apply.stdout, apply.stderr, again.stdout, again.stderr].contains { $0.contains(server.token) })
+        }
+    }
+
+    @Test func aWrongOrMissingTokenIsAClearErrorAndChangesNothing() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let server = try GitHTTPServer(root: dir)
+            let before = try s.snapshot()
+            let wrong = try run(try bulwarkExecutable(), ["apply", "--repo", server.url("origin.git"), "--state-dir", s.state],
+                                environment: ["BULWARK_GIT_PASSWORD": "not-the-token"])
+            #expect(wrong.status == 1)
+            #expect(wrong.stderr.contains("refused the credentials") && !wrong.stderr.contains("not-the-token"), "\(wrong.stderr)")
+            let missing = try run(try bulwarkExecutable(), ["apply", "--repo", server.url("origin.git"), "--state-dir", s.state],
+                                  environment: ["BULWARK_GIT_PASSWORD": ""])
+            #expect(missing.status == 1)
+            #expect(missing.stderr.contains("asks for credentials and none were given"), "\(missing.stderr)")
+            #expect(try s.snapshot() == before)
+            #expect(throws: SupportError.self) { try s.auditCommits() }
+        }
+    }
+}
+
 /// known_hosts as OpenSSH writes it, checked against real `ssh-keygen` output.
 struct KnownHostsTests {
     func key(_ dir: String, _ name: String) throws -> (type: String, base64: String, bytes: [UInt8]) {

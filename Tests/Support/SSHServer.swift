@@ -76,7 +76,7 @@ public final class SSHServer {
         start.waitUntilExit()
         guard start.terminationStatus == 0 else { throw SupportError("sshd did not start (\(start.terminationStatus)): \(log)") }
         let deadline = Date().addingTimeInterval(15)
-        while !Self.accepts(port) {
+        while !loopbackAccepts(port) {
             guard Date() < deadline else { throw SupportError("sshd is not listening: \(log)") }
             usleep(20_000)
         }
@@ -100,18 +100,5 @@ public final class SSHServer {
     public func own(_ path: String) throws {
         let result = try run("/usr/bin/chown", ["-R", "\(uid):\(gid)", path])
         guard result.status == 0 else { throw SupportError("chown: \(result.stderr)") }
-    }
-
-    private static func accepts(_ port: Int) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-        }
     }
 }
