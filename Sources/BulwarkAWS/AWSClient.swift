@@ -1,4 +1,5 @@
 internal import AsyncHTTPClient
+internal import BulwarkCore
 internal import Foundation
 internal import NIOCore
 internal import NIOHTTP1
@@ -151,8 +152,7 @@ struct AWSClient: Sendable {
             guard failure.isRetryable, attempt < attempts else { throw failure }
             // Full jitter: a random wait up to the exponential cap.
             let cap = baseDelay * (1 << (attempt - 1))
-            let capSeconds = Double(cap.components.seconds) + Double(cap.components.attoseconds) / 1e18
-            try? await Task.sleep(for: .seconds(Double.random(in: 0...capSeconds)))
+            try? await Task.sleep(for: .seconds(Double.random(in: 0...cap.timeInterval)))
         }
     }
 }

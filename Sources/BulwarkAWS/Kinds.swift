@@ -346,14 +346,14 @@ struct AccessKeyDriver: ResourceDriver {
     /// `inactive or within limits`, or why the key must go: `active, unused for 120 days (limit 90)`.
     static func judge(_ key: XMLElement, id: String, client: AWSClient, limits: [String: Int], now: Date) async throws(AWSError) -> String {
         guard key.value("Status") == "Active" else { return compliant }
-        let created = key.value("CreateDate").flatMap(parseDate) ?? now
+        let created = key.value("CreateDate").flatMap(Timestamp.parse) ?? now
         let ageDays = Int(now.timeIntervalSince(created) / 86400)
         if let limit = limits["maxAgeDays"], now.timeIntervalSince(created) > Double(limit) * 86400 {
             return "active, \(ageDays) days old (limit \(limit))"
         }
         if let limit = limits["maxUnusedDays"] {
             let answer = try await client.query(.iam, "GetAccessKeyLastUsed", [("AccessKeyId", id)])
-            let lastUsed = answer.find("LastUsedDate").flatMap { parseDate($0.text) }
+            let lastUsed = answer.find("LastUsedDate").flatMap { Timestamp.parse($0.text) }
             let idle = now.timeIntervalSince(lastUsed ?? created)
             if idle > Double(limit) * 86400 {
                 return lastUsed == nil ? "active, never used in \(ageDays) days (limit \(limit))"
@@ -385,14 +385,6 @@ struct AccessKeyDriver: ResourceDriver {
             marker = answer.find("IsTruncated")?.text == "true" ? answer.find("Marker")?.text : nil
         } while marker != nil
         return result
-    }
-
-    static func parseDate(_ text: String) -> Date? {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        if let date = formatter.date(from: text) { return date }
-        formatter.formatOptions = [.withInternetDateTime]
-        return formatter.date(from: text)
     }
 }
 

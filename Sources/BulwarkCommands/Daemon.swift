@@ -50,6 +50,7 @@ actor Daemon: DaemonControl {
     private var lastCycle: (at: Date, seconds: Double, error: String?)?
     private var open: [Binding: PlannedRemediation] = [:]
     private var recent: [(record: AuditRecord, commit: String?)] = []
+    /// Remediations of the last week, for MTTR on the status page.
     private var history: [RemediationReport.Entry] = []
     /// Verified fixes within the longest flap period, for the flap breaker: read from the audit
     /// branch once per revision, then kept up to date from the daemon's own records.
@@ -87,7 +88,7 @@ actor Daemon: DaemonControl {
     /// Returns how long the scheduler may sleep.
     func tick(now: Date = Date()) -> Duration {
         if now >= nextPoll {
-            nextPoll = now.addingTimeInterval(seconds(settings.poll))
+            nextPoll = now.addingTimeInterval(settings.poll.timeInterval)
             requestSource()
         }
         guard let state else { return .seconds(1) }
@@ -281,8 +282,7 @@ actor Daemon: DaemonControl {
         let started = Date()
         var cycleError: String?
         do {
-            let longest = cycleState.controllers.values.map(\.flapPeriod).max() ?? .seconds(3600)
-            let window = started.addingTimeInterval(-seconds(longest))
+            let window = started.addingTimeInterval(-cycleState.longestFlapPeriod.timeInterval)
             var known: FixHistory
             if let fixes { known = fixes } else { known = try await repository.recentFixes(since: window) }
             known.forget(before: window)
@@ -313,6 +313,8 @@ actor Daemon: DaemonControl {
                 if let historyEntry = RemediationReport.Entry(entry.record) { history.append(historyEntry) }
             }
             if recent.count > 100 { recent.removeFirst(recent.count - 100) }
+            let weekAgo = started.addingTimeInterval(-7 * 86400)
+            history.removeAll { $0.detectedAt < weekAgo }
             // Open drift: what this cycle left unfixed, for the bindings it looked at.
             for binding in only ?? Set(cycleState.bindings) { open[binding] = nil }
             for entry in outcome.entries where entry.record.result != .verified {
@@ -354,7 +356,7 @@ actor Daemon: DaemonControl {
             if failed.contains(name) {
                 let count = (failures[name] ?? 0) + 1
                 failures[name] = count
-                let wait = min(seconds(controller.interval), seconds(settings.retryBase) * pow(2, Double(min(count - 1, 20))))
+                let wait = min(controller.interval.timeInterval, settings.retryBase.timeInterval * pow(2, Double(min(count - 1, 20))))
                 nextRun[name] = now.addingTimeInterval(wait)
             } else {
                 failures[name] = nil
@@ -363,12 +365,11 @@ actor Daemon: DaemonControl {
     }
 
     private func jittered(_ interval: Duration) -> Double {
-        seconds(interval) * Double.random(in: 0.9...1.1)
+        interval.timeInterval * Double.random(in: 0.9...1.1)
     }
 
-    /// Pushes what is left and stops watching (SIGTERM).
+    /// Pushes what is left (SIGTERM), once the service has stopped the watcher and the worker.
     func shutdown() async {
-        watcher?.stop()
         if case .keptLocally(let count, let reason) = (try? await repository.publish()) ?? .upToDate {
             logger.warning("audit commits kept locally for the next run", metadata: ["commits": .stringConvertible(count), "reason": .string(reason)])
         }
@@ -422,9 +423,10 @@ actor Daemon: DaemonControl {
 
     func status(now: Date = Date()) -> Status {
         let (ready, reason) = readiness()
+        var bound: [String: Int] = [:]
+        for binding in state?.bindings ?? [] { bound[binding.target, default: 0] += 1 }
         let targets = (state?.targets.values.sorted { $0.name < $1.name } ?? []).map { target in
-            Status.TargetInfo(name: target.name, adapter: target.adapter,
-                              resources: state?.bindings.filter { $0.target == target.name }.count ?? 0)
+            Status.TargetInfo(name: target.name, adapter: target.adapter, resources: bound[target.name] ?? 0)
         }
         let openItems = open.values.sorted { ($0.risk, $1.binding) > ($1.risk, $0.binding) }.map {
             Status.Item(target: $0.binding.target, resource: $0.binding.resource.description, severity: $0.severity.rawValue,
@@ -443,10 +445,6 @@ actor Daemon: DaemonControl {
     }
 
     func statusPage() -> String { StatusPage.render(status(), repository: options.displayURL) }
-
-    private func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
-    }
 }
 
 extension RemediationReport.Entry {

@@ -25,17 +25,11 @@ struct KnownHosts: Sendable {
     let entries: [Entry]
 
     init(path: String) throws {
-        let text: String
-        do {
-            let data = try Data(contentsOf: URL(fileURLWithPath: path))
-            guard data.count <= 4 << 20, let decoded = String(data: data, encoding: .utf8) else {
-                throw Failure(description: "known_hosts file \(path) is over 4 MiB or not UTF-8")
-            }
-            text = decoded
-        } catch let failure as Failure {
-            throw failure
-        } catch {
-            throw Failure(description: "cannot read known_hosts file \(path): \(error.localizedDescription)")
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw Failure(description: "cannot read known_hosts file \(path)")
+        }
+        guard data.count <= 4 << 20, let text = String(data: data, encoding: .utf8) else {
+            throw Failure(description: "known_hosts file \(path) is over 4 MiB or not UTF-8")
         }
         self.init(path: path, text: text)
     }

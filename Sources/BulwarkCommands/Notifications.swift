@@ -1,5 +1,5 @@
 internal import BulwarkCore
-internal import Crypto
+internal import BulwarkServer
 internal import Foundation
 #if canImport(FoundationNetworking)
 internal import FoundationNetworking
@@ -95,21 +95,8 @@ actor Outbox {
         return result
     }
 
-    private func resolve(_ secret: NotifierConfig.Secret) throws -> String {
-        switch secret {
-        case .inline(let value):
-            return value
-        case .environment(let name):
-            guard let value = environment[name], !value.isEmpty else { throw CommandError("environment variable \(name) is not set") }
-            return value
-        case .file(let path):
-            guard let data = FileManager.default.contents(atPath: path) else { throw CommandError("cannot read \(path)") }
-            return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        }
-    }
-
     private func send(_ entry: Entry, with notifier: NotifierConfig) async throws {
-        guard let url = URL(string: try resolve(notifier.url)), url.scheme == "http" || url.scheme == "https" else {
+        guard let url = URL(string: try notifier.url.value(environment: environment)), url.scheme == "http" || url.scheme == "https" else {
             throw CommandError("notifier \(notifier.name) has no valid http(s) URL")
         }
         var request = URLRequest(url: url, timeoutInterval: 5)
@@ -119,9 +106,8 @@ actor Outbox {
         request.setValue("bulwark/0.1", forHTTPHeaderField: "User-Agent")
         request.setValue(entry.recordID, forHTTPHeaderField: "X-Bulwark-Delivery")
         if let secret = notifier.secret {
-            let key = SymmetricKey(data: Data(try resolve(secret).utf8))
-            let mac = HMAC<SHA256>.authenticationCode(for: entry.body, using: key)
-            request.setValue("sha256=" + mac.map { String(format: "%02x", $0) }.joined(), forHTTPHeaderField: "X-Bulwark-Signature-256")
+            let signature = WebhookVerifier.signature(of: Array(entry.body), secret: Array(try secret.value(environment: environment).utf8))
+            request.setValue(signature, forHTTPHeaderField: "X-Bulwark-Signature-256")
         }
         let (_, response) = try await URLSession.shared.data(for: request)
         guard let http = response as? HTTPURLResponse, (200..<300).contains(http.statusCode) else {

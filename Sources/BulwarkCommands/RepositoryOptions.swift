@@ -76,15 +76,7 @@ struct RepositoryOptions: ParsableArguments {
     func access() throws -> RemoteAccess {
         let env = ProcessInfo.processInfo.environment
         var access = RemoteAccess(username: gitUsername, useAgent: sshAgent)
-        if let file = gitPasswordFile {
-            do {
-                access.password = try String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
-            } catch {
-                throw CommandError("cannot read --git-password-file \(file): \(error.localizedDescription)")
-            }
-        } else if let password = env[gitPasswordEnv], !password.isEmpty {
-            access.password = password
-        }
+        access.password = try NotifierConfig.Secret.commandLine(file: gitPasswordFile, environment: gitPasswordEnv, what: "git password")
         if let key = sshKey ?? env["BULWARK_SSH_KEY"].flatMap({ $0.isEmpty ? nil : $0 }) {
             guard FileManager.default.isReadableFile(atPath: key) else { throw CommandError("cannot read SSH key \(key)") }
             access.sshKey = .init(privateKey: key, passphrase: env["BULWARK_SSH_PASSPHRASE"].flatMap { $0.isEmpty ? nil : $0 })
@@ -110,8 +102,7 @@ struct LoadedRevision {
     /// Observes and plans, with the flap breaker fed from the audit branch. Prints the problems
     /// and exits 1 when the revision turns out unsafe on a target: nothing acts on it.
     func plan(_ reconciler: Reconciler, console: Console) async throws -> Plan {
-        let longest = state.controllers.values.map(\.flapPeriod).max() ?? .seconds(3600)
-        let history = try await repository.recentFixes(since: reconciler.clock().addingTimeInterval(-Double(longest.components.seconds)))
+        let history = try await repository.recentFixes(since: reconciler.clock().addingTimeInterval(-state.longestFlapPeriod.timeInterval))
         do {
             return try await reconciler.plan(state, history: history)
         } catch {

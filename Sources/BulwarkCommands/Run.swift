@@ -21,7 +21,7 @@ extension Bulwark {
                 they name at once, and their first-observed time starts the MTTR clock.
 
                 HTTP: GET /healthz, /readyz, /metrics (Prometheus), /api/v1/status (JSON), / (status \
-                page); POST /hooks/git (X-Hub-Signature-256, X-Gitlab-Token or X-Bulwark-Signature), \
+                page); POST /hooks/git (X-Hub-Signature-256, X-Gitlab-Token or X-Bulwark-Signature-256), \
                 POST /api/v1/findings (generic JSON or ASFF).
 
                 SIGTERM or SIGINT: the cycle in flight finishes, its audit commits are pushed, and the \
@@ -65,14 +65,8 @@ extension Bulwark {
         }
 
         func secret() throws -> [UInt8]? {
-            if let path = webhookSecretFile {
-                guard let data = FileManager.default.contents(atPath: path) else { throw CommandError("cannot read the webhook secret file \(path)") }
-                let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-                guard !text.isEmpty else { throw CommandError("the webhook secret file \(path) is empty") }
-                return Array(text.utf8)
-            }
-            guard let value = ProcessInfo.processInfo.environment[webhookSecretEnv], !value.isEmpty else { return nil }
-            return Array(value.utf8)
+            try NotifierConfig.Secret.commandLine(file: webhookSecretFile, environment: webhookSecretEnv, what: "webhook secret")
+                .map { Array($0.utf8) }
         }
 
         func run() async throws {

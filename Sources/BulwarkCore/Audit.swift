@@ -188,3 +188,10 @@ public enum Timestamp {
             ?? (try? Date.ISO8601FormatStyle().parse(text))
     }
 }
+
+extension Duration {
+    /// The duration in seconds, fractions included.
+    public var timeInterval: TimeInterval {
+        Double(components.seconds) + Double(components.attoseconds) / 1e18
+    }
+}

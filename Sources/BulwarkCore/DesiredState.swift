@@ -44,6 +44,13 @@ public struct DesiredState: Sendable {
 }
 
 /// Reads and validates a whole revision before anything acts on it.
+extension DesiredState {
+    /// How far back the flap breaker looks: the longest flap period of any controller.
+    public var longestFlapPeriod: Duration {
+        controllers.values.map(\.flapPeriod).max() ?? .seconds(3600)
+    }
+}
+
 public struct DesiredStateLoader: Sendable {
     public static let apiVersion = "bulwark/v1"
     /// Folders of a policy repository that hold manifests.

@@ -107,7 +107,7 @@ public enum FindingParser {
 
     static func date(_ value: Any?, field: String, now: Date) throws(FindingError) -> Date {
         guard let value else { return now }
-        guard let text = value as? String, let date = Timestamp.parse(text) ?? ISO8601DateFormatter().date(from: text) else {
+        guard let text = value as? String, let date = Timestamp.parse(text) else {
             throw FindingError("\(field): expected an ISO 8601 time such as 2026-11-22T10:00:00Z")
         }
         return min(date, now)

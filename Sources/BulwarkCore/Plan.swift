@@ -156,7 +156,7 @@ public enum Planner {
                 approver = approval.approver
             }
             // The flap breaker: a property fixed again and again within the period is escalated.
-            let since = now.addingTimeInterval(-Double(controller.flapPeriod.components.seconds))
+            let since = now.addingTimeInterval(-controller.flapPeriod.timeInterval)
             let flapping = remaining.compactMap { change -> (PropertyDrift, Int, Date)? in
                 let key = FixHistory.Key(target: binding.target, resource: binding.resource, property: change.property)
                 let (count, first) = history.count(key, desired: change.desired, since: since)
@@ -242,8 +242,7 @@ public enum Planner {
     }
 
     /// The desired properties whose observed value differs (properties the observation left out
-    /// do not apply on this target).
-    /// Property-level drift. A desired property whose name ends in `*` is a pattern: it stands
+    /// do not apply on this target): property-level drift. A desired property whose name ends in `*` is a pattern: it stands
     /// for every observed property with that prefix (`ingress:*` for each security group an
     /// adapter found), so a kind can govern things that are only known once observed.
     public static func drift(_ desired: [DesiredProperty], _ observation: Observation) -> [PropertyDrift] {

@@ -15,16 +15,14 @@ public struct PushRejection: Sendable, Hashable {
 extension Repository {
     /// Makes sure remote `name` exists and points at `url` (updating it when it differs).
     public func ensureRemote(_ name: String, url: String) throws(GitError) {
-        var remote: OpaquePointer?
-        let code = git_remote_lookup(&remote, pointer, name)
-        if code == GIT_ENOTFOUND.rawValue {
+        switch try remoteURL(name) {
+        case nil:
+            var remote: OpaquePointer?
             try check(git_remote_create(&remote, pointer, name, url), "git_remote_create(\(name))")
             git_remote_free(remote)
+        case url?:
             return
-        }
-        try check(code, "git_remote_lookup(\(name))")
-        defer { git_remote_free(remote) }
-        if let current = git_remote_url(remote), String(cString: current) != url {
+        case _?:
             try check(git_remote_set_url(pointer, name, url), "git_remote_set_url(\(name))")
         }
     }

@@ -22,26 +22,31 @@ public protocol DaemonControl: Sendable {
 }
 
 /// How push webhooks prove they come from the forge: GitHub's `X-Hub-Signature-256`, GitLab's
-/// `X-Gitlab-Token`, or a generic `X-Bulwark-Signature: sha256=<hex HMAC-SHA256 of the body>`.
+/// `X-Gitlab-Token`, or Bulwark's own `X-Bulwark-Signature-256: sha256=<hex HMAC-SHA256 of the
+/// body>`, the header its notifications carry too.
 public struct WebhookVerifier: Sendable {
     let secret: [UInt8]
 
     public init(secret: [UInt8]) { self.secret = secret }
+
+    /// `sha256=<hex HMAC-SHA256 of body>`, as `X-Hub-Signature-256` and `X-Bulwark-Signature-256` carry it.
+    public static func signature(of body: [UInt8], secret: [UInt8]) -> String {
+        "sha256=" + HMAC<SHA256>.authenticationCode(for: body, using: SymmetricKey(data: secret))
+            .map { String(format: "%02x", $0) }.joined()
+    }
 
     /// nil when the request is authentic, else why not.
     public func refusal(headers: HTTPFields, body: [UInt8]) -> String? {
         if let token = headers[HTTPField.Name("X-Gitlab-Token")!] {
             return Self.constantTimeEqual(Array(token.utf8), secret) ? nil : "X-Gitlab-Token does not match"
         }
-        for name in ["X-Hub-Signature-256", "X-Bulwark-Signature"] {
+        for name in ["X-Hub-Signature-256", "X-Bulwark-Signature-256"] {
             guard let value = headers[HTTPField.Name(name)!] else { continue }
             guard value.hasPrefix("sha256=") else { return "\(name): expected sha256=<hex>" }
-            let expected = HMAC<SHA256>.authenticationCode(for: body, using: SymmetricKey(data: secret))
-                .map { String(format: "%02x", $0) }.joined()
-            return Self.constantTimeEqual(Array(value.dropFirst(7).lowercased().utf8), Array(expected.utf8))
+            return Self.constantTimeEqual(Array(value.lowercased().utf8), Array(Self.signature(of: body, secret: secret).utf8))
                 ? nil : "\(name) does not match the body"
         }
-        return "no signature: send X-Hub-Signature-256, X-Gitlab-Token or X-Bulwark-Signature"
+        return "no signature: send X-Hub-Signature-256, X-Gitlab-Token or X-Bulwark-Signature-256"
     }
 
     static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
