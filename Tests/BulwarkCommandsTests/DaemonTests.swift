@@ -109,12 +109,18 @@ struct DaemonTests {
             #expect(bad.status == 401)
             let unsigned = try httpRequest(port: daemon.port, "POST", "/hooks/git", body: body)
             #expect(unsigned.status == 401)
+            // Bulwark's own header, with a signature of another body.
+            let forged = try httpRequest(port: daemon.port, "POST", "/hooks/git",
+                                         headers: ["X-Bulwark-Signature-256": signature(Array("{}".utf8))], body: body)
+            #expect(forged.status == 401 && forged.body.contains("X-Bulwark-Signature-256 does not match the body"))
             try await Task.sleep(for: .milliseconds(500))
             #expect(try s.auditCommits().count == before, "a refused webhook does nothing")
             #expect(try sshdSetting(s, "AllowAgentForwarding") == nil)
 
             let good = try httpRequest(port: daemon.port, "POST", "/hooks/git", headers: ["X-Hub-Signature-256": signature(body)], body: body)
             #expect(good.status == 202)
+            let generic = try httpRequest(port: daemon.port, "POST", "/hooks/git", headers: ["X-Bulwark-Signature-256": signature(body)], body: body)
+            #expect(generic.status == 202, "Bulwark's own header, as its notifications sign")
             #expect(try daemon.wait(seconds: 10) { try sshdSetting(s, "AllowAgentForwarding") == "AllowAgentForwarding no" }, "\(daemon.log)")
             #expect(try daemon.wait(seconds: 5) { try s.trailers("Bulwark-Resource").contains("SSHDConfig/no-agent-forwarding") })
             #expect(daemon.terminate() == 0)
