@@ -113,6 +113,9 @@ struct ApplyRun: Encodable {
         case (.escalated, _): label = console.paint("ESCALATE", .red)
         case (.held, _): label = console.paint("held    ", .yellow)
         case (.waived, _): label = console.paint("waived  ", .blue)
+        case (.blocked, _): label = console.paint("BLOCKED ", .red)
+        case (.refused, _): label = console.paint("REFUSED ", .red)
+        case (.pruned, _): label = console.paint("pruned  ", .green)
         }
         var line = "\(label) \(r.target)  \(r.resource): \(changes)"
         if let detected = Timestamp.parse(r.detectedAt), let verified = r.verifiedAt.flatMap(Timestamp.parse) {
@@ -132,7 +135,7 @@ struct ApplyRun: Encodable {
         let deferred = records.filter { $0.decision == .deferred }.count
         let reported = records.filter { $0.decision == .reported }.count
         var line = "Fixed and verified: \(fixed). Failed: \(failed). Deferred: \(deferred). Reported: \(reported)."
-        for decision in [Decision.held, .waived, .escalated] {
+        for decision in [Decision.held, .waived, .escalated, .blocked, .pruned] {
             let count = records.filter { $0.decision == decision }.count
             if count > 0 { line += " \(decision.rawValue.capitalized): \(count)." }
         }

@@ -6,14 +6,14 @@ internal import Foundation
 extension Bulwark {
     struct Approve: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Approve a held remediation by committing approvals/<ID>.yaml to the policy branch.",
+            abstract: "Approve a held, blocked or escalated remediation by committing approvals/<ID>.yaml to the policy branch.",
             discussion: """
                 The commit carries your git identity (GIT_AUTHOR_NAME and GIT_AUTHOR_EMAIL, or git's \
                 user.name and user.email). The next pass applies the fix only if the drift is still \
                 exactly the one that was held; its audit commit carries Bulwark-Approved-By.
                 """)
 
-        @Argument(help: "The Bulwark-Id of the held remediation.")
+        @Argument(help: "The Bulwark-Id of the held, blocked or escalated remediation.")
         var id: String
 
         @OptionGroup var repository: RepositoryOptions
@@ -31,8 +31,11 @@ extension Bulwark {
             guard !reason.trimmingCharacters(in: .whitespaces).isEmpty, !reason.contains("\n") else {
                 throw ValidationError("--reason must be one non-empty line")
             }
-            if let expires, DesiredStateLoader.endOfDay(expires) == nil {
-                throw ValidationError("--expires takes a date such as 2027-01-31")
+            if let expires {
+                guard let end = DesiredStateLoader.endOfDay(expires) else {
+                    throw ValidationError("--expires takes a date such as 2027-01-31")
+                }
+                guard end > Date() else { throw ValidationError("--expires \(expires) is in the past") }
             }
         }
 
@@ -41,10 +44,14 @@ extension Bulwark {
             let policy = try PolicyRepository(try repository.configuration())
             let (_, stale) = try await policy.sync()
             if let stale { throw CommandError(stale) }
+            // Held drift, a safety guard's block and a flap-breaker escalation are approved alike.
+            let approvable: Set<String> = [Decision.held.rawValue, Decision.blocked.rawValue, Decision.escalated.rawValue]
             let held = try await policy.auditHistory().first {
-                $0.trailer("Bulwark-Id") == id && $0.trailer("Bulwark-Decision") == "held"
+                $0.trailer("Bulwark-Id") == id && approvable.contains($0.trailer("Bulwark-Decision") ?? "")
             }
-            guard let held else { throw CommandError("no held remediation with id \(id) in \(repository.auditBranch)") }
+            guard let held else {
+                throw CommandError("no held, blocked or escalated remediation with id \(id) in \(repository.auditBranch)")
+            }
             guard let author = await policy.callerSignature() else {
                 throw CommandError("no git identity: set user.name and user.email (git config) or GIT_AUTHOR_NAME and GIT_AUTHOR_EMAIL")
             }

@@ -75,6 +75,7 @@ struct PlanReport: Encodable {
             case .applied: console.paint("will fix", .green)
             case .deferred: console.paint("deferred", .yellow)
             case .escalated: console.paint("escalated", .red)
+            case .blocked: console.paint("blocked", .red)
             case .reported: console.paint("report only", .blue)
             default: console.paint(item.decision.rawValue, .yellow)
             }

@@ -96,6 +96,9 @@ public struct AuditRecord: Sendable, Hashable, Codable {
         case .deferred: "defer"
         case .escalated: "escalate"
         case .reported: "report"
+        case .blocked: "block"
+        case .refused: "refuse"
+        case .pruned: "prune"
         }
         func show(_ value: String?) -> String { Self.oneLine(value ?? "(unset)") }
         let first = changes.first.map { "\($0.property) \(show($0.observedBefore)) -> \(show($0.desired))" } ?? ""

@@ -211,10 +211,31 @@ public protocol ResourceDriver: Sendable {
     /// the daemon to watch (a change re-observes just the resources that file holds). Adapters
     /// whose state is not in files return none, and are polled on their interval.
     func watchedPaths(_ resource: Resource, on target: Target) -> [String]
+    /// The adapter's safety guards: judges `changes` (drifted properties that would be applied
+    /// together) against the target as it is now, before anything acts. A change that would lock
+    /// people out or break a floor is `.block`ed: it is never applied unless a person approves
+    /// the blocked id, and it is recorded once as `blocked` with the reason. A guard that cannot
+    /// judge (a check that fails to run) blocks; it never lets a change through unjudged.
+    func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async -> GuardVerdict
 }
 
 extension ResourceDriver {
     public func watchedPaths(_ resource: Resource, on target: Target) -> [String] { [] }
+    public func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async -> GuardVerdict {
+        .allow
+    }
+}
+
+/// What a safety guard says about a candidate change.
+public enum GuardVerdict: Sendable, Hashable {
+    case allow
+    /// Refused, with the reason a person reads in `plan` and in the audit record.
+    case block(String)
+
+    public var blockReason: String? {
+        if case .block(let reason) = self { return reason }
+        return nil
+    }
 }
 
 /// Thrown by a driver when the desired state cannot be acted on safely on a target (a path

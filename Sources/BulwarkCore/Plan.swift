@@ -34,11 +34,19 @@ public enum Decision: String, Sendable, Codable, CaseIterable {
     case escalated
     /// Audit mode: reported only.
     case reported
+    /// A safety guard refused the change: it would lock people out or break the floor.
+    case blocked
+    /// Nothing acted: the revision, an approval or a signature was refused.
+    case refused
+    /// Something Bulwark created for a resource that was removed from the desired state was taken away.
+    case pruned
 }
 
 /// Whether an applied fix held when observed again.
 public enum RemediationResult: String, Sendable, Codable {
     case verified, failed
+    /// The process died between the intent and the record; found and recorded on the next start.
+    case interrupted
 }
 
 /// A drifted resource on a target, with the decision the policy gate made.
@@ -90,9 +98,13 @@ public enum Planner {
     /// per drifted property, what to do: waived (a waiver matches), held (a protected resource,
     /// or approve mode without an approval), reported (audit mode), deferred (a limit) or
     /// applied. No I/O; the same inputs always give the same plan.
+    ///
+    /// `guards` holds the safety guards' reasons for blocking a binding's drift (see
+    /// `ResourceDriver.assess`): such drift is `blocked` in every mode, recorded once, unless the
+    /// blocked id was approved.
     public static func plan(
         _ state: DesiredState, observations: [Binding: Observation], failures: [ObservationFailure] = [],
-        history: FixHistory = .init(), now: Date = Date()
+        history: FixHistory = .init(), guards: [Binding: String] = [:], now: Date = Date()
     ) -> Plan {
         var drifted: [PlannedRemediation] = []
         var inSync: [Binding] = []
@@ -133,15 +145,26 @@ public enum Planner {
                     id: AuditID.stable(["waived", waiver.name, binding.target, binding.resource.description].joined(separator: "\u{1}")))
             }
             guard !remaining.isEmpty else { continue }
+            func approved(_ id: String) -> Approval? {
+                state.approvals[id].flatMap { approval in approval.expiresAt.map { now < $0 } ?? true ? approval : nil }
+            }
+            var approver: String?
+            // A safety guard's block comes before everything else: no mode, label or limit can
+            // let a lockout through; only an approval of the blocked id can.
+            if let reason = guards[binding] {
+                let id = blockedID(binding, remaining)
+                if let approval = approved(id) {
+                    approver = approval.approver
+                } else {
+                    add(remaining, .blocked, "\(reason); to apply it anyway: bulwark approve \(id)", id: id)
+                    continue
+                }
+            }
             let heldID = heldID(binding, remaining)
             if resource.labels[protectedLabel] == "true" {
                 add(remaining, .held, "protected resource: never changed automatically", id: heldID)
                 continue
             }
-            func approved(_ id: String) -> Approval? {
-                state.approvals[id].flatMap { approval in approval.expiresAt.map { now < $0 } ?? true ? approval : nil }
-            }
-            var approver: String?
             switch mode {
             case .enforce:
                 break
@@ -149,11 +172,13 @@ public enum Planner {
                 add(remaining, .reported, "audit mode")
                 continue
             case .approve:
-                guard let approval = approved(heldID) else {
-                    add(remaining, .held, "waiting for approval: bulwark approve \(heldID)", id: heldID)
-                    continue
+                if approver == nil {
+                    guard let approval = approved(heldID) else {
+                        add(remaining, .held, "waiting for approval: bulwark approve \(heldID)", id: heldID)
+                        continue
+                    }
+                    approver = approval.approver
                 }
-                approver = approval.approver
             }
             // The flap breaker: a property fixed again and again within the period is escalated.
             let since = now.addingTimeInterval(-controller.flapPeriod.timeInterval)
@@ -231,6 +256,13 @@ public enum Planner {
             targetsChanged[controller.name, default: []].insert(binding.target)
             total += 1
         }
+    }
+
+    /// The id a blocked drift is approved by: stable for the same drift, new when it changes.
+    public static func blockedID(_ binding: Binding, _ changes: [PropertyDrift]) -> String {
+        let drift = changes.sorted { $0.property < $1.property }
+            .map { "\($0.property)=\($0.observed ?? "\u{0}")>\($0.desired)" }
+        return AuditID.stable((["blocked", binding.target, binding.resource.description] + drift).joined(separator: "\u{1}"))
     }
 
     /// The id a held drift is approved by: the same target, resource, properties, observed and

@@ -90,12 +90,44 @@ public struct Reconciler: Sendable {
         }
     }
 
-    /// Observes and plans; a revision that turns out unsafe on a target is refused whole.
+    /// Observes, asks each drifted binding's safety guards, and plans; a revision that turns out
+    /// unsafe on a target is refused whole.
     public func plan(_ state: DesiredState, history: FixHistory = .init()) async throws(ValidationFailure) -> Plan {
         let observed = await observe(state)
         guard observed.unsafe.isEmpty else { throw ValidationFailure(errors: observed.unsafe) }
+        let now = clock()
+        // The guards judge exactly the changes a remediation would make (waived properties left
+        // out), so plan once without them, then again with their verdicts: the plan stays pure.
+        let unguarded = Planner.plan(state, observations: observed.observations, failures: observed.failures,
+                                     history: history, now: now)
+        let guards = await assess(unguarded.remediations.filter { $0.decision != .waived }, in: state)
+        guard !guards.isEmpty else { return unguarded }
         return Planner.plan(state, observations: observed.observations, failures: observed.failures, history: history,
-                            now: clock())
+                            guards: guards, now: now)
+    }
+
+    /// The safety guards' verdicts on each remediation's changes: the reasons of those blocked.
+    func assess(_ remediations: [PlannedRemediation], in state: DesiredState) async -> [Binding: String] {
+        await withTaskGroup(of: (Binding, String?).self) { group in
+            var pending = remediations[...]
+            func startNext() {
+                guard let remediation = pending.popFirst() else { return }
+                group.addTask {
+                    let binding = remediation.binding
+                    guard let resource = state.resources[binding.resource], let target = state.targets[binding.target],
+                          let kind = self.registry.kinds[binding.resource.kind] else { return (binding, nil) }
+                    let verdict = await kind.driver.assess(remediation.changes, to: resource, on: target)
+                    return (binding, verdict.blockReason)
+                }
+            }
+            for _ in 0..<concurrency { startNext() }
+            var blocked: [Binding: String] = [:]
+            while let (binding, reason) = await group.next() {
+                if let reason { blocked[binding] = reason }
+                startNext()
+            }
+            return blocked
+        }
     }
 
     /// Carries out a plan, riskiest first: applies what was decided `applied`, verifies each fix

@@ -12,6 +12,9 @@ final class MemoryDriver: ResourceDriver {
         var failApply: String?
         var failObserve: String?
         var applied: [String] = []
+        /// `property=value` desired values the safety guard blocks, with the reason.
+        var guarded: [String: String] = [:]
+        var assessed = 0
     }
 
     let state = Mutex(State())
@@ -40,6 +43,16 @@ final class MemoryDriver: ResourceDriver {
                 state.values[target.name, default: [:]][change.property] = change.desired
             }
             state.applied.append("\(target.name) \(resource.id)")
+        }
+    }
+
+    func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async -> GuardVerdict {
+        state.withLock { state in
+            state.assessed += 1
+            for change in changes {
+                if let reason = state.guarded["\(change.property)=\(change.desired)"] { return .block(reason) }
+            }
+            return .allow
         }
     }
 }
