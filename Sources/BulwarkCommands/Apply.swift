@@ -46,13 +46,26 @@ struct ApplyRun: Encodable {
     var notificationsDelivered = 0
     var notificationsPending = 0
 
-    var succeeded: Bool { errors.isEmpty && !records.contains { $0.result == .failed } }
+    var succeeded: Bool { errors.isEmpty && !records.contains { $0.result == .failed || $0.result == .interrupted } }
 
     static func run(
         repository options: RepositoryOptions, console: Console, text: Bool, notifyTimeout: Duration = .seconds(10)
     ) async throws -> ApplyRun {
         let loaded = try await options.load(console: console)
         let reconciler = Reconciler(registry: Bulwark.registry())
+        // Intents a killed run left open are resolved and recorded before anything else acts.
+        let journal = FileJournal(stateDirectory: options.stateDirectory)
+        let recovered: [CycleEntry]
+        do {
+            recovered = try await reconciler.recover(journal: journal, state: loaded.state, audit: loaded.repository)
+        } catch {
+            throw CommandError("cannot resolve the open intents in \(options.stateDirectory)/intents.log: \(error); "
+                               + "nothing was changed. Free the state directory (space, permissions) and run again.")
+        }
+        for entry in recovered where text {
+            console.warn("recorded an interrupted fix of an earlier run: \(entry.record.resource) on \(entry.record.target) "
+                         + "(\(entry.record.result?.rawValue ?? "?"))")
+        }
         let plan = try await loaded.plan(reconciler, console: console)
         let notifiers = loaded.state.notifiers
         let outbox = notifiers.isEmpty ? nil : try Outbox(stateDirectory: options.stateDirectory, notifiers: notifiers)
@@ -66,7 +79,7 @@ struct ApplyRun: Encodable {
             total.add(await outbox.deliver(until: .now + notifyTimeout))
             return total
         }()
-        let outcome = await reconciler.apply(plan, state: loaded.state, audit: loaded.repository) { entry in
+        let outcome = await reconciler.apply(plan, state: loaded.state, audit: loaded.repository, journal: journal) { entry in
             if text { ApplyRun.print(entry, console) }
             if let outbox, entry.commit != nil,
                Outbox.enqueue(entry.record, commit: entry.commit, notifiers: notifiers, folder: outbox.folder) > 0 {
@@ -74,10 +87,13 @@ struct ApplyRun: Encodable {
             }
         }
         signal.finish()
+        await journal.compact()
+        let entries = recovered + outcome.entries
         var run = ApplyRun(
-            revision: loaded.state.revision, records: outcome.entries.filter { !$0.alreadyRecorded }.map(\.record),
-            commits: Dictionary(outcome.entries.compactMap { e in e.commit.map { (e.record.id, $0) } }, uniquingKeysWith: { a, _ in a }),
+            revision: loaded.state.revision, records: entries.filter { !$0.alreadyRecorded }.map(\.record),
+            commits: Dictionary(entries.compactMap { e in e.commit.map { (e.record.id, $0) } }, uniquingKeysWith: { a, _ in a }),
             errors: outcome.auditFailures.map { "audit record not committed: \($0)" }
+                + (outcome.halted.map { ["stopped changing systems: \($0) (\(outcome.notAttempted) fix\(outcome.notAttempted == 1 ? "" : "es") left for the next run)"] } ?? [])
                 + plan.failures.map { "\($0.binding.target) \($0.binding.resource): \($0.message)" },
             pushed: 0, keptLocally: 0, pushError: nil)
         switch try await loaded.repository.publish() {

@@ -28,8 +28,13 @@ public struct CycleEntry: Sendable {
 
 public struct CycleOutcome: Sendable {
     public var entries: [CycleEntry] = []
-    /// Records that could not be committed (the fix itself may have happened).
+    /// Records that could not be committed.
     public var auditFailures: [String] = []
+    /// Why the pass stopped changing systems (the intent journal or the audit branch could not be
+    /// written): every later fix of the plan was left undone, without a record, for the next pass.
+    public var halted: String?
+    /// Fixes the plan wanted that were left undone because the pass halted.
+    public var notAttempted: Int = 0
 
     public var failed: [CycleEntry] { entries.filter { $0.record.result == .failed } }
     public var verified: [CycleEntry] { entries.filter { $0.record.result == .verified } }
@@ -130,16 +135,41 @@ public struct Reconciler: Sendable {
         }
     }
 
-    /// Carries out a plan, riskiest first: applies what was decided `applied`, verifies each fix
-    /// by observing again, and records every decision (others only once) through `audit`.
+    /// Carries out a plan with an in-memory intent journal (tests, and callers without a state
+    /// directory); see `apply(_:state:audit:journal:onEntry:)`.
     public func apply(
         _ plan: Plan, state: DesiredState, audit: some AuditSink,
+        onEntry: @Sendable (CycleEntry) -> Void = { _ in }
+    ) async -> CycleOutcome {
+        await apply(plan, state: state, audit: audit, journal: MemoryJournal(), onEntry: onEntry)
+    }
+
+    /// Carries out a plan, riskiest first: applies what was decided `applied`, verifies each fix
+    /// by observing again, and records every decision (others only once) through `audit`.
+    ///
+    /// Intent before action: a fix is made only after its intent is durable in `journal`, and the
+    /// intent is closed once its record is committed. When the journal or the audit branch cannot
+    /// be written, the pass stops changing systems (`halted`): the fix whose record failed stays
+    /// an open intent for the next start, and no later fix is made.
+    public func apply(
+        _ plan: Plan, state: DesiredState, audit: some AuditSink, journal: some IntentJournal,
         onEntry: @Sendable (CycleEntry) -> Void = { _ in }
     ) async -> CycleOutcome {
         var outcome = CycleOutcome()
         for remediation in plan.remediations {
             var record = makeRecord(remediation, state: state)
             if remediation.decision == .applied {
+                if outcome.halted != nil {
+                    outcome.notAttempted += 1
+                    continue
+                }
+                do {
+                    try await journal.begin(record)
+                } catch {
+                    outcome.halted = "the intent journal cannot be written (\(error)); no fix is made without its record"
+                    outcome.notAttempted += 1
+                    continue
+                }
                 await carryOut(remediation, state: state, into: &record)
             } else {
                 do {
@@ -156,13 +186,77 @@ public struct Reconciler: Sendable {
             var entry = CycleEntry(remediation: remediation, record: record, commit: nil, alreadyRecorded: false)
             do {
                 entry.commit = try await audit.write(record)
+                if remediation.decision == .applied { try? await journal.end(record.id) }
             } catch {
                 outcome.auditFailures.append("\(record.resource) on \(record.target): \(error)")
+                if outcome.halted == nil {
+                    outcome.halted = "the audit branch cannot be written (\(error)); "
+                        + (remediation.decision == .applied
+                           ? "the record of \(record.resource) on \(record.target) stays in the intent journal and is committed on the next start; "
+                           : "")
+                        + "no further fix is made"
+                }
             }
             outcome.entries.append(entry)
             onEntry(entry)
         }
         return outcome
+    }
+
+    /// Resolves intents a killed process left open, before anything else acts: an intent whose
+    /// record is already on the audit branch is closed; any other is observed again and recorded
+    /// as `verified` (the fix was made and holds) or `interrupted` (with what was found), then
+    /// closed. An intent whose resource or target left the desired state is recorded
+    /// `interrupted` without observing. Returns the records written.
+    public func recover(
+        journal: some IntentJournal, state: DesiredState, audit: some AuditSink
+    ) async throws -> [CycleEntry] {
+        var entries: [CycleEntry] = []
+        for var record in try await journal.openIntents() {
+            if try await audit.contains(recordID: record.id) {
+                try await journal.end(record.id)
+                continue
+            }
+            let resourceID = ResourceID(kind: record.kind, name: record.name)
+            record.result = .interrupted
+            if let resource = state.resources[resourceID], let target = state.targets[record.target],
+               let kind = registry.kinds[record.kind] {
+                do {
+                    let after = try await kind.driver.observe(resource, on: target)
+                    let sensitive = Set(resource.spec.properties.filter(\.sensitive).map(\.name))
+                    var holds = true
+                    for index in record.changes.indices {
+                        let change = record.changes[index]
+                        let observed = after.values[change.property] ?? nil
+                        let secret = sensitive.contains(change.property)
+                        record.changes[index].observedAfter = secret ? (observed == nil ? nil : "[redacted]") : observed
+                        // A sensitive desired value is only in the record redacted: compare with the manifest's.
+                        let desired = secret ? resource.spec.properties.first { $0.name == change.property }?.value : change.desired
+                        if observed != desired { holds = false }
+                    }
+                    if holds {
+                        record.result = .verified
+                        record.verifiedAt = Timestamp.format(clock())
+                        record.error = "recorded after a restart: the process stopped between the fix and its record"
+                    } else {
+                        record.error = "the process stopped during this fix; found afterwards: "
+                            + record.changes.map { "\($0.property) is \($0.observedAfter ?? "(unset)")" }.joined(separator: ", ")
+                    }
+                } catch {
+                    record.error = "the process stopped during this fix; observing afterwards failed: \(error)"
+                }
+            } else {
+                record.error = "the process stopped during this fix; \(record.resource) on \(record.target) is no longer in the desired state"
+            }
+            let commit = try await audit.write(record)
+            try await journal.end(record.id)
+            let remediation = PlannedRemediation(
+                binding: Binding(controller: record.controller, target: record.target, resource: resourceID),
+                severity: record.severity, risk: record.risk, mode: record.mode, changes: [], decision: .applied,
+                reason: nil, detectedAt: Timestamp.parse(record.detectedAt) ?? clock())
+            entries.append(CycleEntry(remediation: remediation, record: record, commit: commit, alreadyRecorded: false))
+        }
+        return entries
     }
 
     private func carryOut(_ remediation: PlannedRemediation, state: DesiredState, into record: inout AuditRecord) async {

@@ -1,0 +1,48 @@
+public import struct Foundation.Date
+
+/// Intent before action: every change to a system is preceded by a durable intent, and the
+/// intent is closed only once the change's audit record is committed. A process killed between
+/// the two leaves the intent open; the next start resolves it (`Reconciler.recover`), so that no
+/// change to a system is ever without its record.
+public protocol IntentJournal: Sendable {
+    /// Durably records (fsynced) that `record`'s change is about to be made. Throws when it
+    /// cannot; then the change must not be made.
+    func begin(_ record: AuditRecord) async throws
+    /// The record of the intent `id` is committed: the intent is closed. Need not be durable: an
+    /// intent found open whose record is already on the audit branch is simply closed.
+    func end(_ id: String) async throws
+    /// Intents begun and never ended, oldest first.
+    func openIntents() async throws -> [AuditRecord]
+}
+
+/// A journal in memory: for tests and for callers that hold no state directory. It survives
+/// nothing, so production passes use a durable journal.
+public actor MemoryJournal: IntentJournal {
+    public private(set) var open: [String: AuditRecord] = [:]
+    private var order: [String] = []
+    /// When set, `begin` throws it (a full disk, a read-only state directory).
+    public var failure: String?
+
+    public init() {}
+
+    public func fail(with message: String?) { failure = message }
+
+    public func begin(_ record: AuditRecord) throws {
+        if let failure { throw JournalError(failure) }
+        open[record.id] = record
+        order.append(record.id)
+    }
+
+    public func end(_ id: String) {
+        open[id] = nil
+        order.removeAll { $0 == id }
+    }
+
+    public func openIntents() -> [AuditRecord] { order.compactMap { open[$0] } }
+}
+
+/// The journal cannot be written or read.
+public struct JournalError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}

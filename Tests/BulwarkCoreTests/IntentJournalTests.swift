@@ -1,0 +1,124 @@
+import BulwarkCore
+import BulwarkTestSupport
+import Foundation
+import Synchronization
+import Testing
+
+/// Intent before action: no change to a system without its record, no record for a change
+/// that did not happen.
+@Suite struct IntentJournalTests {
+    let resources = """
+        apiVersion: bulwark/v1
+        kind: Setting
+        metadata: {name: one, annotations: {severity: critical}}
+        targets: {names: [web-1]}
+        spec: {a: "1"}
+        ---
+        apiVersion: bulwark/v1
+        kind: Setting
+        metadata: {name: two, annotations: {severity: high}}
+        targets: {names: [web-1]}
+        spec: {b: "1"}
+        ---
+        apiVersion: bulwark/v1
+        kind: Setting
+        metadata: {name: three, annotations: {severity: low}}
+        targets: {names: [web-1]}
+        spec: {c: "1"}
+        """
+
+    func load(_ driver: MemoryDriver) throws -> DesiredState {
+        try DesiredStateLoader(registry: memoryRegistry(driver)).load([inventory, file("desired-state/r.yaml", resources)], revision: "rev1")
+    }
+
+    /// An audit sink whose writes start failing after `failAfter` records (a full disk, a held lock).
+    final class FailingSink: AuditSink {
+        let inner = RecordingSink()
+        let failAfter: Int
+        init(failAfter: Int) { self.failAfter = failAfter }
+        func contains(recordID: String) async throws -> Bool { try await inner.contains(recordID: recordID) }
+        func write(_ record: AuditRecord) async throws -> String {
+            guard inner.records.count < failAfter else { throw TestFailure("No space left on device") }
+            return try await inner.write(record)
+        }
+    }
+
+    @Test func aJournalThatCannotBeWrittenStopsEveryFix() async throws {
+        let driver = MemoryDriver()
+        let state = try load(driver)
+        let reconciler = Reconciler(registry: memoryRegistry(driver))
+        let journal = MemoryJournal()
+        await journal.fail(with: "read-only file system")
+        let sink = RecordingSink()
+        let outcome = await reconciler.apply(try await reconciler.plan(state), state: state, audit: sink, journal: journal)
+        #expect(outcome.halted?.contains("intent journal cannot be written") == true)
+        #expect(outcome.notAttempted == 3)
+        #expect(driver.state.withLock { $0.applied }.isEmpty, "no fix without a durable intent")
+        #expect(sink.records.isEmpty, "no record for a change that did not happen")
+    }
+
+    @Test func anAuditBranchThatCannotBeWrittenStopsLaterFixesAndTheOpenIntentIsRecordedOnRecovery() async throws {
+        let driver = MemoryDriver()
+        let state = try load(driver)
+        let reconciler = Reconciler(registry: memoryRegistry(driver))
+        let journal = MemoryJournal()
+        let failing = FailingSink(failAfter: 1)
+        let outcome = await reconciler.apply(try await reconciler.plan(state), state: state, audit: failing, journal: journal)
+        // The first fix is recorded; the second is made, its record fails, and the pass halts.
+        #expect(failing.inner.records.count == 1)
+        #expect(driver.state.withLock { $0.applied }.count == 2)
+        #expect(outcome.halted?.contains("audit branch cannot be written") == true)
+        #expect(outcome.notAttempted == 1)
+        #expect(driver.get("web-1", "c") == nil, "nothing after the halt is changed")
+        let open = await journal.openIntents()
+        #expect(open.count == 1)
+
+        // The next start: the open intent is observed again and recorded as verified, once.
+        let sink = failing.inner
+        let recovered = try await reconciler.recover(journal: journal, state: state, audit: sink)
+        #expect(recovered.count == 1)
+        #expect(recovered[0].record.result == .verified)
+        #expect(recovered[0].record.changes.first?.observedAfter == "1")
+        #expect(await journal.openIntents().isEmpty)
+        #expect(sink.records.count == 2)
+        #expect(try await reconciler.recover(journal: journal, state: state, audit: sink).isEmpty)
+    }
+
+    @Test func anIntentWhoseChangeNeverHappenedIsRecordedInterruptedWithWhatWasFound() async throws {
+        let driver = MemoryDriver()
+        driver.set("web-1", "a", "0")
+        let state = try load(driver)
+        let reconciler = Reconciler(registry: memoryRegistry(driver))
+        let plan = try await reconciler.plan(state)
+        let journal = MemoryJournal()
+        // Killed after the intent was durable, before the fix: begin, then nothing.
+        let remediation = try #require(plan.remediations.first)
+        let record = AuditRecord(
+            id: AuditID.ulid(at: Date()), controller: remediation.binding.controller, target: "web-1",
+            resource: remediation.binding.resource.description, kind: "Setting", name: remediation.binding.resource.name,
+            severity: .critical, risk: 12, mode: .enforce, decision: .applied, result: nil, reason: nil,
+            changes: [.init(property: "a", desired: "1", observedBefore: "0", observedAfter: nil)],
+            detectedAt: Timestamp.format(Date()), appliedAt: nil, verifiedAt: nil, desiredCommit: "rev1", approver: nil, error: nil)
+        try await journal.begin(record)
+        let sink = RecordingSink()
+        let recovered = try await reconciler.recover(journal: journal, state: state, audit: sink)
+        #expect(recovered.map(\.record.result) == [.interrupted])
+        #expect(sink.records.first?.error?.contains("a is 0") == true)
+        #expect(sink.records.first?.commitMessage.contains("Bulwark-Result: interrupted") == true)
+    }
+
+    @Test func anIntentAlreadyRecordedIsOnlyClosed() async throws {
+        let driver = MemoryDriver()
+        let state = try load(driver)
+        let reconciler = Reconciler(registry: memoryRegistry(driver))
+        let sink = RecordingSink()
+        let journal = MemoryJournal()
+        let outcome = await reconciler.apply(try await reconciler.plan(state), state: state, audit: sink, journal: journal)
+        #expect(outcome.halted == nil)
+        // A crash after the commit, before the journal's end line: begin the same record again.
+        try await journal.begin(try #require(sink.records.first))
+        #expect(try await reconciler.recover(journal: journal, state: state, audit: sink).isEmpty)
+        #expect(sink.records.count == 3, "no duplicate record")
+        #expect(await journal.openIntents().isEmpty)
+    }
+}
