@@ -2,6 +2,7 @@ internal import ArgumentParser
 internal import BulwarkCore
 internal import BulwarkGit
 internal import Foundation
+internal import Synchronization
 
 extension Bulwark {
     struct Apply: AsyncParsableCommand {
@@ -79,7 +80,8 @@ struct ApplyRun: Encodable {
             total.add(await outbox.deliver(until: .now + notifyTimeout))
             return total
         }()
-        let outcome = await reconciler.apply(plan, state: loaded.state, audit: loaded.repository, journal: journal) { entry in
+        let audit = FaultInjection.KillBeforeRecord(loaded.repository)
+        let outcome = await reconciler.apply(plan, state: loaded.state, audit: audit, journal: journal) { entry in
             if text { ApplyRun.print(entry, console) }
             if let outbox, entry.commit != nil,
                Outbox.enqueue(entry.record, commit: entry.commit, notifiers: notifiers, folder: outbox.folder) > 0 {
@@ -159,6 +161,33 @@ struct ApplyRun: Encodable {
         if pushed > 0 { console.print("Pushed \(pushed) audit commit\(pushed == 1 ? "" : "s") to \(options.displayURL) \(options.auditBranch).") }
         if let pushError {
             console.warn("\(keptLocally) audit commit\(keptLocally == 1 ? "" : "s") kept in \(options.stateDirectory) and pushed on the next run: \(pushError)")
+        }
+    }
+}
+
+/// Faults the crash tests inject into a real `bulwark` process. Off unless the environment names
+/// one; nothing here changes what a normal run does.
+enum FaultInjection {
+    /// `BULWARK_FAULT_KILL_BEFORE_RECORD=N`: SIGKILL the process when the audit record of the Nth
+    /// applied fix is about to be committed: the fix is made, its record is not (the worst moment
+    /// to die, which the intent journal exists for).
+    final class KillBeforeRecord<Sink: AuditSink>: AuditSink {
+        let inner: Sink
+        let killAt: Int?
+        let count = Mutex(0)
+
+        init(_ inner: Sink) {
+            self.inner = inner
+            killAt = ProcessInfo.processInfo.environment["BULWARK_FAULT_KILL_BEFORE_RECORD"].flatMap { Int($0) }
+        }
+
+        func contains(recordID: String) async throws -> Bool { try await inner.contains(recordID: recordID) }
+
+        func write(_ record: AuditRecord) async throws -> String {
+            if let killAt, record.decision == .applied, count.withLock({ $0 += 1; return $0 }) == killAt {
+                kill(getpid(), SIGKILL)
+            }
+            return try await inner.write(record)
         }
     }
 }

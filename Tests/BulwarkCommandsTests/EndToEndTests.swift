@@ -351,3 +351,43 @@ struct AWSEndToEndTests {
         }
     }
 }
+
+/// Crash safety through the binary: a run SIGKILLed between a fix and its audit commit leaves an
+/// open intent; the next run records it before doing anything else, so every fix has exactly one
+/// record on the origin.
+@Suite struct CrashSafetyTests {
+    @Test(arguments: [1, 4])
+    func aKillBetweenAFixAndItsRecordIsRecordedByTheNextRun(killAt: Int) async throws {
+        try await withTemporaryDirectory { dir in
+            // The same host and policy applied without a crash: how many fixes a pass makes.
+            let control = try Scenario(in: dir + "/control")
+            #expect(try control.run("apply").status == 0)
+            let expected = try control.trailers("Bulwark-Decision").filter { $0 == "applied" }.count
+            #expect(expected > killAt)
+
+            let scenario = try Scenario(in: dir + "/crash")
+            let before = try scenario.snapshot()
+            let crashed = try run(try bulwarkExecutable(), ["apply", "--repo", scenario.origin, "--state-dir", scenario.state],
+                                  environment: ["BULWARK_FAULT_KILL_BEFORE_RECORD": "\(killAt)"])
+            #expect(crashed.status == SIGKILL, "killed by the injected fault")
+            #expect(try scenario.snapshot() != before, "the fixes before the kill were made")
+            let intents = try read(scenario.state + "/intents.log")
+            #expect(intents.contains("\"begin\""), "the fix whose record was lost is an open intent")
+
+            let next = try scenario.run("apply")
+            #expect(next.status == 0, "\(next.stdout)\(next.stderr)")
+            #expect(next.stderr.contains("recorded an interrupted fix of an earlier run"))
+            let ids = try scenario.trailers("Bulwark-Id")
+            #expect(Set(ids).count == ids.count, "no record twice")
+            let decisions = try scenario.trailers("Bulwark-Decision")
+            #expect(decisions.filter { $0 == "applied" }.count == expected, "every fix has exactly one record")
+            #expect(try scenario.trailers("Bulwark-Result").allSatisfy { $0 == "verified" })
+            let log = try git("--git-dir", scenario.origin, "log", "--format=%B", "bulwark/audit")
+            #expect(log.contains("recorded after a restart"))
+            #expect(try scenario.run("plan").status == 0, "in sync afterwards")
+            #expect(try read(scenario.state + "/intents.log").isEmpty, "the journal is emptied once nothing is open")
+            let fsck = try run("/usr/bin/git", ["--git-dir", scenario.origin, "fsck", "--strict"])
+            #expect(fsck.status == 0, "\(fsck.stderr)")
+        }
+    }
+}
