@@ -52,7 +52,7 @@ struct ApplyRun: Encodable {
     static func run(
         repository options: RepositoryOptions, console: Console, text: Bool, notifyTimeout: Duration = .seconds(10)
     ) async throws -> ApplyRun {
-        let loaded = try await options.load(console: console)
+        let loaded = try await options.load(console: console, recordRefusal: true)
         let reconciler = Reconciler(registry: Bulwark.registry())
         // Intents a killed run left open are resolved and recorded before anything else acts.
         let journal = FileJournal(stateDirectory: options.stateDirectory)

@@ -108,7 +108,26 @@ struct LoadedRevision {
         } catch {
             console.error("revision \(head.short) is refused; nothing was changed.")
             console.print(error.description, to: .standardError)
+            if recordRefusal { await Self.recordRefusal(of: head, errors: error.errors.map(\.description), in: repository, console: console) }
             throw ExitCode.failure
+        }
+    }
+
+    /// Whether a refusal is committed to the audit branch (apply and the daemon; plan writes nothing).
+    var recordRefusal = false
+
+    /// Commits (once per revision and errors) and pushes the record of a refused revision, so that
+    /// `git log` explains why nothing happened.
+    static func recordRefusal(of head: ObjectID, errors: [String], in repository: PolicyRepository, console: Console) async {
+        let record = AuditRecord.refusal(revision: head.hex, errors: errors, at: Date())
+        do {
+            guard try await !repository.contains(recordID: record.id) else { return }
+            _ = try await repository.write(record)
+            if case .keptLocally(_, let reason) = try await repository.publish() {
+                console.warn("the refusal record is kept locally and pushed on the next run: \(reason)")
+            }
+        } catch {
+            console.warn("cannot record the refusal on the audit branch: \(error)")
         }
     }
 }
@@ -116,7 +135,7 @@ struct LoadedRevision {
 extension RepositoryOptions {
     /// Opens the clone, fetches, and validates the head revision. Prints the problems and exits 1
     /// when the revision is invalid: nothing acts on it.
-    func load(console: Console) async throws -> LoadedRevision {
+    func load(console: Console, recordRefusal: Bool = false) async throws -> LoadedRevision {
         let repository = try PolicyRepository(try configuration())
         let (head, stale) = try await repository.sync()
         if let stale { console.warn(stale) }
@@ -124,10 +143,14 @@ extension RepositoryOptions {
         do {
             let state = try DesiredStateLoader(registry: Bulwark.registry()).load(files, revision: head.hex)
             for warning in state.warnings { console.warn(warning.description) }
-            return LoadedRevision(repository: repository, state: state, head: head)
+            return LoadedRevision(repository: repository, state: state, head: head, recordRefusal: recordRefusal)
         } catch {
             console.error("revision \(head.short) of \(displayURL) \(branch) is refused; nothing was changed.")
             console.print(error.description, to: .standardError)
+            if recordRefusal {
+                let errors = (error as? ValidationFailure)?.errors.map(\.description) ?? ["\(error)"]
+                await LoadedRevision.recordRefusal(of: head, errors: errors, in: repository, console: console)
+            }
             throw ExitCode.failure
         }
     }

@@ -66,6 +66,19 @@ public struct AuditRecord: Sendable, Hashable, Codable {
         self.nextWindowAt = nextWindowAt
     }
 
+    /// The record of a refused revision: nothing acted on it. Its id is stable for the same
+    /// revision and errors, so a revision refused on every pass is recorded once.
+    public static func refusal(revision: String, errors: [String], at date: Date) -> AuditRecord {
+        let shown = errors.prefix(20).map { oneLine($0) } + (errors.count > 20 ? ["… and \(errors.count - 20) more"] : [])
+        let id = AuditID.stable((["refused", revision] + errors).joined(separator: "\u{1}"))
+        return AuditRecord(
+            id: id, controller: "-", target: "-", resource: "Revision/\(revision.prefix(12))", kind: "Revision",
+            name: String(revision.prefix(12)), severity: .high, risk: 0, mode: .enforce, decision: .refused, result: nil,
+            reason: "revision refused; the last good revision stays in force: " + shown.joined(separator: "; "),
+            changes: [], detectedAt: Timestamp.format(date), appliedAt: nil, verifiedAt: nil, desiredCommit: revision,
+            approver: nil, error: nil)
+    }
+
     /// Where the record is stored on the audit branch: unique, so replays never conflict.
     public var path: String { Self.path(id: id, detectedAt: detectedAt) }
 

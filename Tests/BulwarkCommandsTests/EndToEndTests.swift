@@ -65,7 +65,14 @@ import Testing
             #expect(apply.stderr.contains("spec.MaxAuthTries"))
             #expect(try s.snapshot() == before)
             #expect(try s.run("plan").status == 1)
-            #expect((try? s.auditCommits()) == nil, "no audit branch was written")
+            // Every refusal is in git, once: the record names the file, line and field.
+            #expect(try s.trailers("Bulwark-Decision") == ["refused"])
+            let message = try git("--git-dir", s.origin, "log", "-1", "--format=%B", "bulwark/audit")
+            #expect(message.hasPrefix("refuse(Revision/"))
+            #expect(message.contains("desired-state/hosts/zz-broken.yaml:5:"))
+            #expect(try s.run("apply").status == 1)
+            #expect(try s.auditCommits().count == 1, "the same refusal is not recorded again")
+            #expect(try s.snapshot() == before)
         }
     }
 
