@@ -17,13 +17,25 @@ public enum Severity: String, Sendable, Codable, CaseIterable, Comparable {
 }
 
 /// What a controller may do about drift.
-public enum Mode: String, Sendable, Codable, CaseIterable {
+public enum Mode: String, Sendable, Codable, CaseIterable, Comparable {
     /// Correct drift now.
     case enforce
     /// Hold each drift until a person approves it by committing `approvals/<id>.yaml`.
     case approve
     /// Only report drift.
     case audit
+
+    /// How much a mode lets Bulwark do by itself: enforce < approve < audit in strictness.
+    private var strictness: Int {
+        switch self {
+        case .enforce: 0
+        case .approve: 1
+        case .audit: 2
+        }
+    }
+
+    /// `a < b`: `b` is stricter.
+    public static func < (a: Mode, b: Mode) -> Bool { a.strictness < b.strictness }
 }
 
 /// Which targets a controller or resource applies to. Empty means every target.

@@ -108,6 +108,14 @@ public enum Planner {
     ) -> Plan {
         var drifted: [PlannedRemediation] = []
         var inSync: [Binding] = []
+        // Protection belongs to the object, not to one resource: a protected resource's subject
+        // (an account, a path, a role) on a target holds every change to it, from any resource.
+        var protectedObjects: [String: ResourceID] = [:]
+        for binding in state.bindings {
+            guard let resource = state.resources[binding.resource], resource.labels[protectedLabel] == "true",
+                  !resource.spec.subject.isEmpty else { continue }
+            protectedObjects[binding.target + "\u{0}" + resource.spec.subject] = resource.id
+        }
         for binding in state.bindings {
             guard let observation = observations[binding],
                   let resource = state.resources[binding.resource],
@@ -118,7 +126,9 @@ public enum Planner {
                 inSync.append(binding)
                 continue
             }
-            let mode = resource.annotations["mode"].flatMap(Mode.init(rawValue:)) ?? controller.mode
+            // An annotation can only make a resource stricter than its controller (enforce →
+            // approve → audit), never looser.
+            let mode = max(controller.mode, resource.annotations["mode"].flatMap(Mode.init(rawValue:)) ?? controller.mode)
             func add(_ changes: [PropertyDrift], _ decision: Decision, _ reason: String?, id: String? = nil, approver: String? = nil) {
                 drifted.append(PlannedRemediation(
                     binding: binding, severity: resource.severity, risk: resource.severity.weight * target.exposureWeight,
@@ -163,6 +173,10 @@ public enum Planner {
             let heldID = heldID(binding, remaining)
             if resource.labels[protectedLabel] == "true" {
                 add(remaining, .held, "protected resource: never changed automatically", id: heldID)
+                continue
+            }
+            if !resource.spec.subject.isEmpty, let owner = protectedObjects[binding.target + "\u{0}" + resource.spec.subject] {
+                add(remaining, .held, "\(resource.spec.subject) is protected by \(owner): never changed automatically", id: heldID)
                 continue
             }
             switch mode {

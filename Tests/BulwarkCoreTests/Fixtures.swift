@@ -87,6 +87,16 @@ func memoryRegistry(_ driver: MemoryDriver) -> Registry {
                     }
                     return ResourceSpec(properties: properties)
                 }, driver: driver),
+                KindDefinition(name: "Object", adapter: "memory", summary: "properties of a named object", parse: { spec in
+                    guard let entries = spec.entries() else { return nil }
+                    var subject = ""
+                    var properties: [DesiredProperty] = []
+                    for (key, value) in entries {
+                        guard let text = value.string() else { return nil }
+                        if key == "object" { subject = text } else { properties.append(DesiredProperty("\(subject).\(key)", text)) }
+                    }
+                    return ResourceSpec(subject: subject, properties: properties)
+                }, driver: driver),
                 KindDefinition(name: "Secret", adapter: "memory", summary: "sensitive", parse: { spec in
                     guard let value = spec.field("value", required: true)?.string() else { return nil }
                     return ResourceSpec(subject: "secret", properties: [DesiredProperty("password", value, sensitive: true)])
@@ -112,7 +122,7 @@ let inventory = file("controllers/inventory.yaml", """
     kind: Controller
     metadata: {name: settings}
     spec:
-      kinds: [Setting, Secret]
+      kinds: [Setting, Secret, Object]
       interval: 5m
       mode: enforce
 

@@ -135,6 +135,58 @@ import Testing
         }
     }
 
+    @Test func protectionBelongsToTheObjectNotToOneResource() async throws {
+        let driver = MemoryDriver()
+        let resources = file("desired-state/o.yaml", """
+            apiVersion: bulwark/v1
+            kind: Object
+            metadata: {name: keep-root, labels: {protected: "true"}}
+            targets: {names: [db-1]}
+            spec: {object: root, shell: /bin/bash}
+            ---
+            apiVersion: bulwark/v1
+            kind: Object
+            metadata: {name: lock-root}
+            targets: {names: [db-1]}
+            spec: {object: root, locked: "true"}
+            ---
+            apiVersion: bulwark/v1
+            kind: Object
+            metadata: {name: lock-guest}
+            targets: {names: [db-1]}
+            spec: {object: guest, locked: "true"}
+            """)
+        let plan = try await plan(try load([resources], driver: driver), driver)
+        let byName = Dictionary(uniqueKeysWithValues: plan.remediations.map { ($0.binding.resource.name, $0) })
+        // Another resource reaching the protected object is held too; a different object is not.
+        #expect(byName["lock-root"]?.decision == .held)
+        #expect(byName["lock-root"]?.reason == "root is protected by Object/keep-root: never changed automatically")
+        #expect(byName["lock-guest"]?.decision == .applied)
+    }
+
+    @Test func anAnnotationCanOnlyMakeAResourceStricter() async throws {
+        let driver = MemoryDriver()
+        let resources = file("desired-state/m.yaml", """
+            apiVersion: bulwark/v1
+            kind: Setting
+            metadata: {name: looser, annotations: {mode: enforce}}
+            targets: {names: [db-1]}
+            spec: {a: "1"}
+            ---
+            apiVersion: bulwark/v1
+            kind: Setting
+            metadata: {name: stricter, annotations: {mode: audit}}
+            targets: {names: [db-1]}
+            spec: {b: "1"}
+            """)
+        let plan = try await plan(try load([resources], mode: "approve", driver: driver), driver)
+        let byName = Dictionary(uniqueKeysWithValues: plan.remediations.map { ($0.binding.resource.name, $0) })
+        // `mode: enforce` under an approve controller stays held; `mode: audit` is honoured.
+        #expect(byName["looser"]?.decision == .held)
+        #expect(byName["looser"]?.mode == .approve)
+        #expect(byName["stricter"]?.decision == .reported)
+    }
+
     @Test func approvalsMustLiveInTheirOwnFile() {
         #expect(throws: ValidationFailure.self) {
             _ = try load([file("approvals/other.yaml", """
