@@ -365,7 +365,8 @@ public struct DesiredStateLoader: Sendable {
 
     private func readController(_ spec: SpecReader, name: String, location: SourceLocation) -> ControllerConfig? {
         guard spec.entries() != nil else { return nil }
-        spec.allowOnly(["kinds", "targets", "interval", "mode", "maxChangesPerCycle", "maxTargetShare", "windows", "flapBreaker"])
+        spec.allowOnly(["kinds", "targets", "interval", "mode", "maxChangesPerCycle", "maxTargetShare", "windows", "flapBreaker",
+                        "weakening"])
         var ok = true
         var kinds: [String] = []
         if let reader = spec.field("kinds", required: true), let values = reader.strings() {
@@ -424,6 +425,20 @@ public struct DesiredStateLoader: Sendable {
                 }
             }
         }
+        // `weakening: hold` (the default) or `allow` for every kind of the controller, or per
+        // kind: `weakening: {SSHDConfig: allow}`.
+        var weakeningAllowed: Set<String> = []
+        if let reader = spec.field("weakening") {
+            if let pairs = reader.entries() {
+                for (kind, value) in pairs {
+                    if !kinds.contains(kind) { value.fail("'\(kind)' is not one of this controller's kinds") ; ok = false; continue }
+                    guard let choice = value.oneOf(["hold", "allow"]) else { ok = false; continue }
+                    if choice == "allow" { weakeningAllowed.insert(kind) }
+                }
+            } else if let choice = reader.oneOf(["hold", "allow"]) {
+                if choice == "allow" { weakeningAllowed = Set(kinds) }
+            } else { ok = false }
+        }
         let selector = spec.field("targets").flatMap(readSelector) ?? .all
         guard ok else { return nil }
         var controller = ControllerConfig(name: name, kinds: kinds, targets: selector, interval: interval, mode: mode,
@@ -431,6 +446,7 @@ public struct DesiredStateLoader: Sendable {
                                           location: location)
         controller.flapCount = flap.count
         controller.flapPeriod = .seconds(flap.period)
+        controller.weakeningAllowed = weakeningAllowed
         return controller
     }
 

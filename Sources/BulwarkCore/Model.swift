@@ -102,6 +102,9 @@ public struct ControllerConfig: Sendable, Hashable {
     /// A property fixed this many times within `flapPeriod` is escalated instead of fixed again.
     public var flapCount: Int = 3
     public var flapPeriod: Duration = .seconds(3600)
+    /// Kinds whose changes in the less secure direction apply without a second person
+    /// (`weakening: allow`); by default such a change is held.
+    public var weakeningAllowed: Set<String> = []
     public var location: SourceLocation
 
     public init(name: String, kinds: [String], targets: TargetSelector = .all, interval: Duration = .seconds(300),

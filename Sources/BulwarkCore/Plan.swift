@@ -104,7 +104,8 @@ public enum Planner {
     /// blocked id was approved.
     public static func plan(
         _ state: DesiredState, observations: [Binding: Observation], failures: [ObservationFailure] = [],
-        history: FixHistory = .init(), guards: [Binding: String] = [:], now: Date = Date()
+        history: FixHistory = .init(), guards: [Binding: String] = [:], weakened: [ResourceID: Weakening] = [:],
+        now: Date = Date()
     ) -> Plan {
         var drifted: [PlannedRemediation] = []
         var inSync: [Binding] = []
@@ -178,6 +179,20 @@ public enum Planner {
             if !resource.spec.subject.isEmpty, let owner = protectedObjects[binding.target + "\u{0}" + resource.spec.subject] {
                 add(remaining, .held, "\(resource.spec.subject) is protected by \(owner): never changed automatically", id: heldID)
                 continue
+            }
+            // A change of policy in the less secure direction waits for a second person.
+            if let weakening = weakened[binding.resource], !controller.weakeningAllowed.contains(binding.resource.kind),
+               mode != .audit {
+                let id = weakeningID(binding, remaining, weakening)
+                if let approval = approved(id), weakening.isSecondPerson(approval.approver) {
+                    approver = approval.approver
+                } else {
+                    let who = weakening.author.map { " by \($0)" } ?? ""
+                    add(remaining, .held,
+                        "weakens the policy\(who): \(weakening.changes.joined(separator: "; ")); "
+                            + "needs approval by someone else: bulwark approve \(id)", id: id)
+                    continue
+                }
             }
             switch mode {
             case .enforce:
@@ -277,6 +292,14 @@ public enum Planner {
         let drift = changes.sorted { $0.property < $1.property }
             .map { "\($0.property)=\($0.observed ?? "\u{0}")>\($0.desired)" }
         return AuditID.stable((["blocked", binding.target, binding.resource.description] + drift).joined(separator: "\u{1}"))
+    }
+
+    /// The id a weakening is approved by: stable for the same drift and the same weakening.
+    public static func weakeningID(_ binding: Binding, _ changes: [PropertyDrift], _ weakening: Weakening) -> String {
+        let drift = changes.sorted { $0.property < $1.property }
+            .map { "\($0.property)=\($0.observed ?? "\u{0}")>\($0.desired)" }
+        return AuditID.stable((["weakening", binding.target, binding.resource.description] + drift + weakening.changes)
+            .joined(separator: "\u{1}"))
     }
 
     /// The id a held drift is approved by: the same target, resource, properties, observed and

@@ -6,14 +6,20 @@ public struct KindDefinition: Sendable {
     /// Reads `spec`; returns nil after recording errors through the reader.
     public var parse: @Sendable (SpecReader) -> ResourceSpec?
     public var driver: any ResourceDriver
+    /// Whether changing a desired property from one value to another moves it in the less secure
+    /// direction; returns why (`PermitRootLogin no → yes turns root login on`), or nil. A kind
+    /// without it never holds a change as weakening.
+    public var weakens: @Sendable (_ property: String, _ from: String, _ to: String) -> String?
 
     public init(name: String, adapter: String, summary: String,
-                parse: @escaping @Sendable (SpecReader) -> ResourceSpec?, driver: any ResourceDriver) {
+                parse: @escaping @Sendable (SpecReader) -> ResourceSpec?, driver: any ResourceDriver,
+                weakens: @escaping @Sendable (_ property: String, _ from: String, _ to: String) -> String? = { _, _, _ in nil }) {
         self.name = name
         self.adapter = adapter
         self.summary = summary
         self.parse = parse
         self.driver = driver
+        self.weakens = weakens
     }
 }
 

@@ -86,7 +86,7 @@ func memoryRegistry(_ driver: MemoryDriver) -> Registry {
                         }
                     }
                     return ResourceSpec(properties: properties)
-                }, driver: driver),
+                }, driver: driver, weakens: { _, from, to in from == "no" && to == "yes" ? "turns it on" : nil }),
                 KindDefinition(name: "Object", adapter: "memory", summary: "properties of a named object", parse: { spec in
                     guard let entries = spec.entries() else { return nil }
                     var subject = ""

@@ -1,0 +1,84 @@
+import BulwarkCore
+import BulwarkTestSupport
+import Foundation
+import Testing
+
+/// Weakening needs a second person: a desired value moved in the less secure direction since the
+/// last applied revision is held until someone other than its author approves it.
+@Suite struct WeakeningTests {
+    func state(_ value: String, controller extra: String = "", approvals: [SourceFile] = [], driver: MemoryDriver) throws -> DesiredState {
+        let controllers = String(decoding: inventory.contents ?? [], as: UTF8.self) + extra
+        return try DesiredStateLoader(registry: memoryRegistry(driver)).load([
+            file("controllers/inventory.yaml", controllers),
+            file("desired-state/r.yaml", """
+                apiVersion: bulwark/v1
+                kind: Setting
+                metadata: {name: root-login}
+                targets: {names: [web-1]}
+                spec: {permitRootLogin: "\(value)", banner: "hello"}
+                """),
+        ] + approvals, revision: "rev-\(value)")
+    }
+
+    func approval(_ id: String, by approver: String) -> SourceFile {
+        file("approvals/\(id).yaml", """
+            apiVersion: bulwark/v1
+            kind: Approval
+            metadata: {name: a}
+            spec: {id: \(id), approver: "\(approver)", reason: "break-glass week"}
+            """)
+    }
+
+    @Test func aWeakeningIsHeldAndOnlyASecondPersonCanApproveIt() async throws {
+        let driver = MemoryDriver()
+        driver.set("web-1", "permitRootLogin", "no")
+        driver.set("web-1", "banner", "hello")
+        let registry = memoryRegistry(driver)
+        let previous = try state("no", driver: driver)
+        var current = try state("yes", driver: driver)
+        var weakened = Weakening.compare(previous: previous, current: current, registry: registry)
+        let rid = ResourceID(kind: "Setting", name: "root-login")
+        #expect(weakened[rid]?.changes == ["permitRootLogin: no → yes (turns it on)"])
+        weakened[rid]?.author = "Alice <alice@example.org>"
+        let reconciler = Reconciler(registry: registry)
+
+        func plan(_ state: DesiredState) async throws -> PlannedRemediation {
+            let observed = await reconciler.observe(state)
+            return try #require(Planner.plan(state, observations: observed.observations, weakened: weakened).remediations.first)
+        }
+        let held = try await plan(current)
+        #expect(held.decision == .held)
+        #expect(held.reason?.hasPrefix("weakens the policy by Alice <alice@example.org>: permitRootLogin: no → yes (turns it on); needs approval by someone else: bulwark approve ") == true)
+        let id = try #require(held.id)
+
+        // The author approving their own weakening changes nothing.
+        current = try state("yes", approvals: [approval(id, by: "A. Lice <ALICE@example.org>")], driver: driver)
+        #expect(try await plan(current).decision == .held)
+        // A second person's approval lets it through.
+        current = try state("yes", approvals: [approval(id, by: "Bob <bob@example.org>")], driver: driver)
+        let approved = try await plan(current)
+        #expect(approved.decision == .applied)
+        #expect(approved.approver == "Bob <bob@example.org>")
+    }
+
+    @Test func aStricterChangeAndAnOptedOutKindApplyWithoutASecondPerson() async throws {
+        let driver = MemoryDriver()
+        driver.set("web-1", "permitRootLogin", "yes")
+        let registry = memoryRegistry(driver)
+        // yes → no is stricter: nothing to hold.
+        #expect(Weakening.compare(previous: try state("yes", driver: driver), current: try state("no", driver: driver),
+                                  registry: registry).isEmpty)
+        // A controller that opts out with `weakening: allow` applies a weakening at once.
+        let optedOut = "  weakening: {Setting: allow}\n"
+        driver.set("web-1", "permitRootLogin", "no")
+        let previous = try state("no", controller: optedOut, driver: driver)
+        let current = try state("yes", controller: optedOut, driver: driver)
+        let weakened = Weakening.compare(previous: previous, current: current, registry: registry)
+        #expect(!weakened.isEmpty)
+        let observed = await Reconciler(registry: registry).observe(current)
+        let plan = Planner.plan(current, observations: observed.observations, weakened: weakened)
+        #expect(plan.remediations.first?.decision == .applied)
+        // A `weakening` entry for a kind the controller does not run is refused at validation.
+        #expect(throws: ValidationFailure.self) { _ = try state("no", controller: "  weakening: {Sysctl: allow}\n", driver: driver) }
+    }
+}
