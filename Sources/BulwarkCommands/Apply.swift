@@ -90,6 +90,7 @@ struct ApplyRun: Encodable {
         }
         signal.finish()
         await journal.compact()
+        loaded.provenance.advanceBaseline(to: loaded.head, after: plan, stateDirectory: options.stateDirectory)
         let entries = recovered + outcome.entries
         var run = ApplyRun(
             revision: loaded.state.revision, records: entries.filter { !$0.alreadyRecorded }.map(\.record),

@@ -244,6 +244,21 @@ actor PolicyRepository: AuditSink {
         throw CommandError("the branch \(configuration.branch) kept moving during \(attempts) attempts; try again")
     }
 
+    // MARK: - Provenance
+
+    /// Authors of the commits since `base` that changed any of `paths` (see `Repository.authors`).
+    func authors(changing paths: Set<String>, from head: ObjectID, since base: ObjectID?) throws -> [String: [Signature]] {
+        try repository.authors(changing: paths, from: head, since: base)
+    }
+
+    /// The commit that last wrote `path` as it is at `head`.
+    func commitWriting(_ path: String, from head: ObjectID) throws -> CommitInfo? {
+        try repository.commitWriting(path, from: head)
+    }
+
+    /// Whether `commit` is in the clone (a revision applied before a forced push may be gone).
+    func has(_ commit: ObjectID) -> Bool { (try? repository.contains(commit)) ?? false }
+
     /// The caller's git identity: GIT_AUTHOR_NAME and GIT_AUTHOR_EMAIL, else git's configuration.
     func callerSignature() -> Signature? {
         let env = ProcessInfo.processInfo.environment

@@ -98,13 +98,15 @@ struct LoadedRevision {
     var repository: PolicyRepository
     var state: DesiredState
     var head: ObjectID
+    /// Approvals as git proves them, and what weakened since the last applied revision.
+    var provenance = Provenance()
 
     /// Observes and plans, with the flap breaker fed from the audit branch. Prints the problems
     /// and exits 1 when the revision turns out unsafe on a target: nothing acts on it.
     func plan(_ reconciler: Reconciler, console: Console) async throws -> Plan {
         let history = try await repository.recentFixes(since: reconciler.clock().addingTimeInterval(-state.longestFlapPeriod.timeInterval))
         do {
-            return try await reconciler.plan(state, history: history)
+            return try await reconciler.plan(state, history: history, weakened: provenance.weakened)
         } catch {
             console.error("revision \(head.short) is refused; nothing was changed.")
             console.print(error.description, to: .standardError)
@@ -141,9 +143,17 @@ extension RepositoryOptions {
         if let stale { console.warn(stale) }
         let files = try await repository.files(at: head)
         do {
-            let state = try DesiredStateLoader(registry: Bulwark.registry()).load(files, revision: head.hex)
+            var state = try DesiredStateLoader(registry: Bulwark.registry()).load(files, revision: head.hex)
             for warning in state.warnings { console.warn(warning.description) }
-            return LoadedRevision(repository: repository, state: state, head: head, recordRefusal: recordRefusal)
+            let provenance = await Provenance.establish(&state, head: head, repository: repository, registry: Bulwark.registry(),
+                                                        stateDirectory: stateDirectory)
+            if recordRefusal {
+                await provenance.recordRefusals(head: head, in: repository, console: console)
+            } else {
+                for refusal in provenance.refusedApprovals { console.warn(refusal.reason) }
+            }
+            return LoadedRevision(repository: repository, state: state, head: head, provenance: provenance,
+                                  recordRefusal: recordRefusal)
         } catch {
             console.error("revision \(head.short) of \(displayURL) \(branch) is refused; nothing was changed.")
             console.print(error.description, to: .standardError)

@@ -161,6 +161,12 @@ public enum AuditID {
         return encode(high: high, low: low)
     }
 
+    /// The id of the record of a fix made under approval `approvalID`: derived from the approval,
+    /// so that the audit branch tells whether an approval was used (it is used once).
+    public static func approved(_ approvalID: String) -> String {
+        stable("approved\u{1}" + approvalID)
+    }
+
     /// A stable id for content (a decision that must be recorded once): the same text always
     /// gives the same id, in the same 26-character form as a ULID.
     public static func stable(_ text: String) -> String {

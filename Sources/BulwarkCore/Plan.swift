@@ -66,6 +66,9 @@ public struct PlannedRemediation: Sendable, Hashable {
     public var id: String?
     /// Who approved it, for a held drift that was approved.
     public var approver: String?
+    /// The approval used (its id), for an approved fix: an approval is used once, so the fix's
+    /// record id is derived from it (`AuditID.approved`).
+    public var approvalID: String?
     /// For drift deferred by a change window: when the next window opens.
     public var nextWindow: Date?
 }
@@ -130,11 +133,12 @@ public enum Planner {
             // An annotation can only make a resource stricter than its controller (enforce →
             // approve → audit), never looser.
             let mode = max(controller.mode, resource.annotations["mode"].flatMap(Mode.init(rawValue:)) ?? controller.mode)
-            func add(_ changes: [PropertyDrift], _ decision: Decision, _ reason: String?, id: String? = nil, approver: String? = nil) {
+            func add(_ changes: [PropertyDrift], _ decision: Decision, _ reason: String?, id: String? = nil, approver: String? = nil,
+                     approvalID: String? = nil) {
                 drifted.append(PlannedRemediation(
                     binding: binding, severity: resource.severity, risk: resource.severity.weight * target.exposureWeight,
                     mode: mode, changes: changes, decision: decision, reason: reason, detectedAt: observation.observedAt,
-                    id: id, approver: approver))
+                    id: id, approver: approver, approvalID: approvalID))
             }
             var remaining: [PropertyDrift] = []
             var waived: [(Waiver, [PropertyDrift])] = []
@@ -160,12 +164,14 @@ public enum Planner {
                 state.approvals[id].flatMap { approval in approval.expiresAt.map { now < $0 } ?? true ? approval : nil }
             }
             var approver: String?
+            var approvalID: String?
             // A safety guard's block comes before everything else: no mode, label or limit can
             // let a lockout through; only an approval of the blocked id can.
             if let reason = guards[binding] {
                 let id = blockedID(binding, remaining)
                 if let approval = approved(id) {
                     approver = approval.approver
+                    approvalID = id
                 } else {
                     add(remaining, .blocked, "\(reason); to apply it anyway: bulwark approve \(id)", id: id)
                     continue
@@ -186,8 +192,9 @@ public enum Planner {
                 let id = weakeningID(binding, remaining, weakening)
                 if let approval = approved(id), weakening.isSecondPerson(approval.approver) {
                     approver = approval.approver
+                    approvalID = id
                 } else {
-                    let who = weakening.author.map { " by \($0)" } ?? ""
+                    let who = weakening.authors.isEmpty ? "" : " by " + weakening.authors.joined(separator: ", ")
                     add(remaining, .held,
                         "weakens the policy\(who): \(weakening.changes.joined(separator: "; ")); "
                             + "needs approval by someone else: bulwark approve \(id)", id: id)
@@ -207,6 +214,7 @@ public enum Planner {
                         continue
                     }
                     approver = approval.approver
+                    approvalID = heldID
                 }
             }
             // The flap breaker: a property fixed again and again within the period is escalated.
@@ -221,6 +229,7 @@ public enum Planner {
                                          + flapping.map { "\($0.0.property)>\($0.0.desired)" }).joined(separator: "\u{1}"))
                 if let acknowledgement = approved(id) {
                     approver = acknowledgement.approver
+                    approvalID = id
                 } else {
                     add(remaining, .escalated,
                         "flap breaker: \(worst.0.property) was fixed \(worst.1) times since \(Timestamp.format(since)); "
@@ -228,7 +237,7 @@ public enum Planner {
                     continue
                 }
             }
-            add(remaining, .applied, nil, approver: approver)
+            add(remaining, .applied, nil, approver: approver, approvalID: approvalID)
         }
         drifted.sort { a, b in
             if a.risk != b.risk { return a.risk > b.risk }
@@ -257,6 +266,7 @@ public enum Planner {
                 drifted[index].decision = .deferred
                 drifted[index].reason = reason
                 drifted[index].approver = nil
+                drifted[index].approvalID = nil
             }
             if !controller.windows.isEmpty, !controller.windows.contains(where: { $0.contains(now) }) {
                 let next = controller.windows.compactMap { $0.nextOpening(after: now) }.min()

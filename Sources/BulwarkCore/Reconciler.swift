@@ -97,18 +97,20 @@ public struct Reconciler: Sendable {
 
     /// Observes, asks each drifted binding's safety guards, and plans; a revision that turns out
     /// unsafe on a target is refused whole.
-    public func plan(_ state: DesiredState, history: FixHistory = .init()) async throws(ValidationFailure) -> Plan {
+    public func plan(
+        _ state: DesiredState, history: FixHistory = .init(), weakened: [ResourceID: Weakening] = [:]
+    ) async throws(ValidationFailure) -> Plan {
         let observed = await observe(state)
         guard observed.unsafe.isEmpty else { throw ValidationFailure(errors: observed.unsafe) }
         let now = clock()
         // The guards judge exactly the changes a remediation would make (waived properties left
         // out), so plan once without them, then again with their verdicts: the plan stays pure.
         let unguarded = Planner.plan(state, observations: observed.observations, failures: observed.failures,
-                                     history: history, now: now)
+                                     history: history, weakened: weakened, now: now)
         let guards = await assess(unguarded.remediations.filter { $0.decision != .waived }, in: state)
         guard !guards.isEmpty else { return unguarded }
         return Planner.plan(state, observations: observed.observations, failures: observed.failures, history: history,
-                            guards: guards, now: now)
+                            guards: guards, weakened: weakened, now: now)
     }
 
     /// The safety guards' verdicts on each remediation's changes: the reasons of those blocked.
@@ -306,6 +308,8 @@ public struct Reconciler: Sendable {
         let id: String
         if let stable = remediation.id {
             id = stable
+        } else if remediation.decision == .applied, let approval = remediation.approvalID {
+            id = AuditID.approved(approval)
         } else if remediation.decision == .applied {
             id = AuditID.ulid(at: clock())
         } else {

@@ -6,12 +6,13 @@ internal import Foundation
 public struct Weakening: Sendable, Hashable {
     /// What became weaker, per property: `PermitRootLogin: no → yes (turns root login on)`.
     public var changes: [String]
-    /// Who made the change (`Name <email>`), when known: that person cannot approve it.
-    public var author: String?
+    /// Who changed the resource's file since the last applied revision (`Name <email>`), when
+    /// known: none of them can approve it.
+    public var authors: [String]
 
-    public init(changes: [String], author: String? = nil) {
+    public init(changes: [String], authors: [String] = []) {
         self.changes = changes
-        self.author = author
+        self.authors = authors
     }
 
     /// Resources of `current` whose desired values moved in the less secure direction since
@@ -37,13 +38,12 @@ public struct Weakening: Sendable, Hashable {
     /// Whether an approver is a second person: not the author of the weakening. Compared on the
     /// e-mail address when both carry one (`Name <email>`), else on the whole text.
     public func isSecondPerson(_ approver: String) -> Bool {
-        guard let author else { return true }
         func key(_ identity: String) -> String {
             if let open = identity.lastIndex(of: "<"), let close = identity.lastIndex(of: ">"), open < close {
                 return identity[identity.index(after: open)..<close].lowercased()
             }
             return identity.trimmingCharacters(in: .whitespaces).lowercased()
         }
-        return key(author) != key(approver)
+        return !authors.contains { key($0) == key(approver) }
     }
 }

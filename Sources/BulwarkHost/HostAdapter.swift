@@ -19,15 +19,15 @@ public enum HostAdapter {
             parseTarget: parseTarget,
             kinds: [
                 KindDefinition(name: "SSHDConfig", adapter: name, summary: "keywords of etc/ssh/sshd_config",
-                               parse: SSHDConfigDriver.parse, driver: SSHDConfigDriver(validator: sshd)),
+                               parse: SSHDConfigDriver.parse, driver: SSHDConfigDriver(validator: sshd), weakens: HostWeakening.sshd),
                 KindDefinition(name: "Sysctl", adapter: name, summary: "kernel parameters, persisted and at runtime",
-                               parse: SysctlDriver.parse, driver: SysctlDriver()),
+                               parse: SysctlDriver.parse, driver: SysctlDriver(), weakens: HostWeakening.sysctl),
                 KindDefinition(name: "FileMode", adapter: name, summary: "mode, owner and group of a path",
-                               parse: FileModeDriver.parse, driver: FileModeDriver()),
+                               parse: FileModeDriver.parse, driver: FileModeDriver(), weakens: HostWeakening.fileMode),
                 KindDefinition(name: "LoginDefs", adapter: name, summary: "keys of etc/login.defs",
-                               parse: LoginDefsDriver.parse, driver: LoginDefsDriver()),
+                               parse: LoginDefsDriver.parse, driver: LoginDefsDriver(), weakens: HostWeakening.loginDefs),
                 KindDefinition(name: "UserAccount", adapter: name, summary: "password lock, shell and expiry of an account",
-                               parse: UserAccountDriver.parse, driver: UserAccountDriver()),
+                               parse: UserAccountDriver.parse, driver: UserAccountDriver(), weakens: HostWeakening.account),
             ])
     }
 

@@ -39,7 +39,7 @@ import Testing
         var weakened = Weakening.compare(previous: previous, current: current, registry: registry)
         let rid = ResourceID(kind: "Setting", name: "root-login")
         #expect(weakened[rid]?.changes == ["permitRootLogin: no → yes (turns it on)"])
-        weakened[rid]?.author = "Alice <alice@example.org>"
+        weakened[rid]?.authors = ["Alice <alice@example.org>"]
         let reconciler = Reconciler(registry: registry)
 
         func plan(_ state: DesiredState) async throws -> PlannedRemediation {

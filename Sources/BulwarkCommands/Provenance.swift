@@ -1,0 +1,95 @@
+internal import BulwarkCore
+internal import BulwarkGit
+internal import Foundation
+
+/// What git says about a revision beyond its files: who really approved each approval, which
+/// approvals were already used, and which resources were weakened since the last applied
+/// revision, by whom. Established once per loaded revision, before planning.
+struct Provenance: Sendable {
+    /// Resources moved in the less secure direction since the baseline, with their authors.
+    var weakened: [ResourceID: Weakening] = [:]
+    /// Approvals dropped because they cannot be trusted, with the reason (recorded as `refused`).
+    var refusedApprovals: [(id: String, reason: String)] = []
+    /// Approvals dropped because a fix already used them.
+    var consumedApprovals: [String] = []
+    /// The revision the weakening check compared with.
+    var baseline: ObjectID?
+
+    /// The file in the state directory that holds the last revision applied without a pending weakening.
+    static func baselineFile(_ stateDirectory: String) -> String { stateDirectory + "/applied-revision" }
+
+    /// Establishes provenance for `state` at `head` and rewrites its approvals to what git proves:
+    /// an approval's approver is the author of the commit that last wrote its file (a file naming
+    /// someone else is refused); an approval a fix already used is dropped.
+    static func establish(
+        _ state: inout DesiredState, head: ObjectID, repository: PolicyRepository, registry: Registry, stateDirectory: String
+    ) async -> Provenance {
+        var result = Provenance()
+        for (id, approval) in state.approvals.sorted(by: { $0.key < $1.key }) {
+            if (try? await repository.contains(recordID: AuditID.approved(id))) == true {
+                state.approvals[id] = nil
+                result.consumedApprovals.append(id)
+                continue
+            }
+            let path = approval.location.file
+            guard let commit = try? await repository.commitWriting(path, from: head) else {
+                state.approvals[id] = nil
+                result.refusedApprovals.append((id, "approval \(id): the commit that wrote \(path) cannot be found in the history"))
+                continue
+            }
+            let author = "\(commit.author.name) <\(commit.author.email)>"
+            let named = Weakening(changes: [], authors: [approval.approver])
+            guard !named.isSecondPerson(author) else {
+                state.approvals[id] = nil
+                result.refusedApprovals.append((id, "approval \(id) in \(path) names \(approval.approver) as approver "
+                                                + "but was committed by \(author) (\(commit.id.short)); an approver is whoever commits the approval file"))
+                continue
+            }
+            state.approvals[id]?.approver = author
+        }
+
+        // Weakening: compare with the last revision applied without a pending weakening, or, on a
+        // new state directory, the revision of the newest fix on the audit branch.
+        var baseline = (try? String(contentsOfFile: baselineFile(stateDirectory), encoding: .utf8))
+            .flatMap { ObjectID(hex: $0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        if baseline == nil, let commits = try? await repository.auditHistory(limit: 500) {
+            baseline = commits.first { $0.trailer("Bulwark-Decision") == Decision.applied.rawValue }
+                .flatMap { $0.trailer("Bulwark-Desired-Commit") }.flatMap { ObjectID(hex: $0) }
+        }
+        guard let baseline, baseline != head, await repository.has(baseline),
+              let files = try? await repository.files(at: baseline),
+              let previous = try? DesiredStateLoader(registry: registry).load(files, revision: baseline.hex) else {
+            return result
+        }
+        result.baseline = baseline
+        var weakened = Weakening.compare(previous: previous, current: state, registry: registry)
+        guard !weakened.isEmpty else { return result }
+        let paths = Set(weakened.keys.compactMap { state.resources[$0]?.location.file })
+        let authors = (try? await repository.authors(changing: paths, from: head, since: baseline)) ?? [:]
+        for id in Array(weakened.keys) {
+            guard let file = state.resources[id]?.location.file else { continue }
+            weakened[id]?.authors = (authors[file] ?? []).map { "\($0.name) <\($0.email)>" }
+        }
+        result.weakened = weakened
+        return result
+    }
+
+    /// Moves the baseline to `head` unless a weakening of it is still held: a held weakening keeps
+    /// being compared with the revision before it until a second person approves it.
+    func advanceBaseline(to head: ObjectID, after plan: Plan, stateDirectory: String) {
+        let pending = plan.remediations.contains { weakened[$0.binding.resource] != nil && $0.decision != .applied }
+        guard !pending else { return }
+        let path = Self.baselineFile(stateDirectory)
+        let temporary = path + ".tmp"
+        guard FileManager.default.createFile(atPath: temporary, contents: Data((head.hex + "\n").utf8)) else { return }
+        _ = rename(temporary, path)
+    }
+
+    /// Records each refused approval once on the audit branch.
+    func recordRefusals(head: ObjectID, in repository: PolicyRepository, console: Console) async {
+        for refusal in refusedApprovals {
+            console.warn(refusal.reason)
+            await LoadedRevision.recordRefusal(of: head, errors: [refusal.reason], in: repository, console: console)
+        }
+    }
+}
