@@ -111,6 +111,10 @@ enum Transaction {
         return lines.joined(separator: "\n") + "\n"
     }
 
+    /// The comment on a resource chain's first rule that says which resource it belongs to, so
+    /// that what a removed resource left behind can be named when it is pruned.
+    static func ownerComment(_ resource: ResourceID) -> String { "comment \"owner \(resource.description)\"" }
+
     /// A chain name for a resource: nft identifiers allow letters, digits and `_`; a short hash
     /// of the full name keeps distinct names distinct.
     static func chainName(_ prefix: String, _ resource: ResourceID) -> String {
