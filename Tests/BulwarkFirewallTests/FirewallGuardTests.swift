@@ -132,7 +132,13 @@ struct FirewallGuardTests {
                                                   lab: lab, root: root)
             #expect(gateway.hasPrefix("blocking 192.0.2.254 would cut off default gateway 192.0.2.254 of edge-1"))
 
-            // Neither the session's peer, the gateway nor management: applied.
+            // An IPv6 session (its peer read from /proc/net/tcp6 as four 32-bit words).
+            try lab.openSession(port: 22, to: "2001:db8::1")
+            let v6 = try await expectBlocked(try firewallState(root: root, namespace: lab.host, blocklist("\"2001:db8::/120\"")),
+                                             lab: lab, root: root)
+            #expect(v6.hasPrefix("blocking 2001:db8::/120 would cut off 2001:db8::2, the peer of an established SSH session of edge-1"))
+
+            // Neither the sessions' peers, the gateway nor management: applied.
             let (_, outcome) = try await reconcile(try firewallState(root: root, namespace: lab.host, blocklist("192.0.2.4/30, \"2001:db8:bad::/48\"")))
             #expect(outcome.verified.count == 1, "\(outcome.entries.map { $0.record.reason ?? $0.record.error ?? "" })")
             #expect(try lab.nft(["list", "table", "inet", "bulwark"]).stdout.contains("192.0.2.4/30"))

@@ -75,13 +75,13 @@ public final class NetworkLab {
         throw SupportError("listener on port \(port) did not start")
     }
 
-    /// Opens a TCP connection from the peer to the host's `port` and keeps it open (it ends when
+    /// Opens a TCP connection from the peer to the host's `address` and `port` and keeps it open (it ends when
     /// the lab is removed); returns once the host sees it established.
-    public func openSession(port: Int) throws {
+    public func openSession(port: Int, to address: String = "192.0.2.1") throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
         process.arguments = ["netns", "exec", peer, "python3", "-c",
-                             "import socket, time; s = socket.create_connection(('192.0.2.1', \(port)), timeout=5); time.sleep(600)"]
+                             "import socket, time; s = socket.create_connection(('\(address)', \(port)), timeout=5); time.sleep(600)"]
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
