@@ -42,11 +42,10 @@ struct Network: Hashable, Comparable, CustomStringConvertible {
             self.init(bytes: Array(raw.suffix(4)), prefix: prefix.map { max(0, $0 - 96) })
             return
         }
-        var text = ""
         var copy = raw
         var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
         guard inet_ntop(raw.count == 4 ? AF_INET : AF_INET6, &copy, &buffer, socklen_t(buffer.count)) != nil else { return nil }
-        text = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let text = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         self.init(prefix.map { "\(text)/\($0)" } ?? text)
     }
 

@@ -283,6 +283,21 @@ struct FirewallGuardTests {
             #expect(try await driver("FirewallBlocklist").leftovers(on: target, keeping: []).isEmpty)
             #expect(try await driver("Quarantine").leftovers(on: target, keeping: []).isEmpty)
             #expect(try lab.nft(["-c", "-f", root + "/etc/nftables.d/bulwark.nft"]).status == 0)
+
+            // A chain from before chains named their owner is found by its name; one Bulwark never
+            // names (someone's own, in Bulwark's table) is not Bulwark's to prune.
+            for command in [["add", "chain", "inet", "bulwark", "bl_old_list_ab12cd"],
+                            ["add", "set", "inet", "bulwark", "bl_old_list_ab12cd_4", "{ type ipv4_addr ; }"],
+                            ["add", "chain", "inet", "bulwark", "mine"]] {
+                #expect(try lab.nft(command).status == 0)
+            }
+            let legacy = try await driver("FirewallBlocklist").leftovers(on: target, keeping: [])
+            #expect(legacy.map(\.owner) == [ResourceID(kind: "FirewallBlocklist", name: "old_list")])
+            #expect(legacy.first?.summary == "in table inet bulwark: chain bl_old_list_ab12cd, set bl_old_list_ab12cd_4")
+            try await driver("FirewallBlocklist").prune(legacy, on: target)
+            let after = try lab.nft(["list", "table", "inet", "bulwark"]).stdout
+            #expect(!after.contains("bl_old_list") && after.contains("chain mine"))
+            #expect(!after.contains("jump mine"), "a chain Bulwark did not make is not hooked")
         }
     }
 }
