@@ -36,6 +36,10 @@ spec:
 # The nftables firewall controller. It acts on targets with `role: edge`; the example target
 # below is commented out so that the demo stays self-contained. Bulwark only ever touches its
 # own table (inet bulwark); `netns` is optional (the network namespace whose ruleset is managed).
+# Every nftables target names its `management` networks: a blocklist, quarantine or allowed
+# ingress that would cut them off, cut the peer of an established SSH session, or the default
+# gateway is blocked (recorded once; `bulwark approve ID` lets it through), and an empty
+# AllowedIngress is blocked because it shuts out SSH. 0.0.0.0/0 and ::/0 are refused.
 apiVersion: bulwark/v1
 kind: Controller
 metadata:
@@ -55,6 +59,8 @@ spec:
 # spec:
 #   adapter: nftables
 #   root: /                 # where etc/nftables.d/bulwark.nft is written
+#   management: [192.0.2.0/28]   # required: where people administer it from
+#   # sshPort: 22           # optional: the port management must still reach
 #   # netns: edge           # optional
 
 """#),
@@ -75,7 +81,10 @@ spec:
         ("controllers/postgres.yaml", #"""
 # The PostgreSQL controller, for targets with `role: database`. The example target is
 # commented out so that the demo stays self-contained. The password never goes in git:
-# passwordEnv names an environment variable, passwordFile a file only Bulwark can read.
+# passwordEnv names an environment variable, passwordFile a file in the secrets directory
+# (BULWARK_SECRETS_DIR, else /run/secrets or $CREDENTIALS_DIRECTORY; nothing outside is read).
+# It is sent only over TLS: sslmode defaults to verify-full, and sslmode: disable is accepted
+# only for a loopback address or a Unix socket (host: /run/postgresql).
 apiVersion: bulwark/v1
 kind: Controller
 metadata:

@@ -34,6 +34,21 @@ struct Network: Hashable, Comparable, CustomStringConvertible {
         }
     }
 
+    /// A network from raw address bytes (4 or 16) and a prefix length, host bits cleared.
+    init?(bytes raw: [UInt8], prefix: Int? = nil) {
+        guard raw.count == 4 || raw.count == 16 else { return nil }
+        // An IPv4-mapped IPv6 address (::ffff:a.b.c.d), as a dual-stack socket reports an IPv4 peer, is that IPv4 address.
+        if raw.count == 16, raw.prefix(10).allSatisfy({ $0 == 0 }), raw[10] == 0xFF, raw[11] == 0xFF {
+            self.init(bytes: Array(raw.suffix(4)), prefix: prefix.map { max(0, $0 - 96) })
+            return
+        }
+        var copy = raw
+        var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+        guard inet_ntop(raw.count == 4 ? AF_INET : AF_INET6, &copy, &buffer, socklen_t(buffer.count)) != nil else { return nil }
+        let text = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        self.init(prefix.map { "\(text)/\($0)" } ?? text)
+    }
+
     var address: String {
         var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
         var copy = bytes
@@ -47,5 +62,30 @@ struct Network: Hashable, Comparable, CustomStringConvertible {
         if a.isIPv6 != b.isIPv6 { return !a.isIPv6 }
         if a.bytes != b.bytes { return a.bytes.lexicographicallyPrecedes(b.bytes) }
         return a.prefix < b.prefix
+    }
+}
+
+extension Network {
+    /// Whether the two networks share any address.
+    func overlaps(_ other: Network) -> Bool {
+        guard isIPv6 == other.isIPv6 else { return false }
+        return sharesBits(with: other, count: min(prefix, other.prefix))
+    }
+
+    /// Whether every address of `other` is in this network.
+    func contains(_ other: Network) -> Bool {
+        isIPv6 == other.isIPv6 && prefix <= other.prefix && sharesBits(with: other, count: prefix)
+    }
+
+    private func sharesBits(with other: Network, count: Int) -> Bool {
+        for bit in 0..<count where (bytes[bit / 8] >> (7 - bit % 8)) & 1 != (other.bytes[bit / 8] >> (7 - bit % 8)) & 1 {
+            return false
+        }
+        return true
+    }
+
+    /// 127.0.0.0/8 or ::1: traffic that stays on the host, accepted on `lo` by every chain Bulwark writes.
+    var isLoopback: Bool {
+        isIPv6 ? (prefix == 128 && bytes == [UInt8](repeating: 0, count: 15) + [1]) : (bytes[0] == 127 && prefix >= 8)
     }
 }

@@ -3,9 +3,11 @@ internal import Foundation
 
 /// The nftables adapter: blocklists, quarantine and allowed ingress, in Bulwark's own table.
 ///
-/// Targets: `spec: {adapter: nftables, root: PATH, netns: NAME}`. `netns` (optional) is the
-/// network namespace whose ruleset is managed; the table is persisted as
-/// `etc/nftables.d/bulwark.nft` under `root` so that it survives a reboot.
+/// Targets: `spec: {adapter: nftables, root: PATH, netns: NAME, management: [NETWORKS], sshPort: 22}`.
+/// `netns` (optional) is the network namespace whose ruleset is managed; the table is persisted
+/// as `etc/nftables.d/bulwark.nft` under `root` so that it survives a reboot. `management`
+/// (required) lists the networks people administer the target from: no change may cut them off
+/// (see Guards.swift). `sshPort` (default 22) is where they log in.
 public enum FirewallAdapter {
     public static let name = "nftables"
 
@@ -23,7 +25,7 @@ public enum FirewallAdapter {
     }
 
     @Sendable static func parseTarget(_ spec: SpecReader) -> [String: String]? {
-        spec.allowOnly(["adapter", "root", "netns"])
+        spec.allowOnly(["adapter", "root", "netns", "management", "sshPort"])
         guard let reader = spec.field("root", required: true), let root = reader.string() else { return nil }
         guard root.hasPrefix("/"), !root.split(separator: "/").contains("..") else {
             reader.fail("expected an absolute path (where etc/nftables.d/ is), got '\(root)'")
@@ -38,10 +40,32 @@ public enum FirewallAdapter {
             }
             settings["netns"] = namespace
         }
+        guard let reader = spec.field("management") else {
+            spec.fail("missing required field 'management': the networks people administer this target from, "
+                      + "such as [10.0.0.0/24]; Bulwark blocks any change that would cut them off")
+            return nil
+        }
+        guard let management = networks(reader) else { return nil }
+        guard !management.isEmpty else {
+            reader.fail("list at least one management network, such as [10.0.0.0/24]")
+            return nil
+        }
+        settings["management"] = management.map(\.description).joined(separator: ",")
+        if let reader = spec.field("sshPort") {
+            guard let port = reader.int(in: 1...65535) else { return nil }
+            settings["sshPort"] = String(port)
+        }
         return settings
     }
 
     static func nft(_ target: Target) -> NFT { NFT(namespace: target.settings["netns"]) }
+
+    /// The target's management networks (validated when the target was read).
+    static func management(_ target: Target) -> [Network] {
+        (target.settings["management"] ?? "").split(separator: ",").compactMap { Network(String($0)) }
+    }
+
+    static func sshPort(_ target: Target) -> Int { target.settings["sshPort"].flatMap { Int($0) } ?? 22 }
 
     /// Applies one transaction, then persists the table under the target's root.
     static func commit(_ target: Target, replace: [ChainContent], remove: [String]) throws {
@@ -73,22 +97,16 @@ public enum FirewallAdapter {
                 item.fail("expected an IPv4 or IPv6 address or network such as 192.0.2.7 or 2001:db8::/32, got '\(text)'")
                 return nil
             }
-            if let other = result.first(where: { $0.isIPv6 == network.isIPv6 && $0.overlaps(network) }) {
+            guard network.prefix > 0 else {
+                item.fail("\(text) is every address: a prefix length of 0 is refused; list the networks you mean")
+                return nil
+            }
+            if let other = result.first(where: { $0.overlaps(network) }) {
                 item.fail("\(network) overlaps \(other); list each address once")
                 return nil
             }
             result.append(network)
         }
         return result.sorted()
-    }
-}
-
-extension Network {
-    func overlaps(_ other: Network) -> Bool {
-        let common = min(prefix, other.prefix)
-        for bit in 0..<common where (bytes[bit / 8] >> (7 - bit % 8)) & 1 != (other.bytes[bit / 8] >> (7 - bit % 8)) & 1 {
-            return false
-        }
-        return true
     }
 }

@@ -27,13 +27,18 @@ struct BlocklistDriver: ResourceDriver {
         return Observation(values: ["addresses": shown])
     }
 
+    /// The networks a desired `addresses` value lists.
+    static func networks(_ value: String) -> [Network] {
+        value == "(none)" ? [] : value.split(separator: ",").compactMap { Network($0.trimmingCharacters(in: .whitespaces)) }
+    }
+
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
         let chain = Transaction.chainName("bl", resource.id)
-        let wanted = (resource.spec.properties.first?.value ?? "(none)")
-        let networks = wanted == "(none)" ? [] : wanted.split(separator: ",").compactMap { Network($0.trimmingCharacters(in: .whitespaces)) }
+        let networks = Self.networks(resource.spec.properties.first?.value ?? "(none)")
+        let owner = Transaction.ownerComment(resource.id)
         let content = ChainContent(
             name: chain,
-            rules: ["ip saddr @\(chain)_4 drop", "ip6 saddr @\(chain)_6 drop"],
+            rules: ["ip saddr @\(chain)_4 drop \(owner)", "ip6 saddr @\(chain)_6 drop \(owner)"],
             sets: [(chain + "_4", false, networks.filter { !$0.isIPv6 }.map(\.description)),
                    (chain + "_6", true, networks.filter(\.isIPv6).map(\.description))])
         try FirewallAdapter.commit(target, replace: [content], remove: [])
@@ -70,20 +75,37 @@ struct IngressDriver: ResourceDriver {
         return Observation(values: ["ingress": last.comment.map { $0.replacingOccurrences(of: "bulwark ", with: "") } ?? "(changed by hand)"])
     }
 
+    /// A desired `ingress` value, `tcp=22,443 udp= from=any`, read back.
+    struct Rules {
+        var tcp: [Int] = []
+        var udp: [Int] = []
+        /// Empty: from anywhere.
+        var from: [Network] = []
+
+        init(_ value: String) {
+            for part in value.split(separator: " ") {
+                let pair = part.split(separator: "=", maxSplits: 1).map(String.init)
+                guard pair.count == 2 else { continue }
+                switch pair[0] {
+                case "tcp": tcp = pair[1].split(separator: ",").compactMap { Int($0) }
+                case "udp": udp = pair[1].split(separator: ",").compactMap { Int($0) }
+                case "from" where pair[1] != "any": from = pair[1].split(separator: ",").compactMap { Network(String($0)) }
+                default: break
+                }
+            }
+        }
+    }
+
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
         guard let wanted = resource.spec.properties.first?.value else { return }
         let chain = Transaction.chainName("ai", resource.id)
-        var fields: [String: String] = [:]
-        for part in wanted.split(separator: " ") {
-            let pair = part.split(separator: "=", maxSplits: 1).map(String.init)
-            if pair.count == 2 { fields[pair[0]] = pair[1] }
-        }
-        let from = (fields["from"] ?? "any") == "any" ? [] : (fields["from"] ?? "").split(separator: ",").compactMap { Network(String($0)) }
-        var rules = ["iifname \"lo\" accept", "ct state established,related accept",
+        let parsed = Rules(wanted)
+        let from = parsed.from
+        var rules = ["iifname \"lo\" accept \(Transaction.ownerComment(resource.id))", "ct state established,related accept",
                      "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-advert } accept"]
-        for proto in ["tcp", "udp"] {
-            guard let ports = fields[proto], !ports.isEmpty else { continue }
-            let set = "{ \(ports.replacingOccurrences(of: ",", with: ", ")) }"
+        for (proto, list) in [("tcp", parsed.tcp), ("udp", parsed.udp)] {
+            guard !list.isEmpty else { continue }
+            let set = "{ \(list.map(String.init).joined(separator: ", ")) }"
             if from.isEmpty {
                 rules.append("\(proto) dport \(set) accept")
             } else {
@@ -134,6 +156,12 @@ struct QuarantineDriver: ResourceDriver {
         return Observation(values: [property: last.comment.map { $0.replacingOccurrences(of: "bulwark ", with: "") } ?? "(changed by hand)"])
     }
 
+    /// The networks an active quarantine's desired value allows (`active allow=192.0.2.0/28`).
+    static func allowed(_ value: String) -> [Network] {
+        let list = value.replacingOccurrences(of: "active allow=", with: "")
+        return list == "(none)" ? [] : list.split(separator: ",").compactMap { Network(String($0)) }
+    }
+
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
         guard let change = changes.first(where: { $0.property == "quarantine:\(target.name)" }) else { return }
         let chain = Transaction.chainName("qr", resource.id)
@@ -141,10 +169,13 @@ struct QuarantineDriver: ResourceDriver {
             try FirewallAdapter.commit(target, replace: [], remove: [chain + "_in", chain + "_out"])
             return
         }
-        let list = change.desired.replacingOccurrences(of: "active allow=", with: "")
-        let allow = list == "(none)" ? [] : list.split(separator: ",").compactMap { Network(String($0)) }
+        let allow = Self.allowed(change.desired)
         func rules(_ direction: String, _ interface: String) -> [String] {
-            var rules = ["\(interface) \"lo\" accept"]
+            // Neighbour discovery stays open so that the allowed networks still reach the host over IPv6.
+            let discovery = direction == "saddr" ? "nd-neighbor-solicit, nd-neighbor-advert, nd-router-advert"
+                                                 : "nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit"
+            var rules = ["\(interface) \"lo\" accept \(Transaction.ownerComment(resource.id))",
+                         "icmpv6 type { \(discovery) } accept"]
             let v4 = allow.filter { !$0.isIPv6 }.map(\.description)
             let v6 = allow.filter(\.isIPv6).map(\.description)
             if !v4.isEmpty { rules.append("ip \(direction) { \(v4.joined(separator: ", ")) } accept") }

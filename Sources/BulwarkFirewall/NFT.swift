@@ -6,14 +6,20 @@ struct NFT: Sendable {
     var executable = "/usr/sbin/nft"
 
     struct Failure: Error, CustomStringConvertible {
+        var program = "nft"
         var arguments: [String]
         var status: Int32
         var message: String
-        var description: String { "nft \(arguments.joined(separator: " ")) failed (\(status)): \(message)" }
+        var description: String { "\(program) \(arguments.joined(separator: " ")) failed (\(status)): \(message)" }
     }
 
     @discardableResult
     func run(_ arguments: [String]) throws -> Data {
+        try Self.run(executable, arguments, namespace: namespace)
+    }
+
+    /// Runs a program to completion, inside `namespace` when one is named; throws on a non-zero exit.
+    static func run(_ executable: String, _ arguments: [String], namespace: String?) throws -> Data {
         let process = Process()
         if let namespace {
             process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
@@ -32,7 +38,7 @@ struct NFT: Sendable {
         let message = errors.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
-            throw Failure(arguments: arguments, status: process.terminationStatus,
+            throw Failure(program: (executable as NSString).lastPathComponent, arguments: arguments, status: process.terminationStatus,
                           message: String(decoding: message, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
         }
         return data

@@ -59,8 +59,9 @@ struct Table {
         (chains[Self.hook(of: chain)] ?? []).contains { $0.jump == chain }
     }
 
-    /// Resource chains (everything but the two base chains).
-    var resourceChains: [String] { chains.keys.filter { $0 != "input" && $0 != "output" }.sorted() }
+    /// Resource chains: the chains named as Bulwark names a resource's (see Prune.swift); a chain
+    /// someone else added to the table is never hooked.
+    var resourceChains: [String] { chains.keys.filter { Ownership.base(of: $0) != nil }.sorted() }
 
     static func hook(of chain: String) -> String { chain.hasSuffix("_out") ? "output" : "input" }
 }
@@ -110,6 +111,10 @@ enum Transaction {
         }
         return lines.joined(separator: "\n") + "\n"
     }
+
+    /// The comment on a resource chain's first rule that says which resource it belongs to, so
+    /// that what a removed resource left behind can be named when it is pruned.
+    static func ownerComment(_ resource: ResourceID) -> String { "comment \"owner \(resource.description)\"" }
 
     /// A chain name for a resource: nft identifiers allow letters, digits and `_`; a short hash
     /// of the full name keeps distinct names distinct.

@@ -6,6 +6,8 @@ internal import PostgresNIO
 /// Set with `ALTER SYSTEM` and `pg_reload_conf()`. A setting that only takes effect after a
 /// restart is reported as pending restart (the fix does not verify); the server is never restarted.
 struct SettingDriver: ResourceDriver {
+    var connector: Connector
+
     static func parse(_ spec: SpecReader) -> ResourceSpec? {
         guard spec.entries() != nil else { return nil }
         spec.allowOnly(["settings"])
@@ -31,7 +33,7 @@ struct SettingDriver: ResourceDriver {
 
     func observe(_ resource: Resource, on target: Target) async throws -> Observation {
         let names = resource.spec.properties.map(\.name)
-        let rows = try await PostgresAdapter.withConnection(target) { connection in
+        let rows = try await connector.withConnection(target) { connection in
             try await PostgresAdapter.rows(connection, """
                 SELECT name, current_setting(name), pending_restart::text FROM pg_settings WHERE name = ANY(\(names))
                 """, columns: 3)
@@ -46,7 +48,7 @@ struct SettingDriver: ResourceDriver {
     }
 
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
-        try await PostgresAdapter.withConnection(target) { connection in
+        try await connector.withConnection(target) { connection in
             for change in changes {
                 try await PostgresAdapter.execute(connection,
                     "ALTER SYSTEM SET \(PostgresAdapter.identifier(change.property)) TO \(PostgresAdapter.literal(change.desired))")
@@ -56,7 +58,7 @@ struct SettingDriver: ResourceDriver {
         // The postmaster reloads asynchronously: wait (briefly) until new sessions see the change.
         let names = changes.map(\.property)
         for _ in 0..<20 {
-            let current = try await PostgresAdapter.withConnection(target) { connection in
+            let current = try await connector.withConnection(target) { connection in
                 try await PostgresAdapter.rows(connection, "SELECT name, current_setting(name), pending_restart::text FROM pg_settings WHERE name = ANY(\(names))", columns: 3)
             }
             let settled = changes.allSatisfy { change in
@@ -72,6 +74,8 @@ struct SettingDriver: ResourceDriver {
 /// Only the attributes listed are managed, all in one `ALTER ROLE`. A role that does not exist
 /// has nothing to fix.
 struct RoleDriver: ResourceDriver {
+    var connector: Connector
+
     static let flags = [("superuser", "rolsuper", "SUPERUSER"), ("createrole", "rolcreaterole", "CREATEROLE"),
                         ("createdb", "rolcreatedb", "CREATEDB"), ("replication", "rolreplication", "REPLICATION"),
                         ("bypassrls", "rolbypassrls", "BYPASSRLS"), ("login", "rolcanlogin", "LOGIN")]
@@ -106,7 +110,7 @@ struct RoleDriver: ResourceDriver {
 
     func observe(_ resource: Resource, on target: Target) async throws -> Observation {
         let role = resource.spec.subject
-        let rows = try await PostgresAdapter.withConnection(target) { connection in
+        let rows = try await connector.withConnection(target) { connection in
             try await PostgresAdapter.rows(connection, """
                 SELECT rolsuper::text, rolcreaterole::text, rolcreatedb::text, rolreplication::text, rolbypassrls::text,
                        rolcanlogin::text, rolconnlimit::text,
@@ -134,7 +138,7 @@ struct RoleDriver: ResourceDriver {
             }
         }
         guard !options.isEmpty else { return }
-        try await PostgresAdapter.withConnection(target) { connection in
+        try await connector.withConnection(target) { connection in
             try await PostgresAdapter.execute(connection,
                 "ALTER ROLE \(PostgresAdapter.identifier(resource.spec.subject)) \(options.joined(separator: " "))")
         }
@@ -144,6 +148,8 @@ struct RoleDriver: ResourceDriver {
 /// `PostgresPrivilege`: `spec: {databases: [app], schema: public, grantee: PUBLIC, privileges: {CREATE: false}}`:
 /// in each listed database, the grantee has (true) or lacks (false) each privilege on the schema.
 struct PrivilegeDriver: ResourceDriver {
+    var connector: Connector
+
     static func parse(_ spec: SpecReader) -> ResourceSpec? {
         guard spec.entries() != nil else { return nil }
         spec.allowOnly(["databases", "schema", "grantee", "privileges"])
@@ -173,7 +179,7 @@ struct PrivilegeDriver: ResourceDriver {
         var values: [String: String?] = [:]
         for property in resource.spec.properties {
             let pieces = property.name.split(separator: "/").map(String.init)
-            let rows = try await PostgresAdapter.withConnection(target, database: pieces[0]) { connection in
+            let rows = try await connector.withConnection(target, database: pieces[0]) { connection in
                 try await PostgresAdapter.rows(connection, "SELECT has_schema_privilege(\(grantee == "PUBLIC" ? "public" : grantee), \(schema), \(pieces[1]))::text", columns: 1)
             }
             values[property.name] = rows.first?[0] == "true" ? "granted" : "revoked"
@@ -189,7 +195,7 @@ struct PrivilegeDriver: ResourceDriver {
             let statement = change.desired == "granted"
                 ? "GRANT \(pieces[1]) ON SCHEMA \(PostgresAdapter.identifier(schema)) TO \(who)"
                 : "REVOKE \(pieces[1]) ON SCHEMA \(PostgresAdapter.identifier(schema)) FROM \(who)"
-            try await PostgresAdapter.withConnection(target, database: pieces[0]) { connection in
+            try await connector.withConnection(target, database: pieces[0]) { connection in
                 try await PostgresAdapter.execute(connection, statement)
             }
         }
@@ -199,6 +205,8 @@ struct PrivilegeDriver: ResourceDriver {
 /// `PostgresSuperusers`: `spec: {allowed: [postgres]}`: any other superuser loses the attribute.
 /// The connecting user is never demoted (Bulwark would lock itself out).
 struct SuperusersDriver: ResourceDriver {
+    var connector: Connector
+
     static func parse(_ spec: SpecReader) -> ResourceSpec? {
         guard spec.entries() != nil else { return nil }
         spec.allowOnly(["allowed"])
@@ -208,7 +216,7 @@ struct SuperusersDriver: ResourceDriver {
 
     func observe(_ resource: Resource, on target: Target) async throws -> Observation {
         let allowed = Set(resource.spec.subject.split(separator: ",").map(String.init))
-        let rows = try await PostgresAdapter.withConnection(target) { connection in
+        let rows = try await connector.withConnection(target) { connection in
             try await PostgresAdapter.rows(connection, "SELECT rolname FROM pg_roles WHERE rolsuper ORDER BY rolname", columns: 1)
         }
         let unexpected = rows.compactMap { $0[0] }.filter { !allowed.contains($0) }
@@ -221,7 +229,7 @@ struct SuperusersDriver: ResourceDriver {
         if let me = target.settings["user"], roles.contains(me) {
             throw PostgresAdapterError("the connecting user \(me) is a superuser not on the allowed list; add it or connect as another user")
         }
-        try await PostgresAdapter.withConnection(target) { connection in
+        try await connector.withConnection(target) { connection in
             try await PostgresAdapter.execute(connection, "BEGIN")
             for role in roles { try await PostgresAdapter.execute(connection, "ALTER ROLE \(PostgresAdapter.identifier(role)) NOSUPERUSER") }
             try await PostgresAdapter.execute(connection, "COMMIT")

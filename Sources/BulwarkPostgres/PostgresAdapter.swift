@@ -8,31 +8,60 @@ internal import PostgresNIO
 /// superusers, over postgres-nio.
 ///
 /// Targets: `spec: {adapter: postgres, host, port, user, database, passwordEnv | passwordFile,
-/// sslmode: disable | require | verify-full}`. The password is read when connecting and never
-/// stored, logged or recorded. Each observation and each fix uses its own connection, so a
-/// connection that drops fails that resource cleanly and the next cycle starts afresh.
+/// sslmode: disable | require | verify-full}`. `host` is a name, an address, or the folder of a
+/// Unix socket (`/run/postgresql`). The password is read when connecting and never stored,
+/// logged or recorded; it is sent only over TLS (`sslmode` defaults to `verify-full`), except to a
+/// loopback address or a Unix socket, the only places `sslmode: disable` is accepted. A
+/// `passwordFile` is read only from the operator's secrets directories (see `SecretsDirectories`).
+/// Each observation and each fix uses its own connection, so a connection that drops fails that
+/// resource cleanly and the next cycle starts afresh.
 public enum PostgresAdapter {
     public static let name = "postgres"
 
-    public static func definition() -> AdapterDefinition {
-        AdapterDefinition(
+    /// - Parameter secretsDirectories: where `passwordFile`s may be read from; nil: the
+    ///   `BULWARK_SECRETS_DIR` environment variable, else `/run/secrets` and `$CREDENTIALS_DIRECTORY`.
+    public static func definition(secretsDirectories: [String]? = nil) -> AdapterDefinition {
+        let connector = Connector(secrets: SecretsDirectories(explicit: secretsDirectories))
+        return AdapterDefinition(
             name: name, parseTarget: parseTarget,
             kinds: [
                 KindDefinition(name: "PostgresSetting", adapter: name, summary: "server settings via ALTER SYSTEM",
-                               parse: SettingDriver.parse, driver: SettingDriver()),
+                               parse: SettingDriver.parse, driver: SettingDriver(connector: connector)),
                 KindDefinition(name: "PostgresRole", adapter: name, summary: "attributes of a role",
-                               parse: RoleDriver.parse, driver: RoleDriver()),
+                               parse: RoleDriver.parse, driver: RoleDriver(connector: connector)),
                 KindDefinition(name: "PostgresPrivilege", adapter: name, summary: "privileges on a schema, per database",
-                               parse: PrivilegeDriver.parse, driver: PrivilegeDriver()),
+                               parse: PrivilegeDriver.parse, driver: PrivilegeDriver(connector: connector)),
                 KindDefinition(name: "PostgresSuperusers", adapter: name, summary: "no superusers beyond an allowed list",
-                               parse: SuperusersDriver.parse, driver: SuperusersDriver()),
+                               parse: SuperusersDriver.parse, driver: SuperusersDriver(connector: connector)),
             ])
     }
 
+    /// The folders `passwordFile`s are read from when none are given: `BULWARK_SECRETS_DIR`, else
+    /// `/run/secrets` and `$CREDENTIALS_DIRECTORY`.
+    public static func secretsDirectories(environment: [String: String]) -> [String] {
+        SecretsDirectories().roots(environment)
+    }
+
+    /// Whether the password may travel unencrypted to `host`: a loopback address or a Unix socket.
+    static func isLocal(_ host: String) -> Bool {
+        if host.hasPrefix("/") { return true }
+        var v4 = in_addr()
+        if inet_pton(AF_INET, host, &v4) == 1 { return withUnsafeBytes(of: &v4) { $0.first } == 127 }
+        var v6 = in6_addr()
+        if inet_pton(AF_INET6, host, &v6) == 1 { return withUnsafeBytes(of: &v6) { Array($0) } == [UInt8](repeating: 0, count: 15) + [1] }
+        return false
+    }
+
+    static let cleartextAdvice = "sslmode defaults to verify-full; set sslmode: disable only for loopback (127.0.0.1, ::1) or a Unix socket (host: /run/postgresql)"
+
     @Sendable static func parseTarget(_ spec: SpecReader) -> [String: String]? {
         spec.allowOnly(["adapter", "host", "port", "user", "database", "passwordEnv", "passwordFile", "sslmode"])
-        guard let host = spec.field("host", required: true)?.string(),
+        guard let hostReader = spec.field("host", required: true), let host = hostReader.string(),
               let user = spec.field("user", required: true)?.string() else { return nil }
+        if host.hasPrefix("/"), host.split(separator: "/").contains("..") {
+            hostReader.fail("expected the folder of a Unix socket without '..', got '\(host)'")
+            return nil
+        }
         var settings = ["host": host, "user": user, "database": spec.field("database")?.string() ?? "postgres",
                         "port": "5432", "sslmode": "verify-full"]
         if let reader = spec.field("port") {
@@ -41,11 +70,23 @@ public enum PostgresAdapter {
         }
         if let reader = spec.field("sslmode") {
             guard let mode = reader.oneOf(["disable", "require", "verify-full"]) else { return nil }
+            if mode == "disable", !isLocal(host) {
+                reader.fail("sslmode: disable would send the password in clear text to \(host); \(cleartextAdvice)")
+                return nil
+            }
             settings["sslmode"] = mode
         }
         let env = spec.field("passwordEnv")?.string()
-        let file = spec.field("passwordFile")?.string()
+        let fileReader = spec.field("passwordFile")
+        let file = fileReader?.string()
         if env != nil && file != nil { spec.fail("set only one of passwordEnv, passwordFile"); return nil }
+        if let file, let fileReader {
+            guard !file.isEmpty, !file.split(separator: "/").contains("..") else {
+                fileReader.fail("expected a file in the secrets directory (BULWARK_SECRETS_DIR, default /run/secrets or "
+                                + "$CREDENTIALS_DIRECTORY), by name or absolute path, without '..'; got '\(file)'")
+                return nil
+            }
+        }
         if let env { settings["passwordEnv"] = env }
         if let file { settings["passwordFile"] = file }
         return settings
@@ -59,59 +100,12 @@ public enum PostgresAdapter {
         return logger
     }()
 
-    static func password(_ target: Target) throws -> String? {
-        if let name = target.settings["passwordEnv"] {
-            guard let value = ProcessInfo.processInfo.environment[name], !value.isEmpty else {
-                throw PostgresAdapterError("environment variable \(name) (the password of target \(target.name)) is not set")
-            }
-            return value
+    /// A server error's SQLSTATE and message, or what went wrong reaching the server.
+    static func describe(_ error: any Error, host: String) -> String {
+        if let error = error as? PSQLError, error.code == .sslUnsupported {
+            return "the server \(host) does not offer TLS; \(cleartextAdvice)"
         }
-        if let path = target.settings["passwordFile"] {
-            guard let data = FileManager.default.contents(atPath: path) else {
-                throw PostgresAdapterError("cannot read the password file of target \(target.name): \(path)")
-            }
-            return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .newlines)
-        }
-        return nil
-    }
-
-    /// Runs `body` on a new connection to `database` (default: the target's), then closes it.
-    static func withConnection<T: Sendable>(
-        _ target: Target, database: String? = nil, _ body: (PostgresConnection) async throws -> T
-    ) async throws -> T {
-        guard let host = target.settings["host"], let user = target.settings["user"] else {
-            throw PostgresAdapterError("target \(target.name) has no host or user")
-        }
-        let tls: PostgresConnection.Configuration.TLS
-        switch target.settings["sslmode"] {
-        case "disable":
-            tls = .disable
-        case "require":
-            var configuration = TLSConfiguration.makeClientConfiguration()
-            configuration.certificateVerification = .none
-            tls = .require(try NIOSSLContext(configuration: configuration))
-        default:
-            tls = .require(try NIOSSLContext(configuration: .makeClientConfiguration()))
-        }
-        var configuration = PostgresConnection.Configuration(
-            host: host, port: Int(target.settings["port"] ?? "") ?? 5432, username: user,
-            password: try password(target), database: database ?? target.settings["database"], tls: tls)
-        configuration.options.connectTimeout = .seconds(5)
-        if target.settings["sslmode"] == "verify-full" { configuration.options.tlsServerName = host }
-        let connection: PostgresConnection
-        do {
-            connection = try await PostgresConnection.connect(configuration: configuration, id: 1, logger: logger)
-        } catch {
-            throw PostgresAdapterError("cannot connect to \(host):\(configuration.port ?? 5432) as \(user): \(describe(error))")
-        }
-        do {
-            let result = try await body(connection)
-            try? await connection.close()
-            return result
-        } catch {
-            try? await connection.close()
-            throw PostgresAdapterError(describe(error))
-        }
+        return describe(error)
     }
 
     /// A server error's SQLSTATE and message; postgres-nio's own description hides both.

@@ -259,7 +259,7 @@ struct FirewallEndToEndTests {
                 apiVersion: bulwark/v1
                 kind: Target
                 metadata: {name: edge-1, labels: {role: edge, exposure: internet}}
-                spec: {adapter: nftables, root: \(dir)/edge-root, netns: \(lab.host)}
+                spec: {adapter: nftables, root: \(dir)/edge-root, netns: \(lab.host), management: [192.0.2.200/32]}
                 """)
             try s.commitPolicy("desired-state/firewall/blocklist.yaml", """
                 apiVersion: bulwark/v1

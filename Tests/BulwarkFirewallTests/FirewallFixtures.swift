@@ -5,12 +5,15 @@ import Foundation
 import Synchronization
 
 
-func firewallState(root: String, namespace: String, _ manifests: String) throws -> DesiredState {
+/// The lab's management network: an address no test uses as a peer.
+let labManagement = "192.0.2.200/32"
+
+func firewallState(root: String, namespace: String, management: String = labManagement, _ manifests: String) throws -> DesiredState {
     let inventory = """
         apiVersion: bulwark/v1
         kind: Target
         metadata: {name: edge-1}
-        spec: {adapter: nftables, root: \(root), netns: \(namespace)}
+        spec: {adapter: nftables, root: \(root), netns: \(namespace), management: [\(management)]}
         ---
         apiVersion: bulwark/v1
         kind: Controller
@@ -23,8 +26,8 @@ func firewallState(root: String, namespace: String, _ manifests: String) throws 
     ], revision: "test")
 }
 
-func reconcile(_ state: DesiredState) async throws -> (Plan, CycleOutcome) {
+func reconcile(_ state: DesiredState, audit: RecordingSink = RecordingSink()) async throws -> (Plan, CycleOutcome) {
     let reconciler = Reconciler(registry: Registry([FirewallAdapter.definition()]))
     let plan = try await reconciler.plan(state)
-    return (plan, await reconciler.apply(plan, state: state, audit: RecordingSink()))
+    return (plan, await reconciler.apply(plan, state: state, audit: audit))
 }

@@ -59,7 +59,7 @@ struct FirewallTests {
                 apiVersion: bulwark/v1
                 kind: AllowedIngress
                 metadata: {name: web}
-                spec: {tcp: [8080, 443]}
+                spec: {tcp: [22, 8080, 443]}
                 """)
             let (_, outcome) = try await reconcile(state)
             #expect(outcome.verified.count == 1, "\(outcome.entries.first?.record.error ?? "")")
@@ -86,7 +86,7 @@ struct FirewallTests {
             let (_, isolated) = try await reconcile(try quarantine("192.0.2.200/32"))
             #expect(isolated.verified.count == 1, "\(isolated.entries.first?.record.error ?? "")")
             #expect(try !lab.connects(port: 22), "cut off")
-            let (_, managed) = try await reconcile(try quarantine("192.0.2.2/32"))
+            let (_, managed) = try await reconcile(try quarantine("192.0.2.2/32, 192.0.2.200/32"))
             #expect(managed.verified.count == 1)
             #expect(try lab.connects(port: 22), "the management address still reaches it")
             let lifted = try firewallState(root: root, namespace: lab.host, """

@@ -9,28 +9,11 @@ import Testing
 @Suite(.serialized, .enabled(if: PostgresServer.available, "needs PostgreSQL 15 (initdb, psql)"))
 struct PostgresTests {
     func state(_ server: PostgresServer, _ manifests: String) throws -> DesiredState {
-        let inventory = """
-            apiVersion: bulwark/v1
-            kind: Target
-            metadata: {name: db-1}
-            spec: {adapter: postgres, host: 127.0.0.1, port: \(server.port), user: postgres, database: postgres,
-                   passwordFile: \(server.directory)/pw, sslmode: disable}
-            ---
-            apiVersion: bulwark/v1
-            kind: Controller
-            metadata: {name: postgres}
-            spec: {kinds: [PostgresSetting, PostgresRole, PostgresPrivilege, PostgresSuperusers]}
-            """
-        return try DesiredStateLoader(registry: Registry([PostgresAdapter.definition()])).load([
-            SourceFile(path: "controllers/c.yaml", contents: Array(inventory.utf8)),
-            SourceFile(path: "desired-state/p.yaml", contents: Array(manifests.utf8)),
-        ], revision: "test")
+        try postgresState(server, manifests)
     }
 
-    func reconcile(_ state: DesiredState) async throws -> (Plan, CycleOutcome) {
-        let reconciler = Reconciler(registry: Registry([PostgresAdapter.definition()]))
-        let plan = try await reconciler.plan(state)
-        return (plan, await reconciler.apply(plan, state: state, audit: RecordingSink()))
+    func reconcile(_ state: DesiredState, _ server: PostgresServer) async throws -> (Plan, CycleOutcome) {
+        try await reconcilePostgres(state, server)
     }
 
     @Test func rolesSettingsPrivilegesAndSuperusers() async throws {
@@ -61,7 +44,7 @@ struct PostgresTests {
             metadata: {name: superusers}
             spec: {allowed: [postgres, eve]}
             """)
-        let (plan, outcome) = try await reconcile(state)
+        let (plan, outcome) = try await reconcile(state, server)
         let drift = Dictionary(uniqueKeysWithValues: plan.remediations.map { ($0.binding.resource.name, $0.changes) })
         #expect(drift["eve"]?.map(\.observed) == ["true", "-1"])
         #expect(drift["logging"]?.first?.observed == "off")
@@ -76,24 +59,9 @@ struct PostgresTests {
         #expect(try server.psql("SHOW log_connections") == "on")
         #expect(try server.psql("SELECT current_setting('log_line_prefix') || '|'") == "%m [%p] %q%u@%d |")
         #expect(try server.psql("SELECT has_schema_privilege('public', 'public', 'CREATE')", database: "app") == "f")
-        #expect(try await reconcile(state).0.hasDrift == false)
+        #expect(try await reconcile(state, server).0.hasDrift == false)
         // The password is nowhere in what was recorded.
         #expect(outcome.entries.allSatisfy { !($0.record.commitMessage + String(decoding: $0.record.json(), as: UTF8.self)).contains(server.password) })
-    }
-
-    @Test func aSettingThatNeedsARestartIsReportedAndTheServerIsNotRestarted() async throws {
-        let server = try PostgresServer()
-        let pid = try server.psql("SELECT pg_postmaster_start_time()")
-        let (_, outcome) = try await reconcile(try state(server, """
-            apiVersion: bulwark/v1
-            kind: PostgresSetting
-            metadata: {name: memory}
-            spec: {settings: {max_connections: "150"}}
-            """))
-        let record = try #require(outcome.entries.first?.record)
-        #expect(record.result == .failed)
-        #expect(record.error?.contains("pending restart") == true)
-        #expect(try server.psql("SELECT pg_postmaster_start_time()") == pid, "never restarted")
     }
 
     @Test func aDatabaseThatDropsMidCycleFailsCleanlyAndTheNextCycleRecovers() async throws {
@@ -105,7 +73,7 @@ struct PostgresTests {
             metadata: {name: eve}
             spec: {role: eve, superuser: false, createdb: false}
             """)
-        let reconciler = Reconciler(registry: Registry([PostgresAdapter.definition()]))
+        let reconciler = Reconciler(registry: postgresRegistry(server))
         let plan = try await reconciler.plan(state)
         #expect(plan.hasDrift)
         try server.stop(mode: "immediate")  // the database goes away between observing and fixing
@@ -115,7 +83,7 @@ struct PostgresTests {
         #expect(record.error?.contains("cannot connect") == true)
         try server.start()
         #expect(try server.psql("SELECT rolsuper, rolcreatedb FROM pg_roles WHERE rolname = 'eve'") == "t|t", "nothing half-applied")
-        let (_, recovered) = try await reconcile(state)
+        let (_, recovered) = try await reconcile(state, server)
         #expect(recovered.verified.count == 1)
         #expect(try server.psql("SELECT rolsuper, rolcreatedb FROM pg_roles WHERE rolname = 'eve'") == "f|f")
     }
@@ -124,7 +92,7 @@ struct PostgresTests {
         let server = try PostgresServer()
         let wrong = try state(server, "apiVersion: bulwark/v1\nkind: PostgresRole\nmetadata: {name: x}\nspec: {role: postgres, login: true}\n")
         try "not-the-password".write(toFile: server.directory + "/pw", atomically: true, encoding: .utf8)
-        let plan = try await Reconciler(registry: Registry([PostgresAdapter.definition()])).plan(wrong)
+        let plan = try await Reconciler(registry: postgresRegistry(server)).plan(wrong)
         #expect(plan.failures.first?.message.contains("password authentication failed") == true)
         #expect(plan.failures.first?.message.contains("not-the-password") == false)
     }

@@ -46,8 +46,9 @@ public final class NetworkLab {
         _ = try? run("/usr/sbin/ip", ["netns", "del", peer])
     }
 
-    /// A TCP listener in the host namespace that accepts and closes connections.
-    public func listen(port: Int) throws {
+    /// A TCP listener in the host namespace that accepts and closes connections (or, `holding`,
+    /// keeps them open, as sshd keeps a session).
+    public func listen(port: Int, holding: Bool = false) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
         process.arguments = ["netns", "exec", host, "python3", "-c", """
@@ -57,9 +58,10 @@ public final class NetworkLab {
             s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
             s.bind(("::", \(port)))
             s.listen(16)
+            held = []
             while True:
                 c, _ = s.accept()
-                c.close()
+                \(holding ? "held.append(c)" : "c.close()")
             """]
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
@@ -71,6 +73,31 @@ public final class NetworkLab {
             Thread.sleep(forTimeInterval: 0.05)
         }
         throw SupportError("listener on port \(port) did not start")
+    }
+
+    /// Opens a TCP connection from the peer to the host's `address` and `port` and keeps it open (it ends when
+    /// the lab is removed); returns once the host sees it established.
+    public func openSession(port: Int, to address: String = "192.0.2.1") throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        process.arguments = ["netns", "exec", peer, "python3", "-c",
+                             "import socket, time; s = socket.create_connection(('\(address)', \(port)), timeout=5); time.sleep(600)"]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        servers.append(process)
+        for _ in 0..<100 {
+            let sessions = try run("/usr/sbin/ip", ["netns", "exec", host, "ss", "-Htn", "state", "established", "( sport = :\(port) )"])
+            if !sessions.stdout.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { return }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        throw SupportError("no session to port \(port) was established")
+    }
+
+    /// Gives the host namespace a default route through `gateway` (an address on the lab's link).
+    public func addDefaultRoute(via gateway: String) throws {
+        let result = try run("/usr/sbin/ip", ["-n", host, "route", "add", "default", "via", gateway])
+        guard result.status == 0 else { throw SupportError("ip route add default via \(gateway): \(result.stderr)") }
     }
 
     /// Whether a TCP connection from `namespace` (default: the peer) to `address` succeeds within a second.

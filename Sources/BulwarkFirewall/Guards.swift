@@ -1,0 +1,95 @@
+internal import BulwarkCore
+internal import Foundation
+
+// MARK: - Safety guards
+//
+// No firewall change may cut a target off from the people who run it. Before anything is
+// applied, each kind judges the change it would make against the target's lifelines, read live
+// in its network namespace (Lifelines.swift): the management networks the Target names, the
+// peers of established SSH sessions, and the default gateways.
+//
+// - FirewallBlocklist: blocked when an entry overlaps a lifeline (its traffic would be dropped),
+//   or when it would empty a blocklist that drops addresses now (a truncated or force-pushed
+//   policy must not silently let every attacker back in; a person approves it if meant).
+// - Quarantine: blocked when a lifeline is outside `allow` (everything else is dropped both ways).
+// - AllowedIngress: blocked when a management network or an SSH peer could no longer open a new
+//   connection to the SSH port (the port not listed, or `from` not covering it). `AllowedIngress {}`
+//   (no port at all) is therefore always blocked: it would drop every new connection, management
+//   included. The gateway is not at risk here: the chain keeps established and related traffic
+//   (ICMP errors) and router advertisements, so it is not checked.
+// Loopback peers are accepted on `lo` by the quarantine and ingress chains, so only the
+// blocklist (which drops by source on every interface) judges them.
+// A guard that cannot read the lifelines blocks: it never lets a change through unjudged.
+
+extension Lifelines {
+    /// Every lifeline with what it is, for the reasons a person reads.
+    func all(includingLoopback: Bool) -> [(Network, String)] {
+        management.map { ($0, "management network \($0)") }
+            + sessions.filter { includingLoopback || !$0.isLoopback }.map { ($0, "\($0), the peer of an established SSH session") }
+            + gateways.map { ($0, "default gateway \($0)") }
+    }
+
+    static func judge(_ target: Target, _ check: (Lifelines) -> [String]) -> GuardVerdict {
+        let lifelines: Lifelines
+        do {
+            lifelines = try read(target)
+        } catch {
+            return .block("cannot read what must stay reachable on \(target.name) (management, SSH sessions, gateway), so the change is not judged safe: \(error)")
+        }
+        let problems = check(lifelines)
+        return problems.isEmpty ? .allow : .block(problems.joined(separator: "; "))
+    }
+}
+
+extension BlocklistDriver {
+    func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async -> GuardVerdict {
+        guard let change = changes.first(where: { $0.property == "addresses" }) else { return .allow }
+        let wanted = Self.networks(change.desired)
+        if wanted.isEmpty, let observed = change.observed, observed != "(none)" {
+            let count = observed.split(separator: ",").count
+            return .block("this would empty the blocklist, which drops \(count) address\(count == 1 ? "" : "es") on \(target.name) now")
+        }
+        return Lifelines.judge(target) { lifelines in
+            lifelines.all(includingLoopback: true).compactMap { lifeline, what in
+                wanted.first { $0.overlaps(lifeline) }.map { "blocking \($0) would cut off \(what) of \(target.name)" }
+            }
+        }
+    }
+}
+
+extension QuarantineDriver {
+    func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async -> GuardVerdict {
+        guard let change = changes.first(where: { $0.property == "quarantine:\(target.name)" }), change.desired != "lifted" else {
+            return .allow
+        }
+        let allow = Self.allowed(change.desired)
+        return Lifelines.judge(target) { lifelines in
+            lifelines.all(includingLoopback: false).compactMap { lifeline, what in
+                allow.contains { $0.contains(lifeline) } ? nil
+                    : "the quarantine would cut off \(what) of \(target.name): add it to allow"
+            }
+        }
+    }
+}
+
+extension IngressDriver {
+    func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async -> GuardVerdict {
+        guard let change = changes.first(where: { $0.property == "ingress" }) else { return .allow }
+        let rules = Rules(change.desired)
+        let port = FirewallAdapter.sshPort(target)
+        guard rules.tcp.contains(port) else {
+            let what = rules.tcp.isEmpty && rules.udp.isEmpty ? "it allows no port at all" : "it does not allow tcp \(port)"
+            return .block("the allowed ingress would drop new SSH connections to \(target.name) from its management networks: "
+                          + "\(what) (the target's sshPort is \(port))")
+        }
+        guard !rules.from.isEmpty else { return .allow }
+        return Lifelines.judge(target) { lifelines in
+            (lifelines.management.map { ($0, "management network \($0)") }
+                + lifelines.sessions.filter { !$0.isLoopback }.map { ($0, "\($0), the peer of an established SSH session") })
+                .compactMap { lifeline, what in
+                    rules.from.contains { $0.contains(lifeline) } ? nil
+                        : "the allowed ingress would stop \(what) of \(target.name) from reaching tcp \(port): add it to from"
+                }
+        }
+    }
+}

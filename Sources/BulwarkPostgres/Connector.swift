@@ -1,0 +1,78 @@
+internal import BulwarkCore
+internal import Foundation
+internal import NIOSSL
+internal import PostgresNIO
+
+/// Opens connections to a target: reads its password (from the environment, or a file in the
+/// secrets directories) and refuses to send it anywhere but over TLS, a loopback address or a
+/// Unix socket.
+struct Connector: Sendable {
+    var secrets: SecretsDirectories
+
+    func password(_ target: Target) throws -> String? {
+        if let name = target.settings["passwordEnv"] {
+            guard let value = ProcessInfo.processInfo.environment[name], !value.isEmpty else {
+                throw PostgresAdapterError("environment variable \(name) (the password of target \(target.name)) is not set")
+            }
+            return value
+        }
+        if let path = target.settings["passwordFile"] {
+            return try secrets.read(path, what: "the passwordFile of target \(target.name)")
+        }
+        return nil
+    }
+
+    /// Runs `body` on a new connection to `database` (default: the target's), then closes it.
+    func withConnection<T: Sendable>(
+        _ target: Target, database: String? = nil, _ body: (PostgresConnection) async throws -> T
+    ) async throws -> T {
+        guard let host = target.settings["host"], let user = target.settings["user"] else {
+            throw PostgresAdapterError("target \(target.name) has no host or user")
+        }
+        let port = Int(target.settings["port"] ?? "") ?? 5432
+        let mode = target.settings["sslmode"] ?? "verify-full"
+        // Checked when the target was read; checked again here, where the password would leave.
+        if mode == "disable", !PostgresAdapter.isLocal(host) {
+            throw PostgresAdapterError("target \(target.name): sslmode: disable would send the password in clear text to \(host); "
+                                       + PostgresAdapter.cleartextAdvice)
+        }
+        var configuration: PostgresConnection.Configuration
+        if host.hasPrefix("/") {
+            configuration = PostgresConnection.Configuration(
+                unixSocketPath: host + "/.s.PGSQL.\(port)", username: user, password: try password(target),
+                database: database ?? target.settings["database"])
+        } else {
+            let tls: PostgresConnection.Configuration.TLS
+            switch mode {
+            case "disable":
+                tls = .disable
+            case "require":
+                var settings = TLSConfiguration.makeClientConfiguration()
+                settings.certificateVerification = .none
+                tls = .require(try NIOSSLContext(configuration: settings))
+            default:
+                tls = .require(try NIOSSLContext(configuration: .makeClientConfiguration()))
+            }
+            configuration = PostgresConnection.Configuration(
+                host: host, port: port, username: user, password: try password(target),
+                database: database ?? target.settings["database"], tls: tls)
+            if mode == "verify-full" { configuration.options.tlsServerName = host }
+        }
+        configuration.options.connectTimeout = .seconds(5)
+        let connection: PostgresConnection
+        do {
+            connection = try await PostgresConnection.connect(configuration: configuration, id: 1, logger: PostgresAdapter.logger)
+        } catch {
+            let place = host.hasPrefix("/") ? "\(host)/.s.PGSQL.\(port)" : "\(host):\(port)"
+            throw PostgresAdapterError("cannot connect to \(place) as \(user): \(PostgresAdapter.describe(error, host: place))")
+        }
+        do {
+            let result = try await body(connection)
+            try? await connection.close()
+            return result
+        } catch {
+            try? await connection.close()
+            throw PostgresAdapterError(PostgresAdapter.describe(error))
+        }
+    }
+}

@@ -1,0 +1,152 @@
+internal import BulwarkCore
+internal import Foundation
+internal import PostgresNIO
+
+// MARK: - Safety guards
+//
+// - A server keeps a superuser that can log in (SUPERUSER, LOGIN, not expired, a connection
+//   limit other than 0): no change to a role and no trimming of the superusers removes the last.
+// - The role Bulwark connects as keeps LOGIN (and a usable password and connection limit) and the
+//   rights it manages with: SUPERUSER if it has it, else CREATEROLE.
+// - A setting whose pg_settings.context is `postmaster` takes effect only at a restart, which
+//   Bulwark never does; `internal` ones cannot be changed at all. Neither is applied: blocked once
+//   with that reason, instead of being written and failing to verify on every pass.
+// A guard that cannot read the server blocks: it never lets a change through unjudged.
+
+/// A role as far as logging in and managing go.
+struct RoleState {
+    var superuser: Bool
+    var login: Bool
+    var createRole: Bool
+    var connectionLimit: Int
+    var expired: Bool
+
+    /// A superuser someone can log in as.
+    var isUsableSuperuser: Bool { superuser && canLogIn }
+    var canLogIn: Bool { login && !expired && connectionLimit != 0 }
+
+    static func read(_ connection: PostgresConnection, including names: [String]) async throws -> [String: RoleState] {
+        let rows = try await PostgresAdapter.rows(connection, """
+            SELECT rolname, rolsuper::text, rolcanlogin::text, rolcreaterole::text, rolconnlimit::text,
+                   (rolvaliduntil IS NOT NULL AND rolvaliduntil <> 'infinity' AND rolvaliduntil <= now())::text
+            FROM pg_roles WHERE rolsuper OR rolname = ANY(\(names))
+            """, columns: 6)
+        var roles: [String: RoleState] = [:]
+        for row in rows {
+            guard let name = row[0] else { continue }
+            roles[name] = RoleState(superuser: row[1] == "true", login: row[2] == "true", createRole: row[3] == "true",
+                                    connectionLimit: Int(row[4] ?? "") ?? -1, expired: row[5] == "true")
+        }
+        return roles
+    }
+
+    /// The state after `changes` (a PostgresRole's properties) are applied.
+    func applying(_ changes: [PropertyDrift], now: Date) -> RoleState {
+        var after = self
+        for change in changes {
+            switch change.property {
+            case "superuser": after.superuser = change.desired == "true"
+            case "login": after.login = change.desired == "true"
+            case "createrole": after.createRole = change.desired == "true"
+            case "connectionLimit": after.connectionLimit = Int(change.desired) ?? -1
+            case "validUntil":
+                // Applied as the start of that day, UTC.
+                let start = DesiredStateLoader.endOfDay(change.desired).map { $0.addingTimeInterval(-86_400) }
+                after.expired = change.desired != "infinity" && (start.map { $0 <= now } ?? true)
+            default: break
+            }
+        }
+        return after
+    }
+}
+
+extension Connector {
+    /// Runs a guard's reading of the server; a failure blocks.
+    func judge(_ target: Target, _ check: (PostgresConnection) async throws -> [String]) async -> GuardVerdict {
+        do {
+            let problems = try await withConnection(target) { connection in try await check(connection) }
+            return problems.isEmpty ? .allow : .block(problems.joined(separator: "; "))
+        } catch {
+            return .block("cannot read \(target.name) to judge the change, so it is not applied: \(error)")
+        }
+    }
+
+    /// The problems of going from `before` to `after` (role name to state) for a target Bulwark
+    /// connects to as `me`.
+    static func lockouts(before: [String: RoleState], after: [String: RoleState], me: String?, target: String) -> [String] {
+        var problems: [String] = []
+        if let me, let was = before[me], let will = after[me] {
+            let prefix = "Bulwark connects to \(target) as \(me)"
+            if was.login && !will.login { problems.append("\(prefix): removing its LOGIN would lock Bulwark out") }
+            if was.connectionLimit != 0 && will.connectionLimit == 0 { problems.append("\(prefix): a connection limit of 0 would lock Bulwark out") }
+            if !was.expired && will.expired { problems.append("\(prefix): a VALID UNTIL in the past would lock Bulwark out") }
+            if was.superuser && !will.superuser {
+                problems.append("\(prefix): removing its SUPERUSER would leave Bulwark unable to manage settings and superusers")
+            } else if !was.superuser && was.createRole && !will.createRole {
+                problems.append("\(prefix): removing its CREATEROLE would leave Bulwark unable to manage roles")
+            }
+        }
+        let usableBefore = before.filter(\.value.isUsableSuperuser).keys.sorted()
+        let usableAfter = after.filter(\.value.isUsableSuperuser).keys
+        if !usableBefore.isEmpty && usableAfter.isEmpty {
+            problems.append("this would leave \(target) without a superuser that can log in (now: \(usableBefore.joined(separator: ", ")))")
+        }
+        return problems
+    }
+}
+
+extension RoleDriver {
+    func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async -> GuardVerdict {
+        let role = resource.spec.subject
+        let me = target.settings["user"]
+        return await connector.judge(target) { connection in
+            let before = try await RoleState.read(connection, including: [role] + (me.map { [$0] } ?? []))
+            guard let current = before[role] else { return [] }  // gone since observed: nothing to apply
+            var after = before
+            after[role] = current.applying(changes, now: Date())
+            return Connector.lockouts(before: before, after: after, me: me, target: target.name)
+        }
+    }
+}
+
+extension SuperusersDriver {
+    func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async -> GuardVerdict {
+        let allowed = Set(resource.spec.subject.split(separator: ",").map(String.init))
+        let me = target.settings["user"]
+        return await connector.judge(target) { connection in
+            let before = try await RoleState.read(connection, including: me.map { [$0] } ?? [])
+            var after = before
+            for (name, state) in before where state.superuser && !allowed.contains(name) {
+                after[name]?.superuser = false
+            }
+            return Connector.lockouts(before: before, after: after, me: me, target: target.name).map {
+                $0.hasPrefix("Bulwark connects") ? $0 + ": add \(me ?? "it") to allowed or connect as another role" : $0
+            }
+        }
+    }
+}
+
+extension SettingDriver {
+    func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async -> GuardVerdict {
+        let names = changes.map(\.property)
+        return await connector.judge(target) { connection in
+            let rows = try await PostgresAdapter.rows(connection, "SELECT name, context FROM pg_settings WHERE name = ANY(\(names))",
+                                                      columns: 2)
+            var contexts: [String: String] = [:]
+            for row in rows { if let name = row[0], let context = row[1] { contexts[name] = context } }
+            return names.compactMap { name in
+                switch contexts[name] {
+                case nil:
+                    return "\(name) is not a setting of this server"
+                case "postmaster":
+                    return "\(name) takes effect only when the server restarts (pg_settings.context is postmaster), "
+                        + "and Bulwark never restarts a server: set it and restart in a maintenance window"
+                case "internal":
+                    return "\(name) cannot be changed (pg_settings.context is internal)"
+                default:
+                    return nil
+                }
+            }
+        }
+    }
+}

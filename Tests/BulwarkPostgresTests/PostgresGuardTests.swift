@@ -1,0 +1,198 @@
+import BulwarkCore
+import BulwarkPostgres
+import BulwarkTestSupport
+import Foundation
+import Testing
+
+/// The PostgreSQL guards against a real server: the last superuser and the role Bulwark connects
+/// as are never locked out, a setting that needs a restart is never applied, and the password
+/// goes only to the secrets directory's files and only over TLS (loopback and Unix sockets aside).
+@Suite(.serialized, .enabled(if: PostgresServer.available, "needs PostgreSQL 15 (initdb, psql)"))
+struct PostgresGuardTests {
+    /// What psql sees of roles and of the settings written with ALTER SYSTEM.
+    func snapshot(_ server: PostgresServer) throws -> String {
+        try server.psql("SELECT string_agg(rolname || ':' || rolsuper || rolcanlogin || rolcreaterole || rolconnlimit, ',' ORDER BY rolname) FROM pg_roles WHERE rolname !~ '^pg_'")
+            + "|" + server.psql("SELECT coalesce(string_agg(name || '=' || setting, ',' ORDER BY name), '') FROM pg_file_settings WHERE sourcefile LIKE '%auto.conf'")
+    }
+
+    /// Two passes with one sink: `name` is blocked, recorded once, and nothing changes on the server.
+    func expectBlocked(_ state: DesiredState, _ server: PostgresServer, name: String,
+                       sourceLocation: Testing.SourceLocation = #_sourceLocation) async throws -> String {
+        let before = try snapshot(server)
+        let sink = RecordingSink()
+        let (plan, outcome) = try await reconcilePostgres(state, server, audit: sink)
+        let entry = try #require(outcome.entries.first { $0.record.name == name }, sourceLocation: sourceLocation)
+        #expect(plan.remediations.first { $0.binding.resource.name == name }?.decision == .blocked, sourceLocation: sourceLocation)
+        #expect(entry.record.decision == .blocked, sourceLocation: sourceLocation)
+        let (_, again) = try await reconcilePostgres(state, server, audit: sink)
+        #expect(again.entries.first { $0.record.name == name }?.alreadyRecorded == true, "recorded once", sourceLocation: sourceLocation)
+        #expect(sink.records.filter { $0.name == name }.count == 1, sourceLocation: sourceLocation)
+        if outcome.entries.count == 1 {
+            #expect(try snapshot(server) == before, "roles and settings unchanged", sourceLocation: sourceLocation)
+        }
+        return entry.record.reason ?? ""
+    }
+
+    // MARK: - Settings
+
+    @Test func aSettingThatNeedsARestartIsBlockedOnceAndAReloadSettingIsApplied() async throws {
+        let server = try PostgresServer()
+        try server.psql("ALTER SYSTEM SET log_checkpoints = off")
+        try server.psql("SELECT pg_reload_conf()")
+        let started = try server.psql("SELECT pg_postmaster_start_time()")
+        let state = try postgresState(server, """
+            apiVersion: bulwark/v1
+            kind: PostgresSetting
+            metadata: {name: memory}
+            spec: {settings: {max_connections: "150"}}
+            ---
+            apiVersion: bulwark/v1
+            kind: PostgresSetting
+            metadata: {name: logging}
+            spec: {settings: {log_checkpoints: on}}
+            """)
+        let reason = try await expectBlocked(state, server, name: "memory")
+        #expect(reason.hasPrefix("max_connections takes effect only when the server restarts (pg_settings.context is postmaster), and Bulwark never restarts a server"))
+        #expect(try server.psql("SELECT count(*) FROM pg_file_settings WHERE name = 'max_connections' AND sourcefile LIKE '%auto.conf'") == "0",
+                "never written to postgresql.auto.conf")
+        #expect(try server.psql("SHOW log_checkpoints") == "on", "the reload setting beside it was applied")
+        #expect(try server.psql("SELECT pg_postmaster_start_time()") == started, "never restarted")
+    }
+
+    // MARK: - Roles
+
+    @Test func theRoleBulwarkConnectsAsKeepsLoginAndSuperuserWhileAnotherSuperuserIsDemoted() async throws {
+        let server = try PostgresServer()
+        try server.psql("CREATE ROLE eve SUPERUSER LOGIN")
+        let login = try await expectBlocked(try postgresState(server, """
+            apiVersion: bulwark/v1
+            kind: PostgresRole
+            metadata: {name: me}
+            spec: {role: postgres, login: false}
+            """), server, name: "me")
+        #expect(login.hasPrefix("Bulwark connects to db-1 as postgres: removing its LOGIN would lock Bulwark out"))
+        let limit = try await expectBlocked(try postgresState(server, """
+            apiVersion: bulwark/v1
+            kind: PostgresRole
+            metadata: {name: me}
+            spec: {role: postgres, connectionLimit: 0, validUntil: 2020-01-01}
+            """), server, name: "me")
+        #expect(limit.contains("a connection limit of 0 would lock Bulwark out") && limit.contains("a VALID UNTIL in the past"))
+        let superuser = try await expectBlocked(try postgresState(server, """
+            apiVersion: bulwark/v1
+            kind: PostgresRole
+            metadata: {name: me}
+            spec: {role: postgres, superuser: false}
+            """), server, name: "me")
+        #expect(superuser.hasPrefix("Bulwark connects to db-1 as postgres: removing its SUPERUSER would leave Bulwark unable to manage settings and superusers"))
+        #expect(try server.psql("SELECT rolsuper, rolcanlogin FROM pg_roles WHERE rolname = 'postgres'") == "t|t")
+
+        // eve is demoted: postgres remains a superuser that can log in.
+        let (plan, outcome) = try await reconcilePostgres(try postgresState(server, """
+            apiVersion: bulwark/v1
+            kind: PostgresRole
+            metadata: {name: eve}
+            spec: {role: eve, superuser: false}
+            """), server)
+        #expect(plan.remediations.map(\.decision) == [.applied])
+        #expect(outcome.verified.count == 1)
+        #expect(try server.psql("SELECT rolsuper FROM pg_roles WHERE rolname = 'eve'") == "f")
+    }
+
+    @Test func theLastSuperuserThatCanLogInIsNeverRemoved() async throws {
+        let server = try PostgresServer()
+        try server.psql("CREATE ROLE eve SUPERUSER NOLOGIN")
+        try server.psql("CREATE ROLE mallory SUPERUSER LOGIN")
+        let reason = try await expectBlocked(try postgresState(server, """
+            apiVersion: bulwark/v1
+            kind: PostgresSuperusers
+            metadata: {name: superusers}
+            spec: {allowed: [eve]}
+            """), server, name: "superusers")
+        #expect(reason.contains("Bulwark connects to db-1 as postgres: removing its SUPERUSER would leave Bulwark unable to manage settings and superusers: add postgres to allowed"))
+        #expect(reason.contains("this would leave db-1 without a superuser that can log in (now: mallory, postgres)"))
+        #expect(try server.psql("SELECT string_agg(rolname, ',' ORDER BY rolname) FROM pg_roles WHERE rolsuper") == "eve,mallory,postgres")
+
+        // Keeping postgres: eve and mallory lose the attribute.
+        let (_, outcome) = try await reconcilePostgres(try postgresState(server, """
+            apiVersion: bulwark/v1
+            kind: PostgresSuperusers
+            metadata: {name: superusers}
+            spec: {allowed: [postgres]}
+            """), server)
+        #expect(outcome.entries.map(\.record.decision) == [.applied])
+        #expect(outcome.verified.count == 1)
+        #expect(try server.psql("SELECT string_agg(rolname, ',' ORDER BY rolname) FROM pg_roles WHERE rolsuper") == "postgres")
+    }
+
+    // MARK: - Secrets
+
+    @Test func secretsDirectoriesComeFromTheEnvironment() {
+        #expect(PostgresAdapter.secretsDirectories(environment: [:]) == ["/run/secrets"])
+        #expect(PostgresAdapter.secretsDirectories(environment: ["CREDENTIALS_DIRECTORY": "/run/credentials/bulwark.service"])
+                == ["/run/secrets", "/run/credentials/bulwark.service"])
+        #expect(PostgresAdapter.secretsDirectories(environment: ["BULWARK_SECRETS_DIR": "/etc/bulwark/secrets/",
+                                                                 "CREDENTIALS_DIRECTORY": "/run/credentials/x"])
+                == ["/etc/bulwark/secrets"])
+    }
+
+    @Test func aPasswordFileOutsideTheSecretsDirectoryIsNeverRead() async throws {
+        let server = try PostgresServer()
+        try await withTemporaryDirectory { outside in
+            try write(outside + "/pw", server.password)
+            func target(_ file: String) -> String {
+                "{adapter: postgres, host: 127.0.0.1, port: \(server.port), user: postgres, passwordFile: \"\(file)\", sslmode: disable}"
+            }
+            let role = "apiVersion: bulwark/v1\nkind: PostgresRole\nmetadata: {name: x}\nspec: {role: postgres, login: true}\n"
+            func failure(_ file: String) async throws -> String {
+                let plan = try await Reconciler(registry: postgresRegistry(server)).plan(try postgresState(server, target: target(file), role))
+                let message = try #require(plan.failures.first?.message)
+                #expect(!message.contains(server.password))
+                return message
+            }
+            #expect(try await failure(outside + "/pw").contains("the passwordFile of target db-1 \(outside)/pw is outside the secrets directories: put it in \(server.directory) or name its folder with BULWARK_SECRETS_DIR"))
+            // Links out of the folder, absolute or relative, are not followed.
+            #expect(symlink(outside + "/pw", server.directory + "/absolute") == 0)
+            #expect(symlink("../" + (outside as NSString).lastPathComponent + "/pw", server.directory + "/relative") == 0)
+            #expect(try await failure("absolute").contains("absolute is a symbolic link to \(outside)/pw, out of the folder"))
+            #expect(try await failure(server.directory + "/relative").contains("the path leads out of the folder"))
+            #expect(try await failure("missing").contains("not found"))
+            #expect(throws: ValidationFailure.self) { try postgresState(server, target: target(server.directory + "/../pw"), role) }
+
+            // In the folder, by name or through a link that stays inside: read, and the server answers.
+            try FileManager.default.createDirectory(atPath: server.directory + "/db", withIntermediateDirectories: true)
+            #expect(symlink("../pw", server.directory + "/db/password") == 0)
+            for file in ["pw", server.directory + "/pw", "db/password"] {
+                let plan = try await Reconciler(registry: postgresRegistry(server)).plan(try postgresState(server, target: target(file), role))
+                #expect(plan.failures.isEmpty, "\(file): \(plan.failures.map(\.message))")
+                #expect(plan.inSync.count == 1)
+            }
+        }
+    }
+
+    @Test func thePasswordTravelsInClearOnlyToLoopbackOrAUnixSocket() async throws {
+        let server = try PostgresServer()
+        let role = "apiVersion: bulwark/v1\nkind: PostgresRole\nmetadata: {name: x}\nspec: {role: postgres, login: true}\n"
+        let remote = try #require(throws: ValidationFailure.self) {
+            try postgresState(server, target: "{adapter: postgres, host: db-1.example.org, user: postgres, passwordFile: pw, sslmode: disable}", role)
+        }
+        #expect(remote.errors.first?.field == "spec.sslmode")
+        #expect(remote.errors.first?.message == "sslmode: disable would send the password in clear text to db-1.example.org; "
+                + "sslmode defaults to verify-full; set sslmode: disable only for loopback (127.0.0.1, ::1) or a Unix socket (host: /run/postgresql)")
+
+        // The test server offers no TLS: by default (verify-full), and with require, Bulwark stops before sending the password.
+        for mode in ["", ", sslmode: require"] {
+            let target = "{adapter: postgres, host: 127.0.0.1, port: \(server.port), user: postgres, passwordFile: pw\(mode)}"
+            let plan = try await Reconciler(registry: postgresRegistry(server)).plan(try postgresState(server, target: target, role))
+            let message = try #require(plan.failures.first?.message)
+            #expect(message.contains("the server 127.0.0.1:\(server.port) does not offer TLS; sslmode defaults to verify-full; set sslmode: disable only for loopback"),
+                    "\(message)")
+        }
+
+        // A Unix socket needs no TLS.
+        let socket = "{adapter: postgres, host: \(server.directory), port: \(server.port), user: postgres, passwordFile: pw}"
+        let plan = try await Reconciler(registry: postgresRegistry(server)).plan(try postgresState(server, target: socket, role))
+        #expect(plan.failures.isEmpty, "\(plan.failures.map(\.message))")
+        #expect(plan.inSync.count == 1)
+    }
+}
