@@ -429,7 +429,7 @@ public struct DesiredStateLoader: Sendable {
         // kind: `weakening: {SSHDConfig: allow}`.
         var weakeningAllowed: Set<String> = []
         if let reader = spec.field("weakening") {
-            if let pairs = reader.entries() {
+            if case .mapping = reader.node.value, let pairs = reader.entries() {
                 for (kind, value) in pairs {
                     if !kinds.contains(kind) { value.fail("'\(kind)' is not one of this controller's kinds") ; ok = false; continue }
                     guard let choice = value.oneOf(["hold", "allow"]) else { ok = false; continue }

@@ -71,6 +71,8 @@ public struct PlannedRemediation: Sendable, Hashable {
     public var approvalID: String?
     /// For drift deferred by a change window: when the next window opens.
     public var nextWindow: Date?
+    /// For a prune: what the adapter created for a removed resource, to take away.
+    public var leftovers: [Leftover] = []
 }
 
 /// A resource that could not be observed on a target.
@@ -108,7 +110,7 @@ public enum Planner {
     public static func plan(
         _ state: DesiredState, observations: [Binding: Observation], failures: [ObservationFailure] = [],
         history: FixHistory = .init(), guards: [Binding: String] = [:], weakened: [ResourceID: Weakening] = [:],
-        now: Date = Date()
+        leftovers: [Binding: [Leftover]] = [:], now: Date = Date()
     ) -> Plan {
         var drifted: [PlannedRemediation] = []
         var inSync: [Binding] = []
@@ -239,6 +241,7 @@ public enum Planner {
             }
             add(remaining, .applied, nil, approver: approver, approvalID: approvalID)
         }
+        drifted += prunes(leftovers, state: state, now: now)
         drifted.sort { a, b in
             if a.risk != b.risk { return a.risk > b.risk }
             if a.severity != b.severity { return a.severity > b.severity }
@@ -247,6 +250,44 @@ public enum Planner {
         }
         applyLimits(&drifted, state: state, now: now)
         return Plan(remediations: drifted, inSync: inSync, failures: failures.sorted { $0.binding < $1.binding })
+    }
+
+    /// What to do about what adapters created for resources that left the desired state: taken
+    /// away (`pruned`) under an enforcing controller that allows weakening for the kind; otherwise
+    /// held, because removing a blocklist or a quarantine lets traffic back in, so it waits for a
+    /// person's approval like any other weakening; reported in audit mode.
+    static func prunes(_ leftovers: [Binding: [Leftover]], state: DesiredState, now: Date) -> [PlannedRemediation] {
+        var result: [PlannedRemediation] = []
+        for (binding, items) in leftovers.sorted(by: { $0.key < $1.key }) where !items.isEmpty {
+            guard let controller = state.controllers[binding.controller], let target = state.targets[binding.target] else { continue }
+            let changes = items.sorted { $0.handle < $1.handle }
+                .map { PropertyDrift(property: $0.handle, desired: "(removed)", observed: $0.summary) }
+            let id = AuditID.stable((["pruned", binding.target, binding.resource.description] + changes.map(\.property))
+                .joined(separator: "\u{1}"))
+            var remediation = PlannedRemediation(
+                binding: binding, severity: .high, risk: Severity.high.weight * target.exposureWeight, mode: controller.mode,
+                changes: changes, decision: .pruned, reason: "\(binding.resource) is no longer in the desired state", detectedAt: now,
+                id: nil, approver: nil, leftovers: items)
+            let approval = state.approvals[id].flatMap { approval in approval.expiresAt.map { now < $0 } ?? true ? approval : nil }
+            switch controller.mode {
+            case .audit:
+                remediation.decision = .reported
+                remediation.id = id
+            case .enforce, .approve:
+                if controller.mode == .enforce, controller.weakeningAllowed.contains(binding.resource.kind) { break }
+                if let approval {
+                    remediation.approver = approval.approver
+                    remediation.approvalID = id
+                } else {
+                    remediation.decision = .held
+                    remediation.id = id
+                    remediation.reason = "\(binding.resource) was removed from the desired state; taking away what it created "
+                        + "weakens the policy: bulwark approve \(id)"
+                }
+            }
+            result.append(remediation)
+        }
+        return result
     }
 
     /// Defers, in risk order, what a change window, a controller's limit, its share of targets

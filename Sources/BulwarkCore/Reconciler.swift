@@ -105,12 +105,36 @@ public struct Reconciler: Sendable {
         let now = clock()
         // The guards judge exactly the changes a remediation would make (waived properties left
         // out), so plan once without them, then again with their verdicts: the plan stays pure.
+        let leftovers = await leftovers(in: state)
         let unguarded = Planner.plan(state, observations: observed.observations, failures: observed.failures,
-                                     history: history, weakened: weakened, now: now)
-        let guards = await assess(unguarded.remediations.filter { $0.decision != .waived }, in: state)
+                                     history: history, weakened: weakened, leftovers: leftovers, now: now)
+        let guards = await assess(unguarded.remediations.filter { $0.decision != .waived && $0.leftovers.isEmpty }, in: state)
         guard !guards.isEmpty else { return unguarded }
         return Planner.plan(state, observations: observed.observations, failures: observed.failures, history: history,
-                            guards: guards, weakened: weakened, now: now)
+                            guards: guards, weakened: weakened, leftovers: leftovers, now: now)
+    }
+
+    /// What pruning drivers created for resources no longer bound to a target, per controller
+    /// binding of their kind. A driver that cannot tell is skipped (nothing is pruned unseen).
+    func leftovers(in state: DesiredState) async -> [Binding: [Leftover]] {
+        var result: [Binding: [Leftover]] = [:]
+        for controller in state.controllers.values.sorted(by: { $0.name < $1.name }) {
+            for kindName in controller.kinds {
+                guard let kind = registry.kinds[kindName], let driver = kind.driver as? any PruningDriver else { continue }
+                for target in state.targets.values.sorted(by: { $0.name < $1.name })
+                where target.adapter == kind.adapter && controller.targets.matches(target) {
+                    let current = state.bindings.filter { $0.target == target.name && $0.resource.kind == kindName }
+                        .compactMap { state.resources[$0.resource] }
+                    guard let found = try? await driver.leftovers(on: target, keeping: current) else { continue }
+                    // A driver may serve several kinds: each kind answers only for its own.
+                    for leftover in found where leftover.owner.kind == kindName {
+                        result[Binding(controller: controller.name, target: target.name, resource: leftover.owner), default: []]
+                            .append(leftover)
+                    }
+                }
+            }
+        }
+        return result
     }
 
     /// The safety guards' verdicts on each remediation's changes: the reasons of those blocked.
@@ -160,7 +184,7 @@ public struct Reconciler: Sendable {
         var outcome = CycleOutcome()
         for remediation in plan.remediations {
             var record = makeRecord(remediation, state: state)
-            if remediation.decision == .applied {
+            if remediation.decision == .applied || remediation.decision == .pruned {
                 if outcome.halted != nil {
                     outcome.notAttempted += 1
                     continue
@@ -172,7 +196,11 @@ public struct Reconciler: Sendable {
                     outcome.notAttempted += 1
                     continue
                 }
-                await carryOut(remediation, state: state, into: &record)
+                if remediation.decision == .pruned {
+                    await prune(remediation, state: state, into: &record)
+                } else {
+                    await carryOut(remediation, state: state, into: &record)
+                }
             } else {
                 do {
                     if try await audit.contains(recordID: record.id) {
@@ -188,7 +216,7 @@ public struct Reconciler: Sendable {
             var entry = CycleEntry(remediation: remediation, record: record, commit: nil, alreadyRecorded: false)
             do {
                 entry.commit = try await audit.write(record)
-                if remediation.decision == .applied { try? await journal.end(record.id) }
+                if remediation.decision == .applied || remediation.decision == .pruned { try? await journal.end(record.id) }
             } catch {
                 outcome.auditFailures.append("\(record.resource) on \(record.target): \(error)")
                 if outcome.halted == nil {
@@ -261,6 +289,38 @@ public struct Reconciler: Sendable {
         return entries
     }
 
+    /// Takes away a removed resource's leftovers and verifies they are gone.
+    private func prune(_ remediation: PlannedRemediation, state: DesiredState, into record: inout AuditRecord) async {
+        guard let target = state.targets[remediation.binding.target], let kind = registry.kinds[remediation.binding.resource.kind],
+              let driver = kind.driver as? any PruningDriver else {
+            record.result = .failed
+            record.error = "no pruning driver for \(remediation.binding.resource.kind)"
+            return
+        }
+        do {
+            try await driver.prune(remediation.leftovers, on: target)
+            record.appliedAt = Timestamp.format(clock())
+            let current = state.bindings.filter { $0.target == target.name && $0.resource.kind == kind.name }
+                .compactMap { state.resources[$0.resource] }
+            let remaining = Set(try await driver.leftovers(on: target, keeping: current).map(\.handle))
+            for index in record.changes.indices {
+                record.changes[index].observedAfter = remaining.contains(record.changes[index].property) ? record.changes[index].observedBefore : "(removed)"
+            }
+            let still = remediation.leftovers.filter { remaining.contains($0.handle) }
+            if still.isEmpty {
+                record.result = .verified
+                record.verifiedAt = Timestamp.format(clock())
+            } else {
+                record.result = .failed
+                record.error = "still there after pruning: " + still.map(\.summary).joined(separator: ", ")
+            }
+        } catch {
+            record.appliedAt = Timestamp.format(clock())
+            record.result = .failed
+            record.error = "prune failed: \(error)"
+        }
+    }
+
     private func carryOut(_ remediation: PlannedRemediation, state: DesiredState, into record: inout AuditRecord) async {
         guard let resource = state.resources[remediation.binding.resource],
               let target = state.targets[remediation.binding.target],
@@ -308,9 +368,9 @@ public struct Reconciler: Sendable {
         let id: String
         if let stable = remediation.id {
             id = stable
-        } else if remediation.decision == .applied, let approval = remediation.approvalID {
+        } else if remediation.decision == .applied || remediation.decision == .pruned, let approval = remediation.approvalID {
             id = AuditID.approved(approval)
-        } else if remediation.decision == .applied {
+        } else if remediation.decision == .applied || remediation.decision == .pruned {
             id = AuditID.ulid(at: clock())
         } else {
             // The same drift with the same decision and reason is recorded once.

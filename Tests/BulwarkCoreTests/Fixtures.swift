@@ -4,7 +4,7 @@ import Synchronization
 
 /// An in-memory system at the `ResourceDriver` seam: key/value properties per target, so the
 /// core's logic is tested without any adapter. Real adapters are tested against real systems.
-final class MemoryDriver: ResourceDriver {
+final class MemoryDriver: PruningDriver {
     struct State {
         var values: [String: [String: String]] = [:]
         /// Properties that silently refuse to change (a fix that does not hold).
@@ -15,6 +15,8 @@ final class MemoryDriver: ResourceDriver {
         /// `property=value` desired values the safety guard blocks, with the reason.
         var guarded: [String: String] = [:]
         var assessed = 0
+        /// What the driver created per target, by owning resource (for pruning).
+        var created: [String: Set<ResourceID>] = [:]
     }
 
     let state = Mutex(State())
@@ -43,6 +45,18 @@ final class MemoryDriver: ResourceDriver {
                 state.values[target.name, default: [:]][change.property] = change.desired
             }
             state.applied.append("\(target.name) \(resource.id)")
+        }
+    }
+
+    func leftovers(on target: Target, keeping current: [Resource]) async throws -> [Leftover] {
+        let kept = Set(current.map(\.id))
+        return state.withLock { $0.created[target.name, default: []] }.subtracting(kept).sorted()
+            .map { Leftover(owner: $0, handle: "obj-\($0.name)", summary: "object of \($0)") }
+    }
+
+    func prune(_ leftovers: [Leftover], on target: Target) async throws {
+        state.withLock { state in
+            for leftover in leftovers { state.created[target.name]?.remove(leftover.owner) }
         }
     }
 

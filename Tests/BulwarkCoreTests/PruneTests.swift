@@ -1,0 +1,67 @@
+import BulwarkCore
+import BulwarkTestSupport
+import Foundation
+import Synchronization
+import Testing
+
+/// What an adapter created for a resource that left the desired state is taken away and
+/// recorded as `pruned`, but only where the controller allows weakening; elsewhere a person approves.
+@Suite struct PruneTests {
+    func load(_ controller: String, approvals: [SourceFile] = [], driver: MemoryDriver) throws -> DesiredState {
+        let inventory = String(decoding: inventory.contents ?? [], as: UTF8.self) + controller
+        return try DesiredStateLoader(registry: memoryRegistry(driver)).load([
+            file("controllers/inventory.yaml", inventory),
+            file("desired-state/r.yaml", """
+                apiVersion: bulwark/v1
+                kind: Setting
+                metadata: {name: kept}
+                targets: {names: [web-1]}
+                spec: {a: "1"}
+                """),
+        ] + approvals, revision: "rev1")
+    }
+
+    @Test func aRemovedResourcesLeftoversArePrunedVerifiedAndRecorded() async throws {
+        let driver = MemoryDriver()
+        driver.set("web-1", "a", "1")
+        let gone = ResourceID(kind: "Setting", name: "old-blocklist")
+        driver.state.withLock { $0.created["web-1"] = [gone, ResourceID(kind: "Setting", name: "kept")] }
+        let state = try load("  weakening: allow\n", driver: driver)
+        let reconciler = Reconciler(registry: memoryRegistry(driver))
+        let plan = try await reconciler.plan(state)
+        let prune = try #require(plan.remediations.first)
+        #expect(plan.remediations.count == 1, "only what no current resource owns")
+        #expect(prune.decision == .pruned)
+        #expect(prune.binding.resource == gone)
+        let sink = RecordingSink()
+        let outcome = await reconciler.apply(plan, state: state, audit: sink)
+        #expect(outcome.entries.first?.record.result == .verified)
+        #expect(sink.records.first?.commitMessage.contains("Bulwark-Decision: pruned") == true)
+        #expect(driver.state.withLock { $0.created["web-1"] } == [ResourceID(kind: "Setting", name: "kept")])
+        #expect(try await reconciler.plan(state).remediations.isEmpty, "nothing left to prune")
+    }
+
+    @Test func withoutWeakeningAllowedAPruneIsHeldUntilApproved() async throws {
+        let driver = MemoryDriver()
+        driver.set("web-1", "a", "1")
+        let gone = ResourceID(kind: "Setting", name: "old-blocklist")
+        driver.state.withLock { $0.created["web-1"] = [gone] }
+        let reconciler = Reconciler(registry: memoryRegistry(driver))
+        let held = try #require(try await reconciler.plan(try load("", driver: driver)).remediations.first)
+        #expect(held.decision == .held)
+        let id = try #require(held.id)
+        _ = await reconciler.apply(try await reconciler.plan(try load("", driver: driver)), state: try load("", driver: driver), audit: RecordingSink())
+        #expect(driver.state.withLock { $0.created["web-1"] } == [gone], "a held prune removes nothing")
+
+        let approved = try load("", approvals: [file("approvals/\(id).yaml", """
+            apiVersion: bulwark/v1
+            kind: Approval
+            metadata: {name: a}
+            spec: {id: \(id), approver: "Sam <sam@example.org>", reason: "the incident is over"}
+            """)], driver: driver)
+        let plan = try await reconciler.plan(approved)
+        #expect(plan.remediations.first?.decision == .pruned)
+        _ = await reconciler.apply(plan, state: approved, audit: RecordingSink())
+        #expect(driver.state.withLock { $0.created["web-1"] }?.isEmpty == true)
+    }
+}
