@@ -27,9 +27,7 @@ extension Bulwark {
         var top: Int = 10
 
         func validate() throws {
-            if let since, Log.parseSince(since, now: Date()) == nil {
-                throw ValidationError("--since takes a date (2026-11-01), a time (2026-11-01T10:00:00Z) or a duration (30m, 24h, 7d)")
-            }
+            if let since { try Log.validateSince(since) }
             guard top >= 0 else { throw ValidationError("--top must not be negative") }
         }
 
