@@ -38,6 +38,8 @@ struct OutputOptions: ParsableArguments {
 extension Bulwark {
     /// Parses the process's arguments and runs the command (for the executable's entry point).
     public static func runFromCommandLine() async {
+        // `bulwark apply | head`: a closed pipe ends printing, not the process (see Console).
+        Console.ignoreBrokenPipes()
         await main()
     }
 }

@@ -277,3 +277,57 @@ private struct Composer {
         }
     }
 }
+
+// MARK: - Writing
+
+extension YAML {
+    /// `text` as a YAML double-quoted scalar that reads back as exactly `text`: `\` and `"`
+    /// escaped, and every character YAML would not keep as it is — control characters, the line
+    /// and paragraph separators (U+2028, U+2029) and NEL (U+0085) that YAML reads as line breaks,
+    /// format characters such as U+FEFF, and anything outside YAML's printable set — written as
+    /// an escape. A value written this way can never end the line or the document early.
+    public static func doubleQuoted(_ text: String) -> String {
+        var result = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\\": result += "\\\\"
+            case "\"": result += "\\\""
+            case "\n": result += "\\n"
+            case "\t": result += "\\t"
+            case "\r": result += "\\r"
+            default:
+                if isPlainPrintable(scalar) {
+                    result.unicodeScalars.append(scalar)
+                } else if scalar.value <= 0xFFFF {
+                    result += "\\u" + hex(scalar.value, width: 4)
+                } else {
+                    result += "\\U" + hex(scalar.value, width: 8)
+                }
+            }
+        }
+        return result + "\""
+    }
+
+    /// `text` made safe for a `#` comment: every character `doubleQuoted` would escape is shown
+    /// as its escape, so the comment stays on its line.
+    public static func commentText(_ text: String) -> String {
+        String(doubleQuoted(text).dropFirst().dropLast())
+    }
+
+    /// Printable in YAML 1.1's sense and not a line break or format character.
+    static func isPlainPrintable(_ scalar: Unicode.Scalar) -> Bool {
+        let v = scalar.value
+        let printable = (0x20...0x7E).contains(v) || (0xA0...0xD7FF).contains(v) || (0xE000...0xFFFD).contains(v)
+            || (0x10000...0x10FFFF).contains(v)
+        guard printable else { return false }
+        switch scalar.properties.generalCategory {
+        case .control, .format, .lineSeparator, .paragraphSeparator, .surrogate, .privateUse, .unassigned: return false
+        default: return true
+        }
+    }
+
+    private static func hex(_ value: UInt32, width: Int) -> String {
+        let digits = String(value, radix: 16, uppercase: true)
+        return String(repeating: "0", count: max(0, width - digits.count)) + digits
+    }
+}
