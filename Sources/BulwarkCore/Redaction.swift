@@ -22,6 +22,14 @@ public enum Redaction {
         return secretParameters.contains(lower) || ["token", "secret", "password", "signature", "apikey"].contains { lower.hasSuffix($0) }
     }
 
+    /// A bare user name that is an access token: a known token prefix, or 20 characters or more
+    /// without '/' (user names such as `bot` or `x-access-token` stay readable).
+    static func looksLikeToken(_ user: Substring) -> Bool {
+        guard !user.isEmpty, !user.contains("/") else { return false }
+        let prefixes = ["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "xox", "sk-", "AKIA"]
+        return prefixes.contains { user.hasPrefix($0) } || (user.count >= 20 && user != "x-access-token")
+    }
+
     /// `url` with every credential in it replaced by `<redacted>`.
     public static func url(_ url: String) -> String {
         guard let scheme = url.range(of: "://") else { return url }
@@ -29,19 +37,24 @@ public enum Redaction {
         var rest = Substring(url[scheme.upperBound...])
         var result = String(url[..<scheme.upperBound])
 
-        // Userinfo: up to the last '@' before the query. A password may hold a raw '/', so the
-        // authority is not cut at the first '/' when a ':' comes before the '@'.
-        let queryStart = rest.firstIndex(where: { $0 == "?" || $0 == "#" }) ?? rest.endIndex
-        if let at = rest[..<queryStart].lastIndex(of: "@") {
-            let userinfo = rest[..<at]
-            if let colon = userinfo.firstIndex(of: ":"), !userinfo[..<colon].contains("/") {
-                result += userinfo[..<colon] + ":" + placeholder
-                rest = rest[at...]
-            } else if !userinfo.contains("/"), !userinfo.isEmpty, schemeName == "http" || schemeName == "https" {
-                // https://TOKEN@host: a bare user of an HTTP URL is a token.
-                result += placeholder
+        // Userinfo `user:password@`: the password runs from the first ':' to the first '@' after
+        // it, so a raw '/' in a password is hidden and an '@' later in the path is left alone. A
+        // ':' followed by digits and '/' is a port, not a password.
+        let head = rest[..<(rest.firstIndex(where: { $0 == "?" || $0 == "#" }) ?? rest.endIndex)]
+        if let colon = head.firstIndex(of: ":"), !head[..<colon].contains("/"),
+           let at = head[colon...].firstIndex(of: "@") {
+            let between = head[head.index(after: colon)..<at]
+            let digits = between.prefix(while: { $0.isASCII && $0.isNumber })
+            let isPort = !digits.isEmpty && between.dropFirst(digits.count).first == "/"
+            if !isPort {
+                result += head[..<colon] + ":" + placeholder
                 rest = rest[at...]
             }
+        } else if let at = head.firstIndex(of: "@"), schemeName == "http" || schemeName == "https",
+                  looksLikeToken(head[..<at]) {
+            // https://TOKEN@host: a user name that is a token.
+            result += placeholder
+            rest = rest[at...]
         }
 
         // Query and fragment parameters.

@@ -1,4 +1,5 @@
 @testable import BulwarkCommands
+import BulwarkCore
 import BulwarkGit
 import BulwarkTestSupport
 import Foundation
