@@ -71,9 +71,22 @@ struct Console: Sendable {
         self.colour ? "\u{1B}[\(colour.rawValue)m\(text)\u{1B}[0m" : text
     }
 
+    /// The JSON outputs' conventions: every document carries `schemaVersion` (see
+    /// `JSONSchema.version`), times are RFC 3339 strings (UTC, fractional seconds) and
+    /// durations are numbers of seconds in fields named `…Seconds`.
     func json(_ value: some Encodable) {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .custom { date, encoder in
+            var container = encoder.singleValueContainer()
+            try container.encode(Timestamp.format(date))
+        }
         if let data = try? encoder.encode(value) { print(String(decoding: data, as: UTF8.self)) }
     }
+}
+
+/// The version of the JSON documents `--output json` prints; raised when a field changes meaning
+/// or goes away (adding a field does not raise it).
+enum JSONSchema {
+    static let version = 1
 }

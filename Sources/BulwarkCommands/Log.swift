@@ -44,10 +44,25 @@ extension Bulwark {
             }
         }
 
+        /// One record as `--output json` prints it (a list of these, each with `schemaVersion`).
         struct Entry: Encodable {
+            var schemaVersion = JSONSchema.version
             var commit: String
             var summary: String
             var trailers: [String: String]
+            /// The trailers' times, as RFC 3339, and detection to verified fix in seconds.
+            var detectedAt: Date?
+            var verifiedAt: Date?
+            var mttrSeconds: Double?
+
+            init(commit: String, summary: String, trailers: [String: String]) {
+                self.commit = commit
+                self.summary = summary
+                self.trailers = trailers
+                detectedAt = trailers["Bulwark-Detected-At"].flatMap(Timestamp.parse)
+                verifiedAt = trailers["Bulwark-Verified-At"].flatMap(Timestamp.parse)
+                mttrSeconds = Log.mttr(trailers)
+            }
         }
 
         func run() async throws {

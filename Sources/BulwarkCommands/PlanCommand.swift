@@ -56,6 +56,8 @@ struct PlanReport: Encodable {
         var desired: String
     }
 
+    var schemaVersion = JSONSchema.version
+    var generatedAt = Date()
     var revision: String
     var resources: Int
     var targets: Int

@@ -113,6 +113,9 @@ struct RemediationReport: Encodable {
         var ageSeconds: Double
     }
 
+    var schemaVersion = JSONSchema.version
+    var generatedAt: Date
+    var since: Date?
     var records: Int
     var mttr: Summary
     var byController: [String: Summary]
@@ -143,6 +146,8 @@ struct RemediationReport: Encodable {
         func group(_ by: (Entry) -> String) -> [String: Summary] {
             Dictionary(grouping: fixes, by: { by($0.entry) }).mapValues { Summary($0.map(\.seconds)) }
         }
+        generatedAt = now
+        self.since = since
         records = counted.count
         mttr = Summary(fixes.map(\.seconds))
         byController = group(\.controller)

@@ -9,7 +9,7 @@ extension Bulwark {
         @OptionGroup var output: OutputOptions
 
         struct Info: Encodable {
-            var schemaVersion = 1
+            var schemaVersion = JSONSchema.version
             var bulwark: String
             var libgit2: String
         }

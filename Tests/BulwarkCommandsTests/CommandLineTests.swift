@@ -288,4 +288,54 @@ import Testing
             #expect(try read(s.host + "/etc/ssh/sshd_config").contains("\nPermitRootLogin no\n"))
         }
     }
+
+    // MARK: - JSON outputs
+
+    @Test func jsonOutputsCarryASchemaVersionRFC3339TimesAndSeconds() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            func object(_ output: ProcessOutput) throws -> [String: Any] {
+                try #require(try JSONSerialization.jsonObject(with: Data(output.stdout.utf8)) as? [String: Any], "\(output.stdout.prefix(300))")
+            }
+            func isRFC3339(_ value: Any?) -> Bool {
+                guard let text = value as? String else { return false }
+                return (try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(text)) != nil
+            }
+            let plan = try object(try s.run("plan", "--output", "json"))
+            #expect(plan["schemaVersion"] as? Int == 1)
+            #expect(isRFC3339(plan["generatedAt"]))
+
+            let held = try read(s.policy + "/controllers/host-hardening.yaml").replacingOccurrences(of: "mode: enforce", with: "mode: approve")
+            try s.commitPolicy("controllers/host-hardening.yaml", held)
+            #expect(try s.run("apply").status == 0)
+            try s.commitPolicy("controllers/host-hardening.yaml", held.replacingOccurrences(of: "mode: approve", with: "mode: enforce"))
+            #expect(try s.run("apply").status == 0)
+
+            let logOutput = try s.run("log", "--output", "json")
+            let entries = try #require(try JSONSerialization.jsonObject(with: Data(logOutput.stdout.utf8)) as? [[String: Any]])
+            #expect(!entries.isEmpty)
+            #expect(entries.allSatisfy { $0["schemaVersion"] as? Int == 1 && isRFC3339($0["detectedAt"]) })
+            #expect(entries.contains { $0["mttrSeconds"] is Double || $0["mttrSeconds"] is Int })
+
+            let report = try object(try s.run("report", "--output", "json"))
+            #expect(report["schemaVersion"] as? Int == 1)
+            #expect(isRFC3339(report["generatedAt"]))
+            let mttr = try #require(report["mttr"] as? [String: Any])
+            #expect(mttr["p50Seconds"] is Double || mttr["p50Seconds"] is Int)
+
+            let valid = try bulwark(["validate", s.policy, "--output", "json"])
+            #expect(valid.status == 0)
+            let validObject = try object(valid)
+            #expect(validObject["schemaVersion"] as? Int == 1 && validObject["valid"] as? Bool == true)
+            try write(s.policy + "/desired-state/bad.yaml", "apiVersion: bulwark/v1\nkind: SSHDConfig\nmetadata: {name: bad}\nspec: {MaxAuthTries: many}\n")
+            let invalid = try bulwark(["validate", s.policy, "--output", "json"])
+            #expect(invalid.status == 1)
+            let invalidObject = try object(invalid)
+            #expect(invalidObject["valid"] as? Bool == false)
+            let errors = try #require(invalidObject["errors"] as? [[String: Any]])
+            #expect(errors.first?["file"] as? String == "desired-state/bad.yaml")
+            #expect(errors.first?["line"] as? Int == 4)
+            #expect(errors.first?["field"] as? String == "spec.MaxAuthTries")
+        }
+    }
 }
