@@ -55,11 +55,11 @@ struct RepositoryOptions: ParsableArguments {
         guard branch != auditBranch else {
             throw ValidationError("--audit-branch must differ from --branch (\(quotedForMessage(branch))): audit records would be committed over the desired state")
         }
-        if let secretsDir {
-            guard !secretsDir.isEmpty else { throw ValidationError("--secrets-dir must not be empty") }
-            let absolute = secretsDir.hasPrefix("/") ? secretsDir : FileManager.default.currentDirectoryPath + "/" + secretsDir
-            setenv(SecretFiles.variable, absolute, 1)
-        }
+        if let secretsDir, secretsDir.isEmpty { throw ValidationError("--secrets-dir must not be empty") }
+        // The folder in effect, exported so that adapters (and this process's secret reads) use the same one.
+        let folder = SecretFiles.directories(environment: secretsDir.map { [SecretFiles.variable: $0] }
+                                             ?? ProcessInfo.processInfo.environment)[0]
+        setenv(SecretFiles.variable, folder.hasPrefix("/") ? folder : FileManager.default.currentDirectoryPath + "/" + folder, 1)
     }
 
     /// Refuses a branch name git would refuse (libgit2's rules, as `git check-ref-format --branch`).

@@ -59,6 +59,63 @@ import Testing
         }
     }
 
+    @Test func notifierSecretFilesComeFromTheExportedSecretsFolder() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let server = try TestHTTPServer()
+            defer { server.stop() }
+            let secrets = dir + "/secrets"
+            try write(secrets + "/hook-url", server.url + "\n", mode: 0o600)
+            try write(secrets + "/hook-secret", "sign-me\n", mode: 0o600)
+            try write(dir + "/stolen", "not-a-secret-of-yours\n", mode: 0o600)
+            let controller = try read(s.policy + "/controllers/host-hardening.yaml").replacingOccurrences(of: "mode: enforce", with: "mode: approve")
+            // One notifier reads its files relative to the secrets folder; one points outside it.
+            try s.commitPolicy("controllers/host-hardening.yaml", controller + """
+                ---
+                apiVersion: bulwark/v1
+                kind: Notifier
+                metadata: {name: inside}
+                spec: {urlFile: hook-url, secretFile: hook-secret, on: [held]}
+                ---
+                apiVersion: bulwark/v1
+                kind: Notifier
+                metadata: {name: outside}
+                spec: {urlFile: hook-url, secretFile: \(dir)/stolen, on: [held]}
+
+                """)
+            let apply = try run(try bulwarkExecutable(), ["apply", "--repo", s.origin, "--state-dir", s.state, "--notify-timeout", "0",
+                                                          "--secrets-dir", secrets])
+            #expect(apply.status == 0, "\(apply.stderr)")
+            let held = try s.trailers("Bulwark-Decision").filter { $0 == "held" }.count
+            #expect(held > 0)
+            #expect(server.requests.count == held, "only the notifier inside the folder delivered")
+            #expect(server.requests.allSatisfy { $0.headers["x-bulwark-signature-256"] != nil })
+            #expect(apply.stderr.contains("secret file \(dir)/stolen is not under the secrets folder (\(secrets))"), "\(apply.stderr)")
+            #expect(!apply.stderr.contains("not-a-secret-of-yours"))
+        }
+    }
+
+    @Test func aFailingNotifierURLIsShownWithoutItsToken() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let controller = try read(s.policy + "/controllers/host-hardening.yaml").replacingOccurrences(of: "mode: enforce", with: "mode: approve")
+            try s.commitPolicy("controllers/host-hardening.yaml", controller + """
+                ---
+                apiVersion: bulwark/v1
+                kind: Notifier
+                metadata: {name: chat}
+                spec: {url: "http://user:pa55word@127.0.0.1:1/hook?token=T0KEN-123&channel=sec", on: [held]}
+
+                """)
+            let apply = try s.run("apply", "--notify-timeout", "0")
+            #expect(apply.status == 0, "\(apply.stderr)")
+            #expect(apply.stderr.contains("kept in"), "\(apply.stderr)")
+            for secret in ["T0KEN-123", "pa55word"] {
+                #expect(!apply.stderr.contains(secret) && !apply.stdout.contains(secret), "\(apply.stderr)")
+            }
+        }
+    }
+
     // MARK: - Redaction
 
     @Test func everyURLFormHasItsCredentialsRedacted() {
