@@ -30,7 +30,6 @@ public enum DurationParser {
         let form = "expected a duration such as 30s, 5m, 1h30m, 7d or 2w, got '\(text.prefix(64))'"
         guard !text.isEmpty else { throw DurationError(form) }
         var total = 0
-        var digits: Substring = ""
         var sawPart = false
 
         /// Adds `digits` × `unit` to the total, refusing anything above the maximum.
@@ -53,7 +52,7 @@ public enum DurationParser {
                 index = text.index(after: index)
                 continue
             }
-            digits = text[start..<index]
+            let digits = text[start..<index]
             let key = caseInsensitive ? Character(char.lowercased()) : char
             guard !digits.isEmpty, let unit = units[key] else { throw DurationError(form) }
             try add(digits, unit)
