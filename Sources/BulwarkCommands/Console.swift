@@ -65,6 +65,14 @@ struct Console: Sendable {
     func warn(_ text: String) { print(paint("warning:", .yellow) + " " + Redaction.urls(in: text), to: .standardError) }
     func error(_ text: String) { print(paint("error:", .red) + " " + Redaction.urls(in: text), to: .standardError) }
 
+    /// A revision's warnings, at most `ValidationFailure.maxShown` of them, then how many more.
+    func warn(_ warnings: [ManifestError]) {
+        for warning in warnings.prefix(ValidationFailure.maxShown) { warn(warning.description) }
+        if warnings.count > ValidationFailure.maxShown {
+            warn("… and \(warnings.count - ValidationFailure.maxShown) more warnings")
+        }
+    }
+
     enum Colour: String { case red = "31", green = "32", yellow = "33", blue = "34", dim = "2", bold = "1" }
 
     func paint(_ text: String, _ colour: Colour) -> String {

@@ -159,7 +159,7 @@ extension RepositoryOptions {
         let files = try await repository.files(at: head)
         do {
             let state = try DesiredStateLoader(registry: Bulwark.registry()).load(files, revision: head.hex)
-            for warning in state.warnings { console.warn(warning.description) }
+            console.warn(state.warnings)
             return LoadedRevision(repository: repository, state: state, head: head)
         } catch {
             console.error("revision \(head.short) of \(displayURL) \(branch) is refused; nothing was changed.")

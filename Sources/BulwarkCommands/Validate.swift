@@ -54,7 +54,7 @@ extension Bulwark {
                                         controllers: state.controllers.count, bindings: state.bindings.count,
                                         warnings: state.warnings.prefix(ValidationFailure.maxShown).map(Result.Problem.init)))
                 case .text:
-                    for warning in state.warnings { console.warn(warning.description) }
+                    console.warn(state.warnings)
                     console.print("valid: \(state.resources.count) resources, \(state.targets.count) targets, "
                                   + "\(state.controllers.count) controllers, \(state.bindings.count) bindings")
                 }
