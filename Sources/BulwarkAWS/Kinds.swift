@@ -301,8 +301,9 @@ struct AccessKeyDriver: ResourceDriver {
     static func parse(_ spec: SpecReader) -> ResourceSpec? {
         guard spec.entries() != nil else { return nil }
         spec.allowOnly(["maxUnusedDays", "maxAgeDays", "users"])
-        let unused = spec.field("maxUnusedDays")?.int(in: 0...3650)
-        let age = spec.field("maxAgeDays")?.int(in: 0...3650)
+        // At least a day: 0 would deactivate a key made the same day (and every key in use).
+        let unused = spec.field("maxUnusedDays")?.int(in: 1...3650)
+        let age = spec.field("maxAgeDays")?.int(in: 1...3650)
         guard unused != nil || age != nil else {
             spec.fail("set maxUnusedDays, maxAgeDays or both")
             return nil

@@ -12,7 +12,8 @@ extension Bulwark {
                 Exit codes: 0 every fix verified (deferred and reported drift is not an error), 1 an error: \
                 an invalid revision (nothing is changed), a fix that did not verify, a resource that could \
                 not be observed, or an audit record that could not be committed. Audit commits that cannot \
-                be pushed stay in the state directory and are pushed by the next run.
+                be pushed stay in the state directory and are pushed by the next run. With \
+                --detailed-exitcode: 2 when held, deferred, blocked or escalated drift remains.
                 """)
 
         @OptionGroup var repository: RepositoryOptions
@@ -25,12 +26,16 @@ extension Bulwark {
             guard (0...600).contains(notifyTimeout) else { throw ValidationError("--notify-timeout takes 0 to 600 seconds") }
         }
 
+        @Flag(help: "Exit 2 when drift remains after the pass: held, deferred, blocked or escalated (as `terraform apply -detailed-exitcode`; 1 still wins).")
+        var detailedExitcode = false
+
         func run() async throws {
             let console = Console()
             let result = try await ApplyRun.run(repository: repository, console: console, text: output.output == .text,
                                                 notifyTimeout: .seconds(notifyTimeout))
             if output.output == .json { console.json(result) }
             if !result.succeeded { throw ExitCode.failure }
+            if detailedExitcode, result.remainingDrift > 0 { throw ExitCode(2) }
         }
     }
 }
@@ -46,6 +51,8 @@ struct ApplyRun: Encodable {
     var pushError: String?
     var notificationsDelivered = 0
     var notificationsPending = 0
+    /// Remediations this pass left open (held, deferred, blocked, escalated), recorded now or before.
+    var remainingDrift = 0
 
     var succeeded: Bool { errors.isEmpty && !records.contains { $0.result == .failed || $0.result == .interrupted } }
 
@@ -99,6 +106,7 @@ struct ApplyRun: Encodable {
                 + (outcome.halted.map { ["stopped changing systems: \($0) (\(outcome.notAttempted) fix\(outcome.notAttempted == 1 ? "" : "es") left for the next run)"] } ?? [])
                 + plan.failures.map { "\($0.binding.target) \($0.binding.resource): \($0.message)" },
             pushed: 0, keptLocally: 0, pushError: nil)
+        run.remainingDrift = outcome.entries.filter { [.held, .deferred, .blocked, .escalated].contains($0.record.decision) }.count
         switch try await loaded.repository.publish() {
         case .upToDate: break
         case .pushed(let count): run.pushed = count

@@ -28,8 +28,10 @@ extension Bulwark {
             guard id.count == 26, id.allSatisfy({ $0.isASCII && ($0.isUppercase || $0.isNumber) }) else {
                 throw ValidationError("'\(id)' is not a Bulwark-Id (26 characters, such as 01JD3M...)")
             }
-            guard !reason.trimmingCharacters(in: .whitespaces).isEmpty, !reason.contains("\n") else {
-                throw ValidationError("--reason must be one non-empty line")
+            // The reason is also the commit message's body: one line of printable text.
+            guard !reason.trimmingCharacters(in: .whitespaces).isEmpty,
+                  !reason.unicodeScalars.contains(where: { [.control, .lineSeparator, .paragraphSeparator].contains($0.properties.generalCategory) }) else {
+                throw ValidationError("--reason must be one non-empty line without control characters or line separators")
             }
             if let expires {
                 guard let end = DesiredStateLoader.endOfDay(expires) else {
@@ -55,27 +57,34 @@ extension Bulwark {
             guard let author = await policy.callerSignature() else {
                 throw CommandError("no git identity: set user.name and user.email (git config) or GIT_AUTHOR_NAME and GIT_AUTHOR_EMAIL")
             }
-            func quoted(_ text: String) -> String {
-                "\"" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
-            }
-            var text = """
-                # Approval of \(held.summary)
-                apiVersion: bulwark/v1
-                kind: Approval
-                metadata: {name: approval-\(id.lowercased())}
-                spec:
-                  id: \(id)
-                  approver: \(quoted("\(author.name) <\(author.email)>"))
-                  reason: \(quoted(reason))
-
-                """
-            if let expires { text += "  expires: \(expires)\n" }
+            let text = Self.document(id: id, summary: held.summary, approver: "\(author.name) <\(author.email)>",
+                                     reason: reason, expires: expires)
             let commit = try await policy.commitPolicy(
                 ["approvals/\(id).yaml": Array(text.utf8)],
                 message: "approve(\(held.trailer("Bulwark-Resource") ?? id)): \(held.trailer("Bulwark-Target") ?? "")\n\n\(reason)\n\nBulwark-Approves: \(id)\n",
                 author: author)
             console.print("Approved \(id) as \(author.name) <\(author.email)>: approvals/\(id).yaml committed to \(repository.branch) (\(commit.short)).")
             console.print("The next `bulwark apply` fixes it if the drift is unchanged.")
+        }
+
+        /// The approval manifest. Every value from outside (the held record's summary, the git
+        /// identity, the reason) is escaped, so that whatever it holds (a line separator such as
+        /// U+2028 in a held value, quotes, control characters) the file reads back as written
+        /// and never breaks the revisions after it.
+        static func document(id: String, summary: String, approver: String, reason: String, expires: String?) -> String {
+            var text = """
+                # Approval of \(YAML.commentText(summary))
+                apiVersion: bulwark/v1
+                kind: Approval
+                metadata: {name: approval-\(id.lowercased())}
+                spec:
+                  id: \(YAML.doubleQuoted(id))
+                  approver: \(YAML.doubleQuoted(approver))
+                  reason: \(YAML.doubleQuoted(reason))
+
+                """
+            if let expires { text += "  expires: \(YAML.doubleQuoted(expires))\n" }
+            return text
         }
     }
 }

@@ -11,11 +11,16 @@ public struct Bulwark: AsyncParsableCommand {
         commandName: "bulwark",
         abstract: "Reconcile security configuration from a git repository, verify each fix, and record it in git.",
         discussion: """
-            Exit codes: 0 success (plan: in sync), 1 error, 2 (plan) drift found.
+            Exit codes: 0 success (plan: in sync), 1 error, 2 (plan, and apply --detailed-exitcode) drift found or \
+            remaining, 64 a usage mistake (an unknown option, an invalid branch name).
             Set NO_COLOR to turn colour off.
             """,
-        version: "0.1.0",
-        subcommands: [Demo.self, Init.self, Validate.self, PlanCommand.self, Apply.self, Run.self, Approve.self, Log.self, Report.self])
+        version: Bulwark.version,
+        subcommands: [Demo.self, Init.self, Validate.self, PlanCommand.self, Apply.self, Run.self, Approve.self, Log.self, Report.self,
+                      Version.self])
+
+    /// This build's version.
+    static let version = "0.1.0"
 
     public init() {}
 
@@ -38,6 +43,8 @@ struct OutputOptions: ParsableArguments {
 extension Bulwark {
     /// Parses the process's arguments and runs the command (for the executable's entry point).
     public static func runFromCommandLine() async {
+        // `bulwark apply | head`: a closed pipe ends printing, not the process (see Console).
+        Console.ignoreBrokenPipes()
         await main()
     }
 }

@@ -1,6 +1,15 @@
+internal import BulwarkCore
 internal import Foundation
+internal import Synchronization
+#if canImport(Glibc)
+internal import Glibc
+#endif
 
 /// Terminal output: colour only on a terminal and without NO_COLOR.
+///
+/// Writes go straight to the file descriptors. A stream whose reader has gone (`bulwark apply |
+/// head` after `head` exits: EPIPE, with SIGPIPE ignored at startup) is closed quietly: nothing
+/// more is printed to it, the command finishes its work, and its exit code still says how it went.
 struct Console: Sendable {
     enum Stream: Sendable { case standardOutput, standardError }
 
@@ -11,16 +20,58 @@ struct Console: Sendable {
             && ProcessInfo.processInfo.environment["TERM"] != "dumb"
     }
 
+    /// Streams found closed (bit 0 standard output, bit 1 standard error), for the whole process.
+    private static let closed = Atomic<UInt8>(0)
+
+    /// Ignores SIGPIPE, so that a write to a pipe nobody reads fails with EPIPE instead of
+    /// killing the process. Called once at startup.
+    static func ignoreBrokenPipes() {
+        signal(SIGPIPE, SIG_IGN)
+    }
+
+    /// Whether a stream's reader has gone.
+    static func isClosed(_ stream: Stream) -> Bool {
+        closed.load(ordering: .relaxed) & bit(stream) != 0
+    }
+
+    private static func bit(_ stream: Stream) -> UInt8 { stream == .standardOutput ? 1 : 2 }
+
     func print(_ text: String, to stream: Stream = .standardOutput) {
-        let data = Data((text + "\n").utf8)
-        switch stream {
-        case .standardOutput: FileHandle.standardOutput.write(data)
-        case .standardError: FileHandle.standardError.write(data)
+        Self.write(Array((text + "\n").utf8), to: stream)
+    }
+
+    /// Writes every byte, retrying short writes and EINTR; on any other failure (EPIPE first of
+    /// all) the stream is marked closed and later writes to it are skipped.
+    static func write(_ bytes: [UInt8], to stream: Stream) {
+        guard !isClosed(stream) else { return }
+        let fd = stream == .standardOutput ? STDOUT_FILENO : STDERR_FILENO
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes.withUnsafeBytes { buffer in
+                Glibc.write(fd, buffer.baseAddress.map { $0 + offset }, bytes.count - offset)
+            }
+            if written > 0 {
+                offset += written
+            } else if written < 0 && errno == EINTR {
+                continue
+            } else {
+                closed.bitwiseOr(bit(stream), ordering: .relaxed)
+                return
+            }
         }
     }
 
-    func warn(_ text: String) { print(paint("warning:", .yellow) + " " + text, to: .standardError) }
-    func error(_ text: String) { print(paint("error:", .red) + " " + text, to: .standardError) }
+    /// Warnings and errors pass through `Redaction.urls`: a URL in a message never shows its credentials.
+    func warn(_ text: String) { print(paint("warning:", .yellow) + " " + Redaction.urls(in: text), to: .standardError) }
+    func error(_ text: String) { print(paint("error:", .red) + " " + Redaction.urls(in: text), to: .standardError) }
+
+    /// A revision's warnings, at most `ValidationFailure.maxShown` of them, then how many more.
+    func warn(_ warnings: [ManifestError]) {
+        for warning in warnings.prefix(ValidationFailure.maxShown) { warn(warning.description) }
+        if warnings.count > ValidationFailure.maxShown {
+            warn("… and \(warnings.count - ValidationFailure.maxShown) more warnings")
+        }
+    }
 
     enum Colour: String { case red = "31", green = "32", yellow = "33", blue = "34", dim = "2", bold = "1" }
 
@@ -28,9 +79,22 @@ struct Console: Sendable {
         self.colour ? "\u{1B}[\(colour.rawValue)m\(text)\u{1B}[0m" : text
     }
 
+    /// The JSON outputs' conventions: every document carries `schemaVersion` (see
+    /// `JSONSchema.version`), times are RFC 3339 strings (UTC, fractional seconds) and
+    /// durations are numbers of seconds in fields named `…Seconds`.
     func json(_ value: some Encodable) {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .custom { date, encoder in
+            var container = encoder.singleValueContainer()
+            try container.encode(Timestamp.format(date))
+        }
         if let data = try? encoder.encode(value) { print(String(decoding: data, as: UTF8.self)) }
     }
+}
+
+/// The version of the JSON documents `--output json` prints; raised when a field changes meaning
+/// or goes away (adding a field does not raise it).
+enum JSONSchema {
+    static let version = 1
 }

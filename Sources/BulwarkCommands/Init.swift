@@ -20,6 +20,10 @@ extension Bulwark {
         @Option(help: "The branch to create.")
         var branch: String = "main"
 
+        func validate() throws {
+            try RepositoryOptions.checkBranch(branch, option: "--branch")
+        }
+
         func run() async throws {
             let console = Console()
             let fm = FileManager.default
@@ -33,6 +37,12 @@ extension Bulwark {
                 var isDirectory: ObjCBool = false
                 guard fm.fileExists(atPath: absolute, isDirectory: &isDirectory), isDirectory.boolValue else {
                     throw ValidationError("--host-root \(hostRoot) is not an existing folder")
+                }
+                // `/` is the machine itself; any other folder stands for it and must hold a copy of its tree.
+                if absolute != "/", !fm.fileExists(atPath: absolute + "/etc", isDirectory: &isDirectory) || !isDirectory.boolValue {
+                    throw ValidationError("--host-root \(hostRoot) holds no host tree (no etc/ folder): it must be `/` for this "
+                                          + "machine, or a folder holding a copy of a host's tree (etc/ssh/sshd_config, etc/login.defs, "
+                                          + "etc/passwd, …) for a sandbox")
                 }
                 root = absolute
             }

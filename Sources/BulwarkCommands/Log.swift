@@ -19,27 +19,50 @@ extension Bulwark {
         @Option(help: "At most this many records.") var limit: Int = 100
 
         func validate() throws {
-            if let since, Self.parseSince(since, now: Date()) == nil {
-                throw ValidationError("--since takes a date (2026-11-01), a time (2026-11-01T10:00:00Z) or a duration (30m, 24h, 7d)")
-            }
+            if let since { try Self.validateSince(since) }
             if let decision, Decision(rawValue: decision) == nil {
                 throw ValidationError("--decision takes one of \(Decision.allCases.map(\.rawValue).joined(separator: ", "))")
             }
             guard limit > 0 else { throw ValidationError("--limit must be positive") }
         }
 
-        static func parseSince(_ text: String, now: Date) -> Date? {
+        /// `--since` as a date, a time, or a duration before `now` (read by `DurationParser`).
+        static func since(_ text: String, now: Date) throws(DurationError) -> Date {
             if let date = Timestamp.parse(text) { return date }
             if let day = try? Date.ISO8601FormatStyle().year().month().day().parse(text) { return day }
-            let units: [Character: Double] = ["m": 60, "h": 3600, "d": 86400, "w": 604_800]
-            guard let unit = text.last.flatMap({ units[$0] }), let value = Double(text.dropLast()), value >= 0 else { return nil }
-            return now.addingTimeInterval(-value * unit)
+            return now.addingTimeInterval(-Double(try DurationParser.seconds(text)))
         }
 
+        static func parseSince(_ text: String, now: Date) -> Date? { try? since(text, now: now) }
+
+        /// Refuses a `--since` that is neither a date nor a duration, saying why (exit 64).
+        static func validateSince(_ text: String) throws {
+            do {
+                _ = try since(text, now: Date())
+            } catch {
+                throw ValidationError("--since takes a date (2026-11-01), a time (2026-11-01T10:00:00Z) or a duration (30m, 24h, 7d): \(error.message)")
+            }
+        }
+
+        /// One record as `--output json` prints it (a list of these, each with `schemaVersion`).
         struct Entry: Encodable {
+            var schemaVersion = JSONSchema.version
             var commit: String
             var summary: String
             var trailers: [String: String]
+            /// The trailers' times, as RFC 3339, and detection to verified fix in seconds.
+            var detectedAt: Date?
+            var verifiedAt: Date?
+            var mttrSeconds: Double?
+
+            init(commit: String, summary: String, trailers: [String: String]) {
+                self.commit = commit
+                self.summary = summary
+                self.trailers = trailers
+                detectedAt = trailers["Bulwark-Detected-At"].flatMap(Timestamp.parse)
+                verifiedAt = trailers["Bulwark-Verified-At"].flatMap(Timestamp.parse)
+                mttrSeconds = Log.mttr(trailers)
+            }
         }
 
         func run() async throws {

@@ -83,7 +83,8 @@ actor Outbox {
                 } catch {
                     entry.attempts += 1
                     if let data = try? JSONEncoder().encode(entry) { try? data.write(to: URL(fileURLWithPath: path), options: .atomic) }
-                    result.errors.append("\(entry.notifier) \(entry.recordID): \(error)")
+                    // A failed request's error names its URL, token and all: redacted here, once.
+                    result.errors.append(Redaction.urls(in: "\(entry.notifier) \(entry.recordID): \(error)"))
                     failed = true
                 }
             }

@@ -16,6 +16,7 @@ extension Bulwark {
         func run() async throws {
             let console = Console()
             let loaded = try await repository.load(console: console)
+            warnAboutUncommittedChanges(console)
             let plan = try await loaded.plan(Reconciler(registry: Bulwark.registry()), console: console)
             switch output.output {
             case .text: PlanReport(plan: plan, state: loaded.state).print(console)
@@ -23,6 +24,15 @@ extension Bulwark {
             }
             if !plan.failures.isEmpty { throw ExitCode.failure }
             if plan.hasDrift { throw ExitCode(2) }
+        }
+
+        /// `plan` reads commits; a local repository's working tree with changes is not what is planned.
+        func warnAboutUncommittedChanges(_ console: Console) {
+            let url = repository.url
+            guard url.hasPrefix("/"), let local = try? Repository.open(at: url),
+                  let changes = try? local.uncommittedChanges(), changes > 0 else { return }
+            console.warn("\(url) has \(changes) uncommitted change\(changes == 1 ? "" : "s") in its working tree; "
+                         + "plan reads only commits on \(repository.branch): commit them to plan them")
         }
     }
 }
@@ -46,6 +56,8 @@ struct PlanReport: Encodable {
         var desired: String
     }
 
+    var schemaVersion = JSONSchema.version
+    var generatedAt = Date()
     var revision: String
     var resources: Int
     var targets: Int

@@ -27,9 +27,7 @@ extension Bulwark {
         var top: Int = 10
 
         func validate() throws {
-            if let since, Log.parseSince(since, now: Date()) == nil {
-                throw ValidationError("--since takes a date (2026-11-01), a time (2026-11-01T10:00:00Z) or a duration (30m, 24h, 7d)")
-            }
+            if let since { try Log.validateSince(since) }
             guard top >= 0 else { throw ValidationError("--top must not be negative") }
         }
 
@@ -115,6 +113,9 @@ struct RemediationReport: Encodable {
         var ageSeconds: Double
     }
 
+    var schemaVersion = JSONSchema.version
+    var generatedAt: Date
+    var since: Date?
     var records: Int
     var mttr: Summary
     var byController: [String: Summary]
@@ -145,6 +146,8 @@ struct RemediationReport: Encodable {
         func group(_ by: (Entry) -> String) -> [String: Summary] {
             Dictionary(grouping: fixes, by: { by($0.entry) }).mapValues { Summary($0.map(\.seconds)) }
         }
+        generatedAt = now
+        self.since = since
         records = counted.count
         mttr = Summary(fixes.map(\.seconds))
         byController = group(\.controller)

@@ -5,8 +5,13 @@ internal import Foundation
 
 /// Where the policy lives and where Bulwark keeps its clone.
 struct RepositoryOptions: ParsableArguments {
-    @Option(help: "The policy repository: a path or a URL.")
-    var repo: String
+    @Option(name: .customLong("repo"), help: "The policy repository: a path or a URL (default: $BULWARK_REPO).")
+    var repoOption: String?
+
+    /// `--repo`, else `$BULWARK_REPO` (empty when neither is set; `validate()` refuses that).
+    var repo: String {
+        repoOption ?? ProcessInfo.processInfo.environment["BULWARK_REPO"] ?? ""
+    }
 
     @Option(help: "The branch that holds the desired state.")
     var branch: String = "main"
@@ -14,8 +19,11 @@ struct RepositoryOptions: ParsableArguments {
     @Option(help: "The branch audit records are committed to.")
     var auditBranch: String = "bulwark/audit"
 
-    @Option(help: "Where Bulwark keeps its clone and lock (default: $BULWARK_STATE_DIR or ~/.local/state/bulwark/<repo>).")
+    @Option(help: "Where Bulwark keeps its clone and lock (default: $BULWARK_STATE_DIR, else /var/lib/bulwark/<repo> as root, else ~/.local/state/bulwark/<repo>).")
     var stateDir: String?
+
+    @Option(help: ArgumentHelp("The folder secret files must be in: notifier secretFile and urlFile, --git-password-file, --webhook-secret-file (default: $BULWARK_SECRETS_DIR, else /run/secrets; systemd's $CREDENTIALS_DIRECTORY is allowed too). Exported to adapters as BULWARK_SECRETS_DIR.", valueName: "path"))
+    var secretsDir: String?
 
     @Option(help: ArgumentHelp("SSH private key for an ssh:// or user@host:path repository (ed25519 or ECDSA; default: $BULWARK_SSH_KEY). Its passphrase, if any, comes from $BULWARK_SSH_PASSPHRASE.", valueName: "path"))
     var sshKey: String?
@@ -35,10 +43,31 @@ struct RepositoryOptions: ParsableArguments {
     @Option(help: ArgumentHelp("File holding the HTTPS password or access token (instead of the environment).", valueName: "path"))
     var gitPasswordFile: String?
 
+    /// Checks the options (exit 64 on a mistake) and exports the secrets folder to the process
+    /// environment as `BULWARK_SECRETS_DIR`, before any secret is read.
     func validate() throws {
-        guard !repo.isEmpty else { throw ValidationError("--repo must not be empty") }
-        for name in [branch, auditBranch] where name.isEmpty || name.contains("..") || name.hasPrefix("/") || name.contains(" ") {
-            throw ValidationError("'\(name)' is not a valid branch name")
+        guard !repo.isEmpty else {
+            throw ValidationError(repoOption == nil ? "pass --repo (a path or a URL) or set BULWARK_REPO" : "--repo must not be empty")
+        }
+        for (option, name) in [("--branch", branch), ("--audit-branch", auditBranch)] {
+            try Self.checkBranch(name, option: option)
+        }
+        guard branch != auditBranch else {
+            throw ValidationError("--audit-branch must differ from --branch (\(quotedForMessage(branch))): audit records would be committed over the desired state")
+        }
+        if let secretsDir, secretsDir.isEmpty { throw ValidationError("--secrets-dir must not be empty") }
+        // The folder in effect, exported so that adapters (and this process's secret reads) use the same one.
+        let folder = SecretFiles.directories(environment: secretsDir.map { [SecretFiles.variable: $0] }
+                                             ?? ProcessInfo.processInfo.environment)[0]
+        setenv(SecretFiles.variable, folder.hasPrefix("/") ? folder : FileManager.default.currentDirectoryPath + "/" + folder, 1)
+    }
+
+    /// Refuses a branch name git would refuse (libgit2's rules, as `git check-ref-format --branch`).
+    static func checkBranch(_ name: String, option: String) throws {
+        guard !name.isEmpty, GitLibrary.isValidBranchName(name) else {
+            throw ValidationError("\(option) '\(quotedForMessage(name))' is not a valid branch name: git refuses '..', '@{', "
+                                  + "spaces, control characters and ~ ^ : ? * [ \\, a part starting with '.' or ending in "
+                                  + "'.lock', a name starting with '-' or ending with '/' or '.'")
         }
     }
 
@@ -56,10 +85,17 @@ struct RepositoryOptions: ParsableArguments {
         if let stateDir { return stateDir }
         let env = ProcessInfo.processInfo.environment
         if let dir = env["BULWARK_STATE_DIR"], !dir.isEmpty { return dir }
-        let base = env["XDG_STATE_HOME"].flatMap { $0.isEmpty ? nil : $0 }
+        return Self.defaultStateDirectory(url: url, environment: env, isRoot: geteuid() == 0)
+    }
+
+    /// `/var/lib/bulwark/<repo>` for root (a service), else under `$XDG_STATE_HOME` or
+    /// `~/.local/state`; `<repo>` is the repository's name and a hash of its URL.
+    static func defaultStateDirectory(url: String, environment env: [String: String], isRoot: Bool) -> String {
+        let base = isRoot ? "/var/lib" : env["XDG_STATE_HOME"].flatMap { $0.isEmpty ? nil : $0 }
             ?? (env["HOME"] ?? NSTemporaryDirectory()) + "/.local/state"
         let name = (url as NSString).lastPathComponent.filter { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." }
-        return "\(base)/bulwark/\(name.isEmpty ? "repo" : name)-\(AuditID.stable(url).prefix(8).lowercased())"
+        let safe = name.isEmpty || name.allSatisfy({ $0 == "." }) ? "repo" : name
+        return "\(base)/bulwark/\(safe)-\(AuditID.stable(url).prefix(8).lowercased())"
     }
 
     func configuration() throws -> PolicyRepository.Configuration {
@@ -144,7 +180,7 @@ extension RepositoryOptions {
         let files = try await repository.files(at: head)
         do {
             var state = try DesiredStateLoader(registry: Bulwark.registry()).load(files, revision: head.hex)
-            for warning in state.warnings { console.warn(warning.description) }
+            console.warn(state.warnings)
             let provenance = await Provenance.establish(&state, head: head, repository: repository, registry: Bulwark.registry(),
                                                         stateDirectory: stateDirectory)
             if recordRefusal {

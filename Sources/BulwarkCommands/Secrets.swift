@@ -1,9 +1,59 @@
 internal import BulwarkCore
 internal import Foundation
 
+/// Where secret files may be read from: `--secrets-dir` (exported to the process as
+/// `BULWARK_SECRETS_DIR` so adapters read the same), else `/run/secrets`, and systemd's
+/// `$CREDENTIALS_DIRECTORY`. A secret file anywhere else, or a symbolic link that leads out of
+/// these folders, is refused: a policy commit cannot make Bulwark read and send `/etc/shadow`.
+enum SecretFiles {
+    static let variable = "BULWARK_SECRETS_DIR"
+    static let defaultDirectory = "/run/secrets"
+
+    /// The folders secret files may be under, as given (not resolved).
+    static func directories(environment: [String: String]) -> [String] {
+        var result = [environment[variable].flatMap { $0.isEmpty ? nil : $0 } ?? defaultDirectory]
+        if let credentials = environment["CREDENTIALS_DIRECTORY"], !credentials.isEmpty { result.append(credentials) }
+        return result
+    }
+
+    /// Reads the secret file at `path` (relative paths are taken under the first folder).
+    /// - Throws: `CommandError` naming the allowed folders when the file resolves outside them,
+    ///   or when it is not a readable regular file.
+    static func read(_ path: String, environment: [String: String]) throws -> String {
+        let folders = directories(environment: environment)
+        let wanted = path.hasPrefix("/") ? path : folders[0] + "/" + path
+        let refused = CommandError("secret file \(path) is not under the secrets folder (\(folders.joined(separator: " or "))); "
+                                   + "put it there or pass --secrets-dir")
+        // Symbolic links inside a folder are followed (Kubernetes mounts secrets that way), but
+        // the file they lead to must still be inside it.
+        guard let resolved = realPath(wanted) else { throw CommandError("cannot read secret file \(path)") }
+        let inside = folders.compactMap(realPath).contains { root in
+            root == "/" || resolved.hasPrefix(root.hasSuffix("/") ? root : root + "/")
+        }
+        guard inside else { throw refused }
+        // The resolved path, without following a link that appeared since.
+        let fd = open(resolved, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { throw CommandError("cannot read secret file \(path)") }
+        let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
+        var info = stat()
+        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG, info.st_size <= 1 << 20 else {
+            throw CommandError("secret file \(path) is not a regular file of at most 1 MiB")
+        }
+        guard let data = try? handle.readToEnd() else { throw CommandError("cannot read secret file \(path)") }
+        return String(decoding: data ?? Data(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    private static func realPath(_ path: String) -> String? {
+        guard let resolved = realpath(path, nil) else { return nil }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+}
+
 extension NotifierConfig.Secret {
     /// The secret's value: inline, from an environment variable (which must be set), or from a
-    /// file (surrounding whitespace trimmed, so a trailing newline is not part of it).
+    /// file under the secrets folder (surrounding whitespace trimmed, so a trailing newline is not
+    /// part of it; see `SecretFiles`).
     func value(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> String {
         switch self {
         case .inline(let value):
@@ -12,23 +62,24 @@ extension NotifierConfig.Secret {
             guard let value = environment[name], !value.isEmpty else { throw CommandError("environment variable \(name) is not set") }
             return value
         case .file(let path):
-            guard let data = FileManager.default.contents(atPath: path) else { throw CommandError("cannot read \(path)") }
-            return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            return try SecretFiles.read(path, environment: environment)
         }
     }
 
     /// A secret a command takes as `--…-file PATH` or else an environment variable: the file's
-    /// content (unreadable or empty is an error naming `what`), the variable's value, or nil
-    /// when the variable is unset or empty.
+    /// content (outside the secrets folder, unreadable or empty is an error naming `what`), the
+    /// variable's value, or nil when the variable is unset or empty.
     static func commandLine(file: String?, environment name: String, what: String) throws -> String? {
         guard let file else {
             return try? Self.environment(name).value()
         }
         let value: String
         do {
-            value = try Self.file(file).value()
+            // On the command line a relative path is the shell's: relative to the working directory.
+            let path = file.hasPrefix("/") ? file : FileManager.default.currentDirectoryPath + "/" + file
+            value = try Self.file(path).value()
         } catch {
-            throw CommandError("cannot read the \(what) file \(file)")
+            throw CommandError("cannot use the \(what) file: \(error)")
         }
         guard !value.isEmpty else { throw CommandError("the \(what) file \(file) is empty") }
         return value

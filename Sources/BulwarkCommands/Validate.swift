@@ -6,21 +6,66 @@ extension Bulwark {
     struct Validate: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Check the manifests of a policy repository's working tree (for its CI or a pre-commit hook).",
-            discussion: "Reads desired-state/ and controllers/ under PATH. Exit codes: 0 valid (warnings are printed), 1 invalid, with every error listed.")
+            discussion: "Reads desired-state/ and controllers/ under PATH. Exit codes: 0 valid (warnings are printed), 1 invalid, with every error listed (at most 20 per file and 100 in all, then a count of the rest).")
 
         @Argument(help: "The policy repository's folder.")
         var path: String = "."
+
+        @OptionGroup var output: OutputOptions
+
+        /// `validate --output json`.
+        struct Result: Encodable {
+            struct Problem: Encodable {
+                var file: String
+                var line: Int
+                var column: Int
+                var resource: String?
+                var field: String?
+                var message: String
+                init(_ error: ManifestError) {
+                    file = error.location.file
+                    line = error.location.line
+                    column = error.location.column
+                    resource = error.resource
+                    field = error.field
+                    message = error.message
+                }
+            }
+            var schemaVersion = JSONSchema.version
+            var valid: Bool
+            var resources = 0
+            var targets = 0
+            var controllers = 0
+            var bindings = 0
+            /// The errors shown (at most `ValidationFailure.maxShown`), and how many more were found.
+            var errors: [Problem] = []
+            var moreErrors = 0
+            var warnings: [Problem] = []
+        }
 
         func run() async throws {
             let console = Console()
             let files = try Self.readFiles(under: path)
             do {
                 let state = try DesiredStateLoader(registry: Bulwark.registry()).load(files, revision: "working tree")
-                for warning in state.warnings { console.warn(warning.description) }
-                console.print("valid: \(state.resources.count) resources, \(state.targets.count) targets, "
-                              + "\(state.controllers.count) controllers, \(state.bindings.count) bindings")
+                switch output.output {
+                case .json:
+                    console.json(Result(valid: true, resources: state.resources.count, targets: state.targets.count,
+                                        controllers: state.controllers.count, bindings: state.bindings.count,
+                                        warnings: state.warnings.prefix(ValidationFailure.maxShown).map(Result.Problem.init)))
+                case .text:
+                    console.warn(state.warnings)
+                    console.print("valid: \(state.resources.count) resources, \(state.targets.count) targets, "
+                                  + "\(state.controllers.count) controllers, \(state.bindings.count) bindings")
+                }
             } catch {
-                console.print(error.description, to: .standardError)
+                switch output.output {
+                case .json:
+                    let shown = error.shown
+                    console.json(Result(valid: false, errors: shown.map(Result.Problem.init), moreErrors: error.count - shown.count))
+                case .text:
+                    console.print(error.description, to: .standardError)
+                }
                 throw ExitCode.failure
             }
         }

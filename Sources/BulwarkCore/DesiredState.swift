@@ -89,7 +89,7 @@ public struct DesiredStateLoader: Sendable {
             }
         }
         let bindings = bind(targets: targets, controllers: controllers, resources: resources, diagnostics: diagnostics)
-        guard diagnostics.errors.isEmpty else { throw ValidationFailure(errors: diagnostics.errors) }
+        guard !diagnostics.hasErrors else { throw diagnostics.failure }
         return DesiredState(revision: revision, targets: targets, controllers: controllers, resources: resources,
                             bindings: bindings, maxChangesPerCycle: policy.globalLimit?.value ?? Self.defaultGlobalLimit,
                             waivers: policy.waivers, notifiers: policy.notifiers, approvals: policy.approvals,
@@ -166,19 +166,19 @@ public struct DesiredStateLoader: Sendable {
         guard top.entries() != nil else { return }
         top.allowOnly(["apiVersion", "kind", "metadata", "targets", "spec"])
         if let version = top.field("apiVersion", required: true)?.string(), version != Self.apiVersion {
-            top.field("apiVersion")?.fail("unsupported apiVersion '\(version)'; expected \(Self.apiVersion)")
+            top.field("apiVersion")?.fail("unsupported apiVersion '\(quotedForMessage(version))'; expected \(Self.apiVersion)")
         }
         guard let kindReader = top.field("kind", required: true), let kind = kindReader.string() else { return }
         let allKinds = Self.policyKinds.keys.sorted() + registry.kindNames
         guard Self.policyKinds[kind] != nil || registry.kinds[kind] != nil else {
-            kindReader.fail("unknown kind '\(kind)'; known kinds: \(allKinds.joined(separator: ", "))")
+            kindReader.fail("unknown kind '\(quotedForMessage(kind))'; known kinds: \(allKinds.joined(separator: ", "))")
             return
         }
         guard let metadata = top.field("metadata", required: true), metadata.entries() != nil else { return }
         metadata.allowOnly(["name", "labels", "annotations"])
         guard let nameReader = metadata.field("name", required: true), let name = nameReader.string() else { return }
         guard Self.isValidName(name) else {
-            nameReader.fail("'\(name)' is not a valid name: use lowercase letters, digits, '-' and '.', at most 253 characters, starting and ending with a letter or digit")
+            nameReader.fail("'\(quotedForMessage(name))' is not a valid name: use lowercase letters, digits, '-' and '.', at most 253 characters, starting and ending with a letter or digit")
             return
         }
         let id = ResourceID(kind: kind, name: name)
@@ -227,7 +227,7 @@ public struct DesiredStateLoader: Sendable {
         default:
             if let text = annotations["mode"], Mode(rawValue: text) == nil {
                 metadata.field("annotations")?.field("mode")?.fail(
-                    "expected one of \(Mode.allCases.map(\.rawValue).joined(separator: ", ")), got '\(text)'")
+                    "expected one of \(Mode.allCases.map(\.rawValue).joined(separator: ", ")), got '\(quotedForMessage(text))'")
             }
             guard !inControllers, file.hasPrefix("desired-state/") else {
                 kindReader.fail("\(kind) resources belong under desired-state/")
@@ -240,7 +240,7 @@ public struct DesiredStateLoader: Sendable {
                     severity = value
                 } else {
                     metadata.field("annotations")?.field("severity")?.fail(
-                        "expected one of \(Severity.allCases.map(\.rawValue).joined(separator: ", ")), got '\(text)'")
+                        "expected one of \(Severity.allCases.map(\.rawValue).joined(separator: ", ")), got '\(quotedForMessage(text))'")
                 }
             }
             let selector = top.field("targets").flatMap(readSelector) ?? .all
@@ -263,7 +263,7 @@ public struct DesiredStateLoader: Sendable {
         if let match = spec.field("match"), match.entries() != nil {
             match.allowOnly(["kind", "resource", "property", "targets"])
             if let reader = match.field("kind"), let kind = reader.string() {
-                if registry.kinds[kind] == nil { reader.fail("unknown kind '\(kind)'; known kinds: \(registry.kindNames.joined(separator: ", "))") }
+                if registry.kinds[kind] == nil { reader.fail("unknown kind '\(quotedForMessage(kind))'; known kinds: \(registry.kindNames.joined(separator: ", "))") }
                 waiver.kind = kind
             }
             waiver.resource = match.field("resource")?.string()
@@ -274,7 +274,7 @@ public struct DesiredStateLoader: Sendable {
               let owner = spec.field("owner", required: true)?.string(),
               let expiresReader = spec.field("expires", required: true), let expires = expiresReader.string() else { return nil }
         guard let end = Self.endOfDay(expires) else {
-            expiresReader.fail("expected a date such as 2027-01-31, got '\(expires)'")
+            expiresReader.fail("expected a date such as 2027-01-31, got '\(quotedForMessage(expires))'")
             return nil
         }
         guard end <= now.addingTimeInterval(366 * 86_400) else {
@@ -343,7 +343,7 @@ public struct DesiredStateLoader: Sendable {
         var expiresAt: Date?
         if let reader = spec.field("expires"), let text = reader.string() {
             guard let end = Self.endOfDay(text) else {
-                reader.fail("expected a date such as 2027-01-31, got '\(text)'")
+                reader.fail("expected a date such as 2027-01-31, got '\(quotedForMessage(text))'")
                 return nil
             }
             expiresAt = end
@@ -356,7 +356,7 @@ public struct DesiredStateLoader: Sendable {
         guard spec.entries() != nil, let adapterReader = spec.field("adapter", required: true),
               let adapterName = adapterReader.string() else { return nil }
         guard let adapter = registry.adapters[adapterName] else {
-            adapterReader.fail("unknown adapter '\(adapterName)'; known adapters: \(registry.adapters.keys.sorted().joined(separator: ", "))")
+            adapterReader.fail("unknown adapter '\(quotedForMessage(adapterName))'; known adapters: \(registry.adapters.keys.sorted().joined(separator: ", "))")
             return nil
         }
         guard let settings = adapter.parseTarget(spec) else { return nil }
@@ -371,7 +371,7 @@ public struct DesiredStateLoader: Sendable {
         var kinds: [String] = []
         if let reader = spec.field("kinds", required: true), let values = reader.strings() {
             for (index, kind) in values.enumerated() where registry.kinds[kind] == nil {
-                (reader.items()?[index] ?? reader).fail("unknown kind '\(kind)'; known kinds: \(registry.kindNames.joined(separator: ", "))")
+                (reader.items()?[index] ?? reader).fail("unknown kind '\(quotedForMessage(kind))'; known kinds: \(registry.kindNames.joined(separator: ", "))")
                 ok = false
             }
             if values.isEmpty { reader.fail("list at least one kind"); ok = false }
@@ -379,10 +379,9 @@ public struct DesiredStateLoader: Sendable {
         } else { ok = false }
         var interval = Duration.seconds(300)
         if let reader = spec.field("interval") {
-            if let text = reader.string(), let seconds = Self.parseDuration(text), (10...86_400).contains(seconds) {
+            if let seconds = duration(reader, in: 10...86_400, example: "30s, 5m or 1h") {
                 interval = .seconds(seconds)
             } else {
-                reader.fail("expected a duration from 10s to 24h such as 30s, 5m or 1h")
                 ok = false
             }
         }
@@ -397,10 +396,11 @@ public struct DesiredStateLoader: Sendable {
         }
         var share: Int?
         if let reader = spec.field("maxTargetShare"), let text = reader.string() {
-            if text.hasSuffix("%"), let value = Int(text.dropLast()), (1...100).contains(value) {
+            if text.hasSuffix("%"), text.count <= 4, text.dropLast().allSatisfy({ $0.isASCII && $0.isNumber }),
+               let value = Int(text.dropLast()), (1...100).contains(value) {
                 share = value
             } else {
-                reader.fail("expected a percentage from 1% to 100%, got '\(text)'")
+                reader.fail("expected a percentage from 1% to 100%, got '\(quotedForMessage(text))'")
                 ok = false
             }
         }
@@ -416,11 +416,10 @@ public struct DesiredStateLoader: Sendable {
             if let countReader = reader.field("count") {
                 if let count = countReader.int(in: 1...1000) { flap.count = count } else { ok = false }
             }
-            if let periodReader = reader.field("period"), let text = periodReader.string() {
-                if let seconds = Self.parseDuration(text), (60...7 * 86_400).contains(seconds) {
+            if let periodReader = reader.field("period") {
+                if let seconds = duration(periodReader, in: 60...7 * 86_400, example: "1h") {
                     flap.period = seconds
                 } else {
-                    periodReader.fail("expected a duration from 1m to 168h such as 1h")
                     ok = false
                 }
             }
@@ -459,7 +458,7 @@ public struct DesiredStateLoader: Sendable {
             days = []
             for name in names {
                 guard let index = ChangeWindow.dayNames.firstIndex(of: name.lowercased().prefix(3).description), name.count >= 3 else {
-                    daysReader.fail("expected days such as mon, tue, wed, thu, fri, sat, sun; got '\(name)'")
+                    daysReader.fail("expected days such as mon, tue, wed, thu, fri, sat, sun; got '\(quotedForMessage(name))'")
                     return nil
                 }
                 days.insert(index + 1)
@@ -467,10 +466,15 @@ public struct DesiredStateLoader: Sendable {
         }
         func minutes(_ key: String) -> Int? {
             guard let field = reader.field(key, required: true), let text = field.string() else { return nil }
-            let parts = text.split(separator: ":")
-            guard parts.count == 2, let h = Int(parts[0]), let m = Int(parts[1]), (0...24).contains(h), (0...59).contains(m),
+            // Digits only (no sign, no spaces), at most two per part: the arithmetic below cannot overflow.
+            let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+            func number(_ part: Substring) -> Int? {
+                guard (1...2).contains(part.count), part.allSatisfy({ $0.isASCII && $0.isNumber }) else { return nil }
+                return Int(part)
+            }
+            guard parts.count == 2, let h = number(parts[0]), let m = number(parts[1]), (0...24).contains(h), (0...59).contains(m),
                   h * 60 + m <= 1440 else {
-                field.fail("expected a time of day such as 02:00, got '\(text)'")
+                field.fail("expected a time of day such as 02:00, got '\(quotedForMessage(text))'")
                 return nil
             }
             return h * 60 + m
@@ -479,7 +483,7 @@ public struct DesiredStateLoader: Sendable {
         var zone = TimeZone.gmt
         if let zoneReader = reader.field("timeZone"), let name = zoneReader.string() {
             guard let found = TimeZone(identifier: name) else {
-                zoneReader.fail("unknown time zone '\(name)'; use an IANA name such as Europe/Berlin or UTC")
+                zoneReader.fail("unknown time zone '\(quotedForMessage(name))'; use an IANA name such as Europe/Berlin or UTC")
                 return nil
             }
             zone = found
@@ -510,14 +514,14 @@ public struct DesiredStateLoader: Sendable {
         var claims: [String: Resource] = [:]  // "target kind subject property" -> resource
         for controller in controllers.values.sorted(by: { $0.name < $1.name }) {
             for name in controller.targets.names ?? [] where targets[name] == nil {
-                diagnostics.error(ManifestError("controller \(controller.name) names unknown target '\(name)'",
+                diagnostics.error(ManifestError("controller \(controller.name) names unknown target '\(quotedForMessage(name))'",
                                                 at: controller.location, resource: "Controller/\(controller.name)",
                                                 field: "spec.targets.names"))
             }
         }
         for resource in resources.values.sorted(by: { $0.id < $1.id }) {
             for name in resource.targets.names ?? [] where targets[name] == nil {
-                diagnostics.error(ManifestError("unknown target '\(name)'", at: resource.location,
+                diagnostics.error(ManifestError("unknown target '\(quotedForMessage(name))'", at: resource.location,
                                                 resource: resource.id.description, field: "targets.names"))
             }
             guard let kind = registry.kinds[resource.id.kind] else { continue }
@@ -569,24 +573,28 @@ public struct DesiredStateLoader: Sendable {
         return bytes.allSatisfy { alnum($0) || $0 == 45 || $0 == 46 }
     }
 
-    /// Parses `30s`, `5m`, `1h`, `1h30m` into seconds.
+    /// Parses `30s`, `5m`, `1h`, `1h30m` into seconds; nil when malformed, zero or too large.
+    /// The parsing is `DurationParser.seconds`, the one duration parser.
     public static func parseDuration(_ text: String) -> Int? {
-        var total = 0
-        var number = ""
-        for char in text {
-            if char.isASCII, char.isNumber {
-                number.append(char)
-                continue
+        guard let seconds = try? DurationParser.seconds(text), seconds > 0 else { return nil }
+        return seconds
+    }
+
+    /// A duration field from `range` seconds: records why it is refused (too large, malformed,
+    /// out of range) and returns nil.
+    func duration(_ reader: SpecReader, in range: ClosedRange<Int>, example: String) -> Int? {
+        guard let text = reader.string() else { return nil }
+        let expected = "expected a duration from \(DurationParser.text(range.lowerBound)) to \(DurationParser.text(range.upperBound)) such as \(example)"
+        do {
+            let seconds = try DurationParser.seconds(text)
+            guard range.contains(seconds) else {
+                reader.fail("\(expected), got '\(quotedForMessage(text))'")
+                return nil
             }
-            guard let value = Int(number) else { return nil }
-            switch char {
-            case "s": total += value
-            case "m": total += value * 60
-            case "h": total += value * 3600
-            default: return nil
-            }
-            number = ""
+            return seconds
+        } catch {
+            reader.fail("\(error.message); \(expected)")
+            return nil
         }
-        return number.isEmpty && total > 0 ? total : nil
     }
 }

@@ -64,7 +64,7 @@ public struct SpecReader {
         guard case .mapping(let pairs) = node.value else { return }
         for pair in pairs where !allowed.contains(pair.key) {
             diagnostics.error(ManifestError(
-                "unknown field '\(pair.key)'; allowed: \(allowed.joined(separator: ", "))",
+                "unknown field '\(quotedForMessage(pair.key))'; allowed: \(allowed.joined(separator: ", "))",
                 at: SourceLocation(file: file, line: pair.keyNode.line, column: pair.keyNode.column),
                 resource: resource, field: field.isEmpty ? pair.key : "\(field).\(pair.key)"))
         }
@@ -95,7 +95,7 @@ public struct SpecReader {
     public func int(in range: ClosedRange<Int>) -> Int? {
         guard let text = string() else { return nil }
         guard let value = Int(text), range.contains(value) else {
-            fail("expected an integer from \(range.lowerBound) to \(range.upperBound), got '\(text)'")
+            fail("expected an integer from \(range.lowerBound) to \(range.upperBound), got '\(quotedForMessage(text))'")
             return nil
         }
         return value
@@ -107,7 +107,7 @@ public struct SpecReader {
         case "true", "yes", "on": return true
         case "false", "no", "off": return false
         default:
-            fail("expected true or false, got '\(text)'")
+            fail("expected true or false, got '\(quotedForMessage(text))'")
             return nil
         }
     }
@@ -115,7 +115,7 @@ public struct SpecReader {
     public func oneOf(_ allowed: [String]) -> String? {
         guard let text = string() else { return nil }
         guard allowed.contains(text) else {
-            fail("expected one of \(allowed.joined(separator: ", ")), got '\(text)'")
+            fail("expected one of \(allowed.joined(separator: ", ")), got '\(quotedForMessage(text))'")
             return nil
         }
         return text

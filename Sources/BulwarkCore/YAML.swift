@@ -52,7 +52,21 @@ public struct YAMLLimits: Sendable {
     public var maxNodes = 100_000
     public var maxDepth = 64
     public var maxDocuments = 1_000
+    /// Bytes of scalar content (keys and values) a file may expand to, counting every alias as
+    /// the bytes it stands for: `expansionFactor` times the file's size, at least
+    /// `minExpandedBytes` (so a small file may still reuse an anchor) and at most
+    /// `maxExpandedBytes`. A file without aliases never reaches it: its scalars are at most its
+    /// own bytes. Counting bytes, not nodes, is what bounds a 50 KB anchor used 10,000 times.
+    public var expansionFactor = 4
+    public var minExpandedBytes = 64 << 10
+    public var maxExpandedBytes = 10 << 20
     public init() {}
+
+    /// The expansion budget for a file of `size` bytes.
+    public func expandedByteBudget(forFileOf size: Int) -> Int {
+        let (scaled, overflow) = size.multipliedReportingOverflow(by: max(expansionFactor, 1))
+        return min(max(overflow ? Int.max : scaled, minExpandedBytes), maxExpandedBytes)
+    }
 }
 
 public enum YAML {
@@ -69,7 +83,7 @@ public enum YAML {
         _ = storage.initialize(from: bytes)
         yaml_parser_set_input_string(parser, storage.baseAddress, bytes.count)
         yaml_parser_set_encoding(parser, YAML_UTF8_ENCODING)
-        var composer = Composer(parser: parser, limits: limits)
+        var composer = Composer(parser: parser, limits: limits, byteBudget: limits.expandedByteBudget(forFileOf: bytes.count))
         return try composer.documents()
     }
 }
@@ -87,12 +101,17 @@ private enum Event {
 private struct Composer {
     let parser: UnsafeMutablePointer<yaml_parser_t>
     let limits: YAMLLimits
-    var anchors: [String: (node: YAMLNode, size: Int)] = [:]
+    /// Each anchor's node, its expanded node count and its expanded scalar bytes.
+    var anchors: [String: (node: YAMLNode, size: Int, bytes: Int)] = [:]
     var nodes = 0
+    /// Expanded scalar bytes so far in the whole file, and the most allowed.
+    var bytes = 0
+    let byteBudget: Int
 
-    init(parser: UnsafeMutablePointer<yaml_parser_t>, limits: YAMLLimits) {
+    init(parser: UnsafeMutablePointer<yaml_parser_t>, limits: YAMLLimits, byteBudget: Int) {
         self.parser = parser
         self.limits = limits
+        self.byteBudget = byteBudget
     }
 
     mutating func documents() throws(YAMLError) -> [YAMLNode?] {
@@ -110,7 +129,7 @@ private struct Composer {
                 nodes = 0
                 let event = try next()
                 if case .documentEnd = event { result.append(nil); continue }
-                let (root, _) = try node(from: event, depth: 0)
+                let (root, _, _) = try node(from: event, depth: 0)
                 guard case .documentEnd = try next() else {
                     throw YAMLError(line: root.line, column: root.column, message: "expected the end of the document")
                 }
@@ -121,48 +140,55 @@ private struct Composer {
         }
     }
 
-    /// Composes one node; returns it with its expanded size.
-    mutating func node(from event: Event, depth: Int) throws(YAMLError) -> (YAMLNode, Int) {
+    /// Composes one node; returns it with its expanded node count and scalar bytes.
+    mutating func node(from event: Event, depth: Int) throws(YAMLError) -> (YAMLNode, Int, Int) {
         switch event {
         case let .alias(anchor, line, column):
             guard let target = anchors[anchor] else {
                 throw YAMLError(line: line, column: column, message: "alias *\(anchor) refers to no anchor")
             }
             try count(target.size, line: line, column: column)
+            try spend(target.bytes, line: line, column: column)
             var node = target.node
             node.line = line
             node.column = column
-            return (node, target.size)
+            return (node, target.size, target.bytes)
         case let .scalar(value, anchor, plain, line, column):
             try count(1, line: line, column: column)
+            let size = value.utf8.count
+            try spend(size, line: line, column: column)
             let node = YAMLNode(value: .scalar(value), line: line, column: column, isPlain: plain)
-            if let anchor { anchors[anchor] = (node, 1) }
-            return (node, 1)
+            if let anchor { anchors[anchor] = (node, 1, size) }
+            return (node, 1, size)
         case let .sequenceStart(anchor, line, column):
             try checkDepth(depth, line: line, column: column)
             try count(1, line: line, column: column)
             var items: [YAMLNode] = []
             var size = 1
+            var content = 0
             while true {
                 let next = try next()
                 if case .sequenceEnd = next { break }
-                let (child, childSize) = try node(from: next, depth: depth + 1)
+                let (child, childSize, childBytes) = try node(from: next, depth: depth + 1)
                 items.append(child)
+                // Both totals are bounded by the limits checked as they grew: no overflow.
                 size += childSize
+                content += childBytes
             }
             let node = YAMLNode(value: .sequence(items), line: line, column: column, isPlain: false)
-            if let anchor { anchors[anchor] = (node, size) }
-            return (node, size)
+            if let anchor { anchors[anchor] = (node, size, content) }
+            return (node, size, content)
         case let .mappingStart(anchor, line, column):
             try checkDepth(depth, line: line, column: column)
             try count(1, line: line, column: column)
             var pairs: [YAMLPair] = []
             var seen: [String: Int] = [:]
             var size = 1
+            var content = 0
             while true {
                 let keyEvent = try next()
                 if case .mappingEnd = keyEvent { break }
-                let (keyNode, keySize) = try node(from: keyEvent, depth: depth + 1)
+                let (keyNode, keySize, keyBytes) = try node(from: keyEvent, depth: depth + 1)
                 guard case .scalar(let key) = keyNode.value else {
                     throw YAMLError(line: keyNode.line, column: keyNode.column, message: "mapping keys must be plain strings")
                 }
@@ -174,13 +200,14 @@ private struct Composer {
                                     message: "duplicate key '\(key)' (first at line \(first))")
                 }
                 seen[key] = keyNode.line
-                let (value, valueSize) = try node(from: try next(), depth: depth + 1)
+                let (value, valueSize, valueBytes) = try node(from: try next(), depth: depth + 1)
                 pairs.append(YAMLPair(key: key, keyNode: keyNode, value: value))
                 size += keySize + valueSize
+                content += keyBytes + valueBytes
             }
             let node = YAMLNode(value: .mapping(pairs), line: line, column: column, isPlain: false)
-            if let anchor { anchors[anchor] = (node, size) }
-            return (node, size)
+            if let anchor { anchors[anchor] = (node, size, content) }
+            return (node, size, content)
         default:
             throw YAMLError(line: 1, column: 1, message: "unexpected YAML event")
         }
@@ -192,6 +219,16 @@ private struct Composer {
             throw YAMLError(line: line, column: column,
                             message: "document expands to more than \(limits.maxNodes) nodes (alias expansion bomb?)")
         }
+    }
+
+    /// Counts `n` bytes of expanded scalar content against the file's budget.
+    mutating func spend(_ n: Int, line: Int, column: Int) throws(YAMLError) {
+        let (sum, overflow) = bytes.addingReportingOverflow(n)
+        guard !overflow, sum <= byteBudget else {
+            throw YAMLError(line: line, column: column,
+                            message: "alias expansion too large: aliases expand the file to more than \(byteBudget) bytes of text (the limit is \(limits.expansionFactor) times the file's size, at least \(limits.minExpandedBytes) and at most \(limits.maxExpandedBytes) bytes); write the values out or use fewer aliases")
+        }
+        bytes = sum
     }
 
     func checkDepth(_ depth: Int, line: Int, column: Int) throws(YAMLError) {
@@ -238,5 +275,59 @@ private struct Composer {
         default:
             throw YAMLError(line: line, column: column, message: "unexpected YAML event")
         }
+    }
+}
+
+// MARK: - Writing
+
+extension YAML {
+    /// `text` as a YAML double-quoted scalar that reads back as exactly `text`: `\` and `"`
+    /// escaped, and every character YAML would not keep as it is — control characters, the line
+    /// and paragraph separators (U+2028, U+2029) and NEL (U+0085) that YAML reads as line breaks,
+    /// format characters such as U+FEFF, and anything outside YAML's printable set — written as
+    /// an escape. A value written this way can never end the line or the document early.
+    public static func doubleQuoted(_ text: String) -> String {
+        var result = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\\": result += "\\\\"
+            case "\"": result += "\\\""
+            case "\n": result += "\\n"
+            case "\t": result += "\\t"
+            case "\r": result += "\\r"
+            default:
+                if isPlainPrintable(scalar) {
+                    result.unicodeScalars.append(scalar)
+                } else if scalar.value <= 0xFFFF {
+                    result += "\\u" + hex(scalar.value, width: 4)
+                } else {
+                    result += "\\U" + hex(scalar.value, width: 8)
+                }
+            }
+        }
+        return result + "\""
+    }
+
+    /// `text` made safe for a `#` comment: every character `doubleQuoted` would escape is shown
+    /// as its escape, so the comment stays on its line.
+    public static func commentText(_ text: String) -> String {
+        String(doubleQuoted(text).dropFirst().dropLast())
+    }
+
+    /// Printable in YAML 1.1's sense and not a line break or format character.
+    static func isPlainPrintable(_ scalar: Unicode.Scalar) -> Bool {
+        let v = scalar.value
+        let printable = (0x20...0x7E).contains(v) || (0xA0...0xD7FF).contains(v) || (0xE000...0xFFFD).contains(v)
+            || (0x10000...0x10FFFF).contains(v)
+        guard printable else { return false }
+        switch scalar.properties.generalCategory {
+        case .control, .format, .lineSeparator, .paragraphSeparator, .surrogate, .privateUse, .unassigned: return false
+        default: return true
+        }
+    }
+
+    private static func hex(_ value: UInt32, width: Int) -> String {
+        let digits = String(value, radix: 16, uppercase: true)
+        return String(repeating: "0", count: max(0, width - digits.count)) + digits
     }
 }

@@ -1,3 +1,4 @@
+internal import BulwarkCore
 internal import CLibGit2
 internal import Foundation
 
@@ -143,14 +144,4 @@ final class RemoteCallbacks {
         }
         return 0
     }
-}
-
-/// `url` with any password or token in it replaced, for messages and logs.
-public func redactedURL(_ url: String) -> String {
-    guard let scheme = url.range(of: "://") else { return url }
-    let authorityEnd = url[scheme.upperBound...].firstIndex(of: "/") ?? url.endIndex
-    guard let at = url[scheme.upperBound..<authorityEnd].lastIndex(of: "@") else { return url }
-    let userinfo = url[scheme.upperBound..<at]
-    guard let colon = userinfo.firstIndex(of: ":") else { return url }
-    return String(url[..<scheme.upperBound]) + userinfo[..<colon] + ":<redacted>" + url[at...]
 }

@@ -96,28 +96,10 @@ struct SSHDConfigDriver: ResourceDriver {
         }
     }
 
-    /// sshd's time format: `90`, `90s`, `1m30s`, `1h`, `1d`, `1w`.
+    /// sshd's time format: `90`, `90s`, `1m30s`, `1h`, `1d`, `1w`, read by the one duration
+    /// parser (checked arithmetic: an overflowing value is refused, never a trap).
     static func seconds(_ text: String) -> Int? {
-        if let plain = Int(text) { return plain >= 0 ? plain : nil }
-        var total = 0
-        var number = ""
-        for char in text.lowercased() {
-            if char.isASCII && char.isNumber { number.append(char); continue }
-            guard let value = Int(number) else { return nil }
-            let unit: Int? = switch char {
-            case "s": 1
-            case "m": 60
-            case "h": 3600
-            case "d": 86400
-            case "w": 604_800
-            default: nil
-            }
-            guard let unit else { return nil }
-            total += value * unit
-            number = ""
-        }
-        if let rest = Int(number) { total += rest } else if !number.isEmpty { return nil }
-        return total
+        try? DurationParser.seconds(text, bareNumberIsSeconds: true, caseInsensitive: true)
     }
 
     // MARK: - Reading the configuration

@@ -134,12 +134,14 @@ struct AWSTests {
                 out.append(iam.create_access_key(UserName=u)["AccessKey"]["AccessKeyId"])
             print(" ".join(out))
             """).split(separator: " ").map(String.init)
-        // Older than 0 days: every active key of alice's; bob is not governed here.
+        // maxAgeDays is 1 to 3650: 0 is refused at validation (it would deactivate a key made the
+        // same day). moto cannot make a key old, so a fresh key is within limits here, the age
+        // rule is judged on a key dated 400 days back, and the fix is applied as the engine would.
         let state = try state(moto, """
             apiVersion: bulwark/v1
             kind: IAMAccessKey
             metadata: {name: rotate-alice}
-            spec: {maxAgeDays: 0, users: [alice]}
+            spec: {maxAgeDays: 365, users: [alice]}
             ---
             apiVersion: bulwark/v1
             kind: IAMAccessKey
@@ -147,9 +149,21 @@ struct AWSTests {
             spec: {maxUnusedDays: 90, users: [bob]}
             """, kinds: "IAMAccessKey")
         try await withCredentials(moto) {
-            let (plan, outcome) = try await reconcile(state)
-            #expect(plan.remediations.flatMap(\.changes).map(\.property) == ["key:alice/\(keys[0])"])
-            #expect(outcome.entries.map { $0.record.result } == [.verified])
+            let (plan, _) = try await reconcile(state)
+            #expect(!plan.hasDrift, "keys made today are within 365 days and 90 unused days")
+
+            let target = try #require(state.targets.values.first)
+            let old = Date().addingTimeInterval(-400 * 86_400).formatted(Date.ISO8601FormatStyle())
+            let member = try #require(XMLElement.parse(Array("""
+                <member><AccessKeyId>\(keys[0])</AccessKeyId><Status>Active</Status><CreateDate>\(old)</CreateDate></member>
+                """.utf8)))
+            let verdict = try await AccessKeyDriver.judge(member, id: keys[0], client: try AWSAdapter.client(target),
+                                                          limits: ["maxAgeDays": 365], now: Date())
+            #expect(verdict == "active, 400 days old (limit 365)")
+
+            let resource = try #require(state.resources[ResourceID(kind: "IAMAccessKey", name: "rotate-alice")])
+            try await AccessKeyDriver().apply([PropertyDrift(property: "key:alice/\(keys[0])", desired: AccessKeyDriver.compliant,
+                                                             observed: verdict)], to: resource, on: target)
             let statuses = try moto.boto("""
                 iam = aws("iam")
                 print(",".join(k["Status"] for u in ["alice", "bob"] for k in iam.list_access_keys(UserName=u)["AccessKeyMetadata"]))

@@ -1,4 +1,5 @@
 @testable import BulwarkCommands
+import BulwarkCore
 import BulwarkGit
 import BulwarkTestSupport
 import Foundation
@@ -106,7 +107,7 @@ struct HTTPRemoteTests {
             // A token file works the same; the second apply has nothing to do.
             try write(dir + "/token", server.token + "\n", mode: 0o600)
             let again = try run(try bulwarkExecutable(), ["apply", "--repo", url, "--state-dir", s.state, "--git-username", server.user,
-                                                          "--git-password-file", dir + "/token"])
+                                                          "--git-password-file", dir + "/token", "--secrets-dir", dir])
             #expect(again.status == 0 && again.stdout.contains("Fixed and verified: 0."), "\(again.stdout)\n\(again.stderr)")
 
             // The token is in no output, no audit record, and not in Bulwark's clone.

@@ -1,0 +1,104 @@
+internal import Foundation
+
+/// Bulwark's one redaction of credentials in URLs, for every message, log line and record.
+///
+/// Hidden: the password of `user:password@` (even one holding a raw `/`, `@` or `?`), a bare
+/// `token@` user of an http(s) URL, and the values of query or fragment parameters that carry
+/// credentials (`token`, `access_token`, `sig`, `signature`, `password`, `secret`, `key`,
+/// `X-Amz-Signature`, … and any name ending in `token`, `secret`, `password` or `signature`).
+public enum Redaction {
+    public static let placeholder = "<redacted>"
+
+    /// Parameter names whose values are credentials (compared lower-cased).
+    static let secretParameters: Set<String> = [
+        "token", "access_token", "refresh_token", "id_token", "auth", "authorization", "sig", "signature",
+        "password", "passwd", "pwd", "pass", "secret", "client_secret", "key", "api_key", "apikey", "api-key",
+        "private_token", "code", "session", "sessionid", "credential", "credentials", "x-amz-signature",
+        "x-amz-credential", "x-amz-security-token", "x-goog-signature", "x-goog-credential",
+    ]
+
+    static func isSecretParameter(_ name: Substring) -> Bool {
+        let lower = name.lowercased()
+        return secretParameters.contains(lower) || ["token", "secret", "password", "signature", "apikey"].contains { lower.hasSuffix($0) }
+    }
+
+    /// A bare user name that is an access token: a known token prefix, or 20 characters or more
+    /// without '/' (user names such as `bot` or `x-access-token` stay readable).
+    static func looksLikeToken(_ user: Substring) -> Bool {
+        guard !user.isEmpty, !user.contains("/") else { return false }
+        let prefixes = ["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "xox", "sk-", "AKIA"]
+        return prefixes.contains { user.hasPrefix($0) } || (user.count >= 20 && user != "x-access-token")
+    }
+
+    /// `url` with every credential in it replaced by `<redacted>`.
+    public static func url(_ url: String) -> String {
+        guard let scheme = url.range(of: "://") else { return url }
+        let schemeName = url[..<scheme.lowerBound].lowercased()
+        var rest = Substring(url[scheme.upperBound...])
+        var result = String(url[..<scheme.upperBound])
+
+        // Userinfo `user:password@`: the password runs from the first ':' to the first '@' after
+        // it, so a raw '/' in a password is hidden and an '@' later in the path is left alone. A
+        // ':' followed by digits and '/' is a port, not a password.
+        let head = rest[..<(rest.firstIndex(where: { $0 == "?" || $0 == "#" }) ?? rest.endIndex)]
+        if let colon = head.firstIndex(of: ":"), !head[..<colon].contains("/"),
+           let at = head[colon...].firstIndex(of: "@") {
+            let between = head[head.index(after: colon)..<at]
+            let digits = between.prefix(while: { $0.isASCII && $0.isNumber })
+            let isPort = !digits.isEmpty && between.dropFirst(digits.count).first == "/"
+            if !isPort {
+                result += head[..<colon] + ":" + placeholder
+                rest = rest[at...]
+            }
+        } else if let at = head.firstIndex(of: "@"), schemeName == "http" || schemeName == "https",
+                  looksLikeToken(head[..<at]) {
+            // https://TOKEN@host: a user name that is a token.
+            result += placeholder
+            rest = rest[at...]
+        }
+
+        // Query and fragment parameters.
+        guard let separator = rest.firstIndex(where: { $0 == "?" || $0 == "#" }) else { return result + rest }
+        result += rest[..<separator]
+        var remaining = rest[separator...]
+        while let first = remaining.first {
+            result.append(first)
+            remaining = remaining.dropFirst()
+            let end = remaining.firstIndex(where: { $0 == "&" || $0 == "#" || $0 == ";" }) ?? remaining.endIndex
+            let parameter = remaining[..<end]
+            if let equals = parameter.firstIndex(of: "="), isSecretParameter(parameter[..<equals]) {
+                result += parameter[...equals] + placeholder
+            } else {
+                result += parameter
+            }
+            remaining = remaining[end...]
+        }
+        return result
+    }
+
+    /// `text` with every URL in it (`scheme://…` up to white space or a quote) redacted:
+    /// for error messages that embed a URL, such as a failed HTTP request's.
+    public static func urls(in text: String) -> String {
+        guard text.contains("://") else { return text }
+        var result = ""
+        var rest = Substring(text)
+        while let marker = rest.range(of: "://") {
+            // The scheme: letters, digits, '+', '-', '.' just before "://".
+            var start = marker.lowerBound
+            while start > rest.startIndex {
+                let previous = rest.index(before: start)
+                let c = rest[previous]
+                guard c.isASCII, c.isLetter || c.isNumber || c == "+" || c == "-" || c == "." else { break }
+                start = previous
+            }
+            let end = rest[marker.upperBound...].firstIndex(where: { $0.isWhitespace || "\"'<>`".contains($0) }) ?? rest.endIndex
+            result += rest[..<start]
+            result += url(String(rest[start..<end]))
+            rest = rest[end...]
+        }
+        return result + rest
+    }
+}
+
+/// `url` with any password or token in it replaced, for messages and logs (`Redaction.url`).
+public func redactedURL(_ url: String) -> String { Redaction.url(url) }

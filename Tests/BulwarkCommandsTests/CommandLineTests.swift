@@ -1,0 +1,360 @@
+@testable import BulwarkCommands
+import BulwarkCore
+import BulwarkGit
+import BulwarkTestSupport
+import Foundation
+import Testing
+
+/// The command line facing hostile input and tired operators: every refusal exits with the
+/// documented code, says why, and writes nothing; the legitimate form still works.
+@Suite struct CommandLineTests {
+    /// Runs the binary with standard output a pipe whose reader has already gone.
+    func runIntoClosedPipe(_ arguments: [String]) throws -> (status: Int32, reason: Process.TerminationReason, stderr: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try bulwarkExecutable())
+        process.arguments = arguments
+        var env = ProcessInfo.processInfo.environment
+        env["NO_COLOR"] = "1"
+        process.environment = env
+        let out = Pipe()
+        try out.fileHandleForReading.close()
+        let errPath = NSTemporaryDirectory() + "/bulwark-test-stderr-\(UUID().uuidString)"
+        _ = FileManager.default.createFile(atPath: errPath, contents: nil)
+        defer { try? FileManager.default.removeItem(atPath: errPath) }
+        process.standardOutput = out
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        try out.fileHandleForWriting.close()
+        process.waitUntilExit()
+        return (process.terminationStatus, process.terminationReason, try read(errPath))
+    }
+
+    // MARK: - Closed pipes
+
+    @Test func writingToAClosedPipeEndsPrintingNotThePass() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let before = try s.snapshot()
+            // plan: exit 2 (drift) even though nobody reads what it prints.
+            let plan = try runIntoClosedPipe(["plan", "--repo", s.origin, "--state-dir", s.state])
+            #expect(plan.reason == .exit && plan.status == 2, "\(plan.status) \(plan.stderr)")
+            #expect(!plan.stderr.contains("Fatal error"))
+            #expect(try s.snapshot() == before)
+            // apply: the whole pass runs and is recorded; exit 0.
+            let apply = try runIntoClosedPipe(["apply", "--repo", s.origin, "--state-dir", s.state])
+            #expect(apply.reason == .exit && apply.status == 0, "\(apply.status) \(apply.stderr)")
+            #expect(try read(s.host + "/etc/ssh/sshd_config").contains("\nPermitRootLogin no\n"))
+            #expect(try s.auditCommits().count > 20)
+            // The real pipeline, `| head -1`: head gets its line, bulwark's status is kept.
+            let shell = try run("/bin/bash", ["-c", "\"$0\" log --repo \"$1\" --state-dir \"$2\" | head -1; exit ${PIPESTATUS[0]}",
+                                              try bulwarkExecutable(), s.origin, s.state])
+            #expect(shell.status == 0, "\(shell.stderr)")
+            #expect(shell.stdout.split(separator: "\n").count == 1)
+            #expect(!shell.stderr.contains("Fatal error"))
+            let planHead = try run("/bin/bash", ["-c", "\"$0\" plan --repo \"$1\" --state-dir \"$2\" | head -1; exit ${PIPESTATUS[0]}",
+                                                 try bulwarkExecutable(), s.origin, s.state])
+            #expect(planHead.status == 0, "in sync after the apply: \(planHead.stderr)")
+            #expect(planHead.stdout.hasPrefix("Desired state"))
+        }
+    }
+
+    // MARK: - Durations and numbers
+
+    @Test func anOverflowingDurationIsRefusedByValidatePlanAndLog() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let controller = try read(s.policy + "/controllers/host-hardening.yaml")
+                .replacingOccurrences(of: "interval: 5m", with: "interval: 9223372036854775807w")
+            try write(s.policy + "/controllers/host-hardening.yaml", controller)
+            let validate = try bulwark(["validate", s.policy])
+            #expect(validate.status == 1)
+            #expect(validate.stderr.contains("spec.interval: duration too large; at most 3650d"), "\(validate.stderr)")
+
+            try s.commitPolicy("controllers/host-hardening.yaml", controller)
+            let before = try s.snapshot()
+            let plan = try s.run("plan")
+            #expect(plan.status == 1)
+            #expect(plan.stderr.contains("duration too large"))
+            let apply = try s.run("apply")
+            #expect(apply.status == 1)
+            #expect(try s.snapshot() == before)
+            #expect((try? s.auditCommits()) == nil, "no audit branch was written")
+
+            let log = try s.run("log", "--since", "9223372036854775807w")
+            #expect(log.status == 64)
+            #expect(log.stderr.contains("duration too large"), "\(log.stderr)")
+            #expect(try s.run("report", "--since", "99999999999999999999999h").status == 64)
+            #expect(try s.run("log", "--since", "7d").status == 0)
+        }
+    }
+
+    @Test func anAliasBombIsOneErrorAndLittleOutput() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let anchor = String(repeating: "x", count: 50_000)
+            var text = "apiVersion: bulwark/v1\nkind: SSHDConfig\nmetadata: {name: bomb}\nspec:\n  Banner: &big \(anchor)\n  list:\n"
+            text += String(repeating: "    - *big\n", count: 10_000)
+            try write(s.policy + "/desired-state/bomb.yaml", text)
+            let validate = try bulwark(["validate", s.policy])
+            #expect(validate.status == 1)
+            #expect(validate.stderr.contains("desired-state/bomb.yaml:"))
+            #expect(validate.stderr.contains("alias expansion too large"))
+            #expect(validate.stderr.contains("(1 error)"), "\(validate.stderr.prefix(500))")
+            #expect(validate.stderr.utf8.count < 2_000)
+        }
+    }
+
+    @Test func warningsAreCappedLikeErrors() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            // 150 resources no controller handles: one warning each.
+            let documents = (0..<150).map { n in
+                "apiVersion: bulwark/v1\nkind: Sysctl\nmetadata: {name: unbound-\(n)}\ntargets: {selector: {role: nowhere}}\nspec: {kernel.x\(n): \"1\"}\n"
+            }
+            try write(s.policy + "/desired-state/unbound.yaml", documents.joined(separator: "---\n"))
+            let validate = try bulwark(["validate", s.policy])
+            #expect(validate.status == 0, "\(validate.stderr.prefix(500))")
+            let lines = validate.stderr.split(separator: "\n")
+            #expect(lines.count == ValidationFailure.maxShown + 1)
+            #expect(lines.last == "warning: … and 50 more warnings")
+            // A few warnings are all shown.
+            try write(s.policy + "/desired-state/unbound.yaml", documents.prefix(3).joined(separator: "---\n"))
+            #expect(try bulwark(["validate", s.policy]).stderr.split(separator: "\n").count == 3)
+        }
+    }
+
+    @Test func accessKeyAgesStartAtOneDay() throws {
+        func load(_ spec: String) -> [String] {
+            let file = SourceFile(path: "desired-state/keys.yaml", contents: Array("""
+                apiVersion: bulwark/v1
+                kind: IAMAccessKey
+                metadata: {name: keys}
+                spec: \(spec)
+
+                """.utf8))
+            do {
+                _ = try DesiredStateLoader(registry: Bulwark.registry()).load([file], revision: "r")
+                return []
+            } catch {
+                return error.errors.map(\.description)
+            }
+        }
+        #expect(load("{maxAgeDays: 0}").contains { $0.contains("spec.maxAgeDays: expected an integer from 1 to 3650") })
+        #expect(load("{maxUnusedDays: 0}").contains { $0.contains("spec.maxUnusedDays: expected an integer from 1 to 3650") })
+        #expect(load("{maxAgeDays: 3651}").count == 2)
+        #expect(load("{maxAgeDays: 1, maxUnusedDays: 90}") == [])
+        #expect(load("{maxAgeDays: 3650}") == [])
+    }
+
+    // MARK: - Branches
+
+    @Test func invalidBranchNamesAndAnAuditBranchOnTheDesiredStateExit64() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            for (option, name) in [("--branch", "a~b"), ("--branch", "x..y"), ("--audit-branch", "audit.lock"),
+                                   ("--audit-branch", "-audit"), ("--branch", "a b"), ("--audit-branch", "a/"),
+                                   ("--branch", "@{u}"), ("--audit-branch", ".hidden/x"), ("--branch", "a\u{7}b")] {
+                let result = try s.run("plan", "\(option)=\(name)")
+                #expect(result.status == 64, "\(option) \(name): \(result.stderr)")
+                #expect(result.stderr.contains("is not a valid branch name"), "\(result.stderr)")
+            }
+            let same = try s.run("apply", "--audit-branch", "main")
+            #expect(same.status == 64)
+            #expect(same.stderr.contains("--audit-branch must differ from --branch"))
+            #expect(!FileManager.default.fileExists(atPath: s.state), "nothing was written")
+            #expect((try? s.auditCommits()) == nil)
+            #expect(try git("--git-dir", s.origin, "branch", "--list").split(separator: "\n").count == 1)
+
+            // A legitimate audit branch name with a slash still works.
+            let apply = try s.run("apply", "--audit-branch", "records/host-1")
+            #expect(apply.status == 0, "\(apply.stderr)")
+            #expect(try git("--git-dir", s.origin, "rev-parse", "--verify", "-q", "records/host-1").count == 41)
+
+            let badInit = try bulwark(["init", dir + "/other", "--branch", "main..x"])
+            #expect(badInit.status == 64)
+            #expect(!FileManager.default.fileExists(atPath: dir + "/other"))
+        }
+    }
+
+    // MARK: - init, plan, version, repository and state defaults
+
+    @Test func initRefusesAHostRootWithoutAHostTree() async throws {
+        try await withTemporaryDirectory { dir in
+            try FileManager.default.createDirectory(atPath: dir + "/empty", withIntermediateDirectories: true)
+            let result = try bulwark(["init", dir + "/policy", "--host-root", dir + "/empty"])
+            #expect(result.status == 64)
+            #expect(result.stderr.contains("holds no host tree"))
+            #expect(result.stderr.contains("must be `/`"))
+            #expect(!FileManager.default.fileExists(atPath: dir + "/policy"))
+            // A folder holding a host tree is taken (the Scenario's own init proves the rest).
+            try DemoHost.create(at: dir + "/host")
+            #expect(try bulwark(["init", dir + "/policy", "--host-root", dir + "/host"]).status == 0)
+        }
+    }
+
+    @Test func planWarnsThatUncommittedChangesAreNotPlanned() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let clean = try s.run("plan", stateDir: dir + "/state-a").stderr
+            #expect(!clean.contains("uncommitted"))
+            let local = try bulwark(["plan", "--repo", s.policy, "--state-dir", dir + "/state-b"])
+            #expect(local.status == 2)
+            #expect(!local.stderr.contains("uncommitted"), "\(local.stderr)")
+            try write(s.policy + "/desired-state/new.yaml", "# not committed\n")
+            let dirty = try bulwark(["plan", "--repo", s.policy, "--state-dir", dir + "/state-b"])
+            #expect(dirty.status == 2)
+            #expect(dirty.stderr.contains("1 uncommitted change in its working tree; plan reads only commits on main"), "\(dirty.stderr)")
+        }
+    }
+
+    @Test func versionNamesBulwarkAndLibgit2() throws {
+        let text = try bulwark(["version"])
+        #expect(text.status == 0)
+        #expect(text.stdout == "bulwark \(Bulwark.version)\nlibgit2 \(GitLibrary.version)\n")
+        #expect(GitLibrary.version.split(separator: ".").count == 3)
+        let json = try bulwark(["version", "--output", "json"])
+        let info = try JSONDecoder().decode([String: AnyDecodable].self, from: Data(json.stdout.utf8))
+        #expect(info["schemaVersion"] != nil && info["libgit2"] != nil)
+    }
+
+    @Test func theRepositoryComesFromBULWARK_REPOWhenNotGiven() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let fromEnvironment = try run(try bulwarkExecutable(), ["plan", "--state-dir", s.state], environment: ["BULWARK_REPO": s.origin])
+            #expect(fromEnvironment.status == 2, "\(fromEnvironment.stderr)")
+            let process = try run("/usr/bin/env", ["-u", "BULWARK_REPO", try bulwarkExecutable(), "plan", "--state-dir", s.state])
+            #expect(process.status == 64)
+            #expect(process.stderr.contains("pass --repo (a path or a URL) or set BULWARK_REPO"))
+        }
+    }
+
+    @Test func rootKeepsItsStateUnderVarLib() {
+        let url = "/srv/git/policy.git"
+        let root = RepositoryOptions.defaultStateDirectory(url: url, environment: ["HOME": "/root"], isRoot: true)
+        #expect(root.hasPrefix("/var/lib/bulwark/policy.git-"))
+        let user = RepositoryOptions.defaultStateDirectory(url: url, environment: ["HOME": "/home/ann"], isRoot: false)
+        #expect(user.hasPrefix("/home/ann/.local/state/bulwark/policy.git-"))
+        #expect(root.dropFirst("/var/lib".count) == user.dropFirst("/home/ann/.local/state".count), "same name either way")
+        let xdg = RepositoryOptions.defaultStateDirectory(url: url, environment: ["XDG_STATE_HOME": "/x"], isRoot: false)
+        #expect(xdg.hasPrefix("/x/bulwark/"))
+    }
+
+    // MARK: - detailed exit code
+
+    @Test func detailedExitcodeSaysWhenHeldDriftRemains() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let held = try read(s.policy + "/controllers/host-hardening.yaml")
+                .replacingOccurrences(of: "mode: enforce", with: "mode: approve")
+            try s.commitPolicy("controllers/host-hardening.yaml", held)
+            let first = try s.run("apply", "--detailed-exitcode")
+            #expect(first.status == 2, "\(first.stderr)")
+            // Recorded before, still open: still 2. Without the flag: 0.
+            #expect(try s.run("apply", "--detailed-exitcode").status == 2)
+            #expect(try s.run("apply").status == 0)
+            let enforce = held.replacingOccurrences(of: "mode: approve", with: "mode: enforce")
+            try s.commitPolicy("controllers/host-hardening.yaml", enforce)
+            let fixed = try s.run("apply", "--detailed-exitcode")
+            #expect(fixed.status == 0, "\(fixed.stderr)")
+            #expect(try s.run("apply", "--help").stdout.contains("--detailed-exitcode"))
+        }
+    }
+
+    // MARK: - approve
+
+    @Test func approveWritesAFileThatLoadsWhateverTheValuesHold() throws {
+        let hostile = "Eve\u{2028}kind: Waiver\u{2029}\u{85}\"quoted\" \\ back\u{1B}[31m\u{FEFF}\u{7F}\t😀"
+        let id = "01ABCDEFGHJKMNPQRSTVWXYZ01"
+        let text = Bulwark.Approve.document(id: id, summary: "fix(SSHDConfig/x): Banner \u{2028}apiVersion: evil\n# done",
+                                             approver: hostile, reason: "ok \"fine\"", expires: "2099-01-31")
+        let state = try DesiredStateLoader(registry: Bulwark.registry())
+            .load([SourceFile(path: "approvals/\(id).yaml", contents: Array(text.utf8))], revision: "r")
+        let approval = try #require(state.approvals[id])
+        #expect(approval.approver == hostile)
+        #expect(approval.reason == "ok \"fine\"")
+        #expect(!text.unicodeScalars.contains { $0 == "\u{2028}" || $0 == "\u{2029}" || $0 == "\u{85}" || $0 == "\u{1B}" })
+        #expect(text.split(separator: "\n").count == 9)
+        #expect(YAML.doubleQuoted("plain text") == "\"plain text\"")
+    }
+
+    @Test func anApprovalByAnIdentityWithALineSeparatorKeepsLaterRevisionsValid() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let controller = try read(s.policy + "/controllers/host-hardening.yaml")
+                .replacingOccurrences(of: "mode: enforce", with: "mode: approve")
+            try s.commitPolicy("controllers/host-hardening.yaml", controller)
+            #expect(try s.run("apply").status == 0)
+            let log = try git("--git-dir", s.origin, "log", "--format=%(trailers:key=Bulwark-Resource,valueonly,separator=)|%(trailers:key=Bulwark-Id,valueonly,separator=)", "bulwark/audit")
+            let line = try #require(log.split(separator: "\n").first { $0.hasPrefix("SSHDConfig/cis-5.1.20-permit-root-login|") })
+            let id = String(line.split(separator: "|")[1])
+
+            let refused = try run(try bulwarkExecutable(), ["approve", id, "--repo", s.origin, "--state-dir", s.state,
+                                                            "--reason", "a\u{2028}b"])
+            #expect(refused.status == 64)
+            let before = try git("--git-dir", s.origin, "rev-parse", "main")
+
+            let approve = try run(try bulwarkExecutable(), ["approve", id, "--repo", s.origin, "--state-dir", s.state,
+                                                            "--reason", "CHG-7 \"night\""],
+                                  environment: ["GIT_AUTHOR_NAME": "Alice\u{2028}Admin", "GIT_AUTHOR_EMAIL": "alice@example.org"])
+            #expect(approve.status == 0, "\(approve.stderr)")
+            #expect(try git("--git-dir", s.origin, "rev-parse", "main") != before)
+            let file = try git("--git-dir", s.origin, "show", "main:approvals/\(id).yaml")
+            #expect(file.contains("approver: \"Alice\\u2028Admin <alice@example.org>\""), "\(file)")
+            // The next revision loads and the approved fix goes through.
+            let apply = try s.run("apply")
+            #expect(apply.status == 0, "\(apply.stderr)")
+            #expect(try read(s.host + "/etc/ssh/sshd_config").contains("\nPermitRootLogin no\n"))
+        }
+    }
+
+    // MARK: - JSON outputs
+
+    @Test func jsonOutputsCarryASchemaVersionRFC3339TimesAndSeconds() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            func object(_ output: ProcessOutput) throws -> [String: Any] {
+                try #require(try JSONSerialization.jsonObject(with: Data(output.stdout.utf8)) as? [String: Any], "\(output.stdout.prefix(300))")
+            }
+            func isRFC3339(_ value: Any?) -> Bool {
+                guard let text = value as? String else { return false }
+                return (try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(text)) != nil
+            }
+            let plan = try object(try s.run("plan", "--output", "json"))
+            #expect(plan["schemaVersion"] as? Int == 1)
+            #expect(isRFC3339(plan["generatedAt"]))
+
+            let held = try read(s.policy + "/controllers/host-hardening.yaml").replacingOccurrences(of: "mode: enforce", with: "mode: approve")
+            try s.commitPolicy("controllers/host-hardening.yaml", held)
+            #expect(try s.run("apply").status == 0)
+            try s.commitPolicy("controllers/host-hardening.yaml", held.replacingOccurrences(of: "mode: approve", with: "mode: enforce"))
+            #expect(try s.run("apply").status == 0)
+
+            let logOutput = try s.run("log", "--output", "json")
+            let entries = try #require(try JSONSerialization.jsonObject(with: Data(logOutput.stdout.utf8)) as? [[String: Any]])
+            #expect(!entries.isEmpty)
+            #expect(entries.allSatisfy { $0["schemaVersion"] as? Int == 1 && isRFC3339($0["detectedAt"]) })
+            #expect(entries.contains { $0["mttrSeconds"] is Double || $0["mttrSeconds"] is Int })
+
+            let report = try object(try s.run("report", "--output", "json"))
+            #expect(report["schemaVersion"] as? Int == 1)
+            #expect(isRFC3339(report["generatedAt"]))
+            let mttr = try #require(report["mttr"] as? [String: Any])
+            #expect(mttr["p50Seconds"] is Double || mttr["p50Seconds"] is Int)
+
+            let valid = try bulwark(["validate", s.policy, "--output", "json"])
+            #expect(valid.status == 0)
+            let validObject = try object(valid)
+            #expect(validObject["schemaVersion"] as? Int == 1 && validObject["valid"] as? Bool == true)
+            try write(s.policy + "/desired-state/bad.yaml", "apiVersion: bulwark/v1\nkind: SSHDConfig\nmetadata: {name: bad}\nspec: {MaxAuthTries: many}\n")
+            let invalid = try bulwark(["validate", s.policy, "--output", "json"])
+            #expect(invalid.status == 1)
+            let invalidObject = try object(invalid)
+            #expect(invalidObject["valid"] as? Bool == false)
+            let errors = try #require(invalidObject["errors"] as? [[String: Any]])
+            #expect(errors.first?["file"] as? String == "desired-state/bad.yaml")
+            #expect(errors.first?["line"] as? Int == 4)
+            #expect(errors.first?["field"] as? String == "spec.MaxAuthTries")
+        }
+    }
+}

@@ -1,0 +1,162 @@
+@testable import BulwarkCommands
+import BulwarkCore
+import BulwarkTestSupport
+import Foundation
+import Testing
+
+/// Secret files only from the secrets folder; credentials in URLs never shown.
+@Suite struct SecretsAndRedactionTests {
+    // MARK: - Secret files
+
+    @Test func secretFilesAreReadOnlyFromTheSecretsFolder() async throws {
+        try await withTemporaryDirectory { dir in
+            let secrets = dir + "/secrets"
+            try write(secrets + "/token", "s3cret\n", mode: 0o600)
+            try write(secrets + "/..data/hook", "inside\n", mode: 0o600)
+            try FileManager.default.createSymbolicLink(atPath: secrets + "/hook", withDestinationPath: "..data/hook")
+            try write(dir + "/outside", "stolen\n", mode: 0o600)
+            try FileManager.default.createSymbolicLink(atPath: secrets + "/escape", withDestinationPath: dir + "/outside")
+            try FileManager.default.createSymbolicLink(atPath: secrets + "/shadow", withDestinationPath: "/etc/shadow")
+            let env = ["BULWARK_SECRETS_DIR": secrets]
+
+            // Inside: absolute, relative to the folder, and a link that stays inside (as Kubernetes mounts them).
+            #expect(try NotifierConfig.Secret.file(secrets + "/token").value(environment: env) == "s3cret")
+            #expect(try NotifierConfig.Secret.file("token").value(environment: env) == "s3cret")
+            #expect(try NotifierConfig.Secret.file("hook").value(environment: env) == "inside")
+
+            // Outside: a plain path, `..`, links that lead out, and the default folder when none is set.
+            for path in [dir + "/outside", secrets + "/../outside", "../outside", secrets + "/escape", "shadow", "/etc/shadow"] {
+                #expect {
+                    _ = try NotifierConfig.Secret.file(path).value(environment: env)
+                } throws: { error in
+                    "\(error)".contains("is not under the secrets folder (\(secrets))")
+                }
+            }
+            #expect(throws: CommandError.self) { try NotifierConfig.Secret.file(secrets + "/token").value(environment: [:]) }
+            // systemd's credentials folder is allowed as well.
+            let credentials = ["BULWARK_SECRETS_DIR": dir + "/none", "CREDENTIALS_DIRECTORY": secrets]
+            #expect(try NotifierConfig.Secret.file(secrets + "/token").value(environment: credentials) == "s3cret")
+            // A folder is not a secret.
+            try FileManager.default.createDirectory(atPath: secrets + "/folder", withIntermediateDirectories: true)
+            #expect(throws: CommandError.self) { try NotifierConfig.Secret.file("folder").value(environment: env) }
+        }
+    }
+
+    @Test func aGitPasswordFileOutsideTheSecretsFolderIsRefusedBeforeAnythingIsWritten() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            try write(dir + "/token", "t0ken\n", mode: 0o600)
+            try FileManager.default.createDirectory(atPath: dir + "/secrets", withIntermediateDirectories: true)
+            let refused = try s.run("plan", "--git-password-file", dir + "/token", "--secrets-dir", dir + "/secrets")
+            #expect(refused.status == 1)
+            #expect(refused.stderr.contains("secret file \(dir)/token is not under the secrets folder (\(dir)/secrets)"), "\(refused.stderr)")
+            #expect(!refused.stderr.contains("t0ken"))
+            #expect(!FileManager.default.fileExists(atPath: s.state), "nothing was written")
+            // The same file in the secrets folder is taken (a local repository ignores it).
+            try write(dir + "/secrets/token", "t0ken\n", mode: 0o600)
+            let taken = try s.run("plan", "--git-password-file", dir + "/secrets/token", "--secrets-dir", dir + "/secrets")
+            #expect(taken.status == 2, "\(taken.stderr)")
+        }
+    }
+
+    @Test func notifierSecretFilesComeFromTheExportedSecretsFolder() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let server = try TestHTTPServer()
+            defer { server.stop() }
+            let secrets = dir + "/secrets"
+            try write(secrets + "/hook-url", server.url + "\n", mode: 0o600)
+            try write(secrets + "/hook-secret", "sign-me\n", mode: 0o600)
+            try write(dir + "/stolen", "not-a-secret-of-yours\n", mode: 0o600)
+            let controller = try read(s.policy + "/controllers/host-hardening.yaml").replacingOccurrences(of: "mode: enforce", with: "mode: approve")
+            // One notifier reads its files relative to the secrets folder; one points outside it.
+            try s.commitPolicy("controllers/host-hardening.yaml", controller + """
+                ---
+                apiVersion: bulwark/v1
+                kind: Notifier
+                metadata: {name: inside}
+                spec: {urlFile: hook-url, secretFile: hook-secret, on: [held]}
+                ---
+                apiVersion: bulwark/v1
+                kind: Notifier
+                metadata: {name: outside}
+                spec: {urlFile: hook-url, secretFile: \(dir)/stolen, on: [held]}
+
+                """)
+            let apply = try run(try bulwarkExecutable(), ["apply", "--repo", s.origin, "--state-dir", s.state, "--notify-timeout", "0",
+                                                          "--secrets-dir", secrets])
+            #expect(apply.status == 0, "\(apply.stderr)")
+            let held = try s.trailers("Bulwark-Decision").filter { $0 == "held" }.count
+            #expect(held > 0)
+            #expect(server.requests.count == held, "only the notifier inside the folder delivered")
+            #expect(server.requests.allSatisfy { $0.headers["x-bulwark-signature-256"] != nil })
+            #expect(apply.stderr.contains("secret file \(dir)/stolen is not under the secrets folder (\(secrets))"), "\(apply.stderr)")
+            #expect(!apply.stderr.contains("not-a-secret-of-yours"))
+        }
+    }
+
+    @Test func aFailingNotifierURLIsShownWithoutItsToken() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let controller = try read(s.policy + "/controllers/host-hardening.yaml").replacingOccurrences(of: "mode: enforce", with: "mode: approve")
+            try s.commitPolicy("controllers/host-hardening.yaml", controller + """
+                ---
+                apiVersion: bulwark/v1
+                kind: Notifier
+                metadata: {name: chat}
+                spec: {url: "http://user:pa55word@127.0.0.1:1/hook?token=T0KEN-123&channel=sec", on: [held]}
+
+                """)
+            let apply = try s.run("apply", "--notify-timeout", "0")
+            #expect(apply.status == 0, "\(apply.stderr)")
+            #expect(apply.stderr.contains("kept in"), "\(apply.stderr)")
+            for secret in ["T0KEN-123", "pa55word"] {
+                #expect(!apply.stderr.contains(secret) && !apply.stdout.contains(secret), "\(apply.stderr)")
+            }
+        }
+    }
+
+    // MARK: - Redaction
+
+    @Test func everyURLFormHasItsCredentialsRedacted() {
+        let cases: [(String, String)] = [
+            ("https://user:pass@example.org/repo.git", "https://user:<redacted>@example.org/repo.git"),
+            ("https://user:pa/ss@example.org/repo.git", "https://user:<redacted>@example.org/repo.git"),
+            ("https://bot:ghp_secret@example.org/a@b.git", "https://bot:<redacted>@example.org/a@b.git"),
+            ("https://user@corp.example:pw@example.org/x", "https://user@corp.example:<redacted>@example.org/x"),
+            ("https://bot@example.org/p.git", "https://bot@example.org/p.git"),
+            ("https://example.org:8443/users/@me", "https://example.org:8443/users/@me"),
+            ("https://x-access-token:ghp_abc@github.com/o/r", "https://x-access-token:<redacted>@github.com/o/r"),
+            ("https://ghp_abcdef@github.com/o/r", "https://<redacted>@github.com/o/r"),
+            ("https://hooks.example.org/in?token=abc123", "https://hooks.example.org/in?token=<redacted>"),
+            ("https://h/x?a=1&access_token=abc&b=2", "https://h/x?a=1&access_token=<redacted>&b=2"),
+            ("https://acct.blob.core.windows.net/c?sv=2020&sig=abc%2Fdef&se=x", "https://acct.blob.core.windows.net/c?sv=2020&sig=<redacted>&se=x"),
+            ("https://s3.amazonaws.com/b/k?X-Amz-Credential=AKIA&X-Amz-Signature=ff", "https://s3.amazonaws.com/b/k?X-Amz-Credential=<redacted>&X-Amz-Signature=<redacted>"),
+            ("https://h/cb#access_token=abc&state=1", "https://h/cb#access_token=<redacted>&state=1"),
+            ("https://h/x?apiKey=abc&webhookSecret=s", "https://h/x?apiKey=<redacted>&webhookSecret=<redacted>"),
+            ("https://u:p@h/x?token=t", "https://u:<redacted>@h/x?token=<redacted>"),
+            // Nothing to hide: unchanged.
+            ("https://example.org/repo.git", "https://example.org/repo.git"),
+            ("https://example.org/x?page=2", "https://example.org/x?page=2"),
+            ("ssh://git@example.org:2222/repo.git", "ssh://git@example.org:2222/repo.git"),
+            ("ssh://git@example.org:2222/a@b.git", "ssh://git@example.org:2222/a@b.git"),
+            ("git@example.org:repo.git", "git@example.org:repo.git"),
+            ("/srv/git/policy.git", "/srv/git/policy.git"),
+        ]
+        for (url, expected) in cases {
+            #expect(Redaction.url(url) == expected, "\(url)")
+            #expect(redactedURL(url) == expected)
+        }
+    }
+
+    @Test func urlsInsideMessagesAreRedacted() {
+        let message = #"slack 01ABC: Error Domain=NSURLErrorDomain Code=-1004 "Could not connect" UserInfo={NSErrorFailingURLStringKey=https://hooks.example.org/in?token=abc123, url: 'https://u:pw/x@h/p'}"#
+        let redacted = Redaction.urls(in: message)
+        #expect(!redacted.contains("abc123"))
+        #expect(!redacted.contains("pw/x"))
+        #expect(redacted.contains("https://hooks.example.org/in?token=<redacted>"))
+        #expect(redacted.contains("https://u:<redacted>@h/p"))
+        #expect(Redaction.urls(in: "no url here") == "no url here")
+        #expect(Redaction.urls(in: "fetch https://example.org/r.git failed") == "fetch https://example.org/r.git failed")
+    }
+}
