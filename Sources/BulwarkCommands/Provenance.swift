@@ -48,6 +48,10 @@ struct Provenance: Sendable {
             state.approvals[id]?.approver = author
         }
 
+        if let pause = state.pause, let commit = try? await repository.commitWriting(pause.location.file, from: head) {
+            state.pause?.by = "\(commit.author.name) <\(commit.author.email)>"
+        }
+
         // Weakening: compare with the last revision applied without a pending weakening, or, on a
         // new state directory, the revision of the newest fix on the audit branch.
         var baseline = (try? String(contentsOfFile: baselineFile(stateDirectory), encoding: .utf8))

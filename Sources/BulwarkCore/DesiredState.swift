@@ -23,6 +23,7 @@ struct PolicyObjects {
     var waivers: [Waiver] = []
     var approvals: [String: Approval] = [:]
     var notifiers: [NotifierConfig] = []
+    var pause: Pause?
 }
 
 /// One validated revision of the desired state: everything a cycle acts on.
@@ -41,6 +42,8 @@ public struct DesiredState: Sendable {
     /// Approvals by the id of the held remediation they approve.
     public var approvals: [String: Approval]
     public var warnings: [ManifestError]
+    /// The emergency brake (`bulwark pause`): while set, no pass changes any system.
+    public var pause: Pause? = nil
 }
 
 /// Reads and validates a whole revision before anything acts on it.
@@ -57,7 +60,7 @@ public struct DesiredStateLoader: Sendable {
     public static let folders = ["desired-state", "controllers", "waivers", "approvals"]
     /// Kinds that are not resources, and the folder each belongs in.
     static let policyKinds = ["Target": "controllers/", "Controller": "controllers/", "GlobalLimits": "controllers/", "Notifier": "controllers/",
-                              "Waiver": "waivers/", "Approval": "approvals/"]
+                              "Waiver": "waivers/", "Approval": "approvals/", "Pause": "controllers/"]
     /// Limits are on by default: without a `GlobalLimits` manifest, at most this many fixes per cycle.
     public static let defaultGlobalLimit = 100
     /// Largest manifest file read.
@@ -93,7 +96,7 @@ public struct DesiredStateLoader: Sendable {
         return DesiredState(revision: revision, targets: targets, controllers: controllers, resources: resources,
                             bindings: bindings, maxChangesPerCycle: policy.globalLimit?.value ?? Self.defaultGlobalLimit,
                             waivers: policy.waivers, notifiers: policy.notifiers, approvals: policy.approvals,
-                            warnings: diagnostics.warnings)
+                            warnings: diagnostics.warnings, pause: policy.pause)
     }
 
     // MARK: - Files
@@ -212,6 +215,13 @@ public struct DesiredStateLoader: Sendable {
         case "Waiver":
             if let existing = policy.waivers.first(where: { $0.name == name }) { duplicate(existing.location); return }
             if let waiver = readWaiver(spec, name: name, location: location) { policy.waivers.append(waiver) }
+        case "Pause":
+            if let existing = policy.pause { duplicate(existing.location); return }
+            guard spec.entries() != nil else { return }
+            spec.allowOnly(["paused", "reason"])
+            let paused = spec.field("paused")?.bool() ?? true
+            guard let reason = spec.field("reason", required: true)?.string() else { return }
+            if paused { policy.pause = Pause(reason: reason, location: location) }
         case "Approval":
             if let approval = readApproval(spec, file: file, location: location) {
                 if let existing = policy.approvals[approval.id] { duplicate(existing.location); return }

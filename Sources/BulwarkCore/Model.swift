@@ -301,6 +301,20 @@ public struct Waiver: Sendable, Hashable {
     }
 }
 
+/// The emergency brake: `controllers/pause.yaml` with `kind: Pause`, committed by `bulwark pause`.
+public struct Pause: Sendable, Hashable {
+    public var reason: String
+    /// Who paused (the author of the commit that wrote the file, once provenance is established).
+    public var by: String?
+    public var location: SourceLocation
+
+    public init(reason: String, by: String? = nil, location: SourceLocation) {
+        self.reason = reason
+        self.by = by
+        self.location = location
+    }
+}
+
 /// A person's approval of one held remediation, committed as `approvals/<id>.yaml`.
 public struct Approval: Sendable, Hashable {
     public var id: String

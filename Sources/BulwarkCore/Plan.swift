@@ -242,6 +242,15 @@ public enum Planner {
             add(remaining, .applied, nil, approver: approver, approvalID: approvalID)
         }
         drifted += prunes(leftovers, state: state, now: now)
+        // The emergency brake: while paused, nothing that would change a system goes ahead.
+        if let pause = state.pause {
+            for index in drifted.indices where drifted[index].decision == .applied || drifted[index].decision == .pruned {
+                drifted[index].decision = .deferred
+                drifted[index].reason = "paused\(pause.by.map { " by \($0)" } ?? ""): \(pause.reason); bulwark resume lifts it"
+                drifted[index].approver = nil
+                drifted[index].approvalID = nil
+            }
+        }
         drifted.sort { a, b in
             if a.risk != b.risk { return a.risk > b.risk }
             if a.severity != b.severity { return a.severity > b.severity }

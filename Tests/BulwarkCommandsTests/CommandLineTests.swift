@@ -79,7 +79,7 @@ import Testing
             let apply = try s.run("apply")
             #expect(apply.status == 1)
             #expect(try s.snapshot() == before)
-            #expect((try? s.auditCommits()) == nil, "no audit branch was written")
+            #expect(try s.trailers("Bulwark-Decision") == ["refused"], "the refusal is recorded, nothing else")
 
             let log = try s.run("log", "--since", "9223372036854775807w")
             #expect(log.status == 64)

@@ -88,4 +88,28 @@ import Testing
             #expect(try s.run("plan").stdout.contains("waiting for approval: bulwark approve \(id)"))
         }
     }
+
+    @Test func aPauseStopsEveryChangeUntilResumed() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let pause = try run(try bulwarkExecutable(), ["pause", "--repo", s.origin, "--state-dir", s.state, "--reason", "incident INC-9"],
+                                environment: ["GIT_AUTHOR_NAME": "Olivia Oncall", "GIT_AUTHOR_EMAIL": "olivia@example.org"])
+            #expect(pause.status == 0, "\(pause.stderr)")
+            let before = try s.snapshot()
+            let paused = try s.run("apply")
+            #expect(paused.status == 0, "\(paused.stderr)")
+            #expect(try s.snapshot() == before, "nothing changes while paused")
+            #expect(paused.stdout.contains("paused by Olivia Oncall <olivia@example.org>: incident INC-9"))
+            #expect(Set(try s.trailers("Bulwark-Decision")) == ["deferred"])
+            let count = try s.auditCommits().count
+            #expect(try s.run("apply").status == 0)
+            #expect(try s.auditCommits().count == count, "deferred once, not on every pass")
+
+            let resume = try run(try bulwarkExecutable(), ["resume", "--repo", s.origin, "--state-dir", s.state, "--reason", "INC-9 closed"])
+            #expect(resume.status == 0, "\(resume.stderr)")
+            #expect(try s.run("apply").status == 0)
+            #expect(try s.snapshot() != before)
+            #expect(try s.run("plan").status == 0, "in sync once resumed")
+        }
+    }
 }
