@@ -110,7 +110,7 @@ public enum FindingParser {
         }
         guard !items.isEmpty else { throw FindingError("no findings in the document") }
         guard items.count <= maxFindings else {
-            throw FindingError("the document holds \(items.count) findings; at most \(maxFindings) a request", exceedsLimit: true)
+            throw FindingError("the document holds \(items.count) findings; at most \(maxFindings) findings a request", exceedsLimit: true)
         }
         var result: [Finding] = []
         for (index, item) in items.enumerated() {

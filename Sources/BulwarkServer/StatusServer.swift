@@ -121,8 +121,8 @@ public enum StatusServer {
 
     /// The paths served, and their methods.
     static let routes: [String: [HTTPRequest.Method]] = [
-        "/healthz": [.get, .head], "/readyz": [.get, .head], "/metrics": [.get, .head], "/api/v1/status": [.get, .head],
-        "/": [.get, .head], "/hooks/git": [.post], "/api/v1/findings": [.post],
+        "/healthz": [.get], "/readyz": [.get], "/metrics": [.get], "/api/v1/status": [.get],
+        "/": [.get], "/hooks/git": [.post], "/api/v1/findings": [.post],
     ]
 
     public static func application(control: some DaemonControl, settings: ServerSettings, logger: Logger) -> some ApplicationProtocol {
