@@ -382,6 +382,7 @@ actor Daemon: DaemonControl {
                 if entry.record.decision == .applied {
                     budget.record(controller: entry.record.controller, target: entry.record.target, at: Date())
                     failedFixes[entry.remediation.binding] = entry.record.result == .failed ? Self.fingerprint(entry.remediation.changes) : nil
+                    if entry.record.result == .verified { lastInSync[entry.remediation.binding] = Date() }
                 }
                 recent.append((entry.record, entry.commit))
                 if let historyEntry = RemediationReport.Entry(entry.record) { history.append(historyEntry) }
@@ -399,6 +400,7 @@ actor Daemon: DaemonControl {
             failedControllers.formUnion(outcome.failed.map(\.remediation.binding.controller))
             let problems = plan.failures.map { "\($0.binding): \($0.message)" } + outcome.failed.map { "\($0.remediation.binding): \($0.record.error ?? "fix did not verify")" }
                 + outcome.auditFailures
+                + notRetried.map { "\($0.binding): a fix for this drift failed before; not retried until the drift or the policy changes" }
             for failure in plan.failures {
                 meters.observationFailed(controller: failure.binding.controller)
                 logger.error("observation failed", metadata: ["target": .string(failure.binding.target),
