@@ -248,4 +248,42 @@ struct DaemonHardeningTests {
             #expect(next.terminate() == 0)
         }
     }
+
+    // MARK: - Shutdown
+
+    @Test func sigtermEndsTheDaemonEvenWhenAnAdapterIsStuck() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            // A PostgreSQL server that takes the connection and never answers.
+            let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            try #require(listener >= 0)
+            defer { close(listener) }
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            let bound = withUnsafeMutablePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) == 0 && getsockname(listener, $0, &length) == 0 }
+            }
+            try #require(bound && listen(listener, 16) == 0)
+            let port = UInt16(bigEndian: address.sin_port)
+            try write(dir + "/pw", "secret\n", mode: 0o600)
+            // The shipped postgres controller and its CIS settings cover targets with `role: database`.
+            try s.commitPolicy("controllers/silent-db.yaml", """
+                apiVersion: bulwark/v1
+                kind: Target
+                metadata: {name: silent-db, labels: {role: database}}
+                spec: {adapter: postgres, host: 127.0.0.1, port: \(port), user: postgres, database: postgres,
+                       passwordFile: \(dir)/pw, sslmode: disable}
+                """)
+            let daemon = try daemonTests.start(s, ["--shutdown-grace", "2"])
+            #expect(daemon.wait { (try? daemon.get("/healthz").status) == 200 }, "\(daemon.log)")
+            // The first cycle waits on the silent server.
+            try await Task.sleep(for: .seconds(1))
+            let readyz = try daemon.get("/readyz")
+            #expect(readyz.status == 503 && readyz.body.contains("no cycle has run yet"), "\(readyz.body)")
+            #expect(daemon.terminate() == 0, "SIGTERM ends it: \(daemon.log)")
+            #expect(daemon.log.contains("did not finish within 2 s"), "\(daemon.log)")
+        }
+    }
 }
