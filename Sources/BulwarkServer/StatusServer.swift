@@ -141,7 +141,7 @@ public enum StatusServer {
         router.get("healthz") { _, _ in text(.ok, "ok\n") }
         router.get("readyz") { _, _ in
             let (ready, reason) = await control.readiness()
-            return text(ready ? .ok : .serviceUnavailable, reason + "\n")
+            return ready ? json(.ok, ["ready": true, "reason": reason]) : json(.serviceUnavailable, ["ready": false, "error": reason])
         }
         router.get("metrics") { _, _ in
             text(.ok, await control.metrics(), type: "text/plain; version=0.0.4; charset=utf-8")

@@ -176,7 +176,7 @@ actor RecordingDaemon: DaemonControl {
         try await app(daemon, webhook: false).test(.router) { client in
             try await client.execute(uri: "/readyz", method: .get) { response in
                 #expect(response.status == .serviceUnavailable)
-                #expect(String(buffer: response.body).contains("refused"))
+                try #expect((try json(response)["error"] as? String)?.contains("refused") == true)
             }
             try await client.execute(uri: "/hooks/git", method: .post, body: ByteBuffer(string: "{}")) { response in
                 #expect(response.status == .unauthorized)
