@@ -101,7 +101,8 @@ actor RecordingDaemon: DaemonControl {
         try await app(daemon, webhook: false, token: nil).test(.router) { client in
             try await client.execute(uri: "/api/v1/findings", method: .post, headers: bearer(), body: ByteBuffer(string: finding)) { response in
                 #expect(response.status == .unauthorized)
-                try #expect((try json(response)["error"] as? String)?.contains("no findings token") == true)
+                let message = try json(response)["error"] as? String
+                #expect(message?.contains("no findings token") == true)
             }
         }
         #expect(await daemon.received.isEmpty)
@@ -128,7 +129,8 @@ actor RecordingDaemon: DaemonControl {
                 .joined(separator: ",") + "]"
             try await client.execute(uri: "/api/v1/findings", method: .post, headers: bearer(), body: ByteBuffer(string: most)) { response in
                 #expect(response.status == .accepted)
-                try #expect(try json(response)["matched"] as? Int == 1)
+                let matched = try json(response)["matched"] as? Int
+                #expect(matched == 1)
             }
         }
         #expect(await daemon.received.count == 1)
@@ -140,7 +142,8 @@ actor RecordingDaemon: DaemonControl {
             for bad in ["not json", #"{"resource": "x"}"#, #"{"resource": "x", "control": "c", "firstObservedAt": "yesterday"}"#] {
                 try await client.execute(uri: "/api/v1/findings", method: .post, headers: bearer(), body: ByteBuffer(string: bad)) { response in
                     #expect(response.status == .badRequest, "\(bad)")
-                    try #expect((try json(response)["error"] as? String)?.isEmpty == false)
+                    let message = try json(response)["error"] as? String
+                    #expect(message?.isEmpty == false)
                 }
             }
         }
@@ -157,7 +160,8 @@ actor RecordingDaemon: DaemonControl {
                 try await client.execute(uri: path, method: method) { response in
                     #expect(response.status == .methodNotAllowed, "\(method) \(path)")
                     #expect(response.headers[.allow] == allow)
-                    try #expect((try json(response)["error"] as? String)?.contains("not allowed") == true)
+                    let message = try json(response)["error"] as? String
+                    #expect(message?.contains("not allowed") == true)
                 }
             }
             try await client.execute(uri: "/nope", method: .get) { response in
@@ -176,11 +180,13 @@ actor RecordingDaemon: DaemonControl {
         try await app(daemon, webhook: false).test(.router) { client in
             try await client.execute(uri: "/readyz", method: .get) { response in
                 #expect(response.status == .serviceUnavailable)
-                try #expect((try json(response)["error"] as? String)?.contains("refused") == true)
+                let message = try json(response)["error"] as? String
+                #expect(message?.contains("refused") == true)
             }
             try await client.execute(uri: "/hooks/git", method: .post, body: ByteBuffer(string: "{}")) { response in
                 #expect(response.status == .unauthorized)
-                try #expect((try json(response)["error"] as? String)?.contains("no webhook secret") == true)
+                let message = try json(response)["error"] as? String
+                #expect(message?.contains("no webhook secret") == true)
             }
         }
         await daemon.setReady((true, "ready"))
