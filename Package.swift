@@ -110,6 +110,14 @@ let package = Package(
             name: "BulwarkAWSTests", dependencies: ["BulwarkAWS", "BulwarkCore", "BulwarkTestSupport"],
             swiftSettings: swiftSettings),
         .testTarget(
+            name: "BulwarkServerTests",
+            dependencies: ["BulwarkServer", "BulwarkCore",
+                           .product(name: "HummingbirdTesting", package: "hummingbird"),
+                           .product(name: "Hummingbird", package: "hummingbird"),
+                           .product(name: "HTTPTypes", package: "swift-http-types"),
+                           .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: swiftSettings),
+        .testTarget(
             name: "BulwarkCommandsTests",
             dependencies: ["BulwarkCommands", "BulwarkGit", "BulwarkCore", "BulwarkHost", "BulwarkTestSupport",
                            .product(name: "Crypto", package: "swift-crypto")],

@@ -5,6 +5,7 @@ internal import Foundation
 internal import Logging
 internal import Metrics
 internal import Prometheus
+internal import Synchronization
 
 /// The long-running reconciler behind `bulwark run`: one owner of the policy clone and of every
 /// cycle. Triggers (controller intervals, a new revision, a watched file, a finding) only mark
@@ -31,13 +32,33 @@ actor Daemon: DaemonControl {
     private var state: DesiredState?
     private var head: ObjectID?
     private var sourceError: String?
+    /// Why the newest revision was refused, while the last good one stays in force.
+    private var refusal: String?
     private var synced = false
+    /// The managed resources findings can name, read by the HTTP server without the actor.
+    private let findings = Mutex(FindingIndex())
 
     // Work waiting for the worker.
     private var pendingSource = false
     private var pendingAll = false
     private var pendingBindings = Set<Binding>()
     private var detections: [Binding: Date] = [:]
+    /// When each resource was last observed in sync: a finding cannot date drift before it.
+    private var lastInSync: [Binding: Date] = [:]
+    /// Limits over each controller's interval, across cycles.
+    private var budget = ChangeBudget()
+    /// The drift of a fix that failed, per resource: the same fix is not tried (and recorded)
+    /// again until the drift, the revision or the daemon changes.
+    private var failedFixes: [Binding: String] = [:]
+    /// The drift open per resource, so that drift is counted once however often it is seen.
+    private var driftSeen: [Binding: String] = [:]
+    private var working = false
+    private var cycles = 0
+    // Notifications: written to the outbox as records are committed, delivered by their own loop.
+    private var notifiers: [NotifierConfig] = []
+    private var outbox: Outbox?
+    private let notify: AsyncStream<Void>.Continuation
+    let notifications: AsyncStream<Void>
     private let wake: AsyncStream<Void>.Continuation
     let wakeups: AsyncStream<Void>
 
@@ -64,6 +85,7 @@ actor Daemon: DaemonControl {
         meters = DaemonMetrics(registry: registry)
         watcher = try? FileWatcher()
         (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        (notifications, notify) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 
     // MARK: - Triggers
@@ -178,6 +200,7 @@ actor Daemon: DaemonControl {
 
     func readiness() -> (ready: Bool, reason: String) {
         guard synced, state != nil else { return (false, "source not synced yet" + (sourceError.map { ": \($0)" } ?? "")) }
+        if let refusal { return (false, "\(refusal); revision \(head?.short ?? "?") stays in force") }
         guard let lastCycle else { return (false, "no cycle has run yet") }
         if let error = lastCycle.error { return (false, "last cycle failed: \(error)") }
         return (true, "ready: revision \(head?.short ?? "?")")
@@ -188,23 +211,22 @@ actor Daemon: DaemonControl {
         requestSource()
     }
 
-    func received(_ findings: [Finding]) -> Int {
-        guard let state else { return 0 }
-        var matched = Set<Binding>()
-        for finding in findings {
-            for binding in state.bindings where finding.matches(binding) {
-                matched.insert(binding)
-                detections[binding] = min(detections[binding] ?? finding.firstObservedAt, finding.firstObservedAt)
-            }
+    nonisolated func findingIndex() -> FindingIndex {
+        findings.withLock { $0 }
+    }
+
+    /// Findings named these resources: each is reconciled at once. A finding's first-observed
+    /// time starts the MTTR clock, but never before the resource was last observed in sync.
+    func received(_ matched: [Binding: Date]) {
+        for (binding, firstObserved) in matched {
+            let detected = max(firstObserved, lastInSync[binding] ?? .distantPast)
+            detections[binding] = min(detections[binding] ?? detected, detected)
         }
-        logger.info("findings received", metadata: ["findings": .stringConvertible(findings.count),
-                                                    "matched": .stringConvertible(matched.count)])
-        request(matched)
-        return matched.count
+        request(Set(matched.keys))
     }
 
     func metrics() -> String {
-        meters.setOpen(open.values.map { ($0.binding.controller, $0.severity.rawValue) })
+        meters.setOpen(Array(open.values))
         var buffer: [UInt8] = []
         meters.registry.emit(into: &buffer)
         return String(decoding: buffer, as: UTF8.self)
@@ -215,6 +237,8 @@ actor Daemon: DaemonControl {
     /// Runs what is pending, in order: the source first (a new revision replaces the work), then
     /// every pending resource in one cycle.
     func runPending() async {
+        working = true
+        defer { working = false }
         if pendingSource {
             pendingSource = false
             if await sync() { pendingAll = true }
@@ -242,12 +266,21 @@ actor Daemon: DaemonControl {
             do {
                 let loaded = try DesiredStateLoader(registry: registry).load(files, revision: newHead.hex)
                 for warning in loaded.warnings { logger.warning("manifest", metadata: ["warning": .string(warning.description)]) }
-                if let previous = head { meters.revision(previous.hex, active: false) }
-                meters.revision(newHead.hex, active: true)
+                meters.revision(newHead.hex, state: loaded)
                 state = loaded
                 head = newHead
                 fixes = nil
                 sourceError = nil
+                refusal = nil
+                failedFixes = [:]
+                findings.withLock { $0 = FindingIndex(bindings: loaded.bindings) }
+                notifiers = loaded.notifiers
+                do {
+                    outbox = notifiers.isEmpty ? nil : try Outbox(stateDirectory: options.stateDirectory, notifiers: notifiers)
+                } catch {
+                    outbox = nil
+                    logger.error("notifications disabled: the outbox cannot be created", metadata: ["error": .string("\(error)")])
+                }
                 nextRun = [:]
                 failures = [:]
                 watchIndex = index(loaded)
@@ -259,7 +292,7 @@ actor Daemon: DaemonControl {
                 return true
             } catch {
                 sourceError = "revision \(newHead.short) refused: \(error)"
-                head = head ?? nil
+                refusal = "revision \(newHead.short) refused: \(error)"
                 logger.error("revision refused; the last good revision stays in force",
                              metadata: ["revision": .string(newHead.short), "errors": .string("\(error)")])
                 return false
@@ -274,6 +307,26 @@ actor Daemon: DaemonControl {
     private func loadHistory() async {
         guard let commits = try? await repository.auditHistory(limit: 10_000) else { return }
         history = commits.reversed().compactMap(RemediationReport.Entry.init)
+        // A restart does not renew the controllers' budgets: fixes of the last interval count.
+        for entry in history where entry.decision == .applied {
+            budget.record(controller: entry.controller, target: entry.target, at: entry.verifiedAt ?? entry.detectedAt)
+        }
+    }
+
+    /// What a drift is, for telling the same drift from a new one.
+    static func fingerprint(_ changes: [PropertyDrift]) -> String {
+        changes.map { "\($0.property)=\($0.observed ?? "\u{0}")>\($0.desired)" }.sorted().joined(separator: "\u{1}")
+    }
+
+    /// Delivers what the outbox holds; what cannot be delivered stays for the next round.
+    func deliverNotifications() async {
+        guard let outbox else { return }
+        let result = await outbox.deliver(until: .now + .seconds(2))
+        meters.notifications(delivered: result.delivered, failed: result.errors.count)
+        if let last = result.errors.last {
+            logger.warning("notifications kept in the outbox for a later round",
+                           metadata: ["pending": .stringConvertible(result.pending), "error": .string(last)])
+        }
     }
 
     private func cycle(only: Set<Binding>?) async {
@@ -288,27 +341,49 @@ actor Daemon: DaemonControl {
             known.forget(before: window)
             fixes = known
             var plan = try await reconciler.plan(cycleState, history: known)
+            for binding in plan.inSync {
+                lastInSync[binding] = started
+                failedFixes[binding] = nil
+                driftSeen[binding] = nil
+            }
+            // A fix that failed for this very drift is not tried again (nor recorded again).
+            var notRetried: [PlannedRemediation] = []
+            plan.remediations.removeAll { remediation in
+                guard remediation.decision == .applied, failedFixes[remediation.binding] == Self.fingerprint(remediation.changes) else {
+                    return false
+                }
+                var shown = remediation
+                shown.decision = .deferred
+                shown.reason = "the same fix failed before; retried when the drift or the policy changes, or the daemon restarts"
+                notRetried.append(shown)
+                return true
+            }
+            if let full = state {
+                budget.forget(olderThan: full.controllers.values.map(\.interval).max() ?? .seconds(0), now: started)
+                budget.limit(&plan.remediations, state: full, now: started)
+            }
             for index in plan.remediations.indices {
                 if let detected = detections[plan.remediations[index].binding], detected < plan.remediations[index].detectedAt {
                     plan.remediations[index].detectedAt = detected
                 }
             }
             for binding in only ?? Set(cycleState.bindings) { detections[binding] = nil }
-            for remediation in plan.remediations {
-                meters.driftDetected(remediation)
+            for remediation in plan.remediations + notRetried {
+                let key = Self.fingerprint(remediation.changes)
+                if driftSeen[remediation.binding] != key {
+                    driftSeen[remediation.binding] = key
+                    meters.driftDetected(remediation)
+                }
             }
-            let logger = self.logger
-            let outcome = await reconciler.apply(plan, state: cycleState, audit: repository) { entry in
-                let r = entry.record
-                logger.info("decision", metadata: [
-                    "target": .string(r.target), "resource": .string(r.resource), "decision": .string(r.decision.rawValue),
-                    "result": .string(r.result?.rawValue ?? "-"), "audit": .string(entry.commit ?? (entry.alreadyRecorded ? "recorded-before" : "-")),
-                    "id": .string(r.id),
-                ])
-            }
+            let outcome = await apply(plan, state: cycleState)
             for entry in outcome.entries where !entry.alreadyRecorded {
                 fixes?.add(entry.record)
-                meters.remediation(entry.record)
+                meters.recorded(entry.record)
+                if entry.record.decision == .applied {
+                    budget.record(controller: entry.record.controller, target: entry.record.target, at: Date())
+                    failedFixes[entry.remediation.binding] = entry.record.result == .failed ? Self.fingerprint(entry.remediation.changes) : nil
+                    if entry.record.result == .verified { lastInSync[entry.remediation.binding] = Date() }
+                }
                 recent.append((entry.record, entry.commit))
                 if let historyEntry = RemediationReport.Entry(entry.record) { history.append(historyEntry) }
             }
@@ -320,11 +395,14 @@ actor Daemon: DaemonControl {
             for entry in outcome.entries where entry.record.result != .verified {
                 open[entry.remediation.binding] = entry.remediation
             }
+            for remediation in notRetried { open[remediation.binding] = remediation }
             var failedControllers = Set(plan.failures.map(\.binding.controller))
             failedControllers.formUnion(outcome.failed.map(\.remediation.binding.controller))
             let problems = plan.failures.map { "\($0.binding): \($0.message)" } + outcome.failed.map { "\($0.remediation.binding): \($0.record.error ?? "fix did not verify")" }
                 + outcome.auditFailures
+                + notRetried.map { "\($0.binding): a fix for this drift failed before; not retried until the drift or the policy changes" }
             for failure in plan.failures {
+                meters.observationFailed(controller: failure.binding.controller)
                 logger.error("observation failed", metadata: ["target": .string(failure.binding.target),
                                                               "resource": .string(failure.binding.resource.description),
                                                               "error": .string(failure.message)])
@@ -345,6 +423,29 @@ actor Daemon: DaemonControl {
         let seconds = Date().timeIntervalSince(started)
         for controller in Set(cycleState.bindings.map(\.controller)) { meters.cycle(controller: controller, seconds: seconds) }
         lastCycle = (started, seconds, cycleError)
+        cycles += 1
+        if cycleError == nil { meters.cycleSucceeded(at: Date()) }
+        if outbox != nil { notify.yield() }
+    }
+
+    /// Carries out a cycle's plan through the core, logging each decision and writing the
+    /// notifications its committed records call for to the outbox (delivered by their own loop,
+    /// so a slow receiver never holds up a cycle). The daemon's only call to `Reconciler.apply`.
+    private func apply(_ plan: Plan, state cycleState: DesiredState) async -> CycleOutcome {
+        let logger = self.logger
+        let (outbox, notifiers, notify) = (self.outbox, self.notifiers, self.notify)
+        return await reconciler.apply(plan, state: cycleState, audit: repository) { entry in
+            let r = entry.record
+            logger.info("decision", metadata: [
+                "target": .string(r.target), "resource": .string(r.resource), "decision": .string(r.decision.rawValue),
+                "result": .string(r.result?.rawValue ?? "-"), "audit": .string(entry.commit ?? (entry.alreadyRecorded ? "recorded-before" : "-")),
+                "id": .string(r.id),
+            ])
+            if let outbox, entry.commit != nil,
+               Outbox.enqueue(entry.record, commit: entry.commit, notifiers: notifiers, folder: outbox.folder) > 0 {
+                notify.yield()
+            }
+        }
     }
 
     /// A controller that failed is retried sooner, with a wait that doubles per failure up to its
@@ -374,6 +475,7 @@ actor Daemon: DaemonControl {
             logger.warning("audit commits kept locally for the next run", metadata: ["commits": .stringConvertible(count), "reason": .string(reason)])
         }
         wake.finish()
+        notify.finish()
     }
 
     // MARK: - Status
@@ -408,6 +510,10 @@ actor Daemon: DaemonControl {
             var resources: Int
         }
         var revision: String?
+        /// A cycle is running or waiting to run.
+        var busy: Bool
+        /// Cycles run since the start.
+        var cycles: Int
         var ready: Bool
         var readiness: String
         var sourceError: String?
@@ -433,7 +539,7 @@ actor Daemon: DaemonControl {
                         decision: $0.decision.rawValue, properties: $0.changes.map { "\($0.property): \($0.shownObserved) -> \($0.shownDesired)" })
         }
         return Status(
-            revision: head?.hex, ready: ready, readiness: reason, sourceError: sourceError,
+            revision: head?.hex, busy: working || pendingSource || pendingAll || !pendingBindings.isEmpty, cycles: cycles, ready: ready, readiness: reason, sourceError: sourceError,
             lastCycleAt: lastCycle.map { Timestamp.format($0.at) }, lastCycleSeconds: lastCycle?.seconds, lastCycleError: lastCycle?.error,
             targets: targets, openDrift: openItems,
             recent: recent.reversed().prefix(30).map { r in

@@ -1,66 +1,138 @@
 internal import BulwarkCore
 internal import Foundation
-internal import Metrics
 internal import Prometheus
 internal import Synchronization
 
-/// The daemon's metrics, through swift-metrics with swift-prometheus as the backend, kept in
-/// the daemon's own registry (no process-wide bootstrap) and exposed at `/metrics`.
+/// The daemon's metrics, in the daemon's own swift-prometheus registry (no process-wide
+/// bootstrap), exposed at `/metrics`. Every family has `# HELP` and `# TYPE`; the series a
+/// dashboard alerts on exist at 0 from the start; labels stay bounded (controllers, kinds,
+/// severities and decisions come from the policy and the core's vocabulary).
 final class DaemonMetrics: Sendable {
     let registry: PrometheusCollectorRegistry
-    private let factory: PrometheusMetricsFactory
-    private let openLabels = Mutex<Set<[String]>>([])
+
+    private struct State {
+        /// The revision series in force: removed, not zeroed, when another takes over.
+        var revision: Gauge?
+        var openLabels: Set<[String]> = []
+    }
+    private let state = Mutex(State())
+
+    static let buckets: [Duration] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 86400]
+        .map { Duration.milliseconds(Int64($0 * 1000)) }
+
+    // The families, one place for their names and help.
+    static var driftDetected: MetricNameDescriptor { family("bulwark_drift_detected", "total",
+                                      "Drift newly detected (a drift seen again before it is fixed is not counted again)") }
+    static var decisions: MetricNameDescriptor { family("bulwark_decisions", "total", "Decisions recorded in the audit branch, by decision") }
+    static var remediations: MetricNameDescriptor { family("bulwark_remediations", "total", "Fixes applied, by whether they verified") }
+    static var remediationSeconds: MetricNameDescriptor { family("bulwark_remediation", "seconds", "Time from detection to a verified fix") }
+    static var cycleSeconds: MetricNameDescriptor { family("bulwark_reconcile_duration", "seconds", "Duration of reconcile cycles, by controller") }
+    static var lastSuccess: MetricNameDescriptor { family("bulwark_last_successful_cycle_timestamp", "seconds",
+                                    "Unix time at which the last cycle without errors finished") }
+    static var revisionInfo: MetricNameDescriptor { family("bulwark_source_revision_info", "", "The policy revision in force (value 1)") }
+    static var pushFailures: MetricNameDescriptor { family("bulwark_git_push_failures", "total", "Audit pushes that failed and were kept locally") }
+    static var observationFailures: MetricNameDescriptor { family("bulwark_observation_failures", "total",
+                                            "Resources that could not be observed, by controller") }
+    static var notificationsDelivered: MetricNameDescriptor { family("bulwark_notifications_delivered", "total", "Notifications delivered") }
+    static var notificationFailures: MetricNameDescriptor { family("bulwark_notification_failures", "total", "Notification delivery attempts that failed") }
+    static var openDrift: MetricNameDescriptor { family("bulwark_open_drift", "", "Drift left open by the last cycle, by controller and severity") }
+    static var held: MetricNameDescriptor { family("bulwark_held_remediations", "", "Drift waiting for a person's approval") }
+    static var blocked: MetricNameDescriptor { family("bulwark_blocked_remediations", "", "Drift a safety guard blocked") }
+
+    static func family(_ name: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(metricName: name, unitName: unit, helpText: help)
+    }
 
     init(registry: PrometheusCollectorRegistry) {
         self.registry = registry
-        var factory = PrometheusMetricsFactory(registry: registry)
-        factory.defaultDurationHistogramBuckets = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 86400]
-            .map { Duration.milliseconds(Int64($0 * 1000)) }
-        self.factory = factory
-        Counter(label: "bulwark_git_push_failures_total", factory: factory).increment(by: 0)
+        // Series at 0 from the start.
+        for decision in Decision.allCases { _ = registry.makeCounter(descriptor: Self.decisions, labels: [("decision", decision.rawValue)]) }
+        for result in ["verified", "failed"] { _ = registry.makeCounter(descriptor: Self.remediations, labels: [("result", result)]) }
+        _ = registry.makeDurationHistogram(descriptor: Self.remediationSeconds, labels: [], buckets: Self.buckets)
+        _ = registry.makeCounter(descriptor: Self.pushFailures, labels: [])
+        _ = registry.makeCounter(descriptor: Self.notificationsDelivered, labels: [])
+        _ = registry.makeCounter(descriptor: Self.notificationFailures, labels: [])
+        _ = registry.makeGauge(descriptor: Self.lastSuccess, labels: [])
+        _ = registry.makeGauge(descriptor: Self.held, labels: [])
+        _ = registry.makeGauge(descriptor: Self.blocked, labels: [])
     }
 
+    /// A revision came into force: the per-controller series exist at 0 from now on.
+    func revision(_ hex: String, state desired: DesiredState) {
+        let gauge = registry.makeGauge(descriptor: Self.revisionInfo, labels: [("revision", hex)])
+        gauge.set(Double(1))
+        let previous = state.withLock { state in
+            defer { state.revision = gauge }
+            return state.revision
+        }
+        if let previous, previous !== gauge { registry.unregisterGauge(previous) }
+        var seen = Set<[String]>()
+        for binding in desired.bindings {
+            guard let resource = desired.resources[binding.resource],
+                  seen.insert([binding.controller, binding.resource.kind, resource.severity.rawValue]).inserted else { continue }
+            _ = registry.makeCounter(descriptor: Self.driftDetected, labels: driftLabels(binding, resource.severity))
+        }
+        for controller in desired.controllers.keys {
+            _ = registry.makeCounter(descriptor: Self.observationFailures, labels: [("controller", controller)])
+            _ = registry.makeDurationHistogram(descriptor: Self.cycleSeconds, labels: [("controller", controller)], buckets: Self.buckets)
+        }
+    }
+
+    private func driftLabels(_ binding: Binding, _ severity: Severity) -> [(String, String)] {
+        [("controller", binding.controller), ("kind", binding.resource.kind), ("severity", severity.rawValue)]
+    }
+
+    /// A drift the daemon had not seen open before.
     func driftDetected(_ remediation: PlannedRemediation) {
-        Counter(label: "bulwark_drift_detected_total",
-                dimensions: [("controller", remediation.binding.controller), ("kind", remediation.binding.resource.kind),
-                             ("severity", remediation.severity.rawValue)], factory: factory).increment()
+        registry.makeCounter(descriptor: Self.driftDetected, labels: driftLabels(remediation.binding, remediation.severity)).increment()
     }
 
-    func remediation(_ record: AuditRecord) {
-        Counter(label: "bulwark_remediations_total",
-                dimensions: [("decision", record.decision.rawValue), ("result", record.result?.rawValue ?? "none")],
-                factory: factory).increment()
-        if record.result == .verified, let detected = Timestamp.parse(record.detectedAt),
-           let verified = record.verifiedAt.flatMap(Timestamp.parse) {
-            Metrics.Timer(label: "bulwark_remediation_seconds", factory: factory)
+    func recorded(_ record: AuditRecord) {
+        registry.makeCounter(descriptor: Self.decisions, labels: [("decision", record.decision.rawValue)]).increment()
+        guard record.decision == .applied, let result = record.result else { return }
+        registry.makeCounter(descriptor: Self.remediations, labels: [("result", result.rawValue)]).increment()
+        if result == .verified, let detected = Timestamp.parse(record.detectedAt), let verified = record.verifiedAt.flatMap(Timestamp.parse) {
+            registry.makeDurationHistogram(descriptor: Self.remediationSeconds, labels: [], buckets: Self.buckets)
                 .recordNanoseconds(Int64(max(0, verified.timeIntervalSince(detected)) * 1e9))
         }
     }
 
-    func cycle(controller: String, seconds: Double) {
-        Metrics.Timer(label: "bulwark_reconcile_duration_seconds", dimensions: [("controller", controller)], factory: factory)
-            .recordNanoseconds(Int64(seconds * 1e9))
+    func observationFailed(controller: String) {
+        registry.makeCounter(descriptor: Self.observationFailures, labels: [("controller", controller)]).increment()
     }
 
-    func revision(_ hex: String, active: Bool) {
-        Gauge(label: "bulwark_source_revision_info", dimensions: [("revision", hex)], factory: factory).record(active ? 1 : 0)
+    func cycle(controller: String, seconds: Double) {
+        registry.makeDurationHistogram(descriptor: Self.cycleSeconds, labels: [("controller", controller)], buckets: Self.buckets)
+            .recordNanoseconds(Int64(max(0, seconds) * 1e9))
+    }
+
+    func cycleSucceeded(at date: Date) {
+        registry.makeGauge(descriptor: Self.lastSuccess, labels: []).set(date.timeIntervalSince1970)
     }
 
     func pushFailed() {
-        Counter(label: "bulwark_git_push_failures_total", factory: factory).increment()
+        registry.makeCounter(descriptor: Self.pushFailures, labels: []).increment()
     }
 
-    /// Open drift by controller and severity; combinations that are gone drop to 0.
-    func setOpen(_ items: [(controller: String, severity: String)]) {
+    func notifications(delivered: Int, failed: Int) {
+        registry.makeCounter(descriptor: Self.notificationsDelivered, labels: []).increment(by: Int64(delivered))
+        registry.makeCounter(descriptor: Self.notificationFailures, labels: []).increment(by: Int64(failed))
+    }
+
+    /// Open drift by controller and severity (combinations that are gone drop to 0), and how
+    /// much of it waits for a person (held) or was blocked by a guard.
+    func setOpen(_ items: [PlannedRemediation]) {
         var counts: [[String]: Int] = [:]
-        for item in items { counts[[item.controller, item.severity], default: 0] += 1 }
-        let previous = openLabels.withLock { labels in
-            defer { labels.formUnion(counts.keys) }
-            return labels
+        for item in items { counts[[item.binding.controller, item.severity.rawValue], default: 0] += 1 }
+        let previous = state.withLock { state in
+            defer { state.openLabels.formUnion(counts.keys) }
+            return state.openLabels
         }
         for key in previous.union(counts.keys) {
-            Gauge(label: "bulwark_open_drift", dimensions: [("controller", key[0]), ("severity", key[1])], factory: factory)
-                .record(counts[key] ?? 0)
+            registry.makeGauge(descriptor: Self.openDrift, labels: [("controller", key[0]), ("severity", key[1])])
+                .set(Double(counts[key] ?? 0))
         }
+        registry.makeGauge(descriptor: Self.held, labels: []).set(Double(items.filter { $0.decision == .held }.count))
+        registry.makeGauge(descriptor: Self.blocked, labels: []).set(Double(items.filter { $0.decision == .blocked }.count))
     }
 }

@@ -1,6 +1,7 @@
 internal import ArgumentParser
 internal import BulwarkCore
 internal import BulwarkServer
+internal import Dispatch
 internal import Foundation
 internal import Logging
 internal import Prometheus
@@ -22,11 +23,18 @@ extension Bulwark {
 
                 HTTP: GET /healthz, /readyz, /metrics (Prometheus), /api/v1/status (JSON), / (status \
                 page); POST /hooks/git (X-Hub-Signature-256, X-Gitlab-Token or X-Bulwark-Signature-256), \
-                POST /api/v1/findings (generic JSON or ASFF).
+                POST /api/v1/findings (generic JSON or ASFF; signed as the webhook, or Authorization: Bearer \
+                with the findings token; at most 1,000 findings and 100 resources a finding). Errors are JSON.
+
+                Limits: maxChangesPerCycle and maxTargetShare hold over each controller's interval, \
+                however many cycles findings and watched files trigger. Connections that send nothing \
+                for --idle-timeout seconds are closed; at most --max-connections are open at once.
 
                 SIGTERM or SIGINT: the cycle in flight finishes, its audit commits are pushed, and the \
-                process exits 0. Exit 1: it could not start (another daemon holds the state directory, \
-                the address is in use, the repository cannot be read).
+                process exits 0; a cycle that has not finished --shutdown-grace seconds later (a stuck \
+                adapter) is abandoned, and what it committed is pushed by the next run. Exit 1: it could \
+                not start (another daemon holds the state directory, the address is in use, the \
+                repository cannot be read).
                 """)
 
         @OptionGroup var repository: RepositoryOptions
@@ -46,6 +54,21 @@ extension Bulwark {
         @Option(help: "File holding the push webhook secret (instead of the environment).")
         var webhookSecretFile: String?
 
+        @Option(help: "Environment variable holding the bearer token for POST /api/v1/findings.")
+        var findingsTokenEnv: String = "BULWARK_FINDINGS_TOKEN"
+
+        @Option(help: "File holding the bearer token for POST /api/v1/findings (instead of the environment).")
+        var findingsTokenFile: String?
+
+        @Option(help: "Seconds a connection may stay idle (or take to send a request head) before it is closed.")
+        var idleTimeout: Int = 15
+
+        @Option(help: "Connections open at once (default: 4096, or fewer when the descriptor limit is low).")
+        var maxConnections: Int?
+
+        @Option(help: "Seconds after SIGTERM before a cycle that has not finished is abandoned.")
+        var shutdownGrace: Int = 30
+
         @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
         var logLevel: String = "info"
 
@@ -54,6 +77,11 @@ extension Bulwark {
             guard (1...86400).contains(poll) else { throw ValidationError("--poll takes 1 to 86400 seconds") }
             guard (0...60000).contains(debounce) else { throw ValidationError("--debounce takes 0 to 60000 milliseconds") }
             guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level '\(logLevel)'") }
+            guard (1...3600).contains(idleTimeout) else { throw ValidationError("--idle-timeout takes 1 to 3600 seconds") }
+            guard (1...3600).contains(shutdownGrace) else { throw ValidationError("--shutdown-grace takes 1 to 3600 seconds") }
+            if let maxConnections, !(1...1_000_000).contains(maxConnections) {
+                throw ValidationError("--max-connections takes 1 to 1000000")
+            }
         }
 
         static func address(_ text: String) -> (host: String, port: Int)? {
@@ -69,6 +97,27 @@ extension Bulwark {
                 .map { Array($0.utf8) }
         }
 
+        func findingsToken() throws -> [UInt8]? {
+            try NotifierConfig.Secret.commandLine(file: findingsTokenFile, environment: findingsTokenEnv, what: "findings token")
+                .map { Array($0.utf8) }
+        }
+
+        /// Raises the soft descriptor limit to the hard one, and returns how many connections
+        /// the server may hold: at most half the descriptors, keeping 256 for git, adapters and
+        /// the state directory.
+        static func connectionLimit(requested: Int?) -> Int {
+            var limit = rlimit()
+            guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return requested ?? 256 }
+            if limit.rlim_cur < limit.rlim_max {
+                var raised = limit
+                raised.rlim_cur = limit.rlim_max
+                if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
+            }
+            let available = Int(clamping: limit.rlim_cur)
+            let ceiling = max(16, (available - 256) / 2)
+            return min(requested ?? 4096, ceiling)
+        }
+
         func run() async throws {
             let level = Logger.Level(rawValue: logLevel) ?? .info
             LoggingSystem.bootstrap { label in
@@ -79,6 +128,7 @@ extension Bulwark {
             let logger = Logger(label: "bulwark")
             guard let (host, port) = Self.address(listen) else { throw ExitCode.validationFailure }
             let secret = try secret()
+            let token = try findingsToken()
             let daemon: Daemon
             do {
                 daemon = try Daemon(options: repository,
@@ -91,13 +141,25 @@ extension Bulwark {
             if secret == nil {
                 logger.warning("no webhook secret (\(webhookSecretEnv) or --webhook-secret-file): POST /hooks/git answers 401")
             }
-            let http = StatusServer.application(control: daemon, host: host, port: port,
-                                                verifier: secret.map(WebhookVerifier.init(secret:)), logger: logger)
+            let webhook = secret.map(WebhookVerifier.init(secret:))
+            let findings = FindingsAuthenticator(verifier: webhook, token: token)
+            if !findings.configured {
+                logger.warning("no findings token (\(findingsTokenEnv) or --findings-token-file) nor webhook secret: POST /api/v1/findings answers 401")
+            }
+            let connections = Self.connectionLimit(requested: maxConnections)
+            let http = StatusServer.application(
+                control: daemon,
+                settings: ServerSettings(host: host, port: port, webhook: webhook, findings: findings,
+                                         idleTimeout: .seconds(idleTimeout), maxConnections: connections),
+                logger: logger)
+            let watchdog = ShutdownWatchdog(grace: shutdownGrace, logger: logger)
             let group = ServiceGroup(configuration: .init(
                 services: [.init(service: http), .init(service: ReconcileService(daemon: daemon))],
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
             logger.info("bulwark run", metadata: ["repo": .string(repository.displayURL), "listen": .string(listen),
-                                                  "stateDir": .string(repository.stateDirectory)])
+                                                  "stateDir": .string(repository.stateDirectory),
+                                                  "maxConnections": .stringConvertible(connections)])
+            defer { withExtendedLifetime(watchdog) {} }
             do {
                 try await group.run()
             } catch {
@@ -123,6 +185,9 @@ struct ReconcileService: Service {
                     try? await Task.sleep(for: wait)
                 }
             }
+            group.addTask {
+                for await _ in daemon.notifications { await daemon.deliverNotifications() }
+            }
             if let watcher = daemon.watcher {
                 group.addTask {
                     for await path in watcher.paths { await daemon.noteChanged(path) }
@@ -139,5 +204,30 @@ struct ReconcileService: Service {
             daemon.watcher?.stop()
         }
         await daemon.shutdown()
+    }
+}
+
+/// Makes sure SIGTERM and SIGINT end the process: the graceful path lets the cycle in flight
+/// finish, but an adapter stuck in a system call (a FIFO, a peer that never answers) would hold
+/// it forever, and can hold the threads Swift concurrency runs on. So the watchdog is a dispatch
+/// signal source on its own queue: `grace` seconds after the signal, if the process is still
+/// there, it logs and exits 0 (the signal was honoured; records committed so far are pushed by
+/// the next run).
+final class ShutdownWatchdog {
+    private let sources: [any DispatchSourceSignal]
+
+    init(grace: Int, logger: Logger) {
+        let queue = DispatchQueue(label: "bulwark-shutdown-watchdog")
+        sources = [SIGTERM, SIGINT].map { signal in
+            let source = DispatchSource.makeSignalSource(signal: signal, queue: queue)
+            source.setEventHandler {
+                queue.asyncAfter(deadline: .now() + .seconds(grace)) {
+                    logger.error("the cycle in flight did not finish within \(grace) s of the signal (a stuck adapter?); exiting without it")
+                    exit(0)
+                }
+            }
+            source.resume()
+            return source
+        }
     }
 }

@@ -35,11 +35,58 @@ public struct Finding: Sendable, Hashable, Codable {
 /// Why a findings document was refused.
 public struct FindingError: Error, Sendable, CustomStringConvertible {
     public var description: String
-    public init(_ description: String) { self.description = description }
+    /// The document is well formed but larger than a limit allows (HTTP 413), not malformed (400).
+    public var exceedsLimit: Bool
+    public init(_ description: String, exceedsLimit: Bool = false) {
+        self.description = description
+        self.exceedsLimit = exceedsLimit
+    }
+}
+
+/// The managed resources findings can name, indexed once per revision so that matching a
+/// request's findings costs a few dictionary look-ups per finding, off the daemon's actor.
+public struct FindingIndex: Sendable {
+    private var byDescription: [String: [Binding]] = [:]
+    private var byName: [String: [Binding]] = [:]
+    private var byTarget: [String: [Binding]] = [:]
+
+    public init(bindings: [Binding] = []) {
+        for binding in bindings {
+            byDescription[binding.resource.description, default: []].append(binding)
+            byName[binding.resource.name, default: []].append(binding)
+            byTarget[binding.target, default: []].append(binding)
+        }
+    }
+
+    /// The bindings each finding is about (`Finding.matches`), with the earliest first-observed
+    /// time among the findings that name it.
+    public func match(_ findings: [Finding]) -> [Binding: Date] {
+        var matched: [Binding: Date] = [:]
+        for finding in findings {
+            var candidates: [Binding] = (byDescription[finding.resource] ?? []) + (byName[finding.resource] ?? [])
+                + (byTarget[finding.resource] ?? [])
+            // An identifier (an ARN) that ends in a target's name after a separator.
+            var rest = Substring(finding.resource)
+            while let separator = rest.firstIndex(where: { $0 == "/" || $0 == ":" }) {
+                rest = rest[rest.index(after: separator)...]
+                candidates += byTarget[String(rest)] ?? []
+            }
+            for binding in candidates where finding.matches(binding) {
+                matched[binding] = min(matched[binding] ?? finding.firstObservedAt, finding.firstObservedAt)
+            }
+        }
+        return matched
+    }
 }
 
 public enum FindingParser {
     public static let maxSize = 1 << 20
+    /// Findings one document may hold: a scanner sends more in several requests.
+    public static let maxFindings = 1000
+    /// Resources one ASFF finding may name: a finding about more is not about a few resources.
+    public static let maxResourcesPerFinding = 100
+    /// Characters of a resource identifier, a target name or a control.
+    public static let maxFieldLength = 2048
 
     /// Reads a generic finding (`{"resource", "control", "target"?, "firstObservedAt"?, "title"?}`),
     /// a list of them, or AWS Security Finding Format (`{"Findings": [...]}` or one ASFF finding).
@@ -62,6 +109,9 @@ public enum FindingParser {
             items = [json]
         }
         guard !items.isEmpty else { throw FindingError("no findings in the document") }
+        guard items.count <= maxFindings else {
+            throw FindingError("the document holds \(items.count) findings; at most \(maxFindings) findings a request", exceedsLimit: true)
+        }
         var result: [Finding] = []
         for (index, item) in items.enumerated() {
             guard let object = item as? [String: Any] else { throw FindingError("finding \(index): expected an object") }
@@ -83,6 +133,10 @@ public enum FindingParser {
             throw FindingError("finding \(index): control: expected a non-empty string")
         }
         if object["target"] != nil, !(object["target"] is String) { throw FindingError("finding \(index): target: expected a string") }
+        for (field, value) in [("resource", resource), ("control", control), ("target", object["target"] as? String ?? "")]
+        where value.count > maxFieldLength {
+            throw FindingError("finding \(index): \(field): longer than \(maxFieldLength) characters", exceedsLimit: true)
+        }
         return Finding(resource: resource, target: object["target"] as? String, control: control,
                        firstObservedAt: try date(object["firstObservedAt"], field: "finding \(index): firstObservedAt", now: now),
                        title: object["title"] as? String)
@@ -92,6 +146,10 @@ public enum FindingParser {
         guard let resources = object["Resources"] as? [[String: Any]], !resources.isEmpty else {
             throw FindingError("finding \(index): Resources: expected a non-empty list of objects")
         }
+        guard resources.count <= maxResourcesPerFinding else {
+            throw FindingError("finding \(index): Resources: \(resources.count) resources; at most \(maxResourcesPerFinding) a finding",
+                               exceedsLimit: true)
+        }
         let compliance = object["Compliance"] as? [String: Any]
         guard let control = (compliance?["SecurityControlId"] as? String) ?? (object["GeneratorId"] as? String) else {
             throw FindingError("finding \(index): needs Compliance.SecurityControlId or GeneratorId")
@@ -100,6 +158,9 @@ public enum FindingParser {
         return try resources.enumerated().map { (position, resource) throws(FindingError) -> Finding in
             guard let id = resource["Id"] as? String, !id.isEmpty else {
                 throw FindingError("finding \(index): Resources[\(position)].Id: expected a non-empty string")
+            }
+            guard id.count <= maxFieldLength else {
+                throw FindingError("finding \(index): Resources[\(position)].Id: longer than \(maxFieldLength) characters", exceedsLimit: true)
             }
             return Finding(resource: id, control: control, firstObservedAt: first, title: object["Title"] as? String)
         }

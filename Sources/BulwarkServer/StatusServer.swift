@@ -1,8 +1,10 @@
 public import BulwarkCore
 internal import Crypto
 internal import Foundation
+public import struct Foundation.Date
 public import HTTPTypes
 public import Hummingbird
+internal import HummingbirdCore
 public import Logging
 
 /// What the HTTP surface asks of the daemon behind it.
@@ -17,8 +19,10 @@ public protocol DaemonControl: Sendable {
     func metrics() async -> String
     /// A verified push webhook arrived: fetch now.
     func sourcePushed() async
-    /// Findings arrived; returns how many managed resources they matched (each reconciled at once).
-    func received(_ findings: [Finding]) async -> Int
+    /// The managed resources findings can name, for matching off the daemon's actor.
+    func findingIndex() async -> FindingIndex
+    /// Findings matched these resources (with the earliest first-observed time of each): reconcile them.
+    func received(_ matched: [Binding: Date]) async
 }
 
 /// How push webhooks prove they come from the forge: GitHub's `X-Hub-Signature-256`, GitLab's
@@ -57,19 +61,87 @@ public struct WebhookVerifier: Sendable {
     }
 }
 
+/// Who may post findings: a request signed as the push webhook is (`WebhookVerifier`), or one
+/// that carries `Authorization: Bearer <token>` with the findings token.
+public struct FindingsAuthenticator: Sendable {
+    let verifier: WebhookVerifier?
+    let token: [UInt8]?
+
+    public init(verifier: WebhookVerifier?, token: [UInt8]?) {
+        self.verifier = verifier
+        self.token = token.flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    public var configured: Bool { verifier != nil || token != nil }
+
+    /// nil when the request is authentic, else why not (never echoing what was sent).
+    public func refusal(headers: HTTPFields, body: [UInt8]) -> String? {
+        guard configured else {
+            return "no findings token or webhook secret is configured; see bulwark run --help"
+        }
+        if let authorization = headers[.authorization] {
+            guard let token else { return "bearer tokens are not configured; sign the body as the push webhook does" }
+            guard authorization.hasPrefix("Bearer ") else { return "Authorization: expected Bearer <token>" }
+            return WebhookVerifier.constantTimeEqual(Array(authorization.dropFirst(7).utf8), token) ? nil : "the bearer token does not match"
+        }
+        guard let verifier else { return "no credentials: send Authorization: Bearer <token>" }
+        return verifier.refusal(headers: headers, body: body)
+    }
+}
+
+/// The HTTP server's settings: where it listens, who may post, and its limits under abuse.
+public struct ServerSettings: Sendable {
+    public var host: String
+    public var port: Int
+    public var webhook: WebhookVerifier?
+    public var findings: FindingsAuthenticator
+    /// A connection that sends nothing (no complete request head, no further request) for this
+    /// long is closed: idle keep-alive connections and slow senders free their descriptor.
+    public var idleTimeout: Duration
+    /// Connections open at once; past it new ones wait in the backlog until one closes, so the
+    /// daemon keeps descriptors for git, adapters and the state directory.
+    public var maxConnections: Int
+
+    public init(host: String, port: Int, webhook: WebhookVerifier?, findings: FindingsAuthenticator,
+                idleTimeout: Duration = .seconds(15), maxConnections: Int = 4096) {
+        self.host = host
+        self.port = port
+        self.webhook = webhook
+        self.findings = findings
+        self.idleTimeout = idleTimeout
+        self.maxConnections = maxConnections
+    }
+}
+
 /// The daemon's HTTP server (hummingbird): health, readiness, metrics, status, the push webhook
-/// and findings. Runs as one service of the daemon's service group.
+/// and findings. Runs as one service of the daemon's service group. Every error is JSON
+/// (`{"error": "..."}`); a known path asked with another method is 405 with `Allow`.
 public enum StatusServer {
     public static let maxBody = FindingParser.maxSize
 
-    public static func application(
-        control: some DaemonControl, host: String, port: Int, verifier: WebhookVerifier?, logger: Logger
-    ) -> some ApplicationProtocol {
+    /// The paths served, and their methods.
+    static let routes: [String: [HTTPRequest.Method]] = [
+        "/healthz": [.get], "/readyz": [.get], "/metrics": [.get], "/api/v1/status": [.get],
+        "/": [.get], "/hooks/git": [.post], "/api/v1/findings": [.post],
+    ]
+
+    public static func application(control: some DaemonControl, settings: ServerSettings, logger: Logger) -> some ApplicationProtocol {
+        Application(router: router(control: control, settings: settings, logger: logger),
+                    server: .http1(configuration: .init(idleTimeout: .seconds(Int64(settings.idleTimeout.components.seconds)))),
+                    configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "bulwark",
+                                         backlog: 1024,
+                                         availableConnectionsDelegate: MaximumAvailableConnections(max(1, settings.maxConnections), logger: logger)),
+                    logger: logger)
+    }
+
+    /// The routes, shared by the daemon and the tests (`app.test(.router)`).
+    public static func router(control: some DaemonControl, settings: ServerSettings, logger: Logger) -> Router<BasicRequestContext> {
         let router = Router()
+        router.add(middleware: JSONErrorMiddleware(routes: routes))
         router.get("healthz") { _, _ in text(.ok, "ok\n") }
         router.get("readyz") { _, _ in
             let (ready, reason) = await control.readiness()
-            return text(ready ? .ok : .serviceUnavailable, reason + "\n")
+            return ready ? json(.ok, ["ready": true, "reason": reason]) : json(.serviceUnavailable, ["ready": false, "error": reason])
         }
         router.get("metrics") { _, _ in
             text(.ok, await control.metrics(), type: "text/plain; version=0.0.4; charset=utf-8")
@@ -81,28 +153,37 @@ public enum StatusServer {
         router.get("/") { _, _ in text(.ok, await control.statusPage(), type: "text/html; charset=utf-8") }
         router.post("hooks/git") { request, _ -> Response in
             let body = try await collect(request)
-            guard let verifier else { return text(.unauthorized, "no webhook secret is configured; see bulwark run --help\n") }
+            guard let verifier = settings.webhook else {
+                throw HTTPError(.unauthorized, message: "no webhook secret is configured; see bulwark run --help")
+            }
             if let refusal = verifier.refusal(headers: request.headers, body: body) {
                 logger.warning("webhook refused", metadata: ["reason": .string(refusal)])
-                return text(.unauthorized, refusal + "\n")
+                throw HTTPError(.unauthorized, message: refusal)
             }
             await control.sourcePushed()
-            return text(.accepted, "fetching\n")
+            return json(.accepted, ["status": "fetching"])
         }
         router.post("api/v1/findings") { request, _ -> Response in
             let body = try await collect(request)
+            if let refusal = settings.findings.refusal(headers: request.headers, body: body) {
+                logger.warning("findings refused", metadata: ["reason": .string(refusal)])
+                throw HTTPError(.unauthorized, message: refusal)
+            }
+            // Parsed and matched here, on the request's task: the daemon's actor only takes
+            // the matched resources, so a large document never holds up readiness or a cycle.
             let findings: [Finding]
             do {
                 findings = try FindingParser.parse(body)
-            } catch {
-                return text(.badRequest, "\(error)\n")
+            } catch let error as FindingError {
+                throw HTTPError(error.exceedsLimit ? .contentTooLarge : .badRequest, message: error.description)
             }
-            let matched = await control.received(findings)
-            let answer = try JSONSerialization.data(withJSONObject: ["findings": findings.count, "matched": matched], options: [.sortedKeys])
-            return Response(status: .accepted, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: answer)))
+            let matched = await control.findingIndex().match(findings)
+            await control.received(matched)
+            logger.info("findings received", metadata: ["findings": .stringConvertible(findings.count),
+                                                        "matched": .stringConvertible(matched.count)])
+            return json(.accepted, ["findings": findings.count, "matched": matched.count])
         }
-        return Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: "bulwark"),
-                           logger: logger)
+        return router
     }
 
     static func collect(_ request: Request) async throws -> [UInt8] {
@@ -115,5 +196,35 @@ public enum StatusServer {
 
     static func text(_ status: HTTPResponse.Status, _ body: String, type: String = "text/plain; charset=utf-8") -> Response {
         Response(status: status, headers: [.contentType: type], body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
+
+    static func json(_ status: HTTPResponse.Status, _ object: [String: any Sendable], headers: HTTPFields = [:]) -> Response {
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
+        var fields = headers
+        fields[.contentType] = "application/json"
+        return Response(status: status, headers: fields, body: .init(byteBuffer: ByteBuffer(bytes: Array(data) + [0x0A])))
+    }
+}
+
+/// Every error the routes throw, and a route not found, as `{"error": "..."}`; a known path
+/// asked with a method it does not serve is 405 with `Allow`.
+struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    let routes: [String: [HTTPRequest.Method]]
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as HTTPError {
+            let path = request.uri.path
+            if error.status == .notFound, let allowed = routes[path], !allowed.contains(request.method) {
+                return StatusServer.json(.methodNotAllowed, ["error": "\(request.method.rawValue) is not allowed on \(path)"],
+                                         headers: [.allow: allowed.map(\.rawValue).joined(separator: ", ")])
+            }
+            return StatusServer.json(error.status, ["error": error.body ?? error.status.reasonPhrase])
+        } catch let error as any HTTPResponseError {
+            return StatusServer.json(error.status, ["error": error.status.reasonPhrase])
+        } catch {
+            return StatusServer.json(.internalServerError, ["error": "internal error"])
+        }
     }
 }

@@ -1,4 +1,5 @@
 @testable import BulwarkCommands
+import BulwarkCore
 import BulwarkTestSupport
 import Crypto
 import Foundation
@@ -8,10 +9,50 @@ import Testing
 @Suite(.serialized)
 struct DaemonTests {
     static let secret = "webhook-secret-for-tests"
+    static let token = "findings-token-for-tests"
 
-    func start(_ s: Scenario, poll: Int = 3600, stateDir: String? = nil) throws -> DaemonProcess {
-        try DaemonProcess(["--repo", s.origin, "--state-dir", stateDir ?? s.state, "--poll", String(poll)],
-                          environment: ["BULWARK_WEBHOOK_SECRET": Self.secret], logPath: s.dir + "/daemon-\(UUID().uuidString.prefix(6)).log")
+    func start(_ s: Scenario, poll: Int = 3600, stateDir: String? = nil, _ extra: [String] = []) throws -> DaemonProcess {
+        try DaemonProcess(["--repo", s.origin, "--state-dir", stateDir ?? s.state, "--poll", String(poll)] + extra,
+                          environment: ["BULWARK_WEBHOOK_SECRET": Self.secret, "BULWARK_FINDINGS_TOKEN": Self.token],
+                          logPath: s.dir + "/daemon-\(UUID().uuidString.prefix(6)).log")
+    }
+
+    /// Posts findings with the bearer token.
+    func postFindings(_ daemon: DaemonProcess, _ body: String) throws -> (status: Int, body: String) {
+        try httpRequest(port: daemon.port, "POST", "/api/v1/findings", headers: ["Authorization": "Bearer \(Self.token)"], body: Array(body.utf8))
+    }
+
+    /// `/api/v1/status` as JSON.
+    func status(_ daemon: DaemonProcess) throws -> [String: Any] {
+        try #require(try JSONSerialization.jsonObject(with: Data(daemon.get("/api/v1/status").body.utf8)) as? [String: Any])
+    }
+
+    /// Waits until no cycle runs or waits to run.
+    func waitIdle(_ daemon: DaemonProcess, seconds: Double = 30) -> Bool {
+        daemon.wait(seconds: seconds) { ((try? status(daemon))?["busy"] as? Bool) == false }
+    }
+
+    /// Every sample's family has `# HELP` and `# TYPE`; returns the families.
+    func checkFamilies(_ text: String) -> Set<String> {
+        var help = Set<String>(), type = Set<String>(), sampled = Set<String>()
+        for line in text.split(separator: "\n") {
+            let words = line.split(separator: " ")
+            if line.hasPrefix("# HELP "), words.count > 3 {
+                help.insert(String(words[2]))
+            } else if line.hasPrefix("# TYPE "), words.count > 3 {
+                type.insert(String(words[2]))
+            } else if !line.hasPrefix("#"), let name = words.first?.split(separator: "{").first {
+                var family = String(name)
+                for suffix in ["_bucket", "_count", "_sum"] where family.hasSuffix(suffix) && !type.contains(family) {
+                    family = String(family.dropLast(suffix.count))
+                }
+                sampled.insert(family)
+            }
+        }
+        #expect(!sampled.isEmpty)
+        #expect(sampled.subtracting(help).isEmpty, "families without HELP: \(sampled.subtracting(help).sorted())")
+        #expect(sampled.subtracting(type).isEmpty, "families without TYPE: \(sampled.subtracting(type).sorted())")
+        return sampled
     }
 
     func sshdSetting(_ s: Scenario, _ keyword: String) throws -> String? {
@@ -48,7 +89,15 @@ struct DaemonTests {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
             let daemon = try start(s)
+            // From the start, the series dashboards alert on exist at 0, each family with HELP and TYPE.
             #expect(daemon.wait { (try? daemon.get("/healthz").status) == 200 }, "healthz: \(daemon.log)")
+            let early = try daemon.get("/metrics").body
+            let families = checkFamilies(early)
+            for family in ["bulwark_git_push_failures_total", "bulwark_notifications_delivered_total", "bulwark_notification_failures_total",
+                           "bulwark_held_remediations", "bulwark_blocked_remediations", "bulwark_last_successful_cycle_timestamp_seconds",
+                           "bulwark_decisions_total", "bulwark_remediations_total"] {
+                #expect(families.contains(family), "\(family) from the start: \(early)")
+            }
             #expect(daemon.wait { (try? daemon.get("/readyz").status) == 200 }, "readyz: \(daemon.log)")
             #expect(try sshdSetting(s, "PermitRootLogin") == "PermitRootLogin no")
             let initial = try s.auditCommits().count
@@ -77,8 +126,18 @@ struct DaemonTests {
 
             let values = try metrics(daemon)
             let verified = try s.trailers("Bulwark-Result").filter { $0 == "verified" }.count
-            #expect(values["bulwark_remediations_total{decision=\"applied\",result=\"verified\"}"] == Double(verified),
+            #expect(values["bulwark_remediations_total{result=\"verified\"}"] == Double(verified),
                     "every fix the daemon made, the initial ones included: \(values)")
+            #expect(values["bulwark_decisions_total{decision=\"applied\"}"] == Double(verified))
+            #expect(values["bulwark_remediations_total{result=\"failed\"}"] == 0)
+            let text = try daemon.get("/metrics").body
+            _ = checkFamilies(text)
+            #expect(!text.contains("result=\"none\""))
+            #expect(values.filter { $0.key.hasPrefix("bulwark_source_revision_info{") }.count == 1)
+            #expect(values.filter { $0.key.hasPrefix("bulwark_drift_detected_total{") }.values.reduce(0, +) == Double(verified),
+                    "each drift counted once: \(values)")
+            #expect((values["bulwark_last_successful_cycle_timestamp_seconds"] ?? 0) > edited.timeIntervalSince1970 - 1)
+            #expect(values.keys.contains("bulwark_observation_failures_total{controller=\"host-hardening\"}"))
             #expect(values["bulwark_git_push_failures_total"] == 0)
             #expect((values["bulwark_remediation_seconds_count"] ?? 0) >= 1)
             #expect(values.keys.contains { $0.hasPrefix("bulwark_source_revision_info{revision=") })
@@ -123,11 +182,16 @@ struct DaemonTests {
             #expect(generic.status == 202, "Bulwark's own header, as its notifications sign")
             #expect(try daemon.wait(seconds: 10) { try sshdSetting(s, "AllowAgentForwarding") == "AllowAgentForwarding no" }, "\(daemon.log)")
             #expect(try daemon.wait(seconds: 5) { try s.trailers("Bulwark-Resource").contains("SSHDConfig/no-agent-forwarding") })
+            // One revision series: the old one is gone, not kept at 0.
+            let revisions = try metrics(daemon).keys.filter { $0.hasPrefix("bulwark_source_revision_info{") }
+            let head = try git("--git-dir", s.origin, "rev-parse", "main").trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(revisions == ["bulwark_source_revision_info{revision=\"\(head)\"}"], "\(revisions)")
             #expect(daemon.terminate() == 0)
         }
     }
 
     @Test func findingsAreCheckedAndReconcileWhatTheyName() async throws {
+        let began = Date()
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
             let daemon = try start(s)
@@ -135,9 +199,9 @@ struct DaemonTests {
             let before = try s.auditCommits().count
             for bad in ["not json", #"{"resource": "x"}"#, #"{"Findings": [{"SchemaVersion": "2018-10-08", "Resources": []}]}"#,
                         #"{"resource": "SSHDConfig/x", "control": "c", "firstObservedAt": "yesterday"}"#] {
-                let answer = try httpRequest(port: daemon.port, "POST", "/api/v1/findings", body: Array(bad.utf8))
+                let answer = try postFindings(daemon, bad)
                 #expect(answer.status == 400, "\(bad): \(answer.body)")
-                #expect(!answer.body.isEmpty, "the reason is given")
+                #expect(answer.body.contains("\"error\""), "the reason is given, in JSON")
             }
             #expect(try s.auditCommits().count == before)
 
@@ -148,9 +212,21 @@ struct DaemonTests {
                   "Title": "X11 forwarding enabled", "FirstObservedAt": "2026-01-01T00:00:00Z",
                   "Resources": [{"Type": "Other", "Id": "arn:aws:ec2:eu-west-1:123456789012:instance/local"}]}]}
                 """
-            let answer = try httpRequest(port: daemon.port, "POST", "/api/v1/findings", body: Array(asff.utf8))
+            // Without credentials, a finding is refused and reconciles nothing.
+            let unauthenticated = try httpRequest(port: daemon.port, "POST", "/api/v1/findings", body: Array(asff.utf8))
+            #expect(unauthenticated.status == 401 && unauthenticated.body.contains("\"error\""), "\(unauthenticated)")
+            let answer = try postFindings(daemon, asff)
             #expect(answer.status == 202 && answer.body.contains("\"matched\""))
             #expect(try daemon.wait(seconds: 10) { try sshdSetting(s, "X11Forwarding") == "X11Forwarding no" }, "\(daemon.log)")
+            // The finding claims January; the resource was observed in sync since the test began,
+            // so that is where the MTTR clock starts at the earliest.
+            #expect(try daemon.wait(seconds: 10) {
+                try git("--git-dir", s.origin, "log", "-1", "--format=%B", "bulwark/audit").contains("X11")
+            })
+            let record = try git("--git-dir", s.origin, "log", "-1", "--format=%B", "bulwark/audit")
+            let detected = try #require(record.split(separator: "\n").first { $0.hasPrefix("Bulwark-Detected-At: ") }
+                .flatMap { Timestamp.parse(String($0.dropFirst("Bulwark-Detected-At: ".count))) }, "\(record)")
+            #expect(detected >= began, "detected \(detected), test began \(began)")
             #expect(daemon.terminate() == 0)
         }
     }

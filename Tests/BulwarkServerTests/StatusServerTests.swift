@@ -1,0 +1,222 @@
+import BulwarkCore
+import BulwarkServer
+import Crypto
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import Testing
+
+/// The daemon at the HTTP server's seam: what the routes hand it, and what they answer.
+actor RecordingDaemon: DaemonControl {
+    var ready: (ready: Bool, reason: String) = (true, "ready: revision abc")
+    private(set) var received: [[Binding: Date]] = []
+    private(set) var pushes = 0
+    let index: FindingIndex
+
+    init(bindings: [Binding]) { index = FindingIndex(bindings: bindings) }
+
+    func setReady(_ value: (ready: Bool, reason: String)) { ready = value }
+    func readiness() -> (ready: Bool, reason: String) { ready }
+    func statusJSON() -> [UInt8] { Array("{}".utf8) }
+    func statusPage() -> String { "<html></html>" }
+    func metrics() -> String { "" }
+    func sourcePushed() { pushes += 1 }
+    func findingIndex() -> FindingIndex { index }
+    func received(_ matched: [Binding: Date]) { received.append(matched) }
+}
+
+@Suite struct StatusServerTests {
+    static let secret = Array("webhook-secret-for-tests".utf8)
+    static let token = "findings-token-for-tests"
+    static let sshd = Binding(controller: "host-hardening", target: "web-1",
+                              resource: ResourceID(kind: "SSHDConfig", name: "permit-root-login"))
+    static let sysctl = Binding(controller: "host-hardening", target: "web-2",
+                                resource: ResourceID(kind: "Sysctl", name: "ip-forward"))
+
+    func app(_ daemon: RecordingDaemon, webhook: Bool = true, token: String? = StatusServerTests.token) -> some ApplicationProtocol {
+        let verifier = webhook ? WebhookVerifier(secret: Self.secret) : nil
+        let settings = ServerSettings(host: "127.0.0.1", port: 0, webhook: verifier,
+                                      findings: FindingsAuthenticator(verifier: verifier, token: token.map { Array($0.utf8) }))
+        return StatusServer.application(control: daemon, settings: settings, logger: Logger(label: "test"))
+    }
+
+    func json(_ response: TestResponse) throws -> [String: Any] {
+        try #require(try JSONSerialization.jsonObject(with: Data(String(buffer: response.body).utf8)) as? [String: Any])
+    }
+
+    func bearer(_ token: String = StatusServerTests.token) -> HTTPFields { [.authorization: "Bearer \(token)", .contentType: "application/json"] }
+
+    let finding = #"{"resource": "SSHDConfig/permit-root-login", "control": "cis-5.1.20", "firstObservedAt": "2026-11-01T10:00:00Z"}"#
+
+    // MARK: - Authentication
+
+    @Test func findingsWithoutCredentialsOrWithWrongOnesAreRefusedAndNothingReachesTheDaemon() async throws {
+        let daemon = RecordingDaemon(bindings: [Self.sshd])
+        try await app(daemon).test(.router) { client in
+            let attempts: [HTTPFields] = [
+                [:],
+                bearer("not-the-token"),
+                [.authorization: "Basic \(Data("a:b".utf8).base64EncodedString())"],
+                [HTTPField.Name("X-Bulwark-Signature-256")!: "sha256=" + String(repeating: "0", count: 64)],
+                [HTTPField.Name("X-Hub-Signature-256")!: WebhookVerifier.signature(of: Array("{}".utf8), secret: Self.secret)],
+            ]
+            for headers in attempts {
+                try await client.execute(uri: "/api/v1/findings", method: .post, headers: headers, body: ByteBuffer(string: finding)) { response in
+                    #expect(response.status == .unauthorized, "\(headers)")
+                    #expect(response.headers[.contentType] == "application/json")
+                    let error = try json(response)["error"] as? String
+                    #expect(error?.isEmpty == false)
+                    #expect(error?.contains("not-the-token") == false, "what was sent is not echoed")
+                }
+            }
+        }
+        #expect(await daemon.received.isEmpty)
+    }
+
+    @Test func findingsWithTheBearerTokenOrTheWebhookSignatureAreAccepted() async throws {
+        let daemon = RecordingDaemon(bindings: [Self.sshd, Self.sysctl])
+        try await app(daemon).test(.router) { client in
+            try await client.execute(uri: "/api/v1/findings", method: .post, headers: bearer(), body: ByteBuffer(string: finding)) { response in
+                #expect(response.status == .accepted)
+                let answer = try json(response)
+                #expect(answer["findings"] as? Int == 1 && answer["matched"] as? Int == 1)
+            }
+            let body = #"{"resource": "arn:aws:ec2:eu-west-1:123456789012:instance/web-2", "control": "c"}"#
+            let signature = WebhookVerifier.signature(of: Array(body.utf8), secret: Self.secret)
+            try await client.execute(uri: "/api/v1/findings", method: .post,
+                                     headers: [HTTPField.Name("X-Bulwark-Signature-256")!: signature], body: ByteBuffer(string: body)) { response in
+                #expect(response.status == .accepted)
+            }
+        }
+        let received = await daemon.received
+        #expect(received.count == 2)
+        #expect(received.first?[Self.sshd] == Timestamp.parse("2026-11-01T10:00:00Z"))
+        #expect(received.last.map { Set($0.keys) } == [Self.sysctl], "an ARN ending in the target's name")
+    }
+
+    @Test func findingsAreRefusedWhenNoCredentialIsConfigured() async throws {
+        let daemon = RecordingDaemon(bindings: [Self.sshd])
+        try await app(daemon, webhook: false, token: nil).test(.router) { client in
+            try await client.execute(uri: "/api/v1/findings", method: .post, headers: bearer(), body: ByteBuffer(string: finding)) { response in
+                #expect(response.status == .unauthorized)
+                let message = try json(response)["error"] as? String
+                #expect(message?.contains("no findings token") == true)
+            }
+        }
+        #expect(await daemon.received.isEmpty)
+    }
+
+    // MARK: - Limits
+
+    @Test func oversizedFindingsAreRefusedNamingTheLimit() async throws {
+        let daemon = RecordingDaemon(bindings: [Self.sshd])
+        let many = "[" + Array(repeating: #"{"resource": "x", "control": "c"}"#, count: FindingParser.maxFindings + 1).joined(separator: ",") + "]"
+        let resources = (0...FindingParser.maxResourcesPerFinding).map { #"{"Type": "Other", "Id": "arn:aws:ec2:r:1:instance/i-\#($0)"}"# }
+        let wide = #"{"Findings": [{"SchemaVersion": "2018-10-08", "GeneratorId": "g", "Resources": [\#(resources.joined(separator: ","))]}]}"#
+        let huge = #"{"resource": "x", "control": "c", "title": ""# + String(repeating: "a", count: FindingParser.maxSize) + #""}"#
+        try await app(daemon).test(.router) { client in
+            for (body, limit) in [(many, "at most 1000 findings"), (wide, "at most 100 a finding"), (huge, "larger than 1048576 bytes")] {
+                try await client.execute(uri: "/api/v1/findings", method: .post, headers: bearer(), body: ByteBuffer(string: body)) { response in
+                    #expect(response.status == .contentTooLarge)
+                    let error = try json(response)["error"] as? String
+                    #expect(error?.contains(limit) == true, "\(error ?? "")")
+                }
+            }
+            // At the limits, the documents go through.
+            let most = "[" + Array(repeating: #"{"resource": "SSHDConfig/permit-root-login", "control": "c"}"#, count: FindingParser.maxFindings)
+                .joined(separator: ",") + "]"
+            try await client.execute(uri: "/api/v1/findings", method: .post, headers: bearer(), body: ByteBuffer(string: most)) { response in
+                #expect(response.status == .accepted)
+                let matched = try json(response)["matched"] as? Int
+                #expect(matched == 1)
+            }
+        }
+        #expect(await daemon.received.count == 1)
+    }
+
+    @Test func malformedFindingsAreABadRequestInJSON() async throws {
+        let daemon = RecordingDaemon(bindings: [Self.sshd])
+        try await app(daemon).test(.router) { client in
+            for bad in ["not json", #"{"resource": "x"}"#, #"{"resource": "x", "control": "c", "firstObservedAt": "yesterday"}"#] {
+                try await client.execute(uri: "/api/v1/findings", method: .post, headers: bearer(), body: ByteBuffer(string: bad)) { response in
+                    #expect(response.status == .badRequest, "\(bad)")
+                    let message = try json(response)["error"] as? String
+                    #expect(message?.isEmpty == false)
+                }
+            }
+        }
+        #expect(await daemon.received.isEmpty)
+    }
+
+    // MARK: - Errors, methods, readiness
+
+    @Test func wrongMethodsAre405WithAllowAndUnknownPaths404InJSON() async throws {
+        let daemon = RecordingDaemon(bindings: [])
+        try await app(daemon).test(.router) { client in
+            for (path, method, allow) in [("/api/v1/findings", HTTPRequest.Method.get, "POST"), ("/healthz", .post, "GET"),
+                                          ("/hooks/git", .put, "POST"), ("/metrics", .delete, "GET")] {
+                try await client.execute(uri: path, method: method) { response in
+                    #expect(response.status == .methodNotAllowed, "\(method) \(path)")
+                    #expect(response.headers[.allow] == allow)
+                    let message = try json(response)["error"] as? String
+                    #expect(message?.contains("not allowed") == true)
+                }
+            }
+            try await client.execute(uri: "/nope", method: .get) { response in
+                #expect(response.status == .notFound)
+                #expect(response.headers[.contentType] == "application/json")
+            }
+            try await client.execute(uri: "/healthz", method: .get) { response in
+                #expect(response.status == .ok)
+            }
+        }
+    }
+
+    @Test func readinessFollowsTheDaemonAndAnUnconfiguredWebhookIs401() async throws {
+        let daemon = RecordingDaemon(bindings: [])
+        await daemon.setReady((false, "revision 1234567 refused: bad manifest"))
+        try await app(daemon, webhook: false).test(.router) { client in
+            try await client.execute(uri: "/readyz", method: .get) { response in
+                #expect(response.status == .serviceUnavailable)
+                let message = try json(response)["error"] as? String
+                #expect(message?.contains("refused") == true)
+            }
+            try await client.execute(uri: "/hooks/git", method: .post, body: ByteBuffer(string: "{}")) { response in
+                #expect(response.status == .unauthorized)
+                let message = try json(response)["error"] as? String
+                #expect(message?.contains("no webhook secret") == true)
+            }
+        }
+        await daemon.setReady((true, "ready"))
+        try await app(daemon).test(.router) { client in
+            try await client.execute(uri: "/readyz", method: .get) { response in
+                #expect(response.status == .ok)
+            }
+            let body = Array(#"{"ref":"refs/heads/main"}"#.utf8)
+            try await client.execute(uri: "/hooks/git", method: .post,
+                                     headers: [HTTPField.Name("X-Hub-Signature-256")!: WebhookVerifier.signature(of: body, secret: Self.secret)],
+                                     body: ByteBuffer(bytes: body)) { response in
+                #expect(response.status == .accepted)
+            }
+        }
+        #expect(await daemon.pushes == 1)
+    }
+
+    // MARK: - Matching
+
+    @Test func findingsMatchByResourceNameTargetOrAnIdentifierEndingInTheTarget() {
+        let index = FindingIndex(bindings: [Self.sshd, Self.sysctl])
+        let early = Date(timeIntervalSince1970: 1_000)
+        let late = Date(timeIntervalSince1970: 2_000)
+        let matched = index.match([
+            Finding(resource: "permit-root-login", control: "c", firstObservedAt: late),
+            Finding(resource: "SSHDConfig/permit-root-login", control: "c", firstObservedAt: early),
+            Finding(resource: "arn:aws:ec2:eu-west-1:1:instance/web-2", control: "c", firstObservedAt: late),
+            Finding(resource: "SSHDConfig/permit-root-login", target: "web-9", control: "c", firstObservedAt: early),
+            Finding(resource: "instance/web-22", control: "c", firstObservedAt: early),
+        ])
+        #expect(matched == [Self.sshd: early, Self.sysctl: late])
+    }
+}
