@@ -76,12 +76,19 @@ actor Daemon: DaemonControl {
     /// Verified fixes within the longest flap period, for the flap breaker: read from the audit
     /// branch once per revision, then kept up to date from the daemon's own records.
     private var fixes: FixHistory?
+    /// Intent before action: every fix is announced here before it is made.
+    private let journal: FileJournal
+    /// Whether the intents a killed process left open were resolved (before the first cycle).
+    private var recovered = false
+    /// Approvals as git proves them, and what weakened since the last applied revision.
+    private var provenance = Provenance()
 
     init(options: RepositoryOptions, settings: Settings, logger: Logger, registry: PrometheusCollectorRegistry) throws {
         self.options = options
         self.settings = settings
         self.logger = logger
         repository = try PolicyRepository(try options.configuration())
+        journal = FileJournal(stateDirectory: options.stateDirectory)
         meters = DaemonMetrics(registry: registry)
         watcher = try? FileWatcher()
         (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
@@ -264,8 +271,27 @@ actor Daemon: DaemonControl {
             guard newHead != head else { return false }
             let files = try await repository.files(at: newHead)
             do {
-                let loaded = try DesiredStateLoader(registry: registry).load(files, revision: newHead.hex)
+                var loaded = try DesiredStateLoader(registry: registry).load(files, revision: newHead.hex)
                 for warning in loaded.warnings { logger.warning("manifest", metadata: ["warning": .string(warning.description)]) }
+                let provenance = await Provenance.establish(&loaded, head: newHead, repository: repository, registry: registry,
+                                                            stateDirectory: options.stateDirectory)
+                await provenance.recordRefusals(head: newHead, in: repository, console: Console())
+                // Intents a killed process left open are resolved and recorded before anything acts.
+                if !recovered {
+                    do {
+                        for entry in try await reconciler.recover(journal: journal, state: loaded, audit: repository) {
+                            logger.warning("recorded an interrupted fix of an earlier run",
+                                           metadata: ["target": .string(entry.record.target), "resource": .string(entry.record.resource),
+                                                      "result": .string(entry.record.result?.rawValue ?? "-")])
+                        }
+                        recovered = true
+                    } catch {
+                        sourceError = "cannot resolve the open intents in \(options.stateDirectory)/intents.log: \(error); nothing is changed until it can"
+                        logger.error("open intents cannot be resolved; nothing is changed", metadata: ["error": .string("\(error)")])
+                        return false
+                    }
+                }
+                self.provenance = provenance
                 meters.revision(newHead.hex, state: loaded)
                 state = loaded
                 head = newHead
@@ -293,6 +319,8 @@ actor Daemon: DaemonControl {
             } catch {
                 sourceError = "revision \(newHead.short) refused: \(error)"
                 refusal = "revision \(newHead.short) refused: \(error)"
+                let errors = (error as? ValidationFailure)?.errors.map(\.description) ?? ["\(error)"]
+                await LoadedRevision.recordRefusal(of: newHead, errors: errors, in: repository, console: Console())
                 logger.error("revision refused; the last good revision stays in force",
                              metadata: ["revision": .string(newHead.short), "errors": .string("\(error)")])
                 return false
@@ -340,7 +368,7 @@ actor Daemon: DaemonControl {
             if let fixes { known = fixes } else { known = try await repository.recentFixes(since: window) }
             known.forget(before: window)
             fixes = known
-            var plan = try await reconciler.plan(cycleState, history: known)
+            var plan = try await reconciler.plan(cycleState, history: known, weakened: provenance.weakened)
             for binding in plan.inSync {
                 lastInSync[binding] = started
                 failedFixes[binding] = nil
@@ -376,6 +404,8 @@ actor Daemon: DaemonControl {
                 }
             }
             let outcome = await apply(plan, state: cycleState)
+            await journal.compact()
+            if only == nil, let head { provenance.advanceBaseline(to: head, after: plan, stateDirectory: options.stateDirectory) }
             for entry in outcome.entries where !entry.alreadyRecorded {
                 fixes?.add(entry.record)
                 meters.recorded(entry.record)
@@ -399,7 +429,7 @@ actor Daemon: DaemonControl {
             var failedControllers = Set(plan.failures.map(\.binding.controller))
             failedControllers.formUnion(outcome.failed.map(\.remediation.binding.controller))
             let problems = plan.failures.map { "\($0.binding): \($0.message)" } + outcome.failed.map { "\($0.remediation.binding): \($0.record.error ?? "fix did not verify")" }
-                + outcome.auditFailures
+                + outcome.auditFailures + (outcome.halted.map { ["stopped changing systems: \($0)"] } ?? [])
                 + notRetried.map { "\($0.binding): a fix for this drift failed before; not retried until the drift or the policy changes" }
             for failure in plan.failures {
                 meters.observationFailed(controller: failure.binding.controller)
@@ -434,7 +464,7 @@ actor Daemon: DaemonControl {
     private func apply(_ plan: Plan, state cycleState: DesiredState) async -> CycleOutcome {
         let logger = self.logger
         let (outbox, notifiers, notify) = (self.outbox, self.notifiers, self.notify)
-        return await reconciler.apply(plan, state: cycleState, audit: repository) { entry in
+        return await reconciler.apply(plan, state: cycleState, audit: repository, journal: journal) { entry in
             let r = entry.record
             logger.info("decision", metadata: [
                 "target": .string(r.target), "resource": .string(r.resource), "decision": .string(r.decision.rawValue),

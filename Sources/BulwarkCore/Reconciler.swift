@@ -196,11 +196,36 @@ public struct Reconciler: Sendable {
                     outcome.notAttempted += 1
                     continue
                 }
+                let intent = record.id
                 if remediation.decision == .pruned {
                     await prune(remediation, state: state, into: &record)
                 } else {
                     await carryOut(remediation, state: state, into: &record)
                 }
+                // A failure is recorded once per distinct failure: the same drift failing the same
+                // way at the same revision gets the same id, and is not written again.
+                if record.result == .failed {
+                    record.id = failureID(record)
+                    if (try? await audit.contains(recordID: record.id)) == true {
+                        try? await journal.end(intent)
+                        let entry = CycleEntry(remediation: remediation, record: record, commit: nil, alreadyRecorded: true)
+                        outcome.entries.append(entry)
+                        onEntry(entry)
+                        continue
+                    }
+                }
+                var entry = CycleEntry(remediation: remediation, record: record, commit: nil, alreadyRecorded: false)
+                do {
+                    entry.commit = try await audit.write(record)
+                    try? await journal.end(intent)
+                } catch {
+                    outcome.auditFailures.append("\(record.resource) on \(record.target): \(error)")
+                    outcome.halted = "the audit branch cannot be written (\(error)); the record of \(record.resource) on "
+                        + "\(record.target) stays in the intent journal and is committed on the next start; no further fix is made"
+                }
+                outcome.entries.append(entry)
+                onEntry(entry)
+                continue
             } else {
                 do {
                     if try await audit.contains(recordID: record.id) {
@@ -216,15 +241,10 @@ public struct Reconciler: Sendable {
             var entry = CycleEntry(remediation: remediation, record: record, commit: nil, alreadyRecorded: false)
             do {
                 entry.commit = try await audit.write(record)
-                if remediation.decision == .applied || remediation.decision == .pruned { try? await journal.end(record.id) }
             } catch {
                 outcome.auditFailures.append("\(record.resource) on \(record.target): \(error)")
                 if outcome.halted == nil {
-                    outcome.halted = "the audit branch cannot be written (\(error)); "
-                        + (remediation.decision == .applied
-                           ? "the record of \(record.resource) on \(record.target) stays in the intent journal and is committed on the next start; "
-                           : "")
-                        + "no further fix is made"
+                    outcome.halted = "the audit branch cannot be written (\(error)); no further fix is made"
                 }
             }
             outcome.entries.append(entry)
@@ -361,6 +381,13 @@ public struct Reconciler: Sendable {
             record.result = .failed
             record.error = "verification failed: \(error)"
         }
+    }
+
+    /// The stable id of a failed fix: its binding, drift, error and revision.
+    private func failureID(_ record: AuditRecord) -> String {
+        let drift = record.changes.map { "\($0.property)=\($0.observedBefore ?? "\u{0}")>\($0.desired)" }
+        return AuditID.stable((["failed", record.controller, record.target, record.resource, record.desiredCommit,
+                                record.error ?? ""] + drift).joined(separator: "\u{1}"))
     }
 
     private func makeRecord(_ remediation: PlannedRemediation, state: DesiredState) -> AuditRecord {

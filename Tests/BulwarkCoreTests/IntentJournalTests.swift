@@ -121,4 +121,24 @@ import Testing
         #expect(sink.records.count == 3, "no duplicate record")
         #expect(await journal.openIntents().isEmpty)
     }
+
+    @Test func aFailingFixIsRecordedOncePerDistinctFailure() async throws {
+        let driver = MemoryDriver()
+        driver.state.withLock { $0.failApply = "read-only file system" }
+        let state = try load(driver)
+        let reconciler = Reconciler(registry: memoryRegistry(driver))
+        let sink = RecordingSink()
+        let journal = MemoryJournal()
+        _ = await reconciler.apply(try await reconciler.plan(state), state: state, audit: sink, journal: journal)
+        #expect(sink.records.count == 3)
+        #expect(sink.records.allSatisfy { $0.result == .failed })
+        let again = await reconciler.apply(try await reconciler.plan(state), state: state, audit: sink, journal: journal)
+        #expect(sink.records.count == 3, "the same failure is not recorded again")
+        #expect(again.entries.allSatisfy { $0.alreadyRecorded })
+        #expect(await journal.openIntents().isEmpty)
+        // A different failure is a new record.
+        driver.state.withLock { $0.failApply = "no space left on device" }
+        _ = await reconciler.apply(try await reconciler.plan(state), state: state, audit: sink, journal: journal)
+        #expect(sink.records.count == 6)
+    }
 }
