@@ -195,7 +195,8 @@ enum FileIO {
     /// temporary file is created in it with `O_CREAT | O_EXCL | O_NOFOLLOW` at a mode never wider
     /// than the final one, given the old file's owner and mode (or `newFileMode`), written,
     /// fsynced, checked by `validate` (through `/proc/PID/fd/N`, so what is checked is what is
-    /// renamed), then renamed within that folder, and the folder fsynced.
+    /// renamed), then renamed within that folder, and the folder fsynced. `createFolders`
+    /// creates the file's own folder when it is missing, not the folders above it.
     ///
     /// Throws a `.conflict` `HostError` (the caller re-reads and plans again) when the file at
     /// the path is no longer the one that was read (`expected`; nil: it did not exist), checked
@@ -209,7 +210,8 @@ enum FileIO {
         let components = root.components(of: path)
         guard let name = components.last, name != ".." else { throw HostError("not a file path", path: path) }
         let display = root.full(components)
-        let folder = try root.openFolderNoFollow(Array(components.dropLast()), create: createFolders)
+        let folder = try root.openFolderNoFollow(Array(components.dropLast()), create: createFolders,
+                                                 creatingFrom: components.count - 2)
         removeStaleTemporaries(in: folder)
         let current = try read(name, in: folder, display: display)
         if let current, current.bytes == bytes { return false }

@@ -69,16 +69,18 @@ public struct HostRoot: Sendable, Hashable {
     }
 
     /// The folder `components` names, opened without following any symbolic link: each
-    /// component must be a real directory. Missing folders are created with `create` when given.
-    func openFolderNoFollow(_ components: [String], create: mode_t? = nil) throws(HostError) -> Directory {
+    /// component must be a real directory. Missing folders from index `creatingFrom` on are
+    /// created with mode `create` when given (never one on the way to them: a folder swapped
+    /// away for a moment is not replaced by an empty one).
+    func openFolderNoFollow(_ components: [String], create: mode_t? = nil, creatingFrom: Int = 0) throws(HostError) -> Directory {
         var current = try openRoot()
-        for part in components {
+        for (index, part) in components.enumerated() {
             guard part != "..", part != ".", !part.isEmpty else {
                 throw HostError("'\(part)' in a path Bulwark writes", path: full(components))
             }
             let here = current.components + [part]
             var fd = openat(current.fd, part, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-            if fd < 0, errno == ENOENT, let create {
+            if fd < 0, errno == ENOENT, let create, index >= creatingFrom {
                 guard mkdirat(current.fd, part, create) == 0 || errno == EEXIST else {
                     throw HostError("cannot create the folder: \(errnoText())", path: full(here))
                 }

@@ -120,7 +120,8 @@ struct SysctlDriver: ResourceDriver {
     }
 
     private func applyOnce(_ changes: [PropertyDrift], root: HostRoot) throws {
-        let owned = try root.resolve(Self.ownedFile)
+        // Bulwark's own file, by its literal path: never reached through a link.
+        let owned = root.full(root.components(of: Self.ownedFile))
         var file = try FileIO.readLines(owned, in: root)
             ?? LineFile("# Managed by Bulwark: kernel parameters from the desired state.\n# Edits here are overwritten.\n")
         let existing = Self.assignments(file.text)

@@ -29,6 +29,7 @@ import Testing
         try await withTemporaryDirectory { root in
             // A package file named to sort after Bulwark's: Bulwark does not edit /usr, so the fix cannot hold.
             try write(root + "/usr/lib/sysctl.d/zzz-vendor.conf", "fs.suid_dumpable = 2\n")
+            try FileManager.default.createDirectory(atPath: root + "/etc", withIntermediateDirectories: true)
             let state = try hostState(root: root, resource("Sysctl", "k", "fs.suid_dumpable: 0"))
             let (_, outcome) = try await reconcile(state)
             let record = try #require(outcome.entries.first?.record)
