@@ -120,7 +120,12 @@ let accounts = (passwd: "root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/home/ali
             try write(root + "/etc/sysctl.d/10-local.conf", "kernel.dmesg_restrict = 0\n")
             try write(outside + "/login.defs", "SENTINEL 1\n", mode: 0o644)
             try write(outside + "/sysctl.d/10-local.conf", "kernel.dmesg_restrict = 0\n", mode: 0o644)
-            let sentinels = [outside + "/login.defs", outside + "/sysctl.d/10-local.conf"]
+            let names = (1...8).map { "file\($0)" }
+            for name in names {
+                try write(root + "/etc/" + name, "inside\n", mode: 0o644)
+                try write(outside + "/" + name, "outside\n", mode: 0o644)
+            }
+            let sentinels = [outside + "/login.defs", outside + "/sysctl.d/10-local.conf"] + names.map { outside + "/" + $0 }
             let before = try sentinels.map(fingerprint)
 
             // Another thread swaps etc for links out of the root (absolute and climbing), and back.
@@ -139,19 +144,27 @@ let accounts = (passwd: "root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/home/ali
                 control.done.store(true, ordering: .releasing)
             }
             var outcomes: [CycleOutcome] = []
-            for pass in 0..<40 {
-                let days = pass % 2 == 0 ? 30 : 60
-                let state = try hostState(root: root, resource("LoginDefs", "l", "PASS_MAX_DAYS: \(days)")
-                                          + resource("FileMode", "f", "path: /etc/login.defs\nmode: \"\(pass % 2 == 0 ? "0600" : "0640")\"")
-                                          + resource("Sysctl", "k", "kernel.dmesg_restrict: \(pass % 2)"))
-                outcomes.append(try await reconcile(state).1)
+            var failure: (any Error)?
+            do {
+                for pass in 0..<300 {
+                    let days = pass % 2 == 0 ? 30 : 60
+                    let mode = pass % 2 == 0 ? "0600" : "0640"
+                    let state = try hostState(root: root, resource("LoginDefs", "l", "PASS_MAX_DAYS: \(days)")
+                                              + resource("FileMode", "f", "path: /etc/login.defs\nmode: \"\(mode)\"")
+                                              + names.map { resource("FileMode", $0, "path: /etc/\($0)\nmode: \"\(mode)\"") }.joined()
+                                              + resource("Sysctl", "k", "kernel.dmesg_restrict: \(pass % 2)"))
+                    outcomes.append(try await reconcile(state).1)
+                }
+            } catch {
+                failure = error  // stop the other thread first
             }
             control.stop.store(true, ordering: .releasing)
             while !control.done.load(ordering: .acquiring) { sched_yield() }
+            if let failure { throw failure }
 
             #expect(try sentinels.map(fingerprint) == before, "nothing outside the root changed")
             #expect(try FileManager.default.subpathsOfDirectory(atPath: outside).sorted()
-                    == ["login.defs", "sysctl.d", "sysctl.d/10-local.conf"], "nothing was created outside the root")
+                    == (["login.defs", "sysctl.d", "sysctl.d/10-local.conf"] + names).sorted(), "nothing was created outside the root")
             #expect(!outcomes.flatMap(\.entries).isEmpty, "the passes acted")
             // With the folder back in place, a pass converges.
             let state = try hostState(root: root, resource("LoginDefs", "l", "PASS_MAX_DAYS: 45")
@@ -212,6 +225,25 @@ final class SwapControl: Sendable {
             let (_, outcome) = try await reconcile(state, sshd: sshd)
             #expect(outcome.verified.count == 1, "\(outcome.entries.map(\.record.error))")
             #expect(try read(config) == "# site\nPort 22\nPermitRootLogin no\nUsePAM yes\n")
+        }
+    }
+
+    @Test func aFolderSwappedForALinkOutOfTheRootBeforeTheRenameLeavesTheOutsideAlone() async throws {
+        try await withTemporaryDirectory { dir in
+            let root = dir + "/root"
+            let outside = dir + "/outside"
+            try write(root + "/etc/ssh/sshd_config", "PermitRootLogin yes\n", mode: 0o600)
+            try write(outside + "/sshd_config", "PermitRootLogin yes\n", mode: 0o644)
+            let before = try fingerprint(outside + "/sshd_config")
+            // Between Bulwark's check of the folder and its rename, etc/ssh becomes a link out of the root.
+            let sshd = try otherWriter(dir, times: 1, "mv \(root)/etc/ssh \(root)/etc/ssh.moved && ln -s \(outside) \(root)/etc/ssh")
+            let state = try hostState(root: root, resource("SSHDConfig", "s", "PermitRootLogin: \"no\""))
+            let (_, outcome) = try await reconcile(state, sshd: sshd)
+            #expect(try fingerprint(outside + "/sshd_config") == before)
+            #expect(try FileManager.default.contentsOfDirectory(atPath: outside) == ["sshd_config"])
+            // The rename happened in the folder that was opened and checked, wherever it now is.
+            #expect(try read(root + "/etc/ssh.moved/sshd_config") == "PermitRootLogin no\n")
+            #expect(outcome.entries.first?.record.result == .failed, "etc/ssh is no longer a configuration to verify")
         }
     }
 
