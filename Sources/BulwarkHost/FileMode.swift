@@ -71,7 +71,8 @@ struct FileModeDriver: ResourceDriver {
     /// link and this resource fails), and opened (`O_NOFOLLOW | O_NONBLOCK`) when `open`. Nil
     /// when it does not exist. A FIFO, device or socket is refused.
     static func node(_ subject: String, in root: HostRoot, open: Bool) throws(HostError) -> (stat, Int32?)? {
-        let components = root.components(of: subject)
+        // Taken as written (validated: absolute, no '.' or '..'), never as a path under the root's own path.
+        let components = subject.split(separator: "/").map(String.init)
         guard let name = components.last else { throw HostError("FileMode does not manage the target root itself", path: root.path) }
         let display = root.full(components)
         let folder: Directory
@@ -107,7 +108,7 @@ struct FileModeDriver: ResourceDriver {
     }
 
     private func applyOnce(_ changes: [PropertyDrift], to resource: Resource, root: HostRoot) throws {
-        let path = root.full(root.components(of: resource.spec.subject))
+        let path = root.full(resource.spec.subject.split(separator: "/").map(String.init))
         let accounts = try AccountDatabase(root: root)
         guard let (_, opened) = try Self.node(resource.spec.subject, in: root, open: true), let fd = opened else {
             throw HostError("does not exist", path: path)
