@@ -128,17 +128,16 @@ let accounts = (passwd: "root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/home/ali
             let sentinels = [outside + "/login.defs", outside + "/sysctl.d/10-local.conf"] + names.map { outside + "/" + $0 }
             let before = try sentinels.map(fingerprint)
 
-            // Another thread swaps etc for links out of the root (absolute and climbing), and back.
+            // Another thread swaps etc for links out of the root (absolute and climbing), and back, as
+            // fast as it can (a yield between swaps made a path-based chmod go unnoticed more often).
             let control = SwapControl()
             Thread.detachNewThread {
                 var round = 0
                 while !control.stop.load(ordering: .acquiring) {
                     rename(root + "/etc", root + "/etc.real")
                     symlink(round % 2 == 0 ? outside : "../outside", root + "/etc")
-                    sched_yield()
                     unlink(root + "/etc")
                     rename(root + "/etc.real", root + "/etc")
-                    sched_yield()
                     round += 1
                 }
                 control.done.store(true, ordering: .releasing)
