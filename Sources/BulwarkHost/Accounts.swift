@@ -5,12 +5,12 @@ struct AccountDatabase {
     var groups: [(name: String, id: UInt32)] = []
 
     init(root: HostRoot) throws {
-        users = try Self.read(root.resolve("etc/passwd"))
-        groups = try Self.read(root.resolve("etc/group"))
+        users = try Self.read("etc/passwd", root)
+        groups = try Self.read("etc/group", root)
     }
 
-    private static func read(_ path: String) throws -> [(name: String, id: UInt32)] {
-        guard let text = try FileIO.readText(path) else { return [] }
+    private static func read(_ path: String, _ root: HostRoot) throws -> [(name: String, id: UInt32)] {
+        guard let text = try FileIO.readText(path, in: root) else { return [] }
         return text.split(separator: "\n").compactMap { line in
             let fields = line.split(separator: ":", omittingEmptySubsequences: false)
             guard fields.count >= 3, let id = UInt32(fields[2]) else { return nil }

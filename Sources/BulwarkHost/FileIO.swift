@@ -1,108 +1,355 @@
 internal import Foundation
 
-/// Reading and atomically replacing files under a host root.
+/// What a read saw of a file. A write goes ahead only while the file at the path is still
+/// this one (optimistic concurrency): same device and inode, size, modification time and bytes.
+struct FileIdentity: Sendable, Hashable {
+    var device: UInt64
+    var inode: UInt64
+    var size: Int64
+    var seconds: Int
+    var nanoseconds: Int
+    /// FNV-1a of the bytes: catches a change that keeps size and time (coarse clocks).
+    var digest: UInt64
+
+    init(_ info: stat, _ bytes: [UInt8]) {
+        device = UInt64(info.st_dev)
+        inode = UInt64(info.st_ino)
+        size = Int64(info.st_size)
+        seconds = info.st_mtim.tv_sec
+        nanoseconds = info.st_mtim.tv_nsec
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in bytes { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 }
+        digest = hash
+    }
+}
+
+/// A regular file's bytes as read, with what a later write needs to keep and check.
+struct HostFile {
+    /// The real path (symbolic links resolved inside the root).
+    var path: String
+    var bytes: [UInt8]
+    var identity: FileIdentity
+    var uid: uid_t
+    var gid: gid_t
+    var mode: mode_t
+}
+
+/// Reading and atomically replacing files under a host root, through descriptors only (see
+/// `HostRoot`). Every file is opened `O_NOFOLLOW | O_NONBLOCK` after its type was checked, and
+/// checked again with `fstat` on the descriptor: a FIFO, device or socket at a managed path
+/// fails that resource at once and never blocks a pass.
 enum FileIO {
     /// Largest host file read (sshd_config, shadow, ...); anything larger is refused, not truncated.
     static let maxSize = 16 << 20
 
-    /// The file's bytes, or nil when it does not exist.
-    static func read(_ path: String) throws(HostError) -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
-        if fd < 0 {
-            if errno == ENOENT { return nil }
-            throw HostError("cannot open: \(errnoText())", path: path)
+    // MARK: - Reading
+
+    /// The file `path` (root-relative, or an absolute path under the root) names, following
+    /// symbolic links inside the root; nil when it does not exist.
+    static func read(_ path: String, in root: HostRoot) throws(HostError) -> HostFile? {
+        let walk = try root.walk(root.components(of: path))
+        guard walk.exists else { return nil }
+        guard let name = walk.name else { throw HostError("is a folder, not a regular file", path: root.path) }
+        return try read(name, in: walk.folder, display: root.full(walk.resolved))
+    }
+
+    /// The file's text, or nil when it does not exist. Bytes that are not UTF-8 are kept (see `LineFile`).
+    static func readText(_ path: String, in root: HostRoot) throws(HostError) -> String? {
+        try readLines(path, in: root)?.text
+    }
+
+    /// The file as lines, remembering what was read so that `write` can tell whether another
+    /// writer changed it since.
+    static func readLines(_ path: String, in root: HostRoot) throws(HostError) -> LineFile? {
+        guard let file = try read(path, in: root) else { return nil }
+        return try LineFile(bytes: file.bytes, origin: file.identity, path: file.path)
+    }
+
+    /// A file outside any target (an absolute path on this machine), read the same careful way.
+    static func readText(_ path: String) throws(HostError) -> String? {
+        try readText(path, in: try HostRoot("/"))
+    }
+
+    /// Whether `path` exists under the root (following links inside it).
+    static func exists(_ path: String, in root: HostRoot) throws(HostError) -> Bool {
+        try root.walk(root.components(of: path)).exists
+    }
+
+    /// The names in the folder `path` (following links inside the root), sorted; none when it
+    /// does not exist.
+    static func list(_ path: String, in root: HostRoot) throws(HostError) -> [String] {
+        let walk = try root.walk(root.components(of: path))
+        guard walk.exists else { return [] }
+        var folder = walk.folder
+        if let name = walk.name {
+            let fd = openat(walk.folder.fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+            guard fd >= 0 else {
+                if errno == ENOTDIR { return [] }
+                throw HostError("cannot open the folder: \(errnoText())", path: root.full(walk.resolved))
+            }
+            folder = Directory(fd: fd, components: walk.resolved)
         }
-        defer { close(fd) }
+        return names(in: folder).sorted()
+    }
+
+    /// `name` in `folder`, not following a link: nil when it does not exist.
+    static func read(_ name: String, in folder: Directory, display: String) throws(HostError) -> HostFile? {
+        // A file that changes while it is read (a writer that truncates, then writes) is read
+        // again; one that keeps changing is an error, never half a file.
+        for _ in 0..<3 {
+            guard let (fd, before) = try openRegular(name, in: folder, flags: O_RDONLY, display: display) else { return nil }
+            defer { close(fd) }
+            guard before.st_size <= maxSize else { throw HostError("file is larger than \(maxSize) bytes", path: display) }
+            let bytes = try readAll(fd, display)
+            var after = stat()
+            guard fstat(fd, &after) == 0 else { throw HostError("cannot stat: \(errnoText())", path: display) }
+            guard after.st_size == before.st_size, after.st_mtim.tv_sec == before.st_mtim.tv_sec,
+                  after.st_mtim.tv_nsec == before.st_mtim.tv_nsec else { continue }
+            return HostFile(path: display, bytes: bytes, identity: FileIdentity(after, bytes), uid: after.st_uid,
+                            gid: after.st_gid, mode: after.st_mode)
+        }
+        throw HostError("changed every time it was read", path: display, code: .conflict)
+    }
+
+    /// Opens the regular file `name` in `folder` without following a link and without blocking;
+    /// nil when it does not exist. Anything but a regular file is refused before it is opened
+    /// (a device is never opened) and again on the descriptor (it may have been swapped).
+    static func openRegular(_ name: String, in folder: Directory, flags: Int32, display: String)
+        throws(HostError) -> (Int32, stat)? {
         var info = stat()
-        guard fstat(fd, &info) == 0 else { throw HostError("cannot stat: \(errnoText())", path: path) }
-        guard info.st_mode & FileType.mask == FileType.regular else { throw HostError("not a regular file", path: path) }
-        guard info.st_size <= maxSize else { throw HostError("file is larger than \(maxSize) bytes", path: path) }
+        guard fstatat(folder.fd, name, &info, AT_SYMLINK_NOFOLLOW) == 0 else {
+            if errno == ENOENT { return nil }
+            throw HostError("cannot stat: \(errnoText())", path: display)
+        }
+        guard info.st_mode & FileType.mask == FileType.regular else {
+            throw HostError(FileType.refusal(info.st_mode, expected: "a regular file"), path: display)
+        }
+        let fd = openat(folder.fd, name, flags | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)
+        guard fd >= 0 else {
+            let code = errno
+            if code == ENOENT { return nil }
+            if code == ELOOP { throw HostError(FileType.refusal(FileType.symlink, expected: "a regular file"), path: display) }
+            throw HostError("cannot open: \(errnoText(code))", path: display)
+        }
+        var opened = stat()
+        guard fstat(fd, &opened) == 0, opened.st_mode & FileType.mask == FileType.regular,
+              opened.st_dev == info.st_dev, opened.st_ino == info.st_ino else {
+            close(fd)
+            throw HostError("was replaced while being opened", path: display, code: .conflict)
+        }
+        return (fd, opened)
+    }
+
+    private static func readAll(_ fd: Int32, _ display: String) throws(HostError) -> [UInt8] {
         var result: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
             let n = chunk.withUnsafeMutableBytes { Foundation.read(fd, $0.baseAddress, $0.count) }
             if n < 0 {
                 if errno == EINTR { continue }
-                throw HostError("cannot read: \(errnoText())", path: path)
+                throw HostError("cannot read: \(errnoText())", path: display)
             }
             if n == 0 { break }
             result += chunk[0..<n]
-            guard result.count <= maxSize else { throw HostError("file is larger than \(maxSize) bytes", path: path) }
+            guard result.count <= maxSize else { throw HostError("file is larger than \(maxSize) bytes", path: display) }
         }
         return result
     }
 
-    static func readText(_ path: String) throws(HostError) -> String? {
-        guard let bytes = try read(path) else { return nil }
-        guard let text = String(validating: bytes, as: UTF8.self) else { throw HostError("not valid UTF-8 text", path: path) }
-        return text
+    /// Entry names of an open folder (without `.` and `..`).
+    static func names(in folder: Directory) -> [String] {
+        let copy = dup(folder.fd)
+        guard copy >= 0 else { return [] }
+        guard let stream = fdopendir(copy) else {
+            close(copy)
+            return []
+        }
+        defer { closedir(stream) }
+        rewinddir(stream)
+        var result: [String] = []
+        while let entry = readdir(stream) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw -> String in
+                guard let base = raw.baseAddress else { return "" }
+                return String(cString: base.assumingMemoryBound(to: CChar.self))
+            }
+            if name != "." && name != ".." && !name.isEmpty { result.append(name) }
+        }
+        return result
     }
 
-    /// Replaces `path` with `bytes` atomically: a temporary file in the same folder, the old
-    /// file's owner and mode (or `mode` for a new file), fsync, `validate` on the temporary file,
-    /// rename, fsync of the folder. Does nothing when the content is already equal.
-    /// Returns whether the file changed.
+    // MARK: - Writing
+
+    /// Replaces `path` with `file`'s bytes when the file there is still the one `file` was read
+    /// from (or still absent, for a file read as missing); see `write(_:to:in:expected:…)`.
     @discardableResult
     static func write(
-        _ path: String, _ bytes: [UInt8], newFileMode: mode_t = 0o644,
+        _ file: LineFile, to path: String, in root: HostRoot, newFileMode: mode_t = 0o644, createFolders: mode_t? = nil,
         validate: ((String) throws -> Void)? = nil
     ) throws -> Bool {
-        if let current = try read(path), current == bytes { return false }
-        let folder = (path as NSString).deletingLastPathComponent
-        let name = (path as NSString).lastPathComponent
-        var template = Array("\(folder)/.\(name).bulwark-XXXXXX".utf8CString)
-        let fd = mkstemp(&template)
-        guard fd >= 0 else { throw HostError("cannot create a temporary file: \(errnoText())", path: folder) }
-        let temporary = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        try write(file.bytes, to: path, in: root, expected: file.origin, newFileMode: newFileMode,
+                  createFolders: createFolders, validate: validate)
+    }
+
+    /// Replaces `path` (the real path, as a read resolved it) with `bytes` atomically, following
+    /// no symbolic link: the folder is opened component by component with `O_NOFOLLOW`; a
+    /// temporary file is created in it with `O_CREAT | O_EXCL | O_NOFOLLOW` at a mode never wider
+    /// than the final one, given the old file's owner and mode (or `newFileMode`), written,
+    /// fsynced, checked by `validate` (through `/proc/PID/fd/N`, so what is checked is what is
+    /// renamed), then renamed within that folder, and the folder fsynced. `createFolders`
+    /// creates the file's own folder when it is missing, not the folders above it.
+    ///
+    /// Throws a `.conflict` `HostError` (the caller re-reads and plans again) when the file at
+    /// the path is no longer the one that was read (`expected`; nil: it did not exist), checked
+    /// before anything is written and again just before the rename. Does nothing when the
+    /// content is already equal. Returns whether the file changed.
+    @discardableResult
+    static func write(
+        _ bytes: [UInt8], to path: String, in root: HostRoot, expected: FileIdentity?, newFileMode: mode_t = 0o644,
+        createFolders: mode_t? = nil, validate: ((String) throws -> Void)? = nil
+    ) throws -> Bool {
+        let components = root.components(of: path)
+        guard let name = components.last, name != ".." else { throw HostError("not a file path", path: path) }
+        let display = root.full(components)
+        let folder = try root.openFolderNoFollow(Array(components.dropLast()), create: createFolders,
+                                                 creatingFrom: components.count - 2)
+        removeStaleTemporaries(in: folder)
+        let current = try read(name, in: folder, display: display)
+        if let current, current.bytes == bytes { return false }
+        try check(current, expected, display)
+
+        let finalMode = current.map { $0.mode & 0o7777 } ?? newFileMode
+        let (fd, temporary) = try createTemporary(for: name, in: folder, mode: finalMode & 0o600, display: display)
         var renamed = false
         defer {
             close(fd)
-            if !renamed { unlink(temporary) }
+            if !renamed { unlinkat(folder.fd, temporary, 0) }
         }
-        var existing = stat()
-        if stat(path, &existing) == 0 {
-            guard fchown(fd, existing.st_uid, existing.st_gid) == 0 || geteuid() != 0 else {
-                throw HostError("cannot keep the owner: \(errnoText())", path: path)
+        if let current {
+            guard fchown(fd, current.uid, current.gid) == 0 || geteuid() != 0 else {
+                throw HostError("cannot keep the owner: \(errnoText())", path: display)
             }
-            guard fchmod(fd, existing.st_mode & 0o7777) == 0 else { throw HostError("cannot keep the mode: \(errnoText())", path: path) }
-        } else {
-            guard fchmod(fd, newFileMode) == 0 else { throw HostError("cannot set the mode: \(errnoText())", path: path) }
         }
+        guard fchmod(fd, finalMode) == 0 else { throw HostError("cannot set the mode: \(errnoText())", path: display) }
         var offset = 0
         while offset < bytes.count {
             let n = bytes[offset...].withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
             if n < 0 {
                 if errno == EINTR { continue }
-                throw HostError("cannot write: \(errnoText())", path: temporary)
+                throw HostError("cannot write: \(errnoText())", path: root.full(folder.components + [temporary]))
             }
             offset += n
         }
-        guard fsync(fd) == 0 else { throw HostError("cannot fsync: \(errnoText())", path: temporary) }
-        try validate?(temporary)
-        guard rename(temporary, path) == 0 else { throw HostError("cannot rename into place: \(errnoText())", path: path) }
-        renamed = true
-        let dir = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dir >= 0 {
-            fsync(dir)
-            close(dir)
+        guard fsync(fd) == 0 else { throw HostError("cannot fsync: \(errnoText())", path: display) }
+        if let validate {
+            let byDescriptor = "/proc/\(getpid())/fd/\(fd)"
+            try validate(access(byDescriptor, F_OK) == 0 ? byDescriptor : root.full(folder.components + [temporary]))
         }
+        // Still the file that was read? Another writer's change is never overwritten.
+        try check(try read(name, in: folder, display: display), expected, display)
+        guard renameat(folder.fd, temporary, folder.fd, name) == 0 else {
+            throw HostError("cannot rename into place: \(errnoText())", path: display)
+        }
+        renamed = true
+        fsync(folder.fd)
         return true
     }
 
-    /// Overwrites a kernel parameter file in place (`/proc/sys/...` cannot be renamed over).
-    static func writeInPlace(_ path: String, _ text: String) throws(HostError) {
-        let fd = open(path, O_WRONLY | O_TRUNC | O_NOFOLLOW | O_CLOEXEC)
-        guard fd >= 0 else { throw HostError("cannot open for writing: \(errnoText())", path: path) }
+    private static func check(_ current: HostFile?, _ expected: FileIdentity?, _ display: String) throws(HostError) {
+        guard current?.identity != expected else { return }
+        let what = switch (current, expected) {
+        case (nil, _): "was removed"
+        case (_, nil): "was created"
+        default: "was changed"
+        }
+        throw HostError("\(what) by another writer since Bulwark read it; not overwritten", path: display, code: .conflict)
+    }
+
+    private static func createTemporary(for name: String, in folder: Directory, mode: mode_t, display: String)
+        throws(HostError) -> (Int32, String) {
+        let letters = Array("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+        for _ in 0..<100 {
+            let suffix = String((0..<6).map { _ in letters[Int.random(in: 0..<letters.count)] })
+            let temporary = ".\(name).bulwark-\(suffix)"
+            let fd = openat(folder.fd, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
+            if fd >= 0 { return (fd, temporary) }
+            if errno != EEXIST { throw HostError("cannot create a temporary file: \(errnoText())", path: display) }
+        }
+        throw HostError("cannot create a temporary file: every name taken", path: display)
+    }
+
+    /// Overwrites a kernel parameter file in place (`/proc/sys/...` cannot be renamed over),
+    /// following no link. Returns false when the file does not exist (no such parameter).
+    @discardableResult
+    static func writeInPlace(_ path: String, _ text: String, in root: HostRoot) throws(HostError) -> Bool {
+        let components = root.components(of: path)
+        guard let name = components.last else { throw HostError("not a file path", path: path) }
+        let display = root.full(components)
+        let folder: Directory
+        do {
+            folder = try root.openFolderNoFollow(Array(components.dropLast()))
+        } catch where error.code == .missing {
+            return false
+        }
+        guard let (fd, _) = try openRegular(name, in: folder, flags: O_WRONLY | O_TRUNC, display: display) else { return false }
         defer { close(fd) }
         let bytes = Array(text.utf8)
         let n = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
-        guard n == bytes.count else { throw HostError("cannot write: \(errnoText())", path: path) }
+        guard n == bytes.count else { throw HostError("cannot write: \(errnoText())", path: display) }
+        return true
+    }
+
+    // MARK: - Leftovers
+
+    /// When this process started (from `/proc`), less two seconds for the kernel's rounding of
+    /// the boot time; the time this was first asked where `/proc` cannot tell.
+    static let processStart: Int = {
+        let now = Int(Date().timeIntervalSince1970)
+        guard let stat = try? String(contentsOfFile: "/proc/self/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")"),
+              let system = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
+              let bootLine = system.split(separator: "\n").first(where: { $0.hasPrefix("btime ") }),
+              let boot = Int(bootLine.dropFirst(6).trimmingCharacters(in: .whitespaces)) else { return now }
+        // Fields after the command name start at field 3 (state); starttime is field 22.
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        let ticks = sysconf(Int32(_SC_CLK_TCK))
+        guard fields.count > 19, let started = Int(fields[19]), ticks > 0 else { return now }
+        return min(now, boot + started / ticks - 2)
+    }()
+
+    /// Whether `name` is one of Bulwark's temporary files (`.NAME.bulwark-XXXXXX`).
+    static func isTemporary(_ name: String) -> Bool {
+        guard name.hasPrefix("."), let marker = name.range(of: ".bulwark-", options: .backwards),
+              marker.lowerBound > name.index(after: name.startIndex) else { return false }
+        let suffix = name[marker.upperBound...]
+        return suffix.count == 6 && suffix.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber) }
+    }
+
+    /// Removes Bulwark's temporary files left in `folder` by a process that was killed between
+    /// creating and renaming one: regular files of that name last modified before this process
+    /// started (a live writer's temporary file is newer).
+    static func removeStaleTemporaries(in folder: Directory) {
+        for name in names(in: folder) where isTemporary(name) {
+            var info = stat()
+            guard fstatat(folder.fd, name, &info, AT_SYMLINK_NOFOLLOW) == 0,
+                  info.st_mode & FileType.mask == FileType.regular, info.st_mtim.tv_sec < processStart else { continue }
+            unlinkat(folder.fd, name, 0)
+        }
     }
 }
 
 /// A text file as lines, each kept with its own ending so untouched lines stay byte for byte.
+///
+/// Bytes that are not valid UTF-8 (sshd accepts them in comments) are carried as the private
+/// use scalars U+10FF80…U+10FFFF and written back as the same bytes, so a line Bulwark does not
+/// own is never altered. A file that has both such bytes and those scalars is refused as
+/// ambiguous.
 struct LineFile {
     var lines: [Substring]
+    /// What was read (nil: the file did not exist, or this is not from a file): a write checks
+    /// that the file is still this one.
+    var origin: FileIdentity?
+    /// Whether some bytes were not UTF-8 and are carried as private use scalars.
+    var escaped = false
 
     init(_ text: String) {
         // Split on the newline byte: a scalar boundary, and much cheaper than Characters.
@@ -121,6 +368,42 @@ struct LineFile {
         if start < bytes.endIndex { result.append(text[start...]) }
         lines = result
     }
+
+    /// Decodes a file's bytes, keeping invalid UTF-8 as private use scalars.
+    init(bytes: [UInt8], origin: FileIdentity? = nil, path: String? = nil) throws(HostError) {
+        if let text = String(validating: bytes, as: UTF8.self) {
+            self.init(text)
+        } else {
+            var scalars = String.UnicodeScalarView()
+            var iterator = bytes.makeIterator()
+            var parser = Unicode.UTF8.ForwardParser()
+            var offset = 0
+            decoding: while true {
+                switch parser.parseScalar(from: &iterator) {
+                case .valid(let encoded):
+                    let scalar = Unicode.UTF8.decode(encoded)
+                    guard !LineFile.escapes.contains(scalar.value) else {
+                        throw HostError("has bytes that are not UTF-8 and characters U+10FF80…U+10FFFF; cannot keep both", path: path)
+                    }
+                    scalars.append(scalar)
+                    offset += encoded.count
+                case .error(let length):
+                    for byte in bytes[offset..<(offset + length)] {
+                        let value = byte < 0x80 ? UInt32(byte) : 0x10FF00 + UInt32(byte)
+                        if let scalar = Unicode.Scalar(value) { scalars.append(scalar) }
+                    }
+                    offset += length
+                case .emptyInput:
+                    break decoding
+                }
+            }
+            self.init(String(scalars))
+            escaped = true
+        }
+        self.origin = origin
+    }
+
+    static let escapes: ClosedRange<UInt32> = 0x10FF80...0x10FFFF
 
     /// A line's content without its ending.
     static func content(_ line: Substring) -> Substring {
@@ -146,5 +429,20 @@ struct LineFile {
     }
 
     var text: String { lines.joined() }
-    var bytes: [UInt8] { Array(text.utf8) }
+
+    /// The bytes to write: as read for every line not changed.
+    var bytes: [UInt8] {
+        guard escaped else { return Array(text.utf8) }
+        var result: [UInt8] = []
+        for line in lines {
+            for scalar in line.unicodeScalars {
+                if LineFile.escapes.contains(scalar.value) {
+                    result.append(UInt8(truncatingIfNeeded: scalar.value - 0x10FF00))
+                } else {
+                    result.append(contentsOf: String(scalar).utf8)
+                }
+            }
+        }
+        return result
+    }
 }

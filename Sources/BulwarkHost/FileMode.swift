@@ -52,27 +52,67 @@ struct FileModeDriver: ResourceDriver {
 
     func observe(_ resource: Resource, on target: Target) async throws -> Observation {
         let root = try HostRoot(target: target)
-        let path = try root.resolve(resource.spec.subject)
-        var info = stat()
-        guard lstat(path, &info) == 0 else {
+        guard let (info, _) = try Self.node(resource.spec.subject, in: root, open: false) else {
             // A missing file has nothing to fix: no property applies.
-            if errno == ENOENT { return Observation(values: [:]) }
-            throw HostError("cannot stat: \(errnoText())", path: path)
+            return Observation(values: [:])
         }
         let accounts = try AccountDatabase(root: root)
+        let wanted = { (name: String) in resource.spec.properties.first { $0.name == name }?.value }
+        // Owners compare as ids: `owner: "0"` and `owner: root` are the same owner.
         return Observation(values: [
             "mode": Self.format(mode: UInt32(info.st_mode & 0o7777)),
-            "owner": accounts.userName(info.st_uid),
-            "group": accounts.groupName(info.st_gid),
+            "owner": wanted("owner").flatMap { accounts.userID($0) == info.st_uid ? $0 : nil } ?? accounts.userName(info.st_uid),
+            "group": wanted("group").flatMap { accounts.groupID($0) == info.st_gid ? $0 : nil } ?? accounts.groupName(info.st_gid),
         ])
+    }
+
+    /// The file or folder at `subject`, reached without following any symbolic link (a mode or
+    /// owner is never changed through one: a user's link to etc/shadow in their home stays a
+    /// link and this resource fails), and opened (`O_NOFOLLOW | O_NONBLOCK`) when `open`. Nil
+    /// when it does not exist. A FIFO, device or socket is refused.
+    static func node(_ subject: String, in root: HostRoot, open: Bool) throws(HostError) -> (stat, Int32?)? {
+        // Taken as written (validated: absolute, no '.' or '..'), never as a path under the root's own path.
+        let components = subject.split(separator: "/").map(String.init)
+        guard let name = components.last else { throw HostError("FileMode does not manage the target root itself", path: root.path) }
+        let display = root.full(components)
+        let folder: Directory
+        do {
+            folder = try root.openFolderNoFollow(Array(components.dropLast()))
+        } catch where error.code == .missing {
+            return nil
+        }
+        var info = stat()
+        guard fstatat(folder.fd, name, &info, AT_SYMLINK_NOFOLLOW) == 0 else {
+            if errno == ENOENT { return nil }
+            throw HostError("cannot stat: \(errnoText())", path: display)
+        }
+        let type = info.st_mode & FileType.mask
+        guard type == FileType.regular || type == FileType.directory else {
+            throw HostError(FileType.refusal(info.st_mode, expected: "a regular file or folder"), path: display)
+        }
+        guard open else { return (info, nil) }
+        let flags = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC | (type == FileType.directory ? O_DIRECTORY : 0)
+        let fd = openat(folder.fd, name, flags)
+        guard fd >= 0 else { throw HostError("cannot open: \(errnoText())", path: display) }
+        var opened = stat()
+        guard fstat(fd, &opened) == 0, opened.st_dev == info.st_dev, opened.st_ino == info.st_ino else {
+            close(fd)
+            throw HostError("was replaced while being opened; left alone", path: display)
+        }
+        return (opened, fd)
     }
 
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
         let root = try HostRoot(target: target)
-        let path = try root.resolve(resource.spec.subject)
+        try root.applying { try applyOnce(changes, to: resource, root: root) }
+    }
+
+    private func applyOnce(_ changes: [PropertyDrift], to resource: Resource, root: HostRoot) throws {
+        let path = root.full(resource.spec.subject.split(separator: "/").map(String.init))
         let accounts = try AccountDatabase(root: root)
-        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
-        guard fd >= 0 else { throw HostError("cannot open: \(errnoText())", path: path) }
+        guard let (_, opened) = try Self.node(resource.spec.subject, in: root, open: true), let fd = opened else {
+            throw HostError("does not exist", path: path)
+        }
         defer { close(fd) }
         var uid = uid_t.max  // (uid_t)-1: leave unchanged
         var gid = gid_t.max

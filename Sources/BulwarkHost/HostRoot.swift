@@ -2,9 +2,19 @@ internal import Foundation
 internal import BulwarkCore
 
 /// The directory a host target is rooted at (`/` for the machine itself), and the only place
-/// the host adapter reads or writes. Paths are resolved component by component: `..`, and
-/// symbolic links whose target is absolute or leaves the root, are refused, because the
-/// kernel would follow them out of the root.
+/// the host adapter reads or writes.
+///
+/// Every read and write starts from a descriptor of the root and opens one component at a
+/// time with `openat(…, O_NOFOLLOW)`, so what a path means cannot change between a check and
+/// the use (see `FileIO`):
+/// - a **read** follows symbolic links, interpreted inside the root as the host itself would
+///   see them when booted from it (an absolute link starts again at the root, `..` never
+///   climbs above it: `RESOLVE_IN_ROOT`). Debian's `etc/sysctl.d/99-sysctl.conf ->
+///   ../sysctl.conf` is read; a link can never make a read leave the root.
+/// - a **write** (content, mode or owner) follows no symbolic link at all, intermediate or
+///   final: it is addressed to the real path a read resolved, and fails when any component
+///   has since become a link. A local user who swaps a file or folder for a link makes that
+///   one resource fail; nothing is written through the link.
 public struct HostRoot: Sendable, Hashable {
     public let path: String
 
@@ -24,71 +34,157 @@ public struct HostRoot: Sendable, Hashable {
         try self.init(root)
     }
 
-    /// The real path of `relative` (written as in the target, `/etc/shadow` or `etc/shadow`)
-    /// inside the root, following in-root relative symlinks. The last component need not exist.
-    /// Throws `UnsafeDesiredState` for a path that escapes the root.
-    public func resolve(_ relative: String) throws -> String {
-        var pending = relative.split(separator: "/").map(String.init)
-        var resolved: [String] = []
-        var hops = 0
-        while !pending.isEmpty {
-            let part = pending.removeFirst()
-            if part == "." { continue }
-            if part == ".." {
-                throw UnsafeDesiredState("path \(relative) uses '..'; paths must stay inside the target root \(path)")
-            }
-            let candidate = full(resolved + [part])
-            var info = stat()
-            guard lstat(candidate, &info) == 0 else {
-                // Missing: the rest is taken literally (nothing there to follow).
-                resolved.append(part)
-                resolved += pending.filter { $0 != "." }
-                if pending.contains("..") {
-                    throw UnsafeDesiredState("path \(relative) uses '..'; paths must stay inside the target root \(path)")
-                }
-                return full(resolved)
-            }
-            if info.st_mode & FileType.mask == FileType.symlink {
-                hops += 1
-                guard hops <= 40 else { throw HostError("too many levels of symbolic links", path: candidate) }
-                let link = try readLink(candidate)
-                if link.hasPrefix("/") {
-                    throw UnsafeDesiredState(
-                        "\(full(resolved + [part])) is a symbolic link to the absolute path \(link), which would leave the target root \(path)")
-                }
-                var base = resolved
-                for component in link.split(separator: "/").map(String.init) {
-                    if component == "." || component.isEmpty { continue }
-                    if component == ".." {
-                        guard !base.isEmpty else {
-                            throw UnsafeDesiredState(
-                                "\(candidate) is a symbolic link to \(link), which leaves the target root \(path)")
-                        }
-                        base.removeLast()
-                    } else {
-                        base.append(component)
-                    }
-                }
-                // Re-walk the link's target so links inside it are checked too.
-                pending = base + pending
-                resolved = []
-                continue
-            }
-            resolved.append(part)
-        }
-        return full(resolved)
+    /// The real path of `relative` (written as in the target, `/etc/shadow` or `etc/shadow`, or
+    /// an absolute path under `path` as this function returns) inside the root, following
+    /// symbolic links as a read does. The last components need not exist: they are taken
+    /// literally. Never leaves the root.
+    public func resolve(_ relative: String) throws(HostError) -> String {
+        let walk = try walk(components(of: relative))
+        return full(walk.resolved)
     }
 
-    private func full(_ components: [String]) -> String {
+    /// `relative`'s components below the root: an absolute path under `path` loses that prefix;
+    /// empty and `.` components are dropped.
+    func components(of relative: String) -> [String] {
+        var text = Substring(relative)
+        if path != "/", text == path || text.hasPrefix(path + "/") { text = text.dropFirst(path.count) }
+        return text.split(separator: "/").map(String.init).filter { $0 != "." }
+    }
+
+    /// The absolute path of `components` under the root, for messages and as a key.
+    func full(_ components: [String]) -> String {
         components.isEmpty ? path : (path == "/" ? "" : path) + "/" + components.joined(separator: "/")
     }
 
-    private func readLink(_ path: String) throws(HostError) -> String {
+    /// `components` as the host sees them (`/etc/shadow`), for messages.
+    func hostPath(_ components: [String]) -> String { "/" + components.joined(separator: "/") }
+
+    // MARK: - Walking
+
+    /// An open root descriptor.
+    func openRoot() throws(HostError) -> Directory {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw HostError("cannot open the target root: \(errnoText())", path: path) }
+        return Directory(fd: fd, components: [])
+    }
+
+    /// The folder `components` names, opened without following any symbolic link: each
+    /// component must be a real directory. Missing folders from index `creatingFrom` on are
+    /// created with mode `create` when given (never one on the way to them: a folder swapped
+    /// away for a moment is not replaced by an empty one).
+    func openFolderNoFollow(_ components: [String], create: mode_t? = nil, creatingFrom: Int = 0) throws(HostError) -> Directory {
+        var current = try openRoot()
+        for (index, part) in components.enumerated() {
+            guard part != "..", part != ".", !part.isEmpty else {
+                throw HostError("'\(part)' in a path Bulwark writes", path: full(components))
+            }
+            let here = current.components + [part]
+            var fd = openat(current.fd, part, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            if fd < 0, errno == ENOENT, let create, index >= creatingFrom {
+                guard mkdirat(current.fd, part, create) == 0 || errno == EEXIST else {
+                    throw HostError("cannot create the folder: \(errnoText())", path: full(here))
+                }
+                fd = openat(current.fd, part, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            }
+            guard fd >= 0 else {
+                let code = errno
+                var info = stat()
+                if fstatat(current.fd, part, &info, AT_SYMLINK_NOFOLLOW) == 0 {
+                    throw HostError(FileType.refusal(info.st_mode, expected: "a folder"), path: full(here))
+                }
+                throw HostError(code == ENOENT ? "folder does not exist" : "cannot open the folder: \(errnoText(code))",
+                                path: full(here), code: code == ENOENT ? .missing : .general)
+            }
+            current = Directory(fd: fd, components: here)
+        }
+        return current
+    }
+
+    /// Where a read of `components` leads: the open folder holding the last component, that
+    /// component's real name (nil for the root itself), and whether the walk reached it.
+    struct Walk {
+        var folder: Directory
+        var name: String?
+        /// The real path's components, including those past a missing folder (taken literally).
+        var resolved: [String]
+        /// Whether the last component (and every folder on the way) exists.
+        var exists: Bool
+    }
+
+    /// Follows `components` from the root as a read does: symbolic links interpreted inside the
+    /// root, at most 40 of them; `..` never above the root. Each folder is held open, so `..`
+    /// returns to the folder the walk came from, not to whatever is now the parent of a path.
+    func walk(_ components: [String]) throws(HostError) -> Walk {
+        var stack = [try openRoot()]
+        var pending = components[...]
+        var hops = 0
+        while let part = pending.popFirst() {
+            if part == "." || part.isEmpty { continue }
+            if part == ".." {
+                if stack.count > 1 { stack.removeLast() }
+                continue
+            }
+            let folder = stack[stack.count - 1]
+            let here = folder.components + [part]
+            var info = stat()
+            guard fstatat(folder.fd, part, &info, AT_SYMLINK_NOFOLLOW) == 0 else {
+                let code = errno
+                guard code == ENOENT else { throw HostError("cannot stat: \(errnoText(code))", path: full(here)) }
+                // Missing: the rest is taken literally, within the root.
+                var rest = here
+                for component in pending where component != "." && !component.isEmpty {
+                    if component == ".." { if !rest.isEmpty { rest.removeLast() } } else { rest.append(component) }
+                }
+                return Walk(folder: folder, name: part, resolved: rest, exists: false)
+            }
+            if info.st_mode & FileType.mask == FileType.symlink {
+                hops += 1
+                guard hops <= 40 else { throw HostError("too many levels of symbolic links", path: full(here)) }
+                let link = try readLink(folder.fd, part, full(here))
+                if link.hasPrefix("/") { stack = [stack[0]] }
+                pending = (link.split(separator: "/").map(String.init) + pending)[...]
+                continue
+            }
+            if pending.isEmpty { return Walk(folder: folder, name: part, resolved: here, exists: true) }
+            guard info.st_mode & FileType.mask == FileType.directory else {
+                throw HostError("not a folder", path: full(here))
+            }
+            let fd = openat(folder.fd, part, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            guard fd >= 0 else {
+                // Swapped for a link since the fstatat: look again (bounded by the hop count).
+                if errno == ELOOP || errno == ENOTDIR, hops < 40 {
+                    hops += 1
+                    pending = ([part] + pending)[...]
+                    continue
+                }
+                throw HostError("cannot open the folder: \(errnoText())", path: full(here))
+            }
+            stack.append(Directory(fd: fd, components: here))
+        }
+        let top = stack[stack.count - 1]
+        return Walk(folder: top, name: nil, resolved: top.components, exists: true)
+    }
+
+    private func readLink(_ folder: Int32, _ name: String, _ display: String) throws(HostError) -> String {
         var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        let count = readlink(path, &buffer, buffer.count - 1)
-        guard count >= 0 else { throw HostError("cannot read symbolic link: \(errnoText())", path: path) }
+        let count = readlinkat(folder, name, &buffer, buffer.count - 1)
+        guard count >= 0 else { throw HostError("cannot read symbolic link: \(errnoText())", path: display) }
         return String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
+}
+
+/// An open folder under a host root and its real path's components. Closes its descriptor
+/// when released; used by one thread at a time.
+final class Directory {
+    let fd: Int32
+    let components: [String]
+
+    init(fd: Int32, components: [String]) {
+        self.fd = fd
+        self.components = components
+    }
+
+    deinit { close(fd) }
 }
 
 enum FileType {
@@ -96,6 +192,31 @@ enum FileType {
     static let symlink: mode_t = 0o120000
     static let directory: mode_t = 0o040000
     static let regular: mode_t = 0o100000
+    static let fifo: mode_t = 0o010000
+    static let socket: mode_t = 0o140000
+    static let characterDevice: mode_t = 0o020000
+    static let blockDevice: mode_t = 0o060000
+
+    static func name(_ mode: mode_t) -> String {
+        switch mode & mask {
+        case regular: "a regular file"
+        case directory: "a folder"
+        case symlink: "a symbolic link"
+        case fifo: "a FIFO"
+        case socket: "a socket"
+        case characterDevice: "a character device"
+        case blockDevice: "a block device"
+        default: "an unknown kind of file"
+        }
+    }
+
+    /// Why a node of type `mode` is refused where `expected` was wanted.
+    static func refusal(_ mode: mode_t, expected: String) -> String {
+        if mode & mask == symlink {
+            return "is a symbolic link; Bulwark never writes through a symbolic link (manage the real path instead)"
+        }
+        return "is \(name(mode)), not \(expected); left alone"
+    }
 }
 
 func errnoText(_ code: Int32 = errno) -> String { String(cString: strerror(code)) }

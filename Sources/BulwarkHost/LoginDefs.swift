@@ -48,8 +48,8 @@ struct LoginDefsDriver: ResourceDriver {
     }
 
     func observe(_ resource: Resource, on target: Target) async throws -> Observation {
-        let path = try HostRoot(target: target).resolve(Self.path)
-        let entries = Self.entries(LineFile(try FileIO.readText(path) ?? ""))
+        let root = try HostRoot(target: target)
+        let entries = Self.entries(try FileIO.readLines(Self.path, in: root) ?? LineFile(""))
         var values: [String: String?] = [:]
         for property in resource.spec.properties {
             // Typed on purpose: `nil` must mean "unset", not remove the property.
@@ -60,8 +60,13 @@ struct LoginDefsDriver: ResourceDriver {
     }
 
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
-        let path = try HostRoot(target: target).resolve(Self.path)
-        var file = LineFile(try FileIO.readText(path) ?? "")
+        let root = try HostRoot(target: target)
+        try root.applying { try applyOnce(changes, root: root) }
+    }
+
+    private func applyOnce(_ changes: [PropertyDrift], root: HostRoot) throws {
+        let path = try root.resolve(Self.path)
+        var file = try FileIO.readLines(path, in: root) ?? LineFile("")
         let entries = Self.entries(file)
         for change in changes {
             if let line = entries[change.property]?.line {
@@ -74,6 +79,6 @@ struct LoginDefsDriver: ResourceDriver {
                 file.append("\(change.property)\t\(change.desired)")
             }
         }
-        try FileIO.write(path, file.bytes, newFileMode: 0o644)
+        try FileIO.write(file, to: path, in: root, newFileMode: 0o644)
     }
 }

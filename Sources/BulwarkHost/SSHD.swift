@@ -143,15 +143,14 @@ struct SSHDConfigDriver: ResourceDriver {
         let main = try root.resolve(Self.configPath)
         if let cached = cache.lookup(main) { return cached }
         var config = Config()
-        guard let text = try FileIO.readText(main) else { throw HostError("sshd configuration not found", path: main) }
-        try read(file: main, text: text, root: root, depth: 0, into: &config)
+        guard let lines = try FileIO.readLines(main, in: root) else { throw HostError("sshd configuration not found", path: main) }
+        try read(file: main, lines: lines, root: root, depth: 0, into: &config)
         cache.store(config, for: main, dependsOn: config.order + config.includeFolders)
         return config
     }
 
-    private func read(file: String, text: String, root: HostRoot, depth: Int, into config: inout Config) throws {
+    private func read(file: String, lines: LineFile, root: HostRoot, depth: Int, into config: inout Config) throws {
         guard depth < 8 else { throw HostError("Include nested more than 8 levels", path: file) }
-        let lines = LineFile(text)
         config.files[file] = lines
         config.order.append(file)
         var conditional = false
@@ -166,8 +165,8 @@ struct SSHDConfigDriver: ResourceDriver {
             if keyword == "include" && !conditional {
                 for pattern in parts.value.split(separator: " ") {
                     for included in try expand(String(pattern), root: root, config: &config) {
-                        guard config.files[included] == nil, let body = try FileIO.readText(included) else { continue }
-                        try read(file: included, text: body, root: root, depth: depth + 1, into: &config)
+                        guard config.files[included] == nil, let body = try FileIO.readLines(included, in: root) else { continue }
+                        try read(file: included, lines: body, root: root, depth: depth + 1, into: &config)
                     }
                 }
                 continue
@@ -188,12 +187,12 @@ struct SSHDConfigDriver: ResourceDriver {
         let directory = try root.resolve(folder)
         config.includeFolders.append(directory)
         guard !name.contains("*") && !name.contains("?") && !name.contains("[") else {
-            let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+            let names = try FileIO.list(directory, in: root)
             return names.filter { fnmatch(name, $0, FNM_PERIOD) == 0 }.sorted()
                 .map { directory + "/" + $0 }
         }
         let path = try root.resolve(relative)
-        return FileManager.default.fileExists(atPath: path) ? [path] : []
+        return try FileIO.exists(path, in: root) ? [path] : []
     }
 
     // MARK: - Driver
@@ -213,6 +212,10 @@ struct SSHDConfigDriver: ResourceDriver {
 
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
         let root = try HostRoot(target: target)
+        try root.applying { try applyOnce(changes, root: root) }
+    }
+
+    private func applyOnce(_ changes: [PropertyDrift], root: HostRoot) throws {
         var config = try read(root)
         guard let main = config.order.first, var mainFile = config.files[main] else { return }
         var edited: Set<String> = []
@@ -249,7 +252,7 @@ struct SSHDConfigDriver: ResourceDriver {
         // Included files first, the main file last, each checked by sshd before the rename.
         for file in config.order.reversed() where edited.contains(file) {
             guard let content = config.files[file] else { continue }
-            try FileIO.write(file, content.bytes, newFileMode: 0o600) { candidate in
+            try FileIO.write(content, to: file, in: root, newFileMode: 0o600) { candidate in
                 try validator.validate(candidate)
             }
         }

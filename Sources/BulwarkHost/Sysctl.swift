@@ -47,19 +47,28 @@ struct SysctlDriver: ResourceDriver {
         return folded.isEmpty ? nil : folded
     }
 
-    /// Configuration files in the order sysctl applies them.
+    /// A value as `/proc/sys` shows it (`0\n`, `32768\t60999\n`), in the form values compare
+    /// in: the trailing newline dropped and whitespace folded, as sysctl reads it.
+    static func runtimeValue(_ text: String) -> String? {
+        normalize(text.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    /// Configuration files in the order sysctl applies them, as real paths: a link such as
+    /// Debian's `etc/sysctl.d/99-sysctl.conf -> ../sysctl.conf` is read where it points, and a
+    /// file reached twice counts at its last place (`etc/sysctl.conf` is applied last).
     func files(_ root: HostRoot) throws -> [String] {
         var byName: [String: String] = [:]
         for folder in Self.folders {
-            let directory = try root.resolve(folder)
-            let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-            for name in names where name.hasSuffix(".conf") && byName[name] == nil {
-                byName[name] = directory + "/" + name
+            for name in try FileIO.list(folder, in: root) where name.hasSuffix(".conf") && byName[name] == nil {
+                byName[name] = folder + "/" + name
             }
         }
-        var ordered = byName.sorted { $0.key < $1.key }.map(\.value)
-        let conf = try root.resolve("etc/sysctl.conf")
-        if !ordered.contains(conf) { ordered.append(conf) }
+        var ordered: [String] = []
+        for path in byName.sorted(by: { $0.key < $1.key }).map(\.value) + ["etc/sysctl.conf"] {
+            let real = try root.resolve(path)
+            ordered.removeAll { $0 == real }
+            ordered.append(real)
+        }
         return ordered
     }
 
@@ -79,7 +88,7 @@ struct SysctlDriver: ResourceDriver {
     func persisted(_ root: HostRoot) throws -> [String: (value: String, file: String)] {
         var result: [String: (value: String, file: String)] = [:]
         for file in try files(root) {
-            guard let text = try FileIO.readText(file) else { continue }
+            guard let text = try FileIO.readText(file, in: root) else { continue }
             for assignment in Self.assignments(text) { result[assignment.key] = (assignment.value, file) }
         }
         return result
@@ -95,7 +104,7 @@ struct SysctlDriver: ResourceDriver {
         var values: [String: String?] = [:]
         for property in resource.spec.properties {
             let stored = persisted[property.name]?.value
-            if let runtime = try FileIO.readText(try runtimePath(property.name, root)).flatMap(Self.normalize),
+            if let runtime = try FileIO.readText(try runtimePath(property.name, root), in: root).flatMap(Self.runtimeValue),
                runtime != property.value {
                 values[property.name] = runtime
             } else {
@@ -107,10 +116,14 @@ struct SysctlDriver: ResourceDriver {
 
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
         let root = try HostRoot(target: target)
-        let owned = try root.resolve(Self.ownedFile)
-        try FileManager.default.createDirectory(atPath: (owned as NSString).deletingLastPathComponent,
-                                                withIntermediateDirectories: true)
-        var file = LineFile(try FileIO.readText(owned) ?? "# Managed by Bulwark: kernel parameters from the desired state.\n# Edits here are overwritten.\n")
+        try root.applying { try applyOnce(changes, root: root) }
+    }
+
+    private func applyOnce(_ changes: [PropertyDrift], root: HostRoot) throws {
+        // Bulwark's own file, by its literal path: never reached through a link.
+        let owned = root.full(root.components(of: Self.ownedFile))
+        var file = try FileIO.readLines(owned, in: root)
+            ?? LineFile("# Managed by Bulwark: kernel parameters from the desired state.\n# Edits here are overwritten.\n")
         let existing = Self.assignments(file.text)
         for change in changes {
             if let line = existing.first(where: { $0.key == change.property })?.line {
@@ -119,31 +132,42 @@ struct SysctlDriver: ResourceDriver {
                 file.append("\(change.property) = \(change.desired)")
             }
         }
-        try FileIO.write(owned, file.bytes, newFileMode: 0o644)
+        try FileIO.write(file, to: owned, in: root, newFileMode: 0o644, createFolders: 0o755)
 
         // Files applied after Bulwark's that still set another value, where an administrator
         // keeps configuration (etc/, run/), get that line commented out.
         let ordered = try files(root)
         if let position = ordered.firstIndex(of: owned) {
-            for path in ordered[(position + 1)...] where !path.hasPrefix(root.path + "/usr/") && !path.hasPrefix(root.path + "/lib/") {
-                guard let text = try FileIO.readText(path) else { continue }
-                var lines = LineFile(text)
+            for path in ordered[(position + 1)...] where !isVendor(path, root) {
+                guard var lines = try FileIO.readLines(path, in: root) else { continue }
                 var changed = false
-                for assignment in Self.assignments(text) {
+                for assignment in Self.assignments(lines.text) {
                     guard let change = changes.first(where: { $0.property == assignment.key }),
                           assignment.value != change.desired else { continue }
                     let original = LineFile.content(lines.lines[assignment.line])
                     lines.lines[assignment.line] = Substring("# bulwark: superseded by \(Self.ownedFile): \(original)\(LineFile.ending(lines.lines[assignment.line]))")
                     changed = true
                 }
-                if changed { try FileIO.write(path, lines.bytes) }
+                if changed { try FileIO.write(lines, to: path, in: root) }
             }
         }
         for change in changes {
-            let runtime = try runtimePath(change.property, root)
-            if FileManager.default.fileExists(atPath: runtime) {
-                try FileIO.writeInPlace(runtime, change.desired + "\n")
-            }
+            try FileIO.writeInPlace(try runtimePath(change.property, root), change.desired + "\n", in: root)
         }
+        // A file Bulwark does not edit (a vendor file in usr/lib) that is applied after its own
+        // still wins at the next boot: say which, rather than "did not hold".
+        let now = try persisted(root)
+        for change in changes {
+            guard let winner = now[change.property], winner.value != change.desired else { continue }
+            throw HostError("\(change.property) = \(winner.value) in \(root.hostPath(root.components(of: winner.file))) is applied after "
+                            + "\(root.hostPath(root.components(of: owned))) and overrides it; Bulwark does not edit files under "
+                            + "/usr or /lib: mask it with a file of the same name in /etc/sysctl.d")
+        }
+    }
+
+    /// A package's file (under usr/ or lib/), which Bulwark does not edit.
+    private func isVendor(_ path: String, _ root: HostRoot) -> Bool {
+        let first = root.components(of: path).first
+        return first == "usr" || first == "lib"
     }
 }

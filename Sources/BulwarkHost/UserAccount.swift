@@ -77,12 +77,12 @@ struct UserAccountDriver: ResourceDriver {
     func observe(_ resource: Resource, on target: Target) async throws -> Observation {
         let root = try HostRoot(target: target)
         let name = resource.spec.subject
-        let passwd = LineFile(try FileIO.readText(try root.resolve("etc/passwd")) ?? "")
+        let passwd = try FileIO.readLines("etc/passwd", in: root) ?? LineFile("")
         guard let account = Self.find(name, in: passwd), account.fields.count >= 7 else {
             return Observation(values: [:])  // no account: nothing to lock or fix
         }
         let shadowPath = try root.resolve("etc/shadow")
-        let shadow = Self.find(name, in: LineFile(try FileIO.readText(shadowPath) ?? ""))
+        let shadow = Self.find(name, in: try FileIO.readLines(shadowPath, in: root) ?? LineFile(""))
         var values: [String: String?] = [:]
         for property in resource.spec.properties {
             switch property.name {
@@ -108,22 +108,26 @@ struct UserAccountDriver: ResourceDriver {
 
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
         let root = try HostRoot(target: target)
+        try root.applying { try applyOnce(changes, to: resource, root: root) }
+    }
+
+    private func applyOnce(_ changes: [PropertyDrift], to resource: Resource, root: HostRoot) throws {
         let name = resource.spec.subject
         if let shell = changes.first(where: { $0.property == "shell" }) {
             let path = try root.resolve("etc/passwd")
-            var passwd = LineFile(try FileIO.readText(path) ?? "")
+            var passwd = try FileIO.readLines(path, in: root) ?? LineFile("")
             guard let account = Self.find(name, in: passwd), account.fields.count >= 7 else {
                 throw HostError("account \(name) does not exist", path: path)
             }
             var fields = account.fields
             fields[6] = Substring(shell.desired)
             passwd.lines[account.line] = Substring(fields.joined(separator: ":") + LineFile.ending(passwd.lines[account.line]))
-            try FileIO.write(path, passwd.bytes, newFileMode: 0o644)
+            try FileIO.write(passwd, to: path, in: root, newFileMode: 0o644)
         }
         let shadowChanges = changes.filter { $0.property == "locked" || $0.property == "expires" }
         guard !shadowChanges.isEmpty else { return }
         let path = try root.resolve("etc/shadow")
-        var shadow = LineFile(try FileIO.readText(path) ?? "")
+        var shadow = try FileIO.readLines(path, in: root) ?? LineFile("")
         guard let entry = Self.find(name, in: shadow), entry.fields.count >= 8 else {
             throw HostError("account \(name) has no entry in shadow", path: path)
         }
@@ -145,6 +149,6 @@ struct UserAccountDriver: ResourceDriver {
             }
         }
         shadow.lines[entry.line] = Substring(fields.joined(separator: ":") + LineFile.ending(shadow.lines[entry.line]))
-        try FileIO.write(path, shadow.bytes, newFileMode: 0o640)
+        try FileIO.write(shadow, to: path, in: root, newFileMode: 0o640)
     }
 }

@@ -25,15 +25,18 @@ import Testing
         }
     }
 
-    @Test func aVendorFileThatWinsMakesTheFixFailVerification() async throws {
+    @Test func aVendorFileThatWinsFailsTheFixNamingThatFile() async throws {
         try await withTemporaryDirectory { root in
             // A package file named to sort after Bulwark's: Bulwark does not edit /usr, so the fix cannot hold.
             try write(root + "/usr/lib/sysctl.d/zzz-vendor.conf", "fs.suid_dumpable = 2\n")
+            try FileManager.default.createDirectory(atPath: root + "/etc", withIntermediateDirectories: true)
             let state = try hostState(root: root, resource("Sysctl", "k", "fs.suid_dumpable: 0"))
             let (_, outcome) = try await reconcile(state)
             let record = try #require(outcome.entries.first?.record)
             #expect(record.result == .failed)
-            #expect(record.error == "fix did not hold: fs.suid_dumpable is 2")
+            // The error names the file that wins, not just "did not hold".
+            #expect(record.error?.contains("fs.suid_dumpable = 2 in /usr/lib/sysctl.d/zzz-vendor.conf is applied after /etc/sysctl.d/zz-bulwark.conf") == true,
+                    "\(record.error ?? "")")
         }
     }
 
@@ -64,23 +67,24 @@ import Testing
         }
     }
 
-    @Test func refusesPathsThatEscapeTheRoot() async throws {
+    @Test func neverChangesAModeThroughASymbolicLink() async throws {
         try await withTemporaryDirectory { root in
             try write(root + "/etc/passwd", "root:x:0:0::/root:/bin/sh\n")
             try FileManager.default.createSymbolicLink(atPath: root + "/etc/real", withDestinationPath: "/etc")
             try FileManager.default.createSymbolicLink(atPath: root + "/etc/up", withDestinationPath: "../..")
             try write(root + "/data/file", "x")
             try FileManager.default.createSymbolicLink(atPath: root + "/etc/inside", withDestinationPath: "../data")
-            for path in ["/etc/real/shadow", "/etc/up/tmp"] {
+            // Absolute, escaping and in-root links alike: that resource fails, the revision is not refused.
+            for path in ["/etc/real/shadow", "/etc/up/tmp", "/etc/inside/file"] {
                 let state = try hostState(root: root, resource("FileMode", "f", "path: \(path)\nmode: \"0600\""))
-                await #expect {
-                    _ = try await reconcile(state)
-                } throws: { error in
-                    "\(error)".contains("target root")
-                }
+                let (plan, outcome) = try await reconcile(state)
+                #expect(plan.failures.count == 1 && outcome.entries.isEmpty)
+                #expect(plan.failures.first?.message.contains("is a symbolic link; Bulwark never writes through a symbolic link") == true,
+                        "\(plan.failures)")
             }
-            // A relative link that stays inside the root is followed.
-            let state = try hostState(root: root, resource("FileMode", "f", "path: /etc/inside/file\nmode: \"0600\""))
+            #expect(modeAndOwner(root + "/data/file").mode == 0o644)
+            // The real path is changed.
+            let state = try hostState(root: root, resource("FileMode", "f", "path: /data/file\nmode: \"0600\""))
             let (_, outcome) = try await reconcile(state)
             #expect(outcome.verified.count == 1)
             #expect(modeAndOwner(root + "/data/file").mode == 0o600)

@@ -1,0 +1,68 @@
+internal import Foundation
+
+/// The per-target lock: `run/bulwark/host.lock` inside the target root, held with
+/// `flock(LOCK_EX | LOCK_NB)` for one apply, so that two Bulwarks (different state folders,
+/// different machines sharing a root) never change one target at once. The holder writes its
+/// pid into the file so the other can name it. Released (and emptied) when this is released;
+/// the kernel releases it if the process dies.
+final class HostLock {
+    static let path = ["run", "bulwark", "host.lock"]
+    private let fd: Int32
+
+    init(_ root: HostRoot) throws(HostError) {
+        let display = root.full(Self.path)
+        let folder = try root.openFolderNoFollow(Array(Self.path.dropLast()), create: 0o700)
+        let fd = openat(folder.fd, Self.path[2], O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw HostError("cannot open the target's lock: \(errnoText())", path: display) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, info.st_mode & FileType.mask == FileType.regular else {
+            close(fd)
+            throw HostError("the target's lock is not a regular file", path: display)
+        }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            let code = errno
+            var buffer = [UInt8](repeating: 0, count: 32)
+            let count = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
+            close(fd)
+            guard code == EWOULDBLOCK else { throw HostError("cannot lock the target: \(errnoText(code))", path: display) }
+            let pid = String(decoding: buffer.prefix(max(0, count)), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            let holder = Int32(pid).map { "pid \($0)" } ?? "a process that has not written its pid yet"
+            throw HostError("another Bulwark (\(holder)) is changing this target; not applied, try again when it has finished",
+                            path: display)
+        }
+        let text = Array("\(getpid())\n".utf8)
+        _ = ftruncate(fd, 0)
+        _ = text.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+        self.fd = fd
+    }
+
+    deinit {
+        _ = ftruncate(fd, 0)
+        close(fd)
+    }
+}
+
+extension HostRoot {
+    /// How many times an apply is tried when a file it writes changed since it was read.
+    static let conflictAttempts = 3
+
+    /// Runs one apply on this target: holding the target's lock, and again from a fresh read
+    /// (at most `conflictAttempts` times) when another writer changed a file between Bulwark's
+    /// read and its write. The other writer's content is never overwritten.
+    func applying<R>(_ body: () throws -> R) throws -> R {
+        let lock = try HostLock(self)
+        defer { withExtendedLifetime(lock) {} }
+        var attempt = 1
+        while true {
+            do {
+                return try body()
+            } catch let error as HostError where error.code == .conflict {
+                guard attempt < Self.conflictAttempts else {
+                    throw HostError("\(error.message) (another writer changed it \(attempt) times while Bulwark was fixing it; "
+                                    + "left as that writer made it)", path: error.path, code: .conflict)
+                }
+                attempt += 1
+            }
+        }
+    }
+}

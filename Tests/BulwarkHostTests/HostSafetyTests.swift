@@ -1,0 +1,371 @@
+import BulwarkCore
+import BulwarkHost
+import BulwarkTestSupport
+import Foundation
+import Synchronization
+import Testing
+
+/// Plans and applies once with a given sshd validator (a script standing in for another writer).
+func reconcile(_ state: DesiredState, sshd: SSHDValidator) async throws -> (Plan, CycleOutcome) {
+    let reconciler = Reconciler(registry: Registry([HostAdapter.definition(sshd: sshd)]))
+    let plan = try await reconciler.plan(state)
+    return (plan, await reconciler.apply(plan, state: state, audit: RecordingSink()))
+}
+
+/// A file's bytes, mode and owner: what "unchanged" means for a file outside Bulwark's reach.
+func fingerprint(_ path: String) throws -> String {
+    let (mode, uid, gid) = modeAndOwner(path)
+    return "\(String(mode, radix: 8)):\(uid):\(gid):" + (try read(path))
+}
+
+func link(_ path: String, to destination: String) throws {
+    try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+    try FileManager.default.createSymbolicLink(atPath: path, withDestinationPath: destination)
+}
+
+func setModified(_ path: String, _ seconds: Int) {
+    var times = [timespec(tv_sec: seconds, tv_nsec: 0), timespec(tv_sec: seconds, tv_nsec: 0)]
+    _ = utimensat(AT_FDCWD, path, &times, AT_SYMLINK_NOFOLLOW)
+}
+
+func isSymbolicLink(_ path: String) -> Bool {
+    var info = stat()
+    return lstat(path, &info) == 0 && info.st_mode & 0o170000 == 0o120000
+}
+
+let accounts = (passwd: "root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\n",
+                group: "root:x:0:\nshadow:x:42:\nalice:x:1000:\n")
+
+@Suite struct SafePathTests {
+    @Test func aUsersLinkToShadowNeverChangesShadowWhileTheirRealFileIsFixed() async throws {
+        guard isRoot else { return }
+        try await withTemporaryDirectory { root in
+            try write(root + "/etc/passwd", accounts.passwd)
+            try write(root + "/etc/group", accounts.group)
+            try write(root + "/etc/shadow", "root:$y$secret:19700:0:99999:7:::\n", mode: 0o640)
+            chown(root + "/etc/shadow", 0, 42)
+            // alice replaces a file Bulwark manages in her home with a link to the shadow file.
+            try link(root + "/home/alice/notes", to: "../../etc/shadow")
+            try write(root + "/home/alice/real", "x", mode: 0o644)
+            let before = try fingerprint(root + "/etc/shadow")
+            let state = try hostState(root: root, resource("FileMode", "notes", "path: /home/alice/notes\nmode: \"0600\"\nowner: alice")
+                                      + resource("FileMode", "real", "path: /home/alice/real\nmode: \"0600\"\nowner: alice"))
+            let (plan, outcome) = try await reconcile(state)
+            let failure = try #require(plan.failures.first)
+            #expect(plan.failures.count == 1 && failure.binding.resource.name == "notes")
+            #expect(failure.message.contains("/home/alice/notes: is a symbolic link"), "\(failure.message)")
+            #expect(try fingerprint(root + "/etc/shadow") == before, "shadow's owner, mode and bytes are unchanged")
+            #expect(isSymbolicLink(root + "/home/alice/notes"))
+            // The legitimate resource on the same target goes through.
+            #expect(outcome.verified.map(\.record.name) == ["real"])
+            #expect(modeAndOwner(root + "/home/alice/real").uid == 1000 && modeAndOwner(root + "/home/alice/real").mode == 0o600)
+        }
+    }
+
+    @Test func anAbsoluteLinkAtAManagedPathFailsThatResourceOnly() async throws {
+        try await withTemporaryDirectory { root in
+            try write(root + "/etc/login.defs", "PASS_MAX_DAYS 99999\n")
+            try write(root + "/etc/shadow", "root:*:1::::::\n", mode: 0o640)
+            try link(root + "/etc/issue", to: "/etc/shadow")
+            let state = try hostState(root: root, resource("FileMode", "issue", "path: /etc/issue\nmode: \"0644\"")
+                                      + resource("LoginDefs", "l", "PASS_MAX_DAYS: 90"))
+            // Not a refused revision: one failure, and the other resource is fixed.
+            let (plan, outcome) = try await reconcile(state)
+            #expect(plan.failures.map(\.binding.resource.name) == ["issue"])
+            #expect(outcome.verified.map(\.record.name) == ["l"])
+            #expect(try read(root + "/etc/login.defs") == "PASS_MAX_DAYS 90\n")
+            #expect(modeAndOwner(root + "/etc/shadow").mode == 0o640)
+        }
+    }
+
+    @Test func debiansSysctlLinkIsReadAndTheFixLandsInTheRealFile() async throws {
+        try await withTemporaryDirectory { root in
+            try write(root + "/etc/sysctl.conf", "# Debian\nkernel.kptr_restrict = 0\nnet.ipv4.tcp_syncookies = 1\n")
+            try link(root + "/etc/sysctl.d/99-sysctl.conf", to: "../sysctl.conf")
+            let state = try hostState(root: root, resource("Sysctl", "k", "kernel.kptr_restrict: 1\nnet.ipv4.tcp_syncookies: 1"))
+            let (plan, outcome) = try await reconcile(state)
+            #expect(plan.failures.isEmpty, "\(plan.failures)")
+            #expect(plan.remediations.first?.changes.map(\.observed) == ["0"])
+            #expect(outcome.verified.count == 1, "\(outcome.entries.map(\.record.error))")
+            // The link stays a link; the line is superseded in the file it points to.
+            #expect(isSymbolicLink(root + "/etc/sysctl.d/99-sysctl.conf"))
+            #expect(try read(root + "/etc/sysctl.conf")
+                    == "# Debian\n# bulwark: superseded by etc/sysctl.d/zz-bulwark.conf: kernel.kptr_restrict = 0\nnet.ipv4.tcp_syncookies = 1\n")
+            #expect(try read(root + "/etc/sysctl.d/zz-bulwark.conf").contains("kernel.kptr_restrict = 1\n"))
+            let (again, _) = try await reconcile(state)
+            #expect(!again.hasDrift && again.failures.isEmpty)
+        }
+    }
+
+    @Test func aFifoAtTheSSHDConfigFailsThatResourceAtOnce() async throws {
+        try await withTemporaryDirectory { root in
+            try FileManager.default.createDirectory(atPath: root + "/etc/ssh", withIntermediateDirectories: true)
+            #expect(mkfifo(root + "/etc/ssh/sshd_config", 0o600) == 0)
+            try write(root + "/etc/login.defs", "PASS_MAX_DAYS 99999\n")
+            let state = try hostState(root: root, resource("SSHDConfig", "s", "PermitRootLogin: \"no\"")
+                                      + resource("LoginDefs", "l", "PASS_MAX_DAYS: 90"))
+            // Opening a FIFO to read would wait for a writer forever; it is refused by type instead.
+            let (plan, outcome) = try await reconcile(state)
+            #expect(plan.failures.map(\.binding.resource.name) == ["s"])
+            #expect(plan.failures.first?.message.contains("sshd_config: is a FIFO, not a regular file") == true, "\(plan.failures)")
+            #expect(outcome.verified.map(\.record.name) == ["l"])
+        }
+    }
+
+    @Test func linksSwappedForFoldersDuringPassesNeverChangeAnythingOutsideTheRoot() async throws {
+        try await withTemporaryDirectory { dir in
+            let root = dir + "/root"
+            let outside = dir + "/outside"
+            try write(root + "/etc/login.defs", "PASS_MAX_DAYS 99999\n")
+            try write(root + "/etc/sysctl.d/10-local.conf", "kernel.dmesg_restrict = 0\n")
+            try write(outside + "/login.defs", "SENTINEL 1\n", mode: 0o644)
+            try write(outside + "/sysctl.d/10-local.conf", "kernel.dmesg_restrict = 0\n", mode: 0o644)
+            let names = (1...8).map { "file\($0)" }
+            for name in names {
+                try write(root + "/etc/" + name, "inside\n", mode: 0o644)
+                try write(outside + "/" + name, "outside\n", mode: 0o644)
+            }
+            let sentinels = [outside + "/login.defs", outside + "/sysctl.d/10-local.conf"] + names.map { outside + "/" + $0 }
+            let before = try sentinels.map(fingerprint)
+
+            // Another thread swaps etc for links out of the root (absolute and climbing), and back, as
+            // fast as it can (a yield between swaps made a path-based chmod go unnoticed more often).
+            let control = SwapControl()
+            Thread.detachNewThread {
+                var round = 0
+                while !control.stop.load(ordering: .acquiring) {
+                    rename(root + "/etc", root + "/etc.real")
+                    symlink(round % 2 == 0 ? outside : "../outside", root + "/etc")
+                    unlink(root + "/etc")
+                    rename(root + "/etc.real", root + "/etc")
+                    round += 1
+                }
+                control.done.store(true, ordering: .releasing)
+            }
+            var outcomes: [CycleOutcome] = []
+            var failure: (any Error)?
+            do {
+                for pass in 0..<300 {
+                    let days = pass % 2 == 0 ? 30 : 60
+                    let mode = pass % 2 == 0 ? "0600" : "0640"
+                    let state = try hostState(root: root, resource("LoginDefs", "l", "PASS_MAX_DAYS: \(days)")
+                                              + resource("FileMode", "f", "path: /etc/login.defs\nmode: \"\(mode)\"")
+                                              + names.map { resource("FileMode", $0, "path: /etc/\($0)\nmode: \"\(mode)\"") }.joined()
+                                              + resource("Sysctl", "k", "kernel.dmesg_restrict: \(pass % 2)"))
+                    outcomes.append(try await reconcile(state).1)
+                }
+            } catch {
+                failure = error  // stop the other thread first
+            }
+            control.stop.store(true, ordering: .releasing)
+            while !control.done.load(ordering: .acquiring) { sched_yield() }
+            if let failure { throw failure }
+
+            #expect(try sentinels.map(fingerprint) == before, "nothing outside the root changed")
+            #expect(try FileManager.default.subpathsOfDirectory(atPath: outside).sorted()
+                    == (["login.defs", "sysctl.d", "sysctl.d/10-local.conf"] + names).sorted(), "nothing was created outside the root")
+            #expect(!outcomes.flatMap(\.entries).isEmpty, "the passes acted")
+            // With the folder back in place, a pass converges.
+            let state = try hostState(root: root, resource("LoginDefs", "l", "PASS_MAX_DAYS: 45")
+                                      + resource("FileMode", "f", "path: /etc/login.defs\nmode: \"0600\""))
+            let (plan, _) = try await reconcile(state)
+            #expect(plan.failures.isEmpty)
+            #expect(try read(root + "/etc/login.defs") == "PASS_MAX_DAYS 45\n")
+            #expect(modeAndOwner(root + "/etc/login.defs").mode == 0o600)
+        }
+    }
+}
+
+final class SwapControl: Sendable {
+    let stop = Atomic<Bool>(false)
+    let done = Atomic<Bool>(false)
+}
+
+@Suite struct ConcurrentWriterTests {
+    /// A validator that, the first `times` times it runs, does what another writer would:
+    /// `action` on the real configuration, between Bulwark's read and its rename.
+    func otherWriter(_ dir: String, times: Int, _ action: String) throws -> SSHDValidator {
+        let script = dir + "/other-writer"
+        try write(script, """
+            #!/bin/sh
+            count=$(cat \(dir)/count 2>/dev/null || echo 0)
+            if [ "$count" -lt \(times) ]; then
+              echo $((count + 1)) > \(dir)/count
+              \(action)
+            fi
+            exit 0
+            """, mode: 0o755)
+        return SSHDValidator(executable: script)
+    }
+
+    @Test func anEditBetweenReadAndRenameSurvivesAndTheFixIsMadeOnIt() async throws {
+        try await withTemporaryDirectory { dir in
+            let root = dir + "/root"
+            let config = root + "/etc/ssh/sshd_config"
+            try write(config, "PermitRootLogin yes\n", mode: 0o600)
+            let sshd = try otherWriter(dir, times: 1, "printf 'Banner /etc/issue.net\\n' >> \(config)")
+            let state = try hostState(root: root, resource("SSHDConfig", "s", "PermitRootLogin: \"no\""))
+            let (_, outcome) = try await reconcile(state, sshd: sshd)
+            #expect(outcome.verified.count == 1, "\(outcome.entries.map(\.record.error))")
+            #expect(try read(config) == "PermitRootLogin no\nBanner /etc/issue.net\n")
+        }
+    }
+
+    @Test func aFileReadWhileTruncatedNeverBecomesPermanentWithoutItsLines() async throws {
+        try await withTemporaryDirectory { dir in
+            let root = dir + "/root"
+            let config = root + "/etc/ssh/sshd_config"
+            let full = "# site\nPort 22\nPermitRootLogin yes\nUsePAM yes\n"
+            // A writer truncated the file and has not written it back yet when Bulwark reads it.
+            try write(config, "", mode: 0o600)
+            try write(dir + "/full", full)
+            let sshd = try otherWriter(dir, times: 1, "cat \(dir)/full > \(config)")
+            let state = try hostState(root: root, resource("SSHDConfig", "s", "PermitRootLogin: \"no\""))
+            let (_, outcome) = try await reconcile(state, sshd: sshd)
+            #expect(outcome.verified.count == 1, "\(outcome.entries.map(\.record.error))")
+            #expect(try read(config) == "# site\nPort 22\nPermitRootLogin no\nUsePAM yes\n")
+        }
+    }
+
+    @Test func aFolderSwappedForALinkOutOfTheRootBeforeTheRenameLeavesTheOutsideAlone() async throws {
+        try await withTemporaryDirectory { dir in
+            let root = dir + "/root"
+            let outside = dir + "/outside"
+            try write(root + "/etc/ssh/sshd_config", "PermitRootLogin yes\n", mode: 0o600)
+            try write(outside + "/sshd_config", "PermitRootLogin yes\n", mode: 0o644)
+            let before = try fingerprint(outside + "/sshd_config")
+            // Between Bulwark's check of the folder and its rename, etc/ssh becomes a link out of the root.
+            let sshd = try otherWriter(dir, times: 1, "mv \(root)/etc/ssh \(root)/etc/ssh.moved && ln -s \(outside) \(root)/etc/ssh")
+            let state = try hostState(root: root, resource("SSHDConfig", "s", "PermitRootLogin: \"no\""))
+            let (_, outcome) = try await reconcile(state, sshd: sshd)
+            #expect(try fingerprint(outside + "/sshd_config") == before)
+            #expect(try FileManager.default.contentsOfDirectory(atPath: outside) == ["sshd_config"])
+            // The rename happened in the folder that was opened and checked, wherever it now is.
+            #expect(try read(root + "/etc/ssh.moved/sshd_config") == "PermitRootLogin no\n")
+            #expect(outcome.entries.first?.record.result == .failed, "etc/ssh is no longer a configuration to verify")
+        }
+    }
+
+    @Test func aWriterThatKeepsChangingTheFileIsLeftAloneWithAReason() async throws {
+        try await withTemporaryDirectory { dir in
+            let root = dir + "/root"
+            let config = root + "/etc/ssh/sshd_config"
+            try write(config, "PermitRootLogin yes\n", mode: 0o600)
+            let sshd = try otherWriter(dir, times: 100, "printf '# edit\\n' >> \(config)")
+            let state = try hostState(root: root, resource("SSHDConfig", "s", "PermitRootLogin: \"no\""))
+            let (_, outcome) = try await reconcile(state, sshd: sshd)
+            let record = try #require(outcome.entries.first?.record)
+            #expect(record.result == .failed)
+            #expect(record.error?.contains("another writer changed it 3 times while Bulwark was fixing it") == true, "\(record.error ?? "")")
+            #expect(try read(config) == "PermitRootLogin yes\n# edit\n# edit\n# edit\n", "the other writer's content, not Bulwark's")
+            #expect(try FileManager.default.contentsOfDirectory(atPath: root + "/etc/ssh") == ["sshd_config"])
+        }
+    }
+}
+
+@Suite struct HostLockTests {
+    @Test func aSecondBulwarkOnTheTargetFailsNamingTheHolder() async throws {
+        try await withTemporaryDirectory { root in
+            try write(root + "/etc/login.defs", "PASS_MAX_DAYS 99999\n")
+            let state = try hostState(root: root, resource("LoginDefs", "l", "PASS_MAX_DAYS: 90"))
+            // The first apply creates the lock: run/bulwark (0700) and host.lock (0600), then releases it.
+            _ = try await reconcile(try hostState(root: root, resource("LoginDefs", "l", "PASS_MAX_DAYS: 80")))
+            #expect(modeAndOwner(root + "/run/bulwark").mode == 0o700)
+            #expect(modeAndOwner(root + "/run/bulwark/host.lock").mode == 0o600)
+
+            // Another Bulwark holds it, as Bulwark does: flock, and its pid in the file.
+            let fd = open(root + "/run/bulwark/host.lock", O_RDWR | O_CLOEXEC)
+            #expect(fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0)
+            let pid = Array("4242\n".utf8)
+            _ = pid.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+            let (_, blocked) = try await reconcile(state)
+            let record = try #require(blocked.entries.first?.record)
+            #expect(record.result == .failed)
+            #expect(record.error?.contains("another Bulwark (pid 4242) is changing this target") == true, "\(record.error ?? "")")
+            #expect(try read(root + "/etc/login.defs") == "PASS_MAX_DAYS 80\n")
+
+            close(fd)
+            let (_, outcome) = try await reconcile(state)
+            #expect(outcome.verified.count == 1)
+            #expect(try read(root + "/etc/login.defs") == "PASS_MAX_DAYS 90\n")
+        }
+    }
+}
+
+@Suite struct StaleTemporaryTests {
+    @Test func temporaryFilesOlderThanTheProcessGoWhenBulwarkNextWritesThere() async throws {
+        try await withTemporaryDirectory { root in
+            try write(root + "/etc/login.defs", "PASS_MAX_DAYS 99999\n")
+            let stale = root + "/etc/.login.defs.bulwark-Ab12Cd"
+            let live = root + "/etc/.shadow.bulwark-Zz99Yy"
+            let other = root + "/etc/.login.defs.bulwark-notours"
+            for path in [stale, live, other] { try write(path, "half a file") }
+            setModified(stale, 978_307_200)  // 2001: left by a Bulwark killed mid-write
+            setModified(other, 978_307_200)
+            setModified(live, Int(Date().timeIntervalSince1970) + 3600)  // newer than this process: a live writer's
+            let state = try hostState(root: root, resource("LoginDefs", "l", "PASS_MAX_DAYS: 90"))
+            let (_, outcome) = try await reconcile(state)
+            #expect(outcome.verified.count == 1)
+            #expect(!FileManager.default.fileExists(atPath: stale))
+            #expect(FileManager.default.fileExists(atPath: live))
+            #expect(FileManager.default.fileExists(atPath: other), "not Bulwark's naming pattern")
+        }
+    }
+}
+
+@Suite struct HostValueTests {
+    @Test func aRuntimeParameterIsComparedWithoutItsNewline() async throws {
+        try await withTemporaryDirectory { root in
+            try write(root + "/etc/sysctl.d/zz-bulwark.conf", "kernel.randomize_va_space = 2\nnet.ipv4.ip_local_port_range = 32768 60999\n")
+            // What `sysctl -w kernel.randomize_va_space=0` leaves, as /proc shows it.
+            try write(root + "/proc/sys/kernel/randomize_va_space", "0\n")
+            try write(root + "/proc/sys/net/ipv4/ip_local_port_range", "32768\t60999\n")
+            let state = try hostState(root: root, resource("Sysctl", "k", "kernel.randomize_va_space: 2\nnet.ipv4.ip_local_port_range: 32768 60999"))
+            let (plan, outcome) = try await reconcile(state)
+            #expect(plan.remediations.first?.changes.map(\.property) == ["kernel.randomize_va_space"])
+            #expect(plan.remediations.first?.changes.first?.observed == "0")
+            #expect(outcome.verified.count == 1)
+            #expect(try read(root + "/proc/sys/kernel/randomize_va_space") == "2\n")
+            let (again, _) = try await reconcile(state)
+            #expect(!again.hasDrift)
+        }
+    }
+
+    @Test func aNumericOwnerConvergesInOnePass() async throws {
+        guard isRoot else { return }
+        try await withTemporaryDirectory { root in
+            try write(root + "/etc/passwd", accounts.passwd)
+            try write(root + "/etc/group", accounts.group)
+            try write(root + "/etc/gshadow", "x", mode: 0o640)
+            chown(root + "/etc/gshadow", 0, 0)
+            let state = try hostState(root: root, resource("FileMode", "f", "path: /etc/gshadow\nowner: \"0\"\ngroup: \"42\""))
+            let (plan, outcome) = try await reconcile(state)
+            // uid 0 is "0" whatever its name; only the group differs.
+            #expect(plan.remediations.first?.changes.map(\.property) == ["group"])
+            #expect(plan.remediations.first?.changes.first?.observed == "root")
+            #expect(outcome.verified.count == 1)
+            #expect(modeAndOwner(root + "/etc/gshadow").gid == 42)
+            let (again, _) = try await reconcile(state)
+            #expect(!again.hasDrift && again.failures.isEmpty)
+            // A name still compares as the id it stands for.
+            let named = try hostState(root: root, resource("FileMode", "f", "path: /etc/gshadow\nowner: root\ngroup: shadow"))
+            #expect(!(try await reconcile(named).0.hasDrift))
+        }
+    }
+
+    @Test func bytesThatAreNotUTF8InAnSSHDCommentAreKept() async throws {
+        try await withTemporaryDirectory { root in
+            let path = root + "/etc/ssh/sshd_config"
+            // Latin-1 "café" in a comment: sshd accepts it.
+            let prefix: [UInt8] = Array("# caf".utf8) + [0xE9] + Array("\nPermitRootLogin yes\n# ".utf8) + [0xFF, 0xFE] + Array("\n".utf8)
+            try FileManager.default.createDirectory(atPath: root + "/etc/ssh", withIntermediateDirectories: true)
+            #expect(FileManager.default.createFile(atPath: path, contents: Data(prefix), attributes: [.posixPermissions: 0o600]))
+            let state = try hostState(root: root, resource("SSHDConfig", "s", "PermitRootLogin: \"no\""))
+            let (plan, outcome) = try await reconcile(state)
+            #expect(plan.failures.isEmpty, "\(plan.failures)")
+            #expect(outcome.verified.count == 1)
+            let expected: [UInt8] = Array("# caf".utf8) + [0xE9] + Array("\nPermitRootLogin no\n# ".utf8) + [0xFF, 0xFE] + Array("\n".utf8)
+            #expect(FileManager.default.contents(atPath: path).map { Array($0) } == expected)
+        }
+    }
+}
