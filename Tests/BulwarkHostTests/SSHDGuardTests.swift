@@ -137,4 +137,48 @@ import Testing
             try await expectApplied(root, resource("SSHDConfig", "s", "X11Forwarding: \"no\""))
         }
     }
+
+    @Test func anApprovedBlockIsAppliedAndSshdStillRefusesABrokenCandidate() async throws {
+        try await withTemporaryDirectory { root in
+            try host(root, [root0, admin])
+            let manifests = resource("SSHDConfig", "s", "AllowUsers: nobody")
+            let reconciler = Reconciler(registry: Registry([HostAdapter.definition()]))
+            let blocked = try await reconciler.plan(try hostState(root: root, manifests))
+            let id = try #require(blocked.remediations.first { $0.decision == .blocked }?.id)
+            // A person approves the blocked id: the guard no longer stands in the way.
+            let approval = """
+                apiVersion: bulwark/v1
+                kind: Approval
+                metadata: {name: console-access}
+                spec: {id: \(id), approver: "Sam Admin <sam@example.org>", reason: "console access exists"}
+                """
+            let state = try hostState(root: root, manifests, extra: [SourceFile(path: "approvals/\(id).yaml", contents: Array(approval.utf8))])
+            let plan = try await reconciler.plan(state)
+            #expect(plan.remediations.first?.decision == .applied)
+            let outcome = await reconciler.apply(plan, state: state, audit: RecordingSink())
+            #expect(outcome.verified.count == 1)
+            #expect(try read(root + "/etc/ssh/sshd_config").contains("\nAllowUsers nobody\n"))
+        }
+        try await withTemporaryDirectory { root in
+            // Approved or not, a candidate sshd rejects is checked again at apply and never written.
+            try host(root, [root0, admin])
+            let manifests = resource("SSHDConfig", "s", "Ciphers: not-a-cipher")
+            let reconciler = Reconciler(registry: Registry([HostAdapter.definition()]))
+            let blocked = try await reconciler.plan(try hostState(root: root, manifests))
+            let id = try #require(blocked.remediations.first { $0.decision == .blocked }?.id)
+            let approval = """
+                apiVersion: bulwark/v1
+                kind: Approval
+                metadata: {name: try-it}
+                spec: {id: \(id), approver: "Sam Admin <sam@example.org>", reason: "testing"}
+                """
+            let before = try snapshot(root)
+            let state = try hostState(root: root, manifests, extra: [SourceFile(path: "approvals/\(id).yaml", contents: Array(approval.utf8))])
+            let outcome = await reconciler.apply(try await reconciler.plan(state), state: state, audit: RecordingSink())
+            let record = try #require(outcome.entries.first?.record)
+            #expect(record.result == .failed)
+            #expect(record.error?.contains("sshd -t rejected the candidate configuration") == true, "\(record.error ?? "")")
+            #expect(try snapshot(root) == before)
+        }
+    }
 }
