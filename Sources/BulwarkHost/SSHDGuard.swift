@@ -11,8 +11,10 @@ internal import BulwarkCore
 ///
 /// sshd runs with a throwaway host key (`-h`), so the check needs none of the target's keys.
 /// As root, it runs as `nobody` (`setpriv`): an unprivileged sshd needs no privilege-separation
-/// folder (/run/sshd, absent where sshd never ran) and can read nothing but the folder's files.
-/// The caller removes the folder (`remove()`).
+/// folder (/run/sshd, absent where sshd never ran). The folder and its files stay root's, shared
+/// read-only with group 65534 (mode 0750/0640), so a process running as nobody can read the
+/// candidate but not change it under the guard's feet; sshd skips its key-permission check for
+/// a key another uid owns. The caller removes the folder (`remove()`).
 struct SSHDProbe {
     static let unprivileged: (uid: UInt32, gid: UInt32) = (65534, 65534)
     static let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"].first { FileManager.default.isExecutableFile(atPath: $0) }
@@ -36,9 +38,14 @@ struct SSHDProbe {
             guard keygen.status == 0 else { throw HostError("ssh-keygen failed: \(keygen.errors)") }
             if geteuid() == 0 {
                 for name in try FileManager.default.contentsOfDirectory(atPath: directory) {
-                    chown(directory + "/" + name, Self.unprivileged.uid, Self.unprivileged.gid)
+                    guard chown(directory + "/" + name, 0, Self.unprivileged.gid) == 0,
+                          chmod(directory + "/" + name, 0o640) == 0 else {
+                        throw HostError("cannot share the candidate with sshd: \(errnoText())", path: directory + "/" + name)
+                    }
                 }
-                chown(directory, Self.unprivileged.uid, Self.unprivileged.gid)
+                guard chown(directory, 0, Self.unprivileged.gid) == 0, chmod(directory, 0o750) == 0 else {
+                    throw HostError("cannot share the candidate folder with sshd: \(errnoText())", path: directory)
+                }
             }
         } catch {
             try? FileManager.default.removeItem(atPath: directory)
