@@ -17,6 +17,7 @@ internal import BulwarkCore
 /// a key another uid owns. The caller removes the folder (`remove()`).
 struct SSHDProbe {
     static let unprivileged: (uid: UInt32, gid: UInt32) = (65534, 65534)
+    static let timeout: TimeInterval = 30
     static let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"].first { FileManager.default.isExecutableFile(atPath: $0) }
 
     let executable: String
@@ -154,6 +155,16 @@ struct SSHDProbe {
         process.standardError = err
         process.standardInput = FileHandle.nullDevice
         try process.run()
+        // sshd -t/-T and ssh-keygen finish in milliseconds; one that hangs must not hang the plan.
+        let deadline = Date().addingTimeInterval(Self.timeout)
+        while process.isRunning {
+            guard Date() < deadline else {
+                process.terminate()
+                process.waitUntilExit()
+                throw HostError("\(executable) did not finish within \(Int(Self.timeout)) s")
+            }
+            usleep(2_000)
+        }
         process.waitUntilExit()
         let output = (try? FileIO.readText(outPath)) ?? nil
         let errors = (try? FileIO.readText(errPath)) ?? nil
