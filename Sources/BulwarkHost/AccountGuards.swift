@@ -111,6 +111,19 @@ extension FileModeDriver {
                         return .block("owner \(change.desired) (uid \(uid), at or above UID_MIN \(accounts.uidMin)) "
                                       + "is not a system account; \(shown) is a system file")
                     }
+                case "group" where secret:
+                    // Group read of a secret, given to a person's group, is world read by another name.
+                    let accounts = try HostAccounts(root: root)
+                    let gid = accounts.groups.first { $0.name == change.desired }?.gid ?? UInt32(change.desired)
+                    guard let gid else { return .block("group \(change.desired) is not in the target's etc/group") }
+                    var info = stat()
+                    let current = stat(real, &info) == 0 ? UInt32(info.st_mode & 0o7777) : 0o777
+                    let mode = changes.first { $0.property == "mode" }.flatMap { UInt32($0.desired, radix: 8) } ?? current
+                    let readable = mode & 0o040 != 0
+                    if gid >= accounts.gidMin && readable {
+                        return .block("group \(change.desired) (gid \(gid), at or above GID_MIN \(accounts.gidMin)) "
+                                      + "would be able to read \(shown), which holds secrets")
+                    }
                 default:
                     break
                 }

@@ -61,6 +61,8 @@ struct HostAccounts: Sendable {
     var shells: [String]?
     /// `UID_MIN` from `etc/login.defs` (1000 by default): the first uid of a person's account.
     var uidMin: UInt32 = 1000
+    /// `GID_MIN` likewise: the first gid of a person's group.
+    var gidMin: UInt32 = 1000
 
     init(root: HostRoot) throws {
         self.root = root
@@ -95,9 +97,10 @@ struct HostAccounts: Sendable {
             shells = text.split(separator: "\n").map { LineFile.content($0[...]).trimmingCharacters(in: .whitespaces) }
                 .filter { !$0.isEmpty && !$0.hasPrefix("#") }
         }
-        if let text = try FileIO.readText(try root.resolve(LoginDefsDriver.path)),
-           let value = LoginDefsDriver.entries(LineFile(text))["UID_MIN"]?.value, let min = UInt32(value) {
-            uidMin = min
+        if let text = try FileIO.readText(try root.resolve(LoginDefsDriver.path)) {
+            let entries = LoginDefsDriver.entries(LineFile(text))
+            if let value = entries["UID_MIN"]?.value, let min = UInt32(value) { uidMin = min }
+            if let value = entries["GID_MIN"]?.value, let min = UInt32(value) { gidMin = min }
         }
     }
 

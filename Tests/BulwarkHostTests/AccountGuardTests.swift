@@ -79,6 +79,8 @@ import Testing
                                     reason: "mode 0777 would let group or others write /etc/shadow")
             try await expectBlocked(root, resource("FileMode", "f", "path: /etc/shadow\nmode: \"0644\""),
                                     reason: "mode 0644 would let every user read /etc/shadow")
+            try await expectBlocked(root, resource("FileMode", "f", "path: /etc/shadow\nmode: \"0640\"\ngroup: admin"),
+                                    reason: "group admin (gid 1000, at or above GID_MIN 1000) would be able to read /etc/shadow")
             try await expectApplied(root, resource("FileMode", "f", "path: /etc/shadow\nmode: \"0600\"\nowner: root"))
             guard isRoot else { return }
             try await expectApplied(root, resource("FileMode", "f", "path: /etc/shadow\nmode: \"0640\"\nowner: root\ngroup: shadow"))
