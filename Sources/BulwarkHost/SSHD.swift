@@ -173,6 +173,8 @@ struct SSHDConfigDriver: ResourceDriver {
         var firstMatch: Int?
         /// Folders `Include` patterns list: a file added there changes the configuration.
         var includeFolders: [String] = []
+        /// Identities of every file and folder, taken before each was read (for the cache).
+        var snapshot = FileSnapshot()
 
         /// The effective global value: the first occurrence outside `Match` blocks.
         /// An alias line (`ChallengeResponseAuthentication`) counts for its keyword, as in sshd.
@@ -197,9 +199,10 @@ struct SSHDConfigDriver: ResourceDriver {
         let main = try root.resolve(Self.configPath)
         if let cached = cache.lookup(main) { return cached }
         var config = Config()
+        config.snapshot.take(main)
         guard let text = try FileIO.readText(main) else { throw HostError("sshd configuration not found", path: main) }
         try read(file: main, text: text, root: root, depth: 0, into: &config)
-        cache.store(config, for: main, dependsOn: config.order + config.includeFolders)
+        cache.store(config, for: main, readAt: config.snapshot)
         return config
     }
 
@@ -220,7 +223,9 @@ struct SSHDConfigDriver: ResourceDriver {
             if keyword == "include" && !conditional {
                 for pattern in parts.value.split(separator: " ") {
                     for included in try expand(String(pattern), root: root, config: &config) {
-                        guard config.files[included] == nil, let body = try FileIO.readText(included) else { continue }
+                        guard config.files[included] == nil else { continue }
+                        config.snapshot.take(included)
+                        guard let body = try FileIO.readText(included) else { continue }
                         try read(file: included, text: body, root: root, depth: depth + 1, into: &config)
                     }
                 }
@@ -240,6 +245,7 @@ struct SSHDConfigDriver: ResourceDriver {
             throw HostError("Include patterns with wildcards in folders are not supported: \(pattern)")
         }
         let directory = try root.resolve(folder)
+        config.snapshot.take(directory)
         config.includeFolders.append(directory)
         guard !name.contains("*") && !name.contains("?") && !name.contains("[") else {
             let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
@@ -247,6 +253,7 @@ struct SSHDConfigDriver: ResourceDriver {
                 .map { directory + "/" + $0 }
         }
         let path = try root.resolve(relative)
+        config.snapshot.take(path)
         return FileManager.default.fileExists(atPath: path) ? [path] : []
     }
 
