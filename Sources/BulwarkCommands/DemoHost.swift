@@ -45,6 +45,7 @@ enum DemoHost {
                 root:x:0:0:root:/root:/bin/bash
                 daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin
                 sshd:x:100:65534::/run/sshd:/usr/sbin/nologin
+                admin:x:1000:1000:Administrator,,,:/home/admin:/bin/bash
                 guest:x:1001:1001:Guest,,,:/home/guest:/bin/bash
                 nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin
 
@@ -53,6 +54,8 @@ enum DemoHost {
                 root:x:0:
                 daemon:x:1:
                 shadow:x:42:
+                sudo:x:27:admin
+                admin:x:1000:
                 guest:x:1001:
                 nogroup:x:65534:
 
@@ -61,6 +64,7 @@ enum DemoHost {
                 root:$y$j9T$sandboxsaltsandbox$sandboxhashsandboxhashsandboxhashsandbox00:19700:0:99999:7:::
                 daemon:*:19700:0:99999:7:::
                 sshd:!:19700::::::
+                admin:*:19700:0:99999:7:::
                 guest:$y$j9T$guestsaltguestsalt$guesthashguesthashguesthashguesthash000:19700:0:99999:7:::
                 nobody:*:19700:0:99999:7:::
 
@@ -76,6 +80,14 @@ enum DemoHost {
                 ENCRYPT_METHOD SHA512
 
                 """, 0o644),
+            ("etc/shells", "# /etc/shells: valid login shells\n/bin/sh\n/bin/bash\n", 0o644),
+            // The administrator logs in with a key (a sample public key: the sandbox runs no sshd).
+            // Bulwark's sshd guard blocks changes that would leave no such login.
+            ("home/admin/.ssh/authorized_keys",
+             "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDemoHostSampleKeyForTheAdministratorAccount0 admin@demo\n", 0o600),
+            // Stand-ins for the shells, so the account guard finds the programs it is asked to set.
+            ("bin/bash", "#!/bin/sh\n", 0o755), ("bin/sh", "#!/bin/sh\n", 0o755),
+            ("usr/sbin/nologin", "#!/bin/sh\nexit 1\n", 0o755),
             ("etc/sysctl.conf", "# /etc/sysctl.conf - Configuration file for setting system variables\nnet.ipv4.ip_forward=1\n", 0o644),
         ]
         let fm = FileManager.default

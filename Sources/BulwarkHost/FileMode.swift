@@ -148,6 +148,10 @@ struct FileModeDriver: ResourceDriver {
 /// `/etc/shadow` style: absolute, no `..`, no empty components.
 func parsePath(_ reader: SpecReader) -> String? {
     guard let text = reader.string() else { return nil }
+    if let problem = LineSafety.problem(text) {
+        reader.fail("expected an absolute path; the value \(problem)")
+        return nil
+    }
     let parts = text.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
     guard text.hasPrefix("/"), text.count > 1, !parts.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }),
           !text.contains("\0") else {

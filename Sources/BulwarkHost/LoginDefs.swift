@@ -16,6 +16,10 @@ struct LoginDefsDriver: ResourceDriver {
                 return nil
             }
             guard let text = reader.string() else { return nil }
+            if let problem = LineSafety.problem(text) {
+                reader.fail("\(problem); login.defs is one setting per line")
+                return nil
+            }
             guard let value = normalize(key, text) else {
                 reader.fail(key == "UMASK" ? "expected an octal umask such as 027, got '\(text)'"
                                            : "expected a single word or number, got '\(text)'")
@@ -27,7 +31,9 @@ struct LoginDefsDriver: ResourceDriver {
 
     static func normalize(_ key: String, _ value: String) -> String? {
         let trimmed = value.trimmingCharacters(in: .whitespaces)
-        guard !trimmed.isEmpty, !trimmed.contains(where: { $0 == " " || $0 == "\t" || $0 == "\n" }) else { return nil }
+        // Per scalar: "\r\n" is one Character and would pass a Character test for "\n".
+        guard !trimmed.isEmpty, LineSafety.problem(trimmed) == nil,
+              !trimmed.unicodeScalars.contains(where: { $0 == " " || $0.properties.isWhitespace }) else { return nil }
         if key == "UMASK" {
             guard let mask = UInt32(trimmed, radix: 8), mask <= 0o777 else { return nil }
             let digits = String(mask, radix: 8)

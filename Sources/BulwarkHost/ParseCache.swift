@@ -5,17 +5,9 @@ internal import Synchronization
 /// device, inode, size and modification time (nanoseconds). An atomic rename gives a new
 /// inode, so Bulwark's own writes always invalidate an entry.
 final class ParseCache<Value: Sendable>: Sendable {
-    private struct Identity: Hashable, Sendable {
-        var device: UInt64
-        var inode: UInt64
-        var size: Int64
-        var seconds: Int
-        var nanoseconds: Int
-    }
-
     private struct Entry: Sendable {
         var value: Value
-        var files: [String: Identity?]
+        var files: [String: CacheIdentity?]
     }
 
     private let entries = Mutex<[String: Entry]>([:])
@@ -26,16 +18,35 @@ final class ParseCache<Value: Sendable>: Sendable {
         return entry.value
     }
 
-    func store(_ value: Value, for key: String, dependsOn paths: [String]) {
-        var files: [String: Identity?] = [:]
-        for path in paths { files[path] = Self.identity(path) }
-        entries.withLock { $0[key] = Entry(value: value, files: files) }
+    /// Stores `value` with the identities taken before its files were read.
+    func store(_ value: Value, for key: String, readAt snapshot: FileSnapshot) {
+        entries.withLock { $0[key] = Entry(value: value, files: snapshot.files) }
     }
 
-    private static func identity(_ path: String) -> Identity? {
+    fileprivate static func identity(_ path: String) -> CacheIdentity? {
         var info = stat()
         guard stat(path, &info) == 0 else { return nil }
-        return Identity(device: UInt64(info.st_dev), inode: UInt64(info.st_ino), size: Int64(info.st_size),
-                        seconds: info.st_mtim.tv_sec, nanoseconds: info.st_mtim.tv_nsec)
+        return CacheIdentity(device: UInt64(info.st_dev), inode: UInt64(info.st_ino), size: Int64(info.st_size),
+                            seconds: info.st_mtim.tv_sec, nanoseconds: info.st_mtim.tv_nsec)
+    }
+}
+
+/// A file's device, inode, size and modification time (nanoseconds).
+fileprivate struct CacheIdentity: Hashable, Sendable {
+    var device: UInt64
+    var inode: UInt64
+    var size: Int64
+    var seconds: Int
+    var nanoseconds: Int
+}
+
+/// Identities of files taken *before* they are read: a cache entry stored with identities taken
+/// after the read could pair a file's old content with its new identity when the file is
+/// replaced in between, and then be reused while stale.
+struct FileSnapshot: Sendable {
+    fileprivate var files: [String: CacheIdentity?] = [:]
+
+    mutating func take(_ path: String) {
+        if files[path] == nil { files[path] = .some(ParseCache<Int>.identity(path)) }
     }
 }

@@ -35,7 +35,7 @@ struct SSHDConfigDriver: ResourceDriver {
         "PermitEmptyPasswords": yesNo, "PasswordAuthentication": yesNo, "HostbasedAuthentication": yesNo,
         "IgnoreRhosts": yesNo, "IgnoreUserKnownHosts": yesNo, "PermitUserEnvironment": yesNo,
         "X11Forwarding": yesNo, "PubkeyAuthentication": yesNo, "KbdInteractiveAuthentication": yesNo,
-        "ChallengeResponseAuthentication": yesNo, "UsePAM": yesNo, "AllowAgentForwarding": yesNo,
+        "UsePAM": yesNo, "AllowAgentForwarding": yesNo,
         "GSSAPIAuthentication": yesNo, "KerberosAuthentication": yesNo, "StrictModes": yesNo, "PrintMotd": yesNo,
         "PrintLastLog": yesNo, "TCPKeepAlive": yesNo, "UseDNS": yesNo, "DisableForwarding": yesNo, "PermitTTY": yesNo,
         "ExposeAuthInfo": yesNo,
@@ -53,18 +53,50 @@ struct SSHDConfigDriver: ResourceDriver {
         "PermitListen": .text, "PermitOpen": .text,
     ]
 
+    /// Other spellings sshd reads as one of the keywords above (servconf.c's keyword table;
+    /// checked with `sshd -T` on OpenSSH 9.2): one setting, so Bulwark compares and claims it
+    /// under one name, and a resource that sets two spellings of it is refused.
+    static let aliases: [String: String] = [
+        "challengeresponseauthentication": "KbdInteractiveAuthentication",
+        "skeyauthentication": "KbdInteractiveAuthentication",
+        "pubkeyacceptedkeytypes": "PubkeyAcceptedAlgorithms",
+    ]
+
+    /// The keyword as Bulwark names it: sshd's spelling of the keyword or of the one an alias
+    /// stands for, matched case-insensitively as sshd does. nil for keywords Bulwark does not manage.
     static func canonicalKeyword(_ keyword: String) -> String? {
-        keywords.keys.first { $0.caseInsensitiveCompare(keyword) == .orderedSame }
+        let lower = keyword.lowercased()
+        if let target = aliases[lower] { return target }
+        return keywords.keys.first { $0.lowercased() == lower }
+    }
+
+    /// The keyword sshd means by a line's keyword, lower-cased: aliases folded into their keyword.
+    static func settingName(_ keyword: some StringProtocol) -> String {
+        let lower = keyword.lowercased()
+        return aliases[lower]?.lowercased() ?? lower
     }
 
     static func parse(_ spec: SpecReader) -> ResourceSpec? {
-        spec.keyedProperties { key, reader in
+        var seen: [String: (key: String, line: Int)] = [:]
+        return spec.keyedProperties { key, reader in
             guard let keyword = canonicalKeyword(key), let type = keywords[keyword] else {
                 reader.fail("unknown or unsupported sshd keyword '\(key)'; supported: \(keywords.keys.sorted().joined(separator: ", "))")
                 return nil
             }
+            // sshd reads keywords case-insensitively and the first occurrence wins: two spellings
+            // of one setting in a resource would fight each other on every pass.
+            if let first = seen[keyword] {
+                reader.fail("'\(key)' is the same sshd setting as '\(first.key)' (line \(first.line)): "
+                            + "sshd compares keywords case-insensitively and reads \(aliases.keys.sorted().map { "'\($0)'" }.joined(separator: ", ")) as their current names; set \(keyword) once")
+                return nil
+            }
+            seen[keyword] = (key, reader.location.line)
             guard let text = reader.string() else { return nil }
-            guard let value = normalize(text, type), !text.contains("\n") else {
+            if let problem = LineSafety.problem(text) {
+                reader.fail("\(problem); sshd_config is one setting per line")
+                return nil
+            }
+            guard let value = normalize(text, type) else {
                 switch type {
                 case .choice(let allowed): reader.fail("expected one of \(allowed.joined(separator: ", ")), got '\(text)'")
                 case .integer(let range): reader.fail("expected an integer from \(range.lowerBound) to \(range.upperBound), got '\(text)'")
@@ -84,7 +116,9 @@ struct SSHDConfigDriver: ResourceDriver {
         guard !text.isEmpty else { return nil }
         switch type {
         case .choice(let allowed):
-            let lower = text.lowercased()
+            var lower = text.lowercased()
+            // sshd's old spelling of the same value: one setting, one way to compare it.
+            if lower == "without-password", allowed.contains("prohibit-password") { lower = "prohibit-password" }
             return allowed.contains(lower) ? lower : nil
         case .integer(let range):
             guard let value = Int(text), range.contains(value) else { return nil }
@@ -121,10 +155,14 @@ struct SSHDConfigDriver: ResourceDriver {
         var firstMatch: Int?
         /// Folders `Include` patterns list: a file added there changes the configuration.
         var includeFolders: [String] = []
+        /// Identities of every file and folder, taken before each was read (for the cache).
+        var snapshot = FileSnapshot()
 
         /// The effective global value: the first occurrence outside `Match` blocks.
+        /// An alias line (`ChallengeResponseAuthentication`) counts for its keyword, as in sshd.
         func effective(_ keyword: String) -> Entry? {
-            entries.first { !$0.conditional && $0.keyword.caseInsensitiveCompare(keyword) == .orderedSame }
+            let name = SSHDConfigDriver.settingName(keyword)
+            return entries.first { !$0.conditional && SSHDConfigDriver.settingName($0.keyword) == name }
         }
     }
 
@@ -143,9 +181,10 @@ struct SSHDConfigDriver: ResourceDriver {
         let main = try root.resolve(Self.configPath)
         if let cached = cache.lookup(main) { return cached }
         var config = Config()
+        config.snapshot.take(main)
         guard let lines = try FileIO.readLines(main, in: root) else { throw HostError("sshd configuration not found", path: main) }
         try read(file: main, lines: lines, root: root, depth: 0, into: &config)
-        cache.store(config, for: main, dependsOn: config.order + config.includeFolders)
+        cache.store(config, for: main, readAt: config.snapshot)
         return config
     }
 
@@ -165,7 +204,9 @@ struct SSHDConfigDriver: ResourceDriver {
             if keyword == "include" && !conditional {
                 for pattern in parts.value.split(separator: " ") {
                     for included in try expand(String(pattern), root: root, config: &config) {
-                        guard config.files[included] == nil, let body = try FileIO.readLines(included, in: root) else { continue }
+                        guard config.files[included] == nil else { continue }
+                        config.snapshot.take(included)
+                        guard let body = try FileIO.readLines(included, in: root) else { continue }
                         try read(file: included, lines: body, root: root, depth: depth + 1, into: &config)
                     }
                 }
@@ -177,7 +218,7 @@ struct SSHDConfigDriver: ResourceDriver {
     }
 
     /// An `Include` pattern's files under the root, sorted as sshd's glob sorts them.
-    private func expand(_ pattern: String, root: HostRoot, config: inout Config) throws -> [String] {
+    func expand(_ pattern: String, root: HostRoot, config: inout Config) throws -> [String] {
         let relative = pattern.hasPrefix("/") ? pattern : "etc/ssh/" + pattern
         let folder = (relative as NSString).deletingLastPathComponent
         let name = (relative as NSString).lastPathComponent
@@ -185,6 +226,7 @@ struct SSHDConfigDriver: ResourceDriver {
             throw HostError("Include patterns with wildcards in folders are not supported: \(pattern)")
         }
         let directory = try root.resolve(folder)
+        config.snapshot.take(directory)
         config.includeFolders.append(directory)
         guard !name.contains("*") && !name.contains("?") && !name.contains("[") else {
             let names = try FileIO.list(directory, in: root)
@@ -192,6 +234,7 @@ struct SSHDConfigDriver: ResourceDriver {
                 .map { directory + "/" + $0 }
         }
         let path = try root.resolve(relative)
+        config.snapshot.take(path)
         return try FileIO.exists(path, in: root) ? [path] : []
     }
 
@@ -210,14 +253,11 @@ struct SSHDConfigDriver: ResourceDriver {
         return Observation(values: values)
     }
 
-    func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
-        let root = try HostRoot(target: target)
-        try root.applying { try applyOnce(changes, root: root) }
-    }
-
-    private func applyOnce(_ changes: [PropertyDrift], root: HostRoot) throws {
-        var config = try read(root)
-        guard let main = config.order.first, var mainFile = config.files[main] else { return }
+    /// The configuration after `changes`, exactly as `apply` writes it, and the files that
+    /// changed. Pure: nothing is read or written, so a guard can judge the same text.
+    static func candidate(_ changes: [PropertyDrift], from config: Config) -> (config: Config, edited: Set<String>) {
+        var config = config
+        guard let main = config.order.first, var mainFile = config.files[main] else { return (config, []) }
         var edited: Set<String> = []
         var additions: [String] = []
         for change in changes {
@@ -249,7 +289,27 @@ struct SSHDConfigDriver: ResourceDriver {
             config.files[main] = mainFile
             edited.insert(main)
         }
-        // Included files first, the main file last, each checked by sshd before the rename.
+        return (config, edited)
+    }
+
+    func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
+        let root = try HostRoot(target: target)
+        try root.applying { try applyOnce(changes, root: root) }
+    }
+
+    /// One attempt: read, build the candidate, check it whole, write (a file another writer
+    /// changed since the read throws a conflict, and `applying` reads and plans again).
+    private func applyOnce(_ changes: [PropertyDrift], root: HostRoot) throws {
+        let (config, edited) = Self.candidate(changes, from: try read(root))
+        guard !edited.isEmpty else { return }
+        // The whole candidate, its Includes resolved inside the root, is checked by sshd before
+        // any file is replaced: an included file that breaks the main one is never written.
+        if let executable = validator.executable {
+            let probe = try SSHDProbe(executable: executable, config: config, root: root, driver: self)
+            defer { probe.remove() }
+            try probe.check()
+        }
+        // Included files first, the main file last.
         for file in config.order.reversed() where edited.contains(file) {
             guard let content = config.files[file] else { continue }
             try FileIO.write(content, to: file, in: root, newFileMode: 0o600) { candidate in
@@ -263,8 +323,14 @@ struct SSHDConfigDriver: ResourceDriver {
 public struct SSHDValidator: Sendable {
     /// The sshd binary, or nil to skip the check (sshd not installed).
     public var executable: String?
+    /// What checks the exact bytes about to be renamed into place (`-t -f /proc/PID/fd/N`),
+    /// after the whole candidate passed the guard's probe; `executable` unless set.
+    public var candidateCheck: String?
 
-    public init(executable: String?) { self.executable = executable }
+    public init(executable: String?, candidateCheck: String? = nil) {
+        self.executable = executable
+        self.candidateCheck = candidateCheck
+    }
 
     /// sshd from the usual places, when installed.
     public static var system: SSHDValidator {
@@ -277,7 +343,7 @@ public struct SSHDValidator: Sendable {
     /// privilege-separation folder, so "Missing privilege separation directory" (a machine
     /// where sshd never ran, such as a container) means the syntax was accepted.
     public func validate(_ path: String) throws {
-        guard let executable else { return }
+        guard let executable = candidateCheck ?? executable else { return }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = ["-t", "-f", path]

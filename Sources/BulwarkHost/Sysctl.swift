@@ -24,6 +24,10 @@ struct SysctlDriver: ResourceDriver {
                 return nil
             }
             guard let text = reader.string() else { return nil }
+            if let problem = LineSafety.problem(text) {
+                reader.fail("\(problem); sysctl.d files are one setting per line")
+                return nil
+            }
             guard let value = normalize(text) else {
                 reader.fail("expected a non-empty single-line value")
                 return nil

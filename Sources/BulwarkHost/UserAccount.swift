@@ -28,6 +28,11 @@ struct UserAccountDriver: ResourceDriver {
         }
         if let reader = spec.field("shell") {
             guard let shell = parsePath(reader) else { return nil }
+            // etc/passwd is colon-separated: a ':' would move the rest into another field.
+            guard !shell.contains(":") else {
+                reader.fail("a shell in etc/passwd cannot contain ':' (the field separator), got '\(shell)'")
+                return nil
+            }
             properties.append(DesiredProperty("shell", shell))
         }
         if let reader = spec.field("expires") {
@@ -65,24 +70,31 @@ struct UserAccountDriver: ResourceDriver {
         return String(format: "%04d-%02d-%02d", c.year ?? 1970, c.month ?? 1, c.day ?? 1)
     }
 
-    /// The index of `name`'s line and its colon-separated fields.
-    static func find(_ name: String, in file: LineFile) -> (line: Int, fields: [Substring])? {
+    /// The index of `name`'s line and its colon-separated fields. A name on two lines (a decoy
+    /// line before the real one) is refused: which one a program reads is not Bulwark's guess.
+    static func find(_ name: String, in file: LineFile, path: String = "") throws(HostError) -> (line: Int, fields: [Substring])? {
+        var found: (line: Int, fields: [Substring])?
         for (index, raw) in file.lines.enumerated() {
             let fields = LineFile.content(raw).split(separator: ":", omittingEmptySubsequences: false)
-            if fields.first.map(String.init) == name { return (index, fields) }
+            guard fields.first.map(String.init) == name else { continue }
+            if let found {
+                throw HostError("account \(name) appears twice (lines \(found.line + 1) and \(index + 1)); "
+                                + "Bulwark does not act on an ambiguous account", path: path)
+            }
+            found = (index, fields)
         }
-        return nil
+        return found
     }
 
     func observe(_ resource: Resource, on target: Target) async throws -> Observation {
         let root = try HostRoot(target: target)
         let name = resource.spec.subject
         let passwd = try FileIO.readLines("etc/passwd", in: root) ?? LineFile("")
-        guard let account = Self.find(name, in: passwd), account.fields.count >= 7 else {
+        guard let account = try Self.find(name, in: passwd, path: "etc/passwd"), account.fields.count >= 7 else {
             return Observation(values: [:])  // no account: nothing to lock or fix
         }
         let shadowPath = try root.resolve("etc/shadow")
-        let shadow = Self.find(name, in: try FileIO.readLines(shadowPath, in: root) ?? LineFile(""))
+        let shadow = try Self.find(name, in: try FileIO.readLines(shadowPath, in: root) ?? LineFile(""), path: shadowPath)
         var values: [String: String?] = [:]
         for property in resource.spec.properties {
             switch property.name {
@@ -116,7 +128,7 @@ struct UserAccountDriver: ResourceDriver {
         if let shell = changes.first(where: { $0.property == "shell" }) {
             let path = try root.resolve("etc/passwd")
             var passwd = try FileIO.readLines(path, in: root) ?? LineFile("")
-            guard let account = Self.find(name, in: passwd), account.fields.count >= 7 else {
+            guard let account = try Self.find(name, in: passwd, path: path), account.fields.count >= 7 else {
                 throw HostError("account \(name) does not exist", path: path)
             }
             var fields = account.fields
@@ -128,7 +140,7 @@ struct UserAccountDriver: ResourceDriver {
         guard !shadowChanges.isEmpty else { return }
         let path = try root.resolve("etc/shadow")
         var shadow = try FileIO.readLines(path, in: root) ?? LineFile("")
-        guard let entry = Self.find(name, in: shadow), entry.fields.count >= 8 else {
+        guard let entry = try Self.find(name, in: shadow, path: path), entry.fields.count >= 8 else {
             throw HostError("account \(name) has no entry in shadow", path: path)
         }
         var fields = entry.fields

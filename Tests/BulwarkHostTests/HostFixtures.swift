@@ -6,7 +6,7 @@ import Synchronization
 
 
 /// A desired state with one host target rooted at `root` and one controller for every host kind.
-func hostState(root: String, _ manifests: String) throws -> DesiredState {
+func hostState(root: String, _ manifests: String, extra: [SourceFile] = []) throws -> DesiredState {
     let inventory = """
         apiVersion: bulwark/v1
         kind: Target
@@ -21,7 +21,7 @@ func hostState(root: String, _ manifests: String) throws -> DesiredState {
     return try DesiredStateLoader(registry: Registry([HostAdapter.definition()])).load([
         SourceFile(path: "controllers/c.yaml", contents: Array(inventory.utf8)),
         SourceFile(path: "desired-state/r.yaml", contents: Array(manifests.utf8)),
-    ], revision: "test")
+    ] + extra, revision: "test")
 }
 
 func resource(_ kind: String, _ name: String, _ spec: String) -> String {

@@ -118,6 +118,7 @@ import Testing
         try await withTemporaryDirectory { root in
             try write(root + "/etc/passwd", passwd)
             try write(root + "/etc/shadow", shadow, mode: 0o640)
+            try write(root + "/usr/sbin/nologin", "#!/bin/true\n", mode: 0o755)  // the account guard wants the shell to exist
             let state = try hostState(root: root, resource("UserAccount", "g", "name: guest\nlocked: true\nshell: /usr/sbin/nologin\nexpires: 2024-01-02"))
             let (plan, outcome) = try await reconcile(state)
             #expect(plan.remediations.first?.changes.map(\.observed) == ["false", "/bin/bash", "never"])

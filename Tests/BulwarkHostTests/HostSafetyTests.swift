@@ -195,12 +195,15 @@ final class SwapControl: Sendable {
             fi
             exit 0
             """, mode: 0o755)
-        return SSHDValidator(executable: script)
+        // The real sshd judges the candidate (the guard); the script stands where the final
+        // check of the renamed bytes runs, between Bulwark's read and its rename.
+        return SSHDValidator(executable: SSHDValidator.system.executable, candidateCheck: script)
     }
 
     @Test func anEditBetweenReadAndRenameSurvivesAndTheFixIsMadeOnIt() async throws {
         try await withTemporaryDirectory { dir in
             let root = dir + "/root"
+            try makeAdminHost(root)
             let config = root + "/etc/ssh/sshd_config"
             try write(config, "PermitRootLogin yes\n", mode: 0o600)
             let sshd = try otherWriter(dir, times: 1, "printf 'Banner /etc/issue.net\\n' >> \(config)")
@@ -214,6 +217,7 @@ final class SwapControl: Sendable {
     @Test func aFileReadWhileTruncatedNeverBecomesPermanentWithoutItsLines() async throws {
         try await withTemporaryDirectory { dir in
             let root = dir + "/root"
+            try makeAdminHost(root)
             let config = root + "/etc/ssh/sshd_config"
             let full = "# site\nPort 22\nPermitRootLogin yes\nUsePAM yes\n"
             // A writer truncated the file and has not written it back yet when Bulwark reads it.
@@ -230,6 +234,7 @@ final class SwapControl: Sendable {
     @Test func aFolderSwappedForALinkOutOfTheRootBeforeTheRenameLeavesTheOutsideAlone() async throws {
         try await withTemporaryDirectory { dir in
             let root = dir + "/root"
+            try makeAdminHost(root)
             let outside = dir + "/outside"
             try write(root + "/etc/ssh/sshd_config", "PermitRootLogin yes\n", mode: 0o600)
             try write(outside + "/sshd_config", "PermitRootLogin yes\n", mode: 0o644)
@@ -249,6 +254,7 @@ final class SwapControl: Sendable {
     @Test func aWriterThatKeepsChangingTheFileIsLeftAloneWithAReason() async throws {
         try await withTemporaryDirectory { dir in
             let root = dir + "/root"
+            try makeAdminHost(root)
             let config = root + "/etc/ssh/sshd_config"
             try write(config, "PermitRootLogin yes\n", mode: 0o600)
             let sshd = try otherWriter(dir, times: 100, "printf '# edit\\n' >> \(config)")
@@ -360,6 +366,7 @@ final class SwapControl: Sendable {
             let prefix: [UInt8] = Array("# caf".utf8) + [0xE9] + Array("\nPermitRootLogin yes\n# ".utf8) + [0xFF, 0xFE] + Array("\n".utf8)
             try FileManager.default.createDirectory(atPath: root + "/etc/ssh", withIntermediateDirectories: true)
             #expect(FileManager.default.createFile(atPath: path, contents: Data(prefix), attributes: [.posixPermissions: 0o600]))
+            try makeAdminHost(root)
             let state = try hostState(root: root, resource("SSHDConfig", "s", "PermitRootLogin: \"no\""))
             let (plan, outcome) = try await reconcile(state)
             #expect(plan.failures.isEmpty, "\(plan.failures)")

@@ -1,0 +1,186 @@
+internal import Foundation
+internal import BulwarkCore
+
+// MARK: - Values written into line-oriented files
+
+/// The check every value Bulwark writes into a line-oriented host file (passwd, shadow,
+/// sshd_config, login.defs, sysctl.d) passes at validation: checked per Unicode scalar, so
+/// "\r\n" (one Swift Character) cannot slip past a newline test.
+enum LineSafety {
+    /// A description of the first character that could end or split a line, or nil.
+    /// Refused: every Cc scalar (C0 controls with CR, LF, VT, FF and TAB; DEL; C1 controls with
+    /// NEL U+0085) and the Unicode line and paragraph separators U+2028 and U+2029.
+    static func problem(_ value: String) -> String? {
+        for scalar in value.unicodeScalars {
+            if scalar.properties.generalCategory == .control || scalar.value == 0x2028 || scalar.value == 0x2029 {
+                let hex = String(scalar.value, radix: 16, uppercase: true)
+                return "contains the control or line-separator character U+\(String(repeating: "0", count: max(0, 4 - hex.count)) + hex)"
+            }
+        }
+        return nil
+    }
+}
+
+// MARK: - Accounts as the target sees them
+
+/// One `etc/passwd` entry, with what the guards need from `etc/shadow` (never the hash itself).
+struct HostAccount: Sendable {
+    var name: String
+    var uid: UInt32
+    var gid: UInt32
+    var home: String
+    /// The login shell; an empty field means `/bin/sh`, as login(1) reads it.
+    var shell: String
+    /// Shadow's hash field starts with `!`: locked by `passwd -l` (and by Bulwark's `locked`).
+    /// sshd without PAM refuses such an account any method; `*` only means "no password".
+    var locked = false
+    /// A hash a password could match: not `!`/`*` and not empty.
+    var hasPassword = false
+    /// An empty hash field: a login without a password where that is permitted.
+    var emptyPassword = false
+    /// Shadow's expiry, in days since 1970-01-01.
+    var expiresDay: Int?
+
+    var expired: Bool {
+        guard let expiresDay else { return false }
+        return expiresDay <= Int(Date().timeIntervalSince1970 / 86400)
+    }
+}
+
+/// The root's own account files (`etc/passwd`, `etc/shadow`, `etc/group`, `etc/shells`,
+/// `etc/login.defs`) read for the safety guards. The first line of a name wins, as for
+/// getpwnam; a name that appears twice is listed in `duplicates`.
+struct HostAccounts: Sendable {
+    static let adminGroups = ["sudo", "wheel", "admin"]
+
+    let root: HostRoot
+    var users: [HostAccount] = []
+    var groups: [(name: String, gid: UInt32, members: [String])] = []
+    var duplicates: Set<String> = []
+    /// `etc/shells`, or nil when the root has none.
+    var shells: [String]?
+    /// `UID_MIN` from `etc/login.defs` (1000 by default): the first uid of a person's account.
+    var uidMin: UInt32 = 1000
+    /// `GID_MIN` likewise: the first gid of a person's group.
+    var gidMin: UInt32 = 1000
+
+    init(root: HostRoot) throws {
+        self.root = root
+        var seen: Set<String> = []
+        for line in try Self.lines(root, "etc/passwd") {
+            let f = line.split(separator: ":", omittingEmptySubsequences: false)
+            guard f.count >= 7, let uid = UInt32(f[2]), let gid = UInt32(f[3]) else { continue }
+            let name = String(f[0])
+            if !seen.insert(name).inserted { duplicates.insert(name); continue }
+            users.append(HostAccount(name: name, uid: uid, gid: gid, home: String(f[5]),
+                                     shell: f[6].isEmpty ? "/bin/sh" : String(f[6])))
+        }
+        var shadowSeen: Set<String> = []
+        for line in try Self.lines(root, "etc/shadow") {
+            let f = line.split(separator: ":", omittingEmptySubsequences: false)
+            guard f.count >= 2 else { continue }
+            let name = String(f[0])
+            if !shadowSeen.insert(name).inserted { duplicates.insert(name); continue }
+            guard let index = users.firstIndex(where: { $0.name == name }) else { continue }
+            let hash = f[1]
+            users[index].locked = hash.hasPrefix("!")
+            users[index].emptyPassword = hash.isEmpty
+            users[index].hasPassword = !hash.isEmpty && !hash.hasPrefix("!") && !hash.hasPrefix("*")
+            if f.count >= 8, let day = Int(f[7]) { users[index].expiresDay = day }
+        }
+        for line in try Self.lines(root, "etc/group") {
+            let f = line.split(separator: ":", omittingEmptySubsequences: false)
+            guard f.count >= 4, let gid = UInt32(f[2]) else { continue }
+            groups.append((String(f[0]), gid, f[3].split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }))
+        }
+        if let text = try FileIO.readText("etc/shells", in: root) {
+            shells = text.split(separator: "\n").map { LineFile.content($0[...]).trimmingCharacters(in: .whitespaces) }
+                .filter { !$0.isEmpty && !$0.hasPrefix("#") }
+        }
+        if let text = try FileIO.readText(LoginDefsDriver.path, in: root) {
+            let entries = LoginDefsDriver.entries(LineFile(text))
+            if let value = entries["UID_MIN"]?.value, let min = UInt32(value) { uidMin = min }
+            if let value = entries["GID_MIN"]?.value, let min = UInt32(value) { gidMin = min }
+        }
+    }
+
+    private static func lines(_ root: HostRoot, _ path: String) throws -> [Substring] {
+        guard let text = try FileIO.readText(path, in: root) else { return [] }
+        return text.split(separator: "\n").map { LineFile.content($0[...]) }.filter { !$0.hasPrefix("#") }
+    }
+
+    func user(_ name: String) -> HostAccount? { users.first { $0.name == name } }
+
+    /// Names of the account's groups: its primary group and every group that lists it.
+    func groupNames(of account: HostAccount) -> Set<String> {
+        var names = Set(groups.filter { $0.members.contains(account.name) }.map(\.name))
+        if let primary = groups.first(where: { $0.gid == account.gid }) { names.insert(primary.name) }
+        return names
+    }
+
+    func isAdmin(_ account: HostAccount) -> Bool {
+        !groupNames(of: account).isDisjoint(with: Self.adminGroups)
+    }
+
+    /// Whether `shell` is a program that gives a login: not nologin or false, and an executable
+    /// file inside the root.
+    func isLoginShell(_ shell: String) -> Bool {
+        !Self.isNoLoginShell(shell) && isExecutable(shell)
+    }
+
+    static func isNoLoginShell(_ shell: String) -> Bool {
+        let name = (shell as NSString).lastPathComponent
+        return name == "nologin" || name == "false" || shell.isEmpty
+    }
+
+    /// A regular file with an execute bit, at `path` resolved inside the root.
+    func isExecutable(_ path: String) -> Bool {
+        guard path.hasPrefix("/"), let full = try? root.resolve(path) else { return false }
+        var info = stat()
+        guard stat(full, &info) == 0 else { return false }
+        return info.st_mode & FileType.mask == FileType.regular && info.st_mode & 0o111 != 0
+    }
+
+    /// The first authorized_keys file (of `patterns`, as sshd's AuthorizedKeysFile) that holds
+    /// a key line, or nil.
+    func authorizedKeys(_ account: HostAccount, patterns: [String] = [".ssh/authorized_keys", ".ssh/authorized_keys2"]) -> String? {
+        for pattern in patterns where pattern.lowercased() != "none" {
+            var path = ""
+            var chars = pattern.makeIterator()
+            while let c = chars.next() {
+                guard c == "%" else { path.append(c); continue }
+                switch chars.next() {
+                case "%": path.append("%")
+                case "h": path += account.home
+                case "u": path += account.name
+                case "U": path += String(account.uid)
+                default: path = ""
+                }
+            }
+            guard !path.isEmpty else { continue }
+            if !path.hasPrefix("/") { path = account.home + "/" + path }
+            guard let full = try? root.resolve(path), let text = try? FileIO.readText(full) else { continue }
+            let hasKey = text.split(separator: "\n").contains { line in
+                let trimmed = line.trimmingCharacters(in: .whitespaces)
+                return !trimmed.isEmpty && !trimmed.hasPrefix("#")
+            }
+            if hasKey { return path }
+        }
+        return nil
+    }
+
+    /// Why the account has no way to log in (console or SSH with default settings), or nil when
+    /// it has one: a login shell, not locked or expired, and a password or an authorized key.
+    func noLoginPath(_ account: HostAccount) -> String? {
+        if !isLoginShell(account.shell) { return "its shell \(account.shell) gives no login" }
+        if account.expired { return "it has expired" }
+        if account.locked { return "it is locked" }
+        if !account.hasPassword && authorizedKeys(account) == nil { return "it has neither a password nor an authorized key" }
+        return nil
+    }
+}
+
+/// A guard's verdict when it could not read what it needs: it blocks, never allows.
+func cannotJudge(_ what: String, _ error: any Error) -> GuardVerdict {
+    .block("the \(what) guard could not judge this change (\(error)); nothing is changed until it can")
+}

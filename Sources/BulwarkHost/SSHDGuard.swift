@@ -1,0 +1,346 @@
+internal import Foundation
+internal import BulwarkCore
+
+// MARK: - A candidate configuration sshd itself reads
+
+/// A candidate sshd configuration laid out in a private temporary folder, for `sshd -t` and
+/// `sshd -T`: the main file and every file it includes (the candidate's edited text where Bulwark
+/// changes one), each `Include` rewritten to name the copies of the files it matches *inside the
+/// target root*. Without that, sshd would follow `Include /etc/ssh/sshd_config.d/*.conf` to the
+/// machine's own /etc, not the target's.
+///
+/// sshd runs with a throwaway host key (`-h`), so the check needs none of the target's keys.
+/// As root, it runs as `nobody` (`setpriv`): an unprivileged sshd needs no privilege-separation
+/// folder (/run/sshd, absent where sshd never ran). The folder and its files stay root's, shared
+/// read-only with group 65534 (mode 0750/0640), so a process running as nobody can read the
+/// candidate but not change it under the guard's feet; sshd skips its key-permission check for
+/// a key another uid owns. The caller removes the folder (`remove()`).
+struct SSHDProbe {
+    static let unprivileged: (uid: UInt32, gid: UInt32) = (65534, 65534)
+    static let timeout: TimeInterval = 30
+    static let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"].first { FileManager.default.isExecutableFile(atPath: $0) }
+
+    let executable: String
+    let directory: String
+    let main: String
+    let hostKey: String
+
+    init(executable: String, config: SSHDConfigDriver.Config, root: HostRoot, driver: SSHDConfigDriver) throws {
+        var template = Array((NSTemporaryDirectory() + "/bulwark-sshd-XXXXXX").utf8CString)
+        guard mkdtemp(&template) != nil else { throw HostError("cannot create a temporary folder: \(errnoText())") }
+        directory = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        self.executable = executable
+        hostKey = directory + "/host_key"
+        do {
+            var names: [String: String] = [:]
+            guard let first = config.order.first else { throw HostError("sshd configuration not found") }
+            main = try Self.copy(first, config: config, root: root, driver: driver, into: directory, names: &names, depth: 0)
+            let keygen = try Self.run("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "bulwark-guard", "-f", hostKey], in: directory)
+            guard keygen.status == 0 else { throw HostError("ssh-keygen failed: \(keygen.errors)") }
+            if geteuid() == 0 {
+                for name in try FileManager.default.contentsOfDirectory(atPath: directory) {
+                    guard chown(directory + "/" + name, 0, Self.unprivileged.gid) == 0,
+                          chmod(directory + "/" + name, 0o640) == 0 else {
+                        throw HostError("cannot share the candidate with sshd: \(errnoText())", path: directory + "/" + name)
+                    }
+                }
+                guard chown(directory, 0, Self.unprivileged.gid) == 0, chmod(directory, 0o750) == 0 else {
+                    throw HostError("cannot share the candidate folder with sshd: \(errnoText())", path: directory)
+                }
+            }
+        } catch {
+            try? FileManager.default.removeItem(atPath: directory)
+            throw error
+        }
+    }
+
+    func remove() { try? FileManager.default.removeItem(atPath: directory) }
+
+    /// Writes the copy of `file` (and, first, of everything it includes); returns the copy's path.
+    private static func copy(
+        _ file: String, config: SSHDConfigDriver.Config, root: HostRoot, driver: SSHDConfigDriver, into directory: String,
+        names: inout [String: String], depth: Int
+    ) throws -> String {
+        if let done = names[file] { return done }
+        guard depth < 8 else { throw HostError("Include nested more than 8 levels", path: file) }
+        let name = "\(directory)/config-\(names.count).conf"
+        names[file] = name
+        let text: String
+        if let candidate = config.files[file] {
+            text = candidate.text
+        } else {
+            guard let body = try FileIO.readText(file, in: root) else { throw HostError("included file vanished", path: file) }
+            text = body
+        }
+        var lines = LineFile(text)
+        var scratch = SSHDConfigDriver.Config()
+        for (index, line) in lines.lines.enumerated() {
+            guard let parts = SSHDConfigDriver.split(line), parts.keyword.lowercased() == "include" else { continue }
+            var copies: [String] = []
+            for pattern in parts.value.split(separator: " ") {
+                for included in try driver.expand(String(pattern), root: root, config: &scratch) {
+                    copies.append(try copy(included, config: config, root: root, driver: driver, into: directory,
+                                           names: &names, depth: depth + 1))
+                }
+            }
+            let ending = LineFile.ending(line)
+            lines.lines[index] = copies.isEmpty
+                ? Substring("\(parts.indent)# bulwark: Include \(parts.value) matches no file in the target root\(ending)")
+                : Substring("\(parts.indent)Include \(copies.joined(separator: " "))\(ending)")
+        }
+        guard FileManager.default.createFile(atPath: name, contents: Data(lines.bytes), attributes: [.posixPermissions: 0o600]) else {
+            throw HostError("cannot write the candidate configuration", path: name)
+        }
+        return name
+    }
+
+    /// `sshd -t`: throws with sshd's message when it rejects the candidate.
+    func check() throws {
+        let result = try sshd(["-t"])
+        guard result.status == 0 else {
+            throw HostError("sshd -t rejected the candidate configuration: \(result.errors)")
+        }
+    }
+
+    /// `sshd -T` for a connection by `user`: each keyword (lower-case) with its values, one per
+    /// line sshd printed. Throws with sshd's message when it rejects the candidate.
+    func effective(user: String) throws -> [String: [String]] {
+        let result = try sshd(["-T", "-C", "user=\(user),host=bulwark-guard.invalid,addr=127.0.0.1"])
+        guard result.status == 0 else {
+            throw HostError("sshd -T rejected the candidate configuration: \(result.errors)")
+        }
+        var settings: [String: [String]] = [:]
+        for line in result.output.split(separator: "\n") {
+            let parts = line.split(separator: " ", maxSplits: 1)
+            guard let key = parts.first else { continue }
+            settings[key.lowercased(), default: []].append(parts.count > 1 ? String(parts[1]) : "")
+        }
+        return settings
+    }
+
+    private func sshd(_ arguments: [String]) throws -> (status: Int32, output: String, errors: String) {
+        let full = arguments + ["-f", main, "-h", hostKey]
+        var result: (status: Int32, output: String, errors: String)
+        if geteuid() == 0 {
+            guard let setpriv = Self.setpriv else { throw HostError("setpriv is not installed; cannot run sshd unprivileged") }
+            result = try Self.run(setpriv, ["--reuid=\(Self.unprivileged.uid)", "--regid=\(Self.unprivileged.gid)", "--clear-groups",
+                                            executable] + full, in: directory)
+        } else {
+            result = try Self.run(executable, full, in: directory)
+        }
+        result.errors = result.errors.replacingOccurrences(of: directory + "/", with: "<candidate>/")
+        return result
+    }
+
+    /// Runs a program with its output and errors in files of the folder (no pipe to fill up).
+    static func run(_ executable: String, _ arguments: [String], in directory: String) throws -> (status: Int32, output: String, errors: String) {
+        let outPath = directory + "/.stdout", errPath = directory + "/.stderr"
+        defer {
+            unlink(outPath)
+            unlink(errPath)
+        }
+        guard FileManager.default.createFile(atPath: outPath, contents: nil, attributes: [.posixPermissions: 0o600]),
+              FileManager.default.createFile(atPath: errPath, contents: nil, attributes: [.posixPermissions: 0o600]),
+              let out = FileHandle(forWritingAtPath: outPath), let err = FileHandle(forWritingAtPath: errPath) else {
+            throw HostError("cannot create output files", path: directory)
+        }
+        defer {
+            try? out.close()
+            try? err.close()
+        }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        // sshd -t/-T and ssh-keygen finish in milliseconds; one that hangs must not hang the plan.
+        let deadline = Date().addingTimeInterval(Self.timeout)
+        while process.isRunning {
+            guard Date() < deadline else {
+                process.terminate()
+                process.waitUntilExit()
+                throw HostError("\(executable) did not finish within \(Int(Self.timeout)) s")
+            }
+            usleep(2_000)
+        }
+        process.waitUntilExit()
+        let output = (try? FileIO.readText(outPath)) ?? nil
+        let errors = (try? FileIO.readText(errPath)) ?? nil
+        return (process.terminationStatus, output ?? "", (errors ?? "").trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+}
+
+// MARK: - The sshd guard
+
+extension SSHDConfigDriver {
+    /// Blocks an sshd change after which nobody could log in over SSH, judged by sshd's own
+    /// effective configuration (`sshd -T`, per account, Match blocks and drop-ins included):
+    /// no account with a login shell and a key or password that sshd would still let in;
+    /// root losing its login while no account in sudo, wheel or admin could log in instead;
+    /// `MaxSessions 0`; `MaxStartups` starting at 0; a `ListenAddress` this machine does not have.
+    /// A candidate sshd rejects is blocked with sshd's message.
+    func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async -> GuardVerdict {
+        do {
+            return try judge(changes, on: target)
+        } catch {
+            return cannotJudge("sshd", error)
+        }
+    }
+
+    private func judge(_ changes: [PropertyDrift], on target: Target) throws -> GuardVerdict {
+        guard let executable = validator.executable else {
+            throw HostError("sshd is not installed where Bulwark runs, so the candidate cannot be checked")
+        }
+        let root = try HostRoot(target: target)
+        let current = try read(root)
+        let (candidate, _) = Self.candidate(changes, from: current)
+        let accounts = try HostAccounts(root: root)
+        let probe = try SSHDProbe(executable: executable, config: candidate, root: root, driver: self)
+        defer { probe.remove() }
+
+        // Settings that are global (not allowed in Match): judged once.
+        let global = try probe.effective(user: "root")
+        if let startups = global["maxstartups"]?.first, startups.split(separator: ":").first == "0" {
+            return .block("MaxStartups \(startups) would refuse every new connection")
+        }
+        for address in global["listenaddress"] ?? [] where !Self.isLocal(address) {
+            return .block("ListenAddress \(address) is not an address of this machine: sshd could not listen there")
+        }
+
+        // Administrators first: one that can log in settles both questions.
+        let people = accounts.users.filter { accounts.isLoginShell($0.shell) }
+            .sorted { (accounts.isAdmin($0) && $0.uid != 0 ? 0 : 1, $0.uid) < (accounts.isAdmin($1) && $1.uid != 0 ? 0 : 1, $1.uid) }
+        var denied: [String] = []
+        var someoneCanLogIn = false
+        var rootCanLogIn = false
+        for account in people.prefix(64) where !account.name.contains(",") {
+            let settings = account.uid == 0 && account.name == "root" ? global : try probe.effective(user: account.name)
+            if let reason = Self.denial(account, settings: settings, accounts: accounts) {
+                denied.append("\(account.name): \(reason)")
+                continue
+            }
+            someoneCanLogIn = true
+            if account.uid == 0 {
+                rootCanLogIn = true
+            } else if accounts.isAdmin(account) {
+                return .allow
+            }
+        }
+        let why = denied.isEmpty ? "the root has no account with a login shell" : denied.joined(separator: "; ")
+        guard someoneCanLogIn else { return .block("no account could log in over SSH after this change (\(why))") }
+        if rootCanLogIn { return .allow }
+        // Only non-administrators could log in: block only when root could before this change.
+        let before = try SSHDProbe(executable: executable, config: current, root: root, driver: self)
+        defer { before.remove() }
+        if let rootAccount = accounts.users.first(where: { $0.uid == 0 && $0.name == "root" }),
+           accounts.isLoginShell(rootAccount.shell),
+           Self.denial(rootAccount, settings: try before.effective(user: "root"), accounts: accounts) == nil {
+            return .block("root would lose its SSH login and no account in sudo, wheel or admin could log in instead (\(why))")
+        }
+        return .allow
+    }
+
+    /// Why sshd, with these effective settings, would not let `account` in; nil when it would.
+    static func denial(_ account: HostAccount, settings: [String: [String]], accounts: HostAccounts) -> String? {
+        func value(_ key: String) -> String { settings[key]?.first?.lowercased() ?? "" }
+        func list(_ key: String) -> [String] { (settings[key] ?? []).flatMap { $0.split(separator: " ").map(String.init) } }
+        if value("maxsessions") == "0" { return "MaxSessions 0" }
+        if account.expired { return "account expired" }
+        if value("usepam") != "yes" && account.locked { return "locked (! in shadow) and UsePAM no" }
+        let groups = accounts.groupNames(of: account)
+        func userMatches(_ pattern: String, hostMustBeAny: Bool) -> Bool {
+            let parts = pattern.split(separator: "@", maxSplits: 1)
+            guard let user = parts.first else { return false }
+            if hostMustBeAny, parts.count > 1, parts[1] != "*" { return false }
+            return fnmatch(String(user), account.name, 0) == 0
+        }
+        if let pattern = list("denyusers").first(where: { userMatches($0, hostMustBeAny: true) }) { return "DenyUsers \(pattern)" }
+        let allowUsers = list("allowusers")
+        if !allowUsers.isEmpty && !allowUsers.contains(where: { userMatches($0, hostMustBeAny: false) }) {
+            return "not in AllowUsers"
+        }
+        if let pattern = list("denygroups").first(where: { p in groups.contains { fnmatch(p, $0, 0) == 0 } }) {
+            return "DenyGroups \(pattern)"
+        }
+        let allowGroups = list("allowgroups")
+        if !allowGroups.isEmpty && !allowGroups.contains(where: { p in groups.contains { fnmatch(p, $0, 0) == 0 } }) {
+            return "not in AllowGroups"
+        }
+        var passwordAllowed = true
+        if account.uid == 0 {
+            switch value("permitrootlogin") {
+            case "yes": break
+            case "prohibit-password", "without-password": passwordAllowed = false
+            default: return "PermitRootLogin \(value("permitrootlogin"))"
+            }
+        }
+        let keyFiles = (settings["authorizedkeysfile"]?.first ?? ".ssh/authorized_keys").split(separator: " ").map(String.init)
+        let keyCommand = value("authorizedkeyscommand")
+        let hasKey = accounts.authorizedKeys(account, patterns: keyFiles) != nil || (!keyCommand.isEmpty && keyCommand != "none")
+        let hasPassword = passwordAllowed && (account.hasPassword || (account.emptyPassword && value("permitemptypasswords") == "yes"))
+        var available: Set<String> = []
+        if value("pubkeyauthentication") == "yes" && hasKey { available.insert("publickey") }
+        if value("passwordauthentication") == "yes" && hasPassword { available.insert("password") }
+        if value("kbdinteractiveauthentication") == "yes" && value("usepam") == "yes" && hasPassword {
+            available.insert("keyboard-interactive")
+        }
+        let methods = settings["authenticationmethods"]?.first ?? "any"
+        let usable: Bool
+        if methods.lowercased() == "any" {
+            usable = !available.isEmpty
+        } else {
+            usable = methods.split(separator: " ").contains { chain in
+                chain.split(separator: ",").allSatisfy { method in
+                    let name = method.split(separator: ":").first.map(String.init) ?? ""
+                    return available.contains(name)
+                }
+            }
+        }
+        guard usable else {
+            var held: [String] = []
+            if hasKey { held.append("a key") }
+            if hasPassword { held.append("a password") }
+            return "no authentication method left (holds \(held.isEmpty ? "no key or password" : held.joined(separator: " and ")); "
+                + "PubkeyAuthentication \(value("pubkeyauthentication")), PasswordAuthentication \(value("passwordauthentication")), "
+                + "KbdInteractiveAuthentication \(value("kbdinteractiveauthentication")), AuthenticationMethods \(methods))"
+        }
+        return nil
+    }
+
+    /// `sshd -T`'s `listenaddress` (`0.0.0.0:22`, `[::1]:22`): a wildcard, loopback, or an
+    /// address of one of this machine's interfaces. For a sandbox root these are the interfaces
+    /// of the machine Bulwark runs on.
+    static func isLocal(_ listen: String) -> Bool {
+        var host = listen
+        if host.hasPrefix("["), let close = host.firstIndex(of: "]") {
+            host = String(host[host.index(after: host.startIndex)..<close])
+        } else if let colon = host.lastIndex(of: ":"), host.filter({ $0 == ":" }).count == 1 {
+            host = String(host[..<colon])
+        }
+        if ["0.0.0.0", "::", "*", "localhost"].contains(host) || host.hasPrefix("127.") || host == "::1" { return true }
+        return localAddresses().contains(host)
+    }
+
+    static func localAddresses() -> Set<String> {
+        var result: Set<String> = []
+        var list: UnsafeMutablePointer<ifaddrs>?
+        guard getifaddrs(&list) == 0, let first = list else { return result }
+        defer { freeifaddrs(list) }
+        var cursor: UnsafeMutablePointer<ifaddrs>? = first
+        while let entry = cursor {
+            defer { cursor = entry.pointee.ifa_next }
+            guard let address = entry.pointee.ifa_addr else { continue }
+            let family = Int32(address.pointee.sa_family)
+            guard family == AF_INET || family == AF_INET6 else { continue }
+            var buffer = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+            let length = socklen_t(family == AF_INET ? MemoryLayout<sockaddr_in>.size : MemoryLayout<sockaddr_in6>.size)
+            if getnameinfo(address, length, &buffer, socklen_t(buffer.count), nil, 0, NI_NUMERICHOST) == 0 {
+                let text = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                result.insert(String(text.split(separator: "%").first ?? ""))
+            }
+        }
+        return result
+    }
+}

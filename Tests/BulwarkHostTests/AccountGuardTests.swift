@@ -1,0 +1,122 @@
+import BulwarkCore
+import BulwarkHost
+import BulwarkTestSupport
+import Foundation
+import Testing
+
+/// The account guard: no lock, expiry or no-login shell for UID 0 or the last administrator
+/// with a login path; no shell that is not a program in the root or not in its etc/shells.
+@Suite struct AccountGuardTests {
+    let root0 = FixtureAccount(name: "root", uid: 0, hash: "$y$j9T$roothash")
+    let admin = FixtureAccount(name: "admin", uid: 1000, hash: "$y$j9T$adminhash", groups: ["sudo"], key: true)
+    let ops = FixtureAccount(name: "ops", uid: 1001, hash: "$y$j9T$opshash", groups: ["wheel"])
+
+    @Test func lockingRootIsBlocked() async throws {
+        try await withTemporaryDirectory { root in
+            try makeHost(root, [root0, admin])
+            try await expectBlocked(root, resource("UserAccount", "r", "name: root\nlocked: true"), reason: "root has UID 0")
+            try await expectBlocked(root, resource("UserAccount", "r", "name: root\nshell: /usr/sbin/nologin"), reason: "root has UID 0")
+            try await expectBlocked(root, resource("UserAccount", "r", "name: root\nexpires: 2024-01-01"), reason: "root has UID 0")
+        }
+    }
+
+    @Test func lockingTheOnlySudoAccountIsBlockedAndOneOfTwoIsApplied() async throws {
+        try await withTemporaryDirectory { root in
+            try makeHost(root, [root0, admin])
+            try await expectBlocked(root, resource("UserAccount", "a", "name: admin\nlocked: true"),
+                                    reason: "admin is the last account in sudo, wheel, admin that can log in")
+            try await expectBlocked(root, resource("UserAccount", "a", "name: admin\nexpires: 2030-01-01"),
+                                    reason: "admin is the last account in sudo, wheel, admin that can log in")
+        }
+        try await withTemporaryDirectory { root in
+            try makeHost(root, [root0, admin, ops])
+            try await expectApplied(root, resource("UserAccount", "a", "name: admin\nlocked: true"))
+            #expect(try read(root + "/etc/shadow").contains("\nadmin:!$y$j9T$adminhash:"))
+        }
+    }
+
+    @Test func noLoginShellForTheOnlySudoAccountIsBlockedAndForAGuestIsApplied() async throws {
+        try await withTemporaryDirectory { root in
+            let guest = FixtureAccount(name: "guest", uid: 1002, hash: "$y$j9T$guesthash")
+            try makeHost(root, [root0, admin, guest])
+            try await expectBlocked(root, resource("UserAccount", "a", "name: admin\nshell: /usr/sbin/nologin"),
+                                    reason: "giving it the shell /usr/sbin/nologin would leave no administrator login")
+            try await expectApplied(root, resource("UserAccount", "g", "name: guest\nshell: /usr/sbin/nologin\nlocked: true"))
+            #expect(try read(root + "/etc/passwd").contains("guest:x:1002:1002:guest:/home/guest:/usr/sbin/nologin\n"))
+        }
+    }
+
+    @Test func aShellNotInEtcShellsOrNotInTheRootIsBlockedAndAListedOneIsApplied() async throws {
+        try await withTemporaryDirectory { root in
+            let guest = FixtureAccount(name: "guest", uid: 1002, shell: "/bin/sh", hash: "$y$j9T$guesthash")
+            try makeHost(root, [root0, admin, guest])
+            try write(root + "/tmp/.x/sh", "#!/bin/true\n", mode: 0o755)
+            try await expectBlocked(root, resource("UserAccount", "g", "name: guest\nshell: /tmp/.x/sh"),
+                                    reason: "shell /tmp/.x/sh is not listed in the target's etc/shells")
+            try await expectBlocked(root, resource("UserAccount", "g", "name: guest\nshell: /bin/zsh"),
+                                    reason: "shell /bin/zsh is not an executable file inside the target root")
+            try await expectApplied(root, resource("UserAccount", "g", "name: guest\nshell: /bin/bash"))
+        }
+    }
+}
+
+/// The file-mode floor: no group or world write on system files, no world read of secrets, no
+/// set-id bit added, no system file handed to a person's account.
+@Suite struct FileModeGuardTests {
+    func host(_ root: String) throws {
+        try makeHost(root, [FixtureAccount(name: "root", uid: 0), FixtureAccount(name: "admin", uid: 1000, groups: ["sudo"], key: true)])
+        try write(root + "/etc/sudoers", "root ALL=(ALL:ALL) ALL\n", mode: 0o440)
+        try write(root + "/etc/sudoers.d/admins", "%sudo ALL=(ALL:ALL) ALL\n", mode: 0o440)
+        try write(root + "/etc/ssh/ssh_host_ed25519_key", "-----BEGIN OPENSSH PRIVATE KEY-----\n", mode: 0o600)
+        try write(root + "/usr/local/bin/tool", "#!/bin/true\n", mode: 0o755)
+        try write(root + "/etc/login.defs", "UID_MIN 1000\n")
+    }
+
+    @Test func shadowMade0777IsBlockedAnd0640RootShadowIsApplied() async throws {
+        try await withTemporaryDirectory { root in
+            try host(root)
+            try await expectBlocked(root, resource("FileMode", "f", "path: /etc/shadow\nmode: \"0777\""),
+                                    reason: "mode 0777 would let group or others write /etc/shadow")
+            try await expectBlocked(root, resource("FileMode", "f", "path: /etc/shadow\nmode: \"0644\""),
+                                    reason: "mode 0644 would let every user read /etc/shadow")
+            try await expectBlocked(root, resource("FileMode", "f", "path: /etc/shadow\nmode: \"0640\"\ngroup: admin"),
+                                    reason: "group admin (gid 1000, at or above GID_MIN 1000) would be able to read /etc/shadow")
+            try await expectApplied(root, resource("FileMode", "f", "path: /etc/shadow\nmode: \"0600\"\nowner: root"))
+            guard isRoot else { return }
+            try await expectApplied(root, resource("FileMode", "f", "path: /etc/shadow\nmode: \"0640\"\nowner: root\ngroup: shadow"))
+            #expect(modeAndOwner(root + "/etc/shadow").mode == 0o640 && modeAndOwner(root + "/etc/shadow").gid == 42)
+        }
+    }
+
+    @Test func secretsMadeWorldReadableAreBlocked() async throws {
+        try await withTemporaryDirectory { root in
+            try host(root)
+            try await expectBlocked(root, resource("FileMode", "f", "path: /etc/sudoers\nmode: \"0444\""), reason: "would let every user read /etc/sudoers")
+            try await expectBlocked(root, resource("FileMode", "f", "path: /etc/sudoers.d/admins\nmode: \"0644\""), reason: "read /etc/sudoers.d/admins")
+            try await expectBlocked(root, resource("FileMode", "f", "path: /etc/ssh/ssh_host_ed25519_key\nmode: \"0644\""), reason: "holds secrets")
+            // A link at a managed path is never followed by a mode change (see SafePathTests).
+            try await expectApplied(root, resource("FileMode", "f", "path: /etc/sudoers\nmode: \"0400\""))
+        }
+    }
+
+    @Test func setuidAddedIsBlockedAndAPlainModeIsApplied() async throws {
+        try await withTemporaryDirectory { root in
+            try host(root)
+            try await expectBlocked(root, resource("FileMode", "f", "path: /usr/local/bin/tool\nmode: \"4755\""), reason: "add the setuid bit")
+            try await expectBlocked(root, resource("FileMode", "f", "path: /usr/local/bin/tool\nmode: \"2755\""), reason: "add the setgid bit")
+            try await expectApplied(root, resource("FileMode", "f", "path: /usr/local/bin/tool\nmode: \"0750\""))
+        }
+    }
+
+    @Test(.enabled(if: isRoot)) func passwdChownedToAPersonIsBlockedAndToRootIsApplied() async throws {
+        try await withTemporaryDirectory { root in
+            try host(root)
+            try await expectBlocked(root, resource("FileMode", "f", "path: /etc/passwd\nowner: admin"),
+                                    reason: "owner admin (uid 1000, at or above UID_MIN 1000) is not a system account")
+            try await expectBlocked(root, resource("FileMode", "f", "path: /etc/passwd\nowner: \"1000\""), reason: "uid 1000")
+            chown(root + "/etc/passwd", 1000, 1000)
+            try await expectApplied(root, resource("FileMode", "f", "path: /etc/passwd\nowner: root"))
+            #expect(modeAndOwner(root + "/etc/passwd").uid == 0)
+        }
+    }
+}

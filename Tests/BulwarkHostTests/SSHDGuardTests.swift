@@ -1,0 +1,184 @@
+import BulwarkCore
+import BulwarkHost
+import BulwarkTestSupport
+import Foundation
+import Testing
+
+/// The sshd guard judges a candidate by sshd's own effective configuration (`sshd -T`, per
+/// account, drop-ins and Match blocks included), against the root's accounts and keys.
+@Suite(.enabled(if: sshdInstalled)) struct SSHDGuardTests {
+    let debian = """
+        Include /etc/ssh/sshd_config.d/*.conf
+        PermitRootLogin yes
+        PasswordAuthentication yes
+        KbdInteractiveAuthentication no
+        UsePAM yes
+        X11Forwarding yes
+
+        """
+
+    func host(_ root: String, _ accounts: [FixtureAccount], config: String? = nil) throws {
+        try makeHost(root, accounts)
+        try write(root + "/etc/ssh/sshd_config", config ?? debian)
+        try FileManager.default.createDirectory(atPath: root + "/etc/ssh/sshd_config.d", withIntermediateDirectories: true)
+    }
+
+    let root0 = FixtureAccount(name: "root", uid: 0)
+    let rootWithKey = FixtureAccount(name: "root", uid: 0, key: true)
+    let admin = FixtureAccount(name: "admin", uid: 1000, groups: ["sudo"], key: true)
+    let alice = FixtureAccount(name: "alice", uid: 1001, groups: ["sudo"], key: true)
+
+    @Test func allowUsersNobodyIsBlockedAndAliceWithKeysIsApplied() async throws {
+        try await withTemporaryDirectory { root in
+            try host(root, [root0, alice])
+            let reason = try await expectBlocked(root, resource("SSHDConfig", "s", "AllowUsers: nobody"), reason: "no account could log in over SSH")
+            #expect(reason.contains("alice: not in AllowUsers"))
+            try await expectApplied(root, resource("SSHDConfig", "s", "AllowUsers: alice"))
+            #expect(try read(root + "/etc/ssh/sshd_config").contains("\nAllowUsers alice\n"))
+        }
+    }
+
+    @Test func everyAuthenticationMethodOffIsBlockedAndPasswordsOffIsApplied() async throws {
+        try await withTemporaryDirectory { root in
+            try host(root, [root0, admin])
+            let off = "PubkeyAuthentication: \"no\"\nPasswordAuthentication: \"no\"\nKbdInteractiveAuthentication: \"no\""
+            let reason = try await expectBlocked(root, resource("SSHDConfig", "s", off), reason: "no account could log in over SSH")
+            #expect(reason.contains("admin: no authentication method left"), "\(reason)")
+            // Keys stay on: the key holder still gets in.
+            try await expectApplied(root, resource("SSHDConfig", "s", "PasswordAuthentication: \"no\""))
+        }
+    }
+
+    @Test func permitRootLoginNoIsBlockedWhenOnlyRootHoldsAKeyAndAppliedWithASudoKeyHolder() async throws {
+        try await withTemporaryDirectory { root in
+            // A user without sudo can log in by password: that is no way back to administration.
+            let guest = FixtureAccount(name: "guest", uid: 1002, hash: "$y$j9T$guesthash")
+            try host(root, [rootWithKey, guest])
+            let reason = try await expectBlocked(root, resource("SSHDConfig", "s", "PermitRootLogin: \"no\""),
+                                                 reason: "root would lose its SSH login and no account in sudo, wheel or admin")
+            #expect(reason.contains("root: PermitRootLogin no"))
+        }
+        try await withTemporaryDirectory { root in
+            try host(root, [rootWithKey])
+            try await expectBlocked(root, resource("SSHDConfig", "s", "PermitRootLogin: \"no\""), reason: "no account could log in over SSH")
+        }
+        try await withTemporaryDirectory { root in
+            try host(root, [rootWithKey, admin])
+            try await expectApplied(root, resource("SSHDConfig", "s", "PermitRootLogin: \"no\""))
+        }
+    }
+
+    @Test func maxSessionsZeroIsBlockedAndFourIsApplied() async throws {
+        try await withTemporaryDirectory { root in
+            try host(root, [root0, admin])
+            let reason = try await expectBlocked(root, resource("SSHDConfig", "s", "MaxSessions: 0"), reason: "no account could log in")
+            #expect(reason.contains("admin: MaxSessions 0"))
+            try await expectApplied(root, resource("SSHDConfig", "s", "MaxSessions: 4"))
+        }
+    }
+
+    @Test func maxStartupsZeroIsBlockedAndTenIsApplied() async throws {
+        try await withTemporaryDirectory { root in
+            try host(root, [root0, admin])
+            // sshd itself refuses a MaxStartups of 0: the guard blocks with sshd's message.
+            try await expectBlocked(root, resource("SSHDConfig", "s", "MaxStartups: \"0\""), reason: "Invalid MaxStartups spec")
+            try await expectBlocked(root, resource("SSHDConfig", "s", "MaxStartups: \"0:30:100\""), reason: "MaxStartups")
+            try await expectApplied(root, resource("SSHDConfig", "s", "MaxStartups: \"10:30:60\""))
+        }
+    }
+
+    @Test func aMatchBlockThatTurnsKeysOffForTheKeyHolderIsSeen() async throws {
+        try await withTemporaryDirectory { root in
+            // By file lines PubkeyAuthentication is on; for admin, sshd's Match turns it off.
+            let config = debian + "Match User admin\n\tPubkeyAuthentication no\n"
+            try host(root, [root0, FixtureAccount(name: "admin", uid: 1000, hash: "$y$j9T$adminhash", groups: ["sudo"], key: true)],
+                     config: config)
+            let reason = try await expectBlocked(root, resource("SSHDConfig", "s", "PasswordAuthentication: \"no\""),
+                                                 reason: "no account could log in over SSH")
+            #expect(reason.contains("admin: no authentication method left (holds a key and a password"), "\(reason)")
+        }
+        try await withTemporaryDirectory { root in
+            // The same change without that Match block: the key still works.
+            try host(root, [root0, FixtureAccount(name: "admin", uid: 1000, hash: "$y$j9T$adminhash", groups: ["sudo"], key: true)])
+            try await expectApplied(root, resource("SSHDConfig", "s", "PasswordAuthentication: \"no\""))
+        }
+    }
+
+    @Test func aDropInInsideTheRootIsPartOfTheJudgement() async throws {
+        try await withTemporaryDirectory { root in
+            try host(root, [root0, FixtureAccount(name: "admin", uid: 1000, hash: "$y$j9T$adminhash", groups: ["sudo"], key: true)])
+            // Included before the main file's own lines: keys are off for everyone. The machine's
+            // own /etc/ssh/sshd_config.d must not stand in for the root's.
+            try write(root + "/etc/ssh/sshd_config.d/10-keys.conf", "PubkeyAuthentication no\n")
+            let reason = try await expectBlocked(root, resource("SSHDConfig", "s", "PasswordAuthentication: \"no\""),
+                                                 reason: "no account could log in over SSH")
+            #expect(reason.contains("PubkeyAuthentication no"), "\(reason)")
+            // With the drop-in allowing keys, the change is legitimate.
+            try write(root + "/etc/ssh/sshd_config.d/10-keys.conf", "PubkeyAuthentication yes\n")
+            try await expectApplied(root, resource("SSHDConfig", "s", "PasswordAuthentication: \"no\""))
+            #expect(try read(root + "/etc/ssh/sshd_config").contains("PasswordAuthentication no\n"))
+        }
+    }
+
+    @Test func authenticationMethodsNoAccountCanMeetIsBlocked() async throws {
+        try await withTemporaryDirectory { root in
+            // Key and password both required, but admin only has a key.
+            try host(root, [root0, admin], config: debian + "AuthenticationMethods publickey,password\n")
+            let reason = try await expectBlocked(root, resource("SSHDConfig", "s", "X11Forwarding: \"no\""), reason: "no account could log in")
+            #expect(reason.contains("AuthenticationMethods publickey,password"), "\(reason)")
+        }
+    }
+
+    @Test func aListenAddressTheMachineDoesNotHaveIsBlocked() async throws {
+        try await withTemporaryDirectory { root in
+            try host(root, [root0, admin], config: "ListenAddress 192.0.2.77\n" + debian)
+            try await expectBlocked(root, resource("SSHDConfig", "s", "X11Forwarding: \"no\""), reason: "ListenAddress 192.0.2.77:22 is not an address of this machine")
+            try write(root + "/etc/ssh/sshd_config", "ListenAddress 127.0.0.1\n" + debian)
+            try await expectApplied(root, resource("SSHDConfig", "s", "X11Forwarding: \"no\""))
+        }
+    }
+
+    @Test func anApprovedBlockIsAppliedAndSshdStillRefusesABrokenCandidate() async throws {
+        try await withTemporaryDirectory { root in
+            try host(root, [root0, admin])
+            let manifests = resource("SSHDConfig", "s", "AllowUsers: nobody")
+            let reconciler = Reconciler(registry: Registry([HostAdapter.definition()]))
+            let blocked = try await reconciler.plan(try hostState(root: root, manifests))
+            let id = try #require(blocked.remediations.first { $0.decision == .blocked }?.id)
+            // A person approves the blocked id: the guard no longer stands in the way.
+            let approval = """
+                apiVersion: bulwark/v1
+                kind: Approval
+                metadata: {name: console-access}
+                spec: {id: \(id), approver: "Sam Admin <sam@example.org>", reason: "console access exists"}
+                """
+            let state = try hostState(root: root, manifests, extra: [SourceFile(path: "approvals/\(id).yaml", contents: Array(approval.utf8))])
+            let plan = try await reconciler.plan(state)
+            #expect(plan.remediations.first?.decision == .applied)
+            let outcome = await reconciler.apply(plan, state: state, audit: RecordingSink())
+            #expect(outcome.verified.count == 1)
+            #expect(try read(root + "/etc/ssh/sshd_config").contains("\nAllowUsers nobody\n"))
+        }
+        try await withTemporaryDirectory { root in
+            // Approved or not, a candidate sshd rejects is checked again at apply and never written.
+            try host(root, [root0, admin])
+            let manifests = resource("SSHDConfig", "s", "Ciphers: not-a-cipher")
+            let reconciler = Reconciler(registry: Registry([HostAdapter.definition()]))
+            let blocked = try await reconciler.plan(try hostState(root: root, manifests))
+            let id = try #require(blocked.remediations.first { $0.decision == .blocked }?.id)
+            let approval = """
+                apiVersion: bulwark/v1
+                kind: Approval
+                metadata: {name: try-it}
+                spec: {id: \(id), approver: "Sam Admin <sam@example.org>", reason: "testing"}
+                """
+            let before = try snapshot(root)
+            let state = try hostState(root: root, manifests, extra: [SourceFile(path: "approvals/\(id).yaml", contents: Array(approval.utf8))])
+            let outcome = await reconciler.apply(try await reconciler.plan(state), state: state, audit: RecordingSink())
+            let record = try #require(outcome.entries.first?.record)
+            #expect(record.result == .failed)
+            #expect(record.error?.contains("sshd -t rejected the candidate configuration") == true, "\(record.error ?? "")")
+            #expect(try snapshot(root) == before)
+        }
+    }
+}
