@@ -134,27 +134,42 @@ actor PolicyRepository: AuditSink {
         return commit.hex
     }
 
-    /// Pushes the audit branch. A remote that moved meanwhile gets our commits replayed on top
-    /// of its head (audit paths are unique, so this always succeeds) and the push is retried.
-    func publish(attempts: Int = 5) throws -> Publication {
-        for _ in 0..<attempts {
+    /// Pushes the audit branch as a compare-and-swap on the remote's audit branch: it moves
+    /// only from where Bulwark last fetched it, never forced, so nothing another writer pushed
+    /// is lost. When another writer got there first, Bulwark fetches, replays only its own
+    /// unpushed commits on top (audit paths are unique, so this always succeeds) and tries
+    /// again after a jittered, doubling pause, for as long as `deadline` allows; after it the
+    /// commits stay on the local audit branch and go out with the next push.
+    func publish(deadline: Duration = .seconds(30)) async throws -> Publication {
+        let clock = ContinuousClock()
+        let end = clock.now.advanced(by: deadline)
+        var pause = 0.02
+        var rejections = 0
+        while true {
             guard let local = try repository.resolve(localAudit) else { return .upToDate }
             let remote = try repository.resolve(remoteAudit)
             if local == remote { return .upToDate }
             let pending = try repository.history(from: local, hiding: remote).count
-            let rejected: [PushRejection]
+            let rejection: PushRejection?
             do {
-                rejected = try repository.push(remote: "origin", refspecs: ["\(localAudit):\(localAudit)"], access: configuration.access)
+                rejection = try repository.push(localAudit, to: localAudit, expected: remote, remote: "origin",
+                                                access: configuration.access)
             } catch {
-                // libgit2 refuses a non-fast-forward before sending; anything else means the
-                // remote cannot take the push now.
-                guard error.isNonFastForward else { return .keptLocally(commits: pending, reason: error.message) }
-                rejected = [PushRejection(reference: localAudit, reason: error.message)]
+                return .keptLocally(commits: pending, reason: error.message)
             }
-            if rejected.isEmpty {
+            guard let rejection else {
                 try repository.forceReference(remoteAudit, to: local, message: "bulwark: pushed")
                 return .pushed(commits: pending)
             }
+            rejections += 1
+            guard clock.now < end, !Task.isCancelled else {
+                return .keptLocally(commits: pending, reason: "another writer kept moving the audit branch (\(rejections) "
+                                    + "attempts in \(deadline), last: \(rejection.reason)); the records stay queued locally")
+            }
+            // Full jitter: two writers that collided do not collide again in lockstep.
+            // (The actor is free meanwhile; every step below starts again from the references.)
+            try? await Task.sleep(for: .seconds(Double.random(in: 0...pause)))
+            pause = min(pause * 2, 1)
             do {
                 try repository.fetch(remote: "origin", refspecs: ["+\(localAudit):\(remoteAudit)"], access: configuration.access)
             } catch {
@@ -162,11 +177,6 @@ actor PolicyRepository: AuditSink {
             }
             try reconcileAuditBranch()
         }
-        var pending = 0
-        if let local = try repository.resolve(localAudit) {
-            pending = try repository.history(from: local, hiding: try repository.resolve(remoteAudit)).count
-        }
-        return .keptLocally(commits: pending, reason: "the audit branch kept moving during \(attempts) attempts")
     }
 
     /// Brings the local audit branch up to the fetched one, keeping local commits that were
@@ -224,22 +234,24 @@ actor PolicyRepository: AuditSink {
             throw Failure.noBranch(configuration.branch, configuration.url)
         }
         var commit = try repository.writeCommit(adding: files, parent: base, message: message, author: author)
+        var expected = base
         for _ in 0..<attempts {
             try repository.forceReference(scratch, to: commit, message: "bulwark: policy commit")
-            var rejected: [PushRejection]
+            let rejection: PushRejection?
             do {
-                rejected = try repository.push(remote: "origin", refspecs: ["\(scratch):refs/heads/\(configuration.branch)"], access: configuration.access)
+                rejection = try repository.push(scratch, to: "refs/heads/\(configuration.branch)", expected: expected,
+                                                remote: "origin", access: configuration.access)
             } catch {
-                guard error.isNonFastForward else { throw Failure.unreachable(configuration.url, error) }
-                rejected = [PushRejection(reference: configuration.branch, reason: error.message)]
+                throw Failure.unreachable(configuration.url, error)
             }
-            if rejected.isEmpty {
+            if rejection == nil {
                 try repository.forceReference(tracking, to: commit, message: "bulwark: pushed")
                 return commit
             }
             try repository.fetch(remote: "origin", refspecs: ["+refs/heads/\(configuration.branch):\(tracking)"], access: configuration.access)
             guard let head = try repository.resolve(tracking) else { throw Failure.noBranch(configuration.branch, configuration.url) }
             commit = try repository.replay(commit, onto: head)
+            expected = head
         }
         throw CommandError("the branch \(configuration.branch) kept moving during \(attempts) attempts; try again")
     }

@@ -135,17 +135,14 @@ import Testing
             let theirs = try origin.writeCommit(adding: ["audit/theirs.json": [3]], parent: base, message: "theirs\n", author: author)
             try origin.updateReference("refs/heads/audit", to: theirs, expected: base, message: "t")
 
-            do {
-                let rejected = try local.push(remote: "origin", refspecs: ["refs/heads/audit:refs/heads/audit"])
-                #expect(!rejected.isEmpty, "a non-fast-forward push must not succeed")
-            } catch {
-                #expect((error as? GitError)?.isNonFastForward == true)
-            }
+            let rejected = try local.push("refs/heads/audit", to: "refs/heads/audit", expected: remoteBase, remote: "origin")
+            #expect(rejected != nil, "a push from a stale base must not succeed")
+            #expect(try origin.resolve("refs/heads/audit") == theirs)
             try local.fetch(remote: "origin", refspecs: ["+refs/heads/*:refs/remotes/origin/*"])
             let newBase = try #require(try local.resolve("refs/remotes/origin/audit"))
             let replayed = try local.replay(mine, onto: newBase)
             try local.updateReference("refs/heads/audit", to: replayed, expected: mine, message: "t")
-            #expect(try local.push(remote: "origin", refspecs: ["refs/heads/audit:refs/heads/audit"]).isEmpty)
+            #expect(try local.push("refs/heads/audit", to: "refs/heads/audit", expected: newBase, remote: "origin") == nil)
 
             let files = try git("--git-dir", dir + "/origin.git", "ls-tree", "-r", "--name-only", "audit")
             #expect(files == "audit/a.json\naudit/mine.json\naudit/theirs.json\n")
