@@ -36,6 +36,10 @@ public struct Signature: Sendable, Hashable {
         try check(git_signature_new(&sig, name, email, 0, 0), "git_signature_new")
         guard let sig else { throw GitError(function: "git_signature_new", code: -1, message: "returned no signature") }
         defer { git_signature_free(sig) }
+        // libgit2 checks angle brackets, not line ends: a newline would start a forged header.
+        guard !(name + email).contains(where: { $0 == "\n" || $0 == "\r" || $0 == "\0" }) else {
+            throw GitError(function: "signature", code: -1, message: "a name or email with a line break cannot go in a commit")
+        }
         guard (-(99 * 60 + 59)...(99 * 60 + 59)).contains(offsetMinutes) else {
             throw GitError(function: "signature", code: -1, message: "time zone offset \(offsetMinutes) minutes is out of range")
         }
