@@ -1,0 +1,102 @@
+@testable import BulwarkCommands
+import BulwarkCore
+import BulwarkGit
+import BulwarkTestSupport
+import Foundation
+import Testing
+
+/// What a kill, a full disk or a damaged state clone leaves behind, and what Bulwark does next.
+@Suite struct StateRepairTests {
+    static func id(_ n: Int) -> String { "01STATE" + String(repeating: "0", count: 19 - String(n).count) + String(n) }
+
+    static func open(_ dir: String, state: String? = nil) throws -> PolicyRepository {
+        try PolicyRepository(.init(url: dir + "/origin.git", stateDirectory: state ?? dir + "/state"))
+    }
+
+    static func originIDs(_ dir: String) throws -> [String] {
+        try git("--git-dir", dir + "/origin.git", "log", "--format=%(trailers:key=Bulwark-Id,valueonly)", "bulwark/audit")
+            .split(separator: "\n").map(String.init).filter { !$0.isEmpty }
+    }
+
+    @Test func aStaleReferenceLockLeftByAKillIsRemovedAndTheNextWriteWorks() async throws {
+        try await withTemporaryDirectory { dir in
+            try AuditPushRaceTests.makeOrigin(dir + "/origin.git", dir: dir)
+            do {
+                let repo = try Self.open(dir)
+                _ = try await repo.sync()
+                _ = try await repo.write(PolicyRepositoryTests().record(Self.id(1)))
+            }
+            // What a kill during a reference update leaves: the lock file, half written.
+            let lock = dir + "/state/repository.git/refs/heads/bulwark/audit.lock"
+            try write(lock, "3f2a")
+            try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: -60)], ofItemAtPath: lock)
+
+            let repo = try Self.open(dir)
+            #expect(!FileManager.default.fileExists(atPath: lock))
+            #expect(await repo.repairs.contains { $0.contains("stale lock file") && $0.contains(lock) })
+            _ = try await repo.sync()
+            _ = try await repo.write(PolicyRepositoryTests().record(Self.id(2)))
+            #expect(try await repo.publish() == .pushed(commits: 2))
+            #expect(Set(try Self.originIDs(dir)) == [Self.id(1), Self.id(2)])
+            try git("--git-dir", dir + "/origin.git", "fsck", "--strict")
+            try git("--git-dir", dir + "/state/repository.git", "fsck", "--strict")
+        }
+    }
+
+    @Test func aLockHeldByALiveWriterIsNotRemovedAndTheWriteFailsLoudly() async throws {
+        try await withTemporaryDirectory { dir in
+            try AuditPushRaceTests.makeOrigin(dir + "/origin.git", dir: dir)
+            let repo = try Self.open(dir)
+            _ = try await repo.sync()
+            let before = try await repo.auditHistory().count
+            // Taken after this process started: someone is updating the reference right now.
+            let lock = dir + "/state/repository.git/refs/heads/bulwark/audit.lock"
+            try write(lock, "")
+            await #expect {
+                _ = try await repo.write(PolicyRepositoryTests().record(Self.id(1)))
+            } throws: { error in
+                guard case .notRecorded(_, let state, .locked(let file)) = error as? PolicyRepository.Failure else { return false }
+                return state == dir + "/state" && file.hasSuffix("bulwark/audit.lock")
+                    && "\(error)".contains("state directory \(dir)/state")
+            }
+            #expect(FileManager.default.fileExists(atPath: lock), "a live writer's lock stays")
+            #expect(try await repo.auditHistory().count == before, "nothing was recorded")
+            try FileManager.default.removeItem(atPath: lock)
+            _ = try await repo.write(PolicyRepositoryTests().record(Self.id(1)))
+            #expect(try await repo.auditHistory().count == before + 1)
+        }
+    }
+
+    @Test func aFullStateDirectoryMakesWriteThrowAndFreeingSpaceLetsItWorkAgain() async throws {
+        try await withTemporaryDirectory { dir in
+            try AuditPushRaceTests.makeOrigin(dir + "/origin.git", dir: dir)
+            let mountPoint = dir + "/small"
+            try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+            let mounted = try run("/bin/mount", ["-t", "tmpfs", "-o", "size=2m", "tmpfs", mountPoint])
+            try #require(mounted.status == 0, "cannot mount a tmpfs: \(mounted.stderr)")
+            defer { _ = try? run("/bin/umount", ["-l", mountPoint]) }
+
+            let state = mountPoint + "/state"
+            let repo = try Self.open(dir, state: state)
+            _ = try await repo.sync()
+            _ = try await repo.write(PolicyRepositoryTests().record(Self.id(1)))
+            // Fill the file system to the last block.
+            _ = try run("/bin/dd", ["if=/dev/zero", "of=\(mountPoint)/filler", "bs=4k"])
+            let before = try await repo.auditHistory().count
+
+            await #expect {
+                _ = try await repo.write(PolicyRepositoryTests().record(Self.id(2)))
+            } throws: { error in
+                guard case .notRecorded(let id, let path, .full) = error as? PolicyRepository.Failure else { return false }
+                return id == Self.id(2) && path == state && "\(error)".contains("the state directory \(state) is full")
+            }
+            #expect(try await repo.auditHistory().count == before, "nothing was recorded")
+
+            try FileManager.default.removeItem(atPath: mountPoint + "/filler")
+            _ = try await repo.write(PolicyRepositoryTests().record(Self.id(2)))
+            #expect(try await repo.publish() == .pushed(commits: 2))
+            #expect(Set(try Self.originIDs(dir)) == [Self.id(1), Self.id(2)])
+            try git("--git-dir", state + "/repository.git", "fsck", "--strict")
+        }
+    }
+}
