@@ -81,8 +81,10 @@ actor PolicyRepository: AuditSink {
         lockedAt = Date()
         let path = configuration.stateDirectory + "/repository.git"
         repairs += Self.removeStaleLocks(in: path, before: lockedAt)
-        repository = fm.fileExists(atPath: path + "/HEAD")
-            ? try Repository.open(at: path) : try Repository.create(at: path, bare: true)
+        let (opened, repaired) = try StateClone.open(at: path, url: configuration.url, branch: configuration.branch,
+                                                     auditBranch: configuration.auditBranch)
+        repository = opened
+        repairs += repaired
         if let existing = try repository.remoteURL("origin"), existing != configuration.url {
             throw Failure.otherRemote(configuration.stateDirectory, existing)
         }

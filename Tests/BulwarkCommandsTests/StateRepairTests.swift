@@ -99,4 +99,78 @@ import Testing
             try git("--git-dir", state + "/repository.git", "fsck", "--strict")
         }
     }
+
+    enum Damage: String, CaseIterable, Sendable {
+        case deletedObject, truncatedObject, garbageReference, garbageConfig
+    }
+
+    /// A pushed record, an unpushed one, then damage: the next open repairs the clone from the
+    /// origin and keeps the unpushed record, and later records go out as usual.
+    @Test(arguments: Damage.allCases)
+    func aDamagedStateCloneIsRepairedFromTheOriginWithoutLosingRecords(_ damage: Damage) async throws {
+        try await withTemporaryDirectory { dir in
+            try AuditPushRaceTests.makeOrigin(dir + "/origin.git", dir: dir)
+            let clone = dir + "/state/repository.git"
+            do {
+                let repo = try Self.open(dir)
+                _ = try await repo.sync()
+                _ = try await repo.write(PolicyRepositoryTests().record(Self.id(1)))
+                #expect(try await repo.publish() == .pushed(commits: 1))
+                _ = try await repo.write(PolicyRepositoryTests().record(Self.id(2)))
+            }
+            let pushed = try git("--git-dir", clone, "rev-parse", "refs/remotes/origin/bulwark/audit")
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            let object = clone + "/objects/" + pushed.prefix(2) + "/" + pushed.dropFirst(2)
+            switch damage {
+            case .deletedObject:
+                try FileManager.default.removeItem(atPath: object)
+            case .truncatedObject:
+                let handle = try #require(FileHandle(forWritingAtPath: object))
+                try handle.truncate(atOffset: 7)
+                try handle.close()
+            case .garbageReference:
+                try write(clone + "/refs/remotes/origin/bulwark/audit", "not a reference\n")
+            case .garbageConfig:
+                try write(clone + "/config", "[core\n\tbare = \"yes\n[[[\n")
+            }
+
+            let repo = try Self.open(dir)
+            let repairs = await repo.repairs
+            #expect(repairs.count == 1)
+            #expect(repairs.first?.contains("failed its checks") == true)
+            #expect(repairs.first?.contains("1 unpushed audit record(s) were read from it") == true)
+            #expect(repairs.first?.contains("nothing was lost") == true)
+            _ = try await repo.sync()
+            _ = try await repo.write(PolicyRepositoryTests().record(Self.id(3)))
+            #expect(try await repo.publish() == .pushed(commits: 2))
+            #expect(try Self.originIDs(dir) == [Self.id(3), Self.id(2), Self.id(1)])
+            try git("--git-dir", dir + "/origin.git", "fsck", "--strict")
+            try git("--git-dir", clone, "fsck", "--strict")
+            let aside = try FileManager.default.contentsOfDirectory(atPath: dir + "/state").filter { $0.hasPrefix("repository.git.damaged-") }
+            #expect(aside.count == 1, "the damaged clone is kept, not deleted")
+        }
+    }
+
+    @Test func anUnreadableAuditBranchSaysWhatWouldBeLostAndHowToFindIt() async throws {
+        try await withTemporaryDirectory { dir in
+            try AuditPushRaceTests.makeOrigin(dir + "/origin.git", dir: dir)
+            let clone = dir + "/state/repository.git"
+            do {
+                let repo = try Self.open(dir)
+                _ = try await repo.sync()
+                _ = try await repo.write(PolicyRepositoryTests().record(Self.id(1)))
+            }
+            try write(clone + "/refs/heads/bulwark/audit", "garbage\n")
+            let repo = try Self.open(dir)
+            let repair = try #require(await repo.repairs.first)
+            #expect(repair.contains("would be lost"))
+            #expect(repair.contains("fsck --lost-found"))
+            #expect(!repair.contains("nothing was lost"))
+            // The clone works again.
+            _ = try await repo.sync()
+            _ = try await repo.write(PolicyRepositoryTests().record(Self.id(2)))
+            #expect(try await repo.publish() == .pushed(commits: 1))
+            try git("--git-dir", clone, "fsck", "--strict")
+        }
+    }
 }
