@@ -82,7 +82,7 @@ actor PolicyRepository: AuditSink {
         let path = configuration.stateDirectory + "/repository.git"
         repairs += Self.removeStaleLocks(in: path, before: lockedAt)
         let (opened, repaired) = try StateClone.open(at: path, url: configuration.url, branch: configuration.branch,
-                                                     auditBranch: configuration.auditBranch)
+                                                     auditBranch: configuration.auditBranch, access: configuration.access)
         repository = opened
         repairs += repaired
         if let existing = try repository.remoteURL("origin"), existing != configuration.url {

@@ -20,7 +20,8 @@ enum StateClone {
 
     /// The state clone at `path`, created when missing, repaired when damaged; with what was
     /// repaired, in words.
-    static func open(at path: String, url: String, branch: String, auditBranch: String) throws -> (Repository, [String]) {
+    static func open(at path: String, url: String, branch: String, auditBranch: String,
+                     access: RemoteAccess) throws -> (Repository, [String]) {
         let fm = FileManager.default
         guard fm.fileExists(atPath: path) else {
             return (try Repository.create(at: path, bare: true), [])
@@ -37,7 +38,7 @@ enum StateClone {
         } catch {
             problem = (error as? GitError)?.description ?? "\(error)"
         }
-        return try rebuild(at: path, url: url, auditBranch: auditBranch, problem: problem)
+        return try rebuild(at: path, url: url, auditBranch: auditBranch, access: access, problem: problem)
     }
 
     /// Reads everything Bulwark relies on: the configuration, the references it uses, their
@@ -101,7 +102,8 @@ enum StateClone {
         return result.reversed()
     }
 
-    private static func rebuild(at path: String, url: String, auditBranch: String, problem: String) throws -> (Repository, [String]) {
+    private static func rebuild(at path: String, url: String, auditBranch: String, access: RemoteAccess,
+                                problem: String) throws -> (Repository, [String]) {
         let fm = FileManager.default
         let stamp = Timestamp.format(Date()).filter { $0.isNumber }
         let aside = path + ".damaged-" + stamp
@@ -113,14 +115,19 @@ enum StateClone {
         }
         var messages = ["the state clone \(path) failed its checks (\(problem)); it was moved to \(aside) and is being cloned again from \(redactedURL(url))"]
 
-        let repository = try Repository.create(at: path, bare: true)
-        try repository.ensureRemote("origin", url: url)
-        var fetched = true
+        let repository: Repository
         do {
-            try repository.fetch(remote: "origin", refspecs: ["+refs/heads/*:refs/remotes/origin/*"])
+            repository = try Repository.create(at: path, bare: true)
+            try repository.ensureRemote("origin", url: url)
+            try repository.fetch(remote: "origin", refspecs: ["+refs/heads/*:refs/remotes/origin/*"], access: access)
         } catch {
-            fetched = false
-            messages.append("the origin cannot be fetched now (\(error.message)); the next sync fetches it")
+            // Without the origin, what was pushed cannot be told from what was not: put the
+            // damaged clone back untouched and say so.
+            try? fm.removeItem(atPath: path)
+            try? fm.moveItem(atPath: aside, toPath: path)
+            throw CommandError("the state clone \(path) is damaged (\(problem)) and cannot be repaired now: "
+                               + "\(redactedURL(url)) cannot be fetched (\(error.message)). Nothing was changed; run again "
+                               + "when the origin answers, and Bulwark re-clones it keeping the records not yet pushed")
         }
         let localAudit = "refs/heads/\(auditBranch)"
         let remote = try repository.resolve("refs/remotes/origin/\(auditBranch)")
@@ -169,7 +176,6 @@ enum StateClone {
                             + "`git --git-dir \(aside) fsck --lost-found` and `git --git-dir \(aside) log \(localAudit)`, "
                             + "and push any you find to \(auditBranch) by hand")
         }
-        if !fetched { messages.append("Bulwark keeps working from the new clone once the origin answers") }
         let text = messages.joined(separator: "; ")
         Console().warn(text)
         return (repository, [text])

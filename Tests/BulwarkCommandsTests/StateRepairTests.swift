@@ -173,4 +173,32 @@ import Testing
             try git("--git-dir", clone, "fsck", "--strict")
         }
     }
+
+    @Test func aDamagedCloneIsLeftUntouchedWhenTheOriginCannotBeReached() async throws {
+        try await withTemporaryDirectory { dir in
+            try AuditPushRaceTests.makeOrigin(dir + "/origin.git", dir: dir)
+            let clone = dir + "/state/repository.git"
+            do {
+                let repo = try Self.open(dir)
+                _ = try await repo.sync()
+                _ = try await repo.write(PolicyRepositoryTests().record(Self.id(1)))
+            }
+            try write(clone + "/refs/remotes/origin/bulwark/audit", "garbage\n")
+            try FileManager.default.moveItem(atPath: dir + "/origin.git", toPath: dir + "/away.git")
+            #expect {
+                _ = try Self.open(dir)
+            } throws: { error in
+                "\(error)".contains("cannot be repaired now") && "\(error)".contains("Nothing was changed")
+            }
+            #expect(try read(clone + "/refs/remotes/origin/bulwark/audit") == "garbage\n")
+            #expect(try FileManager.default.contentsOfDirectory(atPath: dir + "/state").allSatisfy { !$0.contains("damaged") })
+
+            // With the origin back, the next open repairs it and keeps the unpushed record.
+            try FileManager.default.moveItem(atPath: dir + "/away.git", toPath: dir + "/origin.git")
+            let repo = try Self.open(dir)
+            #expect(await repo.repairs.first?.contains("1 unpushed audit record(s)") == true)
+            #expect(try await repo.publish() == .pushed(commits: 1))
+            #expect(try Self.originIDs(dir) == [Self.id(1)])
+        }
+    }
 }
