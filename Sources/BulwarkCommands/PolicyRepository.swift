@@ -22,6 +22,16 @@ actor PolicyRepository: AuditSink {
         case noBranch(String, String)
         case unreachable(String, GitError)
         case otherRemote(String, String)
+        /// An audit record could not be written to the state clone: nothing was recorded.
+        case notRecorded(record: String, stateDirectory: String, cause: RecordCause)
+
+        enum RecordCause: Sendable, Equatable {
+            /// The file system holding the state directory has no space (or quota) left.
+            case full
+            /// A lock file is held by a live process.
+            case locked(String)
+            case failed(String)
+        }
 
         var description: String {
             switch self {
@@ -29,6 +39,12 @@ actor PolicyRepository: AuditSink {
             case .noBranch(let branch, let url): "branch '\(branch)' not found in \(redactedURL(url))"
             case .unreachable(let url, let error): "cannot fetch \(redactedURL(url)): \(error.message)"
             case .otherRemote(let path, let url): "state directory \(path) belongs to another repository (\(redactedURL(url))); use another --state-dir"
+            case .notRecorded(let id, let path, .full):
+                "cannot record \(id): the state directory \(path) is full; free space there (nothing was recorded)"
+            case .notRecorded(let id, let path, .locked(let lock)):
+                "cannot record \(id) in the state directory \(path): \(lock) is held by another process; if none is running, remove it"
+            case .notRecorded(let id, let path, .failed(let reason)):
+                "cannot record \(id) in the state directory \(path): \(reason)"
             }
         }
     }
@@ -45,6 +61,11 @@ actor PolicyRepository: AuditSink {
     let configuration: Configuration
     private let repository: Repository
     private let lock: StateLock
+    /// When this process took the state directory's lock: a git lock file older than this was
+    /// left by a process that died mid-update (only a Bulwark holding that lock writes here).
+    private let lockedAt: Date
+    /// What was repaired in the state clone, in words, also printed as warnings.
+    private(set) var repairs: [String] = []
     private var recordedIDs: Set<String>?
 
     private var localAudit: String { "refs/heads/\(configuration.auditBranch)" }
@@ -57,9 +78,13 @@ actor PolicyRepository: AuditSink {
         // The lock is taken first and owned by its own object: whatever fails after this
         // point releases it exactly once, when that object goes.
         lock = try StateLock(configuration.stateDirectory + "/lock", directory: configuration.stateDirectory)
+        lockedAt = Date()
         let path = configuration.stateDirectory + "/repository.git"
-        repository = fm.fileExists(atPath: path + "/HEAD")
-            ? try Repository.open(at: path) : try Repository.create(at: path, bare: true)
+        repairs += Self.removeStaleLocks(in: path, before: lockedAt)
+        let (opened, repaired) = try StateClone.open(at: path, url: configuration.url, branch: configuration.branch,
+                                                     auditBranch: configuration.auditBranch, access: configuration.access)
+        repository = opened
+        repairs += repaired
         if let existing = try repository.remoteURL("origin"), existing != configuration.url {
             throw Failure.otherRemote(configuration.stateDirectory, existing)
         }
@@ -123,7 +148,23 @@ actor PolicyRepository: AuditSink {
         return recordedIDs?.contains(recordID) ?? false
     }
 
+    /// Commits `record` on the local audit branch. Throws `Failure.notRecorded`, naming the
+    /// state directory and the cause, when it cannot: then nothing was recorded.
     func write(_ record: AuditRecord) throws -> String {
+        do {
+            return try writeOnce(record)
+        } catch let error as GitError where error.isLocked {
+            // A lock left by a killed process is removed once; a lock still held is an error.
+            let removed = Self.removeStaleLocks(in: repository.path, before: lockedAt)
+            repairs += removed
+            guard !removed.isEmpty else { throw notRecorded(record, error) }
+            do { return try writeOnce(record) } catch { throw notRecorded(record, error) }
+        } catch {
+            throw notRecorded(record, error)
+        }
+    }
+
+    private func writeOnce(_ record: AuditRecord) throws -> String {
         let parent = try repository.resolve(localAudit)
         var author = configuration.author
         author.time = Date()
@@ -134,27 +175,85 @@ actor PolicyRepository: AuditSink {
         return commit.hex
     }
 
-    /// Pushes the audit branch. A remote that moved meanwhile gets our commits replayed on top
-    /// of its head (audit paths are unique, so this always succeeds) and the push is retried.
-    func publish(attempts: Int = 5) throws -> Publication {
-        for _ in 0..<attempts {
+    private func notRecorded(_ record: AuditRecord, _ error: any Error) -> Failure {
+        let directory = configuration.stateDirectory
+        let message = (error as? GitError)?.message ?? "\(error)"
+        var space = statvfs()
+        let full = message.contains(String(cString: strerror(ENOSPC))) || message.contains(String(cString: strerror(EDQUOT)))
+            || (statvfs(directory, &space) == 0 && (space.f_bavail == 0 || space.f_favail == 0))
+        if full { return .notRecorded(record: record.id, stateDirectory: directory, cause: .full) }
+        if let git = error as? GitError, git.isLocked {
+            return .notRecorded(record: record.id, stateDirectory: directory, cause: .locked(Self.lockFile(in: message) ?? message))
+        }
+        return .notRecorded(record: record.id, stateDirectory: directory, cause: .failed(message))
+    }
+
+    /// The lock file a libgit2 message names ('…/refs/heads/x.lock'), if any.
+    private static func lockFile(in message: String) -> String? {
+        message.split(separator: "'").first { $0.hasSuffix(".lock") }.map(String.init)
+    }
+
+    /// Removes git lock files (`*.lock`) under `repository` last modified before `date`, which
+    /// only a process that died mid-update leaves there; returns what was done, in words.
+    static func removeStaleLocks(in repository: String, before date: Date) -> [String] {
+        let fm = FileManager.default
+        guard let walker = fm.enumerator(atPath: repository) else { return [] }
+        var removed: [String] = []
+        while let relative = walker.nextObject() as? String {
+            guard relative.hasSuffix(".lock"), !relative.hasPrefix("objects/") else { continue }
+            let path = repository + "/" + relative
+            guard let attributes = try? fm.attributesOfItem(atPath: path),
+                  attributes[.type] as? FileAttributeType == .typeRegular,
+                  let modified = attributes[.modificationDate] as? Date, modified < date else { continue }
+            do {
+                try fm.removeItem(atPath: path)
+                let message = "removed the stale lock file \(path) (left by a process killed while updating it; "
+                    + "modified \(Timestamp.format(modified)))"
+                Console().warn(message)
+                removed.append(message)
+            } catch {
+                Console().warn("cannot remove the stale lock file \(path): \(error); remove it by hand")
+            }
+        }
+        return removed
+    }
+
+    /// Pushes the audit branch as a compare-and-swap on the remote's audit branch: it moves
+    /// only from where Bulwark last fetched it, never forced, so nothing another writer pushed
+    /// is lost. When another writer got there first, Bulwark fetches, replays only its own
+    /// unpushed commits on top (audit paths are unique, so this always succeeds) and tries
+    /// again after a jittered, doubling pause, for as long as `deadline` allows; after it the
+    /// commits stay on the local audit branch and go out with the next push.
+    func publish(deadline: Duration = .seconds(30)) async throws -> Publication {
+        let clock = ContinuousClock()
+        let end = clock.now.advanced(by: deadline)
+        var pause = 0.02
+        var rejections = 0
+        while true {
             guard let local = try repository.resolve(localAudit) else { return .upToDate }
             let remote = try repository.resolve(remoteAudit)
             if local == remote { return .upToDate }
             let pending = try repository.history(from: local, hiding: remote).count
-            let rejected: [PushRejection]
+            let rejection: PushRejection?
             do {
-                rejected = try repository.push(remote: "origin", refspecs: ["\(localAudit):\(localAudit)"], access: configuration.access)
+                rejection = try repository.push(localAudit, to: localAudit, expected: remote, remote: "origin",
+                                                access: configuration.access)
             } catch {
-                // libgit2 refuses a non-fast-forward before sending; anything else means the
-                // remote cannot take the push now.
-                guard error.isNonFastForward else { return .keptLocally(commits: pending, reason: error.message) }
-                rejected = [PushRejection(reference: localAudit, reason: error.message)]
+                return .keptLocally(commits: pending, reason: error.message)
             }
-            if rejected.isEmpty {
+            guard let rejection else {
                 try repository.forceReference(remoteAudit, to: local, message: "bulwark: pushed")
                 return .pushed(commits: pending)
             }
+            rejections += 1
+            guard clock.now < end, !Task.isCancelled else {
+                return .keptLocally(commits: pending, reason: "another writer kept moving the audit branch (\(rejections) "
+                                    + "attempts in \(deadline), last: \(rejection.reason)); the records stay queued locally")
+            }
+            // Full jitter: two writers that collided do not collide again in lockstep.
+            // (The actor is free meanwhile; every step below starts again from the references.)
+            try? await Task.sleep(for: .seconds(Double.random(in: 0...pause)))
+            pause = min(pause * 2, 1)
             do {
                 try repository.fetch(remote: "origin", refspecs: ["+\(localAudit):\(remoteAudit)"], access: configuration.access)
             } catch {
@@ -162,11 +261,6 @@ actor PolicyRepository: AuditSink {
             }
             try reconcileAuditBranch()
         }
-        var pending = 0
-        if let local = try repository.resolve(localAudit) {
-            pending = try repository.history(from: local, hiding: try repository.resolve(remoteAudit)).count
-        }
-        return .keptLocally(commits: pending, reason: "the audit branch kept moving during \(attempts) attempts")
     }
 
     /// Brings the local audit branch up to the fetched one, keeping local commits that were
@@ -224,22 +318,24 @@ actor PolicyRepository: AuditSink {
             throw Failure.noBranch(configuration.branch, configuration.url)
         }
         var commit = try repository.writeCommit(adding: files, parent: base, message: message, author: author)
+        var expected = base
         for _ in 0..<attempts {
             try repository.forceReference(scratch, to: commit, message: "bulwark: policy commit")
-            var rejected: [PushRejection]
+            let rejection: PushRejection?
             do {
-                rejected = try repository.push(remote: "origin", refspecs: ["\(scratch):refs/heads/\(configuration.branch)"], access: configuration.access)
+                rejection = try repository.push(scratch, to: "refs/heads/\(configuration.branch)", expected: expected,
+                                                remote: "origin", access: configuration.access)
             } catch {
-                guard error.isNonFastForward else { throw Failure.unreachable(configuration.url, error) }
-                rejected = [PushRejection(reference: configuration.branch, reason: error.message)]
+                throw Failure.unreachable(configuration.url, error)
             }
-            if rejected.isEmpty {
+            if rejection == nil {
                 try repository.forceReference(tracking, to: commit, message: "bulwark: pushed")
                 return commit
             }
             try repository.fetch(remote: "origin", refspecs: ["+refs/heads/\(configuration.branch):\(tracking)"], access: configuration.access)
             guard let head = try repository.resolve(tracking) else { throw Failure.noBranch(configuration.branch, configuration.url) }
             commit = try repository.replay(commit, onto: head)
+            expected = head
         }
         throw CommandError("the branch \(configuration.branch) kept moving during \(attempts) attempts; try again")
     }

@@ -68,21 +68,21 @@ extension Repository {
             if let parentCommit { git_commit_free(parentCommit) }
         }
         let entries = blobs.map { (components: $0.key.split(separator: "/").map(String.init), oid: $0.value) }
-        var treeID = try buildTree(base: baseTree, entries: entries[...])
-        var lookedUp: OpaquePointer?
-        try check(git_tree_lookup(&lookedUp, pointer, &treeID), "git_tree_lookup")
-        defer { git_tree_free(lookedUp) }
+        let treeID = try buildTree(base: baseTree, entries: entries[...])
+        // The commit is written by hand rather than with git_commit_create, whose signatures
+        // carry only 32-bit times (see Signature.gitSeconds).
+        var text = "tree \(ObjectID(treeID).hex)\n"
+        if let parent { text += "parent \(parent.hex)\n" }
+        text += try author.header("author") + "\n"
+        text += try committer.header("committer") + "\n\n"
+        text += message
+        var odb: OpaquePointer?
+        try check(git_repository_odb(&odb, pointer), "git_repository_odb")
+        defer { git_odb_free(odb) }
         var commitID = git_oid()
-        try author.withPointer { (a) throws(GitError) in
-            try committer.withPointer { (c) throws(GitError) in
-                var parents: [OpaquePointer?] = parentCommit.map { [$0] } ?? []
-                let code = parents.withUnsafeMutableBufferPointer { buffer in
-                    git_commit_create(&commitID, pointer, nil, a, c, "UTF-8", message, lookedUp,
-                                      buffer.count, buffer.baseAddress)
-                }
-                try check(code, "git_commit_create")
-            }
-        }
+        let bytes = Array(text.utf8)
+        try check(bytes.withUnsafeBytes { git_odb_write(&commitID, odb, $0.baseAddress, $0.count, GIT_OBJECT_COMMIT) },
+                  "git_odb_write(commit)")
         return ObjectID(commitID)
     }
 

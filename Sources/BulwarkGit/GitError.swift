@@ -25,6 +25,8 @@ public struct GitError: Error, Sendable, CustomStringConvertible {
     public var isNonFastForward: Bool { code == GIT_ENONFASTFORWARD.rawValue }
     /// A reference changed under us (compare-and-swap lost).
     public var isModified: Bool { code == GIT_EMODIFIED.rawValue }
+    /// A lock file (`<name>.lock`) is held: someone is updating it, or a killed process left it.
+    public var isLocked: Bool { code == GIT_ELOCKED.rawValue }
     /// The remote could not be reached or talked to.
     public var isNetwork: Bool {
         [GIT_ERROR_NET, GIT_ERROR_SSH, GIT_ERROR_HTTP, GIT_ERROR_SSL, GIT_ERROR_OS]

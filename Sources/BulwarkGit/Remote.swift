@@ -100,14 +100,113 @@ extension Repository {
         }
     }
 
-    /// Pushes `refspecs` to remote `name`. Returns the references the remote refused (for
-    /// example a non-fast-forward); throws when the remote cannot be reached at all.
-    public func push(remote name: String, refspecs: [String], access: RemoteAccess = RemoteAccess()) throws(GitError) -> [PushRejection] {
+    /// Pushes local reference `source` to `destination` on remote `name` as a compare-and-swap:
+    /// the remote reference moves only if it still points at `expected` (nil: only if it does
+    /// not exist) and only forward (`expected` must be an ancestor of `source`). Never forced.
+    ///
+    /// Smart transports (HTTP, SSH) send `expected` as the old value and the server updates
+    /// under its ref lock, comparing first; `push_negotiation` refuses to start when the
+    /// advertised value already differs. libgit2 1.5's local transport has no such check: it
+    /// tests fast-forward against the value read at connect time, writes the pack, then *forces*
+    /// the reference (`git_reference_create(force: 1)`), so a push landing in between is lost.
+    /// For a local path, objects are therefore written into the origin's object database as a
+    /// pack and its reference is moved with `git_reference_create_matching` (under git's own
+    /// `.lock` file, which the git CLI honours too).
+    ///
+    /// - Returns: nil when the remote took the update, otherwise why not (it moved, or the
+    ///   update is not a fast-forward); throws when the remote cannot be reached at all.
+    public func push(_ source: String, to destination: String, expected: ObjectID?, remote name: String,
+                     access: RemoteAccess = RemoteAccess()) throws(GitError) -> PushRejection? {
+        guard let new = try resolve(source) else {
+            throw GitError(function: "push", code: GIT_ENOTFOUND.rawValue, message: "no reference \(source) to push")
+        }
+        if let expected {
+            guard try contains(expected), try isAncestor(expected, of: new) else {
+                return PushRejection(reference: destination, reason: "not a fast-forward of \(expected.short)")
+            }
+        }
+        guard let url = try remoteURL(name) else {
+            throw GitError(function: "remote \(name)", code: GIT_ENOTFOUND.rawValue, message: "no remote named \(name)")
+        }
+        if let path = Self.localPath(url) {
+            return try pushLocally(new, to: destination, expected: expected, origin: path)
+        }
+        return try pushOverNetwork(source, to: destination, expected: expected, remote: name, access: access)
+    }
+
+    /// The folder a URL names when libgit2 would use its local transport for it, else nil.
+    static func localPath(_ url: String) -> String? {
+        if url.hasPrefix("file://") { return String(url.dropFirst("file://".count)).removingPercentEncoding }
+        if url.contains("://") { return nil }
+        var isDirectory: ObjCBool = false
+        return FileManager.default.fileExists(atPath: url, isDirectory: &isDirectory) && isDirectory.boolValue ? url : nil
+    }
+
+    private func pushLocally(_ new: ObjectID, to destination: String, expected: ObjectID?, origin path: String) throws(GitError) -> PushRejection? {
+        let origin = try Repository.open(at: path)
+        guard origin.isBare else {
+            throw GitError(function: "push", code: GIT_EBAREREPO.rawValue,
+                           message: "\(path) is not a bare repository; Bulwark pushes only to bare repositories")
+        }
+        // Cheap early answer; the compare that counts is the one under the lock below.
+        let current = try origin.resolve(destination)
+        if current != expected {
+            return PushRejection(reference: destination, reason: "the remote is at \(current?.short ?? "nothing"), not \(expected?.short ?? "nothing")")
+        }
+        try copyObjects(reaching: new, notReaching: expected, into: origin)
+        do {
+            try origin.updateReference(destination, to: new, expected: expected, message: "push: bulwark")
+        } catch {
+            guard error.isModified || error.code == GIT_ELOCKED.rawValue else { throw error }
+            return PushRejection(reference: destination, reason: error.message)
+        }
+        return nil
+    }
+
+    /// Writes the objects reachable from `tip` and not from `base` into `target` as one pack
+    /// (the pack and its index appear under their final names only once complete).
+    private func copyObjects(reaching tip: ObjectID, notReaching base: ObjectID?, into target: Repository) throws(GitError) {
+        var walk: OpaquePointer?
+        try check(git_revwalk_new(&walk, pointer), "git_revwalk_new")
+        defer { git_revwalk_free(walk) }
+        var start = tip.raw
+        try check(git_revwalk_push(walk, &start), "git_revwalk_push")
+        if let base {
+            var hidden = base.raw
+            try check(git_revwalk_hide(walk, &hidden), "git_revwalk_hide")
+        }
+        var builder: OpaquePointer?
+        try check(git_packbuilder_new(&builder, pointer), "git_packbuilder_new")
+        defer { git_packbuilder_free(builder) }
+        try check(git_packbuilder_insert_walk(builder, walk), "git_packbuilder_insert_walk")
+        guard git_packbuilder_object_count(builder) > 0 else { return }
+        var buffer = git_buf()
+        try check(git_repository_item_path(&buffer, target.pointer, GIT_REPOSITORY_ITEM_OBJECTS), "git_repository_item_path")
+        let objects = String(cString: buffer.ptr)
+        git_buf_dispose(&buffer)
+        try check(git_packbuilder_write(builder, objects + "pack", 0, nil, nil), "git_packbuilder_write(\(objects)pack)")
+    }
+
+    private func pushOverNetwork(_ source: String, to destination: String, expected: ObjectID?, remote name: String,
+                                 access: RemoteAccess) throws(GitError) -> PushRejection? {
         let remote = try detachedRemote(name)
         defer { git_remote_free(remote) }
         var options = git_push_options()
         try check(git_push_options_init(&options, UInt32(GIT_PUSH_OPTIONS_VERSION)), "git_push_options_init")
         let box = RemoteCallbacks(access: access)
+        box.expectedOld = expected.map(\.raw) ?? git_oid()
+        options.callbacks.push_negotiation = { updates, count, payload in
+            guard let updates, let payload else { return 0 }
+            let box = Unmanaged<RemoteCallbacks>.fromOpaque(payload).takeUnretainedValue()
+            for index in 0..<count {
+                guard var update = updates[index]?.pointee else { continue }
+                if git_oid_equal(&update.src, &box.expectedOld) == 0 {
+                    box.moved = "the remote is at \(ObjectID(update.src).short), not where Bulwark last fetched it"
+                    return GIT_EUSER.rawValue
+                }
+            }
+            return 0
+        }
         options.callbacks.push_update_reference = { reference, status, payload in
             guard let status, let reference, let payload else { return 0 }
             let box = Unmanaged<RemoteCallbacks>.fromOpaque(payload).takeUnretainedValue()
@@ -115,11 +214,18 @@ extension Repository {
             return 0
         }
         box.install(&options.callbacks)
-        try box.run { () throws(GitError) in
-            try withStrArray(refspecs) { (array) throws(GitError) in
-                _ = try check(git_remote_push(remote, array, &options), "git_remote_push(\(name))")
+        do {
+            try box.run { () throws(GitError) in
+                try withStrArray(["\(source):\(destination)"]) { (array) throws(GitError) in
+                    _ = try check(git_remote_push(remote, array, &options), "git_remote_push(\(name))")
+                }
             }
+        } catch {
+            if let moved = box.moved { return PushRejection(reference: destination, reason: moved) }
+            // libgit2 refuses before sending when the advertised head is not in our history.
+            if error.isNonFastForward { return PushRejection(reference: destination, reason: error.message) }
+            throw error
         }
-        return box.rejections
+        return box.rejections.first
     }
 }

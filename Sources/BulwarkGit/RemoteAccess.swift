@@ -61,6 +61,10 @@ public struct RemoteAccess: Sendable, CustomStringConvertible {
 final class RemoteCallbacks {
     let access: RemoteAccess
     var rejections: [PushRejection] = []
+    /// For a compare-and-swap push: the value the remote reference must have (zero: absent),
+    /// and why the push was not started when it had another.
+    var expectedOld = git_oid()
+    var moved: String?
     /// Why the operation was stopped by a callback, in words better than libgit2's.
     var failure: String?
     private var credentialAttempts = 0

@@ -135,17 +135,14 @@ import Testing
             let theirs = try origin.writeCommit(adding: ["audit/theirs.json": [3]], parent: base, message: "theirs\n", author: author)
             try origin.updateReference("refs/heads/audit", to: theirs, expected: base, message: "t")
 
-            do {
-                let rejected = try local.push(remote: "origin", refspecs: ["refs/heads/audit:refs/heads/audit"])
-                #expect(!rejected.isEmpty, "a non-fast-forward push must not succeed")
-            } catch {
-                #expect((error as? GitError)?.isNonFastForward == true)
-            }
+            let rejected = try local.push("refs/heads/audit", to: "refs/heads/audit", expected: remoteBase, remote: "origin")
+            #expect(rejected != nil, "a push from a stale base must not succeed")
+            #expect(try origin.resolve("refs/heads/audit") == theirs)
             try local.fetch(remote: "origin", refspecs: ["+refs/heads/*:refs/remotes/origin/*"])
             let newBase = try #require(try local.resolve("refs/remotes/origin/audit"))
             let replayed = try local.replay(mine, onto: newBase)
             try local.updateReference("refs/heads/audit", to: replayed, expected: mine, message: "t")
-            #expect(try local.push(remote: "origin", refspecs: ["refs/heads/audit:refs/heads/audit"]).isEmpty)
+            #expect(try local.push("refs/heads/audit", to: "refs/heads/audit", expected: newBase, remote: "origin") == nil)
 
             let files = try git("--git-dir", dir + "/origin.git", "ls-tree", "-r", "--name-only", "audit")
             #expect(files == "audit/a.json\naudit/mine.json\naudit/theirs.json\n")
@@ -167,6 +164,47 @@ import Testing
             #expect(history.count == 1)
             #expect(history[0].trailers.map(\.key) == ["Bulwark-Id", "Bulwark-Decision"])
             #expect(history[0].trailer("Bulwark-Decision") == "held")
+        }
+    }
+
+    @Test func commitTimesAreWrittenInFull64Bits() async throws {
+        try await withTemporaryDirectory { dir in
+            let repo = try Repository.create(at: dir + "/r.git", bare: true)
+            // 2107 and 2500: past 2106, where a 32-bit unsigned time wraps (libgit2 1.5 writes %u).
+            var parent: ObjectID?
+            for seconds in [4_354_819_200, 16_725_225_600] as [Int64] {
+                let when = Signature(name: "Bulwark", email: "bulwark@localhost", time: Date(timeIntervalSince1970: Double(seconds)),
+                                     offsetMinutes: -330)
+                let commit = try repo.writeCommit(adding: ["f\(seconds)": [1]], parent: parent, message: "t\n", author: when)
+                parent = commit
+                let shown = try git("--git-dir", dir + "/r.git", "log", "-1", "--format=%at %ct %ai", commit.hex)
+                #expect(shown.hasPrefix("\(seconds) \(seconds) "))
+                #expect(shown.hasSuffix("-0530\n"))
+                #expect(try repo.commitInfo(commit).author.time == when.time)
+            }
+            // 1960: git keeps timestamps unsigned, so a clock before 1970 is written as 0 (the
+            // record's JSON keeps what the clock said) rather than as 2096 or as a date that
+            // fails `git fsck`.
+            let early = Signature(name: "Bulwark", email: "bulwark@localhost", time: Date(timeIntervalSince1970: -315_619_200))
+            let commit = try repo.writeCommit(adding: ["early": [1]], parent: parent, message: "t\n", author: early)
+            #expect(try git("--git-dir", dir + "/r.git", "log", "-1", "--format=%at", commit.hex) == "0\n")
+            try repo.updateReference("refs/heads/t", to: commit, expected: nil, message: "t")
+            try git("--git-dir", dir + "/r.git", "fsck", "--strict")
+        }
+    }
+
+    @Test func aSignatureThatWouldForgeHeadersIsRefused() async throws {
+        try await withTemporaryDirectory { dir in
+            let repo = try Repository.create(at: dir + "/r.git", bare: true)
+            for forged in [Signature(name: "x> 1 +0000\ncommitter Evil", email: "e@x"),
+                           Signature(name: "x\nparent 0000000000000000000000000000000000000000", email: "e@x"),
+                           Signature(name: "x", email: "e@x\rgpgsig y")] {
+                #expect(throws: GitError.self) {
+                    try repo.writeCommit(adding: ["f": [1]], parent: nil, message: "t\n", author: forged)
+                }
+            }
+            let fine = Signature(name: "A Person", email: "a@x")
+            _ = try repo.writeCommit(adding: ["f": [1]], parent: nil, message: "t\n", author: fine)
         }
     }
 }

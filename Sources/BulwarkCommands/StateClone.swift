@@ -1,0 +1,196 @@
+internal import BulwarkCore
+internal import BulwarkGit
+internal import Foundation
+
+/// Opening Bulwark's bare state clone, checking it, and rebuilding it from the origin when it
+/// fails the checks (objects deleted or truncated, garbage in a reference or in the config).
+///
+/// A damaged clone is never deleted: it is moved aside next to the new one, the audit commits
+/// that were never pushed are read from it when they can be and committed again in the new
+/// clone, and every step is reported in words that say what was done and what, if anything,
+/// a person must still do.
+enum StateClone {
+    /// An unpushed audit commit read back from a damaged clone.
+    struct Salvaged {
+        var id: String?
+        var files: [String: [UInt8]]
+        var message: String
+        var author: Signature
+    }
+
+    /// The state clone at `path`, created when missing, repaired when damaged; with what was
+    /// repaired, in words.
+    static func open(at path: String, url: String, branch: String, auditBranch: String,
+                     access: RemoteAccess) throws -> (Repository, [String]) {
+        let fm = FileManager.default
+        guard fm.fileExists(atPath: path) else {
+            return (try Repository.create(at: path, bare: true), [])
+        }
+        let problem: String
+        do {
+            let repository = try Repository.open(at: path)
+            let damaged = repository.damagedLooseObjects()
+            guard damaged.isEmpty else {
+                throw CommandError("\(damaged.count) damaged object file(s): " + damaged.prefix(3).joined(separator: ", "))
+            }
+            try verify(repository, branch: branch, auditBranch: auditBranch)
+            return (repository, [])
+        } catch {
+            problem = (error as? GitError)?.description ?? "\(error)"
+        }
+        return try rebuild(at: path, url: url, auditBranch: auditBranch, access: access, problem: problem)
+    }
+
+    /// Reads everything Bulwark relies on: the configuration, the references it uses, their
+    /// commits and trees, and the records of the audit commits not pushed yet.
+    static func verify(_ repository: Repository, branch: String, auditBranch: String) throws {
+        _ = try repository.remoteURL("origin")
+        for reference in ["refs/heads/\(auditBranch)", "refs/remotes/origin/\(auditBranch)", "refs/remotes/origin/\(branch)"] {
+            if let head = try repository.resolve(reference) {
+                _ = try repository.changedPaths(from: nil, to: head)
+            }
+        }
+        _ = try unpushed(repository, auditBranch: auditBranch)
+    }
+
+    /// The audit commits on the local branch and not on the fetched one, oldest first, with
+    /// the files each one added.
+    static func unpushed(_ repository: Repository, auditBranch: String) throws -> [Salvaged] {
+        guard let local = try repository.resolve("refs/heads/\(auditBranch)") else { return [] }
+        let remote = try repository.resolve("refs/remotes/origin/\(auditBranch)")
+        return try repository.history(from: local, hiding: remote).reversed().map { commit in
+            var files: [String: [UInt8]] = [:]
+            for path in try repository.changedPaths(from: commit.parents.first, to: commit.id) {
+                if let bytes = try repository.file(at: commit.id, path: path) { files[path] = bytes }
+            }
+            return Salvaged(id: commit.trailer("Bulwark-Id"), files: files, message: commit.message, author: commit.author)
+        }
+    }
+
+    /// The audit commits of a damaged clone the origin does not have, oldest first: walked
+    /// from the local audit head along first parents, up to the first commit the origin has
+    /// (by its Bulwark-Id) or the first that cannot be read. Throws when the head itself cannot.
+    /// A commit that cannot be read and that the origin does not have either is reported as
+    /// an error: records beyond it may be lost.
+    static func salvage(_ repository: Repository, auditBranch: String, known: Set<String>,
+                        onOrigin: (ObjectID) -> Bool) throws -> [Salvaged] {
+        guard var next = try repository.resolve("refs/heads/\(auditBranch)") else { return [] }
+        let remote = try? repository.resolve("refs/remotes/origin/\(auditBranch)")
+        var result: [Salvaged] = []
+        var first = true
+        while next != remote, !onOrigin(next) {
+            let commit: CommitInfo
+            do { commit = try repository.commitInfo(next) } catch {
+                if first { throw error }
+                throw CommandError("commit \(next.short) cannot be read and is not on the origin, so records older "
+                                   + "than \(result.count) were not checked (\(error))")
+            }
+            first = false
+            guard let id = commit.trailer("Bulwark-Id") else { break }
+            if known.contains(id) { break }
+            var files: [String: [UInt8]] = [:]
+            let paths = (try? repository.changedPaths(from: commit.parents.first, to: commit.id))
+                ?? commit.trailer("Bulwark-Detected-At").map { [AuditRecord.path(id: id, detectedAt: $0)] } ?? []
+            for path in paths {
+                if let bytes = try repository.file(at: commit.id, path: path) { files[path] = bytes }
+            }
+            guard !files.isEmpty else { throw CommandError("the record \(id) in commit \(commit.id.short) cannot be read") }
+            result.append(Salvaged(id: id, files: files, message: commit.message, author: commit.author))
+            guard let parent = commit.parents.first else { break }
+            next = parent
+        }
+        return result.reversed()
+    }
+
+    private static func rebuild(at path: String, url: String, auditBranch: String, access: RemoteAccess,
+                                problem: String) throws -> (Repository, [String]) {
+        let fm = FileManager.default
+        let stamp = Timestamp.format(Date()).filter { $0.isNumber }
+        let aside = path + ".damaged-" + stamp
+        do {
+            try fm.moveItem(atPath: path, toPath: aside)
+        } catch {
+            throw CommandError("the state clone \(path) is damaged (\(problem)) and cannot be moved aside (\(error)); "
+                               + "move it away by hand and run again: Bulwark fetches a new one")
+        }
+        var messages = ["the state clone \(path) failed its checks (\(problem)); it was moved to \(aside) and is being cloned again from \(redactedURL(url))"]
+
+        let repository: Repository
+        do {
+            repository = try Repository.create(at: path, bare: true)
+            try repository.ensureRemote("origin", url: url)
+            try repository.fetch(remote: "origin", refspecs: ["+refs/heads/*:refs/remotes/origin/*"], access: access)
+        } catch {
+            // Without the origin, what was pushed cannot be told from what was not: put the
+            // damaged clone back untouched and say so.
+            try? fm.removeItem(atPath: path)
+            try? fm.moveItem(atPath: aside, toPath: path)
+            throw CommandError("the state clone \(path) is damaged (\(problem)) and cannot be repaired now: "
+                               + "\(redactedURL(url)) cannot be fetched (\(error.message)). Nothing was changed; run again "
+                               + "when the origin answers, and Bulwark re-clones it keeping the records not yet pushed")
+        }
+        let localAudit = "refs/heads/\(auditBranch)"
+        let remote = try repository.resolve("refs/remotes/origin/\(auditBranch)")
+        var known = Set<String>()
+        if let remote {
+            for commit in try repository.history(from: remote) { if let id = commit.trailer("Bulwark-Id") { known.insert(id) } }
+        }
+        // Read what was never pushed from the damaged clone, with a stand-in configuration
+        // when its own cannot be parsed.
+        var salvaged: [Salvaged]?
+        var salvageProblem = ""
+        do {
+            let damagedClone = try openForSalvage(aside)
+            // Damaged object files are set aside first: libgit2 must see them as missing.
+            let damaged = damagedClone.damagedLooseObjects()
+            if !damaged.isEmpty {
+                let quarantine = aside + "/damaged-objects"
+                try fm.createDirectory(atPath: quarantine, withIntermediateDirectories: true)
+                for file in damaged {
+                    let name = file.split(separator: "/").suffix(2).joined()
+                    try fm.moveItem(atPath: file, toPath: quarantine + "/" + name)
+                }
+            }
+            salvaged = try salvage(Repository.open(at: aside), auditBranch: auditBranch, known: known,
+                                   onOrigin: { (try? repository.contains($0)) ?? false })
+        } catch {
+            salvageProblem = (error as? GitError)?.description ?? "\(error)"
+        }
+
+        if let salvaged {
+            var head = remote
+            var kept = 0
+            for commit in salvaged where commit.id.map({ !known.contains($0) }) ?? true {
+                head = try repository.writeCommit(adding: commit.files, parent: head, message: commit.message,
+                                                  author: commit.author)
+                kept += 1
+            }
+            if let head { try repository.updateReference(localAudit, to: head, expected: nil, message: "bulwark: repaired clone") }
+            messages.append(kept == 0 ? "no unpushed audit records were in it"
+                            : "\(kept) unpushed audit record(s) were read from it and recorded again; they go out with the next push")
+            messages.append("nothing was lost; remove \(aside) when you no longer need it")
+        } else {
+            if let remote { try repository.updateReference(localAudit, to: remote, expected: nil, message: "bulwark: repaired clone") }
+            messages.append("audit records written but not yet pushed could not be read from it (\(salvageProblem)): they are not "
+                            + "on \(redactedURL(url)) and would be lost. They are still in \(aside): list them with "
+                            + "`git --git-dir \(aside) fsck --lost-found` and `git --git-dir \(aside) log \(localAudit)`, "
+                            + "and push any you find to \(auditBranch) by hand")
+        }
+        let text = messages.joined(separator: "; ")
+        Console().warn(text)
+        return (repository, [text])
+    }
+
+    /// Opens a damaged clone for reading what can be read; a configuration libgit2 cannot parse
+    /// is set aside (as `config.damaged`) for a minimal one.
+    private static func openForSalvage(_ path: String) throws -> Repository {
+        do {
+            return try Repository.open(at: path)
+        } catch {
+            let config = path + "/config"
+            try FileManager.default.moveItem(atPath: config, toPath: config + ".damaged")
+            try Data("[core]\n\trepositoryformatversion = 0\n\tbare = true\n".utf8).write(to: URL(fileURLWithPath: config))
+            return try Repository.open(at: path)
+        }
+    }
+}

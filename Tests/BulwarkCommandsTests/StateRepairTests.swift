@@ -1,0 +1,204 @@
+@testable import BulwarkCommands
+import BulwarkCore
+import BulwarkGit
+import BulwarkTestSupport
+import Foundation
+import Testing
+
+/// What a kill, a full disk or a damaged state clone leaves behind, and what Bulwark does next.
+@Suite struct StateRepairTests {
+    static func id(_ n: Int) -> String { "01STATE" + String(repeating: "0", count: 19 - String(n).count) + String(n) }
+
+    static func open(_ dir: String, state: String? = nil) throws -> PolicyRepository {
+        try PolicyRepository(.init(url: dir + "/origin.git", stateDirectory: state ?? dir + "/state"))
+    }
+
+    static func originIDs(_ dir: String) throws -> [String] {
+        try git("--git-dir", dir + "/origin.git", "log", "--format=%(trailers:key=Bulwark-Id,valueonly)", "bulwark/audit")
+            .split(separator: "\n").map(String.init).filter { !$0.isEmpty }
+    }
+
+    @Test func aStaleReferenceLockLeftByAKillIsRemovedAndTheNextWriteWorks() async throws {
+        try await withTemporaryDirectory { dir in
+            try AuditPushRaceTests.makeOrigin(dir + "/origin.git", dir: dir)
+            do {
+                let repo = try Self.open(dir)
+                _ = try await repo.sync()
+                _ = try await repo.write(PolicyRepositoryTests().record(Self.id(1)))
+            }
+            // What a kill during a reference update leaves: the lock file, half written.
+            let lock = dir + "/state/repository.git/refs/heads/bulwark/audit.lock"
+            try write(lock, "3f2a")
+            try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: -60)], ofItemAtPath: lock)
+
+            let repo = try Self.open(dir)
+            #expect(!FileManager.default.fileExists(atPath: lock))
+            #expect(await repo.repairs.contains { $0.contains("stale lock file") && $0.contains(lock) })
+            _ = try await repo.sync()
+            _ = try await repo.write(PolicyRepositoryTests().record(Self.id(2)))
+            #expect(try await repo.publish() == .pushed(commits: 2))
+            #expect(Set(try Self.originIDs(dir)) == [Self.id(1), Self.id(2)])
+            try git("--git-dir", dir + "/origin.git", "fsck", "--strict")
+            try git("--git-dir", dir + "/state/repository.git", "fsck", "--strict")
+        }
+    }
+
+    @Test func aLockHeldByALiveWriterIsNotRemovedAndTheWriteFailsLoudly() async throws {
+        try await withTemporaryDirectory { dir in
+            try AuditPushRaceTests.makeOrigin(dir + "/origin.git", dir: dir)
+            let repo = try Self.open(dir)
+            _ = try await repo.sync()
+            let before = try await repo.auditHistory().count
+            // Taken after this process started: someone is updating the reference right now.
+            let lock = dir + "/state/repository.git/refs/heads/bulwark/audit.lock"
+            try write(lock, "")
+            await #expect {
+                _ = try await repo.write(PolicyRepositoryTests().record(Self.id(1)))
+            } throws: { error in
+                guard case .notRecorded(_, let state, .locked(let file)) = error as? PolicyRepository.Failure else { return false }
+                return state == dir + "/state" && file.hasSuffix("bulwark/audit.lock")
+                    && "\(error)".contains("state directory \(dir)/state")
+            }
+            #expect(FileManager.default.fileExists(atPath: lock), "a live writer's lock stays")
+            #expect(try await repo.auditHistory().count == before, "nothing was recorded")
+            try FileManager.default.removeItem(atPath: lock)
+            _ = try await repo.write(PolicyRepositoryTests().record(Self.id(1)))
+            #expect(try await repo.auditHistory().count == before + 1)
+        }
+    }
+
+    @Test func aFullStateDirectoryMakesWriteThrowAndFreeingSpaceLetsItWorkAgain() async throws {
+        try await withTemporaryDirectory { dir in
+            try AuditPushRaceTests.makeOrigin(dir + "/origin.git", dir: dir)
+            let mountPoint = dir + "/small"
+            try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+            let mounted = try run("/bin/mount", ["-t", "tmpfs", "-o", "size=2m", "tmpfs", mountPoint])
+            try #require(mounted.status == 0, "cannot mount a tmpfs: \(mounted.stderr)")
+            defer { _ = try? run("/bin/umount", ["-l", mountPoint]) }
+
+            let state = mountPoint + "/state"
+            let repo = try Self.open(dir, state: state)
+            _ = try await repo.sync()
+            _ = try await repo.write(PolicyRepositoryTests().record(Self.id(1)))
+            // Fill the file system to the last block.
+            _ = try run("/bin/dd", ["if=/dev/zero", "of=\(mountPoint)/filler", "bs=4k"])
+            let before = try await repo.auditHistory().count
+
+            await #expect {
+                _ = try await repo.write(PolicyRepositoryTests().record(Self.id(2)))
+            } throws: { error in
+                guard case .notRecorded(let id, let path, .full) = error as? PolicyRepository.Failure else { return false }
+                return id == Self.id(2) && path == state && "\(error)".contains("the state directory \(state) is full")
+            }
+            #expect(try await repo.auditHistory().count == before, "nothing was recorded")
+
+            try FileManager.default.removeItem(atPath: mountPoint + "/filler")
+            _ = try await repo.write(PolicyRepositoryTests().record(Self.id(2)))
+            #expect(try await repo.publish() == .pushed(commits: 2))
+            #expect(Set(try Self.originIDs(dir)) == [Self.id(1), Self.id(2)])
+            try git("--git-dir", state + "/repository.git", "fsck", "--strict")
+        }
+    }
+
+    enum Damage: String, CaseIterable, Sendable {
+        case deletedObject, truncatedObject, garbageReference, garbageConfig
+    }
+
+    /// A pushed record, an unpushed one, then damage: the next open repairs the clone from the
+    /// origin and keeps the unpushed record, and later records go out as usual.
+    @Test(arguments: Damage.allCases)
+    func aDamagedStateCloneIsRepairedFromTheOriginWithoutLosingRecords(_ damage: Damage) async throws {
+        try await withTemporaryDirectory { dir in
+            try AuditPushRaceTests.makeOrigin(dir + "/origin.git", dir: dir)
+            let clone = dir + "/state/repository.git"
+            do {
+                let repo = try Self.open(dir)
+                _ = try await repo.sync()
+                _ = try await repo.write(PolicyRepositoryTests().record(Self.id(1)))
+                #expect(try await repo.publish() == .pushed(commits: 1))
+                _ = try await repo.write(PolicyRepositoryTests().record(Self.id(2)))
+            }
+            let pushed = try git("--git-dir", clone, "rev-parse", "refs/remotes/origin/bulwark/audit")
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            let object = clone + "/objects/" + pushed.prefix(2) + "/" + pushed.dropFirst(2)
+            switch damage {
+            case .deletedObject:
+                try FileManager.default.removeItem(atPath: object)
+            case .truncatedObject:
+                let handle = try #require(FileHandle(forWritingAtPath: object))
+                try handle.truncate(atOffset: 7)
+                try handle.close()
+            case .garbageReference:
+                try write(clone + "/refs/remotes/origin/bulwark/audit", "not a reference\n")
+            case .garbageConfig:
+                try write(clone + "/config", "[core\n\tbare = \"yes\n[[[\n")
+            }
+
+            let repo = try Self.open(dir)
+            let repairs = await repo.repairs
+            #expect(repairs.count == 1)
+            #expect(repairs.first?.contains("failed its checks") == true)
+            #expect(repairs.first?.contains("1 unpushed audit record(s) were read from it") == true)
+            #expect(repairs.first?.contains("nothing was lost") == true)
+            _ = try await repo.sync()
+            _ = try await repo.write(PolicyRepositoryTests().record(Self.id(3)))
+            #expect(try await repo.publish() == .pushed(commits: 2))
+            #expect(try Self.originIDs(dir) == [Self.id(3), Self.id(2), Self.id(1)])
+            try git("--git-dir", dir + "/origin.git", "fsck", "--strict")
+            try git("--git-dir", clone, "fsck", "--strict")
+            let aside = try FileManager.default.contentsOfDirectory(atPath: dir + "/state").filter { $0.hasPrefix("repository.git.damaged-") }
+            #expect(aside.count == 1, "the damaged clone is kept, not deleted")
+        }
+    }
+
+    @Test func anUnreadableAuditBranchSaysWhatWouldBeLostAndHowToFindIt() async throws {
+        try await withTemporaryDirectory { dir in
+            try AuditPushRaceTests.makeOrigin(dir + "/origin.git", dir: dir)
+            let clone = dir + "/state/repository.git"
+            do {
+                let repo = try Self.open(dir)
+                _ = try await repo.sync()
+                _ = try await repo.write(PolicyRepositoryTests().record(Self.id(1)))
+            }
+            try write(clone + "/refs/heads/bulwark/audit", "garbage\n")
+            let repo = try Self.open(dir)
+            let repair = try #require(await repo.repairs.first)
+            #expect(repair.contains("would be lost"))
+            #expect(repair.contains("fsck --lost-found"))
+            #expect(!repair.contains("nothing was lost"))
+            // The clone works again.
+            _ = try await repo.sync()
+            _ = try await repo.write(PolicyRepositoryTests().record(Self.id(2)))
+            #expect(try await repo.publish() == .pushed(commits: 1))
+            try git("--git-dir", clone, "fsck", "--strict")
+        }
+    }
+
+    @Test func aDamagedCloneIsLeftUntouchedWhenTheOriginCannotBeReached() async throws {
+        try await withTemporaryDirectory { dir in
+            try AuditPushRaceTests.makeOrigin(dir + "/origin.git", dir: dir)
+            let clone = dir + "/state/repository.git"
+            do {
+                let repo = try Self.open(dir)
+                _ = try await repo.sync()
+                _ = try await repo.write(PolicyRepositoryTests().record(Self.id(1)))
+            }
+            try write(clone + "/refs/remotes/origin/bulwark/audit", "garbage\n")
+            try FileManager.default.moveItem(atPath: dir + "/origin.git", toPath: dir + "/away.git")
+            #expect {
+                _ = try Self.open(dir)
+            } throws: { error in
+                "\(error)".contains("cannot be repaired now") && "\(error)".contains("Nothing was changed")
+            }
+            #expect(try read(clone + "/refs/remotes/origin/bulwark/audit") == "garbage\n")
+            #expect(try FileManager.default.contentsOfDirectory(atPath: dir + "/state").allSatisfy { !$0.contains("damaged") })
+
+            // With the origin back, the next open repairs it and keeps the unpushed record.
+            try FileManager.default.moveItem(atPath: dir + "/away.git", toPath: dir + "/origin.git")
+            let repo = try Self.open(dir)
+            #expect(await repo.repairs.first?.contains("1 unpushed audit record(s)") == true)
+            #expect(try await repo.publish() == .pushed(commits: 1))
+            #expect(try Self.originIDs(dir) == [Self.id(1)])
+        }
+    }
+}
