@@ -15,7 +15,7 @@ public struct Bulwark: AsyncParsableCommand {
             Set NO_COLOR to turn colour off.
             """,
         version: "0.1.0",
-        subcommands: [Demo.self, Init.self, Validate.self, PlanCommand.self, Apply.self, Run.self, Approve.self, Log.self, Report.self])
+        subcommands: [Demo.self, Init.self, Validate.self, PlanCommand.self, Apply.self, Run.self, Approve.self, Revert.self, Log.self, Report.self])
 
     public init() {}
 
