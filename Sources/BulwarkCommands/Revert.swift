@@ -69,7 +69,9 @@ extension Bulwark {
                 throw CommandError("\(id) was already reverted (record \(earlier)); nothing was changed")
             }
             guard original.reason?.hasPrefix(Self.reasonPrefix) != true else {
-                throw CommandError("\(id) is itself a revert; remove its waiver waivers/ to let the next pass fix it again")
+                let reverted = original.reason?.dropFirst(Self.reasonPrefix.count).prefix(26).lowercased() ?? ""
+                throw CommandError("\(id) is itself a revert; to let the next pass fix \(original.resource) again, "
+                                   + "remove waivers/revert-\(reverted).yaml from \(repository.branch)")
             }
             let resourceID = ResourceID(kind: original.kind, name: original.name)
             guard let resource = loaded.state.resources[resourceID], let target = loaded.state.targets[original.target],
@@ -77,20 +79,7 @@ extension Bulwark {
                 throw CommandError("\(original.resource) on \(original.target) is no longer in the desired state of "
                                    + "\(loaded.head.short); nothing was changed")
             }
-            let sensitive = Set(resource.spec.properties.filter(\.sensitive).map(\.name))
-            var restore: [(property: String, value: String)] = []
-            for change in original.changes {
-                if sensitive.contains(change.property) || change.observedBefore == "[redacted]" || change.desired == "[redacted]" {
-                    throw CommandError("\(change.property) of \(original.resource) is sensitive: its value before the fix was "
-                                       + "never recorded (only [redacted]), so it cannot be restored; nothing was changed")
-                }
-                guard let before = change.observedBefore else {
-                    throw CommandError("\(change.property) of \(original.resource) was unset before the fix; Bulwark sets values "
-                                       + "and cannot unset one, so it cannot be restored; nothing was changed")
-                }
-                restore.append((change.property, before))
-            }
-            guard !restore.isEmpty else { throw CommandError("\(id) changed nothing; there is nothing to revert") }
+            let restore = try Self.restorable(original, sensitive: Set(resource.spec.properties.filter(\.sensitive).map(\.name)))
             guard let author = await policy.callerSignature() else {
                 throw CommandError("no git identity: set user.name and user.email (git config) or GIT_AUTHOR_NAME and GIT_AUTHOR_EMAIL")
             }
@@ -179,6 +168,26 @@ extension Bulwark {
         }
 
         static let reasonPrefix = "revert of "
+
+        /// The values a fix's record lets be put back, property by property; throws (naming the
+        /// property and why) when any cannot: a sensitive value is only recorded redacted, and a
+        /// property that was unset cannot be unset again by a driver that sets values.
+        static func restorable(_ record: AuditRecord, sensitive: Set<String>) throws -> [(property: String, value: String)] {
+            var restore: [(property: String, value: String)] = []
+            for change in record.changes {
+                if sensitive.contains(change.property) || change.observedBefore == "[redacted]" || change.desired == "[redacted]" {
+                    throw CommandError("\(change.property) of \(record.resource) is sensitive: its value before the fix was "
+                                       + "never recorded (only [redacted]), so it cannot be restored; nothing was changed")
+                }
+                guard let before = change.observedBefore else {
+                    throw CommandError("\(change.property) of \(record.resource) was unset before the fix; Bulwark sets values "
+                                       + "and cannot unset one, so it cannot be restored; nothing was changed")
+                }
+                restore.append((change.property, before))
+            }
+            guard !restore.isEmpty else { throw CommandError("\(record.id) changed nothing; there is nothing to revert") }
+            return restore
+        }
 
         /// The audit record `id` as it was committed (its JSON on the audit branch, the newest commit carrying the id).
         static func record(_ id: String, in policy: PolicyRepository, stateDirectory: String, auditBranch: String) async throws -> AuditRecord {

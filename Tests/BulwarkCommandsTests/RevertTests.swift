@@ -1,4 +1,5 @@
 @testable import BulwarkCommands
+import BulwarkCore
 import BulwarkTestSupport
 import Foundation
 import Testing
@@ -71,6 +72,14 @@ import Testing
             let again = try Self.revert(s, id)
             #expect(again.status == 1)
             #expect(again.stderr.contains("was already reverted"))
+            // And so is reverting the revert: its own waiver is what to remove.
+            let revertID = try Self.recordID(s, resource: "SSHDConfig/cis-5.1.20-permit-root-login", decision: "applied")
+            #expect(revertID != id)
+            let undo = try Self.revert(s, revertID)
+            #expect(undo.status == 1)
+            #expect(undo.stderr.contains("is itself a revert"))
+            #expect(undo.stderr.contains("remove waivers/revert-\(id.lowercased()).yaml from main"))
+            #expect(try read(sshd).contains("\nPermitRootLogin yes\n"))
         }
     }
 
@@ -140,5 +149,61 @@ import Testing
             #expect(try s.snapshot() == host)
             #expect(try git("--git-dir", s.origin, "rev-parse", "main") == main)
         }
+    }
+}
+
+/// The pure parts of `revert`: which values may be put back, and the waiver the loader reads.
+@Suite struct RevertPartsTests {
+    static func record(_ changes: [AuditRecord.Change]) -> AuditRecord {
+        AuditRecord(id: "01JD3M0000000000000000000A", controller: "host-hardening", target: "host", resource: "Kind/name",
+                    kind: "SSHDConfig", name: "cis-5.1.20-permit-root-login", severity: .critical, risk: 4, mode: .enforce,
+                    decision: .applied, result: .verified, reason: nil, changes: changes, detectedAt: "2026-12-01T10:00:00.000Z",
+                    appliedAt: nil, verifiedAt: nil, desiredCommit: "abc", approver: nil, error: nil)
+    }
+
+    @Test func aSensitiveValueIsRefusedAndAPlainOneIsRestored() throws {
+        let secret = Self.record([.init(property: "password", desired: "[redacted]", observedBefore: "[redacted]", observedAfter: "[redacted]")])
+        #expect(throws: CommandError.self) { try Bulwark.Revert.restorable(secret, sensitive: []) }
+        do {
+            _ = try Bulwark.Revert.restorable(secret, sensitive: [])
+        } catch let error as CommandError {
+            #expect(error.description.contains("password of Kind/name is sensitive"))
+        }
+        // Sensitive by the manifest, even if a record showed a value.
+        let marked = Self.record([.init(property: "password", desired: "x", observedBefore: "y", observedAfter: "x")])
+        #expect(throws: CommandError.self) { try Bulwark.Revert.restorable(marked, sensitive: ["password"]) }
+
+        let plain = Self.record([
+            .init(property: "PermitRootLogin", desired: "no", observedBefore: "yes", observedAfter: "no"),
+            .init(property: "MaxAuthTries", desired: "4", observedBefore: "6", observedAfter: "4"),
+        ])
+        let restore = try Bulwark.Revert.restorable(plain, sensitive: ["password"])
+        #expect(restore.map(\.property) == ["PermitRootLogin", "MaxAuthTries"])
+        #expect(restore.map(\.value) == ["yes", "6"])
+    }
+
+    @Test func theWaiverLoadsAsOneWaiverPerPropertyForThatResourceAndTarget() throws {
+        let record = Self.record([])
+        let expires = RevertTests.day(in: 30)
+        let text = Bulwark.Revert.waiver(of: record, id: record.id, properties: ["PermitRootLogin", "MaxAuthTries"],
+                                         reason: #"robot "backup" needs root \ until CHG-42"#, owner: "Olga <olga@example.org>",
+                                         expires: expires)
+        let state = try DesiredStateLoader(registry: Bulwark.registry())
+            .load([SourceFile(path: "waivers/revert-x.yaml", contents: Array(text.utf8))], revision: "abc")
+        let waivers = state.waivers.sorted { $0.name < $1.name }
+        #expect(waivers.map(\.name) == ["revert-01jd3m0000000000000000000a-1", "revert-01jd3m0000000000000000000a-2"])
+        #expect(waivers.map(\.property) == ["PermitRootLogin", "MaxAuthTries"])
+        for waiver in waivers {
+            #expect(waiver.kind == "SSHDConfig")
+            #expect(waiver.resource == "cis-5.1.20-permit-root-login")
+            #expect(waiver.targets == ["host"])
+            #expect(waiver.owner == "Olga <olga@example.org>")
+            #expect(waiver.reason == #"revert of 01JD3M0000000000000000000A: robot "backup" needs root \ until CHG-42"#)
+        }
+        let binding = Binding(controller: "host-hardening", target: "host", resource: ResourceID(kind: "SSHDConfig", name: "cis-5.1.20-permit-root-login"))
+        #expect(waivers[0].matches(binding, property: "PermitRootLogin", at: Date()))
+        #expect(!waivers[0].matches(binding, property: "MaxAuthTries", at: Date()))
+        #expect(!waivers[0].matches(Binding(controller: "host-hardening", target: "other", resource: binding.resource),
+                                    property: "PermitRootLogin", at: Date()))
     }
 }
