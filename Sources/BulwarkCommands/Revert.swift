@@ -1,0 +1,244 @@
+internal import ArgumentParser
+internal import BulwarkCore
+internal import BulwarkGit
+internal import Foundation
+
+extension Bulwark {
+    struct Revert: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Undo one verified fix: restore the values observed before it and commit a waiver so the next pass leaves them.",
+            discussion: """
+                Only a record with decision applied and result verified can be reverted, and only when every \
+                value it changed can be put back: a property that was unset before, or a sensitive (redacted) \
+                value, is refused. The kind's safety guards judge the revert as they judge a fix: a revert that \
+                would lock people out is refused. Order: the waiver waivers/revert-<id>.yaml is committed to \
+                the policy branch first (owner: your git identity), then the values are restored and observed \
+                again, then an applied record whose reason says `revert of <ID>` is committed to the audit branch. \
+                Exit codes: 0 restored and verified, 1 refused (nothing changed) or not verified.
+                """)
+
+        @Argument(help: "The Bulwark-Id of the verified fix to undo.")
+        var id: String
+
+        @OptionGroup var repository: RepositoryOptions
+
+        @Option(help: "Why the fix is undone (recorded in the waiver and the audit record).")
+        var reason: String
+
+        @Option(help: "The last day the waiver keeps the restored values (YYYY-MM-DD, at most a year ahead).")
+        var expires: String
+
+        func validate() throws {
+            guard id.count == 26, id.allSatisfy({ $0.isASCII && ($0.isUppercase || $0.isNumber) }) else {
+                throw ValidationError("'\(id)' is not a Bulwark-Id (26 characters, such as 01JD3M...)")
+            }
+            // The reason goes into a YAML manifest: a control character there would make the loader
+            // refuse the whole revision.
+            guard !reason.trimmingCharacters(in: .whitespaces).isEmpty,
+                  !reason.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+                throw ValidationError("--reason must be one non-empty line")
+            }
+        }
+
+        /// The waiver's last day, checked as the loader checks it (exit 1, before anything is read or written).
+        func expiryDay(now: Date) throws -> String {
+            guard let end = DesiredStateLoader.endOfDay(expires) else {
+                throw CommandError("--expires takes a date such as 2027-01-31, got '\(expires)'; nothing was changed")
+            }
+            guard end > now else { throw CommandError("--expires \(expires) is in the past; nothing was changed") }
+            // The loader refuses a waiver that lasts more than a year (366 days from now).
+            guard end <= now.addingTimeInterval(366 * 86_400) else {
+                throw CommandError("--expires \(expires) is more than a year ahead; a waiver may last at most a year; nothing was changed")
+            }
+            // Written back in one form, whatever the parser accepted.
+            return end.addingTimeInterval(-1).formatted(Date.ISO8601FormatStyle().year().month().day())
+        }
+
+        func run() async throws {
+            let console = Console()
+            let expires = try expiryDay(now: Date())
+            let loaded = try await repository.load(console: console)
+            let policy = loaded.repository
+            let original = try await Self.record(id, in: policy, stateDirectory: repository.stateDirectory,
+                                                 auditBranch: repository.auditBranch)
+            guard original.decision == .applied, original.result == .verified else {
+                throw CommandError("\(id) is a \(original.decision.rawValue) record (result \(original.result?.rawValue ?? "none")) "
+                                   + "of \(original.resource) on \(original.target); only a verified applied fix can be reverted")
+            }
+            if let earlier = try await Self.revertRecord(of: id, in: policy) {
+                throw CommandError("\(id) was already reverted (record \(earlier)); nothing was changed")
+            }
+            guard original.reason?.hasPrefix(Self.reasonPrefix) != true else {
+                let reverted = original.reason?.dropFirst(Self.reasonPrefix.count).prefix(26).lowercased() ?? ""
+                throw CommandError("\(id) is itself a revert; to let the next pass fix \(original.resource) again, "
+                                   + "remove waivers/revert-\(reverted).yaml from \(repository.branch)")
+            }
+            let resourceID = ResourceID(kind: original.kind, name: original.name)
+            guard let resource = loaded.state.resources[resourceID], let target = loaded.state.targets[original.target],
+                  let kind = Bulwark.registry().kinds[original.kind] else {
+                throw CommandError("\(original.resource) on \(original.target) is no longer in the desired state of "
+                                   + "\(loaded.head.short); nothing was changed")
+            }
+            let restore = try Self.restorable(original, sensitive: Set(resource.spec.properties.filter(\.sensitive).map(\.name)))
+            guard let author = await policy.callerSignature() else {
+                throw CommandError("no git identity: set user.name and user.email (git config) or GIT_AUTHOR_NAME and GIT_AUTHOR_EMAIL")
+            }
+            let person = "\(author.name) <\(author.email)>"
+
+            // Observe first: the revert changes what is there now into what was there before.
+            let current = try await kind.driver.observe(resource, on: target)
+            var changes: [PropertyDrift] = []
+            for (property, value) in restore {
+                guard let observed = current.values[property] else {
+                    throw CommandError("\(property) of \(original.resource) does not apply on \(original.target) any more; nothing was changed")
+                }
+                changes.append(PropertyDrift(property: property, desired: value, observed: observed))
+            }
+            let toApply = changes.filter { $0.observed != $0.desired }
+            // A revert must not lock anyone out either: the kind's guards judge it like a fix.
+            if !toApply.isEmpty, let block = await kind.driver.assess(toApply, to: resource, on: target).blockReason {
+                throw CommandError("the safety guard of \(original.kind) refuses the revert of \(id): \(block); nothing was changed")
+            }
+
+            // The waiver goes first, so that a pass running meanwhile does not redo the fix.
+            let path = "waivers/revert-\(id.lowercased()).yaml"
+            if try await policy.files(at: loaded.head).contains(where: { $0.path == path }) {
+                console.warn("\(path) is already on \(repository.branch) (an earlier revert stopped before its record); using it")
+            } else {
+                let waiver = Self.waiver(of: original, id: id, properties: restore.map(\.property), reason: reason, owner: person,
+                                         expires: expires)
+                let commit = try await policy.commitPolicy(
+                    [path: Array(waiver.utf8)],
+                    message: "waive(\(original.resource)): \(original.target) reverted\n\n\(reason)\n\nBulwark-Reverts: \(id)\n",
+                    author: author)
+                console.print("Committed \(path) to \(repository.branch) (\(commit.short)), owner \(person), until \(expires).")
+            }
+
+            let reconciler = Reconciler(registry: Bulwark.registry())
+            let now = reconciler.clock()
+            var record = AuditRecord(
+                id: AuditID.ulid(at: now), controller: original.controller, target: original.target,
+                resource: original.resource, kind: original.kind, name: original.name, severity: original.severity,
+                risk: original.risk, mode: original.mode, decision: .applied, result: nil,
+                reason: "\(Self.reasonPrefix)\(id) by \(person): \(reason)",
+                changes: changes.map { .init(property: $0.property, desired: $0.desired, observedBefore: $0.observed, observedAfter: nil) },
+                detectedAt: Timestamp.format(current.observedAt), appliedAt: nil, verifiedAt: nil,
+                desiredCommit: loaded.head.hex, approver: person, error: nil)
+            // The intent is journaled like a fix's: a revert killed midway is recorded by the next pass.
+            let journal = FileJournal(stateDirectory: repository.stateDirectory)
+            try await journal.begin(record)
+            do {
+                if !toApply.isEmpty { try await kind.driver.apply(toApply, to: resource, on: target) }
+                record.appliedAt = Timestamp.format(reconciler.clock())
+                let after = try await kind.driver.observe(resource, on: target)
+                var wrong: [String] = []
+                for index in record.changes.indices {
+                    let observed = after.values[record.changes[index].property] ?? nil
+                    record.changes[index].observedAfter = observed
+                    if observed != record.changes[index].desired {
+                        wrong.append("\(record.changes[index].property) is \(observed ?? "(unset)")")
+                    }
+                }
+                if wrong.isEmpty {
+                    record.result = .verified
+                    record.verifiedAt = Timestamp.format(reconciler.clock())
+                } else {
+                    record.result = .failed
+                    record.error = "revert did not hold: " + wrong.joined(separator: ", ")
+                }
+            } catch {
+                record.appliedAt = record.appliedAt ?? Timestamp.format(reconciler.clock())
+                record.result = .failed
+                record.error = "revert failed: \(error)"
+            }
+            let commit = try await policy.write(record)
+            try? await journal.end(record.id)
+            if case .keptLocally(_, let why) = try await policy.publish() {
+                console.warn("the audit record is kept locally and pushed on the next run: \(why)")
+            }
+            for change in record.changes {
+                console.print("reverted \(record.resource) on \(record.target): \(change.property) "
+                              + "\(change.observedBefore ?? "(unset)") -> \(change.desired), now \(change.observedAfter ?? "(unset)")")
+            }
+            guard record.result == .verified else {
+                throw CommandError("the revert of \(id) did not verify (record \(record.id), \(String(commit.prefix(12)))): \(record.error ?? "")")
+            }
+            console.print("Reverted \(id) as \(person): record \(record.id) on \(repository.auditBranch) (\(commit.prefix(12))); "
+                          + "waived until \(expires).")
+        }
+
+        static let reasonPrefix = "revert of "
+
+        /// The values a fix's record lets be put back, property by property; throws (naming the
+        /// property and why) when any cannot: a sensitive value is only recorded redacted, and a
+        /// property that was unset cannot be unset again by a driver that sets values.
+        static func restorable(_ record: AuditRecord, sensitive: Set<String>) throws -> [(property: String, value: String)] {
+            var restore: [(property: String, value: String)] = []
+            for change in record.changes {
+                if sensitive.contains(change.property) || change.observedBefore == "[redacted]" || change.desired == "[redacted]" {
+                    throw CommandError("\(change.property) of \(record.resource) is sensitive: its value before the fix was "
+                                       + "never recorded (only [redacted]), so it cannot be restored; nothing was changed")
+                }
+                guard let before = change.observedBefore else {
+                    throw CommandError("\(change.property) of \(record.resource) was unset before the fix; Bulwark sets values "
+                                       + "and cannot unset one, so it cannot be restored; nothing was changed")
+                }
+                restore.append((change.property, before))
+            }
+            guard !restore.isEmpty else { throw CommandError("\(record.id) changed nothing; there is nothing to revert") }
+            return restore
+        }
+
+        /// The audit record `id` as it was committed (its JSON on the audit branch, the newest commit carrying the id).
+        static func record(_ id: String, in policy: PolicyRepository, stateDirectory: String, auditBranch: String) async throws -> AuditRecord {
+            guard let commit = try await policy.auditHistory().first(where: { $0.trailer("Bulwark-Id") == id }),
+                  let detected = commit.trailer("Bulwark-Detected-At") else {
+                throw CommandError("no audit record with id \(id) in \(auditBranch)")
+            }
+            // A read-only handle on the clone PolicyRepository holds (its lock is held by this process).
+            let clone = try Repository.open(at: stateDirectory + "/repository.git")
+            guard let bytes = try clone.file(at: commit.id, path: AuditRecord.path(id: id, detectedAt: detected)) else {
+                throw CommandError("the audit record \(id) has no \(AuditRecord.path(id: id, detectedAt: detected)) in \(commit.id.short)")
+            }
+            do {
+                return try JSONDecoder().decode(AuditRecord.self, from: Data(bytes))
+            } catch {
+                throw CommandError("cannot read the audit record \(id) in \(commit.id.short): \(error)")
+            }
+        }
+
+        /// The id of a record that already reverted `id`, if any.
+        static func revertRecord(of id: String, in policy: PolicyRepository) async throws -> String? {
+            try await policy.auditHistory().first {
+                $0.trailer("Bulwark-Decision") == Decision.applied.rawValue && $0.message.contains("Reason: \(reasonPrefix)\(id) by ")
+            }?.trailer("Bulwark-Id")
+        }
+
+        /// The waiver manifest: one `Waiver` document per restored property, for that resource on that target only.
+        static func waiver(of record: AuditRecord, id: String, properties: [String], reason: String, owner: String,
+                           expires: String) -> String {
+            func quoted(_ text: String) -> String {
+                "\"" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+            }
+            let base = "revert-\(id.lowercased())"
+            return properties.enumerated().map { index, property in
+                """
+                # Written by `bulwark revert \(id)`: \(record.resource) on \(record.target) keeps its value from before that fix.
+                apiVersion: bulwark/v1
+                kind: Waiver
+                metadata: {name: \(properties.count == 1 ? base : "\(base)-\(index + 1)")}
+                spec:
+                  match:
+                    kind: \(quoted(record.kind))
+                    resource: \(quoted(record.name))
+                    property: \(quoted(property))
+                    targets: [\(quoted(record.target))]
+                  reason: \(quoted("revert of \(id): \(reason)"))
+                  owner: \(quoted(owner))
+                  expires: \(expires)
+
+                """
+            }.joined(separator: "---\n")
+        }
+    }
+}

@@ -1,0 +1,209 @@
+@testable import BulwarkCommands
+import BulwarkCore
+import BulwarkTestSupport
+import Foundation
+import Testing
+
+/// `bulwark revert`: the real binary on a real host tree, the waiver and the record read back with git.
+@Suite struct RevertTests {
+    static let person = ["GIT_AUTHOR_NAME": "Olga Operator", "GIT_AUTHOR_EMAIL": "olga@example.org"]
+
+    static func day(in days: Double) -> String {
+        Date().addingTimeInterval(days * 86_400).formatted(Date.ISO8601FormatStyle().year().month().day())
+    }
+
+    /// The id of the newest record of `resource` with `decision`, as git reads the audit branch.
+    static func recordID(_ s: Scenario, resource: String, decision: String) throws -> String {
+        let log = try git("--git-dir", s.origin, "log", "--format=%(trailers:key=Bulwark-Resource,valueonly,separator=)|%(trailers:key=Bulwark-Decision,valueonly,separator=)|%(trailers:key=Bulwark-Id,valueonly,separator=)", "bulwark/audit")
+        let line = try #require(log.split(separator: "\n").first { $0.hasPrefix("\(resource)|\(decision)|") })
+        return String(line.split(separator: "|")[2])
+    }
+
+    static func revert(_ s: Scenario, _ id: String, reason: String = "the backup robot logs in as root until CHG-42",
+                       expires: String = day(in: 30)) throws -> ProcessOutput {
+        try run(try bulwarkExecutable(), ["revert", id, "--repo", s.origin, "--state-dir", s.state, "--reason", reason,
+                                          "--expires", expires], environment: person)
+    }
+
+    @Test func aVerifiedFixIsUndoneWaivedAndRecorded() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            #expect(try s.run("apply").status == 0)
+            let sshd = s.host + "/etc/ssh/sshd_config"
+            #expect(try read(sshd).contains("\nPermitRootLogin no\n"))
+            let id = try Self.recordID(s, resource: "SSHDConfig/cis-5.1.20-permit-root-login", decision: "applied")
+            let before = try s.snapshot()
+
+            let expires = Self.day(in: 30)
+            let revert = try Self.revert(s, id, expires: expires)
+            #expect(revert.status == 0, "\(revert.stdout)\n\(revert.stderr)")
+            #expect(revert.stdout.contains("PermitRootLogin no -> yes, now yes"))
+
+            // The old value is back, and nothing else on the host moved.
+            #expect(try read(sshd).contains("\nPermitRootLogin yes\n"))
+            let after = try s.snapshot()
+            #expect(Set(after.keys) == Set(before.keys))
+            #expect(before.keys.filter { before[$0] != after[$0] } == ["etc/ssh/sshd_config"])
+
+            // The waiver is on main, owned by the person who ran the command, for that one property.
+            let waiver = try git("--git-dir", s.origin, "show", "main:waivers/revert-\(id.lowercased()).yaml")
+            #expect(waiver.contains("kind: Waiver"))
+            #expect(waiver.contains("resource: \"cis-5.1.20-permit-root-login\""))
+            #expect(waiver.contains("property: \"PermitRootLogin\""))
+            #expect(waiver.contains("owner: \"Olga Operator <olga@example.org>\""))
+            #expect(waiver.contains("expires: \(expires)"))
+            #expect(try git("--git-dir", s.origin, "log", "-1", "--format=%an", "main") == "Olga Operator\n")
+
+            // Its own record on the audit branch: applied, verified, the reason naming the reverted id.
+            let record = try git("--git-dir", s.origin, "log", "-1", "--format=%B", "bulwark/audit")
+            #expect(record.contains("Reason: revert of \(id) by Olga Operator <olga@example.org>: the backup robot logs in as root until CHG-42"))
+            #expect(record.contains("PermitRootLogin: no -> yes, now yes"))
+            #expect(record.contains("Bulwark-Decision: applied"))
+            #expect(record.contains("Bulwark-Result: verified"))
+            #expect(record.contains("Bulwark-Approved-By: Olga Operator <olga@example.org>"))
+
+            // The next pass leaves it alone: waived, not fixed again.
+            let apply = try s.run("apply")
+            #expect(apply.status == 0, "\(apply.stdout)\n\(apply.stderr)")
+            #expect(try read(sshd).contains("\nPermitRootLogin yes\n"))
+            #expect(try Self.recordID(s, resource: "SSHDConfig/cis-5.1.20-permit-root-login", decision: "waived").count == 26)
+
+            // Reverting the same fix twice is refused.
+            let again = try Self.revert(s, id)
+            #expect(again.status == 1)
+            #expect(again.stderr.contains("was already reverted"))
+            // And so is reverting the revert: its own waiver is what to remove.
+            let revertID = try Self.recordID(s, resource: "SSHDConfig/cis-5.1.20-permit-root-login", decision: "applied")
+            #expect(revertID != id)
+            let undo = try Self.revert(s, revertID)
+            #expect(undo.status == 1)
+            #expect(undo.stderr.contains("is itself a revert"))
+            #expect(undo.stderr.contains("remove waivers/revert-\(id.lowercased()).yaml from main"))
+            #expect(try read(sshd).contains("\nPermitRootLogin yes\n"))
+        }
+    }
+
+    @Test func anUnknownIdIsRefusedAndNothingChanges() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            #expect(try s.run("apply").status == 0)
+            let host = try s.snapshot()
+            let main = try git("--git-dir", s.origin, "rev-parse", "main")
+            let audit = try s.auditCommits()
+            let revert = try Self.revert(s, "01ABCDEFGHJKMNPQRSTVWXYZ01")
+            #expect(revert.status == 1)
+            #expect(revert.stderr.contains("no audit record with id 01ABCDEFGHJKMNPQRSTVWXYZ01 in bulwark/audit"))
+            #expect(try s.snapshot() == host)
+            #expect(try git("--git-dir", s.origin, "rev-parse", "main") == main)
+            #expect(try s.auditCommits() == audit)
+        }
+    }
+
+    @Test func aHeldRecordIsNotAFixAndIsRefused() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let controller = try read(s.policy + "/controllers/host-hardening.yaml")
+                .replacingOccurrences(of: "mode: enforce", with: "mode: approve")
+            try s.commitPolicy("controllers/host-hardening.yaml", controller)
+            #expect(try s.run("apply").status == 0)
+            let id = try Self.recordID(s, resource: "SSHDConfig/cis-5.1.20-permit-root-login", decision: "held")
+            let host = try s.snapshot()
+            let main = try git("--git-dir", s.origin, "rev-parse", "main")
+            let revert = try Self.revert(s, id)
+            #expect(revert.status == 1)
+            #expect(revert.stderr.contains("\(id) is a held record"))
+            #expect(revert.stderr.contains("only a verified applied fix can be reverted"))
+            #expect(try s.snapshot() == host)
+            #expect(try git("--git-dir", s.origin, "rev-parse", "main") == main)
+        }
+    }
+
+    @Test func anExpiryInThePastOrBeyondAYearIsRefused() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            #expect(try s.run("apply").status == 0)
+            let id = try Self.recordID(s, resource: "SSHDConfig/cis-5.1.20-permit-root-login", decision: "applied")
+            let host = try s.snapshot()
+            let main = try git("--git-dir", s.origin, "rev-parse", "main")
+            let past = try Self.revert(s, id, expires: Self.day(in: -2))
+            #expect(past.status == 1)
+            #expect(past.stderr.contains("is in the past"))
+            let far = try Self.revert(s, id, expires: Self.day(in: 400))
+            #expect(far.status == 1)
+            #expect(far.stderr.contains("a waiver may last at most a year"))
+            #expect(try s.snapshot() == host)
+            #expect(try git("--git-dir", s.origin, "rev-parse", "main") == main)
+        }
+    }
+
+    @Test func aValueThatWasUnsetBeforeCannotBeRestored() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            #expect(try s.run("apply").status == 0)
+            let id = try Self.recordID(s, resource: "SSHDConfig/cis-5.1.19-permit-empty-passwords", decision: "applied")
+            let host = try s.snapshot()
+            let main = try git("--git-dir", s.origin, "rev-parse", "main")
+            let revert = try Self.revert(s, id)
+            #expect(revert.status == 1)
+            #expect(revert.stderr.contains("PermitEmptyPasswords of SSHDConfig/cis-5.1.19-permit-empty-passwords was unset before the fix"))
+            #expect(try s.snapshot() == host)
+            #expect(try git("--git-dir", s.origin, "rev-parse", "main") == main)
+        }
+    }
+}
+
+/// The pure parts of `revert`: which values may be put back, and the waiver the loader reads.
+@Suite struct RevertPartsTests {
+    static func record(_ changes: [AuditRecord.Change]) -> AuditRecord {
+        AuditRecord(id: "01JD3M0000000000000000000A", controller: "host-hardening", target: "host", resource: "Kind/name",
+                    kind: "SSHDConfig", name: "cis-5.1.20-permit-root-login", severity: .critical, risk: 4, mode: .enforce,
+                    decision: .applied, result: .verified, reason: nil, changes: changes, detectedAt: "2026-12-01T10:00:00.000Z",
+                    appliedAt: nil, verifiedAt: nil, desiredCommit: "abc", approver: nil, error: nil)
+    }
+
+    @Test func aSensitiveValueIsRefusedAndAPlainOneIsRestored() throws {
+        let secret = Self.record([.init(property: "password", desired: "[redacted]", observedBefore: "[redacted]", observedAfter: "[redacted]")])
+        #expect(throws: CommandError.self) { try Bulwark.Revert.restorable(secret, sensitive: []) }
+        do {
+            _ = try Bulwark.Revert.restorable(secret, sensitive: [])
+        } catch let error as CommandError {
+            #expect(error.description.contains("password of Kind/name is sensitive"))
+        }
+        // Sensitive by the manifest, even if a record showed a value.
+        let marked = Self.record([.init(property: "password", desired: "x", observedBefore: "y", observedAfter: "x")])
+        #expect(throws: CommandError.self) { try Bulwark.Revert.restorable(marked, sensitive: ["password"]) }
+
+        let plain = Self.record([
+            .init(property: "PermitRootLogin", desired: "no", observedBefore: "yes", observedAfter: "no"),
+            .init(property: "MaxAuthTries", desired: "4", observedBefore: "6", observedAfter: "4"),
+        ])
+        let restore = try Bulwark.Revert.restorable(plain, sensitive: ["password"])
+        #expect(restore.map(\.property) == ["PermitRootLogin", "MaxAuthTries"])
+        #expect(restore.map(\.value) == ["yes", "6"])
+    }
+
+    @Test func theWaiverLoadsAsOneWaiverPerPropertyForThatResourceAndTarget() throws {
+        let record = Self.record([])
+        let expires = RevertTests.day(in: 30)
+        let text = Bulwark.Revert.waiver(of: record, id: record.id, properties: ["PermitRootLogin", "MaxAuthTries"],
+                                         reason: #"robot "backup" needs root \ until CHG-42"#, owner: "Olga <olga@example.org>",
+                                         expires: expires)
+        let state = try DesiredStateLoader(registry: Bulwark.registry())
+            .load([SourceFile(path: "waivers/revert-x.yaml", contents: Array(text.utf8))], revision: "abc")
+        let waivers = state.waivers.sorted { $0.name < $1.name }
+        #expect(waivers.map(\.name) == ["revert-01jd3m0000000000000000000a-1", "revert-01jd3m0000000000000000000a-2"])
+        #expect(waivers.map(\.property) == ["PermitRootLogin", "MaxAuthTries"])
+        for waiver in waivers {
+            #expect(waiver.kind == "SSHDConfig")
+            #expect(waiver.resource == "cis-5.1.20-permit-root-login")
+            #expect(waiver.targets == ["host"])
+            #expect(waiver.owner == "Olga <olga@example.org>")
+            #expect(waiver.reason == #"revert of 01JD3M0000000000000000000A: robot "backup" needs root \ until CHG-42"#)
+        }
+        let binding = Binding(controller: "host-hardening", target: "host", resource: ResourceID(kind: "SSHDConfig", name: "cis-5.1.20-permit-root-login"))
+        #expect(waivers[0].matches(binding, property: "PermitRootLogin", at: Date()))
+        #expect(!waivers[0].matches(binding, property: "MaxAuthTries", at: Date()))
+        #expect(!waivers[0].matches(Binding(controller: "host-hardening", target: "other", resource: binding.resource),
+                                    property: "PermitRootLogin", at: Date()))
+    }
+}
