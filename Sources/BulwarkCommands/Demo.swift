@@ -35,7 +35,11 @@ extension Bulwark {
             let origin = base + "/origin.git"
             try DemoHost.create(at: host)
             let seed = try Repository.create(at: origin, bare: true)
-            let commit = try seed.writeCommit(adding: Baseline.files(hostRoot: host), parent: nil,
+            // One policy mistake on purpose: locking the host's only administrator. The account
+            // guard blocks it, and the demo shows the refusal beside the fixes.
+            var files = Baseline.files(hostRoot: host)
+            files[Self.lockoutPath] = Array(Self.lockout.utf8)
+            let commit = try seed.writeCommit(adding: files, parent: nil,
                                               message: "Bulwark baseline: CIS-style Debian 12 host hardening\n",
                                               author: Signature(name: "Platform Team", email: "platform@example.org"))
             try seed.updateReference("refs/heads/main", to: commit, expected: nil, message: "seed")
@@ -80,11 +84,33 @@ extension Bulwark {
                     sorted.count, sorted[sorted.count / 2], sorted.last ?? 0))
             }
             console.print("Read it with git: git --git-dir \(origin) log --format='%h %s%n%(trailers)' bulwark/audit")
-            guard run.succeeded, !after.plan.hasDrift, run.pushed > 0 else {
+            let blocked = run.records.filter { $0.decision == .blocked }
+            if let lockout = blocked.first {
+                console.print(console.paint("Blocked", .bold) + " \(lockout.resource) on \(lockout.target): \(lockout.reason ?? "")")
+            }
+            // In sync apart from the lockout the guard refused: that drift stays, blocked, by design.
+            let remaining = after.plan.remediations.filter { $0.decision != .blocked }
+            guard run.succeeded, remaining.isEmpty, blocked.count == 1, run.pushed > 0 else {
                 console.error("the demo did not end in sync with every fix verified and pushed")
                 throw ExitCode.failure
             }
         }
+
+        static let lockoutPath = "desired-state/hosts/demo-lockout.yaml"
+        static let lockout = """
+            # A policy mistake the demo makes on purpose: admin is the only account in sudo that can
+            # log in, so taking its login shell away would lock every administrator out. The account
+            # guard blocks it (decision blocked, recorded once); `bulwark approve ID` would let it through.
+            apiVersion: bulwark/v1
+            kind: UserAccount
+            metadata:
+              name: demo-lock-admin
+              annotations: {severity: medium}
+            spec:
+              name: admin
+              shell: /usr/sbin/nologin
+
+            """
 
         static func plan(_ options: RepositoryOptions, _ console: Console) async throws -> (plan: Plan, state: DesiredState) {
             let loaded = try await options.load(console: console)

@@ -276,7 +276,7 @@ struct DaemonHardeningTests {
                 spec: {adapter: postgres, host: 127.0.0.1, port: \(port), user: postgres, database: postgres,
                        passwordFile: \(dir)/pw, sslmode: disable}
                 """)
-            let daemon = try daemonTests.start(s, ["--shutdown-grace", "2"])
+            let daemon = try daemonTests.start(s, ["--shutdown-grace", "2", "--secrets-dir", dir])
             #expect(daemon.wait { (try? daemon.get("/healthz").status) == 200 }, "\(daemon.log)")
             // The first cycle waits on the silent server.
             try await Task.sleep(for: .seconds(1))
