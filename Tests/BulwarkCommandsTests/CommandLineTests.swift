@@ -281,9 +281,7 @@ import Testing
     @Test func anApprovalByAnIdentityWithALineSeparatorKeepsLaterRevisionsValid() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
-            let controller = try read(s.policy + "/controllers/host-hardening.yaml")
-                .replacingOccurrences(of: "mode: enforce", with: "mode: approve")
-            try s.commitPolicy("controllers/host-hardening.yaml", controller)
+            try s.editPolicy("controllers/host-hardening.yaml", replacing: "mode: enforce", with: "mode: approve")
             #expect(try s.run("apply").status == 0)
             let log = try git("--git-dir", s.origin, "log", "--format=%(trailers:key=Bulwark-Resource,valueonly,separator=)|%(trailers:key=Bulwark-Id,valueonly,separator=)", "bulwark/audit")
             let line = try #require(log.split(separator: "\n").first { $0.hasPrefix("SSHDConfig/cis-5.1.20-permit-root-login|") })

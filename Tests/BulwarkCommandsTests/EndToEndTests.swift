@@ -98,9 +98,7 @@ import Testing
     @Test func maxChangesPerCycleDefersTheRestOnce() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
-            let controller = try read(s.policy + "/controllers/host-hardening.yaml")
-                .replacingOccurrences(of: "maxChangesPerCycle: 50", with: "maxChangesPerCycle: 2")
-            try s.commitPolicy("controllers/host-hardening.yaml", controller)
+            try s.editPolicy("controllers/host-hardening.yaml", replacing: "maxChangesPerCycle: 50", with: "maxChangesPerCycle: 2")
             #expect(try s.run("apply").status == 0)
             let decisions = try s.trailers("Bulwark-Decision")
             #expect(decisions.filter { $0 == "applied" }.count == 2)
@@ -171,9 +169,7 @@ struct AnyDecodable: Decodable {
     @Test func approveModeHoldsThenAnApprovalCommitLetsTheFixThrough() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
-            let controller = try read(s.policy + "/controllers/host-hardening.yaml")
-                .replacingOccurrences(of: "mode: enforce", with: "mode: approve")
-            try s.commitPolicy("controllers/host-hardening.yaml", controller)
+            try s.editPolicy("controllers/host-hardening.yaml", replacing: "mode: enforce", with: "mode: approve")
             #expect(try s.run("apply").status == 0)
             #expect(try read(s.host + "/etc/ssh/sshd_config").contains("\nPermitRootLogin yes\n"))
             let log = try git("--git-dir", s.origin, "log", "--format=%(trailers:key=Bulwark-Resource,valueonly,separator=)|%(trailers:key=Bulwark-Decision,valueonly,separator=)|%(trailers:key=Bulwark-Id,valueonly,separator=)", "bulwark/audit")
@@ -229,9 +225,7 @@ extension GateEndToEndTests {
     @Test func aPropertyThatKeepsDriftingBackIsEscalated() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
-            let controller = try read(s.policy + "/controllers/host-hardening.yaml")
-                .replacingOccurrences(of: "maxChangesPerCycle: 50", with: "maxChangesPerCycle: 50\n  flapBreaker: {count: 2, period: 1h}")
-            try s.commitPolicy("controllers/host-hardening.yaml", controller)
+            try s.editPolicy("controllers/host-hardening.yaml", replacing: "maxChangesPerCycle: 50", with: "maxChangesPerCycle: 50\n  flapBreaker: {count: 2, period: 1h}")
             let sshd = s.host + "/etc/ssh/sshd_config"
             for round in 1...2 {
                 #expect(try s.run("apply").status == 0)

@@ -102,9 +102,7 @@ import Testing
     @Test func aHeldRecordIsNotAFixAndIsRefused() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
-            let controller = try read(s.policy + "/controllers/host-hardening.yaml")
-                .replacingOccurrences(of: "mode: enforce", with: "mode: approve")
-            try s.commitPolicy("controllers/host-hardening.yaml", controller)
+            try s.editPolicy("controllers/host-hardening.yaml", replacing: "mode: enforce", with: "mode: approve")
             #expect(try s.run("apply").status == 0)
             let id = try Self.recordID(s, resource: "SSHDConfig/cis-5.1.20-permit-root-login", decision: "held")
             let host = try s.snapshot()

@@ -53,9 +53,7 @@ import Testing
     @Test func anApprovalNamingSomeoneElseIsRefusedAndAnApprovalIsUsedOnce() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
-            let controller = try read(s.policy + "/controllers/host-hardening.yaml")
-                .replacingOccurrences(of: "mode: enforce", with: "mode: approve")
-            try s.commitPolicy("controllers/host-hardening.yaml", controller)
+            try s.editPolicy("controllers/host-hardening.yaml", replacing: "mode: enforce", with: "mode: approve")
             #expect(try s.run("apply").status == 0)
             let resource = "SSHDConfig/cis-5.1.20-permit-root-login"
             let id = try #require(try decisions(s, resource: resource).first { $0.decision == "held" }?.id)

@@ -34,6 +34,11 @@ struct Scenario {
             .split(separator: "\n").map(String.init).filter { !$0.isEmpty }
     }
 
+    /// Replaces `old` with `new` in one of the policy's files and commits that, as a person would.
+    func editPolicy(_ path: String, replacing old: String, with new: String, message: String = "policy change") throws {
+        try commitPolicy(path, try read(policy + "/" + path).replacingOccurrences(of: old, with: new), message: message)
+    }
+
     /// Commits a change to the policy through a clone, as a person would, and pushes it.
     func commitPolicy(_ path: String, _ text: String, message: String = "policy change") throws {
         let work = dir + "/work-\(UUID().uuidString.prefix(8))"
