@@ -189,7 +189,23 @@ extension SSHDConfigDriver {
         }
     }
 
+    /// Settings that restrict what a logged-in session may do, or what is logged, but never who
+    /// can log in or how: changing only these cannot lock anyone out, so no probe is needed (the
+    /// candidate is still checked by `sshd -t` before it is written). Authentication methods,
+    /// access lists, root login, limits and timeouts are always probed.
+    static let cannotLockOut: Set<String> = Set([
+        "X11Forwarding", "PermitUserEnvironment", "AllowAgentForwarding", "AllowTcpForwarding",
+        "AllowStreamLocalForwarding", "GatewayPorts", "PermitTunnel", "DisableForwarding", "PermitListen", "PermitOpen",
+        "IgnoreRhosts", "IgnoreUserKnownHosts", "HostbasedAuthentication", "LogLevel", "SyslogFacility", "PrintMotd",
+        "PrintLastLog", "TCPKeepAlive", "UseDNS", "Compression", "Banner", "ExposeAuthInfo",
+    ].map { settingName($0) })
+
     private func judge(_ changes: [PropertyDrift], on target: Target) throws -> GuardVerdict {
+        // PermitEmptyPasswords may always be turned off: it only ever removes empty-password logins.
+        if changes.allSatisfy({ Self.cannotLockOut.contains(Self.settingName($0.property))
+                                || (Self.settingName($0.property) == Self.settingName("PermitEmptyPasswords") && $0.desired == "no") }) {
+            return .allow
+        }
         guard let executable = validator.executable else {
             throw HostError("sshd is not installed where Bulwark runs, so the candidate cannot be checked")
         }

@@ -28,6 +28,18 @@ import Testing
     let admin = FixtureAccount(name: "admin", uid: 1000, groups: ["sudo"], key: true)
     let alice = FixtureAccount(name: "alice", uid: 1001, groups: ["sudo"], key: true)
 
+    @Test func aSessionOnlySettingNeedsNoProbeButAnAccessSettingStillDoes() async throws {
+        try await withTemporaryDirectory { root in
+            // A host where nobody can log in already (root without a key or password, no one else):
+            // an access change is judged and blocked, but X11Forwarding no cannot lock anyone out
+            // further and goes through (still checked by sshd -t before it is written).
+            try host(root, [root0])
+            try await expectBlocked(root, resource("SSHDConfig", "s", "PasswordAuthentication: \"no\""), reason: "no account could log in over SSH")
+            try await expectApplied(root, resource("SSHDConfig", "s", "X11Forwarding: \"no\""))
+            #expect(try read(root + "/etc/ssh/sshd_config").contains("\nX11Forwarding no\n"))
+        }
+    }
+
     @Test func allowUsersNobodyIsBlockedAndAliceWithKeysIsApplied() async throws {
         try await withTemporaryDirectory { root in
             try host(root, [root0, alice])
@@ -124,7 +136,7 @@ import Testing
         try await withTemporaryDirectory { root in
             // Key and password both required, but admin only has a key.
             try host(root, [root0, admin], config: debian + "AuthenticationMethods publickey,password\n")
-            let reason = try await expectBlocked(root, resource("SSHDConfig", "s", "X11Forwarding: \"no\""), reason: "no account could log in")
+            let reason = try await expectBlocked(root, resource("SSHDConfig", "s", "MaxAuthTries: 3"), reason: "no account could log in")
             #expect(reason.contains("AuthenticationMethods publickey,password"), "\(reason)")
         }
     }
@@ -132,9 +144,9 @@ import Testing
     @Test func aListenAddressTheMachineDoesNotHaveIsBlocked() async throws {
         try await withTemporaryDirectory { root in
             try host(root, [root0, admin], config: "ListenAddress 192.0.2.77\n" + debian)
-            try await expectBlocked(root, resource("SSHDConfig", "s", "X11Forwarding: \"no\""), reason: "ListenAddress 192.0.2.77:22 is not an address of this machine")
+            try await expectBlocked(root, resource("SSHDConfig", "s", "MaxAuthTries: 3"), reason: "ListenAddress 192.0.2.77:22 is not an address of this machine")
             try write(root + "/etc/ssh/sshd_config", "ListenAddress 127.0.0.1\n" + debian)
-            try await expectApplied(root, resource("SSHDConfig", "s", "X11Forwarding: \"no\""))
+            try await expectApplied(root, resource("SSHDConfig", "s", "MaxAuthTries: 3"))
         }
     }
 
