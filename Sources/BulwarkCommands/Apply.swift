@@ -18,6 +18,7 @@ extension Bulwark {
 
         @OptionGroup var repository: RepositoryOptions
         @OptionGroup var output: OutputOptions
+        @OptionGroup var review: ReviewOptions
 
         @Option(help: "Seconds to keep retrying notifications after the pass; undelivered ones are retried by the next run.")
         var notifyTimeout: Int = 10
@@ -32,7 +33,7 @@ extension Bulwark {
         func run() async throws {
             let console = Console()
             let result = try await ApplyRun.run(repository: repository, console: console, text: output.output == .text,
-                                                notifyTimeout: .seconds(notifyTimeout))
+                                                notifyTimeout: .seconds(notifyTimeout), review: try review.review(console))
             if output.output == .json { console.json(result) }
             if !result.succeeded { throw ExitCode.failure }
             if detailedExitcode, result.remainingDrift > 0 { throw ExitCode(2) }
@@ -57,9 +58,10 @@ struct ApplyRun: Encodable {
     var succeeded: Bool { errors.isEmpty && !records.contains { $0.result == .failed || $0.result == .interrupted } }
 
     static func run(
-        repository options: RepositoryOptions, console: Console, text: Bool, notifyTimeout: Duration = .seconds(10)
+        repository options: RepositoryOptions, console: Console, text: Bool, notifyTimeout: Duration = .seconds(10),
+        review: Review? = nil
     ) async throws -> ApplyRun {
-        let loaded = try await options.load(console: console, recordRefusal: true)
+        let loaded = try await options.load(console: console, recordRefusal: true, revision: review?.pin)
         let reconciler = Reconciler(registry: Bulwark.registry())
         // Intents a killed run left open are resolved and recorded before anything else acts.
         let journal = FileJournal(stateDirectory: options.stateDirectory)
@@ -74,7 +76,9 @@ struct ApplyRun: Encodable {
             console.warn("recorded an interrupted fix of an earlier run: \(entry.record.resource) on \(entry.record.target) "
                          + "(\(entry.record.result?.rawValue ?? "?"))")
         }
-        let plan = try await loaded.plan(reconciler, console: console)
+        var plan = try await loaded.plan(reconciler, console: console)
+        // `--plan FILE`: only the reviewed fixes act; anything else is deferred (see PlanFile).
+        if let review { plan = review.restrict(plan) }
         let notifiers = loaded.state.notifiers
         let outbox = notifiers.isEmpty ? nil : try Outbox(stateDirectory: options.stateDirectory, notifiers: notifiers)
         // At most one signal waits: a burst of records is one delivery round.

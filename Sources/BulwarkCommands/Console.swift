@@ -83,13 +83,18 @@ struct Console: Sendable {
     /// `JSONSchema.version`), times are RFC 3339 strings (UTC, fractional seconds) and
     /// durations are numbers of seconds in fields named `…Seconds`.
     func json(_ value: some Encodable) {
+        if let data = try? Self.jsonEncoder().encode(value) { print(String(decoding: data, as: UTF8.self)) }
+    }
+
+    /// The encoder of every JSON document Bulwark prints or writes (`plan --out` too).
+    static func jsonEncoder() -> JSONEncoder {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         encoder.dateEncodingStrategy = .custom { date, encoder in
             var container = encoder.singleValueContainer()
             try container.encode(Timestamp.format(date))
         }
-        if let data = try? encoder.encode(value) { print(String(decoding: data, as: UTF8.self)) }
+        return encoder
     }
 }
 

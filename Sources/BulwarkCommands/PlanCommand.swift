@@ -8,19 +8,31 @@ extension Bulwark {
         static let configuration = CommandConfiguration(
             commandName: "plan",
             abstract: "Show drift and what Bulwark would do about each. Changes nothing.",
-            discussion: "Exit codes: 0 in sync, 2 drift found, 1 error (invalid revision, a resource that could not be observed).")
+            discussion: """
+                Exit codes: 0 in sync, 2 drift found, 1 error (invalid revision, a resource that could not be observed). \
+                With --out FILE the plan is also saved (the JSON of --output json, mode 0600) for `bulwark apply --plan FILE`.
+                """)
 
         @OptionGroup var repository: RepositoryOptions
         @OptionGroup var output: OutputOptions
+
+        @Option(help: ArgumentHelp("Also save the plan to this file (JSON, mode 0600, written atomically), for `bulwark apply --plan FILE`.",
+                                   valueName: "file"))
+        var out: String?
 
         func run() async throws {
             let console = Console()
             let loaded = try await repository.load(console: console)
             warnAboutUncommittedChanges(console)
             let plan = try await loaded.plan(Reconciler(registry: Bulwark.registry()), console: console)
+            let report = PlanReport(plan: plan, state: loaded.state)
             switch output.output {
-            case .text: PlanReport(plan: plan, state: loaded.state).print(console)
-            case .json: console.json(PlanReport(plan: plan, state: loaded.state))
+            case .text: report.print(console)
+            case .json: console.json(report)
+            }
+            if let out {
+                try PlanFile.write(report, to: out)
+                if output.output == .text { console.print("Saved the plan to \(out); apply exactly it with: bulwark apply --plan \(out)") }
             }
             if !plan.failures.isEmpty { throw ExitCode.failure }
             if plan.hasDrift { throw ExitCode(2) }
@@ -50,10 +62,21 @@ struct PlanReport: Encodable {
         var changes: [Change]
     }
 
-    struct Change: Encodable {
+    struct Change: Codable, Hashable {
         var property: String
         var observed: String?
         var desired: String
+
+        init(property: String, observed: String?, desired: String) {
+            self.property = property
+            self.observed = observed
+            self.desired = desired
+        }
+
+        /// A drift as plans show it: sensitive values redacted (also what `apply --plan` compares).
+        init(_ drift: PropertyDrift) {
+            self.init(property: drift.property, observed: drift.sensitive ? "[redacted]" : drift.observed, desired: drift.shownDesired)
+        }
     }
 
     var schemaVersion = JSONSchema.version
@@ -73,8 +96,7 @@ struct PlanReport: Encodable {
         drift = plan.remediations.map { r in
             Item(target: r.binding.target, resource: r.binding.resource.description, controller: r.binding.controller,
                  severity: r.severity, risk: r.risk, decision: r.decision, reason: r.reason,
-                 changes: r.changes.map { Change(property: $0.property, observed: $0.sensitive ? "[redacted]" : $0.observed,
-                                                 desired: $0.shownDesired) })
+                 changes: r.changes.map(Change.init))
         }
         errors = plan.failures.map { "\($0.binding.target) \($0.binding.resource): \($0.message)" }
     }

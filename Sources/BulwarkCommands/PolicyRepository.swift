@@ -355,6 +355,11 @@ actor PolicyRepository: AuditSink {
     /// Whether `commit` is in the clone (a revision applied before a forced push may be gone).
     func has(_ commit: ObjectID) -> Bool { (try? repository.contains(commit)) ?? false }
 
+    /// Whether `commit` is in the clone and is `head` or one of its ancestors (false when it cannot be told).
+    func isAncestorOrEqual(_ commit: ObjectID, of head: ObjectID) -> Bool {
+        has(commit) && ((try? repository.isAncestor(commit, of: head)) ?? false)
+    }
+
     /// The caller's git identity: GIT_AUTHOR_NAME and GIT_AUTHOR_EMAIL, else git's configuration.
     func callerSignature() -> Signature? {
         let env = ProcessInfo.processInfo.environment

@@ -171,12 +171,14 @@ struct LoadedRevision {
 }
 
 extension RepositoryOptions {
-    /// Opens the clone, fetches, and validates the head revision. Prints the problems and exits 1
+    /// Opens the clone, fetches, and validates the head revision (or the `revision` pinned by
+    /// `apply --revision` / `--plan`, checked against the head). Prints the problems and exits 1
     /// when the revision is invalid: nothing acts on it.
-    func load(console: Console, recordRefusal: Bool = false) async throws -> LoadedRevision {
+    func load(console: Console, recordRefusal: Bool = false, revision pin: RevisionPin? = nil) async throws -> LoadedRevision {
         let repository = try PolicyRepository(try configuration())
-        let (head, stale) = try await repository.sync()
+        let (fetched, stale) = try await repository.sync()
         if let stale { console.warn(stale) }
+        let head = try await pin?.check(head: fetched, in: repository, branch: branch) ?? fetched
         let files = try await repository.files(at: head)
         do {
             var state = try DesiredStateLoader(registry: Bulwark.registry()).load(files, revision: head.hex)

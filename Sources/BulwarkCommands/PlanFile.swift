@@ -1,0 +1,273 @@
+internal import ArgumentParser
+internal import BulwarkCore
+internal import BulwarkGit
+internal import Foundation
+
+/// "Plan what you apply" (terraform's convention): `bulwark plan --out FILE` saves the plan a
+/// person reviews, and `bulwark apply --plan FILE` applies exactly it: the desired state at the
+/// plan's commit (never a newer branch head), and only the fixes the file lists with the same
+/// observed and desired values. Anything else that would change a system is deferred.
+///
+/// The file is the JSON `plan --output json` prints (`PlanReport`): sensitive values are redacted
+/// in it, so a sensitive property is matched by its name and the pinned revision's desired value.
+enum PlanFile {
+    /// A plan file larger than this is not one `bulwark plan` wrote.
+    static let maxSize = 16 << 20
+
+    /// A plan file that cannot be used (exit 64: it is the caller's mistake, nothing was done).
+    struct Failure: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    /// What identifies a reviewed fix: the binding, the decision, and each change as shown.
+    struct Key: Hashable, Sendable {
+        var controller: String
+        var target: String
+        var resource: String
+        var decision: Decision
+        var changes: [PlanReport.Change]
+
+        init(controller: String, target: String, resource: String, decision: Decision, changes: [PlanReport.Change]) {
+            self.controller = controller
+            self.target = target
+            self.resource = resource
+            self.decision = decision
+            self.changes = changes.sorted { $0.property < $1.property }
+        }
+
+        init(_ remediation: PlannedRemediation) {
+            self.init(controller: remediation.binding.controller, target: remediation.binding.target,
+                      resource: remediation.binding.resource.description, decision: remediation.decision,
+                      changes: remediation.changes.map(PlanReport.Change.init))
+        }
+    }
+
+    /// A plan file as read back: its path (as given), its revision and its reviewed fixes.
+    struct Reviewed: Sendable {
+        var path: String
+        var revision: ObjectID
+        var fixes: Set<Key>
+
+        /// `plan` with every fix or prune that the file does not list exactly turned into
+        /// `deferred` ("not in the reviewed plan FILE"): drift that appeared or changed after the
+        /// review waits for the next plan. Decisions that change nothing are kept as they are.
+        func restrict(_ plan: Plan) -> Plan {
+            var plan = plan
+            for index in plan.remediations.indices {
+                let remediation = plan.remediations[index]
+                guard remediation.decision == .applied || remediation.decision == .pruned,
+                      !fixes.contains(Key(remediation)) else { continue }
+                plan.remediations[index].decision = .deferred
+                plan.remediations[index].reason = "not in the reviewed plan \(path)"
+                // An approval is used once, by the fix it lets through: not by a deferral.
+                plan.remediations[index].id = nil
+                plan.remediations[index].approver = nil
+                plan.remediations[index].approvalID = nil
+            }
+            return plan
+        }
+    }
+
+    /// The fields `apply --plan` reads; other fields of the report are ignored.
+    private struct Document: Decodable {
+        struct Item: Decodable {
+            var controller: String
+            var target: String
+            var resource: String
+            var decision: Decision
+            var changes: [PlanReport.Change]
+        }
+
+        var schemaVersion: Int
+        var revision: String
+        var drift: [Item]
+    }
+
+    /// Writes `report` to `path` atomically (a temporary file in the same folder, synced, then
+    /// renamed over it) with mode 0600: the file holds observed values of the systems.
+    static func write(_ report: PlanReport, to path: String) throws {
+        let bytes: [UInt8]
+        do {
+            bytes = Array(try Console.jsonEncoder().encode(report)) + [10]
+        } catch {
+            throw CommandError("cannot encode the plan: \(error)")
+        }
+        let url = URL(fileURLWithPath: path)
+        let folder = url.deletingLastPathComponent().path
+        var template = Array((folder + "/." + url.lastPathComponent + ".XXXXXX").utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { buffer in
+            buffer.baseAddress.map { mkstemp($0) } ?? -1
+        }
+        _ = fd >= 0 ? fcntl(fd, F_SETFD, FD_CLOEXEC) : 0
+        guard fd >= 0 else { throw CommandError("cannot write the plan to \(path): \(String(cString: strerror(errno)))") }
+        let temporary = template.withUnsafeBufferPointer { buffer in
+            buffer.baseAddress.map { String(cString: $0) } ?? ""
+        }
+        func fail(_ what: String) -> CommandError {
+            let message = String(cString: strerror(errno))
+            close(fd)
+            unlink(temporary)
+            return CommandError("cannot write the plan to \(path): \(what): \(message)")
+        }
+        guard fchmod(fd, 0o600) == 0 else { throw fail("fchmod") }
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes.withUnsafeBytes { buffer in
+                Glibc.write(fd, buffer.baseAddress.map { $0 + offset }, bytes.count - offset)
+            }
+            if written > 0 {
+                offset += written
+            } else if !(written < 0 && errno == EINTR) {
+                throw fail("write")
+            }
+        }
+        guard fsync(fd) == 0 else { throw fail("fsync") }
+        guard close(fd) == 0 else {
+            unlink(temporary)
+            throw CommandError("cannot write the plan to \(path): close: \(String(cString: strerror(errno)))")
+        }
+        guard rename(temporary, path) == 0 else {
+            let message = String(cString: strerror(errno))
+            unlink(temporary)
+            throw CommandError("cannot write the plan to \(path): rename: \(message)")
+        }
+        // The rename itself is durable once the folder is synced.
+        let directory = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if directory >= 0 {
+            fsync(directory)
+            close(directory)
+        }
+    }
+
+    /// Reads and checks a plan file: a regular file of at most `maxSize` bytes, JSON with this
+    /// build's `schemaVersion`, a full commit id, and its drift.
+    static func read(_ path: String) throws(Failure) -> Reviewed {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        guard fd >= 0 else { throw Failure(description: "cannot read the plan file \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else {
+            throw Failure(description: "the plan file \(path) is not a regular file")
+        }
+        guard info.st_size <= maxSize else {
+            throw Failure(description: "the plan file \(path) is larger than \(maxSize >> 20) MiB: not a plan `bulwark plan --out` wrote")
+        }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while bytes.count <= maxSize {
+            let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if count > 0 {
+                bytes += chunk[0..<count]
+            } else if count == 0 {
+                break
+            } else if errno != EINTR {
+                throw Failure(description: "cannot read the plan file \(path): \(String(cString: strerror(errno)))")
+            }
+        }
+        guard bytes.count <= maxSize else {
+            throw Failure(description: "the plan file \(path) is larger than \(maxSize >> 20) MiB: not a plan `bulwark plan --out` wrote")
+        }
+        let document: Document
+        do {
+            document = try JSONDecoder().decode(Document.self, from: Data(bytes))
+        } catch {
+            throw Failure(description: "\(path) is not a plan file written by `bulwark plan --out`: \(describe(error))")
+        }
+        guard document.schemaVersion == JSONSchema.version else {
+            throw Failure(description: "\(path) has schemaVersion \(document.schemaVersion); this bulwark reads "
+                          + "schemaVersion \(JSONSchema.version): plan again with this version")
+        }
+        guard let revision = ObjectID(hex: document.revision) else {
+            throw Failure(description: "\(path): revision '\(quotedForMessage(document.revision))' is not a full commit id")
+        }
+        let fixes = document.drift.map {
+            Key(controller: $0.controller, target: $0.target, resource: $0.resource, decision: $0.decision, changes: $0.changes)
+        }
+        return Reviewed(path: path, revision: revision, fixes: Set(fixes))
+    }
+
+    /// A decoding error in a line: where in the document, and what was wrong.
+    private static func describe(_ error: any Error) -> String {
+        func at(_ context: DecodingError.Context) -> String {
+            let path = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
+            return (path.isEmpty ? "" : String(path.drop { $0 == "." }) + ": ") + context.debugDescription
+        }
+        switch error as? DecodingError {
+        case .dataCorrupted(let context)?, .typeMismatch(_, let context)?, .valueNotFound(_, let context)?: return at(context)
+        case .keyNotFound(let key, let context)?: return at(context) + " (missing '\(key.stringValue)')"
+        default: return "\(error)"
+        }
+    }
+}
+
+/// The revision `apply` is pinned to.
+enum RevisionPin: Sendable {
+    /// `--revision SHA`: the branch head must be exactly this commit.
+    case head(ObjectID)
+    /// `--plan FILE`: the plan's commit, which must be the branch head or one of its ancestors.
+    case reviewed(ObjectID, file: String)
+
+    /// The commit to load, or an error (exit 1, nothing done) when the branch is not where the pin
+    /// allows: a plan made on a history that was rewritten, or a head that moved past `--revision`.
+    func check(head: ObjectID, in repository: PolicyRepository, branch: String) async throws -> ObjectID {
+        switch self {
+        case .head(let revision):
+            guard revision == head else {
+                throw CommandError("the branch \(branch) is at \(head.hex), not \(revision.hex); nothing was changed")
+            }
+            return revision
+        case .reviewed(let revision, let file):
+            guard await repository.isAncestorOrEqual(revision, of: head) else {
+                throw CommandError("the plan \(file) was made at \(revision.hex), which is not on the branch \(branch) "
+                                   + "(now at \(head.hex)): its history was rewritten, or the plan is from another "
+                                   + "repository; nothing was changed. Plan again.")
+            }
+            return revision
+        }
+    }
+}
+
+/// `apply --plan FILE` and `apply --revision SHA`.
+struct ReviewOptions: ParsableArguments {
+    @Option(name: .customLong("plan"),
+            help: ArgumentHelp("Apply exactly the plan `bulwark plan --out` saved: the desired state at its commit, and only its fixes (anything else is deferred).",
+                               valueName: "file"))
+    var planFile: String?
+
+    @Option(help: ArgumentHelp("Apply only if the branch is at this commit (a full commit id); otherwise change nothing and exit 1.",
+                               valueName: "sha"))
+    var revision: String?
+
+    func validate() throws {
+        if planFile != nil, revision != nil {
+            throw ValidationError("--plan and --revision cannot be used together: the plan file names its revision")
+        }
+        if let planFile, planFile.isEmpty { throw ValidationError("--plan must not be empty") }
+        if let revision, ObjectID(hex: revision.lowercased()) == nil {
+            throw ValidationError("--revision '\(quotedForMessage(revision))' is not a full commit id (40 hex digits)")
+        }
+    }
+
+    /// What the options ask for, with the plan file read; exits 64 when the file cannot be used.
+    func review(_ console: Console) throws -> Review? {
+        if let revision, let id = ObjectID(hex: revision.lowercased()) {
+            return Review(pin: .head(id), plan: nil)
+        }
+        guard let planFile else { return nil }
+        do {
+            let plan = try PlanFile.read(planFile)
+            return Review(pin: .reviewed(plan.revision, file: planFile), plan: plan)
+        } catch {
+            console.error(error.description)
+            throw ExitCode.validationFailure
+        }
+    }
+}
+
+/// A pinned revision, and for `--plan` the fixes that were reviewed.
+struct Review: Sendable {
+    var pin: RevisionPin
+    var plan: PlanFile.Reviewed?
+
+    func restrict(_ plan: Plan) -> Plan { self.plan?.restrict(plan) ?? plan }
+}

@@ -1,0 +1,236 @@
+@testable import BulwarkCommands
+import BulwarkTestSupport
+import Foundation
+import Testing
+
+/// `bulwark plan --out FILE`, `bulwark apply --plan FILE` and `apply --revision SHA`, through the
+/// real binary against a real host tree and a real origin.
+@Suite struct PlanFileTests {
+    /// The fields of a saved plan the tests read.
+    struct SavedPlan: Decodable {
+        struct Item: Decodable {
+            var controller: String
+            var target: String
+            var resource: String
+            var decision: String
+            var changes: [Change]
+        }
+
+        struct Change: Decodable, Equatable {
+            var property: String
+            var observed: String?
+            var desired: String
+        }
+
+        var schemaVersion: Int
+        var revision: String
+        var drift: [Item]
+
+        init(_ path: String) throws {
+            self = try JSONDecoder().decode(SavedPlan.self, from: Data(try read(path).utf8))
+        }
+
+        func item(_ resource: String) -> Item? { drift.first { $0.resource == resource } }
+    }
+
+    static let permitRoot = "SSHDConfig/cis-5.1.20-permit-root-login"
+    static let x11 = "SSHDConfig/cis-5.1.8-x11-forwarding"
+
+    func head(_ s: Scenario) throws -> String {
+        try git("--git-dir", s.origin, "rev-parse", "main").trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// resource → decisions, and resource → full messages, from origin's audit branch.
+    func records(_ s: Scenario) throws -> [(resource: String, decision: String, message: String)] {
+        let log = try git("--git-dir", s.origin, "log", "--format=%B%x00", "bulwark/audit")
+        return log.split(separator: "\u{0}").compactMap { body in
+            let message = String(body)
+            func trailer(_ key: String) -> String? {
+                message.split(separator: "\n").first { $0.hasPrefix(key + ": ") }.map { String($0.dropFirst(key.count + 2)) }
+            }
+            guard let resource = trailer("Bulwark-Resource"), let decision = trailer("Bulwark-Decision") else { return nil }
+            return (resource, decision, message)
+        }
+    }
+
+    func hasAuditBranch(_ s: Scenario) throws -> Bool {
+        !(try git("--git-dir", s.origin, "for-each-ref", "refs/heads/bulwark/audit")).isEmpty
+    }
+
+    func sshdPolicy(_ s: Scenario, maxAuthTries: Int) throws -> String {
+        try read(s.policy + "/desired-state/hosts/sshd.yaml")
+            .replacingOccurrences(of: "MaxAuthTries: 4", with: "MaxAuthTries: \(maxAuthTries)")
+    }
+
+    @Test func planOutThenApplyPlanFixesExactlyThePlannedDrift() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let file = dir + "/reviewed.json"
+            let plan = try s.run("plan", "--out", file)
+            #expect(plan.status == 2, "\(plan.stderr)")
+            #expect(plan.stdout.contains("Saved the plan to \(file)"))
+
+            // The file: owner-only, the full commit id, each fix with its values; no secret in it.
+            var info = stat()
+            #expect(stat(file, &info) == 0 && info.st_mode & 0o777 == 0o600)
+            let saved = try SavedPlan(file)
+            #expect(saved.schemaVersion == 1)
+            #expect(saved.revision == (try head(s)))
+            let root = try #require(saved.item(Self.permitRoot))
+            #expect(root.controller == "host-hardening" && root.target == "local" && root.decision == "applied")
+            #expect(root.changes == [.init(property: "PermitRootLogin", observed: "yes", desired: "no")])
+            #expect(!(try read(file)).contains("guesthash"))
+            let planned = saved.drift.filter { $0.decision == "applied" }.count
+            #expect(planned > 20)
+            // No temporary file is left beside it.
+            #expect(try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasPrefix(".reviewed.json") }.isEmpty)
+
+            let apply = try s.run("apply", "--plan", file)
+            #expect(apply.status == 0, "\(apply.stdout)\n\(apply.stderr)")
+            let decisions = try records(s).map(\.decision)
+            #expect(decisions.count == planned && decisions.allSatisfy { $0 == "applied" })
+            #expect(try s.trailers("Bulwark-Result") == Array(repeating: "verified", count: planned))
+            #expect(Set(try s.trailers("Bulwark-Desired-Commit")) == [saved.revision])
+            #expect(try read(s.host + "/etc/ssh/sshd_config").contains("\nPermitRootLogin no\n"))
+            #expect(try s.run("plan").status == 0, "every planned fix was made")
+        }
+    }
+
+    @Test func driftThatAppearsOrChangesAfterThePlanIsDeferredThenFixedByTheNextPlan() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let sshd = s.host + "/etc/ssh/sshd_config"
+            let original = try read(sshd)
+            // X11Forwarding is in sync when the plan is made.
+            try write(sshd, original.replacingOccurrences(of: "X11Forwarding yes", with: "X11Forwarding no"))
+            let file = dir + "/reviewed.json"
+            #expect(try s.run("plan", "--out", file).status == 2)
+            let saved = try SavedPlan(file)
+            #expect(saved.item(Self.x11) == nil)
+            #expect(saved.item(Self.permitRoot) != nil)
+
+            // After the review: a new insecure value, and a planned one that changed.
+            try write(sshd, original.replacingOccurrences(of: "PermitRootLogin yes", with: "PermitRootLogin prohibit-password"))
+            let apply = try s.run("apply", "--plan", file)
+            #expect(apply.status == 0, "\(apply.stdout)\n\(apply.stderr)")
+            let config = try read(sshd)
+            #expect(config.contains("\nX11Forwarding yes\n"), "drift nobody reviewed is not fixed")
+            #expect(config.contains("\nPermitRootLogin prohibit-password\n"), "a value that changed since the review is not fixed")
+            #expect(config.contains("\nMaxAuthTries 4\n"), "the reviewed fixes are made")
+            let recorded = try records(s)
+            for resource in [Self.x11, Self.permitRoot] {
+                let mine = recorded.filter { $0.resource == resource }
+                #expect(mine.map(\.decision) == ["deferred"], "\(resource)")
+                #expect(mine.first?.message.contains("Reason: not in the reviewed plan \(file)") == true)
+            }
+            #expect(recorded.filter { $0.decision == "applied" }.count == saved.drift.filter { $0.decision == "applied" }.count - 1)
+
+            // The next reviewed plan lists them, and applying it fixes them.
+            let next = dir + "/next.json"
+            #expect(try s.run("plan", "--out", next).status == 2)
+            #expect(try SavedPlan(next).drift.map(\.resource).sorted() == [Self.permitRoot, Self.x11].sorted())
+            let again = try s.run("apply", "--plan", next)
+            #expect(again.status == 0, "\(again.stdout)\n\(again.stderr)")
+            #expect(try read(sshd).contains("\nX11Forwarding no\n"))
+            #expect(try read(sshd).contains("\nPermitRootLogin no\n"))
+            #expect(try s.run("plan").status == 0)
+        }
+    }
+
+    @Test func aPolicyCommitPushedAfterThePlanIsNotApplied() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let file = dir + "/reviewed.json"
+            #expect(try s.run("plan", "--out", file).status == 2)
+            let reviewed = try SavedPlan(file).revision
+            try s.commitPolicy("desired-state/hosts/sshd.yaml", try sshdPolicy(s, maxAuthTries: 3))
+            let newer = try head(s)
+            #expect(newer != reviewed)
+
+            let apply = try s.run("apply", "--plan", file)
+            #expect(apply.status == 0, "\(apply.stdout)\n\(apply.stderr)")
+            #expect(try read(s.host + "/etc/ssh/sshd_config").contains("\nMaxAuthTries 4\n"), "the reviewed revision's value")
+            #expect(Set(try s.trailers("Bulwark-Desired-Commit")) == [reviewed])
+            #expect(!(try records(s)).contains { $0.decision == "deferred" })
+
+            // A plain apply then takes the branch head.
+            let count = try s.auditCommits().count
+            #expect(try s.run("apply").status == 0)
+            #expect(try read(s.host + "/etc/ssh/sshd_config").contains("\nMaxAuthTries 3\n"))
+            #expect(try s.auditCommits().count == count + 1)
+            #expect(try s.trailers("Bulwark-Desired-Commit").first == newer)
+        }
+    }
+
+    @Test func aPlanFromARewrittenHistoryIsRefused() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let file = dir + "/reviewed.json"
+            #expect(try s.run("plan", "--out", file).status == 2)
+            let reviewed = try SavedPlan(file).revision
+            // Someone force-pushes main: the reviewed commit is no longer on the branch.
+            let work = dir + "/rewrite"
+            try git("clone", "-q", s.origin, work)
+            try git("commit", "-q", "--amend", "-m", "rewritten", in: work)
+            try git("push", "-q", "-f", "origin", "main", in: work)
+            let before = try s.snapshot()
+            let apply = try s.run("apply", "--plan", file)
+            #expect(apply.status == 1)
+            #expect(apply.stderr.contains("the plan \(file) was made at \(reviewed), which is not on the branch main"))
+            #expect(try s.snapshot() == before)
+            #expect(try !hasAuditBranch(s))
+        }
+    }
+
+    @Test func applyRevisionRefusesAStaleCommitAndAcceptsTheHead() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let stale = try head(s)
+            try s.commitPolicy("desired-state/hosts/sshd.yaml", try sshdPolicy(s, maxAuthTries: 3))
+            let current = try head(s)
+            let before = try s.snapshot()
+            let refused = try s.run("apply", "--revision", stale)
+            #expect(refused.status == 1)
+            #expect(refused.stderr.contains("the branch main is at \(current), not \(stale)"))
+            #expect(try s.snapshot() == before, "nothing changed")
+            #expect(try !hasAuditBranch(s), "nothing recorded")
+
+            let apply = try s.run("apply", "--revision", current.uppercased())
+            #expect(apply.status == 0, "\(apply.stdout)\n\(apply.stderr)")
+            #expect(try read(s.host + "/etc/ssh/sshd_config").contains("\nMaxAuthTries 3\n"))
+            #expect(Set(try s.trailers("Bulwark-Desired-Commit")) == [current])
+        }
+    }
+
+    @Test func aPlanFileThatIsNotOneExits64AndChangesNothing() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let file = dir + "/reviewed.json"
+            #expect(try s.run("plan", "--out", file).status == 2)
+            let before = try s.snapshot()
+
+            try write(dir + "/garbage.json", "this is not a plan {")
+            let garbage = try s.run("apply", "--plan", dir + "/garbage.json")
+            #expect(garbage.status == 64)
+            #expect(garbage.stderr.contains("is not a plan file written by `bulwark plan --out`"))
+
+            let other = try read(file).replacingOccurrences(of: "\"schemaVersion\" : 1", with: "\"schemaVersion\" : 2")
+            #expect(other != (try read(file)))
+            try write(dir + "/other.json", other)
+            let version = try s.run("apply", "--plan", dir + "/other.json")
+            #expect(version.status == 64)
+            #expect(version.stderr.contains("has schemaVersion 2"))
+
+            #expect(try s.run("apply", "--plan", dir + "/missing.json").status == 64)
+            #expect(try s.run("apply", "--plan", dir).status == 64, "a folder is not a plan")
+            #expect(try s.run("apply", "--revision", "abc123").status == 64)
+            #expect(try s.run("apply", "--plan", file, "--revision", SavedPlan(file).revision).status == 64)
+            #expect(try s.snapshot() == before)
+            #expect(try !hasAuditBranch(s))
+
+            // The file itself still applies.
+            #expect(try s.run("apply", "--plan", file).status == 0)
+            #expect(try s.run("plan").status == 0)
+        }
+    }
+}
