@@ -164,6 +164,34 @@ import Testing
         }
     }
 
+    @Test func anUnsignedCommitBehindASignedMergeIsRefused() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try applied(dir)
+            let alice = try makeKey(dir, "alice@example.org")
+            let signers = try allowedSigners(dir, alice)
+            let work = dir + "/merge-work"
+            try git("clone", "-q", s.origin, work)
+            try git("checkout", "-qb", "side", in: work)
+            try write(work + "/notes/side.txt", "side\n")
+            try git("add", "-A", in: work)
+            try git("-c", "commit.gpgsign=false", "commit", "-qm", "unsigned side change", in: work)
+            let side = try git("rev-parse", "--short=12", "HEAD", in: work).trimmingCharacters(in: .whitespacesAndNewlines)
+            try git("checkout", "-q", "main", in: work)
+            try write(work + "/notes/main.txt", "main\n")
+            try git("add", "-A", in: work)
+            try git("-c", "gpg.format=ssh", "-c", "user.signingkey=\(alice.privateKey)", "commit", "-S", "-qm", "signed main change", in: work)
+            try git("-c", "gpg.format=ssh", "-c", "user.signingkey=\(alice.privateKey)", "merge", "-S", "--no-ff", "-qm", "signed merge", "side", in: work)
+            try git("push", "-q", "origin", "main", in: work)
+            let before = try s.snapshot()
+
+            let apply = try s.run("apply", "--trusted-signers", signers)
+            #expect(apply.status == 1)
+            #expect(apply.stderr.contains("commit \(side) (Test Person <person@example.org>, \"unsigned side change\"): the commit is not signed"))
+            #expect(try s.snapshot() == before)
+            #expect(try refusals(s).count == 1)
+        }
+    }
+
     @Test func withoutTrustedSignersNothingChanges() async throws {
         try await withTemporaryDirectory { dir in
             let s = try applied(dir)
