@@ -192,6 +192,40 @@ import Testing
         }
     }
 
+    func sshdResource(_ name: String, _ setting: String) -> String {
+        """
+        apiVersion: bulwark/v1
+        kind: SSHDConfig
+        metadata: {name: \(name), annotations: {severity: medium}}
+        spec: {\(setting): "no"}
+        """
+    }
+
+    @Test func theDaemonAppliesASignedRevisionAndRefusesAnUnsignedOne() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            #expect(try s.run("apply").status == 0)
+            let alice = try makeKey(dir, "alice@example.org")
+            let signers = try allowedSigners(dir, alice)
+            let daemon = try DaemonProcess(["--repo", s.origin, "--state-dir", s.state, "--poll", "1", "--trusted-signers", signers],
+                                           environment: ["BULWARK_WEBHOOK_SECRET": "webhook-secret-for-tests",
+                                                         "BULWARK_FINDINGS_TOKEN": "findings-token-for-tests"],
+                                           logPath: dir + "/daemon.log")
+            #expect(daemon.wait { (try? daemon.get("/readyz").status) == 200 }, "readyz: \(daemon.log)")
+            let sshd = s.host + "/etc/ssh/sshd_config"
+
+            try commit(s, [("desired-state/hosts/agent.yaml", sshdResource("no-agent-forwarding", "AllowAgentForwarding"), alice)])
+            #expect(try daemon.wait(seconds: 30) { try read(sshd).contains("\nAllowAgentForwarding no\n") }, "\(daemon.log)")
+
+            let ids = try commit(s, [("desired-state/hosts/tcp.yaml", sshdResource("no-tcp-forwarding", "AllowTcpForwarding"), nil)])
+            #expect(try daemon.wait(seconds: 30) { try refusals(s).count == 1 }, "\(daemon.log)")
+            #expect(try refusals(s).first?.contains("commit \(ids[0])") == true)
+            #expect(!(try read(sshd).contains("AllowTcpForwarding")), "the unsigned revision changed nothing")
+            #expect(daemon.terminate() == 0)
+            #expect(try refusals(s).count == 1, "recorded once, however often the daemon polled")
+        }
+    }
+
     @Test func withoutTrustedSignersNothingChanges() async throws {
         try await withTemporaryDirectory { dir in
             let s = try applied(dir)
