@@ -271,7 +271,11 @@ actor Daemon: DaemonControl {
             guard newHead != head else { return false }
             let files = try await repository.files(at: newHead)
             do {
-                var loaded = try DesiredStateLoader(registry: registry).load(files, revision: newHead.hex)
+                if let verification = options.sourceVerification {
+                    let outcome = try await verification.verify(head: newHead, repository: repository, stateDirectory: options.stateDirectory)
+                    if let note = outcome.note { logger.warning("source", metadata: ["signatures": .string(note)]) }
+                }
+                    var loaded = try DesiredStateLoader(registry: registry).load(files, revision: newHead.hex)
                 for warning in loaded.warnings { logger.warning("manifest", metadata: ["warning": .string(warning.description)]) }
                 let provenance = await Provenance.establish(&loaded, head: newHead, repository: repository, registry: registry,
                                                             stateDirectory: options.stateDirectory)
@@ -319,7 +323,8 @@ actor Daemon: DaemonControl {
             } catch {
                 sourceError = "revision \(newHead.short) refused: \(error)"
                 refusal = "revision \(newHead.short) refused: \(error)"
-                let errors = (error as? ValidationFailure)?.errors.map(\.description) ?? ["\(error)"]
+                let errors = (error as? ValidationFailure)?.errors.map(\.description)
+                    ?? (error as? SourceVerification.Refusal)?.problems ?? ["\(error)"]
                 await LoadedRevision.recordRefusal(of: newHead, errors: errors, in: repository, console: Console())
                 logger.error("revision refused; the last good revision stays in force",
                              metadata: ["revision": .string(newHead.short), "errors": .string("\(error)")])

@@ -360,6 +360,24 @@ actor PolicyRepository: AuditSink {
         has(commit) && ((try? repository.isAncestor(commit, of: head)) ?? false)
     }
 
+    // MARK: - Signatures
+
+    /// Every commit reachable from `head` and not from `base` (each parent of a merge), newest first.
+    func commits(from head: ObjectID, since base: ObjectID?) throws -> [CommitInfo] {
+        try repository.history(from: head, hiding: base)
+    }
+
+    /// One commit, with its author and message.
+    func commit(_ id: ObjectID) throws -> CommitInfo { try repository.commitInfo(id) }
+
+    /// Whether `ancestor` is `descendant` or reachable from it.
+    func isAncestor(_ ancestor: ObjectID, of descendant: ObjectID) throws -> Bool {
+        try repository.isAncestor(ancestor, of: descendant)
+    }
+
+    /// A commit's signature and signed bytes, or nil when it is unsigned.
+    func signature(of commit: ObjectID) throws -> CommitSignature? { try repository.signature(of: commit) }
+
     /// The caller's git identity: GIT_AUTHOR_NAME and GIT_AUTHOR_EMAIL, else git's configuration.
     func callerSignature() -> Signature? {
         let env = ProcessInfo.processInfo.environment

@@ -54,13 +54,7 @@ struct Provenance: Sendable {
 
         // Weakening: compare with the last revision applied without a pending weakening, or, on a
         // new state directory, the revision of the newest fix on the audit branch.
-        var baseline = (try? String(contentsOfFile: baselineFile(stateDirectory), encoding: .utf8))
-            .flatMap { ObjectID(hex: $0.trimmingCharacters(in: .whitespacesAndNewlines)) }
-        if baseline == nil, let commits = try? await repository.auditHistory(limit: 500) {
-            baseline = commits.first { $0.trailer("Bulwark-Decision") == Decision.applied.rawValue }
-                .flatMap { $0.trailer("Bulwark-Desired-Commit") }.flatMap { ObjectID(hex: $0) }
-        }
-        guard let baseline, baseline != head, await repository.has(baseline),
+        guard let baseline = await lastApplied(repository: repository, stateDirectory: stateDirectory)?.id, baseline != head, await repository.has(baseline),
               let files = try? await repository.files(at: baseline),
               let previous = try? DesiredStateLoader(registry: registry).load(files, revision: baseline.hex) else {
             return result
@@ -76,6 +70,20 @@ struct Provenance: Sendable {
         }
         result.weakened = weakened
         return result
+    }
+
+    /// The last applied revision: the state directory's baseline file, else (a new state
+    /// directory) the revision of the newest applied record on the audit branch, which
+    /// `fromAuditBranch` marks, since anyone who can push can write that branch.
+    static func lastApplied(repository: PolicyRepository, stateDirectory: String) async -> (id: ObjectID, fromAuditBranch: Bool)? {
+        if let local = (try? String(contentsOfFile: baselineFile(stateDirectory), encoding: .utf8))
+            .flatMap({ ObjectID(hex: $0.trimmingCharacters(in: .whitespacesAndNewlines)) }) {
+            return (local, false)
+        }
+        guard let commits = try? await repository.auditHistory(limit: 500),
+              let recorded = commits.first(where: { $0.trailer("Bulwark-Decision") == Decision.applied.rawValue })
+                .flatMap({ $0.trailer("Bulwark-Desired-Commit") }).flatMap({ ObjectID(hex: $0) }) else { return nil }
+        return (recorded, true)
     }
 
     /// Moves the baseline to `head` unless a weakening of it is still held: a held weakening keeps

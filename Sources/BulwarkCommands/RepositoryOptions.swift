@@ -43,6 +43,15 @@ struct RepositoryOptions: ParsableArguments {
     @Option(help: ArgumentHelp("File holding the HTTPS password or access token (instead of the environment).", valueName: "path"))
     var gitPasswordFile: String?
 
+    @Option(help: ArgumentHelp("An ssh-keygen allowed_signers file (`principal namespaces=\"git\" key` lines): every policy commit since the last applied revision must be SSH-signed by a key in it, or the revision is refused (default: $BULWARK_TRUSTED_SIGNERS). Without it, signatures are not verified.", valueName: "path"))
+    var trustedSigners: String?
+
+    /// Signature verification of the policy, when a trusted signers file is given.
+    var sourceVerification: SourceVerification? {
+        (trustedSigners ?? ProcessInfo.processInfo.environment["BULWARK_TRUSTED_SIGNERS"])
+            .flatMap { $0.isEmpty ? nil : SourceVerification(allowedSigners: $0) }
+    }
+
     /// Checks the options (exit 64 on a mistake) and exports the secrets folder to the process
     /// environment as `BULWARK_SECRETS_DIR`, before any secret is read.
     func validate() throws {
@@ -181,6 +190,10 @@ extension RepositoryOptions {
         let head = try await pin?.check(head: fetched, in: repository, branch: branch) ?? fetched
         let files = try await repository.files(at: head)
         do {
+            if let verification = sourceVerification {
+                let outcome = try await verification.verify(head: head, repository: repository, stateDirectory: stateDirectory)
+                if let note = outcome.note { console.warn(note) }
+            }
             var state = try DesiredStateLoader(registry: Bulwark.registry()).load(files, revision: head.hex)
             console.warn(state.warnings)
             let provenance = await Provenance.establish(&state, head: head, repository: repository, registry: Bulwark.registry(),
@@ -194,9 +207,10 @@ extension RepositoryOptions {
                                   recordRefusal: recordRefusal)
         } catch {
             console.error("revision \(head.short) of \(displayURL) \(branch) is refused; nothing was changed.")
-            console.print(error.description, to: .standardError)
+            console.print("\(error)", to: .standardError)
             if recordRefusal {
-                let errors = (error as? ValidationFailure)?.errors.map(\.description) ?? ["\(error)"]
+                let errors = (error as? ValidationFailure)?.errors.map(\.description)
+                    ?? (error as? SourceVerification.Refusal)?.problems ?? ["\(error)"]
                 await LoadedRevision.recordRefusal(of: head, errors: errors, in: repository, console: console)
             }
             throw ExitCode.failure

@@ -1,0 +1,155 @@
+internal import BulwarkCore
+internal import BulwarkGit
+internal import Foundation
+
+/// Trusted source: before a revision is applied, every policy commit since the last applied
+/// revision must carry an SSH signature that `ssh-keygen -Y verify` accepts against an
+/// allowed_signers file. The signer is whoever that file says owns the key, never the name a
+/// commit claims. Off unless `--trusted-signers` (or `$BULWARK_TRUSTED_SIGNERS`) names the file.
+struct SourceVerification: Sendable {
+    /// The `ssh-keygen -Y` allowed_signers file (`principal namespaces="git" key` lines).
+    let allowedSigners: String
+
+    /// What a verification checked, for the operator.
+    struct Outcome: Sendable, Equatable {
+        var verified: [ObjectID] = []
+        /// Said when the check was narrower than the range (no applied revision yet).
+        var note: String?
+    }
+
+    /// A revision whose source cannot be trusted: nothing may act on it.
+    struct Refusal: Error, CustomStringConvertible {
+        var problems: [String]
+        var description: String { problems.joined(separator: "\n") }
+    }
+
+    /// Longest a single `ssh-keygen` may take; it finishes in milliseconds.
+    static let timeout: TimeInterval = 30
+
+    /// Verifies every commit from the last applied revision (exclusive) to `head`, every parent
+    /// of every merge included. Throws `Refusal` naming each commit that fails and why.
+    func verify(head: ObjectID, repository: PolicyRepository, stateDirectory: String) async throws -> Outcome {
+        var outcome = Outcome()
+        let range: [CommitInfo]
+        if let baseline = await Provenance.lastApplied(repository: repository, stateDirectory: stateDirectory) {
+            guard await repository.has(baseline.id), try await repository.isAncestor(baseline.id, of: head) else {
+                throw Refusal(problems: ["the policy branch was rewritten: \(baseline.id.short) is not an ancestor of \(head.short)"])
+            }
+            var commits = try await repository.commits(from: head, since: baseline.id)
+            // A baseline read from the audit branch is only as trustworthy as whoever pushed that
+            // record, so it is verified too; the state directory's own file is trusted.
+            if baseline.fromAuditBranch { commits.append(try await repository.commit(baseline.id)) }
+            range = commits
+        } else {
+            range = [try await repository.commit(head)]
+            outcome.note = "no revision was applied from this state directory or recorded on the audit branch yet: "
+                + "only the signature of \(head.short) is verified"
+        }
+        guard FileManager.default.isReadableFile(atPath: allowedSigners) else {
+            throw Refusal(problems: ["cannot read the trusted signers file \(allowedSigners): no commit can be verified"])
+        }
+        let folder = try Self.privateFolder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        var problems: [String] = []
+        for commit in range {
+            if let problem = try await check(commit, repository: repository, folder: folder) {
+                problems.append("commit \(commit.id.short) (\(quotedForMessage(commit.author.name)) <\(quotedForMessage(commit.author.email))>, "
+                                + "\"\(quotedForMessage(commit.summary))\"): \(problem)")
+            } else {
+                outcome.verified.append(commit.id)
+            }
+        }
+        guard problems.isEmpty else { throw Refusal(problems: problems) }
+        return outcome
+    }
+
+    /// Why `commit`'s signature is not trusted, or nil when it is.
+    private func check(_ commit: CommitInfo, repository: PolicyRepository, folder: String) async throws -> String? {
+        guard let signed = try await repository.signature(of: commit.id) else { return "the commit is not signed" }
+        guard signed.signature.starts(with: Array("-----BEGIN SSH SIGNATURE-----".utf8)) else {
+            return "the commit is not signed with an SSH key (set gpg.format to ssh)"
+        }
+        let signatureFile = folder + "/commit.sig"
+        let dataFile = folder + "/commit.data"
+        for (path, bytes) in [(signatureFile, signed.signature), (dataFile, signed.signedData)] {
+            unlink(path)
+            guard FileManager.default.createFile(atPath: path, contents: Data(bytes), attributes: [.posixPermissions: 0o600]) else {
+                throw CommandError("cannot write \(path) to verify commit \(commit.id.short)")
+            }
+        }
+        let found = try Self.sshKeygen(["-Y", "find-principals", "-s", signatureFile, "-f", allowedSigners], folder: folder)
+        guard found.status == 0,
+              let principal = found.output.split(whereSeparator: \.isNewline).first.map(String.init), !principal.isEmpty else {
+            return "it is signed by a key that is not in the trusted signers file \(allowedSigners)"
+        }
+        let verified = try Self.sshKeygen(["-Y", "verify", "-f", allowedSigners, "-I", principal, "-n", "git", "-s", signatureFile],
+                                          input: dataFile, folder: folder)
+        guard verified.status == 0 else {
+            let reason = verified.errors.split(whereSeparator: \.isNewline).last.map(String.init) ?? "exit \(verified.status)"
+            return "the signature of \(quotedForMessage(principal)) does not verify: \(quotedForMessage(reason, limit: 200))"
+        }
+        return nil
+    }
+
+    /// A folder only this user can read, for the signature and the signed bytes.
+    private static func privateFolder() throws -> String {
+        var template = Array((NSTemporaryDirectory() + "/bulwark-verify-XXXXXX").utf8CString)
+        guard mkdtemp(&template) != nil else { throw CommandError("cannot create a temporary folder to verify signatures") }
+        return String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// The `ssh-keygen` on the PATH, else the usual place.
+    static var executable: String {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+        for folder in path.split(separator: ":") where FileManager.default.isExecutableFile(atPath: "\(folder)/ssh-keygen") {
+            return "\(folder)/ssh-keygen"
+        }
+        return "/usr/bin/ssh-keygen"
+    }
+
+    /// Runs ssh-keygen with output captured in files (no pipe to fill), killed after `timeout`.
+    private static func sshKeygen(_ arguments: [String], input: String? = nil, folder: String) throws
+        -> (status: Int32, output: String, errors: String) {
+        let outPath = folder + "/out"
+        let errPath = folder + "/err"
+        for path in [outPath, errPath] {
+            unlink(path)
+            guard FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600]) else {
+                throw CommandError("cannot create \(path) to verify signatures")
+            }
+        }
+        guard let out = FileHandle(forWritingAtPath: outPath), let err = FileHandle(forWritingAtPath: errPath) else {
+            throw CommandError("cannot open \(folder) to verify signatures")
+        }
+        let stdin = input.flatMap { FileHandle(forReadingAtPath: $0) }
+        defer {
+            try? out.close()
+            try? err.close()
+            try? stdin?.close()
+        }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = stdin ?? FileHandle.nullDevice
+        do {
+            try process.run()
+        } catch {
+            throw CommandError("cannot run \(executable) to verify signatures: \(error.localizedDescription)")
+        }
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning {
+            guard Date() < deadline else {
+                process.terminate()
+                process.waitUntilExit()
+                throw CommandError("\(executable) did not finish within \(Int(timeout)) s")
+            }
+            usleep(2_000)
+        }
+        process.waitUntilExit()
+        let output = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
+        let errors = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
+        return (process.terminationStatus, output, errors.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+}

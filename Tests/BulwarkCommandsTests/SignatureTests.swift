@@ -1,0 +1,256 @@
+@testable import BulwarkCommands
+import BulwarkTestSupport
+import Foundation
+import Testing
+
+/// Trusted source through the binary, with real `ssh-keygen` keys and commits signed by the real
+/// `git`: with `--trusted-signers`, every policy commit since the last applied revision must be
+/// SSH-signed by a key in the allowed_signers file, or nothing acts on the revision.
+@Suite struct SignatureTests {
+    /// A signing key made by ssh-keygen, and its allowed_signers line.
+    struct Key {
+        let privateKey: String
+        let allowedLine: String
+    }
+
+    func makeKey(_ dir: String, _ principal: String) throws -> Key {
+        let path = dir + "/key-\(UUID().uuidString.prefix(8))"
+        let made = try run("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", principal, "-f", path])
+        guard made.status == 0 else { throw SupportError("ssh-keygen failed: \(made.stderr)") }
+        let publicKey = try read(path + ".pub").split(separator: " ").prefix(2).joined(separator: " ")
+        return Key(privateKey: path, allowedLine: "\(principal) namespaces=\"git\" \(publicKey)\n")
+    }
+
+    func allowedSigners(_ dir: String, _ keys: Key...) throws -> String {
+        let path = dir + "/allowed_signers"
+        try write(path, keys.map(\.allowedLine).joined())
+        return path
+    }
+
+    /// Commits files through a clone, each commit signed with its key (nil: unsigned), and pushes
+    /// them (forced when `onto` rewinds the branch). Returns the commits' 12-character ids.
+    @discardableResult
+    func commit(_ s: Scenario, _ commits: [(path: String, text: String, key: Key?)], onto base: String? = nil) throws -> [String] {
+        let work = s.dir + "/work-\(UUID().uuidString.prefix(8))"
+        try git("clone", "-q", s.origin, work)
+        if let base { try git("reset", "-q", "--hard", base, in: work) }
+        var ids: [String] = []
+        for change in commits {
+            try write(work + "/" + change.path, change.text)
+            try git("add", "-A", in: work)
+            if let key = change.key {
+                try git("-c", "gpg.format=ssh", "-c", "user.signingkey=\(key.privateKey)", "commit", "-S", "-qm", "change \(change.path)", in: work)
+            } else {
+                try git("-c", "commit.gpgsign=false", "commit", "-qm", "change \(change.path)", in: work)
+            }
+            ids.append(try git("rev-parse", "--short=12", "HEAD", in: work).trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        if base == nil {
+            try git("push", "-q", "origin", "main", in: work)
+        } else {
+            try git("push", "-q", "--force", "origin", "HEAD:main", in: work)
+        }
+        return ids
+    }
+
+    /// Puts root login back on the host, a drift the policy fixes.
+    func drift(_ s: Scenario) throws {
+        let path = s.host + "/etc/ssh/sshd_config"
+        let text = try read(path)
+        #expect(text.contains("\nPermitRootLogin no\n"))
+        try Data(text.replacingOccurrences(of: "\nPermitRootLogin no\n", with: "\nPermitRootLogin yes\n").utf8)
+            .write(to: URL(fileURLWithPath: path))
+    }
+
+    func isFixed(_ s: Scenario) throws -> Bool { try read(s.host + "/etc/ssh/sshd_config").contains("\nPermitRootLogin no\n") }
+
+    func refusals(_ s: Scenario) throws -> [String] {
+        let log = try git("--git-dir", s.origin, "log", "--format=%H %(trailers:key=Bulwark-Decision,valueonly,separator=)", "bulwark/audit")
+        return try log.split(separator: "\n").filter { $0.hasSuffix(" refused") }.map {
+            try git("--git-dir", s.origin, "show", "--format=%B", String($0.prefix(40)))
+        }
+    }
+
+    /// The scenario applied once without verification (its initial commit is unsigned), then drifted.
+    func applied(_ dir: String) throws -> Scenario {
+        let s = try Scenario(in: dir)
+        #expect(try s.run("apply").status == 0)
+        try drift(s)
+        return s
+    }
+
+    @Test func aSignedChainApplies() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try applied(dir)
+            let alice = try makeKey(dir, "alice@example.org")
+            let bob = try makeKey(dir, "bob@example.org")
+            let signers = try allowedSigners(dir, alice, bob)
+            try commit(s, [("notes/a.txt", "one\n", alice), ("notes/b.txt", "two\n", bob), ("notes/c.txt", "three\n", alice)])
+            let result = try s.run("apply", "--trusted-signers", signers)
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(try isFixed(s))
+            #expect(try refusals(s).isEmpty)
+        }
+    }
+
+    @Test func anUnsignedCommitInTheRangeRefusesTheRevision() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try applied(dir)
+            let alice = try makeKey(dir, "alice@example.org")
+            let signers = try allowedSigners(dir, alice)
+            let ids = try commit(s, [("notes/a.txt", "one\n", alice), ("notes/b.txt", "two\n", nil), ("notes/c.txt", "three\n", alice)])
+            let before = try s.snapshot()
+            let audit = try s.auditCommits()
+
+            let plan = try s.run("plan", "--trusted-signers", signers)
+            #expect(plan.status == 1)
+            #expect(plan.stderr.contains("commit \(ids[1]) (Test Person <person@example.org>, \"change notes/b.txt\"): the commit is not signed"))
+            #expect(try s.auditCommits() == audit, "plan writes nothing")
+
+            let apply = try s.run("apply", "--trusted-signers", signers)
+            #expect(apply.status == 1)
+            #expect(apply.stderr.contains("\(ids[1])"))
+            #expect(!apply.stderr.contains("commit \(ids[0])") && !apply.stderr.contains("commit \(ids[2])"), "only the unsigned commit is named")
+            #expect(try s.snapshot() == before, "nothing acted on the revision")
+            // Applying again records nothing new: the refusal is on the audit branch once.
+            #expect(try s.run("apply", "--trusted-signers", signers).status == 1)
+            let refused = try refusals(s)
+            #expect(refused.count == 1)
+            #expect(refused.first?.contains(ids[1]) == true)
+        }
+    }
+
+    @Test func aKeyNotInTheTrustedSignersIsRefused() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try applied(dir)
+            let alice = try makeKey(dir, "alice@example.org")
+            let mallory = try makeKey(dir, "mallory@example.org")
+            let signers = try allowedSigners(dir, alice)
+            let ids = try commit(s, [("notes/a.txt", "one\n", alice), ("notes/b.txt", "two\n", mallory)])
+            let before = try s.snapshot()
+            let apply = try s.run("apply", "--trusted-signers", signers)
+            #expect(apply.status == 1)
+            #expect(apply.stderr.contains("commit \(ids[1])"))
+            #expect(apply.stderr.contains("signed by a key that is not in the trusted signers file"))
+            #expect(try s.snapshot() == before)
+            #expect(try refusals(s).count == 1)
+
+            // Once the team trusts the key, the same revision applies.
+            let trusted = try allowedSigners(dir, alice, mallory)
+            #expect(try s.run("apply", "--trusted-signers", trusted).status == 0)
+            #expect(try isFixed(s))
+        }
+    }
+
+    @Test func aForcePushThatRewritesAppliedHistoryIsRefused() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try applied(dir)
+            let alice = try makeKey(dir, "alice@example.org")
+            let signers = try allowedSigners(dir, alice)
+            let first = try commit(s, [("notes/a.txt", "one\n", alice)])
+            #expect(try s.run("apply", "--trusted-signers", signers).status == 0)
+            #expect(try isFixed(s))
+            let applied = try #require(first.first)
+
+            // History is rewritten: the applied commit is replaced by another, signed one.
+            try drift(s)
+            let before = try s.snapshot()
+            let rewritten = try commit(s, [("notes/a.txt", "other\n", alice)], onto: applied + "~1")
+            let apply = try s.run("apply", "--trusted-signers", signers)
+            #expect(apply.status == 1)
+            #expect(apply.stderr.contains("the policy branch was rewritten: \(applied) is not an ancestor of \(rewritten[0])"))
+            #expect(try s.snapshot() == before)
+            #expect(try refusals(s).count == 1)
+        }
+    }
+
+    @Test func anUnsignedCommitBehindASignedMergeIsRefused() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try applied(dir)
+            let alice = try makeKey(dir, "alice@example.org")
+            let signers = try allowedSigners(dir, alice)
+            let work = dir + "/merge-work"
+            try git("clone", "-q", s.origin, work)
+            try git("checkout", "-qb", "side", in: work)
+            try write(work + "/notes/side.txt", "side\n")
+            try git("add", "-A", in: work)
+            try git("-c", "commit.gpgsign=false", "commit", "-qm", "unsigned side change", in: work)
+            let side = try git("rev-parse", "--short=12", "HEAD", in: work).trimmingCharacters(in: .whitespacesAndNewlines)
+            try git("checkout", "-q", "main", in: work)
+            try write(work + "/notes/main.txt", "main\n")
+            try git("add", "-A", in: work)
+            try git("-c", "gpg.format=ssh", "-c", "user.signingkey=\(alice.privateKey)", "commit", "-S", "-qm", "signed main change", in: work)
+            try git("-c", "gpg.format=ssh", "-c", "user.signingkey=\(alice.privateKey)", "merge", "-S", "--no-ff", "-qm", "signed merge", "side", in: work)
+            try git("push", "-q", "origin", "main", in: work)
+            let before = try s.snapshot()
+
+            let apply = try s.run("apply", "--trusted-signers", signers)
+            #expect(apply.status == 1)
+            #expect(apply.stderr.contains("commit \(side) (Test Person <person@example.org>, \"unsigned side change\"): the commit is not signed"))
+            #expect(try s.snapshot() == before)
+            #expect(try refusals(s).count == 1)
+        }
+    }
+
+    func sshdResource(_ name: String, _ setting: String) -> String {
+        """
+        apiVersion: bulwark/v1
+        kind: SSHDConfig
+        metadata: {name: \(name), annotations: {severity: medium}}
+        spec: {\(setting): "no"}
+        """
+    }
+
+    @Test func theDaemonAppliesASignedRevisionAndRefusesAnUnsignedOne() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            #expect(try s.run("apply").status == 0)
+            let alice = try makeKey(dir, "alice@example.org")
+            let signers = try allowedSigners(dir, alice)
+            let daemon = try DaemonProcess(["--repo", s.origin, "--state-dir", s.state, "--poll", "1", "--trusted-signers", signers],
+                                           environment: ["BULWARK_WEBHOOK_SECRET": "webhook-secret-for-tests",
+                                                         "BULWARK_FINDINGS_TOKEN": "findings-token-for-tests"],
+                                           logPath: dir + "/daemon.log")
+            #expect(daemon.wait { (try? daemon.get("/readyz").status) == 200 }, "readyz: \(daemon.log)")
+            let sshd = s.host + "/etc/ssh/sshd_config"
+
+            try commit(s, [("desired-state/hosts/agent.yaml", sshdResource("no-agent-forwarding", "AllowAgentForwarding"), alice)])
+            #expect(try daemon.wait(seconds: 30) { try read(sshd).contains("\nAllowAgentForwarding no\n") }, "\(daemon.log)")
+
+            let ids = try commit(s, [("desired-state/hosts/tcp.yaml", sshdResource("no-tcp-forwarding", "AllowTcpForwarding"), nil)])
+            #expect(try daemon.wait(seconds: 30) { try refusals(s).count == 1 }, "\(daemon.log)")
+            #expect(try refusals(s).first?.contains("commit \(ids[0])") == true)
+            #expect(!(try read(sshd).contains("AllowTcpForwarding")), "the unsigned revision changed nothing")
+            #expect(daemon.terminate() == 0)
+            #expect(try refusals(s).count == 1, "recorded once, however often the daemon polled")
+        }
+    }
+
+    @Test func withoutTrustedSignersNothingChanges() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try applied(dir)
+            try commit(s, [("notes/a.txt", "one\n", nil)])
+            let result = try s.run("apply")
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(try isFixed(s))
+            #expect(try refusals(s).isEmpty)
+        }
+    }
+
+    @Test func withNoAppliedRevisionOnlyTheHeadIsVerified() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let alice = try makeKey(dir, "alice@example.org")
+            let signers = try allowedSigners(dir, alice)
+            // The initial commit is unsigned; only the head's signature can be checked.
+            try commit(s, [("notes/a.txt", "one\n", alice)])
+            let result = try s.run("apply", "--trusted-signers", signers)
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(result.stderr.contains("only the signature of"))
+            #expect(try isFixed(s))
+
+            try commit(s, [("notes/b.txt", "two\n", nil)])
+            #expect(try s.run("apply", "--trusted-signers", signers).status == 1)
+        }
+    }
+}
