@@ -357,7 +357,7 @@ actor PolicyRepository: AuditSink {
     /// Audit commits, newest first (the local branch: what was pushed and what waits to be).
     func auditHistory(limit: Int = .max) throws -> [CommitInfo] {
         guard let head = try repository.resolve(localAudit) else { return [] }
-        return try repository.history(from: head, limit: limit)
+        return try commits(from: head, limit: limit)
     }
 
     /// Verified fixes recorded since `start`, for the flap breaker.
@@ -375,17 +375,18 @@ actor PolicyRepository: AuditSink {
         return history
     }
 
-    /// The commits from `head` committed since `start`, newest first, as `history(from:since:)`
-    /// gives them. The audit branch is a line (Bulwark appends and replays, never merges), so this
-    /// follows parents one by one and reads only the window, where a revision walk with sorting
-    /// reads the whole branch first; a merge commit in the window falls back to that walk.
-    private func commits(from head: ObjectID, since start: Date) throws -> [CommitInfo] {
+    /// The commits from `head`, newest first, at most `limit`, and with `since` only those
+    /// committed since it, as `history(from:limit:since:)` gives them. The audit branch is a line
+    /// (Bulwark appends and replays, never merges), so this follows parents one by one and reads
+    /// only what it returns, where a revision walk with sorting reads the whole branch first; a
+    /// merge commit on the way falls back to that walk.
+    private func commits(from head: ObjectID, since start: Date? = nil, limit: Int = .max) throws -> [CommitInfo] {
         var result: [CommitInfo] = []
         var next: ObjectID? = head
-        while let id = next {
+        while let id = next, result.count < limit {
             let commit = try repository.commitInfo(id)
-            if commit.committer.time < start { break }
-            guard commit.parents.count <= 1 else { return try repository.history(from: head, since: start) }
+            if let start, commit.committer.time < start { break }
+            guard commit.parents.count <= 1 else { return try repository.history(from: head, limit: limit, since: start) }
             result.append(commit)
             next = commit.parents.first
         }

@@ -179,3 +179,30 @@ import Testing
         }
     }
 }
+
+@Suite struct AuditHistoryWalkTests {
+    @Test func aMergeOnTheAuditBranchIsReadWhole() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let t = AuditIndexTests()
+            try await t.writeAndPublish(s, t.a, t.b)
+            // Someone merges a side commit into the audit branch on the origin.
+            func origin(_ arguments: String...) throws -> String {
+                let result = try run("/usr/bin/git", ["--git-dir", s.origin] + arguments)
+                guard result.status == 0 else { throw SupportError("git \(arguments) failed: \(result.stderr)") }
+                return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            let side = try origin("commit-tree", "bulwark/audit~1^{tree}", "-p", "bulwark/audit~1", "-m", "side\n\nBulwark-Id: \(t.c)")
+            let merge = try origin("commit-tree", "bulwark/audit^{tree}", "-p", "bulwark/audit", "-p", side, "-m", "merge")
+            _ = try origin("update-ref", "refs/heads/bulwark/audit", merge)
+            try await t.process(s) { (repo: PolicyRepository) async throws in
+                let walked = try await repo.auditHistory().map(\.id.hex)
+                #expect(walked.first == merge)
+                #expect(Set(walked) == Set(try origin("rev-list", "bulwark/audit").split(separator: "\n").map(String.init)))
+                #expect(try await repo.auditHistory(limit: 2).count == 2)
+                #expect(try await repo.contains(recordID: t.c))
+                #expect(await repo.indexStatistics == .init(loadedFromFile: true, rebuilds: 0, commitsRead: 2))
+            }
+        }
+    }
+}
