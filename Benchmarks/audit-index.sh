@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# `bulwark plan` against an origin whose audit branch already holds many records: the first
-# plan of a state directory walks the branch once and writes the audit index
-# (state/audit-index); the next ones read the index and only the commits added since.
+# `bulwark plan` and `bulwark apply` against an origin whose audit branch already holds many
+# records. The first apply of a state directory walks the branch once and writes the audit
+# index (state/audit-index); the next ones read the index and only the commits added since.
 #
 # Usage: Benchmarks/audit-index.sh [records] [bulwark binary] [work directory]
 #   (defaults: 20000, .build/release/bulwark, a temporary directory removed at the end)
-# Prints the time of: the first plan (clone, walk, index written), a plan with the index, and
-# a plan with the index removed before it (the full walk every process did before the index).
+# Prints the time of plans and applies; the last apply runs with the index removed, i.e. with
+# the full walk every apply did before the index.
 # Given a work directory, it is kept, so that the plans can be timed again with another tool:
-#   bulwark plan --repo WORK/origin.git --state-dir WORK/state
+#   bulwark plan|apply --repo WORK/origin.git --state-dir WORK/state
 set -euo pipefail
 n=${1:-20000}
 bin=$(realpath "${2:-$(dirname "$0")/../.build/release/bulwark}")
@@ -40,10 +40,14 @@ git --git-dir "$work/origin.git" fast-import --quiet < "$work/stream"
 rm "$work/stream"
 echo "audit records on the origin: $(git --git-dir "$work/origin.git" rev-list --count bulwark/audit)"
 
-plan() { "$bin" plan --repo "$work/origin.git" --state-dir "$work/state" >/dev/null 2>&1 || [ $? -eq 2 ]; }
+run() { "$bin" "$1" --repo "$work/origin.git" --state-dir "$work/state" >/dev/null 2>&1 || [ $? -eq 2 ]; }
 seconds() { local s e; s=$(date +%s.%N); "$@"; e=$(date +%s.%N); python3 -c "print(f'{float(\"$e\") - float(\"$s\"):.2f} s')"; }
 
-echo "first plan (clones, walks $n commits, writes the index): $(seconds plan)"
-echo "plan with the index:                                    $(seconds plan)"
+# plan reads only the recent end of the audit branch (flap window, newest fix): no index needed.
+echo "first plan (clones the origin):                       $(seconds run plan)"
+echo "plan:                                                 $(seconds run plan)"
+# apply asks, for every held or blocked decision and failure, whether it is already recorded.
+echo "first apply (fixes, records, writes the index):       $(seconds run apply)"
+echo "apply with the index (nothing new to record):         $(seconds run apply)"
 rm "$work/state/audit-index"
-echo "plan with the index removed (a full walk):              $(seconds plan)"
+echo "apply with the index removed (walks $n commits):   $(seconds run apply)"
