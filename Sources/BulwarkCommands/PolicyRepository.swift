@@ -66,7 +66,12 @@ actor PolicyRepository: AuditSink {
     private let lockedAt: Date
     /// What was repaired in the state clone, in words, also printed as warnings.
     private(set) var repairs: [String] = []
-    private var recordedIDs: Set<String>?
+    /// The ids on the local audit branch, loaded on first use (see `AuditIndex`).
+    private var index: AuditIndex?
+    /// Whether `index` holds more than the file in the state directory.
+    private var indexDirty = false
+    /// What keeping the index up to date cost in this process.
+    private(set) var indexStatistics = AuditIndex.Statistics()
 
     private var localAudit: String { "refs/heads/\(configuration.auditBranch)" }
     private var remoteAudit: String { "refs/remotes/origin/\(configuration.auditBranch)" }
@@ -136,16 +141,71 @@ actor PolicyRepository: AuditSink {
     // MARK: - Audit
 
     func contains(recordID: String) throws -> Bool {
-        if recordedIDs == nil {
-            var ids = Set<String>()
-            if let head = try repository.resolve(localAudit) {
-                for commit in try repository.history(from: head) {
-                    if let id = commit.trailer("Bulwark-Id") { ids.insert(id) }
-                }
-            }
-            recordedIDs = ids
+        try currentIndex().ids.contains(recordID)
+    }
+
+    /// The index brought up to the local audit branch's head: loaded from its file, extended
+    /// by the commits since the commit it was up to date with, or rebuilt by a full walk when
+    /// that commit is no longer in the branch's history (a rewritten branch) or the file cannot
+    /// be trusted.
+    private func currentIndex() throws -> AuditIndex {
+        let head = try repository.resolve(localAudit)
+        var current: AuditIndex
+        var changed = false
+        if let index {
+            current = index
+        } else if let stored = AuditIndex.read(in: configuration.stateDirectory) {
+            current = stored
+            indexStatistics.loadedFromFile = true
+        } else {
+            current = try rebuiltIndex(head: head)
+            changed = true
         }
-        return recordedIDs?.contains(recordID) ?? false
+        if current.head != head {
+            changed = true
+            if let indexed = current.head, let head, (try? repository.contains(indexed)) == true,
+               (try? repository.isAncestor(indexed, of: head)) == true {
+                let added = try repository.history(from: head, hiding: indexed)
+                indexStatistics.commitsRead += added.count
+                for commit in added {
+                    if let id = commit.trailer("Bulwark-Id") { current.ids.insert(id) }
+                }
+                current.head = head
+            } else {
+                current = try rebuiltIndex(head: head)
+            }
+        }
+        index = current
+        if changed {
+            indexDirty = true
+            saveIndex()
+        }
+        return current
+    }
+
+    private func rebuiltIndex(head: ObjectID?) throws -> AuditIndex {
+        var rebuilt = AuditIndex(head: head)
+        indexStatistics.rebuilds += 1
+        if let head {
+            let commits = try repository.history(from: head)
+            indexStatistics.commitsRead += commits.count
+            for commit in commits {
+                if let id = commit.trailer("Bulwark-Id") { rebuilt.ids.insert(id) }
+            }
+        }
+        return rebuilt
+    }
+
+    /// Writes the index to its file when it holds more than the file. A failure only costs the
+    /// next process a walk, so it is a warning.
+    func saveIndex() {
+        guard indexDirty, let index else { return }
+        do {
+            try index.write(in: configuration.stateDirectory)
+            indexDirty = false
+        } catch {
+            Console().warn("cannot save the audit index (the next run rebuilds it from git): \(error)")
+        }
     }
 
     /// Commits `record` on the local audit branch. Throws `Failure.notRecorded`, naming the
@@ -165,13 +225,20 @@ actor PolicyRepository: AuditSink {
     }
 
     private func writeOnce(_ record: AuditRecord) throws -> String {
+        // Up to date with the branch first, so that the new commit's parent is the indexed head.
+        var current = try currentIndex()
         let parent = try repository.resolve(localAudit)
         var author = configuration.author
         author.time = Date()
         let commit = try repository.writeCommit(adding: [record.path: record.json()], parent: parent,
                                                 message: record.commitMessage, author: author)
         try repository.updateReference(localAudit, to: commit, expected: parent, message: "bulwark: audit \(record.id)")
-        recordedIDs?.insert(record.id)
+        if current.head == parent {
+            current.ids.insert(record.id)
+            current.head = commit
+            index = current
+            indexDirty = true
+        }
         return commit.hex
     }
 
@@ -225,6 +292,8 @@ actor PolicyRepository: AuditSink {
     /// again after a jittered, doubling pause, for as long as `deadline` allows; after it the
     /// commits stay on the local audit branch and go out with the next push.
     func publish(deadline: Duration = .seconds(30)) async throws -> Publication {
+        // The end of a pass: the commits written in it go into the index's file.
+        defer { saveIndex() }
         let clock = ContinuousClock()
         let end = clock.now.advanced(by: deadline)
         var pause = 0.02
@@ -288,14 +357,14 @@ actor PolicyRepository: AuditSink {
     /// Audit commits, newest first (the local branch: what was pushed and what waits to be).
     func auditHistory(limit: Int = .max) throws -> [CommitInfo] {
         guard let head = try repository.resolve(localAudit) else { return [] }
-        return try repository.history(from: head, limit: limit)
+        return try commits(from: head, limit: limit)
     }
 
     /// Verified fixes recorded since `start`, for the flap breaker.
     func recentFixes(since start: Date) throws -> FixHistory {
         guard let head = try repository.resolve(localAudit) else { return FixHistory() }
         var history = FixHistory()
-        for commit in try repository.history(from: head, since: start) {
+        for commit in try commits(from: head, since: start) {
             guard commit.trailer("Bulwark-Decision") == "applied", commit.trailer("Bulwark-Result") == "verified",
                   let id = commit.trailer("Bulwark-Id"), let detected = commit.trailer("Bulwark-Detected-At"),
                   let bytes = try repository.file(at: commit.id, path: AuditRecord.path(id: id, detectedAt: detected)),
@@ -304,6 +373,24 @@ actor PolicyRepository: AuditSink {
         }
         history.forget(before: start)
         return history
+    }
+
+    /// The commits from `head`, newest first, at most `limit`, and with `since` only those
+    /// committed since it, as `history(from:limit:since:)` gives them. The audit branch is a line
+    /// (Bulwark appends and replays, never merges), so this follows parents one by one and reads
+    /// only what it returns, where a revision walk with sorting reads the whole branch first; a
+    /// merge commit on the way falls back to that walk.
+    private func commits(from head: ObjectID, since start: Date? = nil, limit: Int = .max) throws -> [CommitInfo] {
+        var result: [CommitInfo] = []
+        var next: ObjectID? = head
+        while let id = next, result.count < limit {
+            let commit = try repository.commitInfo(id)
+            if let start, commit.committer.time < start { break }
+            guard commit.parents.count <= 1 else { return try repository.history(from: head, limit: limit, since: start) }
+            result.append(commit)
+            next = commit.parents.first
+        }
+        return result
     }
 
     // MARK: - Policy commits
