@@ -160,7 +160,9 @@ struct DaemonHardeningTests {
             let readyz = try daemon.get("/readyz")
             #expect(readyz.body.contains("refused") && readyz.body.contains("stays in force"), "\(readyz.body)")
             #expect(try s.snapshot() == host, "nothing changed on the host")
-            #expect(try s.auditCommits().count == before)
+            // The refusal itself is recorded on the audit branch, once.
+            #expect(daemon.wait { ((try? s.auditCommits().count) ?? 0) == before + 1 }, "\(daemon.log)")
+            #expect(try s.trailers("Bulwark-Decision").first == "refused")
 
             try s.commitPolicy("desired-state/hosts/extra.yaml", """
                 apiVersion: bulwark/v1
