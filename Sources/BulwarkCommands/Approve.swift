@@ -29,10 +29,7 @@ extension Bulwark {
                 throw ValidationError("'\(id)' is not a Bulwark-Id (26 characters, such as 01JD3M...)")
             }
             // The reason is also the commit message's body: one line of printable text.
-            guard !reason.trimmingCharacters(in: .whitespaces).isEmpty,
-                  !reason.unicodeScalars.contains(where: { [.control, .lineSeparator, .paragraphSeparator].contains($0.properties.generalCategory) }) else {
-                throw ValidationError("--reason must be one non-empty line without control characters or line separators")
-            }
+            try checkReason(reason)
             if let expires {
                 guard let end = DesiredStateLoader.endOfDay(expires) else {
                     throw ValidationError("--expires takes a date such as 2027-01-31")

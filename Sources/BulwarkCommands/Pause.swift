@@ -20,7 +20,7 @@ extension Bulwark {
         @Option(help: "Why (recorded in the pause and in every deferral).")
         var reason: String
 
-        func validate() throws { try PauseFile.check(reason) }
+        func validate() throws { try checkReason(reason) }
 
         func run() async throws {
             try await PauseFile.commit(paused: true, reason: reason, repository: repository)
@@ -37,7 +37,7 @@ extension Bulwark {
         @Option(help: "Why the pause can end.")
         var reason: String = "resumed"
 
-        func validate() throws { try PauseFile.check(reason) }
+        func validate() throws { try checkReason(reason) }
 
         func run() async throws {
             try await PauseFile.commit(paused: false, reason: reason, repository: repository)
@@ -47,12 +47,6 @@ extension Bulwark {
 
 enum PauseFile {
     static let path = "controllers/pause.yaml"
-
-    static func check(_ reason: String) throws {
-        guard !reason.trimmingCharacters(in: .whitespaces).isEmpty,
-              !reason.unicodeScalars.contains(where: { [.control, .lineSeparator, .paragraphSeparator].contains($0.properties.generalCategory) })
-        else { throw ValidationError("--reason must be one non-empty line without control characters or line separators") }
-    }
 
     static func commit(paused: Bool, reason: String, repository: RepositoryOptions) async throws {
         let console = Console()

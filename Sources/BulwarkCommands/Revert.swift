@@ -34,10 +34,7 @@ extension Bulwark {
             }
             // The reason goes into a YAML manifest: a control character there would make the loader
             // refuse the whole revision.
-            guard !reason.trimmingCharacters(in: .whitespaces).isEmpty,
-                  !reason.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
-                throw ValidationError("--reason must be one non-empty line")
-            }
+            try checkReason(reason)
         }
 
         /// The waiver's last day, checked as the loader checks it (exit 1, before anything is read or written).

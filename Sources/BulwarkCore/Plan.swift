@@ -163,7 +163,7 @@ public enum Planner {
             }
             guard !remaining.isEmpty else { continue }
             func approved(_ id: String) -> Approval? {
-                state.approvals[id].flatMap { approval in approval.expiresAt.map { now < $0 } ?? true ? approval : nil }
+                activeApproval(id, in: state, at: now)
             }
             var approver: String?
             var approvalID: String?
@@ -277,7 +277,7 @@ public enum Planner {
                 binding: binding, severity: .high, risk: Severity.high.weight * target.exposureWeight, mode: controller.mode,
                 changes: changes, decision: .pruned, reason: "\(binding.resource) is no longer in the desired state", detectedAt: now,
                 id: nil, approver: nil, leftovers: items)
-            let approval = state.approvals[id].flatMap { approval in approval.expiresAt.map { now < $0 } ?? true ? approval : nil }
+            let approval = activeApproval(id, in: state, at: now)
             switch controller.mode {
             case .audit:
                 remediation.decision = .reported
@@ -347,27 +347,31 @@ public enum Planner {
         }
     }
 
+    /// A drift as text for stable ids: each property's observed and desired value, in property order.
+    public static func driftKey(_ changes: [PropertyDrift]) -> [String] {
+        changes.sorted { $0.property < $1.property }.map { "\($0.property)=\($0.observed ?? "\u{0}")>\($0.desired)" }
+    }
+
+    /// Whether `id` has an approval that has not expired at `now`.
+    static func activeApproval(_ id: String, in state: DesiredState, at now: Date) -> Approval? {
+        state.approvals[id].flatMap { approval in approval.expiresAt.map { now < $0 } ?? true ? approval : nil }
+    }
+
     /// The id a blocked drift is approved by: stable for the same drift, new when it changes.
     public static func blockedID(_ binding: Binding, _ changes: [PropertyDrift]) -> String {
-        let drift = changes.sorted { $0.property < $1.property }
-            .map { "\($0.property)=\($0.observed ?? "\u{0}")>\($0.desired)" }
-        return AuditID.stable((["blocked", binding.target, binding.resource.description] + drift).joined(separator: "\u{1}"))
+        AuditID.stable((["blocked", binding.target, binding.resource.description] + driftKey(changes)).joined(separator: "\u{1}"))
     }
 
     /// The id a weakening is approved by: stable for the same drift and the same weakening.
     public static func weakeningID(_ binding: Binding, _ changes: [PropertyDrift], _ weakening: Weakening) -> String {
-        let drift = changes.sorted { $0.property < $1.property }
-            .map { "\($0.property)=\($0.observed ?? "\u{0}")>\($0.desired)" }
-        return AuditID.stable((["weakening", binding.target, binding.resource.description] + drift + weakening.changes)
+        AuditID.stable((["weakening", binding.target, binding.resource.description] + driftKey(changes) + weakening.changes)
             .joined(separator: "\u{1}"))
     }
 
     /// The id a held drift is approved by: the same target, resource, properties, observed and
     /// desired values always give the same id; a drift that changes gets a new one.
     public static func heldID(_ binding: Binding, _ changes: [PropertyDrift]) -> String {
-        let drift = changes.sorted { $0.property < $1.property }
-            .map { "\($0.property)=\($0.observed ?? "\u{0}")>\($0.desired)" }
-        return AuditID.stable((["held", binding.target, binding.resource.description] + drift).joined(separator: "\u{1}"))
+        AuditID.stable((["held", binding.target, binding.resource.description] + driftKey(changes)).joined(separator: "\u{1}"))
     }
 
     /// The desired properties whose observed value differs (properties the observation left out
