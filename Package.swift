@@ -21,6 +21,7 @@ let package = Package(
         .library(name: "BulwarkPostgres", targets: ["BulwarkPostgres"]),
         .library(name: "BulwarkAWS", targets: ["BulwarkAWS"]),
         .library(name: "BulwarkServer", targets: ["BulwarkServer"]),
+        .library(name: "BulwarkRuntime", targets: ["BulwarkRuntime"]),
         .library(name: "BulwarkCommands", targets: ["BulwarkCommands"]),
     ],
     dependencies: [
@@ -78,10 +79,23 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings),
+        // The engine below the CLI: the policy repository and its state clone, the daemon's
+        // scheduler and cycle, the outbox, the journal. No adapter: the registry is given to it.
+        .target(
+            name: "BulwarkRuntime",
+            dependencies: [
+                "BulwarkCore", "BulwarkGit", "BulwarkServer",
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings),
         .target(
             name: "BulwarkCommands",
             dependencies: [
                 "BulwarkCore", "BulwarkGit", "BulwarkHost", "BulwarkFirewall", "BulwarkPostgres", "BulwarkAWS", "BulwarkServer",
+                "BulwarkRuntime",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -119,7 +133,7 @@ let package = Package(
             swiftSettings: swiftSettings),
         .testTarget(
             name: "BulwarkCommandsTests",
-            dependencies: ["BulwarkCommands", "BulwarkGit", "BulwarkCore", "BulwarkHost", "BulwarkTestSupport",
+            dependencies: ["BulwarkCommands", "BulwarkRuntime", "BulwarkGit", "BulwarkCore", "BulwarkHost", "BulwarkTestSupport",
                            .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftSettings),
     ]

@@ -1,5 +1,6 @@
 internal import ArgumentParser
 internal import BulwarkCore
+internal import BulwarkRuntime
 internal import BulwarkGit
 internal import Foundation
 internal import Synchronization

@@ -1,5 +1,6 @@
 internal import ArgumentParser
 internal import BulwarkCore
+internal import BulwarkRuntime
 internal import BulwarkGit
 internal import Foundation
 
@@ -46,7 +47,7 @@ extension Bulwark {
             // Held drift, a safety guard's block and a flap-breaker escalation are approved alike.
             let approvable: Set<String> = [Decision.held.rawValue, Decision.blocked.rawValue, Decision.escalated.rawValue]
             let held = try await policy.auditHistory().first {
-                $0.trailer("Bulwark-Id") == id && approvable.contains($0.trailer("Bulwark-Decision") ?? "")
+                $0.trailer(.id) == id && approvable.contains($0.trailer(.decision) ?? "")
             }
             guard let held else {
                 throw CommandError("no held, blocked or escalated remediation with id \(id) in \(repository.auditBranch)")
@@ -58,7 +59,7 @@ extension Bulwark {
                                      reason: reason, expires: expires)
             let commit = try await policy.commitPolicy(
                 ["approvals/\(id).yaml": Array(text.utf8)],
-                message: "approve(\(held.trailer("Bulwark-Resource") ?? id)): \(held.trailer("Bulwark-Target") ?? "")\n\n\(reason)\n\nBulwark-Approves: \(id)\n",
+                message: "approve(\(held.trailer(.resource) ?? id)): \(held.trailer(.target) ?? "")\n\n\(reason)\n\n\(AuditTrailer.approves.rawValue): \(id)\n",
                 author: author)
             console.print("Approved \(id) as \(author.name) <\(author.email)>: approvals/\(id).yaml committed to \(repository.branch) (\(commit.short)).")
             console.print("The next `bulwark apply` fixes it if the drift is unchanged.")

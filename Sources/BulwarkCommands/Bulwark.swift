@@ -1,5 +1,6 @@
 public import ArgumentParser
 internal import BulwarkCore
+internal import BulwarkRuntime
 internal import BulwarkHost
 internal import BulwarkFirewall
 internal import BulwarkPostgres

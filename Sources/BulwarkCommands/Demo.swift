@@ -1,5 +1,6 @@
 internal import ArgumentParser
 internal import BulwarkCore
+internal import BulwarkRuntime
 internal import BulwarkGit
 internal import Foundation
 
@@ -68,11 +69,10 @@ extension Bulwark {
             let history = try seed.resolve("refs/heads/bulwark/audit").map { try seed.history(from: $0) } ?? []
             var times: [Double] = []
             for entry in history.reversed() {
-                var trailers: [String: String] = [:]
-                for t in entry.trailers { trailers[t.key] = t.value }
-                let mttr = Log.mttr(trailers)
+                let record = entry.recorded
+                let mttr = record.flatMap(Log.mttr)
                 if let mttr { times.append(mttr * 1000) }
-                let result = trailers["Bulwark-Result"] ?? trailers["Bulwark-Decision"] ?? ""
+                let result = record?.result?.rawValue ?? record?.decision?.rawValue ?? ""
                 console.print("\(console.paint(entry.id.short, .yellow)) \(result.padding(toLength: 9, withPad: " ", startingAt: 0)) "
                               + (mttr.map { String(format: "%6.1f ms  ", $0 * 1000) } ?? "           ") + entry.summary)
             }

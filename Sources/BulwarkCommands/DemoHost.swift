@@ -1,3 +1,4 @@
+internal import BulwarkRuntime
 internal import Foundation
 
 /// A sandbox host tree laid out like `/` with the drift a fresh, unhardened Debian host has:

@@ -1,5 +1,6 @@
 internal import ArgumentParser
 internal import BulwarkGit
+internal import BulwarkRuntime
 internal import Foundation
 
 extension Bulwark {

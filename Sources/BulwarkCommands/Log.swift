@@ -1,5 +1,6 @@
 internal import ArgumentParser
 internal import BulwarkCore
+internal import BulwarkRuntime
 internal import BulwarkGit
 internal import Foundation
 
@@ -55,13 +56,14 @@ extension Bulwark {
             var verifiedAt: Date?
             var mttrSeconds: Double?
 
-            init(commit: String, summary: String, trailers: [String: String]) {
-                self.commit = commit
-                self.summary = summary
-                self.trailers = trailers
-                detectedAt = trailers["Bulwark-Detected-At"].flatMap(Timestamp.parse)
-                verifiedAt = trailers["Bulwark-Verified-At"].flatMap(Timestamp.parse)
-                mttrSeconds = Log.mttr(trailers)
+            init(commit: CommitInfo, record: RecordedDecision) {
+                self.commit = commit.id.hex
+                summary = commit.summary
+                trailers = Dictionary(commit.trailers.filter { AuditTrailer.isBulwark($0.key) }.map { ($0.key, $0.value) },
+                                      uniquingKeysWith: { first, _ in first })
+                detectedAt = record.detectedAt
+                verifiedAt = record.verifiedAt
+                mttrSeconds = Log.mttr(record)
             }
         }
 
@@ -74,14 +76,12 @@ extension Bulwark {
             var entries: [Entry] = []
             for commit in try await policy.auditHistory() {
                 guard entries.count < limit else { break }
-                guard let id = commit.trailer("Bulwark-Id") else { continue }
-                if let target, commit.trailer("Bulwark-Target") != target { continue }
-                if let kind, commit.trailer("Bulwark-Resource")?.hasPrefix(kind + "/") != true { continue }
-                if let decision, commit.trailer("Bulwark-Decision") != decision { continue }
-                if let cutoff, let detected = commit.trailer("Bulwark-Detected-At").flatMap(Timestamp.parse), detected < cutoff { continue }
-                var trailers: [String: String] = ["Bulwark-Id": id]
-                for trailer in commit.trailers where trailer.key.hasPrefix("Bulwark-") { trailers[trailer.key] = trailer.value }
-                entries.append(Entry(commit: commit.id.hex, summary: commit.summary, trailers: trailers))
+                guard let record = commit.recorded else { continue }
+                if let target, record.target != target { continue }
+                if let kind, record.resource?.hasPrefix(kind + "/") != true { continue }
+                if let decision, record.decision?.rawValue != decision { continue }
+                if let cutoff, let detected = record.detectedAt, detected < cutoff { continue }
+                entries.append(Entry(commit: commit, record: record))
             }
             switch output.output {
             case .json:
@@ -89,17 +89,16 @@ extension Bulwark {
             case .text:
                 if entries.isEmpty { console.print("No audit records match.") }
                 for entry in entries {
-                    let outcome = [entry.trailers["Bulwark-Decision"], entry.trailers["Bulwark-Result"]].compactMap { $0 }.joined(separator: "/")
-                    let mttr = Self.mttr(entry.trailers).map { String(format: " %.0fms", $0 * 1000) } ?? ""
-                    console.print("\(console.paint(String(entry.commit.prefix(10)), .yellow)) \(entry.trailers["Bulwark-Detected-At"] ?? "")  \(outcome)\(mttr)  \(entry.summary)")
+                    let outcome = [entry.trailers[AuditTrailer.decision.rawValue], entry.trailers[AuditTrailer.result.rawValue]].compactMap { $0 }.joined(separator: "/")
+                    let mttr = entry.mttrSeconds.map { String(format: " %.0fms", $0 * 1000) } ?? ""
+                    console.print("\(console.paint(String(entry.commit.prefix(10)), .yellow)) \(entry.trailers[AuditTrailer.detectedAt.rawValue] ?? "")  \(outcome)\(mttr)  \(entry.summary)")
                 }
             }
         }
 
         /// Detection to verified fix, in seconds.
-        static func mttr(_ trailers: [String: String]) -> Double? {
-            guard let detected = trailers["Bulwark-Detected-At"].flatMap(Timestamp.parse),
-                  let verified = trailers["Bulwark-Verified-At"].flatMap(Timestamp.parse) else { return nil }
+        static func mttr(_ record: RecordedDecision) -> Double? {
+            guard let detected = record.detectedAt, let verified = record.verifiedAt else { return nil }
             return verified.timeIntervalSince(detected)
         }
     }

@@ -1,5 +1,6 @@
 internal import ArgumentParser
 internal import BulwarkCore
+internal import BulwarkRuntime
 internal import BulwarkGit
 internal import Foundation
 
@@ -107,6 +108,12 @@ struct RepositoryOptions: ParsableArguments {
         return "\(base)/bulwark/\(safe)-\(AuditID.stable(url).prefix(8).lowercased())"
     }
 
+    /// What the engine (the daemon) is given: the repository resolved from the flags.
+    func runtime() throws -> RuntimeOptions {
+        RuntimeOptions(configuration: try configuration(), displayURL: displayURL,
+                       sourceVerification: sourceVerification, registry: Bulwark.registry())
+    }
+
     func configuration() throws -> PolicyRepository.Configuration {
         var author = Signature(name: "Bulwark", email: "bulwark@localhost")
         let env = ProcessInfo.processInfo.environment
@@ -155,28 +162,13 @@ struct LoadedRevision {
         } catch {
             console.error("revision \(head.short) is refused; nothing was changed.")
             console.print(error.description, to: .standardError)
-            if recordRefusal { await Self.recordRefusal(of: head, errors: error.errors.map(\.description), in: repository, console: console) }
+            if recordRefusal { await RevisionRefusal.record(of: head, errors: error.errors.map(\.description), in: repository, console: console) }
             throw ExitCode.failure
         }
     }
 
     /// Whether a refusal is committed to the audit branch (apply and the daemon; plan writes nothing).
     var recordRefusal = false
-
-    /// Commits (once per revision and errors) and pushes the record of a refused revision, so that
-    /// `git log` explains why nothing happened.
-    static func recordRefusal(of head: ObjectID, errors: [String], in repository: PolicyRepository, console: Console) async {
-        let record = AuditRecord.refusal(revision: head.hex, errors: errors, at: Date())
-        do {
-            guard try await !repository.contains(recordID: record.id) else { return }
-            _ = try await repository.write(record)
-            if case .keptLocally(_, let reason) = try await repository.publish() {
-                console.warn("the refusal record is kept locally and pushed on the next run: \(reason)")
-            }
-        } catch {
-            console.warn("cannot record the refusal on the audit branch: \(error)")
-        }
-    }
 }
 
 extension RepositoryOptions {
@@ -211,7 +203,7 @@ extension RepositoryOptions {
             if recordRefusal {
                 let errors = (error as? ValidationFailure)?.errors.map(\.description)
                     ?? (error as? SourceVerification.Refusal)?.problems ?? ["\(error)"]
-                await LoadedRevision.recordRefusal(of: head, errors: errors, in: repository, console: console)
+                await RevisionRefusal.record(of: head, errors: errors, in: repository, console: console)
             }
             throw ExitCode.failure
         }

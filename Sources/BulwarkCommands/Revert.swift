@@ -1,5 +1,6 @@
 internal import ArgumentParser
 internal import BulwarkCore
+internal import BulwarkRuntime
 internal import BulwarkGit
 internal import Foundation
 
@@ -106,7 +107,7 @@ extension Bulwark {
                                          expires: expires)
                 let commit = try await policy.commitPolicy(
                     [path: Array(waiver.utf8)],
-                    message: "waive(\(original.resource)): \(original.target) reverted\n\n\(reason)\n\nBulwark-Reverts: \(id)\n",
+                    message: "waive(\(original.resource)): \(original.target) reverted\n\n\(reason)\n\n\(AuditTrailer.reverts.rawValue): \(id)\n",
                     author: author)
                 console.print("Committed \(path) to \(repository.branch) (\(commit.short)), owner \(person), until \(expires).")
             }
@@ -188,8 +189,8 @@ extension Bulwark {
 
         /// The audit record `id` as it was committed (its JSON on the audit branch, the newest commit carrying the id).
         static func record(_ id: String, in policy: PolicyRepository, stateDirectory: String, auditBranch: String) async throws -> AuditRecord {
-            guard let commit = try await policy.auditHistory().first(where: { $0.trailer("Bulwark-Id") == id }),
-                  let detected = commit.trailer("Bulwark-Detected-At") else {
+            guard let commit = try await policy.auditHistory().first(where: { $0.trailer(.id) == id }),
+                  let detected = commit.trailer(.detectedAt) else {
                 throw CommandError("no audit record with id \(id) in \(auditBranch)")
             }
             // A read-only handle on the clone PolicyRepository holds (its lock is held by this process).
@@ -207,8 +208,8 @@ extension Bulwark {
         /// The id of a record that already reverted `id`, if any.
         static func revertRecord(of id: String, in policy: PolicyRepository) async throws -> String? {
             try await policy.auditHistory().first {
-                $0.trailer("Bulwark-Decision") == Decision.applied.rawValue && $0.message.contains("Reason: \(reasonPrefix)\(id) by ")
-            }?.trailer("Bulwark-Id")
+                $0.trailer(.decision) == Decision.applied.rawValue && $0.message.contains("Reason: \(reasonPrefix)\(id) by ")
+            }?.trailer(.id)
         }
 
         /// The waiver manifest: one `Waiver` document per restored property, for that resource on that target only.

@@ -1,5 +1,6 @@
 internal import ArgumentParser
 internal import BulwarkCore
+internal import BulwarkRuntime
 internal import BulwarkServer
 internal import Dispatch
 internal import Foundation
@@ -131,7 +132,7 @@ extension Bulwark {
             let token = try findingsToken()
             let daemon: Daemon
             do {
-                daemon = try Daemon(options: repository,
+                daemon = try Daemon(options: try repository.runtime(),
                                     settings: .init(poll: .seconds(poll), debounce: .milliseconds(debounce)),
                                     logger: logger, registry: PrometheusCollectorRegistry())
             } catch {

@@ -1,3 +1,4 @@
+internal import BulwarkRuntime
 internal import ArgumentParser
 internal import BulwarkGit
 

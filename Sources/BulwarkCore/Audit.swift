@@ -125,19 +125,18 @@ public struct AuditRecord: Sendable, Hashable, Codable {
         if let reason { lines.append("Reason: " + Self.oneLine(reason)) }
         if let error { lines.append("Error: " + Self.oneLine(error)) }
         lines.append("")
-        var trailers = [
-            ("Bulwark-Id", id), ("Bulwark-Controller", controller), ("Bulwark-Target", target),
-            ("Bulwark-Resource", resource), ("Bulwark-Severity", severity.rawValue), ("Bulwark-Mode", mode.rawValue),
-            ("Bulwark-Decision", decision.rawValue),
+        var trailers: [(AuditTrailer, String)] = [
+            (.id, id), (.controller, controller), (.target, target), (.resource, resource),
+            (.severity, severity.rawValue), (.mode, mode.rawValue), (.decision, decision.rawValue),
         ]
-        if let result { trailers.append(("Bulwark-Result", result.rawValue)) }
-        trailers.append(("Bulwark-Desired-Commit", desiredCommit))
-        trailers.append(("Bulwark-Detected-At", detectedAt))
-        if let appliedAt { trailers.append(("Bulwark-Applied-At", appliedAt)) }
-        if let verifiedAt { trailers.append(("Bulwark-Verified-At", verifiedAt)) }
-        if let approver { trailers.append(("Bulwark-Approved-By", Self.oneLine(approver))) }
-        if let nextWindowAt { trailers.append(("Bulwark-Next-Window", nextWindowAt)) }
-        lines += trailers.map { "\($0.0): \(Self.oneLine($0.1))" }
+        if let result { trailers.append((.result, result.rawValue)) }
+        trailers.append((.desiredCommit, desiredCommit))
+        trailers.append((.detectedAt, detectedAt))
+        if let appliedAt { trailers.append((.appliedAt, appliedAt)) }
+        if let verifiedAt { trailers.append((.verifiedAt, verifiedAt)) }
+        if let approver { trailers.append((.approvedBy, Self.oneLine(approver))) }
+        if let nextWindowAt { trailers.append((.nextWindow, nextWindowAt)) }
+        lines += trailers.map { "\($0.0.rawValue): \(Self.oneLine($0.1))" }
         return lines.joined(separator: "\n") + "\n"
     }
 

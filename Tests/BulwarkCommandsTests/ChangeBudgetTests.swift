@@ -1,4 +1,5 @@
 @testable import BulwarkCommands
+@testable import BulwarkRuntime
 @testable import BulwarkCore
 import Foundation
 import Testing

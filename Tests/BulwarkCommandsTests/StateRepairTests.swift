@@ -1,4 +1,5 @@
 @testable import BulwarkCommands
+@testable import BulwarkRuntime
 import BulwarkCore
 import BulwarkGit
 import BulwarkTestSupport

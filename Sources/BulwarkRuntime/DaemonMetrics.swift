@@ -1,49 +1,49 @@
-internal import BulwarkCore
-internal import Foundation
-internal import Prometheus
-internal import Synchronization
+package import BulwarkCore
+package import Foundation
+package import Prometheus
+package import Synchronization
 
 /// The daemon's metrics, in the daemon's own swift-prometheus registry (no process-wide
 /// bootstrap), exposed at `/metrics`. Every family has `# HELP` and `# TYPE`; the series a
 /// dashboard alerts on exist at 0 from the start; labels stay bounded (controllers, kinds,
 /// severities and decisions come from the policy and the core's vocabulary).
-final class DaemonMetrics: Sendable {
-    let registry: PrometheusCollectorRegistry
+package final class DaemonMetrics: Sendable {
+    package let registry: PrometheusCollectorRegistry
 
     private struct State {
         /// The revision series in force: removed, not zeroed, when another takes over.
-        var revision: Gauge?
-        var openLabels: Set<[String]> = []
+        package var revision: Gauge?
+        package var openLabels: Set<[String]> = []
     }
     private let state = Mutex(State())
 
-    static let buckets: [Duration] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 86400]
+    package static let buckets: [Duration] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 86400]
         .map { Duration.milliseconds(Int64($0 * 1000)) }
 
     // The families, one place for their names and help.
-    static var driftDetected: MetricNameDescriptor { family("bulwark_drift_detected", "total",
+    package static var driftDetected: MetricNameDescriptor { family("bulwark_drift_detected", "total",
                                       "Drift newly detected (a drift seen again before it is fixed is not counted again)") }
-    static var decisions: MetricNameDescriptor { family("bulwark_decisions", "total", "Decisions recorded in the audit branch, by decision") }
-    static var remediations: MetricNameDescriptor { family("bulwark_remediations", "total", "Fixes applied, by whether they verified") }
-    static var remediationSeconds: MetricNameDescriptor { family("bulwark_remediation", "seconds", "Time from detection to a verified fix") }
-    static var cycleSeconds: MetricNameDescriptor { family("bulwark_reconcile_duration", "seconds", "Duration of reconcile cycles, by controller") }
-    static var lastSuccess: MetricNameDescriptor { family("bulwark_last_successful_cycle_timestamp", "seconds",
+    package static var decisions: MetricNameDescriptor { family("bulwark_decisions", "total", "Decisions recorded in the audit branch, by decision") }
+    package static var remediations: MetricNameDescriptor { family("bulwark_remediations", "total", "Fixes applied, by whether they verified") }
+    package static var remediationSeconds: MetricNameDescriptor { family("bulwark_remediation", "seconds", "Time from detection to a verified fix") }
+    package static var cycleSeconds: MetricNameDescriptor { family("bulwark_reconcile_duration", "seconds", "Duration of reconcile cycles, by controller") }
+    package static var lastSuccess: MetricNameDescriptor { family("bulwark_last_successful_cycle_timestamp", "seconds",
                                     "Unix time at which the last cycle without errors finished") }
-    static var revisionInfo: MetricNameDescriptor { family("bulwark_source_revision_info", "", "The policy revision in force (value 1)") }
-    static var pushFailures: MetricNameDescriptor { family("bulwark_git_push_failures", "total", "Audit pushes that failed and were kept locally") }
-    static var observationFailures: MetricNameDescriptor { family("bulwark_observation_failures", "total",
+    package static var revisionInfo: MetricNameDescriptor { family("bulwark_source_revision_info", "", "The policy revision in force (value 1)") }
+    package static var pushFailures: MetricNameDescriptor { family("bulwark_git_push_failures", "total", "Audit pushes that failed and were kept locally") }
+    package static var observationFailures: MetricNameDescriptor { family("bulwark_observation_failures", "total",
                                             "Resources that could not be observed, by controller") }
-    static var notificationsDelivered: MetricNameDescriptor { family("bulwark_notifications_delivered", "total", "Notifications delivered") }
-    static var notificationFailures: MetricNameDescriptor { family("bulwark_notification_failures", "total", "Notification delivery attempts that failed") }
-    static var openDrift: MetricNameDescriptor { family("bulwark_open_drift", "", "Drift left open by the last cycle, by controller and severity") }
-    static var held: MetricNameDescriptor { family("bulwark_held_remediations", "", "Drift waiting for a person's approval") }
-    static var blocked: MetricNameDescriptor { family("bulwark_blocked_remediations", "", "Drift a safety guard blocked") }
+    package static var notificationsDelivered: MetricNameDescriptor { family("bulwark_notifications_delivered", "total", "Notifications delivered") }
+    package static var notificationFailures: MetricNameDescriptor { family("bulwark_notification_failures", "total", "Notification delivery attempts that failed") }
+    package static var openDrift: MetricNameDescriptor { family("bulwark_open_drift", "", "Drift left open by the last cycle, by controller and severity") }
+    package static var held: MetricNameDescriptor { family("bulwark_held_remediations", "", "Drift waiting for a person's approval") }
+    package static var blocked: MetricNameDescriptor { family("bulwark_blocked_remediations", "", "Drift a safety guard blocked") }
 
-    static func family(_ name: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
+    package static func family(_ name: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
         MetricNameDescriptor(metricName: name, unitName: unit, helpText: help)
     }
 
-    init(registry: PrometheusCollectorRegistry) {
+    package init(registry: PrometheusCollectorRegistry) {
         self.registry = registry
         // Series at 0 from the start.
         for decision in Decision.allCases { _ = registry.makeCounter(descriptor: Self.decisions, labels: [("decision", decision.rawValue)]) }
@@ -58,7 +58,7 @@ final class DaemonMetrics: Sendable {
     }
 
     /// A revision came into force: the per-controller series exist at 0 from now on.
-    func revision(_ hex: String, state desired: DesiredState) {
+    package func revision(_ hex: String, state desired: DesiredState) {
         let gauge = registry.makeGauge(descriptor: Self.revisionInfo, labels: [("revision", hex)])
         gauge.set(Double(1))
         let previous = state.withLock { state in
@@ -83,11 +83,11 @@ final class DaemonMetrics: Sendable {
     }
 
     /// A drift the daemon had not seen open before.
-    func driftDetected(_ remediation: PlannedRemediation) {
+    package func driftDetected(_ remediation: PlannedRemediation) {
         registry.makeCounter(descriptor: Self.driftDetected, labels: driftLabels(remediation.binding, remediation.severity)).increment()
     }
 
-    func recorded(_ record: AuditRecord) {
+    package func recorded(_ record: AuditRecord) {
         registry.makeCounter(descriptor: Self.decisions, labels: [("decision", record.decision.rawValue)]).increment()
         guard record.decision == .applied, let result = record.result else { return }
         registry.makeCounter(descriptor: Self.remediations, labels: [("result", result.rawValue)]).increment()
@@ -97,31 +97,31 @@ final class DaemonMetrics: Sendable {
         }
     }
 
-    func observationFailed(controller: String) {
+    package func observationFailed(controller: String) {
         registry.makeCounter(descriptor: Self.observationFailures, labels: [("controller", controller)]).increment()
     }
 
-    func cycle(controller: String, seconds: Double) {
+    package func cycle(controller: String, seconds: Double) {
         registry.makeDurationHistogram(descriptor: Self.cycleSeconds, labels: [("controller", controller)], buckets: Self.buckets)
             .recordNanoseconds(Int64(max(0, seconds) * 1e9))
     }
 
-    func cycleSucceeded(at date: Date) {
+    package func cycleSucceeded(at date: Date) {
         registry.makeGauge(descriptor: Self.lastSuccess, labels: []).set(date.timeIntervalSince1970)
     }
 
-    func pushFailed() {
+    package func pushFailed() {
         registry.makeCounter(descriptor: Self.pushFailures, labels: []).increment()
     }
 
-    func notifications(delivered: Int, failed: Int) {
+    package func notifications(delivered: Int, failed: Int) {
         registry.makeCounter(descriptor: Self.notificationsDelivered, labels: []).increment(by: Int64(delivered))
         registry.makeCounter(descriptor: Self.notificationFailures, labels: []).increment(by: Int64(failed))
     }
 
     /// Open drift by controller and severity (combinations that are gone drop to 0), and how
     /// much of it waits for a person (held) or was blocked by a guard.
-    func setOpen(_ items: [PlannedRemediation]) {
+    package func setOpen(_ items: [PlannedRemediation]) {
         var counts: [[String]: Int] = [:]
         for item in items { counts[[item.binding.controller, item.severity.rawValue], default: 0] += 1 }
         let previous = state.withLock { state in

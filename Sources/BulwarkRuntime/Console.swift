@@ -1,8 +1,9 @@
-internal import BulwarkCore
-internal import Foundation
-internal import Synchronization
+package import BulwarkCore
+package import BulwarkRuntime
+package import Foundation
+package import Synchronization
 #if canImport(Glibc)
-internal import Glibc
+package import Glibc
 #endif
 
 /// Terminal output: colour only on a terminal and without NO_COLOR.
@@ -10,12 +11,12 @@ internal import Glibc
 /// Writes go straight to the file descriptors. A stream whose reader has gone (`bulwark apply |
 /// head` after `head` exits: EPIPE, with SIGPIPE ignored at startup) is closed quietly: nothing
 /// more is printed to it, the command finishes its work, and its exit code still says how it went.
-struct Console: Sendable {
-    enum Stream: Sendable { case standardOutput, standardError }
+package struct Console: Sendable {
+    package enum Stream: Sendable { case standardOutput, standardError }
 
-    let colour: Bool
+    package let colour: Bool
 
-    init() {
+    package init() {
         colour = isatty(STDOUT_FILENO) == 1 && ProcessInfo.processInfo.environment["NO_COLOR"] == nil
             && ProcessInfo.processInfo.environment["TERM"] != "dumb"
     }
@@ -25,24 +26,24 @@ struct Console: Sendable {
 
     /// Ignores SIGPIPE, so that a write to a pipe nobody reads fails with EPIPE instead of
     /// killing the process. Called once at startup.
-    static func ignoreBrokenPipes() {
+    package static func ignoreBrokenPipes() {
         signal(SIGPIPE, SIG_IGN)
     }
 
     /// Whether a stream's reader has gone.
-    static func isClosed(_ stream: Stream) -> Bool {
+    package static func isClosed(_ stream: Stream) -> Bool {
         closed.load(ordering: .relaxed) & bit(stream) != 0
     }
 
     private static func bit(_ stream: Stream) -> UInt8 { stream == .standardOutput ? 1 : 2 }
 
-    func print(_ text: String, to stream: Stream = .standardOutput) {
+    package func print(_ text: String, to stream: Stream = .standardOutput) {
         Self.write(Array((text + "\n").utf8), to: stream)
     }
 
     /// Writes every byte, retrying short writes and EINTR; on any other failure (EPIPE first of
     /// all) the stream is marked closed and later writes to it are skipped.
-    static func write(_ bytes: [UInt8], to stream: Stream) {
+    package static func write(_ bytes: [UInt8], to stream: Stream) {
         guard !isClosed(stream) else { return }
         let fd = stream == .standardOutput ? STDOUT_FILENO : STDERR_FILENO
         var offset = 0
@@ -62,32 +63,32 @@ struct Console: Sendable {
     }
 
     /// Warnings and errors pass through `Redaction.urls`: a URL in a message never shows its credentials.
-    func warn(_ text: String) { print(paint("warning:", .yellow) + " " + Redaction.urls(in: text), to: .standardError) }
-    func error(_ text: String) { print(paint("error:", .red) + " " + Redaction.urls(in: text), to: .standardError) }
+    package func warn(_ text: String) { print(paint("warning:", .yellow) + " " + Redaction.urls(in: text), to: .standardError) }
+    package func error(_ text: String) { print(paint("error:", .red) + " " + Redaction.urls(in: text), to: .standardError) }
 
     /// A revision's warnings, at most `ValidationFailure.maxShown` of them, then how many more.
-    func warn(_ warnings: [ManifestError]) {
+    package func warn(_ warnings: [ManifestError]) {
         for warning in warnings.prefix(ValidationFailure.maxShown) { warn(warning.description) }
         if warnings.count > ValidationFailure.maxShown {
             warn("… and \(warnings.count - ValidationFailure.maxShown) more warnings")
         }
     }
 
-    enum Colour: String { case red = "31", green = "32", yellow = "33", blue = "34", dim = "2", bold = "1" }
+    package enum Colour: String { case red = "31", green = "32", yellow = "33", blue = "34", dim = "2", bold = "1" }
 
-    func paint(_ text: String, _ colour: Colour) -> String {
+    package func paint(_ text: String, _ colour: Colour) -> String {
         self.colour ? "\u{1B}[\(colour.rawValue)m\(text)\u{1B}[0m" : text
     }
 
     /// The JSON outputs' conventions: every document carries `schemaVersion` (see
     /// `JSONSchema.version`), times are RFC 3339 strings (UTC, fractional seconds) and
     /// durations are numbers of seconds in fields named `…Seconds`.
-    func json(_ value: some Encodable) {
+    package func json(_ value: some Encodable) {
         if let data = try? Self.jsonEncoder().encode(value) { print(String(decoding: data, as: UTF8.self)) }
     }
 
     /// The encoder of every JSON document Bulwark prints or writes (`plan --out` too).
-    static func jsonEncoder() -> JSONEncoder {
+    package static func jsonEncoder() -> JSONEncoder {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         encoder.dateEncodingStrategy = .custom { date, encoder in
@@ -100,6 +101,6 @@ struct Console: Sendable {
 
 /// The version of the JSON documents `--output json` prints; raised when a field changes meaning
 /// or goes away (adding a field does not raise it).
-enum JSONSchema {
-    static let version = 1
+package enum JSONSchema {
+    package static let version = 1
 }

@@ -1,10 +1,5 @@
 internal import ArgumentParser
 internal import Foundation
-/// A command's failure that is not a git, manifest or adapter error: said plainly on the terminal.
-struct CommandError: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
-}
 
 /// Checks a `--reason` a person gives: it goes into a commit message and a YAML manifest, so it
 /// must be one non-empty line without control characters or line separators (U+2028, U+2029).

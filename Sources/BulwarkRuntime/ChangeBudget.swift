@@ -1,5 +1,5 @@
-internal import BulwarkCore
-internal import Foundation
+package import BulwarkCore
+package import Foundation
 
 /// A controller's limits (`maxChangesPerCycle`, `maxTargetShare`) held over its interval,
 /// across cycles: the planner counts within one cycle, and a daemon runs a cycle for every
@@ -7,22 +7,22 @@ internal import Foundation
 /// `maxChangesPerCycle` resources per trigger. The daemon keeps the fixes of each controller's
 /// last interval (a sliding window) and defers, in the plan's risk order, what the window has no
 /// room left for.
-struct ChangeBudget: Sendable {
-    struct Change: Sendable {
-        var at: Date
-        var controller: String
-        var target: String
+package struct ChangeBudget: Sendable {
+    package struct Change: Sendable {
+        package var at: Date
+        package var controller: String
+        package var target: String
     }
 
     private(set) var changes: [Change] = []
 
     /// A fix was attempted (whatever its result: an attempt changes the system).
-    mutating func record(controller: String, target: String, at: Date) {
+    package mutating func record(controller: String, target: String, at: Date) {
         changes.append(Change(at: at, controller: controller, target: target))
     }
 
     /// Drops what is older than the longest interval.
-    mutating func forget(olderThan longest: Duration, now: Date) {
+    package mutating func forget(olderThan longest: Duration, now: Date) {
         let cutoff = now.addingTimeInterval(-longest.timeInterval)
         changes.removeAll { $0.at < cutoff }
     }
@@ -30,7 +30,7 @@ struct ChangeBudget: Sendable {
     /// Defers the plan's applied remediations that would take a controller past its limits
     /// within its interval. Reasons are stable (no counts or times), so a deferral is
     /// recorded once for the same drift.
-    func limit(_ remediations: inout [PlannedRemediation], state: DesiredState, now: Date) {
+    package func limit(_ remediations: inout [PlannedRemediation], state: DesiredState, now: Date) {
         var used: [String: Int] = [:]
         var targets: [String: Set<String>] = [:]
         for change in changes {

@@ -1,8 +1,8 @@
-internal import BulwarkCore
-internal import BulwarkServer
-internal import Foundation
+package import BulwarkCore
+package import BulwarkServer
+package import Foundation
 #if canImport(FoundationNetworking)
-internal import FoundationNetworking
+package import FoundationNetworking
 #endif
 
 /// Announcements of decisions, delivered from an outbox in the state directory.
@@ -10,33 +10,35 @@ internal import FoundationNetworking
 /// A notification is written to the outbox when its record is committed, so each decision is
 /// announced once and none is lost when the receiver is down: delivery retries with backoff
 /// while the pass runs, never blocking it, and whatever is left is retried by the next run.
-actor Outbox {
-    struct Entry: Codable, Sendable {
-        var notifier: String
-        var recordID: String
-        var body: Data
-        var createdAt: Date
-        var attempts: Int
+package actor Outbox {
+    package struct Entry: Codable, Sendable {
+        package var notifier: String
+        package var recordID: String
+        package var body: Data
+        package var createdAt: Date
+        package var attempts: Int
     }
 
-    struct Delivery: Sendable {
-        var delivered = 0
+    package struct Delivery: Sendable {
+        package var delivered = 0
         /// Left in the outbox after the latest round.
-        var pending = 0
-        var errors: [String] = []
+        package var pending = 0
+        package var errors: [String] = []
 
-        mutating func add(_ round: Delivery) {
+        package init() {}
+
+        package mutating func add(_ round: Delivery) {
             delivered += round.delivered
             pending = round.pending
             errors += round.errors
         }
     }
 
-    let folder: String
+    package nonisolated let folder: String
     private let notifiers: [String: NotifierConfig]
     private let environment: [String: String]
 
-    init(stateDirectory: String, notifiers: [NotifierConfig],
+    package init(stateDirectory: String, notifiers: [NotifierConfig],
          environment: [String: String] = ProcessInfo.processInfo.environment) throws {
         folder = stateDirectory + "/outbox"
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
@@ -45,7 +47,7 @@ actor Outbox {
     }
 
     /// Writes the notifications a committed record calls for; returns how many.
-    nonisolated static func enqueue(_ record: AuditRecord, commit: String?, notifiers: [NotifierConfig], folder: String) -> Int {
+    package nonisolated static func enqueue(_ record: AuditRecord, commit: String?, notifiers: [NotifierConfig], folder: String) -> Int {
         var count = 0
         for notifier in notifiers where notifier.announces(record) {
             let entry = Entry(notifier: notifier.name, recordID: record.id,
@@ -60,7 +62,7 @@ actor Outbox {
 
     /// Delivers everything in the outbox, retrying each failed delivery with exponential
     /// backoff until `deadline`. Delivered entries are removed; the rest stay for the next run.
-    func deliver(until deadline: ContinuousClock.Instant) async -> Delivery {
+    package func deliver(until deadline: ContinuousClock.Instant) async -> Delivery {
         var result = Delivery()
         var delay = Duration.milliseconds(250)
         while true {

@@ -1,32 +1,38 @@
-internal import BulwarkCore
-internal import BulwarkGit
-internal import BulwarkServer
-internal import Foundation
-internal import Logging
-internal import Metrics
-internal import Prometheus
-internal import Synchronization
+package import BulwarkCore
+package import BulwarkGit
+package import BulwarkServer
+package import Foundation
+package import Logging
+package import Metrics
+package import Prometheus
+package import Synchronization
 
 /// The long-running reconciler behind `bulwark run`: one owner of the policy clone and of every
 /// cycle. Triggers (controller intervals, a new revision, a watched file, a finding) only mark
 /// work as pending and wake the single worker, so cycles never overlap and a burst of triggers
 /// is one cycle.
-actor Daemon: DaemonControl {
-    struct Settings: Sendable {
-        var poll: Duration = .seconds(30)
-        var debounce: Duration = .milliseconds(100)
+package actor Daemon: DaemonControl {
+    package struct Settings: Sendable {
+        package var poll: Duration = .seconds(30)
+        package var debounce: Duration = .milliseconds(100)
         /// The shortest wait before retrying a controller that failed; doubled per failure, capped at its interval.
-        var retryBase: Duration = .seconds(5)
+        package var retryBase: Duration = .seconds(5)
+
+        package init(poll: Duration = .seconds(30), debounce: Duration = .milliseconds(100), retryBase: Duration = .seconds(5)) {
+            self.poll = poll
+            self.debounce = debounce
+            self.retryBase = retryBase
+        }
     }
 
-    let options: RepositoryOptions
-    let settings: Settings
-    let logger: Logger
+    package nonisolated let options: RuntimeOptions
+    package nonisolated let settings: Settings
+    package nonisolated let logger: Logger
     private let repository: PolicyRepository
-    private let registry = Bulwark.registry()
+    private var registry: Registry { options.registry }
     private lazy var reconciler = Reconciler(registry: registry)
     private let meters: DaemonMetrics
-    let watcher: FileWatcher?
+    package nonisolated let watcher: FileWatcher?
 
     // Desired state: the last good revision.
     private var state: DesiredState?
@@ -58,9 +64,9 @@ actor Daemon: DaemonControl {
     private var notifiers: [NotifierConfig] = []
     private var outbox: Outbox?
     private let notify: AsyncStream<Void>.Continuation
-    let notifications: AsyncStream<Void>
+    package nonisolated let notifications: AsyncStream<Void>
     private let wake: AsyncStream<Void>.Continuation
-    let wakeups: AsyncStream<Void>
+    package nonisolated let wakeups: AsyncStream<Void>
 
     // Schedule.
     private var nextRun: [String: Date] = [:]
@@ -83,11 +89,11 @@ actor Daemon: DaemonControl {
     /// Approvals as git proves them, and what weakened since the last applied revision.
     private var provenance = Provenance()
 
-    init(options: RepositoryOptions, settings: Settings, logger: Logger, registry: PrometheusCollectorRegistry) throws {
+    package init(options: RuntimeOptions, settings: Settings, logger: Logger, registry: PrometheusCollectorRegistry) throws {
         self.options = options
         self.settings = settings
         self.logger = logger
-        repository = try PolicyRepository(try options.configuration())
+        repository = try PolicyRepository(options.configuration)
         journal = FileJournal(stateDirectory: options.stateDirectory)
         meters = DaemonMetrics(registry: registry)
         watcher = try? FileWatcher()
@@ -97,25 +103,25 @@ actor Daemon: DaemonControl {
 
     // MARK: - Triggers
 
-    func requestSource() {
+    package func requestSource() {
         pendingSource = true
         wake.yield()
     }
 
-    func request(_ bindings: Set<Binding>) {
+    package func request(_ bindings: Set<Binding>) {
         guard !bindings.isEmpty else { return }
         pendingBindings.formUnion(bindings)
         wake.yield()
     }
 
-    func requestAll() {
+    package func requestAll() {
         pendingAll = true
         wake.yield()
     }
 
     /// Called on every tick of the scheduler: polls the source and runs controllers that are due.
     /// Returns how long the scheduler may sleep.
-    func tick(now: Date = Date()) -> Duration {
+    package func tick(now: Date = Date()) -> Duration {
         if now >= nextPoll {
             nextPoll = now.addingTimeInterval(settings.poll.timeInterval)
             requestSource()
@@ -137,7 +143,7 @@ actor Daemon: DaemonControl {
     /// A file changed: the resources whose drift it can hold are re-observed. `seenAt`, when the
     /// watcher saw the first of these changes, is the detection time of any drift they hold, so
     /// MTTR counts the debounce too.
-    func fileChanged(_ paths: Set<String>, seenAt: Date = Date()) {
+    package func fileChanged(_ paths: Set<String>, seenAt: Date = Date()) {
         var hit = Set<Binding>()
         for path in paths {
             hit.formUnion(watchIndex.files[path] ?? [])
@@ -159,9 +165,9 @@ actor Daemon: DaemonControl {
 
     /// Which bindings each watched file and folder can drift, built once per revision.
     private struct WatchIndex {
-        var files: [String: Set<Binding>] = [:]
-        var folders: [String: Set<Binding>] = [:]
-        var paths: [String] { Array(files.keys) + folders.keys.map { $0 + "/" } }
+        package var files: [String: Set<Binding>] = [:]
+        package var folders: [String: Set<Binding>] = [:]
+        package var paths: [String] { Array(files.keys) + folders.keys.map { $0 + "/" } }
     }
     private var watchIndex = WatchIndex()
 
@@ -185,7 +191,7 @@ actor Daemon: DaemonControl {
     private var firstChangeAt: Date?
 
     /// A watched path changed: after the debounce, everything that changed is one request.
-    func noteChanged(_ path: String) {
+    package func noteChanged(_ path: String) {
         changedPaths.insert(path)
         guard firstChangeAt == nil else { return }
         firstChangeAt = Date()
@@ -205,7 +211,7 @@ actor Daemon: DaemonControl {
 
     // MARK: - DaemonControl
 
-    func readiness() -> (ready: Bool, reason: String) {
+    package func readiness() -> (ready: Bool, reason: String) {
         guard synced, state != nil else { return (false, "source not synced yet" + (sourceError.map { ": \($0)" } ?? "")) }
         if let refusal { return (false, "\(refusal); revision \(head?.short ?? "?") stays in force") }
         guard let lastCycle else { return (false, "no cycle has run yet") }
@@ -213,18 +219,18 @@ actor Daemon: DaemonControl {
         return (true, "ready: revision \(head?.short ?? "?")")
     }
 
-    func sourcePushed() {
+    package func sourcePushed() {
         logger.info("push webhook verified; fetching")
         requestSource()
     }
 
-    nonisolated func findingIndex() -> FindingIndex {
+    package nonisolated func findingIndex() -> FindingIndex {
         findings.withLock { $0 }
     }
 
     /// Findings named these resources: each is reconciled at once. A finding's first-observed
     /// time starts the MTTR clock, but never before the resource was last observed in sync.
-    func received(_ matched: [Binding: Date]) {
+    package func received(_ matched: [Binding: Date]) {
         for (binding, firstObserved) in matched {
             let detected = max(firstObserved, lastInSync[binding] ?? .distantPast)
             detections[binding] = min(detections[binding] ?? detected, detected)
@@ -232,7 +238,7 @@ actor Daemon: DaemonControl {
         request(Set(matched.keys))
     }
 
-    func metrics() -> String {
+    package func metrics() -> String {
         meters.setOpen(Array(open.values))
         var buffer: [UInt8] = []
         meters.registry.emit(into: &buffer)
@@ -243,7 +249,7 @@ actor Daemon: DaemonControl {
 
     /// Runs what is pending, in order: the source first (a new revision replaces the work), then
     /// every pending resource in one cycle.
-    func runPending() async {
+    package func runPending() async {
         working = true
         defer { working = false }
         if pendingSource {
@@ -325,7 +331,7 @@ actor Daemon: DaemonControl {
                 refusal = "revision \(newHead.short) refused: \(error)"
                 let errors = (error as? ValidationFailure)?.errors.map(\.description)
                     ?? (error as? SourceVerification.Refusal)?.problems ?? ["\(error)"]
-                await LoadedRevision.recordRefusal(of: newHead, errors: errors, in: repository, console: Console())
+                await RevisionRefusal.record(of: newHead, errors: errors, in: repository, console: Console())
                 logger.error("revision refused; the last good revision stays in force",
                              metadata: ["revision": .string(newHead.short), "errors": .string("\(error)")])
                 return false
@@ -347,12 +353,12 @@ actor Daemon: DaemonControl {
     }
 
     /// What a drift is, for telling the same drift from a new one.
-    static func fingerprint(_ changes: [PropertyDrift]) -> String {
+    package static func fingerprint(_ changes: [PropertyDrift]) -> String {
         changes.map { "\($0.property)=\($0.observed ?? "\u{0}")>\($0.desired)" }.sorted().joined(separator: "\u{1}")
     }
 
     /// Delivers what the outbox holds; what cannot be delivered stays for the next round.
-    func deliverNotifications() async {
+    package func deliverNotifications() async {
         guard let outbox else { return }
         let result = await outbox.deliver(until: .now + .seconds(2))
         meters.notifications(delivered: result.delivered, failed: result.errors.count)
@@ -505,7 +511,7 @@ actor Daemon: DaemonControl {
     }
 
     /// Pushes what is left (SIGTERM), once the service has stopped the watcher and the worker.
-    func shutdown() async {
+    package func shutdown() async {
         if case .keptLocally(let count, let reason) = (try? await repository.publish()) ?? .upToDate {
             logger.warning("audit commits kept locally for the next run", metadata: ["commits": .stringConvertible(count), "reason": .string(reason)])
         }
@@ -515,54 +521,54 @@ actor Daemon: DaemonControl {
 
     // MARK: - Status
 
-    func statusJSON() -> [UInt8] {
+    package func statusJSON() -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         return Array((try? encoder.encode(status())) ?? Data("{}".utf8))
     }
 
-    struct Status: Encodable {
-        struct Item: Encodable {
-            var target: String
-            var resource: String
-            var severity: String
-            var decision: String
-            var properties: [String]
+    package struct Status: Encodable {
+        package struct Item: Encodable {
+            package var target: String
+            package var resource: String
+            package var severity: String
+            package var decision: String
+            package var properties: [String]
         }
-        struct Recent: Encodable {
-            var id: String
-            var target: String
-            var resource: String
-            var decision: String
-            var result: String?
-            var commit: String?
-            var detectedAt: String
-            var verifiedAt: String?
+        package struct Recent: Encodable {
+            package var id: String
+            package var target: String
+            package var resource: String
+            package var decision: String
+            package var result: String?
+            package var commit: String?
+            package var detectedAt: String
+            package var verifiedAt: String?
         }
-        struct TargetInfo: Encodable {
-            var name: String
-            var adapter: String
-            var resources: Int
+        package struct TargetInfo: Encodable {
+            package var name: String
+            package var adapter: String
+            package var resources: Int
         }
-        var revision: String?
+        package var revision: String?
         /// A cycle is running or waiting to run.
-        var busy: Bool
+        package var busy: Bool
         /// Cycles run since the start.
-        var cycles: Int
-        var ready: Bool
-        var readiness: String
-        var sourceError: String?
-        var lastCycleAt: String?
-        var lastCycleSeconds: Double?
-        var lastCycleError: String?
-        var targets: [TargetInfo]
-        var openDrift: [Item]
-        var recent: [Recent]
-        var mttrLastDay: RemediationReport.Summary
-        var mttrLastWeek: RemediationReport.Summary
+        package var cycles: Int
+        package var ready: Bool
+        package var readiness: String
+        package var sourceError: String?
+        package var lastCycleAt: String?
+        package var lastCycleSeconds: Double?
+        package var lastCycleError: String?
+        package var targets: [TargetInfo]
+        package var openDrift: [Item]
+        package var recent: [Recent]
+        package var mttrLastDay: RemediationReport.Summary
+        package var mttrLastWeek: RemediationReport.Summary
     }
 
-    func status(now: Date = Date()) -> Status {
+    package func status(now: Date = Date()) -> Status {
         let (ready, reason) = readiness()
         var bound: [String: Int] = [:]
         for binding in state?.bindings ?? [] { bound[binding.target, default: 0] += 1 }
@@ -585,11 +591,11 @@ actor Daemon: DaemonControl {
             mttrLastWeek: RemediationReport(entries: history, since: now.addingTimeInterval(-7 * 86400), now: now, top: 0).mttr)
     }
 
-    func statusPage() -> String { StatusPage.render(status(), repository: options.displayURL) }
+    package func statusPage() -> String { StatusPage.render(status(), repository: options.displayURL) }
 }
 
 extension RemediationReport.Entry {
-    init?(_ record: AuditRecord) {
+    package init?(_ record: AuditRecord) {
         guard let detected = Timestamp.parse(record.detectedAt) else { return nil }
         self.init(target: record.target, resource: record.resource, controller: record.controller, severity: record.severity,
                   decision: record.decision, result: record.result, detectedAt: detected,

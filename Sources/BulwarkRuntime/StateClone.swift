@@ -1,6 +1,6 @@
-internal import BulwarkCore
-internal import BulwarkGit
-internal import Foundation
+package import BulwarkCore
+package import BulwarkGit
+package import Foundation
 
 /// Opening Bulwark's bare state clone, checking it, and rebuilding it from the origin when it
 /// fails the checks (objects deleted or truncated, garbage in a reference or in the config).
@@ -9,18 +9,18 @@ internal import Foundation
 /// that were never pushed are read from it when they can be and committed again in the new
 /// clone, and every step is reported in words that say what was done and what, if anything,
 /// a person must still do.
-enum StateClone {
+package enum StateClone {
     /// An unpushed audit commit read back from a damaged clone.
-    struct Salvaged {
-        var id: String?
-        var files: [String: [UInt8]]
-        var message: String
-        var author: Signature
+    package struct Salvaged {
+        package var id: String?
+        package var files: [String: [UInt8]]
+        package var message: String
+        package var author: Signature
     }
 
     /// The state clone at `path`, created when missing, repaired when damaged; with what was
     /// repaired, in words.
-    static func open(at path: String, url: String, branch: String, auditBranch: String,
+    package static func open(at path: String, url: String, branch: String, auditBranch: String,
                      access: RemoteAccess) throws -> (Repository, [String]) {
         let fm = FileManager.default
         guard fm.fileExists(atPath: path) else {
@@ -43,7 +43,7 @@ enum StateClone {
 
     /// Reads everything Bulwark relies on: the configuration, the references it uses, their
     /// commits and trees, and the records of the audit commits not pushed yet.
-    static func verify(_ repository: Repository, branch: String, auditBranch: String) throws {
+    package static func verify(_ repository: Repository, branch: String, auditBranch: String) throws {
         _ = try repository.remoteURL("origin")
         for reference in ["refs/heads/\(auditBranch)", "refs/remotes/origin/\(auditBranch)", "refs/remotes/origin/\(branch)"] {
             if let head = try repository.resolve(reference) {
@@ -55,7 +55,7 @@ enum StateClone {
 
     /// The audit commits on the local branch and not on the fetched one, oldest first, with
     /// the files each one added.
-    static func unpushed(_ repository: Repository, auditBranch: String) throws -> [Salvaged] {
+    package static func unpushed(_ repository: Repository, auditBranch: String) throws -> [Salvaged] {
         guard let local = try repository.resolve("refs/heads/\(auditBranch)") else { return [] }
         let remote = try repository.resolve("refs/remotes/origin/\(auditBranch)")
         return try repository.history(from: local, hiding: remote).reversed().map { commit in
@@ -63,7 +63,7 @@ enum StateClone {
             for path in try repository.changedPaths(from: commit.parents.first, to: commit.id) {
                 if let bytes = try repository.file(at: commit.id, path: path) { files[path] = bytes }
             }
-            return Salvaged(id: commit.trailer("Bulwark-Id"), files: files, message: commit.message, author: commit.author)
+            return Salvaged(id: commit.trailer(.id), files: files, message: commit.message, author: commit.author)
         }
     }
 
@@ -72,7 +72,7 @@ enum StateClone {
     /// (by its Bulwark-Id) or the first that cannot be read. Throws when the head itself cannot.
     /// A commit that cannot be read and that the origin does not have either is reported as
     /// an error: records beyond it may be lost.
-    static func salvage(_ repository: Repository, auditBranch: String, known: Set<String>,
+    package static func salvage(_ repository: Repository, auditBranch: String, known: Set<String>,
                         onOrigin: (ObjectID) -> Bool) throws -> [Salvaged] {
         guard var next = try repository.resolve("refs/heads/\(auditBranch)") else { return [] }
         let remote = try? repository.resolve("refs/remotes/origin/\(auditBranch)")
@@ -86,11 +86,11 @@ enum StateClone {
                                    + "than \(result.count) were not checked (\(error))")
             }
             first = false
-            guard let id = commit.trailer("Bulwark-Id") else { break }
+            guard let id = commit.trailer(.id) else { break }
             if known.contains(id) { break }
             var files: [String: [UInt8]] = [:]
             let paths = (try? repository.changedPaths(from: commit.parents.first, to: commit.id))
-                ?? commit.trailer("Bulwark-Detected-At").map { [AuditRecord.path(id: id, detectedAt: $0)] } ?? []
+                ?? commit.trailer(.detectedAt).map { [AuditRecord.path(id: id, detectedAt: $0)] } ?? []
             for path in paths {
                 if let bytes = try repository.file(at: commit.id, path: path) { files[path] = bytes }
             }
@@ -133,7 +133,7 @@ enum StateClone {
         let remote = try repository.resolve("refs/remotes/origin/\(auditBranch)")
         var known = Set<String>()
         if let remote {
-            for commit in try repository.history(from: remote) { if let id = commit.trailer("Bulwark-Id") { known.insert(id) } }
+            for commit in try repository.history(from: remote) { if let id = commit.trailer(.id) { known.insert(id) } }
         }
         // Read what was never pushed from the damaged clone, with a stand-in configuration
         // when its own cannot be parsed.

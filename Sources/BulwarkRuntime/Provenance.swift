@@ -1,27 +1,29 @@
-internal import BulwarkCore
-internal import BulwarkGit
-internal import Foundation
+package import BulwarkCore
+package import BulwarkGit
+package import Foundation
 
 /// What git says about a revision beyond its files: who really approved each approval, which
 /// approvals were already used, and which resources were weakened since the last applied
 /// revision, by whom. Established once per loaded revision, before planning.
-struct Provenance: Sendable {
+package struct Provenance: Sendable {
+    package init() {}
+
     /// Resources moved in the less secure direction since the baseline, with their authors.
-    var weakened: [ResourceID: Weakening] = [:]
+    package var weakened: [ResourceID: Weakening] = [:]
     /// Approvals dropped because they cannot be trusted, with the reason (recorded as `refused`).
-    var refusedApprovals: [(id: String, reason: String)] = []
+    package var refusedApprovals: [(id: String, reason: String)] = []
     /// Approvals dropped because a fix already used them.
-    var consumedApprovals: [String] = []
+    package var consumedApprovals: [String] = []
     /// The revision the weakening check compared with.
-    var baseline: ObjectID?
+    package var baseline: ObjectID?
 
     /// The file in the state directory that holds the last revision applied without a pending weakening.
-    static func baselineFile(_ stateDirectory: String) -> String { stateDirectory + "/applied-revision" }
+    package static func baselineFile(_ stateDirectory: String) -> String { stateDirectory + "/applied-revision" }
 
     /// Establishes provenance for `state` at `head` and rewrites its approvals to what git proves:
     /// an approval's approver is the author of the commit that last wrote its file (a file naming
     /// someone else is refused); an approval a fix already used is dropped.
-    static func establish(
+    package static func establish(
         _ state: inout DesiredState, head: ObjectID, repository: PolicyRepository, registry: Registry, stateDirectory: String
     ) async -> Provenance {
         var result = Provenance()
@@ -75,20 +77,20 @@ struct Provenance: Sendable {
     /// The last applied revision: the state directory's baseline file, else (a new state
     /// directory) the revision of the newest applied record on the audit branch, which
     /// `fromAuditBranch` marks, since anyone who can push can write that branch.
-    static func lastApplied(repository: PolicyRepository, stateDirectory: String) async -> (id: ObjectID, fromAuditBranch: Bool)? {
+    package static func lastApplied(repository: PolicyRepository, stateDirectory: String) async -> (id: ObjectID, fromAuditBranch: Bool)? {
         if let local = (try? String(contentsOfFile: baselineFile(stateDirectory), encoding: .utf8))
             .flatMap({ ObjectID(hex: $0.trimmingCharacters(in: .whitespacesAndNewlines)) }) {
             return (local, false)
         }
         guard let commits = try? await repository.auditHistory(limit: 500),
-              let recorded = commits.first(where: { $0.trailer("Bulwark-Decision") == Decision.applied.rawValue })
-                .flatMap({ $0.trailer("Bulwark-Desired-Commit") }).flatMap({ ObjectID(hex: $0) }) else { return nil }
+              let recorded = commits.first(where: { $0.trailer(.decision) == Decision.applied.rawValue })
+                .flatMap({ $0.trailer(.desiredCommit) }).flatMap({ ObjectID(hex: $0) }) else { return nil }
         return (recorded, true)
     }
 
     /// Moves the baseline to `head` unless a weakening of it is still held: a held weakening keeps
     /// being compared with the revision before it until a second person approves it.
-    func advanceBaseline(to head: ObjectID, after plan: Plan, stateDirectory: String) {
+    package func advanceBaseline(to head: ObjectID, after plan: Plan, stateDirectory: String) {
         let pending = plan.remediations.contains { weakened[$0.binding.resource] != nil && $0.decision != .applied }
         guard !pending else { return }
         let path = Self.baselineFile(stateDirectory)
@@ -98,10 +100,10 @@ struct Provenance: Sendable {
     }
 
     /// Records each refused approval once on the audit branch.
-    func recordRefusals(head: ObjectID, in repository: PolicyRepository, console: Console) async {
+    package func recordRefusals(head: ObjectID, in repository: PolicyRepository, console: Console) async {
         for refusal in refusedApprovals {
             console.warn(refusal.reason)
-            await LoadedRevision.recordRefusal(of: head, errors: [refusal.reason], in: repository, console: console)
+            await RevisionRefusal.record(of: head, errors: [refusal.reason], in: repository, console: console)
         }
     }
 }

@@ -1,34 +1,36 @@
-internal import BulwarkCore
-internal import BulwarkGit
-internal import Foundation
+package import BulwarkCore
+package import BulwarkGit
+package import Foundation
 
 /// Trusted source: before a revision is applied, every policy commit since the last applied
 /// revision must carry an SSH signature that `ssh-keygen -Y verify` accepts against an
 /// allowed_signers file. The signer is whoever that file says owns the key, never the name a
 /// commit claims. Off unless `--trusted-signers` (or `$BULWARK_TRUSTED_SIGNERS`) names the file.
-struct SourceVerification: Sendable {
+package struct SourceVerification: Sendable {
     /// The `ssh-keygen -Y` allowed_signers file (`principal namespaces="git" key` lines).
-    let allowedSigners: String
+    package let allowedSigners: String
+
+    package init(allowedSigners: String) { self.allowedSigners = allowedSigners }
 
     /// What a verification checked, for the operator.
-    struct Outcome: Sendable, Equatable {
-        var verified: [ObjectID] = []
+    package struct Outcome: Sendable, Equatable {
+        package var verified: [ObjectID] = []
         /// Said when the check was narrower than the range (no applied revision yet).
-        var note: String?
+        package var note: String?
     }
 
     /// A revision whose source cannot be trusted: nothing may act on it.
-    struct Refusal: Error, CustomStringConvertible {
-        var problems: [String]
-        var description: String { problems.joined(separator: "\n") }
+    package struct Refusal: Error, CustomStringConvertible {
+        package var problems: [String]
+        package var description: String { problems.joined(separator: "\n") }
     }
 
     /// Longest a single `ssh-keygen` may take; it finishes in milliseconds.
-    static let timeout: TimeInterval = 30
+    package static let timeout: TimeInterval = 30
 
     /// Verifies every commit from the last applied revision (exclusive) to `head`, every parent
     /// of every merge included. Throws `Refusal` naming each commit that fails and why.
-    func verify(head: ObjectID, repository: PolicyRepository, stateDirectory: String) async throws -> Outcome {
+    package func verify(head: ObjectID, repository: PolicyRepository, stateDirectory: String) async throws -> Outcome {
         var outcome = Outcome()
         let range: [CommitInfo]
         if let baseline = await Provenance.lastApplied(repository: repository, stateDirectory: stateDirectory) {
@@ -99,7 +101,7 @@ struct SourceVerification: Sendable {
     }
 
     /// The `ssh-keygen` on the PATH, else the usual place.
-    static var executable: String {
+    package static var executable: String {
         let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
         for folder in path.split(separator: ":") where FileManager.default.isExecutableFile(atPath: "\(folder)/ssh-keygen") {
             return "\(folder)/ssh-keygen"

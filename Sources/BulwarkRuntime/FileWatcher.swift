@@ -1,25 +1,25 @@
-internal import Foundation
-internal import Synchronization
+package import Foundation
+package import Synchronization
 
 /// Watches files through inotify and reports the paths that changed.
 ///
 /// Folders are watched, not files, so a watch survives the atomic renames Bulwark and editors
 /// do (a new inode under the same name). One owner of the inotify descriptor: a thread reads it
 /// with `poll` and a one-second timeout, and closes it when asked to stop.
-final class FileWatcher: Sendable {
+package final class FileWatcher: Sendable {
     private struct State {
         /// Watch descriptor → folder.
-        var folders: [Int32: String] = [:]
-        var stopped = false
+        package var folders: [Int32: String] = [:]
+        package var stopped = false
     }
 
     private let descriptor: Int32
     private let state = Mutex(State())
     private let changes: AsyncStream<String>.Continuation
     /// Paths that changed (a folder's path for a change to the folder itself), in order.
-    let paths: AsyncStream<String>
+    package let paths: AsyncStream<String>
 
-    init() throws {
+    package init() throws {
         let fd = inotify_init1(Int32(IN_CLOEXEC | IN_NONBLOCK))
         guard fd >= 0 else { throw CommandError("inotify_init1 failed: \(String(cString: strerror(errno)))") }
         descriptor = fd
@@ -31,7 +31,7 @@ final class FileWatcher: Sendable {
 
     /// Watches exactly the folders holding `paths` (a path ending in `/` is a folder itself);
     /// folders no longer needed are dropped. Folders that do not exist are skipped.
-    func watch(_ paths: [String]) {
+    package func watch(_ paths: [String]) {
         let wanted = Set(paths.map { $0.hasSuffix("/") ? String($0.dropLast()) : ($0 as NSString).deletingLastPathComponent })
         state.withLock { state in
             guard !state.stopped else { return }
@@ -48,9 +48,9 @@ final class FileWatcher: Sendable {
         }
     }
 
-    var watchedFolders: Int { state.withLock { $0.folders.count } }
+    package var watchedFolders: Int { state.withLock { $0.folders.count } }
 
-    func stop() {
+    package func stop() {
         state.withLock { $0.stopped = true }
     }
 

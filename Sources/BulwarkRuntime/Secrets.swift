@@ -1,16 +1,17 @@
-internal import BulwarkCore
-internal import Foundation
+package import BulwarkCore
+package import Foundation
+internal import Dispatch
 
 /// Where secret files may be read from: `--secrets-dir` (exported to the process as
 /// `BULWARK_SECRETS_DIR` so adapters read the same), else `/run/secrets`, and systemd's
 /// `$CREDENTIALS_DIRECTORY`. A secret file anywhere else, or a symbolic link that leads out of
 /// these folders, is refused: a policy commit cannot make Bulwark read and send `/etc/shadow`.
-enum SecretFiles {
-    static let variable = "BULWARK_SECRETS_DIR"
-    static let defaultDirectory = "/run/secrets"
+package enum SecretFiles {
+    package static let variable = "BULWARK_SECRETS_DIR"
+    package static let defaultDirectory = "/run/secrets"
 
     /// The folders secret files may be under, as given (not resolved).
-    static func directories(environment: [String: String]) -> [String] {
+    package static func directories(environment: [String: String]) -> [String] {
         var result = [environment[variable].flatMap { $0.isEmpty ? nil : $0 } ?? defaultDirectory]
         if let credentials = environment["CREDENTIALS_DIRECTORY"], !credentials.isEmpty { result.append(credentials) }
         return result
@@ -19,7 +20,7 @@ enum SecretFiles {
     /// Reads the secret file at `path` (relative paths are taken under the first folder).
     /// - Throws: `CommandError` naming the allowed folders when the file resolves outside them,
     ///   or when it is not a readable regular file.
-    static func read(_ path: String, environment: [String: String]) throws -> String {
+    package static func read(_ path: String, environment: [String: String]) throws -> String {
         let folders = directories(environment: environment)
         let wanted = path.hasPrefix("/") ? path : folders[0] + "/" + path
         let refused = CommandError("secret file \(path) is not under the secrets folder (\(folders.joined(separator: " or "))); "
@@ -54,7 +55,7 @@ extension NotifierConfig.Secret {
     /// The secret's value: inline, from an environment variable (which must be set), or from a
     /// file under the secrets folder (surrounding whitespace trimmed, so a trailing newline is not
     /// part of it; see `SecretFiles`).
-    func value(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> String {
+    package func value(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> String {
         switch self {
         case .inline(let value):
             return value
@@ -69,7 +70,7 @@ extension NotifierConfig.Secret {
     /// A secret a command takes as `--…-file PATH` or else an environment variable: the file's
     /// content (outside the secrets folder, unreadable or empty is an error naming `what`), the
     /// variable's value, or nil when the variable is unset or empty.
-    static func commandLine(file: String?, environment name: String, what: String) throws -> String? {
+    package static func commandLine(file: String?, environment name: String, what: String) throws -> String? {
         guard let file else {
             return try? Self.environment(name).value()
         }

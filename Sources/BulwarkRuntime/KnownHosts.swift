@@ -1,6 +1,6 @@
-internal import BulwarkGit
-internal import Crypto
-internal import Foundation
+package import BulwarkGit
+package import Crypto
+package import Foundation
 
 /// An OpenSSH `known_hosts` file: which host keys Bulwark trusts for SSH remotes.
 ///
@@ -8,23 +8,23 @@ internal import Foundation
 /// other ports than 22, hashed names (`|1|salt|hash`, HMAC-SHA1), `*`/`?` patterns, negated
 /// patterns (`!host`), and the `@revoked` marker. `@cert-authority` lines are skipped: Bulwark
 /// does not verify host certificates.
-struct KnownHosts: Sendable {
-    struct Entry: Sendable {
-        var line: Int
-        var hosts: String
-        var revoked: Bool
-        var keyType: String
-        var key: [UInt8]
+package struct KnownHosts: Sendable {
+    package struct Entry: Sendable {
+        package var line: Int
+        package var hosts: String
+        package var revoked: Bool
+        package var keyType: String
+        package var key: [UInt8]
     }
 
-    struct Failure: Error, CustomStringConvertible {
-        var description: String
+    package struct Failure: Error, CustomStringConvertible {
+        package var description: String
     }
 
-    let path: String
-    let entries: [Entry]
+    package let path: String
+    package let entries: [Entry]
 
-    init(path: String) throws {
+    package init(path: String) throws {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw Failure(description: "cannot read known_hosts file \(path)")
         }
@@ -34,7 +34,7 @@ struct KnownHosts: Sendable {
         self.init(path: path, text: text)
     }
 
-    init(path: String, text: String) {
+    package init(path: String, text: String) {
         self.path = path
         var entries: [Entry] = []
         for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
@@ -53,12 +53,12 @@ struct KnownHosts: Sendable {
     }
 
     /// The name `known_hosts` files use for `host` on `port`.
-    static func name(_ host: String, port: Int) -> String {
+    package static func name(_ host: String, port: Int) -> String {
         port == 22 ? host : "[\(host)]:\(port)"
     }
 
     /// Nil when `key` is a trusted key of `host` on `port`; otherwise why not, and what to do.
-    func check(host: String, port: Int, key: [UInt8]) -> String? {
+    package func check(host: String, port: Int, key: [UInt8]) -> String? {
         let name = Self.name(host.lowercased(), port: port)
         let matching = entries.filter { Self.matches($0.hosts, name: name) }
         if let revoked = matching.first(where: { $0.revoked && $0.key == key }) {
@@ -76,7 +76,7 @@ struct KnownHosts: Sendable {
 
     /// Whether a `known_hosts` host field names `name`: a hashed name, or a list of patterns
     /// where a matching negated pattern wins.
-    static func matches(_ field: String, name: String) -> Bool {
+    package static func matches(_ field: String, name: String) -> Bool {
         if field.hasPrefix("|1|") {
             let parts = field.split(separator: "|", omittingEmptySubsequences: false)
             guard parts.count == 4, let salt = Data(base64Encoded: String(parts[2])),
@@ -117,7 +117,7 @@ struct KnownHosts: Sendable {
 
 /// Host and port of an SSH remote URL (`ssh://[user@]host[:port]/path` or `user@host:path`),
 /// nil for any other kind of URL.
-func sshEndpoint(_ url: String) -> (host: String, port: Int)? {
+package func sshEndpoint(_ url: String) -> (host: String, port: Int)? {
     if url.hasPrefix("ssh://") || url.hasPrefix("git+ssh://") || url.hasPrefix("ssh+git://") {
         guard let components = URLComponents(string: url.replacingOccurrences(of: "git+ssh://", with: "ssh://")
             .replacingOccurrences(of: "ssh+git://", with: "ssh://")), let host = components.host else { return nil }

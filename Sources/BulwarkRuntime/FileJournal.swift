@@ -1,5 +1,5 @@
-internal import BulwarkCore
-internal import Foundation
+package import BulwarkCore
+package import Foundation
 
 /// The intent journal in a state directory: `intents.log`, one JSON line per event. A `begin`
 /// line is appended and fdatasynced before the change it announces is made; an `end` line is
@@ -7,19 +7,19 @@ internal import Foundation
 /// ignored: its begin was never durable, so its change was never made.
 ///
 /// One writer: the state directory's lock (`StateLock`) keeps a second process out.
-actor FileJournal: IntentJournal {
+package actor FileJournal: IntentJournal {
     private struct Line: Codable {
-        var begin: AuditRecord?
-        var end: String?
+        package var begin: AuditRecord?
+        package var end: String?
     }
 
-    let path: String
+    package let path: String
     private var descriptor: Int32 = -1
     private var openIDs: Set<String> = []
     /// Whether `openIntents` has read the file: only then is it known that nothing else is open.
     private var loaded = false
 
-    init(stateDirectory: String) {
+    package init(stateDirectory: String) {
         path = stateDirectory + "/intents.log"
     }
 
@@ -56,17 +56,17 @@ actor FileJournal: IntentJournal {
         }
     }
 
-    func begin(_ record: AuditRecord) throws {
+    package func begin(_ record: AuditRecord) throws {
         try append(Line(begin: record), sync: true)
         openIDs.insert(record.id)
     }
 
-    func end(_ id: String) throws {
+    package func end(_ id: String) throws {
         try append(Line(end: id), sync: false)
         openIDs.remove(id)
     }
 
-    func openIntents() throws -> [AuditRecord] {
+    package func openIntents() throws -> [AuditRecord] {
         guard let data = FileManager.default.contents(atPath: path) else { return [] }
         var open: [String: AuditRecord] = [:]
         var order: [String] = []
@@ -86,7 +86,7 @@ actor FileJournal: IntentJournal {
     }
 
     /// Empties the journal when no intent is open, so it never grows with history.
-    func compact() {
+    package func compact() {
         guard loaded, openIDs.isEmpty, FileManager.default.fileExists(atPath: path) else { return }
         if let fd = try? handle() { _ = ftruncate(fd, 0) }
     }

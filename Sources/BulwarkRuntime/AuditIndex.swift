@@ -1,5 +1,5 @@
-internal import BulwarkGit
-internal import Foundation
+package import BulwarkGit
+package import Foundation
 
 /// The `Bulwark-Id`s of the commits on the local audit branch, as of one commit of it, kept in
 /// the state directory (`audit-index`) so that asking whether a record exists does not walk the
@@ -15,27 +15,27 @@ internal import Foundation
 ///     bulwark-audit-index 1 <head commit hex, or "none"> <number of ids>
 ///     <id>
 ///     …
-struct AuditIndex: Sendable, Equatable {
+package struct AuditIndex: Sendable, Equatable {
     /// The audit commit the ids are up to date with; nil for a branch that does not exist yet.
-    var head: ObjectID?
-    var ids: Set<String> = []
+    package var head: ObjectID?
+    package var ids: Set<String> = []
 
     /// What keeping the index up to date cost in this process, for tests and diagnostics.
-    struct Statistics: Sendable, Equatable {
+    package struct Statistics: Sendable, Equatable {
         /// The index was read from its file (and was usable).
-        var loadedFromFile = false
+        package var loadedFromFile = false
         /// Full walks of the audit branch.
-        var rebuilds = 0
+        package var rebuilds = 0
         /// Audit commits read from git (by rebuilds and incremental updates alike).
-        var commitsRead = 0
+        package var commitsRead = 0
     }
 
-    static let fileName = "audit-index"
+    package static let fileName = "audit-index"
     private static let magic = "bulwark-audit-index 1"
 
     /// The file's bytes, or nil when an id cannot be written on one line (then the index is
     /// kept in memory only, and the next process rebuilds it).
-    func serialized() -> [UInt8]? {
+    package func serialized() -> [UInt8]? {
         guard ids.allSatisfy({ !$0.isEmpty && !$0.contains(where: \.isNewline) && !$0.contains(" ") }) else { return nil }
         var text = "\(Self.magic) \(head?.hex ?? "none") \(ids.count)\n"
         text.reserveCapacity(text.utf8.count + ids.count * 32)
@@ -47,7 +47,7 @@ struct AuditIndex: Sendable, Equatable {
     }
 
     /// Parses a file's bytes; nil for anything that is not exactly a well-formed index.
-    static func parse(_ bytes: [UInt8]) -> AuditIndex? {
+    package static func parse(_ bytes: [UInt8]) -> AuditIndex? {
         guard let text = String(validating: bytes, as: UTF8.self), text.hasSuffix("\n") else { return nil }
         var lines = text.split(separator: "\n", omittingEmptySubsequences: false)
         lines.removeLast()  // after the final newline
@@ -69,7 +69,7 @@ struct AuditIndex: Sendable, Equatable {
     }
 
     /// Reads the index in `directory`; nil when there is none or it is not well formed.
-    static func read(in directory: String) -> AuditIndex? {
+    package static func read(in directory: String) -> AuditIndex? {
         guard let data = FileManager.default.contents(atPath: directory + "/" + fileName) else { return nil }
         return parse(Array(data))
     }
@@ -77,7 +77,7 @@ struct AuditIndex: Sendable, Equatable {
     /// Replaces the index in `directory` atomically: a temporary file renamed over it. Not
     /// synced: after a crash the file is either the old or the new one, or fails to parse, and
     /// is then rebuilt from git.
-    func write(in directory: String) throws {
+    package func write(in directory: String) throws {
         let path = directory + "/" + Self.fileName
         guard let bytes = serialized() else {
             try? FileManager.default.removeItem(atPath: path)

@@ -1,8 +1,8 @@
-internal import Foundation
+package import Foundation
 
 /// The human status page: server-rendered HTML with no external assets.
-enum StatusPage {
-    static func render(_ status: Daemon.Status, repository: String) -> String {
+package enum StatusPage {
+    package static func render(_ status: Daemon.Status, repository: String) -> String {
         func e(_ text: String) -> String {
             text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
                 .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")

@@ -1,23 +1,33 @@
-internal import BulwarkCore
-internal import BulwarkGit
-internal import Foundation
+package import BulwarkCore
+package import BulwarkGit
+package import Foundation
 
 /// Bulwark's own bare clone of a policy repository, in its state directory: where desired
 /// state is read from (git objects at one commit, never a working tree) and where audit
 /// commits are written and pushed from. Owns the libgit2 repository; one per state directory,
 /// guarded by a lock file.
-actor PolicyRepository: AuditSink {
-    struct Configuration: Sendable {
-        var url: String
-        var branch: String = "main"
-        var auditBranch: String = "bulwark/audit"
-        var stateDirectory: String
-        var author = Signature(name: "Bulwark", email: "bulwark@localhost")
+package actor PolicyRepository: AuditSink {
+    package struct Configuration: Sendable {
+        package var url: String
+        package var branch: String = "main"
+        package var auditBranch: String = "bulwark/audit"
+        package var stateDirectory: String
+        package var author = Signature(name: "Bulwark", email: "bulwark@localhost")
         /// Credentials and trusted SSH host keys for the origin; in memory only.
-        var access = RemoteAccess()
+        package var access = RemoteAccess()
+
+        package init(url: String, branch: String = "main", auditBranch: String = "bulwark/audit", stateDirectory: String,
+                     author: Signature = Signature(name: "Bulwark", email: "bulwark@localhost"), access: RemoteAccess = RemoteAccess()) {
+            self.url = url
+            self.branch = branch
+            self.auditBranch = auditBranch
+            self.stateDirectory = stateDirectory
+            self.author = author
+            self.access = access
+        }
     }
 
-    enum Failure: Error, CustomStringConvertible {
+    package enum Failure: Error, CustomStringConvertible {
         case locked(String)
         case noBranch(String, String)
         case unreachable(String, GitError)
@@ -25,7 +35,7 @@ actor PolicyRepository: AuditSink {
         /// An audit record could not be written to the state clone: nothing was recorded.
         case notRecorded(record: String, stateDirectory: String, cause: RecordCause)
 
-        enum RecordCause: Sendable, Equatable {
+        package enum RecordCause: Sendable, Equatable {
             /// The file system holding the state directory has no space (or quota) left.
             case full
             /// A lock file is held by a live process.
@@ -33,7 +43,7 @@ actor PolicyRepository: AuditSink {
             case failed(String)
         }
 
-        var description: String {
+        package var description: String {
             switch self {
             case .locked(let path): "another bulwark process is using the state directory \(path)"
             case .noBranch(let branch, let url): "branch '\(branch)' not found in \(redactedURL(url))"
@@ -50,7 +60,7 @@ actor PolicyRepository: AuditSink {
     }
 
     /// What a push achieved.
-    enum Publication: Sendable, Equatable {
+    package enum Publication: Sendable, Equatable {
         case upToDate
         case pushed(commits: Int)
         /// The remote could not be reached; the commits stay on the local audit branch and go
@@ -58,7 +68,7 @@ actor PolicyRepository: AuditSink {
         case keptLocally(commits: Int, reason: String)
     }
 
-    let configuration: Configuration
+    package let configuration: Configuration
     private let repository: Repository
     private let lock: StateLock
     /// When this process took the state directory's lock: a git lock file older than this was
@@ -76,7 +86,7 @@ actor PolicyRepository: AuditSink {
     private var localAudit: String { "refs/heads/\(configuration.auditBranch)" }
     private var remoteAudit: String { "refs/remotes/origin/\(configuration.auditBranch)" }
 
-    init(_ configuration: Configuration) throws {
+    package init(_ configuration: Configuration) throws {
         self.configuration = configuration
         let fm = FileManager.default
         try fm.createDirectory(atPath: configuration.stateDirectory, withIntermediateDirectories: true)
@@ -100,7 +110,7 @@ actor PolicyRepository: AuditSink {
 
     /// Fetches the origin and returns the head of the policy branch. When the origin cannot be
     /// reached, the last fetched head is used if there is one (`stale` says so).
-    func sync() throws -> (head: ObjectID, stale: String?) {
+    package func sync() throws -> (head: ObjectID, stale: String?) {
         var stale: String?
         do {
             try repository.fetch(remote: "origin", refspecs: ["+refs/heads/*:refs/remotes/origin/*"], access: configuration.access)
@@ -120,7 +130,7 @@ actor PolicyRepository: AuditSink {
     /// Whether the origin's policy or audit branch is somewhere other than where the last fetch
     /// left it (asked with ls-remote, nothing fetched). True when that cannot be told, so that
     /// the caller fetches and reports the problem.
-    func remoteMoved() -> Bool {
+    package func remoteMoved() -> Bool {
         guard let heads = try? repository.remoteHeads("origin", access: configuration.access) else { return true }
         for branch in [configuration.branch, configuration.auditBranch] {
             let tracked = try? repository.resolve("refs/remotes/origin/\(branch)")
@@ -130,7 +140,7 @@ actor PolicyRepository: AuditSink {
     }
 
     /// The manifest files of a revision, straight from the object database.
-    func files(at commit: ObjectID) throws -> [SourceFile] {
+    package func files(at commit: ObjectID) throws -> [SourceFile] {
         try repository.files(at: commit, under: DesiredStateLoader.folders, maxSize: DesiredStateLoader.maxFileSize)
             .map { file in
                 SourceFile(path: file.path, kind: file.kind == .symlink ? .symlink : file.kind == .submodule ? .other : .regular,
@@ -140,7 +150,7 @@ actor PolicyRepository: AuditSink {
 
     // MARK: - Audit
 
-    func contains(recordID: String) throws -> Bool {
+    package func contains(recordID: String) throws -> Bool {
         try currentIndex().ids.contains(recordID)
     }
 
@@ -168,7 +178,7 @@ actor PolicyRepository: AuditSink {
                 let added = try repository.history(from: head, hiding: indexed)
                 indexStatistics.commitsRead += added.count
                 for commit in added {
-                    if let id = commit.trailer("Bulwark-Id") { current.ids.insert(id) }
+                    if let id = commit.trailer(.id) { current.ids.insert(id) }
                 }
                 current.head = head
             } else {
@@ -190,7 +200,7 @@ actor PolicyRepository: AuditSink {
             let commits = try repository.history(from: head)
             indexStatistics.commitsRead += commits.count
             for commit in commits {
-                if let id = commit.trailer("Bulwark-Id") { rebuilt.ids.insert(id) }
+                if let id = commit.trailer(.id) { rebuilt.ids.insert(id) }
             }
         }
         return rebuilt
@@ -198,7 +208,7 @@ actor PolicyRepository: AuditSink {
 
     /// Writes the index to its file when it holds more than the file. A failure only costs the
     /// next process a walk, so it is a warning.
-    func saveIndex() {
+    package func saveIndex() {
         guard indexDirty, let index else { return }
         do {
             try index.write(in: configuration.stateDirectory)
@@ -210,7 +220,7 @@ actor PolicyRepository: AuditSink {
 
     /// Commits `record` on the local audit branch. Throws `Failure.notRecorded`, naming the
     /// state directory and the cause, when it cannot: then nothing was recorded.
-    func write(_ record: AuditRecord) throws -> String {
+    package func write(_ record: AuditRecord) throws -> String {
         do {
             return try writeOnce(record)
         } catch let error as GitError where error.isLocked {
@@ -262,7 +272,7 @@ actor PolicyRepository: AuditSink {
 
     /// Removes git lock files (`*.lock`) under `repository` last modified before `date`, which
     /// only a process that died mid-update leaves there; returns what was done, in words.
-    static func removeStaleLocks(in repository: String, before date: Date) -> [String] {
+    package static func removeStaleLocks(in repository: String, before date: Date) -> [String] {
         let fm = FileManager.default
         guard let walker = fm.enumerator(atPath: repository) else { return [] }
         var removed: [String] = []
@@ -291,7 +301,7 @@ actor PolicyRepository: AuditSink {
     /// unpushed commits on top (audit paths are unique, so this always succeeds) and tries
     /// again after a jittered, doubling pause, for as long as `deadline` allows; after it the
     /// commits stay on the local audit branch and go out with the next push.
-    func publish(deadline: Duration = .seconds(30)) async throws -> Publication {
+    package func publish(deadline: Duration = .seconds(30)) async throws -> Publication {
         // The end of a pass: the commits written in it go into the index's file.
         defer { saveIndex() }
         let clock = ContinuousClock()
@@ -355,19 +365,18 @@ actor PolicyRepository: AuditSink {
     }
 
     /// Audit commits, newest first (the local branch: what was pushed and what waits to be).
-    func auditHistory(limit: Int = .max) throws -> [CommitInfo] {
+    package func auditHistory(limit: Int = .max) throws -> [CommitInfo] {
         guard let head = try repository.resolve(localAudit) else { return [] }
         return try commits(from: head, limit: limit)
     }
 
     /// Verified fixes recorded since `start`, for the flap breaker.
-    func recentFixes(since start: Date) throws -> FixHistory {
+    package func recentFixes(since start: Date) throws -> FixHistory {
         guard let head = try repository.resolve(localAudit) else { return FixHistory() }
         var history = FixHistory()
         for commit in try commits(from: head, since: start) {
-            guard commit.trailer("Bulwark-Decision") == "applied", commit.trailer("Bulwark-Result") == "verified",
-                  let id = commit.trailer("Bulwark-Id"), let detected = commit.trailer("Bulwark-Detected-At"),
-                  let bytes = try repository.file(at: commit.id, path: AuditRecord.path(id: id, detectedAt: detected)),
+            guard let recorded = commit.recorded, recorded.isVerifiedFix, let detected = commit.trailer(.detectedAt),
+                  let bytes = try repository.file(at: commit.id, path: AuditRecord.path(id: recorded.id, detectedAt: detected)),
                   let record = try? JSONDecoder().decode(AuditRecord.self, from: Data(bytes)) else { continue }
             history.add(record)
         }
@@ -398,7 +407,7 @@ actor PolicyRepository: AuditSink {
     /// Commits `files` on top of the policy branch and pushes them to it. A branch that moved
     /// meanwhile gets the commit replayed on its new head (the files are new, so this always
     /// succeeds); a remote that cannot be reached is an error, since a person is waiting.
-    func commitPolicy(_ files: [String: [UInt8]], message: String, author: Signature, attempts: Int = 5) throws -> ObjectID {
+    package func commitPolicy(_ files: [String: [UInt8]], message: String, author: Signature, attempts: Int = 5) throws -> ObjectID {
         let scratch = "refs/bulwark/policy-commit"
         let tracking = "refs/remotes/origin/\(configuration.branch)"
         guard let base = try repository.resolve(tracking) else {
@@ -430,43 +439,43 @@ actor PolicyRepository: AuditSink {
     // MARK: - Provenance
 
     /// Authors of the commits since `base` that changed any of `paths` (see `Repository.authors`).
-    func authors(changing paths: Set<String>, from head: ObjectID, since base: ObjectID?) throws -> [String: [Signature]] {
+    package func authors(changing paths: Set<String>, from head: ObjectID, since base: ObjectID?) throws -> [String: [Signature]] {
         try repository.authors(changing: paths, from: head, since: base)
     }
 
     /// The commit that last wrote `path` as it is at `head`.
-    func commitWriting(_ path: String, from head: ObjectID) throws -> CommitInfo? {
+    package func commitWriting(_ path: String, from head: ObjectID) throws -> CommitInfo? {
         try repository.commitWriting(path, from: head)
     }
 
     /// Whether `commit` is in the clone (a revision applied before a forced push may be gone).
-    func has(_ commit: ObjectID) -> Bool { (try? repository.contains(commit)) ?? false }
+    package func has(_ commit: ObjectID) -> Bool { (try? repository.contains(commit)) ?? false }
 
     /// Whether `commit` is in the clone and is `head` or one of its ancestors (false when it cannot be told).
-    func isAncestorOrEqual(_ commit: ObjectID, of head: ObjectID) -> Bool {
+    package func isAncestorOrEqual(_ commit: ObjectID, of head: ObjectID) -> Bool {
         has(commit) && ((try? repository.isAncestor(commit, of: head)) ?? false)
     }
 
     // MARK: - Signatures
 
     /// Every commit reachable from `head` and not from `base` (each parent of a merge), newest first.
-    func commits(from head: ObjectID, since base: ObjectID?) throws -> [CommitInfo] {
+    package func commits(from head: ObjectID, since base: ObjectID?) throws -> [CommitInfo] {
         try repository.history(from: head, hiding: base)
     }
 
     /// One commit, with its author and message.
-    func commit(_ id: ObjectID) throws -> CommitInfo { try repository.commitInfo(id) }
+    package func commit(_ id: ObjectID) throws -> CommitInfo { try repository.commitInfo(id) }
 
     /// Whether `ancestor` is `descendant` or reachable from it.
-    func isAncestor(_ ancestor: ObjectID, of descendant: ObjectID) throws -> Bool {
+    package func isAncestor(_ ancestor: ObjectID, of descendant: ObjectID) throws -> Bool {
         try repository.isAncestor(ancestor, of: descendant)
     }
 
     /// A commit's signature and signed bytes, or nil when it is unsigned.
-    func signature(of commit: ObjectID) throws -> CommitSignature? { try repository.signature(of: commit) }
+    package func signature(of commit: ObjectID) throws -> CommitSignature? { try repository.signature(of: commit) }
 
     /// The caller's git identity: GIT_AUTHOR_NAME and GIT_AUTHOR_EMAIL, else git's configuration.
-    func callerSignature() -> Signature? {
+    package func callerSignature() -> Signature? {
         let env = ProcessInfo.processInfo.environment
         if let name = env["GIT_AUTHOR_NAME"], let email = env["GIT_AUTHOR_EMAIL"], !name.isEmpty, !email.isEmpty {
             return Signature(name: name, email: email)
@@ -477,10 +486,10 @@ actor PolicyRepository: AuditSink {
 
 /// An exclusive `flock` on a state directory's lock file, held while this object lives. The one
 /// owner of the descriptor: it is closed once, in `deinit`, and never anywhere else.
-final class StateLock: Sendable {
+package final class StateLock: Sendable {
     private let descriptor: Int32
 
-    init(_ path: String, directory: String) throws {
+    package init(_ path: String, directory: String) throws {
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw CommandError("cannot open \(path): \(String(cString: strerror(errno)))") }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {

@@ -1,0 +1,70 @@
+public import Foundation
+
+/// The trailers of an audit commit: written by `AuditRecord.commitMessage`, read back by every
+/// reader of the audit branch (log, report, approve, revert, the flap history) through
+/// `RecordedDecision`, so that no key is spelled twice.
+public enum AuditTrailer: String, CaseIterable, Sendable {
+    case id = "Bulwark-Id"
+    case controller = "Bulwark-Controller"
+    case target = "Bulwark-Target"
+    case resource = "Bulwark-Resource"
+    case severity = "Bulwark-Severity"
+    case mode = "Bulwark-Mode"
+    case decision = "Bulwark-Decision"
+    case result = "Bulwark-Result"
+    case desiredCommit = "Bulwark-Desired-Commit"
+    case detectedAt = "Bulwark-Detected-At"
+    case appliedAt = "Bulwark-Applied-At"
+    case verifiedAt = "Bulwark-Verified-At"
+    case approvedBy = "Bulwark-Approved-By"
+    case nextWindow = "Bulwark-Next-Window"
+    /// On an approval commit (not an audit record): the id of the held or blocked record it approves.
+    case approves = "Bulwark-Approves"
+    /// On a revert's waiver commit: the id of the fix it undoes.
+    case reverts = "Bulwark-Reverts"
+
+    /// Whether a commit trailer's key is one of Bulwark's (trailer keys compare case-insensitively, as git's do).
+    public static func isBulwark(_ key: String) -> Bool { key.lowercased().hasPrefix("bulwark-") }
+}
+
+/// An audit record as its commit's trailers give it back: typed, with dates parsed once.
+/// The full record (changes, values) is the JSON file the commit adds; readers of history need
+/// only this.
+public struct RecordedDecision: Sendable, Hashable {
+    public var id: String
+    public var controller: String?
+    public var target: String?
+    public var resource: String?
+    public var severity: Severity?
+    public var mode: Mode?
+    public var decision: Decision?
+    public var result: RemediationResult?
+    public var desiredCommit: String?
+    public var detectedAt: Date?
+    public var appliedAt: Date?
+    public var verifiedAt: Date?
+    public var approvedBy: String?
+    public var nextWindow: Date?
+
+    /// Nil when the commit carries no `Bulwark-Id` (not an audit record).
+    public init?(trailer value: (AuditTrailer) -> String?) {
+        guard let id = value(.id) else { return nil }
+        self.id = id
+        controller = value(.controller)
+        target = value(.target)
+        resource = value(.resource)
+        severity = value(.severity).flatMap(Severity.init(rawValue:))
+        mode = value(.mode).flatMap(Mode.init(rawValue:))
+        decision = value(.decision).flatMap(Decision.init(rawValue:))
+        result = value(.result).flatMap(RemediationResult.init(rawValue:))
+        desiredCommit = value(.desiredCommit)
+        detectedAt = value(.detectedAt).flatMap(Timestamp.parse)
+        appliedAt = value(.appliedAt).flatMap(Timestamp.parse)
+        verifiedAt = value(.verifiedAt).flatMap(Timestamp.parse)
+        approvedBy = value(.approvedBy)
+        nextWindow = value(.nextWindow).flatMap(Timestamp.parse)
+    }
+
+    /// A verified fix: applied and verified.
+    public var isVerifiedFix: Bool { decision == .applied && result == .verified }
+}

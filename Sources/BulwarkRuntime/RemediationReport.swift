@@ -1,0 +1,172 @@
+package import BulwarkCore
+package import BulwarkGit
+package import Foundation
+
+/// MTTR and counts from audit records, oldest first. Pure: the tests feed it entries directly.
+package struct RemediationReport: Encodable {
+    package struct Entry {
+        package var target: String
+        package var resource: String
+        package var controller: String
+        package var severity: Severity
+        package var decision: Decision
+        package var result: RemediationResult?
+        package var detectedAt: Date
+        package var verifiedAt: Date?
+
+        package init?(_ commit: CommitInfo) {
+            guard let record = commit.recorded, let target = record.target, let resource = record.resource,
+                  let decision = record.decision, let detected = record.detectedAt else { return nil }
+            self.init(target: target, resource: resource, controller: record.controller ?? "",
+                      severity: record.severity ?? .medium, decision: decision, result: record.result,
+                      detectedAt: detected, verifiedAt: record.verifiedAt)
+        }
+
+        package init(target: String, resource: String, controller: String, severity: Severity, decision: Decision,
+             result: RemediationResult?, detectedAt: Date, verifiedAt: Date?) {
+            self.target = target
+            self.resource = resource
+            self.controller = controller
+            self.severity = severity
+            self.decision = decision
+            self.result = result
+            self.detectedAt = detectedAt
+            self.verifiedAt = verifiedAt
+        }
+
+        package var kind: String { String(resource.split(separator: "/").first ?? "") }
+    }
+
+    package struct Summary: Encodable {
+        package var fixes: Int
+        package var p50Seconds: Double?
+        package var p90Seconds: Double?
+        package var maxSeconds: Double?
+
+        package init(_ durations: [Double]) {
+            let sorted = durations.sorted()
+            fixes = sorted.count
+            func rank(_ p: Double) -> Double? {
+                sorted.isEmpty ? nil : sorted[min(sorted.count - 1, max(0, Int((p * Double(sorted.count)).rounded(.up)) - 1))]
+            }
+            p50Seconds = rank(0.5)
+            p90Seconds = rank(0.9)
+            maxSeconds = sorted.last
+        }
+    }
+
+    package struct OpenItem: Encodable {
+        package var target: String
+        package var resource: String
+        package var severity: Severity
+        package var decision: Decision
+        package var result: RemediationResult?
+        package var openSince: Date
+        package var ageSeconds: Double
+    }
+
+    package var schemaVersion = JSONSchema.version
+    package var generatedAt: Date
+    package var since: Date?
+    package var records: Int
+    package var mttr: Summary
+    package var byController: [String: Summary]
+    package var byKind: [String: Summary]
+    package var bySeverity: [String: Summary]
+    package var byTarget: [String: Summary]
+    package var decisions: [String: Int]
+    package var results: [String: Int]
+    package var open: [OpenItem]
+
+    package init(entries: [Entry], since: Date?, now: Date, top: Int) {
+        var fixes: [(entry: Entry, seconds: Double)] = []
+        var openSince: [String: Date] = [:]
+        var last: [String: Entry] = [:]
+        var counted: [Entry] = []
+        for entry in entries {
+            let key = entry.target + "\u{0}" + entry.resource
+            last[key] = entry
+            if entry.result == .verified, let verified = entry.verifiedAt {
+                let start = min(openSince[key] ?? entry.detectedAt, entry.detectedAt)
+                openSince[key] = nil
+                if since.map({ entry.detectedAt >= $0 }) ?? true { fixes.append((entry, verified.timeIntervalSince(start))) }
+            } else if entry.decision != .waived {
+                openSince[key] = openSince[key] ?? entry.detectedAt
+            }
+            if since.map({ entry.detectedAt >= $0 }) ?? true { counted.append(entry) }
+        }
+        func group(_ by: (Entry) -> String) -> [String: Summary] {
+            Dictionary(grouping: fixes, by: { by($0.entry) }).mapValues { Summary($0.map(\.seconds)) }
+        }
+        generatedAt = now
+        self.since = since
+        records = counted.count
+        mttr = Summary(fixes.map(\.seconds))
+        byController = group(\.controller)
+        byKind = group(\.kind)
+        bySeverity = group(\.severity.rawValue)
+        byTarget = group(\.target)
+        decisions = Dictionary(grouping: counted, by: \.decision.rawValue).mapValues(\.count)
+        results = Dictionary(grouping: counted.compactMap(\.result), by: \.rawValue).mapValues(\.count)
+        open = openSince.compactMap { key, start -> OpenItem? in
+            guard let entry = last[key] else { return nil }
+            return OpenItem(target: entry.target, resource: entry.resource, severity: entry.severity, decision: entry.decision,
+                            result: entry.result, openSince: start, ageSeconds: now.timeIntervalSince(start))
+        }
+        .sorted { ($0.severity, $0.ageSeconds) > ($1.severity, $1.ageSeconds) }
+        .prefix(top).map { $0 }
+    }
+
+    package static func duration(_ seconds: Double?) -> String {
+        guard let seconds else { return "-" }
+        switch seconds {
+        case ..<1: return String(format: "%.0f ms", seconds * 1000)
+        case ..<60: return String(format: "%.1f s", seconds)
+        case ..<3600: return String(format: "%.1f min", seconds / 60)
+        case ..<86400: return String(format: "%.1f h", seconds / 3600)
+        default: return String(format: "%.1f d", seconds / 86400)
+        }
+    }
+
+    private func line(_ s: Summary) -> String {
+        "\(s.fixes) fix\(s.fixes == 1 ? "" : "es"), p50 \(Self.duration(s.p50Seconds)), p90 \(Self.duration(s.p90Seconds)), max \(Self.duration(s.maxSeconds))"
+    }
+
+    package func text(source: String) -> String {
+        var lines = ["Remediation report for \(source): \(records) records",
+                     "MTTR (detection to verified fix): " + line(mttr)]
+        for (title, groups) in [("controller", byController), ("kind", byKind), ("severity", bySeverity), ("target", byTarget)]
+        where !groups.isEmpty {
+            lines.append("By \(title):")
+            let width = groups.keys.map(\.count).max() ?? 0
+            for key in groups.keys.sorted() {
+                lines.append("  " + key.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + line(groups[key]!))
+            }
+        }
+        lines.append("Decisions: " + decisions.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+                     + (results.isEmpty ? "" : "; results: " + results.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")))
+        lines.append(open.isEmpty ? "Open items: none." : "Worst open items:")
+        for item in open {
+            lines.append("  \(item.severity.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)) \(item.target)  \(item.resource)  "
+                         + "\(item.result == .failed ? "failed" : item.decision.rawValue), open for \(Self.duration(item.ageSeconds))")
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    package func markdown(source: String) -> String {
+        var lines = ["# Remediation report", "", "Source: `\(source)`, \(records) records.", "",
+                     "**MTTR** (detection to verified fix): " + line(mttr), "",
+                     "| group | value | fixes | p50 | p90 | max |", "|---|---|---|---|---|---|"]
+        for (title, groups) in [("controller", byController), ("kind", byKind), ("severity", bySeverity), ("target", byTarget)] {
+            for key in groups.keys.sorted() {
+                let s = groups[key]!
+                lines.append("| \(title) | \(key) | \(s.fixes) | \(Self.duration(s.p50Seconds)) | \(Self.duration(s.p90Seconds)) | \(Self.duration(s.maxSeconds)) |")
+            }
+        }
+        lines += ["", "| decision | count |", "|---|---|"] + decisions.sorted { $0.key < $1.key }.map { "| \($0.key) | \($0.value) |" }
+        lines += ["", "## Worst open items", ""]
+        lines += open.isEmpty ? ["None."] : ["| severity | target | resource | state | open for |", "|---|---|---|---|---|"]
+            + open.map { "| \($0.severity.rawValue) | \($0.target) | \($0.resource) | \($0.result == .failed ? "failed" : $0.decision.rawValue) | \(Self.duration($0.ageSeconds)) |" }
+        return lines.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,43 @@
+package import BulwarkCore
+package import BulwarkGit
+package import Foundation
+
+/// What the engine needs to know about its repository, resolved once by the command line
+/// (flags, environment, defaults) and handed down: the runtime never reads flags itself.
+package struct RuntimeOptions: Sendable {
+    /// Where the policy lives, which branches, the state folder, the author, the access.
+    package var configuration: PolicyRepository.Configuration
+    /// The repository's URL as messages show it (any password replaced).
+    package var displayURL: String
+    /// Signature verification of the policy, when a trusted signers file is given.
+    package var sourceVerification: SourceVerification?
+    /// The kinds and adapters this build knows.
+    package var registry: Registry
+
+    package init(configuration: PolicyRepository.Configuration, displayURL: String,
+                 sourceVerification: SourceVerification?, registry: Registry) {
+        self.configuration = configuration
+        self.displayURL = displayURL
+        self.sourceVerification = sourceVerification
+        self.registry = registry
+    }
+
+    package var stateDirectory: String { configuration.stateDirectory }
+}
+
+/// The record of a refused revision, committed once per revision and errors and pushed, so
+/// that `git log` explains why nothing happened.
+package enum RevisionRefusal {
+    package static func record(of head: ObjectID, errors: [String], in repository: PolicyRepository, console: Console) async {
+        let record = AuditRecord.refusal(revision: head.hex, errors: errors, at: Date())
+        do {
+            guard try await !repository.contains(recordID: record.id) else { return }
+            _ = try await repository.write(record)
+            if case .keptLocally(_, let reason) = try await repository.publish() {
+                console.warn("the refusal record is kept locally and pushed on the next run: \(reason)")
+            }
+        } catch {
+            console.warn("cannot record the refusal on the audit branch: \(error)")
+        }
+    }
+}
