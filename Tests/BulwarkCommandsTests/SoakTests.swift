@@ -38,6 +38,7 @@ struct SoakTests {
     @Test func memoryStaysFlatWhileTheDaemonFixesDriftOverAndOver() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
+            try FaultSuiteTests.allowRepeatedFixes(s)
             let daemon = try DaemonTests().start(s)
             let pid = daemon.process.processIdentifier
             #expect(daemon.wait(seconds: 60) { (try? daemon.get("/readyz").status) == 200 }, "readyz: \(daemon.log)")

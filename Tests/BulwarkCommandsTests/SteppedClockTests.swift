@@ -31,11 +31,19 @@ struct SteppedClockTests {
             let s = try Scenario(in: dir)
             let offset = dir + "/faketime-offset"
             try write(offset, "+0\n")
-            let daemon = try DaemonProcess(
-                ["--repo", s.origin, "--state-dir", s.state, "--poll", "1"],
-                environment: ["LD_PRELOAD": library, "FAKETIME_TIMESTAMP_FILE": offset, "FAKETIME_NO_CACHE": "1",
-                              "FAKETIME_DONT_FAKE_MONOTONIC": "1", "BULWARK_WEBHOOK_SECRET": DaemonTests.secret],
-                logPath: dir + "/daemon.log")
+            // The preload is set by a shell that then execs the binary: exec'd straight from this
+            // process with libfaketime preloaded, the binary sees no arguments (libfaketime 0.9.10).
+            let launcher = dir + "/with-faketime"
+            try write(launcher, """
+                #!/bin/sh
+                LD_PRELOAD='\(library)' FAKETIME_TIMESTAMP_FILE='\(offset)' FAKETIME_NO_CACHE=1 FAKETIME_DONT_FAKE_MONOTONIC=1
+                export LD_PRELOAD FAKETIME_TIMESTAMP_FILE FAKETIME_NO_CACHE FAKETIME_DONT_FAKE_MONOTONIC
+                exec "$@"
+
+                """, mode: 0o755)
+            let daemon = try DaemonProcess(["--repo", s.origin, "--state-dir", s.state, "--poll", "1"],
+                                           environment: ["BULWARK_WEBHOOK_SECRET": DaemonTests.secret],
+                                           logPath: dir + "/daemon.log", launcher: launcher)
             #expect(daemon.wait(seconds: 60) { (try? daemon.get("/readyz").status) == 200 }, "readyz: \(daemon.log)")
             #expect(DaemonTests().waitIdle(daemon))
             let before = try s.auditCommits().count

@@ -59,11 +59,14 @@ public final class DaemonProcess {
     public let process = Process()
     public let logPath: String
 
-    public init(_ arguments: [String], environment extra: [String: String] = [:], logPath: String) throws {
+    /// `launcher`, when given, is run instead of the binary with the binary's path as its first
+    /// argument (a wrapper that `exec`s it, e.g. to preload a library).
+    public init(_ arguments: [String], environment extra: [String: String] = [:], logPath: String, launcher: String? = nil) throws {
         port = try freeLoopbackPort()
         self.logPath = logPath
-        process.executableURL = URL(fileURLWithPath: try bulwarkExecutable())
-        process.arguments = ["run", "--listen", "127.0.0.1:\(port)"] + arguments
+        let binary = try bulwarkExecutable()
+        process.executableURL = URL(fileURLWithPath: launcher ?? binary)
+        process.arguments = (launcher == nil ? [] : [binary]) + ["run", "--listen", "127.0.0.1:\(port)"] + arguments
         process.environment = ProcessInfo.processInfo.environment.merging(extra) { $1 }
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
