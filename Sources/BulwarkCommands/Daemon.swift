@@ -67,6 +67,8 @@ actor Daemon: DaemonControl {
     // Schedule (on the monotonic clock).
     private var scheduler: Scheduler
     private let startedAt: ContinuousClock.Instant
+    /// Hands memory freed during a cycle back to the system (see `MemoryTrimmer`).
+    private var trimmer = MemoryTrimmer()
 
     // What the status page shows.
     private var lastCycle: (at: Date, seconds: Double, error: String?)?
@@ -463,6 +465,7 @@ actor Daemon: DaemonControl {
         cycles += 1
         if cycleError == nil { meters.cycleSucceeded(at: clock.wall()) }
         if outbox != nil { notify.yield() }
+        trimmer.afterCycle(at: clock.now())
     }
 
     /// Carries out a cycle's plan through the core, logging each decision and writing the

@@ -50,7 +50,11 @@ struct SoakTests {
             let started = ContinuousClock.now
             while ContinuousClock.now - started < .seconds(Self.seconds) {
                 try Self.rewrite(config, "PermitRootLogin no", "PermitRootLogin yes")
-                guard daemon.wait(seconds: 20, until: { ((try? read(config)) ?? "").contains("\nPermitRootLogin no\n") }) else {
+                // Fixed, and its record on the origin: a drift written while the fix is being
+                // verified makes that fix fail (and it is not retried until the drift changes).
+                guard daemon.wait(seconds: 20, until: {
+                    ((try? read(config)) ?? "").contains("\nPermitRootLogin no\n") && (try? s.auditCommits().count) == initial + fixes + 1
+                }) else {
                     Issue.record("fix \(fixes + 1) did not come: \(daemon.log.suffix(2000))")
                     break
                 }

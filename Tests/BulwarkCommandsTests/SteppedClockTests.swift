@@ -31,14 +31,14 @@ struct SteppedClockTests {
             let s = try Scenario(in: dir)
             let offset = dir + "/faketime-offset"
             try write(offset, "+0\n")
-            // The preload is set by a shell that then execs the binary: exec'd straight from this
-            // process with libfaketime preloaded, the binary sees no arguments (libfaketime 0.9.10).
+            // A shell with the preload execs the binary. (Preloaded straight into the binary from
+            // a process without it, libfaketime 0.9.10 leaves the binary without its arguments.)
             let launcher = dir + "/with-faketime"
             try write(launcher, """
                 #!/bin/sh
                 LD_PRELOAD='\(library)' FAKETIME_TIMESTAMP_FILE='\(offset)' FAKETIME_NO_CACHE=1 FAKETIME_DONT_FAKE_MONOTONIC=1
                 export LD_PRELOAD FAKETIME_TIMESTAMP_FILE FAKETIME_NO_CACHE FAKETIME_DONT_FAKE_MONOTONIC
-                exec "$@"
+                exec /bin/sh -c 'exec "$@"' sh "$@"
 
                 """, mode: 0o755)
             let daemon = try DaemonProcess(["--repo", s.origin, "--state-dir", s.state, "--poll", "1"],
