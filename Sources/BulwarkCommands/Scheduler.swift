@@ -9,7 +9,21 @@ struct DaemonClock: Sendable {
     var now: @Sendable () -> Instant
     var wall: @Sendable () -> Date
 
-    static let system = DaemonClock(now: { ContinuousClock.now }, wall: { Date() })
+    /// The system's clocks. Fault injection (tests): `BULWARK_FAULT_WALL_CLOCK_OFFSET_FILE` names
+    /// a file holding seconds to add to the wall clock, read on every reading, so a test can step
+    /// the daemon's wall clock while it runs and leave its monotonic clock alone, as an NTP step
+    /// or `date -s` does. (libfaketime cannot stand in: it also shifts the timers that monotonic
+    /// sleeps wait on, so a sleep of 100 ms lasts an hour under it.)
+    static let system: DaemonClock = {
+        guard let file = ProcessInfo.processInfo.environment["BULWARK_FAULT_WALL_CLOCK_OFFSET_FILE"], !file.isEmpty else {
+            return DaemonClock(now: { ContinuousClock.now }, wall: { Date() })
+        }
+        return DaemonClock(now: { ContinuousClock.now }, wall: {
+            let text = (try? String(contentsOfFile: file, encoding: .utf8)) ?? ""
+            let offset = Double(text.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+            return Date().addingTimeInterval(offset.isFinite ? offset : 0)
+        })
+    }()
 
     /// The monotonic instant a wall-clock time read from a record stands for, as far as this
     /// process can tell: `now` minus how long ago the wall clock says it was. A time the wall

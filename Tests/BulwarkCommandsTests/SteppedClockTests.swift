@@ -3,18 +3,14 @@ import BulwarkTestSupport
 import Foundation
 import Testing
 
-/// The daemon's wall clock stepped back an hour while it runs (as an NTP step or `date -s`
-/// does), through Debian's libfaketime preloaded into the real binary: the offset is read from
-/// a file on every call, and the monotonic clocks are left alone, as a real step leaves them.
+/// The daemon's wall clock stepped back an hour while it runs, as an NTP step or `date -s` does:
+/// its monotonic clock goes on, its notion of "now" for records jumps back. The step is injected
+/// through `BULWARK_FAULT_WALL_CLOCK_OFFSET_FILE` (seconds added to every wall-clock reading).
+/// Debian's libfaketime was tried and cannot stand in: it also shifts the timers monotonic sleeps
+/// wait on, so under it a 100 ms sleep lasts the length of the step, which no real step does.
 /// Polling, fixing and readiness must go on; only what records say moves with the wall clock.
-let libfaketime: String? = ["/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
-                            "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
-                            "/usr/lib/faketime/libfaketimeMT.so.1"]
-    .first { FileManager.default.fileExists(atPath: $0) }
-
-@Suite(.serialized, .enabled(if: libfaketime != nil, "needs libfaketime (scripts/setup installs faketime)"))
+@Suite(.serialized)
 struct SteppedClockTests {
-
     func revision(_ daemon: DaemonProcess) -> String? {
         guard let body = try? daemon.get("/api/v1/status").body,
               let json = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any] else { return nil }
@@ -26,30 +22,20 @@ struct SteppedClockTests {
     }
 
     @Test func aWallClockSteppedBackAnHourStopsNeitherPollingNorFixingAndReadinessStaysTrue() async throws {
-        let library = try #require(libfaketime)
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
-            let offset = dir + "/faketime-offset"
-            try write(offset, "+0\n")
-            // A shell with the preload execs the binary. (Preloaded straight into the binary from
-            // a process without it, libfaketime 0.9.10 leaves the binary without its arguments.)
-            let launcher = dir + "/with-faketime"
-            try write(launcher, """
-                #!/bin/sh
-                LD_PRELOAD='\(library)' FAKETIME_TIMESTAMP_FILE='\(offset)' FAKETIME_NO_CACHE=1 FAKETIME_DONT_FAKE_MONOTONIC=1
-                export LD_PRELOAD FAKETIME_TIMESTAMP_FILE FAKETIME_NO_CACHE FAKETIME_DONT_FAKE_MONOTONIC
-                exec /bin/sh -c 'exec "$@"' sh "$@"
-
-                """, mode: 0o755)
+            let offset = dir + "/wall-clock-offset"
+            try write(offset, "0\n")
             let daemon = try DaemonProcess(["--repo", s.origin, "--state-dir", s.state, "--poll", "1"],
-                                           environment: ["BULWARK_WEBHOOK_SECRET": DaemonTests.secret],
-                                           logPath: dir + "/daemon.log", launcher: launcher)
+                                           environment: ["BULWARK_FAULT_WALL_CLOCK_OFFSET_FILE": offset,
+                                                         "BULWARK_WEBHOOK_SECRET": DaemonTests.secret],
+                                           logPath: dir + "/daemon.log")
             #expect(daemon.wait(seconds: 60) { (try? daemon.get("/readyz").status) == 200 }, "readyz: \(daemon.log)")
             #expect(DaemonTests().waitIdle(daemon))
             let before = try s.auditCommits().count
 
             // The step: from now on the daemon's wall clock reads an hour earlier.
-            try write(offset, "-1h\n")
+            try write(offset, "-3600\n")
             let stepped = Date()
 
             // Polling goes on: a new revision is fetched and in force (the poll is 1 s).
@@ -71,6 +57,7 @@ struct SteppedClockTests {
             #expect(abs(detected.timeIntervalSince(stepped) + 3600) < 600, "the record carries the stepped wall time: \(detected)")
 
             // Readiness is true, and true to fact: the schedule is kept, the last cycle succeeded.
+            #expect(DaemonTests().waitIdle(daemon))
             let ready = try daemon.get("/readyz")
             #expect(ready.status == 200, "\(ready.body)")
             let status = try #require(try JSONSerialization.jsonObject(with: Data(daemon.get("/api/v1/status").body.utf8)) as? [String: Any])

@@ -59,14 +59,11 @@ public final class DaemonProcess {
     public let process = Process()
     public let logPath: String
 
-    /// `launcher`, when given, is run instead of the binary with the binary's path as its first
-    /// argument (a wrapper that `exec`s it, e.g. to preload a library).
-    public init(_ arguments: [String], environment extra: [String: String] = [:], logPath: String, launcher: String? = nil) throws {
+    public init(_ arguments: [String], environment extra: [String: String] = [:], logPath: String) throws {
         port = try freeLoopbackPort()
         self.logPath = logPath
-        let binary = try bulwarkExecutable()
-        process.executableURL = URL(fileURLWithPath: launcher ?? binary)
-        process.arguments = (launcher == nil ? [] : [binary]) + ["run", "--listen", "127.0.0.1:\(port)"] + arguments
+        process.executableURL = URL(fileURLWithPath: try bulwarkExecutable())
+        process.arguments = ["run", "--listen", "127.0.0.1:\(port)"] + arguments
         process.environment = ProcessInfo.processInfo.environment.merging(extra) { $1 }
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
