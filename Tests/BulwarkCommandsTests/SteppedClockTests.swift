@@ -32,7 +32,6 @@ struct SteppedClockTests {
                                            logPath: dir + "/daemon.log")
             #expect(daemon.wait(seconds: 60) { (try? daemon.get("/readyz").status) == 200 }, "readyz: \(daemon.log)")
             #expect(DaemonTests().waitIdle(daemon))
-            let before = try s.auditCommits().count
 
             // The step: from now on the daemon's wall clock reads an hour earlier.
             try write(offset, "-3600\n")
@@ -43,13 +42,17 @@ struct SteppedClockTests {
             let first = try originHead(s)
             #expect(daemon.wait(seconds: 30) { revision(daemon) == first }, "revision \(first) in force: \(daemon.log.suffix(3000))")
 
-            // Fixing goes on, and the record says what the (stepped) wall clock said.
-            try DaemonTests().edit(s.host + "/etc/ssh/sshd_config", "PermitRootLogin no", "PermitRootLogin yes")
+            // Fixing goes on (once the new revision's cycle is done), and the record says what the
+            // (stepped) wall clock said.
+            #expect(DaemonTests().waitIdle(daemon))
+            let before = FaultSuiteTests.verified(s)
+            try DaemonTests().edit(s.host + "/etc/ssh/sshd_config", "\nPermitRootLogin no\n", "\nPermitRootLogin yes\n")
             let fixed = daemon.wait(seconds: 30) {
-                ((try? read(s.host + "/etc/ssh/sshd_config")) ?? "").contains("\nPermitRootLogin no\n") && (try? s.auditCommits().count) == before + 1
+                ((try? read(s.host + "/etc/ssh/sshd_config")) ?? "").contains("\nPermitRootLogin no\n") && FaultSuiteTests.verified(s) == before + 1
             }
             #expect(fixed, "fixed and recorded: \(daemon.log.suffix(3000))")
-            let record = try git("--git-dir", s.origin, "log", "-1", "--format=%B", "bulwark/audit")
+            let record = try git("--git-dir", s.origin, "log", "-1", "--format=%B", "--grep", "Bulwark-Resource: \(FaultSuiteTests.resource)",
+                                 "bulwark/audit")
             let times = ISO8601DateFormatter()
             times.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
             let detected = try #require(record.split(separator: "\n").first { $0.hasPrefix("Bulwark-Detected-At: ") }
