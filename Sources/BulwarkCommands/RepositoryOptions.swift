@@ -177,6 +177,7 @@ extension RepositoryOptions {
     /// when the revision is invalid: nothing acts on it.
     func load(console: Console, recordRefusal: Bool = false, revision pin: RevisionPin? = nil) async throws -> LoadedRevision {
         let repository = try PolicyRepository(try configuration())
+        for repair in await repository.repairs { console.warn(repair) }
         let (fetched, stale) = try await repository.sync()
         if let stale { console.warn(stale) }
         let head = try await pin?.check(head: fetched, in: repository, branch: branch) ?? fetched

@@ -120,6 +120,7 @@ extension Bulwark {
         }
 
         func run() async throws {
+            MemoryTrimmer.limitArenas()
             let level = Logger.Level(rawValue: logLevel) ?? .info
             LoggingSystem.bootstrap { label in
                 var handler = StreamLogHandler.standardError(label: label)

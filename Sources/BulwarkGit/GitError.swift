@@ -19,19 +19,12 @@ public struct GitError: Error, Sendable, CustomStringConvertible {
 
     public var description: String { "\(function): \(message)" }
 
-    /// The object or reference does not exist.
-    public var isNotFound: Bool { code == GIT_ENOTFOUND.rawValue }
     /// The remote refused an update that is not a fast-forward.
     public var isNonFastForward: Bool { code == GIT_ENONFASTFORWARD.rawValue }
     /// A reference changed under us (compare-and-swap lost).
     public var isModified: Bool { code == GIT_EMODIFIED.rawValue }
     /// A lock file (`<name>.lock`) is held: someone is updating it, or a killed process left it.
     public var isLocked: Bool { code == GIT_ELOCKED.rawValue }
-    /// The remote could not be reached or talked to.
-    public var isNetwork: Bool {
-        [GIT_ERROR_NET, GIT_ERROR_SSH, GIT_ERROR_HTTP, GIT_ERROR_SSL, GIT_ERROR_OS]
-            .map { Int32($0.rawValue) }.contains(errorClass)
-    }
 }
 
 /// Checks a libgit2 return code at once: a negative code becomes a `GitError` carrying

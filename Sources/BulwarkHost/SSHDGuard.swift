@@ -156,9 +156,10 @@ struct SSHDProbe {
         process.standardInput = FileHandle.nullDevice
         try process.run()
         // sshd -t/-T and ssh-keygen finish in milliseconds; one that hangs must not hang the plan.
-        let deadline = Date().addingTimeInterval(Self.timeout)
+        // Monotonic: a wall clock stepped while it runs neither kills it early nor lets it hang.
+        let deadline = ContinuousClock.now + .seconds(Self.timeout)
         while process.isRunning {
-            guard Date() < deadline else {
+            guard ContinuousClock.now < deadline else {
                 process.terminate()
                 process.waitUntilExit()
                 throw HostError("\(executable) did not finish within \(Int(Self.timeout)) s")

@@ -6,10 +6,13 @@ package import Foundation
 /// trigger (a finding, a watched file), so without this a stream of triggers could fix
 /// `maxChangesPerCycle` resources per trigger. The daemon keeps the fixes of each controller's
 /// last interval (a sliding window) and defers, in the plan's risk order, what the window has no
-/// room left for.
+/// room left for. Times are monotonic (`ContinuousClock`): a wall clock stepped back cannot keep
+/// a fix inside the window for as long as the step, nor a step forward empty it.
 package struct ChangeBudget: Sendable {
+    package typealias Instant = ContinuousClock.Instant
+
     package struct Change: Sendable {
-        package var at: Date
+        package var at: Instant
         package var controller: String
         package var target: String
     }
@@ -17,25 +20,25 @@ package struct ChangeBudget: Sendable {
     private(set) var changes: [Change] = []
 
     /// A fix was attempted (whatever its result: an attempt changes the system).
-    package mutating func record(controller: String, target: String, at: Date) {
+    package mutating func record(controller: String, target: String, at: Instant) {
         changes.append(Change(at: at, controller: controller, target: target))
     }
 
     /// Drops what is older than the longest interval.
-    package mutating func forget(olderThan longest: Duration, now: Date) {
-        let cutoff = now.addingTimeInterval(-longest.timeInterval)
+    package mutating func forget(olderThan longest: Duration, now: Instant) {
+        let cutoff = now - longest
         changes.removeAll { $0.at < cutoff }
     }
 
     /// Defers the plan's applied remediations that would take a controller past its limits
     /// within its interval. Reasons are stable (no counts or times), so a deferral is
     /// recorded once for the same drift.
-    package func limit(_ remediations: inout [PlannedRemediation], state: DesiredState, now: Date) {
+    package func limit(_ remediations: inout [PlannedRemediation], state: DesiredState, now: Instant) {
         var used: [String: Int] = [:]
         var targets: [String: Set<String>] = [:]
         for change in changes {
             guard let controller = state.controllers[change.controller],
-                  change.at >= now.addingTimeInterval(-controller.interval.timeInterval) else { continue }
+                  change.at >= now - controller.interval else { continue }
             used[change.controller, default: 0] += 1
             targets[change.controller, default: []].insert(change.target)
         }

@@ -28,9 +28,11 @@ package actor Daemon: DaemonControl {
     package nonisolated let options: RuntimeOptions
     package nonisolated let settings: Settings
     package nonisolated let logger: Logger
+    /// Monotonic time for every interval and wait, wall-clock time only for what records say.
+    package nonisolated let clock: DaemonClock
     private let repository: PolicyRepository
     private var registry: Registry { options.registry }
-    private lazy var reconciler = Reconciler(registry: registry)
+    private lazy var reconciler = Reconciler(registry: registry, clock: clock.wall)
     private let meters: DaemonMetrics
     package nonisolated let watcher: FileWatcher?
 
@@ -68,10 +70,11 @@ package actor Daemon: DaemonControl {
     private let wake: AsyncStream<Void>.Continuation
     package nonisolated let wakeups: AsyncStream<Void>
 
-    // Schedule.
-    private var nextRun: [String: Date] = [:]
-    private var failures: [String: Int] = [:]
-    private var nextPoll = Date()
+    // Schedule (on the monotonic clock).
+    private var scheduler: Scheduler
+    private let startedAt: ContinuousClock.Instant
+    /// Hands memory freed during a cycle back to the system (see `MemoryTrimmer`).
+    private var trimmer = MemoryTrimmer()
 
     // What the status page shows.
     private var lastCycle: (at: Date, seconds: Double, error: String?)?
@@ -89,14 +92,24 @@ package actor Daemon: DaemonControl {
     /// Approvals as git proves them, and what weakened since the last applied revision.
     private var provenance = Provenance()
 
-    package init(options: RuntimeOptions, settings: Settings, logger: Logger, registry: PrometheusCollectorRegistry) throws {
+    package init(options: RuntimeOptions, settings: Settings, logger: Logger, registry: PrometheusCollectorRegistry,
+                 clock: DaemonClock = .system) throws {
         self.options = options
         self.settings = settings
         self.logger = logger
+        self.clock = clock
+        scheduler = Scheduler(poll: settings.poll, retryBase: settings.retryBase)
+        startedAt = clock.now()
         repository = try PolicyRepository(options.configuration)
         journal = FileJournal(stateDirectory: options.stateDirectory)
         meters = DaemonMetrics(registry: registry)
-        watcher = try? FileWatcher()
+        do {
+            watcher = try FileWatcher()
+        } catch {
+            // Not fatal: drift is still found by the controllers' intervals, only later.
+            logger.warning("cannot watch managed files (\(error)); drift is found at each controller's interval instead")
+            watcher = nil
+        }
         (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         (notifications, notify) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
@@ -119,25 +132,15 @@ package actor Daemon: DaemonControl {
         wake.yield()
     }
 
-    /// Called on every tick of the scheduler: polls the source and runs controllers that are due.
-    /// Returns how long the scheduler may sleep.
-    package func tick(now: Date = Date()) -> Duration {
-        if now >= nextPoll {
-            nextPoll = now.addingTimeInterval(settings.poll.timeInterval)
-            requestSource()
+    /// Called on every tick of the scheduler: polls the source and runs controllers that are due
+    /// (see `Scheduler`, on the monotonic clock). Returns how long the scheduler may sleep.
+    package func tick() -> Duration {
+        let due = scheduler.tick(at: clock.now(), intervals: state?.controllers.mapValues(\.interval) ?? [:])
+        if due.source { requestSource() }
+        if let state, !due.controllers.isEmpty {
+            request(Set(state.bindings.filter { due.controllers.contains($0.controller) }))
         }
-        guard let state else { return .seconds(1) }
-        var due = Set<Binding>()
-        for controller in state.controllers.values {
-            let next = nextRun[controller.name] ?? now
-            if now >= next {
-                due.formUnion(state.bindings.filter { $0.controller == controller.name })
-                nextRun[controller.name] = now.addingTimeInterval(jittered(controller.interval))
-            }
-        }
-        request(due)
-        let soonest = ([nextPoll] + Array(nextRun.values)).min() ?? now.addingTimeInterval(1)
-        return .milliseconds(max(50, min(5000, Int(soonest.timeIntervalSince(now) * 1000))))
+        return due.sleep
     }
 
     /// A file changed: the resources whose drift it can hold are re-observed. `seenAt`, when the
@@ -194,7 +197,7 @@ package actor Daemon: DaemonControl {
     package func noteChanged(_ path: String) {
         changedPaths.insert(path)
         guard firstChangeAt == nil else { return }
-        firstChangeAt = Date()
+        firstChangeAt = clock.wall()
         Task {
             try? await Task.sleep(for: settings.debounce)
             await flushChanges()
@@ -202,7 +205,7 @@ package actor Daemon: DaemonControl {
     }
 
     private func flushChanges() {
-        let seenAt = firstChangeAt ?? Date()
+        let seenAt = firstChangeAt ?? clock.wall()
         firstChangeAt = nil
         let paths = changedPaths
         changedPaths = []
@@ -216,6 +219,7 @@ package actor Daemon: DaemonControl {
         if let refusal { return (false, "\(refusal); revision \(head?.short ?? "?") stays in force") }
         guard let lastCycle else { return (false, "no cycle has run yet") }
         if let error = lastCycle.error { return (false, "last cycle failed: \(error)") }
+        if let overdue = scheduler.overdue(at: clock.now(), startedAt: startedAt) { return (false, overdue) }
         return (true, "ready: revision \(head?.short ?? "?")")
     }
 
@@ -268,6 +272,10 @@ package actor Daemon: DaemonControl {
     /// Fetches and loads the head revision; returns whether a new good revision is in force. An
     /// invalid revision is refused and reported; the last good one stays.
     private func sync() async -> Bool {
+        defer { scheduler.sourceChecked(at: clock.now()) }
+        if !synced {
+            for repair in await repository.repairs { logger.warning("state directory repaired", metadata: ["repair": .string(repair)]) }
+        }
         // Polling asks where the branches are first, and fetches only when one moved.
         if synced, sourceError == nil, !(await repository.remoteMoved()) { return false }
         do {
@@ -317,8 +325,7 @@ package actor Daemon: DaemonControl {
                     outbox = nil
                     logger.error("notifications disabled: the outbox cannot be created", metadata: ["error": .string("\(error)")])
                 }
-                nextRun = [:]
-                failures = [:]
+                scheduler.restart()
                 watchIndex = index(loaded)
                 watcher?.watch(watchIndex.paths)
                 logger.info("revision in force", metadata: ["revision": .string(newHead.short),
@@ -348,7 +355,7 @@ package actor Daemon: DaemonControl {
         history = commits.reversed().compactMap(RemediationReport.Entry.init)
         // A restart does not renew the controllers' budgets: fixes of the last interval count.
         for entry in history where entry.decision == .applied {
-            budget.record(controller: entry.controller, target: entry.target, at: entry.verifiedAt ?? entry.detectedAt)
+            budget.record(controller: entry.controller, target: entry.target, at: clock.instant(ofWall: entry.verifiedAt ?? entry.detectedAt))
         }
     }
 
@@ -371,7 +378,8 @@ package actor Daemon: DaemonControl {
     private func cycle(only: Set<Binding>?) async {
         guard var cycleState = state else { return }
         if let only { cycleState.bindings = cycleState.bindings.filter { only.contains($0) } }
-        let started = Date()
+        let started = clock.wall()
+        let began = clock.now()
         var cycleError: String?
         do {
             let window = started.addingTimeInterval(-cycleState.longestFlapPeriod.timeInterval)
@@ -398,8 +406,8 @@ package actor Daemon: DaemonControl {
                 return true
             }
             if let full = state {
-                budget.forget(olderThan: full.controllers.values.map(\.interval).max() ?? .seconds(0), now: started)
-                budget.limit(&plan.remediations, state: full, now: started)
+                budget.forget(olderThan: full.controllers.values.map(\.interval).max() ?? .seconds(0), now: clock.now())
+                budget.limit(&plan.remediations, state: full, now: clock.now())
             }
             for index in plan.remediations.indices {
                 if let detected = detections[plan.remediations[index].binding], detected < plan.remediations[index].detectedAt {
@@ -421,9 +429,9 @@ package actor Daemon: DaemonControl {
                 fixes?.add(entry.record)
                 meters.recorded(entry.record)
                 if entry.record.decision == .applied {
-                    budget.record(controller: entry.record.controller, target: entry.record.target, at: Date())
+                    budget.record(controller: entry.record.controller, target: entry.record.target, at: clock.now())
                     failedFixes[entry.remediation.binding] = entry.record.result == .failed ? Self.fingerprint(entry.remediation.changes) : nil
-                    if entry.record.result == .verified { lastInSync[entry.remediation.binding] = Date() }
+                    if entry.record.result == .verified { lastInSync[entry.remediation.binding] = clock.wall() }
                 }
                 recent.append((entry.record, entry.commit))
                 if let historyEntry = RemediationReport.Entry(entry.record) { history.append(historyEntry) }
@@ -449,7 +457,8 @@ package actor Daemon: DaemonControl {
                                                               "error": .string(failure.message)])
             }
             if !problems.isEmpty { cycleError = problems.joined(separator: "; ") }
-            backOff(failed: failedControllers, looked: Set(cycleState.bindings.map(\.controller)), now: started)
+            scheduler.backOff(failed: failedControllers, looked: Set(cycleState.bindings.map(\.controller)),
+                              intervals: state?.controllers.mapValues(\.interval) ?? [:], at: clock.now())
             switch try await repository.publish() {
             case .upToDate, .pushed: break
             case .keptLocally(let count, let reason):
@@ -461,12 +470,14 @@ package actor Daemon: DaemonControl {
             cycleError = "\(error)"
             logger.error("cycle failed", metadata: ["error": .string("\(error)")])
         }
-        let seconds = Date().timeIntervalSince(started)
+        let elapsed = began.duration(to: clock.now())
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         for controller in Set(cycleState.bindings.map(\.controller)) { meters.cycle(controller: controller, seconds: seconds) }
         lastCycle = (started, seconds, cycleError)
         cycles += 1
-        if cycleError == nil { meters.cycleSucceeded(at: Date()) }
+        if cycleError == nil { meters.cycleSucceeded(at: clock.wall()) }
         if outbox != nil { notify.yield() }
+        trimmer.afterCycle(at: clock.now())
     }
 
     /// Carries out a cycle's plan through the core, logging each decision and writing the
@@ -487,27 +498,6 @@ package actor Daemon: DaemonControl {
                 notify.yield()
             }
         }
-    }
-
-    /// A controller that failed is retried sooner, with a wait that doubles per failure up to its
-    /// interval; one that succeeded goes back to its interval.
-    private func backOff(failed: Set<String>, looked: Set<String>, now: Date) {
-        guard let state else { return }
-        for name in looked {
-            guard let controller = state.controllers[name] else { continue }
-            if failed.contains(name) {
-                let count = (failures[name] ?? 0) + 1
-                failures[name] = count
-                let wait = min(controller.interval.timeInterval, settings.retryBase.timeInterval * pow(2, Double(min(count - 1, 20))))
-                nextRun[name] = now.addingTimeInterval(wait)
-            } else {
-                failures[name] = nil
-            }
-        }
-    }
-
-    private func jittered(_ interval: Duration) -> Double {
-        interval.timeInterval * Double.random(in: 0.9...1.1)
     }
 
     /// Pushes what is left (SIGTERM), once the service has stopped the watcher and the worker.

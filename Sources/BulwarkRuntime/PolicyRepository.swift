@@ -75,7 +75,7 @@ package actor PolicyRepository: AuditSink {
     /// left by a process that died mid-update (only a Bulwark holding that lock writes here).
     private let lockedAt: Date
     /// What was repaired in the state clone, in words, also printed as warnings.
-    private(set) var repairs: [String] = []
+    package private(set) var repairs: [String] = []
     /// The ids on the local audit branch, loaded on first use (see `AuditIndex`).
     private var index: AuditIndex?
     /// Whether `index` holds more than the file in the state directory.

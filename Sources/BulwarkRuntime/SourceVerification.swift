@@ -140,9 +140,10 @@ package struct SourceVerification: Sendable {
         } catch {
             throw CommandError("cannot run \(executable) to verify signatures: \(error.localizedDescription)")
         }
-        let deadline = Date().addingTimeInterval(timeout)
+        // Monotonic: a wall clock stepped while it runs neither kills it early nor lets it hang.
+        let deadline = ContinuousClock.now + .seconds(timeout)
         while process.isRunning {
-            guard Date() < deadline else {
+            guard ContinuousClock.now < deadline else {
                 process.terminate()
                 process.waitUntilExit()
                 throw CommandError("\(executable) did not finish within \(Int(timeout)) s")

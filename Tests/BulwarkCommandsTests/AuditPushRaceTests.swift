@@ -34,6 +34,26 @@ import Testing
         }
     }
 
+    /// Both writers over SSH to a real sshd on loopback (the CLI with the same key, through
+    /// `GIT_SSH_COMMAND`), so every push goes through git-receive-pack's own locking.
+    @Test(.enabled(if: SSHServer.available, "needs sshd, ssh-keygen and git"))
+    func aConcurrentPusherOnAnSSHOriginLosesNothing() async throws {
+        let ssh = try SSHServer()
+        try await withTemporaryDirectory { dir in
+            chmod(dir, 0o755)
+            let origin = dir + "/origin.git"
+            try Self.makeOrigin(origin, dir: dir)
+            try ssh.own(origin)
+            let known = try KnownHosts(path: ssh.knownHosts)
+            let port = ssh.port
+            let access = RemoteAccess(sshKey: .init(privateKey: ssh.clientKey),
+                                      hostKeyCheck: { host, key in known.check(host: host, port: port, key: key) })
+            let cliSSH = "ssh -i \(ssh.clientKey) -o IdentitiesOnly=yes -o UserKnownHostsFile=\(ssh.knownHosts) -o StrictHostKeyChecking=yes"
+            try await Self.race(bulwarkURL: ssh.url(origin), access: access, cliURL: ssh.url(origin), origin: origin, dir: dir,
+                                cliEnvironment: ["GIT_SSH_COMMAND": cliSSH])
+        }
+    }
+
     /// A bare origin with a policy branch and an audit branch that already has one commit.
     static func makeOrigin(_ origin: String, dir: String) throws {
         try git("init", "-q", "--bare", "-b", "main", origin)
@@ -49,7 +69,8 @@ import Testing
         try git("push", "-q", "origin", "bulwark/audit", in: seed)
     }
 
-    static func race(bulwarkURL: String, access: RemoteAccess, cliURL: String, origin: String, dir: String) async throws {
+    static func race(bulwarkURL: String, access: RemoteAccess, cliURL: String, origin: String, dir: String,
+                     cliEnvironment: [String: String] = [:]) async throws {
         let repo = try PolicyRepository(.init(url: bulwarkURL, stateDirectory: dir + "/state", access: access))
         _ = try await repo.sync()
 
@@ -80,6 +101,7 @@ import Testing
             env[key + "_NAME"] = "Other Writer"
             env[key + "_EMAIL"] = "other@example.org"
         }
+        env.merge(cliEnvironment) { $1 }
         pusher.environment = env
         pusher.standardOutput = FileHandle.nullDevice
         pusher.standardError = FileHandle.nullDevice

@@ -44,33 +44,33 @@ import Testing
 
     @Test func fixesOfEarlierCyclesWithinTheIntervalCountAgainstMaxChangesPerCycle() throws {
         let state = try state("maxChangesPerCycle: 3")
-        let now = Date()
+        let now = ContinuousClock.now, wall = Date()
         var budget = ChangeBudget()
-        budget.record(controller: "host", target: "h1", at: now.addingTimeInterval(-600))
-        budget.record(controller: "host", target: "h2", at: now.addingTimeInterval(-300))
-        var plan = drift(state, now: now)
+        budget.record(controller: "host", target: "h1", at: now - .seconds(600))
+        budget.record(controller: "host", target: "h2", at: now - .seconds(300))
+        var plan = drift(state, now: wall)
         budget.limit(&plan, state: state, now: now)
         #expect(plan.map(\.decision) == [.applied, .deferred, .deferred, .deferred])
         #expect(plan[1].reason == "maxChangesPerCycle 3 of controller host reached within its interval of 1.0 h")
         // A fix older than the interval no longer counts: two may go now.
-        var later = drift(state, now: now)
-        budget.limit(&later, state: state, now: now.addingTimeInterval(3600 - 450))
+        var later = drift(state, now: wall)
+        budget.limit(&later, state: state, now: now + .seconds(3600 - 450))
         #expect(later.map(\.decision) == [.applied, .applied, .deferred, .deferred])
     }
 
     @Test func targetsChangedInEarlierCyclesCountAgainstMaxTargetShare() throws {
         let state = try state("maxTargetShare: \"50%\"")
-        let now = Date()
+        let now = ContinuousClock.now, wall = Date()
         var budget = ChangeBudget()
-        budget.record(controller: "host", target: "h3", at: now.addingTimeInterval(-60))
-        var plan = drift(state, now: now)
+        budget.record(controller: "host", target: "h3", at: now - .seconds(60))
+        var plan = drift(state, now: wall)
         budget.limit(&plan, state: state, now: now)
         // Two of four targets: h3 (changed before, may change again) and one more.
         let applied = plan.filter { $0.decision == .applied }.map(\.binding.target)
         #expect(applied == ["h1", "h3"], "\(plan.map { ($0.binding.target, $0.decision) })")
         #expect(plan.first { $0.binding.target == "h2" }?.reason?.contains("maxTargetShare 50% of controller host reached within its interval") == true)
         // Without earlier changes, two targets in this cycle.
-        var fresh = drift(state, now: now)
+        var fresh = drift(state, now: wall)
         ChangeBudget().limit(&fresh, state: state, now: now)
         #expect(fresh.filter { $0.decision == .applied }.count == 2)
     }

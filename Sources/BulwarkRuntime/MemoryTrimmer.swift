@@ -1,0 +1,58 @@
+package import Foundation
+
+/// Gives memory the process has freed back to the system, at most once per `every` (monotonic).
+///
+/// Why the daemon needs it: glibc's malloc keeps a separate arena per thread that allocates
+/// (NIO's event loops, Dispatch's workers, the cooperative pool, the file watcher), and keeps
+/// what is freed in an arena for later reuse instead of returning it. A daemon that fixes drift
+/// for hours allocates and frees on many threads, so its resident set crept up (about 24 KiB per
+/// remediation in the soak) while heaptrack showed the live heap flat (5 MiB at its peak).
+/// `malloc_trim(0)` releases the free pages of every arena. Looked up at run time: it is glibc's,
+/// and elsewhere (musl, macOS) there is nothing to do.
+package struct MemoryTrimmer: Sendable {
+    package typealias Instant = ContinuousClock.Instant
+    private typealias Trim = @convention(c) (Int) -> Int32
+
+    package let every: Duration
+    private var last: Instant?
+
+    package init(every: Duration = .seconds(1)) {
+        self.every = every
+    }
+
+    private static let trim: Trim? = {
+        #if os(Linux)
+        guard let symbol = dlsym(nil, "malloc_trim") else { return nil }  // nil: RTLD_DEFAULT
+        return unsafeBitCast(symbol, to: Trim.self)
+        #else
+        return nil
+        #endif
+    }()
+
+    private typealias Option = @convention(c) (Int32, Int32) -> Int32
+
+    /// At most two malloc arenas for the whole process (glibc's `M_ARENA_MAX`, -8), before the
+    /// daemon starts its threads: with an arena per thread the daemon's resident set grew about
+    /// 2 MiB over 70 remediations while its live heap stayed flat; with one arena, 0.5 MiB.
+    /// Does nothing where `mallopt` is not glibc's, or when `MALLOC_ARENA_MAX` is set.
+    package static func limitArenas(to count: Int32 = 2) {
+        #if os(Linux)
+        guard ProcessInfo.processInfo.environment["MALLOC_ARENA_MAX"] == nil,
+              let symbol = dlsym(nil, "mallopt") else { return }
+        _ = unsafeBitCast(symbol, to: Option.self)(-8, count)
+        #endif
+    }
+
+    /// Whether glibc's `malloc_trim` is there to call.
+    package static var available: Bool { trim != nil }
+
+    /// After a cycle: trims when the last trim is at least `every` ago. Returns whether it did.
+    @discardableResult
+    package mutating func afterCycle(at now: Instant) -> Bool {
+        if let last, last.duration(to: now) < every { return false }
+        last = now
+        guard let trim = Self.trim else { return false }
+        _ = trim(0)
+        return true
+    }
+}
