@@ -196,6 +196,9 @@ enum FaultInjection {
         }
 
         func contains(recordID: String) async throws -> Bool { try await inner.contains(recordID: recordID) }
+        func beginBuffering() async -> Bool { await inner.beginBuffering() }
+        func flush() async throws { try await inner.flush() }
+        func endBuffering() async throws { try await inner.endBuffering() }
 
         func write(_ record: AuditRecord) async throws -> String {
             if let killAt, record.decision == .applied, count.withLock({ $0 += 1; return $0 }) == killAt {

@@ -13,6 +13,15 @@ public protocol IntentJournal: Sendable {
     func end(_ id: String) async throws
     /// Intents begun and never ended, oldest first.
     func openIntents() async throws -> [AuditRecord]
+    /// `begin` for several changes made together (one write of one file): durable together,
+    /// with one sync. Throws when it cannot; then none of the changes may be made.
+    func begin(_ records: [AuditRecord]) async throws
+}
+
+extension IntentJournal {
+    public func begin(_ records: [AuditRecord]) async throws {
+        for record in records { try await begin(record) }
+    }
 }
 
 /// A journal in memory: for tests and for callers that hold no state directory. It survives

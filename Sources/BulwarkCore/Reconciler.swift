@@ -7,6 +7,21 @@ public protocol AuditSink: Sendable {
     func contains(recordID: String) async throws -> Bool
     /// Commits the record; returns the commit id.
     func write(_ record: AuditRecord) async throws -> String
+    /// From now on `write` may keep records in memory until `flush` makes them durable (one
+    /// pack and one reference update for many records). Returns whether it does; a sink that
+    /// returns false makes every record durable in `write`, as by default.
+    func beginBuffering() async -> Bool
+    /// Makes every record written so far durable; buffering goes on. Throws when they could not
+    /// be made durable: then they are not recorded.
+    func flush() async throws
+    /// `flush`, and stop buffering.
+    func endBuffering() async throws
+}
+
+extension AuditSink {
+    public func beginBuffering() async -> Bool { false }
+    public func flush() async throws {}
+    public func endBuffering() async throws {}
 }
 
 /// What a pass observed: values per binding, failures per binding, and anything that makes the
@@ -177,80 +192,195 @@ public struct Reconciler: Sendable {
     /// intent is closed once its record is committed. When the journal or the audit branch cannot
     /// be written, the pass stops changing systems (`halted`): the fix whose record failed stays
     /// an open intent for the next start, and no later fix is made.
+    ///
+    /// Targets are worked on in parallel (at most `concurrency` at once), each target's steps in
+    /// plan order, and targets in the order of their riskiest remediation. The `applied`
+    /// remediations of one target that a `CoalescingDriver` corrects in one file are one step:
+    /// one intent sync, one write, then each verified and recorded on its own. A sink that
+    /// buffers (`beginBuffering`) gets its records made durable every `flushEvery` records and at
+    /// the end; intents are closed only after that.
     public func apply(
         _ plan: Plan, state: DesiredState, audit: some AuditSink, journal: some IntentJournal,
         onEntry: @Sendable (CycleEntry) -> Void = { _ in }
     ) async -> CycleOutcome {
-        var outcome = CycleOutcome()
-        for remediation in plan.remediations {
-            var record = makeRecord(remediation, state: state)
-            if remediation.decision == .applied || remediation.decision == .pruned {
-                if outcome.halted != nil {
-                    outcome.notAttempted += 1
-                    continue
-                }
-                do {
-                    try await journal.begin(record)
-                } catch {
-                    outcome.halted = "the intent journal cannot be written (\(error)); no fix is made without its record"
-                    outcome.notAttempted += 1
-                    continue
-                }
-                let intent = record.id
-                if remediation.decision == .pruned {
-                    await prune(remediation, state: state, into: &record)
-                } else {
-                    await carryOut(remediation, state: state, into: &record)
-                }
-                // A failure is recorded once per distinct failure: the same drift failing the same
-                // way at the same revision gets the same id, and is not written again.
-                if record.result == .failed {
-                    record.id = failureID(record)
-                    if (try? await audit.contains(recordID: record.id)) == true {
-                        try? await journal.end(intent)
-                        let entry = CycleEntry(remediation: remediation, record: record, commit: nil, alreadyRecorded: true)
-                        outcome.entries.append(entry)
-                        onEntry(entry)
-                        continue
+        let ledger = PassLedger(buffered: await audit.beginBuffering())
+        // One lane per target, in the order of each target's first step.
+        var lanes: [[(Int, PassStep)]] = []
+        var laneOf: [String: Int] = [:]
+        for (position, step) in steps(plan, state: state).enumerated() {
+            let target = step.remediations[0].binding.target
+            if let lane = laneOf[target] {
+                lanes[lane].append((position, step))
+            } else {
+                laneOf[target] = lanes.count
+                lanes.append([(position, step)])
+            }
+        }
+        await withoutActuallyEscaping(onEntry) { onEntry in
+            await withTaskGroup(of: Void.self) { group in
+                var pending = lanes[...]
+                func startNext() {
+                    guard let lane = pending.popFirst() else { return }
+                    group.addTask {
+                        for (position, step) in lane {
+                            await self.run(step, at: position, state: state, audit: audit, journal: journal,
+                                           ledger: ledger, onEntry: onEntry)
+                        }
                     }
                 }
+                for _ in 0..<concurrency { startNext() }
+                while await group.next() != nil { startNext() }
+            }
+        }
+        if await ledger.buffered {
+            let batch = await ledger.takeFlushable()
+            do {
+                try await audit.endBuffering()
+                for case let (_, intent?) in batch { try? await journal.end(intent) }
+            } catch {
+                await ledger.notDurable(error, batch: batch)
+            }
+        }
+        return await ledger.outcome()
+    }
+
+    /// How many records a buffering sink may hold before they are flushed.
+    public static let flushEvery = 512
+
+    /// One step: a single remediation as before, or a coalesced group of applied ones.
+    private func run(
+        _ step: PassStep, at position: Int, state: DesiredState, audit: some AuditSink, journal: some IntentJournal,
+        ledger: PassLedger, onEntry: @Sendable (CycleEntry) -> Void
+    ) async {
+        let members = step.remediations
+        guard members.contains(where: { $0.decision == .applied || $0.decision == .pruned }) else {
+            // Decisions that change nothing: recorded once.
+            for remediation in members {
+                let record = makeRecord(remediation, state: state)
                 var entry = CycleEntry(remediation: remediation, record: record, commit: nil, alreadyRecorded: false)
                 do {
-                    entry.commit = try await audit.write(record)
-                    try? await journal.end(intent)
-                } catch {
-                    outcome.auditFailures.append("\(record.resource) on \(record.target): \(error)")
-                    outcome.halted = "the audit branch cannot be written (\(error)); the record of \(record.resource) on "
-                        + "\(record.target) stays in the intent journal and is committed on the next start; no further fix is made"
-                }
-                outcome.entries.append(entry)
-                onEntry(entry)
-                continue
-            } else {
-                do {
                     if try await audit.contains(recordID: record.id) {
-                        let entry = CycleEntry(remediation: remediation, record: record, commit: nil, alreadyRecorded: true)
-                        outcome.entries.append(entry)
+                        entry.alreadyRecorded = true
+                        await ledger.add(entry, at: position, intent: nil)
                         onEntry(entry)
                         continue
                     }
                 } catch {
-                    outcome.auditFailures.append("\(record.resource) on \(record.target): \(error)")
+                    await ledger.auditFailed("\(record.resource) on \(record.target): \(error)", halt: nil)
                 }
+                await write(entry, at: position, intent: nil, audit: audit, journal: journal, ledger: ledger, onEntry: onEntry)
             }
-            var entry = CycleEntry(remediation: remediation, record: record, commit: nil, alreadyRecorded: false)
-            do {
-                entry.commit = try await audit.write(record)
-            } catch {
-                outcome.auditFailures.append("\(record.resource) on \(record.target): \(error)")
-                if outcome.halted == nil {
-                    outcome.halted = "the audit branch cannot be written (\(error)); no further fix is made"
-                }
-            }
-            outcome.entries.append(entry)
-            onEntry(entry)
+            return
         }
-        return outcome
+        if await ledger.isHalted {
+            await ledger.skipped(members.count)
+            return
+        }
+        var records = members.map { makeRecord($0, state: state) }
+        do {
+            try await journal.begin(records)
+        } catch {
+            await ledger.halt("the intent journal cannot be written (\(error)); no fix is made without its record", skipped: members.count)
+            return
+        }
+        let intents = records.map(\.id)
+        if step.coalesced, await carryOut(batch: members, state: state, into: &records) {
+            // Written together; each verified on its own.
+        } else {
+            for index in members.indices {
+                if members[index].decision == .pruned {
+                    await prune(members[index], state: state, into: &records[index])
+                } else {
+                    await carryOut(members[index], state: state, into: &records[index])
+                }
+            }
+        }
+        for index in members.indices {
+            var record = records[index]
+            // A failure is recorded once per distinct failure: the same drift failing the same
+            // way at the same revision gets the same id, and is not written again.
+            if record.result == .failed {
+                record.id = failureID(record)
+                if (try? await audit.contains(recordID: record.id)) == true {
+                    try? await journal.end(intents[index])
+                    let entry = CycleEntry(remediation: members[index], record: record, commit: nil, alreadyRecorded: true)
+                    await ledger.add(entry, at: position, intent: nil)
+                    onEntry(entry)
+                    continue
+                }
+            }
+            let entry = CycleEntry(remediation: members[index], record: record, commit: nil, alreadyRecorded: false)
+            await write(entry, at: position, intent: intents[index], audit: audit, journal: journal, ledger: ledger,
+                        onEntry: onEntry)
+        }
+    }
+
+    /// Commits one entry's record; closes its intent once the record is durable (at once, or
+    /// with the flush that makes it so).
+    private func write(
+        _ entry: CycleEntry, at position: Int, intent: String?, audit: some AuditSink, journal: some IntentJournal,
+        ledger: PassLedger, onEntry: @Sendable (CycleEntry) -> Void
+    ) async {
+        var entry = entry
+        let record = entry.record
+        do {
+            entry.commit = try await audit.write(record)
+        } catch {
+            let halt = intent == nil
+                ? "the audit branch cannot be written (\(error)); no further fix is made"
+                : "the audit branch cannot be written (\(error)); the record of \(record.resource) on "
+                    + "\(record.target) stays in the intent journal and is committed on the next start; no further fix is made"
+            await ledger.auditFailed("\(record.resource) on \(record.target): \(error)", halt: halt)
+            await ledger.add(entry, at: position, intent: nil)
+            onEntry(entry)
+            return
+        }
+        if await ledger.buffered {
+            if await ledger.add(entry, at: position, intent: intent) >= Self.flushEvery {
+                await flush(audit: audit, journal: journal, ledger: ledger)
+            }
+        } else {
+            if let intent { try? await journal.end(intent) }
+            await ledger.add(entry, at: position, intent: nil)
+        }
+        onEntry(entry)
+    }
+
+    /// Makes the buffered records durable and closes their intents; when that fails, the pass
+    /// halts and those records count as not committed (their fixes stay open intents).
+    private func flush(audit: some AuditSink, journal: some IntentJournal, ledger: PassLedger) async {
+        let batch = await ledger.takeFlushable()
+        do {
+            try await audit.flush()
+            for case let (_, intent?) in batch { try? await journal.end(intent) }
+        } catch {
+            await ledger.notDurable(error, batch: batch)
+        }
+    }
+
+    /// Corrects a coalesced step's remediations with one write, then verifies each. Returns false
+    /// (nothing recorded in `records`) when the one write failed: the caller corrects each alone.
+    private func carryOut(batch: [PlannedRemediation], state: DesiredState, into records: inout [AuditRecord]) async -> Bool {
+        guard let first = batch.first, let target = state.targets[first.binding.target],
+              let kind = registry.kinds[first.binding.resource.kind], let driver = kind.driver as? any CoalescingDriver else {
+            return false
+        }
+        var work: [(changes: [PropertyDrift], resource: Resource)] = []
+        for remediation in batch {
+            guard let resource = state.resources[remediation.binding.resource] else { return false }
+            work.append((remediation.changes, resource))
+        }
+        do {
+            try await driver.apply(batch: work, on: target)
+        } catch {
+            return false
+        }
+        let applied = Timestamp.format(clock())
+        for index in batch.indices {
+            records[index].appliedAt = applied
+            await verify(batch[index], resource: work[index].resource, target: target, driver: driver, into: &records[index])
+        }
+        return true
     }
 
     /// Resolves intents a killed process left open, before anything else acts: an intent whose
@@ -358,8 +488,15 @@ public struct Reconciler: Sendable {
             record.error = "apply failed: \(error)"
             return
         }
+        await verify(remediation, resource: resource, target: target, driver: kind.driver, into: &record)
+    }
+
+    /// Observes a corrected resource again: `verified` when every changed property now holds
+    /// its desired value, otherwise `failed` with what was found.
+    private func verify(_ remediation: PlannedRemediation, resource: Resource, target: Target, driver: any ResourceDriver,
+                        into record: inout AuditRecord) async {
         do {
-            let after = try await kind.driver.observe(resource, on: target)
+            let after = try await driver.observe(resource, on: target)
             let now = clock()
             var stillWrong: [String] = []
             for index in record.changes.indices {

@@ -163,28 +163,12 @@ extension Repository {
         return nil
     }
 
-    /// Writes the objects reachable from `tip` and not from `base` into `target` as one pack
-    /// (the pack and its index appear under their final names only once complete).
+    /// Writes the objects `tip` brings over `base` into `target` as one pack of whole objects
+    /// (see `newObjects` and `writePack`): audit objects are tiny and new, so a delta search over
+    /// them (libgit2's pack builder) costs far more than it saves. The pack and its index appear
+    /// under their final names only once complete.
     private func copyObjects(reaching tip: ObjectID, notReaching base: ObjectID?, into target: Repository) throws(GitError) {
-        var walk: OpaquePointer?
-        try check(git_revwalk_new(&walk, pointer), "git_revwalk_new")
-        defer { git_revwalk_free(walk) }
-        var start = tip.raw
-        try check(git_revwalk_push(walk, &start), "git_revwalk_push")
-        if let base {
-            var hidden = base.raw
-            try check(git_revwalk_hide(walk, &hidden), "git_revwalk_hide")
-        }
-        var builder: OpaquePointer?
-        try check(git_packbuilder_new(&builder, pointer), "git_packbuilder_new")
-        defer { git_packbuilder_free(builder) }
-        try check(git_packbuilder_insert_walk(builder, walk), "git_packbuilder_insert_walk")
-        guard git_packbuilder_object_count(builder) > 0 else { return }
-        var buffer = git_buf()
-        try check(git_repository_item_path(&buffer, target.pointer, GIT_REPOSITORY_ITEM_OBJECTS), "git_repository_item_path")
-        let objects = String(cString: buffer.ptr)
-        git_buf_dispose(&buffer)
-        try check(git_packbuilder_write(builder, objects + "pack", 0, nil, nil), "git_packbuilder_write(\(objects)pack)")
+        try writePack(try newObjects(reaching: tip, notReaching: base), into: target)
     }
 
     private func pushOverNetwork(_ source: String, to destination: String, expected: ObjectID?, remote name: String,

@@ -9,6 +9,8 @@ public final class Repository {
     let pointer: OpaquePointer
     /// The repository's git directory (for a bare repository, the repository itself).
     public let path: String
+    /// New objects kept in memory until written as one pack (see `beginObjectBuffer`).
+    var objectBuffer: ObjectBuffer?
 
     private init(pointer: OpaquePointer) {
         self.pointer = pointer

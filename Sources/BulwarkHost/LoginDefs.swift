@@ -70,7 +70,7 @@ struct LoginDefsDriver: ResourceDriver {
         try root.applying { try applyOnce(changes, root: root) }
     }
 
-    private func applyOnce(_ changes: [PropertyDrift], root: HostRoot) throws {
+    func applyOnce(_ changes: [PropertyDrift], root: HostRoot) throws {
         let path = try root.resolve(Self.path)
         var file = try FileIO.readLines(path, in: root) ?? LineFile("")
         let entries = Self.entries(file)

@@ -299,7 +299,7 @@ struct SSHDConfigDriver: ResourceDriver {
 
     /// One attempt: read, build the candidate, check it whole, write (a file another writer
     /// changed since the read throws a conflict, and `applying` reads and plans again).
-    private func applyOnce(_ changes: [PropertyDrift], root: HostRoot) throws {
+    func applyOnce(_ changes: [PropertyDrift], root: HostRoot) throws {
         let (config, edited) = Self.candidate(changes, from: try read(root))
         guard !edited.isEmpty else { return }
         // The whole candidate, its Includes resolved inside the root, is checked by sshd before

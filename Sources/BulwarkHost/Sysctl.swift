@@ -123,7 +123,7 @@ struct SysctlDriver: ResourceDriver {
         try root.applying { try applyOnce(changes, root: root) }
     }
 
-    private func applyOnce(_ changes: [PropertyDrift], root: HostRoot) throws {
+    func applyOnce(_ changes: [PropertyDrift], root: HostRoot) throws {
         // Bulwark's own file, by its literal path: never reached through a link.
         let owned = root.full(root.components(of: Self.ownedFile))
         var file = try FileIO.readLines(owned, in: root)

@@ -1,5 +1,4 @@
 package import BulwarkCore
-package import BulwarkRuntime
 package import Foundation
 package import Synchronization
 #if canImport(Glibc)

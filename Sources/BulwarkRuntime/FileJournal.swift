@@ -61,6 +61,14 @@ package actor FileJournal: IntentJournal {
         openIDs.insert(record.id)
     }
 
+    /// Several intents, made durable with one sync.
+    package func begin(_ records: [AuditRecord]) throws {
+        for (index, record) in records.enumerated() {
+            try append(Line(begin: record), sync: index == records.count - 1)
+        }
+        for record in records { openIDs.insert(record.id) }
+    }
+
     package func end(_ id: String) throws {
         try append(Line(end: id), sync: false)
         openIDs.remove(id)

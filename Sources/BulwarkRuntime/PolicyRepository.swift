@@ -82,6 +82,14 @@ package actor PolicyRepository: AuditSink {
     private var indexDirty = false
     /// What keeping the index up to date cost in this process.
     private(set) var indexStatistics = AuditIndex.Statistics()
+    /// Whether audit objects are kept in memory until `flush` (see `beginBuffering`).
+    private var buffering = false
+    /// The newest audit commit written while buffering, in memory only; the branch moves to it
+    /// in `flush`, once its objects are on disk.
+    private var pendingHead: ObjectID?
+    /// Why the last flush failed: every later write and flush fails the same way until buffering
+    /// ends, so that no caller takes records of the lost batch for recorded.
+    private var bufferFailure: Failure?
 
     private var localAudit: String { "refs/heads/\(configuration.auditBranch)" }
     private var remoteAudit: String { "refs/remotes/origin/\(configuration.auditBranch)" }
@@ -159,7 +167,7 @@ package actor PolicyRepository: AuditSink {
     /// that commit is no longer in the branch's history (a rewritten branch) or the file cannot
     /// be trusted.
     private func currentIndex() throws -> AuditIndex {
-        let head = try repository.resolve(localAudit)
+        let head = try pendingHead ?? repository.resolve(localAudit)
         var current: AuditIndex
         var changed = false
         if let index {
@@ -209,7 +217,8 @@ package actor PolicyRepository: AuditSink {
     /// Writes the index to its file when it holds more than the file. A failure only costs the
     /// next process a walk, so it is a warning.
     package func saveIndex() {
-        guard indexDirty, let index else { return }
+        // While buffering, the index may name commits that are only in memory.
+        guard indexDirty, !buffering, let index else { return }
         do {
             try index.write(in: configuration.stateDirectory)
             indexDirty = false
@@ -221,6 +230,7 @@ package actor PolicyRepository: AuditSink {
     /// Commits `record` on the local audit branch. Throws `Failure.notRecorded`, naming the
     /// state directory and the cause, when it cannot: then nothing was recorded.
     package func write(_ record: AuditRecord) throws -> String {
+        if let bufferFailure { throw bufferFailure }
         do {
             return try writeOnce(record)
         } catch let error as GitError where error.isLocked {
@@ -237,12 +247,17 @@ package actor PolicyRepository: AuditSink {
     private func writeOnce(_ record: AuditRecord) throws -> String {
         // Up to date with the branch first, so that the new commit's parent is the indexed head.
         var current = try currentIndex()
-        let parent = try repository.resolve(localAudit)
+        let parent = try pendingHead ?? repository.resolve(localAudit)
         var author = configuration.author
         author.time = Date()
         let commit = try repository.writeCommit(adding: [record.path: record.json()], parent: parent,
                                                 message: record.commitMessage, author: author)
-        try repository.updateReference(localAudit, to: commit, expected: parent, message: "bulwark: audit \(record.id)")
+        if buffering {
+            // In memory: the branch moves in `flush`, once the objects are on disk.
+            pendingHead = commit
+        } else {
+            try repository.updateReference(localAudit, to: commit, expected: parent, message: "bulwark: audit \(record.id)")
+        }
         if current.head == parent {
             current.ids.insert(record.id)
             current.head = commit
@@ -252,17 +267,102 @@ package actor PolicyRepository: AuditSink {
         return commit.hex
     }
 
+    // MARK: - Buffered records (one pack per pass)
+
+    /// From now on audit commits are written in memory (libgit2's mempack) and the branch does
+    /// not move until `flush` wrote them to disk as one pack: a pass of thousands of records
+    /// writes one pack file instead of about nine loose object files per record. The intent
+    /// journal keeps every fix that is made before its record is durable (Reconciler.apply
+    /// closes intents only after the flush).
+    package func beginBuffering() -> Bool {
+        if buffering { return true }
+        do {
+            try repository.beginObjectBuffer()
+        } catch {
+            return false
+        }
+        buffering = true
+        bufferFailure = nil
+        return true
+    }
+
+    /// Writes the buffered audit commits to disk as one pack (indexed before this returns),
+    /// then moves the branch to the newest of them by compare-and-swap: no reference ever
+    /// points at objects that are not on disk. Buffering goes on.
+    package func flush() throws {
+        try flushBuffer()
+    }
+
+    private func flushBuffer() throws {
+        if let bufferFailure { throw bufferFailure }
+        guard buffering else { return }
+        guard let head = pendingHead else { return }
+        do {
+            let base = try repository.resolve(localAudit)
+            try repository.flushObjectBuffer(tip: head, base: base)
+            try moveAuditBranch(to: head, from: base)
+            pendingHead = nil
+        } catch {
+            // The records in memory are lost; their fixes are still open intents.
+            repository.discardObjectBuffer()
+            pendingHead = nil
+            index = nil
+            indexDirty = false
+            let failure = notRecorded(id: "the buffered audit records", error)
+            bufferFailure = failure
+            throw failure
+        }
+        // Written straight to disk from here on when memory cannot be used again.
+        do { try repository.beginObjectBuffer() } catch { buffering = false }
+    }
+
+    /// Moves the local audit branch from `base` to `head` (compare-and-swap); a lock left by a
+    /// killed process is removed once, a lock still held is an error.
+    private func moveAuditBranch(to head: ObjectID, from base: ObjectID?) throws {
+        let failure: GitError
+        do {
+            try repository.updateReference(localAudit, to: head, expected: base, message: "bulwark: audit records")
+            return
+        } catch {
+            failure = error
+        }
+        guard failure.isLocked else { throw failure }
+        let removed = Self.removeStaleLocks(in: repository.path, before: lockedAt)
+        repairs += removed
+        guard !removed.isEmpty else { throw failure }
+        try repository.updateReference(localAudit, to: head, expected: base, message: "bulwark: audit records")
+    }
+
+    /// `flush`, then audit commits are written straight to disk again.
+    package func endBuffering() throws {
+        try endBufferingNow()
+    }
+
+    private func endBufferingNow() throws {
+        defer {
+            repository.discardObjectBuffer()
+            buffering = false
+            pendingHead = nil
+            saveIndex()
+        }
+        try flushBuffer()
+    }
+
     private func notRecorded(_ record: AuditRecord, _ error: any Error) -> Failure {
+        notRecorded(id: record.id, error)
+    }
+
+    private func notRecorded(id: String, _ error: any Error) -> Failure {
         let directory = configuration.stateDirectory
         let message = (error as? GitError)?.message ?? "\(error)"
         var space = statvfs()
         let full = message.contains(String(cString: strerror(ENOSPC))) || message.contains(String(cString: strerror(EDQUOT)))
             || (statvfs(directory, &space) == 0 && (space.f_bavail == 0 || space.f_favail == 0))
-        if full { return .notRecorded(record: record.id, stateDirectory: directory, cause: .full) }
+        if full { return .notRecorded(record: id, stateDirectory: directory, cause: .full) }
         if let git = error as? GitError, git.isLocked {
-            return .notRecorded(record: record.id, stateDirectory: directory, cause: .locked(Self.lockFile(in: message) ?? message))
+            return .notRecorded(record: id, stateDirectory: directory, cause: .locked(Self.lockFile(in: message) ?? message))
         }
-        return .notRecorded(record: record.id, stateDirectory: directory, cause: .failed(message))
+        return .notRecorded(record: id, stateDirectory: directory, cause: .failed(message))
     }
 
     /// The lock file a libgit2 message names ('…/refs/heads/x.lock'), if any.
@@ -302,6 +402,8 @@ package actor PolicyRepository: AuditSink {
     /// again after a jittered, doubling pause, for as long as `deadline` allows; after it the
     /// commits stay on the local audit branch and go out with the next push.
     package func publish(deadline: Duration = .seconds(30)) async throws -> Publication {
+        // Anything still in memory goes to disk first: only what is on the branch is pushed.
+        if buffering { try endBufferingNow() }
         // The end of a pass: the commits written in it go into the index's file.
         defer { saveIndex() }
         let clock = ContinuousClock()

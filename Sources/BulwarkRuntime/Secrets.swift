@@ -1,6 +1,7 @@
 package import BulwarkCore
 package import Foundation
-internal import Dispatch
+internal import Glibc
+internal import CDispatch
 
 /// Where secret files may be read from: `--secrets-dir` (exported to the process as
 /// `BULWARK_SECRETS_DIR` so adapters read the same), else `/run/secrets`, and systemd's

@@ -1,3 +1,7 @@
 #include <git2.h>
+// In-memory object writes (one pack per pass) and swapping a repository's object database.
+#include <git2/sys/mempack.h>
+#include <git2/sys/odb_backend.h>
+#include <git2/sys/repository.h>
 // zlib, which libgit2 itself links: to check loose objects before libgit2 reads them.
 #include <zlib.h>

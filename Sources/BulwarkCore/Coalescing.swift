@@ -1,0 +1,125 @@
+/// A driver whose resources on one target live in one file (every `SSHDConfig` keyword in
+/// sshd_config, every `LoginDefs` key in login.defs, every `Sysctl` in Bulwark's sysctl.d file)
+/// and can therefore be corrected together: one candidate, one validation (one `sshd -t`), one
+/// atomic write and one fsync for the file, where one remediation per resource would write,
+/// validate and sync the same file once per resource. Each resource is still verified by
+/// observing it again and still gets its own audit record.
+public protocol CoalescingDriver: ResourceDriver {
+    /// Resources of this kind with the same key on a target are corrected together by
+    /// `apply(batch:on:)`; nil corrects this one alone.
+    func coalescingKey(_ resource: Resource, on target: Target) -> String?
+    /// Corrects the changes of several resources on `target` as one write, as `apply` would
+    /// correct them one after another. Property names are distinct across the batch. When it
+    /// throws, the reconciler corrects each resource on its own (`apply`), so that one bad value
+    /// fails only its own resource.
+    func apply(batch: [(changes: [PropertyDrift], resource: Resource)], on target: Target) async throws
+}
+
+/// One step of a pass: a remediation on its own, or the `applied` remediations of one target
+/// that a `CoalescingDriver` corrects in one write (in plan order, at the place of the first).
+struct PassStep: Sendable {
+    var remediations: [PlannedRemediation]
+    var coalesced: Bool { remediations.count > 1 }
+}
+
+extension Reconciler {
+    /// The plan's remediations as steps, in plan order (riskiest first): applied remediations of
+    /// one target, one coalescing kind and one key join the step of the first of them, as long
+    /// as their property names do not overlap.
+    func steps(_ plan: Plan, state: DesiredState) -> [PassStep] {
+        var steps: [PassStep] = []
+        var open: [String: Int] = [:]
+        for remediation in plan.remediations {
+            let binding = remediation.binding
+            if remediation.decision == .applied, remediation.leftovers.isEmpty,
+               let kind = registry.kinds[binding.resource.kind], let driver = kind.driver as? any CoalescingDriver,
+               let resource = state.resources[binding.resource], let target = state.targets[binding.target],
+               let key = driver.coalescingKey(resource, on: target) {
+                let group = [binding.target, binding.resource.kind, key].joined(separator: "\u{1}")
+                if let index = open[group] {
+                    let taken = Set(steps[index].remediations.flatMap { $0.changes.map(\.property) })
+                    if taken.isDisjoint(with: remediation.changes.map(\.property)) {
+                        steps[index].remediations.append(remediation)
+                        continue
+                    }
+                }
+                open[group] = steps.count
+            }
+            steps.append(PassStep(remediations: [remediation]))
+        }
+        return steps
+    }
+}
+
+/// What a pass did so far, shared by the targets worked on in parallel.
+actor PassLedger {
+    /// Whether the sink holds records in memory until a flush.
+    let buffered: Bool
+    private var entries: [(position: Int, order: Int, entry: CycleEntry)] = []
+    private var auditFailures: [String] = []
+    private var halted: String?
+    private var notAttempted = 0
+    /// Entries (by index in `entries`) written to the buffering sink and not flushed yet, with
+    /// the intents to close once they are durable.
+    private var unflushed: [(index: Int, intent: String?)] = []
+
+    init(buffered: Bool) { self.buffered = buffered }
+
+    var isHalted: Bool { halted != nil }
+
+    /// Adds an entry; with `buffered`, remembers it until the next flush. Returns how many wait.
+    @discardableResult
+    func add(_ entry: CycleEntry, at position: Int, intent: String?) -> Int {
+        entries.append((position, entries.count, entry))
+        if buffered, entry.commit != nil { unflushed.append((entries.count - 1, intent)) }
+        return unflushed.count
+    }
+
+    func skipped(_ count: Int) { notAttempted += count }
+
+    func halt(_ reason: String, skipped count: Int) {
+        if halted == nil { halted = reason }
+        notAttempted += count
+    }
+
+    /// A record that was not committed; `halt` (when given) stops later fixes.
+    func auditFailed(_ message: String, halt reason: String?) {
+        auditFailures.append(message)
+        if let reason, halted == nil { halted = reason }
+    }
+
+    /// The entries about to be flushed, with their intents; the caller closes those once the
+    /// flush succeeded, or hands the batch back to `notDurable`.
+    func takeFlushable() -> [(index: Int, intent: String?)] {
+        let taken = unflushed
+        unflushed = []
+        return taken
+    }
+
+    /// A flush failed: the records of `batch` and of everything still waiting are not on the
+    /// branch (a sink whose flush failed keeps failing), their fixes stay open intents, and
+    /// the pass stops.
+    func notDurable(_ error: any Error, batch: [(index: Int, intent: String?)]) {
+        let lost = batch + unflushed
+        unflushed = []
+        for (index, _) in lost {
+            let record = entries[index].entry.record
+            entries[index].entry.commit = nil
+            auditFailures.append("\(record.resource) on \(record.target): \(error)")
+        }
+        if halted == nil {
+            halted = "the audit branch cannot be written (\(error)); the records not yet written stay in the intent journal "
+                + "and are committed on the next start; no further fix is made"
+        }
+    }
+
+    /// The outcome, entries in plan order.
+    func outcome() -> CycleOutcome {
+        var outcome = CycleOutcome()
+        outcome.entries = entries.sorted { ($0.position, $0.order) < ($1.position, $1.order) }.map(\.entry)
+        outcome.auditFailures = auditFailures
+        outcome.halted = halted
+        outcome.notAttempted = notAttempted
+        return outcome
+    }
+}
