@@ -48,7 +48,11 @@ let package = Package(
             name: "CLibYAML", pkgConfig: "yaml-0.1",
             providers: [.apt(["libyaml-dev"])]),
         // BulwarkCore (no I/O) for the one redaction function.
-        .target(name: "BulwarkGit", dependencies: ["CLibGit2", "BulwarkCore"], swiftSettings: swiftSettings),
+        // swift-crypto: signing audit commits in-process (ed25519 SSHSIG).
+        .target(
+            name: "BulwarkGit",
+            dependencies: ["CLibGit2", "BulwarkCore", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: swiftSettings),
         .target(name: "BulwarkCore", dependencies: ["CLibYAML"], swiftSettings: swiftSettings),
         .target(name: "BulwarkHost", dependencies: ["BulwarkCore"], swiftSettings: swiftSettings),
         .target(name: "BulwarkFirewall", dependencies: ["BulwarkCore"], swiftSettings: swiftSettings),
