@@ -15,6 +15,8 @@ actor PolicyRepository: AuditSink {
         var author = Signature(name: "Bulwark", email: "bulwark@localhost")
         /// Credentials and trusted SSH host keys for the origin; in memory only.
         var access = RemoteAccess()
+        /// Signs every audit commit (`--signing-key`); nil: audit commits are unsigned.
+        var signer: (any CommitSigner)?
     }
 
     enum Failure: Error, CustomStringConvertible {
@@ -72,6 +74,12 @@ actor PolicyRepository: AuditSink {
     private var indexDirty = false
     /// What keeping the index up to date cost in this process.
     private(set) var indexStatistics = AuditIndex.Statistics()
+    /// This Bulwark's trail: its instance name, the last audit commit it pushed (see `AuditTrail`).
+    private var trail: AuditTrail
+    /// The sequence number of the last record this instance committed, read from the branch on first use.
+    private var sequence: UInt64?
+    /// Tampering with the origin's audit branch found by this process, in words.
+    private(set) var tampering: [String] = []
 
     private var localAudit: String { "refs/heads/\(configuration.auditBranch)" }
     private var remoteAudit: String { "refs/remotes/origin/\(configuration.auditBranch)" }
@@ -87,9 +95,11 @@ actor PolicyRepository: AuditSink {
         let path = configuration.stateDirectory + "/repository.git"
         repairs += Self.removeStaleLocks(in: path, before: lockedAt)
         let (opened, repaired) = try StateClone.open(at: path, url: configuration.url, branch: configuration.branch,
-                                                     auditBranch: configuration.auditBranch, access: configuration.access)
+                                                     auditBranch: configuration.auditBranch, access: configuration.access,
+                                                     signer: configuration.signer)
         repository = opened
         repairs += repaired
+        trail = try AuditTrail.load(stateDirectory: configuration.stateDirectory)
         if let existing = try repository.remoteURL("origin"), existing != configuration.url {
             throw Failure.otherRemote(configuration.stateDirectory, existing)
         }
@@ -230,9 +240,12 @@ actor PolicyRepository: AuditSink {
         let parent = try repository.resolve(localAudit)
         var author = configuration.author
         author.time = Date()
+        let number = try (sequence ?? AuditTrail.lastSequence(of: trail.instance, in: repository, head: parent)) + 1
         let commit = try repository.writeCommit(adding: [record.path: record.json()], parent: parent,
-                                                message: record.commitMessage, author: author)
+                                                message: record.commitMessage + AuditTrail.trailers(instance: trail.instance, sequence: number),
+                                                author: author, signer: configuration.signer)
         try repository.updateReference(localAudit, to: commit, expected: parent, message: "bulwark: audit \(record.id)")
+        sequence = number
         if current.head == parent {
             current.ids.insert(record.id)
             current.head = commit
@@ -300,18 +313,21 @@ actor PolicyRepository: AuditSink {
         var rejections = 0
         while true {
             guard let local = try repository.resolve(localAudit) else { return .upToDate }
-            let remote = try repository.resolve(remoteAudit)
+            // The audit branch, or the recovery branch while the audit branch cannot be trusted.
+            let target = pushBranch
+            let remote = try repository.resolve("refs/remotes/origin/\(target)")
             if local == remote { return .upToDate }
             let pending = try repository.history(from: local, hiding: remote).count
             let rejection: PushRejection?
             do {
-                rejection = try repository.push(localAudit, to: localAudit, expected: remote, remote: "origin",
+                rejection = try repository.push(localAudit, to: "refs/heads/\(target)", expected: remote, remote: "origin",
                                                 access: configuration.access)
             } catch {
                 return .keptLocally(commits: pending, reason: error.message)
             }
             guard let rejection else {
-                try repository.forceReference(remoteAudit, to: local, message: "bulwark: pushed")
+                try repository.forceReference("refs/remotes/origin/\(target)", to: local, message: "bulwark: pushed")
+                try rememberPushed(local)
                 return .pushed(commits: pending)
             }
             rejections += 1
@@ -324,7 +340,8 @@ actor PolicyRepository: AuditSink {
             try? await Task.sleep(for: .seconds(Double.random(in: 0...pause)))
             pause = min(pause * 2, 1)
             do {
-                try repository.fetch(remote: "origin", refspecs: ["+\(localAudit):\(remoteAudit)"], access: configuration.access)
+                try repository.fetch(remote: "origin", refspecs: ["+refs/heads/\(target):refs/remotes/origin/\(target)"],
+                                     access: configuration.access)
             } catch {
                 return .keptLocally(commits: pending, reason: error.message)
             }
@@ -335,7 +352,8 @@ actor PolicyRepository: AuditSink {
     /// Brings the local audit branch up to the fetched one, keeping local commits that were
     /// never pushed by replaying them on top.
     private func reconcileAuditBranch() throws {
-        guard let remote = try repository.resolve(remoteAudit) else { return }
+        try checkTrail()
+        guard let remote = try repository.resolve("refs/remotes/origin/\(pushBranch)") else { return }
         guard let local = try repository.resolve(localAudit) else {
             try repository.updateReference(localAudit, to: remote, expected: nil, message: "bulwark: track audit branch")
             return
@@ -349,7 +367,7 @@ actor PolicyRepository: AuditSink {
         if try repository.isAncestor(remote, of: local) { return }
         var head = remote
         for commit in try repository.history(from: local, hiding: remote).reversed() {
-            head = try repository.replay(commit.id, onto: head)
+            head = try repository.replay(commit.id, onto: head, signer: configuration.signer)
         }
         try repository.updateReference(localAudit, to: head, expected: local, message: "bulwark: replay onto origin")
     }
@@ -391,6 +409,54 @@ actor PolicyRepository: AuditSink {
             next = commit.parents.first
         }
         return result
+    }
+
+    // MARK: - Append-only trail
+
+    /// Where audit commits are pushed: the audit branch, or the recovery branch while the origin's
+    /// audit branch does not contain what this Bulwark pushed to it.
+    private var pushBranch: String { trail.recoveryBranch ?? configuration.auditBranch }
+
+    /// The name this Bulwark signs its records with (`Bulwark-Instance`).
+    var instance: String { trail.instance }
+
+    /// Remembers `commit` as the last audit commit pushed. Failing to only weakens the next check,
+    /// so it is a warning.
+    private func rememberPushed(_ commit: ObjectID) throws {
+        trail.lastPushed = commit.hex
+        do { try trail.save(stateDirectory: configuration.stateDirectory) } catch {
+            Console().warn("cannot remember the last audit commit pushed (\(error)); a rewrite of the audit branch "
+                           + "before the next push may go unnoticed")
+        }
+    }
+
+    /// Compares the origin's audit branch (as just fetched) with the last audit commit pushed:
+    /// when it no longer contains it, records the tampering once and sends records to a new
+    /// recovery branch; when it contains it again (a person put the records back), returns to it.
+    private func checkTrail() throws {
+        guard let pushedHex = trail.lastPushed, let pushed = ObjectID(hex: pushedHex) else { return }
+        let head = try repository.resolve(remoteAudit)
+        var intact = false
+        if let head, try repository.contains(pushed) { intact = try repository.isAncestor(pushed, of: head) }
+        if let recovery = trail.recoveryBranch {
+            guard intact else { return }
+            trail.recoveryBranch = nil
+            try trail.save(stateDirectory: configuration.stateDirectory)
+            Console().warn("the audit branch \(configuration.auditBranch) on the origin contains \(pushed.short) again: "
+                           + "records go to it again (remove \(recovery) once you have checked it)")
+            return
+        }
+        guard !intact else { return }
+        let recovery = AuditTrail.recoveryBranch(at: Date())
+        trail.recoveryBranch = recovery
+        try trail.save(stateDirectory: configuration.stateDirectory)
+        let record = AuditTrail.tamperRecord(auditBranch: configuration.auditBranch, lastPushed: pushed, remoteHead: head,
+                                             recovery: recovery, at: Date())
+        let text = (record.reason ?? "") + ". Find out who changed it; put the records back with "
+            + "`git push origin \(recovery):\(configuration.auditBranch)` and Bulwark returns to it"
+        tampering.append(text)
+        Console().warn(text)
+        if try !currentIndex().ids.contains(record.id) { _ = try write(record) }
     }
 
     // MARK: - Policy commits

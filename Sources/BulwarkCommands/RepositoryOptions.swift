@@ -46,6 +46,9 @@ struct RepositoryOptions: ParsableArguments {
     @Option(help: ArgumentHelp("An ssh-keygen allowed_signers file (`principal namespaces=\"git\" key` lines): every policy commit since the last applied revision must be SSH-signed by a key in it, or the revision is refused (default: $BULWARK_TRUSTED_SIGNERS). Without it, signatures are not verified.", valueName: "path"))
     var trustedSigners: String?
 
+    @Option(help: ArgumentHelp("Bulwark's own ed25519 SSH private key (OpenSSH format, no passphrase), under the secrets folder: every audit commit is signed with it, so that `git log --show-signature` with an allowed signers file proves Bulwark wrote each record (default: $BULWARK_SIGNING_KEY).", valueName: "path"))
+    var signingKey: String?
+
     /// Signature verification of the policy, when a trusted signers file is given.
     var sourceVerification: SourceVerification? {
         (trustedSigners ?? ProcessInfo.processInfo.environment["BULWARK_TRUSTED_SIGNERS"])
@@ -113,7 +116,7 @@ struct RepositoryOptions: ParsableArguments {
         if let name = env["BULWARK_AUTHOR_NAME"], !name.isEmpty { author.name = name }
         if let email = env["BULWARK_AUTHOR_EMAIL"], !email.isEmpty { author.email = email }
         return .init(url: url, branch: branch, auditBranch: auditBranch, stateDirectory: stateDirectory, author: author,
-                     access: try access())
+                     access: try access(), signer: try auditSigner())
     }
 
     /// Credentials and host keys for the remote, read now from files and the environment; none

@@ -66,33 +66,50 @@ struct SourceVerification: Sendable {
     /// Why `commit`'s signature is not trusted, or nil when it is.
     private func check(_ commit: CommitInfo, repository: PolicyRepository, folder: String) async throws -> String? {
         guard let signed = try await repository.signature(of: commit.id) else { return "the commit is not signed" }
+        switch try Self.verifySSH(signed, commit: commit.id, allowedSigners: allowedSigners, folder: folder) {
+        case .success: return nil
+        case .failure(let problem): return problem.description
+        }
+    }
+
+    /// Why a signature is not trusted, in words.
+    struct Untrusted: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    /// The principal of `allowedSigners` whose key made `signed`, checked by `ssh-keygen -Y verify`
+    /// (namespace `git`, the file's validity options), or why not. Throws only when the check
+    /// itself cannot run (files cannot be written, ssh-keygen cannot be started).
+    static func verifySSH(_ signed: CommitSignature, commit: ObjectID, allowedSigners: String, folder: String) throws
+        -> Result<String, Untrusted> {
         guard signed.signature.starts(with: Array("-----BEGIN SSH SIGNATURE-----".utf8)) else {
-            return "the commit is not signed with an SSH key (set gpg.format to ssh)"
+            return .failure(Untrusted(description: "the commit is not signed with an SSH key (set gpg.format to ssh)"))
         }
         let signatureFile = folder + "/commit.sig"
         let dataFile = folder + "/commit.data"
         for (path, bytes) in [(signatureFile, signed.signature), (dataFile, signed.signedData)] {
             unlink(path)
             guard FileManager.default.createFile(atPath: path, contents: Data(bytes), attributes: [.posixPermissions: 0o600]) else {
-                throw CommandError("cannot write \(path) to verify commit \(commit.id.short)")
+                throw CommandError("cannot write \(path) to verify commit \(commit.short)")
             }
         }
         let found = try Self.sshKeygen(["-Y", "find-principals", "-s", signatureFile, "-f", allowedSigners], folder: folder)
         guard found.status == 0,
               let principal = found.output.split(whereSeparator: \.isNewline).first.map(String.init), !principal.isEmpty else {
-            return "it is signed by a key that is not in the trusted signers file \(allowedSigners)"
+            return .failure(Untrusted(description: "it is signed by a key that is not in the trusted signers file \(allowedSigners)"))
         }
         let verified = try Self.sshKeygen(["-Y", "verify", "-f", allowedSigners, "-I", principal, "-n", "git", "-s", signatureFile],
                                           input: dataFile, folder: folder)
         guard verified.status == 0 else {
             let reason = verified.errors.split(whereSeparator: \.isNewline).last.map(String.init) ?? "exit \(verified.status)"
-            return "the signature of \(quotedForMessage(principal)) does not verify: \(quotedForMessage(reason, limit: 200))"
+            return .failure(Untrusted(description: "the signature of \(quotedForMessage(principal)) does not verify: "
+                                      + quotedForMessage(reason, limit: 200)))
         }
-        return nil
+        return .success(principal)
     }
 
     /// A folder only this user can read, for the signature and the signed bytes.
-    private static func privateFolder() throws -> String {
+    static func privateFolder() throws -> String {
         var template = Array((NSTemporaryDirectory() + "/bulwark-verify-XXXXXX").utf8CString)
         guard mkdtemp(&template) != nil else { throw CommandError("cannot create a temporary folder to verify signatures") }
         return String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
