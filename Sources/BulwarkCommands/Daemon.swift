@@ -278,7 +278,8 @@ actor Daemon: DaemonControl {
                     var loaded = try DesiredStateLoader(registry: registry).load(files, revision: newHead.hex)
                 for warning in loaded.warnings { logger.warning("manifest", metadata: ["warning": .string(warning.description)]) }
                 let provenance = await Provenance.establish(&loaded, head: newHead, repository: repository, registry: registry,
-                                                            stateDirectory: options.stateDirectory)
+                                                            stateDirectory: options.stateDirectory,
+                                                            verification: options.sourceVerification)
                 await provenance.recordRefusals(head: newHead, in: repository, console: Console())
                 // Intents a killed process left open are resolved and recorded before anything acts.
                 if !recovered {

@@ -464,13 +464,14 @@ actor PolicyRepository: AuditSink {
     /// Commits `files` on top of the policy branch and pushes them to it. A branch that moved
     /// meanwhile gets the commit replayed on its new head (the files are new, so this always
     /// succeeds); a remote that cannot be reached is an error, since a person is waiting.
-    func commitPolicy(_ files: [String: [UInt8]], message: String, author: Signature, attempts: Int = 5) throws -> ObjectID {
+    func commitPolicy(_ files: [String: [UInt8]], message: String, author: Signature, signer: (any CommitSigner)? = nil,
+                      attempts: Int = 5) throws -> ObjectID {
         let scratch = "refs/bulwark/policy-commit"
         let tracking = "refs/remotes/origin/\(configuration.branch)"
         guard let base = try repository.resolve(tracking) else {
             throw Failure.noBranch(configuration.branch, configuration.url)
         }
-        var commit = try repository.writeCommit(adding: files, parent: base, message: message, author: author)
+        var commit = try repository.writeCommit(adding: files, parent: base, message: message, author: author, signer: signer)
         var expected = base
         for _ in 0..<attempts {
             try repository.forceReference(scratch, to: commit, message: "bulwark: policy commit")
@@ -487,7 +488,7 @@ actor PolicyRepository: AuditSink {
             }
             try repository.fetch(remote: "origin", refspecs: ["+refs/heads/\(configuration.branch):\(tracking)"], access: configuration.access)
             guard let head = try repository.resolve(tracking) else { throw Failure.noBranch(configuration.branch, configuration.url) }
-            commit = try repository.replay(commit, onto: head)
+            commit = try repository.replay(commit, onto: head, signer: signer)
             expected = head
         }
         throw CommandError("the branch \(configuration.branch) kept moving during \(attempts) attempts; try again")
@@ -528,8 +529,22 @@ actor PolicyRepository: AuditSink {
         try repository.isAncestor(ancestor, of: descendant)
     }
 
+    /// The paths `commit` itself changes, sorted: against its parent (the empty tree for a root
+    /// commit); for a merge, those that differ from every parent (what the merge resolved).
+    func pathsChanged(by commit: CommitInfo) throws -> [String] {
+        guard let first = commit.parents.first else { return try repository.changedPaths(from: nil, to: commit.id) }
+        var paths = Set(try repository.changedPaths(from: first, to: commit.id))
+        for parent in commit.parents.dropFirst() { paths.formIntersection(try repository.changedPaths(from: parent, to: commit.id)) }
+        return paths.sorted()
+    }
+
     /// A commit's signature and signed bytes, or nil when it is unsigned.
     func signature(of commit: ObjectID) throws -> CommitSignature? { try repository.signature(of: commit) }
+
+    /// The caller's git signing key, when git's configuration asks for SSH signatures (`gpg.format ssh`, `user.signingkey`).
+    func callerSigner() -> GitConfiguredSigner? {
+        GitConfiguredSigner(configuration: { repository.configString($0) })
+    }
 
     /// The caller's git identity: GIT_AUTHOR_NAME and GIT_AUTHOR_EMAIL, else git's configuration.
     func callerSignature() -> Signature? {

@@ -49,10 +49,23 @@ struct RepositoryOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Bulwark's own ed25519 SSH private key (OpenSSH format, no passphrase), under the secrets folder: every audit commit is signed with it, so that `git log --show-signature` with an allowed signers file proves Bulwark wrote each record (default: $BULWARK_SIGNING_KEY).", valueName: "path"))
     var signingKey: String?
 
-    /// Signature verification of the policy, when a trusted signers file is given.
+    @Option(help: ArgumentHelp("Which trusted signers may change which paths: lines of `path-glob principal…` (the last matching line decides; a path no line matches is refused); needs --trusted-signers (default: $BULWARK_TRUST_POLICY).", valueName: "path"))
+    var trustPolicy: String?
+
+    private var trustPolicyPath: String? {
+        (trustPolicy ?? ProcessInfo.processInfo.environment["BULWARK_TRUST_POLICY"]).flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    @Option(help: ArgumentHelp("An OpenPGP keyring (gpg --export KEYS > FILE): OpenPGP-signed policy commits are verified with gpgv against it alone (default: $BULWARK_TRUSTED_KEYRING). With --trusted-signers too, either kind of signature is accepted.", valueName: "path"))
+    var trustedKeyring: String?
+
+    /// Signature verification of the policy, when a trusted signers file or keyring is given.
     var sourceVerification: SourceVerification? {
-        (trustedSigners ?? ProcessInfo.processInfo.environment["BULWARK_TRUSTED_SIGNERS"])
-            .flatMap { $0.isEmpty ? nil : SourceVerification(allowedSigners: $0) }
+        let env = ProcessInfo.processInfo.environment
+        let signers = (trustedSigners ?? env["BULWARK_TRUSTED_SIGNERS"]).flatMap { $0.isEmpty ? nil : $0 }
+        let keyring = (trustedKeyring ?? env["BULWARK_TRUSTED_KEYRING"]).flatMap { $0.isEmpty ? nil : $0 }
+        guard signers != nil || keyring != nil else { return nil }
+        return SourceVerification(allowedSigners: signers, trustedKeyring: keyring, trustPolicy: trustPolicyPath)
     }
 
     /// Checks the options (exit 64 on a mistake) and exports the secrets folder to the process
@@ -68,6 +81,9 @@ struct RepositoryOptions: ParsableArguments {
             throw ValidationError("--audit-branch must differ from --branch (\(quotedForMessage(branch))): audit records would be committed over the desired state")
         }
         if let secretsDir, secretsDir.isEmpty { throw ValidationError("--secrets-dir must not be empty") }
+        if trustPolicyPath != nil, sourceVerification == nil {
+            throw ValidationError("--trust-policy needs --trusted-signers or --trusted-keyring: rules about signers mean nothing without verified signatures")
+        }
         // The folder in effect, exported so that adapters (and this process's secret reads) use the same one.
         let folder = SecretFiles.directories(environment: secretsDir.map { [SecretFiles.variable: $0] }
                                              ?? ProcessInfo.processInfo.environment)[0]
@@ -200,7 +216,7 @@ extension RepositoryOptions {
             var state = try DesiredStateLoader(registry: Bulwark.registry()).load(files, revision: head.hex)
             console.warn(state.warnings)
             let provenance = await Provenance.establish(&state, head: head, repository: repository, registry: Bulwark.registry(),
-                                                        stateDirectory: stateDirectory)
+                                                        stateDirectory: stateDirectory, verification: sourceVerification)
             if recordRefusal {
                 await provenance.recordRefusals(head: head, in: repository, console: console)
             } else {

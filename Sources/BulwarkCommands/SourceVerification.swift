@@ -7,8 +7,14 @@ internal import Foundation
 /// allowed_signers file. The signer is whoever that file says owns the key, never the name a
 /// commit claims. Off unless `--trusted-signers` (or `$BULWARK_TRUSTED_SIGNERS`) names the file.
 struct SourceVerification: Sendable {
-    /// The `ssh-keygen -Y` allowed_signers file (`principal namespaces="git" key` lines).
-    let allowedSigners: String
+    /// The `ssh-keygen -Y` allowed_signers file (`principal namespaces="git" key` lines); nil:
+    /// SSH signatures are not trusted.
+    let allowedSigners: String?
+    /// An OpenPGP keyring (`gpg --export … > FILE`) for OpenPGP-signed commits, checked with
+    /// `gpgv` (`--trusted-keyring`); nil: OpenPGP signatures are not trusted.
+    var trustedKeyring: String?
+    /// Which principals may change which paths (`--trust-policy`); nil: any trusted signer may change any path.
+    var trustPolicy: String?
 
     /// What a verification checked, for the operator.
     struct Outcome: Sendable, Equatable {
@@ -45,14 +51,20 @@ struct SourceVerification: Sendable {
             outcome.note = "no revision was applied from this state directory or recorded on the audit branch yet: "
                 + "only the signature of \(head.short) is verified"
         }
-        guard FileManager.default.isReadableFile(atPath: allowedSigners) else {
-            throw Refusal(problems: ["cannot read the trusted signers file \(allowedSigners): no commit can be verified"])
+        for (file, what) in [(allowedSigners, "trusted signers file"), (trustedKeyring, "trusted keyring")] {
+            if let file, !FileManager.default.isReadableFile(atPath: file) {
+                throw Refusal(problems: ["cannot read the \(what) \(file): no commit can be verified"])
+            }
+        }
+        let rules: TrustPolicy?
+        do { rules = try trustPolicy.map(TrustPolicy.load) } catch {
+            throw Refusal(problems: ["\(error)"])
         }
         let folder = try Self.privateFolder()
         defer { try? FileManager.default.removeItem(atPath: folder) }
         var problems: [String] = []
         for commit in range {
-            if let problem = try await check(commit, repository: repository, folder: folder) {
+            if let problem = try await check(commit, repository: repository, folder: folder, rules: rules) {
                 problems.append("commit \(commit.id.short) (\(quotedForMessage(commit.author.name)) <\(quotedForMessage(commit.author.email))>, "
                                 + "\"\(quotedForMessage(commit.summary))\"): \(problem)")
             } else {
@@ -64,12 +76,46 @@ struct SourceVerification: Sendable {
     }
 
     /// Why `commit`'s signature is not trusted, or nil when it is.
-    private func check(_ commit: CommitInfo, repository: PolicyRepository, folder: String) async throws -> String? {
+    private func check(_ commit: CommitInfo, repository: PolicyRepository, folder: String, rules: TrustPolicy?) async throws -> String? {
         guard let signed = try await repository.signature(of: commit.id) else { return "the commit is not signed" }
-        switch try Self.verifySSH(signed, commit: commit.id, allowedSigners: allowedSigners, folder: folder) {
-        case .success: return nil
+        switch try verifyAny(signed, commit: commit.id, folder: folder) {
+        case .success(let principal):
+            guard let rules else { return nil }
+            let refused = try await repository.pathsChanged(by: commit).compactMap { rules.refusal(of: principal, changing: $0) }
+            return refused.isEmpty ? nil : "signed by \(quotedForMessage(principal)), who may not change what it changes: "
+                + refused.prefix(10).joined(separator: "; ") + (refused.count > 10 ? "; … and \(refused.count - 10) more" : "")
         case .failure(let problem): return problem.description
         }
+    }
+
+    /// The principal whose trusted key signed `commit`, or why there is none.
+    func signer(of commit: CommitInfo, repository: PolicyRepository) async -> Result<String, Untrusted> {
+        do {
+            guard let signed = try await repository.signature(of: commit.id) else {
+                return .failure(Untrusted(description: "the commit is not signed"))
+            }
+            let folder = try Self.privateFolder()
+            defer { try? FileManager.default.removeItem(atPath: folder) }
+            return try verifyAny(signed, commit: commit.id, folder: folder)
+        } catch {
+            return .failure(Untrusted(description: "its signature cannot be checked: \(error)"))
+        }
+    }
+
+    /// An SSH signature against the trusted signers, an OpenPGP one against the trusted keyring.
+    func verifyAny(_ signed: CommitSignature, commit: ObjectID, folder: String) throws -> Result<String, Untrusted> {
+        if signed.signature.starts(with: Array("-----BEGIN PGP SIGNATURE-----".utf8)) {
+            guard let trustedKeyring else {
+                return .failure(Untrusted(description: "the commit is signed with OpenPGP, and no --trusted-keyring is given"))
+            }
+            return try Self.verifyOpenPGP(signed, commit: commit, keyring: trustedKeyring, folder: folder)
+        }
+        guard let allowedSigners else {
+            return .failure(Untrusted(description: signed.signature.starts(with: Array("-----BEGIN SSH SIGNATURE-----".utf8))
+                ? "the commit is signed with SSH, and no --trusted-signers is given"
+                : "the commit is not signed with OpenPGP (set gpg.format to openpgp)"))
+        }
+        return try Self.verifySSH(signed, commit: commit, allowedSigners: allowedSigners, folder: folder)
     }
 
     /// Why a signature is not trusted, in words.
@@ -126,6 +172,12 @@ struct SourceVerification: Sendable {
 
     /// Runs ssh-keygen with output captured in files (no pipe to fill), killed after `timeout`.
     private static func sshKeygen(_ arguments: [String], input: String? = nil, folder: String) throws
+        -> (status: Int32, output: String, errors: String) {
+        try runTool(executable, arguments, input: input, folder: folder)
+    }
+
+    /// Runs a verifying tool with output captured in files (no pipe to fill), killed after `timeout`.
+    static func runTool(_ executable: String, _ arguments: [String], input: String? = nil, folder: String) throws
         -> (status: Int32, output: String, errors: String) {
         let outPath = folder + "/out"
         let errPath = folder + "/err"

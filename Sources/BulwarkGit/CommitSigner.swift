@@ -5,8 +5,9 @@ internal import CLibGit2
 ///
 /// An I/O seam, so that the commit writer does not know how (or with which key) it signs.
 public protocol CommitSigner: Sendable {
-    /// The armored signature of `commit` (`-----BEGIN SSH SIGNATURE-----` …), without a final newline.
-    func signature(of commit: [UInt8]) throws(GitError) -> String
+    /// The armored signature of `commit` (`-----BEGIN SSH SIGNATURE-----` …); a final newline is dropped.
+    /// An error stops the commit (it is reported as a `GitError` naming the signer).
+    func signature(of commit: [UInt8]) throws -> String
 }
 
 extension Repository {
@@ -20,7 +21,10 @@ extension Repository {
             guard !text.contains("\0") else {
                 throw GitError(function: "git_commit_create_with_signature", code: -1, message: "a commit cannot contain a NUL byte")
             }
-            var signature = try signer.signature(of: Array(text.utf8))
+            var signature: String
+            do { signature = try signer.signature(of: Array(text.utf8)) } catch {
+                throw (error as? GitError) ?? GitError(function: "CommitSigner", code: -1, message: "cannot sign the commit: \(error)")
+            }
             while signature.hasSuffix("\n") { signature.removeLast() }
             // A signature line is continued with a space; a line break anywhere else would end the header.
             guard !signature.isEmpty, !signature.contains("\r"), !signature.contains("\0"), !signature.contains("\n\n") else {

@@ -69,7 +69,7 @@ public struct SSHSigningKey: CommitSigner {
         "SHA256:" + Data(SHA256.hash(data: publicBlob)).base64EncodedString().replacingOccurrences(of: "=", with: "")
     }
 
-    public func signature(of commit: [UInt8]) throws(GitError) -> String {
+    public func signature(of commit: [UInt8]) throws -> String {
         try Self.armored(sign(commit, namespace: "git"))
     }
 

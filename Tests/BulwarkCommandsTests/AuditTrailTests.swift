@@ -194,6 +194,24 @@ import Testing
         }
     }
 
+    @Test func theDemoRunsWithVerificationOn() async throws {
+        try await withTemporaryDirectory { dir in
+            let demo = try bulwark(["demo", "--dir", dir + "/demo"])
+            #expect(demo.status == 0, "\(demo.stderr)")
+            #expect(demo.stdout.contains("signed by the platform team"))
+            #expect(demo.stdout.contains("no problems found"))
+            let origin = dir + "/demo/origin.git"
+            let signers = dir + "/demo/allowed_signers"
+            // The policy commit and every audit record carry a signature git accepts.
+            let policy = try git("--git-dir", origin, "-c", "gpg.ssh.allowedSignersFile=\(signers)", "log", "--format=%G? %GS", "main")
+            #expect(policy == "G platform@example.org\n")
+            let audit = try git("--git-dir", origin, "-c", "gpg.ssh.allowedSignersFile=\(signers)", "log", "--format=%G? %GS",
+                                "bulwark/audit").split(separator: "\n")
+            #expect(audit.count > 20)
+            #expect(audit.allSatisfy { $0 == "G bulwark@localhost" })
+        }
+    }
+
     @Test func verifyAuditFindsRemovedForgedAndUnsignedRecords() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)

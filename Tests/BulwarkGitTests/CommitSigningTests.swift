@@ -41,7 +41,7 @@ import Testing
                 #expect(verified.status == 0, "\(verified.stderr)")
                 #expect(verified.stderr.contains("Good \"git\" signature for bulwark with ED25519 key \(signer.fingerprint)"))
             }
-            let log = try git("--git-dir", dir + "/r.git", "log", "--format=%G? %GS", "bulwark/audit")
+            let log = try git("--git-dir", dir + "/r.git", "-c", "gpg.ssh.allowedSignersFile=\(allowed)", "log", "--format=%G? %GS", "bulwark/audit")
             #expect(log == "G bulwark\nG bulwark\n")
             try git("--git-dir", dir + "/r.git", "fsck", "--strict")
             // The signature libgit2 reads back is the one git verified.
