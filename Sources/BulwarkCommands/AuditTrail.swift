@@ -23,14 +23,14 @@ struct AuditTrail: Codable, Sendable, Equatable {
     static let fileName = "audit-trail.json"
     static let recoveryPrefix = "bulwark/audit-recovered-"
 
-    /// The trail kept in `stateDirectory`, or a new one (with a new instance name) when there is
-    /// none. A file that cannot be read is an error: starting a new trail would hide tampering.
-    static func load(stateDirectory: String) throws -> AuditTrail {
+    /// The trail kept in `stateDirectory`, or a new one (with a new instance name, `created`) when
+    /// there is none. A file that cannot be read is an error: starting a new trail would hide tampering.
+    static func load(stateDirectory: String) throws -> (trail: AuditTrail, created: Bool) {
         let path = stateDirectory + "/" + fileName
         guard FileManager.default.fileExists(atPath: path) else {
             let trail = AuditTrail(instance: newInstanceName())
             try trail.save(stateDirectory: stateDirectory)
-            return trail
+            return (trail, true)
         }
         do {
             let data = try Data(contentsOf: URL(fileURLWithPath: path))
@@ -39,7 +39,7 @@ struct AuditTrail: Codable, Sendable, Equatable {
                   trail.recoveryBranch.map({ $0.hasPrefix(recoveryPrefix) && GitLibrary.isValidBranchName($0) }) ?? true else {
                 throw CommandError("it holds values Bulwark never writes")
             }
-            return trail
+            return (trail, false)
         } catch {
             throw CommandError("cannot read \(path) (\(error)): it remembers the last audit commit pushed, which detects a "
                                + "rewritten audit branch. Restore it, or remove it to start a new trail (the check starts again "
@@ -103,12 +103,18 @@ struct AuditTrail: Codable, Sendable, Equatable {
 
     /// The record of a tampered audit branch: stable for the same last-pushed commit and remote
     /// head, so that it is committed once.
-    static func tamperRecord(auditBranch: String, lastPushed: ObjectID, remoteHead: ObjectID?, recovery: String,
+    static func tamperRecord(auditBranch: String, lastPushed: ObjectID, remoteHead: ObjectID?, recovery: String?,
                              at date: Date) -> AuditRecord {
         let what = remoteHead.map { "rewritten: it is now at \($0.short), which does not contain it" } ?? "deleted"
-        let reason = "the audit branch \(auditBranch) on the origin was \(what). \(lastPushed.short) is the last audit commit "
-            + "this Bulwark pushed there. Bulwark did not rebase onto that history: every record it holds, with the "
-            + "ones already pushed, goes to \(recovery) instead; nothing was lost"
+        var reason = "the audit branch \(auditBranch) on the origin was \(what). \(lastPushed.short) is the last audit commit "
+            + "this Bulwark pushed there. "
+        if let recovery {
+            reason += "Bulwark did not rebase onto that history: every record it holds, with the ones already pushed, goes to "
+                + "\(recovery) instead; nothing was lost"
+        } else {
+            reason += "This state clone was made again and does not hold it either, so the records up to it that the origin "
+                + "lost cannot be recovered by this Bulwark"
+        }
         return AuditRecord(
             id: AuditID.stable(["tampered", auditBranch, lastPushed.hex, remoteHead?.hex ?? "-"].joined(separator: "\u{1}")),
             controller: "-", target: "-", resource: "AuditBranch/\(auditBranch)", kind: "AuditBranch", name: auditBranch,

@@ -99,7 +99,10 @@ actor PolicyRepository: AuditSink {
                                                      signer: configuration.signer)
         repository = opened
         repairs += repaired
-        trail = try AuditTrail.load(stateDirectory: configuration.stateDirectory)
+        let (trail, created) = try AuditTrail.load(stateDirectory: configuration.stateDirectory)
+        self.trail = trail
+        // A new instance has written nothing yet: no need to look for its last number.
+        if created { sequence = 0 }
         if let existing = try repository.remoteURL("origin"), existing != configuration.url {
             throw Failure.otherRemote(configuration.stateDirectory, existing)
         }
@@ -352,7 +355,12 @@ actor PolicyRepository: AuditSink {
     /// Brings the local audit branch up to the fetched one, keeping local commits that were
     /// never pushed by replaying them on top.
     private func reconcileAuditBranch() throws {
-        try checkTrail()
+        let tampering = try checkTrail()
+        try followOrigin()
+        if let tampering, try !currentIndex().ids.contains(tampering.id) { _ = try write(tampering) }
+    }
+
+    private func followOrigin() throws {
         guard let remote = try repository.resolve("refs/remotes/origin/\(pushBranch)") else { return }
         guard let local = try repository.resolve(localAudit) else {
             try repository.updateReference(localAudit, to: remote, expected: nil, message: "bulwark: track audit branch")
@@ -431,22 +439,37 @@ actor PolicyRepository: AuditSink {
     }
 
     /// Compares the origin's audit branch (as just fetched) with the last audit commit pushed:
-    /// when it no longer contains it, records the tampering once and sends records to a new
-    /// recovery branch; when it contains it again (a person put the records back), returns to it.
-    private func checkTrail() throws {
-        guard let pushedHex = trail.lastPushed, let pushed = ObjectID(hex: pushedHex) else { return }
+    /// when it no longer contains it, returns the record of the tampering (to be committed once)
+    /// and sends records to a new recovery branch; when it contains it again (a person put the
+    /// records back), returns to it. When this clone does not hold that commit either (it was
+    /// made again), nothing here can be recovered: the tampering is recorded on the origin's history.
+    private func checkTrail() throws -> AuditRecord? {
+        guard let pushedHex = trail.lastPushed, let pushed = ObjectID(hex: pushedHex) else { return nil }
         let head = try repository.resolve(remoteAudit)
         var intact = false
         if let head, try repository.contains(pushed) { intact = try repository.isAncestor(pushed, of: head) }
         if let recovery = trail.recoveryBranch {
-            guard intact else { return }
+            guard intact else { return nil }
             trail.recoveryBranch = nil
             try trail.save(stateDirectory: configuration.stateDirectory)
             Console().warn("the audit branch \(configuration.auditBranch) on the origin contains \(pushed.short) again: "
                            + "records go to it again (remove \(recovery) once you have checked it)")
-            return
+            return nil
         }
-        guard !intact else { return }
+        guard !intact else { return nil }
+        let local = try repository.resolve(localAudit)
+        var held = false
+        if let local, try repository.contains(pushed) { held = try repository.isAncestor(pushed, of: local) }
+        guard held else {
+            trail.lastPushed = nil
+            try trail.save(stateDirectory: configuration.stateDirectory)
+            let record = AuditTrail.tamperRecord(auditBranch: configuration.auditBranch, lastPushed: pushed, remoteHead: head,
+                                                 recovery: nil, at: Date())
+            let text = (record.reason ?? "") + ". Look for the records in other clones (`git fsck --lost-found`)"
+            tampering.append(text)
+            Console().warn(text)
+            return record
+        }
         let recovery = AuditTrail.recoveryBranch(at: Date())
         trail.recoveryBranch = recovery
         try trail.save(stateDirectory: configuration.stateDirectory)
@@ -456,7 +479,7 @@ actor PolicyRepository: AuditSink {
             + "`git push origin \(recovery):\(configuration.auditBranch)` and Bulwark returns to it"
         tampering.append(text)
         Console().warn(text)
-        if try !currentIndex().ids.contains(record.id) { _ = try write(record) }
+        return record
     }
 
     // MARK: - Policy commits

@@ -175,6 +175,30 @@ import Testing
         }
     }
 
+    @Test func aRewrittenBranchWithTheStateCloneMadeAgainIsRecordedOnTheOriginsHistory() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let key = try makeKey(dir)
+            #expect(try apply(s, key).status == 0)
+            let pushed = try s.auditCommits()
+            try git("--git-dir", s.origin, "update-ref", "refs/heads/bulwark/audit", pushed[2])
+            try FileManager.default.removeItem(atPath: s.state + "/repository.git")
+            let again = try apply(s, key)
+            #expect(again.status == 0, "\(again.stderr)")
+            #expect(again.stderr.contains("cannot be recovered by this Bulwark"))
+            // Recorded on top of what the origin still has, and the trail goes on from there.
+            let now = try s.auditCommits()
+            #expect(Array(now.suffix(pushed.count - 2)) == Array(pushed.dropFirst(2)))
+            #expect(try git("--git-dir", s.origin, "log", "--format=%H", "--grep=AuditBranch/bulwark/audit", "bulwark/audit")
+                .split(separator: "\n").count == 1)
+            #expect(!(try branches(s)).contains { $0.hasPrefix("bulwark/audit-recovered-") })
+            try drift(s)
+            let third = try apply(s, key)
+            #expect(third.status == 0)
+            #expect(!third.stderr.contains("rewritten"), "recorded once")
+        }
+    }
+
     @Test func anotherWriterAppendingIsNotTampering() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
