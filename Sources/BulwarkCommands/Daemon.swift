@@ -267,6 +267,15 @@ actor Daemon: DaemonControl {
         do {
             let (newHead, stale) = try await repository.sync()
             if let stale { logger.warning("source", metadata: ["problem": .string(stale)]) }
+            let tampering = await repository.takeTampering()
+            for problem in tampering {
+                logger.error("the audit branch on the origin was tampered with", metadata: ["problem": .string(problem)])
+                meters.auditTampered()
+            }
+            // The record of it, and the records the origin lost, go out now rather than after the next cycle.
+            if !tampering.isEmpty, case .keptLocally(_, let reason) = try await repository.publish() {
+                logger.warning("the record of the tampering is kept locally; pushed on the next cycle", metadata: ["reason": .string(reason)])
+            }
             synced = true
             guard newHead != head else { return false }
             let files = try await repository.files(at: newHead)

@@ -78,8 +78,14 @@ actor PolicyRepository: AuditSink {
     private var trail: AuditTrail
     /// The sequence number of the last record this instance committed, read from the branch on first use.
     private var sequence: UInt64?
-    /// Tampering with the origin's audit branch found by this process, in words.
+    /// Tampering with the origin's audit branch found by this process and not yet reported, in words.
     private(set) var tampering: [String] = []
+
+    /// The tampering found since the last call, for the daemon's log and metric.
+    func takeTampering() -> [String] {
+        defer { tampering = [] }
+        return tampering
+    }
 
     private var localAudit: String { "refs/heads/\(configuration.auditBranch)" }
     private var remoteAudit: String { "refs/remotes/origin/\(configuration.auditBranch)" }

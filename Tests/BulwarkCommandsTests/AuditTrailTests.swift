@@ -199,6 +199,28 @@ import Testing
         }
     }
 
+    @Test func theDaemonSignsItsRecordsAndCountsTampering() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let key = try makeKey(dir)
+            let daemon = try DaemonTests().start(s, poll: 1, ["--secrets-dir", key.secrets, "--signing-key", key.path])
+            #expect(daemon.wait { (try? daemon.get("/readyz").status) == 200 }, "readyz: \(daemon.log)")
+            #expect(daemon.wait(seconds: 60) { ((try? s.auditCommits()) ?? []).count > 3 }, "\(daemon.log)")
+            #expect(try daemon.get("/metrics").body.contains("bulwark_audit_tampering_total 0"))
+            let pushed = try s.auditCommits()
+            #expect(try verifyAudit(s.origin, "--trusted-signers", key.allowed).status == 0)
+
+            // The audit branch is rewound on the origin: the daemon notices at its next poll.
+            try git("--git-dir", s.origin, "update-ref", "refs/heads/bulwark/audit", pushed[1])
+            #expect(daemon.wait(seconds: 60) { (try? daemon.get("/metrics").body.contains("bulwark_audit_tampering_total 1")) == true },
+                    "\(daemon.log)")
+            #expect(daemon.wait(seconds: 60) { ((try? branches(s)) ?? []).contains { $0.hasPrefix("bulwark/audit-recovered-") } },
+                    "\(daemon.log)")
+            #expect(daemon.log.contains("the audit branch on the origin was tampered with"))
+            #expect(daemon.terminate() == 0)
+        }
+    }
+
     @Test func anotherWriterAppendingIsNotTampering() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
