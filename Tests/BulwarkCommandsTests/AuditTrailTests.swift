@@ -295,6 +295,19 @@ import Testing
             #expect(forged.stderr.contains("signed by a key that is not in the trusted signers file"))
             #expect(forged.stderr.contains("changes \(victim), which is not its own record"))
 
+            // A trusted signature copied onto other content (the same key, checked in-process) does not verify.
+            let raw = try git("--git-dir", s.origin, "cat-file", "commit", commits[0])
+            let copied = raw.replacingOccurrences(of: "\nBulwark-Id: ", with: "\nBulwark-Note: edited\nBulwark-Id: ")
+            #expect(copied != raw)
+            try write(dir + "/copied", copied)
+            let forgedID = try git("--git-dir", s.origin, "hash-object", "-t", "commit", "-w", dir + "/copied")
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            try git("--git-dir", s.origin, "update-ref", "refs/heads/bulwark/audit", forgedID)
+            let replayed = try verifyAudit(s.origin, "--trusted-signers", key.allowed)
+            #expect(replayed.status == 1)
+            #expect(replayed.stderr.contains("commit \(forgedID.prefix(12))"))
+            #expect(replayed.stderr.contains("does not verify"))
+
             // Usage mistakes exit 64.
             #expect(try verifyAudit(s.origin, "--audit-branch", "no/such").status == 64)
             #expect(try verifyAudit(dir + "/nowhere").status == 64)

@@ -96,4 +96,30 @@ import Testing
             #expect(throws: GitError.self) { try SSHSigningKey(openSSH: "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n") }
         }
     }
+
+    @Test func anSSHSignatureIsCheckedInProcessAgainstTheBytesItSigned() async throws {
+        try await withTemporaryDirectory { dir in
+            let (keyPath, _) = try makeKey(dir)
+            let signer = try SSHSigningKey(openSSH: read(keyPath))
+            let repo = try Repository.create(at: dir + "/r.git", bare: true)
+            let commit = try repo.writeCommit(adding: ["a.json": Array("{}\n".utf8)], parent: nil, message: "m\n", author: author,
+                                              signer: signer)
+            let signed = try #require(try repo.signature(of: commit))
+            let parsed = try #require(SSHSignature(armored: signed.signature))
+            #expect(parsed.namespace == "git")
+            #expect(parsed.publicKeyLine == signer.publicKeyLine)
+            #expect(parsed.isValidEd25519(of: signed.signedData))
+            var altered = signed.signedData
+            altered[altered.count - 2] ^= 1
+            #expect(!parsed.isValidEd25519(of: altered))
+            #expect(!parsed.isValidEd25519(of: signed.signedData, namespace: "file"))
+            // A signature made by ssh-keygen itself is read and checked the same way.
+            try Data(signed.signedData).write(to: URL(fileURLWithPath: dir + "/data"))
+            let made = try run("/usr/bin/ssh-keygen", ["-Y", "sign", "-n", "git", "-f", keyPath, dir + "/data"])
+            #expect(made.status == 0, "\(made.stderr)")
+            let theirs = try #require(SSHSignature(armored: Array(try read(dir + "/data.sig").utf8)))
+            #expect(theirs.isValidEd25519(of: signed.signedData))
+            #expect(SSHSignature(armored: Array("-----BEGIN SSH SIGNATURE-----\nAAAA\n-----END SSH SIGNATURE-----\n".utf8)) == nil)
+        }
+    }
 }
