@@ -142,7 +142,8 @@ struct SourceVerification: Sendable {
         let found = try Self.sshKeygen(["-Y", "find-principals", "-s", signatureFile, "-f", allowedSigners], folder: folder)
         guard found.status == 0,
               let principal = found.output.split(whereSeparator: \.isNewline).first.map(String.init), !principal.isEmpty else {
-            return .failure(Untrusted(description: "it is signed by a key that is not in the trusted signers file \(allowedSigners)"))
+            return .failure(Untrusted(description: "it is signed by a key that is not in the trusted signers file \(allowedSigners) "
+                                      + "(or whose valid-after/valid-before there does not include now)"))
         }
         let verified = try Self.sshKeygen(["-Y", "verify", "-f", allowedSigners, "-I", principal, "-n", "git", "-s", signatureFile],
                                           input: dataFile, folder: folder)

@@ -159,4 +159,28 @@ import Testing
             #expect(try safety.decisions(s, resource: resource).first?.approver == "alice@example.org")
         }
     }
+
+    @Test func aSignerWhoseKeyExpiredIsRefusedAndTheSameKeyStillValidApplies() async throws {
+        try await withTemporaryDirectory { dir in
+            let helpers = SignatureTests()
+            let s = try helpers.applied(dir)
+            let alice = try helpers.makeKey(dir, "alice@example.org")
+            // The team's file says alice's key stopped being valid at the start of 2020.
+            let expired = dir + "/expired_signers"
+            try write(expired, alice.allowedLine.replacingOccurrences(of: "namespaces=\"git\"",
+                                                                       with: "namespaces=\"git\",valid-before=\"20200101\""))
+            let ids = try helpers.commit(s, [("notes/a.txt", "one\n", alice)])
+            let before = try s.snapshot()
+            let refused = try s.run("apply", "--trusted-signers", expired)
+            #expect(refused.status == 1)
+            #expect(refused.stderr.contains("commit \(ids[0])"))
+            #expect(refused.stderr.contains("or whose valid-after/valid-before there does not include now"))
+            #expect(try s.snapshot() == before)
+            #expect(try helpers.refusals(s).count == 1)
+            // While the key is valid, the same commit applies.
+            let valid = try helpers.allowedSigners(dir, alice)
+            #expect(try s.run("apply", "--trusted-signers", valid).status == 0)
+            #expect(try helpers.isFixed(s))
+        }
+    }
 }
