@@ -451,35 +451,53 @@ actor PolicyRepository: AuditSink {
     /// made again), nothing here can be recovered: the tampering is recorded on the origin's history.
     private func checkTrail() throws -> AuditRecord? {
         guard let pushedHex = trail.lastPushed, let pushed = ObjectID(hex: pushedHex) else { return nil }
-        let head = try repository.resolve(remoteAudit)
-        var intact = false
-        if let head, try repository.contains(pushed) { intact = try repository.isAncestor(pushed, of: head) }
+        func holds(_ reference: String) throws -> (head: ObjectID?, holds: Bool) {
+            guard let head = try repository.resolve(reference), try repository.contains(pushed) else {
+                return (try repository.resolve(reference), false)
+            }
+            return (head, try repository.isAncestor(pushed, of: head))
+        }
+        var (head, intact) = try holds(remoteAudit)
+        var branch = configuration.auditBranch
         if let recovery = trail.recoveryBranch {
-            guard intact else { return nil }
-            trail.recoveryBranch = nil
-            try trail.save(stateDirectory: configuration.stateDirectory)
-            Console().warn("the audit branch \(configuration.auditBranch) on the origin contains \(pushed.short) again: "
-                           + "records go to it again (remove \(recovery) once you have checked it)")
+            if intact {
+                trail.recoveryBranch = nil
+                try trail.save(stateDirectory: configuration.stateDirectory)
+                Console().warn("the audit branch \(configuration.auditBranch) on the origin contains \(pushed.short) again: "
+                               + "records go to it again (remove \(recovery) once you have checked it)")
+                return nil
+            }
+            // The recovery branch, once pushed, must keep what was pushed to it too.
+            let (recovered, held) = try holds("refs/remotes/origin/\(recovery)")
+            guard recovered != nil, !held else { return nil }
+            (head, branch) = (recovered, recovery)
+        } else if intact {
             return nil
         }
-        guard !intact else { return nil }
         let local = try repository.resolve(localAudit)
         var held = false
         if let local, try repository.contains(pushed) { held = try repository.isAncestor(pushed, of: local) }
         guard held else {
             trail.lastPushed = nil
             try trail.save(stateDirectory: configuration.stateDirectory)
-            let record = AuditTrail.tamperRecord(auditBranch: configuration.auditBranch, lastPushed: pushed, remoteHead: head,
+            let record = AuditTrail.tamperRecord(auditBranch: branch, lastPushed: pushed, remoteHead: head,
                                                  recovery: nil, at: Date())
             let text = (record.reason ?? "") + ". Look for the records in other clones (`git fsck --lost-found`)"
             tampering.append(text)
             Console().warn(text)
             return record
         }
-        let recovery = AuditTrail.recoveryBranch(at: Date())
+        // A new branch, even when an earlier one was made in the same second.
+        let stamp = AuditTrail.recoveryBranch(at: Date())
+        var recovery = stamp
+        var suffix = 1
+        while try recovery == trail.recoveryBranch || repository.resolve("refs/remotes/origin/\(recovery)") != nil {
+            suffix += 1
+            recovery = stamp + "-\(suffix)"
+        }
         trail.recoveryBranch = recovery
         try trail.save(stateDirectory: configuration.stateDirectory)
-        let record = AuditTrail.tamperRecord(auditBranch: configuration.auditBranch, lastPushed: pushed, remoteHead: head,
+        let record = AuditTrail.tamperRecord(auditBranch: branch, lastPushed: pushed, remoteHead: head,
                                              recovery: recovery, at: Date())
         let text = (record.reason ?? "") + ". Find out who changed it; put the records back with "
             + "`git push origin \(recovery):\(configuration.auditBranch)` and Bulwark returns to it"

@@ -158,6 +158,31 @@ import Testing
         }
     }
 
+    @Test func aRecoveryBranchRewrittenInTurnIsDetectedToo() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let key = try makeKey(dir)
+            #expect(try apply(s, key).status == 0)
+            let pushed = try s.auditCommits()
+            try git("--git-dir", s.origin, "update-ref", "-d", "refs/heads/bulwark/audit")
+            #expect(try apply(s, key).status == 0)
+            let first = try #require(try branches(s).first { $0.hasPrefix("bulwark/audit-recovered-") })
+            let recovered = try git("--git-dir", s.origin, "log", "--format=%H", first).split(separator: "\n").map(String.init)
+
+            // The recovery branch is rewound as well: the next pass starts another one, holding everything.
+            try git("--git-dir", s.origin, "update-ref", "refs/heads/\(first)", pushed[1])
+            try drift(s)
+            let again = try apply(s, key)
+            #expect(again.status == 0, "\(again.stderr)")
+            #expect(again.stderr.contains("the audit branch \(first) on the origin was rewritten"))
+            let recoveries = try branches(s).filter { $0.hasPrefix("bulwark/audit-recovered-") }
+            let second = try #require(recoveries.first { $0 != first }, "\(recoveries)")
+            let kept = try git("--git-dir", s.origin, "log", "--format=%H", second).split(separator: "\n").map(String.init)
+            #expect(Set(recovered).isSubset(of: Set(kept)))
+            #expect(try verifyAudit(s.origin, "--audit-branch", second, "--trusted-signers", key.allowed).status == 0)
+        }
+    }
+
     @Test func aDeletedAuditBranchIsDetected() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
