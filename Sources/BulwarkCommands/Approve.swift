@@ -57,11 +57,15 @@ extension Bulwark {
             }
             let text = Self.document(id: id, summary: held.summary, approver: "\(author.name) <\(author.email)>",
                                      reason: reason, expires: expires)
+            // Signed with the caller's key when git is set up to sign (gpg.format ssh, user.signingkey):
+            // with --trusted-signers, the approver is whoever signed.
+            let signer = await policy.callerSigner()
             let commit = try await policy.commitPolicy(
                 ["approvals/\(id).yaml": Array(text.utf8)],
                 message: "approve(\(held.trailer(.resource) ?? id)): \(held.trailer(.target) ?? "")\n\n\(reason)\n\n\(AuditTrailer.approves.rawValue): \(id)\n",
-                author: author)
-            console.print("Approved \(id) as \(author.name) <\(author.email)>: approvals/\(id).yaml committed to \(repository.branch) (\(commit.short)).")
+                author: author, signer: signer)
+            console.print("Approved \(id) as \(author.name) <\(author.email)>: approvals/\(id).yaml committed to \(repository.branch) (\(commit.short))"
+                          + (signer == nil ? ", unsigned (set gpg.format ssh and user.signingkey to sign it)." : ", signed."))
             console.print("The next `bulwark apply` fixes it if the drift is unchanged.")
         }
 

@@ -18,7 +18,7 @@ public struct Bulwark: AsyncParsableCommand {
             """,
         version: Bulwark.version,
         subcommands: [Demo.self, Init.self, Validate.self, PlanCommand.self, Apply.self, Run.self, Approve.self, Revert.self, Pause.self, Resume.self, Log.self, Report.self,
-                      Version.self])
+                      VerifyAudit.self, Version.self])
 
     /// This build's version.
     static let version = "0.1.0"

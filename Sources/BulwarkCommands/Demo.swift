@@ -35,6 +35,16 @@ extension Bulwark {
             let host = base + "/host"
             let origin = base + "/origin.git"
             try DemoHost.create(at: host)
+            // Verification on, with throwaway keys: the platform team signs the policy, Bulwark
+            // signs its audit records; both public keys go into one allowed signers file.
+            let secrets = base + "/secrets"
+            try fm.createDirectory(atPath: secrets, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            let teamKey = try Self.makeKey(at: secrets + "/platform-team", comment: "platform@example.org")
+            let bulwarkKey = try Self.makeKey(at: secrets + "/bulwark-signing-key", comment: "bulwark@localhost")
+            let signers = base + "/allowed_signers"
+            try Data(("platform@example.org namespaces=\"git\" \(teamKey.publicKeyLine)\n"
+                      + "bulwark@localhost namespaces=\"git\" \(bulwarkKey.publicKeyLine)\n").utf8)
+                .write(to: URL(fileURLWithPath: signers))
             let seed = try Repository.create(at: origin, bare: true)
             // One policy mistake on purpose: locking the host's only administrator. The account
             // guard blocks it, and the demo shows the refusal beside the fixes.
@@ -42,15 +52,18 @@ extension Bulwark {
             files[Self.lockoutPath] = Array(Self.lockout.utf8)
             let commit = try seed.writeCommit(adding: files, parent: nil,
                                               message: "Bulwark baseline: CIS-style Debian 12 host hardening\n",
-                                              author: Signature(name: "Platform Team", email: "platform@example.org"))
+                                              author: Signature(name: "Platform Team", email: "platform@example.org"),
+                                              signer: teamKey)
             try seed.updateReference("refs/heads/main", to: commit, expected: nil, message: "seed")
             try seed.setHead("refs/heads/main")
             console.print(console.paint("Bulwark demo", .bold) + " in \(base)")
             console.print("  host tree  \(host)   (stands for /, with insecure defaults)")
-            console.print("  origin     \(origin)   (policy repository, main at \(commit.short))")
+            console.print("  origin     \(origin)   (policy repository, main at \(commit.short), signed by the platform team)")
+            console.print("  signers    \(signers)   (throwaway keys: the platform team's, which the policy must be signed with, and Bulwark's, which signs each audit record)")
             console.print("")
 
-            let options = try RepositoryOptions.parse(["--repo", origin, "--state-dir", base + "/state"])
+            let options = try RepositoryOptions.parse(["--repo", origin, "--state-dir", base + "/state", "--secrets-dir", secrets,
+                                                       "--trusted-signers", signers, "--signing-key", secrets + "/bulwark-signing-key"])
             console.print(console.paint("== bulwark plan", .bold))
             let before = try await Self.plan(options, console)
             PlanReport(plan: before.plan, state: before.state).print(console)
@@ -84,15 +97,42 @@ extension Bulwark {
                     sorted.count, sorted[sorted.count / 2], sorted.last ?? 0))
             }
             console.print("Read it with git: git --git-dir \(origin) log --format='%h %s%n%(trailers)' bulwark/audit")
+            let verification = try AuditVerification(repository: seed, trustedSigners: signers)
+                .check(head: try seed.resolve("refs/heads/bulwark/audit") ?? commit)
+            console.print(console.paint("== bulwark verify-audit", .bold))
+            for problem in verification.problems { console.error(problem) }
+            console.print(verification.summary(branch: "bulwark/audit", head: try seed.resolve("refs/heads/bulwark/audit") ?? commit))
+            console.print("Check each signature with git: git --git-dir \(origin) -c gpg.ssh.allowedSignersFile=\(signers) "
+                          + "log --show-signature bulwark/audit")
             let blocked = run.records.filter { $0.decision == .blocked }
             if let lockout = blocked.first {
                 console.print(console.paint("Blocked", .bold) + " \(lockout.resource) on \(lockout.target): \(lockout.reason ?? "")")
             }
             // In sync apart from the lockout the guard refused: that drift stays, blocked, by design.
             let remaining = after.plan.remediations.filter { $0.decision != .blocked }
-            guard run.succeeded, remaining.isEmpty, blocked.count == 1, run.pushed > 0 else {
+            guard run.succeeded, remaining.isEmpty, blocked.count == 1, run.pushed > 0, verification.problems.isEmpty else {
                 console.error("the demo did not end in sync with every fix verified and pushed")
                 throw ExitCode.failure
+            }
+        }
+
+        /// A new ed25519 key made by ssh-keygen at `path` (no passphrase: a throwaway).
+        static func makeKey(at path: String, comment: String) throws -> SSHSigningKey {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: SourceVerification.executable)
+            process.arguments = ["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", path]
+            process.standardInput = FileHandle.nullDevice
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            do { try process.run() } catch {
+                throw CommandError("cannot run \(SourceVerification.executable) to make the demo's keys: \(error.localizedDescription)")
+            }
+            process.waitUntilExit()
+            guard process.terminationStatus == 0 else { throw CommandError("ssh-keygen could not make the key \(path)") }
+            do {
+                return try SSHSigningKey(openSSH: String(contentsOfFile: path, encoding: .utf8))
+            } catch {
+                throw CommandError("cannot read the demo key \(path): \(error)")
             }
         }
 

@@ -47,10 +47,26 @@ struct RepositoryOptions: ParsableArguments {
     @Option(help: ArgumentHelp("An ssh-keygen allowed_signers file (`principal namespaces=\"git\" key` lines): every policy commit since the last applied revision must be SSH-signed by a key in it, or the revision is refused (default: $BULWARK_TRUSTED_SIGNERS). Without it, signatures are not verified.", valueName: "path"))
     var trustedSigners: String?
 
-    /// Signature verification of the policy, when a trusted signers file is given.
+    @Option(help: ArgumentHelp("Bulwark's own ed25519 SSH private key (OpenSSH format, no passphrase), under the secrets folder: every audit commit is signed with it, so that `git log --show-signature` with an allowed signers file proves Bulwark wrote each record (default: $BULWARK_SIGNING_KEY).", valueName: "path"))
+    var signingKey: String?
+
+    @Option(help: ArgumentHelp("Which trusted signers may change which paths: lines of `path-glob principal…` (the last matching line decides; a path no line matches is refused); needs --trusted-signers (default: $BULWARK_TRUST_POLICY).", valueName: "path"))
+    var trustPolicy: String?
+
+    private var trustPolicyPath: String? {
+        (trustPolicy ?? ProcessInfo.processInfo.environment["BULWARK_TRUST_POLICY"]).flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    @Option(help: ArgumentHelp("An OpenPGP keyring (gpg --export KEYS > FILE): OpenPGP-signed policy commits are verified with gpgv against it alone (default: $BULWARK_TRUSTED_KEYRING). With --trusted-signers too, either kind of signature is accepted.", valueName: "path"))
+    var trustedKeyring: String?
+
+    /// Signature verification of the policy, when a trusted signers file or keyring is given.
     var sourceVerification: SourceVerification? {
-        (trustedSigners ?? ProcessInfo.processInfo.environment["BULWARK_TRUSTED_SIGNERS"])
-            .flatMap { $0.isEmpty ? nil : SourceVerification(allowedSigners: $0) }
+        let env = ProcessInfo.processInfo.environment
+        let signers = (trustedSigners ?? env["BULWARK_TRUSTED_SIGNERS"]).flatMap { $0.isEmpty ? nil : $0 }
+        let keyring = (trustedKeyring ?? env["BULWARK_TRUSTED_KEYRING"]).flatMap { $0.isEmpty ? nil : $0 }
+        guard signers != nil || keyring != nil else { return nil }
+        return SourceVerification(allowedSigners: signers, trustedKeyring: keyring, trustPolicy: trustPolicyPath)
     }
 
     /// Checks the options (exit 64 on a mistake) and exports the secrets folder to the process
@@ -66,6 +82,9 @@ struct RepositoryOptions: ParsableArguments {
             throw ValidationError("--audit-branch must differ from --branch (\(quotedForMessage(branch))): audit records would be committed over the desired state")
         }
         if let secretsDir, secretsDir.isEmpty { throw ValidationError("--secrets-dir must not be empty") }
+        if trustPolicyPath != nil, sourceVerification == nil {
+            throw ValidationError("--trust-policy needs --trusted-signers or --trusted-keyring: rules about signers mean nothing without verified signatures")
+        }
         // The folder in effect, exported so that adapters (and this process's secret reads) use the same one.
         let folder = SecretFiles.directories(environment: secretsDir.map { [SecretFiles.variable: $0] }
                                              ?? ProcessInfo.processInfo.environment)[0]
@@ -120,7 +139,7 @@ struct RepositoryOptions: ParsableArguments {
         if let name = env["BULWARK_AUTHOR_NAME"], !name.isEmpty { author.name = name }
         if let email = env["BULWARK_AUTHOR_EMAIL"], !email.isEmpty { author.email = email }
         return .init(url: url, branch: branch, auditBranch: auditBranch, stateDirectory: stateDirectory, author: author,
-                     access: try access())
+                     access: try access(), signer: try auditSigner())
     }
 
     /// Credentials and host keys for the remote, read now from files and the environment; none
@@ -190,7 +209,7 @@ extension RepositoryOptions {
             var state = try DesiredStateLoader(registry: Bulwark.registry()).load(files, revision: head.hex)
             console.warn(state.warnings)
             let provenance = await Provenance.establish(&state, head: head, repository: repository, registry: Bulwark.registry(),
-                                                        stateDirectory: stateDirectory)
+                                                        stateDirectory: stateDirectory, verification: sourceVerification)
             if recordRefusal {
                 await provenance.recordRefusals(head: head, in: repository, console: console)
             } else {

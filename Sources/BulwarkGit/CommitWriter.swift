@@ -3,9 +3,10 @@ internal import CLibGit2
 extension Repository {
     /// Writes a commit whose tree is the parent's tree with `files` added or replaced, without
     /// touching any working tree or reference. `files` maps repository paths to contents.
+    /// With `signer`, the commit carries its signature (see `CommitSigner`).
     public func writeCommit(
         adding files: [String: [UInt8]], parent: ObjectID?, message: String,
-        author: Signature, committer: Signature? = nil
+        author: Signature, committer: Signature? = nil, signer: (any CommitSigner)? = nil
     ) throws(GitError) -> ObjectID {
         var blobs: [String: git_oid] = [:]
         for (path, bytes) in files {
@@ -17,12 +18,14 @@ extension Repository {
             try check(code, "git_blob_create_from_buffer(\(path))")
             blobs[path] = oid
         }
-        return try writeCommit(blobs: blobs, parent: parent, message: message, author: author, committer: committer ?? author)
+        return try writeCommit(blobs: blobs, parent: parent, message: message, author: author, committer: committer ?? author,
+                               signer: signer)
     }
 
     /// Re-creates `commit` on top of `newParent`: the same added or changed files, message and
-    /// author, so unique audit paths never conflict. Returns the new commit's id.
-    public func replay(_ commit: ObjectID, onto newParent: ObjectID) throws(GitError) -> ObjectID {
+    /// author, so unique audit paths never conflict. Returns the new commit's id. The new commit
+    /// has a new parent, so any signature of the original no longer holds: `signer` signs it again.
+    public func replay(_ commit: ObjectID, onto newParent: ObjectID, signer: (any CommitSigner)? = nil) throws(GitError) -> ObjectID {
         let original = try lookupCommit(commit)
         defer { git_commit_free(original) }
         var parentTree: OpaquePointer?
@@ -51,11 +54,13 @@ extension Repository {
         let message = String(cString: git_commit_message(original))
         let author = Signature(git_commit_author(original))
         let committer = Signature(git_commit_committer(original))
-        return try writeCommit(blobs: blobs, parent: newParent, message: message, author: author, committer: committer)
+        return try writeCommit(blobs: blobs, parent: newParent, message: message, author: author, committer: committer,
+                               signer: signer)
     }
 
     private func writeCommit(
-        blobs: [String: git_oid], parent: ObjectID?, message: String, author: Signature, committer: Signature
+        blobs: [String: git_oid], parent: ObjectID?, message: String, author: Signature, committer: Signature,
+        signer: (any CommitSigner)?
     ) throws(GitError) -> ObjectID {
         var parentCommit: OpaquePointer?
         var baseTree: OpaquePointer?
@@ -76,14 +81,7 @@ extension Repository {
         text += try author.header("author") + "\n"
         text += try committer.header("committer") + "\n\n"
         text += message
-        var odb: OpaquePointer?
-        try check(git_repository_odb(&odb, pointer), "git_repository_odb")
-        defer { git_odb_free(odb) }
-        var commitID = git_oid()
-        let bytes = Array(text.utf8)
-        try check(bytes.withUnsafeBytes { git_odb_write(&commitID, odb, $0.baseAddress, $0.count, GIT_OBJECT_COMMIT) },
-                  "git_odb_write(commit)")
-        return ObjectID(commitID)
+        return try writeCommitObject(text, signer: signer)
     }
 
     /// Writes a tree: `base` (may be nil) with `entries` inserted, creating sub-trees on the way.

@@ -67,3 +67,17 @@ extension Repository {
         return Signature(sig)
     }
 }
+
+extension Repository {
+    /// A configuration value as git would read it here (the repository's, the user's, the
+    /// system's configuration), or nil when it is not set.
+    public func configString(_ name: String) -> String? {
+        var config: OpaquePointer?
+        guard git_repository_config_snapshot(&config, pointer) == 0, let config else { return nil }
+        defer { git_config_free(config) }
+        var buffer = git_buf()
+        defer { git_buf_dispose(&buffer) }
+        guard git_config_get_string_buf(&buffer, config, name) == 0, let text = buffer.ptr else { return nil }
+        return String(cString: text)
+    }
+}

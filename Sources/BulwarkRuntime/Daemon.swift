@@ -281,6 +281,15 @@ package actor Daemon: DaemonControl {
         do {
             let (newHead, stale) = try await repository.sync()
             if let stale { logger.warning("source", metadata: ["problem": .string(stale)]) }
+            let tampering = await repository.takeTampering()
+            for problem in tampering {
+                logger.error("the audit branch on the origin was tampered with", metadata: ["problem": .string(problem)])
+                meters.auditTampered()
+            }
+            // The record of it, and the records the origin lost, go out now rather than after the next cycle.
+            if !tampering.isEmpty, case .keptLocally(_, let reason) = try await repository.publish() {
+                logger.warning("the record of the tampering is kept locally; pushed on the next cycle", metadata: ["reason": .string(reason)])
+            }
             synced = true
             guard newHead != head else { return false }
             let files = try await repository.files(at: newHead)
@@ -292,7 +301,8 @@ package actor Daemon: DaemonControl {
                     var loaded = try DesiredStateLoader(registry: registry).load(files, revision: newHead.hex)
                 for warning in loaded.warnings { logger.warning("manifest", metadata: ["warning": .string(warning.description)]) }
                 let provenance = await Provenance.establish(&loaded, head: newHead, repository: repository, registry: registry,
-                                                            stateDirectory: options.stateDirectory)
+                                                            stateDirectory: options.stateDirectory,
+                                                            verification: options.sourceVerification)
                 await provenance.recordRefusals(head: newHead, in: repository, console: Console())
                 // Intents a killed process left open are resolved and recorded before anything acts.
                 if !recovered {

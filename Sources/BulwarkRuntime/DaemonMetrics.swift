@@ -50,6 +50,7 @@ package final class DaemonMetrics: Sendable {
         for result in ["verified", "failed"] { _ = registry.makeCounter(descriptor: Self.remediations, labels: [("result", result)]) }
         _ = registry.makeDurationHistogram(descriptor: Self.remediationSeconds, labels: [], buckets: Self.buckets)
         _ = registry.makeCounter(descriptor: Self.pushFailures, labels: [])
+        _ = registry.makeCounter(descriptor: Self.auditTampering, labels: [])
         _ = registry.makeCounter(descriptor: Self.notificationsDelivered, labels: [])
         _ = registry.makeCounter(descriptor: Self.notificationFailures, labels: [])
         _ = registry.makeGauge(descriptor: Self.lastSuccess, labels: [])

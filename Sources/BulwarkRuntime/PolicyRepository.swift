@@ -15,15 +15,19 @@ package actor PolicyRepository: AuditSink {
         package var author = Signature(name: "Bulwark", email: "bulwark@localhost")
         /// Credentials and trusted SSH host keys for the origin; in memory only.
         package var access = RemoteAccess()
+        /// Signs every audit commit (`--signing-key`); nil: audit commits are unsigned.
+        package var signer: (any CommitSigner)?
 
         package init(url: String, branch: String = "main", auditBranch: String = "bulwark/audit", stateDirectory: String,
-                     author: Signature = Signature(name: "Bulwark", email: "bulwark@localhost"), access: RemoteAccess = RemoteAccess()) {
+                     author: Signature = Signature(name: "Bulwark", email: "bulwark@localhost"), access: RemoteAccess = RemoteAccess(),
+                     signer: (any CommitSigner)? = nil) {
             self.url = url
             self.branch = branch
             self.auditBranch = auditBranch
             self.stateDirectory = stateDirectory
             self.author = author
             self.access = access
+            self.signer = signer
         }
     }
 
@@ -91,6 +95,19 @@ package actor PolicyRepository: AuditSink {
     /// ends, so that no caller takes records of the lost batch for recorded.
     private var bufferFailure: Failure?
 
+    /// This Bulwark's trail: its instance name, the last audit commit it pushed (see `AuditTrail`).
+    private var trail: AuditTrail
+    /// The sequence number of the last record this instance committed, read from the branch on first use.
+    private var sequence: UInt64?
+    /// Tampering with the origin's audit branch found by this process and not yet reported, in words.
+    private(set) var tampering: [String] = []
+
+    /// The tampering found since the last call, for the daemon's log and metric.
+    package func takeTampering() -> [String] {
+        defer { tampering = [] }
+        return tampering
+    }
+
     private var localAudit: String { "refs/heads/\(configuration.auditBranch)" }
     private var remoteAudit: String { "refs/remotes/origin/\(configuration.auditBranch)" }
 
@@ -105,9 +122,14 @@ package actor PolicyRepository: AuditSink {
         let path = configuration.stateDirectory + "/repository.git"
         repairs += Self.removeStaleLocks(in: path, before: lockedAt)
         let (opened, repaired) = try StateClone.open(at: path, url: configuration.url, branch: configuration.branch,
-                                                     auditBranch: configuration.auditBranch, access: configuration.access)
+                                                     auditBranch: configuration.auditBranch, access: configuration.access,
+                                                     signer: configuration.signer)
         repository = opened
         repairs += repaired
+        let (trail, created) = try AuditTrail.load(stateDirectory: configuration.stateDirectory)
+        self.trail = trail
+        // A new instance has written nothing yet: no need to look for its last number.
+        if created { sequence = 0 }
         if let existing = try repository.remoteURL("origin"), existing != configuration.url {
             throw Failure.otherRemote(configuration.stateDirectory, existing)
         }
@@ -250,14 +272,17 @@ package actor PolicyRepository: AuditSink {
         let parent = try pendingHead ?? repository.resolve(localAudit)
         var author = configuration.author
         author.time = Date()
+        let number = try (sequence ?? AuditTrail.lastSequence(of: trail.instance, in: repository, head: parent)) + 1
         let commit = try repository.writeCommit(adding: [record.path: record.json()], parent: parent,
-                                                message: record.commitMessage, author: author)
+                                                message: record.commitMessage + AuditTrail.trailers(instance: trail.instance, sequence: number),
+                                                author: author, signer: configuration.signer)
         if buffering {
             // In memory: the branch moves in `flush`, once the objects are on disk.
             pendingHead = commit
         } else {
             try repository.updateReference(localAudit, to: commit, expected: parent, message: "bulwark: audit \(record.id)")
         }
+        sequence = number
         if current.head == parent {
             current.ids.insert(record.id)
             current.head = commit
@@ -412,18 +437,21 @@ package actor PolicyRepository: AuditSink {
         var rejections = 0
         while true {
             guard let local = try repository.resolve(localAudit) else { return .upToDate }
-            let remote = try repository.resolve(remoteAudit)
+            // The audit branch, or the recovery branch while the audit branch cannot be trusted.
+            let target = pushBranch
+            let remote = try repository.resolve("refs/remotes/origin/\(target)")
             if local == remote { return .upToDate }
             let pending = try repository.history(from: local, hiding: remote).count
             let rejection: PushRejection?
             do {
-                rejection = try repository.push(localAudit, to: localAudit, expected: remote, remote: "origin",
+                rejection = try repository.push(localAudit, to: "refs/heads/\(target)", expected: remote, remote: "origin",
                                                 access: configuration.access)
             } catch {
                 return .keptLocally(commits: pending, reason: error.message)
             }
             guard let rejection else {
-                try repository.forceReference(remoteAudit, to: local, message: "bulwark: pushed")
+                try repository.forceReference("refs/remotes/origin/\(target)", to: local, message: "bulwark: pushed")
+                try rememberPushed(local)
                 return .pushed(commits: pending)
             }
             rejections += 1
@@ -436,7 +464,8 @@ package actor PolicyRepository: AuditSink {
             try? await Task.sleep(for: .seconds(Double.random(in: 0...pause)))
             pause = min(pause * 2, 1)
             do {
-                try repository.fetch(remote: "origin", refspecs: ["+\(localAudit):\(remoteAudit)"], access: configuration.access)
+                try repository.fetch(remote: "origin", refspecs: ["+refs/heads/\(target):refs/remotes/origin/\(target)"],
+                                     access: configuration.access)
             } catch {
                 return .keptLocally(commits: pending, reason: error.message)
             }
@@ -447,7 +476,13 @@ package actor PolicyRepository: AuditSink {
     /// Brings the local audit branch up to the fetched one, keeping local commits that were
     /// never pushed by replaying them on top.
     private func reconcileAuditBranch() throws {
-        guard let remote = try repository.resolve(remoteAudit) else { return }
+        let tampering = try checkTrail()
+        try followOrigin()
+        if let tampering, try !currentIndex().ids.contains(tampering.id) { _ = try write(tampering) }
+    }
+
+    private func followOrigin() throws {
+        guard let remote = try repository.resolve("refs/remotes/origin/\(pushBranch)") else { return }
         guard let local = try repository.resolve(localAudit) else {
             try repository.updateReference(localAudit, to: remote, expected: nil, message: "bulwark: track audit branch")
             return
@@ -461,7 +496,7 @@ package actor PolicyRepository: AuditSink {
         if try repository.isAncestor(remote, of: local) { return }
         var head = remote
         for commit in try repository.history(from: local, hiding: remote).reversed() {
-            head = try repository.replay(commit.id, onto: head)
+            head = try repository.replay(commit.id, onto: head, signer: configuration.signer)
         }
         try repository.updateReference(localAudit, to: head, expected: local, message: "bulwark: replay onto origin")
     }
@@ -504,18 +539,100 @@ package actor PolicyRepository: AuditSink {
         return result
     }
 
+    // MARK: - Append-only trail
+
+    /// Where audit commits are pushed: the audit branch, or the recovery branch while the origin's
+    /// audit branch does not contain what this Bulwark pushed to it.
+    private var pushBranch: String { trail.recoveryBranch ?? configuration.auditBranch }
+
+    /// The name this Bulwark signs its records with (`Bulwark-Instance`).
+    package var instance: String { trail.instance }
+
+    /// Remembers `commit` as the last audit commit pushed. Failing to only weakens the next check,
+    /// so it is a warning.
+    private func rememberPushed(_ commit: ObjectID) throws {
+        trail.lastPushed = commit.hex
+        do { try trail.save(stateDirectory: configuration.stateDirectory) } catch {
+            Console().warn("cannot remember the last audit commit pushed (\(error)); a rewrite of the audit branch "
+                           + "before the next push may go unnoticed")
+        }
+    }
+
+    /// Compares the origin's audit branch (as just fetched) with the last audit commit pushed:
+    /// when it no longer contains it, returns the record of the tampering (to be committed once)
+    /// and sends records to a new recovery branch; when it contains it again (a person put the
+    /// records back), returns to it. When this clone does not hold that commit either (it was
+    /// made again), nothing here can be recovered: the tampering is recorded on the origin's history.
+    private func checkTrail() throws -> AuditRecord? {
+        guard let pushedHex = trail.lastPushed, let pushed = ObjectID(hex: pushedHex) else { return nil }
+        func holds(_ reference: String) throws -> (head: ObjectID?, holds: Bool) {
+            guard let head = try repository.resolve(reference), try repository.contains(pushed) else {
+                return (try repository.resolve(reference), false)
+            }
+            return (head, try repository.isAncestor(pushed, of: head))
+        }
+        var (head, intact) = try holds(remoteAudit)
+        var branch = configuration.auditBranch
+        if let recovery = trail.recoveryBranch {
+            if intact {
+                trail.recoveryBranch = nil
+                try trail.save(stateDirectory: configuration.stateDirectory)
+                Console().warn("the audit branch \(configuration.auditBranch) on the origin contains \(pushed.short) again: "
+                               + "records go to it again (remove \(recovery) once you have checked it)")
+                return nil
+            }
+            // The recovery branch, once pushed, must keep what was pushed to it too.
+            let (recovered, held) = try holds("refs/remotes/origin/\(recovery)")
+            guard recovered != nil, !held else { return nil }
+            (head, branch) = (recovered, recovery)
+        } else if intact {
+            return nil
+        }
+        let local = try repository.resolve(localAudit)
+        var held = false
+        if let local, try repository.contains(pushed) { held = try repository.isAncestor(pushed, of: local) }
+        guard held else {
+            trail.lastPushed = nil
+            try trail.save(stateDirectory: configuration.stateDirectory)
+            let record = AuditTrail.tamperRecord(auditBranch: branch, lastPushed: pushed, remoteHead: head,
+                                                 recovery: nil, at: Date())
+            let text = (record.reason ?? "") + ". Look for the records in other clones (`git fsck --lost-found`)"
+            tampering.append(text)
+            Console().warn(text)
+            return record
+        }
+        // A new branch, even when an earlier one was made in the same second.
+        let stamp = AuditTrail.recoveryBranch(at: Date())
+        var recovery = stamp
+        var suffix = 1
+        while try recovery == trail.recoveryBranch || repository.resolve("refs/remotes/origin/\(recovery)") != nil {
+            suffix += 1
+            recovery = stamp + "-\(suffix)"
+        }
+        trail.recoveryBranch = recovery
+        try trail.save(stateDirectory: configuration.stateDirectory)
+        let record = AuditTrail.tamperRecord(auditBranch: branch, lastPushed: pushed, remoteHead: head,
+                                             recovery: recovery, at: Date())
+        let text = (record.reason ?? "") + ". Find out who changed it; put the records back with "
+            + "`git push origin \(recovery):\(configuration.auditBranch)` and Bulwark returns to it"
+        tampering.append(text)
+        Console().warn(text)
+        return record
+    }
+
     // MARK: - Policy commits
 
     /// Commits `files` on top of the policy branch and pushes them to it. A branch that moved
     /// meanwhile gets the commit replayed on its new head (the files are new, so this always
     /// succeeds); a remote that cannot be reached is an error, since a person is waiting.
-    package func commitPolicy(_ files: [String: [UInt8]], message: String, author: Signature, attempts: Int = 5) throws -> ObjectID {
+    package func commitPolicy(_ files: [String: [UInt8]], message: String, author: Signature, signer: (any CommitSigner)? = nil,
+                      attempts: Int = 5) throws -> ObjectID {
         let scratch = "refs/bulwark/policy-commit"
         let tracking = "refs/remotes/origin/\(configuration.branch)"
         guard let base = try repository.resolve(tracking) else {
             throw Failure.noBranch(configuration.branch, configuration.url)
         }
-        var commit = try repository.writeCommit(adding: files, parent: base, message: message, author: author)
+        var commit = try repository.writeCommit(adding: files, parent: base, message: message, author: author, signer: signer)
         var expected = base
         for _ in 0..<attempts {
             try repository.forceReference(scratch, to: commit, message: "bulwark: policy commit")
@@ -532,7 +649,7 @@ package actor PolicyRepository: AuditSink {
             }
             try repository.fetch(remote: "origin", refspecs: ["+refs/heads/\(configuration.branch):\(tracking)"], access: configuration.access)
             guard let head = try repository.resolve(tracking) else { throw Failure.noBranch(configuration.branch, configuration.url) }
-            commit = try repository.replay(commit, onto: head)
+            commit = try repository.replay(commit, onto: head, signer: signer)
             expected = head
         }
         throw CommandError("the branch \(configuration.branch) kept moving during \(attempts) attempts; try again")
@@ -573,8 +690,22 @@ package actor PolicyRepository: AuditSink {
         try repository.isAncestor(ancestor, of: descendant)
     }
 
+    /// The paths `commit` itself changes, sorted: against its parent (the empty tree for a root
+    /// commit); for a merge, those that differ from every parent (what the merge resolved).
+    package func pathsChanged(by commit: CommitInfo) throws -> [String] {
+        guard let first = commit.parents.first else { return try repository.changedPaths(from: nil, to: commit.id) }
+        var paths = Set(try repository.changedPaths(from: first, to: commit.id))
+        for parent in commit.parents.dropFirst() { paths.formIntersection(try repository.changedPaths(from: parent, to: commit.id)) }
+        return paths.sorted()
+    }
+
     /// A commit's signature and signed bytes, or nil when it is unsigned.
     package func signature(of commit: ObjectID) throws -> CommitSignature? { try repository.signature(of: commit) }
+
+    /// The caller's git signing key, when git's configuration asks for SSH signatures (`gpg.format ssh`, `user.signingkey`).
+    package func callerSigner() -> GitConfiguredSigner? {
+        GitConfiguredSigner(configuration: { repository.configString($0) })
+    }
 
     /// The caller's git identity: GIT_AUTHOR_NAME and GIT_AUTHOR_EMAIL, else git's configuration.
     package func callerSignature() -> Signature? {

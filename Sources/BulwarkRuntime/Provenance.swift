@@ -22,9 +22,12 @@ package struct Provenance: Sendable {
 
     /// Establishes provenance for `state` at `head` and rewrites its approvals to what git proves:
     /// an approval's approver is the author of the commit that last wrote its file (a file naming
-    /// someone else is refused); an approval a fix already used is dropped.
+    /// someone else is refused); an approval a fix already used is dropped. With `verification`,
+    /// the approver is the verified signer of that commit (its principal in the trusted signers
+    /// file), and an approval committed without a trusted signature is refused.
     package static func establish(
-        _ state: inout DesiredState, head: ObjectID, repository: PolicyRepository, registry: Registry, stateDirectory: String
+        _ state: inout DesiredState, head: ObjectID, repository: PolicyRepository, registry: Registry, stateDirectory: String,
+        verification: SourceVerification? = nil
     ) async -> Provenance {
         var result = Provenance()
         for (id, approval) in state.approvals.sorted(by: { $0.key < $1.key }) {
@@ -39,7 +42,18 @@ package struct Provenance: Sendable {
                 result.refusedApprovals.append((id, "approval \(id): the commit that wrote \(path) cannot be found in the history"))
                 continue
             }
-            let author = "\(commit.author.name) <\(commit.author.email)>"
+            var author = "\(commit.author.name) <\(commit.author.email)>"
+            if let verification {
+                switch await verification.signer(of: commit, repository: repository) {
+                case .success(let principal):
+                    author = principal
+                case .failure(let problem):
+                    state.approvals[id] = nil
+                    result.refusedApprovals.append((id, "approval \(id) in \(path) was committed in \(commit.id.short) without a "
+                                                    + "trusted signature (\(problem.description)); an approver is whoever signs the approval file"))
+                    continue
+                }
+            }
             let named = Weakening(changes: [], authors: [approval.approver])
             guard !named.isSecondPerson(author) else {
                 state.approvals[id] = nil

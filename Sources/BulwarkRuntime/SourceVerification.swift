@@ -7,10 +7,20 @@ package import Foundation
 /// allowed_signers file. The signer is whoever that file says owns the key, never the name a
 /// commit claims. Off unless `--trusted-signers` (or `$BULWARK_TRUSTED_SIGNERS`) names the file.
 package struct SourceVerification: Sendable {
-    /// The `ssh-keygen -Y` allowed_signers file (`principal namespaces="git" key` lines).
-    package let allowedSigners: String
+    /// The `ssh-keygen -Y` allowed_signers file (`principal namespaces="git" key` lines); nil:
+    /// SSH signatures are not trusted.
+    package let allowedSigners: String?
+    /// An OpenPGP keyring (`gpg --export … > FILE`) for OpenPGP-signed commits, checked with
+    /// `gpgv` (`--trusted-keyring`); nil: OpenPGP signatures are not trusted.
+    package var trustedKeyring: String?
+    /// Which principals may change which paths (`--trust-policy`); nil: any trusted signer may change any path.
+    package var trustPolicy: String?
 
-    package init(allowedSigners: String) { self.allowedSigners = allowedSigners }
+    package init(allowedSigners: String?, trustedKeyring: String? = nil, trustPolicy: String? = nil) {
+        self.allowedSigners = allowedSigners
+        self.trustedKeyring = trustedKeyring
+        self.trustPolicy = trustPolicy
+    }
 
     /// What a verification checked, for the operator.
     package struct Outcome: Sendable, Equatable {
@@ -47,14 +57,20 @@ package struct SourceVerification: Sendable {
             outcome.note = "no revision was applied from this state directory or recorded on the audit branch yet: "
                 + "only the signature of \(head.short) is verified"
         }
-        guard FileManager.default.isReadableFile(atPath: allowedSigners) else {
-            throw Refusal(problems: ["cannot read the trusted signers file \(allowedSigners): no commit can be verified"])
+        for (file, what) in [(allowedSigners, "trusted signers file"), (trustedKeyring, "trusted keyring")] {
+            if let file, !FileManager.default.isReadableFile(atPath: file) {
+                throw Refusal(problems: ["cannot read the \(what) \(file): no commit can be verified"])
+            }
+        }
+        let rules: TrustPolicy?
+        do { rules = try trustPolicy.map(TrustPolicy.load) } catch {
+            throw Refusal(problems: ["\(error)"])
         }
         let folder = try Self.privateFolder()
         defer { try? FileManager.default.removeItem(atPath: folder) }
         var problems: [String] = []
         for commit in range {
-            if let problem = try await check(commit, repository: repository, folder: folder) {
+            if let problem = try await check(commit, repository: repository, folder: folder, rules: rules) {
                 problems.append("commit \(commit.id.short) (\(quotedForMessage(commit.author.name)) <\(quotedForMessage(commit.author.email))>, "
                                 + "\"\(quotedForMessage(commit.summary))\"): \(problem)")
             } else {
@@ -66,35 +82,89 @@ package struct SourceVerification: Sendable {
     }
 
     /// Why `commit`'s signature is not trusted, or nil when it is.
-    private func check(_ commit: CommitInfo, repository: PolicyRepository, folder: String) async throws -> String? {
+    private func check(_ commit: CommitInfo, repository: PolicyRepository, folder: String, rules: TrustPolicy?) async throws -> String? {
         guard let signed = try await repository.signature(of: commit.id) else { return "the commit is not signed" }
+        switch try verifyAny(signed, commit: commit.id, folder: folder) {
+        case .success(let principal):
+            guard let rules else { return nil }
+            let refused = try await repository.pathsChanged(by: commit).compactMap { rules.refusal(of: principal, changing: $0) }
+            return refused.isEmpty ? nil : "signed by \(quotedForMessage(principal)), who may not change what it changes: "
+                + refused.prefix(10).joined(separator: "; ") + (refused.count > 10 ? "; … and \(refused.count - 10) more" : "")
+        case .failure(let problem): return problem.description
+        }
+    }
+
+    /// The principal whose trusted key signed `commit`, or why there is none.
+    package func signer(of commit: CommitInfo, repository: PolicyRepository) async -> Result<String, Untrusted> {
+        do {
+            guard let signed = try await repository.signature(of: commit.id) else {
+                return .failure(Untrusted(description: "the commit is not signed"))
+            }
+            let folder = try Self.privateFolder()
+            defer { try? FileManager.default.removeItem(atPath: folder) }
+            return try verifyAny(signed, commit: commit.id, folder: folder)
+        } catch {
+            return .failure(Untrusted(description: "its signature cannot be checked: \(error)"))
+        }
+    }
+
+    /// An SSH signature against the trusted signers, an OpenPGP one against the trusted keyring.
+    package func verifyAny(_ signed: CommitSignature, commit: ObjectID, folder: String) throws -> Result<String, Untrusted> {
+        if signed.signature.starts(with: Array("-----BEGIN PGP SIGNATURE-----".utf8)) {
+            guard let trustedKeyring else {
+                return .failure(Untrusted(description: "the commit is signed with OpenPGP, and no --trusted-keyring is given"))
+            }
+            return try Self.verifyOpenPGP(signed, commit: commit, keyring: trustedKeyring, folder: folder)
+        }
+        guard let allowedSigners else {
+            return .failure(Untrusted(description: signed.signature.starts(with: Array("-----BEGIN SSH SIGNATURE-----".utf8))
+                ? "the commit is signed with SSH, and no --trusted-signers is given"
+                : "the commit is not signed with OpenPGP (set gpg.format to openpgp)"))
+        }
+        return try Self.verifySSH(signed, commit: commit, allowedSigners: allowedSigners, folder: folder)
+    }
+
+    /// Why a signature is not trusted, in words.
+    package struct Untrusted: Error, CustomStringConvertible {
+        package var description: String
+
+        package init(description: String) { self.description = description }
+    }
+
+    /// The principal of `allowedSigners` whose key made `signed`, checked by `ssh-keygen -Y verify`
+    /// (namespace `git`, the file's validity options), or why not. Throws only when the check
+    /// itself cannot run (files cannot be written, ssh-keygen cannot be started).
+    package static func verifySSH(_ signed: CommitSignature, commit: ObjectID, allowedSigners: String, folder: String) throws
+        -> Result<String, Untrusted> {
         guard signed.signature.starts(with: Array("-----BEGIN SSH SIGNATURE-----".utf8)) else {
-            return "the commit is not signed with an SSH key (set gpg.format to ssh)"
+            return .failure(Untrusted(description: "the commit is not signed with an SSH key (set gpg.format to ssh)"))
         }
         let signatureFile = folder + "/commit.sig"
         let dataFile = folder + "/commit.data"
         for (path, bytes) in [(signatureFile, signed.signature), (dataFile, signed.signedData)] {
             unlink(path)
             guard FileManager.default.createFile(atPath: path, contents: Data(bytes), attributes: [.posixPermissions: 0o600]) else {
-                throw CommandError("cannot write \(path) to verify commit \(commit.id.short)")
+                throw CommandError("cannot write \(path) to verify commit \(commit.short)")
             }
         }
         let found = try Self.sshKeygen(["-Y", "find-principals", "-s", signatureFile, "-f", allowedSigners], folder: folder)
         guard found.status == 0,
               let principal = found.output.split(whereSeparator: \.isNewline).first.map(String.init), !principal.isEmpty else {
-            return "it is signed by a key that is not in the trusted signers file \(allowedSigners)"
+            return .failure(Untrusted(description: "it is signed by a key that is not in the trusted signers file \(allowedSigners) "
+                                      + "(or whose valid-after/valid-before there does not include now)"))
         }
         let verified = try Self.sshKeygen(["-Y", "verify", "-f", allowedSigners, "-I", principal, "-n", "git", "-s", signatureFile],
                                           input: dataFile, folder: folder)
         guard verified.status == 0 else {
             let reason = verified.errors.split(whereSeparator: \.isNewline).last.map(String.init) ?? "exit \(verified.status)"
-            return "the signature of \(quotedForMessage(principal)) does not verify: \(quotedForMessage(reason, limit: 200))"
+            return .failure(Untrusted(description: "the signature of \(quotedForMessage(principal)) does not verify: "
+                                      + quotedForMessage(reason, limit: 200)))
         }
-        return nil
+        return .success(principal)
     }
 
     /// A folder only this user can read, for the signature and the signed bytes.
-    private static func privateFolder() throws -> String {
+    package static func privateFolder() throws -> String {
         var template = Array((NSTemporaryDirectory() + "/bulwark-verify-XXXXXX").utf8CString)
         guard mkdtemp(&template) != nil else { throw CommandError("cannot create a temporary folder to verify signatures") }
         return String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
@@ -111,6 +181,12 @@ package struct SourceVerification: Sendable {
 
     /// Runs ssh-keygen with output captured in files (no pipe to fill), killed after `timeout`.
     private static func sshKeygen(_ arguments: [String], input: String? = nil, folder: String) throws
+        -> (status: Int32, output: String, errors: String) {
+        try runTool(executable, arguments, input: input, folder: folder)
+    }
+
+    /// Runs a verifying tool with output captured in files (no pipe to fill), killed after `timeout`.
+    package static func runTool(_ executable: String, _ arguments: [String], input: String? = nil, folder: String) throws
         -> (status: Int32, output: String, errors: String) {
         let outPath = folder + "/out"
         let errPath = folder + "/err"

@@ -21,7 +21,7 @@ package enum StateClone {
     /// The state clone at `path`, created when missing, repaired when damaged; with what was
     /// repaired, in words.
     package static func open(at path: String, url: String, branch: String, auditBranch: String,
-                     access: RemoteAccess) throws -> (Repository, [String]) {
+                     access: RemoteAccess, signer: (any CommitSigner)? = nil) throws -> (Repository, [String]) {
         let fm = FileManager.default
         guard fm.fileExists(atPath: path) else {
             return (try Repository.create(at: path, bare: true), [])
@@ -38,7 +38,7 @@ package enum StateClone {
         } catch {
             problem = (error as? GitError)?.description ?? "\(error)"
         }
-        return try rebuild(at: path, url: url, auditBranch: auditBranch, access: access, problem: problem)
+        return try rebuild(at: path, url: url, auditBranch: auditBranch, access: access, problem: problem, signer: signer)
     }
 
     /// Reads everything Bulwark relies on: the configuration, the references it uses, their
@@ -109,7 +109,7 @@ package enum StateClone {
     }
 
     private static func rebuild(at path: String, url: String, auditBranch: String, access: RemoteAccess,
-                                problem: String) throws -> (Repository, [String]) {
+                                problem: String, signer: (any CommitSigner)?) throws -> (Repository, [String]) {
         let fm = FileManager.default
         let stamp = Timestamp.format(Date()).filter { $0.isNumber }
         let aside = path + ".damaged-" + stamp
@@ -168,7 +168,7 @@ package enum StateClone {
             var kept = 0
             for commit in salvaged where commit.id.map({ !known.contains($0) }) ?? true {
                 head = try repository.writeCommit(adding: commit.files, parent: head, message: commit.message,
-                                                  author: commit.author)
+                                                  author: commit.author, signer: signer)
                 kept += 1
             }
             if let head { try repository.updateReference(localAudit, to: head, expected: nil, message: "bulwark: repaired clone") }

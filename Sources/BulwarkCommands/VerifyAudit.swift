@@ -1,0 +1,185 @@
+internal import ArgumentParser
+internal import BulwarkCore
+internal import BulwarkRuntime
+internal import BulwarkGit
+internal import Foundation
+
+extension Bulwark {
+    struct VerifyAudit: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "verify-audit",
+            abstract: "Check a whole audit branch: the chain of records, their sequence numbers and their signatures.",
+            discussion: """
+                Reads the audit branch of a local git repository (a clone, or Bulwark's state clone) and checks, \
+                from its first commit to its head: that it is one line of commits, each adding exactly its own \
+                record and changing nothing else; that each Bulwark instance's records carry the sequence \
+                numbers 1, 2, 3 … with none missing or repeated; and, with --trusted-signers, that every commit \
+                is SSH-signed by a key of that allowed signers file. A record removed from the middle leaves a \
+                gap; one edited breaks its signature.
+
+                Exit status: 0 when every check passes, 1 when problems were found (each is listed), 64 on a \
+                usage mistake (no such repository or branch).
+                """)
+
+        @Option(help: ArgumentHelp("A local git repository holding the audit branch (bare or not).", valueName: "path"))
+        var repo: String = "."
+
+        @Option(help: "The audit branch (a local branch, else the origin's as fetched).")
+        var auditBranch: String = "bulwark/audit"
+
+        @Option(help: ArgumentHelp("An ssh-keygen allowed_signers file: every audit commit must be signed by a key in it (namespace git).", valueName: "path"))
+        var trustedSigners: String?
+
+        func validate() throws {
+            try RepositoryOptions.checkBranch(auditBranch, option: "--audit-branch")
+            if let trustedSigners, !FileManager.default.isReadableFile(atPath: trustedSigners) {
+                throw ValidationError("cannot read the trusted signers file \(trustedSigners)")
+            }
+        }
+
+        func run() async throws {
+            let console = Console()
+            let repository: Repository
+            do { repository = try Repository.open(at: repo) } catch {
+                throw ValidationError("\(repo) is not a git repository: \(error.message)")
+            }
+            guard let head = try repository.resolve("refs/heads/\(auditBranch)")
+                ?? repository.resolve("refs/remotes/origin/\(auditBranch)") else {
+                throw ValidationError("\(repo) has no branch \(auditBranch) (nor origin/\(auditBranch)); fetch it first")
+            }
+            let report = try AuditVerification(repository: repository, trustedSigners: trustedSigners).check(head: head)
+            for problem in report.problems { console.error(problem) }
+            console.print(report.summary(branch: auditBranch, head: head))
+            if !report.problems.isEmpty { throw ExitCode.failure }
+        }
+    }
+}
+
+/// The checks of `bulwark verify-audit` over one audit branch.
+struct AuditVerification {
+    let repository: Repository
+    let trustedSigners: String?
+
+    struct Report {
+        var records = 0
+        var problems: [String] = []
+        /// Per instance: the last sequence number seen.
+        var sequences: [String: UInt64] = [:]
+        /// Commits verified, per signer.
+        var signers: [String: Int] = [:]
+
+        func summary(branch: String, head: ObjectID) -> String {
+            var lines = ["\(records) audit record(s) on \(branch) (head \(head.short)): "
+                         + (problems.isEmpty ? "no problems found" : "\(problems.count) problem(s) found")]
+            for (instance, last) in sequences.sorted(by: { $0.key < $1.key }) {
+                lines.append("  instance \(instance): records 1 to \(last)")
+            }
+            for (signer, count) in signers.sorted(by: { $0.key < $1.key }) {
+                lines.append("  signed by \(signer): \(count) commit(s)")
+            }
+            return lines.joined(separator: "\n")
+        }
+    }
+
+    /// Walks the branch from its root to `head` and checks every commit.
+    func check(head: ObjectID) throws -> Report {
+        var report = Report()
+        // The chain, newest first, following first parents; a merge is itself a problem.
+        var chain: [CommitInfo] = []
+        var next: ObjectID? = head
+        while let id = next {
+            let commit = try repository.commitInfo(id)
+            if commit.parents.count > 1 {
+                report.problems.append("commit \(id.short) is a merge: Bulwark only appends, so someone else wrote it")
+            }
+            chain.append(commit)
+            next = commit.parents.first
+        }
+        let folder = try SourceVerification.privateFolder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        // Keys ssh-keygen accepted once, with their principal: later commits by the same ed25519
+        // key are checked in-process (the same arithmetic, without two processes per commit).
+        var trustedKeys: [[UInt8]: String] = [:]
+        var seen = Set<String>()
+        for commit in chain.reversed() {
+            let name = "commit \(commit.id.short)"
+            guard let id = commit.trailer("Bulwark-Id") else {
+                report.problems.append("\(name) (\"\(quotedForMessage(commit.summary))\") is not an audit record (no Bulwark-Id)")
+                continue
+            }
+            report.records += 1
+            if !seen.insert(id).inserted { report.problems.append("\(name): record \(id) appears twice") }
+            report.problems += try checkContents(commit, id: id)
+            if let problem = checkSequence(commit, in: &report) { report.problems.append("\(name): \(problem)") }
+            if let trustedSigners {
+                switch try checkSignature(commit, allowedSigners: trustedSigners, folder: folder, trustedKeys: &trustedKeys) {
+                case .success(let principal): report.signers[principal, default: 0] += 1
+                case .failure(let problem): report.problems.append("\(name) (record \(id)): \(problem.description)")
+                }
+            }
+        }
+        return report
+    }
+
+    /// A record commit adds exactly its own record file, which holds that record, and changes nothing else.
+    private func checkContents(_ commit: CommitInfo, id: String) throws -> [String] {
+        let name = "commit \(commit.id.short) (record \(id))"
+        let parent = commit.parents.first
+        var problems: [String] = []
+        let changed = try repository.changedPaths(from: parent, to: commit.id)
+        let expected = commit.trailer("Bulwark-Detected-At").map { AuditRecord.path(id: id, detectedAt: $0) }
+        for path in changed where path != expected {
+            let before = try parent.flatMap { try repository.file(at: $0, path: path) }
+            let after = try repository.file(at: commit.id, path: path)
+            let what = before == nil ? "adds" : after == nil ? "deletes" : "changes"
+            problems.append("\(name) \(what) \(quotedForMessage(path)), which is not its own record")
+        }
+        guard let expected else { return problems + ["\(name) has no Bulwark-Detected-At, so its record cannot be found"] }
+        if let parent, try repository.file(at: parent, path: expected) != nil {
+            problems.append("\(name) rewrites \(expected), which an earlier commit recorded")
+        }
+        guard let bytes = try repository.file(at: commit.id, path: expected) else {
+            return problems + ["\(name) does not add its record \(expected)"]
+        }
+        guard let record = try? JSONDecoder().decode(AuditRecord.self, from: Data(bytes)), record.id == id else {
+            return problems + ["\(name): \(expected) does not hold record \(id)"]
+        }
+        return problems
+    }
+
+    /// Each instance's sequence numbers go 1, 2, 3 … on the branch, oldest first.
+    private func checkSequence(_ commit: CommitInfo, in report: inout Report) -> String? {
+        guard let instance = commit.trailer(AuditTrail.instanceTrailer) else {
+            // Records written before sequence numbers existed, or records of other writers.
+            return nil
+        }
+        guard let text = commit.trailer(AuditTrail.sequenceTrailer), let number = UInt64(text) else {
+            return "instance \(quotedForMessage(instance)) wrote no valid sequence number"
+        }
+        let last = report.sequences[instance] ?? 0
+        report.sequences[instance] = max(last, number)
+        if number == last &+ 1 { return nil }
+        if number <= last {
+            return "instance \(quotedForMessage(instance)) repeats or reorders sequence number \(number) (after \(last))"
+        }
+        let missing = number - last - 1
+        return "instance \(quotedForMessage(instance)): \(missing) record(s) missing before sequence number \(number) "
+            + "(\(last == 0 ? "its first record on the branch" : "after \(last)")): removed from the branch"
+    }
+
+    private func checkSignature(_ commit: CommitInfo, allowedSigners: String, folder: String,
+                                trustedKeys: inout [[UInt8]: String]) throws -> Result<String, SourceVerification.Untrusted> {
+        guard let signed = try repository.signature(of: commit.id) else {
+            return .failure(.init(description: "the commit is not signed"))
+        }
+        if let parsed = SSHSignature(armored: signed.signature), let principal = trustedKeys[parsed.publicKey],
+           parsed.isValidEd25519(of: signed.signedData) {
+            return .success(principal)
+        }
+        let result = try SourceVerification.verifySSH(signed, commit: commit.id, allowedSigners: allowedSigners, folder: folder)
+        if case .success(let principal) = result, let parsed = SSHSignature(armored: signed.signature) {
+            trustedKeys[parsed.publicKey] = principal
+        }
+        return result
+    }
+}

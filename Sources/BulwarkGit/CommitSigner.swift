@@ -1,0 +1,45 @@
+internal import CLibGit2
+
+/// Signs the commits Bulwark writes: given a commit object's bytes (without any signature
+/// header), returns the armored signature git stores in the commit's `gpgsig` header.
+///
+/// An I/O seam, so that the commit writer does not know how (or with which key) it signs.
+public protocol CommitSigner: Sendable {
+    /// The armored signature of `commit` (`-----BEGIN SSH SIGNATURE-----` …); a final newline is dropped.
+    /// An error stops the commit (it is reported as a `GitError` naming the signer).
+    func signature(of commit: [UInt8]) throws -> String
+}
+
+extension Repository {
+    /// Writes the commit object `text`, signed by `signer` when there is one: the signature goes
+    /// into a `gpgsig` header through `git_commit_create_with_signature`, which also checks that
+    /// the tree and the parents exist.
+    func writeCommitObject(_ text: String, signer: (any CommitSigner)?) throws(GitError) -> ObjectID {
+        var commitID = git_oid()
+        if let signer {
+            // libgit2 takes the commit as a C string: a NUL would cut it short.
+            guard !text.contains("\0") else {
+                throw GitError(function: "git_commit_create_with_signature", code: -1, message: "a commit cannot contain a NUL byte")
+            }
+            var signature: String
+            do { signature = try signer.signature(of: Array(text.utf8)) } catch {
+                throw (error as? GitError) ?? GitError(function: "CommitSigner", code: -1, message: "cannot sign the commit: \(error)")
+            }
+            while signature.hasSuffix("\n") { signature.removeLast() }
+            // A signature line is continued with a space; a line break anywhere else would end the header.
+            guard !signature.isEmpty, !signature.contains("\r"), !signature.contains("\0"), !signature.contains("\n\n") else {
+                throw GitError(function: "CommitSigner", code: -1, message: "the signer returned a malformed signature")
+            }
+            try check(git_commit_create_with_signature(&commitID, pointer, text, signature, "gpgsig"),
+                      "git_commit_create_with_signature")
+            return ObjectID(commitID)
+        }
+        var odb: OpaquePointer?
+        try check(git_repository_odb(&odb, pointer), "git_repository_odb")
+        defer { git_odb_free(odb) }
+        let bytes = Array(text.utf8)
+        try check(bytes.withUnsafeBytes { git_odb_write(&commitID, odb, $0.baseAddress, $0.count, GIT_OBJECT_COMMIT) },
+                  "git_odb_write(commit)")
+        return ObjectID(commitID)
+    }
+}

@@ -1,0 +1,125 @@
+package import BulwarkCore
+package import BulwarkGit
+package import Foundation
+
+/// The append-only audit trail, as one Bulwark (one state directory) keeps it.
+///
+/// Each record this Bulwark commits carries `Bulwark-Instance` (its name, made once per state
+/// directory) and `Bulwark-Sequence` (1, 2, 3 … with no gaps), so that `bulwark verify-audit`
+/// finds a record removed from the middle of the branch. Bulwark remembers the last audit commit
+/// it pushed; when the origin's audit branch no longer contains it (rewritten, deleted, replaced),
+/// Bulwark does not rebase onto the new history: it records the tampering and pushes its whole
+/// trail to `bulwark/audit-recovered-<time>` until the origin's branch contains it again.
+package struct AuditTrail: Codable, Sendable, Equatable {
+    /// This Bulwark's name on the audit branch.
+    package var instance: String
+    /// The last audit commit pushed (hex), and the branch it went to.
+    package var lastPushed: String?
+    /// Where records go while the origin's audit branch is not to be trusted.
+    package var recoveryBranch: String?
+
+    package static let instanceTrailer = "Bulwark-Instance"
+    package static let sequenceTrailer = "Bulwark-Sequence"
+    package static let fileName = "audit-trail.json"
+    package static let recoveryPrefix = "bulwark/audit-recovered-"
+
+    /// The trail kept in `stateDirectory`, or a new one (with a new instance name, `created`) when
+    /// there is none. A file that cannot be read is an error: starting a new trail would hide tampering.
+    package static func load(stateDirectory: String) throws -> (trail: AuditTrail, created: Bool) {
+        let path = stateDirectory + "/" + fileName
+        guard FileManager.default.fileExists(atPath: path) else {
+            let trail = AuditTrail(instance: newInstanceName())
+            try trail.save(stateDirectory: stateDirectory)
+            return (trail, true)
+        }
+        do {
+            let data = try Data(contentsOf: URL(fileURLWithPath: path))
+            let trail = try JSONDecoder().decode(AuditTrail.self, from: data)
+            guard isValidInstance(trail.instance), trail.lastPushed.map({ ObjectID(hex: $0) != nil }) ?? true,
+                  trail.recoveryBranch.map({ $0.hasPrefix(recoveryPrefix) && GitLibrary.isValidBranchName($0) }) ?? true else {
+                throw CommandError("it holds values Bulwark never writes")
+            }
+            return (trail, false)
+        } catch {
+            throw CommandError("cannot read \(path) (\(error)): it remembers the last audit commit pushed, which detects a "
+                               + "rewritten audit branch. Restore it, or remove it to start a new trail (the check starts again "
+                               + "from the next push)")
+        }
+    }
+
+    /// Writes the trail to a temporary file and renames it into place.
+    package func save(stateDirectory: String) throws {
+        let path = stateDirectory + "/" + Self.fileName
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let temporary = path + ".tmp"
+        try (try encoder.encode(self)).write(to: URL(fileURLWithPath: temporary))
+        guard rename(temporary, path) == 0 else {
+            throw CommandError("cannot write \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// `<host>-<8 random hex>`: a name people recognise, unique per state directory.
+    package static func newInstanceName() -> String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        let host = gethostname(&buffer, buffer.count) == 0
+            ? String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : "bulwark"
+        let safe = String(host.filter { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == ".") }.prefix(40))
+        var rng = SystemRandomNumberGenerator()
+        let suffix = String(UInt32.random(in: .min ... .max, using: &rng), radix: 16)
+        return (safe.isEmpty ? "bulwark" : safe) + "-" + String(repeating: "0", count: 8 - suffix.count) + suffix
+    }
+
+    package static func isValidInstance(_ name: String) -> Bool {
+        !name.isEmpty && name.count <= 64 && name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == ".") }
+    }
+
+    /// The trailer lines added to a record's commit message (its trailers already end it).
+    package static func trailers(instance: String, sequence: UInt64) -> String {
+        "\(instanceTrailer): \(instance)\n\(sequenceTrailer): \(sequence)\n"
+    }
+
+    /// The sequence number of the newest record `instance` committed on the line ending at `head`
+    /// (first parents), or 0 when it committed none there.
+    package static func lastSequence(of instance: String, in repository: Repository, head: ObjectID?) throws -> UInt64 {
+        var next = head
+        while let id = next {
+            let commit = try repository.commitInfo(id)
+            if commit.trailer(instanceTrailer) == instance, let text = commit.trailer(sequenceTrailer) {
+                guard let number = UInt64(text) else {
+                    throw CommandError("audit commit \(id.short) carries the sequence number '\(quotedForMessage(text))', not a number")
+                }
+                return number
+            }
+            next = commit.parents.first
+        }
+        return 0
+    }
+
+    /// The name of a recovery branch made at `date`: `bulwark/audit-recovered-20261201T193000Z`.
+    package static func recoveryBranch(at date: Date) -> String {
+        recoveryPrefix + Timestamp.format(date).prefix(19).filter { $0.isNumber || $0 == "T" } + "Z"
+    }
+
+    /// The record of a tampered audit branch: stable for the same last-pushed commit and remote
+    /// head, so that it is committed once.
+    package static func tamperRecord(auditBranch: String, lastPushed: ObjectID, remoteHead: ObjectID?, recovery: String?,
+                             at date: Date) -> AuditRecord {
+        let what = remoteHead.map { "rewritten: it is now at \($0.short), which does not contain it" } ?? "deleted"
+        var reason = "the audit branch \(auditBranch) on the origin was \(what). \(lastPushed.short) is the last audit commit "
+            + "this Bulwark pushed there. "
+        if let recovery {
+            reason += "Bulwark did not rebase onto that history: every record it holds, with the ones already pushed, goes to "
+                + "\(recovery) instead; nothing was lost"
+        } else {
+            reason += "This state clone was made again and does not hold it either, so the records up to it that the origin "
+                + "lost cannot be recovered by this Bulwark"
+        }
+        return AuditRecord(
+            id: AuditID.stable(["tampered", auditBranch, lastPushed.hex, remoteHead?.hex ?? "-"].joined(separator: "\u{1}")),
+            controller: "-", target: "-", resource: "AuditBranch/\(auditBranch)", kind: "AuditBranch", name: auditBranch,
+            severity: .critical, risk: 0, mode: .enforce, decision: .refused, result: nil, reason: reason, changes: [],
+            detectedAt: Timestamp.format(date), appliedAt: nil, verifiedAt: nil, desiredCommit: lastPushed.hex,
+            approver: nil, error: nil)
+    }
+}

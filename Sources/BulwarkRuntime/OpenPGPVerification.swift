@@ -1,0 +1,55 @@
+package import BulwarkCore
+package import BulwarkGit
+package import Foundation
+
+extension SourceVerification {
+    /// The `gpgv` on the PATH, else the usual place.
+    package static var gpgv: String {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+        for folder in path.split(separator: ":") where FileManager.default.isExecutableFile(atPath: "\(folder)/gpgv") {
+            return "\(folder)/gpgv"
+        }
+        return "/usr/bin/gpgv"
+    }
+
+    /// The signer of an OpenPGP-signed commit, checked by `gpgv` against `keyring` alone (no
+    /// trust database, no user's GnuPG home): the email of the key's user id in the keyring
+    /// (else its fingerprint), never what the commit claims. A signature by an expired or revoked
+    /// key, or an expired signature, is refused: `gpgv` must report GOODSIG and VALIDSIG.
+    package static func verifyOpenPGP(_ signed: CommitSignature, commit: ObjectID, keyring: String, folder: String) throws
+        -> Result<String, Untrusted> {
+        let signatureFile = folder + "/commit.asc"
+        let dataFile = folder + "/commit.data"
+        for (path, bytes) in [(signatureFile, signed.signature), (dataFile, signed.signedData)] {
+            unlink(path)
+            guard FileManager.default.createFile(atPath: path, contents: Data(bytes), attributes: [.posixPermissions: 0o600]) else {
+                throw CommandError("cannot write \(path) to verify commit \(commit.short)")
+            }
+        }
+        let absolute = keyring.hasPrefix("/") ? keyring : FileManager.default.currentDirectoryPath + "/" + keyring
+        // A private, empty home: gpgv reads nothing of the user's GnuPG configuration.
+        let home = folder + "/gnupg"
+        try? FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let result = try runTool(gpgv, ["--homedir", home, "--keyring", absolute, "--status-fd", "1", signatureFile, dataFile],
+                                 folder: folder)
+        let status = result.output.split(whereSeparator: \.isNewline).compactMap { line -> [Substring]? in
+            guard line.hasPrefix("[GNUPG:] ") else { return nil }
+            return line.dropFirst(9).split(separator: " ")
+        }
+        func has(_ keyword: String) -> [Substring]? { status.first { $0.first.map(String.init) == keyword } }
+        for (keyword, reason) in [("EXPKEYSIG", "the key that made it has expired"), ("REVKEYSIG", "the key that made it was revoked"),
+                                  ("EXPSIG", "the signature has expired"), ("BADSIG", "the signature does not match the commit"),
+                                  ("NO_PUBKEY", "it is signed by a key that is not in the trusted keyring \(keyring)")] {
+            if has(keyword) != nil { return .failure(Untrusted(description: reason)) }
+        }
+        guard result.status == 0, let good = has("GOODSIG"), let valid = has("VALIDSIG"), valid.count > 1 else {
+            let reason = result.errors.split(whereSeparator: \.isNewline).last.map(String.init) ?? "exit \(result.status)"
+            return .failure(Untrusted(description: "the OpenPGP signature does not verify: \(quotedForMessage(reason, limit: 200))"))
+        }
+        let userID = good.dropFirst(2).joined(separator: " ")
+        if let open = userID.lastIndex(of: "<"), let close = userID.lastIndex(of: ">"), open < close {
+            return .success(String(userID[userID.index(after: open)..<close]))
+        }
+        return .success(String(valid[1]))
+    }
+}

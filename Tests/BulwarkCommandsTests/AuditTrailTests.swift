@@ -1,0 +1,342 @@
+@testable import BulwarkCommands
+@testable import BulwarkRuntime
+import BulwarkTestSupport
+import Foundation
+import Testing
+
+/// Signed audit commits and the append-only trail, through the binary: records signed with
+/// `--signing-key` verify with the real `git verify-commit`; a rewritten or deleted audit branch
+/// on the origin is detected, recorded, and its records go to a recovery branch; `verify-audit`
+/// finds removed, forged and unsigned records.
+@Suite struct AuditTrailTests {
+    /// Bulwark's signing key made by ssh-keygen in a secrets folder, and an allowed_signers file for it.
+    struct Key {
+        let secrets: String
+        let path: String
+        let allowed: String
+    }
+
+    func makeKey(_ dir: String, name: String = "bulwark") throws -> Key {
+        let secrets = dir + "/secrets-\(name)"
+        try FileManager.default.createDirectory(atPath: secrets, withIntermediateDirectories: true)
+        let path = secrets + "/signing-key"
+        let made = try run("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", name, "-f", path])
+        guard made.status == 0 else { throw SupportError("ssh-keygen failed: \(made.stderr)") }
+        let publicKey = try read(path + ".pub").split(separator: " ").prefix(2).joined(separator: " ")
+        let allowed = dir + "/allowed-\(name)"
+        try write(allowed, "\(name)@bulwark namespaces=\"git\" \(publicKey)\n")
+        return Key(secrets: secrets, path: path, allowed: allowed)
+    }
+
+    /// Puts root login back on the host, a drift the policy fixes.
+    func drift(_ s: Scenario) throws {
+        let path = s.host + "/etc/ssh/sshd_config"
+        let text = try read(path)
+        try Data(text.replacingOccurrences(of: "\nPermitRootLogin no\n", with: "\nPermitRootLogin yes\n").utf8)
+            .write(to: URL(fileURLWithPath: path))
+    }
+
+    func apply(_ s: Scenario, _ key: Key, stateDir: String? = nil) throws -> ProcessOutput {
+        try bulwark(["apply", "--repo", s.origin, "--state-dir", stateDir ?? s.state, "--secrets-dir", key.secrets,
+                     "--signing-key", key.path])
+    }
+
+    func verifyAudit(_ gitDir: String, _ extra: String...) throws -> ProcessOutput {
+        try bulwark(["verify-audit", "--repo", gitDir] + extra)
+    }
+
+    func branches(_ s: Scenario) throws -> [String] {
+        try git("--git-dir", s.origin, "for-each-ref", "--format=%(refname:short)", "refs/heads/")
+            .split(separator: "\n").map(String.init)
+    }
+
+    @Test func everyAuditCommitIsSignedAndGitVerifiesIt() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let key = try makeKey(dir)
+            let applied = try apply(s, key)
+            #expect(applied.status == 0, "\(applied.stderr)")
+            let commits = try s.auditCommits()
+            #expect(commits.count > 3)
+            for commit in commits {
+                let verified = try run("/usr/bin/git", ["--git-dir", s.origin, "-c", "gpg.ssh.allowedSignersFile=\(key.allowed)",
+                                                        "verify-commit", commit])
+                #expect(verified.status == 0, "\(commit): \(verified.stderr)")
+                #expect(verified.stderr.contains("Good \"git\" signature for bulwark@bulwark"))
+            }
+            let shown = try git("--git-dir", s.origin, "-c", "gpg.ssh.allowedSignersFile=\(key.allowed)", "log", "--show-signature",
+                                "bulwark/audit")
+            #expect(shown.components(separatedBy: "Good \"git\" signature for bulwark@bulwark").count == commits.count + 1)
+            // One instance, numbered 1, 2, 3 … from the oldest record.
+            let instances = Set(try s.trailers("Bulwark-Instance"))
+            #expect(instances.count == 1)
+            #expect(try s.trailers("Bulwark-Sequence").reversed() == (1...commits.count).map(String.init))
+            // A second pass goes on from the last number.
+            try drift(s)
+            #expect(try apply(s, key).status == 0)
+            let more = try s.auditCommits()
+            #expect(more.count > commits.count)
+            #expect(try s.trailers("Bulwark-Sequence").first == String(more.count))
+
+            let verified = try verifyAudit(s.origin, "--trusted-signers", key.allowed)
+            #expect(verified.status == 0, "\(verified.stderr)")
+            #expect(verified.stdout.contains("\(more.count) audit record(s) on bulwark/audit"))
+            #expect(verified.stdout.contains("no problems found"))
+            #expect(verified.stdout.contains("signed by bulwark@bulwark: \(more.count) commit(s)"))
+        }
+    }
+
+    @Test func aSigningKeyOutsideTheSecretsFolderOrUnusableIsRefused() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let key = try makeKey(dir)
+            let before = try s.snapshot()
+            // The key is outside the secrets folder given.
+            let outside = try bulwark(["apply", "--repo", s.origin, "--state-dir", s.state, "--secrets-dir", dir + "/empty",
+                                       "--signing-key", key.path])
+            #expect(outside.status != 0)
+            #expect(outside.stderr.contains("cannot use the signing key"))
+            #expect(outside.stderr.contains("not under the secrets folder"))
+            // A passphrase-protected key cannot sign unattended.
+            let protected = key.secrets + "/protected"
+            _ = try run("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "words", "-f", protected])
+            let locked = try bulwark(["apply", "--repo", s.origin, "--state-dir", s.state, "--secrets-dir", key.secrets,
+                                      "--signing-key", protected])
+            #expect(locked.status != 0)
+            #expect(locked.stderr.contains("passphrase"))
+            #expect(!locked.stderr.contains("BEGIN OPENSSH"), "no key material in messages")
+            #expect(try s.snapshot() == before, "nothing was applied")
+            #expect(!(try branches(s)).contains("bulwark/audit"), "nothing was recorded")
+            // The same key under the secrets folder signs.
+            #expect(try apply(s, key).status == 0)
+        }
+    }
+
+    @Test func aRewrittenAuditBranchIsDetectedRecordedAndNothingIsLost() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let key = try makeKey(dir)
+            #expect(try apply(s, key).status == 0)
+            let pushed = try s.auditCommits()
+            let last = try #require(pushed.first)
+
+            // Someone rewinds the origin's audit branch, dropping the newest record.
+            try git("--git-dir", s.origin, "update-ref", "refs/heads/bulwark/audit", pushed[1])
+            try drift(s)
+            let second = try apply(s, key)
+            #expect(second.status == 0, "\(second.stderr)")
+            #expect(second.stderr.contains("the audit branch bulwark/audit on the origin was rewritten"))
+            #expect(second.stderr.contains(String(last.prefix(12))))
+            // The origin's audit branch is left as the attacker left it; the records went elsewhere.
+            #expect(try git("--git-dir", s.origin, "rev-parse", "bulwark/audit") == pushed[1] + "\n")
+            let recovery = try #require(try branches(s).first { $0.hasPrefix("bulwark/audit-recovered-") })
+            let recovered = try git("--git-dir", s.origin, "log", "--format=%H", recovery).split(separator: "\n").map(String.init)
+            #expect(Set(pushed).isSubset(of: Set(recovered)), "every record pushed before is on the recovery branch")
+            #expect(recovered.count > pushed.count + 1, "with the tampering record and the new pass's records")
+            let tampered = try git("--git-dir", s.origin, "log", "--format=%B", "--grep=AuditBranch/bulwark/audit", recovery)
+            #expect(tampered.contains("Bulwark-Decision: refused"))
+            #expect(tampered.contains("was rewritten"))
+            #expect(try verifyAudit(s.origin, "--audit-branch", recovery, "--trusted-signers", key.allowed).status == 0)
+
+            // A third pass: recorded once, and the recovery branch is where records go.
+            try drift(s)
+            let third = try apply(s, key)
+            #expect(third.status == 0)
+            #expect(try git("--git-dir", s.origin, "log", "--format=%H", "--grep=AuditBranch/bulwark/audit", recovery)
+                .split(separator: "\n").count == 1)
+            #expect(try branches(s).filter { $0.hasPrefix("bulwark/audit-recovered-") }.count == 1)
+
+            // A person puts the records back: Bulwark returns to the audit branch.
+            try git("--git-dir", s.origin, "update-ref", "refs/heads/bulwark/audit",
+                    try git("--git-dir", s.origin, "rev-parse", recovery).trimmingCharacters(in: .whitespacesAndNewlines))
+            try drift(s)
+            let fourth = try apply(s, key)
+            #expect(fourth.status == 0)
+            #expect(fourth.stderr.contains("contains") && fourth.stderr.contains("again"))
+            let restored = try s.auditCommits()
+            #expect(restored.count > recovered.count)
+            #expect(try verifyAudit(s.origin, "--trusted-signers", key.allowed).status == 0)
+        }
+    }
+
+    @Test func aRecoveryBranchRewrittenInTurnIsDetectedToo() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let key = try makeKey(dir)
+            #expect(try apply(s, key).status == 0)
+            let pushed = try s.auditCommits()
+            try git("--git-dir", s.origin, "update-ref", "-d", "refs/heads/bulwark/audit")
+            #expect(try apply(s, key).status == 0)
+            let first = try #require(try branches(s).first { $0.hasPrefix("bulwark/audit-recovered-") })
+            let recovered = try git("--git-dir", s.origin, "log", "--format=%H", first).split(separator: "\n").map(String.init)
+
+            // The recovery branch is rewound as well: the next pass starts another one, holding everything.
+            try git("--git-dir", s.origin, "update-ref", "refs/heads/\(first)", pushed[1])
+            try drift(s)
+            let again = try apply(s, key)
+            #expect(again.status == 0, "\(again.stderr)")
+            #expect(again.stderr.contains("the audit branch \(first) on the origin was rewritten"))
+            let recoveries = try branches(s).filter { $0.hasPrefix("bulwark/audit-recovered-") }
+            let second = try #require(recoveries.first { $0 != first }, "\(recoveries)")
+            let kept = try git("--git-dir", s.origin, "log", "--format=%H", second).split(separator: "\n").map(String.init)
+            #expect(Set(recovered).isSubset(of: Set(kept)))
+            #expect(try verifyAudit(s.origin, "--audit-branch", second, "--trusted-signers", key.allowed).status == 0)
+        }
+    }
+
+    @Test func aDeletedAuditBranchIsDetected() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let key = try makeKey(dir)
+            #expect(try apply(s, key).status == 0)
+            let pushed = try s.auditCommits()
+            try git("--git-dir", s.origin, "update-ref", "-d", "refs/heads/bulwark/audit")
+            let again = try apply(s, key)
+            #expect(again.status == 0)
+            #expect(again.stderr.contains("on the origin was deleted"))
+            #expect(!(try branches(s)).contains("bulwark/audit"), "the deleted branch is not silently re-created")
+            let recovery = try #require(try branches(s).first { $0.hasPrefix("bulwark/audit-recovered-") })
+            let recovered = try git("--git-dir", s.origin, "log", "--format=%H", recovery).split(separator: "\n").map(String.init)
+            #expect(Set(pushed).isSubset(of: Set(recovered)))
+        }
+    }
+
+    @Test func aRewrittenBranchWithTheStateCloneMadeAgainIsRecordedOnTheOriginsHistory() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let key = try makeKey(dir)
+            #expect(try apply(s, key).status == 0)
+            let pushed = try s.auditCommits()
+            try git("--git-dir", s.origin, "update-ref", "refs/heads/bulwark/audit", pushed[2])
+            try FileManager.default.removeItem(atPath: s.state + "/repository.git")
+            let again = try apply(s, key)
+            #expect(again.status == 0, "\(again.stderr)")
+            #expect(again.stderr.contains("cannot be recovered by this Bulwark"))
+            // Recorded on top of what the origin still has, and the trail goes on from there.
+            let now = try s.auditCommits()
+            #expect(Array(now.suffix(pushed.count - 2)) == Array(pushed.dropFirst(2)))
+            #expect(try git("--git-dir", s.origin, "log", "--format=%H", "--grep=AuditBranch/bulwark/audit", "bulwark/audit")
+                .split(separator: "\n").count == 1)
+            #expect(!(try branches(s)).contains { $0.hasPrefix("bulwark/audit-recovered-") })
+            try drift(s)
+            let third = try apply(s, key)
+            #expect(third.status == 0)
+            #expect(!third.stderr.contains("rewritten"), "recorded once")
+        }
+    }
+
+    @Test func theDaemonSignsItsRecordsAndCountsTampering() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let key = try makeKey(dir)
+            let daemon = try DaemonTests().start(s, poll: 1, ["--secrets-dir", key.secrets, "--signing-key", key.path])
+            #expect(daemon.wait { (try? daemon.get("/readyz").status) == 200 }, "readyz: \(daemon.log)")
+            #expect(daemon.wait(seconds: 60) { ((try? s.auditCommits()) ?? []).count > 3 }, "\(daemon.log)")
+            #expect(try daemon.get("/metrics").body.contains("bulwark_audit_tampering_total 0"))
+            let pushed = try s.auditCommits()
+            #expect(try verifyAudit(s.origin, "--trusted-signers", key.allowed).status == 0)
+
+            // The audit branch is rewound on the origin: the daemon notices at its next poll.
+            try git("--git-dir", s.origin, "update-ref", "refs/heads/bulwark/audit", pushed[1])
+            #expect(daemon.wait(seconds: 60) { (try? daemon.get("/metrics").body.contains("bulwark_audit_tampering_total 1")) == true },
+                    "\(daemon.log)")
+            #expect(daemon.wait(seconds: 60) { ((try? branches(s)) ?? []).contains { $0.hasPrefix("bulwark/audit-recovered-") } },
+                    "\(daemon.log)")
+            #expect(daemon.log.contains("the audit branch on the origin was tampered with"))
+            #expect(daemon.terminate() == 0)
+        }
+    }
+
+    @Test func anotherWriterAppendingIsNotTampering() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let key = try makeKey(dir)
+            #expect(try apply(s, key).status == 0)
+            // A second Bulwark (its own state directory) appends to the same branch, then the first again.
+            try drift(s)
+            #expect(try apply(s, key, stateDir: dir + "/state-2").status == 0)
+            try drift(s)
+            let again = try apply(s, key)
+            #expect(again.status == 0)
+            #expect(!again.stderr.contains("rewritten"))
+            #expect(!(try branches(s)).contains { $0.hasPrefix("bulwark/audit-recovered-") })
+            #expect(Set(try s.trailers("Bulwark-Instance")).count == 2)
+            let verified = try verifyAudit(s.origin, "--trusted-signers", key.allowed)
+            #expect(verified.status == 0, "\(verified.stderr)")
+        }
+    }
+
+    @Test func theDemoRunsWithVerificationOn() async throws {
+        try await withTemporaryDirectory { dir in
+            let demo = try bulwark(["demo", "--dir", dir + "/demo"])
+            #expect(demo.status == 0, "\(demo.stderr)")
+            #expect(demo.stdout.contains("signed by the platform team"))
+            #expect(demo.stdout.contains("no problems found"))
+            let origin = dir + "/demo/origin.git"
+            let signers = dir + "/demo/allowed_signers"
+            // The policy commit and every audit record carry a signature git accepts.
+            let policy = try git("--git-dir", origin, "-c", "gpg.ssh.allowedSignersFile=\(signers)", "log", "--format=%G? %GS", "main")
+            #expect(policy == "G platform@example.org\n")
+            let audit = try git("--git-dir", origin, "-c", "gpg.ssh.allowedSignersFile=\(signers)", "log", "--format=%G? %GS",
+                                "bulwark/audit").split(separator: "\n")
+            #expect(audit.count > 20)
+            #expect(audit.allSatisfy { $0 == "G bulwark@localhost" })
+        }
+    }
+
+    @Test func verifyAuditFindsRemovedForgedAndUnsignedRecords() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let key = try makeKey(dir)
+            #expect(try apply(s, key).status == 0)
+            let commits = try s.auditCommits()
+            #expect(commits.count >= 4)
+            #expect(try verifyAudit(s.origin, "--trusted-signers", key.allowed).status == 0)
+
+            // Drop one record from the middle: the rebase re-commits the later ones, unsigned.
+            let work = dir + "/work"
+            try git("clone", "-q", "--branch", "bulwark/audit", s.origin, work)
+            try git("-c", "user.name=Mallory", "-c", "user.email=m@example.org", "rebase", "-q", "--onto", commits[2] + "~1",
+                    commits[2], in: work)
+            try git("push", "-q", "--force", "origin", "HEAD:refs/heads/bulwark/audit", in: work)
+            let gap = try verifyAudit(s.origin, "--trusted-signers", key.allowed)
+            #expect(gap.status == 1)
+            #expect(gap.stderr.contains("1 record(s) missing before sequence number \(commits.count - 1)"))
+            #expect(gap.stderr.contains("the commit is not signed"))
+            // Without trusted signers the chain is still checked.
+            #expect(try verifyAudit(s.origin).status == 1)
+
+            // A record forged by another key, changing an earlier record.
+            let mallory = try makeKey(dir, name: "mallory")
+            try git("reset", "-q", "--hard", commits[0], in: work)
+            let existing = try git("ls-tree", "-r", "--name-only", commits[1], in: work).split(separator: "\n").map(String.init)
+            let victim = try #require(existing.first { $0.hasPrefix("audit/") })
+            try write(work + "/" + victim, "{}\n")
+            try git("add", "-A", in: work)
+            try git("-c", "gpg.format=ssh", "-c", "user.signingkey=\(mallory.path)", "-c", "user.name=Bulwark",
+                    "-c", "user.email=bulwark@localhost", "commit", "-S", "-qm", "remediate(x): y\n\nBulwark-Id: FORGED", in: work)
+            try git("push", "-q", "--force", "origin", "HEAD:refs/heads/bulwark/audit", in: work)
+            let forged = try verifyAudit(s.origin, "--trusted-signers", key.allowed)
+            #expect(forged.status == 1)
+            #expect(forged.stderr.contains("signed by a key that is not in the trusted signers file"))
+            #expect(forged.stderr.contains("changes \(victim), which is not its own record"))
+
+            // A trusted signature copied onto other content (the same key, checked in-process) does not verify.
+            let raw = try git("--git-dir", s.origin, "cat-file", "commit", commits[0])
+            let copied = raw.replacingOccurrences(of: "\nBulwark-Id: ", with: "\nBulwark-Note: edited\nBulwark-Id: ")
+            #expect(copied != raw)
+            try write(dir + "/copied", copied)
+            let forgedID = try git("--git-dir", s.origin, "hash-object", "-t", "commit", "-w", dir + "/copied")
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            try git("--git-dir", s.origin, "update-ref", "refs/heads/bulwark/audit", forgedID)
+            let replayed = try verifyAudit(s.origin, "--trusted-signers", key.allowed)
+            #expect(replayed.status == 1)
+            #expect(replayed.stderr.contains("commit \(forgedID.prefix(12))"))
+            #expect(replayed.stderr.contains("does not verify"))
+
+            // Usage mistakes exit 64.
+            #expect(try verifyAudit(s.origin, "--audit-branch", "no/such").status == 64)
+            #expect(try verifyAudit(dir + "/nowhere").status == 64)
+        }
+    }
+}

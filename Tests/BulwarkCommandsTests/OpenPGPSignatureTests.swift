@@ -1,0 +1,96 @@
+@testable import BulwarkCommands
+@testable import BulwarkRuntime
+import BulwarkTestSupport
+import Foundation
+import Testing
+
+/// OpenPGP-signed policy commits (`--trusted-keyring`), with real keys made by `gpg` in a
+/// throwaway GNUPGHOME and commits signed by the real `git`, verified by Bulwark with `gpgv`.
+@Suite struct OpenPGPSignatureTests {
+    struct GnuPG {
+        let home: String
+        let keyring: String
+
+        func gpg(_ arguments: [String], faked: Bool = false) throws {
+            let result = try run("/usr/bin/gpg", (faked ? ["--faked-system-time", "20200101T000000"] : [])
+                                 + ["--batch", "--pinentry-mode", "loopback", "--passphrase", ""] + arguments,
+                                 environment: ["GNUPGHOME": home])
+            guard result.status == 0 else { throw SupportError("gpg \(arguments): \(result.stderr)") }
+        }
+    }
+
+    /// A GnuPG home with alice (trusted), mallory (not exported to the keyring) and eve (trusted,
+    /// but her key expired in 2020, when she signed), and the keyring of alice and eve.
+    func makeGnuPG(_ dir: String) throws -> GnuPG {
+        let home = dir + "/gnupg"
+        try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let g = GnuPG(home: home, keyring: dir + "/trusted.gpg")
+        try g.gpg(["--quick-gen-key", "Alice <alice@example.org>", "ed25519", "sign", "never"])
+        try g.gpg(["--quick-gen-key", "Mallory <mallory@example.org>", "ed25519", "sign", "never"])
+        try g.gpg(["--quick-gen-key", "Eve <eve@example.org>", "ed25519", "sign", "1d"], faked: true)
+        try g.gpg(["--output", g.keyring, "--export", "alice@example.org", "eve@example.org"])
+        // git signs through this, so that eve's signature is made while her key was valid.
+        try write(dir + "/gpg-2020", "#!/bin/sh\nexec /usr/bin/gpg --faked-system-time 20200101T000000 \"$@\"\n", mode: 0o755)
+        return g
+    }
+
+    /// Commits a file through a clone, OpenPGP-signed by `signer`, and pushes it. Returns the commit's 12-character id.
+    func commit(_ s: Scenario, _ g: GnuPG, path: String, signer: String, past: Bool = false) throws -> String {
+        let work = s.dir + "/work-\(UUID().uuidString.prefix(8))"
+        try git("clone", "-q", s.origin, work)
+        try write(work + "/" + path, "\(signer)\n")
+        try git("add", "-A", in: work)
+        let program = past ? s.dir + "/gpg-2020" : "/usr/bin/gpg"
+        let committed = try run("/usr/bin/git", ["-c", "gpg.format=openpgp", "-c", "gpg.program=\(program)", "-c", "user.signingkey=\(signer)",
+                                                 "commit", "-S", "-qm", "change \(path)"], in: work, environment: ["GNUPGHOME": g.home])
+        guard committed.status == 0 else { throw SupportError("git commit -S: \(committed.stderr)") }
+        try git("push", "-q", "origin", "main", in: work)
+        return try git("rev-parse", "--short=12", "HEAD", in: work).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    @Test func anOpenPGPSignedChainAppliesAndBadSignersAreRefused() async throws {
+        try await withTemporaryDirectory { dir in
+            let helpers = SignatureTests()
+            let s = try helpers.applied(dir)
+            let g = try makeGnuPG(dir)
+
+            // Legitimate: alice's key is in the keyring.
+            try commit(s, g, path: "notes/a.txt", signer: "alice@example.org")
+            let applied = try s.run("apply", "--trusted-keyring", g.keyring)
+            #expect(applied.status == 0, "\(applied.stderr)")
+            #expect(try helpers.isFixed(s))
+
+            // A key not in the keyring.
+            try helpers.drift(s)
+            let before = try s.snapshot()
+            let mallory = try commit(s, g, path: "notes/b.txt", signer: "mallory@example.org")
+            let refused = try s.run("apply", "--trusted-keyring", g.keyring)
+            #expect(refused.status == 1)
+            #expect(refused.stderr.contains("commit \(mallory)"))
+            #expect(refused.stderr.contains("it is signed by a key that is not in the trusted keyring"))
+            #expect(try s.snapshot() == before, "nothing acted on the revision")
+            #expect(try helpers.refusals(s).count == 1)
+        }
+    }
+
+    @Test func aSignatureByAnExpiredKeyIsRefused() async throws {
+        try await withTemporaryDirectory { dir in
+            let helpers = SignatureTests()
+            let s = try helpers.applied(dir)
+            let g = try makeGnuPG(dir)
+            let before = try s.snapshot()
+            let eve = try commit(s, g, path: "notes/e.txt", signer: "eve@example.org", past: true)
+            let refused = try s.run("apply", "--trusted-keyring", g.keyring)
+            #expect(refused.status == 1)
+            #expect(refused.stderr.contains("commit \(eve)"))
+            #expect(refused.stderr.contains("the key that made it has expired"))
+            #expect(try s.snapshot() == before)
+            #expect(try helpers.refusals(s).count == 1)
+            // An SSH-only Bulwark does not take an OpenPGP signature as trusted either.
+            let alice = try helpers.makeKey(dir, "alice@example.org")
+            let ssh = try s.run("plan", "--trusted-signers", try helpers.allowedSigners(dir, alice))
+            #expect(ssh.status == 1)
+            #expect(ssh.stderr.contains("signed with OpenPGP, and no --trusted-keyring is given"))
+        }
+    }
+}
