@@ -18,6 +18,10 @@ public enum AuditTrailer: String, CaseIterable, Sendable {
     case verifiedAt = "Bulwark-Verified-At"
     case approvedBy = "Bulwark-Approved-By"
     case nextWindow = "Bulwark-Next-Window"
+    /// The Bulwark instance that wrote the record, and its sequence number: gap-free per instance,
+    /// so that `bulwark verify-audit` finds a removed record.
+    case instance = "Bulwark-Instance"
+    case sequence = "Bulwark-Sequence"
     /// On an approval commit (not an audit record): the id of the held or blocked record it approves.
     case approves = "Bulwark-Approves"
     /// On a revert's waiver commit: the id of the fix it undoes.

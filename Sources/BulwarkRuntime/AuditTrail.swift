@@ -18,8 +18,8 @@ package struct AuditTrail: Codable, Sendable, Equatable {
     /// Where records go while the origin's audit branch is not to be trusted.
     package var recoveryBranch: String?
 
-    package static let instanceTrailer = "Bulwark-Instance"
-    package static let sequenceTrailer = "Bulwark-Sequence"
+    package static let instanceTrailer = AuditTrailer.instance.rawValue
+    package static let sequenceTrailer = AuditTrailer.sequence.rawValue
     package static let fileName = "audit-trail.json"
     package static let recoveryPrefix = "bulwark/audit-recovered-"
 
