@@ -104,32 +104,33 @@ enum RenderedFile {
         return result
     }
 
-    /// Line-breaking scalars other than line endings, counting invalid bytes as nothing.
+    /// Line-breaking and control scalars other than line endings and the tab (a separator
+    /// login.defs writes), counting invalid bytes as nothing.
     static func breaks(_ line: ArraySlice<UInt8>) -> Int {
         var content = Array(line)
         while content.last == 0x0A || content.last == 0x0D { content.removeLast() }
-        return String(decoding: content, as: UTF8.self).unicodeScalars.filter { isLineBreaking($0) && $0 != "\u{FFFD}" }.count
+        return String(decoding: content, as: UTF8.self).unicodeScalars.filter { isLineBreaking($0) && $0 != "\t" }.count
     }
 
-    /// Every original line is kept byte for byte and in order, except at most `edited` lines
-    /// (changed or commented out in place); at most `added` lines are new; the rendered file has
-    /// no more control or line-break characters than the original.
+    /// Every original line is kept byte for byte and in place, except at most `edited` lines
+    /// (changed or commented out in place) and one block of at most `added` new lines; the
+    /// rendered file has no more control or line-break characters than the original.
     static func check(before: [UInt8], after: [UInt8], edited: Int, added: Int) throws {
         let old = lines(before)
         let new = lines(after)
-        var j = 0
-        var missing = 0
-        for line in old {
-            // A last line without its newline gets one when a line is appended after it.
-            if let found = new[j...].firstIndex(where: { $0.elementsEqual(line) || ($0.last == 0x0A && line.last != 0x0A && $0.dropLast().elementsEqual(line)) }),
-               found - j <= added {
-                j = found + 1
-            } else {
-                missing += 1
-            }
+        let inserted = new.count - old.count
+        try fuzzRequire(inserted >= 0 && inserted <= added, "\(old.count) lines became \(new.count)")
+        // A last line without its newline gets one when a line is appended after it.
+        func same(_ a: ArraySlice<UInt8>, _ b: ArraySlice<UInt8>) -> Bool {
+            a.elementsEqual(b) || (a.last != 0x0A && b.last == 0x0A && b.dropLast().elementsEqual(a))
         }
-        try fuzzRequire(missing <= edited, "\(missing) original lines changed; \(edited) were meant to")
-        try fuzzRequire(new.count <= old.count + added && new.count >= old.count, "\(old.count) lines became \(new.count)")
+        // The fewest changed lines over every place the new block could be.
+        var before = [0]
+        for i in old.indices { before.append(before[i] + (same(old[i], new[i]) ? 0 : 1)) }
+        var after = Array(repeating: 0, count: old.count + 1)
+        for i in old.indices.reversed() { after[i] = after[i + 1] + (same(old[i], new[i + inserted]) ? 0 : 1) }
+        let changed = (0...old.count).map { before[$0] + after[$0] }.min() ?? 0
+        try fuzzRequire(changed <= edited, "\(changed) original lines changed; \(edited) were meant to")
         try fuzzRequire(new.map(breaks).reduce(0, +) <= old.map(breaks).reduce(0, +), "the fix added a control or line-break character")
     }
 

@@ -236,9 +236,10 @@ public struct Fuzzer {
             bytes.insert(contentsOf: nest, at: at)
         case 7:  // a very long line
             let chunk = bytes.isEmpty ? Array("x".utf8) : Array(bytes[bytes.index(bytes.startIndex, offsetBy: min(position(bytes), bytes.count - 1))...].prefix(16))
+            let length = pick([4_096, 65_536, 200_000])
             var long: [UInt8] = []
-            long.reserveCapacity(pick([4_096, 65_536, 200_000]))
-            while long.count < long.capacity { long += chunk }
+            long.reserveCapacity(length + chunk.count)
+            while long.count < length { long += chunk }
             bytes.insert(contentsOf: long, at: position(bytes))
         case 8:  // a line repeated with its key's case changed (duplicate keys with case variants)
             let lines = bytes.split(separator: 0x0A, omittingEmptySubsequences: false)
