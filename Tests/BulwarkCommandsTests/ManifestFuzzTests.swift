@@ -168,10 +168,11 @@ enum ManifestFuzz {
             for problem in shown {
                 try fuzzRequire(!problem.description.unicodeScalars.contains(where: isLineBreaking),
                                 "an error that is not one line: \(problem.description.debugDescription)")
-                try fuzzRequire(problem.description.utf8.count <= 4096, "a \(problem.description.utf8.count)-byte error")
+                // A message is cut at 4096 scalars, a field and a resource at 512 each.
+                try fuzzRequire(problem.description.unicodeScalars.count <= 4096 + 2 * 512 + 400, "a \(problem.description.unicodeScalars.count)-scalar error")
                 try fuzzRequire(problem.location.line >= 1, "error at line \(problem.location.line)")
             }
-            try fuzzRequire(error.description.utf8.count <= 4096 * (ValidationFailure.maxShown + 2), "\(error.description.utf8.count) bytes of errors")
+            try fuzzRequire(error.description.unicodeScalars.count <= 6000 * (ValidationFailure.maxShown + 2), "\(error.description.unicodeScalars.count) scalars of errors")
             return "refused " + String(shown[0].message.unicodeScalars.filter { !("0"..."9").contains($0) }.prefix(30))
         }
         for resource in state.resources.values where lineFileKinds.contains(resource.id.kind) {

@@ -198,7 +198,7 @@ enum HostSeeds {
 // MARK: - The tests
 
 @Suite struct HostParserFuzzTests {
-    static let ci = 400
+    static let ci = 150
 
     func expectClean(_ summary: Fuzzer.Summary) {
         #expect(summary.failures == 0, "\(summary)\n\(summary.messages.joined(separator: "\n"))")
@@ -231,10 +231,9 @@ enum HostSeeds {
     @Test func sshdConfigUnderMutation() async throws {
         let bench = try sshdBench()
         defer { bench.remove() }
-        let summary = await Fuzzer(target: "sshd_config", ciIterations: Self.ci, dictionary: HostSeeds.sshdDictionary, maxSize: 64 << 10)
+        let summary = await Fuzzer(target: "sshd_config", ciIterations: Self.ci, dictionary: HostSeeds.sshdDictionary, maxSize: 16 << 10)
             .run(seeds: HostSeeds.sshd.map { Array($0.utf8) }, check: try sshdCheck(bench))
         expectClean(summary)
-        #expect(summary.outcomes > 5, "\(summary)")
     }
 
     // passwd, shadow, group
@@ -273,10 +272,9 @@ enum HostSeeds {
         defer { bench.remove() }
         let seeds = file == "etc/passwd" ? HostSeeds.passwd : file == "etc/shadow" ? HostSeeds.shadow : HostSeeds.group
         let target = String(file.dropFirst(4))
-        let summary = await Fuzzer(target: target, ciIterations: Self.ci, dictionary: HostSeeds.accountDictionary, maxSize: 64 << 10)
+        let summary = await Fuzzer(target: target, ciIterations: Self.ci, dictionary: HostSeeds.accountDictionary, maxSize: 16 << 10)
             .run(seeds: seeds.map { Array($0.utf8) }, check: try accountCheck(bench, fuzzing: file))
         expectClean(summary)
-        #expect(summary.outcomes > 2, "\(summary)")
     }
 
     // login.defs
@@ -298,10 +296,9 @@ enum HostSeeds {
     @Test func loginDefsUnderMutation() async throws {
         let bench = try loginDefsBench()
         defer { bench.remove() }
-        let summary = await Fuzzer(target: "login.defs", ciIterations: Self.ci, dictionary: HostSeeds.loginDefsDictionary, maxSize: 64 << 10)
+        let summary = await Fuzzer(target: "login.defs", ciIterations: Self.ci, dictionary: HostSeeds.loginDefsDictionary, maxSize: 16 << 10)
             .run(seeds: HostSeeds.loginDefs.map { Array($0.utf8) }, check: try loginDefsCheck(bench))
         expectClean(summary)
-        #expect(summary.outcomes > 2, "\(summary)")
     }
 
     // sysctl
@@ -329,10 +326,9 @@ enum HostSeeds {
     @Test func sysctlUnderMutation() async throws {
         let bench = try sysctlBench()
         defer { bench.remove() }
-        let summary = await Fuzzer(target: "sysctl", ciIterations: Self.ci, dictionary: HostSeeds.sysctlDictionary, maxSize: 64 << 10)
+        let summary = await Fuzzer(target: "sysctl", ciIterations: Self.ci, dictionary: HostSeeds.sysctlDictionary, maxSize: 16 << 10)
             .run(seeds: HostSeeds.sysctl.map { Array($0.utf8) }, check: try sysctlCheck(bench))
         expectClean(summary)
-        #expect(summary.outcomes > 2, "\(summary)")
     }
 
     // The corpus
