@@ -85,7 +85,7 @@ struct HostFuzzBench {
         guard let error = error as? HostError else { throw FuzzPropertyFailure("\(step) threw \(type(of: error)): \(error)") }
         try fuzzRequire(!error.description.unicodeScalars.contains(where: isLineBreaking),
                         "a message with a control or line break: \(error.description.debugDescription)")
-        try fuzzRequire(error.description.utf8.count <= 2048, "a \(error.description.utf8.count)-byte message")
+        try fuzzRequire(error.description.unicodeScalars.count <= 2048 + 1, "a \(error.description.unicodeScalars.count)-scalar message")
         return "\(step) refused: " + String(error.message.unicodeScalars.filter { !("0"..."9").contains($0) }.prefix(40))
     }
 }
