@@ -24,9 +24,29 @@ public struct ManifestError: Error, Sendable, Hashable, CustomStringConvertible 
 
     public init(_ message: String, at location: SourceLocation, resource: String? = nil, field: String? = nil) {
         self.location = location
-        self.resource = resource
-        self.field = field
-        self.message = message
+        // A message, a field path or a name can quote the revision's own text (a key holding a
+        // newline, a value with U+2028): each stays one bounded line, so a hostile manifest
+        // cannot forge lines in `validate`'s output, a log or a refusal record.
+        self.resource = resource.map { Self.oneLine($0, limit: 512) }
+        self.field = field.map { Self.oneLine($0, limit: 512) }
+        self.message = Self.oneLine(message, limit: 4096)
+    }
+
+    /// `text` with every control and line or paragraph separator escaped, cut at `limit` scalars.
+    static func oneLine(_ text: String, limit: Int) -> String {
+        guard text.unicodeScalars.count > limit || text.unicodeScalars.contains(where: {
+            $0.properties.generalCategory == .control || $0.value == 0x2028 || $0.value == 0x2029
+        }) else { return text }
+        var result = ""
+        for (index, scalar) in text.unicodeScalars.enumerated() {
+            guard index < limit else { return result + "…" }
+            if scalar.properties.generalCategory == .control || scalar.value == 0x2028 || scalar.value == 0x2029 {
+                result += scalar.escaped(asASCII: true)
+            } else {
+                result.unicodeScalars.append(scalar)
+            }
+        }
+        return result
     }
 
     public var description: String {

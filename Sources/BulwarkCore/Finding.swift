@@ -124,7 +124,8 @@ public enum FindingParser {
     static func generic(_ object: [String: Any], index: Int, now: Date) throws(FindingError) -> Finding {
         let allowed: Set<String> = ["resource", "target", "control", "firstObservedAt", "title", "severity"]
         if let unknown = object.keys.sorted().first(where: { !allowed.contains($0) }) {
-            throw FindingError("finding \(index): unknown field '\(unknown)'; allowed: \(allowed.sorted().joined(separator: ", "))")
+            // Quoted short and escaped: a field name is the sender's text, and this message is logged.
+            throw FindingError("finding \(index): unknown field '\(quotedForMessage(unknown))'; allowed: \(allowed.sorted().joined(separator: ", "))")
         }
         guard let resource = object["resource"] as? String, !resource.isEmpty else {
             throw FindingError("finding \(index): resource: expected a non-empty string")
@@ -151,8 +152,11 @@ public enum FindingParser {
                                exceedsLimit: true)
         }
         let compliance = object["Compliance"] as? [String: Any]
-        guard let control = (compliance?["SecurityControlId"] as? String) ?? (object["GeneratorId"] as? String) else {
-            throw FindingError("finding \(index): needs Compliance.SecurityControlId or GeneratorId")
+        guard let control = (compliance?["SecurityControlId"] as? String) ?? (object["GeneratorId"] as? String), !control.isEmpty else {
+            throw FindingError("finding \(index): needs a non-empty Compliance.SecurityControlId or GeneratorId")
+        }
+        guard control.count <= maxFieldLength else {
+            throw FindingError("finding \(index): SecurityControlId or GeneratorId: longer than \(maxFieldLength) characters", exceedsLimit: true)
         }
         let first = try date(object["FirstObservedAt"] ?? object["CreatedAt"], field: "finding \(index): FirstObservedAt", now: now)
         return try resources.enumerated().map { (position, resource) throws(FindingError) -> Finding in

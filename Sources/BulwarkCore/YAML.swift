@@ -145,7 +145,7 @@ private struct Composer {
         switch event {
         case let .alias(anchor, line, column):
             guard let target = anchors[anchor] else {
-                throw YAMLError(line: line, column: column, message: "alias *\(anchor) refers to no anchor")
+                throw YAMLError(line: line, column: column, message: "alias *\(quotedForMessage(anchor)) refers to no anchor")
             }
             try count(target.size, line: line, column: column)
             try spend(target.bytes, line: line, column: column)
@@ -197,7 +197,7 @@ private struct Composer {
                 }
                 if let first = seen[key] {
                     throw YAMLError(line: keyNode.line, column: keyNode.column,
-                                    message: "duplicate key '\(key)' (first at line \(first))")
+                                    message: "duplicate key '\(quotedForMessage(key))' (first at line \(first))")
                 }
                 seen[key] = keyNode.line
                 let (value, valueSize, valueBytes) = try node(from: try next(), depth: depth + 1)

@@ -424,7 +424,9 @@ struct LineFile {
         lines.append(Substring(line + "\n"))
     }
 
+    /// Inserts a line; at the end, the last line gets its newline first (else the two would join).
     mutating func insert(_ line: String, at index: Int) {
+        if index == lines.count, let last = lines.last, LineFile.ending(last).isEmpty { lines[lines.count - 1] = last + "\n" }
         lines.insert(Substring(line + "\n"), at: index)
     }
 

@@ -22,5 +22,24 @@ public struct HostError: Error, Sendable, CustomStringConvertible {
         self.code = code
     }
 
-    public var description: String { path.map { "\($0): \(message)" } ?? message }
+    /// One bounded line: a path or message can quote a host file's own text (an `Include`
+    /// pattern, a key), which must not forge lines in a log or a record.
+    public var description: String {
+        let text = path.map { "\(Self.oneLine($0, limit: 512)): \(message)" } ?? message
+        return Self.oneLine(text, limit: 2048)
+    }
+
+    static func oneLine(_ text: String, limit: Int) -> String {
+        guard text.unicodeScalars.count > limit || text.unicodeScalars.contains(where: Self.breaksLine) else { return text }
+        var result = ""
+        for (index, scalar) in text.unicodeScalars.enumerated() {
+            guard index < limit else { return result + "…" }
+            if Self.breaksLine(scalar) { result += scalar.escaped(asASCII: true) } else { result.unicodeScalars.append(scalar) }
+        }
+        return result
+    }
+
+    static func breaksLine(_ scalar: Unicode.Scalar) -> Bool {
+        scalar.properties.generalCategory == .control || scalar.value == 0x2028 || scalar.value == 0x2029
+    }
 }

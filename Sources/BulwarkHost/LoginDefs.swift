@@ -78,7 +78,9 @@ struct LoginDefsDriver: ResourceDriver {
             if let line = entries[change.property]?.line {
                 let raw = file.lines[line]
                 let content = LineFile.content(raw)
-                let keyEnd = content.firstIndex(where: { $0 == " " || $0 == "\t" }) ?? content.endIndex
+                // The key may be indented: keep the indent and the key, replace only the value.
+                let keyStart = content.firstIndex(where: { $0 != " " && $0 != "\t" }) ?? content.endIndex
+                let keyEnd = content[keyStart...].firstIndex(where: { $0 == " " || $0 == "\t" }) ?? content.endIndex
                 let valueStart = content[keyEnd...].firstIndex(where: { $0 != " " && $0 != "\t" }) ?? content.endIndex
                 file.lines[line] = Substring("\(content[..<valueStart])\(change.desired)\(LineFile.ending(raw))")
             } else {
