@@ -544,6 +544,8 @@ actor Daemon: DaemonControl {
             var adapter: String
             var resources: Int
         }
+        /// `JSONSchema.version` (docs/schemas/status.schema.json).
+        var schemaVersion = 1
         var revision: String?
         /// A cycle is running or waiting to run.
         var busy: Bool
@@ -575,7 +577,7 @@ actor Daemon: DaemonControl {
         }
         return Status(
             revision: head?.hex, busy: working || pendingSource || pendingAll || !pendingBindings.isEmpty, cycles: cycles, ready: ready, readiness: reason, sourceError: sourceError,
-            lastCycleAt: lastCycle.map { Timestamp.format($0.at) }, lastCycleSeconds: lastCycle?.seconds, lastCycleError: lastCycle?.error,
+            lastCycleAt: lastCycle.map { Timestamp.format($0.at) }, lastCycleSeconds: lastCycle.map { RemediationReport.seconds($0.seconds) }, lastCycleError: lastCycle?.error,
             targets: targets, openDrift: openItems,
             recent: recent.reversed().prefix(30).map { r in
                 Status.Recent(id: r.record.id, target: r.record.target, resource: r.record.resource, decision: r.record.decision.rawValue,

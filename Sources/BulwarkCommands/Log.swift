@@ -100,7 +100,7 @@ extension Bulwark {
         static func mttr(_ trailers: [String: String]) -> Double? {
             guard let detected = trailers["Bulwark-Detected-At"].flatMap(Timestamp.parse),
                   let verified = trailers["Bulwark-Verified-At"].flatMap(Timestamp.parse) else { return nil }
-            return verified.timeIntervalSince(detected)
+            return RemediationReport.seconds(verified.timeIntervalSince(detected))
         }
     }
 }
