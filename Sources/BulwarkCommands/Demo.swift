@@ -67,7 +67,8 @@ extension Bulwark {
             console.print(console.paint("== git log bulwark/audit (origin)", .bold))
             let history = try seed.resolve("refs/heads/bulwark/audit").map { try seed.history(from: $0) } ?? []
             var times: [Double] = []
-            for entry in history.reversed() {
+            // Newest first, as `git log` shows it.
+            for entry in history {
                 var trailers: [String: String] = [:]
                 for t in entry.trailers { trailers[t.key] = t.value }
                 let mttr = Log.mttr(trailers)
