@@ -4,9 +4,10 @@ internal import Foundation
 /// The AWS adapter: security group ingress, S3 public access blocks, IAM access keys and EBS
 /// default encryption, over the AWS APIs with SigV4.
 ///
-/// Targets: `spec: {adapter: aws, region: eu-west-1, endpoint: optional URL, profile: optional}`.
-/// Credentials come from the standard environment variables or the shared credentials file,
-/// never from the policy repository, and are never logged or recorded.
+/// Targets: `spec: {adapter: aws, region: eu-west-1, endpoint: optional URL, profile: optional,
+/// roleArn: optional, externalId: optional, account: optional}`. Credentials come from where the
+/// AWS SDKs look (``AWSCredentialChain``), never from the policy repository, and are never logged
+/// or recorded; `roleArn` is assumed with them.
 public enum AWSAdapter {
     public static let name = "aws"
 
@@ -26,7 +27,7 @@ public enum AWSAdapter {
     }
 
     @Sendable static func parseTarget(_ spec: SpecReader) -> [String: String]? {
-        spec.allowOnly(["adapter", "region", "endpoint", "profile", "account"])
+        spec.allowOnly(["adapter", "region", "endpoint", "profile", "roleArn", "externalId", "account"])
         guard let reader = spec.field("region", required: true), let region = reader.string() else { return nil }
         guard !region.isEmpty, region.allSatisfy({ $0.isLowercase || $0.isNumber || $0 == "-" }) else {
             reader.fail("expected a region such as eu-west-1, got '\(region)'")
@@ -41,7 +42,30 @@ public enum AWSAdapter {
             }
             settings["endpoint"] = endpoint.hasSuffix("/") ? String(endpoint.dropLast()) : endpoint
         }
-        if let profile = spec.field("profile")?.string() { settings["profile"] = profile }
+        if let reader = spec.field("profile"), let profile = reader.string() {
+            guard !profile.isEmpty, profile.count <= 128, profile.allSatisfy({ !$0.isNewline && !"[]".contains($0) }) else {
+                reader.fail("expected the name of a profile in ~/.aws/config or ~/.aws/credentials, got '\(profile)'")
+                return nil
+            }
+            settings["profile"] = profile
+        }
+        if let reader = spec.field("roleArn"), let role = reader.string() {
+            let parts = role.split(separator: ":", maxSplits: 5, omittingEmptySubsequences: false)
+            guard parts.count == 6, parts[0] == "arn", parts[1].hasPrefix("aws"), parts[2] == "iam", parts[3].isEmpty,
+                  parts[4].count == 12, parts[4].allSatisfy(\.isNumber), parts[5].hasPrefix("role/"), parts[5].count > 5,
+                  role.allSatisfy({ $0.isASCII && !$0.isWhitespace }) else {
+                reader.fail("expected a role ARN such as arn:aws:iam::123456789012:role/bulwark, got '\(role)'")
+                return nil
+            }
+            settings["roleArn"] = role
+        }
+        if let reader = spec.field("externalId"), let external = reader.string() {
+            guard (2...1224).contains(external.count), external.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "+=,.@:/-_".contains($0)) }) else {
+                reader.fail("expected 2 to 1224 letters, digits or +=,.@:/-_ (STS's rule for ExternalId)")
+                return nil
+            }
+            settings["externalId"] = external
+        }
         if let reader = spec.field("account"), let account = reader.string() {
             guard account.count == 12, account.allSatisfy(\.isNumber) else {
                 reader.fail("expected a 12-digit account id, got '\(account)'")
@@ -52,8 +76,15 @@ public enum AWSAdapter {
         return settings
     }
 
-    static func client(_ target: Target) throws(AWSError) -> AWSClient {
-        let credentials = try CredentialSource.load(profile: target.settings["profile"])
+    /// The target's credential chain: its profile, role and endpoint over the process environment.
+    static func credentialChain(_ target: Target, environment: [String: String] = ProcessInfo.processInfo.environment) -> AWSCredentialChain {
+        AWSCredentialChain(environment: environment, profile: target.settings["profile"], roleArn: target.settings["roleArn"],
+                           externalID: target.settings["externalId"], region: target.settings["region"] ?? "us-east-1",
+                           endpoint: target.settings["endpoint"])
+    }
+
+    static func client(_ target: Target) async throws(AWSError) -> AWSClient {
+        let credentials = try await credentialChain(target).resolve()
         return AWSClient(region: target.settings["region"] ?? "us-east-1", endpoint: target.settings["endpoint"], credentials: credentials)
     }
 

@@ -11,16 +11,20 @@ public struct AWSError: Error, Sendable, CustomStringConvertible {
     public var message: String
     public var status: Int?
     public var operation: String?
+    /// For a failure to get credentials: the source in the chain that failed.
+    public var source: AWSCredentialSource?
 
-    public init(code: String, message: String, status: Int? = nil, operation: String? = nil) {
+    public init(code: String, message: String, status: Int? = nil, operation: String? = nil, source: AWSCredentialSource? = nil) {
         self.code = code
         self.message = message
         self.status = status
         self.operation = operation
+        self.source = source
     }
 
     public var description: String {
-        (operation.map { "\($0): " } ?? "") + "\(code): \(message)" + (status.map { " (HTTP \($0))" } ?? "")
+        (source.map { "AWS credentials from \($0): " } ?? "") + (operation.map { "\($0): " } ?? "") + "\(code): \(message)"
+            + (status.map { " (HTTP \($0))" } ?? "")
     }
 
     /// Throttling and server-side failures are worth another try; other 4xx answers are not, and
@@ -62,7 +66,8 @@ struct AWSClient: Sendable {
     var region: String
     /// `scheme://host[:port]` that every service is sent to (moto, LocalStack, a VPC endpoint).
     var endpoint: String?
-    var credentials: AWSCredentials
+    /// Nil only for the one unsigned call, STS AssumeRoleWithWebIdentity.
+    var credentials: AWSCredentials?
     var attempts = 4
     var baseDelay: Duration = .milliseconds(200)
     var timeout: TimeAmount = .seconds(30)
@@ -123,13 +128,14 @@ struct AWSClient: Sendable {
         headers: [String: String], body: [UInt8], allowNotFound: Bool = false
     ) async throws(AWSError) -> (status: Int, xml: XMLElement?) {
         let (scheme, host) = location(service, account: headers["x-amz-account-id"])
-        let signer = SigV4(credentials: credentials, region: service == .iam ? "us-east-1" : region, service: service.signingName)
+        let signer = credentials.map { SigV4(credentials: $0, region: service == .iam ? "us-east-1" : region, service: service.signingName) }
         let queryText = query.map { "\(SigV4.encode($0.0))=\(SigV4.encode($0.1))" }.joined(separator: "&")
         let url = "\(scheme)://\(host)\(path)" + (queryText.isEmpty ? "" : "?\(queryText)")
         var attempt = 0
         while true {
             attempt += 1
-            let signed = signer.sign(method: method, host: host, path: path, query: query, headers: headers, body: body)
+            let signed = signer?.sign(method: method, host: host, path: path, query: query, headers: headers, body: body)
+                ?? headers.merging(["host": host]) { $1 }
             var request = HTTPClientRequest(url: url)
             request.method = HTTPMethod(rawValue: method)
             for (name, value) in signed.sorted(by: { $0.key < $1.key }) {

@@ -75,7 +75,7 @@ struct SecurityGroupDriver: ResourceDriver {
 
     func observe(_ resource: Resource, on target: Target) async throws -> Observation {
         guard let scope = Scope(resource.spec.subject) else { throw AWSError(code: "Internal", message: "unreadable scope") }
-        let client = try AWSAdapter.client(target)
+        let client = try await AWSAdapter.client(target)
         var values: [String: String?] = [:]
         for group in try await Self.groups(client) where scope.groups.map({ $0.contains(group.id) || $0.contains(group.name) }) ?? true {
             let offending = group.rules.filter { rule in
@@ -89,7 +89,7 @@ struct SecurityGroupDriver: ResourceDriver {
     }
 
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
-        let client = try AWSAdapter.client(target)
+        let client = try await AWSAdapter.client(target)
         for change in changes where change.property.hasPrefix("ingress:") && change.desired == Self.none {
             let group = String(change.property.dropFirst("ingress:".count))
             let rules = (change.observed ?? Self.none) == Self.none ? [] : (change.observed ?? "").components(separatedBy: "; ").compactMap(Rule.init)
@@ -247,7 +247,7 @@ struct PublicAccessBlockDriver: ResourceDriver {
     }
 
     func observe(_ resource: Resource, on target: Target) async throws -> Observation {
-        let client = try AWSAdapter.client(target)
+        let client = try await AWSAdapter.client(target)
         var values: [String: String?] = [:]
         let names = Set(resource.spec.properties.map(\.name))
         if names.contains("account") {
@@ -274,7 +274,7 @@ struct PublicAccessBlockDriver: ResourceDriver {
     }
 
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
-        let client = try AWSAdapter.client(target)
+        let client = try await AWSAdapter.client(target)
         for change in changes {
             if change.property == "account" {
                 let account = try await AWSAdapter.account(target, client)
@@ -324,7 +324,7 @@ struct AccessKeyDriver: ResourceDriver {
             let pair = part.split(separator: "=")
             if pair.count == 2, let days = Int(pair[1]) { limits[String(pair[0])] = days }
         }
-        let client = try AWSAdapter.client(target)
+        let client = try await AWSAdapter.client(target)
         let wanted = resource.spec.properties.map { String($0.name.dropFirst("key:".count).dropLast()) }
         let users: [String]
         if wanted == [""] {
@@ -365,7 +365,7 @@ struct AccessKeyDriver: ResourceDriver {
     }
 
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
-        let client = try AWSAdapter.client(target)
+        let client = try await AWSAdapter.client(target)
         for change in changes where change.desired == Self.compliant && change.property.hasPrefix("key:") {
             let path = change.property.dropFirst("key:".count)
             guard let slash = path.lastIndex(of: "/") else { continue }

@@ -44,6 +44,7 @@ extension Bulwark {
 
 /// The outcome of one pass, for people and scripts.
 struct ApplyRun: Encodable {
+    var schemaVersion = JSONSchema.version
     var revision: String
     var records: [AuditRecord]
     var commits: [String: String]

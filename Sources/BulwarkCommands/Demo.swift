@@ -81,7 +81,8 @@ extension Bulwark {
             console.print(console.paint("== git log bulwark/audit (origin)", .bold))
             let history = try seed.resolve("refs/heads/bulwark/audit").map { try seed.history(from: $0) } ?? []
             var times: [Double] = []
-            for entry in history.reversed() {
+            // Newest first, as `git log` shows it.
+            for entry in history {
                 let record = entry.recorded
                 let mttr = record.flatMap(Log.mttr)
                 if let mttr { times.append(mttr * 1000) }

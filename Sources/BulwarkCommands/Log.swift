@@ -99,7 +99,7 @@ extension Bulwark {
         /// Detection to verified fix, in seconds.
         static func mttr(_ record: RecordedDecision) -> Double? {
             guard let detected = record.detectedAt, let verified = record.verifiedAt else { return nil }
-            return verified.timeIntervalSince(detected)
+            return RemediationReport.seconds(verified.timeIntervalSince(detected))
         }
     }
 }

@@ -124,7 +124,8 @@ struct PlanReport: Encodable {
         for error in errors { console.error(error) }
         let properties = drift.reduce(0) { $0 + $1.changes.count }
         console.print(drift.isEmpty && errors.isEmpty
-                      ? console.paint("In sync: \(inSync) resources.", .green)
-                      : "Drift: \(drift.count) resources (\(properties) properties). In sync: \(inSync). Errors: \(errors.count).")
+                      ? console.paint("In sync: \(inSync) resource\(inSync == 1 ? "" : "s").", .green)
+                      : "Drift: \(drift.count) resource\(drift.count == 1 ? "" : "s") (\(properties) propert\(properties == 1 ? "y" : "ies")). "
+                        + "In sync: \(inSync). Errors: \(errors.count).")
     }
 }

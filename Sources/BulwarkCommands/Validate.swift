@@ -7,7 +7,7 @@ extension Bulwark {
     struct Validate: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Check the manifests of a policy repository's working tree (for its CI or a pre-commit hook).",
-            discussion: "Reads desired-state/ and controllers/ under PATH. Exit codes: 0 valid (warnings are printed), 1 invalid, with every error listed (at most 20 per file and 100 in all, then a count of the rest).")
+            discussion: "Reads desired-state/, controllers/, waivers/ and approvals/ under PATH. Exit codes: 0 valid (warnings are printed), 1 invalid, with every error listed (at most 20 per file and 100 in all, then a count of the rest).")
 
         @Argument(help: "The policy repository's folder.")
         var path: String = "."
@@ -56,8 +56,9 @@ extension Bulwark {
                                         warnings: state.warnings.prefix(ValidationFailure.maxShown).map(Result.Problem.init)))
                 case .text:
                     console.warn(state.warnings)
-                    console.print("valid: \(state.resources.count) resources, \(state.targets.count) targets, "
-                                  + "\(state.controllers.count) controllers, \(state.bindings.count) bindings")
+                    func count(_ n: Int, _ noun: String) -> String { "\(n) \(noun)\(n == 1 ? "" : "s")" }
+                    console.print("valid: \(count(state.resources.count, "resource")), \(count(state.targets.count, "target")), "
+                                  + "\(count(state.controllers.count, "controller")), \(count(state.bindings.count, "binding"))")
                 }
             } catch {
                 switch output.output {

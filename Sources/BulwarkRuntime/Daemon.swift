@@ -550,6 +550,8 @@ package actor Daemon: DaemonControl {
             package var adapter: String
             package var resources: Int
         }
+        /// `JSONSchema.version` (docs/schemas/status.schema.json).
+        package var schemaVersion = 1
         package var revision: String?
         /// A cycle is running or waiting to run.
         package var busy: Bool
@@ -581,7 +583,7 @@ package actor Daemon: DaemonControl {
         }
         return Status(
             revision: head?.hex, busy: working || pendingSource || pendingAll || !pendingBindings.isEmpty, cycles: cycles, ready: ready, readiness: reason, sourceError: sourceError,
-            lastCycleAt: lastCycle.map { Timestamp.format($0.at) }, lastCycleSeconds: lastCycle?.seconds, lastCycleError: lastCycle?.error,
+            lastCycleAt: lastCycle.map { Timestamp.format($0.at) }, lastCycleSeconds: lastCycle.map { RemediationReport.seconds($0.seconds) }, lastCycleError: lastCycle?.error,
             targets: targets, openDrift: openItems,
             recent: recent.reversed().prefix(30).map { r in
                 Status.Recent(id: r.record.id, target: r.record.target, resource: r.record.resource, decision: r.record.decision.rawValue,

@@ -44,7 +44,7 @@ package struct RemediationReport: Encodable {
         package var maxSeconds: Double?
 
         package init(_ durations: [Double]) {
-            let sorted = durations.sorted()
+            let sorted = durations.map(RemediationReport.seconds).sorted()
             fixes = sorted.count
             func rank(_ p: Double) -> Double? {
                 sorted.isEmpty ? nil : sorted[min(sorted.count - 1, max(0, Int((p * Double(sorted.count)).rounded(.up)) - 1))]
@@ -111,11 +111,15 @@ package struct RemediationReport: Encodable {
         open = openSince.compactMap { key, start -> OpenItem? in
             guard let entry = last[key] else { return nil }
             return OpenItem(target: entry.target, resource: entry.resource, severity: entry.severity, decision: entry.decision,
-                            result: entry.result, openSince: start, ageSeconds: now.timeIntervalSince(start))
+                            result: entry.result, openSince: start, ageSeconds: Self.seconds(now.timeIntervalSince(start)))
         }
         .sorted { ($0.severity, $0.ageSeconds) > ($1.severity, $1.ageSeconds) }
         .prefix(top).map { $0 }
     }
+
+    /// Seconds as JSON shows them: to the millisecond, so 2.216 and not 2.215999960899353 (times
+    /// are stored to the millisecond; their difference in `Double` is not).
+    package static func seconds(_ value: Double) -> Double { (value * 1000).rounded() / 1000 }
 
     package static func duration(_ seconds: Double?) -> String {
         guard let seconds else { return "-" }

@@ -157,7 +157,7 @@ struct AWSTests {
             let member = try #require(XMLElement.parse(Array("""
                 <member><AccessKeyId>\(keys[0])</AccessKeyId><Status>Active</Status><CreateDate>\(old)</CreateDate></member>
                 """.utf8)))
-            let verdict = try await AccessKeyDriver.judge(member, id: keys[0], client: try AWSAdapter.client(target),
+            let verdict = try await AccessKeyDriver.judge(member, id: keys[0], client: try await AWSAdapter.client(target),
                                                           limits: ["maxAgeDays": 365], now: Date())
             #expect(verdict == "active, 400 days old (limit 365)")
 

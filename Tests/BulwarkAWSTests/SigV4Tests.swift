@@ -51,20 +51,4 @@ struct SigV4Tests {
         #expect(SigV4.encode("a b/c~d=é") == "a%20b%2Fc~d%3D%C3%A9")
         #expect(SigV4.encode("a/b", keepSlash: true) == "a/b")
     }
-
-    @Test func sharedCredentialsFileProfiles() throws {
-        let path = NSTemporaryDirectory() + "/bulwark-credentials-\(UUID().uuidString)"
-        try "[default]\naws_access_key_id = AKID1\naws_secret_access_key = s1\n\n[audit]\naws_access_key_id=AKID2\naws_secret_access_key=s2\naws_session_token = t2\n"
-            .write(toFile: path, atomically: true, encoding: .utf8)
-        defer { try? FileManager.default.removeItem(atPath: path) }
-        let env = ["AWS_SHARED_CREDENTIALS_FILE": path]
-        #expect(try CredentialSource.load(profile: nil, environment: env).accessKeyID == "AKID1")
-        let audit = try CredentialSource.load(profile: "audit", environment: env)
-        #expect(audit.accessKeyID == "AKID2" && audit.sessionToken == "t2")
-        #expect(throws: AWSError.self) { try CredentialSource.load(profile: "missing", environment: env) }
-        // The environment wins over the file.
-        let fromEnv = try CredentialSource.load(profile: nil, environment: env.merging(
-            ["AWS_ACCESS_KEY_ID": "AKID3", "AWS_SECRET_ACCESS_KEY": "s3"]) { $1 })
-        #expect(fromEnv.accessKeyID == "AKID3")
-    }
 }

@@ -133,7 +133,7 @@ import Testing
             #expect(demo.stdout.contains("Fixed and verified: 24."))
             // Every fix verified, and the one lockout in the demo's policy blocked, recorded once.
             #expect(demo.stdout.contains("Blocked: 1."))
-            #expect(demo.stdout.contains("Drift: 1 resources (1 properties). In sync: 27."))
+            #expect(demo.stdout.contains("Drift: 1 resource (1 property). In sync: 27."))
             #expect(demo.stdout.contains("blocked              block(UserAccount/demo-lock-admin): local shell /bin/bash -> /usr/sbin/nologin"))
             #expect(demo.stdout.contains("Blocked UserAccount/demo-lock-admin on local: admin is the last account in sudo"))
             #expect(try read(dir + "/demo/host/etc/passwd").contains("admin:x:1000:1000:Administrator,,,:/home/admin:/bin/bash"))

@@ -325,7 +325,18 @@ import Testing
             let clone = s.state + "/repository.git"
             let pushed = try git("--git-dir", clone, "rev-parse", "refs/remotes/origin/bulwark/audit")
                 .trimmingCharacters(in: .whitespacesAndNewlines)
-            let object = clone + "/objects/" + pushed.prefix(2) + "/" + pushed.dropFirst(2)
+            // The pushed head's object: loose, or (audit commits are written as one pack per
+            // flush) the pack that holds it, damaged whole.
+            let loose = clone + "/objects/" + pushed.prefix(2) + "/" + pushed.dropFirst(2)
+            var object = loose
+            if !FileManager.default.fileExists(atPath: loose) {
+                let folder = clone + "/objects/pack"
+                for index in try FileManager.default.contentsOfDirectory(atPath: folder) where index.hasSuffix(".idx") {
+                    let listed = try run("/bin/sh", ["-c", "git show-index < \"$1\"", "sh", folder + "/" + index])
+                    if listed.stdout.contains(pushed) { object = folder + "/" + index.dropLast(4) + ".pack" }
+                }
+            }
+            #expect(FileManager.default.fileExists(atPath: object), "the pushed head \(pushed) is in the clone")
             switch damage {
             case .staleReferenceLock:
                 let lock = clone + "/refs/heads/bulwark/audit.lock"
@@ -333,6 +344,7 @@ import Testing
                 try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: -60)], ofItemAtPath: lock)
             case .deletedObject:
                 try FileManager.default.removeItem(atPath: object)
+                if object.hasSuffix(".pack") { try FileManager.default.removeItem(atPath: object.dropLast(5) + ".idx") }
             case .truncatedObject:
                 let handle = try #require(FileHandle(forWritingAtPath: object))
                 try handle.truncate(atOffset: 7)
