@@ -1,5 +1,6 @@
 internal import Foundation
 internal import BulwarkCore
+internal import Synchronization
 
 // MARK: - A candidate configuration sshd itself reads
 
@@ -9,7 +10,9 @@ internal import BulwarkCore
 /// target root*. Without that, sshd would follow `Include /etc/ssh/sshd_config.d/*.conf` to the
 /// machine's own /etc, not the target's.
 ///
-/// sshd runs with a throwaway host key (`-h`), so the check needs none of the target's keys.
+/// sshd runs with a throwaway host key (`-h`, made once per process: `SSHDHostKey`), so the check
+/// needs none of the target's keys. `sshd -T` answers are reused within the process for the same
+/// candidate bytes, account and connection (`SSHDProbeCache`).
 /// As root, it runs as `nobody` (`setpriv`): an unprivileged sshd needs no privilege-separation
 /// folder (/run/sshd, absent where sshd never ran). The folder and its files stay root's, shared
 /// read-only with group 65534 (mode 0750/0640), so a process running as nobody can read the
@@ -24,19 +27,29 @@ struct SSHDProbe {
     let directory: String
     let main: String
     let hostKey: String
+    /// Everything sshd's answer depends on besides the command line: the sshd binary, the
+    /// machine's account files (sshd resolves `-C user=` and Match Group there), and the exact
+    /// candidate (each file's text and where its Includes point), length-prefixed.
+    let material: ProbeKey
 
     init(executable: String, config: SSHDConfigDriver.Config, root: HostRoot, driver: SSHDConfigDriver) throws {
         var template = Array((NSTemporaryDirectory() + "/bulwark-sshd-XXXXXX").utf8CString)
         guard mkdtemp(&template) != nil else { throw HostError("cannot create a temporary folder: \(errnoText())") }
         directory = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
         self.executable = executable
-        hostKey = directory + "/host_key"
         do {
+            hostKey = try SSHDHostKey.path()
+            var key = ProbeKey()
+            key.append(executable)
+            key.append(Self.identity(executable))
+            for file in ["/etc/passwd", "/etc/group"] {
+                let text: String? = (try? FileIO.readText(file)) ?? nil
+                key.append(text.map { "present " + $0 } ?? "missing")
+            }
             var names: [String: String] = [:]
             guard let first = config.order.first else { throw HostError("sshd configuration not found") }
-            main = try Self.copy(first, config: config, root: root, driver: driver, into: directory, names: &names, depth: 0)
-            let keygen = try Self.run("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "bulwark-guard", "-f", hostKey], in: directory)
-            guard keygen.status == 0 else { throw HostError("ssh-keygen failed: \(keygen.errors)") }
+            main = try Self.copy(first, config: config, root: root, driver: driver, into: directory, names: &names, depth: 0, key: &key)
+            material = key
             if geteuid() == 0 {
                 for name in try FileManager.default.contentsOfDirectory(atPath: directory) {
                     guard chown(directory + "/" + name, 0, Self.unprivileged.gid) == 0,
@@ -59,7 +72,7 @@ struct SSHDProbe {
     /// Writes the copy of `file` (and, first, of everything it includes); returns the copy's path.
     private static func copy(
         _ file: String, config: SSHDConfigDriver.Config, root: HostRoot, driver: SSHDConfigDriver, into directory: String,
-        names: inout [String: String], depth: Int
+        names: inout [String: String], depth: Int, key: inout ProbeKey
     ) throws -> String {
         if let done = names[file] { return done }
         guard depth < 8 else { throw HostError("Include nested more than 8 levels", path: file) }
@@ -72,6 +85,8 @@ struct SSHDProbe {
             guard let body = try FileIO.readText(file, in: root) else { throw HostError("included file vanished", path: file) }
             text = body
         }
+        key.append("file \(names.count - 1)")
+        key.append(Array(text.utf8))
         var lines = LineFile(text)
         var scratch = SSHDConfigDriver.Config()
         for (index, line) in lines.lines.enumerated() {
@@ -80,9 +95,10 @@ struct SSHDProbe {
             for pattern in parts.value.split(separator: " ") {
                 for included in try driver.expand(String(pattern), root: root, config: &scratch) {
                     copies.append(try copy(included, config: config, root: root, driver: driver, into: directory,
-                                           names: &names, depth: depth + 1))
+                                           names: &names, depth: depth + 1, key: &key))
                 }
             }
+            key.append("include at line \(index) of \(name.dropFirst(directory.count)): " + copies.map { String($0.dropFirst(directory.count)) }.joined(separator: " "))
             let ending = LineFile.ending(line)
             lines.lines[index] = copies.isEmpty
                 ? Substring("\(parts.indent)# bulwark: Include \(parts.value) matches no file in the target root\(ending)")
@@ -104,8 +120,14 @@ struct SSHDProbe {
 
     /// `sshd -T` for a connection by `user`: each keyword (lower-case) with its values, one per
     /// line sshd printed. Throws with sshd's message when it rejects the candidate.
+    /// The same candidate, account and connection within this process reuse sshd's earlier
+    /// answer (`SSHDProbeCache`); a rejection is never reused.
     func effective(user: String) throws -> [String: [String]] {
-        let result = try sshd(["-T", "-C", "user=\(user),host=bulwark-guard.invalid,addr=127.0.0.1"])
+        let arguments = ["-T", "-C", "user=\(user),host=bulwark-guard.invalid,addr=127.0.0.1"]
+        var key = material
+        key.append(arguments.joined(separator: "\u{0}"))
+        if let known = SSHDProbeCache.shared.lookup(key) { return known }
+        let result = try sshd(arguments)
         guard result.status == 0 else {
             throw HostError("sshd -T rejected the candidate configuration: \(result.errors)")
         }
@@ -115,11 +137,20 @@ struct SSHDProbe {
             guard let key = parts.first else { continue }
             settings[key.lowercased(), default: []].append(parts.count > 1 ? String(parts[1]) : "")
         }
+        SSHDProbeCache.shared.store(settings, for: key)
         return settings
+    }
+
+    /// Path, device, inode, size and modification time of a file: a replaced sshd is a new key.
+    static func identity(_ path: String) -> String {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return "missing" }
+        return "\(info.st_dev) \(info.st_ino) \(info.st_size) \(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec)"
     }
 
     private func sshd(_ arguments: [String]) throws -> (status: Int32, output: String, errors: String) {
         let full = arguments + ["-f", main, "-h", hostKey]
+        SSHDProbeCounter.current?.count()
         var result: (status: Int32, output: String, errors: String)
         if geteuid() == 0 {
             guard let setpriv = Self.setpriv else { throw HostError("setpriv is not installed; cannot run sshd unprivileged") }

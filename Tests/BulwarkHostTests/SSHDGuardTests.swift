@@ -193,4 +193,46 @@ import Testing
             #expect(try snapshot(root) == before)
         }
     }
+
+    @Test func anIdenticalProbeRunsSshdOnceAndAChangedByteProbesAgain() async throws {
+        try await withTemporaryDirectory { root in
+            // A marker no other test uses: the first judgement cannot reuse another test's answer.
+            let marker = "# probe-cache test \(UUID().uuidString)\n"
+            try host(root, [root0, alice], config: debian + marker)
+            try write(root + "/etc/ssh/sshd_config.d/10-keys.conf", "PubkeyAuthentication yes\n")
+            let lockout = resource("SSHDConfig", "s", "AllowUsers: nobody")
+            let counter = SSHDProbeCounter()
+            try await SSHDProbeCounter.$current.withValue(counter) {
+                let first = try await expectBlocked(root, lockout, reason: "no account could log in over SSH")
+                let probed = counter.sshdRuns
+                #expect(probed > 0)
+                // The same candidate, drop-ins and accounts again: sshd's answers are reused, the verdict is the same.
+                let second = try await expectBlocked(root, lockout, reason: "no account could log in over SSH")
+                #expect(counter.sshdRuns == probed)
+                #expect(second == first)
+
+                // One changed byte in a drop-in: probed again, and still blocked.
+                try write(root + "/etc/ssh/sshd_config.d/10-keys.conf", "PubkeyAuthentication yes \n")
+                _ = try await expectBlocked(root, lockout, reason: "no account could log in over SSH")
+                let afterDropIn = counter.sshdRuns
+                #expect(afterDropIn > probed)
+
+                // One changed byte in the main file: probed again, and still blocked.
+                try write(root + "/etc/ssh/sshd_config", debian + marker + " ")
+                _ = try await expectBlocked(root, lockout, reason: "no account could log in over SSH")
+                #expect(counter.sshdRuns > afterDropIn)
+
+                // A cached answer never decides for a drop-in that changes the outcome: keys off
+                // for everyone in the drop-in is seen, the change is still blocked, and the
+                // legitimate change still goes through once keys are back.
+                try write(root + "/etc/ssh/sshd_config.d/10-keys.conf", "PubkeyAuthentication no\nPasswordAuthentication no\n")
+                let keysOff = try await expectBlocked(root, resource("SSHDConfig", "s", "AllowUsers: alice"),
+                                                      reason: "no account could log in over SSH")
+                #expect(keysOff.contains("alice: no authentication method left"), "\(keysOff)")
+                try write(root + "/etc/ssh/sshd_config.d/10-keys.conf", "PubkeyAuthentication yes\n")
+                try await expectApplied(root, resource("SSHDConfig", "s", "AllowUsers: alice"))
+                #expect(try read(root + "/etc/ssh/sshd_config").contains("\nAllowUsers alice\n"))
+            }
+        }
+    }
 }

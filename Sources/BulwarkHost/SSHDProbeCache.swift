@@ -1,0 +1,112 @@
+internal import Foundation
+internal import BulwarkCore
+internal import Synchronization
+
+/// The exact input of one sshd probe as bytes, each field length-prefixed so that no two
+/// different inputs make the same key.
+struct ProbeKey: Hashable, Sendable {
+    private(set) var bytes: [UInt8] = []
+
+    mutating func append(_ field: [UInt8]) {
+        var length = UInt64(field.count).bigEndian
+        withUnsafeBytes(of: &length) { bytes.append(contentsOf: $0) }
+        bytes.append(contentsOf: field)
+    }
+
+    mutating func append(_ field: String) { append(Array(field.utf8)) }
+}
+
+/// `sshd -T` answers within this process, by the probe's exact input (`ProbeKey`: sshd binary,
+/// machine account files, every candidate byte and Include, account and connection). Only
+/// sshd's output is kept; the verdict is always judged afresh against the root's accounts and
+/// keys. Bounded: the oldest answers are dropped first.
+final class SSHDProbeCache: Sendable {
+    static let shared = SSHDProbeCache(limit: 512)
+
+    private struct Entries {
+        var answers: [ProbeKey: [String: [String]]] = [:]
+        var order: [ProbeKey] = []
+    }
+
+    private let limit: Int
+    private let entries = Mutex(Entries())
+
+    init(limit: Int) { self.limit = max(1, limit) }
+
+    func lookup(_ key: ProbeKey) -> [String: [String]]? {
+        entries.withLock { $0.answers[key] }
+    }
+
+    func store(_ answer: [String: [String]], for key: ProbeKey) {
+        entries.withLock { entries in
+            if entries.answers.updateValue(answer, forKey: key) == nil { entries.order.append(key) }
+            while entries.order.count > limit {
+                entries.answers[entries.order.removeFirst()] = nil
+            }
+        }
+    }
+}
+
+/// The throwaway host key sshd needs to start a probe, made once per process with
+/// `ssh-keygen` in a private folder (mode 0700; as root 0750 and the key 0640, owner root and
+/// group nobody, so the unprivileged sshd can read it and nobody else can), shared by all
+/// probes, removed at exit. A key that vanished (a temporary-folder cleaner) is made again.
+enum SSHDHostKey {
+    private static let folder = Mutex<String?>(nil)
+    private static let cleanup: Void = { atexit { SSHDHostKey.remove() } }()
+
+    static func path() throws -> String {
+        try folder.withLock { (folder: inout String?) throws -> String in
+            if let folder, FileManager.default.fileExists(atPath: folder + "/host_key") { return folder + "/host_key" }
+            if let stale = folder { try? FileManager.default.removeItem(atPath: stale) }
+            folder = nil
+            var template = Array((NSTemporaryDirectory() + "/bulwark-sshd-key-XXXXXX").utf8CString)
+            guard mkdtemp(&template) != nil else { throw HostError("cannot create a temporary folder: \(errnoText())") }
+            let directory = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            do {
+                let key = directory + "/host_key"
+                let keygen = try SSHDProbe.run("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "bulwark-guard", "-f", key],
+                                               in: directory)
+                guard keygen.status == 0 else { throw HostError("ssh-keygen failed: \(keygen.errors)") }
+                if geteuid() == 0 {
+                    for path in [key, key + ".pub"] {
+                        guard chown(path, 0, SSHDProbe.unprivileged.gid) == 0, chmod(path, 0o640) == 0 else {
+                            throw HostError("cannot share the probe host key with sshd: \(errnoText())", path: path)
+                        }
+                    }
+                    guard chown(directory, 0, SSHDProbe.unprivileged.gid) == 0, chmod(directory, 0o750) == 0 else {
+                        throw HostError("cannot share the probe host key folder with sshd: \(errnoText())", path: directory)
+                    }
+                }
+                _ = cleanup
+                folder = directory
+                return key
+            } catch {
+                try? FileManager.default.removeItem(atPath: directory)
+                throw error
+            }
+        }
+    }
+
+    /// At exit: removes the folder unless another thread is making it right now.
+    private static func remove() {
+        _ = folder.withLockIfAvailable { folder in
+            if let folder { try? FileManager.default.removeItem(atPath: folder) }
+        }
+    }
+}
+
+/// Counts the sshd processes the guard starts in the current task and its child tasks, for
+/// tests: `SSHDProbeCounter.$current.withValue(counter) { … }`.
+public final class SSHDProbeCounter: Sendable {
+    @TaskLocal public static var current: SSHDProbeCounter?
+
+    private let runs = Mutex(0)
+
+    public init() {}
+
+    /// sshd processes started so far (`sshd -t` and `sshd -T`).
+    public var sshdRuns: Int { runs.withLock { $0 } }
+
+    func count() { runs.withLock { $0 += 1 } }
+}
