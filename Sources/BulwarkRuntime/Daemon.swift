@@ -30,67 +30,67 @@ package actor Daemon: DaemonControl {
     package nonisolated let logger: Logger
     /// Monotonic time for every interval and wait, wall-clock time only for what records say.
     package nonisolated let clock: DaemonClock
-    private let repository: PolicyRepository
-    private var registry: Registry { options.registry }
-    private lazy var reconciler = Reconciler(registry: registry, clock: clock.wall)
-    private let meters: DaemonMetrics
+    let repository: PolicyRepository
+    var registry: Registry { options.registry }
+    lazy var reconciler = Reconciler(registry: registry, clock: clock.wall)
+    let meters: DaemonMetrics
     package nonisolated let watcher: FileWatcher?
 
     // Desired state: the last good revision.
-    private var state: DesiredState?
-    private var head: ObjectID?
-    private var sourceError: String?
+    var state: DesiredState?
+    var head: ObjectID?
+    var sourceError: String?
     /// Why the newest revision was refused, while the last good one stays in force.
-    private var refusal: String?
-    private var synced = false
+    var refusal: String?
+    var synced = false
     /// The managed resources findings can name, read by the HTTP server without the actor.
-    private let findings = Mutex(FindingIndex())
+    let findings = Mutex(FindingIndex())
 
     // Work waiting for the worker.
-    private var pendingSource = false
-    private var pendingAll = false
-    private var pendingBindings = Set<Binding>()
-    private var detections: [Binding: Date] = [:]
+    var pendingSource = false
+    var pendingAll = false
+    var pendingBindings = Set<Binding>()
+    var detections: [Binding: Date] = [:]
     /// When each resource was last observed in sync: a finding cannot date drift before it.
-    private var lastInSync: [Binding: Date] = [:]
+    var lastInSync: [Binding: Date] = [:]
     /// Limits over each controller's interval, across cycles.
-    private var budget = ChangeBudget()
+    var budget = ChangeBudget()
     /// The drift of a fix that failed, per resource: the same fix is not tried (and recorded)
     /// again until the drift, the revision or the daemon changes.
-    private var failedFixes: [Binding: String] = [:]
+    var failedFixes: [Binding: String] = [:]
     /// The drift open per resource, so that drift is counted once however often it is seen.
-    private var driftSeen: [Binding: String] = [:]
-    private var working = false
-    private var cycles = 0
+    var driftSeen: [Binding: String] = [:]
+    var working = false
+    var cycles = 0
     // Notifications: written to the outbox as records are committed, delivered by their own loop.
-    private var notifiers: [NotifierConfig] = []
-    private var outbox: Outbox?
-    private let notify: AsyncStream<Void>.Continuation
+    var notifiers: [NotifierConfig] = []
+    var outbox: Outbox?
+    let notify: AsyncStream<Void>.Continuation
     package nonisolated let notifications: AsyncStream<Void>
-    private let wake: AsyncStream<Void>.Continuation
+    let wake: AsyncStream<Void>.Continuation
     package nonisolated let wakeups: AsyncStream<Void>
 
     // Schedule (on the monotonic clock).
-    private var scheduler: Scheduler
-    private let startedAt: ContinuousClock.Instant
+    var scheduler: Scheduler
+    let startedAt: ContinuousClock.Instant
     /// Hands memory freed during a cycle back to the system (see `MemoryTrimmer`).
-    private var trimmer = MemoryTrimmer()
+    var trimmer = MemoryTrimmer()
 
     // What the status page shows.
-    private var lastCycle: (at: Date, seconds: Double, error: String?)?
-    private var open: [Binding: PlannedRemediation] = [:]
-    private var recent: [(record: AuditRecord, commit: String?)] = []
+    var lastCycle: (at: Date, seconds: Double, error: String?)?
+    var open: [Binding: PlannedRemediation] = [:]
+    var recent: [(record: AuditRecord, commit: String?)] = []
     /// Remediations of the last week, for MTTR on the status page.
-    private var history: [RemediationReport.Entry] = []
+    var history: [RemediationReport.Entry] = []
     /// Verified fixes within the longest flap period, for the flap breaker: read from the audit
     /// branch once per revision, then kept up to date from the daemon's own records.
-    private var fixes: FixHistory?
+    var fixes: FixHistory?
     /// Intent before action: every fix is announced here before it is made.
-    private let journal: FileJournal
+    let journal: FileJournal
     /// Whether the intents a killed process left open were resolved (before the first cycle).
-    private var recovered = false
+    var recovered = false
     /// Approvals as git proves them, and what weakened since the last applied revision.
-    private var provenance = Provenance()
+    var provenance = Provenance()
 
     package init(options: RuntimeOptions, settings: Settings, logger: Logger, registry: PrometheusCollectorRegistry,
                  clock: DaemonClock = .system) throws {
@@ -114,103 +114,10 @@ package actor Daemon: DaemonControl {
         (notifications, notify) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 
-    // MARK: - Triggers
-
-    package func requestSource() {
-        pendingSource = true
-        wake.yield()
-    }
-
-    package func request(_ bindings: Set<Binding>) {
-        guard !bindings.isEmpty else { return }
-        pendingBindings.formUnion(bindings)
-        wake.yield()
-    }
-
-    package func requestAll() {
-        pendingAll = true
-        wake.yield()
-    }
-
-    /// Called on every tick of the scheduler: polls the source and runs controllers that are due
-    /// (see `Scheduler`, on the monotonic clock). Returns how long the scheduler may sleep.
-    package func tick() -> Duration {
-        let due = scheduler.tick(at: clock.now(), intervals: state?.controllers.mapValues(\.interval) ?? [:])
-        if due.source { requestSource() }
-        if let state, !due.controllers.isEmpty {
-            request(Set(state.bindings.filter { due.controllers.contains($0.controller) }))
-        }
-        return due.sleep
-    }
-
-    /// A file changed: the resources whose drift it can hold are re-observed. `seenAt`, when the
-    /// watcher saw the first of these changes, is the detection time of any drift they hold, so
-    /// MTTR counts the debounce too.
-    package func fileChanged(_ paths: Set<String>, seenAt: Date = Date()) {
-        var hit = Set<Binding>()
-        for path in paths {
-            hit.formUnion(watchIndex.files[path] ?? [])
-            // A change inside a watched folder (or to the folder itself).
-            var folder = path
-            while !folder.isEmpty {
-                hit.formUnion(watchIndex.folders[folder] ?? [])
-                guard let slash = folder.lastIndex(of: "/") else { break }
-                folder = String(folder[..<slash])
-            }
-        }
-        if !hit.isEmpty {
-            logger.debug("watched file changed", metadata: ["paths": .string(paths.sorted().joined(separator: ",")),
-                                                            "resources": .stringConvertible(hit.count)])
-        }
-        for binding in hit { detections[binding] = min(detections[binding] ?? seenAt, seenAt) }
-        request(hit)
-    }
-
-    /// Which bindings each watched file and folder can drift, built once per revision.
-    private struct WatchIndex {
-        package var files: [String: Set<Binding>] = [:]
-        package var folders: [String: Set<Binding>] = [:]
-        package var paths: [String] { Array(files.keys) + folders.keys.map { $0 + "/" } }
-    }
-    private var watchIndex = WatchIndex()
-
-    private func index(_ state: DesiredState) -> WatchIndex {
-        var index = WatchIndex()
-        for binding in state.bindings {
-            guard let resource = state.resources[binding.resource], let target = state.targets[binding.target],
-                  let kind = registry.kinds[resource.id.kind] else { continue }
-            for path in kind.driver.watchedPaths(resource, on: target) {
-                if path.hasSuffix("/") {
-                    index.folders[String(path.dropLast()), default: []].insert(binding)
-                } else {
-                    index.files[path, default: []].insert(binding)
-                }
-            }
-        }
-        return index
-    }
-
-    private var changedPaths = Set<String>()
-    private var firstChangeAt: Date?
-
-    /// A watched path changed: after the debounce, everything that changed is one request.
-    package func noteChanged(_ path: String) {
-        changedPaths.insert(path)
-        guard firstChangeAt == nil else { return }
-        firstChangeAt = clock.wall()
-        Task {
-            try? await Task.sleep(for: settings.debounce)
-            await flushChanges()
-        }
-    }
-
-    private func flushChanges() {
-        let seenAt = firstChangeAt ?? clock.wall()
-        firstChangeAt = nil
-        let paths = changedPaths
-        changedPaths = []
-        fileChanged(paths, seenAt: seenAt)
-    }
+    // The watch index of the revision in force, and the changed paths waiting for the debounce.
+    var watchIndex = WatchIndex()
+    var changedPaths = Set<String>()
+    var firstChangeAt: Date?
 
     // MARK: - DaemonControl
 
@@ -269,106 +176,6 @@ package actor Daemon: DaemonControl {
         await cycle(only: all ? nil : bindings)
     }
 
-    /// Fetches and loads the head revision; returns whether a new good revision is in force. An
-    /// invalid revision is refused and reported; the last good one stays.
-    private func sync() async -> Bool {
-        defer { scheduler.sourceChecked(at: clock.now()) }
-        if !synced {
-            for repair in await repository.repairs { logger.warning("state directory repaired", metadata: ["repair": .string(repair)]) }
-        }
-        // Polling asks where the branches are first, and fetches only when one moved.
-        if synced, sourceError == nil, !(await repository.remoteMoved()) { return false }
-        do {
-            let (newHead, stale) = try await repository.sync()
-            if let stale { logger.warning("source", metadata: ["problem": .string(stale)]) }
-            let tampering = await repository.takeTampering()
-            for problem in tampering {
-                logger.error("the audit branch on the origin was tampered with", metadata: ["problem": .string(problem)])
-                meters.auditTampered()
-            }
-            // The record of it, and the records the origin lost, go out now rather than after the next cycle.
-            if !tampering.isEmpty, case .keptLocally(_, let reason) = try await repository.publish() {
-                logger.warning("the record of the tampering is kept locally; pushed on the next cycle", metadata: ["reason": .string(reason)])
-            }
-            synced = true
-            guard newHead != head else { return false }
-            let files = try await repository.files(at: newHead)
-            do {
-                if let verification = options.sourceVerification {
-                    let outcome = try await verification.verify(head: newHead, repository: repository, stateDirectory: options.stateDirectory)
-                    if let note = outcome.note { logger.warning("source", metadata: ["signatures": .string(note)]) }
-                }
-                    var loaded = try DesiredStateLoader(registry: registry).load(files, revision: newHead.hex)
-                for warning in loaded.warnings { logger.warning("manifest", metadata: ["warning": .string(warning.description)]) }
-                let provenance = await Provenance.establish(&loaded, head: newHead, repository: repository, registry: registry,
-                                                            stateDirectory: options.stateDirectory,
-                                                            verification: options.sourceVerification)
-                await provenance.recordRefusals(head: newHead, in: repository, console: Console())
-                // Intents a killed process left open are resolved and recorded before anything acts.
-                if !recovered {
-                    do {
-                        for entry in try await reconciler.recover(journal: journal, state: loaded, audit: repository) {
-                            logger.warning("recorded an interrupted fix of an earlier run",
-                                           metadata: ["target": .string(entry.record.target), "resource": .string(entry.record.resource),
-                                                      "result": .string(entry.record.result?.rawValue ?? "-")])
-                        }
-                        recovered = true
-                    } catch {
-                        sourceError = "cannot resolve the open intents in \(options.stateDirectory)/intents.log: \(error); nothing is changed until it can"
-                        logger.error("open intents cannot be resolved; nothing is changed", metadata: ["error": .string("\(error)")])
-                        return false
-                    }
-                }
-                self.provenance = provenance
-                meters.revision(newHead.hex, state: loaded)
-                state = loaded
-                head = newHead
-                fixes = nil
-                sourceError = nil
-                refusal = nil
-                failedFixes = [:]
-                findings.withLock { $0 = FindingIndex(bindings: loaded.bindings) }
-                notifiers = loaded.notifiers
-                do {
-                    outbox = notifiers.isEmpty ? nil : try Outbox(stateDirectory: options.stateDirectory, notifiers: notifiers)
-                } catch {
-                    outbox = nil
-                    logger.error("notifications disabled: the outbox cannot be created", metadata: ["error": .string("\(error)")])
-                }
-                scheduler.restart()
-                watchIndex = index(loaded)
-                watcher?.watch(watchIndex.paths)
-                logger.info("revision in force", metadata: ["revision": .string(newHead.short),
-                                                            "bindings": .stringConvertible(loaded.bindings.count),
-                                                            "watchedFolders": .stringConvertible(watcher?.watchedFolders ?? 0)])
-                if history.isEmpty { await loadHistory() }
-                return true
-            } catch {
-                sourceError = "revision \(newHead.short) refused: \(error)"
-                refusal = "revision \(newHead.short) refused: \(error)"
-                let errors = (error as? ValidationFailure)?.errors.map(\.description)
-                    ?? (error as? SourceVerification.Refusal)?.problems ?? ["\(error)"]
-                await RevisionRefusal.record(of: newHead, errors: errors, in: repository, console: Console())
-                logger.error("revision refused; the last good revision stays in force",
-                             metadata: ["revision": .string(newHead.short), "errors": .string("\(error)")])
-                return false
-            }
-        } catch {
-            sourceError = "\(error)"
-            logger.error("source sync failed", metadata: ["error": .string("\(error)")])
-            return false
-        }
-    }
-
-    private func loadHistory() async {
-        guard let commits = try? await repository.auditHistory(limit: 10_000) else { return }
-        history = commits.reversed().compactMap(RemediationReport.Entry.init)
-        // A restart does not renew the controllers' budgets: fixes of the last interval count.
-        for entry in history where entry.decision == .applied {
-            budget.record(controller: entry.controller, target: entry.target, at: clock.instant(ofWall: entry.verifiedAt ?? entry.detectedAt))
-        }
-    }
-
     /// What a drift is, for telling the same drift from a new one.
     package static func fingerprint(_ changes: [PropertyDrift]) -> String {
         changes.map { "\($0.property)=\($0.observed ?? "\u{0}")>\($0.desired)" }.sorted().joined(separator: "\u{1}")
@@ -385,7 +192,7 @@ package actor Daemon: DaemonControl {
         }
     }
 
-    private func cycle(only: Set<Binding>?) async {
+    func cycle(only: Set<Binding>?) async {
         guard var cycleState = state else { return }
         if let only { cycleState.bindings = cycleState.bindings.filter { only.contains($0) } }
         let started = clock.wall()
@@ -493,7 +300,7 @@ package actor Daemon: DaemonControl {
     /// Carries out a cycle's plan through the core, logging each decision and writing the
     /// notifications its committed records call for to the outbox (delivered by their own loop,
     /// so a slow receiver never holds up a cycle). The daemon's only call to `Reconciler.apply`.
-    private func apply(_ plan: Plan, state cycleState: DesiredState) async -> CycleOutcome {
+    func apply(_ plan: Plan, state cycleState: DesiredState) async -> CycleOutcome {
         let logger = self.logger
         let (outbox, notifiers, notify) = (self.outbox, self.notifiers, self.notify)
         return await reconciler.apply(plan, state: cycleState, audit: repository, journal: journal) { entry in
@@ -519,88 +326,4 @@ package actor Daemon: DaemonControl {
         notify.finish()
     }
 
-    // MARK: - Status
-
-    package func statusJSON() -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        return Array((try? encoder.encode(status())) ?? Data("{}".utf8))
-    }
-
-    package struct Status: Encodable {
-        package struct Item: Encodable {
-            package var target: String
-            package var resource: String
-            package var severity: String
-            package var decision: String
-            package var properties: [String]
-        }
-        package struct Recent: Encodable {
-            package var id: String
-            package var target: String
-            package var resource: String
-            package var decision: String
-            package var result: String?
-            package var commit: String?
-            package var detectedAt: String
-            package var verifiedAt: String?
-        }
-        package struct TargetInfo: Encodable {
-            package var name: String
-            package var adapter: String
-            package var resources: Int
-        }
-        /// `JSONSchema.version` (docs/schemas/status.schema.json).
-        package var schemaVersion = 1
-        package var revision: String?
-        /// A cycle is running or waiting to run.
-        package var busy: Bool
-        /// Cycles run since the start.
-        package var cycles: Int
-        package var ready: Bool
-        package var readiness: String
-        package var sourceError: String?
-        package var lastCycleAt: String?
-        package var lastCycleSeconds: Double?
-        package var lastCycleError: String?
-        package var targets: [TargetInfo]
-        package var openDrift: [Item]
-        package var recent: [Recent]
-        package var mttrLastDay: RemediationReport.Summary
-        package var mttrLastWeek: RemediationReport.Summary
-    }
-
-    package func status(now: Date = Date()) -> Status {
-        let (ready, reason) = readiness()
-        var bound: [String: Int] = [:]
-        for binding in state?.bindings ?? [] { bound[binding.target, default: 0] += 1 }
-        let targets = (state?.targets.values.sorted { $0.name < $1.name } ?? []).map { target in
-            Status.TargetInfo(name: target.name, adapter: target.adapter, resources: bound[target.name] ?? 0)
-        }
-        let openItems = open.values.sorted { ($0.risk, $1.binding) > ($1.risk, $0.binding) }.map {
-            Status.Item(target: $0.binding.target, resource: $0.binding.resource.description, severity: $0.severity.rawValue,
-                        decision: $0.decision.rawValue, properties: $0.changes.map { "\($0.property): \($0.shownObserved) -> \($0.shownDesired)" })
-        }
-        return Status(
-            revision: head?.hex, busy: working || pendingSource || pendingAll || !pendingBindings.isEmpty, cycles: cycles, ready: ready, readiness: reason, sourceError: sourceError,
-            lastCycleAt: lastCycle.map { Timestamp.format($0.at) }, lastCycleSeconds: lastCycle.map { RemediationReport.seconds($0.seconds) }, lastCycleError: lastCycle?.error,
-            targets: targets, openDrift: openItems,
-            recent: recent.reversed().prefix(30).map { r in
-                Status.Recent(id: r.record.id, target: r.record.target, resource: r.record.resource, decision: r.record.decision.rawValue,
-                              result: r.record.result?.rawValue, commit: r.commit, detectedAt: r.record.detectedAt, verifiedAt: r.record.verifiedAt)
-            },
-            mttrLastDay: RemediationReport(entries: history, since: now.addingTimeInterval(-86400), now: now, top: 0).mttr,
-            mttrLastWeek: RemediationReport(entries: history, since: now.addingTimeInterval(-7 * 86400), now: now, top: 0).mttr)
-    }
-
-    package func statusPage() -> String { StatusPage.render(status(), repository: options.displayURL) }
-}
-
-extension RemediationReport.Entry {
-    package init?(_ record: AuditRecord) {
-        guard let detected = Timestamp.parse(record.detectedAt) else { return nil }
-        self.init(target: record.target, resource: record.resource, controller: record.controller, severity: record.severity,
-                  decision: record.decision, result: record.result, detectedAt: detected,
-                  verifiedAt: record.verifiedAt.flatMap(Timestamp.parse))
-    }
 }

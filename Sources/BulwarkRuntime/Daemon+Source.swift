@@ -1,0 +1,112 @@
+package import BulwarkCore
+package import BulwarkGit
+package import BulwarkServer
+package import Foundation
+package import Logging
+package import Metrics
+package import Prometheus
+package import Synchronization
+
+/// The revision in force: fetched, verified, loaded and bound; a refused one is recorded and the
+/// last good one stays. The audit history the status page and the budget start from.
+extension Daemon {
+    /// Fetches and loads the head revision; returns whether a new good revision is in force. An
+    /// invalid revision is refused and reported; the last good one stays.
+    func sync() async -> Bool {
+        defer { scheduler.sourceChecked(at: clock.now()) }
+        if !synced {
+            for repair in await repository.repairs { logger.warning("state directory repaired", metadata: ["repair": .string(repair)]) }
+        }
+        // Polling asks where the branches are first, and fetches only when one moved.
+        if synced, sourceError == nil, !(await repository.remoteMoved()) { return false }
+        do {
+            let (newHead, stale) = try await repository.sync()
+            if let stale { logger.warning("source", metadata: ["problem": .string(stale)]) }
+            let tampering = await repository.takeTampering()
+            for problem in tampering {
+                logger.error("the audit branch on the origin was tampered with", metadata: ["problem": .string(problem)])
+                meters.auditTampered()
+            }
+            // The record of it, and the records the origin lost, go out now rather than after the next cycle.
+            if !tampering.isEmpty, case .keptLocally(_, let reason) = try await repository.publish() {
+                logger.warning("the record of the tampering is kept locally; pushed on the next cycle", metadata: ["reason": .string(reason)])
+            }
+            synced = true
+            guard newHead != head else { return false }
+            let files = try await repository.files(at: newHead)
+            do {
+                if let verification = options.sourceVerification {
+                    let outcome = try await verification.verify(head: newHead, repository: repository, stateDirectory: options.stateDirectory)
+                    if let note = outcome.note { logger.warning("source", metadata: ["signatures": .string(note)]) }
+                }
+                    var loaded = try DesiredStateLoader(registry: registry).load(files, revision: newHead.hex)
+                for warning in loaded.warnings { logger.warning("manifest", metadata: ["warning": .string(warning.description)]) }
+                let provenance = await Provenance.establish(&loaded, head: newHead, repository: repository, registry: registry,
+                                                            stateDirectory: options.stateDirectory,
+                                                            verification: options.sourceVerification)
+                await provenance.recordRefusals(head: newHead, in: repository, console: Console())
+                // Intents a killed process left open are resolved and recorded before anything acts.
+                if !recovered {
+                    do {
+                        for entry in try await reconciler.recover(journal: journal, state: loaded, audit: repository) {
+                            logger.warning("recorded an interrupted fix of an earlier run",
+                                           metadata: ["target": .string(entry.record.target), "resource": .string(entry.record.resource),
+                                                      "result": .string(entry.record.result?.rawValue ?? "-")])
+                        }
+                        recovered = true
+                    } catch {
+                        sourceError = "cannot resolve the open intents in \(options.stateDirectory)/intents.log: \(error); nothing is changed until it can"
+                        logger.error("open intents cannot be resolved; nothing is changed", metadata: ["error": .string("\(error)")])
+                        return false
+                    }
+                }
+                self.provenance = provenance
+                meters.revision(newHead.hex, state: loaded)
+                state = loaded
+                head = newHead
+                fixes = nil
+                sourceError = nil
+                refusal = nil
+                failedFixes = [:]
+                findings.withLock { $0 = FindingIndex(bindings: loaded.bindings) }
+                notifiers = loaded.notifiers
+                do {
+                    outbox = notifiers.isEmpty ? nil : try Outbox(stateDirectory: options.stateDirectory, notifiers: notifiers)
+                } catch {
+                    outbox = nil
+                    logger.error("notifications disabled: the outbox cannot be created", metadata: ["error": .string("\(error)")])
+                }
+                scheduler.restart()
+                watchIndex = index(loaded)
+                watcher?.watch(watchIndex.paths)
+                logger.info("revision in force", metadata: ["revision": .string(newHead.short),
+                                                            "bindings": .stringConvertible(loaded.bindings.count),
+                                                            "watchedFolders": .stringConvertible(watcher?.watchedFolders ?? 0)])
+                if history.isEmpty { await loadHistory() }
+                return true
+            } catch {
+                sourceError = "revision \(newHead.short) refused: \(error)"
+                refusal = "revision \(newHead.short) refused: \(error)"
+                let errors = (error as? ValidationFailure)?.errors.map(\.description)
+                    ?? (error as? SourceVerification.Refusal)?.problems ?? ["\(error)"]
+                await RevisionRefusal.record(of: newHead, errors: errors, in: repository, console: Console())
+                logger.error("revision refused; the last good revision stays in force",
+                             metadata: ["revision": .string(newHead.short), "errors": .string("\(error)")])
+                return false
+            }
+        } catch {
+            sourceError = "\(error)"
+            logger.error("source sync failed", metadata: ["error": .string("\(error)")])
+            return false
+        }
+    }
+
+    func loadHistory() async {
+        guard let commits = try? await repository.auditHistory(limit: 10_000) else { return }
+        history = commits.reversed().compactMap(RemediationReport.Entry.init)
+        // A restart does not renew the controllers' budgets: fixes of the last interval count.
+        for entry in history where entry.decision == .applied {
+            budget.record(controller: entry.controller, target: entry.target, at: clock.instant(ofWall: entry.verifiedAt ?? entry.detectedAt))
+        }
+    }
+}
