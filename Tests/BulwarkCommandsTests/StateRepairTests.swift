@@ -10,8 +10,19 @@ import Testing
 @Suite struct StateRepairTests {
     static func id(_ n: Int) -> String { "01STATE" + String(repeating: "0", count: 19 - String(n).count) + String(n) }
 
+    /// Opens the clone. A repository the test dropped a moment ago releases its state lock when
+    /// the actor is deinitialized, which a job still finishing on another thread can delay under
+    /// load: the open is retried for up to 5 s while the lock is still held, never longer.
     static func open(_ dir: String, state: String? = nil) throws -> PolicyRepository {
-        try PolicyRepository(.init(url: dir + "/origin.git", stateDirectory: state ?? dir + "/state"))
+        var attempts = 0
+        while true {
+            do {
+                return try PolicyRepository(.init(url: dir + "/origin.git", stateDirectory: state ?? dir + "/state"))
+            } catch where "\(error)".contains("another bulwark process") && attempts < 100 {
+                attempts += 1
+                usleep(50_000)
+            }
+        }
     }
 
     static func originIDs(_ dir: String) throws -> [String] {
