@@ -212,7 +212,7 @@ enum FileIO {
         let display = root.full(components)
         let folder = try root.openFolderNoFollow(Array(components.dropLast()), create: createFolders,
                                                  creatingFrom: components.count - 2)
-        removeStaleTemporaries(in: folder)
+        removeStaleTemporaries(in: folder, whateverTheirAge: HostLock.isHeld(root))
         let current = try read(name, in: folder, display: display)
         if let current, current.bytes == bytes { return false }
         try check(current, expected, display)
@@ -325,13 +325,16 @@ enum FileIO {
     }
 
     /// Removes Bulwark's temporary files left in `folder` by a process that was killed between
-    /// creating and renaming one: regular files of that name last modified before this process
-    /// started (a live writer's temporary file is newer).
-    static func removeStaleTemporaries(in folder: Directory) {
+    /// creating and renaming one: regular files of that name. Holding the target's lock
+    /// (`whateverTheirAge`), every one is a leftover; without it, only those last modified before
+    /// this process started (a live writer's temporary file is newer). Age alone missed a
+    /// leftover of a process killed less than two seconds before this one started.
+    static func removeStaleTemporaries(in folder: Directory, whateverTheirAge: Bool = false) {
         for name in names(in: folder) where isTemporary(name) {
             var info = stat()
             guard fstatat(folder.fd, name, &info, AT_SYMLINK_NOFOLLOW) == 0,
-                  info.st_mode & FileType.mask == FileType.regular, info.st_mtim.tv_sec < processStart else { continue }
+                  info.st_mode & FileType.mask == FileType.regular,
+                  whateverTheirAge || info.st_mtim.tv_sec < processStart else { continue }
             unlinkat(folder.fd, name, 0)
         }
     }

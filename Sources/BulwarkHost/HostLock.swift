@@ -1,4 +1,5 @@
 internal import Foundation
+internal import Synchronization
 
 /// The per-target lock: `run/bulwark/host.lock` inside the target root, held with
 /// `flock(LOCK_EX | LOCK_NB)` for one apply, so that two Bulwarks (different state folders,
@@ -8,6 +9,14 @@ internal import Foundation
 final class HostLock {
     static let path = ["run", "bulwark", "host.lock"]
     private let fd: Int32
+    private let root: String
+
+    /// The roots whose lock this process holds. While it holds one, every temporary file of
+    /// Bulwark's naming in that root is a leftover of a killed writer (only the lock's holder
+    /// writes there, and it removes its own), whatever its age.
+    private static let held = Mutex<Set<String>>([])
+
+    static func isHeld(_ root: HostRoot) -> Bool { held.withLock { $0.contains(root.path) } }
 
     init(_ root: HostRoot) throws(HostError) {
         let display = root.full(Self.path)
@@ -34,9 +43,12 @@ final class HostLock {
         _ = ftruncate(fd, 0)
         _ = text.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
         self.fd = fd
+        self.root = root.path
+        Self.held.withLock { _ = $0.insert(root.path) }
     }
 
     deinit {
+        Self.held.withLock { _ = $0.remove(root) }
         _ = ftruncate(fd, 0)
         close(fd)
     }

@@ -299,22 +299,28 @@ final class SwapControl: Sendable {
 }
 
 @Suite struct StaleTemporaryTests {
-    @Test func temporaryFilesOlderThanTheProcessGoWhenBulwarkNextWritesThere() async throws {
+    /// A fix holds the target's lock, and only the lock's holder writes temporary files there:
+    /// every file of Bulwark's naming pattern is a leftover of a killed writer, even one younger
+    /// than this process (a kill less than two seconds before a restart left such a file behind
+    /// when age alone decided). A file that only resembles the pattern is someone else's.
+    @Test func leftoverTemporaryFilesGoWhenBulwarkNextWritesThereWhateverTheirAge() async throws {
         try await withTemporaryDirectory { root in
             try write(root + "/etc/login.defs", "PASS_MAX_DAYS 99999\n")
-            let stale = root + "/etc/.login.defs.bulwark-Ab12Cd"
-            let live = root + "/etc/.shadow.bulwark-Zz99Yy"
+            let old = root + "/etc/.login.defs.bulwark-Ab12Cd"
+            let young = root + "/etc/.shadow.bulwark-Zz99Yy"
             let other = root + "/etc/.login.defs.bulwark-notours"
-            for path in [stale, live, other] { try write(path, "half a file") }
-            setModified(stale, 978_307_200)  // 2001: left by a Bulwark killed mid-write
+            for path in [old, young, other] { try write(path, "half a file") }
+            setModified(old, 978_307_200)  // 2001: left by a Bulwark killed mid-write
             setModified(other, 978_307_200)
-            setModified(live, Int(Date().timeIntervalSince1970) + 3600)  // newer than this process: a live writer's
+            setModified(young, Int(Date().timeIntervalSince1970) + 3600)  // newer than this process
             let state = try hostState(root: root, resource("LoginDefs", "l", "PASS_MAX_DAYS: 90"))
             let (_, outcome) = try await reconcile(state)
             #expect(outcome.verified.count == 1)
-            #expect(!FileManager.default.fileExists(atPath: stale))
-            #expect(FileManager.default.fileExists(atPath: live))
+            #expect(try read(root + "/etc/login.defs") == "PASS_MAX_DAYS 90\n")
+            #expect(!FileManager.default.fileExists(atPath: old))
+            #expect(!FileManager.default.fileExists(atPath: young), "only the lock's holder writes here: a leftover")
             #expect(FileManager.default.fileExists(atPath: other), "not Bulwark's naming pattern")
+            #expect(try read(other) == "half a file")
         }
     }
 }
