@@ -102,6 +102,13 @@ struct ApplyRun: Encodable {
             }
         }
         signal.finish()
+        if text {
+            // Found fixed under the target's lock (another Bulwark or a person was first): no record.
+            for remediation in outcome.inSync {
+                console.print("\(console.paint("in sync ", .blue)) \(remediation.binding.target) \(remediation.binding.resource): "
+                              + "already as desired when looked at again; nothing changed, nothing recorded")
+            }
+        }
         await journal.compact()
         loaded.provenance.advanceBaseline(to: loaded.head, after: plan, stateDirectory: options.stateDirectory)
         let entries = recovered + outcome.entries

@@ -11,8 +11,10 @@ public protocol CoalescingDriver: ResourceDriver {
     /// Corrects the changes of several resources on `target` as one write, as `apply` would
     /// correct them one after another. Property names are distinct across the batch. When it
     /// throws, the reconciler corrects each resource on its own (`apply`), so that one bad value
-    /// fails only its own resource.
-    func apply(batch: [(changes: [PropertyDrift], resource: Resource)], on target: Target) async throws
+    /// fails only its own resource. Returns the properties it found already holding their desired
+    /// values when it read the file again under its lock, and so left alone: a resource whose
+    /// changes are all among them was not changed, and gets no record of a fix.
+    func apply(batch: [(changes: [PropertyDrift], resource: Resource)], on target: Target) async throws -> Set<String>
 }
 
 /// One step of a pass: a remediation on its own, or the `applied` remediations of one target
@@ -59,6 +61,7 @@ actor PassLedger {
     private var auditFailures: [String] = []
     private var halted: String?
     private var notAttempted = 0
+    private var inSync: [(position: Int, order: Int, remediation: PlannedRemediation)] = []
     /// Entries (by index in `entries`) written to the buffering sink and not flushed yet, with
     /// the intents to close once they are durable.
     private var unflushed: [(index: Int, intent: String?)] = []
@@ -76,6 +79,11 @@ actor PassLedger {
     }
 
     func skipped(_ count: Int) { notAttempted += count }
+
+    /// A fix its driver found already made: nothing changed, nothing recorded.
+    func foundInSync(_ remediation: PlannedRemediation, at position: Int) {
+        inSync.append((position, inSync.count, remediation))
+    }
 
     func halt(_ reason: String, skipped count: Int) {
         if halted == nil { halted = reason }
@@ -120,6 +128,7 @@ actor PassLedger {
         outcome.auditFailures = auditFailures
         outcome.halted = halted
         outcome.notAttempted = notAttempted
+        outcome.inSync = inSync.sorted { ($0.position, $0.order) < ($1.position, $1.order) }.map(\.remediation)
         return outcome
     }
 }

@@ -50,6 +50,10 @@ public struct CycleOutcome: Sendable {
     public var halted: String?
     /// Fixes the plan wanted that were left undone because the pass halted.
     public var notAttempted: Int = 0
+    /// Fixes found already made when their driver read the resource again under the target's
+    /// lock (another writer corrected it after the plan observed the drift): nothing was changed
+    /// and nothing is recorded for them, in plan order.
+    public var inSync: [PlannedRemediation] = []
 
     public var failed: [CycleEntry] { entries.filter { $0.record.result == .failed } }
     public var verified: [CycleEntry] { entries.filter { $0.record.result == .verified } }
@@ -284,18 +288,27 @@ public struct Reconciler: Sendable {
             return
         }
         let intents = records.map(\.id)
-        if step.coalesced, await carryOut(batch: members, state: state, into: &records) {
+        // Members the driver found already corrected, under the lock, before writing anything.
+        var inSync: Set<Int> = []
+        if step.coalesced, let found = await carryOut(batch: members, state: state, into: &records) {
             // Written together; each verified on its own.
+            inSync = found
         } else {
             for index in members.indices {
                 if members[index].decision == .pruned {
                     await prune(members[index], state: state, into: &records[index])
-                } else {
-                    await carryOut(members[index], state: state, into: &records[index])
+                } else if await carryOut(members[index], state: state, into: &records[index]) {
+                    inSync.insert(index)
                 }
             }
         }
         for index in members.indices {
+            // No change was made: no record of one. The intent is closed, there is nothing to commit.
+            if inSync.contains(index) {
+                try? await journal.end(intents[index])
+                await ledger.foundInSync(members[index], at: position)
+                continue
+            }
             var record = records[index]
             // A failure is recorded once per distinct failure: the same drift failing the same
             // way at the same revision gets the same id, and is not written again.
@@ -358,29 +371,39 @@ public struct Reconciler: Sendable {
         }
     }
 
-    /// Corrects a coalesced step's remediations with one write, then verifies each. Returns false
+    /// Corrects a coalesced step's remediations with one write, then verifies each. Returns nil
     /// (nothing recorded in `records`) when the one write failed: the caller corrects each alone.
-    private func carryOut(batch: [PlannedRemediation], state: DesiredState, into records: inout [AuditRecord]) async -> Bool {
+    /// Otherwise returns the members whose every change the driver found already made, under
+    /// its lock, before writing: those were not changed, and are not verified or recorded.
+    private func carryOut(batch: [PlannedRemediation], state: DesiredState, into records: inout [AuditRecord]) async -> Set<Int>? {
         guard let first = batch.first, let target = state.targets[first.binding.target],
               let kind = registry.kinds[first.binding.resource.kind], let driver = kind.driver as? any CoalescingDriver else {
-            return false
+            return nil
         }
         var work: [(changes: [PropertyDrift], resource: Resource)] = []
         for remediation in batch {
-            guard let resource = state.resources[remediation.binding.resource] else { return false }
+            guard let resource = state.resources[remediation.binding.resource] else { return nil }
             work.append((remediation.changes, resource))
         }
+        let found: Set<String>
         do {
-            try await driver.apply(batch: work, on: target)
+            found = try await driver.apply(batch: work, on: target)
+        } catch let error as AlreadyInSync {
+            found = error.properties
         } catch {
-            return false
+            return nil
         }
         let applied = Timestamp.format(clock())
+        var inSync: Set<Int> = []
         for index in batch.indices {
+            if !batch[index].changes.isEmpty, batch[index].changes.allSatisfy({ found.contains($0.property) }) {
+                inSync.insert(index)
+                continue
+            }
             records[index].appliedAt = applied
             await verify(batch[index], resource: work[index].resource, target: target, driver: driver, into: &records[index])
         }
-        return true
+        return inSync
     }
 
     /// Resolves intents a killed process left open, before anything else acts: an intent whose
@@ -471,24 +494,30 @@ public struct Reconciler: Sendable {
         }
     }
 
-    private func carryOut(_ remediation: PlannedRemediation, state: DesiredState, into record: inout AuditRecord) async {
+    /// Corrects one remediation and verifies it. Returns true, with nothing recorded in `record`,
+    /// when the driver found every change already made (`AlreadyInSync`) and changed nothing.
+    private func carryOut(_ remediation: PlannedRemediation, state: DesiredState, into record: inout AuditRecord) async -> Bool {
         guard let resource = state.resources[remediation.binding.resource],
               let target = state.targets[remediation.binding.target],
               let kind = registry.kinds[resource.id.kind] else {
             record.result = .failed
             record.error = "binding refers to nothing"
-            return
+            return false
         }
         do {
             try await kind.driver.apply(remediation.changes, to: resource, on: target)
             record.appliedAt = Timestamp.format(clock())
+        } catch let error as AlreadyInSync
+                    where remediation.changes.allSatisfy({ error.properties.contains($0.property) }) {
+            return true
         } catch {
             record.appliedAt = Timestamp.format(clock())
             record.result = .failed
             record.error = "apply failed: \(error)"
-            return
+            return false
         }
         await verify(remediation, resource: resource, target: target, driver: kind.driver, into: &record)
+        return false
     }
 
     /// Observes a corrected resource again: `verified` when every changed property now holds

@@ -8,6 +8,8 @@ internal import Synchronization
 /// the kernel releases it if the process dies.
 final class HostLock {
     static let path = ["run", "bulwark", "host.lock"]
+    /// How many times taking the lock is tried, 10 ms apart, before it counts as held.
+    static let attempts = 50
     private let fd: Int32
     private let root: String
 
@@ -28,8 +30,17 @@ final class HostLock {
             close(fd)
             throw HostError("the target's lock is not a regular file", path: display)
         }
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
-            let code = errno
+        // A process this one forks (sshd -t, for another target worked on in parallel) shares
+        // the lock's open file until it execs, which closes it: a holder that goes away within
+        // moments is waited for, briefly, before the lock counts as another Bulwark's.
+        var code: Int32 = 0
+        for attempt in 0..<Self.attempts {
+            if flock(fd, LOCK_EX | LOCK_NB) == 0 { code = 0; break }
+            code = errno
+            guard code == EWOULDBLOCK || code == EINTR, attempt + 1 < Self.attempts else { break }
+            usleep(10_000)
+        }
+        guard code == 0 else {
             var buffer = [UInt8](repeating: 0, count: 32)
             let count = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
             close(fd)

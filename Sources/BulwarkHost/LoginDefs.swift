@@ -67,14 +67,21 @@ struct LoginDefsDriver: ResourceDriver {
 
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
         let root = try HostRoot(target: target)
-        try root.applying { try applyOnce(changes, root: root) }
+        let found = try root.applying { try applyOnce(changes, root: root) }
+        try AlreadyInSync.unless(changes, found: found)
     }
 
-    func applyOnce(_ changes: [PropertyDrift], root: HostRoot) throws {
+    /// One attempt: read, leave out the keys the file already holds as desired (another writer
+    /// set them since the plan observed the drift), write the rest. Returns the keys found.
+    func applyOnce(_ changes: [PropertyDrift], root: HostRoot) throws -> Set<String> {
         let path = try root.resolve(Self.path)
         var file = try FileIO.readLines(path, in: root) ?? LineFile("")
         let entries = Self.entries(file)
-        for change in changes {
+        let found = Set(changes.filter { change in
+            entries[change.property].map { Self.normalize(change.property, $0.value) ?? $0.value } == change.desired
+        }.map(\.property))
+        guard found.count < Set(changes.map(\.property)).count else { return found }
+        for change in changes where !found.contains(change.property) {
             if let line = entries[change.property]?.line {
                 let raw = file.lines[line]
                 let content = LineFile.content(raw)
@@ -88,5 +95,6 @@ struct LoginDefsDriver: ResourceDriver {
             }
         }
         try FileIO.write(file, to: path, in: root, newFileMode: 0o644)
+        return found
     }
 }

@@ -294,14 +294,23 @@ struct SSHDConfigDriver: ResourceDriver {
 
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
         let root = try HostRoot(target: target)
-        try root.applying { try applyOnce(changes, root: root) }
+        let found = try root.applying { try applyOnce(changes, root: root) }
+        try AlreadyInSync.unless(changes, found: found)
     }
 
-    /// One attempt: read, build the candidate, check it whole, write (a file another writer
-    /// changed since the read throws a conflict, and `applying` reads and plans again).
-    func applyOnce(_ changes: [PropertyDrift], root: HostRoot) throws {
-        let (config, edited) = Self.candidate(changes, from: try read(root))
-        guard !edited.isEmpty else { return }
+    /// One attempt: read, leave out the changes the file already holds (another writer made
+    /// them since the plan observed the drift), build the candidate, check it whole, write (a
+    /// file another writer changed since the read throws a conflict, and `applying` reads and
+    /// plans again). Returns the properties found already as desired.
+    func applyOnce(_ changes: [PropertyDrift], root: HostRoot) throws -> Set<String> {
+        let current = try read(root)
+        var found: Set<String> = []
+        for change in changes {
+            guard let entry = current.effective(change.property), let type = Self.keywords[change.property] else { continue }
+            if (Self.normalize(entry.value, type) ?? entry.value) == change.desired { found.insert(change.property) }
+        }
+        let (config, edited) = Self.candidate(changes.filter { !found.contains($0.property) }, from: current)
+        guard !edited.isEmpty else { return found }
         // The whole candidate, its Includes resolved inside the root, is checked by sshd before
         // any file is replaced: an included file that breaks the main one is never written.
         if let executable = validator.executable {
@@ -316,6 +325,7 @@ struct SSHDConfigDriver: ResourceDriver {
                 try validator.validate(candidate)
             }
         }
+        return found
     }
 }
 
