@@ -83,28 +83,6 @@ package struct AuditIndex: Sendable, Equatable {
             try? FileManager.default.removeItem(atPath: path)
             return
         }
-        let temporary = path + ".tmp"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        guard fd >= 0 else { throw CommandError("cannot write \(temporary): \(String(cString: strerror(errno)))") }
-        var written = 0
-        while written < bytes.count {
-            let n = bytes.withUnsafeBytes { buffer in
-                buffer.baseAddress.map { Foundation.write(fd, $0 + written, buffer.count - written) } ?? -1
-            }
-            if n < 0, errno == EINTR { continue }
-            guard n > 0 else {
-                let reason = String(cString: strerror(errno))
-                close(fd)
-                unlink(temporary)
-                throw CommandError("cannot write \(temporary): \(reason)")
-            }
-            written += n
-        }
-        close(fd)
-        guard rename(temporary, path) == 0 else {
-            let reason = String(cString: strerror(errno))
-            unlink(temporary)
-            throw CommandError("cannot replace \(path): \(reason)")
-        }
+        try StateFile.replace(path, with: bytes)
     }
 }

@@ -47,16 +47,11 @@ package struct AuditTrail: Codable, Sendable, Equatable {
         }
     }
 
-    /// Writes the trail to a temporary file and renames it into place.
+    /// Replaces the trail file atomically (see `StateFile`).
     package func save(stateDirectory: String) throws {
-        let path = stateDirectory + "/" + Self.fileName
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        let temporary = path + ".tmp"
-        try (try encoder.encode(self)).write(to: URL(fileURLWithPath: temporary))
-        guard rename(temporary, path) == 0 else {
-            throw CommandError("cannot write \(path): \(String(cString: strerror(errno)))")
-        }
+        try StateFile.replace(stateDirectory + "/" + Self.fileName, with: Array(try encoder.encode(self)))
     }
 
     /// `<host>-<8 random hex>`: a name people recognise, unique per state directory.
