@@ -312,7 +312,9 @@ public struct Reconciler: Sendable {
             var record = records[index]
             // A failure is recorded once per distinct failure: the same drift failing the same
             // way at the same revision gets the same id, and is not written again.
-            if record.result == .failed {
+            // A fix another writer undid before its verification was a change made: it keeps its
+            // own record, and is made again by the next pass.
+            if record.result == .failed, !record.overwrittenAfterFix {
                 record.id = failureID(record)
                 if (try? await audit.contains(recordID: record.id)) == true {
                     try? await journal.end(intents[index])
@@ -539,6 +541,13 @@ public struct Reconciler: Sendable {
             if stillWrong.isEmpty {
                 record.result = .verified
                 record.verifiedAt = Timestamp.format(now)
+            } else if let witness = driver as? any OverwriteWitness,
+                      case let changed = await witness.changedSinceFix(resource, on: target), !changed.isEmpty {
+                // The fix was written and someone else changed it before it could be verified:
+                // not a fix that does not take; the next pass fixes it again.
+                record.result = .failed
+                record.error = "\(AuditRecord.overwrittenMarker) (\(changed.joined(separator: ", ")) changed since Bulwark wrote it): "
+                    + stillWrong.joined(separator: ", ") + "; fixed again on the next pass"
             } else {
                 record.result = .failed
                 record.error = "fix did not hold: " + stillWrong.joined(separator: ", ")
