@@ -59,6 +59,26 @@ struct ApplyRun: Encodable {
 
     var succeeded: Bool { errors.isEmpty && !records.contains { $0.result == .failed || $0.result == .interrupted } }
 
+    private enum CodingKeys: String, CodingKey {
+        case schemaVersion, revision, records, errors, pushed, keptLocally, pushError, notificationsDelivered, notificationsPending,
+             remainingDrift
+    }
+
+    /// The records in the JSON outputs' one vocabulary (`DecisionJSON`), each with its audit commit.
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(schemaVersion, forKey: .schemaVersion)
+        try container.encode(revision, forKey: .revision)
+        try container.encode(records.map { DecisionJSON($0, commit: commits[$0.id]) }, forKey: .records)
+        try container.encode(errors, forKey: .errors)
+        try container.encode(pushed, forKey: .pushed)
+        try container.encode(keptLocally, forKey: .keptLocally)
+        try container.encodeIfPresent(pushError, forKey: .pushError)
+        try container.encode(notificationsDelivered, forKey: .notificationsDelivered)
+        try container.encode(notificationsPending, forKey: .notificationsPending)
+        try container.encode(remainingDrift, forKey: .remainingDrift)
+    }
+
     static func run(
         repository options: RepositoryOptions, console: Console, text: Bool, notifyTimeout: Duration = .seconds(10),
         review: Review? = nil

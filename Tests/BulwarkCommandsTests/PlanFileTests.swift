@@ -75,7 +75,7 @@ import Testing
             var info = stat()
             #expect(stat(file, &info) == 0 && info.st_mode & 0o777 == 0o600)
             let saved = try SavedPlan(file)
-            #expect(saved.schemaVersion == 1)
+            #expect(saved.schemaVersion == 2)
             #expect(saved.revision == (try head(s)))
             let root = try #require(saved.item(Self.permitRoot))
             #expect(root.controller == "host-hardening" && root.target == "local" && root.decision == "applied")
