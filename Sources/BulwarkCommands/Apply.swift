@@ -137,9 +137,12 @@ struct ApplyRun: Encodable {
             commits: Dictionary(entries.compactMap { e in e.commit.map { (e.record.id, $0) } }, uniquingKeysWith: { a, _ in a }),
             errors: outcome.auditFailures.map { "audit record not committed: \($0)" }
                 + (outcome.halted.map { ["stopped changing systems: \($0) (\(outcome.notAttempted) fix\(outcome.notAttempted == 1 ? "" : "es") left for the next run)"] } ?? [])
-                + plan.failures.map { "\($0.binding.target) \($0.binding.resource): \($0.message)" },
+                + plan.failures.map { "\($0.binding.target) \($0.binding.resource): \($0.message)" }
+                // Another Bulwark holds the target: nothing tried, nothing recorded; the drift stays.
+                + outcome.busy.map { "not applied, nothing recorded: \($0.remediation.binding.target) \($0.remediation.binding.resource): \($0.reason)" },
             pushed: 0, keptLocally: 0, pushError: nil)
         run.remainingDrift = outcome.entries.filter { [.held, .deferred, .blocked, .escalated].contains($0.record.decision) }.count
+            + outcome.busy.count
         switch try await loaded.repository.publish() {
         case .upToDate: break
         case .pushed(let count): run.pushed = count

@@ -271,11 +271,15 @@ package actor Daemon: DaemonControl {
                 open[entry.remediation.binding] = entry.remediation
             }
             for remediation in notRetried { open[remediation.binding] = remediation }
+            // Another Bulwark holds the target: nothing tried, nothing recorded; tried again by a later cycle.
+            for item in outcome.busy { open[item.remediation.binding] = item.remediation }
             var failedControllers = Set(plan.failures.map(\.binding.controller))
             failedControllers.formUnion(outcome.failed.map(\.remediation.binding.controller))
+            failedControllers.formUnion(outcome.busy.map(\.remediation.binding.controller))
             let problems = plan.failures.map { "\($0.binding): \($0.message)" } + outcome.failed.map { "\($0.remediation.binding): \($0.record.error ?? "fix did not verify")" }
                 + outcome.auditFailures + (outcome.halted.map { ["stopped changing systems: \($0)"] } ?? [])
                 + notRetried.map { "\($0.binding): a fix for this drift failed before; not retried until the drift or the policy changes" }
+                + outcome.busy.map { "\($0.remediation.binding): not applied, nothing recorded: \($0.reason)" }
             for failure in plan.failures {
                 meters.observationFailed(controller: failure.binding.controller)
                 logger.error("observation failed", metadata: ["target": .string(failure.binding.target),
