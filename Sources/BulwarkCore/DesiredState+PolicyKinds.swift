@@ -213,8 +213,7 @@ extension DesiredStateLoader {
             adapterReader.fail("unknown adapter '\(quotedForMessage(adapterName))'; known adapters: \(registry.adapters.keys.sorted().joined(separator: ", "))")
             return nil
         }
-        guard let settings = adapter.parseTarget(spec) else { return nil }
-        return Target(name: name, adapter: adapterName, labels: labels, settings: settings, location: location)
+        return adapter.readTarget(spec, name: name, labels: labels, location: location)
     }
 
     func readController(_ spec: SpecReader, name: String, location: SourceLocation) -> ControllerConfig? {
