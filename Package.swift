@@ -22,6 +22,7 @@ let package = Package(
         .library(name: "BulwarkAWS", targets: ["BulwarkAWS"]),
         .library(name: "BulwarkServer", targets: ["BulwarkServer"]),
         .library(name: "BulwarkRuntime", targets: ["BulwarkRuntime"]),
+        .library(name: "BulwarkHTTP", targets: ["BulwarkHTTP"]),
         .library(name: "BulwarkCommands", targets: ["BulwarkCommands"]),
     ],
     dependencies: [
@@ -63,10 +64,15 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings),
+        // The process's one HTTP client (async-http-client), for the AWS adapter and the outbox.
+        .target(
+            name: "BulwarkHTTP",
+            dependencies: [.product(name: "AsyncHTTPClient", package: "async-http-client")],
+            swiftSettings: swiftSettings),
         .target(
             name: "BulwarkAWS",
             dependencies: [
-                "BulwarkCore",
+                "BulwarkCore", "BulwarkHTTP",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
@@ -85,7 +91,7 @@ let package = Package(
         .target(
             name: "BulwarkRuntime",
             dependencies: [
-                "BulwarkCore", "BulwarkGit", "BulwarkServer",
+                "BulwarkCore", "BulwarkGit", "BulwarkServer", "BulwarkHTTP",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
@@ -96,7 +102,7 @@ let package = Package(
             name: "BulwarkCommands",
             dependencies: [
                 "BulwarkCore", "BulwarkGit", "BulwarkHost", "BulwarkFirewall", "BulwarkPostgres", "BulwarkAWS", "BulwarkServer",
-                "BulwarkRuntime",
+                "BulwarkRuntime", "BulwarkHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -132,6 +138,7 @@ let package = Package(
                            .product(name: "HTTPTypes", package: "swift-http-types"),
                            .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftSettings),
+        .testTarget(name: "BulwarkHTTPTests", dependencies: ["BulwarkHTTP", "BulwarkTestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "BulwarkCommandsTests",
             dependencies: ["BulwarkCommands", "BulwarkRuntime", "BulwarkGit", "BulwarkCore", "BulwarkHost", "BulwarkTestSupport",

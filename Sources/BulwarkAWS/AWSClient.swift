@@ -1,5 +1,6 @@
 internal import AsyncHTTPClient
 internal import BulwarkCore
+internal import BulwarkHTTP
 internal import Foundation
 internal import NIOCore
 internal import NIOHTTP1
@@ -72,15 +73,9 @@ struct AWSClient: Sendable {
     var baseDelay: Duration = .milliseconds(200)
     var timeout: TimeAmount = .seconds(30)
 
-    /// One client for the process, never shut down: connections are pooled across cycles. It
-    /// keeps trying to connect for at most `connect`, so an unreachable endpoint fails a resource
-    /// in seconds, not minutes.
-    static let http: HTTPClient = {
-        var configuration = HTTPClient.Configuration()
-        configuration.timeout = .init(connect: .seconds(3), read: .seconds(30))
-        configuration.redirectConfiguration = .disallow
-        return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
-    }()
+    /// The process's one HTTP client (`HTTP.client`): connections are pooled across cycles, an
+    /// unreachable endpoint fails a resource in seconds, redirects are not followed.
+    static var http: HTTPClient { HTTP.client }
 
     /// Query-protocol call: a form-encoded POST of `Action`, `Version` and `parameters`.
     func query(_ service: AWSService, _ action: String, _ parameters: [(String, String)] = []) async throws(AWSError) -> XMLElement {
