@@ -32,6 +32,9 @@ package actor Outbox {
         }
     }
 
+    /// Between delivery rounds: 250 ms doubling up to 8 s, until the caller's deadline.
+    static let retry = RetryPolicy(base: .milliseconds(250), cap: .seconds(8))
+
     package nonisolated let folder: String
     private let notifiers: [String: NotifierConfig]
     private let environment: [String: String]
@@ -62,8 +65,9 @@ package actor Outbox {
     /// backoff until `deadline`. Delivered entries are removed; the rest stay for the next run.
     package func deliver(until deadline: ContinuousClock.Instant) async -> Delivery {
         var result = Delivery()
-        var delay = Duration.milliseconds(250)
+        var round = 0
         while true {
+            round += 1
             let names = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [])
                 .filter { $0.hasSuffix(".json") }.sorted()
             var failed = false
@@ -93,9 +97,8 @@ package actor Outbox {
                     failed = true
                 }
             }
-            guard failed, ContinuousClock.now + delay < deadline else { break }
+            guard failed, let delay = Self.retry.nextDelay(afterFailure: round, at: .now, deadline: deadline) else { break }
             try? await Task.sleep(for: delay)
-            delay = min(delay * 2, .seconds(8))
         }
         result.pending = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).filter { $0.hasSuffix(".json") }.count
         return result
