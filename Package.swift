@@ -23,6 +23,7 @@ let package = Package(
         .library(name: "BulwarkServer", targets: ["BulwarkServer"]),
         .library(name: "BulwarkRuntime", targets: ["BulwarkRuntime"]),
         .library(name: "BulwarkHTTP", targets: ["BulwarkHTTP"]),
+        .library(name: "BulwarkProcess", targets: ["BulwarkProcess"]),
         .library(name: "BulwarkCommands", targets: ["BulwarkCommands"]),
     ],
     dependencies: [
@@ -53,7 +54,9 @@ let package = Package(
         .target(name: "BulwarkGit", dependencies: ["CLibGit2", "BulwarkCore", .product(name: "Crypto", package: "swift-crypto")],
                 swiftSettings: swiftSettings),
         .target(name: "BulwarkCore", dependencies: ["CLibYAML"], swiftSettings: swiftSettings),
-        .target(name: "BulwarkHost", dependencies: ["BulwarkCore"], swiftSettings: swiftSettings),
+        // The one bounded runner of helper programs (deadline, terminate then kill, output to files).
+        .target(name: "BulwarkProcess", swiftSettings: swiftSettings),
+        .target(name: "BulwarkHost", dependencies: ["BulwarkCore", "BulwarkProcess"], swiftSettings: swiftSettings),
         .target(name: "BulwarkFirewall", dependencies: ["BulwarkCore"], swiftSettings: swiftSettings),
         .target(
             name: "BulwarkPostgres",
@@ -91,7 +94,7 @@ let package = Package(
         .target(
             name: "BulwarkRuntime",
             dependencies: [
-                "BulwarkCore", "BulwarkGit", "BulwarkServer", "BulwarkHTTP",
+                "BulwarkCore", "BulwarkGit", "BulwarkServer", "BulwarkHTTP", "BulwarkProcess",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
@@ -138,6 +141,7 @@ let package = Package(
                            .product(name: "HTTPTypes", package: "swift-http-types"),
                            .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftSettings),
+        .testTarget(name: "BulwarkProcessTests", dependencies: ["BulwarkProcess", "BulwarkTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "BulwarkHTTPTests", dependencies: ["BulwarkHTTP", "BulwarkTestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "BulwarkCommandsTests",
