@@ -281,8 +281,9 @@ struct DaemonHardeningTests {
                 """)
             let daemon = try daemonTests.start(s, ["--shutdown-grace", "2", "--secrets-dir", dir])
             #expect(daemon.wait { (try? daemon.get("/healthz").status) == 200 }, "\(daemon.log)")
-            // The first cycle waits on the silent server.
-            try await Task.sleep(for: .seconds(1))
+            // The first cycle waits on the silent server (the source is synced first; under load
+            // that takes a while, so wait for it rather than for a fixed time).
+            #expect(daemon.wait { ((try? daemon.get("/readyz").body) ?? "").contains("no cycle has run yet") }, "\(daemon.log)")
             let readyz = try daemon.get("/readyz")
             #expect(readyz.status == 503 && readyz.body.contains("no cycle has run yet"), "\(readyz.body)")
             #expect(daemon.terminate() == 0, "SIGTERM ends it: \(daemon.log)")
