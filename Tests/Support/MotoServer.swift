@@ -33,7 +33,9 @@ public final class MotoServer {
         process.standardError = FileHandle.nullDevice
         process.standardInput = FileHandle.nullDevice
         try process.run()
-        for _ in 0..<200 {
+        // Importing moto takes seconds, many more on a loaded machine: wait up to a minute,
+        // but not for a server that already exited.
+        for _ in 0..<1200 where process.isRunning {
             if connects(port: port) { return }
             Thread.sleep(forTimeInterval: 0.05)
         }
