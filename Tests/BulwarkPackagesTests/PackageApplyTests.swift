@@ -1,0 +1,190 @@
+import BulwarkCore
+@testable import BulwarkPackages
+import BulwarkTestSupport
+import Foundation
+import Testing
+
+/// The package kind on real packaging tools: .debs built with dpkg-deb, a flat repository from
+/// dpkg-scanpackages, apt and dpkg confined to a sandbox root. Every test shows the machine's
+/// own dpkg database byte-identical afterwards.
+@Suite(.serialized, .timeLimit(.minutes(5))) struct PackageApplyTests {
+    @Test func anOldVersionIsUpgradedVerifiedAndRecordedWithItsSource() async throws {
+        try await withTemporaryDirectory { base in
+            let machine = try MachineFingerprint.take()
+            let box = try AptSandbox(base)
+            try box.preinstall(DummyPackage(name: "dummy", version: "1.0", service: true))
+            try box.build(DummyPackage(name: "dummy", version: "1.0", service: true))
+            try box.build(DummyPackage(name: "dummy", version: "1.1", service: true))
+            try box.build(DummyPackage(name: "dummy", version: "1.2~rc1", service: true))
+            try box.publish()
+            let state = try box.state(package("dummy", "name: dummy, minVersion: \"1.1\""))
+            let (plan, outcome) = try await reconcile(state)
+            #expect(plan.remediations.map(\.decision) == [.applied])
+            #expect(plan.remediations.first?.changes.map(\.property) == ["version"])
+            let record = try #require(outcome.entries.first?.record)
+            #expect(record.result == .verified, "\(record.error ?? "")")
+            // The newest candidate that satisfies the minimum: 1.2~rc1 sorts after 1.1.
+            #expect(try box.status().installed("dummy")?.version?.text == "1.2~rc1")
+            #expect(record.changes.first?.observedBefore == "1.0")
+            #expect(record.changes.first?.observedAfter == ">= 1.1")
+            #expect(record.notes == ["dummy 1.0 → 1.2~rc1 from file:\(box.repository) ./"], "\(record.notes ?? [])")
+            // The upgrade leaves the package's service to restart: recorded, and not restarted.
+            #expect(record.needsRestart == "dummy")
+            #expect(record.commitMessage.contains("\nBulwark-Needs-Restart: dummy\n"))
+            #expect(record.commitMessage.contains("\nNote: dummy 1.0 → 1.2~rc1 from file:"))
+            #expect(!FileManager.default.fileExists(atPath: box.root + "/var/tmp/dummy.restarts"))
+            // In sync now: a second pass does nothing.
+            let (again, _) = try await reconcile(state)
+            #expect(again.remediations.isEmpty && again.inSync.count == 1)
+            #expect(try MachineFingerprint.take() == machine, "the machine's dpkg database and apt state are untouched")
+        }
+    }
+
+    @Test func theServiceTheResourceNamesIsRestartedAndNoOther() async throws {
+        try await withTemporaryDirectory { base in
+            let machine = try MachineFingerprint.take()
+            let box = try AptSandbox(base)
+            try box.preinstall(DummyPackage(name: "dummy", version: "1.0", service: true))
+            try box.build(DummyPackage(name: "dummy", version: "1.1", service: true))
+            try box.publish()
+            let state = try box.state(package("dummy", "name: dummy, minVersion: \"1.1\", restart: dummy"))
+            let (_, outcome) = try await reconcile(state)
+            let record = try #require(outcome.entries.first?.record)
+            #expect(record.result == .verified, "\(record.error ?? "")")
+            // The init script ran once, chrooted into the root, as the new version.
+            #expect(try read(box.root + "/var/tmp/dummy.restarts") == "restart 1.1\n")
+            #expect(record.needsRestart == nil)
+            #expect(record.notes?.contains("restarted dummy (the resource allows it)") == true, "\(record.notes ?? [])")
+            #expect(!record.commitMessage.contains("Bulwark-Needs-Restart"))
+            #expect(try MachineFingerprint.take() == machine)
+        }
+    }
+
+    @Test func aRequiredPackageThatIsAbsentIsInstalled() async throws {
+        try await withTemporaryDirectory { base in
+            let machine = try MachineFingerprint.take()
+            let box = try AptSandbox(base)
+            try box.build(DummyPackage(name: "auditd-lite", version: "2.0", postinst: "echo configured > /var/tmp/auditd-lite.configured"))
+            try box.publish()
+            let state = try box.state(package("auditd-lite", "name: auditd-lite, state: present"))
+            let (plan, outcome) = try await reconcile(state)
+            #expect(plan.remediations.first?.changes.map(\.property) == ["state"])
+            let record = try #require(outcome.entries.first?.record)
+            #expect(record.result == .verified, "\(record.error ?? "")")
+            #expect(try box.status().installed("auditd-lite")?.version?.text == "2.0")
+            // Its postinst ran inside the root.
+            #expect(try read(box.root + "/var/tmp/auditd-lite.configured") == "configured\n")
+            #expect(record.notes == ["auditd-lite not installed → 2.0 from file:\(box.repository) ./"], "\(record.notes ?? [])")
+            // A fresh install restarts nothing and needs no restart.
+            #expect(record.needsRestart == nil)
+            #expect(try MachineFingerprint.take() == machine)
+        }
+    }
+
+    @Test func aPackageMarkedAbsentIsRemoved() async throws {
+        try await withTemporaryDirectory { base in
+            let machine = try MachineFingerprint.take()
+            let box = try AptSandbox(base)
+            try box.preinstall(DummyPackage(name: "telnetd", version: "0.17-1"))
+            try box.publish()
+            let state = try box.state(package("telnetd", "name: telnetd, state: absent"))
+            let (plan, outcome) = try await reconcile(state)
+            #expect(plan.remediations.map(\.decision) == [.applied])
+            let record = try #require(outcome.entries.first?.record)
+            #expect(record.result == .verified, "\(record.error ?? "")")
+            #expect(try box.status().installed("telnetd") == nil)
+            #expect(!FileManager.default.fileExists(atPath: box.root + "/usr/share/doc/telnetd/version"))
+            #expect(record.changes.first?.observedBefore == "present" && record.changes.first?.observedAfter == "absent")
+            #expect(record.notes?.first?.hasPrefix("telnetd 0.17-1 → removed") == true, "\(record.notes ?? [])")
+            #expect(try MachineFingerprint.take() == machine)
+        }
+    }
+
+    @Test func aRemovalThatWouldTakeOtherPackagesWithItIsNotMade() async throws {
+        try await withTemporaryDirectory { base in
+            let box = try AptSandbox(base)
+            try box.preinstall(DummyPackage(name: "rsh-client", version: "1.0"))
+            try box.preinstall(DummyPackage(name: "backup-tool", version: "3.0", depends: "rsh-client"))
+            try box.publish()
+            let before = try box.statusBytes()
+            let (_, outcome) = try await reconcile(try box.state(package("rsh", "name: rsh-client, state: absent")))
+            let record = try #require(outcome.entries.first?.record)
+            #expect(record.result == .failed)
+            #expect(record.error?.contains("would also remove backup-tool") == true, "\(record.error ?? "")")
+            #expect(try box.statusBytes() == before)
+            // Once nothing depends on it, it goes.
+            _ = try run("/usr/bin/dpkg", ["--root=" + box.root, "--remove", "backup-tool"])
+            let (_, second) = try await reconcile(try box.state(package("rsh", "name: rsh-client, state: absent")))
+            #expect(second.entries.first?.record.result == .verified, "\(second.entries.first?.record.error ?? "")")
+        }
+    }
+
+    @Test func aFailingPostinstLeavesTheDatabaseConsistentAndIsRecordedFailed() async throws {
+        try await withTemporaryDirectory { base in
+            let machine = try MachineFingerprint.take()
+            let box = try AptSandbox(base)
+            try box.preinstall(DummyPackage(name: "agent", version: "1.0"))
+            try box.build(DummyPackage(name: "agent", version: "1.1", postinst: "echo 'agent: cannot start' >&2\nexit 1"))
+            try box.publish()
+            let (_, outcome) = try await reconcile(try box.state(package("agent", "name: agent, minVersion: \"1.1\"")))
+            let record = try #require(outcome.entries.first?.record)
+            #expect(record.result == .failed)
+            #expect(record.error?.contains("apt-get") == true, "\(record.error ?? "")")
+            // dpkg recorded what happened: unpacked, not configured; the database reads, and
+            // dpkg's own audit names the package.
+            let entry = try #require(try box.status().entries("agent").first)
+            #expect(entry.version?.text == "1.1" && entry.state == "half-configured", "\(entry)")
+            let audit = try run("/usr/bin/dpkg", ["--root=" + box.root, "--audit"])
+            #expect(audit.stdout.contains("agent"), "\(audit.stdout)")
+            #expect(record.notes?.first?.contains("agent 1.1 install ok half-configured") == true, "\(record.notes ?? [])")
+            // The next pass sees the half-configured package as drift, not as present.
+            let plan = try await Reconciler(registry: packageRegistry).plan(try box.state(package("agent", "name: agent, minVersion: \"1.1\"")))
+            #expect(plan.remediations.first?.changes.first { $0.property == "state" }?.observed == "half-configured")
+            #expect(try MachineFingerprint.take() == machine)
+        }
+    }
+
+    @Test func aBrokenRepositoryChangesNothingAndIsRecordedFailed() async throws {
+        try await withTemporaryDirectory { base in
+            let machine = try MachineFingerprint.take()
+            let box = try AptSandbox(base)
+            try box.preinstall(DummyPackage(name: "dummy", version: "1.0"))
+            try box.build(DummyPackage(name: "dummy", version: "1.1"))
+            try box.publish()
+            // The index promises a .deb whose bytes no longer match it.
+            let deb = box.repository + "/dummy_1.1_all.deb"
+            try write(deb, "not a package\n")
+            let before = try box.statusBytes()
+            let state = try box.state(package("dummy", "name: dummy, minVersion: \"1.1\""))
+            let (_, outcome) = try await reconcile(state)
+            let record = try #require(outcome.entries.first?.record)
+            #expect(record.result == .failed)
+            #expect(record.error?.contains("apt-get") == true, "\(record.error ?? "")")
+            #expect(try box.statusBytes() == before, "the root's dpkg database is byte-identical")
+
+            // A source that cannot be read at all fails the update; nothing is installed.
+            try write(box.root + "/etc/apt/sources.list", "deb [trusted=yes] file:\(base)/no-such-repo ./\n")
+            let (_, second) = try await reconcile(state)
+            let failed = try #require(second.entries.first?.record)
+            #expect(failed.result == .failed)
+            #expect(failed.error?.contains("update") == true, "\(failed.error ?? "")")
+            #expect(try box.statusBytes() == before)
+            #expect(try MachineFingerprint.take() == machine)
+        }
+    }
+
+    @Test func aMinimumNoSourceOffersIsRecordedFailed() async throws {
+        try await withTemporaryDirectory { base in
+            let box = try AptSandbox(base)
+            try box.preinstall(DummyPackage(name: "dummy", version: "1.0"))
+            try box.build(DummyPackage(name: "dummy", version: "1.1"))
+            try box.publish()
+            let before = try box.statusBytes()
+            let (_, outcome) = try await reconcile(try box.state(package("dummy", "name: dummy, minVersion: \"2.0\"")))
+            let record = try #require(outcome.entries.first?.record)
+            #expect(record.result == .failed)
+            #expect(record.error?.contains("no version of dummy >= 2.0") == true && record.error?.contains("1.1") == true, "\(record.error ?? "")")
+            #expect(try box.statusBytes() == before)
+        }
+    }
+}
