@@ -105,7 +105,8 @@ struct Apt: Sendable {
         let result = try await run(Self.aptGet, arguments, timeout: .seconds(300))
         let lines = result.output.split(separator: "\n")
         guard result.status == 0, !result.timedOut,
-              !lines.contains(where: { $0.hasPrefix("E:") || $0.hasPrefix("Err:") || $0.contains("Failed to fetch") }) else {
+              // `Err:` alone is not a failure: apt tries each compression of an index in turn.
+              !lines.contains(where: { $0.hasPrefix("E:") || $0.hasPrefix("W: Failed to fetch") || $0.hasPrefix("W: Some index files") }) else {
             throw Self.failure(Self.aptGet, arguments, result)
         }
     }

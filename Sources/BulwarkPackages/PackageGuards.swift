@@ -27,7 +27,7 @@ extension DebianPackageDriver {
 public enum PackageGuards {
     /// Who needs what: a package, and why it must stay.
     public static let needs: [(package: String, why: String)] = [
-        ("openssh-server", "sshd"), ("apt", "apt"), ("dpkg", "dpkg"),
+        ("openssh-server", "sshd"), ("apt", "package management"), ("dpkg", "package management"),
         ("init", "the init system"), ("systemd-sysv", "the init system"), ("systemd", "the init system"),
         ("sysvinit-core", "the init system"), ("runit-init", "the init system"), ("openrc", "the init system"),
         ("bulwark", "Bulwark itself"),
@@ -77,6 +77,7 @@ public enum PackageGuards {
                 queue.append(name)
             }
         }
+        let roots = Set(queue)
         var index = 0
         while index < queue.count {
             let current = queue[index]
@@ -86,7 +87,7 @@ public enum PackageGuards {
                 for group in entry.preDepends + entry.depends {
                     for alternative in group {
                         for name in installed(alternative) where result[name] == nil {
-                            result[name] = "\(current), which \(why) needs"
+                            result[name] = roots.contains(current) ? "\(current) (\(why))" : "\(current), which \(why) needs"
                             purpose[name] = why
                             queue.append(name)
                         }

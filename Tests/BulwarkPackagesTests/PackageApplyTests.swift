@@ -129,7 +129,8 @@ import Testing
             let (_, outcome) = try await reconcile(try box.state(package("agent", "name: agent, minVersion: \"1.1\"")))
             let record = try #require(outcome.entries.first?.record)
             #expect(record.result == .failed)
-            #expect(record.error?.contains("apt-get") == true, "\(record.error ?? "")")
+            // The script ran and failed as written (exit 1), not for want of a shell.
+            #expect(record.error?.contains("post-installation script subprocess returned error exit status 1") == true, "\(record.error ?? "")")
             // dpkg recorded what happened: unpacked, not configured; the database reads, and
             // dpkg's own audit names the package.
             let entry = try #require(try box.status().entries("agent").first)

@@ -55,7 +55,7 @@ struct AptSandbox {
         try #require(ldd.status == 0, "ldd \(dash): \(ldd.stderr)")
         var files = [(dash, "/bin/sh")]
         for line in ldd.stdout.split(separator: "\n") {
-            for word in line.split(separator: " ") where word.hasPrefix("/") {
+            for word in line.split(whereSeparator: { $0 == " " || $0 == "\t" }) where word.hasPrefix("/") {
                 files.append((String(word), String(word)))
             }
         }
@@ -67,6 +67,10 @@ struct AptSandbox {
                     .map { $0.hasPrefix("/") ? $0 : (from as NSString).deletingLastPathComponent + "/" + $0 } ?? from, toPath: destination)
             }
         }
+        // The shell runs in the root as dpkg will run maintainer scripts there: a missing library
+        // would make every postinst fail, and a test of a failing postinst pass for the wrong reason.
+        let probe = try run("/usr/sbin/chroot", [root, "/bin/sh", "-c", "echo ok"])
+        try #require(probe.status == 0 && probe.stdout == "ok\n", "/bin/sh in the sandbox root: \(probe.stderr)")
     }
 
     /// Builds a package with dpkg-deb; returns the .deb's path.
