@@ -33,6 +33,13 @@ import Testing
             #expect(record.commitMessage.contains("\nBulwark-Needs-Restart: dummy\n"))
             #expect(record.commitMessage.contains("\nNote: dummy 1.0 → 1.2~rc1 from file:"))
             #expect(!FileManager.default.fileExists(atPath: box.root + "/var/tmp/dummy.restarts"))
+            // Readers of the audit branch get it back typed.
+            var trailers: [String: String] = [:]
+            for line in record.commitMessage.split(separator: "\n") {
+                guard let separator = line.range(of: ": ") else { continue }
+                trailers[String(line[..<separator.lowerBound])] = String(line[separator.upperBound...])
+            }
+            #expect(RecordedDecision { trailers[$0.rawValue] }?.needsRestart == "dummy")
             // In sync now: a second pass does nothing.
             let (again, _) = try await reconcile(state)
             #expect(again.remediations.isEmpty && again.inSync.count == 1)
