@@ -39,6 +39,41 @@ struct Apt: Sendable {
 
     var sandboxed: Bool { root != "/" }
 
+    /// The folders apt and dpkg write under a root, and where packages unpack.
+    static let writtenFolders = ["etc/apt", "var/lib/dpkg", "var/lib/apt/lists", "var/cache/apt/archives", "var/log/apt",
+                                 "usr", "bin", "sbin", "lib", "lib64", "opt", "boot", "tmp", "var/tmp", "run"]
+
+    /// Refuses a root where apt or dpkg would write outside it: dpkg and apt run on the host and
+    /// follow links, so a component of a folder they write that is a link to an absolute path or
+    /// one with `..` (`var/lib/dpkg -> /var/lib/dpkg`) would make them act on the host. Links that
+    /// stay inside the root (`bin -> usr/bin`, as merged-/usr systems have) are followed.
+    func checkLayout() throws(PackagesError) {
+        guard sandboxed else { return }
+        for folder in Self.writtenFolders {
+            var path = root
+            var components = folder.split(separator: "/").map(String.init)[...]
+            var hops = 0
+            while let component = components.popFirst() {
+                path += "/" + component
+                var info = stat()
+                guard lstat(path, &info) == 0 else { break }  // a folder a package may create
+                guard info.st_mode & S_IFMT == S_IFLNK else { continue }
+                var buffer = [CChar](repeating: 0, count: 4096)
+                let count = readlink(path, &buffer, buffer.count - 1)
+                guard count > 0 else { throw PackagesError("cannot read the link", subject: path) }
+                let target = String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                hops += 1
+                guard !target.hasPrefix("/"), !target.split(separator: "/").contains(".."), hops <= 8 else {
+                    throw PackagesError("is a link to '\(target)', which apt and dpkg would follow out of the target root; "
+                                        + "refusing to run them", subject: path)
+                }
+                // Continue from where the link points, inside the same parent folder.
+                path = String(path[..<(path.lastIndex(of: "/") ?? path.endIndex)])
+                components = (target.split(separator: "/").map(String.init) + components)[...]
+            }
+        }
+    }
+
     /// The configuration that confines apt to the root (see the type's comment).
     var configuration: String {
         let r = root

@@ -113,7 +113,10 @@ struct DebianPackageDriver: ReportingDriver {
 
     func observe(_ resource: Resource, on target: Target) async throws -> Observation {
         let wanted = try Wanted(resource)
-        let status = try DpkgStatus.read(root: try Self.root(target))
+        let root = try Self.root(target)
+        // A database reached through a link out of the root would describe another system.
+        try Apt(root: root).checkLayout()
+        let status = try DpkgStatus.read(root: root)
         return Observation(values: Self.values(wanted, status))
     }
 
@@ -155,6 +158,7 @@ struct DebianPackageDriver: ReportingDriver {
         let wanted = try Wanted(resource)
         let root = try Self.root(target)
         let apt = try Apt(root: root)
+        try apt.checkLayout()
         let before = try DpkgStatus.read(root: root)
         // Read again right before acting: another writer (a person with apt) may have fixed it.
         let now = Self.values(wanted, before)

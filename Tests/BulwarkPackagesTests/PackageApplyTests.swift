@@ -196,3 +196,36 @@ import Testing
         }
     }
 }
+
+/// A root whose folders link out of it: apt and dpkg run on the host and would follow the link.
+@Suite(.serialized, .timeLimit(.minutes(5))) struct PackageRootLayoutTests {
+    @Test func aFolderLinkedOutOfTheRootIsRefusedAndALinkInsideItIsFollowed() async throws {
+        try await withTemporaryDirectory { base in
+            let box = try AptSandbox(base)
+            try box.preinstall(DummyPackage(name: "dummy", version: "1.0"))
+            try box.build(DummyPackage(name: "dummy", version: "1.1"))
+            try box.publish()
+            // apt's archive cache is a link to a folder outside the root (standing in for the host's).
+            let outside = base + "/outside-cache"
+            try FileManager.default.createDirectory(atPath: outside + "/partial", withIntermediateDirectories: true)
+            try FileManager.default.removeItem(atPath: box.root + "/var/cache/apt/archives")
+            try FileManager.default.createSymbolicLink(atPath: box.root + "/var/cache/apt/archives", withDestinationPath: outside)
+            let before = try box.statusBytes()
+            let state = try box.state(package("dummy", "name: dummy, minVersion: \"1.1\""))
+            let (plan, _) = try await reconcile(state)
+            #expect(plan.remediations.isEmpty)
+            let failure = try #require(plan.failures.first?.message)
+            #expect(failure.contains("which apt and dpkg would follow out of the target root"), "\(failure)")
+            #expect(try FileManager.default.contentsOfDirectory(atPath: outside) == ["partial"])
+            #expect(try box.statusBytes() == before)
+
+            // The same folder as a relative link that stays inside the root is fine.
+            try FileManager.default.removeItem(atPath: box.root + "/var/cache/apt/archives")
+            try FileManager.default.createDirectory(atPath: box.root + "/var/cache/apt/real-archives/partial", withIntermediateDirectories: true)
+            try FileManager.default.createSymbolicLink(atPath: box.root + "/var/cache/apt/archives", withDestinationPath: "real-archives")
+            let (_, outcome) = try await reconcile(state)
+            #expect(outcome.entries.first?.record.result == .verified, "\(outcome.entries.first?.record.error ?? "")")
+            #expect(try box.status().installed("dummy")?.version?.text == "1.1")
+        }
+    }
+}
