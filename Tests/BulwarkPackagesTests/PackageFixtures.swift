@@ -38,7 +38,7 @@ struct AptSandbox {
         }
         for folder in ["var/lib/dpkg/info", "var/lib/dpkg/updates", "var/lib/dpkg/triggers", "var/lib/dpkg/alternatives",
                        "var/lib/apt/lists/partial", "var/cache/apt/archives/partial", "var/log/apt", "var/tmp",
-                       "etc/apt/apt.conf.d", "etc/apt/preferences.d", "etc/apt/sources.list.d", "etc/apt/trusted.gpg.d", "tmp"] {
+                       "etc/apt/apt.conf.d", "etc/apt/preferences.d", "etc/apt/sources.list.d", "etc/apt/trusted.gpg.d", "tmp", "run"] {
             try FileManager.default.createDirectory(atPath: root + "/" + folder, withIntermediateDirectories: true)
         }
         try write(root + "/var/lib/dpkg/status", "")
