@@ -242,6 +242,9 @@ struct DebianPackageDriver: ReportingDriver {
         if wanted.name.hasPrefix("linux-image-") || FileManager.default.fileExists(atPath: DpkgPaths.under(root, "run/reboot-required")) {
             needed.append("reboot")
         }
+        if let allowed = wanted.restart, !needed.contains(allowed) {
+            report.notes.append("\(allowed) may be restarted, but \(wanted.name) ships no such service: nothing restarted")
+        }
         if let allowed = wanted.restart, needed.contains(allowed) {
             do {
                 try await Self.restart(allowed, root: root)

@@ -11,6 +11,7 @@ struct DummyPackage {
     var essential = false
     var priority: String?
     var depends: String?
+    var provides: String?
     /// A shell script run as postinst (chrooted into the target root by dpkg).
     var postinst: String?
     /// Ships `etc/init.d/NAME`, which appends a line to `var/tmp/NAME.restarts` when run.
@@ -82,6 +83,7 @@ struct AptSandbox {
         if package.essential { control += "Essential: yes\n" }
         if let priority = package.priority { control += "Priority: \(priority)\n" }
         if let depends = package.depends { control += "Depends: \(depends)\n" }
+        if let provides = package.provides { control += "Provides: \(provides)\n" }
         control += "Description: a dummy package for Bulwark's tests\n"
         try write(tree + "/DEBIAN/control", control)
         try write(tree + "/usr/share/doc/\(package.name)/version", package.version + "\n")

@@ -67,16 +67,21 @@ import Testing
     @Test func whatSshdNeedsIsNotRemovedButWhatNothingNeedsIs() async throws {
         try await withTemporaryDirectory { base in
             let box = try AptSandbox(base)
-            // openssh-server needs libcrypt-x through an alternative, and libz-x through libwrap-x.
+            // openssh-server needs libcrypt-x through an alternative, libz-x through libwrap-x, and
+            // pam-impl-x as the provider of a virtual package.
             try box.preinstall(DummyPackage(name: "libcrypt-x", version: "1.0"))
             try box.preinstall(DummyPackage(name: "libz-x", version: "1.0"))
             try box.preinstall(DummyPackage(name: "libwrap-x", version: "1.0", depends: "libz-x"))
-            try box.preinstall(DummyPackage(name: "openssh-server", version: "1:9.2p1-2", depends: "libmissing | libcrypt-x, libwrap-x"))
+            try box.preinstall(DummyPackage(name: "pam-impl-x", version: "1.0", provides: "pam-virtual-x"))
+            try box.preinstall(DummyPackage(name: "openssh-server", version: "1:9.2p1-2",
+                                            depends: "libmissing | libcrypt-x, libwrap-x, pam-virtual-x"))
             try box.preinstall(DummyPackage(name: "games", version: "1.0"))
             try box.publish()
             let reason = try await expectBlocked(box, package("l", "name: libcrypt-x, state: absent"), reason: "libcrypt-x is needed by")
             #expect(reason.contains("libcrypt-x is needed by openssh-server (sshd)"), "\(reason)")
             try await expectBlocked(box, package("z", "name: libz-x, state: absent"), reason: "libz-x is needed by libwrap-x, which sshd needs")
+            // A virtual package: its installed provider is needed.
+            try await expectBlocked(box, package("p", "name: pam-impl-x, state: absent"), reason: "pam-impl-x is needed by openssh-server (sshd)")
             try await expectBlocked(box, package("s", "name: openssh-server, state: absent"), reason: "needed by sshd")
             try await expectVerified(box, package("g", "name: games, state: absent"))
         }
@@ -156,6 +161,32 @@ import Testing
             let outcome = await reconciler.apply(plan, state: state, audit: RecordingSink())
             #expect(outcome.verified.count == 1, "\(outcome.entries.map { $0.record.error ?? "" })")
             #expect(try box.status().installed("legacy-req") == nil)
+        }
+    }
+
+    @Test func anApprovedEssentialRemovalIsStillRefusedByAptAndRecordedFailed() async throws {
+        try await withTemporaryDirectory { base in
+            let box = try AptSandbox(base)
+            try box.preinstall(DummyPackage(name: "base-thing", version: "1.0", essential: true))
+            try box.publish()
+            let manifests = package("b", "name: base-thing, state: absent")
+            let reconciler = Reconciler(registry: packageRegistry)
+            let blocked = try await reconciler.plan(try box.state(manifests))
+            let id = try #require(blocked.remediations.first { $0.decision == .blocked }?.id)
+            let approval = """
+                apiVersion: bulwark/v1
+                kind: Approval
+                metadata: {name: remove-essential}
+                spec: {id: \(id), approver: "Sam Admin <sam@example.org>", reason: "testing"}
+                """
+            let before = try box.statusBytes()
+            let state = try box.state(manifests, extra: [SourceFile(path: "approvals/\(id).yaml", contents: Array(approval.utf8))])
+            let outcome = await reconciler.apply(try await reconciler.plan(state), state: state, audit: RecordingSink())
+            let record = try #require(outcome.entries.first?.record)
+            #expect(record.decision == .applied && record.result == .failed, "\(record.error ?? "")")
+            #expect(record.error?.contains("allow-remove-essential") == true, "\(record.error ?? "")")
+            #expect(try box.status().installed("base-thing") != nil)
+            #expect(try box.statusBytes() == before)
         }
     }
 
