@@ -165,10 +165,18 @@ struct DebianPackageDriver: ReportingDriver {
         if changes.allSatisfy({ (now[$0.property] ?? nil) == $0.desired }) {
             throw AlreadyInSync(properties: Set(changes.map(\.property)))
         }
-        if wanted.state == "absent" {
-            return try await remove(wanted, before: before, apt: apt, root: root)
+        var report: ApplyReport
+        do {
+            report = wanted.state == "absent"
+                ? try await remove(wanted, before: before, apt: apt, root: root)
+                : try await install(wanted, before: before, apt: apt, root: root)
+        } catch var failure as ReportedFailure {
+            failure.report.notes = failure.report.notes.map { Redaction.urls(in: $0) }
+            throw failure
         }
-        return try await install(wanted, before: before, apt: apt, root: root)
+        // A source's URL may carry credentials (`https://user:password@mirror/`): never in a record.
+        report.notes = report.notes.map { Redaction.urls(in: $0) }
+        return report
     }
 
     /// Removes the package, and nothing else: when apt would also remove packages that depend on

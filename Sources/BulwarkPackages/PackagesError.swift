@@ -1,6 +1,8 @@
+internal import BulwarkCore
+
 /// A failure of the package kind, naming the file or command it concerns. One bounded line:
 /// a message can quote a dpkg database's or apt's own text, which must not forge lines in a log
-/// or a record.
+/// or a record. A URL in it (apt names its sources) has its credentials redacted.
 public struct PackagesError: Error, Sendable, CustomStringConvertible {
     public var message: String
     /// The file (`/var/lib/dpkg/status`) or program (`apt-get`) it concerns.
@@ -12,7 +14,7 @@ public struct PackagesError: Error, Sendable, CustomStringConvertible {
     }
 
     public var description: String {
-        Self.oneLine(subject.map { "\($0): \(message)" } ?? message, limit: 2048)
+        Self.oneLine(Redaction.urls(in: subject.map { "\($0): \(message)" } ?? message), limit: 2048)
     }
 
     static func oneLine(_ text: String, limit: Int) -> String {

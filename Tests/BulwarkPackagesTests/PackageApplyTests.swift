@@ -231,3 +231,79 @@ import Testing
         }
     }
 }
+
+/// The flat repository served over real HTTP (python3's http.server on a free loopback port),
+/// from a source whose URL carries a password: the fix goes through, and the password is in no
+/// note, error or commit message.
+@Suite(.serialized, .timeLimit(.minutes(5))) struct PackageHTTPSourceTests {
+    @Test func anUpgradeFromAnHTTPSourceRecordsItsURLWithoutThePassword() async throws {
+        try await withTemporaryDirectory { base in
+            let machine = try MachineFingerprint.take()
+            let box = try AptSandbox(base)
+            try box.preinstall(DummyPackage(name: "dummy", version: "1.0"))
+            try box.build(DummyPackage(name: "dummy", version: "1.1"))
+            try box.publish()
+            let server = try StaticHTTPServer(directory: box.repository)
+            defer { server.stop() }
+            try write(box.root + "/etc/apt/sources.list", "deb [trusted=yes] http://deploy:s3cr3t-pw@127.0.0.1:\(server.port)/ ./\n")
+            let (_, outcome) = try await reconcile(try box.state(package("dummy", "name: dummy, minVersion: \"1.1\"")))
+            let record = try #require(outcome.entries.first?.record)
+            #expect(record.result == .verified, "\(record.error ?? "")")
+            #expect(try box.status().installed("dummy")?.version?.text == "1.1")
+            #expect(record.notes?.first?.hasPrefix("dummy 1.0 → 1.1 from http://") == true, "\(record.notes ?? [])")
+            #expect(!record.commitMessage.contains("s3cr3t-pw"))
+            #expect(!String(decoding: record.json(), as: UTF8.self).contains("s3cr3t-pw"))
+
+            // A failure that quotes the source does not carry the password either.
+            try write(box.root + "/etc/apt/sources.list", "deb [trusted=yes] http://deploy:s3cr3t-pw@127.0.0.1:\(server.port)/missing/ ./\n")
+            let (_, failed) = try await reconcile(try box.state(package("dummy", "name: dummy, minVersion: \"1.2\"")))
+            let failure = try #require(failed.entries.first?.record)
+            #expect(failure.result == .failed)
+            #expect(failure.error?.contains("127.0.0.1") == true, "\(failure.error ?? "")")
+            #expect(!failure.commitMessage.contains("s3cr3t-pw"), "\(failure.commitMessage)")
+            #expect(try MachineFingerprint.take() == machine)
+        }
+    }
+}
+
+/// python3's http.server serving one folder on a free loopback port, stopped by its process id.
+final class StaticHTTPServer: Sendable {
+    let process: Process
+    let port: Int
+
+    init(directory: String) throws {
+        let script = """
+            import functools, http.server, sys
+            class Quiet(http.server.SimpleHTTPRequestHandler):
+                def log_message(self, *args): pass
+            server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=sys.argv[1]))
+            print(server.server_address[1], flush=True)
+            server.serve_forever()
+            """
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        process.arguments = ["-c", script, directory]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        var line = Data()
+        while !line.contains(0x0A) {
+            let chunk = output.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            line.append(chunk)
+        }
+        guard let port = Int(String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            process.terminate()
+            throw SupportError("python3 http.server did not start")
+        }
+        self.port = port
+    }
+
+    /// SIGKILL: a child of the test process inherits its blocked signals, SIGTERM among them.
+    func stop() {
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+}

@@ -91,3 +91,11 @@ import Testing
         #expect(Apt.fetched("Get:1 file:/tmp/repo ./ dummy 1.1 [768 B]\nHit:2 x\n") == ["file:/tmp/repo ./ dummy 1.1"])
     }
 }
+
+@Suite struct PackageRedactionTests {
+    @Test func aSourceURLsCredentialsNeverReachAMessage() {
+        let error = PackagesError("Failed to fetch https://deploy:s3cr3t@mirror.example.org/debian/dists/x", subject: "apt-get")
+        #expect(!error.description.contains("s3cr3t"))
+        #expect(error.description.contains("https://deploy:<redacted>@mirror.example.org/debian"))
+    }
+}
