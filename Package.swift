@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "BulwarkGit", targets: ["BulwarkGit"]),
         .library(name: "BulwarkHost", targets: ["BulwarkHost"]),
         .library(name: "BulwarkFirewall", targets: ["BulwarkFirewall"]),
+        .library(name: "BulwarkPackages", targets: ["BulwarkPackages"]),
         .library(name: "BulwarkPostgres", targets: ["BulwarkPostgres"]),
         .library(name: "BulwarkAWS", targets: ["BulwarkAWS"]),
         .library(name: "BulwarkServer", targets: ["BulwarkServer"]),
@@ -58,6 +59,7 @@ let package = Package(
         .target(name: "BulwarkProcess", swiftSettings: swiftSettings),
         .target(name: "BulwarkHost", dependencies: ["BulwarkCore", "BulwarkProcess"], swiftSettings: swiftSettings),
         .target(name: "BulwarkFirewall", dependencies: ["BulwarkCore"], swiftSettings: swiftSettings),
+        .target(name: "BulwarkPackages", dependencies: ["BulwarkCore"], swiftSettings: swiftSettings),
         .target(
             name: "BulwarkPostgres",
             dependencies: [
@@ -104,7 +106,7 @@ let package = Package(
         .target(
             name: "BulwarkCommands",
             dependencies: [
-                "BulwarkCore", "BulwarkGit", "BulwarkHost", "BulwarkFirewall", "BulwarkPostgres", "BulwarkAWS", "BulwarkServer",
+                "BulwarkCore", "BulwarkGit", "BulwarkHost", "BulwarkFirewall", "BulwarkPackages", "BulwarkPostgres", "BulwarkAWS", "BulwarkServer",
                 "BulwarkRuntime", "BulwarkHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -123,6 +125,9 @@ let package = Package(
         .testTarget(name: "BulwarkCoreTests", dependencies: ["BulwarkCore", "BulwarkTestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "BulwarkHostTests", dependencies: ["BulwarkHost", "BulwarkCore", "BulwarkTestSupport"],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "BulwarkPackagesTests", dependencies: ["BulwarkPackages", "BulwarkCore", "BulwarkTestSupport"],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "BulwarkFirewallTests", dependencies: ["BulwarkFirewall", "BulwarkCore", "BulwarkTestSupport"],

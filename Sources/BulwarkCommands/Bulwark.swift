@@ -3,6 +3,7 @@ internal import BulwarkCore
 internal import BulwarkRuntime
 internal import BulwarkHost
 internal import BulwarkFirewall
+internal import BulwarkPackages
 internal import BulwarkPostgres
 internal import BulwarkAWS
 internal import BulwarkHTTP
@@ -28,7 +29,9 @@ public struct Bulwark: AsyncParsableCommand {
 
     /// Every adapter this build knows.
     static func registry() -> Registry {
-        Registry([HostAdapter.definition(), FirewallAdapter.definition(), PostgresAdapter.definition(), AWSAdapter.definition()])
+        var host = HostAdapter.definition()
+        host.kinds += PackagesAdapter.kinds()
+        return Registry([host, FirewallAdapter.definition(), PostgresAdapter.definition(), AWSAdapter.definition()])
     }
 }
 

@@ -37,6 +37,10 @@ public struct AuditRecord: Sendable, Hashable, Codable {
     public var error: String?
     /// For drift deferred by a change window: when the next window opens.
     public var nextWindowAt: String?
+    /// What the driver said about the fix (versions before and after, where a package came from).
+    public var notes: [String]?
+    /// What must still be restarted (services, or `reboot`) for the fix to take effect.
+    public var needsRestart: String?
 
     public init(
         id: String, controller: String, target: String, resource: String, kind: String, name: String,
@@ -124,6 +128,7 @@ public struct AuditRecord: Sendable, Hashable, Codable {
         }
         if let reason { lines.append("Reason: " + Self.oneLine(reason)) }
         if let error { lines.append("Error: " + Self.oneLine(error)) }
+        for note in notes ?? [] { lines.append("Note: " + Self.oneLine(note)) }
         lines.append("")
         var trailers: [(AuditTrailer, String)] = [
             (.id, id), (.controller, controller), (.target, target), (.resource, resource),
@@ -136,6 +141,7 @@ public struct AuditRecord: Sendable, Hashable, Codable {
         if let verifiedAt { trailers.append((.verifiedAt, verifiedAt)) }
         if let approver { trailers.append((.approvedBy, Self.oneLine(approver))) }
         if let nextWindowAt { trailers.append((.nextWindow, nextWindowAt)) }
+        if let needsRestart { trailers.append((.needsRestart, needsRestart)) }
         lines += trailers.map { "\($0.0.rawValue): \(Self.oneLine($0.1))" }
         return lines.joined(separator: "\n") + "\n"
     }

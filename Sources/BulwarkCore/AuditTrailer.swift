@@ -26,6 +26,8 @@ public enum AuditTrailer: String, CaseIterable, Sendable {
     case approves = "Bulwark-Approves"
     /// On a revert's waiver commit: the id of the fix it undoes.
     case reverts = "Bulwark-Reverts"
+    /// What must still be restarted for an applied fix to take effect (`ssh`, `reboot`).
+    case needsRestart = "Bulwark-Needs-Restart"
 
     /// Whether a commit trailer's key is one of Bulwark's (trailer keys compare case-insensitively, as git's do).
     public static func isBulwark(_ key: String) -> Bool { key.lowercased().hasPrefix("bulwark-") }
@@ -49,6 +51,7 @@ public struct RecordedDecision: Sendable, Hashable {
     public var verifiedAt: Date?
     public var approvedBy: String?
     public var nextWindow: Date?
+    public var needsRestart: String?
 
     /// Nil when the commit carries no `Bulwark-Id` (not an audit record).
     public init?(trailer value: (AuditTrailer) -> String?) {
@@ -67,6 +70,7 @@ public struct RecordedDecision: Sendable, Hashable {
         verifiedAt = value(.verifiedAt).flatMap(Timestamp.parse)
         approvedBy = value(.approvedBy)
         nextWindow = value(.nextWindow).flatMap(Timestamp.parse)
+        needsRestart = value(.needsRestart)
     }
 
     /// A verified fix: applied and verified.

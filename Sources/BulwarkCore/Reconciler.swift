@@ -536,7 +536,11 @@ public struct Reconciler: Sendable {
             return .done
         }
         do {
-            try await kind.driver.apply(remediation.changes, to: resource, on: target)
+            if let reporting = kind.driver as? any ReportingDriver {
+                record.include(try await reporting.applyReporting(remediation.changes, to: resource, on: target))
+            } else {
+                try await kind.driver.apply(remediation.changes, to: resource, on: target)
+            }
             record.appliedAt = Timestamp.format(clock())
         } catch let error as AlreadyInSync
                     where remediation.changes.allSatisfy({ error.properties.contains($0.property) }) {
@@ -547,6 +551,7 @@ public struct Reconciler: Sendable {
             record.appliedAt = Timestamp.format(clock())
             record.result = .failed
             record.error = "apply failed: \(error)"
+            if let failure = error as? ReportedFailure { record.include(failure.report) }
             return .done
         }
         await verify(remediation, resource: resource, target: target, driver: kind.driver, into: &record)

@@ -1,0 +1,165 @@
+internal import Foundation
+public import BulwarkCore
+
+/// The package kind's safety guards, judged against the root's dpkg database and apt
+/// preferences as they are now. Each blocks (until a person approves the blocked id):
+/// - removing an `Essential: yes` or `Priority: required` package;
+/// - removing a package that sshd, the init system, apt or Bulwark itself needs: the packages
+///   named in `PackageGuards.needs` and everything they depend on (`Depends`, `Pre-Depends`,
+///   every installed alternative, every installed provider of a virtual package);
+/// - changing a package someone pinned (`apt-mark hold`, or a stanza of `etc/apt/preferences`
+///   naming it): overriding the pin could hold back the update it pins, or undo a decision.
+/// A database that cannot be read blocks: a guard that cannot judge never lets a change through.
+extension DebianPackageDriver {
+    func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async -> GuardVerdict {
+        do {
+            let wanted = try Wanted(resource)
+            let root = try Self.root(target)
+            let status = try DpkgStatus.read(root: root)
+            let pins = try PackageGuards.pins(root: root, status: status)
+            return PackageGuards.judge(wanted, changes: changes, status: status, pins: pins)
+        } catch {
+            return .block("the package guard cannot judge this change, so it is not made: \(error)")
+        }
+    }
+}
+
+public enum PackageGuards {
+    /// Who needs what: a package, and why it must stay.
+    public static let needs: [(package: String, why: String)] = [
+        ("openssh-server", "sshd"), ("apt", "package management"), ("dpkg", "package management"),
+        ("init", "the init system"), ("systemd-sysv", "the init system"), ("systemd", "the init system"),
+        ("sysvinit-core", "the init system"), ("runit-init", "the init system"), ("openrc", "the init system"),
+        ("bulwark", "Bulwark itself"),
+    ]
+
+    static func judge(_ wanted: DebianPackageDriver.Wanted, changes: [PropertyDrift], status: DpkgStatus,
+                      pins: [String: String]) -> GuardVerdict {
+        let name = wanted.name
+        let entries = status.entries(name).filter { !$0.isAbsent }
+        if wanted.state == "absent", changes.contains(where: { $0.property == "state" }), !entries.isEmpty {
+            if entries.contains(where: \.essential) {
+                return .block("\(name) is Essential: yes; removing it can leave the system unable to install or boot")
+            }
+            if entries.contains(where: { $0.priority == "required" }) {
+                return .block("\(name) has Priority: required; removing it can break the base system")
+            }
+            if let chain = needed(status)[name] {
+                return .block("\(name) is needed by \(chain); removing it could cut off access or stop the machine being managed")
+            }
+        }
+        if !entries.isEmpty || wanted.state == "present", let pin = pins[name] {
+            return .block("\(name) is pinned (\(pin)); Bulwark does not override a person's pin without approval: "
+                          + "it could hold back the update the pin keeps")
+        }
+        return .allow
+    }
+
+    /// Every installed package that something in `needs` depends on, with the chain that needs
+    /// it (`libssl3, needed by openssh-server (sshd)`).
+    public static func needed(_ status: DpkgStatus) -> [String: String] {
+        var providers: [String: [String]] = [:]
+        for (name, entries) in status.packages {
+            for entry in entries where entry.isInstalled {
+                for virtual in entry.provides { providers[virtual, default: []].append(name) }
+            }
+        }
+        func installed(_ name: String) -> [String] {
+            (status.installed(name) != nil ? [name] : []) + (providers[name] ?? []).filter { $0 != name }
+        }
+        var result: [String: String] = [:]
+        var purpose: [String: String] = [:]
+        var queue: [String] = []
+        for (package, why) in needs {
+            for name in installed(package) where result[name] == nil {
+                result[name] = why
+                purpose[name] = why
+                queue.append(name)
+            }
+        }
+        let roots = Set(queue)
+        var index = 0
+        while index < queue.count {
+            let current = queue[index]
+            index += 1
+            let why = purpose[current] ?? "?"
+            for entry in status.entries(current) where entry.isInstalled {
+                for group in entry.preDepends + entry.depends {
+                    for alternative in group {
+                        for name in installed(alternative) where result[name] == nil {
+                            result[name] = roots.contains(current) ? "\(current) (\(why))" : "\(current), which \(why) needs"
+                            purpose[name] = why
+                            queue.append(name)
+                        }
+                    }
+                }
+            }
+        }
+        return result
+    }
+
+    /// Packages someone pinned, with how: held in dpkg, or named by a stanza of the root's apt
+    /// preferences (`Package: NAME` or a pattern other than `*`).
+    static func pins(root: String, status: DpkgStatus) throws(PackagesError) -> [String: String] {
+        var result: [String: String] = [:]
+        for (name, entries) in status.packages where entries.contains(where: \.isHeld) {
+            result[name] = "held in dpkg (apt-mark hold)"
+        }
+        for (file, text) in try preferenceFiles(root: root) {
+            for stanza in text.components(separatedBy: "\n\n") {
+                var patterns: [String] = []
+                var pin = ""
+                var priority = ""
+                for line in stanza.split(separator: "\n") {
+                    let trimmed = line.trimmingCharacters(in: .whitespaces)
+                    guard !trimmed.hasPrefix("#"), let colon = trimmed.firstIndex(of: ":") else { continue }
+                    let key = trimmed[..<colon].lowercased()
+                    let value = trimmed[trimmed.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+                    switch key {
+                    case "package": patterns = value.split(separator: " ").map(String.init)
+                    case "pin": pin = value
+                    case "pin-priority": priority = value
+                    default: break
+                    }
+                }
+                for pattern in patterns where pattern != "*" {
+                    for name in status.packages.keys where matches(pattern, name) && result[name] == nil {
+                        result[name] = "\(file): Pin: \(pin), Pin-Priority: \(priority)"
+                    }
+                }
+            }
+        }
+        return result
+    }
+
+    /// apt's package patterns in preferences: a name, a glob, or `/regex/`. A regex that does
+    /// not compile matches everything (a pin Bulwark cannot read is treated as a pin).
+    static func matches(_ pattern: String, _ name: String) -> Bool {
+        if pattern.count >= 2, pattern.hasPrefix("/"), pattern.hasSuffix("/") {
+            guard let regex = try? NSRegularExpression(pattern: String(pattern.dropFirst().dropLast())) else { return true }
+            return regex.firstMatch(in: name, range: NSRange(name.startIndex..., in: name)) != nil
+        }
+        if pattern.contains(where: { "*?[".contains($0) }) { return fnmatch(pattern, name, 0) == 0 }
+        return pattern == name || pattern.hasPrefix(name + ":")
+    }
+
+    /// `etc/apt/preferences` and the files of `etc/apt/preferences.d` apt reads (no extension,
+    /// or `.pref`), each at most 1 MiB, at most 512 of them.
+    static func preferenceFiles(root: String) throws(PackagesError) -> [(String, String)] {
+        var paths = [DpkgPaths.under(root, "etc/apt/preferences")]
+        let folder = DpkgPaths.under(root, "etc/apt/preferences.d")
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).sorted()
+        guard names.count <= 512 else { throw PackagesError("more than 512 files", subject: folder) }
+        for name in names where name.allSatisfy({ $0.isLetter || $0.isNumber || "_-.".contains($0) })
+            && (!name.contains(".") || name.hasSuffix(".pref")) {
+            paths.append(folder + "/" + name)
+        }
+        var result: [(String, String)] = []
+        for path in paths {
+            guard FileManager.default.fileExists(atPath: path) else { continue }
+            let bytes = try DpkgPaths.readBounded(path, limit: 1 << 20)
+            result.append((path, String(decoding: bytes, as: UTF8.self).replacingOccurrences(of: "\r\n", with: "\n")))
+        }
+        return result
+    }
+}

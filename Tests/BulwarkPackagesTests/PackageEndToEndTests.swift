@@ -1,0 +1,57 @@
+import BulwarkCore
+@testable import BulwarkPackages
+import BulwarkTestSupport
+import Foundation
+import Testing
+
+/// The package kind through the real `bulwark` binary (BULWARK_BIN): the command's registry knows
+/// it on host targets, `apply` upgrades the sandbox root through apt, and the audit commit on the
+/// origin carries the versions, the source and `Bulwark-Needs-Restart`, as the git CLI reads them.
+@Suite(.serialized, .timeLimit(.minutes(5))) struct PackageEndToEndTests {
+    @Test func applyUpgradesAPackageAndTheAuditCommitSaysFromWhereAndWhatToRestart() async throws {
+        try await withTemporaryDirectory { base in
+            let machine = try MachineFingerprint.take()
+            let box = try AptSandbox(base)
+            try box.preinstall(DummyPackage(name: "dummy", version: "1.0", service: true))
+            try box.build(DummyPackage(name: "dummy", version: "1.1", service: true))
+            try box.publish()
+
+            let origin = base + "/origin.git"
+            let seed = base + "/seed"
+            try git("init", "-q", "--bare", "-b", "main", origin)
+            try git("clone", "-q", origin, seed)
+            try write(seed + "/controllers/packages.yaml", """
+                apiVersion: bulwark/v1
+                kind: Target
+                metadata: {name: sandbox}
+                spec: {adapter: host, root: \(box.root)}
+                ---
+                apiVersion: bulwark/v1
+                kind: Controller
+                metadata: {name: patches}
+                spec: {kinds: [DebianPackage]}
+                """)
+            try write(seed + "/desired-state/dummy.yaml", package("dummy-fixed", "name: dummy, minVersion: \"1.1\""))
+            try git("add", "-A", in: seed)
+            try git("commit", "-qm", "patch dummy", in: seed)
+            try git("push", "-q", "origin", "main", in: seed)
+
+            let validate = try run(try bulwarkExecutable(), ["validate", seed])
+            #expect(validate.status == 0, "\(validate.stdout) \(validate.stderr)")
+            let apply = try run(try bulwarkExecutable(), ["apply", "--repo", origin, "--state-dir", base + "/state"])
+            #expect(apply.status == 0, "\(apply.stdout) \(apply.stderr)")
+            #expect(try box.status().installed("dummy")?.version?.text == "1.1")
+
+            func trailer(_ key: String) throws -> [String] {
+                try git("--git-dir", origin, "log", "--format=%(trailers:key=\(key),valueonly)", "bulwark/audit")
+                    .split(separator: "\n").map(String.init).filter { !$0.isEmpty }
+            }
+            #expect(try trailer("Bulwark-Result") == ["verified"])
+            #expect(try trailer("Bulwark-Needs-Restart") == ["dummy"])
+            let body = try git("--git-dir", origin, "log", "-1", "--format=%B", "bulwark/audit")
+            #expect(body.contains("Note: dummy 1.0 → 1.1 from file:\(box.repository) ./"), "\(body)")
+            #expect(!FileManager.default.fileExists(atPath: box.root + "/var/tmp/dummy.restarts"))
+            #expect(try MachineFingerprint.take() == machine, "the machine's dpkg database and apt state are untouched")
+        }
+    }
+}

@@ -1,0 +1,210 @@
+import BulwarkCore
+@testable import BulwarkPackages
+import BulwarkTestSupport
+import Foundation
+import Testing
+
+/// Each guard twice: the harmful change blocked (recorded once, the root's dpkg database
+/// byte-identical), and a legitimate change that still goes through.
+@Suite(.serialized, .timeLimit(.minutes(5))) struct PackageGuardTests {
+    /// Plans and applies twice, expecting one blocked remediation recorded once and nothing
+    /// changed in the root's database. Returns the reason.
+    @discardableResult
+    func expectBlocked(_ box: AptSandbox, _ manifests: String, reason: String,
+                       sourceLocation: Testing.SourceLocation = #_sourceLocation) async throws -> String {
+        let before = try box.statusBytes()
+        let state = try box.state(manifests)
+        let reconciler = Reconciler(registry: packageRegistry)
+        let plan = try await reconciler.plan(state)
+        let blocked = plan.remediations.filter { $0.decision == .blocked }
+        #expect(blocked.count == 1, "plan: \(plan.remediations.map { "\($0.decision) \($0.reason ?? "")" }) \(plan.failures)",
+                sourceLocation: sourceLocation)
+        let text = blocked.first?.reason ?? ""
+        #expect(text.contains(reason), "reason: \(text)", sourceLocation: sourceLocation)
+        let sink = RecordingSink()
+        let first = await reconciler.apply(plan, state: state, audit: sink)
+        #expect(first.entries.filter { $0.record.decision == .blocked && !$0.alreadyRecorded }.count == 1, sourceLocation: sourceLocation)
+        #expect(first.entries.first?.record.commitMessage.contains("Bulwark-Decision: blocked") == true, sourceLocation: sourceLocation)
+        let second = await reconciler.apply(try await reconciler.plan(state), state: state, audit: sink)
+        #expect(second.entries.allSatisfy { $0.alreadyRecorded }, "recorded once", sourceLocation: sourceLocation)
+        #expect(sink.records.count == 1, sourceLocation: sourceLocation)
+        #expect(try box.statusBytes() == before, "the root's dpkg database is byte-identical", sourceLocation: sourceLocation)
+        return text
+    }
+
+    func expectVerified(_ box: AptSandbox, _ manifests: String, sourceLocation: Testing.SourceLocation = #_sourceLocation) async throws {
+        let (plan, outcome) = try await reconcile(try box.state(manifests))
+        #expect(plan.remediations.map(\.decision) == [.applied], "\(plan.remediations.map { $0.reason ?? "" })", sourceLocation: sourceLocation)
+        #expect(outcome.entries.count == 1 && outcome.entries.allSatisfy { $0.record.result == .verified },
+                "\(outcome.entries.map { $0.record.error ?? "" })", sourceLocation: sourceLocation)
+    }
+
+    @Test func anEssentialPackageIsNotRemovedButAnOrdinaryOneIs() async throws {
+        try await withTemporaryDirectory { base in
+            let machine = try MachineFingerprint.take()
+            let box = try AptSandbox(base)
+            try box.preinstall(DummyPackage(name: "base-thing", version: "1.0", essential: true))
+            try box.preinstall(DummyPackage(name: "games", version: "1.0"))
+            try box.publish()
+            try await expectBlocked(box, package("b", "name: base-thing, state: absent"), reason: "base-thing is Essential: yes")
+            #expect(try box.status().installed("base-thing") != nil)
+            try await expectVerified(box, package("g", "name: games, state: absent"))
+            #expect(try MachineFingerprint.take() == machine)
+        }
+    }
+
+    @Test func aRequiredPriorityPackageIsNotRemovedButAnOptionalOneIs() async throws {
+        try await withTemporaryDirectory { base in
+            let box = try AptSandbox(base)
+            try box.preinstall(DummyPackage(name: "core-utils-x", version: "1.0", priority: "required"))
+            try box.preinstall(DummyPackage(name: "games", version: "1.0", priority: "optional"))
+            try box.publish()
+            try await expectBlocked(box, package("c", "name: core-utils-x, state: absent"), reason: "Priority: required")
+            try await expectVerified(box, package("g", "name: games, state: absent"))
+        }
+    }
+
+    @Test func whatSshdNeedsIsNotRemovedButWhatNothingNeedsIs() async throws {
+        try await withTemporaryDirectory { base in
+            let box = try AptSandbox(base)
+            // openssh-server needs libcrypt-x through an alternative, libz-x through libwrap-x, and
+            // pam-impl-x as the provider of a virtual package.
+            try box.preinstall(DummyPackage(name: "libcrypt-x", version: "1.0"))
+            try box.preinstall(DummyPackage(name: "libz-x", version: "1.0"))
+            try box.preinstall(DummyPackage(name: "libwrap-x", version: "1.0", depends: "libz-x"))
+            try box.preinstall(DummyPackage(name: "pam-impl-x", version: "1.0", provides: "pam-virtual-x"))
+            try box.preinstall(DummyPackage(name: "openssh-server", version: "1:9.2p1-2",
+                                            depends: "libmissing | libcrypt-x, libwrap-x, pam-virtual-x"))
+            try box.preinstall(DummyPackage(name: "games", version: "1.0"))
+            try box.publish()
+            let reason = try await expectBlocked(box, package("l", "name: libcrypt-x, state: absent"), reason: "libcrypt-x is needed by")
+            #expect(reason.contains("libcrypt-x is needed by openssh-server (sshd)"), "\(reason)")
+            try await expectBlocked(box, package("z", "name: libz-x, state: absent"), reason: "libz-x is needed by libwrap-x, which sshd needs")
+            // A virtual package: its installed provider is needed.
+            try await expectBlocked(box, package("p", "name: pam-impl-x, state: absent"), reason: "pam-impl-x is needed by openssh-server (sshd)")
+            try await expectBlocked(box, package("s", "name: openssh-server, state: absent"), reason: "needed by sshd")
+            try await expectVerified(box, package("g", "name: games, state: absent"))
+        }
+    }
+
+    @Test func whatAptAndTheInitSystemNeedIsNotRemoved() async throws {
+        try await withTemporaryDirectory { base in
+            let box = try AptSandbox(base)
+            try box.preinstall(DummyPackage(name: "libapt-x", version: "1.0"))
+            try box.preinstall(DummyPackage(name: "apt", version: "2.6.1", depends: "libapt-x"))
+            try box.preinstall(DummyPackage(name: "libinit-x", version: "1.0"))
+            try box.preinstall(DummyPackage(name: "systemd-sysv", version: "252", depends: "libinit-x"))
+            try box.preinstall(DummyPackage(name: "games", version: "1.0"))
+            try box.publish()
+            try await expectBlocked(box, package("a", "name: libapt-x, state: absent"), reason: "libapt-x is needed by apt (package management)")
+            try await expectBlocked(box, package("i", "name: libinit-x, state: absent"), reason: "libinit-x is needed by systemd-sysv (the init system)")
+            try await expectVerified(box, package("g", "name: games, state: absent"))
+        }
+    }
+
+    @Test func aHeldPackageIsNotUpgradedButAnUnheldOneIs() async throws {
+        try await withTemporaryDirectory { base in
+            let box = try AptSandbox(base)
+            try box.preinstall(DummyPackage(name: "dummy", version: "1.0"))
+            try box.preinstall(DummyPackage(name: "other", version: "1.0"))
+            try box.build(DummyPackage(name: "dummy", version: "1.1"))
+            try box.build(DummyPackage(name: "other", version: "1.1"))
+            try box.publish()
+            let hold = try run("/bin/sh", ["-c", "echo 'dummy hold' | dpkg --root='\(box.root)' --set-selections"])
+            try #require(hold.status == 0, "\(hold.stderr)")
+            try await expectBlocked(box, package("d", "name: dummy, minVersion: \"1.1\""), reason: "dummy is pinned (held in dpkg")
+            #expect(try box.status().installed("dummy")?.version?.text == "1.0")
+            try await expectVerified(box, package("o", "name: other, minVersion: \"1.1\""))
+        }
+    }
+
+    @Test func aPackagePinnedInPreferencesIsNotChangedButAnUnpinnedOneIs() async throws {
+        try await withTemporaryDirectory { base in
+            let box = try AptSandbox(base)
+            try box.preinstall(DummyPackage(name: "openssl-x", version: "3.0.11-1~deb12u1"))
+            try box.preinstall(DummyPackage(name: "other", version: "1.0"))
+            try box.build(DummyPackage(name: "openssl-x", version: "3.0.11-1~deb12u2"))
+            try box.build(DummyPackage(name: "openssl-x", version: "3.0.13-1~deb12u1"))
+            try box.build(DummyPackage(name: "other", version: "1.1"))
+            try box.publish()
+            // Someone pinned the security update they tested; the policy's minimum would pass it.
+            try write(box.root + "/etc/apt/preferences.d/security-pin", """
+                Package: openssl-x
+                Pin: version 3.0.11-1~deb12u2
+                Pin-Priority: 1001
+
+                """)
+            try await expectBlocked(box, package("s", "name: openssl-x, minVersion: \"3.0.13\""), reason: "openssl-x is pinned (")
+            try await expectBlocked(box, package("r", "name: openssl-x, state: absent"), reason: "Pin: version 3.0.11-1~deb12u2")
+            try await expectVerified(box, package("o", "name: other, minVersion: \"1.1\""))
+        }
+    }
+
+    @Test func anApprovedBlockedRemovalIsMade() async throws {
+        try await withTemporaryDirectory { base in
+            let box = try AptSandbox(base)
+            try box.preinstall(DummyPackage(name: "legacy-req", version: "1.0", priority: "required"))
+            try box.publish()
+            let manifests = package("l", "name: legacy-req, state: absent")
+            let reconciler = Reconciler(registry: packageRegistry)
+            let blocked = try await reconciler.plan(try box.state(manifests))
+            let id = try #require(blocked.remediations.first { $0.decision == .blocked }?.id)
+            let approval = """
+                apiVersion: bulwark/v1
+                kind: Approval
+                metadata: {name: retire-legacy}
+                spec: {id: \(id), approver: "Sam Admin <sam@example.org>", reason: "replaced by core-utils-y"}
+                """
+            let state = try box.state(manifests, extra: [SourceFile(path: "approvals/\(id).yaml", contents: Array(approval.utf8))])
+            let plan = try await reconciler.plan(state)
+            #expect(plan.remediations.first?.decision == .applied)
+            let outcome = await reconciler.apply(plan, state: state, audit: RecordingSink())
+            #expect(outcome.verified.count == 1, "\(outcome.entries.map { $0.record.error ?? "" })")
+            #expect(try box.status().installed("legacy-req") == nil)
+        }
+    }
+
+    @Test func anApprovedEssentialRemovalIsStillRefusedByAptAndRecordedFailed() async throws {
+        try await withTemporaryDirectory { base in
+            let box = try AptSandbox(base)
+            try box.preinstall(DummyPackage(name: "base-thing", version: "1.0", essential: true))
+            try box.publish()
+            let manifests = package("b", "name: base-thing, state: absent")
+            let reconciler = Reconciler(registry: packageRegistry)
+            let blocked = try await reconciler.plan(try box.state(manifests))
+            let id = try #require(blocked.remediations.first { $0.decision == .blocked }?.id)
+            let approval = """
+                apiVersion: bulwark/v1
+                kind: Approval
+                metadata: {name: remove-essential}
+                spec: {id: \(id), approver: "Sam Admin <sam@example.org>", reason: "testing"}
+                """
+            let before = try box.statusBytes()
+            let state = try box.state(manifests, extra: [SourceFile(path: "approvals/\(id).yaml", contents: Array(approval.utf8))])
+            let outcome = await reconciler.apply(try await reconciler.plan(state), state: state, audit: RecordingSink())
+            let record = try #require(outcome.entries.first?.record)
+            #expect(record.decision == .applied && record.result == .failed, "\(record.error ?? "")")
+            #expect(record.error?.contains("allow-remove-essential") == true, "\(record.error ?? "")")
+            #expect(try box.status().installed("base-thing") != nil)
+            #expect(try box.statusBytes() == before)
+        }
+    }
+
+    @Test func aDatabaseTheGuardCannotReadBlocks() async throws {
+        try await withTemporaryDirectory { base in
+            let box = try AptSandbox(base)
+            try box.preinstall(DummyPackage(name: "games", version: "1.0"))
+            let state = try box.state(package("g", "name: games, state: absent"))
+            let resource = try #require(state.resources.values.first)
+            let target = try #require(state.targets["sandbox"])
+            try write(box.root + "/etc/apt/preferences", String(repeating: "x", count: 2 << 20))
+            let verdict = await DebianPackageDriver().assess(
+                [PropertyDrift(property: "state", desired: "absent", observed: "present")], to: resource, on: target)
+            #expect(verdict.blockReason?.contains("cannot judge") == true, "\(verdict)")
+            try FileManager.default.removeItem(atPath: box.root + "/etc/apt/preferences")
+            let allowed = await DebianPackageDriver().assess(
+                [PropertyDrift(property: "state", desired: "absent", observed: "present")], to: resource, on: target)
+            #expect(allowed == .allow)
+        }
+    }
+}
