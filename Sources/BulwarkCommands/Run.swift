@@ -39,6 +39,7 @@ extension Bulwark {
                 """)
 
         @OptionGroup var repository: RepositoryOptions
+        @OptionGroup var agent: AgentOptions
 
         @Option(help: "Address for HTTP (webhooks, findings, metrics, status). Keep it on loopback unless a proxy with TLS is in front.")
         var listen: String = "127.0.0.1:9420"
@@ -133,7 +134,11 @@ extension Bulwark {
             let token = try findingsToken()
             let daemon: Daemon
             do {
-                daemon = try Daemon(options: try repository.runtime(),
+                var repository = self.repository
+                let targets = try agent.prepare(&repository)
+                var runtime = try repository.runtime()
+                runtime.agentTargets = targets
+                daemon = try Daemon(options: runtime,
                                     settings: .init(poll: .seconds(poll), debounce: .milliseconds(debounce)),
                                     logger: logger, registry: PrometheusCollectorRegistry())
             } catch {

@@ -45,6 +45,7 @@ extension Daemon {
                                                             stateDirectory: options.stateDirectory,
                                                             verification: options.sourceVerification)
                 await provenance.recordRefusals(head: newHead, in: repository, console: Console())
+                AgentSelection.restrict(&loaded, to: options.agentTargets)
                 // Intents a killed process left open are resolved and recorded before anything acts.
                 if !recovered {
                     do {

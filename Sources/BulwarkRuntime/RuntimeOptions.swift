@@ -13,6 +13,9 @@ package struct RuntimeOptions: Sendable {
     package var sourceVerification: SourceVerification?
     /// The kinds and adapters this build knows.
     package var registry: Registry
+    /// A host agent's own targets (`run --self`, `--target`): only their bindings are reconciled.
+    /// Nil: every target.
+    package var agentTargets: Set<String>? = nil
 
     package init(configuration: PolicyRepository.Configuration, displayURL: String,
                  sourceVerification: SourceVerification?, registry: Registry) {
