@@ -134,8 +134,9 @@ let package = Package(
             swiftSettings: swiftSettings),
         .testTarget(
             name: "BulwarkCommandsTests",
-            dependencies: ["BulwarkCommands", "BulwarkRuntime", "BulwarkGit", "BulwarkCore", "BulwarkHost", "BulwarkTestSupport",
-                           .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["BulwarkCommands", "BulwarkRuntime", "BulwarkGit", "BulwarkCore", "BulwarkHost", "BulwarkPostgres",
+                           "BulwarkTestSupport", .product(name: "Crypto", package: "swift-crypto"),
+                           .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
     ]
 )

@@ -40,6 +40,7 @@ extension Bulwark {
 
         @OptionGroup var repository: RepositoryOptions
         @OptionGroup var agent: AgentOptions
+        @OptionGroup var fleetController: ControllerOptions
 
         @Option(help: "Address for HTTP (webhooks, findings, metrics, status). Keep it on loopback unless a proxy with TLS is in front.")
         var listen: String = "127.0.0.1:9420"
@@ -130,14 +131,23 @@ extension Bulwark {
             }
             let logger = Logger(label: "bulwark")
             guard let (host, port) = Self.address(listen) else { throw ExitCode.validationFailure }
+            if fleetController.controller, agent.selfHost || !agent.targets.isEmpty {
+                throw ValidationError("--controller does not go with --self or --target: replicas share the non-host targets")
+            }
             let secret = try secret()
             let token = try findingsToken()
             let daemon: Daemon
+            var leases: LeaseKeeper?
             do {
                 var repository = self.repository
                 let targets = try agent.prepare(&repository)
+                leases = try fleetController.keeper(&repository, logger: logger)
                 var runtime = try repository.runtime()
                 runtime.agentTargets = targets
+                if let leases {
+                    runtime.leases = leases
+                    runtime.configuration.extraTrailers = { leases.trailer(for: $0.target) }
+                }
                 daemon = try Daemon(options: runtime,
                                     settings: .init(poll: .seconds(poll), debounce: .milliseconds(debounce)),
                                     logger: logger, registry: PrometheusCollectorRegistry())
@@ -161,7 +171,9 @@ extension Bulwark {
                 logger: logger)
             let watchdog = ShutdownWatchdog(grace: shutdownGrace, logger: logger)
             let group = ServiceGroup(configuration: .init(
-                services: [.init(service: http), .init(service: ReconcileService(daemon: daemon))],
+                // Shut down in reverse: the cycle in flight finishes before the leases are given up.
+                services: (leases.map { [ServiceGroupConfiguration.ServiceConfiguration(service: LeaseService(daemon: daemon, leases: $0))] } ?? [])
+                    + [.init(service: http), .init(service: ReconcileService(daemon: daemon))],
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
             logger.info("bulwark run", metadata: ["repo": .string(repository.displayURL), "listen": .string(listen),
                                                   "stateDir": .string(repository.stateDirectory),

@@ -195,6 +195,10 @@ package actor Daemon: DaemonControl {
     func cycle(only: Set<Binding>?) async {
         guard var cycleState = state else { return }
         if let only { cycleState.bindings = cycleState.bindings.filter { only.contains($0) } }
+        if let leases = options.leases {
+            let held = leases.held()
+            cycleState.bindings = cycleState.bindings.filter { held[$0.target] != nil }
+        }
         let started = clock.wall()
         let began = clock.now()
         var cycleError: String?
@@ -303,7 +307,8 @@ package actor Daemon: DaemonControl {
     func apply(_ plan: Plan, state cycleState: DesiredState) async -> CycleOutcome {
         let logger = self.logger
         let (outbox, notifiers, notify) = (self.outbox, self.notifiers, self.notify)
-        return await reconciler.apply(plan, state: cycleState, audit: repository, journal: journal) { entry in
+        let fenced = LeaseFencedJournal(base: journal, leases: options.leases)
+        return await reconciler.apply(plan, state: cycleState, audit: repository, journal: fenced) { entry in
             let r = entry.record
             logger.info("decision", metadata: [
                 "target": .string(r.target), "resource": .string(r.resource), "decision": .string(r.decision.rawValue),

@@ -17,6 +17,8 @@ package actor PolicyRepository: AuditSink {
         package var access = RemoteAccess()
         /// Signs every audit commit (`--signing-key`); nil: audit commits are unsigned.
         package var signer: (any CommitSigner)?
+        /// Trailer lines added to a record's commit (a controller replica's `Bulwark-Lease`).
+        package var extraTrailers: (@Sendable (AuditRecord) -> String?)? = nil
 
         package init(url: String, branch: String = "main", auditBranch: String = "bulwark/audit", stateDirectory: String,
                      author: Signature = Signature(name: "Bulwark", email: "bulwark@localhost"), access: RemoteAccess = RemoteAccess(),
@@ -275,7 +277,8 @@ package actor PolicyRepository: AuditSink {
         author.time = Date()
         let number = try (sequence ?? AuditTrail.lastSequence(of: trail.instance, in: repository, head: parent)) + 1
         let commit = try repository.writeCommit(adding: [record.path: record.json()], parent: parent,
-                                                message: record.commitMessage + AuditTrail.trailers(instance: trail.instance, sequence: number),
+                                                message: record.commitMessage + AuditTrail.trailers(instance: trail.instance, sequence: number)
+                                                    + (configuration.extraTrailers?(record) ?? ""),
                                                 author: author, signer: configuration.signer)
         if buffering {
             // In memory: the branch moves in `flush`, once the objects are on disk.
