@@ -15,8 +15,9 @@ extension Bulwark {
             abstract: "Run the daemon: reconcile on intervals and on events, serve webhooks, findings, metrics and status.",
             discussion: """
                 Each controller runs on its interval (±10% jitter); a controller that fails is retried \
-                sooner, the wait doubling per failure up to its interval. The source is fetched every \
-                --poll seconds and when a verified push webhook arrives; a new revision starts a cycle \
+                sooner, the wait doubling per failure up to its interval. The source is checked every \
+                --poll seconds (up to 20% sooner, at random, so that a fleet does not poll in lockstep; \
+                ls-remote first, fetching only what moved) and when a verified push webhook arrives; a new revision starts a cycle \
                 at once, and an invalid one is refused while the last good revision stays in force. \
                 Files that host controllers manage are watched (inotify): a change re-observes just the \
                 resources that file holds. Findings posted to /api/v1/findings reconcile the resources \
@@ -148,8 +149,9 @@ extension Bulwark {
                     runtime.leases = leases
                     runtime.configuration.extraTrailers = { leases.trailer(for: $0.target) }
                 }
-                daemon = try Daemon(options: runtime,
-                                    settings: .init(poll: .seconds(poll), debounce: .milliseconds(debounce)),
+                var settings = Daemon.Settings(poll: .seconds(poll), debounce: .milliseconds(debounce))
+                settings.pollJitter = 0.2
+                daemon = try Daemon(options: runtime, settings: settings,
                                     logger: logger, registry: PrometheusCollectorRegistry())
             } catch {
                 Console().error("\(error)")

@@ -17,6 +17,8 @@ package actor Daemon: DaemonControl {
         package var debounce: Duration = .milliseconds(100)
         /// The shortest wait before retrying a controller that failed; doubled per failure, capped at its interval.
         package var retryBase: Duration = .seconds(5)
+        /// Each poll comes up to this share of `poll` early, at random: agents do not poll in lockstep.
+        package var pollJitter = 0.0
 
         package init(poll: Duration = .seconds(30), debounce: Duration = .milliseconds(100), retryBase: Duration = .seconds(5)) {
             self.poll = poll
@@ -99,6 +101,7 @@ package actor Daemon: DaemonControl {
         self.logger = logger
         self.clock = clock
         scheduler = Scheduler(poll: settings.poll, retryBase: settings.retryBase)
+        scheduler.pollJitter = min(max(settings.pollJitter, 0), 0.5)
         startedAt = clock.now()
         repository = try PolicyRepository(options.configuration)
         journal = FileJournal(stateDirectory: options.stateDirectory)
