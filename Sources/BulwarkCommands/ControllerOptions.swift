@@ -21,7 +21,7 @@ struct ControllerOptions: ParsableArguments {
     @Option(help: "Seconds a lease lasts without renewal: a dead replica's targets move after at most this plus two renewals (a third of it each).")
     var leaseTtl: Int = 15
 
-    @Option(help: ArgumentHelp("This replica's name, unique among the replicas (default: the host name and the state directory's instance).", valueName: "name"))
+    @Option(help: ArgumentHelp("This replica's name, unique among the replicas (default: the state directory's instance name, the host name and a random suffix made once).", valueName: "name"))
     var replica: String?
 
     func validate() throws {
@@ -43,7 +43,15 @@ struct ControllerOptions: ParsableArguments {
         let password = try NotifierConfig.Secret.commandLine(file: leasePasswordFile, environment: "BULWARK_LEASE_PASSWORD",
                                                               what: "lease database password")
         let store = PostgresLeaseStore(try PostgresLeaseStore.Settings(dsn: leaseDsn, password: password))
-        let name = replica ?? AuditTrail.newInstanceName()
+        // The default is the state directory's instance name: stable across restarts, so a
+        // restarted replica writes to the same ref.
+        let name: String
+        if let replica {
+            name = replica
+        } else {
+            try FileManager.default.createDirectory(atPath: repository.stateDirectory, withIntermediateDirectories: true)
+            name = try AuditTrail.load(stateDirectory: repository.stateDirectory).trail.instance
+        }
         repository.auditBranch = try AuditRef.replica(name).branch
         return LeaseKeeper(replica: name, ttl: .seconds(leaseTtl), store: store, logger: logger)
     }

@@ -91,6 +91,37 @@ import Testing
         }
     }
 
+    /// The daemon as a host agent: fixes its own host, commits to its own ref, leaves the other
+    /// host alone, and its status page reads every agent's records.
+    @Test func aDaemonAgentReconcilesOnlyItsOwnHost() async throws {
+        try await withTemporaryDirectory { dir in
+            let fleet = try FleetFixture(in: dir, count: 2)
+            let other = try fleet.agent(1, "apply", ["--self", "--identity-root", fleet.identity(1)])
+            #expect(other.status == 0, "\(other.stderr)")
+            let untouched = try fleet.snapshot(1)
+            let daemon = try DaemonProcess(["--repo", fleet.origin, "--state-dir", fleet.state(0), "--poll", "1",
+                                            "--self", "--identity-root", fleet.identity(0)], logPath: dir + "/daemon.log")
+            #expect(daemon.wait(seconds: 60) { (try? daemon.get("/readyz").status) == 200 }, "\(daemon.log)")
+            #expect(daemon.wait(seconds: 30) { ((try? fleet.trailers("Bulwark-Target", on: "bulwark/audit-targets/web-0")) ?? []).count > 0 },
+                    "\(daemon.log)")
+            #expect(Set(try fleet.trailers("Bulwark-Target", on: "bulwark/audit-targets/web-0")) == ["web-0"])
+            #expect(daemon.terminate() == 0)
+            #expect(try fleet.snapshot(1) == untouched)
+            #expect(try fleet.refs(under: "bulwark/") == ["bulwark/audit-targets/web-0", "bulwark/audit-targets/web-1"])
+
+            // A daemon of the default mode reads every agent's ref: its MTTR counts both agents' fixes.
+            let verified = try ["web-0", "web-1"].flatMap { try fleet.trailers("Bulwark-Result", on: "bulwark/audit-targets/\($0)") }
+                .filter { $0 == "verified" }.count
+            let reader = try DaemonProcess(["--repo", fleet.origin, "--state-dir", dir + "/reader", "--poll", "1"],
+                                           logPath: dir + "/reader.log")
+            #expect(reader.wait(seconds: 60) { (try? reader.get("/readyz").status) == 200 }, "\(reader.log)")
+            let status = try JSONSerialization.jsonObject(with: Data(try reader.get("/api/v1/status").body.utf8)) as? [String: Any]
+            let week = status?["mttrLastWeek"] as? [String: Any]
+            #expect(verified > 0 && week?["fixes"] as? Int == verified, "\(String(describing: week))")
+            #expect(reader.terminate() == 0)
+        }
+    }
+
     @Test func auditRefNamesAreCheckedAndStable() throws {
         #expect(try AuditRef.agent(targets: ["web-2", "web-1", "web-2"]).branch == "bulwark/audit-targets/web-1+web-2")
         #expect(throws: CommandError.self) { try AuditRef.agent(targets: ["a..b"]) }
