@@ -19,6 +19,10 @@ import Testing
                 #expect(run.status == 0, "\(run.stderr)")
             }
             #expect(try fleet.snapshot(2) == untouched, "host 2 has no agent yet: nothing of it may change")
+            // plan takes the same selection: host 0 is in sync, host 2 still drifted.
+            #expect(try fleet.agent(0, "plan", ["--target", "web-0"]).status == 0)
+            let drifted = try fleet.agent(2, "plan", ["--self", "--identity-root", fleet.identity(2), "--output", "json"])
+            #expect(drifted.status == 2 && drifted.stdout.contains("web-2") && !drifted.stdout.contains("\"web-0\""), "\(drifted.stderr)")
             #expect(try fleet.refs(under: "bulwark/") == ["bulwark/audit-targets/web-0", "bulwark/audit-targets/web-1"])
             for index in [0, 1] {
                 let targets = try fleet.trailers("Bulwark-Target", on: "bulwark/audit-targets/web-\(index)")
