@@ -205,7 +205,7 @@ package actor Daemon: DaemonControl {
         guard var cycleState = state else { return }
         if let only { cycleState.bindings = cycleState.bindings.filter { only.contains($0) } }
         if let leases = options.leases {
-            let held = leases.held()
+            let held = leases.beginPass()
             cycleState.bindings = cycleState.bindings.filter { held[$0.target] != nil }
         }
         let started = clock.wall()

@@ -35,6 +35,8 @@ package final class LeaseKeeper: Sendable {
     private struct State {
         var candidates: Set<String> = []
         var held: [String: Int64] = [:]
+        /// The tokens the pass in flight was planned under (`beginPass`).
+        var pass: [String: Int64] = [:]
         var live: [String] = []
     }
     private let state = Mutex(State())
@@ -54,9 +56,18 @@ package final class LeaseKeeper: Sendable {
     /// The targets held now, with their tokens.
     package func held() -> [String: Int64] { state.withLock { $0.held } }
 
-    /// `Bulwark-Lease: <token>` for a record of a held target; nil for any other.
+    /// Starts a pass: the targets held now, whose tokens the pass's changes are checked against
+    /// (a lease lost and taken again meanwhile has a new token, and the pass stops on it).
+    package func beginPass() -> [String: Int64] {
+        state.withLock {
+            $0.pass = $0.held
+            return $0.held
+        }
+    }
+
+    /// `Bulwark-Lease: <target> <token>` for a record of a target of the pass in flight; nil for any other.
     package func trailer(for target: String) -> String? {
-        state.withLock { $0.held[target] }.map { "\(AuditTrailer.lease.rawValue): \(target) \($0)\n" }
+        state.withLock { $0.pass[target] }.map { "\(AuditTrailer.lease.rawValue): \(target) \($0)\n" }
     }
 
     /// The owner rendezvous hashing gives `target` among `replicas`.
@@ -108,9 +119,9 @@ package final class LeaseKeeper: Sendable {
     }
 
     /// Right before a change to `target`: throws unless this replica still holds it with the token
-    /// it was planned under. Targets that are not shared pass.
+    /// the pass was planned under (`beginPass`). Targets that are not shared pass.
     package func check(_ target: String) async throws {
-        let (shared, token) = state.withLock { ($0.candidates.contains(target), $0.held[target]) }
+        let (shared, token) = state.withLock { ($0.candidates.contains(target), $0.pass[target]) }
         guard shared else { return }
         guard let token else { throw LeaseLost(target: target, replica: replica, reason: "it holds no lease on it") }
         let holds: Bool
@@ -121,13 +132,16 @@ package final class LeaseKeeper: Sendable {
         }
         guard holds else {
             state.withLock { _ = $0.held.removeValue(forKey: target) }
-            throw LeaseLost(target: target, replica: replica, reason: "its lease (token \(token)) expired or was taken over")
+            throw LeaseLost(target: target, replica: replica, reason: "its lease (token \(token), which the pass was planned under) expired or was taken over")
         }
     }
 
     /// Gives every lease up (a graceful stop), so that the other replicas take over at once.
     package func leave() async {
-        state.withLock { $0.held = [:] }
+        state.withLock {
+            $0.held = [:]
+            $0.pass = [:]
+        }
         do { try await store.leave(replica) } catch {
             logger.warning("cannot give the leases up; they expire within the TTL", metadata: ["error": .string("\(error)")])
         }
