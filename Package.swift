@@ -150,8 +150,9 @@ let package = Package(
         .testTarget(name: "BulwarkHTTPTests", dependencies: ["BulwarkHTTP", "BulwarkTestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "BulwarkCommandsTests",
-            dependencies: ["BulwarkCommands", "BulwarkRuntime", "BulwarkGit", "BulwarkCore", "BulwarkHost", "BulwarkTestSupport",
-                           .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["BulwarkCommands", "BulwarkRuntime", "BulwarkGit", "BulwarkCore", "BulwarkHost", "BulwarkPostgres",
+                           "BulwarkTestSupport", .product(name: "Crypto", package: "swift-crypto"),
+                           .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
     ]
 )

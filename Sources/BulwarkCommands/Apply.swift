@@ -20,6 +20,7 @@ extension Bulwark {
         @OptionGroup var repository: RepositoryOptions
         @OptionGroup var output: OutputOptions
         @OptionGroup var review: ReviewOptions
+        @OptionGroup var agent: AgentOptions
 
         @Option(help: "Seconds to keep retrying notifications after the pass; undelivered ones are retried by the next run.")
         var notifyTimeout: Int = 10
@@ -33,8 +34,11 @@ extension Bulwark {
 
         func run() async throws {
             let console = Console()
+            var repository = self.repository
+            let targets = try agent.prepare(&repository)
             let result = try await ApplyRun.run(repository: repository, console: console, text: output.output == .text,
-                                                notifyTimeout: .seconds(notifyTimeout), review: try review.review(console))
+                                                notifyTimeout: .seconds(notifyTimeout), review: try review.review(console),
+                                                targets: targets)
             if output.output == .json { console.json(result) }
             if !result.succeeded { throw ExitCode.failure }
             if detailedExitcode, result.remainingDrift > 0 { throw ExitCode(2) }
@@ -81,9 +85,9 @@ struct ApplyRun: Encodable {
 
     static func run(
         repository options: RepositoryOptions, console: Console, text: Bool, notifyTimeout: Duration = .seconds(10),
-        review: Review? = nil
+        review: Review? = nil, targets: Set<String>? = nil
     ) async throws -> ApplyRun {
-        let loaded = try await options.load(console: console, recordRefusal: true, revision: review?.pin)
+        let loaded = try await options.load(console: console, recordRefusal: true, revision: review?.pin, targets: targets)
         let reconciler = Reconciler(registry: Bulwark.registry())
         // Intents a killed run left open are resolved and recorded before anything else acts.
         let journal = FileJournal(stateDirectory: options.stateDirectory)

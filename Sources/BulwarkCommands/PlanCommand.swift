@@ -16,6 +16,7 @@ extension Bulwark {
 
         @OptionGroup var repository: RepositoryOptions
         @OptionGroup var output: OutputOptions
+        @OptionGroup var agent: AgentOptions
 
         @Option(help: ArgumentHelp("Also save the plan to this file (JSON, mode 0600, written atomically), for `bulwark apply --plan FILE`.",
                                    valueName: "file"))
@@ -23,7 +24,9 @@ extension Bulwark {
 
         func run() async throws {
             let console = Console()
-            let loaded = try await repository.load(console: console)
+            var repository = self.repository
+            let targets = try agent.prepare(&repository)
+            let loaded = try await repository.load(console: console, targets: targets)
             warnAboutUncommittedChanges(console)
             let plan = try await loaded.plan(Reconciler(registry: Bulwark.registry()), console: console)
             let report = PlanReport(plan: plan, state: loaded.state)

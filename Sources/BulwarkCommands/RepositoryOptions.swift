@@ -195,7 +195,9 @@ extension RepositoryOptions {
     /// Opens the clone, fetches, and validates the head revision (or the `revision` pinned by
     /// `apply --revision` / `--plan`, checked against the head). Prints the problems and exits 1
     /// when the revision is invalid: nothing acts on it.
-    func load(console: Console, recordRefusal: Bool = false, revision pin: RevisionPin? = nil) async throws -> LoadedRevision {
+    /// `targets`: a host agent's own targets (see `AgentOptions`); nil for every target.
+    func load(console: Console, recordRefusal: Bool = false, revision pin: RevisionPin? = nil,
+              targets: Set<String>? = nil) async throws -> LoadedRevision {
         let repository = try PolicyRepository(try configuration())
         for repair in await repository.repairs { console.warn(repair) }
         let (fetched, stale) = try await repository.sync()
@@ -216,6 +218,7 @@ extension RepositoryOptions {
             } else {
                 for refusal in provenance.refusedApprovals { console.warn(refusal.reason) }
             }
+            AgentSelection.restrict(&state, to: targets)
             return LoadedRevision(repository: repository, state: state, head: head, provenance: provenance,
                                   recordRefusal: recordRefusal)
         } catch {

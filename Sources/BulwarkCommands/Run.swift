@@ -15,8 +15,9 @@ extension Bulwark {
             abstract: "Run the daemon: reconcile on intervals and on events, serve webhooks, findings, metrics and status.",
             discussion: """
                 Each controller runs on its interval (±10% jitter); a controller that fails is retried \
-                sooner, the wait doubling per failure up to its interval. The source is fetched every \
-                --poll seconds and when a verified push webhook arrives; a new revision starts a cycle \
+                sooner, the wait doubling per failure up to its interval. The source is checked every \
+                --poll seconds (up to 20% sooner, at random, so that a fleet does not poll in lockstep; \
+                ls-remote first, fetching only what moved) and when a verified push webhook arrives; a new revision starts a cycle \
                 at once, and an invalid one is refused while the last good revision stays in force. \
                 Files that host controllers manage are watched (inotify): a change re-observes just the \
                 resources that file holds. Findings posted to /api/v1/findings reconcile the resources \
@@ -45,6 +46,8 @@ extension Bulwark {
                 """)
 
         @OptionGroup var repository: RepositoryOptions
+        @OptionGroup var agent: AgentOptions
+        @OptionGroup var fleetController: ControllerOptions
 
         @Option(help: "Address for HTTP (webhooks, findings, metrics, status). Keep it on loopback unless a proxy with TLS is in front.")
         var listen: String = "127.0.0.1:9420"
@@ -165,12 +168,26 @@ extension Bulwark {
             // Tools Bulwark runs (sshd -t, git, apt) must not speak for it to systemd.
             for name in SystemdNotifier.variables { unsetenv(name) }
             guard let (host, port) = Self.address(listen) else { throw ExitCode.validationFailure }
+            if fleetController.controller, agent.selfHost || !agent.targets.isEmpty {
+                throw ValidationError("--controller does not go with --self or --target: replicas share the non-host targets")
+            }
             let secret = try secret()
             let token = try findingsToken()
             let daemon: Daemon
+            var leases: LeaseKeeper?
             do {
-                daemon = try Daemon(options: try repository.runtime(),
-                                    settings: .init(poll: .seconds(poll), debounce: .milliseconds(debounce)),
+                var repository = self.repository
+                let targets = try agent.prepare(&repository)
+                leases = try fleetController.keeper(&repository, logger: logger)
+                var runtime = try repository.runtime()
+                runtime.agentTargets = targets
+                if let leases {
+                    runtime.leases = leases
+                    runtime.configuration.extraTrailers = { leases.trailer(for: $0.target) }
+                }
+                var settings = Daemon.Settings(poll: .seconds(poll), debounce: .milliseconds(debounce))
+                settings.pollJitter = 0.2
+                daemon = try Daemon(options: runtime, settings: settings,
                                     logger: logger, registry: PrometheusCollectorRegistry())
             } catch {
                 Console().error("\(error)")
@@ -199,6 +216,8 @@ extension Bulwark {
             if let notifier {
                 services.append(.init(service: SystemdService(notifier: notifier, daemon: daemon, listening: listening, logger: logger)))
             }
+            // Shut down in reverse order: the cycle in flight finishes before the leases are given up.
+            if let leases { services.insert(.init(service: LeaseService(daemon: daemon, leases: leases)), at: 0) }
             let group = ServiceGroup(configuration: .init(
                 services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
             logger.info("bulwark run", metadata: ["repo": .string(repository.displayURL), "listen": .string(listen),

@@ -43,14 +43,30 @@ extension Bulwark {
             do { repository = try Repository.open(at: repo) } catch {
                 throw ValidationError("\(repo) is not a git repository: \(error.message)")
             }
-            guard let head = try repository.resolve("refs/heads/\(auditBranch)")
-                ?? repository.resolve("refs/remotes/origin/\(auditBranch)") else {
-                throw ValidationError("\(repo) has no branch \(auditBranch) (nor origin/\(auditBranch)); fetch it first")
+            // The audit branch, and the fleet's per-writer refs (agents', replicas'), each its own chain.
+            let branches = try FleetAuditRefs.branches(in: repository, shared: auditBranch)
+            guard !branches.isEmpty else {
+                throw ValidationError("\(repo) has no branch \(auditBranch) (nor origin/\(auditBranch)) and no per-target audit refs; fetch it first")
             }
-            let report = try AuditVerification(repository: repository, trustedSigners: trustedSigners).check(head: head)
-            for problem in report.problems { console.error(problem) }
-            console.print(report.summary(branch: auditBranch, head: head))
-            if !report.problems.isEmpty { throw ExitCode.failure }
+            let verification = AuditVerification(repository: repository, trustedSigners: trustedSigners)
+            var problems = 0
+            var ids: [String: String] = [:]
+            for (branch, head) in branches {
+                let report = try verification.check(head: head)
+                for problem in report.problems { console.error(problem) }
+                problems += report.problems.count
+                // One record on two refs: two writers decided about the same drift.
+                for commit in try repository.history(from: head) {
+                    guard let id = commit.trailer("Bulwark-Id") else { continue }
+                    if let other = ids[id], other != branch {
+                        console.error("record \(id) is on both \(other) and \(branch): two writers recorded the same decision")
+                        problems += 1
+                    }
+                    ids[id] = branch
+                }
+                console.print(report.summary(branch: branch, head: head))
+            }
+            if problems > 0 { throw ExitCode.failure }
         }
     }
 }

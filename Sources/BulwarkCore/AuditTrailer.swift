@@ -28,6 +28,9 @@ public enum AuditTrailer: String, CaseIterable, Sendable {
     case reverts = "Bulwark-Reverts"
     /// What must still be restarted for an applied fix to take effect (`ssh`, `reboot`).
     case needsRestart = "Bulwark-Needs-Restart"
+    /// On a record of a controller replica: the target's lease and its fencing token (`db-1 42`),
+    /// checked right before the change was made.
+    case lease = "Bulwark-Lease"
 
     /// Whether a commit trailer's key is one of Bulwark's (trailer keys compare case-insensitively, as git's do).
     public static func isBulwark(_ key: String) -> Bool { key.lowercased().hasPrefix("bulwark-") }

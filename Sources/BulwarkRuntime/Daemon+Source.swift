@@ -45,9 +45,16 @@ extension Daemon {
                                                             stateDirectory: options.stateDirectory,
                                                             verification: options.sourceVerification)
                 await provenance.recordRefusals(head: newHead, in: repository, console: Console())
+                AgentSelection.restrict(&loaded, to: options.agentTargets)
+                // A controller replica shares the targets no host agent owns.
+                options.leases?.setCandidates(Set(loaded.targets.values.filter { $0.adapter != "host" }.map(\.name)))
                 // Intents a killed process left open are resolved and recorded before anything acts.
                 if !recovered {
                     do {
+                        if let leases = options.leases {
+                            let shared = Set(loaded.targets.values.filter { $0.adapter != "host" }.map(\.name))
+                            _ = try await LeaseRecovery.resolve(journal: journal, shared: shared, audit: repository, replica: leases.replica)
+                        }
                         for entry in try await reconciler.recover(journal: journal, state: loaded, audit: repository) {
                             logger.warning("recorded an interrupted fix of an earlier run",
                                            metadata: ["target": .string(entry.record.target), "resource": .string(entry.record.resource),

@@ -17,6 +17,8 @@ package actor Daemon: DaemonControl {
         package var debounce: Duration = .milliseconds(100)
         /// The shortest wait before retrying a controller that failed; doubled per failure, capped at its interval.
         package var retryBase: Duration = .seconds(5)
+        /// Each poll comes up to this share of `poll` early, at random: agents do not poll in lockstep.
+        package var pollJitter = 0.0
 
         package init(poll: Duration = .seconds(30), debounce: Duration = .milliseconds(100), retryBase: Duration = .seconds(5)) {
             self.poll = poll
@@ -104,6 +106,7 @@ package actor Daemon: DaemonControl {
         self.logger = logger
         self.clock = clock
         scheduler = Scheduler(poll: settings.poll, retryBase: settings.retryBase)
+        scheduler.pollJitter = min(max(settings.pollJitter, 0), 0.5)
         startedAt = clock.now()
         repository = try PolicyRepository(options.configuration)
         journal = FileJournal(stateDirectory: options.stateDirectory)
@@ -206,6 +209,10 @@ package actor Daemon: DaemonControl {
     func cycle(only: Set<Binding>?) async {
         guard var cycleState = state else { return }
         if let only { cycleState.bindings = cycleState.bindings.filter { only.contains($0) } }
+        if let leases = options.leases {
+            let held = leases.beginPass()
+            cycleState.bindings = cycleState.bindings.filter { held[$0.target] != nil }
+        }
         let started = clock.wall()
         let began = clock.now()
         var cycleError: String?
@@ -322,7 +329,8 @@ package actor Daemon: DaemonControl {
     func apply(_ plan: Plan, state cycleState: DesiredState) async -> CycleOutcome {
         let logger = self.logger
         let (outbox, notifiers, notify) = (self.outbox, self.notifiers, self.notify)
-        return await reconciler.apply(plan, state: cycleState, audit: repository, journal: journal) { entry in
+        let fenced = LeaseFencedJournal(base: journal, leases: options.leases)
+        return await reconciler.apply(plan, state: cycleState, audit: repository, journal: fenced) { entry in
             let r = entry.record
             logger.info("decision", metadata: [
                 "target": .string(r.target), "resource": .string(r.resource), "decision": .string(r.decision.rawValue),

@@ -17,6 +17,8 @@ package actor PolicyRepository: AuditSink {
         package var access = RemoteAccess()
         /// Signs every audit commit (`--signing-key`); nil: audit commits are unsigned.
         package var signer: (any CommitSigner)?
+        /// Trailer lines added to a record's commit (a controller replica's `Bulwark-Lease`).
+        package var extraTrailers: (@Sendable (AuditRecord) -> String?)? = nil
 
         package init(url: String, branch: String = "main", auditBranch: String = "bulwark/audit", stateDirectory: String,
                      author: Signature = Signature(name: "Bulwark", email: "bulwark@localhost"), access: RemoteAccess = RemoteAccess(),
@@ -143,7 +145,8 @@ package actor PolicyRepository: AuditSink {
     package func sync() throws -> (head: ObjectID, stale: String?) {
         var stale: String?
         do {
-            try repository.fetch(remote: "origin", refspecs: ["+refs/heads/*:refs/remotes/origin/*"], access: configuration.access)
+            try repository.fetch(remote: "origin", refspecs: AuditRef(shared: configuration.auditBranch).fetchRefspecs(policyBranch: configuration.branch),
+                                 access: configuration.access)
         } catch {
             guard try repository.resolve("refs/remotes/origin/\(configuration.branch)") != nil else {
                 throw Failure.unreachable(configuration.url, error)
@@ -274,7 +277,8 @@ package actor PolicyRepository: AuditSink {
         author.time = Date()
         let number = try (sequence ?? AuditTrail.lastSequence(of: trail.instance, in: repository, head: parent)) + 1
         let commit = try repository.writeCommit(adding: [record.path: record.json()], parent: parent,
-                                                message: record.commitMessage + AuditTrail.trailers(instance: trail.instance, sequence: number),
+                                                message: record.commitMessage + AuditTrail.trailers(instance: trail.instance, sequence: number)
+                                                    + (configuration.extraTrailers?(record) ?? ""),
                                                 author: author, signer: configuration.signer)
         if buffering {
             // In memory: the branch moves in `flush`, once the objects are on disk.
@@ -501,10 +505,17 @@ package actor PolicyRepository: AuditSink {
         try repository.updateReference(localAudit, to: head, expected: local, message: "bulwark: replay onto origin")
     }
 
-    /// Audit commits, newest first (the local branch: what was pushed and what waits to be).
+    /// Audit commits, newest first (the local branch: what was pushed and what waits to be),
+    /// merged by time with the fetched refs of every other writer of the fleet (agents' and
+    /// replicas' refs, see `AuditRef`), so that readers see one history.
     package func auditHistory(limit: Int = .max) throws -> [CommitInfo] {
-        guard let head = try repository.resolve(localAudit) else { return [] }
-        return try commits(from: head, limit: limit)
+        var heads: [ObjectID] = []
+        if let head = try repository.resolve(localAudit) { heads.append(head) }
+        let own = "refs/remotes/origin/\(configuration.auditBranch)"
+        for glob in AuditRef.otherWriterGlobs {
+            heads += try repository.references(matching: glob).filter { $0.name != own }.map(\.target)
+        }
+        return try MergedHistory.merge(heads: heads, limit: limit) { head, limit in try commits(from: head, limit: limit) }
     }
 
     /// Verified fixes recorded since `start`, for the flap breaker.

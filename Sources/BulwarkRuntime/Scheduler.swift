@@ -57,6 +57,8 @@ package struct Scheduler: Sendable {
     }
 
     package let poll: Duration
+    /// The share of the poll interval each wait may be shortened by, at random (0: none).
+    package var pollJitter = 0.0
     package let retryBase: Duration
     private var nextPoll: Instant?
     private var nextRun: [String: Instant] = [:]
@@ -81,7 +83,9 @@ package struct Scheduler: Sendable {
         tickedAt = now
         var source = false
         if nextPoll.map({ now >= $0 }) ?? true {
-            nextPoll = now + poll
+            // Jittered (never later than the interval): a fleet of agents started together does
+            // not poll the origin in lockstep.
+            nextPoll = now + (pollJitter > 0 ? poll * Double.random(in: (1 - pollJitter)...1, using: &generator) : poll)
             source = true
         }
         var due = Set<String>()

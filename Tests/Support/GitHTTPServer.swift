@@ -72,6 +72,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(payload)
     do_GET = do_POST = handle_git
 
+# A fleet connects at once: the default listen backlog (5) would refuse most of it.
+http.server.ThreadingHTTPServer.request_queue_size = 1024
 http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
 """#
 

@@ -1,0 +1,90 @@
+package import BulwarkCore
+package import BulwarkGit
+package import Foundation
+
+/// Which targets one Bulwark process reconciles.
+///
+/// `all` (the default) is a single process owning every target, writing to the shared audit
+/// branch. A host agent is either told its targets (`--target NAME`, repeatable) or finds them
+/// itself (`--self`: the targets bound to this host, see `HostIdentity`); it reconciles only
+/// those and writes its records to its own audit ref (`AuditRef.agent`).
+package enum AgentSelection: Sendable, Equatable {
+    case all
+    case named([String])
+    case host(HostIdentity)
+
+    /// The targets of `state` this process reconciles; nil for every target.
+    package func targets(in state: DesiredState) -> Set<String>? {
+        switch self {
+        case .all: nil
+        case .named(let names): Set(names)
+        case .host(let identity): Set(state.targets.values.filter(identity.binds).map(\.name))
+        }
+    }
+
+    /// Keeps only the bindings of `targets` (nil: all of them).
+    package static func restrict(_ state: inout DesiredState, to targets: Set<String>?) {
+        guard let targets else { return }
+        state.bindings = state.bindings.filter { targets.contains($0.target) }
+    }
+
+    /// The targets this agent owns in `state`, checked: every named target exists, and a host
+    /// agent is bound to at least one. Nil for `all`.
+    package func resolve(in state: DesiredState) throws -> [String]? {
+        switch self {
+        case .all:
+            return nil
+        case .named(let names):
+            let missing = Set(names).subtracting(state.targets.keys).sorted()
+            guard missing.isEmpty else {
+                throw CommandError("revision \(state.revision.prefix(12)) has no target named \(missing.joined(separator: ", ")); "
+                                   + "nothing was changed")
+            }
+            return Set(names).sorted()
+        case .host(let identity):
+            let bound = targets(in: state)?.sorted() ?? []
+            guard !bound.isEmpty else {
+                throw CommandError("no target of revision \(state.revision.prefix(12)) is bound to this host (\(identity)): name a "
+                                   + "target after the host, or give it the label \(HostIdentity.machineIDLabel) or "
+                                   + "\(HostIdentity.hostnameLabel); nothing was changed")
+            }
+            return bound
+        }
+    }
+
+    /// Resolves a host agent's targets before its audit ref is chosen (the ref is named after
+    /// them): fetches only the policy branch into the state clone, under the state directory's
+    /// lock, and reads the head revision. The full sync that follows reuses what was fetched.
+    /// When the origin cannot be reached, the last fetched revision is used.
+    package func resolve(configuration: PolicyRepository.Configuration, registry: Registry) throws -> [String]? {
+        if case .all = self { return nil }
+        let directory = configuration.stateDirectory
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let lock = try StateLock(directory + "/lock", directory: directory)
+        defer { withExtendedLifetime(lock) {} }
+        let path = directory + "/repository.git"
+        let repository = FileManager.default.fileExists(atPath: path)
+            ? try Repository.open(at: path) : try Repository.create(at: path, bare: true)
+        if let existing = try repository.remoteURL("origin"), existing != configuration.url {
+            throw PolicyRepository.Failure.otherRemote(directory, existing)
+        }
+        try repository.ensureRemote("origin", url: configuration.url)
+        let tracking = "refs/remotes/origin/\(configuration.branch)"
+        do {
+            try repository.fetch(remote: "origin", refspecs: ["+refs/heads/\(configuration.branch):\(tracking)"],
+                                 access: configuration.access)
+        } catch {
+            guard try repository.resolve(tracking) != nil else { throw PolicyRepository.Failure.unreachable(configuration.url, error) }
+        }
+        guard let head = try repository.resolve(tracking) else {
+            throw PolicyRepository.Failure.noBranch(configuration.branch, configuration.url)
+        }
+        let files = try repository.files(at: head, under: DesiredStateLoader.folders, maxSize: DesiredStateLoader.maxFileSize)
+            .map { file in
+                SourceFile(path: file.path, kind: file.kind == .symlink ? .symlink : file.kind == .submodule ? .other : .regular,
+                           size: file.size, contents: file.contents)
+            }
+        let state = try DesiredStateLoader(registry: registry).load(files, revision: head.hex)
+        return try resolve(in: state)
+    }
+}

@@ -1,0 +1,81 @@
+@testable import BulwarkCommands
+@testable import BulwarkRuntime
+import BulwarkTestSupport
+import Foundation
+
+/// A fleet in one folder: `count` drifted host trees (each a target of the policy, each bound to
+/// its own identity root), one bare origin, and a state directory per agent.
+struct FleetFixture {
+    let dir: String
+    let count: Int
+    var origin: String { dir + "/origin.git" }
+    func host(_ index: Int) -> String { dir + "/host-\(index)" }
+    func identity(_ index: Int) -> String { dir + "/id-\(index)" }
+    func state(_ index: Int) -> String { dir + "/state-\(index)" }
+    func target(_ index: Int) -> String { "web-\(index)" }
+    /// Odd hosts are bound by machine id, even ones by host name.
+    func machineID(_ index: Int) -> String { String(format: "%032x", 0xb0_1000 + index) }
+
+    init(in dir: String, count: Int, origin: String? = nil) throws {
+        self.dir = dir
+        self.count = count
+        for index in 0..<count {
+            try DemoHost.create(at: host(index))
+            try FileManager.default.createDirectory(atPath: identity(index) + "/etc", withIntermediateDirectories: true)
+            if index % 2 == 1 {
+                try write(identity(index) + "/etc/machine-id", machineID(index) + "\n")
+                try write(identity(index) + "/etc/hostname", "not-a-target-\(index)\n")
+            } else {
+                try write(identity(index) + "/etc/hostname", target(index) + "\n")
+            }
+        }
+        let created = try bulwark(["init", dir + "/policy", "--host-root", host(0)])
+        guard created.status == 0 else { throw SupportError("init failed: \(created.stderr)") }
+        try write(dir + "/policy/controllers/targets.yaml", (0..<count).map { index in
+            let labels = index % 2 == 1 ? "{role: baseline, machine-id: \(machineID(index))}" : "{role: baseline}"
+            return """
+                apiVersion: bulwark/v1
+                kind: Target
+                metadata:
+                  name: \(target(index))
+                  labels: \(labels)
+                spec:
+                  adapter: host
+                  root: \(host(index))
+                """
+        }.joined(separator: "\n---\n") + "\n")
+        try git("add", "-A", in: dir + "/policy")
+        try git("commit", "-qm", "fleet targets", in: dir + "/policy")
+        try git("clone", "-q", "--bare", dir + "/policy", self.origin)
+    }
+
+    /// `bulwark COMMAND --repo ORIGIN --state-dir STATE(index) …`.
+    func agent(_ index: Int, _ command: String, _ extra: [String], url: String? = nil) throws -> ProcessOutput {
+        try bulwark([command, "--repo", url ?? origin, "--state-dir", state(index)] + extra)
+    }
+
+    /// The origin's refs under `folder` (`bulwark/audit-targets/`), without `refs/heads/`.
+    func refs(under folder: String) throws -> [String] {
+        try git("--git-dir", origin, "for-each-ref", "--format=%(refname:lstrip=2)", "refs/heads/" + folder)
+            .split(separator: "\n").map(String.init)
+    }
+
+    /// The values of trailer `key` on branch `branch` of the origin, newest first.
+    func trailers(_ key: String, on branch: String) throws -> [String] {
+        try git("--git-dir", origin, "log", "--format=%(trailers:key=\(key),valueonly)", branch)
+            .split(separator: "\n").map(String.init).filter { !$0.isEmpty }
+    }
+
+    /// Every regular file of a host tree with mode and content.
+    func snapshot(_ index: Int) throws -> [String: String] {
+        var result: [String: String] = [:]
+        let root = host(index)
+        let walker = FileManager.default.enumerator(atPath: root)
+        while let relative = walker?.nextObject() as? String {
+            var info = stat()
+            guard lstat(root + "/" + relative, &info) == 0, info.st_mode & 0o170000 == 0o100000 else { continue }
+            result[relative] = String(info.st_mode & 0o7777, radix: 8) + ":" + (try read(root + "/" + relative))
+        }
+        return result
+    }
+}
