@@ -1,4 +1,5 @@
 // swift-tools-version:6.1
+import Foundation
 import PackageDescription
 
 // One set of settings for every target (as hummingbird does): strict about existentials,
@@ -8,6 +9,17 @@ let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("InternalImportsByDefault"),
     .enableUpcomingFeature("MemberImportVisibility"),
 ]
+
+/// Everything at the top of the package but the baseline's folders and its module: excluded from
+/// BulwarkBaseline, whose path is the package itself so that it can embed `controllers/` and
+/// `desired-state/` where they are.
+let baselineExcludes: [String] = {
+    let top = Context.packageDirectory
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: top)) ?? []
+    let sources = (try? FileManager.default.contentsOfDirectory(atPath: top + "/Sources")) ?? []
+    return entries.filter { !$0.hasPrefix(".") && !["Sources", "controllers", "desired-state"].contains($0) }
+        + sources.filter { $0 != "BulwarkBaseline" && !$0.hasPrefix(".") }.map { "Sources/" + $0 }
+}()
 
 let package = Package(
     name: "bulwark",
@@ -103,11 +115,16 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings),
+        // The shipped baseline YAML, embedded as SwiftPM resources from the package's own folders.
+        .target(
+            name: "BulwarkBaseline", path: ".", exclude: baselineExcludes, sources: ["Sources/BulwarkBaseline"],
+            resources: [.embedInCode("controllers"), .embedInCode("desired-state")],
+            swiftSettings: swiftSettings),
         .target(
             name: "BulwarkCommands",
             dependencies: [
                 "BulwarkCore", "BulwarkGit", "BulwarkHost", "BulwarkFirewall", "BulwarkPackages", "BulwarkPostgres", "BulwarkAWS", "BulwarkServer",
-                "BulwarkRuntime", "BulwarkHTTP",
+                "BulwarkRuntime", "BulwarkHTTP", "BulwarkBaseline",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),

@@ -15,13 +15,13 @@ public enum AWSAdapter {
         AdapterDefinition(
             name: name, settings: parseSettings,
             kinds: [
-                KindDefinition(name: "SecurityGroupIngress", adapter: name, summary: "revoke forbidden ingress rules from security groups",
+                KindDefinition(name: "SecurityGroupIngress", adapter: name,
                                parse: SecurityGroupDriver.parse, driver: SecurityGroupDriver()),
-                KindDefinition(name: "S3PublicAccessBlock", adapter: name, summary: "all four public access block flags, account and buckets",
+                KindDefinition(name: "S3PublicAccessBlock", adapter: name,
                                parse: PublicAccessBlockDriver.parse, driver: PublicAccessBlockDriver()),
-                KindDefinition(name: "IAMAccessKey", adapter: name, summary: "deactivate (never delete) unused or old access keys",
+                KindDefinition(name: "IAMAccessKey", adapter: name,
                                parse: AccessKeyDriver.parse, driver: AccessKeyDriver()),
-                KindDefinition(name: "EBSDefaultEncryption", adapter: name, summary: "EBS encryption by default, per region",
+                KindDefinition(name: "EBSDefaultEncryption", adapter: name,
                                parse: EBSEncryptionDriver.parse, driver: EBSEncryptionDriver()),
             ])
     }

@@ -102,7 +102,7 @@ public struct DesiredStateLoader: Sendable {
         guard (1...253).contains(name.utf8.count) else { return false }
         let bytes = Array(name.utf8)
         func alnum(_ b: UInt8) -> Bool { (b >= 97 && b <= 122) || (b >= 48 && b <= 57) }
-        guard alnum(bytes.first!), alnum(bytes.last!) else { return false }
+        guard let first = bytes.first, let last = bytes.last, alnum(first), alnum(last) else { return false }
         return bytes.allSatisfy { alnum($0) || $0 == 45 || $0 == 46 }
     }
 

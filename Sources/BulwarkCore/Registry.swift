@@ -2,7 +2,6 @@
 public struct KindDefinition: Sendable {
     public var name: String
     public var adapter: String
-    public var summary: String
     /// Reads `spec`; returns nil after recording errors through the reader.
     public var parse: @Sendable (SpecReader) -> ResourceSpec?
     public var driver: any ResourceDriver
@@ -11,15 +10,22 @@ public struct KindDefinition: Sendable {
     /// without it never holds a change as weakening.
     public var weakens: @Sendable (_ property: String, _ from: String, _ to: String) -> String?
 
-    public init(name: String, adapter: String, summary: String,
+    public init(name: String, adapter: String,
                 parse: @escaping @Sendable (SpecReader) -> ResourceSpec?, driver: any ResourceDriver,
                 weakens: @escaping @Sendable (_ property: String, _ from: String, _ to: String) -> String? = { _, _, _ in nil }) {
         self.name = name
         self.adapter = adapter
-        self.summary = summary
         self.parse = parse
         self.driver = driver
         self.weakens = weakens
+    }
+
+    /// The former initializer: `summary` was never read (a kind's driver documents what it does).
+    @available(*, deprecated, message: "summary is not used; drop the argument")
+    public init(name: String, adapter: String, summary: String,
+                parse: @escaping @Sendable (SpecReader) -> ResourceSpec?, driver: any ResourceDriver,
+                weakens: @escaping @Sendable (_ property: String, _ from: String, _ to: String) -> String? = { _, _, _ in nil }) {
+        self.init(name: name, adapter: adapter, parse: parse, driver: driver, weakens: weakens)
     }
 }
 

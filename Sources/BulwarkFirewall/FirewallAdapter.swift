@@ -15,11 +15,11 @@ public enum FirewallAdapter {
         AdapterDefinition(
             name: name, parseTarget: parseTarget,
             kinds: [
-                KindDefinition(name: "FirewallBlocklist", adapter: name, summary: "drop traffic from addresses and networks",
+                KindDefinition(name: "FirewallBlocklist", adapter: name,
                                parse: BlocklistDriver.parse, driver: BlocklistDriver()),
-                KindDefinition(name: "Quarantine", adapter: name, summary: "cut a host off except from management networks",
+                KindDefinition(name: "Quarantine", adapter: name,
                                parse: QuarantineDriver.parse, driver: QuarantineDriver()),
-                KindDefinition(name: "AllowedIngress", adapter: name, summary: "drop inbound traffic but to the listed ports",
+                KindDefinition(name: "AllowedIngress", adapter: name,
                                parse: IngressDriver.parse, driver: IngressDriver()),
             ])
     }

@@ -18,15 +18,15 @@ public enum HostAdapter {
             name: name,
             parseTarget: parseTarget,
             kinds: [
-                KindDefinition(name: "SSHDConfig", adapter: name, summary: "keywords of etc/ssh/sshd_config",
+                KindDefinition(name: "SSHDConfig", adapter: name,
                                parse: SSHDConfigDriver.parse, driver: SSHDConfigDriver(validator: sshd), weakens: HostWeakening.sshd),
-                KindDefinition(name: "Sysctl", adapter: name, summary: "kernel parameters, persisted and at runtime",
+                KindDefinition(name: "Sysctl", adapter: name,
                                parse: SysctlDriver.parse, driver: SysctlDriver(), weakens: HostWeakening.sysctl),
-                KindDefinition(name: "FileMode", adapter: name, summary: "mode, owner and group of a path",
+                KindDefinition(name: "FileMode", adapter: name,
                                parse: FileModeDriver.parse, driver: FileModeDriver(), weakens: HostWeakening.fileMode),
-                KindDefinition(name: "LoginDefs", adapter: name, summary: "keys of etc/login.defs",
+                KindDefinition(name: "LoginDefs", adapter: name,
                                parse: LoginDefsDriver.parse, driver: LoginDefsDriver(), weakens: HostWeakening.loginDefs),
-                KindDefinition(name: "UserAccount", adapter: name, summary: "password lock, shell and expiry of an account",
+                KindDefinition(name: "UserAccount", adapter: name,
                                parse: UserAccountDriver.parse, driver: UserAccountDriver(), weakens: HostWeakening.account),
             ])
     }

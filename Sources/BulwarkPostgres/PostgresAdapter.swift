@@ -25,13 +25,13 @@ public enum PostgresAdapter {
         return AdapterDefinition(
             name: name, settings: parseSettings,
             kinds: [
-                KindDefinition(name: "PostgresSetting", adapter: name, summary: "server settings via ALTER SYSTEM",
+                KindDefinition(name: "PostgresSetting", adapter: name,
                                parse: SettingDriver.parse, driver: SettingDriver(connector: connector)),
-                KindDefinition(name: "PostgresRole", adapter: name, summary: "attributes of a role",
+                KindDefinition(name: "PostgresRole", adapter: name,
                                parse: RoleDriver.parse, driver: RoleDriver(connector: connector)),
-                KindDefinition(name: "PostgresPrivilege", adapter: name, summary: "privileges on a schema, per database",
+                KindDefinition(name: "PostgresPrivilege", adapter: name,
                                parse: PrivilegeDriver.parse, driver: PrivilegeDriver(connector: connector)),
-                KindDefinition(name: "PostgresSuperusers", adapter: name, summary: "no superusers beyond an allowed list",
+                KindDefinition(name: "PostgresSuperusers", adapter: name,
                                parse: SuperusersDriver.parse, driver: SuperusersDriver(connector: connector)),
             ])
     }

@@ -143,8 +143,8 @@ package struct RemediationReport: Encodable {
         where !groups.isEmpty {
             lines.append("By \(title):")
             let width = groups.keys.map(\.count).max() ?? 0
-            for key in groups.keys.sorted() {
-                lines.append("  " + key.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + line(groups[key]!))
+            for (key, group) in groups.sorted(by: { $0.key < $1.key }) {
+                lines.append("  " + key.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + line(group))
             }
         }
         lines.append("Decisions: " + decisions.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
@@ -162,8 +162,7 @@ package struct RemediationReport: Encodable {
                      "**MTTR** (detection to verified fix): " + line(mttr), "",
                      "| group | value | fixes | p50 | p90 | max |", "|---|---|---|---|---|---|"]
         for (title, groups) in [("controller", byController), ("kind", byKind), ("severity", bySeverity), ("target", byTarget)] {
-            for key in groups.keys.sorted() {
-                let s = groups[key]!
+            for (key, s) in groups.sorted(by: { $0.key < $1.key }) {
                 lines.append("| \(title) | \(key) | \(s.fixes) | \(Self.duration(s.p50Seconds)) | \(Self.duration(s.p90Seconds)) | \(Self.duration(s.maxSeconds)) |")
             }
         }

@@ -60,11 +60,15 @@ import Testing
         let top = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         for (path, contents) in Baseline.files() {
             let onDisk = try read(top.appendingPathComponent(path).path)
-            #expect(Array(onDisk.utf8) == contents, "\(path) differs: run scripts/embed-baseline")
+            #expect(Array(onDisk.utf8) == contents, "\(path) differs from the file on disk")
         }
-        let shipped = try FileManager.default.subpathsOfDirectory(atPath: top.appendingPathComponent("desired-state").path)
-            .filter { $0.hasSuffix(".yaml") }
-        #expect(Baseline.files().keys.filter { $0.hasPrefix("desired-state/") }.count == shipped.count)
+        // Every shipped file is in ShippedBaseline's table (SwiftPM embeds it; the table names its path).
+        for folder in ["controllers", "desired-state"] {
+            let shipped = try FileManager.default.subpathsOfDirectory(atPath: top.appendingPathComponent(folder).path)
+                .filter { $0.hasSuffix(".yaml") }.map { "\(folder)/\($0)" }
+            #expect(Set(Baseline.files().keys.filter { $0.hasPrefix(folder + "/") }) == Set(shipped),
+                    "add each shipped file to Sources/BulwarkBaseline/ShippedBaseline.swift")
+        }
     }
 }
 

@@ -87,7 +87,7 @@ func memoryRegistry(_ driver: MemoryDriver) -> Registry {
                 return ["zone": spec.field("zone")?.string() ?? "default"]
             },
             kinds: [
-                KindDefinition(name: "Setting", adapter: "memory", summary: "key/value", parse: { spec in
+                KindDefinition(name: "Setting", adapter: "memory", parse: { spec in
                     guard let entries = spec.entries() else { return nil }
                     var properties: [DesiredProperty] = []
                     for (key, value) in entries {
@@ -101,7 +101,7 @@ func memoryRegistry(_ driver: MemoryDriver) -> Registry {
                     }
                     return ResourceSpec(properties: properties)
                 }, driver: driver, weakens: { _, from, to in from == "no" && to == "yes" ? "turns it on" : nil }),
-                KindDefinition(name: "Object", adapter: "memory", summary: "properties of a named object", parse: { spec in
+                KindDefinition(name: "Object", adapter: "memory", parse: { spec in
                     guard let entries = spec.entries() else { return nil }
                     var subject = ""
                     var properties: [DesiredProperty] = []
@@ -111,7 +111,7 @@ func memoryRegistry(_ driver: MemoryDriver) -> Registry {
                     }
                     return ResourceSpec(subject: subject, properties: properties)
                 }, driver: driver),
-                KindDefinition(name: "Secret", adapter: "memory", summary: "sensitive", parse: { spec in
+                KindDefinition(name: "Secret", adapter: "memory", parse: { spec in
                     guard let value = spec.field("value", required: true)?.string() else { return nil }
                     return ResourceSpec(subject: "secret", properties: [DesiredProperty("password", value, sensitive: true)])
                 }, driver: driver),
