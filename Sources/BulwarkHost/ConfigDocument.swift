@@ -64,8 +64,11 @@ struct ConfigDocument {
     /// mapping entry), or the deepest mapping (or null value) the missing keys go under.
     enum Place {
         case found(node: YAMLNode, key: YAMLNode?)
-        /// `keys` are missing below `parent` (`parentKey` holds `parent` when it is a null value).
-        case missing(parent: YAMLNode?, parentKey: YAMLNode?, keys: [String])
+        /// `steps` (the first a key) are missing below `parent` (`parentKey` holds `parent` when it
+        /// is a null value).
+        case missing(parent: YAMLNode?, parentKey: YAMLNode?, steps: [ConfigPath.Step])
+        /// No element of `list` matches `steps`' first step (`[key=value]`): a new element is appended.
+        case missingElement(list: YAMLNode, steps: [ConfigPath.Step])
         /// A value on the way is not what the path expects (a scalar where a mapping was wanted).
         case blocked(String)
     }
@@ -73,9 +76,8 @@ struct ConfigDocument {
     /// Every place `path` names; none when a list step matches no element.
     func places(_ path: ConfigPath) -> [Place] {
         guard let root else {
-            let keys = path.steps.compactMap { step -> String? in if case .key(let k) = step { return k } else { return nil } }
-            guard keys.count == path.steps.count else { return [.blocked("the document is empty; list elements are never created")] }
-            return [.missing(parent: nil, parentKey: nil, keys: keys)]
+            let creatable = !path.steps.contains { if case .index = $0 { true } else if case .every = $0 { true } else { false } }
+            return creatable ? [.missing(parent: nil, parentKey: nil, steps: path.steps)] : []
         }
         var result: [Place] = []
         walk(node: root, key: nil, steps: path.steps[...], into: &result)
@@ -87,16 +89,13 @@ struct ConfigDocument {
             result.append(.found(node: node, key: key))
             return
         }
+        // Missing values below here that a path reaches through [N] or [*] do not exist: nothing applies.
+        let creatable = !steps.contains { if case .index = $0 { true } else if case .every = $0 { true } else { false } }
         let rest = steps.dropFirst()
         switch step {
         case .key(let name):
             if node.isNull {
-                let keys = steps.compactMap { step -> String? in if case .key(let k) = step { return k } else { return nil } }
-                guard keys.count == steps.count else {
-                    result.append(.blocked("'\(name)' leads to a list that does not exist; list elements are never created"))
-                    return
-                }
-                result.append(.missing(parent: node, parentKey: key, keys: keys))
+                if creatable { result.append(.missing(parent: node, parentKey: key, steps: Array(steps))) }
                 return
             }
             guard case .mapping(let pairs) = node.value else {
@@ -104,12 +103,7 @@ struct ConfigDocument {
                 return
             }
             guard let pair = pairs.first(where: { $0.key == name }) else {
-                let keys = steps.compactMap { step -> String? in if case .key(let k) = step { return k } else { return nil } }
-                guard keys.count == steps.count else {
-                    result.append(.blocked("'\(name)' does not exist and leads to list elements, which are never created"))
-                    return
-                }
-                result.append(.missing(parent: node, parentKey: key, keys: keys))
+                if creatable { result.append(.missing(parent: node, parentKey: key, steps: Array(steps))) }
                 return
             }
             walk(node: pair.value, key: pair.keyNode, steps: rest, into: &result)
@@ -127,14 +121,21 @@ struct ConfigDocument {
             for item in items { walk(node: item, key: nil, steps: rest, into: &result) }
         case .match(let field, let wanted):
             guard case .sequence(let items) = node.value else {
-                if !node.isNull { result.append(.blocked("the value at line \(node.line) is \(node.typeName), not a list")) }
+                if node.isNull {
+                    if creatable { result.append(.missing(parent: node, parentKey: key, steps: Array(steps))) }
+                } else {
+                    result.append(.blocked("the value at line \(node.line) is \(node.typeName), not a list"))
+                }
                 return
             }
+            var matched = false
             for item in items {
                 guard case .mapping(let pairs) = item.value, let pair = pairs.first(where: { $0.key == field }),
                       case .scalar(let text) = pair.value.value, text == wanted else { continue }
+                matched = true
                 walk(node: item, key: nil, steps: rest, into: &result)
             }
+            if !matched, creatable { result.append(.missingElement(list: node, steps: Array(steps))) }
         }
     }
 
@@ -158,8 +159,10 @@ struct ConfigDocument {
             case .found(let node, let key):
                 if ConfigValue(node) == value { continue }
                 edits.append(try replacement(of: node, key: key, with: value))
-            case .missing(let parent, let parentKey, let keys):
-                edits.append(try insertion(keys, value, under: parent, parentKey: parentKey))
+            case .missing(let parent, let parentKey, let steps):
+                edits.append(try insertion(steps, value, under: parent, parentKey: parentKey))
+            case .missingElement(let list, let steps):
+                edits.append(try appending(steps, value, to: list))
             }
         }
         // Places are disjoint: apply from the end, so earlier offsets stay valid.
@@ -247,17 +250,78 @@ struct ConfigDocument {
         format == .json ? value.json(pretty: true) : value.yaml
     }
 
-    /// `keys` (the last one set to `value`) as new entries of `parent`.
-    private func insertion(_ keys: [String], _ value: ConfigValue, under parent: YAMLNode?, parentKey: YAMLNode?)
+    /// The value that `steps` create around `value`: keys become mappings, a `[key=value]`
+    /// step a list of one mapping holding that key. Nil when a step cannot be created (`[N]`, `[*]`).
+    static func build(_ steps: ArraySlice<ConfigPath.Step>, _ value: ConfigValue) -> ConfigValue? {
+        guard let step = steps.first else { return value }
+        guard let inner = build(steps.dropFirst(), value) else { return nil }
+        switch step {
+        case .key(let key):
+            return .map([key: inner])
+        case .match(let key, let wanted):
+            guard steps.count > 1, case .map(var map) = inner else { return nil }
+            map[key] = .string(wanted)
+            return .list([.map(map)])
+        case .index, .every:
+            return nil
+        }
+    }
+
+    private func created(_ steps: [ConfigPath.Step], _ value: ConfigValue) throws(DocumentError) -> ConfigValue {
+        guard let built = Self.build(steps[...], value) else {
+            throw DocumentError("cannot create a list element addressed by [N] or [*]; address it by [key=value]")
+        }
+        return built
+    }
+
+    private static func name(_ key: String) -> String { ConfigValue.plainSafe(key) ? key : ConfigValue.jsonString(key) }
+
+    /// Keys in the order they are written: scalar values first, so a created element reads
+    /// `- guardrail_name: x` before its nested settings; then by name.
+    private static func ordered(_ map: [String: ConfigValue]) -> [String] {
+        func nested(_ value: ConfigValue?) -> Bool {
+            switch value { case .map(let m): !m.isEmpty; case .list(let l): !l.isEmpty; default: false }
+        }
+        return map.keys.sorted { (nested(map[$0]) ? 1 : 0, $0) < (nested(map[$1]) ? 1 : 0, $1) }
+    }
+
+    /// `key: value` as block YAML lines at `indent` (without a final line break).
+    static func blockEntry(_ key: String, _ value: ConfigValue, _ indent: String) -> String {
+        switch value {
+        case .map(let map) where !map.isEmpty:
+            return indent + name(key) + ":\n" + ordered(map).map { blockEntry($0, map[$0] ?? .null, indent + "  ") }.joined(separator: "\n")
+        case .list(let items) where items.contains(where: { if case .map(let m) = $0 { !m.isEmpty } else { false } }):
+            return indent + name(key) + ":\n" + items.map { blockItem($0, indent + "  ") }.joined(separator: "\n")
+        default:
+            return indent + name(key) + ": " + value.yaml
+        }
+    }
+
+    /// A list item as block YAML at `indent` (`- ` then the item).
+    static func blockItem(_ value: ConfigValue, _ indent: String) -> String {
+        guard case .map(let map) = value, !map.isEmpty else { return indent + "- " + value.yaml }
+        let body = ordered(map).map { blockEntry($0, map[$0] ?? .null, indent + "  ") }.joined(separator: "\n")
+        return indent + "- " + body.dropFirst(indent.count + 2)
+    }
+
+    /// `steps` (the first a key; the property set to `value`) as a new entry of `parent`.
+    private func insertion(_ steps: [ConfigPath.Step], _ value: ConfigValue, under parent: YAMLNode?, parentKey: YAMLNode?)
         throws(DocumentError) -> (start: Int, end: Int, text: String) {
-        guard let first = keys.first else { throw DocumentError("nothing to insert") }
-        var nested = value
-        for key in keys.dropFirst().reversed() { nested = .map([key: nested]) }
+        guard case .key(let first) = steps.first else {
+            // A null value where a list is wanted: the whole list is written.
+            guard let parent else { throw DocumentError("nothing to insert") }
+            let list = try created(steps, value)
+            if let parentKey, try isEmptyNull(parent), format == .yaml, case .list(let items) = list {
+                let at = try afterColon(parentKey)
+                return (at, at, "\n" + items.map { Self.blockItem($0, indent(of: parentKey) + "  ") }.joined(separator: "\n"))
+            }
+            return (try start(parent), try contentEnd(parent), render(list))
+        }
+        let nested = try created(Array(steps.dropFirst()), value)
         var flowParent = false
         if let parent { flowParent = try isFlow(parent) }
         if format == .json || flowParent {
-            let entry = (format == .json ? ConfigValue.jsonString(first) : (ConfigValue.plainSafe(first) ? first : ConfigValue.jsonString(first)))
-                + ": " + render(nested)
+            let entry = (format == .json ? ConfigValue.jsonString(first) : Self.name(first)) + ": " + render(nested)
             guard let parent else { throw DocumentError("an empty JSON document; write {} first") }
             if parent.isNull {
                 return (try start(parent), try contentEnd(parent), "{" + entry + "}")
@@ -270,31 +334,48 @@ struct ConfigDocument {
             let separator = last.keyNode.line != parent.line ? ",\n" + indent(of: last.keyNode) : ", "
             return (at, at, separator + entry)
         }
-        // Block style: one line per key, two more spaces per level.
-        func lines(_ keys: ArraySlice<String>, _ indent: String) -> String {
-            guard let key = keys.first else { return "" }
-            let name = ConfigValue.plainSafe(key) ? key : ConfigValue.jsonString(key)
-            if keys.count == 1 { return indent + name + ": " + value.yaml }
-            return indent + name + ":\n" + lines(keys.dropFirst(), indent + "  ")
-        }
         guard let parent else {
             // An empty document: the keys go at the end.
             let needsBreak = !scalars.isEmpty && scalars.last != "\n"
-            return (scalars.count, scalars.count, (needsBreak ? "\n" : "") + lines(keys[...], "") + "\n")
+            return (scalars.count, scalars.count, (needsBreak ? "\n" : "") + Self.blockEntry(first, nested, "") + "\n")
         }
         if parent.isNull {
             guard let parentKey else {
-                return (scalars.count, scalars.count, lines(keys[...], "") + "\n")
+                return (scalars.count, scalars.count, Self.blockEntry(first, nested, "") + "\n")
             }
             let empty = try isEmptyNull(parent)
             let at = empty ? try afterColon(parentKey) : try start(parent)
             let end = empty ? at : try contentEnd(parent)
-            return (at, end, "\n" + lines(keys[...], indent(of: parentKey) + "  "))
+            return (at, end, "\n" + Self.blockEntry(first, nested, indent(of: parentKey) + "  "))
         }
         // After the end of the line that holds the mapping's last value (keeping its comment).
-        var at = try contentEnd(parent)
+        return (try endOfLine(contentEnd(parent)), try endOfLine(contentEnd(parent)), "\n" + Self.blockEntry(first, nested, indent(of: parent)))
+    }
+
+    private func endOfLine(_ offset: Int) -> Int {
+        var at = offset
         while at < scalars.count, scalars[at] != "\n", scalars[at] != "\r" { at += 1 }
-        return (at, at, "\n" + lines(keys[...], indent(of: parent)))
+        return at
+    }
+
+    /// A new element of `list` (matched by `steps`' first step) holding the property.
+    private func appending(_ steps: [ConfigPath.Step], _ value: ConfigValue, to list: YAMLNode)
+        throws(DocumentError) -> (start: Int, end: Int, text: String) {
+        guard case .list(let built) = try created(steps, value), let element = built.first else {
+            throw DocumentError("cannot create the list element")
+        }
+        guard case .sequence(let items) = list.value else { throw DocumentError("not a list") }
+        if format == .yaml, try !isFlow(list), !items.isEmpty {
+            let at = endOfLine(try contentEnd(list))
+            return (at, at, "\n" + Self.blockItem(element, indent(of: list)))
+        }
+        guard let last = items.last else {
+            let open = try start(list)
+            return (open + 1, open + 1, render(element))
+        }
+        let at = try contentEnd(last)
+        let separator = last.line != list.line ? ",\n" + indent(of: last) : ", "
+        return (at, at, separator + render(element))
     }
 
     struct DocumentError: Error, Sendable {

@@ -188,6 +188,9 @@ indirect enum ConfigValue: Sendable, Hashable {
 
     /// A string YAML reads back unchanged without quotes, in block and flow context alike.
     static func plainSafe(_ s: String) -> Bool {
+        // An address such as 127.0.0.1: digits and at least two dots never read as a number.
+        if s.allSatisfy({ $0 == "." || ($0.isASCII && $0.isNumber) }), s.filter({ $0 == "." }).count >= 2,
+           s.first != ".", s.last != "." { return true }
         guard let first = s.unicodeScalars.first, first.properties.isAlphabetic || first == "_" || first == "/",
               first.isASCII else { return false }
         guard s.unicodeScalars.allSatisfy({ $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0)
