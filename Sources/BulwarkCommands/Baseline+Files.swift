@@ -3,6 +3,21 @@
 
 extension Baseline {
     static let files: [(path: String, contents: String)] = [
+        ("controllers/ai-gateway.yaml", #"""
+# Reconciles the LiteLLM proxy baseline on every host target labelled role: ai-gateway.
+# The proxy's config.yaml is edited in place (ConfigFile): only the values below are managed.
+apiVersion: bulwark/v1
+kind: Controller
+metadata:
+  name: ai-gateway
+spec:
+  kinds: [ConfigFile]
+  targets: {selector: {role: ai-gateway}}
+  interval: 5m
+  mode: enforce          # enforce | audit
+  maxChangesPerCycle: 20
+
+"""#),
         ("controllers/aws.yaml", #"""
 # The AWS controller, for targets with `role: cloud`. The example target is commented out so
 # that the demo stays self-contained. Credentials never go in git: Bulwark reads the standard
@@ -123,6 +138,98 @@ metadata:
 spec:
   adapter: host
   root: /var/lib/bulwark/sandbox
+
+"""#),
+        ("desired-state/ai-gateway/litellm.yaml", #"""
+# LiteLLM proxy (config.yaml, LiteLLM 1.x): credentials from the environment, guardrails on for
+# every route, request/response logging, per-key rate and budget limits.
+# Each resource is checked with PyYAML (what LiteLLM parses the file with) before the rename, and
+# the proxy restarted after a change (systemctl try-restart: nothing happens when it is not running).
+# The address the proxy listens on is not in config.yaml (litellm --host, or HOST in its
+# environment): bind it to 127.0.0.1 in the service unit, and put a TLS proxy in front.
+
+---
+# Credentials: the master key comes from the proxy's environment, never a literal in the file,
+# and the proxy refuses to start without one. (The ConfigFile guard blocks any literal value for
+# a key, password, secret or token; write provider keys as os.environ/NAME in model_list.)
+apiVersion: bulwark/v1
+kind: ConfigFile
+metadata:
+  name: litellm-credentials
+  labels: {benchmark: owasp-llm-top10}
+  annotations: {owasp-llm: "LLM02, LLM10", severity: critical}
+spec:
+  path: etc/litellm/config.yaml
+  properties:
+    general_settings.master_key: os.environ/LITELLM_MASTER_KEY
+    general_settings.dangerously_permit_weak_or_unset_master_key: false
+  validate: [/usr/bin/python3, -c, "import sys, yaml; yaml.safe_load(open(sys.argv[1]))", "{file}"]
+  reload: [/usr/bin/systemctl, try-restart, litellm.service]
+---
+# Guardrails on every route: PII masked before the model sees it (LiteLLM's built-in content
+# filter, no external service; default_on applies it to every model), and prompt-injection
+# detection (LiteLLM's heuristic check) on every request.
+apiVersion: bulwark/v1
+kind: ConfigFile
+metadata:
+  name: litellm-guardrails
+  labels: {benchmark: owasp-llm-top10}
+  annotations: {owasp-llm: "LLM01, LLM02", severity: high}
+spec:
+  path: etc/litellm/config.yaml
+  properties:
+    guardrails[guardrail_name=bulwark-pii-mask].litellm_params.guardrail: litellm_content_filter
+    guardrails[guardrail_name=bulwark-pii-mask].litellm_params.mode: pre_call
+    guardrails[guardrail_name=bulwark-pii-mask].litellm_params.default_on: true
+    guardrails[guardrail_name=bulwark-pii-mask].litellm_params.patterns:
+      - {pattern_type: prebuilt, pattern_name: email, action: MASK}
+      - {pattern_type: prebuilt, pattern_name: us_ssn, action: MASK}
+      - {pattern_type: prebuilt, pattern_name: credit_card, action: MASK}
+      - {pattern_type: prebuilt, pattern_name: us_phone, action: MASK}
+    litellm_settings.callbacks: [detect_prompt_injection]
+  validate: [/usr/bin/python3, -c, "import sys, yaml; yaml.safe_load(open(sys.argv[1]))", "{file}"]
+  reload: [/usr/bin/systemctl, try-restart, litellm.service]
+---
+# Logging: requests and responses are logged (message content kept, JSON log lines) and stored
+# with each request's spend record. Add your destination (langfuse, otel, s3) to
+# litellm_settings.success_callback in the file itself: it is left alone.
+apiVersion: bulwark/v1
+kind: ConfigFile
+metadata:
+  name: litellm-logging
+  labels: {benchmark: owasp-llm-top10}
+  annotations: {owasp-llm: "LLM10", severity: medium}
+spec:
+  path: etc/litellm/config.yaml
+  properties:
+    litellm_settings.turn_off_message_logging: false
+    litellm_settings.json_logs: true
+    general_settings.store_prompts_in_spend_logs: true
+  validate: [/usr/bin/python3, -c, "import sys, yaml; yaml.safe_load(open(sys.argv[1]))", "{file}"]
+  reload: [/usr/bin/systemctl, try-restart, litellm.service]
+---
+# Per-key limits: every key generated gets a budget and rate limits by default, and none may be
+# generated above the upper bounds (LLM10: unbounded consumption).
+apiVersion: bulwark/v1
+kind: ConfigFile
+metadata:
+  name: litellm-key-limits
+  labels: {benchmark: owasp-llm-top10}
+  annotations: {owasp-llm: "LLM10", severity: high}
+spec:
+  path: etc/litellm/config.yaml
+  properties:
+    litellm_settings.default_key_generate_params.max_budget: 10
+    litellm_settings.default_key_generate_params.budget_duration: 30d
+    litellm_settings.default_key_generate_params.rpm_limit: 60
+    litellm_settings.default_key_generate_params.tpm_limit: 100000
+    litellm_settings.upperbound_key_generate_params.max_budget: 100
+    litellm_settings.upperbound_key_generate_params.budget_duration: 30d
+    litellm_settings.upperbound_key_generate_params.rpm_limit: 600
+    litellm_settings.upperbound_key_generate_params.tpm_limit: 1000000
+    litellm_settings.upperbound_key_generate_params.duration: 90d
+  validate: [/usr/bin/python3, -c, "import sys, yaml; yaml.safe_load(open(sys.argv[1]))", "{file}"]
+  reload: [/usr/bin/systemctl, try-restart, litellm.service]
 
 """#),
         ("desired-state/aws/cis-aws.yaml", #"""
