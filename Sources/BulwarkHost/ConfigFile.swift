@@ -209,7 +209,8 @@ struct ConfigFileDriver: ResourceDriver {
         // Read back what is now on disk: the edit must hold before anything is reloaded.
         guard let (_, written) = try Self.read(first, root: root) else { throw HostError("vanished after the write", path: display) }
         for change in changes {
-            guard Self.observed(DesiredProperty(change.property, change.desired), in: written) == .some(change.desired) else {
+            let now = Self.observed(DesiredProperty(change.property, change.desired), in: written)
+            guard now == nil || now == .some(change.desired) else {
                 throw HostError("\(change.property) does not read back as desired after the write", path: display)
             }
         }

@@ -8,6 +8,7 @@ import Testing
 /// started on a free loopback port with a mock model, managed by the shipped `ai-gateway` baseline.
 @Suite(.serialized) struct LiteLLMProxyTests {
     static let litellm = ProcessInfo.processInfo.environment["LITELLM"] ?? "/opt/litellm/bin/litellm"
+    static var python: String { URL(fileURLWithPath: litellm).deletingLastPathComponent().path + "/python" }
     static let leakedKey = "sk-literal-7f3a9c2e5b1d4a8f9e0c6b3a2d1f5e7c"
     static let environmentKey = "sk-bulwark-test-4c1d8e2f9a7b3c5d6e0f1a2b3c4d5e6f"
 
@@ -69,9 +70,11 @@ import Testing
                   kill $(cat $dir/pid) 2>/dev/null
                   while kill -0 $(cat $dir/pid) 2>/dev/null; do sleep 0.2; done
                 fi
-                LITELLM_MASTER_KEY=\(Self.environmentKey) LITELLM_LOCAL_MODEL_COST_MAP=True OPENAI_API_KEY=mock \\
-                  \(Self.litellm) --config \(root)/etc/litellm/config.yaml --host 127.0.0.1 --port \(port) >>$dir/proxy.log 2>&1 </dev/null &
-                echo $! >$dir/pid
+                # Started through Python's subprocess, which closes every other descriptor: the test's
+                # Foundation.Process would otherwise wait for the proxy through one it inherited.
+                LOG=$dir/proxy.log LITELLM_MASTER_KEY=\(Self.environmentKey) LITELLM_LOCAL_MODEL_COST_MAP=True OPENAI_API_KEY=mock \\
+                  \(Self.python) -c 'import os, subprocess, sys; print(subprocess.Popen(sys.argv[1:], stdin=subprocess.DEVNULL, stdout=open(os.environ["LOG"], "ab"), stderr=subprocess.STDOUT, start_new_session=True).pid)' \\
+                  \(Self.litellm) --config \(root)/etc/litellm/config.yaml --host 127.0.0.1 --port \(port) >$dir/pid
                 i=0
                 while [ $i -lt 1200 ]; do
                   /usr/bin/curl -sf -o /dev/null http://127.0.0.1:\(port)/health/liveliness && exit 0
