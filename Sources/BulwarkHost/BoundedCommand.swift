@@ -4,6 +4,11 @@ internal import Foundation
 /// when it runs longer, its output kept to a bounded tail read from a private file (never a pipe
 /// a grandchild could hold open), and anything in it that looks like a key redacted before it
 /// reaches a message or a record.
+///
+/// Not `BulwarkProcess.BoundedProcess`: that one waits through Foundation's `Process`, which
+/// learns of a child's exit through a descriptor the child's own children inherit, so a reload
+/// command that starts a daemon would be waited for until the daemon exits (seen with the LiteLLM
+/// proxy). When `BoundedProcess` spawns this way too, this can forward to it.
 struct BoundedCommand: Sendable {
     var arguments: [String]
     var timeout: Duration

@@ -113,7 +113,10 @@ struct ConfigFileDriver: ResourceDriver {
                     ok = false
                     continue
                 }
-                properties.append(DesiredProperty(key, canonical, sensitive: path.leafKey.map(isSecretKey) ?? false))
+                // A credential's value is never shown (a literal one found in the file included).
+                var credential = path.leafKey.map(isSecretKey) ?? false
+                if case .bool = value { credential = false }
+                properties.append(DesiredProperty(key, canonical, sensitive: credential))
             }
         }
         guard ok else { return nil }
@@ -254,7 +257,8 @@ struct ConfigFileDriver: ResourceDriver {
         case .string(let s):
             if s.isEmpty || isEnvironmentReference(s) { return nil }
             return "value of \(s.count) characters"
-        case .number, .bool: return "value"
+        case .bool: return nil  // a switch such as dangerously_permit_weak_or_unset_master_key
+        case .number: return "number"
         case .list(let items): return items.lazy.compactMap(literalSecret).first
         case .map(let map): return map.values.lazy.compactMap(literalSecret).first
         }

@@ -168,12 +168,14 @@ let gatewayConfig = """
                 path: etc/litellm/config.yaml
                 properties:
                   model_list[model_name=a].litellm_params.api_key: os.environ/OPENAI_API_KEY
+                  general_settings.dangerously_permit_weak_or_unset_master_key: false
                 """))
             let (plan, outcome) = try await reconcile(state)
             #expect(plan.remediations.first?.decision != .blocked)
             #expect(outcome.verified.count == 1)
             #expect(try read(root + "/etc/litellm/config.yaml")
-                    == "model_list:\n  - model_name: a\n    litellm_params: {model: openai/a, api_key: os.environ/OPENAI_API_KEY}\n")
+                    == "model_list:\n  - model_name: a\n    litellm_params: {model: openai/a, api_key: os.environ/OPENAI_API_KEY}\n"
+                    + "general_settings:\n  dangerously_permit_weak_or_unset_master_key: false\n")
         }
     }
 
