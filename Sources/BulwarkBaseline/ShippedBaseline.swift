@@ -5,11 +5,13 @@
 /// (a test fails when a shipped file is missing from it or differs from it).
 public enum ShippedBaseline {
     public static let files: [(path: String, contents: [UInt8])] = [
+        ("controllers/ai-gateway.yaml", PackageResources.ai_gateway_yaml),
         ("controllers/aws.yaml", PackageResources.aws_yaml),
         ("controllers/firewall.yaml", PackageResources.firewall_yaml),
         ("controllers/host-hardening.yaml", PackageResources.host_hardening_yaml),
         ("controllers/postgres.yaml", PackageResources.postgres_yaml),
         ("controllers/targets.yaml", PackageResources.targets_yaml),
+        ("desired-state/ai-gateway/litellm.yaml", PackageResources.litellm_yaml),
         ("desired-state/aws/cis-aws.yaml", PackageResources.cis_aws_yaml),
         ("desired-state/firewall/blocklist.yaml", PackageResources.blocklist_yaml),
         ("desired-state/hosts/accounts.yaml", PackageResources.accounts_yaml),

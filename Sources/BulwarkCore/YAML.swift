@@ -18,6 +18,10 @@ public struct YAMLNode: Sendable, Hashable {
     public var column: Int
     /// Whether a scalar was written without quotes (so `null`, `~` and `` mean nothing).
     public var isPlain: Bool
+    /// 1-based line and column just past the node's last character (for a block collection, where
+    /// the next token starts); for editing a file's text in place. 0 when unknown.
+    public var endLine = 0
+    public var endColumn = 0
 
     public var isNull: Bool {
         if case .scalar(let s) = value, isPlain { return s.isEmpty || s == "~" || s == "null" || s == "Null" || s == "NULL" }
@@ -90,12 +94,12 @@ public enum YAML {
 
 private enum Event {
     case streamStart, streamEnd, documentStart, documentEnd
-    case alias(anchor: String, line: Int, column: Int)
-    case scalar(value: String, anchor: String?, plain: Bool, line: Int, column: Int)
+    case alias(anchor: String, line: Int, column: Int, end: (Int, Int))
+    case scalar(value: String, anchor: String?, plain: Bool, line: Int, column: Int, end: (Int, Int))
     case sequenceStart(anchor: String?, line: Int, column: Int)
-    case sequenceEnd
+    case sequenceEnd(end: (Int, Int))
     case mappingStart(anchor: String?, line: Int, column: Int)
-    case mappingEnd
+    case mappingEnd(end: (Int, Int))
 }
 
 private struct Composer {
@@ -143,7 +147,7 @@ private struct Composer {
     /// Composes one node; returns it with its expanded node count and scalar bytes.
     mutating func node(from event: Event, depth: Int) throws(YAMLError) -> (YAMLNode, Int, Int) {
         switch event {
-        case let .alias(anchor, line, column):
+        case let .alias(anchor, line, column, end):
             guard let target = anchors[anchor] else {
                 throw YAMLError(line: line, column: column, message: "alias *\(quotedForMessage(anchor)) refers to no anchor")
             }
@@ -152,12 +156,13 @@ private struct Composer {
             var node = target.node
             node.line = line
             node.column = column
+            (node.endLine, node.endColumn) = end
             return (node, target.size, target.bytes)
-        case let .scalar(value, anchor, plain, line, column):
+        case let .scalar(value, anchor, plain, line, column, end):
             try count(1, line: line, column: column)
             let size = value.utf8.count
             try spend(size, line: line, column: column)
-            let node = YAMLNode(value: .scalar(value), line: line, column: column, isPlain: plain)
+            let node = YAMLNode(value: .scalar(value), line: line, column: column, isPlain: plain, endLine: end.0, endColumn: end.1)
             if let anchor { anchors[anchor] = (node, 1, size) }
             return (node, 1, size)
         case let .sequenceStart(anchor, line, column):
@@ -166,16 +171,17 @@ private struct Composer {
             var items: [YAMLNode] = []
             var size = 1
             var content = 0
+            var end = (0, 0)
             while true {
                 let next = try next()
-                if case .sequenceEnd = next { break }
+                if case .sequenceEnd(let mark) = next { end = mark; break }
                 let (child, childSize, childBytes) = try node(from: next, depth: depth + 1)
                 items.append(child)
                 // Both totals are bounded by the limits checked as they grew: no overflow.
                 size += childSize
                 content += childBytes
             }
-            let node = YAMLNode(value: .sequence(items), line: line, column: column, isPlain: false)
+            let node = YAMLNode(value: .sequence(items), line: line, column: column, isPlain: false, endLine: end.0, endColumn: end.1)
             if let anchor { anchors[anchor] = (node, size, content) }
             return (node, size, content)
         case let .mappingStart(anchor, line, column):
@@ -185,9 +191,10 @@ private struct Composer {
             var seen: [String: Int] = [:]
             var size = 1
             var content = 0
+            var end = (0, 0)
             while true {
                 let keyEvent = try next()
-                if case .mappingEnd = keyEvent { break }
+                if case .mappingEnd(let mark) = keyEvent { end = mark; break }
                 let (keyNode, keySize, keyBytes) = try node(from: keyEvent, depth: depth + 1)
                 guard case .scalar(let key) = keyNode.value else {
                     throw YAMLError(line: keyNode.line, column: keyNode.column, message: "mapping keys must be plain strings")
@@ -205,7 +212,7 @@ private struct Composer {
                 size += keySize + valueSize
                 content += keyBytes + valueBytes
             }
-            let node = YAMLNode(value: .mapping(pairs), line: line, column: column, isPlain: false)
+            let node = YAMLNode(value: .mapping(pairs), line: line, column: column, isPlain: false, endLine: end.0, endColumn: end.1)
             if let anchor { anchors[anchor] = (node, size, content) }
             return (node, size, content)
         default:
@@ -249,6 +256,7 @@ private struct Composer {
         defer { yaml_event_delete(&event) }
         let line = Int(event.start_mark.line) + 1
         let column = Int(event.start_mark.column) + 1
+        let end = (Int(event.end_mark.line) + 1, Int(event.end_mark.column) + 1)
         func text(_ pointer: UnsafeMutablePointer<yaml_char_t>?) -> String? {
             pointer.map { String(cString: UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self)) }
         }
@@ -258,20 +266,20 @@ private struct Composer {
         case YAML_DOCUMENT_START_EVENT: return .documentStart
         case YAML_DOCUMENT_END_EVENT: return .documentEnd
         case YAML_ALIAS_EVENT:
-            return .alias(anchor: text(event.data.alias.anchor) ?? "", line: line, column: column)
+            return .alias(anchor: text(event.data.alias.anchor) ?? "", line: line, column: column, end: end)
         case YAML_SCALAR_EVENT:
             let s = event.data.scalar
             let value = s.value.map {
                 String(decoding: UnsafeBufferPointer(start: $0, count: s.length), as: UTF8.self)
             } ?? ""
             return .scalar(value: value, anchor: text(s.anchor), plain: s.style == YAML_PLAIN_SCALAR_STYLE,
-                           line: line, column: column)
+                           line: line, column: column, end: end)
         case YAML_SEQUENCE_START_EVENT:
             return .sequenceStart(anchor: text(event.data.sequence_start.anchor), line: line, column: column)
-        case YAML_SEQUENCE_END_EVENT: return .sequenceEnd
+        case YAML_SEQUENCE_END_EVENT: return .sequenceEnd(end: end)
         case YAML_MAPPING_START_EVENT:
             return .mappingStart(anchor: text(event.data.mapping_start.anchor), line: line, column: column)
-        case YAML_MAPPING_END_EVENT: return .mappingEnd
+        case YAML_MAPPING_END_EVENT: return .mappingEnd(end: end)
         default:
             throw YAMLError(line: line, column: column, message: "unexpected YAML event")
         }

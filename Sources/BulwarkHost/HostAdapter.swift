@@ -28,6 +28,8 @@ public enum HostAdapter {
                                parse: LoginDefsDriver.parse, driver: LoginDefsDriver(), weakens: HostWeakening.loginDefs),
                 KindDefinition(name: "UserAccount", adapter: name,
                                parse: UserAccountDriver.parse, driver: UserAccountDriver(), weakens: HostWeakening.account),
+                KindDefinition(name: "ConfigFile", adapter: name, summary: "values in a YAML or JSON configuration file",
+                               parse: ConfigFileDriver.parse, driver: ConfigFileDriver()),
             ])
     }
 

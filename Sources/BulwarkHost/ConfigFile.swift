@@ -1,0 +1,305 @@
+internal import Foundation
+internal import BulwarkCore
+
+/// `ConfigFile`: values in a structured configuration file (YAML or JSON) under the root, such
+/// as an AI gateway's `config.yaml`.
+///
+/// ```yaml
+/// spec:
+///   path: etc/litellm/config.yaml
+///   format: yaml                      # or json; by default from the file name
+///   properties:
+///     general_settings.master_key: os.environ/LITELLM_MASTER_KEY
+///     model_list[*].litellm_params.guardrails: [pii-mask, prompt-injection]
+///   validate: [/usr/bin/python3, -c, "import sys, yaml; yaml.safe_load(open(sys.argv[1]))", "{file}"]
+///   reload: [/usr/bin/systemctl, restart, litellm]
+///   timeoutSeconds: 60
+/// ```
+///
+/// Properties are addressed by `ConfigPath`; values are any YAML value, compared typed
+/// (`ConfigValue`). The file is edited in place (`ConfigDocument`): unmanaged keys, comments and
+/// formatting stay as they were. It is written atomically through `FileIO` under the target's
+/// lock, with its owner and mode kept; `validate` runs on the candidate (`{file}` names it) before
+/// the rename and a failure leaves the file untouched; `reload` runs after the rename; then the
+/// file is read back. A file that does not exist is not created: nothing applies.
+struct ConfigFileDriver: ResourceDriver {
+    /// What a resource says about its file besides the properties, carried in the spec as one
+    /// property that is never observed (so never drifts): `ResourceSpec` holds only properties.
+    struct Options: Sendable, Hashable, Codable {
+        var path: String
+        var format: ConfigDocument.Format.RawValue
+        var validate: [String]?
+        var reload: [String]?
+        var timeoutSeconds: Int
+    }
+
+    static let optionsPrefix = "[options of "
+
+    static func options(_ resource: Resource) throws(HostError) -> Options {
+        guard let property = resource.spec.properties.first(where: { $0.name.hasPrefix(optionsPrefix) }),
+              let options = try? JSONDecoder().decode(Options.self, from: Data(property.value.utf8)) else {
+            throw HostError("ConfigFile \(resource.id.name) has no file options")
+        }
+        return options
+    }
+
+    /// The managed properties (without the options).
+    static func managed(_ resource: Resource) -> [DesiredProperty] {
+        resource.spec.properties.filter { !$0.name.hasPrefix(optionsPrefix) }
+    }
+
+    func watchedPaths(_ resource: Resource, on target: Target) -> [String] {
+        HostAdapter.paths(target, [resource.spec.subject])
+    }
+
+    /// Keys whose values are credentials: shown redacted, and (see `assess`) only ever written
+    /// as a reference to the environment.
+    static func isSecretKey(_ key: String) -> Bool {
+        let key = key.lowercased()
+        return key == "key" || key.hasSuffix("_key") || key.hasSuffix("-key") || key.hasSuffix("apikey")
+            || key.contains("secret") || key.contains("password") || key.contains("token") || key.contains("credential")
+    }
+
+    static func parse(_ spec: SpecReader) -> ResourceSpec? {
+        guard spec.entries() != nil else { return nil }
+        spec.allowOnly(["path", "format", "properties", "validate", "reload", "timeoutSeconds"])
+        guard let pathReader = spec.field("path", required: true), let text = pathReader.string() else { return nil }
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false).drop(while: { $0.isEmpty && text.hasPrefix("/") })
+        guard !text.isEmpty, LineSafety.problem(text) == nil, text.utf8.count <= 1024,
+              !parts.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }) else {
+            pathReader.fail("expected a file path inside the target root without '.', '..' or '//', such as etc/litellm/config.yaml, got '\(text)'")
+            return nil
+        }
+        let path = "/" + parts.joined(separator: "/")
+        var format = path.lowercased().hasSuffix(".json") ? "json" : "yaml"
+        if let reader = spec.field("format") {
+            guard let value = reader.oneOf(["yaml", "json"]) else { return nil }
+            format = value
+        }
+        var commands: [String: [String]] = [:]
+        for key in ["validate", "reload"] {
+            guard let reader = spec.field(key) else { continue }
+            guard let argv = reader.strings() else { return nil }
+            guard let first = argv.first, first.hasPrefix("/"), argv.count <= 64,
+                  argv.allSatisfy({ $0.utf8.count <= 4096 && !$0.contains("\0") }) else {
+                reader.fail("expected a command as a list: an absolute executable path, then its arguments ({file} names the candidate)")
+                return nil
+            }
+            commands[key] = argv
+        }
+        var timeout = 60
+        if let reader = spec.field("timeoutSeconds") {
+            guard let value = reader.int(in: 1...600) else { return nil }
+            timeout = value
+        }
+        guard let propertiesReader = spec.field("properties", required: true),
+              let entries = propertiesReader.entries() else { return nil }
+        guard !entries.isEmpty, entries.count <= 1000 else {
+            propertiesReader.fail("expected 1 to 1000 properties")
+            return nil
+        }
+        var properties: [DesiredProperty] = []
+        var ok = true
+        for (key, reader) in entries {
+            switch ConfigPath.parse(key) {
+            case .failure(let error):
+                reader.fail("'\(key)' is not a property path (\(error.message)); write keys.separated.by.dots, list[0], list[*] or list[key=value]")
+                ok = false
+            case .success(let path):
+                let value = ConfigValue(reader.node)
+                let canonical = value.canonical
+                guard canonical.utf8.count <= 64 << 10 else {
+                    reader.fail("value longer than 64 KiB")
+                    ok = false
+                    continue
+                }
+                // A credential's value is never shown (a literal one found in the file included).
+                var credential = path.leafKey.map(isSecretKey) ?? false
+                if case .bool = value { credential = false }
+                properties.append(DesiredProperty(key, canonical, sensitive: credential))
+            }
+        }
+        guard ok else { return nil }
+        let options = Options(path: path, format: format, validate: commands["validate"], reload: commands["reload"],
+                              timeoutSeconds: timeout)
+        guard let encoded = try? JSONEncoder().encode(options) else { return nil }
+        let name = spec.resource ?? path
+        properties.append(DesiredProperty(optionsPrefix + name + "]", String(decoding: encoded, as: UTF8.self)))
+        return ResourceSpec(subject: path, properties: properties)
+    }
+
+    // MARK: - Observing
+
+    static func read(_ options: Options, root: HostRoot) throws -> (LineFile, ConfigDocument)? {
+        guard let file = try FileIO.readLines(options.path, in: root) else { return nil }
+        guard !file.escaped else { throw HostError("is not UTF-8; not managed", path: root.full(root.components(of: options.path))) }
+        do {
+            return (file, try ConfigDocument(text: file.text, format: ConfigDocument.Format(rawValue: options.format) ?? .yaml))
+        } catch {
+            throw HostError(error.message, path: root.full(root.components(of: options.path)))
+        }
+    }
+
+    /// A property's observed value: nil when missing; the first value that differs from
+    /// `desired` where a path names several; left out (not applicable) where it names none.
+    static func observed(_ property: DesiredProperty, in document: ConfigDocument) -> String?? {
+        guard case .success(let path) = ConfigPath.parse(property.name) else { return .some(nil) }
+        let values = document.values(path)
+        guard !values.isEmpty else { return .none }
+        for value in values where value?.canonical != property.value { return .some(value?.canonical) }
+        return .some(property.value)
+    }
+
+    func observe(_ resource: Resource, on target: Target) async throws -> Observation {
+        let root = try HostRoot(target: target)
+        let options = try Self.options(resource)
+        // A missing file has nothing to fix: no property applies (Bulwark does not create it).
+        guard let (_, document) = try Self.read(options, root: root) else { return Observation(values: [:]) }
+        var values: [String: String?] = [:]
+        for property in Self.managed(resource) {
+            if let observed = Self.observed(property, in: document) { values[property.name] = .some(observed) }
+        }
+        return Observation(values: values)
+    }
+
+    // MARK: - Applying
+
+    func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
+        let root = try HostRoot(target: target)
+        let options = try Self.options(resource)
+        let found = try root.applying { try applyOnce(changes, options: [options], root: root) }
+        try AlreadyInSync.unless(changes, found: found)
+    }
+
+    /// Under the lock: reads the file again, leaves out the changes it already holds, edits the
+    /// rest, validates the candidate, writes it, reloads, and reads it back.
+    func applyOnce(_ changes: [PropertyDrift], options: [Options], root: HostRoot) throws -> Set<String> {
+        guard let first = options.first else { return [] }
+        guard let (file, original) = try Self.read(first, root: root) else {
+            throw HostError("does not exist; Bulwark edits a configuration file, it does not create one", path: first.path)
+        }
+        let display = root.full(root.components(of: first.path))
+        var document = original
+        var found: Set<String> = []
+        for change in changes {
+            let property = DesiredProperty(change.property, change.desired)
+            if let now = Self.observed(property, in: document), now == change.desired { found.insert(change.property); continue }
+            guard case .success(let path) = ConfigPath.parse(change.property),
+                  let value = ConfigValue.fromCanonical(change.desired) else {
+                throw HostError("cannot read the desired value of \(change.property)", path: display)
+            }
+            do {
+                try document.set(path, to: value)
+            } catch {
+                throw HostError(error.message, path: display)
+            }
+        }
+        guard found.count < Set(changes.map(\.property)).count else { return found }
+        let validations = Array(Set(options.compactMap(\.validate))).sorted { $0.joined(separator: " ") < $1.joined(separator: " ") }
+        let timeout = Duration.seconds(options.map(\.timeoutSeconds).max() ?? 60)
+        var bytes = Array(document.text.utf8)
+        bytes.reserveCapacity(bytes.count)
+        try FileIO.write(bytes, to: root.resolve(first.path), in: root, expected: file.origin, validate: { candidate in
+            for argv in validations {
+                let outcome = try BoundedCommand(arguments: argv, timeout: timeout).run(file: candidate)
+                guard outcome.status == 0, !outcome.timedOut else {
+                    throw HostError("validation \(argv[0]) rejected the candidate ("
+                                    + (outcome.timedOut ? "killed after \(timeout)" : "exit status \(outcome.status)")
+                                    + (outcome.output.isEmpty ? "" : ": \(outcome.output)") + "); the file was not changed", path: display)
+                }
+            }
+        })
+        // Read back what is now on disk: the edit must hold before anything is reloaded.
+        guard let (_, written) = try Self.read(first, root: root) else { throw HostError("vanished after the write", path: display) }
+        for change in changes {
+            let now = Self.observed(DesiredProperty(change.property, change.desired), in: written)
+            guard now == nil || now == .some(change.desired) else {
+                throw HostError("\(change.property) does not read back as desired after the write", path: display)
+            }
+        }
+        for argv in Array(Set(options.compactMap(\.reload))).sorted(by: { $0.joined(separator: " ") < $1.joined(separator: " ") }) {
+            let outcome = try BoundedCommand(arguments: argv, timeout: timeout).run()
+            guard outcome.status == 0, !outcome.timedOut else {
+                throw HostError("written, but the reload command \(argv[0]) failed ("
+                                + (outcome.timedOut ? "killed after \(timeout)" : "exit status \(outcome.status)")
+                                + (outcome.output.isEmpty ? "" : ": \(outcome.output)") + ")", path: display)
+            }
+        }
+        return found
+    }
+
+    // MARK: - Guards
+
+    func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async -> GuardVerdict {
+        let file = (try? Self.options(resource).path) ?? resource.spec.subject
+        let publicLabel = target.labels["public"] == "true" || resource.labels["public"] == "true"
+        for change in changes {
+            guard case .success(let path) = ConfigPath.parse(change.property), let key = path.leafKey,
+                  let value = ConfigValue.fromCanonical(change.desired) else {
+                return .block("cannot read the change of \(change.property) to judge it")
+            }
+            if Self.isSecretKey(key), let literal = Self.literalSecret(value) {
+                return .block("\(change.property) in \(file) would be written as a literal \(literal); a credential in a "
+                              + "configuration file must be a reference to the environment (os.environ/NAME)")
+            }
+            if Self.isBindKey(key), let address = Self.wildcardAddress(value), !publicLabel {
+                return .block("\(change.property) in \(file) would bind to \(address), every network interface, on a target "
+                              + "not labelled public: \"true\"; bind to 127.0.0.1 or label the target public")
+            }
+        }
+        return .allow
+    }
+
+    /// What makes `value` a literal credential (nil for an environment reference, null or empty).
+    static func literalSecret(_ value: ConfigValue) -> String? {
+        switch value {
+        case .null: return nil
+        case .string(let s):
+            if s.isEmpty || isEnvironmentReference(s) { return nil }
+            return "value of \(s.count) characters"
+        case .bool: return nil  // a switch such as dangerously_permit_weak_or_unset_master_key
+        case .number: return "number"
+        case .list(let items): return items.lazy.compactMap(literalSecret).first
+        case .map(let map): return map.values.lazy.compactMap(literalSecret).first
+        }
+    }
+
+    /// `os.environ/NAME`, LiteLLM's way to read a value from the proxy's environment.
+    static func isEnvironmentReference(_ s: String) -> Bool {
+        guard s.hasPrefix("os.environ/") else { return false }
+        let name = s.dropFirst("os.environ/".count)
+        guard let first = name.unicodeScalars.first, first.isASCII, first.properties.isAlphabetic || first == "_" else { return false }
+        return name.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "_") }
+    }
+
+    static func isBindKey(_ key: String) -> Bool {
+        ["host", "bind", "bind_address", "bind_host", "listen", "listen_address", "listen_host", "server_host", "address"]
+            .contains(key.lowercased())
+    }
+
+    /// The wildcard address `value` binds to, if any (`0.0.0.0`, `::`, `*`, `0.0.0.0:4000`, `:4000`).
+    static func wildcardAddress(_ value: ConfigValue) -> String? {
+        guard case .string(let s) = value else { return nil }
+        let text = s.trimmingCharacters(in: .whitespaces)
+        let host: Substring
+        if text.hasPrefix("["), let close = text.firstIndex(of: "]") {
+            host = text[text.index(after: text.startIndex)..<close]
+        } else if text.filter({ $0 == ":" }).count == 1, let colon = text.firstIndex(of: ":") {
+            host = text[..<colon]
+        } else {
+            host = Substring(text)
+        }
+        return ["0.0.0.0", "::", "*", "", "0:0:0:0:0:0:0:0"].contains(String(host)) ? text : nil
+    }
+}
+
+extension ConfigFileDriver: CoalescingDriver {
+    func coalescingKey(_ resource: Resource, on target: Target) -> String? { resource.spec.subject }
+
+    func apply(batch: [(changes: [PropertyDrift], resource: Resource)], on target: Target) async throws -> Set<String> {
+        let root = try HostRoot(target: target)
+        let options = try batch.map { item throws(HostError) in try Self.options(item.resource) }
+        let changes = batch.flatMap(\.changes)
+        return try root.applying { try applyOnce(changes, options: options, root: root) }
+    }
+}

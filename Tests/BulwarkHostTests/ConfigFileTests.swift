@@ -1,0 +1,305 @@
+import BulwarkCore
+import BulwarkHost
+import BulwarkTestSupport
+import Foundation
+import Testing
+
+/// A desired state with one host target (labels as given) and a controller for `ConfigFile`.
+func configState(root: String, labels: String = "{}", _ manifests: String) throws -> DesiredState {
+    let inventory = """
+        apiVersion: bulwark/v1
+        kind: Target
+        metadata: {name: gateway, labels: \(labels)}
+        spec: {adapter: host, root: \(root)}
+        ---
+        apiVersion: bulwark/v1
+        kind: Controller
+        metadata: {name: gateway}
+        spec: {kinds: [ConfigFile]}
+        """
+    return try DesiredStateLoader(registry: Registry([HostAdapter.definition()])).load([
+        SourceFile(path: "controllers/c.yaml", contents: Array(inventory.utf8)),
+        SourceFile(path: "desired-state/r.yaml", contents: Array(manifests.utf8)),
+    ], revision: "test")
+}
+
+/// Loads a revision that is expected to be refused; returns the loader's message.
+func configStateError(root: String, _ manifests: String) -> String? {
+    do {
+        _ = try configState(root: root, manifests)
+        return nil
+    } catch {
+        return "\(error)"
+    }
+}
+
+let gatewayConfig = """
+    # LiteLLM proxy: managed in part by Bulwark
+    model_list:
+      - model_name: gpt-4o   # the main route
+        litellm_params:
+          model: openai/gpt-4o
+          api_key: os.environ/OPENAI_API_KEY
+      - model_name: "claude"
+        litellm_params: {model: anthropic/claude-3, api_key: os.environ/ANTHROPIC_API_KEY}
+
+    litellm_settings:
+      drop_params: True
+      callbacks:
+        - langfuse   # observability
+
+    general_settings:
+      master_key: sk-1234 # literal, to be replaced
+    """
+
+@Suite struct ConfigFileTests {
+    @Test func editsOnlyTheManagedValuesAndKeepsCommentsAndLayout() async throws {
+        try await withTemporaryDirectory { root in
+            try write(root + "/etc/litellm/config.yaml", gatewayConfig, mode: 0o640)
+            let state = try configState(root: root, resource("ConfigFile", "litellm", """
+                path: etc/litellm/config.yaml
+                properties:
+                  general_settings.master_key: os.environ/LITELLM_MASTER_KEY
+                  litellm_settings.callbacks: [langfuse, detect_prompt_injection]
+                  model_list[*].litellm_params.guardrails: [bulwark-pii-mask]
+                  litellm_settings.upperbound_key_generate_params.max_budget: 100
+                  model_list[model_name=gpt-4o].litellm_params.rpm: 600
+                """))
+            let (plan, outcome) = try await reconcile(state)
+            let changes = try #require(plan.remediations.first?.changes)
+            #expect(changes.map(\.property).sorted() == ["general_settings.master_key", "litellm_settings.callbacks",
+                                                        "litellm_settings.upperbound_key_generate_params.max_budget",
+                                                        "model_list[*].litellm_params.guardrails",
+                                                        "model_list[model_name=gpt-4o].litellm_params.rpm"])
+            // The literal key is never shown: the property is a credential.
+            #expect(changes.first { $0.property == "general_settings.master_key" }?.shownObserved == "[redacted]")
+            #expect(outcome.verified.count == 1)
+            #expect(try read(root + "/etc/litellm/config.yaml") == """
+                # LiteLLM proxy: managed in part by Bulwark
+                model_list:
+                  - model_name: gpt-4o   # the main route
+                    litellm_params:
+                      model: openai/gpt-4o
+                      api_key: os.environ/OPENAI_API_KEY
+                      guardrails: [bulwark-pii-mask]
+                      rpm: 600
+                  - model_name: "claude"
+                    litellm_params: {model: anthropic/claude-3, api_key: os.environ/ANTHROPIC_API_KEY, guardrails: [bulwark-pii-mask]}
+
+                litellm_settings:
+                  drop_params: True
+                  callbacks:
+                    - langfuse
+                    - detect_prompt_injection   # observability
+                  upperbound_key_generate_params:
+                    max_budget: 100
+
+                general_settings:
+                  master_key: os.environ/LITELLM_MASTER_KEY # literal, to be replaced
+                """)
+            #expect(modeAndOwner(root + "/etc/litellm/config.yaml").mode == 0o640)
+            // A second pass finds nothing to do.
+            let (again, _) = try await reconcile(state)
+            #expect(again.remediations.isEmpty)
+        }
+    }
+
+    @Test func createsAListElementMatchedByKeyAndEditsJSONInPlace() async throws {
+        try await withTemporaryDirectory { root in
+            try write(root + "/etc/litellm/config.yaml", "model_list: []\nguardrails:\n  - guardrail_name: other\n    litellm_params: {guardrail: aporia}\n")
+            try write(root + "/etc/app/settings.json", "{\n  \"server\": {\"port\": 8080},\n  \"debug\": true\n}\n")
+            let state = try configState(root: root, resource("ConfigFile", "guard", """
+                path: etc/litellm/config.yaml
+                properties:
+                  guardrails[guardrail_name=bulwark-pii-mask].litellm_params.guardrail: litellm_content_filter
+                  guardrails[guardrail_name=bulwark-pii-mask].litellm_params.mode: pre_call
+                """) + resource("ConfigFile", "app", """
+                path: /etc/app/settings.json
+                properties:
+                  debug: false
+                  server.host: 127.0.0.1
+                  logging.level: info
+                """))
+            let (_, outcome) = try await reconcile(state)
+            #expect(outcome.verified.count == 2)
+            #expect(try read(root + "/etc/litellm/config.yaml") == """
+                model_list: []
+                guardrails:
+                  - guardrail_name: other
+                    litellm_params: {guardrail: aporia}
+                  - guardrail_name: bulwark-pii-mask
+                    litellm_params:
+                      guardrail: litellm_content_filter
+                      mode: pre_call
+
+                """)
+            #expect(try read(root + "/etc/app/settings.json")
+                    == "{\n  \"server\": {\"port\": 8080, \"host\": \"127.0.0.1\"},\n  \"debug\": false,\n  \"logging\": {\"level\": \"info\"}\n}\n")
+            let parsed = try JSONSerialization.jsonObject(with: Data(try read(root + "/etc/app/settings.json").utf8)) as? [String: Any]
+            #expect(parsed?["debug"] as? Bool == false)
+        }
+    }
+
+    // Guard: a credential is only ever written as a reference to the environment.
+    @Test func refusesToWriteALiteralSecret() async throws {
+        try await withTemporaryDirectory { root in
+            let text = "general_settings:\n  master_key: os.environ/LITELLM_MASTER_KEY\nmodel_list:\n  - model_name: a\n    litellm_params: {model: openai/a}\n"
+            try write(root + "/etc/litellm/config.yaml", text)
+            let state = try configState(root: root, resource("ConfigFile", "litellm", """
+                path: etc/litellm/config.yaml
+                properties:
+                  general_settings.master_key: sk-live-0123456789abcdef
+                  model_list[*].litellm_params.api_key: sk-proj-abcdef0123456789
+                """))
+            let (plan, outcome) = try await reconcile(state)
+            let remediation = try #require(plan.remediations.first)
+            #expect(remediation.decision == .blocked)
+            #expect(remediation.reason?.contains("literal") == true)
+            #expect(remediation.reason?.contains("sk-live") == false)
+            #expect(outcome.verified.isEmpty)
+            #expect(try read(root + "/etc/litellm/config.yaml") == text)
+        }
+    }
+
+    @Test func writesAnEnvironmentReferenceForACredential() async throws {
+        try await withTemporaryDirectory { root in
+            try write(root + "/etc/litellm/config.yaml", "model_list:\n  - model_name: a\n    litellm_params: {model: openai/a, api_key: sk-abc}\n")
+            let state = try configState(root: root, resource("ConfigFile", "litellm", """
+                path: etc/litellm/config.yaml
+                properties:
+                  model_list[model_name=a].litellm_params.api_key: os.environ/OPENAI_API_KEY
+                  general_settings.dangerously_permit_weak_or_unset_master_key: false
+                """))
+            let (plan, outcome) = try await reconcile(state)
+            #expect(plan.remediations.first?.decision != .blocked)
+            #expect(outcome.verified.count == 1)
+            #expect(try read(root + "/etc/litellm/config.yaml")
+                    == "model_list:\n  - model_name: a\n    litellm_params: {model: openai/a, api_key: os.environ/OPENAI_API_KEY}\n"
+                    + "general_settings:\n  dangerously_permit_weak_or_unset_master_key: false\n")
+        }
+    }
+
+    // Guard: a wildcard bind needs the target (or resource) labelled public.
+    @Test func refusesAWildcardBindOnATargetNotLabelledPublic() async throws {
+        try await withTemporaryDirectory { root in
+            let text = "server:\n  host: 127.0.0.1\n  port: 4000\n"
+            try write(root + "/etc/gw/gateway.yaml", text)
+            let state = try configState(root: root, resource("ConfigFile", "gw", "path: etc/gw/gateway.yaml\nproperties:\n  server.host: 0.0.0.0"))
+            let (plan, outcome) = try await reconcile(state)
+            #expect(plan.remediations.first?.decision == .blocked)
+            #expect(plan.remediations.first?.reason?.contains("every network interface") == true)
+            #expect(outcome.verified.isEmpty)
+            #expect(try read(root + "/etc/gw/gateway.yaml") == text)
+        }
+    }
+
+    @Test func bindsEverywhereOnATargetLabelledPublic() async throws {
+        try await withTemporaryDirectory { root in
+            try write(root + "/etc/gw/gateway.yaml", "server:\n  host: 127.0.0.1\n  port: 4000\n")
+            let state = try configState(root: root, labels: "{public: \"true\"}",
+                                        resource("ConfigFile", "gw", "path: etc/gw/gateway.yaml\nproperties:\n  server.host: 0.0.0.0"))
+            let (_, outcome) = try await reconcile(state)
+            #expect(outcome.verified.count == 1)
+            #expect(try read(root + "/etc/gw/gateway.yaml") == "server:\n  host: 0.0.0.0\n  port: 4000\n")
+        }
+    }
+
+    // Validation before the rename: a rejected candidate leaves the file as it was.
+    @Test func aCandidateTheValidatorRejectsIsNeverRenamedIntoPlace() async throws {
+        try await withTemporaryDirectory { root in
+            let text = "general_settings:\n  master_key: os.environ/A\n"
+            try write(root + "/etc/litellm/config.yaml", text)
+            let state = try configState(root: root, resource("ConfigFile", "litellm", """
+                path: etc/litellm/config.yaml
+                properties:
+                  general_settings.master_key: os.environ/LITELLM_MASTER_KEY
+                validate: [/bin/sh, -c, "grep -q 'master_key: os.environ/A$' \\"$0\\" || { echo rejected by policy sk-abcdef0123456789xyz >&2; exit 3; }", "{file}"]
+                """))
+            let (_, outcome) = try await reconcile(state)
+            let failure = try #require(outcome.failed.first)
+            let message = failure.record.error ?? ""
+            #expect(message.contains("exit status 3"))
+            #expect(message.contains("rejected by policy"))
+            #expect(!message.contains("sk-abcdef"))
+            #expect(try read(root + "/etc/litellm/config.yaml") == text)
+            #expect(try FileManager.default.contentsOfDirectory(atPath: root + "/etc/litellm") == ["config.yaml"])
+        }
+    }
+
+    @Test func aCandidateTheValidatorAcceptsIsWrittenThenReloaded() async throws {
+        try await withTemporaryDirectory { root in
+            try write(root + "/etc/litellm/config.yaml", "general_settings:\n  master_key: os.environ/A\n")
+            let state = try configState(root: root, resource("ConfigFile", "litellm", """
+                path: etc/litellm/config.yaml
+                properties:
+                  general_settings.master_key: os.environ/LITELLM_MASTER_KEY
+                validate: [/bin/sh, -c, "grep -q LITELLM_MASTER_KEY \\"$0\\"", "{file}"]
+                reload: [/bin/sh, -c, "cp \(root)/etc/litellm/config.yaml \(root)/reloaded"]
+                """))
+            let (_, outcome) = try await reconcile(state)
+            #expect(outcome.verified.count == 1)
+            #expect(try read(root + "/reloaded") == "general_settings:\n  master_key: os.environ/LITELLM_MASTER_KEY\n")
+        }
+    }
+
+    @Test func aValidatorThatHangsIsKilledAndTheFileKept() async throws {
+        try await withTemporaryDirectory { root in
+            let text = "a: 1\n"
+            try write(root + "/etc/x.yaml", text)
+            let state = try configState(root: root, resource("ConfigFile", "x", """
+                path: etc/x.yaml
+                properties: {a: 2}
+                validate: [/bin/sleep, "600"]
+                timeoutSeconds: 1
+                """))
+            let (_, outcome) = try await reconcile(state)
+            #expect(outcome.failed.first?.record.error?.contains("killed after") == true)
+            #expect(try read(root + "/etc/x.yaml") == text)
+        }
+    }
+
+    // Hostile input: a path out of the root, a link, an alias bomb, a file that is not a mapping.
+    @Test func refusesPathsThatLeaveTheRootAndBadPropertyPaths() async throws {
+        try await withTemporaryDirectory { root in
+            let outside = configStateError(root: root, resource("ConfigFile", "x", "path: etc/../../x.yaml\nproperties: {a: 1}"))
+            #expect(outside?.contains("without '.', '..'") == true)
+            let badPath = configStateError(root: root, resource("ConfigFile", "x", "path: etc/x.yaml\nproperties: {\"a..b\": 1}"))
+            #expect(badPath?.contains("is not a property path") == true)
+            let badIndex = configStateError(root: root, resource("ConfigFile", "x", "path: etc/x.yaml\nproperties: {\"a[x\": 1}"))
+            #expect(badIndex?.contains("is not a property path") == true)
+        }
+    }
+
+    @Test func neverWritesThroughALinkNorEditsAHostileDocument() async throws {
+        try await withTemporaryDirectory { root in
+            try write(root + "/outside.yaml", "a: 1\n")
+            try FileManager.default.createDirectory(atPath: root + "/etc", withIntermediateDirectories: true)
+            try FileManager.default.createSymbolicLink(atPath: root + "/etc/link.yaml", withDestinationPath: root + "/outside.yaml")
+            let bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
+                + "d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n"
+            try write(root + "/etc/bomb.yaml", bomb)
+            try write(root + "/etc/list.yaml", "- a\n- b\n")
+            let state = try configState(root: root,
+                resource("ConfigFile", "link", "path: etc/link.yaml\nproperties: {a: 2}")
+                + resource("ConfigFile", "bomb", "path: etc/bomb.yaml\nproperties: {g: 2}")
+                + resource("ConfigFile", "list", "path: etc/list.yaml\nproperties: {g: 2}"))
+            let (plan, outcome) = try await reconcile(state)
+            #expect(outcome.verified.isEmpty)
+            let failures = plan.failures.map(\.message) + outcome.failed.compactMap(\.record.error)
+            #expect(failures.contains { $0.contains("alias") || $0.contains("nodes") })
+            #expect(failures.contains { $0.contains("not a mapping") })
+            #expect(try read(root + "/outside.yaml") == "a: 1\n")
+            #expect(try read(root + "/etc/bomb.yaml") == bomb)
+            #expect(try read(root + "/etc/list.yaml") == "- a\n- b\n")
+        }
+    }
+
+    @Test func aMissingFileIsNotCreated() async throws {
+        try await withTemporaryDirectory { root in
+            let state = try configState(root: root, resource("ConfigFile", "x", "path: etc/none.yaml\nproperties: {a: 1}"))
+            let (plan, _) = try await reconcile(state)
+            #expect(plan.remediations.isEmpty)
+            #expect(!FileManager.default.fileExists(atPath: root + "/etc/none.yaml"))
+        }
+    }
+}
