@@ -104,16 +104,32 @@ struct FileModeDriver: ResourceDriver {
 
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
         let root = try HostRoot(target: target)
-        try root.applying { try applyOnce(changes, to: resource, root: root) }
+        let found = try root.applying { try applyOnce(changes, to: resource, root: root) }
+        try AlreadyInSync.unless(changes, found: found)
     }
 
-    private func applyOnce(_ changes: [PropertyDrift], to resource: Resource, root: HostRoot) throws {
+    /// One attempt, holding the target's lock: the properties the file already has as desired
+    /// (another writer set them since the plan observed the drift) are left out; when that is
+    /// all of them nothing is changed. Returns the properties found.
+    private func applyOnce(_ allChanges: [PropertyDrift], to resource: Resource, root: HostRoot) throws -> Set<String> {
         let path = root.full(resource.spec.subject.split(separator: "/").map(String.init))
         let accounts = try AccountDatabase(root: root)
         guard let (_, opened) = try Self.node(resource.spec.subject, in: root, open: true), let fd = opened else {
             throw HostError("does not exist", path: path)
         }
         defer { close(fd) }
+        var current = stat()
+        guard fstat(fd, &current) == 0 else { throw HostError("cannot stat: \(errnoText())", path: path) }
+        let found = Set(allChanges.filter { change in
+            switch change.property {
+            case "mode": Self.format(mode: UInt32(current.st_mode & 0o7777)) == change.desired
+            case "owner": accounts.userID(change.desired) == current.st_uid
+            case "group": accounts.groupID(change.desired) == current.st_gid
+            default: false
+            }
+        }.map(\.property))
+        let changes = allChanges.filter { !found.contains($0.property) }
+        guard !changes.isEmpty else { return found }
         var uid = uid_t.max  // (uid_t)-1: leave unchanged
         var gid = gid_t.max
         for change in changes {
@@ -142,6 +158,7 @@ struct FileModeDriver: ResourceDriver {
                 throw HostError("cannot change mode: \(errnoText())", path: path)
             }
         }
+        return found
     }
 }
 

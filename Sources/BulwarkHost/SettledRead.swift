@@ -53,8 +53,9 @@ extension FileIO {
                 continue
             }
             guard let read = file, read.identity.inode == UInt64(info.st_ino), read.identity.device == UInt64(info.st_dev),
-                  read.identity.size == Int64(info.st_size) else {
-                // Created, replaced or resized since the read.
+                  read.identity.size == Int64(info.st_size), read.identity.seconds == info.st_mtim.tv_sec,
+                  read.identity.nanoseconds == info.st_mtim.tv_nsec else {
+                // Created, replaced, resized or written since the read.
                 file = try self.read(name, in: folder, display: display)
                 continue
             }
@@ -80,7 +81,8 @@ extension FileIO {
 /// one Bulwark wrote, another writer changed it after the fix.
 enum FixWitness {
     private static let written = Mutex<[String: FileIdentity]>([:])
-    /// Entries kept at most (a fleet of roots with a few files each); the oldest half goes beyond it.
+    /// Entries kept at most (a fleet of roots with a few files each); beyond it the table starts
+    /// again (a fix verified against a forgotten file is judged as before: "did not hold").
     private static let limit = 4096
 
     static func wrote(_ identity: FileIdentity, at display: String) {

@@ -87,7 +87,10 @@ struct UserAccountDriver: ResourceDriver {
     }
 
     func observe(_ resource: Resource, on target: Target) async throws -> Observation {
-        let root = try HostRoot(target: target)
+        try observe(resource, root: try HostRoot(target: target))
+    }
+
+    func observe(_ resource: Resource, root: HostRoot) throws -> Observation {
         let name = resource.spec.subject
         let passwd = try FileIO.readLines("etc/passwd", in: root) ?? LineFile("")
         guard let account = try Self.find(name, in: passwd, path: "etc/passwd"), account.fields.count >= 7 else {
@@ -120,10 +123,23 @@ struct UserAccountDriver: ResourceDriver {
 
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
         let root = try HostRoot(target: target)
-        try root.applying { try applyOnce(changes, to: resource, root: root) }
+        let found = try root.applying { try applyOnce(changes, to: resource, root: root) }
+        try AlreadyInSync.unless(changes, found: found)
     }
 
-    private func applyOnce(_ changes: [PropertyDrift], to resource: Resource, root: HostRoot) throws {
+    /// One attempt, holding the target's lock: the account is observed again and the changes it
+    /// already has (another writer made them since the plan) are left out; when that is all of
+    /// them nothing is written. Returns the properties found.
+    private func applyOnce(_ allChanges: [PropertyDrift], to resource: Resource, root: HostRoot) throws -> Set<String> {
+        let now = try observe(resource, root: root).values
+        let found = Set(allChanges.filter { (now[$0.property] ?? nil) == $0.desired }.map(\.property))
+        let changes = allChanges.filter { !found.contains($0.property) }
+        guard !changes.isEmpty else { return found }
+        try write(changes, to: resource, root: root)
+        return found
+    }
+
+    private func write(_ changes: [PropertyDrift], to resource: Resource, root: HostRoot) throws {
         let name = resource.spec.subject
         if let shell = changes.first(where: { $0.property == "shell" }) {
             let path = try root.resolve("etc/passwd")

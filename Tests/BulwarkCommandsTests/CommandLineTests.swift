@@ -322,7 +322,7 @@ import Testing
                 return (try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(text)) != nil
             }
             let plan = try object(try s.run("plan", "--output", "json"))
-            #expect(plan["schemaVersion"] as? Int == 1)
+            #expect(plan["schemaVersion"] as? Int == 2)
             #expect(isRFC3339(plan["generatedAt"]))
 
             let held = try read(s.policy + "/controllers/host-hardening.yaml").replacingOccurrences(of: "mode: enforce", with: "mode: approve")
@@ -334,11 +334,11 @@ import Testing
             let logOutput = try s.run("log", "--output", "json")
             let entries = try #require(try JSONSerialization.jsonObject(with: Data(logOutput.stdout.utf8)) as? [[String: Any]])
             #expect(!entries.isEmpty)
-            #expect(entries.allSatisfy { $0["schemaVersion"] as? Int == 1 && isRFC3339($0["detectedAt"]) })
+            #expect(entries.allSatisfy { $0["schemaVersion"] as? Int == 2 && isRFC3339($0["detectedAt"]) })
             #expect(entries.contains { $0["mttrSeconds"] is Double || $0["mttrSeconds"] is Int })
 
             let report = try object(try s.run("report", "--output", "json"))
-            #expect(report["schemaVersion"] as? Int == 1)
+            #expect(report["schemaVersion"] as? Int == 2)
             #expect(isRFC3339(report["generatedAt"]))
             let mttr = try #require(report["mttr"] as? [String: Any])
             #expect(mttr["p50Seconds"] is Double || mttr["p50Seconds"] is Int)
@@ -346,7 +346,7 @@ import Testing
             let valid = try bulwark(["validate", s.policy, "--output", "json"])
             #expect(valid.status == 0)
             let validObject = try object(valid)
-            #expect(validObject["schemaVersion"] as? Int == 1 && validObject["valid"] as? Bool == true)
+            #expect(validObject["schemaVersion"] as? Int == 2 && validObject["valid"] as? Bool == true)
             try write(s.policy + "/desired-state/bad.yaml", "apiVersion: bulwark/v1\nkind: SSHDConfig\nmetadata: {name: bad}\nspec: {MaxAuthTries: many}\n")
             let invalid = try bulwark(["validate", s.policy, "--output", "json"])
             #expect(invalid.status == 1)

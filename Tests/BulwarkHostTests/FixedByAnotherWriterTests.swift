@@ -157,6 +157,36 @@ import Testing
         }
     }
 
+    // MARK: - FileMode and UserAccount
+
+    /// A file's mode and an account's lock set by another writer after the plan: nothing
+    /// changed, nothing recorded; a property still wrong next to them is fixed and recorded.
+    @Test func fileModesAndAccountsFixedByAnotherWriterAreNotRecordedAndTheRestIs() async throws {
+        try await withTemporaryDirectory { dir in
+            let root = dir + "/root"
+            try makeHost(root, [FixtureAccount(name: "root", uid: 0), FixtureAccount(name: "admin", uid: 1000, groups: ["sudo"], key: true),
+                                FixtureAccount(name: "guest", uid: 1001, hash: "$y$guest-hash")])
+            try write(root + "/etc/shadow", try read(root + "/etc/shadow"), mode: 0o644)
+            try write(root + "/etc/gshadow", "root:*::\n", mode: 0o644)
+            let state = try hostState(root: root, resource("FileMode", "shadow", "path: /etc/shadow\nmode: \"0640\"")
+                                      + resource("FileMode", "gshadow", "path: /etc/gshadow\nmode: \"0640\"")
+                                      + resource("UserAccount", "guest", "name: guest\nlocked: true"))
+            let plan = try await reconciler.plan(state)
+            #expect(plan.remediations.filter { $0.decision == .applied }.count == 3, "\(plan.remediations.map { "\($0.binding.resource) \($0.decision) \($0.reason ?? "")" })")
+            // Another writer: shadow to 0640, and the guest account locked; gshadow left as it was.
+            #expect(chmod(root + "/etc/shadow", 0o640) == 0)
+            let locked = try read(root + "/etc/shadow").replacingOccurrences(of: "guest:", with: "guest:!")
+            try write(root + "/etc/shadow", locked, mode: 0o640)
+            let audit = RecordingSink()
+            let outcome = await reconciler.apply(plan, state: state, audit: audit, journal: MemoryJournal())
+            #expect(Set(outcome.inSync.map(\.binding.resource.name)) == ["shadow", "guest"], "\(outcome.entries.map(\.record.error))")
+            #expect(audit.records.map(\.name) == ["gshadow"])
+            #expect(outcome.verified.map(\.record.name) == ["gshadow"])
+            #expect(try read(root + "/etc/shadow") == locked, "the other writer's shadow, byte for byte")
+            #expect(modeAndOwner(root + "/etc/gshadow").mode == 0o640)
+        }
+    }
+
     /// Another process rewrites sshd_config in place (truncate, then write) in a loop while
     /// passes run; its content already holds every desired value. A pass that read the file
     /// between the truncate and the write saw every keyword unset: no verified fix may come of it.
