@@ -24,7 +24,7 @@ extension SSHDConfigDriver: CoalescingDriver {
     func apply(batch: [(changes: [PropertyDrift], resource: Resource)], on target: Target) async throws -> Set<String> {
         let root = try HostRoot(target: target)
         let changes = batch.flatMap(\.changes)
-        return try root.applying { try applyOnce(changes, root: root) }
+        return try await root.applying { try applyOnce(changes, root: root) }
     }
 }
 
@@ -34,7 +34,7 @@ extension LoginDefsDriver: CoalescingDriver {
     func apply(batch: [(changes: [PropertyDrift], resource: Resource)], on target: Target) async throws -> Set<String> {
         let root = try HostRoot(target: target)
         let changes = batch.flatMap(\.changes)
-        return try root.applying { try applyOnce(changes, root: root) }
+        return try await root.applying { try applyOnce(changes, root: root) }
     }
 }
 
@@ -44,7 +44,7 @@ extension SysctlDriver: CoalescingDriver {
     func apply(batch: [(changes: [PropertyDrift], resource: Resource)], on target: Target) async throws -> Set<String> {
         let root = try HostRoot(target: target)
         let changes = batch.flatMap(\.changes)
-        try root.applying { try applyOnce(changes, root: root) }
+        try await root.applying { try applyOnce(changes, root: root) }
         // The kernel's runtime values are written too: not known to be in sync from the file.
         return []
     }

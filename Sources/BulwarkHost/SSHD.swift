@@ -294,7 +294,7 @@ struct SSHDConfigDriver: ResourceDriver {
 
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
         let root = try HostRoot(target: target)
-        let found = try root.applying { try applyOnce(changes, root: root) }
+        let found = try await root.applying { try applyOnce(changes, root: root) }
         try AlreadyInSync.unless(changes, found: found)
     }
 
@@ -354,6 +354,15 @@ public struct SSHDValidator: Sendable {
     /// where sshd never ran, such as a container) means the syntax was accepted.
     public func validate(_ path: String) throws {
         guard let executable = candidateCheck ?? executable else { return }
+        // sshd's verdict on the same bytes, by the same sshd binary, is not asked twice in a
+        // process (a fleet of hosts with one configuration); another checker runs every time.
+        let accepted = candidateCheck == nil ? ProbeFile.verdictKey(checking: path, with: executable) : nil
+        if let accepted, SSHDProbeCache.shared.lookup(accepted) != nil { return }
+        try check(path, with: executable)
+        if let accepted { SSHDProbeCache.shared.store([:], for: accepted) }
+    }
+
+    private func check(_ path: String, with executable: String) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = ["-t", "-f", path]
