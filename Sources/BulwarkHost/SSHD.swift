@@ -354,12 +354,11 @@ public struct SSHDValidator: Sendable {
     /// where sshd never ran, such as a container) means the syntax was accepted.
     public func validate(_ path: String) throws {
         guard let executable = candidateCheck ?? executable else { return }
-        // sshd's verdict on the same bytes, by the same sshd binary, is not asked twice in a
-        // process (a fleet of hosts with one configuration); another checker runs every time.
-        let accepted = candidateCheck == nil ? ProbeFile.verdictKey(checking: path, with: executable) : nil
-        if let accepted, SSHDProbeCache.shared.lookup(accepted) != nil { return }
+        // Not cached (unlike the guard's `sshd -t`): with this check answered from memory, the
+        // time between Bulwark's read and its rename became short enough that a writer
+        // rewriting the file in place (truncate, then write) was caught empty at both ends, and
+        // FixedByAnotherWriterTests' torn-read test recorded a fix made on the torn content.
         try check(path, with: executable)
-        if let accepted { SSHDProbeCache.shared.store([:], for: accepted) }
     }
 
     private func check(_ path: String, with executable: String) throws {

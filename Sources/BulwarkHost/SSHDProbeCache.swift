@@ -130,16 +130,4 @@ enum ProbeFile {
             offset += n
         }
     }
-
-    /// What sshd's `-t` verdict on the file at `path` depends on besides the machine: the sshd
-    /// binary (path and identity) and the file's exact bytes. nil when the file cannot be read.
-    static func verdictKey(checking path: String, with executable: String) -> ProbeKey? {
-        guard let data = FileManager.default.contents(atPath: path) else { return nil }
-        var key = ProbeKey()
-        key.append("sshd -t -f")
-        key.append(executable)
-        key.append(SSHDProbe.identity(executable))
-        key.append(Array(data))
-        return key
-    }
 }
