@@ -51,6 +51,16 @@ extension Repository {
             git_odb_free(disk)
             throw GitError(function: "git_odb_open", code: -1, message: "no object database")
         }
+        // Every object libgit2 writes is first looked for, and a miss rescans the pack folder
+        // (`git_odb_refresh`: a stat of the folder and of its multi-pack index, and a listing
+        // of it): for a pass of audit commits that is every new object, and the listing grows
+        // with the packs. No pack appears in this folder while the buffer is open except by
+        // `flushObjectBuffer`, which closes it (the next buffer opens the folder afresh), so
+        // this database's backends are never rescanned.
+        for position in 0..<git_odb_num_backends(odb) {
+            var existing: UnsafeMutablePointer<git_odb_backend>?
+            if git_odb_get_backend(&existing, odb, position) == 0, let existing { existing.pointee.refresh = nil }
+        }
         var backend: UnsafeMutablePointer<git_odb_backend>?
         let created = git_mempack_new(&backend)
         guard created == 0, let backend else {

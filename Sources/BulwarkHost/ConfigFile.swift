@@ -167,7 +167,7 @@ struct ConfigFileDriver: ResourceDriver {
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
         let root = try HostRoot(target: target)
         let options = try Self.options(resource)
-        let found = try root.applying { try applyOnce(changes, options: [options], root: root) }
+        let found = try await root.applying { try applyOnce(changes, options: [options], root: root) }
         try AlreadyInSync.unless(changes, found: found)
     }
 
@@ -300,6 +300,6 @@ extension ConfigFileDriver: CoalescingDriver {
         let root = try HostRoot(target: target)
         let options = try batch.map { item throws(HostError) in try Self.options(item.resource) }
         let changes = batch.flatMap(\.changes)
-        return try root.applying { try applyOnce(changes, options: options, root: root) }
+        return try await root.applying { try applyOnce(changes, options: options, root: root) }
     }
 }

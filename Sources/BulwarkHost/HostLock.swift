@@ -84,7 +84,15 @@ extension HostRoot {
     /// Runs one apply on this target: holding the target's lock, and again from a fresh read
     /// (at most `conflictAttempts` times) when another writer changed a file between Bulwark's
     /// read and its write. The other writer's content is never overwritten.
-    func applying<R>(_ body: () throws -> R) throws -> R {
+    ///
+    /// Runs on a thread of its own (`Blocking`): an apply waits for the disk (fsync) and for
+    /// `sshd -t`, and on Swift's cooperative threads (one per core) that wait would keep every
+    /// other target worked on in parallel from running.
+    func applying<R: Sendable>(_ body: @escaping @Sendable () throws -> R) async throws -> R {
+        try await Blocking.run { try applyingHere(body) }
+    }
+
+    private func applyingHere<R>(_ body: () throws -> R) throws -> R {
         let lock = try takeLock()
         defer { withExtendedLifetime(lock) {} }
         var attempt = 1

@@ -294,7 +294,7 @@ struct SSHDConfigDriver: ResourceDriver {
 
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
         let root = try HostRoot(target: target)
-        let found = try root.applying { try applyOnce(changes, root: root) }
+        let found = try await root.applying { try applyOnce(changes, root: root) }
         try AlreadyInSync.unless(changes, found: found)
     }
 
@@ -354,6 +354,14 @@ public struct SSHDValidator: Sendable {
     /// where sshd never ran, such as a container) means the syntax was accepted.
     public func validate(_ path: String) throws {
         guard let executable = candidateCheck ?? executable else { return }
+        // Not cached (unlike the guard's `sshd -t`): with this check answered from memory, the
+        // time between Bulwark's read and its rename became short enough that a writer
+        // rewriting the file in place (truncate, then write) was caught empty at both ends, and
+        // FixedByAnotherWriterTests' torn-read test recorded a fix made on the torn content.
+        try check(path, with: executable)
+    }
+
+    private func check(_ path: String, with executable: String) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = ["-t", "-f", path]

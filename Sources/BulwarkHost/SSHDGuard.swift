@@ -105,18 +105,22 @@ struct SSHDProbe {
                 ? Substring("\(parts.indent)# bulwark: Include \(parts.value) matches no file in the target root\(ending)")
                 : Substring("\(parts.indent)Include \(copies.joined(separator: " "))\(ending)")
         }
-        guard FileManager.default.createFile(atPath: name, contents: Data(lines.bytes), attributes: [.posixPermissions: 0o600]) else {
-            throw HostError("cannot write the candidate configuration", path: name)
-        }
+        try ProbeFile.write(lines.bytes, to: name)
         return name
     }
 
-    /// `sshd -t`: throws with sshd's message when it rejects the candidate.
+    /// `sshd -t`: throws with sshd's message when it rejects the candidate. The same candidate
+    /// accepted before in this process is not checked again (`SSHDProbeCache`, as `effective`):
+    /// a fleet of hosts with one configuration runs it once. A rejection is never reused.
     func check() throws {
+        var key = material
+        key.append("-t")
+        if SSHDProbeCache.shared.lookup(key) != nil { return }
         let result = try sshd(["-t"])
         guard result.status == 0 else {
             throw HostError("sshd -t rejected the candidate configuration: \(result.errors)")
         }
+        SSHDProbeCache.shared.store([:], for: key)
     }
 
     /// `sshd -T` for a connection by `user`: each keyword (lower-case) with its values, one per

@@ -110,3 +110,24 @@ public final class SSHDProbeCounter: Sendable {
 
     func count() { runs.withLock { $0 += 1 } }
 }
+
+/// Files of a probe's private folder, and the key of sshd's verdict on a file's exact bytes.
+enum ProbeFile {
+    /// Creates `path` (mode 0600, never following a link, never over an existing file) holding
+    /// `bytes`. Not synced: the folder is private and thrown away after the probe, so a sync
+    /// per candidate file would only make every probe wait for the disk.
+    static func write(_ bytes: [UInt8], to path: String) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw HostError("cannot write the candidate configuration: \(errnoText())", path: path) }
+        defer { close(fd) }
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes[offset...].withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw HostError("cannot write the candidate configuration: \(errnoText())", path: path)
+            }
+            offset += n
+        }
+    }
+}

@@ -120,7 +120,7 @@ struct SysctlDriver: ResourceDriver {
 
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
         let root = try HostRoot(target: target)
-        let found = try root.applying { try applyOnce(changes, root: root) }
+        let found = try await root.applying { try applyOnce(changes, root: root) }
         try AlreadyInSync.unless(changes, found: found)
     }
 

@@ -123,7 +123,7 @@ struct UserAccountDriver: ResourceDriver {
 
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
         let root = try HostRoot(target: target)
-        let found = try root.applying { try applyOnce(changes, to: resource, root: root) }
+        let found = try await root.applying { try applyOnce(changes, to: resource, root: root) }
         try AlreadyInSync.unless(changes, found: found)
     }
 

@@ -7,6 +7,13 @@ package import Foundation
 /// ignored: its begin was never durable, so its change was never made.
 ///
 /// One writer: the state directory's lock (`StateLock`) keeps a second process out.
+///
+/// Group commit: targets worked on in parallel each begin their intents, and one `fdatasync`
+/// makes every line written before it started durable. A `begin` returns only after a sync that
+/// started after its lines were written, so "intent before action" holds as with a sync per
+/// call; the sync runs off the actor (and off Swift's cooperative threads), so other targets
+/// keep appending meanwhile and the next sync covers them all. After a failed sync nothing is
+/// known durable any more (the kernel may have dropped the dirty pages): every later `begin` fails.
 package actor FileJournal: IntentJournal {
     private struct Line: Codable {
         package var begin: AuditRecord?
@@ -18,6 +25,14 @@ package actor FileJournal: IntentJournal {
     private var openIDs: Set<String> = []
     /// Whether `openIntents` has read the file: only then is it known that nothing else is open.
     private var loaded = false
+    /// Lines appended so far, and how many of them a finished `fdatasync` covers.
+    private var written: UInt64 = 0
+    private var synced: UInt64 = 0
+    /// Whether an `fdatasync` is running; callers that need it wait in `waiting`.
+    private var syncing = false
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+    /// Why the last sync failed: then no later line can be called durable.
+    private var syncFailure: String?
 
     package init(stateDirectory: String) {
         path = stateDirectory + "/intents.log"
@@ -33,7 +48,7 @@ package actor FileJournal: IntentJournal {
         return fd
     }
 
-    private func append(_ line: Line, sync: Bool) throws(JournalError) {
+    private func append(_ line: Line) throws(JournalError) {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         guard let data = try? encoder.encode(line) else { throw JournalError("cannot encode an intent") }
@@ -51,26 +66,56 @@ package actor FileJournal: IntentJournal {
             }
             offset += n
         }
-        if sync, fdatasync(fd) != 0 {
-            throw JournalError("cannot sync \(path): \(String(cString: strerror(errno)))")
+        written += 1
+    }
+
+    /// Returns once every line up to the `line`th is durable: after a sync that started when
+    /// they were all written, this caller's or one it waited for.
+    private func makeDurable(upTo line: UInt64) async throws(JournalError) {
+        while synced < line {
+            if let syncFailure { throw JournalError("cannot sync \(path): \(syncFailure)") }
+            if syncing {
+                await withCheckedContinuation { waiting.append($0) }
+                continue
+            }
+            syncing = true
+            let covered = written
+            let fd = try handle()
+            let failure = await Self.syncData(fd)
+            syncing = false
+            if let failure { syncFailure = failure } else { synced = max(synced, covered) }
+            let waiters = waiting
+            waiting = []
+            for waiter in waiters { waiter.resume() }
         }
     }
 
-    package func begin(_ record: AuditRecord) throws {
-        try append(Line(begin: record), sync: true)
-        openIDs.insert(record.id)
+    /// `fdatasync` on a thread of its own, so that neither this actor nor Swift's cooperative
+    /// threads wait for the disk; returns why it failed, or nil.
+    private static func syncData(_ fd: Int32) async -> String? {
+        await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                let code = fdatasync(fd) == 0 ? 0 : errno
+                continuation.resume(returning: code == 0 ? nil : String(cString: strerror(code)))
+            }
+        }
     }
 
-    /// Several intents, made durable with one sync.
-    package func begin(_ records: [AuditRecord]) throws {
-        for (index, record) in records.enumerated() {
-            try append(Line(begin: record), sync: index == records.count - 1)
-        }
+    package func begin(_ record: AuditRecord) async throws {
+        try await begin([record])
+    }
+
+    /// Several intents, made durable with one sync (shared with the other targets' intents
+    /// written meanwhile).
+    package func begin(_ records: [AuditRecord]) async throws {
+        if let syncFailure { throw JournalError("cannot sync \(path): \(syncFailure)") }
+        for record in records { try append(Line(begin: record)) }
+        try await makeDurable(upTo: written)
         for record in records { openIDs.insert(record.id) }
     }
 
     package func end(_ id: String) throws {
-        try append(Line(end: id), sync: false)
+        try append(Line(end: id))
         openIDs.remove(id)
     }
 
