@@ -71,6 +71,9 @@ extension DesiredStateLoader {
                 if let existing = policy.approvals[approval.id] { duplicate(existing.location); return }
                 policy.approvals[approval.id] = approval
             }
+        case "FindingRule":
+            if let existing = policy.findingRules.first(where: { $0.name == name }) { duplicate(existing.location); return }
+            if let rule = readFindingRule(spec, name: name, location: location) { policy.findingRules.append(rule) }
         case "Target":
             if let existing = targets[name] { duplicate(existing.location); return }
             if top.field("targets") != nil { top.field("targets")?.fail("a Target has no 'targets' field") }
