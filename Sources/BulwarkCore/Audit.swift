@@ -37,6 +37,8 @@ public struct AuditRecord: Sendable, Hashable, Codable {
     public var error: String?
     /// For drift deferred by a change window: when the next window opens.
     public var nextWindowAt: String?
+    /// The finding whose proposal set the desired value (from the resource's annotations).
+    public var finding: FindingCitation? = nil
 
     public init(
         id: String, controller: String, target: String, resource: String, kind: String, name: String,
@@ -136,6 +138,7 @@ public struct AuditRecord: Sendable, Hashable, Codable {
         if let verifiedAt { trailers.append((.verifiedAt, verifiedAt)) }
         if let approver { trailers.append((.approvedBy, Self.oneLine(approver))) }
         if let nextWindowAt { trailers.append((.nextWindow, nextWindowAt)) }
+        if let finding { trailers += finding.trailers }
         lines += trailers.map { "\($0.0.rawValue): \(Self.oneLine($0.1))" }
         return lines.joined(separator: "\n") + "\n"
     }
