@@ -142,7 +142,7 @@ public struct PackageCoordinate: Sendable, Hashable, Codable {
     public var purl: String {
         func encode(_ text: String) -> String {
             text.addingPercentEncoding(withAllowedCharacters: CharacterSet(charactersIn:
-                "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_~+")) ?? text
+                "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_~")) ?? text
         }
         let type = Self.purlType(ecosystem)
         var text = "pkg:\(type)/"
@@ -196,7 +196,10 @@ extension FindingParser {
 
     /// A number field (JSON number, or a number in a string as some scanners write EPSS).
     static func number(_ value: Any?) -> Double? {
-        if let number = value as? NSNumber, !(value is Bool) { return number.doubleValue.isFinite ? number.doubleValue : nil }
+        // A JSON `true` is an NSNumber too (objCType "c"); 0 and 1 also cast to Bool, so ask the type.
+        if let number = value as? NSNumber, String(cString: number.objCType) != "c" {
+            return number.doubleValue.isFinite ? number.doubleValue : nil
+        }
         if let text = value as? String, text.count <= 32, let number = Double(text), number.isFinite { return number }
         return nil
     }
@@ -231,11 +234,32 @@ extension FindingParser {
         text.count <= maxFieldLength ? text : String(text.prefix(maxFieldLength))
     }
 
-    /// A time in ISO 8601 or (OCSF) milliseconds since the epoch; `now` when absent or unreadable.
+    /// A time in ISO 8601, or a number since the epoch: milliseconds as OCSF says, or seconds as
+    /// Prowler writes them (a number below 10^11 is read as seconds: milliseconds that small are
+    /// in 1973); `now` when absent or unreadable.
     static func time(_ value: Any?, now: Date) -> Date {
-        if let text = value as? String, let date = Timestamp.parse(text) { return min(date, now) }
-        if let millis = number(value), millis > 0, millis < 1e15 { return min(Date(timeIntervalSince1970: millis / 1000), now) }
+        if let text = value as? String, let date = isoTime(text) { return min(date, now) }
+        if let number = number(value), number > 0, number < 1e15 {
+            return min(Date(timeIntervalSince1970: number < 1e11 ? number : number / 1000), now)
+        }
         return now
+    }
+
+    /// ISO 8601 with any number of fractional digits (Go writes nanoseconds) or, as Python's
+    /// `isoformat()` writes it, without a zone (read as UTC).
+    static func isoTime(_ text: String) -> Date? {
+        guard text.count <= 64 else { return nil }
+        if let date = Timestamp.parse(text) { return date }
+        var scalars = Array(text.unicodeScalars)
+        if let dot = scalars.firstIndex(of: "."), dot > 10 {
+            var end = dot + 1
+            while end < scalars.count, ("0"..."9").contains(scalars[end]) { end += 1 }
+            if end - dot - 1 > 3 { scalars.removeSubrange((dot + 4)..<end) }
+        }
+        var trimmed = String(String.UnicodeScalarView(scalars))
+        if let date = Timestamp.parse(trimmed) { return date }
+        if !trimmed.hasSuffix("Z"), !trimmed.dropFirst(19).contains("+"), !trimmed.dropFirst(19).contains("-") { trimmed += "Z" }
+        return Timestamp.parse(trimmed)
     }
 
     /// A scanner's severity word (or SARIF level, OCSF severity) as Bulwark's.

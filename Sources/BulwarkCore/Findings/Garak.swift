@@ -2,8 +2,9 @@ internal import Foundation
 
 /// garak's report (`garak.<run>.report.jsonl`): one JSON object a line, told apart by
 /// `entry_type`. The `init` line gives the run and its start time, `start_run setup` the model
-/// under test, and each `eval` line a probe's result under one detector (`passed` of `total`
-/// attempts). An eval with failures is a finding about the model (the resource), with the probe
+/// under test (`plugins.target_type`/`target_name`, or `model_type`/`model_name` before 0.11),
+/// and each `eval` line a probe's result under one detector (`passed` of `total`, or of
+/// `total_evaluated` since 0.11). An eval with failures is a finding about the model (the resource), with the probe
 /// as the control; one where every attempt passed is a resolved finding, which closes a proposal.
 extension FindingParser {
     static func garak(_ bytes: [UInt8], now: Date) throws(FindingError) -> [Finding] {
@@ -27,20 +28,22 @@ extension FindingParser {
             switch string(object["entry_type"]) {
             case "init":
                 run = try optionalKey(string(object["run"]), field: "run", context: context)
-                started = string(object["start_time"]).flatMap(garakTime)
+                started = string(object["start_time"]).flatMap(isoTime)
             case "start_run setup":
-                model = string(object["plugins.model_name"]) ?? string(object["plugins.target_name"])
-                    ?? string(path(object, "plugins", "model_name"))
-                if let type = string(object["plugins.model_type"]) ?? string(object["plugins.target_type"]), let name = model {
+                model = string(object["plugins.target_name"]) ?? string(object["plugins.model_name"])
+                if let type = string(object["plugins.target_type"]) ?? string(object["plugins.model_type"]), let name = model {
                     model = "\(type):\(name)"
                 }
                 model = try optionalKey(model, field: "plugins.model_name", context: context)
             case "eval":
                 let probe = try key(string(object["probe"]), field: "probe", context: context)
                 let detector = try key(string(object["detector"]), field: "detector", context: context)
-                guard let passed = number(object["passed"]), let total = number(object["total"]), passed >= 0, total >= 0, passed <= total,
-                      total <= 1e12 else {
-                    throw FindingError("\(context): passed and total: expected numbers with 0 ≤ passed ≤ total")
+                // `total` in garak before 0.11; `total_evaluated` (with `fails`) since.
+                let passed = number(object["passed"])
+                let total = number(object["total"]) ?? number(object["total_evaluated"])
+                    ?? passed.flatMap { p in number(object["fails"]).map { p + $0 } }
+                guard let passed, let total, passed >= 0, total >= 0, passed <= total, total <= 1e12 else {
+                    throw FindingError("\(context): passed and total (or total_evaluated): expected numbers with 0 ≤ passed ≤ total")
                 }
                 let failures = total - passed
                 let rate = total > 0 ? failures / total : 0
@@ -62,12 +65,5 @@ extension FindingParser {
         }
         guard !result.isEmpty else { throw FindingError("no eval entries in the garak report") }
         return result
-    }
-
-    /// garak writes `start_time` as Python's `isoformat()`: `2024-08-01T12:34:56.789012`, no zone (local time; read as UTC).
-    static func garakTime(_ text: String) -> Date? {
-        if let date = Timestamp.parse(text) { return date }
-        let trimmed = text.count > 19 ? String(text.prefix(19)) : text
-        return Timestamp.parse(trimmed + "Z")
     }
 }

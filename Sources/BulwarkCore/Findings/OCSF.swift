@@ -52,7 +52,8 @@ extension FindingParser {
         let statusCode = string(object["status_code"])?.uppercased()
         let statusID = number(object["status_id"]).map(Int.init)
         let complianceStatus = string(compliance?["status"])?.lowercased()
-        let resolved = statusID == 4 || string(object["status"])?.lowercased() == "resolved" || statusCode == "PASS"
+        // Resolved (4), or Suppressed (3: Prowler's muted findings): nothing to propose.
+        let resolved = statusID == 4 || statusID == 3 || string(object["status"])?.lowercased() == "resolved" || statusCode == "PASS"
             || complianceStatus == "pass" || number(compliance?["status_id"]).map(Int.init) == 1
         let references = (path(object, "remediation", "references") as? [Any])?.compactMap { $0 as? String }
         let evidence = string(path(object, "unmapped", "related_url")) ?? string(info["src_url"]) ?? references?.first

@@ -76,6 +76,6 @@ extension FindingParser {
         }
         guard let name = fields["Package"], !name.isEmpty, name.count <= 256, let installed = fields["Installed Version"] else { return nil }
         let fixed = fields["Fixed Version"].flatMap { $0.isEmpty ? nil : $0.split(separator: ",").first.map { $0.trimmingCharacters(in: .whitespaces) } }
-        return PackageCoordinate(ecosystem: "", name: name, version: installed, fixedVersion: fixed)
+        return PackageCoordinate(ecosystem: "generic", name: name, version: installed, fixedVersion: fixed)
     }
 }
