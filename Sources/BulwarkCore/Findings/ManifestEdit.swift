@@ -85,7 +85,7 @@ public enum ManifestEdit {
     }
 
     /// The document of `id` in the file.
-    static func find(_ id: ResourceID, in text: String) throws(ManifestEditError) -> YAMLNode {
+    public static func find(_ id: ResourceID, in text: String) throws(ManifestEditError) -> YAMLNode {
         let documents: [YAMLNode?]
         do { documents = try YAML.compose(Array(text.utf8)) } catch { throw ManifestEditError("the manifest does not parse: \(error.message)") }
         for case let document? in documents {
