@@ -319,3 +319,63 @@ import Testing
         }
     }
 }
+
+/// `bulwark ingest` and `POST /api/v1/findings` are one code path: the same document gets the
+/// same decisions (rule, action, priority, SLA, proposal branch, resources to reconcile) from both.
+@Suite struct FindingsEndpointAgreementTests {
+    static let token = "findings-token-for-agreement"
+
+    @Test func ingestAndThePostedFindingsAgree() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            try s.commitPolicy("finding-rules/sshd.yaml", FindingProposalEndToEndTests.rule, message: "finding rule")
+            let seen = Timestamp.format(Date().addingTimeInterval(-600))
+            let document = """
+                [{"class_uid": 2003, "severity": "Medium", "metadata": {"product": {"name": "Lynis"}},
+                  "finding_info": {"uid": "agree-proposal", "first_seen_time_dt": "\(seen)"},
+                  "compliance": {"control": "SSH-7408-MaxAuthTries", "status": "Fail"}, "device": {"hostname": "local"},
+                  "resources": [{"uid": "local"}]},
+                 {"class_uid": 2004, "severity": "Critical", "metadata": {"event_code": "root-login"},
+                  "finding_info": {"uid": "agree-reconcile", "first_seen_time_dt": "\(seen)"},
+                  "resources": [{"uid": "SSHDConfig/cis-5.1.20-permit-root-login"}]},
+                 {"class_uid": 2004, "severity": "Low", "metadata": {"event_code": "other"},
+                  "finding_info": {"uid": "agree-nothing", "first_seen_time_dt": "\(seen)"}, "resources": [{"uid": "not-managed-here"}]}]
+                """
+            let daemon = try DaemonProcess(["--repo", s.origin, "--state-dir", s.state, "--poll", "3600"],
+                                           environment: ["BULWARK_FINDINGS_TOKEN": Self.token], logPath: dir + "/daemon.log")
+            #expect(daemon.wait(seconds: 60) { (try? daemon.get("/readyz").status) == 200 }, "readyz: \(daemon.log)")
+            let posted = try httpRequest(port: daemon.port, "POST", "/api/v1/findings",
+                                         headers: ["Authorization": "Bearer \(Self.token)", "Content-Type": "application/json"],
+                                         body: Array(document.utf8))
+            #expect(posted.status == 202, "\(posted.body)")
+            let answer = try #require(try JSONSerialization.jsonObject(with: Data(posted.body.utf8)) as? [String: Any])
+            #expect(answer["format"] as? String == "ocsf" && answer["findings"] as? Int == 3 && answer["matched"] as? Int == 1)
+            _ = daemon.terminate()
+
+            try write(dir + "/findings.json", document)
+            let ingested = try s.run("ingest", dir + "/findings.json", "--output", "json", stateDir: dir + "/state-ingest")
+            #expect(ingested.status == 2, "\(ingested.stderr)")
+            let report = try #require(try JSONSerialization.jsonObject(with: Data(ingested.stdout.utf8)) as? [String: Any])
+            #expect(report["format"] as? String == "ocsf")
+
+            func byID(_ items: Any?) -> [String: [String: Any]] {
+                Dictionary(uniqueKeysWithValues: ((items as? [[String: Any]]) ?? []).compactMap { item in (item["id"] as? String).map { ($0, item) } })
+            }
+            let fromDaemon = byID(answer["items"]), fromIngest = byID(report["items"])
+            #expect(Set(fromDaemon.keys) == ["agree-proposal", "agree-reconcile", "agree-nothing"])
+            #expect(Set(fromIngest.keys) == Set(fromDaemon.keys))
+            for (id, daemonItem) in fromDaemon {
+                let ingestItem = try #require(fromIngest[id])
+                for key in ["source", "control", "resource", "severity", "priority", "score", "firstSeen", "slaDeadline", "rule", "action", "branch", "reconciled"] {
+                    #expect(String(describing: daemonItem[key] ?? "nil") == String(describing: ingestItem[key] ?? "nil"), "\(id) \(key)")
+                }
+            }
+            // The daemon proposed; ingest, second, finds the proposal made.
+            #expect(fromDaemon["agree-proposal"]?["outcome"] as? String == "proposed")
+            #expect(fromIngest["agree-proposal"]?["outcome"] as? String == "already-proposed")
+            #expect(fromDaemon["agree-reconcile"]?["outcome"] as? String == "reconcile" && fromIngest["agree-reconcile"]?["outcome"] as? String == "reconcile")
+            #expect(fromDaemon["agree-nothing"]?["outcome"] as? String == "nothing" && fromIngest["agree-nothing"]?["outcome"] as? String == "nothing")
+            #expect(try git("--git-dir", s.origin, "branch", "--list", "bulwark/proposals/*").contains("bulwark/proposals/agree-proposal"))
+        }
+    }
+}
