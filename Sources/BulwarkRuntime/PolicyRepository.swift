@@ -684,7 +684,11 @@ package actor PolicyRepository: AuditSink {
             throw Failure.unreachable(configuration.url, error)
         }
         guard rejection == nil else { return nil }
-        try repository.forceReference("refs/remotes/origin/\(name)", to: commit, message: "bulwark: pushed")
+        // The policy branch's tracking reference moves only with a fetch: the daemon's next sync
+        // sees the origin ahead of it and loads (and verifies) the new revision like any other.
+        if name != configuration.branch {
+            try repository.forceReference("refs/remotes/origin/\(name)", to: commit, message: "bulwark: pushed")
+        }
         return commit
     }
 

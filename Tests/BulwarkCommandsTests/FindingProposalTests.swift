@@ -207,7 +207,7 @@ import Testing
             #expect(try s.run("apply").status == 0)
             #expect(try sshd(s, "MaxAuthTries") == "4")
             try s.commitPolicy("finding-rules/sshd.yaml", Self.rule, message: "finding rule: MaxAuthTries")
-            let firstSeen = Date().addingTimeInterval(-7200)
+            let firstSeen = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 - 7200).rounded(.down))
             let id = "lynis-SSH-7408-demo"
             let document = Self.finding(id: id, firstSeen: firstSeen)
 
@@ -307,6 +307,18 @@ import Testing
             #expect(try git("--git-dir", s.origin, "branch", "--list", "bulwark/proposals/*").isEmpty)
             // Once merged, the same finding changes nothing more.
             #expect(try ingest(s, Self.finding(id: "auto-1", firstSeen: Date())).status == 0)
+
+            // A change a safety guard blocks is never merged by itself: it becomes a proposal for a person.
+            try s.commitPolicy("finding-rules/sshd.yaml", Self.rule.replacingOccurrences(of: "action: propose", with: "action: propose\n  autoMerge: true")
+                .replacingOccurrences(of: "set: {MaxAuthTries: \"3\"}", with: "set: {MaxStartups: \"0:30:100\"}"), message: "a dangerous rule")
+            let mainBefore = try git("--git-dir", s.origin, "rev-parse", "main")
+            let guarded = try ingest(s, Self.finding(id: "guarded-1", firstSeen: Date()))
+            let guardedItem = try #require((guarded.report["items"] as? [[String: Any]])?.first)
+            #expect(guardedItem["outcome"] as? String == "proposed", "\(guardedItem)")
+            #expect(try git("--git-dir", s.origin, "rev-parse", "main") == mainBefore)
+            let guardedMessage = try git("--git-dir", s.origin, "log", "-1", "--format=%B", "bulwark/proposals/guarded-1")
+            #expect(guardedMessage.contains("Plan: failed: local SSHDConfig/cis-5.1.16-max-auth-tries blocked: the sshd guard"), "\(guardedMessage)")
+            #expect(guardedMessage.contains("Not merged automatically") && guardedMessage.contains("Bulwark-Proposal: proposed"))
 
             // A rule whose change does not validate (MaxAuthTries must be a number) commits nothing.
             try s.commitPolicy("finding-rules/sshd.yaml", Self.rule.replacingOccurrences(of: "set: {MaxAuthTries: \"3\"}", with: "set: {MaxAuthTries: \"{{control}}\"}"),

@@ -16,6 +16,8 @@ extension Daemon {
                                    now: clock.wall())
         let (report, reconcile) = await intake.run(findings, format: format, state: state, head: head)
         received(reconcile)
+        // An auto-merged fix is a new revision: load it now rather than at the next poll.
+        if report.items.contains(where: { $0.outcome == "merged" }) { requestSource() }
         for item in report.items where item.outcome != "nothing" && item.outcome != "reconcile" {
             logger.info("finding", metadata: ["id": .string(item.id), "source": .string(item.source), "priority": .string(item.priority.rawValue),
                                               "outcome": .string(item.outcome), "branch": .string(item.branch ?? "-")])

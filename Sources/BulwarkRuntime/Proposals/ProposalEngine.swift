@@ -95,6 +95,9 @@ package struct ProposalEngine: Sendable {
                                + "(\(remediation.decision.rawValue)\(remediation.reason.map { ": \($0)" } ?? ""))")
             }
             planProblems = plan.failures.map { "\($0.binding.target) \($0.binding.resource): \($0.message)" }
+            // A change a safety guard blocks (or the flap breaker escalates) is for a person, never merged by itself.
+            planProblems += plan.remediations.filter { [.blocked, .escalated, .refused].contains($0.decision) }
+                .map { "\($0.binding.target) \($0.binding.resource) \($0.decision.rawValue)\($0.reason.map { ": \($0)" } ?? "")" }
             if plan.remediations.isEmpty && planProblems.isEmpty { planned.append("none: every target already has it") }
         } catch {
             planProblems = error.errors.prefix(3).map(\.description)
