@@ -4,13 +4,15 @@ SCRATCH ?= $(CURDIR)/.build
 SWIFT_FLAGS = --scratch-path $(SCRATCH)
 BIN = $(SCRATCH)/debug/bulwark
 
-.PHONY: setup build test demo benchmarks clean
+.PHONY: setup build test demo benchmarks deb clean
 
 setup:
 	scripts/setup
 
+# generate-manual (swift-argument-parser's) turns --help into man pages: the package tests use it.
 build: setup
 	swift build $(SWIFT_FLAGS)
+	swift build $(SWIFT_FLAGS) --product generate-manual
 
 # Builds the binary first: the end-to-end tests run it.
 test: build
@@ -21,6 +23,13 @@ demo: build
 
 benchmarks: setup
 	cd Benchmarks && swift package --allow-writing-to-package-directory benchmark
+
+# The .deb: a release binary with the Swift runtime linked in (the host needs no toolchain),
+# the hardened systemd unit, /etc/default/bulwark, man pages and completions, in dist/.
+deb: setup
+	swift build $(SWIFT_FLAGS) -c release --static-swift-stdlib --product bulwark
+	swift build $(SWIFT_FLAGS) -c release --product generate-manual
+	scripts/build-deb --bin $(SCRATCH)/release/bulwark --manual-tool $(SCRATCH)/release/generate-manual --out dist
 
 clean:
 	rm -rf $(SCRATCH)

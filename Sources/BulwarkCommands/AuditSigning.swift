@@ -8,7 +8,8 @@ extension RepositoryOptions {
     /// - Throws: `CommandError` naming the file (never its contents) when it is outside the secrets
     ///   folder, unreadable, or not an unencrypted ed25519 OpenSSH key.
     func auditSigner(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> SSHSigningKey? {
-        guard let path = signingKey ?? environment["BULWARK_SIGNING_KEY"].flatMap({ $0.isEmpty ? nil : $0 }) else { return nil }
+        guard let path = signingKey ?? environment["BULWARK_SIGNING_KEY"].flatMap({ $0.isEmpty ? nil : $0 })
+            ?? SystemdCredentials.path("signing-key", environment: environment) else { return nil }
         // On the command line a relative path is the shell's: relative to the working directory.
         let absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
         let text: String

@@ -147,8 +147,9 @@ struct RepositoryOptions: ParsableArguments {
     func access() throws -> RemoteAccess {
         let env = ProcessInfo.processInfo.environment
         var access = RemoteAccess(username: gitUsername, useAgent: sshAgent)
-        access.password = try NotifierConfig.Secret.commandLine(file: gitPasswordFile, environment: gitPasswordEnv, what: "git password")
-        if let key = sshKey ?? env["BULWARK_SSH_KEY"].flatMap({ $0.isEmpty ? nil : $0 }) {
+        let passwordFile = gitPasswordFile ?? (env[gitPasswordEnv] == nil ? SystemdCredentials.path("git-password", environment: env) : nil)
+        access.password = try NotifierConfig.Secret.commandLine(file: passwordFile, environment: gitPasswordEnv, what: "git password")
+        if let key = sshKey ?? env["BULWARK_SSH_KEY"].flatMap({ $0.isEmpty ? nil : $0 }) ?? SystemdCredentials.path("ssh-key", environment: env) {
             guard FileManager.default.isReadableFile(atPath: key) else { throw CommandError("cannot read SSH key \(key)") }
             access.sshKey = .init(privateKey: key, passphrase: env["BULWARK_SSH_PASSPHRASE"].flatMap { $0.isEmpty ? nil : $0 })
         }

@@ -36,6 +36,12 @@ extension Bulwark {
                 adapter) is abandoned, and what it committed is pushed by the next run. Exit 1: it could \
                 not start (another daemon holds the state directory, the address is in use, the \
                 repository cannot be read).
+
+                Under systemd (Type=notify): READY=1 once the HTTP server listens, STATUS= with what \
+                /readyz says, WATCHDOG=1 at half of WatchdogSec= while the scheduler runs (a hung \
+                scheduler is restarted; an unreachable source is not a hang), STOPPING=1 on SIGTERM. \
+                Logs go to the journal natively (--log-format auto), each metadata key a field. Secret \
+                files may be systemd credentials ($CREDENTIALS_DIRECTORY, LoadCredential=).
                 """)
 
         @OptionGroup var repository: RepositoryOptions
@@ -73,11 +79,15 @@ extension Bulwark {
         @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
         var logLevel: String = "info"
 
+        @Option(help: ArgumentHelp("Where logs go: text (standard error), journal (systemd's journal, each metadata key a field such as BULWARK_TARGET), or auto (the journal when standard error is the stream systemd gave the service, else text).", valueName: "auto|text|journal"))
+        var logFormat: String = "auto"
+
         func validate() throws {
             guard Self.address(listen) != nil else { throw ValidationError("--listen takes HOST:PORT, such as 127.0.0.1:9420") }
             guard (1...86400).contains(poll) else { throw ValidationError("--poll takes 1 to 86400 seconds") }
             guard (0...60000).contains(debounce) else { throw ValidationError("--debounce takes 0 to 60000 milliseconds") }
             guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level '\(logLevel)'") }
+            guard ["auto", "text", "journal"].contains(logFormat) else { throw ValidationError("--log-format takes auto, text or journal") }
             guard (1...3600).contains(idleTimeout) else { throw ValidationError("--idle-timeout takes 1 to 3600 seconds") }
             guard (1...3600).contains(shutdownGrace) else { throw ValidationError("--shutdown-grace takes 1 to 3600 seconds") }
             if let maxConnections, !(1...1_000_000).contains(maxConnections) {
@@ -94,13 +104,22 @@ extension Bulwark {
         }
 
         func secret() throws -> [UInt8]? {
-            try NotifierConfig.Secret.commandLine(file: webhookSecretFile, environment: webhookSecretEnv, what: "webhook secret")
+            try NotifierConfig.Secret.commandLine(file: webhookSecretFile ?? Self.credential("webhook-secret", unless: webhookSecretEnv),
+                                                  environment: webhookSecretEnv, what: "webhook secret")
                 .map { Array($0.utf8) }
         }
 
         func findingsToken() throws -> [UInt8]? {
-            try NotifierConfig.Secret.commandLine(file: findingsTokenFile, environment: findingsTokenEnv, what: "findings token")
+            try NotifierConfig.Secret.commandLine(file: findingsTokenFile ?? Self.credential("findings-token", unless: findingsTokenEnv),
+                                                  environment: findingsTokenEnv, what: "findings token")
                 .map { Array($0.utf8) }
+        }
+
+        /// A systemd credential named `name`, when the environment variable does not give the secret.
+        static func credential(_ name: String, unless variable: String) -> String? {
+            let environment = ProcessInfo.processInfo.environment
+            guard environment[variable].map(\.isEmpty) ?? true else { return nil }
+            return SystemdCredentials.path(name, environment: environment)
         }
 
         /// Raises the soft descriptor limit to the hard one, and returns how many connections
@@ -122,12 +141,29 @@ extension Bulwark {
         func run() async throws {
             MemoryTrimmer.limitArenas()
             let level = Logger.Level(rawValue: logLevel) ?? .info
+            let environment = ProcessInfo.processInfo.environment
+            let journal = logFormat == "journal" || (logFormat == "auto" && JournalLogHandler.stderrIsJournal(environment: environment))
+            let journalSocket = environment["BULWARK_JOURNAL_SOCKET"] ?? JournalLogHandler.defaultSocket
             LoggingSystem.bootstrap { label in
+                if journal {
+                    var handler = JournalLogHandler(label: label, socket: journalSocket)
+                    handler.logLevel = level
+                    return handler
+                }
                 var handler = StreamLogHandler.standardError(label: label)
                 handler.logLevel = level
                 return handler
             }
             let logger = Logger(label: "bulwark")
+            let notifier: SystemdNotifier?
+            do {
+                notifier = try SystemdNotifier(environment: environment)
+            } catch {
+                logger.warning("not notifying systemd: \(error)")
+                notifier = nil
+            }
+            // Tools Bulwark runs (sshd -t, git, apt) must not speak for it to systemd.
+            for name in SystemdNotifier.variables { unsetenv(name) }
             guard let (host, port) = Self.address(listen) else { throw ExitCode.validationFailure }
             let secret = try secret()
             let token = try findingsToken()
@@ -149,15 +185,22 @@ extension Bulwark {
                 logger.warning("no findings token (\(findingsTokenEnv) or --findings-token-file) nor webhook secret: POST /api/v1/findings answers 401")
             }
             let connections = Self.connectionLimit(requested: maxConnections)
+            let (listening, listened) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
             let http = StatusServer.application(
                 control: daemon,
                 settings: ServerSettings(host: host, port: port, webhook: webhook, findings: findings,
                                          idleTimeout: .seconds(idleTimeout), maxConnections: connections),
-                logger: logger)
+                logger: logger,
+                onRunning: { listened.yield() })
             let watchdog = ShutdownWatchdog(grace: shutdownGrace, logger: logger)
+            var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+                .init(service: http), .init(service: ReconcileService(daemon: daemon)),
+            ]
+            if let notifier {
+                services.append(.init(service: SystemdService(notifier: notifier, daemon: daemon, listening: listening, logger: logger)))
+            }
             let group = ServiceGroup(configuration: .init(
-                services: [.init(service: http), .init(service: ReconcileService(daemon: daemon))],
-                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+                services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
             logger.info("bulwark run", metadata: ["repo": .string(repository.displayURL), "listen": .string(listen),
                                                   "stateDir": .string(repository.stateDirectory),
                                                   "maxConnections": .stringConvertible(connections)])

@@ -130,6 +130,12 @@ package actor Daemon: DaemonControl {
         return (true, "ready: revision \(head?.short ?? "?")")
     }
 
+    /// Why the daemon looks hung, or nil while its scheduler runs: what systemd's watchdog is
+    /// fed on (a source that cannot be reached is a readiness problem, not a hang).
+    package func stalled() -> String? {
+        scheduler.stalled(at: clock.now())
+    }
+
     package func sourcePushed() {
         logger.info("push webhook verified; fetching")
         requestSource()

@@ -125,15 +125,21 @@ package struct Scheduler: Sendable {
     /// sleeps at most 5 s), or no check of the source for twice the poll interval and a minute
     /// (a cycle may hold the worker that long). Readiness says so instead of "ready".
     package func overdue(at now: Instant, startedAt: Instant) -> String? {
-        if let tickedAt, tickedAt.duration(to: now) > .seconds(30) {
-            return "the scheduler has not run for \(Self.seconds(tickedAt.duration(to: now))) s"
-        }
+        if let stalled = stalled(at: now) { return stalled }
         let since = sourceCheckedAt ?? startedAt
         let limit = poll * 2 + .seconds(60)
         if since.duration(to: now) > limit {
             return "the source was last checked \(Self.seconds(since.duration(to: now))) s ago (polled every \(Self.seconds(poll)) s)"
         }
         return nil
+    }
+
+    /// Why the scheduler loop itself looks hung (no tick for 30 s; it sleeps at most 5 s), or
+    /// nil. Unlike `overdue`, an unreachable source is not a hang: restarting would not help,
+    /// so systemd's watchdog is fed on this alone.
+    package func stalled(at now: Instant) -> String? {
+        guard let tickedAt, tickedAt.duration(to: now) > .seconds(30) else { return nil }
+        return "the scheduler has not run for \(Self.seconds(tickedAt.duration(to: now))) s"
     }
 
     private static func seconds(_ duration: Duration) -> Int64 { duration.components.seconds }

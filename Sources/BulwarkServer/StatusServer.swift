@@ -138,12 +138,15 @@ public enum StatusServer {
         "/": [.get], "/hooks/git": [.post], "/api/v1/findings": [.post],
     ]
 
-    public static func application(control: some DaemonControl, settings: ServerSettings, logger: Logger) -> some ApplicationProtocol {
+    /// - Parameter onRunning: called once the server listens (systemd readiness).
+    public static func application(control: some DaemonControl, settings: ServerSettings, logger: Logger,
+                                   onRunning: @escaping @Sendable () async -> Void = {}) -> some ApplicationProtocol {
         Application(router: router(control: control, settings: settings, logger: logger),
                     server: .http1(configuration: .init(idleTimeout: .seconds(Int64(settings.idleTimeout.components.seconds)))),
                     configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "bulwark",
                                          backlog: 1024,
                                          availableConnectionsDelegate: MaximumAvailableConnections(max(1, settings.maxConnections), logger: logger)),
+                    onServerRunning: { _ in await onRunning() },
                     logger: logger)
     }
 

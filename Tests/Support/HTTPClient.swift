@@ -65,7 +65,8 @@ public final class DaemonProcess {
         process.executableURL = URL(fileURLWithPath: try bulwarkExecutable())
         process.arguments = ["run", "--listen", "127.0.0.1:\(port)"] + arguments
         process.environment = ProcessInfo.processInfo.environment.merging(extra) { $1 }
-        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        // A log file the caller made is kept (its inode may matter, as for JOURNAL_STREAM).
+        if !FileManager.default.fileExists(atPath: logPath) { _ = FileManager.default.createFile(atPath: logPath, contents: nil) }
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         process.standardOutput = log
         process.standardError = log
