@@ -86,6 +86,31 @@ import Testing
         #expect(throws: ValidationFailure.self) { try Self.load(files) }
     }
 
+    @Test func aVulnerabilityFindingFillsAPackageTemplate() throws {
+        // Grype's finding about openssh-server, as the scanner wrote it.
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/findings/grype.json")
+        let finding = try #require(try FindingParser.parse(Array(try Data(contentsOf: url))).first)
+        let template = ChangeTemplate(resource: "DebianPackage/{{package}}", set: [.init(path: ["minVersion"], value: "{{fixedVersion}}")])
+        let change = try template.render(for: finding)
+        #expect(change.resource == "DebianPackage/openssh-server" && change.set.first?.value == "1:9.2p1-2+deb12u3")
+        // The packages kind's manifest (as its engineer documents it) gets the minimum, quoted.
+        let manifest = """
+            apiVersion: bulwark/v1
+            kind: DebianPackage
+            metadata: {name: ssh-server}
+            spec:
+              name: openssh-server
+              minVersion: "1:9.2p1-2+deb12u1"  # the last advisory we patched
+            """
+        let edited = try ManifestEdit.apply(change, annotations: [:], to: ResourceID(kind: "DebianPackage", name: "ssh-server"), in: manifest)
+        #expect(edited.contains(#"  minVersion: "1:9.2p1-2+deb12u3"  # the last advisory we patched"#), "\(edited)")
+        // A resource named otherwise is found by its subject (here an account, as the package kind's is the package).
+        let state = try Self.load(Self.baseline())
+        #expect(try ProposalEngine.resolve("UserAccount/guest", in: state).get().id == ResourceID(kind: "UserAccount", name: "cis-5.4.2.8-lock-guest"))
+        #expect(throws: TemplateError.self) { try ProposalEngine.resolve("UserAccount/nobody-here", in: state).get() }
+    }
+
     @Test func findingRulesAreCheckedWhenLoaded() throws {
         var files = Self.baseline()
         files["finding-rules/ssh.yaml"] = """

@@ -32,6 +32,25 @@ package struct ProposalEngine: Sendable {
         return branchPrefix + (safe ? findingID : AuditID.stable(findingID).lowercased())
     }
 
+    /// The resource a rendered `Kind/name` means: the resource of that name, else the one
+    /// resource of that kind whose subject is the name (a package `openssh-server` for
+    /// `DebianPackage/openssh-server`, an account for `UserAccount/guest`), so that rules can
+    /// name what a finding names whatever the manifest's own name is.
+    package static func resolve(_ reference: String, in state: DesiredState) -> Result<Resource, TemplateError> {
+        let parts = reference.split(separator: "/", maxSplits: 1).map(String.init)
+        guard parts.count == 2 else { return .failure(TemplateError("'\(quotedForMessage(reference))' is not Kind/name")) }
+        if let resource = state.resources[ResourceID(kind: parts[0], name: parts[1])] { return .success(resource) }
+        let name = parts[1]
+        let candidates = state.resources.values.filter { resource in
+            resource.id.kind == parts[0] && (resource.spec.subject == name || resource.spec.subject.hasSuffix(":" + name))
+        }
+        guard candidates.count == 1, let only = candidates.first else {
+            return .failure(TemplateError(candidates.isEmpty ? "no resource \(quotedForMessage(reference)) in the policy"
+                                          : "\(candidates.count) \(parts[0]) resources are about \(quotedForMessage(name)); name one"))
+        }
+        return .success(only)
+    }
+
     func handle(_ finding: Finding, rule: FindingRule, priority: FindingPriority, state: DesiredState, files: [SourceFile],
                 head: ObjectID) async -> Outcome {
         let branch = Self.branch(for: finding.id)
@@ -48,9 +67,10 @@ package struct ProposalEngine: Sendable {
         do { change = try template.render(for: finding) } catch {
             return Outcome(outcome: "not-proposed", detail: "rule \(rule.name): \(error.description)")
         }
-        let parts = change.resource.split(separator: "/", maxSplits: 1).map(String.init)
-        guard parts.count == 2, let resource = state.resources[ResourceID(kind: parts[0], name: parts[1])] else {
-            return Outcome(outcome: "not-proposed", detail: "no resource \(quotedForMessage(change.resource)) in the policy")
+        let resource: Resource
+        switch Self.resolve(change.resource, in: state) {
+        case .success(let found): resource = found
+        case .failure(let reason): return Outcome(outcome: "not-proposed", detail: reason.description)
         }
         if resource.annotations[FindingCitation.idKey] == finding.id {
             return Outcome(outcome: "already-in-policy", detail: "\(resource.id) already cites the finding")
