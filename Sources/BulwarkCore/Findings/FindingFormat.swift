@@ -114,7 +114,7 @@ public struct Vulnerability: Sendable, Hashable, Codable {
         }
         let cvss = (object["Cvss"] as? [[String: Any]])?.compactMap { FindingParser.number($0["BaseScore"]) }.max()
         self.init(id: id, package: package, knownExploited: FindingParser.string(object["ExploitAvailable"])?.uppercased() == "YES",
-                  epss: FindingParser.number((object["EpssScore"] as? Any) ?? nil), cvss: cvss)
+                  epss: FindingParser.number(object["EpssScore"]), cvss: cvss)
     }
 }
 
