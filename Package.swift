@@ -22,6 +22,8 @@ let package = Package(
         .library(name: "BulwarkAWS", targets: ["BulwarkAWS"]),
         .library(name: "BulwarkServer", targets: ["BulwarkServer"]),
         .library(name: "BulwarkRuntime", targets: ["BulwarkRuntime"]),
+        .library(name: "BulwarkHTTP", targets: ["BulwarkHTTP"]),
+        .library(name: "BulwarkProcess", targets: ["BulwarkProcess"]),
         .library(name: "BulwarkCommands", targets: ["BulwarkCommands"]),
     ],
     dependencies: [
@@ -52,7 +54,9 @@ let package = Package(
         .target(name: "BulwarkGit", dependencies: ["CLibGit2", "BulwarkCore", .product(name: "Crypto", package: "swift-crypto")],
                 swiftSettings: swiftSettings),
         .target(name: "BulwarkCore", dependencies: ["CLibYAML"], swiftSettings: swiftSettings),
-        .target(name: "BulwarkHost", dependencies: ["BulwarkCore"], swiftSettings: swiftSettings),
+        // The one bounded runner of helper programs (deadline, terminate then kill, output to files).
+        .target(name: "BulwarkProcess", swiftSettings: swiftSettings),
+        .target(name: "BulwarkHost", dependencies: ["BulwarkCore", "BulwarkProcess"], swiftSettings: swiftSettings),
         .target(name: "BulwarkFirewall", dependencies: ["BulwarkCore"], swiftSettings: swiftSettings),
         .target(
             name: "BulwarkPostgres",
@@ -63,10 +67,15 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings),
+        // The process's one HTTP client (async-http-client), for the AWS adapter and the outbox.
+        .target(
+            name: "BulwarkHTTP",
+            dependencies: [.product(name: "AsyncHTTPClient", package: "async-http-client")],
+            swiftSettings: swiftSettings),
         .target(
             name: "BulwarkAWS",
             dependencies: [
-                "BulwarkCore",
+                "BulwarkCore", "BulwarkHTTP",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
@@ -85,7 +94,7 @@ let package = Package(
         .target(
             name: "BulwarkRuntime",
             dependencies: [
-                "BulwarkCore", "BulwarkGit", "BulwarkServer",
+                "BulwarkCore", "BulwarkGit", "BulwarkServer", "BulwarkHTTP", "BulwarkProcess",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
@@ -96,7 +105,7 @@ let package = Package(
             name: "BulwarkCommands",
             dependencies: [
                 "BulwarkCore", "BulwarkGit", "BulwarkHost", "BulwarkFirewall", "BulwarkPostgres", "BulwarkAWS", "BulwarkServer",
-                "BulwarkRuntime",
+                "BulwarkRuntime", "BulwarkHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -132,6 +141,8 @@ let package = Package(
                            .product(name: "HTTPTypes", package: "swift-http-types"),
                            .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftSettings),
+        .testTarget(name: "BulwarkProcessTests", dependencies: ["BulwarkProcess", "BulwarkTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "BulwarkHTTPTests", dependencies: ["BulwarkHTTP", "BulwarkTestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "BulwarkCommandsTests",
             dependencies: ["BulwarkCommands", "BulwarkRuntime", "BulwarkGit", "BulwarkCore", "BulwarkHost", "BulwarkTestSupport",

@@ -1,5 +1,6 @@
 internal import AsyncHTTPClient
 internal import BulwarkCore
+internal import BulwarkHTTP
 internal import Foundation
 internal import NIOCore
 internal import NIOHTTP1
@@ -70,17 +71,13 @@ struct AWSClient: Sendable {
     var credentials: AWSCredentials?
     var attempts = 4
     var baseDelay: Duration = .milliseconds(200)
+    /// Throttling, 5xx answers and failed connections: `attempts` in all, full jitter from `baseDelay`.
+    var retry: RetryPolicy { RetryPolicy(base: baseDelay, cap: .seconds(20), maxAttempts: attempts, jitter: .full) }
     var timeout: TimeAmount = .seconds(30)
 
-    /// One client for the process, never shut down: connections are pooled across cycles. It
-    /// keeps trying to connect for at most `connect`, so an unreachable endpoint fails a resource
-    /// in seconds, not minutes.
-    static let http: HTTPClient = {
-        var configuration = HTTPClient.Configuration()
-        configuration.timeout = .init(connect: .seconds(3), read: .seconds(30))
-        configuration.redirectConfiguration = .disallow
-        return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
-    }()
+    /// The process's one HTTP client (`HTTP.client`): connections are pooled across cycles, an
+    /// unreachable endpoint fails a resource in seconds, redirects are not followed.
+    static var http: HTTPClient { HTTP.client }
 
     /// Query-protocol call: a form-encoded POST of `Action`, `Version` and `parameters`.
     func query(_ service: AWSService, _ action: String, _ parameters: [(String, String)] = []) async throws(AWSError) -> XMLElement {
@@ -131,9 +128,8 @@ struct AWSClient: Sendable {
         let signer = credentials.map { SigV4(credentials: $0, region: service == .iam ? "us-east-1" : region, service: service.signingName) }
         let queryText = query.map { "\(SigV4.encode($0.0))=\(SigV4.encode($0.1))" }.joined(separator: "&")
         let url = "\(scheme)://\(host)\(path)" + (queryText.isEmpty ? "" : "?\(queryText)")
-        var attempt = 0
-        while true {
-            attempt += 1
+        let policy = retry
+        return try await policy.run(retryable: { (failure: AWSError) in failure.isRetryable }) { (_: Int) async throws(AWSError) -> (status: Int, xml: XMLElement?) in
             let signed = signer?.sign(method: method, host: host, path: path, query: query, headers: headers, body: body)
                 ?? headers.merging(["host": host]) { $1 }
             var request = HTTPClientRequest(url: url)
@@ -155,10 +151,7 @@ struct AWSClient: Sendable {
             } catch {
                 failure = AWSError(code: "Unreachable", message: "\(host): \(error)", operation: operation)
             }
-            guard failure.isRetryable, attempt < attempts else { throw failure }
-            // Full jitter: a random wait up to the exponential cap.
-            let cap = baseDelay * (1 << (attempt - 1))
-            try? await Task.sleep(for: .seconds(Double.random(in: 0...cap.timeInterval)))
+            throw failure
         }
     }
 }

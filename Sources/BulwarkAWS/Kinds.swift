@@ -10,32 +10,21 @@ internal import Foundation
 struct SecurityGroupDriver: ResourceDriver {
     static let none = "(none)"
 
-    /// What the resource governs, kept in the spec's subject so that observe and apply see it.
-    struct Scope: Equatable {
-        var groups: [String]?
-        var forbid: [(cidr: String, ports: [Int])]
+    /// What the resource governs, typed once when the spec is read; its text is the spec's subject.
+    struct Scope: TypedSpec, CustomStringConvertible {
+        struct Forbidden: Hashable, Sendable {
+            var cidr: String
+            var ports: [Int]
+        }
 
-        static func == (a: Scope, b: Scope) -> Bool { a.description == b.description }
+        /// nil: every group.
+        var groups: [String]?
+        var forbid: [Forbidden]
 
         /// `groups=all forbid=0.0.0.0/0:22,3389 ::/0:22`
         var description: String {
             "groups=" + (groups?.joined(separator: ",") ?? "all") + " forbid="
                 + forbid.map { "\($0.cidr):" + $0.ports.map(String.init).joined(separator: ",") }.joined(separator: " ")
-        }
-
-        init(groups: [String]?, forbid: [(cidr: String, ports: [Int])]) {
-            self.groups = groups
-            self.forbid = forbid
-        }
-
-        init?(_ text: String) {
-            guard text.hasPrefix("groups="), let split = text.range(of: " forbid=") else { return nil }
-            let groupText = text[text.index(text.startIndex, offsetBy: 7)..<split.lowerBound]
-            groups = groupText == "all" ? nil : groupText.split(separator: ",").map(String.init)
-            forbid = text[split.upperBound...].split(separator: " ").compactMap { part in
-                guard let colon = part.lastIndex(of: ":") else { return nil }
-                return (String(part[..<colon]), part[part.index(after: colon)...].split(separator: ",").compactMap { Int($0) })
-            }
         }
     }
 
@@ -54,7 +43,7 @@ struct SecurityGroupDriver: ResourceDriver {
         }
         guard let forbidReader = spec.field("forbid", required: true), let items = forbidReader.items() else { return nil }
         if items.isEmpty { forbidReader.fail("expected at least one {cidr, ports} entry"); return nil }
-        var forbid: [(cidr: String, ports: [Int])] = []
+        var forbid: [Scope.Forbidden] = []
         for item in items {
             guard item.entries() != nil else { return nil }
             item.allowOnly(["cidr", "ports"])
@@ -67,14 +56,14 @@ struct SecurityGroupDriver: ResourceDriver {
             let ports = portItems.compactMap { $0.int(in: 0...65535) }
             guard ports.count == portItems.count else { return nil }
             if ports.isEmpty { portsReader.fail("expected at least one port"); return nil }
-            forbid.append((network.description, Array(Set(ports)).sorted()))
+            forbid.append(Scope.Forbidden(cidr: network.description, ports: Array(Set(ports)).sorted()))
         }
-        return ResourceSpec(subject: Scope(groups: groups, forbid: forbid).description,
-                            properties: [DesiredProperty("ingress:*", none)])
+        let scope = Scope(groups: groups, forbid: forbid)
+        return ResourceSpec(subject: scope.description, properties: [DesiredProperty("ingress:*", none)], typed: scope)
     }
 
     func observe(_ resource: Resource, on target: Target) async throws -> Observation {
-        guard let scope = Scope(resource.spec.subject) else { throw AWSError(code: "Internal", message: "unreadable scope") }
+        let scope = try AWSAdapter.spec(resource, Scope.self)
         let client = try await AWSAdapter.client(target)
         var values: [String: String?] = [:]
         for group in try await Self.groups(client) where scope.groups.map({ $0.contains(group.id) || $0.contains(group.name) }) ?? true {
@@ -217,24 +206,31 @@ struct PublicAccessBlockDriver: ResourceDriver {
     static let flags = ["BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets"]
     static let allOn = flags.map { "\($0)=true" }.joined(separator: " ")
 
+    /// What the resource governs, typed once when the spec is read.
+    struct Scope: TypedSpec {
+        var account: Bool
+        /// nil: every bucket of the account; empty: none.
+        var buckets: [String]?
+    }
+
     static func parse(_ spec: SpecReader) -> ResourceSpec? {
         guard spec.entries() != nil else { return nil }
         spec.allowOnly(["account", "buckets"])
-        var properties: [DesiredProperty] = []
-        if spec.field("account")?.bool() ?? true { properties.append(DesiredProperty("account", allOn)) }
+        var scope = Scope(account: spec.field("account")?.bool() ?? true, buckets: nil)
         if let reader = spec.field("buckets") {
             if case .scalar = reader.node.value {
                 guard let word = reader.oneOf(["all", "none"]) else { return nil }
-                if word == "all" { properties.append(DesiredProperty("bucket:*", allOn)) }
+                scope.buckets = word == "all" ? nil : []
             } else {
                 guard let names = reader.strings() else { return nil }
-                properties += names.map { DesiredProperty("bucket:\($0)", allOn) }
+                scope.buckets = names
             }
-        } else {
-            properties.append(DesiredProperty("bucket:*", allOn))
         }
+        var properties: [DesiredProperty] = []
+        if scope.account { properties.append(DesiredProperty("account", allOn)) }
+        properties += scope.buckets.map { $0.map { DesiredProperty("bucket:\($0)", allOn) } } ?? [DesiredProperty("bucket:*", allOn)]
         if properties.isEmpty { spec.fail("nothing to govern: set account: true or list buckets"); return nil }
-        return ResourceSpec(subject: "public-access-block", properties: properties)
+        return ResourceSpec(subject: "public-access-block", properties: properties, typed: scope)
     }
 
     static func render(_ configuration: XMLElement?) -> String {
@@ -247,10 +243,10 @@ struct PublicAccessBlockDriver: ResourceDriver {
     }
 
     func observe(_ resource: Resource, on target: Target) async throws -> Observation {
+        let scope = try AWSAdapter.spec(resource, Scope.self)
         let client = try await AWSAdapter.client(target)
         var values: [String: String?] = [:]
-        let names = Set(resource.spec.properties.map(\.name))
-        if names.contains("account") {
+        if scope.account {
             let account = try await AWSAdapter.account(target, client)
             let answer = try await client.rest(.s3control, "GetPublicAccessBlock", method: "GET",
                                                path: "/v20180820/configuration/publicAccessBlock",
@@ -258,11 +254,11 @@ struct PublicAccessBlockDriver: ResourceDriver {
             values["account"] = Self.render(answer.status == 404 ? nil : answer.xml)
         }
         let buckets: [String]
-        if names.contains("bucket:*") {
+        if let listed = scope.buckets {
+            buckets = listed
+        } else {
             let answer = try await client.rest(.s3, "ListBuckets", method: "GET", path: "/")
             buckets = (answer.xml?.child("Buckets")?.children("Bucket") ?? []).compactMap { $0.value("Name") }
-        } else {
-            buckets = names.filter { $0.hasPrefix("bucket:") }.map { String($0.dropFirst("bucket:".count)) }
         }
         for bucket in buckets {
             let answer = try await client.rest(.s3, "GetPublicAccessBlock", method: "GET", path: "/" + SigV4.encode(bucket),
@@ -298,6 +294,14 @@ struct PublicAccessBlockDriver: ResourceDriver {
 struct AccessKeyDriver: ResourceDriver {
     static let compliant = "inactive or within limits"
 
+    /// The limits and the users they apply to, typed once when the spec is read.
+    struct Limits: TypedSpec {
+        var maxUnusedDays: Int?
+        var maxAgeDays: Int?
+        /// nil: every user of the account.
+        var users: [String]?
+    }
+
     static func parse(_ spec: SpecReader) -> ResourceSpec? {
         guard spec.entries() != nil else { return nil }
         spec.allowOnly(["maxUnusedDays", "maxAgeDays", "users"])
@@ -315,22 +319,18 @@ struct AccessKeyDriver: ResourceDriver {
         }
         let subject = "maxUnusedDays=\(unused.map(String.init) ?? "-") maxAgeDays=\(age.map(String.init) ?? "-")"
         let properties = users.map { $0.map { DesiredProperty("key:\($0)/*", compliant) } } ?? [DesiredProperty("key:*", compliant)]
-        return ResourceSpec(subject: subject, properties: properties)
+        return ResourceSpec(subject: subject, properties: properties,
+                            typed: Limits(maxUnusedDays: unused, maxAgeDays: age, users: users))
     }
 
     func observe(_ resource: Resource, on target: Target) async throws -> Observation {
-        var limits: [String: Int] = [:]
-        for part in resource.spec.subject.split(separator: " ") {
-            let pair = part.split(separator: "=")
-            if pair.count == 2, let days = Int(pair[1]) { limits[String(pair[0])] = days }
-        }
+        let limits = try AWSAdapter.spec(resource, Limits.self)
         let client = try await AWSAdapter.client(target)
-        let wanted = resource.spec.properties.map { String($0.name.dropFirst("key:".count).dropLast()) }
         let users: [String]
-        if wanted == [""] {
-            users = try await Self.list(client, "ListUsers", [], items: "Users") { $0.value("UserName") }
+        if let listed = limits.users {
+            users = listed
         } else {
-            users = wanted.map { String($0.dropLast()) }
+            users = try await Self.list(client, "ListUsers", [], items: "Users") { $0.value("UserName") }
         }
         var values: [String: String?] = [:]
         let now = Date()
@@ -345,14 +345,14 @@ struct AccessKeyDriver: ResourceDriver {
     }
 
     /// `inactive or within limits`, or why the key must go: `active, unused for 120 days (limit 90)`.
-    static func judge(_ key: XMLElement, id: String, client: AWSClient, limits: [String: Int], now: Date) async throws(AWSError) -> String {
+    static func judge(_ key: XMLElement, id: String, client: AWSClient, limits: Limits, now: Date) async throws(AWSError) -> String {
         guard key.value("Status") == "Active" else { return compliant }
         let created = key.value("CreateDate").flatMap(Timestamp.parse) ?? now
         let ageDays = Int(now.timeIntervalSince(created) / 86400)
-        if let limit = limits["maxAgeDays"], now.timeIntervalSince(created) > Double(limit) * 86400 {
+        if let limit = limits.maxAgeDays, now.timeIntervalSince(created) > Double(limit) * 86400 {
             return "active, \(ageDays) days old (limit \(limit))"
         }
-        if let limit = limits["maxUnusedDays"] {
+        if let limit = limits.maxUnusedDays {
             let answer = try await client.query(.iam, "GetAccessKeyLastUsed", [("AccessKeyId", id)])
             let lastUsed = answer.find("LastUsedDate").flatMap { Timestamp.parse($0.text) }
             let idle = now.timeIntervalSince(lastUsed ?? created)

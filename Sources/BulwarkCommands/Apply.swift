@@ -59,6 +59,26 @@ struct ApplyRun: Encodable {
 
     var succeeded: Bool { errors.isEmpty && !records.contains { $0.result == .failed || $0.result == .interrupted } }
 
+    private enum CodingKeys: String, CodingKey {
+        case schemaVersion, revision, records, errors, pushed, keptLocally, pushError, notificationsDelivered, notificationsPending,
+             remainingDrift
+    }
+
+    /// The records in the JSON outputs' one vocabulary (`DecisionJSON`), each with its audit commit.
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(schemaVersion, forKey: .schemaVersion)
+        try container.encode(revision, forKey: .revision)
+        try container.encode(records.map { DecisionJSON($0, commit: commits[$0.id]) }, forKey: .records)
+        try container.encode(errors, forKey: .errors)
+        try container.encode(pushed, forKey: .pushed)
+        try container.encode(keptLocally, forKey: .keptLocally)
+        try container.encodeIfPresent(pushError, forKey: .pushError)
+        try container.encode(notificationsDelivered, forKey: .notificationsDelivered)
+        try container.encode(notificationsPending, forKey: .notificationsPending)
+        try container.encode(remainingDrift, forKey: .remainingDrift)
+    }
+
     static func run(
         repository options: RepositoryOptions, console: Console, text: Bool, notifyTimeout: Duration = .seconds(10),
         review: Review? = nil
@@ -117,9 +137,12 @@ struct ApplyRun: Encodable {
             commits: Dictionary(entries.compactMap { e in e.commit.map { (e.record.id, $0) } }, uniquingKeysWith: { a, _ in a }),
             errors: outcome.auditFailures.map { "audit record not committed: \($0)" }
                 + (outcome.halted.map { ["stopped changing systems: \($0) (\(outcome.notAttempted) fix\(outcome.notAttempted == 1 ? "" : "es") left for the next run)"] } ?? [])
-                + plan.failures.map { "\($0.binding.target) \($0.binding.resource): \($0.message)" },
+                + plan.failures.map { "\($0.binding.target) \($0.binding.resource): \($0.message)" }
+                // Another Bulwark holds the target: nothing tried, nothing recorded; the drift stays.
+                + outcome.busy.map { "not applied, nothing recorded: \($0.remediation.binding.target) \($0.remediation.binding.resource): \($0.reason)" },
             pushed: 0, keptLocally: 0, pushError: nil)
         run.remainingDrift = outcome.entries.filter { [.held, .deferred, .blocked, .escalated].contains($0.record.decision) }.count
+            + outcome.busy.count
         switch try await loaded.repository.publish() {
         case .upToDate: break
         case .pushed(let count): run.pushed = count

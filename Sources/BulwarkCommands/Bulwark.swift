@@ -5,6 +5,7 @@ internal import BulwarkHost
 internal import BulwarkFirewall
 internal import BulwarkPostgres
 internal import BulwarkAWS
+internal import BulwarkHTTP
 
 /// `bulwark`: a GitOps reconciler for security configuration.
 public struct Bulwark: AsyncParsableCommand {
@@ -47,5 +48,8 @@ extension Bulwark {
         // `bulwark apply | head`: a closed pipe ends printing, not the process (see Console).
         Console.ignoreBrokenPipes()
         await main()
+        // The one HTTP client (AWS, notifications) closes its pooled connections before the
+        // process ends; a command that failed has already exited with its code.
+        try? await HTTP.shutdown()
     }
 }

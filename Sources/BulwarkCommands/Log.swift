@@ -45,35 +45,13 @@ extension Bulwark {
             }
         }
 
-        /// One record as `--output json` prints it (a list of these, each with `schemaVersion`).
-        struct Entry: Encodable {
-            var schemaVersion = JSONSchema.version
-            var commit: String
-            var summary: String
-            var trailers: [String: String]
-            /// The trailers' times, as RFC 3339, and detection to verified fix in seconds.
-            var detectedAt: Date?
-            var verifiedAt: Date?
-            var mttrSeconds: Double?
-
-            init(commit: CommitInfo, record: RecordedDecision) {
-                self.commit = commit.id.hex
-                summary = commit.summary
-                trailers = Dictionary(commit.trailers.filter { AuditTrailer.isBulwark($0.key) }.map { ($0.key, $0.value) },
-                                      uniquingKeysWith: { first, _ in first })
-                detectedAt = record.detectedAt
-                verifiedAt = record.verifiedAt
-                mttrSeconds = Log.mttr(record)
-            }
-        }
-
         func run() async throws {
             let console = Console()
             let policy = try PolicyRepository(try repository.configuration())
             let (_, stale) = try await policy.sync()
             if let stale { console.warn(stale) }
             let cutoff = since.flatMap { Self.parseSince($0, now: Date()) }
-            var entries: [Entry] = []
+            var entries: [DecisionJSON] = []
             for commit in try await policy.auditHistory() {
                 guard entries.count < limit else { break }
                 guard let record = commit.recorded else { continue }
@@ -81,7 +59,9 @@ extension Bulwark {
                 if let kind, record.resource?.hasPrefix(kind + "/") != true { continue }
                 if let decision, record.decision?.rawValue != decision { continue }
                 if let cutoff, let detected = record.detectedAt, detected < cutoff { continue }
-                entries.append(Entry(commit: commit, record: record))
+                var entry = DecisionJSON(record, commit: commit)
+                entry.schemaVersion = JSONSchema.version
+                entries.append(entry)
             }
             switch output.output {
             case .json:
@@ -89,9 +69,10 @@ extension Bulwark {
             case .text:
                 if entries.isEmpty { console.print("No audit records match.") }
                 for entry in entries {
-                    let outcome = [entry.trailers[AuditTrailer.decision.rawValue], entry.trailers[AuditTrailer.result.rawValue]].compactMap { $0 }.joined(separator: "/")
+                    let outcome = [entry.decision?.rawValue, entry.result?.rawValue].compactMap { $0 }.joined(separator: "/")
                     let mttr = entry.mttrSeconds.map { String(format: " %.0fms", $0 * 1000) } ?? ""
-                    console.print("\(console.paint(String(entry.commit.prefix(10)), .yellow)) \(entry.trailers[AuditTrailer.detectedAt.rawValue] ?? "")  \(outcome)\(mttr)  \(entry.summary)")
+                    let detected = entry.detectedAt.map(Timestamp.format) ?? ""
+                    console.print("\(console.paint(String((entry.commit ?? "").prefix(10)), .yellow)) \(detected)  \(outcome)\(mttr)  \(entry.summary ?? "")")
                 }
             }
         }

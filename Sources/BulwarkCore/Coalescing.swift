@@ -62,6 +62,7 @@ actor PassLedger {
     private var halted: String?
     private var notAttempted = 0
     private var inSync: [(position: Int, order: Int, remediation: PlannedRemediation)] = []
+    private var busy: [(position: Int, order: Int, remediation: PlannedRemediation, reason: String)] = []
     /// Entries (by index in `entries`) written to the buffering sink and not flushed yet, with
     /// the intents to close once they are durable.
     private var unflushed: [(index: Int, intent: String?)] = []
@@ -83,6 +84,11 @@ actor PassLedger {
     /// A fix its driver found already made: nothing changed, nothing recorded.
     func foundInSync(_ remediation: PlannedRemediation, at position: Int) {
         inSync.append((position, inSync.count, remediation))
+    }
+
+    /// A fix not tried because another process holds the target: nothing changed, nothing recorded.
+    func foundBusy(_ remediation: PlannedRemediation, reason: String, at position: Int) {
+        busy.append((position, busy.count, remediation, reason))
     }
 
     func halt(_ reason: String, skipped count: Int) {
@@ -129,6 +135,7 @@ actor PassLedger {
         outcome.halted = halted
         outcome.notAttempted = notAttempted
         outcome.inSync = inSync.sorted { ($0.position, $0.order) < ($1.position, $1.order) }.map(\.remediation)
+        outcome.busy = busy.sorted { ($0.position, $0.order) < ($1.position, $1.order) }.map { ($0.remediation, $0.reason) }
         return outcome
     }
 }

@@ -16,8 +16,8 @@ extension DesiredStateLoader {
             top.field("apiVersion")?.fail("unsupported apiVersion '\(quotedForMessage(version))'; expected \(Self.apiVersion)")
         }
         guard let kindReader = top.field("kind", required: true), let kind = kindReader.string() else { return }
-        let allKinds = Self.policyKinds.keys.sorted() + registry.kindNames
-        guard Self.policyKinds[kind] != nil || registry.kinds[kind] != nil else {
+        let allKinds = Self.policyKindTable.keys.sorted() + registry.kindNames
+        guard Self.policyKindTable[kind] != nil || registry.kinds[kind] != nil else {
             kindReader.fail("unknown kind '\(quotedForMessage(kind))'; known kinds: \(allKinds.joined(separator: ", "))")
             return
         }
@@ -36,8 +36,8 @@ extension DesiredStateLoader {
                               resource: id.description, diagnostics: diagnostics)
         guard top.field("spec") != nil else { return }
         let inControllers = file.hasPrefix("controllers/")
-        if let folder = Self.policyKinds[kind], !file.hasPrefix(folder) {
-            kindReader.fail("\(kind) manifests belong under \(folder)")
+        if let policyKind = Self.policyKindTable[kind], !file.hasPrefix(policyKind.folder) {
+            kindReader.fail("\(kind) manifests belong under \(policyKind.folder)")
             return
         }
 
@@ -45,43 +45,11 @@ extension DesiredStateLoader {
             nameReader.fail("duplicate \(kind) named '\(name)' (also defined at \(other))")
         }
 
-        switch kind {
-        case "GlobalLimits":
-            if let existing = policy.globalLimit { duplicate(existing.location); return }
-            guard spec.entries() != nil else { return }
-            spec.allowOnly(["maxChangesPerCycle"])
-            if let value = spec.field("maxChangesPerCycle", required: true)?.int(in: 0...10_000_000) {
-                policy.globalLimit = (value, location)
-            }
-        case "Notifier":
-            if let existing = policy.notifiers.first(where: { $0.name == name }) { duplicate(existing.location); return }
-            if let notifier = readNotifier(spec, name: name, location: location) { policy.notifiers.append(notifier) }
-        case "Waiver":
-            if let existing = policy.waivers.first(where: { $0.name == name }) { duplicate(existing.location); return }
-            if let waiver = readWaiver(spec, name: name, location: location) { policy.waivers.append(waiver) }
-        case "Pause":
-            if let existing = policy.pause { duplicate(existing.location); return }
-            guard spec.entries() != nil else { return }
-            spec.allowOnly(["paused", "reason"])
-            let paused = spec.field("paused")?.bool() ?? true
-            guard let reason = spec.field("reason", required: true)?.string() else { return }
-            if paused { policy.pause = Pause(reason: reason, location: location) }
-        case "Approval":
-            if let approval = readApproval(spec, file: file, location: location) {
-                if let existing = policy.approvals[approval.id] { duplicate(existing.location); return }
-                policy.approvals[approval.id] = approval
-            }
-        case "FindingRule":
-            if let existing = policy.findingRules.first(where: { $0.name == name }) { duplicate(existing.location); return }
-            if let rule = readFindingRule(spec, name: name, location: location) { policy.findingRules.append(rule) }
-        case "Target":
-            if let existing = targets[name] { duplicate(existing.location); return }
-            if top.field("targets") != nil { top.field("targets")?.fail("a Target has no 'targets' field") }
-            if let target = readTarget(spec, name: name, labels: labels, location: location) { targets[name] = target }
-        case "Controller":
-            if let existing = controllers[name] { duplicate(existing.location); return }
-            if let controller = readController(spec, name: name, location: location) { controllers[name] = controller }
-        default:
+        if let policyKind = Self.policyKindTable[kind] {
+            let document = PolicyKind.Document(name: name, labels: labels, file: file, location: location, top: top, spec: spec,
+                                               duplicate: duplicate)
+            policyKind.read(self, document, &targets, &controllers, &policy)
+        } else {
             if let text = annotations["mode"], Mode(rawValue: text) == nil {
                 metadata.field("annotations")?.field("mode")?.fail(
                     "expected one of \(Mode.allCases.map(\.rawValue).joined(separator: ", ")), got '\(quotedForMessage(text))'")
@@ -216,8 +184,7 @@ extension DesiredStateLoader {
             adapterReader.fail("unknown adapter '\(quotedForMessage(adapterName))'; known adapters: \(registry.adapters.keys.sorted().joined(separator: ", "))")
             return nil
         }
-        guard let settings = adapter.parseTarget(spec) else { return nil }
-        return Target(name: name, adapter: adapterName, labels: labels, settings: settings, location: location)
+        return adapter.readTarget(spec, name: name, labels: labels, location: location)
     }
 
     func readController(_ spec: SpecReader, name: String, location: SourceLocation) -> ControllerConfig? {

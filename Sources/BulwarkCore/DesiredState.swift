@@ -61,10 +61,6 @@ public struct DesiredStateLoader: Sendable {
     public static let apiVersion = "bulwark/v1"
     /// Folders of a policy repository that hold manifests.
     public static let folders = ["desired-state", "controllers", "waivers", "approvals", "finding-rules"]
-    /// Kinds that are not resources, and the folder each belongs in.
-    static let policyKinds = ["Target": "controllers/", "Controller": "controllers/", "GlobalLimits": "controllers/", "Notifier": "controllers/",
-                              "Waiver": "waivers/", "Approval": "approvals/", "Pause": "controllers/",
-                              "FindingRule": "finding-rules/"]
     /// Limits are on by default: without a `GlobalLimits` manifest, at most this many fixes per cycle.
     public static let defaultGlobalLimit = 100
     /// Largest manifest file read.

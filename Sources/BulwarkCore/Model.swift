@@ -65,6 +65,8 @@ public struct Target: Sendable, Hashable {
     public var labels: [String: String]
     /// Adapter-specific settings (for `host`: `root`).
     public var settings: [String: String]
+    /// The settings as the adapter typed them when the target was read (see `typedSettings`).
+    public var typed: AnyTypedSpec?
     public var location: SourceLocation
 
     public init(name: String, adapter: String, labels: [String: String] = [:], settings: [String: String],
@@ -74,6 +76,12 @@ public struct Target: Sendable, Hashable {
         self.labels = labels
         self.settings = settings
         self.location = location
+    }
+
+    public init(name: String, adapter: String, labels: [String: String] = [:], settings: some TypedTargetSettings,
+                location: SourceLocation) {
+        self.init(name: name, adapter: adapter, labels: labels, settings: settings.strings, location: location)
+        self.typed = AnyTypedSpec(settings)
     }
 
     /// The target's `exposure` label weighs a drift's risk: internet-facing drift goes first.
@@ -154,6 +162,8 @@ public struct ResourceSpec: Sendable, Hashable {
     /// claim the same property of the same subject on one target conflict.
     public var subject: String
     public var properties: [DesiredProperty]
+    /// The kind's typed reading of the spec (see `Resource.typedSpec`).
+    public var typed: AnyTypedSpec?
 
     public init(subject: String = "", properties: [DesiredProperty]) {
         self.subject = subject

@@ -54,6 +54,10 @@ public struct CycleOutcome: Sendable {
     /// lock (another writer corrected it after the plan observed the drift): nothing was changed
     /// and nothing is recorded for them, in plan order.
     public var inSync: [PlannedRemediation] = []
+    /// Fixes not attempted because another process (another Bulwark) was changing the target,
+    /// with the message that names it: nothing was changed and nothing is recorded; the drift
+    /// stays for the next pass. In plan order.
+    public var busy: [(remediation: PlannedRemediation, reason: String)] = []
 
     public var failed: [CycleEntry] { entries.filter { $0.record.result == .failed } }
     public var verified: [CycleEntry] { entries.filter { $0.record.result == .verified } }
@@ -288,17 +292,24 @@ public struct Reconciler: Sendable {
             return
         }
         let intents = records.map(\.id)
-        // Members the driver found already corrected, under the lock, before writing anything.
+        // Members the driver found already corrected, under the lock, before writing anything;
+        // members not tried because another process holds the target.
         var inSync: Set<Int> = []
-        if step.coalesced, let found = await carryOut(batch: members, state: state, into: &records) {
+        var busy: [Int: String] = [:]
+        if step.coalesced, let carried = await carryOut(batch: members, state: state, into: &records) {
             // Written together; each verified on its own.
-            inSync = found
+            inSync = carried.inSync
+            if let reason = carried.busy { for index in members.indices { busy[index] = reason } }
         } else {
             for index in members.indices {
                 if members[index].decision == .pruned {
                     await prune(members[index], state: state, into: &records[index])
-                } else if await carryOut(members[index], state: state, into: &records[index]) {
-                    inSync.insert(index)
+                    continue
+                }
+                switch await carryOut(members[index], state: state, into: &records[index]) {
+                case .done: break
+                case .inSync: inSync.insert(index)
+                case .busy(let reason): busy[index] = reason
                 }
             }
         }
@@ -309,10 +320,17 @@ public struct Reconciler: Sendable {
                 await ledger.foundInSync(members[index], at: position)
                 continue
             }
+            if let reason = busy[index] {
+                try? await journal.end(intents[index])
+                await ledger.foundBusy(members[index], reason: reason, at: position)
+                continue
+            }
             var record = records[index]
             // A failure is recorded once per distinct failure: the same drift failing the same
             // way at the same revision gets the same id, and is not written again.
-            if record.result == .failed {
+            // A fix another writer undid before its verification was a change made: it keeps its
+            // own record, and is made again by the next pass.
+            if record.result == .failed, !record.overwrittenAfterFix {
                 record.id = failureID(record)
                 if (try? await audit.contains(recordID: record.id)) == true {
                     try? await journal.end(intents[index])
@@ -375,7 +393,8 @@ public struct Reconciler: Sendable {
     /// (nothing recorded in `records`) when the one write failed: the caller corrects each alone.
     /// Otherwise returns the members whose every change the driver found already made, under
     /// its lock, before writing: those were not changed, and are not verified or recorded.
-    private func carryOut(batch: [PlannedRemediation], state: DesiredState, into records: inout [AuditRecord]) async -> Set<Int>? {
+    private func carryOut(batch: [PlannedRemediation], state: DesiredState, into records: inout [AuditRecord]) async
+        -> (inSync: Set<Int>, busy: String?)? {
         guard let first = batch.first, let target = state.targets[first.binding.target],
               let kind = registry.kinds[first.binding.resource.kind], let driver = kind.driver as? any CoalescingDriver else {
             return nil
@@ -390,6 +409,8 @@ public struct Reconciler: Sendable {
             found = try await driver.apply(batch: work, on: target)
         } catch let error as AlreadyInSync {
             found = error.properties
+        } catch let error as TargetBusy {
+            return ([], error.message)
         } catch {
             return nil
         }
@@ -403,7 +424,7 @@ public struct Reconciler: Sendable {
             records[index].appliedAt = applied
             await verify(batch[index], resource: work[index].resource, target: target, driver: driver, into: &records[index])
         }
-        return inSync
+        return (inSync, nil)
     }
 
     /// Resolves intents a killed process left open, before anything else acts: an intent whose
@@ -494,30 +515,42 @@ public struct Reconciler: Sendable {
         }
     }
 
-    /// Corrects one remediation and verifies it. Returns true, with nothing recorded in `record`,
-    /// when the driver found every change already made (`AlreadyInSync`) and changed nothing.
-    private func carryOut(_ remediation: PlannedRemediation, state: DesiredState, into record: inout AuditRecord) async -> Bool {
+    /// What carrying out one remediation came to.
+    private enum Carried {
+        /// Applied (or failed) and verified: `record` says how.
+        case done
+        /// The driver found every change already made (`AlreadyInSync`) and changed nothing.
+        case inSync
+        /// Another process holds the target (`TargetBusy`): nothing was tried.
+        case busy(String)
+    }
+
+    /// Corrects one remediation and verifies it. Nothing is recorded in `record` when it comes
+    /// to `.inSync` or `.busy`.
+    private func carryOut(_ remediation: PlannedRemediation, state: DesiredState, into record: inout AuditRecord) async -> Carried {
         guard let resource = state.resources[remediation.binding.resource],
               let target = state.targets[remediation.binding.target],
               let kind = registry.kinds[resource.id.kind] else {
             record.result = .failed
             record.error = "binding refers to nothing"
-            return false
+            return .done
         }
         do {
             try await kind.driver.apply(remediation.changes, to: resource, on: target)
             record.appliedAt = Timestamp.format(clock())
         } catch let error as AlreadyInSync
                     where remediation.changes.allSatisfy({ error.properties.contains($0.property) }) {
-            return true
+            return .inSync
+        } catch let error as TargetBusy {
+            return .busy(error.message)
         } catch {
             record.appliedAt = Timestamp.format(clock())
             record.result = .failed
             record.error = "apply failed: \(error)"
-            return false
+            return .done
         }
         await verify(remediation, resource: resource, target: target, driver: kind.driver, into: &record)
-        return false
+        return .done
     }
 
     /// Observes a corrected resource again: `verified` when every changed property now holds
@@ -539,6 +572,13 @@ public struct Reconciler: Sendable {
             if stillWrong.isEmpty {
                 record.result = .verified
                 record.verifiedAt = Timestamp.format(now)
+            } else if let witness = driver as? any OverwriteWitness,
+                      case let changed = await witness.changedSinceFix(resource, on: target), !changed.isEmpty {
+                // The fix was written and someone else changed it before it could be verified:
+                // not a fix that does not take; the next pass fixes it again.
+                record.result = .failed
+                record.error = "\(AuditRecord.overwrittenMarker) (\(changed.joined(separator: ", ")) changed since Bulwark wrote it): "
+                    + stillWrong.joined(separator: ", ") + "; fixed again on the next pass"
             } else {
                 record.result = .failed
                 record.error = "fix did not hold: " + stillWrong.joined(separator: ", ")

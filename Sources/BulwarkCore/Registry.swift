@@ -28,6 +28,9 @@ public struct AdapterDefinition: Sendable {
     public var name: String
     /// Reads a `Target`'s `spec` (without `adapter`); returns nil after recording errors.
     public var parseTarget: @Sendable (SpecReader) -> [String: String]?
+    /// Reads a `Target`'s `spec` into the adapter's typed settings, erased here; nil for an
+    /// adapter whose targets carry text settings only.
+    public var parseTypedTarget: (@Sendable (SpecReader) -> AnyTypedSpec?)?
     public var kinds: [KindDefinition]
 
     public init(name: String, parseTarget: @escaping @Sendable (SpecReader) -> [String: String]?,
@@ -35,6 +38,28 @@ public struct AdapterDefinition: Sendable {
         self.name = name
         self.parseTarget = parseTarget
         self.kinds = kinds
+    }
+
+    /// An adapter whose targets' settings are typed: `settings` reads them once, and drivers read
+    /// them back with `Target.typedSettings`.
+    public init<Settings: TypedTargetSettings>(name: String, settings: @escaping @Sendable (SpecReader) -> Settings?,
+                                               kinds: [KindDefinition]) {
+        self.name = name
+        self.parseTarget = { settings($0)?.strings }
+        self.parseTypedTarget = { settings($0).map(AnyTypedSpec.init) }
+        self.kinds = kinds
+    }
+
+    /// A target read with this adapter: typed settings when the adapter has them, else text.
+    func readTarget(_ spec: SpecReader, name: String, labels: [String: String], location: SourceLocation) -> Target? {
+        if let parseTypedTarget {
+            guard let typed = parseTypedTarget(spec), let settings = typed.base as? any TypedTargetSettings else { return nil }
+            var target = Target(name: name, adapter: self.name, labels: labels, settings: settings.strings, location: location)
+            target.typed = typed
+            return target
+        }
+        guard let settings = parseTarget(spec) else { return nil }
+        return Target(name: name, adapter: self.name, labels: labels, settings: settings, location: location)
     }
 }
 

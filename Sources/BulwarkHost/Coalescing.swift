@@ -44,8 +44,6 @@ extension SysctlDriver: CoalescingDriver {
     func apply(batch: [(changes: [PropertyDrift], resource: Resource)], on target: Target) async throws -> Set<String> {
         let root = try HostRoot(target: target)
         let changes = batch.flatMap(\.changes)
-        try root.applying { try applyOnce(changes, root: root) }
-        // The kernel's runtime values are written too: not known to be in sync from the file.
-        return []
+        return try root.applying { try applyOnce(changes, root: root) }
     }
 }

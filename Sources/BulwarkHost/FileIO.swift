@@ -50,6 +50,8 @@ enum FileIO {
         let walk = try root.walk(root.components(of: path))
         guard walk.exists else { return nil }
         guard let name = walk.name else { throw HostError("is a folder, not a regular file", path: root.path) }
+        // Holding the target's lock, the read is the one a fix is built from: from a still file.
+        if HostLock.isHeld(root) { return try settledRead(name, in: walk.folder, display: root.full(walk.resolved)) }
         return try read(name, in: walk.folder, display: root.full(walk.resolved))
     }
 
@@ -240,6 +242,8 @@ enum FileIO {
             offset += n
         }
         guard fsync(fd) == 0 else { throw HostError("cannot fsync: \(errnoText())", path: display) }
+        var written = stat()
+        guard fstat(fd, &written) == 0 else { throw HostError("cannot stat: \(errnoText())", path: display) }
         if let validate {
             let byDescriptor = "/proc/\(getpid())/fd/\(fd)"
             try validate(access(byDescriptor, F_OK) == 0 ? byDescriptor : root.full(folder.components + [temporary]))
@@ -250,6 +254,7 @@ enum FileIO {
             throw HostError("cannot rename into place: \(errnoText())", path: display)
         }
         renamed = true
+        FixWitness.wrote(FileIdentity(written, bytes), at: display)
         fsync(folder.fd)
         return true
     }

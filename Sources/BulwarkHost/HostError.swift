@@ -10,6 +10,8 @@ public struct HostError: Error, Sendable, CustomStringConvertible {
         case missing
         /// The file changed between Bulwark's read and its write: re-read and plan again.
         case conflict
+        /// Another process holds the target's lock.
+        case busy
     }
 
     public init(_ message: String, path: String? = nil) {

@@ -1,4 +1,5 @@
 internal import Foundation
+internal import BulwarkCore
 internal import Synchronization
 
 /// The per-target lock: `run/bulwark/host.lock` inside the target root, held with
@@ -48,7 +49,7 @@ final class HostLock {
             let pid = String(decoding: buffer.prefix(max(0, count)), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
             let holder = Int32(pid).map { "pid \($0)" } ?? "a process that has not written its pid yet"
             throw HostError("another Bulwark (\(holder)) is changing this target; not applied, try again when it has finished",
-                            path: display)
+                            path: display, code: .busy)
         }
         let text = Array("\(getpid())\n".utf8)
         _ = ftruncate(fd, 0)
@@ -69,11 +70,22 @@ extension HostRoot {
     /// How many times an apply is tried when a file it writes changed since it was read.
     static let conflictAttempts = 3
 
+    /// The target's lock; `TargetBusy` when another process holds it (not a failed fix: nothing
+    /// was tried, and the reconciler records nothing but says who holds it).
+    private func takeLock() throws -> HostLock {
+        let result = Result { () throws(HostError) -> HostLock in try HostLock(self) }
+        switch result {
+        case .success(let lock): return lock
+        case .failure(let error) where error.code == .busy: throw TargetBusy(error.description)
+        case .failure(let error): throw error
+        }
+    }
+
     /// Runs one apply on this target: holding the target's lock, and again from a fresh read
     /// (at most `conflictAttempts` times) when another writer changed a file between Bulwark's
     /// read and its write. The other writer's content is never overwritten.
     func applying<R>(_ body: () throws -> R) throws -> R {
-        let lock = try HostLock(self)
+        let lock = try takeLock()
         defer { withExtendedLifetime(lock) {} }
         var attempt = 1
         while true {

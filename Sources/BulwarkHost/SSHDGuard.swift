@@ -1,5 +1,6 @@
 internal import Foundation
 internal import BulwarkCore
+internal import BulwarkProcess
 internal import Synchronization
 
 // MARK: - A candidate configuration sshd itself reads
@@ -164,43 +165,16 @@ struct SSHDProbe {
     }
 
     /// Runs a program with its output and errors in files of the folder (no pipe to fill up).
+    /// Runs a probe through the one bounded runner (output in files in `directory`, killed after `timeout`).
     static func run(_ executable: String, _ arguments: [String], in directory: String) throws -> (status: Int32, output: String, errors: String) {
-        let outPath = directory + "/.stdout", errPath = directory + "/.stderr"
-        defer {
-            unlink(outPath)
-            unlink(errPath)
-        }
-        guard FileManager.default.createFile(atPath: outPath, contents: nil, attributes: [.posixPermissions: 0o600]),
-              FileManager.default.createFile(atPath: errPath, contents: nil, attributes: [.posixPermissions: 0o600]),
-              let out = FileHandle(forWritingAtPath: outPath), let err = FileHandle(forWritingAtPath: errPath) else {
-            throw HostError("cannot create output files", path: directory)
-        }
-        defer {
-            try? out.close()
-            try? err.close()
-        }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
         // sshd -t/-T and ssh-keygen finish in milliseconds; one that hangs must not hang the plan.
-        // Monotonic: a wall clock stepped while it runs neither kills it early nor lets it hang.
-        let deadline = ContinuousClock.now + .seconds(Self.timeout)
-        while process.isRunning {
-            guard ContinuousClock.now < deadline else {
-                process.terminate()
-                process.waitUntilExit()
-                throw HostError("\(executable) did not finish within \(Int(Self.timeout)) s")
-            }
-            usleep(2_000)
+        do {
+            let result = try BoundedProcess.run(executable, arguments, folder: directory, timeout: .seconds(Self.timeout))
+            return (result.status, result.output, result.errors)
+        } catch {
+            if error.reason == .cannotCreateOutput { throw HostError("cannot create output files", path: directory) }
+            throw HostError(error.description)
         }
-        process.waitUntilExit()
-        let output = (try? FileIO.readText(outPath)) ?? nil
-        let errors = (try? FileIO.readText(errPath)) ?? nil
-        return (process.terminationStatus, output ?? "", (errors ?? "").trimmingCharacters(in: .whitespacesAndNewlines))
     }
 }
 

@@ -120,10 +120,30 @@ struct SysctlDriver: ResourceDriver {
 
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
         let root = try HostRoot(target: target)
-        try root.applying { try applyOnce(changes, root: root) }
+        let found = try root.applying { try applyOnce(changes, root: root) }
+        try AlreadyInSync.unless(changes, found: found)
     }
 
-    func applyOnce(_ changes: [PropertyDrift], root: HostRoot) throws {
+    /// The parameters among `changes` that already hold their desired value, both as persisted
+    /// (the assignment that wins) and at runtime (where `proc/sys` has the parameter): what
+    /// `observe` would find in sync.
+    func alreadySet(_ changes: [PropertyDrift], root: HostRoot) throws -> Set<String> {
+        let persisted = try persisted(root)
+        var found: Set<String> = []
+        for change in changes where persisted[change.property]?.value == change.desired {
+            let runtime = try FileIO.readText(try runtimePath(change.property, root), in: root).flatMap(Self.runtimeValue)
+            if runtime == nil || runtime == change.desired { found.insert(change.property) }
+        }
+        return found
+    }
+
+    /// One attempt: read the files and runtime values again, leave out the parameters that
+    /// already hold their desired value both persisted and at runtime (another writer set them
+    /// since the plan observed the drift), fix the rest. Returns the parameters found.
+    func applyOnce(_ allChanges: [PropertyDrift], root: HostRoot) throws -> Set<String> {
+        let found = try alreadySet(allChanges, root: root)
+        let changes = allChanges.filter { !found.contains($0.property) }
+        guard !changes.isEmpty else { return found }
         // Bulwark's own file, by its literal path: never reached through a link.
         let owned = root.full(root.components(of: Self.ownedFile))
         var file = try FileIO.readLines(owned, in: root)
@@ -167,6 +187,7 @@ struct SysctlDriver: ResourceDriver {
                             + "\(root.hostPath(root.components(of: owned))) and overrides it; Bulwark does not edit files under "
                             + "/usr or /lib: mask it with a file of the same name in /etc/sysctl.d")
         }
+        return found
     }
 
     /// A package's file (under usr/ or lib/), which Bulwark does not edit.

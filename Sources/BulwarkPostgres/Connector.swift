@@ -10,13 +10,14 @@ struct Connector: Sendable {
     var secrets: SecretsDirectories
 
     func password(_ target: Target) throws -> String? {
-        if let name = target.settings["passwordEnv"] {
+        let settings = try PostgresAdapter.settings(target)
+        if let name = settings.passwordEnv {
             guard let value = ProcessInfo.processInfo.environment[name], !value.isEmpty else {
                 throw PostgresAdapterError("environment variable \(name) (the password of target \(target.name)) is not set")
             }
             return value
         }
-        if let path = target.settings["passwordFile"] {
+        if let path = settings.passwordFile {
             return try secrets.read(path, what: "the passwordFile of target \(target.name)")
         }
         return nil
@@ -26,13 +27,10 @@ struct Connector: Sendable {
     func withConnection<T: Sendable>(
         _ target: Target, database: String? = nil, _ body: (PostgresConnection) async throws -> T
     ) async throws -> T {
-        guard let host = target.settings["host"], let user = target.settings["user"] else {
-            throw PostgresAdapterError("target \(target.name) has no host or user")
-        }
-        let port = Int(target.settings["port"] ?? "") ?? 5432
-        let mode = target.settings["sslmode"] ?? "verify-full"
+        let settings = try PostgresAdapter.settings(target)
+        let (host, user, port, mode) = (settings.host, settings.user, settings.port, settings.sslmode)
         // Checked when the target was read; checked again here, where the password would leave.
-        if mode == "disable", !PostgresAdapter.isLocal(host) {
+        if mode == .disable, !PostgresAdapter.isLocal(host) {
             throw PostgresAdapterError("target \(target.name): sslmode: disable would send the password in clear text to \(host); "
                                        + PostgresAdapter.cleartextAdvice)
         }
@@ -40,23 +38,23 @@ struct Connector: Sendable {
         if host.hasPrefix("/") {
             configuration = PostgresConnection.Configuration(
                 unixSocketPath: host + "/.s.PGSQL.\(port)", username: user, password: try password(target),
-                database: database ?? target.settings["database"])
+                database: database ?? settings.database)
         } else {
             let tls: PostgresConnection.Configuration.TLS
             switch mode {
-            case "disable":
+            case .disable:
                 tls = .disable
-            case "require":
-                var settings = TLSConfiguration.makeClientConfiguration()
-                settings.certificateVerification = .none
-                tls = .require(try NIOSSLContext(configuration: settings))
-            default:
+            case .require:
+                var configuration = TLSConfiguration.makeClientConfiguration()
+                configuration.certificateVerification = .none
+                tls = .require(try NIOSSLContext(configuration: configuration))
+            case .verifyFull:
                 tls = .require(try NIOSSLContext(configuration: .makeClientConfiguration()))
             }
             configuration = PostgresConnection.Configuration(
                 host: host, port: port, username: user, password: try password(target),
-                database: database ?? target.settings["database"], tls: tls)
-            if mode == "verify-full" { configuration.options.tlsServerName = host }
+                database: database ?? settings.database, tls: tls)
+            if mode == .verifyFull { configuration.options.tlsServerName = host }
         }
         configuration.options.connectTimeout = .seconds(5)
         let connection: PostgresConnection

@@ -97,9 +97,9 @@ extension Connector {
 
 extension RoleDriver {
     func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async -> GuardVerdict {
-        let role = resource.spec.subject
         let me = target.settings["user"]
         return await connector.judge(target) { connection in
+            let role = try PostgresAdapter.spec(resource, RoleDriver.Spec.self).role
             let before = try await RoleState.read(connection, including: [role] + (me.map { [$0] } ?? []))
             guard let current = before[role] else { return [] }  // gone since observed: nothing to apply
             var after = before
@@ -111,9 +111,9 @@ extension RoleDriver {
 
 extension SuperusersDriver {
     func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async -> GuardVerdict {
-        let allowed = Set(resource.spec.subject.split(separator: ",").map(String.init))
         let me = target.settings["user"]
         return await connector.judge(target) { connection in
+            let allowed = try PostgresAdapter.spec(resource, SuperusersDriver.Spec.self).allowed
             let before = try await RoleState.read(connection, including: me.map { [$0] } ?? [])
             var after = before
             for (name, state) in before where state.superuser && !allowed.contains(name) {

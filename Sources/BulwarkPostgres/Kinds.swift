@@ -80,18 +80,32 @@ struct RoleDriver: ResourceDriver {
                         ("createdb", "rolcreatedb", "CREATEDB"), ("replication", "rolreplication", "REPLICATION"),
                         ("bypassrls", "rolbypassrls", "BYPASSRLS"), ("login", "rolcanlogin", "LOGIN")]
 
+    /// The role and the attributes it must have, typed once when the spec is read.
+    struct Spec: TypedSpec {
+        var role: String
+        /// Attribute key (`superuser`) to wanted value.
+        var flags: [String: Bool]
+        /// -1: no limit.
+        var connectionLimit: Int?
+        /// `YYYY-MM-DD` or `infinity`.
+        var validUntil: String?
+    }
+
     static func parse(_ spec: SpecReader) -> ResourceSpec? {
         guard spec.entries() != nil else { return nil }
         spec.allowOnly(["role"] + flags.map(\.0) + ["connectionLimit", "validUntil"])
         guard let role = spec.field("role", required: true)?.string() else { return nil }
+        var typed = Spec(role: role, flags: [:])
         var properties: [DesiredProperty] = []
         for (key, _, _) in flags {
             guard let reader = spec.field(key) else { continue }
             guard let value = reader.bool() else { return nil }
+            typed.flags[key] = value
             properties.append(DesiredProperty(key, String(value)))
         }
         if let reader = spec.field("connectionLimit") {
             guard let limit = reader.int(in: -1...1_000_000) else { return nil }
+            typed.connectionLimit = limit
             properties.append(DesiredProperty("connectionLimit", String(limit)))
         }
         if let reader = spec.field("validUntil"), let text = reader.string() {
@@ -99,17 +113,18 @@ struct RoleDriver: ResourceDriver {
                 reader.fail("expected a date (YYYY-MM-DD) or infinity, got '\(text)'")
                 return nil
             }
+            typed.validUntil = text
             properties.append(DesiredProperty("validUntil", text))
         }
         guard !properties.isEmpty else {
             spec.fail("list at least one attribute: \((flags.map(\.0) + ["connectionLimit", "validUntil"]).joined(separator: ", "))")
             return nil
         }
-        return ResourceSpec(subject: role, properties: properties)
+        return ResourceSpec(subject: role, properties: properties, typed: typed)
     }
 
     func observe(_ resource: Resource, on target: Target) async throws -> Observation {
-        let role = resource.spec.subject
+        let role = try PostgresAdapter.spec(resource, Spec.self).role
         let rows = try await connector.withConnection(target) { connection in
             try await PostgresAdapter.rows(connection, """
                 SELECT rolsuper::text, rolcreaterole::text, rolcreatedb::text, rolreplication::text, rolbypassrls::text,
@@ -127,20 +142,22 @@ struct RoleDriver: ResourceDriver {
     }
 
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
+        let spec = try PostgresAdapter.spec(resource, Spec.self)
         var options: [String] = []
+        // What is set is what the spec says (typed when it was read), for each drifted attribute.
         for change in changes {
-            if let flag = Self.flags.first(where: { $0.0 == change.property }) {
-                options.append(change.desired == "true" ? flag.2 : "NO" + flag.2)
-            } else if change.property == "connectionLimit" {
-                options.append("CONNECTION LIMIT \(Int(change.desired) ?? -1)")
-            } else if change.property == "validUntil" {
-                options.append("VALID UNTIL " + PostgresAdapter.literal(change.desired == "infinity" ? "infinity" : change.desired + " 00:00:00+00"))
+            if let flag = Self.flags.first(where: { $0.0 == change.property }), let wanted = spec.flags[flag.0] {
+                options.append(wanted ? flag.2 : "NO" + flag.2)
+            } else if change.property == "connectionLimit", let limit = spec.connectionLimit {
+                options.append("CONNECTION LIMIT \(limit)")
+            } else if change.property == "validUntil", let until = spec.validUntil {
+                options.append("VALID UNTIL " + PostgresAdapter.literal(until == "infinity" ? "infinity" : until + " 00:00:00+00"))
             }
         }
         guard !options.isEmpty else { return }
         try await connector.withConnection(target) { connection in
             try await PostgresAdapter.execute(connection,
-                "ALTER ROLE \(PostgresAdapter.identifier(resource.spec.subject)) \(options.joined(separator: " "))")
+                "ALTER ROLE \(PostgresAdapter.identifier(spec.role)) \(options.joined(separator: " "))")
         }
     }
 }
@@ -150,6 +167,20 @@ struct RoleDriver: ResourceDriver {
 struct PrivilegeDriver: ResourceDriver {
     var connector: Connector
 
+    /// The grantee, the schema and, per property, its database and privilege: typed once when the
+    /// spec is read (a database name may hold a `/`, so the property name is never split).
+    struct Spec: TypedSpec {
+        struct Entry: Hashable, Sendable {
+            var database: String
+            var privilege: String
+        }
+
+        var grantee: String
+        var schema: String
+        /// Property name (`app/CREATE`) to what it governs.
+        var entries: [String: Entry]
+    }
+
     static func parse(_ spec: SpecReader) -> ResourceSpec? {
         guard spec.entries() != nil else { return nil }
         spec.allowOnly(["databases", "schema", "grantee", "privileges"])
@@ -158,29 +189,35 @@ struct PrivilegeDriver: ResourceDriver {
         let grantee = spec.field("grantee")?.string() ?? "PUBLIC"
         guard let privileges = spec.field("privileges", required: true)?.entries() else { return nil }
         var properties: [DesiredProperty] = []
+        var typed = Spec(grantee: grantee, schema: schema, entries: [:])
         for (name, reader) in privileges {
             guard ["CREATE", "USAGE"].contains(name) else {
                 reader.fail("expected a schema privilege: CREATE or USAGE, got '\(name)'")
                 return nil
             }
             guard let granted = reader.bool() else { return nil }
-            for database in databases { properties.append(DesiredProperty("\(database)/\(name)", granted ? "granted" : "revoked")) }
+            for database in databases {
+                properties.append(DesiredProperty("\(database)/\(name)", granted ? "granted" : "revoked"))
+                typed.entries["\(database)/\(name)"] = Spec.Entry(database: database, privilege: name)
+            }
         }
-        return ResourceSpec(subject: "\(grantee) on schema \(schema)", properties: properties)
+        return ResourceSpec(subject: "\(grantee) on schema \(schema)", properties: properties, typed: typed)
     }
 
-    static func parts(_ resource: Resource) -> (grantee: String, schema: String) {
-        let words = resource.spec.subject.components(separatedBy: " on schema ")
-        return (words.first ?? "PUBLIC", words.last ?? "public")
+    /// What a property governs, from the typed spec.
+    static func entry(_ spec: Spec, _ property: String) throws -> Spec.Entry {
+        guard let entry = spec.entries[property] else { throw PostgresAdapterError("no privilege \(property) in the spec") }
+        return entry
     }
 
     func observe(_ resource: Resource, on target: Target) async throws -> Observation {
-        let (grantee, schema) = Self.parts(resource)
+        let spec = try PostgresAdapter.spec(resource, Spec.self)
+        let (grantee, schema) = (spec.grantee, spec.schema)
         var values: [String: String?] = [:]
         for property in resource.spec.properties {
-            let pieces = property.name.split(separator: "/").map(String.init)
-            let rows = try await connector.withConnection(target, database: pieces[0]) { connection in
-                try await PostgresAdapter.rows(connection, "SELECT has_schema_privilege(\(grantee == "PUBLIC" ? "public" : grantee), \(schema), \(pieces[1]))::text", columns: 1)
+            let entry = try Self.entry(spec, property.name)
+            let rows = try await connector.withConnection(target, database: entry.database) { connection in
+                try await PostgresAdapter.rows(connection, "SELECT has_schema_privilege(\(grantee == "PUBLIC" ? "public" : grantee), \(schema), \(entry.privilege))::text", columns: 1)
             }
             values[property.name] = rows.first?[0] == "true" ? "granted" : "revoked"
         }
@@ -188,14 +225,15 @@ struct PrivilegeDriver: ResourceDriver {
     }
 
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
-        let (grantee, schema) = Self.parts(resource)
+        let spec = try PostgresAdapter.spec(resource, Spec.self)
+        let (grantee, schema) = (spec.grantee, spec.schema)
         let who = grantee == "PUBLIC" ? "PUBLIC" : PostgresAdapter.identifier(grantee)
         for change in changes {
-            let pieces = change.property.split(separator: "/").map(String.init)
+            let entry = try Self.entry(spec, change.property)
             let statement = change.desired == "granted"
-                ? "GRANT \(pieces[1]) ON SCHEMA \(PostgresAdapter.identifier(schema)) TO \(who)"
-                : "REVOKE \(pieces[1]) ON SCHEMA \(PostgresAdapter.identifier(schema)) FROM \(who)"
-            try await connector.withConnection(target, database: pieces[0]) { connection in
+                ? "GRANT \(entry.privilege) ON SCHEMA \(PostgresAdapter.identifier(schema)) TO \(who)"
+                : "REVOKE \(entry.privilege) ON SCHEMA \(PostgresAdapter.identifier(schema)) FROM \(who)"
+            try await connector.withConnection(target, database: entry.database) { connection in
                 try await PostgresAdapter.execute(connection, statement)
             }
         }
@@ -207,15 +245,21 @@ struct PrivilegeDriver: ResourceDriver {
 struct SuperusersDriver: ResourceDriver {
     var connector: Connector
 
+    /// The roles that may be superusers, typed once when the spec is read (a role name may hold a comma).
+    struct Spec: TypedSpec {
+        var allowed: Set<String>
+    }
+
     static func parse(_ spec: SpecReader) -> ResourceSpec? {
         guard spec.entries() != nil else { return nil }
         spec.allowOnly(["allowed"])
         guard let allowed = spec.field("allowed", required: true)?.strings() else { return nil }
-        return ResourceSpec(subject: allowed.sorted().joined(separator: ","), properties: [DesiredProperty("unexpectedSuperusers", "(none)")])
+        return ResourceSpec(subject: allowed.sorted().joined(separator: ","), properties: [DesiredProperty("unexpectedSuperusers", "(none)")],
+                            typed: Spec(allowed: Set(allowed)))
     }
 
     func observe(_ resource: Resource, on target: Target) async throws -> Observation {
-        let allowed = Set(resource.spec.subject.split(separator: ",").map(String.init))
+        let allowed = try PostgresAdapter.spec(resource, Spec.self).allowed
         let rows = try await connector.withConnection(target) { connection in
             try await PostgresAdapter.rows(connection, "SELECT rolname FROM pg_roles WHERE rolsuper ORDER BY rolname", columns: 1)
         }
@@ -226,7 +270,8 @@ struct SuperusersDriver: ResourceDriver {
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
         guard let observed = changes.first?.observed, observed != "(none)" else { return }
         let roles = observed.components(separatedBy: ", ")
-        if let me = target.settings["user"], roles.contains(me) {
+        let me = try PostgresAdapter.settings(target).user
+        if roles.contains(me) {
             throw PostgresAdapterError("the connecting user \(me) is a superuser not on the allowed list; add it or connect as another user")
         }
         try await connector.withConnection(target) { connection in

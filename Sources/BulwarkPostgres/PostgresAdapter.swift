@@ -23,7 +23,7 @@ public enum PostgresAdapter {
     public static func definition(secretsDirectories: [String]? = nil) -> AdapterDefinition {
         let connector = Connector(secrets: SecretsDirectories(explicit: secretsDirectories))
         return AdapterDefinition(
-            name: name, parseTarget: parseTarget,
+            name: name, settings: parseSettings,
             kinds: [
                 KindDefinition(name: "PostgresSetting", adapter: name, summary: "server settings via ALTER SYSTEM",
                                parse: SettingDriver.parse, driver: SettingDriver(connector: connector)),
@@ -54,7 +54,7 @@ public enum PostgresAdapter {
 
     static let cleartextAdvice = "sslmode defaults to verify-full; set sslmode: disable only for loopback (127.0.0.1, ::1) or a Unix socket (host: /run/postgresql)"
 
-    @Sendable static func parseTarget(_ spec: SpecReader) -> [String: String]? {
+    @Sendable static func parseSettings(_ spec: SpecReader) -> PostgresTargetSettings? {
         spec.allowOnly(["adapter", "host", "port", "user", "database", "passwordEnv", "passwordFile", "sslmode"])
         guard let hostReader = spec.field("host", required: true), let host = hostReader.string(),
               let user = spec.field("user", required: true)?.string() else { return nil }
@@ -62,11 +62,10 @@ public enum PostgresAdapter {
             hostReader.fail("expected the folder of a Unix socket without '..', got '\(host)'")
             return nil
         }
-        var settings = ["host": host, "user": user, "database": spec.field("database")?.string() ?? "postgres",
-                        "port": "5432", "sslmode": "verify-full"]
+        var settings = PostgresTargetSettings(host: host, user: user, database: spec.field("database")?.string() ?? "postgres")
         if let reader = spec.field("port") {
             guard let port = reader.int(in: 1...65535) else { return nil }
-            settings["port"] = String(port)
+            settings.port = port
         }
         if let reader = spec.field("sslmode") {
             guard let mode = reader.oneOf(["disable", "require", "verify-full"]) else { return nil }
@@ -74,7 +73,7 @@ public enum PostgresAdapter {
                 reader.fail("sslmode: disable would send the password in clear text to \(host); \(cleartextAdvice)")
                 return nil
             }
-            settings["sslmode"] = mode
+            settings.sslmode = PostgresTargetSettings.SSLMode(rawValue: mode) ?? .verifyFull
         }
         let env = spec.field("passwordEnv")?.string()
         let fileReader = spec.field("passwordFile")
@@ -87,9 +86,30 @@ public enum PostgresAdapter {
                 return nil
             }
         }
-        if let env { settings["passwordEnv"] = env }
-        if let file { settings["passwordFile"] = file }
+        settings.passwordEnv = env
+        settings.passwordFile = file
         return settings
+    }
+
+    /// The text settings of a target (what `Target.settings` holds).
+    @Sendable static func parseTarget(_ spec: SpecReader) -> [String: String]? { parseSettings(spec)?.strings }
+
+    /// The target's settings as `parseSettings` typed them when the target was read.
+    static func settings(_ target: Target) throws -> PostgresTargetSettings {
+        do {
+            return try target.typedSettings(PostgresTargetSettings.self)
+        } catch {
+            throw PostgresAdapterError(error.description)
+        }
+    }
+
+    /// A resource's spec as its kind's parser typed it.
+    static func spec<T: TypedSpec>(_ resource: Resource, _ type: T.Type) throws -> T {
+        do {
+            return try resource.typedSpec(type)
+        } catch {
+            throw PostgresAdapterError(error.description)
+        }
     }
 
     // MARK: - Connections
@@ -144,4 +164,34 @@ public enum PostgresAdapter {
 struct PostgresAdapterError: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
+}
+
+/// A PostgreSQL target's settings, checked once when the target is read.
+struct PostgresTargetSettings: TypedTargetSettings {
+    enum SSLMode: String, Sendable {
+        case disable, require
+        case verifyFull = "verify-full"
+    }
+
+    /// A name, an address, or the folder of a Unix socket.
+    var host: String
+    var port = 5432
+    var user: String
+    var database: String
+    var sslmode = SSLMode.verifyFull
+    var passwordEnv: String?
+    var passwordFile: String?
+
+    init(host: String, user: String, database: String) {
+        self.host = host
+        self.user = user
+        self.database = database
+    }
+
+    var strings: [String: String] {
+        var strings = ["host": host, "user": user, "database": database, "port": String(port), "sslmode": sslmode.rawValue]
+        strings["passwordEnv"] = passwordEnv
+        strings["passwordFile"] = passwordFile
+        return strings
+    }
 }

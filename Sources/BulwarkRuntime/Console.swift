@@ -99,7 +99,10 @@ package struct Console: Sendable {
 }
 
 /// The version of the JSON documents `--output json` prints; raised when a field changes meaning
-/// or goes away (adding a field does not raise it).
+/// or goes away (adding a field does not raise it). 2: one vocabulary across commands
+/// (`DecisionJSON`: `observed`, `desired`, `verified`, `decision`, `result`, `revision`), where
+/// `apply` and the status API showed the audit record's own fields (`observedBefore`,
+/// `observedAfter`, `desiredCommit`, `approver`, a `commits` map) and `log` its raw trailers.
 package enum JSONSchema {
-    package static let version = 1
+    package static let version = 2
 }

@@ -10,28 +10,20 @@ package import Synchronization
 /// What `/api/v1/status` and the status page show, as a value the server renders.
 extension Daemon {
     package func statusJSON() -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        return Array((try? encoder.encode(status())) ?? Data("{}".utf8))
+        Array((try? Console.jsonEncoder().encode(status())) ?? Data("{}".utf8))
     }
 
     package struct Status: Encodable {
+        /// Drift the last cycle left open, in `plan`'s vocabulary.
         package struct Item: Encodable {
             package var target: String
             package var resource: String
-            package var severity: String
-            package var decision: String
-            package var properties: [String]
-        }
-        package struct Recent: Encodable {
-            package var id: String
-            package var target: String
-            package var resource: String
-            package var decision: String
-            package var result: String?
-            package var commit: String?
-            package var detectedAt: String
-            package var verifiedAt: String?
+            package var controller: String
+            package var severity: Severity
+            package var risk: Int
+            package var decision: Decision
+            package var reason: String?
+            package var changes: [DecisionJSON.Change]
         }
         package struct TargetInfo: Encodable {
             package var name: String
@@ -39,7 +31,7 @@ extension Daemon {
             package var resources: Int
         }
         /// `JSONSchema.version` (docs/schemas/status.schema.json).
-        package var schemaVersion = 1
+        package var schemaVersion = JSONSchema.version
         package var revision: String?
         /// A cycle is running or waiting to run.
         package var busy: Bool
@@ -48,12 +40,12 @@ extension Daemon {
         package var ready: Bool
         package var readiness: String
         package var sourceError: String?
-        package var lastCycleAt: String?
+        package var lastCycleAt: Date?
         package var lastCycleSeconds: Double?
         package var lastCycleError: String?
         package var targets: [TargetInfo]
         package var openDrift: [Item]
-        package var recent: [Recent]
+        package var recent: [DecisionJSON]
         package var mttrLastDay: RemediationReport.Summary
         package var mttrLastWeek: RemediationReport.Summary
     }
@@ -66,17 +58,15 @@ extension Daemon {
             Status.TargetInfo(name: target.name, adapter: target.adapter, resources: bound[target.name] ?? 0)
         }
         let openItems = open.values.sorted { ($0.risk, $1.binding) > ($1.risk, $0.binding) }.map {
-            Status.Item(target: $0.binding.target, resource: $0.binding.resource.description, severity: $0.severity.rawValue,
-                        decision: $0.decision.rawValue, properties: $0.changes.map { "\($0.property): \($0.shownObserved) -> \($0.shownDesired)" })
+            Status.Item(target: $0.binding.target, resource: $0.binding.resource.description, controller: $0.binding.controller,
+                        severity: $0.severity, risk: $0.risk, decision: $0.decision, reason: $0.reason,
+                        changes: $0.changes.map(DecisionJSON.Change.init))
         }
         return Status(
             revision: head?.hex, busy: working || pendingSource || pendingAll || !pendingBindings.isEmpty, cycles: cycles, ready: ready, readiness: reason, sourceError: sourceError,
-            lastCycleAt: lastCycle.map { Timestamp.format($0.at) }, lastCycleSeconds: lastCycle.map { RemediationReport.seconds($0.seconds) }, lastCycleError: lastCycle?.error,
+            lastCycleAt: lastCycle?.at, lastCycleSeconds: lastCycle.map { RemediationReport.seconds($0.seconds) }, lastCycleError: lastCycle?.error,
             targets: targets, openDrift: openItems,
-            recent: recent.reversed().prefix(30).map { r in
-                Status.Recent(id: r.record.id, target: r.record.target, resource: r.record.resource, decision: r.record.decision.rawValue,
-                              result: r.record.result?.rawValue, commit: r.commit, detectedAt: r.record.detectedAt, verifiedAt: r.record.verifiedAt)
-            },
+            recent: recent.reversed().prefix(30).map { DecisionJSON($0.record, commit: $0.commit) },
             mttrLastDay: RemediationReport(entries: history, since: now.addingTimeInterval(-86400), now: now, top: 0).mttr,
             mttrLastWeek: RemediationReport(entries: history, since: now.addingTimeInterval(-7 * 86400), now: now, top: 0).mttr)
     }

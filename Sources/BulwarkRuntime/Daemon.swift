@@ -58,6 +58,11 @@ package actor Daemon: DaemonControl {
     /// The drift of a fix that failed, per resource: the same fix is not tried (and recorded)
     /// again until the drift, the revision or the daemon changes.
     var failedFixes: [Binding: String] = [:]
+    /// Fixes undone by another writer before their verification, in a row per resource: tried
+    /// again by the next cycle, at most `Daemon.overwrittenRetries` times, then held back as a
+    /// failed fix (a writer that undoes every fix is a fight, not a race).
+    var overwrittenFixes: [Binding: Int] = [:]
+    static let overwrittenRetries = 3
     /// The drift open per resource, so that drift is counted once however often it is seen.
     var driftSeen: [Binding: String] = [:]
     var working = false
@@ -253,7 +258,11 @@ package actor Daemon: DaemonControl {
                 meters.recorded(entry.record)
                 if entry.record.decision == .applied {
                     budget.record(controller: entry.record.controller, target: entry.record.target, at: clock.now())
-                    failedFixes[entry.remediation.binding] = entry.record.result == .failed ? Self.fingerprint(entry.remediation.changes) : nil
+                    let binding = entry.remediation.binding
+                    let overwritten = entry.record.overwrittenAfterFix ? (overwrittenFixes[binding] ?? 0) + 1 : 0
+                    overwrittenFixes[binding] = overwritten == 0 ? nil : overwritten
+                    let holdBack = entry.record.result == .failed && (overwritten == 0 || overwritten > Self.overwrittenRetries)
+                    failedFixes[binding] = holdBack ? Self.fingerprint(entry.remediation.changes) : nil
                     if entry.record.result == .verified { lastInSync[entry.remediation.binding] = clock.wall() }
                 }
                 recent.append((entry.record, entry.commit))
@@ -268,11 +277,15 @@ package actor Daemon: DaemonControl {
                 open[entry.remediation.binding] = entry.remediation
             }
             for remediation in notRetried { open[remediation.binding] = remediation }
+            // Another Bulwark holds the target: nothing tried, nothing recorded; tried again by a later cycle.
+            for item in outcome.busy { open[item.remediation.binding] = item.remediation }
             var failedControllers = Set(plan.failures.map(\.binding.controller))
             failedControllers.formUnion(outcome.failed.map(\.remediation.binding.controller))
+            failedControllers.formUnion(outcome.busy.map(\.remediation.binding.controller))
             let problems = plan.failures.map { "\($0.binding): \($0.message)" } + outcome.failed.map { "\($0.remediation.binding): \($0.record.error ?? "fix did not verify")" }
                 + outcome.auditFailures + (outcome.halted.map { ["stopped changing systems: \($0)"] } ?? [])
                 + notRetried.map { "\($0.binding): a fix for this drift failed before; not retried until the drift or the policy changes" }
+                + outcome.busy.map { "\($0.remediation.binding): not applied, nothing recorded: \($0.reason)" }
             for failure in plan.failures {
                 meters.observationFailed(controller: failure.binding.controller)
                 logger.error("observation failed", metadata: ["target": .string(failure.binding.target),

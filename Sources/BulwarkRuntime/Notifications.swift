@@ -1,9 +1,7 @@
 package import BulwarkCore
+internal import BulwarkHTTP
 package import BulwarkServer
 package import Foundation
-#if canImport(FoundationNetworking)
-package import FoundationNetworking
-#endif
 
 /// Announcements of decisions, delivered from an outbox in the state directory.
 ///
@@ -33,6 +31,9 @@ package actor Outbox {
             errors += round.errors
         }
     }
+
+    /// Between delivery rounds: 250 ms doubling up to 8 s, until the caller's deadline.
+    static let retry = RetryPolicy(base: .milliseconds(250), cap: .seconds(8))
 
     package nonisolated let folder: String
     private let notifiers: [String: NotifierConfig]
@@ -64,11 +65,15 @@ package actor Outbox {
     /// backoff until `deadline`. Delivered entries are removed; the rest stay for the next run.
     package func deliver(until deadline: ContinuousClock.Instant) async -> Delivery {
         var result = Delivery()
-        var delay = Duration.milliseconds(250)
+        var round = 0
         while true {
+            round += 1
             let names = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [])
                 .filter { $0.hasSuffix(".json") }.sorted()
             var failed = false
+            // A receiver that cannot be reached is not tried again in this round: the client keeps
+            // trying to connect for seconds, and every other entry for it would wait as long.
+            var unreachable: Set<String> = []
             for name in names {
                 let path = folder + "/" + name
                 guard let data = FileManager.default.contents(atPath: path),
@@ -78,11 +83,13 @@ package actor Outbox {
                     try? FileManager.default.removeItem(atPath: path)
                     continue
                 }
+                guard !unreachable.contains(notifier.name) else { continue }
                 do {
                     try await send(entry, with: notifier)
                     try? FileManager.default.removeItem(atPath: path)
                     result.delivered += 1
                 } catch {
+                    if !(error is CommandError) { unreachable.insert(notifier.name) }
                     entry.attempts += 1
                     if let data = try? JSONEncoder().encode(entry) { try? data.write(to: URL(fileURLWithPath: path), options: .atomic) }
                     // A failed request's error names its URL, token and all: redacted here, once.
@@ -90,31 +97,28 @@ package actor Outbox {
                     failed = true
                 }
             }
-            guard failed, ContinuousClock.now + delay < deadline else { break }
+            guard failed, let delay = Self.retry.nextDelay(afterFailure: round, at: .now, deadline: deadline) else { break }
             try? await Task.sleep(for: delay)
-            delay = min(delay * 2, .seconds(8))
         }
         result.pending = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).filter { $0.hasSuffix(".json") }.count
         return result
     }
 
     private func send(_ entry: Entry, with notifier: NotifierConfig) async throws {
-        guard let url = URL(string: try notifier.url.value(environment: environment)), url.scheme == "http" || url.scheme == "https" else {
+        let text = try notifier.url.value(environment: environment)
+        guard let url = URL(string: text), url.scheme == "http" || url.scheme == "https", url.host?.isEmpty == false else {
             throw CommandError("notifier \(notifier.name) has no valid http(s) URL")
         }
-        var request = URLRequest(url: url, timeoutInterval: 5)
-        request.httpMethod = "POST"
-        request.httpBody = entry.body
-        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-        request.setValue("bulwark/0.1", forHTTPHeaderField: "User-Agent")
-        request.setValue(entry.recordID, forHTTPHeaderField: "X-Bulwark-Delivery")
+        var headers = [("Content-Type", "application/json"), ("User-Agent", "bulwark/0.1"), ("X-Bulwark-Delivery", entry.recordID)]
         if let secret = notifier.secret {
             let signature = WebhookVerifier.signature(of: Array(entry.body), secret: Array(try secret.value(environment: environment).utf8))
-            request.setValue(signature, forHTTPHeaderField: "X-Bulwark-Signature-256")
+            headers.append(("X-Bulwark-Signature-256", signature))
         }
-        let (_, response) = try await URLSession.shared.data(for: request)
-        guard let http = response as? HTTPURLResponse, (200..<300).contains(http.statusCode) else {
-            throw CommandError("HTTP \((response as? HTTPURLResponse)?.statusCode ?? 0)")
+        // The shared client (one for the process); the receiver's answer body is not needed.
+        let response = try await HTTP.send("POST", url.absoluteString, headers: headers, body: Array(entry.body),
+                                           timeout: .seconds(5), maxBody: 64 << 10)
+        guard (200..<300).contains(response.status) else {
+            throw CommandError("HTTP \(response.status)")
         }
     }
 }

@@ -1,4 +1,5 @@
 package import Foundation
+internal import BulwarkCore
 
 /// Time as the daemon reads it. Every interval, timeout, debounce and backoff is measured on
 /// `now` (monotonic: an NTP step, a wrong hardware clock or an operator's `date -s` cannot move
@@ -113,8 +114,7 @@ package struct Scheduler: Sendable {
             if failed.contains(name) {
                 let count = (failures[name] ?? 0) + 1
                 failures[name] = count
-                let doubled = retryBase * (1 << min(count - 1, 20))
-                nextRun[name] = now + min(interval, doubled)
+                nextRun[name] = now + RetryPolicy(base: retryBase, cap: interval).delay(afterFailure: count)
             } else {
                 failures[name] = nil
             }

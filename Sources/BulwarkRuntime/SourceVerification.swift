@@ -1,5 +1,6 @@
 package import BulwarkCore
 package import BulwarkGit
+internal import BulwarkProcess
 package import Foundation
 
 /// Trusted source: before a revision is applied, every policy commit since the last applied
@@ -185,50 +186,18 @@ package struct SourceVerification: Sendable {
         try runTool(executable, arguments, input: input, folder: folder)
     }
 
-    /// Runs a verifying tool with output captured in files (no pipe to fill), killed after `timeout`.
+    /// Runs a verifying tool through the one bounded runner (output in files, killed after `timeout`).
     package static func runTool(_ executable: String, _ arguments: [String], input: String? = nil, folder: String) throws
         -> (status: Int32, output: String, errors: String) {
-        let outPath = folder + "/out"
-        let errPath = folder + "/err"
-        for path in [outPath, errPath] {
-            unlink(path)
-            guard FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600]) else {
-                throw CommandError("cannot create \(path) to verify signatures")
-            }
-        }
-        guard let out = FileHandle(forWritingAtPath: outPath), let err = FileHandle(forWritingAtPath: errPath) else {
-            throw CommandError("cannot open \(folder) to verify signatures")
-        }
-        let stdin = input.flatMap { FileHandle(forReadingAtPath: $0) }
-        defer {
-            try? out.close()
-            try? err.close()
-            try? stdin?.close()
-        }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = stdin ?? FileHandle.nullDevice
         do {
-            try process.run()
+            let result = try BoundedProcess.run(executable, arguments, input: input, folder: folder, timeout: .seconds(timeout))
+            return (result.status, result.output, result.errors)
         } catch {
-            throw CommandError("cannot run \(executable) to verify signatures: \(error.localizedDescription)")
-        }
-        // Monotonic: a wall clock stepped while it runs neither kills it early nor lets it hang.
-        let deadline = ContinuousClock.now + .seconds(timeout)
-        while process.isRunning {
-            guard ContinuousClock.now < deadline else {
-                process.terminate()
-                process.waitUntilExit()
-                throw CommandError("\(executable) did not finish within \(Int(timeout)) s")
+            switch error.reason {
+            case .cannotCreateOutput: throw CommandError("cannot create output files in \(folder) to verify signatures")
+            case .cannotStart: throw CommandError("\(error.description) to verify signatures")
+            case .timedOut: throw CommandError(error.description)
             }
-            usleep(2_000)
         }
-        process.waitUntilExit()
-        let output = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
-        let errors = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
-        return (process.terminationStatus, output, errors.trimmingCharacters(in: .whitespacesAndNewlines))
     }
 }

@@ -1,4 +1,5 @@
 package import Foundation
+internal import BulwarkCore
 
 /// The human status page: server-rendered HTML with no external assets.
 package enum StatusPage {
@@ -27,12 +28,14 @@ package enum StatusPage {
         for target in status.targets { html += "<tr><td>\(e(target.name))</td><td>\(e(target.adapter))</td><td>\(target.resources)</td></tr>" }
         html += "</table><h2>Open drift (\(status.openDrift.count))</h2><table><tr><th>target</th><th>resource</th><th>severity</th><th>decision</th><th>properties</th></tr>"
         for item in status.openDrift {
-            html += "<tr><td>\(e(item.target))</td><td>\(e(item.resource))</td><td>\(e(item.severity))</td><td>\(e(item.decision))</td><td>\(e(item.properties.joined(separator: "; ")))</td></tr>"
+            html += "<tr><td>\(e(item.target))</td><td>\(e(item.resource))</td><td>\(e(item.severity.rawValue))</td><td>\(e(item.decision.rawValue))</td>"
+                + "<td>\(e(item.changes.map { "\($0.property): \($0.observed ?? "(unset)") -> \($0.desired)" }.joined(separator: "; ")))</td></tr>"
         }
         html += "</table><h2>Recent remediations</h2><table><tr><th>detected</th><th>target</th><th>resource</th><th>decision</th><th>result</th><th>audit commit</th></tr>"
         for item in status.recent {
-            html += "<tr><td>\(e(item.detectedAt))</td><td>\(e(item.target))</td><td>\(e(item.resource))</td><td>\(e(item.decision))</td>"
-                + "<td class=\"\(item.result == "failed" ? "bad" : "ok")\">\(e(item.result ?? ""))</td><td><code>\(e(item.commit.map { String($0.prefix(12)) } ?? ""))</code></td></tr>"
+            html += "<tr><td>\(e(item.detectedAt.map(Timestamp.format) ?? ""))</td><td>\(e(item.target ?? ""))</td><td>\(e(item.resource ?? ""))</td>"
+                + "<td>\(e(item.decision?.rawValue ?? ""))</td>"
+                + "<td class=\"\(item.result == .failed ? "bad" : "ok")\">\(e(item.result?.rawValue ?? ""))</td><td><code>\(e(item.commit.map { String($0.prefix(12)) } ?? ""))</code></td></tr>"
         }
         return html + "</table></body></html>\n"
     }

@@ -158,7 +158,7 @@ struct AWSTests {
                 <member><AccessKeyId>\(keys[0])</AccessKeyId><Status>Active</Status><CreateDate>\(old)</CreateDate></member>
                 """.utf8)))
             let verdict = try await AccessKeyDriver.judge(member, id: keys[0], client: try await AWSAdapter.client(target),
-                                                          limits: ["maxAgeDays": 365], now: Date())
+                                                          limits: AccessKeyDriver.Limits(maxAgeDays: 365), now: Date())
             #expect(verdict == "active, 400 days old (limit 365)")
 
             let resource = try #require(state.resources[ResourceID(kind: "IAMAccessKey", name: "rotate-alice")])

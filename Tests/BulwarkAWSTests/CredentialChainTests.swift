@@ -283,8 +283,12 @@ final class MetadataStandIn {
         let target = try #require(state.targets.values.first)
         #expect(target.settings["profile"] == "audit")
         #expect(target.settings["roleArn"] == "arn:aws:iam::123456789012:role/bulwark")
-        let chain = AWSAdapter.credentialChain(target, environment: [:])
+        let chain = try AWSAdapter.credentialChain(target, environment: [:])
         #expect(chain.profile == "audit" && chain.roleArn == "arn:aws:iam::123456789012:role/bulwark" && chain.externalID == "bulwark-ext-1")
+        // The settings are typed once, when the target is read; a target the adapter did not read has none.
+        #expect(target.typed?.as(AWSTargetSettings.self)?.externalId == "bulwark-ext-1")
+        let handMade = Target(name: "x", adapter: "aws", settings: target.settings, location: target.location)
+        #expect { try AWSAdapter.credentialChain(handMade, environment: [:]) } throws: { "\($0)".contains("has no AWSTargetSettings") }
         #expect { try load("roleArn: 'arn:aws:iam::12345:user/x'") } throws: { "\($0)".contains("spec.roleArn") }
         #expect { try load("externalId: 'a b'") } throws: { "\($0)".contains("spec.externalId") }
         #expect { try load("profile: '[x]'") } throws: { "\($0)".contains("spec.profile") }

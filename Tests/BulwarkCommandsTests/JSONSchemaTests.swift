@@ -156,3 +156,61 @@ struct JSONSchemaTests {
         }
     }
 }
+
+/// One field vocabulary across the JSON outputs (issue 12): `observed`, `desired`, `verified`,
+/// `decision`, `result`, `revision`, times RFC 3339, durations in `…Seconds`; the audit record's
+/// committed field names (`observedBefore`, `observedAfter`, `desiredCommit`, `approver`) and raw
+/// trailers never appear in a JSON output, while the audit branch keeps them as written.
+@Suite(.serialized) struct JSONVocabularyTests {
+    /// Every key of a JSON document, at any depth.
+    static func keys(_ text: String) throws -> Set<String> {
+        var found: Set<String> = []
+        func walk(_ value: Any) {
+            if let object = value as? [String: Any] {
+                for (key, inner) in object {
+                    found.insert(key)
+                    walk(inner)
+                }
+            } else if let array = value as? [Any] {
+                array.forEach(walk)
+            }
+        }
+        walk(try JSONSerialization.jsonObject(with: Data(text.utf8)))
+        return found
+    }
+
+    static let recordFieldNames: Set<String> = ["observedBefore", "observedAfter", "desiredCommit", "approver", "trailers", "properties", "commits"]
+
+    @Test func planApplyLogAndStatusShareOneVocabulary() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let plan = try s.run("plan", "--output", "json")
+            let apply = try s.run("apply", "--output", "json")
+            #expect(apply.status == 0, "\(apply.stderr)")
+            let log = try s.run("log", "--output", "json")
+            for (name, text) in [("plan", plan.stdout), ("apply", apply.stdout), ("log", log.stdout)] {
+                let keys = try Self.keys(text)
+                #expect(keys.isDisjoint(with: Self.recordFieldNames), "\(name): \(keys.intersection(Self.recordFieldNames))")
+                #expect(keys.contains("decision"), "\(name)")
+            }
+            // The change a fix made, in plan's words, with what its verification observed.
+            let document = try #require(try JSONSerialization.jsonObject(with: Data(apply.stdout.utf8)) as? [String: Any])
+            #expect(document["schemaVersion"] as? Int == 2)
+            let records = try #require(document["records"] as? [[String: Any]])
+            let fix = try #require(records.first { $0["result"] as? String == "verified" }, "\(apply.stdout)")
+            let change = try #require((fix["changes"] as? [[String: Any]])?.first)
+            #expect(change["verified"] as? String == change["desired"] as? String)
+            #expect(change["observed"] as? String != change["desired"] as? String)
+            #expect((fix["commit"] as? String)?.count == 40)
+            #expect((fix["revision"] as? String)?.count == 40)
+            let planned = try #require(try JSONSerialization.jsonObject(with: Data(plan.stdout.utf8)) as? [String: Any])
+            let plannedChanges = ((planned["drift"] as? [[String: Any]]) ?? []).flatMap { ($0["changes"] as? [[String: Any]]) ?? [] }
+            #expect(plannedChanges.contains { $0["property"] as? String == change["property"] as? String
+                                              && $0["observed"] as? String == change["observed"] as? String })
+            // The committed record keeps its own format, read back as before.
+            let stored = try git("--git-dir", s.origin, "show", "bulwark/audit:" + (try git("--git-dir", s.origin, "diff-tree", "--no-commit-id",
+                                                                                             "--name-only", "-r", "bulwark/audit").split(separator: "\n").first.map(String.init) ?? ""))
+            #expect(stored.contains("\"observedBefore\"") || stored.contains("\"desiredCommit\""), "\(stored.prefix(400))")
+        }
+    }
+}

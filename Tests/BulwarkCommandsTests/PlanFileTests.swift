@@ -75,7 +75,7 @@ import Testing
             var info = stat()
             #expect(stat(file, &info) == 0 && info.st_mode & 0o777 == 0o600)
             let saved = try SavedPlan(file)
-            #expect(saved.schemaVersion == 1)
+            #expect(saved.schemaVersion == 2)
             #expect(saved.revision == (try head(s)))
             let root = try #require(saved.item(Self.permitRoot))
             #expect(root.controller == "host-hardening" && root.target == "local" && root.decision == "applied")
@@ -215,12 +215,12 @@ import Testing
             #expect(garbage.status == 64)
             #expect(garbage.stderr.contains("is not a plan file written by `bulwark plan --out`"))
 
-            let other = try read(file).replacingOccurrences(of: "\"schemaVersion\" : 1", with: "\"schemaVersion\" : 2")
+            let other = try read(file).replacingOccurrences(of: "\"schemaVersion\" : 2", with: "\"schemaVersion\" : 1")
             #expect(other != (try read(file)))
             try write(dir + "/other.json", other)
             let version = try s.run("apply", "--plan", dir + "/other.json")
             #expect(version.status == 64)
-            #expect(version.stderr.contains("has schemaVersion 2"))
+            #expect(version.stderr.contains("has schemaVersion 1"), "a plan saved by an older bulwark is planned again")
 
             #expect(try s.run("apply", "--plan", dir + "/missing.json").status == 64)
             #expect(try s.run("apply", "--plan", dir).status == 64, "a folder is not a plan")

@@ -75,6 +75,88 @@ import Testing
         }
     }
 
+    // MARK: - Sysctl: the persisted file and the runtime value
+
+    func sysctlHost(_ dir: String) throws -> (root: String, state: DesiredState) {
+        let root = dir + "/root"
+        try write(root + "/etc/sysctl.d/zz-bulwark.conf", "kernel.randomize_va_space = 0\nnet.ipv4.ip_forward = 1\n")
+        try write(root + "/proc/sys/kernel/randomize_va_space", "0\n")
+        try write(root + "/proc/sys/net/ipv4/ip_forward", "1\n")
+        let state = try hostState(root: root, resource("Sysctl", "aslr", "kernel.randomize_va_space: 2")
+                                  + resource("Sysctl", "forward", "net.ipv4.ip_forward: 0"))
+        return (root, state)
+    }
+
+    /// Another Bulwark fixed both parameters, persisted and at runtime, after this one planned:
+    /// nothing is written and nothing recorded.
+    @Test func sysctlFixedByAnotherWriterPersistedAndAtRuntimeIsNeitherWrittenNorRecorded() async throws {
+        try await withTemporaryDirectory { dir in
+            let (root, state) = try sysctlHost(dir)
+            let plan = try await reconciler.plan(state)
+            #expect(plan.remediations.filter { $0.decision == .applied }.count == 2)
+            try write(root + "/etc/sysctl.d/zz-bulwark.conf", "# theirs\nkernel.randomize_va_space = 2\nnet.ipv4.ip_forward = 0\n")
+            try write(root + "/proc/sys/kernel/randomize_va_space", "2\n")
+            try write(root + "/proc/sys/net/ipv4/ip_forward", "0\n")
+            let files = ["/etc/sysctl.d/zz-bulwark.conf", "/proc/sys/kernel/randomize_va_space", "/proc/sys/net/ipv4/ip_forward"]
+            let before = try files.map { try fingerprint(root + $0) }
+            let audit = RecordingSink()
+            let journal = MemoryJournal()
+            let outcome = await reconciler.apply(plan, state: state, audit: audit, journal: journal)
+            #expect(outcome.entries.isEmpty, "\(outcome.entries.map { "\($0.record.name) \($0.record.result.map(\.rawValue) ?? "") \($0.record.error ?? "")" })")
+            #expect(audit.records.isEmpty)
+            #expect(Set(outcome.inSync.map(\.binding.resource.name)) == ["aslr", "forward"])
+            #expect(await journal.open.isEmpty)
+            #expect(try files.map { try fingerprint(root + $0) } == before, "the other writer's files, byte for byte")
+        }
+    }
+
+    /// The other writer set the file but not the kernel's runtime value (or only the runtime
+    /// value): the parameter is still wrong where it counts, so it is fixed and recorded.
+    @Test func sysctlSetOnlyInTheFileOrOnlyAtRuntimeByAnotherWriterIsStillFixedAndRecorded() async throws {
+        try await withTemporaryDirectory { dir in
+            let (root, state) = try sysctlHost(dir)
+            let plan = try await reconciler.plan(state)
+            try write(root + "/etc/sysctl.d/zz-bulwark.conf", "kernel.randomize_va_space = 2\nnet.ipv4.ip_forward = 1\n")
+            try write(root + "/proc/sys/net/ipv4/ip_forward", "0\n")
+            let audit = RecordingSink()
+            let outcome = await reconciler.apply(plan, state: state, audit: audit, journal: MemoryJournal())
+            #expect(outcome.inSync.isEmpty)
+            #expect(Set(outcome.verified.map(\.record.name)) == ["aslr", "forward"], "\(outcome.entries.map(\.record.error))")
+            #expect(Set(audit.records.map(\.name)) == ["aslr", "forward"])
+            #expect(try read(root + "/proc/sys/kernel/randomize_va_space") == "2\n")
+            #expect(try read(root + "/etc/sysctl.d/zz-bulwark.conf") == "kernel.randomize_va_space = 2\nnet.ipv4.ip_forward = 0\n")
+        }
+    }
+
+    /// One parameter fixed by the other writer, the other not: one in sync, one fixed and
+    /// recorded; on their own (not coalesced) the same holds.
+    @Test func sysctlOneFixedByAnotherWriterOneStillWrong() async throws {
+        try await withTemporaryDirectory { dir in
+            let (root, state) = try sysctlHost(dir)
+            let plan = try await reconciler.plan(state)
+            try write(root + "/etc/sysctl.d/zz-bulwark.conf", "kernel.randomize_va_space = 2\nnet.ipv4.ip_forward = 1\n")
+            try write(root + "/proc/sys/kernel/randomize_va_space", "2\n")
+            let audit = RecordingSink()
+            let outcome = await reconciler.apply(plan, state: state, audit: audit, journal: MemoryJournal())
+            #expect(outcome.inSync.map(\.binding.resource.name) == ["aslr"])
+            #expect(outcome.verified.map(\.record.name) == ["forward"], "\(outcome.entries.map(\.record.error))")
+            #expect(audit.records.map(\.name) == ["forward"])
+            #expect(try read(root + "/proc/sys/net/ipv4/ip_forward") == "0\n")
+        }
+        try await withTemporaryDirectory { dir in
+            let (root, state) = try sysctlHost(dir)
+            let plan = try await reconciler.plan(state)
+            try write(root + "/etc/sysctl.d/zz-bulwark.conf", "kernel.randomize_va_space = 2\nnet.ipv4.ip_forward = 1\n")
+            try write(root + "/proc/sys/kernel/randomize_va_space", "2\n")
+            // The driver on its own, as the reconciler uses it when a coalesced write fails.
+            let driver = try #require(HostAdapter.definition().kinds.first { $0.name == "Sysctl" }?.driver)
+            let aslr = try #require(state.resources[ResourceID(kind: "Sysctl", name: "aslr")])
+            let target = try #require(state.targets["sandbox"])
+            let changes = try #require(plan.remediations.first { $0.binding.resource.name == "aslr" }?.changes)
+            await #expect(throws: AlreadyInSync.self) { try await driver.apply(changes, to: aslr, on: target) }
+        }
+    }
+
     /// Another process rewrites sshd_config in place (truncate, then write) in a loop while
     /// passes run; its content already holds every desired value. A pass that read the file
     /// between the truncate and the write saw every keyword unset: no verified fix may come of it.

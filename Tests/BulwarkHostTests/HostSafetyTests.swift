@@ -284,10 +284,17 @@ final class SwapControl: Sendable {
             #expect(fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0)
             let pid = Array("4242\n".utf8)
             _ = pid.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
-            let (_, blocked) = try await reconcile(state)
-            let record = try #require(blocked.entries.first?.record)
-            #expect(record.result == .failed)
-            #expect(record.error?.contains("another Bulwark (pid 4242) is changing this target") == true, "\(record.error ?? "")")
+            let reconciler = Reconciler(registry: Registry([HostAdapter.definition()]))
+            let audit = RecordingSink()
+            let journal = MemoryJournal()
+            let blocked = await reconciler.apply(try await reconciler.plan(state), state: state, audit: audit, journal: journal)
+            // Nothing was tried: no record (not even a failed one), the intent closed, the holder named.
+            #expect(blocked.entries.isEmpty, "\(blocked.entries.map(\.record.error))")
+            #expect(audit.records.isEmpty)
+            #expect(await journal.open.isEmpty)
+            let busy = try #require(blocked.busy.first)
+            #expect(busy.remediation.binding.resource.name == "l")
+            #expect(busy.reason.contains("another Bulwark (pid 4242) is changing this target"), "\(busy.reason)")
             #expect(try read(root + "/etc/login.defs") == "PASS_MAX_DAYS 80\n")
 
             close(fd)

@@ -1,0 +1,125 @@
+package import BulwarkCore
+package import BulwarkGit
+package import Foundation
+
+/// A decision as every JSON output shows it: `apply`'s records, `log`'s entries, the status
+/// API's recent decisions and open drift. One vocabulary across commands, the same as `plan`'s:
+/// `decision`, `result`, and per property `observed` (before any fix), `desired` and `verified`
+/// (observed again after the fix); `revision` is the policy commit, times are RFC 3339 (`…At`,
+/// `Date` through `Console.jsonEncoder`), durations are seconds (`…Seconds`).
+///
+/// This is a rendering only: the committed audit record keeps its own format (the JSON file and
+/// the `Bulwark-*` trailers on the audit branch, see `AuditRecord` and `AuditTrailer`).
+package struct DecisionJSON: Encodable, Sendable {
+    package struct Change: Encodable, Sendable, Hashable {
+        package var property: String
+        /// The value before the fix, as observed when the drift was found.
+        package var observed: String?
+        package var desired: String
+        /// The value observed again after the fix (its verification), when there was a fix.
+        package var verified: String?
+
+        package init(property: String, observed: String?, desired: String, verified: String? = nil) {
+            self.property = property
+            self.observed = observed
+            self.desired = desired
+            self.verified = verified
+        }
+
+        /// A drift as plans show it, sensitive values redacted.
+        package init(_ drift: PropertyDrift) {
+            self.init(property: drift.property, observed: drift.sensitive ? "[redacted]" : drift.observed, desired: drift.shownDesired)
+        }
+    }
+
+    /// Set where the decision is a document of its own (each entry of `log --output json`).
+    package var schemaVersion: Int?
+    package var id: String
+    /// The audit commit that records it, when there is one.
+    package var commit: String?
+    /// The audit commit's subject line (`log`).
+    package var summary: String?
+    package var controller: String?
+    package var target: String?
+    package var resource: String?
+    package var kind: String?
+    package var name: String?
+    package var severity: Severity?
+    package var risk: Int?
+    package var mode: Mode?
+    package var decision: Decision?
+    package var result: RemediationResult?
+    package var reason: String?
+    package var error: String?
+    /// Absent where only the commit's trailers were read (`log`).
+    package var changes: [Change]?
+    /// The policy revision (commit id) the decision was made against.
+    package var revision: String?
+    package var approvedBy: String?
+    package var detectedAt: Date?
+    package var appliedAt: Date?
+    package var verifiedAt: Date?
+    /// For drift deferred by a change window: when the next window opens.
+    package var nextWindowAt: Date?
+    /// Detection to verified fix.
+    package var mttrSeconds: Double?
+
+    /// A record as written by this pass (or recovered), with its audit commit.
+    package init(_ record: AuditRecord, commit: String?) {
+        id = record.id
+        self.commit = commit
+        controller = record.controller
+        target = record.target
+        resource = record.resource
+        kind = record.kind
+        name = record.name
+        severity = record.severity
+        risk = record.risk
+        mode = record.mode
+        decision = record.decision
+        result = record.result
+        reason = record.reason
+        error = record.error
+        changes = record.changes.map {
+            Change(property: $0.property, observed: $0.observedBefore, desired: $0.desired, verified: $0.observedAfter)
+        }
+        revision = record.desiredCommit
+        approvedBy = record.approver
+        detectedAt = Timestamp.parse(record.detectedAt)
+        appliedAt = record.appliedAt.flatMap(Timestamp.parse)
+        verifiedAt = record.verifiedAt.flatMap(Timestamp.parse)
+        nextWindowAt = record.nextWindowAt.flatMap(Timestamp.parse)
+        mttrSeconds = Self.mttr(detected: detectedAt, verified: verifiedAt, result: result)
+    }
+
+    /// A record read back from its audit commit's trailers.
+    package init(_ record: RecordedDecision, commit: CommitInfo) {
+        id = record.id
+        self.commit = commit.id.hex
+        summary = commit.summary
+        controller = record.controller
+        target = record.target
+        resource = record.resource
+        if let resource = record.resource, let slash = resource.firstIndex(of: "/") {
+            kind = String(resource[..<slash])
+            name = String(resource[resource.index(after: slash)...])
+        }
+        severity = record.severity
+        mode = record.mode
+        decision = record.decision
+        result = record.result
+        revision = record.desiredCommit
+        approvedBy = record.approvedBy
+        detectedAt = record.detectedAt
+        appliedAt = record.appliedAt
+        verifiedAt = record.verifiedAt
+        nextWindowAt = record.nextWindow
+        mttrSeconds = Self.mttr(detected: detectedAt, verified: verifiedAt, result: result)
+    }
+
+    /// Detection to verified fix, in seconds (to the millisecond); nil unless verified.
+    package static func mttr(detected: Date?, verified: Date?, result: RemediationResult?) -> Double? {
+        guard let detected, let verified else { return nil }
+        return RemediationReport.seconds(max(0, verified.timeIntervalSince(detected)))
+    }
+}
