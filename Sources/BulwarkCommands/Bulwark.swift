@@ -19,7 +19,7 @@ public struct Bulwark: AsyncParsableCommand {
             Set NO_COLOR to turn colour off.
             """,
         version: Bulwark.version,
-        subcommands: [Demo.self, Init.self, Validate.self, PlanCommand.self, Apply.self, Run.self, Approve.self, Revert.self, Pause.self, Resume.self, Log.self, Report.self,
+        subcommands: [Demo.self, Init.self, Validate.self, PlanCommand.self, Apply.self, Run.self, Approve.self, Ingest.self, Accept.self, Revert.self, Pause.self, Resume.self, Log.self, Report.self,
                       VerifyAudit.self, Version.self])
 
     /// This build's version.

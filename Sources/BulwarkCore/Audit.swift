@@ -41,6 +41,8 @@ public struct AuditRecord: Sendable, Hashable, Codable {
     public var notes: [String]?
     /// What must still be restarted (services, or `reboot`) for the fix to take effect.
     public var needsRestart: String?
+    /// The finding whose proposal set the desired value (from the resource's annotations).
+    public var finding: FindingCitation? = nil
 
     public init(
         id: String, controller: String, target: String, resource: String, kind: String, name: String,
@@ -142,6 +144,7 @@ public struct AuditRecord: Sendable, Hashable, Codable {
         if let approver { trailers.append((.approvedBy, Self.oneLine(approver))) }
         if let nextWindowAt { trailers.append((.nextWindow, nextWindowAt)) }
         if let needsRestart { trailers.append((.needsRestart, needsRestart)) }
+        if let finding { trailers += finding.trailers }
         lines += trailers.map { "\($0.0.rawValue): \(Self.oneLine($0.1))" }
         return lines.joined(separator: "\n") + "\n"
     }

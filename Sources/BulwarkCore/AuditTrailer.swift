@@ -31,6 +31,15 @@ public enum AuditTrailer: String, CaseIterable, Sendable {
     /// On a record of a controller replica: the target's lease and its fencing token (`db-1 42`),
     /// checked right before the change was made.
     case lease = "Bulwark-Lease"
+    /// The scanner finding a record's fix or a proposal answers, its source and first-seen time
+    /// (the MTTR clock of findings starts there), and its priority (P1…P4).
+    case finding = "Bulwark-Finding"
+    case findingSource = "Bulwark-Finding-Source"
+    case findingFirstSeen = "Bulwark-Finding-First-Seen"
+    case priority = "Bulwark-Priority"
+    /// On a policy commit built from a finding: `proposed` (on bulwark/proposals/<id>),
+    /// `auto-merged`, `accepted` or `closed`.
+    case proposal = "Bulwark-Proposal"
 
     /// Whether a commit trailer's key is one of Bulwark's (trailer keys compare case-insensitively, as git's do).
     public static func isBulwark(_ key: String) -> Bool { key.lowercased().hasPrefix("bulwark-") }
@@ -55,6 +64,10 @@ public struct RecordedDecision: Sendable, Hashable {
     public var approvedBy: String?
     public var nextWindow: Date?
     public var needsRestart: String?
+    public var finding: String?
+    public var findingSource: String?
+    public var findingFirstSeen: Date?
+    public var priority: String?
 
     /// Nil when the commit carries no `Bulwark-Id` (not an audit record).
     public init?(trailer value: (AuditTrailer) -> String?) {
@@ -74,6 +87,10 @@ public struct RecordedDecision: Sendable, Hashable {
         approvedBy = value(.approvedBy)
         nextWindow = value(.nextWindow).flatMap(Timestamp.parse)
         needsRestart = value(.needsRestart)
+        finding = value(.finding)
+        findingSource = value(.findingSource)
+        findingFirstSeen = value(.findingFirstSeen).flatMap(Timestamp.parse)
+        priority = value(.priority)
     }
 
     /// A verified fix: applied and verified.

@@ -77,6 +77,12 @@ extension DesiredStateLoader {
                 controllers[document.name] = controller
             }
         },
+        PolicyKind(name: "FindingRule", folder: "finding-rules/") { loader, document, _, _, policy in
+            if let existing = policy.findingRules.first(where: { $0.name == document.name }) { document.duplicate(existing.location); return }
+            if let rule = loader.readFindingRule(document.spec, name: document.name, location: document.location) {
+                policy.findingRules.append(rule)
+            }
+        },
     ].map { ($0.name, $0) })
 
     /// Kinds that are not resources, and the folder each belongs in.

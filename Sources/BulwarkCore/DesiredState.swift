@@ -24,6 +24,7 @@ struct PolicyObjects {
     var approvals: [String: Approval] = [:]
     var notifiers: [NotifierConfig] = []
     var pause: Pause?
+    var findingRules: [FindingRule] = []
 }
 
 /// One validated revision of the desired state: everything a cycle acts on.
@@ -44,6 +45,8 @@ public struct DesiredState: Sendable {
     public var warnings: [ManifestError]
     /// The emergency brake (`bulwark pause`): while set, no pass changes any system.
     public var pause: Pause? = nil
+    /// What to do about scanners' findings (`kind: FindingRule`, under `finding-rules/`).
+    public var findingRules: [FindingRule] = []
 }
 
 /// Reads and validates a whole revision before anything acts on it.
@@ -57,7 +60,7 @@ extension DesiredState {
 public struct DesiredStateLoader: Sendable {
     public static let apiVersion = "bulwark/v1"
     /// Folders of a policy repository that hold manifests.
-    public static let folders = ["desired-state", "controllers", "waivers", "approvals"]
+    public static let folders = ["desired-state", "controllers", "waivers", "approvals", "finding-rules"]
     /// Limits are on by default: without a `GlobalLimits` manifest, at most this many fixes per cycle.
     public static let defaultGlobalLimit = 100
     /// Largest manifest file read.
@@ -93,7 +96,7 @@ public struct DesiredStateLoader: Sendable {
         return DesiredState(revision: revision, targets: targets, controllers: controllers, resources: resources,
                             bindings: bindings, maxChangesPerCycle: policy.globalLimit?.value ?? Self.defaultGlobalLimit,
                             waivers: policy.waivers, notifiers: policy.notifiers, approvals: policy.approvals,
-                            warnings: diagnostics.warnings, pause: policy.pause)
+                            warnings: diagnostics.warnings, pause: policy.pause, findingRules: policy.findingRules)
     }
 
     // MARK: - Helpers

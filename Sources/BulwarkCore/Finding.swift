@@ -3,23 +3,46 @@ internal import Foundation
 
 /// A scanner's finding, keyed on (resource, control). Where a controller owns the resource, the
 /// finding triggers an immediate reconcile of it, and its first-observed time is the detection
-/// time the MTTR clock starts from.
+/// time the MTTR clock starts from. Every format (`FindingFormat`) is read into this one type.
 public struct Finding: Sendable, Hashable, Codable {
     /// What it is about: `Kind/name` or a resource's name, a target's name, or an identifier
-    /// (an ARN) that ends in a target's name.
+    /// (an ARN, a package URL) that ends in a target's name.
     public var resource: String
     /// The target, when the scanner knows it.
     public var target: String?
     public var control: String
     public var firstObservedAt: Date
     public var title: String?
+    /// The scanner's own id for the finding (stable across its runs), or one derived from
+    /// (source, control, resource) when the format has none.
+    public var id: String
+    /// Who found it: `asff`, `prowler`, `ocsf`, `sarif:<tool>`, `garak`, `osv`, `trivy`, `grype`, `generic`.
+    public var source: String
+    public var severity: Severity
+    /// A link to (or a locator of) the evidence: the scanner's page for the check, a file and line.
+    public var evidence: String?
+    /// The scanner says it is fixed (ASFF RESOLVED, OCSF status Resolved, a garak probe that passes).
+    public var resolved: Bool
+    /// A network address the finding names (an attacker's source address), for blocklist proposals.
+    public var address: String?
+    /// For a vulnerability: the advisory, the affected package and what is known of exploitation.
+    public var vulnerability: Vulnerability?
 
-    public init(resource: String, target: String? = nil, control: String, firstObservedAt: Date, title: String? = nil) {
+    public init(resource: String, target: String? = nil, control: String, firstObservedAt: Date, title: String? = nil,
+                id: String? = nil, source: String = "generic", severity: Severity = .medium, evidence: String? = nil,
+                resolved: Bool = false, address: String? = nil, vulnerability: Vulnerability? = nil) {
         self.resource = resource
         self.target = target
         self.control = control
         self.firstObservedAt = firstObservedAt
         self.title = title
+        self.id = id ?? AuditID.stable([source, control, resource, target ?? ""].joined(separator: "\u{1}"))
+        self.source = source
+        self.severity = severity
+        self.evidence = evidence
+        self.resolved = resolved
+        self.address = address
+        self.vulnerability = vulnerability
     }
 
     /// Whether the finding is about this binding.
@@ -87,18 +110,55 @@ public enum FindingParser {
     public static let maxResourcesPerFinding = 100
     /// Characters of a resource identifier, a target name or a control.
     public static let maxFieldLength = 2048
+    /// Lines of a JSON Lines document (garak's report): most are not findings.
+    public static let maxLines = 100_000
 
-    /// Reads a generic finding (`{"resource", "control", "target"?, "firstObservedAt"?, "title"?}`),
-    /// a list of them, or AWS Security Finding Format (`{"Findings": [...]}` or one ASFF finding).
-    /// A finding without a first-observed time was observed `now`.
-    public static func parse(_ bytes: [UInt8], now: Date = Date()) throws(FindingError) -> [Finding] {
-        guard bytes.count <= maxSize else { throw FindingError("the document is larger than \(maxSize) bytes") }
+    /// Reads a findings document in any format Bulwark knows (see `FindingFormat.detect`): the
+    /// generic format (`{"resource", "control", ...}` or a list), ASFF, OCSF 1.x (Prowler's
+    /// output too), SARIF 2.1.0, garak's report JSONL, OSV, Trivy and Grype JSON. A finding
+    /// without a first-observed time was observed `now`; none is dated after `now`.
+    public static func parse(_ bytes: [UInt8], contentType: String? = nil, now: Date = Date()) throws(FindingError) -> [Finding] {
+        try document(bytes, contentType: contentType, now: now).findings
+    }
+
+    /// The format and the findings of a document.
+    public static func document(_ bytes: [UInt8], contentType: String? = nil, now: Date = Date())
+        throws(FindingError) -> (format: FindingFormat, findings: [Finding]) {
+        guard bytes.count <= maxSize else { throw FindingError("the document is larger than \(maxSize) bytes", exceedsLimit: true) }
+        if FindingFormat.isJSONLines(contentType: contentType, bytes: bytes) {
+            return (.garak, try garak(bytes, now: now))
+        }
         let json: Any
         do {
             json = try JSONSerialization.jsonObject(with: Data(bytes))
         } catch {
-            throw FindingError("not valid JSON: \(error.localizedDescription)")
+            if FindingFormat.looksLikeJSONLines(bytes) { return (.garak, try garak(bytes, now: now)) }
+            throw FindingError("not valid JSON: \(oneLine(error.localizedDescription))")
         }
+        let format = FindingFormat.detect(json, contentType: contentType)
+        var findings: [Finding]
+        switch format {
+        case .generic, .asff: findings = try asffOrGeneric(json, now: now)
+        case .ocsf: findings = try ocsf(json, now: now)
+        case .sarif: findings = try sarif(json, now: now)
+        case .osv: findings = try osv(json, now: now)
+        case .trivy: findings = try trivy(json, now: now)
+        case .grype: findings = try grype(json, now: now)
+        case .garak: findings = try garak(bytes, now: now)
+        }
+        guard !findings.isEmpty else { throw FindingError("no findings in the document") }
+        if format != .asff, format != .generic, findings.count > maxFindings {
+            throw FindingError("the document holds \(findings.count) findings; at most \(maxFindings) findings a request", exceedsLimit: true)
+        }
+        findings = findings.map { finding in
+            var finding = finding
+            finding.firstObservedAt = min(finding.firstObservedAt, now)
+            return finding
+        }
+        return (format == .generic && findings.contains { $0.source == "asff" } ? .asff : format, findings)
+    }
+
+    static func asffOrGeneric(_ json: Any, now: Date) throws(FindingError) -> [Finding] {
         let items: [Any]
         if let object = json as? [String: Any], let findings = object["Findings"] {
             guard let list = findings as? [Any] else { throw FindingError("Findings: expected a list") }
@@ -122,7 +182,8 @@ public enum FindingParser {
     }
 
     static func generic(_ object: [String: Any], index: Int, now: Date) throws(FindingError) -> Finding {
-        let allowed: Set<String> = ["resource", "target", "control", "firstObservedAt", "title", "severity"]
+        let allowed: Set<String> = ["resource", "target", "control", "firstObservedAt", "title", "severity", "id", "source", "evidence",
+                                    "resolved", "address"]
         if let unknown = object.keys.sorted().first(where: { !allowed.contains($0) }) {
             // Quoted short and escaped: a field name is the sender's text, and this message is logged.
             throw FindingError("finding \(index): unknown field '\(quotedForMessage(unknown))'; allowed: \(allowed.sorted().joined(separator: ", "))")
@@ -133,14 +194,22 @@ public enum FindingParser {
         guard let control = object["control"] as? String, !control.isEmpty else {
             throw FindingError("finding \(index): control: expected a non-empty string")
         }
-        if object["target"] != nil, !(object["target"] is String) { throw FindingError("finding \(index): target: expected a string") }
-        for (field, value) in [("resource", resource), ("control", control), ("target", object["target"] as? String ?? "")]
+        for field in ["target", "id", "source", "evidence", "address", "title", "severity"] where object[field] != nil && !(object[field] is String) {
+            throw FindingError("finding \(index): \(field): expected a string")
+        }
+        for (field, value) in [("resource", resource), ("control", control), ("target", object["target"] as? String ?? ""),
+                               ("id", object["id"] as? String ?? ""), ("source", object["source"] as? String ?? ""),
+                               ("address", object["address"] as? String ?? "")]
         where value.count > maxFieldLength {
             throw FindingError("finding \(index): \(field): longer than \(maxFieldLength) characters", exceedsLimit: true)
         }
+        let source = (object["source"] as? String).flatMap { $0.isEmpty ? nil : $0 } ?? "generic"
         return Finding(resource: resource, target: object["target"] as? String, control: control,
                        firstObservedAt: try date(object["firstObservedAt"], field: "finding \(index): firstObservedAt", now: now),
-                       title: object["title"] as? String)
+                       title: (object["title"] as? String).map(clipped), id: (object["id"] as? String).flatMap { $0.isEmpty ? nil : $0 },
+                       source: source, severity: severity(object["severity"] as? String),
+                       evidence: (object["evidence"] as? String).map(clipped), resolved: object["resolved"] as? Bool ?? false,
+                       address: object["address"] as? String)
     }
 
     static func asff(_ object: [String: Any], index: Int, now: Date) throws(FindingError) -> [Finding] {
@@ -159,6 +228,17 @@ public enum FindingParser {
             throw FindingError("finding \(index): SecurityControlId or GeneratorId: longer than \(maxFieldLength) characters", exceedsLimit: true)
         }
         let first = try date(object["FirstObservedAt"] ?? object["CreatedAt"], field: "finding \(index): FirstObservedAt", now: now)
+        let label = ((object["Severity"] as? [String: Any])?["Label"] as? String)
+        let workflow = ((object["Workflow"] as? [String: Any])?["Status"] as? String)?.uppercased()
+        let resolved = workflow == "RESOLVED" || (object["RecordState"] as? String)?.uppercased() == "ARCHIVED"
+            || (compliance?["Status"] as? String)?.uppercased() == "PASSED"
+        let remediation = ((object["Remediation"] as? [String: Any])?["Recommendation"] as? [String: Any])?["Url"] as? String
+        let evidence = remediation ?? (object["SourceUrl"] as? String)
+        let baseID = (object["Id"] as? String).flatMap { $0.isEmpty || $0.count > maxFieldLength ? nil : $0 }
+        var vulnerability: Vulnerability?
+        if let vulnerabilities = object["Vulnerabilities"] as? [[String: Any]], let first = vulnerabilities.first {
+            vulnerability = Vulnerability(asff: first)
+        }
         return try resources.enumerated().map { (position, resource) throws(FindingError) -> Finding in
             guard let id = resource["Id"] as? String, !id.isEmpty else {
                 throw FindingError("finding \(index): Resources[\(position)].Id: expected a non-empty string")
@@ -166,7 +246,10 @@ public enum FindingParser {
             guard id.count <= maxFieldLength else {
                 throw FindingError("finding \(index): Resources[\(position)].Id: longer than \(maxFieldLength) characters", exceedsLimit: true)
             }
-            return Finding(resource: id, control: control, firstObservedAt: first, title: object["Title"] as? String)
+            let findingID = baseID.map { resources.count == 1 ? $0 : $0 + "#" + String(position) }
+            return Finding(resource: id, control: control, firstObservedAt: first, title: (object["Title"] as? String).map(clipped),
+                           id: findingID, source: "asff", severity: severity(label), evidence: evidence.map(clipped), resolved: resolved,
+                           vulnerability: vulnerability)
         }
     }
 

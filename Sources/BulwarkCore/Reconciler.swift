@@ -617,7 +617,7 @@ public struct Reconciler: Sendable {
                                  remediation.decision.rawValue, remediation.reason ?? ""].joined(separator: "\u{1}")
                                 + drift.joined(separator: "\u{1}"))
         }
-        return AuditRecord(
+        var record = AuditRecord(
             id: id, controller: binding.controller, target: binding.target, resource: binding.resource.description,
             kind: binding.resource.kind, name: binding.resource.name, severity: remediation.severity,
             risk: remediation.risk, mode: remediation.mode, decision: remediation.decision, result: nil,
@@ -629,5 +629,7 @@ public struct Reconciler: Sendable {
             detectedAt: Timestamp.format(remediation.detectedAt), appliedAt: nil, verifiedAt: nil,
             desiredCommit: state.revision, approver: remediation.approver, error: nil,
             nextWindowAt: remediation.nextWindow.map(Timestamp.format))
+        record.finding = state.resources[binding.resource].flatMap { FindingCitation(annotations: $0.annotations) }
+        return record
     }
 }

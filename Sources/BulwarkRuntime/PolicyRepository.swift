@@ -666,6 +666,43 @@ package actor PolicyRepository: AuditSink {
         throw CommandError("the branch \(configuration.branch) kept moving during \(attempts) attempts; try again")
     }
 
+    // MARK: - Proposal branches (see Proposals/)
+
+    /// Where the origin's branch `name` was at the last fetch.
+    package func fetchedBranch(_ name: String) throws -> ObjectID? {
+        try repository.resolve("refs/remotes/origin/\(name)")
+    }
+
+    /// A file of a commit, nil when absent.
+    package func file(at commit: ObjectID, path: String) throws -> [UInt8]? {
+        try repository.file(at: commit, path: path)
+    }
+
+    /// Commits `files` on `parent` and pushes the commit to the origin's branch `name` as a
+    /// compare-and-swap from `expected` (nil: the branch must not exist yet). Returns nil when
+    /// the origin refused (the branch moved or exists), else the commit.
+    package func pushBranch(_ name: String, files: [String: [UInt8]], parent: ObjectID, expected: ObjectID?, message: String,
+                            author: Signature, signer: (any CommitSigner)?) throws -> ObjectID? {
+        var stamped = author
+        stamped.time = Date()
+        let commit = try repository.writeCommit(adding: files, parent: parent, message: message, author: stamped, signer: signer)
+        let scratch = "refs/bulwark/proposal-commit"
+        try repository.forceReference(scratch, to: commit, message: "bulwark: proposal")
+        let rejection: PushRejection?
+        do {
+            rejection = try repository.push(scratch, to: "refs/heads/\(name)", expected: expected, remote: "origin", access: configuration.access)
+        } catch {
+            throw Failure.unreachable(configuration.url, error)
+        }
+        guard rejection == nil else { return nil }
+        // The policy branch's tracking reference moves only with a fetch: the daemon's next sync
+        // sees the origin ahead of it and loads (and verifies) the new revision like any other.
+        if name != configuration.branch {
+            try repository.forceReference("refs/remotes/origin/\(name)", to: commit, message: "bulwark: pushed")
+        }
+        return commit
+    }
+
     // MARK: - Provenance
 
     /// Authors of the commits since `base` that changed any of `paths` (see `Repository.authors`).

@@ -13,6 +13,8 @@ package struct RemediationReport: Encodable {
         package var result: RemediationResult?
         package var detectedAt: Date
         package var verifiedAt: Date?
+        /// The finding the resource's desired value came from (`Bulwark-Finding`), if any.
+        package var finding: FindingMark?
 
         package init?(_ commit: CommitInfo) {
             guard let record = commit.recorded, let target = record.target, let resource = record.resource,
@@ -20,6 +22,10 @@ package struct RemediationReport: Encodable {
             self.init(target: target, resource: resource, controller: record.controller ?? "",
                       severity: record.severity ?? .medium, decision: decision, result: record.result,
                       detectedAt: detected, verifiedAt: record.verifiedAt)
+            if let id = record.finding, let firstSeen = record.findingFirstSeen {
+                finding = FindingMark(id: id, source: record.findingSource ?? "unknown",
+                                      priority: record.priority.flatMap(Priority.init(rawValue:)) ?? .p3, firstSeen: firstSeen)
+            }
         }
 
         package init(target: String, resource: String, controller: String, severity: Severity, decision: Decision,
@@ -77,8 +83,11 @@ package struct RemediationReport: Encodable {
     package var decisions: [String: Int]
     package var results: [String: Int]
     package var open: [OpenItem]
+    /// MTTR of findings, from each finding's first-seen time to its first verified fix, and SLA breaches.
+    package var findings: FindingsSummary
 
-    package init(entries: [Entry], since: Date?, now: Date, top: Int) {
+    package init(entries: [Entry], since: Date?, now: Date, top: Int, sla: SLAPolicy = SLAPolicy()) {
+        findings = FindingsSummary(entries: entries, since: since, now: now, sla: sla)
         var fixes: [(entry: Entry, seconds: Double)] = []
         var openSince: [String: Date] = [:]
         var last: [String: Entry] = [:]
@@ -149,6 +158,7 @@ package struct RemediationReport: Encodable {
         }
         lines.append("Decisions: " + decisions.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
                      + (results.isEmpty ? "" : "; results: " + results.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")))
+        lines += findings.lines()
         lines.append(open.isEmpty ? "Open items: none." : "Worst open items:")
         for item in open {
             lines.append("  \(item.severity.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)) \(item.target)  \(item.resource)  "
@@ -167,6 +177,7 @@ package struct RemediationReport: Encodable {
             }
         }
         lines += ["", "| decision | count |", "|---|---|"] + decisions.sorted { $0.key < $1.key }.map { "| \($0.key) | \($0.value) |" }
+        lines += ["", "## Findings", ""] + findings.lines().map { $0.hasPrefix("  ") ? "- " + $0.trimmingCharacters(in: .whitespaces) : $0 }
         lines += ["", "## Worst open items", ""]
         lines += open.isEmpty ? ["None."] : ["| severity | target | resource | state | open for |", "|---|---|---|---|---|"]
             + open.map { "| \($0.severity.rawValue) | \($0.target) | \($0.resource) | \($0.result == .failed ? "failed" : $0.decision.rawValue) | \(Self.duration($0.ageSeconds)) |" }

@@ -23,6 +23,19 @@ public protocol DaemonControl: Sendable {
     func findingIndex() async -> FindingIndex
     /// Findings matched these resources (with the earliest first-observed time of each): reconcile them.
     func received(_ matched: [Binding: Date]) async
+    /// Findings arrived: decide what the policy's finding rules say (reconcile, propose, close a
+    /// proposal) and do it. Returns how many resources are reconciled now and, from a daemon
+    /// that decides per finding, its report as a JSON object (merged into the answer).
+    func findingsArrived(_ findings: [Finding], format: FindingFormat) async -> (matched: Int, report: [UInt8]?)
+}
+
+extension DaemonControl {
+    /// Without finding rules: every finding reconciles the managed resources it names.
+    public func findingsArrived(_ findings: [Finding], format: FindingFormat) async -> (matched: Int, report: [UInt8]?) {
+        let matched = await findingIndex().match(findings)
+        await received(matched)
+        return (matched.count, nil)
+    }
 }
 
 /// How push webhooks prove they come from the forge: GitHub's `X-Hub-Signature-256`, GitLab's
@@ -174,17 +187,25 @@ public enum StatusServer {
             }
             // Parsed and matched here, on the request's task: the daemon's actor only takes
             // the matched resources, so a large document never holds up readiness or a cycle.
-            let findings: [Finding]
+            // The content type decides the format where it is specific (application/sarif+json,
+            // application/x-ndjson), else the document's shape.
+            let document: (format: FindingFormat, findings: [Finding])
             do {
-                findings = try FindingParser.parse(body)
+                document = try FindingParser.document(body, contentType: request.headers[.contentType])
             } catch let error as FindingError {
                 throw HTTPError(error.exceedsLimit ? .contentTooLarge : .badRequest, message: error.description)
             }
-            let matched = await control.findingIndex().match(findings)
-            await control.received(matched)
-            logger.info("findings received", metadata: ["findings": .stringConvertible(findings.count),
-                                                        "matched": .stringConvertible(matched.count)])
-            return json(.accepted, ["findings": findings.count, "matched": matched.count])
+            let (matched, report) = await control.findingsArrived(document.findings, format: document.format)
+            logger.info("findings received", metadata: ["findings": .stringConvertible(document.findings.count),
+                                                        "format": .string(document.format.rawValue),
+                                                        "matched": .stringConvertible(matched)])
+            var answer = report.flatMap { (try? JSONSerialization.jsonObject(with: Data($0))) as? [String: Any] } ?? [:]
+            answer["findings"] = document.findings.count
+            answer["matched"] = matched
+            answer["format"] = document.format.rawValue
+            let data = (try? JSONSerialization.data(withJSONObject: answer, options: [.sortedKeys])) ?? Data("{}".utf8)
+            return Response(status: .accepted, headers: [.contentType: "application/json"],
+                            body: .init(byteBuffer: ByteBuffer(bytes: Array(data) + [0x0A])))
         }
         return router
     }

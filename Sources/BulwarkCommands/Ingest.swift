@@ -1,0 +1,69 @@
+internal import ArgumentParser
+internal import BulwarkCore
+internal import BulwarkRuntime
+internal import BulwarkGit
+internal import Foundation
+
+extension Bulwark {
+    struct Ingest: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Read scanners' findings and do what the policy's finding rules say: propose a fix, or name the resources to reconcile.",
+            discussion: """
+                Formats: ASFF, OCSF 1.x (Prowler's json-ocsf), SARIF 2.1.0, garak report JSONL, OSV (osv-scanner), \
+                Trivy and Grype JSON, and Bulwark's generic findings; --content-type or the document's shape decides. \
+                The same code path as POST /api/v1/findings. A `propose` rule's change is validated, planned against \
+                the live targets and committed on bulwark/proposals/<finding-id> (or, with autoMerge, on the policy branch). \
+                Resources a finding names are not fixed here: the next `bulwark apply` or the daemon does that. \
+                Exit codes: 0 nothing to do, 2 something was proposed, merged, closed or is to be reconciled, 1 error.
+                """)
+
+        @Argument(help: "The findings document, or - for standard input.")
+        var file: String
+
+        @OptionGroup var repository: RepositoryOptions
+        @OptionGroup var output: OutputOptions
+
+        @Option(help: "The document's content type (application/sarif+json, application/x-ndjson, …) when its shape is not enough.")
+        var contentType: String?
+
+        func run() async throws {
+            let console = Console()
+            let bytes = try Self.read(file)
+            let document: (format: FindingFormat, findings: [Finding])
+            do {
+                document = try FindingParser.document(bytes, contentType: contentType)
+            } catch {
+                throw CommandError("\(file == "-" ? "standard input" : file): \(error.description)")
+            }
+            let loaded = try await repository.load(console: console)
+            let intake = FindingIntake(registry: Bulwark.registry(), repository: loaded.repository,
+                                       reconciler: Reconciler(registry: Bulwark.registry()))
+            let (report, _) = await intake.run(document.findings, format: document.format, state: loaded.state, head: loaded.head)
+            switch output.output {
+            case .text: console.print(report.text())
+            case .json: console.json(report)
+            }
+            if report.hasActions { throw ExitCode(2) }
+        }
+
+        /// The document, at most `FindingParser.maxSize` bytes (one more is read to tell).
+        static func read(_ path: String) throws -> [UInt8] {
+            let handle: FileHandle
+            if path == "-" {
+                handle = FileHandle.standardInput
+            } else {
+                guard let opened = FileHandle(forReadingAtPath: path) else { throw CommandError("cannot read \(path)") }
+                handle = opened
+            }
+            var bytes: [UInt8] = []
+            while bytes.count <= FindingParser.maxSize {
+                guard let chunk = try handle.read(upToCount: 65_536), !chunk.isEmpty else { break }
+                bytes += chunk
+            }
+            guard bytes.count <= FindingParser.maxSize else {
+                throw CommandError("\(path == "-" ? "standard input" : path) is larger than \(FindingParser.maxSize) bytes; split it")
+            }
+            return bytes
+        }
+    }
+}

@@ -1,0 +1,29 @@
+package import BulwarkCore
+package import Foundation
+internal import Logging
+
+extension Daemon {
+    /// `POST /api/v1/findings`: the finding rules of the revision in force decide (the same
+    /// `FindingIntake` as `bulwark ingest`); the resources to reconcile are reconciled at once.
+    /// Proposals are made here, on the daemon's actor, so they never race a cycle.
+    package func findingsArrived(_ findings: [Finding], format: FindingFormat) async -> (matched: Int, report: [UInt8]?) {
+        guard let state, let head else {
+            let matched = findingIndex().match(findings)
+            received(matched)
+            return (matched.count, nil)
+        }
+        let intake = FindingIntake(registry: registry, repository: repository, reconciler: Reconciler(registry: registry, clock: clock.wall),
+                                   now: clock.wall())
+        let (report, reconcile) = await intake.run(findings, format: format, state: state, head: head)
+        received(reconcile)
+        // An auto-merged fix is a new revision: load it now rather than at the next poll.
+        if report.items.contains(where: { $0.outcome == "merged" }) { requestSource() }
+        for item in report.items where item.outcome != "nothing" && item.outcome != "reconcile" {
+            logger.info("finding", metadata: ["id": .string(item.id), "source": .string(item.source), "priority": .string(item.priority.rawValue),
+                                              "outcome": .string(item.outcome), "branch": .string(item.branch ?? "-")])
+        }
+        meters.findings(report)
+        let data = try? Console.jsonEncoder().encode(report)
+        return (reconcile.count, data.map { Array($0) })
+    }
+}

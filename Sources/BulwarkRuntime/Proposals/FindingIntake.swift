@@ -1,0 +1,123 @@
+package import BulwarkCore
+package import BulwarkGit
+package import Foundation
+
+/// What became of each finding of a document: the one code path of `bulwark ingest` and of
+/// `POST /api/v1/findings` (the daemon), so both answer alike.
+package struct IntakeReport: Codable, Sendable, Equatable {
+    package struct Item: Codable, Sendable, Equatable {
+        package var id: String
+        package var source: String
+        package var control: String
+        package var resource: String
+        package var severity: Severity
+        package var priority: Priority
+        package var score: Int
+        package var firstSeen: String
+        package var slaDeadline: String
+        /// The rule that decided, nil when none matched (the finding is reconciled).
+        package var rule: String?
+        package var action: String
+        /// `reconcile`, `proposed`, `merged`, `already-proposed`, `already-in-policy`, `closed`, `not-proposed`, `nothing`.
+        package var outcome: String
+        package var detail: String?
+        package var branch: String?
+        package var commit: String?
+        /// The managed resources reconciled now (`target Kind/name`).
+        package var reconciled: [String]
+    }
+
+    package var schemaVersion = JSONSchema.version
+    package var format: String
+    package var findings: Int
+    package var items: [Item]
+
+    /// Whether anything is to be done or was done (exit code 2 of `ingest`).
+    package var hasActions: Bool { items.contains { !["nothing", "already-proposed", "already-in-policy"].contains($0.outcome) } }
+
+    package init(format: String, findings: Int, items: [Item]) {
+        self.format = format
+        self.findings = findings
+        self.items = items
+    }
+
+    /// The report as people read it.
+    package func text() -> String {
+        var lines = ["\(findings) finding\(findings == 1 ? "" : "s") (\(format))"]
+        for item in items.sorted(by: { ($0.priority, $0.id) < ($1.priority, $1.id) }) {
+            var line = "\(item.priority.rawValue)  \(item.source)  \(item.control)  \(item.resource)  [\(item.severity.rawValue)]  \(item.outcome)"
+            if let branch = item.branch { line += " \(branch)" }
+            if let commit = item.commit { line += " (\(commit.prefix(12)))" }
+            if !item.reconciled.isEmpty { line += ": " + item.reconciled.joined(separator: ", ") }
+            if let detail = item.detail { line += " — " + detail }
+            lines.append(line)
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// Decides, per finding, what the policy's finding rules say (`FindingRule`): reconcile the
+/// resources it names, propose a change (see `ProposalEngine`), close a proposal whose finding
+/// is resolved, or nothing.
+package struct FindingIntake: Sendable {
+    package let registry: Registry
+    package let repository: PolicyRepository
+    /// Observes the live targets for a proposal's plan.
+    package let reconciler: Reconciler
+    package let now: Date
+
+    package init(registry: Registry, repository: PolicyRepository, reconciler: Reconciler, now: Date = Date()) {
+        self.registry = registry
+        self.repository = repository
+        self.reconciler = reconciler
+        self.now = now
+    }
+
+    /// Runs the findings against the revision `head` (validated as `state`). Returns the report
+    /// and the resources to reconcile now, with the earliest first-seen time of each.
+    package func run(_ findings: [Finding], format: FindingFormat, state: DesiredState, head: ObjectID)
+        async -> (report: IntakeReport, reconcile: [Binding: Date]) {
+        let index = FindingIndex(bindings: state.bindings)
+        var reconcile: [Binding: Date] = [:]
+        var items: [IntakeReport.Item] = []
+        let engine = ProposalEngine(registry: registry, repository: repository, reconciler: reconciler, now: now)
+        var files: [SourceFile]?
+        // The same finding twice in one document is decided once.
+        var seen = Set<String>()
+        for finding in findings where seen.insert(finding.id).inserted {
+            let matched = index.match([finding])
+            let priority = FindingPriority(finding, exposure: FindingPriority.exposure(of: finding, in: state, matched: Array(matched.keys)))
+            let rule = FindingRule.first(for: finding, in: state.findingRules)
+            let sla = (rule?.sla ?? SLAPolicy()).deadline(priority.priority, firstSeen: finding.firstObservedAt)
+            var item = IntakeReport.Item(id: finding.id, source: finding.source, control: finding.control, resource: finding.resource,
+                                         severity: finding.severity, priority: priority.priority, score: priority.score,
+                                         firstSeen: Timestamp.format(finding.firstObservedAt), slaDeadline: Timestamp.format(sla),
+                                         rule: rule?.name, action: (rule?.action ?? .reconcile).rawValue, outcome: "nothing", detail: nil,
+                                         branch: nil, commit: nil, reconciled: [])
+            switch rule?.action ?? .reconcile {
+            case .ignore:
+                item.detail = "ignored by rule \(rule?.name ?? "")"
+            case .reconcile:
+                if finding.resolved {
+                    item.detail = "resolved"
+                } else if matched.isEmpty {
+                    item.detail = "names no managed resource"
+                } else {
+                    item.outcome = "reconcile"
+                    item.reconciled = matched.keys.sorted().map(\.description)
+                    for (binding, first) in matched { reconcile[binding] = min(reconcile[binding] ?? first, first) }
+                }
+            case .propose:
+                guard let rule else { break }
+                if files == nil { files = (try? await repository.files(at: head)) ?? [] }
+                let outcome = await engine.handle(finding, rule: rule, priority: priority, state: state, files: files ?? [], head: head)
+                item.outcome = outcome.outcome
+                item.detail = outcome.detail
+                item.branch = outcome.branch
+                item.commit = outcome.commit
+            }
+            items.append(item)
+        }
+        return (IntakeReport(format: format.rawValue, findings: findings.count, items: items), reconcile)
+    }
+}

@@ -1,0 +1,216 @@
+package import BulwarkCore
+package import BulwarkGit
+package import Foundation
+
+/// Turns a finding into a tested fix for review: the rule's change template filled in with the
+/// finding's fields, written into the resource's manifest (text-preserving, see `ManifestEdit`),
+/// the changed revision validated, `plan` run for it against the live targets, and the commit
+/// put on `bulwark/proposals/<finding-id>` (or, for an `autoMerge` rule, on the policy branch as
+/// Bulwark's own, signed when a signing key is configured). The same finding never makes two
+/// proposals: an existing branch, or a policy that already cites the finding, stops it.
+package struct ProposalEngine: Sendable {
+    package static let branchPrefix = "bulwark/proposals/"
+
+    package struct Outcome: Sendable {
+        package var outcome: String
+        package var detail: String?
+        package var branch: String?
+        package var commit: String?
+    }
+
+    let registry: Registry
+    let repository: PolicyRepository
+    let reconciler: Reconciler
+    let now: Date
+
+    /// The branch of a finding's proposal: the id itself when it is a safe branch component,
+    /// else a stable hash of it (ids are the scanner's text).
+    package static func branch(for findingID: String) -> String {
+        let safe = findingID.count <= 100 && !findingID.isEmpty && findingID.first != "-" && findingID.first != "."
+            && findingID.unicodeScalars.allSatisfy { ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) || $0 == "-" || $0 == "_" || $0 == "." }
+            && !findingID.contains("..") && !findingID.hasSuffix(".lock") && !findingID.hasSuffix(".")
+        return branchPrefix + (safe ? findingID : AuditID.stable(findingID).lowercased())
+    }
+
+    /// The resource a rendered `Kind/name` means: the resource of that name, else the one
+    /// resource of that kind whose subject is the name (a package `openssh-server` for
+    /// `DebianPackage/openssh-server`, an account for `UserAccount/guest`), so that rules can
+    /// name what a finding names whatever the manifest's own name is.
+    package static func resolve(_ reference: String, in state: DesiredState) -> Result<Resource, TemplateError> {
+        let parts = reference.split(separator: "/", maxSplits: 1).map(String.init)
+        guard parts.count == 2 else { return .failure(TemplateError("'\(quotedForMessage(reference))' is not Kind/name")) }
+        if let resource = state.resources[ResourceID(kind: parts[0], name: parts[1])] { return .success(resource) }
+        let name = parts[1]
+        let candidates = state.resources.values.filter { resource in
+            resource.id.kind == parts[0] && (resource.spec.subject == name || resource.spec.subject.hasSuffix(":" + name))
+        }
+        guard candidates.count == 1, let only = candidates.first else {
+            return .failure(TemplateError(candidates.isEmpty ? "no resource \(quotedForMessage(reference)) in the policy"
+                                          : "\(candidates.count) \(parts[0]) resources are about \(quotedForMessage(name)); name one"))
+        }
+        return .success(only)
+    }
+
+    func handle(_ finding: Finding, rule: FindingRule, priority: FindingPriority, state: DesiredState, files: [SourceFile],
+                head: ObjectID) async -> Outcome {
+        let branch = Self.branch(for: finding.id)
+        let existing = try? await repository.fetchedBranch(branch)
+        if finding.resolved {
+            guard let existing else { return Outcome(outcome: "nothing", detail: "resolved; no proposal to close") }
+            return await close(branch: branch, tip: existing, finding: finding)
+        }
+        if existing != nil {
+            return Outcome(outcome: "already-proposed", detail: "the finding's proposal exists", branch: branch)
+        }
+        guard let template = rule.change else { return Outcome(outcome: "not-proposed", detail: "rule \(rule.name) has no change") }
+        let change: ChangeTemplate
+        do { change = try template.render(for: finding) } catch {
+            return Outcome(outcome: "not-proposed", detail: "rule \(rule.name): \(error.description)")
+        }
+        let resource: Resource
+        switch Self.resolve(change.resource, in: state) {
+        case .success(let found): resource = found
+        case .failure(let reason): return Outcome(outcome: "not-proposed", detail: reason.description)
+        }
+        if resource.annotations[FindingCitation.idKey] == finding.id {
+            return Outcome(outcome: "already-in-policy", detail: "\(resource.id) already cites the finding")
+        }
+        let path = resource.location.file
+        guard let file = files.first(where: { $0.path == path }), let bytes = file.contents,
+              let text = String(validating: bytes, as: UTF8.self) else {
+            return Outcome(outcome: "not-proposed", detail: "cannot read \(path) of the revision")
+        }
+        let citation = FindingCitation(id: finding.id, source: finding.source, firstSeen: Timestamp.format(finding.firstObservedAt),
+                                       priority: priority.priority.rawValue)
+        let edited: String
+        do { edited = try ManifestEdit.apply(change, annotations: citation.annotations, to: resource.id, in: text) } catch {
+            return Outcome(outcome: "not-proposed", detail: "cannot edit \(path): \(error.description)")
+        }
+        // Validate the changed revision, whole.
+        let changedFiles = files.map { $0.path == path ? SourceFile(path: path, contents: Array(edited.utf8)) : $0 }
+        let changed: DesiredState
+        do {
+            changed = try DesiredStateLoader(registry: registry, now: now).load(changedFiles, revision: head.hex)
+        } catch {
+            return Outcome(outcome: "not-proposed", detail: "the changed revision is invalid: "
+                           + error.errors.prefix(3).map(\.description).joined(separator: "; "))
+        }
+        guard let after = changed.resources[resource.id] else {
+            return Outcome(outcome: "not-proposed", detail: "\(resource.id) is gone from the changed revision")
+        }
+        if after.spec == resource.spec {
+            return Outcome(outcome: "already-in-policy", detail: "\(resource.id) already wants it")
+        }
+        // Plan the changed resource against the live targets.
+        var scoped = changed
+        scoped.bindings = changed.bindings.filter { $0.resource == resource.id }
+        let validation = "the changed revision validates (\(changed.resources.count) resources on \(changed.targets.count) targets)"
+        var planned: [String] = []
+        var planProblems: [String] = []
+        do {
+            let plan = try await reconciler.plan(scoped)
+            for remediation in plan.remediations {
+                let changes = remediation.changes.map { "\($0.property): \($0.sensitive ? "[redacted]" : $0.observed ?? "(unset)") -> \($0.shownDesired)" }
+                planned.append("\(remediation.binding.target) \(remediation.binding.resource): \(changes.joined(separator: ", ")) "
+                               + "(\(remediation.decision.rawValue)\(remediation.reason.map { ": \($0)" } ?? ""))")
+            }
+            planProblems = plan.failures.map { "\($0.binding.target) \($0.binding.resource): \($0.message)" }
+            // A change a safety guard blocks (or the flap breaker escalates) is for a person, never merged by itself.
+            planProblems += plan.remediations.filter { [.blocked, .escalated, .refused].contains($0.decision) }
+                .map { "\($0.binding.target) \($0.binding.resource) \($0.decision.rawValue)\($0.reason.map { ": \($0)" } ?? "")" }
+            if plan.remediations.isEmpty && planProblems.isEmpty { planned.append("none: every target already has it") }
+        } catch {
+            planProblems = error.errors.prefix(3).map(\.description)
+        }
+        let planResult = planProblems.isEmpty ? "passed" : "failed: " + planProblems.joined(separator: "; ")
+        let merged = rule.autoMerge && planProblems.isEmpty
+        var lines = ["propose(\(resource.id)): \(AuditRecord.oneLineText(finding.title ?? finding.control)) [\(priority.priority.rawValue)]", ""]
+        lines.append("Finding \(finding.id) from \(finding.source): \(finding.control) on \(finding.resource) (\(finding.severity.rawValue))")
+        if let vulnerability = finding.vulnerability, let package = vulnerability.package {
+            lines.append("Vulnerability \(vulnerability.id) in \(package.purl)" + (package.fixedVersion.map { ", fixed in \($0)" } ?? ""))
+        }
+        lines.append("Evidence: \(finding.evidence ?? "(none given)")")
+        lines.append("First seen: \(Timestamp.format(finding.firstObservedAt))")
+        lines.append("Priority: \(priority.explanation); fix by \(Timestamp.format(rule.sla.deadline(priority.priority, firstSeen: finding.firstObservedAt)))")
+        lines.append("Rule: \(rule.name)")
+        lines.append("Change: \(path): " + (change.set.map { "set \($0.path.joined(separator: ".")) = \($0.value)" }
+                                              + change.add.map { "add \($0.value) to \($0.path.joined(separator: "."))" }).joined(separator: "; "))
+        lines.append("Validation: \(validation)")
+        lines.append("Plan: \(planResult)")
+        lines.append("Planned remediations:")
+        lines += planned.map { "- " + $0 }
+        if rule.autoMerge && !merged { lines.append("Not merged automatically: the plan did not pass; review it.") }
+        lines.append("")
+        var trailers: [(AuditTrailer, String)] = FindingCitation(id: finding.id, source: finding.source,
+                                                                  firstSeen: citation.firstSeen, priority: citation.priority).trailerLines
+        trailers.append((.proposal, merged ? "auto-merged" : "proposed"))
+        lines += trailers.map { "\($0.0.rawValue): \(AuditRecord.oneLineText($0.1))" }
+        let message = lines.map(AuditRecord.oneLineText).joined(separator: "\n") + "\n"
+        let configuration = repository.configuration
+        do {
+            if merged {
+                guard let commit = try await repository.pushBranch(configuration.branch, files: [path: Array(edited.utf8)], parent: head,
+                                                                   expected: head, message: message, author: configuration.author,
+                                                                   signer: configuration.signer) else {
+                    return Outcome(outcome: "not-proposed", detail: "the policy branch moved meanwhile; the next report of the finding proposes again")
+                }
+                return Outcome(outcome: "merged", detail: "plan \(planResult)", branch: configuration.branch, commit: commit.hex)
+            }
+            guard let commit = try await repository.pushBranch(branch, files: [path: Array(edited.utf8)], parent: head, expected: nil,
+                                                               message: message, author: configuration.author,
+                                                               signer: configuration.signer) else {
+                return Outcome(outcome: "already-proposed", detail: "the finding's proposal exists", branch: branch)
+            }
+            return Outcome(outcome: "proposed", detail: "plan \(planResult)", branch: branch, commit: commit.hex)
+        } catch {
+            return Outcome(outcome: "not-proposed", detail: "cannot commit the proposal: \(error)")
+        }
+    }
+
+    /// A resolved finding closes its proposal: a commit on the branch that restores the files the
+    /// proposal changed and says `Bulwark-Proposal: closed`; `bulwark accept` refuses it after that.
+    func close(branch: String, tip: ObjectID, finding: Finding) async -> Outcome {
+        do {
+            let info = try await repository.commit(tip)
+            if info.trailer(AuditTrailer.proposal.rawValue) == "closed" {
+                return Outcome(outcome: "nothing", detail: "the proposal is closed already", branch: branch)
+            }
+            guard let base = info.parents.first else { return Outcome(outcome: "nothing", detail: "the proposal has no base", branch: branch) }
+            var files: [String: [UInt8]] = [:]
+            for path in try await repository.pathsChanged(by: info) {
+                guard let bytes = try await repository.file(at: base, path: path) else { continue }
+                files[path] = bytes
+            }
+            let message = "close(proposal): finding \(AuditRecord.oneLineText(finding.id)) is resolved\n\n"
+                + "The scanner (\(AuditRecord.oneLineText(finding.source))) reports \(AuditRecord.oneLineText(finding.control)) on "
+                + "\(AuditRecord.oneLineText(finding.resource)) as resolved; this proposal is no longer needed.\n\n"
+                + "\(AuditTrailer.finding.rawValue): \(AuditRecord.oneLineText(finding.id))\n\(AuditTrailer.proposal.rawValue): closed\n"
+            let configuration = repository.configuration
+            guard let commit = try await repository.pushBranch(branch, files: files, parent: tip, expected: tip, message: message,
+                                                               author: configuration.author, signer: configuration.signer) else {
+                return Outcome(outcome: "nothing", detail: "the proposal branch moved; not closed", branch: branch)
+            }
+            return Outcome(outcome: "closed", detail: "finding resolved", branch: branch, commit: commit.hex)
+        } catch {
+            return Outcome(outcome: "nothing", detail: "cannot close the proposal: \(error)", branch: branch)
+        }
+    }
+}
+
+extension FindingCitation {
+    /// The trailers of a proposal commit.
+    package var trailerLines: [(AuditTrailer, String)] {
+        var result: [(AuditTrailer, String)] = [(.finding, id)]
+        if let source { result.append((.findingSource, source)) }
+        if let firstSeen { result.append((.findingFirstSeen, firstSeen)) }
+        if let priority { result.append((.priority, priority)) }
+        return result
+    }
+}
+
+extension AuditRecord {
+    /// Text on one line (control characters as spaces), for commit messages.
+    package static func oneLineText(_ text: String) -> String {
+        String(text.unicodeScalars.map { $0.properties.generalCategory == .control || $0 == "\u{2028}" || $0 == "\u{2029}" ? " " : Character($0) })
+    }
+}

@@ -1,0 +1,418 @@
+@testable import BulwarkCommands
+@testable import BulwarkRuntime
+import BulwarkCore
+import BulwarkTestSupport
+import Foundation
+import Testing
+
+/// Finding rules and proposals: the manifest edits keep everything else of a file, rules are
+/// checked when loaded, and a finding travels to a reviewed, applied, recorded fix.
+@Suite struct FindingRuleTests {
+    static func baseline() -> [String: String] {
+        Baseline.files(hostRoot: "/srv/host").mapValues { String(decoding: $0, as: UTF8.self) }
+    }
+
+    static func load(_ files: [String: String]) throws -> DesiredState {
+        try DesiredStateLoader(registry: Bulwark.registry()).load(files.map { SourceFile(path: $0.key, contents: Array($0.value.utf8)) },
+                                                                  revision: "test")
+    }
+
+    /// The lines of `after` that are not in `before`, and the reverse.
+    static func changedLines(_ before: String, _ after: String) -> (added: [String], removed: [String]) {
+        let old = before.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        let new = after.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        return (new.filter { !old.contains($0) }, old.filter { !new.contains($0) })
+    }
+
+    @Test func addingAnAddressToAFlowListKeepsCommentsAndOtherDocuments() throws {
+        var files = Self.baseline()
+        let path = "desired-state/firewall/blocklist.yaml"
+        let before = try #require(files[path])
+        let change = ChangeTemplate(resource: "FirewallBlocklist/known-bad", add: [.init(path: ["addresses"], value: "198.51.100.23")])
+        let citation = FindingCitation(id: "wazuh-5712", source: "ocsf", firstSeen: "2025-12-01T08:00:00.000Z", priority: "P2")
+        let after = try ManifestEdit.apply(change, annotations: citation.annotations, to: ResourceID(kind: "FirewallBlocklist", name: "known-bad"),
+                                           in: before)
+        let (added, removed) = Self.changedLines(before, after)
+        #expect(added == [#"  annotations: {severity: high, finding: "wazuh-5712", finding-first-seen: "2025-12-01T08:00:00.000Z", finding-priority: "P2", finding-source: "ocsf"}"#,
+                          #"  addresses: [203.0.113.0/24, "2001:db8:bad::/48", "198.51.100.23"]"#], "\(after)")
+        #expect(removed.count == 2)
+        #expect(after.contains("# Addresses whose traffic is dropped on every edge target."))
+        files[path] = after
+        let state = try Self.load(files)
+        let resource = try #require(state.resources[ResourceID(kind: "FirewallBlocklist", name: "known-bad")])
+        #expect(FindingCitation(annotations: resource.annotations) == citation)
+        // Adding it again changes nothing.
+        #expect(try ManifestEdit.apply(change, annotations: citation.annotations, to: resource.id, in: after) == after)
+    }
+
+    @Test func settingAnSSHDKeywordReplacesOrInsertsOneLine() throws {
+        let path = "desired-state/hosts/sshd.yaml"
+        let before = try #require(Self.baseline()[path])
+        let id = ResourceID(kind: "SSHDConfig", name: "cis-5.1.16-max-auth-tries")
+        let replaced = try ManifestEdit.apply(ChangeTemplate(resource: id.description, set: [.init(path: ["MaxAuthTries"], value: "3")]),
+                                              annotations: [:], to: id, in: before)
+        #expect(Self.changedLines(before, replaced).added == ["  MaxAuthTries: 3"])
+        let inserted = try ManifestEdit.apply(ChangeTemplate(resource: id.description, set: [.init(path: ["MaxSessions"], value: "10")]),
+                                              annotations: [:], to: id, in: before)
+        #expect(Self.changedLines(before, inserted).added == ["  MaxSessions: 10"])
+        #expect(Self.changedLines(before, inserted).removed.isEmpty)
+        var files = Self.baseline()
+        files[path] = inserted
+        let spec = try #require(try Self.load(files).resources[id]).spec.properties
+        #expect(spec.contains { $0.name == "MaxSessions" } && spec.contains { $0.name == "MaxAuthTries" && $0.value == "4" })
+    }
+
+    @Test func aHostileValueStaysOneQuotedValue() throws {
+        let path = "desired-state/firewall/blocklist.yaml"
+        let before = try #require(Self.baseline()[path])
+        let id = ResourceID(kind: "FirewallBlocklist", name: "known-bad")
+        let hostile = "1.2.3.4\"]\n  evil: [x] # \u{2028}, {\"a\": 1}"
+        let after = try ManifestEdit.apply(ChangeTemplate(resource: id.description, add: [.init(path: ["addresses"], value: hostile)]),
+                                           annotations: ["finding": "id\"}\nkind: Target"], to: id, in: before)
+        let document = try #require(try ManifestEdit.find(id, in: after))
+        guard case .mapping(let pairs) = document.value, case .mapping(let spec)? = pairs.first(where: { $0.key == "spec" })?.value.value,
+              case .sequence(let items)? = spec.first(where: { $0.key == "addresses" })?.value.value,
+              case .mapping(let metadata)? = pairs.first(where: { $0.key == "metadata" })?.value.value,
+              case .mapping(let annotations)? = metadata.first(where: { $0.key == "annotations" })?.value.value else {
+            Issue.record("the document's shape changed: \(after)")
+            return
+        }
+        #expect(spec.count == 1)
+        #expect(items.count == 3 && items.last?.value == .scalar(hostile))
+        #expect(annotations.first { $0.key == "finding" }?.value.value == .scalar("id\"}\nkind: Target"))
+        // The loader then refuses the address itself: the proposal would not validate.
+        var files = Self.baseline()
+        files[path] = after
+        #expect(throws: ValidationFailure.self) { try Self.load(files) }
+    }
+
+    @Test func aVulnerabilityFindingFillsAPackageTemplate() throws {
+        // Grype's finding about openssh-server, as the scanner wrote it.
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/findings/grype.json")
+        let finding = try #require(try FindingParser.parse(Array(try Data(contentsOf: url))).first)
+        let template = ChangeTemplate(resource: "DebianPackage/{{package}}", set: [.init(path: ["minVersion"], value: "{{fixedVersion}}")])
+        let change = try template.render(for: finding)
+        #expect(change.resource == "DebianPackage/openssh-server" && change.set.first?.value == "1:9.2p1-2+deb12u3")
+        // The packages kind's manifest (as its engineer documents it) gets the minimum, quoted.
+        let manifest = """
+            apiVersion: bulwark/v1
+            kind: DebianPackage
+            metadata: {name: ssh-server}
+            spec:
+              name: openssh-server
+              minVersion: "1:9.2p1-2+deb12u1"  # the last advisory we patched
+            """
+        let edited = try ManifestEdit.apply(change, annotations: [:], to: ResourceID(kind: "DebianPackage", name: "ssh-server"), in: manifest)
+        #expect(edited.contains(#"  minVersion: "1:9.2p1-2+deb12u3"  # the last advisory we patched"#), "\(edited)")
+        // A resource named otherwise is found by its subject (here an account, as the package kind's is the package).
+        let state = try Self.load(Self.baseline())
+        #expect(try ProposalEngine.resolve("UserAccount/guest", in: state).get().id == ResourceID(kind: "UserAccount", name: "cis-5.4.2.8-lock-guest"))
+        #expect(throws: TemplateError.self) { try ProposalEngine.resolve("UserAccount/nobody-here", in: state).get() }
+    }
+
+    @Test func findingRulesAreCheckedWhenLoaded() throws {
+        var files = Self.baseline()
+        files["finding-rules/ssh.yaml"] = """
+            apiVersion: bulwark/v1
+            kind: FindingRule
+            metadata: {name: block-brute-force}
+            spec:
+              match: {source: ocsf, control: "5712", severity: high}
+              action: propose
+              autoMerge: true
+              change:
+                resource: FirewallBlocklist/known-bad
+                add: {addresses: "{{address}}"}
+              sla: {P1: 4h}
+            """
+        let state = try Self.load(files)
+        let rule = try #require(state.findingRules.first)
+        #expect(rule.action == .propose && rule.autoMerge && rule.sla.limit(.p1) == .seconds(14_400) && rule.sla.limit(.p2) == .seconds(7 * 86_400))
+        let finding = Finding(resource: "edge-1", control: "5712", firstObservedAt: Date(), source: "ocsf", severity: .high, address: "198.51.100.23")
+        #expect(rule.matches(finding))
+        #expect(!rule.matches(Finding(resource: "edge-1", control: "5712", firstObservedAt: Date(), source: "ocsf", severity: .medium)))
+        #expect(try rule.change?.render(for: finding).add.first?.value == "198.51.100.23")
+        // The finding without an address: the template says which field is missing.
+        #expect(throws: TemplateError.self) { try rule.change?.render(for: Finding(resource: "r", control: "5712", firstObservedAt: Date())) }
+
+        for (spec, message) in [
+            ("action: propose", "needs a change"),
+            ("action: reconcile\n  autoMerge: true", "only a propose rule"),
+            ("action: propose\n  change: {resource: FirewallBlocklist/known-bad, add: {addresses: \"{{secret}}\"}}", "unknown or malformed placeholder"),
+            ("action: propose\n  change: {resource: NoSuchKind/x, set: {a: b}}", "expected Kind/name"),
+            ("action: explode", "expected one of reconcile, propose, ignore"),
+            ("action: reconcile\n  sla: {P9: 1h}", "expected one of P1"),
+        ] {
+            var broken = Self.baseline()
+            broken["finding-rules/broken.yaml"] = "apiVersion: bulwark/v1\nkind: FindingRule\nmetadata: {name: broken}\nspec:\n  \(spec)\n"
+            do {
+                _ = try Self.load(broken)
+                Issue.record("accepted: \(spec)")
+            } catch {
+                #expect(String(describing: error).contains(message), "\(error)")
+            }
+        }
+        // A FindingRule belongs under finding-rules/.
+        var misplaced = Self.baseline()
+        misplaced["desired-state/rule.yaml"] = files["finding-rules/ssh.yaml"]
+        #expect(throws: ValidationFailure.self) { try Self.load(misplaced) }
+    }
+
+    @Test func findingsSummaryMeasuresFromFirstSeenAndListsBreaches() {
+        let seen = Timestamp.parse("2026-11-01T00:00:00Z")!
+        func entry(_ finding: String, priority: Priority, verified: Date?, source: String = "trivy") -> RemediationReport.Entry {
+            var entry = RemediationReport.Entry(target: "web-1", resource: "SSHDConfig/x", controller: "c", severity: .high,
+                                                decision: verified == nil ? .held : .applied, result: verified == nil ? nil : .verified,
+                                                detectedAt: seen.addingTimeInterval(3600), verifiedAt: verified)
+            entry.finding = FindingMark(id: finding, source: source, priority: priority, firstSeen: seen)
+            return entry
+        }
+        let entries = [entry("a", priority: .p1, verified: seen.addingTimeInterval(7200)),
+                       entry("a", priority: .p1, verified: seen.addingTimeInterval(99_000)),
+                       entry("b", priority: .p1, verified: seen.addingTimeInterval(2 * 86_400), source: "grype"),
+                       entry("c", priority: .p2, verified: nil)]
+        let summary = FindingsSummary(entries: entries, since: nil, now: seen.addingTimeInterval(8 * 86_400), sla: SLAPolicy())
+        #expect(summary.fixed == 2)
+        #expect(summary.bySource["trivy"]?.maxSeconds == 7200)
+        #expect(summary.byPriority["P1"]?.fixes == 2)
+        #expect(summary.slaBreaches.map(\.finding) == ["b", "c"])
+        #expect(summary.slaBreaches.first { $0.finding == "c" }?.fixed == false)
+        #expect(summary.lines().contains { $0.contains("SLA breaches:") })
+    }
+}
+
+/// The whole loop on the foundation issue's setup, through the real binary and git: a finding
+/// → a proposal branch with a passing plan → accepted → fixed on the host root → an audit record
+/// citing the finding → `report` MTTR from the finding's first-seen time.
+@Suite struct FindingProposalEndToEndTests {
+    static let rule = """
+        # A compliance scanner's MaxAuthTries finding proposes the stricter value for review.
+        apiVersion: bulwark/v1
+        kind: FindingRule
+        metadata: {name: sshd-max-auth-tries}
+        spec:
+          match: {control: "SSH-7408*", severity: medium}
+          action: propose
+          change:
+            resource: SSHDConfig/cis-5.1.16-max-auth-tries
+            set: {MaxAuthTries: "3"}
+
+        """
+
+    /// An OCSF Compliance Finding as a host scanner writes it, first seen `firstSeen`.
+    static func finding(id: String, control: String = "SSH-7408-MaxAuthTries", firstSeen: Date, resolved: Bool = false) -> String {
+        """
+        {"class_uid": 2003, "class_name": "Compliance Finding", "activity_id": 1, "severity_id": 3, "severity": "Medium",
+         "status_id": \(resolved ? 4 : 1), "status": "\(resolved ? "Resolved" : "New")",
+         "metadata": {"version": "1.3.0", "product": {"name": "Lynis", "vendor_name": "CISOfy"}},
+         "finding_info": {"uid": "\(id)", "title": "sshd allows too many authentication attempts",
+                          "first_seen_time_dt": "\(Timestamp.format(firstSeen))", "src_url": "https://cisofy.com/lynis/controls/SSH-7408/"},
+         "compliance": {"control": "\(control)", "status": "\(resolved ? "Pass" : "Fail")"},
+         "device": {"hostname": "local"}, "resources": [{"uid": "local", "type": "host"}]}
+        """
+    }
+
+    func ingest(_ s: Scenario, _ document: String) throws -> (status: Int32, report: [String: Any], stderr: String) {
+        let path = s.dir + "/finding-\(UUID().uuidString.prefix(6)).json"
+        try write(path, document)
+        let out = try s.run("ingest", path, "--output", "json")
+        let report = (try? JSONSerialization.jsonObject(with: Data(out.stdout.utf8)) as? [String: Any]) ?? [:]
+        return (out.status, report, out.stdout + out.stderr)
+    }
+
+    func sshd(_ s: Scenario, _ keyword: String) throws -> String? {
+        try read(s.host + "/etc/ssh/sshd_config").split(separator: "\n")
+            .first { $0.lowercased().hasPrefix(keyword.lowercased() + " ") }.map { String($0.split(separator: " ").last ?? "") }
+    }
+
+    @Test func aFindingBecomesAReviewedFixRecordedWithMTTRFromFirstSeen() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            #expect(try s.run("apply").status == 0)
+            #expect(try sshd(s, "MaxAuthTries") == "4")
+            try s.commitPolicy("finding-rules/sshd.yaml", Self.rule, message: "finding rule: MaxAuthTries")
+            let firstSeen = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 - 7200).rounded(.down))
+            let id = "lynis-SSH-7408-demo"
+            let document = Self.finding(id: id, firstSeen: firstSeen)
+
+            // Proposed: a branch with the finding, its evidence, priority, validation and a passing plan.
+            let first = try ingest(s, document)
+            #expect(first.status == 2, "\(first.stderr)")
+            let item = try #require((first.report["items"] as? [[String: Any]])?.first, "\(first.stderr)")
+            #expect(item["outcome"] as? String == "proposed", "\(item)")
+            #expect(item["branch"] as? String == "bulwark/proposals/\(id)")
+            #expect(item["rule"] as? String == "sshd-max-auth-tries")
+            let message = try git("--git-dir", s.origin, "log", "-1", "--format=%B", "bulwark/proposals/\(id)")
+            #expect(message.contains("Evidence: https://cisofy.com/lynis/controls/SSH-7408/"))
+            #expect(message.contains("Plan: passed"))
+            #expect(message.contains("- local SSHDConfig/cis-5.1.16-max-auth-tries: MaxAuthTries: 4 -> 3 (applied)"), "\(message)")
+            #expect(message.contains("Validation: the changed revision validates"))
+            #expect(message.contains("Bulwark-Finding: \(id)") && message.contains("Bulwark-Proposal: proposed"))
+            #expect(message.contains("Bulwark-Priority: P4"))  // medium × internal target × no exploit data
+            let diff = try git("--git-dir", s.origin, "diff", "main", "bulwark/proposals/\(id)")
+            #expect(diff.contains("-  MaxAuthTries: 4") && diff.contains("+  MaxAuthTries: 3"))
+            // Nothing changed on the host, and main is untouched.
+            #expect(try sshd(s, "MaxAuthTries") == "4")
+
+            // The same finding again makes no second proposal.
+            let again = try ingest(s, document)
+            #expect(again.status == 0, "\(again.stderr)")
+            #expect((again.report["items"] as? [[String: Any]])?.first?["outcome"] as? String == "already-proposed")
+
+            // A person accepts it; the next apply fixes the host and its record cites the finding.
+            let accepted = try s.run("accept", id)
+            #expect(accepted.status == 0, "\(accepted.stdout)\(accepted.stderr)")
+            let mainMessage = try git("--git-dir", s.origin, "log", "-1", "--format=%an%n%B", "main")
+            #expect(mainMessage.hasPrefix("Test Person\n") && mainMessage.contains("Bulwark-Proposal: accepted"))
+            #expect(try ingest(s, document).report["items"].flatMap { ($0 as? [[String: Any]])?.first?["outcome"] as? String } == "already-proposed")
+            let apply = try s.run("apply")
+            #expect(apply.status == 0, "\(apply.stdout)\(apply.stderr)")
+            #expect(try sshd(s, "MaxAuthTries") == "3")
+            let cited = try s.trailers("Bulwark-Finding"), seen = try s.trailers("Bulwark-Finding-First-Seen")
+            #expect(cited == [id])
+            #expect(seen == [Timestamp.format(firstSeen)])
+            #expect(try s.trailers("Bulwark-Priority") == ["P4"])
+
+            // MTTR of findings is measured from the scanner's first sighting, two hours ago.
+            let report = try s.run("report", "--output", "json")
+            let json = try #require(try JSONSerialization.jsonObject(with: Data(report.stdout.utf8)) as? [String: Any])
+            let findings = try #require(json["findings"] as? [String: Any])
+            #expect(findings["fixed"] as? Int == 1)
+            let mttr = try #require((findings["mttr"] as? [String: Any])?["maxSeconds"] as? Double)
+            #expect(mttr >= 7200 && mttr < 7200 + 3600, "\(mttr)")
+            #expect((findings["bySource"] as? [String: Any])?["ocsf"] != nil && (findings["byPriority"] as? [String: Any])?["P4"] != nil)
+            #expect((findings["slaBreaches"] as? [Any])?.isEmpty == true)
+            let text = try s.run("report").stdout
+            #expect(text.contains("Findings MTTR (first seen by the scanner to verified fix): 1 fix"))
+        }
+    }
+
+    @Test func aResolvedFindingClosesItsProposalAndAcceptRefusesAClosedOrOutdatedOne() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            try s.commitPolicy("finding-rules/sshd.yaml", Self.rule, message: "finding rule")
+            let now = Date()
+            #expect(try ingest(s, Self.finding(id: "closed-one", firstSeen: now)).status == 2)
+            #expect(try ingest(s, Self.finding(id: "outdated-one", firstSeen: now)).status == 2)
+            let main = try git("--git-dir", s.origin, "rev-parse", "main")
+
+            // Resolved: the proposal is closed (its change undone on the branch) and cannot be accepted.
+            let resolved = try ingest(s, Self.finding(id: "closed-one", firstSeen: now, resolved: true))
+            #expect(resolved.status == 2)
+            #expect((resolved.report["items"] as? [[String: Any]])?.first?["outcome"] as? String == "closed")
+            #expect(try git("--git-dir", s.origin, "log", "-1", "--format=%B", "bulwark/proposals/closed-one").contains("Bulwark-Proposal: closed"))
+            #expect(try git("--git-dir", s.origin, "diff", "main", "bulwark/proposals/closed-one").isEmpty)
+            let refused = try s.run("accept", "closed-one")
+            #expect(refused.status == 1 && refused.stderr.contains("is closed"), "\(refused.stderr)")
+            #expect(try git("--git-dir", s.origin, "rev-parse", "main") == main)
+            // Resolved again: nothing more.
+            #expect(try ingest(s, Self.finding(id: "closed-one", firstSeen: now, resolved: true)).status == 0)
+
+            // A person changed the same file since: the proposal is not merged over it.
+            try s.editPolicy("desired-state/hosts/sshd.yaml", replacing: "MaxAuthTries: 4", with: "MaxAuthTries: 2")
+            let changedMain = try git("--git-dir", s.origin, "rev-parse", "main")
+            let outdated = try s.run("accept", "outdated-one")
+            #expect(outdated.status == 1 && outdated.stderr.contains("changed desired-state/hosts/sshd.yaml since the proposal"), "\(outdated.stderr)")
+            #expect(try git("--git-dir", s.origin, "rev-parse", "main") == changedMain)
+        }
+    }
+
+    @Test func autoMergeCommitsTheTestedChangeAsBulwarkAndAnInvalidChangeIsNotProposed() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            try s.commitPolicy("finding-rules/sshd.yaml", Self.rule.replacingOccurrences(of: "action: propose", with: "action: propose\n  autoMerge: true"),
+                               message: "finding rule")
+            let merged = try ingest(s, Self.finding(id: "auto-1", firstSeen: Date()))
+            #expect(merged.status == 2)
+            #expect((merged.report["items"] as? [[String: Any]])?.first?["outcome"] as? String == "merged", "\(merged.report)")
+            let head = try git("--git-dir", s.origin, "log", "-1", "--format=%an%n%B", "main")
+            #expect(head.hasPrefix("Bulwark\n") && head.contains("Bulwark-Proposal: auto-merged"))
+            #expect(try git("--git-dir", s.origin, "show", "main:desired-state/hosts/sshd.yaml").contains("  MaxAuthTries: 3\n"))
+            #expect(try git("--git-dir", s.origin, "branch", "--list", "bulwark/proposals/*").isEmpty)
+            // Once merged, the same finding changes nothing more.
+            #expect(try ingest(s, Self.finding(id: "auto-1", firstSeen: Date())).status == 0)
+
+            // A change a safety guard blocks is never merged by itself: it becomes a proposal for a person.
+            try s.commitPolicy("finding-rules/sshd.yaml", Self.rule.replacingOccurrences(of: "action: propose", with: "action: propose\n  autoMerge: true")
+                .replacingOccurrences(of: "set: {MaxAuthTries: \"3\"}", with: "set: {MaxStartups: \"0:30:100\"}"), message: "a dangerous rule")
+            let mainBefore = try git("--git-dir", s.origin, "rev-parse", "main")
+            let guarded = try ingest(s, Self.finding(id: "guarded-1", firstSeen: Date()))
+            let guardedItem = try #require((guarded.report["items"] as? [[String: Any]])?.first)
+            #expect(guardedItem["outcome"] as? String == "proposed", "\(guardedItem)")
+            #expect(try git("--git-dir", s.origin, "rev-parse", "main") == mainBefore)
+            let guardedMessage = try git("--git-dir", s.origin, "log", "-1", "--format=%B", "bulwark/proposals/guarded-1")
+            #expect(guardedMessage.contains("Plan: failed: local SSHDConfig/cis-5.1.16-max-auth-tries blocked: the sshd guard"), "\(guardedMessage)")
+            #expect(guardedMessage.contains("Not merged automatically") && guardedMessage.contains("Bulwark-Proposal: proposed"))
+
+            // A rule whose change does not validate (MaxAuthTries must be a number) commits nothing.
+            try s.commitPolicy("finding-rules/sshd.yaml", Self.rule.replacingOccurrences(of: "set: {MaxAuthTries: \"3\"}", with: "set: {MaxAuthTries: \"{{control}}\"}"),
+                               message: "a wrong rule")
+            let before = try git("--git-dir", s.origin, "for-each-ref")
+            let invalid = try ingest(s, Self.finding(id: "invalid-1", firstSeen: Date()))
+            let item = try #require((invalid.report["items"] as? [[String: Any]])?.first)
+            #expect(item["outcome"] as? String == "not-proposed" && (item["detail"] as? String)?.contains("invalid") == true, "\(item)")
+            #expect(try git("--git-dir", s.origin, "for-each-ref") == before)
+        }
+    }
+}
+
+/// `bulwark ingest` and `POST /api/v1/findings` are one code path: the same document gets the
+/// same decisions (rule, action, priority, SLA, proposal branch, resources to reconcile) from both.
+@Suite struct FindingsEndpointAgreementTests {
+    static let token = "findings-token-for-agreement"
+
+    @Test func ingestAndThePostedFindingsAgree() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            try s.commitPolicy("finding-rules/sshd.yaml", FindingProposalEndToEndTests.rule, message: "finding rule")
+            let seen = Timestamp.format(Date().addingTimeInterval(-600))
+            let document = """
+                [{"class_uid": 2003, "severity": "Medium", "metadata": {"product": {"name": "Lynis"}},
+                  "finding_info": {"uid": "agree-proposal", "first_seen_time_dt": "\(seen)"},
+                  "compliance": {"control": "SSH-7408-MaxAuthTries", "status": "Fail"}, "device": {"hostname": "local"},
+                  "resources": [{"uid": "local"}]},
+                 {"class_uid": 2004, "severity": "Critical", "metadata": {"event_code": "root-login"},
+                  "finding_info": {"uid": "agree-reconcile", "first_seen_time_dt": "\(seen)"},
+                  "resources": [{"uid": "SSHDConfig/cis-5.1.20-permit-root-login"}]},
+                 {"class_uid": 2004, "severity": "Low", "metadata": {"event_code": "other"},
+                  "finding_info": {"uid": "agree-nothing", "first_seen_time_dt": "\(seen)"}, "resources": [{"uid": "not-managed-here"}]}]
+                """
+            let daemon = try DaemonProcess(["--repo", s.origin, "--state-dir", s.state, "--poll", "3600"],
+                                           environment: ["BULWARK_FINDINGS_TOKEN": Self.token], logPath: dir + "/daemon.log")
+            #expect(daemon.wait(seconds: 60) { (try? daemon.get("/readyz").status) == 200 }, "readyz: \(daemon.log)")
+            let posted = try httpRequest(port: daemon.port, "POST", "/api/v1/findings",
+                                         headers: ["Authorization": "Bearer \(Self.token)", "Content-Type": "application/json"],
+                                         body: Array(document.utf8))
+            #expect(posted.status == 202, "\(posted.body)")
+            let answer = try #require(try JSONSerialization.jsonObject(with: Data(posted.body.utf8)) as? [String: Any])
+            #expect(answer["format"] as? String == "ocsf" && answer["findings"] as? Int == 3 && answer["matched"] as? Int == 1)
+            _ = daemon.terminate()
+
+            try write(dir + "/findings.json", document)
+            let ingested = try s.run("ingest", dir + "/findings.json", "--output", "json", stateDir: dir + "/state-ingest")
+            #expect(ingested.status == 2, "\(ingested.stderr)")
+            let report = try #require(try JSONSerialization.jsonObject(with: Data(ingested.stdout.utf8)) as? [String: Any])
+            #expect(report["format"] as? String == "ocsf")
+
+            func byID(_ items: Any?) -> [String: [String: Any]] {
+                Dictionary(uniqueKeysWithValues: ((items as? [[String: Any]]) ?? []).compactMap { item in (item["id"] as? String).map { ($0, item) } })
+            }
+            let fromDaemon = byID(answer["items"]), fromIngest = byID(report["items"])
+            #expect(Set(fromDaemon.keys) == ["agree-proposal", "agree-reconcile", "agree-nothing"])
+            #expect(Set(fromIngest.keys) == Set(fromDaemon.keys))
+            for (id, daemonItem) in fromDaemon {
+                let ingestItem = try #require(fromIngest[id])
+                for key in ["source", "control", "resource", "severity", "priority", "score", "firstSeen", "slaDeadline", "rule", "action", "branch", "reconciled"] {
+                    #expect(String(describing: daemonItem[key] ?? "nil") == String(describing: ingestItem[key] ?? "nil"), "\(id) \(key)")
+                }
+            }
+            // The daemon proposed; ingest, second, finds the proposal made.
+            #expect(fromDaemon["agree-proposal"]?["outcome"] as? String == "proposed")
+            #expect(fromIngest["agree-proposal"]?["outcome"] as? String == "already-proposed")
+            #expect(fromDaemon["agree-reconcile"]?["outcome"] as? String == "reconcile" && fromIngest["agree-reconcile"]?["outcome"] as? String == "reconcile")
+            #expect(fromDaemon["agree-nothing"]?["outcome"] as? String == "nothing" && fromIngest["agree-nothing"]?["outcome"] as? String == "nothing")
+            #expect(try git("--git-dir", s.origin, "branch", "--list", "bulwark/proposals/*").contains("bulwark/proposals/agree-proposal"))
+        }
+    }
+}
