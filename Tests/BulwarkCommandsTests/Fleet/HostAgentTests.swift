@@ -41,7 +41,7 @@ import Testing
                 + fleet.trailers("Bulwark-Id", on: "bulwark/audit-targets/web-1").count
             let entries = try JSONSerialization.jsonObject(with: Data(log.stdout.utf8)) as? [[String: Any]] ?? []
             #expect(entries.count == total)
-            let shown = Set(entries.compactMap { ($0["trailers"] as? [String: String])?["Bulwark-Target"] })
+            let shown = Set(entries.compactMap { $0["target"] as? String })
             #expect(shown == ["web-0", "web-1"])
 
             // verify-audit checks every ref, each a chain of its own.
