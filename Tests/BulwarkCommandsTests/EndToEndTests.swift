@@ -116,7 +116,7 @@ import Testing
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
             let ok = try bulwark(["validate", s.policy])
-            #expect(ok.status == 0 && ok.stdout.contains("valid: 36 resources"))
+            #expect(ok.status == 0 && ok.stdout.contains("valid: 40 resources"))
             try write(s.policy + "/desired-state/bad.yaml", "apiVersion: bulwark/v1\nkind: Nope\nmetadata: {name: x}\nspec: {}\n")
             try write(s.policy + "/desired-state/bad2.yaml", "a: [\n")
             let bad = try bulwark(["validate", s.policy])

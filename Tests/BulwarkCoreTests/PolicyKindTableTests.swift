@@ -7,7 +7,7 @@ import Testing
     @Test func theTableHoldsEveryPolicyKindWithItsFolder() {
         #expect(DesiredStateLoader.policyKinds == [
             "Target": "controllers/", "Controller": "controllers/", "GlobalLimits": "controllers/", "Notifier": "controllers/",
-            "Waiver": "waivers/", "Approval": "approvals/", "Pause": "controllers/",
+            "Waiver": "waivers/", "Approval": "approvals/", "Pause": "controllers/", "FindingRule": "finding-rules/",
         ])
     }
 
