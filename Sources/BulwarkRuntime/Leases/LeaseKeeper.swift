@@ -131,7 +131,9 @@ package final class LeaseKeeper: Sendable {
             throw LeaseLost(target: target, replica: replica, reason: "the lease store cannot confirm the lease (\(error))")
         }
         guard holds else {
-            state.withLock { _ = $0.held.removeValue(forKey: target) }
+            // Forget the lease only if it is the one that failed: a pass planned under an old token
+            // must not make the replica drop the lease it has since taken again under a new one.
+            state.withLock { if $0.held[target] == token { _ = $0.held.removeValue(forKey: target) } }
             throw LeaseLost(target: target, replica: replica, reason: "its lease (token \(token), which the pass was planned under) expired or was taken over")
         }
     }

@@ -91,7 +91,11 @@ import Testing
         #expect(keeper.held()["db-1"] != nil)
         await #expect(throws: LeaseLost.self) { try await journal.begin([record("db-1")]) }
         _ = keeper.beginPass()
-        try await journal.begin([record("db-1")])
+        do {
+            try await journal.begin([record("db-1")])
+        } catch {
+            Issue.record("a new pass under the new token was refused: \(error)")
+        }
         #expect(await base.open.keys.contains("r-db-1"), "a new pass, under the new token, goes ahead")
         // The store unreachable: nothing is confirmed, nothing is begun.
         try server.stop(mode: "immediate")
