@@ -4,7 +4,7 @@ internal import Synchronization
 
 /// A Unix datagram socket the test binds, standing in for systemd's notification socket or
 /// the journal's: it keeps every datagram it receives, in order, as raw bytes.
-public final class DatagramSink: @unchecked Sendable {
+public final class DatagramSink: Sendable {
     public let path: String
     private let fd: Int32
     private final class Shared: Sendable {
@@ -12,7 +12,6 @@ public final class DatagramSink: @unchecked Sendable {
         let stopped = Atomic<Bool>(false)
     }
     private let shared = Shared()
-    private var thread: Thread?
 
     public init(path: String) throws {
         self.path = path
@@ -36,7 +35,6 @@ public final class DatagramSink: @unchecked Sendable {
                 if count > 0 { shared.received.withLock { $0.append(Array(buffer[0..<count])) } }
             }
         }
-        self.thread = thread
         thread.start()
     }
 
