@@ -73,7 +73,7 @@ let package = Package(
         .target(name: "BulwarkProcess", swiftSettings: swiftSettings),
         .target(name: "BulwarkHost", dependencies: ["BulwarkCore", "BulwarkProcess"], swiftSettings: swiftSettings),
         .target(name: "BulwarkFirewall", dependencies: ["BulwarkCore"], swiftSettings: swiftSettings),
-        .target(name: "BulwarkPackages", dependencies: ["BulwarkCore"], swiftSettings: swiftSettings),
+        .target(name: "BulwarkPackages", dependencies: ["BulwarkCore", "BulwarkProcess"], swiftSettings: swiftSettings),
         .target(
             name: "BulwarkPostgres",
             dependencies: [
