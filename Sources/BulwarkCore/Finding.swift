@@ -96,6 +96,19 @@ public struct FindingIndex: Sendable {
     public func match(_ findings: [Finding]) -> [Binding: Date] {
         var matched: [Binding: Date] = [:]
         for finding in findings {
+            // A compliance scanner's rule that resources carry out: those resources, on the host
+            // it names if Bulwark knows it (not everything on that host).
+            if let controlled = byControl[ControlAnnotation.rule(finding.control)] {
+                let named = controlled.filter { binding in
+                    finding.resource == binding.target || ["/", ":"].contains { finding.resource.hasSuffix($0 + binding.target) }
+                }
+                for binding in named.isEmpty ? controlled : named where finding.target == nil || finding.target == binding.target {
+                    matched[binding] = min(matched[binding] ?? finding.firstObservedAt, finding.firstObservedAt)
+                }
+                continue
+            }
+            // An XCCDF rule result names a host, not a resource: no rule, no resource.
+            if finding.source == "openscap" || finding.source == "xccdf" { continue }
             var candidates: [Binding] = (byDescription[finding.resource] ?? []) + (byName[finding.resource] ?? [])
                 + (byTarget[finding.resource] ?? [])
             // An identifier (an ARN) that ends in a target's name after a separator.
@@ -106,15 +119,6 @@ public struct FindingIndex: Sendable {
             }
             for binding in candidates where finding.matches(binding) {
                 matched[binding] = min(matched[binding] ?? finding.firstObservedAt, finding.firstObservedAt)
-            }
-            // A compliance scanner's rule: the resources that carry it out, on the host it names if Bulwark knows it.
-            if let controlled = byControl[ControlAnnotation.rule(finding.control)] {
-                let named = controlled.filter { binding in
-                    finding.resource == binding.target || ["/", ":"].contains { finding.resource.hasSuffix($0 + binding.target) }
-                }
-                for binding in named.isEmpty ? controlled : named where finding.target == nil || finding.target == binding.target {
-                    matched[binding] = min(matched[binding] ?? finding.firstObservedAt, finding.firstObservedAt)
-                }
             }
         }
         return matched

@@ -58,8 +58,8 @@ import Testing
     }
 
     /// Lays out what oscap needs to judge the demo tree as a Debian 11 host with sshd installed:
-    /// the release (the content's CPE), dpkg's status naming openssh-server (the sshd rules apply
-    /// only where it is installed) and dpkg's architecture tables (libapt-pkg reads them under the
+    /// the release (the content's CPE), dpkg's status naming openssh-server and login (the sshd
+    /// and login.defs rules apply only where they are installed) and dpkg's architecture tables (libapt-pkg reads them under the
     /// root). Returns the APT configuration: the probe opens libapt-pkg with `RootDir=ROOT`; this
     /// keeps the host's apt.conf.d out (Docker's images empty `Dir::Cache::pkgcache` there, which
     /// fails the probe) and names a cache folder that does not exist under the root, so the
@@ -74,6 +74,14 @@ import Testing
             Architecture: amd64
             Version: 1:9.2p1-2+deb12u7
             Description: secure shell (SSH) server, for secure access from remote machines
+
+            Package: login
+            Status: install ok installed
+            Priority: required
+            Section: admin
+            Architecture: amd64
+            Version: 1:4.13+dfsg1-1+b1
+            Description: system login tools (the login.defs rules apply where it is installed)
 
             """)
         for table in ["cputable", "tupletable"] {
@@ -91,11 +99,35 @@ import Testing
         return config
     }
 
+    /// The groups each rule of the content sits in (a rule is evaluated only if its groups are
+    /// selected too, and the standard profile deselects `accounts`, `password_expiration`, …).
+    final class GroupReader: NSObject, XMLParserDelegate {
+        var groups: [String] = []
+        var ancestors: [String: [String]] = [:]
+
+        func parser(_ parser: XMLParser, didStartElement name: String, namespaceURI: String?, qualifiedName: String?,
+                    attributes: [String: String] = [:]) {
+            let local = name.split(separator: ":").last.map(String.init) ?? name
+            if local == "Group", let id = attributes["id"] { groups.append(id) }
+            if local == "Rule", let id = attributes["id"] { ancestors[id] = groups }
+        }
+
+        func parser(_ parser: XMLParser, didEndElement name: String, namespaceURI: String?, qualifiedName: String?) {
+            if (name.split(separator: ":").last.map(String.init) ?? name) == "Group" { _ = groups.popLast() }
+        }
+    }
+
     /// A tailoring of the standard profile that also selects the rules the baseline names
-    /// outside it, with the baseline's (CIS) values for the two variables where SSG's defaults
-    /// differ: password maximum age 365 days (SSG: 60), minimum age 1 day (SSG: 7).
+    /// outside it (and their groups), with the baseline's (CIS) values for the two variables
+    /// where SSG's defaults differ: password maximum age 365 days (SSG: 60), minimum age 1 day (SSG: 7).
     static func tailoring(_ rules: [String], at path: String) throws {
-        let selects = rules.map { "    <xccdf-1.2:select idref=\"\(FindingParser.xccdfRulePrefix)\($0)\" selected=\"true\"/>" }
+        let reader = GroupReader()
+        let parser = XMLParser(data: try Data(contentsOf: URL(fileURLWithPath: content)))
+        parser.delegate = reader
+        guard parser.parse() else { throw SupportError("cannot read \(content)") }
+        let ids = rules.map { FindingParser.xccdfRulePrefix + $0 }
+        let groups = Set(ids.flatMap { reader.ancestors[$0] ?? [] }).sorted()
+        let selects = (groups + ids).map { "    <xccdf-1.2:select idref=\"\($0)\" selected=\"true\"/>" }
         try write(path, """
             <?xml version="1.0" encoding="UTF-8"?>
             <xccdf-1.2:Tailoring xmlns:xccdf-1.2="http://checklists.nist.gov/xccdf/1.2" id="xccdf_org.bulwark_tailoring_shipped_baseline">

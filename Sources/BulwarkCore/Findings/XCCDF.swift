@@ -35,11 +35,13 @@ extension FindingParser {
             if type.hasSuffix("/xml") || type.hasSuffix("+xml") { return true }
             if type.hasSuffix("json") || type.contains("ndjson") || type.contains("jsonl") { return false }
         }
+        // UTF-16 and UTF-32 XML starts with a byte-order mark or has a zero byte next to its `<`:
+        // taken as XML here, so that it is refused for its encoding rather than read as JSON.
+        if bytes.starts(with: [0xFE, 0xFF]) || bytes.starts(with: [0xFF, 0xFE]) || bytes.starts(with: [0, 0x3C])
+            || bytes.starts(with: [0x3C, 0]) || bytes.starts(with: [0, 0, 0xFE, 0xFF]) { return true }
         var index = bytes.starts(with: [0xEF, 0xBB, 0xBF]) ? 3 : 0
         while index < bytes.count, [9, 10, 13, 32].contains(bytes[index]) { index += 1 }
-        if index < bytes.count { return bytes[index] == UInt8(ascii: "<") }
-        // UTF-16 and UTF-32 documents start with a byte-order mark or a zero byte: XML, refused later.
-        return false
+        return index < bytes.count && bytes[index] == UInt8(ascii: "<")
     }
 
     /// An XML results document's format and findings.
@@ -66,6 +68,7 @@ extension FindingParser {
             let line = parser.lineNumber
             throw FindingError("not well-formed XML at line \(line): \(oneLine(parser.parserError?.localizedDescription ?? "parse error"))")
         }
+        guard reader.complete else { throw FindingError("not well-formed XML: the document ends before its root element does") }
         #else
         throw FindingError("this build has no XML parser")
         #endif
@@ -152,6 +155,9 @@ private final class XCCDFReader: NSObject, XMLParserDelegate {
     let now: Date
     var refusal: FindingError?
     var sawTestResult = false
+    /// The root element was closed: Foundation's parser on Linux reports no error for a document
+    /// that stops short (a results file cut off mid-way), so the reader tells.
+    var complete = false
     private var depth = 0
     private var ruleResultCount = 0
     private var benchmarkID: String?
@@ -243,6 +249,7 @@ private final class XCCDFReader: NSObject, XMLParserDelegate {
 
     func parser(_ parser: XMLParser, didEndElement name: String, namespaceURI: String?, qualifiedName: String?) {
         guard refusal == nil else { return }
+        if depth == 1 { complete = true }
         defer { depth -= 1 }
         if let (field, at) = capture, at == depth {
             let value = FindingParser.clipped(text.trimmingCharacters(in: .whitespacesAndNewlines))
