@@ -597,7 +597,7 @@ public struct Reconciler: Sendable {
     /// The stable id of a failed fix: its binding, drift, error and revision.
     private func failureID(_ record: AuditRecord) -> String {
         let drift = record.changes.map { "\($0.property)=\($0.observedBefore ?? "\u{0}")>\($0.desired)" }
-        return AuditID.stable((["failed", record.controller, record.target, record.resource, record.desiredCommit,
+        return AuditID.stable((["failed", record.controller, record.target, record.resource, record.desiredCommit.description,
                                 record.error ?? ""] + drift).joined(separator: "\u{1}"))
     }
 
