@@ -23,6 +23,10 @@ extension Daemon {
                                               "outcome": .string(item.outcome), "branch": .string(item.branch ?? "-")])
         }
         meters.findings(report)
+        // Findings still open past their SLA are announced (once each) to notifiers with `sla-breach`.
+        if let outbox, Outbox.enqueueBreaches(report, now: clock.wall(), notifiers: notifiers, folder: outbox.folder) > 0 {
+            notify.yield()
+        }
         let data = try? Console.jsonEncoder().encode(report)
         return (reconcile.count, data.map { Array($0) })
     }
