@@ -75,4 +75,39 @@ import Testing
             #expect(asking.requests.count == 1)
         }
     }
+
+    @Test func theDaemonAnnouncesABreachPostedToItOnce() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let server = try TestHTTPServer()
+            defer { server.stop() }
+            try s.commitPolicy("controllers/notifiers.yaml", Self.notifier(server.url, events: "[sla-breach]")
+                .replacingOccurrences(of: "format: slack", with: "format: json"), message: "notifier")
+            try s.commitPolicy("finding-rules/sshd.yaml", Self.rule, message: "finding rule")
+            let token = "findings-token-for-sla"
+            let daemon = try DaemonProcess(["--repo", s.origin, "--state-dir", s.state, "--poll", "3600"],
+                                           environment: ["BULWARK_FINDINGS_TOKEN": token], logPath: dir + "/daemon.log")
+            defer { _ = daemon.terminate() }
+            #expect(daemon.wait(seconds: 60) { (try? daemon.get("/readyz").status) == 200 }, "readyz: \(daemon.log)")
+            let late = FindingProposalEndToEndTests.finding(id: "late-daemon", firstSeen: Date().addingTimeInterval(-7200))
+            for _ in 0..<2 {
+                let posted = try httpRequest(port: daemon.port, "POST", "/api/v1/findings",
+                                             headers: ["Authorization": "Bearer \(token)", "Content-Type": "application/json"],
+                                             body: Array(late.utf8))
+                #expect(posted.status == 202, "\(posted.body)")
+            }
+            #expect(daemon.wait(seconds: 30) { !server.requests.isEmpty }, "\(daemon.log)")
+            let first = try #require(server.requests.first)
+            let event = try #require(try JSONSerialization.jsonObject(with: first.body) as? [String: Any])
+            #expect(event["event"] as? String == "bulwark.sla-breach")
+            let finding = try #require(event["finding"] as? [String: Any])
+            #expect(finding["id"] as? String == "late-daemon" && finding["priority"] as? String == "P4" && finding["outcome"] as? String == "proposed")
+            // Posted twice, announced once: one marker, and nothing left in the outbox once it is delivered.
+            #expect(try FileManager.default.contentsOfDirectory(atPath: s.state + "/sla-breaches").count == 1)
+            #expect(daemon.wait(seconds: 30) {
+                ((try? FileManager.default.contentsOfDirectory(atPath: s.state + "/outbox")) ?? []).allSatisfy { !$0.hasSuffix(".json") }
+            })
+            #expect(server.requests.count == 1)
+        }
+    }
 }
