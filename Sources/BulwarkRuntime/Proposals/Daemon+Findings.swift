@@ -16,7 +16,7 @@ extension Daemon {
     /// `POST /api/v1/findings`: the finding rules of the revision in force decide (the same
     /// `FindingIntake` as `bulwark ingest`); the resources to reconcile are reconciled at once.
     /// Proposals are made here, on the daemon's actor, so they never race a cycle.
-    package func findingsArrived(_ findings: [Finding], format: FindingFormat) async -> (matched: Int, report: [UInt8]?) {
+    package func findingsArrived(_ findings: [Finding], format: FindingFormat) async -> (matched: Int, report: (any Encodable & Sendable)?) {
         guard let state, let head else {
             let matched = findingIndex().match(findings)
             received(matched)
@@ -38,7 +38,6 @@ extension Daemon {
         if let outbox, Outbox.enqueueBreaches(report, now: clock.wall(), notifiers: notifiers, folder: outbox.folder) > 0 {
             notify.yield()
         }
-        let data = try? Console.jsonEncoder().encode(report)
-        return (reconcile.count, data.map { Array($0) })
+        return (reconcile.count, report)
     }
 }
