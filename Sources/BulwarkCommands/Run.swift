@@ -180,7 +180,7 @@ extension Bulwark {
                 let targets = try agent.prepare(&repository)
                 leases = try fleetController.keeper(&repository, logger: logger)
                 var runtime = try repository.runtime()
-                runtime.agentTargets = targets
+                if targets != nil { runtime.agent = agent.selection }
                 if let leases {
                     runtime.leases = leases
                     runtime.configuration.extraTrailers = { leases.trailer(for: $0.target) }
