@@ -19,6 +19,8 @@ package struct RuntimeOptions: Sendable {
     /// A controller replica's leases (`run --controller`): only the non-host targets it holds
     /// are reconciled, each change fenced by its lease. Nil: no leases.
     package var leases: LeaseKeeper? = nil
+    /// Where a verified push webhook is relayed (`run --webhook-relay-file`). Nil: nowhere.
+    package var webhookRelay: WebhookRelay? = nil
 
     package init(configuration: PolicyRepository.Configuration, displayURL: String,
                  sourceVerification: SourceVerification?, registry: Registry) {
