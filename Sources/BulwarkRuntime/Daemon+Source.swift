@@ -47,7 +47,12 @@ extension Daemon {
                 await provenance.recordRefusals(head: newHead, in: repository, console: Console())
                 // A host agent's targets, for this revision: one it newly binds to the host is taken at once.
                 if let owned = options.agent.select(&loaded) {
-                    logger.info("agent targets", metadata: ["targets": .string(owned.sorted().joined(separator: ","))])
+                    if owned.isEmpty {
+                        logger.warning("no target of this revision is bound to this agent: it reconciles nothing until one is",
+                                       metadata: ["revision": .string(newHead.short)])
+                    } else {
+                        logger.info("agent targets", metadata: ["targets": .string(owned.sorted().joined(separator: ","))])
+                    }
                 }
                 // A controller replica shares the targets no host agent owns.
                 options.leases?.setCandidates(Set(loaded.targets.values.filter { $0.adapter != "host" }.map(\.name)))

@@ -27,7 +27,7 @@ package enum AgentSelection: Sendable, Equatable {
     /// without a restart. Returns the targets kept (nil: every target). The agent's audit ref
     /// keeps the name it was given when the agent started (it is the agent's, not the targets').
     package func select(_ state: inout DesiredState) -> Set<String>? {
-        let owned = targets(in: state)
+        let owned = targets(in: state).map { $0.intersection(state.targets.keys) }
         Self.restrict(&state, to: owned)
         return owned
     }
