@@ -177,6 +177,8 @@ extension Bulwark {
             let secret = try secret()
             let token = try findingsToken()
             let daemon: Daemon
+            // The daemon keeps its meters here; the server emits them as /metrics.
+            let metrics = PrometheusCollectorRegistry()
             var leases: LeaseKeeper?
             do {
                 var repository = self.repository
@@ -196,8 +198,7 @@ extension Bulwark {
                 }
                 var settings = Daemon.Settings(poll: .seconds(poll), debounce: .milliseconds(debounce))
                 settings.pollJitter = 0.2
-                daemon = try Daemon(options: runtime, settings: settings,
-                                    logger: logger, registry: PrometheusCollectorRegistry())
+                daemon = try Daemon(options: runtime, settings: settings, logger: logger, registry: metrics)
             } catch {
                 Console().error("\(error)")
                 throw ExitCode.failure
@@ -214,8 +215,9 @@ extension Bulwark {
             let (listening, listened) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
             let http = StatusServer.application(
                 control: daemon,
-                settings: ServerSettings(host: host, port: port, webhook: webhook, findings: findings,
+                settings: ServerSettings(host: host, port: port, repository: daemon.options.displayURL, webhook: webhook, findings: findings,
                                          idleTimeout: .seconds(idleTimeout), maxConnections: connections),
+                metrics: metrics,
                 logger: logger,
                 onRunning: { listened.yield() })
             let watchdog = ShutdownWatchdog(grace: shutdownGrace, logger: logger)

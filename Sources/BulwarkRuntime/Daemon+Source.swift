@@ -83,7 +83,7 @@ extension Daemon {
                 sourceError = nil
                 refusal = nil
                 failedFixes = [:]
-                findings.withLock { $0 = FindingIndex(bindings: loaded.bindings) }
+                findings.withLock { $0 = FindingIndex(state: loaded) }
                 notifiers = loaded.notifiers
                 do {
                     outbox = notifiers.isEmpty ? nil : try Outbox(stateDirectory: options.stateDirectory, notifiers: notifiers)

@@ -111,6 +111,8 @@ package actor Daemon: DaemonControl {
         repository = try PolicyRepository(options.configuration)
         journal = FileJournal(stateDirectory: options.stateDirectory)
         meters = DaemonMetrics(registry: registry)
+        // The open-drift gauges are kept current as the drift changes (the server only emits them).
+        meters.setOpen([])
         do {
             watcher = try FileWatcher()
         } catch {
@@ -161,13 +163,6 @@ package actor Daemon: DaemonControl {
             detections[binding] = min(detections[binding] ?? detected, detected)
         }
         request(Set(matched.keys))
-    }
-
-    package func metrics() -> String {
-        meters.setOpen(Array(open.values))
-        var buffer: [UInt8] = []
-        meters.registry.emit(into: &buffer)
-        return String(decoding: buffer, as: UTF8.self)
     }
 
     // MARK: - The worker
@@ -288,6 +283,7 @@ package actor Daemon: DaemonControl {
             for remediation in notRetried { open[remediation.binding] = remediation }
             // Another Bulwark holds the target: nothing tried, nothing recorded; tried again by a later cycle.
             for item in outcome.busy { open[item.remediation.binding] = item.remediation }
+            meters.setOpen(Array(open.values))
             var failedControllers = Set(plan.failures.map(\.binding.controller))
             failedControllers.formUnion(outcome.failed.map(\.remediation.binding.controller))
             failedControllers.formUnion(outcome.busy.map(\.remediation.binding.controller))

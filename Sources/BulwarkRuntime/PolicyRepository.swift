@@ -82,10 +82,16 @@ package actor PolicyRepository: AuditSink {
     private let lockedAt: Date
     /// What was repaired in the state clone, in words, also printed as warnings.
     package private(set) var repairs: [String] = []
-    /// The ids on the local audit branch, loaded on first use (see `AuditIndex`).
-    private var index: AuditIndex?
-    /// Whether `index` holds more than the file in the state directory.
-    private var indexDirty = false
+    /// The append-only index of the ids on the local audit branch (see `AuditIndex`), opened on
+    /// first use; nil when there is none that can be trusted (rebuilt when a lookup needs it).
+    private var indexFile: AuditIndex?
+    private var indexOpened = false
+    /// The commits after the index file's head up to `knownHead`, oldest first, with their ids:
+    /// what the next `saveIndex` appends (up to the branch's head on disk).
+    private var unindexed: [(commit: ObjectID, id: String?)] = []
+    private var unindexedIDs: Set<String> = []
+    /// The audit commit that the index file and `unindexed` together are up to date with.
+    private var knownHead: ObjectID?
     /// What keeping the index up to date cost in this process.
     private(set) var indexStatistics = AuditIndex.Statistics()
     /// Whether audit objects are kept in memory until `flush` (see `beginBuffering`).
@@ -184,71 +190,110 @@ package actor PolicyRepository: AuditSink {
     // MARK: - Audit
 
     package func contains(recordID: String) throws -> Bool {
-        try currentIndex().ids.contains(recordID)
-    }
-
-    /// The index brought up to the local audit branch's head: loaded from its file, extended
-    /// by the commits since the commit it was up to date with, or rebuilt by a full walk when
-    /// that commit is no longer in the branch's history (a rewritten branch) or the file cannot
-    /// be trusted.
-    private func currentIndex() throws -> AuditIndex {
         let head = try pendingHead ?? repository.resolve(localAudit)
-        var current: AuditIndex
-        var changed = false
-        if let index {
-            current = index
-        } else if let stored = AuditIndex.read(in: configuration.stateDirectory) {
-            current = stored
-            indexStatistics.loadedFromFile = true
-        } else {
-            current = try rebuiltIndex(head: head)
-            changed = true
+        openIndex()
+        if indexFile == nil { try rebuildIndex() }
+        try catchUp(to: head)
+        if indexFile == nil {
+            // The file named a commit no longer on the branch: built again, once.
+            try rebuildIndex()
+            try catchUp(to: head)
         }
-        if current.head != head {
-            changed = true
-            if let indexed = current.head, let head, (try? repository.contains(indexed)) == true,
-               (try? repository.isAncestor(indexed, of: head)) == true {
-                let added = try repository.history(from: head, hiding: indexed)
-                indexStatistics.commitsRead += added.count
-                for commit in added {
-                    if let id = commit.trailer(.id) { current.ids.insert(id) }
-                }
-                current.head = head
-            } else {
-                current = try rebuiltIndex(head: head)
-            }
-        }
-        index = current
-        if changed {
-            indexDirty = true
-            saveIndex()
-        }
-        return current
-    }
-
-    private func rebuiltIndex(head: ObjectID?) throws -> AuditIndex {
-        var rebuilt = AuditIndex(head: head)
-        indexStatistics.rebuilds += 1
-        if let head {
-            let commits = try repository.history(from: head)
-            indexStatistics.commitsRead += commits.count
-            for commit in commits {
-                if let id = commit.trailer(.id) { rebuilt.ids.insert(id) }
-            }
-        }
-        return rebuilt
-    }
-
-    /// Writes the index to its file when it holds more than the file. A failure only costs the
-    /// next process a walk, so it is a warning.
-    package func saveIndex() {
-        // While buffering, the index may name commits that are only in memory.
-        guard indexDirty, !buffering, let index else { return }
+        if unindexedIDs.contains(recordID) { return true }
+        guard let file = indexFile else { return false }
         do {
-            try index.write(in: configuration.stateDirectory)
-            indexDirty = false
+            return try file.contains(recordID)
         } catch {
-            Console().warn("cannot save the audit index (the next run rebuilds it from git): \(error)")
+            Console().warn("\(error); rebuilding it from git")
+            try rebuildIndex()
+            try catchUp(to: head)
+            if unindexedIDs.contains(recordID) { return true }
+            return try indexFile?.contains(recordID) ?? false
+        }
+    }
+
+    /// Opens the index file once per process: its header and end only. A missing file is made
+    /// at once when the audit branch does not exist yet (it holds nothing); otherwise it is
+    /// rebuilt only when a lookup needs it, so a pass that only adds records never walks history.
+    private func openIndex() {
+        guard !indexOpened else { return }
+        indexOpened = true
+        if let file = AuditIndex.open(in: configuration.stateDirectory) {
+            indexFile = file
+            knownHead = file.head
+            indexStatistics.loadedFromFile = true
+            return
+        }
+        let path = configuration.stateDirectory + "/" + AuditIndex.fileName
+        if !FileManager.default.fileExists(atPath: path), (try? repository.resolve(localAudit)) == .some(nil) {
+            indexFile = try? AuditIndex.create(in: configuration.stateDirectory, head: nil, ids: [])
+            knownHead = nil
+        }
+    }
+
+    /// Brings `unindexed` up to `head`: the commits since `knownHead` are read from git (only
+    /// those). When `knownHead` is no longer in the branch's history (a rewritten branch, a
+    /// clone made again), the file's own head is tried; when that is gone too, the file is
+    /// dropped (`indexFile` nil) and the caller rebuilds it.
+    private func catchUp(to head: ObjectID?) throws {
+        guard let file = indexFile, knownHead != head else { return }
+        func descends(from base: ObjectID?) -> Bool {
+            guard let base else { return true }
+            guard let head else { return false }
+            return (try? repository.contains(base)) == true && (try? repository.isAncestor(base, of: head)) == true
+        }
+        if !descends(from: knownHead) {
+            unindexed = []
+            unindexedIDs = []
+            knownHead = file.head
+            guard descends(from: file.head) else {
+                indexFile = nil
+                try? FileManager.default.removeItem(atPath: file.path)
+                return
+            }
+        }
+        guard let head else { return }
+        let added = try repository.history(from: head, hiding: knownHead)
+        indexStatistics.commitsRead += added.count
+        for commit in added.reversed() {
+            let id = commit.trailer(.id)
+            unindexed.append((commit.id, id))
+            if let id { unindexedIDs.insert(id) }
+        }
+        knownHead = head
+    }
+
+    /// Writes the index again from a walk of the whole branch, as of the branch's head on disk
+    /// (commits still in memory are caught up like any others).
+    private func rebuildIndex() throws {
+        let head = try repository.resolve(localAudit)
+        indexStatistics.rebuilds += 1
+        var ids: [String] = []
+        if let head {
+            try repository.forEachCommit(from: head, trailer: AuditTrailer.id.rawValue) { _, id in
+                indexStatistics.commitsRead += 1
+                if let id { ids.append(id) }
+            }
+        }
+        indexFile = try AuditIndex.create(in: configuration.stateDirectory, head: head, ids: ids)
+        indexOpened = true
+        knownHead = head
+        unindexed = []
+        unindexedIDs = []
+    }
+
+    /// Appends to the index file the ids of the commits up to the audit branch's head on disk
+    /// (never a commit only in memory). A failure only costs the next process a few commits
+    /// read from git, so it is a warning.
+    package func saveIndex() {
+        guard let file = indexFile, !unindexed.isEmpty, let durable = try? repository.resolve(localAudit),
+              let last = unindexed.lastIndex(where: { $0.commit == durable }) else { return }
+        do {
+            try file.append(unindexed[...last].compactMap(\.id), head: durable)
+            unindexed.removeFirst(last + 1)
+            unindexedIDs = Set(unindexed.compactMap(\.id))
+        } catch {
+            Console().warn("cannot append to the audit index (the next run reads those commits from git): \(error)")
         }
     }
 
@@ -270,9 +315,11 @@ package actor PolicyRepository: AuditSink {
     }
 
     private func writeOnce(_ record: AuditRecord) throws -> String {
-        // Up to date with the branch first, so that the new commit's parent is the indexed head.
-        var current = try currentIndex()
         let parent = try pendingHead ?? repository.resolve(localAudit)
+        // Up to the parent first (nothing to read when this process wrote it), so that the new
+        // commit follows the known ones.
+        openIndex()
+        try catchUp(to: parent)
         var author = configuration.author
         author.time = Date()
         let number = try (sequence ?? AuditTrail.lastSequence(of: trail.instance, in: repository, head: parent)) + 1
@@ -287,11 +334,10 @@ package actor PolicyRepository: AuditSink {
             try repository.updateReference(localAudit, to: commit, expected: parent, message: "bulwark: audit \(record.id)")
         }
         sequence = number
-        if current.head == parent {
-            current.ids.insert(record.id)
-            current.head = commit
-            index = current
-            indexDirty = true
+        if indexFile != nil, knownHead == parent {
+            unindexed.append((commit, record.id))
+            unindexedIDs.insert(record.id)
+            knownHead = commit
         }
         return commit.hex
     }
@@ -335,12 +381,15 @@ package actor PolicyRepository: AuditSink {
             // The records in memory are lost; their fixes are still open intents.
             repository.discardObjectBuffer()
             pendingHead = nil
-            index = nil
-            indexDirty = false
+            // What was caught up beyond the branch's head on disk is gone with the buffer.
+            unindexed = []
+            unindexedIDs = []
+            knownHead = indexFile?.head
             let failure = notRecorded(id: "the buffered audit records", error)
             bufferFailure = failure
             throw failure
         }
+        saveIndex()
         // Written straight to disk from here on when memory cannot be used again.
         do { try repository.beginObjectBuffer() } catch { buffering = false }
     }
@@ -482,7 +531,7 @@ package actor PolicyRepository: AuditSink {
     private func reconcileAuditBranch() throws {
         let tampering = try checkTrail()
         try followOrigin()
-        if let tampering, try !currentIndex().ids.contains(tampering.id) { _ = try write(tampering) }
+        if let tampering, try !contains(recordID: tampering.id) { _ = try write(tampering) }
     }
 
     private func followOrigin() throws {

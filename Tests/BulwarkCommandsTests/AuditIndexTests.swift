@@ -32,13 +32,32 @@ import Testing
 
     func indexPath(_ s: Scenario) -> String { s.state + "/" + AuditIndex.fileName }
 
+    /// The head and the ids of the index file, after checking it whole; nil when it does not check out.
+    func stored(_ s: Scenario) -> (head: String?, ids: Set<String>)? {
+        guard let file = AuditIndex.open(in: s.state), let ids = file.allIDs() else { return nil }
+        return (file.head?.hex, ids)
+    }
+
+    func originHead(_ s: Scenario) throws -> String {
+        try git("--git-dir", s.origin, "rev-parse", "bulwark/audit").trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// A well-formed index file of one block.
+    func indexFile(head: String?, ids: [String]) -> String {
+        let block = ids.map { $0 + "\n" }.joined()
+        let line = AuditIndex.checkpointLine(head: head.flatMap { ObjectID(hex: $0) }, count: ids.count, block: AuditIndex.header.count,
+                                             checksum: AuditIndex.checksum(Array(block.utf8)))
+        return "bulwark-audit-index 2\n" + block + String(decoding: line, as: UTF8.self)
+    }
+
     @Test func idsWrittenByOneProcessAreFoundByTheNextThroughTheIndex() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
             try await writeAndPublish(s, a, b)
             // The file says which audit commit it is up to date with.
-            let head = try git("--git-dir", s.origin, "rev-parse", "bulwark/audit").trimmingCharacters(in: .whitespacesAndNewlines)
-            #expect(try read(indexPath(s)).hasPrefix("bulwark-audit-index 1 \(head) 2\n"))
+            let head = try originHead(s)
+            #expect(stored(s)?.head == head)
+            #expect(stored(s)?.ids == [a, b])
 
             try await process(s) { (repo: PolicyRepository) async throws in
                 #expect(try await answers(repo) == [true, true, false])
@@ -65,31 +84,101 @@ import Testing
                 let statistics = await repo.indexStatistics
                 #expect(!statistics.loadedFromFile && statistics.rebuilds == 1)
             }
-            #expect(AuditIndex.read(in: s.state)?.ids == [a, b])
+            #expect(stored(s)?.ids == [a, b])
         }
     }
 
-    @Test(arguments: [
-        "garbage\n",
-        "",
-        // Truncated: the header counts two ids, one is there.
-        "bulwark-audit-index 1 HEAD 2\n01AAAAAAAAAAAAAAAAAAAAAAAA\n",
-        // No final newline (a write cut short).
-        "bulwark-audit-index 1 HEAD 1\n01AAAAAAAAAAAAAAAAAAAAAAAA",
-        // A head that is no commit.
-        "bulwark-audit-index 1 0123456789012345678901234567890123456789 1\n01ZZZZZZZZZZZZZZZZZZZZZZZZ\n",
-    ])
-    func aCorruptIndexIsRebuilt(contents: String) async throws {
+    @Test func aPassThatOnlyAddsRecordsDoesNotWalkTheBranchAndAppendsToTheFile() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            try await writeAndPublish(s, a)
+            let before = try read(indexPath(s))
+            // Appended, not rewritten: the first pass's bytes stay as they were.
+            try await process(s) { (repo: PolicyRepository) async throws in
+                _ = try await repo.write(PolicyRepositoryTests().record(b))
+                _ = try await repo.publish()
+                #expect(await repo.indexStatistics == .init(loadedFromFile: true, rebuilds: 0, commitsRead: 0))
+            }
+            let after = try read(indexPath(s))
+            #expect(after.hasPrefix(before) && after.count > before.count)
+            #expect(stored(s)?.ids == [a, b])
+            #expect(stored(s)?.head == (try originHead(s)))
+
+            // Without the file, a pass that only adds records reads no history and makes none;
+            // the first lookup builds it once.
+            try FileManager.default.removeItem(atPath: indexPath(s))
+            try await process(s) { (repo: PolicyRepository) async throws in
+                _ = try await repo.write(PolicyRepositoryTests().record(c))
+                _ = try await repo.publish()
+                #expect(await repo.indexStatistics == .init(loadedFromFile: false, rebuilds: 0, commitsRead: 0))
+            }
+            #expect(!FileManager.default.fileExists(atPath: indexPath(s)))
+            try await process(s) { (repo: PolicyRepository) async throws in
+                #expect(try await repo.contains(recordID: c))
+                #expect(try await answers(repo) == [true, true, false])
+                #expect(await repo.indexStatistics.rebuilds == 1)
+            }
+            #expect(stored(s)?.ids == [a, b, c])
+        }
+    }
+
+    @Test func aTornAppendIsCutOffAndTheIndexBeforeItIsKept() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
             try await writeAndPublish(s, a, b)
-            let head = try git("--git-dir", s.origin, "rev-parse", "bulwark/audit").trimmingCharacters(in: .whitespacesAndNewlines)
-            try write(indexPath(s), contents.replacingOccurrences(of: "HEAD", with: head))
+            // A process killed in the middle of its append: an id and half a checkpoint.
+            let handle = try #require(FileHandle(forWritingAtPath: indexPath(s)))
+            try handle.seekToEnd()
+            try handle.write(contentsOf: Data("\(absent)\n@ 0123".utf8))
+            try handle.close()
+            try await process(s) { (repo: PolicyRepository) async throws in
+                #expect(try await answers(repo) == [true, true, false])
+                _ = try await repo.write(PolicyRepositoryTests().record(c))
+                _ = try await repo.publish()
+                #expect(await repo.indexStatistics == .init(loadedFromFile: true, rebuilds: 0, commitsRead: 0))
+            }
+            #expect(stored(s)?.ids == [a, b, c])
+            #expect(try !read(indexPath(s)).contains(absent))
+        }
+    }
+
+    /// A file of two blocks (`a`, then `b` appended), as two passes leave it.
+    func twoBlocks(_ s: Scenario, head: String) throws -> String {
+        let file = try AuditIndex.create(in: s.state, head: nil, ids: [a])
+        try file.append([b], head: try #require(ObjectID(hex: head)))
+        return try read(indexPath(s))
+    }
+
+    /// Damaged files, each made from a good one of `a` (and `b`) at the branch's head.
+    enum Damage: CaseIterable { case garbage, empty, formatOne, badChecksum, changedID, idAbsentFromTheBranch, headNoCommit, truncated }
+
+    @Test(arguments: Damage.allCases)
+    func aCorruptIndexIsRebuiltAndGivesTheSameAnswers(damage: Damage) async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            try await writeAndPublish(s, a, b)
+            let head = try originHead(s)
+            let good = indexFile(head: head, ids: [a, b])
+            let contents: String = switch damage {
+            case .garbage: "garbage\n"
+            case .empty: ""
+            case .formatOne: "bulwark-audit-index 1 \(head) 2\n\(a)\n\(b)\n"
+            // One id changed, the checksum left as it was.
+            case .badChecksum: good.replacingOccurrences(of: a, with: absent)
+            // A block in the middle of the file damaged: found at the first lookup.
+            case .changedID: try twoBlocks(s, head: head).replacingOccurrences(of: a, with: absent)
+            // Well formed, but claims a record the branch does not hold.
+            case .idAbsentFromTheBranch: indexFile(head: "0123456789012345678901234567890123456789", ids: [a, b, absent])
+            case .headNoCommit: indexFile(head: "0123456789012345678901234567890123456789", ids: [a, b])
+            case .truncated: String(good.dropLast(30))
+            }
+            try write(indexPath(s), contents)
             try await process(s) { (repo: PolicyRepository) async throws in
                 #expect(try await answers(repo) == [true, true, false])
                 #expect(await repo.indexStatistics.rebuilds == 1)
             }
-            #expect(AuditIndex.read(in: s.state) == AuditIndex(head: ObjectID(hex: head), ids: [a, b]))
+            #expect(stored(s)?.head == head)
+            #expect(stored(s)?.ids == [a, b])
         }
     }
 
@@ -109,7 +198,7 @@ import Testing
                 #expect(try await answers(repo) == [true, false, false])
                 #expect(await repo.indexStatistics.rebuilds == 1)
             }
-            #expect(AuditIndex.read(in: s.state)?.ids == [a])
+            #expect(stored(s)?.ids == [a])
         }
     }
 
@@ -140,17 +229,25 @@ import Testing
                 #expect(try await !repo.contains(recordID: b))
                 _ = try await repo.publish()
             }
-            let head = try git("--git-dir", s.origin, "rev-parse", "bulwark/audit").trimmingCharacters(in: .whitespacesAndNewlines)
-            #expect(AuditIndex.read(in: s.state) == AuditIndex(head: ObjectID(hex: head), ids: [a]))
+            #expect(stored(s)?.head == (try originHead(s)))
+            #expect(stored(s)?.ids == [a])
         }
     }
 
-    @Test func theFileFormatRoundTripsAndRefusesIdsItCannotHold() {
-        let index = AuditIndex(head: ObjectID(hex: String(repeating: "ab", count: 20)), ids: [a, b])
-        #expect(index.serialized().flatMap(AuditIndex.parse) == index)
-        #expect(AuditIndex(head: nil, ids: []).serialized().flatMap(AuditIndex.parse) == AuditIndex(head: nil, ids: []))
-        #expect(AuditIndex(head: nil, ids: ["two\nlines"]).serialized() == nil)
-        #expect(AuditIndex(head: nil, ids: ["a space"]).serialized() == nil)
+    @Test func theFileRoundTripsThroughAppendsAndHoldsNoIdItCannotWriteOnOneLine() async throws {
+        try await withTemporaryDirectory { dir in
+            let one = try #require(ObjectID(hex: String(repeating: "ab", count: 20)))
+            let two = try #require(ObjectID(hex: String(repeating: "cd", count: 20)))
+            let file = try AuditIndex.create(in: dir, head: one, ids: [a, "two\nlines", "a space", "@checkpoint"])
+            #expect(try file.contains(a) && !file.contains(b) && !file.contains("two\nlines") && !file.contains("a space"))
+            try file.append([b, c], head: two)
+            // Known at once to this process, and to the next one from the file.
+            #expect(try file.contains(b) && file.contains(c) && !file.contains(absent))
+            let again = try #require(AuditIndex.open(in: dir))
+            #expect(again.head == two && again.count == 3)
+            #expect(try again.contains(a) && again.contains(c) && !again.contains(absent))
+            #expect(again.allIDs() == [a, b, c])
+        }
     }
 }
 
@@ -166,7 +263,7 @@ import Testing
             #expect(held > 0)
             let count = try s.auditCommits().count
             let head = try #require(s.auditCommits().first)
-            #expect(try read(s.state + "/" + AuditIndex.fileName).hasPrefix("bulwark-audit-index 1 \(head) "))
+            #expect(AuditIndex.open(in: s.state)?.head?.hex == head)
 
             #expect(try s.run("apply").status == 0)
             #expect(try s.auditCommits().count == count)

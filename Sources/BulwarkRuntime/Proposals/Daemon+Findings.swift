@@ -6,7 +6,7 @@ extension Daemon {
     /// `POST /api/v1/findings`: the finding rules of the revision in force decide (the same
     /// `FindingIntake` as `bulwark ingest`); the resources to reconcile are reconciled at once.
     /// Proposals are made here, on the daemon's actor, so they never race a cycle.
-    package func findingsArrived(_ findings: [Finding], format: FindingFormat) async -> (matched: Int, report: [UInt8]?) {
+    package func findingsArrived(_ findings: [Finding], format: FindingFormat) async -> (matched: Int, report: (any Encodable & Sendable)?) {
         guard let state, let head else {
             let matched = findingIndex().match(findings)
             received(matched)
@@ -23,7 +23,6 @@ extension Daemon {
                                               "outcome": .string(item.outcome), "branch": .string(item.branch ?? "-")])
         }
         meters.findings(report)
-        let data = try? Console.jsonEncoder().encode(report)
-        return (reconcile.count, data.map { Array($0) })
+        return (reconcile.count, report)
     }
 }

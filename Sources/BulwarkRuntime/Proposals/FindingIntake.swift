@@ -77,7 +77,7 @@ package struct FindingIntake: Sendable {
     /// and the resources to reconcile now, with the earliest first-seen time of each.
     package func run(_ findings: [Finding], format: FindingFormat, state: DesiredState, head: ObjectID)
         async -> (report: IntakeReport, reconcile: [Binding: Date]) {
-        let index = FindingIndex(bindings: state.bindings)
+        let index = FindingIndex(state: state)
         var reconcile: [Binding: Date] = [:]
         var items: [IntakeReport.Item] = []
         let engine = ProposalEngine(registry: registry, repository: repository, reconciler: reconciler, now: now)

@@ -1,16 +1,16 @@
-package import Foundation
+internal import Foundation
 internal import BulwarkCore
 
 /// The human status page: server-rendered HTML with no external assets.
-package enum StatusPage {
-    package static func render(_ status: Daemon.Status, repository: String) -> String {
+enum StatusPage {
+    static func render(_ status: DaemonStatus, repository: String) -> String {
         func e(_ text: String) -> String {
             text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
                 .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
         }
-        func mttr(_ s: RemediationReport.Summary) -> String {
+        func mttr(_ s: MTTRSummary) -> String {
             s.fixes == 0 ? "no verified fixes"
-                : "\(s.fixes) fixes · p50 \(RemediationReport.duration(s.p50Seconds)) · p90 \(RemediationReport.duration(s.p90Seconds)) · max \(RemediationReport.duration(s.maxSeconds))"
+                : "\(s.fixes) fixes · p50 \(MTTRSummary.duration(s.p50Seconds)) · p90 \(MTTRSummary.duration(s.p90Seconds)) · max \(MTTRSummary.duration(s.maxSeconds))"
         }
         var html = """
             <!doctype html><html lang="en"><head><meta charset="utf-8"><title>Bulwark</title>
