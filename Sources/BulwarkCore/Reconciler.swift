@@ -212,6 +212,16 @@ public struct Reconciler: Sendable {
         _ plan: Plan, state: DesiredState, audit: some AuditSink, journal: some IntentJournal,
         onEntry: @Sendable (CycleEntry) -> Void = { _ in }
     ) async -> CycleOutcome {
+        // Each pass in its own scope: drivers' once-a-pass work (`PassScope`) is shared by its steps.
+        await PassScope.$current.withValue(PassScope()) {
+            await applyInScope(plan, state: state, audit: audit, journal: journal, onEntry: onEntry)
+        }
+    }
+
+    private func applyInScope(
+        _ plan: Plan, state: DesiredState, audit: some AuditSink, journal: some IntentJournal,
+        onEntry: @Sendable (CycleEntry) -> Void
+    ) async -> CycleOutcome {
         let ledger = PassLedger(buffered: await audit.beginBuffering())
         // One lane per target, in the order of each target's first step.
         var lanes: [[(Int, PassStep)]] = []

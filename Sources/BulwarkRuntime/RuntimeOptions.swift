@@ -13,12 +13,14 @@ package struct RuntimeOptions: Sendable {
     package var sourceVerification: SourceVerification?
     /// The kinds and adapters this build knows.
     package var registry: Registry
-    /// A host agent's own targets (`run --self`, `--target`): only their bindings are reconciled.
-    /// Nil: every target.
-    package var agentTargets: Set<String>? = nil
+    /// A host agent's selection (`run --self`, `--target`): only the bindings of its targets are
+    /// reconciled, chosen afresh for every revision. `.all`: every target.
+    package var agent: AgentSelection = .all
     /// A controller replica's leases (`run --controller`): only the non-host targets it holds
     /// are reconciled, each change fenced by its lease. Nil: no leases.
     package var leases: LeaseKeeper? = nil
+    /// Where a verified push webhook is relayed (`run --webhook-relay-file`). Nil: nowhere.
+    package var webhookRelay: WebhookRelay? = nil
 
     package init(configuration: PolicyRepository.Configuration, displayURL: String,
                  sourceVerification: SourceVerification?, registry: Registry) {

@@ -22,6 +22,16 @@ package enum AgentSelection: Sendable, Equatable {
         }
     }
 
+    /// Restricts a revision to this process's targets, chosen for that revision: a host agent
+    /// takes the targets a new revision binds to its host, and leaves those it no longer binds,
+    /// without a restart. Returns the targets kept (nil: every target). The agent's audit ref
+    /// keeps the name it was given when the agent started (it is the agent's, not the targets').
+    package func select(_ state: inout DesiredState) -> Set<String>? {
+        let owned = targets(in: state).map { $0.intersection(state.targets.keys) }
+        Self.restrict(&state, to: owned)
+        return owned
+    }
+
     /// Keeps only the bindings of `targets` (nil: all of them).
     package static func restrict(_ state: inout DesiredState, to targets: Set<String>?) {
         guard let targets else { return }
