@@ -220,7 +220,7 @@ import Testing
                 let rules = covered.filter { resourcesOf[$0]?.contains(resource) == true }
                 #expect(rules.isEmpty || rules.contains { failing($0, before) }, "\(resource) drifts but passes \(rules)")
             }
-            for rule in ["sshd_disable_root_login", "sshd_set_idle_timeout", "sshd_set_keepalive_0", "file_permissions_etc_shadow",
+            for rule in ["sshd_disable_root_login", "sshd_set_idle_timeout", "file_permissions_etc_shadow",
                          "file_groupowner_etc_shadow", "accounts_maximum_age_login_defs", "accounts_umask_etc_login_defs"] {
                 #expect(before.rules[rule] == "fail", "\(rule) before: \(before.rules[rule] ?? "missing")")
             }
@@ -261,7 +261,7 @@ import Testing
                 }
             }
             // The standard profile's own rules the baseline names are among them.
-            for rule in ["sshd_disable_root_login", "sshd_disable_empty_passwords", "sshd_set_idle_timeout", "sshd_set_keepalive_0",
+            for rule in ["sshd_disable_root_login", "sshd_disable_empty_passwords", "sshd_set_idle_timeout",
                          "file_permissions_etc_shadow", "file_owner_etc_gshadow", "file_groupowner_etc_passwd",
                          "sysctl_fs_protected_hardlinks", "sysctl_fs_protected_symlinks", "sysctl_fs_suid_dumpable",
                          "sysctl_kernel_randomize_va_space"] {

@@ -159,6 +159,28 @@ import Testing
         #expect(Self.refusal(bom) == nil)
     }
 
+    @Test func xmlInAnEncodingWithoutZeroBytesIsRefusedWhateverTheContentTypeSays() {
+        // `<?xml version="1.0" encoding="IBM037"?><!DOCTYPE x [<!ENTITY a "b">]><TestResult/>` in
+        // EBCDIC (Python's cp037 codec): no zero byte, no ASCII `<?xml`, no ASCII `<!`, and libxml2
+        // would detect the encoding itself and read the DTD.
+        let ebcdic: [UInt8] = [
+            0x4C, 0x6F, 0xA7, 0x94, 0x93, 0x40, 0xA5, 0x85, 0x99, 0xA2, 0x89, 0x96, 0x95, 0x7E, 0x7F, 0xF1, 0x4B, 0xF0, 0x7F, 0x40,
+            0x85, 0x95, 0x83, 0x96, 0x84, 0x89, 0x95, 0x87, 0x7E, 0x7F, 0xC9, 0xC2, 0xD4, 0xF0, 0xF3, 0xF7, 0x7F, 0x6F, 0x6E, 0x4C,
+            0x5A, 0xC4, 0xD6, 0xC3, 0xE3, 0xE8, 0xD7, 0xC5, 0x40, 0xA7, 0x40, 0xBA, 0x4C, 0x5A, 0xC5, 0xD5, 0xE3, 0xC9, 0xE3, 0xE8,
+            0x40, 0x81, 0x40, 0x7F, 0x82, 0x7F, 0x6E, 0xBB, 0x6E, 0x4C, 0xE3, 0x85, 0xA2, 0xA3, 0xD9, 0x85, 0xA2, 0xA4, 0x93, 0xA3,
+            0x61, 0x6E,
+        ]
+        for type in ["application/xml", "text/xml; charset=IBM037"] {
+            #expect(throws: FindingError.self, "\(type)") {
+                try FindingParser.document(ebcdic, contentType: type, now: FindingFormatsTests.now)
+            }
+        }
+        // Text that is not XML at all, sent as XML, is refused as such; UTF-8 XML still goes through.
+        #expect(throws: FindingError.self) { try FindingParser.document(Array("rule,result\nr,fail\n".utf8), contentType: "application/xml") }
+        let plain = Self.testResult("<rule-result idref=\"r\"><result>fail</result></rule-result>")
+        #expect((try? FindingParser.document(Array(plain.utf8), contentType: "application/xml", now: FindingFormatsTests.now))?.findings.count == 1)
+    }
+
     @Test func limitsAreHeld() {
         // Too large to read at all (and the larger XML bound is not a larger JSON bound).
         let huge = Array(Self.testResult("<rule-result idref=\"r\"><result>fail</result></rule-result><!--"

@@ -86,8 +86,17 @@ extension FindingParser {
         if bytes.starts(with: [0xFE, 0xFF]) || bytes.starts(with: [0xFF, 0xFE]) || bytes.contains(0) {
             return FindingError("the XML document is not UTF-8 (UTF-16 and UTF-32 are not accepted)")
         }
-        // The declaration's encoding, if any, must be UTF-8 (or its ASCII subset).
         let body = bytes.starts(with: [0xEF, 0xBB, 0xBF]) ? bytes[3...] : bytes[...]
+        // The bytes must be UTF-8 and start, after blanks, with `<`: a document in another
+        // encoding that libxml2 would detect by itself (EBCDIC has no zero byte, no ASCII `<?xml`
+        // and no ASCII `<!`) would otherwise pass the byte scan for a DTD below unseen.
+        guard String(validating: body, as: UTF8.self) != nil else {
+            return FindingError("the XML document is not UTF-8")
+        }
+        guard let first = body.first(where: { ![9, 10, 13, 32].contains($0) }), first == UInt8(ascii: "<") else {
+            return FindingError("the XML document does not start with '<' (only UTF-8 XML is accepted)")
+        }
+        // The declaration's encoding, if any, must be UTF-8 (or its ASCII subset).
         if body.starts(with: Array("<?xml".utf8)) {
             guard let end = firstIndex(of: Array("?>".utf8), in: body, limit: 512) else {
                 return FindingError("the XML declaration does not end within 512 bytes")
