@@ -119,7 +119,8 @@ import Testing
 
     /// A tailoring of the standard profile that also selects the rules the baseline names
     /// outside it (and their groups), with the baseline's (CIS) values for the two variables
-    /// where SSG's defaults differ: password maximum age 365 days (SSG: 60), minimum age 1 day (SSG: 7).
+    /// where SSG's defaults differ: password maximum age 365 days (SSG: 60), minimum age 1 day (SSG: 7),
+    /// and ClientAliveCountMax 1 (SSG: 0, which OpenSSH 8.2 and later read as "never drop a client").
     static func tailoring(_ rules: [String], at path: String) throws {
         let reader = GroupReader()
         let parser = XMLParser(data: try Data(contentsOf: URL(fileURLWithPath: content)))
@@ -138,6 +139,7 @@ import Testing
             \(selects.joined(separator: "\n"))
                 <xccdf-1.2:set-value idref="xccdf_org.ssgproject.content_value_var_accounts_maximum_age_login_defs">365</xccdf-1.2:set-value>
                 <xccdf-1.2:set-value idref="xccdf_org.ssgproject.content_value_var_accounts_minimum_age_login_defs">1</xccdf-1.2:set-value>
+                <xccdf-1.2:set-value idref="xccdf_org.ssgproject.content_value_var_sshd_set_keepalive">1</xccdf-1.2:set-value>
               </xccdf-1.2:Profile>
             </xccdf-1.2:Tailoring>
 
@@ -220,7 +222,7 @@ import Testing
                 let rules = covered.filter { resourcesOf[$0]?.contains(resource) == true }
                 #expect(rules.isEmpty || rules.contains { failing($0, before) }, "\(resource) drifts but passes \(rules)")
             }
-            for rule in ["sshd_disable_root_login", "sshd_set_idle_timeout", "file_permissions_etc_shadow",
+            for rule in ["sshd_disable_root_login", "sshd_set_idle_timeout", "sshd_set_keepalive", "file_permissions_etc_shadow",
                          "file_groupowner_etc_shadow", "accounts_maximum_age_login_defs", "accounts_umask_etc_login_defs"] {
                 #expect(before.rules[rule] == "fail", "\(rule) before: \(before.rules[rule] ?? "missing")")
             }
