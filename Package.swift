@@ -45,6 +45,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
         // PostgreSQL: only BulwarkPostgres (and the commands that wire it) link NIO.
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+        // NIOCore/NIOHTTP1 are imported by the HTTP client and the AWS adapter: a direct dependency.
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         // AWS: SigV4 requests; only BulwarkAWS (and the commands that wire it) link it.
@@ -71,7 +73,7 @@ let package = Package(
         .target(name: "BulwarkProcess", swiftSettings: swiftSettings),
         .target(name: "BulwarkHost", dependencies: ["BulwarkCore", "BulwarkProcess"], swiftSettings: swiftSettings),
         .target(name: "BulwarkFirewall", dependencies: ["BulwarkCore"], swiftSettings: swiftSettings),
-        .target(name: "BulwarkPackages", dependencies: ["BulwarkCore"], swiftSettings: swiftSettings),
+        .target(name: "BulwarkPackages", dependencies: ["BulwarkCore", "BulwarkProcess"], swiftSettings: swiftSettings),
         .target(
             name: "BulwarkPostgres",
             dependencies: [
@@ -84,13 +86,19 @@ let package = Package(
         // The process's one HTTP client (async-http-client), for the AWS adapter and the outbox.
         .target(
             name: "BulwarkHTTP",
-            dependencies: [.product(name: "AsyncHTTPClient", package: "async-http-client")],
+            dependencies: [
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings),
         .target(
             name: "BulwarkAWS",
             dependencies: [
                 "BulwarkCore", "BulwarkHTTP",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings),
@@ -99,7 +107,10 @@ let package = Package(
             dependencies: [
                 "BulwarkCore",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings),
@@ -161,7 +172,15 @@ let package = Package(
                            .product(name: "HummingbirdTesting", package: "hummingbird"),
                            .product(name: "Hummingbird", package: "hummingbird"),
                            .product(name: "HTTPTypes", package: "swift-http-types"),
+                           .product(name: "Logging", package: "swift-log"),
+                           .product(name: "Prometheus", package: "swift-prometheus"),
                            .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "BulwarkRuntimeTests",
+            dependencies: ["BulwarkRuntime", "BulwarkServer", "BulwarkGit", "BulwarkCore", "BulwarkTestSupport",
+                           .product(name: "Logging", package: "swift-log"),
+                           .product(name: "Prometheus", package: "swift-prometheus")],
             swiftSettings: swiftSettings),
         .testTarget(name: "BulwarkProcessTests", dependencies: ["BulwarkProcess", "BulwarkTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "BulwarkHTTPTests", dependencies: ["BulwarkHTTP", "BulwarkTestSupport"], swiftSettings: swiftSettings),

@@ -10,7 +10,7 @@ extension Bulwark {
             abstract: "Read scanners' findings and do what the policy's finding rules say: propose a fix, or name the resources to reconcile.",
             discussion: """
                 Formats: ASFF, OCSF 1.x (Prowler's json-ocsf), SARIF 2.1.0, garak report JSONL, OSV (osv-scanner), \
-                Trivy and Grype JSON, and Bulwark's generic findings; --content-type or the document's shape decides. \
+                Trivy and Grype JSON, OpenSCAP XCCDF or ARF results (XML), and Bulwark's generic findings; --content-type or the document's shape decides. \
                 The same code path as POST /api/v1/findings. A `propose` rule's change is validated, planned against \
                 the live targets and committed on bulwark/proposals/<finding-id> (or, with autoMerge, on the policy branch). \
                 Resources a finding names are not fixed here: the next `bulwark apply` or the daemon does that. \
@@ -39,6 +39,16 @@ extension Bulwark {
             let intake = FindingIntake(registry: Bulwark.registry(), repository: loaded.repository,
                                        reconciler: Reconciler(registry: Bulwark.registry()))
             let (report, _) = await intake.run(document.findings, format: document.format, state: loaded.state, head: loaded.head)
+            // Findings still open past their SLA are announced (once each) to notifiers with `sla-breach`;
+            // what cannot be delivered now stays in the outbox for the next apply or the daemon.
+            let notifiers = loaded.state.notifiers
+            if !notifiers.isEmpty, let outbox = try? Outbox(stateDirectory: repository.stateDirectory, notifiers: notifiers),
+               Outbox.enqueueBreaches(report, now: Date(), notifiers: notifiers, folder: outbox.folder) > 0 {
+                let delivery = await outbox.deliver(until: .now + .seconds(5))
+                if let last = delivery.errors.last {
+                    console.warn("\(delivery.pending) notification(s) kept in the outbox for a later run: \(last)")
+                }
+            }
             switch output.output {
             case .text: console.print(report.text())
             case .json: console.json(report)
@@ -46,8 +56,10 @@ extension Bulwark {
             if report.hasActions { throw ExitCode(2) }
         }
 
-        /// The document, at most `FindingParser.maxSize` bytes (one more is read to tell).
+        /// The document, at most `FindingParser.maxXMLSize` bytes (one more is read to tell): XML
+        /// results may be that large; the parser holds JSON documents to `FindingParser.maxSize`.
         static func read(_ path: String) throws -> [UInt8] {
+            let limit = max(FindingParser.maxSize, FindingParser.maxXMLSize)
             let handle: FileHandle
             if path == "-" {
                 handle = FileHandle.standardInput
@@ -56,12 +68,12 @@ extension Bulwark {
                 handle = opened
             }
             var bytes: [UInt8] = []
-            while bytes.count <= FindingParser.maxSize {
+            while bytes.count <= limit {
                 guard let chunk = try handle.read(upToCount: 65_536), !chunk.isEmpty else { break }
                 bytes += chunk
             }
-            guard bytes.count <= FindingParser.maxSize else {
-                throw CommandError("\(path == "-" ? "standard input" : path) is larger than \(FindingParser.maxSize) bytes; split it")
+            guard bytes.count <= limit else {
+                throw CommandError("\(path == "-" ? "standard input" : path) is larger than \(limit) bytes; split it")
             }
             return bytes
         }

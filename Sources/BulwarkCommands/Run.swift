@@ -64,6 +64,9 @@ extension Bulwark {
         @Option(help: "File holding the push webhook secret (instead of the environment).")
         var webhookSecretFile: String?
 
+        @Option(help: ArgumentHelp("File listing agents' webhook URLs (http(s)://HOST:PORT/hooks/git, one a line): a verified push webhook is relayed to each, signed with the same secret, so that agents fetch at once. Read again for each webhook.", valueName: "path"))
+        var webhookRelayFile: String?
+
         @Option(help: "Environment variable holding the bearer token for POST /api/v1/findings.")
         var findingsTokenEnv: String = "BULWARK_FINDINGS_TOKEN"
 
@@ -174,21 +177,28 @@ extension Bulwark {
             let secret = try secret()
             let token = try findingsToken()
             let daemon: Daemon
+            // The daemon keeps its meters here; the server emits them as /metrics.
+            let metrics = PrometheusCollectorRegistry()
             var leases: LeaseKeeper?
             do {
                 var repository = self.repository
                 let targets = try agent.prepare(&repository)
                 leases = try fleetController.keeper(&repository, logger: logger)
                 var runtime = try repository.runtime()
-                runtime.agentTargets = targets
+                if targets != nil { runtime.agent = agent.selection }
+                if let webhookRelayFile {
+                    guard let secret else {
+                        throw CommandError("--webhook-relay-file needs the webhook secret (\(webhookSecretEnv) or --webhook-secret-file): agents verify what is relayed with it")
+                    }
+                    runtime.webhookRelay = try WebhookRelay(file: webhookRelayFile, secret: secret)
+                }
                 if let leases {
                     runtime.leases = leases
                     runtime.configuration.extraTrailers = { leases.trailer(for: $0.target) }
                 }
                 var settings = Daemon.Settings(poll: .seconds(poll), debounce: .milliseconds(debounce))
                 settings.pollJitter = 0.2
-                daemon = try Daemon(options: runtime, settings: settings,
-                                    logger: logger, registry: PrometheusCollectorRegistry())
+                daemon = try Daemon(options: runtime, settings: settings, logger: logger, registry: metrics)
             } catch {
                 Console().error("\(error)")
                 throw ExitCode.failure
@@ -205,8 +215,9 @@ extension Bulwark {
             let (listening, listened) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
             let http = StatusServer.application(
                 control: daemon,
-                settings: ServerSettings(host: host, port: port, webhook: webhook, findings: findings,
+                settings: ServerSettings(host: host, port: port, repository: daemon.options.displayURL, webhook: webhook, findings: findings,
                                          idleTimeout: .seconds(idleTimeout), maxConnections: connections),
+                metrics: metrics,
                 logger: logger,
                 onRunning: { listened.yield() })
             let watchdog = ShutdownWatchdog(grace: shutdownGrace, logger: logger)

@@ -16,7 +16,8 @@ public struct Finding: Sendable, Hashable, Codable {
     /// The scanner's own id for the finding (stable across its runs), or one derived from
     /// (source, control, resource) when the format has none.
     public var id: String
-    /// Who found it: `asff`, `prowler`, `ocsf`, `sarif:<tool>`, `garak`, `osv`, `trivy`, `grype`, `generic`.
+    /// Who found it: `asff`, `prowler`, `ocsf`, `sarif:<tool>`, `garak`, `osv`, `trivy`, `grype`, `openscap`
+    /// (or `xccdf` for another XCCDF scanner), `generic`.
     public var source: String
     public var severity: Severity
     /// A link to (or a locator of) the evidence: the scanner's page for the check, a file and line.
@@ -72,6 +73,8 @@ public struct FindingIndex: Sendable {
     private var byDescription: [String: [Binding]] = [:]
     private var byName: [String: [Binding]] = [:]
     private var byTarget: [String: [Binding]] = [:]
+    /// By the benchmark rules their resources list (`ControlAnnotation`).
+    private var byControl: [String: [Binding]] = [:]
 
     public init(bindings: [Binding] = []) {
         for binding in bindings {
@@ -81,11 +84,32 @@ public struct FindingIndex: Sendable {
         }
     }
 
+    /// A revision's bindings, and the benchmark rules their resources list.
+    public init(state: DesiredState) {
+        self.init(bindings: state.bindings)
+        for binding in state.bindings {
+            for rule in state.resources[binding.resource].map(ControlAnnotation.rules) ?? [] { byControl[rule, default: []].append(binding) }
+        }
+    }
+
     /// The bindings each finding is about (`Finding.matches`), with the earliest first-observed
     /// time among the findings that name it.
     public func match(_ findings: [Finding]) -> [Binding: Date] {
         var matched: [Binding: Date] = [:]
         for finding in findings {
+            // A compliance scanner's rule that resources carry out: those resources, on the host
+            // it names if Bulwark knows it (not everything on that host).
+            if let controlled = byControl[ControlAnnotation.rule(finding.control)] {
+                let named = controlled.filter { binding in
+                    finding.resource == binding.target || ["/", ":"].contains { finding.resource.hasSuffix($0 + binding.target) }
+                }
+                for binding in named.isEmpty ? controlled : named where finding.target == nil || finding.target == binding.target {
+                    matched[binding] = min(matched[binding] ?? finding.firstObservedAt, finding.firstObservedAt)
+                }
+                continue
+            }
+            // An XCCDF rule result names a host, not a resource: no rule, no resource.
+            if finding.source == "openscap" || finding.source == "xccdf" { continue }
             var candidates: [Binding] = (byDescription[finding.resource] ?? []) + (byName[finding.resource] ?? [])
                 + (byTarget[finding.resource] ?? [])
             // An identifier (an ARN) that ends in a target's name after a separator.
@@ -115,8 +139,9 @@ public enum FindingParser {
 
     /// Reads a findings document in any format Bulwark knows (see `FindingFormat.detect`): the
     /// generic format (`{"resource", "control", ...}` or a list), ASFF, OCSF 1.x (Prowler's
-    /// output too), SARIF 2.1.0, garak's report JSONL, OSV, Trivy and Grype JSON. A finding
-    /// without a first-observed time was observed `now`; none is dated after `now`.
+    /// output too), SARIF 2.1.0, garak's report JSONL, OSV, Trivy and Grype JSON, and OpenSCAP's
+    /// XCCDF or ARF results (XML, up to `maxXMLSize`). A finding without a first-observed time
+    /// was observed `now`; none is dated after `now`.
     public static func parse(_ bytes: [UInt8], contentType: String? = nil, now: Date = Date()) throws(FindingError) -> [Finding] {
         try document(bytes, contentType: contentType, now: now).findings
     }
@@ -124,6 +149,7 @@ public enum FindingParser {
     /// The format and the findings of a document.
     public static func document(_ bytes: [UInt8], contentType: String? = nil, now: Date = Date())
         throws(FindingError) -> (format: FindingFormat, findings: [Finding]) {
+        if isXML(contentType: contentType, bytes: bytes) { return (.xccdf, try xccdfDocument(bytes, now: now)) }
         guard bytes.count <= maxSize else { throw FindingError("the document is larger than \(maxSize) bytes", exceedsLimit: true) }
         if FindingFormat.isJSONLines(contentType: contentType, bytes: bytes) {
             return (.garak, try garak(bytes, now: now))
@@ -145,6 +171,7 @@ public enum FindingParser {
         case .trivy: findings = try trivy(json, now: now)
         case .grype: findings = try grype(json, now: now)
         case .garak: findings = try garak(bytes, now: now)
+        case .xccdf: findings = try xccdf(bytes, now: now)
         }
         guard !findings.isEmpty else { throw FindingError("no findings in the document") }
         if format != .asff, format != .generic, findings.count > maxFindings {

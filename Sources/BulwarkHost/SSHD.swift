@@ -1,5 +1,6 @@
 internal import Foundation
 internal import BulwarkCore
+internal import BulwarkProcess
 
 /// `SSHDConfig`: keywords of `etc/ssh/sshd_config`, matched as sshd does: case-insensitively,
 /// first occurrence wins, `Include` read in place, `Match` blocks conditional.
@@ -362,18 +363,17 @@ public struct SSHDValidator: Sendable {
     }
 
     private func check(_ path: String, with executable: String) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = ["-t", "-f", path]
-        let errors = Pipe()
-        process.standardError = errors
-        process.standardOutput = FileHandle.nullDevice
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        let output = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus != 0 else { return }
-        let message = String(decoding: output, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        // Through the one bounded runner: an sshd that hangs must not hang the apply.
+        let outcome: BoundedProcess.Outcome
+        do {
+            outcome = try BoundedProcess.Command(executable: executable, arguments: ["-t", "-f", path],
+                                                 timeout: .seconds(SSHDProbe.timeout), keep: .head).runBlocking()
+        } catch {
+            throw HostError(error.description)
+        }
+        guard outcome.timedOut || outcome.status != 0 else { return }
+        guard !outcome.timedOut else { throw HostError("sshd -t did not finish within \(Int(SSHDProbe.timeout)) s") }
+        let message = outcome.output.trimmingCharacters(in: .whitespacesAndNewlines)
         let lines = message.split(separator: "\n")
         if lines.count == 1, lines[0].hasPrefix("Missing privilege separation directory") { return }
         throw HostError("sshd -t rejected the candidate configuration: "

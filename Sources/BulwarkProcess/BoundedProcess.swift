@@ -3,13 +3,25 @@ internal import Foundation
 internal import Glibc
 #endif
 
-/// Runs a helper program (sshd -t/-T, ssh-keygen, gpgv) so that it can neither hang Bulwark nor
-/// fill its memory: output goes to files (no pipe to fill and block the child), the run has a
-/// deadline on the monotonic clock (a stepped wall clock neither ends it early nor lets it hang),
-/// a child still running at the deadline is sent SIGTERM and, if it is still there after `grace`,
-/// SIGKILL; at most `maxOutput` bytes of each output are read back. The output files are made
-/// 0600 with fresh names in `folder` and removed before returning.
+/// Bulwark's one runner of other programs (sshd -t/-T, ssh-keygen, gpgv, apt and dpkg, an
+/// operator's validation or reload command), so that none can hang Bulwark, fill its memory or
+/// inherit what it should not:
+///
+/// - spawned with `posix_spawn`, no shell in between, and reaped with `waitpid`: not through
+///   Foundation's `Process`, which learns of a child's exit through a descriptor the child's own
+///   children inherit, so a reload command that starts a daemon would be waited for until that
+///   daemon exits;
+/// - in a process group of its own, so that a timeout stops it *and* what it started (apt's dpkg
+///   and maintainer scripts): SIGTERM to the group at the deadline (on the monotonic clock: a
+///   stepped wall clock neither ends it early nor lets it hang), SIGKILL after `grace`;
+/// - every signal at its default and none blocked (the daemon ignores SIGTERM to handle it
+///   through a dispatch source, and an ignored signal survives `exec`), no descriptor of
+///   Bulwark's but its standard input (a file or /dev/null) and its output files;
+/// - output to unlinked 0600 files (no pipe to fill and block the child, no name left behind),
+///   of which a bounded head or tail is read back;
+/// - the environment given, or Bulwark's own.
 public enum BoundedProcess {
+    /// What `run` gives back: the exit status and each output separately.
     public struct Result: Sendable, Equatable {
         public var status: Int32
         /// Standard output, at most `maxOutput` bytes of it, as UTF-8 (invalid bytes replaced).
@@ -25,7 +37,7 @@ public enum BoundedProcess {
         public enum Reason: Sendable, Equatable {
             /// The output files could not be made in the folder.
             case cannotCreateOutput
-            /// The program could not be started.
+            /// The program could not be started (or its input opened).
             case cannotStart(String)
             /// Still running at the deadline: it was terminated (and killed if it ignored that).
             case timedOut
@@ -46,74 +58,284 @@ public enum BoundedProcess {
     }
 
     /// Runs `executable` with `arguments`, its standard input from the file `input` (else
-    /// /dev/null), for at most `timeout`.
+    /// /dev/null), for at most `timeout`; a run still going at the deadline is a `.timedOut`
+    /// failure. Blocks the calling thread: for programs that finish in milliseconds.
     public static func run(
         _ executable: String, _ arguments: [String], input: String? = nil, folder: String,
         timeout: Duration, grace: Duration = .seconds(2), maxOutput: Int = 1 << 20
     ) throws(Failure) -> Result {
-        func failure(_ reason: Failure.Reason) -> Failure {
-            Failure(executable: executable, folder: folder, timeout: timeout, reason: reason)
+        let command = Command(executable: executable, arguments: arguments, input: input, folder: folder,
+                              timeout: timeout, grace: grace, maxOutput: maxOutput, keep: .head)
+        let outcome = try command.runBlocking(combined: false)
+        guard !outcome.timedOut else { throw command.failure(.timedOut) }
+        return Result(status: outcome.status, output: outcome.output,
+                      errors: outcome.errors.trimmingCharacters(in: .whitespacesAndNewlines), truncated: outcome.truncated)
+    }
+
+    /// Which end of a long output is kept.
+    public enum Keep: Sendable {
+        /// The start (a probe's answer).
+        case head
+        /// The end (where apt, dpkg or a reload command says what failed).
+        case tail
+    }
+
+    /// What a `Command` gives back: standard output and error together, in the order written.
+    public struct Outcome: Sendable, Equatable {
+        /// The exit code, or 128 + the signal that ended it.
+        public var status: Int32
+        /// Whether it was still running at the deadline and was stopped.
+        public var timedOut: Bool
+        /// At most `maxOutput` bytes (`keep` says which), as UTF-8 (invalid bytes replaced).
+        public var output: String
+        /// Standard error when it was kept apart (`run`); empty for a `Command`.
+        public var errors: String
+        /// Whether output was cut to `maxOutput`.
+        public var truncated: Bool
+    }
+
+    /// A program to run, with its limits. A timeout is an outcome (`timedOut`), not a failure: the
+    /// caller says what it means; only a program that cannot be started throws.
+    public struct Command: Sendable {
+        public var executable: String
+        public var arguments: [String]
+        /// The child's whole environment; nil: Bulwark's own.
+        public var environment: [String: String]?
+        /// A file read as standard input; nil: /dev/null.
+        public var input: String?
+        /// Where the (at once unlinked) output files are made; nil: the temporary folder.
+        public var folder: String?
+        public var timeout: Duration
+        /// Between SIGTERM and SIGKILL to the process group at the deadline; zero: SIGKILL at once.
+        public var grace: Duration
+        public var maxOutput: Int
+        public var keep: Keep
+
+        public init(executable: String, arguments: [String], environment: [String: String]? = nil, input: String? = nil,
+                    folder: String? = nil, timeout: Duration, grace: Duration = .seconds(2), maxOutput: Int = 64 << 10,
+                    keep: Keep = .tail) {
+            self.executable = executable
+            self.arguments = arguments
+            self.environment = environment
+            self.input = input
+            self.folder = folder
+            self.timeout = timeout
+            self.grace = grace
+            self.maxOutput = maxOutput
+            self.keep = keep
         }
-        let token = UUID().uuidString
-        let outPath = "\(folder)/.bulwark-run-\(token).out", errPath = "\(folder)/.bulwark-run-\(token).err"
-        defer {
-            unlink(outPath)
-            unlink(errPath)
+
+        /// Runs it to the end, waiting on the calling thread.
+        public func runBlocking() throws(Failure) -> Outcome {
+            try runBlocking(combined: true)
         }
-        guard let out = create(outPath), let err = create(errPath) else { throw failure(.cannotCreateOutput) }
-        let stdin = input.flatMap { FileHandle(forReadingAtPath: $0) }
-        defer {
-            try? out.close()
-            try? err.close()
-            try? stdin?.close()
-        }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = stdin ?? FileHandle.nullDevice
-        do {
-            try process.run()
-        } catch {
-            throw failure(.cannotStart(error.localizedDescription))
-        }
-        let deadline = ContinuousClock.now + timeout
-        while process.isRunning {
-            guard ContinuousClock.now < deadline else {
-                stop(process, grace: grace)
-                throw failure(.timedOut)
+
+        /// Runs it to the end, suspending (not blocking a thread of the cooperative pool) between
+        /// looks at the child: for programs that take minutes, such as apt.
+        public func run() async throws(Failure) -> Outcome {
+            let files = try OutputFiles(self, combined: true)
+            var child = try spawn(files)
+            var pause = Duration.milliseconds(1)
+            while !child.poll() {
+                if Task.isCancelled {
+                    // Cancellation does not stop the program (its deadline does); wait without spinning.
+                    usleep(20_000)
+                } else {
+                    try? await Task.sleep(for: pause)
+                }
+                pause = min(pause * 2, .milliseconds(20))
             }
-            usleep(2_000)
+            return files.outcome(child, command: self)
         }
-        process.waitUntilExit()
-        let (output, outputCut) = read(outPath, limit: maxOutput)
-        let (errors, errorsCut) = read(errPath, limit: maxOutput)
-        return Result(status: process.terminationStatus, output: output,
-                      errors: errors.trimmingCharacters(in: .whitespacesAndNewlines), truncated: outputCut || errorsCut)
+
+        func runBlocking(combined: Bool) throws(Failure) -> Outcome {
+            let files = try OutputFiles(self, combined: combined)
+            var child = try spawn(files)
+            var pause: UInt32 = 500
+            while !child.poll() {
+                usleep(pause)
+                pause = min(pause * 2, 10_000)
+            }
+            return files.outcome(child, command: self)
+        }
+
+        func failure(_ reason: Failure.Reason) -> Failure {
+            Failure(executable: executable, folder: folder ?? NSTemporaryDirectory(), timeout: timeout, reason: reason)
+        }
+
+        private func spawn(_ files: OutputFiles) throws(Failure) -> Child {
+            let stdin: Int32
+            if let input {
+                stdin = open(input, O_RDONLY | O_CLOEXEC)
+                guard stdin >= 0 else { throw failure(.cannotStart("cannot read its input \(input): \(String(cString: strerror(errno)))")) }
+            } else {
+                stdin = open("/dev/null", O_RDONLY | O_CLOEXEC)
+                guard stdin >= 0 else { throw failure(.cannotStart("cannot open /dev/null: \(String(cString: strerror(errno)))")) }
+            }
+            defer { close(stdin) }
+
+            var actions = posix_spawn_file_actions_t()
+            posix_spawn_file_actions_init(&actions)
+            defer { posix_spawn_file_actions_destroy(&actions) }
+            posix_spawn_file_actions_adddup2(&actions, stdin, 0)
+            posix_spawn_file_actions_adddup2(&actions, files.output, 1)
+            posix_spawn_file_actions_adddup2(&actions, files.errors ?? files.output, 2)
+            // No other descriptor of Bulwark's reaches the child, close-on-exec or not.
+            closeTheRest(&actions)
+
+            var attributes = posix_spawnattr_t()
+            posix_spawnattr_init(&attributes)
+            defer { posix_spawnattr_destroy(&attributes) }
+            var all = sigset_t()
+            sigfillset(&all)
+            var none = sigset_t()
+            sigemptyset(&none)
+            posix_spawnattr_setsigdefault(&attributes, &all)
+            posix_spawnattr_setsigmask(&attributes, &none)
+            posix_spawnattr_setpgroup(&attributes, 0)
+            posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP))
+
+            let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+            let envp = environment.map { $0.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil] }
+            defer {
+                for pointer in argv { free(pointer) }
+                for pointer in envp ?? [] { free(pointer) }
+            }
+            var pid: pid_t = 0
+            let spawned = envp.map { posix_spawn(&pid, executable, &actions, &attributes, argv, $0) }
+                ?? posix_spawn(&pid, executable, &actions, &attributes, argv, environ)
+            guard spawned == 0 else { throw failure(.cannotStart(String(cString: strerror(spawned)))) }
+            return Child(pid: pid, deadline: ContinuousClock.now + timeout, grace: grace)
+        }
     }
 
-    /// SIGTERM, then SIGKILL after `grace` if the child is still there; waits for it either way.
-    static func stop(_ process: Process, grace: Duration) {
-        process.terminate()
-        let killAt = ContinuousClock.now + grace
-        while process.isRunning, ContinuousClock.now < killAt { usleep(2_000) }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
+    /// `posix_spawn_file_actions_addclosefrom_np` (glibc 2.34), which Swift's Glibc module does not
+    /// declare (it is a GNU extension): found once by name.
+    private typealias CloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+    nonisolated(unsafe) private static let closeFrom: CloseFrom? = {
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np") else { return nil }
+        return unsafeBitCast(symbol, to: CloseFrom.self)
+    }()
+
+    /// Adds the closing of every descriptor above standard error: at once in the child where the
+    /// C library can (race-free), else each one open now (glibc ignores a close of one that
+    /// another thread closed meanwhile).
+    static func closeTheRest(_ actions: inout posix_spawn_file_actions_t) {
+        if let closeFrom, closeFrom(&actions, 3) == 0 { return }
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? [] {
+            if let open = Int32(name), open > 2 { posix_spawn_file_actions_addclose(&actions, open) }
+        }
     }
 
-    /// A new file (never an existing one or a link), 0600, open for writing.
-    private static func create(_ path: String) -> FileHandle? {
-        let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        guard descriptor >= 0 else { return nil }
-        return FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
+    /// A started child, looked at by `poll` until it is reaped.
+    struct Child {
+        let pid: pid_t
+        let deadline: ContinuousClock.Instant
+        let grace: Duration
+        var killAt: ContinuousClock.Instant?
+        var timedOut = false
+        var status: Int32 = 0
+
+        /// Reaps the child if it has ended (true), else stops it if its time is up (false).
+        mutating func poll() -> Bool {
+            // Looked at without reaping: while the ended leader is a zombie its process group id
+            // cannot be reused, so what it left running can still be killed safely by group.
+            var info = siginfo_t()
+            let looked = waitid(P_PID, id_t(pid), &info, WEXITED | WNOHANG | WNOWAIT)
+            if looked == 0, info._sifields._sigchld.si_pid == pid {
+                // After a timeout nothing it started stays (apt's dpkg, a script's sleep); after
+                // a normal end its descendants are left alone (a reload may start a daemon).
+                if timedOut { kill(-pid, SIGKILL) }
+                while waitpid(pid, &status, 0) < 0, errno == EINTR {}
+                return true
+            }
+            if looked < 0, errno != EINTR {
+                // Not ours to wait for any more (reaped elsewhere): nothing more to learn.
+                status = -1
+                return true
+            }
+            let now = ContinuousClock.now
+            if !timedOut, now >= deadline {
+                timedOut = true
+                if grace > .zero {
+                    kill(-pid, SIGTERM)
+                    killAt = now + grace
+                } else {
+                    kill(-pid, SIGKILL)
+                }
+            } else if let at = killAt, now >= at {
+                kill(-pid, SIGKILL)
+                killAt = nil
+            }
+            return false
+        }
+
+        /// The exit code of a `waitpid` status: the code, or 128 + the signal that ended it.
+        var exitCode: Int32 {
+            status & 0x7F == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
+        }
     }
 
-    /// At most `limit` bytes of the file, and whether there was more.
-    private static func read(_ path: String, limit: Int) -> (String, Bool) {
-        guard let handle = FileHandle(forReadingAtPath: path) else { return ("", false) }
-        defer { try? handle.close() }
-        let bytes = (try? handle.read(upToCount: limit + 1)) ?? nil ?? Data()
-        return (String(decoding: bytes.prefix(limit), as: UTF8.self), bytes.count > limit)
+    /// The child's output files, made and unlinked at once, closed when this goes.
+    final class OutputFiles {
+        let output: Int32
+        let errors: Int32?
+
+        init(_ command: Command, combined: Bool) throws(Failure) {
+            let folder = command.folder ?? NSTemporaryDirectory()
+            guard let output = Self.create(in: folder) else { throw command.failure(.cannotCreateOutput) }
+            self.output = output
+            if combined {
+                errors = nil
+            } else {
+                guard let errors = Self.create(in: folder) else {
+                    close(output)
+                    throw command.failure(.cannotCreateOutput)
+                }
+                self.errors = errors
+            }
+        }
+
+        deinit {
+            close(output)
+            if let errors { close(errors) }
+        }
+
+        /// A new file (never an existing one or a link), 0600, unlinked as soon as it is open.
+        private static func create(in folder: String) -> Int32? {
+            let path = (folder.hasSuffix("/") ? folder : folder + "/") + ".bulwark-run-\(UUID().uuidString)"
+            let descriptor = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+            guard descriptor >= 0 else { return nil }
+            unlink(path)
+            return descriptor
+        }
+
+        func outcome(_ child: Child, command: Command) -> Outcome {
+            let (output, outputCut) = Self.read(self.output, limit: command.maxOutput, keep: command.keep)
+            let (errors, errorsCut) = self.errors.map { Self.read($0, limit: command.maxOutput, keep: command.keep) } ?? ("", false)
+            return Outcome(status: child.exitCode, timedOut: child.timedOut, output: output, errors: errors,
+                           truncated: outputCut || errorsCut)
+        }
+
+        /// At most `limit` bytes of the file (its start or its end), and whether there was more.
+        private static func read(_ descriptor: Int32, limit: Int, keep: Keep) -> (String, Bool) {
+            var info = stat()
+            guard fstat(descriptor, &info) == 0 else { return ("", false) }
+            let size = Int(info.st_size)
+            let count = min(max(0, limit), size)
+            let start = keep == .head ? 0 : size - count
+            var bytes = [UInt8](repeating: 0, count: count)
+            var done = 0
+            while done < count {
+                let got = bytes.withUnsafeMutableBytes { buffer -> Int in
+                    guard let base = buffer.baseAddress else { return 0 }
+                    return pread(descriptor, base + done, count - done, off_t(start + done))
+                }
+                if got < 0, errno == EINTR { continue }
+                guard got > 0 else { break }
+                done += got
+            }
+            return (String(decoding: bytes.prefix(done), as: UTF8.self), size > limit)
+        }
     }
 }

@@ -87,15 +87,7 @@ package struct Console: Sendable {
     }
 
     /// The encoder of every JSON document Bulwark prints or writes (`plan --out` too).
-    package static func jsonEncoder() -> JSONEncoder {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        encoder.dateEncodingStrategy = .custom { date, encoder in
-            var container = encoder.singleValueContainer()
-            try container.encode(Timestamp.format(date))
-        }
-        return encoder
-    }
+    package static func jsonEncoder() -> JSONEncoder { JSONOutput.encoder() }
 }
 
 /// The version of the JSON documents `--output json` prints; raised when a field changes meaning

@@ -67,6 +67,8 @@ package actor Daemon: DaemonControl {
     static let overwrittenRetries = 3
     /// The drift open per resource, so that drift is counted once however often it is seen.
     var driftSeen: [Binding: String] = [:]
+    /// The highest priority of the findings that named each binding since its last cycle (see `prioritize`).
+    var findingPriorities: [Binding: Priority] = [:]
     var working = false
     var cycles = 0
     // Notifications: written to the outbox as records are committed, delivered by their own loop.
@@ -111,6 +113,8 @@ package actor Daemon: DaemonControl {
         repository = try PolicyRepository(options.configuration)
         journal = FileJournal(stateDirectory: options.stateDirectory)
         meters = DaemonMetrics(registry: registry)
+        // The open-drift gauges are kept current as the drift changes (the server only emits them).
+        meters.setOpen([])
         do {
             watcher = try FileWatcher()
         } catch {
@@ -163,13 +167,6 @@ package actor Daemon: DaemonControl {
         request(Set(matched.keys))
     }
 
-    package func metrics() -> String {
-        meters.setOpen(Array(open.values))
-        var buffer: [UInt8] = []
-        meters.registry.emit(into: &buffer)
-        return String(decoding: buffer, as: UTF8.self)
-    }
-
     // MARK: - The worker
 
     /// Runs what is pending, in order: the source first (a new revision replaces the work), then
@@ -212,6 +209,8 @@ package actor Daemon: DaemonControl {
         if let leases = options.leases {
             let held = leases.beginPass()
             cycleState.bindings = cycleState.bindings.filter { held[$0.target] != nil }
+            let taken = leases.takeNewlyHeld()
+            if !taken.isEmpty { await readPreviousOwners(of: taken) }
         }
         let started = clock.wall()
         let began = clock.now()
@@ -222,7 +221,7 @@ package actor Daemon: DaemonControl {
             if let fixes { known = fixes } else { known = try await repository.recentFixes(since: window) }
             known.forget(before: window)
             fixes = known
-            var plan = try await reconciler.plan(cycleState, history: known, weakened: provenance.weakened)
+            var plan = try await reconciler.plan(cycleState, history: known, weakened: provenance.weakened, urgent: findingPriorities)
             for binding in plan.inSync {
                 lastInSync[binding] = started
                 failedFixes[binding] = nil
@@ -249,7 +248,7 @@ package actor Daemon: DaemonControl {
                     plan.remediations[index].detectedAt = detected
                 }
             }
-            for binding in only ?? Set(cycleState.bindings) { detections[binding] = nil }
+            for binding in only ?? Set(cycleState.bindings) { detections[binding] = nil; findingPriorities[binding] = nil }
             for remediation in plan.remediations + notRetried {
                 let key = Self.fingerprint(remediation.changes)
                 if driftSeen[remediation.binding] != key {
@@ -286,6 +285,7 @@ package actor Daemon: DaemonControl {
             for remediation in notRetried { open[remediation.binding] = remediation }
             // Another Bulwark holds the target: nothing tried, nothing recorded; tried again by a later cycle.
             for item in outcome.busy { open[item.remediation.binding] = item.remediation }
+            meters.setOpen(Array(open.values))
             var failedControllers = Set(plan.failures.map(\.binding.controller))
             failedControllers.formUnion(outcome.failed.map(\.remediation.binding.controller))
             failedControllers.formUnion(outcome.busy.map(\.remediation.binding.controller))

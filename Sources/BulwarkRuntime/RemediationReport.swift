@@ -43,23 +43,8 @@ package struct RemediationReport: Encodable {
         package var kind: String { String(resource.split(separator: "/").first ?? "") }
     }
 
-    package struct Summary: Encodable {
-        package var fixes: Int
-        package var p50Seconds: Double?
-        package var p90Seconds: Double?
-        package var maxSeconds: Double?
-
-        package init(_ durations: [Double]) {
-            let sorted = durations.map(RemediationReport.seconds).sorted()
-            fixes = sorted.count
-            func rank(_ p: Double) -> Double? {
-                sorted.isEmpty ? nil : sorted[min(sorted.count - 1, max(0, Int((p * Double(sorted.count)).rounded(.up)) - 1))]
-            }
-            p50Seconds = rank(0.5)
-            p90Seconds = rank(0.9)
-            maxSeconds = sorted.last
-        }
-    }
+    /// `MTTRSummary` (in the core, shared with the status page).
+    package typealias Summary = MTTRSummary
 
     package struct OpenItem: Encodable {
         package var target: String
@@ -126,20 +111,11 @@ package struct RemediationReport: Encodable {
         .prefix(top).map { $0 }
     }
 
-    /// Seconds as JSON shows them: to the millisecond, so 2.216 and not 2.215999960899353 (times
-    /// are stored to the millisecond; their difference in `Double` is not).
-    package static func seconds(_ value: Double) -> Double { (value * 1000).rounded() / 1000 }
+    /// Seconds to the millisecond (`MTTRSummary.seconds`).
+    package static func seconds(_ value: Double) -> Double { MTTRSummary.seconds(value) }
 
-    package static func duration(_ seconds: Double?) -> String {
-        guard let seconds else { return "-" }
-        switch seconds {
-        case ..<1: return String(format: "%.0f ms", seconds * 1000)
-        case ..<60: return String(format: "%.1f s", seconds)
-        case ..<3600: return String(format: "%.1f min", seconds / 60)
-        case ..<86400: return String(format: "%.1f h", seconds / 3600)
-        default: return String(format: "%.1f d", seconds / 86400)
-        }
-    }
+    /// A duration for people (`MTTRSummary.duration`).
+    package static func duration(_ seconds: Double?) -> String { MTTRSummary.duration(seconds) }
 
     private func line(_ s: Summary) -> String {
         "\(s.fixes) fix\(s.fixes == 1 ? "" : "es"), p50 \(Self.duration(s.p50Seconds)), p90 \(Self.duration(s.p90Seconds)), max \(Self.duration(s.maxSeconds))"

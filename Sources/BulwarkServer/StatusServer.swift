@@ -6,32 +6,36 @@ public import HTTPTypes
 public import Hummingbird
 internal import HummingbirdCore
 public import Logging
+public import Prometheus
 
-/// What the HTTP surface asks of the daemon behind it.
+/// What the HTTP surface asks of the daemon behind it: values (its readiness, its status), never
+/// ready-made bytes; the server renders them (`/readyz`, `/api/v1/status`, the status page).
 public protocol DaemonControl: Sendable {
     /// Whether the source is synced and the last cycle succeeded, and if not, why.
     func readiness() async -> (ready: Bool, reason: String)
-    /// `/api/v1/status` as JSON.
-    func statusJSON() async -> [UInt8]
-    /// The human status page.
-    func statusPage() async -> String
-    /// Prometheus text exposition.
-    func metrics() async -> String
+    /// What `/api/v1/status` and the status page show.
+    func status() async -> DaemonStatus
     /// A verified push webhook arrived: fetch now.
     func sourcePushed() async
+    /// A verified push webhook arrived with this body; `relayed` when another Bulwark relayed it
+    /// (`X-Bulwark-Relayed`). Fetch now, and a relay passes it on (never a relayed one).
+    func sourcePushed(body: [UInt8], relayed: Bool) async
     /// The managed resources findings can name, for matching off the daemon's actor.
     func findingIndex() async -> FindingIndex
     /// Findings matched these resources (with the earliest first-observed time of each): reconcile them.
     func received(_ matched: [Binding: Date]) async
     /// Findings arrived: decide what the policy's finding rules say (reconcile, propose, close a
     /// proposal) and do it. Returns how many resources are reconciled now and, from a daemon
-    /// that decides per finding, its report as a JSON object (merged into the answer).
-    func findingsArrived(_ findings: [Finding], format: FindingFormat) async -> (matched: Int, report: [UInt8]?)
+    /// that decides per finding, its report (encoded as a JSON object and merged into the answer).
+    func findingsArrived(_ findings: [Finding], format: FindingFormat) async -> (matched: Int, report: (any Encodable & Sendable)?)
 }
 
 extension DaemonControl {
+    /// Without a relay: fetch now.
+    public func sourcePushed(body: [UInt8], relayed: Bool) async { await sourcePushed() }
+
     /// Without finding rules: every finding reconciles the managed resources it names.
-    public func findingsArrived(_ findings: [Finding], format: FindingFormat) async -> (matched: Int, report: [UInt8]?) {
+    public func findingsArrived(_ findings: [Finding], format: FindingFormat) async -> (matched: Int, report: (any Encodable & Sendable)?) {
         let matched = await findingIndex().match(findings)
         await received(matched)
         return (matched.count, nil)
@@ -106,6 +110,8 @@ public struct FindingsAuthenticator: Sendable {
 public struct ServerSettings: Sendable {
     public var host: String
     public var port: Int
+    /// The policy repository as the status page names it (credentials already removed).
+    public var repository: String
     public var webhook: WebhookVerifier?
     public var findings: FindingsAuthenticator
     /// A connection that sends nothing (no complete request head, no further request) for this
@@ -115,10 +121,11 @@ public struct ServerSettings: Sendable {
     /// daemon keeps descriptors for git, adapters and the state directory.
     public var maxConnections: Int
 
-    public init(host: String, port: Int, webhook: WebhookVerifier?, findings: FindingsAuthenticator,
+    public init(host: String, port: Int, repository: String = "", webhook: WebhookVerifier?, findings: FindingsAuthenticator,
                 idleTimeout: Duration = .seconds(15), maxConnections: Int = 4096) {
         self.host = host
         self.port = port
+        self.repository = repository
         self.webhook = webhook
         self.findings = findings
         self.idleTimeout = idleTimeout
@@ -138,10 +145,12 @@ public enum StatusServer {
         "/": [.get], "/hooks/git": [.post], "/api/v1/findings": [.post],
     ]
 
-    /// - Parameter onRunning: called once the server listens (systemd readiness).
-    public static func application(control: some DaemonControl, settings: ServerSettings, logger: Logger,
-                                   onRunning: @escaping @Sendable () async -> Void = {}) -> some ApplicationProtocol {
-        Application(router: router(control: control, settings: settings, logger: logger),
+    /// - Parameters:
+    ///   - metrics: the registry the daemon's meters are kept in, emitted as `/metrics`.
+    ///   - onRunning: called once the server listens (systemd readiness).
+    public static func application(control: some DaemonControl, settings: ServerSettings, metrics: PrometheusCollectorRegistry,
+                                   logger: Logger, onRunning: @escaping @Sendable () async -> Void = {}) -> some ApplicationProtocol {
+        Application(router: router(control: control, settings: settings, metrics: metrics, logger: logger),
                     server: .http1(configuration: .init(idleTimeout: .seconds(Int64(settings.idleTimeout.components.seconds)))),
                     configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "bulwark",
                                          backlog: 1024,
@@ -151,7 +160,8 @@ public enum StatusServer {
     }
 
     /// The routes, shared by the daemon and the tests (`app.test(.router)`).
-    public static func router(control: some DaemonControl, settings: ServerSettings, logger: Logger) -> Router<BasicRequestContext> {
+    public static func router(control: some DaemonControl, settings: ServerSettings, metrics: PrometheusCollectorRegistry,
+                              logger: Logger) -> Router<BasicRequestContext> {
         let router = Router()
         router.add(middleware: JSONErrorMiddleware(routes: routes))
         router.get("healthz") { _, _ in text(.ok, "ok\n") }
@@ -160,13 +170,19 @@ public enum StatusServer {
             return ready ? json(.ok, ["ready": true, "reason": reason]) : json(.serviceUnavailable, ["ready": false, "error": reason])
         }
         router.get("metrics") { _, _ in
-            text(.ok, await control.metrics(), type: "text/plain; version=0.0.4; charset=utf-8")
+            var buffer: [UInt8] = []
+            metrics.emit(into: &buffer)
+            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                            body: .init(byteBuffer: ByteBuffer(bytes: buffer)))
         }
         router.get("api/v1/status") { _, _ in
-            Response(status: .ok, headers: [.contentType: "application/json"],
-                     body: .init(byteBuffer: ByteBuffer(bytes: await control.statusJSON())))
+            let status = await control.status()
+            let data = (try? JSONOutput.encoder().encode(status)) ?? Data("{}".utf8)
+            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
         }
-        router.get("/") { _, _ in text(.ok, await control.statusPage(), type: "text/html; charset=utf-8") }
+        router.get("/") { _, _ in
+            text(.ok, StatusPage.render(await control.status(), repository: settings.repository), type: "text/html; charset=utf-8")
+        }
         router.post("hooks/git") { request, _ -> Response in
             let body = try await collect(request)
             guard let verifier = settings.webhook else {
@@ -176,7 +192,7 @@ public enum StatusServer {
                 logger.warning("webhook refused", metadata: ["reason": .string(refusal)])
                 throw HTTPError(.unauthorized, message: refusal)
             }
-            await control.sourcePushed()
+            await control.sourcePushed(body: body, relayed: request.headers[HTTPField.Name("X-Bulwark-Relayed")!] != nil)
             return json(.accepted, ["status": "fetching"])
         }
         router.post("api/v1/findings") { request, _ -> Response in
@@ -199,7 +215,8 @@ public enum StatusServer {
             logger.info("findings received", metadata: ["findings": .stringConvertible(document.findings.count),
                                                         "format": .string(document.format.rawValue),
                                                         "matched": .stringConvertible(matched)])
-            var answer = report.flatMap { (try? JSONSerialization.jsonObject(with: Data($0))) as? [String: Any] } ?? [:]
+            let encoded = report.flatMap { try? JSONOutput.encoder().encode($0) }
+            var answer = encoded.flatMap { (try? JSONSerialization.jsonObject(with: $0)) as? [String: Any] } ?? [:]
             answer["findings"] = document.findings.count
             answer["matched"] = matched
             answer["format"] = document.format.rawValue

@@ -8,6 +8,7 @@ import Testing
     @Test func planApplyVerifyAuditThenInSync() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
+            let planned = try s.planned()
             let plan = try s.run("plan")
             #expect(plan.status == 2, "plan exits 2 on drift: \(plan.stderr)")
             #expect(plan.stdout.contains("PermitRootLogin: yes -> no"))
@@ -45,7 +46,8 @@ import Testing
             let log = try s.run("log", "--kind", "SSHDConfig", "--output", "json")
             #expect(log.status == 0)
             let entries = try JSONDecoder().decode([[String: AnyDecodable]].self, from: Data(log.stdout.utf8))
-            #expect(entries.count == 8)
+            #expect(entries.count == planned.fixesByKind["SSHDConfig"])
+            #expect(fixed == planned.fixes)
         }
     }
 
@@ -80,6 +82,7 @@ import Testing
     @Test func anUnreachableOriginKeepsRecordsAndPushesThemLater() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
+            let fixes = try s.planned().fixes
             #expect(try s.run("plan").status == 2)  // fetches once
             try FileManager.default.moveItem(atPath: s.origin, toPath: s.origin + ".away")
             let apply = try s.run("apply")
@@ -91,24 +94,25 @@ import Testing
             try FileManager.default.moveItem(atPath: s.origin + ".away", toPath: s.origin)
             let later = try s.run("apply")
             #expect(later.status == 0, "\(later.stderr)")
-            #expect(later.stdout.contains("Pushed 24 audit commits"))
-            #expect(try s.trailers("Bulwark-Result").count == 24)
+            #expect(later.stdout.contains("Pushed \(fixes) audit commits"))
+            #expect(try s.trailers("Bulwark-Result").count == fixes)
         }
     }
 
     @Test func maxChangesPerCycleDefersTheRestOnce() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
+            let fixes = try s.planned().fixes
             try s.editPolicy("controllers/host-hardening.yaml", replacing: "maxChangesPerCycle: 50", with: "maxChangesPerCycle: 2")
             #expect(try s.run("apply").status == 0)
             let decisions = try s.trailers("Bulwark-Decision")
             #expect(decisions.filter { $0 == "applied" }.count == 2)
-            #expect(decisions.filter { $0 == "deferred" }.count == 22)
+            #expect(decisions.filter { $0 == "deferred" }.count == fixes - 2)
             // Next cycle: two more fixed; deferrals of unchanged drift are not recorded again.
             #expect(try s.run("apply").status == 0)
             let next = try s.trailers("Bulwark-Decision")
             #expect(next.filter { $0 == "applied" }.count == 4)
-            #expect(next.filter { $0 == "deferred" }.count == 22)
+            #expect(next.filter { $0 == "deferred" }.count == fixes - 2)
         }
     }
 
@@ -116,7 +120,7 @@ import Testing
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
             let ok = try bulwark(["validate", s.policy])
-            #expect(ok.status == 0 && ok.stdout.contains("valid: 40 resources"))
+            #expect(ok.status == 0 && ok.stdout.contains("valid: \(ShippedCounts.resources) resources"))
             try write(s.policy + "/desired-state/bad.yaml", "apiVersion: bulwark/v1\nkind: Nope\nmetadata: {name: x}\nspec: {}\n")
             try write(s.policy + "/desired-state/bad2.yaml", "a: [\n")
             let bad = try bulwark(["validate", s.policy])
@@ -128,16 +132,18 @@ import Testing
 
     @Test func demoRunsTheWholeLoop() async throws {
         try await withTemporaryDirectory { dir in
+            // The demo applies the shipped baseline to the demo host, plus one lockout its guard blocks.
+            let planned = try Scenario(in: dir + "/count").planned()
             let demo = try bulwark(["demo", "--dir", dir + "/demo"])
             #expect(demo.status == 0, "\(demo.stderr)")
-            #expect(demo.stdout.contains("Fixed and verified: 24."))
+            #expect(demo.stdout.contains("Fixed and verified: \(planned.fixes)."))
             // Every fix verified, and the one lockout in the demo's policy blocked, recorded once.
             #expect(demo.stdout.contains("Blocked: 1."))
-            #expect(demo.stdout.contains("Drift: 1 resource (1 property). In sync: 27."))
+            #expect(demo.stdout.contains("Drift: 1 resource (1 property). In sync: \(planned.bound)."))
             #expect(demo.stdout.contains("blocked              block(UserAccount/demo-lock-admin): local shell /bin/bash -> /usr/sbin/nologin"))
             #expect(demo.stdout.contains("Blocked UserAccount/demo-lock-admin on local: admin is the last account in sudo"))
             #expect(try read(dir + "/demo/host/etc/passwd").contains("admin:x:1000:1000:Administrator,,,:/home/admin:/bin/bash"))
-            #expect(demo.stdout.contains("MTTR (detection to verified fix) over 24 remediations"))
+            #expect(demo.stdout.contains("MTTR (detection to verified fix) over \(planned.fixes) remediations"))
         }
     }
 

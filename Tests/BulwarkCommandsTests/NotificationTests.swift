@@ -17,6 +17,7 @@ import Testing
     @Test func heldDecisionsAreAnnouncedOnceInSlackFormat() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
+            let fixes = try s.planned().fixes
             let server = try TestHTTPServer()
             defer { server.stop() }
             try approveMode(s, notifier: """
@@ -28,9 +29,9 @@ import Testing
             let first = try apply(s)
             #expect(first.status == 0, "\(first.stderr)")
             let held = try s.trailers("Bulwark-Decision").filter { $0 == "held" }.count
-            #expect(held == 24)
+            #expect(held == fixes)
             #expect(server.requests.count == held)
-            #expect(first.stdout.contains("Notifications: 24 delivered, 0 pending."))
+            #expect(first.stdout.contains("Notifications: \(fixes) delivered, 0 pending."))
             let texts = try server.requests.map { try JSONDecoder().decode([String: String].self, from: $0.body)["text"] ?? "" }
             #expect(texts.contains { $0.hasPrefix("*held* SSHDConfig/cis-5.1.20-permit-root-login on local: PermitRootLogin yes -> no") })
             #expect(server.requests.allSatisfy { $0.method == "POST" && $0.path == "/hook" && $0.headers["x-bulwark-signature-256"] == nil })
@@ -43,6 +44,7 @@ import Testing
     @Test func signedJSONIsRetriedUntilTheReceiverTakesIt() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
+            let fixes = try s.planned().fixes
             let server = try TestHTTPServer(statuses: [500, 503])
             defer { server.stop() }
             try approveMode(s, notifier: """
@@ -56,8 +58,8 @@ import Testing
             #expect(result.status == 0, "\(result.stderr)")
             let requests = server.requests
             let delivered = Dictionary(grouping: requests, by: { $0.headers["x-bulwark-delivery"] ?? "" })
-            #expect(delivered.count == 24, "every held decision delivered")
-            #expect(requests.count == 26, "two refusals were retried")
+            #expect(delivered.count == fixes, "every held decision delivered")
+            #expect(requests.count == fixes + 2, "two refusals were retried")
             let sample = try #require(requests.last)
             let event = try #require(try JSONSerialization.jsonObject(with: sample.body) as? [String: Any])
             #expect(event["event"] as? String == "bulwark.decision")
@@ -76,6 +78,7 @@ import Testing
     @Test func aReceiverThatIsDownGetsItsNotificationsOnTheNextRun() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
+            let fixes = try s.planned().fixes
             let probe = try TestHTTPServer()
             let port = probe.port
             probe.stop()
@@ -91,13 +94,13 @@ import Testing
             #expect(ContinuousClock.now - started < .seconds(30))
             #expect(down.stderr.contains("kept in"))
             let pending = try FileManager.default.contentsOfDirectory(atPath: s.state + "/outbox").filter { $0.hasSuffix(".json") }
-            #expect(pending.count == 24)
+            #expect(pending.count == fixes)
 
             let server = try TestHTTPServer(port: port)
             defer { server.stop() }
             let up = try apply(s, timeout: 5)
             #expect(up.status == 0)
-            #expect(server.requests.count == 24)
+            #expect(server.requests.count == fixes)
             #expect(try FileManager.default.contentsOfDirectory(atPath: s.state + "/outbox").filter { $0.hasSuffix(".json") }.isEmpty)
         }
     }

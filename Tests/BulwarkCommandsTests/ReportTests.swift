@@ -42,15 +42,16 @@ import Testing
     @Test func reportsFromARealAuditBranch() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
+            let fixes = try s.planned().fixes
             #expect(try s.run("apply").status == 0)
             let text = try s.run("report")
             #expect(text.status == 0)
-            #expect(text.stdout.contains("MTTR (detection to verified fix): 24 fixes"))
+            #expect(text.stdout.contains("MTTR (detection to verified fix): \(fixes) fixes"))
             #expect(text.stdout.contains("By severity:"))
             #expect(text.stdout.contains("Open items: none."))
             let json = try s.run("report", "--output", "json")
             let decoded = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
-            #expect((decoded["mttr"] as? [String: Any])?["fixes"] as? Int == 24)
+            #expect((decoded["mttr"] as? [String: Any])?["fixes"] as? Int == fixes)
             let markdown = try s.run("report", "--output", "markdown")
             #expect(markdown.stdout.hasPrefix("# Remediation report"))
             #expect(markdown.stdout.contains("| severity | critical | 3 |"))

@@ -6,6 +6,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Logging
+import Prometheus
 import Testing
 
 /// The daemon at the HTTP server's seam: what the routes hand it, and what they answer.
@@ -13,15 +14,23 @@ actor RecordingDaemon: DaemonControl {
     var ready: (ready: Bool, reason: String) = (true, "ready: revision abc")
     private(set) var received: [[Binding: Date]] = []
     private(set) var pushes = 0
+    var current = StatusServerTests.status
+    /// What the daemon decides per finding (a rule's report), when it does.
+    var report: StatusServerTests.FindingsReport?
     let index: FindingIndex
 
     init(bindings: [Binding]) { index = FindingIndex(bindings: bindings) }
 
     func setReady(_ value: (ready: Bool, reason: String)) { ready = value }
     func readiness() -> (ready: Bool, reason: String) { ready }
-    func statusJSON() -> [UInt8] { Array("{}".utf8) }
-    func statusPage() -> String { "<html></html>" }
-    func metrics() -> String { "" }
+    func status() -> DaemonStatus { current }
+    func setStatus(_ value: DaemonStatus) { current = value }
+    func setReport(_ value: StatusServerTests.FindingsReport?) { report = value }
+    func findingsArrived(_ findings: [Finding], format: FindingFormat) async -> (matched: Int, report: (any Encodable & Sendable)?) {
+        let matched = index.match(findings)
+        received(matched)
+        return (matched.count, report)
+    }
     func sourcePushed() { pushes += 1 }
     func findingIndex() -> FindingIndex { index }
     func received(_ matched: [Binding: Date]) { received.append(matched) }
@@ -34,12 +43,22 @@ actor RecordingDaemon: DaemonControl {
                               resource: ResourceID(kind: "SSHDConfig", name: "permit-root-login"))
     static let sysctl = Binding(controller: "host-hardening", target: "web-2",
                                 resource: ResourceID(kind: "Sysctl", name: "ip-forward"))
+    /// A daemon's status before its first cycle.
+    static let status = DaemonStatus(
+        schemaVersion: 2, revision: nil, busy: false, cycles: 0, ready: false, readiness: "source not synced yet", sourceError: nil,
+        lastCycleAt: nil, lastCycleSeconds: nil, lastCycleError: nil, targets: [], openDrift: [], recent: [],
+        mttrLastDay: MTTRSummary([]), mttrLastWeek: MTTRSummary([]))
+
+    struct FindingsReport: Encodable, Sendable {
+        var proposals: [String]
+    }
 
     func app(_ daemon: RecordingDaemon, webhook: Bool = true, token: String? = StatusServerTests.token) -> some ApplicationProtocol {
         let verifier = webhook ? WebhookVerifier(secret: Self.secret) : nil
         let settings = ServerSettings(host: "127.0.0.1", port: 0, webhook: verifier,
                                       findings: FindingsAuthenticator(verifier: verifier, token: token.map { Array($0.utf8) }))
-        return StatusServer.application(control: daemon, settings: settings, logger: Logger(label: "test"))
+        return StatusServer.application(control: daemon, settings: settings, metrics: PrometheusCollectorRegistry(),
+                                        logger: Logger(label: "test"))
     }
 
     func json(_ response: TestResponse) throws -> [String: Any] {

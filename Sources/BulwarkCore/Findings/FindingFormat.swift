@@ -20,6 +20,8 @@ public enum FindingFormat: String, Sendable, Codable, CaseIterable {
     case trivy
     /// Grype's JSON report (`{"matches": [...]}`).
     case grype
+    /// OpenSCAP's XCCDF or ARF results (`oscap xccdf eval --results` / `--results-arf`): XML.
+    case xccdf
 
     /// The format a parsed JSON document is in: a specific content type first
     /// (`application/sarif+json`), else its shape.

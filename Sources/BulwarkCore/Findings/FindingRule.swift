@@ -99,6 +99,43 @@ public struct ChangeTemplate: Sendable, Hashable {
     }
 }
 
+extension ChangeTemplate {
+    /// A path below `spec` as a rule writes it: names separated by dots, a name in double quotes
+    /// taken whole (`properties."model_list[model_name=chat].litellm_params.guardrails"` names one
+    /// property of a `ConfigFile`, whose property names are themselves paths). Nil when a name is
+    /// empty, a quote is not closed, or a quote does not span a whole name.
+    public static func path(_ text: String) -> [String]? {
+        var components: [String] = []
+        var current = ""
+        var inQuotes = false, closedQuote = false
+        for character in text {
+            if character == "\"" {
+                if inQuotes { inQuotes = false; closedQuote = true; continue }
+                guard current.isEmpty, !closedQuote else { return nil }
+                inQuotes = true
+                continue
+            }
+            if character == ".", !inQuotes {
+                guard !current.isEmpty else { return nil }
+                components.append(current)
+                current = ""
+                closedQuote = false
+                continue
+            }
+            guard !closedQuote else { return nil }
+            current.append(character)
+        }
+        guard !inQuotes, !current.isEmpty else { return nil }
+        components.append(current)
+        return components
+    }
+
+    /// A path as a rule writes it (names with a dot in double quotes).
+    public static func pathText(_ path: [String]) -> String {
+        path.map { $0.contains(".") ? "\"\($0)\"" : $0 }.joined(separator: ".")
+    }
+}
+
 public struct TemplateError: Error, Sendable, CustomStringConvertible {
     public var description: String
     public init(_ description: String) { self.description = description }
@@ -251,9 +288,9 @@ extension DesiredStateLoader {
             var result: [ChangeTemplate.Operation] = []
             for (path, value) in entries {
                 guard let text = value.string() else { ok = false; continue }
-                let components = path.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
-                guard !components.contains(where: \.isEmpty), components.count <= 8 else {
-                    value.fail("'\(quotedForMessage(path))' is not a path below spec (names separated by dots)")
+                guard let components = ChangeTemplate.path(path), components.count <= 8 else {
+                    value.fail("'\(quotedForMessage(path))' is not a path below spec (names separated by dots; "
+                               + "a name with dots in double quotes, as properties.\"litellm_settings.callbacks\")")
                     ok = false
                     continue
                 }
@@ -267,6 +304,15 @@ extension DesiredStateLoader {
             return result
         }
         let set = operations("set"), add = operations("add")
+        // A ConfigFile's properties are named by paths into the file: `properties.a.b` would insert a
+        // mapping `a: {b: …}` that replaces the file's whole value at `a` (a route, a settings block).
+        if parts.first == "ConfigFile" {
+            for operation in set + add where operation.path.first == "properties" && operation.path.count != 2 {
+                reader.fail("'\(quotedForMessage(ChangeTemplate.pathText(operation.path)))': a ConfigFile property is one name below "
+                            + "properties; write it in double quotes, as properties.\"\(operation.path.dropFirst().joined(separator: "."))\"")
+                ok = false
+            }
+        }
         if set.isEmpty, add.isEmpty, ok { reader.fail("set or add at least one field"); ok = false }
         return ok ? ChangeTemplate(resource: resource, set: set, add: add) : nil
     }

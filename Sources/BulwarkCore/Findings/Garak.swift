@@ -6,6 +6,7 @@ internal import Foundation
 /// and each `eval` line a probe's result under one detector (`passed` of `total`, or of
 /// `total_evaluated` since 0.11). An eval with failures is a finding about the model (the resource), with the probe
 /// as the control; one where every attempt passed is a resolved finding, which closes a proposal.
+/// An eval that evaluated nothing (`total_evaluated` 0: every output errored) is neither.
 extension FindingParser {
     static func garak(_ bytes: [UInt8], now: Date) throws(FindingError) -> [Finding] {
         var run: String?
@@ -13,6 +14,7 @@ extension FindingParser {
         var model: String?
         var result: [Finding] = []
         var lineNumber = 0
+        var unevaluated = 0
         var start = bytes.startIndex
         while start < bytes.endIndex {
             let end = bytes[start...].firstIndex(of: 10) ?? bytes.endIndex
@@ -45,6 +47,13 @@ extension FindingParser {
                 guard let passed, let total, passed >= 0, total >= 0, passed <= total, total <= 1e12 else {
                     throw FindingError("\(context): passed and total (or total_evaluated): expected numbers with 0 ≤ passed ≤ total")
                 }
+                // Nothing evaluated (every attempt errored, or the target refused with an HTTP error, which
+                // garak counts as `nones`): no judgement either way. Above all not a pass, which would
+                // close the proposal of a probe that failed before, as a model that is down would.
+                guard total > 0 else {
+                    unevaluated += 1
+                    continue
+                }
                 let failures = total - passed
                 let rate = total > 0 ? failures / total : 0
                 let severity: Severity = failures == 0 ? .low : rate >= 0.5 ? .high : rate >= 0.1 ? .medium : .low
@@ -63,7 +72,11 @@ extension FindingParser {
                 continue
             }
         }
-        guard !result.isEmpty else { throw FindingError("no eval entries in the garak report") }
+        guard !result.isEmpty else {
+            throw FindingError(unevaluated > 0
+                ? "garak evaluated no output in its \(unevaluated) eval entr\(unevaluated == 1 ? "y" : "ies") (every attempt errored or was refused with an error): nothing to judge"
+                : "no eval entries in the garak report")
+        }
         return result
     }
 }

@@ -57,6 +57,12 @@ package struct ProposalEngine: Sendable {
         let existing = try? await repository.fetchedBranch(branch)
         if finding.resolved {
             guard let existing else { return Outcome(outcome: "nothing", detail: "resolved; no proposal to close") }
+            // Accepted (the policy carries its change, citing the finding): the fix is why the scanner
+            // now passes, so the proposal is not closed (a close would undo the change on its branch).
+            if let cited = state.resources.values.filter({ $0.annotations[FindingCitation.idKey] == finding.id })
+                .map(\.id.description).sorted().first {
+                return Outcome(outcome: "nothing", detail: "resolved; fixed by its accepted proposal (\(cited) cites it)", branch: branch)
+            }
             return await close(branch: branch, tip: existing, finding: finding)
         }
         if existing != nil {
@@ -90,7 +96,7 @@ package struct ProposalEngine: Sendable {
         let changedFiles = files.map { $0.path == path ? SourceFile(path: path, contents: Array(edited.utf8)) : $0 }
         let changed: DesiredState
         do {
-            changed = try DesiredStateLoader(registry: registry, now: now).load(changedFiles, revision: head.hex)
+            changed = try DesiredStateLoader(registry: registry, now: now).load(changedFiles, revision: Revision(head))
         } catch {
             return Outcome(outcome: "not-proposed", detail: "the changed revision is invalid: "
                            + error.errors.prefix(3).map(\.description).joined(separator: "; "))
@@ -133,8 +139,8 @@ package struct ProposalEngine: Sendable {
         lines.append("First seen: \(Timestamp.format(finding.firstObservedAt))")
         lines.append("Priority: \(priority.explanation); fix by \(Timestamp.format(rule.sla.deadline(priority.priority, firstSeen: finding.firstObservedAt)))")
         lines.append("Rule: \(rule.name)")
-        lines.append("Change: \(path): " + (change.set.map { "set \($0.path.joined(separator: ".")) = \($0.value)" }
-                                              + change.add.map { "add \($0.value) to \($0.path.joined(separator: "."))" }).joined(separator: "; "))
+        lines.append("Change: \(path): " + (change.set.map { "set \(ChangeTemplate.pathText($0.path)) = \($0.value)" }
+                                              + change.add.map { "add \($0.value) to \(ChangeTemplate.pathText($0.path))" }).joined(separator: "; "))
         lines.append("Validation: \(validation)")
         lines.append("Plan: \(planResult)")
         lines.append("Planned remediations:")

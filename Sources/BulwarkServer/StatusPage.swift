@@ -1,16 +1,16 @@
-package import Foundation
+internal import Foundation
 internal import BulwarkCore
 
 /// The human status page: server-rendered HTML with no external assets.
-package enum StatusPage {
-    package static func render(_ status: Daemon.Status, repository: String) -> String {
+enum StatusPage {
+    static func render(_ status: DaemonStatus, repository: String) -> String {
         func e(_ text: String) -> String {
             text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
                 .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
         }
-        func mttr(_ s: RemediationReport.Summary) -> String {
+        func mttr(_ s: MTTRSummary) -> String {
             s.fixes == 0 ? "no verified fixes"
-                : "\(s.fixes) fixes · p50 \(RemediationReport.duration(s.p50Seconds)) · p90 \(RemediationReport.duration(s.p90Seconds)) · max \(RemediationReport.duration(s.maxSeconds))"
+                : "\(s.fixes) fixes · p50 \(MTTRSummary.duration(s.p50Seconds)) · p90 \(MTTRSummary.duration(s.p90Seconds)) · max \(MTTRSummary.duration(s.maxSeconds))"
         }
         var html = """
             <!doctype html><html lang="en"><head><meta charset="utf-8"><title>Bulwark</title>
@@ -18,7 +18,7 @@ package enum StatusPage {
             <style>body{font:14px system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:.5em 0 1.5em}
             td,th{border-bottom:1px solid #ddd;padding:.3em .8em;text-align:left}.bad{color:#b00}.ok{color:#070}code{font-size:12px}</style>
             </head><body><h1>Bulwark</h1>
-            <p>\(e(repository)) · revision <code>\(e(status.revision.map { String($0.prefix(12)) } ?? "none"))</code> ·
+            <p>\(e(repository)) · revision <code>\(e(status.revision?.short ?? "none"))</code> ·
             <span class="\(status.ready ? "ok" : "bad")">\(e(status.readiness))</span></p>
             """
         if let error = status.sourceError { html += "<p class=\"bad\">Source: \(e(error))</p>" }

@@ -1,5 +1,3 @@
-package import BulwarkCore
-package import BulwarkGit
 package import Foundation
 
 /// A decision as every JSON output shows it: `apply`'s records, `log`'s entries, the status
@@ -10,6 +8,10 @@ package import Foundation
 ///
 /// This is a rendering only: the committed audit record keeps its own format (the JSON file and
 /// the `Bulwark-*` trailers on the audit branch, see `AuditRecord` and `AuditTrailer`).
+///
+/// In the core (no I/O) so that every layer that shows a decision (the commands, the runtime's
+/// reports, the HTTP server's status) shares it; the runtime adds the reading from an audit
+/// commit (`DecisionJSON+Commit.swift`).
 package struct DecisionJSON: Encodable, Sendable {
     package struct Change: Encodable, Sendable, Hashable {
         package var property: String
@@ -54,7 +56,7 @@ package struct DecisionJSON: Encodable, Sendable {
     /// Absent where only the commit's trailers were read (`log`).
     package var changes: [Change]?
     /// The policy revision (commit id) the decision was made against.
-    package var revision: String?
+    package var revision: Revision?
     package var approvedBy: String?
     package var detectedAt: Date?
     package var appliedAt: Date?
@@ -63,6 +65,11 @@ package struct DecisionJSON: Encodable, Sendable {
     package var nextWindowAt: Date?
     /// Detection to verified fix.
     package var mttrSeconds: Double?
+
+    /// A decision with only its id: the other fields are set by the caller.
+    package init(id: String) {
+        self.id = id
+    }
 
     /// A record as written by this pass (or recovered), with its audit commit.
     package init(_ record: AuditRecord, commit: String?) {
@@ -92,34 +99,9 @@ package struct DecisionJSON: Encodable, Sendable {
         mttrSeconds = Self.mttr(detected: detectedAt, verified: verifiedAt, result: result)
     }
 
-    /// A record read back from its audit commit's trailers.
-    package init(_ record: RecordedDecision, commit: CommitInfo) {
-        id = record.id
-        self.commit = commit.id.hex
-        summary = commit.summary
-        controller = record.controller
-        target = record.target
-        resource = record.resource
-        if let resource = record.resource, let slash = resource.firstIndex(of: "/") {
-            kind = String(resource[..<slash])
-            name = String(resource[resource.index(after: slash)...])
-        }
-        severity = record.severity
-        mode = record.mode
-        decision = record.decision
-        result = record.result
-        revision = record.desiredCommit
-        approvedBy = record.approvedBy
-        detectedAt = record.detectedAt
-        appliedAt = record.appliedAt
-        verifiedAt = record.verifiedAt
-        nextWindowAt = record.nextWindow
-        mttrSeconds = Self.mttr(detected: detectedAt, verified: verifiedAt, result: result)
-    }
-
     /// Detection to verified fix, in seconds (to the millisecond); nil unless verified.
     package static func mttr(detected: Date?, verified: Date?, result: RemediationResult?) -> Double? {
         guard let detected, let verified else { return nil }
-        return RemediationReport.seconds(max(0, verified.timeIntervalSince(detected)))
+        return MTTRSummary.seconds(max(0, verified.timeIntervalSince(detected)))
     }
 }

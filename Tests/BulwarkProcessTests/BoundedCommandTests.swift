@@ -1,0 +1,110 @@
+import BulwarkProcess
+import BulwarkTestSupport
+import Foundation
+import Testing
+
+/// `BoundedProcess.Command`, the runner apt, dpkg and an operator's validation or reload command
+/// go through, with real processes: a timeout stops the whole process group, a command that
+/// leaves a daemon running is not waited for, the child gets only the environment and
+/// descriptors it is given and every signal at its default, and the end of a long output is kept.
+@Suite(.timeLimit(.minutes(2))) struct BoundedCommandTests {
+    func pid(in file: String) throws -> Int32 {
+        try #require(Int32(try String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
+    }
+
+    /// Gone, or a zombie waiting for init: no longer running either way.
+    func gone(_ pid: Int32) async throws -> Bool {
+        for _ in 0..<100 {
+            if kill(pid, 0) != 0 { return true }
+            if (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8))?.contains(") Z ") == true { return true }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        return false
+    }
+
+    @Test func aTimeoutStopsTheProgramAndEverythingItStarted() async throws {
+        try await withTemporaryDirectory { folder in
+            // The background child ignores SIGTERM: only the group's SIGKILL after the grace stops it.
+            let script = "(trap '' TERM; exec sleep 300) & echo $! > \(folder)/child; wait"
+            let command = BoundedProcess.Command(executable: "/bin/sh", arguments: ["-c", script], folder: folder,
+                                                 timeout: .milliseconds(500), grace: .milliseconds(300))
+            let outcome = try await command.run()
+            #expect(outcome.timedOut)
+            #expect(try await gone(try pid(in: folder + "/child")))
+            #expect(try FileManager.default.contentsOfDirectory(atPath: folder) == ["child"], "no output file is left")
+        }
+    }
+
+    /// A reload command that starts a daemon returns when the command does: the daemon holds
+    /// the output file, not a pipe Bulwark waits on, and is left running.
+    @Test func aCommandThatLeavesADaemonRunningIsNotWaitedFor() async throws {
+        try await withTemporaryDirectory { folder in
+            let script = "sleep 300 & echo $! > \(folder)/daemon; echo reloaded"
+            let outcome = try BoundedProcess.Command(executable: "/bin/sh", arguments: ["-c", script], timeout: .seconds(60))
+                .runBlocking()
+            let daemon = try pid(in: folder + "/daemon")
+            defer { kill(daemon, SIGKILL) }
+            #expect(!outcome.timedOut && outcome.status == 0 && outcome.output == "reloaded\n")
+            #expect(kill(daemon, 0) == 0, "the daemon it started still runs")
+        }
+    }
+
+    @Test func theChildGetsOnlyTheEnvironmentGiven() async throws {
+        let given = try await BoundedProcess.Command(executable: "/usr/bin/env", arguments: [], environment: ["LC_ALL": "C", "A": "b"],
+                                                     timeout: .seconds(30)).run()
+        #expect(given.output == "A=b\nLC_ALL=C\n")
+        // Without one, Bulwark's own.
+        setenv("BULWARK_PROCESS_TEST", "inherited", 1)
+        let inherited = try BoundedProcess.Command(executable: "/usr/bin/env", arguments: [], timeout: .seconds(30)).runBlocking()
+        #expect(inherited.output.split(separator: "\n").contains("BULWARK_PROCESS_TEST=inherited"))
+    }
+
+    /// A descriptor Bulwark holds open (even without close-on-exec) does not reach the child.
+    @Test func noDescriptorOfBulwarksReachesTheChild() async throws {
+        try await withTemporaryDirectory { folder in
+            let fd = open(folder, O_RDONLY)
+            try #require(fd > 2)
+            defer { close(fd) }
+            let script = "[ -e /proc/self/fd/\(fd) ] && echo leaked || echo closed; [ -e /proc/self/fd/2 ] && echo has-stderr"
+            let outcome = try BoundedProcess.Command(executable: "/bin/sh", arguments: ["-c", script], timeout: .seconds(30)).runBlocking()
+            #expect(outcome.output == "closed\nhas-stderr\n")
+        }
+    }
+
+    /// A child starts with no signal blocked or ignored, whatever Bulwark does (its daemon
+    /// ignores SIGTERM): a service a maintainer script starts must still stop on SIGTERM.
+    @Test func aChildStartsWithEverySignalAtItsDefault() async throws {
+        signal(SIGUSR2, SIG_IGN)
+        defer { signal(SIGUSR2, SIG_DFL) }
+        let outcome = try BoundedProcess.Command(executable: "/bin/cat", arguments: ["/proc/self/status"], timeout: .seconds(30)).runBlocking()
+        func mask(_ name: String) -> UInt64? {
+            outcome.output.split(separator: "\n").first { $0.hasPrefix(name + ":") }
+                .flatMap { UInt64($0.dropFirst(name.count + 1).trimmingCharacters(in: .whitespaces), radix: 16) }
+        }
+        #expect(mask("SigBlk").map { $0 & 0x7FFF_FFFF } == 0, "\(outcome.output)")
+        #expect(mask("SigIgn").map { $0 & 0x7FFF_FFFF } == 0, "\(outcome.output)")
+    }
+
+    @Test func theEndOfALongOutputIsKeptInOrder() async throws {
+        let script = "i=0; while [ $i -lt 2000 ]; do echo line$i; echo err$i >&2; i=$((i+1)); done; exit 4"
+        let outcome = try BoundedProcess.Command(executable: "/bin/sh", arguments: ["-c", script], timeout: .seconds(60),
+                                                 maxOutput: 22).runBlocking()
+        #expect(outcome.status == 4 && !outcome.timedOut && outcome.truncated)
+        // Output and errors share one file, in the order written: the last 22 bytes of it.
+        #expect(outcome.output == "1998\nline1999\nerr1999\n")
+        let short = try BoundedProcess.Command(executable: "/bin/echo", arguments: ["ok"], timeout: .seconds(30)).runBlocking()
+        #expect(short.output == "ok\n" && !short.truncated)
+    }
+
+    @Test func aMissingProgramOrInputIsAFailureNamingIt() async throws {
+        try await withTemporaryDirectory { folder in
+            #expect {
+                _ = try BoundedProcess.Command(executable: folder + "/missing", arguments: [], timeout: .seconds(5)).runBlocking()
+            } throws: { "\($0)".contains("cannot run \(folder)/missing") }
+            #expect {
+                _ = try BoundedProcess.Command(executable: "/bin/cat", arguments: [], input: folder + "/absent", timeout: .seconds(5))
+                    .runBlocking()
+            } throws: { "\($0)".contains("cannot read its input \(folder)/absent") }
+        }
+    }
+}
