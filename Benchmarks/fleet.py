@@ -133,16 +133,17 @@ def seed_history(origin, n):
 
 
 def timed(binary, command, origin, state, log):
-    """Runs `bulwark COMMAND` as a user would; returns (wall s, peak RSS MiB, exit code)."""
+    """Runs `bulwark COMMAND` as a user would; returns (wall s, peak RSS MiB, exit code, CPU s)."""
     args = ["/usr/bin/time", "-v", binary, command, "--repo", origin, "--state-dir", state]
     started = time.monotonic()
     proc = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     wall = time.monotonic() - started
     err = proc.stderr.decode(errors="replace")
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", err)
+    cpu = sum(float(m) for m in re.findall(r"(?:User|System) time \(seconds\): ([0-9.]+)", err))
     with open(log, "ab") as f:
         f.write(f"\n== {command}\n".encode() + proc.stdout + proc.stderr)
-    return wall, (int(rss.group(1)) / 1024 if rss else float("nan")), proc.returncode
+    return wall, (int(rss.group(1)) / 1024 if rss else float("nan")), proc.returncode, cpu
 
 
 def audit_commits(origin):
@@ -172,7 +173,7 @@ def main():
     if not os.access(binary, os.X_OK):
         sys.exit(f"no bulwark binary at {binary}: swift build -c release, or pass --bin")
     print(f"fleet: {SETTINGS} resources (31 settings) per root, history {args.history} records, {binary}")
-    print(f"{'roots':>5} {'step':<22} {'wall s':>8} {'peak MiB':>9} {'exit':>4} {'audit commits':>14}")
+    print(f"{'roots':>5} {'step':<22} {'wall s':>8} {'peak MiB':>9} {'exit':>4} {'audit commits':>14} {'CPU s':>7}")
     for roots in args.roots:
         work = os.path.join(args.keep, f"n{roots}") if args.keep else tempfile.mkdtemp(prefix="bulwark-fleet-")
         if args.keep:
@@ -191,8 +192,8 @@ def main():
                     for t in range(roots):
                         drift(os.path.join(hosts, f"h{t}"))
                     continue
-                wall, rss, code = timed(binary, command, origin, state, log)
-                print(f"{roots:>5} {label:<22} {wall:>8.2f} {rss:>9.1f} {code:>4} {audit_commits(origin) - before:>14}",
+                wall, rss, code, cpu = timed(binary, command, origin, state, log)
+                print(f"{roots:>5} {label:<22} {wall:>8.2f} {rss:>9.1f} {code:>4} {audit_commits(origin) - before:>14} {cpu:>7.2f}",
                       flush=True)
             clean, count, unique = check_record(origin, head)
             print(f"{roots:>5} record: {count} audit commits with a Bulwark-Id ({unique} distinct), "
