@@ -24,7 +24,7 @@ extension Repository {
     /// The new pack is complete and indexed before any old one is removed, so no object is
     /// ever missing. Packs with a `.keep` file are left alone, and nothing is done when a
     /// multi-pack index exists (Bulwark never writes one). Not while objects are buffered in
-    /// memory. Returns the number of packs merged (0: nothing done).
+    /// memory. Returns the number of packs removed (0: nothing done).
     @discardableResult
     public func consolidatePacks(bound: Int = 16, small: Int = 4 << 20) throws(GitError) -> Int {
         guard objectBuffer == nil else { return 0 }
@@ -46,14 +46,43 @@ extension Repository {
             for id in ids where seen.insert(id).inserted { objects.append(id) }
         }
         seen = []
-        try writePack(objects, into: self)
-        for pack in merged {
+        var odb: OpaquePointer?
+        try check(git_repository_odb(&odb, pointer), "git_repository_odb")
+        defer { git_odb_free(odb) }
+        guard let odb else { throw GitError(function: "git_repository_odb", code: -1, message: "no object database") }
+        guard let written = try writeNamedPack(objects, into: self, database: odb) else { return 0 }
+        // The new pack may carry the name of one being merged: a consolidation killed before its
+        // removals, run again, writes the same objects in the same order, and the indexer
+        // renames the identical pack over the old one. It is never removed, and if it cannot be
+        // found by its name nothing is removed at all.
+        let kept = "pack-\(written.checksum)"
+        guard fm.fileExists(atPath: folder + "/" + kept + ".pack"), fm.fileExists(atPath: folder + "/" + kept + ".idx") else {
+            try reopenObjectDatabase()
+            return 0
+        }
+        // Durable before anything is removed: the new pack, its index and the folder's entries
+        // (libgit2 does not sync them), so that a power cut cannot keep the removals and lose it.
+        try Self.sync(folder + "/" + kept + ".pack")
+        try Self.sync(folder + "/" + kept + ".idx")
+        try Self.sync(folder)
+        var removed = 0
+        for pack in merged where pack.name != kept + ".pack" {
             let base = folder + "/" + pack.name.dropLast(".pack".count)
             // The index first: a pack without its index is ignored by every reader.
             for suffix in [".idx", ".rev", ".pack"] { unlink(base + suffix) }
+            removed += 1
         }
+        try Self.sync(folder)
         try reopenObjectDatabase()
-        return merged.count
+        return removed
+    }
+
+    /// fsync of a file or folder; a failure is an error (nothing is removed after it).
+    static func sync(_ path: String) throws(GitError) {
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw GitError(function: "open", code: -1, message: "cannot open \(path) to sync it: errno \(errno)") }
+        defer { close(fd) }
+        guard fsync(fd) == 0 else { throw GitError(function: "fsync", code: -1, message: "cannot sync \(path): errno \(errno)") }
     }
 
     /// Replaces the repository's object database with a newly opened one on the same folder;

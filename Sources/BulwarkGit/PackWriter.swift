@@ -148,7 +148,14 @@ extension Repository {
     /// libgit2's indexer one object at a time (its object count is known up front and its
     /// checksum is computed as it goes), so memory holds one object, not the pack.
     func writePack(_ objects: [ObjectID], into target: Repository, database odb: OpaquePointer) throws(GitError) -> Int {
-        guard !objects.isEmpty else { return 0 }
+        try writeNamedPack(objects, into: target, database: odb)?.count ?? 0
+    }
+
+    /// `writePack(_:into:database:)`, and the written pack's checksum (hex), which libgit2's
+    /// indexer names the pack after (`pack-<checksum>.pack`); nil when there was nothing to write.
+    func writeNamedPack(_ objects: [ObjectID], into target: Repository, database odb: OpaquePointer)
+        throws(GitError) -> (count: Int, checksum: String)? {
+        guard !objects.isEmpty else { return nil }
         guard objects.count < Int(UInt32.max) else { throw GitError(function: "pack", code: -1, message: "too many objects for one pack") }
         var source: OpaquePointer?
         try check(git_repository_odb(&source, pointer), "git_repository_odb")
@@ -180,6 +187,7 @@ extension Repository {
         try check(trailer.withUnsafeBytes { writer.pointee.append(writer, $0.baseAddress, $0.count, &stats) }, "pack append")
         try check(writer.pointee.commit(writer, &stats), "pack commit")
         try check(git_odb_refresh(odb), "git_odb_refresh")
-        return objects.count
+        let hex = Array("0123456789abcdef".utf8)
+        return (objects.count, String(decoding: trailer.flatMap { [hex[Int($0 >> 4)], hex[Int($0 & 0x0f)]] }, as: UTF8.self))
     }
 }

@@ -64,4 +64,46 @@ import Testing
             try git("--git-dir", path, "fsck", "--strict")
         }
     }
+
+    /// A consolidation killed after its new pack was written and before the old packs were
+    /// removed leaves both; run again it writes the same objects in the same order, so the same
+    /// pack, which the indexer renames over the one already there. That pack is kept.
+    @Test func aConsolidationRunAgainAfterAKillBeforeItsRemovalsKeepsEveryObject() async throws {
+        try await withTemporaryDirectory { dir in
+            let path = dir + "/r.git"
+            let folder = path + "/objects/pack/"
+            let repo = try Repository.create(at: path, bare: true)
+            let head = try #require(try flushedPasses(repo, 1...5, from: nil))
+            // The old packs sort before the merged one (whose name is its checksum), so that the
+            // second run reads them in the same order: names are free, readers go by the index.
+            for (index, pack) in t.packs(path).sorted().enumerated() {
+                let base = String(pack.dropLast(".pack".count))
+                let name = "pack-" + String(repeating: "0", count: 38) + String(format: "%02d", index)
+                for suffix in [".pack", ".idx"] { try FileManager.default.moveItem(atPath: folder + base + suffix, toPath: folder + name + suffix) }
+            }
+            let old = t.packs(path).sorted()
+            let saved = dir + "/saved"
+            try FileManager.default.createDirectory(atPath: saved, withIntermediateDirectories: false)
+            for file in try FileManager.default.contentsOfDirectory(atPath: folder) {
+                try FileManager.default.copyItem(atPath: folder + file, toPath: saved + "/" + file)
+            }
+            let fresh = try Repository.open(at: path)
+            #expect(try fresh.consolidatePacks(bound: 2) == 5)
+            let merged = try #require(t.packs(path).first)
+            #expect(t.packs(path) == [merged])
+            #expect(merged > (try #require(old.last)))
+            // The kill: the old packs are all back beside the merged one.
+            for file in try FileManager.default.contentsOfDirectory(atPath: saved) {
+                try FileManager.default.copyItem(atPath: saved + "/" + file, toPath: folder + file)
+            }
+            let again = try Repository.open(at: path)
+            #expect(try again.consolidatePacks(bound: 2) == 5, "the old packs are removed, the merged one is not")
+            #expect(t.packs(path) == [merged])
+            #expect(try again.commitInfo(head).trailer("Bulwark-Id") == "r5")
+            try git("--git-dir", path, "fsck", "--strict")
+            let ids = try git("--git-dir", path, "log", "--format=%(trailers:key=Bulwark-Id,valueonly)", "bulwark/audit")
+                .split(separator: "\n").map(String.init)
+            #expect(ids == (1...5).reversed().map { "r\($0)" })
+        }
+    }
 }
