@@ -64,6 +64,9 @@ extension Bulwark {
         @Option(help: "File holding the push webhook secret (instead of the environment).")
         var webhookSecretFile: String?
 
+        @Option(help: ArgumentHelp("File listing agents' webhook URLs (http(s)://HOST:PORT/hooks/git, one a line): a verified push webhook is relayed to each, signed with the same secret, so that agents fetch at once. Read again for each webhook.", valueName: "path"))
+        var webhookRelayFile: String?
+
         @Option(help: "Environment variable holding the bearer token for POST /api/v1/findings.")
         var findingsTokenEnv: String = "BULWARK_FINDINGS_TOKEN"
 
@@ -182,7 +185,13 @@ extension Bulwark {
                 let targets = try agent.prepare(&repository)
                 leases = try fleetController.keeper(&repository, logger: logger)
                 var runtime = try repository.runtime()
-                runtime.agentTargets = targets
+                if targets != nil { runtime.agent = agent.selection }
+                if let webhookRelayFile {
+                    guard let secret else {
+                        throw CommandError("--webhook-relay-file needs the webhook secret (\(webhookSecretEnv) or --webhook-secret-file): agents verify what is relayed with it")
+                    }
+                    runtime.webhookRelay = try WebhookRelay(file: webhookRelayFile, secret: secret)
+                }
                 if let leases {
                     runtime.leases = leases
                     runtime.configuration.extraTrailers = { leases.trailer(for: $0.target) }

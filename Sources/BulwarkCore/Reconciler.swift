@@ -212,6 +212,16 @@ public struct Reconciler: Sendable {
         _ plan: Plan, state: DesiredState, audit: some AuditSink, journal: some IntentJournal,
         onEntry: @Sendable (CycleEntry) -> Void = { _ in }
     ) async -> CycleOutcome {
+        // Each pass in its own scope: drivers' once-a-pass work (`PassScope`) is shared by its steps.
+        await PassScope.$current.withValue(PassScope()) {
+            await applyInScope(plan, state: state, audit: audit, journal: journal, onEntry: onEntry)
+        }
+    }
+
+    private func applyInScope(
+        _ plan: Plan, state: DesiredState, audit: some AuditSink, journal: some IntentJournal,
+        onEntry: @Sendable (CycleEntry) -> Void
+    ) async -> CycleOutcome {
         let ledger = PassLedger(buffered: await audit.beginBuffering())
         // One lane per target, in the order of each target's first step.
         var lanes: [[(Int, PassStep)]] = []
@@ -598,7 +608,7 @@ public struct Reconciler: Sendable {
     /// The stable id of a failed fix: its binding, drift, error and revision.
     private func failureID(_ record: AuditRecord) -> String {
         let drift = record.changes.map { "\($0.property)=\($0.observedBefore ?? "\u{0}")>\($0.desired)" }
-        return AuditID.stable((["failed", record.controller, record.target, record.resource, record.desiredCommit,
+        return AuditID.stable((["failed", record.controller, record.target, record.resource, record.desiredCommit.description,
                                 record.error ?? ""] + drift).joined(separator: "\u{1}"))
     }
 

@@ -205,7 +205,7 @@ struct DebianPackageDriver: ReportingDriver {
     private func install(_ wanted: Wanted, before: DpkgStatus, apt: Apt, root: String) async throws -> ApplyReport {
         let old = before.installed(wanted.name)
         let oldText = old?.version?.text ?? before.entries(wanted.name).first { !$0.isAbsent }?.version?.text ?? "not installed"
-        try await apt.update()
+        try await Self.update(apt)
         let policy = try await apt.policy(wanted.name)
         let chosen: DebianVersion
         if let candidate = policy.candidate, wanted.minimum.map({ candidate >= $0 }) ?? true {
@@ -240,6 +240,14 @@ struct DebianPackageDriver: ReportingDriver {
             try await restarts(after: wanted, root: root, into: &report)
         }
         return report
+    }
+
+    /// `apt-get update` for the root, once a pass (`PassScope`): a pass that upgrades several
+    /// packages of one root refreshes its lists before the first and reuses them for the others
+    /// (a failed update fails them all without trying again). Outside a pass, every time.
+    static func update(_ apt: Apt) async throws {
+        guard let pass = PassScope.current else { return try await apt.update() }
+        try await pass.once("apt-get update\u{1}" + apt.root) { try await apt.update() }
     }
 
     /// What an upgrade leaves to restart: the package's services (`etc/init.d/NAME`, systemd

@@ -39,13 +39,21 @@ extension Daemon {
                     let outcome = try await verification.verify(head: newHead, repository: repository, stateDirectory: options.stateDirectory)
                     if let note = outcome.note { logger.warning("source", metadata: ["signatures": .string(note)]) }
                 }
-                    var loaded = try DesiredStateLoader(registry: registry).load(files, revision: newHead.hex)
+                    var loaded = try DesiredStateLoader(registry: registry).load(files, revision: Revision(newHead))
                 for warning in loaded.warnings { logger.warning("manifest", metadata: ["warning": .string(warning.description)]) }
                 let provenance = await Provenance.establish(&loaded, head: newHead, repository: repository, registry: registry,
                                                             stateDirectory: options.stateDirectory,
                                                             verification: options.sourceVerification)
                 await provenance.recordRefusals(head: newHead, in: repository, console: Console())
-                AgentSelection.restrict(&loaded, to: options.agentTargets)
+                // A host agent's targets, for this revision: one it newly binds to the host is taken at once.
+                if let owned = options.agent.select(&loaded) {
+                    if owned.isEmpty {
+                        logger.warning("no target of this revision is bound to this agent: it reconciles nothing until one is",
+                                       metadata: ["revision": .string(newHead.short)])
+                    } else {
+                        logger.info("agent targets", metadata: ["targets": .string(owned.sorted().joined(separator: ","))])
+                    }
+                }
                 // A controller replica shares the targets no host agent owns.
                 options.leases?.setCandidates(Set(loaded.targets.values.filter { $0.adapter != "host" }.map(\.name)))
                 // Intents a killed process left open are resolved and recorded before anything acts.

@@ -209,6 +209,8 @@ package actor Daemon: DaemonControl {
         if let leases = options.leases {
             let held = leases.beginPass()
             cycleState.bindings = cycleState.bindings.filter { held[$0.target] != nil }
+            let taken = leases.takeNewlyHeld()
+            if !taken.isEmpty { await readPreviousOwners(of: taken) }
         }
         let started = clock.wall()
         let began = clock.now()

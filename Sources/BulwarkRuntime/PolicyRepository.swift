@@ -163,7 +163,17 @@ package actor PolicyRepository: AuditSink {
             throw Failure.noBranch(configuration.branch, configuration.url)
         }
         try reconcileAuditBranch()
+        consolidatePacks()
         return (head, stale)
+    }
+
+    /// Keeps the state clone's packs (one per flushed pass and per fetch) few, and libgit2's
+    /// mappings of them with it (see `Repository.consolidatePacks`). A failure leaves the packs
+    /// as they were (every object is still in one of them): a warning.
+    private func consolidatePacks() {
+        do { try repository.consolidatePacks() } catch {
+            Console().warn("cannot consolidate the packs of the state clone (they stay as they are): \(error.message)")
+        }
     }
 
     /// Whether the origin's policy or audit branch is somewhere other than where the last fetch
@@ -390,6 +400,7 @@ package actor PolicyRepository: AuditSink {
             throw failure
         }
         saveIndex()
+        consolidatePacks()
         // Written straight to disk from here on when memory cannot be used again.
         do { try repository.beginObjectBuffer() } catch { buffering = false }
     }
@@ -567,18 +578,42 @@ package actor PolicyRepository: AuditSink {
         return try MergedHistory.merge(heads: heads, limit: limit) { head, limit in try commits(from: head, limit: limit) }
     }
 
-    /// Verified fixes recorded since `start`, for the flap breaker.
+    /// Verified fixes recorded since `start`, for the flap breaker: this process's audit branch,
+    /// and the fetched refs of the other controller replicas (`fetchPeerReplicas`), so that a
+    /// replica that takes a target over counts the fixes its previous lease owner made.
     package func recentFixes(since start: Date) throws -> FixHistory {
-        guard let head = try repository.resolve(localAudit) else { return FixHistory() }
+        var heads: [ObjectID] = []
+        if let head = try repository.resolve(localAudit) { heads.append(head) }
+        if AuditRef.isPerWriter(configuration.auditBranch) {
+            let own = "refs/remotes/origin/\(configuration.auditBranch)"
+            heads += try repository.references(matching: "refs/remotes/origin/\(AuditRef.replicasFolder)*")
+                .filter { $0.name != own }.map(\.target)
+        }
         var history = FixHistory()
-        for commit in try commits(from: head, since: start) {
-            guard let recorded = commit.recorded, recorded.isVerifiedFix, let detected = commit.trailer(.detectedAt),
-                  let bytes = try repository.file(at: commit.id, path: AuditRecord.path(id: recorded.id, detectedAt: detected)),
-                  let record = try? JSONDecoder().decode(AuditRecord.self, from: Data(bytes)) else { continue }
-            history.add(record)
+        var seen = Set<String>()
+        for head in heads {
+            for commit in try commits(from: head, since: start) {
+                guard let recorded = commit.recorded, recorded.isVerifiedFix, seen.insert(recorded.id).inserted,
+                      let detected = commit.trailer(.detectedAt),
+                      let bytes = try repository.file(at: commit.id, path: AuditRecord.path(id: recorded.id, detectedAt: detected)),
+                      let record = try? JSONDecoder().decode(AuditRecord.self, from: Data(bytes)) else { continue }
+                history.add(record)
+            }
         }
         history.forget(before: start)
         return history
+    }
+
+    /// Fetches the other controller replicas' audit refs (`bulwark/audit-replicas/*` but this
+    /// process's own), for the flap breaker's count after a takeover. Replicas are few, so this
+    /// is a handful of refs; a replica's regular sync fetches only the policy branch and its own.
+    package func fetchPeerReplicas() throws {
+        let own = "refs/heads/\(configuration.auditBranch)"
+        let peers = try repository.remoteHeads("origin", access: configuration.access).keys
+            .filter { $0.hasPrefix("refs/heads/" + AuditRef.replicasFolder) && $0 != own }.sorted()
+        guard !peers.isEmpty else { return }
+        try repository.fetch(remote: "origin", refspecs: peers.map { "+\($0):refs/remotes/origin/\($0.dropFirst("refs/heads/".count))" },
+                             access: configuration.access)
     }
 
     /// The commits from `head`, newest first, at most `limit`, and with `since` only those

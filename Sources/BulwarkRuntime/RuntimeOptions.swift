@@ -13,12 +13,14 @@ package struct RuntimeOptions: Sendable {
     package var sourceVerification: SourceVerification?
     /// The kinds and adapters this build knows.
     package var registry: Registry
-    /// A host agent's own targets (`run --self`, `--target`): only their bindings are reconciled.
-    /// Nil: every target.
-    package var agentTargets: Set<String>? = nil
+    /// A host agent's selection (`run --self`, `--target`): only the bindings of its targets are
+    /// reconciled, chosen afresh for every revision. `.all`: every target.
+    package var agent: AgentSelection = .all
     /// A controller replica's leases (`run --controller`): only the non-host targets it holds
     /// are reconciled, each change fenced by its lease. Nil: no leases.
     package var leases: LeaseKeeper? = nil
+    /// Where a verified push webhook is relayed (`run --webhook-relay-file`). Nil: nowhere.
+    package var webhookRelay: WebhookRelay? = nil
 
     package init(configuration: PolicyRepository.Configuration, displayURL: String,
                  sourceVerification: SourceVerification?, registry: Registry) {
@@ -35,7 +37,7 @@ package struct RuntimeOptions: Sendable {
 /// that `git log` explains why nothing happened.
 package enum RevisionRefusal {
     package static func record(of head: ObjectID, errors: [String], in repository: PolicyRepository, console: Console) async {
-        let record = AuditRecord.refusal(revision: head.hex, errors: errors, at: Date())
+        let record = AuditRecord.refusal(revision: Revision(head), errors: errors, at: Date())
         do {
             guard try await !repository.contains(recordID: record.id) else { return }
             _ = try await repository.write(record)

@@ -17,6 +17,9 @@ public protocol DaemonControl: Sendable {
     func status() async -> DaemonStatus
     /// A verified push webhook arrived: fetch now.
     func sourcePushed() async
+    /// A verified push webhook arrived with this body; `relayed` when another Bulwark relayed it
+    /// (`X-Bulwark-Relayed`). Fetch now, and a relay passes it on (never a relayed one).
+    func sourcePushed(body: [UInt8], relayed: Bool) async
     /// The managed resources findings can name, for matching off the daemon's actor.
     func findingIndex() async -> FindingIndex
     /// Findings matched these resources (with the earliest first-observed time of each): reconcile them.
@@ -28,6 +31,9 @@ public protocol DaemonControl: Sendable {
 }
 
 extension DaemonControl {
+    /// Without a relay: fetch now.
+    public func sourcePushed(body: [UInt8], relayed: Bool) async { await sourcePushed() }
+
     /// Without finding rules: every finding reconciles the managed resources it names.
     public func findingsArrived(_ findings: [Finding], format: FindingFormat) async -> (matched: Int, report: (any Encodable & Sendable)?) {
         let matched = await findingIndex().match(findings)
@@ -186,7 +192,7 @@ public enum StatusServer {
                 logger.warning("webhook refused", metadata: ["reason": .string(refusal)])
                 throw HTTPError(.unauthorized, message: refusal)
             }
-            await control.sourcePushed()
+            await control.sourcePushed(body: body, relayed: request.headers[HTTPField.Name("X-Bulwark-Relayed")!] != nil)
             return json(.accepted, ["status": "fetching"])
         }
         router.post("api/v1/findings") { request, _ -> Response in

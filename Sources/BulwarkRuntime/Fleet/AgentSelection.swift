@@ -22,6 +22,16 @@ package enum AgentSelection: Sendable, Equatable {
         }
     }
 
+    /// Restricts a revision to this process's targets, chosen for that revision: a host agent
+    /// takes the targets a new revision binds to its host, and leaves those it no longer binds,
+    /// without a restart. Returns the targets kept (nil: every target). The agent's audit ref
+    /// keeps the name it was given when the agent started (it is the agent's, not the targets').
+    package func select(_ state: inout DesiredState) -> Set<String>? {
+        let owned = targets(in: state).map { $0.intersection(state.targets.keys) }
+        Self.restrict(&state, to: owned)
+        return owned
+    }
+
     /// Keeps only the bindings of `targets` (nil: all of them).
     package static func restrict(_ state: inout DesiredState, to targets: Set<String>?) {
         guard let targets else { return }
@@ -37,14 +47,14 @@ package enum AgentSelection: Sendable, Equatable {
         case .named(let names):
             let missing = Set(names).subtracting(state.targets.keys).sorted()
             guard missing.isEmpty else {
-                throw CommandError("revision \(state.revision.prefix(12)) has no target named \(missing.joined(separator: ", ")); "
+                throw CommandError("revision \(state.revision.short) has no target named \(missing.joined(separator: ", ")); "
                                    + "nothing was changed")
             }
             return Set(names).sorted()
         case .host(let identity):
             let bound = targets(in: state)?.sorted() ?? []
             guard !bound.isEmpty else {
-                throw CommandError("no target of revision \(state.revision.prefix(12)) is bound to this host (\(identity)): name a "
+                throw CommandError("no target of revision \(state.revision.short) is bound to this host (\(identity)): name a "
                                    + "target after the host, or give it the label \(HostIdentity.machineIDLabel) or "
                                    + "\(HostIdentity.hostnameLabel); nothing was changed")
             }
@@ -84,7 +94,7 @@ package enum AgentSelection: Sendable, Equatable {
                 SourceFile(path: file.path, kind: file.kind == .symlink ? .symlink : file.kind == .submodule ? .other : .regular,
                            size: file.size, contents: file.contents)
             }
-        let state = try DesiredStateLoader(registry: registry).load(files, revision: head.hex)
+        let state = try DesiredStateLoader(registry: registry).load(files, revision: Revision(head))
         return try resolve(in: state)
     }
 }

@@ -38,6 +38,8 @@ package final class LeaseKeeper: Sendable {
         /// The tokens the pass in flight was planned under (`beginPass`).
         var pass: [String: Int64] = [:]
         var live: [String] = []
+        /// Targets taken since the last `takeNewlyHeld` (their previous owner's records are to be read).
+        var newlyHeld: Set<String> = []
     }
     private let state = Mutex(State())
 
@@ -62,6 +64,15 @@ package final class LeaseKeeper: Sendable {
         state.withLock {
             $0.pass = $0.held
             return $0.held
+        }
+    }
+
+    /// The targets taken since the last call (at start, every target taken), once: the pass
+    /// that follows reads their previous owners' records first, for the flap breaker.
+    package func takeNewlyHeld() -> Set<String> {
+        state.withLock { state in
+            defer { state.newlyHeld = [] }
+            return state.newlyHeld.intersection(state.held.keys)
         }
     }
 
@@ -100,11 +111,12 @@ package final class LeaseKeeper: Sendable {
             }
             for target in before.keys where !candidates.contains(target) { try await store.release(target, holder: replica) }
             let finalHeld = held
+            let taken = Set(held.keys).subtracting(before.keys)
             state.withLock {
                 $0.held = finalHeld
                 $0.live = live
+                $0.newlyHeld.formUnion(taken)
             }
-            let taken = Set(held.keys).subtracting(before.keys)
             if !taken.isEmpty || held.count != before.count {
                 logger.info("leases", metadata: ["replica": .string(replica), "held": .string(held.keys.sorted().joined(separator: ",")),
                                                  "live": .string(live.joined(separator: ","))])

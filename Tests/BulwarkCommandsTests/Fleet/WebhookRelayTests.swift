@@ -1,0 +1,90 @@
+@testable import BulwarkCommands
+@testable import BulwarkRuntime
+import BulwarkCore
+import BulwarkServer
+import BulwarkTestSupport
+import Foundation
+import Testing
+
+/// Push webhooks fanned out: the forge's webhook reaches one process (`--webhook-relay-file`),
+/// which relays it, signed with the same secret, to the agents it lists; an agent that polls once
+/// an hour fetches at once. A forged webhook is relayed to no one, and a relayed one is not
+/// relayed again.
+@Suite struct WebhookRelayTests {
+    static let secret = "relay-secret-for-tests"
+
+    @Test func aVerifiedWebhookReachesAnAgentThroughTheRelayAndAForgedOneReachesNoOne() async throws {
+        try await withTemporaryDirectory { dir in
+            let fleet = try FleetFixture(in: dir, count: 2)
+            let environment = ["BULWARK_WEBHOOK_SECRET": Self.secret]
+            func maxAuthTries(_ index: Int) -> String? {
+                ((try? read(fleet.host(index) + "/etc/ssh/sshd_config")) ?? "").split(separator: "\n")
+                    .first { $0.hasPrefix("MaxAuthTries ") }.map { String($0.dropFirst("MaxAuthTries ".count)) }
+            }
+            // Agent 1 polls once an hour. Its own relay list names the relay: a loop, if a relayed webhook were relayed again.
+            try write(dir + "/agent-relays", "http://127.0.0.1:1/hooks/git\n")
+            let agent = try DaemonProcess(["--repo", fleet.origin, "--state-dir", fleet.state(1), "--poll", "3600",
+                                           "--self", "--identity-root", fleet.identity(1), "--webhook-relay-file", dir + "/agent-relays"],
+                                          environment: environment, logPath: dir + "/agent.log")
+            // The relay (here host 0's agent) lists agent 1, and one agent that is not there.
+            try write(dir + "/relays", "# agents\nhttp://127.0.0.1:\(agent.port)/hooks/git\n\nhttp://127.0.0.1:1/hooks/git\n")
+            let relay = try DaemonProcess(["--repo", fleet.origin, "--state-dir", fleet.state(0), "--poll", "3600",
+                                           "--self", "--identity-root", fleet.identity(0), "--webhook-relay-file", dir + "/relays"],
+                                          environment: environment, logPath: dir + "/relay.log")
+            // The list is read again for each webhook.
+            try write(dir + "/agent-relays", "http://127.0.0.1:\(relay.port)/hooks/git\n")
+            for daemon in [agent, relay] {
+                #expect(daemon.wait(seconds: 60) { (try? daemon.get("/readyz").status) == 200 }, "\(daemon.log)")
+            }
+            #expect(agent.wait(seconds: 60) { maxAuthTries(1) == "4" }, "\(agent.log)")
+
+            // The policy changes; the forge's webhook goes to the relay only.
+            let work = dir + "/work"
+            try git("clone", "-q", fleet.origin, work)
+            let path = work + "/desired-state/hosts/sshd.yaml"
+            try write(path, try read(path).replacingOccurrences(of: "MaxAuthTries: 4", with: "MaxAuthTries: 3"))
+            try git("commit", "-qam", "MaxAuthTries 3", in: work)
+            try git("push", "-q", "origin", "main", in: work)
+            let body = Array(#"{"ref":"refs/heads/main","after":"0000000000000000000000000000000000000000"}"#.utf8)
+
+            // Forged: refused by the relay, relayed to no one.
+            let forged = try httpRequest(port: relay.port, "POST", "/hooks/git",
+                                         headers: ["X-Hub-Signature-256": WebhookVerifier.signature(of: body, secret: Array("wrong".utf8))], body: body)
+            #expect(forged.status == 401)
+            // Verified: the relay fetches, and agent 1 does too, at once, though it polls once an hour.
+            let signed = try httpRequest(port: relay.port, "POST", "/hooks/git",
+                                         headers: ["X-Hub-Signature-256": WebhookVerifier.signature(of: body, secret: Array(Self.secret.utf8))], body: body)
+            #expect(signed.status == 202)
+            #expect(agent.wait(seconds: 60) { maxAuthTries(1) == "3" }, "\(agent.log)\n\(relay.log)")
+            #expect(relay.wait(seconds: 60) { relay.log.contains("webhook relayed") }, "\(relay.log)")
+            #expect(relay.wait(seconds: 60) { maxAuthTries(0) == "3" }, "\(relay.log)")
+            #expect(agent.terminate() == 0)
+            #expect(relay.terminate() == 0)
+
+            // One relayed webhook reached agent 1 (not the forged one), and agent 1 relayed nothing back.
+            #expect(agent.log.components(separatedBy: "push webhook verified").count - 1 == 1, "\(agent.log)")
+            #expect(relay.log.components(separatedBy: "push webhook verified").count - 1 == 1, "\(relay.log)")
+            #expect(!agent.log.contains("webhook relayed"), "\(agent.log)")
+            // The agent that is not there is reported, the one that is counted.
+            #expect(relay.log.contains("delivered=1") && relay.log.contains("failed=1"), "\(relay.log)")
+        }
+    }
+
+    @Test func theRelayListIsCheckedAndNeedsTheSecret() async throws {
+        try await withTemporaryDirectory { dir in
+            try write(dir + "/list", "http://127.0.0.1:9/hooks/git\nnot a url\n")
+            #expect(throws: CommandError.self) { try WebhookRelay(file: dir + "/list", secret: Array("s".utf8)) }
+            try write(dir + "/list", "# nobody\n")
+            #expect(throws: CommandError.self) { try WebhookRelay(file: dir + "/list", secret: Array("s".utf8)) }
+            #expect(throws: CommandError.self) { try WebhookRelay(file: dir + "/missing", secret: Array("s".utf8)) }
+            try write(dir + "/list", "https://agent-1.example:9420/hooks/git\n  http://10.0.0.2:9420/hooks/git  \n")
+            #expect(try WebhookRelay(file: dir + "/list", secret: Array("s".utf8)).agents().urls
+                    == ["https://agent-1.example:9420/hooks/git", "http://10.0.0.2:9420/hooks/git"])
+
+            let fleet = try FleetFixture(in: dir + "/fleet", count: 1)
+            let refused = try bulwark(["run", "--repo", fleet.origin, "--state-dir", fleet.state(0), "--listen", "127.0.0.1:0",
+                                       "--webhook-relay-file", dir + "/list", "--webhook-secret-env", "BULWARK_NO_SUCH_SECRET"])
+            #expect(refused.status == 1 && refused.stderr.contains("--webhook-relay-file needs the webhook secret"), "\(refused.stderr)")
+        }
+    }
+}
