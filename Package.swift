@@ -176,6 +176,12 @@ let package = Package(
                            .product(name: "Prometheus", package: "swift-prometheus"),
                            .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftSettings),
+        .testTarget(
+            name: "BulwarkRuntimeTests",
+            dependencies: ["BulwarkRuntime", "BulwarkServer", "BulwarkGit", "BulwarkCore", "BulwarkTestSupport",
+                           .product(name: "Logging", package: "swift-log"),
+                           .product(name: "Prometheus", package: "swift-prometheus")],
+            swiftSettings: swiftSettings),
         .testTarget(name: "BulwarkProcessTests", dependencies: ["BulwarkProcess", "BulwarkTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "BulwarkHTTPTests", dependencies: ["BulwarkHTTP", "BulwarkTestSupport"], swiftSettings: swiftSettings),
         .testTarget(

@@ -49,7 +49,7 @@ extension Bulwark {
 /// The outcome of one pass, for people and scripts.
 struct ApplyRun: Encodable {
     var schemaVersion = JSONSchema.version
-    var revision: String
+    var revision: Revision
     var records: [AuditRecord]
     var commits: [String: String]
     var errors: [String]

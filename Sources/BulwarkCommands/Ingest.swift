@@ -39,6 +39,16 @@ extension Bulwark {
             let intake = FindingIntake(registry: Bulwark.registry(), repository: loaded.repository,
                                        reconciler: Reconciler(registry: Bulwark.registry()))
             let (report, _) = await intake.run(document.findings, format: document.format, state: loaded.state, head: loaded.head)
+            // Findings still open past their SLA are announced (once each) to notifiers with `sla-breach`;
+            // what cannot be delivered now stays in the outbox for the next apply or the daemon.
+            let notifiers = loaded.state.notifiers
+            if !notifiers.isEmpty, let outbox = try? Outbox(stateDirectory: repository.stateDirectory, notifiers: notifiers),
+               Outbox.enqueueBreaches(report, now: Date(), notifiers: notifiers, folder: outbox.folder) > 0 {
+                let delivery = await outbox.deliver(until: .now + .seconds(5))
+                if let last = delivery.errors.last {
+                    console.warn("\(delivery.pending) notification(s) kept in the outbox for a later run: \(last)")
+                }
+            }
             switch output.output {
             case .text: console.print(report.text())
             case .json: console.json(report)

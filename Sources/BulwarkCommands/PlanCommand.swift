@@ -85,7 +85,7 @@ struct PlanReport: Encodable {
 
     var schemaVersion = JSONSchema.version
     var generatedAt = Date()
-    var revision: String
+    var revision: Revision
     var resources: Int
     var targets: Int
     var inSync: Int
@@ -106,7 +106,7 @@ struct PlanReport: Encodable {
     }
 
     func print(_ console: Console) {
-        console.print(console.paint("Desired state \(revision.prefix(12))", .bold)
+        console.print(console.paint("Desired state \(revision.short)", .bold)
                       + ": \(resources) resources on \(targets) target\(targets == 1 ? "" : "s")")
         for item in drift {
             let verb = switch item.decision {

@@ -209,7 +209,7 @@ extension RepositoryOptions {
                 let outcome = try await verification.verify(head: head, repository: repository, stateDirectory: stateDirectory)
                 if let note = outcome.note { console.warn(note) }
             }
-            var state = try DesiredStateLoader(registry: Bulwark.registry()).load(files, revision: head.hex)
+            var state = try DesiredStateLoader(registry: Bulwark.registry()).load(files, revision: Revision(head))
             console.warn(state.warnings)
             let provenance = await Provenance.establish(&state, head: head, repository: repository, registry: Bulwark.registry(),
                                                         stateDirectory: stateDirectory, verification: sourceVerification)

@@ -121,7 +121,7 @@ extension Bulwark {
                 reason: "\(Self.reasonPrefix)\(id) by \(person): \(reason)",
                 changes: changes.map { .init(property: $0.property, desired: $0.desired, observedBefore: $0.observed, observedAfter: nil) },
                 detectedAt: Timestamp.format(current.observedAt), appliedAt: nil, verifiedAt: nil,
-                desiredCommit: loaded.head.hex, approver: person, error: nil)
+                desiredCommit: Revision(loaded.head), approver: person, error: nil)
             // The intent is journaled like a fix's: a revert killed midway is recorded by the next pass.
             let journal = FileJournal(stateDirectory: repository.stateDirectory)
             try await journal.begin(record)

@@ -48,7 +48,7 @@ extension Bulwark {
             let console = Console()
             let files = try Self.readFiles(under: path)
             do {
-                let state = try DesiredStateLoader(registry: Bulwark.registry()).load(files, revision: "working tree")
+                let state = try DesiredStateLoader(registry: Bulwark.registry()).load(files, revision: .workingTree)
                 switch output.output {
                 case .json:
                     console.json(Result(valid: true, resources: state.resources.count, targets: state.targets.count,

@@ -32,7 +32,7 @@ public struct AuditRecord: Sendable, Hashable, Codable {
     public var detectedAt: String
     public var appliedAt: String?
     public var verifiedAt: String?
-    public var desiredCommit: String
+    public var desiredCommit: Revision
     public var approver: String?
     public var error: String?
     /// For drift deferred by a change window: when the next window opens.
@@ -47,7 +47,7 @@ public struct AuditRecord: Sendable, Hashable, Codable {
     public init(
         id: String, controller: String, target: String, resource: String, kind: String, name: String,
         severity: Severity, risk: Int, mode: Mode, decision: Decision, result: RemediationResult?, reason: String?,
-        changes: [Change], detectedAt: String, appliedAt: String?, verifiedAt: String?, desiredCommit: String,
+        changes: [Change], detectedAt: String, appliedAt: String?, verifiedAt: String?, desiredCommit: Revision,
         approver: String?, error: String?, nextWindowAt: String? = nil
     ) {
         self.id = id
@@ -74,12 +74,12 @@ public struct AuditRecord: Sendable, Hashable, Codable {
 
     /// The record of a refused revision: nothing acted on it. Its id is stable for the same
     /// revision and errors, so a revision refused on every pass is recorded once.
-    public static func refusal(revision: String, errors: [String], at date: Date) -> AuditRecord {
+    public static func refusal(revision: Revision, errors: [String], at date: Date) -> AuditRecord {
         let shown = errors.prefix(20).map { oneLine($0) } + (errors.count > 20 ? ["… and \(errors.count - 20) more"] : [])
-        let id = AuditID.stable((["refused", revision] + errors).joined(separator: "\u{1}"))
+        let id = AuditID.stable((["refused", revision.description] + errors).joined(separator: "\u{1}"))
         return AuditRecord(
-            id: id, controller: "-", target: "-", resource: "Revision/\(revision.prefix(12))", kind: "Revision",
-            name: String(revision.prefix(12)), severity: .high, risk: 0, mode: .enforce, decision: .refused, result: nil,
+            id: id, controller: "-", target: "-", resource: "Revision/\(revision.short)", kind: "Revision",
+            name: revision.short, severity: .high, risk: 0, mode: .enforce, decision: .refused, result: nil,
             reason: "revision refused; the last good revision stays in force: " + shown.joined(separator: "; "),
             changes: [], detectedAt: Timestamp.format(date), appliedAt: nil, verifiedAt: nil, desiredCommit: revision,
             approver: nil, error: nil)
@@ -137,7 +137,7 @@ public struct AuditRecord: Sendable, Hashable, Codable {
             (.severity, severity.rawValue), (.mode, mode.rawValue), (.decision, decision.rawValue),
         ]
         if let result { trailers.append((.result, result.rawValue)) }
-        trailers.append((.desiredCommit, desiredCommit))
+        trailers.append((.desiredCommit, desiredCommit.description))
         trailers.append((.detectedAt, detectedAt))
         if let appliedAt { trailers.append((.appliedAt, appliedAt)) }
         if let verifiedAt { trailers.append((.verifiedAt, verifiedAt)) }

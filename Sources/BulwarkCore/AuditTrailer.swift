@@ -57,7 +57,7 @@ public struct RecordedDecision: Sendable, Hashable {
     public var mode: Mode?
     public var decision: Decision?
     public var result: RemediationResult?
-    public var desiredCommit: String?
+    public var desiredCommit: Revision?
     public var detectedAt: Date?
     public var appliedAt: Date?
     public var verifiedAt: Date?
@@ -80,7 +80,7 @@ public struct RecordedDecision: Sendable, Hashable {
         mode = value(.mode).flatMap(Mode.init(rawValue:))
         decision = value(.decision).flatMap(Decision.init(rawValue:))
         result = value(.result).flatMap(RemediationResult.init(rawValue:))
-        desiredCommit = value(.desiredCommit)
+        desiredCommit = value(.desiredCommit).map { Revision($0) }
         detectedAt = value(.detectedAt).flatMap(Timestamp.parse)
         appliedAt = value(.appliedAt).flatMap(Timestamp.parse)
         verifiedAt = value(.verifiedAt).flatMap(Timestamp.parse)

@@ -56,7 +56,7 @@ package struct DecisionJSON: Encodable, Sendable {
     /// Absent where only the commit's trailers were read (`log`).
     package var changes: [Change]?
     /// The policy revision (commit id) the decision was made against.
-    package var revision: String?
+    package var revision: Revision?
     package var approvedBy: String?
     package var detectedAt: Date?
     package var appliedAt: Date?

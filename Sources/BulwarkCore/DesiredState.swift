@@ -30,7 +30,7 @@ struct PolicyObjects {
 /// One validated revision of the desired state: everything a cycle acts on.
 public struct DesiredState: Sendable {
     /// The commit the state was read from.
-    public var revision: String
+    public var revision: Revision
     public var targets: [String: Target]
     public var controllers: [String: ControllerConfig]
     public var resources: [ResourceID: Resource]
@@ -78,7 +78,7 @@ public struct DesiredStateLoader: Sendable {
     }
 
     /// Validates every file; throws every problem found, or returns the revision's state.
-    public func load(_ files: [SourceFile], revision: String) throws(ValidationFailure) -> DesiredState {
+    public func load(_ files: [SourceFile], revision: Revision) throws(ValidationFailure) -> DesiredState {
         let diagnostics = Diagnostics()
         var targets: [String: Target] = [:]
         var controllers: [String: ControllerConfig] = [:]

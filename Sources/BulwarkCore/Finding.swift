@@ -16,7 +16,8 @@ public struct Finding: Sendable, Hashable, Codable {
     /// The scanner's own id for the finding (stable across its runs), or one derived from
     /// (source, control, resource) when the format has none.
     public var id: String
-    /// Who found it: `asff`, `prowler`, `ocsf`, `sarif:<tool>`, `garak`, `osv`, `trivy`, `grype`, `generic`.
+    /// Who found it: `asff`, `prowler`, `ocsf`, `sarif:<tool>`, `garak`, `osv`, `trivy`, `grype`, `openscap`
+    /// (or `xccdf` for another XCCDF scanner), `generic`.
     public var source: String
     public var severity: Severity
     /// A link to (or a locator of) the evidence: the scanner's page for the check, a file and line.

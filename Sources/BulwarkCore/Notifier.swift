@@ -26,7 +26,8 @@ public struct NotifierConfig: Sendable, Hashable {
     public var location: SourceLocation
 
     public static let defaultEvents: Set<String> = ["held", "failed", "escalated"]
-    public static let allEvents = Set(Decision.allCases.map(\.rawValue) + ["failed"])
+    /// Decisions, `failed`, and `sla-breach`: a finding still open past its priority's SLA (once per finding).
+    public static let allEvents = Set(Decision.allCases.map(\.rawValue) + ["failed", "sla-breach"])
 
     public init(name: String, url: Secret, format: Format = .json, secret: Secret? = nil,
                 events: Set<String> = defaultEvents, location: SourceLocation) {

@@ -107,10 +107,13 @@ public enum Planner {
     /// `guards` holds the safety guards' reasons for blocking a binding's drift (see
     /// `ResourceDriver.assess`): such drift is `blocked` in every mode, recorded once, unless the
     /// blocked id was approved.
+    ///
+    /// `urgent` holds the priority of the findings that name a binding (the daemon's queue): such
+    /// drift goes first, P1 first, so that limits defer the drift no scanner is waiting on.
     public static func plan(
         _ state: DesiredState, observations: [Binding: Observation], failures: [ObservationFailure] = [],
         history: FixHistory = .init(), guards: [Binding: String] = [:], weakened: [ResourceID: Weakening] = [:],
-        leftovers: [Binding: [Leftover]] = [:], now: Date = Date()
+        leftovers: [Binding: [Leftover]] = [:], urgent: [Binding: Priority] = [:], now: Date = Date()
     ) -> Plan {
         var drifted: [PlannedRemediation] = []
         var inSync: [Binding] = []
@@ -252,6 +255,12 @@ public enum Planner {
             }
         }
         drifted.sort { a, b in
+            switch (urgent[a.binding], urgent[b.binding]) {
+            case let (pa?, pb?) where pa != pb: return pa < pb
+            case (.some, nil): return true
+            case (nil, .some): return false
+            default: break
+            }
             if a.risk != b.risk { return a.risk > b.risk }
             if a.severity != b.severity { return a.severity > b.severity }
             if a.binding != b.binding { return a.binding < b.binding }

@@ -121,7 +121,8 @@ public struct Reconciler: Sendable {
     /// Observes, asks each drifted binding's safety guards, and plans; a revision that turns out
     /// unsafe on a target is refused whole.
     public func plan(
-        _ state: DesiredState, history: FixHistory = .init(), weakened: [ResourceID: Weakening] = [:]
+        _ state: DesiredState, history: FixHistory = .init(), weakened: [ResourceID: Weakening] = [:],
+        urgent: [Binding: Priority] = [:]
     ) async throws(ValidationFailure) -> Plan {
         let observed = await observe(state)
         guard observed.unsafe.isEmpty else { throw ValidationFailure(errors: observed.unsafe) }
@@ -130,11 +131,11 @@ public struct Reconciler: Sendable {
         // out), so plan once without them, then again with their verdicts: the plan stays pure.
         let leftovers = await leftovers(in: state)
         let unguarded = Planner.plan(state, observations: observed.observations, failures: observed.failures,
-                                     history: history, weakened: weakened, leftovers: leftovers, now: now)
+                                     history: history, weakened: weakened, leftovers: leftovers, urgent: urgent, now: now)
         let guards = await assess(unguarded.remediations.filter { $0.decision != .waived && $0.leftovers.isEmpty }, in: state)
         guard !guards.isEmpty else { return unguarded }
         return Planner.plan(state, observations: observed.observations, failures: observed.failures, history: history,
-                            guards: guards, weakened: weakened, leftovers: leftovers, now: now)
+                            guards: guards, weakened: weakened, leftovers: leftovers, urgent: urgent, now: now)
     }
 
     /// What pruning drivers created for resources no longer bound to a target, per controller
@@ -607,7 +608,7 @@ public struct Reconciler: Sendable {
     /// The stable id of a failed fix: its binding, drift, error and revision.
     private func failureID(_ record: AuditRecord) -> String {
         let drift = record.changes.map { "\($0.property)=\($0.observedBefore ?? "\u{0}")>\($0.desired)" }
-        return AuditID.stable((["failed", record.controller, record.target, record.resource, record.desiredCommit,
+        return AuditID.stable((["failed", record.controller, record.target, record.resource, record.desiredCommit.description,
                                 record.error ?? ""] + drift).joined(separator: "\u{1}"))
     }
 

@@ -13,7 +13,7 @@ public enum FirewallAdapter {
 
     public static func definition() -> AdapterDefinition {
         AdapterDefinition(
-            name: name, parseTarget: parseTarget,
+            name: name, settings: FirewallTargetSettings.parse,
             kinds: [
                 KindDefinition(name: "FirewallBlocklist", adapter: name,
                                parse: BlocklistDriver.parse, driver: BlocklistDriver()),
@@ -24,48 +24,14 @@ public enum FirewallAdapter {
             ])
     }
 
-    @Sendable static func parseTarget(_ spec: SpecReader) -> [String: String]? {
-        spec.allowOnly(["adapter", "root", "netns", "management", "sshPort"])
-        guard let reader = spec.field("root", required: true), let root = reader.string() else { return nil }
-        guard root.hasPrefix("/"), !root.split(separator: "/").contains("..") else {
-            reader.fail("expected an absolute path (where etc/nftables.d/ is), got '\(root)'")
-            return nil
-        }
-        var settings = ["root": root]
-        if let reader = spec.field("netns"), let namespace = reader.string() {
-            guard !namespace.isEmpty, namespace.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." }),
-                  namespace.count <= 64 else {
-                reader.fail("expected a network namespace name (letters, digits, '-', '_', '.'), got '\(namespace)'")
-                return nil
-            }
-            settings["netns"] = namespace
-        }
-        guard let reader = spec.field("management") else {
-            spec.fail("missing required field 'management': the networks people administer this target from, "
-                      + "such as [10.0.0.0/24]; Bulwark blocks any change that would cut them off")
-            return nil
-        }
-        guard let management = networks(reader) else { return nil }
-        guard !management.isEmpty else {
-            reader.fail("list at least one management network, such as [10.0.0.0/24]")
-            return nil
-        }
-        settings["management"] = management.map(\.description).joined(separator: ",")
-        if let reader = spec.field("sshPort") {
-            guard let port = reader.int(in: 1...65535) else { return nil }
-            settings["sshPort"] = String(port)
-        }
-        return settings
-    }
-
-    static func nft(_ target: Target) -> NFT { NFT(namespace: target.settings["netns"]) }
+    static func nft(_ target: Target) -> NFT { NFT(namespace: target.firewall?.netns) }
 
     /// The target's management networks (validated when the target was read).
     static func management(_ target: Target) -> [Network] {
-        (target.settings["management"] ?? "").split(separator: ",").compactMap { Network(String($0)) }
+        target.firewall?.management ?? []
     }
 
-    static func sshPort(_ target: Target) -> Int { target.settings["sshPort"].flatMap { Int($0) } ?? 22 }
+    static func sshPort(_ target: Target) -> Int { target.firewall?.sshPort ?? 22 }
 
     /// Applies one transaction, then persists the table under the target's root.
     static func commit(_ target: Target, replace: [ChainContent], remove: [String]) throws {
@@ -80,7 +46,7 @@ public enum FirewallAdapter {
             delete table \(Table.family) \(Table.name)
 
             """ + listing
-        guard let root = target.settings["root"] else { return }
+        guard let root = target.firewall?.root else { return }
         let folder = root + "/etc/nftables.d"
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         try Data(text.utf8).write(to: URL(fileURLWithPath: folder + "/bulwark.nft"), options: .atomic)

@@ -12,7 +12,7 @@ struct Lifelines {
     var gateways: [Network]
 
     static func read(_ target: Target) throws -> Lifelines {
-        let namespace = target.settings["netns"]
+        let namespace = target.firewall?.netns
         let port = FirewallAdapter.sshPort(target)
         var sessions: [Network] = []
         for file in ["/proc/net/tcp", "/proc/net/tcp6"] {

@@ -5,8 +5,15 @@ internal import Foundation
 enum LibGit2 {
     private static let initialized: Bool = {
         git_libgit2_init()
+        // libgit2 keeps parsed commits and trees in a per-repository cache of up to 256 MiB by
+        // default, which a daemon reading back every audit commit it writes fills by a few KiB
+        // a fix: bounded here (a pass's reads fit in it many times over).
+        _ = bulwark_git_set_cache_max_size(cacheLimit)
         return true
     }()
+
+    /// The object cache's bound, in bytes.
+    static let cacheLimit = 8 << 20
 
     static func ensureInitialized() { _ = initialized }
 }

@@ -9,7 +9,7 @@ internal import Crypto
 /// compresses each object (zlib, fastest level) and appends it; `git index-pack`, libgit2's
 /// indexer and `git fsck` read the result as any other pack.
 struct PackWriter {
-    private var body: [UInt8] = []
+    private(set) var body: [UInt8] = []
     private(set) var count: UInt32 = 0
 
     /// Appends one object (`GIT_OBJECT_COMMIT`, `_TREE`, `_BLOB` or `_TAG`) and its bytes.
@@ -144,28 +144,40 @@ extension Repository {
         return try writePack(objects, into: target, database: odb)
     }
 
-    /// `writePack(_:into:)` into the object database `odb` of `target`.
+    /// `writePack(_:into:)` into the object database `odb` of `target`. The pack is streamed into
+    /// libgit2's indexer one object at a time (its object count is known up front and its
+    /// checksum is computed as it goes), so memory holds one object, not the pack.
     func writePack(_ objects: [ObjectID], into target: Repository, database odb: OpaquePointer) throws(GitError) -> Int {
         guard !objects.isEmpty else { return 0 }
+        guard objects.count < Int(UInt32.max) else { throw GitError(function: "pack", code: -1, message: "too many objects for one pack") }
         var source: OpaquePointer?
         try check(git_repository_odb(&source, pointer), "git_repository_odb")
         defer { git_odb_free(source) }
-        var pack = PackWriter()
+        var writer: UnsafeMutablePointer<git_odb_writepack>?
+        try check(git_odb_write_pack(&writer, odb, nil, nil), "git_odb_write_pack")
+        guard let writer else { throw GitError(function: "git_odb_write_pack", code: -1, message: "no pack writer") }
+        defer { writer.pointee.free(writer) }
+        var stats = git_indexer_progress()
+        var checksum = Insecure.SHA1()
+        func send(_ bytes: [UInt8]) throws(GitError) {
+            checksum.update(data: bytes)
+            try check(bytes.withUnsafeBytes { writer.pointee.append(writer, $0.baseAddress, $0.count, &stats) }, "pack append")
+        }
+        let count = UInt32(objects.count)
+        try send(Array("PACK".utf8) + [0, 0, 0, 2, UInt8(truncatingIfNeeded: count >> 24), UInt8(truncatingIfNeeded: count >> 16),
+                                      UInt8(truncatingIfNeeded: count >> 8), UInt8(truncatingIfNeeded: count)])
         for id in objects {
             var object: OpaquePointer?
             var oid = id.raw
             try check(git_odb_read(&object, source, &oid), "git_odb_read(\(id.short))")
             defer { git_odb_object_free(object) }
             let data = UnsafeRawBufferPointer(start: git_odb_object_data(object), count: git_odb_object_size(object))
-            try pack.append(type: git_odb_object_type(object), data: data)
+            var entry = PackWriter()
+            try entry.append(type: git_odb_object_type(object), data: data)
+            try send(entry.body)
         }
-        let bytes = pack.finish()
-        var writer: UnsafeMutablePointer<git_odb_writepack>?
-        try check(git_odb_write_pack(&writer, odb, nil, nil), "git_odb_write_pack")
-        guard let writer else { throw GitError(function: "git_odb_write_pack", code: -1, message: "no pack writer") }
-        defer { writer.pointee.free(writer) }
-        var stats = git_indexer_progress()
-        try check(bytes.withUnsafeBytes { writer.pointee.append(writer, $0.baseAddress, $0.count, &stats) }, "pack append")
+        let trailer = Array(checksum.finalize())
+        try check(trailer.withUnsafeBytes { writer.pointee.append(writer, $0.baseAddress, $0.count, &stats) }, "pack append")
         try check(writer.pointee.commit(writer, &stats), "pack commit")
         try check(git_odb_refresh(odb), "git_odb_refresh")
         return objects.count

@@ -30,7 +30,7 @@ public struct HostRoot: Sendable, Hashable {
     }
 
     init(target: Target) throws(HostError) {
-        guard let root = target.settings["root"] else { throw HostError("target \(target.name) has no root") }
+        guard let root = target.hostRoot else { throw HostError("target \(target.name) has no root") }
         try self.init(root)
     }
 

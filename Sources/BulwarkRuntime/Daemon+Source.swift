@@ -39,7 +39,7 @@ extension Daemon {
                     let outcome = try await verification.verify(head: newHead, repository: repository, stateDirectory: options.stateDirectory)
                     if let note = outcome.note { logger.warning("source", metadata: ["signatures": .string(note)]) }
                 }
-                    var loaded = try DesiredStateLoader(registry: registry).load(files, revision: newHead.hex)
+                    var loaded = try DesiredStateLoader(registry: registry).load(files, revision: Revision(newHead))
                 for warning in loaded.warnings { logger.warning("manifest", metadata: ["warning": .string(warning.description)]) }
                 let provenance = await Provenance.establish(&loaded, head: newHead, repository: repository, registry: registry,
                                                             stateDirectory: options.stateDirectory,

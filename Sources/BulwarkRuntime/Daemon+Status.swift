@@ -24,7 +24,7 @@ extension Daemon {
                         changes: $0.changes.map(DecisionJSON.Change.init))
         }
         return DaemonStatus(
-            schemaVersion: JSONSchema.version, revision: head?.hex, busy: working || pendingSource || pendingAll || !pendingBindings.isEmpty, cycles: cycles, ready: ready, readiness: reason, sourceError: sourceError,
+            schemaVersion: JSONSchema.version, revision: head.map { Revision($0) }, busy: working || pendingSource || pendingAll || !pendingBindings.isEmpty, cycles: cycles, ready: ready, readiness: reason, sourceError: sourceError,
             lastCycleAt: lastCycle?.at, lastCycleSeconds: lastCycle.map { RemediationReport.seconds($0.seconds) }, lastCycleError: lastCycle?.error,
             targets: targets, openDrift: openItems,
             recent: recent.reversed().prefix(30).map { DecisionJSON($0.record, commit: $0.commit) },

@@ -67,6 +67,8 @@ package actor Daemon: DaemonControl {
     static let overwrittenRetries = 3
     /// The drift open per resource, so that drift is counted once however often it is seen.
     var driftSeen: [Binding: String] = [:]
+    /// The highest priority of the findings that named each binding since its last cycle (see `prioritize`).
+    var findingPriorities: [Binding: Priority] = [:]
     var working = false
     var cycles = 0
     // Notifications: written to the outbox as records are committed, delivered by their own loop.
@@ -219,7 +221,7 @@ package actor Daemon: DaemonControl {
             if let fixes { known = fixes } else { known = try await repository.recentFixes(since: window) }
             known.forget(before: window)
             fixes = known
-            var plan = try await reconciler.plan(cycleState, history: known, weakened: provenance.weakened)
+            var plan = try await reconciler.plan(cycleState, history: known, weakened: provenance.weakened, urgent: findingPriorities)
             for binding in plan.inSync {
                 lastInSync[binding] = started
                 failedFixes[binding] = nil
@@ -246,7 +248,7 @@ package actor Daemon: DaemonControl {
                     plan.remediations[index].detectedAt = detected
                 }
             }
-            for binding in only ?? Set(cycleState.bindings) { detections[binding] = nil }
+            for binding in only ?? Set(cycleState.bindings) { detections[binding] = nil; findingPriorities[binding] = nil }
             for remediation in plan.remediations + notRetried {
                 let key = Self.fingerprint(remediation.changes)
                 if driftSeen[remediation.binding] != key {

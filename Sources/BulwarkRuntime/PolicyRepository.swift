@@ -163,7 +163,17 @@ package actor PolicyRepository: AuditSink {
             throw Failure.noBranch(configuration.branch, configuration.url)
         }
         try reconcileAuditBranch()
+        consolidatePacks()
         return (head, stale)
+    }
+
+    /// Keeps the state clone's packs (one per flushed pass and per fetch) few, and libgit2's
+    /// mappings of them with it (see `Repository.consolidatePacks`). A failure leaves the packs
+    /// as they were (every object is still in one of them): a warning.
+    private func consolidatePacks() {
+        do { try repository.consolidatePacks() } catch {
+            Console().warn("cannot consolidate the packs of the state clone (they stay as they are): \(error.message)")
+        }
     }
 
     /// Whether the origin's policy or audit branch is somewhere other than where the last fetch
@@ -390,6 +400,7 @@ package actor PolicyRepository: AuditSink {
             throw failure
         }
         saveIndex()
+        consolidatePacks()
         // Written straight to disk from here on when memory cannot be used again.
         do { try repository.beginObjectBuffer() } catch { buffering = false }
     }

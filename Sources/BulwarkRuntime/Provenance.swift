@@ -72,7 +72,7 @@ package struct Provenance: Sendable {
         // new state directory, the revision of the newest fix on the audit branch.
         guard let baseline = await lastApplied(repository: repository, stateDirectory: stateDirectory)?.id, baseline != head, await repository.has(baseline),
               let files = try? await repository.files(at: baseline),
-              let previous = try? DesiredStateLoader(registry: registry).load(files, revision: baseline.hex) else {
+              let previous = try? DesiredStateLoader(registry: registry).load(files, revision: Revision(baseline)) else {
             return result
         }
         result.baseline = baseline

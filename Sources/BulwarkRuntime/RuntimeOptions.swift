@@ -37,7 +37,7 @@ package struct RuntimeOptions: Sendable {
 /// that `git log` explains why nothing happened.
 package enum RevisionRefusal {
     package static func record(of head: ObjectID, errors: [String], in repository: PolicyRepository, console: Console) async {
-        let record = AuditRecord.refusal(revision: head.hex, errors: errors, at: Date())
+        let record = AuditRecord.refusal(revision: Revision(head), errors: errors, at: Date())
         do {
             guard try await !repository.contains(recordID: record.id) else { return }
             _ = try await repository.write(record)

@@ -44,7 +44,7 @@ public struct DaemonStatus: Encodable, Sendable {
     /// The JSON documents' version (`JSONSchema.version`).
     package var schemaVersion: Int
     /// The policy commit in force.
-    package var revision: String?
+    package var revision: Revision?
     /// A cycle is running or waiting to run.
     package var busy: Bool
     /// Cycles run since the start.
@@ -61,7 +61,7 @@ public struct DaemonStatus: Encodable, Sendable {
     package var mttrLastDay: MTTRSummary
     package var mttrLastWeek: MTTRSummary
 
-    package init(schemaVersion: Int, revision: String?, busy: Bool, cycles: Int, ready: Bool, readiness: String, sourceError: String?,
+    package init(schemaVersion: Int, revision: Revision?, busy: Bool, cycles: Int, ready: Bool, readiness: String, sourceError: String?,
                  lastCycleAt: Date?, lastCycleSeconds: Double?, lastCycleError: String?, targets: [TargetInfo], openDrift: [Item],
                  recent: [DecisionJSON], mttrLastDay: MTTRSummary, mttrLastWeek: MTTRSummary) {
         self.schemaVersion = schemaVersion

@@ -18,7 +18,7 @@ enum StatusPage {
             <style>body{font:14px system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:.5em 0 1.5em}
             td,th{border-bottom:1px solid #ddd;padding:.3em .8em;text-align:left}.bad{color:#b00}.ok{color:#070}code{font-size:12px}</style>
             </head><body><h1>Bulwark</h1>
-            <p>\(e(repository)) · revision <code>\(e(status.revision.map { String($0.prefix(12)) } ?? "none"))</code> ·
+            <p>\(e(repository)) · revision <code>\(e(status.revision?.short ?? "none"))</code> ·
             <span class="\(status.ready ? "ok" : "bad")">\(e(status.readiness))</span></p>
             """
         if let error = status.sourceError { html += "<p class=\"bad\">Source: \(e(error))</p>" }

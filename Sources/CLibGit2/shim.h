@@ -5,3 +5,7 @@
 #include <git2/sys/repository.h>
 // zlib, which libgit2 itself links: to check loose objects before libgit2 reads them.
 #include <zlib.h>
+// git_libgit2_opts is variadic (not callable from Swift): the one option Bulwark sets.
+static inline int bulwark_git_set_cache_max_size(ssize_t bytes) {
+    return git_libgit2_opts(GIT_OPT_SET_CACHE_MAX_SIZE, bytes);
+}

@@ -8,6 +8,7 @@ import Testing
     @Test func planApplyVerifyAuditThenInSync() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
+            let planned = try s.planned()
             let plan = try s.run("plan")
             #expect(plan.status == 2, "plan exits 2 on drift: \(plan.stderr)")
             #expect(plan.stdout.contains("PermitRootLogin: yes -> no"))
@@ -45,7 +46,8 @@ import Testing
             let log = try s.run("log", "--kind", "SSHDConfig", "--output", "json")
             #expect(log.status == 0)
             let entries = try JSONDecoder().decode([[String: AnyDecodable]].self, from: Data(log.stdout.utf8))
-            #expect(entries.count == 8)
+            #expect(entries.count == planned.fixesByKind["SSHDConfig"])
+            #expect(fixed == planned.fixes)
         }
     }
 

@@ -201,7 +201,7 @@ import Testing
             try s.commitPolicy("controllers/gateway-target.yaml", """
                 apiVersion: bulwark/v1
                 kind: Target
-                metadata: {name: gateway, labels: {role: ai-gateway, exposure: internal}}
+                metadata: {name: gateway, labels: {role: ai-gateway, exposure: internet}}
                 spec: {adapter: host, root: \(gateway)}
 
                 """, message: "the support bot's gateway")
@@ -233,6 +233,9 @@ import Testing
             #expect(proposed.status == 2, "\(proposed.text)")
             #expect(proposed.item["outcome"] as? String == "proposed", "\(proposed.text)")
             #expect(proposed.item["rule"] as? String == "garak-prompt-injection")
+            // garak's finding names a model, not a target: it takes the exposure of the gateway its rule
+            // changes (internet, 3) × its severity (every attempt failed: high, 3) × no exploit data (1) = 9, P2.
+            #expect(proposed.item["priority"] as? String == "P2" && proposed.item["score"] as? Int == 9, "\(proposed.item)")
             #expect(proposed.item["source"] as? String == "garak" && proposed.item["control"] as? String == "promptinject.HijackHateHumans")
             #expect((proposed.item["firstSeen"] as? String)?.hasPrefix(String(startTime.prefix(19))) == true, "\(proposed.item) \(startTime)")
             let id = try #require(proposed.item["id"] as? String)
@@ -275,13 +278,14 @@ import Testing
             // The passing re-run is the finding resolved; its accepted proposal is not closed.
             let tip = try git("--git-dir", s.origin, "rev-parse", branch)
             let resolved = try Self.ingest(s, run2.report)
-            #expect(resolved.item["outcome"] as? String == "nothing", "\(resolved.text)")
+            #expect(resolved.status == 0 && resolved.item["outcome"] as? String == "nothing", "\(resolved.text)")
             #expect((resolved.item["detail"] as? String)?.contains("fixed by its accepted proposal") == true, "\(resolved.text)")
             #expect(try git("--git-dir", s.origin, "rev-parse", branch) == tip)
 
             // The audit record of the fix cites the finding and garak's first sighting.
             #expect(try s.trailers("Bulwark-Finding") == [id])
             #expect(try s.trailers("Bulwark-Finding-Source") == ["garak"])
+            #expect(try s.trailers("Bulwark-Priority") == ["P2"])
             let firstSeen = try #require(proposed.item["firstSeen"] as? String)
             #expect(try s.trailers("Bulwark-Finding-First-Seen") == [firstSeen])
 

@@ -22,6 +22,8 @@ extension Scenario {
         var bound: Int
         /// Drift the first `apply` fixes (decision applied, or held in approve mode).
         var fixes: Int
+        /// Those fixes by kind (`SSHDConfig`: 10).
+        var fixesByKind: [String: Int]
     }
 
     func planned() throws -> Planned {
@@ -31,7 +33,8 @@ extension Scenario {
               let inSync = report["inSync"] as? Int, let drift = report["drift"] as? [[String: Any]] else {
             throw SupportError("plan --output json failed: \(out.stderr)")
         }
-        let fixes = drift.filter { ["applied", "held"].contains($0["decision"] as? String ?? "") }.count
-        return Planned(bound: inSync + drift.count, fixes: fixes)
+        let fixed = drift.filter { ["applied", "held"].contains($0["decision"] as? String ?? "") }
+        let kinds = fixed.compactMap { ($0["resource"] as? String)?.split(separator: "/").first.map(String.init) }
+        return Planned(bound: inSync + drift.count, fixes: fixed.count, fixesByKind: Dictionary(kinds.map { ($0, 1) }, uniquingKeysWith: +))
     }
 }

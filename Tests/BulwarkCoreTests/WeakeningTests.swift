@@ -17,7 +17,7 @@ import Testing
                 targets: {names: [web-1]}
                 spec: {permitRootLogin: "\(value)", banner: "hello"}
                 """),
-        ] + approvals, revision: "rev-\(value)")
+        ] + approvals, revision: Revision("rev-\(value)"))
     }
 
     func approval(_ id: String, by approver: String) -> SourceFile {

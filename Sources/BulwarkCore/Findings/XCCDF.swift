@@ -44,7 +44,7 @@ extension FindingParser {
         return index < bytes.count && bytes[index] == UInt8(ascii: "<")
     }
 
-    /// An XML results document's format and findings.
+    /// The findings of an XML results document; one with none is refused, as in the other formats.
     static func xccdfDocument(_ bytes: [UInt8], now: Date) throws(FindingError) -> [Finding] {
         let findings = try xccdf(bytes, now: now)
         guard !findings.isEmpty else {

@@ -47,14 +47,14 @@ package enum AgentSelection: Sendable, Equatable {
         case .named(let names):
             let missing = Set(names).subtracting(state.targets.keys).sorted()
             guard missing.isEmpty else {
-                throw CommandError("revision \(state.revision.prefix(12)) has no target named \(missing.joined(separator: ", ")); "
+                throw CommandError("revision \(state.revision.short) has no target named \(missing.joined(separator: ", ")); "
                                    + "nothing was changed")
             }
             return Set(names).sorted()
         case .host(let identity):
             let bound = targets(in: state)?.sorted() ?? []
             guard !bound.isEmpty else {
-                throw CommandError("no target of revision \(state.revision.prefix(12)) is bound to this host (\(identity)): name a "
+                throw CommandError("no target of revision \(state.revision.short) is bound to this host (\(identity)): name a "
                                    + "target after the host, or give it the label \(HostIdentity.machineIDLabel) or "
                                    + "\(HostIdentity.hostnameLabel); nothing was changed")
             }
@@ -94,7 +94,7 @@ package enum AgentSelection: Sendable, Equatable {
                 SourceFile(path: file.path, kind: file.kind == .symlink ? .symlink : file.kind == .submodule ? .other : .regular,
                            size: file.size, contents: file.contents)
             }
-        let state = try DesiredStateLoader(registry: registry).load(files, revision: head.hex)
+        let state = try DesiredStateLoader(registry: registry).load(files, revision: Revision(head))
         return try resolve(in: state)
     }
 }

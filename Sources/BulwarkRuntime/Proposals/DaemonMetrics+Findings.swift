@@ -17,8 +17,7 @@ extension DaemonMetrics {
             let outcome = Self.findingOutcomes.contains(item.outcome) ? item.outcome : "other"
             registry.makeCounter(descriptor: Self.findingsReceived, labels: [("priority", item.priority.rawValue), ("outcome", outcome)])
                 .increment()
-            if ["reconcile", "proposed", "already-proposed", "not-proposed"].contains(item.outcome),
-               let deadline = Timestamp.parse(item.slaDeadline), deadline < now {
+            if item.isOpenPastSLA(now: now) {
                 registry.makeCounter(descriptor: Self.slaBreaches, labels: [("priority", item.priority.rawValue)]).increment()
             }
         }

@@ -86,8 +86,9 @@ package struct FindingIntake: Sendable {
         var seen = Set<String>()
         for finding in findings where seen.insert(finding.id).inserted {
             let matched = index.match([finding])
-            let priority = FindingPriority(finding, exposure: FindingPriority.exposure(of: finding, in: state, matched: Array(matched.keys)))
             let rule = FindingRule.first(for: finding, in: state.findingRules)
+            let priority = FindingPriority(finding, exposure: FindingPriority.exposure(of: finding, in: state,
+                                                                                        matched: Self.related(finding, matched: Array(matched.keys), rule: rule, in: state)))
             let sla = (rule?.sla ?? SLAPolicy()).deadline(priority.priority, firstSeen: finding.firstObservedAt)
             var item = IntakeReport.Item(id: finding.id, source: finding.source, control: finding.control, resource: finding.resource,
                                          severity: finding.severity, priority: priority.priority, score: priority.score,
@@ -119,5 +120,15 @@ package struct FindingIntake: Sendable {
             items.append(item)
         }
         return (IntakeReport(format: format.rawValue, findings: findings.count, items: items), reconcile)
+    }
+
+    /// The bindings whose targets give a finding its exposure: those it names, else, for a finding
+    /// that names neither a target nor a managed resource (garak's finding is about a model), those
+    /// of the resource its `propose` rule would change (the gateway in front of that model).
+    static func related(_ finding: Finding, matched: [Binding], rule: FindingRule?, in state: DesiredState) -> [Binding] {
+        guard matched.isEmpty, finding.target == nil, state.targets[finding.resource] == nil, let rule, rule.action == .propose,
+              let change = try? rule.change?.render(for: finding),
+              case .success(let resource) = ProposalEngine.resolve(change.resource, in: state) else { return matched }
+        return state.bindings.filter { $0.resource == resource.id }
     }
 }

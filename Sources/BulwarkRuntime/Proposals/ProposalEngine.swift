@@ -96,7 +96,7 @@ package struct ProposalEngine: Sendable {
         let changedFiles = files.map { $0.path == path ? SourceFile(path: path, contents: Array(edited.utf8)) : $0 }
         let changed: DesiredState
         do {
-            changed = try DesiredStateLoader(registry: registry, now: now).load(changedFiles, revision: head.hex)
+            changed = try DesiredStateLoader(registry: registry, now: now).load(changedFiles, revision: Revision(head))
         } catch {
             return Outcome(outcome: "not-proposed", detail: "the changed revision is invalid: "
                            + error.errors.prefix(3).map(\.description).joined(separator: "; "))

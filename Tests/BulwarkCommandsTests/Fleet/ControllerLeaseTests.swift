@@ -25,16 +25,18 @@ import Testing
         let server = try PostgresServer()
         let a = try Self.store(server)
         let b = try Self.store(server)
-        let first = try #require(try await a.acquire("db-1", holder: "a", ttl: .seconds(60)))
-        #expect(try await b.acquire("db-1", holder: "b", ttl: .seconds(60)) == nil, "a live lease is not taken")
-        #expect(try await a.acquire("db-1", holder: "a", ttl: .seconds(60)) == first, "renewal keeps the token")
+        // An hour: the full suite on a loaded 2-core machine once took more than a minute between two
+        // of these queries, and a lease that ran out meanwhile is not what this test is about.
+        let first = try #require(try await a.acquire("db-1", holder: "a", ttl: .seconds(3600)))
+        #expect(try await b.acquire("db-1", holder: "b", ttl: .seconds(3600)) == nil, "a live lease is not taken")
+        #expect(try await a.acquire("db-1", holder: "a", ttl: .seconds(3600)) == first, "renewal keeps the token")
         #expect(try await a.holds("db-1", holder: "a", token: first))
         // The lease runs out (a dead replica): the next taker gets a larger token, the old one is void.
         try server.psql("UPDATE bulwark_leases SET expires_at = now() - interval '1 second' WHERE target = 'db-1'")
-        let second = try #require(try await b.acquire("db-1", holder: "b", ttl: .seconds(60)))
+        let second = try #require(try await b.acquire("db-1", holder: "b", ttl: .seconds(3600)))
         #expect(second > first)
         #expect(try await !a.holds("db-1", holder: "a", token: first))
-        #expect(try await a.acquire("db-1", holder: "a", ttl: .seconds(60)) == nil)
+        #expect(try await a.acquire("db-1", holder: "a", ttl: .seconds(3600)) == nil)
         #expect(try server.psql("SELECT holder || ' ' || token FROM bulwark_leases") == "b \(second)")
         await a.close()
         await b.close()

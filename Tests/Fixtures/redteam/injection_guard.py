@@ -2,14 +2,15 @@
 
 Loaded by the proxy from the folder of its config.yaml (`guardrail: injection_guard.InstructionOverrideGuard`)
 and enabled on a route by naming it in the route's `litellm_params.guardrails`. It looks at every
-user and system message before the call (mode pre_call) and, on a match, answers with a refusal
-instead of calling the model: returning a string from the pre-call hook makes LiteLLM answer the
-chat request with that text (HTTP 200), so a red-team tool scores the refusal as a defended
-attempt rather than as an error. Offline and deterministic: regular expressions, no model.
+user and system message before the call (mode pre_call) and, on a match, sets `mock_response` to a
+refusal: LiteLLM then answers the chat request with that text (HTTP 200) and never calls the model,
+so a red-team tool scores the refusal as a defended attempt. (A guardrail that raises, or returns
+a string, makes LiteLLM answer 400, which garak counts as no output at all.) Offline and
+deterministic: regular expressions, no model.
 
 LiteLLM's own `detect_prompt_injection` heuristic (verb + adjective + "and start over" phrases,
-difflib similarity 0.7) lets every PromptInject attack of garak's promptinject probes through;
-this guard targets those instruction-override forms.
+difflib similarity 0.7) catches none of the five attack instructions of garak's promptinject
+probes; this guard targets those instruction-override forms.
 """
 
 import re

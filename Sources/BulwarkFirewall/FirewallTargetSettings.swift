@@ -1,0 +1,63 @@
+public import BulwarkCore
+
+/// An nftables target's settings, checked once when the target is read:
+/// `spec: {adapter: nftables, root: PATH, netns: NAME, management: [NETWORKS], sshPort: 22}`.
+struct FirewallTargetSettings: TypedTargetSettings {
+    /// Where `etc/nftables.d/bulwark.nft` is persisted: an absolute path with no `..`.
+    var root: String
+    /// The network namespace whose ruleset is managed; nil: the process's own.
+    var netns: String?
+    /// The networks people administer the target from (at least one; no overlaps).
+    var management: [Network]
+    /// Where they log in, when the target says (else 22).
+    var sshPort: Int?
+
+    var strings: [String: String] {
+        var strings = ["root": root, "management": management.map(\.description).joined(separator: ",")]
+        strings["netns"] = netns
+        strings["sshPort"] = sshPort.map(String.init)
+        return strings
+    }
+
+    /// Reads the settings; nil after recording errors.
+    @Sendable static func parse(_ spec: SpecReader) -> FirewallTargetSettings? {
+        spec.allowOnly(["adapter", "root", "netns", "management", "sshPort"])
+        guard let reader = spec.field("root", required: true), let root = reader.string() else { return nil }
+        guard root.hasPrefix("/"), !root.split(separator: "/").contains("..") else {
+            reader.fail("expected an absolute path (where etc/nftables.d/ is), got '\(root)'")
+            return nil
+        }
+        var netns: String?
+        if let reader = spec.field("netns"), let namespace = reader.string() {
+            guard !namespace.isEmpty, namespace.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." }),
+                  namespace.count <= 64 else {
+                reader.fail("expected a network namespace name (letters, digits, '-', '_', '.'), got '\(namespace)'")
+                return nil
+            }
+            netns = namespace
+        }
+        guard let reader = spec.field("management") else {
+            spec.fail("missing required field 'management': the networks people administer this target from, "
+                      + "such as [10.0.0.0/24]; Bulwark blocks any change that would cut them off")
+            return nil
+        }
+        guard let management = FirewallAdapter.networks(reader) else { return nil }
+        guard !management.isEmpty else {
+            reader.fail("list at least one management network, such as [10.0.0.0/24]")
+            return nil
+        }
+        var settings = FirewallTargetSettings(root: root, netns: netns, management: management)
+        if let reader = spec.field("sshPort") {
+            guard let port = reader.int(in: 1...65535) else { return nil }
+            settings.sshPort = port
+        }
+        return settings
+    }
+}
+
+extension Target {
+    /// The nftables target's settings as its adapter read them; nil for a target it did not read.
+    var firewall: FirewallTargetSettings? {
+        try? typedSettings(FirewallTargetSettings.self)
+    }
+}

@@ -1,0 +1,99 @@
+internal import CLibGit2
+internal import Foundation
+
+extension Repository {
+    /// The pack files (`objects/pack/*.pack`) and their sizes.
+    public func packFiles() -> [(name: String, size: Int)] {
+        let folder = packFolder
+        let fm = FileManager.default
+        guard let names = try? fm.contentsOfDirectory(atPath: folder) else { return [] }
+        return names.filter { $0.hasPrefix("pack-") && $0.hasSuffix(".pack") }.sorted().compactMap { name in
+            guard let size = (try? fm.attributesOfItem(atPath: folder + "/" + name))?[.size] as? Int else { return nil }
+            return (name, size)
+        }
+    }
+
+    private var packFolder: String { path + (path.hasSuffix("/") ? "" : "/") + "objects/pack" }
+
+    /// Keeps the number of packs bounded: when there are more than `bound`, every pack smaller
+    /// than `small` bytes (one per flushed pass, one per fetch) is written again as one pack of
+    /// whole objects and removed, and the object database is opened again so that libgit2 lets
+    /// go of the removed packs' mappings (it keeps every pack it ever opened mapped otherwise,
+    /// so a daemon flushing after every fix grew by a pack's worth with each one).
+    ///
+    /// The new pack is complete and indexed before any old one is removed, so no object is
+    /// ever missing. Packs with a `.keep` file are left alone, and nothing is done when a
+    /// multi-pack index exists (Bulwark never writes one). Not while objects are buffered in
+    /// memory. Returns the number of packs merged (0: nothing done).
+    @discardableResult
+    public func consolidatePacks(bound: Int = 16, small: Int = 4 << 20) throws(GitError) -> Int {
+        guard objectBuffer == nil else { return 0 }
+        let folder = packFolder
+        let fm = FileManager.default
+        let packs = packFiles()
+        guard packs.count > bound, !fm.fileExists(atPath: folder + "/multi-pack-index") else { return 0 }
+        let merged = packs.filter { pack in
+            pack.size < small && !fm.fileExists(atPath: folder + "/" + pack.name.dropLast(".pack".count) + ".keep")
+        }
+        guard merged.count > 1 else { return 0 }
+        var objects: [ObjectID] = []
+        var seen = Set<ObjectID>()
+        for pack in merged {
+            let index = folder + "/" + pack.name.dropLast(".pack".count) + ".idx"
+            guard let ids = Self.packIndexObjects(index) else {
+                throw GitError(function: "consolidatePacks", code: -1, message: "cannot read the pack index \(index)")
+            }
+            for id in ids where seen.insert(id).inserted { objects.append(id) }
+        }
+        seen = []
+        try writePack(objects, into: self)
+        for pack in merged {
+            let base = folder + "/" + pack.name.dropLast(".pack".count)
+            // The index first: a pack without its index is ignored by every reader.
+            for suffix in [".idx", ".rev", ".pack"] { unlink(base + suffix) }
+        }
+        try reopenObjectDatabase()
+        return merged.count
+    }
+
+    /// Replaces the repository's object database with a newly opened one on the same folder;
+    /// the old one, and every pack it mapped, is released.
+    public func reopenObjectDatabase() throws(GitError) {
+        guard objectBuffer == nil else { return }
+        var odb: OpaquePointer?
+        let objects = path + (path.hasSuffix("/") ? "" : "/") + "objects"
+        try check(git_odb_open(&odb, objects), "git_odb_open(\(objects))")
+        guard let odb else { throw GitError(function: "git_odb_open", code: -1, message: "no object database") }
+        git_repository_set_odb(pointer, odb)
+        git_odb_free(odb)  // the repository holds it now
+    }
+
+    /// The object ids a pack index (`.idx`, version 1 or 2) lists; nil when it cannot be read.
+    static func packIndexObjects(_ path: String) -> [ObjectID]? {
+        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+        let bytes = [UInt8](data)
+        func word(_ offset: Int) -> Int? {
+            guard offset >= 0, offset + 4 <= bytes.count else { return nil }
+            return Int(bytes[offset]) << 24 | Int(bytes[offset + 1]) << 16 | Int(bytes[offset + 2]) << 8 | Int(bytes[offset + 3])
+        }
+        let version2 = bytes.starts(with: [0xff, 0x74, 0x4f, 0x63])
+        if version2 { guard word(4) == 2 else { return nil } }
+        let fanout = version2 ? 8 : 0
+        guard let count = word(fanout + 255 * 4) else { return nil }
+        let table = fanout + 256 * 4
+        let stride = version2 ? 20 : 24
+        let skip = version2 ? 0 : 4
+        guard count >= 0, table + count * stride <= bytes.count else { return nil }
+        var result: [ObjectID] = []
+        result.reserveCapacity(count)
+        for index in 0..<count {
+            let start = table + index * stride + skip
+            var oid = git_oid()
+            withUnsafeMutableBytes(of: &oid) { raw in
+                for position in 0..<20 { raw[position] = bytes[start + position] }
+            }
+            result.append(ObjectID(oid))
+        }
+        return result
+    }
+}

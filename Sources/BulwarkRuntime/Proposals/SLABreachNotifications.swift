@@ -1,0 +1,70 @@
+package import BulwarkCore
+package import Foundation
+
+extension IntakeReport.Item {
+    /// Outcomes of a finding that is still open (to be reconciled, or waiting on its proposal).
+    package static let openOutcomes: Set<String> = ["reconcile", "proposed", "already-proposed", "not-proposed"]
+
+    /// Whether the finding is still open past its priority's remediation SLA at `now`.
+    package func isOpenPastSLA(now: Date) -> Bool {
+        guard Self.openOutcomes.contains(outcome), let deadline = Timestamp.parse(slaDeadline) else { return false }
+        return deadline < now
+    }
+}
+
+extension Outbox {
+    /// The notifier event for a finding still open past its SLA (`on: [sla-breach]`).
+    package static let slaBreachEvent = "sla-breach"
+
+    /// Writes, for each finding of `report` still open past its SLA, one notification per notifier
+    /// that announces `sla-breach`, once per finding: a marker in `<state>/sla-breaches` (created
+    /// exclusively) remembers that it was announced, so the scanner's next report of the same
+    /// finding is not announced again. Returns how many notifications were written.
+    package nonisolated static func enqueueBreaches(_ report: IntakeReport, now: Date, notifiers: [NotifierConfig], folder: String) -> Int {
+        let announcing = notifiers.filter { $0.events.contains(slaBreachEvent) }
+        guard !announcing.isEmpty else { return 0 }
+        let markers = (folder as NSString).deletingLastPathComponent + "/sla-breaches"
+        try? FileManager.default.createDirectory(atPath: markers, withIntermediateDirectories: true)
+        var count = 0
+        for item in report.items where item.isOpenPastSLA(now: now) {
+            let id = "sla-" + AuditID.stable("sla-breach\u{1}" + item.id).lowercased()
+            let marker = open(markers + "/" + id, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0o600)
+            guard marker >= 0 else { continue }  // announced before (or the folder is unusable: never twice)
+            close(marker)
+            for notifier in announcing {
+                let entry = Entry(notifier: notifier.name, recordID: id, body: Data(breachBody(item, format: notifier.format, now: now)),
+                                  createdAt: now, attempts: 0)
+                let path = "\(folder)/\(id).\(notifier.name).json"
+                guard let data = try? JSONEncoder().encode(entry) else { continue }
+                if FileManager.default.createFile(atPath: path + ".tmp", contents: data), rename(path + ".tmp", path) == 0 { count += 1 }
+            }
+        }
+        return count
+    }
+
+    /// The request body announcing a breach. The finding's fields are the scanner's text: JSON
+    /// escapes them, and for chat webhooks `&`, `<` and `>` are escaped so that no finding can
+    /// mention a channel or make a link (`<!channel>`, `<https://…|…>`).
+    static func breachBody(_ item: IntakeReport.Item, format: NotifierConfig.Format, now: Date) -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        switch format {
+        case .slack:
+            func chat(_ text: String) -> String {
+                AuditRecord.oneLineText(text).replacingOccurrences(of: "&", with: "&amp;")
+                    .replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
+            }
+            let text = "*SLA breach* \(item.priority.rawValue) finding \(chat(item.id)) from \(chat(item.source)): \(chat(item.control)) on "
+                + "\(chat(item.resource)) [\(item.severity.rawValue)], first seen \(item.firstSeen), due \(item.slaDeadline); still open "
+                + "(\(item.outcome)\(item.branch.map { " \(chat($0))" } ?? ""))"
+            return Array((try? encoder.encode(["text": text])) ?? Data())
+        case .json:
+            struct Event: Encodable {
+                var event = "bulwark.sla-breach"
+                var at: String
+                var finding: IntakeReport.Item
+            }
+            return Array((try? encoder.encode(Event(at: Timestamp.format(now), finding: item))) ?? Data())
+        }
+    }
+}
