@@ -26,9 +26,14 @@ benchmarks: setup
 
 # The .deb: a release binary with the Swift runtime linked in (the host needs no toolchain),
 # the hardened systemd unit, /etc/default/bulwark, man pages and completions, in dist/.
+# SwiftPM 6.3 fails a second release build in one scratch folder with "unknown build description"
+# (it trips on the plan the previous build left), so each build plans afresh; nothing already
+# compiled is compiled again. Both builds use the same flags.
 deb: setup
+	rm -f $(SCRATCH)/release.yaml $(SCRATCH)/release/description.json
 	swift build $(SWIFT_FLAGS) -c release --static-swift-stdlib --product bulwark
-	swift build $(SWIFT_FLAGS) -c release --product generate-manual
+	rm -f $(SCRATCH)/release.yaml $(SCRATCH)/release/description.json
+	swift build $(SWIFT_FLAGS) -c release --static-swift-stdlib --product generate-manual
 	scripts/build-deb --bin $(SCRATCH)/release/bulwark --manual-tool $(SCRATCH)/release/generate-manual --out dist
 
 clean:
