@@ -207,7 +207,17 @@ extension Bulwark {
                 logger.warning("no webhook secret (\(webhookSecretEnv) or --webhook-secret-file): POST /hooks/git answers 401")
             }
             let webhook = secret.map(WebhookVerifier.init(secret:))
-            let findings = FindingsAuthenticator(verifier: webhook, token: token)
+            // In a fleet the webhook secret is on every host (agents verify relayed webhooks with
+            // it): root on any one of them must not be able to post findings, which can propose
+            // and auto-merge policy. There only the findings token is accepted.
+            let fleetSecret = agent.selfHost || !agent.targets.isEmpty || webhookRelayFile != nil
+            let findings = FindingsAuthenticator(verifier: fleetSecret ? nil : webhook, token: token)
+            if fleetSecret, secret != nil, token == nil {
+                logger.warning("POST /api/v1/findings answers 401: an agent or a relay takes findings only with the findings token (\(findingsTokenEnv) or --findings-token-file), never signed with the webhook secret every host holds")
+            }
+            // Programs Bulwark runs (reload commands, sshd -t, gpgv) do not inherit its secrets.
+            unsetenv(webhookSecretEnv)
+            unsetenv(findingsTokenEnv)
             if !findings.configured {
                 logger.warning("no findings token (\(findingsTokenEnv) or --findings-token-file) nor webhook secret: POST /api/v1/findings answers 401")
             }

@@ -58,6 +58,15 @@ import Testing
             #expect(agent.wait(seconds: 60) { maxAuthTries(1) == "3" }, "\(agent.log)\n\(relay.log)")
             #expect(relay.wait(seconds: 60) { relay.log.contains("webhook relayed") }, "\(relay.log)")
             #expect(relay.wait(seconds: 60) { maxAuthTries(0) == "3" }, "\(relay.log)")
+            // Every host holds the webhook secret: a finding signed with it is refused by an agent
+            // and by a relay (findings can propose policy), and reaches nothing.
+            let finding = Array(#"{"Findings":[{"Id":"f-1","Title":"t","Severity":{"Label":"HIGH"},"Resources":[{"Id":"local"}]}]}"#.utf8)
+            for daemon in [relay, agent] {
+                let posted = try httpRequest(port: daemon.port, "POST", "/api/v1/findings",
+                                             headers: ["X-Hub-Signature-256": WebhookVerifier.signature(of: finding, secret: Array(Self.secret.utf8)),
+                                                       "Content-Type": "application/json"], body: finding)
+                #expect(posted.status == 401, "\(posted.body)")
+            }
             #expect(agent.terminate() == 0)
             #expect(relay.terminate() == 0)
 
