@@ -159,6 +159,21 @@ import Testing
             // The scanner reports it again: the policy already cites it, nothing more is proposed.
             let again = try command("ingest", base + "/grype.json", "--output", "json")
             #expect(again.status == 0, "\(again.stdout) \(again.stderr)")
+
+            // A report that says "fixed in" an older version (a confused or hostile scanner) would
+            // lower the floor: not proposed, no branch, the policy keeps 1.1.
+            let lower = Self.grypeReport(scannedAt: firstSeen, root: box.root)
+                .replacingOccurrences(of: "CVE-2099-0001", with: "CVE-2099-0002")
+                .replacingOccurrences(of: "\"versions\": [\"1.1\"]", with: "\"versions\": [\"0.9\"]")
+            try write(base + "/lower.json", lower)
+            let lowered = try command("ingest", base + "/lower.json", "--output", "json")
+            let loweredReport = try #require(try JSONSerialization.jsonObject(with: Data(lowered.stdout.utf8)) as? [String: Any], "\(lowered.stderr)")
+            let loweredItem = try #require((loweredReport["items"] as? [[String: Any]])?.first, "\(loweredReport)")
+            #expect(loweredItem["outcome"] as? String == "not-proposed", "\(loweredItem)")
+            #expect((loweredItem["detail"] as? String)?.contains("would weaken DebianPackage/dummy-floor") == true, "\(loweredItem)")
+            let branches = try git("--git-dir", origin, "branch", "--list", "bulwark/proposals/*")
+            #expect(branches.split(separator: "\n").count == 1, "\(branches)")
+            #expect(try git("--git-dir", origin, "show", "main:desired-state/dummy.yaml").contains("minVersion: \"1.1\""))
             #expect(try MachineFingerprint.take() == machine, "the machine's dpkg database and apt state are untouched")
         }
     }

@@ -107,6 +107,13 @@ package struct ProposalEngine: Sendable {
         if after.spec == resource.spec {
             return Outcome(outcome: "already-in-policy", detail: "\(resource.id) already wants it")
         }
+        // A finding only ever tightens policy: a change its kind judges weaker (a lower minimum
+        // version from a scanner that says "fixed in" an older one, or a hostile report) is not
+        // proposed, and so never merged by itself either.
+        if let weaker = Weakening.compare(previous: state, current: changed, registry: registry)[resource.id] {
+            return Outcome(outcome: "not-proposed", detail: "the change would weaken \(resource.id): "
+                           + weaker.changes.joined(separator: "; ") + "; a finding never lowers policy")
+        }
         // Plan the changed resource against the live targets.
         var scoped = changed
         scoped.bindings = changed.bindings.filter { $0.resource == resource.id }
