@@ -58,6 +58,13 @@ struct FirewallTargetSettings: TypedTargetSettings {
 extension Target {
     /// The nftables target's settings as its adapter read them; nil for a target it did not read.
     var firewall: FirewallTargetSettings? {
-        try? typedSettings(FirewallTargetSettings.self)
+        if let typed = try? typedSettings(FirewallTargetSettings.self) { return typed }
+        // The text the adapter wrote when it read the target: never fall back to "no namespace"
+        // (the process's own, the machine Bulwark runs on) for a target that names one.
+        guard let root = settings["root"] else { return nil }
+        let management = (settings["management"] ?? "").split(separator: ",").compactMap { Network(String($0)) }
+        guard !management.isEmpty else { return nil }
+        return FirewallTargetSettings(root: root, netns: settings["netns"], management: management,
+                                      sshPort: settings["sshPort"].flatMap { Int($0) })
     }
 }
