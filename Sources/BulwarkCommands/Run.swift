@@ -24,7 +24,7 @@ extension Bulwark {
                 they name at once, and their first-observed time starts the MTTR clock.
 
                 HTTP: GET /healthz, /readyz, /metrics (Prometheus), /api/v1/status (JSON), / (status \
-                page); POST /hooks/git (X-Hub-Signature-256, X-Gitlab-Token or X-Bulwark-Signature-256), \
+                page); POST /hooks/git (X-Hub-Signature-256, X-Gitlab-Token, or X-Bulwark-Signature-256 with X-Bulwark-Timestamp), \
                 POST /api/v1/findings (generic JSON or ASFF; signed as the webhook, or Authorization: Bearer \
                 with the findings token; at most 1,000 findings and 100 resources a finding). Errors are JSON.
 
@@ -206,7 +206,7 @@ extension Bulwark {
             if secret == nil {
                 logger.warning("no webhook secret (\(webhookSecretEnv) or --webhook-secret-file): POST /hooks/git answers 401")
             }
-            let webhook = secret.map(WebhookVerifier.init(secret:))
+            let webhook = secret.map { WebhookVerifier(secret: $0) }
             // In a fleet the webhook secret is on every host (agents verify relayed webhooks with
             // it): root on any one of them must not be able to post findings, which can propose
             // and auto-merge policy. There only the findings token is accepted.

@@ -13,7 +13,11 @@ extension Daemon {
     /// Fetches and loads the head revision; returns whether a new good revision is in force. An
     /// invalid revision is refused and reported; the last good one stays.
     func sync() async -> Bool {
-        defer { scheduler.sourceChecked(at: clock.now()) }
+        sourceChecking()
+        defer {
+            scheduler.sourceChecked(at: clock.now())
+            sourceChecked()
+        }
         if !synced {
             for repair in await repository.repairs { logger.warning("state directory repaired", metadata: ["repair": .string(repair)]) }
         }

@@ -43,12 +43,18 @@ extension DaemonControl {
 }
 
 /// How push webhooks prove they come from the forge: GitHub's `X-Hub-Signature-256`, GitLab's
-/// `X-Gitlab-Token`, or Bulwark's own `X-Bulwark-Signature-256: sha256=<hex HMAC-SHA256 of the
-/// body>`, the header its notifications carry too.
+/// `X-Gitlab-Token` (both as the forges send them), or Bulwark's own `X-Bulwark-Signature-256`,
+/// which a relay sends: signed over `X-Bulwark-Timestamp` and the body, taken within ±5 minutes
+/// and once (see WebhookReplay.swift).
 public struct WebhookVerifier: Sendable {
     let secret: [UInt8]
+    /// The Bulwark-signed webhooks already taken, shared by every copy of this verifier.
+    let replays: WebhookReplayGuard
 
-    public init(secret: [UInt8]) { self.secret = secret }
+    public init(secret: [UInt8], replays: WebhookReplayGuard = WebhookReplayGuard()) {
+        self.secret = secret
+        self.replays = replays
+    }
 
     /// `sha256=<hex HMAC-SHA256 of body>`, as `X-Hub-Signature-256` and `X-Bulwark-Signature-256` carry it.
     public static func signature(of body: [UInt8], secret: [UInt8]) -> String {
@@ -56,14 +62,17 @@ public struct WebhookVerifier: Sendable {
             .map { String(format: "%02x", $0) }.joined()
     }
 
-    /// nil when the request is authentic, else why not.
-    public func refusal(headers: HTTPFields, body: [UInt8]) -> String? {
+    /// nil when the request is authentic (and, signed by Bulwark, fresh and not seen before), else why not.
+    public func refusal(headers: HTTPFields, body: [UInt8], now: Date = Date()) -> String? {
         if let token = headers[HTTPField.Name("X-Gitlab-Token")!] {
             return Self.constantTimeEqual(Array(token.utf8), secret) ? nil : "X-Gitlab-Token does not match"
         }
         for name in ["X-Hub-Signature-256", "X-Bulwark-Signature-256"] {
             guard let value = headers[HTTPField.Name(name)!] else { continue }
             guard value.hasPrefix("sha256=") else { return "\(name): expected sha256=<hex>" }
+            if name == "X-Bulwark-Signature-256" {
+                return bulwarkRefusal(value, timestamp: headers[HTTPField.Name(Self.timestampHeader)!], body: body, now: now)
+            }
             return Self.constantTimeEqual(Array(value.lowercased().utf8), Array(Self.signature(of: body, secret: secret).utf8))
                 ? nil : "\(name) does not match the body"
         }
@@ -92,7 +101,7 @@ public struct FindingsAuthenticator: Sendable {
     public var configured: Bool { verifier != nil || token != nil }
 
     /// nil when the request is authentic, else why not (never echoing what was sent).
-    public func refusal(headers: HTTPFields, body: [UInt8]) -> String? {
+    public func refusal(headers: HTTPFields, body: [UInt8], now: Date = Date()) -> String? {
         guard configured else {
             return "no findings token or webhook secret is configured; see bulwark run --help"
         }
@@ -102,7 +111,7 @@ public struct FindingsAuthenticator: Sendable {
             return WebhookVerifier.constantTimeEqual(Array(authorization.dropFirst(7).utf8), token) ? nil : "the bearer token does not match"
         }
         guard let verifier else { return "no credentials: send Authorization: Bearer <token>" }
-        return verifier.refusal(headers: headers, body: body)
+        return verifier.refusal(headers: headers, body: body, now: now)
     }
 }
 

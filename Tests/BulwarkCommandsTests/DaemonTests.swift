@@ -170,17 +170,23 @@ struct DaemonTests {
             let unsigned = try httpRequest(port: daemon.port, "POST", "/hooks/git", body: body)
             #expect(unsigned.status == 401)
             // Bulwark's own header, with a signature of another body.
+            let stamp = String(Int64(Date().timeIntervalSince1970))
             let forged = try httpRequest(port: daemon.port, "POST", "/hooks/git",
-                                         headers: ["X-Bulwark-Signature-256": signature(Array("{}".utf8))], body: body)
-            #expect(forged.status == 401 && forged.body.contains("X-Bulwark-Signature-256 does not match the body"))
+                                         headers: ["X-Bulwark-Signature-256": signature(Array("\(stamp).{}".utf8)), "X-Bulwark-Timestamp": stamp], body: body)
+            #expect(forged.status == 401 && forged.body.contains("X-Bulwark-Signature-256 does not match the timestamp and body"))
+            // Bulwark's own header over the body alone (no timestamp): it could be replayed forever.
+            let unstamped = try httpRequest(port: daemon.port, "POST", "/hooks/git",
+                                            headers: ["X-Bulwark-Signature-256": signature(body)], body: body)
+            #expect(unstamped.status == 401 && unstamped.body.contains("needs X-Bulwark-Timestamp"))
             try await Task.sleep(for: .milliseconds(500))
             #expect(try s.auditCommits().count == before, "a refused webhook does nothing")
             #expect(try sshdSetting(s, "AllowAgentForwarding") == nil)
 
             let good = try httpRequest(port: daemon.port, "POST", "/hooks/git", headers: ["X-Hub-Signature-256": signature(body)], body: body)
             #expect(good.status == 202)
-            let generic = try httpRequest(port: daemon.port, "POST", "/hooks/git", headers: ["X-Bulwark-Signature-256": signature(body)], body: body)
-            #expect(generic.status == 202, "Bulwark's own header, as its notifications sign")
+            let generic = try httpRequest(port: daemon.port, "POST", "/hooks/git",
+                                          headers: ["X-Bulwark-Signature-256": signature(Array("\(stamp).".utf8) + body), "X-Bulwark-Timestamp": stamp], body: body)
+            #expect(generic.status == 202, "Bulwark's own header, signed over the timestamp and the body as a relay signs")
             #expect(try daemon.wait(seconds: 10) { try sshdSetting(s, "AllowAgentForwarding") == "AllowAgentForwarding no" }, "\(daemon.log)")
             #expect(try daemon.wait(seconds: 5) { try s.trailers("Bulwark-Resource").contains("SSHDConfig/no-agent-forwarding") })
             // One revision series: the old one is gone, not kept at 0.

@@ -103,9 +103,12 @@ actor RecordingDaemon: DaemonControl {
                 #expect(answer["findings"] as? Int == 1 && answer["matched"] as? Int == 1)
             }
             let body = #"{"resource": "arn:aws:ec2:eu-west-1:123456789012:instance/web-2", "control": "c"}"#
-            let signature = WebhookVerifier.signature(of: Array(body.utf8), secret: Self.secret)
+            let timestamp = Int64(Date().timeIntervalSince1970)
+            let signature = WebhookVerifier.signature(of: Array(body.utf8), timestamp: timestamp, secret: Self.secret)
             try await client.execute(uri: "/api/v1/findings", method: .post,
-                                     headers: [HTTPField.Name("X-Bulwark-Signature-256")!: signature], body: ByteBuffer(string: body)) { response in
+                                     headers: [HTTPField.Name("X-Bulwark-Signature-256")!: signature,
+                                               HTTPField.Name(WebhookVerifier.timestampHeader)!: String(timestamp)],
+                                     body: ByteBuffer(string: body)) { response in
                 #expect(response.status == .accepted)
             }
         }
@@ -221,6 +224,102 @@ actor RecordingDaemon: DaemonControl {
             }
         }
         #expect(await daemon.pushes == 1)
+    }
+
+    // MARK: - Replayed webhooks
+
+    func bulwarkSigned(_ body: [UInt8], at timestamp: Int64, secret: [UInt8] = StatusServerTests.secret) -> HTTPFields {
+        [HTTPField.Name("X-Bulwark-Signature-256")!: WebhookVerifier.signature(of: body, timestamp: timestamp, secret: secret),
+         HTTPField.Name(WebhookVerifier.timestampHeader)!: String(timestamp), HTTPField.Name("X-Bulwark-Relayed")!: "1"]
+    }
+
+    /// A relayed webhook (Bulwark's signature) captured on the wire cannot be replayed: not again
+    /// within the window, not after it, not with its timestamp changed, not without it, not signed
+    /// over the body alone (as before). Each is refused, named, and reaches nothing.
+    @Test func aCapturedRelayedWebhookIsRefusedWhenReplayedStaleRestampedOrUnstamped() async throws {
+        let daemon = RecordingDaemon(bindings: [Self.sshd])
+        let body = Array(#"{"ref":"refs/heads/main","after":"1111111111111111111111111111111111111111"}"#.utf8)
+        let now = Int64(Date().timeIntervalSince1970)
+        let captured = bulwarkSigned(body, at: now)
+        try await app(daemon).test(.router) { client in
+            try await client.execute(uri: "/hooks/git", method: .post, headers: captured, body: ByteBuffer(bytes: body)) { response in
+                #expect(response.status == .accepted)
+            }
+            var restamped = captured
+            restamped[HTTPField.Name(WebhookVerifier.timestampHeader)!] = String(now + 1)
+            var unstamped = captured
+            unstamped[HTTPField.Name(WebhookVerifier.timestampHeader)!] = nil
+            let bodyOnly: HTTPFields = [HTTPField.Name("X-Bulwark-Signature-256")!: WebhookVerifier.signature(of: body, secret: Self.secret),
+                                        HTTPField.Name("X-Bulwark-Relayed")!: "1"]
+            let attempts: [(HTTPFields, String)] = [
+                (captured, "replayed"),
+                (bulwarkSigned(body, at: now - 301), "outside ±300 s"),
+                (bulwarkSigned(body, at: now + 3_600), "outside ±300 s"),
+                (restamped, "does not match the timestamp and body"),
+                (unstamped, "needs X-Bulwark-Timestamp"),
+                (bodyOnly, "needs X-Bulwark-Timestamp"),
+                (bulwarkSigned(body, at: now, secret: Array("wrong".utf8)), "does not match"),
+            ]
+            for (headers, reason) in attempts {
+                try await client.execute(uri: "/hooks/git", method: .post, headers: headers, body: ByteBuffer(bytes: body)) { response in
+                    #expect(response.status == .unauthorized, "\(headers)")
+                    let message = try json(response)["error"] as? String
+                    #expect(message?.contains(reason) == true, "\(message ?? "-")")
+                }
+            }
+        }
+        #expect(await daemon.pushes == 1, "only the first delivery fetches")
+    }
+
+    /// What still goes through: every fresh relayed webhook, the same body again with a new
+    /// timestamp, one from a clock a few minutes off, and the forges' own webhooks as before
+    /// (GitHub's signature and GitLab's token carry no timestamp: they are taken as the forges send them).
+    @Test func freshRelayedWebhooksAndTheForgesWebhooksAreAccepted() async throws {
+        let daemon = RecordingDaemon(bindings: [Self.sshd])
+        let body = Array(#"{"ref":"refs/heads/main"}"#.utf8)
+        let now = Int64(Date().timeIntervalSince1970)
+        try await app(daemon).test(.router) { client in
+            for headers in [bulwarkSigned(body, at: now), bulwarkSigned(body, at: now + 1), bulwarkSigned(body, at: now - 240),
+                            bulwarkSigned(body, at: now + 240),
+                            [HTTPField.Name("X-Hub-Signature-256")!: WebhookVerifier.signature(of: body, secret: Self.secret)],
+                            [HTTPField.Name("X-Hub-Signature-256")!: WebhookVerifier.signature(of: body, secret: Self.secret)],
+                            [HTTPField.Name("X-Gitlab-Token")!: String(decoding: Self.secret, as: UTF8.self)]] {
+                try await client.execute(uri: "/hooks/git", method: .post, headers: headers, body: ByteBuffer(bytes: body)) { response in
+                    #expect(response.status == .accepted, "\(headers): \(String(buffer: response.body))")
+                }
+            }
+        }
+        #expect(await daemon.pushes == 7)
+    }
+
+    /// The replay memory holds only what verified, and is bounded: when full of fresh signatures
+    /// it refuses (an agent still polls) rather than forget one and take a replay; once they age
+    /// out of the window it takes new ones again.
+    @Test func theReplayMemoryIsBoundedAndForgetsOnlyWhatLeftTheWindow() {
+        let replays = WebhookReplayGuard()
+        let verifier = WebhookVerifier(secret: Self.secret, replays: replays)
+        let start = Date()
+        let body = Array("{}".utf8)
+        func headers(_ timestamp: Int64) -> HTTPFields {
+            [HTTPField.Name("X-Bulwark-Signature-256")!: WebhookVerifier.signature(of: body, timestamp: timestamp, secret: Self.secret),
+             HTTPField.Name(WebhookVerifier.timestampHeader)!: String(timestamp)]
+        }
+        let base = Int64(start.timeIntervalSince1970) - 299
+        for offset in 0..<Int64(WebhookReplayGuard.capacity) {
+            // Spread over the window (each signature differs by its timestamp).
+            let timestamp = base + offset % 599
+            let distinct = Array("{\"n\":\(offset)}".utf8)
+            let fields: HTTPFields = [HTTPField.Name("X-Bulwark-Signature-256")!: WebhookVerifier.signature(of: distinct, timestamp: timestamp, secret: Self.secret),
+                                      HTTPField.Name(WebhookVerifier.timestampHeader)!: String(timestamp)]
+            #expect(verifier.refusal(headers: fields, body: distinct, now: start) == nil)
+        }
+        #expect(replays.count == WebhookReplayGuard.capacity)
+        let full = verifier.refusal(headers: headers(Int64(start.timeIntervalSince1970)), body: body, now: start)
+        #expect(full?.contains("more than \(WebhookReplayGuard.capacity)") == true, "\(full ?? "accepted")")
+        // Ten minutes later every remembered one is out of the window: forgotten, and new ones are taken.
+        let later = start.addingTimeInterval(600)
+        #expect(verifier.refusal(headers: headers(Int64(later.timeIntervalSince1970)), body: body, now: later) == nil)
+        #expect(replays.count == 1)
     }
 
     // MARK: - Matching

@@ -6,11 +6,17 @@ package import Logging
 internal import Synchronization
 
 /// Push webhooks fanned out to a fleet's agents: a forge sends its webhook to one Bulwark
-/// process (`run --webhook-relay-file FILE`), which verifies it as always and then posts the same
-/// body to every agent URL listed in FILE, signed with the same secret
-/// (`X-Bulwark-Signature-256`, which every agent's `POST /hooks/git` verifies) and marked
-/// `X-Bulwark-Relayed: 1`. An agent fetches at once, as for the forge's own webhook.
+/// process (`run --webhook-relay-file FILE`), which verifies it as always, fetches, and, when
+/// its fetch put a new revision in force, posts the same body to every agent URL listed in FILE,
+/// signed with the same secret over a timestamp and the body (`X-Bulwark-Timestamp`,
+/// `X-Bulwark-Signature-256`, which every agent's `POST /hooks/git` verifies, within ±5 minutes
+/// and once) and marked `X-Bulwark-Relayed: 1`. An agent fetches at once, as for the forge's own webhook.
 ///
+/// - Only a move is relayed: a webhook after which the relay's policy branch is where it was at
+///   the last fan-out (a push to another branch, an agent's audit ref, a forge webhook replayed)
+///   costs the relay one `ls-remote` and the agents nothing.
+/// - A captured relayed webhook cannot be replayed: its timestamp is signed, an agent takes it
+///   only within ±5 minutes of its own clock and only once.
 /// - A relayed webhook is never relayed again, so a list that names the relay itself, or two
 ///   relays that name each other, cannot loop.
 /// - One fan-out at a time: webhooks that arrive meanwhile are merged into one more fan-out after
@@ -33,6 +39,14 @@ package final class WebhookRelay: Sendable {
     private struct State {
         var running = false
         var pending: [UInt8]?
+        /// A verified webhook waiting for the relay's next fetch to start.
+        var waiting: [UInt8]?
+        /// The webhook that arrived before the running fetch started: that fetch says whether it moved the branch.
+        var covered: [UInt8]?
+        /// The revision the last fan-out announced (at start, the first one in force).
+        var announced: String?
+        /// The last timestamp signed: each fan-out signs a later one, so no two share a signature.
+        var lastTimestamp: Int64 = 0
     }
     private let state = Mutex(State())
 
@@ -75,6 +89,43 @@ package final class WebhookRelay: Sendable {
             urls.append(line)
         }
         return (urls, skipped)
+    }
+
+    /// A verified webhook (not itself relayed) arrived: it is relayed after the relay's own fetch,
+    /// if that fetch moved the revision (`sourceChecked`).
+    package func webhookArrived(_ body: [UInt8]) {
+        state.withLock { $0.waiting = body }
+    }
+
+    /// The relay's fetch starts: it answers for the webhooks that arrived before it (one that
+    /// arrives during it waits for the next fetch, which its arrival asked for).
+    package func fetchStarting() {
+        state.withLock { state in
+            guard let waiting = state.waiting else { return }
+            state.covered = waiting
+            state.waiting = nil
+        }
+    }
+
+    /// The relay's fetch is done and `head` is the revision in force: relays the webhook it
+    /// answers for if the revision is not the one the last fan-out announced; else drops it.
+    package func sourceChecked(head: String?, logger: Logger) {
+        let (body, dropped) = state.withLock { state -> ([UInt8]?, Bool) in
+            guard let covered = state.covered else {
+                if state.announced == nil { state.announced = head }
+                return (nil, false)
+            }
+            state.covered = nil
+            guard let head, head != state.announced else { return (nil, true) }
+            state.announced = head
+            return (covered, false)
+        }
+        if let body {
+            relay(body, logger: logger)
+        } else if dropped {
+            logger.info("webhook not relayed: the revision in force is the one the last fan-out announced",
+                        metadata: ["revision": .string(head.map { String($0.prefix(12)) } ?? "none")])
+        }
     }
 
     /// Relays a verified webhook's body (not itself relayed) in the background; see the type.
@@ -123,8 +174,14 @@ package final class WebhookRelay: Sendable {
         } catch {
             return (0, ["\(error)"])
         }
+        let timestamp = state.withLock { state -> Int64 in
+            state.lastTimestamp = max(Int64(Date().timeIntervalSince1970), state.lastTimestamp + 1)
+            return state.lastTimestamp
+        }
         let headers = [("Content-Type", "application/json"), ("User-Agent", "bulwark/0.1"),
-                       ("X-Bulwark-Signature-256", WebhookVerifier.signature(of: body, secret: secret)), (Self.relayedHeader, "1")]
+                       (WebhookVerifier.timestampHeader, String(timestamp)),
+                       ("X-Bulwark-Signature-256", WebhookVerifier.signature(of: body, timestamp: timestamp, secret: secret)),
+                       (Self.relayedHeader, "1")]
         let timeout = timeout
         var delivered = 0
         await withTaskGroup(of: String?.self) { group in

@@ -26,8 +26,11 @@ import Testing
             let agent = try DaemonProcess(["--repo", fleet.origin, "--state-dir", fleet.state(1), "--poll", "3600",
                                            "--self", "--identity-root", fleet.identity(1), "--webhook-relay-file", dir + "/agent-relays"],
                                           environment: environment, logPath: dir + "/agent.log")
-            // The relay (here host 0's agent) lists agent 1, and one agent that is not there.
-            try write(dir + "/relays", "# agents\nhttp://127.0.0.1:\(agent.port)/hooks/git\n\nhttp://127.0.0.1:1/hooks/git\n")
+            // The relay (here host 0's agent) lists agent 1, one agent that is not there, and a
+            // wire tap that keeps what it is sent (an attacker who captured a relayed webhook).
+            let tap = try TestHTTPServer()
+            defer { tap.stop() }
+            try write(dir + "/relays", "# agents\nhttp://127.0.0.1:\(agent.port)/hooks/git\n\nhttp://127.0.0.1:1/hooks/git\n\(tap.url)\n")
             let relay = try DaemonProcess(["--repo", fleet.origin, "--state-dir", fleet.state(0), "--poll", "3600",
                                            "--self", "--identity-root", fleet.identity(0), "--webhook-relay-file", dir + "/relays"],
                                           environment: environment, logPath: dir + "/relay.log")
@@ -58,6 +61,36 @@ import Testing
             #expect(agent.wait(seconds: 60) { maxAuthTries(1) == "3" }, "\(agent.log)\n\(relay.log)")
             #expect(relay.wait(seconds: 60) { relay.log.contains("webhook relayed") }, "\(relay.log)")
             #expect(relay.wait(seconds: 60) { maxAuthTries(0) == "3" }, "\(relay.log)")
+
+            // The captured relayed webhook, replayed to the agent as it was sent: refused (the
+            // agent took that signature once), and the agent does not fetch for it.
+            #expect(relay.wait(seconds: 30) { tap.requests.count == 1 }, "\(relay.log)")
+            let captured = try #require(tap.requests.first)
+            #expect(captured.headers["x-bulwark-relayed"] == "1" && captured.headers["x-bulwark-timestamp"] != nil)
+            let replayed = try httpRequest(port: agent.port, "POST", "/hooks/git",
+                                           headers: ["X-Bulwark-Signature-256": captured.headers["x-bulwark-signature-256"] ?? "",
+                                                     "X-Bulwark-Timestamp": captured.headers["x-bulwark-timestamp"] ?? "",
+                                                     "X-Bulwark-Relayed": "1"], body: Array(captured.body))
+            #expect(replayed.status == 401 && replayed.body.contains("replayed"), "\(replayed.body)")
+            // The forge's webhook replayed to the relay (GitHub signs no timestamp): verified, but
+            // the relay's fetch finds the branch where the last fan-out left it, so no agent hears of it.
+            let again = try httpRequest(port: relay.port, "POST", "/hooks/git",
+                                        headers: ["X-Hub-Signature-256": WebhookVerifier.signature(of: body, secret: Array(Self.secret.utf8))], body: body)
+            #expect(again.status == 202)
+            #expect(relay.wait(seconds: 30) { relay.log.contains("webhook not relayed") }, "\(relay.log)")
+
+            // A real push after it is relayed again, with a later timestamp, and the agent takes it.
+            try write(path, try read(path).replacingOccurrences(of: "MaxAuthTries: 3", with: "MaxAuthTries: 2"))
+            try git("commit", "-qam", "MaxAuthTries 2", in: work)
+            try git("push", "-q", "origin", "main", in: work)
+            let pushed = Array(#"{"ref":"refs/heads/main","after":"1111111111111111111111111111111111111111"}"#.utf8)
+            let second = try httpRequest(port: relay.port, "POST", "/hooks/git",
+                                         headers: ["X-Hub-Signature-256": WebhookVerifier.signature(of: pushed, secret: Array(Self.secret.utf8))], body: pushed)
+            #expect(second.status == 202)
+            #expect(agent.wait(seconds: 60) { maxAuthTries(1) == "2" }, "\(agent.log)\n\(relay.log)")
+            #expect(relay.wait(seconds: 30) { tap.requests.count == 2 }, "\(relay.log)")
+            let stamps = tap.requests.compactMap { $0.headers["x-bulwark-timestamp"].flatMap { Int64($0) } }
+            #expect(stamps.count == 2 && stamps[1] > stamps[0], "\(stamps)")
             // Every host holds the webhook secret: a finding signed with it is refused by an agent
             // and by a relay (findings can propose policy), and reaches nothing.
             let finding = Array(#"{"Findings":[{"Id":"f-1","Title":"t","Severity":{"Label":"HIGH"},"Resources":[{"Id":"local"}]}]}"#.utf8)
@@ -70,12 +103,14 @@ import Testing
             #expect(agent.terminate() == 0)
             #expect(relay.terminate() == 0)
 
-            // One relayed webhook reached agent 1 (not the forged one), and agent 1 relayed nothing back.
-            #expect(agent.log.components(separatedBy: "push webhook verified").count - 1 == 1, "\(agent.log)")
-            #expect(relay.log.components(separatedBy: "push webhook verified").count - 1 == 1, "\(relay.log)")
+            // Two relayed webhooks reached agent 1 (not the forged one, not the replays), and agent 1 relayed nothing back.
+            #expect(agent.log.components(separatedBy: "push webhook verified").count - 1 == 2, "\(agent.log)")
+            #expect(agent.log.contains("replayed"), "the refused replay is logged: \(agent.log)")
+            #expect(relay.log.components(separatedBy: "push webhook verified").count - 1 == 3, "\(relay.log)")
+            #expect(relay.log.components(separatedBy: "webhook relayed").count - 1 == 2, "\(relay.log)")
             #expect(!agent.log.contains("webhook relayed"), "\(agent.log)")
-            // The agent that is not there is reported, the one that is counted.
-            #expect(relay.log.contains("delivered=1") && relay.log.contains("failed=1"), "\(relay.log)")
+            // The agent that is not there is reported, the ones that are counted.
+            #expect(relay.log.contains("delivered=2") && relay.log.contains("failed=1"), "\(relay.log)")
         }
     }
 
