@@ -43,6 +43,9 @@ public struct AuditRecord: Sendable, Hashable, Codable {
     public var needsRestart: String?
     /// The finding whose proposal set the desired value (from the resource's annotations).
     public var finding: FindingCitation? = nil
+    /// What became of that finding's proposal, when this record is about it: `reopened` (the
+    /// scanner reported the finding open again after its fix was verified), as `Bulwark-Proposal`.
+    public var proposal: String? = nil
 
     public init(
         id: String, controller: String, target: String, resource: String, kind: String, name: String,
@@ -145,6 +148,7 @@ public struct AuditRecord: Sendable, Hashable, Codable {
         if let nextWindowAt { trailers.append((.nextWindow, nextWindowAt)) }
         if let needsRestart { trailers.append((.needsRestart, needsRestart)) }
         if let finding { trailers += finding.trailers }
+        if let proposal { trailers.append((.proposal, proposal)) }
         lines += trailers.map { "\($0.0.rawValue): \(Self.oneLine($0.1))" }
         return lines.joined(separator: "\n") + "\n"
     }

@@ -38,7 +38,8 @@ public enum AuditTrailer: String, CaseIterable, Sendable {
     case findingFirstSeen = "Bulwark-Finding-First-Seen"
     case priority = "Bulwark-Priority"
     /// On a policy commit built from a finding: `proposed` (on bulwark/proposals/<id>),
-    /// `auto-merged`, `accepted` or `closed`.
+    /// `auto-merged`, `accepted` or `closed`; on an audit record, `reopened`: the scanner reported
+    /// the finding open again after its accepted fix was verified.
     case proposal = "Bulwark-Proposal"
 
     /// Whether a commit trailer's key is one of Bulwark's (trailer keys compare case-insensitively, as git's do).
@@ -68,6 +69,8 @@ public struct RecordedDecision: Sendable, Hashable {
     public var findingSource: String?
     public var findingFirstSeen: Date?
     public var priority: String?
+    /// `reopened` on the record of a finding reported open again after its fix was verified.
+    public var proposal: String?
 
     /// Nil when the commit carries no `Bulwark-Id` (not an audit record).
     public init?(trailer value: (AuditTrailer) -> String?) {
@@ -91,6 +94,7 @@ public struct RecordedDecision: Sendable, Hashable {
         findingSource = value(.findingSource)
         findingFirstSeen = value(.findingFirstSeen).flatMap(Timestamp.parse)
         priority = value(.priority)
+        proposal = value(.proposal)
     }
 
     /// A verified fix: applied and verified.

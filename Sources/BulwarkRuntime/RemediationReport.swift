@@ -15,6 +15,8 @@ package struct RemediationReport: Encodable {
         package var verifiedAt: Date?
         /// The finding the resource's desired value came from (`Bulwark-Finding`), if any.
         package var finding: FindingMark?
+        /// The record of that finding reported open again after its fix was verified (`Bulwark-Proposal: reopened`).
+        package var reopened = false
 
         package init?(_ commit: CommitInfo) {
             guard let record = commit.recorded, let target = record.target, let resource = record.resource,
@@ -26,6 +28,7 @@ package struct RemediationReport: Encodable {
                 finding = FindingMark(id: id, source: record.findingSource ?? "unknown",
                                       priority: record.priority.flatMap(Priority.init(rawValue:)) ?? .p3, firstSeen: firstSeen)
             }
+            reopened = record.proposal == "reopened"
         }
 
         package init(target: String, resource: String, controller: String, severity: Severity, decision: Decision,

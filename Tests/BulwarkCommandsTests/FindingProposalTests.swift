@@ -159,6 +159,33 @@ import Testing
         #expect(throws: ValidationFailure.self) { try Self.load(misplaced) }
     }
 
+    /// `report` lists a reopened finding, open until a later verified fix of the same resource
+    /// citing it; the reopening does not count as a first fix or an open finding for MTTR and SLA.
+    @Test func findingsSummaryListsReopenedFindingsUntilFixedAgain() {
+        let seen = Timestamp.parse("2026-11-01T00:00:00Z")!
+        func entry(_ decision: Decision, verified: Date?, at offset: Double, reopened: Bool = false) -> RemediationReport.Entry {
+            var entry = RemediationReport.Entry(target: "web-1", resource: "SSHDConfig/x", controller: "c", severity: .high,
+                                                decision: decision, result: verified == nil ? nil : .verified,
+                                                detectedAt: seen.addingTimeInterval(offset), verifiedAt: verified)
+            entry.finding = FindingMark(id: "f", source: "ocsf", priority: .p2, firstSeen: seen)
+            entry.reopened = reopened
+            return entry
+        }
+        let fixedOnce = [entry(.applied, verified: seen.addingTimeInterval(3600), at: 3000),
+                         entry(.reported, verified: nil, at: 86_400, reopened: true)]
+        let open = FindingsSummary(entries: fixedOnce, since: nil, now: seen.addingTimeInterval(90 * 86_400), sla: SLAPolicy())
+        #expect(open.fixed == 1 && open.mttr.maxSeconds == 3600)
+        #expect(open.reopened.count == 1 && open.reopened.first?.fixedAgainAt == nil)
+        #expect(open.slaBreaches.isEmpty, "fixed within its SLA; the reopening is listed on its own")
+        #expect(open.lines().contains { $0.contains("reopened 2026-11-02T00:00:00.000Z, open") }, "\(open.lines())")
+        let again = FindingsSummary(entries: fixedOnce + [entry(.applied, verified: seen.addingTimeInterval(90_000), at: 89_000)],
+                                    since: nil, now: seen.addingTimeInterval(90 * 86_400), sla: SLAPolicy())
+        #expect(again.reopened.first?.fixedAgainAt == seen.addingTimeInterval(90_000))
+        #expect(again.fixed == 1, "MTTR stays first seen to first fix")
+        let none = FindingsSummary(entries: [fixedOnce[0]], since: nil, now: seen, sla: SLAPolicy())
+        #expect(none.reopened.isEmpty)
+    }
+
     @Test func findingsSummaryMeasuresFromFirstSeenAndListsBreaches() {
         let seen = Timestamp.parse("2026-11-01T00:00:00Z")!
         func entry(_ finding: String, priority: Priority, verified: Date?, source: String = "trivy") -> RemediationReport.Entry {
@@ -285,6 +312,73 @@ import Testing
             #expect((findings["slaBreaches"] as? [Any])?.isEmpty == true)
             let text = try s.run("report").stdout
             #expect(text.contains("Findings MTTR (first seen by the scanner to verified fix): 1 fix"))
+        }
+    }
+
+    /// A finding reported open again after its accepted fix was verified is a fix that did not
+    /// hold: `reopened` (exit 2), no second proposal (the branch is untouched), one audit record
+    /// saying so however often the scanner reports it, listed by `report` until the next verified
+    /// fix. Reported open after acceptance but before the fix is verified, it is still waiting for
+    /// that fix: `already-proposed`, exit 0, nothing recorded.
+    @Test func aFindingOpenAgainAfterItsVerifiedFixIsReopenedAndNotProposedAgain() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            #expect(try s.run("apply").status == 0)
+            try s.commitPolicy("finding-rules/sshd.yaml", Self.rule, message: "finding rule: MaxAuthTries")
+            let id = "lynis-SSH-7408-reopen"
+            let document = Self.finding(id: id, firstSeen: Date(timeIntervalSince1970: (Date().timeIntervalSince1970 - 3600).rounded(.down)))
+            #expect(try ingest(s, document).status == 2)
+            #expect(try s.run("accept", id).status == 0)
+            // Accepted, not yet applied: waiting for its fix, not reopened.
+            let waiting = try ingest(s, document)
+            #expect(waiting.status == 0, "\(waiting.stderr)")
+            #expect((waiting.report["items"] as? [[String: Any]])?.first?["outcome"] as? String == "already-proposed")
+            #expect(try s.trailers("Bulwark-Proposal").isEmpty)
+            #expect(try s.run("apply").status == 0)
+            #expect(try sshd(s, "MaxAuthTries") == "3")
+
+            // The fix does not hold: the value is back, and the scanner reports the finding open again.
+            let config = s.host + "/etc/ssh/sshd_config"
+            try write(config, try read(config).replacingOccurrences(of: "MaxAuthTries 3", with: "MaxAuthTries 4"))
+            let refs = try git("--git-dir", s.origin, "for-each-ref", "--format=%(refname) %(objectname)", "refs/heads/bulwark/proposals", "refs/heads/main")
+            let reopened = try ingest(s, document)
+            #expect(reopened.status == 2, "\(reopened.stderr)")
+            let item = try #require((reopened.report["items"] as? [[String: Any]])?.first, "\(reopened.stderr)")
+            #expect(item["outcome"] as? String == "reopened", "\(item)")
+            #expect((item["detail"] as? String)?.contains("the fix did not hold") == true, "\(item)")
+            #expect(item["reconciled"] as? [String] == ["local SSHDConfig/cis-5.1.16-max-auth-tries"], "\(item)")
+            #expect(item["branch"] as? String == "bulwark/proposals/\(id)")
+            // No second proposal: the proposal branch and the policy branch are where they were.
+            #expect(try git("--git-dir", s.origin, "for-each-ref", "--format=%(refname) %(objectname)", "refs/heads/bulwark/proposals", "refs/heads/main") == refs)
+            #expect(try s.trailers("Bulwark-Proposal") == ["reopened"])
+            let record = try git("--git-dir", s.origin, "log", "-1", "--format=%B", "bulwark/audit")
+            #expect(record.contains("Bulwark-Decision: reported") && record.contains("Bulwark-Finding: \(id)")
+                    && record.contains("Bulwark-Resource: SSHDConfig/cis-5.1.16-max-auth-tries"), "\(record)")
+            // Reported again: the same outcome, recorded once.
+            let again = try ingest(s, document)
+            #expect(again.status == 2 && (again.report["items"] as? [[String: Any]])?.first?["outcome"] as? String == "reopened")
+            #expect(try s.trailers("Bulwark-Proposal") == ["reopened"])
+            try write(dir + "/reopened.json", document)
+            let text = try s.run("ingest", dir + "/reopened.json")
+            #expect(text.status == 2 && text.stdout.contains("reopened bulwark/proposals/\(id)")
+                    && text.stdout.contains("the fix did not hold"), "\(text.stdout)")
+
+            func reopenings() throws -> [[String: Any]] {
+                let report = try s.run("report", "--output", "json")
+                let json = try #require(try JSONSerialization.jsonObject(with: Data(report.stdout.utf8)) as? [String: Any])
+                return (json["findings"] as? [String: Any])?["reopened"] as? [[String: Any]] ?? []
+            }
+            let open = try reopenings()
+            #expect(open.count == 1 && open.first?["finding"] as? String == id && open.first?["fixedAgainAt"] == nil, "\(open)")
+            #expect(try s.run("report").stdout.contains("Reopened after a verified fix (the fix did not hold):"))
+            // The next verified fix closes it in the report; the scanner's next report is reopened no more
+            // until it is open again after that fix.
+            #expect(try s.run("apply").status == 0)
+            #expect(try sshd(s, "MaxAuthTries") == "3")
+            let fixed = try reopenings()
+            #expect(fixed.count == 1 && fixed.first?["fixedAgainAt"] != nil, "\(fixed)")
+            let resolved = try ingest(s, Self.finding(id: id, firstSeen: Date(), resolved: true))
+            #expect(resolved.status == 0 && (resolved.report["items"] as? [[String: Any]])?.first?["outcome"] as? String == "nothing")
         }
     }
 

@@ -6,7 +6,7 @@ extension Daemon {
     /// Remembers, per binding a finding names, the highest priority of those findings: the next
     /// cycle plans that drift first (P1 first), so that a limit defers drift no scanner waits on.
     func prioritize(_ report: IntakeReport, reconcile: Set<Binding>) {
-        for item in report.items where item.outcome == "reconcile" {
+        for item in report.items where item.outcome == "reconcile" || item.outcome == "reopened" {
             for binding in reconcile where item.reconciled.contains(binding.description) {
                 findingPriorities[binding] = min(findingPriorities[binding] ?? item.priority, item.priority)
             }

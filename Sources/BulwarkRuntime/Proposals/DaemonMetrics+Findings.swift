@@ -10,7 +10,7 @@ extension DaemonMetrics {
 
     /// The outcomes counted (bounded labels: priorities and `IntakeReport` outcomes).
     static let findingOutcomes: Set<String> = ["reconcile", "proposed", "merged", "already-proposed", "already-in-policy", "closed",
-                                              "not-proposed", "nothing"]
+                                              "not-proposed", "nothing", "reopened"]
 
     package func findings(_ report: IntakeReport, now: Date = Date()) {
         for item in report.items {

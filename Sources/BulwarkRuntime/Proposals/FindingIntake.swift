@@ -18,7 +18,8 @@ package struct IntakeReport: Codable, Sendable, Equatable {
         /// The rule that decided, nil when none matched (the finding is reconciled).
         package var rule: String?
         package var action: String
-        /// `reconcile`, `proposed`, `merged`, `already-proposed`, `already-in-policy`, `closed`, `not-proposed`, `nothing`.
+        /// `reconcile`, `proposed`, `merged`, `already-proposed`, `already-in-policy`, `closed`, `not-proposed`, `nothing`,
+        /// or `reopened`: open again after its accepted fix was verified (see `ReopenedFindings`).
         package var outcome: String
         package var detail: String?
         package var branch: String?
@@ -82,6 +83,9 @@ package struct FindingIntake: Sendable {
         var items: [IntakeReport.Item] = []
         let engine = ProposalEngine(registry: registry, repository: repository, reconciler: reconciler, now: now)
         var files: [SourceFile]?
+        // The verified fixes citing findings, read once, only when a finding the policy cites is reported open.
+        var verified: ReopenedFindings?
+        var recorded: [AuditRecord] = []
         // The same finding twice in one document is decided once.
         var seen = Set<String>()
         for finding in findings where seen.insert(finding.id).inserted {
@@ -110,6 +114,28 @@ package struct FindingIntake: Sendable {
                 }
             case .propose:
                 guard let rule else { break }
+                // Accepted, and its fix verified, yet reported open: the fix did not hold. Not proposed again.
+                let citing = finding.resolved ? [] : state.bindings.filter { state.resources[$0.resource]?.annotations[FindingCitation.idKey] == finding.id }
+                if !citing.isEmpty {
+                    if verified == nil { verified = await ReopenedFindings.read(repository) }
+                    let reopened = verified?.reopened(finding, citing: citing) ?? []
+                    if !reopened.isEmpty {
+                        item.outcome = "reopened"
+                        item.detail = "open again after its accepted fix was verified at "
+                            + Timestamp.format(reopened.map(\.fix.verifiedAt).max() ?? now) + ": the fix did not hold"
+                        item.branch = ProposalEngine.branch(for: finding.id)
+                        item.reconciled = reopened.map(\.binding.description)
+                        for (binding, fix) in reopened {
+                            let first = max(finding.firstObservedAt, fix.verifiedAt)
+                            reconcile[binding] = min(reconcile[binding] ?? first, first)
+                            guard let resource = state.resources[binding.resource] else { continue }
+                            let mode = state.controllers[binding.controller]?.mode ?? .enforce
+                            recorded.append(ReopenedFindings.record(finding, binding: binding, fix: fix, resource: resource, mode: mode,
+                                                                    head: head, now: now))
+                        }
+                        break
+                    }
+                }
                 if files == nil { files = (try? await repository.files(at: head)) ?? [] }
                 let outcome = await engine.handle(finding, rule: rule, priority: priority, state: state, files: files ?? [], head: head)
                 item.outcome = outcome.outcome
@@ -119,7 +145,26 @@ package struct FindingIntake: Sendable {
             }
             items.append(item)
         }
+        if !recorded.isEmpty { await record(recorded) }
         return (IntakeReport(format: format.rawValue, findings: findings.count, items: items), reconcile)
+    }
+
+    /// Commits the records of reopened findings (each once) and pushes them; a failure is logged,
+    /// the intake's answer stands (the next report of the finding records it again).
+    func record(_ records: [AuditRecord]) async {
+        let console = Console()
+        do {
+            var wrote = false
+            for record in records where try await !repository.contains(recordID: record.id) {
+                _ = try await repository.write(record)
+                wrote = true
+            }
+            if wrote, case .keptLocally(_, let reason) = try await repository.publish() {
+                console.warn("the record of a reopened finding is kept locally and pushed on the next run: \(reason)")
+            }
+        } catch {
+            console.warn("cannot record a reopened finding on the audit branch: \(error)")
+        }
     }
 
     /// The bindings whose targets give a finding its exposure: those it names, else, for a finding

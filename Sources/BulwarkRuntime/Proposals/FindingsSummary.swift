@@ -31,7 +31,21 @@ package struct FindingsSummary: Encodable {
         package var fixed: Bool
     }
 
+    /// A finding reported open again after its accepted fix was verified: the fix did not hold.
+    package struct Reopening: Encodable {
+        package var finding: String
+        package var source: String
+        package var priority: Priority
+        package var target: String
+        package var resource: String
+        package var reopenedAt: Date
+        /// When a later verified fix citing the finding closed it again; nil while it is open.
+        package var fixedAgainAt: Date?
+    }
+
     package var fixed: Int
+    /// Findings reopened (within `since`), newest first.
+    package var reopened: [Reopening]
     package var mttr: RemediationReport.Summary
     package var bySource: [String: RemediationReport.Summary]
     package var byPriority: [String: RemediationReport.Summary]
@@ -40,15 +54,28 @@ package struct FindingsSummary: Encodable {
     package init(entries: [RemediationReport.Entry], since: Date?, now: Date, sla: SLAPolicy) {
         var first: [String: (mark: FindingMark, seconds: Double)] = [:]
         var open: [String: FindingMark] = [:]
+        var reopenings: [Reopening] = []
         for entry in entries {
             guard let mark = entry.finding else { continue }
+            if entry.reopened {
+                if since.map({ entry.detectedAt >= $0 }) ?? true {
+                    reopenings.append(Reopening(finding: mark.id, source: mark.source, priority: mark.priority, target: entry.target,
+                                                resource: entry.resource, reopenedAt: entry.detectedAt, fixedAgainAt: nil))
+                }
+                continue
+            }
             if entry.result == .verified, let verified = entry.verifiedAt {
+                for index in reopenings.indices where reopenings[index].finding == mark.id && reopenings[index].fixedAgainAt == nil
+                    && reopenings[index].target == entry.target && reopenings[index].resource == entry.resource {
+                    reopenings[index].fixedAgainAt = verified
+                }
                 open[mark.id] = nil
                 if first[mark.id] == nil { first[mark.id] = (mark, max(0, verified.timeIntervalSince(mark.firstSeen))) }
             } else if first[mark.id] == nil, entry.decision != .waived {
                 open[mark.id] = mark
             }
         }
+        reopened = reopenings.sorted { $0.reopenedAt > $1.reopenedAt }
         let counted: [(mark: FindingMark, seconds: Double)] = first.values.filter { item in since.map { item.mark.firstSeen >= $0 } ?? true }
         fixed = counted.count
         mttr = RemediationReport.Summary(counted.map { $0.seconds })
@@ -79,7 +106,7 @@ package struct FindingsSummary: Encodable {
 
     /// The report's lines about findings (none when no record cites a finding).
     package func lines() -> [String] {
-        guard fixed > 0 || !slaBreaches.isEmpty else { return [] }
+        guard fixed > 0 || !slaBreaches.isEmpty || !reopened.isEmpty else { return [] }
         var lines = ["Findings MTTR (first seen by the scanner to verified fix): " + line(mttr)]
         for (title, groups) in [("source", bySource), ("priority", byPriority)] where !groups.isEmpty {
             lines.append("Findings by \(title):")
@@ -90,6 +117,13 @@ package struct FindingsSummary: Encodable {
             lines.append("  \(breach.priority.rawValue)  \(breach.source)  \(breach.finding)  "
                          + (breach.fixed ? "fixed after \(RemediationReport.duration(breach.seconds))" : "open for \(RemediationReport.duration(breach.seconds))")
                          + " (SLA \(RemediationReport.duration(breach.slaSeconds)))")
+        }
+        if !reopened.isEmpty {
+            lines.append("Reopened after a verified fix (the fix did not hold):")
+            for item in reopened {
+                lines.append("  \(item.priority.rawValue)  \(item.source)  \(item.finding)  \(item.target) \(item.resource)  reopened \(Timestamp.format(item.reopenedAt))"
+                             + (item.fixedAgainAt.map { ", fixed again \(Timestamp.format($0))" } ?? ", open"))
+            }
         }
         return lines
     }
