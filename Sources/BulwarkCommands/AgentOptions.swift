@@ -5,7 +5,7 @@ internal import Foundation
 
 /// A host agent's selection: which targets this process reconciles (`--self`, `--target`).
 struct AgentOptions: ParsableArguments {
-    @Flag(name: .customLong("self"), help: ArgumentHelp("Reconcile only the targets bound to this host: named after its host name, or labelled machine-id (/etc/machine-id) or hostname. Records go to this agent's own audit ref, bulwark/audit-targets/<target>."))
+    @Flag(name: .customLong("self"), help: ArgumentHelp("Reconcile only the targets bound to this host: named after its host name, or labelled machine-id (/etc/machine-id) or hostname. Records go to this agent's own audit ref, bulwark/audit-hosts/<machine id, else host name>."))
     var selfHost = false
 
     @Option(name: .customLong("target"), help: ArgumentHelp("Reconcile only this target (repeatable); records go to bulwark/audit-targets/<target>.", valueName: "name"))
@@ -35,12 +35,12 @@ struct AgentOptions: ParsableArguments {
         let selection = selection
         guard selection != .all else { return nil }
         guard repository.auditBranch == "bulwark/audit" else {
-            throw ValidationError("--audit-branch does not go with --self or --target: an agent writes to its own ref, bulwark/audit-targets/<target>")
+            throw ValidationError("--audit-branch does not go with --self or --target: an agent writes to its own ref (bulwark/audit-hosts/<host>, or bulwark/audit-targets/<target> with --target)")
         }
-        guard let names = try selection.resolve(configuration: try repository.configuration(), registry: Bulwark.registry()) else {
+        guard let (names, ref) = try selection.resolve(configuration: try repository.configuration(), registry: Bulwark.registry()) else {
             return nil
         }
-        repository.auditBranch = try AuditRef.agent(targets: names).branch
+        repository.auditBranch = ref.branch
         return Set(names)
     }
 }

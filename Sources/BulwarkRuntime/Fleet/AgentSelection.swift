@@ -7,7 +7,7 @@ package import Foundation
 /// `all` (the default) is a single process owning every target, writing to the shared audit
 /// branch. A host agent is either told its targets (`--target NAME`, repeatable) or finds them
 /// itself (`--self`: the targets bound to this host, see `HostIdentity`); it reconciles only
-/// those and writes its records to its own audit ref (`AuditRef.agent`).
+/// those and writes its records to its own audit ref (`auditRef`).
 package enum AgentSelection: Sendable, Equatable {
     case all
     case named([String])
@@ -24,8 +24,8 @@ package enum AgentSelection: Sendable, Equatable {
 
     /// Restricts a revision to this process's targets, chosen for that revision: a host agent
     /// takes the targets a new revision binds to its host, and leaves those it no longer binds,
-    /// without a restart. Returns the targets kept (nil: every target). The agent's audit ref
-    /// keeps the name it was given when the agent started (it is the agent's, not the targets').
+    /// without a restart. Returns the targets kept (nil: every target). The agent's audit ref is
+    /// named after the host, not the targets (`auditRef`).
     package func select(_ state: inout DesiredState) -> Set<String>? {
         let owned = targets(in: state).map { $0.intersection(state.targets.keys) }
         Self.restrict(&state, to: owned)
@@ -62,11 +62,36 @@ package enum AgentSelection: Sendable, Equatable {
         }
     }
 
-    /// Resolves a host agent's targets before its audit ref is chosen (the ref is named after
-    /// them): fetches only the policy branch into the state clone, under the state directory's
-    /// lock, and reads the head revision. The full sync that follows reuses what was fetched.
-    /// When the origin cannot be reached, the last fetched revision is used.
-    package func resolve(configuration: PolicyRepository.Configuration, registry: Registry) throws -> [String]? {
+    /// The audit ref of an agent with these targets whose state clone is `repository`: the agent
+    /// ref the state directory already writes to (a local branch under an agents' folder), so
+    /// that a restart, a revision that binds other targets, or an upgrade never moves an agent's
+    /// records to another ref (which its tamper check would take for a deleted branch); else,
+    /// for a new state directory, one named after the host (`--self`: `AuditRef.host`) or after
+    /// the targets it is told (`--target`: `AuditRef.agent`). Nil for `all`.
+    package func auditRef(targets: [String], repository: Repository) throws -> AuditRef? {
+        let fresh: AuditRef
+        switch self {
+        case .all: return nil
+        case .named: fresh = try AuditRef.agent(targets: targets)
+        case .host(let identity): fresh = try AuditRef.host(identity)
+        }
+        var existing: [String] = []
+        for folder in AuditRef.agentFolders {
+            existing += try repository.references(matching: "refs/heads/\(folder)*").map { String($0.name.dropFirst("refs/heads/".count)) }
+        }
+        if existing.isEmpty || existing.contains(fresh.branch) { return fresh }
+        guard existing.count == 1, let only = existing.first else {
+            throw CommandError("the state directory holds several agent audit refs (\(existing.sorted().joined(separator: ", "))): "
+                               + "one state directory is one agent; remove the ones this agent does not write to")
+        }
+        return try AuditRef.existing(only)
+    }
+
+    /// Resolves a host agent's targets and its audit ref (`auditRef`): fetches only the policy
+    /// branch into the state clone, under the state directory's lock, and reads the head
+    /// revision. The full sync that follows reuses what was fetched. When the origin cannot be
+    /// reached, the last fetched revision is used.
+    package func resolve(configuration: PolicyRepository.Configuration, registry: Registry) throws -> (targets: [String], ref: AuditRef)? {
         if case .all = self { return nil }
         let directory = configuration.stateDirectory
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -95,6 +120,7 @@ package enum AgentSelection: Sendable, Equatable {
                            size: file.size, contents: file.contents)
             }
         let state = try DesiredStateLoader(registry: registry).load(files, revision: Revision(head))
-        return try resolve(in: state)
+        guard let targets = try resolve(in: state), let ref = try auditRef(targets: targets, repository: repository) else { return nil }
+        return (targets, ref)
     }
 }

@@ -6,9 +6,13 @@ package import Foundation
 ///
 /// - `shared`: one branch (`bulwark/audit`, or `--audit-branch`) for a single process that owns
 ///   every target: the default, and the layout of every existing repository.
-/// - per target: a host agent (`run --self`, `--target NAME`) writes to
-///   `refs/heads/bulwark/audit-targets/<target>`; a controller replica sharing leased targets
-///   writes to `refs/heads/bulwark/audit-replicas/<replica>`. Each writer owns its ref, so a fleet
+/// - per writer: a host agent (`run --self`) writes to `refs/heads/bulwark/audit-hosts/<host>`,
+///   named after the host's identity (its machine id, else its host name), which does not change
+///   when a revision binds other targets to the host; an agent told its targets (`--target NAME`)
+///   writes to `refs/heads/bulwark/audit-targets/<target>` (the names it is given); a controller
+///   replica sharing leased targets writes to `refs/heads/bulwark/audit-replicas/<replica>`. A
+///   state directory keeps the ref it first wrote to (`AgentSelection.auditRef`), so refs of
+///   agents from before (`audit-targets/<targets --self found>`) go on as they were. Each writer owns its ref, so a fleet
 ///   of agents never races on one ref (no rejected push, no fetch-and-replay loop), and an agent
 ///   fetches only the policy branch and its own ref.
 ///
@@ -23,7 +27,10 @@ package struct AuditRef: Sendable, Hashable, CustomStringConvertible {
     package let branch: String
 
     package static let targetsFolder = "bulwark/audit-targets/"
+    package static let hostsFolder = "bulwark/audit-hosts/"
     package static let replicasFolder = "bulwark/audit-replicas/"
+    /// The folders of agents' refs.
+    package static let agentFolders = [targetsFolder, hostsFolder]
 
     package init(shared branch: String) {
         self.branch = branch
@@ -39,6 +46,21 @@ package struct AuditRef: Sendable, Hashable, CustomStringConvertible {
         let names = Set(targets).sorted()
         guard !names.isEmpty else { throw CommandError("an agent's audit ref needs at least one target") }
         return try checked(targetsFolder + names.joined(separator: "+"), what: "the targets \(names.joined(separator: ", "))")
+    }
+
+    /// A `--self` host agent's ref, named after the host: its machine id (stable across renames),
+    /// else its host name. Throws when the host has neither.
+    package static func host(_ identity: HostIdentity) throws -> AuditRef {
+        guard let name = identity.machineID ?? identity.hostname else {
+            throw CommandError("this host has no machine id nor host name to name its audit ref after (\(identity))")
+        }
+        return try checked(hostsFolder + name, what: "the host \(identity)")
+    }
+
+    /// An existing per-writer ref, by its branch name (a state directory's own, kept across restarts).
+    package static func existing(_ branch: String) throws -> AuditRef {
+        guard isPerWriter(branch) else { throw CommandError("\(quotedForMessage(branch)) is not an agent's or a replica's audit ref") }
+        return try checked(branch, what: "the existing ref")
     }
 
     /// A controller replica's ref, named after the replica.
@@ -58,7 +80,7 @@ package struct AuditRef: Sendable, Hashable, CustomStringConvertible {
     package var isPerWriter: Bool { Self.isPerWriter(branch) }
 
     package static func isPerWriter(_ branch: String) -> Bool {
-        branch.hasPrefix(targetsFolder) || branch.hasPrefix(replicasFolder)
+        branch.hasPrefix(targetsFolder) || branch.hasPrefix(hostsFolder) || branch.hasPrefix(replicasFolder)
     }
 
     package var description: String { branch }
@@ -72,5 +94,6 @@ package struct AuditRef: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// The fetched refs of every other writer, which readers merge into one history.
-    package static let otherWriterGlobs = ["refs/remotes/origin/\(targetsFolder)*", "refs/remotes/origin/\(replicasFolder)*"]
+    package static let otherWriterGlobs = ["refs/remotes/origin/\(targetsFolder)*", "refs/remotes/origin/\(hostsFolder)*",
+                                           "refs/remotes/origin/\(replicasFolder)*"]
 }

@@ -7,7 +7,7 @@ package enum FleetAuditRefs {
     /// the origin's fetched one, sorted by name; a ref that exists in neither form is left out.
     package static func branches(in repository: Repository, shared: String) throws -> [(branch: String, head: ObjectID)] {
         var found: [String: ObjectID] = [:]
-        for folder in [AuditRef.targetsFolder, AuditRef.replicasFolder] {
+        for folder in AuditRef.agentFolders + [AuditRef.replicasFolder] {
             for prefix in ["refs/remotes/origin/", "refs/heads/"] {
                 // Local branches win over the fetched ones (they hold what waits to be pushed).
                 for (name, head) in try repository.references(matching: prefix + folder + "*") {

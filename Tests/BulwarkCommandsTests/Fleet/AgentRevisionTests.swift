@@ -15,7 +15,7 @@ import Testing
             let other = try fleet.snapshot(1)
             let daemon = try DaemonProcess(["--repo", fleet.origin, "--state-dir", fleet.state(0), "--poll", "1",
                                             "--self", "--identity-root", fleet.identity(0)], logPath: dir + "/daemon.log")
-            let ref = "bulwark/audit-targets/web-0"
+            let ref = fleet.hostRef(0)
             func targets() -> Set<String> { Set((try? fleet.trailers("Bulwark-Target", on: ref)) ?? []) }
             #expect(daemon.wait(seconds: 60) { targets() == ["web-0"] }, "\(daemon.log)")
 

@@ -15,6 +15,9 @@ struct FleetFixture {
     func target(_ index: Int) -> String { "web-\(index)" }
     /// Odd hosts are bound by machine id, even ones by host name.
     func machineID(_ index: Int) -> String { String(format: "%032x", 0xb0_1000 + index) }
+    /// The audit ref of host `index`'s `--self` agent: named after its machine id (odd hosts),
+    /// else its host name.
+    func hostRef(_ index: Int) -> String { "bulwark/audit-hosts/" + (index % 2 == 1 ? machineID(index) : target(index)) }
 
     init(in dir: String, count: Int, origin: String? = nil) throws {
         self.dir = dir

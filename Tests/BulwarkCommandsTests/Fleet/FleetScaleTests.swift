@@ -66,9 +66,9 @@ import Testing
                 let records = (result["records"] as? [Any])?.count ?? -1
                 #expect((result["keptLocally"] as? Int) == 0, "agent \(index) kept records locally: \(output.prefix(500))")
                 // Every record the agent made is on its own ref on the origin, and nothing else is.
-                let landed = (try? fleet.trailers("Bulwark-Id", on: "bulwark/audit-targets/\(fleet.target(index))")) ?? []
+                let landed = (try? fleet.trailers("Bulwark-Id", on: fleet.hostRef(index))) ?? []
                 #expect(records > 0 && landed.count == records, "agent \(index): \(records) records, \(landed.count) on the origin")
-                let targets = Set((try? fleet.trailers("Bulwark-Target", on: "bulwark/audit-targets/\(fleet.target(index))")) ?? [])
+                let targets = Set((try? fleet.trailers("Bulwark-Target", on: fleet.hostRef(index))) ?? [])
                 #expect(targets == [fleet.target(index)])
                 total += landed.count
             }

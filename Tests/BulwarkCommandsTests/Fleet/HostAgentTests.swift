@@ -23,22 +23,23 @@ import Testing
             #expect(try fleet.agent(0, "plan", ["--target", "web-0"]).status == 0)
             let drifted = try fleet.agent(2, "plan", ["--self", "--identity-root", fleet.identity(2), "--output", "json"])
             #expect(drifted.status == 2 && drifted.stdout.contains("web-2") && !drifted.stdout.contains("\"web-0\""), "\(drifted.stderr)")
-            #expect(try fleet.refs(under: "bulwark/") == ["bulwark/audit-targets/web-0", "bulwark/audit-targets/web-1"])
+            #expect(Set(try fleet.refs(under: "bulwark/")) == [fleet.hostRef(0), fleet.hostRef(1)])
             for index in [0, 1] {
-                let targets = try fleet.trailers("Bulwark-Target", on: "bulwark/audit-targets/web-\(index)")
+                let targets = try fleet.trailers("Bulwark-Target", on: fleet.hostRef(index))
                 #expect(!targets.isEmpty && targets.allSatisfy { $0 == "web-\(index)" })
             }
             // A second pass finds both hosts fixed: nothing new is recorded.
             let again = try fleet.agent(0, "apply", ["--target", "web-0"])
             #expect(again.status == 0, "\(again.stderr)")
-            let before = try fleet.trailers("Bulwark-Id", on: "bulwark/audit-targets/web-0")
-            #expect(try fleet.trailers("Bulwark-Id", on: "bulwark/audit-targets/web-0") == before)
+            let before = try fleet.trailers("Bulwark-Id", on: fleet.hostRef(0))
+            #expect(try fleet.trailers("Bulwark-Id", on: fleet.hostRef(0)) == before)
+            #expect(Set(try fleet.refs(under: "bulwark/")) == [fleet.hostRef(0), fleet.hostRef(1)], "--target on that state directory keeps its ref")
 
             // A reader (one process, the shared branch) sees both agents' records as one history.
             let log = try bulwark(["log", "--repo", fleet.origin, "--state-dir", dir + "/reader", "--output", "json", "--limit", "1000"])
             #expect(log.status == 0, "\(log.stderr)")
-            let total = try fleet.trailers("Bulwark-Id", on: "bulwark/audit-targets/web-0").count
-                + fleet.trailers("Bulwark-Id", on: "bulwark/audit-targets/web-1").count
+            let total = try fleet.trailers("Bulwark-Id", on: fleet.hostRef(0)).count
+                + fleet.trailers("Bulwark-Id", on: fleet.hostRef(1)).count
             let entries = try JSONSerialization.jsonObject(with: Data(log.stdout.utf8)) as? [[String: Any]] ?? []
             #expect(entries.count == total)
             let shown = Set(entries.compactMap { $0["target"] as? String })
@@ -47,7 +48,7 @@ import Testing
             // verify-audit checks every ref, each a chain of its own.
             let verified = try bulwark(["verify-audit", "--repo", fleet.origin])
             #expect(verified.status == 0, "\(verified.stderr)")
-            #expect(verified.stdout.contains("on bulwark/audit-targets/web-0") && verified.stdout.contains("on bulwark/audit-targets/web-1"))
+            #expect(verified.stdout.contains("on \(fleet.hostRef(0))") && verified.stdout.contains("on \(fleet.hostRef(1))"), "\(verified.stdout)")
         }
     }
 
@@ -71,7 +72,7 @@ import Testing
             // The legitimate agent on the same state directory still goes through.
             let legit = try fleet.agent(0, "apply", ["--self", "--identity-root", fleet.identity(0)])
             #expect(legit.status == 0, "\(legit.stderr)")
-            #expect(try fleet.refs(under: "bulwark/") == ["bulwark/audit-targets/web-0"])
+            #expect(try fleet.refs(under: "bulwark/") == [fleet.hostRef(0)])
             #expect(try fleet.snapshot(1) == before[1])
         }
     }
@@ -106,15 +107,15 @@ import Testing
             let daemon = try DaemonProcess(["--repo", fleet.origin, "--state-dir", fleet.state(0), "--poll", "1",
                                             "--self", "--identity-root", fleet.identity(0)], logPath: dir + "/daemon.log")
             #expect(daemon.wait(seconds: 60) { (try? daemon.get("/readyz").status) == 200 }, "\(daemon.log)")
-            #expect(daemon.wait(seconds: 30) { ((try? fleet.trailers("Bulwark-Target", on: "bulwark/audit-targets/web-0")) ?? []).count > 0 },
+            #expect(daemon.wait(seconds: 30) { ((try? fleet.trailers("Bulwark-Target", on: fleet.hostRef(0))) ?? []).count > 0 },
                     "\(daemon.log)")
-            #expect(Set(try fleet.trailers("Bulwark-Target", on: "bulwark/audit-targets/web-0")) == ["web-0"])
+            #expect(Set(try fleet.trailers("Bulwark-Target", on: fleet.hostRef(0))) == ["web-0"])
             #expect(daemon.terminate() == 0)
             #expect(try fleet.snapshot(1) == untouched)
-            #expect(try fleet.refs(under: "bulwark/") == ["bulwark/audit-targets/web-0", "bulwark/audit-targets/web-1"])
+            #expect(Set(try fleet.refs(under: "bulwark/")) == [fleet.hostRef(0), fleet.hostRef(1)])
 
             // A daemon of the default mode reads every agent's ref: its MTTR counts both agents' fixes.
-            let verified = try ["web-0", "web-1"].flatMap { try fleet.trailers("Bulwark-Result", on: "bulwark/audit-targets/\($0)") }
+            let verified = try [0, 1].flatMap { try fleet.trailers("Bulwark-Result", on: fleet.hostRef($0)) }
                 .filter { $0 == "verified" }.count
             let reader = try DaemonProcess(["--repo", fleet.origin, "--state-dir", dir + "/reader", "--poll", "1"],
                                            logPath: dir + "/reader.log")
@@ -126,7 +127,89 @@ import Testing
         }
     }
 
+    /// Guard: the bound targets change (a revision binds a second target to the host) and the
+    /// agent starts again: its records stay on its one ref, named after the host, with no new
+    /// ref and no tampering reported (a ref named after the targets would have moved, leaving
+    /// the tamper check to find its last push gone). What still goes through: the new target is
+    /// reconciled on that ref, and `verify-audit` finds the ref whole.
+    @Test func anAgentsRefKeepsItsNameWhenItsTargetsChange() async throws {
+        try await withTemporaryDirectory { dir in
+            let fleet = try FleetFixture(in: dir, count: 2)
+            let first = try fleet.agent(0, "apply", ["--self", "--identity-root", fleet.identity(0)])
+            #expect(first.status == 0, "\(first.stderr)")
+            #expect(try fleet.refs(under: "bulwark/") == [fleet.hostRef(0)])
+            let before = try fleet.trailers("Bulwark-Id", on: fleet.hostRef(0))
+
+            // web-1 is now also bound to host 0 (by its host name); host 1's agent never ran.
+            let work = dir + "/work"
+            try git("clone", "-q", fleet.origin, work)
+            let targets = try read(work + "/controllers/targets.yaml")
+            try write(work + "/controllers/targets.yaml",
+                      targets.replacingOccurrences(of: "{role: baseline, machine-id: \(fleet.machineID(1))}",
+                                                   with: "{role: baseline, machine-id: \(fleet.machineID(1)), hostname: web-0}"))
+            try git("commit", "-qam", "web-1 runs on web-0", in: work)
+            try git("push", "-q", "origin", "main", in: work)
+
+            let second = try fleet.agent(0, "apply", ["--self", "--identity-root", fleet.identity(0)])
+            #expect(second.status == 0, "\(second.stderr)")
+            #expect(!second.stderr.contains("tampered") && !second.stdout.contains("tampered"), "\(second.stderr)")
+            #expect(try fleet.refs(under: "bulwark/") == [fleet.hostRef(0)], "no ref named after the new targets")
+            let after = try fleet.trailers("Bulwark-Id", on: fleet.hostRef(0))
+            #expect(Array(after.suffix(before.count)) == before, "the ref only grew")
+            #expect(Set(try fleet.trailers("Bulwark-Target", on: fleet.hostRef(0))) == ["web-0", "web-1"])
+            #expect(try fleet.trailers("Bulwark-Decision", on: fleet.hostRef(0)).allSatisfy { $0 != "refused" })
+            let verified = try bulwark(["verify-audit", "--repo", fleet.origin])
+            #expect(verified.status == 0, "\(verified.stderr)")
+        }
+    }
+
+    /// Refs named the old way (`audit-targets/<targets>`, as agents before named them) still
+    /// work: an agent whose state directory writes to one goes on writing to it, whatever it is
+    /// started with; readers (`log`, `report`, `verify-audit`) read it and the new host refs as
+    /// one history.
+    @Test func oldAgentRefsAreKeptByTheirAgentAndReadWithTheNewOnes() async throws {
+        try await withTemporaryDirectory { dir in
+            let fleet = try FleetFixture(in: dir, count: 2)
+            // Host 0's state directory writes to audit-targets/web-0 (an agent of before, or --target).
+            let old = try fleet.agent(0, "apply", ["--target", "web-0"])
+            #expect(old.status == 0, "\(old.stderr)")
+            let oldRecords = try fleet.trailers("Bulwark-Id", on: "bulwark/audit-targets/web-0")
+            #expect(!oldRecords.isEmpty)
+            // Drift again, and the same state directory as a --self agent: it stays on its ref.
+            let config = fleet.host(0) + "/etc/ssh/sshd_config"
+            try write(config, try read(config).replacingOccurrences(of: "PermitRootLogin no", with: "PermitRootLogin yes"))
+            let now = try fleet.agent(0, "apply", ["--self", "--identity-root", fleet.identity(0)])
+            #expect(now.status == 0, "\(now.stderr)")
+            #expect(!now.stderr.contains("tampered"), "\(now.stderr)")
+            let kept = try fleet.trailers("Bulwark-Id", on: "bulwark/audit-targets/web-0")
+            #expect(kept.count > oldRecords.count && Array(kept.suffix(oldRecords.count)) == oldRecords,
+                    "\(kept.count) records after \(oldRecords.count): the fix went on the same ref, which only grew")
+            // Host 1 starts fresh: a ref named after its machine id.
+            let fresh = try fleet.agent(1, "apply", ["--self", "--identity-root", fleet.identity(1)])
+            #expect(fresh.status == 0, "\(fresh.stderr)")
+            #expect(try fleet.refs(under: "bulwark/") == [fleet.hostRef(1), "bulwark/audit-targets/web-0"])
+
+            let log = try bulwark(["log", "--repo", fleet.origin, "--state-dir", dir + "/reader", "--output", "json", "--limit", "1000"])
+            #expect(log.status == 0, "\(log.stderr)")
+            let entries = try JSONSerialization.jsonObject(with: Data(log.stdout.utf8)) as? [[String: Any]] ?? []
+            let total = kept.count + (try fleet.trailers("Bulwark-Id", on: fleet.hostRef(1))).count
+            #expect(entries.count == total && Set(entries.compactMap { $0["target"] as? String }) == ["web-0", "web-1"])
+            let report = try bulwark(["report", "--repo", fleet.origin, "--state-dir", dir + "/reader", "--output", "json"])
+            let records = (try JSONSerialization.jsonObject(with: Data(report.stdout.utf8)) as? [String: Any])?["records"] as? Int
+            #expect(report.status == 0 && records == total, "\(report.stdout.prefix(300))")
+            let verified = try bulwark(["verify-audit", "--repo", fleet.origin])
+            #expect(verified.status == 0, "\(verified.stderr)")
+            #expect(verified.stdout.contains("on bulwark/audit-targets/web-0") && verified.stdout.contains("on \(fleet.hostRef(1))"))
+        }
+    }
+
     @Test func auditRefNamesAreCheckedAndStable() throws {
+        #expect(try AuditRef.host(HostIdentity(machineID: "4f0c6e2d9a1b4c7e8d3f2a1b0c9d8e7f", hostname: "web-17")).branch
+                == "bulwark/audit-hosts/4f0c6e2d9a1b4c7e8d3f2a1b0c9d8e7f")
+        #expect(try AuditRef.host(HostIdentity(machineID: nil, hostname: "web-17")).branch == "bulwark/audit-hosts/web-17")
+        #expect(throws: CommandError.self) { try AuditRef.host(HostIdentity(machineID: nil, hostname: nil)) }
+        #expect(throws: CommandError.self) { try AuditRef.host(HostIdentity(machineID: nil, hostname: "a..b")) }
+        #expect(try AuditRef.host(HostIdentity(machineID: nil, hostname: "web-17")).isPerWriter)
         #expect(try AuditRef.agent(targets: ["web-2", "web-1", "web-2"]).branch == "bulwark/audit-targets/web-1+web-2")
         #expect(throws: CommandError.self) { try AuditRef.agent(targets: ["a..b"]) }
         #expect(throws: CommandError.self) { try AuditRef.agent(targets: []) }
