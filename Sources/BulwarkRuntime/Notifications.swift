@@ -53,12 +53,55 @@ package actor Outbox {
         for notifier in notifiers where notifier.announces(record) {
             let entry = Entry(notifier: notifier.name, recordID: record.id,
                               body: Data(notifier.body(for: record, commit: commit)), createdAt: Date(), attempts: 0)
-            let path = "\(folder)/\(record.id).\(notifier.name).json"
-            guard !FileManager.default.fileExists(atPath: path), let data = try? JSONEncoder().encode(entry) else { continue }
-            if FileManager.default.createFile(atPath: path + ".tmp", contents: data),
-               rename(path + ".tmp", path) == 0 { count += 1 }
+            if enqueue(entry, folder: folder) { count += 1 }
         }
         return count
+    }
+
+    /// Writes one entry into the outbox as `<recordID>.<notifier>.json`, durably and once: the
+    /// bytes go to a temporary file that is synced, then linked under the entry's name (which
+    /// fails when an entry of that name is there already: it is never replaced), and the folder
+    /// is synced, so that an entry reported written survives a crash. Returns whether it was written.
+    package nonisolated static func enqueue(_ entry: Entry, folder: String) -> Bool {
+        let path = "\(folder)/\(entry.recordID).\(entry.notifier).json"
+        guard !FileManager.default.fileExists(atPath: path), let data = try? JSONEncoder().encode(entry) else { return false }
+        let temporary = path + ".tmp-\(getpid())-\(UInt32.random(in: .min ... .max))"
+        guard writeSynced(temporary, Array(data)) else { return false }
+        defer { unlink(temporary) }
+        guard link(temporary, path) == 0 else { return false }
+        syncFolder(folder)
+        return true
+    }
+
+    /// Creates `path` (mode 0600, never through a link) holding `bytes`, synced; false when it cannot.
+    nonisolated static func writeSynced(_ path: String, _ bytes: [UInt8], exclusive: Bool = false) -> Bool {
+        let fd = open(path, O_WRONLY | O_CREAT | (exclusive ? O_EXCL : O_TRUNC) | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard fd >= 0 else { return false }
+        var written = 0
+        while written < bytes.count {
+            let n = bytes.withUnsafeBytes { buffer in
+                buffer.baseAddress.map { Foundation.write(fd, $0 + written, buffer.count - written) } ?? -1
+            }
+            if n < 0, errno == EINTR { continue }
+            guard n > 0 else {
+                close(fd)
+                unlink(path)
+                return false
+            }
+            written += n
+        }
+        let synced = fsync(fd) == 0
+        close(fd)
+        if !synced { unlink(path) }
+        return synced
+    }
+
+    /// Syncs a folder, so that the names created in it survive a crash.
+    nonisolated static func syncFolder(_ folder: String) {
+        let fd = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        _ = fsync(fd)
+        close(fd)
     }
 
     /// Delivers everything in the outbox, retrying each failed delivery with exponential

@@ -26,6 +26,8 @@ package struct IntakeReport: Codable, Sendable, Equatable {
         package var commit: String?
         /// The managed resources reconciled now (`target Kind/name`).
         package var reconciled: [String]
+        /// The scanner reports the finding resolved (absent when it is open).
+        package var resolved: Bool? = nil
     }
 
     package var schemaVersion = JSONSchema.version
@@ -98,7 +100,7 @@ package struct FindingIntake: Sendable {
                                          severity: finding.severity, priority: priority.priority, score: priority.score,
                                          firstSeen: Timestamp.format(finding.firstObservedAt), slaDeadline: Timestamp.format(sla),
                                          rule: rule?.name, action: (rule?.action ?? .reconcile).rawValue, outcome: "nothing", detail: nil,
-                                         branch: nil, commit: nil, reconciled: [])
+                                         branch: nil, commit: nil, reconciled: [], resolved: finding.resolved ? true : nil)
             switch rule?.action ?? .reconcile {
             case .ignore:
                 item.detail = "ignored by rule \(rule?.name ?? "")"

@@ -17,27 +17,41 @@ extension Outbox {
     package static let slaBreachEvent = "sla-breach"
 
     /// Writes, for each finding of `report` still open past its SLA, one notification per notifier
-    /// that announces `sla-breach`, once per finding: a marker in `<state>/sla-breaches` (created
-    /// exclusively) remembers that it was announced, so the scanner's next report of the same
-    /// finding is not announced again. Returns how many notifications were written.
+    /// that announces `sla-breach`, once per finding: a marker in `<state>/sla-breaches` remembers
+    /// that it was announced, so the scanner's next report of the same finding is not announced
+    /// again. The notifications go through the outbox's own `enqueue` (synced, never replacing an
+    /// entry), and the marker is written (synced) only after them: a process killed in between
+    /// announces the breach again at the next report rather than never. A finding reported
+    /// resolved has its marker removed: the folder holds the open breaches, not every finding
+    /// ever late, and a finding that opens again later is announced again. Returns how many
+    /// notifications were written.
     package nonisolated static func enqueueBreaches(_ report: IntakeReport, now: Date, notifiers: [NotifierConfig], folder: String) -> Int {
+        let markers = (folder as NSString).deletingLastPathComponent + "/sla-breaches"
+        func marker(_ item: IntakeReport.Item) -> String { "sla-" + AuditID.stable("sla-breach\u{1}" + item.id).lowercased() }
+        var pruned = false
+        for item in report.items where item.resolved == true {
+            if unlink(markers + "/" + marker(item)) == 0 { pruned = true }
+        }
+        if pruned { syncFolder(markers) }
         let announcing = notifiers.filter { $0.events.contains(slaBreachEvent) }
         guard !announcing.isEmpty else { return 0 }
-        let markers = (folder as NSString).deletingLastPathComponent + "/sla-breaches"
         try? FileManager.default.createDirectory(atPath: markers, withIntermediateDirectories: true)
         var count = 0
         for item in report.items where item.isOpenPastSLA(now: now) {
-            let id = "sla-" + AuditID.stable("sla-breach\u{1}" + item.id).lowercased()
-            let marker = open(markers + "/" + id, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0o600)
-            guard marker >= 0 else { continue }  // announced before (or the folder is unusable: never twice)
-            close(marker)
+            let id = marker(item)
+            let path = markers + "/" + id
+            var info = stat()
+            guard lstat(path, &info) != 0, errno == ENOENT else { continue }  // announced before (or unusable: never twice)
+            var written = 0
             for notifier in announcing {
                 let entry = Entry(notifier: notifier.name, recordID: id, body: Data(breachBody(item, format: notifier.format, now: now)),
                                   createdAt: now, attempts: 0)
-                let path = "\(folder)/\(id).\(notifier.name).json"
-                guard let data = try? JSONEncoder().encode(entry) else { continue }
-                if FileManager.default.createFile(atPath: path + ".tmp", contents: data), rename(path + ".tmp", path) == 0 { count += 1 }
+                if enqueue(entry, folder: folder) { written += 1 }
             }
+            count += written
+            // Remembered once every notifier's entry is in the outbox (written now, or still there from before).
+            let queued = announcing.allSatisfy { FileManager.default.fileExists(atPath: "\(folder)/\(id).\($0.name).json") }
+            if written == announcing.count || queued, writeSynced(path, [], exclusive: true) { syncFolder(markers) }
         }
         return count
     }
