@@ -110,10 +110,14 @@ public enum BoundedProcess {
         public var grace: Duration
         public var maxOutput: Int
         public var keep: Keep
+        /// How many bytes the program may write to its output files, together, before it and
+        /// everything it started are killed: they sit on disk (unlinked) until it ends, and a
+        /// runaway or hostile program must not fill the disk Bulwark's records live on.
+        public var maxWritten: Int
 
         public init(executable: String, arguments: [String], environment: [String: String]? = nil, input: String? = nil,
                     folder: String? = nil, timeout: Duration, grace: Duration = .seconds(2), maxOutput: Int = 64 << 10,
-                    keep: Keep = .tail) {
+                    keep: Keep = .tail, maxWritten: Int = 64 << 20) {
             self.executable = executable
             self.arguments = arguments
             self.environment = environment
@@ -123,6 +127,7 @@ public enum BoundedProcess {
             self.grace = grace
             self.maxOutput = maxOutput
             self.keep = keep
+            self.maxWritten = maxWritten
         }
 
         /// Runs it to the end, waiting on the calling thread.
@@ -137,6 +142,7 @@ public enum BoundedProcess {
             var child = try spawn(files)
             var pause = Duration.milliseconds(1)
             while !child.poll() {
+                files.enforce(command: self, on: &child)
                 if Task.isCancelled {
                     // Cancellation does not stop the program (its deadline does); wait without spinning.
                     usleep(20_000)
@@ -153,6 +159,7 @@ public enum BoundedProcess {
             var child = try spawn(files)
             var pause: UInt32 = 500
             while !child.poll() {
+                files.enforce(command: self, on: &child)
                 usleep(pause)
                 pause = min(pause * 2, 10_000)
             }
@@ -234,6 +241,8 @@ public enum BoundedProcess {
         let grace: Duration
         var killAt: ContinuousClock.Instant?
         var timedOut = false
+        /// Killed, with what it started, for writing more than `maxWritten`.
+        var overflowed = false
         var status: Int32 = 0
 
         /// Reaps the child if it has ended (true), else stops it if its time is up (false).
@@ -245,7 +254,7 @@ public enum BoundedProcess {
             if looked == 0, info._sifields._sigchld.si_pid == pid {
                 // After a timeout nothing it started stays (apt's dpkg, a script's sleep); after
                 // a normal end its descendants are left alone (a reload may start a daemon).
-                if timedOut { kill(-pid, SIGKILL) }
+                if timedOut || overflowed { kill(-pid, SIGKILL) }
                 while waitpid(pid, &status, 0) < 0, errno == EINTR {}
                 return true
             }
@@ -268,6 +277,13 @@ public enum BoundedProcess {
                 killAt = nil
             }
             return false
+        }
+
+        /// Kills the process group at once (its output outgrew its bound).
+        mutating func overflow() {
+            guard !overflowed else { return }
+            overflowed = true
+            kill(-pid, SIGKILL)
         }
 
         /// The exit code of a `waitpid` status: the code, or 128 + the signal that ended it.
@@ -310,8 +326,25 @@ public enum BoundedProcess {
             return descriptor
         }
 
+        /// Bytes written to the output files so far.
+        var written: Int {
+            [output, errors].compactMap(\.self).reduce(0) { total, descriptor in
+                var info = stat()
+                return fstat(descriptor, &info) == 0 ? total + Int(info.st_size) : total
+            }
+        }
+
+        /// Kills the child when its output files have outgrown `maxWritten`.
+        func enforce(command: Command, on child: inout Child) {
+            if !child.overflowed, written > command.maxWritten { child.overflow() }
+        }
+
         func outcome(_ child: Child, command: Command) -> Outcome {
-            let (output, outputCut) = Self.read(self.output, limit: command.maxOutput, keep: command.keep)
+            var (output, outputCut) = Self.read(self.output, limit: command.maxOutput, keep: command.keep)
+            if child.overflowed {
+                output += "\nbulwark: killed after writing more than \(command.maxWritten) bytes of output"
+                outputCut = true
+            }
             let (errors, errorsCut) = self.errors.map { Self.read($0, limit: command.maxOutput, keep: command.keep) } ?? ("", false)
             return Outcome(status: child.exitCode, timedOut: child.timedOut, output: output, errors: errors,
                            truncated: outputCut || errorsCut)

@@ -96,6 +96,27 @@ import Testing
         #expect(short.output == "ok\n" && !short.truncated)
     }
 
+    /// Output goes to unlinked files on disk: a program that writes without end is killed, with
+    /// what it started, once it has written `maxWritten` (not at its deadline, when the disk
+    /// could be full), and says so; one that writes less than that runs to its end.
+    @Test func aProgramThatWritesWithoutEndIsKilledBeforeItFillsTheDisk() async throws {
+        try await withTemporaryDirectory { folder in
+            let script = "sleep 300 & echo $! > \(folder)/child; exec yes flood"
+            let command = BoundedProcess.Command(executable: "/bin/sh", arguments: ["-c", script], folder: folder,
+                                                 timeout: .seconds(60), maxOutput: 64, maxWritten: 4 << 20)
+            let outcome = try await command.run()
+            #expect(!outcome.timedOut && outcome.status == 128 + SIGKILL && outcome.truncated)
+            #expect(outcome.output.hasSuffix("bulwark: killed after writing more than 4194304 bytes of output"))
+            #expect(try await gone(try pid(in: folder + "/child")), "what it started is killed too")
+            #expect(try FileManager.default.contentsOfDirectory(atPath: folder) == ["child"], "no output file is left")
+
+            let bounded = try BoundedProcess.Command(executable: "/bin/sh", arguments: ["-c", "head -c 3000000 /dev/zero; echo done"],
+                                                     folder: folder, timeout: .seconds(60), maxOutput: 5,
+                                                     maxWritten: 4 << 20).runBlocking()
+            #expect(bounded.status == 0 && bounded.output == "done\n" && bounded.truncated)
+        }
+    }
+
     @Test func aMissingProgramOrInputIsAFailureNamingIt() async throws {
         try await withTemporaryDirectory { folder in
             #expect {
