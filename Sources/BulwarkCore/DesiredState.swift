@@ -101,7 +101,9 @@ public struct DesiredStateLoader: Sendable {
 
     // MARK: - Helpers
 
-    static func isValidName(_ name: String) -> Bool {
+    /// A resource or target name: lowercase letters, digits, '-' and '.', starting and ending
+    /// with a letter or digit, at most 253 bytes (so it is also a safe file name).
+    public static func isValidName(_ name: String) -> Bool {
         guard (1...253).contains(name.utf8.count) else { return false }
         let bytes = Array(name.utf8)
         func alnum(_ b: UInt8) -> Bool { (b >= 97 && b <= 122) || (b >= 48 && b <= 57) }
