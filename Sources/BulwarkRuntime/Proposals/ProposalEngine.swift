@@ -145,7 +145,7 @@ package struct ProposalEngine: Sendable {
         }
         // Plan the changed resource against the live targets.
         var scoped = changed
-        scoped.bindings = changed.bindings.filter { $0.resource == id }
+        scoped.narrow { $0.resource == id }
         let validation = "the changed revision validates (\(changed.resources.count) resources on \(changed.targets.count) targets)"
         var planned: [String] = []
         var planProblems: [String] = []
