@@ -72,6 +72,22 @@ public enum BoundedProcess {
                       errors: outcome.errors.trimmingCharacters(in: .whitespacesAndNewlines), truncated: outcome.truncated)
     }
 
+    /// What a program Bulwark runs may see of Bulwark's environment when it is given none of its
+    /// own: where programs are, the locale, the time zone, the home and temporary folders, and
+    /// who it runs as. Nothing else: Bulwark's environment holds credentials, and a reload
+    /// command may start a long-lived daemon that would keep them.
+    public static func plainEnvironment() -> [String: String] {
+        plainEnvironment(from: ProcessInfo.processInfo.environment)
+    }
+
+    static func plainEnvironment(from: [String: String]) -> [String: String] {
+        var result = from.filter { key, _ in
+            ["PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "USER", "LOGNAME"].contains(key) || key.hasPrefix("LC_")
+        }
+        if result["PATH"] == nil { result["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" }
+        return result
+    }
+
     /// Which end of a long output is kept.
     public enum Keep: Sendable {
         /// The start (a probe's answer).
@@ -99,7 +115,8 @@ public enum BoundedProcess {
     public struct Command: Sendable {
         public var executable: String
         public var arguments: [String]
-        /// The child's whole environment; nil: Bulwark's own.
+        /// The child's whole environment; nil: `plainEnvironment()`, never Bulwark's own, which
+        /// holds its credentials (a git password, AWS keys, database passwords, notifier secrets).
         public var environment: [String: String]?
         /// A file read as standard input; nil: /dev/null.
         public var input: String?
@@ -203,14 +220,14 @@ public enum BoundedProcess {
             posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP))
 
             let argv = ([executable] + arguments).map { strdup($0) } + [nil]
-            let envp = environment.map { $0.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil] }
+            let envp = (environment ?? BoundedProcess.plainEnvironment()).sorted { $0.key < $1.key }
+                .map { strdup("\($0.key)=\($0.value)") } + [nil]
             defer {
                 for pointer in argv { free(pointer) }
-                for pointer in envp ?? [] { free(pointer) }
+                for pointer in envp { free(pointer) }
             }
             var pid: pid_t = 0
-            let spawned = envp.map { posix_spawn(&pid, executable, &actions, &attributes, argv, $0) }
-                ?? posix_spawn(&pid, executable, &actions, &attributes, argv, environ)
+            let spawned = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
             guard spawned == 0 else { throw failure(.cannotStart(String(cString: strerror(spawned)))) }
             return Child(pid: pid, deadline: ContinuousClock.now + timeout, grace: grace)
         }

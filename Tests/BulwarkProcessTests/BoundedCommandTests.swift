@@ -49,14 +49,22 @@ import Testing
         }
     }
 
-    @Test func theChildGetsOnlyTheEnvironmentGiven() async throws {
+    @Test func theChildGetsOnlyTheEnvironmentGivenAndNeverBulwarksSecrets() async throws {
         let given = try await BoundedProcess.Command(executable: "/usr/bin/env", arguments: [], environment: ["LC_ALL": "C", "A": "b"],
                                                      timeout: .seconds(30)).run()
         #expect(given.output == "A=b\nLC_ALL=C\n")
-        // Without one, Bulwark's own.
-        setenv("BULWARK_PROCESS_TEST", "inherited", 1)
-        let inherited = try BoundedProcess.Command(executable: "/usr/bin/env", arguments: [], timeout: .seconds(30)).runBlocking()
-        #expect(inherited.output.split(separator: "\n").contains("BULWARK_PROCESS_TEST=inherited"))
+        // Without one, a plain environment: where programs are, the locale, the home folder; never
+        // what Bulwark holds (its git password, cloud keys, database and notifier secrets).
+        // (Names of this test's own: other tests in this process read the real ones.)
+        setenv("BULWARK_PROCESS_TEST_PASSWORD", "ghp-process-test-secret", 1)
+        setenv("BULWARK_PROCESS_TEST_AWS_SECRET", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", 1)
+        setenv("LC_TIME", "C.UTF-8", 1)
+        defer { unsetenv("BULWARK_PROCESS_TEST_PASSWORD"); unsetenv("BULWARK_PROCESS_TEST_AWS_SECRET"); unsetenv("LC_TIME") }
+        let plain = try BoundedProcess.Command(executable: "/usr/bin/env", arguments: [], timeout: .seconds(30)).runBlocking()
+        let names = plain.output.split(separator: "\n").map { String($0.split(separator: "=", maxSplits: 1).first ?? "") }
+        #expect(!plain.output.contains("ghp-process-test-secret") && !plain.output.contains("EXAMPLEKEY"), "\(plain.output)")
+        #expect(Set(names).isSubset(of: ["PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "USER", "LOGNAME", "LC_TIME", "LC_ALL", "LC_CTYPE"]), "\(names)")
+        #expect(names.contains("PATH") && plain.output.contains("LC_TIME=C.UTF-8\n"))
     }
 
     /// A descriptor Bulwark holds open (even without close-on-exec) does not reach the child.
