@@ -343,11 +343,15 @@ public enum BoundedProcess {
             return descriptor
         }
 
-        /// Bytes written to the output files so far.
+        /// Bytes the output files hold on disk so far: their size, or the blocks allocated to them
+        /// where that is more (`fallocate --keep-size` takes space without growing the size).
         var written: Int {
             [output, errors].compactMap(\.self).reduce(0) { total, descriptor in
                 var info = stat()
-                return fstat(descriptor, &info) == 0 ? total + Int(info.st_size) : total
+                guard fstat(descriptor, &info) == 0 else { return total }
+                let allocated = Int(info.st_blocks).multipliedReportingOverflow(by: 512)
+                return total.addingReportingOverflow(max(Int(info.st_size), allocated.overflow ? .max : allocated.partialValue))
+                    .partialValue
             }
         }
 

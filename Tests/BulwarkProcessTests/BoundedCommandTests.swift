@@ -122,6 +122,12 @@ import Testing
                                                      folder: folder, timeout: .seconds(60), maxOutput: 5,
                                                      maxWritten: 4 << 20).runBlocking()
             #expect(bounded.status == 0 && bounded.output == "done\n" && bounded.truncated)
+
+            // Space taken without writing (the size stays 0) counts too.
+            let reserved = try await BoundedProcess.Command(executable: "/bin/sh",
+                                                            arguments: ["-c", "fallocate --keep-size -l 200M /proc/self/fd/1; sleep 30"],
+                                                            folder: folder, timeout: .seconds(60), maxWritten: 4 << 20).run()
+            #expect(reserved.status == 128 + SIGKILL && reserved.output.hasSuffix("more than 4194304 bytes of output"), "\(reserved)")
         }
     }
 
