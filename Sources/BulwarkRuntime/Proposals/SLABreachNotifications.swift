@@ -40,8 +40,10 @@ extension Outbox {
         for item in report.items where item.isOpenPastSLA(now: now) {
             let id = marker(item)
             let path = markers + "/" + id
-            var info = stat()
-            guard lstat(path, &info) != 0, errno == ENOENT else { continue }  // announced before (or unusable: never twice)
+            // Announced before (a marker, or anything else by that name: never twice).
+            if FileManager.default.fileExists(atPath: path) || (try? FileManager.default.destinationOfSymbolicLink(atPath: path)) != nil {
+                continue
+            }
             var written = 0
             for notifier in announcing {
                 let entry = Entry(notifier: notifier.name, recordID: id, body: Data(breachBody(item, format: notifier.format, now: now)),
