@@ -28,8 +28,8 @@ extension Daemon {
             lastCycleAt: lastCycle?.at, lastCycleSeconds: lastCycle.map { RemediationReport.seconds($0.seconds) }, lastCycleError: lastCycle?.error,
             targets: targets, openDrift: openItems,
             recent: recent.reversed().prefix(30).map { DecisionJSON($0.record, commit: $0.commit) },
-            mttrLastDay: RemediationReport(entries: history, since: now.addingTimeInterval(-86400), now: now, top: 0).mttr,
-            mttrLastWeek: RemediationReport(entries: history, since: now.addingTimeInterval(-7 * 86400), now: now, top: 0).mttr)
+            mttrLastDay: history.summary(since: now.addingTimeInterval(-86400)),
+            mttrLastWeek: history.summary(since: now.addingTimeInterval(-7 * 86400)))
     }
 }
 
