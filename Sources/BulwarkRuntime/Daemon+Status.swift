@@ -35,9 +35,8 @@ extension Daemon {
 
 extension RemediationReport.Entry {
     package init?(_ record: AuditRecord) {
-        guard let detected = Timestamp.parse(record.detectedAt) else { return nil }
         self.init(target: record.target, resource: record.resource, controller: record.controller, severity: record.severity,
-                  decision: record.decision, result: record.result, detectedAt: detected,
-                  verifiedAt: record.verifiedAt.flatMap(Timestamp.parse))
+                  decision: record.decision, result: record.result, detectedAt: record.detectedAt,
+                  verifiedAt: record.verifiedAt)
     }
 }
