@@ -427,7 +427,7 @@ public struct Reconciler: Sendable {
         } catch {
             return nil
         }
-        let applied = Timestamp.format(clock())
+        let applied = clock()
         var inSync: Set<Int> = []
         for index in batch.indices {
             if !batch[index].changes.isEmpty, batch[index].changes.allSatisfy({ found.contains($0.property) }) {
@@ -473,7 +473,7 @@ public struct Reconciler: Sendable {
                     }
                     if holds {
                         record.result = .verified
-                        record.verifiedAt = Timestamp.format(clock())
+                        record.verifiedAt = clock()
                         record.error = "recorded after a restart: the process stopped between the fix and its record"
                     } else {
                         record.error = "the process stopped during this fix; found afterwards: "
@@ -490,7 +490,7 @@ public struct Reconciler: Sendable {
             let remediation = PlannedRemediation(
                 binding: Binding(controller: record.controller, target: record.target, resource: resourceID),
                 severity: record.severity, risk: record.risk, mode: record.mode, changes: [], decision: .applied,
-                reason: nil, detectedAt: Timestamp.parse(record.detectedAt) ?? clock())
+                reason: nil, detectedAt: record.detectedAt)
             entries.append(CycleEntry(remediation: remediation, record: record, commit: commit, alreadyRecorded: false))
         }
         return entries
@@ -506,7 +506,7 @@ public struct Reconciler: Sendable {
         }
         do {
             try await driver.prune(remediation.leftovers, on: target)
-            record.appliedAt = Timestamp.format(clock())
+            record.appliedAt = clock()
             let current = state.wantedBindings.filter { $0.target == target.name && $0.resource.kind == kind.name }
                 .compactMap { state.resources[$0.resource] }
             let remaining = Set(try await driver.leftovers(on: target, keeping: current).map(\.handle))
@@ -516,13 +516,13 @@ public struct Reconciler: Sendable {
             let still = remediation.leftovers.filter { remaining.contains($0.handle) }
             if still.isEmpty {
                 record.result = .verified
-                record.verifiedAt = Timestamp.format(clock())
+                record.verifiedAt = clock()
             } else {
                 record.result = .failed
                 record.error = "still there after pruning: " + still.map(\.summary).joined(separator: ", ")
             }
         } catch {
-            record.appliedAt = Timestamp.format(clock())
+            record.appliedAt = clock()
             record.result = .failed
             record.error = "prune failed: \(error)"
         }
@@ -554,14 +554,14 @@ public struct Reconciler: Sendable {
             } else {
                 try await kind.driver.apply(remediation.changes, to: resource, on: target)
             }
-            record.appliedAt = Timestamp.format(clock())
+            record.appliedAt = clock()
         } catch let error as AlreadyInSync
                     where remediation.changes.allSatisfy({ error.properties.contains($0.property) }) {
             return .inSync
         } catch let error as TargetBusy {
             return .busy(error.message)
         } catch {
-            record.appliedAt = Timestamp.format(clock())
+            record.appliedAt = clock()
             record.result = .failed
             record.error = "apply failed: \(error)"
             if let failure = error as? ReportedFailure { record.include(failure.report) }
@@ -589,7 +589,7 @@ public struct Reconciler: Sendable {
             }
             if stillWrong.isEmpty {
                 record.result = .verified
-                record.verifiedAt = Timestamp.format(now)
+                record.verifiedAt = now
             } else if let witness = driver as? any OverwriteWitness,
                       case let changed = await witness.changedSinceFix(resource, on: target), !changed.isEmpty {
                 // The fix was written and someone else changed it before it could be verified:
@@ -639,9 +639,9 @@ public struct Reconciler: Sendable {
                 .init(property: $0.property, desired: $0.shownDesired,
                       observedBefore: $0.sensitive ? "[redacted]" : $0.observed, observedAfter: nil)
             },
-            detectedAt: Timestamp.format(remediation.detectedAt), appliedAt: nil, verifiedAt: nil,
+            detectedAt: remediation.detectedAt, appliedAt: nil, verifiedAt: nil,
             desiredCommit: state.revision, approver: remediation.approver, error: nil,
-            nextWindowAt: remediation.nextWindow.map(Timestamp.format))
+            nextWindowAt: remediation.nextWindow)
         record.finding = state.resources[binding.resource].flatMap { FindingCitation(annotations: $0.annotations) }
         return record
     }

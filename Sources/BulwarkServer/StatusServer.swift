@@ -100,6 +100,12 @@ public struct FindingsAuthenticator: Sendable {
 
     public var configured: Bool { verifier != nil || token != nil }
 
+    /// Whether the request carries the findings bearer token (a check of the headers alone).
+    public func acceptsBearer(_ headers: HTTPFields) -> Bool {
+        guard let token, let authorization = headers[.authorization], authorization.hasPrefix("Bearer ") else { return false }
+        return WebhookVerifier.constantTimeEqual(Array(authorization.dropFirst(7).utf8), token)
+    }
+
     /// nil when the request is authentic, else why not (never echoing what was sent).
     public func refusal(headers: HTTPFields, body: [UInt8], now: Date = Date()) -> String? {
         guard configured else {
@@ -205,7 +211,12 @@ public enum StatusServer {
             return json(.accepted, ["status": "fetching"])
         }
         router.post("api/v1/findings") { request, _ -> Response in
-            let body = try await collect(request)
+            // A scan's XML results run to several MiB (oscap's ARF for SSG's content is 8 MB): a
+            // request that says XML and carries the bearer token, checked before any of the body
+            // is read, may send up to FindingParser.maxXMLSize; every other one 1 MiB.
+            let large = FindingParser.isXMLContentType(request.headers[.contentType])
+                && settings.findings.acceptsBearer(request.headers)
+            let body = try await collect(request, upTo: large ? FindingParser.maxXMLSize : maxBody)
             if let refusal = settings.findings.refusal(headers: request.headers, body: body) {
                 logger.warning("findings refused", metadata: ["reason": .string(refusal)])
                 throw HTTPError(.unauthorized, message: refusal)
@@ -236,11 +247,12 @@ public enum StatusServer {
         return router
     }
 
-    static func collect(_ request: Request) async throws -> [UInt8] {
+    static func collect(_ request: Request, upTo limit: Int = maxBody) async throws -> [UInt8] {
         do {
-            return Array(try await request.body.collect(upTo: maxBody).readableBytesView)
+            return Array(try await request.body.collect(upTo: limit).readableBytesView)
         } catch {
-            throw HTTPError(.contentTooLarge, message: "the body is larger than \(maxBody) bytes")
+            throw HTTPError(.contentTooLarge, message: "the body is larger than \(limit) bytes"
+                            + (limit < FindingParser.maxXMLSize ? " (XML results with the bearer token may be up to \(FindingParser.maxXMLSize))" : ""))
         }
     }
 

@@ -257,6 +257,28 @@ let gatewayConfig = """
         }
     }
 
+    /// A property that names a whole mapping is never shown: the file may hold a literal key
+    /// inside it that the policy does not name. A list of scalars is shown as it is.
+    @Test func aWholeMappingIsNeverShownAndAListOfNamesIs() async throws {
+        try await withTemporaryDirectory { root in
+            try write(root + "/etc/litellm/config.yaml", gatewayConfig)
+            let state = try configState(root: root, resource("ConfigFile", "litellm", """
+                path: etc/litellm/config.yaml
+                properties:
+                  general_settings: {master_key: os.environ/LITELLM_MASTER_KEY}
+                  litellm_settings.callbacks: [langfuse, detect_prompt_injection]
+                """))
+            let (plan, outcome) = try await reconcile(state)
+            let changes = try #require(plan.remediations.first?.changes)
+            let whole = try #require(changes.first { $0.property == "general_settings" })
+            #expect(whole.shownObserved == "[redacted]" && whole.shownDesired == "[redacted]")
+            #expect(changes.first { $0.property == "litellm_settings.callbacks" }?.shownObserved.contains("langfuse") == true)
+            let record = try #require(outcome.entries.first?.record)
+            #expect(!record.commitMessage.contains("sk-1234"), "\(record.commitMessage)")
+            #expect(outcome.verified.count == 1)
+        }
+    }
+
     @Test func aCandidateTheValidatorAcceptsIsWrittenThenReloaded() async throws {
         try await withTemporaryDirectory { root in
             try write(root + "/etc/litellm/config.yaml", "general_settings:\n  master_key: os.environ/A\n")

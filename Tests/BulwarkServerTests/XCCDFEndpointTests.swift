@@ -54,4 +54,33 @@ import Testing
         }
         #expect(await daemon.received.isEmpty)
     }
+
+    /// A scan's results run to several MiB: a request that says XML and carries the bearer token
+    /// may send up to 32 MiB. One signed as the webhook (checked only once the body is read), or
+    /// one that says JSON, stays at 1 MiB: nothing reaches the daemon.
+    @Test func largeResultsNeedTheBearerTokenAndAnXMLContentType() async throws {
+        let padding = "<!-- " + String(repeating: "scan output ", count: 3 << 18) + "-->\n"
+        let large = Self.results.replacingOccurrences(of: "  <target>web-1</target>\n", with: "  <target>web-1</target>\n" + padding)
+        #expect(large.utf8.count > 3 << 20)
+        let daemon = RecordingDaemon(bindings: [StatusServerTests.sshd])
+        try await StatusServerTests().app(daemon).test(.router) { client in
+            let signature = WebhookVerifier.signature(of: Array(large.utf8), secret: StatusServerTests.secret)
+            for refused: HTTPFields in [
+                [HTTPField.Name("X-Hub-Signature-256")!: signature, .contentType: "application/xml"],
+                headers("application/json"),
+                [.authorization: "Bearer not-the-token", .contentType: "application/xml"],
+            ] {
+                try await client.execute(uri: "/api/v1/findings", method: .post, headers: refused, body: ByteBuffer(string: large)) { response in
+                    #expect(response.status == .contentTooLarge, "\(refused)")
+                }
+            }
+            try await client.execute(uri: "/api/v1/findings", method: .post, headers: headers("application/xml"),
+                                     body: ByteBuffer(string: large)) { response in
+                #expect(response.status == .accepted)
+                let answer = try StatusServerTests().json(response)
+                #expect(answer["findings"] as? Int == 2)
+            }
+        }
+        #expect(await daemon.received.count == 1)
+    }
 }
