@@ -57,7 +57,7 @@ package struct ReopenedFindings {
             decision: .reported, result: nil,
             reason: "finding \(AuditRecord.oneLineText(finding.id)) from \(AuditRecord.oneLineText(finding.source)) is reported open again "
                 + "after its fix was verified at \(Timestamp.format(fix.verifiedAt)) (record \(fix.record)): the fix did not hold",
-            changes: [], detectedAt: Timestamp.format(now), appliedAt: nil, verifiedAt: nil, desiredCommit: Revision(head),
+            changes: [], detectedAt: now, appliedAt: nil, verifiedAt: nil, desiredCommit: Revision(head),
             approver: nil, error: nil)
         record.finding = FindingCitation(annotations: resource.annotations)
         record.proposal = "reopened"
