@@ -19,7 +19,7 @@ extension Daemon {
         var cycleError: String?
         do {
             let window = started.addingTimeInterval(-cycleState.longestFlapPeriod.timeInterval)
-            let read = if let known = flapHistory.known { known } else { try await repository.recentFixes(since: window) }
+            let read = if let known = flapHistory.known { known } else { try await readFlapHistory(since: window) }
             let known = flapHistory.keep(read, forgettingBefore: window)
             var plan = try await reconciler.plan(cycleState, history: known, weakened: provenance.weakened, urgent: findingPriorities)
             for binding in plan.inSync {

@@ -109,6 +109,9 @@ package actor PolicyRepository: AuditSink {
     private var sequence: UInt64?
     /// Tampering with the origin's audit branch found by this process and not yet reported, in words.
     private(set) var tampering: [String] = []
+    /// Peer replicas' records the flap history left out (unsigned or untrusted), not yet reported; and every one reported.
+    private var peerRejections: [PeerRecordVerification.Rejection] = []
+    private var rejectedPeerRecords = Set<String>()
 
     /// The tampering found since the last call, for the daemon's log and metric.
     package func takeTampering() -> [String] {
@@ -580,28 +583,48 @@ package actor PolicyRepository: AuditSink {
 
     /// Verified fixes recorded since `start`, for the flap breaker: this process's audit branch,
     /// and the fetched refs of the other controller replicas (`fetchPeerReplicas`), so that a
-    /// replica that takes a target over counts the fixes its previous lease owner made.
-    package func recentFixes(since start: Date) throws -> FixHistory {
-        var heads: [ObjectID] = []
-        if let head = try repository.resolve(localAudit) { heads.append(head) }
+    /// replica that takes a target over counts the fixes its previous lease owner made. With
+    /// `peers` (signatures configured), a peer's record counts only when a trusted key signed its
+    /// commit; the others are left out and reported once each (`takePeerRejections`).
+    package func recentFixes(since start: Date, peers: PeerRecordVerification? = nil) throws -> FixHistory {
+        var heads: [(ref: String?, head: ObjectID)] = []
+        if let head = try repository.resolve(localAudit) { heads.append((nil, head)) }
         if AuditRef.isPerWriter(configuration.auditBranch) {
             let own = "refs/remotes/origin/\(configuration.auditBranch)"
             heads += try repository.references(matching: "refs/remotes/origin/\(AuditRef.replicasFolder)*")
-                .filter { $0.name != own }.map(\.target)
+                .filter { $0.name != own }.map { (String($0.name.dropFirst("refs/remotes/origin/".count)), $0.target) }
         }
         var history = FixHistory()
         var seen = Set<String>()
-        for head in heads {
+        var folder: String?
+        defer { if let folder { try? FileManager.default.removeItem(atPath: folder) } }
+        var trustedKeys: [[UInt8]: String] = [:]
+        for (ref, head) in heads {
             for commit in try commits(from: head, since: start) {
-                guard let recorded = commit.recorded, recorded.isVerifiedFix, seen.insert(recorded.id).inserted,
+                guard let recorded = commit.recorded, recorded.isVerifiedFix, !seen.contains(recorded.id),
                       let detected = commit.trailer(.detectedAt),
                       let bytes = try repository.file(at: commit.id, path: AuditRecord.path(id: recorded.id, detectedAt: detected)),
                       let record = try? JSONDecoder().decode(AuditRecord.self, from: Data(bytes)) else { continue }
+                if let ref, let peers {
+                    if folder == nil { folder = try SourceVerification.privateFolder() }
+                    if let rejection = peers.check(commit, record: recorded.id, ref: ref, in: repository, folder: folder ?? "",
+                                                   trustedKeys: &trustedKeys) {
+                        if rejectedPeerRecords.insert(rejection.commit.hex).inserted { peerRejections.append(rejection) }
+                        continue
+                    }
+                }
+                seen.insert(recorded.id)
                 history.add(record)
             }
         }
         history.forget(before: start)
         return history
+    }
+
+    /// Peer records left out of the flap history since the last call (each commit once), for the daemon's log and metric.
+    package func takePeerRejections() -> [PeerRecordVerification.Rejection] {
+        defer { peerRejections = [] }
+        return peerRejections
     }
 
     /// Fetches the other controller replicas' audit refs (`bulwark/audit-replicas/*` but this
