@@ -79,9 +79,12 @@ import Testing
             #expect(apply.status == 0, "\(apply.stdout)\(apply.stderr)")
             #expect(try runtime(s) == "2")
             #expect(try s.trailers("Bulwark-Finding") == [id])
-            // Reported again: the policy has it now, so nothing more is proposed.
+            // Reported open again after its fix was verified: a fix that did not hold (`reopened`,
+            // exit 2), and nothing more is proposed (the branch is where it was).
+            let tip = try git("--git-dir", s.origin, "rev-parse", branch)
             let again = try ingest(s, Self.finding(id: id))
-            #expect(again.status == 0 && ["already-proposed", "already-in-policy"].contains(again.item["outcome"] as? String ?? ""), "\(again.output)")
+            #expect(again.status == 2 && again.item["outcome"] as? String == "reopened", "\(again.output)")
+            #expect(try git("--git-dir", s.origin, "rev-parse", branch) == tip)
         }
     }
 

@@ -142,9 +142,11 @@ import Testing
             #expect(mttr >= 7200 && mttr < 7200 + 3600, "\(mttr)")
             #expect((findings["bySource"] as? [String: Any])?["grype"] != nil)
 
-            // The scanner reports it again: the policy already cites it, nothing more is proposed.
+            // The scanner reports it open again after the fix was verified (here its old scan): a fix
+            // that did not hold as far as Bulwark can tell (`reopened`, exit 2); nothing more is proposed.
             let again = try command("ingest", base + "/grype.json", "--output", "json")
-            #expect(again.status == 0, "\(again.stdout) \(again.stderr)")
+            let againItem = ((try? JSONSerialization.jsonObject(with: Data(again.stdout.utf8)) as? [String: Any])?["items"] as? [[String: Any]])?.first
+            #expect(again.status == 2 && againItem?["outcome"] as? String == "reopened", "\(again.stdout) \(again.stderr)")
 
             // A report that says "fixed in" an older version (a confused or hostile scanner) would
             // lower the floor: not proposed, no branch, the policy keeps 1.1.
