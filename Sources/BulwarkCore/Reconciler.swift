@@ -145,9 +145,11 @@ public struct Reconciler: Sendable {
         for controller in state.controllers.values.sorted(by: { $0.name < $1.name }) {
             for kindName in controller.kinds {
                 guard let kind = registry.kinds[kindName], let driver = kind.driver as? any PruningDriver else { continue }
+                // Only targets this pass acts on, and what the whole revision wants kept there:
+                // a pass narrowed to a file, a finding or an owner's targets prunes nothing wanted.
                 for target in state.targets.values.sorted(by: { $0.name < $1.name })
-                where target.adapter == kind.adapter && controller.targets.matches(target) {
-                    let current = state.bindings.filter { $0.target == target.name && $0.resource.kind == kindName }
+                where target.adapter == kind.adapter && controller.targets.matches(target) && state.inScope(target.name) {
+                    let current = state.wantedBindings.filter { $0.target == target.name && $0.resource.kind == kindName }
                         .compactMap { state.resources[$0.resource] }
                     guard let found = try? await driver.leftovers(on: target, keeping: current) else { continue }
                     // A driver may serve several kinds: each kind answers only for its own.
@@ -505,7 +507,7 @@ public struct Reconciler: Sendable {
         do {
             try await driver.prune(remediation.leftovers, on: target)
             record.appliedAt = clock()
-            let current = state.bindings.filter { $0.target == target.name && $0.resource.kind == kind.name }
+            let current = state.wantedBindings.filter { $0.target == target.name && $0.resource.kind == kind.name }
                 .compactMap { state.resources[$0.resource] }
             let remaining = Set(try await driver.leftovers(on: target, keeping: current).map(\.handle))
             for index in record.changes.indices {

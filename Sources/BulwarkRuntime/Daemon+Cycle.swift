@@ -7,10 +7,10 @@ internal import Logging
 extension Daemon {
     func cycle(only: Set<Binding>?) async {
         guard var cycleState = state else { return }
-        if let only { cycleState.bindings = cycleState.bindings.filter { only.contains($0) } }
+        if let only { cycleState.narrow { only.contains($0) } }
         if let leases = options.leases {
             let held = leases.beginPass()
-            cycleState.bindings = cycleState.bindings.filter { held[$0.target] != nil }
+            cycleState.narrow(toTargets: Set(held.keys)) { held[$0.target] != nil }
             let taken = leases.takeNewlyHeld()
             if !taken.isEmpty { await readPreviousOwners(of: taken) }
         }
