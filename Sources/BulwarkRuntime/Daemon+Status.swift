@@ -1,11 +1,7 @@
 package import BulwarkCore
-package import BulwarkGit
 package import BulwarkServer
+internal import BulwarkGit
 package import Foundation
-package import Logging
-package import Metrics
-package import Prometheus
-package import Synchronization
 
 /// What `/api/v1/status` and the status page show, as a value the server renders (`DaemonStatus`).
 extension Daemon {
