@@ -604,7 +604,7 @@ package actor PolicyRepository: AuditSink {
                 guard let recorded = commit.recorded, recorded.isVerifiedFix, !seen.contains(recorded.id),
                       let detected = commit.trailer(.detectedAt),
                       let bytes = try repository.file(at: commit.id, path: AuditRecord.path(id: recorded.id, detectedAt: detected)),
-                      let record = try? JSONDecoder().decode(AuditRecord.self, from: Data(bytes)) else { continue }
+                      let record = try? AuditRecord(json: bytes) else { continue }
                 if let ref, let peers {
                     if folder == nil { folder = try SourceVerification.privateFolder() }
                     if let rejection = peers.check(commit, record: recorded.id, ref: ref, in: repository, folder: folder ?? "",

@@ -5,6 +5,7 @@ public import struct Foundation.Date
 public import HTTPTypes
 public import Hummingbird
 internal import HummingbirdCore
+internal import Synchronization
 public import Logging
 public import Prometheus
 
@@ -153,6 +154,23 @@ public struct ServerSettings: Sendable {
 /// (`{"error": "..."}`); a known path asked with another method is 405 with `Allow`.
 public enum StatusServer {
     public static let maxBody = FindingParser.maxSize
+    /// Large (XML) findings bodies read at once, over every server of the process.
+    static let largeBodies = Admission(limit: 2)
+
+    /// At most `limit` holders at once; the rest are turned away, never queued.
+    final class Admission: Sendable {
+        let limit: Int
+        private let held = Mutex(0)
+        init(limit: Int) { self.limit = limit }
+        func enter() -> Bool {
+            held.withLock { count in
+                guard count < limit else { return false }
+                count += 1
+                return true
+            }
+        }
+        func leave() { held.withLock { $0 -= 1 } }
+    }
 
     /// The paths served, and their methods.
     static let routes: [String: [HTTPRequest.Method]] = [
@@ -216,6 +234,13 @@ public enum StatusServer {
             // is read, may send up to FindingParser.maxXMLSize; every other one 1 MiB.
             let large = FindingParser.isXMLContentType(request.headers[.contentType])
                 && settings.findings.acceptsBearer(request.headers)
+            // Each is held whole and parsed: a few at a time, so that a burst of them cannot take
+            // the daemon's memory (the others are asked to come back).
+            if large, !largeBodies.enter() {
+                throw HTTPError(.serviceUnavailable, headers: [.retryAfter: "5"],
+                                message: "\(largeBodies.limit) large results are being read; send this one again shortly")
+            }
+            defer { if large { largeBodies.leave() } }
             let body = try await collect(request, upTo: large ? FindingParser.maxXMLSize : maxBody)
             if let refusal = settings.findings.refusal(headers: request.headers, body: body) {
                 logger.warning("findings refused", metadata: ["reason": .string(refusal)])
@@ -282,7 +307,7 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
                 return StatusServer.json(.methodNotAllowed, ["error": "\(request.method.rawValue) is not allowed on \(path)"],
                                          headers: [.allow: allowed.map(\.rawValue).joined(separator: ", ")])
             }
-            return StatusServer.json(error.status, ["error": error.body ?? error.status.reasonPhrase])
+            return StatusServer.json(error.status, ["error": error.body ?? error.status.reasonPhrase], headers: error.headers)
         } catch let error as any HTTPResponseError {
             return StatusServer.json(error.status, ["error": error.status.reasonPhrase])
         } catch {

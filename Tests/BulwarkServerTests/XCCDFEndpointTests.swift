@@ -1,5 +1,5 @@
 import BulwarkCore
-import BulwarkServer
+@testable import BulwarkServer
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -9,7 +9,7 @@ import Testing
 /// OpenSCAP results posted to `POST /api/v1/findings` go through the same parser as `bulwark
 /// ingest`: read as XCCDF by their XML content type or shape, and refused (nothing reaches the
 /// daemon) when they declare a DTD.
-@Suite struct XCCDFEndpointTests {
+@Suite(.serialized) struct XCCDFEndpointTests {
     static let results = """
         <?xml version="1.0" encoding="UTF-8"?>
         <TestResult xmlns="http://checklists.nist.gov/xccdf/1.2" id="xccdf_t_testresult_1" start-time="2026-11-30T10:00:00+00:00">
@@ -82,5 +82,30 @@ import Testing
             }
         }
         #expect(await daemon.received.count == 1)
+    }
+
+    /// Large bodies are read a few at a time: while two are held, a third is turned away with
+    /// 503 and Retry-After (nothing reaches the daemon); once they are done it goes through, and
+    /// small documents are never held back.
+    @Test func largeResultsAreReadAFewAtATime() async throws {
+        let daemon = RecordingDaemon(bindings: [StatusServerTests.sshd])
+        #expect(StatusServer.largeBodies.enter() && StatusServer.largeBodies.enter())
+        try await StatusServerTests().app(daemon).test(.router) { client in
+            try await client.execute(uri: "/api/v1/findings", method: .post, headers: headers("application/xml"),
+                                     body: ByteBuffer(string: Self.results)) { response in
+                #expect(response.status == .serviceUnavailable && response.headers[.retryAfter] == "5")
+            }
+            try await client.execute(uri: "/api/v1/findings", method: .post, headers: StatusServerTests().bearer(),
+                                     body: ByteBuffer(string: StatusServerTests().finding)) { response in
+                #expect(response.status == .accepted)
+            }
+            StatusServer.largeBodies.leave()
+            StatusServer.largeBodies.leave()
+            try await client.execute(uri: "/api/v1/findings", method: .post, headers: headers("application/xml"),
+                                     body: ByteBuffer(string: Self.results)) { response in
+                #expect(response.status == .accepted)
+            }
+        }
+        #expect(await daemon.received.count == 2)
     }
 }
