@@ -153,14 +153,91 @@ extension Repository {
         if current != expected {
             return PushRejection(reference: destination, reason: "the remote is at \(current?.short ?? "nothing"), not \(expected?.short ?? "nothing")")
         }
-        try copyObjects(reaching: new, notReaching: expected, into: origin)
+        // The packs this process flushed hold exactly what `new` brings over `expected` when they
+        // chain from one to the other: they go as they are. Otherwise (commits written straight
+        // to disk, replayed, or packs merged since) the objects are packed again.
+        let chain = unpushedChain(from: expected, to: new)
+        if chain.isEmpty || !sendPacks(chain, to: origin) {
+            try copyObjects(reaching: new, notReaching: expected, into: origin)
+        }
         do {
             try origin.updateReference(destination, to: new, expected: expected, message: "push: bulwark")
         } catch {
             guard error.isModified || error.code == GIT_ELOCKED.rawValue else { throw error }
             return PushRejection(reference: destination, reason: error.message)
         }
+        let sent = Set(chain.map(\.name))
+        unpushedPacks.removeAll { sent.contains($0.name) }
         return nil
+    }
+
+    /// The unpushed packs that lead from `base` to `tip`, oldest first; empty when they do not.
+    func unpushedChain(from base: ObjectID?, to tip: ObjectID) -> [FlushedPack] {
+        var chain: [FlushedPack] = []
+        var next: ObjectID? = tip
+        while next != base {
+            guard let current = next, let pack = unpushedPacks.last(where: { $0.tip == current }), chain.count < FlushedPack.kept
+            else { return [] }
+            chain.append(pack)
+            next = pack.base
+        }
+        return chain.reversed()
+    }
+
+    /// Puts `packs` (complete and durable, see `PackFile`) into `origin`'s pack folder: a hard
+    /// link where the file system allows one (nothing copied: a pack never changes once
+    /// written), else a copy made durable before it is renamed into place; the pack before its
+    /// index, then the folder synced. Returns false when one could not be placed: a pack given
+    /// without its index is taken back, and the caller packs the objects again.
+    private func sendPacks(_ packs: [FlushedPack], to origin: Repository) -> Bool {
+        let source = packFolder
+        let target = origin.packFolder
+        for pack in packs {
+            let indexPath = target + "/" + pack.name + ".idx"
+            if access(indexPath, F_OK) == 0 { continue }  // already there: the name is the content's checksum
+            let packPath = target + "/" + pack.name + ".pack"
+            let placedPack = Self.place(source + "/" + pack.name + ".pack", at: packPath)
+            guard placedPack != nil else { return false }
+            guard Self.place(source + "/" + pack.name + ".idx", at: indexPath) != nil else {
+                if placedPack == true { unlink(packPath) }
+                return false
+            }
+        }
+        do { try Repository.sync(target) } catch { return false }
+        return true
+    }
+
+    /// Links (or copies) `source` to `destination`. Returns true when it placed the file, false
+    /// when one of that name was already there, nil when it could not.
+    private static func place(_ source: String, at destination: String) -> Bool? {
+        if link(source, destination) == 0 { return true }
+        if errno == EEXIST { return false }
+        guard errno == EXDEV || errno == EPERM || errno == EMLINK || errno == ENOTSUP,
+              let data = FileManager.default.contents(atPath: source) else { return nil }
+        // Named as git names its temporary packs, which its maintenance removes if left behind.
+        let slash = destination.lastIndex(of: "/").map { destination.index(after: $0) } ?? destination.startIndex
+        let temporary = String(destination[..<slash]) + "tmp_pack_bulwark_" + destination[slash...]
+        let fd = Glibc.open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o444)
+        guard fd >= 0 else { return nil }
+        let written = data.withUnsafeBytes { raw -> Bool in
+            var offset = 0
+            while offset < raw.count {
+                let n = write(fd, raw.baseAddress.map { $0 + offset }, raw.count - offset)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    return false
+                }
+                offset += n
+            }
+            return true
+        }
+        let synced = written && fsync(fd) == 0
+        close(fd)
+        guard synced, rename(temporary, destination) == 0 else {
+            unlink(temporary)
+            return nil
+        }
+        return true
     }
 
     /// Writes the objects `tip` brings over `base` into `target` as one pack of whole objects
