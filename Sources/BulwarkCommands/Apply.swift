@@ -185,8 +185,8 @@ struct ApplyRun: Encodable {
         case (.pruned, _): label = console.paint("pruned  ", .green)
         }
         var line = "\(label) \(r.target)  \(r.resource): \(changes)"
-        if let detected = Timestamp.parse(r.detectedAt), let verified = r.verifiedAt.flatMap(Timestamp.parse) {
-            line += console.paint(String(format: "  verified in %.0f ms", verified.timeIntervalSince(detected) * 1000), .dim)
+        if let verified = r.verifiedAt {
+            line += console.paint(String(format: "  verified in %.0f ms", verified.timeIntervalSince(r.detectedAt) * 1000), .dim)
         }
         if let reason = r.reason { line += console.paint("  (\(reason))", .dim) }
         if entry.alreadyRecorded { line += console.paint("  (recorded before)", .dim) }

@@ -120,14 +120,14 @@ extension Bulwark {
                 risk: original.risk, mode: original.mode, decision: .applied, result: nil,
                 reason: "\(Self.reasonPrefix)\(id) by \(person): \(reason)",
                 changes: changes.map { .init(property: $0.property, desired: $0.desired, observedBefore: $0.observed, observedAfter: nil) },
-                detectedAt: Timestamp.format(current.observedAt), appliedAt: nil, verifiedAt: nil,
+                detectedAt: current.observedAt, appliedAt: nil, verifiedAt: nil,
                 desiredCommit: Revision(loaded.head), approver: person, error: nil)
             // The intent is journaled like a fix's: a revert killed midway is recorded by the next pass.
             let journal = FileJournal(stateDirectory: repository.stateDirectory)
             try await journal.begin(record)
             do {
                 if !toApply.isEmpty { try await kind.driver.apply(toApply, to: resource, on: target) }
-                record.appliedAt = Timestamp.format(reconciler.clock())
+                record.appliedAt = reconciler.clock()
                 let after = try await kind.driver.observe(resource, on: target)
                 var wrong: [String] = []
                 for index in record.changes.indices {
@@ -139,13 +139,13 @@ extension Bulwark {
                 }
                 if wrong.isEmpty {
                     record.result = .verified
-                    record.verifiedAt = Timestamp.format(reconciler.clock())
+                    record.verifiedAt = reconciler.clock()
                 } else {
                     record.result = .failed
                     record.error = "revert did not hold: " + wrong.joined(separator: ", ")
                 }
             } catch {
-                record.appliedAt = record.appliedAt ?? Timestamp.format(reconciler.clock())
+                record.appliedAt = record.appliedAt ?? reconciler.clock()
                 record.result = .failed
                 record.error = "revert failed: \(error)"
             }

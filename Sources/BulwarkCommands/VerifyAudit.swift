@@ -57,7 +57,7 @@ extension Bulwark {
                 problems += report.problems.count
                 // One record on two refs: two writers decided about the same drift.
                 for commit in try repository.history(from: head) {
-                    guard let id = commit.trailer("Bulwark-Id") else { continue }
+                    guard let id = commit.trailer(.id) else { continue }
                     if let other = ids[id], other != branch {
                         console.error("record \(id) is on both \(other) and \(branch): two writers recorded the same decision")
                         problems += 1
@@ -119,7 +119,7 @@ struct AuditVerification {
         var seen = Set<String>()
         for commit in chain.reversed() {
             let name = "commit \(commit.id.short)"
-            guard let id = commit.trailer("Bulwark-Id") else {
+            guard let id = commit.trailer(.id) else {
                 report.problems.append("\(name) (\"\(quotedForMessage(commit.summary))\") is not an audit record (no Bulwark-Id)")
                 continue
             }
@@ -143,7 +143,7 @@ struct AuditVerification {
         let parent = commit.parents.first
         var problems: [String] = []
         let changed = try repository.changedPaths(from: parent, to: commit.id)
-        let expected = commit.trailer("Bulwark-Detected-At").map { AuditRecord.path(id: id, detectedAt: $0) }
+        let expected = commit.trailer(.detectedAt).map { AuditRecord.path(id: id, detectedAt: $0) }
         for path in changed where path != expected {
             let before = try parent.flatMap { try repository.file(at: $0, path: path) }
             let after = try repository.file(at: commit.id, path: path)

@@ -29,14 +29,16 @@ public struct AuditRecord: Sendable, Hashable, Codable {
     public var result: RemediationResult?
     public var reason: String?
     public var changes: [Change]
-    public var detectedAt: String
-    public var appliedAt: String?
-    public var verifiedAt: String?
+    // Times are kept to the millisecond, as the record states them (`Timestamp`): a record
+    // read back from its JSON or its trailers equals the one that was written.
+    public var detectedAt: Date { didSet { detectedAt = Timestamp.recorded(detectedAt) } }
+    public var appliedAt: Date? { didSet { appliedAt = appliedAt.map(Timestamp.recorded) } }
+    public var verifiedAt: Date? { didSet { verifiedAt = verifiedAt.map(Timestamp.recorded) } }
     public var desiredCommit: Revision
     public var approver: String?
     public var error: String?
     /// For drift deferred by a change window: when the next window opens.
-    public var nextWindowAt: String?
+    public var nextWindowAt: Date? { didSet { nextWindowAt = nextWindowAt.map(Timestamp.recorded) } }
     /// What the driver said about the fix (versions before and after, where a package came from).
     public var notes: [String]?
     /// What must still be restarted (services, or `reboot`) for the fix to take effect.
@@ -47,8 +49,8 @@ public struct AuditRecord: Sendable, Hashable, Codable {
     public init(
         id: String, controller: String, target: String, resource: String, kind: String, name: String,
         severity: Severity, risk: Int, mode: Mode, decision: Decision, result: RemediationResult?, reason: String?,
-        changes: [Change], detectedAt: String, appliedAt: String?, verifiedAt: String?, desiredCommit: Revision,
-        approver: String?, error: String?, nextWindowAt: String? = nil
+        changes: [Change], detectedAt: Date, appliedAt: Date?, verifiedAt: Date?, desiredCommit: Revision,
+        approver: String?, error: String?, nextWindowAt: Date? = nil
     ) {
         self.id = id
         self.controller = controller
@@ -63,13 +65,13 @@ public struct AuditRecord: Sendable, Hashable, Codable {
         self.result = result
         self.reason = reason
         self.changes = changes
-        self.detectedAt = detectedAt
-        self.appliedAt = appliedAt
-        self.verifiedAt = verifiedAt
+        self.detectedAt = Timestamp.recorded(detectedAt)
+        self.appliedAt = appliedAt.map(Timestamp.recorded)
+        self.verifiedAt = verifiedAt.map(Timestamp.recorded)
         self.desiredCommit = desiredCommit
         self.approver = approver
         self.error = error
-        self.nextWindowAt = nextWindowAt
+        self.nextWindowAt = nextWindowAt.map(Timestamp.recorded)
     }
 
     /// The record of a refused revision: nothing acted on it. Its id is stable for the same
@@ -81,17 +83,18 @@ public struct AuditRecord: Sendable, Hashable, Codable {
             id: id, controller: "-", target: "-", resource: "Revision/\(revision.short)", kind: "Revision",
             name: revision.short, severity: .high, risk: 0, mode: .enforce, decision: .refused, result: nil,
             reason: "revision refused; the last good revision stays in force: " + shown.joined(separator: "; "),
-            changes: [], detectedAt: Timestamp.format(date), appliedAt: nil, verifiedAt: nil, desiredCommit: revision,
+            changes: [], detectedAt: date, appliedAt: nil, verifiedAt: nil, desiredCommit: revision,
             approver: nil, error: nil)
     }
 
     /// Where the record is stored on the audit branch: unique, so replays never conflict.
-    public var path: String { Self.path(id: id, detectedAt: detectedAt) }
+    public var path: String { Self.path(id: id, detectedAt: Timestamp.format(detectedAt)) }
 
     /// `audit/YYYY/MM/DD/HH/<c>/<id>.json`: by day and hour of detection, then fanned out on the
     /// id's last character (random, or a hash), so that no folder's tree grows large. Each
     /// audit commit rewrites the trees on its path; with 10,000 records in one day a flat day
-    /// folder made every commit rewrite a 10,000-entry tree.
+    /// folder made every commit rewrite a 10,000-entry tree. `detectedAt` is the time as the
+    /// record states it (its `Bulwark-Detected-At` trailer).
     public static func path(id: String, detectedAt: String) -> String {
         let date = detectedAt.prefix(10).replacingOccurrences(of: "-", with: "/")
         let hour = detectedAt.dropFirst(11).prefix(2)
@@ -103,6 +106,11 @@ public struct AuditRecord: Sendable, Hashable, Codable {
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         // Encoding plain strings, numbers and enums cannot fail.
         return Array((try? encoder.encode(self)) ?? Data()) + [10]
+    }
+
+    /// The record its JSON file states (what `json()` wrote, or an earlier version did).
+    public init(json bytes: [UInt8]) throws {
+        self = try JSONDecoder().decode(AuditRecord.self, from: Data(bytes))
     }
 
     /// The commit message: a subject `git log --oneline` reads well, a body, and trailers
@@ -138,11 +146,11 @@ public struct AuditRecord: Sendable, Hashable, Codable {
         ]
         if let result { trailers.append((.result, result.rawValue)) }
         trailers.append((.desiredCommit, desiredCommit.description))
-        trailers.append((.detectedAt, detectedAt))
-        if let appliedAt { trailers.append((.appliedAt, appliedAt)) }
-        if let verifiedAt { trailers.append((.verifiedAt, verifiedAt)) }
+        trailers.append((.detectedAt, Timestamp.format(detectedAt)))
+        if let appliedAt { trailers.append((.appliedAt, Timestamp.format(appliedAt))) }
+        if let verifiedAt { trailers.append((.verifiedAt, Timestamp.format(verifiedAt))) }
         if let approver { trailers.append((.approvedBy, Self.oneLine(approver))) }
-        if let nextWindowAt { trailers.append((.nextWindow, nextWindowAt)) }
+        if let nextWindowAt { trailers.append((.nextWindow, Timestamp.format(nextWindowAt))) }
         if let needsRestart { trailers.append((.needsRestart, needsRestart)) }
         if let finding { trailers += finding.trailers }
         lines += trailers.map { "\($0.0.rawValue): \(Self.oneLine($0.1))" }
@@ -151,6 +159,75 @@ public struct AuditRecord: Sendable, Hashable, Codable {
 
     static func oneLine(_ text: String) -> String {
         String(text.unicodeScalars.map { $0.properties.generalCategory == .control ? " " : Character($0) })
+    }
+}
+
+// MARK: - Codable
+
+/// The JSON file on the audit branch: every time as `Timestamp` text (`2026-11-22T10:00:00.142Z`),
+/// whatever the encoder's date strategy, so the file is the same bytes as before times were
+/// `Date`s, and files written by earlier versions read.
+extension AuditRecord {
+    enum CodingKeys: String, CodingKey {
+        case id, controller, target, resource, kind, name, severity, risk, mode, decision, result, reason, changes
+        case detectedAt, appliedAt, verifiedAt, desiredCommit, approver, error, nextWindowAt, notes, needsRestart, finding
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        func time(_ key: CodingKeys) throws -> Date? {
+            guard let text = try container.decodeIfPresent(String.self, forKey: key) else { return nil }
+            guard let date = Timestamp.parse(text) else {
+                throw DecodingError.dataCorruptedError(forKey: key, in: container, debugDescription: "not an ISO 8601 time: \(text)")
+            }
+            return date
+        }
+        guard let detectedAt = try time(.detectedAt) else {
+            throw DecodingError.keyNotFound(CodingKeys.detectedAt, .init(codingPath: container.codingPath, debugDescription: "no detectedAt"))
+        }
+        self.init(
+            id: try container.decode(String.self, forKey: .id), controller: try container.decode(String.self, forKey: .controller),
+            target: try container.decode(String.self, forKey: .target), resource: try container.decode(String.self, forKey: .resource),
+            kind: try container.decode(String.self, forKey: .kind), name: try container.decode(String.self, forKey: .name),
+            severity: try container.decode(Severity.self, forKey: .severity), risk: try container.decode(Int.self, forKey: .risk),
+            mode: try container.decode(Mode.self, forKey: .mode), decision: try container.decode(Decision.self, forKey: .decision),
+            result: try container.decodeIfPresent(RemediationResult.self, forKey: .result),
+            reason: try container.decodeIfPresent(String.self, forKey: .reason),
+            changes: try container.decode([Change].self, forKey: .changes),
+            detectedAt: detectedAt, appliedAt: try time(.appliedAt), verifiedAt: try time(.verifiedAt),
+            desiredCommit: try container.decode(Revision.self, forKey: .desiredCommit),
+            approver: try container.decodeIfPresent(String.self, forKey: .approver),
+            error: try container.decodeIfPresent(String.self, forKey: .error), nextWindowAt: try time(.nextWindowAt))
+        notes = try container.decodeIfPresent([String].self, forKey: .notes)
+        needsRestart = try container.decodeIfPresent(String.self, forKey: .needsRestart)
+        finding = try container.decodeIfPresent(FindingCitation.self, forKey: .finding)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(id, forKey: .id)
+        try container.encode(controller, forKey: .controller)
+        try container.encode(target, forKey: .target)
+        try container.encode(resource, forKey: .resource)
+        try container.encode(kind, forKey: .kind)
+        try container.encode(name, forKey: .name)
+        try container.encode(severity, forKey: .severity)
+        try container.encode(risk, forKey: .risk)
+        try container.encode(mode, forKey: .mode)
+        try container.encode(decision, forKey: .decision)
+        try container.encodeIfPresent(result, forKey: .result)
+        try container.encodeIfPresent(reason, forKey: .reason)
+        try container.encode(changes, forKey: .changes)
+        try container.encode(Timestamp.format(detectedAt), forKey: .detectedAt)
+        try container.encodeIfPresent(appliedAt.map(Timestamp.format), forKey: .appliedAt)
+        try container.encodeIfPresent(verifiedAt.map(Timestamp.format), forKey: .verifiedAt)
+        try container.encode(desiredCommit, forKey: .desiredCommit)
+        try container.encodeIfPresent(approver, forKey: .approver)
+        try container.encodeIfPresent(error, forKey: .error)
+        try container.encodeIfPresent(nextWindowAt.map(Timestamp.format), forKey: .nextWindowAt)
+        try container.encodeIfPresent(notes, forKey: .notes)
+        try container.encodeIfPresent(needsRestart, forKey: .needsRestart)
+        try container.encodeIfPresent(finding, forKey: .finding)
     }
 }
 
@@ -207,15 +284,41 @@ public enum AuditID {
     }
 }
 
+/// The one text form of a time in records, trailers and JSON: ISO 8601 in UTC with milliseconds.
 public enum Timestamp {
-    /// `2026-11-22T10:00:00.142Z`.
+    /// `2026-11-22T10:00:00.142Z`: the millisecond the time falls in (truncated, as Foundation's
+    /// ISO 8601 style with fractional seconds does). A time read back from this text gives the
+    /// same text again: Foundation's own style does not (a parsed `.331` is a `Double` a hair
+    /// below it, which it printed as `.330` about half the time).
     public static func format(_ date: Date) -> String {
-        date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
+        let millis = milliseconds(date)
+        let (seconds, fraction) = millis.quotientAndRemainder(dividingBy: 1000)
+        let (whole, part) = fraction < 0 ? (seconds - 1, fraction + 1000) : (seconds, fraction)
+        let text = Date(timeIntervalSince1970: Double(whole)).formatted(Date.ISO8601FormatStyle())
+        guard text.hasSuffix("Z") else { return date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true)) }
+        let digits = String(part)
+        return text.dropLast() + "." + String(repeating: "0", count: 3 - digits.count) + digits + "Z"
     }
 
+    /// The time as a record states it: to the millisecond (`format` of it is `format` of `date`).
+    public static func recorded(_ date: Date) -> Date {
+        Date(timeIntervalSince1970: Double(milliseconds(date)) / 1000)
+    }
+
+    /// Milliseconds since 1970, rounded down, allowing 10 µs for a time that is a millisecond
+    /// in text but a hair below it as a `Double`.
+    static func milliseconds(_ date: Date) -> Int64 {
+        let value = (date.timeIntervalSince1970 * 1000 + 0.01).rounded(.down)
+        // Beyond ±292 million years: clamped (no record is made then).
+        return value.isFinite ? Int64(max(min(value, 9e15), -9e15)) : 0
+    }
+
+    /// An ISO 8601 time, with or without fractional seconds, to the millisecond (`recorded`): a
+    /// record read back from its text equals the record that was written.
     public static func parse(_ text: String) -> Date? {
-        (try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(text))
-            ?? (try? Date.ISO8601FormatStyle().parse(text))
+        guard let date = (try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(text))
+            ?? (try? Date.ISO8601FormatStyle().parse(text)) else { return nil }
+        return recorded(date)
     }
 }
 

@@ -92,10 +92,10 @@ package struct DecisionJSON: Encodable, Sendable {
         }
         revision = record.desiredCommit
         approvedBy = record.approver
-        detectedAt = Timestamp.parse(record.detectedAt)
-        appliedAt = record.appliedAt.flatMap(Timestamp.parse)
-        verifiedAt = record.verifiedAt.flatMap(Timestamp.parse)
-        nextWindowAt = record.nextWindowAt.flatMap(Timestamp.parse)
+        detectedAt = record.detectedAt
+        appliedAt = record.appliedAt
+        verifiedAt = record.verifiedAt
+        nextWindowAt = record.nextWindowAt
         mttrSeconds = Self.mttr(detected: detectedAt, verified: verifiedAt, result: result)
     }
 

@@ -47,6 +47,36 @@ public struct DesiredState: Sendable {
     public var pause: Pause? = nil
     /// What to do about scanners' findings (`kind: FindingRule`, under `finding-rules/`).
     public var findingRules: [FindingRule] = []
+    /// Every binding of the revision, once a pass has narrowed `bindings` to part of it (see
+    /// `narrow`); nil while `bindings` are the revision's. Pruning keeps what these want: a
+    /// resource left out of one pass is still wanted.
+    public var revisionBindings: [Binding]? = nil
+    /// The targets a narrowed pass may act on; nil: those its bindings name (or, not narrowed,
+    /// every target).
+    public var targetScope: Set<String>? = nil
+}
+
+extension DesiredState {
+    /// Narrows a pass to the bindings `keep` accepts (a watched file, a finding, the targets an
+    /// agent or a lease holder owns), remembering the revision's bindings so that nothing the
+    /// revision still wants looks like a leftover. With `targets`, the pass may act on (prune
+    /// on) those targets, even where none of its bindings remains.
+    public mutating func narrow(toTargets targets: Set<String>? = nil, _ keep: (Binding) -> Bool) {
+        if revisionBindings == nil { revisionBindings = bindings }
+        bindings = bindings.filter(keep)
+        if let targets { targetScope = targetScope.map { $0.intersection(targets) } ?? targets }
+    }
+
+    /// The bindings of the whole revision, whatever a pass narrowed.
+    public var wantedBindings: [Binding] { revisionBindings ?? bindings }
+
+    /// Whether this pass may act on `target`: any target when not narrowed, else those of
+    /// `targetScope`, else those its bindings name.
+    public func inScope(_ target: String) -> Bool {
+        guard revisionBindings != nil else { return true }
+        if let targetScope { return targetScope.contains(target) }
+        return bindings.contains { $0.target == target }
+    }
 }
 
 /// Reads and validates a whole revision before anything acts on it.
@@ -101,7 +131,9 @@ public struct DesiredStateLoader: Sendable {
 
     // MARK: - Helpers
 
-    static func isValidName(_ name: String) -> Bool {
+    /// A resource or target name: lowercase letters, digits, '-' and '.', starting and ending
+    /// with a letter or digit, at most 253 bytes (so it is also a safe file name).
+    public static func isValidName(_ name: String) -> Bool {
         guard (1...253).contains(name.utf8.count) else { return false }
         let bytes = Array(name.utf8)
         func alnum(_ b: UInt8) -> Bool { (b >= 97 && b <= 122) || (b >= 48 && b <= 57) }

@@ -370,7 +370,7 @@ public struct FixHistory: Sendable {
     /// Adds the fixes a record made, if it is a verified fix.
     public mutating func add(_ record: AuditRecord) {
         guard record.decision == .applied, record.result == .verified,
-              let at = (record.verifiedAt ?? record.appliedAt).flatMap(Timestamp.parse) else { return }
+              let at = record.verifiedAt ?? record.appliedAt else { return }
         let resource = ResourceID(kind: record.kind, name: record.name)
         for change in record.changes {
             fixes[Key(target: record.target, resource: resource, property: change.property), default: []]

@@ -145,9 +145,11 @@ public struct Reconciler: Sendable {
         for controller in state.controllers.values.sorted(by: { $0.name < $1.name }) {
             for kindName in controller.kinds {
                 guard let kind = registry.kinds[kindName], let driver = kind.driver as? any PruningDriver else { continue }
+                // Only targets this pass acts on, and what the whole revision wants kept there:
+                // a pass narrowed to a file, a finding or an owner's targets prunes nothing wanted.
                 for target in state.targets.values.sorted(by: { $0.name < $1.name })
-                where target.adapter == kind.adapter && controller.targets.matches(target) {
-                    let current = state.bindings.filter { $0.target == target.name && $0.resource.kind == kindName }
+                where target.adapter == kind.adapter && controller.targets.matches(target) && state.inScope(target.name) {
+                    let current = state.wantedBindings.filter { $0.target == target.name && $0.resource.kind == kindName }
                         .compactMap { state.resources[$0.resource] }
                     guard let found = try? await driver.leftovers(on: target, keeping: current) else { continue }
                     // A driver may serve several kinds: each kind answers only for its own.
@@ -425,7 +427,7 @@ public struct Reconciler: Sendable {
         } catch {
             return nil
         }
-        let applied = Timestamp.format(clock())
+        let applied = clock()
         var inSync: Set<Int> = []
         for index in batch.indices {
             if !batch[index].changes.isEmpty, batch[index].changes.allSatisfy({ found.contains($0.property) }) {
@@ -471,7 +473,7 @@ public struct Reconciler: Sendable {
                     }
                     if holds {
                         record.result = .verified
-                        record.verifiedAt = Timestamp.format(clock())
+                        record.verifiedAt = clock()
                         record.error = "recorded after a restart: the process stopped between the fix and its record"
                     } else {
                         record.error = "the process stopped during this fix; found afterwards: "
@@ -488,7 +490,7 @@ public struct Reconciler: Sendable {
             let remediation = PlannedRemediation(
                 binding: Binding(controller: record.controller, target: record.target, resource: resourceID),
                 severity: record.severity, risk: record.risk, mode: record.mode, changes: [], decision: .applied,
-                reason: nil, detectedAt: Timestamp.parse(record.detectedAt) ?? clock())
+                reason: nil, detectedAt: record.detectedAt)
             entries.append(CycleEntry(remediation: remediation, record: record, commit: commit, alreadyRecorded: false))
         }
         return entries
@@ -504,8 +506,8 @@ public struct Reconciler: Sendable {
         }
         do {
             try await driver.prune(remediation.leftovers, on: target)
-            record.appliedAt = Timestamp.format(clock())
-            let current = state.bindings.filter { $0.target == target.name && $0.resource.kind == kind.name }
+            record.appliedAt = clock()
+            let current = state.wantedBindings.filter { $0.target == target.name && $0.resource.kind == kind.name }
                 .compactMap { state.resources[$0.resource] }
             let remaining = Set(try await driver.leftovers(on: target, keeping: current).map(\.handle))
             for index in record.changes.indices {
@@ -514,13 +516,13 @@ public struct Reconciler: Sendable {
             let still = remediation.leftovers.filter { remaining.contains($0.handle) }
             if still.isEmpty {
                 record.result = .verified
-                record.verifiedAt = Timestamp.format(clock())
+                record.verifiedAt = clock()
             } else {
                 record.result = .failed
                 record.error = "still there after pruning: " + still.map(\.summary).joined(separator: ", ")
             }
         } catch {
-            record.appliedAt = Timestamp.format(clock())
+            record.appliedAt = clock()
             record.result = .failed
             record.error = "prune failed: \(error)"
         }
@@ -552,14 +554,14 @@ public struct Reconciler: Sendable {
             } else {
                 try await kind.driver.apply(remediation.changes, to: resource, on: target)
             }
-            record.appliedAt = Timestamp.format(clock())
+            record.appliedAt = clock()
         } catch let error as AlreadyInSync
                     where remediation.changes.allSatisfy({ error.properties.contains($0.property) }) {
             return .inSync
         } catch let error as TargetBusy {
             return .busy(error.message)
         } catch {
-            record.appliedAt = Timestamp.format(clock())
+            record.appliedAt = clock()
             record.result = .failed
             record.error = "apply failed: \(error)"
             if let failure = error as? ReportedFailure { record.include(failure.report) }
@@ -587,7 +589,7 @@ public struct Reconciler: Sendable {
             }
             if stillWrong.isEmpty {
                 record.result = .verified
-                record.verifiedAt = Timestamp.format(now)
+                record.verifiedAt = now
             } else if let witness = driver as? any OverwriteWitness,
                       case let changed = await witness.changedSinceFix(resource, on: target), !changed.isEmpty {
                 // The fix was written and someone else changed it before it could be verified:
@@ -637,9 +639,9 @@ public struct Reconciler: Sendable {
                 .init(property: $0.property, desired: $0.shownDesired,
                       observedBefore: $0.sensitive ? "[redacted]" : $0.observed, observedAfter: nil)
             },
-            detectedAt: Timestamp.format(remediation.detectedAt), appliedAt: nil, verifiedAt: nil,
+            detectedAt: remediation.detectedAt, appliedAt: nil, verifiedAt: nil,
             desiredCommit: state.revision, approver: remediation.approver, error: nil,
-            nextWindowAt: remediation.nextWindow.map(Timestamp.format))
+            nextWindowAt: remediation.nextWindow)
         record.finding = state.resources[binding.resource].flatMap { FindingCitation(annotations: $0.annotations) }
         return record
     }

@@ -24,18 +24,17 @@ public enum FirewallAdapter {
             ])
     }
 
-    static func nft(_ target: Target) -> NFT { NFT(namespace: target.firewall?.netns) }
+    static func nft(_ target: Target) throws -> NFT { NFT(namespace: try target.firewall().netns) }
 
-    /// The target's management networks (validated when the target was read).
-    static func management(_ target: Target) -> [Network] {
-        target.firewall?.management ?? []
-    }
+    /// The target's management networks (validated when the target was read: at least one).
+    static func management(_ target: Target) throws -> [Network] { try target.firewall().management }
 
-    static func sshPort(_ target: Target) -> Int { target.firewall?.sshPort ?? 22 }
+    static func sshPort(_ target: Target) throws -> Int { try target.firewall().sshPort ?? 22 }
 
     /// Applies one transaction, then persists the table under the target's root.
     static func commit(_ target: Target, replace: [ChainContent], remove: [String]) throws {
-        let nft = nft(target)
+        let settings = try target.firewall()
+        let nft = NFT(namespace: settings.netns)
         let current = try Table.read(nft)
         try nft.apply(Transaction.render(current: current, replace: replace, remove: remove))
         let listing = String(decoding: try nft.run(["list", "table", Table.family, Table.name]), as: UTF8.self)
@@ -46,8 +45,7 @@ public enum FirewallAdapter {
             delete table \(Table.family) \(Table.name)
 
             """ + listing
-        guard let root = target.firewall?.root else { return }
-        let folder = root + "/etc/nftables.d"
+        let folder = settings.root + "/etc/nftables.d"
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         try Data(text.utf8).write(to: URL(fileURLWithPath: folder + "/bulwark.nft"), options: .atomic)
     }

@@ -56,15 +56,10 @@ struct FirewallTargetSettings: TypedTargetSettings {
 }
 
 extension Target {
-    /// The nftables target's settings as its adapter read them; nil for a target it did not read.
-    var firewall: FirewallTargetSettings? {
-        if let typed = try? typedSettings(FirewallTargetSettings.self) { return typed }
-        // The text the adapter wrote when it read the target: never fall back to "no namespace"
-        // (the process's own, the machine Bulwark runs on) for a target that names one.
-        guard let root = settings["root"] else { return nil }
-        let management = (settings["management"] ?? "").split(separator: ",").compactMap { Network(String($0)) }
-        guard !management.isEmpty else { return nil }
-        return FirewallTargetSettings(root: root, netns: settings["netns"], management: management,
-                                      sshPort: settings["sshPort"].flatMap { Int($0) })
+    /// The nftables target's settings as its adapter read them. A target that carries none (one
+    /// not read by this adapter) is an error, never "no namespace": that would be the network of
+    /// the machine Bulwark runs on, and its sessions would stand in for the target's.
+    func firewall() throws(MissingTypedSpec) -> FirewallTargetSettings {
+        try typedSettings(FirewallTargetSettings.self)
     }
 }

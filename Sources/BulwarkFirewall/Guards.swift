@@ -76,7 +76,12 @@ extension IngressDriver {
     func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async -> GuardVerdict {
         guard let change = changes.first(where: { $0.property == "ingress" }) else { return .allow }
         let rules = Rules(change.desired)
-        let port = FirewallAdapter.sshPort(target)
+        let port: Int
+        do {
+            port = try FirewallAdapter.sshPort(target)
+        } catch {
+            return .block("cannot tell which port people log in to \(target.name) on, so the change is not judged safe: \(error)")
+        }
         guard rules.tcp.contains(port) else {
             let what = rules.tcp.isEmpty && rules.udp.isEmpty ? "it allows no port at all" : "it does not allow tcp \(port)"
             return .block("the allowed ingress would drop new SSH connections to \(target.name) from its management networks: "

@@ -12,8 +12,9 @@ struct Lifelines {
     var gateways: [Network]
 
     static func read(_ target: Target) throws -> Lifelines {
-        let namespace = target.firewall?.netns
-        let port = FirewallAdapter.sshPort(target)
+        let settings = try target.firewall()
+        let namespace = settings.netns
+        let port = settings.sshPort ?? 22
         var sessions: [Network] = []
         for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
             let text: String
@@ -38,7 +39,7 @@ struct Lifelines {
             let text = String(decoding: try NFT.run("/usr/sbin/ip", arguments, namespace: nil), as: UTF8.self)
             gateways += nextHops(text)
         }
-        return Lifelines(management: FirewallAdapter.management(target), sessions: Array(Set(sessions)).sorted(),
+        return Lifelines(management: settings.management, sessions: Array(Set(sessions)).sorted(),
                          gateways: Array(Set(gateways)).sorted())
     }
 

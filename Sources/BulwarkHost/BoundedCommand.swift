@@ -39,27 +39,58 @@ struct BoundedCommand: Sendable {
         return Outcome(status: outcome.status, timedOut: outcome.timedOut, output: Self.redacted(outcome.output, file: file))
     }
 
-    /// One bounded line: the candidate's path shown as `<candidate>`, and every word that could be
-    /// a key (16 or more characters mixing letters and digits, or starting `sk-`) redacted.
+    /// One bounded line: the candidate's path shown as `<candidate>`, and redacted: every word
+    /// that could be a key (16 or more characters mixing letters and digits, a path excepted, or
+    /// starting `sk-`), credentials in URLs (`https://user:secret@host`), and the value after a
+    /// word that names a secret (`password: …`, `token=…`, `api_key …`).
     static func redacted(_ text: String, file: String?) -> String {
         var text = text
         if let file { text = text.replacingOccurrences(of: file, with: "<candidate>") }
         let words = text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" || $0 == "'" || $0 == "\"" })
         var result = ""
         var index = text.startIndex
+        var secretNext = false
         for word in words {
             result += text[index..<word.startIndex]
+            index = word.endIndex
+            if word.isEmpty {
+                result += word
+                continue
+            }
             let letters = word.contains(where: \.isLetter)
             let digits = word.contains(where: \.isNumber)
-            if word.hasPrefix("sk-") || (word.count >= 16 && letters && digits && !word.contains("/")) {
+            let (name, value) = Self.assignment(word)
+            if secretNext || word.hasPrefix("sk-") {
+                result += "<redacted>"
+                secretNext = false
+            } else if let at = word.lastIndex(of: "@"), let scheme = word.range(of: "://"), scheme.upperBound < at,
+                      word[scheme.upperBound..<at].contains(":") {
+                result += word[..<scheme.upperBound] + "<redacted>" + word[at...]
+            } else if let value, !value.isEmpty, Self.namesSecret(name) {
+                result += word.dropLast(value.count) + "<redacted>"
+            } else if word.count >= 16 && letters && digits && !word.hasPrefix("/") {
                 result += "<redacted>"
             } else {
                 result += word
+                secretNext = value?.isEmpty != false && Self.namesSecret(name)
             }
-            index = word.endIndex
         }
         result += text[index...]
         let line = HostError.oneLine(result.trimmingCharacters(in: .whitespacesAndNewlines), limit: outputLimit)
         return line
+    }
+
+    /// A word as `name=value` or `name:value` (value empty for `name:` or `name=`; nil when the
+    /// word has neither).
+    private static func assignment(_ word: Substring) -> (name: Substring, value: Substring?) {
+        guard let separator = word.firstIndex(where: { $0 == "=" || $0 == ":" }), !word.contains("://") else { return (word, nil) }
+        return (word[..<separator], word[word.index(after: separator)...])
+    }
+
+    /// Whether a word names a secret (`password`, `PASSWD`, `api_key`, `token`, `secret`, …).
+    private static func namesSecret(_ name: Substring) -> Bool {
+        let lowered = name.lowercased()
+        return ["password", "passwd", "passphrase", "secret", "token", "api_key", "apikey", "api-key", "private_key", "credential"]
+            .contains { lowered.contains($0) } || lowered == "key" || lowered.hasSuffix("_key") || lowered.hasSuffix("-key")
     }
 }

@@ -114,8 +114,11 @@ struct ConfigFileDriver: ResourceDriver {
                     continue
                 }
                 // A credential's value is never shown (a literal one found in the file included).
+                // Nor is a whole mapping's: what the file holds there may carry keys the policy does
+                // not name (a literal master_key inside general_settings).
                 var credential = path.leafKey.map(isSecretKey) ?? false
                 if case .bool = value { credential = false }
+                if value.holdsMapping { credential = true }
                 properties.append(DesiredProperty(key, canonical, sensitive: credential))
             }
         }

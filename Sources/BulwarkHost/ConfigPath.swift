@@ -107,6 +107,15 @@ indirect enum ConfigValue: Sendable, Hashable {
     case list([ConfigValue])
     case map([String: ConfigValue])
 
+    /// Whether this is a mapping, or a list with one somewhere inside.
+    var holdsMapping: Bool {
+        switch self {
+        case .map: true
+        case .list(let items): items.contains { $0.holdsMapping }
+        default: false
+        }
+    }
+
     init(_ node: YAMLNode) {
         switch node.value {
         case .scalar(let text):

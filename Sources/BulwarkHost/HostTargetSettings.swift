@@ -1,28 +1,23 @@
 public import BulwarkCore
 
 /// A host target's settings, checked once when the target is read (`spec: {adapter: host, root: PATH}`).
-struct HostTargetSettings: TypedTargetSettings {
+/// Its root is the core's `TargetRoot`, which the packages adapter reads on the same targets.
+struct HostTargetSettings: RootedTargetSettings {
     /// The absolute folder that stands for `/` (`/` for the machine itself), with no `..`.
-    var root: String
+    var root: TargetRoot
 
-    var strings: [String: String] { ["root": root] }
+    var strings: [String: String] { ["root": root.path] }
 
     /// Reads `root`; nil after recording the error.
     @Sendable static func parse(_ spec: SpecReader) -> HostTargetSettings? {
         spec.allowOnly(["adapter", "root"])
-        guard let reader = spec.field("root", required: true), let root = reader.string() else { return nil }
-        let parts = root.split(separator: "/")
-        guard root.hasPrefix("/"), !parts.contains("..") else {
-            reader.fail("expected an absolute path (the folder that stands for /; / for the machine itself), got '\(root)'")
-            return nil
-        }
-        return HostTargetSettings(root: root)
+        return TargetRoot.read(spec, meaning: "the folder that stands for /; / for the machine itself").map(HostTargetSettings.init)
     }
 }
 
 extension Target {
     /// The host target's root as its adapter read it; nil for a target the host adapter did not read.
     var hostRoot: String? {
-        (try? typedSettings(HostTargetSettings.self))?.root
+        (try? typedSettings(HostTargetSettings.self))?.root.path
     }
 }

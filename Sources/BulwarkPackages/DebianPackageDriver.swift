@@ -107,8 +107,8 @@ struct DebianPackageDriver: ReportingDriver {
     // MARK: - Observing
 
     func watchedPaths(_ resource: Resource, on target: Target) -> [String] {
-        guard let root = target.settings["root"] else { return [] }
-        return [DpkgPaths.status(root)]
+        guard let root = target.root else { return [] }
+        return [DpkgPaths.status(root.path)]
     }
 
     func observe(_ resource: Resource, on target: Target) async throws -> Observation {
@@ -120,9 +120,13 @@ struct DebianPackageDriver: ReportingDriver {
         return Observation(values: Self.values(wanted, status))
     }
 
+    /// The root the target's adapter read and checked (`TargetRoot`), never the settings' text:
+    /// a target no rooted adapter read has none, and nothing is observed or changed on it.
     static func root(_ target: Target) throws(PackagesError) -> String {
-        guard let root = target.settings["root"] else { throw PackagesError("target \(target.name) has no root") }
-        return root
+        guard let root = target.root else {
+            throw PackagesError("target \(target.name) has no root read by its adapter (a host target's `root`)")
+        }
+        return root.path
     }
 
     /// The observed properties of `wanted` in the database.

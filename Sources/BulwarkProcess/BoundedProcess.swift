@@ -72,6 +72,22 @@ public enum BoundedProcess {
                       errors: outcome.errors.trimmingCharacters(in: .whitespacesAndNewlines), truncated: outcome.truncated)
     }
 
+    /// What a program Bulwark runs may see of Bulwark's environment when it is given none of its
+    /// own: where programs are, the locale, the time zone, the home and temporary folders, and
+    /// who it runs as. Nothing else: Bulwark's environment holds credentials, and a reload
+    /// command may start a long-lived daemon that would keep them.
+    public static func plainEnvironment() -> [String: String] {
+        plainEnvironment(from: ProcessInfo.processInfo.environment)
+    }
+
+    static func plainEnvironment(from: [String: String]) -> [String: String] {
+        var result = from.filter { key, _ in
+            ["PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "USER", "LOGNAME"].contains(key) || key.hasPrefix("LC_")
+        }
+        if result["PATH"] == nil { result["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" }
+        return result
+    }
+
     /// Which end of a long output is kept.
     public enum Keep: Sendable {
         /// The start (a probe's answer).
@@ -99,7 +115,8 @@ public enum BoundedProcess {
     public struct Command: Sendable {
         public var executable: String
         public var arguments: [String]
-        /// The child's whole environment; nil: Bulwark's own.
+        /// The child's whole environment; nil: `plainEnvironment()`, never Bulwark's own, which
+        /// holds its credentials (a git password, AWS keys, database passwords, notifier secrets).
         public var environment: [String: String]?
         /// A file read as standard input; nil: /dev/null.
         public var input: String?
@@ -110,10 +127,14 @@ public enum BoundedProcess {
         public var grace: Duration
         public var maxOutput: Int
         public var keep: Keep
+        /// How many bytes the program may write to its output files, together, before it and
+        /// everything it started are killed: they sit on disk (unlinked) until it ends, and a
+        /// runaway or hostile program must not fill the disk Bulwark's records live on.
+        public var maxWritten: Int
 
         public init(executable: String, arguments: [String], environment: [String: String]? = nil, input: String? = nil,
                     folder: String? = nil, timeout: Duration, grace: Duration = .seconds(2), maxOutput: Int = 64 << 10,
-                    keep: Keep = .tail) {
+                    keep: Keep = .tail, maxWritten: Int = 64 << 20) {
             self.executable = executable
             self.arguments = arguments
             self.environment = environment
@@ -123,6 +144,7 @@ public enum BoundedProcess {
             self.grace = grace
             self.maxOutput = maxOutput
             self.keep = keep
+            self.maxWritten = maxWritten
         }
 
         /// Runs it to the end, waiting on the calling thread.
@@ -137,6 +159,7 @@ public enum BoundedProcess {
             var child = try spawn(files)
             var pause = Duration.milliseconds(1)
             while !child.poll() {
+                files.enforce(command: self, on: &child)
                 if Task.isCancelled {
                     // Cancellation does not stop the program (its deadline does); wait without spinning.
                     usleep(20_000)
@@ -153,6 +176,7 @@ public enum BoundedProcess {
             var child = try spawn(files)
             var pause: UInt32 = 500
             while !child.poll() {
+                files.enforce(command: self, on: &child)
                 usleep(pause)
                 pause = min(pause * 2, 10_000)
             }
@@ -196,14 +220,14 @@ public enum BoundedProcess {
             posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP))
 
             let argv = ([executable] + arguments).map { strdup($0) } + [nil]
-            let envp = environment.map { $0.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil] }
+            let envp = (environment ?? BoundedProcess.plainEnvironment()).sorted { $0.key < $1.key }
+                .map { strdup("\($0.key)=\($0.value)") } + [nil]
             defer {
                 for pointer in argv { free(pointer) }
-                for pointer in envp ?? [] { free(pointer) }
+                for pointer in envp { free(pointer) }
             }
             var pid: pid_t = 0
-            let spawned = envp.map { posix_spawn(&pid, executable, &actions, &attributes, argv, $0) }
-                ?? posix_spawn(&pid, executable, &actions, &attributes, argv, environ)
+            let spawned = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
             guard spawned == 0 else { throw failure(.cannotStart(String(cString: strerror(spawned)))) }
             return Child(pid: pid, deadline: ContinuousClock.now + timeout, grace: grace)
         }
@@ -234,6 +258,8 @@ public enum BoundedProcess {
         let grace: Duration
         var killAt: ContinuousClock.Instant?
         var timedOut = false
+        /// Killed, with what it started, for writing more than `maxWritten`.
+        var overflowed = false
         var status: Int32 = 0
 
         /// Reaps the child if it has ended (true), else stops it if its time is up (false).
@@ -245,7 +271,7 @@ public enum BoundedProcess {
             if looked == 0, info._sifields._sigchld.si_pid == pid {
                 // After a timeout nothing it started stays (apt's dpkg, a script's sleep); after
                 // a normal end its descendants are left alone (a reload may start a daemon).
-                if timedOut { kill(-pid, SIGKILL) }
+                if timedOut || overflowed { kill(-pid, SIGKILL) }
                 while waitpid(pid, &status, 0) < 0, errno == EINTR {}
                 return true
             }
@@ -268,6 +294,13 @@ public enum BoundedProcess {
                 killAt = nil
             }
             return false
+        }
+
+        /// Kills the process group at once (its output outgrew its bound).
+        mutating func overflow() {
+            guard !overflowed else { return }
+            overflowed = true
+            kill(-pid, SIGKILL)
         }
 
         /// The exit code of a `waitpid` status: the code, or 128 + the signal that ended it.
@@ -310,8 +343,29 @@ public enum BoundedProcess {
             return descriptor
         }
 
+        /// Bytes the output files hold on disk so far: their size, or the blocks allocated to them
+        /// where that is more (`fallocate --keep-size` takes space without growing the size).
+        var written: Int {
+            [output, errors].compactMap(\.self).reduce(0) { total, descriptor in
+                var info = stat()
+                guard fstat(descriptor, &info) == 0 else { return total }
+                let allocated = Int(info.st_blocks).multipliedReportingOverflow(by: 512)
+                return total.addingReportingOverflow(max(Int(info.st_size), allocated.overflow ? .max : allocated.partialValue))
+                    .partialValue
+            }
+        }
+
+        /// Kills the child when its output files have outgrown `maxWritten`.
+        func enforce(command: Command, on child: inout Child) {
+            if !child.overflowed, written > command.maxWritten { child.overflow() }
+        }
+
         func outcome(_ child: Child, command: Command) -> Outcome {
-            let (output, outputCut) = Self.read(self.output, limit: command.maxOutput, keep: command.keep)
+            var (output, outputCut) = Self.read(self.output, limit: command.maxOutput, keep: command.keep)
+            if child.overflowed {
+                output += "\nbulwark: killed after writing more than \(command.maxWritten) bytes of output"
+                outputCut = true
+            }
             let (errors, errorsCut) = self.errors.map { Self.read($0, limit: command.maxOutput, keep: command.keep) } ?? ("", false)
             return Outcome(status: child.exitCode, timedOut: child.timedOut, output: output, errors: errors,
                            truncated: outputCut || errorsCut)

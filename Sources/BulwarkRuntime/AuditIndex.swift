@@ -102,7 +102,9 @@ package final class AuditIndex {
             guard newline - start > 2, tail[start] == UInt8(ascii: "@"), tail[start + 1] == UInt8(ascii: " ") else { continue }
             guard let checkpoint = Checkpoint(tail[(start + 2)..<newline]) else { continue }
             let lineStart = windowStart + start
-            guard checkpoint.block >= header.count, checkpoint.block <= lineStart else { continue }
+            // Every id is at least one byte and a newline: a count the file cannot hold is damage.
+            guard checkpoint.block >= header.count, checkpoint.block <= lineStart,
+                  checkpoint.count >= 0, checkpoint.count <= (lineStart - header.count) / 2 else { continue }
             // The last block is checked when it is in the window (a pass's worth); a larger one
             // (a rebuild's) is checked with the rest at the first lookup.
             if checkpoint.block >= windowStart {
@@ -212,7 +214,7 @@ package final class AuditIndex {
     private func load(_ fd: Int32) throws(Damage) {
         guard let bytes = AuditIndex.readBytes(fd, at: 0, count: end) else { throw .damaged("cannot read \(path)") }
         guard bytes.starts(with: AuditIndex.header) else { throw .damaged("no header") }
-        offsets = Dictionary(minimumCapacity: count)
+        offsets = Dictionary(minimumCapacity: min(max(count, 0), (end - AuditIndex.header.count) / 2))
         collisions = [:]
         var position = AuditIndex.header.count
         var block = position

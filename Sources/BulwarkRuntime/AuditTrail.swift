@@ -114,7 +114,7 @@ package struct AuditTrail: Codable, Sendable, Equatable {
             id: AuditID.stable(["tampered", auditBranch, lastPushed.hex, remoteHead?.hex ?? "-"].joined(separator: "\u{1}")),
             controller: "-", target: "-", resource: "AuditBranch/\(auditBranch)", kind: "AuditBranch", name: auditBranch,
             severity: .critical, risk: 0, mode: .enforce, decision: .refused, result: nil, reason: reason, changes: [],
-            detectedAt: Timestamp.format(date), appliedAt: nil, verifiedAt: nil, desiredCommit: Revision(lastPushed),
+            detectedAt: date, appliedAt: nil, verifiedAt: nil, desiredCommit: Revision(lastPushed),
             approver: nil, error: nil)
     }
 }

@@ -79,7 +79,7 @@ extension Daemon {
                 meters.revision(newHead.hex, state: loaded)
                 state = loaded
                 head = newHead
-                fixes = nil
+                flapHistory.invalidate()
                 sourceError = nil
                 refusal = nil
                 failedFixes = [:]
@@ -118,9 +118,10 @@ extension Daemon {
 
     func loadHistory() async {
         guard let commits = try? await repository.auditHistory(limit: 10_000) else { return }
-        history = commits.reversed().compactMap(RemediationReport.Entry.init)
+        let entries = commits.reversed().compactMap(RemediationReport.Entry.init)
+        history = MTTRHistory(entries)
         // A restart does not renew the controllers' budgets: fixes of the last interval count.
-        for entry in history where entry.decision == .applied {
+        for entry in entries where entry.decision == .applied {
             budget.record(controller: entry.controller, target: entry.target, at: clock.instant(ofWall: entry.verifiedAt ?? entry.detectedAt))
         }
     }

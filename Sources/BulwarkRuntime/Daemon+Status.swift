@@ -28,16 +28,15 @@ extension Daemon {
             lastCycleAt: lastCycle?.at, lastCycleSeconds: lastCycle.map { RemediationReport.seconds($0.seconds) }, lastCycleError: lastCycle?.error,
             targets: targets, openDrift: openItems,
             recent: recent.reversed().prefix(30).map { DecisionJSON($0.record, commit: $0.commit) },
-            mttrLastDay: RemediationReport(entries: history, since: now.addingTimeInterval(-86400), now: now, top: 0).mttr,
-            mttrLastWeek: RemediationReport(entries: history, since: now.addingTimeInterval(-7 * 86400), now: now, top: 0).mttr)
+            mttrLastDay: history.summary(since: now.addingTimeInterval(-86400)),
+            mttrLastWeek: history.summary(since: now.addingTimeInterval(-7 * 86400)))
     }
 }
 
 extension RemediationReport.Entry {
     package init?(_ record: AuditRecord) {
-        guard let detected = Timestamp.parse(record.detectedAt) else { return nil }
         self.init(target: record.target, resource: record.resource, controller: record.controller, severity: record.severity,
-                  decision: record.decision, result: record.result, detectedAt: detected,
-                  verifiedAt: record.verifiedAt.flatMap(Timestamp.parse))
+                  decision: record.decision, result: record.result, detectedAt: record.detectedAt,
+                  verifiedAt: record.verifiedAt)
     }
 }

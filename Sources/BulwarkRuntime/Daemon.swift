@@ -89,11 +89,10 @@ package actor Daemon: DaemonControl {
     var lastCycle: (at: Date, seconds: Double, error: String?)?
     var open: [Binding: PlannedRemediation] = [:]
     var recent: [(record: AuditRecord, commit: String?)] = []
-    /// Remediations of the last week, for MTTR on the status page.
-    var history: [RemediationReport.Entry] = []
-    /// Verified fixes within the longest flap period, for the flap breaker: read from the audit
-    /// branch once per revision, then kept up to date from the daemon's own records.
-    var fixes: FixHistory?
+    /// Remediations of the last week, for MTTR on the status page (bounded: see `MTTRHistory`).
+    var history = MTTRHistory()
+    /// Verified fixes within the longest flap period, for the flap breaker (see `FlapHistory`).
+    var flapHistory = FlapHistory()
     /// Intent before action: every fix is announced here before it is made.
     let journal: FileJournal
     /// Whether the intents a killed process left open were resolved (before the first cycle).
@@ -200,147 +199,6 @@ package actor Daemon: DaemonControl {
         if let last = result.errors.last {
             logger.warning("notifications kept in the outbox for a later round",
                            metadata: ["pending": .stringConvertible(result.pending), "error": .string(last)])
-        }
-    }
-
-    func cycle(only: Set<Binding>?) async {
-        guard var cycleState = state else { return }
-        if let only { cycleState.bindings = cycleState.bindings.filter { only.contains($0) } }
-        if let leases = options.leases {
-            let held = leases.beginPass()
-            cycleState.bindings = cycleState.bindings.filter { held[$0.target] != nil }
-            let taken = leases.takeNewlyHeld()
-            if !taken.isEmpty { await readPreviousOwners(of: taken) }
-        }
-        let started = clock.wall()
-        let began = clock.now()
-        var cycleError: String?
-        do {
-            let window = started.addingTimeInterval(-cycleState.longestFlapPeriod.timeInterval)
-            var known: FixHistory
-            if let fixes { known = fixes } else { known = try await repository.recentFixes(since: window) }
-            known.forget(before: window)
-            fixes = known
-            var plan = try await reconciler.plan(cycleState, history: known, weakened: provenance.weakened, urgent: findingPriorities)
-            for binding in plan.inSync {
-                lastInSync[binding] = started
-                failedFixes[binding] = nil
-                driftSeen[binding] = nil
-            }
-            // A fix that failed for this very drift is not tried again (nor recorded again).
-            var notRetried: [PlannedRemediation] = []
-            plan.remediations.removeAll { remediation in
-                guard remediation.decision == .applied, failedFixes[remediation.binding] == Self.fingerprint(remediation.changes) else {
-                    return false
-                }
-                var shown = remediation
-                shown.decision = .deferred
-                shown.reason = "the same fix failed before; retried when the drift or the policy changes, or the daemon restarts"
-                notRetried.append(shown)
-                return true
-            }
-            if let full = state {
-                budget.forget(olderThan: full.controllers.values.map(\.interval).max() ?? .seconds(0), now: clock.now())
-                budget.limit(&plan.remediations, state: full, now: clock.now())
-            }
-            for index in plan.remediations.indices {
-                if let detected = detections[plan.remediations[index].binding], detected < plan.remediations[index].detectedAt {
-                    plan.remediations[index].detectedAt = detected
-                }
-            }
-            for binding in only ?? Set(cycleState.bindings) { detections[binding] = nil; findingPriorities[binding] = nil }
-            for remediation in plan.remediations + notRetried {
-                let key = Self.fingerprint(remediation.changes)
-                if driftSeen[remediation.binding] != key {
-                    driftSeen[remediation.binding] = key
-                    meters.driftDetected(remediation)
-                }
-            }
-            let outcome = await apply(plan, state: cycleState)
-            await journal.compact()
-            if only == nil, let head { provenance.advanceBaseline(to: head, after: plan, stateDirectory: options.stateDirectory) }
-            for entry in outcome.entries where !entry.alreadyRecorded {
-                fixes?.add(entry.record)
-                meters.recorded(entry.record)
-                if entry.record.decision == .applied {
-                    budget.record(controller: entry.record.controller, target: entry.record.target, at: clock.now())
-                    let binding = entry.remediation.binding
-                    let overwritten = entry.record.overwrittenAfterFix ? (overwrittenFixes[binding] ?? 0) + 1 : 0
-                    overwrittenFixes[binding] = overwritten == 0 ? nil : overwritten
-                    let holdBack = entry.record.result == .failed && (overwritten == 0 || overwritten > Self.overwrittenRetries)
-                    failedFixes[binding] = holdBack ? Self.fingerprint(entry.remediation.changes) : nil
-                    if entry.record.result == .verified { lastInSync[entry.remediation.binding] = clock.wall() }
-                }
-                recent.append((entry.record, entry.commit))
-                if let historyEntry = RemediationReport.Entry(entry.record) { history.append(historyEntry) }
-            }
-            if recent.count > 100 { recent.removeFirst(recent.count - 100) }
-            let weekAgo = started.addingTimeInterval(-7 * 86400)
-            history.removeAll { $0.detectedAt < weekAgo }
-            // Open drift: what this cycle left unfixed, for the bindings it looked at.
-            for binding in only ?? Set(cycleState.bindings) { open[binding] = nil }
-            for entry in outcome.entries where entry.record.result != .verified {
-                open[entry.remediation.binding] = entry.remediation
-            }
-            for remediation in notRetried { open[remediation.binding] = remediation }
-            // Another Bulwark holds the target: nothing tried, nothing recorded; tried again by a later cycle.
-            for item in outcome.busy { open[item.remediation.binding] = item.remediation }
-            meters.setOpen(Array(open.values))
-            var failedControllers = Set(plan.failures.map(\.binding.controller))
-            failedControllers.formUnion(outcome.failed.map(\.remediation.binding.controller))
-            failedControllers.formUnion(outcome.busy.map(\.remediation.binding.controller))
-            let problems = plan.failures.map { "\($0.binding): \($0.message)" } + outcome.failed.map { "\($0.remediation.binding): \($0.record.error ?? "fix did not verify")" }
-                + outcome.auditFailures + (outcome.halted.map { ["stopped changing systems: \($0)"] } ?? [])
-                + notRetried.map { "\($0.binding): a fix for this drift failed before; not retried until the drift or the policy changes" }
-                + outcome.busy.map { "\($0.remediation.binding): not applied, nothing recorded: \($0.reason)" }
-            for failure in plan.failures {
-                meters.observationFailed(controller: failure.binding.controller)
-                logger.error("observation failed", metadata: ["target": .string(failure.binding.target),
-                                                              "resource": .string(failure.binding.resource.description),
-                                                              "error": .string(failure.message)])
-            }
-            if !problems.isEmpty { cycleError = problems.joined(separator: "; ") }
-            scheduler.backOff(failed: failedControllers, looked: Set(cycleState.bindings.map(\.controller)),
-                              intervals: state?.controllers.mapValues(\.interval) ?? [:], at: clock.now())
-            switch try await repository.publish() {
-            case .upToDate, .pushed: break
-            case .keptLocally(let count, let reason):
-                meters.pushFailed()
-                logger.warning("audit commits kept locally; pushed on the next cycle",
-                               metadata: ["commits": .stringConvertible(count), "reason": .string(reason)])
-            }
-        } catch {
-            cycleError = "\(error)"
-            logger.error("cycle failed", metadata: ["error": .string("\(error)")])
-        }
-        let elapsed = began.duration(to: clock.now())
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        for controller in Set(cycleState.bindings.map(\.controller)) { meters.cycle(controller: controller, seconds: seconds) }
-        lastCycle = (started, seconds, cycleError)
-        cycles += 1
-        if cycleError == nil { meters.cycleSucceeded(at: clock.wall()) }
-        if outbox != nil { notify.yield() }
-        trimmer.afterCycle(at: clock.now())
-    }
-
-    /// Carries out a cycle's plan through the core, logging each decision and writing the
-    /// notifications its committed records call for to the outbox (delivered by their own loop,
-    /// so a slow receiver never holds up a cycle). The daemon's only call to `Reconciler.apply`.
-    func apply(_ plan: Plan, state cycleState: DesiredState) async -> CycleOutcome {
-        let logger = self.logger
-        let (outbox, notifiers, notify) = (self.outbox, self.notifiers, self.notify)
-        let fenced = LeaseFencedJournal(base: journal, leases: options.leases)
-        return await reconciler.apply(plan, state: cycleState, audit: repository, journal: fenced) { entry in
-            let r = entry.record
-            logger.info("decision", metadata: [
-                "target": .string(r.target), "resource": .string(r.resource), "decision": .string(r.decision.rawValue),
-                "result": .string(r.result?.rawValue ?? "-"), "audit": .string(entry.commit ?? (entry.alreadyRecorded ? "recorded-before" : "-")),
-                "id": .string(r.id),
-            ])
-            if let outbox, entry.commit != nil,
-               Outbox.enqueue(entry.record, commit: entry.commit, notifiers: notifiers, folder: outbox.folder) > 0 {
-                notify.yield()
-            }
         }
     }
 

@@ -92,9 +92,9 @@ package final class DaemonMetrics: Sendable {
         registry.makeCounter(descriptor: Self.decisions, labels: [("decision", record.decision.rawValue)]).increment()
         guard record.decision == .applied, let result = record.result else { return }
         registry.makeCounter(descriptor: Self.remediations, labels: [("result", result.rawValue)]).increment()
-        if result == .verified, let detected = Timestamp.parse(record.detectedAt), let verified = record.verifiedAt.flatMap(Timestamp.parse) {
+        if result == .verified, let verified = record.verifiedAt {
             registry.makeDurationHistogram(descriptor: Self.remediationSeconds, labels: [], buckets: Self.buckets)
-                .recordNanoseconds(Int64(max(0, verified.timeIntervalSince(detected)) * 1e9))
+                .recordNanoseconds(Int64(max(0, verified.timeIntervalSince(record.detectedAt)) * 1e9))
         }
     }
 

@@ -150,7 +150,7 @@ import Testing
     }
 
     /// Damaged files, each made from a good one of `a` (and `b`) at the branch's head.
-    enum Damage: CaseIterable { case garbage, empty, formatOne, badChecksum, changedID, idAbsentFromTheBranch, headNoCommit, truncated }
+    enum Damage: CaseIterable { case garbage, empty, formatOne, badChecksum, changedID, idAbsentFromTheBranch, headNoCommit, truncated, impossibleCount }
 
     @Test(arguments: Damage.allCases)
     func aCorruptIndexIsRebuiltAndGivesTheSameAnswers(damage: Damage) async throws {
@@ -171,6 +171,11 @@ import Testing
             case .idAbsentFromTheBranch: indexFile(head: "0123456789012345678901234567890123456789", ids: [a, b, absent])
             case .headNoCommit: indexFile(head: "0123456789012345678901234567890123456789", ids: [a, b])
             case .truncated: String(good.dropLast(30))
+            // A checkpoint whose block checks out but whose count no file of its size can hold
+            // (it sized a dictionary and crashed the process at the first lookup).
+            case .impossibleCount: "bulwark-audit-index 2\n\(a)\n\(b)\n" + String(decoding: AuditIndex.checkpointLine(
+                head: ObjectID(hex: head), count: 999_999_999_999_999, block: AuditIndex.header.count,
+                checksum: AuditIndex.checksum(Array("\(a)\n\(b)\n".utf8))), as: UTF8.self)
             }
             try write(indexPath(s), contents)
             try await process(s) { (repo: PolicyRepository) async throws in

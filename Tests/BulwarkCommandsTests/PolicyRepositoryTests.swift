@@ -11,7 +11,7 @@ import Testing
         AuditRecord(id: id, controller: "c", target: "t", resource: "K/n", kind: "K", name: "n", severity: .high, risk: 6,
                     mode: .enforce, decision: .applied, result: .verified, reason: nil,
                     changes: [.init(property: "p", desired: "1", observedBefore: "0", observedAfter: "1")],
-                    detectedAt: "2026-11-22T10:00:00.000Z", appliedAt: nil, verifiedAt: "2026-11-22T10:00:00.100Z",
+                    detectedAt: Date(timeIntervalSince1970: 1_795_341_600), appliedAt: nil, verifiedAt: Date(timeIntervalSince1970: 1_795_341_600.1),
                     desiredCommit: "abc", approver: nil, error: nil)
     }
 

@@ -65,23 +65,6 @@ import Testing
         """
     }
 
-    /// A port nothing listens on now (the kernel's choice for a socket bound to port 0).
-    static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw SupportError("socket failed") }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
-        }
-        guard bound else { throw SupportError("bind failed") }
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
-
     /// The pid a pid file holds, if any.
     static func pid(in path: String) -> Int32? {
         (try? read(path)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
@@ -172,7 +155,7 @@ import Testing
 
                 """, mode: 0o640)
             try write(gateway + "/etc/litellm/injection_guard.py", try read(Self.fixtures + "/injection_guard.py"))
-            let proxyPort = try Self.freePort()
+            let proxyPort = try freeLoopbackPort()
             // Starts (or restarts) the proxy and waits until it answers; its pid is kept in a file so
             // that the test stops exactly that process. Started through Python's subprocess (which
             // closes every other descriptor) so that no pipe of the caller is held by the proxy.

@@ -156,7 +156,7 @@ import Testing
     static func record(_ changes: [AuditRecord.Change]) -> AuditRecord {
         AuditRecord(id: "01JD3M0000000000000000000A", controller: "host-hardening", target: "host", resource: "Kind/name",
                     kind: "SSHDConfig", name: "cis-5.1.20-permit-root-login", severity: .critical, risk: 4, mode: .enforce,
-                    decision: .applied, result: .verified, reason: nil, changes: changes, detectedAt: "2026-12-01T10:00:00.000Z",
+                    decision: .applied, result: .verified, reason: nil, changes: changes, detectedAt: Timestamp.parse("2026-12-01T10:00:00.000Z") ?? .distantPast,
                     appliedAt: nil, verifiedAt: nil, desiredCommit: "abc", approver: nil, error: nil)
     }
 

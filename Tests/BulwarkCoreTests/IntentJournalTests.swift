@@ -98,7 +98,7 @@ import Testing
             resource: remediation.binding.resource.description, kind: "Setting", name: remediation.binding.resource.name,
             severity: .critical, risk: 12, mode: .enforce, decision: .applied, result: nil, reason: nil,
             changes: [.init(property: "a", desired: "1", observedBefore: "0", observedAfter: nil)],
-            detectedAt: Timestamp.format(Date()), appliedAt: nil, verifiedAt: nil, desiredCommit: "rev1", approver: nil, error: nil)
+            detectedAt: Date(), appliedAt: nil, verifiedAt: nil, desiredCommit: "rev1", approver: nil, error: nil)
         try await journal.begin(record)
         let sink = RecordingSink()
         let recovered = try await reconciler.recover(journal: journal, state: state, audit: sink)

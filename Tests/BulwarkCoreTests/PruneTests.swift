@@ -41,6 +41,42 @@ import Testing
         #expect(try await reconciler.plan(state).remediations.isEmpty, "nothing left to prune")
     }
 
+    /// A pass narrowed to part of the revision (a watched file, a finding, the targets an agent
+    /// or a lease holder owns) keeps everything the whole revision wants: the resource it left
+    /// out is not a leftover, and a target outside it is not touched. A real leftover on a target
+    /// the pass acts on is still pruned.
+    @Test func aNarrowedPassPrunesNothingTheRevisionWantsAndStillPrunesARealLeftover() async throws {
+        let driver = MemoryDriver()
+        driver.set("web-1", "a", "1")
+        let kept = ResourceID(kind: "Setting", name: "kept"), gone = ResourceID(kind: "Setting", name: "old-blocklist")
+        driver.state.withLock { $0.created = ["web-1": [kept], "db-1": [gone]] }
+        let reconciler = Reconciler(registry: memoryRegistry(driver))
+        var state = try load("  weakening: allow\n", driver: driver)
+        #expect(state.bindings.map(\.target) == ["web-1"])
+
+        // A pass about db-1 only (a finding, a watched file there): web-1's resource is still wanted.
+        var elsewhere = state
+        elsewhere.narrow { $0.target == "db-1" }
+        #expect(elsewhere.bindings.isEmpty && elsewhere.revisionBindings == state.bindings)
+        let plan = try await reconciler.plan(elsewhere)
+        #expect(plan.remediations.isEmpty, "\(plan.remediations.map { "\($0.binding) \($0.decision)" })")
+        _ = await reconciler.apply(plan, state: elsewhere, audit: RecordingSink())
+        #expect(driver.state.withLock { $0.created } == ["web-1": [kept], "db-1": [gone]], "nothing taken away")
+
+        // An owner of web-1 only (agent, lease holder): db-1's leftover is not its to prune.
+        var owner = state
+        owner.narrow(toTargets: ["web-1"]) { $0.target == "web-1" }
+        #expect(try await reconciler.plan(owner).remediations.isEmpty)
+
+        // The owner of db-1, which no resource binds any more: its real leftover is pruned.
+        state.narrow(toTargets: ["db-1"]) { $0.target == "db-1" }
+        let pruning = try await reconciler.plan(state)
+        #expect(pruning.remediations.map(\.binding.resource) == [gone] && pruning.remediations.first?.decision == .pruned)
+        let outcome = await reconciler.apply(pruning, state: state, audit: RecordingSink())
+        #expect(outcome.entries.first?.record.result == .verified)
+        #expect(driver.state.withLock { $0.created } == ["web-1": [kept], "db-1": []])
+    }
+
     @Test func withoutWeakeningAllowedAPruneIsHeldUntilApproved() async throws {
         let driver = MemoryDriver()
         driver.set("web-1", "a", "1")

@@ -10,7 +10,7 @@ import Testing
     static func record(_ revision: Revision) -> AuditRecord {
         AuditRecord(id: "01TESTREVISION", controller: "c", target: "t", resource: "Sysctl/x", kind: "Sysctl", name: "x",
                     severity: .high, risk: 1, mode: .enforce, decision: .held, result: nil, reason: nil, changes: [],
-                    detectedAt: "2026-11-01T10:00:00.000Z", appliedAt: nil, verifiedAt: nil, desiredCommit: revision,
+                    detectedAt: Timestamp.parse("2026-11-01T10:00:00.000Z") ?? .distantPast, appliedAt: nil, verifiedAt: nil, desiredCommit: revision,
                     approver: nil, error: nil)
     }
 

@@ -18,10 +18,12 @@ import Testing
             apiVersion: bulwark/v1
             kind: Controller
             metadata: {name: firewall}
-            spec: {kinds: [FirewallBlocklist]}
+            spec: {kinds: [FirewallBlocklist, AllowedIngress]}
             """
+        let ingress = "apiVersion: bulwark/v1\nkind: AllowedIngress\nmetadata: {name: edge}\nspec: {tcp: [22]}\n"
         return try DesiredStateLoader(registry: Registry([FirewallAdapter.definition()])).load([
             SourceFile(path: "controllers/c.yaml", contents: Array(inventory.utf8)),
+            SourceFile(path: "desired-state/ingress.yaml", contents: Array(ingress.utf8)),
         ], revision: "test")
     }
 
@@ -48,11 +50,34 @@ import Testing
         let target = try #require(state.targets["edge-1"])
         let settings = try target.typedSettings(FirewallTargetSettings.self)
         #expect(settings.root == "/srv/fw" && settings.netns == "lab-1" && settings.sshPort == 2222)
-        #expect(FirewallAdapter.management(target).map(\.description) == ["10.0.0.0/24", "2001:db8::/32"])
-        #expect(FirewallAdapter.sshPort(target) == 2222)
+        #expect(try FirewallAdapter.management(target).map(\.description) == ["10.0.0.0/24", "2001:db8::/32"])
+        #expect(try FirewallAdapter.sshPort(target) == 2222)
         #expect(target.settings == ["root": "/srv/fw", "netns": "lab-1", "management": "10.0.0.0/24,2001:db8::/32", "sshPort": "2222"])
         // Without sshPort: 22, and the text form names none (as before the settings were typed).
         let plain = try #require(try load("root: /srv/fw, management: [10.0.0.0/24]").targets["edge-1"])
-        #expect(FirewallAdapter.sshPort(plain) == 22 && plain.settings["sshPort"] == nil && plain.settings["netns"] == nil)
+        #expect(try FirewallAdapter.sshPort(plain) == 22 && plain.settings["sshPort"] == nil && plain.settings["netns"] == nil)
+    }
+
+    /// A target that reaches the nftables drivers without the settings this adapter typed (made
+    /// by anything but the adapter's own reader) is never taken to mean "no namespace", which is
+    /// the network of the machine Bulwark runs on: observing it fails, and its guards block. The
+    /// same target as the adapter read it goes through the same guard.
+    @Test func aTargetWithoutTheAdaptersSettingsIsNeverTakenForTheMachineBulwarkRunsOn() async throws {
+        let state = try load("root: /srv/fw, netns: lab-1, management: [10.0.0.0/24]")
+        let target = try #require(state.targets["edge-1"])
+        let resource = try #require(state.resources.values.first(where: { $0.id.kind == "AllowedIngress" }))
+        let change = PropertyDrift(property: "ingress", desired: "tcp=22 udp= from=any", observed: nil)
+        #expect(await IngressDriver().assess([change], to: resource, on: target) == .allow)
+
+        var untyped = target
+        untyped.typed = nil
+        #expect(untyped.settings["netns"] == "lab-1")
+        let verdict = await IngressDriver().assess([change], to: resource, on: untyped)
+        #expect(verdict.blockReason?.hasPrefix("cannot tell which port people log in to edge-1 on") == true, "\(verdict)")
+        #expect(throws: MissingTypedSpec.self) { try FirewallAdapter.nft(untyped) }
+        #expect(throws: MissingTypedSpec.self) { try Lifelines.read(untyped) }
+        let blocklist = PropertyDrift(property: "addresses", desired: "203.0.113.7", observed: nil)
+        let blocked = await BlocklistDriver().assess([blocklist], to: resource, on: untyped)
+        #expect(blocked.blockReason?.hasPrefix("cannot read what must stay reachable on edge-1") == true, "\(blocked)")
     }
 }

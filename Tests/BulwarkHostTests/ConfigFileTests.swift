@@ -226,6 +226,59 @@ let gatewayConfig = """
         }
     }
 
+    /// An operator's command sees none of Bulwark's environment beyond the plain one (its git
+    /// password, cloud keys and the like stay in Bulwark), and what it prints reaches the record
+    /// with credentials redacted: a URL's password, `password: …`, `KEY=…`, long keys with `/`.
+    /// A plain message still comes through whole.
+    @Test func aCommandSeesNoneOfBulwarksSecretsAndItsOutputIsRedacted() async throws {
+        try await withTemporaryDirectory { root in
+            setenv("BULWARK_CONFIGFILE_TEST_SECRET", "s3cr3t-from-bulwarks-env", 1)
+            defer { unsetenv("BULWARK_CONFIGFILE_TEST_SECRET") }
+            let text = "a: 1\n"
+            try write(root + "/etc/x.yaml", text)
+            let script = "echo seen:${BULWARK_CONFIGFILE_TEST_SECRET:-nothing}; echo 'password: correcthorsebatterystaple';"
+                + " echo https://bulwark:ghp_16C7e42F292c6912E7710c838347Ae178B4a@git.example.org/policy.git;"
+                + " echo AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY; echo the schema rejects a at line 1; exit 3"
+            let state = try configState(root: root, resource("ConfigFile", "x", """
+                path: etc/x.yaml
+                properties:
+                  a: "2"
+                validate: [/bin/sh, -c, "\(script)", "{file}"]
+                """))
+            let (_, outcome) = try await reconcile(state)
+            let message = try #require(outcome.failed.first?.record.error)
+            #expect(message.contains("seen:nothing"), "\(message)")
+            for secret in ["s3cr3t", "correcthorse", "ghp_16C7", "EXAMPLEKEY"] {
+                #expect(!message.contains(secret), "\(secret) in \(message)")
+            }
+            #expect(message.contains("https://<redacted>@git.example.org/policy.git") && message.contains("password: <redacted>"), "\(message)")
+            #expect(message.contains("the schema rejects a at line 1") && message.contains("exit status 3"), "\(message)")
+            #expect(try read(root + "/etc/x.yaml") == text)
+        }
+    }
+
+    /// A property that names a whole mapping is never shown: the file may hold a literal key
+    /// inside it that the policy does not name. A list of scalars is shown as it is.
+    @Test func aWholeMappingIsNeverShownAndAListOfNamesIs() async throws {
+        try await withTemporaryDirectory { root in
+            try write(root + "/etc/litellm/config.yaml", gatewayConfig)
+            let state = try configState(root: root, resource("ConfigFile", "litellm", """
+                path: etc/litellm/config.yaml
+                properties:
+                  general_settings: {master_key: os.environ/LITELLM_MASTER_KEY}
+                  litellm_settings.callbacks: [langfuse, detect_prompt_injection]
+                """))
+            let (plan, outcome) = try await reconcile(state)
+            let changes = try #require(plan.remediations.first?.changes)
+            let whole = try #require(changes.first { $0.property == "general_settings" })
+            #expect(whole.shownObserved == "[redacted]" && whole.shownDesired == "[redacted]")
+            #expect(changes.first { $0.property == "litellm_settings.callbacks" }?.shownObserved.contains("langfuse") == true)
+            let record = try #require(outcome.entries.first?.record)
+            #expect(!record.commitMessage.contains("sk-1234"), "\(record.commitMessage)")
+            #expect(outcome.verified.count == 1)
+        }
+    }
+
     @Test func aCandidateTheValidatorAcceptsIsWrittenThenReloaded() async throws {
         try await withTemporaryDirectory { root in
             try write(root + "/etc/litellm/config.yaml", "general_settings:\n  master_key: os.environ/A\n")

@@ -26,7 +26,8 @@ import Testing
         try await withTemporaryDirectory { dir in
             let state = try load(root: dir)
             let target = try #require(state.targets["sandbox"])
-            #expect(try target.typedSettings(HostTargetSettings.self) == HostTargetSettings(root: dir))
+            #expect(try target.typedSettings(HostTargetSettings.self) == HostTargetSettings(root: try #require(TargetRoot(dir))))
+            #expect(target.root?.path == dir)
             #expect(target.hostRoot == dir && target.settings == ["root": dir])
             #expect(HostAdapter.paths(target, ["etc/ssh/sshd_config"]) == [dir + "/etc/ssh/sshd_config"])
             // A target the host adapter did not read has no root: nothing is watched or touched.

@@ -12,23 +12,6 @@ import Testing
     static let leakedKey = "sk-literal-7f3a9c2e5b1d4a8f9e0c6b3a2d1f5e7c"
     static let environmentKey = "sk-bulwark-test-4c1d8e2f9a7b3c5d6e0f1a2b3c4d5e6f"
 
-    /// A port nothing listens on now (the kernel's choice for a socket bound to port 0).
-    static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw SupportError("socket failed") }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
-        }
-        guard bound else { throw SupportError("bind failed") }
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
-
     /// POSTs a chat request; returns the HTTP status and body.
     static func chat(_ port: Int, key: String, _ text: String) throws -> (status: String, body: String) {
         let body = "{\"model\":\"fake\",\"messages\":[{\"role\":\"user\",\"content\":\"\(text)\"}]}"
@@ -60,7 +43,7 @@ import Testing
 
                 """
             try write(root + "/etc/litellm/config.yaml", before, mode: 0o640)
-            let port = try Self.freePort()
+            let port = try freeLoopbackPort()
             // Starts (or restarts) the proxy and waits until it answers; the proxy's pid is kept in
             // a file so that the test stops exactly that process.
             let control = """

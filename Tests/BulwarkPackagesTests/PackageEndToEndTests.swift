@@ -16,25 +16,9 @@ import Testing
             try box.build(DummyPackage(name: "dummy", version: "1.1", service: true))
             try box.publish()
 
-            let origin = base + "/origin.git"
-            let seed = base + "/seed"
-            try git("init", "-q", "--bare", "-b", "main", origin)
-            try git("clone", "-q", origin, seed)
-            try write(seed + "/controllers/packages.yaml", """
-                apiVersion: bulwark/v1
-                kind: Target
-                metadata: {name: sandbox}
-                spec: {adapter: host, root: \(box.root)}
-                ---
-                apiVersion: bulwark/v1
-                kind: Controller
-                metadata: {name: patches}
-                spec: {kinds: [DebianPackage]}
-                """)
-            try write(seed + "/desired-state/dummy.yaml", package("dummy-fixed", "name: dummy, minVersion: \"1.1\""))
-            try git("add", "-A", in: seed)
-            try git("commit", "-qm", "patch dummy", in: seed)
-            try git("push", "-q", "origin", "main", in: seed)
+            let (origin, seed) = try box.policyOrigin(
+                in: base, files: ["desired-state/dummy.yaml": package("dummy-fixed", "name: dummy, minVersion: \"1.1\"")],
+                message: "patch dummy")
 
             let validate = try run(try bulwarkExecutable(), ["validate", seed])
             #expect(validate.status == 0, "\(validate.stdout) \(validate.stderr)")

@@ -60,22 +60,9 @@ import Testing
             try box.build(DummyPackage(name: "dummy", version: "1.1"))
             try box.publish()
 
-            let origin = base + "/origin.git", seed = base + "/seed", state = base + "/state"
-            try git("init", "-q", "--bare", "-b", "main", origin)
-            try git("clone", "-q", origin, seed)
-            try write(seed + "/controllers/packages.yaml", """
-                apiVersion: bulwark/v1
-                kind: Target
-                metadata: {name: sandbox}
-                spec: {adapter: host, root: \(box.root)}
-                ---
-                apiVersion: bulwark/v1
-                kind: Controller
-                metadata: {name: patches}
-                spec: {kinds: [DebianPackage]}
-                """)
+            let state = base + "/state"
             // The manifest's own name is not the package's: the rule finds it by its subject.
-            try write(seed + "/desired-state/dummy.yaml", """
+            let manifest = """
                 # The dummy service's package, kept at the last patched version.
                 apiVersion: bulwark/v1
                 kind: DebianPackage
@@ -83,11 +70,10 @@ import Testing
                 spec:
                   name: dummy
                   minVersion: "1.0"
-                """)
-            try write(seed + "/finding-rules/patch.yaml", Self.rule)
-            try git("add", "-A", in: seed)
-            try git("commit", "-qm", "dummy at 1.0 and the patch rule", in: seed)
-            try git("push", "-q", "origin", "main", in: seed)
+                """
+            let (origin, _) = try box.policyOrigin(
+                in: base, files: ["desired-state/dummy.yaml": manifest, "finding-rules/patch.yaml": Self.rule],
+                message: "dummy at 1.0 and the patch rule")
             let bulwark = try bulwarkExecutable()
             func command(_ arguments: String...) throws -> ProcessOutput {
                 try run(bulwark, [arguments[0], "--repo", origin, "--state-dir", state] + arguments.dropFirst())

@@ -137,15 +137,21 @@ struct AptSandbox {
     }
 }
 
+/// A host target's settings as the host adapter types them (`HostTargetSettings`, which this
+/// module cannot import: adapters do not import each other): a `TargetRoot` read by the core.
+struct SandboxHostSettings: RootedTargetSettings {
+    var root: TargetRoot
+    var strings: [String: String] { ["root": root.path] }
+
+    @Sendable static func parse(_ spec: SpecReader) -> SandboxHostSettings? {
+        spec.allowOnly(["adapter", "root"])
+        return TargetRoot.read(spec, meaning: "the folder that stands for /; / for the machine itself").map(SandboxHostSettings.init)
+    }
+}
+
 /// The host adapter's target settings with the package kind only (the real registry adds it to
 /// the host adapter the same way).
-let packageRegistry = Registry([AdapterDefinition(
-    name: "host",
-    parseTarget: { spec in
-        spec.allowOnly(["adapter", "root"])
-        return spec.field("root", required: true)?.string().map { ["root": $0] }
-    },
-    kinds: PackagesAdapter.kinds())])
+let packageRegistry = Registry([AdapterDefinition(name: "host", settings: SandboxHostSettings.parse, kinds: PackagesAdapter.kinds())])
 
 func package(_ name: String, _ spec: String) -> String {
     "---\napiVersion: bulwark/v1\nkind: DebianPackage\nmetadata: {name: \(name)}\nspec: {\(spec)}\n"

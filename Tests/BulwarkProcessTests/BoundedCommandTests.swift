@@ -49,14 +49,22 @@ import Testing
         }
     }
 
-    @Test func theChildGetsOnlyTheEnvironmentGiven() async throws {
+    @Test func theChildGetsOnlyTheEnvironmentGivenAndNeverBulwarksSecrets() async throws {
         let given = try await BoundedProcess.Command(executable: "/usr/bin/env", arguments: [], environment: ["LC_ALL": "C", "A": "b"],
                                                      timeout: .seconds(30)).run()
         #expect(given.output == "A=b\nLC_ALL=C\n")
-        // Without one, Bulwark's own.
-        setenv("BULWARK_PROCESS_TEST", "inherited", 1)
-        let inherited = try BoundedProcess.Command(executable: "/usr/bin/env", arguments: [], timeout: .seconds(30)).runBlocking()
-        #expect(inherited.output.split(separator: "\n").contains("BULWARK_PROCESS_TEST=inherited"))
+        // Without one, a plain environment: where programs are, the locale, the home folder; never
+        // what Bulwark holds (its git password, cloud keys, database and notifier secrets).
+        // (Names of this test's own: other tests in this process read the real ones.)
+        setenv("BULWARK_PROCESS_TEST_PASSWORD", "ghp-process-test-secret", 1)
+        setenv("BULWARK_PROCESS_TEST_AWS_SECRET", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", 1)
+        setenv("LC_TIME", "C.UTF-8", 1)
+        defer { unsetenv("BULWARK_PROCESS_TEST_PASSWORD"); unsetenv("BULWARK_PROCESS_TEST_AWS_SECRET"); unsetenv("LC_TIME") }
+        let plain = try BoundedProcess.Command(executable: "/usr/bin/env", arguments: [], timeout: .seconds(30)).runBlocking()
+        let names = plain.output.split(separator: "\n").map { String($0.split(separator: "=", maxSplits: 1).first ?? "") }
+        #expect(!plain.output.contains("ghp-process-test-secret") && !plain.output.contains("EXAMPLEKEY"), "\(plain.output)")
+        #expect(Set(names).isSubset(of: ["PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "USER", "LOGNAME", "LC_TIME", "LC_ALL", "LC_CTYPE"]), "\(names)")
+        #expect(names.contains("PATH") && plain.output.contains("LC_TIME=C.UTF-8\n"))
     }
 
     /// A descriptor Bulwark holds open (even without close-on-exec) does not reach the child.
@@ -94,6 +102,33 @@ import Testing
         #expect(outcome.output == "1998\nline1999\nerr1999\n")
         let short = try BoundedProcess.Command(executable: "/bin/echo", arguments: ["ok"], timeout: .seconds(30)).runBlocking()
         #expect(short.output == "ok\n" && !short.truncated)
+    }
+
+    /// Output goes to unlinked files on disk: a program that writes without end is killed, with
+    /// what it started, once it has written `maxWritten` (not at its deadline, when the disk
+    /// could be full), and says so; one that writes less than that runs to its end.
+    @Test func aProgramThatWritesWithoutEndIsKilledBeforeItFillsTheDisk() async throws {
+        try await withTemporaryDirectory { folder in
+            let script = "sleep 300 & echo $! > \(folder)/child; exec yes flood"
+            let command = BoundedProcess.Command(executable: "/bin/sh", arguments: ["-c", script], folder: folder,
+                                                 timeout: .seconds(60), maxOutput: 64, maxWritten: 4 << 20)
+            let outcome = try await command.run()
+            #expect(!outcome.timedOut && outcome.status == 128 + SIGKILL && outcome.truncated)
+            #expect(outcome.output.hasSuffix("bulwark: killed after writing more than 4194304 bytes of output"))
+            #expect(try await gone(try pid(in: folder + "/child")), "what it started is killed too")
+            #expect(try FileManager.default.contentsOfDirectory(atPath: folder) == ["child"], "no output file is left")
+
+            let bounded = try BoundedProcess.Command(executable: "/bin/sh", arguments: ["-c", "head -c 3000000 /dev/zero; echo done"],
+                                                     folder: folder, timeout: .seconds(60), maxOutput: 5,
+                                                     maxWritten: 4 << 20).runBlocking()
+            #expect(bounded.status == 0 && bounded.output == "done\n" && bounded.truncated)
+
+            // Space taken without writing (the size stays 0) counts too.
+            let reserved = try await BoundedProcess.Command(executable: "/bin/sh",
+                                                            arguments: ["-c", "fallocate --keep-size -l 200M /proc/self/fd/1; sleep 30"],
+                                                            folder: folder, timeout: .seconds(60), maxWritten: 4 << 20).run()
+            #expect(reserved.status == 128 + SIGKILL && reserved.output.hasSuffix("more than 4194304 bytes of output"), "\(reserved)")
+        }
     }
 
     @Test func aMissingProgramOrInputIsAFailureNamingIt() async throws {

@@ -84,14 +84,22 @@ public final class NetworkLab {
                              "import socket, time; s = socket.create_connection(('\(address)', \(port)), timeout=5); time.sleep(600)"]
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
+        // Waits for one more established session than before: a session opened earlier to the
+        // same port must not count (an IPv6 one waits for duplicate address detection first).
+        let before = try establishedSessions(port: port)
         try process.run()
         servers.append(process)
-        for _ in 0..<100 {
-            let sessions = try run("/usr/sbin/ip", ["netns", "exec", host, "ss", "-Htn", "state", "established", "( sport = :\(port) )"])
-            if !sessions.stdout.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { return }
+        for _ in 0..<200 {
+            if try establishedSessions(port: port) > before { return }
             Thread.sleep(forTimeInterval: 0.05)
         }
         throw SupportError("no session to port \(port) was established")
+    }
+
+    /// How many TCP sessions to the host's `port` are established.
+    func establishedSessions(port: Int) throws -> Int {
+        let sessions = try run("/usr/sbin/ip", ["netns", "exec", host, "ss", "-Htn", "state", "established", "( sport = :\(port) )"])
+        return sessions.stdout.split(separator: "\n").filter { !$0.trimmingCharacters(in: .whitespaces).isEmpty }.count
     }
 
     /// Gives the host namespace a default route through `gateway` (an address on the lab's link).

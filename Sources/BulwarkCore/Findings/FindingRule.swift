@@ -84,18 +84,23 @@ public struct ChangeTemplate: Sendable, Hashable {
     public var resource: String
     public var set: [Operation]
     public var add: [Operation]
+    /// When the policy has no such resource, propose a new manifest for it (spec from `set` and
+    /// `add`) instead of nothing. Such a proposal is always for a person: never auto-merged.
+    public var create: Bool
 
-    public init(resource: String, set: [Operation] = [], add: [Operation] = []) {
+    public init(resource: String, set: [Operation] = [], add: [Operation] = [], create: Bool = false) {
         self.resource = resource
         self.set = set
         self.add = add
+        self.create = create
     }
 
     /// The change with the finding's fields filled in. Throws naming the field the finding lacks.
     public func render(for finding: Finding) throws(TemplateError) -> ChangeTemplate {
         ChangeTemplate(resource: try Template.render(resource, finding),
                        set: try set.map { (op) throws(TemplateError) in Operation(path: op.path, value: try Template.render(op.value, finding)) },
-                       add: try add.map { (op) throws(TemplateError) in Operation(path: op.path, value: try Template.render(op.value, finding)) })
+                       add: try add.map { (op) throws(TemplateError) in Operation(path: op.path, value: try Template.render(op.value, finding)) },
+                       create: create)
     }
 }
 
@@ -272,7 +277,7 @@ extension DesiredStateLoader {
 
     private func readChangeTemplate(_ reader: SpecReader) -> ChangeTemplate? {
         guard reader.entries() != nil else { return nil }
-        reader.allowOnly(["resource", "set", "add"])
+        reader.allowOnly(["resource", "set", "add", "create"])
         guard let resourceReader = reader.field("resource", required: true), let resource = resourceReader.string() else { return nil }
         var ok = true
         let parts = resource.split(separator: "/", maxSplits: 1).map(String.init)
@@ -314,6 +319,11 @@ extension DesiredStateLoader {
             }
         }
         if set.isEmpty, add.isEmpty, ok { reader.fail("set or add at least one field"); ok = false }
-        return ok ? ChangeTemplate(resource: resource, set: set, add: add) : nil
+        var create = false
+        if let field = reader.field("create") {
+            guard let value = field.bool() else { return nil }
+            create = value
+        }
+        return ok ? ChangeTemplate(resource: resource, set: set, add: add, create: create) : nil
     }
 }

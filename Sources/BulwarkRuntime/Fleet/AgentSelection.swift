@@ -35,7 +35,7 @@ package enum AgentSelection: Sendable, Equatable {
     /// Keeps only the bindings of `targets` (nil: all of them).
     package static func restrict(_ state: inout DesiredState, to targets: Set<String>?) {
         guard let targets else { return }
-        state.bindings = state.bindings.filter { targets.contains($0.target) }
+        state.narrow(toTargets: targets) { targets.contains($0.target) }
     }
 
     /// The targets this agent owns in `state`, checked: every named target exists, and a host

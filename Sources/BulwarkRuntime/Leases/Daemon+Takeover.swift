@@ -13,6 +13,6 @@ extension Daemon {
             logger.warning("cannot fetch the other replicas' audit refs; the flap breaker counts the fixes fetched before",
                            metadata: ["targets": .string(targets.sorted().joined(separator: ",")), "error": .string("\(error)")])
         }
-        fixes = nil
+        flapHistory.invalidate()
     }
 }

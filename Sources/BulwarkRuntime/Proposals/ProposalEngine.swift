@@ -51,6 +51,17 @@ package struct ProposalEngine: Sendable {
         return .success(only)
     }
 
+    /// The id of the resource a `create` rule would add for `reference`: a kind this build knows,
+    /// a valid name, and no resource of the policy that is it or is about it.
+    static func creatable(_ reference: String, in state: DesiredState) -> ResourceID? {
+        let parts = reference.split(separator: "/", maxSplits: 1).map(String.init)
+        guard parts.count == 2, DesiredStateLoader.isValidName(parts[1]) else { return nil }
+        let id = ResourceID(kind: parts[0], name: parts[1])
+        let about = state.resources.values.contains { $0.id == id || ($0.id.kind == id.kind
+            && ($0.spec.subject == id.name || $0.spec.subject.hasSuffix(":" + id.name))) }
+        return about ? nil : id
+    }
+
     func handle(_ finding: Finding, rule: FindingRule, priority: FindingPriority, state: DesiredState, files: [SourceFile],
                 head: ObjectID) async -> Outcome {
         let branch = Self.branch(for: finding.id)
@@ -73,27 +84,45 @@ package struct ProposalEngine: Sendable {
         do { change = try template.render(for: finding) } catch {
             return Outcome(outcome: "not-proposed", detail: "rule \(rule.name): \(error.description)")
         }
-        let resource: Resource
-        switch Self.resolve(change.resource, in: state) {
-        case .success(let found): resource = found
-        case .failure(let reason): return Outcome(outcome: "not-proposed", detail: reason.description)
-        }
-        if resource.annotations[FindingCitation.idKey] == finding.id {
-            return Outcome(outcome: "already-in-policy", detail: "\(resource.id) already cites the finding")
-        }
-        let path = resource.location.file
-        guard let file = files.first(where: { $0.path == path }), let bytes = file.contents,
-              let text = String(validating: bytes, as: UTF8.self) else {
-            return Outcome(outcome: "not-proposed", detail: "cannot read \(path) of the revision")
-        }
         let citation = FindingCitation(id: finding.id, source: finding.source, firstSeen: Timestamp.format(finding.firstObservedAt),
                                        priority: priority.priority.rawValue)
+        // The resource the change edits, or (a `create` rule, and no such resource) the new one.
+        let id: ResourceID
+        let previous: Resource?
+        let path: String
         let edited: String
-        do { edited = try ManifestEdit.apply(change, annotations: citation.annotations, to: resource.id, in: text) } catch {
-            return Outcome(outcome: "not-proposed", detail: "cannot edit \(path): \(error.description)")
+        switch Self.resolve(change.resource, in: state) {
+        case .success(let found):
+            if found.annotations[FindingCitation.idKey] == finding.id {
+                return Outcome(outcome: "already-in-policy", detail: "\(found.id) already cites the finding")
+            }
+            path = found.location.file
+            guard let file = files.first(where: { $0.path == path }), let bytes = file.contents,
+                  let text = String(validating: bytes, as: UTF8.self) else {
+                return Outcome(outcome: "not-proposed", detail: "cannot read \(path) of the revision")
+            }
+            do { edited = try ManifestEdit.apply(change, annotations: citation.annotations, to: found.id, in: text) } catch {
+                return Outcome(outcome: "not-proposed", detail: "cannot edit \(path): \(error.description)")
+            }
+            (id, previous) = (found.id, found)
+        case .failure(let reason):
+            guard change.create, let new = Self.creatable(change.resource, in: state) else {
+                return Outcome(outcome: "not-proposed", detail: reason.description)
+            }
+            path = ManifestEdit.createdPath(for: new)
+            if files.contains(where: { $0.path == path }) {
+                return Outcome(outcome: "not-proposed", detail: "\(path) exists already but holds no \(new)")
+            }
+            let comment = "Proposed by Bulwark for finding \(finding.id) from \(finding.source) (rule \(rule.name)):\n"
+                + "a resource the policy did not have. Review it before merging."
+            do { edited = try ManifestEdit.create(change, annotations: citation.annotations, for: new, comment: comment) } catch {
+                return Outcome(outcome: "not-proposed", detail: "cannot create \(new): \(error.description)")
+            }
+            (id, previous) = (new, nil)
         }
         // Validate the changed revision, whole.
-        let changedFiles = files.map { $0.path == path ? SourceFile(path: path, contents: Array(edited.utf8)) : $0 }
+        let changedFiles = previous == nil ? files + [SourceFile(path: path, contents: Array(edited.utf8))]
+            : files.map { $0.path == path ? SourceFile(path: path, contents: Array(edited.utf8)) : $0 }
         let changed: DesiredState
         do {
             changed = try DesiredStateLoader(registry: registry, now: now).load(changedFiles, revision: Revision(head))
@@ -101,22 +130,22 @@ package struct ProposalEngine: Sendable {
             return Outcome(outcome: "not-proposed", detail: "the changed revision is invalid: "
                            + error.errors.prefix(3).map(\.description).joined(separator: "; "))
         }
-        guard let after = changed.resources[resource.id] else {
-            return Outcome(outcome: "not-proposed", detail: "\(resource.id) is gone from the changed revision")
+        guard let after = changed.resources[id] else {
+            return Outcome(outcome: "not-proposed", detail: "\(id) is \(previous == nil ? "not in" : "gone from") the changed revision")
         }
-        if after.spec == resource.spec {
-            return Outcome(outcome: "already-in-policy", detail: "\(resource.id) already wants it")
+        if after.spec == previous?.spec {
+            return Outcome(outcome: "already-in-policy", detail: "\(id) already wants it")
         }
         // A finding only ever tightens policy: a change its kind judges weaker (a lower minimum
         // version from a scanner that says "fixed in" an older one, or a hostile report) is not
         // proposed, and so never merged by itself either.
-        if let weaker = Weakening.compare(previous: state, current: changed, registry: registry)[resource.id] {
-            return Outcome(outcome: "not-proposed", detail: "the change would weaken \(resource.id): "
+        if let weaker = Weakening.compare(previous: state, current: changed, registry: registry)[id] {
+            return Outcome(outcome: "not-proposed", detail: "the change would weaken \(id): "
                            + weaker.changes.joined(separator: "; ") + "; a finding never lowers policy")
         }
         // Plan the changed resource against the live targets.
         var scoped = changed
-        scoped.bindings = changed.bindings.filter { $0.resource == resource.id }
+        scoped.narrow { $0.resource == id }
         let validation = "the changed revision validates (\(changed.resources.count) resources on \(changed.targets.count) targets)"
         var planned: [String] = []
         var planProblems: [String] = []
@@ -136,8 +165,9 @@ package struct ProposalEngine: Sendable {
             planProblems = error.errors.prefix(3).map(\.description)
         }
         let planResult = planProblems.isEmpty ? "passed" : "failed: " + planProblems.joined(separator: "; ")
-        let merged = rule.autoMerge && planProblems.isEmpty
-        var lines = ["propose(\(resource.id)): \(AuditRecord.oneLineText(finding.title ?? finding.control)) [\(priority.priority.rawValue)]", ""]
+        // A new resource widens what Bulwark manages: always for a person, whatever the rule says.
+        let merged = rule.autoMerge && planProblems.isEmpty && previous != nil
+        var lines = ["propose(\(id)): \(AuditRecord.oneLineText(finding.title ?? finding.control)) [\(priority.priority.rawValue)]", ""]
         lines.append("Finding \(finding.id) from \(finding.source): \(finding.control) on \(finding.resource) (\(finding.severity.rawValue))")
         if let vulnerability = finding.vulnerability, let package = vulnerability.package {
             lines.append("Vulnerability \(vulnerability.id) in \(package.purl)" + (package.fixedVersion.map { ", fixed in \($0)" } ?? ""))
@@ -146,13 +176,16 @@ package struct ProposalEngine: Sendable {
         lines.append("First seen: \(Timestamp.format(finding.firstObservedAt))")
         lines.append("Priority: \(priority.explanation); fix by \(Timestamp.format(rule.sla.deadline(priority.priority, firstSeen: finding.firstObservedAt)))")
         lines.append("Rule: \(rule.name)")
-        lines.append("Change: \(path): " + (change.set.map { "set \(ChangeTemplate.pathText($0.path)) = \($0.value)" }
+        lines.append("Change: \(path): " + (previous == nil ? "create \(id); " : "") + (change.set.map { "set \(ChangeTemplate.pathText($0.path)) = \($0.value)" }
                                               + change.add.map { "add \($0.value) to \(ChangeTemplate.pathText($0.path))" }).joined(separator: "; "))
         lines.append("Validation: \(validation)")
         lines.append("Plan: \(planResult)")
         lines.append("Planned remediations:")
         lines += planned.map { "- " + $0 }
-        if rule.autoMerge && !merged { lines.append("Not merged automatically: the plan did not pass; review it.") }
+        if rule.autoMerge && !merged {
+            lines.append(previous == nil ? "Not merged automatically: a new resource is always reviewed by a person."
+                         : "Not merged automatically: the plan did not pass; review it.")
+        }
         lines.append("")
         var trailers: [(AuditTrailer, String)] = FindingCitation(id: finding.id, source: finding.source,
                                                                   firstSeen: citation.firstSeen, priority: citation.priority).trailerLines
@@ -191,8 +224,10 @@ package struct ProposalEngine: Sendable {
             guard let base = info.parents.first else { return Outcome(outcome: "nothing", detail: "the proposal has no base", branch: branch) }
             var files: [String: [UInt8]] = [:]
             for path in try await repository.pathsChanged(by: info) {
-                guard let bytes = try await repository.file(at: base, path: path) else { continue }
-                files[path] = bytes
+                // A manifest the proposal created is left holding no resource (commits here only
+                // add or replace files): the branch's revision is the policy as it was.
+                files[path] = try await repository.file(at: base, path: path)
+                    ?? Array("# Proposed for finding \(AuditRecord.oneLineText(finding.id)); closed: the finding is resolved.\n".utf8)
             }
             let message = "close(proposal): finding \(AuditRecord.oneLineText(finding.id)) is resolved\n\n"
                 + "The scanner (\(AuditRecord.oneLineText(finding.source))) reports \(AuditRecord.oneLineText(finding.control)) on "

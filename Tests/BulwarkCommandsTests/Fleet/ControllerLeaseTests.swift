@@ -78,7 +78,7 @@ import Testing
         func record(_ target: String) -> AuditRecord {
             AuditRecord(id: "r-\(target)", controller: "postgres", target: target, resource: "PostgresRole/x", kind: "PostgresRole",
                         name: "x", severity: .high, risk: 1, mode: .enforce, decision: .applied, result: nil, reason: nil, changes: [],
-                        detectedAt: Timestamp.format(Date()), appliedAt: nil, verifiedAt: nil, desiredCommit: "0", approver: nil, error: nil)
+                        detectedAt: Date(), appliedAt: nil, verifiedAt: nil, desiredCommit: "0", approver: nil, error: nil)
         }
         try await journal.begin([record("db-2")])
         #expect(await base.open.keys.contains("r-db-2"), "the lease holds: the change goes ahead")
