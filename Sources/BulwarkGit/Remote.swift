@@ -1,4 +1,5 @@
 internal import CLibGit2
+internal import Crypto
 internal import Foundation
 
 /// Why a reference was not updated on the remote.
@@ -154,8 +155,8 @@ extension Repository {
             return PushRejection(reference: destination, reason: "the remote is at \(current?.short ?? "nothing"), not \(expected?.short ?? "nothing")")
         }
         // The packs this process flushed hold exactly what `new` brings over `expected` when they
-        // chain from one to the other: they go as they are. Otherwise (commits written straight
-        // to disk, replayed, or packs merged since) the objects are packed again.
+        // chain from one to the other: they are copied as they are. Otherwise (commits written
+        // straight to disk, replayed, or packs merged since) the objects are packed again.
         let chain = unpushedChain(from: expected, to: new)
         if chain.isEmpty || !sendPacks(chain, to: origin) {
             try copyObjects(reaching: new, notReaching: expected, into: origin)
@@ -184,22 +185,26 @@ extension Repository {
         return chain.reversed()
     }
 
-    /// Puts `packs` (complete and durable, see `PackFile`) into `origin`'s pack folder: a hard
-    /// link where the file system allows one (nothing copied: a pack never changes once
-    /// written), else a copy made durable before it is renamed into place; the pack before its
-    /// index, then the folder synced. Returns false when one could not be placed: a pack given
-    /// without its index is taken back, and the caller packs the objects again.
+    /// Copies `packs` (see `PackFile`) into `origin`'s pack folder: each file read whole, its
+    /// SHA-1 checked (the pack's against its name and trailer, the index's against its trailer
+    /// and the pack's checksum), written under a temporary name, fsynced and renamed into place,
+    /// the pack before its index; then the folder synced. A copy, never a hard link: the origin
+    /// is the record, and damage to the state clone (a truncated file) must not reach it. Returns
+    /// false when one could not be placed (a pack given without its index is taken back), and
+    /// the caller packs the objects again, reading each through libgit2.
     private func sendPacks(_ packs: [FlushedPack], to origin: Repository) -> Bool {
         let source = packFolder
         let target = origin.packFolder
         for pack in packs {
             let indexPath = target + "/" + pack.name + ".idx"
             if access(indexPath, F_OK) == 0 { continue }  // already there: the name is the content's checksum
+            guard let packBytes = Self.checkedPackFile(source + "/" + pack.name + ".pack", name: pack.name, packChecksum: nil),
+                  let indexBytes = Self.checkedPackFile(source + "/" + pack.name + ".idx", name: pack.name,
+                                                        packChecksum: Array(packBytes.suffix(20))) else { return false }
             let packPath = target + "/" + pack.name + ".pack"
-            let placedPack = Self.place(source + "/" + pack.name + ".pack", at: packPath)
-            guard placedPack != nil else { return false }
-            guard Self.place(source + "/" + pack.name + ".idx", at: indexPath) != nil else {
-                if placedPack == true { unlink(packPath) }
+            guard Self.place(packBytes, at: packPath, in: target) else { return false }
+            guard Self.place(indexBytes, at: indexPath, in: target) else {
+                unlink(packPath)
                 return false
             }
         }
@@ -207,19 +212,28 @@ extension Repository {
         return true
     }
 
-    /// Links (or copies) `source` to `destination`. Returns true when it placed the file, false
-    /// when one of that name was already there, nil when it could not.
-    private static func place(_ source: String, at destination: String) -> Bool? {
-        if link(source, destination) == 0 { return true }
-        if errno == EEXIST { return false }
-        guard errno == EXDEV || errno == EPERM || errno == EMLINK || errno == ENOTSUP,
-              let data = FileManager.default.contents(atPath: source) else { return nil }
-        // Named as git names its temporary packs, which its maintenance removes if left behind.
-        let slash = destination.lastIndex(of: "/").map { destination.index(after: $0) } ?? destination.startIndex
-        let temporary = String(destination[..<slash]) + "tmp_pack_bulwark_" + destination[slash...]
-        let fd = Glibc.open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o444)
-        guard fd >= 0 else { return nil }
-        let written = data.withUnsafeBytes { raw -> Bool in
+    /// The bytes of a pack (`packChecksum` nil) or of its index, when their SHA-1 trailer holds:
+    /// a pack's checksum is also its name; an index names its pack's checksum before its own.
+    private static func checkedPackFile(_ path: String, name: String, packChecksum: [UInt8]?) -> [UInt8]? {
+        guard let data = FileManager.default.contents(atPath: path), data.count >= 40 else { return nil }
+        let bytes = [UInt8](data)
+        let body = bytes.count - 20
+        guard Array(Insecure.SHA1.hash(data: bytes[..<body])) == Array(bytes[body...]) else { return nil }
+        if let packChecksum {
+            return Array(bytes[(body - 20)..<body]) == packChecksum ? bytes : nil
+        }
+        return "pack-" + PackFile.hex(Array(bytes[body...])) == name ? bytes : nil
+    }
+
+    /// Writes `bytes` to `destination` in `folder` through a temporary file (named as git names
+    /// its temporary packs, which its maintenance removes if left behind), fsynced, read-only.
+    private static func place(_ bytes: [UInt8], at destination: String, in folder: String) -> Bool {
+        var template = Array((folder + "/tmp_pack_XXXXXX").utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { $0.baseAddress.map { mkstemp($0) } ?? -1 }
+        guard fd >= 0 else { return false }
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        let temporary = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let written = bytes.withUnsafeBytes { raw -> Bool in
             var offset = 0
             while offset < raw.count {
                 let n = write(fd, raw.baseAddress.map { $0 + offset }, raw.count - offset)
@@ -231,11 +245,11 @@ extension Repository {
             }
             return true
         }
-        let synced = written && fsync(fd) == 0
+        let synced = written && fchmod(fd, 0o444) == 0 && fsync(fd) == 0
         close(fd)
         guard synced, rename(temporary, destination) == 0 else {
             unlink(temporary)
-            return nil
+            return false
         }
         return true
     }

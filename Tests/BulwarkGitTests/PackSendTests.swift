@@ -4,8 +4,9 @@ import Foundation
 import Testing
 
 /// A pass's audit objects reach disk as packs Bulwark writes itself (ids, CRC-32s and offsets
-/// known as it goes: no indexer), and a local push sends those packs as they are when they
-/// hold exactly what the push needs; otherwise it packs the objects again. Either way git
+/// known as it goes: no indexer), and a local push copies those packs as they are (checked
+/// against their checksums) when they hold exactly what the push needs; otherwise it packs the
+/// objects again. Either way git
 /// reads every object and the origin's reference moves only after they are there.
 @Suite struct PackSendTests {
     let t = PackTests()
@@ -67,13 +68,18 @@ import Testing
             let (repo, _, head) = try twoFlushes(dir)
             #expect(try repo.push("refs/heads/bulwark/audit", to: "refs/heads/bulwark/audit", expected: nil, remote: "origin") == nil)
             let origin = dir + "/origin.git"
-            // The same two packs, linked (nothing packed again).
+            // The same two packs, copied byte for byte (nothing packed again), never linked:
+            // the origin must not share a file that damage to the state clone would reach.
             #expect(t.packs(origin).sorted() == t.packs(dir + "/r.git").sorted())
             for pack in t.packs(origin) {
-                let sent = try #require(stat(origin + "/objects/pack/" + pack))
-                let local = try #require(stat(dir + "/r.git/objects/pack/" + pack))
-                #expect(sent.inode == local.inode)
+                for file in [pack, pack.dropLast(".pack".count) + ".idx"] {
+                    let sent = try #require(stat(origin + "/objects/pack/" + file))
+                    let local = try #require(stat(dir + "/r.git/objects/pack/" + file))
+                    #expect(sent.inode != local.inode && sent.links == 1)
+                    #expect(FileManager.default.contentsEqual(atPath: origin + "/objects/pack/" + file, andPath: dir + "/r.git/objects/pack/" + file))
+                }
             }
+            #expect(try !FileManager.default.contentsOfDirectory(atPath: origin + "/objects/pack").contains { $0.hasPrefix("tmp_") })
             try git("--git-dir", origin, "fsck", "--strict")
             #expect(try git("--git-dir", origin, "rev-parse", "bulwark/audit") == head.hex + "\n")
             #expect(try ids(origin) == (1...30).reversed().map { "r\($0)" })
@@ -99,6 +105,37 @@ import Testing
             #expect(!t.packs(dir + "/r.git").contains(try #require(added.first)), "packed again, not sent as it was")
             try git("--git-dir", origin, "fsck", "--strict")
             #expect(try ids(origin) == (1...31).reversed().map { "r\($0)" })
+        }
+    }
+
+    /// A flushed pack damaged before the push (a byte flipped on disk) fails its checksum and is
+    /// never copied: the objects are read again through libgit2, which checks each one, and the
+    /// origin gets either a correct pack or nothing, its reference moving only in the first case.
+    @Test func aFlushedPackDamagedBeforeThePushIsNeverSent() async throws {
+        try await withTemporaryDirectory { dir in
+            let (repo, _, head) = try twoFlushes(dir)
+            let local = dir + "/r.git/objects/pack/"
+            let damaged = try #require(t.packs(dir + "/r.git").sorted().first)
+            let handle = try #require(FileHandle(forUpdatingAtPath: local + damaged))
+            try handle.seek(toOffset: 100)
+            let byte = try #require(try handle.read(upToCount: 1)).first ?? 0
+            try handle.seek(toOffset: 100)
+            try handle.write(contentsOf: [byte ^ 0xff])
+            try handle.close()
+            let origin = dir + "/origin.git"
+            var pushed = false
+            do {
+                pushed = try repo.push("refs/heads/bulwark/audit", to: "refs/heads/bulwark/audit", expected: nil, remote: "origin") == nil
+            } catch {
+                pushed = false
+            }
+            #expect(!t.packs(origin).contains(damaged))
+            if pushed {
+                try git("--git-dir", origin, "fsck", "--strict")
+                #expect(try git("--git-dir", origin, "rev-parse", "bulwark/audit") == head.hex + "\n")
+            } else {
+                #expect(try run("/usr/bin/git", ["--git-dir", origin, "rev-parse", "--verify", "-q", "bulwark/audit"]).status != 0)
+            }
         }
     }
 
