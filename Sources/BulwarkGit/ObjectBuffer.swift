@@ -124,6 +124,8 @@ extension Repository {
     /// Drops every object written since `beginObjectBuffer` (nothing references them).
     public func discardObjectBuffer() {
         guard let buffer = objectBuffer else { return }
+        // Trees of the dropped objects must not be built upon.
+        treeCache.removeAll()
         git_mempack_reset(buffer.backend)
         git_repository_set_odb(pointer, buffer.disk)
         objectBuffer = nil

@@ -14,6 +14,8 @@ public final class Repository {
     /// Packs flushed from the object buffer whose commits have not been pushed yet, oldest
     /// first: a local push sends them as they are (see `pushLocally`).
     var unpushedPacks: [FlushedPack] = []
+    /// Trees `writeCommit` read or wrote last, parsed (see `TreeCache`).
+    let treeCache = TreeCache()
 
     private init(pointer: OpaquePointer) {
         self.pointer = pointer
