@@ -5,7 +5,7 @@ internal import CLibGit2
 /// tree on that path here rather than looking each up, parsing it and copying its entries into
 /// a libgit2 tree builder (a fifth of an apply's work in the audit actor).
 ///
-/// Content-addressed, so an entry is never stale; bounded (emptied past `limit` trees) and
+/// Content-addressed, so an entry is never stale; bounded (emptied past `limit` trees: a record needs the seven on its path) and
 /// emptied when buffered objects are dropped, so that no tree is built on one that is gone.
 final class TreeCache {
     struct Entry {
@@ -14,7 +14,7 @@ final class TreeCache {
         var id: git_oid
     }
 
-    static let limit = 4096
+    static let limit = 256
     private(set) var trees: [Key: [Entry]] = [:]
 
     func entries(_ id: git_oid) -> [Entry]? { trees[Key(id)] }
