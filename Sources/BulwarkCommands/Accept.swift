@@ -46,6 +46,19 @@ extension Bulwark {
                 }
                 files[path] = proposed
             }
+            // The policy with the proposal in it must still validate: another proposal accepted since
+            // (two new resources setting one key on one target) would otherwise refuse every later revision.
+            var merged = try await policy.files(at: head)
+            for (path, bytes) in files {
+                merged.removeAll { $0.path == path }
+                merged.append(SourceFile(path: path, contents: bytes))
+            }
+            do {
+                _ = try DesiredStateLoader(registry: Bulwark.registry()).load(merged, revision: Revision(head))
+            } catch {
+                throw CommandError("\(branch) does not validate on top of \(repository.branch) (\(head.short)); nothing was committed:\n"
+                                   + error.errors.prefix(5).map { "  \($0)" }.joined(separator: "\n"))
+            }
             guard let author = await policy.callerSignature() else {
                 throw CommandError("no git identity: set user.name and user.email (git config) or GIT_AUTHOR_NAME and GIT_AUTHOR_EMAIL")
             }

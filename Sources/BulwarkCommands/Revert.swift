@@ -199,7 +199,7 @@ extension Bulwark {
                 throw CommandError("the audit record \(id) has no \(AuditRecord.path(id: id, detectedAt: detected)) in \(commit.id.short)")
             }
             do {
-                return try JSONDecoder().decode(AuditRecord.self, from: Data(bytes))
+                return try AuditRecord(json: bytes)
             } catch {
                 throw CommandError("cannot read the audit record \(id) in \(commit.id.short): \(error)")
             }

@@ -157,7 +157,7 @@ struct AuditVerification {
         guard let bytes = try repository.file(at: commit.id, path: expected) else {
             return problems + ["\(name) does not add its record \(expected)"]
         }
-        guard let record = try? JSONDecoder().decode(AuditRecord.self, from: Data(bytes)), record.id == id else {
+        guard let record = try? AuditRecord(json: bytes), record.id == id else {
             return problems + ["\(name): \(expected) does not hold record \(id)"]
         }
         return problems

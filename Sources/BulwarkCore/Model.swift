@@ -84,6 +84,15 @@ public struct Target: Sendable, Hashable {
         self.typed = AnyTypedSpec(settings)
     }
 
+    /// Adapters that act only on the machine Bulwark runs on: `host` (its files) and `nftables`
+    /// (its ruleset or a network namespace of it). In a fleet, such a target belongs to the agent
+    /// of the host it is bound to, never to a controller replica, which would change its own
+    /// machine instead.
+    public static let machineLocalAdapters: Set<String> = ["host", "nftables"]
+
+    /// Whether only a process on the target's own machine can reconcile it (see `machineLocalAdapters`).
+    public var isMachineLocal: Bool { Self.machineLocalAdapters.contains(adapter) }
+
     /// The target's `exposure` label weighs a drift's risk: internet-facing drift goes first.
     public var exposureWeight: Int {
         switch labels["exposure"] {

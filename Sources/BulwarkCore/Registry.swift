@@ -19,14 +19,6 @@ public struct KindDefinition: Sendable {
         self.driver = driver
         self.weakens = weakens
     }
-
-    /// The former initializer: `summary` was never read (a kind's driver documents what it does).
-    @available(*, deprecated, message: "summary is not used; drop the argument")
-    public init(name: String, adapter: String, summary: String,
-                parse: @escaping @Sendable (SpecReader) -> ResourceSpec?, driver: any ResourceDriver,
-                weakens: @escaping @Sendable (_ property: String, _ from: String, _ to: String) -> String? = { _, _, _ in nil }) {
-        self.init(name: name, adapter: adapter, parse: parse, driver: driver, weakens: weakens)
-    }
 }
 
 /// An adapter: the settings its targets take and the kinds it reconciles.

@@ -60,6 +60,13 @@ struct BoundedCommand: Sendable {
             let letters = word.contains(where: \.isLetter)
             let digits = word.contains(where: \.isNumber)
             let (name, value) = Self.assignment(word)
+            // Between a secret's name and its value: a separator (`password = x`, `"password": "x"`)
+            // or an authorization scheme (`Authorization: Bearer x`) is kept, and the value still waits.
+            if secretNext, word.allSatisfy({ $0 == ":" || $0 == "=" || $0 == "," || $0 == "{" })
+                || ["bearer", "basic", "token"].contains(word.lowercased()) {
+                result += word
+                continue
+            }
             if secretNext || word.hasPrefix("sk-") {
                 result += "<redacted>"
                 secretNext = false
@@ -90,7 +97,8 @@ struct BoundedCommand: Sendable {
     /// Whether a word names a secret (`password`, `PASSWD`, `api_key`, `token`, `secret`, …).
     private static func namesSecret(_ name: Substring) -> Bool {
         let lowered = name.lowercased()
-        return ["password", "passwd", "passphrase", "secret", "token", "api_key", "apikey", "api-key", "private_key", "credential"]
+        return ["password", "passwd", "passphrase", "secret", "token", "api_key", "apikey", "api-key", "private_key", "credential",
+                "authorization", "bearer"]
             .contains { lowered.contains($0) } || lowered == "key" || lowered.hasSuffix("_key") || lowered.hasSuffix("-key")
     }
 }

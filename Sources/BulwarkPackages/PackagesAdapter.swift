@@ -9,8 +9,8 @@ public enum PackagesAdapter {
 
     public static func kinds() -> [KindDefinition] {
         [
+            // A Debian package present at a minimum version, or absent (dpkg database, apt).
             KindDefinition(name: DebianPackageDriver.kind, adapter: adapter,
-                           summary: "a Debian package present at a minimum version, or absent (dpkg database, apt)",
                            parse: DebianPackageDriver.parse, driver: DebianPackageDriver(),
                            weakens: DebianPackageDriver.weakens),
         ]

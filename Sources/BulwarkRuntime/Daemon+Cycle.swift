@@ -1,5 +1,5 @@
-package import BulwarkCore
-package import Foundation
+internal import BulwarkCore
+internal import Foundation
 internal import Logging
 
 /// One cycle of the daemon: plan the bindings asked for, apply through the core, and keep what

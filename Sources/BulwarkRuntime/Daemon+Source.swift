@@ -55,12 +55,12 @@ extension Daemon {
                     }
                 }
                 // A controller replica shares the targets no host agent owns.
-                options.leases?.setCandidates(Set(loaded.targets.values.filter { $0.adapter != "host" }.map(\.name)))
+                options.leases?.setCandidates(Set(loaded.targets.values.filter { !$0.isMachineLocal }.map(\.name)))
                 // Intents a killed process left open are resolved and recorded before anything acts.
                 if !recovered {
                     do {
                         if let leases = options.leases {
-                            let shared = Set(loaded.targets.values.filter { $0.adapter != "host" }.map(\.name))
+                            let shared = Set(loaded.targets.values.filter { !$0.isMachineLocal }.map(\.name))
                             _ = try await LeaseRecovery.resolve(journal: journal, shared: shared, audit: repository, replica: leases.replica)
                         }
                         for entry in try await reconciler.recover(journal: journal, state: loaded, audit: repository) {

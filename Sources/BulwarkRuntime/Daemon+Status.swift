@@ -1,11 +1,7 @@
 package import BulwarkCore
-package import BulwarkGit
 package import BulwarkServer
+internal import BulwarkGit
 package import Foundation
-package import Logging
-package import Metrics
-package import Prometheus
-package import Synchronization
 
 /// What `/api/v1/status` and the status page show, as a value the server renders (`DaemonStatus`).
 extension Daemon {
@@ -28,8 +24,8 @@ extension Daemon {
             lastCycleAt: lastCycle?.at, lastCycleSeconds: lastCycle.map { RemediationReport.seconds($0.seconds) }, lastCycleError: lastCycle?.error,
             targets: targets, openDrift: openItems,
             recent: recent.reversed().prefix(30).map { DecisionJSON($0.record, commit: $0.commit) },
-            mttrLastDay: history.summary(since: now.addingTimeInterval(-86400)),
-            mttrLastWeek: history.summary(since: now.addingTimeInterval(-7 * 86400)))
+            mttrLastDay: history.summary(since: now.addingTimeInterval(-86400), until: now),
+            mttrLastWeek: history.summary(since: now.addingTimeInterval(-7 * 86400), until: now))
     }
 }
 

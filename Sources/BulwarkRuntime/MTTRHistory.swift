@@ -75,7 +75,8 @@ package struct MTTRHistory: Sendable {
         if entry.result == .verified, let verified = entry.verifiedAt {
             let start = min(openSince[key] ?? entry.detectedAt, entry.detectedAt)
             openSince[key] = nil
-            exact.append(Fix(detectedAt: entry.detectedAt, seconds: verified.timeIntervalSince(start)))
+            // A fix verified "before" its detection (a clock stepped back) took no time, not less.
+            exact.append(Fix(detectedAt: entry.detectedAt, seconds: max(0, verified.timeIntervalSince(start))))
             if exact.count > exactLimit { fold(exact.count - exactLimit / 2) }
         } else if entry.decision != .waived {
             openSince[key] = openSince[key] ?? entry.detectedAt
@@ -90,13 +91,16 @@ package struct MTTRHistory: Sendable {
         openSince = openSince.filter { $0.value >= start }
     }
 
-    /// The MTTR of the fixes detected at or after `since`.
-    package func summary(since: Date) -> MTTRSummary {
-        var values: [(seconds: Double, count: Int)] = exact.filter { $0.detectedAt >= since }.map { (MTTRSummary.seconds($0.seconds), 1) }
+    /// The MTTR of the fixes detected at or after `since` and not after `until` (a record dated
+    /// ahead of the clock, after the clock stepped back, waits until its time has come).
+    package func summary(since: Date, until: Date = .distantFuture) -> MTTRSummary {
+        var values: [(seconds: Double, count: Int)] = exact.filter { $0.detectedAt >= since && $0.detectedAt <= until }
+            .map { (MTTRSummary.seconds($0.seconds), 1) }
         var maximum = values.map(\.seconds).max()
-        for (hour, bucket) in buckets where Double(hour) * Self.bucketSeconds >= since.timeIntervalSince1970 {
+        for (hour, bucket) in buckets where Double(hour) * Self.bucketSeconds >= since.timeIntervalSince1970
+            && Double(hour) * Self.bucketSeconds <= until.timeIntervalSince1970 {
             for (bin, count) in bucket.bins { values.append((Self.value(ofBin: bin), count)) }
-            maximum = max(maximum ?? bucket.maxSeconds, MTTRSummary.seconds(bucket.maxSeconds))
+            maximum = max(maximum ?? MTTRSummary.seconds(bucket.maxSeconds), MTTRSummary.seconds(bucket.maxSeconds))
         }
         values.sort { $0.seconds < $1.seconds }
         let total = values.reduce(0) { $0 + $1.count }

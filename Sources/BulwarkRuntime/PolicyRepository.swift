@@ -596,7 +596,7 @@ package actor PolicyRepository: AuditSink {
                 guard let recorded = commit.recorded, recorded.isVerifiedFix, seen.insert(recorded.id).inserted,
                       let detected = commit.trailer(.detectedAt),
                       let bytes = try repository.file(at: commit.id, path: AuditRecord.path(id: recorded.id, detectedAt: detected)),
-                      let record = try? JSONDecoder().decode(AuditRecord.self, from: Data(bytes)) else { continue }
+                      let record = try? AuditRecord(json: bytes) else { continue }
                 history.add(record)
             }
         }

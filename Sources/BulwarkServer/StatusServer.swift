@@ -5,6 +5,7 @@ public import struct Foundation.Date
 public import HTTPTypes
 public import Hummingbird
 internal import HummingbirdCore
+internal import Synchronization
 public import Logging
 public import Prometheus
 
@@ -91,6 +92,12 @@ public struct FindingsAuthenticator: Sendable {
 
     public var configured: Bool { verifier != nil || token != nil }
 
+    /// Whether the request carries the findings bearer token (a check of the headers alone).
+    public func acceptsBearer(_ headers: HTTPFields) -> Bool {
+        guard let token, let authorization = headers[.authorization], authorization.hasPrefix("Bearer ") else { return false }
+        return WebhookVerifier.constantTimeEqual(Array(authorization.dropFirst(7).utf8), token)
+    }
+
     /// nil when the request is authentic, else why not (never echoing what was sent).
     public func refusal(headers: HTTPFields, body: [UInt8]) -> String? {
         guard configured else {
@@ -138,6 +145,23 @@ public struct ServerSettings: Sendable {
 /// (`{"error": "..."}`); a known path asked with another method is 405 with `Allow`.
 public enum StatusServer {
     public static let maxBody = FindingParser.maxSize
+    /// Large (XML) findings bodies read at once, over every server of the process.
+    static let largeBodies = Admission(limit: 2)
+
+    /// At most `limit` holders at once; the rest are turned away, never queued.
+    final class Admission: Sendable {
+        let limit: Int
+        private let held = Mutex(0)
+        init(limit: Int) { self.limit = limit }
+        func enter() -> Bool {
+            held.withLock { count in
+                guard count < limit else { return false }
+                count += 1
+                return true
+            }
+        }
+        func leave() { held.withLock { $0 -= 1 } }
+    }
 
     /// The paths served, and their methods.
     static let routes: [String: [HTTPRequest.Method]] = [
@@ -196,7 +220,19 @@ public enum StatusServer {
             return json(.accepted, ["status": "fetching"])
         }
         router.post("api/v1/findings") { request, _ -> Response in
-            let body = try await collect(request)
+            // A scan's XML results run to several MiB (oscap's ARF for SSG's content is 8 MB): a
+            // request that says XML and carries the bearer token, checked before any of the body
+            // is read, may send up to FindingParser.maxXMLSize; every other one 1 MiB.
+            let large = FindingParser.isXMLContentType(request.headers[.contentType])
+                && settings.findings.acceptsBearer(request.headers)
+            // Each is held whole and parsed: a few at a time, so that a burst of them cannot take
+            // the daemon's memory (the others are asked to come back).
+            if large, !largeBodies.enter() {
+                throw HTTPError(.serviceUnavailable, headers: [.retryAfter: "5"],
+                                message: "\(largeBodies.limit) large results are being read; send this one again shortly")
+            }
+            defer { if large { largeBodies.leave() } }
+            let body = try await collect(request, upTo: large ? FindingParser.maxXMLSize : maxBody)
             if let refusal = settings.findings.refusal(headers: request.headers, body: body) {
                 logger.warning("findings refused", metadata: ["reason": .string(refusal)])
                 throw HTTPError(.unauthorized, message: refusal)
@@ -227,11 +263,12 @@ public enum StatusServer {
         return router
     }
 
-    static func collect(_ request: Request) async throws -> [UInt8] {
+    static func collect(_ request: Request, upTo limit: Int = maxBody) async throws -> [UInt8] {
         do {
-            return Array(try await request.body.collect(upTo: maxBody).readableBytesView)
+            return Array(try await request.body.collect(upTo: limit).readableBytesView)
         } catch {
-            throw HTTPError(.contentTooLarge, message: "the body is larger than \(maxBody) bytes")
+            throw HTTPError(.contentTooLarge, message: "the body is larger than \(limit) bytes"
+                            + (limit < FindingParser.maxXMLSize ? " (XML results with the bearer token may be up to \(FindingParser.maxXMLSize))" : ""))
         }
     }
 
@@ -261,7 +298,7 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
                 return StatusServer.json(.methodNotAllowed, ["error": "\(request.method.rawValue) is not allowed on \(path)"],
                                          headers: [.allow: allowed.map(\.rawValue).joined(separator: ", ")])
             }
-            return StatusServer.json(error.status, ["error": error.body ?? error.status.reasonPhrase])
+            return StatusServer.json(error.status, ["error": error.body ?? error.status.reasonPhrase], headers: error.headers)
         } catch let error as any HTTPResponseError {
             return StatusServer.json(error.status, ["error": error.status.reasonPhrase])
         } catch {

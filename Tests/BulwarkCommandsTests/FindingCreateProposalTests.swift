@@ -55,6 +55,15 @@ import Testing
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
             try write(s.host + "/proc/sys/kernel/kptr_restrict", "0\n")
+            // A second host, drifted the same way: the finding is about `local` only.
+            try run("/bin/cp", ["-a", s.host, dir + "/web-2"])
+            try s.commitPolicy("controllers/web-2.yaml", """
+                apiVersion: bulwark/v1
+                kind: Target
+                metadata: {name: web-2}
+                spec: {adapter: host, root: \(dir)/web-2}
+
+                """, message: "a second host")
             try s.commitPolicy("finding-rules/kernel.yaml", Self.rule(), message: "finding rule: kernel hardening")
             let id = "krnl-6000.local"
             let proposed = try ingest(s, Self.finding(id: id))
@@ -64,9 +73,11 @@ import Testing
             #expect(manifest.contains("kind: Sysctl\nmetadata:\n  name: \(id)\n"), "\(manifest)")
             #expect(manifest.contains("spec:\n  kernel.kptr_restrict: 2\n"), "\(manifest)")
             #expect(manifest.contains("    finding: \"\(id)\"\n"), "\(manifest)")
+            #expect(manifest.contains("\ntargets: {names: [\"local\"]}\nspec:\n"), "\(manifest)")
             let message = try git("--git-dir", s.origin, "log", "-1", "--format=%B", branch)
             #expect(message.contains("Change: desired-state/proposed/sysctl-\(id).yaml: create Sysctl/\(id); set \"kernel.kptr_restrict\" = 2"), "\(message)")
             #expect(message.contains("Plan: passed") && message.contains("- local Sysctl/\(id): kernel.kptr_restrict: 0 -> 2 (applied)"), "\(message)")
+            #expect(!message.contains("- web-2 "), "only the host the finding is about: \(message)")
             // Only the branch: main, the policy the loop applies, and the host are as they were.
             #expect(try git("--git-dir", s.origin, "ls-tree", "-r", "--name-only", "main").contains("proposed/") == false)
             #expect(try s.run("apply").status == 0)
@@ -78,6 +89,7 @@ import Testing
             let apply = try s.run("apply")
             #expect(apply.status == 0, "\(apply.stdout)\(apply.stderr)")
             #expect(try runtime(s) == "2")
+            #expect(try read(dir + "/web-2/proc/sys/kernel/kptr_restrict") == "0\n", "the other host is left as it was")
             #expect(try s.trailers("Bulwark-Finding") == [id])
             // Reported again: the policy has it now, so nothing more is proposed.
             let again = try ingest(s, Self.finding(id: id))
@@ -113,6 +125,33 @@ import Testing
             #expect(plain.item["outcome"] as? String == "not-proposed", "\(plain.output)")
             #expect((plain.item["detail"] as? String)?.contains("no resource Sysctl/krnl-plain in the policy") == true, "\(plain.item)")
             #expect(try git("--git-dir", s.origin, "for-each-ref") == refsNow)
+        }
+    }
+
+    /// A finding that names no target of the policy creates nothing (the new resource would bind
+    /// to every target); and a second proposal that would clash with one accepted since (both set
+    /// the same key on the same host) is refused by `accept`, so the policy branch never holds a
+    /// revision that every later pass refuses. The first is accepted.
+    @Test func aNewResourceNeedsItsTargetAndAcceptRefusesOneThatNoLongerValidates() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            try write(s.host + "/proc/sys/kernel/kptr_restrict", "0\n")
+            try s.commitPolicy("finding-rules/kernel.yaml", Self.rule(), message: "finding rule")
+            let nowhere = try ingest(s, Self.finding(id: "krnl-nowhere").replacingOccurrences(of: "\"local\"", with: "\"elsewhere\""))
+            #expect(nowhere.item["outcome"] as? String == "not-proposed", "\(nowhere.output)")
+            #expect((nowhere.item["detail"] as? String)?.contains("names no target of the policy") == true, "\(nowhere.item)")
+
+            #expect(try ingest(s, Self.finding(id: "krnl-a")).item["outcome"] as? String == "proposed")
+            #expect(try ingest(s, Self.finding(id: "krnl-b")).item["outcome"] as? String == "proposed")
+            let first = try s.run("accept", "krnl-a")
+            #expect(first.status == 0, "\(first.stdout)\(first.stderr)")
+            let main = try git("--git-dir", s.origin, "rev-parse", "main")
+            let second = try s.run("accept", "krnl-b")
+            #expect(second.status == 1 && second.stderr.contains("does not validate on top of main"), "\(second.stderr)")
+            #expect(second.stderr.contains("kernel.kptr_restrict"), "\(second.stderr)")
+            #expect(try git("--git-dir", s.origin, "rev-parse", "main") == main)
+            #expect(try s.run("apply").status == 0)
+            #expect(try runtime(s) == "2")
         }
     }
 

@@ -238,7 +238,9 @@ let gatewayConfig = """
             try write(root + "/etc/x.yaml", text)
             let script = "echo seen:${BULWARK_CONFIGFILE_TEST_SECRET:-nothing}; echo 'password: correcthorsebatterystaple';"
                 + " echo https://bulwark:ghp_16C7e42F292c6912E7710c838347Ae178B4a@git.example.org/policy.git;"
-                + " echo AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY; echo the schema rejects a at line 1; exit 3"
+                + " echo AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY;"
+                + #" echo '{\"db_password\": \"hunter2json\"}'; echo \"{'api_token': 'hunter2dict'}\"; echo 'password = hunter2ini';"#
+                + " echo 'Authorization: Bearer hunter2bearer'; echo the schema rejects a at line 1; exit 3"
             let state = try configState(root: root, resource("ConfigFile", "x", """
                 path: etc/x.yaml
                 properties:
@@ -248,7 +250,7 @@ let gatewayConfig = """
             let (_, outcome) = try await reconcile(state)
             let message = try #require(outcome.failed.first?.record.error)
             #expect(message.contains("seen:nothing"), "\(message)")
-            for secret in ["s3cr3t", "correcthorse", "ghp_16C7", "EXAMPLEKEY"] {
+            for secret in ["s3cr3t", "correcthorse", "ghp_16C7", "EXAMPLEKEY", "hunter2"] {
                 #expect(!message.contains(secret), "\(secret) in \(message)")
             }
             #expect(message.contains("https://<redacted>@git.example.org/policy.git") && message.contains("password: <redacted>"), "\(message)")

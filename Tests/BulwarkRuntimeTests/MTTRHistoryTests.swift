@@ -98,4 +98,17 @@ import Testing
         // Nothing detected in the window: no fixes, no times.
         #expect(history.summary(since: now).fixes == 0 && history.summary(since: now).p50Seconds == nil)
     }
+
+    /// After the clock steps back, a fix dated ahead of now is not in the day's MTTR until its
+    /// time comes, and one verified "before" its detection took no time, never less.
+    @Test func aSteppedClockNeitherCountsFutureFixesNorMakesTheMTTRNegative() {
+        var history = MTTRHistory()
+        history.add(entry("SSHDConfig/a", detected: now.addingTimeInterval(-600), verifiedAfter: 60))
+        history.add(entry("SSHDConfig/future", detected: now.addingTimeInterval(3600), verifiedAfter: 30))
+        history.add(entry("SSHDConfig/stepped", detected: now.addingTimeInterval(-300), verifiedAfter: -120))
+        let day = history.summary(since: now.addingTimeInterval(-86400), until: now)
+        #expect(day.fixes == 2)
+        #expect(day.p50Seconds == 0 && day.maxSeconds == 60, "\(day)")
+        #expect(history.summary(since: now.addingTimeInterval(-86400), until: now.addingTimeInterval(7200)).fixes == 3)
+    }
 }

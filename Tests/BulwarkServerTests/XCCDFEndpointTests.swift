@@ -1,5 +1,5 @@
 import BulwarkCore
-import BulwarkServer
+@testable import BulwarkServer
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -9,7 +9,7 @@ import Testing
 /// OpenSCAP results posted to `POST /api/v1/findings` go through the same parser as `bulwark
 /// ingest`: read as XCCDF by their XML content type or shape, and refused (nothing reaches the
 /// daemon) when they declare a DTD.
-@Suite struct XCCDFEndpointTests {
+@Suite(.serialized) struct XCCDFEndpointTests {
     static let results = """
         <?xml version="1.0" encoding="UTF-8"?>
         <TestResult xmlns="http://checklists.nist.gov/xccdf/1.2" id="xccdf_t_testresult_1" start-time="2026-11-30T10:00:00+00:00">
@@ -53,5 +53,59 @@ import Testing
             }
         }
         #expect(await daemon.received.isEmpty)
+    }
+
+    /// A scan's results run to several MiB: a request that says XML and carries the bearer token
+    /// may send up to 32 MiB. One signed as the webhook (checked only once the body is read), or
+    /// one that says JSON, stays at 1 MiB: nothing reaches the daemon.
+    @Test func largeResultsNeedTheBearerTokenAndAnXMLContentType() async throws {
+        let padding = "<!-- " + String(repeating: "scan output ", count: 3 << 18) + "-->\n"
+        let large = Self.results.replacingOccurrences(of: "  <target>web-1</target>\n", with: "  <target>web-1</target>\n" + padding)
+        #expect(large.utf8.count > 3 << 20)
+        let daemon = RecordingDaemon(bindings: [StatusServerTests.sshd])
+        try await StatusServerTests().app(daemon).test(.router) { client in
+            let signature = WebhookVerifier.signature(of: Array(large.utf8), secret: StatusServerTests.secret)
+            for refused: HTTPFields in [
+                [HTTPField.Name("X-Hub-Signature-256")!: signature, .contentType: "application/xml"],
+                headers("application/json"),
+                [.authorization: "Bearer not-the-token", .contentType: "application/xml"],
+            ] {
+                try await client.execute(uri: "/api/v1/findings", method: .post, headers: refused, body: ByteBuffer(string: large)) { response in
+                    #expect(response.status == .contentTooLarge, "\(refused)")
+                }
+            }
+            try await client.execute(uri: "/api/v1/findings", method: .post, headers: headers("application/xml"),
+                                     body: ByteBuffer(string: large)) { response in
+                #expect(response.status == .accepted)
+                let answer = try StatusServerTests().json(response)
+                #expect(answer["findings"] as? Int == 2)
+            }
+        }
+        #expect(await daemon.received.count == 1)
+    }
+
+    /// Large bodies are read a few at a time: while two are held, a third is turned away with
+    /// 503 and Retry-After (nothing reaches the daemon); once they are done it goes through, and
+    /// small documents are never held back.
+    @Test func largeResultsAreReadAFewAtATime() async throws {
+        let daemon = RecordingDaemon(bindings: [StatusServerTests.sshd])
+        #expect(StatusServer.largeBodies.enter() && StatusServer.largeBodies.enter())
+        try await StatusServerTests().app(daemon).test(.router) { client in
+            try await client.execute(uri: "/api/v1/findings", method: .post, headers: headers("application/xml"),
+                                     body: ByteBuffer(string: Self.results)) { response in
+                #expect(response.status == .serviceUnavailable && response.headers[.retryAfter] == "5")
+            }
+            try await client.execute(uri: "/api/v1/findings", method: .post, headers: StatusServerTests().bearer(),
+                                     body: ByteBuffer(string: StatusServerTests().finding)) { response in
+                #expect(response.status == .accepted)
+            }
+            StatusServer.largeBodies.leave()
+            StatusServer.largeBodies.leave()
+            try await client.execute(uri: "/api/v1/findings", method: .post, headers: headers("application/xml"),
+                                     body: ByteBuffer(string: Self.results)) { response in
+                #expect(response.status == .accepted)
+            }
+        }
+        #expect(await daemon.received.count == 2)
     }
 }

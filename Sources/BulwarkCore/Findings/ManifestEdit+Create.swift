@@ -7,11 +7,14 @@ extension ManifestEdit {
     }
 
     /// A new manifest for `id` whose spec is `change`'s `set` (scalars at their paths) and `add`
-    /// (one-item lists at theirs), with `annotations`, every value written as `render` writes it
+    /// (one-item lists at theirs), with `annotations`, bound to `targets` only, every value written as `render` writes it
     /// (double-quoted, digits plain) so that no finding's text can break out of its value.
     /// Throws for a name that is not a resource name and for two operations on one path.
     public static func create(_ change: ChangeTemplate, annotations: [String: String], for id: ResourceID,
-                              comment: String) throws(ManifestEditError) -> String {
+                              targets: [String], comment: String) throws(ManifestEditError) -> String {
+        guard !targets.isEmpty, targets.allSatisfy(DesiredStateLoader.isValidName) else {
+            throw ManifestEditError("a new resource is bound to the targets its finding names, and this one names none")
+        }
         guard DesiredStateLoader.isValidName(id.name) else {
             throw ManifestEditError("'\(quotedForMessage(id.name))' is not a resource name (lowercase letters, digits, '-' and '.')")
         }
@@ -29,6 +32,8 @@ extension ManifestEdit {
             lines.append("  annotations:")
             lines += annotations.sorted { $0.key < $1.key }.map { "    \(Buffer.key($0.key)): \(render($0.value))" }
         }
+        // Bound to the targets the finding is about, never to every target its kind's controllers select.
+        lines.append("targets: {names: [\(targets.map { YAML.doubleQuoted($0) }.joined(separator: ", "))]}")
         lines.append("spec:")
         lines += spec.lines(indent: "  ")
         return lines.joined(separator: "\n") + "\n"

@@ -30,6 +30,12 @@ extension FindingParser {
     public static let xccdfRulePrefix = "xccdf_org.ssgproject.content_rule_"
 
     /// Whether the document is XML (by content type, else by its first non-blank byte).
+    /// Whether a content type names XML (`application/xml`, `text/xml`, `…+xml`).
+    public static func isXMLContentType(_ contentType: String?) -> Bool {
+        guard let type = contentType?.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased() else { return false }
+        return type.hasSuffix("/xml") || type.hasSuffix("+xml")
+    }
+
     static func isXML(contentType: String?, bytes: [UInt8]) -> Bool {
         if let type = contentType?.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased() {
             if type.hasSuffix("/xml") || type.hasSuffix("+xml") { return true }

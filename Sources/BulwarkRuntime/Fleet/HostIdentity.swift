@@ -44,12 +44,13 @@ package struct HostIdentity: Sendable, Equatable, CustomStringConvertible {
         return HostIdentity(machineID: machine, hostname: host)
     }
 
-    /// Whether `target` is bound to this host: a `host` target only. Every other target (a
-    /// firewall, a database, a cloud account) is the controller replicas' (the lease candidates,
+    /// Whether `target` is bound to this host: a target of an adapter that acts on the machine it
+    /// runs on (`Target.isMachineLocal`: host files, nftables) only. Every other target (a
+    /// database, a cloud account) is the controller replicas' (the lease candidates,
     /// `Daemon+Source`): one named after a host or labelled with it must not get a second writer
     /// in that host's agent.
     package func binds(_ target: Target) -> Bool {
-        guard target.adapter == "host" else { return false }
+        guard target.isMachineLocal else { return false }
         if let hostname, target.name == hostname || target.labels[Self.hostnameLabel] == hostname { return true }
         if let machineID, target.labels[Self.machineIDLabel]?.lowercased() == machineID { return true }
         return false

@@ -62,6 +62,22 @@ package struct ProposalEngine: Sendable {
         return about ? nil : id
     }
 
+    /// The targets of the policy a finding is about: the one it names, its resource when that is
+    /// a target's name, or an identifier (an ARN) that ends in one after `/` or `:`.
+    static func targetsNamed(by finding: Finding, in state: DesiredState) -> [String] {
+        var names: Set<String> = []
+        for candidate in [finding.target, finding.resource].compactMap(\.self) where state.targets[candidate] != nil {
+            names.insert(candidate)
+        }
+        var rest = Substring(finding.resource)
+        while let separator = rest.firstIndex(where: { $0 == "/" || $0 == ":" }) {
+            rest = rest[rest.index(after: separator)...]
+            if state.targets[String(rest)] != nil { names.insert(String(rest)) }
+        }
+        if let target = finding.target { names = names.filter { $0 == target } }
+        return names.sorted()
+    }
+
     func handle(_ finding: Finding, rule: FindingRule, priority: FindingPriority, state: DesiredState, files: [SourceFile],
                 head: ObjectID) async -> Outcome {
         let branch = Self.branch(for: finding.id)
@@ -109,13 +125,20 @@ package struct ProposalEngine: Sendable {
             guard change.create, let new = Self.creatable(change.resource, in: state) else {
                 return Outcome(outcome: "not-proposed", detail: reason.description)
             }
+            let targets = Self.targetsNamed(by: finding, in: state)
+            guard !targets.isEmpty else {
+                return Outcome(outcome: "not-proposed", detail: "\(reason.description); a new resource is bound to the targets its "
+                               + "finding names, and this finding names no target of the policy")
+            }
             path = ManifestEdit.createdPath(for: new)
             if files.contains(where: { $0.path == path }) {
                 return Outcome(outcome: "not-proposed", detail: "\(path) exists already but holds no \(new)")
             }
             let comment = "Proposed by Bulwark for finding \(finding.id) from \(finding.source) (rule \(rule.name)):\n"
                 + "a resource the policy did not have. Review it before merging."
-            do { edited = try ManifestEdit.create(change, annotations: citation.annotations, for: new, comment: comment) } catch {
+            do {
+                edited = try ManifestEdit.create(change, annotations: citation.annotations, for: new, targets: targets, comment: comment)
+            } catch {
                 return Outcome(outcome: "not-proposed", detail: "cannot create \(new): \(error.description)")
             }
             (id, previous) = (new, nil)
@@ -150,7 +173,9 @@ package struct ProposalEngine: Sendable {
         var planned: [String] = []
         var planProblems: [String] = []
         do {
-            let plan = try await reconciler.plan(scoped)
+            var plan = try await reconciler.plan(scoped)
+            // Leftovers of other resources on those targets are not this proposal's.
+            plan.remediations.removeAll { $0.binding.resource != id }
             for remediation in plan.remediations {
                 let changes = remediation.changes.map { "\($0.property): \($0.sensitive ? "[redacted]" : $0.observed ?? "(unset)") -> \($0.shownDesired)" }
                 planned.append("\(remediation.binding.target) \(remediation.binding.resource): \(changes.joined(separator: ", ")) "

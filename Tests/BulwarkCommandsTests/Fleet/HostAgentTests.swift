@@ -151,10 +151,13 @@ import Testing
                                           settings: [:], location: location)))
             #expect(!identity.binds(Target(name: "web-10", adapter: "host", labels: ["hostname": "web-1 "], settings: [:],
                                            location: location)))
-            // A target of another adapter is the replicas', whatever its name or labels say.
-            #expect(!identity.binds(Target(name: "web-1", adapter: "nftables", settings: [:], location: location)))
+            // The host's firewall is the agent's (nft acts on the machine it runs on); a database or a
+            // cloud account is the replicas', whatever its name or labels say.
+            #expect(identity.binds(Target(name: "web-1-firewall", adapter: "nftables", labels: ["hostname": "web-1"], settings: [:],
+                                          location: location)))
             #expect(!identity.binds(Target(name: "db", adapter: "postgres", labels: ["hostname": "web-1"], settings: [:],
                                            location: location)))
+            #expect(!identity.binds(Target(name: "web-1", adapter: "aws", settings: [:], location: location)))
             try write(dir + "/etc/machine-id", "../../etc/shadow\n")
             try write(dir + "/etc/hostname", "\n")
             #expect(HostIdentity.read(root: dir) == HostIdentity(machineID: nil, hostname: nil))
