@@ -98,9 +98,12 @@ def build(work, roots, history):
                  "spec: {kinds: [SSHDConfig, FileMode, LoginDefs, Sysctl], targets: {selector: {role: fleet}}, "
                  "interval: 1h, maxChangesPerCycle: 100000}\n",
                  "apiVersion: bulwark/v1\nkind: GlobalLimits\nmetadata: {name: limits}\nspec: {maxChangesPerCycle: 100000}\n"]
-    inventory += [f"apiVersion: bulwark/v1\nkind: Target\nmetadata: {{name: h{t}, labels: {{role: fleet}}}}\n"
-                  f"spec: {{adapter: host, root: {hosts}/h{t}}}\n" for t in range(roots)]
     write(f"{policy}/controllers/fleet.yaml", "---\n".join(inventory))
+    targets = [f"apiVersion: bulwark/v1\nkind: Target\nmetadata: {{name: h{t}, labels: {{role: fleet}}}}\n"
+               f"spec: {{adapter: host, root: {hosts}/h{t}}}\n" for t in range(roots)]
+    # A manifest file holds at most 1,000 documents: the targets go 500 to a file.
+    for start in range(0, roots, 500):
+        write(f"{policy}/controllers/targets-{start // 500:03d}.yaml", "---\n".join(targets[start:start + 500]))
     env = dict(os.environ, GIT_AUTHOR_NAME="b", GIT_AUTHOR_EMAIL="b@example.org", GIT_COMMITTER_NAME="b",
                GIT_COMMITTER_EMAIL="b@example.org")
     subprocess.run(["git", "init", "-q", "-b", "main", policy], check=True, env=env)

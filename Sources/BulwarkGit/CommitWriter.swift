@@ -63,17 +63,19 @@ extension Repository {
         signer: (any CommitSigner)?
     ) throws(GitError) -> ObjectID {
         var parentCommit: OpaquePointer?
-        var baseTree: OpaquePointer?
-        if let parent {
-            parentCommit = try lookupCommit(parent)
-            try check(git_commit_tree(&baseTree, parentCommit), "git_commit_tree")
-        }
-        defer {
-            if let baseTree { git_tree_free(baseTree) }
-            if let parentCommit { git_commit_free(parentCommit) }
-        }
+        if let parent { parentCommit = try lookupCommit(parent) }
+        defer { if let parentCommit { git_commit_free(parentCommit) } }
         let entries = blobs.map { (components: $0.key.split(separator: "/").map(String.init), oid: $0.value) }
-        let treeID = try buildTree(base: baseTree, entries: entries[...])
+        let treeID: git_oid
+        if entries.allSatisfy({ TreeCache.isPlain($0.components) }) {
+            // Audit records: the parent's trees are known (see `TreeCache`).
+            treeID = try writeCachedTree(base: parentCommit.map { git_commit_tree_id($0).pointee }, entries: entries[...])
+        } else {
+            var baseTree: OpaquePointer?
+            if let parentCommit { try check(git_commit_tree(&baseTree, parentCommit), "git_commit_tree") }
+            defer { if let baseTree { git_tree_free(baseTree) } }
+            treeID = try buildTree(base: baseTree, entries: entries[...])
+        }
         // The commit is written by hand rather than with git_commit_create, whose signatures
         // carry only 32-bit times (see Signature.gitSeconds).
         var text = "tree \(ObjectID(treeID).hex)\n"

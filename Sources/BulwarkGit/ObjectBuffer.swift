@@ -8,6 +8,18 @@ internal import CLibGit2
 /// objects written while a buffer is open may only be referenced (`updateReference`) after
 /// `flushObjectBuffer` returned. Reading works throughout: the buffer is searched first, then
 /// the disk.
+/// A pack written by `flushObjectBuffer`: the objects `tip` brings over `base`, exactly.
+struct FlushedPack {
+    var base: ObjectID?
+    var tip: ObjectID
+    /// `pack-<checksum>`, in the repository's `objects/pack`.
+    var name: String
+
+    /// How many unpushed packs are remembered (a push that finds fewer falls back to packing
+    /// the objects again): a daemon cut off from its origin flushes a pack per fix.
+    static let kept = 64
+}
+
 final class ObjectBuffer {
     /// The mempack backend, owned by `odb` (freed with it).
     let backend: UnsafeMutablePointer<git_odb_backend>
@@ -91,8 +103,18 @@ extension Repository {
         var written = 0
         if let tip, tip != base {
             let objects = try newObjects(reaching: tip, notReaching: base)
-            // Into the disk's database: the pack backend indexes it under objects/pack.
-            written = try writePack(objects, into: self, database: buffer.disk)
+            // Read from memory, written as one durable pack under objects/pack (see `PackFile`).
+            var source: OpaquePointer?
+            try check(git_repository_odb(&source, pointer), "git_repository_odb")
+            defer { git_odb_free(source) }
+            guard let source else { throw GitError(function: "git_repository_odb", code: -1, message: "no object database") }
+            if let checksum = try PackFile.write(objects, from: source, into: packFolder) {
+                unpushedPacks.append(FlushedPack(base: base, tip: tip, name: "pack-" + checksum))
+                if unpushedPacks.count > FlushedPack.kept { unpushedPacks.removeFirst(unpushedPacks.count - FlushedPack.kept) }
+            }
+            // The disk's database looks for the new pack.
+            try check(git_odb_refresh(buffer.disk), "git_odb_refresh")
+            written = objects.count
         }
         git_repository_set_odb(pointer, buffer.disk)
         objectBuffer = nil
@@ -102,6 +124,8 @@ extension Repository {
     /// Drops every object written since `beginObjectBuffer` (nothing references them).
     public func discardObjectBuffer() {
         guard let buffer = objectBuffer else { return }
+        // Trees of the dropped objects must not be built upon.
+        treeCache.removeAll()
         git_mempack_reset(buffer.backend)
         git_repository_set_odb(pointer, buffer.disk)
         objectBuffer = nil

@@ -13,7 +13,7 @@ extension Repository {
         }
     }
 
-    private var packFolder: String { path + (path.hasSuffix("/") ? "" : "/") + "objects/pack" }
+    var packFolder: String { path + (path.hasSuffix("/") ? "" : "/") + "objects/pack" }
 
     /// Keeps the number of packs bounded: when there are more than `bound`, every pack smaller
     /// than `small` bytes (one per flushed pass, one per fetch) is written again as one pack of
@@ -66,6 +66,9 @@ extension Repository {
         try Self.sync(folder + "/" + kept + ".idx")
         try Self.sync(folder)
         var removed = 0
+        // Packs merged away can no longer be sent as they are: their push packs the objects again.
+        let mergedNames = Set(merged.map { String($0.name.dropLast(".pack".count)) })
+        unpushedPacks.removeAll { mergedNames.contains($0.name) && $0.name != kept }
         for pack in merged where pack.name != kept + ".pack" {
             let base = folder + "/" + pack.name.dropLast(".pack".count)
             // The index first: a pack without its index is ignored by every reader.

@@ -1,4 +1,5 @@
 internal import CLibGit2
+internal import Crypto
 internal import Foundation
 
 /// Why a reference was not updated on the remote.
@@ -153,14 +154,104 @@ extension Repository {
         if current != expected {
             return PushRejection(reference: destination, reason: "the remote is at \(current?.short ?? "nothing"), not \(expected?.short ?? "nothing")")
         }
-        try copyObjects(reaching: new, notReaching: expected, into: origin)
+        // The packs this process flushed hold exactly what `new` brings over `expected` when they
+        // chain from one to the other: they are copied as they are. Otherwise (commits written
+        // straight to disk, replayed, or packs merged since) the objects are packed again.
+        let chain = unpushedChain(from: expected, to: new)
+        if chain.isEmpty || !sendPacks(chain, to: origin) {
+            try copyObjects(reaching: new, notReaching: expected, into: origin)
+        }
         do {
             try origin.updateReference(destination, to: new, expected: expected, message: "push: bulwark")
         } catch {
             guard error.isModified || error.code == GIT_ELOCKED.rawValue else { throw error }
             return PushRejection(reference: destination, reason: error.message)
         }
+        let sent = Set(chain.map(\.name))
+        unpushedPacks.removeAll { sent.contains($0.name) }
         return nil
+    }
+
+    /// The unpushed packs that lead from `base` to `tip`, oldest first; empty when they do not.
+    func unpushedChain(from base: ObjectID?, to tip: ObjectID) -> [FlushedPack] {
+        var chain: [FlushedPack] = []
+        var next: ObjectID? = tip
+        while next != base {
+            guard let current = next, let pack = unpushedPacks.last(where: { $0.tip == current }), chain.count < FlushedPack.kept
+            else { return [] }
+            chain.append(pack)
+            next = pack.base
+        }
+        return chain.reversed()
+    }
+
+    /// Copies `packs` (see `PackFile`) into `origin`'s pack folder: each file read whole, its
+    /// SHA-1 checked (the pack's against its name and trailer, the index's against its trailer
+    /// and the pack's checksum), written under a temporary name, fsynced and renamed into place,
+    /// the pack before its index; then the folder synced. A copy, never a hard link: the origin
+    /// is the record, and damage to the state clone (a truncated file) must not reach it. Returns
+    /// false when one could not be placed (a pack given without its index is taken back), and
+    /// the caller packs the objects again, reading each through libgit2.
+    private func sendPacks(_ packs: [FlushedPack], to origin: Repository) -> Bool {
+        let source = packFolder
+        let target = origin.packFolder
+        for pack in packs {
+            let indexPath = target + "/" + pack.name + ".idx"
+            if access(indexPath, F_OK) == 0 { continue }  // already there: the name is the content's checksum
+            guard let packBytes = Self.checkedPackFile(source + "/" + pack.name + ".pack", name: pack.name, packChecksum: nil),
+                  let indexBytes = Self.checkedPackFile(source + "/" + pack.name + ".idx", name: pack.name,
+                                                        packChecksum: Array(packBytes.suffix(20))) else { return false }
+            let packPath = target + "/" + pack.name + ".pack"
+            guard Self.place(packBytes, at: packPath, in: target) else { return false }
+            guard Self.place(indexBytes, at: indexPath, in: target) else {
+                unlink(packPath)
+                return false
+            }
+        }
+        do { try Repository.sync(target) } catch { return false }
+        return true
+    }
+
+    /// The bytes of a pack (`packChecksum` nil) or of its index, when their SHA-1 trailer holds:
+    /// a pack's checksum is also its name; an index names its pack's checksum before its own.
+    private static func checkedPackFile(_ path: String, name: String, packChecksum: [UInt8]?) -> [UInt8]? {
+        guard let data = FileManager.default.contents(atPath: path), data.count >= 40 else { return nil }
+        let bytes = [UInt8](data)
+        let body = bytes.count - 20
+        guard Array(Insecure.SHA1.hash(data: bytes[..<body])) == Array(bytes[body...]) else { return nil }
+        if let packChecksum {
+            return Array(bytes[(body - 20)..<body]) == packChecksum ? bytes : nil
+        }
+        return "pack-" + PackFile.hex(Array(bytes[body...])) == name ? bytes : nil
+    }
+
+    /// Writes `bytes` to `destination` in `folder` through a temporary file (named as git names
+    /// its temporary packs, which its maintenance removes if left behind), fsynced, read-only.
+    private static func place(_ bytes: [UInt8], at destination: String, in folder: String) -> Bool {
+        var template = Array((folder + "/tmp_pack_XXXXXX").utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { $0.baseAddress.map { mkstemp($0) } ?? -1 }
+        guard fd >= 0 else { return false }
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        let temporary = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let written = bytes.withUnsafeBytes { raw -> Bool in
+            var offset = 0
+            while offset < raw.count {
+                let n = write(fd, raw.baseAddress.map { $0 + offset }, raw.count - offset)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    return false
+                }
+                offset += n
+            }
+            return true
+        }
+        let synced = written && fchmod(fd, 0o444) == 0 && fsync(fd) == 0
+        close(fd)
+        guard synced, rename(temporary, destination) == 0 else {
+            unlink(temporary)
+            return false
+        }
+        return true
     }
 
     /// Writes the objects `tip` brings over `base` into `target` as one pack of whole objects

@@ -11,6 +11,11 @@ public final class Repository {
     public let path: String
     /// New objects kept in memory until written as one pack (see `beginObjectBuffer`).
     var objectBuffer: ObjectBuffer?
+    /// Packs flushed from the object buffer whose commits have not been pushed yet, oldest
+    /// first: a local push sends them as they are (see `pushLocally`).
+    var unpushedPacks: [FlushedPack] = []
+    /// Trees `writeCommit` read or wrote last, parsed (see `TreeCache`).
+    let treeCache = TreeCache()
 
     private init(pointer: OpaquePointer) {
         self.pointer = pointer

@@ -32,7 +32,7 @@ extension Repository {
                 defer { git_message_trailer_array_free(&array) }
                 for index in 0..<array.count {
                     let trailer = array.trailers[index]
-                    if String(cString: trailer.key).caseInsensitiveCompare(key) == .orderedSame {
+                    if CommitInfo.sameKey(String(cString: trailer.key), key) {
                         value = String(cString: trailer.value)
                         break
                     }

@@ -19,65 +19,95 @@ internal import Synchronization
 /// read-only with group 65534 (mode 0750/0640), so a process running as nobody can read the
 /// candidate but not change it under the guard's feet; sshd skips its key-permission check for
 /// a key another uid owns. The caller removes the folder (`remove()`).
-struct SSHDProbe {
+final class SSHDProbe {
     static let unprivileged: (uid: UInt32, gid: UInt32) = (65534, 65534)
     static let timeout: TimeInterval = 30
     static let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"].first { FileManager.default.isExecutableFile(atPath: $0) }
 
     let executable: String
-    let directory: String
-    let main: String
-    let hostKey: String
     /// Everything sshd's answer depends on besides the command line: the sshd binary, the
     /// machine's account files (sshd resolves `-C user=` and Match Group there), and the exact
     /// candidate (each file's text and where its Includes point), length-prefixed.
     let material: ProbeKey
+    /// The candidate's files as they are written into the folder, by name in it (`/config-N.conf`;
+    /// the main file first), each with its Include lines to point at the copies once the folder exists.
+    private let files: [PendingFile]
+    /// The private folder, made only when sshd must run (a probe answered by `SSHDProbeCache`
+    /// writes nothing: a fleet of identical hosts made and removed a folder per resource).
+    private(set) var directory: String?
+
+    private struct PendingFile {
+        var name: String
+        var lines: LineFile
+        /// Include lines by index: their indent, pattern, ending and the copies they match.
+        var includes: [(index: Int, indent: Substring, value: Substring, ending: String, copies: [String])]
+    }
 
     init(executable: String, config: SSHDConfigDriver.Config, root: HostRoot, driver: SSHDConfigDriver) throws {
+        self.executable = executable
+        var key = ProbeKey()
+        key.append(executable)
+        key.append(Self.identity(executable))
+        for file in ["/etc/passwd", "/etc/group"] {
+            let text: String? = (try? FileIO.readText(file)) ?? nil
+            key.append(text.map { "present " + $0 } ?? "missing")
+        }
+        var names: [String: String] = [:]
+        var files: [PendingFile] = []
+        guard let first = config.order.first else { throw HostError("sshd configuration not found") }
+        _ = try Self.copy(first, config: config, root: root, driver: driver, names: &names, files: &files, depth: 0, key: &key)
+        material = key
+        self.files = files
+    }
+
+    /// Writes the candidate into a new private folder (mode and owners as described above).
+    private func materialize() throws -> String {
+        if let directory { return directory }
         var template = Array((NSTemporaryDirectory() + "/bulwark-sshd-XXXXXX").utf8CString)
         guard mkdtemp(&template) != nil else { throw HostError("cannot create a temporary folder: \(errnoText())") }
-        directory = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        self.executable = executable
+        let folder = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
         do {
-            hostKey = try SSHDHostKey.path()
-            var key = ProbeKey()
-            key.append(executable)
-            key.append(Self.identity(executable))
-            for file in ["/etc/passwd", "/etc/group"] {
-                let text: String? = (try? FileIO.readText(file)) ?? nil
-                key.append(text.map { "present " + $0 } ?? "missing")
+            for file in files {
+                var lines = file.lines
+                for include in file.includes {
+                    lines.lines[include.index] = include.copies.isEmpty
+                        ? Substring("\(include.indent)# bulwark: Include \(include.value) matches no file in the target root\(include.ending)")
+                        : Substring("\(include.indent)Include \(include.copies.map { folder + $0 }.joined(separator: " "))\(include.ending)")
+                }
+                try ProbeFile.write(lines.bytes, to: folder + file.name)
             }
-            var names: [String: String] = [:]
-            guard let first = config.order.first else { throw HostError("sshd configuration not found") }
-            main = try Self.copy(first, config: config, root: root, driver: driver, into: directory, names: &names, depth: 0, key: &key)
-            material = key
             if geteuid() == 0 {
-                for name in try FileManager.default.contentsOfDirectory(atPath: directory) {
-                    guard chown(directory + "/" + name, 0, Self.unprivileged.gid) == 0,
-                          chmod(directory + "/" + name, 0o640) == 0 else {
-                        throw HostError("cannot share the candidate with sshd: \(errnoText())", path: directory + "/" + name)
+                for name in try FileManager.default.contentsOfDirectory(atPath: folder) {
+                    guard chown(folder + "/" + name, 0, Self.unprivileged.gid) == 0,
+                          chmod(folder + "/" + name, 0o640) == 0 else {
+                        throw HostError("cannot share the candidate with sshd: \(errnoText())", path: folder + "/" + name)
                     }
                 }
-                guard chown(directory, 0, Self.unprivileged.gid) == 0, chmod(directory, 0o750) == 0 else {
-                    throw HostError("cannot share the candidate folder with sshd: \(errnoText())", path: directory)
+                guard chown(folder, 0, Self.unprivileged.gid) == 0, chmod(folder, 0o750) == 0 else {
+                    throw HostError("cannot share the candidate folder with sshd: \(errnoText())", path: folder)
                 }
             }
         } catch {
-            try? FileManager.default.removeItem(atPath: directory)
+            try? FileManager.default.removeItem(atPath: folder)
             throw error
         }
+        directory = folder
+        return folder
     }
 
-    func remove() { try? FileManager.default.removeItem(atPath: directory) }
+    func remove() {
+        if let directory { try? FileManager.default.removeItem(atPath: directory) }
+        directory = nil
+    }
 
-    /// Writes the copy of `file` (and, first, of everything it includes); returns the copy's path.
+    /// Reads `file` (and, first, everything it includes) into `files`; returns its copy's name.
     private static func copy(
-        _ file: String, config: SSHDConfigDriver.Config, root: HostRoot, driver: SSHDConfigDriver, into directory: String,
-        names: inout [String: String], depth: Int, key: inout ProbeKey
+        _ file: String, config: SSHDConfigDriver.Config, root: HostRoot, driver: SSHDConfigDriver,
+        names: inout [String: String], files: inout [PendingFile], depth: Int, key: inout ProbeKey
     ) throws -> String {
         if let done = names[file] { return done }
         guard depth < 8 else { throw HostError("Include nested more than 8 levels", path: file) }
-        let name = "\(directory)/config-\(names.count).conf"
+        let name = "/config-\(names.count).conf"
         names[file] = name
         let text: String
         if let candidate = config.files[file] {
@@ -88,24 +118,22 @@ struct SSHDProbe {
         }
         key.append("file \(names.count - 1)")
         key.append(Array(text.utf8))
-        var lines = LineFile(text)
+        let lines = LineFile(text)
+        var pending = PendingFile(name: name, lines: lines, includes: [])
         var scratch = SSHDConfigDriver.Config()
         for (index, line) in lines.lines.enumerated() {
             guard let parts = SSHDConfigDriver.split(line), parts.keyword.lowercased() == "include" else { continue }
             var copies: [String] = []
             for pattern in parts.value.split(separator: " ") {
                 for included in try driver.expand(String(pattern), root: root, config: &scratch) {
-                    copies.append(try copy(included, config: config, root: root, driver: driver, into: directory,
-                                           names: &names, depth: depth + 1, key: &key))
+                    copies.append(try copy(included, config: config, root: root, driver: driver, names: &names, files: &files,
+                                           depth: depth + 1, key: &key))
                 }
             }
-            key.append("include at line \(index) of \(name.dropFirst(directory.count)): " + copies.map { String($0.dropFirst(directory.count)) }.joined(separator: " "))
-            let ending = LineFile.ending(line)
-            lines.lines[index] = copies.isEmpty
-                ? Substring("\(parts.indent)# bulwark: Include \(parts.value) matches no file in the target root\(ending)")
-                : Substring("\(parts.indent)Include \(copies.joined(separator: " "))\(ending)")
+            key.append("include at line \(index) of \(name): " + copies.joined(separator: " "))
+            pending.includes.append((index, parts.indent, parts.value, LineFile.ending(line), copies))
         }
-        try ProbeFile.write(lines.bytes, to: name)
+        files.append(pending)
         return name
     }
 
@@ -154,7 +182,8 @@ struct SSHDProbe {
     }
 
     private func sshd(_ arguments: [String]) throws -> (status: Int32, output: String, errors: String) {
-        let full = arguments + ["-f", main, "-h", hostKey]
+        let directory = try materialize()
+        let full = arguments + ["-f", directory + "/config-0.conf", "-h", try SSHDHostKey.path()]
         SSHDProbeCounter.current?.count()
         var result: (status: Int32, output: String, errors: String)
         if geteuid() == 0 {

@@ -10,6 +10,8 @@ internal import BulwarkCore
 /// assignment wins. Bulwark's file is named to sort last; an assignment in `etc/` that would
 /// still override it is commented out, with a note saying why.
 struct SysctlDriver: ResourceDriver {
+    let cache = ParseCache<[String: (value: String, file: String)]>()
+
     func watchedPaths(_ resource: Resource, on target: Target) -> [String] {
         HostAdapter.paths(target, ["etc/sysctl.conf"] + Self.folders.map { $0 + "/" })
     }
@@ -89,12 +91,23 @@ struct SysctlDriver: ResourceDriver {
         }
     }
 
+    /// The assignment that wins for each key, and its file. Reused (see `ParseCache`) while
+    /// every folder listed and every file read is unchanged, so the resources of one target
+    /// (seven sysctls of a fleet host) list the folders and read the files once, not each;
+    /// never under the target's lock, where a fix is built from fresh (settled) reads.
     func persisted(_ root: HostRoot) throws -> [String: (value: String, file: String)] {
+        let cacheable = !HostLock.isHeld(root)
+        if cacheable, let cached = cache.lookup(root.path) { return cached }
+        var snapshot = FileSnapshot()
+        // Before the listings and reads: a change after this is seen at the next lookup.
+        for folder in Self.folders { snapshot.take(try root.resolve(folder)) }
         var result: [String: (value: String, file: String)] = [:]
         for file in try files(root) {
+            snapshot.take(file)
             guard let text = try FileIO.readText(file, in: root) else { continue }
             for assignment in Self.assignments(text) { result[assignment.key] = (assignment.value, file) }
         }
+        if cacheable { cache.store(result, for: root.path, readAt: snapshot) }
         return result
     }
 
