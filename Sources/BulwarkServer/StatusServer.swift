@@ -51,10 +51,13 @@ public struct WebhookVerifier: Sendable {
     let secret: [UInt8]
     /// The Bulwark-signed webhooks already taken, shared by every copy of this verifier.
     let replays: WebhookReplayGuard
+    /// The wall clock a timestamp is judged against (the tests fix it).
+    let clock: @Sendable () -> Date
 
-    public init(secret: [UInt8], replays: WebhookReplayGuard = WebhookReplayGuard()) {
+    public init(secret: [UInt8], replays: WebhookReplayGuard = WebhookReplayGuard(), clock: @escaping @Sendable () -> Date = { Date() }) {
         self.secret = secret
         self.replays = replays
+        self.clock = clock
     }
 
     /// `sha256=<hex HMAC-SHA256 of body>`, as `X-Hub-Signature-256` and `X-Bulwark-Signature-256` carry it.
@@ -64,7 +67,8 @@ public struct WebhookVerifier: Sendable {
     }
 
     /// nil when the request is authentic (and, signed by Bulwark, fresh and not seen before), else why not.
-    public func refusal(headers: HTTPFields, body: [UInt8], now: Date = Date()) -> String? {
+    public func refusal(headers: HTTPFields, body: [UInt8], now: Date? = nil) -> String? {
+        let now = now ?? clock()
         if let token = headers[HTTPField.Name("X-Gitlab-Token")!] {
             return Self.constantTimeEqual(Array(token.utf8), secret) ? nil : "X-Gitlab-Token does not match"
         }
@@ -108,7 +112,7 @@ public struct FindingsAuthenticator: Sendable {
     }
 
     /// nil when the request is authentic, else why not (never echoing what was sent).
-    public func refusal(headers: HTTPFields, body: [UInt8], now: Date = Date()) -> String? {
+    public func refusal(headers: HTTPFields, body: [UInt8], now: Date? = nil) -> String? {
         guard configured else {
             return "no findings token or webhook secret is configured; see bulwark run --help"
         }

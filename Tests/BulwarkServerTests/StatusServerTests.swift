@@ -53,8 +53,11 @@ actor RecordingDaemon: DaemonControl {
         var proposals: [String]
     }
 
+    /// A fixed wall clock for webhook timestamps: no test depends on how long a loaded machine takes.
+    static let clockNow = Date(timeIntervalSince1970: 1_800_000_000)
+
     func app(_ daemon: RecordingDaemon, webhook: Bool = true, token: String? = StatusServerTests.token) -> some ApplicationProtocol {
-        let verifier = webhook ? WebhookVerifier(secret: Self.secret) : nil
+        let verifier = webhook ? WebhookVerifier(secret: Self.secret, clock: { StatusServerTests.clockNow }) : nil
         let settings = ServerSettings(host: "127.0.0.1", port: 0, webhook: verifier,
                                       findings: FindingsAuthenticator(verifier: verifier, token: token.map { Array($0.utf8) }))
         return StatusServer.application(control: daemon, settings: settings, metrics: PrometheusCollectorRegistry(),
@@ -103,7 +106,7 @@ actor RecordingDaemon: DaemonControl {
                 #expect(answer["findings"] as? Int == 1 && answer["matched"] as? Int == 1)
             }
             let body = #"{"resource": "arn:aws:ec2:eu-west-1:123456789012:instance/web-2", "control": "c"}"#
-            let timestamp = Int64(Date().timeIntervalSince1970)
+            let timestamp = Int64(Self.clockNow.timeIntervalSince1970)
             let signature = WebhookVerifier.signature(of: Array(body.utf8), timestamp: timestamp, secret: Self.secret)
             try await client.execute(uri: "/api/v1/findings", method: .post,
                                      headers: [HTTPField.Name("X-Bulwark-Signature-256")!: signature,
@@ -240,7 +243,7 @@ actor RecordingDaemon: DaemonControl {
         let daemon = RecordingDaemon(bindings: [Self.sshd])
         let body = Array(#"{"ref":"refs/heads/main","after":"1111111111111111111111111111111111111111"}"#.utf8)
         try await app(daemon).test(.router) { client in
-            let now = Int64(Date().timeIntervalSince1970)
+            let now = Int64(Self.clockNow.timeIntervalSince1970)
             let captured = bulwarkSigned(body, at: now)
             try await client.execute(uri: "/hooks/git", method: .post, headers: captured, body: ByteBuffer(bytes: body)) { response in
                 #expect(response.status == .accepted)
@@ -277,7 +280,6 @@ actor RecordingDaemon: DaemonControl {
     @Test func freshRelayedWebhooksAndTheForgesWebhooksAreAccepted() async throws {
         let daemon = RecordingDaemon(bindings: [Self.sshd])
         let body = Array(#"{"ref":"refs/heads/main"}"#.utf8)
-        // Each stamped at the moment it is sent (a loaded machine may take minutes over the test).
         let stamped: [@Sendable (Int64) -> HTTPFields] = [{ self.bulwarkSigned(body, at: $0) }, { self.bulwarkSigned(body, at: $0 + 1) },
                                                { self.bulwarkSigned(body, at: $0 - 200) }, { self.bulwarkSigned(body, at: $0 + 200) }]
         let forges: [@Sendable (Int64) -> HTTPFields] = [
@@ -286,7 +288,7 @@ actor RecordingDaemon: DaemonControl {
             { _ in [HTTPField.Name("X-Gitlab-Token")!: String(decoding: Self.secret, as: UTF8.self)] }]
         try await app(daemon).test(.router) { client in
             for make in stamped + forges {
-                let headers = make(Int64(Date().timeIntervalSince1970))
+                let headers = make(Int64(Self.clockNow.timeIntervalSince1970))
                 try await client.execute(uri: "/hooks/git", method: .post, headers: headers, body: ByteBuffer(bytes: body)) { response in
                     #expect(response.status == .accepted, "\(headers): \(String(buffer: response.body))")
                 }
