@@ -16,29 +16,7 @@ import Testing
         try await withTemporaryDirectory { dir in
             let work = dir + "/policy"
             try git("init", "-q", "-b", "main", work)
-            try write(work + "/controllers/c.yaml", """
-                apiVersion: bulwark/v1
-                kind: Target
-                metadata: {name: db-0}
-                spec: {adapter: postgres, host: 127.0.0.1, port: \(server.port), user: postgres, database: postgres,
-                       passwordFile: \(server.directory)/pw, sslmode: disable}
-                ---
-                apiVersion: bulwark/v1
-                kind: Controller
-                metadata: {name: postgres}
-                spec: {kinds: [PostgresRole], interval: 1h, flapBreaker: {count: 2, period: 1h}}
-                """)
-            try write(work + "/desired-state/roles.yaml", """
-                apiVersion: bulwark/v1
-                kind: PostgresRole
-                metadata: {name: flapping}
-                spec: {role: app_flap, connectionLimit: 3}
-                ---
-                apiVersion: bulwark/v1
-                kind: PostgresRole
-                metadata: {name: steady}
-                spec: {role: app_steady, connectionLimit: 3}
-                """)
+            try writeFlapPolicy(at: work, server: server, roles: [("flapping", "app_flap"), ("steady", "app_steady")])
             try git("add", "-A", in: work)
             try git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "roles", in: work)
             let origin = dir + "/origin.git"

@@ -82,3 +82,24 @@ struct FleetFixture {
         return result
     }
 }
+
+/// The policy the flap-breaker takeover tests share: one PostgreSQL target, a controller whose
+/// flap breaker escalates a second fix within the hour, and `PostgresRole`s (name, role) with a
+/// connection limit of 3, written into the working tree `work`.
+func writeFlapPolicy(at work: String, server: PostgresServer, roles: [(name: String, role: String)]) throws {
+    try write(work + "/controllers/c.yaml", """
+        apiVersion: bulwark/v1
+        kind: Target
+        metadata: {name: db-0}
+        spec: {adapter: postgres, host: 127.0.0.1, port: \(server.port), user: postgres, database: postgres,
+               passwordFile: \(server.directory)/pw, sslmode: disable}
+        ---
+        apiVersion: bulwark/v1
+        kind: Controller
+        metadata: {name: postgres}
+        spec: {kinds: [PostgresRole], interval: 1h, flapBreaker: {count: 2, period: 1h}}
+        """)
+    try write(work + "/desired-state/roles.yaml", roles.map { name, role in
+        "apiVersion: bulwark/v1\nkind: PostgresRole\nmetadata: {name: \(name)}\nspec: {role: \(role), connectionLimit: 3}\n"
+    }.joined(separator: "---\n"))
+}

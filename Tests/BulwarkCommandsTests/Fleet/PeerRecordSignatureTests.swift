@@ -36,24 +36,7 @@ import Testing
             try write(signers, person.line + "\n" + bulwarkKey.line + "\n")
             let work = dir + "/policy"
             try git("init", "-q", "-b", "main", work)
-            try write(work + "/controllers/c.yaml", """
-                apiVersion: bulwark/v1
-                kind: Target
-                metadata: {name: db-0}
-                spec: {adapter: postgres, host: 127.0.0.1, port: \(server.port), user: postgres, database: postgres,
-                       passwordFile: \(server.directory)/pw, sslmode: disable}
-                ---
-                apiVersion: bulwark/v1
-                kind: Controller
-                metadata: {name: postgres}
-                spec: {kinds: [PostgresRole], interval: 1h, flapBreaker: {count: 2, period: 1h}}
-                """)
-            try write(work + "/desired-state/roles.yaml", """
-                apiVersion: bulwark/v1
-                kind: PostgresRole
-                metadata: {name: flapping}
-                spec: {role: app_flap, connectionLimit: 3}
-                """)
+            try writeFlapPolicy(at: work, server: server, roles: [("flapping", "app_flap")])
             func commit(_ message: String) throws {
                 try git("add", "-A", in: work)
                 try git("-c", "user.name=t", "-c", "user.email=t@t", "-c", "gpg.format=ssh", "-c", "user.signingkey=\(person.privateKey)",
