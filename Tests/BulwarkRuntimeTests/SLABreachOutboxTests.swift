@@ -71,4 +71,28 @@ import Testing
             #expect(names(dir + "/sla-breaches").count == 1)
         }
     }
+
+    /// A report of many late findings (a scanner's first run, or a token holder's flood) is not a
+    /// message per finding: the first nine are announced one by one and the rest in one summary
+    /// per notifier; every one is marked, so none is announced again. Ten or fewer are each
+    /// announced on their own (the test above).
+    @Test func manyLateFindingsInOneReportAreAnnouncedInOneSummary() async throws {
+        try await withTemporaryDirectory { dir in
+            let outbox = dir + "/outbox"
+            try FileManager.default.createDirectory(atPath: outbox, withIntermediateDirectories: true)
+            let items = (0..<500).flatMap { report("late-\($0)").items }
+            let many = IntakeReport(format: "ocsf", findings: items.count, items: items)
+            #expect(Outbox.enqueueBreaches(many, now: Self.now, notifiers: Self.notifiers, folder: outbox) == 2 * 10)
+            #expect(names(outbox).count == 20)
+            #expect(names(dir + "/sla-breaches").count == 500)
+            let bodies = try names(outbox).map { name in
+                String(decoding: try JSONDecoder().decode(Outbox.Entry.self, from: Data(contentsOf: URL(fileURLWithPath: outbox + "/" + name))).body,
+                       as: UTF8.self)
+            }
+            #expect(bodies.filter { $0.contains("bulwark.sla-breach-summary") && $0.contains("\"count\":491") }.count == 1, "\(bodies)")
+            #expect(bodies.filter { $0.contains("491 more findings are open past their SLA (491 P2)") }.count == 1)
+            #expect(bodies.filter { $0.contains("\"event\":\"bulwark.sla-breach\"") }.count == 9)
+            #expect(Outbox.enqueueBreaches(many, now: Self.now, notifiers: Self.notifiers, folder: outbox) == 0, "once")
+        }
+    }
 }
