@@ -1,6 +1,7 @@
 internal import Foundation
 
 internal import BulwarkProcess
+internal import BulwarkCore
 
 /// Runs an operator's command (a `ConfigFile`'s validation or reload) through the one bounded
 /// runner (`BulwarkProcess.BoundedProcess`): no shell, its own process group killed at the
@@ -70,9 +71,9 @@ struct BoundedCommand: Sendable {
             if secretNext || word.hasPrefix("sk-") {
                 result += "<redacted>"
                 secretNext = false
-            } else if let at = word.lastIndex(of: "@"), let scheme = word.range(of: "://"), scheme.upperBound < at,
-                      word[scheme.upperBound..<at].contains(":") {
-                result += word[..<scheme.upperBound] + "<redacted>" + word[at...]
+            } else if word.contains("://") {
+                // Bulwark's one URL redaction: user-info passwords, token users, query tokens.
+                result += Redaction.urls(in: String(word))
             } else if let value, !value.isEmpty, Self.namesSecret(name) {
                 result += word.dropLast(value.count) + "<redacted>"
             } else if word.count >= 16 && letters && digits && !word.hasPrefix("/") {
@@ -94,11 +95,8 @@ struct BoundedCommand: Sendable {
         return (word[..<separator], word[word.index(after: separator)...])
     }
 
-    /// Whether a word names a secret (`password`, `PASSWD`, `api_key`, `token`, `secret`, …).
+    /// Whether a word names a secret: a credential's key as `ConfigFileDriver.isSecretKey` judges one, or `Bearer`.
     private static func namesSecret(_ name: Substring) -> Bool {
-        let lowered = name.lowercased()
-        return ["password", "passwd", "passphrase", "secret", "token", "api_key", "apikey", "api-key", "private_key", "credential",
-                "authorization", "bearer"]
-            .contains { lowered.contains($0) } || lowered == "key" || lowered.hasSuffix("_key") || lowered.hasSuffix("-key")
+        ConfigFileDriver.isSecretKey(String(name)) || name.lowercased() == "bearer"
     }
 }

@@ -57,7 +57,8 @@ struct ConfigFileDriver: ResourceDriver {
     static func isSecretKey(_ key: String) -> Bool {
         let key = key.lowercased()
         return key == "key" || key.hasSuffix("_key") || key.hasSuffix("-key") || key.hasSuffix("apikey")
-            || key.contains("secret") || key.contains("password") || key.contains("token") || key.contains("credential")
+            || key.contains("secret") || key.contains("password") || key.contains("passwd") || key.contains("passphrase")
+            || key.contains("token") || key.contains("credential") || key.contains("authorization")
     }
 
     static func parse(_ spec: SpecReader) -> ResourceSpec? {

@@ -253,7 +253,7 @@ let gatewayConfig = """
             for secret in ["s3cr3t", "correcthorse", "ghp_16C7", "EXAMPLEKEY", "hunter2"] {
                 #expect(!message.contains(secret), "\(secret) in \(message)")
             }
-            #expect(message.contains("https://<redacted>@git.example.org/policy.git") && message.contains("password: <redacted>"), "\(message)")
+            #expect(message.contains("https://bulwark:<redacted>@git.example.org/policy.git") && message.contains("password: <redacted>"), "\(message)")
             #expect(message.contains("the schema rejects a at line 1") && message.contains("exit status 3"), "\(message)")
             #expect(try read(root + "/etc/x.yaml") == text)
         }
