@@ -1,7 +1,6 @@
 public import BulwarkCore
 internal import Crypto
-internal import Foundation
-public import struct Foundation.Date
+public import Foundation
 public import HTTPTypes
 public import Hummingbird
 internal import HummingbirdCore
