@@ -412,6 +412,55 @@ import Testing
         }
     }
 
+    /// `accept` merges only what Bulwark proposes. Anyone who can push a branch (an agent's or a
+    /// CI token) can name one like a proposal and copy a proposal's message: a tip that turns
+    /// enforcement off through a controller, one that also changes another resource, and one
+    /// that weakens the resource are refused, with main untouched; the real proposal still goes
+    /// through, its diff shown.
+    @Test func acceptRefusesABranchThatIsNotWhatBulwarkProposes() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            try s.commitPolicy("finding-rules/sshd.yaml", Self.rule, message: "finding rule")
+            #expect(try ingest(s, Self.finding(id: "real-one", firstSeen: Date())).status == 2)
+            let main = try git("--git-dir", s.origin, "rev-parse", "main")
+            let proposal = try git("--git-dir", s.origin, "log", "-1", "--format=%B", "bulwark/proposals/real-one")
+            #expect(proposal.contains("Change: desired-state/hosts/sshd.yaml: "), "\(proposal)")
+            func forge(_ name: String, _ path: String, message: String, _ edit: (String) -> String) throws {
+                let work = s.dir + "/forge-\(name)"
+                try git("clone", "-q", s.origin, work)
+                try write(work + "/" + path, edit(try read(work + "/" + path)))
+                try git("commit", "-qam", message, in: work)
+                try git("push", "-q", "origin", "HEAD:refs/heads/bulwark/proposals/\(name)", in: work)
+            }
+            try forge("off", "controllers/host-hardening.yaml",
+                      message: proposal.replacingOccurrences(of: "Change: desired-state/hosts/sshd.yaml", with: "Change: controllers/host-hardening.yaml")) {
+                $0.replacingOccurrences(of: "mode: enforce", with: "mode: audit")
+            }
+            try forge("unnamed", "controllers/host-hardening.yaml", message: proposal) {
+                $0.replacingOccurrences(of: "mode: enforce", with: "mode: audit")
+            }
+            try forge("more", "desired-state/hosts/sshd.yaml", message: proposal) {
+                $0.replacingOccurrences(of: "MaxAuthTries: 4", with: "MaxAuthTries: 3")
+                    .replacingOccurrences(of: "PermitRootLogin: \"no\"", with: "PermitRootLogin: \"yes\"")
+            }
+            try forge("weaker", "desired-state/hosts/sshd.yaml", message: proposal) {
+                $0.replacingOccurrences(of: "MaxAuthTries: 4", with: "MaxAuthTries: 10")
+            }
+            for (name, why) in [("off", "only changes a YAML file under desired-state/"), ("unnamed", "changes controllers/host-hardening.yaml"),
+                                ("more", "it also changes SSHDConfig/"), ("weaker", "would weaken SSHDConfig/cis-5.1.16-max-auth-tries")] {
+                let refused = try s.run("accept", name)
+                #expect(refused.status == 1 && refused.stderr.contains(why) && refused.stderr.contains("Nothing was committed"),
+                        "\(name): \(refused.stderr)")
+            }
+            #expect(try git("--git-dir", s.origin, "rev-parse", "main") == main)
+
+            let accepted = try s.run("accept", "real-one")
+            #expect(accepted.status == 0, "\(accepted.stderr)")
+            #expect(accepted.stdout.contains("-   MaxAuthTries: 4") && accepted.stdout.contains("+   MaxAuthTries: 3"), "\(accepted.stdout)")
+            #expect(try git("--git-dir", s.origin, "show", "main:desired-state/hosts/sshd.yaml").contains("  MaxAuthTries: 3\n"))
+        }
+    }
+
     @Test func autoMergeCommitsTheTestedChangeAsBulwarkAndAnInvalidChangeIsNotProposed() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
