@@ -240,10 +240,11 @@ import Testing
         """
     }
 
-    func ingest(_ s: Scenario, _ document: String) throws -> (status: Int32, report: [String: Any], stderr: String) {
+    func ingest(_ s: Scenario, _ document: String, signingKey: String? = nil) throws -> (status: Int32, report: [String: Any], stderr: String) {
         let path = s.dir + "/finding-\(UUID().uuidString.prefix(6)).json"
         try write(path, document)
-        let out = try s.run("ingest", path, "--output", "json")
+        let out = try bulwark(["ingest", path, "--output", "json", "--repo", s.origin, "--state-dir", s.state]
+                              + (signingKey.map { ["--signing-key", $0, "--secrets-dir", s.dir] } ?? []))
         let report = (try? JSONSerialization.jsonObject(with: Data(out.stdout.utf8)) as? [String: Any]) ?? [:]
         return (out.status, report, out.stdout + out.stderr)
     }
@@ -457,6 +458,36 @@ import Testing
             let accepted = try s.run("accept", "real-one")
             #expect(accepted.status == 0, "\(accepted.stderr)")
             #expect(accepted.stdout.contains("-   MaxAuthTries: 4") && accepted.stdout.contains("+   MaxAuthTries: 3"), "\(accepted.stdout)")
+            #expect(try git("--git-dir", s.origin, "show", "main:desired-state/hosts/sshd.yaml").contains("  MaxAuthTries: 3\n"))
+        }
+    }
+
+    /// With signatures checked, `accept` merges a proposal only when a trusted key signed its
+    /// last commit: a branch someone pushed with the very change Bulwark would propose, unsigned,
+    /// is refused; the proposal Bulwark signed with its `--signing-key` goes through.
+    @Test func withTrustedSignersAcceptNeedsAProposalATrustedKeySigned() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            try s.commitPolicy("finding-rules/sshd.yaml", Self.rule, message: "finding rule")
+            let keys = SignatureTests()
+            let bot = try keys.makeKey(dir, "bulwark@fleet")
+            let signers = try keys.allowedSigners(dir, bot)
+            let ingested = try ingest(s, Self.finding(id: "signed-one", firstSeen: Date()), signingKey: bot.privateKey)
+            #expect(ingested.status == 2, "\(ingested.stderr)")
+            let proposal = try git("--git-dir", s.origin, "log", "-1", "--format=%B", "bulwark/proposals/signed-one")
+            let work = s.dir + "/forge"
+            try git("clone", "-q", s.origin, work)
+            try write(work + "/desired-state/hosts/sshd.yaml",
+                      try read(work + "/desired-state/hosts/sshd.yaml").replacingOccurrences(of: "MaxAuthTries: 4", with: "MaxAuthTries: 3"))
+            try git("commit", "-qam", proposal, in: work)
+            try git("push", "-q", "origin", "HEAD:refs/heads/bulwark/proposals/forged", in: work)
+            let main = try git("--git-dir", s.origin, "rev-parse", "main")
+
+            let forged = try s.run("accept", "forged", "--trusted-signers", signers)
+            #expect(forged.status == 1 && forged.stderr.contains("is not signed by a trusted key"), "\(forged.stderr)")
+            #expect(try git("--git-dir", s.origin, "rev-parse", "main") == main)
+            let accepted = try s.run("accept", "signed-one", "--trusted-signers", signers)
+            #expect(accepted.status == 0, "\(accepted.stderr)")
             #expect(try git("--git-dir", s.origin, "show", "main:desired-state/hosts/sshd.yaml").contains("  MaxAuthTries: 3\n"))
         }
     }
