@@ -603,8 +603,8 @@ package actor PolicyRepository: AuditSink {
             for commit in try commits(from: head, since: start) {
                 guard let recorded = commit.recorded, recorded.isVerifiedFix, !seen.contains(recorded.id),
                       let detected = commit.trailer(.detectedAt),
-                      let bytes = try repository.file(at: commit.id, path: AuditRecord.path(id: recorded.id, detectedAt: detected)),
-                      let record = try? AuditRecord(json: bytes) else { continue }
+                      let file = try repository.auditRecordFile(at: commit.id, id: recorded.id, detectedAt: detected),
+                      let record = try? AuditRecord(json: file.bytes) else { continue }
                 if let ref, let peers {
                     if folder == nil { folder = try SourceVerification.privateFolder() }
                     if let rejection = peers.check(commit, record: recorded.id, ref: ref, in: repository, folder: folder ?? "",
