@@ -9,6 +9,10 @@ timed with /usr/bin/time -v (wall time and peak RSS):
   plan (drifted)  -> apply (fix, verify, record, push every audit commit)
   -> plan (in sync) -> re-drift every root -> apply again (a second pass onto a longer branch)
 
+With --resources N (and --per-root K, default 200) the revision is N FileMode resources
+instead, each bound by name (`targets: {names: [hT]}`) to one root and one file of its own
+(etc/bench/fI, drifted to 0666, desired 0640): one revision of N resources on N/K roots.
+
 With --history R the origin's audit branch first gets R existing records (git fast-import,
 one commit each with the trailers and a record file, as Benchmarks/audit-index.sh), so that
 the same passes are timed on a long branch.
@@ -17,6 +21,7 @@ At the end it checks the record: one audit commit per remediation on origin, eac
 Bulwark-Id trailer, and `git fsck --strict` clean.
 
 Usage: Benchmarks/fleet.py [--bin PATH] [--roots 1 10 100] [--history 0] [--keep DIR]
+       Benchmarks/fleet.py --resources 20000 [--per-root 200] [--bin PATH] [--keep DIR]
 Needs root (FileMode chowns to root:shadow), sshd (for `sshd -t`/`-T`) and the git CLI.
 """
 import argparse, os, re, shutil, subprocess, sys, tempfile, time
@@ -76,13 +81,31 @@ def drift(root):
         write(f"{root}/proc/sys/" + key.replace(".", "/"), SYSCTL_BAD[key] + "\n")
 
 
-def build(work, roots, history):
-    hosts = os.path.join(work, "hosts")
+def bench_files(root, count):
+    """`count` files of this root's own, each drifted to mode 0666 (its resource wants 0640)."""
+    os.makedirs(f"{root}/etc/bench", exist_ok=True)
+    for i in range(count):
+        path = f"{root}/etc/bench/f{i}"
+        if not os.path.exists(path):
+            write(path, f"bench {i}\n", 0o666)
+        os.chmod(path, 0o666)
+
+
+def redrift(hosts, roots, per_root):
     for t in range(roots):
         drift(os.path.join(hosts, f"h{t}"))
+        if per_root:
+            bench_files(os.path.join(hosts, f"h{t}"), per_root)
+
+
+def build(work, roots, history, per_root=0):
+    hosts = os.path.join(work, "hosts")
+    redrift(hosts, roots, per_root)
     policy = os.path.join(work, "policy")
     docs = []
     sel = "targets: {selector: {role: fleet}}"
+    if per_root:
+        return build_resources(work, hosts, policy, roots, per_root, history)
     for i, (key, value) in enumerate(SSHD_GOOD):
         docs.append(f"apiVersion: bulwark/v1\nkind: SSHDConfig\nmetadata: {{name: sshd-{i}, annotations: {{severity: high}}}}\n"
                     f"{sel}\nspec: {{{key}: \"{value}\"}}\n")
@@ -94,6 +117,21 @@ def build(work, roots, history):
         docs.append(f"apiVersion: bulwark/v1\nkind: FileMode\nmetadata: {{name: mode-{i}}}\n{sel}\n"
                     f"spec: {{path: /{path}, mode: \"{mode}\", owner: root, group: {group}}}\n")
     write(f"{policy}/desired-state/fleet.yaml", "---\n".join(docs))
+    return finish(work, hosts, policy, roots, history)
+
+
+def build_resources(work, hosts, policy, roots, per_root, history):
+    """One revision of roots × per_root FileMode resources, each bound by name to one root's own file."""
+    docs = [f"apiVersion: bulwark/v1\nkind: FileMode\nmetadata: {{name: h{t}-f{i}}}\ntargets: {{names: [h{t}]}}\n"
+            f"spec: {{path: /etc/bench/f{i}, mode: \"0640\", owner: root, group: root}}\n"
+            for t in range(roots) for i in range(per_root)]
+    # A manifest file holds at most 1,000 documents.
+    for start in range(0, len(docs), 1000):
+        write(f"{policy}/desired-state/bench-{start // 1000:03d}.yaml", "---\n".join(docs[start:start + 1000]))
+    return finish(work, hosts, policy, roots, history)
+
+
+def finish(work, hosts, policy, roots, history):
     inventory = ["apiVersion: bulwark/v1\nkind: Controller\nmetadata: {name: fleet}\n"
                  "spec: {kinds: [SSHDConfig, FileMode, LoginDefs, Sysctl], targets: {selector: {role: fleet}}, "
                  "interval: 1h, maxChangesPerCycle: 100000}\n",
@@ -170,12 +208,20 @@ def main():
     parser.add_argument("--bin", default=os.path.join(os.path.dirname(__file__), "..", ".build", "release", "bulwark"))
     parser.add_argument("--roots", type=int, nargs="+", default=[1, 10, 100])
     parser.add_argument("--history", type=int, default=0)
+    parser.add_argument("--resources", type=int, default=0, help="N FileMode resources in one revision instead")
+    parser.add_argument("--per-root", type=int, default=200, help="with --resources: resources per root")
     parser.add_argument("--keep", help="a folder to build in and keep (one subfolder per N)")
     args = parser.parse_args()
     binary = os.path.abspath(args.bin)
     if not os.access(binary, os.X_OK):
         sys.exit(f"no bulwark binary at {binary}: swift build -c release, or pass --bin")
-    print(f"fleet: {SETTINGS} resources (31 settings) per root, history {args.history} records, {binary}")
+    per_root = args.per_root if args.resources else 0
+    if args.resources:
+        args.roots = [max(1, -(-args.resources // per_root))]
+        print(f"fleet: {args.roots[0] * per_root} FileMode resources in one revision, {per_root} per root, "
+              f"history {args.history} records, {binary}")
+    else:
+        print(f"fleet: {SETTINGS} resources (31 settings) per root, history {args.history} records, {binary}")
     print(f"{'roots':>5} {'step':<22} {'wall s':>8} {'peak MiB':>9} {'exit':>4} {'audit commits':>14} {'CPU s':>7}")
     for roots in args.roots:
         work = os.path.join(args.keep, f"n{roots}") if args.keep else tempfile.mkdtemp(prefix="bulwark-fleet-")
@@ -183,7 +229,7 @@ def main():
             shutil.rmtree(work, ignore_errors=True)
             os.makedirs(work)
         try:
-            hosts, origin = build(work, roots, args.history)
+            hosts, origin = build(work, roots, args.history, per_root)
             state, log = os.path.join(work, "state"), os.path.join(work, "bulwark.log")
             before = audit_commits(origin)
             head = subprocess.run(["git", "--git-dir", origin, "rev-parse", "-q", "--verify", "bulwark/audit"],
@@ -192,15 +238,14 @@ def main():
                      ("re-drift", None), ("apply (second pass)", "apply"), ("plan (after 2nd pass)", "plan")]
             for label, command in steps:
                 if command is None:
-                    for t in range(roots):
-                        drift(os.path.join(hosts, f"h{t}"))
+                    redrift(hosts, roots, per_root)
                     continue
                 wall, rss, code, cpu = timed(binary, command, origin, state, log)
                 print(f"{roots:>5} {label:<22} {wall:>8.2f} {rss:>9.1f} {code:>4} {audit_commits(origin) - before:>14} {cpu:>7.2f}",
                       flush=True)
             clean, count, unique = check_record(origin, head)
             print(f"{roots:>5} record: {count} audit commits with a Bulwark-Id ({unique} distinct), "
-                  f"expected {2 * roots * SETTINGS}; git fsck --strict {'clean' if clean else 'NOT CLEAN'}", flush=True)
+                  f"expected {2 * roots * (per_root or SETTINGS)}; git fsck --strict {'clean' if clean else 'NOT CLEAN'}", flush=True)
         finally:
             if not args.keep:
                 shutil.rmtree(work, ignore_errors=True)

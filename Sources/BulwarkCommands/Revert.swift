@@ -195,8 +195,9 @@ extension Bulwark {
             }
             // A read-only handle on the clone PolicyRepository holds (its lock is held by this process).
             let clone = try Repository.open(at: stateDirectory + "/repository.git")
-            guard let bytes = try clone.file(at: commit.id, path: AuditRecord.path(id: id, detectedAt: detected)) else {
-                throw CommandError("the audit record \(id) has no \(AuditRecord.path(id: id, detectedAt: detected)) in \(commit.id.short)")
+            guard let bytes = try clone.auditRecordFile(at: commit.id, id: id, detectedAt: detected)?.bytes else {
+                throw CommandError("the audit record \(id) has no \(AuditRecord.path(id: id, detectedAt: detected)) "
+                                   + "(nor \(AuditRecord.legacyPath(id: id, detectedAt: detected))) in \(commit.id.short)")
             }
             do {
                 return try AuditRecord(json: bytes)

@@ -138,12 +138,16 @@ struct AuditVerification {
     }
 
     /// A record commit adds exactly its own record file, which holds that record, and changes nothing else.
+    /// Its own record file is at the path of the current layout or of the one before it
+    /// (`AuditRecord.paths`: records written by earlier versions); whichever it adds, the other is
+    /// not its own.
     private func checkContents(_ commit: CommitInfo, id: String) throws -> [String] {
         let name = "commit \(commit.id.short) (record \(id))"
         let parent = commit.parents.first
         var problems: [String] = []
         let changed = try repository.changedPaths(from: parent, to: commit.id)
-        let expected = commit.trailer(.detectedAt).map { AuditRecord.path(id: id, detectedAt: $0) }
+        let candidates = commit.trailer(.detectedAt).map { AuditRecord.paths(id: id, detectedAt: $0) } ?? []
+        let expected = candidates.first { changed.contains($0) } ?? candidates.first
         for path in changed where path != expected {
             let before = try parent.flatMap { try repository.file(at: $0, path: path) }
             let after = try repository.file(at: commit.id, path: path)

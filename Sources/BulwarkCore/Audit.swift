@@ -93,15 +93,39 @@ public struct AuditRecord: Sendable, Hashable, Codable {
     /// Where the record is stored on the audit branch: unique, so replays never conflict.
     public var path: String { Self.path(id: id, detectedAt: Timestamp.format(detectedAt)) }
 
-    /// `audit/YYYY/MM/DD/HH/<c>/<id>.json`: by day and hour of detection, then fanned out on the
-    /// id's last character (random, or a hash), so that no folder's tree grows large. Each
-    /// audit commit rewrites the trees on its path; with 10,000 records in one day a flat day
-    /// folder made every commit rewrite a 10,000-entry tree. `detectedAt` is the time as the
-    /// record states it (its `Bulwark-Detected-At` trailer).
+    /// `audit/YYYY/MM/DD/HH/<c>/<d>/<id>.json`: by day and hour of detection, then fanned out on
+    /// the id's last character `c` and the one before it `d` (random in a ULID, a hash in a
+    /// stable id), so that no tree on a record's path grows large. Each audit commit rewrites
+    /// the trees on its path: with one character, the 24,000 records of a 1,000-root pass (all
+    /// in one hour) made every commit rewrite a leaf of about 750 entries, so a pass wrote
+    /// O(records²) tree bytes. With two, a leaf holds records/1,024 entries (about 23 for that
+    /// pass) and the two fan-out trees at most 32 each, however records spread over the hour;
+    /// a minute folder instead would still pile a burst of fixes into one leaf.
+    /// `detectedAt` is the time as the record states it (its `Bulwark-Detected-At` trailer).
+    ///
+    /// Records written before this layout are at `legacyPath`; a reader looks for both
+    /// (`paths`), the new one first.
     public static func path(id: String, detectedAt: String) -> String {
+        let second = id.dropLast().suffix(1)
+        return "\(hourFolder(detectedAt))/\(id.suffix(1))/\(second.isEmpty ? "0" : second)/\(id).json"
+    }
+
+    /// `audit/YYYY/MM/DD/HH/<c>/<id>.json`: the layout written before `path`'s, fanned out on the
+    /// id's last character only. Records already on audit branches are there; nothing new is.
+    public static func legacyPath(id: String, detectedAt: String) -> String {
+        "\(hourFolder(detectedAt))/\(id.suffix(1))/\(id).json"
+    }
+
+    /// Every path a record with this id and detection time may be stored at, the current layout
+    /// first: a reader tries them in order, and `verify-audit` accepts these and nothing else.
+    public static func paths(id: String, detectedAt: String) -> [String] {
+        [path(id: id, detectedAt: detectedAt), legacyPath(id: id, detectedAt: detectedAt)]
+    }
+
+    private static func hourFolder(_ detectedAt: String) -> String {
         let date = detectedAt.prefix(10).replacingOccurrences(of: "-", with: "/")
         let hour = detectedAt.dropFirst(11).prefix(2)
-        return "audit/\(date)/\(hour.count == 2 ? hour : "00")/\(id.suffix(1))/\(id).json"
+        return "audit/\(date)/\(hour.count == 2 ? hour : "00")"
     }
 
     public func json() -> [UInt8] {

@@ -9,7 +9,11 @@ extension DesiredStateLoader {
         var bindings: [Binding] = []
         var owner: [String: Binding] = [:]  // "target kind/name" -> the binding that handles it
         var claims: [String: Resource] = [:]  // "target kind subject property" -> resource
-        for controller in controllers.values.sorted(by: { $0.name < $1.name }) {
+        // Sorted once: a revision of 20,000 resources sorted every target once per resource.
+        let sortedControllers = controllers.values.sorted(by: { $0.name < $1.name })
+        let sortedTargets = targets.values.sorted(by: { $0.name < $1.name })
+        let adapters = Set(targets.values.map(\.adapter))
+        for controller in sortedControllers {
             for name in controller.targets.names ?? [] where targets[name] == nil {
                 diagnostics.error(ManifestError("controller \(controller.name) names unknown target '\(quotedForMessage(name))'",
                                                 at: controller.location, resource: "Controller/\(controller.name)",
@@ -23,8 +27,11 @@ extension DesiredStateLoader {
             }
             guard let kind = registry.kinds[resource.id.kind] else { continue }
             var bound = false
-            for controller in controllers.values.sorted(by: { $0.name < $1.name }) where controller.kinds.contains(kind.name) {
-                for target in targets.values.sorted(by: { $0.name < $1.name })
+            // A resource that names its targets is matched against those only (in name order, as
+            // all targets are): the same bindings, without a pass over every target.
+            let candidates = resource.targets.names.map { names in Set(names).sorted().compactMap { targets[$0] } } ?? sortedTargets
+            for controller in sortedControllers where controller.kinds.contains(kind.name) {
+                for target in candidates
                 where target.adapter == kind.adapter && controller.targets.matches(target) && resource.targets.matches(target) {
                     let binding = Binding(controller: controller.name, target: target.name, resource: resource.id)
                     let key = "\(target.name) \(resource.id)"
@@ -52,7 +59,7 @@ extension DesiredStateLoader {
             }
             // Unbound is worth a warning only where the kind's adapter has targets at all: shipped
             // examples for an adapter nobody uses yet are not a mistake.
-            if !bound, targets.values.contains(where: { $0.adapter == kind.adapter }) {
+            if !bound, adapters.contains(kind.adapter) {
                 diagnostics.warning(ManifestError("no controller and target handle this resource; it is not reconciled",
                                                   at: resource.location, resource: resource.id.description))
             }

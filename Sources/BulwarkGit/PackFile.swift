@@ -27,7 +27,9 @@ enum PackFile {
 
     /// Writes `objects`, read from `source`, into `folder` (an `objects/pack` folder) as
     /// `pack-<checksum>.pack` and `.idx`. Returns the checksum (hex); nil when `objects` is empty.
-    static func write(_ objects: [ObjectID], from source: OpaquePointer, into folder: String) throws(GitError) -> String? {
+    /// `level` is zlib's (`PackFile.level` for a pass's flush; consolidation compresses).
+    static func write(_ objects: [ObjectID], from source: OpaquePointer, into folder: String,
+                      level: Int32 = PackFile.level) throws(GitError) -> String? {
         guard !objects.isEmpty else { return nil }
         guard objects.count < Int(Int32.max) else { throw failure("too many objects for one pack") }
         let pack = try Output(folder: folder)

@@ -1,11 +1,11 @@
 internal import CLibGit2
 
 /// Trees as lists of entries, by id: what `writeCommit` read or wrote last. Each audit record
-/// rewrites the same path (`audit/YYYY/MM/DD/HH/<c>/`), so the next record's commit finds every
+/// rewrites the same path (`audit/YYYY/MM/DD/HH/<c>/<d>/`), so the next record's commit finds every
 /// tree on that path here rather than looking each up, parsing it and copying its entries into
 /// a libgit2 tree builder (a fifth of an apply's work in the audit actor).
 ///
-/// Content-addressed, so an entry is never stale; bounded (emptied past `limit` trees: a record needs the seven on its path) and
+/// Content-addressed, so an entry is never stale; bounded (emptied past `limit` trees: a record needs the eight on its path) and
 /// emptied when buffered objects are dropped, so that no tree is built on one that is gone.
 final class TreeCache {
     struct Entry {

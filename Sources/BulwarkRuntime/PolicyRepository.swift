@@ -173,8 +173,8 @@ package actor PolicyRepository: AuditSink {
     /// Keeps the state clone's packs (one per flushed pass and per fetch) few, and libgit2's
     /// mappings of them with it (see `Repository.consolidatePacks`). A failure leaves the packs
     /// as they were (every object is still in one of them): a warning.
-    private func consolidatePacks() {
-        do { try repository.consolidatePacks() } catch {
+    private func consolidatePacks(sparingUnpushed: Bool = false) {
+        do { try repository.consolidatePacks(sparingUnpushed: sparingUnpushed) } catch {
             Console().warn("cannot consolidate the packs of the state clone (they stay as they are): \(error.message)")
         }
     }
@@ -403,7 +403,8 @@ package actor PolicyRepository: AuditSink {
             throw failure
         }
         saveIndex()
-        consolidatePacks()
+        // This pass's packs stay as they are until pushed (see `Repository.consolidatePacks`).
+        consolidatePacks(sparingUnpushed: true)
         // Written straight to disk from here on when memory cannot be used again.
         do { try repository.beginObjectBuffer() } catch { buffering = false }
     }
@@ -603,8 +604,8 @@ package actor PolicyRepository: AuditSink {
             for commit in try commits(from: head, since: start) {
                 guard let recorded = commit.recorded, recorded.isVerifiedFix, !seen.contains(recorded.id),
                       let detected = commit.trailer(.detectedAt),
-                      let bytes = try repository.file(at: commit.id, path: AuditRecord.path(id: recorded.id, detectedAt: detected)),
-                      let record = try? AuditRecord(json: bytes) else { continue }
+                      let file = try repository.auditRecordFile(at: commit.id, id: recorded.id, detectedAt: detected),
+                      let record = try? AuditRecord(json: file.bytes) else { continue }
                 if let ref, let peers {
                     if folder == nil { folder = try SourceVerification.privateFolder() }
                     if let rejection = peers.check(commit, record: recorded.id, ref: ref, in: repository, folder: folder ?? "",

@@ -96,7 +96,7 @@ package enum StateClone {
             if known.contains(id) { break }
             var files: [String: [UInt8]] = [:]
             let paths = (try? repository.changedPaths(from: commit.parents.first, to: commit.id))
-                ?? commit.trailer(.detectedAt).map { [AuditRecord.path(id: id, detectedAt: $0)] } ?? []
+                ?? commit.trailer(.detectedAt).map { AuditRecord.paths(id: id, detectedAt: $0) } ?? []
             for path in paths {
                 if let bytes = try repository.file(at: commit.id, path: path) { files[path] = bytes }
             }

@@ -66,7 +66,7 @@ import Testing
                      #""verifiedAt" : "2026-11-28T10:00:01.143Z""#, #""nextWindowAt" : "2026-11-23T02:00:00.000Z""#] {
             #expect(json.contains(line), "\(line) in \(json)")
         }
-        #expect(record.path == "audit/2026/11/28/10/9/01M82DM6X50HD5B4JKCH9TSFP9.json")
+        #expect(record.path == "audit/2026/11/28/10/9/P/01M82DM6X50HD5B4JKCH9TSFP9.json")
 
         let message = record.commitMessage
         for trailer in ["Bulwark-Detected-At: 2026-11-28T10:00:00.331Z", "Bulwark-Applied-At: 2026-11-28T10:00:01.007Z",

@@ -34,6 +34,42 @@ import Testing
         #expect(state.bindings.map(\.description) == ["db-1 Setting/everywhere", "web-1 Setting/everywhere", "web-1 Setting/web-only"])
     }
 
+    /// A resource that names its targets binds to those (each once, in name order) and to no
+    /// other, with a selector still applied; one without names binds to every target it selects.
+    @Test func aResourceNamingItsTargetsBindsToThoseOnlyInNameOrder() throws {
+        let state = try loader.load([inventory, file("desired-state/a.yaml", """
+            apiVersion: bulwark/v1
+            kind: Setting
+            metadata: {name: named}
+            targets: {names: [web-1, db-1, web-1]}
+            spec: {banner: hello}
+            ---
+            apiVersion: bulwark/v1
+            kind: Setting
+            metadata: {name: named-and-selected}
+            targets: {names: [web-1, db-1], selector: {role: db}}
+            spec: {motd: hi}
+            ---
+            apiVersion: bulwark/v1
+            kind: Setting
+            metadata: {name: everywhere}
+            spec: {limit: 3}
+            """)], revision: "abc")
+        #expect(state.bindings.map(\.description) == [
+            "db-1 Setting/everywhere", "db-1 Setting/named", "db-1 Setting/named-and-selected",
+            "web-1 Setting/everywhere", "web-1 Setting/named",
+        ])
+        // A name that is no target is still an error.
+        let found = errors([inventory, file("desired-state/b.yaml", """
+            apiVersion: bulwark/v1
+            kind: Setting
+            metadata: {name: ghostly}
+            targets: {names: [ghost, web-1]}
+            spec: {banner: hello}
+            """)])
+        #expect(found.contains { $0.description.contains("unknown target 'ghost'") })
+    }
+
     @Test func namesFileLineAndFieldOfEveryProblemAtOnce() {
         let found = errors([inventory,
             file("desired-state/bad.yaml", """

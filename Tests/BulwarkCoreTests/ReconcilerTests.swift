@@ -148,7 +148,9 @@ import Testing
         }
         #expect(record.path.hasPrefix("audit/") && record.path.hasSuffix("/\(record.id).json"))
         #expect(AuditRecord.path(id: "01M82DM6X50HD5B4JKCH9TSFP9", detectedAt: "2026-11-22T20:02:12.163Z")
-                == "audit/2026/11/22/20/9/01M82DM6X50HD5B4JKCH9TSFP9.json")
+                == "audit/2026/11/22/20/9/P/01M82DM6X50HD5B4JKCH9TSFP9.json")
+        #expect(AuditRecord.paths(id: "01M82DM6X50HD5B4JKCH9TSFP9", detectedAt: "2026-11-22T20:02:12.163Z")
+                == ["audit/2026/11/22/20/9/P/01M82DM6X50HD5B4JKCH9TSFP9.json", "audit/2026/11/22/20/9/01M82DM6X50HD5B4JKCH9TSFP9.json"])
         let decoded = try JSONDecoder().decode(AuditRecord.self, from: Data(record.json()))
         #expect(decoded == record)
     }

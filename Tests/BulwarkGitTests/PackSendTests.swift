@@ -155,6 +155,30 @@ import Testing
         }
     }
 
+    /// Between two flushes of a pass, consolidation spares the packs not pushed yet: the push
+    /// copies them as they are. Once pushed, the next consolidation merges them.
+    @Test func packsNotPushedYetAreSparedByConsolidationBetweenFlushesAndMergedOncePushed() async throws {
+        try await withTemporaryDirectory { dir in
+            let (repo, _, head) = try twoFlushes(dir)
+            let flushed = Set(t.packs(dir + "/r.git"))
+            #expect(flushed.count == 2)
+            #expect(try repo.consolidatePacks(bound: 1, sparingUnpushed: true) == 0)
+            #expect(Set(t.packs(dir + "/r.git")) == flushed)
+            #expect(try repo.push("refs/heads/bulwark/audit", to: "refs/heads/bulwark/audit", expected: nil, remote: "origin") == nil)
+            let origin = dir + "/origin.git"
+            #expect(Set(t.packs(origin)) == flushed, "sent as they are, nothing packed again")
+            // Pushed: no longer spared.
+            #expect(try repo.consolidatePacks(bound: 1, sparingUnpushed: true) == 2)
+            #expect(Set(t.packs(dir + "/r.git")).isDisjoint(with: flushed))
+            #expect(t.packs(dir + "/r.git").count == 1)
+            try git("--git-dir", dir + "/r.git", "fsck", "--strict")
+            try git("--git-dir", origin, "fsck", "--strict")
+            #expect(try git("--git-dir", origin, "rev-parse", "bulwark/audit") == head.hex + "\n")
+            #expect(try ids(origin) == (1...30).reversed().map { "r\($0)" })
+            #expect(try ids(dir + "/r.git") == (1...30).reversed().map { "r\($0)" })
+        }
+    }
+
     /// A push the origin refuses (it moved) places no reference; the packs may be there, whole
     /// (with their index), and the next push still works.
     @Test func aRefusedPushMovesNothingAndTheNextOneGoesThrough() async throws {
