@@ -1,6 +1,6 @@
 internal import AsyncHTTPClient
 internal import BulwarkCore
-public import Foundation
+import Foundation
 internal import NIOCore
 internal import NIOHTTP1
 internal import Synchronization

@@ -9,10 +9,13 @@ extension Bulwark {
         static let configuration = CommandConfiguration(
             abstract: "Merge a finding's proposal (bulwark/proposals/<ID>) into the policy branch, as your commit.",
             discussion: """
-                The files the proposal changes are committed to the policy branch with your git identity (and your \
-                signature when git is set up to sign), carrying the proposal's message and trailers. Refused when the \
-                proposal is closed or the policy changed those files since it was made. The next pass applies it under \
-                every guard, limit and window.
+                The file the proposal changes is committed to the policy branch with your git identity (and your \
+                signature when git is set up to sign), carrying the proposal's message and trailers; its diff is \
+                printed first. Refused when the proposal is closed, when the policy changed that file since it was \
+                made, and when the branch's last commit is not what Bulwark proposes: one resource changed or added in \
+                the one desired-state/ file its Change line names, nothing else in the policy different, nothing \
+                weaker than the policy in force, and (with --trusted-signers or --trusted-keyring) signed by a trusted \
+                key. The next pass applies it under every guard, limit and window.
                 """)
 
         @Argument(help: "The finding's id (the part after bulwark/proposals/).")
@@ -34,31 +37,47 @@ extension Bulwark {
             default: throw CommandError("\(branch) is not an open proposal (its last commit has no Bulwark-Proposal: proposed)")
             }
             guard let base = info.parents.first else { throw CommandError("\(branch) has no base commit") }
-            var files: [String: [UInt8]] = [:]
-            for path in try await policy.pathsChanged(by: info) {
-                let before = try await policy.file(at: base, path: path)
-                let now = try await policy.file(at: head, path: path)
-                guard before == now else {
-                    throw CommandError("the policy changed \(path) since the proposal was made; it is not merged over that change")
-                }
-                guard let proposed = try await policy.file(at: tip, path: path) else {
-                    throw CommandError("\(branch) removes \(path); proposals only change files")
-                }
-                files[path] = proposed
+            // Anyone who can push a branch can make one named like a proposal: the tip is merged only
+            // when it is what Bulwark proposes (one resource, in the one file its Change line names,
+            // nothing weaker), signed by a trusted key when signatures are checked.
+            let shape = try ProposalShape(message: info.message, branch: branch)
+            let changed = try await policy.pathsChanged(by: info)
+            guard changed == [shape.path] else {
+                throw CommandError("\(branch) changes \(changed.isEmpty ? "nothing" : changed.joined(separator: ", ")); "
+                                   + "a proposal changes only \(shape.path), the file its Change line names. Nothing was committed.")
             }
+            if let verification = repository.sourceVerification {
+                if case .failure(let untrusted) = await verification.signer(of: info, repository: policy) {
+                    throw CommandError("\(branch)'s last commit (\(info.id.short)) is not signed by a trusted key: \(untrusted). Nothing was committed.")
+                }
+            }
+            let path = shape.path
+            let before = try await policy.file(at: base, path: path)
+            guard before == (try await policy.file(at: head, path: path)) else {
+                throw CommandError("the policy changed \(path) since the proposal was made; it is not merged over that change")
+            }
+            guard let proposed = try await policy.file(at: tip, path: path) else {
+                throw CommandError("\(branch) removes \(path); proposals only change files")
+            }
+            let files = [path: proposed]
             // The policy with the proposal in it must still validate: another proposal accepted since
             // (two new resources setting one key on one target) would otherwise refuse every later revision.
-            var merged = try await policy.files(at: head)
-            for (path, bytes) in files {
-                merged.removeAll { $0.path == path }
-                merged.append(SourceFile(path: path, contents: bytes))
-            }
+            let current = try await policy.files(at: head)
+            let merged = current.filter { $0.path != path } + [SourceFile(path: path, contents: proposed)]
+            let loader = DesiredStateLoader(registry: Bulwark.registry())
+            let now: DesiredState, after: DesiredState
             do {
-                _ = try DesiredStateLoader(registry: Bulwark.registry()).load(merged, revision: Revision(head))
+                now = try loader.load(current, revision: Revision(head))
+                after = try loader.load(merged, revision: Revision(head))
             } catch {
                 throw CommandError("\(branch) does not validate on top of \(repository.branch) (\(head.short)); nothing was committed:\n"
                                    + error.errors.prefix(5).map { "  \($0)" }.joined(separator: "\n"))
             }
+            if let problem = shape.problem(from: now, to: after, registry: Bulwark.registry()) {
+                throw CommandError("\(branch) is not merged: \(problem). Nothing was committed.")
+            }
+            console.print("Accepting \(branch): \(shape.change)")
+            for line in ProposalShape.diff(before ?? [], proposed) { console.print("  " + line) }
             guard let author = await policy.callerSignature() else {
                 throw CommandError("no git identity: set user.name and user.email (git config) or GIT_AUTHOR_NAME and GIT_AUTHOR_EMAIL")
             }

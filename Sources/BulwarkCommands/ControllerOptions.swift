@@ -72,7 +72,7 @@ struct LeaseService: Service {
             let taken = await leases.round()
             if !taken.isEmpty { await daemon.requestAll() }
             let pause = period * Double.random(in: 0.9...1.1)
-            try? await cancelOnGracefulShutdown { try await Task.sleep(for: .seconds(pause)) }
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(pause)) }
         }
         await leases.leave()
     }

@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 
 /// Resources bound to the targets their controllers select.
 extension DesiredStateLoader {

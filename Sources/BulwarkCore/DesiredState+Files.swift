@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 
 /// A policy file as bytes: UTF-8 checked, size-bounded, split into YAML documents.
 extension DesiredStateLoader {

@@ -1,5 +1,4 @@
-public import struct Foundation.Date
-internal import Foundation
+public import Foundation
 
 /// A scanner's finding, keyed on (resource, control). Where a controller owns the resource, the
 /// finding triggers an immediate reconcile of it, and its first-observed time is the detection

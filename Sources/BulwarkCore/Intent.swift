@@ -1,4 +1,4 @@
-public import struct Foundation.Date
+import Foundation
 
 /// Intent before action: every change to a system is preceded by a durable intent, and the
 /// intent is closed only once the change's audit record is committed. A process killed between

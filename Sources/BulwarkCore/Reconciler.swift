@@ -253,7 +253,7 @@ public struct Reconciler: Sendable {
                 while await group.next() != nil { startNext() }
             }
         }
-        if await ledger.buffered {
+        if ledger.buffered {
             let batch = await ledger.takeFlushable()
             do {
                 try await audit.endBuffering()
@@ -379,7 +379,7 @@ public struct Reconciler: Sendable {
             onEntry(entry)
             return
         }
-        if await ledger.buffered {
+        if ledger.buffered {
             if await ledger.add(entry, at: position, intent: intent) >= Self.flushEvery {
                 await flush(audit: audit, journal: journal, ledger: ledger)
             }

@@ -37,17 +37,17 @@ public enum Redaction {
         var rest = Substring(url[scheme.upperBound...])
         var result = String(url[..<scheme.upperBound])
 
-        // Userinfo `user:password@`: the password runs from the first ':' to the first '@' after
-        // it, so a raw '/' in a password is hidden and an '@' later in the path is left alone. A
-        // ':' followed by digits and '/' is a port, not a password.
+        // Userinfo `user:password@`: the password runs from the first ':' (with no '/', '?' or '#'
+        // before it) to the first '@' after it, so a raw '/', '?' or '#' in a password is
+        // hidden too. A ':' followed by digits and then '/', '?' or '#' is a port, not a password.
         let head = rest[..<(rest.firstIndex(where: { $0 == "?" || $0 == "#" }) ?? rest.endIndex)]
-        if let colon = head.firstIndex(of: ":"), !head[..<colon].contains("/"),
-           let at = head[colon...].firstIndex(of: "@") {
-            let between = head[head.index(after: colon)..<at]
+        if let colon = rest.firstIndex(of: ":"), !rest[..<colon].contains(where: { "/?#".contains($0) }),
+           let at = rest[colon...].firstIndex(of: "@") {
+            let between = rest[rest.index(after: colon)..<at]
             let digits = between.prefix(while: { $0.isASCII && $0.isNumber })
-            let isPort = !digits.isEmpty && between.dropFirst(digits.count).first == "/"
+            let isPort = !digits.isEmpty && between.dropFirst(digits.count).first.map { "/?#".contains($0) } == true
             if !isPort {
-                result += head[..<colon] + ":" + placeholder
+                result += rest[..<colon] + ":" + placeholder
                 rest = rest[at...]
             }
         } else if let at = head.firstIndex(of: "@"), schemeName == "http" || schemeName == "https",

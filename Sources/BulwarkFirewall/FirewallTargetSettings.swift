@@ -1,4 +1,4 @@
-public import BulwarkCore
+import BulwarkCore
 
 /// An nftables target's settings, checked once when the target is read:
 /// `spec: {adapter: nftables, root: PATH, netns: NAME, management: [NETWORKS], sshPort: 22}`.

@@ -1,3 +1,4 @@
+internal import BulwarkCore
 internal import CLibGit2
 
 /// An error reported by libgit2, naming the libgit2 function that failed.
@@ -8,13 +9,15 @@ public struct GitError: Error, Sendable, CustomStringConvertible {
     public let code: Int32
     /// libgit2's error class (`git_error_t`), 0 when libgit2 set none.
     public let errorClass: Int32
+    /// libgit2's words, with any credentials in URLs it quotes redacted (it quotes a malformed
+    /// URL whole, password and all).
     public let message: String
 
     init(function: String, code: Int32, errorClass: Int32 = 0, message: String) {
         self.function = function
         self.code = code
         self.errorClass = errorClass
-        self.message = message
+        self.message = Redaction.urls(in: message)
     }
 
     public var description: String { "\(function): \(message)" }

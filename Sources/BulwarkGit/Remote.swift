@@ -199,7 +199,9 @@ extension Repository {
         let target = origin.packFolder
         for pack in packs {
             let indexPath = target + "/" + pack.name + ".idx"
-            if access(indexPath, F_OK) == 0 { continue }  // already there: the name is the content's checksum
+            // Already there (the name is the content's checksum): only when the pack is too and
+            // ends in that checksum, never on an index alone that someone left or made.
+            if access(indexPath, F_OK) == 0, Self.packEnds(target + "/" + pack.name + ".pack", as: pack.name) { continue }
             let packPath = target + "/" + pack.name + ".pack"
             guard let packChecksum = Self.copyCheckedPackFile(source + "/" + pack.name + ".pack", to: packPath, in: target,
                                                               name: pack.name, packChecksum: nil) else { return false }
@@ -211,6 +213,18 @@ extension Repository {
         }
         do { try Repository.sync(target) } catch { return false }
         return true
+    }
+
+    /// Whether the pack file at `path` is a regular file ending in the checksum its name states.
+    private static func packEnds(_ path: String, as name: String) -> Bool {
+        let fd = Glibc.open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG, info.st_size >= 32 else { return false }
+        var trailer = [UInt8](repeating: 0, count: 20)
+        let read = trailer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 20, info.st_size - 20) }
+        return read == 20 && "pack-" + PackFile.hex(trailer) == name
     }
 
     /// Copies a pack (`packChecksum` nil) or its index to `destination` in `folder` through a

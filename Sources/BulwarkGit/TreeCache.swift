@@ -90,8 +90,13 @@ extension Repository {
         entries.reserveCapacity(git_tree_entrycount(tree))
         for index in 0..<git_tree_entrycount(tree) {
             guard let entry = git_tree_entry_byindex(tree, index), let name = git_tree_entry_name(entry) else { continue }
-            entries.append(TreeCache.Entry(name: Array(String(cString: name).utf8), mode: git_tree_entry_filemode(entry),
-                                           id: git_tree_entry_id(entry).pointee))
+            // The name's bytes and the mode as stored: a name that is not UTF-8 (a Latin-1 file a person
+            // committed) or a legacy mode (100664) is written back unchanged, never "repaired".
+            let raw = UnsafeRawPointer(name).assumingMemoryBound(to: UInt8.self)
+            var length = 0
+            while raw[length] != 0 { length += 1 }
+            let bytes = Array(UnsafeBufferPointer(start: raw, count: length))
+            entries.append(TreeCache.Entry(name: bytes, mode: git_tree_entry_filemode_raw(entry), id: git_tree_entry_id(entry).pointee))
         }
         treeCache.remember(id, entries)
         return entries

@@ -63,7 +63,7 @@ struct BoundedCommand: Sendable {
             let (name, value) = Self.assignment(word)
             // Between a secret's name and its value: a separator (`password = x`, `"password": "x"`)
             // or an authorization scheme (`Authorization: Bearer x`) is kept, and the value still waits.
-            if secretNext, word.allSatisfy({ $0 == ":" || $0 == "=" || $0 == "," || $0 == "{" })
+            if secretNext, word.allSatisfy({ $0 == ":" || $0 == "=" || $0 == "," || $0 == "{" || $0 == ">" })
                 || ["bearer", "basic", "token"].contains(word.lowercased()) {
                 result += word
                 continue
@@ -95,8 +95,11 @@ struct BoundedCommand: Sendable {
         return (word[..<separator], word[word.index(after: separator)...])
     }
 
-    /// Whether a word names a secret: a credential's key as `ConfigFileDriver.isSecretKey` judges one, or `Bearer`.
+    /// Whether a word names a secret: a credential's key as `ConfigFileDriver.isSecretKey` judges
+    /// one, `Bearer`, or the short names programs print (`DB_PASS`, `pwd`, `auth`).
     private static func namesSecret(_ name: Substring) -> Bool {
-        ConfigFileDriver.isSecretKey(String(name)) || name.lowercased() == "bearer"
+        let lower = name.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "-$\"'"))
+        return ConfigFileDriver.isSecretKey(lower) || lower == "bearer"
+            || ["pass", "pwd", "pw", "auth", "passcode"].contains { lower == $0 || lower.hasSuffix("_" + $0) || lower.hasSuffix("-" + $0) }
     }
 }

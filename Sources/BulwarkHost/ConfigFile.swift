@@ -126,7 +126,11 @@ struct ConfigFileDriver: ResourceDriver {
         guard ok else { return nil }
         let options = Options(path: path, format: format, validate: commands["validate"], reload: commands["reload"],
                               timeoutSeconds: timeout)
-        guard let encoded = try? JSONEncoder().encode(options) else { return nil }
+        // Keys sorted: the same spec reads as the same value on every load (equal resources compare
+        // equal, so `accept` and the proposal engine see only what changed).
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        guard let encoded = try? encoder.encode(options) else { return nil }
         let name = spec.resource ?? path
         properties.append(DesiredProperty(optionsPrefix + name + "]", String(decoding: encoded, as: UTF8.self)))
         return ResourceSpec(subject: path, properties: properties)

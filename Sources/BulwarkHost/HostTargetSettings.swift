@@ -1,4 +1,4 @@
-public import BulwarkCore
+import BulwarkCore
 
 /// A host target's settings, checked once when the target is read (`spec: {adapter: host, root: PATH}`).
 /// Its root is the core's `TargetRoot`, which the packages adapter reads on the same targets.

@@ -1,5 +1,5 @@
 internal import Foundation
-public import BulwarkCore
+import BulwarkCore
 
 /// `DebianPackage`: one Debian package on a host target, present (at least some version) or absent.
 ///

@@ -1,5 +1,5 @@
 internal import Foundation
-public import BulwarkCore
+import BulwarkCore
 
 /// The package kind's safety guards, judged against the root's dpkg database and apt
 /// preferences as they are now. Each blocks (until a person approves the blocked id):

@@ -1,5 +1,5 @@
 package import BulwarkGit
-package import Foundation
+import Foundation
 
 /// The `Bulwark-Id`s of the commits on the local audit branch, as of one commit of it, kept in
 /// the state directory (`audit-index`) so that asking whether a record exists does not walk the

@@ -1,5 +1,5 @@
 package import BulwarkCore
-package import Foundation
+import Foundation
 
 /// A controller's limits (`maxChangesPerCycle`, `maxTargetShare`) held over its interval,
 /// across cycles: the planner counts within one cycle, and a daemon runs a cycle for every

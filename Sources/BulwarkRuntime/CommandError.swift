@@ -1,4 +1,4 @@
-package import Foundation
+import Foundation
 
 /// A command's failure that is not a git, manifest or adapter error: said plainly on the terminal.
 package struct CommandError: Error, CustomStringConvertible {

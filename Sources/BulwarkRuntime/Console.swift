@@ -1,8 +1,8 @@
 package import BulwarkCore
 package import Foundation
-package import Synchronization
+import Synchronization
 #if canImport(Glibc)
-package import Glibc
+import Glibc
 #endif
 
 /// Terminal output: colour only on a terminal and without NO_COLOR.

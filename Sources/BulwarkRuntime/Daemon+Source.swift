@@ -1,11 +1,11 @@
-package import BulwarkCore
-package import BulwarkGit
-package import BulwarkServer
-package import Foundation
-package import Logging
-package import Metrics
-package import Prometheus
-package import Synchronization
+import BulwarkCore
+import BulwarkGit
+import BulwarkServer
+import Foundation
+import Logging
+import Metrics
+import Prometheus
+import Synchronization
 
 /// The revision in force: fetched, verified, loaded and bound; a refused one is recorded and the
 /// last good one stays. The audit history the status page and the budget start from.

@@ -1,11 +1,11 @@
 package import BulwarkCore
-package import BulwarkGit
-package import BulwarkServer
+import BulwarkGit
+import BulwarkServer
 package import Foundation
-package import Logging
-package import Metrics
-package import Prometheus
-package import Synchronization
+import Logging
+import Metrics
+import Prometheus
+import Synchronization
 
 /// What wakes the worker: the scheduler's ticks, changed files (through the watch index, debounced),
 /// a pushed source, findings. Each only marks work as pending.
@@ -90,7 +90,7 @@ extension Daemon {
         firstChangeAt = clock.wall()
         Task {
             try? await Task.sleep(for: settings.debounce)
-            await flushChanges()
+            flushChanges()
         }
     }
 

@@ -1,11 +1,11 @@
 package import BulwarkCore
-package import BulwarkGit
-package import BulwarkServer
+import BulwarkGit
+import BulwarkServer
 package import Foundation
 package import Logging
-package import Metrics
+import Metrics
 package import Prometheus
-package import Synchronization
+import Synchronization
 
 /// The long-running reconciler behind `bulwark run`: one owner of the policy clone and of every
 /// cycle. Triggers (controller intervals, a new revision, a watched file, a finding) only mark

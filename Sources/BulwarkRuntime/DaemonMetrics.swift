@@ -1,7 +1,7 @@
 package import BulwarkCore
 package import Foundation
 package import Prometheus
-package import Synchronization
+import Synchronization
 
 /// The daemon's metrics, in the daemon's own swift-prometheus registry (no process-wide
 /// bootstrap), exposed at `/metrics`. Every family has `# HELP` and `# TYPE`; the series a

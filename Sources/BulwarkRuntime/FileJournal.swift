@@ -1,5 +1,5 @@
 package import BulwarkCore
-package import Foundation
+import Foundation
 
 /// The intent journal in a state directory: `intents.log`, one JSON line per event. A `begin`
 /// line is appended and fdatasynced before the change it announces is made; an `end` line is

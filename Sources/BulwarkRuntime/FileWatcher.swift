@@ -1,5 +1,5 @@
-package import Foundation
-package import Synchronization
+import Foundation
+import Synchronization
 
 /// Watches files through inotify and reports the paths that changed.
 ///

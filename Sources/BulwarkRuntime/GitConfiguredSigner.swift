@@ -1,5 +1,5 @@
-package import BulwarkGit
-package import Foundation
+import BulwarkGit
+import Foundation
 
 /// Signs a commit the way `git commit -S` does with `gpg.format ssh`: `ssh-keygen -Y sign -n git`
 /// with the key `user.signingkey` names (a private key, a public key whose private half is in

@@ -1,6 +1,6 @@
-package import BulwarkGit
-package import Crypto
-package import Foundation
+import BulwarkGit
+import Crypto
+import Foundation
 
 /// An OpenSSH `known_hosts` file: which host keys Bulwark trusts for SSH remotes.
 ///

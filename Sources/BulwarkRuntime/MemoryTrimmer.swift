@@ -1,4 +1,4 @@
-package import Foundation
+import Foundation
 
 /// Gives memory the process has freed back to the system, at most once per `every` (monotonic).
 ///

@@ -1,6 +1,6 @@
 package import BulwarkCore
 internal import BulwarkHTTP
-package import BulwarkServer
+import BulwarkServer
 package import Foundation
 
 /// Announcements of decisions, delivered from an outbox in the state directory.

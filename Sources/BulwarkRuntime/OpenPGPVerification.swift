@@ -1,6 +1,6 @@
-package import BulwarkCore
+import BulwarkCore
 package import BulwarkGit
-package import Foundation
+import Foundation
 
 extension SourceVerification {
     /// The `gpgv` on the PATH, else the usual place.

@@ -1,6 +1,6 @@
 package import BulwarkCore
 package import BulwarkGit
-package import Foundation
+import Foundation
 
 /// What git says about a revision beyond its files: who really approved each approval, which
 /// approvals were already used, and which resources were weakened since the last applied

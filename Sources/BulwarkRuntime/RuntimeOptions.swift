@@ -1,6 +1,6 @@
 package import BulwarkCore
 package import BulwarkGit
-package import Foundation
+import Foundation
 
 /// What the engine needs to know about its repository, resolved once by the command line
 /// (flags, environment, defaults) and handed down: the runtime never reads flags itself.

@@ -1,5 +1,5 @@
 package import BulwarkCore
-package import Foundation
+import Foundation
 internal import Glibc
 internal import CDispatch
 
@@ -42,7 +42,7 @@ package enum SecretFiles {
             throw CommandError("secret file \(path) is not a regular file of at most 1 MiB")
         }
         guard let data = try? handle.readToEnd() else { throw CommandError("cannot read secret file \(path)") }
-        return String(decoding: data ?? Data(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     private static func realPath(_ path: String) -> String? {

@@ -1,6 +1,6 @@
-package import BulwarkCore
+import BulwarkCore
 package import BulwarkGit
-package import Foundation
+import Foundation
 
 /// Opening Bulwark's bare state clone, checking it, and rebuilding it from the origin when it
 /// fails the checks (objects deleted or truncated, garbage in a reference or in the config).

@@ -1,4 +1,4 @@
-package import Foundation
+import Foundation
 
 /// Files Bulwark keeps beside its clone in the state directory (the audit index, the audit
 /// trail): replaced atomically, never through a symbolic link, readable by the owner only.

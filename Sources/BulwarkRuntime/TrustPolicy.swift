@@ -1,5 +1,5 @@
-package import BulwarkCore
-package import Foundation
+import BulwarkCore
+import Foundation
 
 /// Which verified signers may change which paths of the policy repository (`--trust-policy`).
 ///

@@ -1,5 +1,5 @@
-public import BulwarkCore
-public import struct Foundation.Date
+package import Foundation
+package import BulwarkCore
 
 /// What the daemon shows, as a value it hands the server: the server renders it as
 /// `/api/v1/status` (JSON, docs/schemas/status.schema.json) and as the status page (HTML). The

@@ -1,7 +1,6 @@
 public import BulwarkCore
 internal import Crypto
-internal import Foundation
-public import struct Foundation.Date
+public import Foundation
 public import HTTPTypes
 public import Hummingbird
 internal import HummingbirdCore
@@ -84,12 +83,34 @@ public struct WebhookVerifier: Sendable {
         return "no signature: send X-Hub-Signature-256, X-Gitlab-Token or X-Bulwark-Signature-256"
     }
 
+    /// What the headers alone decide: a GitLab token is checked whole; a signature needs the
+    /// body; a request with neither is refused before any of its body is read.
+    public func headerVerdict(_ headers: HTTPFields) -> HeaderVerdict {
+        if headers[HTTPField.Name("X-Gitlab-Token")!] != nil {
+            return refusal(headers: headers, body: []).map { .refused($0) } ?? .authentic
+        }
+        for name in ["X-Hub-Signature-256", "X-Bulwark-Signature-256"] where headers[HTTPField.Name(name)!] != nil {
+            return .needsBody
+        }
+        return .refused("no signature: send X-Hub-Signature-256, X-Gitlab-Token or X-Bulwark-Signature-256")
+    }
+
     static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
         guard a.count == b.count else { return false }
         var difference: UInt8 = 0
         for index in a.indices { difference |= a[index] ^ b[index] }
         return difference == 0
     }
+}
+
+/// What a request's headers prove before its body is read.
+public enum HeaderVerdict: Sendable, Equatable {
+    /// Authentic by its headers (a bearer token, a GitLab token).
+    case authentic
+    /// Signed over its body: only the body can tell.
+    case needsBody
+    /// Refused, and why; none of the body is read.
+    case refused(String)
 }
 
 /// Who may post findings: a request signed as the push webhook is (`WebhookVerifier`), or one
@@ -109,6 +130,14 @@ public struct FindingsAuthenticator: Sendable {
     public func acceptsBearer(_ headers: HTTPFields) -> Bool {
         guard let token, let authorization = headers[.authorization], authorization.hasPrefix("Bearer ") else { return false }
         return WebhookVerifier.constantTimeEqual(Array(authorization.dropFirst(7).utf8), token)
+    }
+
+    /// What the headers alone decide (see `WebhookVerifier.headerVerdict`).
+    public func headerVerdict(_ headers: HTTPFields) -> HeaderVerdict {
+        guard configured else { return .refused("no findings token or webhook secret is configured; see bulwark run --help") }
+        if headers[.authorization] != nil { return refusal(headers: headers, body: []).map { .refused($0) } ?? .authentic }
+        guard let verifier else { return .refused("no credentials: send Authorization: Bearer <token>") }
+        return verifier.headerVerdict(headers)
     }
 
     /// nil when the request is authentic, else why not (never echoing what was sent).
@@ -140,9 +169,14 @@ public struct ServerSettings: Sendable {
     /// Connections open at once; past it new ones wait in the backlog until one closes, so the
     /// daemon keeps descriptors for git, adapters and the state directory.
     public var maxConnections: Int
+    /// Bodies read at once before their signature is checked (webhooks, signed findings; up to
+    /// 1 MiB each): past it a request is turned away with 503 and Retry-After, so that
+    /// connections trickling unauthenticated bodies cannot take the daemon's memory. Requests
+    /// the headers already authenticate (a bearer or GitLab token) do not count.
+    public var unverifiedBodies: Int
 
     public init(host: String, port: Int, repository: String = "", webhook: WebhookVerifier?, findings: FindingsAuthenticator,
-                idleTimeout: Duration = .seconds(15), maxConnections: Int = 4096) {
+                idleTimeout: Duration = .seconds(15), maxConnections: Int = 4096, unverifiedBodies: Int = 16) {
         self.host = host
         self.port = port
         self.repository = repository
@@ -150,6 +184,7 @@ public struct ServerSettings: Sendable {
         self.findings = findings
         self.idleTimeout = idleTimeout
         self.maxConnections = maxConnections
+        self.unverifiedBodies = unverifiedBodies
     }
 }
 
@@ -200,6 +235,23 @@ public enum StatusServer {
     public static func router(control: some DaemonControl, settings: ServerSettings, metrics: PrometheusCollectorRegistry,
                               logger: Logger) -> Router<BasicRequestContext> {
         let router = Router()
+        let unverified = Admission(limit: settings.unverifiedBodies)
+        /// Refuses what the headers refuse, and takes a place among the unverified bodies for a
+        /// request whose body must be read to check it (the caller leaves it once checked).
+        @Sendable func admit(_ verdict: HeaderVerdict, _ what: String) throws -> Bool {
+            switch verdict {
+            case .authentic: return false
+            case .refused(let reason):
+                logger.warning("\(what) refused", metadata: ["reason": .string(reason)])
+                throw HTTPError(.unauthorized, message: reason)
+            case .needsBody:
+                guard unverified.enter() else {
+                    throw HTTPError(.serviceUnavailable, headers: [.retryAfter: "5"],
+                                    message: "\(unverified.limit) signed requests are being read; send this one again shortly")
+                }
+                return true
+            }
+        }
         router.add(middleware: JSONErrorMiddleware(routes: routes))
         router.get("healthz") { _, _ in text(.ok, "ok\n") }
         router.get("readyz") { _, _ in
@@ -221,10 +273,12 @@ public enum StatusServer {
             text(.ok, StatusPage.render(await control.status(), repository: settings.repository), type: "text/html; charset=utf-8")
         }
         router.post("hooks/git") { request, _ -> Response in
-            let body = try await collect(request)
             guard let verifier = settings.webhook else {
                 throw HTTPError(.unauthorized, message: "no webhook secret is configured; see bulwark run --help")
             }
+            let held = try admit(verifier.headerVerdict(request.headers), "webhook")
+            defer { if held { unverified.leave() } }
+            let body = try await collect(request)
             if let refusal = verifier.refusal(headers: request.headers, body: body) {
                 logger.warning("webhook refused", metadata: ["reason": .string(refusal)])
                 throw HTTPError(.unauthorized, message: refusal)
@@ -236,6 +290,8 @@ public enum StatusServer {
             // A scan's XML results run to several MiB (oscap's ARF for SSG's content is 8 MB): a
             // request that says XML and carries the bearer token, checked before any of the body
             // is read, may send up to FindingParser.maxXMLSize; every other one 1 MiB.
+            let held = try admit(settings.findings.headerVerdict(request.headers), "findings")
+            defer { if held { unverified.leave() } }
             let large = FindingParser.isXMLContentType(request.headers[.contentType])
                 && settings.findings.acceptsBearer(request.headers)
             // Each is held whole and parsed: a few at a time, so that a burst of them cannot take

@@ -1,6 +1,6 @@
 internal import Crypto
-public import struct Foundation.Date
 internal import Synchronization
+internal import Foundation
 
 /// Bulwark's own webhook signature is over a timestamp and the body, so that a captured one
 /// cannot be replayed: `X-Bulwark-Timestamp: <Unix seconds>` and

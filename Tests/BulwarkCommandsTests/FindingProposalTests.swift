@@ -69,7 +69,7 @@ import Testing
         let hostile = "1.2.3.4\"]\n  evil: [x] # \u{2028}, {\"a\": 1}"
         let after = try ManifestEdit.apply(ChangeTemplate(resource: id.description, add: [.init(path: ["addresses"], value: hostile)]),
                                            annotations: ["finding": "id\"}\nkind: Target"], to: id, in: before)
-        let document = try #require(try ManifestEdit.find(id, in: after))
+        let document = try ManifestEdit.find(id, in: after)
         guard case .mapping(let pairs) = document.value, case .mapping(let spec)? = pairs.first(where: { $0.key == "spec" })?.value.value,
               case .sequence(let items)? = spec.first(where: { $0.key == "addresses" })?.value.value,
               case .mapping(let metadata)? = pairs.first(where: { $0.key == "metadata" })?.value.value,
@@ -240,10 +240,11 @@ import Testing
         """
     }
 
-    func ingest(_ s: Scenario, _ document: String) throws -> (status: Int32, report: [String: Any], stderr: String) {
+    func ingest(_ s: Scenario, _ document: String, signingKey: String? = nil) throws -> (status: Int32, report: [String: Any], stderr: String) {
         let path = s.dir + "/finding-\(UUID().uuidString.prefix(6)).json"
         try write(path, document)
-        let out = try s.run("ingest", path, "--output", "json")
+        let out = try bulwark(["ingest", path, "--output", "json", "--repo", s.origin, "--state-dir", s.state]
+                              + (signingKey.map { ["--signing-key", $0, "--secrets-dir", s.dir] } ?? []))
         let report = (try? JSONSerialization.jsonObject(with: Data(out.stdout.utf8)) as? [String: Any]) ?? [:]
         return (out.status, report, out.stdout + out.stderr)
     }
@@ -409,6 +410,85 @@ import Testing
             let outdated = try s.run("accept", "outdated-one")
             #expect(outdated.status == 1 && outdated.stderr.contains("changed desired-state/hosts/sshd.yaml since the proposal"), "\(outdated.stderr)")
             #expect(try git("--git-dir", s.origin, "rev-parse", "main") == changedMain)
+        }
+    }
+
+    /// `accept` merges only what Bulwark proposes. Anyone who can push a branch (an agent's or a
+    /// CI token) can name one like a proposal and copy a proposal's message: a tip that turns
+    /// enforcement off through a controller, one that also changes another resource, and one
+    /// that weakens the resource are refused, with main untouched; the real proposal still goes
+    /// through, its diff shown.
+    @Test func acceptRefusesABranchThatIsNotWhatBulwarkProposes() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            try s.commitPolicy("finding-rules/sshd.yaml", Self.rule, message: "finding rule")
+            #expect(try ingest(s, Self.finding(id: "real-one", firstSeen: Date())).status == 2)
+            let main = try git("--git-dir", s.origin, "rev-parse", "main")
+            let proposal = try git("--git-dir", s.origin, "log", "-1", "--format=%B", "bulwark/proposals/real-one")
+            #expect(proposal.contains("Change: desired-state/hosts/sshd.yaml: "), "\(proposal)")
+            func forge(_ name: String, _ path: String, message: String, _ edit: (String) -> String) throws {
+                let work = s.dir + "/forge-\(name)"
+                try git("clone", "-q", s.origin, work)
+                try write(work + "/" + path, edit(try read(work + "/" + path)))
+                try git("commit", "-qam", message, in: work)
+                try git("push", "-q", "origin", "HEAD:refs/heads/bulwark/proposals/\(name)", in: work)
+            }
+            try forge("off", "controllers/host-hardening.yaml",
+                      message: proposal.replacingOccurrences(of: "Change: desired-state/hosts/sshd.yaml", with: "Change: controllers/host-hardening.yaml")) {
+                $0.replacingOccurrences(of: "mode: enforce", with: "mode: audit")
+            }
+            try forge("unnamed", "controllers/host-hardening.yaml", message: proposal) {
+                $0.replacingOccurrences(of: "mode: enforce", with: "mode: audit")
+            }
+            try forge("more", "desired-state/hosts/sshd.yaml", message: proposal) {
+                $0.replacingOccurrences(of: "MaxAuthTries: 4", with: "MaxAuthTries: 3")
+                    .replacingOccurrences(of: "PermitRootLogin: \"no\"", with: "PermitRootLogin: \"yes\"")
+            }
+            try forge("weaker", "desired-state/hosts/sshd.yaml", message: proposal) {
+                $0.replacingOccurrences(of: "MaxAuthTries: 4", with: "MaxAuthTries: 10")
+            }
+            for (name, why) in [("off", "only changes a YAML file under desired-state/"), ("unnamed", "changes controllers/host-hardening.yaml"),
+                                ("more", "it also changes SSHDConfig/"), ("weaker", "would weaken SSHDConfig/cis-5.1.16-max-auth-tries")] {
+                let refused = try s.run("accept", name)
+                #expect(refused.status == 1 && refused.stderr.contains(why) && refused.stderr.contains("Nothing was committed"),
+                        "\(name): \(refused.stderr)")
+            }
+            #expect(try git("--git-dir", s.origin, "rev-parse", "main") == main)
+
+            let accepted = try s.run("accept", "real-one")
+            #expect(accepted.status == 0, "\(accepted.stderr)")
+            #expect(accepted.stdout.contains("-   MaxAuthTries: 4") && accepted.stdout.contains("+   MaxAuthTries: 3"), "\(accepted.stdout)")
+            #expect(try git("--git-dir", s.origin, "show", "main:desired-state/hosts/sshd.yaml").contains("  MaxAuthTries: 3\n"))
+        }
+    }
+
+    /// With signatures checked, `accept` merges a proposal only when a trusted key signed its
+    /// last commit: a branch someone pushed with the very change Bulwark would propose, unsigned,
+    /// is refused; the proposal Bulwark signed with its `--signing-key` goes through.
+    @Test func withTrustedSignersAcceptNeedsAProposalATrustedKeySigned() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            try s.commitPolicy("finding-rules/sshd.yaml", Self.rule, message: "finding rule")
+            let keys = SignatureTests()
+            let bot = try keys.makeKey(dir, "bulwark@fleet")
+            let signers = try keys.allowedSigners(dir, bot)
+            let ingested = try ingest(s, Self.finding(id: "signed-one", firstSeen: Date()), signingKey: bot.privateKey)
+            #expect(ingested.status == 2, "\(ingested.stderr)")
+            let proposal = try git("--git-dir", s.origin, "log", "-1", "--format=%B", "bulwark/proposals/signed-one")
+            let work = s.dir + "/forge"
+            try git("clone", "-q", s.origin, work)
+            try write(work + "/desired-state/hosts/sshd.yaml",
+                      try read(work + "/desired-state/hosts/sshd.yaml").replacingOccurrences(of: "MaxAuthTries: 4", with: "MaxAuthTries: 3"))
+            try git("commit", "-qam", proposal, in: work)
+            try git("push", "-q", "origin", "HEAD:refs/heads/bulwark/proposals/forged", in: work)
+            let main = try git("--git-dir", s.origin, "rev-parse", "main")
+
+            let forged = try s.run("accept", "forged", "--trusted-signers", signers)
+            #expect(forged.status == 1 && forged.stderr.contains("is not signed by a trusted key"), "\(forged.stderr)")
+            #expect(try git("--git-dir", s.origin, "rev-parse", "main") == main)
+            let accepted = try s.run("accept", "signed-one", "--trusted-signers", signers)
+            #expect(accepted.status == 0, "\(accepted.stderr)")
+            #expect(try git("--git-dir", s.origin, "show", "main:desired-state/hosts/sshd.yaml").contains("  MaxAuthTries: 3\n"))
         }
     }
 

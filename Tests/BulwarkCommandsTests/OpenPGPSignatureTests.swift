@@ -55,7 +55,7 @@ import Testing
             let g = try makeGnuPG(dir)
 
             // Legitimate: alice's key is in the keyring.
-            try commit(s, g, path: "notes/a.txt", signer: "alice@example.org")
+            _ = try commit(s, g, path: "notes/a.txt", signer: "alice@example.org")
             let applied = try s.run("apply", "--trusted-keyring", g.keyring)
             #expect(applied.status == 0, "\(applied.stderr)")
             #expect(try helpers.isFixed(s))

@@ -136,9 +136,13 @@ import Testing
             ("https://h/cb#access_token=abc&state=1", "https://h/cb#access_token=<redacted>&state=1"),
             ("https://h/x?apiKey=abc&webhookSecret=s", "https://h/x?apiKey=<redacted>&webhookSecret=<redacted>"),
             ("https://u:p@h/x?token=t", "https://u:<redacted>@h/x?token=<redacted>"),
+            // A raw '#' or '?' in a password (what a person pastes unescaped) is hidden too.
+            ("https://bot:s3cr#et@127.0.0.1:1/x.git", "https://bot:<redacted>@127.0.0.1:1/x.git"),
+            ("https://bot:s3cr?et@h/x.git", "https://bot:<redacted>@h/x.git"),
             // Nothing to hide: unchanged.
             ("https://example.org/repo.git", "https://example.org/repo.git"),
             ("https://example.org/x?page=2", "https://example.org/x?page=2"),
+            ("https://example.org:443?q=a@b", "https://example.org:443?q=a@b"),
             ("ssh://git@example.org:2222/repo.git", "ssh://git@example.org:2222/repo.git"),
             ("ssh://git@example.org:2222/a@b.git", "ssh://git@example.org:2222/a@b.git"),
             ("git@example.org:repo.git", "git@example.org:repo.git"),

@@ -170,4 +170,24 @@ import Testing
             #expect(try git("--git-dir", origin, "rev-parse", "bulwark/audit") == head.hex + "\n")
         }
     }
+
+    /// An index already in the origin under a flushed pack's name (left or made by someone with
+    /// write access there) is not taken for the pack: without the pack beside it, ending in the
+    /// checksum its name states, the pack and index are copied, so the reference never moves onto
+    /// objects the origin lacks. A pack already there whole is not copied again.
+    @Test func anIndexAloneInTheOriginIsNotTakenForItsPack() async throws {
+        try await withTemporaryDirectory { dir in
+            let (repo, _, head) = try twoFlushes(dir)
+            let origin = dir + "/origin.git"
+            let local = dir + "/r.git/objects/pack/"
+            let packs = t.packs(dir + "/r.git").sorted()
+            let lone = try #require(packs.first).dropLast(".pack".count)
+            try FileManager.default.copyItem(atPath: local + lone + ".idx", toPath: origin + "/objects/pack/" + lone + ".idx")
+            #expect(try repo.push("refs/heads/bulwark/audit", to: "refs/heads/bulwark/audit", expected: nil, remote: "origin") == nil)
+            #expect(Set(t.packs(origin)) == Set(packs))
+            try git("--git-dir", origin, "fsck", "--strict")
+            #expect(try git("--git-dir", origin, "rev-parse", "bulwark/audit") == head.hex + "\n")
+            #expect(try ids(origin) == (1...30).reversed().map { "r\($0)" })
+        }
+    }
 }

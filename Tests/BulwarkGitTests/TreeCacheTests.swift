@@ -69,4 +69,34 @@ import Testing
             #expect(try git("--git-dir", path, "ls-tree", "-r", "--name-only", "bulwark/audit") == "audit/1/r1.json\naudit/1/r3.json\n")
         }
     }
+
+    /// A file a person committed under a name that is not UTF-8 (Latin-1 `café`, `cafè`) keeps its
+    /// bytes when a record's commit rewrites the folder it is in: never both turned into one
+    /// `caf\u{FFFD}.md`, which would lose one of them and make a tree `git fsck` refuses.
+    @Test func namesThatAreNotUTF8AreWrittenBackByteForByte() async throws {
+        try await withTemporaryDirectory { dir in
+            let path = dir + "/r.git"
+            let repo = try Repository.create(at: path, bare: true)
+            let script = """
+                set -e
+                a=$(printf 'one\\n' | git --git-dir "$1" hash-object -w --stdin)
+                b=$(printf 'two\\n' | git --git-dir "$1" hash-object -w --stdin)
+                tree=$(printf "100644 blob $a\\tnotes-caf\\351.md\\n100644 blob $b\\tnotes-caf\\350.md\\n" | git --git-dir "$1" mktree)
+                git --git-dir "$1" commit-tree -m legacy "$tree"
+                """
+            let made = try run("/bin/sh", ["-c", script, "sh", path])
+            #expect(made.status == 0, "\(made.stderr)")
+            let parent = try #require(ObjectID(hex: made.stdout.trimmingCharacters(in: .whitespacesAndNewlines)))
+            let before = try git("--git-dir", path, "ls-tree", parent.hex)
+            #expect(before.contains("notes-caf\\351.md") && before.contains("notes-caf\\350.md"), "\(before)")
+
+            let record = try repo.writeCommit(adding: ["audit/2026/12/02/05/Q/01KBXYZ0123456789ABCDEFGHQ.json": Array("{}\n".utf8)],
+                                              parent: parent, message: "record\n", author: author)
+            let after = try git("--git-dir", path, "ls-tree", record.hex)
+            #expect(after.contains(before.split(separator: "\n")[0]) && after.contains(before.split(separator: "\n")[1]), "\(after)")
+            #expect(!after.contains("\\357\\277\\275"))
+            try repo.updateReference("refs/heads/main", to: record, expected: nil, message: "test")
+            try git("--git-dir", path, "fsck", "--strict")
+        }
+    }
 }

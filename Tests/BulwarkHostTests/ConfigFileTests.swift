@@ -240,7 +240,8 @@ let gatewayConfig = """
                 + " echo https://bulwark:ghp_16C7e42F292c6912E7710c838347Ae178B4a@git.example.org/policy.git;"
                 + " echo AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY;"
                 + #" echo '{\"db_password\": \"hunter2json\"}'; echo \"{'api_token': 'hunter2dict'}\"; echo 'password = hunter2ini';"#
-                + " echo 'Authorization: Bearer hunter2bearer'; echo the schema rejects a at line 1; exit 3"
+                + " echo 'Authorization: Bearer hunter2bearer'; echo DB_PASS=hunter2pass; echo 'pwd=hunter2pwd auth: hunter2auth';"
+                + #" echo '\"password\" => \"hunter2arrow\"'; echo the schema rejects a at line 1; exit 3"#
             let state = try configState(root: root, resource("ConfigFile", "x", """
                 path: etc/x.yaml
                 properties:

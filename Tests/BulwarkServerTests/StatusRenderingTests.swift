@@ -93,7 +93,7 @@ import Testing
 
     @Test func metricsAreTheRegistryGiven() async throws {
         let registry = PrometheusCollectorRegistry()
-        registry.makeCounter(name: "bulwark_test_cycles_total", labels: [("controller", "host-hardening")]).increment(by: Int64(3))
+        registry.makeCounter(descriptor: MetricNameDescriptor(namespace: "bulwark", subsystem: "test", metricName: "cycles", unitName: "total", helpText: ""), labels: [("controller", "host-hardening")]).increment(by: Int64(3))
         try await app(RecordingDaemon(bindings: []), metrics: registry).test(.router) { client in
             try await client.execute(uri: "/metrics", method: .get) { response in
                 #expect(response.status == .ok && response.headers[.contentType] == "text/plain; version=0.0.4; charset=utf-8")

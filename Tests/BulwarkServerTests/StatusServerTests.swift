@@ -56,10 +56,12 @@ actor RecordingDaemon: DaemonControl {
     /// A fixed wall clock for webhook timestamps: no test depends on how long a loaded machine takes.
     static let clockNow = Date(timeIntervalSince1970: 1_800_000_000)
 
-    func app(_ daemon: RecordingDaemon, webhook: Bool = true, token: String? = StatusServerTests.token) -> some ApplicationProtocol {
+    func app(_ daemon: RecordingDaemon, webhook: Bool = true, token: String? = StatusServerTests.token,
+             unverifiedBodies: Int = 16) -> some ApplicationProtocol {
         let verifier = webhook ? WebhookVerifier(secret: Self.secret, clock: { StatusServerTests.clockNow }) : nil
         let settings = ServerSettings(host: "127.0.0.1", port: 0, webhook: verifier,
-                                      findings: FindingsAuthenticator(verifier: verifier, token: token.map { Array($0.utf8) }))
+                                      findings: FindingsAuthenticator(verifier: verifier, token: token.map { Array($0.utf8) }),
+                                      unverifiedBodies: unverifiedBodies)
         return StatusServer.application(control: daemon, settings: settings, metrics: PrometheusCollectorRegistry(),
                                         logger: Logger(label: "test"))
     }
@@ -134,6 +136,55 @@ actor RecordingDaemon: DaemonControl {
     }
 
     // MARK: - Limits
+
+    /// A request without credentials is refused on its headers, before any of its body is read
+    /// (an oversized body is 401, never 413), and bodies read before their signature is checked
+    /// share a budget: past it 503 with Retry-After, so connections trickling unauthenticated
+    /// megabytes cannot take the daemon's memory. Requests their headers authenticate (bearer,
+    /// GitLab token) never wait on it.
+    @Test func requestsWithoutCredentialsAreRefusedBeforeTheirBodyAndSignedBodiesShareABudget() async throws {
+        let daemon = RecordingDaemon(bindings: [Self.sshd])
+        let huge = ByteBuffer(string: String(repeating: "a", count: FindingParser.maxSize + 1))
+        try await app(daemon).test(.router) { client in
+            for uri in ["/hooks/git", "/api/v1/findings"] {
+                try await client.execute(uri: uri, method: .post, headers: [.contentType: "application/json"], body: huge) { response in
+                    #expect(response.status == .unauthorized, "\(uri)")
+                    let error = try json(response)["error"] as? String
+                    #expect(error?.contains("send") == true, "\(error ?? "")")
+                }
+            }
+        }
+        let body = Array(#"{"ref":"refs/heads/main"}"#.utf8)
+        let signed: HTTPFields = [HTTPField.Name("X-Hub-Signature-256")!: WebhookVerifier.signature(of: body, secret: Self.secret)]
+        let signedFinding: HTTPFields = [HTTPField.Name("X-Hub-Signature-256")!: WebhookVerifier.signature(of: Array(finding.utf8), secret: Self.secret),
+                                         .contentType: "application/json"]
+        try await app(daemon, unverifiedBodies: 0).test(.router) { client in
+            for (uri, headers, bytes) in [("/hooks/git", signed, body), ("/api/v1/findings", signedFinding, Array(finding.utf8))] {
+                try await client.execute(uri: uri, method: .post, headers: headers, body: ByteBuffer(bytes: bytes)) { response in
+                    #expect(response.status == .serviceUnavailable && response.headers[.retryAfter] == "5", "\(uri)")
+                }
+            }
+            // Authenticated by their headers: through at once.
+            try await client.execute(uri: "/hooks/git", method: .post, headers: [HTTPField.Name("X-Gitlab-Token")!: String(decoding: Self.secret, as: UTF8.self)],
+                                     body: ByteBuffer(bytes: body)) { response in
+                #expect(response.status == .accepted)
+            }
+            try await client.execute(uri: "/api/v1/findings", method: .post, headers: bearer(), body: ByteBuffer(string: finding)) { response in
+                #expect(response.status == .accepted)
+            }
+        }
+        // With room in the budget, the signed ones go through.
+        try await app(daemon).test(.router) { client in
+            try await client.execute(uri: "/hooks/git", method: .post, headers: signed, body: ByteBuffer(bytes: body)) { response in
+                #expect(response.status == .accepted)
+            }
+            try await client.execute(uri: "/api/v1/findings", method: .post, headers: signedFinding, body: ByteBuffer(string: finding)) { response in
+                #expect(response.status == .accepted)
+            }
+        }
+        #expect(await daemon.pushes == 2)
+        #expect(await daemon.received.count == 2)
+    }
 
     @Test func oversizedFindingsAreRefusedNamingTheLimit() async throws {
         let daemon = RecordingDaemon(bindings: [Self.sshd])

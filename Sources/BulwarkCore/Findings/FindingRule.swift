@@ -1,4 +1,3 @@
-public import struct Foundation.Date
 internal import Foundation
 
 /// What to do about findings that match (`kind: FindingRule`, under `finding-rules/`). Rules are

@@ -1,5 +1,4 @@
-public import struct Foundation.Date
-internal import Foundation
+public import Foundation
 
 /// How urgent a finding is: P1 (most) to P4. Queues, proposals and reports follow it.
 public enum Priority: String, Sendable, Codable, CaseIterable, Comparable {

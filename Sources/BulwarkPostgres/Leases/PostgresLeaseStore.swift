@@ -62,7 +62,7 @@ package actor PostgresLeaseStore {
 
     /// Announces `replica` as live until `ttl` from now (server time).
     package func heartbeat(_ replica: String, ttl: Duration) async throws {
-        try await run { connection in
+        _ = try await run { connection in
             try await connection.query("""
                 INSERT INTO bulwark_replicas (name, expires_at) VALUES (\(replica), now() + \(Self.milliseconds(ttl)) * interval '1 millisecond')
                 ON CONFLICT (name) DO UPDATE SET expires_at = EXCLUDED.expires_at
@@ -104,7 +104,7 @@ package actor PostgresLeaseStore {
 
     /// Gives `target` up, if `holder` holds it.
     package func release(_ target: String, holder: String) async throws {
-        try await run { connection in
+        _ = try await run { connection in
             try await connection.query("DELETE FROM bulwark_leases WHERE target = \(target) AND holder = \(holder)",
                                        logger: PostgresAdapter.logger)
         }

@@ -1,6 +1,6 @@
 package import BulwarkCore
 package import BulwarkGit
-package import Foundation
+import Foundation
 
 /// Which targets one Bulwark process reconciles.
 ///

@@ -1,6 +1,6 @@
-package import BulwarkCore
-package import BulwarkGit
-package import Foundation
+import BulwarkCore
+import BulwarkGit
+import Foundation
 
 /// Where one Bulwark process commits its audit records, and where readers find everyone's.
 ///

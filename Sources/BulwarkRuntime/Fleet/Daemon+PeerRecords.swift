@@ -1,6 +1,6 @@
 internal import BulwarkGit
-package import BulwarkCore
-package import Foundation
+import BulwarkCore
+import Foundation
 internal import Logging
 
 extension Daemon {

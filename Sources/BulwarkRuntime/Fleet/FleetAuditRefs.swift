@@ -1,5 +1,5 @@
 package import BulwarkGit
-package import Foundation
+import Foundation
 
 /// The audit refs a repository holds, for readers of a whole fleet's trail (`verify-audit`).
 package enum FleetAuditRefs {

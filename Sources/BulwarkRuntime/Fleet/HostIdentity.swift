@@ -1,5 +1,5 @@
 package import BulwarkCore
-package import Foundation
+import Foundation
 
 /// Who this host is, for binding targets to host agents (`bulwark run --self`): its machine id
 /// and its host name, read from a root folder so that tests (and containers) use their own.

@@ -1,5 +1,5 @@
 package import BulwarkGit
-package import Foundation
+import Foundation
 
 /// Several audit refs read as one history: a k-way merge of each ref's commits (newest first)
 /// by commit time. Each ref keeps its own order (git times have whole seconds: records of one

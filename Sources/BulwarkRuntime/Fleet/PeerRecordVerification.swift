@@ -1,6 +1,6 @@
-package import BulwarkCore
+import BulwarkCore
 package import BulwarkGit
-package import Foundation
+import Foundation
 
 /// The records a controller replica reads from other replicas' refs (`bulwark/audit-replicas/*`)
 /// for the flap breaker are checked like the rest of the audit trail when signatures are

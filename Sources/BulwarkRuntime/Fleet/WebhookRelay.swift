@@ -1,7 +1,7 @@
-package import BulwarkCore
+import BulwarkCore
 internal import BulwarkHTTP
 internal import BulwarkServer
-package import Foundation
+import Foundation
 package import Logging
 internal import Synchronization
 

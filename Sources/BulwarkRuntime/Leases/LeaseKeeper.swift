@@ -1,8 +1,8 @@
 package import BulwarkCore
-package import Crypto
-package import Foundation
+import Crypto
+import Foundation
 package import Logging
-package import Synchronization
+import Synchronization
 
 /// Where leases are kept (PostgreSQL: `PostgresLeaseStore`). Times are the store's own.
 package protocol LeaseStore: Sendable {

@@ -1,5 +1,5 @@
 package import BulwarkCore
-package import Foundation
+import Foundation
 
 /// Intents a killed controller replica left open on shared targets. By the time it is back, the
 /// target's lease has passed to another replica, which re-observed the target and fixed whatever

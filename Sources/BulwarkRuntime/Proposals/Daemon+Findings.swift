@@ -1,5 +1,5 @@
 package import BulwarkCore
-package import Foundation
+import Foundation
 internal import Logging
 
 extension Daemon {

@@ -1,4 +1,4 @@
-package import BulwarkCore
+import BulwarkCore
 package import Foundation
 package import Prometheus
 

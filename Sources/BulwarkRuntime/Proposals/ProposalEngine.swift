@@ -1,6 +1,6 @@
 package import BulwarkCore
-package import BulwarkGit
-package import Foundation
+import BulwarkGit
+import Foundation
 
 /// Turns a finding into a tested fix for review: the rule's change template filled in with the
 /// finding's fields, written into the resource's manifest (text-preserving, see `ManifestEdit`),
