@@ -520,7 +520,7 @@ package actor PolicyRepository: AuditSink {
             let target = pushBranch
             let remote = try repository.resolve("refs/remotes/origin/\(target)")
             if local == remote { return .upToDate }
-            let pending = try repository.history(from: local, hiding: remote).count
+            let pending = try repository.commitCount(from: local, hiding: remote)
             let rejection: PushRejection?
             do {
                 rejection = try repository.push(localAudit, to: "refs/heads/\(target)", expected: remote, remote: "origin",
