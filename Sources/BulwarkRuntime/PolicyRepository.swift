@@ -715,8 +715,8 @@ package actor PolicyRepository: AuditSink {
     /// The index entry of `commit` when it records a verified fix, from its record file.
     private func fixEntry(_ commit: CommitInfo) throws -> RecentFixIndex.Entry? {
         guard let recorded = commit.recorded, recorded.isVerifiedFix, let detected = commit.trailer(.detectedAt),
-              let bytes = try repository.file(at: commit.id, path: AuditRecord.path(id: recorded.id, detectedAt: detected)),
-              let record = try? AuditRecord(json: bytes) else { return nil }
+              let file = try repository.auditRecordFile(at: commit.id, id: recorded.id, detectedAt: detected),
+              let record = try? AuditRecord(json: file.bytes) else { return nil }
         return RecentFixIndex.Entry(record, commit: commit.id, committed: commit.committer.time, id: recorded.id)
     }
 
