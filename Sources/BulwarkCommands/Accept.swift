@@ -21,6 +21,9 @@ extension Bulwark {
         @Argument(help: "The finding's id (the part after bulwark/proposals/).")
         var id: String
 
+        @Flag(help: "You read the diff of a proposal whose values come from its finding (needed without --trusted-signers or --trusted-keyring).")
+        var reviewed = false
+
         @OptionGroup var repository: RepositoryOptions
 
         func run() async throws {
@@ -85,6 +88,14 @@ extension Bulwark {
             }
             console.print("Accepting \(branch): \(shape.change)")
             for line in ProposalShape.diff(before ?? [], proposed) { console.print("  " + line) }
+            // A value the rule takes from the finding (`{{field}}`) is only as good as the branch:
+            // without a signature to check, anyone who can push one could have chosen it.
+            if repository.sourceVerification == nil, shape.takesValuesFromTheFinding(in: now), !reviewed {
+                throw CommandError("\(branch) carries values its rule takes from the finding, and without --trusted-signers or "
+                                   + "--trusted-keyring nothing shows Bulwark wrote them (anyone who can push a branch could have). "
+                                   + "Read the diff above and run again with --reviewed, or check signatures (the daemon signing "
+                                   + "proposals with --signing-key). Nothing was committed.")
+            }
             guard let author = await policy.callerSignature() else {
                 throw CommandError("no git identity: set user.name and user.email (git config) or GIT_AUTHOR_NAME and GIT_AUTHOR_EMAIL")
             }

@@ -171,6 +171,12 @@ struct ProposalShape {
         }
     }
 
+    /// Whether the rule this proposal names fills any of its change from the finding (`{{field}}`).
+    func takesValuesFromTheFinding(in state: DesiredState) -> Bool {
+        guard let template = state.findingRules.first(where: { $0.name == rule })?.change else { return true }
+        return ([template.resource] + template.set.map(\.value) + template.add.map(\.value)).contains { $0.contains("{{") }
+    }
+
     /// The node at `path` below `document`'s top mapping.
     private static func node(_ path: [String], in document: YAMLNode) -> YAMLNode? {
         var node = document

@@ -90,12 +90,19 @@ struct FileModeDriver: ResourceDriver {
         guard type == FileType.regular || type == FileType.directory else {
             throw HostError(FileType.refusal(info.st_mode, expected: "a regular file or folder"), path: display)
         }
+        // A file with another name shares its mode and owner with it: a user's hard link to
+        // etc/shadow in their home (where `fs.protected_hardlinks` is off) would hand shadow over.
+        guard type != FileType.regular || info.st_nlink <= 1 else {
+            throw HostError("has \(info.st_nlink) hard links, and its mode and owner are those of every other name it has "
+                            + "(a link to etc/shadow, say); left alone: remove the other links", path: display)
+        }
         guard open else { return (info, nil) }
         let flags = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC | (type == FileType.directory ? O_DIRECTORY : 0)
         let fd = openat(folder.fd, name, flags)
         guard fd >= 0 else { throw HostError("cannot open: \(errnoText())", path: display) }
         var opened = stat()
-        guard fstat(fd, &opened) == 0, opened.st_dev == info.st_dev, opened.st_ino == info.st_ino else {
+        guard fstat(fd, &opened) == 0, opened.st_dev == info.st_dev, opened.st_ino == info.st_ino,
+              type != FileType.regular || opened.st_nlink <= 1 else {
             close(fd)
             throw HostError("was replaced while being opened; left alone", path: display)
         }

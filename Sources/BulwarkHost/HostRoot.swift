@@ -118,6 +118,11 @@ public struct HostRoot: Sendable, Hashable {
         var stack = [try openRoot()]
         var pending = components[...]
         var hops = 0
+        // Links are followed only when root or the target root's owner made them: a user's link at a
+        // managed path (in a folder they own) would otherwise take a read and a write, as root, to any
+        // file of the root (the kernel's fs.protected_symlinks never sees a link resolved here).
+        var rootInfo = stat()
+        guard fstat(stack[0].fd, &rootInfo) == 0 else { throw HostError("cannot stat: \(errnoText())", path: path) }
         while let part = pending.popFirst() {
             if part == "." || part.isEmpty { continue }
             if part == ".." {
@@ -140,6 +145,10 @@ public struct HostRoot: Sendable, Hashable {
             if info.st_mode & FileType.mask == FileType.symlink {
                 hops += 1
                 guard hops <= 40 else { throw HostError("too many levels of symbolic links", path: full(here)) }
+                guard info.st_uid == 0 || info.st_uid == rootInfo.st_uid else {
+                    throw HostError("is a symbolic link made by uid \(info.st_uid); only links root or the target root's owner made "
+                                    + "are followed: left alone", path: full(here))
+                }
                 let link = try readLink(folder.fd, part, full(here))
                 if link.hasPrefix("/") { stack = [stack[0]] }
                 pending = (link.split(separator: "/").map(String.init) + pending)[...]

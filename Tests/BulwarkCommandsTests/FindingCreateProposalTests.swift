@@ -83,8 +83,15 @@ import Testing
             #expect(try s.run("apply").status == 0)
             #expect(try runtime(s) == "0")
 
-            // A person accepts it; the next apply sets the parameter and records the fix citing the finding.
-            let accepted = try s.run("accept", id)
+            // A person accepts it, once they have read the diff: its values come from the finding,
+            // and without signatures checked nothing shows Bulwark wrote them; the next apply sets
+            // the parameter and records the fix citing the finding.
+            let main = try git("--git-dir", s.origin, "rev-parse", "main")
+            let unreviewed = try s.run("accept", id)
+            #expect(unreviewed.status == 1 && unreviewed.stderr.contains("run again with --reviewed"), "\(unreviewed.stderr)")
+            #expect(unreviewed.stdout.contains("+  kernel.kptr_restrict") || unreviewed.stdout.contains("+ "), "the diff is shown: \(unreviewed.stdout)")
+            #expect(try git("--git-dir", s.origin, "rev-parse", "main") == main)
+            let accepted = try s.run("accept", id, "--reviewed")
             #expect(accepted.status == 0, "\(accepted.stdout)\(accepted.stderr)")
             let apply = try s.run("apply")
             #expect(apply.status == 0, "\(apply.stdout)\(apply.stderr)")
@@ -146,10 +153,10 @@ import Testing
 
             #expect(try ingest(s, Self.finding(id: "krnl-a")).item["outcome"] as? String == "proposed")
             #expect(try ingest(s, Self.finding(id: "krnl-b")).item["outcome"] as? String == "proposed")
-            let first = try s.run("accept", "krnl-a")
+            let first = try s.run("accept", "krnl-a", "--reviewed")
             #expect(first.status == 0, "\(first.stdout)\(first.stderr)")
             let main = try git("--git-dir", s.origin, "rev-parse", "main")
-            let second = try s.run("accept", "krnl-b")
+            let second = try s.run("accept", "krnl-b", "--reviewed")
             #expect(second.status == 1 && second.stderr.contains("does not validate on top of main"), "\(second.stderr)")
             #expect(second.stderr.contains("kernel.kptr_restrict"), "\(second.stderr)")
             #expect(try git("--git-dir", s.origin, "rev-parse", "main") == main)
@@ -169,7 +176,7 @@ import Testing
             let branch = "bulwark/proposals/krnl-closed"
             let left = try git("--git-dir", s.origin, "show", "\(branch):desired-state/proposed/sysctl-krnl-closed.yaml")
             #expect(left.hasPrefix("# Proposed for finding krnl-closed; closed") && !left.contains("kind:"), "\(left)")
-            let refused = try s.run("accept", "krnl-closed")
+            let refused = try s.run("accept", "krnl-closed", "--reviewed")
             #expect(refused.status == 1 && refused.stderr.contains("is closed"), "\(refused.stderr)")
             // The closed branch's revision is still a valid policy.
             let work = dir + "/closed"

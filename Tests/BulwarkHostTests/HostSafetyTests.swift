@@ -2,6 +2,7 @@ import BulwarkCore
 import BulwarkHost
 import BulwarkTestSupport
 import Foundation
+import Glibc
 import Synchronization
 import Testing
 
@@ -62,6 +63,32 @@ let accounts = (passwd: "root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/home/ali
         }
     }
 
+    /// The same with a hard link (a user can make one to a file they cannot read where
+    /// `fs.protected_hardlinks` is off): a file with more than one name is left alone, so that
+    /// shadow's owner and mode never follow the user's name for it; their own file is fixed.
+    @Test func aUsersHardLinkToShadowNeverHandsShadowToTheUser() async throws {
+        guard isRoot else { return }
+        try await withTemporaryDirectory { root in
+            try write(root + "/etc/passwd", accounts.passwd)
+            try write(root + "/etc/group", accounts.group)
+            try write(root + "/etc/shadow", "root:$y$secret:19700:0:99999:7:::\n", mode: 0o640)
+            chown(root + "/etc/shadow", 0, 42)
+            try FileManager.default.createDirectory(atPath: root + "/home/alice", withIntermediateDirectories: true)
+            #expect(Glibc.link(root + "/etc/shadow", root + "/home/alice/notes") == 0)
+            try write(root + "/home/alice/real", "x", mode: 0o644)
+            let before = try fingerprint(root + "/etc/shadow")
+            let state = try hostState(root: root, resource("FileMode", "notes", "path: /home/alice/notes\nmode: \"0600\"\nowner: alice")
+                                      + resource("FileMode", "real", "path: /home/alice/real\nmode: \"0600\"\nowner: alice"))
+            let (plan, outcome) = try await reconcile(state)
+            let failure = try #require(plan.failures.first)
+            #expect(plan.failures.count == 1 && failure.binding.resource.name == "notes")
+            #expect(failure.message.contains("/home/alice/notes: has 2 hard links"), "\(failure.message)")
+            #expect(try fingerprint(root + "/etc/shadow") == before, "shadow's owner, mode and bytes are unchanged")
+            #expect(outcome.verified.map(\.record.name) == ["real"])
+            #expect(modeAndOwner(root + "/home/alice/real").uid == 1000 && modeAndOwner(root + "/home/alice/real").mode == 0o600)
+        }
+    }
+
     @Test func anAbsoluteLinkAtAManagedPathFailsThatResourceOnly() async throws {
         try await withTemporaryDirectory { root in
             try write(root + "/etc/login.defs", "PASS_MAX_DAYS 99999\n")
@@ -75,6 +102,30 @@ let accounts = (passwd: "root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/home/ali
             #expect(outcome.verified.map(\.record.name) == ["l"])
             #expect(try read(root + "/etc/login.defs") == "PASS_MAX_DAYS 90\n")
             #expect(modeAndOwner(root + "/etc/shadow").mode == 0o640)
+        }
+    }
+
+    /// A link a user made at a managed path (in a folder they own) is not followed, for a read
+    /// or a write: Bulwark resolves links itself, as root, so the kernel's protected_symlinks never
+    /// sees them. The file it points to keeps its bytes; a link root made (Debian's, next test)
+    /// is still followed.
+    @Test func aLinkAUserMadeIsNotFollowedToAnotherFileOfTheRoot() async throws {
+        guard isRoot else { return }
+        try await withTemporaryDirectory { root in
+            try write(root + "/etc/passwd", accounts.passwd)
+            try write(root + "/etc/group", accounts.group)
+            try write(root + "/etc/real.defs", "PASS_MAX_DAYS 99999\nKEEP me\n")
+            try link(root + "/etc/login.defs", to: "real.defs")
+            #expect(lchown(root + "/etc/login.defs", 1000, 1000) == 0)
+            try write(root + "/etc/sysctl.d/10-site.conf", "net.ipv4.tcp_syncookies = 0\n")
+            let state = try hostState(root: root, resource("LoginDefs", "l", "PASS_MAX_DAYS: 90")
+                                      + resource("Sysctl", "k", "net.ipv4.tcp_syncookies: 1"))
+            let (plan, outcome) = try await reconcile(state)
+            let failure = try #require(plan.failures.first)
+            #expect(plan.failures.count == 1 && failure.binding.resource.name == "l")
+            #expect(failure.message.contains("etc/login.defs: is a symbolic link made by uid 1000"), "\(failure.message)")
+            #expect(try read(root + "/etc/real.defs") == "PASS_MAX_DAYS 99999\nKEEP me\n")
+            #expect(outcome.verified.map(\.record.name) == ["k"])
         }
     }
 

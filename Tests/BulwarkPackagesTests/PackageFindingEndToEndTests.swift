@@ -114,7 +114,7 @@ import Testing
             #expect(try box.status().installed("dummy")?.version?.text == "1.0")
 
             // A person accepts it; apply upgrades through apt and verifies from the dpkg database.
-            let accepted = try command("accept", id)
+            let accepted = try command("accept", id, "--reviewed")
             #expect(accepted.status == 0, "\(accepted.stdout) \(accepted.stderr)")
             let apply = try command("apply")
             #expect(apply.status == 0, "\(apply.stdout) \(apply.stderr)")
