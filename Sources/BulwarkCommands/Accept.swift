@@ -73,6 +73,13 @@ extension Bulwark {
                 throw CommandError("\(branch) does not validate on top of \(repository.branch) (\(head.short)); nothing was committed:\n"
                                    + error.errors.prefix(5).map { "  \($0)" }.joined(separator: "\n"))
             }
+            let expected = try shape.expectedFile(in: now, base: before.map { String(decoding: $0, as: UTF8.self) },
+                                                  proposed: String(decoding: proposed, as: UTF8.self),
+                                                  finding: info.trailer(AuditTrailer.finding.rawValue))
+            guard Array(expected.utf8) == proposed else {
+                throw CommandError("\(branch) is not merged: its \(path) is not what rule \(shape.rule) writes for \(shape.resource) "
+                                   + "(someone changed it by hand, or wrote the branch). Nothing was committed.")
+            }
             if let problem = shape.problem(from: now, to: after, registry: Bulwark.registry()) {
                 throw CommandError("\(branch) is not merged: \(problem). Nothing was committed.")
             }

@@ -2,14 +2,17 @@ internal import BulwarkCore
 internal import BulwarkRuntime
 internal import Foundation
 
-/// What a proposal commit says it is: `propose(<resource>): …` with one `Change: <file>: …` line,
-/// as `ProposalEngine` writes it. `accept` merges a branch tip only when its change is exactly
-/// that: one resource in one file under `desired-state/`, nothing else in the policy different,
-/// and nothing weaker than the policy in force.
+/// What a proposal commit says it is: `propose(<resource>): …` with one `Change: <file>: …` line
+/// and the `Rule: <name>` that made it, as `ProposalEngine` writes them. Anyone who can push a
+/// branch can write such a message, so `accept` trusts none of it: the file must be exactly what
+/// that rule of the policy in force writes for that resource (`expectedFile`), nothing else in
+/// the policy may differ, and nothing may be weaker than the policy in force.
 struct ProposalShape {
     var resource: String
     var path: String
     var change: String
+    /// The finding rule the proposal names (`Rule: <name>`).
+    var rule: String
 
     init(message: String, branch: String) throws {
         let lines = message.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
@@ -24,6 +27,10 @@ struct ProposalShape {
         }
         path = String(change.dropFirst(8)[..<colon.lowerBound])
         self.change = String(change.dropFirst(8))
+        guard let ruleLine = lines.first(where: { $0.hasPrefix("Rule: ") }) else {
+            throw CommandError("\(branch)'s last commit does not name the finding rule that proposed it (a `Rule: <name>` line). Nothing was committed.")
+        }
+        rule = String(ruleLine.dropFirst(6))
         let parts = path.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count >= 2, parts.first == "desired-state", !parts.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }),
               path.hasSuffix(".yaml") || path.hasSuffix(".yml") else {
@@ -82,5 +89,119 @@ struct ProposalShape {
             else { result.append("- " + a[i]); i += 1 }
         }
         return result
+    }
+
+    // MARK: - What the rule writes
+
+    /// The file the proposal's rule writes, derived again from the policy in force: the rule its
+    /// `Rule:` line names, its change with the values the proposal carries (each one matching the
+    /// rule's template: a fixed value exactly, a `{{field}}` any text in its place), the finding's
+    /// citation, and for a new resource its file, comment and the existing targets it is bound
+    /// to. A branch whose file is not these bytes is not the rule's proposal: someone wrote it.
+    func expectedFile(in state: DesiredState, base: String?, proposed: String, finding: String?) throws -> String {
+        func refuse(_ why: String) -> CommandError {
+            CommandError("the branch is not what rule \(rule) proposes: \(why). Nothing was committed.")
+        }
+        guard let rule = state.findingRules.first(where: { $0.name == self.rule }), rule.action == .propose,
+              let template = rule.change else {
+            throw refuse("the policy in force has no finding rule \(self.rule) that proposes changes")
+        }
+        let parts = resource.split(separator: "/", maxSplits: 1).map(String.init)
+        guard parts.count == 2 else { throw refuse("\(resource) is not a resource") }
+        let id = ResourceID(kind: parts[0], name: parts[1])
+        guard Self.matches(template: template.resource, resource) else { throw refuse("it names \(resource), not \(template.resource)") }
+        let document: YAMLNode
+        do { document = try ManifestEdit.find(id, in: proposed) } catch { throw refuse(error.description) }
+        let old = base.flatMap { try? ManifestEdit.find(id, in: $0) }
+        var set: [ChangeTemplate.Operation] = []
+        for operation in template.set {
+            guard case .scalar(let value)? = Self.node(["spec"] + operation.path, in: document)?.value,
+                  Self.matches(template: operation.value, value) else {
+                throw refuse("spec.\(operation.path.joined(separator: ".")) is not the rule's \(operation.value)")
+            }
+            set.append(.init(path: operation.path, value: value))
+        }
+        var add: [ChangeTemplate.Operation] = []
+        for operation in template.add {
+            guard case .sequence(let items)? = Self.node(["spec"] + operation.path, in: document)?.value else {
+                throw refuse("spec.\(operation.path.joined(separator: ".")) is not a list")
+            }
+            let scalars = items.compactMap { if case .scalar(let text) = $0.value { text } else { nil } }
+            var known: [String] = []
+            if let old, case .sequence(let before)? = Self.node(["spec"] + operation.path, in: old)?.value {
+                known = before.compactMap { if case .scalar(let text) = $0.value { text } else { nil } }
+            }
+            let added = scalars.filter { !known.contains($0) }
+            guard added.count <= 1, let value = added.first ?? scalars.first(where: { Self.matches(template: operation.value, $0) }),
+                  Self.matches(template: operation.value, value) else {
+                throw refuse("spec.\(operation.path.joined(separator: ".")) gains \(added.count) items, not one that is the rule's \(operation.value)")
+            }
+            add.append(.init(path: operation.path, value: value))
+        }
+        guard case .mapping(let pairs) = document.value,
+              case .mapping(let metadata)? = pairs.first(where: { $0.key == "metadata" })?.value.value,
+              case .mapping(let annotationPairs)? = metadata.first(where: { $0.key == "annotations" })?.value.value else {
+            throw refuse("\(resource) cites no finding")
+        }
+        var annotations: [String: String] = [:]
+        for pair in annotationPairs { if case .scalar(let text) = pair.value.value { annotations[pair.key] = text } }
+        guard let citation = FindingCitation(annotations: annotations), citation.id == finding else {
+            throw refuse("\(resource) does not cite the finding its commit names")
+        }
+        let change = ChangeTemplate(resource: resource, set: set, add: add, create: template.create)
+        do {
+            if old != nil, let base {
+                return try ManifestEdit.apply(change, annotations: citation.annotations, to: id, in: base)
+            }
+            guard template.create, base == nil, path == ManifestEdit.createdPath(for: id), state.resources[id] == nil else {
+                throw refuse("\(resource) is not in \(path), and the rule creates no resource there")
+            }
+            guard case .mapping(let targetPairs)? = pairs.first(where: { $0.key == "targets" })?.value.value,
+                  case .sequence(let names)? = targetPairs.first(where: { $0.key == "names" })?.value.value else {
+                throw refuse("a new resource is bound to targets by name")
+            }
+            let targets = names.compactMap { if case .scalar(let text) = $0.value { text } else { nil } }
+            guard targets.count == names.count, targets.allSatisfy({ state.targets[$0] != nil }) else {
+                throw refuse("a new resource is bound only to targets of the policy")
+            }
+            return try ManifestEdit.create(change, annotations: citation.annotations, for: id, targets: targets,
+                                           comment: ManifestEdit.createdComment(finding: citation.id, source: citation.source ?? "", rule: rule.name))
+        } catch let error as ManifestEditError {
+            throw refuse(error.description)
+        }
+    }
+
+    /// The node at `path` below `document`'s top mapping.
+    private static func node(_ path: [String], in document: YAMLNode) -> YAMLNode? {
+        var node = document
+        for key in path {
+            guard case .mapping(let pairs) = node.value, let pair = pairs.first(where: { $0.key == key }) else { return nil }
+            node = pair.value
+        }
+        return node
+    }
+
+    /// Whether `value` is what `template` renders to for some finding: its text outside `{{…}}`
+    /// exactly, any non-empty text in place of each field.
+    static func matches(template: String, _ value: String) -> Bool {
+        var literals: [Substring] = []
+        var rest = Substring(template)
+        while let open = rest.range(of: "{{"), let close = rest[open.upperBound...].range(of: "}}") {
+            literals.append(rest[..<open.lowerBound])
+            rest = rest[close.upperBound...]
+        }
+        literals.append(rest)
+        guard literals.count > 1 else { return value == template }
+        var remaining = Substring(value)
+        guard remaining.hasPrefix(literals[0]) else { return false }
+        remaining = remaining.dropFirst(literals[0].count)
+        for (index, literal) in literals.enumerated().dropFirst() {
+            if index == literals.count - 1 {
+                return remaining.count > literal.count && remaining.hasSuffix(literal)
+            }
+            guard let found = remaining.dropFirst().range(of: literal) else { return false }
+            remaining = remaining[found.upperBound...]
+        }
+        return false
     }
 }

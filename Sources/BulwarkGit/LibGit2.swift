@@ -1,19 +1,33 @@
 internal import CLibGit2
 internal import Foundation
 
-/// Runs `git_libgit2_init()` exactly once per process.
+/// Runs `git_libgit2_init()` exactly once per process, and sets how much memory libgit2 may hold.
 enum LibGit2 {
     private static let initialized: Bool = {
         git_libgit2_init()
-        // libgit2 keeps parsed commits and trees in a per-repository cache of up to 256 MiB by
-        // default, which a daemon reading back every audit commit it writes fills by a few KiB
-        // a fix: bounded here (a pass's reads fit in it many times over).
-        _ = bulwark_git_set_cache_max_size(cacheLimit)
+        // libgit2 keeps every commit and tree it parses in a per-repository object cache (256 MiB
+        // by default). Bulwark reads almost every object once: the objects of each audit commit
+        // it writes (the flush walks them to pack them, the next commit looks its parent up),
+        // each record the flap breaker or the index reads. The cache grew by about 11 KiB a
+        // remediation in the daemon (heaptrack: parsed trees and commits under
+        // `newObjects`/`writeCommit`), and to about 20 MiB in one apply of 2,400 fixes; bounded
+        // at 8 MiB of object bytes it still held about three times that in parsed form. The
+        // trees Bulwark builds upon it keeps itself (`TreeCache`), so libgit2's cache is off.
+        _ = bulwark_git_enable_caching(0)
+        // Packs are read through mappings of `mappingWindow` bytes, at most `mappedLimit` of them
+        // at once (the least recently used window is unmapped first), instead of one mapping of
+        // each whole pack (libgit2's default windows are 1 GiB, up to 8 GiB in all). A page of a
+        // mapping, once read, stays in the resident set until it is unmapped: reading the
+        // commits of a pass (every few KiB of each flushed pack) kept every pack of the pass
+        // resident, 11 MiB for 2,400 records, and a daemon's consolidated packs for its lifetime.
+        _ = bulwark_git_set_mwindow(mappingWindow, mappedLimit)
         return true
     }()
 
-    /// The object cache's bound, in bytes.
-    static let cacheLimit = 8 << 20
+    /// The size of one mapping of a pack, in bytes.
+    static let mappingWindow = 1 << 20
+    /// How many bytes of packs may be mapped at once.
+    static let mappedLimit = 4 << 20
 
     static func ensureInitialized() { _ = initialized }
 }

@@ -20,4 +20,17 @@ public enum GitLibrary {
         guard git_branch_name_is_valid(&valid, name) == 0 else { return false }
         return valid != 0
     }
+
+    /// Bytes of parsed objects in libgit2's object cache, all repositories of this process
+    /// together: 0, since Bulwark turns the cache off (see `LibGit2`).
+    public static var cachedObjectBytes: Int {
+        LibGit2.ensureInitialized()
+        return bulwark_git_cached_memory()
+    }
+
+    /// How many bytes of pack files libgit2 keeps mapped at most (see `LibGit2`).
+    public static var mappedPackLimit: Int {
+        LibGit2.ensureInitialized()
+        return bulwark_git_mwindow_mapped_limit()
+    }
 }

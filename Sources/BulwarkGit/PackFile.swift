@@ -168,9 +168,10 @@ enum PackFile {
 
         func append(_ bytes: [UInt8]) throws(GitError) {
             bytes.withUnsafeBytes { hash.update(bufferPointer: $0) }
+            // Drained before it would outgrow its capacity: growing it doubled it to 2 MiB.
+            if buffer.count + bytes.count > 1 << 20 { try drain() }
             buffer += bytes
             offset += UInt64(bytes.count)
-            if buffer.count >= 1 << 20 { try drain() }
         }
 
         /// The SHA-1 of everything appended so far.

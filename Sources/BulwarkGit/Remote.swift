@@ -185,13 +185,15 @@ extension Repository {
         return chain.reversed()
     }
 
-    /// Copies `packs` (see `PackFile`) into `origin`'s pack folder: each file read whole, its
-    /// SHA-1 checked (the pack's against its name and trailer, the index's against its trailer
-    /// and the pack's checksum), written under a temporary name, fsynced and renamed into place,
-    /// the pack before its index; then the folder synced. A copy, never a hard link: the origin
-    /// is the record, and damage to the state clone (a truncated file) must not reach it. Returns
-    /// false when one could not be placed (a pack given without its index is taken back), and
-    /// the caller packs the objects again, reading each through libgit2.
+    /// Copies `packs` (see `PackFile`) into `origin`'s pack folder: each file streamed into a
+    /// temporary file while its SHA-1 is computed (the pack's checked against its name and
+    /// trailer, the index's against its trailer and the pack's checksum), and only when it holds
+    /// fsynced and renamed into place, the pack before its index; then the folder synced. A copy,
+    /// never a hard link: the origin is the record, and damage to the state clone (a truncated
+    /// file) must not reach it. Streamed, not read whole: at the end of an apply the packs of the
+    /// pass (2-3 MB each) were held twice over (file contents and a copy). Returns false when
+    /// one could not be placed (a pack given without its index is taken back), and the caller
+    /// packs the objects again, reading each through libgit2.
     private func sendPacks(_ packs: [FlushedPack], to origin: Repository) -> Bool {
         let source = packFolder
         let target = origin.packFolder
@@ -200,12 +202,11 @@ extension Repository {
             // Already there (the name is the content's checksum): only when the pack is too and
             // ends in that checksum, never on an index alone that someone left or made.
             if access(indexPath, F_OK) == 0, Self.packEnds(target + "/" + pack.name + ".pack", as: pack.name) { continue }
-            guard let packBytes = Self.checkedPackFile(source + "/" + pack.name + ".pack", name: pack.name, packChecksum: nil),
-                  let indexBytes = Self.checkedPackFile(source + "/" + pack.name + ".idx", name: pack.name,
-                                                        packChecksum: Array(packBytes.suffix(20))) else { return false }
             let packPath = target + "/" + pack.name + ".pack"
-            guard Self.place(packBytes, at: packPath, in: target) else { return false }
-            guard Self.place(indexBytes, at: indexPath, in: target) else {
+            guard let packChecksum = Self.copyCheckedPackFile(source + "/" + pack.name + ".pack", to: packPath, in: target,
+                                                              name: pack.name, packChecksum: nil) else { return false }
+            guard Self.copyCheckedPackFile(source + "/" + pack.name + ".idx", to: indexPath, in: target,
+                                           name: pack.name, packChecksum: packChecksum) != nil else {
                 unlink(packPath)
                 return false
             }
@@ -226,46 +227,68 @@ extension Repository {
         return read == 20 && "pack-" + PackFile.hex(trailer) == name
     }
 
-    /// The bytes of a pack (`packChecksum` nil) or of its index, when their SHA-1 trailer holds:
-    /// a pack's checksum is also its name; an index names its pack's checksum before its own.
-    private static func checkedPackFile(_ path: String, name: String, packChecksum: [UInt8]?) -> [UInt8]? {
-        guard let data = FileManager.default.contents(atPath: path), data.count >= 40 else { return nil }
-        let bytes = [UInt8](data)
-        let body = bytes.count - 20
-        guard Array(Insecure.SHA1.hash(data: bytes[..<body])) == Array(bytes[body...]) else { return nil }
-        if let packChecksum {
-            return Array(bytes[(body - 20)..<body]) == packChecksum ? bytes : nil
-        }
-        return "pack-" + PackFile.hex(Array(bytes[body...])) == name ? bytes : nil
-    }
-
-    /// Writes `bytes` to `destination` in `folder` through a temporary file (named as git names
-    /// its temporary packs, which its maintenance removes if left behind), fsynced, read-only.
-    private static func place(_ bytes: [UInt8], at destination: String, in folder: String) -> Bool {
+    /// Copies a pack (`packChecksum` nil) or its index to `destination` in `folder` through a
+    /// temporary file (named as git names its temporary packs, which its maintenance removes if
+    /// left behind), fsynced, read-only, renamed into place only when its SHA-1 trailer holds: a
+    /// pack's checksum is also its name; an index names its pack's checksum before its own.
+    /// Returns the file's trailer (its checksum), nil when it was not placed.
+    private static func copyCheckedPackFile(_ path: String, to destination: String, in folder: String,
+                                            name: String, packChecksum: [UInt8]?) -> [UInt8]? {
+        let input = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        guard input >= 0 else { return nil }
+        defer { close(input) }
+        var status = stat()
+        guard fstat(input, &status) == 0, status.st_size >= 40 else { return nil }
+        let size = Int(status.st_size)
+        let body = size - 20
         var template = Array((folder + "/tmp_pack_XXXXXX").utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { $0.baseAddress.map { mkstemp($0) } ?? -1 }
-        guard fd >= 0 else { return false }
+        guard fd >= 0 else { return nil }
         _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
         let temporary = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        let written = bytes.withUnsafeBytes { raw -> Bool in
-            var offset = 0
-            while offset < raw.count {
-                let n = write(fd, raw.baseAddress.map { $0 + offset }, raw.count - offset)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    return false
+        var hash = Insecure.SHA1()
+        // The last 40 bytes: the index's copy of its pack's checksum, then the trailer.
+        var tail: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 256 << 10)
+        var offset = 0
+        var copied = true
+        while copied {
+            let n = chunk.withUnsafeMutableBytes { read(input, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            guard n >= 0, offset + n <= size else { copied = false; break }
+            if n == 0 { break }
+            chunk.withUnsafeBytes { raw in
+                let part = UnsafeRawBufferPointer(rebasing: raw[0..<n])
+                if offset < body { hash.update(bufferPointer: UnsafeRawBufferPointer(rebasing: part[0..<min(n, body - offset)])) }
+                let tailStart = max(offset, size - 40)
+                if tailStart < offset + n { tail += part[(tailStart - offset)...] }
+                var written = 0
+                while written < n {
+                    let w = write(fd, part.baseAddress.map { $0 + written }, n - written)
+                    if w < 0 {
+                        if errno == EINTR { continue }
+                        copied = false
+                        return
+                    }
+                    written += w
                 }
-                offset += n
             }
-            return true
+            offset += n
         }
-        let synced = written && fchmod(fd, 0o444) == 0 && fsync(fd) == 0
+        let trailer = Array(tail.suffix(20))
+        var valid = copied && offset == size && tail.count == 40 && Array(hash.finalize()) == trailer
+        if let packChecksum {
+            valid = valid && Array(tail.prefix(20)) == packChecksum
+        } else {
+            valid = valid && "pack-" + PackFile.hex(trailer) == name
+        }
+        let synced = valid && fchmod(fd, 0o444) == 0 && fsync(fd) == 0
         close(fd)
         guard synced, rename(temporary, destination) == 0 else {
             unlink(temporary)
-            return false
+            return nil
         }
-        return true
+        return trailer
     }
 
     /// Writes the objects `tip` brings over `base` into `target` as one pack of whole objects

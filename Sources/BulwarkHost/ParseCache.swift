@@ -18,8 +18,17 @@ final class ParseCache<Value: Sendable>: Sendable {
         return entry.value
     }
 
-    /// Stores `value` with the identities taken before its files were read.
-    func store(_ value: Value, for key: String, readAt snapshot: FileSnapshot) {
+    /// Stores `value` with the identities taken before its files were read. With
+    /// `unlessRecent`, not when a file was modified in the last two seconds: the kernel stamps
+    /// modification times from a coarse clock (a few milliseconds), so a same-size rewrite in
+    /// place right after the read could keep the identity the read saw (git's "racily clean"
+    /// files); such a file is read again next time.
+    func store(_ value: Value, for key: String, readAt snapshot: FileSnapshot, unlessRecent: Bool = false) {
+        if unlessRecent {
+            var now = timespec()
+            clock_gettime(CLOCK_REALTIME, &now)
+            for case let identity? in snapshot.files.values where identity.seconds >= now.tv_sec - 2 { return }
+        }
         entries.withLock { $0[key] = Entry(value: value, files: snapshot.files) }
     }
 

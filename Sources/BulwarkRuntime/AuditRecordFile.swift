@@ -1,4 +1,4 @@
-package import BulwarkCore
+import BulwarkCore
 package import BulwarkGit
 
 extension Repository {

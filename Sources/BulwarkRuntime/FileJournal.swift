@@ -1,5 +1,7 @@
 package import BulwarkCore
 import Foundation
+import Glibc
+internal import CDispatch
 
 /// The intent journal in a state directory: `intents.log`, one JSON line per event. A `begin`
 /// line is appended and fdatasynced before the change it announces is made; an `end` line is
@@ -42,10 +44,33 @@ package actor FileJournal: IntentJournal {
 
     private func handle() throws(JournalError) -> Int32 {
         if descriptor >= 0 { return descriptor }
-        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        let fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard fd >= 0 else { throw JournalError("cannot open \(path): \(String(cString: strerror(errno)))") }
         descriptor = fd
         return fd
+    }
+
+    /// Whether the file may end in part of a line (a write cut short by a full disk or a kill):
+    /// unknown until the first write looks, and after a short write here.
+    private var mayEndMidLine = true
+
+    /// Ends a line cut short, so that the next one starts on its own: appended to the partial
+    /// one, an intent would not decode, and a fix made after it would be missing on restart.
+    private func endPartialLine(_ fd: Int32) throws(JournalError) {
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw JournalError("cannot read \(path): \(String(cString: strerror(errno)))") }
+        if info.st_size > 0 {
+            var last: UInt8 = 0
+            guard pread(fd, &last, 1, info.st_size - 1) == 1 else {
+                throw JournalError("cannot read \(path): \(String(cString: strerror(errno)))")
+            }
+            if last != 10 {
+                guard [UInt8(10)].withUnsafeBytes({ write(fd, $0.baseAddress, 1) }) == 1 else {
+                    throw JournalError("cannot write \(path): " + (errno == ENOSPC ? "the state directory is full" : String(cString: strerror(errno))))
+                }
+            }
+        }
+        mayEndMidLine = false
     }
 
     private func append(_ line: Line) throws(JournalError) {
@@ -54,6 +79,7 @@ package actor FileJournal: IntentJournal {
         guard let data = try? encoder.encode(line) else { throw JournalError("cannot encode an intent") }
         let bytes = Array(data) + [10]
         let fd = try handle()
+        if mayEndMidLine { try endPartialLine(fd) }
         var offset = 0
         while offset < bytes.count {
             let n = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
@@ -61,7 +87,7 @@ package actor FileJournal: IntentJournal {
                 if errno == EINTR { continue }
                 let reason = errno == ENOSPC ? "the state directory is full" : String(cString: strerror(errno))
                 // A partial line is harmless (ignored on reading), but nothing may follow it on the same line.
-                if offset > 0 { _ = [UInt8(10)].withUnsafeBytes { write(fd, $0.baseAddress, 1) } }
+                if offset > 0, [UInt8(10)].withUnsafeBytes({ write(fd, $0.baseAddress, 1) }) != 1 { mayEndMidLine = true }
                 throw JournalError("cannot write \(path): \(reason)")
             }
             offset += n

@@ -94,6 +94,14 @@ package actor PolicyRepository: AuditSink {
     private var knownHead: ObjectID?
     /// What keeping the index up to date cost in this process.
     private(set) var indexStatistics = AuditIndex.Statistics()
+    /// The index of recent verified fixes (see `RecentFixIndex`) as last read or written by this
+    /// process; the commits this process wrote since, with their entries (nil: not a verified
+    /// fix), for `saveRecentFixes`; how far back the flap breaker last looked, in seconds.
+    private var fixIndex: RecentFixIndex?
+    private var fixPending: [(commit: ObjectID, parent: ObjectID?, entry: RecentFixIndex.Entry?)] = []
+    private var fixWindow: TimeInterval?
+    /// What reading recent fixes cost in this process, for tests and diagnostics.
+    private(set) var fixIndexStatistics = AuditIndex.Statistics()
     /// Whether audit objects are kept in memory until `flush` (see `beginBuffering`).
     private var buffering = false
     /// The newest audit commit written while buffering, in memory only; the branch moves to it
@@ -299,6 +307,7 @@ package actor PolicyRepository: AuditSink {
     /// (never a commit only in memory). A failure only costs the next process a few commits
     /// read from git, so it is a warning.
     package func saveIndex() {
+        saveRecentFixes()
         guard let file = indexFile, !unindexed.isEmpty, let durable = try? repository.resolve(localAudit),
               let last = unindexed.lastIndex(where: { $0.commit == durable }) else { return }
         do {
@@ -347,6 +356,7 @@ package actor PolicyRepository: AuditSink {
             try repository.updateReference(localAudit, to: commit, expected: parent, message: "bulwark: audit \(record.id)")
         }
         sequence = number
+        fixPending.append((commit, parent, RecentFixIndex.Entry(record, commit: commit, committed: author.time)))
         if indexFile != nil, knownHead == parent {
             unindexed.append((commit, record.id))
             unindexedIDs.insert(record.id)
@@ -398,6 +408,7 @@ package actor PolicyRepository: AuditSink {
             unindexed = []
             unindexedIDs = []
             knownHead = indexFile?.head
+            fixPending = []
             let failure = notRecorded(id: "the buffered audit records", error)
             bufferFailure = failure
             throw failure
@@ -509,7 +520,7 @@ package actor PolicyRepository: AuditSink {
             let target = pushBranch
             let remote = try repository.resolve("refs/remotes/origin/\(target)")
             if local == remote { return .upToDate }
-            let pending = try repository.history(from: local, hiding: remote).count
+            let pending = try repository.commitCount(from: local, hiding: remote)
             let rejection: PushRejection?
             do {
                 rejection = try repository.push(localAudit, to: "refs/heads/\(target)", expected: remote, remote: "origin",
@@ -588,8 +599,7 @@ package actor PolicyRepository: AuditSink {
     /// `peers` (signatures configured), a peer's record counts only when a trusted key signed its
     /// commit; the others are left out and reported once each (`takePeerRejections`).
     package func recentFixes(since start: Date, peers: PeerRecordVerification? = nil) throws -> FixHistory {
-        var heads: [(ref: String?, head: ObjectID)] = []
-        if let head = try repository.resolve(localAudit) { heads.append((nil, head)) }
+        var heads: [(ref: String, head: ObjectID)] = []
         if AuditRef.isPerWriter(configuration.auditBranch) {
             let own = "refs/remotes/origin/\(configuration.auditBranch)"
             heads += try repository.references(matching: "refs/remotes/origin/\(AuditRef.replicasFolder)*")
@@ -597,6 +607,15 @@ package actor PolicyRepository: AuditSink {
         }
         var history = FixHistory()
         var seen = Set<String>()
+        fixWindow = max(0, Date().timeIntervalSince(start))
+        // This process's branch: from the index of recent fixes, and git after it (see `RecentFixIndex`).
+        if let head = try repository.resolve(localAudit) {
+            for entry in try localFixes(from: head, since: start) where seen.insert(entry.id).inserted {
+                entry.add(to: &history)
+            }
+        } else {
+            noteEmptyBranch(since: start)
+        }
         var folder: String?
         defer { if let folder { try? FileManager.default.removeItem(atPath: folder) } }
         var trustedKeys: [[UInt8]: String] = [:]
@@ -606,7 +625,7 @@ package actor PolicyRepository: AuditSink {
                       let detected = commit.trailer(.detectedAt),
                       let file = try repository.auditRecordFile(at: commit.id, id: recorded.id, detectedAt: detected),
                       let record = try? AuditRecord(json: file.bytes) else { continue }
-                if let ref, let peers {
+                if let peers {
                     if folder == nil { folder = try SourceVerification.privateFolder() }
                     if let rejection = peers.check(commit, record: recorded.id, ref: ref, in: repository, folder: folder ?? "",
                                                    trustedKeys: &trustedKeys) {
@@ -620,6 +639,111 @@ package actor PolicyRepository: AuditSink {
         }
         history.forget(before: start)
         return history
+    }
+
+    /// The verified fixes on the local audit branch committed since `start`, newest first: the
+    /// `RecentFixIndex`'s up to the commit it names, git's after it. The walk goes back from
+    /// `head` until it meets that commit or `start`, whichever comes first, so a file naming a
+    /// commit not on this branch, or covering less than the window, only costs reading the window
+    /// from git, after which the file is written again.
+    private func localFixes(from head: ObjectID, since start: Date) throws -> [RecentFixIndex.Entry] {
+        let directory = configuration.stateDirectory
+        let file = fixIndex ?? RecentFixIndex.read(in: directory)
+        // Commit times are whole seconds: a file covering from the first whole second at or after
+        // `start` holds every commit a walk back to `start` reads.
+        let first = RecentFixIndex.seconds(start, up: true)
+        let usable = file.flatMap { file in first.flatMap { file.since <= $0 ? file : nil } }
+        var collected: [RecentFixIndex.Entry] = []
+        var met = false
+        var next: ObjectID? = head
+        while let id = next {
+            if id == usable?.head {
+                met = true
+                break
+            }
+            let commit = try repository.commitInfo(id)
+            fixIndexStatistics.commitsRead += 1
+            if commit.committer.time < start { break }
+            guard commit.parents.count <= 1 else {
+                // Not a line (never written by Bulwark): every commit of the window from git, no file.
+                return try commits(from: head, since: start).compactMap { try fixEntry($0) }
+            }
+            if let entry = try fixEntry(commit) { collected.append(entry) }
+            next = commit.parents.first
+        }
+        var kept: [RecentFixIndex.Entry] = []
+        if met, let usable {
+            kept = usable.entries.filter { Date(timeIntervalSince1970: Double($0.committed)) >= start }
+            fixIndexStatistics.loadedFromFile = true
+        } else {
+            fixIndexStatistics.rebuilds += 1
+        }
+        let dropped = (met ? usable?.entries.count ?? 0 : 0) - kept.count
+        if !met || !collected.isEmpty || dropped > 256 || (dropped > 0 && dropped >= kept.count),
+           let since = RecentFixIndex.seconds(start, up: true) {
+            let index = RecentFixIndex(head: head, since: since, entries: kept + collected.reversed())
+            do {
+                try index.write(in: directory)
+                fixIndex = index
+            } catch {
+                fixIndex = nil
+                Console().warn("cannot write the index of recent fixes (the next run reads them from git): \(error)")
+            }
+        } else {
+            fixIndex = usable
+        }
+        return collected + kept.reversed()
+    }
+
+    /// No audit branch yet: an index that says so, for this process's first records to be added to.
+    private func noteEmptyBranch(since start: Date) {
+        let file = fixIndex ?? RecentFixIndex.read(in: configuration.stateDirectory)
+        guard file == nil || file?.head != nil, let since = RecentFixIndex.seconds(start, up: true) else {
+            fixIndex = file
+            return
+        }
+        let index = RecentFixIndex(head: nil, since: since, entries: [])
+        do {
+            try index.write(in: configuration.stateDirectory)
+            fixIndex = index
+        } catch {
+            fixIndex = nil
+            Console().warn("cannot write the index of recent fixes (the next run reads them from git): \(error)")
+        }
+    }
+
+    /// The index entry of `commit` when it records a verified fix, from its record file.
+    private func fixEntry(_ commit: CommitInfo) throws -> RecentFixIndex.Entry? {
+        guard let recorded = commit.recorded, recorded.isVerifiedFix, let detected = commit.trailer(.detectedAt),
+              let file = try repository.auditRecordFile(at: commit.id, id: recorded.id, detectedAt: detected),
+              let record = try? AuditRecord(json: file.bytes) else { return nil }
+        return RecentFixIndex.Entry(record, commit: commit.id, committed: commit.committer.time, id: recorded.id)
+    }
+
+    /// Adds the verified fixes this process committed, up to the audit branch's head on disk,
+    /// to the index of recent fixes when it is up to date with the commit they follow (otherwise
+    /// the next reader reads them from git). A failure is a warning: it only costs that read.
+    private func saveRecentFixes() {
+        guard !fixPending.isEmpty, let durable = try? repository.resolve(localAudit),
+              let last = fixPending.lastIndex(where: { $0.commit == durable }) else { return }
+        let written = fixPending[...last]
+        fixPending.removeFirst(last + 1)
+        guard var index = fixIndex ?? RecentFixIndex.read(in: configuration.stateDirectory), let first = written.first,
+              index.head == first.parent,
+              zip(written.dropFirst(), written).allSatisfy({ $0.parent == $1.commit }) else { return }
+        index.entries += written.compactMap(\.entry)
+        index.head = durable
+        if let fixWindow, let cutoff = RecentFixIndex.seconds(Date().addingTimeInterval(-fixWindow), up: true), cutoff > index.since {
+            index.entries.removeAll { $0.committed < cutoff }
+            index.since = cutoff
+        }
+        do {
+            try index.write(in: configuration.stateDirectory)
+            fixIndex = index
+        } catch {
+            fixIndex = nil
+            Console().warn("cannot write the index of recent fixes (the next run reads them from git): \(error)")
+        }
     }
 
     /// Peer records left out of the flap history since the last call (each commit once), for the daemon's log and metric.

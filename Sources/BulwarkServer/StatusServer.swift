@@ -89,9 +89,18 @@ public struct WebhookVerifier: Sendable {
         if headers[HTTPField.Name("X-Gitlab-Token")!] != nil {
             return refusal(headers: headers, body: []).map { .refused($0) } ?? .authentic
         }
-        for name in ["X-Hub-Signature-256", "X-Bulwark-Signature-256"] where headers[HTTPField.Name(name)!] != nil {
+        if headers[HTTPField.Name("X-Bulwark-Signature-256")!] != nil {
+            // A stale or missing timestamp is refused before the body: a sender without the
+            // secret cannot hold a place among the unverified bodies with a captured old header.
+            let timestamp = headers[HTTPField.Name(Self.timestampHeader)!]
+            guard let timestamp, let seconds = Int64(timestamp), timestamp.utf8.count <= 12,
+                  abs(Double(seconds) - clock().timeIntervalSince1970) <= Self.window else {
+                return .refused(timestamp == nil ? "X-Bulwark-Signature-256 needs \(Self.timestampHeader) (Unix seconds)"
+                                : "\(Self.timestampHeader) is missing, malformed or outside ±\(Int(Self.window)) s of this host's clock")
+            }
             return .needsBody
         }
+        if headers[HTTPField.Name("X-Hub-Signature-256")!] != nil { return .needsBody }
         return .refused("no signature: send X-Hub-Signature-256, X-Gitlab-Token or X-Bulwark-Signature-256")
     }
 

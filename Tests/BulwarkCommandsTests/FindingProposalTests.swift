@@ -429,10 +429,13 @@ import Testing
             func forge(_ name: String, _ path: String, message: String, _ edit: (String) -> String) throws {
                 let work = s.dir + "/forge-\(name)"
                 try git("clone", "-q", s.origin, work)
-                try write(work + "/" + path, edit(try read(work + "/" + path)))
-                try git("commit", "-qam", message, in: work)
+                try write(work + "/" + path, edit((try? read(work + "/" + path)) ?? ""))
+                try git("add", "-A", in: work)
+                try git("commit", "-qm", message, in: work)
                 try git("push", "-q", "origin", "HEAD:refs/heads/bulwark/proposals/\(name)", in: work)
             }
+            // The real proposal's file, for forgeries that start from it (citation and all).
+            let proposed = try git("--git-dir", s.origin, "show", "bulwark/proposals/real-one:desired-state/hosts/sshd.yaml")
             try forge("off", "controllers/host-hardening.yaml",
                       message: proposal.replacingOccurrences(of: "Change: desired-state/hosts/sshd.yaml", with: "Change: controllers/host-hardening.yaml")) {
                 $0.replacingOccurrences(of: "mode: enforce", with: "mode: audit")
@@ -440,15 +443,32 @@ import Testing
             try forge("unnamed", "controllers/host-hardening.yaml", message: proposal) {
                 $0.replacingOccurrences(of: "mode: enforce", with: "mode: audit")
             }
-            try forge("more", "desired-state/hosts/sshd.yaml", message: proposal) {
-                $0.replacingOccurrences(of: "MaxAuthTries: 4", with: "MaxAuthTries: 3")
-                    .replacingOccurrences(of: "PermitRootLogin: \"no\"", with: "PermitRootLogin: \"yes\"")
+            try forge("more", "desired-state/hosts/sshd.yaml", message: proposal) { _ in
+                proposed.replacingOccurrences(of: "PermitRootLogin: \"no\"", with: "PermitRootLogin: \"yes\"")
+            }
+            try forge("retarget", "desired-state/hosts/sshd.yaml", message: proposal) { _ in
+                proposed.replacingOccurrences(of: "spec:\n  MaxAuthTries: 3", with: "targets: {selector: {role: none}}\nspec:\n  MaxAuthTries: 3")
             }
             try forge("weaker", "desired-state/hosts/sshd.yaml", message: proposal) {
                 $0.replacingOccurrences(of: "MaxAuthTries: 4", with: "MaxAuthTries: 10")
             }
+            try forge("other-value", "desired-state/hosts/sshd.yaml", message: proposal) { _ in
+                proposed.replacingOccurrences(of: "  MaxAuthTries: 3", with: "  MaxAuthTries: 2")
+            }
+            try forge("no-rule", "desired-state/hosts/sshd.yaml",
+                      message: proposal.replacingOccurrences(of: "Rule: sshd-max-auth-tries", with: "Rule: no-such-rule")) { _ in proposed }
+            // A new resource no rule creates: an authorized-keys file any local user can write.
+            let created = "desired-state/proposed/sshdconfig-x.yaml"
+            try forge("created", created, message: "propose(SSHDConfig/x): keys\n\nRule: sshd-max-auth-tries\nChange: \(created): create SSHDConfig/x\n\n"
+                      + "Bulwark-Finding: real-one\nBulwark-Proposal: proposed\n") { _ in
+                "apiVersion: bulwark/v1\nkind: SSHDConfig\nmetadata:\n  name: x\n  annotations: {finding: real-one}\n"
+                    + "spec:\n  AuthorizedKeysFile: \".ssh/authorized_keys /tmp/%u.keys\"\n"
+            }
+            let writes = "is not what rule sshd-max-auth-tries writes for SSHDConfig/cis-5.1.16-max-auth-tries"
             for (name, why) in [("off", "only changes a YAML file under desired-state/"), ("unnamed", "changes controllers/host-hardening.yaml"),
-                                ("more", "it also changes SSHDConfig/"), ("weaker", "would weaken SSHDConfig/cis-5.1.16-max-auth-tries")] {
+                                ("more", writes), ("retarget", writes), ("weaker", "spec.MaxAuthTries is not the rule's 3"),
+                                ("other-value", "spec.MaxAuthTries is not the rule's 3"), ("no-rule", "has no finding rule no-such-rule"),
+                                ("created", "it names SSHDConfig/x, not SSHDConfig/cis-5.1.16-max-auth-tries")] {
                 let refused = try s.run("accept", name)
                 #expect(refused.status == 1 && refused.stderr.contains(why) && refused.stderr.contains("Nothing was committed"),
                         "\(name): \(refused.stderr)")

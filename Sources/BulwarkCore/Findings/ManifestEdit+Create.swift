@@ -6,6 +6,12 @@ extension ManifestEdit {
         "desired-state/proposed/\(id.kind.lowercased())-\(id.name).yaml"
     }
 
+    /// The comment at the top of a created manifest: which finding and rule proposed it.
+    public static func createdComment(finding: String, source: String, rule: String) -> String {
+        "Proposed by Bulwark for finding \(finding) from \(source) (rule \(rule)):\n"
+            + "a resource the policy did not have. Review it before merging."
+    }
+
     /// A new manifest for `id` whose spec is `change`'s `set` (scalars at their paths) and `add`
     /// (one-item lists at theirs), with `annotations`, bound to `targets` only, every value written as `render` writes it
     /// (double-quoted, digits plain) so that no finding's text can break out of its value.

@@ -134,8 +134,7 @@ package struct ProposalEngine: Sendable {
             if files.contains(where: { $0.path == path }) {
                 return Outcome(outcome: "not-proposed", detail: "\(path) exists already but holds no \(new)")
             }
-            let comment = "Proposed by Bulwark for finding \(finding.id) from \(finding.source) (rule \(rule.name)):\n"
-                + "a resource the policy did not have. Review it before merging."
+            let comment = ManifestEdit.createdComment(finding: finding.id, source: finding.source, rule: rule.name)
             do {
                 edited = try ManifestEdit.create(change, annotations: citation.annotations, for: new, targets: targets, comment: comment)
             } catch {

@@ -1,0 +1,35 @@
+@testable import BulwarkRuntime
+import BulwarkCore
+import BulwarkTestSupport
+import Foundation
+import Testing
+
+/// The intent journal on disk after a line was cut short (a full state disk mid-write, a kill):
+/// the next intent starts on a line of its own and is found open on restart, so a fix made after
+/// it is never left without its record.
+@Suite struct FileJournalTests {
+    func record(_ id: String) -> AuditRecord {
+        AuditRecord(id: id, controller: "c", target: "t", resource: "K/n", kind: "K", name: "n", severity: .high, risk: 6,
+                    mode: .enforce, decision: .applied, result: nil, reason: nil,
+                    changes: [.init(property: "p", desired: "1", observedBefore: "0", observedAfter: nil)],
+                    detectedAt: Date(timeIntervalSince1970: 1_795_341_600), appliedAt: nil, verifiedAt: nil,
+                    desiredCommit: "abc", approver: nil, error: nil)
+    }
+
+    @Test func anIntentWrittenAfterALineCutShortIsFoundOpenOnRestart() async throws {
+        try await withTemporaryDirectory { dir in
+            // What a write cut short by a full disk leaves: part of a line, no newline.
+            try write(dir + "/intents.log", #"{"begin":{"id":"01JD3M000000000000000TORN","contr"#)
+            let journal = FileJournal(stateDirectory: dir)
+            try await journal.begin(record("01JD3M0000000000000000000A"))
+            let restarted = FileJournal(stateDirectory: dir)
+            #expect(try await restarted.openIntents().map(\.id) == ["01JD3M0000000000000000000A"])
+            // Lines written whole stay as they are: one per line, no blank line added.
+            try await journal.begin(record("01JD3M0000000000000000000B"))
+            try await journal.end("01JD3M0000000000000000000A")
+            let lines = try read(dir + "/intents.log").split(separator: "\n", omittingEmptySubsequences: false)
+            #expect(lines.count == 5 && lines.last == "", "\(lines)")
+            #expect(try await FileJournal(stateDirectory: dir).openIntents().map(\.id) == ["01JD3M0000000000000000000B"])
+        }
+    }
+}

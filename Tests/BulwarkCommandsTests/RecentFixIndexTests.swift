@@ -1,0 +1,140 @@
+@testable import BulwarkCommands
+@testable import BulwarkRuntime
+import BulwarkCore
+import BulwarkGit
+import BulwarkTestSupport
+import Foundation
+import Testing
+
+/// The index of recent fixes (`state/recent-fixes`) feeds the flap breaker; whatever state it
+/// is in, the breaker counts what the audit branch records.
+@Suite struct RecentFixIndexTests {
+    static let flapPolicy = "maxChangesPerCycle: 50\n  flapBreaker: {count: 2, period: 1h}"
+
+    func indexPath(_ s: Scenario) -> String { s.state + "/" + RecentFixIndex.fileName }
+
+    func bytes(_ path: String) throws -> [UInt8] {
+        Array(try #require(FileManager.default.contents(atPath: path), "no \(path)"))
+    }
+
+    func localAuditHead(_ s: Scenario) throws -> String {
+        try git("--git-dir", s.state + "/repository.git", "rev-parse", "refs/heads/bulwark/audit")
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// Puts PermitRootLogin back to yes, as something else on the host would.
+    func driftBack(_ s: Scenario) throws {
+        let sshd = s.host + "/etc/ssh/sshd_config"
+        try write(sshd, try read(sshd).replacingOccurrences(of: "\nPermitRootLogin no\n", with: "\nPermitRootLogin yes\n"), mode: 0o600)
+    }
+
+    /// The index files a reader must not trust as they are, made from a good one (`good`, up to
+    /// date with the branch) and an older one (`stale`, up to date with an earlier head).
+    func untrustworthy(good: [UInt8], stale: [UInt8]) throws -> [(String, [UInt8]?)] {
+        let index = try #require(RecentFixIndex.parse(good))
+        var damaged = good
+        // A changed byte inside an entry (a desired value): the checksum no longer matches.
+        let at = try #require(good.lastIndex(of: UInt8(ascii: "1")))
+        damaged[at] = UInt8(ascii: "7")
+        var torn = good
+        torn.removeLast(30)
+        // Well-formed files that lie: no fixes, for a head not on the branch, or claiming a
+        // window that starts after the breaker's.
+        let foreign = RecentFixIndex(head: ObjectID(hex: String(repeating: "ab", count: 20)), since: 0, entries: [])
+        let narrow = RecentFixIndex(head: index.head, since: Int64(Date().timeIntervalSince1970) + 60, entries: [])
+        return [("missing", nil), ("damaged", damaged), ("torn", torn), ("stale", stale),
+                ("foreign head", foreign.serialized()), ("narrower window", narrow.serialized()),
+                ("not a file", Array("x".utf8))]
+    }
+
+    @Test func aFlappingFixIsStillEscalatedWhateverStateTheIndexIsIn() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            try s.editPolicy("controllers/host-hardening.yaml", replacing: "maxChangesPerCycle: 50", with: Self.flapPolicy)
+            let sshd = s.host + "/etc/ssh/sshd_config"
+            // Round 1: fixed, and the index written (by the plan's read and the record's commit).
+            #expect(try s.run("apply").status == 0)
+            #expect(try read(sshd).contains("\nPermitRootLogin no\n"))
+            let stale = try bytes(indexPath(s))
+            try driftBack(s)
+            // Round 2: fixed again (one earlier fix: under the limit of two).
+            #expect(try s.run("apply").status == 0)
+            #expect(try read(sshd).contains("\nPermitRootLogin no\n"))
+            let good = try bytes(indexPath(s))
+            let index = try #require(RecentFixIndex.parse(good))
+            #expect(index.head?.hex == (try localAuditHead(s)), "up to date with the branch after the pass")
+            #expect(index.entries.filter { $0.changes.contains { $0.property == "PermitRootLogin" && $0.desired == "no" } }.count == 2)
+            try driftBack(s)
+            let drifted = try s.snapshot()
+
+            for (name, bytes) in try untrustworthy(good: good, stale: stale) {
+                try? FileManager.default.removeItem(atPath: indexPath(s))
+                if name == "not a file" {
+                    try FileManager.default.createDirectory(atPath: indexPath(s), withIntermediateDirectories: false)
+                } else if let bytes {
+                    try Data(bytes).write(to: URL(fileURLWithPath: indexPath(s)))
+                }
+                let plan = try s.run("plan")
+                #expect(plan.status == 2 && plan.stdout.contains("escalated"), "\(name): \(plan.stdout)\n\(plan.stderr)")
+                if name != "not a file" {
+                    // Written again from git: both fixes, up to date with the branch.
+                    let rebuilt = RecentFixIndex.read(in: s.state)
+                    #expect(rebuilt?.head?.hex == (try localAuditHead(s)), "\(name)")
+                    #expect(rebuilt?.entries.filter { $0.changes.contains { $0.property == "PermitRootLogin" } }.count == 2, "\(name)")
+                }
+            }
+            try? FileManager.default.removeItem(atPath: indexPath(s))
+
+            // The harmful third fix is not made through a lying index either: escalated once, the host as it was.
+            try Data(untrustworthy(good: good, stale: stale)[4].1 ?? []).write(to: URL(fileURLWithPath: indexPath(s)))
+            let third = try s.run("apply")
+            #expect(third.status == 0)
+            #expect(third.stdout.contains("ESCALATE"))
+            #expect(try s.snapshot() == drifted, "nothing on the host changed")
+            #expect(try s.trailers("Bulwark-Decision").filter { $0 == "escalated" }.count == 1)
+        }
+    }
+
+    @Test func aLegitimateFixGoesThroughAndTheNextProcessReadsNoRecordFromGit() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            try s.editPolicy("controllers/host-hardening.yaml", replacing: "maxChangesPerCycle: 50", with: Self.flapPolicy)
+            let sshd = s.host + "/etc/ssh/sshd_config"
+            #expect(try s.run("apply").status == 0)
+            // A damaged index does not stop a fix that is not flapping: one earlier fix, limit two.
+            try Data("bulwark-recent-fixes 1\nhead nonsense\n".utf8).write(to: URL(fileURLWithPath: indexPath(s)))
+            try driftBack(s)
+            let second = try s.run("apply")
+            #expect(second.status == 0)
+            #expect(!second.stdout.contains("ESCALATE"))
+            #expect(try read(sshd).contains("\nPermitRootLogin no\n"), "fixed again")
+
+            // The records the pass committed went into the index as they were written: the next
+            // process takes both fixes from the file and reads no audit commit.
+            let repo = try PolicyRepository(.init(url: URL(fileURLWithPath: s.origin).standardizedFileURL.path, stateDirectory: s.state))
+            _ = try await repo.sync()
+            let history = try await repo.recentFixes(since: Date().addingTimeInterval(-3600))
+            let statistics = await repo.fixIndexStatistics
+            let shown = "\(statistics) \((try? read(indexPath(s))) ?? "no file") \((try? localAuditHead(s)) ?? "")"
+            #expect(statistics.loadedFromFile && statistics.rebuilds == 0 && statistics.commitsRead == 0, "\(shown)")
+            let fixes = history.fixes.filter { $0.key.property == "PermitRootLogin" }
+            #expect(fixes.count == 1 && fixes.first?.value.count == 2)
+            #expect(fixes.first?.value.allSatisfy { $0.desired == "no" } == true)
+        }
+    }
+
+    @Test func fieldsWithSpacesControlBytesAndPercentSignsRoundTrip() throws {
+        let entry = RecentFixIndex.Entry(
+            commit: try #require(ObjectID(hex: String(repeating: "12", count: 20))), committed: 1_795_341_600, at: 1_795_341_600_142,
+            id: "01AAAA", target: "web 1", kind: "FileContent", name: "motd%", changes: [
+                .init(property: "content", desired: "line one\nline\ttwo 100%"), .init(property: "mode", desired: ""),
+            ])
+        let index = RecentFixIndex(head: entry.commit, since: 1_795_338_000, entries: [entry, entry])
+        let bytes = index.serialized()
+        #expect(RecentFixIndex.parse(bytes) == index)
+        #expect(bytes.filter { $0 == 0x0a }.count == 6, "one line per entry")
+        let wrongCount = Array(String(decoding: bytes, as: UTF8.self).replacingOccurrences(of: "\nend 2 ", with: "\nend 3 ").utf8)
+        #expect(wrongCount != bytes)
+        #expect(RecentFixIndex.parse(wrongCount) == nil)
+    }
+}

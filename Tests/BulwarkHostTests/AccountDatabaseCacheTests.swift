@@ -1,0 +1,61 @@
+@testable import BulwarkHost
+import BulwarkTestSupport
+import Foundation
+import Testing
+
+/// A root's users and groups are parsed once and reused while etc/passwd and etc/group are
+/// unchanged; any change to either is seen by the next lookup.
+@Suite struct AccountDatabaseCacheTests {
+    @Test func aChangedGroupFileIsReadAgainAndAnUnchangedOneGivesTheSameNames() async throws {
+        try await withTemporaryDirectory { root in
+            try write(root + "/etc/passwd", "root:x:0:0::/root:/bin/sh\nadmin:x:1000:1000::/home/admin:/bin/sh\n")
+            try write(root + "/etc/group", "root:x:0:\nshadow:x:42:\n")
+            // Written an hour ago: old enough to be cached (a file modified in the last seconds never is).
+            for file in ["/etc/passwd", "/etc/group"] { try setModified(root + file, secondsAgo: 3600) }
+            let host = try HostRoot(root)
+            let first = try AccountDatabase(root: host)
+            #expect(first.groupName(42) == "shadow" && first.userName(1000) == "admin")
+            #expect(try AccountDatabase(root: host).groupName(42) == "shadow", "unchanged: the same names")
+
+            // Rewritten in place, same size: the modification time tells.
+            let handle = try #require(FileHandle(forWritingAtPath: root + "/etc/group"))
+            try handle.write(contentsOf: Data("root:x:0:\nsecret:x:42:\n".utf8))
+            try handle.close()
+            try setModified(root + "/etc/group", secondsAgo: 1800)
+            #expect(try AccountDatabase(root: host).groupName(42) == "secret")
+
+            // Replaced by a rename (a new inode), and passwd by a link inside the root.
+            try write(root + "/etc/group.new", "root:x:0:\nwheel:x:42:\n")
+            try setModified(root + "/etc/group.new", secondsAgo: 3600)
+            #expect(rename(root + "/etc/group.new", root + "/etc/group") == 0)
+            try write(root + "/srv/passwd", "root:x:0:0::/root:/bin/sh\nops:x:1000:1000::/home/ops:/bin/sh\n")
+            try FileManager.default.removeItem(atPath: root + "/etc/passwd")
+            try FileManager.default.createSymbolicLink(atPath: root + "/etc/passwd", withDestinationPath: "../srv/passwd")
+            let after = try AccountDatabase(root: host)
+            #expect(after.groupName(42) == "wheel" && after.userName(1000) == "ops")
+
+            // Removed: the numbers, as for a root without the file.
+            try FileManager.default.removeItem(atPath: root + "/etc/group")
+            #expect(try AccountDatabase(root: host).groupName(42) == "42")
+        }
+    }
+
+    @Test func aFileModifiedMomentsAgoIsNeverCached() async throws {
+        try await withTemporaryDirectory { root in
+            try write(root + "/etc/group", "root:x:0:\nshadow:x:42:\n")
+            let host = try HostRoot(root)
+            #expect(try AccountDatabase(root: host).groupName(42) == "shadow")
+            // A same-size rewrite in place within the same tick of the kernel's clock keeps size,
+            // inode and (possibly) the modification time: only not caching such a file is safe.
+            let handle = try #require(FileHandle(forWritingAtPath: root + "/etc/group"))
+            try handle.write(contentsOf: Data("root:x:0:\nsecret:x:42:\n".utf8))
+            try handle.close()
+            #expect(try AccountDatabase(root: host).groupName(42) == "secret")
+        }
+    }
+
+    func setModified(_ path: String, secondsAgo: Int) throws {
+        let when = Date().addingTimeInterval(-Double(secondsAgo))
+        try FileManager.default.setAttributes([.modificationDate: when], ofItemAtPath: path)
+    }
+}
