@@ -26,8 +26,11 @@ LoginGraceTime 60
 X11Forwarding no
 """
 LOGIN_DEFS = "PASS_MAX_DAYS 365\nPASS_MIN_DAYS 1\nPASS_WARN_AGE 7\nUMASK 027\n"
-PASSWD = "root:x:0:0:root:/root:/bin/bash\n"
-GROUP = "root:x:0:\nshadow:x:42:\n"
+# `admin` (in sudo) logs in with a key: without an account that can log in, the sshd guard
+# blocks the PermitRootLogin fix (recorded once as `blocked`) and no drift after it is fixed.
+PASSWD = "root:x:0:0:root:/root:/bin/bash\nadmin:x:1000:1000:admin:/home/admin:/bin/bash\n"
+GROUP = "root:x:0:\nshadow:x:42:\nsudo:x:27:admin\nadmin:x:1000:\n"
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBulwarkFleetBenchmarkKeyNotARealOneAtAll00000 admin\n"
 
 RESOURCES = """apiVersion: bulwark/v1
 kind: SSHDConfig
@@ -52,8 +55,11 @@ def build(work, targets):
         write(f"{root}/etc/login.defs", LOGIN_DEFS)
         write(f"{root}/etc/passwd", PASSWD)
         write(f"{root}/etc/group", GROUP)
-        write(f"{root}/etc/shadow", "root:*:19000:0:99999:7:::\n", 0o640)
+        write(f"{root}/etc/shadow", "root:*:19000:0:99999:7:::\nadmin:*:19000:0:99999:7:::\n", 0o640)
         write(f"{root}/etc/gshadow", "root:*::\n", 0o640)
+        write(f"{root}/etc/shells", "/bin/sh\n/bin/bash\n")
+        write(f"{root}/bin/bash", "#!/bin/sh\n", 0o755)
+        write(f"{root}/home/admin/.ssh/authorized_keys", KEY, 0o600)
         os.makedirs(f"{root}/etc/sysctl.d", exist_ok=True)
         for path in ("etc/shadow", "etc/gshadow"):
             os.chown(f"{root}/{path}", 0, 42)
