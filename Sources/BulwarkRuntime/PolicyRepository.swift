@@ -724,8 +724,14 @@ package actor PolicyRepository: AuditSink {
     /// to the index of recent fixes when it is up to date with the commit they follow (otherwise
     /// the next reader reads them from git). A failure is a warning: it only costs that read.
     private func saveRecentFixes() {
-        guard !fixPending.isEmpty, let durable = try? repository.resolve(localAudit),
-              let last = fixPending.lastIndex(where: { $0.commit == durable }) else { return }
+        guard !fixPending.isEmpty, let durable = try? repository.resolve(localAudit) else { return }
+        guard let last = fixPending.lastIndex(where: { $0.commit == durable }) else {
+            // Nothing flushed yet: they wait. Otherwise the branch moved elsewhere (a replay onto
+            // the origin gives the commits new ids): they can never be added; the next reader
+            // reads them from git.
+            if durable != fixPending.first?.parent { fixPending = [] }
+            return
+        }
         let written = fixPending[...last]
         fixPending.removeFirst(last + 1)
         guard var index = fixIndex ?? RecentFixIndex.read(in: configuration.stateDirectory), let first = written.first,
