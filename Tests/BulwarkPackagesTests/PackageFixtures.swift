@@ -64,8 +64,11 @@ struct AptSandbox {
             let destination = root + to
             try FileManager.default.createDirectory(atPath: (destination as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
             if !FileManager.default.fileExists(atPath: destination) {
-                try FileManager.default.copyItem(atPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: from))
-                    .map { $0.hasPrefix("/") ? $0 : (from as NSString).deletingLastPathComponent + "/" + $0 } ?? from, toPath: destination)
+                // Copied by a child process, never through a descriptor of this one: another test's
+                // fork would inherit that descriptor open for writing, and running the copy would
+                // fail with "Text file busy" until that child exits.
+                let copied = try run("/bin/cp", ["-L", from, destination])
+                try #require(copied.status == 0, "cp \(from): \(copied.stderr)")
             }
         }
         // The shell runs in the root as dpkg will run maintainer scripts there: a missing library
