@@ -11,12 +11,8 @@ extension Repository {
     /// `commitInfo(_:).trailer(key)` does.
     public func forEachCommit(from head: ObjectID, trailer key: String,
                               _ body: (ObjectID, String?) throws -> Void) throws {
-        var walk: OpaquePointer?
-        try check(git_revwalk_new(&walk, pointer), "git_revwalk_new")
+        let walk = try unsortedWalk(from: head)
         defer { git_revwalk_free(walk) }
-        try check(git_revwalk_sorting(walk, GIT_SORT_NONE.rawValue), "git_revwalk_sorting")
-        var start = head.raw
-        try check(git_revwalk_push(walk, &start), "git_revwalk_push")
         var oid = git_oid()
         while true {
             let code = git_revwalk_next(&oid, walk)

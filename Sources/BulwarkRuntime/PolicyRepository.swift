@@ -703,6 +703,11 @@ package actor PolicyRepository: AuditSink {
             return
         }
         let index = RecentFixIndex(head: nil, since: since, entries: [])
+        store(index)
+    }
+
+    /// Writes the index of recent fixes; a failure is a warning (it only costs the next reader a read from git).
+    private func store(_ index: RecentFixIndex) {
         do {
             try index.write(in: configuration.stateDirectory)
             fixIndex = index
@@ -743,13 +748,7 @@ package actor PolicyRepository: AuditSink {
             index.entries.removeAll { $0.committed < cutoff }
             index.since = cutoff
         }
-        do {
-            try index.write(in: configuration.stateDirectory)
-            fixIndex = index
-        } catch {
-            fixIndex = nil
-            Console().warn("cannot write the index of recent fixes (the next run reads them from git): \(error)")
-        }
+        store(index)
     }
 
     /// Peer records left out of the flap history since the last call (each commit once), for the daemon's log and metric.

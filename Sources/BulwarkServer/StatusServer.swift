@@ -93,7 +93,7 @@ public struct WebhookVerifier: Sendable {
             // A stale or missing timestamp is refused before the body: a sender without the
             // secret cannot hold a place among the unverified bodies with a captured old header.
             let timestamp = headers[HTTPField.Name(Self.timestampHeader)!]
-            guard let timestamp, let seconds = Int64(timestamp), timestamp.utf8.count <= 12,
+            guard let timestamp, let seconds = Self.seconds(timestamp),
                   abs(Double(seconds) - clock().timeIntervalSince1970) <= Self.window else {
                 return .refused(timestamp == nil ? "X-Bulwark-Signature-256 needs \(Self.timestampHeader) (Unix seconds)"
                                 : "\(Self.timestampHeader) is missing, malformed or outside ±\(Int(Self.window)) s of this host's clock")

@@ -23,14 +23,17 @@ extension WebhookVerifier {
     /// nil when a Bulwark-signed request (`X-Bulwark-Signature-256: value`) is authentic, fresh
     /// and not seen before; else why not. The signature is checked before the time, so a sender
     /// without the secret learns nothing of the receiver's clock or memory.
+    /// `X-Bulwark-Timestamp` as Unix seconds: 1 to 12 digits, nothing else.
+    static func seconds(_ timestamp: String) -> Int64? {
+        guard (1...12).contains(timestamp.utf8.count), timestamp.utf8.allSatisfy({ (0x30...0x39).contains($0) }) else { return nil }
+        return Int64(timestamp)
+    }
+
     func bulwarkRefusal(_ value: String, timestamp: String?, body: [UInt8], now: Date) -> String? {
         guard let timestamp else {
             return "X-Bulwark-Signature-256 needs \(Self.timestampHeader) (Unix seconds), signed with the body: sha256=<hex HMAC-SHA256 of \"<timestamp>.\" + body>"
         }
-        guard (1...12).contains(timestamp.utf8.count), timestamp.utf8.allSatisfy({ (0x30...0x39).contains($0) }),
-              let seconds = Int64(timestamp) else {
-            return "\(Self.timestampHeader): expected Unix seconds"
-        }
+        guard let seconds = Self.seconds(timestamp) else { return "\(Self.timestampHeader): expected Unix seconds" }
         let expected = Self.signature(of: body, timestamp: seconds, secret: secret)
         guard Self.constantTimeEqual(Array(value.lowercased().utf8), Array(expected.utf8)) else {
             return "X-Bulwark-Signature-256 does not match the timestamp and body"

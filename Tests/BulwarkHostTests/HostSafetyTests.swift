@@ -38,13 +38,18 @@ let accounts = (passwd: "root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/home/ali
                 group: "root:x:0:\nshadow:x:42:\nalice:x:1000:\n")
 
 @Suite struct SafePathTests {
+    /// A root with alice, and a shadow file only root and the shadow group read.
+    func shadowAndAlice(_ root: String) throws {
+        try write(root + "/etc/passwd", accounts.passwd)
+        try write(root + "/etc/group", accounts.group)
+        try write(root + "/etc/shadow", "root:$y$secret:19700:0:99999:7:::\n", mode: 0o640)
+        chown(root + "/etc/shadow", 0, 42)
+    }
+
     @Test func aUsersLinkToShadowNeverChangesShadowWhileTheirRealFileIsFixed() async throws {
         guard isRoot else { return }
         try await withTemporaryDirectory { root in
-            try write(root + "/etc/passwd", accounts.passwd)
-            try write(root + "/etc/group", accounts.group)
-            try write(root + "/etc/shadow", "root:$y$secret:19700:0:99999:7:::\n", mode: 0o640)
-            chown(root + "/etc/shadow", 0, 42)
+            try shadowAndAlice(root)
             // alice replaces a file Bulwark manages in her home with a link to the shadow file.
             try link(root + "/home/alice/notes", to: "../../etc/shadow")
             try write(root + "/home/alice/real", "x", mode: 0o644)
@@ -69,10 +74,7 @@ let accounts = (passwd: "root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/home/ali
     @Test func aUsersHardLinkToShadowNeverHandsShadowToTheUser() async throws {
         guard isRoot else { return }
         try await withTemporaryDirectory { root in
-            try write(root + "/etc/passwd", accounts.passwd)
-            try write(root + "/etc/group", accounts.group)
-            try write(root + "/etc/shadow", "root:$y$secret:19700:0:99999:7:::\n", mode: 0o640)
-            chown(root + "/etc/shadow", 0, 42)
+            try shadowAndAlice(root)
             try FileManager.default.createDirectory(atPath: root + "/home/alice", withIntermediateDirectories: true)
             #expect(Glibc.link(root + "/etc/shadow", root + "/home/alice/notes") == 0)
             try write(root + "/home/alice/real", "x", mode: 0o644)
