@@ -4,6 +4,7 @@ public import Foundation
 public import HTTPTypes
 public import Hummingbird
 internal import HummingbirdCore
+public import NIOCore
 internal import Synchronization
 public import Logging
 public import Prometheus
@@ -183,9 +184,16 @@ public struct ServerSettings: Sendable {
     /// connections trickling unauthenticated bodies cannot take the daemon's memory. Requests
     /// the headers already authenticate (a bearer or GitLab token) do not count.
     public var unverifiedBodies: Int
+    /// Of those, at most this many from one client address: one client trickling bodies cannot
+    /// take every place and keep the webhooks of others waiting.
+    public var unverifiedBodiesPerAddress: Int
+    /// An unverified body must arrive whole within this time (408 after it, and its place is
+    /// free again): a client that sends a body a byte at a time holds a place only this long.
+    public var unverifiedBodyDeadline: Duration
 
     public init(host: String, port: Int, repository: String = "", webhook: WebhookVerifier?, findings: FindingsAuthenticator,
-                idleTimeout: Duration = .seconds(15), maxConnections: Int = 4096, unverifiedBodies: Int = 16) {
+                idleTimeout: Duration = .seconds(15), maxConnections: Int = 4096, unverifiedBodies: Int = 16,
+                unverifiedBodiesPerAddress: Int = 4, unverifiedBodyDeadline: Duration = .seconds(10)) {
         self.host = host
         self.port = port
         self.repository = repository
@@ -194,6 +202,8 @@ public struct ServerSettings: Sendable {
         self.idleTimeout = idleTimeout
         self.maxConnections = maxConnections
         self.unverifiedBodies = unverifiedBodies
+        self.unverifiedBodiesPerAddress = unverifiedBodiesPerAddress
+        self.unverifiedBodyDeadline = unverifiedBodyDeadline
     }
 }
 
@@ -205,19 +215,38 @@ public enum StatusServer {
     /// Large (XML) findings bodies read at once, over every server of the process.
     static let largeBodies = Admission(limit: 2)
 
-    /// At most `limit` holders at once; the rest are turned away, never queued.
+    /// At most `limit` holders at once, and at most `perAddress` of them from one client
+    /// address; the rest are turned away, never queued.
     final class Admission: Sendable {
         let limit: Int
-        private let held = Mutex(0)
-        init(limit: Int) { self.limit = limit }
-        func enter() -> Bool {
-            held.withLock { count in
-                guard count < limit else { return false }
-                count += 1
-                return true
+        let perAddress: Int
+        private let held = Mutex((count: 0, byAddress: [String: Int]()))
+        init(limit: Int, perAddress: Int? = nil) {
+            self.limit = limit
+            self.perAddress = perAddress ?? limit
+        }
+
+        enum Verdict { case admitted, full, fullForAddress }
+
+        func enter(from address: String = "") -> Verdict {
+            held.withLock { state in
+                guard state.count < limit else { return .full }
+                guard state.byAddress[address, default: 0] < perAddress else { return .fullForAddress }
+                state.count += 1
+                state.byAddress[address, default: 0] += 1
+                return .admitted
             }
         }
-        func leave() { held.withLock { $0 -= 1 } }
+
+        func enter() -> Bool { enter(from: "") == .admitted }
+
+        func leave(from address: String = "") {
+            held.withLock { state in
+                state.count -= 1
+                let left = state.byAddress[address, default: 1] - 1
+                state.byAddress[address] = left > 0 ? left : nil
+            }
+        }
     }
 
     /// The paths served, and their methods.
@@ -242,24 +271,34 @@ public enum StatusServer {
 
     /// The routes, shared by the daemon and the tests (`app.test(.router)`).
     public static func router(control: some DaemonControl, settings: ServerSettings, metrics: PrometheusCollectorRegistry,
-                              logger: Logger) -> Router<BasicRequestContext> {
-        let router = Router()
-        let unverified = Admission(limit: settings.unverifiedBodies)
+                              logger: Logger) -> Router<ServerContext> {
+        let router = Router(context: ServerContext.self)
+        let unverified = Admission(limit: settings.unverifiedBodies, perAddress: settings.unverifiedBodiesPerAddress)
         /// Refuses what the headers refuse, and takes a place among the unverified bodies for a
         /// request whose body must be read to check it (the caller leaves it once checked).
-        @Sendable func admit(_ verdict: HeaderVerdict, _ what: String) throws -> Bool {
+        @Sendable func admit(_ verdict: HeaderVerdict, _ what: String, from address: String) throws -> Bool {
             switch verdict {
             case .authentic: return false
             case .refused(let reason):
                 logger.warning("\(what) refused", metadata: ["reason": .string(reason)])
                 throw HTTPError(.unauthorized, message: reason)
             case .needsBody:
-                guard unverified.enter() else {
+                switch unverified.enter(from: address) {
+                case .admitted: return true
+                case .full:
                     throw HTTPError(.serviceUnavailable, headers: [.retryAfter: "5"],
                                     message: "\(unverified.limit) signed requests are being read; send this one again shortly")
+                case .fullForAddress:
+                    logger.warning("\(what) turned away", metadata: ["reason": "too many unverified bodies from one address",
+                                                                     "address": .string(address)])
+                    throw HTTPError(.serviceUnavailable, headers: [.retryAfter: "5"],
+                                    message: "\(unverified.perAddress) signed requests from this address are being read; send this one again shortly")
                 }
-                return true
             }
+        }
+        /// An unverified body, within the deadline.
+        @Sendable func unverifiedBody(_ request: Request, upTo limit: Int = maxBody) async throws -> [UInt8] {
+            try await collect(request, upTo: limit, within: settings.unverifiedBodyDeadline)
         }
         router.add(middleware: JSONErrorMiddleware(routes: routes))
         router.get("healthz") { _, _ in text(.ok, "ok\n") }
@@ -281,13 +320,14 @@ public enum StatusServer {
         router.get("/") { _, _ in
             text(.ok, StatusPage.render(await control.status(), repository: settings.repository), type: "text/html; charset=utf-8")
         }
-        router.post("hooks/git") { request, _ -> Response in
+        router.post("hooks/git") { request, context -> Response in
             guard let verifier = settings.webhook else {
                 throw HTTPError(.unauthorized, message: "no webhook secret is configured; see bulwark run --help")
             }
-            let held = try admit(verifier.headerVerdict(request.headers), "webhook")
-            defer { if held { unverified.leave() } }
-            let body = try await collect(request)
+            let address = context.address
+            let held = try admit(verifier.headerVerdict(request.headers), "webhook", from: address)
+            defer { if held { unverified.leave(from: address) } }
+            let body = held ? try await unverifiedBody(request) : try await collect(request)
             if let refusal = verifier.refusal(headers: request.headers, body: body) {
                 logger.warning("webhook refused", metadata: ["reason": .string(refusal)])
                 throw HTTPError(.unauthorized, message: refusal)
@@ -295,12 +335,13 @@ public enum StatusServer {
             await control.sourcePushed(body: body, relayed: request.headers[HTTPField.Name("X-Bulwark-Relayed")!] != nil)
             return json(.accepted, ["status": "fetching"])
         }
-        router.post("api/v1/findings") { request, _ -> Response in
+        router.post("api/v1/findings") { request, context -> Response in
             // A scan's XML results run to several MiB (oscap's ARF for SSG's content is 8 MB): a
             // request that says XML and carries the bearer token, checked before any of the body
             // is read, may send up to FindingParser.maxXMLSize; every other one 1 MiB.
-            let held = try admit(settings.findings.headerVerdict(request.headers), "findings")
-            defer { if held { unverified.leave() } }
+            let address = context.address
+            let held = try admit(settings.findings.headerVerdict(request.headers), "findings", from: address)
+            defer { if held { unverified.leave(from: address) } }
             let large = FindingParser.isXMLContentType(request.headers[.contentType])
                 && settings.findings.acceptsBearer(request.headers)
             // Each is held whole and parsed: a few at a time, so that a burst of them cannot take
@@ -310,7 +351,8 @@ public enum StatusServer {
                                 message: "\(largeBodies.limit) large results are being read; send this one again shortly")
             }
             defer { if large { largeBodies.leave() } }
-            let body = try await collect(request, upTo: large ? FindingParser.maxXMLSize : maxBody)
+            let limit = large ? FindingParser.maxXMLSize : maxBody
+            let body = held ? try await unverifiedBody(request, upTo: limit) : try await collect(request, upTo: limit)
             if let refusal = settings.findings.refusal(headers: request.headers, body: body) {
                 logger.warning("findings refused", metadata: ["reason": .string(refusal)])
                 throw HTTPError(.unauthorized, message: refusal)
@@ -341,6 +383,22 @@ public enum StatusServer {
         return router
     }
 
+    /// `collect(_:upTo:)`, or 408 when the whole body has not arrived within `deadline`.
+    static func collect(_ request: Request, upTo limit: Int, within deadline: Duration) async throws -> [UInt8] {
+        try await withThrowingTaskGroup(of: [UInt8]?.self) { group in
+            group.addTask { try await collect(request, upTo: limit) }
+            group.addTask {
+                try await Task.sleep(for: deadline)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let body = first else {
+                throw HTTPError(.requestTimeout, message: "the body did not arrive within \(deadline) of its headers")
+            }
+            return body
+        }
+    }
+
     static func collect(_ request: Request, upTo limit: Int = maxBody) async throws -> [UInt8] {
         do {
             return Array(try await request.body.collect(upTo: limit).readableBytesView)
@@ -360,6 +418,21 @@ public enum StatusServer {
         fields[.contentType] = "application/json"
         return Response(status: status, headers: fields, body: .init(byteBuffer: ByteBuffer(bytes: Array(data) + [0x0A])))
     }
+}
+
+/// The request context of the daemon's server: hummingbird's basic one, and the client's address
+/// (the unverified-body budget is also counted per address).
+public struct ServerContext: RequestContext, RemoteAddressRequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public let remoteAddress: SocketAddress?
+
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        remoteAddress = source.channel.remoteAddress
+    }
+
+    /// The client's IP address, or "" when there is none (a test's in-process channel).
+    var address: String { remoteAddress?.ipAddress ?? "" }
 }
 
 /// Every error the routes throw, and a route not found, as `{"error": "..."}`; a known path

@@ -57,11 +57,12 @@ actor RecordingDaemon: DaemonControl {
     static let clockNow = Date(timeIntervalSince1970: 1_800_000_000)
 
     func app(_ daemon: RecordingDaemon, webhook: Bool = true, token: String? = StatusServerTests.token,
-             unverifiedBodies: Int = 16) -> some ApplicationProtocol {
+             unverifiedBodies: Int = 16, perAddress: Int = 4, deadline: Duration = .seconds(10)) -> some ApplicationProtocol {
         let verifier = webhook ? WebhookVerifier(secret: Self.secret, clock: { StatusServerTests.clockNow }) : nil
         let settings = ServerSettings(host: "127.0.0.1", port: 0, webhook: verifier,
                                       findings: FindingsAuthenticator(verifier: verifier, token: token.map { Array($0.utf8) }),
-                                      unverifiedBodies: unverifiedBodies)
+                                      unverifiedBodies: unverifiedBodies, unverifiedBodiesPerAddress: perAddress,
+                                      unverifiedBodyDeadline: deadline)
         return StatusServer.application(control: daemon, settings: settings, metrics: PrometheusCollectorRegistry(),
                                         logger: Logger(label: "test"))
     }
@@ -184,6 +185,44 @@ actor RecordingDaemon: DaemonControl {
         }
         #expect(await daemon.pushes == 2)
         #expect(await daemon.received.count == 2)
+    }
+
+    /// A client that opens signed requests and then sends their bodies a byte at a time: it
+    /// holds at most `perAddress` places, each only until the deadline, and clients at other
+    /// addresses go through meanwhile.
+    @Test func aClientTricklingSignedBodiesHoldsFewPlacesAndOnlyUntilTheDeadline() async throws {
+        let daemon = RecordingDaemon(bindings: [Self.sshd])
+        let body = #"{"ref":"refs/heads/main"}"#
+        let signature = WebhookVerifier.signature(of: Array(body.utf8), secret: Self.secret)
+        @Sendable func head(_ length: Int) -> String {
+            "POST /hooks/git HTTP/1.1\r\nHost: bulwark\r\nContent-Type: application/json\r\n"
+                + "X-Hub-Signature-256: \(signature)\r\nContent-Length: \(length)\r\n\r\n"
+        }
+        try await app(daemon, perAddress: 2, deadline: .seconds(3)).test(.live) { client in
+            let port = try #require(client.port)
+            // Two requests from 127.0.0.1 whose bodies stop after one byte.
+            let stalled = try (0..<2).map { _ in try RawHTTPClient(from: "127.0.0.1", to: port) }
+            for connection in stalled { try connection.send(head(body.utf8.count) + "{") }
+            // A third from the same address is turned away once both are being read.
+            var third = ""
+            for _ in 0..<100 {
+                third = try RawHTTPClient(from: "127.0.0.1", to: port).exchange(head(body.utf8.count) + body)
+                if third.hasPrefix("HTTP/1.1 503") { break }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(third.hasPrefix("HTTP/1.1 503") && third.contains("from this address"), "\(third)")
+            // Another address goes through meanwhile.
+            let other = try RawHTTPClient(from: "127.0.0.2", to: port).exchange(head(body.utf8.count) + body)
+            #expect(other.hasPrefix("HTTP/1.1 202"), "\(other)")
+            // The stalled ones are answered 408 at the deadline, and their places are free again.
+            for connection in stalled {
+                let answer = try connection.receive()
+                #expect(answer.hasPrefix("HTTP/1.1 408") && answer.contains("did not arrive within"), "\(answer)")
+            }
+            let again = try RawHTTPClient(from: "127.0.0.1", to: port).exchange(head(body.utf8.count) + body)
+            #expect(again.hasPrefix("HTTP/1.1 202"), "\(again)")
+        }
+        #expect(await daemon.pushes >= 2)
     }
 
     @Test func oversizedFindingsAreRefusedNamingTheLimit() async throws {
@@ -392,5 +431,67 @@ actor RecordingDaemon: DaemonControl {
             Finding(resource: "instance/web-22", control: "c", firstObservedAt: early),
         ])
         #expect(matched == [Self.sshd: early, Self.sysctl: late])
+    }
+}
+
+/// A blocking TCP client bound to a chosen loopback source address, to send exactly the bytes a
+/// slow or hostile client sends.
+final class RawHTTPClient {
+    let socket: Int32
+
+    init(from source: String, to port: Int) throws {
+        socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard socket >= 0 else { throw POSIXError(.EIO) }
+        var local = sockaddr_in()
+        local.sin_family = sa_family_t(AF_INET)
+        inet_pton(AF_INET, source, &local.sin_addr)
+        var remote = sockaddr_in()
+        remote.sin_family = sa_family_t(AF_INET)
+        remote.sin_port = in_port_t(UInt16(port).bigEndian)
+        inet_pton(AF_INET, "127.0.0.1", &remote.sin_addr)
+        var timeout = timeval(tv_sec: 30, tv_usec: 0)
+        setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        let bound = withUnsafePointer(to: &local) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            bind(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        let connected = withUnsafePointer(to: &remote) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard bound == 0, connected == 0 else {
+            close(socket)
+            throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO)
+        }
+    }
+
+    deinit { close(socket) }
+
+    func send(_ text: String) throws {
+        let bytes = Array(text.utf8)
+        guard bytes.withUnsafeBytes({ Glibc.send(socket, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == bytes.count else {
+            throw POSIXError(.EIO)
+        }
+    }
+
+    /// What the server answers, up to when it closes or 30 s pass (a response that says its
+    /// length is read to its end).
+    func receive() throws -> String {
+        var answer: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { recv(socket, $0.baseAddress, $0.count, 0) }
+            if count <= 0 { break }
+            answer += buffer[..<count]
+            let text = String(decoding: answer, as: UTF8.self)
+            if let end = text.range(of: "\r\n\r\n"),
+               let line = text[..<end.lowerBound].split(separator: "\r\n").first(where: { $0.lowercased().hasPrefix("content-length:") }),
+               let length = Int(line.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)),
+               text.utf8.distance(from: end.upperBound.samePosition(in: text.utf8)!, to: text.utf8.endIndex) >= length {
+                break
+            }
+        }
+        return String(decoding: answer, as: UTF8.self)
+    }
+
+    func exchange(_ text: String) throws -> String {
+        try send(text)
+        return try receive()
     }
 }
