@@ -15,7 +15,7 @@ extension Bulwark {
                 made, and when the branch's last commit is not what Bulwark proposes: one resource changed or added in \
                 the one desired-state/ file its Change line names, nothing else in the policy different, nothing \
                 weaker than the policy in force, and (with --trusted-signers or --trusted-keyring) signed by a trusted \
-                key. The next pass applies it under every guard, limit and window.
+                key, by the --proposer key when one is named. The next pass applies it under every guard, limit and window.
                 """)
 
         @Argument(help: "The finding's id (the part after bulwark/proposals/).")
@@ -23,6 +23,11 @@ extension Bulwark {
 
         @Flag(help: "You read the diff of a proposal whose values come from its finding (needed without --trusted-signers or --trusted-keyring).")
         var reviewed = false
+
+        @Option(help: ArgumentHelp("Who signs proposals: the proposal must be signed by this principal of --trusted-signers (or, with "
+                                   + "--trusted-keyring, the e-mail of its user id, or its fingerprint when it has none), not by just any trusted key.",
+                                   valueName: "principal"))
+        var proposer: String?
 
         @OptionGroup var repository: RepositoryOptions
 
@@ -50,9 +55,19 @@ extension Bulwark {
                                    + "a proposal changes only \(shape.path), the file its Change line names. Nothing was committed.")
             }
             if let verification = repository.sourceVerification {
-                if case .failure(let untrusted) = await verification.signer(of: info, repository: policy) {
+                switch await verification.signer(of: info, repository: policy) {
+                case .failure(let untrusted):
                     throw CommandError("\(branch)'s last commit (\(info.id.short)) is not signed by a trusted key: \(untrusted). Nothing was committed.")
+                case .success(let signer):
+                    // A trusted key is not necessarily the proposer's: a person's key in the same
+                    // signers file could have written a branch shaped like a proposal.
+                    if let proposer, !Self.names(signer, proposer) {
+                        throw CommandError("\(branch)'s last commit (\(info.id.short)) is signed by '\(quotedForMessage(signer))', "
+                                           + "not by the proposer '\(quotedForMessage(proposer))'. Nothing was committed.")
+                    }
                 }
+            } else if proposer != nil {
+                throw CommandError("--proposer needs --trusted-signers or --trusted-keyring to check whose signature a proposal carries")
             }
             let path = shape.path
             let before = try await policy.file(at: base, path: path)
@@ -107,6 +122,14 @@ extension Bulwark {
             console.print("Accepted \(branch) as \(author.name) <\(author.email)>: committed to \(repository.branch) (\(commit.short))"
                           + (signer == nil ? ", unsigned." : ", signed."))
             console.print("The next `bulwark apply` (or the daemon) applies it.")
+        }
+
+        /// Whether the verified signer is `proposer`: one of the principals of the signers-file
+        /// line that matched (`a,b`), or the OpenPGP e-mail or fingerprint, compared exactly
+        /// (a fingerprint without regard to case).
+        static func names(_ signer: String, _ proposer: String) -> Bool {
+            signer.split(separator: ",").contains { $0 == proposer }
+                || (proposer.count >= 16 && signer.uppercased() == proposer.uppercased())
         }
     }
 }

@@ -512,6 +512,42 @@ import Testing
         }
     }
 
+    /// A person's key in the same signers file is trusted, but it is not the proposer's: with
+    /// --proposer, a proposal that person re-signed (the same change, their signature) is refused,
+    /// and Bulwark's own is accepted.
+    @Test func withAProposerOnlyThatPrincipalsSignatureIsTakenForAProposal() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            try s.commitPolicy("finding-rules/sshd.yaml", Self.rule, message: "finding rule")
+            let keys = SignatureTests()
+            let bot = try keys.makeKey(dir, "bulwark@fleet")
+            let alice = try keys.makeKey(dir, "alice@example.org")
+            let signers = try keys.allowedSigners(dir, bot, alice)
+            let ingested = try ingest(s, Self.finding(id: "signed-two", firstSeen: Date()), signingKey: bot.privateKey)
+            #expect(ingested.status == 2, "\(ingested.stderr)")
+            let branch = "bulwark/proposals/signed-two"
+            let original = try git("--git-dir", s.origin, "rev-parse", branch).trimmingCharacters(in: .whitespacesAndNewlines)
+            let work = s.dir + "/resign"
+            try git("clone", "-q", s.origin, work)
+            try git("checkout", "-q", original, in: work)
+            try git("-c", "gpg.format=ssh", "-c", "user.signingkey=\(alice.privateKey)", "commit", "-q", "--amend", "--no-edit", "-S", in: work)
+            try git("push", "-q", "--force", "origin", "HEAD:refs/heads/\(branch)", in: work)
+            let main = try git("--git-dir", s.origin, "rev-parse", "main")
+
+            let refused = try s.run("accept", "signed-two", "--trusted-signers", signers, "--proposer", "bulwark@fleet")
+            #expect(refused.status == 1 && refused.stderr.contains("not by the proposer 'bulwark@fleet'")
+                    && refused.stderr.contains("'alice@example.org'"), "\(refused.stderr)")
+            #expect(try git("--git-dir", s.origin, "rev-parse", "main") == main)
+            let unchecked = try s.run("accept", "signed-two", "--proposer", "bulwark@fleet")
+            #expect(unchecked.status != 0 && unchecked.stderr.contains("--proposer needs --trusted-signers"), "\(unchecked.stderr)")
+
+            try git("push", "-q", "--force", "origin", "\(original):refs/heads/\(branch)", in: work)
+            let accepted = try s.run("accept", "signed-two", "--trusted-signers", signers, "--proposer", "bulwark@fleet")
+            #expect(accepted.status == 0, "\(accepted.stderr)")
+            #expect(try git("--git-dir", s.origin, "show", "main:desired-state/hosts/sshd.yaml").contains("  MaxAuthTries: 3\n"))
+        }
+    }
+
     @Test func autoMergeCommitsTheTestedChangeAsBulwarkAndAnInvalidChangeIsNotProposed() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
