@@ -25,7 +25,7 @@ extension Bulwark {
         var reviewed = false
 
         @Option(help: ArgumentHelp("Who signs proposals: the proposal must be signed by this principal of --trusted-signers (or, with "
-                                   + "--trusted-keyring, the e-mail of its user id, or its fingerprint when it has none), not by just any trusted key.",
+                                   + "--trusted-keyring, the full fingerprint of its key), not by just any trusted key.",
                                    valueName: "principal"))
         var proposer: String?
 
@@ -55,16 +55,11 @@ extension Bulwark {
                                    + "a proposal changes only \(shape.path), the file its Change line names. Nothing was committed.")
             }
             if let verification = repository.sourceVerification {
-                switch await verification.signer(of: info, repository: policy) {
-                case .failure(let untrusted):
-                    throw CommandError("\(branch)'s last commit (\(info.id.short)) is not signed by a trusted key: \(untrusted). Nothing was committed.")
-                case .success(let signer):
-                    // A trusted key is not necessarily the proposer's: a person's key in the same
-                    // signers file could have written a branch shaped like a proposal.
-                    if let proposer, !Self.names(signer, proposer) {
-                        throw CommandError("\(branch)'s last commit (\(info.id.short)) is signed by '\(quotedForMessage(signer))', "
-                                           + "not by the proposer '\(quotedForMessage(proposer))'. Nothing was committed.")
-                    }
+                // A trusted key is not necessarily the proposer's: a person's key in the same
+                // signers file could have written a branch shaped like a proposal.
+                if case .failure(let untrusted) = await verification.signer(of: info, repository: policy, proposer: proposer) {
+                    throw CommandError("\(branch)'s last commit (\(info.id.short)) is not signed by "
+                                       + (proposer == nil ? "a trusted key" : "the proposer") + ": \(untrusted). Nothing was committed.")
                 }
             } else if proposer != nil {
                 throw CommandError("--proposer needs --trusted-signers or --trusted-keyring to check whose signature a proposal carries")
@@ -122,14 +117,6 @@ extension Bulwark {
             console.print("Accepted \(branch) as \(author.name) <\(author.email)>: committed to \(repository.branch) (\(commit.short))"
                           + (signer == nil ? ", unsigned." : ", signed."))
             console.print("The next `bulwark apply` (or the daemon) applies it.")
-        }
-
-        /// Whether the verified signer is `proposer`: one of the principals of the signers-file
-        /// line that matched (`a,b`), or the OpenPGP e-mail or fingerprint, compared exactly
-        /// (a fingerprint without regard to case).
-        static func names(_ signer: String, _ proposer: String) -> Bool {
-            signer.split(separator: ",").contains { $0 == proposer }
-                || (proposer.count >= 16 && signer.uppercased() == proposer.uppercased())
         }
     }
 }

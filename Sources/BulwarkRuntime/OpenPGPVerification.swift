@@ -15,9 +15,11 @@ extension SourceVerification {
     /// The signer of an OpenPGP-signed commit, checked by `gpgv` against `keyring` alone (no
     /// trust database, no user's GnuPG home): the email of the key's user id in the keyring
     /// (else its fingerprint), never what the commit claims. A signature by an expired or revoked
-    /// key, or an expired signature, is refused: `gpgv` must report GOODSIG and VALIDSIG.
-    package static func verifyOpenPGP(_ signed: CommitSignature, commit: ObjectID, keyring: String, folder: String) throws
-        -> Result<String, Untrusted> {
+    /// key, or an expired signature, is refused: `gpgv` must report GOODSIG and VALIDSIG. With
+    /// `fingerprint`, the signing key's or its primary key's full fingerprint must be that one
+    /// (hex, case and spaces aside): a user id is whatever its holder wrote, so never that.
+    package static func verifyOpenPGP(_ signed: CommitSignature, commit: ObjectID, keyring: String, folder: String,
+                                      fingerprint required: String? = nil) throws -> Result<String, Untrusted> {
         let signatureFile = folder + "/commit.asc"
         let dataFile = folder + "/commit.data"
         for (path, bytes) in [(signatureFile, signed.signature), (dataFile, signed.signedData)] {
@@ -45,6 +47,16 @@ extension SourceVerification {
         guard result.status == 0, let good = has("GOODSIG"), let valid = has("VALIDSIG"), valid.count > 1 else {
             let reason = result.errors.split(whereSeparator: \.isNewline).last.map(String.init) ?? "exit \(result.status)"
             return .failure(Untrusted(description: "the OpenPGP signature does not verify: \(quotedForMessage(reason, limit: 200))"))
+        }
+        if let required {
+            // VALIDSIG <signing key fingerprint> … <primary key fingerprint> (its tenth field).
+            let wanted = required.filter { !$0.isWhitespace }.uppercased()
+            let keys = [valid[1]] + (valid.count > 10 ? [valid[10]] : [])
+            guard wanted.count >= 40, keys.contains(where: { $0.uppercased() == wanted }) else {
+                return .failure(Untrusted(description: "it is signed by the key \(valid[1]), not by the proposer's key "
+                                          + "'\(quotedForMessage(required))' (give its full fingerprint)"))
+            }
+            return .success(wanted)
         }
         let userID = good.dropFirst(2).joined(separator: " ")
         if let open = userID.lastIndex(of: "<"), let close = userID.lastIndex(of: ">"), open < close {

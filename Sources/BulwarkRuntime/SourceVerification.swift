@@ -95,34 +95,38 @@ package struct SourceVerification: Sendable {
         }
     }
 
-    /// The principal whose trusted key signed `commit`, or why there is none.
-    package func signer(of commit: CommitInfo, repository: PolicyRepository) async -> Result<String, Untrusted> {
+    /// The principal whose trusted key signed `commit`, or why there is none. With `proposer`,
+    /// only that signer counts: for SSH, a principal the trusted signers file lists for the key
+    /// (`ssh-keygen -Y verify -I proposer`, compared exactly); for OpenPGP, the full fingerprint
+    /// of the signing key or of its primary key (never a user id, which its holder chooses).
+    package func signer(of commit: CommitInfo, repository: PolicyRepository, proposer: String? = nil) async -> Result<String, Untrusted> {
         do {
             guard let signed = try await repository.signature(of: commit.id) else {
                 return .failure(Untrusted(description: "the commit is not signed"))
             }
             let folder = try Self.privateFolder()
             defer { try? FileManager.default.removeItem(atPath: folder) }
-            return try verifyAny(signed, commit: commit.id, folder: folder)
+            return try verifyAny(signed, commit: commit.id, folder: folder, proposer: proposer)
         } catch {
             return .failure(Untrusted(description: "its signature cannot be checked: \(error)"))
         }
     }
 
     /// An SSH signature against the trusted signers, an OpenPGP one against the trusted keyring.
-    package func verifyAny(_ signed: CommitSignature, commit: ObjectID, folder: String) throws -> Result<String, Untrusted> {
+    package func verifyAny(_ signed: CommitSignature, commit: ObjectID, folder: String, proposer: String? = nil) throws
+        -> Result<String, Untrusted> {
         if signed.signature.starts(with: Array("-----BEGIN PGP SIGNATURE-----".utf8)) {
             guard let trustedKeyring else {
                 return .failure(Untrusted(description: "the commit is signed with OpenPGP, and no --trusted-keyring is given"))
             }
-            return try Self.verifyOpenPGP(signed, commit: commit, keyring: trustedKeyring, folder: folder)
+            return try Self.verifyOpenPGP(signed, commit: commit, keyring: trustedKeyring, folder: folder, fingerprint: proposer)
         }
         guard let allowedSigners else {
             return .failure(Untrusted(description: signed.signature.starts(with: Array("-----BEGIN SSH SIGNATURE-----".utf8))
                 ? "the commit is signed with SSH, and no --trusted-signers is given"
                 : "the commit is not signed with OpenPGP (set gpg.format to openpgp)"))
         }
-        return try Self.verifySSH(signed, commit: commit, allowedSigners: allowedSigners, folder: folder)
+        return try Self.verifySSH(signed, commit: commit, allowedSigners: allowedSigners, folder: folder, principal: proposer)
     }
 
     /// Why a signature is not trusted, in words.
@@ -133,10 +137,11 @@ package struct SourceVerification: Sendable {
     }
 
     /// The principal of `allowedSigners` whose key made `signed`, checked by `ssh-keygen -Y verify`
-    /// (namespace `git`, the file's validity options), or why not. Throws only when the check
+    /// (namespace `git`, the file's validity options), or why not; with `principal`, whether
+    /// the file lists the key that made it for exactly that principal. Throws only when the check
     /// itself cannot run (files cannot be written, ssh-keygen cannot be started).
-    package static func verifySSH(_ signed: CommitSignature, commit: ObjectID, allowedSigners: String, folder: String) throws
-        -> Result<String, Untrusted> {
+    package static func verifySSH(_ signed: CommitSignature, commit: ObjectID, allowedSigners: String, folder: String,
+                                  principal required: String? = nil) throws -> Result<String, Untrusted> {
         guard signed.signature.starts(with: Array("-----BEGIN SSH SIGNATURE-----".utf8)) else {
             return .failure(Untrusted(description: "the commit is not signed with an SSH key (set gpg.format to ssh)"))
         }
@@ -149,11 +154,16 @@ package struct SourceVerification: Sendable {
             }
         }
         let found = try Self.sshKeygen(["-Y", "find-principals", "-s", signatureFile, "-f", allowedSigners], folder: folder)
-        guard found.status == 0,
-              let principal = found.output.split(whereSeparator: \.isNewline).first.map(String.init), !principal.isEmpty else {
+        let principals = found.output.split(whereSeparator: \.isNewline).map(String.init).filter { !$0.isEmpty }
+        guard found.status == 0, let first = principals.first else {
             return .failure(Untrusted(description: "it is signed by a key that is not in the trusted signers file \(allowedSigners) "
                                       + "(or whose valid-after/valid-before there does not include now)"))
         }
+        if let required, !principals.contains(required) {
+            return .failure(Untrusted(description: "it is signed by \(principals.map { "'\(quotedForMessage($0))'" }.joined(separator: ", ")), "
+                                      + "not by the proposer '\(quotedForMessage(required))'"))
+        }
+        let principal = required ?? first
         let verified = try Self.sshKeygen(["-Y", "verify", "-f", allowedSigners, "-I", principal, "-n", "git", "-s", signatureFile],
                                           input: dataFile, folder: folder)
         guard verified.status == 0 else {

@@ -431,8 +431,28 @@ public struct ServerContext: RequestContext, RemoteAddressRequestContext {
         remoteAddress = source.channel.remoteAddress
     }
 
-    /// The client's IP address, or "" when there is none (a test's in-process channel).
-    var address: String { remoteAddress?.ipAddress ?? "" }
+    /// Who the unverified-body budget counts this client as: its IPv4 address, or its IPv6 /64
+    /// (one host is usually given a whole /64), or "" when there is none (a test's in-process
+    /// channel).
+    var address: String { remoteAddress?.ipAddress.map(Self.budgetKey) ?? "" }
+
+    /// `a.b.c.d` as it is; an IPv6 address as its /64, an IPv4-mapped one (`::ffff:a.b.c.d`) as
+    /// the IPv4 address.
+    package static func budgetKey(_ ip: String) -> String {
+        guard ip.contains(":") else { return ip }
+        var raw = in6_addr()
+        guard inet_pton(AF_INET6, ip, &raw) == 1 else { return ip }
+        let bytes = withUnsafeBytes(of: raw) { Array($0) }
+        if bytes[0..<10].allSatisfy({ $0 == 0 }), bytes[10] == 0xff, bytes[11] == 0xff {
+            return bytes[12...].map { String($0) }.joined(separator: ".")
+        }
+        let hex = Array("0123456789abcdef".utf8)
+        let groups = stride(from: 0, to: 8, by: 2).map { index in
+            String(decoding: [bytes[index] >> 4, bytes[index] & 0xf, bytes[index + 1] >> 4, bytes[index + 1] & 0xf].map { hex[Int($0)] },
+                   as: UTF8.self)
+        }
+        return groups.joined(separator: ":") + "::/64"
+    }
 }
 
 /// Every error the routes throw, and a route not found, as `{"error": "..."}`; a known path

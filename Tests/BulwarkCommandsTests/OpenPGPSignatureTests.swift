@@ -1,5 +1,6 @@
 @testable import BulwarkCommands
 @testable import BulwarkRuntime
+import BulwarkGit
 import BulwarkTestSupport
 import Foundation
 import Testing
@@ -70,6 +71,52 @@ import Testing
             #expect(refused.stderr.contains("it is signed by a key that is not in the trusted keyring"))
             #expect(try s.snapshot() == before, "nothing acted on the revision")
             #expect(try helpers.refusals(s).count == 1)
+        }
+    }
+
+    /// `accept --proposer` with a keyring: only the key's full fingerprint names the proposer.
+    /// User ids are what their holders wrote: one that carries the proposer's fingerprint, or
+    /// lists its e-mail after a comma, is another key and is refused.
+    @Test func aProposerIsItsKeysFingerprintNeverAUserIDItsHolderWrote() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try SignatureTests().applied(dir)
+            let home = dir + "/gnupg"
+            try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            let g = GnuPG(home: home, keyring: dir + "/trusted.gpg")
+            try g.gpg(["--quick-gen-key", "Bulwark proposer (fleet)", "ed25519", "sign", "never"])
+            let listed = try run("/usr/bin/gpg", ["--batch", "--with-colons", "--list-keys", "Bulwark proposer"], environment: ["GNUPGHOME": home])
+            let fingerprint = try #require(listed.stdout.split(separator: "\n").first { $0.hasPrefix("fpr:") }?
+                .split(separator: ":", omittingEmptySubsequences: false)[9]).description
+            try g.gpg(["--quick-gen-key", "Mallory Two <\(fingerprint)>", "ed25519", "sign", "never"])
+            try g.gpg(["--quick-gen-key", "Mallory <mallory@corp,bulwark@fleet>", "ed25519", "sign", "never"])
+            try g.gpg(["--output", g.keyring, "--export"])
+            let verification = SourceVerification(allowedSigners: nil, trustedKeyring: g.keyring)
+            func check(signer: String, proposer: String) throws -> Result<String, SourceVerification.Untrusted> {
+                let id = try commit(s, g, path: "notes/\(UUID().uuidString.prefix(8)).txt", signer: signer)
+                let repository = try Repository.open(at: s.origin)
+                let full = try #require(ObjectID(hex: try git("--git-dir", s.origin, "rev-parse", id).trimmingCharacters(in: .whitespacesAndNewlines)))
+                let signed = try #require(try repository.signature(of: full))
+                let folder = try SourceVerification.privateFolder()
+                defer { try? FileManager.default.removeItem(atPath: folder) }
+                return try verification.verifyAny(signed, commit: full, folder: folder, proposer: proposer)
+            }
+            // The forgeries: a user id with the fingerprint in it, one with the e-mail after a comma.
+            for (forger, proposer) in [("Mallory Two", fingerprint), ("mallory@corp", "bulwark@fleet"), ("mallory@corp", fingerprint)] {
+                guard case .failure(let why) = try check(signer: forger, proposer: proposer) else {
+                    Issue.record("\(forger)'s signature was taken for the proposer \(proposer)")
+                    continue
+                }
+                #expect(why.description.contains("not by the proposer's key"), "\(why)")
+            }
+            // The proposer's own key, by its fingerprint (any case, with spaces).
+            let spaced = stride(from: 0, to: fingerprint.count, by: 4).map { offset in
+                String(fingerprint.dropFirst(offset).prefix(4)) }.joined(separator: " ").lowercased()
+            for proposer in [fingerprint, spaced] {
+                guard case .success = try check(signer: fingerprint, proposer: proposer) else {
+                    Issue.record("the proposer's own signature was refused for \(proposer)")
+                    continue
+                }
+            }
         }
     }
 

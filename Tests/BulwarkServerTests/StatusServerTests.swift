@@ -198,14 +198,14 @@ actor RecordingDaemon: DaemonControl {
             "POST /hooks/git HTTP/1.1\r\nHost: bulwark\r\nContent-Type: application/json\r\n"
                 + "X-Hub-Signature-256: \(signature)\r\nContent-Length: \(length)\r\n\r\n"
         }
-        try await app(daemon, perAddress: 2, deadline: .seconds(3)).test(.live) { client in
+        try await app(daemon, perAddress: 2, deadline: .seconds(6)).test(.live) { client in
             let port = try #require(client.port)
             // Two requests from 127.0.0.1 whose bodies stop after one byte.
             let stalled = try (0..<2).map { _ in try RawHTTPClient(from: "127.0.0.1", to: port) }
             for connection in stalled { try connection.send(head(body.utf8.count) + "{") }
             // A third from the same address is turned away once both are being read.
             var third = ""
-            for _ in 0..<100 {
+            for _ in 0..<250 {
                 third = try RawHTTPClient(from: "127.0.0.1", to: port).exchange(head(body.utf8.count) + body)
                 if third.hasPrefix("HTTP/1.1 503") { break }
                 try await Task.sleep(for: .milliseconds(20))
@@ -223,6 +223,17 @@ actor RecordingDaemon: DaemonControl {
             #expect(again.hasPrefix("HTTP/1.1 202"), "\(again)")
         }
         #expect(await daemon.pushes >= 2)
+    }
+
+    /// The budget counts an IPv6 client by its /64 (a host is given a whole one, so addresses of
+    /// one /64 are one client), an IPv4-mapped one as its IPv4 address.
+    @Test func theBudgetCountsAnIPv6ClientByItsSlash64() {
+        #expect(ServerContext.budgetKey("2001:db8:1::1") == ServerContext.budgetKey("2001:db8:1:0:ffff::10"))
+        #expect(ServerContext.budgetKey("2001:db8:1::1") == "2001:0db8:0001:0000::/64")
+        #expect(ServerContext.budgetKey("2001:db8:1::1") != ServerContext.budgetKey("2001:db8:2::1"))
+        #expect(ServerContext.budgetKey("::ffff:192.0.2.7") == "192.0.2.7")
+        #expect(ServerContext.budgetKey("192.0.2.7") == "192.0.2.7")
+        #expect(ServerContext.budgetKey("192.0.2.7") != ServerContext.budgetKey("192.0.2.8"))
     }
 
     @Test func oversizedFindingsAreRefusedNamingTheLimit() async throws {
