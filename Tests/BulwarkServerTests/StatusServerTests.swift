@@ -57,10 +57,12 @@ actor RecordingDaemon: DaemonControl {
     static let clockNow = Date(timeIntervalSince1970: 1_800_000_000)
 
     func app(_ daemon: RecordingDaemon, webhook: Bool = true, token: String? = StatusServerTests.token,
-             unverifiedBodies: Int = 16, perAddress: Int = 4, deadline: Duration = .seconds(10)) -> some ApplicationProtocol {
+             unverifiedBodies: Int = 16, perAddress: Int = 4, deadline: Duration = .seconds(10),
+             idleTimeout: Duration = .seconds(15)) -> some ApplicationProtocol {
         let verifier = webhook ? WebhookVerifier(secret: Self.secret, clock: { StatusServerTests.clockNow }) : nil
         let settings = ServerSettings(host: "127.0.0.1", port: 0, webhook: verifier,
                                       findings: FindingsAuthenticator(verifier: verifier, token: token.map { Array($0.utf8) }),
+                                      idleTimeout: idleTimeout,
                                       unverifiedBodies: unverifiedBodies, unverifiedBodiesPerAddress: perAddress,
                                       unverifiedBodyDeadline: deadline)
         return StatusServer.application(control: daemon, settings: settings, metrics: PrometheusCollectorRegistry(),
@@ -198,28 +200,26 @@ actor RecordingDaemon: DaemonControl {
             "POST /hooks/git HTTP/1.1\r\nHost: bulwark\r\nContent-Type: application/json\r\n"
                 + "X-Hub-Signature-256: \(signature)\r\nContent-Length: \(length)\r\n\r\n"
         }
-        try await app(daemon, perAddress: 2, deadline: .seconds(6)).test(.live) { client in
+        // The idle timeout is longer than the deadline: the connection must be answered by the
+        // deadline, not closed for sending nothing.
+        try await app(daemon, perAddress: 2, deadline: .seconds(4), idleTimeout: .seconds(120)).test(.live) { client in
             let port = try #require(client.port)
-            // Two requests from 127.0.0.1 whose bodies stop after one byte.
-            let stalled = try (0..<2).map { _ in try RawHTTPClient(from: "127.0.0.1", to: port) }
+            // Three requests from 127.0.0.1 whose bodies stop after one byte: two are read, and
+            // whichever comes third is turned away at once.
+            let stalled = try (0..<3).map { _ in try RawHTTPClient(from: "127.0.0.1", to: port) }
             for connection in stalled { try connection.send(head(body.utf8.count) + "{") }
-            // A third from the same address is turned away once both are being read.
-            var third = ""
-            for _ in 0..<250 {
-                third = try RawHTTPClient(from: "127.0.0.1", to: port).exchange(head(body.utf8.count) + body)
-                if third.hasPrefix("HTTP/1.1 503") { break }
-                try await Task.sleep(for: .milliseconds(20))
-            }
+            let refused = try #require(try await offThePool { RawHTTPClient.firstReadable(stalled) }, "no answer within 120 s")
+            let third = try await offThePool { try stalled[refused].receive() }
             #expect(third.hasPrefix("HTTP/1.1 503") && third.contains("from this address"), "\(third)")
-            // Another address goes through meanwhile.
-            let other = try RawHTTPClient(from: "127.0.0.2", to: port).exchange(head(body.utf8.count) + body)
+            // Another address goes through while the two are held.
+            let other = try await offThePool { try RawHTTPClient(from: "127.0.0.2", to: port).exchange(head(body.utf8.count) + body) }
             #expect(other.hasPrefix("HTTP/1.1 202"), "\(other)")
-            // The stalled ones are answered 408 at the deadline, and their places are free again.
-            for connection in stalled {
-                let answer = try connection.receive()
+            // The two held are answered 408 at the deadline, and their places are free again.
+            for (index, connection) in stalled.enumerated() where index != refused {
+                let answer = try await offThePool { try connection.receive() }
                 #expect(answer.hasPrefix("HTTP/1.1 408") && answer.contains("did not arrive within"), "\(answer)")
             }
-            let again = try RawHTTPClient(from: "127.0.0.1", to: port).exchange(head(body.utf8.count) + body)
+            let again = try await offThePool { try RawHTTPClient(from: "127.0.0.1", to: port).exchange(head(body.utf8.count) + body) }
             #expect(again.hasPrefix("HTTP/1.1 202"), "\(again)")
         }
         #expect(await daemon.pushes >= 2)
@@ -445,10 +445,26 @@ actor RecordingDaemon: DaemonControl {
     }
 }
 
+/// Blocking work on a thread of its own: a test that blocks the cooperative pool's few threads
+/// (two on this machine) can starve the server it is testing, whose deadline then never fires.
+func offThePool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread { continuation.resume(with: Result { try work() }) }.start()
+    }
+}
+
 /// A blocking TCP client bound to a chosen loopback source address, to send exactly the bytes a
 /// slow or hostile client sends.
-final class RawHTTPClient {
+final class RawHTTPClient: Sendable {
     let socket: Int32
+
+    /// The index of the first of `clients` with something to read (an answer, or the server
+    /// closing), waiting up to 120 s.
+    static func firstReadable(_ clients: [RawHTTPClient]) -> Int? {
+        var descriptors = clients.map { pollfd(fd: $0.socket, events: Int16(POLLIN), revents: 0) }
+        guard poll(&descriptors, nfds_t(descriptors.count), 120_000) > 0 else { return nil }
+        return descriptors.firstIndex { $0.revents != 0 }
+    }
 
     init(from source: String, to port: Int) throws {
         socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -460,7 +476,7 @@ final class RawHTTPClient {
         remote.sin_family = sa_family_t(AF_INET)
         remote.sin_port = in_port_t(UInt16(port).bigEndian)
         inet_pton(AF_INET, "127.0.0.1", &remote.sin_addr)
-        var timeout = timeval(tv_sec: 30, tv_usec: 0)
+        var timeout = timeval(tv_sec: 120, tv_usec: 0)
         setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         let bound = withUnsafePointer(to: &local) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
             bind(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
@@ -481,7 +497,7 @@ final class RawHTTPClient {
         }
     }
 
-    /// What the server answers, up to when it closes or 30 s pass (a response that says its
+    /// What the server answers, up to when it closes or 120 s pass (a response that says its
     /// length is read to its end).
     func receive() throws -> String {
         var answer: [UInt8] = []
