@@ -17,6 +17,13 @@ package struct AuditTrail: Codable, Sendable, Equatable {
     package var lastPushed: String?
     /// Where records go while the origin's audit branch is not to be trusted.
     package var recoveryBranch: String?
+    /// Whether this Bulwark may have made an audit commit: false from the trail's making until
+    /// just before its first commit, when the file is saved with true before the commit is
+    /// written. While false, no commit anywhere carries this instance's name, so its first
+    /// number is 1 without reading the audit branch (which, on a branch of 100,000 records that
+    /// another Bulwark wrote, read every commit back to the root). Absent in a file written
+    /// before it was kept: not known, and the branch is read as before.
+    package var committed: Bool?
 
     package static let instanceTrailer = AuditTrailer.instance.rawValue
     package static let sequenceTrailer = AuditTrailer.sequence.rawValue
@@ -28,7 +35,7 @@ package struct AuditTrail: Codable, Sendable, Equatable {
     package static func load(stateDirectory: String) throws -> (trail: AuditTrail, created: Bool) {
         let path = stateDirectory + "/" + fileName
         guard FileManager.default.fileExists(atPath: path) else {
-            let trail = AuditTrail(instance: newInstanceName())
+            let trail = AuditTrail(instance: newInstanceName(), committed: false)
             try trail.save(stateDirectory: stateDirectory)
             return (trail, true)
         }
@@ -75,20 +82,23 @@ package struct AuditTrail: Codable, Sendable, Equatable {
     }
 
     /// The sequence number of the newest record `instance` committed on the line ending at `head`
-    /// (first parents), or 0 when it committed none there.
-    package static func lastSequence(of instance: String, in repository: Repository, head: ObjectID?) throws -> UInt64 {
+    /// (first parents), or 0 when it committed none there; with the number of commits read.
+    package static func lastSequence(of instance: String, in repository: Repository,
+                                     head: ObjectID?) throws -> (number: UInt64, read: Int) {
         var next = head
+        var read = 0
         while let id = next {
             let commit = try repository.commitInfo(id)
+            read += 1
             if commit.trailer(instanceTrailer) == instance, let text = commit.trailer(sequenceTrailer) {
                 guard let number = UInt64(text) else {
                     throw CommandError("audit commit \(id.short) carries the sequence number '\(quotedForMessage(text))', not a number")
                 }
-                return number
+                return (number, read)
             }
             next = commit.parents.first
         }
-        return 0
+        return (0, read)
     }
 
     /// The name of a recovery branch made at `date`: `bulwark/audit-recovered-20261201T193000Z`.

@@ -94,6 +94,8 @@ package actor PolicyRepository: AuditSink {
     private var knownHead: ObjectID?
     /// What keeping the index up to date cost in this process.
     private(set) var indexStatistics = AuditIndex.Statistics()
+    /// Audit commits read looking for this instance's last sequence number (see `AuditTrail.committed`).
+    private(set) var sequenceCommitsRead = 0
     /// The index of recent verified fixes (see `RecentFixIndex`) as last read or written by this
     /// process; the commits this process wrote since, with their entries (nil: not a verified
     /// fix), for `saveRecentFixes`; how far back the flap breaker last looked, in seconds.
@@ -145,10 +147,10 @@ package actor PolicyRepository: AuditSink {
                                                      signer: configuration.signer)
         repository = opened
         repairs += repaired
-        let (trail, created) = try AuditTrail.load(stateDirectory: configuration.stateDirectory)
+        let (trail, _) = try AuditTrail.load(stateDirectory: configuration.stateDirectory)
         self.trail = trail
-        // A new instance has written nothing yet: no need to look for its last number.
-        if created { sequence = 0 }
+        // An instance that has committed nothing yet: no need to look for its last number.
+        if trail.committed == false { sequence = 0 }
         if let existing = try repository.remoteURL("origin"), existing != configuration.url {
             throw Failure.otherRemote(configuration.stateDirectory, existing)
         }
@@ -336,6 +338,13 @@ package actor PolicyRepository: AuditSink {
         }
     }
 
+    /// This instance's last sequence number on the branch up to `parent`, read from git.
+    private func lastSequence(before parent: ObjectID?) throws -> UInt64 {
+        let (number, read) = try AuditTrail.lastSequence(of: trail.instance, in: repository, head: parent)
+        sequenceCommitsRead += read
+        return number
+    }
+
     private func writeOnce(_ record: AuditRecord) throws -> String {
         let parent = try pendingHead ?? repository.resolve(localAudit)
         // Up to the parent first (nothing to read when this process wrote it), so that the new
@@ -344,7 +353,12 @@ package actor PolicyRepository: AuditSink {
         try catchUp(to: parent)
         var author = configuration.author
         author.time = Date()
-        let number = try (sequence ?? AuditTrail.lastSequence(of: trail.instance, in: repository, head: parent)) + 1
+        let number = try (sequence ?? lastSequence(before: parent)) + 1
+        if trail.committed != true {
+            // Saved before the first commit: a trail that says false has none (see `AuditTrail.committed`).
+            trail.committed = true
+            try trail.save(stateDirectory: configuration.stateDirectory)
+        }
         let commit = try repository.writeCommit(adding: [record.path: record.json()], parent: parent,
                                                 message: record.commitMessage + AuditTrail.trailers(instance: trail.instance, sequence: number)
                                                     + (configuration.extraTrailers?(record) ?? ""),

@@ -339,4 +339,43 @@ import Testing
             #expect(try verifyAudit(dir + "/nowhere").status == 64)
         }
     }
+
+    /// A Bulwark that has committed nothing yet numbers its first record 1 without reading the
+    /// audit branch, however much another Bulwark wrote there (a new state directory made by
+    /// `plan`, then `apply`, read every commit back to the root: 100,000 on a long branch); one
+    /// that has committed goes on from its last number, and so does one whose trail file is from
+    /// before `committed` was kept.
+    @Test func aBulwarkThatHasCommittedNothingReadsNoHistoryForItsFirstNumber() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            for id in ["01AAAAAAAAAAAAAAAAAAAAAAAA", "01BBBBBBBBBBBBBBBBBBBBBBBB", "01CCCCCCCCCCCCCCCCCCCCCCCC"] {
+                #expect(try await PolicyRepositoryTests.otherWriter(s, dir: dir, id: id) == .pushed(commits: 1))
+            }
+            func process(_ id: String?) async throws -> Int {
+                let repo = try PolicyRepository(.init(url: s.origin, stateDirectory: s.state))
+                _ = try await repo.sync()
+                guard let id else { return 0 }
+                _ = try await repo.write(PolicyRepositoryTests().record(id))
+                #expect(try await repo.publish() == .pushed(commits: 1))
+                return await repo.sequenceCommitsRead
+            }
+            // A process that commits nothing makes the state directory (as `plan` does).
+            #expect(try await process(nil) == 0)
+            let trail = s.state + "/" + AuditTrail.fileName
+            #expect(try read(trail).contains("\"committed\":false"))
+            // The next one commits: number 1, no audit commit read.
+            #expect(try await process("01DDDDDDDDDDDDDDDDDDDDDDDD") == 0)
+            #expect(try read(trail).contains("\"committed\":true"))
+            // Then 2, from its own last commit at the branch's head.
+            #expect(try await process("01EEEEEEEEEEEEEEEEEEEEEEEE") == 1)
+            // A trail file written before `committed` was kept: the branch is read as before.
+            try write(trail, try read(trail).replacingOccurrences(of: "\"committed\":true,", with: ""))
+            #expect(try !read(trail).contains("committed"))
+            #expect(try await process("01FFFFFFFFFFFFFFFFFFFFFFFF") == 1)
+            let instances = try s.trailers("Bulwark-Instance")
+            let numbers = try s.trailers("Bulwark-Sequence")
+            #expect(instances.count == 6 && Set(instances.prefix(3)).count == 1 && Set(instances).count == 2)
+            #expect(numbers.prefix(3) == ["3", "2", "1"] && numbers.suffix(3) == ["3", "2", "1"])
+        }
+    }
 }
