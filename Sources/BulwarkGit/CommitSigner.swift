@@ -34,12 +34,7 @@ extension Repository {
                       "git_commit_create_with_signature")
             return ObjectID(commitID)
         }
-        var odb: OpaquePointer?
-        try check(git_repository_odb(&odb, pointer), "git_repository_odb")
-        defer { git_odb_free(odb) }
-        let bytes = Array(text.utf8)
-        try check(bytes.withUnsafeBytes { git_odb_write(&commitID, odb, $0.baseAddress, $0.count, GIT_OBJECT_COMMIT) },
-                  "git_odb_write(commit)")
+        commitID = try Array(text.utf8).withBytes { (raw) throws(GitError) in try writeObject(raw, type: GIT_OBJECT_COMMIT) }
         return ObjectID(commitID)
     }
 }

@@ -11,12 +11,7 @@ extension Repository {
         var blobs: [String: git_oid] = [:]
         for (path, bytes) in files {
             try validate(path: path)
-            var oid = git_oid()
-            let code = bytes.withUnsafeBytes { raw in
-                git_blob_create_from_buffer(&oid, pointer, raw.baseAddress, raw.count)
-            }
-            try check(code, "git_blob_create_from_buffer(\(path))")
-            blobs[path] = oid
+            blobs[path] = try bytes.withBytes { (raw) throws(GitError) in try writeObject(raw, type: GIT_OBJECT_BLOB) }
         }
         return try writeCommit(blobs: blobs, parent: parent, message: message, author: author, committer: committer ?? author,
                                signer: signer)

@@ -41,3 +41,18 @@ func check(_ code: Int32, _ function: String = #function) throws(GitError) -> In
     }
     throw GitError(function: function, code: code, message: "failed with code \(code)")
 }
+
+// MARK: - Typed errors through the standard library's byte views
+
+// `withUnsafeBytes` rethrows `any Error`; these keep a body's `GitError` typed.
+extension Array where Element == UInt8 {
+    func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws(GitError) -> R) throws(GitError) -> R {
+        try withUnsafeBytes { raw in Result { () throws(GitError) in try body(raw) } }.get()
+    }
+}
+
+extension ArraySlice where Element == UInt8 {
+    func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws(GitError) -> R) throws(GitError) -> R {
+        try withUnsafeBytes { raw in Result { () throws(GitError) in try body(raw) } }.get()
+    }
+}

@@ -33,8 +33,11 @@ extension Repository {
     /// over) and then packing 216,000 objects again for the push were 70 % of its CPU time.
     /// They are merged by the next call without it (the next fetch), once pushed.
     ///
-    /// The merged pack is written by `PackFile` (the ids are known, one zlib stream), compressed
-    /// at zlib's fastest level: libgit2's indexer inflated and hashed every object again.
+    /// The merged pack is written by `PackFile`. The entries of packs Bulwark wrote (whole
+    /// objects, each entry's CRC-32 as its index states) are copied as they are, compressed or
+    /// not; those of any other pack (a fetch's, with deltas) are read through libgit2 and
+    /// compressed at zlib's fastest level. Inflating and compressing every object of a pass
+    /// again was half of the first `plan` after it.
     @discardableResult
     public func consolidatePacks(bound: Int = 16, small: Int = 4 << 20, sparingUnpushed: Bool = false) throws(GitError) -> Int {
         guard objectBuffer == nil else { return 0 }
@@ -48,21 +51,42 @@ extension Repository {
                 && !fm.fileExists(atPath: folder + "/" + pack.name.dropLast(".pack".count) + ".keep")
         }
         guard merged.count > 1 else { return 0 }
-        var objects: [ObjectID] = []
-        var seen = Set<ObjectID>()
+        // How many objects the merged pack holds: every id of every merged pack, once.
+        var indexes: [[git_oid]] = []
+        var unique = Set<TreeCache.Key>()
         for pack in merged {
             let index = folder + "/" + pack.name.dropLast(".pack".count) + ".idx"
-            guard let ids = Self.packIndexObjects(index) else {
+            guard let ids = Self.packIndexIDs(index) else {
                 throw GitError(function: "consolidatePacks", code: -1, message: "cannot read the pack index \(index)")
             }
-            for id in ids where seen.insert(id).inserted { objects.append(id) }
+            for id in ids { unique.insert(TreeCache.Key(id)) }
+            indexes.append(ids)
         }
-        seen = []
+        guard !unique.isEmpty else { return 0 }
         var odb: OpaquePointer?
         try check(git_repository_odb(&odb, pointer), "git_repository_odb")
         defer { git_odb_free(odb) }
         guard let odb else { throw GitError(function: "git_repository_odb", code: -1, message: "no object database") }
-        guard let checksum = try PackFile.write(objects, from: odb, into: folder, level: Z_BEST_SPEED) else { return 0 }
+        let builder = try PackFile.Builder(folder: folder, count: unique.count, level: Z_BEST_SPEED)
+        var written = Set<TreeCache.Key>()
+        written.reserveCapacity(unique.count)
+        for (pack, ids) in zip(merged, indexes) {
+            let base = folder + "/" + pack.name.dropLast(".pack".count)
+            if let whole = PackFile.WholeEntries(pack: base + ".pack", index: base + ".idx") {
+                // Bulwark's own packs (whole objects, entries as their index describes them):
+                // each entry copied as it is, not inflated and compressed again.
+                try whole.bytes.withBytes { (raw) throws(GitError) in
+                    for entry in whole.entries where written.insert(TreeCache.Key(entry.oid)).inserted {
+                        try builder.append(entry.oid, entry: UnsafeRawBufferPointer(rebasing: raw[entry.range]), crc: entry.crc)
+                    }
+                }
+            } else {
+                // Deltas (a fetched pack), or an entry that does not match its index: each object
+                // as libgit2 reads it (resolved, its id checked), compressed again.
+                for id in ids where written.insert(TreeCache.Key(id)).inserted { try builder.append(id, from: odb) }
+            }
+        }
+        let checksum = try builder.finish()
         // The new pack may carry the name of one being merged: a consolidation killed before its
         // removals, run again, writes the same objects in the same order, so the same pack,
         // which is kept as it is. It is never removed, and if it cannot be found by its name
@@ -113,7 +137,10 @@ extension Repository {
     }
 
     /// The object ids a pack index (`.idx`, version 1 or 2) lists; nil when it cannot be read.
-    static func packIndexObjects(_ path: String) -> [ObjectID]? {
+    static func packIndexObjects(_ path: String) -> [ObjectID]? { packIndexIDs(path)?.map { ObjectID($0) } }
+
+    /// `packIndexObjects`, as libgit2's ids.
+    static func packIndexIDs(_ path: String) -> [git_oid]? {
         guard let data = FileManager.default.contents(atPath: path) else { return nil }
         let bytes = [UInt8](data)
         func word(_ offset: Int) -> Int? {
@@ -128,7 +155,7 @@ extension Repository {
         let stride = version2 ? 20 : 24
         let skip = version2 ? 0 : 4
         guard count >= 0, table + count * stride <= bytes.count else { return nil }
-        var result: [ObjectID] = []
+        var result: [git_oid] = []
         result.reserveCapacity(count)
         for index in 0..<count {
             let start = table + index * stride + skip
@@ -136,7 +163,7 @@ extension Repository {
             withUnsafeMutableBytes(of: &oid) { raw in
                 for position in 0..<20 { raw[position] = bytes[start + position] }
             }
-            result.append(ObjectID(oid))
+            result.append(oid)
         }
         return result
     }

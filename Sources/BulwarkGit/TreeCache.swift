@@ -125,12 +125,7 @@ extension Repository {
             set(bytes, GIT_FILEMODE_TREE, try writeCachedTree(base: existing, entries: children[...]))
         }
         list.sort(by: TreeCache.precedes)
-        let bytes = TreeCache.serialize(list)
-        var odb: OpaquePointer?
-        try check(git_repository_odb(&odb, pointer), "git_repository_odb")
-        defer { git_odb_free(odb) }
-        var id = git_oid()
-        try check(bytes.withUnsafeBytes { git_odb_write(&id, odb, $0.baseAddress, $0.count, GIT_OBJECT_TREE) }, "git_odb_write(tree)")
+        let id = try TreeCache.serialize(list).withBytes { (raw) throws(GitError) in try writeObject(raw, type: GIT_OBJECT_TREE) }
         treeCache.remember(id, list)
         return id
     }

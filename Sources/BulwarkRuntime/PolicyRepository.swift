@@ -381,7 +381,7 @@ package actor PolicyRepository: AuditSink {
 
     // MARK: - Buffered records (one pack per pass)
 
-    /// From now on audit commits are written in memory (libgit2's mempack) and the branch does
+    /// From now on audit commits are written in memory (`Repository.beginObjectBuffer`) and the branch does
     /// not move until `flush` wrote them to disk as one pack: a pass of thousands of records
     /// writes one pack file instead of about nine loose object files per record. The intent
     /// journal keeps every fix that is made before its record is durable (Reconciler.apply

@@ -3,6 +3,13 @@
 #include <git2/sys/mempack.h>
 #include <git2/sys/odb_backend.h>
 #include <git2/sys/repository.h>
+// Bulwark's in-memory object database backend (BulwarkGit's ObjectBuffer.swift): libgit2's
+// backend first, so that libgit2 can use a pointer to this as one to a `git_odb_backend`, then
+// the Swift object that holds the objects (retained by the backend, released by its `free`).
+typedef struct bulwark_odb_backend {
+    git_odb_backend parent;
+    void *objects;
+} bulwark_odb_backend;
 // zlib, which libgit2 itself links: to check loose objects before libgit2 reads them.
 #include <zlib.h>
 // git_libgit2_opts is variadic (not callable from Swift): the options Bulwark sets and reads.

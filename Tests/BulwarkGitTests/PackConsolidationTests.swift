@@ -106,4 +106,97 @@ import Testing
             #expect(ids == (1...5).reversed().map { "r\($0)" })
         }
     }
+
+    /// Bulwark's packs (whole objects) are merged by copying each entry as it is: a record
+    /// flushed uncompressed is still there, byte for byte, in the merged pack, and git reads
+    /// the merged pack and its index as any other.
+    @Test func mergedEntriesAreCopiedAsTheyAre() async throws {
+        try await withTemporaryDirectory { dir in
+            let path = dir + "/r.git"
+            let repo = try Repository.create(at: path, bare: true)
+            var head: ObjectID?
+            let texts = (1...3).map { String(repeating: "bulwark record \($0) ", count: 100) }
+            for (index, text) in texts.enumerated() {
+                try repo.beginObjectBuffer()
+                let commit = try repo.writeCommit(adding: ["audit/big\(index).json": Array(text.utf8)], parent: head,
+                                                  message: "big\(index)\n", author: t.author)
+                try repo.flushObjectBuffer(tip: commit, base: head)
+                try repo.updateReference("refs/heads/bulwark/audit", to: commit, expected: head, message: "test")
+                head = commit
+            }
+            #expect(try repo.consolidatePacks(bound: 2) == 3)
+            let merged = try #require(t.packs(path).first)
+            #expect(t.packs(path).count == 1)
+            let bytes = try #require(FileManager.default.contents(atPath: path + "/objects/pack/" + merged))
+            for text in texts { #expect(bytes.range(of: Data(text.utf8)) != nil, "copied, not compressed again") }
+            let listing = try git("verify-pack", "-v", path + "/objects/pack/" + merged.dropLast(".pack".count) + ".idx")
+            #expect(!listing.contains("chain length"))
+            try git("--git-dir", path, "fsck", "--strict")
+            #expect(try repo.file(at: try #require(head), path: "audit/big2.json") == Array(texts[2].utf8))
+        }
+    }
+
+    /// A pack with deltas (git's own, fetched) is not copied: its objects are read through
+    /// libgit2 and written whole beside the copied entries of Bulwark's packs.
+    @Test func aPackWithDeltasIsMergedObjectByObject() async throws {
+        try await withTemporaryDirectory { dir in
+            let work = dir + "/w"
+            try git("init", "-q", "-b", "main", work)
+            let lines = (0..<200).map { "line \($0) of a file that git stores as a delta of its next version" }
+            try write(work + "/f.txt", lines.joined(separator: "\n"))
+            try git("-C", work, "add", "f.txt")
+            try git("-C", work, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "one")
+            try write(work + "/f.txt", (lines + ["one more line"]).joined(separator: "\n"))
+            try git("-C", work, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-am", "two")
+            try git("-C", work, "repack", "-q", "-a", "-d")
+            let deltaPack = try #require(t.packs(work + "/.git").first)
+            let deltaIndex = work + "/.git/objects/pack/" + deltaPack.dropLast(".pack".count) + ".idx"
+            #expect(try git("verify-pack", "-v", deltaIndex).contains("chain length"), "the fixture has a delta")
+            let old = try git("-C", work, "rev-parse", "HEAD~1:f.txt").trimmingCharacters(in: .whitespacesAndNewlines)
+
+            let path = dir + "/r.git"
+            let repo = try Repository.create(at: path, bare: true)
+            let head = try #require(try flushedPasses(repo, 1...3, from: nil))
+            for suffix in [".pack", ".idx"] {
+                let name = String(deltaPack.dropLast(".pack".count)) + suffix
+                try FileManager.default.copyItem(atPath: work + "/.git/objects/pack/" + name, toPath: path + "/objects/pack/" + name)
+            }
+            #expect(try repo.consolidatePacks(bound: 2) == 4)
+            let merged = try #require(t.packs(path).first)
+            #expect(t.packs(path).count == 1)
+            let listing = try git("verify-pack", "-v", path + "/objects/pack/" + merged.dropLast(".pack".count) + ".idx")
+            #expect(!listing.contains("chain length"), "whole objects only")
+            #expect(try git("--git-dir", path, "cat-file", "-p", old) == lines.joined(separator: "\n"))
+            try git("--git-dir", path, "fsck", "--strict")
+            #expect(try repo.commitInfo(head).trailer("Bulwark-Id") == "r3")
+        }
+    }
+
+    /// An entry whose bytes no longer match the CRC-32 of its index (damage on disk) is never
+    /// copied: the pack is read through libgit2, which finds the damage, and the consolidation
+    /// fails with every old pack still in place.
+    @Test func aDamagedEntryIsNeverCopiedIntoTheMergedPack() async throws {
+        try await withTemporaryDirectory { dir in
+            let path = dir + "/r.git"
+            let repo = try Repository.create(at: path, bare: true)
+            _ = try flushedPasses(repo, 1...3, from: nil)
+            let before = t.packs(path).sorted()
+            let damaged = path + "/objects/pack/" + before[1]
+            let size = try #require(try FileManager.default.attributesOfItem(atPath: damaged)[.size] as? Int)
+            try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: damaged)
+            let handle = try #require(FileHandle(forUpdatingAtPath: damaged))
+            // Inside the last entry (the commit), before the pack's checksum.
+            let offset = UInt64(size - 20 - 30)
+            try handle.seek(toOffset: offset)
+            let byte = try #require(try handle.read(upToCount: 1)).first ?? 0
+            try handle.seek(toOffset: offset)
+            try handle.write(contentsOf: [byte ^ 0x01])
+            try handle.close()
+            let fresh = try Repository.open(at: path)
+            #expect(throws: GitError.self) { try fresh.consolidatePacks(bound: 2) }
+            #expect(t.packs(path).sorted() == before)
+            let names = try FileManager.default.contentsOfDirectory(atPath: path + "/objects/pack")
+            #expect(!names.contains { $0.hasPrefix("tmp_") })
+        }
+    }
 }
