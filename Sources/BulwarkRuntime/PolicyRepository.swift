@@ -101,6 +101,8 @@ package actor PolicyRepository: AuditSink {
     /// fix), for `saveRecentFixes`; how far back the flap breaker last looked, in seconds.
     private var fixIndex: RecentFixIndex?
     private var fixPending: [(commit: ObjectID, parent: ObjectID?, entry: RecentFixIndex.Entry?)] = []
+    /// When a flush last wrote the index of recent fixes (see `recentFixesInterval`).
+    private var recentFixesSaved: ContinuousClock.Instant?
     private var fixWindow: TimeInterval?
     /// What reading recent fixes cost in this process, for tests and diagnostics.
     private(set) var fixIndexStatistics = AuditIndex.Statistics()
@@ -309,7 +311,17 @@ package actor PolicyRepository: AuditSink {
     /// (never a commit only in memory). A failure only costs the next process a few commits
     /// read from git, so it is a warning.
     package func saveIndex() {
-        saveRecentFixes()
+        saveIndex(withRecentFixes: true)
+    }
+
+    /// How often a pass's flushes rewrite the index of recent fixes: it is written whole, so a
+    /// 1,000-root pass that wrote it at each of its 47 flushes spent 15 % of its time there, and
+    /// a daemon flushing every few fixes 5 %. The rest is written at the end of the pass
+    /// (`endBuffering`); a process killed before that only leaves those fixes to be read from git.
+    static let recentFixesInterval: Duration = .seconds(10)
+
+    private func saveIndex(withRecentFixes: Bool) {
+        if withRecentFixes { saveRecentFixes() }
         guard let file = indexFile, !unindexed.isEmpty, let durable = try? repository.resolve(localAudit),
               let last = unindexed.lastIndex(where: { $0.commit == durable }) else { return }
         do {
@@ -427,7 +439,7 @@ package actor PolicyRepository: AuditSink {
             bufferFailure = failure
             throw failure
         }
-        saveIndex()
+        saveIndex(withRecentFixes: recentFixesSaved.map { $0.duration(to: .now) >= Self.recentFixesInterval } ?? true)
         // This pass's packs stay as they are until pushed (see `Repository.consolidatePacks`).
         consolidatePacks(sparingUnpushed: true)
         // Written straight to disk from here on when memory cannot be used again.
@@ -743,6 +755,7 @@ package actor PolicyRepository: AuditSink {
     /// to the index of recent fixes when it is up to date with the commit they follow (otherwise
     /// the next reader reads them from git). A failure is a warning: it only costs that read.
     private func saveRecentFixes() {
+        recentFixesSaved = .now
         guard !fixPending.isEmpty, let durable = try? repository.resolve(localAudit) else { return }
         guard let last = fixPending.lastIndex(where: { $0.commit == durable }) else {
             // Nothing flushed yet: they wait. Otherwise the branch moved elsewhere (a replay onto
