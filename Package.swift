@@ -65,13 +65,15 @@ let package = Package(
         .systemLibrary(
             name: "CLibYAML", pkgConfig: "yaml-0.1",
             providers: [.apt(["libyaml-dev"])]),
+        // Linux system calls Glibc does not wrap (openat2), for the host adapter's path walks.
+        .systemLibrary(name: "CLinux"),
         // BulwarkCore (no I/O) for the one redaction function.
         .target(name: "BulwarkGit", dependencies: ["CLibGit2", "BulwarkCore", .product(name: "Crypto", package: "swift-crypto")],
                 swiftSettings: swiftSettings),
         .target(name: "BulwarkCore", dependencies: ["CLibYAML"], swiftSettings: swiftSettings),
         // The one bounded runner of helper programs (deadline, terminate then kill, output to files).
         .target(name: "BulwarkProcess", swiftSettings: swiftSettings),
-        .target(name: "BulwarkHost", dependencies: ["BulwarkCore", "BulwarkProcess"], swiftSettings: swiftSettings),
+        .target(name: "BulwarkHost", dependencies: ["BulwarkCore", "BulwarkProcess", "CLinux"], swiftSettings: swiftSettings),
         .target(name: "BulwarkFirewall", dependencies: ["BulwarkCore"], swiftSettings: swiftSettings),
         .target(name: "BulwarkPackages", dependencies: ["BulwarkCore", "BulwarkProcess"], swiftSettings: swiftSettings),
         .target(

@@ -32,6 +32,8 @@ struct HostFile {
     var uid: uid_t
     var gid: gid_t
     var mode: mode_t
+    /// The file's status when it was read, for `ContentCache`.
+    var key: ContentKey
 }
 
 /// Reading and atomically replacing files under a host root, through descriptors only (see
@@ -108,7 +110,7 @@ enum FileIO {
             guard after.st_size == before.st_size, after.st_mtim.tv_sec == before.st_mtim.tv_sec,
                   after.st_mtim.tv_nsec == before.st_mtim.tv_nsec else { continue }
             return HostFile(path: display, bytes: bytes, identity: FileIdentity(after, bytes), uid: after.st_uid,
-                            gid: after.st_gid, mode: after.st_mode)
+                            gid: after.st_gid, mode: after.st_mode, key: ContentKey(after))
         }
         throw HostError("changed every time it was read", path: display, code: .conflict)
     }

@@ -67,46 +67,81 @@ struct HostAccounts: Sendable {
     init(root: HostRoot) throws {
         self.root = root
         var seen: Set<String> = []
-        for line in try Self.lines(root, "etc/passwd") {
-            let f = line.split(separator: ":", omittingEmptySubsequences: false)
-            guard f.count >= 7, let uid = UInt32(f[2]), let gid = UInt32(f[3]) else { continue }
-            let name = String(f[0])
-            if !seen.insert(name).inserted { duplicates.insert(name); continue }
-            users.append(HostAccount(name: name, uid: uid, gid: gid, home: String(f[5]),
-                                     shell: f[6].isEmpty ? "/bin/sh" : String(f[6])))
+        for user in try Self.passwdCache.value("etc/passwd", in: root, parse: Self.passwdEntries) ?? [] {
+            if !seen.insert(user.name).inserted { duplicates.insert(user.name); continue }
+            users.append(user)
         }
         var shadowSeen: Set<String> = []
-        for line in try Self.lines(root, "etc/shadow") {
-            let f = line.split(separator: ":", omittingEmptySubsequences: false)
-            guard f.count >= 2 else { continue }
-            let name = String(f[0])
-            if !shadowSeen.insert(name).inserted { duplicates.insert(name); continue }
-            guard let index = users.firstIndex(where: { $0.name == name }) else { continue }
-            let hash = f[1]
-            users[index].locked = hash.hasPrefix("!")
-            users[index].emptyPassword = hash.isEmpty
-            users[index].hasPassword = !hash.isEmpty && !hash.hasPrefix("!") && !hash.hasPrefix("*")
-            if f.count >= 8, let day = Int(f[7]) { users[index].expiresDay = day }
+        for entry in try Self.shadowCache.value("etc/shadow", in: root, parse: Self.shadowEntries) ?? [] {
+            if !shadowSeen.insert(entry.name).inserted { duplicates.insert(entry.name); continue }
+            guard let index = users.firstIndex(where: { $0.name == entry.name }) else { continue }
+            users[index].locked = entry.locked
+            users[index].emptyPassword = entry.emptyPassword
+            users[index].hasPassword = entry.hasPassword
+            if let day = entry.expiresDay { users[index].expiresDay = day }
         }
-        for line in try Self.lines(root, "etc/group") {
-            let f = line.split(separator: ":", omittingEmptySubsequences: false)
-            guard f.count >= 4, let gid = UInt32(f[2]) else { continue }
-            groups.append((String(f[0]), gid, f[3].split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }))
-        }
-        if let text = try FileIO.readText("etc/shells", in: root) {
-            shells = text.split(separator: "\n").map { LineFile.content($0[...]).trimmingCharacters(in: .whitespaces) }
+        groups = try Self.groupCache.value("etc/group", in: root, parse: Self.groupEntries) ?? []
+        shells = try Self.shellsCache.value("etc/shells", in: root) { file in
+            try Self.text(file).split(separator: "\n").map { LineFile.content($0[...]).trimmingCharacters(in: .whitespaces) }
                 .filter { !$0.isEmpty && !$0.hasPrefix("#") }
         }
-        if let text = try FileIO.readText(LoginDefsDriver.path, in: root) {
-            let entries = LoginDefsDriver.entries(LineFile(text))
+        if let entries = try LoginDefsDriver.cache.value(LoginDefsDriver.path, in: root, parse: LoginDefsDriver.entries(file:)) {
             if let value = entries["UID_MIN"]?.value, let min = UInt32(value) { uidMin = min }
             if let value = entries["GID_MIN"]?.value, let min = UInt32(value) { gidMin = min }
         }
     }
 
-    private static func lines(_ root: HostRoot, _ path: String) throws -> [Substring] {
-        guard let text = try FileIO.readText(path, in: root) else { return [] }
-        return text.split(separator: "\n").map { LineFile.content($0[...]) }.filter { !$0.hasPrefix("#") }
+    // Each file's parse, reused while the file is unchanged (`ContentCache`): the sshd guard
+    // judges every drifted SSHDConfig resource of a host against the same accounts. Of shadow,
+    // only what the guards need is kept, never a hash.
+    private static let passwdCache = ContentCache<[HostAccount]>()
+    private static let shadowCache = ContentCache<[ShadowEntry]>()
+    private static let groupCache = ContentCache<[(name: String, gid: UInt32, members: [String])]>()
+    private static let shellsCache = ContentCache<[String]>()
+
+    private struct ShadowEntry: Sendable {
+        var name: String
+        var locked: Bool
+        var emptyPassword: Bool
+        var hasPassword: Bool
+        var expiresDay: Int?
+    }
+
+    private static func passwdEntries(_ file: HostFile) throws -> [HostAccount] {
+        try lines(file).compactMap { line -> HostAccount? in
+            let f = line.split(separator: ":", omittingEmptySubsequences: false)
+            guard f.count >= 7, let uid = UInt32(f[2]), let gid = UInt32(f[3]) else { return nil }
+            return HostAccount(name: String(f[0]), uid: uid, gid: gid, home: String(f[5]),
+                               shell: f[6].isEmpty ? "/bin/sh" : String(f[6]))
+        }
+    }
+
+    private static func shadowEntries(_ file: HostFile) throws -> [ShadowEntry] {
+        try lines(file).compactMap { line -> ShadowEntry? in
+            let f = line.split(separator: ":", omittingEmptySubsequences: false)
+            guard f.count >= 2 else { return nil }
+            let hash = f[1]
+            return ShadowEntry(name: String(f[0]), locked: hash.hasPrefix("!"), emptyPassword: hash.isEmpty,
+                               hasPassword: !hash.isEmpty && !hash.hasPrefix("!") && !hash.hasPrefix("*"),
+                               expiresDay: f.count >= 8 ? Int(f[7]) : nil)
+        }
+    }
+
+    private static func groupEntries(_ file: HostFile) throws -> [(name: String, gid: UInt32, members: [String])] {
+        try lines(file).compactMap { line -> (name: String, gid: UInt32, members: [String])? in
+            let f = line.split(separator: ":", omittingEmptySubsequences: false)
+            guard f.count >= 4, let gid = UInt32(f[2]) else { return nil }
+            return (String(f[0]), gid, f[3].split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+        }
+    }
+
+    /// The file's text as `FileIO.readText` gives it (bytes that are not UTF-8 kept, see `LineFile`).
+    private static func text(_ file: HostFile) throws -> String {
+        try LineFile(bytes: file.bytes, path: file.path).text
+    }
+
+    private static func lines(_ file: HostFile) throws -> [Substring] {
+        try text(file).split(separator: "\n").map { LineFile.content($0[...]) }.filter { !$0.hasPrefix("#") }
     }
 
     func user(_ name: String) -> HostAccount? { users.first { $0.name == name } }
@@ -159,7 +194,8 @@ struct HostAccounts: Sendable {
             }
             guard !path.isEmpty else { continue }
             if !path.hasPrefix("/") { path = account.home + "/" + path }
-            guard let full = try? root.resolve(path), let text = try? FileIO.readText(full) else { continue }
+            // One walk inside the root, links judged as every read judges them.
+            guard let text = try? FileIO.readText(path, in: root) else { continue }
             let hasKey = text.split(separator: "\n").contains { line in
                 let trimmed = line.trimmingCharacters(in: .whitespaces)
                 return !trimmed.isEmpty && !trimmed.hasPrefix("#")

@@ -1,5 +1,7 @@
 internal import Foundation
 internal import BulwarkCore
+internal import CLinux
+internal import Synchronization
 
 /// The directory a host target is rooted at (`/` for the machine itself), and the only place
 /// the host adapter reads or writes.
@@ -74,6 +76,11 @@ public struct HostRoot: Sendable, Hashable {
     /// away for a moment is not replaced by an empty one).
     func openFolderNoFollow(_ components: [String], create: mode_t? = nil, creatingFrom: Int = 0) throws(HostError) -> Directory {
         var current = try openRoot()
+        // Every folder there, none of them a link: opened in one call. Anything else (a link, a
+        // missing folder) is walked component by component below, which says what it is.
+        if let fd = LinkFreeOpen.open(components[...], under: current.fd, flags: O_RDONLY | O_DIRECTORY | O_CLOEXEC) {
+            return Directory(fd: fd, components: components)
+        }
         for (index, part) in components.enumerated() {
             guard part != "..", part != ".", !part.isEmpty else {
                 throw HostError("'\(part)' in a path Bulwark writes", path: full(components))
@@ -115,7 +122,9 @@ public struct HostRoot: Sendable, Hashable {
     /// root, at most 40 of them; `..` never above the root. Each folder is held open, so `..`
     /// returns to the folder the walk came from, not to whatever is now the parent of a path.
     func walk(_ components: [String]) throws(HostError) -> Walk {
-        var stack = [try openRoot()]
+        let root = try openRoot()
+        if let walk = linkFreeWalk(components, from: root) { return walk }
+        var stack = [root]
         var pending = components[...]
         var hops = 0
         // Links are followed only when root or the target root's owner made them: a user's link at a
@@ -174,11 +183,61 @@ public struct HostRoot: Sendable, Hashable {
         return Walk(folder: top, name: nil, resolved: top.components, exists: true)
     }
 
+    /// `walk` of a path without any symbolic link on it, nor `.` or `..`: the folder holding the
+    /// last component opened in one call (`LinkFreeOpen`, which fails at any link), the last
+    /// component looked at without following it. The same `Walk` the component-by-component walk
+    /// gives for such a path; nil whenever that cannot be told so cheaply (a link on the way or
+    /// at the end, a missing folder, no `openat2`): then `walk` goes one component at a time and
+    /// judges each link by its owner.
+    private func linkFreeWalk(_ components: [String], from root: Directory) -> Walk? {
+        guard let name = components.last, LinkFreeOpen.isPlain(name) else { return nil }
+        let parents = components.dropLast()
+        var folder = root
+        if !parents.isEmpty {
+            guard let fd = LinkFreeOpen.open(parents, under: root.fd, flags: O_RDONLY | O_DIRECTORY | O_CLOEXEC) else { return nil }
+            folder = Directory(fd: fd, components: Array(parents))
+        }
+        var info = stat()
+        guard fstatat(folder.fd, name, &info, AT_SYMLINK_NOFOLLOW) == 0 else {
+            // Missing at the end: as the walk says it (nothing after it to take literally).
+            return errno == ENOENT ? Walk(folder: folder, name: name, resolved: components, exists: false) : nil
+        }
+        guard info.st_mode & FileType.mask != FileType.symlink else { return nil }
+        return Walk(folder: folder, name: name, resolved: components, exists: true)
+    }
+
     private func readLink(_ folder: Int32, _ name: String, _ display: String) throws(HostError) -> String {
         var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
         let count = readlinkat(folder, name, &buffer, buffer.count - 1)
         guard count >= 0 else { throw HostError("cannot read symbolic link: \(errnoText())", path: display) }
         return String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
+
+/// Opening a path below a folder in one system call when no component of it is a symbolic
+/// link: `openat2` with `RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH`, so the kernel goes one
+/// component at a time exactly as `HostRoot`'s walks do and fails (`ELOOP`) at the first link
+/// instead of following it. A shortcut only, never a second policy: whatever it does not open
+/// (a link anywhere, a missing or unreadable folder, a kernel or seccomp filter without
+/// `openat2`) the caller walks component by component, judging each link by its owner.
+enum LinkFreeOpen {
+    /// Set once `openat2` answered ENOSYS or EPERM: not asked again in this process.
+    private static let unavailable = Atomic<Bool>(false)
+
+    /// A component the walks would take as a name (not empty, `.` or `..`).
+    static func isPlain(_ component: String) -> Bool {
+        !component.isEmpty && component != "." && component != ".." && !component.utf8.contains(0x2F)
+    }
+
+    /// A descriptor of `components` below `folder`, opened with `flags`; nil when it was not
+    /// opened this way (see above), including for no components at all.
+    static func open(_ components: ArraySlice<String>, under folder: Int32, flags: Int32) -> Int32? {
+        guard !components.isEmpty, !unavailable.load(ordering: .relaxed), components.allSatisfy(isPlain) else { return nil }
+        let resolve = UInt64(RESOLVE_NO_SYMLINKS) | UInt64(RESOLVE_NO_MAGICLINKS) | UInt64(RESOLVE_BENEATH)
+        let fd = bulwark_openat2(folder, components.joined(separator: "/"), UInt64(flags), resolve)
+        if fd >= 0 { return fd }
+        if errno == ENOSYS || errno == EPERM { unavailable.store(true, ordering: .relaxed) }
+        return nil
     }
 }
 

@@ -42,6 +42,15 @@ struct LoginDefsDriver: ResourceDriver {
         return trimmed
     }
 
+    /// Each root's login.defs parsed once while it is unchanged (`ContentCache`): a host's
+    /// LoginDefs resources and the guards' `HostAccounts` read the same file.
+    static let cache = ContentCache<[String: (value: String, line: Int)]>()
+
+    /// `entries` of a file as read.
+    static func entries(file: HostFile) throws -> [String: (value: String, line: Int)] {
+        entries(try LineFile(bytes: file.bytes, origin: file.identity, path: file.path))
+    }
+
     /// The line index of the last assignment of each key.
     static func entries(_ lines: LineFile) -> [String: (value: String, line: Int)] {
         var result: [String: (value: String, line: Int)] = [:]
@@ -55,7 +64,7 @@ struct LoginDefsDriver: ResourceDriver {
 
     func observe(_ resource: Resource, on target: Target) async throws -> Observation {
         let root = try HostRoot(target: target)
-        let entries = Self.entries(try FileIO.readLines(Self.path, in: root) ?? LineFile(""))
+        let entries = try Self.cache.value(Self.path, in: root, parse: Self.entries(file:)) ?? [:]
         var values: [String: String?] = [:]
         for property in resource.spec.properties {
             // Typed on purpose: `nil` must mean "unset", not remove the property.

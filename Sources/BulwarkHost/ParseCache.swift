@@ -25,9 +25,8 @@ final class ParseCache<Value: Sendable>: Sendable {
     /// files); such a file is read again next time.
     func store(_ value: Value, for key: String, readAt snapshot: FileSnapshot, unlessRecent: Bool = false) {
         if unlessRecent {
-            var now = timespec()
-            clock_gettime(CLOCK_REALTIME, &now)
-            for case let identity? in snapshot.files.values where identity.seconds >= now.tv_sec - 2 { return }
+            for case let identity? in snapshot.files.values
+            where ContentKey.isRecent(identity.seconds) || ContentKey.isRecent(identity.changeSeconds) { return }
         }
         entries.withLock { $0[key] = Entry(value: value, files: snapshot.files) }
     }
@@ -36,17 +35,20 @@ final class ParseCache<Value: Sendable>: Sendable {
         var info = stat()
         guard stat(path, &info) == 0 else { return nil }
         return CacheIdentity(device: UInt64(info.st_dev), inode: UInt64(info.st_ino), size: Int64(info.st_size),
-                            seconds: info.st_mtim.tv_sec, nanoseconds: info.st_mtim.tv_nsec)
+                            seconds: info.st_mtim.tv_sec, nanoseconds: info.st_mtim.tv_nsec,
+                            changeSeconds: info.st_ctim.tv_sec, changeNanoseconds: info.st_ctim.tv_nsec)
     }
 }
 
-/// A file's device, inode, size and modification time (nanoseconds).
+/// A file's device, inode, size, modification and change times (nanoseconds).
 fileprivate struct CacheIdentity: Hashable, Sendable {
     var device: UInt64
     var inode: UInt64
     var size: Int64
     var seconds: Int
     var nanoseconds: Int
+    var changeSeconds: Int
+    var changeNanoseconds: Int
 }
 
 /// Identities of files taken *before* they are read: a cache entry stored with identities taken
@@ -57,5 +59,81 @@ struct FileSnapshot: Sendable {
 
     mutating func take(_ path: String) {
         if files[path] == nil { files[path] = .some(ParseCache<Int>.identity(path)) }
+    }
+}
+
+// MARK: - One file's parsed content
+
+/// A regular file as a read found it: device, inode, size, modification and change times
+/// (nanoseconds). A write in place moves the times, a chmod or chown the change time, an atomic
+/// rename gives a new inode: any of them makes a new key.
+struct ContentKey: Hashable, Sendable {
+    var device: UInt64
+    var inode: UInt64
+    var size: Int64
+    var modified: Int
+    var modifiedNanoseconds: Int
+    var changed: Int
+    var changedNanoseconds: Int
+
+    init(_ info: stat) {
+        device = UInt64(info.st_dev)
+        inode = UInt64(info.st_ino)
+        size = Int64(info.st_size)
+        modified = info.st_mtim.tv_sec
+        modifiedNanoseconds = info.st_mtim.tv_nsec
+        changed = info.st_ctim.tv_sec
+        changedNanoseconds = info.st_ctim.tv_nsec
+    }
+
+    /// Whether the file was modified or its status changed in the last two seconds (or is
+    /// stamped in the future): the kernel stamps files from a coarse clock, so a same-size
+    /// rewrite right after a read can keep every field of the key (git's "racily clean" files).
+    var isRecent: Bool { Self.isRecent(modified) || Self.isRecent(changed) }
+
+    static func isRecent(_ seconds: Int) -> Bool {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return seconds >= now.tv_sec - 2
+    }
+}
+
+/// What a parse made of a file's bytes, by the file's `ContentKey`, within this process: a
+/// file that several resources (four `LoginDefs` keys of a host) or guards read is parsed once
+/// while it is unchanged. The path is still walked on every lookup as every read walks it
+/// (links judged by their owner, never leaving the root), so the cache only ever stands in for
+/// the bytes of the very file that walk reaches. Never under the target's lock (a fix is built
+/// from a fresh, settled read), never stored for a recently changed file (`ContentKey.isRecent`).
+/// Bounded: when full, it starts again.
+final class ContentCache<Value: Sendable>: Sendable {
+    private let entries = Mutex<[ContentKey: Value]>([:])
+    private let limit: Int
+
+    init(limit: Int = 1024) { self.limit = max(1, limit) }
+
+    /// `parse` of the file `path` names under the root (following links inside it as a read
+    /// does), reused while the file is unchanged; nil when it does not exist.
+    func value(_ path: String, in root: HostRoot, parse: (HostFile) throws -> Value) throws -> Value? {
+        let walk = try root.walk(root.components(of: path))
+        guard walk.exists else { return nil }
+        guard let name = walk.name else { throw HostError("is a folder, not a regular file", path: root.path) }
+        let display = root.full(walk.resolved)
+        guard !HostLock.isHeld(root) else {
+            return try FileIO.settledRead(name, in: walk.folder, display: display).map(parse)
+        }
+        var info = stat()
+        if fstatat(walk.folder.fd, name, &info, AT_SYMLINK_NOFOLLOW) == 0, info.st_mode & FileType.mask == FileType.regular,
+           let known = entries.withLock({ $0[ContentKey(info)] }) {
+            return known
+        }
+        guard let file = try FileIO.read(name, in: walk.folder, display: display) else { return nil }
+        let value = try parse(file)
+        if !file.key.isRecent {
+            entries.withLock { table in
+                if table.count >= limit { table.removeAll(keepingCapacity: true) }
+                table[file.key] = value
+            }
+        }
+        return value
     }
 }

@@ -178,14 +178,18 @@ struct SSHDConfigDriver: ResourceDriver {
         return (content[..<start], content[start..<keywordEnd], content[keywordEnd..<valueStart], value)
     }
 
+    /// The configuration as sshd reads it. Reused while no file or folder it came from changed,
+    /// except holding the target's lock: the configuration a fix is built from (and that the
+    /// guard's probe judges there) is read afresh, each file from a still file (`settledRead`).
     func read(_ root: HostRoot) throws -> Config {
         let main = try root.resolve(Self.configPath)
-        if let cached = cache.lookup(main) { return cached }
+        let cacheable = !HostLock.isHeld(root)
+        if cacheable, let cached = cache.lookup(main) { return cached }
         var config = Config()
         config.snapshot.take(main)
         guard let lines = try FileIO.readLines(main, in: root) else { throw HostError("sshd configuration not found", path: main) }
         try read(file: main, lines: lines, root: root, depth: 0, into: &config)
-        cache.store(config, for: main, readAt: config.snapshot)
+        if cacheable { cache.store(config, for: main, readAt: config.snapshot, unlessRecent: true) }
         return config
     }
 

@@ -25,6 +25,8 @@ final class SSHDProbe {
     static let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"].first { FileManager.default.isExecutableFile(atPath: $0) }
 
     let executable: String
+    /// This machine's account files, read for every probe's key (`ContentCache`).
+    private static let machineFiles = ContentCache<String>(limit: 8)
     /// Everything sshd's answer depends on besides the command line: the sshd binary, the
     /// machine's account files (sshd resolves `-C user=` and Match Group there), and the exact
     /// candidate (each file's text and where its Includes point), length-prefixed.
@@ -48,8 +50,9 @@ final class SSHDProbe {
         var key = ProbeKey()
         key.append(executable)
         key.append(Self.identity(executable))
+        let machine = try HostRoot("/")
         for file in ["/etc/passwd", "/etc/group"] {
-            let text: String? = (try? FileIO.readText(file)) ?? nil
+            let text = (try? Self.machineFiles.value(file, in: machine) { try LineFile(bytes: $0.bytes, path: $0.path).text }) ?? nil
             key.append(text.map { "present " + $0 } ?? "missing")
         }
         var names: [String: String] = [:]

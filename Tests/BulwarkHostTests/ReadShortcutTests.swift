@@ -1,0 +1,104 @@
+@testable import BulwarkHost
+import BulwarkTestSupport
+import Foundation
+import Glibc
+import Testing
+
+/// The shortcuts of a plan's reads: a path without links opened in one call (`LinkFreeOpen`),
+/// and a file's parse reused while the file is unchanged (`ContentCache`). Neither may ever
+/// follow a link the walk would refuse, nor serve what a file held before it changed.
+@Suite struct ReadShortcutTests {
+    /// Read once without a link on the way, then a folder on the path is swapped for a link: a
+    /// user's link is refused, root's is followed for a read (inside the root) and never opened
+    /// for a write. A shortcut that let the kernel follow links would read the other file.
+    @Test func aFolderSwappedForALinkAfterALinkFreeReadIsJudgedAsALink() async throws {
+        guard isRoot else { return }
+        try await withTemporaryDirectory { root in
+            try write(root + "/srv/a/data/file", "first\n")
+            try write(root + "/srv/b/data/file", "other\n")
+            let host = try HostRoot(root)
+            #expect(try FileIO.readText("/srv/a/data/file", in: host) == "first\n")
+            #expect(try host.openFolderNoFollow(["srv", "a", "data"]).components == ["srv", "a", "data"])
+
+            try FileManager.default.moveItem(atPath: root + "/srv/a/data", toPath: root + "/srv/a/old")
+            try link(root + "/srv/a/data", to: "../b/data")
+            #expect(lchown(root + "/srv/a/data", 1000, 1000) == 0)
+            #expect(throws: HostError.self, "a user's link is never followed") {
+                try FileIO.readText("/srv/a/data/file", in: host)
+            }
+
+            #expect(lchown(root + "/srv/a/data", 0, 0) == 0)
+            #expect(try FileIO.readText("/srv/a/data/file", in: host) == "other\n", "root's link is followed for a read")
+            #expect(try host.resolve("/srv/a/data/file") == root + "/srv/b/data/file")
+            #expect(throws: HostError.self, "no write goes through any link") {
+                try host.openFolderNoFollow(["srv", "a", "data"])
+            }
+
+            // An absolute link root made starts again at the target root, never at the machine's.
+            try FileManager.default.removeItem(atPath: root + "/srv/a/data")
+            try link(root + "/srv/a/data", to: "/srv/b/data")
+            #expect(try FileIO.readText("/srv/a/data/file", in: host) == "other\n")
+            // The last component a link, too.
+            try link(root + "/srv/c/file", to: "../a/old/file")
+            #expect(lchown(root + "/srv/c/file", 1000, 1000) == 0)
+            #expect(throws: HostError.self) { try FileIO.readText("/srv/c/file", in: host) }
+        }
+    }
+
+    /// A parse reused by the file's device, inode, size and times is read again after every kind
+    /// of change: a same-size rewrite in place with its modification time put back (only the
+    /// change time tells), a rename over it, a link retargeted to a file with the same size and
+    /// times, a removal; and the shadow fields the guards read likewise.
+    @Test func aCachedParseIsNeverServedForAChangedFile() async throws {
+        try await withTemporaryDirectory { root in
+            let old = 1_700_000_000
+            for (name, text) in [("login.defs", "PASS_MAX_DAYS 99999\n"), ("a.defs", "PASS_MAX_DAYS 22222\n"),
+                                 ("b.defs", "PASS_MAX_DAYS 33333\n")] {
+                try write(root + "/etc/" + name, text)
+                setModified(root + "/etc/" + name, old)
+            }
+            try write(root + "/etc/passwd", "root:x:0:0::/root:/bin/sh\nadmin:x:1000:1000::/home/admin:/bin/sh\n")
+            try write(root + "/etc/shadow", "root:*:19000:0:99999:7:::\nadmin:*:19000:0:99999:7:::\n")
+            for name in ["passwd", "shadow"] { setModified(root + "/etc/" + name, old) }
+            // Only a file whose status is more than two seconds old is cached at all.
+            try await Task.sleep(for: .milliseconds(2200))
+            let host = try HostRoot(root)
+            func observed() throws -> String? {
+                try LoginDefsDriver.cache.value(LoginDefsDriver.path, in: host, parse: LoginDefsDriver.entries(file:))?["PASS_MAX_DAYS"]?.value
+            }
+            #expect(try observed() == "99999")
+            #expect(try observed() == "99999")
+
+            let handle = try #require(FileHandle(forWritingAtPath: root + "/etc/login.defs"))
+            try handle.write(contentsOf: Data("PASS_MAX_DAYS 11111\n".utf8))
+            try handle.close()
+            setModified(root + "/etc/login.defs", old)
+            #expect(try observed() == "11111", "same size, same modification time: the change time tells")
+
+            #expect(rename(root + "/etc/a.defs", root + "/etc/login.defs") == 0)
+            #expect(try observed() == "22222")
+
+            try FileManager.default.removeItem(atPath: root + "/etc/login.defs")
+            try link(root + "/etc/login.defs", to: "b.defs")
+            #expect(try observed() == "33333")
+            try await Task.sleep(for: .milliseconds(2200))
+            #expect(try observed() == "33333")
+            try write(root + "/etc/c.defs", "PASS_MAX_DAYS 44444\n")
+            setModified(root + "/etc/c.defs", old)
+            try FileManager.default.removeItem(atPath: root + "/etc/login.defs")
+            try link(root + "/etc/login.defs", to: "c.defs")
+            #expect(try observed() == "44444", "a link retargeted to a file of the same size and times")
+
+            try FileManager.default.removeItem(atPath: root + "/etc/login.defs")
+            #expect(try observed() == nil)
+
+            #expect(try HostAccounts(root: host).user("admin")?.locked == false)
+            #expect(try HostAccounts(root: host).user("admin")?.locked == false)
+            let shadow = try #require(FileHandle(forWritingAtPath: root + "/etc/shadow"))
+            try shadow.write(contentsOf: Data("root:*:19000:0:99999:7:::\nadmin:!:19000:0:99999:7:::\n".utf8))
+            try shadow.close()
+            setModified(root + "/etc/shadow", old)
+            #expect(try HostAccounts(root: host).user("admin")?.locked == true, "a locked account is seen at once")
+        }
+    }
+}
