@@ -164,23 +164,65 @@ public struct Reconciler: Sendable {
     }
 
     /// The safety guards' verdicts on each remediation's changes: the reasons of those blocked.
+    ///
+    /// Remediations that one pass writes into one file (the `applied` ones of a
+    /// `CoalescingDriver`'s kind and key on one target) are judged together, in plan order: each
+    /// with the changes allowed before it, since that is the file written. Two changes that are
+    /// each harmless can lock everyone out together (`PasswordAuthentication no` and
+    /// `PubkeyAuthentication no`); the second is then blocked. Every other remediation is judged
+    /// alone, against the target as it is.
     func assess(_ remediations: [PlannedRemediation], in state: DesiredState) async -> [Binding: String] {
-        await withTaskGroup(of: (Binding, String?).self) { group in
-            var pending = remediations[...]
+        var groups: [[PlannedRemediation]] = []
+        var open: [String: Int] = [:]
+        for remediation in remediations {
+            let binding = remediation.binding
+            if remediation.decision == .applied, let driver = registry.kinds[binding.resource.kind]?.driver as? any CoalescingDriver,
+               let resource = state.resources[binding.resource], let target = state.targets[binding.target],
+               let key = driver.coalescingKey(resource, on: target) {
+                let group = [binding.target, binding.resource.kind, key].joined(separator: "\u{1}")
+                if let index = open[group] {
+                    groups[index].append(remediation)
+                } else {
+                    open[group] = groups.count
+                    groups.append([remediation])
+                }
+            } else {
+                groups.append([remediation])
+            }
+        }
+        return await withTaskGroup(of: [(Binding, String?)].self) { group in
+            var pending = groups[...]
             func startNext() {
-                guard let remediation = pending.popFirst() else { return }
+                guard let members = pending.popFirst() else { return }
                 group.addTask {
-                    let binding = remediation.binding
-                    guard let resource = state.resources[binding.resource], let target = state.targets[binding.target],
-                          let kind = self.registry.kinds[binding.resource.kind] else { return (binding, nil) }
-                    let verdict = await kind.driver.assess(remediation.changes, to: resource, on: target)
-                    return (binding, verdict.blockReason)
+                    var verdicts: [(Binding, String?)] = []
+                    var allowed: [PropertyDrift] = []
+                    for remediation in members {
+                        let binding = remediation.binding
+                        guard let resource = state.resources[binding.resource], let target = state.targets[binding.target],
+                              let kind = self.registry.kinds[binding.resource.kind] else {
+                            verdicts.append((binding, nil))
+                            continue
+                        }
+                        let taken = Set(remediation.changes.map(\.property))
+                        let before = allowed.filter { !taken.contains($0.property) }
+                        let verdict = await kind.driver.assess(before + remediation.changes, to: resource, on: target)
+                        guard let reason = verdict.blockReason else {
+                            allowed += remediation.changes
+                            verdicts.append((binding, nil))
+                            continue
+                        }
+                        let others = before.map { $0.sensitive ? $0.property : "\($0.property) \($0.desired)" }
+                        verdicts.append((binding, others.isEmpty ? reason
+                            : reason + " (judged with the changes this pass also writes to the same file: \(others.joined(separator: ", ")))"))
+                    }
+                    return verdicts
                 }
             }
             for _ in 0..<concurrency { startNext() }
             var blocked: [Binding: String] = [:]
-            while let (binding, reason) = await group.next() {
-                if let reason { blocked[binding] = reason }
+            while let verdicts = await group.next() {
+                for case let (binding, reason?) in verdicts { blocked[binding] = reason }
                 startNext()
             }
             return blocked

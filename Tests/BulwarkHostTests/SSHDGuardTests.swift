@@ -61,6 +61,48 @@ import Testing
         }
     }
 
+    /// Two resources, each harmless alone (the administrator keeps a password, or a key), that
+    /// together leave nobody a way in: they are written into one sshd_config, so the guard
+    /// judges them together and blocks the second; the first is applied, and the second stays
+    /// blocked once the first is in the file.
+    @Test func twoChangesHarmlessAloneButLockingOutTogetherAreJudgedTogether() async throws {
+        let both = resource("SSHDConfig", "keys-off", "PubkeyAuthentication: \"no\"")
+            + resource("SSHDConfig", "passwords-off", "PasswordAuthentication: \"no\"")
+        try await withTemporaryDirectory { root in
+            let admin = FixtureAccount(name: "admin", uid: 1000, hash: "$y$j9T$adminhash", groups: ["sudo"], key: true)
+            try host(root, [root0, admin])
+            let state = try hostState(root: root, both)
+            let reconciler = Reconciler(registry: Registry([HostAdapter.definition()]))
+            let plan = try await reconciler.plan(state)
+            #expect(plan.remediations.map(\.decision).sorted { "\($0)" < "\($1)" } == [.applied, .blocked],
+                    "\(plan.remediations.map { "\($0.decision) \($0.reason ?? "")" })")
+            let reason = plan.remediations.first { $0.decision == .blocked }?.reason ?? ""
+            #expect(reason.contains("no account could log in over SSH")
+                    && reason.contains("judged with the changes this pass also writes to the same file"), "\(reason)")
+            let sink = RecordingSink()
+            let outcome = await reconciler.apply(plan, state: state, audit: sink)
+            #expect(outcome.entries.filter { $0.record.decision == .blocked }.count == 1,
+                    "\(outcome.entries.map(\.record.decision))")
+            #expect(outcome.entries.filter { $0.record.result == .verified }.count == 1)
+            // With the first in the file, the second alone would lock everyone out: still blocked, recorded once.
+            let again = await reconciler.apply(try await reconciler.plan(state), state: state, audit: sink)
+            let blocked = again.entries.filter { $0.record.decision == .blocked }
+            #expect(blocked.count == 1 && blocked.allSatisfy(\.alreadyRecorded), "\(again.entries.map(\.record.decision))")
+            let config = try read(root + "/etc/ssh/sshd_config")
+            #expect(config.contains("\nPubkeyAuthentication no\n") != config.contains("\nPasswordAuthentication no\n"),
+                    "exactly one of the two is written: \(config)")
+        }
+        // Each alone goes through.
+        for single in [resource("SSHDConfig", "keys-off", "PubkeyAuthentication: \"no\""),
+                       resource("SSHDConfig", "passwords-off", "PasswordAuthentication: \"no\"")] {
+            try await withTemporaryDirectory { root in
+                let admin = FixtureAccount(name: "admin", uid: 1000, hash: "$y$j9T$adminhash", groups: ["sudo"], key: true)
+                try host(root, [root0, admin])
+                try await expectApplied(root, single)
+            }
+        }
+    }
+
     @Test func permitRootLoginNoIsBlockedWhenOnlyRootHoldsAKeyAndAppliedWithASudoKeyHolder() async throws {
         try await withTemporaryDirectory { root in
             // A user without sudo can log in by password: that is no way back to administration.
