@@ -7,7 +7,7 @@ internal import Synchronization
 final class ParseCache<Value: Sendable>: Sendable {
     private struct Entry: Sendable {
         var value: Value
-        var files: [String: CacheIdentity?]
+        var files: [String: ContentKey?]
     }
 
     private let entries = Mutex<[String: Entry]>([:])
@@ -25,37 +25,23 @@ final class ParseCache<Value: Sendable>: Sendable {
     /// files); such a file is read again next time.
     func store(_ value: Value, for key: String, readAt snapshot: FileSnapshot, unlessRecent: Bool = false) {
         if unlessRecent {
-            for case let identity? in snapshot.files.values
-            where ContentKey.isRecent(identity.seconds) || ContentKey.isRecent(identity.changeSeconds) { return }
+            for case let identity? in snapshot.files.values where identity.isRecent { return }
         }
         entries.withLock { $0[key] = Entry(value: value, files: snapshot.files) }
     }
 
-    fileprivate static func identity(_ path: String) -> CacheIdentity? {
+    fileprivate static func identity(_ path: String) -> ContentKey? {
         var info = stat()
         guard stat(path, &info) == 0 else { return nil }
-        return CacheIdentity(device: UInt64(info.st_dev), inode: UInt64(info.st_ino), size: Int64(info.st_size),
-                            seconds: info.st_mtim.tv_sec, nanoseconds: info.st_mtim.tv_nsec,
-                            changeSeconds: info.st_ctim.tv_sec, changeNanoseconds: info.st_ctim.tv_nsec)
+        return ContentKey(info)
     }
-}
-
-/// A file's device, inode, size, modification and change times (nanoseconds).
-fileprivate struct CacheIdentity: Hashable, Sendable {
-    var device: UInt64
-    var inode: UInt64
-    var size: Int64
-    var seconds: Int
-    var nanoseconds: Int
-    var changeSeconds: Int
-    var changeNanoseconds: Int
 }
 
 /// Identities of files taken *before* they are read: a cache entry stored with identities taken
 /// after the read could pair a file's old content with its new identity when the file is
 /// replaced in between, and then be reused while stale.
 struct FileSnapshot: Sendable {
-    fileprivate var files: [String: CacheIdentity?] = [:]
+    fileprivate var files: [String: ContentKey?] = [:]
 
     mutating func take(_ path: String) {
         if files[path] == nil { files[path] = .some(ParseCache<Int>.identity(path)) }
