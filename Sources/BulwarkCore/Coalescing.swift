@@ -32,12 +32,7 @@ extension Reconciler {
         var steps: [PassStep] = []
         var open: [String: Int] = [:]
         for remediation in plan.remediations {
-            let binding = remediation.binding
-            if remediation.decision == .applied, remediation.leftovers.isEmpty,
-               let kind = registry.kinds[binding.resource.kind], let driver = kind.driver as? any CoalescingDriver,
-               let resource = state.resources[binding.resource], let target = state.targets[binding.target],
-               let key = driver.coalescingKey(resource, on: target) {
-                let group = [binding.target, binding.resource.kind, key].joined(separator: "\u{1}")
+            if remediation.leftovers.isEmpty, let group = coalescingGroup(remediation, in: state) {
                 if let index = open[group] {
                     let taken = Set(steps[index].remediations.flatMap { $0.changes.map(\.property) })
                     if taken.isDisjoint(with: remediation.changes.map(\.property)) {
@@ -50,6 +45,16 @@ extension Reconciler {
             steps.append(PassStep(remediations: [remediation]))
         }
         return steps
+    }
+
+    /// The file one pass writes `remediation`'s changes into together with others (its target,
+    /// kind and coalescing key), when it is `applied` and its kind coalesces; nil otherwise.
+    func coalescingGroup(_ remediation: PlannedRemediation, in state: DesiredState) -> String? {
+        let binding = remediation.binding
+        guard remediation.decision == .applied, let driver = registry.kinds[binding.resource.kind]?.driver as? any CoalescingDriver,
+              let resource = state.resources[binding.resource], let target = state.targets[binding.target],
+              let key = driver.coalescingKey(resource, on: target) else { return nil }
+        return [binding.target, binding.resource.kind, key].joined(separator: "\u{1}")
     }
 }
 

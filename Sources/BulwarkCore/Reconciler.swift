@@ -175,11 +175,7 @@ public struct Reconciler: Sendable {
         var groups: [[PlannedRemediation]] = []
         var open: [String: Int] = [:]
         for remediation in remediations {
-            let binding = remediation.binding
-            if remediation.decision == .applied, let driver = registry.kinds[binding.resource.kind]?.driver as? any CoalescingDriver,
-               let resource = state.resources[binding.resource], let target = state.targets[binding.target],
-               let key = driver.coalescingKey(resource, on: target) {
-                let group = [binding.target, binding.resource.kind, key].joined(separator: "\u{1}")
+            if let group = coalescingGroup(remediation, in: state) {
                 if let index = open[group] {
                     groups[index].append(remediation)
                 } else {
