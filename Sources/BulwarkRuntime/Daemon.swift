@@ -202,11 +202,13 @@ package actor Daemon: DaemonControl {
         }
     }
 
-    /// Pushes what is left (SIGTERM), once the service has stopped the watcher and the worker.
+    /// Pushes what is left (SIGTERM), once the service has stopped the watcher and the worker, and
+    /// lets a webhook fan-out in flight finish.
     package func shutdown() async {
         if case .keptLocally(let count, let reason) = (try? await repository.publish()) ?? .upToDate {
             logger.warning("audit commits kept locally for the next run", metadata: ["commits": .stringConvertible(count), "reason": .string(reason)])
         }
+        await options.webhookRelay?.finish()
         wake.finish()
         notify.finish()
     }

@@ -16,14 +16,16 @@ public final class TestHTTPServer: Sendable {
         var requests: [Request] = []
         var statuses: [Int]
         var stopped = false
+        var delay: Double
     }
 
     public let port: UInt16
     private let socket: Int32
     private let state: Mutex<State>
 
-    /// Listens on `port` (0: any free port) and answers `statuses` first.
-    public init(port: UInt16 = 0, statuses: [Int] = []) throws {
+    /// Listens on `port` (0: any free port) and answers `statuses` first, each `delay` seconds
+    /// after the request was read and recorded (a slow peer).
+    public init(port: UInt16 = 0, statuses: [Int] = [], delay: Double = 0) throws {
         let fd = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw SupportError("socket failed") }
         var yes: Int32 = 1
@@ -46,7 +48,7 @@ public final class TestHTTPServer: Sendable {
         }
         self.port = UInt16(bigEndian: actual.sin_port)
         self.socket = fd
-        self.state = Mutex(State(statuses: statuses))
+        self.state = Mutex(State(statuses: statuses, delay: delay))
         let thread = Thread { [self] in serve() }
         thread.start()
     }
@@ -105,10 +107,11 @@ public final class TestHTTPServer: Sendable {
         }
         let request = Request(method: requestLine.first.map(String.init) ?? "", path: requestLine.dropFirst().first.map(String.init) ?? "",
                               headers: headers, body: data[end.upperBound...])
-        let status = state.withLock { state -> Int in
+        let (status, delay) = state.withLock { state -> (Int, Double) in
             state.requests.append(request)
-            return state.statuses.isEmpty ? 200 : state.statuses.removeFirst()
+            return (state.statuses.isEmpty ? 200 : state.statuses.removeFirst(), state.delay)
         }
+        if delay > 0 { Thread.sleep(forTimeInterval: delay) }
         let response = "HTTP/1.1 \(status) \(status == 200 ? "OK" : "Error")\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
         _ = response.withCString { write(client, $0, strlen($0)) }
     }

@@ -47,6 +47,8 @@ package final class WebhookRelay: Sendable {
         var announced: String?
         /// The last timestamp signed: each fan-out signs a later one, so no two share a signature.
         var lastTimestamp: Int64 = 0
+        /// The fan-outs in flight (`finish` waits for them).
+        var drain: Task<Void, Never>?
     }
     private let state = Mutex(State())
 
@@ -139,7 +141,15 @@ package final class WebhookRelay: Sendable {
             return true
         }
         guard start else { return }
-        Task.detached { await self.drain(body, logger: logger) }
+        let drain = Task.detached { await self.drain(body, logger: logger) }
+        state.withLock { $0.drain = drain }
+    }
+
+    /// Waits for the fan-out in flight, if any (SIGTERM): the agents still hear of the push the
+    /// relay took before it stopped. Each delivery has its timeout, and the process's shutdown
+    /// watchdog bounds the whole.
+    package func finish() async {
+        await state.withLock { $0.drain }?.value
     }
 
     private func drain(_ first: [UInt8], logger: Logger) async {

@@ -114,6 +114,36 @@ import Testing
         }
     }
 
+    /// SIGTERM while a fan-out waits for a slow agent: the relay lets it finish before it exits,
+    /// so the agents still hear of the push the relay took.
+    @Test func aRelayStoppedDuringAFanOutFinishesItFirst() async throws {
+        try await withTemporaryDirectory { dir in
+            let fleet = try FleetFixture(in: dir, count: 1)
+            let slow = try TestHTTPServer(delay: 2)
+            defer { slow.stop() }
+            try write(dir + "/relays", "\(slow.url)\n")
+            let relay = try DaemonProcess(["--repo", fleet.origin, "--state-dir", fleet.state(0), "--poll", "3600",
+                                           "--self", "--identity-root", fleet.identity(0), "--webhook-relay-file", dir + "/relays"],
+                                          environment: ["BULWARK_WEBHOOK_SECRET": Self.secret], logPath: dir + "/relay.log")
+            #expect(relay.wait(seconds: 60) { (try? relay.get("/readyz").status) == 200 }, "\(relay.log)")
+            let work = dir + "/work"
+            try git("clone", "-q", fleet.origin, work)
+            let path = work + "/desired-state/hosts/sshd.yaml"
+            try write(path, try read(path).replacingOccurrences(of: "MaxAuthTries: 4", with: "MaxAuthTries: 3"))
+            try git("commit", "-qam", "MaxAuthTries 3", in: work)
+            try git("push", "-q", "origin", "main", in: work)
+            let body = Array(#"{"ref":"refs/heads/main"}"#.utf8)
+            let signed = try httpRequest(port: relay.port, "POST", "/hooks/git",
+                                         headers: ["X-Hub-Signature-256": WebhookVerifier.signature(of: body, secret: Array(Self.secret.utf8))], body: body)
+            #expect(signed.status == 202)
+            // The agent has the request and answers 2 s later; the relay is told to stop meanwhile.
+            #expect(relay.wait(seconds: 60) { slow.requests.count == 1 }, "\(relay.log)")
+            #expect(!relay.log.contains("webhook relayed"))
+            #expect(relay.terminate() == 0)
+            #expect(relay.log.contains("webhook relayed") && relay.log.contains("delivered=1"), "\(relay.log)")
+        }
+    }
+
     @Test func theRelayListIsCheckedAndNeedsTheSecret() async throws {
         try await withTemporaryDirectory { dir in
             try write(dir + "/list", "http://127.0.0.1:9/hooks/git\nnot a url\n")
