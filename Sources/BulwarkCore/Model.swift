@@ -260,6 +260,57 @@ extension ResourceDriver {
     }
 }
 
+/// A change a pass has already allowed on a target, shown to a guard that judges the target
+/// as a whole (`JointlyGuardedDriver`).
+public struct AllowedChange: Sendable {
+    public var resource: Resource
+    public var changes: [PropertyDrift]
+
+    public init(resource: Resource, changes: [PropertyDrift]) {
+        self.resource = resource
+        self.changes = changes
+    }
+}
+
+/// The question a jointly judged guard answers about a whole target, and when it answers it
+/// among the kinds that share the question.
+public struct GuardDomain: Sendable, Hashable {
+    /// Kinds whose guards share one name answer one question about a target ("who can still log
+    /// in": the accounts and sshd's settings).
+    public var name: String
+    /// Within a domain, lower stages are judged first, and the later ones are judged with what
+    /// they allowed: the sshd guard, at a later stage than the account guard, asks who can still
+    /// log in once the accounts this pass changes are changed.
+    public var stage: Int
+
+    public init(name: String, stage: Int) {
+        self.name = name
+        self.stage = stage
+    }
+}
+
+/// A driver whose guard answers a question about the whole target that other kinds' changes in
+/// the same pass also bear on. Two changes a pass makes, each harmless alone (an administrator's
+/// account locked, password logins turned off in sshd), can together leave nobody a way in;
+/// judged alone, against the target as it is, each would be allowed.
+///
+/// The remediations of one target whose kinds share a domain are judged together: by stage,
+/// then in plan order, each with the `applied` changes allowed before it (`alongside`). A guard
+/// counts an earlier change against what it protects, never for it: a change that would give a
+/// login back may still fail to be written, so a guard must not rely on it.
+public protocol JointlyGuardedDriver: ResourceDriver {
+    func guardDomain(_ resource: Resource, on target: Target) -> GuardDomain?
+    /// `assess`, with the changes this pass has already allowed on the target, in order.
+    func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target,
+                alongside: [AllowedChange]) async -> GuardVerdict
+}
+
+extension JointlyGuardedDriver {
+    public func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async -> GuardVerdict {
+        await assess(changes, to: resource, on: target, alongside: [])
+    }
+}
+
 /// What a safety guard says about a candidate change.
 public enum GuardVerdict: Sendable, Hashable {
     case allow

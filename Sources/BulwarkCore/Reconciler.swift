@@ -169,21 +169,28 @@ public struct Reconciler: Sendable {
     /// `CoalescingDriver`'s kind and key on one target) are judged together, in plan order: each
     /// with the changes allowed before it, since that is the file written. Two changes that are
     /// each harmless can lock everyone out together (`PasswordAuthentication no` and
-    /// `PubkeyAuthentication no`); the second is then blocked. Every other remediation is judged
-    /// alone, against the target as it is.
+    /// `PubkeyAuthentication no`); the second is then blocked.
+    ///
+    /// Likewise, the remediations of one target whose kinds' guards answer one question about it
+    /// (`JointlyGuardedDriver`: who can still log in) are judged together, by stage and then in
+    /// plan order, each shown the `applied` changes of other files allowed before it: two
+    /// administrators locked by two resources, or an administrator's account and sshd's password
+    /// logins. Every other remediation is judged alone, against the target as it is.
     func assess(_ remediations: [PlannedRemediation], in state: DesiredState) async -> [Binding: String] {
-        var groups: [[PlannedRemediation]] = []
+        var groups: [[(remediation: PlannedRemediation, file: String?, stage: Int)]] = []
         var open: [String: Int] = [:]
         for remediation in remediations {
-            if let group = coalescingGroup(remediation, in: state) {
-                if let index = open[group] {
-                    groups[index].append(remediation)
-                } else {
-                    open[group] = groups.count
-                    groups.append([remediation])
-                }
+            let file = coalescingGroup(remediation, in: state)
+            let domain = guardDomain(remediation, in: state)
+            guard let group = domain.map({ [remediation.binding.target, $0.name].joined(separator: "\u{2}") }) ?? file else {
+                groups.append([(remediation, nil, 0)])
+                continue
+            }
+            if let index = open[group] {
+                groups[index].append((remediation, file, domain?.stage ?? 0))
             } else {
-                groups.append([remediation])
+                open[group] = groups.count
+                groups.append([(remediation, file, domain?.stage ?? 0)])
             }
         }
         return await withTaskGroup(of: [(Binding, String?)].self) { group in
@@ -192,25 +199,45 @@ public struct Reconciler: Sendable {
                 guard let members = pending.popFirst() else { return }
                 group.addTask {
                     var verdicts: [(Binding, String?)] = []
-                    var allowed: [PropertyDrift] = []
-                    for remediation in members {
+                    var allowed: [(file: String?, change: AllowedChange)] = []
+                    // By stage; within one, in plan order (the sort is stable).
+                    for (remediation, file, _) in members.enumerated().sorted(by: { ($0.element.stage, $0.offset) < ($1.element.stage, $1.offset) }).map(\.element) {
                         let binding = remediation.binding
                         guard let resource = state.resources[binding.resource], let target = state.targets[binding.target],
                               let kind = self.registry.kinds[binding.resource.kind] else {
                             verdicts.append((binding, nil))
                             continue
                         }
+                        // The same file: its earlier allowed changes are part of the candidate judged.
                         let taken = Set(remediation.changes.map(\.property))
-                        let before = allowed.filter { !taken.contains($0.property) }
-                        let verdict = await kind.driver.assess(before + remediation.changes, to: resource, on: target)
+                        let before = file == nil ? [] : allowed.filter { $0.file == file }.flatMap(\.change.changes)
+                            .filter { !taken.contains($0.property) }
+                        let alongside = allowed.filter { file == nil || $0.file != file }.map(\.change)
+                        let verdict: GuardVerdict
+                        if let joint = kind.driver as? any JointlyGuardedDriver {
+                            verdict = await joint.assess(before + remediation.changes, to: resource, on: target, alongside: alongside)
+                        } else {
+                            verdict = await kind.driver.assess(before + remediation.changes, to: resource, on: target)
+                        }
                         guard let reason = verdict.blockReason else {
-                            allowed += remediation.changes
+                            // Only what this pass will write counts for the ones judged after it.
+                            if remediation.decision == .applied {
+                                allowed.append((file, AllowedChange(resource: resource, changes: remediation.changes)))
+                            }
                             verdicts.append((binding, nil))
                             continue
                         }
-                        let others = before.map { $0.sensitive ? $0.property : "\($0.property) \($0.desired)" }
-                        verdicts.append((binding, others.isEmpty ? reason
-                            : reason + " (judged with the changes this pass also writes to the same file: \(others.joined(separator: ", ")))"))
+                        var context: [String] = []
+                        if !before.isEmpty {
+                            context.append("the changes this pass also writes to the same file: "
+                                           + before.map(Self.shown).joined(separator: ", "))
+                        }
+                        if !alongside.isEmpty, kind.driver is any JointlyGuardedDriver {
+                            context.append("the changes this pass also makes on \(binding.target): "
+                                           + alongside.map { "\($0.resource.id) " + $0.changes.map(Self.shown).joined(separator: ", ") }
+                                               .joined(separator: "; "))
+                        }
+                        verdicts.append((binding, context.isEmpty ? reason : reason + " (judged with " + context.joined(separator: ", and with ") + ")"))
                     }
                     return verdicts
                 }
@@ -223,6 +250,19 @@ public struct Reconciler: Sendable {
             }
             return blocked
         }
+    }
+
+    /// A change as a block reason shows it: a sensitive value is left out.
+    static func shown(_ change: PropertyDrift) -> String {
+        change.sensitive ? change.property : "\(change.property) \(change.desired)"
+    }
+
+    /// The question about the whole target that `remediation`'s guard answers with others, if any.
+    func guardDomain(_ remediation: PlannedRemediation, in state: DesiredState) -> GuardDomain? {
+        let binding = remediation.binding
+        guard let driver = registry.kinds[binding.resource.kind]?.driver as? any JointlyGuardedDriver,
+              let resource = state.resources[binding.resource], let target = state.targets[binding.target] else { return nil }
+        return driver.guardDomain(resource, on: target)
     }
 
     /// Carries out a plan with an in-memory intent journal (tests, and callers without a state

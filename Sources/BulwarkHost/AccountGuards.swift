@@ -3,15 +3,19 @@ internal import BulwarkCore
 
 // MARK: - UserAccount
 
-extension UserAccountDriver {
+extension UserAccountDriver: JointlyGuardedDriver {
+    /// Who can still log in: judged before the sshd guard, which is shown the accounts changed.
+    func guardDomain(_ resource: Resource, on target: Target) -> GuardDomain? { GuardDomain(name: "logins", stage: 0) }
+
     /// Blocks a lock, an expiry or a shell without a login for: an account with UID 0; the
     /// account Bulwark runs as (only knowable when the root is `/`); the last account in sudo,
-    /// wheel or admin that has a login path. Blocks a shell that is not an executable inside the
+    /// wheel or admin that has a login path, once the account changes this pass already allowed
+    /// on the target are made (`alongside`). Blocks a shell that is not an executable inside the
     /// root, and a login shell the root's `etc/shells` does not list.
-    func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async -> GuardVerdict {
+    func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target, alongside: [AllowedChange]) async -> GuardVerdict {
         do {
             let root = try HostRoot(target: target)
-            let accounts = try HostAccounts(root: root)
+            let accounts = try HostAccounts(root: root).after(alongside)
             let name = resource.spec.subject
             guard let account = accounts.user(name) else { return .allow }  // nothing to change
             if accounts.duplicates.contains(name) {

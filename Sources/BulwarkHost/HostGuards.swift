@@ -40,6 +40,8 @@ struct HostAccount: Sendable {
     var emptyPassword = false
     /// Shadow's expiry, in days since 1970-01-01.
     var expiresDay: Int?
+    /// What a change this pass has already allowed does to its login (`after(_:)`), if it ends it.
+    var endedByPass: String?
 
     var expired: Bool {
         guard let expiresDay else { return false }
@@ -208,11 +210,44 @@ struct HostAccounts: Sendable {
     /// Why the account has no way to log in (console or SSH with default settings), or nil when
     /// it has one: a login shell, not locked or expired, and a password or an authorized key.
     func noLoginPath(_ account: HostAccount) -> String? {
+        if let ended = account.endedByPass { return ended }
         if !isLoginShell(account.shell) { return "its shell \(account.shell) gives no login" }
         if account.expired { return "it has expired" }
         if account.locked { return "it is locked" }
         if !account.hasPassword && authorizedKeys(account) == nil { return "it has neither a password nor an authorized key" }
         return nil
+    }
+}
+
+extension HostAccounts {
+    /// The accounts as they will be once the account changes this pass has already allowed on
+    /// the target are made (`JointlyGuardedDriver`). Only what takes a login away is counted: a
+    /// lock, an expiry (any date: the login ends then), a shell without a login. An unlock or a
+    /// login shell given back is not counted on, since its write may still fail.
+    func after(_ alongside: [AllowedChange]) -> HostAccounts {
+        var accounts = self
+        for allowed in alongside where allowed.resource.id.kind == "UserAccount" {
+            guard let index = accounts.users.firstIndex(where: { $0.name == allowed.resource.spec.subject }) else { continue }
+            for change in allowed.changes {
+                var ended: String?
+                switch change.property {
+                case "locked" where change.desired == "true":
+                    accounts.users[index].locked = true
+                    accounts.users[index].hasPassword = false
+                    accounts.users[index].emptyPassword = false
+                    ended = "this pass locks it (\(allowed.resource.id))"
+                case "expires" where change.desired != "never":
+                    ended = "this pass makes it expire on \(change.desired) (\(allowed.resource.id))"
+                case "shell" where !accounts.isLoginShell(change.desired):
+                    accounts.users[index].shell = change.desired
+                    ended = "this pass gives it the shell \(change.desired) (\(allowed.resource.id))"
+                default:
+                    break
+                }
+                if let ended, accounts.users[index].endedByPass == nil { accounts.users[index].endedByPass = ended }
+            }
+        }
+        return accounts
     }
 }
 

@@ -216,16 +216,20 @@ final class SSHDProbe {
 
 // MARK: - The sshd guard
 
-extension SSHDConfigDriver {
+extension SSHDConfigDriver: JointlyGuardedDriver {
+    /// Who can still log in: judged after the account guard, with the accounts this pass changes.
+    func guardDomain(_ resource: Resource, on target: Target) -> GuardDomain? { GuardDomain(name: "logins", stage: 1) }
+
     /// Blocks an sshd change after which nobody could log in over SSH, judged by sshd's own
     /// effective configuration (`sshd -T`, per account, Match blocks and drop-ins included):
     /// no account with a login shell and a key or password that sshd would still let in;
     /// root losing its login while no account in sudo, wheel or admin could log in instead;
     /// `MaxSessions 0`; `MaxStartups` starting at 0; a `ListenAddress` this machine does not have.
-    /// A candidate sshd rejects is blocked with sshd's message.
-    func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async -> GuardVerdict {
+    /// A candidate sshd rejects is blocked with sshd's message. The accounts are judged as the
+    /// account changes this pass already allowed on the target leave them (`alongside`).
+    func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target, alongside: [AllowedChange]) async -> GuardVerdict {
         do {
-            return try judge(changes, on: target)
+            return try judge(changes, on: target, alongside: alongside)
         } catch {
             return cannotJudge("sshd", error)
         }
@@ -242,7 +246,7 @@ extension SSHDConfigDriver {
         "PrintLastLog", "TCPKeepAlive", "UseDNS", "Compression", "Banner", "ExposeAuthInfo",
     ].map { settingName($0) })
 
-    private func judge(_ changes: [PropertyDrift], on target: Target) throws -> GuardVerdict {
+    private func judge(_ changes: [PropertyDrift], on target: Target, alongside: [AllowedChange]) throws -> GuardVerdict {
         // PermitEmptyPasswords may always be turned off: it only ever removes empty-password logins.
         if changes.allSatisfy({ Self.cannotLockOut.contains(Self.settingName($0.property))
                                 || (Self.settingName($0.property) == Self.settingName("PermitEmptyPasswords") && $0.desired == "no") }) {
@@ -254,7 +258,7 @@ extension SSHDConfigDriver {
         let root = try HostRoot(target: target)
         let current = try read(root)
         let (candidate, _) = Self.candidate(changes, from: current)
-        let accounts = try HostAccounts(root: root)
+        let accounts = try HostAccounts(root: root).after(alongside)
         let probe = try SSHDProbe(executable: executable, config: candidate, root: root, driver: self)
         defer { probe.remove() }
 
@@ -305,6 +309,7 @@ extension SSHDConfigDriver {
         func value(_ key: String) -> String { settings[key]?.first?.lowercased() ?? "" }
         func list(_ key: String) -> [String] { (settings[key] ?? []).flatMap { $0.split(separator: " ").map(String.init) } }
         if value("maxsessions") == "0" { return "MaxSessions 0" }
+        if let ended = account.endedByPass { return ended }
         if account.expired { return "account expired" }
         if value("usepam") != "yes" && account.locked { return "locked (! in shadow) and UsePAM no" }
         let groups = accounts.groupNames(of: account)

@@ -35,6 +35,43 @@ import Testing
         }
     }
 
+    /// Two resources each lock one of two administrators: each alone leaves the other, so each
+    /// alone is allowed; one pass makes both, so they are judged together and the second is
+    /// blocked, and stays blocked (recorded once) with the first made. With a third
+    /// administrator, both go through.
+    @Test func twoAdministratorsLockedByTwoResourcesAreJudgedTogether() async throws {
+        let both = resource("UserAccount", "lock-admin", "name: admin\nlocked: true")
+            + resource("UserAccount", "lock-ops", "name: ops\nlocked: true")
+        try await withTemporaryDirectory { root in
+            try makeHost(root, [root0, admin, ops])
+            let state = try hostState(root: root, both)
+            let reconciler = Reconciler(registry: Registry([HostAdapter.definition()]))
+            let plan = try await reconciler.plan(state)
+            #expect(plan.remediations.map(\.decision).sorted { "\($0)" < "\($1)" } == [.applied, .blocked],
+                    "\(plan.remediations.map { "\($0.decision) \($0.reason ?? "")" })")
+            let reason = plan.remediations.first { $0.decision == .blocked }?.reason ?? ""
+            #expect(reason.contains("that can log in: locking it would leave no administrator login")
+                    && reason.contains("judged with the changes this pass also makes on sandbox: UserAccount/lock-"), "\(reason)")
+            let sink = RecordingSink()
+            let outcome = await reconciler.apply(plan, state: state, audit: sink)
+            #expect(outcome.entries.filter { $0.record.decision == .blocked }.count == 1)
+            #expect(outcome.entries.filter { $0.record.result == .verified }.count == 1)
+            let again = await reconciler.apply(try await reconciler.plan(state), state: state, audit: sink)
+            let blocked = again.entries.filter { $0.record.decision == .blocked }
+            #expect(blocked.count == 1 && blocked.allSatisfy(\.alreadyRecorded), "\(again.entries.map(\.record.decision))")
+            let shadow = try read(root + "/etc/shadow")
+            #expect(shadow.contains("\nadmin:!$y$j9T$adminhash:") != shadow.contains("\nops:!$y$j9T$opshash:"),
+                    "exactly one administrator is locked: \(shadow)")
+        }
+        try await withTemporaryDirectory { root in
+            let alice = FixtureAccount(name: "alice", uid: 1002, hash: "$y$j9T$alicehash", groups: ["sudo"])
+            try makeHost(root, [root0, admin, ops, alice])
+            try await expectApplied(root, both)
+            let shadow = try read(root + "/etc/shadow")
+            #expect(shadow.contains("\nadmin:!$y$j9T$adminhash:") && shadow.contains("\nops:!$y$j9T$opshash:"))
+        }
+    }
+
     @Test func noLoginShellForTheOnlySudoAccountIsBlockedAndForAGuestIsApplied() async throws {
         try await withTemporaryDirectory { root in
             let guest = FixtureAccount(name: "guest", uid: 1002, hash: "$y$j9T$guesthash")

@@ -103,6 +103,44 @@ import Testing
         }
     }
 
+    /// An account change and an sshd change, each harmless alone: the key holder loses their
+    /// login shell (another administrator keeps a password), and password logins are turned off
+    /// (the key holder keeps a key). Together nobody could log in: the sshd guard, judged after
+    /// the account guard, sees the account as this pass leaves it and blocks the sshd change.
+    /// Each alone goes through.
+    @Test func anAccountChangeAndAnSSHDChangeLockingOutTogetherAreJudgedTogether() async throws {
+        let nologin = resource("UserAccount", "admin-nologin", "name: admin\nshell: /usr/sbin/nologin")
+        let passwordsOff = resource("SSHDConfig", "passwords-off", "PasswordAuthentication: \"no\"")
+        let ops = FixtureAccount(name: "ops", uid: 1001, hash: "$y$j9T$opshash", groups: ["wheel"])
+        // Plan order puts either first; the sshd change is the one judged last, so the one blocked.
+        for manifests in [nologin + passwordsOff, passwordsOff + nologin] {
+            try await withTemporaryDirectory { root in
+                try host(root, [root0, admin, ops])
+                let state = try hostState(root: root, manifests)
+                let reconciler = Reconciler(registry: Registry([HostAdapter.definition()]))
+                let plan = try await reconciler.plan(state)
+                let decisions = Dictionary(uniqueKeysWithValues: plan.remediations.map { ($0.binding.resource.name, $0) })
+                #expect(decisions["admin-nologin"]?.decision == .applied && decisions["passwords-off"]?.decision == .blocked,
+                        "\(plan.remediations.map { "\($0.binding.resource) \($0.decision) \($0.reason ?? "")" })")
+                let reason = decisions["passwords-off"]?.reason ?? ""
+                #expect(reason.contains("no account could log in over SSH") && reason.contains("ops: ")
+                        && reason.contains("judged with the changes this pass also makes on sandbox: UserAccount/admin-nologin shell /usr/sbin/nologin"),
+                        "\(reason)")
+                let outcome = await reconciler.apply(plan, state: state, audit: RecordingSink())
+                let verified = outcome.entries.filter { $0.record.result == .verified }.map(\.record.resource)
+                #expect(verified.count == 1 && verified.allSatisfy { $0.hasSuffix("admin-nologin") }, "\(verified)")
+                #expect(try read(root + "/etc/passwd").contains("admin:x:1000:1000:admin:/home/admin:/usr/sbin/nologin\n"))
+                #expect(!(try read(root + "/etc/ssh/sshd_config")).contains("PasswordAuthentication no"))
+            }
+        }
+        for single in [nologin, passwordsOff] {
+            try await withTemporaryDirectory { root in
+                try host(root, [root0, admin, ops])
+                try await expectApplied(root, single)
+            }
+        }
+    }
+
     @Test func permitRootLoginNoIsBlockedWhenOnlyRootHoldsAKeyAndAppliedWithASudoKeyHolder() async throws {
         try await withTemporaryDirectory { root in
             // A user without sudo can log in by password: that is no way back to administration.
