@@ -89,7 +89,9 @@ extension HostRoot {
     /// `sshd -t`, and on Swift's cooperative threads (one per core) that wait would keep every
     /// other target worked on in parallel from running.
     func applying<R: Sendable>(_ body: @escaping @Sendable () throws -> R) async throws -> R {
-        try await Blocking.run { try applyingHere(body) }
+        // The counter of sshd runs (tests) follows the fix onto the blocking thread.
+        let counter = SSHDProbeCounter.current
+        return try await Blocking.run { try SSHDProbeCounter.$current.withValue(counter) { try applyingHere(body) } }
     }
 
     private func applyingHere<R>(_ body: () throws -> R) throws -> R {

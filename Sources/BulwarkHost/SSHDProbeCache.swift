@@ -96,8 +96,8 @@ enum SSHDHostKey {
     }
 }
 
-/// Counts the sshd processes the guard starts in the current task and its child tasks, for
-/// tests: `SSHDProbeCounter.$current.withValue(counter) { … }`.
+/// Counts the sshd processes Bulwark starts (the guard's probes, the checks before a write) in
+/// the current task and its child tasks, for tests: `SSHDProbeCounter.$current.withValue(counter) { … }`.
 public final class SSHDProbeCounter: Sendable {
     @TaskLocal public static var current: SSHDProbeCounter?
 

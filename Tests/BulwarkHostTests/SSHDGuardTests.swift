@@ -274,6 +274,27 @@ import Testing
         }
     }
 
+    /// A fix checks its candidate once, whole (`sshd -t` with the root's drop-ins): the bytes
+    /// renamed into place are that candidate's main file, so sshd is not run on them again.
+    /// A candidate sshd refuses is still never written (`anApprovedBlockIsAppliedAndSshdStillRefusesABrokenCandidate`).
+    @Test func aFixRunsSshdOnceOnItsCandidateNotAgainOnTheBytesItRenames() async throws {
+        try await withTemporaryDirectory { root in
+            // A marker no other test uses: the check cannot be answered by another test's.
+            try host(root, [root0, admin], config: debian + "# write-check test \(UUID().uuidString)\n")
+            try write(root + "/etc/ssh/sshd_config.d/10-keys.conf", "PubkeyAuthentication yes\n")
+            let state = try hostState(root: root, resource("SSHDConfig", "s", "MaxAuthTries: 3"))
+            let reconciler = Reconciler(registry: Registry([HostAdapter.definition()]))
+            let plan = try await reconciler.plan(state)
+            let counter = SSHDProbeCounter()
+            let outcome = await SSHDProbeCounter.$current.withValue(counter) {
+                await reconciler.apply(plan, state: state, audit: RecordingSink())
+            }
+            #expect(outcome.entries.map(\.record.result) == [.verified], "\(outcome.entries.map(\.record.error))")
+            #expect(try read(root + "/etc/ssh/sshd_config").contains("\nMaxAuthTries 3\n"))
+            #expect(counter.sshdRuns == 1, "sshd runs during the fix: \(counter.sshdRuns)")
+        }
+    }
+
     @Test func anIdenticalProbeRunsSshdOnceAndAChangedByteProbesAgain() async throws {
         try await withTemporaryDirectory { root in
             // A marker no other test uses: the first judgement cannot reuse another test's answer.
