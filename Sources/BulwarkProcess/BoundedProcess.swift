@@ -152,31 +152,28 @@ public enum BoundedProcess {
             try runBlocking(combined: true)
         }
 
-        /// Runs it to the end, suspending (not blocking a thread of the cooperative pool) between
-        /// looks at the child: for programs that take minutes, such as apt.
+        /// Runs it to the end on a thread of its own, not one of the cooperative pool: for
+        /// programs that take minutes, such as apt. Looked at from the pool, a child was watched
+        /// only when the pool had a thread free; a pool kept busy for a minute let a program
+        /// that floods its output write for that minute, past its bound, and its deadline passed
+        /// before the bound was looked at. Cancellation does not stop the program; its deadline does.
         public func run() async throws(Failure) -> Outcome {
-            let files = try OutputFiles(self, combined: true)
-            var child = try spawn(files)
-            var pause = Duration.milliseconds(1)
-            while !child.poll() {
-                files.enforce(command: self, on: &child)
-                if Task.isCancelled {
-                    // Cancellation does not stop the program (its deadline does); wait without spinning.
-                    usleep(20_000)
-                } else {
-                    try? await Task.sleep(for: pause)
-                }
-                pause = min(pause * 2, .milliseconds(20))
+            let result = await withCheckedContinuation { (continuation: CheckedContinuation<Swift.Result<Outcome, Failure>, Never>) in
+                Thread {
+                    continuation.resume(returning: Swift.Result { () throws(Failure) -> Outcome in try self.runBlocking(combined: true) })
+                }.start()
             }
-            return files.outcome(child, command: self)
+            return try result.get()
         }
 
         func runBlocking(combined: Bool) throws(Failure) -> Outcome {
             let files = try OutputFiles(self, combined: combined)
             var child = try spawn(files)
             var pause: UInt32 = 500
-            while !child.poll() {
+            while true {
+                // The bound first: a child over it is killed for that, even past its deadline.
                 files.enforce(command: self, on: &child)
+                if child.poll() { break }
                 usleep(pause)
                 pause = min(pause * 2, 10_000)
             }
@@ -281,7 +278,7 @@ public enum BoundedProcess {
                 return true
             }
             let now = ContinuousClock.now
-            if !timedOut, now >= deadline {
+            if !timedOut, !overflowed, now >= deadline {
                 timedOut = true
                 if grace > .zero {
                     kill(-pid, SIGTERM)

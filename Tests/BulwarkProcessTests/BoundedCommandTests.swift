@@ -107,6 +107,29 @@ import Testing
     /// Output goes to unlinked files on disk: a program that writes without end is killed, with
     /// what it started, once it has written `maxWritten` (not at its deadline, when the disk
     /// could be full), and says so; one that writes less than that runs to its end.
+    /// The same bound holds while every thread of the cooperative pool is busy: the child is
+    /// watched from a thread of its own. Looked at from the pool, a program flooding its output
+    /// wrote until the pool was free again, past its bound, and was then counted as timed out.
+    @Test func theOutputBoundHoldsWhileTheCooperativePoolIsBusy() async throws {
+        try await withTemporaryDirectory { folder in
+            // About 20 MB/s: 4 MiB within a fraction of a second, 60 MB in the 3 s the pool is busy.
+            let script = "while true; do head -c 1048576 /dev/zero; sleep 0.05; done"
+            let command = BoundedProcess.Command(executable: "/bin/sh", arguments: ["-c", script], folder: folder,
+                                                 timeout: .seconds(2), maxOutput: 64, maxWritten: 4 << 20)
+            let running = Task { try await command.run() }
+            try await Task.sleep(for: .milliseconds(100))
+            // Every thread of the pool (and then some) blocked for 3 s, past the command's deadline.
+            await withTaskGroup(of: Void.self) { group in
+                for _ in 0..<(ProcessInfo.processInfo.activeProcessorCount + 2) {
+                    group.addTask { usleep(3_000_000) }
+                }
+            }
+            let outcome = try await running.value
+            #expect(!outcome.timedOut && outcome.status == 128 + SIGKILL && outcome.truncated, "\(outcome.status) \(outcome.timedOut)")
+            #expect(outcome.output.hasSuffix("bulwark: killed after writing more than 4194304 bytes of output"))
+        }
+    }
+
     @Test func aProgramThatWritesWithoutEndIsKilledBeforeItFillsTheDisk() async throws {
         try await withTemporaryDirectory { folder in
             let script = "sleep 300 & echo $! > \(folder)/child; exec yes flood"
