@@ -146,12 +146,13 @@ final class SSHDProbe {
     func check() throws {
         var key = material
         key.append("-t")
-        if SSHDProbeCache.shared.lookup(key) != nil { return }
-        let result = try sshd(["-t"])
-        guard result.status == 0 else {
-            throw HostError("sshd -t rejected the candidate configuration: \(result.errors)")
+        _ = try SSHDProbeCache.shared.answer(key) {
+            let result = try sshd(["-t"])
+            guard result.status == 0 else {
+                throw HostError("sshd -t rejected the candidate configuration: \(result.errors)")
+            }
+            return [:]
         }
-        SSHDProbeCache.shared.store([:], for: key)
     }
 
     /// `sshd -T` for a connection by `user`: each keyword (lower-case) with its values, one per
@@ -162,19 +163,19 @@ final class SSHDProbe {
         let arguments = ["-T", "-C", "user=\(user),host=bulwark-guard.invalid,addr=127.0.0.1"]
         var key = material
         key.append(arguments.joined(separator: "\u{0}"))
-        if let known = SSHDProbeCache.shared.lookup(key) { return known }
-        let result = try sshd(arguments)
-        guard result.status == 0 else {
-            throw HostError("sshd -T rejected the candidate configuration: \(result.errors)")
+        return try SSHDProbeCache.shared.answer(key) {
+            let result = try sshd(arguments)
+            guard result.status == 0 else {
+                throw HostError("sshd -T rejected the candidate configuration: \(result.errors)")
+            }
+            var settings: [String: [String]] = [:]
+            for line in result.output.split(separator: "\n") {
+                let parts = line.split(separator: " ", maxSplits: 1)
+                guard let key = parts.first else { continue }
+                settings[key.lowercased(), default: []].append(parts.count > 1 ? String(parts[1]) : "")
+            }
+            return settings
         }
-        var settings: [String: [String]] = [:]
-        for line in result.output.split(separator: "\n") {
-            let parts = line.split(separator: " ", maxSplits: 1)
-            guard let key = parts.first else { continue }
-            settings[key.lowercased(), default: []].append(parts.count > 1 ? String(parts[1]) : "")
-        }
-        SSHDProbeCache.shared.store(settings, for: key)
-        return settings
     }
 
     /// Path, device, inode, size and modification time of a file: a replaced sshd is a new key.

@@ -295,6 +295,41 @@ import Testing
         }
     }
 
+    /// Identical hosts judged and fixed in parallel ask sshd each question once: the first to
+    /// ask runs the probe and the others wait for its answer, so eight hosts start as many sshd
+    /// processes as one. Each host is still judged and fixed on its own.
+    @Test func identicalHostsJudgedInParallelRunEachProbeOnce() async throws {
+        func runs(hosts: Int) async throws -> Int {
+            try await withTemporaryDirectory { dir in
+                // A marker no other run uses: no answer comes from an earlier test.
+                let config = debian + "# parallel probe test \(UUID().uuidString)\n"
+                var targets = ""
+                for index in 0..<hosts {
+                    try host(dir + "/h\(index)", [root0, admin], config: config)
+                    if index > 0 {
+                        targets += "---\napiVersion: bulwark/v1\nkind: Target\nmetadata: {name: h\(index)}\nspec: {adapter: host, root: \(dir)/h\(index)}\n"
+                    }
+                }
+                let state = try hostState(root: dir + "/h0", resource("SSHDConfig", "s", "MaxAuthTries: 3"),
+                                          extra: [SourceFile(path: "controllers/more.yaml", contents: Array(targets.utf8))])
+                #expect(state.targets.count == hosts)
+                let counter = SSHDProbeCounter()
+                let outcome = try await SSHDProbeCounter.$current.withValue(counter) {
+                    try await reconcile(state).1
+                }
+                #expect(outcome.verified.count == hosts, "\(outcome.entries.map(\.record.error))")
+                for index in 0..<hosts {
+                    #expect(try read(dir + "/h\(index)/etc/ssh/sshd_config").contains("\nMaxAuthTries 3\n"))
+                }
+                return counter.sshdRuns
+            }
+        }
+        let one = try await runs(hosts: 1)
+        #expect(one > 0)
+        let eight = try await runs(hosts: 8)
+        #expect(eight == one, "8 identical hosts ran sshd \(eight) times, one host \(one)")
+    }
+
     @Test func anIdenticalProbeRunsSshdOnceAndAChangedByteProbesAgain() async throws {
         try await withTemporaryDirectory { root in
             // A marker no other test uses: the first judgement cannot reuse another test's answer.
