@@ -257,6 +257,8 @@ enum FileIO {
         }
         renamed = true
         FixWitness.wrote(FileIdentity(written, bytes), at: display)
+        var after = stat()
+        if fstat(fd, &after) == 0 { OwnChanges.wrote(written, renamed: after) }
         fsync(folder.fd)
         return true
     }

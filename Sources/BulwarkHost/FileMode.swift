@@ -165,6 +165,8 @@ struct FileModeDriver: ResourceDriver {
                 throw HostError("cannot change mode: \(errnoText())", path: path)
             }
         }
+        var after = stat()
+        if fstat(fd, &after) == 0 { OwnChanges.changedMetadata(before: current, after: after) }
         return found
     }
 }

@@ -59,7 +59,8 @@ extension FileIO {
                 file = try self.read(name, in: folder, display: display)
                 continue
             }
-            guard recentlyChanged(info) else { return read }
+            // A change Bulwark made itself (`OwnChanges`) is not another writer at work.
+            guard recentlyChanged(info), !OwnChanges.isOwn(info) else { return read }
             let before = status(info)
             Thread.sleep(forTimeInterval: Double(settle.components.seconds) + Double(settle.components.attoseconds) / 1e18)
             var later = stat()
@@ -73,6 +74,75 @@ extension FileIO {
         }
         throw HostError("was still being written by another process after \(settleAttempts) looks "
                         + "\(settle) apart; not changed, so that no fix is built on half a file", path: display, code: .conflict)
+    }
+}
+
+/// Files whose last change was Bulwark's own, with their whole status right after it: a read
+/// under the target's lock need not wait `FileIO.settle` for a change Bulwark made itself. A
+/// pass changes a file's mode and then reads it (etc/passwd), or writes its own file twice (the
+/// sysctl file); each such read waited 100 ms (200 waits in a 100-host pass, on the pass's path).
+///
+/// Recorded only where nothing but Bulwark's change can be in the status: a file Bulwark wrote
+/// whole and renamed into place (`wrote`); a file whose mode or owner Bulwark changed when it
+/// had been still for `settle` before, and whose size and modification time did not move across
+/// the change (`changedMetadata`). The status compared is inode, size, mode, owner, group and
+/// both times to the nanosecond: another writer's write, truncation, chmod or rename after
+/// Bulwark's change moves one of them, and the read waits as before.
+enum OwnChanges {
+    private struct Key: Hashable {
+        var device: UInt64
+        var inode: UInt64
+    }
+
+    private static let table = Mutex<[Key: [Int64]]>([:])
+    /// Files remembered at most; beyond it the table starts again (a read then waits as before).
+    private static let limit = 4096
+
+    private static func key(_ info: stat) -> Key { Key(device: UInt64(info.st_dev), inode: UInt64(info.st_ino)) }
+
+    private static func status(_ info: stat) -> [Int64] {
+        FileIO.status(info) + [Int64(info.st_mode), Int64(info.st_uid), Int64(info.st_gid)]
+    }
+
+    /// The file Bulwark renamed into place: `written` its status once written and synced,
+    /// `renamed` after the rename (`fstat` of its descriptor). Remembered only if its content did
+    /// not move between the two (a writer that opened it by name at once).
+    static func wrote(_ written: stat, renamed: stat) {
+        guard written.st_ino == renamed.st_ino, written.st_size == renamed.st_size,
+              written.st_mtim.tv_sec == renamed.st_mtim.tv_sec, written.st_mtim.tv_nsec == renamed.st_mtim.tv_nsec else {
+            forget(renamed)
+            return
+        }
+        remember(renamed)
+    }
+
+    /// Bulwark changed the mode or owner of a file it holds open: `before` and `after` are its
+    /// status around the change. Remembered only if the file had been still before and the
+    /// change touched nothing but its metadata.
+    static func changedMetadata(before: stat, after: stat) {
+        guard !FileIO.recentlyChanged(before), before.st_ino == after.st_ino, before.st_dev == after.st_dev,
+              before.st_size == after.st_size, before.st_mtim.tv_sec == after.st_mtim.tv_sec,
+              before.st_mtim.tv_nsec == after.st_mtim.tv_nsec else {
+            forget(after)
+            return
+        }
+        remember(after)
+    }
+
+    /// Whether the file is exactly as Bulwark's last change left it.
+    static func isOwn(_ info: stat) -> Bool {
+        table.withLock { $0[key(info)] } == status(info)
+    }
+
+    private static func remember(_ info: stat) {
+        table.withLock { table in
+            if table.count >= limit, table[key(info)] == nil { table.removeAll(keepingCapacity: true) }
+            table[key(info)] = status(info)
+        }
+    }
+
+    private static func forget(_ info: stat) {
+        _ = table.withLock { $0.removeValue(forKey: key(info)) }
     }
 }
 

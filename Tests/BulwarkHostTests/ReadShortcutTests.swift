@@ -1,4 +1,5 @@
 @testable import BulwarkHost
+import BulwarkCore
 import BulwarkTestSupport
 import Foundation
 import Glibc
@@ -99,6 +100,37 @@ import Testing
             try shadow.close()
             setModified(root + "/etc/shadow", old)
             #expect(try HostAccounts(root: host).user("admin")?.locked == true, "a locked account is seen at once")
+        }
+    }
+    /// A file as Bulwark's own last change left it (a mode it set, a file it renamed into place)
+    /// is read under the lock without waiting for it to be still; any change by another writer
+    /// after it (a chmod, a same-size rewrite in place) makes the read wait as before.
+    @Test func onlyBulwarksOwnLastChangeSparesTheWaitForAStillFile() async throws {
+        try await withTemporaryDirectory { root in
+            try makeAdminHost(root)
+            try write(root + "/etc/login.defs", "PASS_MAX_DAYS 99999\n")
+            #expect(chmod(root + "/etc/passwd", 0o666) == 0)
+            func status(_ name: String) throws -> stat {
+                var info = stat()
+                #expect(stat(root + "/etc/" + name, &info) == 0)
+                return info
+            }
+            try await Task.sleep(for: .milliseconds(150))  // both files still for `FileIO.settle`
+            let manifests = resource("FileMode", "passwd", "path: /etc/passwd\nmode: \"0644\"")
+                + resource("LoginDefs", "max", "PASS_MAX_DAYS: \"365\"")
+            let (_, outcome) = try await reconcile(try hostState(root: root, manifests))
+            #expect(outcome.verified.count == 2, "\(outcome.entries.map(\.record.error))")
+            #expect(OwnChanges.isOwn(try status("passwd")), "Bulwark's chmod of a still file")
+            #expect(OwnChanges.isOwn(try status("login.defs")), "the file Bulwark renamed into place")
+
+            // Another writer after Bulwark: a chmod, a same-size rewrite in place.
+            #expect(chmod(root + "/etc/passwd", 0o640) == 0)
+            #expect(!OwnChanges.isOwn(try status("passwd")))
+            let before = try read(root + "/etc/login.defs")
+            let handle = try #require(FileHandle(forWritingAtPath: root + "/etc/login.defs"))
+            try handle.write(contentsOf: Data(before.replacingOccurrences(of: "365", with: "366").utf8))
+            try handle.close()
+            #expect(!OwnChanges.isOwn(try status("login.defs")))
         }
     }
 }
