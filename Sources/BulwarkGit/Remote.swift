@@ -216,7 +216,7 @@ extension Repository {
     }
 
     /// Whether the pack file at `path` is a regular file ending in the checksum its name states.
-    private static func packEnds(_ path: String, as name: String) -> Bool {
+    static func packEnds(_ path: String, as name: String) -> Bool {
         let fd = Glibc.open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else { return false }
         defer { close(fd) }
@@ -232,7 +232,7 @@ extension Repository {
     /// left behind), fsynced, read-only, renamed into place only when its SHA-1 trailer holds: a
     /// pack's checksum is also its name; an index names its pack's checksum before its own.
     /// Returns the file's trailer (its checksum), nil when it was not placed.
-    private static func copyCheckedPackFile(_ path: String, to destination: String, in folder: String,
+    static func copyCheckedPackFile(_ path: String, to destination: String, in folder: String,
                                             name: String, packChecksum: [UInt8]?) -> [UInt8]? {
         let input = Glibc.open(path, O_RDONLY | O_CLOEXEC)
         guard input >= 0 else { return nil }

@@ -99,7 +99,7 @@ package enum AgentSelection: Sendable, Equatable {
         defer { withExtendedLifetime(lock) {} }
         let path = directory + "/repository.git"
         let repository = FileManager.default.fileExists(atPath: path)
-            ? try Repository.open(at: path) : try Repository.create(at: path, bare: true)
+            ? try Repository.open(at: path) : try StateClone.create(at: path, url: configuration.url)
         if let existing = try repository.remoteURL("origin"), existing != configuration.url {
             throw PolicyRepository.Failure.otherRemote(directory, existing)
         }
