@@ -132,10 +132,29 @@ public struct Reconciler: Sendable {
         let leftovers = await leftovers(in: state)
         let unguarded = Planner.plan(state, observations: observed.observations, failures: observed.failures,
                                      history: history, weakened: weakened, leftovers: leftovers, urgent: urgent, now: now)
-        let guards = await assess(unguarded.remediations.filter { $0.decision != .waived && $0.leftovers.isEmpty }, in: state)
+        func judged(_ plan: Plan) async -> [Binding: String] {
+            await assess(plan.remediations.filter { $0.decision != .waived && $0.leftovers.isEmpty }, in: state)
+        }
+        var guards = await judged(unguarded)
         guard !guards.isEmpty else { return unguarded }
-        return Planner.plan(state, observations: observed.observations, failures: observed.failures, history: history,
-                            guards: guards, weakened: weakened, leftovers: leftovers, urgent: urgent, now: now)
+        var guarded = Planner.plan(state, observations: observed.observations, failures: observed.failures, history: history,
+                                   guards: guards, weakened: weakened, leftovers: leftovers, urgent: urgent, now: now)
+        // A block frees a place under a change limit: a remediation deferred in the plan the
+        // guards judged can be applied in this one, and was judged without the changes now made
+        // beside it (or they without it). Judged again until no remediation newly applied
+        // remains; a block is never lifted, so this ends.
+        var applied = Set(unguarded.remediations.filter { $0.decision == .applied }.map(\.binding))
+        for _ in 0..<8 {
+            let newly = Set(guarded.remediations.filter { $0.decision == .applied }.map(\.binding))
+            guard !newly.isSubset(of: applied) else { break }
+            applied.formUnion(newly)
+            let again = await judged(guarded).filter { guards[$0.key] == nil }
+            guard !again.isEmpty else { break }
+            guards.merge(again) { first, _ in first }
+            guarded = Planner.plan(state, observations: observed.observations, failures: observed.failures, history: history,
+                                   guards: guards, weakened: weakened, leftovers: leftovers, urgent: urgent, now: now)
+        }
+        return guarded
     }
 
     /// What pruning drivers created for resources no longer bound to a target, per controller

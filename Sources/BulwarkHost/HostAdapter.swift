@@ -14,12 +14,13 @@ public enum HostAdapter {
 
     /// The adapter and its kinds. `sshd` checks candidate sshd configurations.
     public static func definition(sshd: SSHDValidator = .system) -> AdapterDefinition {
-        AdapterDefinition(
+        let sshdDriver = SSHDConfigDriver(validator: sshd)
+        return AdapterDefinition(
             name: name,
             settings: HostTargetSettings.parse,
             kinds: [
                 KindDefinition(name: "SSHDConfig", adapter: name,
-                               parse: SSHDConfigDriver.parse, driver: SSHDConfigDriver(validator: sshd), weakens: HostWeakening.sshd),
+                               parse: SSHDConfigDriver.parse, driver: sshdDriver, weakens: HostWeakening.sshd),
                 KindDefinition(name: "Sysctl", adapter: name,
                                parse: SysctlDriver.parse, driver: SysctlDriver(), weakens: HostWeakening.sysctl),
                 KindDefinition(name: "FileMode", adapter: name,
@@ -27,7 +28,7 @@ public enum HostAdapter {
                 KindDefinition(name: "LoginDefs", adapter: name,
                                parse: LoginDefsDriver.parse, driver: LoginDefsDriver(), weakens: HostWeakening.loginDefs),
                 KindDefinition(name: "UserAccount", adapter: name,
-                               parse: UserAccountDriver.parse, driver: UserAccountDriver(), weakens: HostWeakening.account),
+                               parse: UserAccountDriver.parse, driver: UserAccountDriver(sshd: sshdDriver), weakens: HostWeakening.account),
                 KindDefinition(name: "ConfigFile", adapter: name,
                                parse: ConfigFileDriver.parse, driver: ConfigFileDriver()),
             ])

@@ -47,6 +47,15 @@ struct HostAccount: Sendable {
         guard let expiresDay else { return false }
         return expiresDay <= Int(Date().timeIntervalSince1970 / 86400)
     }
+
+    /// `YYYY-MM-DD` of a day counted from 1970-01-01, as shadow counts them.
+    static func date(_ day: Int) -> String {
+        let seconds = day.multipliedReportingOverflow(by: 86400)
+        guard !seconds.overflow, abs(day) < 3_000_000 else { return "day \(day)" }
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withFullDate]
+        return formatter.string(from: Date(timeIntervalSince1970: TimeInterval(seconds.partialValue)))
+    }
 }
 
 /// The root's own account files (`etc/passwd`, `etc/shadow`, `etc/group`, `etc/shells`,
@@ -68,15 +77,16 @@ struct HostAccounts: Sendable {
 
     init(root: HostRoot) throws {
         self.root = root
-        var seen: Set<String> = []
+        var position: [String: Int] = [:]
         for user in try Self.passwdCache.value("etc/passwd", in: root, parse: Self.passwdEntries) ?? [] {
-            if !seen.insert(user.name).inserted { duplicates.insert(user.name); continue }
+            guard position[user.name] == nil else { duplicates.insert(user.name); continue }
+            position[user.name] = users.count
             users.append(user)
         }
         var shadowSeen: Set<String> = []
         for entry in try Self.shadowCache.value("etc/shadow", in: root, parse: Self.shadowEntries) ?? [] {
             if !shadowSeen.insert(entry.name).inserted { duplicates.insert(entry.name); continue }
-            guard let index = users.firstIndex(where: { $0.name == entry.name }) else { continue }
+            guard let index = position[entry.name] else { continue }
             users[index].locked = entry.locked
             users[index].emptyPassword = entry.emptyPassword
             users[index].hasPassword = entry.hasPassword
@@ -213,6 +223,8 @@ struct HostAccounts: Sendable {
         if let ended = account.endedByPass { return ended }
         if !isLoginShell(account.shell) { return "its shell \(account.shell) gives no login" }
         if account.expired { return "it has expired" }
+        // An administrator whose login ends on a set date is no way back in after it.
+        if let day = account.expiresDay { return "it expires on \(HostAccount.date(day))" }
         if account.locked { return "it is locked" }
         if !account.hasPassword && authorizedKeys(account) == nil { return "it has neither a password nor an authorized key" }
         return nil
@@ -232,10 +244,11 @@ extension HostAccounts {
                 var ended: String?
                 switch change.property {
                 case "locked" where change.desired == "true":
+                    // What a lock takes depends on who asks: sshd with PAM still takes a key
+                    // from a locked account (`SSHDConfigDriver.denial`), a console login does not.
                     accounts.users[index].locked = true
                     accounts.users[index].hasPassword = false
                     accounts.users[index].emptyPassword = false
-                    ended = "this pass locks it (\(allowed.resource.id))"
                 case "expires" where change.desired != "never":
                     ended = "this pass makes it expire on \(change.desired) (\(allowed.resource.id))"
                 case "shell" where !accounts.isLoginShell(change.desired):

@@ -224,7 +224,7 @@ extension SSHDConfigDriver: JointlyGuardedDriver {
     /// Blocks an sshd change after which nobody could log in over SSH, judged by sshd's own
     /// effective configuration (`sshd -T`, per account, Match blocks and drop-ins included):
     /// no account with a login shell and a key or password that sshd would still let in;
-    /// root losing its login while no account in sudo, wheel or admin could log in instead;
+    /// neither root nor any account in sudo, wheel or admin able to log in while one could before;
     /// `MaxSessions 0`; `MaxStartups` starting at 0; a `ListenAddress` this machine does not have.
     /// A candidate sshd rejects is blocked with sshd's message. The accounts are judged as the
     /// account changes this pass already allowed on the target leave them (`alongside`).
@@ -272,37 +272,50 @@ extension SSHDConfigDriver: JointlyGuardedDriver {
             return .block("ListenAddress \(address) is not an address of this machine: sshd could not listen there")
         }
 
-        // Administrators first: one that can log in settles both questions.
+        let after = try logins(probe, global: global, accounts: accounts)
+        guard after.someone else {
+            return .block("no account could log in over SSH after this change (\(after.why))")
+        }
+        if after.administrator { return .allow }
+        // Only non-administrators could log in: block when root or an administrator could before this change.
+        let before = try SSHDProbe(executable: executable, config: current, root: root, driver: self)
+        defer { before.remove() }
+        if try logins(before, global: try before.effective(user: "root"), accounts: accounts).administrator {
+            return .block("no account in sudo, wheel or admin, nor root, could log in over SSH after this change, "
+                          + "and one could before (\(after.why))")
+        }
+        return .allow
+    }
+
+    /// Who sshd, judging by a probe's effective settings, would let in: anyone, and root or an
+    /// account in sudo, wheel or admin (the way back to administration); with why each account
+    /// looked at would be refused. Administrators are looked at first: one settles both.
+    func logins(_ probe: SSHDProbe, global: [String: [String]], accounts: HostAccounts) throws
+        -> (someone: Bool, administrator: Bool, why: String) {
         let people = accounts.users.filter { accounts.isLoginShell($0.shell) }
             .sorted { (accounts.isAdmin($0) && $0.uid != 0 ? 0 : 1, $0.uid) < (accounts.isAdmin($1) && $1.uid != 0 ? 0 : 1, $1.uid) }
         var denied: [String] = []
-        var someoneCanLogIn = false
-        var rootCanLogIn = false
+        var someone = false
         for account in people.prefix(64) where !account.name.contains(",") {
             let settings = account.uid == 0 && account.name == "root" ? global : try probe.effective(user: account.name)
             if let reason = Self.denial(account, settings: settings, accounts: accounts) {
                 denied.append("\(account.name): \(reason)")
                 continue
             }
-            someoneCanLogIn = true
-            if account.uid == 0 {
-                rootCanLogIn = true
-            } else if accounts.isAdmin(account) {
-                return .allow
-            }
+            someone = true
+            if account.uid == 0 || accounts.isAdmin(account) { return (true, true, "") }
         }
-        let why = denied.isEmpty ? "the root has no account with a login shell" : denied.joined(separator: "; ")
-        guard someoneCanLogIn else { return .block("no account could log in over SSH after this change (\(why))") }
-        if rootCanLogIn { return .allow }
-        // Only non-administrators could log in: block only when root could before this change.
-        let before = try SSHDProbe(executable: executable, config: current, root: root, driver: self)
-        defer { before.remove() }
-        if let rootAccount = accounts.users.first(where: { $0.uid == 0 && $0.name == "root" }),
-           accounts.isLoginShell(rootAccount.shell),
-           Self.denial(rootAccount, settings: try before.effective(user: "root"), accounts: accounts) == nil {
-            return .block("root would lose its SSH login and no account in sudo, wheel or admin could log in instead (\(why))")
-        }
-        return .allow
+        return (someone, false, denied.isEmpty ? "the root has no account with a login shell" : denied.joined(separator: "; "))
+    }
+
+    /// Whether root or an account in sudo, wheel or admin could log in over SSH to the target,
+    /// its sshd configuration as it is, with `accounts`; nil when the root has no sshd
+    /// configuration (no SSH to keep) or sshd is not installed where Bulwark runs.
+    func administratorCanLogIn(root: HostRoot, accounts: HostAccounts) throws -> Bool? {
+        guard let executable = validator.executable, try FileIO.exists(try root.resolve(Self.configPath), in: root) else { return nil }
+        let probe = try SSHDProbe(executable: executable, config: try read(root), root: root, driver: self)
+        defer { probe.remove() }
+        return try logins(probe, global: try probe.effective(user: "root"), accounts: accounts).administrator
     }
 
     /// Why sshd, with these effective settings, would not let `account` in; nil when it would.

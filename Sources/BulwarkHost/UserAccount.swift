@@ -9,6 +9,9 @@ internal import BulwarkCore
 /// spec: {name: guest, locked: true, shell: /usr/sbin/nologin, expires: 2024-01-01}
 /// ```
 struct UserAccountDriver: ResourceDriver {
+    /// The sshd driver of the same adapter: the guard asks it who could still log in over SSH.
+    var sshd: SSHDConfigDriver?
+
     func watchedPaths(_ resource: Resource, on target: Target) -> [String] {
         HostAdapter.paths(target, ["etc/passwd", "etc/shadow"])
     }

@@ -72,6 +72,23 @@ import Testing
         }
     }
 
+    /// An administrator whose account expires on a set date (on disk, from an earlier pass) is
+    /// no way back in after it: locking the other administrator is blocked. With no expiry, the
+    /// same lock goes through.
+    @Test func anAdministratorThatWillExpireIsNotCountedAsAWayIn() async throws {
+        try await withTemporaryDirectory { root in
+            try makeHost(root, [root0, admin, ops])
+            let shadow = try read(root + "/etc/shadow")
+            try write(root + "/etc/shadow", shadow.replacingOccurrences(of: "ops:$y$j9T$opshash:19700:0:99999:7:::", with: "ops:$y$j9T$opshash:19700:0:99999:7::40000:"), mode: 0o640)
+            try await expectBlocked(root, resource("UserAccount", "a", "name: admin\nlocked: true"),
+                                    reason: "admin is the last account in sudo, wheel, admin that can log in")
+        }
+        try await withTemporaryDirectory { root in
+            try makeHost(root, [root0, admin, ops])
+            try await expectApplied(root, resource("UserAccount", "a", "name: admin\nlocked: true"))
+        }
+    }
+
     @Test func noLoginShellForTheOnlySudoAccountIsBlockedAndForAGuestIsApplied() async throws {
         try await withTemporaryDirectory { root in
             let guest = FixtureAccount(name: "guest", uid: 1002, hash: "$y$j9T$guesthash")

@@ -141,13 +141,105 @@ import Testing
         }
     }
 
+    /// The account guard asks sshd too: with password logins already off in sshd_config (an
+    /// earlier pass), taking the key holder's shell leaves the other administrator's password
+    /// no way in over SSH, so it is blocked; with passwords on, the same change goes through.
+    @Test func anAccountChangeTakingTheLastSSHWayInIsBlockedWhateverPassMadeTheSSHDChange() async throws {
+        let ops = FixtureAccount(name: "ops", uid: 1001, hash: "$y$j9T$opshash", groups: ["wheel"])
+        let nologin = resource("UserAccount", "admin-nologin", "name: admin\nshell: /usr/sbin/nologin")
+        try await withTemporaryDirectory { root in
+            try host(root, [root0, admin, ops], config: debian.replacingOccurrences(of: "PasswordAuthentication yes", with: "PasswordAuthentication no"))
+            try await expectBlocked(root, nologin, reason: "admin: giving it the shell /usr/sbin/nologin would leave neither root nor any account in sudo, wheel, admin a way in over SSH")
+        }
+        try await withTemporaryDirectory { root in
+            try host(root, [root0, admin, ops])
+            try await expectApplied(root, nologin)
+        }
+    }
+
+    /// Someone who can still log in is not enough: when only an account outside sudo, wheel and
+    /// admin could log in after the change, and an administrator could before, it is blocked.
+    /// The administrator keeping a key lets the same change through.
+    @Test func anSSHDChangeLeavingOnlyANonAdministratorAWayInIsBlocked() async throws {
+        let passwordAdmin = FixtureAccount(name: "admin", uid: 1000, hash: "$y$j9T$adminhash", groups: ["sudo"])
+        let guest = FixtureAccount(name: "guest", uid: 1002, key: true)
+        let passwordsOff = resource("SSHDConfig", "passwords-off", "PasswordAuthentication: \"no\"")
+        try await withTemporaryDirectory { root in
+            try host(root, [root0, passwordAdmin, guest])
+            let reason = try await expectBlocked(root, passwordsOff, reason: "no account in sudo, wheel or admin, nor root, could log in over SSH after this change, and one could before")
+            #expect(reason.contains("admin: "), "\(reason)")
+        }
+        try await withTemporaryDirectory { root in
+            try host(root, [root0, admin, guest])
+            try await expectApplied(root, passwordsOff)
+        }
+    }
+
+    /// sshd with PAM still takes a key from a locked account: locking the key holder's password
+    /// and turning password logins off in one pass both go through (the key still works), as they
+    /// do in two passes. Without PAM the lock ends the key's login too, and the sshd change is blocked.
+    @Test func aLockUnderPAMLeavesTheKeyAndIsJudgedAsSSHDWouldJudgeIt() async throws {
+        let keyAndPassword = FixtureAccount(name: "admin", uid: 1000, hash: "$y$j9T$adminhash", groups: ["sudo"], key: true)
+        let ops = FixtureAccount(name: "ops", uid: 1001, hash: "$y$j9T$opshash", groups: ["wheel"])
+        let both = resource("UserAccount", "lock-admin", "name: admin\nlocked: true")
+            + resource("SSHDConfig", "passwords-off", "PasswordAuthentication: \"no\"")
+        try await withTemporaryDirectory { root in
+            try host(root, [root0, keyAndPassword, ops])
+            try await expectApplied(root, both)
+        }
+        try await withTemporaryDirectory { root in
+            try host(root, [root0, keyAndPassword, ops], config: debian.replacingOccurrences(of: "UsePAM yes", with: "UsePAM no"))
+            let state = try hostState(root: root, both)
+            let plan = try await Reconciler(registry: Registry([HostAdapter.definition()])).plan(state)
+            let decisions = Dictionary(uniqueKeysWithValues: plan.remediations.map { ($0.binding.resource.name, $0.decision) })
+            #expect(decisions == ["lock-admin": .applied, "passwords-off": .blocked], "\(plan.remediations.map { "\($0.decision) \($0.reason ?? "")" })")
+        }
+    }
+
+    /// A block frees a place under a change limit: the remediation it lets in is judged with the
+    /// changes made beside it. With `maxChangesPerCycle: 2`, a floor-breaking FileMode ranks
+    /// between the sshd change and the account change; once it is blocked both are applied in
+    /// the plan, so they are judged together again, and the sshd change is blocked.
+    @Test func aRemediationAppliedOnlyBecauseAnotherWasBlockedIsJudgedWithTheOthers() async throws {
+        let ops = FixtureAccount(name: "ops", uid: 1001, hash: "$y$j9T$opshash", groups: ["wheel"])
+        let manifests = "---\napiVersion: bulwark/v1\nkind: FileMode\nmetadata: {name: passwd-mode, annotations: {severity: high}}\nspec: {path: /etc/passwd, mode: \"0666\"}\n"
+            + "---\napiVersion: bulwark/v1\nkind: UserAccount\nmetadata: {name: admin-nologin, annotations: {severity: low}}\nspec: {name: admin, shell: /usr/sbin/nologin}\n"
+            + "---\napiVersion: bulwark/v1\nkind: SSHDConfig\nmetadata: {name: passwords-off, annotations: {severity: critical}}\nspec: {PasswordAuthentication: \"no\"}\n"
+        try await withTemporaryDirectory { root in
+            try host(root, [root0, admin, ops])
+            let inventory = """
+                apiVersion: bulwark/v1
+                kind: Target
+                metadata: {name: sandbox}
+                spec: {adapter: host, root: \(root)}
+                ---
+                apiVersion: bulwark/v1
+                kind: Controller
+                metadata: {name: host}
+                spec: {kinds: [SSHDConfig, FileMode, UserAccount], maxChangesPerCycle: 2}
+                """
+            let state = try DesiredStateLoader(registry: Registry([HostAdapter.definition()])).load([
+                SourceFile(path: "controllers/c.yaml", contents: Array(inventory.utf8)),
+                SourceFile(path: "desired-state/r.yaml", contents: Array(manifests.utf8)),
+            ], revision: "test")
+            let reconciler = Reconciler(registry: Registry([HostAdapter.definition()]))
+            let plan = try await reconciler.plan(state)
+            let decisions = Dictionary(uniqueKeysWithValues: plan.remediations.map { ($0.binding.resource.name, $0.decision) })
+            #expect(decisions == ["passwd-mode": .blocked, "admin-nologin": .applied, "passwords-off": .blocked],
+                    "\(plan.remediations.map { "\($0.binding.resource) \($0.decision) \($0.reason ?? "")" })")
+            let outcome = await reconciler.apply(plan, state: state, audit: RecordingSink())
+            #expect(outcome.verified.count == 1)
+            #expect(!(try read(root + "/etc/ssh/sshd_config")).contains("PasswordAuthentication no"))
+        }
+    }
+
     @Test func permitRootLoginNoIsBlockedWhenOnlyRootHoldsAKeyAndAppliedWithASudoKeyHolder() async throws {
         try await withTemporaryDirectory { root in
             // A user without sudo can log in by password: that is no way back to administration.
             let guest = FixtureAccount(name: "guest", uid: 1002, hash: "$y$j9T$guesthash")
             try host(root, [rootWithKey, guest])
             let reason = try await expectBlocked(root, resource("SSHDConfig", "s", "PermitRootLogin: \"no\""),
-                                                 reason: "root would lose its SSH login and no account in sudo, wheel or admin")
+                                                 reason: "no account in sudo, wheel or admin, nor root, could log in over SSH after this change, and one could before")
             #expect(reason.contains("root: PermitRootLogin no"))
         }
         try await withTemporaryDirectory { root in
