@@ -246,6 +246,11 @@ public struct Reconciler: Sendable {
                             verdicts.append((binding, nil))
                             continue
                         }
+                        // A block a person approved is made all the same: those judged after it count it.
+                        if remediation.decision == .applied,
+                           Planner.activeApproval(Planner.blockedID(binding, remediation.changes), in: state, at: self.clock()) != nil {
+                            allowed.append((file, AllowedChange(resource: resource, changes: remediation.changes)))
+                        }
                         var context: [String] = []
                         if !before.isEmpty {
                             context.append("the changes this pass also writes to the same file: "

@@ -233,6 +233,31 @@ import Testing
         }
     }
 
+    /// A block a person approves is made, so the changes judged after it count it: root's shell
+    /// taken (approved) and password logins off would leave the only administrator, who has a
+    /// password, no way in; the sshd change is blocked. Without the approval, root keeps its key
+    /// login and the sshd change goes through.
+    @Test func anApprovedBlockIsCountedForTheChangesJudgedAfterIt() async throws {
+        let alice = FixtureAccount(name: "alice", uid: 1001, hash: "$y$j9T$alicehash", groups: ["sudo"])
+        let manifests = resource("UserAccount", "root-nologin", "name: root\nshell: /usr/sbin/nologin")
+            + resource("SSHDConfig", "passwords-off", "PasswordAuthentication: \"no\"")
+        try await withTemporaryDirectory { root in
+            try host(root, [rootWithKey, alice])
+            let reconciler = Reconciler(registry: Registry([HostAdapter.definition()]))
+            let preview = try await reconciler.plan(try hostState(root: root, manifests))
+            let decisions = Dictionary(uniqueKeysWithValues: preview.remediations.map { ($0.binding.resource.name, $0.decision) })
+            #expect(decisions == ["root-nologin": .blocked, "passwords-off": .applied], "\(preview.remediations.map { "\($0.decision) \($0.reason ?? "")" })")
+            let id = try #require(preview.remediations.first { $0.decision == .blocked }?.id)
+            let approval = "apiVersion: bulwark/v1\nkind: Approval\nmetadata: {name: root-off}\nspec: {id: \(id), approver: \"Sam Admin <sam@example.org>\", reason: \"admins use their own accounts\"}\n"
+            let state = try hostState(root: root, manifests, extra: [SourceFile(path: "approvals/\(id).yaml", contents: Array(approval.utf8))])
+            let plan = try await reconciler.plan(state)
+            let approved = Dictionary(uniqueKeysWithValues: plan.remediations.map { ($0.binding.resource.name, $0.decision) })
+            #expect(approved == ["root-nologin": .applied, "passwords-off": .blocked], "\(plan.remediations.map { "\($0.decision) \($0.reason ?? "")" })")
+            _ = await reconciler.apply(plan, state: state, audit: RecordingSink())
+            #expect(!(try read(root + "/etc/ssh/sshd_config")).contains("PasswordAuthentication no"))
+        }
+    }
+
     @Test func permitRootLoginNoIsBlockedWhenOnlyRootHoldsAKeyAndAppliedWithASudoKeyHolder() async throws {
         try await withTemporaryDirectory { root in
             // A user without sudo can log in by password: that is no way back to administration.
