@@ -282,10 +282,14 @@ public struct GuardDomain: Sendable, Hashable {
     /// they allowed: the sshd guard, at a later stage than the account guard, asks who can still
     /// log in once the accounts this pass changes are changed.
     public var stage: Int
+    /// What the question is about when two targets can name the same thing (a host's root
+    /// folder, by device and inode): their remediations are judged together. Nil: the target.
+    public var scope: String?
 
-    public init(name: String, stage: Int) {
+    public init(name: String, stage: Int, scope: String? = nil) {
         self.name = name
         self.stage = stage
+        self.scope = scope
     }
 }
 

@@ -201,7 +201,7 @@ public struct Reconciler: Sendable {
         for remediation in remediations {
             let file = coalescingGroup(remediation, in: state)
             let domain = guardDomain(remediation, in: state)
-            guard let group = domain.map({ [remediation.binding.target, $0.name].joined(separator: "\u{2}") }) ?? file else {
+            guard let group = domain.map({ [$0.scope ?? remediation.binding.target, $0.name].joined(separator: "\u{2}") }) ?? file else {
                 groups.append([(remediation, nil, 0)])
                 continue
             }
@@ -257,7 +257,7 @@ public struct Reconciler: Sendable {
                                            + before.map(Self.shown).joined(separator: ", "))
                         }
                         if !alongside.isEmpty, kind.driver is any JointlyGuardedDriver {
-                            context.append("the changes this pass also makes on \(binding.target): "
+                            context.append("the changes this pass also makes on this host: "
                                            + alongside.map { "\($0.resource.id) " + $0.changes.map(Self.shown).joined(separator: ", ") }
                                                .joined(separator: "; "))
                         }

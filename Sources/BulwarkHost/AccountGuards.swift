@@ -5,7 +5,7 @@ internal import BulwarkCore
 
 extension UserAccountDriver: JointlyGuardedDriver {
     /// Who can still log in: judged before the sshd guard, which is shown the accounts changed.
-    func guardDomain(_ resource: Resource, on target: Target) -> GuardDomain? { GuardDomain(name: "logins", stage: 0) }
+    func guardDomain(_ resource: Resource, on target: Target) -> GuardDomain? { HostRoot.loginsDomain(stage: 0, target) }
 
     /// Blocks a lock, an expiry or a shell without a login for: an account with UID 0; the
     /// account Bulwark runs as (only knowable when the root is `/`); the last account in sudo,

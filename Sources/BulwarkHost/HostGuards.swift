@@ -264,6 +264,14 @@ extension HostAccounts {
     }
 }
 
+extension HostRoot {
+    /// "Who can still log in" on the host a target's root folder is: two target names for one
+    /// root are judged together (by the folder's identity), as two resources of one target are.
+    static func loginsDomain(stage: Int, _ target: Target) -> GuardDomain {
+        GuardDomain(name: "logins", stage: stage, scope: (try? HostRoot(target: target))?.identity.map { "host root " + $0 })
+    }
+}
+
 /// A guard's verdict when it could not read what it needs: it blocks, never allows.
 func cannotJudge(_ what: String, _ error: any Error) -> GuardVerdict {
     .block("the \(what) guard could not judge this change (\(error)); nothing is changed until it can")

@@ -31,6 +31,14 @@ public struct HostRoot: Sendable, Hashable {
         self.path = trimmed
     }
 
+    /// The root folder's device and inode: two targets that name one folder by different paths
+    /// (a link, a bind mount) have the same identity. Nil when it cannot be read.
+    var identity: String? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        return "\(info.st_dev):\(info.st_ino)"
+    }
+
     init(target: Target) throws(HostError) {
         guard let root = target.hostRoot else { throw HostError("target \(target.name) has no root") }
         try self.init(root)

@@ -219,7 +219,7 @@ final class SSHDProbe {
 
 extension SSHDConfigDriver: JointlyGuardedDriver {
     /// Who can still log in: judged after the account guard, with the accounts this pass changes.
-    func guardDomain(_ resource: Resource, on target: Target) -> GuardDomain? { GuardDomain(name: "logins", stage: 1) }
+    func guardDomain(_ resource: Resource, on target: Target) -> GuardDomain? { HostRoot.loginsDomain(stage: 1, target) }
 
     /// Blocks an sshd change after which nobody could log in over SSH, judged by sshd's own
     /// effective configuration (`sshd -T`, per account, Match blocks and drop-ins included):
@@ -258,7 +258,10 @@ extension SSHDConfigDriver: JointlyGuardedDriver {
         }
         let root = try HostRoot(target: target)
         let current = try read(root)
-        let (candidate, _) = Self.candidate(changes, from: current)
+        // sshd changes shown alongside come from another target name for this root: the same file.
+        let taken = Set(changes.map(\.property))
+        let sameFile = alongside.filter { $0.resource.id.kind == "SSHDConfig" }.flatMap(\.changes).filter { !taken.contains($0.property) }
+        let (candidate, _) = Self.candidate(sameFile + changes, from: current)
         let accounts = try HostAccounts(root: root).after(alongside)
         let probe = try SSHDProbe(executable: executable, config: candidate, root: root, driver: self)
         defer { probe.remove() }

@@ -51,7 +51,7 @@ import Testing
                     "\(plan.remediations.map { "\($0.decision) \($0.reason ?? "")" })")
             let reason = plan.remediations.first { $0.decision == .blocked }?.reason ?? ""
             #expect(reason.contains("that can log in: locking it would leave no administrator login")
-                    && reason.contains("judged with the changes this pass also makes on sandbox: UserAccount/lock-"), "\(reason)")
+                    && reason.contains("judged with the changes this pass also makes on this host: UserAccount/lock-"), "\(reason)")
             let sink = RecordingSink()
             let outcome = await reconciler.apply(plan, state: state, audit: sink)
             #expect(outcome.entries.filter { $0.record.decision == .blocked }.count == 1)

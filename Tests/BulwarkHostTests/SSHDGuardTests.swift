@@ -124,7 +124,7 @@ import Testing
                         "\(plan.remediations.map { "\($0.binding.resource) \($0.decision) \($0.reason ?? "")" })")
                 let reason = decisions["passwords-off"]?.reason ?? ""
                 #expect(reason.contains("no account could log in over SSH") && reason.contains("ops: ")
-                        && reason.contains("judged with the changes this pass also makes on sandbox: UserAccount/admin-nologin shell /usr/sbin/nologin"),
+                        && reason.contains("judged with the changes this pass also makes on this host: UserAccount/admin-nologin shell /usr/sbin/nologin"),
                         "\(reason)")
                 let outcome = await reconciler.apply(plan, state: state, audit: RecordingSink())
                 let verified = outcome.entries.filter { $0.record.result == .verified }.map(\.record.resource)
@@ -255,6 +255,53 @@ import Testing
             #expect(approved == ["root-nologin": .applied, "passwords-off": .blocked], "\(plan.remediations.map { "\($0.decision) \($0.reason ?? "")" })")
             _ = await reconciler.apply(plan, state: state, audit: RecordingSink())
             #expect(!(try read(root + "/etc/ssh/sshd_config")).contains("PasswordAuthentication no"))
+        }
+    }
+
+    /// Two target names for one root folder (here one through a symbolic link) are one host:
+    /// an account change under one name and an sshd change under the other are judged together,
+    /// and so are two sshd changes that write the one sshd_config. Each pair locked everyone out.
+    @Test func twoTargetNamesForOneRootAreJudgedAsOneHost() async throws {
+        let ops = FixtureAccount(name: "ops", uid: 1001, hash: "$y$j9T$opshash", groups: ["wheel"])
+        for (first, second) in [
+            (resource("UserAccount", "admin-nologin", "name: admin\nshell: /usr/sbin/nologin"),
+             resource("SSHDConfig", "passwords-off", "PasswordAuthentication: \"no\"")),
+            (resource("SSHDConfig", "keys-off", "PubkeyAuthentication: \"no\""),
+             resource("SSHDConfig", "passwords-off", "PasswordAuthentication: \"no\"")),
+        ] {
+            try await withTemporaryDirectory { dir in
+                let root = dir + "/host"
+                try host(root, [root0, admin, ops])
+                try FileManager.default.createSymbolicLink(atPath: dir + "/alias", withDestinationPath: root)
+                let inventory = """
+                    apiVersion: bulwark/v1
+                    kind: Target
+                    metadata: {name: web1}
+                    spec: {adapter: host, root: \(root)}
+                    ---
+                    apiVersion: bulwark/v1
+                    kind: Target
+                    metadata: {name: web1-new}
+                    spec: {adapter: host, root: \(dir)/alias}
+                    ---
+                    apiVersion: bulwark/v1
+                    kind: Controller
+                    metadata: {name: host}
+                    spec: {kinds: [UserAccount, SSHDConfig]}
+                    """
+                func on(_ target: String, _ manifest: String) -> String {
+                    manifest.replacingOccurrences(of: "\nspec:\n", with: "\ntargets: {names: [\(target)]}\nspec:\n")
+                }
+                let manifests = on("web1", first) + on("web1-new", second)
+                let state = try DesiredStateLoader(registry: Registry([HostAdapter.definition()])).load([
+                    SourceFile(path: "controllers/c.yaml", contents: Array(inventory.utf8)),
+                    SourceFile(path: "desired-state/r.yaml", contents: Array(manifests.utf8)),
+                ], revision: "test")
+                let reconciler = Reconciler(registry: Registry([HostAdapter.definition()]))
+                let plan = try await reconciler.plan(state)
+                #expect(plan.remediations.map(\.decision).sorted { "\($0)" < "\($1)" } == [.applied, .blocked],
+                        "\(plan.remediations.map { "\($0.binding) \($0.decision) \($0.reason ?? "")" })")
+            }
         }
     }
 
