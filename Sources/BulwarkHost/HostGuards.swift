@@ -190,8 +190,30 @@ struct HostAccounts: Sendable {
 
     /// The first authorized_keys file (of `patterns`, as sshd's AuthorizedKeysFile) that holds
     /// a key line, or nil.
-    func authorizedKeys(_ account: HostAccount, patterns: [String] = [".ssh/authorized_keys", ".ssh/authorized_keys2"]) -> String? {
-        for pattern in patterns where pattern.lowercased() != "none" {
+    /// The key types (`ssh-ed25519`, `ssh-rsa`, …) of the account's authorized keys in the
+    /// files `patterns` name, read as `authorizedKeys` reads them; options before a key are skipped.
+    func authorizedKeyTypes(_ account: HostAccount, patterns: [String] = [".ssh/authorized_keys", ".ssh/authorized_keys2"]) -> Set<String> {
+        var types: Set<String> = []
+        for path in keyFilePaths(account, patterns: patterns) {
+            guard let text = try? FileIO.readText(path, in: root) else { continue }
+            for line in text.split(separator: "\n") {
+                let trimmed = line.trimmingCharacters(in: .whitespaces)
+                guard !trimmed.isEmpty, !trimmed.hasPrefix("#") else { continue }
+                // The type is the first field that names one; options come before it.
+                if let type = trimmed.split(separator: " ").first(where: { field in
+                    ["ssh-", "ecdsa-", "sk-"].contains { field.hasPrefix($0) } && !field.contains("=") && !field.contains("\"")
+                }) {
+                    types.insert(String(type))
+                }
+            }
+        }
+        return types
+    }
+
+    /// The paths `patterns` (AuthorizedKeysFile tokens: `%h`, `%u`, `%U`, `%%`) name for `account`.
+    func keyFilePaths(_ account: HostAccount, patterns: [String]) -> [String] {
+        patterns.compactMap { pattern -> String? in
+            guard pattern.lowercased() != "none" else { return nil }
             var path = ""
             var chars = pattern.makeIterator()
             while let c = chars.next() {
@@ -201,11 +223,16 @@ struct HostAccounts: Sendable {
                 case "h": path += account.home
                 case "u": path += account.name
                 case "U": path += String(account.uid)
-                default: path = ""
+                default: return nil
                 }
             }
-            guard !path.isEmpty else { continue }
-            if !path.hasPrefix("/") { path = account.home + "/" + path }
+            guard !path.isEmpty else { return nil }
+            return path.hasPrefix("/") ? path : account.home + "/" + path
+        }
+    }
+
+    func authorizedKeys(_ account: HostAccount, patterns: [String] = [".ssh/authorized_keys", ".ssh/authorized_keys2"]) -> String? {
+        for path in keyFilePaths(account, patterns: patterns) {
             // One walk inside the root, links judged as every read judges them.
             guard let text = try? FileIO.readText(path, in: root) else { continue }
             let hasKey = text.split(separator: "\n").contains { line in

@@ -274,6 +274,7 @@ extension SSHDConfigDriver: JointlyGuardedDriver {
         for address in global["listenaddress"] ?? [] where !Self.isLocal(address) {
             return .block("ListenAddress \(address) is not an address of this machine: sshd could not listen there")
         }
+        if let problem = SSHClientDefaults.noCommonAlgorithm(global) { return .block(problem) }
 
         let after = try logins(probe, global: global, accounts: accounts)
         guard after.someone else {
@@ -336,10 +337,12 @@ extension SSHDConfigDriver: JointlyGuardedDriver {
             if hostMustBeAny, parts.count > 1, parts[1] != "*" { return false }
             return fnmatch(String(user), account.name, 0) == 0
         }
-        if let pattern = list("denyusers").first(where: { userMatches($0, hostMustBeAny: true) }) { return "DenyUsers \(pattern)" }
+        // Where an administrator connects from is not known: a deny for some hosts counts as a
+        // deny, an allow for some hosts does not count as an allow (`AllowUsers *@127.0.0.1`).
+        if let pattern = list("denyusers").first(where: { userMatches($0, hostMustBeAny: false) }) { return "DenyUsers \(pattern)" }
         let allowUsers = list("allowusers")
-        if !allowUsers.isEmpty && !allowUsers.contains(where: { userMatches($0, hostMustBeAny: false) }) {
-            return "not in AllowUsers"
+        if !allowUsers.isEmpty && !allowUsers.contains(where: { userMatches($0, hostMustBeAny: true) }) {
+            return "not in AllowUsers (for every host)"
         }
         if let pattern = list("denygroups").first(where: { p in groups.contains { fnmatch(p, $0, 0) == 0 } }) {
             return "DenyGroups \(pattern)"
@@ -358,7 +361,20 @@ extension SSHDConfigDriver: JointlyGuardedDriver {
         }
         let keyFiles = (settings["authorizedkeysfile"]?.first ?? ".ssh/authorized_keys").split(separator: " ").map(String.init)
         let keyCommand = value("authorizedkeyscommand")
-        let hasKey = accounts.authorizedKeys(account, patterns: keyFiles) != nil || (!keyCommand.isEmpty && keyCommand != "none")
+        var hasKey = accounts.authorizedKeys(account, patterns: keyFiles) != nil || (!keyCommand.isEmpty && keyCommand != "none")
+        // Keys of types neither sshd's PubkeyAcceptedAlgorithms nor a client's default offer take are no way in.
+        var refusedKeys: String?
+        if hasKey, keyCommand.isEmpty || keyCommand == "none", let accepted = settings["pubkeyacceptedalgorithms"]?.first {
+            let types = accounts.authorizedKeyTypes(account, patterns: keyFiles)
+            let server = Set(accepted.split(separator: ",").map(String.init))
+            let client = SSHClientDefaults.offer?["pubkeyacceptedalgorithms"].map(Set.init)
+            if !types.isEmpty, !types.contains(where: { type in
+                SSHClientDefaults.signatureAlgorithms(of: type).contains { server.contains($0) && (client?.contains($0) ?? true) }
+            }) {
+                hasKey = false
+                refusedKeys = "its keys (\(types.sorted().joined(separator: ", "))) are not among PubkeyAcceptedAlgorithms \(accepted)"
+            }
+        }
         let hasPassword = passwordAllowed && (account.hasPassword || (account.emptyPassword && value("permitemptypasswords") == "yes"))
         var available: Set<String> = []
         if value("pubkeyauthentication") == "yes" && hasKey { available.insert("publickey") }
@@ -379,6 +395,7 @@ extension SSHDConfigDriver: JointlyGuardedDriver {
             }
         }
         guard usable else {
+            if let refusedKeys, !hasPassword { return refusedKeys }
             var held: [String] = []
             if hasKey { held.append("a key") }
             if hasPassword { held.append("a password") }
@@ -422,5 +439,60 @@ extension SSHDConfigDriver: JointlyGuardedDriver {
             }
         }
         return result
+    }
+}
+
+// MARK: - What a client offers
+
+/// What an OpenSSH client offers by default (`ssh -F /dev/null -G`: no configuration file, so
+/// neither the machine's nor a person's), read once per process. An sshd whose ciphers, key
+/// exchanges or MACs share nothing with it refuses every default client before anyone logs in;
+/// nil where ssh is not installed (then that check is not made).
+enum SSHClientDefaults {
+    static let offer: [String: [String]]? = {
+        guard let ssh = ["/usr/bin/ssh", "/bin/ssh"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }),
+              let result = try? BoundedProcess.run(ssh, ["-F", "/dev/null", "-G", "bulwark-guard.invalid"], folder: NSTemporaryDirectory(),
+                                                   timeout: .seconds(10)),
+              result.status == 0 else { return nil }
+        var offer: [String: [String]] = [:]
+        for line in result.output.split(separator: "\n") {
+            let parts = line.split(separator: " ", maxSplits: 1)
+            guard parts.count == 2 else { continue }
+            offer[parts[0].lowercased()] = parts[1].split(separator: ",").map(String.init)
+        }
+        return offer
+    }()
+
+    /// Ciphers that carry their own integrity: with one of them agreed, no MAC needs to be.
+    static let authenticatedCiphers: Set<String> = ["chacha20-poly1305@openssh.com", "aes128-gcm@openssh.com", "aes256-gcm@openssh.com"]
+
+    /// Why a default client could not connect to an sshd with these global settings; nil when it could.
+    static func noCommonAlgorithm(_ global: [String: [String]]) -> String? {
+        guard let offer else { return nil }
+        func common(_ key: String) -> [String]? {
+            guard let server = global[key]?.first?.split(separator: ",").map(String.init), let client = offer[key] else { return nil }
+            return server.filter(client.contains)
+        }
+        for (key, name) in [("ciphers", "Ciphers"), ("kexalgorithms", "KexAlgorithms")] {
+            if let shared = common(key), shared.isEmpty {
+                return "\(name) \(global[key]?.first ?? "") shares nothing with what an OpenSSH client offers by default: "
+                    + "no client could connect"
+            }
+        }
+        if let ciphers = common("ciphers"), !ciphers.contains(where: authenticatedCiphers.contains), let macs = common("macs"), macs.isEmpty {
+            return "MACs \(global["macs"]?.first ?? "") shares nothing with what an OpenSSH client offers by default, "
+                + "and no cipher left carries its own: no client could connect"
+        }
+        return nil
+    }
+
+    /// The signature algorithms a key of `type` (an authorized_keys key type) can sign with.
+    static func signatureAlgorithms(of type: String) -> [String] {
+        switch type {
+        case "ssh-rsa": ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"]
+        case "ssh-rsa-cert-v01@openssh.com":
+            ["rsa-sha2-512-cert-v01@openssh.com", "rsa-sha2-256-cert-v01@openssh.com", "ssh-rsa-cert-v01@openssh.com"]
+        default: [type]
+        }
     }
 }

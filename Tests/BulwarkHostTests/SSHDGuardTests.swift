@@ -305,6 +305,31 @@ import Testing
         }
     }
 
+    /// Settings no account check sees: ciphers or key exchanges a default OpenSSH client does
+    /// not offer refuse every client before anyone logs in; a key algorithm list without the
+    /// administrator's key type leaves their key unusable; an AllowUsers entry for one host is
+    /// no way in from elsewhere. Each blocked; a list a client shares, or one that keeps the
+    /// key's type, goes through.
+    @Test func algorithmsAndHostBoundAccessListsAreJudgedAsAClientMeetsThem() async throws {
+        for (harmful, reason) in [("Ciphers: aes128-cbc", "shares nothing with what an OpenSSH client offers by default"),
+                                  ("KexAlgorithms: diffie-hellman-group1-sha1", "shares nothing with what an OpenSSH client offers by default"),
+                                  ("PubkeyAcceptedAlgorithms: rsa-sha2-512", "admin: its keys (ssh-ed25519) are not among PubkeyAcceptedAlgorithms rsa-sha2-512"),
+                                  ("AllowUsers: \"*@127.0.0.1\"", "admin: not in AllowUsers (for every host)"),
+                                  ("DenyUsers: \"admin@10.0.0.1\"", "admin: DenyUsers admin@10.0.0.1")] {
+            try await withTemporaryDirectory { root in
+                try host(root, [root0, admin])
+                try await expectBlocked(root, resource("SSHDConfig", "s", harmful), reason: reason)
+            }
+        }
+        for legitimate in ["Ciphers: aes256-gcm@openssh.com", "KexAlgorithms: curve25519-sha256",
+                           "PubkeyAcceptedAlgorithms: \"ssh-ed25519,rsa-sha2-512\"", "AllowUsers: admin"] {
+            try await withTemporaryDirectory { root in
+                try host(root, [root0, admin])
+                try await expectApplied(root, resource("SSHDConfig", "s", legitimate))
+            }
+        }
+    }
+
     @Test func permitRootLoginNoIsBlockedWhenOnlyRootHoldsAKeyAndAppliedWithASudoKeyHolder() async throws {
         try await withTemporaryDirectory { root in
             // A user without sudo can log in by password: that is no way back to administration.
