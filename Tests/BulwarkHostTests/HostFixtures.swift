@@ -18,7 +18,12 @@ func hostState(root: String, _ manifests: String, extra: [SourceFile] = []) thro
         metadata: {name: host}
         spec: {kinds: [SSHDConfig, Sysctl, FileMode, LoginDefs, UserAccount]}
         """
-    return try DesiredStateLoader(registry: Registry([HostAdapter.definition()])).load([
+    return try hostState(inventory: inventory, manifests, extra: extra)
+}
+
+/// A desired state from `inventory` (targets and controllers) and `manifests`.
+func hostState(inventory: String, _ manifests: String, extra: [SourceFile] = []) throws -> DesiredState {
+    try DesiredStateLoader(registry: Registry([HostAdapter.definition()])).load([
         SourceFile(path: "controllers/c.yaml", contents: Array(inventory.utf8)),
         SourceFile(path: "desired-state/r.yaml", contents: Array(manifests.utf8)),
     ] + extra, revision: "test")

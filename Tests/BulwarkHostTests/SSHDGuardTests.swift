@@ -218,10 +218,7 @@ import Testing
                 metadata: {name: host}
                 spec: {kinds: [SSHDConfig, FileMode, UserAccount], maxChangesPerCycle: 2}
                 """
-            let state = try DesiredStateLoader(registry: Registry([HostAdapter.definition()])).load([
-                SourceFile(path: "controllers/c.yaml", contents: Array(inventory.utf8)),
-                SourceFile(path: "desired-state/r.yaml", contents: Array(manifests.utf8)),
-            ], revision: "test")
+            let state = try hostState(inventory: inventory, manifests)
             let reconciler = Reconciler(registry: Registry([HostAdapter.definition()]))
             let plan = try await reconciler.plan(state)
             let decisions = Dictionary(uniqueKeysWithValues: plan.remediations.map { ($0.binding.resource.name, $0.decision) })
@@ -293,10 +290,7 @@ import Testing
                     manifest.replacingOccurrences(of: "\nspec:\n", with: "\ntargets: {names: [\(target)]}\nspec:\n")
                 }
                 let manifests = on("web1", first) + on("web1-new", second)
-                let state = try DesiredStateLoader(registry: Registry([HostAdapter.definition()])).load([
-                    SourceFile(path: "controllers/c.yaml", contents: Array(inventory.utf8)),
-                    SourceFile(path: "desired-state/r.yaml", contents: Array(manifests.utf8)),
-                ], revision: "test")
+                let state = try hostState(inventory: inventory, manifests)
                 let reconciler = Reconciler(registry: Registry([HostAdapter.definition()]))
                 let plan = try await reconciler.plan(state)
                 #expect(plan.remediations.map(\.decision).sorted { "\($0)" < "\($1)" } == [.applied, .blocked],
