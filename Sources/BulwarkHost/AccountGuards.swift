@@ -173,6 +173,10 @@ extension FileModeDriver {
         guard stat(real, &info) == 0 else { return nil }  // nothing there to change
         let before = Node(mode: UInt32(info.st_mode & 0o7777), uid: info.st_uid, gid: info.st_gid,
                           folder: info.st_mode & FileType.mask == FileType.directory)
+        // Only a folder, or a file someone can execute now, can be the way to a program lost;
+        // other files only as a key file (the accounts are not read for the rest).
+        let onTheWay = before.folder || before.mode & 0o111 != 0
+        guard onTheWay || ["authorized_keys", "authorized_keys2"].contains((real as NSString).lastPathComponent) else { return nil }
         let accounts = try HostAccounts(root: root)
         var after = before
         var chowned = false
@@ -210,8 +214,6 @@ extension FileModeDriver {
             }
         }
         let admins = accounts.users.filter { $0.uid == 0 || accounts.isAdmin($0) }
-        // Only a folder, or a file someone can execute now, can be the way to a program lost.
-        let onTheWay = before.folder || before.mode & 0o111 != 0
         let programs = !onTheWay ? [] : Self.programFolders.flatMap { folder in Self.rootPrograms.map { "/" + folder + "/" + $0 } }
             .compactMap { path in (try? root.resolve(path)).map { (full: $0, name: path, role: "who becomes root through it") } }
         for account in admins {
