@@ -78,8 +78,13 @@ extension UserAccountDriver: JointlyGuardedDriver {
 // MARK: - FileMode
 
 extension FileModeDriver {
-    /// Folders whose files no policy may make group- or world-writable or give to a person.
-    static let systemFolders = ["etc", "usr", "boot", "root", "var/lib"]
+    /// Folders whose files no policy may make group- or world-writable or give to a person
+    /// (`bin`, `sbin` and `lib*` are real folders where /usr is not merged).
+    static let systemFolders = ["etc", "usr", "boot", "root", "var/lib", "bin", "sbin", "lib", "lib32", "lib64", "libx32"]
+    /// The programs administrators become root through, in these folders: they need their
+    /// setuid bit and root as their owner.
+    static let rootPrograms = ["sudo", "su", "pkexec", "doas"]
+    static let programFolders = ["usr/bin", "bin", "usr/sbin", "sbin"]
     /// Files no policy may make world-readable (patterns relative to the root).
     static let secretFiles = ["etc/shadow", "etc/shadow-", "etc/gshadow", "etc/gshadow-", "etc/sudoers",
                               "etc/sudoers.d/*", "etc/ssh/ssh_host_*_key"]
@@ -87,6 +92,8 @@ extension FileModeDriver {
     /// The floor policy cannot go below: no group or world write under the system folders, no
     /// world read of secrets (shadow, gshadow, sudoers, SSH host private keys), no set-id bit
     /// added, and no system file handed to an owner with a uid from `UID_MIN` up (a person's).
+    /// Nor may it take administration away (`administration`): an administrator's login
+    /// shell, sudo, su, pkexec or doas, or the authorized_keys sshd takes their key from.
     /// Judged on the path as written and on where it really leads inside the root.
     func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async -> GuardVerdict {
         do {
@@ -141,9 +148,129 @@ extension FileModeDriver {
                     break
                 }
             }
+            if let harm = try administration(changes, to: resource, real: real, paths: paths, shown: shown, root: root) {
+                return .block(harm)
+            }
             return .allow
         } catch {
             return cannotJudge("file mode", error)
         }
+    }
+
+    /// Mode, owner and group of a file or folder.
+    struct Node {
+        var mode: UInt32
+        var uid: UInt32
+        var gid: UInt32
+        var folder: Bool
+    }
+
+    /// What takes administration away, judged for each account with UID 0 or in sudo, wheel or
+    /// admin, before and after the change (only what it could do before and cannot after):
+    /// - executing its login shell, and searching every folder on the way to it;
+    /// - executing sudo, su, pkexec, doas; and for any of these, losing the setuid bit (a chown
+    ///   clears it unless the spec sets the mode again) or root as its owner;
+    /// - its key, under sshd's StrictModes: the authorized_keys file and each folder up to its
+    ///   home owned by root or by it and writable by no one else, the file readable and every
+    ///   folder above it searchable by it; the folders above the home (where sshd stops
+    ///   looking) owned by root or by it and writable by no one else unless sticky (`/tmp`'s
+    ///   1777), or anyone could move the home, and the key with it, away.
+    /// A shell only guests use, or a key only a guest has, is not judged.
+    func administration(_ changes: [PropertyDrift], to resource: Resource, real: String, paths: Set<String>,
+                        shown: String, root: HostRoot) throws -> String? {
+        var info = stat()
+        guard stat(real, &info) == 0 else { return nil }  // nothing there to change
+        let before = Node(mode: UInt32(info.st_mode & 0o7777), uid: info.st_uid, gid: info.st_gid,
+                          folder: info.st_mode & FileType.mask == FileType.directory)
+        // Only a folder, or a file someone can execute now, can be the way to a program lost;
+        // other files only as a key file (the accounts are not read for the rest).
+        let onTheWay = before.folder || before.mode & 0o111 != 0
+        guard onTheWay || ["authorized_keys", "authorized_keys2"].contains((real as NSString).lastPathComponent) else { return nil }
+        let accounts = try HostAccounts(root: root)
+        var after = before
+        var chowned = false
+        for change in changes {
+            switch change.property {
+            case "owner":
+                guard let uid = accounts.user(change.desired)?.uid ?? UInt32(change.desired) else { continue }
+                after.uid = uid
+                chowned = true
+            case "group":
+                guard let gid = accounts.groups.first(where: { $0.name == change.desired })?.gid ?? UInt32(change.desired) else { continue }
+                after.gid = gid
+                chowned = true
+            default:
+                break
+            }
+        }
+        // Apply sets the spec's mode after any chown; without one, a chown clears the set-id bits.
+        if let mode = resource.spec.properties.first(where: { $0.name == "mode" }).flatMap({ UInt32($0.value, radix: 8) }) {
+            after.mode = mode
+        } else if chowned && !before.folder {
+            after.mode &= ~0o6000
+        }
+
+        let rootProgram = !before.folder && paths.contains { path in
+            let name = (path as NSString).lastPathComponent, folder = (path as NSString).deletingLastPathComponent
+            return Self.rootPrograms.contains(name) && Self.programFolders.contains(folder)
+        }
+        if rootProgram {
+            if before.mode & 0o4000 != 0 && after.mode & 0o4000 == 0 {
+                return "\(shown) would lose its setuid bit: administrators could no longer become root through it"
+            }
+            if before.uid == 0 && after.uid != 0 {
+                return "\(shown) would no longer be owned by root: administrators could no longer become root through it"
+            }
+        }
+        let admins = accounts.users.filter { $0.uid == 0 || accounts.isAdmin($0) }
+        let programs = !onTheWay ? [] : Self.programFolders.flatMap { folder in Self.rootPrograms.map { "/" + folder + "/" + $0 } }
+            .compactMap { path in (try? root.resolve(path)).map { (full: $0, name: path, role: "who becomes root through it") } }
+        for account in admins {
+            let gids = Set(accounts.groups.filter { $0.members.contains(account.name) }.map(\.gid)).union([account.gid])
+            func can(_ node: Node, _ want: UInt32) -> Bool {
+                if account.uid == 0 { return want != 0o1 || node.folder || node.mode & 0o111 != 0 }
+                let shift: UInt32 = node.uid == account.uid ? 6 : gids.contains(node.gid) ? 3 : 0
+                return (node.mode >> shift) & want == want
+            }
+            func lost(_ want: UInt32) -> Bool { can(before, want) && !can(after, want) }
+            let who = "\(account.name) (uid \(account.uid))"
+            var needed = programs
+            if onTheWay, !HostAccounts.isNoLoginShell(account.shell), account.shell.hasPrefix("/"),
+               let full = try? root.resolve(account.shell) {
+                needed.insert((full, "its login shell \(account.shell)", "whose login shell it is"), at: 0)
+            }
+            for (full, name, role) in needed {
+                if full == real, lost(0o1) {
+                    return "\(shown) would no longer be executable by \(who), \(role)"
+                }
+                if full.hasPrefix(real + "/"), before.folder, lost(0o1), FileManager.default.fileExists(atPath: full) {
+                    return "\(who) could no longer reach \(name) through \(shown)"
+                }
+            }
+            // The key files looked for are under the home: nothing else is read for other paths.
+            guard let home = try? root.resolve(account.home),
+                  real == home || real.hasPrefix(home + "/") || home.hasPrefix(real + "/") else { continue }
+            guard let keys = accounts.authorizedKeys(account), let file = try? root.resolve(keys) else { continue }
+            if file == real || file.hasPrefix(real + "/") {
+                // sshd walks up from the file and stops after the home (or at the root when the
+                // file is not under the home).
+                let checked = !file.hasPrefix(home + "/") || real == home || real.hasPrefix(home + "/")
+                func strict(_ node: Node) -> Bool { (node.uid == 0 || node.uid == account.uid) && node.mode & 0o022 == 0 }
+                let why = after.mode & 0o022 != 0 ? "writable by group or others" : "owned by uid \(after.uid)"
+                if checked && strict(before) && !strict(after) {
+                    return "sshd (StrictModes) would ignore the key of \(who) in \(keys): \(shown) would be \(why)"
+                }
+                // Above the home sshd looks no further, but whoever may write there without the
+                // sticky bit can move the home, and the key with it, away.
+                func guarded(_ node: Node) -> Bool { strict(node) || node.mode & 0o1000 != 0 && (node.uid == 0 || node.uid == account.uid) }
+                if !checked && guarded(before) && !guarded(after) {
+                    return "any user could move the home of \(who), and the key sshd reads there, away: \(shown) would be \(why)"
+                }
+                if lost(file == real ? 0o4 : 0o1) {
+                    return "\(who) could no longer \(file == real ? "read" : "reach") its key in \(keys) through \(shown)"
+                }
+            }
+        }
+        return nil
     }
 }

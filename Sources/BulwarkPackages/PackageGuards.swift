@@ -4,7 +4,8 @@ import BulwarkCore
 /// The package kind's safety guards, judged against the root's dpkg database and apt
 /// preferences as they are now. Each blocks (until a person approves the blocked id):
 /// - removing an `Essential: yes` or `Priority: required` package;
-/// - removing a package that sshd, the init system, apt or Bulwark itself needs: the packages
+/// - removing a package that sshd, the init system, apt, sudo or doas (how administrators
+///   become root; `sudo-ldap` provides sudo) or Bulwark itself needs: the packages
 ///   named in `PackageGuards.needs` and everything they depend on (`Depends`, `Pre-Depends`,
 ///   every installed alternative, every installed provider of a virtual package);
 /// - changing a package someone pinned (`apt-mark hold`, or a stanza of `etc/apt/preferences`
@@ -30,6 +31,7 @@ public enum PackageGuards {
         ("openssh-server", "sshd"), ("apt", "package management"), ("dpkg", "package management"),
         ("init", "the init system"), ("systemd-sysv", "the init system"), ("systemd", "the init system"),
         ("sysvinit-core", "the init system"), ("runit-init", "the init system"), ("openrc", "the init system"),
+        ("sudo", "administrators becoming root"), ("opendoas", "administrators becoming root"),
         ("bulwark", "Bulwark itself"),
     ]
 

@@ -162,6 +162,85 @@ import Testing
         }
     }
 
+    /// root and admin log in with bin/bash; guest with bin/guestsh.
+    func hostWithGuest(_ root: String) throws {
+        try makeHost(root, [FixtureAccount(name: "root", uid: 0), FixtureAccount(name: "daemon", uid: 1, shell: "/usr/sbin/nologin"),
+                            FixtureAccount(name: "admin", uid: 1000, groups: ["sudo"], key: true),
+                            FixtureAccount(name: "guest", uid: 1001, shell: "/bin/guestsh", key: true)])
+        try write(root + "/bin/guestsh", "#!/bin/true\n", mode: 0o755)
+        try write(root + "/etc/login.defs", "UID_MIN 1000\n")
+    }
+
+    @Test(.enabled(if: isRoot)) func anAdministratorsShellMadeUnusableIsBlockedAndAGuestsShellIsApplied() async throws {
+        try await withTemporaryDirectory { root in
+            try hostWithGuest(root)
+            try await expectBlocked(root, resource("FileMode", "f", "path: /bin/bash\nmode: \"0644\""),
+                                    reason: "/bin/bash would no longer be executable by root (uid 0), whose login shell it is")
+            try await expectBlocked(root, resource("FileMode", "f", "path: /bin/bash\nmode: \"0750\""),
+                                    reason: "/bin/bash would no longer be executable by admin (uid 1000), whose login shell it is")
+            try await expectBlocked(root, resource("FileMode", "f", "path: /bin\nmode: \"0700\""),
+                                    reason: "admin (uid 1000) could no longer reach its login shell /bin/bash through /bin")
+            try await expectBlocked(root, resource("FileMode", "f", "path: /bin/bash\nowner: guest"),
+                                    reason: "owner guest (uid 1001, at or above UID_MIN 1000) is not a system account; /bin/bash is a system file")
+            try await expectBlocked(root, resource("FileMode", "f", "path: /bin/bash\nmode: \"0777\""),
+                                    reason: "would let group or others write /bin/bash, a system file")
+            try await expectApplied(root, resource("FileMode", "f", "path: /bin/guestsh\nmode: \"0644\""))
+            #expect(modeAndOwner(root + "/bin/guestsh").mode == 0o644)
+            // The shell kept for administrators: root and the sudo group still run it.
+            try await expectApplied(root, resource("FileMode", "f", "path: /bin/bash\nmode: \"0750\"\ngroup: sudo"))
+            #expect(modeAndOwner(root + "/bin/bash").mode == 0o750 && modeAndOwner(root + "/bin/bash").gid == 27)
+        }
+    }
+
+    @Test(.enabled(if: isRoot)) func sudoLosingSetuidOrRootIsBlockedAndKeptForTheSudoGroupIsApplied() async throws {
+        try await withTemporaryDirectory { root in
+            try hostWithGuest(root)
+            try write(root + "/usr/bin/sudo", "#!/bin/true\n", mode: 0o755)
+            chmod(root + "/usr/bin/sudo", 0o4755)
+            try await expectBlocked(root, resource("FileMode", "f", "path: /usr/bin/sudo\nmode: \"0755\""),
+                                    reason: "/usr/bin/sudo would lose its setuid bit: administrators could no longer become root")
+            // A chown clears the setuid bit unless the spec sets the mode again.
+            try await expectBlocked(root, resource("FileMode", "f", "path: /usr/bin/sudo\ngroup: users"), reason: "would lose its setuid bit")
+            try await expectBlocked(root, resource("FileMode", "f", "path: /usr/bin/sudo\nmode: \"4755\"\nowner: daemon"),
+                                    reason: "/usr/bin/sudo would no longer be owned by root")
+            try await expectBlocked(root, resource("FileMode", "f", "path: /usr/bin/sudo\nmode: \"4750\""),
+                                    reason: "/usr/bin/sudo would no longer be executable by admin (uid 1000), who becomes root through it")
+            try await expectApplied(root, resource("FileMode", "f", "path: /usr/bin/sudo\nmode: \"4750\"\ngroup: sudo"))
+            #expect(modeAndOwner(root + "/usr/bin/sudo").mode == 0o4750 && modeAndOwner(root + "/usr/bin/sudo").gid == 27)
+        }
+    }
+
+    @Test(.enabled(if: isRoot)) func anAdministratorsKeyMadeIgnoredBySshdIsBlockedAndAStricterModeIsApplied() async throws {
+        try await withTemporaryDirectory { root in
+            try hostWithGuest(root)
+            for home in ["/home/admin", "/home/guest"] {
+                chown(root + home, 0, 0)
+                chmod(root + home, 0o755)
+                chmod(root + home + "/.ssh", 0o755)
+            }
+            chmod(root + "/home", 0o755)
+            chown(root + "/home/admin/.ssh/authorized_keys", 1000, 1000)
+            try await expectBlocked(root, resource("FileMode", "f", "path: /home/admin/.ssh/authorized_keys\nmode: \"0666\""),
+                                    reason: "sshd (StrictModes) would ignore the key of admin (uid 1000) in /home/admin/.ssh/authorized_keys")
+            try await expectBlocked(root, resource("FileMode", "f", "path: /home/admin\nmode: \"0777\""),
+                                    reason: "/home/admin would be writable by group or others")
+            // sshd stops at the home, but whoever can write /home can move the home away.
+            try await expectBlocked(root, resource("FileMode", "f", "path: /home\nmode: \"0777\""),
+                                    reason: "any user could move the home of admin (uid 1000), and the key sshd reads there, away: /home would be writable")
+            try await expectBlocked(root, resource("FileMode", "f", "path: /home/admin/.ssh\nowner: guest"),
+                                    reason: "/home/admin/.ssh would be owned by uid 1001")
+            try await expectBlocked(root, resource("FileMode", "f", "path: /home/admin/.ssh\nmode: \"0700\""),
+                                    reason: "admin (uid 1000) could no longer reach its key in /home/admin/.ssh/authorized_keys through /home/admin/.ssh")
+            try await expectBlocked(root, resource("FileMode", "f", "path: /home/admin/.ssh/authorized_keys\nmode: \"0200\""),
+                                    reason: "admin (uid 1000) could no longer read its key in /home/admin/.ssh/authorized_keys")
+            try await expectApplied(root, resource("FileMode", "f", "path: /home/admin/.ssh/authorized_keys\nmode: \"0400\""))
+            try await expectApplied(root, resource("FileMode", "f", "path: /home/admin/.ssh\nowner: admin\nmode: \"0700\""))
+            try await expectApplied(root, resource("FileMode", "f", "path: /home/guest\nmode: \"0770\""))
+            try await expectApplied(root, resource("FileMode", "f", "path: /home\nmode: \"0711\""))
+            #expect(modeAndOwner(root + "/home/admin/.ssh").mode == 0o700 && modeAndOwner(root + "/home/admin/.ssh").uid == 1000)
+        }
+    }
+
     @Test(.enabled(if: isRoot)) func passwdChownedToAPersonIsBlockedAndToRootIsApplied() async throws {
         try await withTemporaryDirectory { root in
             try host(root)

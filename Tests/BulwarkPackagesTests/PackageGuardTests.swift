@@ -102,6 +102,21 @@ import Testing
         }
     }
 
+    @Test func sudoAndWhatItNeedsAreNotRemovedButWhatNothingNeedsIs() async throws {
+        try await withTemporaryDirectory { base in
+            let box = try AptSandbox(base)
+            try box.preinstall(DummyPackage(name: "libaudit-x", version: "1.0"))
+            try box.preinstall(DummyPackage(name: "sudo", version: "1.9.13p3-1", depends: "libaudit-x"))
+            try box.preinstall(DummyPackage(name: "games", version: "1.0"))
+            try box.publish()
+            try await expectBlocked(box, package("s", "name: sudo, state: absent"), reason: "sudo is needed by administrators becoming root")
+            try await expectBlocked(box, package("l", "name: libaudit-x, state: absent"),
+                                    reason: "libaudit-x is needed by sudo (administrators becoming root)")
+            #expect(try box.status().installed("sudo") != nil)
+            try await expectVerified(box, package("g", "name: games, state: absent"))
+        }
+    }
+
     @Test func aHeldPackageIsNotUpgradedButAnUnheldOneIs() async throws {
         try await withTemporaryDirectory { base in
             let box = try AptSandbox(base)
