@@ -82,8 +82,9 @@ extension FileModeDriver {
     /// (`bin`, `sbin` and `lib*` are real folders where /usr is not merged).
     static let systemFolders = ["etc", "usr", "boot", "root", "var/lib", "bin", "sbin", "lib", "lib32", "lib64", "libx32"]
     /// The programs administrators become root through, in these folders: they need their
-    /// setuid bit and root as their owner.
-    static let rootPrograms = ["sudo", "su", "pkexec", "doas"]
+    /// setuid bit and root as their owner. Not pkexec: taking its setuid bit is the usual
+    /// mitigation of its flaws (CVE-2021-4034), and administrators reach root through sudo.
+    static let rootPrograms = ["sudo", "su", "doas"]
     static let programFolders = ["usr/bin", "bin", "usr/sbin", "sbin"]
     /// Files no policy may make world-readable (patterns relative to the root).
     static let secretFiles = ["etc/shadow", "etc/shadow-", "etc/gshadow", "etc/gshadow-", "etc/sudoers",
@@ -93,7 +94,7 @@ extension FileModeDriver {
     /// world read of secrets (shadow, gshadow, sudoers, SSH host private keys), no set-id bit
     /// added, and no system file handed to an owner with a uid from `UID_MIN` up (a person's).
     /// Nor may it take administration away (`administration`): an administrator's login
-    /// shell, sudo, su, pkexec or doas, or the authorized_keys sshd takes their key from.
+    /// shell, sudo, su or doas, or the authorized_keys sshd takes their key from.
     /// Judged on the path as written and on where it really leads inside the root.
     func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async -> GuardVerdict {
         do {
@@ -168,7 +169,7 @@ extension FileModeDriver {
     /// What takes administration away, judged for each account with UID 0 or in sudo, wheel or
     /// admin, before and after the change (only what it could do before and cannot after):
     /// - executing its login shell, and searching every folder on the way to it;
-    /// - executing sudo, su, pkexec, doas; and for any of these, losing the setuid bit (a chown
+    /// - executing sudo, su, doas; and for any of these, losing the setuid bit (a chown
     ///   clears it unless the spec sets the mode again) or root as its owner;
     /// - its key, under sshd's StrictModes: the authorized_keys file and each folder up to its
     ///   home owned by root or by it and writable by no one else, the file readable and every

@@ -207,6 +207,11 @@ import Testing
                                     reason: "/usr/bin/sudo would no longer be executable by admin (uid 1000), who becomes root through it")
             try await expectApplied(root, resource("FileMode", "f", "path: /usr/bin/sudo\nmode: \"4750\"\ngroup: sudo"))
             #expect(modeAndOwner(root + "/usr/bin/sudo").mode == 0o4750 && modeAndOwner(root + "/usr/bin/sudo").gid == 27)
+            // pkexec's setuid bit taken, the usual mitigation of CVE-2021-4034: administrators keep sudo.
+            try write(root + "/usr/bin/pkexec", "#!/bin/true\n", mode: 0o755)
+            chmod(root + "/usr/bin/pkexec", 0o4755)
+            try await expectApplied(root, resource("FileMode", "p", "path: /usr/bin/pkexec\nmode: \"0755\""))
+            #expect(modeAndOwner(root + "/usr/bin/pkexec").mode == 0o755)
         }
     }
 
