@@ -238,18 +238,15 @@ public struct Reconciler: Sendable {
                         } else {
                             verdict = await kind.driver.assess(before + remediation.changes, to: resource, on: target)
                         }
+                        // What this pass will write counts for the ones judged after it: an allowed
+                        // change, or a block a person approved (it is made all the same).
+                        if remediation.decision == .applied, verdict.blockReason == nil
+                            || Planner.activeApproval(Planner.blockedID(binding, remediation.changes), in: state, at: self.clock()) != nil {
+                            allowed.append((file, AllowedChange(resource: resource, changes: remediation.changes)))
+                        }
                         guard let reason = verdict.blockReason else {
-                            // Only what this pass will write counts for the ones judged after it.
-                            if remediation.decision == .applied {
-                                allowed.append((file, AllowedChange(resource: resource, changes: remediation.changes)))
-                            }
                             verdicts.append((binding, nil))
                             continue
-                        }
-                        // A block a person approved is made all the same: those judged after it count it.
-                        if remediation.decision == .applied,
-                           Planner.activeApproval(Planner.blockedID(binding, remediation.changes), in: state, at: self.clock()) != nil {
-                            allowed.append((file, AllowedChange(resource: resource, changes: remediation.changes)))
                         }
                         var context: [String] = []
                         if !before.isEmpty {

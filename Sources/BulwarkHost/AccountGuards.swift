@@ -11,7 +11,7 @@ extension UserAccountDriver: JointlyGuardedDriver {
     /// account Bulwark runs as (only knowable when the root is `/`); the last account in sudo,
     /// wheel or admin that has a login path, once the account changes this pass already allowed
     /// on the target are made (`alongside`); the last way in over SSH for root or such an
-    /// account, judged by sshd as the root configures it (`SSHDConfigDriver.administratorCanLogIn`).
+    /// account, judged by sshd as the root configures it (`SSHDConfigDriver.administratorLoginLost`).
     /// Blocks a shell that is not an executable inside the root, and a login shell the root's
     /// `etc/shells` does not list.
     func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target, alongside: [AllowedChange]) async -> GuardVerdict {
@@ -63,8 +63,9 @@ extension UserAccountDriver: JointlyGuardedDriver {
             }
             // Over SSH, as sshd is configured now: another administrator's password is no way
             // in when sshd takes no passwords. Asked only where the root has an sshd configuration.
-            if accounts.isAdmin(account), let sshd, try sshd.administratorCanLogIn(root: root, accounts: accounts) == true,
-               try sshd.administratorCanLogIn(root: root, accounts: accounts.after([AllowedChange(resource: resource, changes: changes)])) == false {
+            if accounts.isAdmin(account), let sshd,
+               try sshd.administratorLoginLost(root: root, before: accounts,
+                                               after: accounts.after([AllowedChange(resource: resource, changes: changes)])) {
                 return .block("\(name): \(what) would leave neither root nor any account in "
                               + "\(HostAccounts.adminGroups.joined(separator: ", ")) a way in over SSH, as sshd is configured")
             }

@@ -312,14 +312,17 @@ extension SSHDConfigDriver: JointlyGuardedDriver {
         return (someone, false, denied.isEmpty ? "the root has no account with a login shell" : denied.joined(separator: "; "))
     }
 
-    /// Whether root or an account in sudo, wheel or admin could log in over SSH to the target,
-    /// its sshd configuration as it is, with `accounts`; nil when the root has no sshd
-    /// configuration (no SSH to keep) or sshd is not installed where Bulwark runs.
-    func administratorCanLogIn(root: HostRoot, accounts: HostAccounts) throws -> Bool? {
-        guard let executable = validator.executable, try FileIO.exists(try root.resolve(Self.configPath), in: root) else { return nil }
+    /// Whether, with the target's sshd configuration as it is, root or an account in sudo, wheel
+    /// or admin could log in over SSH with the accounts `before` and none could with `after`.
+    /// False when the root has no sshd configuration (no SSH to keep) or sshd is not installed
+    /// where Bulwark runs.
+    func administratorLoginLost(root: HostRoot, before: HostAccounts, after: HostAccounts) throws -> Bool {
+        guard let executable = validator.executable, try FileIO.exists(try root.resolve(Self.configPath), in: root) else { return false }
         let probe = try SSHDProbe(executable: executable, config: try read(root), root: root, driver: self)
         defer { probe.remove() }
-        return try logins(probe, global: try probe.effective(user: "root"), accounts: accounts).administrator
+        let global = try probe.effective(user: "root")
+        return try logins(probe, global: global, accounts: before).administrator
+            && !logins(probe, global: global, accounts: after).administrator
     }
 
     /// Why sshd, with these effective settings, would not let `account` in; nil when it would.

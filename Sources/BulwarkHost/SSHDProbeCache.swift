@@ -35,10 +35,6 @@ final class SSHDProbeCache: Sendable {
 
     init(limit: Int) { self.limit = max(1, limit) }
 
-    func lookup(_ key: ProbeKey) -> [String: [String]]? {
-        entries.withLock { $0.answers[key] }
-    }
-
     /// The answer for `key`: a stored one, else `compute`'s, run by one caller at a time per
     /// key while the others asking for the same key wait for it. A fleet of identical hosts
     /// judged in parallel otherwise started one sshd per host before the first answer was
@@ -62,7 +58,7 @@ final class SSHDProbeCache: Sendable {
         }
     }
 
-    func store(_ answer: [String: [String]], for key: ProbeKey) {
+    private func store(_ answer: [String: [String]], for key: ProbeKey) {
         entries.withLock { entries in
             if entries.answers.updateValue(answer, forKey: key) == nil { entries.order.append(key) }
             while entries.order.count > limit {
