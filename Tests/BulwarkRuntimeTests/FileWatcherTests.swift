@@ -13,7 +13,8 @@ import Testing
     /// as a close and wakes one cycle, for that path only.
     @Test func aWriteInProgressIsToldToTheObserverAndOnlyItsCloseWakesACycle() async throws {
         try await withTemporaryDirectory { folder in
-            let path = folder + "/sshd_config"
+            // The watcher reports paths as it watches them: the folder's path as given, standardized.
+            let path = URL(fileURLWithPath: folder + "/sshd_config").standardizedFileURL.path
             try "PermitRootLogin no\n".write(toFile: path, atomically: false, encoding: .utf8)
             let seen = Mutex<[(String, FileWatcher.WriteEvent)]>([])
             let watcher = try FileWatcher { changed, event in seen.withLock { $0.append((changed, event)) } }
@@ -40,7 +41,7 @@ import Testing
     /// Without an observer nothing but what wakes cycles is watched.
     @Test func withoutAnObserverAWriteInProgressIsNotWatched() async throws {
         try await withTemporaryDirectory { folder in
-            let path = folder + "/login.defs"
+            let path = URL(fileURLWithPath: folder + "/login.defs").standardizedFileURL.path
             try "UMASK 022\n".write(toFile: path, atomically: false, encoding: .utf8)
             let watcher = try FileWatcher()
             watcher.watch([path])
