@@ -99,8 +99,11 @@ extension Daemon {
                                                               "error": .string(failure.message)])
             }
             if !problems.isEmpty { cycleError = problems.joined(separator: "; ") }
-            scheduler.backOff(failed: failedControllers, looked: Set(cycleState.bindings.map(\.controller)),
-                              intervals: state?.controllers.mapValues(\.interval) ?? [:], at: clock.now())
+            let looked = Set(cycleState.bindings.map(\.controller))
+            let intervals = state?.controllers.mapValues(\.interval) ?? [:]
+            scheduler.backOff(failed: failedControllers, looked: looked, intervals: intervals, at: clock.now())
+            // A cycle over everything (a new revision's) is each controller's run: not again at the next tick.
+            if only == nil { scheduler.ran(looked.subtracting(failedControllers), intervals: intervals, at: clock.now()) }
             switch try await repository.publish() {
             case .upToDate, .pushed: break
             case .keptLocally(let count, let reason):

@@ -106,6 +106,24 @@ package struct Scheduler: Sendable {
         failures = [:]
     }
 
+    /// Controllers ran whole, successfully, at `now` outside their schedule (the cycle over
+    /// everything a new revision starts): their next run is one interval from now, with its
+    /// jitter. Without it a new revision was carried out twice: once by its own cycle, again by
+    /// the next tick, for which `restart` had made every controller due (10,000 resources looked
+    /// at again within 5 s of the first pass, on the path of any drift found meanwhile).
+    package mutating func ran(_ controllers: Set<String>, intervals: [String: Duration], at now: Instant) {
+        var generator = SystemRandomNumberGenerator()
+        ran(controllers, intervals: intervals, at: now, using: &generator)
+    }
+
+    package mutating func ran(_ controllers: Set<String>, intervals: [String: Duration], at now: Instant,
+                              using generator: inout some RandomNumberGenerator) {
+        for name in controllers.sorted() {
+            guard let interval = intervals[name] else { continue }
+            nextRun[name] = now + interval * Double.random(in: 0.9...1.1, using: &generator)
+        }
+    }
+
     package mutating func sourceChecked(at now: Instant) {
         sourceCheckedAt = now
     }
