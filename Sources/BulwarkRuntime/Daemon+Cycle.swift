@@ -105,7 +105,8 @@ extension Daemon {
             // A cycle over everything (a new revision's) is each controller's run: not again at the next tick.
             if only == nil { scheduler.ran(looked.subtracting(failedControllers), intervals: intervals, at: clock.now()) }
             switch try await repository.publish() {
-            case .upToDate, .pushed: break
+            case .upToDate: break
+            case .pushed: await repository.tidyPacks()
             case .keptLocally(let count, let reason):
                 meters.pushFailed()
                 logger.warning("audit commits kept locally; pushed on the next cycle",

@@ -35,6 +35,40 @@ import Testing
         }
     }
 
+    /// The daemon's rhythm: one buffered pass (one flushed pack) and one push per fix, then
+    /// `tidyPacks`. The packs are merged after the push, never in the flush on the fix's path:
+    /// after each flush there are at most 9 + 1 of them (the flush merges only above 16), and
+    /// after each tidy at most 8 + 1. Every record is on origin and fsck is clean.
+    @Test func theDaemonMergesPacksAfterThePushNotBeforeIt() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let repo = try PolicyRepository(.init(url: s.origin, stateDirectory: s.state))
+            _ = try await repo.sync()
+            let clone = try Repository.open(at: s.state + "/repository.git")
+            var ids: [String] = []
+            var merged = 0
+            for n in 0..<40 {
+                let id = "01" + String(repeating: "A", count: 20) + String(format: "%04d", n)
+                ids.append(id)
+                // Through the protocol, as the reconciler calls it (the protocol's default answers false).
+                #expect(await (repo as any AuditSink).beginBuffering())
+                _ = try await repo.write(record(id))
+                try await repo.endBuffering()
+                let flushed = clone.packFiles().count
+                #expect(flushed <= 10, "after the flush of record \(n): \(flushed) packs")
+                #expect(try await repo.publish() == .pushed(commits: 1))
+                await repo.tidyPacks()
+                let tidied = clone.packFiles().count
+                #expect(tidied <= 9, "after the tidy of record \(n): \(tidied) packs")
+                if tidied < flushed { merged += 1 }
+            }
+            #expect(merged >= 4, "the packs were merged after pushes")
+            #expect(Set(try s.trailers("Bulwark-Id")) == Set(ids))
+            try git("--git-dir", s.origin, "fsck", "--strict")
+            try git("--git-dir", s.state + "/repository.git", "fsck", "--strict")
+        }
+    }
+
     static func otherWriter(_ s: Scenario, dir: String, id: String) async throws -> PolicyRepository.Publication {
         // A second state directory: its own clone, its own lock.
         let other = try PolicyRepository(.init(url: s.origin, stateDirectory: dir + "/state-other"))
