@@ -1,6 +1,5 @@
 internal import ArgumentParser
 internal import BulwarkCore
-internal import BulwarkHost
 internal import BulwarkRuntime
 internal import BulwarkServer
 internal import Dispatch
@@ -199,8 +198,6 @@ extension Bulwark {
                 }
                 var settings = Daemon.Settings(poll: .seconds(poll), debounce: .milliseconds(debounce))
                 settings.pollJitter = 0.2
-                // A file its writer closed need not be still for 100 ms before a fix reads it.
-                settings.writeObserver = { WriterCloses.note($0, closed: $1 == .closed) }
                 daemon = try Daemon(options: runtime, settings: settings, logger: logger, registry: metrics)
             } catch {
                 Console().error("\(error)")

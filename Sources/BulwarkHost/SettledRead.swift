@@ -8,11 +8,9 @@ internal import Synchronization
 //   then written, perhaps in several writes) can be read at a moment when it is whole-looking
 //   but short: Bulwark would build its fix on half a file. A read made while holding the lock
 //   (the read a fix is built from) is taken only from a file that has been still for
-//   `FileIO.settle`: when its status changed more recently, Bulwark waits that long and looks
-//   again, and reads again while it keeps changing, at most `FileIO.settleAttempts` times;
-//   then the fix is not made (a `.conflict`, recorded with the reason). A file whose writer the
-//   daemon's watcher saw close it, unchanged since (`WriterCloses`), need only be still for
-//   `FileIO.closedSettle`.
+//   `FileIO.settle`: when its status changed more recently, Bulwark waits until it has been
+//   still that long and looks again, and reads again while it keeps changing, at most `FileIO.settleAttempts` times;
+//   then the fix is not made (a `.conflict`, recorded with the reason).
 // - **What Bulwark wrote** (`FixWitness`): the identity of each file a fix renamed into place,
 //   so that a verification that finds the fix gone can tell "another writer changed the file
 //   after Bulwark's write" from "the fix did not take".
@@ -22,34 +20,22 @@ extension FileIO {
     static let settle: Duration = .milliseconds(100)
     /// How many times a file still being written is looked at again before the fix gives up.
     static let settleAttempts = 20
-    /// How long a file its writer closed (`WriterCloses`) must have been still: a few ticks of
-    /// the coarse clock the kernel stamps files with, so that a second writer that began in the
-    /// same tick as the close has moved the status, or has been seen by the watcher, by then.
-    static let closedSettle: Duration = .milliseconds(10)
 
-    /// Whether the file's status changed within `window` before now (wall clock, as the file
+    /// Whether the file's status changed within `settle` before now (wall clock, as the file
     /// system stamps it; a time in the future counts as recent).
-    static func recentlyChanged(_ info: stat, within window: Duration = settle, now: timespec = wallClock()) -> Bool {
+    static func recentlyChanged(_ info: stat) -> Bool {
+        stillLeft(info) != nil
+    }
+
+    /// How much longer the file must stay as it is to have been still for `settle` since its
+    /// status last changed; nil when it already has. A change time in the future counts as
+    /// now (the whole `settle` is left).
+    static func stillLeft(_ info: stat, now: timespec = wallClock()) -> Duration? {
         let changed = Int64(info.st_ctim.tv_sec) * 1_000_000_000 + Int64(info.st_ctim.tv_nsec)
         let current = Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
-        let limit = window.components.seconds * 1_000_000_000 + window.components.attoseconds / 1_000_000_000
-        return current - changed < limit
-    }
-
-    /// The file's status as a comparable value: inode, size, modification and change times.
-    static func status(_ info: stat) -> [Int64] {
-        [Int64(bitPattern: UInt64(info.st_dev)), Int64(bitPattern: UInt64(info.st_ino)), Int64(info.st_size),
-         Int64(info.st_mtim.tv_sec), Int64(info.st_mtim.tv_nsec), Int64(info.st_ctim.tv_sec), Int64(info.st_ctim.tv_nsec)]
-    }
-
-    /// How much longer than it has a file with this status must be still before a fix is built
-    /// from it; nil when it may be read now. A change Bulwark made itself (`OwnChanges`) is not
-    /// another writer at work; a file whose writer closed it, unchanged since (`WriterCloses`),
-    /// is done being written and waits only `closedSettle`.
-    static func settleWindow(_ info: stat, now: timespec = wallClock()) -> Duration? {
-        if OwnChanges.isOwn(info) { return nil }
-        let window = WriterCloses.isClosed(info) ? closedSettle : settle
-        return recentlyChanged(info, within: window, now: now) ? window : nil
+        let window = settle.components.seconds * 1_000_000_000 + settle.components.attoseconds / 1_000_000_000
+        let age = max(0, current - changed)
+        return age < window ? .nanoseconds(window - age) : nil
     }
 
     /// The wall clock, as the file system stamps files.
@@ -59,8 +45,14 @@ extension FileIO {
         return now
     }
 
+    /// The file's status as a comparable value: inode, size, modification and change times.
+    static func status(_ info: stat) -> [Int64] {
+        [Int64(bitPattern: UInt64(info.st_dev)), Int64(bitPattern: UInt64(info.st_ino)), Int64(info.st_size),
+         Int64(info.st_mtim.tv_sec), Int64(info.st_mtim.tv_nsec), Int64(info.st_ctim.tv_sec), Int64(info.st_ctim.tv_nsec)]
+    }
+
     /// `read(name, in: folder, …)`, from a file that has been still for `settle`: a file whose
-    /// status changed more recently is looked at again after `settle` (measured on the monotonic
+    /// status changed more recently is looked at again once `settle` has passed since (slept on the monotonic
     /// clock), and read again when it changed meanwhile. Throws a `.conflict` when it is still
     /// changing after `settleAttempts` looks.
     static func settledRead(_ name: String, in folder: Directory, display: String) throws(HostError) -> HostFile? {
@@ -80,9 +72,12 @@ extension FileIO {
                 file = try self.read(name, in: folder, display: display)
                 continue
             }
-            guard let window = settleWindow(info) else { return read }
+            // A change Bulwark made itself (`OwnChanges`) is not another writer at work.
+            guard let left = stillLeft(info), !OwnChanges.isOwn(info) else { return read }
             let before = status(info)
-            Thread.sleep(forTimeInterval: Double(window.components.seconds) + Double(window.components.attoseconds) / 1e18)
+            // Only what is left of `settle` since the file last changed: a drift found by the
+            // daemon's watcher has been still for the debounce already (all of it by default).
+            Thread.sleep(forTimeInterval: Double(left.components.seconds) + Double(left.components.attoseconds) / 1e18)
             var later = stat()
             guard fstatat(folder.fd, name, &later, AT_SYMLINK_NOFOLLOW) == 0 else {
                 file = try self.read(name, in: folder, display: display)
@@ -163,73 +158,6 @@ enum OwnChanges {
 
     private static func forget(_ info: stat) {
         _ = table.withLock { $0.removeValue(forKey: key(info)) }
-    }
-}
-
-/// Files the daemon's file watcher saw their writer close (inotify `IN_CLOSE_WRITE`), with their
-/// whole status right after the close. A read under the target's lock need not wait
-/// `FileIO.settle` for such a file: the writer said it is done. A drift written in place by
-/// another process (an editor, configuration management) is closed long before the debounce
-/// ends, and each fix of it waited 100 ms (the daemon's write → fix latency).
-///
-/// Forgotten at the next event on the same name (written, truncated, renamed, removed,
-/// metadata changed): a second writer that opens the file after the close is seen as soon as it
-/// writes. The status compared is the one `OwnChanges` compares, so a write the watcher has not
-/// reported yet still shows unless it fell in the same clock tick, keeps the size, and the
-/// watcher is more than `FileIO.closedSettle` behind; in that window the read waits as before.
-/// Filled only where a watcher runs (`bulwark run`); without it every read waits `settle`.
-package enum WriterCloses {
-    private struct Key: Hashable {
-        var device: UInt64
-        var inode: UInt64
-    }
-
-    private struct Table {
-        var closed: [Key: [Int64]] = [:]
-        var keys: [String: Key] = [:]
-    }
-
-    private static let table = Mutex(Table())
-    /// Files remembered at most; beyond it the table starts again (a read then waits as before).
-    private static let limit = 4096
-
-    private static func status(_ info: stat) -> [Int64] {
-        FileIO.status(info) + [Int64(info.st_mode), Int64(info.st_uid), Int64(info.st_gid)]
-    }
-
-    /// What the file watcher saw happen to `path`: its writer closed it, or anything else.
-    package static func note(_ path: String, closed: Bool) {
-        if closed { self.closed(path) } else { changed(path) }
-    }
-
-    /// A descriptor opened for writing on `path` was closed: remembers the file as it is now.
-    static func closed(_ path: String) {
-        var info = stat()
-        guard lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFREG else {
-            changed(path)
-            return
-        }
-        let key = Key(device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
-        table.withLock { table in
-            if table.closed.count >= limit, table.closed[key] == nil { table = Table() }
-            if let old = table.keys[path], old != key { table.closed[old] = nil }
-            table.closed[key] = status(info)
-            table.keys[path] = key
-        }
-    }
-
-    /// Anything else happened to `path`: whatever was remembered of it is forgotten.
-    static func changed(_ path: String) {
-        table.withLock { table in
-            guard let key = table.keys.removeValue(forKey: path) else { return }
-            table.closed[key] = nil
-        }
-    }
-
-    /// Whether the file is exactly as it was when its writer closed it.
-    static func isClosed(_ info: stat) -> Bool {
-        let key = Key(device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
-        return table.withLock { $0.closed[key] } == status(info)
     }
 }
 

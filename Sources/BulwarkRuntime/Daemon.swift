@@ -19,8 +19,6 @@ package actor Daemon: DaemonControl {
         package var retryBase: Duration = .seconds(5)
         /// Each poll comes up to this share of `poll` early, at random: agents do not poll in lockstep.
         package var pollJitter = 0.0
-        /// Told of every write the file watcher sees (see `FileWatcher.WriteObserver`).
-        package var writeObserver: FileWatcher.WriteObserver?
 
         package init(poll: Duration = .seconds(30), debounce: Duration = .milliseconds(100), retryBase: Duration = .seconds(5)) {
             self.poll = poll
@@ -117,7 +115,7 @@ package actor Daemon: DaemonControl {
         // The open-drift gauges are kept current as the drift changes (the server only emits them).
         meters.setOpen([])
         do {
-            watcher = try FileWatcher(observer: settings.writeObserver)
+            watcher = try FileWatcher()
         } catch {
             // Not fatal: drift is still found by the controllers' intervals, only later.
             logger.warning("cannot watch managed files (\(error)); drift is found at each controller's interval instead")

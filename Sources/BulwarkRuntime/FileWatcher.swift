@@ -13,27 +13,13 @@ package final class FileWatcher: Sendable {
         package var stopped = false
     }
 
-    /// What a writer did to a file in a watched folder, as the watcher saw it.
-    package enum WriteEvent: Sendable, Equatable {
-        /// Written, truncated, created, renamed, removed or its metadata changed.
-        case changed
-        /// A descriptor opened for writing was closed (`IN_CLOSE_WRITE`).
-        case closed
-    }
-
-    /// Told of every write event in a watched folder, on the watcher's thread, in the order the
-    /// kernel queued them (a hook for the settled read: see `WriterCloses` in BulwarkHost).
-    package typealias WriteObserver = @Sendable (_ path: String, _ event: WriteEvent) -> Void
-
     private let descriptor: Int32
-    private let observer: WriteObserver?
     private let state = Mutex(State())
     private let changes: AsyncStream<String>.Continuation
     /// Paths that changed (a folder's path for a change to the folder itself), in order.
     package let paths: AsyncStream<String>
 
-    package init(observer: WriteObserver? = nil) throws {
-        self.observer = observer
+    package init() throws {
         let fd = inotify_init1(Int32(IN_CLOEXEC | IN_NONBLOCK))
         guard fd >= 0 else { throw CommandError("inotify_init1 failed: \(String(cString: strerror(errno)))") }
         descriptor = fd
@@ -54,10 +40,7 @@ package final class FileWatcher: Sendable {
                 state.folders[wd] = nil
             }
             let have = Set(state.folders.values)
-            // IN_MODIFY only reaches the observer: a write in progress is no reason for a cycle
-            // (its close is), but it tells the observer the file is being written again.
             let mask = UInt32(IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE | IN_ATTRIB)
-                | (observer == nil ? 0 : UInt32(IN_MODIFY))
             for folder in wanted.subtracting(have) {
                 let wd = inotify_add_watch(descriptor, folder, mask)
                 if wd >= 0 { state.folders[wd] = folder }
@@ -86,18 +69,14 @@ package final class FileWatcher: Sendable {
             var offset = 0
             let header = MemoryLayout<inotify_event>.size
             while offset + header <= count {
-                let (wd, mask, length) = buffer.withUnsafeBytes { raw -> (Int32, UInt32, Int) in
+                let (wd, length) = buffer.withUnsafeBytes { raw -> (Int32, Int) in
                     let event = raw.loadUnaligned(fromByteOffset: offset, as: inotify_event.self)
-                    return (event.wd, event.mask, Int(event.len))
+                    return (event.wd, Int(event.len))
                 }
                 let nameBytes = buffer[(offset + header)..<min(count, offset + header + length)].prefix { $0 != 0 }
                 let name = String(decoding: nameBytes, as: UTF8.self)
                 if let folder = state.withLock({ $0.folders[wd] }) {
-                    let path = name.isEmpty ? folder : folder + "/" + name
-                    if let observer, !name.isEmpty {
-                        observer(path, mask & UInt32(IN_CLOSE_WRITE) != 0 ? .closed : .changed)
-                    }
-                    if mask & ~UInt32(IN_MODIFY) != 0 { changes.yield(path) }
+                    changes.yield(name.isEmpty ? folder : folder + "/" + name)
                 }
                 offset += header + length
             }

@@ -135,68 +135,24 @@ import Testing
     }
 }
 
-/// The settled read's shortcut for a file the daemon's watcher saw its writer close.
-@Suite struct WriterClosesTests {
-    private func status(_ path: String) throws -> stat {
-        var info = stat()
-        try #require(stat(path, &info) == 0)
-        return info
-    }
-
-    private func after(_ info: stat, milliseconds: Int) -> timespec {
+/// The settled read waits only for what is left of `FileIO.settle` since the file last changed.
+@Suite struct SettleWaitTests {
+    private func changed(_ info: stat, plus milliseconds: Int) -> timespec {
         let nanoseconds = Int(info.st_ctim.tv_nsec) + milliseconds * 1_000_000
         return timespec(tv_sec: info.st_ctim.tv_sec + nanoseconds / 1_000_000_000, tv_nsec: nanoseconds % 1_000_000_000)
     }
 
-    /// Closed by its writer and unchanged since: still for `closedSettle` is enough. Not seen
-    /// closed: `settle`, as before.
-    @Test func aFileItsWriterClosedNeedsOnlyTheShortSettle() async throws {
+    /// Changed 30 ms ago: 70 ms left. 100 ms or more ago: nothing. A change time ahead of the
+    /// clock: the whole settle.
+    @Test func theWaitIsWhatIsLeftOfTheSettleSinceTheLastChange() async throws {
         try await withTemporaryDirectory { root in
-            let closed = root + "/closed", open = root + "/open"
-            try write(closed, "PermitRootLogin no\n")
-            try write(open, "PermitRootLogin no\n")
-            WriterCloses.note(closed, closed: true)
-            let a = try status(closed), b = try status(open)
-            #expect(FileIO.settleWindow(a, now: after(a, milliseconds: 5)) == FileIO.closedSettle)
-            #expect(FileIO.settleWindow(a, now: after(a, milliseconds: 20)) == nil)
-            #expect(FileIO.settleWindow(b, now: after(b, milliseconds: 20)) == FileIO.settle)
-            #expect(FileIO.settleWindow(b, now: after(b, milliseconds: 150)) == nil)
-        }
-    }
-
-    /// Anything after the close puts the file back to `settle`: an event on its name (even one
-    /// that left its status as it was), a same-size rewrite in place, a chmod, a rename over it.
-    /// A link is never taken as closed.
-    @Test func anythingAfterTheCloseMakesTheReadWaitAsBefore() async throws {
-        try await withTemporaryDirectory { root in
-            let path = root + "/sshd_config"
-            try write(path, "PermitRootLogin no\n")
-            WriterCloses.note(path, closed: true)
-            #expect(WriterCloses.isClosed(try status(path)))
-            WriterCloses.note(path, closed: false)
-            #expect(!WriterCloses.isClosed(try status(path)), "an event the watcher saw after the close")
-
-            WriterCloses.note(path, closed: true)
-            try await Task.sleep(for: .milliseconds(20))  // a later tick of the file system's clock
-            let handle = try #require(FileHandle(forWritingAtPath: path))
-            try handle.write(contentsOf: Data("PermitRootLogin ye\n".utf8))
-            #expect(!WriterCloses.isClosed(try status(path)), "a same-size write the watcher has not told yet")
-            try handle.close()
-
-            WriterCloses.note(path, closed: true)
-            #expect(chmod(path, 0o600) == 0)
-            #expect(!WriterCloses.isClosed(try status(path)), "a chmod")
-
-            WriterCloses.note(path, closed: true)
-            try write(root + "/other", "PermitRootLogin no\n")
-            #expect(rename(root + "/other", path) == 0)
-            #expect(!WriterCloses.isClosed(try status(path)), "another file renamed over it")
-
-            try link(root + "/link", to: path)
-            WriterCloses.note(root + "/link", closed: true)
+            try write(root + "/sshd_config", "PermitRootLogin no\n")
             var info = stat()
-            #expect(lstat(root + "/link", &info) == 0)
-            #expect(!WriterCloses.isClosed(info), "a link")
+            try #require(stat(root + "/sshd_config", &info) == 0)
+            #expect(FileIO.stillLeft(info, now: changed(info, plus: 30)) == .milliseconds(70))
+            #expect(FileIO.stillLeft(info, now: changed(info, plus: 100)) == nil)
+            #expect(FileIO.stillLeft(info, now: changed(info, plus: 250)) == nil)
+            #expect(FileIO.stillLeft(info, now: changed(info, plus: -40)) == FileIO.settle)
         }
     }
 }
