@@ -100,10 +100,10 @@ extension Daemon {
             }
             if !problems.isEmpty { cycleError = problems.joined(separator: "; ") }
             let looked = Set(cycleState.bindings.map(\.controller))
-            let intervals = state?.controllers.mapValues(\.interval) ?? [:]
-            scheduler.backOff(failed: failedControllers, looked: looked, intervals: intervals, at: clock.now())
-            // A cycle over everything (a new revision's) is each controller's run: not again at the next tick.
-            if only == nil { scheduler.ran(looked.subtracting(failedControllers), intervals: intervals, at: clock.now()) }
+            // A halted pass left fixes undone: its controllers are retried as failed ones are.
+            if outcome.halted != nil { failedControllers.formUnion(looked) }
+            scheduler.backOff(failed: failedControllers, looked: looked, intervals: state?.controllers.mapValues(\.interval) ?? [:],
+                              at: clock.now())
             switch try await repository.publish() {
             case .upToDate: break
             case .pushed: await repository.tidyPacks()

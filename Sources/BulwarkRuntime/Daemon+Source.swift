@@ -95,7 +95,7 @@ extension Daemon {
                     outbox = nil
                     logger.error("notifications disabled: the outbox cannot be created", metadata: ["error": .string("\(error)")])
                 }
-                scheduler.restart()
+                scheduler.restart(at: clock.now(), intervals: loaded.controllers.mapValues(\.interval))
                 watchIndex = index(loaded)
                 watcher?.watch(watchIndex.paths)
                 logger.info("revision in force", metadata: ["revision": .string(newHead.short),

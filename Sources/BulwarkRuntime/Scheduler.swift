@@ -42,7 +42,7 @@ package struct DaemonClock: Sendable {
 ///
 /// Controllers run on their interval with ±10% jitter; a controller that failed is retried
 /// sooner, the wait doubling per failure from `retryBase` up to its interval. A new revision
-/// starts every controller's schedule afresh.
+/// starts every controller's schedule afresh from its own cycle.
 package struct Scheduler: Sendable {
     package typealias Instant = ContinuousClock.Instant
 
@@ -100,26 +100,21 @@ package struct Scheduler: Sendable {
         return Due(source: source, controllers: due, sleep: min(.seconds(5), max(.milliseconds(50), wait)))
     }
 
-    /// A new revision is in force: every controller is due at the next tick.
-    package mutating func restart() {
-        nextRun = [:]
-        failures = [:]
-    }
-
-    /// Controllers ran whole, successfully, at `now` outside their schedule (the cycle over
-    /// everything a new revision starts): their next run is one interval from now, with its
-    /// jitter. Without it a new revision was carried out twice: once by its own cycle, again by
-    /// the next tick, for which `restart` had made every controller due (10,000 resources looked
-    /// at again within 5 s of the first pass, on the path of any drift found meanwhile).
-    package mutating func ran(_ controllers: Set<String>, intervals: [String: Duration], at now: Instant) {
+    /// A new revision is in force at `now`, and the daemon's cycle over everything it starts at
+    /// once is each controller's run: each is due next one interval (with its jitter) from now,
+    /// and failures are forgotten. Making them all due at the next tick instead carried a new
+    /// revision out twice (10,000 resources looked at again within 5 s of the first pass, on the
+    /// path of any drift found meanwhile). A controller that fails in that cycle is retried
+    /// sooner by `backOff`.
+    package mutating func restart(at now: Instant, intervals: [String: Duration]) {
         var generator = SystemRandomNumberGenerator()
-        ran(controllers, intervals: intervals, at: now, using: &generator)
+        restart(at: now, intervals: intervals, using: &generator)
     }
 
-    package mutating func ran(_ controllers: Set<String>, intervals: [String: Duration], at now: Instant,
-                              using generator: inout some RandomNumberGenerator) {
-        for name in controllers.sorted() {
-            guard let interval = intervals[name] else { continue }
+    package mutating func restart(at now: Instant, intervals: [String: Duration], using generator: inout some RandomNumberGenerator) {
+        failures = [:]
+        nextRun = [:]
+        for (name, interval) in intervals.sorted(by: { $0.key < $1.key }) {
             nextRun[name] = now + interval * Double.random(in: 0.9...1.1, using: &generator)
         }
     }

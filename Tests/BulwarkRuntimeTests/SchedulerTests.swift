@@ -54,30 +54,23 @@ import Testing
         #expect(scheduler.tick(at: now + .seconds(5), intervals: hosts, using: &random).controllers == ["hosts"])
     }
 
-    @Test func aNewRevisionMakesEveryControllerDueAtOnce() {
-        var random = SeededGenerator(seed: 8)
-        var scheduler = Scheduler(poll: .seconds(30), retryBase: .seconds(5))
-        _ = scheduler.tick(at: start, intervals: intervals, using: &random)
-        #expect(scheduler.tick(at: start + .seconds(1), intervals: intervals, using: &random).controllers.isEmpty)
-        scheduler.restart()
-        #expect(scheduler.tick(at: start + .seconds(2), intervals: intervals, using: &random).controllers == ["hosts", "firewall"])
-    }
-
-    /// A new revision's own cycle over everything is each controller's run: the next tick does
-    /// not run them all again, one interval (with its jitter) after that cycle it does. A
-    /// controller that failed in it is not counted as run (its retry wait stands).
-    @Test func theCycleANewRevisionStartsIsEachControllersRun() {
+    /// A new revision's own cycle over everything is each controller's run: no tick during or
+    /// after that cycle runs them all again; each is due one interval (with its jitter) after
+    /// the revision, and a controller that fails in the cycle is retried after the base wait.
+    /// Failures from before the revision are forgotten.
+    @Test func aNewRevisionsOwnCycleIsEachControllersRun() {
         var random = SeededGenerator(seed: 8)
         var scheduler = Scheduler(poll: .seconds(3600), retryBase: .seconds(5))
         _ = scheduler.tick(at: start, intervals: intervals, using: &random)
-        scheduler.restart()
-        let ranAt = start + .seconds(2)
-        scheduler.backOff(failed: ["firewall"], looked: ["hosts", "firewall"], intervals: intervals, at: ranAt)
-        scheduler.ran(["hosts"], intervals: intervals, at: ranAt, using: &random)
-        #expect(scheduler.tick(at: ranAt + .seconds(5), intervals: intervals, using: &random).controllers == ["firewall"],
-                "the failed one is retried after the base wait; the other is not run again")
-        #expect(!scheduler.tick(at: ranAt + .seconds(269), intervals: intervals, using: &random).controllers.contains("hosts"))
-        #expect(scheduler.tick(at: ranAt + .seconds(331), intervals: intervals, using: &random).controllers.contains("hosts"))
+        scheduler.backOff(failed: ["hosts"], looked: ["hosts"], intervals: intervals, at: start)
+        let revision = start + .seconds(2)
+        scheduler.restart(at: revision, intervals: intervals, using: &random)
+        #expect(scheduler.tick(at: revision + .seconds(1), intervals: intervals, using: &random).controllers.isEmpty,
+                "a tick while the revision's cycle runs")
+        scheduler.backOff(failed: ["firewall"], looked: ["hosts", "firewall"], intervals: intervals, at: revision + .seconds(3))
+        #expect(scheduler.tick(at: revision + .seconds(8), intervals: intervals, using: &random).controllers == ["firewall"])
+        #expect(!scheduler.tick(at: revision + .seconds(269), intervals: intervals, using: &random).controllers.contains("hosts"))
+        #expect(scheduler.tick(at: revision + .seconds(331), intervals: intervals, using: &random).controllers.contains("hosts"))
     }
 
     @Test func readinessSaysWhenTheScheduleIsNotKept() {
