@@ -275,7 +275,12 @@ struct ReconcileService: Service {
             }
             if let watcher = daemon.watcher {
                 group.addTask {
-                    for await path in watcher.paths { await daemon.noteChanged(path) }
+                    for await change in watcher.changes {
+                        switch change {
+                        case .path(let path): await daemon.noteChanged(path)
+                        case .lost: await daemon.watchedChangesLost()
+                        }
+                    }
                 }
             }
             await withGracefulShutdownHandler {

@@ -19,14 +19,17 @@ enum Blocking {
 /// every fix: 20,000 threads in a pass of 20,000 resources, about a tenth of its CPU time. Work
 /// is handed to a thread waiting idle when there is one, and a new thread is started otherwise,
 /// so that no call ever waits behind another (a fix holding a target's lock while sshd runs).
-/// A thread idle for `idleLimit` ends; so does the process's last one only then, which a daemon
-/// pays for once per burst of fixes.
+/// A thread idle for `idleLimit` ends, so a daemon starts threads again once per burst of fixes.
 final class BlockingThreads: @unchecked Sendable {
     // @unchecked: `jobs`, `idle` and `threads` are read and written only with `condition` locked.
     static let shared = BlockingThreads()
 
     /// How long a thread waits for work before it ends.
-    static let idleLimit: TimeInterval = 10
+    let idleLimit: TimeInterval
+
+    init(idleLimit: TimeInterval = 10) {
+        self.idleLimit = idleLimit
+    }
 
     private let condition = NSCondition()
     private var jobs: [@Sendable () -> Void] = []
@@ -49,11 +52,11 @@ final class BlockingThreads: @unchecked Sendable {
         thread.start()
     }
 
-    /// How many threads are alive (tests).
-    var alive: Int {
+    /// How many threads are alive, and how many of them wait for work (tests).
+    var alive: (threads: Int, idle: Int) {
         condition.lock()
         defer { condition.unlock() }
-        return threads
+        return (threads, idle)
     }
 
     private func work() {
@@ -61,7 +64,7 @@ final class BlockingThreads: @unchecked Sendable {
         while true {
             while jobs.isEmpty {
                 idle += 1
-                let signalled = condition.wait(until: Date(timeIntervalSinceNow: Self.idleLimit))
+                let signalled = condition.wait(until: Date(timeIntervalSinceNow: idleLimit))
                 idle -= 1
                 if !signalled, jobs.isEmpty {
                     threads -= 1

@@ -83,6 +83,13 @@ extension Daemon {
         return index
     }
 
+    /// The watcher's kernel queue overflowed: which files changed is not known, so everything
+    /// is looked at again (before, the lost drifts waited for their controllers' intervals).
+    package func watchedChangesLost() {
+        logger.warning("file changes were lost (the kernel's inotify queue overflowed); every resource is looked at again")
+        requestAll()
+    }
+
     /// A watched path changed: after the debounce, everything that changed is one request.
     package func noteChanged(_ path: String) {
         changedPaths.insert(path)

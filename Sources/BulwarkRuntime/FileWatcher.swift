@@ -13,17 +13,26 @@ package final class FileWatcher: Sendable {
         package var stopped = false
     }
 
+    /// What the watcher reports.
+    package enum Change: Sendable, Equatable {
+        /// A path that changed (a folder's path for a change to the folder itself).
+        case path(String)
+        /// The kernel's event queue overflowed (`IN_Q_OVERFLOW`): changes were lost, and any
+        /// watched file may have changed without a word.
+        case lost
+    }
+
     private let descriptor: Int32
     private let state = Mutex(State())
-    private let changes: AsyncStream<String>.Continuation
-    /// Paths that changed (a folder's path for a change to the folder itself), in order.
-    package let paths: AsyncStream<String>
+    private let continuation: AsyncStream<Change>.Continuation
+    /// What changed, in order.
+    package let changes: AsyncStream<Change>
 
     package init() throws {
         let fd = inotify_init1(Int32(IN_CLOEXEC | IN_NONBLOCK))
         guard fd >= 0 else { throw CommandError("inotify_init1 failed: \(String(cString: strerror(errno)))") }
         descriptor = fd
-        (paths, changes) = AsyncStream.makeStream(of: String.self, bufferingPolicy: .bufferingNewest(4096))
+        (changes, continuation) = AsyncStream.makeStream(of: Change.self, bufferingPolicy: .bufferingNewest(4096))
         let thread = Thread { [self] in readLoop() }
         thread.name = "bulwark-inotify"
         thread.start()
@@ -58,7 +67,7 @@ package final class FileWatcher: Sendable {
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
         defer {
             close(descriptor)
-            changes.finish()
+            continuation.finish()
         }
         while !state.withLock({ $0.stopped }) {
             var pfd = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
@@ -66,20 +75,32 @@ package final class FileWatcher: Sendable {
             guard ready > 0 else { continue }
             let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
             guard count > 0 else { continue }
-            var offset = 0
-            let header = MemoryLayout<inotify_event>.size
-            while offset + header <= count {
-                let (wd, length) = buffer.withUnsafeBytes { raw -> (Int32, Int) in
-                    let event = raw.loadUnaligned(fromByteOffset: offset, as: inotify_event.self)
-                    return (event.wd, Int(event.len))
-                }
-                let nameBytes = buffer[(offset + header)..<min(count, offset + header + length)].prefix { $0 != 0 }
-                let name = String(decoding: nameBytes, as: UTF8.self)
-                if let folder = state.withLock({ $0.folders[wd] }) {
-                    changes.yield(name.isEmpty ? folder : folder + "/" + name)
-                }
-                offset += header + length
-            }
+            let folders = state.withLock { $0.folders }
+            for change in Self.decode(buffer[..<count], folders: folders) { continuation.yield(change) }
         }
+    }
+
+    /// The changes in `events`, as read from an inotify descriptor: each event's watch resolved
+    /// to its folder (events of watches since dropped are skipped), and an overflow of the
+    /// kernel's queue (watch -1) reported as `.lost`.
+    static func decode(_ events: ArraySlice<UInt8>, folders: [Int32: String]) -> [Change] {
+        var changes: [Change] = []
+        var offset = events.startIndex
+        let header = MemoryLayout<inotify_event>.size
+        while offset + header <= events.endIndex {
+            let (wd, mask, length) = events.withUnsafeBytes { raw -> (Int32, UInt32, Int) in
+                let event = raw.loadUnaligned(fromByteOffset: offset - events.startIndex, as: inotify_event.self)
+                return (event.wd, event.mask, Int(event.len))
+            }
+            let nameBytes = events[(offset + header)..<min(events.endIndex, offset + header + length)].prefix { $0 != 0 }
+            let name = String(decoding: nameBytes, as: UTF8.self)
+            if mask & UInt32(IN_Q_OVERFLOW) != 0 {
+                changes.append(.lost)
+            } else if let folder = folders[wd] {
+                changes.append(.path(name.isEmpty ? folder : folder + "/" + name))
+            }
+            offset += header + length
+        }
+        return changes
     }
 }
