@@ -115,6 +115,10 @@ extension Daemon {
         } catch {
             cycleError = "\(error)"
             logger.error("cycle failed", metadata: ["error": .string("\(error)")])
+            // Retried soon, as a failed controller is (a new revision no longer makes every
+            // controller due at the next tick: its own cycle counts as their run).
+            let looked = Set(cycleState.bindings.map(\.controller))
+            scheduler.backOff(failed: looked, looked: looked, intervals: state?.controllers.mapValues(\.interval) ?? [:], at: clock.now())
         }
         let elapsed = began.duration(to: clock.now())
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
