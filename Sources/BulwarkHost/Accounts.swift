@@ -10,13 +10,17 @@ struct AccountDatabase: Sendable {
     /// Also under the target's lock, where a fix is built from settled reads: an entry is
     /// stored only when neither file had changed for two seconds before it was read
     /// (`unlessRecent`), and used only while both have the very device, inode, size and times
-    /// they had then. Any write since moves one of them, so a hit is the bytes a settled read
-    /// would return now, without its walk and read: each FileMode fix read both files again
+    /// they had then, at the paths a walk resolves now. Any write since moves one of them, and a
+    /// link pointed elsewhere changes the path, so a hit is the bytes a settled read would
+    /// return now, without its read: each FileMode fix read both files again
     /// (two of every three file reads in a pass of 20,000 FileMode resources).
     static let cache = ParseCache<AccountDatabase>()
 
     init(root: HostRoot) throws {
-        if let cached = Self.cache.lookup(root.path) {
+        // Under the lock the paths are walked again (links judged as a read judges them): a
+        // link on the way pointed elsewhere since the entry was stored is a miss.
+        let resolved = HostLock.isHeld(root) ? Set([try root.resolve("etc/passwd"), try root.resolve("etc/group")]) : nil
+        if let cached = Self.cache.lookup(root.path, paths: resolved) {
             self = cached
             return
         }

@@ -12,8 +12,12 @@ final class ParseCache<Value: Sendable>: Sendable {
 
     private let entries = Mutex<[String: Entry]>([:])
 
-    func lookup(_ key: String) -> Value? {
+    /// The value stored for `key` while every file it came from is unchanged. With `paths`,
+    /// only if its files are exactly those paths (as a walk resolves them now): a link on the
+    /// way that was pointed elsewhere since makes a miss, not the old file's parse.
+    func lookup(_ key: String, paths: Set<String>? = nil) -> Value? {
         guard let entry = entries.withLock({ $0[key] }) else { return nil }
+        if let paths, Set(entry.files.keys) != paths { return nil }
         for (path, identity) in entry.files where Self.identity(path) != identity { return nil }
         return entry.value
     }

@@ -76,7 +76,13 @@ package final class FileWatcher: Sendable {
             let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
             guard count > 0 else { continue }
             let folders = state.withLock { $0.folders }
-            for change in Self.decode(buffer[..<count], folders: folders) { continuation.yield(change) }
+            var dropped = false
+            for change in Self.decode(buffer[..<count], folders: folders) {
+                if case .dropped = continuation.yield(change) { dropped = true }
+            }
+            // The stream's own buffer was full (a burst, a package upgrade): paths were lost
+            // here rather than in the kernel's queue, which is the same loss.
+            if dropped { continuation.yield(.lost) }
         }
     }
 

@@ -156,3 +156,31 @@ import Testing
         }
     }
 }
+
+/// The account database reused under the target's lock.
+@Suite struct AccountCacheUnderLockTests {
+    /// Read once (files still for 2 s, so the parse is kept), then the root's `etc` link is
+    /// pointed at another folder whose passwd gives `admin` another uid: under the lock the
+    /// new file's uid is used, not the kept parse of the old one. Without the change, the same
+    /// database is served under the lock from the cache.
+    @Test func aLinkPointedElsewhereIsAMissUnderTheLock() async throws {
+        guard isRoot else { return }
+        try await withTemporaryDirectory { root in
+            for (folder, uid) in [("etc-a", 1000), ("etc-b", 2000)] {
+                try write(root + "/persist/\(folder)/passwd", "root:x:0:0:root:/root:/bin/bash\nadmin:x:\(uid):\(uid)::/home/admin:/bin/bash\n")
+                try write(root + "/persist/\(folder)/group", "root:x:0:\nadmin:x:\(uid):\n")
+            }
+            try link(root + "/etc", to: "persist/etc-a")
+            try await Task.sleep(for: .milliseconds(3200))  // older than `ContentKey.isRecent` (whole seconds)
+            let host = try HostRoot(root)
+            #expect(try AccountDatabase(root: host).userID("admin") == 1000)
+            let kept = try await host.applying { try AccountDatabase(root: host).userID("admin") }
+            #expect(kept == 1000, "unchanged: the kept parse serves the read under the lock")
+
+            #expect(unlink(root + "/etc") == 0)
+            try link(root + "/etc", to: "persist/etc-b")
+            let moved = try await host.applying { try AccountDatabase(root: host).userID("admin") }
+            #expect(moved == 2000, "the link points elsewhere now: its passwd, not the kept parse")
+        }
+    }
+}
