@@ -322,10 +322,52 @@ public enum Timestamp {
         let millis = milliseconds(date)
         let (seconds, fraction) = millis.quotientAndRemainder(dividingBy: 1000)
         let (whole, part) = fraction < 0 ? (seconds - 1, fraction + 1000) : (seconds, fraction)
+        // 1970 to 9999 (every record's time) in arithmetic: Foundation's style formats through
+        // a calendar that maps about 2 MiB of ICU data into the process on first use.
+        if let text = civilText(seconds: whole, milliseconds: Int(part)) { return text }
+        return foundationFormat(whole: whole, part: part, date: date)
+    }
+
+    /// The text Foundation's ISO 8601 style gives, with the milliseconds put in as `format` does:
+    /// for times outside 1970 to 9999, and for the tests that hold `civilText` to it.
+    static func foundationFormat(whole: Int64, part: Int64, date: Date) -> String {
         let text = Date(timeIntervalSince1970: Double(whole)).formatted(Date.ISO8601FormatStyle())
         guard text.hasSuffix("Z") else { return date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true)) }
         let digits = String(part)
         return text.dropLast() + "." + String(repeating: "0", count: 3 - digits.count) + digits + "Z"
+    }
+
+    /// Seconds since 1970 (not before) as `YYYY-MM-DDTHH:MM:SS.mmmZ` in the proleptic Gregorian
+    /// calendar (days to a date as in Howard Hinnant's `civil_from_days`); nil past 9999.
+    static func civilText(seconds: Int64, milliseconds: Int) -> String? {
+        guard seconds >= 0, seconds < 253_402_300_800, (0..<1000).contains(milliseconds) else { return nil }
+        let days = seconds / 86_400
+        let second = Int(seconds % 86_400)
+        let z = days + 719_468
+        let era = z / 146_097
+        let dayOfEra = z - era * 146_097
+        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
+        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
+        let shifted = (5 * dayOfYear + 2) / 153
+        let day = Int(dayOfYear - (153 * shifted + 2) / 5 + 1)
+        let month = Int(shifted < 10 ? shifted + 3 : shifted - 9)
+        let year = Int(yearOfEra + era * 400) + (month <= 2 ? 1 : 0)
+        var bytes = [UInt8]()
+        bytes.reserveCapacity(24)
+        func put(_ value: Int, _ width: Int) {
+            var divisor = 1
+            for _ in 1..<width { divisor *= 10 }
+            var rest = value
+            while divisor > 0 {
+                bytes.append(UInt8(48 + rest / divisor))
+                rest %= divisor
+                divisor /= 10
+            }
+        }
+        put(year, 4); bytes.append(45); put(month, 2); bytes.append(45); put(day, 2); bytes.append(84)
+        put(second / 3600, 2); bytes.append(58); put(second / 60 % 60, 2); bytes.append(58); put(second % 60, 2)
+        bytes.append(46); put(milliseconds, 3); bytes.append(90)
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// The time as a record states it: to the millisecond (`format` of it is `format` of `date`).
@@ -344,9 +386,46 @@ public enum Timestamp {
     /// An ISO 8601 time, with or without fractional seconds, to the millisecond (`recorded`): a
     /// record read back from its text equals the record that was written.
     public static func parse(_ text: String) -> Date? {
+        if let millis = civilMilliseconds(text) { return Date(timeIntervalSince1970: Double(millis) / 1000) }
         guard let date = (try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(text))
             ?? (try? Date.ISO8601FormatStyle().parse(text)) else { return nil }
         return recorded(date)
+    }
+
+    /// `YYYY-MM-DDTHH:MM:SSZ` or `YYYY-MM-DDTHH:MM:SS.mmmZ` from 1970 to 9999 (what `format`
+    /// writes), as milliseconds since 1970; nil for any other text, which `parse` leaves to
+    /// Foundation. A date that does not exist (February 30th) is nil here, too.
+    static func civilMilliseconds(_ text: String) -> Int64? {
+        let bytes = Array(text.utf8)
+        guard bytes.count == 20 || bytes.count == 24, bytes[4] == 45, bytes[7] == 45, bytes[10] == 84,
+              bytes[13] == 58, bytes[16] == 58, bytes[bytes.count - 1] == 90 else { return nil }
+        func number(_ start: Int, _ count: Int) -> Int? {
+            var value = 0
+            for byte in bytes[start..<start + count] {
+                guard (48...57).contains(byte) else { return nil }
+                value = value * 10 + Int(byte - 48)
+            }
+            return value
+        }
+        guard let year = number(0, 4), let month = number(5, 2), let day = number(8, 2), let hour = number(11, 2),
+              let minute = number(14, 2), let second = number(17, 2), (1970...9999).contains(year), (1...12).contains(month),
+              hour < 24, minute < 60, second < 60 else { return nil }
+        var millis = 0
+        if bytes.count == 24 {
+            guard bytes[19] == 46, let fraction = number(20, 3) else { return nil }
+            millis = fraction
+        }
+        let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+        let lengths = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+        guard day >= 1, day <= lengths[month - 1] else { return nil }
+        // days_from_civil (Howard Hinnant), for years from 1970.
+        let y = year - (month <= 2 ? 1 : 0)
+        let era = y / 400
+        let yearOfEra = y - era * 400
+        let dayOfYear = (153 * (month > 2 ? month - 3 : month + 9) + 2) / 5 + day - 1
+        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
+        let days = era * 146_097 + dayOfEra - 719_468
+        return (Int64(days) * 86_400 + Int64(hour * 3600 + minute * 60 + second)) * 1000 + Int64(millis)
     }
 }
 

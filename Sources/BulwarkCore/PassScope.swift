@@ -26,3 +26,20 @@ public final class PassScope: Sendable {
         try await task.value
     }
 }
+
+/// One plan's reads of the targets: `Reconciler.plan` runs its observations and guards in a
+/// fresh scope. A parse of a file changed a moment ago (too recently to be sure a later
+/// same-size rewrite would move its identity) may be reused within the scope that read it, as
+/// one snapshot of the target for that plan, and never by another plan, a fix or a later pass.
+public final class ObservationScope: Sendable {
+    @TaskLocal public static var current: ObservationScope?
+
+    private static let counter = Atomic<UInt64>(0)
+
+    /// Unique for the process's life.
+    public let id: UInt64
+
+    public init() {
+        id = Self.counter.add(1, ordering: .relaxed).newValue
+    }
+}

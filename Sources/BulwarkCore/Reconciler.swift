@@ -124,6 +124,21 @@ public struct Reconciler: Sendable {
         _ state: DesiredState, history: FixHistory = .init(), weakened: [ResourceID: Weakening] = [:],
         urgent: [Binding: Priority] = [:]
     ) async throws(ValidationFailure) -> Plan {
+        // Its own observation scope: what it read of a file changed a moment ago is reused
+        // by this plan alone (`ObservationScope`).
+        let planned: Swift.Result<Plan, ValidationFailure> = await ObservationScope.$current.withValue(ObservationScope()) {
+            do throws(ValidationFailure) {
+                return .success(try await planInScope(state, history: history, weakened: weakened, urgent: urgent))
+            } catch {
+                return .failure(error)
+            }
+        }
+        return try planned.get()
+    }
+
+    private func planInScope(
+        _ state: DesiredState, history: FixHistory, weakened: [ResourceID: Weakening], urgent: [Binding: Priority]
+    ) async throws(ValidationFailure) -> Plan {
         let observed = await observe(state)
         guard observed.unsafe.isEmpty else { throw ValidationFailure(errors: observed.unsafe) }
         let now = clock()

@@ -19,8 +19,9 @@ struct AccountDatabase: Sendable {
     init(root: HostRoot) throws {
         // Under the lock the paths are walked again (links judged as a read judges them): a
         // link on the way pointed elsewhere since the entry was stored is a miss.
-        let resolved = HostLock.isHeld(root) ? Set([try root.resolve("etc/passwd"), try root.resolve("etc/group")]) : nil
-        if let cached = Self.cache.lookup(root.path, paths: resolved) {
+        let locked = HostLock.isHeld(root)
+        let resolved = locked ? Set([try root.resolve("etc/passwd"), try root.resolve("etc/group")]) : nil
+        if let cached = Self.cache.lookup(root.path, paths: resolved, settledOnly: locked) {
             self = cached
             return
         }

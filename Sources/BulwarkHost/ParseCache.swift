@@ -1,5 +1,6 @@
 internal import Foundation
 internal import Synchronization
+internal import BulwarkCore
 
 /// Parsed file contents, reused only while every file they came from is unchanged: same
 /// device, inode, size and modification time (nanoseconds). An atomic rename gives a new
@@ -8,6 +9,8 @@ final class ParseCache<Value: Sendable>: Sendable {
     private struct Entry: Sendable {
         var value: Value
         var files: [String: ContentKey?]
+        /// For a parse of files changed a moment ago: the one observation scope it may serve.
+        var scope: UInt64?
     }
 
     private let entries = Mutex<[String: Entry]>([:])
@@ -15,8 +18,12 @@ final class ParseCache<Value: Sendable>: Sendable {
     /// The value stored for `key` while every file it came from is unchanged. With `paths`,
     /// only if its files are exactly those paths (as a walk resolves them now): a link on the
     /// way that was pointed elsewhere since makes a miss, not the old file's parse.
-    func lookup(_ key: String, paths: Set<String>? = nil) -> Value? {
+    ///
+    /// A parse stored from files changed a moment ago (`unlessRecent`) serves only reads in
+    /// the observation scope that made it, and never one with `settledOnly` (under the lock).
+    func lookup(_ key: String, paths: Set<String>? = nil, settledOnly: Bool = false) -> Value? {
         guard let entry = entries.withLock({ $0[key] }) else { return nil }
+        if let scope = entry.scope, settledOnly || scope != ObservationScope.current?.id { return nil }
         if let paths, Set(entry.files.keys) != paths { return nil }
         for (path, identity) in entry.files where Self.identity(path) != identity { return nil }
         return entry.value
@@ -27,11 +34,17 @@ final class ParseCache<Value: Sendable>: Sendable {
     /// modification times from a coarse clock (a few milliseconds), so a same-size rewrite in
     /// place right after the read could keep the identity the read saw (git's "racily clean"
     /// files); such a file is read again next time.
+    ///
+    /// Inside an observation scope (a plan's reads), such a parse is stored for that scope
+    /// alone: the plan's other resources on the target share one read of the file, as one
+    /// snapshot, and the next plan or a fix reads it again.
     func store(_ value: Value, for key: String, readAt snapshot: FileSnapshot, unlessRecent: Bool = false) {
-        if unlessRecent {
-            for case let identity? in snapshot.files.values where identity.isRecent { return }
+        var scope: UInt64?
+        if unlessRecent, snapshot.files.values.contains(where: { $0?.isRecent == true }) {
+            guard let current = ObservationScope.current?.id else { return }
+            scope = current
         }
-        entries.withLock { $0[key] = Entry(value: value, files: snapshot.files) }
+        entries.withLock { $0[key] = Entry(value: value, files: snapshot.files, scope: scope) }
     }
 
     fileprivate static func identity(_ path: String) -> ContentKey? {

@@ -184,3 +184,42 @@ import Testing
         }
     }
 }
+
+@Suite struct ObservationScopeCacheTests {
+    /// A parse of passwd and group changed a moment ago (too recently for their identity to be
+    /// trusted across a same-size rewrite) serves the other reads of the plan that made it, as
+    /// one snapshot, and nothing else: not a fix under the lock, not another plan, not a read
+    /// outside any plan. A planted parse tells which reads were served from the cache.
+    @Test func aParseOfARecentFileServesOnlyThePlanThatMadeIt() async throws {
+        try await withTemporaryDirectory { root in
+            try write(root + "/etc/passwd", "root:x:0:0:root:/root:/bin/bash\nadmin:x:1000:1000::/home/admin:/bin/bash\n")
+            try write(root + "/etc/group", "root:x:0:\nadmin:x:1000:\n")
+            // Stamped an hour ahead: recent however long the test takes (a loaded machine).
+            for name in ["passwd", "group"] { setModified(root + "/etc/" + name, Int(Date().timeIntervalSince1970) + 3600) }
+            let host = try HostRoot(root)
+            let plan = ObservationScope()
+            func planted() throws {
+                var snapshot = FileSnapshot()
+                snapshot.take(try host.resolve("etc/passwd"))
+                snapshot.take(try host.resolve("etc/group"))
+                var fake = try AccountDatabase(root: host)
+                fake.users = [("admin", 4242)]
+                AccountDatabase.cache.store(fake, for: host.path, readAt: snapshot, unlessRecent: true)
+            }
+            try ObservationScope.$current.withValue(plan) { try planted() }
+            #expect(try AccountDatabase(root: host).userID("admin") == 1000, "outside any plan: read")
+            let inPlan = try ObservationScope.$current.withValue(plan) { try AccountDatabase(root: host).userID("admin") }
+            #expect(inPlan == 4242, "the plan that read it: served from the cache")
+            let another = try ObservationScope.$current.withValue(ObservationScope()) { try AccountDatabase(root: host).userID("admin") }
+            #expect(another == 1000, "another plan: read")
+            let underLock = try await ObservationScope.$current.withValue(plan) {
+                try await host.applying { try AccountDatabase(root: host).userID("admin") }
+            }
+            #expect(underLock == 1000, "a fix under the lock, even inside the plan's scope: read")
+
+            // Outside a plan, a recent file's parse is not stored at all.
+            try planted()
+            #expect(try AccountDatabase(root: host).userID("admin") == 1000, "outside any plan: not stored, read")
+        }
+    }
+}
