@@ -148,7 +148,7 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings),
-        .executableTarget(name: "bulwark", dependencies: ["BulwarkCommands", "CLinux"], swiftSettings: swiftSettings),
+        .executableTarget(name: "bulwark", dependencies: ["BulwarkCommands"], swiftSettings: swiftSettings),
 
         // Temporary folders and real processes (git, the bulwark binary) for the tests.
         .target(name: "BulwarkTestSupport", dependencies: ["BulwarkCore"], path: "Tests/Support", swiftSettings: swiftSettings),

@@ -2,7 +2,6 @@
 #pragma once
 #ifdef __linux__
 #include <errno.h>
-#include <malloc.h>
 #include <linux/openat2.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -13,11 +12,5 @@
 static inline int bulwark_openat2(int dirfd, const char *path, unsigned long long flags, unsigned long long resolve) {
     struct open_how how = { .flags = flags, .mode = 0, .resolve = resolve };
     return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how);
-}
-
-/// At most `count` malloc arenas in this process (`mallopt(M_ARENA_MAX)`, a macro Swift cannot
-/// import). Returns 1 on success.
-static inline int bulwark_limit_malloc_arenas(int count) {
-    return mallopt(M_ARENA_MAX, count);
 }
 #endif
