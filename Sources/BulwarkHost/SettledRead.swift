@@ -1,3 +1,4 @@
+internal import CLinux
 internal import Foundation
 internal import Synchronization
 
@@ -7,17 +8,26 @@ internal import Synchronization
 // - **A settled read under the target's lock.** A file another process is rewriting (truncated,
 //   then written, perhaps in several writes) can be read at a moment when it is whole-looking
 //   but short: Bulwark would build its fix on half a file. A read made while holding the lock
-//   (the read a fix is built from) is taken only from a file that has been still for
-//   `FileIO.settle`: when its status changed more recently, Bulwark waits until it has been
-//   still that long and looks again, and reads again while it keeps changing, at most `FileIO.settleAttempts` times;
-//   then the fix is not made (a `.conflict`, recorded with the reason).
+//   (the read a fix is built from) is taken only from a file no process holds open for writing
+//   (the kernel's answer, `FileIO.writers`) that has been still for `FileIO.settleClosed`; where
+//   the kernel cannot answer, from a file still for `FileIO.settle`. A file open for writing is
+//   waited for however long its writer pauses between writes (its writes would otherwise go to
+//   the file Bulwark's rename replaced, and be lost); a writer that closes the file between
+//   steps writes its next step into the file Bulwark put in place, so nothing of it is lost.
+//   The file is looked at again at most `FileIO.settleAttempts` times; then the fix is not made
+//   (a `.conflict`, recorded with the reason).
 // - **What Bulwark wrote** (`FixWitness`): the identity of each file a fix renamed into place,
 //   so that a verification that finds the fix gone can tell "another writer changed the file
 //   after Bulwark's write" from "the fix did not take".
 
 extension FileIO {
-    /// How long a file must have been still before a fix is built from it.
+    /// How long a file must have been still before a fix is built from it, where the kernel
+    /// cannot tell whether a process holds it open for writing; and how far apart a file that
+    /// is held open for writing is looked at again.
     static let settle: Duration = .milliseconds(100)
+    /// How long a file that no process holds open for writing must have been still: its writer
+    /// has closed it.
+    static let settleClosed: Duration = .milliseconds(10)
     /// How many times a file still being written is looked at again before the fix gives up.
     static let settleAttempts = 20
 
@@ -30,10 +40,10 @@ extension FileIO {
     /// How much longer the file must stay as it is to have been still for `settle` since its
     /// status last changed; nil when it already has. A change time in the future counts as
     /// now (the whole `settle` is left).
-    static func stillLeft(_ info: stat, now: timespec = wallClock()) -> Duration? {
+    static func stillLeft(_ info: stat, now: timespec = wallClock(), window still: Duration = settle) -> Duration? {
         let changed = Int64(info.st_ctim.tv_sec) * 1_000_000_000 + Int64(info.st_ctim.tv_nsec)
         let current = Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
-        let window = settle.components.seconds * 1_000_000_000 + settle.components.attoseconds / 1_000_000_000
+        let window = still.components.seconds * 1_000_000_000 + still.components.attoseconds / 1_000_000_000
         let age = max(0, current - changed)
         return age < window ? .nanoseconds(window - age) : nil
     }
@@ -51,12 +61,43 @@ extension FileIO {
          Int64(info.st_mtim.tv_sec), Int64(info.st_mtim.tv_nsec), Int64(info.st_ctim.tv_sec), Int64(info.st_ctim.tv_nsec)]
     }
 
-    /// `read(name, in: folder, …)`, from a file that has been still for `settle`: a file whose
-    /// status changed more recently is looked at again once `settle` has passed since (slept on the monotonic
-    /// clock), and read again when it changed meanwhile. Throws a `.conflict` when it is still
-    /// changing after `settleAttempts` looks.
+    /// Who may still be writing a file, by the kernel's answer (`bulwark_open_for_writing`).
+    enum Writers: Equatable {
+        /// No process holds the file open for writing.
+        case none
+        /// A process holds it open for writing.
+        case open
+        /// The kernel cannot say (no leases on this file system, or not allowed to ask).
+        case unknown
+        /// The file at the name is no longer the one looked at: read it again.
+        case changed
+    }
+
+    /// Whether a process holds `name` open for writing, asked on a descriptor of the very file
+    /// whose status is `info` (opened read-only, without following a link, without blocking).
+    static func writers(_ name: String, in folder: Directory, matching info: stat) -> Writers {
+        let fd = openat(folder.fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)
+        guard fd >= 0 else { return .changed }
+        defer { close(fd) }
+        var opened = stat()
+        guard fstat(fd, &opened) == 0, status(opened) == status(info) else { return .changed }
+        guard (info.st_mode & S_IFMT) == S_IFREG else { return .unknown }
+        switch bulwark_open_for_writing(fd) {
+        case 0: return .none
+        case 1: return .open
+        default: return .unknown
+        }
+    }
+
+    /// `read(name, in: folder, …)`, from a file that no process holds open for writing and that
+    /// has been still for `settleClosed` (`settle` where the kernel cannot say who holds it):
+    /// a file changed more recently is looked at again once that much has passed since (slept
+    /// on the monotonic clock), one held open for writing `settle` later, and a file that
+    /// changed meanwhile is read again. Throws a `.conflict` when it is still changing, or
+    /// still open for writing, after `settleAttempts` looks.
     static func settledRead(_ name: String, in folder: Directory, display: String) throws(HostError) -> HostFile? {
         var file = try read(name, in: folder, display: display)
+        var heldOpen = false
         for _ in 0..<settleAttempts {
             var info = stat()
             guard fstatat(folder.fd, name, &info, AT_SYMLINK_NOFOLLOW) == 0 else {
@@ -73,22 +114,40 @@ extension FileIO {
                 continue
             }
             // A change Bulwark made itself (`OwnChanges`) is not another writer at work.
-            guard let left = stillLeft(info), !OwnChanges.isOwn(info) else { return read }
-            let before = status(info)
-            // Only what is left of `settle` since the file last changed: a drift found by the
-            // daemon's watcher has been still for the debounce already (all of it by default).
-            Thread.sleep(forTimeInterval: Double(left.components.seconds) + Double(left.components.attoseconds) / 1e18)
+            if OwnChanges.isOwn(info) { return read }
+            let writer = writers(name, in: folder, matching: info)
+            heldOpen = writer == .open
+            switch writer {
+            case .changed:
+                file = try self.read(name, in: folder, display: display)
+                continue
+            case .open:
+                // Its writer may pause for any time between writes: looked at again later.
+                sleep(settle)
+                continue
+            case .none, .unknown:
+                break
+            }
+            let window = writer == .none ? settleClosed : settle
+            guard let left = stillLeft(info, window: window) else { return read }
+            // Only what is left of the window since the file last changed: a drift found by the
+            // daemon's watcher has been still for the debounce already.
+            sleep(left)
             var later = stat()
             guard fstatat(folder.fd, name, &later, AT_SYMLINK_NOFOLLOW) == 0 else {
                 file = try self.read(name, in: folder, display: display)
                 continue
             }
-            // Still for a whole `settle` since it was read: what was read is what is there.
-            if status(later) == before { return read }
-            file = try self.read(name, in: folder, display: display)
+            // Changed meanwhile: read again. Otherwise looked at again (who holds it open now).
+            if status(later) != status(info) { file = try self.read(name, in: folder, display: display) }
         }
-        throw HostError("was still being written by another process after \(settleAttempts) looks "
-                        + "\(settle) apart; not changed, so that no fix is built on half a file", path: display, code: .conflict)
+        let state = heldOpen ? "still open for writing by another process" : "still being written by another process"
+        throw HostError("was \(state) after \(settleAttempts) looks; not changed, so that no fix is built on half a file",
+                        path: display, code: .conflict)
+    }
+
+    private static func sleep(_ duration: Duration) {
+        Thread.sleep(forTimeInterval: Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18)
     }
 }
 

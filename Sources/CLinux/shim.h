@@ -2,6 +2,9 @@
 #pragma once
 #ifdef __linux__
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
 #include <linux/openat2.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -12,5 +15,37 @@
 static inline int bulwark_openat2(int dirfd, const char *path, unsigned long long flags, unsigned long long resolve) {
     struct open_how how = { .flags = flags, .mode = 0, .resolve = resolve };
     return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+}
+
+#ifndef F_SETLEASE
+#define F_SETLEASE 1024
+#endif
+
+static void bulwark_lease_break_ignored(int signal) { (void)signal; }
+
+/// Whether any process holds the file behind `fd` (opened read-only) open for writing, by the
+/// kernel's own answer: a read lease (fcntl F_SETLEASE F_RDLCK) is refused with EAGAIN while any
+/// descriptor of the file is open for writing. The lease is released at once. Returns 1 when
+/// the file is open for writing, 0 when it is not, -1 with errno set when the kernel cannot say
+/// (EACCES without CAP_LEASE on another's file, EINVAL where the file system has no leases).
+///
+/// A writer that opens the file in the instant the lease is held breaks it: the kernel signals
+/// the lease holder with SIGIO, whose default action ends the process. SIGIO gets a handler that
+/// does nothing (a handler, not SIG_IGN: programs Bulwark starts get the default back at exec).
+static inline int bulwark_open_for_writing(int fd) {
+    struct sigaction current;
+    if (sigaction(SIGIO, NULL, &current) == 0 && current.sa_handler != bulwark_lease_break_ignored) {
+        struct sigaction action;
+        memset(&action, 0, sizeof action);
+        action.sa_handler = bulwark_lease_break_ignored;
+        action.sa_flags = SA_RESTART;
+        sigemptyset(&action.sa_mask);
+        if (sigaction(SIGIO, &action, NULL) != 0) return -1;
+    }
+    if (fcntl(fd, F_SETLEASE, F_RDLCK) == 0) {
+        fcntl(fd, F_SETLEASE, F_UNLCK);
+        return 0;
+    }
+    return errno == EAGAIN ? 1 : -1;
 }
 #endif

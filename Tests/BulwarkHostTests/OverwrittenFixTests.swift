@@ -165,6 +165,53 @@ struct RacedDriver: OverwriteWitness {
         }
     }
 
+    /// A writer that holds the file open and pauses longer than any stillness window (a slow
+    /// generator writing through one descriptor) is waited for: a fix built from the first half
+    /// would be renamed over the file, and the writer's second half would go to the replaced
+    /// file and be lost.
+    @Test func aWriterHoldingTheFileOpenIsWaitedForHoweverLongItPauses() async throws {
+        try await withTemporaryDirectory { root in
+            let path = root + "/etc/login.defs"
+            let first = "# site\nMAIL_DIR /var/mail\nPASS_MAX_DAYS 99999\n"
+            let rest = "UMASK 022\nENCRYPT_METHOD SHA512\n"
+            try write(path, first + rest)
+            let reconciler = Reconciler(registry: Registry([HostAdapter.definition()]))
+            let state = try hostState(root: root, resource("LoginDefs", "l", "PASS_MAX_DAYS: 365"))
+            let plan = try await reconciler.plan(state)
+            let fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC)
+            try #require(fd >= 0)
+            _ = Array(first.utf8).withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
+            let writer = Thread {
+                usleep(250_000)
+                _ = Array(rest.utf8).withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
+                close(fd)
+            }
+            writer.start()
+            let outcome = await reconciler.apply(plan, state: state, audit: RecordingSink(), journal: MemoryJournal())
+            while !writer.isFinished { usleep(1_000) }
+            #expect(outcome.verified.count == 1, "\(outcome.entries.map(\.record.error))")
+            #expect(try read(path) == "# site\nMAIL_DIR /var/mail\nPASS_MAX_DAYS 365\n" + rest, "the writer's second half kept")
+        }
+    }
+
+    /// A writer that closes the file between its steps (`echo … > f; echo … >> f`) is not waited
+    /// for beyond a moment: its next step opens the file again and writes into the file the fix
+    /// put in place, so every line it writes is there, with the fix.
+    @Test func aWriterThatClosesTheFileBetweenStepsWritesItsNextStepIntoTheFixedFile() async throws {
+        try await withTemporaryDirectory { root in
+            let path = root + "/etc/login.defs"
+            try write(path, "# site\nPASS_MAX_DAYS 99999\n")
+            let state = try hostState(root: root, resource("LoginDefs", "l", "PASS_MAX_DAYS: 365"))
+            let (_, outcome) = try await reconcile(state)
+            #expect(outcome.verified.count == 1, "\(outcome.entries.map(\.record.error))")
+            let fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)
+            try #require(fd >= 0)
+            _ = Array("UMASK 027\n".utf8).withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
+            close(fd)
+            #expect(try read(path) == "# site\nPASS_MAX_DAYS 365\nUMASK 027\n")
+        }
+    }
+
     @Test func aStillFileIsFixedAtOnceAsBefore() async throws {
         try await withTemporaryDirectory { root in
             let path = root + "/etc/login.defs"

@@ -153,6 +153,41 @@ import Testing
             #expect(FileIO.stillLeft(info, now: changed(info, plus: 100)) == nil)
             #expect(FileIO.stillLeft(info, now: changed(info, plus: 250)) == nil)
             #expect(FileIO.stillLeft(info, now: changed(info, plus: -40)) == FileIO.settle)
+            // A file no process holds open for writing: only `settleClosed`.
+            #expect(FileIO.stillLeft(info, now: changed(info, plus: 4), window: FileIO.settleClosed) == .milliseconds(6))
+            #expect(FileIO.stillLeft(info, now: changed(info, plus: 30), window: FileIO.settleClosed) == nil)
+        }
+    }
+
+    /// Who holds a file open for writing, as the kernel answers a read lease: a descriptor open
+    /// for writing (or reading and writing) anywhere is a writer; read-only ones are not; a
+    /// file replaced at the name since it was looked at is `changed`.
+    @Test func theKernelTellsWhetherAFileIsOpenForWriting() async throws {
+        guard isRoot else { return }
+        try await withTemporaryDirectory { root in
+            try write(root + "/etc/login.defs", "PASS_MAX_DAYS 99999\n")
+            let host = try HostRoot(root)
+            let walk = try host.walk(["etc", "login.defs"])
+            func writers() -> FileIO.Writers {
+                var info = stat()
+                guard stat(root + "/etc/login.defs", &info) == 0 else { return .changed }
+                return FileIO.writers("login.defs", in: walk.folder, matching: info)
+            }
+            #expect(writers() == .none)
+            let reader = open(root + "/etc/login.defs", O_RDONLY | O_CLOEXEC)
+            #expect(writers() == .none, "a reader is no writer")
+            for flags in [O_WRONLY, O_RDWR, O_WRONLY | O_APPEND] {
+                let fd = open(root + "/etc/login.defs", flags | O_CLOEXEC)
+                #expect(writers() == .open, "open with \(flags)")
+                close(fd)
+                #expect(writers() == .none, "closed again")
+            }
+            close(reader)
+            var old = stat()
+            #expect(stat(root + "/etc/login.defs", &old) == 0)
+            try write(root + "/etc/login.defs.new", "PASS_MAX_DAYS 1\n")
+            #expect(rename(root + "/etc/login.defs.new", root + "/etc/login.defs") == 0)
+            #expect(FileIO.writers("login.defs", in: walk.folder, matching: old) == .changed)
         }
     }
 }
