@@ -109,7 +109,11 @@ package actor Daemon: DaemonControl {
         scheduler = Scheduler(poll: settings.poll, retryBase: settings.retryBase)
         scheduler.pollJitter = min(max(settings.pollJitter, 0), 0.5)
         startedAt = clock.now()
-        repository = try PolicyRepository(options.configuration)
+        var configuration = options.configuration
+        // Every drift is a pass here: the file of recent fixes is written every few seconds
+        // and at the stop, not at each (its whole rewrite grew with the fixes in the window).
+        configuration.recentFixesAtEveryPass = false
+        repository = try PolicyRepository(configuration)
         journal = FileJournal(stateDirectory: options.stateDirectory)
         meters = DaemonMetrics(registry: registry)
         // The open-drift gauges are kept current as the drift changes (the server only emits them).
@@ -208,6 +212,7 @@ package actor Daemon: DaemonControl {
         if case .keptLocally(let count, let reason) = (try? await repository.publish()) ?? .upToDate {
             logger.warning("audit commits kept locally for the next run", metadata: ["commits": .stringConvertible(count), "reason": .string(reason)])
         }
+        await repository.saveRecentFixesNow()
         await options.webhookRelay?.finish()
         wake.finish()
         notify.finish()

@@ -19,6 +19,11 @@ package actor PolicyRepository: AuditSink {
         package var signer: (any CommitSigner)?
         /// Trailer lines added to a record's commit (a controller replica's `Bulwark-Lease`).
         package var extraTrailers: (@Sendable (AuditRecord) -> String?)? = nil
+        /// Whether the end of every pass writes the index of recent fixes to its file (a command
+        /// that runs one pass). The daemon, whose every drift is a pass, writes it at most every
+        /// `recentFixesInterval` and when it stops (`saveRecentFixesNow`); the index in memory is
+        /// current either way.
+        package var recentFixesAtEveryPass = true
 
         package init(url: String, branch: String = "main", auditBranch: String = "bulwark/audit", stateDirectory: String,
                      author: Signature = Signature(name: "Bulwark", email: "bulwark@localhost"), access: RemoteAccess = RemoteAccess(),
@@ -103,6 +108,8 @@ package actor PolicyRepository: AuditSink {
     private var fixPending: [(commit: ObjectID, parent: ObjectID?, entry: RecentFixIndex.Entry?)] = []
     /// When a flush last wrote the index of recent fixes (see `recentFixesInterval`).
     private var recentFixesSaved: ContinuousClock.Instant?
+    /// Whether the index in memory (`fixIndex`) holds fixes its file does not.
+    private var recentFixesUnsaved = false
     private var fixWindow: TimeInterval?
     /// What reading recent fixes cost in this process, for tests and diagnostics.
     private(set) var fixIndexStatistics = AuditIndex.Statistics()
@@ -320,7 +327,18 @@ package actor PolicyRepository: AuditSink {
     /// (never a commit only in memory). A failure only costs the next process a few commits
     /// read from git, so it is a warning.
     package func saveIndex() {
-        saveIndex(withRecentFixes: true)
+        saveIndex(withRecentFixes: configuration.recentFixesAtEveryPass || recentFixesDue)
+    }
+
+    /// Writes the index of recent fixes to its file now if it holds more than the file does
+    /// (the daemon, as it stops).
+    package func saveRecentFixesNow() {
+        saveRecentFixes(writeFile: true)
+    }
+
+    /// Whether `recentFixesInterval` has passed since the file of recent fixes was last written.
+    private var recentFixesDue: Bool {
+        recentFixesSaved.map { $0.duration(to: .now) >= Self.recentFixesInterval } ?? true
     }
 
     /// How often a pass's flushes rewrite the index of recent fixes: it is written whole, so a
@@ -330,7 +348,7 @@ package actor PolicyRepository: AuditSink {
     static let recentFixesInterval: Duration = .seconds(10)
 
     private func saveIndex(withRecentFixes: Bool) {
-        if withRecentFixes { saveRecentFixes() }
+        saveRecentFixes(writeFile: withRecentFixes)
         guard let file = indexFile, !unindexed.isEmpty, let durable = try? repository.resolve(localAudit),
               let last = unindexed.lastIndex(where: { $0.commit == durable }) else { return }
         do {
@@ -448,7 +466,7 @@ package actor PolicyRepository: AuditSink {
             bufferFailure = failure
             throw failure
         }
-        saveIndex(withRecentFixes: recentFixesSaved.map { $0.duration(to: .now) >= Self.recentFixesInterval } ?? true)
+        saveIndex(withRecentFixes: recentFixesDue)
         // This pass's packs stay as they are until pushed (see `Repository.consolidatePacks`).
         consolidatePacks(sparingUnpushed: true)
         // Written straight to disk from here on when memory cannot be used again.
@@ -762,9 +780,16 @@ package actor PolicyRepository: AuditSink {
 
     /// Adds the verified fixes this process committed, up to the audit branch's head on disk,
     /// to the index of recent fixes when it is up to date with the commit they follow (otherwise
-    /// the next reader reads them from git). A failure is a warning: it only costs that read.
-    private func saveRecentFixes() {
-        recentFixesSaved = .now
+    /// the next reader reads them from git), and with `writeFile` writes the index to its file
+    /// when it holds more than the file. A failure is a warning: it only costs that read.
+    private func saveRecentFixes(writeFile: Bool) {
+        defer {
+            if writeFile, recentFixesUnsaved, let index = fixIndex {
+                recentFixesSaved = .now
+                recentFixesUnsaved = false
+                store(index)
+            }
+        }
         guard !fixPending.isEmpty, let durable = try? repository.resolve(localAudit) else { return }
         guard let last = fixPending.lastIndex(where: { $0.commit == durable }) else {
             // Nothing flushed yet: they wait. Otherwise the branch moved elsewhere (a replay onto
@@ -784,7 +809,8 @@ package actor PolicyRepository: AuditSink {
             index.entries.removeAll { $0.committed < cutoff }
             index.since = cutoff
         }
-        store(index)
+        fixIndex = index
+        recentFixesUnsaved = true
     }
 
     /// Peer records left out of the flap history since the last call (each commit once), for the daemon's log and metric.

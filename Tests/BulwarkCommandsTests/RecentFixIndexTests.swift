@@ -123,6 +123,35 @@ import Testing
         }
     }
 
+    /// The daemon keeps the index in memory and writes its file every few seconds and when it
+    /// stops, not at each drift's pass: the flap breaker still counts a fix the file does not
+    /// hold yet (the third fix in the hour is escalated, not made), the second fix still goes
+    /// through, and after SIGTERM the file is up to date with the branch.
+    @Test func theDaemonsFlapBreakerCountsFixesItsFileDoesNotHoldYet() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            try s.editPolicy("controllers/host-hardening.yaml", replacing: "maxChangesPerCycle: 50", with: Self.flapPolicy)
+            let sshd = s.host + "/etc/ssh/sshd_config"
+            let daemon = try DaemonProcess(["--repo", s.origin, "--state-dir", s.state, "--poll", "3600", "--debounce", "50"],
+                                           logPath: s.dir + "/daemon.log")
+            defer { _ = daemon.terminate() }
+            #expect(daemon.wait(seconds: 120) { (try? daemon.get("/readyz").status) == 200 }, "readyz: \(daemon.log)")
+            // The first cycle fixed the drift it found: fix one.
+            #expect(daemon.wait(seconds: 30) { (try? read(sshd).contains("\nPermitRootLogin no\n")) == true }, "\(daemon.log)")
+            try driftBack(s)
+            #expect(daemon.wait(seconds: 30) { (try? read(sshd).contains("\nPermitRootLogin no\n")) == true },
+                    "the second fix goes through: \(daemon.log)")
+            try driftBack(s)
+            #expect(daemon.wait(seconds: 30) { (try? s.trailers("Bulwark-Decision").contains("escalated")) == true },
+                    "the third is escalated: \(daemon.log)")
+            #expect(try read(sshd).contains("\nPermitRootLogin yes\n"), "and not made")
+            #expect(daemon.terminate() == 0)
+            let index = try #require(RecentFixIndex.read(in: s.state), "written at the stop")
+            #expect(index.head?.hex == (try localAuditHead(s)), "up to date with the branch at the stop")
+            #expect(index.entries.filter { $0.changes.contains { $0.property == "PermitRootLogin" && $0.desired == "no" } }.count == 2)
+        }
+    }
+
     @Test func fieldsWithSpacesControlBytesAndPercentSignsRoundTrip() throws {
         let entry = RecentFixIndex.Entry(
             commit: try #require(ObjectID(hex: String(repeating: "12", count: 20))), committed: 1_795_341_600, at: 1_795_341_600_142,
