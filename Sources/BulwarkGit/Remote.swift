@@ -169,6 +169,13 @@ extension Repository {
         }
         let sent = Set(chain.map(\.name))
         unpushedPacks.removeAll { sent.contains($0.name) }
+        // As git's receive-pack runs `gc --auto`: every push adds a pack to the origin, and
+        // libgit2 looks at each of them (a stat and a `.keep` check) whenever it opens the
+        // origin's objects, so a daemon's pushes grew slower with every fix. Its small packs
+        // are merged once there are more than 16 (complete and synced before any is removed;
+        // packs with a `.keep` file and large ones are left alone). A failure leaves the packs
+        // as they are, for the next push to try again: the record is already on the origin.
+        _ = try? origin.consolidatePacks()
         return nil
     }
 

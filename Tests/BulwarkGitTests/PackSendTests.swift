@@ -215,3 +215,46 @@ import Testing
         }
     }
 }
+
+/// Every local push adds a pack to the origin; as git's receive-pack runs `gc --auto`, the
+/// origin's small packs are merged once there are more than 16, so that opening the origin's
+/// objects does not grow slower with every push. A pack someone keeps (`.keep`) is left alone,
+/// every record stays readable, and git finds nothing wrong.
+@Suite struct OriginPackTests {
+    let t = PackTests()
+
+    @Test func theOriginsPacksStayFewOverManyPushesAndEveryRecordStays() async throws {
+        try await withTemporaryDirectory { dir in
+            let origin = dir + "/origin.git"
+            try git("init", "-q", "--bare", "-b", "main", origin)
+            let repo = try Repository.create(at: dir + "/r.git", bare: true)
+            try repo.ensureRemote("origin", url: origin)
+            var head: ObjectID?
+            var most = 0
+            var kept: String?
+            for index in 1...40 {
+                try repo.beginObjectBuffer()
+                let base = head
+                head = try repo.writeCommit(adding: t.record(index), parent: head, message: "r\(index)\n\nBulwark-Id: r\(index)\n",
+                                            author: t.author)
+                let tip = try #require(head)
+                try repo.flushObjectBuffer(tip: tip, base: base)
+                try repo.updateReference("refs/heads/bulwark/audit", to: tip, expected: base, message: "test")
+                #expect(try repo.push("refs/heads/bulwark/audit", to: "refs/heads/bulwark/audit", expected: base, remote: "origin") == nil)
+                if index == 2, let first = t.packs(origin).first {
+                    // Someone keeps a pack of the origin's: it is never merged away.
+                    kept = first
+                    try write(origin + "/objects/pack/" + first.dropLast(".pack".count) + ".keep", "")
+                }
+                most = max(most, t.packs(origin).count)
+            }
+            #expect(most <= 17, "at most one pack over the bound before a merge: \(most)")
+            let keptPack = try #require(kept)
+            #expect(t.packs(origin).contains(keptPack), "the kept pack stays")
+            try git("--git-dir", origin, "fsck", "--strict")
+            let ids = try git("--git-dir", origin, "log", "--format=%(trailers:key=Bulwark-Id,valueonly)", "bulwark/audit")
+                .split(separator: "\n").map(String.init)
+            #expect(ids == (1...40).reversed().map { "r\($0)" })
+        }
+    }
+}
