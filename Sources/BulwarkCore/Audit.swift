@@ -128,7 +128,49 @@ public struct AuditRecord: Sendable, Hashable, Codable {
         return "audit/\(date)/\(hour.count == 2 ? hour : "00")"
     }
 
+    /// The record's file: what `JSONEncoder` with `[.prettyPrinted, .sortedKeys,
+    /// .withoutEscapingSlashes]` makes of its `Encodable` form (`encoderJSON`), and a newline.
     public func json() -> [UInt8] {
+        PrettyJSON.bytes(jsonValue) + [10]
+    }
+
+    /// The record as its JSON states it (`Encodable` form), for `PrettyJSON`.
+    package var jsonValue: PrettyJSON.Value {
+        typealias Value = PrettyJSON.Value
+        var members: [(String, Value)] = [
+            ("id", .string(id)), ("controller", .string(controller)), ("target", .string(target)),
+            ("resource", .string(resource)), ("kind", .string(kind)), ("name", .string(name)),
+            ("severity", .string(severity.rawValue)), ("risk", .integer(risk)), ("mode", .string(mode.rawValue)),
+            ("decision", .string(decision.rawValue)),
+            ("changes", .array(changes.map { change in
+                var fields: [(String, Value)] = [("property", .string(change.property)), ("desired", .string(change.desired))]
+                if let before = change.observedBefore { fields.append(("observedBefore", .string(before))) }
+                if let after = change.observedAfter { fields.append(("observedAfter", .string(after))) }
+                return .object(fields)
+            })),
+            ("detectedAt", .string(Timestamp.format(detectedAt))), ("desiredCommit", .string(desiredCommit.description)),
+        ]
+        if let result { members.append(("result", .string(result.rawValue))) }
+        if let reason { members.append(("reason", .string(reason))) }
+        if let appliedAt { members.append(("appliedAt", .string(Timestamp.format(appliedAt)))) }
+        if let verifiedAt { members.append(("verifiedAt", .string(Timestamp.format(verifiedAt)))) }
+        if let approver { members.append(("approver", .string(approver))) }
+        if let error { members.append(("error", .string(error))) }
+        if let nextWindowAt { members.append(("nextWindowAt", .string(Timestamp.format(nextWindowAt)))) }
+        if let notes { members.append(("notes", .array(notes.map { .string($0) }))) }
+        if let needsRestart { members.append(("needsRestart", .string(needsRestart))) }
+        if let finding {
+            var fields: [(String, Value)] = [("id", .string(finding.id))]
+            if let source = finding.source { fields.append(("source", .string(source))) }
+            if let firstSeen = finding.firstSeen { fields.append(("firstSeen", .string(firstSeen))) }
+            if let priority = finding.priority { fields.append(("priority", .string(priority))) }
+            members.append(("finding", .object(fields)))
+        }
+        return .object(members)
+    }
+
+    /// The record's file as `JSONEncoder` writes it: what `json()` must equal.
+    func encoderJSON() -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         // Encoding plain strings, numbers and enums cannot fail.

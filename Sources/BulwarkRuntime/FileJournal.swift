@@ -73,11 +73,16 @@ package actor FileJournal: IntentJournal {
         mayEndMidLine = false
     }
 
+    /// A line's JSON, as `JSONEncoder` with `[.sortedKeys, .withoutEscapingSlashes]` writes it.
+    static func lineBytes(begin record: AuditRecord?, end id: String?) -> [UInt8] {
+        var members: [(String, PrettyJSON.Value)] = []
+        if let record { members.append(("begin", record.jsonValue)) }
+        if let id { members.append(("end", .string(id))) }
+        return PrettyJSON.bytes(.object(members), pretty: false) + [10]
+    }
+
     private func append(_ line: Line) throws(JournalError) {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        guard let data = try? encoder.encode(line) else { throw JournalError("cannot encode an intent") }
-        let bytes = Array(data) + [10]
+        let bytes = Self.lineBytes(begin: line.begin, end: line.end)
         let fd = try handle()
         if mayEndMidLine { try endPartialLine(fd) }
         var offset = 0

@@ -1,0 +1,42 @@
+@testable import BulwarkRuntime
+import BulwarkCore
+import BulwarkTestSupport
+import Foundation
+import Testing
+
+/// An intent line is written without `JSONEncoder`, and must stay the bytes the encoder wrote:
+/// a journal written before, or by another version, is read after a crash, and a line read back
+/// must be the record that was begun.
+@Suite struct FileJournalLineTests {
+    /// The line's shape as the journal declared it for the encoder.
+    struct Line: Codable {
+        var begin: AuditRecord?
+        var end: String?
+    }
+
+    func encoded(_ line: Line) throws -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return Array(try encoder.encode(line)) + [10]
+    }
+
+    @Test func aLineIsTheBytesJSONEncoderWrote() throws {
+        var rng = SystemRandomNumberGenerator()
+        var differing: [String] = []
+        for _ in 0..<2_000 {
+            let record = RandomRecords.record(&rng)
+            let id = RandomRecords.text(&rng)
+            for (begin, end) in [(record, nil), (nil, id)] as [(AuditRecord?, String?)] {
+                let written = FileJournal.lineBytes(begin: begin, end: end)
+                if written != (try encoded(Line(begin: begin, end: end))) {
+                    differing.append(String(decoding: written, as: UTF8.self))
+                }
+            }
+            let decoded = try JSONDecoder().decode(Line.self, from: Data(FileJournal.lineBytes(begin: record, end: nil)))
+            var begun = record
+            begun.proposal = nil  // not part of the record's JSON (a trailer only)
+            #expect(decoded.begin == begun)
+        }
+        #expect(differing.isEmpty, "\(differing.count) differ; first: \(differing.first ?? "")")
+    }
+}
