@@ -14,66 +14,40 @@ package enum PrettyJSON {
     package static func bytes(_ value: Value, pretty: Bool = true) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(1024)
-        if pretty { write(value, indent: 0, into: &out) } else { compact(value, into: &out) }
+        write(value, indent: pretty ? 0 : nil, into: &out)
         return out
     }
 
-    /// Without spaces or line breaks: `{"a":[1,"b"]}`.
-    private static func compact(_ value: Value, into out: inout [UInt8]) {
-        switch value {
-        case .string(let text):
-            string(text, into: &out)
-        case .integer(let number):
-            out += String(number).utf8
-        case .array(let items):
-            out.append(UInt8(ascii: "["))
-            for (index, item) in items.enumerated() {
-                if index > 0 { out.append(UInt8(ascii: ",")) }
-                compact(item, into: &out)
+    /// Pretty (`indent`: the enclosing level's spaces; `"key" : value`, one item a line, an
+    /// empty list as `[` and `]` two lines apart), or compact without any space (`indent` nil).
+    private static func write(_ value: Value, indent: Int?, into out: inout [UInt8]) {
+        /// Opens a list; `items` writes each item after the separator and the item's indent.
+        func list(_ open: Character, _ close: Character, count: Int, _ item: (Int, Int?, inout [UInt8]) -> Void) {
+            out.append(UInt8(ascii: open.unicodeScalars.first!))
+            if indent != nil { out.append(0x0a) }
+            let inner = indent.map { $0 + 2 }
+            for index in 0..<count {
+                if index > 0 { out.append(UInt8(ascii: ",")); if indent != nil { out.append(0x0a) } }
+                if let inner { spaces(inner, into: &out) }
+                item(index, inner, &out)
             }
-            out.append(UInt8(ascii: "]"))
-        case .object(let members):
-            out.append(UInt8(ascii: "{"))
-            for (index, member) in members.sorted(by: { $0.0 < $1.0 }).enumerated() {
-                if index > 0 { out.append(UInt8(ascii: ",")) }
-                string(member.0, into: &out)
-                out.append(UInt8(ascii: ":"))
-                compact(member.1, into: &out)
-            }
-            out.append(UInt8(ascii: "}"))
+            if let indent { out.append(0x0a); spaces(indent, into: &out) }
+            out.append(UInt8(ascii: close.unicodeScalars.first!))
         }
-    }
-
-    private static func write(_ value: Value, indent: Int, into out: inout [UInt8]) {
         switch value {
         case .string(let text):
             string(text, into: &out)
         case .integer(let number):
             out += String(number).utf8
         case .array(let items):
-            out.append(UInt8(ascii: "["))
-            out.append(0x0a)
-            for (index, item) in items.enumerated() {
-                if index > 0 { out += [UInt8(ascii: ","), 0x0a] }
-                spaces(indent + 2, into: &out)
-                write(item, indent: indent + 2, into: &out)
-            }
-            out.append(0x0a)
-            spaces(indent, into: &out)
-            out.append(UInt8(ascii: "]"))
+            list("[", "]", count: items.count) { index, inner, out in write(items[index], indent: inner, into: &out) }
         case .object(let members):
-            out.append(UInt8(ascii: "{"))
-            out.append(0x0a)
-            for (index, member) in members.sorted(by: { $0.0 < $1.0 }).enumerated() {
-                if index > 0 { out += [UInt8(ascii: ","), 0x0a] }
-                spaces(indent + 2, into: &out)
-                string(member.0, into: &out)
-                out += [0x20, UInt8(ascii: ":"), 0x20]
-                write(member.1, indent: indent + 2, into: &out)
+            let sorted = members.sorted(by: { $0.0 < $1.0 })
+            list("{", "}", count: sorted.count) { index, inner, out in
+                string(sorted[index].0, into: &out)
+                out += inner == nil ? [UInt8(ascii: ":")] : [0x20, UInt8(ascii: ":"), 0x20]
+                write(sorted[index].1, indent: inner, into: &out)
             }
-            out.append(0x0a)
-            spaces(indent, into: &out)
-            out.append(UInt8(ascii: "}"))
         }
     }
 
