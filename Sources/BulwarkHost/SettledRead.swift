@@ -8,26 +8,26 @@ internal import Synchronization
 // - **A settled read under the target's lock.** A file another process is rewriting (truncated,
 //   then written, perhaps in several writes) can be read at a moment when it is whole-looking
 //   but short: Bulwark would build its fix on half a file. A read made while holding the lock
-//   (the read a fix is built from) is taken only from a file no process holds open for writing
-//   (the kernel's answer, `FileIO.writers`) that has been still for `FileIO.settleClosed`; where
-//   the kernel cannot answer, from a file still for `FileIO.settle`. A file open for writing is
-//   waited for however long its writer pauses between writes (its writes would otherwise go to
-//   the file Bulwark's rename replaced, and be lost); a writer that closes the file between
-//   steps writes its next step into the file Bulwark put in place, so nothing of it is lost.
-//   The file is looked at again at most `FileIO.settleAttempts` times; then the fix is not made
-//   (a `.conflict`, recorded with the reason).
+//   (the read a fix is built from) is taken only from a file that has been still for
+//   `FileIO.settle`, and that no process holds open for writing (the kernel's answer,
+//   `FileIO.writers`): a writer that holds the file open is waited for however long it pauses
+//   between writes, up to `FileIO.settleAttempts` looks (under the stillness rule alone, its
+//   first half was read, and its later writes went to the file Bulwark's rename replaced). A
+//   file still held open after all the looks (a service that keeps its configuration open for
+//   writing) is taken once it has been still for `settle`, as before. The answer only ever
+//   makes the wait longer: a writer that closes the file between its steps (`: > f; sleep 0.05;
+//   cat t >> f`) is told apart from a finished one only by the stillness, so a shorter window
+//   for a file no one holds open would build fixes on the first step (a reviewer's duplicate
+//   YAML key). A file that keeps changing is left alone after `settleAttempts` looks (a
+//   `.conflict`, recorded with the reason).
 // - **What Bulwark wrote** (`FixWitness`): the identity of each file a fix renamed into place,
 //   so that a verification that finds the fix gone can tell "another writer changed the file
 //   after Bulwark's write" from "the fix did not take".
 
 extension FileIO {
-    /// How long a file must have been still before a fix is built from it, where the kernel
-    /// cannot tell whether a process holds it open for writing; and how far apart a file that
-    /// is held open for writing is looked at again.
+    /// How long a file must have been still before a fix is built from it; and how far apart
+    /// a file that is held open for writing is looked at again.
     static let settle: Duration = .milliseconds(100)
-    /// How long a file that no process holds open for writing must have been still: its writer
-    /// has closed it.
-    static let settleClosed: Duration = .milliseconds(10)
     /// How many times a file still being written is looked at again before the fix gives up.
     static let settleAttempts = 20
 
@@ -40,10 +40,10 @@ extension FileIO {
     /// How much longer the file must stay as it is to have been still for `settle` since its
     /// status last changed; nil when it already has. A change time in the future counts as
     /// now (the whole `settle` is left).
-    static func stillLeft(_ info: stat, now: timespec = wallClock(), window still: Duration = settle) -> Duration? {
+    static func stillLeft(_ info: stat, now: timespec = wallClock()) -> Duration? {
         let changed = Int64(info.st_ctim.tv_sec) * 1_000_000_000 + Int64(info.st_ctim.tv_nsec)
         let current = Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
-        let window = still.components.seconds * 1_000_000_000 + still.components.attoseconds / 1_000_000_000
+        let window = settle.components.seconds * 1_000_000_000 + settle.components.attoseconds / 1_000_000_000
         let age = max(0, current - changed)
         return age < window ? .nanoseconds(window - age) : nil
     }
@@ -89,16 +89,15 @@ extension FileIO {
         }
     }
 
-    /// `read(name, in: folder, …)`, from a file that no process holds open for writing and that
-    /// has been still for `settleClosed` (`settle` where the kernel cannot say who holds it):
-    /// a file changed more recently is looked at again once that much has passed since (slept
-    /// on the monotonic clock), one held open for writing `settle` later, and a file that
-    /// changed meanwhile is read again. Throws a `.conflict` when it is still changing, or
-    /// still open for writing, after `settleAttempts` looks.
+    /// `read(name, in: folder, …)`, from a file that has been still for `settle` and that no
+    /// process holds open for writing: a file changed more recently is looked at again once
+    /// `settle` has passed since it changed (slept on the monotonic clock), one held open for
+    /// writing `settle` later, and a file that changed meanwhile is read again. At the last look
+    /// a file still held open is taken if it has been still for `settle`. Throws a `.conflict`
+    /// when it is still changing after `settleAttempts` looks.
     static func settledRead(_ name: String, in folder: Directory, display: String) throws(HostError) -> HostFile? {
         var file = try read(name, in: folder, display: display)
-        var heldOpen = false
-        for _ in 0..<settleAttempts {
+        for attempt in 0..<settleAttempts {
             var info = stat()
             guard fstatat(folder.fd, name, &info, AT_SYMLINK_NOFOLLOW) == 0 else {
                 // Gone (or not reachable) since the read: read again, which says what it is now.
@@ -115,35 +114,36 @@ extension FileIO {
             }
             // A change Bulwark made itself (`OwnChanges`) is not another writer at work.
             if OwnChanges.isOwn(info) { return read }
-            let writer = writers(name, in: folder, matching: info)
-            heldOpen = writer == .open
-            switch writer {
+            switch writers(name, in: folder, matching: info) {
             case .changed:
                 file = try self.read(name, in: folder, display: display)
                 continue
-            case .open:
+            case .open where attempt < settleAttempts - 1:
                 // Its writer may pause for any time between writes: looked at again later.
                 sleep(settle)
                 continue
-            case .none, .unknown:
+            case .open, .none, .unknown:
                 break
             }
-            let window = writer == .none ? settleClosed : settle
-            guard let left = stillLeft(info, window: window) else { return read }
-            // Only what is left of the window since the file last changed: a drift found by the
-            // daemon's watcher has been still for the debounce already.
+            guard let left = stillLeft(info) else { return read }
+            // Only what is left of `settle` since the file last changed: a drift found by the
+            // daemon's watcher has been still for the debounce already (all of it by default).
             sleep(left)
             var later = stat()
             guard fstatat(folder.fd, name, &later, AT_SYMLINK_NOFOLLOW) == 0 else {
                 file = try self.read(name, in: folder, display: display)
                 continue
             }
-            // Changed meanwhile: read again. Otherwise looked at again (who holds it open now).
-            if status(later) != status(info) { file = try self.read(name, in: folder, display: display) }
+            // Still for a whole `settle` since it was read: what was read is what is there,
+            // unless a writer opened it meanwhile (looked at again).
+            if status(later) != status(info) {
+                file = try self.read(name, in: folder, display: display)
+            } else if writers(name, in: folder, matching: later) != .open || attempt == settleAttempts - 1 {
+                return read
+            }
         }
-        let state = heldOpen ? "still open for writing by another process" : "still being written by another process"
-        throw HostError("was \(state) after \(settleAttempts) looks; not changed, so that no fix is built on half a file",
-                        path: display, code: .conflict)
+        throw HostError("was still being written by another process after \(settleAttempts) looks \(settle) apart; "
+                        + "not changed, so that no fix is built on half a file", path: display, code: .conflict)
     }
 
     private static func sleep(_ duration: Duration) {

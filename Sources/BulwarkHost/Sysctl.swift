@@ -107,7 +107,8 @@ struct SysctlDriver: ResourceDriver {
             guard let text = try FileIO.readText(file, in: root) else { continue }
             for assignment in Self.assignments(text) { result[assignment.key] = (assignment.value, file) }
         }
-        if cacheable { cache.store(result, for: root.path, readAt: snapshot) }
+        // A parse of a file changed a moment ago serves only the plan that read it (`ParseCache`).
+        if cacheable { cache.store(result, for: root.path, readAt: snapshot, unlessRecent: true) }
         return result
     }
 

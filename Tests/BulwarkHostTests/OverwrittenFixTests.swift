@@ -194,10 +194,25 @@ struct RacedDriver: OverwriteWitness {
         }
     }
 
-    /// A still file is fixed at once. A writer that closes the file between its steps
-    /// (`echo … > f; echo … >> f`) is not waited for beyond a moment: its next step opens the
-    /// file again and writes into the file the fix put in place, so every line it writes is
-    /// there, with the fix.
+    /// A process that keeps the file open for writing and never writes (a service holding its
+    /// configuration open) does not stop the fix for good: after the looks a writer is waited
+    /// for, the file still for the whole wait is fixed, and the holder's descriptor is harmless.
+    @Test func aFileHeldOpenButNeverWrittenIsFixedAfterTheWait() async throws {
+        try await withTemporaryDirectory { root in
+            let path = root + "/etc/login.defs"
+            try write(path, "# site\nPASS_MAX_DAYS 99999\n")
+            let fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)
+            try #require(fd >= 0)
+            defer { close(fd) }
+            let state = try hostState(root: root, resource("LoginDefs", "l", "PASS_MAX_DAYS: 365"))
+            let (_, outcome) = try await reconcile(state)
+            #expect(outcome.verified.count == 1, "\(outcome.entries.map(\.record.error))")
+            #expect(try read(path) == "# site\nPASS_MAX_DAYS 365\n")
+        }
+    }
+
+    /// A still file is fixed at once, and a writer's later step (`echo … >> f`) goes into the
+    /// file the fix put in place.
     @Test func aStillFileIsFixedAtOnceAndAWritersNextStepGoesIntoTheFixedFile() async throws {
         try await withTemporaryDirectory { root in
             let path = root + "/etc/login.defs"

@@ -153,9 +153,6 @@ import Testing
             #expect(FileIO.stillLeft(info, now: changed(info, plus: 100)) == nil)
             #expect(FileIO.stillLeft(info, now: changed(info, plus: 250)) == nil)
             #expect(FileIO.stillLeft(info, now: changed(info, plus: -40)) == FileIO.settle)
-            // A file no process holds open for writing: only `settleClosed`.
-            #expect(FileIO.stillLeft(info, now: changed(info, plus: 4), window: FileIO.settleClosed) == .milliseconds(6))
-            #expect(FileIO.stillLeft(info, now: changed(info, plus: 30), window: FileIO.settleClosed) == nil)
         }
     }
 
