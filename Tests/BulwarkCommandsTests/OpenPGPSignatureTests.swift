@@ -31,8 +31,8 @@ import Testing
         try g.gpg(["--quick-gen-key", "Eve <eve@example.org>", "ed25519", "sign", "1d"], faked: true)
         try g.gpg(["--output", g.keyring, "--export", "alice@example.org", "eve@example.org"])
         // git signs through this, so that eve's signature is made while her key was valid: twelve
-        // hours after the key's making, not at the same faked second (under load the key's
-        // making took seconds of its own faked clock, and a key made "in the future" signs nothing).
+        // hours after the key's making, not at the same faked second (once, on a loaded CI machine,
+        // gpg failed to sign here; a key stamped later than the signing clock is one way to that).
         try write(dir + "/gpg-2020", "#!/bin/sh\nexec /usr/bin/gpg --faked-system-time 20200101T120000 \"$@\"\n", mode: 0o755)
         return g
     }
