@@ -1,0 +1,43 @@
+@testable import BulwarkCore
+import BulwarkTestSupport
+import Foundation
+import Testing
+
+/// A record's values go into its commit message one line each: every control character becomes
+/// a space, checked now by value rather than through the Unicode tables.
+@Suite struct AuditMessageTextTests {
+    /// The old definition, through the Unicode tables.
+    static func byCategory(_ text: String) -> String {
+        String(text.unicodeScalars.map { $0.properties.generalCategory == .control ? " " : Character($0) })
+    }
+
+    @Test func everyScalarIsJudgedAsItsUnicodeCategoryJudgesIt() {
+        // Every plane-0 scalar and the first of plane 1, singly and between letters.
+        for value in UInt32(0)..<0x1_1000 {
+            guard let scalar = Unicode.Scalar(value) else { continue }
+            let text = "a" + String(scalar) + "b"
+            #expect(AuditRecord.oneLine(text) == Self.byCategory(text), "U+\(String(value, radix: 16))")
+        }
+    }
+
+    @Test func randomValuesComeOutAsTheTablesMadeThem() {
+        var generator = SystemRandomNumberGenerator()
+        let pool: [Unicode.Scalar] = ["a", "-", " ", "\n", "\r", "\t", "\u{0}", "\u{7f}", "\u{80}", "\u{85}", "\u{9f}",
+                                      "\u{a0}", "\u{2028}", "\u{2029}", "\u{301}", "é", "日", "\u{1F600}", "\u{FEFF}", "\u{1b}"]
+        for _ in 0..<5_000 {
+            var scalars = String.UnicodeScalarView()
+            for _ in 0..<Int.random(in: 0...12, using: &generator) { scalars.append(pool.randomElement(using: &generator)!) }
+            let text = String(scalars)
+            #expect(AuditRecord.oneLine(text) == Self.byCategory(text), "\(text.unicodeScalars.map { $0.value })")
+        }
+    }
+
+    @Test func aNewlineInAValueCannotForgeATrailer() {
+        var rng = SystemRandomNumberGenerator()
+        var record = RandomRecords.record(&rng)
+        record.reason = "fine\nBulwark-Decision: waived\u{85}Bulwark-Result: verified"
+        let message = record.commitMessage
+        #expect(message.contains("Reason: fine Bulwark-Decision: waived Bulwark-Result: verified\n"))
+        #expect(!message.split(separator: "\n").contains { $0.hasPrefix("Bulwark-Decision: waived") })
+    }
+}
