@@ -338,11 +338,13 @@ public struct Reconciler: Sendable {
         _ plan: Plan, state: DesiredState, audit: some AuditSink, journal: some IntentJournal,
         onEntry: @Sendable (CycleEntry) -> Void
     ) async -> CycleOutcome {
-        let ledger = PassLedger(buffered: await audit.beginBuffering())
+        let passSteps = steps(plan, state: state)
+        let ledger = PassLedger(buffered: await audit.beginBuffering(),
+                                expected: passSteps.reduce(0) { $0 + $1.remediations.count })
         // One lane per target, in the order of each target's first step.
         var lanes: [[(Int, PassStep)]] = []
         var laneOf: [String: Int] = [:]
-        for (position, step) in steps(plan, state: state).enumerated() {
+        for (position, step) in passSteps.enumerated() {
             let target = step.remediations[0].binding.target
             if let lane = laneOf[target] {
                 lanes[lane].append((position, step))

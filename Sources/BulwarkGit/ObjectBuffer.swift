@@ -16,7 +16,10 @@ struct FlushedPack {
 }
 
 /// The objects written while a buffer is open, in memory, in the order they were written: what
-/// the flush packs. One array holds the bytes of all of them; they are found by their raw ids.
+/// the flush packs. Their bytes are kept in chunks of `chunkSize`, each object whole in one
+/// chunk; they are found by their raw ids. One array doubling as it grew held up to twice the
+/// bytes, three times while it was copied: 2.6 MiB at the peak of a 100-root pass whose objects
+/// came to about 1 MiB.
 ///
 /// Not thread-safe: used by the repository that owns it and by libgit2 on that repository's
 /// thread, through the backend `makeBackend` returns.
@@ -24,13 +27,17 @@ final class BufferedObjects {
     struct Object {
         var id: git_oid
         var type: git_object_t
+        var chunk: Int
         var start: Int
         var count: Int
     }
 
+    /// Bytes a chunk is made with; a larger object gets a chunk of its own size.
+    static let chunkSize = 64 << 10
+
     private(set) var objects: [Object] = []
     private var positions: [TreeCache.Key: Int] = [:]
-    private var bytes: [UInt8] = []
+    private var chunks: [[UInt8]] = []
 
     var count: Int { objects.count }
     var isEmpty: Bool { objects.isEmpty }
@@ -40,7 +47,7 @@ final class BufferedObjects {
     func object(_ id: git_oid) -> Object? { positions[TreeCache.Key(id)].map { objects[$0] } }
 
     /// The bytes of `object`, sharing the buffer's storage (valid until the next `insert`).
-    func bytes(of object: Object) -> ArraySlice<UInt8> { bytes[object.start..<(object.start + object.count)] }
+    func bytes(of object: Object) -> ArraySlice<UInt8> { chunks[object.chunk][object.start..<(object.start + object.count)] }
 
     /// Keeps `data` as the object `id` of `type` (the caller hashed it); a second write of an id
     /// is dropped, as git's databases do.
@@ -48,14 +55,20 @@ final class BufferedObjects {
         let key = TreeCache.Key(id)
         guard positions[key] == nil else { return }
         positions[key] = objects.count
-        objects.append(Object(id: id, type: type, start: bytes.count, count: data.count))
-        bytes.append(contentsOf: data)
+        if chunks.isEmpty || chunks[chunks.count - 1].count + data.count > chunks[chunks.count - 1].capacity {
+            var chunk: [UInt8] = []
+            chunk.reserveCapacity(max(Self.chunkSize, data.count))
+            chunks.append(chunk)
+        }
+        let last = chunks.count - 1
+        objects.append(Object(id: id, type: type, chunk: last, start: chunks[last].count, count: data.count))
+        chunks[last].append(contentsOf: data)
     }
 
     func removeAll() {
         objects = []
         positions = [:]
-        bytes = []
+        chunks = []
     }
 
     /// The id git gives `data` as an object of `type`: the SHA-1 of `<type> <size>\0` and the bytes.
