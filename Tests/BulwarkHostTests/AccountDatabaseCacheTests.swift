@@ -59,3 +59,36 @@ import Testing
         try FileManager.default.setAttributes([.modificationDate: when], ofItemAtPath: path)
     }
 }
+
+/// The lock file names its holder while held and nobody once released, without being truncated
+/// at every take and release.
+@Suite struct HostLockRecordTests {
+    @Test func theLockNamesItsHolderWhileHeldAndIsBlankAfter() async throws {
+        try await withTemporaryDirectory { root in
+            let host = try HostRoot(root)
+            let file = root + "/run/bulwark/host.lock"
+            do {
+                let lock = try HostLock(host)
+                #expect(try String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines) == String(getpid()))
+                withExtendedLifetime(lock) {}
+            }
+            let blank = try String(contentsOfFile: file, encoding: .utf8)
+            #expect(blank.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty && blank.utf8.count == HostLock.recordSize)
+        }
+    }
+
+    @Test func longerContentLeftInTheLockFileIsCutToThePid() async throws {
+        try await withTemporaryDirectory { root in
+            let host = try HostRoot(root)
+            let file = root + "/run/bulwark/host.lock"
+            try FileManager.default.createDirectory(atPath: root + "/run/bulwark", withIntermediateDirectories: true)
+            try write(file, "99999999999999999999 left by an older Bulwark\n", mode: 0o600)
+            do {
+                let lock = try HostLock(host)
+                #expect(try String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines) == String(getpid()))
+                withExtendedLifetime(lock) {}
+            }
+            #expect(try String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines).isEmpty)
+        }
+    }
+}
