@@ -135,17 +135,19 @@ struct ApplyRun: Encodable {
         }
         await journal.compact()
         loaded.provenance.advanceBaseline(to: loaded.head, after: plan, stateDirectory: options.stateDirectory)
-        let entries = recovered + outcome.entries
+        // No copy of the pass's entries when nothing was recovered, and no filtered copy of them:
+        // each is about 600 bytes, and these copies were alive through the push.
+        let entries = recovered.isEmpty ? outcome.entries : recovered + outcome.entries
         var run = ApplyRun(
-            revision: loaded.state.revision, records: entries.filter { !$0.alreadyRecorded }.map(\.record),
-            commits: Dictionary(entries.compactMap { e in e.commit.map { (e.record.id, $0) } }, uniquingKeysWith: { a, _ in a }),
+            revision: loaded.state.revision, records: entries.compactMap { $0.alreadyRecorded ? nil : $0.record },
+            commits: Dictionary(entries.lazy.compactMap { e in e.commit.map { (e.record.id, $0) } }, uniquingKeysWith: { a, _ in a }),
             errors: outcome.auditFailures.map { "audit record not committed: \($0)" }
                 + (outcome.halted.map { ["stopped changing systems: \($0) (\(outcome.notAttempted) fix\(outcome.notAttempted == 1 ? "" : "es") left for the next run)"] } ?? [])
                 + plan.failures.map { "\($0.binding.target) \($0.binding.resource): \($0.message)" }
                 // Another Bulwark holds the target: nothing tried, nothing recorded; the drift stays.
                 + outcome.busy.map { "not applied, nothing recorded: \($0.remediation.binding.target) \($0.remediation.binding.resource): \($0.reason)" },
             pushed: 0, keptLocally: 0, pushError: nil)
-        run.remainingDrift = outcome.entries.filter { [.held, .deferred, .blocked, .escalated].contains($0.record.decision) }.count
+        run.remainingDrift = outcome.entries.reduce(0) { [.held, .deferred, .blocked, .escalated].contains($1.record.decision) ? $0 + 1 : $0 }
             + outcome.busy.count
         switch try await loaded.repository.publish() {
         case .upToDate: break

@@ -138,10 +138,14 @@ actor PassLedger {
         }
     }
 
-    /// The outcome, entries in plan order.
+    /// The outcome, entries in plan order. Called once, at the pass's end: the entries move out
+    /// of the ledger (sorted by index, not copied twice as sorted tuples and then mapped).
     func outcome() -> CycleOutcome {
         var outcome = CycleOutcome()
-        outcome.entries = entries.sorted { ($0.position, $0.order) < ($1.position, $1.order) }.map(\.entry)
+        // `order` is an entry's index in `entries`: this is a stable sort by position.
+        let sorted = entries.indices.sorted { (entries[$0].position, $0) < (entries[$1].position, $1) }
+        outcome.entries = sorted.map { entries[$0].entry }
+        entries = []
         outcome.auditFailures = auditFailures
         outcome.halted = halted
         outcome.notAttempted = notAttempted
