@@ -1,4 +1,5 @@
 @testable import BulwarkHost
+import BulwarkCore
 import BulwarkTestSupport
 import Foundation
 import Testing
@@ -51,6 +52,45 @@ import Testing
             try handle.write(contentsOf: Data("root:x:0:\nsecret:x:42:\n".utf8))
             try handle.close()
             #expect(try AccountDatabase(root: host).groupName(42) == "secret")
+        }
+    }
+
+    /// Under the target's lock, a parse is kept only from files that have been still for two
+    /// seconds; a status changed a moment ago by Bulwark's own fix of the file's mode (content
+    /// untouched for an hour) does not count as a change, while the same chmod by anyone else does.
+    @Test(arguments: [true, false])
+    func aModeFixByBulwarkLeavesTheParseReusableUnderTheLockAndAnyoneElsesDoesNot(byBulwark: Bool) async throws {
+        guard isRoot else { return }
+        try await withTemporaryDirectory { root in
+            try write(root + "/etc/passwd", "root:x:0:0::/root:/bin/sh\nadmin:x:1000:1000::/home/admin:/bin/sh\n")
+            try write(root + "/etc/group", "root:x:0:\nshadow:x:42:\n", mode: 0o666)
+            for file in ["/etc/passwd", "/etc/group"] { try setModified(root + file, secondsAgo: 3600) }
+            // Status unchanged for two whole seconds of the clock (setting the times changed it):
+            // passwd is then settled for the cache, and group was still before the fix (its own
+            // change is trusted).
+            usleep(3_100_000)
+            if byBulwark {
+                let state = try hostState(root: root, resource("FileMode", "g", "path: /etc/group\nmode: \"0644\""))
+                let (_, outcome) = try await reconcile(state)
+                #expect(outcome.verified.count == 1)
+            } else {
+                #expect(chmod(root + "/etc/group", 0o644) == 0)
+            }
+            #expect(modeAndOwner(root + "/etc/group").mode == 0o644)
+
+            let host = try HostRoot(root)
+            let lock = try HostLock(host)
+            #expect(try AccountDatabase(root: host).groupName(42) == "shadow")
+            let resolved = Set([try host.resolve("etc/passwd"), try host.resolve("etc/group")])
+            let kept = AccountDatabase.cache.lookup(host.path, paths: resolved, settledOnly: true) != nil
+            #expect(kept == byBulwark, byBulwark ? "Bulwark's own chmod is not a change of content" : "a chmod by someone else a moment ago")
+
+            // Whatever was kept, a same-size rewrite of the content is seen at once.
+            let handle = try #require(FileHandle(forWritingAtPath: root + "/etc/group"))
+            try handle.write(contentsOf: Data("root:x:0:\nsecret:x:42:\n".utf8))
+            try handle.close()
+            #expect(try AccountDatabase(root: host).groupName(42) == "secret")
+            withExtendedLifetime(lock) {}
         }
     }
 
