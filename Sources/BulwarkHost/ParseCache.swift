@@ -1,3 +1,4 @@
+internal import CLinux
 internal import Foundation
 internal import Synchronization
 internal import BulwarkCore
@@ -21,12 +22,28 @@ final class ParseCache<Value: Sendable>: Sendable {
     ///
     /// A parse stored from files changed a moment ago (`unlessRecent`) serves only reads in
     /// the observation scope that made it, and never one with `settledOnly` (under the lock).
+    /// With `settledOnly`, no parse serves while a process holds one of its files open for writing.
     func lookup(_ key: String, paths: Set<String>? = nil, settledOnly: Bool = false) -> Value? {
         guard let entry = entries.withLock({ $0[key] }) else { return nil }
         if let scope = entry.scope, settledOnly || scope != ObservationScope.current?.id { return nil }
         if let paths, Set(entry.files.keys) != paths { return nil }
         for (path, identity) in entry.files where Self.identity(path) != identity { return nil }
+        if settledOnly {
+            for (path, identity) in entry.files where identity != nil && Self.mayBeWritten(path) { return nil }
+        }
         return entry.value
+    }
+
+    /// Whether a process may hold the file open for writing, or a writable shared mapping of it
+    /// (which keeps it open): such a writer can change bytes without moving any time the key
+    /// holds (a page of a mapping written to a second time; on tmpfs, every time), so under the
+    /// lock a parse is not reused while one exists and the fix reads the file itself. Asked of
+    /// the kernel with a read lease; where it cannot answer, the answer is yes.
+    private static func mayBeWritten(_ path: String) -> Bool {
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)
+        guard fd >= 0 else { return true }
+        defer { close(fd) }
+        return bulwark_open_for_writing(fd) != 0
     }
 
     /// Stores `value` with the identities taken before its files were read. With

@@ -94,6 +94,42 @@ import Testing
         }
     }
 
+    /// A writer holding a writable shared mapping of etc/group can change its bytes again
+    /// without moving any time (only a page's first write stamps the file, until writeback;
+    /// a reviewer's attack, from an unprivileged process): under the lock the parse is not reused
+    /// while the mapping exists, and the next read sees the change. (Without a writer a settled
+    /// parse is reused: `aModeFixByBulwark…`.)
+    @Test func aWritableMappingOfGroupKeepsItsParseFromBeingReusedUnderTheLock() async throws {
+        try await withTemporaryDirectory { root in
+            try write(root + "/etc/passwd", "root:x:0:0::/root:/bin/sh\n")
+            try write(root + "/etc/group", "root:x:0:\nshadow:x:42:\n")
+            let host = try HostRoot(root)
+            let resolved = Set([try host.resolve("etc/passwd"), try host.resolve("etc/group")])
+            let lock = try HostLock(host)
+            func reusable() -> Bool { AccountDatabase.cache.lookup(host.path, paths: resolved, settledOnly: true) != nil }
+
+            // The writer maps the file, writes a page once (stamping it), and closes its descriptor.
+            let fd = open(root + "/etc/group", O_RDWR | O_CLOEXEC)
+            try #require(fd >= 0)
+            let size = 23
+            let mapped = try #require(mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0))
+            try #require(mapped != MAP_FAILED)
+            close(fd)
+            let bytes = mapped.assumingMemoryBound(to: UInt8.self)
+            bytes[0] = bytes[0]
+            for file in ["/etc/passwd", "/etc/group"] { try setModified(root + file, secondsAgo: 3600) }
+            usleep(3_100_000)  // settled: status unchanged for two whole seconds of the clock
+
+            #expect(try AccountDatabase(root: host).groupName(42) == "shadow")
+            #expect(!reusable(), "a writable mapping of etc/group exists")
+            for (offset, byte) in "secret".utf8.enumerated() { bytes[10 + offset] = byte }
+            #expect(try AccountDatabase(root: host).groupName(42) == "secret")
+
+            munmap(mapped, size)
+            withExtendedLifetime(lock) {}
+        }
+    }
+
     func setModified(_ path: String, secondsAgo: Int) throws {
         let when = Date().addingTimeInterval(-Double(secondsAgo))
         try FileManager.default.setAttributes([.modificationDate: when], ofItemAtPath: path)
