@@ -55,7 +55,7 @@ final class BufferedObjects {
         let key = TreeCache.Key(id)
         guard positions[key] == nil else { return }
         positions[key] = objects.count
-        if chunks.isEmpty || chunks[chunks.count - 1].count + data.count > chunks[chunks.count - 1].capacity {
+        if chunks.last.map({ $0.count + data.count > $0.capacity }) ?? true {
             var chunk: [UInt8] = []
             chunk.reserveCapacity(max(Self.chunkSize, data.count))
             chunks.append(chunk)

@@ -1,4 +1,3 @@
-internal import CLinux
 internal import Foundation
 internal import Synchronization
 internal import BulwarkCore
@@ -27,23 +26,24 @@ final class ParseCache<Value: Sendable>: Sendable {
         guard let entry = entries.withLock({ $0[key] }) else { return nil }
         if let scope = entry.scope, settledOnly || scope != ObservationScope.current?.id { return nil }
         if let paths, Set(entry.files.keys) != paths { return nil }
-        for (path, identity) in entry.files where Self.identity(path) != identity { return nil }
-        if settledOnly {
-            for (path, identity) in entry.files where identity != nil && Self.mayBeWritten(path) { return nil }
+        for (path, identity) in entry.files {
+            let unchanged = settledOnly && identity != nil ? Self.unwritten(path, is: identity) : Self.identity(path) == identity
+            if !unchanged { return nil }
         }
         return entry.value
     }
 
-    /// Whether a process may hold the file open for writing, or a writable shared mapping of it
-    /// (which keeps it open): such a writer can change bytes without moving any time the key
-    /// holds (a page of a mapping written to a second time; on tmpfs, every time), so under the
-    /// lock a parse is not reused while one exists and the fix reads the file itself. Asked of
-    /// the kernel with a read lease; where it cannot answer, the answer is yes.
-    private static func mayBeWritten(_ path: String) -> Bool {
+    /// Under the lock: whether the file at `path` is still `identity` and no process holds it
+    /// open for writing or mapped writable (`FileIO.writers`). Such a writer can change bytes
+    /// without moving any time the key holds (a page of a mapping written to a second time; on
+    /// tmpfs, every time), so a parse is not reused while one exists and the fix reads the file
+    /// itself. Where the kernel cannot say, it is not reused either.
+    private static func unwritten(_ path: String, is identity: ContentKey?) -> Bool {
         let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)
-        guard fd >= 0 else { return true }
+        guard fd >= 0 else { return false }
         defer { close(fd) }
-        return bulwark_open_for_writing(fd) != 0
+        var info = stat()
+        return fstat(fd, &info) == 0 && ContentKey(info) == identity && FileIO.writers(of: fd, status: info) == .none
     }
 
     /// Stores `value` with the identities taken before its files were read. With
@@ -65,9 +65,12 @@ final class ParseCache<Value: Sendable>: Sendable {
     }
 
     fileprivate static func identity(_ path: String) -> ContentKey? {
+        status(path).map(ContentKey.init)
+    }
+
+    fileprivate static func status(_ path: String) -> stat? {
         var info = stat()
-        guard stat(path, &info) == 0 else { return nil }
-        return ContentKey(info)
+        return stat(path, &info) == 0 ? info : nil
     }
 }
 
@@ -88,14 +91,10 @@ struct FileSnapshot: Sendable {
 
     mutating func take(_ path: String) {
         guard files[path] == nil else { return }
-        var info = stat()
-        guard stat(path, &info) == 0 else {
-            files[path] = .some(nil)
-            return
-        }
-        let key = ContentKey(info)
+        let info = ParseCache<Int>.status(path)
+        let key = info.map(ContentKey.init)
         files[path] = .some(key)
-        if !ContentKey.isRecent(key.modified), OwnChanges.isOwn(info) { ownChange.insert(path) }
+        if let info, let key, !ContentKey.isRecent(key.modified), OwnChanges.isOwn(info) { ownChange.insert(path) }
     }
 }
 

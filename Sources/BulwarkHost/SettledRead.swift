@@ -81,6 +81,12 @@ extension FileIO {
         defer { close(fd) }
         var opened = stat()
         guard fstat(fd, &opened) == 0, status(opened) == status(info) else { return .changed }
+        return writers(of: fd, status: opened)
+    }
+
+    /// Whether a process holds the file open at `fd` (read-only, whose status is `info`) open
+    /// for writing, or a writable shared mapping of it (which keeps it open).
+    static func writers(of fd: Int32, status info: stat) -> Writers {
         guard (info.st_mode & S_IFMT) == S_IFREG else { return .unknown }
         switch bulwark_open_for_writing(fd) {
         case 0: return .none
