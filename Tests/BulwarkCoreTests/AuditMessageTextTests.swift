@@ -35,6 +35,8 @@ import Testing
     @Test func aNewlineInAValueCannotForgeATrailer() {
         var rng = SystemRandomNumberGenerator()
         var record = RandomRecords.record(&rng)
+        // Its own decision is not the one the reason tries to forge (a random record can be waived).
+        record.decision = .applied
         record.reason = "fine\nBulwark-Decision: waived\u{85}Bulwark-Result: verified"
         let message = record.commitMessage
         #expect(message.contains("Reason: fine Bulwark-Decision: waived Bulwark-Result: verified\n"))
