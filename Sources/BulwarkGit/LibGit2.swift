@@ -4,6 +4,9 @@ internal import Foundation
 /// Runs `git_libgit2_init()` exactly once per process, and sets how much memory libgit2 may hold.
 enum LibGit2 {
     private static let initialized: Bool = {
+        // Before libgit2's init: OpenSSL is initialised when an ssh:// remote is first used,
+        // not in every process (see the shim).
+        _ = bulwark_ssh_defer_crypto_init()
         git_libgit2_init()
         // libgit2 keeps every commit and tree it parses in a per-repository object cache (256 MiB
         // by default). Bulwark reads almost every object once: the objects of each audit commit
