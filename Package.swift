@@ -8,9 +8,6 @@ let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
     .enableUpcomingFeature("InternalImportsByDefault"),
     .enableUpcomingFeature("MemberImportVisibility"),
-    // Each function in its own section, so that the linker can lay out the binary's functions in
-    // the order of packaging/bulwark.order (see the bulwark target).
-    .unsafeFlags(["-Xfrontend", "-function-sections"], .when(platforms: [.linux], configuration: .release)),
 ]
 
 /// Everything at the top of the package but the baseline's folders and its module: excluded from
@@ -155,20 +152,9 @@ let package = Package(
         // R_X86_64_RELATIVE entries (1.7 MB) were read at every start; 1.6 MiB less resident for
         // `bulwark --version`, about 2 MiB less at the peak of a 100-root apply. lld ships with
         // the Swift toolchain.
-        // A release build lays out first the functions the usual commands run, in the order they
-        // first run (packaging/bulwark.order, made by scripts/order-file): the kernel maps 64 KiB
-        // of the binary around each page touched, and those 2 MiB of functions were spread over
-        // all 17 MB of its code. Dependencies' functions get sections of their own only with
-        // `-Xswiftc -Xfrontend -Xswiftc -function-sections -Xcc -ffunction-sections` on the
-        // command line (`make deb` passes them); without, each moves with its whole file. A
-        // symbol the build no longer has is skipped (OrderFileTests says how stale the order is).
         .executableTarget(
             name: "bulwark", dependencies: ["BulwarkCommands"], swiftSettings: swiftSettings,
-            linkerSettings: [
-                .unsafeFlags(["-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"], .when(platforms: [.linux])),
-                .unsafeFlags(["-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/packaging/bulwark.order",
-                              "-Xlinker", "--no-warn-symbol-ordering"], .when(platforms: [.linux], configuration: .release)),
-            ]),
+            linkerSettings: [.unsafeFlags(["-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"], .when(platforms: [.linux]))]),
 
         // Temporary folders and real processes (git, the bulwark binary) for the tests.
         .target(name: "BulwarkTestSupport", dependencies: ["BulwarkCore"], path: "Tests/Support", swiftSettings: swiftSettings),

@@ -6,7 +6,7 @@ import Testing
 let orderFileNM = ["/usr/bin/nm", "/opt/swift/usr/bin/llvm-nm"].first { FileManager.default.isExecutableFile(atPath: $0) }
 
 /// packaging/bulwark.order, the order in which a release build lays out the functions the usual
-/// commands run (see Package.swift): the linker skips a name the code no longer has, so an order
+/// commands run (`make release`): the linker skips a name the code no longer has, so an order
 /// left behind by the code loses its effect without a word. This says when to run
 /// scripts/order-file again. Read against the built binary with `nm` (a debug build has the
 /// same names for Bulwark's own functions, bar the specialised copies only a release build makes).
