@@ -68,7 +68,10 @@ let package = Package(
         // Linux system calls Glibc does not wrap (openat2), for the host adapter's path walks.
         .systemLibrary(name: "CLinux"),
         // BulwarkCore (no I/O) for the one redaction function.
-        .target(name: "BulwarkGit", dependencies: ["CLibGit2", "BulwarkCore", .product(name: "Crypto", package: "swift-crypto")],
+        // libssh2's crypto initialisation deferred where that is safe (dladdr, dl_iterate_phdr:
+        // a C target of its own, compiled with _GNU_SOURCE, which Swift's Glibc module is not).
+        .target(name: "CSSHInit"),
+        .target(name: "BulwarkGit", dependencies: ["CLibGit2", "CSSHInit", "BulwarkCore", .product(name: "Crypto", package: "swift-crypto")],
                 swiftSettings: swiftSettings),
         .target(name: "BulwarkCore", dependencies: ["CLibYAML"], swiftSettings: swiftSettings),
         // The one bounded runner of helper programs (deadline, terminate then kill, output to files).
@@ -158,7 +161,7 @@ let package = Package(
 
         // Temporary folders and real processes (git, the bulwark binary) for the tests.
         .target(name: "BulwarkTestSupport", dependencies: ["BulwarkCore"], path: "Tests/Support", swiftSettings: swiftSettings),
-        .testTarget(name: "BulwarkGitTests", dependencies: ["BulwarkGit", "BulwarkTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "BulwarkGitTests", dependencies: ["BulwarkGit", "CSSHInit", "BulwarkTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "BulwarkCoreTests", dependencies: ["BulwarkCore", "BulwarkTestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "BulwarkHostTests", dependencies: ["BulwarkHost", "BulwarkCore", "BulwarkTestSupport"],

@@ -1,11 +1,12 @@
 internal import CLibGit2
+internal import CSSHInit
 internal import Foundation
 
 /// Runs `git_libgit2_init()` exactly once per process, and sets how much memory libgit2 may hold.
 enum LibGit2 {
     private static let initialized: Bool = {
-        // Before libgit2's init: OpenSSL is initialised when an ssh:// remote is first used,
-        // not in every process (see the shim).
+        // Before libgit2's init: with libssh2's OpenSSL backend, OpenSSL initialises itself when
+        // an ssh:// remote is first used, not in every process (see CSSHInit.c).
         _ = bulwark_ssh_defer_crypto_init()
         git_libgit2_init()
         // libgit2 keeps every commit and tree it parses in a per-repository object cache (256 MiB

@@ -10,17 +10,6 @@ typedef struct bulwark_odb_backend {
     git_odb_backend parent;
     void *objects;
 } bulwark_odb_backend;
-// libssh2, which Debian's libgit2 links for ssh:// remotes, initialises all of OpenSSL's libcrypto
-// (every cipher and digest, the configuration file) from git_libgit2_init: about 1.5 MiB resident
-// in every process, whether or not it ever speaks SSH. Called first, this initialises libssh2
-// without it (LIBSSH2_INIT_NO_CRYPTO); libgit2's own libssh2_init then only counts, and OpenSSL
-// (3.0 and later) initialises itself on its first use, when an ssh:// remote is reached. Looked
-// up at run time: a libgit2 built without libssh2 has nothing to defer (returns 1).
-#include <dlfcn.h>
-static inline int bulwark_ssh_defer_crypto_init(void) {
-    int (*init)(int) = (int (*)(int))dlsym(RTLD_DEFAULT, "libssh2_init");
-    return init ? init(0x0001 /* LIBSSH2_INIT_NO_CRYPTO */) : 1;
-}
 // zlib, which libgit2 itself links: to check loose objects before libgit2 reads them.
 #include <zlib.h>
 // git_libgit2_opts is variadic (not callable from Swift): the options Bulwark sets and reads.
