@@ -29,11 +29,15 @@ benchmarks: setup
 # run, so that they take 2 MiB of pages instead of being spread over 17 MB (the kernel maps 64 KiB
 # of the binary around each page touched). Every module's functions get sections of their own for
 # it; a name the build no longer has is skipped (OrderFileTests says when the order is stale).
+# Its own build folder (its compiler flags differ from `make deb`'s); the binary is removed first
+# so that a new order is linked in even when nothing was compiled.
+RELEASE_SCRATCH ?= $(CURDIR)/.build-ordered
 ORDER_FLAGS = -Xswiftc -Xfrontend -Xswiftc -function-sections -Xcc -ffunction-sections \
-	-Xlinker --symbol-ordering-file=$(CURDIR)/packaging/bulwark.order -Xlinker --no-warn-symbol-ordering
+	-Xlinker '--symbol-ordering-file=$(CURDIR)/packaging/bulwark.order' -Xlinker --no-warn-symbol-ordering
 release: setup
-	rm -f $(SCRATCH)/release.yaml $(SCRATCH)/release/description.json
-	swift build $(SWIFT_FLAGS) -c release $(ORDER_FLAGS) --product bulwark
+	rm -f '$(RELEASE_SCRATCH)/release.yaml' '$(RELEASE_SCRATCH)/release/description.json' '$(RELEASE_SCRATCH)/release/bulwark'
+	swift build --scratch-path '$(RELEASE_SCRATCH)' -c release $(ORDER_FLAGS) --product bulwark
+	@echo 'built $(RELEASE_SCRATCH)/release/bulwark
 
 # Regenerates packaging/bulwark.order (about 20 minutes: a coverage build, then the benchmarks'
 # fleet and daemon runs; needs root, sshd and git, as they do).
