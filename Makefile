@@ -37,7 +37,7 @@ ORDER_FLAGS = -Xswiftc -Xfrontend -Xswiftc -function-sections -Xcc -ffunction-se
 release: setup
 	rm -f '$(RELEASE_SCRATCH)/release.yaml' '$(RELEASE_SCRATCH)/release/description.json' '$(RELEASE_SCRATCH)/release/bulwark'
 	swift build --scratch-path '$(RELEASE_SCRATCH)' -c release $(ORDER_FLAGS) --product bulwark
-	@echo 'built $(RELEASE_SCRATCH)/release/bulwark
+	@echo 'built $(RELEASE_SCRATCH)/release/bulwark'
 
 # Regenerates packaging/bulwark.order (about 20 minutes: a coverage build, then the benchmarks'
 # fleet and daemon runs; needs root, sshd and git, as they do).
