@@ -27,7 +27,7 @@ final class ParseCache<Value: Sendable>: Sendable {
         if let scope = entry.scope, settledOnly || scope != ObservationScope.current?.id { return nil }
         if let paths, Set(entry.files.keys) != paths { return nil }
         for (path, identity) in entry.files {
-            let unchanged = settledOnly && identity != nil ? Self.unwritten(path, is: identity) : Self.identity(path) == identity
+            let unchanged = settledOnly && identity != nil ? Self.unwritten(path, is: identity) : fileStatus(path).map(ContentKey.init) == identity
             if !unchanged { return nil }
         }
         return entry.value
@@ -64,14 +64,12 @@ final class ParseCache<Value: Sendable>: Sendable {
         entries.withLock { $0[key] = Entry(value: value, files: snapshot.files, scope: scope) }
     }
 
-    fileprivate static func identity(_ path: String) -> ContentKey? {
-        status(path).map(ContentKey.init)
-    }
+}
 
-    fileprivate static func status(_ path: String) -> stat? {
-        var info = stat()
-        return stat(path, &info) == 0 ? info : nil
-    }
+/// The status of the file at `path` (`stat`), or nil when there is none.
+private func fileStatus(_ path: String) -> stat? {
+    var info = stat()
+    return stat(path, &info) == 0 ? info : nil
 }
 
 /// Identities of files taken *before* they are read: a cache entry stored with identities taken
@@ -91,7 +89,7 @@ struct FileSnapshot: Sendable {
 
     mutating func take(_ path: String) {
         guard files[path] == nil else { return }
-        let info = ParseCache<Int>.status(path)
+        let info = fileStatus(path)
         let key = info.map(ContentKey.init)
         files[path] = .some(key)
         if let info, let key, !ContentKey.isRecent(key.modified), OwnChanges.isOwn(info) { ownChange.insert(path) }

@@ -1,4 +1,3 @@
-@testable import BulwarkGit
 import CSSHInit
 import Foundation
 import Testing
