@@ -79,7 +79,7 @@ import Testing
                 guard range.count == 2, let start = Int(range[0], radix: 16), let end = Int(range[1], radix: 16) else { continue }
                 mapped += end - start
             }
-            #expect(GitLibrary.mappedPackLimit == 4 << 20)
+            #expect(GitLibrary.mappedPackLimit == 1 << 20)
             // (Windows of other suites' reads count against the same process-wide limit, so
             // this test's share can only be smaller.)
             #expect(mapped <= GitLibrary.mappedPackLimit, "\(mapped) bytes of packs mapped")
