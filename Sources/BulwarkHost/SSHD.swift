@@ -377,7 +377,9 @@ public struct SSHDValidator: Sendable {
 
     private func check(_ path: String, with executable: String) throws {
         // Through the one bounded runner: an sshd that hangs must not hang the apply.
-        SSHDProbeCounter.current?.count()
+        let counter = SSHDProbeCounter.current
+        counter?.started()
+        defer { counter?.ended() }
         let outcome: BoundedProcess.Outcome
         do {
             outcome = try BoundedProcess.Command(executable: executable, arguments: ["-t", "-f", path],

@@ -58,6 +58,9 @@ final class SSHDProbeCache: Sendable {
         }
     }
 
+    /// Whether an answer for `key` is stored.
+    func knows(_ key: ProbeKey) -> Bool { entries.withLock { $0.answers[key] != nil } }
+
     private func store(_ answer: [String: [String]], for key: ProbeKey) {
         entries.withLock { entries in
             if entries.answers.updateValue(answer, forKey: key) == nil { entries.order.append(key) }
@@ -122,14 +125,25 @@ enum SSHDHostKey {
 public final class SSHDProbeCounter: Sendable {
     @TaskLocal public static var current: SSHDProbeCounter?
 
-    private let runs = Mutex(0)
+    private let runs = Mutex((started: 0, running: 0, peak: 0))
 
     public init() {}
 
     /// sshd processes started so far (`sshd -t` and `sshd -T`).
-    public var sshdRuns: Int { runs.withLock { $0 } }
+    public var sshdRuns: Int { runs.withLock { $0.started } }
 
-    func count() { runs.withLock { $0 += 1 } }
+    /// The most sshd processes that ran at once.
+    public var peakConcurrentRuns: Int { runs.withLock { $0.peak } }
+
+    func started() {
+        runs.withLock { runs in
+            runs.started += 1
+            runs.running += 1
+            runs.peak = max(runs.peak, runs.running)
+        }
+    }
+
+    func ended() { runs.withLock { $0.running -= 1 } }
 }
 
 /// Files of a probe's private folder, and the key of sshd's verdict on a file's exact bytes.

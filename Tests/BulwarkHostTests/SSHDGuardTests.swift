@@ -513,6 +513,31 @@ import Testing
         #expect(eight == one, "8 identical hosts ran sshd \(eight) times, one host \(one)")
     }
 
+    /// A setting that decides who can log in is judged by sshd's answers for root and for the
+    /// first administrator: both sshd processes run at once, not one after the other. The
+    /// verdict is the same as when they ran in turn: allowed here, blocked below.
+    @Test func rootAndTheFirstAdministratorAreProbedAtOnce() async throws {
+        try await withTemporaryDirectory { root in
+            // A marker no other test uses: no answer comes from another test's probes.
+            try host(root, [root0, admin], config: debian + "# concurrent probe test \(UUID().uuidString)\n")
+            let counter = SSHDProbeCounter()
+            try await SSHDProbeCounter.$current.withValue(counter) {
+                try await expectApplied(root, resource("SSHDConfig", "s", "MaxAuthTries: 3"))
+            }
+            #expect(counter.sshdRuns == 3, "sshd -T for root and admin, sshd -t before the write: \(counter.sshdRuns)")
+            #expect(counter.peakConcurrentRuns == 2)
+            #expect(try read(root + "/etc/ssh/sshd_config").contains("\nMaxAuthTries 3\n"))
+        }
+        try await withTemporaryDirectory { root in
+            try host(root, [root0, admin], config: debian + "# concurrent probe test \(UUID().uuidString)\n")
+            let counter = SSHDProbeCounter()
+            try await SSHDProbeCounter.$current.withValue(counter) {
+                _ = try await expectBlocked(root, resource("SSHDConfig", "s", "AllowUsers: nobody"), reason: "no account could log in over SSH")
+            }
+            #expect(counter.peakConcurrentRuns == 2)
+        }
+    }
+
     @Test func anIdenticalProbeRunsSshdOnceAndAChangedByteProbesAgain() async throws {
         try await withTemporaryDirectory { root in
             // A marker no other test uses: the first judgement cannot reuse another test's answer.
