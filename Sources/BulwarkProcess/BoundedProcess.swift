@@ -1,6 +1,7 @@
 internal import Foundation
 #if canImport(Glibc)
 internal import Glibc
+internal import CLinux
 #endif
 
 /// Bulwark's one runner of other programs (sshd -t/-T, ssh-keygen, gpgv, apt and dpkg, an
@@ -169,12 +170,13 @@ public enum BoundedProcess {
         func runBlocking(combined: Bool) throws(Failure) -> Outcome {
             let files = try OutputFiles(self, combined: combined)
             var child = try spawn(files)
+            let exit = ChildExit(child.pid)
             var pause: UInt32 = 500
             while true {
                 // The bound first: a child over it is killed for that, even past its deadline.
                 files.enforce(command: self, on: &child)
                 if child.poll() { break }
-                usleep(pause)
+                exit.wait(upTo: pause)
                 pause = min(pause * 2, 10_000)
             }
             return files.outcome(child, command: self)
@@ -245,6 +247,30 @@ public enum BoundedProcess {
         if let closeFrom, closeFrom(&actions, 3) == 0 { return }
         for name in (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? [] {
             if let open = Int32(name), open > 2 { posix_spawn_file_actions_addclose(&actions, open) }
+        }
+    }
+
+    /// Waits for a child's end, or for a pause between looks at it, whichever comes first:
+    /// through a pidfd, which the kernel makes readable the moment the child ends. Sleeping the
+    /// whole pause instead, with pauses doubling up to 10 ms, found an `sshd -T` of 8 ms ended
+    /// at 15.5 ms: a 100-host apply's 16 probes, run in turn, waited about 0.1 s for nothing.
+    /// Where the kernel has no pidfd (before 5.3, or a seccomp filter), it sleeps as before.
+    final class ChildExit {
+        let descriptor: Int32
+
+        init(_ pid: pid_t) { descriptor = bulwark_pidfd_open(pid) }
+
+        deinit { if descriptor >= 0 { close(descriptor) } }
+
+        /// Returns when the child has ended or `microseconds` have passed (in whole milliseconds,
+        /// at least one), or a signal came.
+        func wait(upTo microseconds: UInt32) {
+            guard descriptor >= 0 else {
+                usleep(microseconds)
+                return
+            }
+            var watched = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
+            _ = poll(&watched, 1, Int32(max(1, (microseconds + 999) / 1_000)))
         }
     }
 

@@ -1,4 +1,4 @@
-import BulwarkProcess
+@testable import BulwarkProcess
 import BulwarkTestSupport
 import Foundation
 import Testing
@@ -13,6 +13,34 @@ import Testing
             #expect(result.status == 3 && result.output == "out\n" && result.errors == "err" && !result.truncated)
             #expect(try FileManager.default.contentsOfDirectory(atPath: folder).isEmpty)
         }
+    }
+
+    /// The wait between looks at a child ends when the child ends (its pidfd), not when the
+    /// pause is over; a child still running is waited for only the pause.
+    @Test func theWaitForAChildEndsWhenTheChildDoes() throws {
+        func spawn(_ seconds: String) throws -> pid_t {
+            var pid: pid_t = 0
+            let argv: [UnsafeMutablePointer<CChar>?] = [strdup("/bin/sleep"), strdup(seconds), nil]
+            defer { argv.forEach { free($0) } }
+            try #require(posix_spawn(&pid, "/bin/sleep", nil, nil, argv, nil) == 0)
+            return pid
+        }
+        var status: Int32 = 0
+        let quick = try spawn("0.05")
+        let exit = BoundedProcess.ChildExit(quick)
+        #expect(exit.descriptor >= 0, "this kernel offers pidfd_open")
+        let start = ContinuousClock.now
+        exit.wait(upTo: 20_000_000)
+        #expect(ContinuousClock.now - start < .seconds(10), "woken by the end, not after the 20 s pause")
+        #expect(waitpid(quick, &status, WNOHANG) == quick, "the child had ended")
+
+        let slow = try spawn("30")
+        defer {
+            kill(slow, SIGKILL)
+            waitpid(slow, &status, 0)
+        }
+        BoundedProcess.ChildExit(slow).wait(upTo: 50_000)
+        #expect(waitpid(slow, &status, WNOHANG) == 0, "still running after the pause")
     }
 
     @Test func standardInputIsReadFromTheGivenFile() async throws {
