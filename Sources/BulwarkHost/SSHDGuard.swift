@@ -169,10 +169,12 @@ final class SSHDProbe {
     /// Asks sshd for the effective settings of several `users` at once, one process each, so
     /// that the `effective(user:)` calls that follow find their answers. Judged one after the
     /// other, a fleet's sshd changes waited on each probe in turn, a core idle (16 probes of
-    /// about 18 ms each for 8 settings). Nothing is started when fewer than two are unknown;
+    /// about 18 ms each for 8 settings). Nothing is started when fewer than two are to be asked;
     /// a rejection is not kept (the caller's own call then runs sshd and throws with its message).
     func prefetch(users: [String]) {
-        let queries = users.map(effectiveQuery).filter { !SSHDProbeCache.shared.knows($0.key) }
+        // A query another caller is answering now (a fleet's identical hosts) is waited for
+        // by `effective(user:)`: no folder and no thread for it here.
+        let queries = users.map(effectiveQuery).filter { !SSHDProbeCache.shared.isAnsweredOrRunning($0.key) }
         // The folder is made here, before any other thread could read it.
         guard queries.count > 1, let directory = try? materialize() else { return }
         let executable = self.executable

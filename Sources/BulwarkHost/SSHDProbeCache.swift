@@ -58,8 +58,10 @@ final class SSHDProbeCache: Sendable {
         }
     }
 
-    /// Whether an answer for `key` is stored.
-    func knows(_ key: ProbeKey) -> Bool { entries.withLock { $0.answers[key] != nil } }
+    /// Whether an answer for `key` is stored or being computed by another caller now.
+    func isAnsweredOrRunning(_ key: ProbeKey) -> Bool {
+        entries.withLock { $0.answers[key] != nil || $0.running.contains(key) }
+    }
 
     private func store(_ answer: [String: [String]], for key: ProbeKey) {
         entries.withLock { entries in
