@@ -1,7 +1,5 @@
 internal import Foundation
-#if canImport(FoundationXML)
-internal import FoundationXML
-#endif
+internal import BulwarkCore
 
 /// An element of an AWS XML answer: its name without namespace, its text, its children.
 struct XMLElement: Sendable {
@@ -26,34 +24,33 @@ struct XMLElement: Sendable {
         return nil
     }
 
+    /// The document's root element; nil when it is not well-formed XML (`XMLStream`).
     static func parse(_ bytes: [UInt8]) -> XMLElement? {
-        let builder = Builder()
-        let parser = XMLParser(data: Data(bytes))
-        parser.delegate = builder
-        parser.shouldProcessNamespaces = false
-        guard parser.parse() else { return nil }
+        var builder = Builder()
+        guard (try? XMLStream.parse(bytes, namespaces: false, into: &builder)) == true else { return nil }
         return builder.root
     }
 
-    private final class Builder: NSObject, XMLParserDelegate {
+    private struct Builder: XMLStreamHandler {
         var stack: [XMLElement] = []
         var root: XMLElement?
 
-        func parser(_ parser: XMLParser, didStartElement name: String, namespaceURI: String?, qualifiedName: String?,
-                    attributes: [String: String] = [:]) {
+        mutating func start(_ name: String, namespace: String?, attributes: [String: String]) -> Bool {
             let local = name.split(separator: ":").last.map(String.init) ?? name
             stack.append(XMLElement(name: local))
+            return true
         }
 
-        func parser(_ parser: XMLParser, foundCharacters string: String) {
+        mutating func text(_ string: String) {
             guard !stack.isEmpty else { return }
             stack[stack.count - 1].text += string
         }
 
-        func parser(_ parser: XMLParser, didEndElement name: String, namespaceURI: String?, qualifiedName: String?) {
-            guard var element = stack.popLast() else { return }
+        mutating func end(_ name: String, namespace: String?) -> Bool {
+            guard var element = stack.popLast() else { return true }
             element.text = element.text.trimmingCharacters(in: .whitespacesAndNewlines)
             if stack.isEmpty { root = element } else { stack[stack.count - 1].children.append(element) }
+            return true
         }
     }
 }

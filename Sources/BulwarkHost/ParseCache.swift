@@ -1,6 +1,8 @@
 internal import Foundation
 internal import Synchronization
 internal import BulwarkCore
+// `stat` and `timespec`: in a build where CLinux's header brings them in first, their members are CLinux's.
+internal import CLinux
 
 /// Parsed file contents, reused only while every file they came from is unchanged: same
 /// device, inode, size and modification time (nanoseconds). An atomic rename gives a new

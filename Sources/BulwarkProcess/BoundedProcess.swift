@@ -1,7 +1,6 @@
 internal import Foundation
 #if canImport(Glibc)
 internal import Glibc
-internal import CLinux
 #endif
 
 /// Bulwark's one runner of other programs (sshd -t/-T, ssh-keygen, gpgv, apt and dpkg, an
@@ -254,11 +253,20 @@ public enum BoundedProcess {
     /// through a pidfd, which the kernel makes readable the moment the child ends. Sleeping the
     /// whole pause instead, with pauses doubling up to 10 ms, found an `sshd -T` of 8 ms ended
     /// at 15.5 ms: a 100-host apply's 16 probes, run in turn, waited about 0.1 s for nothing.
-    /// Where the kernel has no pidfd (before 5.3, or a seccomp filter), it sleeps as before.
+    /// Where there is no pidfd (a kernel before 5.3 or a seccomp filter refuses it, a C library
+    /// before glibc 2.36 has no `pidfd_open`), it sleeps as before.
     final class ChildExit {
         let descriptor: Int32
 
-        init(_ pid: pid_t) { descriptor = bulwark_pidfd_open(pid) }
+        /// The child is not reaped yet, so its pid cannot name another process.
+        init(_ pid: pid_t) { descriptor = Self.pidfdOpen.map { $0(pid, 0) } ?? -1 }
+
+        private typealias PidfdOpen = @convention(c) (pid_t, UInt32) -> Int32
+        /// glibc's `pidfd_open` (2.36), looked up as `closeFrom` is: Swift's Glibc module does not declare it.
+        private static let pidfdOpen: PidfdOpen? = {
+            guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "pidfd_open") else { return nil }
+            return unsafeBitCast(symbol, to: PidfdOpen.self)
+        }()
 
         deinit { if descriptor >= 0 { close(descriptor) } }
 

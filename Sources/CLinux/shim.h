@@ -17,13 +17,6 @@ static inline int bulwark_openat2(int dirfd, const char *path, unsigned long lon
     return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how);
 }
 
-/// pidfd_open(2) (Linux 5.3): a descriptor that becomes readable when the process `pid` (a
-/// child not yet reaped, so the pid cannot be reused) ends. -1 with errno set (ENOSYS) where the
-/// kernel or a seccomp filter does not offer it.
-static inline int bulwark_pidfd_open(pid_t pid) {
-    return (int)syscall(SYS_pidfd_open, pid, 0);
-}
-
 #ifndef F_SETLEASE
 #define F_SETLEASE 1024
 #endif

@@ -1,7 +1,4 @@
 internal import Foundation
-#if canImport(FoundationXML)
-internal import FoundationXML
-#endif
 
 /// OpenSCAP's results: XCCDF 1.1/1.2 (`oscap xccdf eval --results FILE`, the benchmark with a
 /// `TestResult` appended) and ARF 1.1 (`--results-arf FILE`, an asset report collection whose
@@ -61,23 +58,13 @@ extension FindingParser {
 
     static func xccdf(_ bytes: [UInt8], now: Date) throws(FindingError) -> [Finding] {
         if let problem = xmlProblem(bytes) { throw problem }
-        let reader = XCCDFReader(now: now)
-        #if canImport(FoundationXML) || canImport(Darwin)
-        let parser = XMLParser(data: Data(bytes))
-        parser.delegate = reader
-        parser.shouldProcessNamespaces = true
-        parser.shouldReportNamespacePrefixes = false
-        parser.shouldResolveExternalEntities = false
-        let parsed = parser.parse()
-        if let refusal = reader.refusal { throw refusal }
-        guard parsed else {
-            let line = parser.lineNumber
-            throw FindingError("not well-formed XML at line \(line): \(oneLine(parser.parserError?.localizedDescription ?? "parse error"))")
+        var reader = XCCDFReader(now: now)
+        do {
+            try XMLStream.parse(bytes, namespaces: true, into: &reader)
+        } catch {
+            throw FindingError("not well-formed XML at \(oneLine(error.description))")
         }
-        guard reader.complete else { throw FindingError("not well-formed XML: the document ends before its root element does") }
-        #else
-        throw FindingError("this build has no XML parser")
-        #endif
+        if let refusal = reader.refusal { throw refusal }
         guard reader.sawTestResult else {
             throw FindingError("no XCCDF TestResult in the document (expected oscap's --results or --results-arf output)")
         }
@@ -143,11 +130,10 @@ extension FindingParser {
     }
 }
 
-#if canImport(FoundationXML) || canImport(Darwin)
 /// Streams the document and keeps only what findings need: rule titles, each TestResult's
 /// target, benchmark and profile, and its rule-results. Text is kept only where it is needed and
 /// clipped at `maxFieldLength`. Used on one thread, by one parse.
-private final class XCCDFReader: NSObject, XMLParserDelegate {
+private struct XCCDFReader: XMLStreamHandler {
     struct RuleResult {
         var rule: String
         var severity: String?
@@ -170,9 +156,6 @@ private final class XCCDFReader: NSObject, XMLParserDelegate {
     let now: Date
     var refusal: FindingError?
     var sawTestResult = false
-    /// The root element was closed: Foundation's parser on Linux reports no error for a document
-    /// that stops short (a results file cut off mid-way), so the reader tells.
-    var complete = false
     private var depth = 0
     private var ruleResultCount = 0
     private var benchmarkID: String?
@@ -191,9 +174,10 @@ private final class XCCDFReader: NSObject, XMLParserDelegate {
 
     init(now: Date) { self.now = now }
 
-    private func refuse(_ parser: XMLParser, _ error: FindingError) {
+    /// Stops the parse for `error`.
+    private mutating func refuse(_ error: FindingError) -> Bool {
         if refusal == nil { refusal = error }
-        parser.abortParsing()
+        return false
     }
 
     private static func isXCCDF(_ namespace: String?) -> Bool {
@@ -201,14 +185,12 @@ private final class XCCDFReader: NSObject, XMLParserDelegate {
         return namespace.hasPrefix("http://checklists.nist.gov/xccdf/")
     }
 
-    func parser(_ parser: XMLParser, didStartElement name: String, namespaceURI: String?, qualifiedName: String?,
-                attributes: [String: String] = [:]) {
-        guard refusal == nil else { return }
+    mutating func start(_ name: String, namespace namespaceURI: String?, attributes: [String: String]) -> Bool {
         depth += 1
         guard depth <= FindingParser.maxXMLDepth else {
-            return refuse(parser, FindingError("elements nest deeper than \(FindingParser.maxXMLDepth)", exceedsLimit: true))
+            return refuse(FindingError("elements nest deeper than \(FindingParser.maxXMLDepth)", exceedsLimit: true))
         }
-        guard Self.isXCCDF(namespaceURI) else { return }
+        guard Self.isXCCDF(namespaceURI) else { return true }
         switch name {
         case "Benchmark":
             if benchmarkID == nil { benchmarkID = attributes["id"].map(FindingParser.clipped) }
@@ -235,13 +217,13 @@ private final class XCCDFReader: NSObject, XMLParserDelegate {
         case "rule-result" where openTestResult != nil:
             ruleResultCount += 1
             guard ruleResultCount <= FindingParser.maxRuleResults else {
-                return refuse(parser, FindingError("more than \(FindingParser.maxRuleResults) rule-result elements", exceedsLimit: true))
+                return refuse(FindingError("more than \(FindingParser.maxRuleResults) rule-result elements", exceedsLimit: true))
             }
             guard let rule = attributes["idref"], !rule.isEmpty else {
-                return refuse(parser, FindingError("rule-result \(ruleResultCount): idref: expected a non-empty rule id"))
+                return refuse(FindingError("rule-result \(ruleResultCount): idref: expected a non-empty rule id"))
             }
             guard rule.count <= FindingParser.maxFieldLength else {
-                return refuse(parser, FindingError("rule-result \(ruleResultCount): idref: longer than \(FindingParser.maxFieldLength) characters",
+                return refuse(FindingError("rule-result \(ruleResultCount): idref: longer than \(FindingParser.maxFieldLength) characters",
                                                    exceedsLimit: true))
             }
             openRuleResult = RuleResult(rule: rule, severity: attributes["severity"], time: attributes["time"], testResult: testResults.count - 1)
@@ -250,21 +232,20 @@ private final class XCCDFReader: NSObject, XMLParserDelegate {
         default:
             break
         }
+        return true
     }
 
-    private func start(_ field: Field) {
+    private mutating func start(_ field: Field) {
         capture = (field, depth)
         text = ""
     }
 
-    func parser(_ parser: XMLParser, foundCharacters string: String) {
+    mutating func text(_ string: String) {
         guard capture != nil, text.count < FindingParser.maxFieldLength else { return }
         text += string
     }
 
-    func parser(_ parser: XMLParser, didEndElement name: String, namespaceURI: String?, qualifiedName: String?) {
-        guard refusal == nil else { return }
-        if depth == 1 { complete = true }
+    mutating func end(_ name: String, namespace namespaceURI: String?) -> Bool {
         defer { depth -= 1 }
         if let (field, at) = capture, at == depth {
             let value = FindingParser.clipped(text.trimmingCharacters(in: .whitespacesAndNewlines))
@@ -277,9 +258,9 @@ private final class XCCDFReader: NSObject, XMLParserDelegate {
             case .identifier: testResults[testResults.count - 1].identifier = value
             case .address: if testResults[testResults.count - 1].address.isEmpty { testResults[testResults.count - 1].address = value }
             }
-            return
+            return true
         }
-        guard Self.isXCCDF(namespaceURI) else { return }
+        guard Self.isXCCDF(namespaceURI) else { return true }
         switch name {
         case "Rule" where openRule?.depth == depth:
             openRule = nil
@@ -289,7 +270,7 @@ private final class XCCDFReader: NSObject, XMLParserDelegate {
             guard Self.isFinding(result.result) else { break }
             results.append(result)
             if results.count > FindingParser.maxFindings {
-                refuse(parser, FindingError("the document holds more than \(FindingParser.maxFindings) findings; at most \(FindingParser.maxFindings) findings a request",
+                return refuse(FindingError("the document holds more than \(FindingParser.maxFindings) findings; at most \(FindingParser.maxFindings) findings a request",
                                             exceedsLimit: true))
             }
         case "TestResult" where depth == testResultDepth:
@@ -297,15 +278,11 @@ private final class XCCDFReader: NSObject, XMLParserDelegate {
         default:
             break
         }
+        return true
     }
 
     /// Results that become findings (open or resolved); the others are dropped as they are read.
     static func isFinding(_ result: String) -> Bool { ["fail", "error", "unknown", "pass", "fixed"].contains(result) }
-
-    func parser(_ parser: XMLParser, foundCDATA CDATABlock: Data) {
-        guard capture != nil, text.count < FindingParser.maxFieldLength else { return }
-        text += String(decoding: CDATABlock, as: UTF8.self)
-    }
 
     /// The findings, once the document is read: rule titles are resolved wherever the rule was.
     func findings() -> [Finding] {
@@ -331,4 +308,3 @@ private final class XCCDFReader: NSObject, XMLParserDelegate {
         }
     }
 }
-#endif
