@@ -135,6 +135,12 @@ import Testing
             "S f {urn:d} ", "S g {urn:q} ", "E g {urn:q}", "E f {urn:d}",
             "T \u{E9}", "E r {urn:d}",
         ])
+        // What libxml2 accepts of the same kinds is read.
+        #expect(try Self.events("<?xml version='1.1' encoding=\"utf-8\" standalone=\"yes\" ?><r><?p?><?p data?></r>") == ["S r {} ", "E r {}"])
+        #expect(try Self.events("<?xml\r\nversion=\"1.0\"\r\n?><r/>") == ["S r {} ", "E r {}"])
+        #expect(try Self.events("<\u{E9}t\u{E9} xml:lang=\"fr\" xmlns:xml=\"http://www.w3.org/XML/1998/namespace\" x\u{B7}y=\"1\"/>")
+                == ["S \u{E9}t\u{E9} {} xml:lang=fr x\u{B7}y=1", "E \u{E9}t\u{E9} {}"])
+        #expect(try Self.events("<r xmlns:p=\"u\" xmlns:q=\"v\" p:x=\"1\" q:x=\"2\"/>") == ["S r {} p:x=1 q:x=2", "E r {}"])
         // Without namespaces: qualified names, xmlns attributes kept.
         #expect(try Self.events("<a:x xmlns:a=\"urn:a\"><y/></a:x>", namespaces: false)
                 == ["S a:x {} xmlns:a=urn:a", "S y {} ", "E y {}", "E a:x {}"])
@@ -184,6 +190,30 @@ import Testing
             ("< r/>", "a name was expected"),
             ("<r></ r>", "a name was expected"),
             ("<a:b:c xmlns:a=\"u\"/>", "is not a qualified name"),
+            // Found by a reviewer's fuzzing against libxml2 (which refuses each of these too).
+            ("<r>&#+65;</r>", "not a character XML allows"),
+            ("&#32;<r/>", "a reference outside the root element"),
+            ("<\u{D7}/>", "a name was expected"),
+            ("<r><!--\u{1}--></r>", "control character 1"),
+            ("<r><?p \u{1}?></r>", "control character 1"),
+            ("<?xml garbage?><r/>", "the XML declaration is malformed"),
+            ("<?xml encoding=\"UTF-8\"?><r/>", "malformed"),
+            ("<?xml version=\"2.0\"?><r/>", "is not 1.x"),
+            ("<?XML version=\"1.0\"?><r/>", "is reserved"),
+            ("<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><r>\u{E9}</r>", "only UTF-8 is read"),
+            ("<r><?x\"y?></r>", "a blank must follow"),
+            ("<r><?p:q x?></r>", "has a colon"),
+            ("<r xmlns:a=\"u\" a:5=\"\"/>", "is not a qualified name"),
+            ("<r xmlns::=\"u\"/>", "not a name without a colon"),
+            ("<?xml version=\"1.\"?><r/>", "is not 1.x"),
+            ("<r xmlns:=\"urn:x\"><b/></r>", "declares no prefix"),
+            ("<r xmlns:xml=\"urn:evil\"/>", "bound to its own namespace only"),
+            ("<r xmlns:xmlns=\"urn:x\"/>", "the prefix xmlns cannot be declared"),
+            ("<r xmlns:p=\"http://www.w3.org/2000/xmlns/\"/>", "reserved for xml or xmlns"),
+            ("<r xmlns:p=\"u\" xmlns:q=\"u\" p:x=\"1\" q:x=\"2\"/>", "names the namespace and name of another"),
+            // Prefixes are compared as bytes: a Kelvin sign is not K, nor é its decomposed spelling.
+            ("<r xmlns:\u{212A}=\"urn:x\"><K:b/></r>", "prefix 'K' is not declared"),
+            ("<r xmlns:\u{E9}=\"urn:x\"><e\u{301}:b/></r>", "is not declared"),
         ]
         for (text, expected) in cases {
             let failure = Self.refusal(text)
