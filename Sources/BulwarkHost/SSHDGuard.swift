@@ -37,6 +37,8 @@ final class SSHDProbe {
     /// The private folder, made only when sshd must run (a probe answered by `SSHDProbeCache`
     /// writes nothing: a fleet of identical hosts made and removed a folder per resource).
     private(set) var directory: String?
+    /// Failures of `prefetch`'s queries, by key (see `effective(user:)`).
+    private var prefetchFailures: [ProbeKey: any Error] = [:]
 
     private struct PendingFile {
         var name: String
@@ -161,6 +163,9 @@ final class SSHDProbe {
     /// answer (`SSHDProbeCache`); a rejection is never reused.
     func effective(user: String) throws -> [String: [String]] {
         let query = effectiveQuery(user)
+        // What `prefetch` learnt of this candidate: not asked again (a hung sshd cost its
+        // timeout twice), and never shared with another caller.
+        if let failure = prefetchFailures[query.key] { throw failure }
         return try SSHDProbeCache.shared.answer(query.key) {
             try Self.settings(executable, query.arguments, in: try materialize(), counter: SSHDProbeCounter.current)
         }
@@ -169,32 +174,38 @@ final class SSHDProbe {
     /// Asks sshd for the effective settings of several `users` at once, one process each, so
     /// that the `effective(user:)` calls that follow find their answers. Judged one after the
     /// other, a fleet's sshd changes waited on each probe in turn, a core idle (16 probes of
-    /// about 18 ms each for 8 settings). Nothing is started when fewer than two are to be asked;
-    /// a rejection is not kept (the caller's own call then runs sshd and throws with its message).
+    /// about 18 ms each for 8 settings). Nothing is started when fewer than two are to be asked.
+    /// A failure (sshd rejected the candidate, or did not answer in time) is kept for this probe
+    /// only: `effective(user:)` throws it rather than running sshd again, and the shared cache
+    /// never holds it. Where no thread can be started, the queries run here, one after the other.
     func prefetch(users: [String]) {
+        var unique = Set<String>()
         // A query another caller is answering now (a fleet's identical hosts) is waited for
         // by `effective(user:)`: no folder and no thread for it here.
-        let queries = users.map(effectiveQuery).filter { !SSHDProbeCache.shared.isAnsweredOrRunning($0.key) }
+        let queries = users.filter { unique.insert($0).inserted }.map(effectiveQuery)
+            .filter { !SSHDProbeCache.shared.isAnsweredOrRunning($0.key) }
         // The folder is made here, before any other thread could read it.
         guard queries.count > 1, let directory = try? materialize() else { return }
         let executable = self.executable
         let counter = SSHDProbeCounter.current
+        let failures = Mutex<[ProbeKey: any Error]>([:])
         @Sendable func ask(_ query: (key: ProbeKey, arguments: [String])) {
-            _ = try? SSHDProbeCache.shared.answer(query.key) {
-                try Self.settings(executable, query.arguments, in: directory, counter: counter)
+            do {
+                _ = try SSHDProbeCache.shared.answer(query.key) {
+                    try Self.settings(executable, query.arguments, in: directory, counter: counter)
+                }
+            } catch {
+                failures.withLock { $0[query.key] = error }
             }
         }
-        let others = DispatchGroup()
+        var threads: [OwnThread] = []
         for query in queries.dropFirst() {
-            others.enter()
-            Thread.detachNewThread {
-                ask(query)
-                others.leave()
-            }
+            if let thread = OwnThread.start({ ask(query) }) { threads.append(thread) } else { ask(query) }
         }
         ask(queries[0])
         // The folder is removed by the caller only after every probe in it has ended.
-        others.wait()
+        for thread in threads { thread.join() }
+        prefetchFailures.merge(failures.withLock { $0 }) { _, new in new }
     }
 
     /// The cache key and command line of `sshd -T` for a connection by `user`.
@@ -359,13 +370,13 @@ extension SSHDConfigDriver: JointlyGuardedDriver {
         return (someone, false, denied.isEmpty ? "the root has no account with a login shell" : denied.joined(separator: "; "))
     }
 
-    /// The accounts `logins` looks at, in its order: those with a login shell, administrators
-    /// other than root first, then by uid; at most 64, none whose name has a comma (it would
-    /// end sshd's `-C user=` field).
+    /// The accounts `logins` looks at, in its order: the first 64 with a login shell,
+    /// administrators other than root first, then by uid; of them, none whose name has a comma
+    /// (it would end sshd's `-C user=` field).
     static func loginCandidates(_ accounts: HostAccounts) -> [HostAccount] {
-        let people = accounts.users.filter { accounts.isLoginShell($0.shell) && !$0.name.contains(",") }
+        let people = accounts.users.filter { accounts.isLoginShell($0.shell) }
             .sorted { (accounts.isAdmin($0) && $0.uid != 0 ? 0 : 1, $0.uid) < (accounts.isAdmin($1) && $1.uid != 0 ? 0 : 1, $1.uid) }
-        return Array(people.prefix(64))
+        return people.prefix(64).filter { !$0.name.contains(",") }
     }
 
     /// Whether, with the target's sshd configuration as it is, root or an account in sudo, wheel

@@ -157,11 +157,13 @@ public enum BoundedProcess {
         /// only when the pool had a thread free; a pool kept busy for a minute let a program
         /// that floods its output write for that minute, past its bound, and its deadline passed
         /// before the bound was looked at. Cancellation does not stop the program; its deadline does.
+        /// Where no thread can be started, it runs on the calling one (`OwnThread`).
         public func run() async throws(Failure) -> Outcome {
             let result = await withCheckedContinuation { (continuation: CheckedContinuation<Swift.Result<Outcome, Failure>, Never>) in
-                Thread {
+                let work: @Sendable () -> Void = {
                     continuation.resume(returning: Swift.Result { () throws(Failure) -> Outcome in try self.runBlocking(combined: true) })
-                }.start()
+                }
+                if !OwnThread.detached(work) { work() }
             }
             return try result.get()
         }

@@ -536,6 +536,21 @@ import Testing
             }
             #expect(counter.peakConcurrentRuns == 2)
         }
+        // A candidate sshd rejects: blocked with sshd's message, which the two probes at once
+        // already had; sshd is not asked a third time for it.
+        try await withTemporaryDirectory { root in
+            try host(root, [root0, admin], config: debian + "# concurrent probe test \(UUID().uuidString)\n")
+            let counter = SSHDProbeCounter()
+            try await SSHDProbeCounter.$current.withValue(counter) {
+                let state = try hostState(root: root, resource("SSHDConfig", "s", "Ciphers: not-a-cipher"))
+                let plan = try await Reconciler(registry: Registry([HostAdapter.definition()])).plan(state)
+                #expect(plan.remediations.map(\.decision) == [.blocked])
+                #expect(plan.remediations.first?.reason?.contains("sshd -T rejected the candidate configuration") == true,
+                        "\(plan.remediations.first?.reason ?? "")")
+            }
+            #expect(counter.sshdRuns == 2, "sshd runs: \(counter.sshdRuns)")
+            #expect(counter.peakConcurrentRuns == 2)
+        }
     }
 
     @Test func anIdenticalProbeRunsSshdOnceAndAChangedByteProbesAgain() async throws {
