@@ -136,10 +136,19 @@ import Testing
                                            logPath: s.dir + "/daemon.log")
             defer { _ = daemon.terminate() }
             #expect(daemon.wait(seconds: 120) { (try? daemon.get("/readyz").status) == 200 }, "readyz: \(daemon.log)")
+            // Each fix counts once it is verified and recorded, not when its bytes are on disk: a
+            // drift written back in between (the test's own, as it once was under load) is a
+            // change by another writer, and that fix fails and does not count.
+            func verifiedFixes() -> Int {
+                let lines = (try? git("--git-dir", s.origin, "log", "--format=%(trailers:key=Bulwark-Resource,key=Bulwark-Result,valueonly,separator=%x20)",
+                                      "bulwark/audit")) ?? ""
+                return lines.split(separator: "\n").filter { $0 == "SSHDConfig/cis-5.1.20-permit-root-login verified" }.count
+            }
             // The first cycle fixed the drift it found: fix one.
-            #expect(daemon.wait(seconds: 30) { (try? read(sshd).contains("\nPermitRootLogin no\n")) == true }, "\(daemon.log)")
+            #expect(daemon.wait(seconds: 30) { verifiedFixes() == 1 && (try? read(sshd).contains("\nPermitRootLogin no\n")) == true },
+                    "\(daemon.log)")
             try driftBack(s)
-            #expect(daemon.wait(seconds: 30) { (try? read(sshd).contains("\nPermitRootLogin no\n")) == true },
+            #expect(daemon.wait(seconds: 30) { verifiedFixes() == 2 && (try? read(sshd).contains("\nPermitRootLogin no\n")) == true },
                     "the second fix goes through: \(daemon.log)")
             try driftBack(s)
             #expect(daemon.wait(seconds: 30) { (try? s.trailers("Bulwark-Decision").contains("escalated")) == true },
