@@ -420,7 +420,7 @@ public enum XMLStream {
         /// The XML declaration's pseudo-attributes, after `<?xml`.
         func declaration(_ body: String) throws(Failure) {
             var rest = Substring(body)
-            var seen: [String] = []
+            // The position in `order` of the last pseudo-attribute read; -1 before the first.
             var last = -1
             while true {
                 let blanks = rest.prefix { $0.isXMLBlank }
@@ -435,11 +435,10 @@ public enum XMLStream {
                 rest = rest[rest.index(after: close)...]
                 let order = ["version", "encoding", "standalone"]
                 // version, then encoding, then standalone, each at most once.
-                guard let position = order.firstIndex(of: key), position > last, (key == "version") == seen.isEmpty else {
+                guard let position = order.firstIndex(of: key), position > last, (key == "version") == (last < 0) else {
                     throw failure("the XML declaration is malformed")
                 }
                 last = position
-                seen.append(key)
                 switch key {
                 case "version":
                     guard value.hasPrefix("1."), value.count > 2, value.dropFirst(2).allSatisfy({ ("0"..."9").contains($0) }) else {
@@ -453,7 +452,7 @@ public enum XMLStream {
                     guard value == "yes" || value == "no" else { throw failure("standalone is yes or no") }
                 }
             }
-            guard seen.first == "version" else { throw failure("the XML declaration has no version") }
+            guard last >= 0 else { throw failure("the XML declaration has no version") }
         }
 
         mutating func run(_ handler: inout some XMLStreamHandler) throws(Failure) -> Bool {
