@@ -33,21 +33,7 @@ public struct ManifestError: Error, Sendable, Hashable, CustomStringConvertible 
     }
 
     /// `text` with every control and line or paragraph separator escaped, cut at `limit` scalars.
-    static func oneLine(_ text: String, limit: Int) -> String {
-        guard text.unicodeScalars.count > limit || text.unicodeScalars.contains(where: {
-            $0.properties.generalCategory == .control || $0.value == 0x2028 || $0.value == 0x2029
-        }) else { return text }
-        var result = ""
-        for (index, scalar) in text.unicodeScalars.enumerated() {
-            guard index < limit else { return result + "…" }
-            if scalar.properties.generalCategory == .control || scalar.value == 0x2028 || scalar.value == 0x2029 {
-                result += scalar.escaped(asASCII: true)
-            } else {
-                result.unicodeScalars.append(scalar)
-            }
-        }
-        return result
-    }
+    static func oneLine(_ text: String, limit: Int) -> String { TerminalText.escapedLine(text, limit: limit) }
 
     public var description: String {
         var text = "\(location): "

@@ -45,6 +45,37 @@ public struct Finding: Sendable, Hashable, Codable {
         self.vulnerability = vulnerability
     }
 
+    /// The finding with every text field on one line, its control characters, separators and
+    /// bidirectional controls made spaces (`TerminalText.oneLine`): a scanner's document, or
+    /// anyone who can post one, must not drive the terminal of whoever reads `ingest`'s report,
+    /// reorder what a proposal's commit shows, or break a line of a record.
+    public var textMadeSafe: Finding {
+        func safe(_ text: String) -> String { TerminalText.oneLine(text) }
+        var finding = self
+        finding.resource = safe(resource)
+        finding.target = target.map(safe)
+        finding.control = safe(control)
+        finding.title = title.map(safe)
+        finding.id = safe(id)
+        finding.source = safe(source)
+        finding.evidence = evidence.map(safe)
+        finding.address = address.map(safe)
+        if var vulnerability {
+            vulnerability.id = safe(vulnerability.id)
+            vulnerability.aliases = vulnerability.aliases.map(safe)
+            if var package = vulnerability.package {
+                package.ecosystem = safe(package.ecosystem)
+                package.namespace = package.namespace.map(safe)
+                package.name = safe(package.name)
+                package.version = safe(package.version)
+                package.fixedVersion = package.fixedVersion.map(safe)
+                vulnerability.package = package
+            }
+            finding.vulnerability = vulnerability
+        }
+        return finding
+    }
+
     /// Whether the finding is about this binding.
     public func matches(_ binding: Binding) -> Bool {
         if let target, target != binding.target { return false }
@@ -145,9 +176,15 @@ public enum FindingParser {
         try document(bytes, contentType: contentType, now: now).findings
     }
 
-    /// The format and the findings of a document.
+    /// The format and the findings of a document, every text field on one line without
+    /// controls (`Finding.textMadeSafe`).
     public static func document(_ bytes: [UInt8], contentType: String? = nil, now: Date = Date())
         throws(FindingError) -> (format: FindingFormat, findings: [Finding]) {
+        let (format, findings) = try read(bytes, contentType: contentType, now: now)
+        return (format, findings.map(\.textMadeSafe))
+    }
+
+    static func read(_ bytes: [UInt8], contentType: String?, now: Date) throws(FindingError) -> (format: FindingFormat, findings: [Finding]) {
         if isXML(contentType: contentType, bytes: bytes) { return (.xccdf, try xccdfDocument(bytes, now: now)) }
         guard bytes.count <= maxSize else { throw FindingError("the document is larger than \(maxSize) bytes", exceedsLimit: true) }
         if FindingFormat.isJSONLines(contentType: contentType, bytes: bytes) {

@@ -1,3 +1,5 @@
+internal import BulwarkCore
+
 /// A failure of the host adapter, naming the path it concerns.
 public struct HostError: Error, Sendable, CustomStringConvertible {
     public var path: String?
@@ -31,17 +33,5 @@ public struct HostError: Error, Sendable, CustomStringConvertible {
         return Self.oneLine(text, limit: 2048)
     }
 
-    static func oneLine(_ text: String, limit: Int) -> String {
-        guard text.unicodeScalars.count > limit || text.unicodeScalars.contains(where: Self.breaksLine) else { return text }
-        var result = ""
-        for (index, scalar) in text.unicodeScalars.enumerated() {
-            guard index < limit else { return result + "…" }
-            if Self.breaksLine(scalar) { result += scalar.escaped(asASCII: true) } else { result.unicodeScalars.append(scalar) }
-        }
-        return result
-    }
-
-    static func breaksLine(_ scalar: Unicode.Scalar) -> Bool {
-        scalar.properties.generalCategory == .control || scalar.value == 0x2028 || scalar.value == 0x2029
-    }
+    static func oneLine(_ text: String, limit: Int) -> String { TerminalText.escapedLine(text, limit: limit) }
 }

@@ -21,7 +21,7 @@ public struct PackagesError: Error, Sendable, CustomStringConvertible {
         var result = ""
         for (index, scalar) in text.unicodeScalars.enumerated() {
             guard index < limit else { return result + "…" }
-            if scalar.properties.generalCategory == .control || scalar.value == 0x2028 || scalar.value == 0x2029 {
+            if TerminalText.isUnsafe(scalar) {
                 result += scalar == "\n" ? " / " : " "
             } else {
                 result.unicodeScalars.append(scalar)

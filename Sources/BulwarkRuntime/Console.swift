@@ -36,8 +36,11 @@ package struct Console: Sendable {
 
     private static func bit(_ stream: Stream) -> UInt8 { stream == .standardOutput ? 1 : 2 }
 
+    /// Prints a line. What came from outside (a finding, a target's file, the audit branch) can
+    /// hold escape sequences and bidirectional controls: they are shown as JSON escapes
+    /// (`TerminalText.printable`), never sent to the terminal; only `paint`'s colours pass.
     package func print(_ text: String, to stream: Stream = .standardOutput) {
-        Self.write(Array((text + "\n").utf8), to: stream)
+        Self.write(Array((TerminalText.printable(text, colour: colour) + "\n").utf8), to: stream)
     }
 
     /// Writes every byte, retrying short writes and EINTR; on any other failure (EPIPE first of

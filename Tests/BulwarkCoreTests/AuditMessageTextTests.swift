@@ -3,12 +3,13 @@ import BulwarkTestSupport
 import Foundation
 import Testing
 
-/// A record's values go into its commit message one line each: every control character becomes
-/// a space, checked now by value rather than through the Unicode tables.
+/// A record's values go into its commit message one line each: every control character, line or
+/// paragraph separator and bidirectional control becomes a space, checked on the bytes rather
+/// than through the Unicode tables.
 @Suite struct AuditMessageTextTests {
-    /// The old definition, through the Unicode tables.
+    /// The definition through the Unicode tables.
     static func byCategory(_ text: String) -> String {
-        String(text.unicodeScalars.map { $0.properties.generalCategory == .control ? " " : Character($0) })
+        String(text.unicodeScalars.map { TerminalTextTests.byTables($0) ? " " : Character($0) })
     }
 
     @Test func everyScalarIsJudgedAsItsUnicodeCategoryJudgesIt() {

@@ -277,8 +277,7 @@ extension FindingParser {
 
     /// A message on one line, for errors that are logged.
     static func oneLine(_ text: String) -> String {
-        String(String(text.unicodeScalars.map { $0.properties.generalCategory == .control || $0 == "\u{2028}" || $0 == "\u{2029}"
-            ? " " : Character($0) }).prefix(300))
+        String(TerminalText.oneLine(text).prefix(300))
     }
 
     /// Takes at most `maxFindings` items of a list field, refusing more.

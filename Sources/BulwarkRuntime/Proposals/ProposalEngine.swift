@@ -281,8 +281,6 @@ extension FindingCitation {
 }
 
 extension AuditRecord {
-    /// Text on one line (control characters as spaces), for commit messages.
-    package static func oneLineText(_ text: String) -> String {
-        String(text.unicodeScalars.map { $0.properties.generalCategory == .control || $0 == "\u{2028}" || $0 == "\u{2029}" ? " " : Character($0) })
-    }
+    /// Text on one line (control characters, separators and bidirectional controls as spaces), for commit messages.
+    package static func oneLineText(_ text: String) -> String { TerminalText.oneLine(text) }
 }
