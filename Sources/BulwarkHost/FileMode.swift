@@ -120,7 +120,10 @@ struct FileModeDriver: ResourceDriver {
     /// all of them nothing is changed. Returns the properties found.
     private func applyOnce(_ allChanges: [PropertyDrift], to resource: Resource, root: HostRoot) throws -> Set<String> {
         let path = root.full(resource.spec.subject.split(separator: "/").map(String.init))
-        let accounts = try AccountDatabase(root: root)
+        // Only an owner or group change reads the accounts: a mode's fix needs neither passwd nor
+        // group, and reading them again under the lock (a walk and a check for writers of each)
+        // was a fifth of a mode fix's own work.
+        let accounts = try allChanges.contains { $0.property == "owner" || $0.property == "group" } ? AccountDatabase(root: root) : nil
         guard let (_, opened) = try Self.node(resource.spec.subject, in: root, open: true), let fd = opened else {
             throw HostError("does not exist", path: path)
         }
@@ -130,8 +133,8 @@ struct FileModeDriver: ResourceDriver {
         let found = Set(allChanges.filter { change in
             switch change.property {
             case "mode": Self.format(mode: UInt32(current.st_mode & 0o7777)) == change.desired
-            case "owner": accounts.userID(change.desired) == current.st_uid
-            case "group": accounts.groupID(change.desired) == current.st_gid
+            case "owner": accounts?.userID(change.desired) == current.st_uid
+            case "group": accounts?.groupID(change.desired) == current.st_gid
             default: false
             }
         }.map(\.property))
@@ -142,12 +145,12 @@ struct FileModeDriver: ResourceDriver {
         for change in changes {
             switch change.property {
             case "owner":
-                guard let id = accounts.userID(change.desired) else {
+                guard let id = accounts?.userID(change.desired) else {
                     throw HostError("no user '\(change.desired)' in \(root.path)/etc/passwd")
                 }
                 uid = id
             case "group":
-                guard let id = accounts.groupID(change.desired) else {
+                guard let id = accounts?.groupID(change.desired) else {
                     throw HostError("no group '\(change.desired)' in \(root.path)/etc/group")
                 }
                 gid = id
