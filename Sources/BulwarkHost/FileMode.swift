@@ -124,12 +124,11 @@ struct FileModeDriver: ResourceDriver {
         // group, and reading them again under the lock (a walk and a check for writers of each)
         // was a fifth of a mode fix's own work.
         let accounts = try allChanges.contains { $0.property == "owner" || $0.property == "group" } ? AccountDatabase(root: root) : nil
-        guard let (_, opened) = try Self.node(resource.spec.subject, in: root, open: true), let fd = opened else {
+        // `current`: the status of the opened file, taken on its descriptor by `node`.
+        guard let (current, opened) = try Self.node(resource.spec.subject, in: root, open: true), let fd = opened else {
             throw HostError("does not exist", path: path)
         }
         defer { close(fd) }
-        var current = stat()
-        guard fstat(fd, &current) == 0 else { throw HostError("cannot stat: \(errnoText())", path: path) }
         let found = Set(allChanges.filter { change in
             switch change.property {
             case "mode": Self.format(mode: UInt32(current.st_mode & 0o7777)) == change.desired
