@@ -156,7 +156,7 @@ extension Bulwark {
                     handler.logLevel = level
                     return handler
                 }
-                var handler = StreamLogHandler.standardError(label: label)
+                var handler = OneLineLogHandler(StreamLogHandler.standardError(label: label))
                 handler.logLevel = level
                 return handler
             }

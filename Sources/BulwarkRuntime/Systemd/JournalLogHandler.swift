@@ -1,3 +1,4 @@
+internal import BulwarkCore
 internal import Foundation
 package import Logging
 internal import Glibc
@@ -67,7 +68,8 @@ package struct JournalLogHandler: LogHandler {
         } catch {
             let line = "\(event.level) \(label): \(event.message)"
                 + (merged.isEmpty ? "" : " " + merged.keys.sorted().map { "\($0)=\(merged[$0].map { "\($0)" } ?? "")" }.joined(separator: " "))
-            FileHandle.standardError.write(Data((line + "\n").utf8))
+            // One line, as `OneLineLogHandler` writes them: the journal keeps a value's newlines, a stream does not.
+            FileHandle.standardError.write(Data((TerminalText.escapedLine(line, limit: Self.valueLimit) + "\n").utf8))
         }
     }
 
