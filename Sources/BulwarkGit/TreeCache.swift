@@ -1,12 +1,18 @@
 internal import CLibGit2
 
-/// Trees as lists of entries, by id: what `writeCommit` read or wrote last. Each audit record
-/// rewrites the same path (`audit/YYYY/MM/DD/HH/<c>/<d>/`), so the next record's commit finds every
-/// tree on that path here rather than looking each up, parsing it and copying its entries into
-/// a libgit2 tree builder (a fifth of an apply's work in the audit actor).
+/// Trees by id, as their object bytes: what `writeCommit` read or wrote last. Each audit record
+/// rewrites the trees on its path (`audit/YYYY/MM/DD/HH/<c>/<d>/`), so the next record's commit
+/// finds them here rather than looking each up, parsing it and copying its entries into a
+/// libgit2 tree builder (a fifth of an apply's work in the audit actor).
 ///
-/// Content-addressed, so an entry is never stale; bounded (emptied past `limit` trees: a record needs the eight on its path) and
-/// emptied when buffered objects are dropped, so that no tree is built on one that is gone.
+/// A record's tree replaces the one it was built on, which is forgotten then: what is kept is
+/// the trees records build on next, about 1,060 for a pass's hour (32 fan-out folders of 32
+/// record folders). Kept as bytes (one allocation a tree, 60-odd bytes an entry): 0.2 MiB for a
+/// pass of 2,400 records, 1.3 MiB for 20,000. Bounded at `byteLimit` (then emptied), and emptied
+/// when buffered objects are dropped, so that no tree is built on one that is gone. Content-
+/// addressed, so a tree kept is never stale. Held as lists of entries and emptied past 256 trees,
+/// the cache lost the hour's record folders every 40-odd records, and a pass of 20,000 records
+/// read 15,000 trees back from its packs.
 final class TreeCache {
     struct Entry {
         var name: [UInt8]
@@ -14,17 +20,60 @@ final class TreeCache {
         var id: git_oid
     }
 
-    static let limit = 256
-    private(set) var trees: [Key: [Entry]] = [:]
+    /// Bytes of trees kept at most.
+    static let byteLimit = 4 << 20
+    private(set) var trees: [Key: [UInt8]] = [:]
+    private(set) var bytes = 0
 
-    func entries(_ id: git_oid) -> [Entry]? { trees[Key(id)] }
+    func entries(_ id: git_oid) -> [Entry]? { trees[Key(id)].flatMap(Self.parse) }
 
-    func remember(_ id: git_oid, _ entries: [Entry]) {
-        if trees.count >= Self.limit { trees.removeAll(keepingCapacity: true) }
-        trees[Key(id)] = entries
+    func remember(_ id: git_oid, _ serialized: [UInt8]) {
+        let key = Key(id)
+        if let old = trees[key] { bytes -= old.count }
+        if bytes + serialized.count > Self.byteLimit {
+            trees.removeAll(keepingCapacity: true)
+            bytes = 0
+        }
+        trees[key] = serialized
+        bytes += serialized.count
     }
 
-    func removeAll() { trees.removeAll() }
+    /// Forgets a tree a newer one replaced: the next record builds on the newer one.
+    func forget(_ id: git_oid) {
+        if let old = trees.removeValue(forKey: Key(id)) { bytes -= old.count }
+    }
+
+    func removeAll() {
+        trees.removeAll()
+        bytes = 0
+    }
+
+    /// The entries of a tree object's bytes (`serialize`'s format, which is git's); nil when they
+    /// are not that (never for bytes this cache was given).
+    static func parse(_ bytes: [UInt8]) -> [Entry]? {
+        var entries: [Entry] = []
+        var index = 0
+        let count = bytes.count
+        while index < count {
+            var mode: UInt32 = 0
+            while index < count, bytes[index] != 32 {
+                let digit = bytes[index] &- 48
+                guard digit < 8, mode < 0o1_000_000 else { return nil }
+                mode = mode * 8 + UInt32(digit)
+                index += 1
+            }
+            index += 1
+            guard index < count, let nul = bytes[index...].firstIndex(of: 0), nul > index, nul + 21 <= count else { return nil }
+            let name = Array(bytes[index..<nul])
+            var id = git_oid()
+            withUnsafeMutableBytes(of: &id.id) { raw in
+                for offset in 0..<20 { raw[offset] = bytes[nul + 1 + offset] }
+            }
+            entries.append(Entry(name: name, mode: git_filemode_t(rawValue: mode), id: id))
+            index = nul + 21
+        }
+        return entries
+    }
 
     /// The 20 bytes of an object id, hashable.
     struct Key: Hashable {
@@ -98,7 +147,7 @@ extension Repository {
             let bytes = Array(UnsafeBufferPointer(start: raw, count: length))
             entries.append(TreeCache.Entry(name: bytes, mode: git_tree_entry_filemode_raw(entry), id: git_tree_entry_id(entry).pointee))
         }
-        treeCache.remember(id, entries)
+        treeCache.remember(id, TreeCache.serialize(entries))
         return entries
     }
 
@@ -125,8 +174,10 @@ extension Repository {
             set(bytes, GIT_FILEMODE_TREE, try writeCachedTree(base: existing, entries: children[...]))
         }
         list.sort(by: TreeCache.precedes)
-        let id = try TreeCache.serialize(list).withBytes { (raw) throws(GitError) in try writeObject(raw, type: GIT_OBJECT_TREE) }
-        treeCache.remember(id, list)
+        let serialized = TreeCache.serialize(list)
+        let id = try serialized.withBytes { (raw) throws(GitError) in try writeObject(raw, type: GIT_OBJECT_TREE) }
+        if let base { treeCache.forget(base) }
+        treeCache.remember(id, serialized)
         return id
     }
 }
