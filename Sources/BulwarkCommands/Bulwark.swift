@@ -7,6 +7,7 @@ internal import BulwarkPackages
 internal import BulwarkPostgres
 internal import BulwarkAWS
 internal import BulwarkHTTP
+internal import Foundation
 
 /// `bulwark`: a GitOps reconciler for security configuration.
 public struct Bulwark: AsyncParsableCommand {
@@ -50,9 +51,46 @@ extension Bulwark {
     public static func runFromCommandLine() async {
         // `bulwark apply | head`: a closed pipe ends printing, not the process (see Console).
         Console.ignoreBrokenPipes()
-        await main()
+        // As `main()` does, but a command's error reaches the terminal as `Console.print` would
+        // show it: its message can quote text from outside (a proposal branch's commit, a
+        // target's file), and argument-parser writes it to standard error as it is.
+        let command: any ParsableCommand
+        do {
+            command = try await asyncParseAsRoot()
+        } catch {
+            // The arguments' own words: argument-parser's usage messages, as they are.
+            exit(withError: error)
+        }
+        do {
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                var command = command
+                try command.run()
+            }
+        } catch {
+            exit(withError: ShownError.shown(error))
+        }
         // The one HTTP client (AWS, notifications) closes its pooled connections before the
         // process ends; a command that failed has already exited with its code.
         try? await HTTP.shutdown()
+    }
+}
+
+/// A command's error as it is shown: control and bidirectional characters in its message written
+/// as escapes (`TerminalText.printable`). Errors argument-parser reads itself (an exit code, a
+/// request for help, a validation message) keep their meaning.
+struct ShownError: Error, CustomStringConvertible {
+    let description: String
+
+    static func shown(_ error: any Error) -> any Error {
+        switch error {
+        case is ExitCode, is CleanExit: return error
+        case let validation as ValidationError: return ValidationError(TerminalText.printable(validation.message, colour: false))
+        default:
+            let message = (error as? any LocalizedError)?.errorDescription ?? String(describing: error)
+            let shown = TerminalText.printable(message, colour: false)
+            return shown == message ? error : ShownError(description: shown)
+        }
     }
 }

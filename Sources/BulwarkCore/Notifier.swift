@@ -50,12 +50,16 @@ public struct NotifierConfig: Sendable, Hashable {
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         switch format {
         case .slack:
-            let first = record.changes.first.map { "\($0.property) \($0.observedBefore ?? "(unset)") -> \($0.desired)" } ?? ""
-            var lines = ["*\(record.result == .failed ? "failed" : record.decision.rawValue)* \(record.resource) on \(record.target): \(first)"
+            // Each value on its line without controls (`TerminalText.oneLine`): an observed value
+            // is a target file's text, and a separator or a bidirectional control in it would
+            // break or reorder the message people read.
+            let safe = TerminalText.oneLine
+            let first = record.changes.first.map { "\(safe($0.property)) \(safe($0.observedBefore ?? "(unset)")) -> \(safe($0.desired))" } ?? ""
+            var lines = ["*\(record.result == .failed ? "failed" : record.decision.rawValue)* \(safe(record.resource)) on \(safe(record.target)): \(first)"
                 + (record.changes.count > 1 ? " (+\(record.changes.count - 1) more)" : "")]
-            if let reason = record.reason { lines.append("Reason: \(reason)") }
-            if let error = record.error { lines.append("Error: \(error)") }
-            lines.append("Bulwark-Id: \(record.id)" + (commit.map { ", audit commit \($0.prefix(12))" } ?? ""))
+            if let reason = record.reason { lines.append("Reason: \(safe(reason))") }
+            if let error = record.error { lines.append("Error: \(safe(error))") }
+            lines.append("Bulwark-Id: \(safe(record.id))" + (commit.map { ", audit commit \($0.prefix(12))" } ?? ""))
             return Array((try? encoder.encode(["text": lines.joined(separator: "\n")])) ?? Data())
         case .json:
             struct Event: Encodable {

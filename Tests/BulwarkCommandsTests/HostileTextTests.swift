@@ -66,4 +66,32 @@ import Testing
             #expect(out.stdout.contains("CIS-5.1.20 — Überprüfung"), "\(out.stdout)")
         }
     }
+
+    /// An error a command throws can quote a branch someone pushed: it is shown, like every
+    /// other line, with its controls escaped (argument-parser alone writes it as it is).
+    @Test func anErrorQuotingAPushedBranchCannotDriveTheTerminal() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let work = dir + "/work"
+            try git("clone", "-q", s.origin, work)
+            try git("checkout", "-qb", "bulwark/proposals/evil", in: work)
+            try write(work + "/README", "x\n")
+            try git("add", "-A", in: work)
+            try write(dir + "/message", "propose(x): y\n\nChange: \u{1B}]0;PWNED\u{07}\u{1B}[2J\r\u{202E}evil\u{9B}31m: z\nRule: r\nBulwark-Proposal: proposed\n")
+            try git("commit", "-q", "-F", dir + "/message", in: work)
+            try git("push", "-q", "origin", "bulwark/proposals/evil", in: work)
+
+            let accepted = try s.run("accept", "evil")
+            #expect(accepted.status == 1, "\(accepted.stdout)\(accepted.stderr)")
+            #expect(!Self.drivesTheTerminal(accepted.stdout + accepted.stderr), "\(accepted.stderr.debugDescription)")
+            #expect(accepted.stderr.hasPrefix("Error: ") && accepted.stderr.contains(#"\u001B]0;PWNED\u0007"#), "\(accepted.stderr)")
+
+            // An error without such characters reads as before.
+            let missing = try s.run("accept", "no-such-proposal")
+            #expect(missing.status == 1 && missing.stderr.hasPrefix("Error: ") && !missing.stderr.contains("\\u"), "\(missing.stderr)")
+            // Argument-parser's own messages keep their exit code and usage.
+            let usage = try bulwark(["accept"])
+            #expect(usage.status == 64 && usage.stderr.contains("Usage:"), "\(usage.stderr)")
+        }
+    }
 }

@@ -1,4 +1,5 @@
 @testable import BulwarkCore
+import BulwarkTestSupport
 import Foundation
 import Testing
 
@@ -104,5 +105,30 @@ import Testing
         let read = try #require(try FindingParser.document(Array(plain.utf8)).findings.first)
         #expect(read.resource == "SSHDConfig/root-login" && read.target == "web-1" && read.control == "CIS-5.2.10")
         #expect(read.title == "Überprüfung: root login — nicht erlaubt" && read.id == "scanner-2" && read.source == "lynis")
+    }
+
+    /// A chat message about a fix quotes the value a target's file held: a separator or a
+    /// bidirectional control in it neither breaks nor reorders the message.
+    @Test func aChatMessageShowsATargetsValueOnItsLine() throws {
+        var rng = SystemRandomNumberGenerator()
+        var record = RandomRecords.record(&rng)
+        record.changes = [.init(property: "Banner", desired: "/etc/issue.net", observedBefore: "/tmp/x\u{2028}*fixed*\u{202E}txt\u{1B}[2J",
+                                observedAfter: nil)]
+        record.reason = "why\nnot"
+        let notifier = NotifierConfig(name: "chat", url: .inline("http://127.0.0.1:9/hook"), format: .slack,
+                                      location: SourceLocation(file: "controllers/n.yaml", line: 1))
+        let body = try #require(try JSONSerialization.jsonObject(with: Data(notifier.body(for: record, commit: nil))) as? [String: String])
+        let text = try #require(body["text"])
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        #expect(lines.allSatisfy { !$0.unicodeScalars.contains(where: TerminalText.isUnsafe) }, "\(text.debugDescription)")
+        #expect(lines[0].hasSuffix("Banner /tmp/x *fixed* txt [2J -> /etc/issue.net"), "\(text)")
+        #expect(lines.contains("Reason: why not"))
+        // Whatever a record holds (random records: every field drawn from hostile text too).
+        for _ in 0..<300 {
+            let text = try #require(try JSONSerialization.jsonObject(with: Data(notifier.body(for: RandomRecords.record(&rng), commit: "c")))
+                                    as? [String: String])["text"]
+            let lines = try #require(text).split(separator: "\n")
+            #expect(lines.allSatisfy { !$0.unicodeScalars.contains(where: TerminalText.isUnsafe) }, "\(String(describing: text).debugDescription)")
+        }
     }
 }
