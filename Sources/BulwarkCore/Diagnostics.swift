@@ -27,13 +27,10 @@ public struct ManifestError: Error, Sendable, Hashable, CustomStringConvertible 
         // A message, a field path or a name can quote the revision's own text (a key holding a
         // newline, a value with U+2028): each stays one bounded line, so a hostile manifest
         // cannot forge lines in `validate`'s output, a log or a refusal record.
-        self.resource = resource.map { Self.oneLine($0, limit: 512) }
-        self.field = field.map { Self.oneLine($0, limit: 512) }
-        self.message = Self.oneLine(message, limit: 4096)
+        self.resource = resource.map { TerminalText.escapedLine($0, limit: 512) }
+        self.field = field.map { TerminalText.escapedLine($0, limit: 512) }
+        self.message = TerminalText.escapedLine(message, limit: 4096)
     }
-
-    /// `text` with every control and line or paragraph separator escaped, cut at `limit` scalars.
-    static func oneLine(_ text: String, limit: Int) -> String { TerminalText.escapedLine(text, limit: limit) }
 
     public var description: String {
         var text = "\(location): "

@@ -49,7 +49,7 @@ public struct Finding: Sendable, Hashable, Codable {
     /// bidirectional controls made spaces (`TerminalText.oneLine`): a scanner's document, or
     /// anyone who can post one, must not drive the terminal of whoever reads `ingest`'s report,
     /// reorder what a proposal's commit shows, or break a line of a record.
-    public var textMadeSafe: Finding {
+    var textMadeSafe: Finding {
         func safe(_ text: String) -> String { TerminalText.oneLine(text) }
         var finding = self
         finding.resource = safe(resource)

@@ -132,7 +132,8 @@ package enum TerminalText {
 
     /// `\u` and four upper-case hex digits.
     static func escape(_ value: UInt32) -> [UInt8] {
-        let digits = Array("0123456789ABCDEF".utf8)
-        return [0x5c, 0x75] + [12, 8, 4, 0].map { digits[Int((value >> UInt32($0)) & 0xf)] }
+        [0x5c, 0x75] + [12, 8, 4, 0].map { hexDigits[Int((value >> UInt32($0)) & 0xf)] }
     }
+
+    static let hexDigits = Array("0123456789ABCDEF".utf8)
 }

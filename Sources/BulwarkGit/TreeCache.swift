@@ -8,9 +8,9 @@ internal import CLibGit2
 /// A record's tree replaces the one it was built on, which is forgotten then: what is kept is
 /// the trees records build on next, about 1,060 for a pass's hour (32 fan-out folders of 32
 /// record folders). Kept as bytes (one allocation a tree, 60-odd bytes an entry): by that count
-/// about 0.2 MiB for a pass of 2,400 records and 1.3 MiB for 20,000. Bounded at `byteLimit` (then emptied), and emptied
-/// when buffered objects are dropped, so that no tree is built on one that is gone. Content-
-/// addressed, so a tree kept is never stale. Held as lists of entries and emptied past 256 trees,
+/// about 0.2 MiB for a pass of 2,400 records and 1.3 MiB for 20,000. Bounded at `byteLimit`
+/// (then emptied), and emptied when buffered objects are dropped, so that no tree is built on
+/// one that is gone. Content-addressed, so a tree kept is never stale. Held as lists of entries and emptied past 256 trees,
 /// the cache lost the hour's record folders every 40-odd records, and a pass of 20,000 records
 /// read 15,000 trees back from its packs.
 final class TreeCache {

@@ -84,7 +84,7 @@ struct BoundedCommand: Sendable {
             }
         }
         result += text[index...]
-        let line = HostError.oneLine(result.trimmingCharacters(in: .whitespacesAndNewlines), limit: outputLimit)
+        let line = TerminalText.escapedLine(result.trimmingCharacters(in: .whitespacesAndNewlines), limit: outputLimit)
         return line
     }
 

@@ -29,9 +29,7 @@ public struct HostError: Error, Sendable, CustomStringConvertible {
     /// One bounded line: a path or message can quote a host file's own text (an `Include`
     /// pattern, a key), which must not forge lines in a log or a record.
     public var description: String {
-        let text = path.map { "\(Self.oneLine($0, limit: 512)): \(message)" } ?? message
-        return Self.oneLine(text, limit: 2048)
+        let text = path.map { "\(TerminalText.escapedLine($0, limit: 512)): \(message)" } ?? message
+        return TerminalText.escapedLine(text, limit: 2048)
     }
-
-    static func oneLine(_ text: String, limit: Int) -> String { TerminalText.escapedLine(text, limit: limit) }
 }

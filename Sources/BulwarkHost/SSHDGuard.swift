@@ -1,6 +1,7 @@
 internal import Foundation
 internal import BulwarkCore
 internal import BulwarkProcess
+internal import CLinux
 internal import Synchronization
 
 // MARK: - A candidate configuration sshd itself reads

@@ -191,7 +191,7 @@ package struct ProposalEngine: Sendable {
         let planResult = planProblems.isEmpty ? "passed" : "failed: " + planProblems.joined(separator: "; ")
         // A new resource widens what Bulwark manages: always for a person, whatever the rule says.
         let merged = rule.autoMerge && planProblems.isEmpty && previous != nil
-        var lines = ["propose(\(id)): \(AuditRecord.oneLineText(finding.title ?? finding.control)) [\(priority.priority.rawValue)]", ""]
+        var lines = ["propose(\(id)): \(TerminalText.oneLine(finding.title ?? finding.control)) [\(priority.priority.rawValue)]", ""]
         lines.append("Finding \(finding.id) from \(finding.source): \(finding.control) on \(finding.resource) (\(finding.severity.rawValue))")
         if let vulnerability = finding.vulnerability, let package = vulnerability.package {
             lines.append("Vulnerability \(vulnerability.id) in \(package.purl)" + (package.fixedVersion.map { ", fixed in \($0)" } ?? ""))
@@ -214,8 +214,8 @@ package struct ProposalEngine: Sendable {
         var trailers: [(AuditTrailer, String)] = FindingCitation(id: finding.id, source: finding.source,
                                                                   firstSeen: citation.firstSeen, priority: citation.priority).trailerLines
         trailers.append((.proposal, merged ? "auto-merged" : "proposed"))
-        lines += trailers.map { "\($0.0.rawValue): \(AuditRecord.oneLineText($0.1))" }
-        let message = lines.map(AuditRecord.oneLineText).joined(separator: "\n") + "\n"
+        lines += trailers.map { "\($0.0.rawValue): \(TerminalText.oneLine($0.1))" }
+        let message = lines.map(TerminalText.oneLine).joined(separator: "\n") + "\n"
         let configuration = repository.configuration
         do {
             if merged {
@@ -251,12 +251,12 @@ package struct ProposalEngine: Sendable {
                 // A manifest the proposal created is left holding no resource (commits here only
                 // add or replace files): the branch's revision is the policy as it was.
                 files[path] = try await repository.file(at: base, path: path)
-                    ?? Array("# Proposed for finding \(AuditRecord.oneLineText(finding.id)); closed: the finding is resolved.\n".utf8)
+                    ?? Array("# Proposed for finding \(TerminalText.oneLine(finding.id)); closed: the finding is resolved.\n".utf8)
             }
-            let message = "close(proposal): finding \(AuditRecord.oneLineText(finding.id)) is resolved\n\n"
-                + "The scanner (\(AuditRecord.oneLineText(finding.source))) reports \(AuditRecord.oneLineText(finding.control)) on "
-                + "\(AuditRecord.oneLineText(finding.resource)) as resolved; this proposal is no longer needed.\n\n"
-                + "\(AuditTrailer.finding.rawValue): \(AuditRecord.oneLineText(finding.id))\n\(AuditTrailer.proposal.rawValue): closed\n"
+            let message = "close(proposal): finding \(TerminalText.oneLine(finding.id)) is resolved\n\n"
+                + "The scanner (\(TerminalText.oneLine(finding.source))) reports \(TerminalText.oneLine(finding.control)) on "
+                + "\(TerminalText.oneLine(finding.resource)) as resolved; this proposal is no longer needed.\n\n"
+                + "\(AuditTrailer.finding.rawValue): \(TerminalText.oneLine(finding.id))\n\(AuditTrailer.proposal.rawValue): closed\n"
             let configuration = repository.configuration
             guard let commit = try await repository.pushBranch(branch, files: files, parent: tip, expected: tip, message: message,
                                                                author: configuration.author, signer: configuration.signer) else {
@@ -278,9 +278,4 @@ extension FindingCitation {
         if let priority { result.append((.priority, priority)) }
         return result
     }
-}
-
-extension AuditRecord {
-    /// Text on one line (control characters, separators and bidirectional controls as spaces), for commit messages.
-    package static func oneLineText(_ text: String) -> String { TerminalText.oneLine(text) }
 }

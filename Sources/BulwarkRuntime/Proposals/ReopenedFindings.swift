@@ -55,7 +55,7 @@ package struct ReopenedFindings {
             id: id, controller: binding.controller, target: binding.target, resource: binding.resource.description,
             kind: binding.resource.kind, name: binding.resource.name, severity: resource.severity, risk: 0, mode: mode,
             decision: .reported, result: nil,
-            reason: "finding \(AuditRecord.oneLineText(finding.id)) from \(AuditRecord.oneLineText(finding.source)) is reported open again "
+            reason: "finding \(TerminalText.oneLine(finding.id)) from \(TerminalText.oneLine(finding.source)) is reported open again "
                 + "after its fix was verified at \(Timestamp.format(fix.verifiedAt)) (record \(fix.record)): the fix did not hold",
             changes: [], detectedAt: now, appliedAt: nil, verifiedAt: nil, desiredCommit: Revision(head),
             approver: nil, error: nil)

@@ -85,7 +85,7 @@ extension Outbox {
         switch format {
         case .slack:
             func chat(_ text: String) -> String {
-                AuditRecord.oneLineText(text).replacingOccurrences(of: "&", with: "&amp;")
+                TerminalText.oneLine(text).replacingOccurrences(of: "&", with: "&amp;")
                     .replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
             }
             let text = "*SLA breach* \(items.count) more findings are open past their SLA (\(counts)), among them "
@@ -113,7 +113,7 @@ extension Outbox {
         switch format {
         case .slack:
             func chat(_ text: String) -> String {
-                AuditRecord.oneLineText(text).replacingOccurrences(of: "&", with: "&amp;")
+                TerminalText.oneLine(text).replacingOccurrences(of: "&", with: "&amp;")
                     .replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
             }
             let text = "*SLA breach* \(item.priority.rawValue) finding \(chat(item.id)) from \(chat(item.source)): \(chat(item.control)) on "
