@@ -16,12 +16,19 @@ public protocol IntentJournal: Sendable {
     /// `begin` for several changes made together (one write of one file): durable together,
     /// with one sync. Throws when it cannot; then none of the changes may be made.
     func begin(_ records: [AuditRecord]) async throws
+    /// How many records' intents a pass may make durable together, ahead of their changes: the
+    /// next steps of one target share one sync. An intent begun ahead and never carried out (the
+    /// pass halted) is closed; one left open by a kill is resolved like any other (`recover`).
+    /// 1: each step's intents right before its change (a journal that fences each change).
+    var intentsAhead: Int { get }
 }
 
 extension IntentJournal {
     public func begin(_ records: [AuditRecord]) async throws {
         for record in records { try await begin(record) }
     }
+
+    public var intentsAhead: Int { 1 }
 }
 
 /// A journal in memory: for tests and for callers that hold no state directory. It survives
@@ -31,15 +38,27 @@ public actor MemoryJournal: IntentJournal {
     private var order: [String] = []
     /// When set, `begin` throws it (a full disk, a read-only state directory).
     public var failure: String?
+    /// Every `begin` call's record ids, in order: which intents were made durable together.
+    public private(set) var begun: [[String]] = []
+    public nonisolated let intentsAhead: Int
 
-    public init() {}
+    public init(intentsAhead: Int = 1) {
+        self.intentsAhead = max(1, intentsAhead)
+    }
 
     public func fail(with message: String?) { failure = message }
 
     public func begin(_ record: AuditRecord) throws {
+        try begin([record])
+    }
+
+    public func begin(_ records: [AuditRecord]) throws {
         if let failure { throw JournalError(failure) }
-        open[record.id] = record
-        order.append(record.id)
+        for record in records {
+            open[record.id] = record
+            order.append(record.id)
+        }
+        begun.append(records.map(\.id))
     }
 
     public func end(_ id: String) {

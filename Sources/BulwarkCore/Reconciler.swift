@@ -321,7 +321,8 @@ public struct Reconciler: Sendable {
     /// Targets are worked on in parallel (at most `concurrency` at once), each target's steps in
     /// plan order, and targets in the order of their riskiest remediation. The `applied`
     /// remediations of one target that a `CoalescingDriver` corrects in one file are one step:
-    /// one intent sync, one write, then each verified and recorded on its own. A sink that
+    /// one write, then each verified and recorded on its own. A target's next steps, up to
+    /// `journal.intentsAhead` records, have their intents made durable with one sync. A sink that
     /// buffers (`beginBuffering`) gets its records made durable every `flushEvery` records and at
     /// the end; intents are closed only after that.
     public func apply(
@@ -359,10 +360,8 @@ public struct Reconciler: Sendable {
                 func startNext() {
                     guard let lane = pending.popFirst() else { return }
                     group.addTask {
-                        for (position, step) in lane {
-                            await self.run(step, at: position, state: state, audit: audit, journal: journal,
-                                           ledger: ledger, onEntry: onEntry)
-                        }
+                        await self.run(lane: lane, state: state, audit: audit, journal: journal, ledger: ledger,
+                                       onEntry: onEntry)
                     }
                 }
                 for _ in 0..<concurrency { startNext() }
@@ -384,13 +383,60 @@ public struct Reconciler: Sendable {
     /// How many records a buffering sink may hold before they are flushed.
     public static let flushEvery = 512
 
-    /// One step: a single remediation as before, or a coalesced group of applied ones.
+    /// One target's steps, in plan order. The intents of the step about to change something and
+    /// of the target's next such steps, up to `journal.intentsAhead` records, are made durable
+    /// together with one sync before the first of them is carried out; a step's intents are
+    /// always durable before its change.
     private func run(
-        _ step: PassStep, at position: Int, state: DesiredState, audit: some AuditSink, journal: some IntentJournal,
+        lane: [(Int, PassStep)], state: DesiredState, audit: some AuditSink, journal: some IntentJournal,
         ledger: PassLedger, onEntry: @Sendable (CycleEntry) -> Void
     ) async {
+        let ahead = journal.intentsAhead
+        // Records whose intents are durable, by the index in `lane` of their step.
+        var begun: [Int: [AuditRecord]] = [:]
+        for (index, (position, step)) in lane.enumerated() {
+            guard Self.changes(step) else {
+                await run(step, at: position, begun: nil, state: state, audit: audit, journal: journal, ledger: ledger,
+                          onEntry: onEntry)
+                continue
+            }
+            if begun[index] == nil, await !ledger.isHalted {
+                var batch: [(index: Int, records: [AuditRecord])] = []
+                var count = 0
+                for next in index..<lane.count where Self.changes(lane[next].1) {
+                    let members = lane[next].1.remediations
+                    if count > 0, count + members.count > ahead { break }
+                    batch.append((next, members.map { makeRecord($0, state: state) }))
+                    count += members.count
+                }
+                do {
+                    try await journal.begin(batch.flatMap(\.records))
+                    for (next, records) in batch { begun[next] = records }
+                } catch {
+                    await ledger.halt("the intent journal cannot be written (\(error)); no fix is made without its record",
+                                      skipped: step.remediations.count)
+                    continue
+                }
+            }
+            await run(step, at: position, begun: begun.removeValue(forKey: index), state: state, audit: audit,
+                      journal: journal, ledger: ledger, onEntry: onEntry)
+        }
+    }
+
+    /// Whether a step changes a system (and so needs its intents durable first).
+    private static func changes(_ step: PassStep) -> Bool {
+        step.remediations.contains { $0.decision == .applied || $0.decision == .pruned }
+    }
+
+    /// One step: a single remediation as before, or a coalesced group of applied ones. `begun`
+    /// holds the records of a changing step, their intents durable; nil for a step that changes
+    /// nothing, or one not begun because the pass halted.
+    private func run(
+        _ step: PassStep, at position: Int, begun: [AuditRecord]?, state: DesiredState, audit: some AuditSink,
+        journal: some IntentJournal, ledger: PassLedger, onEntry: @Sendable (CycleEntry) -> Void
+    ) async {
         let members = step.remediations
-        guard members.contains(where: { $0.decision == .applied || $0.decision == .pruned }) else {
+        guard Self.changes(step) else {
             // Decisions that change nothing: recorded once.
             for remediation in members {
                 let record = makeRecord(remediation, state: state)
@@ -409,15 +455,10 @@ public struct Reconciler: Sendable {
             }
             return
         }
-        if await ledger.isHalted {
+        guard var records = begun, await !ledger.isHalted else {
+            // Begun ahead of a halt: never carried out, so nothing is left open.
+            for record in begun ?? [] { try? await journal.end(record.id) }
             await ledger.skipped(members.count)
-            return
-        }
-        var records = members.map { makeRecord($0, state: state) }
-        do {
-            try await journal.begin(records)
-        } catch {
-            await ledger.halt("the intent journal cannot be written (\(error)); no fix is made without its record", skipped: members.count)
             return
         }
         let intents = records.map(\.id)
@@ -592,14 +633,14 @@ public struct Reconciler: Sendable {
                         record.verifiedAt = clock()
                         record.error = "recorded after a restart: the process stopped between the fix and its record"
                     } else {
-                        record.error = "the process stopped during this fix; found afterwards: "
+                        record.error = "the process stopped between this fix's intent and its record; found afterwards: "
                             + record.changes.map { "\($0.property) is \($0.observedAfter ?? "(unset)")" }.joined(separator: ", ")
                     }
                 } catch {
-                    record.error = "the process stopped during this fix; observing afterwards failed: \(error)"
+                    record.error = "the process stopped between this fix's intent and its record; observing afterwards failed: \(error)"
                 }
             } else {
-                record.error = "the process stopped during this fix; \(record.resource) on \(record.target) is no longer in the desired state"
+                record.error = "the process stopped between this fix's intent and its record; \(record.resource) on \(record.target) is no longer in the desired state"
             }
             let commit = try await audit.write(record)
             try await journal.end(record.id)

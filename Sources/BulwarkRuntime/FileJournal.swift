@@ -36,8 +36,15 @@ package actor FileJournal: IntentJournal {
     /// Why the last sync failed: then no later line can be called durable.
     private var syncFailure: String?
 
-    package init(stateDirectory: String) {
+    /// A target's next steps, up to this many records, have their intents made durable with one
+    /// sync: a pass of many small fixes waits for the disk once per batch, not once per fix. A kill
+    /// leaves at most this many intents of one target open that were not yet tried; `recover`
+    /// observes each and records what it finds.
+    package nonisolated let intentsAhead: Int
+
+    package init(stateDirectory: String, intentsAhead: Int = 32) {
         path = stateDirectory + "/intents.log"
+        self.intentsAhead = max(1, intentsAhead)
     }
 
     deinit { if descriptor >= 0 { close(descriptor) } }

@@ -84,6 +84,72 @@ import Testing
         #expect(try await reconciler.recover(journal: journal, state: state, audit: sink).isEmpty)
     }
 
+    /// A journal that notes, at each `begin`, which fixes the driver had made by then.
+    actor WatchingJournal: IntentJournal {
+        let base: MemoryJournal
+        let driver: MemoryDriver
+        nonisolated let intentsAhead: Int
+        /// Per `begin`: its record ids, and the fixes made before it.
+        var begins: [(ids: [String], madeBefore: [String])] = []
+        init(driver: MemoryDriver, intentsAhead: Int) {
+            self.base = MemoryJournal(intentsAhead: intentsAhead)
+            self.driver = driver
+            self.intentsAhead = intentsAhead
+        }
+        func begin(_ record: AuditRecord) async throws { try await begin([record]) }
+        func begin(_ records: [AuditRecord]) async throws {
+            begins.append((records.map(\.id), driver.state.withLock { $0.applied }))
+            try await base.begin(records)
+        }
+        func end(_ id: String) async throws { await base.end(id) }
+        func openIntents() async throws -> [AuditRecord] { await base.openIntents() }
+    }
+
+    /// A target's next fixes share one durable intent write, up to the journal's `intentsAhead`
+    /// records, and each is still begun before any of them is made.
+    @Test(arguments: [(1, [1, 1, 1]), (2, [2, 1]), (32, [3])])
+    func aTargetsNextFixesShareOneIntentSync(ahead: Int, sizes: [Int]) async throws {
+        let driver = MemoryDriver()
+        let state = try load(driver)
+        let reconciler = Reconciler(registry: memoryRegistry(driver))
+        let journal = WatchingJournal(driver: driver, intentsAhead: ahead)
+        let sink = RecordingSink()
+        let outcome = await reconciler.apply(try await reconciler.plan(state), state: state, audit: sink, journal: journal)
+        #expect(outcome.halted == nil)
+        let begins = await journal.begins
+        #expect(begins.map(\.ids.count) == sizes)
+        // Every fix made after its intent: the fixes made before a begin are those of earlier begins.
+        var earlier = 0
+        for begin in begins {
+            #expect(begin.madeBefore.count == earlier, "no fix before its intent is durable")
+            earlier += begin.ids.count
+        }
+        #expect(driver.state.withLock { $0.applied }.count == 3)
+        #expect(Set(sink.records.map(\.id)) == Set(begins.flatMap(\.ids)), "one record per intent, same ids")
+        #expect(try await journal.openIntents().isEmpty)
+    }
+
+    /// Guard: intents begun ahead of a halt are closed, not left for the next start to record as
+    /// interrupted fixes that were never tried; nothing after the halt is changed.
+    @Test func intentsBegunAheadOfAHaltAreClosedAndTheirFixesNotMade() async throws {
+        let driver = MemoryDriver()
+        let state = try load(driver)
+        let reconciler = Reconciler(registry: memoryRegistry(driver))
+        let journal = MemoryJournal(intentsAhead: 32)
+        let failing = FailingSink(failAfter: 1)
+        let outcome = await reconciler.apply(try await reconciler.plan(state), state: state, audit: failing, journal: journal)
+        #expect(await journal.begun.map(\.count) == [3], "all three begun with one sync")
+        #expect(failing.inner.records.count == 1)
+        #expect(driver.state.withLock { $0.applied }.count == 2)
+        #expect(outcome.halted?.contains("audit branch cannot be written") == true)
+        #expect(outcome.notAttempted == 1)
+        #expect(driver.get("web-1", "c") == nil, "nothing after the halt is changed")
+        let open = await journal.openIntents()
+        #expect(open.map(\.resource) == ["Setting/two"], "only the fix whose record failed stays open")
+        let recovered = try await reconciler.recover(journal: journal, state: state, audit: failing.inner)
+        #expect(recovered.map(\.record.result) == [.verified])
+    }
+
     @Test func anIntentWhoseChangeNeverHappenedIsRecordedInterruptedWithWhatWasFound() async throws {
         let driver = MemoryDriver()
         driver.set("web-1", "a", "0")

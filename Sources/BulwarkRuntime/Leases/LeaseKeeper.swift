@@ -197,4 +197,6 @@ package struct LeaseFencedJournal<Base: IntentJournal>: IntentJournal {
 
     package func end(_ id: String) async throws { try await base.end(id) }
     package func openIntents() async throws -> [AuditRecord] { try await base.openIntents() }
+    /// With leases, each step's intents right before its change: the lease is checked then.
+    package var intentsAhead: Int { leases == nil ? base.intentsAhead : 1 }
 }

@@ -73,8 +73,10 @@ import Testing
         await keeper.round()
         #expect(Set(keeper.beginPass().keys) == ["db-1", "db-2"])
         #expect(keeper.trailer(for: "db-1") == "Bulwark-Lease: db-1 \(keeper.held()["db-1"]!)\n")
-        let base = MemoryJournal()
+        let base = MemoryJournal(intentsAhead: 32)
         let journal = LeaseFencedJournal(base: base, leases: keeper)
+        #expect(journal.intentsAhead == 1, "with leases, each change's lease is checked right before it")
+        #expect(LeaseFencedJournal(base: base, leases: nil).intentsAhead == 32)
         func record(_ target: String) -> AuditRecord {
             AuditRecord(id: "r-\(target)", controller: "postgres", target: target, resource: "PostgresRole/x", kind: "PostgresRole",
                         name: "x", severity: .high, risk: 1, mode: .enforce, decision: .applied, result: nil, reason: nil, changes: [],
