@@ -21,6 +21,13 @@ public protocol IntentJournal: Sendable {
     /// pass halted) is closed; one left open by a kill is resolved like any other (`recover`).
     /// 1: each step's intents right before its change (a journal that fences each change).
     var intentsAhead: Int { get }
+    /// The changes of these open intents are being made now. Written, not synced: after a kill
+    /// the line is there (the kernel holds it); after a power loss it may not be, and recovery
+    /// then goes by what it observes.
+    func trying(_ ids: [String]) async throws
+    /// Open intents with no `trying` line: begun (ahead, or just before a kill) and never
+    /// carried out, as far as the journal knows.
+    func untriedIntents() async throws -> Set<String>
 }
 
 extension IntentJournal {
@@ -61,8 +68,19 @@ public actor MemoryJournal: IntentJournal {
         begun.append(records.map(\.id))
     }
 
+    private var tried: Set<String> = []
+
+    public func trying(_ ids: [String]) {
+        tried.formUnion(ids)
+    }
+
+    public func untriedIntents() -> Set<String> {
+        Set(open.keys).subtracting(tried)
+    }
+
     public func end(_ id: String) {
         open[id] = nil
+        tried.remove(id)
         order.removeAll { $0 == id }
     }
 

@@ -462,6 +462,16 @@ public struct Reconciler: Sendable {
             return
         }
         let intents = records.map(\.id)
+        // Marked tried right before the change: a kill before this line leaves intents that
+        // recovery closes without a record when it finds nothing changed.
+        do {
+            try await journal.trying(intents)
+        } catch {
+            for id in intents { try? await journal.end(id) }
+            await ledger.halt("the intent journal cannot be written (\(error)); no fix is made without its record",
+                              skipped: members.count)
+            return
+        }
         // Members the driver found already corrected, under the lock, before writing anything;
         // members not tried because another process holds the target.
         var inSync: Set<Int> = []
@@ -600,12 +610,15 @@ public struct Reconciler: Sendable {
     /// Resolves intents a killed process left open, before anything else acts: an intent whose
     /// record is already on the audit branch is closed; any other is observed again and recorded
     /// as `verified` (the fix was made and holds) or `interrupted` (with what was found), then
-    /// closed. An intent whose resource or target left the desired state is recorded
-    /// `interrupted` without observing. Returns the records written.
+    /// closed. An intent the journal has no `trying` line for, whose every value is found as it
+    /// was before, is closed without a record: its change never happened. An intent whose
+    /// resource or target left the desired state is recorded `interrupted` without observing.
+    /// Returns the records written.
     public func recover(
         journal: some IntentJournal, state: DesiredState, audit: some AuditSink
     ) async throws -> [CycleEntry] {
         var entries: [CycleEntry] = []
+        let untried = try await journal.untriedIntents()
         for var record in try await journal.openIntents() {
             if try await audit.contains(recordID: record.id) {
                 try await journal.end(record.id)
@@ -632,6 +645,13 @@ public struct Reconciler: Sendable {
                         record.result = .verified
                         record.verifiedAt = clock()
                         record.error = "recorded after a restart: the process stopped between the fix and its record"
+                    } else if untried.contains(record.id), !record.changes.isEmpty, record.changes.allSatisfy({
+                        !sensitive.contains($0.property) && $0.observedAfter == $0.observedBefore
+                    }) {
+                        // Never tried, and every value is as it was before: no change happened, so
+                        // no record of one. The intent is closed; the next plan finds the drift again.
+                        try await journal.end(record.id)
+                        continue
                     } else {
                         record.error = "the process stopped between this fix's intent and its record; found afterwards: "
                             + record.changes.map { "\($0.property) is \($0.observedAfter ?? "(unset)")" }.joined(separator: ", ")

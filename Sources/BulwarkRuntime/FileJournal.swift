@@ -4,9 +4,10 @@ import Glibc
 internal import CDispatch
 
 /// The intent journal in a state directory: `intents.log`, one JSON line per event. A `begin`
-/// line is appended and fdatasynced before the change it announces is made; an `end` line is
-/// appended (not synced) once the change's record is committed. A line cut short by a crash is
-/// ignored: its begin was never durable, so its change was never made.
+/// line is appended and fdatasynced before the change it announces is made; a `tried` line
+/// (not synced) right before the change; an `end` line (not synced) once the change's record is
+/// committed. A line cut short by a crash is ignored: its begin was never durable, so its change
+/// was never made.
 ///
 /// One writer: the state directory's lock (`StateLock`) keeps a second process out.
 ///
@@ -20,11 +21,14 @@ package actor FileJournal: IntentJournal {
     private struct Line: Codable {
         package var begin: AuditRecord?
         package var end: String?
+        package var tried: [String]?
     }
 
     package let path: String
     private var descriptor: Int32 = -1
     private var openIDs: Set<String> = []
+    /// Open intents with a `tried` line, as `openIntents` read them and later lines added.
+    private var triedIDs: Set<String> = []
     /// Whether `openIntents` has read the file: only then is it known that nothing else is open.
     private var loaded = false
     /// Lines appended so far, and how many of them a finished `fdatasync` covers.
@@ -81,15 +85,16 @@ package actor FileJournal: IntentJournal {
     }
 
     /// A line's JSON, as `JSONEncoder` with `[.sortedKeys, .withoutEscapingSlashes]` writes it.
-    static func lineBytes(begin record: AuditRecord?, end id: String?) -> [UInt8] {
+    static func lineBytes(begin record: AuditRecord?, end id: String?, tried: [String]? = nil) -> [UInt8] {
         var members: [(String, PrettyJSON.Value)] = []
         if let record { members.append(("begin", record.jsonValue)) }
         if let id { members.append(("end", .string(id))) }
+        if let tried { members.append(("tried", .array(tried.map { .string($0) }))) }
         return PrettyJSON.bytes(.object(members), pretty: false) + [10]
     }
 
     private func append(_ line: Line) throws(JournalError) {
-        let bytes = Self.lineBytes(begin: line.begin, end: line.end)
+        let bytes = Self.lineBytes(begin: line.begin, end: line.end, tried: line.tried)
         let fd = try handle()
         if mayEndMidLine { try endPartialLine(fd) }
         var offset = 0
@@ -155,12 +160,24 @@ package actor FileJournal: IntentJournal {
     package func end(_ id: String) throws {
         try append(Line(end: id))
         openIDs.remove(id)
+        triedIDs.remove(id)
+    }
+
+    package func trying(_ ids: [String]) throws {
+        try append(Line(tried: ids))
+        triedIDs.formUnion(ids)
+    }
+
+    package func untriedIntents() throws -> Set<String> {
+        if !loaded { _ = try openIntents() }
+        return openIDs.subtracting(triedIDs)
     }
 
     package func openIntents() throws -> [AuditRecord] {
         guard let data = FileManager.default.contents(atPath: path) else { return [] }
         var open: [String: AuditRecord] = [:]
         var order: [String] = []
+        var tried: Set<String> = []
         let decoder = JSONDecoder()
         for line in data.split(separator: 10) {
             guard let entry = try? decoder.decode(Line.self, from: Data(line)) else { continue }
@@ -169,9 +186,13 @@ package actor FileJournal: IntentJournal {
                 open[record.id] = record
             } else if let id = entry.end {
                 open[id] = nil
+                tried.remove(id)
+            } else if let ids = entry.tried {
+                tried.formUnion(ids.filter { open[$0] != nil })
             }
         }
         openIDs = Set(open.keys)
+        triedIDs = tried
         loaded = true
         return order.compactMap { open[$0] }
     }

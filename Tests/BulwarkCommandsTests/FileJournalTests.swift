@@ -32,4 +32,22 @@ import Testing
             #expect(try await FileJournal(stateDirectory: dir).openIntents().map(\.id) == ["01JD3M0000000000000000000B"])
         }
     }
+
+    /// Intents begun together, one of them tried: after a restart the journal tells which were
+    /// never carried out, and a closed intent is neither.
+    @Test func aRestartTellsTheIntentsNeverTriedFromTheOnesTried() async throws {
+        try await withTemporaryDirectory { dir in
+            let journal = FileJournal(stateDirectory: dir)
+            #expect(journal.intentsAhead == 32)
+            try await journal.begin(["01JD3M0000000000000000000A", "01JD3M0000000000000000000B",
+                                     "01JD3M0000000000000000000C"].map(record))
+            try await journal.trying(["01JD3M0000000000000000000A", "01JD3M0000000000000000000C"])
+            try await journal.end("01JD3M0000000000000000000C")
+            let restarted = FileJournal(stateDirectory: dir)
+            #expect(try await restarted.openIntents().map(\.id) == ["01JD3M0000000000000000000A", "01JD3M0000000000000000000B"])
+            #expect(try await restarted.untriedIntents() == ["01JD3M0000000000000000000B"])
+            // A tried line of an intent already closed does not count for a later one.
+            #expect(try await FileJournal(stateDirectory: dir).untriedIntents() == ["01JD3M0000000000000000000B"])
+        }
+    }
 }

@@ -103,6 +103,8 @@ import Testing
         }
         func end(_ id: String) async throws { await base.end(id) }
         func openIntents() async throws -> [AuditRecord] { await base.openIntents() }
+        func trying(_ ids: [String]) async throws { await base.trying(ids) }
+        func untriedIntents() async throws -> Set<String> { await base.untriedIntents() }
     }
 
     /// A target's next fixes share one durable intent write, up to the journal's `intentsAhead`
@@ -150,6 +152,40 @@ import Testing
         #expect(recovered.map(\.record.result) == [.verified])
     }
 
+    /// Recovery of an intent killed before its change was tried: nothing changed, so no record;
+    /// the next pass fixes it and records it once. Guard: one never tried whose value is found
+    /// neither as before nor as desired is still recorded `interrupted` with what was found.
+    @Test(arguments: [("0", nil), ("7", "a is 7")] as [(String, String?)])
+    func anIntentNeverTriedIsClosedWithoutARecordWhenNothingChanged(found: String, recorded: String?) async throws {
+        let driver = MemoryDriver()
+        driver.set("web-1", "a", "0")
+        let state = try load(driver)
+        let reconciler = Reconciler(registry: memoryRegistry(driver))
+        let plan = try await reconciler.plan(state)
+        let journal = MemoryJournal(intentsAhead: 32)
+        let remediation = try #require(plan.remediations.first { $0.binding.resource.name == "one" })
+        let record = AuditRecord(
+            id: AuditID.ulid(at: Date()), controller: remediation.binding.controller, target: "web-1",
+            resource: remediation.binding.resource.description, kind: "Setting", name: remediation.binding.resource.name,
+            severity: .critical, risk: 12, mode: .enforce, decision: .applied, result: nil, reason: nil,
+            changes: [.init(property: "a", desired: "1", observedBefore: "0", observedAfter: nil)],
+            detectedAt: Date(), appliedAt: nil, verifiedAt: nil, desiredCommit: "rev1", approver: nil, error: nil)
+        try await journal.begin([record])
+        driver.set("web-1", "a", found)
+        let sink = RecordingSink()
+        let recovered = try await reconciler.recover(journal: journal, state: state, audit: sink)
+        #expect(await journal.openIntents().isEmpty)
+        if let recorded {
+            #expect(recovered.map(\.record.result) == [.interrupted])
+            #expect(sink.records.first?.error?.contains(recorded) == true)
+        } else {
+            #expect(recovered.isEmpty && sink.records.isEmpty, "no record for a change that did not happen")
+            let outcome = await reconciler.apply(try await reconciler.plan(state), state: state, audit: sink, journal: journal)
+            #expect(outcome.halted == nil)
+            #expect(sink.records.filter { $0.resource == "Setting/one" }.map(\.result) == [.verified], "fixed and recorded once")
+        }
+    }
+
     @Test func anIntentWhoseChangeNeverHappenedIsRecordedInterruptedWithWhatWasFound() async throws {
         let driver = MemoryDriver()
         driver.set("web-1", "a", "0")
@@ -157,7 +193,7 @@ import Testing
         let reconciler = Reconciler(registry: memoryRegistry(driver))
         let plan = try await reconciler.plan(state)
         let journal = MemoryJournal()
-        // Killed after the intent was durable, before the fix: begin, then nothing.
+        // Killed as the fix was tried, before it took: begin, tried, then nothing.
         let remediation = try #require(plan.remediations.first)
         let record = AuditRecord(
             id: AuditID.ulid(at: Date()), controller: remediation.binding.controller, target: "web-1",
@@ -166,6 +202,7 @@ import Testing
             changes: [.init(property: "a", desired: "1", observedBefore: "0", observedAfter: nil)],
             detectedAt: Date(), appliedAt: nil, verifiedAt: nil, desiredCommit: "rev1", approver: nil, error: nil)
         try await journal.begin(record)
+        try await journal.trying([record.id])
         let sink = RecordingSink()
         let recovered = try await reconciler.recover(journal: journal, state: state, audit: sink)
         #expect(recovered.map(\.record.result) == [.interrupted])

@@ -12,6 +12,7 @@ import Testing
     struct Line: Codable {
         var begin: AuditRecord?
         var end: String?
+        var tried: [String]?
     }
 
     func encoded(_ line: Line) throws -> [UInt8] {
@@ -26,9 +27,10 @@ import Testing
         for _ in 0..<2_000 {
             let record = RandomRecords.record(&rng)
             let id = RandomRecords.text(&rng)
-            for (begin, end) in [(record, nil), (nil, id)] as [(AuditRecord?, String?)] {
-                let written = FileJournal.lineBytes(begin: begin, end: end)
-                if written != (try encoded(Line(begin: begin, end: end))) {
+            let tried = [id, RandomRecords.text(&rng)]
+            for (begin, end, tried) in [(record, nil, nil), (nil, id, nil), (nil, nil, tried)] as [(AuditRecord?, String?, [String]?)] {
+                let written = FileJournal.lineBytes(begin: begin, end: end, tried: tried)
+                if written != (try encoded(Line(begin: begin, end: end, tried: tried))) {
                     differing.append(String(decoding: written, as: UTF8.self))
                 }
             }

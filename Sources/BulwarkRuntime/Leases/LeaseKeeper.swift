@@ -199,4 +199,6 @@ package struct LeaseFencedJournal<Base: IntentJournal>: IntentJournal {
     package func openIntents() async throws -> [AuditRecord] { try await base.openIntents() }
     /// With leases, each step's intents right before its change: the lease is checked then.
     package var intentsAhead: Int { leases == nil ? base.intentsAhead : 1 }
+    package func trying(_ ids: [String]) async throws { try await base.trying(ids) }
+    package func untriedIntents() async throws -> Set<String> { try await base.untriedIntents() }
 }
