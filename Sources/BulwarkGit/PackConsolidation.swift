@@ -33,11 +33,9 @@ extension Repository {
     /// over) and then packing 216,000 objects again for the push were 70 % of its CPU time.
     /// They are merged by the next call without it (the next fetch), once pushed.
     ///
-    /// The merged pack is written by `PackFile`. The entries of packs Bulwark wrote (whole
-    /// objects, each entry's CRC-32 as its index states) are copied as they are, compressed or
-    /// not; those of any other pack (a fetch's, with deltas) are read through libgit2 and
-    /// compressed at zlib's fastest level. Inflating and compressing every object of a pass
-    /// again was half of the first `plan` after it.
+    /// The merged pack is written by `mergePacks`: the entries of Bulwark's own packs are copied
+    /// as they are. Inflating and compressing every object of a pass again was half of the first
+    /// `plan` after it.
     @discardableResult
     public func consolidatePacks(bound: Int = 16, small: Int = 4 << 20, sparingUnpushed: Bool = false) throws(GitError) -> Int {
         guard objectBuffer == nil else { return 0 }
@@ -51,42 +49,12 @@ extension Repository {
                 && !fm.fileExists(atPath: folder + "/" + pack.name.dropLast(".pack".count) + ".keep")
         }
         guard merged.count > 1 else { return 0 }
-        // How many objects the merged pack holds: every id of every merged pack, once.
-        var indexes: [[git_oid]] = []
-        var unique = Set<TreeCache.Key>()
-        for pack in merged {
-            let index = folder + "/" + pack.name.dropLast(".pack".count) + ".idx"
-            guard let ids = Self.packIndexIDs(index) else {
-                throw GitError(function: "consolidatePacks", code: -1, message: "cannot read the pack index \(index)")
-            }
-            for id in ids { unique.insert(TreeCache.Key(id)) }
-            indexes.append(ids)
-        }
-        guard !unique.isEmpty else { return 0 }
         var odb: OpaquePointer?
         try check(git_repository_odb(&odb, pointer), "git_repository_odb")
         defer { git_odb_free(odb) }
         guard let odb else { throw GitError(function: "git_repository_odb", code: -1, message: "no object database") }
-        let builder = try PackFile.Builder(folder: folder, count: unique.count, level: Z_BEST_SPEED)
-        var written = Set<TreeCache.Key>()
-        written.reserveCapacity(unique.count)
-        for (pack, ids) in zip(merged, indexes) {
-            let base = folder + "/" + pack.name.dropLast(".pack".count)
-            if let whole = PackFile.WholeEntries(pack: base + ".pack", index: base + ".idx") {
-                // Bulwark's own packs (whole objects, entries as their index describes them):
-                // each entry copied as it is, not inflated and compressed again.
-                try whole.bytes.withBytes { (raw) throws(GitError) in
-                    for entry in whole.entries where written.insert(TreeCache.Key(entry.oid)).inserted {
-                        try builder.append(entry.oid, entry: UnsafeRawBufferPointer(rebasing: raw[entry.range]), crc: entry.crc)
-                    }
-                }
-            } else {
-                // Deltas (a fetched pack), or an entry that does not match its index: each object
-                // as libgit2 reads it (resolved, its id checked), compressed again.
-                for id in ids where written.insert(TreeCache.Key(id)).inserted { try builder.append(id, from: odb) }
-            }
-        }
-        let checksum = try builder.finish()
+        guard let checksum = try Self.mergePacks(merged.map { folder + "/" + $0.name.dropLast(".pack".count) }, into: folder,
+                                                 reading: odb) else { return 0 }
         // The new pack may carry the name of one being merged: a consolidation killed before its
         // removals, run again, writes the same objects in the same order, so the same pack,
         // which is kept as it is. It is never removed, and if it cannot be found by its name
@@ -114,6 +82,45 @@ extension Repository {
         try Self.sync(folder)
         try reopenObjectDatabase()
         return removed
+    }
+
+    /// Writes every object of the packs at `bases` (paths without `.pack`/`.idx`) into `folder`
+    /// as one pack of whole objects (see `PackFile.Builder`), each object once; returns its
+    /// checksum, nil when they hold no object. The entries of packs Bulwark wrote (whole objects,
+    /// each entry's CRC-32 as its index states) are copied as they are, compressed or not; those
+    /// of any other pack (a fetch's, with deltas) are read from `odb` and compressed at zlib's
+    /// fastest level. One pack's bytes are held at a time.
+    static func mergePacks(_ bases: [String], into folder: String, reading odb: OpaquePointer) throws(GitError) -> String? {
+        // How many objects the merged pack holds: every id of every merged pack, once.
+        var indexes: [[git_oid]] = []
+        var unique = Set<TreeCache.Key>()
+        for base in bases {
+            guard let ids = packIndexIDs(base + ".idx") else {
+                throw GitError(function: "mergePacks", code: -1, message: "cannot read the pack index \(base).idx")
+            }
+            for id in ids { unique.insert(TreeCache.Key(id)) }
+            indexes.append(ids)
+        }
+        guard !unique.isEmpty else { return nil }
+        let builder = try PackFile.Builder(folder: folder, count: unique.count, level: Z_BEST_SPEED)
+        var written = Set<TreeCache.Key>()
+        written.reserveCapacity(unique.count)
+        for (base, ids) in zip(bases, indexes) {
+            if let whole = PackFile.WholeEntries(pack: base + ".pack", index: base + ".idx") {
+                // Bulwark's own packs (whole objects, entries as their index describes them):
+                // each entry copied as it is, not inflated and compressed again.
+                try whole.bytes.withBytes { (raw) throws(GitError) in
+                    for entry in whole.entries where written.insert(TreeCache.Key(entry.oid)).inserted {
+                        try builder.append(entry.oid, entry: UnsafeRawBufferPointer(rebasing: raw[entry.range]), crc: entry.crc)
+                    }
+                }
+            } else {
+                // Deltas (a fetched pack), or an entry that does not match its index: each object
+                // as libgit2 reads it (resolved, its id checked), compressed again.
+                for id in ids where written.insert(TreeCache.Key(id)).inserted { try builder.append(id, from: odb) }
+            }
+        }
+        return try builder.finish()
     }
 
     /// fsync of a file or folder; a failure is an error (nothing is removed after it).

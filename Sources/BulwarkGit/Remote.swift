@@ -155,10 +155,11 @@ extension Repository {
             return PushRejection(reference: destination, reason: "the remote is at \(current?.short ?? "nothing"), not \(expected?.short ?? "nothing")")
         }
         // The packs this process flushed hold exactly what `new` brings over `expected` when they
-        // chain from one to the other: they are copied as they are. Otherwise (commits written
-        // straight to disk, replayed, or packs merged since) the objects are packed again.
+        // chain from one to the other: one is copied as it is, several are written into the
+        // origin as one pack. Otherwise (commits written straight to disk, replayed, or packs
+        // merged since) the objects are packed again.
         let chain = unpushedChain(from: expected, to: new)
-        if chain.isEmpty || !sendPacks(chain, to: origin) {
+        if chain.isEmpty || !(chain.count == 1 ? sendPacks(chain, to: origin) : sendMerged(chain, to: origin)) {
             try copyObjects(reaching: new, notReaching: expected, into: origin)
         }
         do {
@@ -220,6 +221,29 @@ extension Repository {
         }
         do { try Repository.sync(target) } catch { return false }
         return true
+    }
+
+    /// Writes `packs` into `origin` as one pack (`mergePacks`: each entry of Bulwark's packs
+    /// copied as it is, its CRC-32 checked against its index), durable before the reference
+    /// moves. A large pass flushes a pack every 512 records: copied one by one, the origin then
+    /// held more than 16 packs and merged them again, so every byte was written, hashed and
+    /// synced twice. Returns false when the pack could not be written; the caller then packs
+    /// the objects again.
+    private func sendMerged(_ packs: [FlushedPack], to origin: Repository) -> Bool {
+        var odb: OpaquePointer?
+        guard git_repository_odb(&odb, pointer) == 0, let odb else { return false }
+        defer { git_odb_free(odb) }
+        let target = origin.packFolder
+        do {
+            // The builder syncs the pack, its index and, when it renamed them into place, the
+            // folder; synced here too for a pack of that name found there already.
+            guard try Self.mergePacks(packs.map { packFolder + "/" + $0.name }, into: target, reading: odb) != nil
+            else { return false }
+            try Repository.sync(target)
+            return true
+        } catch {
+            return false
+        }
     }
 
     /// Whether the pack file at `path` is a regular file ending in the checksum its name states.
