@@ -15,6 +15,9 @@ extension Repository {
 
     var packFolder: String { path + (path.hasSuffix("/") ? "" : "/") + "objects/pack" }
 
+    /// How many packs a repository holds before `consolidatePacks` merges its small ones.
+    public static let packBound = 16
+
     /// Keeps the number of packs bounded: when there are more than `bound`, every pack smaller
     /// than `small` bytes (one per flushed pass, one per fetch) is written again as one pack of
     /// whole objects and removed, and the object database is opened again so that libgit2 lets
@@ -37,7 +40,7 @@ extension Repository {
     /// as they are. Inflating and compressing every object of a pass again was half of the first
     /// `plan` after it.
     @discardableResult
-    public func consolidatePacks(bound: Int = 16, small: Int = 4 << 20, sparingUnpushed: Bool = false) throws(GitError) -> Int {
+    public func consolidatePacks(bound: Int = Repository.packBound, small: Int = 4 << 20, sparingUnpushed: Bool = false) throws(GitError) -> Int {
         guard objectBuffer == nil else { return 0 }
         let folder = packFolder
         let fm = FileManager.default

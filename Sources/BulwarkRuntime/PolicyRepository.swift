@@ -192,7 +192,7 @@ package actor PolicyRepository: AuditSink {
     /// Keeps the state clone's packs (one per flushed pass and per fetch) few, and libgit2's
     /// mappings of them with it (see `Repository.consolidatePacks`). A failure leaves the packs
     /// as they were (every object is still in one of them): a warning.
-    private func consolidatePacks(bound: Int = 16, sparingUnpushed: Bool = false) {
+    private func consolidatePacks(bound: Int = Repository.packBound, sparingUnpushed: Bool = false) {
         do { try repository.consolidatePacks(bound: bound, sparingUnpushed: sparingUnpushed) } catch {
             Console().warn("cannot consolidate the packs of the state clone (they stay as they are): \(error.message)")
         }
