@@ -125,6 +125,7 @@ extension Bulwark {
             // The intent is journaled like a fix's: a revert killed midway is recorded by the next pass.
             let journal = FileJournal(stateDirectory: repository.stateDirectory)
             try await journal.begin(record)
+            try await journal.trying([record.id])
             do {
                 if !toApply.isEmpty { try await kind.driver.apply(toApply, to: resource, on: target) }
                 record.appliedAt = reconciler.clock()

@@ -406,6 +406,9 @@ public struct Reconciler: Sendable {
                 for next in index..<lane.count where Self.changes(lane[next].1) {
                     let members = lane[next].1.remediations
                     if count > 0, count + members.count > ahead { break }
+                    // A prune is begun only as the step at hand: its resource has left the desired
+                    // state, so recovery cannot observe it and would record it untried.
+                    if next != index, members.contains(where: { $0.decision == .pruned }) { break }
                     batch.append((next, members.map { makeRecord($0, state: state) }))
                     count += members.count
                 }
@@ -611,7 +614,8 @@ public struct Reconciler: Sendable {
     /// record is already on the audit branch is closed; any other is observed again and recorded
     /// as `verified` (the fix was made and holds) or `interrupted` (with what was found), then
     /// closed. An intent the journal has no `trying` line for, whose every value is found as it
-    /// was before, is closed without a record: its change never happened. An intent whose
+    /// was before, is closed without a record: its change never happened; one found as desired
+    /// is recorded `interrupted` (someone else made it so). An intent whose
     /// resource or target left the desired state is recorded `interrupted` without observing.
     /// Returns the records written.
     public func recover(
@@ -641,7 +645,11 @@ public struct Reconciler: Sendable {
                         let desired = secret ? resource.spec.properties.first { $0.name == change.property }?.value : change.desired
                         if observed != desired { holds = false }
                     }
-                    if holds {
+                    if holds, untried.contains(record.id) {
+                        // Found as desired, but never marked tried: someone else made it so (or a
+                        // power cut lost the line). Recorded, not claimed as this process's fix.
+                        record.error = "found as desired after a restart, but this fix was never tried by the process that stopped"
+                    } else if holds {
                         record.result = .verified
                         record.verifiedAt = clock()
                         record.error = "recorded after a restart: the process stopped between the fix and its record"

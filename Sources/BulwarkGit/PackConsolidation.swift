@@ -92,7 +92,7 @@ extension Repository {
     /// checksum, nil when they hold no object. The entries of packs Bulwark wrote (whole objects,
     /// each entry's CRC-32 as its index states) are copied as they are, compressed or not; those
     /// of any other pack (a fetch's, with deltas) are read from `odb` and compressed at zlib's
-    /// fastest level. One pack's bytes are held at a time.
+    /// fastest level. One pack is held at a time (its file's bytes, and a copy).
     static func mergePacks(_ bases: [String], into folder: String, reading odb: OpaquePointer) throws(GitError) -> String? {
         // How many objects the merged pack holds: every id of every merged pack, once.
         var indexes: [[git_oid]] = []

@@ -240,7 +240,12 @@ extension Repository {
         do {
             // The builder syncs the pack, its index and, when it renamed them into place, the
             // folder; synced here too for a pack of that name found there already.
-            guard try Self.mergePacks(packs.map { packFolder + "/" + $0.name }, into: target, reading: odb) != nil
+            guard let checksum = try Self.mergePacks(packs.map { packFolder + "/" + $0.name }, into: target, reading: odb)
+            else { return false }
+            // A pack of that name found there already counts only whole, as in `sendPacks`:
+            // never on an index alone that someone left or made.
+            let name = "pack-" + checksum
+            guard access(target + "/" + name + ".idx", F_OK) == 0, Self.packEnds(target + "/" + name + ".pack", as: name)
             else { return false }
             try Repository.sync(target)
             return true

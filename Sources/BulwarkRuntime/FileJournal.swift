@@ -4,9 +4,9 @@ import Glibc
 internal import CDispatch
 
 /// The intent journal in a state directory: `intents.log`, one JSON line per event. A `begin`
-/// line is appended and fdatasynced before the change it announces is made; a `tried` line
-/// (not synced) right before the change; an `end` line (not synced) once the change's record is
-/// committed. A line cut short by a crash is ignored: its begin was never durable, so its change
+/// line (with an empty `tried` list: this version writes `tried` lines) is appended and
+/// fdatasynced before the change it announces is made; a `tried` line (not synced) right before
+/// the change; an `end` line (not synced) once the change's record is committed. A line cut short by a crash is ignored: its begin was never durable, so its change
 /// was never made.
 ///
 /// One writer: the state directory's lock (`StateLock`) keeps a second process out.
@@ -152,7 +152,8 @@ package actor FileJournal: IntentJournal {
     /// written meanwhile).
     package func begin(_ records: [AuditRecord]) async throws {
         if let syncFailure { throw JournalError("cannot sync \(path): \(syncFailure)") }
-        for record in records { try append(Line(begin: record)) }
+        // `tried: []` marks a begin written by a version that writes `tried` lines.
+        for record in records { try append(Line(begin: record, tried: [])) }
         try await makeDurable(upTo: written)
         for record in records { openIDs.insert(record.id) }
     }
@@ -184,6 +185,9 @@ package actor FileJournal: IntentJournal {
             if let record = entry.begin {
                 if open[record.id] == nil { order.append(record.id) }
                 open[record.id] = record
+                // Written by a version without `tried` lines: whether it was tried is unknown,
+                // so it counts as tried (recorded, never closed unrecorded).
+                if entry.tried == nil { tried.insert(record.id) }
             } else if let id = entry.end {
                 open[id] = nil
                 tried.remove(id)

@@ -46,8 +46,25 @@ import Testing
             let restarted = FileJournal(stateDirectory: dir)
             #expect(try await restarted.openIntents().map(\.id) == ["01JD3M0000000000000000000A", "01JD3M0000000000000000000B"])
             #expect(try await restarted.untriedIntents() == ["01JD3M0000000000000000000B"])
-            // A tried line of an intent already closed does not count for a later one.
-            #expect(try await FileJournal(stateDirectory: dir).untriedIntents() == ["01JD3M0000000000000000000B"])
+            // A tried line of an intent already closed does not count for the same id begun again.
+            try await journal.begin(record("01JD3M0000000000000000000C"))
+            #expect(try await FileJournal(stateDirectory: dir).untriedIntents()
+                    == ["01JD3M0000000000000000000B", "01JD3M0000000000000000000C"])
+        }
+    }
+
+    /// A begin written by a version without `tried` lines counts as tried: recovery records it
+    /// (verified or interrupted), never closes it unrecorded.
+    @Test func anIntentFromAnEarlierVersionCountsAsTried() async throws {
+        try await withTemporaryDirectory { dir in
+            let line = FileJournal.lineBytes(begin: record("01JD3M0000000000000000000A"), end: nil)
+            #expect(!String(decoding: line, as: UTF8.self).contains("tried"))
+            try write(dir + "/intents.log", String(decoding: line, as: UTF8.self))
+            let journal = FileJournal(stateDirectory: dir)
+            try await journal.begin(record("01JD3M0000000000000000000B"))
+            let restarted = FileJournal(stateDirectory: dir)
+            #expect(try await restarted.openIntents().count == 2)
+            #expect(try await restarted.untriedIntents() == ["01JD3M0000000000000000000B"])
         }
     }
 }

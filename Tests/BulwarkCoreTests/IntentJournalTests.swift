@@ -89,8 +89,9 @@ import Testing
         let base: MemoryJournal
         let driver: MemoryDriver
         nonisolated let intentsAhead: Int
-        /// Per `begin`: its record ids, and the fixes made before it.
+        /// Per `begin`: its record ids, and the fixes made before it; the same per `trying`.
         var begins: [(ids: [String], madeBefore: [String])] = []
+        var tries: [(ids: [String], madeBefore: [String])] = []
         init(driver: MemoryDriver, intentsAhead: Int) {
             self.base = MemoryJournal(intentsAhead: intentsAhead)
             self.driver = driver
@@ -103,7 +104,10 @@ import Testing
         }
         func end(_ id: String) async throws { await base.end(id) }
         func openIntents() async throws -> [AuditRecord] { await base.openIntents() }
-        func trying(_ ids: [String]) async throws { await base.trying(ids) }
+        func trying(_ ids: [String]) async throws {
+            tries.append((ids, driver.state.withLock { $0.applied }))
+            await base.trying(ids)
+        }
         func untriedIntents() async throws -> Set<String> { await base.untriedIntents() }
     }
 
@@ -125,6 +129,12 @@ import Testing
         for begin in begins {
             #expect(begin.madeBefore.count == earlier, "no fix before its intent is durable")
             earlier += begin.ids.count
+        }
+        // Each fix marked tried right before it is made: the fixes made before are those tried before.
+        let tries = await journal.tries
+        #expect(tries.map(\.ids.count) == [1, 1, 1])
+        for (position, tried) in tries.enumerated() {
+            #expect(tried.madeBefore.count == position, "tried before made, made right after")
         }
         #expect(driver.state.withLock { $0.applied }.count == 3)
         #expect(Set(sink.records.map(\.id)) == Set(begins.flatMap(\.ids)), "one record per intent, same ids")
@@ -154,8 +164,9 @@ import Testing
 
     /// Recovery of an intent killed before its change was tried: nothing changed, so no record;
     /// the next pass fixes it and records it once. Guard: one never tried whose value is found
-    /// neither as before nor as desired is still recorded `interrupted` with what was found.
-    @Test(arguments: [("0", nil), ("7", "a is 7")] as [(String, String?)])
+    /// neither as before nor as desired is still recorded `interrupted` with what was found, and
+    /// one found as desired is recorded `interrupted` too, not as this process's verified fix.
+    @Test(arguments: [("0", nil), ("7", "a is 7"), ("1", "never tried")] as [(String, String?)])
     func anIntentNeverTriedIsClosedWithoutARecordWhenNothingChanged(found: String, recorded: String?) async throws {
         let driver = MemoryDriver()
         driver.set("web-1", "a", "0")
@@ -202,7 +213,7 @@ import Testing
             changes: [.init(property: "a", desired: "1", observedBefore: "0", observedAfter: nil)],
             detectedAt: Date(), appliedAt: nil, verifiedAt: nil, desiredCommit: "rev1", approver: nil, error: nil)
         try await journal.begin(record)
-        try await journal.trying([record.id])
+        await journal.trying([record.id])
         let sink = RecordingSink()
         let recovered = try await reconciler.recover(journal: journal, state: state, audit: sink)
         #expect(recovered.map(\.record.result) == [.interrupted])

@@ -41,6 +41,27 @@ import Testing
         #expect(try await reconciler.plan(state).remediations.isEmpty, "nothing left to prune")
     }
 
+    /// A prune is never begun ahead of its step (its resource has left the desired state, so a
+    /// restart could not tell it untried): it is begun as the step at hand, while the fix before
+    /// it on the same target shares nothing with it.
+    @Test func aPruneIsBegunOnlyAsTheStepAtHand() async throws {
+        let driver = MemoryDriver()
+        driver.set("web-1", "a", "0")
+        let gone = ResourceID(kind: "Setting", name: "old-blocklist")
+        driver.state.withLock { $0.created["web-1"] = [gone, ResourceID(kind: "Setting", name: "kept")] }
+        let state = try load("  weakening: allow\n", driver: driver)
+        let reconciler = Reconciler(registry: memoryRegistry(driver))
+        var plan = try await reconciler.plan(state)
+        // The fix first, then the prune (as a riskier fix would order them).
+        plan.remediations.sort { $0.decision == .applied && $1.decision == .pruned }
+        #expect(plan.remediations.map(\.decision) == [.applied, .pruned])
+        let journal = IntentJournalTests.WatchingJournal(driver: driver, intentsAhead: 32)
+        let outcome = await reconciler.apply(plan, state: state, audit: RecordingSink(), journal: journal)
+        #expect(outcome.halted == nil)
+        #expect(await journal.begins.map(\.ids.count) == [1, 1], "the prune not begun with the fix before it")
+        #expect(driver.state.withLock { $0.created["web-1"] } == [ResourceID(kind: "Setting", name: "kept")])
+    }
+
     /// A pass narrowed to part of the revision (a watched file, a finding, the targets an agent
     /// or a lease holder owns) keeps everything the whole revision wants: the resource it left
     /// out is not a leftover, and a target outside it is not touched. A real leftover on a target

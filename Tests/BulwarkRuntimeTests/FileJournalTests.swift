@@ -28,7 +28,8 @@ import Testing
             let record = RandomRecords.record(&rng)
             let id = RandomRecords.text(&rng)
             let tried = [id, RandomRecords.text(&rng)]
-            for (begin, end, tried) in [(record, nil, nil), (nil, id, nil), (nil, nil, tried)] as [(AuditRecord?, String?, [String]?)] {
+            for (begin, end, tried) in [(record, nil, nil), (record, nil, []), (nil, id, nil), (nil, nil, tried)]
+                as [(AuditRecord?, String?, [String]?)] {
                 let written = FileJournal.lineBytes(begin: begin, end: end, tried: tried)
                 if written != (try encoded(Line(begin: begin, end: end, tried: tried))) {
                     differing.append(String(decoding: written, as: UTF8.self))
