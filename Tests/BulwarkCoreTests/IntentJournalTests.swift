@@ -57,13 +57,17 @@ import Testing
         #expect(sink.records.isEmpty, "no record for a change that did not happen")
     }
 
-    @Test func anAuditBranchThatCannotBeWrittenStopsLaterFixesAndTheOpenIntentIsRecordedOnRecovery() async throws {
+    /// With intents begun ahead too (`ahead` 32): the third fix's intent, begun with the others,
+    /// is closed at the halt, not left for the next start to record as a fix never tried.
+    @Test(arguments: [(1, [1, 1]), (32, [3])])
+    func anAuditBranchThatCannotBeWrittenStopsLaterFixesAndTheOpenIntentIsRecordedOnRecovery(ahead: Int, begun: [Int]) async throws {
         let driver = MemoryDriver()
         let state = try load(driver)
         let reconciler = Reconciler(registry: memoryRegistry(driver))
-        let journal = MemoryJournal()
+        let journal = MemoryJournal(intentsAhead: ahead)
         let failing = FailingSink(failAfter: 1)
         let outcome = await reconciler.apply(try await reconciler.plan(state), state: state, audit: failing, journal: journal)
+        #expect(await journal.begun.map(\.count) == begun)
         // The first fix is recorded; the second is made, its record fails, and the pass halts.
         #expect(failing.inner.records.count == 1)
         #expect(driver.state.withLock { $0.applied }.count == 2)
@@ -71,7 +75,7 @@ import Testing
         #expect(outcome.notAttempted == 1)
         #expect(driver.get("web-1", "c") == nil, "nothing after the halt is changed")
         let open = await journal.openIntents()
-        #expect(open.count == 1)
+        #expect(open.map(\.resource) == ["Setting/two"], "only the fix whose record failed stays open")
 
         // The next start: the open intent is observed again and recorded as verified, once.
         let sink = failing.inner
@@ -141,33 +145,8 @@ import Testing
         #expect(try await journal.openIntents().isEmpty)
     }
 
-    /// Guard: intents begun ahead of a halt are closed, not left for the next start to record as
-    /// interrupted fixes that were never tried; nothing after the halt is changed.
-    @Test func intentsBegunAheadOfAHaltAreClosedAndTheirFixesNotMade() async throws {
-        let driver = MemoryDriver()
-        let state = try load(driver)
-        let reconciler = Reconciler(registry: memoryRegistry(driver))
-        let journal = MemoryJournal(intentsAhead: 32)
-        let failing = FailingSink(failAfter: 1)
-        let outcome = await reconciler.apply(try await reconciler.plan(state), state: state, audit: failing, journal: journal)
-        #expect(await journal.begun.map(\.count) == [3], "all three begun with one sync")
-        #expect(failing.inner.records.count == 1)
-        #expect(driver.state.withLock { $0.applied }.count == 2)
-        #expect(outcome.halted?.contains("audit branch cannot be written") == true)
-        #expect(outcome.notAttempted == 1)
-        #expect(driver.get("web-1", "c") == nil, "nothing after the halt is changed")
-        let open = await journal.openIntents()
-        #expect(open.map(\.resource) == ["Setting/two"], "only the fix whose record failed stays open")
-        let recovered = try await reconciler.recover(journal: journal, state: state, audit: failing.inner)
-        #expect(recovered.map(\.record.result) == [.verified])
-    }
-
-    /// Recovery of an intent killed before its change was tried: nothing changed, so no record;
-    /// the next pass fixes it and records it once. Guard: one never tried whose value is found
-    /// neither as before nor as desired is still recorded `interrupted` with what was found, and
-    /// one found as desired is recorded `interrupted` too, not as this process's verified fix.
-    @Test(arguments: [("0", nil), ("7", "a is 7"), ("1", "never tried")] as [(String, String?)])
-    func anIntentNeverTriedIsClosedWithoutARecordWhenNothingChanged(found: String, recorded: String?) async throws {
+    /// `one`'s fix (`a` 0 → 1) begun in a journal, and marked tried or not; then a kill.
+    func killedAfterTheIntentOfOne(tried: Bool) async throws -> (MemoryDriver, DesiredState, Reconciler, MemoryJournal) {
         let driver = MemoryDriver()
         driver.set("web-1", "a", "0")
         let state = try load(driver)
@@ -182,6 +161,17 @@ import Testing
             changes: [.init(property: "a", desired: "1", observedBefore: "0", observedAfter: nil)],
             detectedAt: Date(), appliedAt: nil, verifiedAt: nil, desiredCommit: "rev1", approver: nil, error: nil)
         try await journal.begin([record])
+        if tried { await journal.trying([record.id]) }
+        return (driver, state, reconciler, journal)
+    }
+
+    /// Recovery of an intent killed before its change was tried: nothing changed, so no record;
+    /// the next pass fixes it and records it once. Guard: one never tried whose value is found
+    /// neither as before nor as desired is still recorded `interrupted` with what was found, and
+    /// one found as desired is recorded `interrupted` too, not as this process's verified fix.
+    @Test(arguments: [("0", nil), ("7", "a is 7"), ("1", "never tried")] as [(String, String?)])
+    func anIntentNeverTriedIsClosedWithoutARecordWhenNothingChanged(found: String, recorded: String?) async throws {
+        let (driver, state, reconciler, journal) = try await killedAfterTheIntentOfOne(tried: false)
         driver.set("web-1", "a", found)
         let sink = RecordingSink()
         let recovered = try await reconciler.recover(journal: journal, state: state, audit: sink)
@@ -198,22 +188,8 @@ import Testing
     }
 
     @Test func anIntentWhoseChangeNeverHappenedIsRecordedInterruptedWithWhatWasFound() async throws {
-        let driver = MemoryDriver()
-        driver.set("web-1", "a", "0")
-        let state = try load(driver)
-        let reconciler = Reconciler(registry: memoryRegistry(driver))
-        let plan = try await reconciler.plan(state)
-        let journal = MemoryJournal()
         // Killed as the fix was tried, before it took: begin, tried, then nothing.
-        let remediation = try #require(plan.remediations.first)
-        let record = AuditRecord(
-            id: AuditID.ulid(at: Date()), controller: remediation.binding.controller, target: "web-1",
-            resource: remediation.binding.resource.description, kind: "Setting", name: remediation.binding.resource.name,
-            severity: .critical, risk: 12, mode: .enforce, decision: .applied, result: nil, reason: nil,
-            changes: [.init(property: "a", desired: "1", observedBefore: "0", observedAfter: nil)],
-            detectedAt: Date(), appliedAt: nil, verifiedAt: nil, desiredCommit: "rev1", approver: nil, error: nil)
-        try await journal.begin(record)
-        await journal.trying([record.id])
+        let (_, state, reconciler, journal) = try await killedAfterTheIntentOfOne(tried: true)
         let sink = RecordingSink()
         let recovered = try await reconciler.recover(journal: journal, state: state, audit: sink)
         #expect(recovered.map(\.record.result) == [.interrupted])

@@ -21,13 +21,18 @@ import Testing
         ] + approvals, revision: "rev1")
     }
 
-    @Test func aRemovedResourcesLeftoversArePrunedVerifiedAndRecorded() async throws {
+    /// web-1 with `a` at `value`, and what the driver created there: `kept`, and `old-blocklist`,
+    /// which no resource wants any more; weakening allowed.
+    func leftover(a value: String) throws -> (driver: MemoryDriver, gone: ResourceID, state: DesiredState, reconciler: Reconciler) {
         let driver = MemoryDriver()
-        driver.set("web-1", "a", "1")
+        driver.set("web-1", "a", value)
         let gone = ResourceID(kind: "Setting", name: "old-blocklist")
         driver.state.withLock { $0.created["web-1"] = [gone, ResourceID(kind: "Setting", name: "kept")] }
-        let state = try load("  weakening: allow\n", driver: driver)
-        let reconciler = Reconciler(registry: memoryRegistry(driver))
+        return (driver, gone, try load("  weakening: allow\n", driver: driver), Reconciler(registry: memoryRegistry(driver)))
+    }
+
+    @Test func aRemovedResourcesLeftoversArePrunedVerifiedAndRecorded() async throws {
+        let (driver, gone, state, reconciler) = try leftover(a: "1")
         let plan = try await reconciler.plan(state)
         let prune = try #require(plan.remediations.first)
         #expect(plan.remediations.count == 1, "only what no current resource owns")
@@ -45,12 +50,7 @@ import Testing
     /// restart could not tell it untried): it is begun as the step at hand, while the fix before
     /// it on the same target shares nothing with it.
     @Test func aPruneIsBegunOnlyAsTheStepAtHand() async throws {
-        let driver = MemoryDriver()
-        driver.set("web-1", "a", "0")
-        let gone = ResourceID(kind: "Setting", name: "old-blocklist")
-        driver.state.withLock { $0.created["web-1"] = [gone, ResourceID(kind: "Setting", name: "kept")] }
-        let state = try load("  weakening: allow\n", driver: driver)
-        let reconciler = Reconciler(registry: memoryRegistry(driver))
+        let (driver, _, state, reconciler) = try leftover(a: "0")
         var plan = try await reconciler.plan(state)
         // The fix first, then the prune (as a riskier fix would order them).
         plan.remediations.sort { $0.decision == .applied && $1.decision == .pruned }
