@@ -615,9 +615,9 @@ public struct Reconciler: Sendable {
     /// as `verified` (the fix was made and holds) or `interrupted` (with what was found), then
     /// closed. An intent the journal has no `trying` line for, whose every value is found as it
     /// was before, is closed without a record: its change never happened; one found as desired
-    /// is recorded `interrupted` (someone else made it so). An intent whose
-    /// resource or target left the desired state is recorded `interrupted` without observing.
-    /// Returns the records written.
+    /// is recorded `interrupted` (someone else made it so). An intent whose resource or target
+    /// left the desired state is recorded `interrupted` without observing. Returns the records
+    /// written.
     public func recover(
         journal: some IntentJournal, state: DesiredState, audit: some AuditSink
     ) async throws -> [CycleEntry] {

@@ -6,8 +6,8 @@ internal import CDispatch
 /// The intent journal in a state directory: `intents.log`, one JSON line per event. A `begin`
 /// line (with an empty `tried` list: this version writes `tried` lines) is appended and
 /// fdatasynced before the change it announces is made; a `tried` line (not synced) right before
-/// the change; an `end` line (not synced) once the change's record is committed. A line cut short by a crash is ignored: its begin was never durable, so its change
-/// was never made.
+/// the change; an `end` line (not synced) once the change's record is committed. A line cut
+/// short by a crash is ignored: its begin was never durable, so its change was never made.
 ///
 /// One writer: the state directory's lock (`StateLock`) keeps a second process out.
 ///
