@@ -93,7 +93,11 @@ struct ApplyRun: Encodable {
         let journal = FileJournal(stateDirectory: options.stateDirectory)
         let recovered: [CycleEntry]
         do {
-            recovered = try await reconciler.recover(journal: journal, state: loaded.state, audit: loaded.repository)
+            recovered = try await reconciler.recover(journal: journal, state: loaded.state, audit: loaded.repository) { record in
+                guard text else { return }
+                console.warn("closed an intent of an earlier run that was never carried out: \(record.resource) on "
+                             + "\(record.target) (found as it was; planned again)")
+            }
         } catch {
             throw CommandError("cannot resolve the open intents in \(options.stateDirectory)/intents.log: \(error); "
                                + "nothing was changed. Free the state directory (space, permissions) and run again.")

@@ -617,9 +617,10 @@ public struct Reconciler: Sendable {
     /// was before, is closed without a record: its change never happened; one found as desired
     /// is recorded `interrupted` (someone else made it so). An intent whose resource or target
     /// left the desired state is recorded `interrupted` without observing. Returns the records
-    /// written.
+    /// written; `onUntried` is told of each intent closed without one.
     public func recover(
-        journal: some IntentJournal, state: DesiredState, audit: some AuditSink
+        journal: some IntentJournal, state: DesiredState, audit: some AuditSink,
+        onUntried: (AuditRecord) -> Void = { _ in }
     ) async throws -> [CycleEntry] {
         var entries: [CycleEntry] = []
         let untried = try await journal.untriedIntents()
@@ -659,6 +660,7 @@ public struct Reconciler: Sendable {
                         // Never tried, and every value is as it was before: no change happened, so
                         // no record of one. The intent is closed; the next plan finds the drift again.
                         try await journal.end(record.id)
+                        onUntried(record)
                         continue
                     } else {
                         record.error = "the process stopped between this fix's intent and its record; found afterwards: "

@@ -67,7 +67,12 @@ extension Daemon {
                             let shared = Set(loaded.targets.values.filter { !$0.isMachineLocal }.map(\.name))
                             _ = try await LeaseRecovery.resolve(journal: journal, shared: shared, audit: repository, replica: leases.replica)
                         }
-                        for entry in try await reconciler.recover(journal: journal, state: loaded, audit: repository) {
+                        let log = logger
+                        let untried: (AuditRecord) -> Void = { record in
+                            log.notice("closed an intent of an earlier run that was never carried out (found as it was)",
+                                          metadata: ["target": .string(record.target), "resource": .string(record.resource)])
+                        }
+                        for entry in try await reconciler.recover(journal: journal, state: loaded, audit: repository, onUntried: untried) {
                             logger.warning("recorded an interrupted fix of an earlier run",
                                            metadata: ["target": .string(entry.record.target), "resource": .string(entry.record.resource),
                                                       "result": .string(entry.record.result?.rawValue ?? "-")])

@@ -390,6 +390,8 @@ struct AWSEndToEndTests {
             let next = try scenario.run("apply")
             #expect(next.status == 0, "\(next.stdout)\(next.stderr)")
             #expect(next.stderr.contains("recorded an interrupted fix of an earlier run"))
+            // The fixes begun with it and never tried: closed, said so, and fixed by this run.
+            #expect(next.stderr.contains("closed an intent of an earlier run that was never carried out"))
             let ids = try scenario.trailers("Bulwark-Id")
             #expect(Set(ids).count == ids.count, "no record twice")
             let decisions = try scenario.trailers("Bulwark-Decision")
