@@ -623,8 +623,10 @@ public struct Reconciler: Sendable {
         onUntried: (AuditRecord) -> Void = { _ in }
     ) async throws -> [CycleEntry] {
         var entries: [CycleEntry] = []
+        // Read once: `untriedIntents` answers from what `openIntents` read.
+        let open = try await journal.openIntents()
         let untried = try await journal.untriedIntents()
-        for var record in try await journal.openIntents() {
+        for var record in open {
             if try await audit.contains(recordID: record.id) {
                 try await journal.end(record.id)
                 continue

@@ -70,7 +70,7 @@ extension Daemon {
                         let log = logger
                         let untried: (AuditRecord) -> Void = { record in
                             log.notice("closed an intent of an earlier run that was never carried out (found as it was)",
-                                          metadata: ["target": .string(record.target), "resource": .string(record.resource)])
+                                       metadata: ["target": .string(record.target), "resource": .string(record.resource)])
                         }
                         for entry in try await reconciler.recover(journal: journal, state: loaded, audit: repository, onUntried: untried) {
                             logger.warning("recorded an interrupted fix of an earlier run",
