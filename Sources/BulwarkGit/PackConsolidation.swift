@@ -112,7 +112,7 @@ extension Repository {
             if let whole = PackFile.WholeEntries(pack: base + ".pack", index: base + ".idx") {
                 // Bulwark's own packs (whole objects, entries as their index describes them):
                 // each entry copied as it is, not inflated and compressed again.
-                try whole.bytes.withBytes { (raw) throws(GitError) in
+                try whole.pack.withBytes { (raw) throws(GitError) in
                     for entry in whole.entries where written.insert(TreeCache.Key(entry.oid)).inserted {
                         try builder.append(entry.oid, entry: UnsafeRawBufferPointer(rebasing: raw[entry.range]), crc: entry.crc)
                     }
@@ -147,12 +147,12 @@ extension Repository {
     }
 
     /// The object ids a pack index (`.idx`, version 1 or 2) lists; nil when it cannot be read.
-    static func packIndexObjects(_ path: String) -> [ObjectID]? { packIndexIDs(path)?.map { ObjectID($0) } }
-
-    /// `packIndexObjects`, as libgit2's ids.
     static func packIndexIDs(_ path: String) -> [git_oid]? {
-        guard let data = FileManager.default.contents(atPath: path) else { return nil }
-        let bytes = [UInt8](data)
+        MappedFile(path)?.withBytes { bytes in packIndexIDs(bytes) }
+    }
+
+    /// The ids of a pack index's bytes; nil when they are not one.
+    static func packIndexIDs(_ bytes: UnsafeRawBufferPointer) -> [git_oid]? {
         func word(_ offset: Int) -> Int? {
             guard offset >= 0, offset + 4 <= bytes.count else { return nil }
             return Int(bytes[offset]) << 24 | Int(bytes[offset + 1]) << 16 | Int(bytes[offset + 2]) << 8 | Int(bytes[offset + 3])

@@ -198,18 +198,24 @@ enum PackFile {
     /// this pack's checksum. Bulwark's own packs are such packs; nil for any other (and for any
     /// damage), which is then read object by object through libgit2.
     struct WholeEntries {
-        /// The pack file, whole.
-        let bytes: [UInt8]
-        /// Each object's id, CRC-32 and bytes in `bytes` (its header and zlib stream), in the
+        /// The pack file, mapped (not read into memory).
+        let pack: MappedFile
+        /// Each object's id, CRC-32 and bytes in `pack` (its header and zlib stream), in the
         /// order of the pack.
         let entries: [(oid: git_oid, crc: UInt32, range: Range<Int>)]
 
-        init?(pack: String, index: String) {
-            guard let packData = FileManager.default.contents(atPath: pack),
-                  let indexData = FileManager.default.contents(atPath: index) else { return nil }
-            let bytes = [UInt8](packData)
-            let table = [UInt8](indexData)
-            func word(_ data: [UInt8], _ offset: Int) -> UInt32 {
+        init?(pack path: String, index: String) {
+            guard let pack = MappedFile(path), let index = MappedFile(index),
+                  let entries = pack.withBytes({ bytes in index.withBytes { table in Self.entries(bytes, table) } }) else { return nil }
+            self.pack = pack
+            self.entries = entries
+        }
+
+        /// The entries of `bytes`, a pack, as `table`, its index, gives them; nil unless every
+        /// entry is a whole object whose bytes match its CRC-32.
+        private static func entries(_ bytes: UnsafeRawBufferPointer, _ table: UnsafeRawBufferPointer)
+            -> [(oid: git_oid, crc: UInt32, range: Range<Int>)]? {
+            func word(_ data: UnsafeRawBufferPointer, _ offset: Int) -> UInt32 {
                 UInt32(data[offset]) << 24 | UInt32(data[offset + 1]) << 16 | UInt32(data[offset + 2]) << 8 | UInt32(data[offset + 3])
             }
             // The index: header, fan-out, ids, CRC-32s, offsets, 64-bit offsets, two checksums.
@@ -250,15 +256,13 @@ enum PackFile {
                 // Bits 4-6 of the first byte: 1 commit, 2 tree, 3 blob, 4 tag; 6 and 7 are deltas.
                 let type = (bytes[entry.start] >> 4) & 7
                 guard type >= 1 && type <= 4 else { return nil }
-                let crc = bytes[entry.start..<next].withUnsafeBufferPointer {
-                    UInt32(truncatingIfNeeded: crc32(0, $0.baseAddress, uInt($0.count)))
-                }
+                let slice = UnsafeRawBufferPointer(rebasing: bytes[entry.start..<next])
+                let crc = UInt32(truncatingIfNeeded: crc32(0, slice.baseAddress?.assumingMemoryBound(to: UInt8.self), uInt(slice.count)))
                 guard crc == entry.crc else { return nil }
                 entries.append((entry.oid, entry.crc, entry.start..<next))
             }
             guard found.first.map({ $0.start == 12 }) ?? (end == 12) else { return nil }
-            self.bytes = bytes
-            self.entries = entries
+            return entries
         }
     }
 
