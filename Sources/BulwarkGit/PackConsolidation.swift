@@ -18,9 +18,9 @@ extension Repository {
     /// How many packs a repository holds before `consolidatePacks` merges its small ones.
     public static let packBound = 16
 
-    /// Keeps the number of packs bounded: when there are more than `bound`, every pack smaller
-    /// than `small` bytes (one per flushed pass, one per fetch) is written again as one pack of
-    /// whole objects and removed, and the object database is opened again so that libgit2 lets
+    /// Keeps the number of packs bounded: when there are more than `bound`, the smallest packs
+    /// under `small` bytes (one per flushed pass, one per fetch), as many as `mergeCount` says,
+    /// are written again as one pack of whole objects and removed, and the object database is opened again so that libgit2 lets
     /// go of the removed packs' mappings (it keeps every pack it ever opened mapped otherwise,
     /// so a daemon flushing after every fix grew by a pack's worth with each one).
     ///
@@ -47,11 +47,15 @@ extension Repository {
         let packs = packFiles()
         guard packs.count > bound, !fm.fileExists(atPath: folder + "/multi-pack-index") else { return 0 }
         let spared = sparingUnpushed ? Set(unpushedPacks.map { $0.name + ".pack" }) : []
-        let merged = packs.filter { pack in
+        let candidates = packs.filter { pack in
             pack.size < small && !spared.contains(pack.name)
                 && !fm.fileExists(atPath: folder + "/" + pack.name.dropLast(".pack".count) + ".keep")
-        }
-        guard merged.count > 1 else { return 0 }
+        }.sorted { ($0.size, $0.name) < ($1.size, $1.name) }
+        let count = Self.mergeCount(ascending: candidates.map(\.size), packs: packs.count, bound: bound)
+        guard count > 1 else { return 0 }
+        // Written in the order of their names, as before sizes chose them: run again after a
+        // kill, the same packs give the same pack.
+        let merged = candidates.prefix(count).sorted { $0.name < $1.name }
         var odb: OpaquePointer?
         try check(git_repository_odb(&odb, pointer), "git_repository_odb")
         defer { git_odb_free(odb) }
@@ -85,6 +89,23 @@ extension Repository {
         try Self.sync(folder)
         try reopenObjectDatabase()
         return removed
+    }
+
+    /// How many of the smallest packs (`sizes`, ascending) one consolidation merges, 0 for none:
+    /// enough of them to leave at most half of `bound` packs, and then each next pack smaller
+    /// than twice all those taken, so that the packs left grow geometrically (as git's `repack
+    /// --geometric=2` keeps them). A pack is then written again only once the packs below it add
+    /// up to half its size, not at every consolidation: merging every small pack every time
+    /// rewrote a daemon's whole history (up to `small`) every few fixes, work and memory that
+    /// grew with every record.
+    static func mergeCount(ascending sizes: [Int], packs: Int, bound: Int) -> Int {
+        var count = min(sizes.count, max(packs - bound / 2 + 1, 2))
+        var total = sizes.prefix(count).reduce(0, +)
+        while count < sizes.count, sizes[count] < 2 * total {
+            total += sizes[count]
+            count += 1
+        }
+        return count > 1 ? count : 0
     }
 
     /// Writes every object of the packs at `bases` (paths without `.pack`/`.idx`) into `folder`

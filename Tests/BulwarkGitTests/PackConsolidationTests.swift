@@ -1,4 +1,4 @@
-import BulwarkGit
+@testable import BulwarkGit
 import BulwarkTestSupport
 import Foundation
 import Testing
@@ -46,6 +46,59 @@ import Testing
             #expect(try repo.commitInfo(next).parents == [head])
             try git("--git-dir", path, "fsck", "--strict")
         }
+    }
+
+    /// The packs left grow geometrically: a pack is written again only once the packs smaller
+    /// than it add up to half its size. Merging every small pack at each consolidation wrote a
+    /// daemon's whole history again every few fixes (and read it into memory).
+    @Test func aLargerPackIsNotWrittenAgainUntilThePacksBelowItAddUpToHalfOfIt() async throws {
+        try await withTemporaryDirectory { dir in
+            let path = dir + "/r.git"
+            let repo = try Repository.create(at: path, bare: true)
+            // One pass of 100 records (one pack), then 8 passes of one.
+            try repo.beginObjectBuffer()
+            var head: ObjectID?
+            for index in 1...100 {
+                head = try repo.writeCommit(adding: t.record(index), parent: head, message: "r\(index)\n\nBulwark-Id: r\(index)\n",
+                                            author: t.author)
+            }
+            let first = try #require(head)
+            try repo.flushObjectBuffer(tip: first, base: nil)
+            try repo.updateReference("refs/heads/bulwark/audit", to: first, expected: nil, message: "test")
+            let large = try #require(t.packs(path).first)
+            head = try flushedPasses(repo, 101...108, from: head)
+            #expect(t.packs(path).count == 9)
+            #expect(try repo.consolidatePacks(bound: 8) == 8)
+            #expect(t.packs(path).count == 2)
+            #expect(t.packs(path).contains(large), "the large pack is left as it is")
+            // Eight more: they and the pack of the last eight are merged (each smaller than twice
+            // those taken before it); the large one is more than twice all of them, and stays.
+            head = try flushedPasses(repo, 109...116, from: head)
+            #expect(try repo.consolidatePacks(bound: 8) == 9)
+            #expect(t.packs(path).count == 2)
+            #expect(t.packs(path).contains(large))
+            try git("--git-dir", path, "fsck", "--strict")
+            let ids = try git("--git-dir", path, "log", "--format=%(trailers:key=Bulwark-Id,valueonly)", "bulwark/audit")
+                .split(separator: "\n").map(String.init)
+            #expect(ids == (1...116).reversed().map { "r\($0)" })
+            #expect(try repo.commitInfo(try #require(head)).trailer("Bulwark-Id") == "r116")
+        }
+    }
+
+    /// How many of the smallest packs one consolidation takes.
+    @Test(arguments: [
+        // Down to half the bound, then every pack below twice those taken.
+        ([1, 1, 1, 1, 1, 1, 1, 1, 100], 9, 8, 8),
+        ([1, 1, 1, 1, 1, 1, 1, 1, 10], 9, 8, 9),
+        // Already geometric (each at least twice all below it): only what the bound asks for.
+        ([1, 2, 6, 18, 54, 162, 486, 1458, 4374], 9, 8, 6),
+        // Packs that are not candidates (large, kept) count against the bound.
+        ([1, 1], 12, 8, 2),
+        ([5], 12, 8, 0),
+        ([], 12, 8, 0),
+    ])
+    func mergeCount(sizes: [Int], packs: Int, bound: Int, expected: Int) {
+        #expect(Repository.mergeCount(ascending: sizes, packs: packs, bound: bound) == expected)
     }
 
     @Test func aKeptPackAndALargePackAreLeftAlone() async throws {
