@@ -258,7 +258,7 @@ enum FileIO {
         renamed = true
         FixWitness.wrote(FileIdentity(written, bytes), at: display)
         var after = stat()
-        if fstat(fd, &after) == 0 { OwnChanges.wrote(written, renamed: after) }
+        if fstat(fd, &after) == 0 { OwnChanges.wrote(written, renamed: after, replacing: current?.identity) }
         fsync(folder.fd)
         return true
     }

@@ -186,8 +186,13 @@ enum OwnChanges {
 
     /// The file Bulwark renamed into place: `written` its status once written and synced,
     /// `renamed` after the rename (`fstat` of its descriptor). Remembered only if its content did
-    /// not move between the two (a writer that opened it by name at once).
-    static func wrote(_ written: stat, renamed: stat) {
+    /// not move between the two (a writer that opened it by name at once). The file it replaced
+    /// (`replacing`) is no longer at that path: forgotten, so that a daemon fixing one file
+    /// again and again keeps one entry for it, not one per inode it ever wrote.
+    static func wrote(_ written: stat, renamed: stat, replacing: FileIdentity?) {
+        if let replacing {
+            _ = table.withLock { $0.removeValue(forKey: Key(device: replacing.device, inode: replacing.inode)) }
+        }
         guard written.st_ino == renamed.st_ino, written.st_size == renamed.st_size,
               written.st_mtim.tv_sec == renamed.st_mtim.tv_sec, written.st_mtim.tv_nsec == renamed.st_mtim.tv_nsec else {
             forget(renamed)

@@ -133,6 +133,30 @@ import Testing
             #expect(!OwnChanges.isOwn(try status("login.defs")))
         }
     }
+
+    /// Each fix renames a new file into place: the one it replaced is forgotten, so that a
+    /// daemon fixing one file again and again keeps one entry for it, not one per inode.
+    @Test func theFileAWriteReplacedIsForgotten() async throws {
+        try await withTemporaryDirectory { root in
+            try FileManager.default.createDirectory(atPath: root + "/etc", withIntermediateDirectories: true)
+            try write(root + "/etc/login.defs", "PASS_MAX_DAYS 99999\n")
+            let host = try HostRoot(root)
+            func status() throws -> stat {
+                var info = stat()
+                #expect(stat(root + "/etc/login.defs", &info) == 0)
+                return info
+            }
+            func identity() throws -> FileIdentity { FileIdentity(try status(), Array(try read(root + "/etc/login.defs").utf8)) }
+            #expect(try FileIO.write(Array("PASS_MAX_DAYS 365\n".utf8), to: "/etc/login.defs", in: host, expected: try identity()))
+            let first = try status()
+            #expect(OwnChanges.isOwn(first))
+            #expect(try FileIO.write(Array("PASS_MAX_DAYS 90\n".utf8), to: "/etc/login.defs", in: host, expected: try identity()))
+            let second = try status()
+            #expect(second.st_ino != first.st_ino)
+            #expect(OwnChanges.isOwn(second))
+            #expect(!OwnChanges.isOwn(first), "the replaced file's entry is gone")
+        }
+    }
 }
 
 /// The settled read waits only for what is left of `FileIO.settle` since the file last changed.
