@@ -20,9 +20,10 @@ extension Repository {
 
     /// Keeps the number of packs bounded: when there are more than `bound`, the smallest packs
     /// under `small` bytes (one per flushed pass, one per fetch), as many as `mergeCount` says,
-    /// are written again as one pack of whole objects and removed, and the object database is opened again so that libgit2 lets
-    /// go of the removed packs' mappings (it keeps every pack it ever opened mapped otherwise,
-    /// so a daemon flushing after every fix grew by a pack's worth with each one).
+    /// are written again as one pack of whole objects and removed, and the object database is
+    /// opened again so that libgit2 lets go of the removed packs' mappings (it keeps every pack
+    /// it ever opened mapped otherwise, so a daemon flushing after every fix grew by a pack's
+    /// worth with each one).
     ///
     /// The new pack is complete and indexed before any old one is removed, so no object is
     /// ever missing. Packs with a `.keep` file are left alone, and nothing is done when a
@@ -92,14 +93,15 @@ extension Repository {
     }
 
     /// How many of the smallest packs (`sizes`, ascending) one consolidation merges, 0 for none:
-    /// enough of them to leave at most half of `bound` packs, and then each next pack smaller
-    /// than twice all those taken, so that the packs left grow geometrically (as git's `repack
-    /// --geometric=2` keeps them). A pack is then written again only once the packs below it add
-    /// up to half its size, not at every consolidation: merging every small pack every time
-    /// rewrote a daemon's whole history (up to `small`) every few fixes, work and memory that
-    /// grew with every record.
+    /// enough of them to leave at most a quarter of `bound` packs (so that the next consolidation
+    /// is about `bound` packs away, as when every small pack was merged: each one runs on the path
+    /// of whatever the daemon does next), and then each next pack smaller than twice all those
+    /// taken, so that the packs left grow geometrically (as git's `repack --geometric=2` keeps
+    /// them). A pack is then written again only once the packs below it add up to half its size,
+    /// not at every consolidation: merging every small pack every time rewrote a daemon's whole
+    /// history (up to `small`) every few fixes, work and memory that grew with every record.
     static func mergeCount(ascending sizes: [Int], packs: Int, bound: Int) -> Int {
-        var count = min(sizes.count, max(packs - bound / 2 + 1, 2))
+        var count = min(sizes.count, max(packs - bound / 4 + 1, 2))
         var total = sizes.prefix(count).reduce(0, +)
         while count < sizes.count, sizes[count] < 2 * total {
             total += sizes[count]
