@@ -52,10 +52,13 @@ extension Repository {
             pack.size < small && !spared.contains(pack.name)
                 && !fm.fileExists(atPath: folder + "/" + pack.name.dropLast(".pack".count) + ".keep")
         }.sorted { ($0.size, $0.name) < ($1.size, $1.name) }
-        let count = Self.mergeCount(ascending: candidates.map(\.size), packs: packs.count, bound: bound)
+        // Packs that are not candidates (large, kept, spared) count against the bound; when they
+        // take more than half of it, the candidates still have half. Without that, a daemon past
+        // `bound` large packs merged every candidate at every fix.
+        let room = max(bound - (packs.count - candidates.count), bound / 2)
+        let count = Self.mergeCount(ascending: candidates.map(\.size), room: room)
         guard count > 1 else { return 0 }
-        // Written in the order of their names, as before sizes chose them: run again after a
-        // kill, the same packs give the same pack.
+        // Written in the order of their names, as before sizes chose them.
         let merged = candidates.prefix(count).sorted { $0.name < $1.name }
         var odb: OpaquePointer?
         try check(git_repository_odb(&odb, pointer), "git_repository_odb")
@@ -63,10 +66,11 @@ extension Repository {
         guard let odb else { throw GitError(function: "git_repository_odb", code: -1, message: "no object database") }
         guard let checksum = try Self.mergePacks(merged.map { folder + "/" + $0.name.dropLast(".pack".count) }, into: folder,
                                                  reading: odb) else { return 0 }
-        // The new pack may carry the name of one being merged: a consolidation killed before its
-        // removals, run again, writes the same objects in the same order, so the same pack,
-        // which is kept as it is. It is never removed, and if it cannot be found by its name
-        // nothing is removed at all.
+        // The new pack may carry the name of one being merged (a consolidation killed before its
+        // removals, run again, that chose the same packs: the same objects in the same order give
+        // the same pack). It is never removed, and if it cannot be found by its name nothing is
+        // removed at all. Run again with other packs chosen (the first run's pack is one more
+        // candidate), its objects are in two packs until a later consolidation merges them.
         let kept = "pack-\(checksum)"
         guard fm.fileExists(atPath: folder + "/" + kept + ".pack"), fm.fileExists(atPath: folder + "/" + kept + ".idx") else {
             try reopenObjectDatabase()
@@ -92,16 +96,16 @@ extension Repository {
         return removed
     }
 
-    /// How many of the smallest packs (`sizes`, ascending) one consolidation merges, 0 for none:
-    /// enough of them to leave at most a quarter of `bound` packs (so that the next consolidation
-    /// is about `bound` packs away, as when every small pack was merged: each one runs on the path
-    /// of whatever the daemon does next), and then each next pack smaller than twice all those
-    /// taken, so that the packs left grow geometrically (as git's `repack --geometric=2` keeps
-    /// them). A pack is then written again only once the packs below it add up to half its size,
-    /// not at every consolidation: merging every small pack every time rewrote a daemon's whole
-    /// history (up to `small`) every few fixes, work and memory that grew with every record.
-    static func mergeCount(ascending sizes: [Int], packs: Int, bound: Int) -> Int {
-        var count = min(sizes.count, max(packs - bound / 4 + 1, 2))
+    /// How many of the smallest candidate packs (`sizes`, ascending) one consolidation merges,
+    /// 0 for none: none while they fit in `room`; otherwise enough of them to leave at most half
+    /// of `room`, and then each next pack smaller than twice all those taken, so that the packs
+    /// left grow geometrically (as git's `repack --geometric=2` keeps them). A pack is then
+    /// written again only once the packs below it add up to half its size, not at every
+    /// consolidation: merging every small pack every time rewrote a daemon's whole history (up
+    /// to `small`) every few fixes, work and memory that grew with every record.
+    static func mergeCount(ascending sizes: [Int], room: Int) -> Int {
+        guard sizes.count > room else { return 0 }
+        var count = min(sizes.count, max(sizes.count - room / 2 + 1, 2))
         var total = sizes.prefix(count).reduce(0, +)
         while count < sizes.count, sizes[count] < 2 * total {
             total += sizes[count]
@@ -115,7 +119,7 @@ extension Repository {
     /// checksum, nil when they hold no object. The entries of packs Bulwark wrote (whole objects,
     /// each entry's CRC-32 as its index states) are copied as they are, compressed or not; those
     /// of any other pack (a fetch's, with deltas) are read from `odb` and compressed at zlib's
-    /// fastest level. One pack is held at a time (its file's bytes, and a copy).
+    /// fastest level. One pack is mapped at a time.
     static func mergePacks(_ bases: [String], into folder: String, reading odb: OpaquePointer) throws(GitError) -> String? {
         // How many objects the merged pack holds: every id of every merged pack, once.
         var indexes: [[git_oid]] = []

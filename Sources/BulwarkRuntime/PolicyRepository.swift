@@ -199,12 +199,13 @@ package actor PolicyRepository: AuditSink {
     }
 
     /// After a push, off the path of the next fix: the packs are merged once there are more
-    /// than 8, so that the flush before a push (which merges at more than 16) never has to. The
+    /// than 14, so that the flush before a push (which merges at more than 16) never has to. The
     /// daemon flushes and pushes once per fix; merging in the flush put 10–40 ms on the path of
     /// every 14th fix (write → fix on origin), the merge of the first 16 packs being the slowest.
+    /// A merge leaves at most 7 (`Repository.mergeCount`): one about every 8 fixes.
     package func tidyPacks() {
         guard !buffering else { return }
-        consolidatePacks(bound: 8)
+        consolidatePacks(bound: 14)
     }
 
     /// Whether the origin's policy or audit branch is somewhere other than where the last fetch

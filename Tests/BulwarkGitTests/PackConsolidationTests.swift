@@ -71,8 +71,9 @@ import Testing
             #expect(try repo.consolidatePacks(bound: 8) == 8)
             #expect(t.packs(path).count == 2)
             #expect(t.packs(path).contains(large), "the large pack is left as it is")
-            // Eight more: they and the pack of the last eight are merged (each smaller than twice
-            // those taken before it); the large one is more than twice all of them, and stays.
+            // Eight more: seven to leave half the bound, then the eighth and the pack of the first
+            // eight (each smaller than twice those taken); the large one is more than twice all
+            // of them, and stays.
             head = try flushedPasses(repo, 109...116, from: head)
             #expect(try repo.consolidatePacks(bound: 8) == 9)
             #expect(t.packs(path).count == 2)
@@ -85,20 +86,89 @@ import Testing
         }
     }
 
-    /// How many of the smallest packs one consolidation takes.
+    /// At the daemon's bound, a consolidation killed before its removals and run again: the
+    /// first run's pack is one more candidate, chosen with the packs it merged (it is no larger
+    /// than twice them), and the same pack is written again, so the old ones go and the large
+    /// pack stays. Nothing is lost either way.
+    @Test func aConsolidationRunAgainAtTheDaemonsBoundEndsWithTheSamePacks() async throws {
+        try await withTemporaryDirectory { dir in
+            let path = dir + "/r.git"
+            let folder = path + "/objects/pack/"
+            let repo = try Repository.create(at: path, bare: true)
+            try repo.beginObjectBuffer()
+            var head: ObjectID?
+            for index in 1...100 {
+                head = try repo.writeCommit(adding: t.record(index), parent: head, message: "r\(index)\n\nBulwark-Id: r\(index)\n",
+                                            author: t.author)
+            }
+            try repo.flushObjectBuffer(tip: try #require(head), base: nil)
+            try repo.updateReference("refs/heads/bulwark/audit", to: try #require(head), expected: nil, message: "test")
+            let large = try #require(t.packs(path).first)
+            head = try flushedPasses(repo, 101...112, from: head)
+            let saved = dir + "/saved"
+            try FileManager.default.createDirectory(atPath: saved, withIntermediateDirectories: false)
+            for file in try FileManager.default.contentsOfDirectory(atPath: folder) {
+                try FileManager.default.copyItem(atPath: folder + file, toPath: saved + "/" + file)
+            }
+            #expect(try repo.consolidatePacks(bound: 8) == 12)
+            let after = Set(t.packs(path))
+            #expect(after.count == 2 && after.contains(large))
+            // The kill: the merged packs are all back beside the new one.
+            for file in try FileManager.default.contentsOfDirectory(atPath: saved)
+            where !FileManager.default.fileExists(atPath: folder + file) {
+                try FileManager.default.copyItem(atPath: saved + "/" + file, toPath: folder + file)
+            }
+            #expect(t.packs(path).count == 14)
+            let again = try Repository.open(at: path)
+            #expect(try again.consolidatePacks(bound: 8) == 12)
+            #expect(Set(t.packs(path)) == after)
+            try git("--git-dir", path, "fsck", "--strict")
+            let ids = try git("--git-dir", path, "log", "--format=%(trailers:key=Bulwark-Id,valueonly)", "bulwark/audit")
+                .split(separator: "\n").map(String.init)
+            #expect(ids == (1...112).reversed().map { "r\($0)" })
+        }
+    }
+
+    /// How many of the smallest candidate packs one consolidation takes.
     @Test(arguments: [
-        // Down to a quarter of the bound, then every pack below twice those taken.
-        ([1, 1, 1, 1, 1, 1, 1, 1, 100], 9, 8, 8),
-        ([1, 1, 1, 1, 1, 1, 1, 1, 10], 9, 8, 9),
-        // Already geometric (each at least twice all below it): only what the bound asks for.
-        ([1, 2, 6, 18, 54, 162, 486, 1458, 4374], 9, 8, 8),
-        // Packs that are not candidates (large, kept) count against the bound.
-        ([1, 1], 12, 8, 2),
-        ([5], 12, 8, 0),
-        ([], 12, 8, 0),
+        // Within the room: none.
+        ([1, 1, 1, 1, 1, 1, 1, 1], 8, 0),
+        ([], 8, 0),
+        // Down to half the room, then every pack below twice those taken.
+        ([1, 1, 1, 1, 1, 1, 1, 1, 100], 8, 8),
+        ([1, 1, 1, 1, 1, 1, 1, 1, 10], 8, 9),
+        ([1, 1, 1, 1, 1, 2, 4, 30, 100], 8, 7),
+        // Already geometric (each at least twice all below it): only what the room asks for.
+        ([1, 2, 6, 18, 54, 162, 486, 1458, 4374], 8, 6),
+        // A room under 2 (a bound under 4): all of them, as before.
+        ([1, 1, 50], 1, 3),
+        ([1, 50], 0, 2),
     ])
-    func mergeCount(sizes: [Int], packs: Int, bound: Int, expected: Int) {
-        #expect(Repository.mergeCount(ascending: sizes, packs: packs, bound: bound) == expected)
+    func mergeCount(sizes: [Int], room: Int, expected: Int) {
+        #expect(Repository.mergeCount(ascending: sizes, room: room) == expected)
+    }
+
+    /// Packs that are never merged (a `.keep` file, or past `small`) count against the bound,
+    /// but the candidates keep half of it: past the bound of such packs, a consolidation does
+    /// not merge every candidate at every call.
+    @Test func packsThatAreNeverMergedLeaveTheOthersHalfTheBound() async throws {
+        try await withTemporaryDirectory { dir in
+            let path = dir + "/r.git"
+            let repo = try Repository.create(at: path, bare: true)
+            var head = try flushedPasses(repo, 1...8, from: nil)
+            for pack in t.packs(path) {
+                try write(path + "/objects/pack/" + pack.dropLast(".pack".count) + ".keep", "")
+            }
+            head = try flushedPasses(repo, 9...12, from: head)
+            // 12 packs, bound 8: 8 kept; the 4 others fit in half the bound.
+            #expect(try repo.consolidatePacks(bound: 8) == 0)
+            head = try flushedPasses(repo, 13...13, from: head)
+            // 5 candidates: merged down to 2 (half the room), geometric from there.
+            #expect(try repo.consolidatePacks(bound: 8) == 5)
+            #expect(t.packs(path).count == 9)
+            try git("--git-dir", path, "fsck", "--strict")
+            #expect(try repo.commitInfo(try #require(head)).trailer("Bulwark-Id") == "r13")
+        }
     }
 
     @Test func aKeptPackAndALargePackAreLeftAlone() async throws {
