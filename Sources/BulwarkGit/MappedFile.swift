@@ -8,7 +8,9 @@ internal import Foundation
 ///
 /// Only for files nothing rewrites in place (packs and their indexes are written once,
 /// renamed into place and later unlinked, never truncated), which a mapping would turn into a
-/// SIGBUS. nil when the file cannot be opened, is not a regular file, or cannot be mapped.
+/// SIGBUS. nil when the file cannot be opened, is a symbolic link or anything but a regular
+/// file (opened without blocking, so that a FIFO put in a pack folder cannot hang the merge),
+/// or cannot be mapped.
 final class MappedFile {
     /// The file's bytes; valid while this object lives (see `withBytes`).
     private let bytes: UnsafeRawBufferPointer
@@ -16,7 +18,7 @@ final class MappedFile {
     var count: Int { bytes.count }
 
     init?(_ path: String) {
-        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        let fd = Glibc.open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
         var info = stat()

@@ -129,6 +129,22 @@ import Testing
         }
     }
 
+    /// A FIFO named as a pack and its index (someone who can write the origin's pack folder)
+    /// does not hang the merge, which read files whole: it is refused at once, and every pack
+    /// stays as it was.
+    @Test(.timeLimit(.minutes(1))) func aFIFOInThePackFolderIsRefusedWithoutWaiting() async throws {
+        try await withTemporaryDirectory { dir in
+            let path = dir + "/r.git"
+            let repo = try Repository.create(at: path, bare: true)
+            _ = try flushedPasses(repo, 1...3, from: nil)
+            let before = t.packs(path).sorted()
+            let base = path + "/objects/pack/pack-" + String(repeating: "0", count: 40)
+            #expect(mkfifo(base + ".idx", 0o600) == 0 && mkfifo(base + ".pack", 0o600) == 0)
+            #expect(throws: GitError.self) { try repo.consolidatePacks(bound: 1) }
+            #expect(t.packs(path).sorted() == (before + ["pack-" + String(repeating: "0", count: 40) + ".pack"]).sorted())
+        }
+    }
+
     /// How many of the smallest candidate packs one consolidation takes.
     @Test(arguments: [
         // Within the room: none.
