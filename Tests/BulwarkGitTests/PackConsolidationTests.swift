@@ -22,6 +22,20 @@ import Testing
         return head
     }
 
+    /// One flushed pass of records 1 to 100 (one pack, larger than a pass of one); returns the head.
+    func largePass(_ repo: Repository) throws -> ObjectID? {
+        try repo.beginObjectBuffer()
+        var head: ObjectID?
+        for index in 1...100 {
+            head = try repo.writeCommit(adding: t.record(index), parent: head, message: "r\(index)\n\nBulwark-Id: r\(index)\n",
+                                        author: t.author)
+        }
+        let tip = try #require(head)
+        try repo.flushObjectBuffer(tip: tip, base: nil)
+        try repo.updateReference("refs/heads/bulwark/audit", to: tip, expected: nil, message: "test")
+        return tip
+    }
+
     @Test func manySmallPacksBecomeOneAndEveryObjectIsStillThere() async throws {
         try await withTemporaryDirectory { dir in
             let path = dir + "/r.git"
@@ -56,15 +70,7 @@ import Testing
             let path = dir + "/r.git"
             let repo = try Repository.create(at: path, bare: true)
             // One pass of 100 records (one pack), then 8 passes of one.
-            try repo.beginObjectBuffer()
-            var head: ObjectID?
-            for index in 1...100 {
-                head = try repo.writeCommit(adding: t.record(index), parent: head, message: "r\(index)\n\nBulwark-Id: r\(index)\n",
-                                            author: t.author)
-            }
-            let first = try #require(head)
-            try repo.flushObjectBuffer(tip: first, base: nil)
-            try repo.updateReference("refs/heads/bulwark/audit", to: first, expected: nil, message: "test")
+            var head = try largePass(repo)
             let large = try #require(t.packs(path).first)
             head = try flushedPasses(repo, 101...108, from: head)
             #expect(t.packs(path).count == 9)
@@ -95,14 +101,7 @@ import Testing
             let path = dir + "/r.git"
             let folder = path + "/objects/pack/"
             let repo = try Repository.create(at: path, bare: true)
-            try repo.beginObjectBuffer()
-            var head: ObjectID?
-            for index in 1...100 {
-                head = try repo.writeCommit(adding: t.record(index), parent: head, message: "r\(index)\n\nBulwark-Id: r\(index)\n",
-                                            author: t.author)
-            }
-            try repo.flushObjectBuffer(tip: try #require(head), base: nil)
-            try repo.updateReference("refs/heads/bulwark/audit", to: try #require(head), expected: nil, message: "test")
+            var head = try largePass(repo)
             let large = try #require(t.packs(path).first)
             head = try flushedPasses(repo, 101...112, from: head)
             let saved = dir + "/saved"
