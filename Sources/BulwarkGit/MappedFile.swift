@@ -15,8 +15,6 @@ final class MappedFile {
     /// The file's bytes; valid while this object lives (see `withBytes`).
     private let bytes: UnsafeRawBufferPointer
 
-    var count: Int { bytes.count }
-
     init?(_ path: String) {
         let fd = Glibc.open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
         guard fd >= 0 else { return nil }
