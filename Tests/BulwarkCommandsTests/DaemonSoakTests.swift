@@ -15,6 +15,9 @@ struct DaemonSoakTests {
     /// off it grew by 11-13 KiB a fix (every audit commit's trees and commit stayed parsed), so
     /// 2 MiB was crossed after about 190 fixes (2.6 MiB over 255); without it, 0.9-1.7 MiB over
     /// 278-369 fixes of this debug build (the release daemon: 0.75 KiB a fix over 3,000, slowing).
+    /// Later 1.6-1.7 MiB over 250 (2.7 under load): consolidation read every pack it merged, the
+    /// daemon's whole history, into malloc's arena every few fixes. With packs mapped and merged
+    /// geometrically, 0.07-0.5 MiB over 250.
     static let growthBound = 2 << 20
     /// Fixes measured after the warm-up, at the least: enough for the old growth to cross the bound.
     static let minimumFixes = 250
