@@ -190,12 +190,10 @@ enum OwnChanges {
     /// (`replacing`) is no longer at that path: forgotten, so that a daemon fixing one file
     /// again and again keeps one entry for it, not one per inode it ever wrote.
     static func wrote(_ written: stat, renamed: stat, replacing: FileIdentity?) {
-        if let replacing {
-            _ = table.withLock { $0.removeValue(forKey: Key(device: replacing.device, inode: replacing.inode)) }
-        }
+        if let replacing { forget(Key(device: replacing.device, inode: replacing.inode)) }
         guard written.st_ino == renamed.st_ino, written.st_size == renamed.st_size,
               written.st_mtim.tv_sec == renamed.st_mtim.tv_sec, written.st_mtim.tv_nsec == renamed.st_mtim.tv_nsec else {
-            forget(renamed)
+            forget(key(renamed))
             return
         }
         remember(renamed)
@@ -208,7 +206,7 @@ enum OwnChanges {
         guard !FileIO.recentlyChanged(before), before.st_ino == after.st_ino, before.st_dev == after.st_dev,
               before.st_size == after.st_size, before.st_mtim.tv_sec == after.st_mtim.tv_sec,
               before.st_mtim.tv_nsec == after.st_mtim.tv_nsec else {
-            forget(after)
+            forget(key(after))
             return
         }
         remember(after)
@@ -226,8 +224,8 @@ enum OwnChanges {
         }
     }
 
-    private static func forget(_ info: stat) {
-        _ = table.withLock { $0.removeValue(forKey: key(info)) }
+    private static func forget(_ key: Key) {
+        _ = table.withLock { $0.removeValue(forKey: key) }
     }
 }
 
