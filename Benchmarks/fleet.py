@@ -150,12 +150,15 @@ def finish(work, hosts, policy, roots, history):
     origin = os.path.join(work, "origin.git")
     subprocess.run(["git", "clone", "-q", "--bare", policy, origin], check=True, env=env)
     if history:
-        seed_history(origin, history)
+        desired = subprocess.run(["git", "-C", policy, "rev-parse", "HEAD"], stdout=subprocess.PIPE, check=True).stdout.decode().strip()
+        seed_history(origin, history, desired)
     return hosts, origin
 
 
-def seed_history(origin, n):
-    """n audit records older than any flap window, one commit each (as Benchmarks/audit-index.sh)."""
+def seed_history(origin, n, desired):
+    """n audit records older than any flap window, one commit each (as Benchmarks/audit-index.sh),
+    each naming `desired` as its revision (`Bulwark-Desired-Commit`, as every applied record does:
+    a new state directory takes the newest one as its baseline)."""
     ulid = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
     chunks = []
     for i in range(n):
@@ -164,7 +167,8 @@ def seed_history(origin, n):
         day, hour = 1 + (i * 60) // 86400, (i * 60 // 3600) % 24
         body = '{"id": "%s", "decision": "applied", "result": "verified"}\n' % rid
         message = ("remediate(SSHDConfig/bench): h0 drifted -> fixed\n\nBulwark-Id: %s\nBulwark-Decision: applied\n"
-                   "Bulwark-Result: verified\nBulwark-Detected-At: 2026-01-01T00:00:00.000Z\n" % rid)
+                   "Bulwark-Result: verified\nBulwark-Desired-Commit: %s\nBulwark-Detected-At: 2026-01-01T00:00:00.000Z\n"
+                   % (rid, desired))
         chunks.append("commit refs/heads/bulwark/audit\ncommitter Bulwark <bulwark@localhost> %d +0000\ndata %d\n%s"
                       % (t, len(message), message))
         chunks.append("M 100644 inline audit/2026/%03d/%02d/%s/%s.json\ndata %d\n%s\n"

@@ -96,10 +96,17 @@ package struct Provenance: Sendable {
             .flatMap({ ObjectID(hex: $0.trimmingCharacters(in: .whitespacesAndNewlines)) }) {
             return (local, false)
         }
-        guard let commits = try? await repository.auditHistory(limit: 500),
-              let recorded = commits.first(where: { $0.trailer(.decision) == Decision.applied.rawValue })
-                .flatMap({ $0.trailer(.desiredCommit) }).flatMap({ ObjectID(hex: $0) }) else { return nil }
-        return (recorded, true)
+        // The newest applied record is almost always the newest commit: a few are read first,
+        // and the last 500 only when those hold none (each commit is a lookup in the packs,
+        // and 500 of them over a long history touch most of a large pack's index).
+        for limit in [16, 500] {
+            guard let commits = try? await repository.auditHistory(limit: limit) else { return nil }
+            if let applied = commits.first(where: { $0.trailer(.decision) == Decision.applied.rawValue }) {
+                return applied.trailer(.desiredCommit).flatMap { ObjectID(hex: $0) }.map { ($0, true) }
+            }
+            if commits.count < limit { return nil }
+        }
+        return nil
     }
 
     /// Moves the baseline to `head` unless a weakening of it is still held: a held weakening keeps
