@@ -24,6 +24,12 @@ for r in range(rounds):
         subprocess.run(["cp", "-a", os.path.join(snap, "origin.git"), os.path.join(snap, "state"), work], check=True)
         fleet.redrift(hosts, roots, per_root)
         subprocess.run(["sync"])
+        # Each binary wholly in the page cache, as right after it is installed: the kernel maps up
+        # to 64 KiB around each page a process touches, but only pages already cached, so a
+        # binary's resident size depended on what earlier runs had left in the cache.
+        with open(b, "rb") as f:
+            while f.read(1 << 20):
+                pass
         log = os.path.join(work, f"ab{i}.log")
         wall, rss, rc, cpu = fleet.timed(b, "apply", origin, state, log)
         n = fleet.audit_commits(origin)

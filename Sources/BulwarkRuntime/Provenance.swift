@@ -99,7 +99,7 @@ package struct Provenance: Sendable {
         // The newest applied record is almost always the newest commit: a few are read first,
         // and the last 500 only when those hold none (each commit is a lookup in the packs,
         // and 500 of them over a long history touch most of a large pack's index).
-        for limit in [16, 500] {
+        for limit in [1, 32, 500] {
             guard let commits = try? await repository.auditHistory(limit: limit) else { return nil }
             if let applied = commits.first(where: { $0.trailer(.decision) == Decision.applied.rawValue }) {
                 return applied.trailer(.desiredCommit).flatMap { ObjectID(hex: $0) }.map { ($0, true) }
