@@ -14,7 +14,7 @@ internal import Synchronization
 final class HostLock {
     static let path = ["run", "bulwark", "host.lock"]
     /// How many times taking the lock is tried, 10 ms apart, before it counts as held.
-    static let attempts = 50
+    static let attempts = FileLock.attempts
     private let fd: Int32
     private let root: String
 
@@ -36,15 +36,9 @@ final class HostLock {
             throw HostError("the target's lock is not a regular file", path: display)
         }
         // A process this one forks (sshd -t, for another target worked on in parallel) shares
-        // the lock's open file until it execs, which closes it: a holder that goes away within
-        // moments is waited for, briefly, before the lock counts as another Bulwark's.
-        var code: Int32 = 0
-        for attempt in 0..<Self.attempts {
-            if flock(fd, LOCK_EX | LOCK_NB) == 0 { code = 0; break }
-            code = errno
-            guard code == EWOULDBLOCK || code == EINTR, attempt + 1 < Self.attempts else { break }
-            usleep(10_000)
-        }
+        // the lock's open file until it execs: a holder that goes away within moments is
+        // waited for, briefly, before the lock counts as another Bulwark's.
+        let code = FileLock.exclusive(fd, attempts: Self.attempts)
         guard code == 0 else {
             var buffer = [UInt8](repeating: 0, count: 32)
             let count = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }

@@ -1070,27 +1070,16 @@ package actor PolicyRepository: AuditSink {
 package final class StateLock: Sendable {
     private let descriptor: Int32
 
-    /// How long a lock found held is tried again before the state directory counts as in use:
-    /// a child that any thread of this process is spawning holds a copy of every descriptor,
-    /// the lock's too, until it execs (`O_CLOEXEC` closes it only then), so a lock this process
-    /// has just let go can stay held for that moment.
-    static let settle: Duration = .milliseconds(500)
-
     package init(_ path: String, directory: String) throws {
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw CommandError("cannot open \(path): \(String(cString: strerror(errno)))") }
-        let clock = ContinuousClock()
-        let deadline = clock.now + Self.settle
-        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
-            let failure = errno
-            guard failure == EWOULDBLOCK || failure == EINTR, clock.now < deadline else {
-                close(fd)
-                guard failure == EWOULDBLOCK else {
-                    throw CommandError("cannot lock \(path): \(String(cString: strerror(failure)))")
-                }
-                throw PolicyRepository.Failure.locked(directory)
-            }
-            usleep(2_000)
+        // Tried again for a moment when found held: a child another thread is spawning holds
+        // the descriptor of a lock this process has just let go until it execs.
+        let code = FileLock.exclusive(fd)
+        guard code == 0 else {
+            close(fd)
+            guard code == EWOULDBLOCK else { throw CommandError("cannot lock \(path): \(String(cString: strerror(code)))") }
+            throw PolicyRepository.Failure.locked(directory)
         }
         descriptor = fd
     }
