@@ -32,29 +32,82 @@ package enum TerminalText {
 
     /// `text` as a terminal or a JSON reader should get it: every such scalar but the line feed
     /// and the tab written as a JSON escape (`\u001B`, `\u202E`), which shows what was there and,
-    /// inside a JSON string, reads back as the same scalar. With `colour`, the escape sequences
-    /// `Console.paint` writes (`ESC [ 0 m`, `1`, `2`, `31`–`34`) are kept.
+    /// inside a JSON string, reads back as the same scalar. Then each colour mark (`painted`)
+    /// becomes its escape sequence with `colour`, and goes without it. An escape sequence in
+    /// the text itself is shown, never sent, even one that copies a colour exactly: only marks
+    /// become sequences, and text from outside cannot make one without this process's token.
     package static func printable(_ text: String, colour: Bool) -> String {
         var text = text
-        return text.withUTF8 { bytes in
+        let escaped = text.withUTF8 { bytes in
+            guard var (offset, length) = firstUnsafe(in: bytes, from: 0, keepingLines: true) else { return nil }
             var result: [UInt8] = []
-            // Bytes before `start` are in `result` (none escaped while it is 0); the scan goes on from `position`.
-            var start = 0, position = 0
-            while let (offset, length) = firstUnsafe(in: bytes, from: position, keepingLines: true) {
-                if colour, let sequence = paintSequenceLength(in: bytes, at: offset) {
-                    position = offset + sequence
-                    continue
-                }
-                if start == 0 { result.reserveCapacity(bytes.count + 16) }
+            result.reserveCapacity(bytes.count + 16)
+            // Bytes before `start` are in `result`.
+            var start = 0
+            while true {
                 result += bytes[start..<offset]
                 result += escape(scalar(in: bytes, at: offset, length: length))
                 start = offset + length
-                position = start
+                guard let next = firstUnsafe(in: bytes, from: start, keepingLines: true) else { break }
+                (offset, length) = next
             }
-            guard start > 0 else { return nil }
             result += bytes[start...]
             return String(decoding: result, as: UTF8.self)
         } ?? text
+        return colourMarks(in: escaped, colour: colour)
+    }
+
+    /// `text` between colour marks: `printable` makes them `ESC [ code m` (`code` one of
+    /// `Console.Colour`'s), then `ESC [ 0 m` after it. For `Console.paint` only.
+    package static func painted(_ text: String, code: String) -> String {
+        mark + code + "m" + text + mark + "0m"
+    }
+
+    /// What starts a colour mark: a private-use scalar around 26 random letters, drawn once per
+    /// process. Text from a file, a commit or a finding cannot hold it without reading this
+    /// process's memory, so it cannot make `printable` send an escape sequence.
+    static let mark: String = {
+        var generator = SystemRandomNumberGenerator()
+        let letters = Array("abcdefghijklmnopqrstuvwxyz".unicodeScalars)
+        var token = String.UnicodeScalarView()
+        for _ in 0..<26 { token.append(letters[Int(generator.next(upperBound: UInt32(letters.count)))]) }
+        return "\u{10FFFD}" + String(token) + "\u{10FFFD}"
+    }()
+
+    static let markBytes = Array(mark.utf8)
+
+    /// Each mark followed by digits and `m` made `ESC [ digits m` (with `colour`) or removed
+    /// (without); anything else is left as it is. On the UTF-8 bytes: a mark is found whatever
+    /// the scalars around it.
+    static func colourMarks(in text: String, colour: Bool) -> String {
+        guard let lead = markBytes.first, text.utf8.contains(lead) else { return text }
+        let bytes = Array(text.utf8), mark = markBytes
+        func markAt(_ from: Int) -> Int? {
+            var index = from
+            while index + mark.count <= bytes.count {
+                if bytes[index] == lead, bytes[index..<index + mark.count].elementsEqual(mark) { return index }
+                index += 1
+            }
+            return nil
+        }
+        guard var found = markAt(0) else { return text }
+        var result: [UInt8] = []
+        result.reserveCapacity(bytes.count)
+        var start = 0
+        while true {
+            result += bytes[start..<found]
+            start = found + mark.count
+            var end = start
+            while end < bytes.count, (0x30...0x39).contains(bytes[end]) { end += 1 }
+            if end > start, end < bytes.count, bytes[end] == UInt8(ascii: "m") {
+                if colour { result += [0x1b, UInt8(ascii: "[")] + bytes[start...end] }
+                start = end + 1
+            }
+            guard let next = markAt(start) else { break }
+            found = next
+        }
+        result += bytes[start...]
+        return String(decoding: result, as: UTF8.self)
     }
 
     /// `text` on one line of at most `limit` scalars (then `…`), every such scalar escaped as
@@ -109,18 +162,6 @@ package enum TerminalText {
         }
         return nil
     }
-
-    /// The length of one of `Console.paint`'s sequences at `offset`, if one starts there.
-    static func paintSequenceLength(in bytes: UnsafeBufferPointer<UInt8>, at offset: Int) -> Int? {
-        guard bytes[offset] == 0x1b else { return nil }
-        for sequence in paintSequences {
-            let end = offset + sequence.count
-            if end <= bytes.count, bytes[offset..<end].elementsEqual(sequence) { return sequence.count }
-        }
-        return nil
-    }
-
-    static let paintSequences: [[UInt8]] = ["0", "1", "2", "31", "32", "33", "34"].map { Array("\u{1B}[\($0)m".utf8) }
 
     static func scalar(in bytes: UnsafeBufferPointer<UInt8>, at offset: Int, length: Int) -> UInt32 {
         switch length {

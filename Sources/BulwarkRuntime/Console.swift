@@ -38,7 +38,7 @@ package struct Console: Sendable {
 
     /// Prints a line. What came from outside (a finding, a target's file, the audit branch) can
     /// hold escape sequences and bidirectional controls: they are shown as JSON escapes
-    /// (`TerminalText.printable`), never sent to the terminal; only `paint`'s colours pass.
+    /// (`TerminalText.printable`), never sent to the terminal; only `paint`'s marks become colours.
     package func print(_ text: String, to stream: Stream = .standardOutput) {
         Self.write(Array((TerminalText.printable(text, colour: colour) + "\n").utf8), to: stream)
     }
@@ -78,8 +78,10 @@ package struct Console: Sendable {
 
     package enum Colour: String { case red = "31", green = "32", yellow = "33", blue = "34", dim = "2", bold = "1" }
 
+    /// `text` in `colour` when colour is on: marked (`TerminalText.painted`), and made an
+    /// escape sequence only by `print`, after everything else in the line has been escaped.
     package func paint(_ text: String, _ colour: Colour) -> String {
-        self.colour ? "\u{1B}[\(colour.rawValue)m\(text)\u{1B}[0m" : text
+        self.colour ? TerminalText.painted(text, code: colour.rawValue) : text
     }
 
     /// The JSON outputs' conventions: every document carries `schemaVersion` (see
