@@ -4,8 +4,11 @@ internal import BulwarkCore
 /// The human status page: server-rendered HTML with no external assets.
 enum StatusPage {
     static func render(_ status: DaemonStatus, repository: String) -> String {
+        // Markup characters as entities; controls and bidirectional controls (a value or a name
+        // from a target or a commit) as escapes, as the terminal shows them, so that nothing
+        // reorders or hides what the page shows.
         func e(_ text: String) -> String {
-            text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+            TerminalText.printable(text, colour: false).replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
                 .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
         }
         func mttr(_ s: MTTRSummary) -> String {

@@ -91,6 +91,27 @@ import Testing
         }
     }
 
+    /// A target's value or a resource's name may hold bidirectional controls (which reorder
+    /// what follows them on the page, so a row could read as another) and control characters:
+    /// shown as escapes, as the terminal shows them; text of any language and markup characters
+    /// are shown as they are.
+    @Test func thePageShowsBidiAndControlScalarsFromOutsideAsEscapes() async throws {
+        var status = Self.busyStatus()
+        status.targets = [.init(name: "web-1\u{2066}", adapter: "host", resources: 1)]
+        status.openDrift[0].resource = "Sysctl/net.ipv4\u{202E}gnp"
+        status.openDrift[0].changes = [DecisionJSON.Change(property: "Banner", observed: "Überprüfung & 日本語 \u{1B}[2J", desired: "none")]
+        let daemon = RecordingDaemon(bindings: [])
+        await daemon.setStatus(status)
+        try await app(daemon).test(.router) { client in
+            try await client.execute(uri: "/", method: .get) { response in
+                let page = String(buffer: response.body)
+                #expect(!page.unicodeScalars.contains { TerminalText.isUnsafe($0) && $0 != "\n" }, "\(page.debugDescription)")
+                #expect(page.contains("Sysctl/net.ipv4\\u202Egnp") && page.contains("web-1\\u2066"))
+                #expect(page.contains("Banner: Überprüfung &amp; 日本語 \\u001B[2J -&gt; none"))
+            }
+        }
+    }
+
     @Test func metricsAreTheRegistryGiven() async throws {
         let registry = PrometheusCollectorRegistry()
         registry.makeCounter(descriptor: MetricNameDescriptor(namespace: "bulwark", subsystem: "test", metricName: "cycles", unitName: "total", helpText: ""), labels: [("controller", "host-hardening")]).increment(by: Int64(3))
