@@ -76,6 +76,9 @@ package enum StateClone {
     package static func unpushed(_ repository: Repository, auditBranch: String) throws -> [Salvaged] {
         guard let local = try repository.resolve("refs/heads/\(auditBranch)") else { return [] }
         let remote = try repository.resolve("refs/remotes/origin/\(auditBranch)")
+        // Everything pushed (the usual case): libgit2's walk would still read a few generations
+        // of commits, each a lookup in what can be a large pack's index.
+        if local == remote { return [] }
         return try repository.history(from: local, hiding: remote).reversed().map { commit in
             var files: [String: [UInt8]] = [:]
             for path in try repository.changedPaths(from: commit.parents.first, to: commit.id) {
