@@ -267,7 +267,7 @@ public enum Planner {
             return a.decision.rawValue < b.decision.rawValue
         }
         applyLimits(&drifted, state: state, now: now)
-        return Plan(remediations: drifted, inSync: inSync, failures: failures.sorted { $0.binding < $1.binding })
+        return Plan(remediations: drifted.compacted(), inSync: inSync.compacted(), failures: failures.sorted { $0.binding < $1.binding })
     }
 
     /// What to do about what adapters created for resources that left the desired state: taken
