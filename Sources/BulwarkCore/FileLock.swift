@@ -12,9 +12,10 @@ public enum FileLock {
     /// Takes an exclusive `flock` on `fd` without blocking: 0 once taken, else the errno of
     /// the last attempt (`EWOULDBLOCK`: held). A lock found held is tried again, up to
     /// `attempts` times 10 ms apart: a child that any thread of this process is spawning
-    /// (sshd -t, git) holds a copy of every descriptor, the lock's too, until it execs
-    /// (`O_CLOEXEC` closes it only then), so a lock this process has just let go, or is
-    /// taking for the first time, can look held for that moment.
+    /// (sshd -t, git) holds a copy of every descriptor until it execs (`O_CLOEXEC` closes
+    /// them only then), so a lock this process has just let go, through a descriptor it has
+    /// closed, can still look held for that moment. The waits block the calling thread: only
+    /// when the lock is found held, at most half a second.
     public static func exclusive(_ fd: Int32, attempts: Int = attempts) -> Int32 {
         var code: Int32 = 0
         for attempt in 0..<max(1, attempts) {

@@ -77,8 +77,9 @@ package enum TerminalText {
     static let markBytes = Array(mark.utf8)
 
     /// Each mark followed by digits and `m` made `ESC [ digits m` (with `colour`) or removed
-    /// (without); anything else is left as it is. On the UTF-8 bytes: a mark is found whatever
-    /// the scalars around it.
+    /// (without); a mark followed by anything else (text cut inside a painted part) is removed,
+    /// so the token is never shown. On the UTF-8 bytes: a mark is found whatever the scalars
+    /// around it.
     static func colourMarks(in text: String, colour: Bool) -> String {
         guard let lead = markBytes.first, text.utf8.contains(lead) else { return text }
         let bytes = Array(text.utf8), mark = markBytes
@@ -103,6 +104,7 @@ package enum TerminalText {
                 if colour { result += [0x1b, UInt8(ascii: "[")] + bytes[start...end] }
                 start = end + 1
             }
+            // Otherwise the mark alone goes: what follows it is text.
             guard let next = markAt(start) else { break }
             found = next
         }

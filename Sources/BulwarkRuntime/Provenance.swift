@@ -98,15 +98,20 @@ package struct Provenance: Sendable {
         }
         // The newest applied record is almost always the newest commit: a few are read first,
         // and the last 500 only when those hold none (each commit is a lookup in the packs,
-        // and 500 of them over a long history touch most of a large pack's index).
-        for limit in [1, 32, 500] {
+        // and 500 of them over a long history touch most of a large pack's index). A window
+        // that meets a merge goes straight to 500: past a merge the history is read by a walk
+        // that sorts everything reachable, whatever the limit. The answer is the 500 window's:
+        // the smaller ones are its first commits. One difference: a commit that cannot be read
+        // below the record found is not reached, where reading 500 gave no baseline at all.
+        var limit = 1
+        while true {
             guard let commits = try? await repository.auditHistory(limit: limit) else { return nil }
             if let applied = commits.first(where: { $0.trailer(.decision) == Decision.applied.rawValue }) {
                 return applied.trailer(.desiredCommit).flatMap { ObjectID(hex: $0) }.map { ($0, true) }
             }
-            if commits.count < limit { return nil }
+            guard commits.count == limit, limit < 500 else { return nil }
+            limit = commits.contains { $0.parents.count > 1 } ? 500 : min(limit * 32, 500)
         }
-        return nil
     }
 
     /// Moves the baseline to `head` unless a weakening of it is still held: a held weakening keeps

@@ -64,9 +64,17 @@ import Testing
         #expect(TerminalText.printable(line, colour: true) == "\u{1B}[32mfixed\u{1B}[0m \\u001B[31mvalue\\u202E")
         // After a scalar that joins the next one into its character (U+0600, a prepended mark).
         #expect(TerminalText.printable("\u{600}" + TerminalText.painted("x", code: "33"), colour: true) == "\u{600}\u{1B}[33mx\u{1B}[0m")
-        // A mark cut short is left as text, never made a sequence.
-        let cut = String(TerminalText.painted("x", code: "31").prefix { $0 != "x" }.dropLast(3))
-        #expect(!TerminalText.printable(cut + "x", colour: true).utf8.contains(0x1b))
+        // A mark without its code (painted text cut short) is never made a sequence, and its
+        // token is never shown.
+        let mark = TerminalText.mark
+        let token = String(mark.unicodeScalars.dropFirst().dropLast().map(Character.init))
+        for text in [mark + "x", mark + "31x", mark + "m", mark, mark + mark + "32mok"] {
+            for colour in [false, true] {
+                let shown = TerminalText.printable(text, colour: colour)
+                #expect(!shown.contains(token) && !shown.unicodeScalars.contains("\u{10FFFD}"), "\(shown.debugDescription)")
+                #expect(shown.utf8.contains(0x1b) == (colour && text.hasSuffix("32mok")), "\(shown.debugDescription)")
+            }
+        }
     }
 
     @Test func printedJSONReadsBackAsTheSameValues() throws {
