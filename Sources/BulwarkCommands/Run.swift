@@ -145,7 +145,6 @@ extension Bulwark {
         }
 
         func run() async throws {
-            MemoryTrimmer.limitArenas()
             let level = Logger.Level(rawValue: logLevel) ?? .info
             let environment = ProcessInfo.processInfo.environment
             let journal = logFormat == "journal" || (logFormat == "auto" && JournalLogHandler.stderrIsJournal(environment: environment))

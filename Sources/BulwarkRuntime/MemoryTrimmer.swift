@@ -31,16 +31,27 @@ package struct MemoryTrimmer: Sendable {
 
     private typealias Option = @convention(c) (Int32, Int32) -> Int32
 
-    /// At most two malloc arenas for the whole process (glibc's `M_ARENA_MAX`, -8), before the
-    /// daemon starts its threads: with an arena per thread the daemon's resident set grew about
-    /// 2 MiB over 70 remediations while its live heap stayed flat; with one arena, 0.5 MiB.
+    /// At most `count` malloc arenas for the whole process (glibc's `M_ARENA_MAX`, -8). glibc fixes
+    /// the limit when a second thread first allocates, so this runs first thing in `main`.
     /// Does nothing where `mallopt` is not glibc's, or when `MALLOC_ARENA_MAX` is set.
-    package static func limitArenas(to count: Int32 = 2) {
+    package static func limitArenas(to count: Int32) {
         #if os(Linux)
         guard ProcessInfo.processInfo.environment["MALLOC_ARENA_MAX"] == nil,
               let symbol = dlsym(nil, "mallopt") else { return }
         _ = unsafeBitCast(symbol, to: Option.self)(-8, count)
         #endif
+    }
+
+    /// How many malloc arenas a `bulwark` invocation gets (`arguments` as `CommandLine.arguments`).
+    ///
+    /// - The daemon (`run`), two: with an arena per thread its resident set grew about 2 MiB over
+    ///   70 remediations while its live heap stayed flat; with two, 0.5 MiB.
+    /// - Every other command, one. A pass over 100 roots frees on one thread what another
+    ///   allocated, and each thread's arena kept its own free pages: two arenas of 7.3 and 6.3 MiB
+    ///   resident at the peak for about 10 MiB of live heap. With one arena the peak was 46.7–47.6
+    ///   MiB instead of 48.6–51.2 (8 paired runs), the wall time the same (Benchmarks/README.md).
+    package static func arenaLimit(arguments: [String]) -> Int32 {
+        arguments.dropFirst().first == "run" ? 2 : 1
     }
 
     /// Whether glibc's `malloc_trim` is there to call.
