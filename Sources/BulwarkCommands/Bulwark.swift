@@ -47,14 +47,14 @@ struct OutputOptions: ParsableArguments {
 }
 
 extension Bulwark {
-    /// Parses the process's arguments and runs the command (for the executable's entry point).
     /// What the process sets before any other thread runs, so from the entry point's first line,
     /// on the main thread (an async function of this module already runs on another): how many
-    /// malloc arenas there can be, which glibc fixes when a second thread first allocates.
+    /// malloc arenas there can be, which binds only threads that have not allocated yet.
     public static func prepareProcess() {
         MemoryTrimmer.limitArenas(to: MemoryTrimmer.arenaLimit(arguments: CommandLine.arguments))
     }
 
+    /// Parses the process's arguments and runs the command (for the executable's entry point).
     public static func runFromCommandLine() async {
         // `bulwark apply | head`: a closed pipe ends printing, not the process (see Console).
         Console.ignoreBrokenPipes()
