@@ -1,9 +1,19 @@
+@testable import BulwarkHost
 import BulwarkCore
 import BulwarkTestSupport
 import Foundation
 import Testing
 
 @Suite struct SysctlTests {
+    /// Lines read as sysctl reads them: blanks are C's (ASCII), so a key followed by a no-break
+    /// space is another key, not the parameter; comments, `-` for "ignore errors", `/` for `.`.
+    @Test func readsAssignmentsAsSysctlDoes() {
+        let text = "\t net/ipv4/ip_forward\t=\t1 \r\n# net.a = 1\n; net.b = 1\n-kernel.x = 32768\t 60999\n"
+            + "fs.a\u{A0}= 3\nno equals\n \u{0B}\n=\n"
+        let read = SysctlDriver.assignments(text).map { "\($0.key)|\($0.value)|\($0.line)" }
+        #expect(read == ["net.ipv4.ip_forward|1|0", "kernel.x|32768 60999|3", "fs.a\u{A0}|3|4", "||7"])
+    }
+
     @Test func followsSysctlPrecedenceAndSetsRuntime() async throws {
         try await withTemporaryDirectory { root in
             try write(root + "/usr/lib/sysctl.d/50-default.conf", "net.ipv4.ip_forward = 0\nkernel.yama.ptrace_scope = 1\n")
