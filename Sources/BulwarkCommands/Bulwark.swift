@@ -51,7 +51,7 @@ extension Bulwark {
     /// on the main thread (an async function of this module already runs on another): how many
     /// malloc arenas there can be, which binds only threads that have not allocated yet.
     public static func prepareProcess() {
-        MemoryTrimmer.limitArenas(to: MemoryTrimmer.arenaLimit(arguments: CommandLine.arguments))
+        if let arenas = MemoryTrimmer.arenaLimit(arguments: CommandLine.arguments) { MemoryTrimmer.limitArenas(to: arenas) }
     }
 
     /// Parses the process's arguments and runs the command (for the executable's entry point).

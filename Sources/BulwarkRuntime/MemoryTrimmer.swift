@@ -44,16 +44,16 @@ package struct MemoryTrimmer: Sendable {
         #endif
     }
 
-    /// How many malloc arenas a `bulwark` invocation gets (`arguments` as `CommandLine.arguments`).
+    /// How many malloc arenas a `bulwark` invocation gets (`arguments` as `CommandLine.arguments`),
+    /// nil for glibc's own limit (eight per core).
     ///
     /// - The daemon (`run`), two: with an arena per thread its resident set grew about 2 MiB over
-    ///   70 remediations while its live heap stayed flat; with two, 0.5 MiB.
-    /// - Every other command, one. A pass over 100 roots frees on one thread what another
-    ///   allocated, and each thread's arena kept its own free pages: two arenas of 7.3 and 6.3 MiB
-    ///   resident at the peak for about 10 MiB of live heap. With one arena the peak was 46.7–47.6
-    ///   MiB instead of 48.6–51.2 (8 paired runs), the wall time the same (Benchmarks/README.md).
-    package static func arenaLimit(arguments: [String]) -> Int32 {
-        arguments.dropFirst().first == "run" ? 2 : 1
+    ///   70 remediations while its live heap stayed flat.
+    /// - Every other command, glibc's. One arena was tried twice (the ninth and seventeenth
+    ///   sessions): a 100-root apply's peak 2–3 MiB lower, but a 20,000-resource pass 5–14 %
+    ///   slower, its threads taking turns at one lock (Benchmarks/README.md).
+    package static func arenaLimit(arguments: [String]) -> Int32? {
+        arguments.dropFirst().first == "run" ? 2 : nil
     }
 
     /// Whether glibc's `malloc_trim` is there to call.

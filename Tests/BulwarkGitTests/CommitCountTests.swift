@@ -38,7 +38,7 @@ import Testing
     static let pairs: [(String, String)] = [
         ("m9", "m6"), ("m9", "m8"), ("m9", "m9"), ("m9", "merge"), // a line: counted along first parents
         ("m9", "m5"), ("m9", "m3"), ("m9", "s2"), ("m6", "m1"), // across the merge
-        ("m9", "x1"), ("x1", "m9"), ("m5", "s2"), // not an ancestor
+        ("m9", "x1"), ("x1", "m9"), ("m5", "s2"), ("m1", "m5"), // not an ancestor (m1: behind, on a line)
     ]
 
     @Test(arguments: pairs)
