@@ -32,9 +32,9 @@ package struct MemoryTrimmer: Sendable {
     private typealias Option = @convention(c) (Int32, Int32) -> Int32
 
     /// At most `count` malloc arenas for the whole process (glibc's `M_ARENA_MAX`, -8). The limit
-    /// binds only arenas made after it: a thread that has allocated already has its own, so this
-    /// runs first thing in `main`, on the main thread (from an async function of `bulwark`'s
-    /// modules it ran on a pool thread that had one: two arenas where one was asked for).
+    /// binds only arenas made after it: a thread that has allocated already keeps its own, so
+    /// this runs first thing in `main`, on the main thread (an async function of `bulwark`'s
+    /// modules runs on a pool thread, which has allocated by then).
     /// Does nothing where `mallopt` is not glibc's, or when `MALLOC_ARENA_MAX` is set.
     package static func limitArenas(to count: Int32) {
         #if os(Linux)
