@@ -81,13 +81,14 @@ public struct Reconciler: Sendable {
     public func observe(_ state: DesiredState) async -> ObservationSet {
         var result = ObservationSet()
         await withTaskGroup(of: (Binding, Swift.Result<Observation, any Error>).self) { group in
-            var pending = state.bindings[...]
+            var turns = TargetTurns(state.bindings)
             func startNext() {
-                guard let binding = pending.popFirst() else { return }
+                guard let binding = turns.next() else { return }
                 group.addTask { (binding, await self.observe(binding, in: state)) }
             }
             for _ in 0..<concurrency { startNext() }
             while let (binding, outcome) = await group.next() {
+                turns.finished(binding)
                 switch outcome {
                 case .success(let observation):
                     result.observations[binding] = observation
@@ -833,5 +834,70 @@ public struct Reconciler: Sendable {
             nextWindowAt: remediation.nextWindow)
         record.finding = state.resources[binding.resource].flatMap { FindingCitation(annotations: $0.annotations) }
         return record
+    }
+}
+
+/// The order observations start in: targets take turns, and a target already being observed
+/// waits while another target has observations waiting and none running. A target's resources
+/// mostly read the same files (seven sysctls, the same seven folders), and two of them observed
+/// at once both missed the parse the first was about to cache: each file was read and parsed
+/// twice. One after the other, the second finds it. Only when every target with work left is
+/// being observed does one get a second observation at once, so a single target (a cloud
+/// account's many resources) is still observed several at a time. Each target's resources
+/// start in their order.
+struct TargetTurns {
+    private var queues: [(target: String, bindings: [Binding], next: Int)] = []
+    private var inFlight: [String: Int] = [:]
+    /// The queue after the one that started last: turns go round.
+    private var cursor = 0
+    private var exhausted = 0
+
+    init(_ bindings: [Binding]) {
+        var index: [String: Int] = [:]
+        for binding in bindings {
+            if let at = index[binding.target] {
+                queues[at].bindings.append(binding)
+            } else {
+                index[binding.target] = queues.count
+                queues.append((binding.target, [binding], 0))
+            }
+        }
+    }
+
+    /// The next observation to start, or nil when none is waiting.
+    mutating func next() -> Binding? {
+        var fallback: Int?
+        for step in 0..<queues.count {
+            let at = (cursor + step) % queues.count
+            guard queues[at].next < queues[at].bindings.count else { continue }
+            if inFlight[queues[at].target, default: 0] == 0 { return take(at) }
+            if fallback == nil { fallback = at }
+        }
+        return fallback.map { take($0) }
+    }
+
+    /// An observation started by `next` has finished.
+    mutating func finished(_ binding: Binding) {
+        inFlight[binding.target, default: 1] -= 1
+    }
+
+    private mutating func take(_ at: Int) -> Binding {
+        let binding = queues[at].bindings[queues[at].next]
+        queues[at].next += 1
+        inFlight[binding.target, default: 0] += 1
+        cursor = at + 1
+        if queues[at].next == queues[at].bindings.count {
+            exhausted += 1
+            // Finished queues are dropped once they are half of them, so a turn never walks
+            // over many (a pass of one large target among many small ones).
+            if exhausted * 2 > queues.count {
+                let before = queues[..<min(cursor, queues.count)].filter { $0.next < $0.bindings.count }.count
+                queues.removeAll { $0.next == $0.bindings.count }
+                cursor = before
+                exhausted = 0
+            }
+        }
+        if cursor >= queues.count { cursor = 0 }
+        return binding
     }
 }

@@ -17,6 +17,11 @@ final class MemoryDriver: PruningDriver {
         var assessed = 0
         /// What the driver created per target, by owning resource (for pruning).
         var created: [String: Set<ResourceID>] = [:]
+        /// How long an observation takes (so that observations overlap); each observation as it
+        /// started ("target Kind/name"), with the observations then in flight per target.
+        var observeDelay: Duration?
+        var observed: [(binding: String, inFlight: [String: Int])] = []
+        var inFlight: [String: Int] = [:]
     }
 
     let state = Mutex(State())
@@ -30,7 +35,14 @@ final class MemoryDriver: PruningDriver {
     }
 
     func observe(_ resource: Resource, on target: Target) async throws -> Observation {
-        try state.withLock { state in
+        let delay = state.withLock { state in
+            state.inFlight[target.name, default: 0] += 1
+            state.observed.append(("\(target.name) \(resource.id)", state.inFlight))
+            return state.observeDelay
+        }
+        if let delay { try? await Task.sleep(for: delay) }
+        defer { state.withLock { $0.inFlight[target.name, default: 1] -= 1 } }
+        return try state.withLock { state in
             if let failure = state.failObserve { throw TestFailure(failure) }
             var result: [String: String?] = [:]
             for property in resource.spec.properties { result[property.name] = .some(state.values[target.name]?[property.name]) }

@@ -51,6 +51,36 @@ import Testing
         #expect(try await reconciler.plan(state).inSync.map(\.description) == ["db-1 Setting/critical-thing"])
     }
 
+    /// Observations in flight at once are on different targets while there are enough targets:
+    /// a target's resources mostly read the same files, and two of them observed at once each
+    /// read and parsed what the other was about to cache. Each target's resources keep their
+    /// order; a single target is still observed several at a time.
+    @Test func observationsInFlightAreOnDifferentTargets() async throws {
+        let resources = (1...4).map { index in
+            """
+            apiVersion: bulwark/v1
+            kind: Setting
+            metadata: {name: s\(index)}
+            targets: {names: [web-1, db-1]}
+            spec: {k\(index): "1"}
+            """
+        }.joined(separator: "\n---\n")
+        let (driver, state) = try setup(resources)
+        driver.state.withLock { $0.observeDelay = .milliseconds(20) }
+        let observed = await Reconciler(registry: memoryRegistry(driver), concurrency: 2).observe(state)
+        #expect(observed.observations.count == 8)
+        let starts = driver.state.withLock { $0.observed }
+        // Sorted, the bindings are db-1's four, then web-1's: the first two used to be db-1's.
+        #expect(Set(starts.prefix(2).map { $0.binding.split(separator: " ")[0] }) == ["db-1", "web-1"])
+        #expect(starts.filter { $0.binding.hasPrefix("db-1 ") }.map(\.binding) == (1...4).map { "db-1 Setting/s\($0)" })
+        #expect(starts.filter { $0.binding.hasPrefix("web-1 ") }.map(\.binding) == (1...4).map { "web-1 Setting/s\($0)" })
+
+        let single = try setup(resources.replacingOccurrences(of: "[web-1, db-1]", with: "[web-1]"))
+        single.0.state.withLock { $0.observeDelay = .milliseconds(20) }
+        _ = await Reconciler(registry: memoryRegistry(single.0), concurrency: 2).observe(single.1)
+        #expect(single.0.state.withLock { $0.observed.map { $0.inFlight["web-1"] ?? 0 }.max() } == 2, "one target: two at once")
+    }
+
     @Test func maxChangesPerCycleDefersTheLeastRisky() async throws {
         let (driver, state) = try setup(threeResources, controller: "  mode: enforce\n  maxChangesPerCycle: 2\n")
         let reconciler = Reconciler(registry: memoryRegistry(driver))
