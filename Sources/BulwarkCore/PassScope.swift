@@ -39,7 +39,21 @@ public final class ObservationScope: Sendable {
     /// Unique for the process's life.
     public let id: UInt64
 
+    /// What modules keep for this scope's life, one object per type (`slot`).
+    private let slots = Mutex<[ObjectIdentifier: any AnyObject & Sendable]>([:])
+
     public init() {
         id = Self.counter.add(1, ordering: .relaxed).newValue
+    }
+
+    /// The object of type `Value` this scope keeps (the host adapter's open target roots),
+    /// made by `make` on first use; released with the scope, when the plan is done.
+    public func slot<Value: AnyObject & Sendable>(_ make: () -> Value) -> Value {
+        slots.withLock { slots in
+            if let kept = slots[ObjectIdentifier(Value.self)] { return unsafeDowncast(kept, to: Value.self) }
+            let value = make()
+            slots[ObjectIdentifier(Value.self)] = value
+            return value
+        }
     }
 }

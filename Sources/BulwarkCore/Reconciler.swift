@@ -837,28 +837,32 @@ public struct Reconciler: Sendable {
     }
 }
 
-/// The order observations start in: targets take turns, and a target already being observed
-/// waits while another target has observations waiting and none running. A target's resources
-/// mostly read the same files (seven sysctls, the same seven folders), and two of them observed
-/// at once both missed the parse the first was about to cache: each file was read and parsed
-/// twice. One after the other, the second finds it. Only when every target with work left is
-/// being observed does one get a second observation at once, so a single target (a cloud
-/// account's many resources) is still observed several at a time. Each target's resources
-/// start in their order.
+/// The order observations start in. A target already being observed waits while another
+/// target has observations waiting and none running: a target's resources mostly read the same
+/// files (seven sysctls, the same seven folders), and two of them observed at once both missed
+/// the parse the first was about to cache, so each file was read and parsed twice. When an
+/// observation ends, its target's next one starts, if it has one: a target's observations follow
+/// each other, and what a plan keeps open for a target (`ObservationScope`) is needed by a few
+/// targets at a time, not by all of them. Otherwise the next target in order starts. Only when
+/// every target with work left is being observed does one get a second observation at once, so
+/// a single target (a cloud account's many resources) is still observed several at a time.
+/// Each target's resources start in their order.
 struct TargetTurns {
     private var queues: [(target: String, bindings: [Binding], next: Int)] = []
+    private var position: [String: Int] = [:]
     private var inFlight: [String: Int] = [:]
-    /// The queue after the one that started last: turns go round.
+    /// Targets whose observation just ended, with more waiting: they go first.
+    private var resume: [String] = []
+    /// Where the look for an idle target starts: the queue after the last one started that way.
     private var cursor = 0
     private var exhausted = 0
 
     init(_ bindings: [Binding]) {
-        var index: [String: Int] = [:]
         for binding in bindings {
-            if let at = index[binding.target] {
+            if let at = position[binding.target] {
                 queues[at].bindings.append(binding)
             } else {
-                index[binding.target] = queues.count
+                position[binding.target] = queues.count
                 queues.append((binding.target, [binding], 0))
             }
         }
@@ -866,11 +870,17 @@ struct TargetTurns {
 
     /// The next observation to start, or nil when none is waiting.
     mutating func next() -> Binding? {
+        while let target = resume.popLast() {
+            if let at = position[target], isWaiting(at), inFlight[target, default: 0] == 0 { return take(at) }
+        }
         var fallback: Int?
         for step in 0..<queues.count {
             let at = (cursor + step) % queues.count
-            guard queues[at].next < queues[at].bindings.count else { continue }
-            if inFlight[queues[at].target, default: 0] == 0 { return take(at) }
+            guard isWaiting(at) else { continue }
+            if inFlight[queues[at].target, default: 0] == 0 {
+                cursor = at + 1
+                return take(at)
+            }
             if fallback == nil { fallback = at }
         }
         return fallback.map { take($0) }
@@ -879,21 +889,24 @@ struct TargetTurns {
     /// An observation started by `next` has finished.
     mutating func finished(_ binding: Binding) {
         inFlight[binding.target, default: 1] -= 1
+        if inFlight[binding.target] == 0, let at = position[binding.target], isWaiting(at) { resume.append(binding.target) }
     }
+
+    private func isWaiting(_ at: Int) -> Bool { queues[at].next < queues[at].bindings.count }
 
     private mutating func take(_ at: Int) -> Binding {
         let binding = queues[at].bindings[queues[at].next]
         queues[at].next += 1
         inFlight[binding.target, default: 0] += 1
-        cursor = at + 1
-        if queues[at].next == queues[at].bindings.count {
+        if !isWaiting(at) {
             exhausted += 1
-            // Finished queues are dropped once they are half of them, so a turn never walks
-            // over many (a pass of one large target among many small ones).
+            // Finished queues are dropped once they are half of them, so a look for an idle
+            // target never walks over many (one large target among many small ones).
             if exhausted * 2 > queues.count {
-                let before = queues[..<min(cursor, queues.count)].filter { $0.next < $0.bindings.count }.count
+                let cursorTarget = (cursor..<queues.count).first { isWaiting($0) }.map { queues[$0].target }
                 queues.removeAll { $0.next == $0.bindings.count }
-                cursor = before
+                position = Dictionary(uniqueKeysWithValues: queues.enumerated().map { ($1.target, $0) })
+                cursor = cursorTarget.flatMap { position[$0] } ?? 0
                 exhausted = 0
             }
         }

@@ -24,9 +24,12 @@ public struct HostRoot: Sendable, Hashable {
         guard path.hasPrefix("/") else { throw HostError("target root must be an absolute path", path: path) }
         var trimmed = path
         while trimmed.count > 1 && trimmed.hasSuffix("/") { trimmed.removeLast() }
-        var info = stat()
-        guard stat(trimmed, &info) == 0, info.st_mode & FileType.mask == FileType.directory else {
-            throw HostError("target root does not exist or is not a directory", path: trimmed)
+        // A plan that holds the root open has checked it already (`PlanReads`).
+        if PlanReads.current?.root(trimmed) == nil {
+            var info = stat()
+            guard stat(trimmed, &info) == 0, info.st_mode & FileType.mask == FileType.directory else {
+                throw HostError("target root does not exist or is not a directory", path: trimmed)
+            }
         }
         self.path = trimmed
     }
@@ -49,8 +52,13 @@ public struct HostRoot: Sendable, Hashable {
     /// symbolic links as a read does. The last components need not exist: they are taken
     /// literally. Never leaves the root.
     public func resolve(_ relative: String) throws(HostError) -> String {
+        // Within a plan, as the plan's first walk found it (`PlanReads`).
+        let plan = HostLock.isHeld(self) ? nil : PlanReads.current
+        if let plan, let real = plan.resolved(relative, under: path) { return real }
         let walk = try walk(components(of: relative))
-        return full(walk.resolved)
+        let real = full(walk.resolved)
+        plan?.resolved(relative, under: path, is: real)
+        return real
     }
 
     /// `relative`'s components below the root: an absolute path under `path` loses that prefix;
@@ -76,6 +84,14 @@ public struct HostRoot: Sendable, Hashable {
         let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { throw HostError("cannot open the target root: \(errnoText())", path: path) }
         return Directory(fd: fd, components: [])
+    }
+
+    /// The root descriptor a read starts from: within a plan, outside the target's lock, the one
+    /// the plan holds (`PlanReads`); otherwise opened now.
+    func rootForReading() throws(HostError) -> Directory {
+        guard let reads = PlanReads.current, !HostLock.isHeld(self) else { return try openRoot() }
+        if let held = reads.root(path) { return held }
+        return reads.hold(try openRoot(), as: path)
     }
 
     /// The folder `components` names, opened without following any symbolic link: each
@@ -130,7 +146,7 @@ public struct HostRoot: Sendable, Hashable {
     /// root, at most 40 of them; `..` never above the root. Each folder is held open, so `..`
     /// returns to the folder the walk came from, not to whatever is now the parent of a path.
     func walk(_ components: [String]) throws(HostError) -> Walk {
-        let root = try openRoot()
+        let root = try rootForReading()
         if let walk = linkFreeWalk(components, from: root) { return walk }
         var stack = [root]
         var pending = components[...]
@@ -250,8 +266,9 @@ enum LinkFreeOpen {
 }
 
 /// An open folder under a host root and its real path's components. Closes its descriptor
-/// when released; used by one thread at a time.
-final class Directory {
+/// when released. Shared between threads only as a plan's held root (`PlanReads`): `openat`
+/// and `fstatat` on one descriptor from several threads at once are safe.
+final class Directory: Sendable {
     let fd: Int32
     let components: [String]
 

@@ -13,9 +13,17 @@ final class ParseCache<Value: Sendable>: Sendable {
         var files: [String: ContentKey?]
         /// For a parse of files changed a moment ago: the one observation scope it may serve.
         var scope: UInt64?
+        /// The observation scope that last found every file unchanged (or read them): within
+        /// it, the files are not looked at again. One plan reads a target as one snapshot, so
+        /// its other resources there need not stat the same files again (a plan of 100 roots
+        /// checked each sysctl folder and file 7 times per target, once per resource).
+        var checkedIn: UInt64?
+        /// Which store this is: a check marks only the entry it checked, not one stored since.
+        var generation: UInt64
     }
 
     private let entries = Mutex<[String: Entry]>([:])
+    private let generations = Atomic<UInt64>(0)
 
     /// The value stored for `key` while every file it came from is unchanged. With `paths`,
     /// only if its files are exactly those paths (as a walk resolves them now): a link on the
@@ -24,13 +32,23 @@ final class ParseCache<Value: Sendable>: Sendable {
     /// A parse stored from files changed a moment ago (`unlessRecent`) serves only reads in
     /// the observation scope that made it, and never one with `settledOnly` (under the lock).
     /// With `settledOnly`, no parse serves while a process holds one of its files open for writing.
+    ///
+    /// Within an observation scope, an entry found unchanged once is not checked again (the
+    /// plan's snapshot of the target); a fix under the lock (`settledOnly`) always checks.
     func lookup(_ key: String, paths: Set<String>? = nil, settledOnly: Bool = false) -> Value? {
         guard let entry = entries.withLock({ $0[key] }) else { return nil }
-        if let scope = entry.scope, settledOnly || scope != ObservationScope.current?.id { return nil }
+        let current = ObservationScope.current?.id
+        if let scope = entry.scope, settledOnly || scope != current { return nil }
         if let paths, Set(entry.files.keys) != paths { return nil }
+        if !settledOnly, let current, entry.checkedIn == current { return entry.value }
         for (path, identity) in entry.files {
             let unchanged = settledOnly && identity != nil ? Self.unwritten(path, is: identity) : fileStatus(path).map(ContentKey.init) == identity
             if !unchanged { return nil }
+        }
+        if !settledOnly, let current {
+            entries.withLock { entries in
+                if entries[key]?.generation == entry.generation { entries[key]?.checkedIn = current }
+            }
         }
         return entry.value
     }
@@ -63,7 +81,10 @@ final class ParseCache<Value: Sendable>: Sendable {
             guard let current = ObservationScope.current?.id else { return }
             scope = current
         }
-        entries.withLock { $0[key] = Entry(value: value, files: snapshot.files, scope: scope) }
+        let generation = generations.add(1, ordering: .relaxed).newValue
+        // Read in this scope: its other reads of the target share this snapshot.
+        let checkedIn = ObservationScope.current?.id
+        entries.withLock { $0[key] = Entry(value: value, files: snapshot.files, scope: scope, checkedIn: checkedIn, generation: generation) }
     }
 
 }
@@ -150,6 +171,11 @@ final class ContentCache<Value: Sendable>: Sendable {
     /// `parse` of the file `path` names under the root (following links inside it as a read
     /// does), reused while the file is unchanged; nil when it does not exist.
     func value(_ path: String, in root: HostRoot, parse: (HostFile) throws -> Value) throws -> Value? {
+        // Within a plan, a path read before leads to the same file (`PlanReads`).
+        let plan = HostLock.isHeld(root) ? nil : PlanReads.current
+        if let plan, let key = plan.file(path, under: root.path), let known = entries.withLock({ $0[key] }) {
+            return known
+        }
         let walk = try root.walk(root.components(of: path))
         guard walk.exists else { return nil }
         guard let name = walk.name else { throw HostError("is a folder, not a regular file", path: root.path) }
@@ -160,6 +186,7 @@ final class ContentCache<Value: Sendable>: Sendable {
         var info = stat()
         if fstatat(walk.folder.fd, name, &info, AT_SYMLINK_NOFOLLOW) == 0, info.st_mode & FileType.mask == FileType.regular,
            let known = entries.withLock({ $0[ContentKey(info)] }) {
+            plan?.found(ContentKey(info), at: path, under: root.path)
             return known
         }
         guard let file = try FileIO.read(name, in: walk.folder, display: display) else { return nil }
@@ -169,6 +196,7 @@ final class ContentCache<Value: Sendable>: Sendable {
                 if table.count >= limit { table.removeAll(keepingCapacity: true) }
                 table[file.key] = value
             }
+            plan?.found(file.key, at: path, under: root.path)
         }
         return value
     }

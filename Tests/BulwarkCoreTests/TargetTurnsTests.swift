@@ -45,6 +45,15 @@ import Testing
         }
     }
 
+    /// When an observation ends, its target's next starts: a few targets are worked on at a time
+    /// (what a plan keeps open per target is needed by a few), not all of them in turn.
+    @Test func aTargetsObservationsFollowEachOther() {
+        let all = bindings(["a": 3, "b": 3, "c": 3, "d": 3])
+        let started = run(all, slots: 2)
+        #expect(started.prefix(6).map(\.target).sorted() == ["a", "a", "a", "b", "b", "b"])
+        #expect(started.suffix(6).map(\.target).sorted() == ["c", "c", "c", "d", "d", "d"])
+    }
+
     @Test func oneTargetIsStillObservedSeveralAtATime() {
         var turns = TargetTurns(bindings(["only": 5]))
         let first = turns.next(), second = turns.next()

@@ -278,4 +278,56 @@ import Testing
             #expect(try AccountDatabase(root: host).userID("admin") == 1000, "outside any plan: not stored, read")
         }
     }
+
+    /// Within one plan, a target's files found unchanged once are not looked at again: its
+    /// other resources see the same snapshot (a plan of 100 roots checked each sysctl file 7
+    /// times per target). A change after that is seen by the next plan, by reads outside any
+    /// plan, and by a fix under the lock, even one inside the plan's scope.
+    @Test func aPlanReadsATargetsFilesAsOneSnapshot() async throws {
+        try await withTemporaryDirectory { root in
+            try write(root + "/etc/passwd", "root:x:0:0:root:/root:/bin/bash\nadmin:x:1000:1000::/home/admin:/bin/bash\n")
+            try write(root + "/etc/group", "root:x:0:\nadmin:x:1000:\n")
+            // Old enough to be trusted (modified and changed more than two whole seconds ago): the parse
+            // is stored for every reader, not for this plan alone.
+            for name in ["passwd", "group"] { setModified(root + "/etc/" + name, Int(Date().timeIntervalSince1970) - 3600) }
+            try await Task.sleep(for: .milliseconds(3_200))
+            let host = try HostRoot(root)
+            let plan = ObservationScope()
+            let first = try ObservationScope.$current.withValue(plan) { try AccountDatabase(root: host).userID("admin") }
+            #expect(first == 1000)
+            // Rewritten: a stat sees another file, a new read sees 2000.
+            try write(root + "/etc/passwd", "root:x:0:0:root:/root:/bin/bash\nadmin:x:2000:1000::/home/admin:/bin/bash\n")
+            setModified(root + "/etc/passwd", Int(Date().timeIntervalSince1970) - 7200)
+            let sameUser = try ObservationScope.$current.withValue(plan) { try AccountDatabase(root: host).userID("admin") }
+            #expect(sameUser == 1000, "the same plan: its snapshot")
+            let another = try ObservationScope.$current.withValue(ObservationScope()) { try AccountDatabase(root: host).userID("admin") }
+            #expect(another == 2000, "another plan: read")
+            #expect(try AccountDatabase(root: host).userID("admin") == 2000, "outside any plan: read")
+        }
+    }
+
+    /// A read under the target's lock (`settledOnly`) checks the files even inside the scope of
+    /// a plan that found them unchanged a moment before (a fix is built from fresh reads; today
+    /// the lock's blocking thread does not carry the scope either, so this holds twice).
+    @Test func aReadUnderTheLockChecksFilesThePlanFoundUnchanged() async throws {
+        try await withTemporaryDirectory { root in
+            let file = root + "/conf"
+            try write(file, "one\n")
+            setModified(file, Int(Date().timeIntervalSince1970) - 3600)
+            // Changed more than two whole seconds ago: stored for every reader, not for the plan alone.
+            try await Task.sleep(for: .milliseconds(3_200))
+            let cache = ParseCache<String>()
+            let plan = ObservationScope()
+            ObservationScope.$current.withValue(plan) {
+                var snapshot = FileSnapshot()
+                snapshot.take(file)
+                cache.store("one", for: "k", readAt: snapshot, unlessRecent: true)
+            }
+            try write(file, "three\n")
+            setModified(file, Int(Date().timeIntervalSince1970) - 7200)
+            #expect(ObservationScope.$current.withValue(plan) { cache.lookup("k") } == "one", "the plan: its snapshot")
+            #expect(ObservationScope.$current.withValue(plan) { cache.lookup("k", settledOnly: true) } == nil, "under the lock: checked")
+            #expect(cache.lookup("k") == nil, "outside any plan: checked")
+        }
+    }
 }

@@ -1,0 +1,70 @@
+internal import BulwarkCore
+internal import Synchronization
+
+/// What one plan (`ObservationScope`) keeps of the host targets it reads, so that a target's
+/// resources read it as one snapshot without each walking to the same files again:
+/// - each target root, opened once and held (at most `rootLimit` at a time: `TargetTurns`
+///   observes a few targets at a time), where every read used to open and close it;
+/// - where each path leads (`HostRoot.resolve`), and the file it led to (`ContentCache`), found
+///   again without a walk while its parse is kept.
+///
+/// Never used under a target's lock: a fix reads afresh, from a still file. Released with the
+/// plan's scope, descriptors closed; the next plan, a fix or a verification walks again.
+final class PlanReads: Sendable {
+    static let rootLimit = 32
+    static let pathLimit = 4096
+
+    private struct State {
+        var roots: [String: Directory] = [:]
+        /// Root paths in the order they were opened: the oldest is let go first.
+        var opened: [String] = []
+        var found: [String: ContentKey] = [:]
+        var resolved: [String: String] = [:]
+    }
+
+    private let state = Mutex(State())
+
+    /// The current plan's, or nil outside a plan.
+    static var current: PlanReads? { ObservationScope.current?.slot { PlanReads() } }
+
+    /// The plan's open descriptor of the root at `path`, if it holds one.
+    func root(_ path: String) -> Directory? { state.withLock { $0.roots[path] } }
+
+    /// Holds `directory` as the root at `path`'s for the rest of the plan; the one held already
+    /// when another thread was first (`directory` is then closed when released).
+    func hold(_ directory: Directory, as path: String) -> Directory {
+        state.withLock { state in
+            if let held = state.roots[path] { return held }
+            if state.opened.count >= Self.rootLimit { state.roots[state.opened.removeFirst()] = nil }
+            state.roots[path] = directory
+            state.opened.append(path)
+            return directory
+        }
+    }
+
+    /// Where `path` under the root `root` led earlier in this plan.
+    func resolved(_ path: String, under root: String) -> String? {
+        state.withLock { $0.resolved[root + "\u{0}" + path] }
+    }
+
+    /// Remembers that `path` under `root` leads to `real`.
+    func resolved(_ path: String, under root: String, is real: String) {
+        state.withLock { state in
+            if state.resolved.count >= Self.pathLimit { state.resolved.removeAll(keepingCapacity: true) }
+            state.resolved[root + "\u{0}" + path] = real
+        }
+    }
+
+    /// The file a read of `path` under the root `root` found earlier in this plan.
+    func file(_ path: String, under root: String) -> ContentKey? {
+        state.withLock { $0.found[root + "\u{0}" + path] }
+    }
+
+    /// Remembers that a read of `path` under `root` found the file `key`.
+    func found(_ key: ContentKey, at path: String, under root: String) {
+        state.withLock { state in
+            if state.found.count >= Self.pathLimit { state.found.removeAll(keepingCapacity: true) }
+            state.found[root + "\u{0}" + path] = key
+        }
+    }
+}

@@ -1,0 +1,105 @@
+@testable import BulwarkHost
+import BulwarkCore
+import BulwarkTestSupport
+import Foundation
+import Glibc
+import Testing
+
+/// What a plan keeps of the targets it reads (`PlanReads`): each root opened once and closed
+/// with the plan, and a path's walk and file reused within that plan only. A fix (under the
+/// target's lock), another plan, and any read outside a plan walk afresh.
+@Suite struct PlanReadsTests {
+    let contentCache = ContentCache<String>()
+
+    /// Runs `body` holding the target's lock, released when it returns.
+    func underLock(_ root: HostRoot, _ body: () throws -> Void) throws {
+        let lock = try HostLock(root)
+        try withExtendedLifetime(lock) { try body() }
+    }
+
+    func firstLine(_ file: HostFile) -> String {
+        String(decoding: file.bytes, as: UTF8.self).split(separator: "\n").first.map(String.init) ?? ""
+    }
+
+    /// A file old enough that its parse is kept for every reader (not only the plan that read it).
+    func writeOld(_ path: String, _ text: String) throws {
+        try write(path, text)
+        setModified(path, Int(Date().timeIntervalSince1970) - 3600)
+    }
+
+    @Test func aPlanHoldsEachRootOpenOnceAndClosesItWithThePlan() async throws {
+        try await withTemporaryDirectory { base in
+            try writeOld(base + "/etc/login.defs", "UMASK 077\n")
+            let root = try HostRoot(base)
+            weak var held: Directory?
+            try ObservationScope.$current.withValue(ObservationScope()) {
+                #expect(try root.resolve("etc/login.defs") == base + "/etc/login.defs")
+                held = PlanReads.current?.root(base)
+                #expect(held != nil, "the plan holds the root it read")
+                let again = try root.rootForReading()
+                #expect(again === held, "the plan's next read starts from the same descriptor")
+                #expect(try FileIO.read("etc/login.defs", in: root) != nil)
+            }
+            #expect(held == nil, "released (and closed) with the plan")
+            // Outside any plan, every read opens the root afresh.
+            let first = try root.rootForReading(), second = try root.rootForReading()
+            #expect(first !== second)
+        }
+    }
+
+    /// Within a plan a path's file is the one its first read found (one snapshot of the target);
+    /// another plan and a read outside any plan see the file as it is now.
+    @Test func aPathReadsAsOneSnapshotWithinAPlanOnly() async throws {
+        try await withTemporaryDirectory { base in
+            try writeOld(base + "/etc/conf", "first\n")
+            // Changed more than two whole seconds ago: kept for every reader.
+            try await Task.sleep(for: .milliseconds(3_200))
+            let root = try HostRoot(base)
+            let plan = ObservationScope()
+            let before = try ObservationScope.$current.withValue(plan) { try contentCache.value("etc/conf", in: root, parse: firstLine) }
+            #expect(before == "first")
+            // Replaced by a rename: another inode; an old modification time.
+            try writeOld(base + "/etc/conf.new", "second\n")
+            #expect(rename(base + "/etc/conf.new", base + "/etc/conf") == 0)
+            let same = try ObservationScope.$current.withValue(plan) { try contentCache.value("etc/conf", in: root, parse: firstLine) }
+            #expect(same == "first", "the same plan: its snapshot")
+            try ObservationScope.$current.withValue(plan) {
+                try underLock(root) { () throws in
+                    #expect(try contentCache.value("etc/conf", in: root, parse: firstLine) == "second", "a fix in the plan's scope: read")
+                }
+            }
+            let next = try ObservationScope.$current.withValue(ObservationScope()) { try contentCache.value("etc/conf", in: root, parse: firstLine) }
+            #expect(next == "second", "the next plan reads the file as it is")
+            #expect(try contentCache.value("etc/conf", in: root, parse: firstLine) == "second", "outside a plan: read")
+        }
+    }
+
+    /// A fix holds the target's lock: even inside a plan's scope, it opens the root and walks
+    /// every path afresh, and a folder swapped for a link since the plan's walk is refused.
+    @Test func underTheLockAPlansWalksAreNotReused() async throws {
+        try await withTemporaryDirectory { base in
+            try writeOld(base + "/etc/ssh/sshd_config", "Port 22\n")
+            try writeOld(base + "/elsewhere/sshd_config", "Port 2222\n")
+            let root = try HostRoot(base)
+            try ObservationScope.$current.withValue(ObservationScope()) {
+                #expect(try root.resolve("etc/ssh/sshd_config") == base + "/etc/ssh/sshd_config")
+                let held = PlanReads.current?.root(base)
+                // The folder becomes a link a user made (links are followed only when root or the
+                // root's owner made them).
+                #expect(rename(base + "/etc/ssh", base + "/etc/ssh.old") == 0)
+                #expect(symlink(base + "/elsewhere", base + "/etc/ssh") == 0)
+                #expect(lchown(base + "/etc/ssh", 65534, 65534) == 0)
+                try underLock(root) { () throws in
+                    #expect(try root.rootForReading() !== held, "under the lock: the root opened afresh")
+                    #expect(throws: HostError.self, "under the lock: walked again, the user's link refused") {
+                        try root.resolve("etc/ssh/sshd_config")
+                    }
+                }
+                #expect(!HostLock.isHeld(root))
+                #expect(try root.resolve("etc/ssh/sshd_config") == base + "/etc/ssh/sshd_config",
+                        "the plan itself keeps its snapshot")
+            }
+            #expect(throws: HostError.self, "outside the plan: walked, refused") { try root.resolve("etc/ssh/sshd_config") }
+        }
+    }
+}
