@@ -28,9 +28,11 @@ public final class PassScope: Sendable {
 }
 
 /// One plan's reads of the targets: `Reconciler.plan` runs its observations and guards in a
-/// fresh scope. A parse of a file changed a moment ago (too recently to be sure a later
-/// same-size rewrite would move its identity) may be reused within the scope that read it, as
-/// one snapshot of the target for that plan, and never by another plan, a fix or a later pass.
+/// fresh scope, and so do the verifications of one coalesced write (after the write). Within a
+/// scope the targets read as one snapshot: a parse of a file changed a moment ago (too recently
+/// to be sure a later same-size rewrite would move its identity) may be reused within the scope
+/// that read it, and a host target's root, paths and files are looked up once (`PlanReads`);
+/// never by another scope, a fix under the target's lock, or a later pass.
 public final class ObservationScope: Sendable {
     @TaskLocal public static var current: ObservationScope?
 
@@ -47,7 +49,8 @@ public final class ObservationScope: Sendable {
     }
 
     /// The object of type `Value` this scope keeps (the host adapter's open target roots),
-    /// made by `make` on first use; released with the scope, when the plan is done.
+    /// made by `make` on first use; released with the scope, when the plan is done. `make` runs
+    /// under the scope's lock: it must not ask for a slot itself.
     public func slot<Value: AnyObject & Sendable>(_ make: () -> Value) -> Value {
         slots.withLock { slots in
             if let kept = slots[ObjectIdentifier(Value.self)] { return unsafeDowncast(kept, to: Value.self) }

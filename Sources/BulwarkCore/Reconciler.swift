@@ -600,13 +600,18 @@ public struct Reconciler: Sendable {
         }
         let applied = clock()
         var inSync: Set<Int> = []
-        for index in batch.indices {
-            if !batch[index].changes.isEmpty, batch[index].changes.allSatisfy({ found.contains($0.property) }) {
-                inSync.insert(index)
-                continue
+        // The members are verified against one snapshot of the target taken after the write, in
+        // an observation scope of their own: seven sysctls written in one file read that file
+        // (changed a moment ago, so kept for no other reader) once, not seven times.
+        await ObservationScope.$current.withValue(ObservationScope()) {
+            for index in batch.indices {
+                if !batch[index].changes.isEmpty, batch[index].changes.allSatisfy({ found.contains($0.property) }) {
+                    inSync.insert(index)
+                    continue
+                }
+                records[index].appliedAt = applied
+                await verify(batch[index], resource: work[index].resource, target: target, driver: driver, into: &records[index])
             }
-            records[index].appliedAt = applied
-            await verify(batch[index], resource: work[index].resource, target: target, driver: driver, into: &records[index])
         }
         return (inSync, nil)
     }
@@ -900,7 +905,7 @@ struct TargetTurns {
         inFlight[binding.target, default: 0] += 1
         if !isWaiting(at) {
             exhausted += 1
-            // Finished queues are dropped once they are half of them, so a look for an idle
+            // Finished queues are dropped once they are more than half of them, so a look for an idle
             // target never walks over many (one large target among many small ones).
             if exhausted * 2 > queues.count {
                 let cursorTarget = (cursor..<queues.count).first { isWaiting($0) }.map { queues[$0].target }

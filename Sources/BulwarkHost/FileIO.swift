@@ -160,9 +160,11 @@ enum FileIO {
         return result
     }
 
-    /// Entry names of an open folder (without `.` and `..`).
+    /// Entry names of an open folder (without `.` and `..`). Read through a descriptor of its
+    /// own (`openat(…, ".")`), not a `dup`: a duplicate shares the read position with the
+    /// folder's descriptor, and a plan's held root is listed by several threads at once.
     static func names(in folder: Directory) -> [String] {
-        let copy = dup(folder.fd)
+        let copy = openat(folder.fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard copy >= 0 else { return [] }
         guard let stream = fdopendir(copy) else {
             close(copy)

@@ -52,13 +52,10 @@ public struct HostRoot: Sendable, Hashable {
     /// symbolic links as a read does. The last components need not exist: they are taken
     /// literally. Never leaves the root.
     public func resolve(_ relative: String) throws(HostError) -> String {
-        // Within a plan, as the plan's first walk found it (`PlanReads`).
-        let plan = HostLock.isHeld(self) ? nil : PlanReads.current
-        if let plan, let real = plan.resolved(relative, under: path) { return real }
+        // Walked every time, in a plan too: callers hand the path to calls that follow links
+        // (`stat`), so a path resolved earlier must not stand for what the path is now.
         let walk = try walk(components(of: relative))
-        let real = full(walk.resolved)
-        plan?.resolved(relative, under: path, is: real)
-        return real
+        return full(walk.resolved)
     }
 
     /// `relative`'s components below the root: an absolute path under `path` loses that prefix;

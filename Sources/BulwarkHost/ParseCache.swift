@@ -6,7 +6,8 @@ internal import CLinux
 
 /// Parsed file contents, reused only while every file they came from is unchanged: same
 /// device, inode, size and modification time (nanoseconds). An atomic rename gives a new
-/// inode, so Bulwark's own writes always invalidate an entry.
+/// inode, so Bulwark's own writes always invalidate an entry. Within one observation scope (a
+/// plan), an entry is checked once: the plan's snapshot of the target.
 final class ParseCache<Value: Sendable>: Sendable {
     private struct Entry: Sendable {
         var value: Value
@@ -159,7 +160,8 @@ struct ContentKey: Hashable, Sendable {
 /// file that several resources (four `LoginDefs` keys of a host) or guards read is parsed once
 /// while it is unchanged. The path is still walked on every lookup as every read walks it
 /// (links judged by their owner, never leaving the root), so the cache only ever stands in for
-/// the bytes of the very file that walk reaches. Never under the target's lock (a fix is built
+/// the bytes of the very file that walk reaches; within a plan, the file its first walk reached
+/// (`PlanReads`). Never under the target's lock (a fix is built
 /// from a fresh, settled read), never stored for a recently changed file (`ContentKey.isRecent`).
 /// Bounded: when full, it starts again.
 final class ContentCache<Value: Sendable>: Sendable {

@@ -5,8 +5,13 @@ internal import Synchronization
 /// resources read it as one snapshot without each walking to the same files again:
 /// - each target root, opened once and held (at most `rootLimit` at a time: `TargetTurns`
 ///   observes a few targets at a time), where every read used to open and close it;
-/// - where each path leads (`HostRoot.resolve`), and the file it led to (`ContentCache`), found
-///   again without a walk while its parse is kept.
+/// - the file a path led to (`ContentCache`), found again without a walk while its parse is
+///   kept. What a path resolves to (`HostRoot.resolve`) is not kept: callers hand that path to
+///   calls that follow links, and a folder swapped for a user's link since must count.
+///
+/// So a plan's guards judge the target as the plan first read it, as its observations do: a few
+/// milliseconds earlier than reading again would. The same holds between a plan and its apply;
+/// what a fix writes is read again under the lock (sshd's guard judges the candidate there).
 ///
 /// Never used under a target's lock: a fix reads afresh, from a still file. Released with the
 /// plan's scope, descriptors closed; the next plan, a fix or a verification walks again.
@@ -19,7 +24,6 @@ final class PlanReads: Sendable {
         /// Root paths in the order they were opened: the oldest is let go first.
         var opened: [String] = []
         var found: [String: ContentKey] = [:]
-        var resolved: [String: String] = [:]
     }
 
     private let state = Mutex(State())
@@ -39,19 +43,6 @@ final class PlanReads: Sendable {
             state.roots[path] = directory
             state.opened.append(path)
             return directory
-        }
-    }
-
-    /// Where `path` under the root `root` led earlier in this plan.
-    func resolved(_ path: String, under root: String) -> String? {
-        state.withLock { $0.resolved[root + "\u{0}" + path] }
-    }
-
-    /// Remembers that `path` under `root` leads to `real`.
-    func resolved(_ path: String, under root: String, is real: String) {
-        state.withLock { state in
-            if state.resolved.count >= Self.pathLimit { state.resolved.removeAll(keepingCapacity: true) }
-            state.resolved[root + "\u{0}" + path] = real
         }
     }
 

@@ -178,8 +178,8 @@ struct SSHDConfigDriver: ResourceDriver {
         return (content[..<start], content[start..<keywordEnd], content[keywordEnd..<valueStart], value)
     }
 
-    /// The configuration as sshd reads it. Reused while no file or folder it came from changed,
-    /// except holding the target's lock: the configuration a fix is built from (and that the
+    /// The configuration as sshd reads it. Reused while no file or folder it came from changed
+    /// (within a plan: as the plan first found them, `ParseCache`), except holding the target's lock: the configuration a fix is built from (and that the
     /// guard's probe judges there) is read afresh, each file from a still file (`settledRead`).
     func read(_ root: HostRoot) throws -> Config {
         let main = try root.resolve(Self.configPath)

@@ -90,7 +90,8 @@ struct TestFailure: Error, CustomStringConvertible {
 
 /// A registry with one adapter, `memory`, and kinds `Setting` (any key/value pairs) and
 /// `Secret` (a sensitive value).
-func memoryRegistry(_ driver: MemoryDriver) -> Registry {
+/// `setting`: another driver for the `Setting` kind (default: `driver`).
+func memoryRegistry(_ driver: MemoryDriver, setting: (any ResourceDriver)? = nil) -> Registry {
     Registry([
         AdapterDefinition(
             name: "memory",
@@ -112,7 +113,7 @@ func memoryRegistry(_ driver: MemoryDriver) -> Registry {
                         }
                     }
                     return ResourceSpec(properties: properties)
-                }, driver: driver, weakens: { _, from, to in from == "no" && to == "yes" ? "turns it on" : nil }),
+                }, driver: setting ?? driver, weakens: { _, from, to in from == "no" && to == "yes" ? "turns it on" : nil }),
                 KindDefinition(name: "Object", adapter: "memory", parse: { spec in
                     guard let entries = spec.entries() else { return nil }
                     var subject = ""

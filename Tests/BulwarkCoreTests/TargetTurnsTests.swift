@@ -61,7 +61,7 @@ import Testing
     }
 
     /// Uneven targets (one large among many small, as a cloud account beside hosts): every
-    /// binding starts once, and the large one gets several at a time once the small are done.
+    /// binding starts once, in its target's order (finished queues dropped on the way).
     @Test func unevenTargetsAllStart() {
         var counts = ["big": 40]
         for index in 0..<30 { counts["h\(index)"] = index % 3 + 1 }
