@@ -77,16 +77,22 @@ final class SSHDProbeCache: Sendable {
 /// `ssh-keygen` in a private folder (mode 0700; as root 0750 and the key 0640, owner root and
 /// group nobody, so the unprivileged sshd can read it and nobody else can), shared by all
 /// probes, removed at exit. A key that vanished (a temporary-folder cleaner) is made again.
+///
+/// A process killed outside its control (SIGKILL, the OOM killer) never reaches its exit
+/// handler: its folder's name carries its pid, and the next Bulwark that makes a key removes the
+/// folders of this naming whose process is gone, where they are its own user's real folders.
 enum SSHDHostKey {
     private static let folder = Mutex<String?>(nil)
     private static let cleanup: Void = { atexit { SSHDHostKey.remove() } }()
+    static let prefix = "bulwark-sshd-key-"
 
     static func path() throws -> String {
         try folder.withLock { (folder: inout String?) throws -> String in
             if let folder, FileManager.default.fileExists(atPath: folder + "/host_key") { return folder + "/host_key" }
             if let stale = folder { try? FileManager.default.removeItem(atPath: stale) }
             folder = nil
-            var template = Array((NSTemporaryDirectory() + "/bulwark-sshd-key-XXXXXX").utf8CString)
+            removeLeftovers(in: NSTemporaryDirectory())
+            var template = Array((NSTemporaryDirectory() + "/\(prefix)\(getpid())-XXXXXX").utf8CString)
             guard mkdtemp(&template) != nil else { throw HostError("cannot create a temporary folder: \(errnoText())") }
             let directory = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
             do {
@@ -111,6 +117,23 @@ enum SSHDHostKey {
                 try? FileManager.default.removeItem(atPath: directory)
                 throw error
             }
+        }
+    }
+
+    /// Removes the key folders in `temporary` that processes now gone left behind: named
+    /// `bulwark-sshd-key-PID-…` with no process PID, real folders (not links) owned by this
+    /// process's user. A live process with that pid (another Bulwark, or one that reused it)
+    /// keeps its folder; another user's is never touched.
+    static func removeLeftovers(in temporary: String) {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: temporary) else { return }
+        for name in names where name.hasPrefix(prefix) {
+            let rest = name.dropFirst(prefix.count)
+            guard let dash = rest.firstIndex(of: "-"), let pid = pid_t(rest[..<dash]), pid > 0,
+                  kill(pid, 0) != 0, errno == ESRCH else { continue }
+            let path = temporary + "/" + name
+            var info = stat()
+            guard lstat(path, &info) == 0, info.st_mode & FileType.mask == FileType.directory, info.st_uid == geteuid() else { continue }
+            try? FileManager.default.removeItem(atPath: path)
         }
     }
 
