@@ -1,6 +1,8 @@
 internal import Foundation
 internal import BulwarkCore
 internal import Synchronization
+// `stat`: in a build where CLinux's header brings it in first, its members are CLinux's.
+internal import CLinux
 
 /// The exact input of one sshd probe as bytes, each field length-prefixed so that no two
 /// different inputs make the same key.
