@@ -31,8 +31,8 @@ public final class PassScope: Sendable {
 /// fresh scope, and so do the verifications of one coalesced write (after the write). Within a
 /// scope the targets read as one snapshot: a parse of a file changed a moment ago (too recently
 /// to be sure a later same-size rewrite would move its identity) may be reused within the scope
-/// that read it, and a host target's root, paths and files are looked up once (`PlanReads`);
-/// never by another scope, a fix under the target's lock, or a later pass.
+/// that read it, and a host target's root and files are looked up once (`PlanReads`); never
+/// by another scope, a fix under the target's lock, or a later pass.
 public final class ObservationScope: Sendable {
     @TaskLocal public static var current: ObservationScope?
 

@@ -1,8 +1,9 @@
 internal import BulwarkCore
 internal import Synchronization
 
-/// What one plan (`ObservationScope`) keeps of the host targets it reads, so that a target's
-/// resources read it as one snapshot without each walking to the same files again:
+/// What one plan (`ObservationScope`; also the verifications of one coalesced write, after the
+/// write) keeps of the host targets it reads, so that a target's resources read it as one
+/// snapshot without each walking to the same files again:
 /// - each target root, opened once and held (at most `rootLimit` at a time: `TargetTurns`
 ///   observes a few targets at a time), where every read used to open and close it;
 /// - the file a path led to (`ContentCache`), found again without a walk while its parse is
@@ -14,7 +15,7 @@ internal import Synchronization
 /// what a fix writes is read again under the lock (sshd's guard judges the candidate there).
 ///
 /// Never used under a target's lock: a fix reads afresh, from a still file. Released with the
-/// plan's scope, descriptors closed; the next plan, a fix or a verification walks again.
+/// scope, descriptors closed; the next plan, a fix or another write's verifications walk again.
 final class PlanReads: Sendable {
     static let rootLimit = 32
     static let pathLimit = 4096
