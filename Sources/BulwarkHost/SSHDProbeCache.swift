@@ -81,8 +81,10 @@ final class SSHDProbeCache: Sendable {
 /// probes, removed at exit. A key that vanished (a temporary-folder cleaner) is made again.
 ///
 /// A process killed outside its control (SIGKILL, the OOM killer) never reaches its exit
-/// handler: its folder's name carries its pid, and the next Bulwark that makes a key removes the
-/// folders of this naming whose process is gone, where they are its own user's real folders.
+/// handler: its folder's name carries its pid namespace and pid, and the next Bulwark that makes
+/// a key removes the folders of this naming whose process is gone, where they are its own user's
+/// real folders in its own pid namespace (a container sharing the temporary folder sees other
+/// pids, or none, for the same numbers).
 enum SSHDHostKey {
     private static let folder = Mutex<String?>(nil)
     private static let cleanup: Void = { atexit { SSHDHostKey.remove() } }()
@@ -93,8 +95,9 @@ enum SSHDHostKey {
             if let folder, FileManager.default.fileExists(atPath: folder + "/host_key") { return folder + "/host_key" }
             if let stale = folder { try? FileManager.default.removeItem(atPath: stale) }
             folder = nil
-            removeLeftovers(in: NSTemporaryDirectory())
-            var template = Array((NSTemporaryDirectory() + "/\(prefix)\(getpid())-XXXXXX").utf8CString)
+            let namespace = pidNamespace()
+            if let namespace { removeLeftovers(in: NSTemporaryDirectory(), namespace: namespace) }
+            var template = Array((NSTemporaryDirectory() + "/\(prefix)\(namespace ?? "unknown")-\(getpid())-XXXXXX").utf8CString)
             guard mkdtemp(&template) != nil else { throw HostError("cannot create a temporary folder: \(errnoText())") }
             let directory = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
             do {
@@ -122,15 +125,25 @@ enum SSHDHostKey {
         }
     }
 
+    /// This process's pid namespace (the inode `/proc/self/ns/pid` names), or nil where it
+    /// cannot be read: then no folder is ever taken for a gone process's.
+    static func pidNamespace() -> String? {
+        guard let link = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/pid"),
+              link.hasPrefix("pid:["), link.hasSuffix("]") else { return nil }
+        let number = link.dropFirst(5).dropLast()
+        return !number.isEmpty && number.allSatisfy(\.isASCII) && number.allSatisfy(\.isNumber) ? String(number) : nil
+    }
+
     /// Removes the key folders in `temporary` that processes now gone left behind: named
-    /// `bulwark-sshd-key-PID-…` with no process PID, real folders (not links) owned by this
-    /// process's user. A live process with that pid (another Bulwark, or one that reused it)
-    /// keeps its folder; another user's is never touched.
-    static func removeLeftovers(in temporary: String) {
+    /// `bulwark-sshd-key-NAMESPACE-PID-…` in this process's pid namespace with no process PID,
+    /// real folders (not links) owned by this process's user. A live process with that pid
+    /// (another Bulwark, or one that reused it) keeps its folder; another user's, or another pid
+    /// namespace's, is never touched.
+    static func removeLeftovers(in temporary: String, namespace: String) {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: temporary) else { return }
-        for name in names where name.hasPrefix(prefix) {
-            let rest = name.dropFirst(prefix.count)
-            guard let dash = rest.firstIndex(of: "-"), let pid = pid_t(rest[..<dash]), pid > 0,
+        for name in names where name.hasPrefix(prefix + namespace + "-") {
+            let rest = name.dropFirst(prefix.count + namespace.count + 1)
+            guard let dash = rest.firstIndex(of: "-"), rest[..<dash].allSatisfy(\.isASCII), let pid = pid_t(rest[..<dash]), pid > 0,
                   kill(pid, 0) != 0, errno == ESRCH else { continue }
             let path = temporary + "/" + name
             var info = stat()

@@ -21,38 +21,45 @@ import Testing
     }
 
     @Test func removesOnlyItsOwnUsersFoldersOfProcessesThatAreGone() async throws {
+        guard isRoot else { return } // another user's folder is made with chown
         try await withTemporaryDirectory { temporary in
             let dead = try deadPid()
-            let gone = temporary + "/bulwark-sshd-key-\(dead)-a1B2c3"
-            let alive = temporary + "/bulwark-sshd-key-\(getpid())-d4E5f6"
-            let others = temporary + "/bulwark-sshd-key-\(dead)-g7H8i9"
-            let unrelated = temporary + "/bulwark-sshd-key-notapid"
+            let namespace = try #require(SSHDHostKey.pidNamespace())
+            let gone = temporary + "/bulwark-sshd-key-\(namespace)-\(dead)-a1B2c3"
+            let alive = temporary + "/bulwark-sshd-key-\(namespace)-\(getpid())-d4E5f6"
+            let others = temporary + "/bulwark-sshd-key-\(namespace)-\(dead)-g7H8i9"
+            // Another pid namespace's (a container sharing the folder): its pids are not ours to judge.
+            let elsewhere = temporary + "/bulwark-sshd-key-1\(namespace)-\(dead)-j1K2l3"
+            let unrelated = temporary + "/bulwark-sshd-key-\(namespace)-notapid-m4N5o6"
             try folder(gone)
             try folder(alive)
             try folder(others)
+            try folder(elsewhere)
             try folder(unrelated)
             #expect(chown(others, 65534, 65534) == 0)
             // A link of that naming to a folder elsewhere: neither it nor what it points at is removed.
             try folder(temporary + "/elsewhere")
-            #expect(symlink(temporary + "/elsewhere", temporary + "/bulwark-sshd-key-\(dead)-linked") == 0)
+            #expect(symlink(temporary + "/elsewhere", temporary + "/bulwark-sshd-key-\(namespace)-\(dead)-linked") == 0)
 
-            SSHDHostKey.removeLeftovers(in: temporary)
+            SSHDHostKey.removeLeftovers(in: temporary, namespace: namespace)
 
             #expect(!FileManager.default.fileExists(atPath: gone), "a gone process's folder is removed")
             #expect(FileManager.default.fileExists(atPath: alive + "/host_key"), "a live process keeps its folder")
             #expect(FileManager.default.fileExists(atPath: others + "/host_key"), "another user's folder is left")
+            #expect(FileManager.default.fileExists(atPath: elsewhere + "/host_key"), "another pid namespace's folder is left")
             #expect(FileManager.default.fileExists(atPath: unrelated + "/host_key"))
             #expect(FileManager.default.fileExists(atPath: temporary + "/elsewhere/host_key"))
-            #expect(isSymbolicLink(temporary + "/bulwark-sshd-key-\(dead)-linked"))
+            #expect(isSymbolicLink(temporary + "/bulwark-sshd-key-\(namespace)-\(dead)-linked"))
         }
     }
 
-    /// The key a probe uses lives in a folder named after this process, so a later Bulwark can
-    /// tell whether its maker is gone.
+    /// The key a probe uses lives in a folder named after this process and its pid namespace, so
+    /// a later Bulwark there can tell whether its maker is gone.
     @Test func theKeysFolderCarriesThePid() throws {
         let key = try SSHDHostKey.path()
         let name = ((key as NSString).deletingLastPathComponent as NSString).lastPathComponent
-        #expect(name.hasPrefix("bulwark-sshd-key-\(getpid())-"))
+        let namespace = try #require(SSHDHostKey.pidNamespace())
+        #expect(name.hasPrefix("bulwark-sshd-key-\(namespace)-\(getpid())-"))
         #expect(FileManager.default.fileExists(atPath: key))
     }
 }
