@@ -174,7 +174,8 @@ final class ContentCache<Value: Sendable>: Sendable {
     /// does), reused while the file is unchanged; nil when it does not exist.
     func value(_ path: String, in root: HostRoot, parse: (HostFile) throws -> Value) throws -> Value? {
         // Within a plan, a path read before leads to the same file (`PlanReads`).
-        let plan = HostLock.isHeld(root) ? nil : PlanReads.current
+        let locked = HostLock.isHeld(root)
+        let plan = locked ? nil : PlanReads.current
         if let plan, let key = plan.file(path, under: root.path), let known = entries.withLock({ $0[key] }) {
             return known
         }
@@ -182,7 +183,7 @@ final class ContentCache<Value: Sendable>: Sendable {
         guard walk.exists else { return nil }
         guard let name = walk.name else { throw HostError("is a folder, not a regular file", path: root.path) }
         let display = root.full(walk.resolved)
-        guard !HostLock.isHeld(root) else {
+        guard !locked else {
             return try FileIO.settledRead(name, in: walk.folder, display: display).map(parse)
         }
         var info = stat()
