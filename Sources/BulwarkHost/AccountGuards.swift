@@ -17,7 +17,7 @@ extension UserAccountDriver: JointlyGuardedDriver {
     func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target, alongside: [AllowedChange]) async -> GuardVerdict {
         do {
             let root = try HostRoot(target: target)
-            let accounts = try HostAccounts(root: root).after(alongside)
+            let accounts = try HostAccounts.reading(root).after(alongside)
             let name = resource.spec.subject
             guard let account = accounts.user(name) else { return .allow }  // nothing to change
             if accounts.duplicates.contains(name) {
@@ -126,7 +126,7 @@ extension FileModeDriver {
                         return .block("mode \(change.desired) would add the \(added & 0o4000 != 0 ? "setuid" : "setgid") bit to \(shown)")
                     }
                 case "owner" where system:
-                    let accounts = try HostAccounts(root: root)
+                    let accounts = try HostAccounts.reading(root)
                     let uid = accounts.user(change.desired)?.uid ?? UInt32(change.desired)
                     guard let uid else { return .block("owner \(change.desired) is not in the target's etc/passwd") }
                     if uid >= accounts.uidMin && uid != 0 {
@@ -135,7 +135,7 @@ extension FileModeDriver {
                     }
                 case "group" where secret:
                     // Group read of a secret, given to a person's group, is world read by another name.
-                    let accounts = try HostAccounts(root: root)
+                    let accounts = try HostAccounts.reading(root)
                     let gid = accounts.groups.first { $0.name == change.desired }?.gid ?? UInt32(change.desired)
                     guard let gid else { return .block("group \(change.desired) is not in the target's etc/group") }
                     var info = stat()
@@ -188,7 +188,7 @@ extension FileModeDriver {
         // other files only as a key file (the accounts are not read for the rest).
         let onTheWay = before.folder || before.mode & 0o111 != 0
         guard onTheWay || ["authorized_keys", "authorized_keys2"].contains((real as NSString).lastPathComponent) else { return nil }
-        let accounts = try HostAccounts(root: root)
+        let accounts = try HostAccounts.reading(root)
         var after = before
         var chowned = false
         for change in changes {

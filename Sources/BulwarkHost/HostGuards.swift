@@ -1,5 +1,6 @@
 internal import Foundation
 internal import BulwarkCore
+internal import Synchronization
 
 // MARK: - Values written into line-oriented files
 
@@ -74,6 +75,9 @@ struct HostAccounts: Sendable {
     var uidMin: UInt32 = 1000
     /// `GID_MIN` likewise: the first gid of a person's group.
     var gidMin: UInt32 = 1000
+    /// What the guards found of the root's other files (login shells, authorized keys) while
+    /// these accounts are a plan's (`reading`); nil for accounts read afresh.
+    private var found: PlanFacts?
 
     init(root: HostRoot) throws {
         self.root = root
@@ -101,6 +105,52 @@ struct HostAccounts: Sendable {
             if let value = entries["UID_MIN"]?.value, let min = UInt32(value) { uidMin = min }
             if let value = entries["GID_MIN"]?.value, let min = UInt32(value) { gidMin = min }
         }
+    }
+
+    /// The root's accounts as this plan read them: read once per plan and root, and what the
+    /// guards then find of its login shells and authorized keys kept with them (`PlanReads`).
+    /// A drifted 100-root plan judged each of a host's 8 sshd resources against accounts, shells
+    /// and keys read again each time. Read afresh outside a plan and under the target's lock.
+    static func reading(_ root: HostRoot) throws -> HostAccounts {
+        guard !HostLock.isHeld(root), let plan = PlanReads.current else { return try HostAccounts(root: root) }
+        if let kept = plan.accounts(under: root.path) { return kept }
+        var accounts = try HostAccounts(root: root)
+        accounts.found = PlanFacts()
+        return plan.keep(accounts, under: root.path)
+    }
+
+    /// Answers about paths inside one root, for one plan: whether each is an executable file,
+    /// and each key file's text.
+    final class PlanFacts: Sendable {
+        private let executables = Mutex<[String: Bool]>([:])
+        private let texts = Mutex<[String: String?]>([:])
+
+        func executable(_ path: String, _ find: () -> Bool) -> Bool {
+            if let known = executables.withLock({ $0[path] }) { return known }
+            let answer = find()
+            executables.withLock { table in
+                if table.count >= PlanReads.pathLimit { table.removeAll(keepingCapacity: true) }
+                table[path] = answer
+            }
+            return answer
+        }
+
+        func text(_ path: String, _ read: () -> String?) -> String? {
+            if let known = texts.withLock({ $0[path] }) { return known }
+            let text = read()
+            texts.withLock { table in
+                if table.count >= PlanReads.pathLimit { table.removeAll(keepingCapacity: true) }
+                table[path] = .some(text)
+            }
+            return text
+        }
+    }
+
+    /// The text of the file at `path` inside the root (links judged as every read judges
+    /// them), or nil when it cannot be read.
+    private func keyFileText(_ path: String) -> String? {
+        guard let found else { return try? FileIO.readText(path, in: root) }
+        return found.text(path) { try? FileIO.readText(path, in: root) }
     }
 
     // Each file's parse, reused while the file is unchanged (`ContentCache`): the sshd guard
@@ -182,6 +232,11 @@ struct HostAccounts: Sendable {
 
     /// A regular file with an execute bit, at `path` resolved inside the root.
     func isExecutable(_ path: String) -> Bool {
+        guard let found else { return Self.isExecutable(path, in: root) }
+        return found.executable(path) { Self.isExecutable(path, in: root) }
+    }
+
+    private static func isExecutable(_ path: String, in root: HostRoot) -> Bool {
         guard path.hasPrefix("/"), let full = try? root.resolve(path) else { return false }
         var info = stat()
         guard stat(full, &info) == 0 else { return false }
@@ -195,7 +250,7 @@ struct HostAccounts: Sendable {
     func authorizedKeyTypes(_ account: HostAccount, patterns: [String] = [".ssh/authorized_keys", ".ssh/authorized_keys2"]) -> Set<String> {
         var types: Set<String> = []
         for path in keyFilePaths(account, patterns: patterns) {
-            guard let text = try? FileIO.readText(path, in: root) else { continue }
+            guard let text = keyFileText(path) else { continue }
             for line in text.split(separator: "\n") {
                 let trimmed = line.trimmingCharacters(in: .whitespaces)
                 guard !trimmed.isEmpty, !trimmed.hasPrefix("#") else { continue }
@@ -234,7 +289,7 @@ struct HostAccounts: Sendable {
     func authorizedKeys(_ account: HostAccount, patterns: [String] = [".ssh/authorized_keys", ".ssh/authorized_keys2"]) -> String? {
         for path in keyFilePaths(account, patterns: patterns) {
             // One walk inside the root, links judged as every read judges them.
-            guard let text = try? FileIO.readText(path, in: root) else { continue }
+            guard let text = keyFileText(path) else { continue }
             let hasKey = text.split(separator: "\n").contains { line in
                 let trimmed = line.trimmingCharacters(in: .whitespaces)
                 return !trimmed.isEmpty && !trimmed.hasPrefix("#")

@@ -7,7 +7,9 @@ internal import Synchronization
 /// - each target root, opened once and held (at most `rootLimit` at a time: `TargetTurns`
 ///   observes a few targets at a time), where every read used to open and close it;
 /// - the file a path led to (`ContentCache`), found again without a walk while its parse is
-///   kept. What a path resolves to (`HostRoot.resolve`) is not kept: callers hand that path to
+///   kept;
+/// - each root's accounts as the guards read them, with the login shells and key files they
+///   looked at (`HostAccounts.reading`), kept even for a file changed a moment ago. What a path resolves to (`HostRoot.resolve`) is not kept: callers hand that path to
 ///   calls that follow links, and a folder swapped for a user's link since must count.
 ///
 /// So a plan's guards judge the target as the plan first read it, as its observations do: a few
@@ -25,6 +27,9 @@ final class PlanReads: Sendable {
         /// Root paths in the order they were opened: the oldest is let go first.
         var opened: [String] = []
         var found: [String: ContentKey] = [:]
+        var accounts: [String: HostAccounts] = [:]
+        /// Root paths in the order their accounts were kept.
+        var accountsKept: [String] = []
     }
 
     private let state = Mutex(State())
@@ -44,6 +49,21 @@ final class PlanReads: Sendable {
             state.roots[path] = directory
             state.opened.append(path)
             return directory
+        }
+    }
+
+    /// The accounts of the root at `path` as this plan read them.
+    func accounts(under path: String) -> HostAccounts? { state.withLock { $0.accounts[path] } }
+
+    /// Keeps `accounts` as the root at `path`'s for the rest of the plan; the ones kept already
+    /// when another thread was first.
+    func keep(_ accounts: HostAccounts, under path: String) -> HostAccounts {
+        state.withLock { state in
+            if let kept = state.accounts[path] { return kept }
+            if state.accountsKept.count >= Self.rootLimit { state.accounts[state.accountsKept.removeFirst()] = nil }
+            state.accounts[path] = accounts
+            state.accountsKept.append(path)
+            return accounts
         }
     }
 

@@ -320,7 +320,7 @@ extension SSHDConfigDriver: JointlyGuardedDriver {
         let taken = Set(changes.map(\.property))
         let sameFile = alongside.filter { $0.resource.id.kind == "SSHDConfig" }.flatMap(\.changes).filter { !taken.contains($0.property) }
         let (candidate, _) = Self.candidate(sameFile + changes, from: current)
-        let accounts = try HostAccounts(root: root).after(alongside)
+        let accounts = try HostAccounts.reading(root).after(alongside)
         let probe = try SSHDProbe(executable: executable, config: candidate, root: root, driver: self)
         defer { probe.remove() }
 

@@ -1,0 +1,74 @@
+@testable import BulwarkHost
+@testable import BulwarkCore
+import BulwarkTestSupport
+import Foundation
+import Glibc
+import Testing
+
+/// The guards read a root's accounts once per plan (`HostAccounts.reading`), with the login
+/// shells and key files they look at: every sshd resource of a host is judged against the same
+/// snapshot, even of files changed a moment ago. A fix (under the target's lock), the next plan
+/// and a read outside any plan read afresh.
+@Suite struct PlanAccountsTests {
+    func facts(_ accounts: HostAccounts) -> (users: [String], key: String?, shell: Bool) {
+        let admin = accounts.user("admin")
+        return (accounts.users.map(\.name), admin.flatMap { accounts.authorizedKeys($0) }, accounts.isLoginShell("/bin/bash"))
+    }
+
+    @Test func aPlanReadsARootsAccountsShellsAndKeysOnce() async throws {
+        try await withTemporaryDirectory { base in
+            // Written just now: a file's parse outside a plan is not kept for such files.
+            try makeHost(base, [FixtureAccount(name: "root", uid: 0),
+                                FixtureAccount(name: "admin", uid: 1000, groups: ["sudo"], key: true)])
+            let root = try HostRoot(base)
+            let plan = ObservationScope()
+            let first = try ObservationScope.$current.withValue(plan) { facts(try HostAccounts.reading(root)) }
+            #expect(first.users == ["root", "admin"])
+            #expect(first.key == "/home/admin/.ssh/authorized_keys")
+            #expect(first.shell)
+
+            // A person is added, the key removed, the shell no longer executable.
+            try write(base + "/etc/passwd", "root:x:0:0:root:/root:/bin/bash\nadmin:x:1000:1000:admin:/home/admin:/bin/bash\n"
+                      + "bob:x:1001:1001:bob:/home/bob:/bin/bash\n")
+            #expect(unlink(base + "/home/admin/.ssh/authorized_keys") == 0)
+            #expect(chmod(base + "/bin/bash", 0o644) == 0)
+
+            let same = try ObservationScope.$current.withValue(plan) { facts(try HostAccounts.reading(root)) }
+            #expect(same.users == first.users && same.key == first.key && same.shell == first.shell,
+                    "the same plan judges its snapshot")
+            let fresh: (users: [String], key: String?, shell: Bool) = (["root", "admin", "bob"], nil, false)
+            let underLock = try ObservationScope.$current.withValue(plan) {
+                let lock = try HostLock(root)
+                return try withExtendedLifetime(lock) { facts(try HostAccounts.reading(root)) }
+            }
+            #expect(underLock.users == fresh.users && underLock.key == nil && !underLock.shell, "a fix reads afresh")
+            let next = try ObservationScope.$current.withValue(ObservationScope()) { facts(try HostAccounts.reading(root)) }
+            #expect(next.users == fresh.users && next.key == nil && !next.shell, "the next plan reads afresh")
+            let outside = facts(try HostAccounts.reading(root))
+            #expect(outside.users == fresh.users && outside.key == nil && !outside.shell, "outside a plan: read afresh")
+        }
+    }
+
+    /// Accounts a plan keeps carry over to `after` (the pass's own account changes) without
+    /// mixing its answers up: a shell given by the pass is judged by its own path.
+    @Test func accountsAfterThePassesChangesAskAboutTheirOwnShells() async throws {
+        try await withTemporaryDirectory { base in
+            try makeHost(base, [FixtureAccount(name: "admin", uid: 1000, groups: ["sudo"], key: true)])
+            let root = try HostRoot(base)
+            try ObservationScope.$current.withValue(ObservationScope()) {
+                let accounts = try HostAccounts.reading(root)
+                #expect(accounts.isLoginShell("/bin/bash"))
+                #expect(!accounts.isLoginShell("/usr/sbin/nologin"))
+                #expect(!accounts.isLoginShell("/bin/zsh"), "not in the root")
+                let spec = ResourceSpec(subject: "admin", properties: [DesiredProperty("shell", "/usr/sbin/nologin")])
+                let change = AllowedChange(resource: Resource(id: ResourceID(kind: "UserAccount", name: "admin"), spec: spec,
+                                                                     location: BulwarkCore.SourceLocation(file: "accounts.yaml", line: 1)),
+                                           changes: [PropertyDrift(property: "shell", desired: "/usr/sbin/nologin", observed: "/bin/bash")])
+                let after = accounts.after([change])
+                #expect(after.user("admin")?.shell == "/usr/sbin/nologin")
+                #expect(after.noLoginPath(after.user("admin")!) != nil)
+                #expect(accounts.noLoginPath(accounts.user("admin")!) == nil, "the plan's own accounts are unchanged")
+            }
+        }
+    }
+}
