@@ -319,7 +319,13 @@ extension SSHDConfigDriver: JointlyGuardedDriver {
         // sshd changes shown alongside come from another target name for this root: the same file.
         let taken = Set(changes.map(\.property))
         let sameFile = alongside.filter { $0.resource.id.kind == "SSHDConfig" }.flatMap(\.changes).filter { !taken.contains($0.property) }
-        let (candidate, _) = Self.candidate(sameFile + changes, from: current)
+        // What sshd is asked about leaves the settings that cannot lock anyone out as the file
+        // has them: they change no verdict, and the candidates of one file that differ only in
+        // them are then one probe (a host's drifted resources are judged in turn, each with
+        // the changes allowed before it: 8 sshd runs for a fleet host's 8, now 4). sshd -t
+        // still checks the whole file before it is written.
+        let (candidate, _) = Self.candidate((sameFile + changes).filter { !Self.cannotLockOut.contains(Self.settingName($0.property)) },
+                                            from: current)
         let accounts = try HostAccounts.reading(root).after(alongside)
         let probe = try SSHDProbe(executable: executable, config: candidate, root: root, driver: self)
         defer { probe.remove() }

@@ -594,4 +594,36 @@ import Testing
             }
         }
     }
+
+    /// A setting that cannot lock anyone out (X11Forwarding) judged after a change that can
+    /// (AllowUsers) in the same file: sshd is asked about the same candidate as for the change
+    /// before it, so no probe of its own; both are applied. And a harmful change judged after
+    /// such a setting is still blocked, the setting applied.
+    @Test func aSessionSettingAfterAnAccessChangeNeedsNoProbeOfItsOwn() async throws {
+        let access = resource("SSHDConfig", "access", "AllowUsers: alice")
+        let session = resource("SSHDConfig", "session", "X11Forwarding: \"no\"")
+        func runs(_ manifests: String) async throws -> Int {
+            try await withTemporaryDirectory { root in
+                // A marker no other test uses: no answer of another judgement is reused.
+                try host(root, [root0, alice], config: debian + "# session probe test \(UUID().uuidString)\n")
+                let counter = SSHDProbeCounter()
+                try await SSHDProbeCounter.$current.withValue(counter) { try await expectApplied(root, manifests) }
+                #expect(try read(root + "/etc/ssh/sshd_config").contains("\nAllowUsers alice\n"))
+                return counter.sshdRuns
+            }
+        }
+        let alone = try await runs(access)
+        #expect(alone > 0)
+        #expect(try await runs(access + session) == alone, "the session setting is judged with the access change's probe")
+
+        try await withTemporaryDirectory { root in
+            try host(root, [root0, alice])
+            let state = try hostState(root: root, session + resource("SSHDConfig", "lockout", "AllowUsers: nobody"))
+            let plan = try await Reconciler(registry: Registry([HostAdapter.definition()])).plan(state)
+            let decisions = Dictionary(uniqueKeysWithValues: plan.remediations.map { ($0.binding.resource.name, $0) })
+            #expect(decisions["session"]?.decision == .applied)
+            #expect(decisions["lockout"]?.decision == .blocked)
+            #expect(decisions["lockout"]?.reason?.contains("no account could log in over SSH") == true, "\(String(describing: decisions["lockout"]?.reason))")
+        }
+    }
 }
