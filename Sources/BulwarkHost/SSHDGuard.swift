@@ -321,9 +321,12 @@ extension SSHDConfigDriver: JointlyGuardedDriver {
         let sameFile = alongside.filter { $0.resource.id.kind == "SSHDConfig" }.flatMap(\.changes).filter { !taken.contains($0.property) }
         // What sshd is asked about leaves the settings that cannot lock anyone out as the file
         // has them: they change no verdict, and the candidates of one file that differ only in
-        // them are then one probe (a host's drifted resources are judged in turn, each with
-        // the changes allowed before it: 8 sshd runs for a fleet host's 8, now 4). sshd -t
-        // still checks the whole file before it is written.
+        // them are then one probe (a host's drifted resources are judged in turn, each with the
+        // changes allowed before it). sshd -t still checks the whole file before it is written,
+        // as for a resource that changes only such settings. (HostbasedAuthentication off can
+        // make sshd refuse `AuthenticationMethods hostbased`, but only where no other method
+        // list is left, and there the guard finds no one able to log in already: no change
+        // that can lock anyone out is allowed before it.)
         let (candidate, _) = Self.candidate((sameFile + changes).filter { !Self.cannotLockOut.contains(Self.settingName($0.property)) },
                                             from: current)
         let accounts = try HostAccounts.reading(root).after(alongside)

@@ -49,25 +49,45 @@ import Testing
         }
     }
 
-    /// Accounts a plan keeps carry over to `after` (the pass's own account changes) without
-    /// mixing its answers up: a shell given by the pass is judged by its own path.
-    @Test func accountsAfterThePassesChangesAskAboutTheirOwnShells() async throws {
+    /// Accounts a plan keeps carry over to `after` (the pass's own account changes) and ask
+    /// about each path by itself: a shell the pass gives, present but not executable, gives no
+    /// login though the account's own shell was found executable just before.
+    @Test func keptAnswersAreAskedPathByPath() async throws {
         try await withTemporaryDirectory { base in
             try makeHost(base, [FixtureAccount(name: "admin", uid: 1000, groups: ["sudo"], key: true)])
+            try write(base + "/bin/zsh", "#!/bin/true\n", mode: 0o644)
             let root = try HostRoot(base)
             try ObservationScope.$current.withValue(ObservationScope()) {
                 let accounts = try HostAccounts.reading(root)
                 #expect(accounts.isLoginShell("/bin/bash"))
-                #expect(!accounts.isLoginShell("/usr/sbin/nologin"))
-                #expect(!accounts.isLoginShell("/bin/zsh"), "not in the root")
-                let spec = ResourceSpec(subject: "admin", properties: [DesiredProperty("shell", "/usr/sbin/nologin")])
+                #expect(!accounts.isLoginShell("/bin/zsh"), "present, not executable")
+                let spec = ResourceSpec(subject: "admin", properties: [DesiredProperty("shell", "/bin/zsh")])
                 let change = AllowedChange(resource: Resource(id: ResourceID(kind: "UserAccount", name: "admin"), spec: spec,
-                                                                     location: BulwarkCore.SourceLocation(file: "accounts.yaml", line: 1)),
-                                           changes: [PropertyDrift(property: "shell", desired: "/usr/sbin/nologin", observed: "/bin/bash")])
-                let after = accounts.after([change])
-                #expect(after.user("admin")?.shell == "/usr/sbin/nologin")
-                #expect(after.noLoginPath(after.user("admin")!) != nil)
+                                                              location: BulwarkCore.SourceLocation(file: "accounts.yaml", line: 1)),
+                                           changes: [PropertyDrift(property: "shell", desired: "/bin/zsh", observed: "/bin/bash")])
+                let after = try HostAccounts.reading(root).after([change])
+                #expect(after.user("admin")?.shell == "/bin/zsh")
+                #expect(after.noLoginPath(after.user("admin")!)?.contains("/bin/zsh") == true)
                 #expect(accounts.noLoginPath(accounts.user("admin")!) == nil, "the plan's own accounts are unchanged")
+            }
+        }
+    }
+
+    /// Two roots in one plan keep their own accounts and key files.
+    @Test func twoRootsInOnePlanKeepTheirOwn() async throws {
+        try await withTemporaryDirectory { first in
+            try await withTemporaryDirectory { second in
+                try makeHost(first, [FixtureAccount(name: "admin", uid: 1000, groups: ["sudo"], key: true)])
+                try makeHost(second, [FixtureAccount(name: "admin", uid: 1000, groups: ["sudo"], key: false),
+                                      FixtureAccount(name: "bob", uid: 1001)])
+                let a = try HostRoot(first), b = try HostRoot(second)
+                try ObservationScope.$current.withValue(ObservationScope()) {
+                    for _ in 0..<2 {
+                        let one = facts(try HostAccounts.reading(a)), two = facts(try HostAccounts.reading(b))
+                        #expect(one.users == ["admin"] && one.key == "/home/admin/.ssh/authorized_keys")
+                        #expect(two.users == ["admin", "bob"] && two.key == nil)
+                    }
+                }
             }
         }
     }

@@ -618,12 +618,15 @@ import Testing
 
         try await withTemporaryDirectory { root in
             try host(root, [root0, alice])
-            let state = try hostState(root: root, session + resource("SSHDConfig", "lockout", "AllowUsers: nobody"))
+            // Judged in name order: the session setting first, then the lockout with it.
+            let state = try hostState(root: root, resource("SSHDConfig", "a-session", "X11Forwarding: \"no\"")
+                                      + resource("SSHDConfig", "z-lockout", "AllowUsers: nobody"))
             let plan = try await Reconciler(registry: Registry([HostAdapter.definition()])).plan(state)
             let decisions = Dictionary(uniqueKeysWithValues: plan.remediations.map { ($0.binding.resource.name, $0) })
-            #expect(decisions["session"]?.decision == .applied)
-            #expect(decisions["lockout"]?.decision == .blocked)
-            #expect(decisions["lockout"]?.reason?.contains("no account could log in over SSH") == true, "\(String(describing: decisions["lockout"]?.reason))")
+            #expect(decisions["a-session"]?.decision == .applied)
+            #expect(decisions["z-lockout"]?.decision == .blocked)
+            let reason = decisions["z-lockout"]?.reason ?? ""
+            #expect(reason.contains("no account could log in over SSH") && reason.contains("X11Forwarding no"), "\(reason)")
         }
     }
 }
