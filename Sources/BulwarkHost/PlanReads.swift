@@ -22,14 +22,26 @@ final class PlanReads: Sendable {
     static let rootLimit = 32
     static let pathLimit = 4096
 
+    /// What is kept per root path, at most `rootLimit` roots: the oldest is let go first.
+    private struct PerRoot<Value> {
+        var values: [String: Value] = [:]
+        /// Root paths in the order they were kept.
+        var order: [String] = []
+
+        /// Keeps `value` as the root at `path`'s; the one kept already when another thread was first.
+        mutating func keep(_ value: Value, for path: String) -> Value {
+            if let kept = values[path] { return kept }
+            if order.count >= PlanReads.rootLimit { values[order.removeFirst()] = nil }
+            values[path] = value
+            order.append(path)
+            return value
+        }
+    }
+
     private struct State {
-        var roots: [String: Directory] = [:]
-        /// Root paths in the order they were opened: the oldest is let go first.
-        var opened: [String] = []
+        var roots = PerRoot<Directory>()
         var found: [String: ContentKey] = [:]
-        var accounts: [String: HostAccounts] = [:]
-        /// Root paths in the order their accounts were kept.
-        var accountsKept: [String] = []
+        var accounts = PerRoot<HostAccounts>()
     }
 
     private let state = Mutex(State())
@@ -38,33 +50,21 @@ final class PlanReads: Sendable {
     static var current: PlanReads? { ObservationScope.current?.slot { PlanReads() } }
 
     /// The plan's open descriptor of the root at `path`, if it holds one.
-    func root(_ path: String) -> Directory? { state.withLock { $0.roots[path] } }
+    func root(_ path: String) -> Directory? { state.withLock { $0.roots.values[path] } }
 
     /// Holds `directory` as the root at `path`'s for the rest of the plan; the one held already
     /// when another thread was first (`directory` is then closed when released).
     func hold(_ directory: Directory, as path: String) -> Directory {
-        state.withLock { state in
-            if let held = state.roots[path] { return held }
-            if state.opened.count >= Self.rootLimit { state.roots[state.opened.removeFirst()] = nil }
-            state.roots[path] = directory
-            state.opened.append(path)
-            return directory
-        }
+        state.withLock { $0.roots.keep(directory, for: path) }
     }
 
     /// The accounts of the root at `path` as this plan read them.
-    func accounts(under path: String) -> HostAccounts? { state.withLock { $0.accounts[path] } }
+    func accounts(under path: String) -> HostAccounts? { state.withLock { $0.accounts.values[path] } }
 
     /// Keeps `accounts` as the root at `path`'s for the rest of the plan; the ones kept already
     /// when another thread was first.
     func keep(_ accounts: HostAccounts, under path: String) -> HostAccounts {
-        state.withLock { state in
-            if let kept = state.accounts[path] { return kept }
-            if state.accountsKept.count >= Self.rootLimit { state.accounts[state.accountsKept.removeFirst()] = nil }
-            state.accounts[path] = accounts
-            state.accountsKept.append(path)
-            return accounts
-        }
+        state.withLock { $0.accounts.keep(accounts, for: path) }
     }
 
     /// The file a read of `path` under the root `root` found earlier in this plan.
