@@ -9,8 +9,10 @@ internal import Synchronization
 /// - the file a path led to (`ContentCache`), found again without a walk while its parse is
 ///   kept;
 /// - each root's accounts as the guards read them, with the login shells and key files they
-///   looked at (`HostAccounts.reading`), kept even for a file changed a moment ago. What a path resolves to (`HostRoot.resolve`) is not kept: callers hand that path to
-///   calls that follow links, and a folder swapped for a user's link since must count.
+///   looked at (`HostAccounts.reading`), kept even for a file changed a moment ago.
+///
+/// What a path resolves to (`HostRoot.resolve`) is not kept: callers hand that path to calls
+/// that follow links, and a folder swapped for a user's link since must count.
 ///
 /// So a plan's guards judge the target as the plan first read it, as its observations do: a few
 /// milliseconds earlier than reading again would. The same holds between a plan and its apply;
