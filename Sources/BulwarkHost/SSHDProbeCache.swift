@@ -147,8 +147,7 @@ enum SSHDHostKey {
     static func pidNamespace() -> String? {
         guard let link = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/pid"),
               link.hasPrefix("pid:["), link.hasSuffix("]") else { return nil }
-        let number = link.dropFirst(5).dropLast()
-        return !number.isEmpty && number.allSatisfy(\.isASCII) && number.allSatisfy(\.isNumber) ? String(number) : nil
+        return UInt64(link.dropFirst(5).dropLast()).map(String.init)
     }
 
     /// Removes the key folders in `temporary` that processes now gone left behind: named
@@ -160,7 +159,7 @@ enum SSHDHostKey {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: temporary) else { return }
         for name in names where name.hasPrefix(prefix + namespace + "-") {
             let rest = name.dropFirst(prefix.count + namespace.count + 1)
-            guard let dash = rest.firstIndex(of: "-"), rest[..<dash].allSatisfy(\.isASCII), let pid = pid_t(rest[..<dash]), pid > 0,
+            guard let dash = rest.firstIndex(of: "-"), let pid = pid_t(rest[..<dash]), pid > 0,
                   kill(pid, 0) != 0, errno == ESRCH else { continue }
             let path = temporary + "/" + name
             var info = stat()
