@@ -3,6 +3,7 @@ import BulwarkCore
 import BulwarkTestSupport
 import Foundation
 import Glibc
+import Synchronization
 import Testing
 
 /// What a plan keeps of the targets it reads (`PlanReads`): each root opened once and closed
@@ -71,6 +72,43 @@ import Testing
             let next = try ObservationScope.$current.withValue(ObservationScope()) { try contentCache.value("etc/conf", in: root, parse: firstLine) }
             #expect(next == "second", "the next plan reads the file as it is")
             #expect(try contentCache.value("etc/conf", in: root, parse: firstLine) == "second", "outside a plan: read")
+        }
+    }
+
+    /// A file changed a moment ago (its identity cannot be trusted across a same-size rewrite)
+    /// is parsed once for the plan that read it: its other resources on the target share the
+    /// parse. Another plan, a fix under the lock and a read outside any plan parse it again,
+    /// and outside a plan nothing is kept. Without the plan's entry, each read in the plan
+    /// parsed the file again (a host's four login.defs keys: four parses after a drift).
+    @Test func aRecentFilesParseServesOnlyThePlanThatReadIt() async throws {
+        try await withTemporaryDirectory { base in
+            try write(base + "/etc/conf", "first\n")
+            // Stamped an hour ahead: recent however long the test takes (a loaded machine).
+            setModified(base + "/etc/conf", Int(Date().timeIntervalSince1970) + 3600)
+            let root = try HostRoot(base)
+            let parses = Atomic(0)
+            func counted(_ file: HostFile) -> String {
+                parses.add(1, ordering: .relaxed)
+                return firstLine(file)
+            }
+            func read() throws -> String? { try contentCache.value("etc/conf", in: root, parse: counted) }
+
+            #expect(try read() == "first")
+            #expect(try read() == "first")
+            #expect(parses.load(ordering: .relaxed) == 2, "outside a plan: read every time, nothing kept")
+
+            let plan = ObservationScope()
+            let inPlan = try ObservationScope.$current.withValue(plan) { [try read(), try read(), try read()] }
+            #expect(inPlan == ["first", "first", "first"])
+            #expect(parses.load(ordering: .relaxed) == 3, "the plan parses it once")
+            try ObservationScope.$current.withValue(plan) {
+                try underLock(root) { () throws in #expect(try read() == "first") }
+            }
+            #expect(parses.load(ordering: .relaxed) == 4, "a fix in the plan's scope reads afresh")
+            _ = try ObservationScope.$current.withValue(ObservationScope()) { try read() }
+            #expect(parses.load(ordering: .relaxed) == 5, "another plan parses it again")
+            _ = try read()
+            #expect(parses.load(ordering: .relaxed) == 6, "outside a plan: not served by a plan's parse")
         }
     }
 
