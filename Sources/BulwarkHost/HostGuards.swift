@@ -252,10 +252,9 @@ struct HostAccounts: Sendable {
         for path in keyFilePaths(account, patterns: patterns) {
             guard let text = keyFileText(path) else { continue }
             for line in text.split(separator: "\n") {
-                let trimmed = line.trimmingCharacters(in: .whitespaces)
-                guard !trimmed.isEmpty, !trimmed.hasPrefix("#") else { continue }
+                guard let key = Self.keyLine(line) else { continue }
                 // The type is the first field that names one; options come before it.
-                if let type = trimmed.split(separator: " ").first(where: { field in
+                if let type = key.split(separator: " ").first(where: { field in
                     ["ssh-", "ecdsa-", "sk-"].contains { field.hasPrefix($0) } && !field.contains("=") && !field.contains("\"")
                 }) {
                     types.insert(String(type))
@@ -290,13 +289,17 @@ struct HostAccounts: Sendable {
         for path in keyFilePaths(account, patterns: patterns) {
             // One walk inside the root, links judged as every read judges them.
             guard let text = keyFileText(path) else { continue }
-            let hasKey = text.split(separator: "\n").contains { line in
-                let trimmed = line.trimmingCharacters(in: .whitespaces)
-                return !trimmed.isEmpty && !trimmed.hasPrefix("#")
-            }
-            if hasKey { return path }
+            if text.split(separator: "\n").contains(where: { Self.keyLine($0) != nil }) { return path }
         }
         return nil
+    }
+
+    /// A line of an authorized_keys file as sshd reads it: from its first character that is not
+    /// a space or a tab; nil for a blank line or a comment.
+    static func keyLine(_ line: Substring) -> Substring? {
+        let key = line.drop { $0 == " " || $0 == "\t" }
+        guard let first = key.first, first != "#" else { return nil }
+        return key
     }
 
     /// Why the account has no way to log in (console or SSH with default settings), or nil when

@@ -92,3 +92,24 @@ import Testing
         }
     }
 }
+
+/// An authorized_keys file read as sshd reads it: lines from their first character that is not
+/// a space or a tab, blank lines and comments skipped, a key's type after its options.
+@Suite struct AuthorizedKeysTests {
+    @Test func blankLinesAndCommentsAreNoKeyAndAnIndentedKeyWithOptionsIs() async throws {
+        try await withTemporaryDirectory { base in
+            try makeHost(base, [FixtureAccount(name: "admin", uid: 1000, groups: ["sudo"], key: true)])
+            let path = base + "/home/admin/.ssh/authorized_keys"
+            let accounts = try HostAccounts(root: HostRoot(base))
+            let admin = try #require(accounts.user("admin"))
+
+            try write(path, "\n   \n\t\n# ssh-ed25519 AAAA old key\n  \t# ssh-rsa AAAA indented comment\n", mode: 0o600)
+            #expect(accounts.authorizedKeys(admin) == nil, "blank lines and comments are no key")
+            #expect(accounts.authorizedKeyTypes(admin).isEmpty)
+
+            try write(path, "# keys\n \t from=\"10.0.0.1\",no-pty ecdsa-sha2-nistp256 AAAA admin@laptop\n", mode: 0o600)
+            #expect(accounts.authorizedKeys(admin) == "/home/admin/.ssh/authorized_keys", "an indented key after a comment")
+            #expect(accounts.authorizedKeyTypes(admin) == ["ecdsa-sha2-nistp256"], "its type, after its options")
+        }
+    }
+}
