@@ -546,8 +546,24 @@ enum SSHClientDefaults {
     /// Ciphers that carry their own integrity: with one of them agreed, no MAC needs to be.
     static let authenticatedCiphers: Set<String> = ["chacha20-poly1305@openssh.com", "aes128-gcm@openssh.com", "aes256-gcm@openssh.com"]
 
+    /// Answers of `noCommonAlgorithm` by the settings it looks at: a host's sshd resources are
+    /// judged in turn, and a fleet's hosts mostly share their algorithm lists.
+    private static let answers = Mutex<[String: String?]>([:])
+
     /// Why a default client could not connect to an sshd with these global settings; nil when it could.
     static func noCommonAlgorithm(_ global: [String: [String]]) -> String? {
+        guard offer != nil else { return nil }
+        let key = ["ciphers", "kexalgorithms", "macs"].map { global[$0]?.first ?? "\u{1}" }.joined(separator: "\u{0}")
+        if let known = answers.withLock({ $0[key] }) { return known }
+        let answer = findNoCommonAlgorithm(global)
+        answers.withLock { table in
+            if table.count >= 64 { table.removeAll() }
+            table[key] = .some(answer)
+        }
+        return answer
+    }
+
+    private static func findNoCommonAlgorithm(_ global: [String: [String]]) -> String? {
         guard let offer else { return nil }
         func common(_ key: String) -> [String]? {
             guard let server = global[key]?.first?.split(separator: ",").map(String.init), let client = offer[key] else { return nil }

@@ -1,5 +1,5 @@
 import BulwarkCore
-import BulwarkHost
+@testable import BulwarkHost
 import BulwarkTestSupport
 import Foundation
 import Testing
@@ -321,6 +321,22 @@ import Testing
                 try host(root, [root0, admin])
                 try await expectApplied(root, resource("SSHDConfig", "s", legitimate))
             }
+        }
+    }
+
+    /// The answer about a client's algorithms is kept by the three lists it looks at: asked in
+    /// turn about lists a client shares and lists it does not, each gets its own answer.
+    @Test func keptAlgorithmAnswersAreByTheirLists() throws {
+        guard SSHClientDefaults.offer != nil else { return }
+        let shared: [String: [String]] = ["ciphers": ["aes256-gcm@openssh.com"], "kexalgorithms": ["curve25519-sha256"], "macs": ["hmac-sha2-256"]]
+        var noCipher = shared
+        noCipher["ciphers"] = ["aes128-cbc"]
+        var noKex = shared
+        noKex["kexalgorithms"] = ["diffie-hellman-group1-sha1"]
+        for _ in 0..<2 {
+            #expect(SSHClientDefaults.noCommonAlgorithm(shared) == nil)
+            #expect(SSHClientDefaults.noCommonAlgorithm(noCipher)?.hasPrefix("Ciphers aes128-cbc shares nothing") == true)
+            #expect(SSHClientDefaults.noCommonAlgorithm(noKex)?.hasPrefix("KexAlgorithms diffie-hellman-group1-sha1 shares nothing") == true)
         }
     }
 
