@@ -9,7 +9,9 @@ internal import Synchronization
 /// - the file a path led to (`ContentCache`), found again without a walk while its parse is
 ///   kept;
 /// - each root's accounts as the guards read them, with the login shells and key files they
-///   looked at (`HostAccounts.reading`), kept even for a file changed a moment ago.
+///   looked at (`HostAccounts.reading`), kept even for a file changed a moment ago;
+/// - each root's sshd configuration as the plan first read it (`SSHDConfigDriver.read`): a host's
+///   sshd resources and the guard's judgements of them read it without a walk each.
 ///
 /// What a path resolves to (`HostRoot.resolve`) is not kept: callers hand that path to calls
 /// that follow links, and a folder swapped for a user's link since must count.
@@ -44,6 +46,7 @@ final class PlanReads: Sendable {
         var roots = PerRoot<Directory>()
         var found: [String: ContentKey] = [:]
         var accounts = PerRoot<HostAccounts>()
+        var sshdConfigs = PerRoot<SSHDConfigDriver.Config>()
     }
 
     private let state = Mutex(State())
@@ -67,6 +70,15 @@ final class PlanReads: Sendable {
     /// when another thread was first.
     func keep(_ accounts: HostAccounts, under path: String) -> HostAccounts {
         state.withLock { $0.accounts.keep(accounts, for: path) }
+    }
+
+    /// The sshd configuration of the root at `path` as this plan read it.
+    func sshdConfig(under path: String) -> SSHDConfigDriver.Config? { state.withLock { $0.sshdConfigs.values[path] } }
+
+    /// Keeps `config` as the root at `path`'s sshd configuration for the rest of the plan; the
+    /// one kept already when another thread was first.
+    func keep(_ config: SSHDConfigDriver.Config, under path: String) -> SSHDConfigDriver.Config {
+        state.withLock { $0.sshdConfigs.keep(config, for: path) }
     }
 
     /// The file a read of `path` under the root `root` found earlier in this plan.

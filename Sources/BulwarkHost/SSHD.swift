@@ -179,18 +179,22 @@ struct SSHDConfigDriver: ResourceDriver {
     }
 
     /// The configuration as sshd reads it. Reused while no file or folder it came from changed
-    /// (within a plan: as the plan first found them, `ParseCache`), except holding the target's lock: the configuration a fix is built from (and that the
-    /// guard's probe judges there) is read afresh, each file from a still file (`settledRead`).
+    /// (`ParseCache`); within a plan, as the plan first read it (`PlanReads`). Never while
+    /// holding the target's lock: the configuration a fix is built from (and that the guard's
+    /// probe judges there) is read afresh, each file from a still file (`settledRead`).
     func read(_ root: HostRoot) throws -> Config {
-        let main = try root.resolve(Self.configPath)
         let cacheable = !HostLock.isHeld(root)
-        if cacheable, let cached = cache.lookup(main) { return cached }
+        // Within a plan, as the plan first read it (`PlanReads`), without walking to it again.
+        let plan = cacheable ? PlanReads.current : nil
+        if let kept = plan?.sshdConfig(under: root.path) { return kept }
+        let main = try root.resolve(Self.configPath)
+        if cacheable, let cached = cache.lookup(main) { return plan?.keep(cached, under: root.path) ?? cached }
         var config = Config()
         config.snapshot.take(main)
         guard let lines = try FileIO.readLines(main, in: root) else { throw HostError("sshd configuration not found", path: main) }
         try read(file: main, lines: lines, root: root, depth: 0, into: &config)
         if cacheable { cache.store(config, for: main, readAt: config.snapshot, unlessRecent: true) }
-        return config
+        return plan?.keep(config, under: root.path) ?? config
     }
 
     private func read(file: String, lines: LineFile, root: HostRoot, depth: Int, into config: inout Config) throws {

@@ -112,6 +112,31 @@ import Testing
         }
     }
 
+    /// A root's sshd configuration reads, within a plan, as the plan first read it, without a
+    /// walk: even after its folder is swapped for a link to another configuration. Under the
+    /// lock, in the next plan and outside a plan it is read as it is now.
+    @Test func aPlanReadsARootsSSHDConfigurationOnce() async throws {
+        try await withTemporaryDirectory { base in
+            try write(base + "/etc/ssh/sshd_config", "PermitRootLogin yes\n")
+            try write(base + "/persist/ssh/sshd_config", "PermitRootLogin no\n")
+            let root = try HostRoot(base)
+            let driver = SSHDConfigDriver(validator: SSHDValidator(executable: nil))
+            func rootLogin() throws -> String? { try driver.read(root).effective("PermitRootLogin")?.value }
+            let plan = ObservationScope()
+            #expect(try ObservationScope.$current.withValue(plan) { try rootLogin() } == "yes")
+
+            #expect(rename(base + "/etc/ssh", base + "/etc/ssh.old") == 0)
+            try link(base + "/etc/ssh", to: "../persist/ssh")
+            #expect(try ObservationScope.$current.withValue(plan) { try rootLogin() } == "yes", "the same plan: its first read")
+            let underLock = try ObservationScope.$current.withValue(plan) {
+                try withExtendedLifetime(try HostLock(root)) { try rootLogin() }
+            }
+            #expect(underLock == "no", "a fix in the plan's scope reads afresh")
+            #expect(try ObservationScope.$current.withValue(ObservationScope()) { try rootLogin() } == "no", "the next plan reads afresh")
+            #expect(try rootLogin() == "no", "outside a plan: read afresh")
+        }
+    }
+
     /// A fix holds the target's lock: even inside a plan's scope, it opens the root and walks
     /// every path afresh, and a folder swapped for a link since the plan's walk is refused. A
     /// path's resolution is never kept, in a plan either (callers `stat` the path it gives).
