@@ -163,17 +163,12 @@ struct ContentKey: Hashable, Sendable {
 /// the bytes of the very file that walk reaches; within a plan, the file its first walk reached
 /// (`PlanReads`). Never under the target's lock (a fix is built
 /// from a fresh, settled read). The parse of a file changed a moment ago (`ContentKey.isRecent`)
-/// serves only the plan that made it, as `ParseCache`'s does: that plan's other resources on the
-/// target share one read of it (a host's four login.defs keys), and the next plan reads it
-/// again. Bounded: when full, it starts again.
+/// serves only the plan that made it, as `ParseCache`'s does, and is kept by that plan
+/// (`PlanReads`), so it goes with it: that plan's other resources on the target share one read
+/// of it (a host's four login.defs keys), and the next plan reads it again. Bounded: when full,
+/// it starts again.
 final class ContentCache<Value: Sendable>: Sendable {
-    private struct Entry {
-        var value: Value
-        /// For a file changed a moment ago: the one observation scope the parse may serve.
-        var scope: UInt64?
-    }
-
-    private let entries = Mutex<[ContentKey: Entry]>([:])
+    private let entries = Mutex<[ContentKey: Value]>([:])
     private let limit: Int
 
     init(limit: Int = 1024) { self.limit = max(1, limit) }
@@ -184,8 +179,7 @@ final class ContentCache<Value: Sendable>: Sendable {
         // Within a plan, a path read before leads to the same file (`PlanReads`).
         let locked = HostLock.isHeld(root)
         let plan = locked ? nil : PlanReads.current
-        let scope = ObservationScope.current?.id
-        if let plan, let key = plan.file(path, under: root.path), let known = kept(key, in: scope) {
+        if let plan, let key = plan.file(path, under: root.path), let known = kept(key, in: plan) {
             return known
         }
         let walk = try root.walk(root.components(of: path))
@@ -197,28 +191,29 @@ final class ContentCache<Value: Sendable>: Sendable {
         }
         var info = stat()
         if fstatat(walk.folder.fd, name, &info, AT_SYMLINK_NOFOLLOW) == 0, info.st_mode & FileType.mask == FileType.regular,
-           let known = kept(ContentKey(info), in: scope) {
+           let known = kept(ContentKey(info), in: plan) {
             plan?.found(ContentKey(info), at: path, under: root.path)
             return known
         }
         guard let file = try FileIO.read(name, in: walk.folder, display: display) else { return nil }
         let value = try parse(file)
-        // A file changed a moment ago: kept for this plan alone, and not at all outside one.
-        let recent = file.key.isRecent
-        if recent && plan == nil { return value }
-        let entry = Entry(value: value, scope: recent ? scope : nil)
-        entries.withLock { table in
-            if table.count >= limit { table.removeAll(keepingCapacity: true) }
-            table[file.key] = entry
+        if file.key.isRecent {
+            // Changed a moment ago: kept by this plan alone, and not at all outside one.
+            guard let plan else { return value }
+            plan.keep(value, parsedBy: self, of: file.key)
+        } else {
+            entries.withLock { table in
+                if table.count >= limit { table.removeAll(keepingCapacity: true) }
+                table[file.key] = value
+            }
         }
         plan?.found(file.key, at: path, under: root.path)
         return value
     }
 
-    /// The parse kept for the file `key`, if it may serve the observation scope `scope`.
-    private func kept(_ key: ContentKey, in scope: UInt64?) -> Value? {
-        guard let entry = entries.withLock({ $0[key] }) else { return nil }
-        if let only = entry.scope, only != scope { return nil }
-        return entry.value
+    /// The parse kept of the file `key`: by this cache, or by the plan `plan` for a file
+    /// changed a moment ago.
+    private func kept(_ key: ContentKey, in plan: PlanReads?) -> Value? {
+        entries.withLock { $0[key] } ?? plan?.parse(by: self, of: key)
     }
 }

@@ -7,7 +7,7 @@ internal import Synchronization
 /// - each target root, opened once and held (at most `rootLimit` at a time: `TargetTurns`
 ///   observes a few targets at a time), where every read used to open and close it;
 /// - the file a path led to (`ContentCache`), found again without a walk while its parse is
-///   kept;
+///   kept; and the parses of files changed a moment ago, which the cache keeps for no one else;
 /// - each root's accounts as the guards read them, with the login shells and key files they
 ///   looked at (`HostAccounts.reading`), kept even for a file changed a moment ago;
 /// - each root's sshd configuration as the plan first read it (`SSHDConfigDriver.read`): a host's
@@ -42,9 +42,16 @@ final class PlanReads: Sendable {
         }
     }
 
+    /// A file's parse by one cache (`ContentCache`).
+    private struct ParseKey: Hashable {
+        var cache: ObjectIdentifier
+        var file: ContentKey
+    }
+
     private struct State {
         var roots = PerRoot<Directory>()
         var found: [String: ContentKey] = [:]
+        var parses: [ParseKey: any Sendable] = [:]
         var accounts = PerRoot<HostAccounts>()
         var sshdConfigs = PerRoot<SSHDConfigDriver.Config>()
     }
@@ -79,6 +86,19 @@ final class PlanReads: Sendable {
     /// one kept already when another thread was first.
     func keep(_ config: SSHDConfigDriver.Config, under path: String) -> SSHDConfigDriver.Config {
         state.withLock { $0.sshdConfigs.keep(config, for: path) }
+    }
+
+    /// The parse `cache` made in this plan of the file `file`, changed a moment ago.
+    func parse<Value: Sendable>(by cache: ContentCache<Value>, of file: ContentKey) -> Value? {
+        state.withLock { $0.parses[ParseKey(cache: ObjectIdentifier(cache), file: file)] } as? Value
+    }
+
+    /// Keeps `value`, `cache`'s parse of the file `file` (changed a moment ago), for the rest of the plan.
+    func keep<Value: Sendable>(_ value: Value, parsedBy cache: ContentCache<Value>, of file: ContentKey) {
+        state.withLock { state in
+            if state.parses.count >= Self.pathLimit { state.parses.removeAll(keepingCapacity: true) }
+            state.parses[ParseKey(cache: ObjectIdentifier(cache), file: file)] = value
+        }
     }
 
     /// The file a read of `path` under the root `root` found earlier in this plan.
