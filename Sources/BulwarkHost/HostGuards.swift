@@ -120,10 +120,10 @@ struct HostAccounts: Sendable {
     }
 
     /// Answers about paths inside one root, for one plan: whether each is an executable file,
-    /// and each key file's text.
+    /// and what each key file holds.
     final class PlanFacts: Sendable {
         private let executables = Mutex<[String: Bool]>([:])
-        private let texts = Mutex<[String: String?]>([:])
+        private let keyFiles = Mutex<[String: KeyFile?]>([:])
 
         func executable(_ path: String, _ find: () -> Bool) -> Bool {
             if let known = executables.withLock({ $0[path] }) { return known }
@@ -135,22 +135,43 @@ struct HostAccounts: Sendable {
             return answer
         }
 
-        func text(_ path: String, _ read: () -> String?) -> String? {
-            if let known = texts.withLock({ $0[path] }) { return known }
-            let text = read()
-            texts.withLock { table in
+        func keyFile(_ path: String, _ read: () -> KeyFile?) -> KeyFile? {
+            if let known = keyFiles.withLock({ $0[path] }) { return known }
+            let file = read()
+            keyFiles.withLock { table in
                 if table.count >= PlanReads.pathLimit { table.removeAll(keepingCapacity: true) }
-                table[path] = .some(text)
+                table[path] = .some(file)
             }
-            return text
+            return file
         }
     }
 
-    /// The text of the file at `path` inside the root (links judged as every read judges
-    /// them), or nil when it cannot be read.
-    private func keyFileText(_ path: String) -> String? {
-        guard let found else { return try? FileIO.readText(path, in: root) }
-        return found.text(path) { try? FileIO.readText(path, in: root) }
+    /// What an authorized_keys file holds, read as sshd reads it: whether it has a key line,
+    /// and the types of its keys (`ssh-ed25519`, `ssh-rsa`, …), options before a key skipped.
+    struct KeyFile: Sendable {
+        var hasKey = false
+        var types: Set<String> = []
+
+        init(_ text: String) {
+            for line in text.split(separator: "\n") {
+                guard let key = HostAccounts.keyLine(line) else { continue }
+                hasKey = true
+                // The type is the first field that names one; options come before it.
+                if let type = key.split(separator: " ").first(where: { field in
+                    ["ssh-", "ecdsa-", "sk-"].contains { field.hasPrefix($0) } && !field.contains("=") && !field.contains("\"")
+                }) {
+                    types.insert(String(type))
+                }
+            }
+        }
+    }
+
+    /// The key file at `path` inside the root (links judged as every read judges them), or nil
+    /// when it cannot be read; within a plan, read once.
+    private func keyFile(_ path: String) -> KeyFile? {
+        let read = { (try? FileIO.readText(path, in: root))?.map(KeyFile.init) }
+        guard let found else { return read() }
+        return found.keyFile(path, read)
     }
 
     // Each file's parse, reused while the file is unchanged (`ContentCache`): the sshd guard
@@ -243,25 +264,12 @@ struct HostAccounts: Sendable {
         return info.st_mode & FileType.mask == FileType.regular && info.st_mode & 0o111 != 0
     }
 
-    /// The first authorized_keys file (of `patterns`, as sshd's AuthorizedKeysFile) that holds
-    /// a key line, or nil.
     /// The key types (`ssh-ed25519`, `ssh-rsa`, …) of the account's authorized keys in the
-    /// files `patterns` name, read as `authorizedKeys` reads them; options before a key are skipped.
+    /// files `patterns` name (`KeyFile`).
     func authorizedKeyTypes(_ account: HostAccount, patterns: [String] = [".ssh/authorized_keys", ".ssh/authorized_keys2"]) -> Set<String> {
-        var types: Set<String> = []
-        for path in keyFilePaths(account, patterns: patterns) {
-            guard let text = keyFileText(path) else { continue }
-            for line in text.split(separator: "\n") {
-                guard let key = Self.keyLine(line) else { continue }
-                // The type is the first field that names one; options come before it.
-                if let type = key.split(separator: " ").first(where: { field in
-                    ["ssh-", "ecdsa-", "sk-"].contains { field.hasPrefix($0) } && !field.contains("=") && !field.contains("\"")
-                }) {
-                    types.insert(String(type))
-                }
-            }
+        keyFilePaths(account, patterns: patterns).reduce(into: []) { types, path in
+            if let file = keyFile(path) { types.formUnion(file.types) }
         }
-        return types
     }
 
     /// The paths `patterns` (AuthorizedKeysFile tokens: `%h`, `%u`, `%U`, `%%`) name for `account`.
@@ -285,13 +293,10 @@ struct HostAccounts: Sendable {
         }
     }
 
+    /// The first authorized_keys file (of `patterns`, as sshd's AuthorizedKeysFile) that holds
+    /// a key line, or nil.
     func authorizedKeys(_ account: HostAccount, patterns: [String] = [".ssh/authorized_keys", ".ssh/authorized_keys2"]) -> String? {
-        for path in keyFilePaths(account, patterns: patterns) {
-            // One walk inside the root, links judged as every read judges them.
-            guard let text = keyFileText(path) else { continue }
-            if text.split(separator: "\n").contains(where: { Self.keyLine($0) != nil }) { return path }
-        }
-        return nil
+        keyFilePaths(account, patterns: patterns).first { keyFile($0)?.hasKey == true }
     }
 
     /// A line of an authorized_keys file as sshd reads it: from its first character that is not
