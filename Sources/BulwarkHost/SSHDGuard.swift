@@ -446,11 +446,7 @@ extension SSHDConfigDriver: JointlyGuardedDriver {
         var refusedKeys: String?
         if hasKey, keyCommand.isEmpty || keyCommand == "none", let accepted = settings["pubkeyacceptedalgorithms"]?.first {
             let types = accounts.authorizedKeyTypes(account, patterns: keyFiles)
-            let server = Set(accepted.split(separator: ",").map(String.init))
-            let client = SSHClientDefaults.offer?["pubkeyacceptedalgorithms"].map(Set.init)
-            if !types.isEmpty, !types.contains(where: { type in
-                SSHClientDefaults.signatureAlgorithms(of: type).contains { server.contains($0) && (client?.contains($0) ?? true) }
-            }) {
+            if !types.isEmpty, !SSHClientDefaults.canSign(with: types, accepted: accepted) {
                 hasKey = false
                 refusedKeys = "its keys (\(types.sorted().joined(separator: ", "))) are not among PubkeyAcceptedAlgorithms \(accepted)"
             }
@@ -580,6 +576,29 @@ enum SSHClientDefaults {
                 + "and no cipher left carries its own: no client could connect"
         }
         return nil
+    }
+
+    /// What a default client offers for public keys; nil where ssh is not installed, or does not say.
+    static let offeredKeyAlgorithms: Set<String>? = offer?["pubkeyacceptedalgorithms"].map(Set.init)
+
+    /// sshd's PubkeyAcceptedAlgorithms lists as sets, by their text: every account of every
+    /// judgement looks at the same few lists.
+    private static let acceptedLists = Mutex<[String: Set<String>]>([:])
+
+    /// Whether a key of one of `types` can sign with an algorithm that both sshd (its
+    /// PubkeyAcceptedAlgorithms `accepted`) and a default client take.
+    static func canSign(with types: Set<String>, accepted: String) -> Bool {
+        let server = acceptedLists.withLock { $0[accepted] } ?? {
+            let list = Set(accepted.split(separator: ",").map(String.init))
+            acceptedLists.withLock { table in
+                if table.count >= 64 { table.removeAll() }
+                table[accepted] = list
+            }
+            return list
+        }()
+        return types.contains { type in
+            signatureAlgorithms(of: type).contains { server.contains($0) && (offeredKeyAlgorithms?.contains($0) ?? true) }
+        }
     }
 
     /// The signature algorithms a key of `type` (an authorized_keys key type) can sign with.
