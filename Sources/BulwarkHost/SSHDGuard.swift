@@ -305,6 +305,37 @@ extension SSHDConfigDriver: JointlyGuardedDriver {
         "PrintLastLog", "TCPKeepAlive", "UseDNS", "Compression", "Banner", "ExposeAuthInfo",
     ].map { settingName($0) })
 
+    /// Limits no check of this guard reads: how many tries and how long a login may take, and
+    /// when an unanswering client is let go. What sshd is asked about leaves them as the file
+    /// has them (see `judge`). Unlike `cannotLockOut`, a change of one is still judged: against
+    /// the rest of its candidate, so that no change is written to a file that already keeps
+    /// everyone out.
+    static let unread: Set<String> = Set(["MaxAuthTries", "LoginGraceTime", "ClientAliveInterval", "ClientAliveCountMax"]
+        .map { settingName($0) })
+
+    /// What one plan's judgements found (`judge`), by root, candidate and the account changes
+    /// judged with: a host's drifted resources are judged in turn, and those whose candidates
+    /// differ only in settings no check reads get one verdict.
+    final class PlanVerdicts: Sendable {
+        struct Key: Hashable {
+            var root: String
+            var changes: [[String]]
+            var accounts: [[String]]
+        }
+
+        private let verdicts = Mutex<[Key: GuardVerdict]>([:])
+
+        func verdict(_ key: Key, _ judge: () throws -> GuardVerdict) rethrows -> GuardVerdict {
+            if let known = verdicts.withLock({ $0[key] }) { return known }
+            let verdict = try judge()
+            verdicts.withLock { table in
+                if table.count >= PlanReads.pathLimit { table.removeAll(keepingCapacity: true) }
+                table[key] = verdict
+            }
+            return verdict
+        }
+    }
+
     private func judge(_ changes: [PropertyDrift], on target: Target, alongside: [AllowedChange]) throws -> GuardVerdict {
         // PermitEmptyPasswords may always be turned off: it only ever removes empty-password logins.
         if changes.allSatisfy({ Self.cannotLockOut.contains(Self.settingName($0.property))
@@ -315,20 +346,40 @@ extension SSHDConfigDriver: JointlyGuardedDriver {
             throw HostError("sshd is not installed where Bulwark runs, so the candidate cannot be checked")
         }
         let root = try HostRoot(target: target)
-        let current = try read(root)
         // sshd changes shown alongside come from another target name for this root: the same file.
         let taken = Set(changes.map(\.property))
         let sameFile = alongside.filter { $0.resource.id.kind == "SSHDConfig" }.flatMap(\.changes).filter { !taken.contains($0.property) }
-        // What sshd is asked about leaves the settings that cannot lock anyone out as the file
-        // has them: they change no verdict, and the candidates of one file that differ only in
-        // them are then one probe (a host's drifted resources are judged in turn, each with the
-        // changes allowed before it). sshd -t still checks the whole file before it is written,
-        // as for a resource that changes only such settings. (HostbasedAuthentication off can
-        // make sshd refuse `AuthenticationMethods hostbased`, but only where no other method
-        // list is left, and there the guard finds no one able to log in already: no change
-        // that can lock anyone out is allowed before it.)
-        let (candidate, _) = Self.candidate((sameFile + changes).filter { !Self.cannotLockOut.contains(Self.settingName($0.property)) },
-                                            from: current)
+        // What sshd is asked about leaves the settings that cannot lock anyone out, and the
+        // limits no check reads, as the file has them: they change no verdict, and the
+        // candidates of one file that differ only in them are then one probe and one verdict (a
+        // host's drifted resources are judged in turn, each with the changes allowed before
+        // it). sshd -t still checks the whole file before it is written, as for a resource that
+        // changes only such settings. (HostbasedAuthentication off can make sshd refuse
+        // `AuthenticationMethods hostbased`, but only where no other method list is left, and
+        // there the guard finds no one able to log in already: no change that can lock anyone
+        // out is allowed before it.)
+        let asked = (sameFile + changes).filter {
+            let name = Self.settingName($0.property)
+            return !Self.cannotLockOut.contains(name) && !Self.unread.contains(name)
+        }
+        // Within a plan (never under the target's lock), the root's configuration and accounts
+        // are the plan's snapshot (`PlanReads`): the same candidate gets the same verdict.
+        guard !HostLock.isHeld(root), let plan = ObservationScope.current?.slot({ PlanVerdicts() }) else {
+            return try judge(asked, root: root, executable: executable, alongside: alongside)
+        }
+        let accountChanges = alongside.filter { $0.resource.id.kind == "UserAccount" }.map { allowed in
+            ["\(allowed.resource.id)", allowed.resource.spec.subject] + allowed.changes.flatMap { [$0.property, $0.desired] }
+        }
+        let key = PlanVerdicts.Key(root: root.path, changes: asked.map { [$0.property, $0.desired] }, accounts: accountChanges)
+        return try plan.verdict(key) { try judge(asked, root: root, executable: executable, alongside: alongside) }
+    }
+
+    /// The verdict on the candidate that `asked` makes of the root's configuration, with the
+    /// accounts as the changes allowed `alongside` leave them.
+    private func judge(_ asked: [PropertyDrift], root: HostRoot, executable: String, alongside: [AllowedChange]) throws -> GuardVerdict {
+        SSHDProbeCounter.current?.judging()
+        let current = try read(root)
+        let (candidate, _) = Self.candidate(asked, from: current)
         let accounts = try HostAccounts.reading(root).after(alongside)
         let probe = try SSHDProbe(executable: executable, config: candidate, root: root, driver: self)
         defer { probe.remove() }

@@ -182,6 +182,7 @@ public final class SSHDProbeCounter: Sendable {
     @TaskLocal public static var current: SSHDProbeCounter?
 
     private let runs = Mutex((started: 0, running: 0, peak: 0))
+    private let judged = Atomic(0)
 
     public init() {}
 
@@ -200,6 +201,11 @@ public final class SSHDProbeCounter: Sendable {
     }
 
     func ended() { runs.withLock { $0.running -= 1 } }
+
+    /// Candidates the sshd guard judged so far (a verdict a plan already had is not counted).
+    public var candidatesJudged: Int { judged.load(ordering: .relaxed) }
+
+    func judging() { judged.add(1, ordering: .relaxed) }
 }
 
 /// Files of a probe's private folder, and the key of sshd's verdict on a file's exact bytes.

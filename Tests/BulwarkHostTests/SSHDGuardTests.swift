@@ -645,4 +645,33 @@ import Testing
             #expect(reason.contains("no account could log in over SSH") && reason.contains("X11Forwarding no"), "\(reason)")
         }
     }
+
+    /// Limits no check reads (MaxAuthTries, LoginGraceTime) leave what sshd is asked about as the
+    /// file has them: resources that change them after an access change are judged with that
+    /// change's candidate, and one plan judges that candidate once. All three are applied, and
+    /// the next plan judges afresh. (A limit on a host that already keeps everyone out is still
+    /// blocked: `authenticationMethodsNoAccountCanMeetIsBlocked`.)
+    @Test func limitsAfterAnAccessChangeShareItsVerdictWithinAPlan() async throws {
+        try await withTemporaryDirectory { root in
+            try host(root, [root0, admin], config: debian + "# verdict test \(UUID().uuidString)\n")
+            let state = try hostState(root: root, resource("SSHDConfig", "a-access", "PermitRootLogin: \"no\"")
+                                      + resource("SSHDConfig", "b-tries", "MaxAuthTries: 3")
+                                      + resource("SSHDConfig", "c-grace", "LoginGraceTime: 30"))
+            let reconciler = Reconciler(registry: Registry([HostAdapter.definition()]))
+            let counter = SSHDProbeCounter()
+            let plan = try await SSHDProbeCounter.$current.withValue(counter) { try await reconciler.plan(state) }
+            #expect(plan.remediations.map(\.decision) == [.applied, .applied, .applied],
+                    "\(plan.remediations.map { "\($0.binding) \($0.decision) \($0.reason ?? "")" })")
+            #expect(counter.candidatesJudged == 1, "one candidate judged for the three resources: \(counter.candidatesJudged)")
+
+            let next = SSHDProbeCounter()
+            _ = try await SSHDProbeCounter.$current.withValue(next) { try await reconciler.plan(state) }
+            #expect(next.candidatesJudged == 1, "the next plan judges afresh")
+
+            let outcome = await reconciler.apply(plan, state: state, audit: RecordingSink())
+            #expect(outcome.verified.count == 3, "\(outcome.entries.map(\.record.error))")
+            let config = try read(root + "/etc/ssh/sshd_config")
+            #expect(config.contains("\nPermitRootLogin no\n") && config.contains("MaxAuthTries 3\n") && config.contains("LoginGraceTime 30\n"))
+        }
+    }
 }
