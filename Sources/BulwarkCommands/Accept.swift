@@ -7,6 +7,7 @@ internal import Foundation
 extension Bulwark {
     struct Accept: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "accept",
             abstract: "Merge a finding's proposal (bulwark/proposals/<ID>) into the policy branch, as your commit.",
             discussion: """
                 The file the proposal changes is committed to the policy branch with your git identity (and your \

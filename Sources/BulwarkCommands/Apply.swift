@@ -8,6 +8,7 @@ internal import Synchronization
 extension Bulwark {
     struct Apply: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "apply",
             abstract: "Run one reconcile pass: fix drift the policy allows, verify each fix, commit and push an audit record.",
             discussion: """
                 Exit codes: 0 every fix verified (deferred and reported drift is not an error), 1 an error: \

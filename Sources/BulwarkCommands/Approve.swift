@@ -7,6 +7,7 @@ internal import Foundation
 extension Bulwark {
     struct Approve: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "approve",
             abstract: "Approve a held, blocked or escalated remediation by committing approvals/<ID>.yaml to the policy branch.",
             discussion: """
                 The commit carries your git identity (GIT_AUTHOR_NAME and GIT_AUTHOR_EMAIL, or git's \

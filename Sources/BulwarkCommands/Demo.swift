@@ -7,6 +7,7 @@ internal import Foundation
 extension Bulwark {
     struct Demo: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "demo",
             abstract: "Run the whole loop on a sandbox: plan, fix, verify, commit, then show git history and MTTR.",
             discussion: """
                 Builds, under --dir (default: a new temporary folder), a host tree with insecure defaults \

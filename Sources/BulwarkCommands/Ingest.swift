@@ -7,6 +7,7 @@ internal import Foundation
 extension Bulwark {
     struct Ingest: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "ingest",
             abstract: "Read scanners' findings and do what the policy's finding rules say: propose a fix, or name the resources to reconcile.",
             discussion: """
                 Formats: ASFF, OCSF 1.x (Prowler's json-ocsf), SARIF 2.1.0, garak report JSONL, OSV (osv-scanner), \

@@ -6,6 +6,7 @@ internal import Foundation
 extension Bulwark {
     struct Init: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "init",
             abstract: "Create a policy repository holding the shipped baseline, in one commit.",
             discussion: """
                 Without --host-root the host target `local` keeps the shipped sandbox root \

@@ -7,6 +7,7 @@ internal import Foundation
 extension Bulwark {
     struct Log: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "log",
             abstract: "Show remediation history from the audit branch.",
             discussion: "The same history `git log bulwark/audit` shows, filtered and readable.")
 

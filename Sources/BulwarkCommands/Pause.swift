@@ -9,6 +9,7 @@ extension Bulwark {
     /// honours at its next cycle: drift is recorded as deferred and nothing is changed.
     struct Pause: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "pause",
             abstract: "Stop every pass and daemon from changing systems, by committing controllers/pause.yaml.",
             discussion: """
                 Drift is still observed and recorded (as deferred, once), so the audit branch shows what \
@@ -31,6 +32,7 @@ extension Bulwark {
     /// Lifts the pause by committing `controllers/pause.yaml` with `paused: false`.
     struct Resume: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "resume",
             abstract: "Let passes change systems again, by committing controllers/pause.yaml with paused: false.")
 
         @OptionGroup var repository: RepositoryOptions

@@ -7,6 +7,7 @@ internal import Foundation
 extension Bulwark {
     struct Report: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "report",
             abstract: "MTTR, counts and open drift, computed from the audit branch alone.",
             discussion: """
                 MTTR is the time from detection to verified fix. Detection is when the drift was first \

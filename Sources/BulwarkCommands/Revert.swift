@@ -7,6 +7,7 @@ internal import Foundation
 extension Bulwark {
     struct Revert: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "revert",
             abstract: "Undo one verified fix: restore the values observed before it and commit a waiver so the next pass leaves them.",
             discussion: """
                 Only a record with decision applied and result verified can be reverted, and only when every \

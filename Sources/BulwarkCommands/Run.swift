@@ -12,6 +12,7 @@ internal import UnixSignals
 extension Bulwark {
     struct Run: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "run",
             abstract: "Run the daemon: reconcile on intervals and on events, serve webhooks, findings, metrics and status.",
             discussion: """
                 Each controller runs on its interval (±10% jitter); a controller that fails is retried \

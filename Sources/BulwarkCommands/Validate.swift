@@ -6,6 +6,7 @@ internal import Foundation
 extension Bulwark {
     struct Validate: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "validate",
             abstract: "Check the manifests of a policy repository's working tree (for its CI or a pre-commit hook).",
             discussion: "Reads desired-state/, controllers/, waivers/ and approvals/ under PATH. Exit codes: 0 valid (warnings are printed), 1 invalid, with every error listed (at most 20 per file and 100 in all, then a count of the rest).")
 

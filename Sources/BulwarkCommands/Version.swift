@@ -5,6 +5,7 @@ internal import BulwarkGit
 extension Bulwark {
     struct Version: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "version",
             abstract: "Print Bulwark's version and the libgit2 version it runs with.")
 
         @OptionGroup var output: OutputOptions
