@@ -176,10 +176,24 @@ struct LoadedRevision {
     /// Observes and plans, with the flap breaker fed from the audit branch. Prints the problems
     /// and exits 1 when the revision turns out unsafe on a target: nothing acts on it.
     func plan(_ reconciler: Reconciler, console: Console) async throws -> Plan {
-        let history = try await repository.recentFixes(since: reconciler.clock().addingTimeInterval(-state.longestFlapPeriod.timeInterval))
-        do {
-            return try await reconciler.plan(state, history: history, weakened: provenance.weakened)
+        let since = reconciler.clock().addingTimeInterval(-state.longestFlapPeriod.timeInterval)
+        let repository = self.repository
+        // Read while the targets are observed (`Reconciler.plan`).
+        let reading = Task { try await repository.recentFixes(since: since) }
+        let planned: Result<Plan, ValidationFailure>
+        do throws(ValidationFailure) {
+            planned = .success(try await reconciler.plan(state, history: { (try? await reading.value) ?? FixHistory() },
+                                                         weakened: provenance.weakened))
         } catch {
+            planned = .failure(error)
+        }
+        // A history that could not be read fails the plan, as it did before any target was read:
+        // a plan made without it is thrown away.
+        _ = try await reading.value
+        switch planned {
+        case .success(let plan):
+            return plan
+        case .failure(let error):
             console.error("revision \(head.short) is refused; nothing was changed.")
             console.print(error.description, to: .standardError)
             if recordRefusal { await RevisionRefusal.record(of: head, errors: error.errors.map(\.description), in: repository, console: console) }
