@@ -122,12 +122,7 @@ enum SSHDHostKey {
             let directory = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
             do {
                 let key = directory + "/host_key"
-                // The seed from the kernel's generator (`getrandom`, as SystemRandomNumberGenerator
-                // reads it): BoringSSL's own generator would first set up its AES-based DRBG.
-                var generator = SystemRandomNumberGenerator()
-                let seed = (0..<32).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
-                let hostKey = try Curve25519.Signing.PrivateKey(rawRepresentation: seed)
-                try ProbeFile.write(Array(openSSHPrivateKey(hostKey, comment: "bulwark-guard").utf8), to: key)
+                try ProbeFile.write(Array(openSSHPrivateKey(Curve25519.Signing.PrivateKey(), comment: "bulwark-guard").utf8), to: key)
                 if geteuid() == 0 {
                     guard chown(key, 0, SSHDProbe.unprivileged.gid) == 0, chmod(key, 0o640) == 0 else {
                         throw HostError("cannot share the probe host key with sshd: \(errnoText())", path: key)
