@@ -76,8 +76,7 @@ let package = Package(
         .target(name: "BulwarkCore", dependencies: ["CLibYAML"], swiftSettings: swiftSettings),
         // The one bounded runner of helper programs (deadline, terminate then kill, output to files).
         .target(name: "BulwarkProcess", swiftSettings: swiftSettings),
-        .target(name: "BulwarkHost", dependencies: ["BulwarkCore", "BulwarkProcess", "CLinux", .product(name: "Crypto", package: "swift-crypto")],
-                swiftSettings: swiftSettings),
+        .target(name: "BulwarkHost", dependencies: ["BulwarkCore", "BulwarkProcess", "CLinux"], swiftSettings: swiftSettings),
         .target(name: "BulwarkFirewall", dependencies: ["BulwarkCore"], swiftSettings: swiftSettings),
         .target(name: "BulwarkPackages", dependencies: ["BulwarkCore", "BulwarkProcess"], swiftSettings: swiftSettings),
         .target(
@@ -165,7 +164,7 @@ let package = Package(
         .testTarget(name: "BulwarkGitTests", dependencies: ["BulwarkGit", "CSSHInit", "BulwarkTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "BulwarkCoreTests", dependencies: ["BulwarkCore", "BulwarkTestSupport"], swiftSettings: swiftSettings),
         .testTarget(
-            name: "BulwarkHostTests", dependencies: ["BulwarkHost", "BulwarkCore", "BulwarkTestSupport", .product(name: "Crypto", package: "swift-crypto")],
+            name: "BulwarkHostTests", dependencies: ["BulwarkHost", "BulwarkCore", "BulwarkTestSupport"],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "BulwarkPackagesTests", dependencies: ["BulwarkPackages", "BulwarkCore", "BulwarkTestSupport"],

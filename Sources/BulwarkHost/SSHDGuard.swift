@@ -378,7 +378,6 @@ extension SSHDConfigDriver: JointlyGuardedDriver {
     /// accounts as the changes allowed `alongside` leave them.
     private func judge(_ asked: [PropertyDrift], root: HostRoot, executable: String, alongside: [AllowedChange]) throws -> GuardVerdict {
         SSHDProbeCounter.current?.judging()
-        SSHClientDefaults.prepare()
         let current = try read(root)
         let (candidate, _) = Self.candidate(asked, from: current)
         let accounts = try HostAccounts.reading(root).after(alongside)
@@ -590,11 +589,6 @@ enum SSHClientDefaults {
         }
         return offer
     }()
-
-    /// Starts reading `offer` on a thread of its own, once per process: the first judgement then
-    /// runs ssh while sshd answers its probe, not after (10 ms of a plan).
-    static func prepare() { _ = preparing }
-    private static let preparing: Void = { Thread.detachNewThread { _ = SSHClientDefaults.offer } }()
 
     /// Ciphers that carry their own integrity: with one of them agreed, no MAC needs to be.
     static let authenticatedCiphers: Set<String> = ["chacha20-poly1305@openssh.com", "aes128-gcm@openssh.com", "aes256-gcm@openssh.com"]

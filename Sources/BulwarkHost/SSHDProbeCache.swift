@@ -1,5 +1,4 @@
 internal import Foundation
-internal import Crypto
 internal import BulwarkCore
 internal import Synchronization
 // `stat`: in a build where CLinux's header brings it in first, its members are CLinux's.
@@ -93,12 +92,10 @@ final class SSHDProbeCache: Sendable {
     }
 }
 
-/// The throwaway host key sshd needs to start a probe, made once per process in a private
-/// folder (mode 0700; as root 0750 and the key 0640, owner root and group nobody, so the
-/// unprivileged sshd can read it and nobody else can), shared by all probes, removed at exit. A
-/// key that vanished (a temporary-folder cleaner) is made again. The key is an ed25519 key
-/// written in OpenSSH's format by Bulwark itself (`openSSHPrivateKey`): running ssh-keygen for
-/// it took 9 ms before a plan's first sshd could start.
+/// The throwaway host key sshd needs to start a probe, made once per process with
+/// `ssh-keygen` in a private folder (mode 0700; as root 0750 and the key 0640, owner root and
+/// group nobody, so the unprivileged sshd can read it and nobody else can), shared by all
+/// probes, removed at exit. A key that vanished (a temporary-folder cleaner) is made again.
 ///
 /// A process killed outside its control (SIGKILL, the OOM killer) never reaches its exit
 /// handler: its folder's name carries its pid namespace and pid, and the next Bulwark that makes
@@ -122,10 +119,14 @@ enum SSHDHostKey {
             let directory = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
             do {
                 let key = directory + "/host_key"
-                try ProbeFile.write(Array(openSSHPrivateKey(Curve25519.Signing.PrivateKey(), comment: "bulwark-guard").utf8), to: key)
+                let keygen = try SSHDProbe.run("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "bulwark-guard", "-f", key],
+                                               in: directory)
+                guard keygen.status == 0 else { throw HostError("ssh-keygen failed: \(keygen.errors)") }
                 if geteuid() == 0 {
-                    guard chown(key, 0, SSHDProbe.unprivileged.gid) == 0, chmod(key, 0o640) == 0 else {
-                        throw HostError("cannot share the probe host key with sshd: \(errnoText())", path: key)
+                    for path in [key, key + ".pub"] {
+                        guard chown(path, 0, SSHDProbe.unprivileged.gid) == 0, chmod(path, 0o640) == 0 else {
+                            throw HostError("cannot share the probe host key with sshd: \(errnoText())", path: path)
+                        }
                     }
                     guard chown(directory, 0, SSHDProbe.unprivileged.gid) == 0, chmod(directory, 0o750) == 0 else {
                         throw HostError("cannot share the probe host key folder with sshd: \(errnoText())", path: directory)
@@ -139,34 +140,6 @@ enum SSHDHostKey {
                 throw error
             }
         }
-    }
-
-    /// `key` in OpenSSH's private key format, unencrypted, as `ssh-keygen -t ed25519 -N ''`
-    /// writes it (PROTOCOL.key): the public key, then a private section of two equal check
-    /// numbers, the key type, the public key, the seed and the public key, the comment, and
-    /// padding 1, 2, 3… to a multiple of 8 bytes.
-    static func openSSHPrivateKey(_ key: Curve25519.Signing.PrivateKey, comment: String) -> String {
-        func uint32(_ value: UInt32) -> [UInt8] { [24, 16, 8, 0].map { UInt8(truncatingIfNeeded: value >> $0) } }
-        func string(_ bytes: [UInt8]) -> [UInt8] { uint32(UInt32(bytes.count)) + bytes }
-        let type = string(Array("ssh-ed25519".utf8))
-        let publicKey = Array(key.publicKey.rawRepresentation)
-        let check = uint32(UInt32.random(in: .min ... .max))
-        var secret = check + check + type + string(publicKey) + string(Array(key.rawRepresentation) + publicKey)
-            + string(Array(comment.utf8))
-        var pad: UInt8 = 1
-        while secret.count % 8 != 0 {
-            secret.append(pad)
-            pad += 1
-        }
-        let none = string(Array("none".utf8))
-        let body = Array("openssh-key-v1".utf8) + [0] + none + none + string([]) + uint32(1) + string(type + string(publicKey)) + string(secret)
-        var text = "-----BEGIN OPENSSH PRIVATE KEY-----\n"
-        var encoded = Substring(Data(body).base64EncodedString())
-        while !encoded.isEmpty {
-            text += encoded.prefix(70) + "\n"
-            encoded = encoded.dropFirst(70)
-        }
-        return text + "-----END OPENSSH PRIVATE KEY-----\n"
     }
 
     /// This process's pid namespace (the inode `/proc/self/ns/pid` names), or nil where it

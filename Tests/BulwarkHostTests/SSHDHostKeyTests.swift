@@ -3,7 +3,6 @@ import BulwarkTestSupport
 import Foundation
 import Glibc
 import Testing
-import Crypto
 
 /// The probes' throwaway host key folders that killed processes left in the temporary folder.
 @Suite struct SSHDHostKeyTests {
@@ -62,39 +61,5 @@ import Crypto
         let namespace = try #require(SSHDHostKey.pidNamespace())
         #expect(name.hasPrefix("bulwark-sshd-key-\(namespace)-\(getpid())-"))
         #expect(FileManager.default.fileExists(atPath: key))
-    }
-}
-
-/// The probes' host key, written by Bulwark in OpenSSH's format, is one OpenSSH reads.
-@Suite struct SSHDHostKeyFormatTests {
-    /// ssh-keygen derives from a written key the very public key it was made from, and reads
-    /// the key the probes use. (sshd starts with that key in every sshd guard test.)
-    @Test func sshKeygenReadsTheWrittenKey() async throws {
-        let keygen = "/usr/bin/ssh-keygen"
-        guard FileManager.default.isExecutableFile(atPath: keygen) else { return }
-        try await withTemporaryDirectory { folder in
-            // Comments of every length modulo 8: each pads the private section differently.
-            for comment in (1...8).map({ String(repeating: "c", count: $0) }) {
-                let key = Curve25519.Signing.PrivateKey()
-                try write(folder + "/key", SSHDHostKey.openSSHPrivateKey(key, comment: comment), mode: 0o600)
-                let derived = try run(keygen, ["-y", "-f", folder + "/key"])
-                #expect(derived.status == 0, "\(derived.stderr)")
-                let expected = "ssh-ed25519 " + Data([0, 0, 0, 11] + Array("ssh-ed25519".utf8) + [0, 0, 0, 32] + key.publicKey.rawRepresentation)
-                    .base64EncodedString()
-                #expect(derived.stdout == expected + " " + comment + "\n", "\(derived.stdout)")
-            }
-            // The probes' own key (shared with nobody's group, which ssh-keygen refuses: copied).
-            try write(folder + "/probes", try read(try SSHDHostKey.path()), mode: 0o600)
-            let probes = try run(keygen, ["-y", "-f", folder + "/probes"])
-            #expect(probes.status == 0 && probes.stdout.hasPrefix("ssh-ed25519 "), "\(probes.stderr)")
-        }
-    }
-
-    /// Each key is new: two keys written in turn differ.
-    @Test func everyKeyIsNew() {
-        let first = SSHDHostKey.openSSHPrivateKey(Curve25519.Signing.PrivateKey(), comment: "a")
-        let second = SSHDHostKey.openSSHPrivateKey(Curve25519.Signing.PrivateKey(), comment: "a")
-        #expect(first != second)
-        #expect(first.hasPrefix("-----BEGIN OPENSSH PRIVATE KEY-----\n") && first.hasSuffix("\n-----END OPENSSH PRIVATE KEY-----\n"))
     }
 }
