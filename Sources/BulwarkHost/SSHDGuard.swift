@@ -296,8 +296,9 @@ extension SSHDConfigDriver: JointlyGuardedDriver {
 
     /// Settings that restrict what a logged-in session may do, or what is logged, but never who
     /// can log in or how: changing only these cannot lock anyone out, so no probe is needed (the
-    /// candidate is still checked by `sshd -t` before it is written). Authentication methods,
-    /// access lists, root login, limits and timeouts are always probed.
+    /// candidate is still checked by `sshd -t` before it is written). A change of authentication
+    /// methods, access lists, root login, limits or timeouts is always judged (limits no check
+    /// reads are judged with the rest of their candidate: `unread`).
     static let cannotLockOut: Set<String> = Set([
         "X11Forwarding", "PermitUserEnvironment", "AllowAgentForwarding", "AllowTcpForwarding",
         "AllowStreamLocalForwarding", "GatewayPorts", "PermitTunnel", "DisableForwarding", "PermitListen", "PermitOpen",
