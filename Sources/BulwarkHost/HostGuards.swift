@@ -299,10 +299,11 @@ struct HostAccounts: Sendable {
         keyFilePaths(account, patterns: patterns).first { keyFile($0)?.hasKey == true }
     }
 
-    /// A line of an authorized_keys file as sshd reads it: from its first character that is not
-    /// a space or a tab; nil for a blank line or a comment.
+    /// A line of an authorized_keys file: from its first character that is not white space;
+    /// nil for a blank line or a comment. (sshd skips only spaces and tabs, and finds no key in
+    /// a line that starts with another blank, a no-break space: such a line is no key here either.)
     static func keyLine(_ line: Substring) -> Substring? {
-        let key = line.drop { $0 == " " || $0 == "\t" }
+        let key = line.drop { $0.isWhitespace }
         guard let first = key.first, first != "#" else { return nil }
         return key
     }

@@ -18,7 +18,7 @@ internal import Synchronization
 ///
 /// So a plan's guards judge the target as the plan first read it, as its observations do: a few
 /// milliseconds earlier than reading again would. The same holds between a plan and its apply;
-/// what a fix writes is read again under the lock (sshd's guard judges the candidate there).
+/// what a fix writes is read again under the lock (and sshd -t checks the whole candidate there).
 ///
 /// Never used under a target's lock: a fix reads afresh, from a still file. Released with the
 /// scope, descriptors closed; the next plan, a fix or another write's verifications walk again.
@@ -42,10 +42,18 @@ final class PlanReads: Sendable {
         }
     }
 
-    /// A file's parse by one cache (`ContentCache`).
+    /// A file's parse by one cache (`ContentCache`). The cache is held, so that no other cache
+    /// made while the plan lasts can have its identity.
     private struct ParseKey: Hashable {
-        var cache: ObjectIdentifier
-        var file: ContentKey
+        let cache: any AnyObject & Sendable
+        let file: ContentKey
+
+        static func == (lhs: ParseKey, rhs: ParseKey) -> Bool { lhs.cache === rhs.cache && lhs.file == rhs.file }
+
+        func hash(into hasher: inout Hasher) {
+            hasher.combine(ObjectIdentifier(cache))
+            hasher.combine(file)
+        }
     }
 
     private struct State {
@@ -90,14 +98,14 @@ final class PlanReads: Sendable {
 
     /// The parse `cache` made in this plan of the file `file`, changed a moment ago.
     func parse<Value: Sendable>(by cache: ContentCache<Value>, of file: ContentKey) -> Value? {
-        state.withLock { $0.parses[ParseKey(cache: ObjectIdentifier(cache), file: file)] } as? Value
+        state.withLock { $0.parses[ParseKey(cache: cache, file: file)] } as? Value
     }
 
     /// Keeps `value`, `cache`'s parse of the file `file` (changed a moment ago), for the rest of the plan.
     func keep<Value: Sendable>(_ value: Value, parsedBy cache: ContentCache<Value>, of file: ContentKey) {
         state.withLock { state in
             if state.parses.count >= Self.pathLimit { state.parses.removeAll(keepingCapacity: true) }
-            state.parses[ParseKey(cache: ObjectIdentifier(cache), file: file)] = value
+            state.parses[ParseKey(cache: cache, file: file)] = value
         }
     }
 

@@ -320,6 +320,7 @@ extension SSHDConfigDriver: JointlyGuardedDriver {
     final class PlanVerdicts: Sendable {
         struct Key: Hashable {
             var root: String
+            var executable: String
             var changes: [[String]]
             var accounts: [[String]]
         }
@@ -359,19 +360,33 @@ extension SSHDConfigDriver: JointlyGuardedDriver {
         // `AuthenticationMethods hostbased`, but only where no other method list is left, and
         // there the guard finds no one able to log in already: no change that can lock anyone
         // out is allowed before it.)
-        let asked = (sameFile + changes).filter {
+        let all = sameFile + changes
+        let asked = all.filter {
             let name = Self.settingName($0.property)
             return !Self.cannotLockOut.contains(name) && !Self.unread.contains(name)
         }
-        // Within a plan (never under the target's lock), the root's configuration and accounts
-        // are the plan's snapshot (`PlanReads`): the same candidate gets the same verdict.
+        // A value the file holds now that sshd refuses (`LoginGraceTime 2min`) is one a change
+        // left out may be repairing: where sshd cannot judge the candidate without those
+        // changes, it is asked about the candidate with them.
+        do {
+            return try keptVerdict(asked, root: root, executable: executable, alongside: alongside)
+        } catch where asked.count != all.count {
+            return try keptVerdict(all, root: root, executable: executable, alongside: alongside)
+        }
+    }
+
+    /// The verdict on the candidate `asked` makes; within a plan (never under the target's
+    /// lock), kept by the plan: the root's configuration and accounts are the plan's snapshot
+    /// (`PlanReads`), so the same candidate with the same account changes gets the same verdict.
+    private func keptVerdict(_ asked: [PropertyDrift], root: HostRoot, executable: String, alongside: [AllowedChange]) throws -> GuardVerdict {
         guard !HostLock.isHeld(root), let plan = ObservationScope.current?.slot({ PlanVerdicts() }) else {
             return try judge(asked, root: root, executable: executable, alongside: alongside)
         }
         let accountChanges = alongside.filter { $0.resource.id.kind == "UserAccount" }.map { allowed in
             ["\(allowed.resource.id)", allowed.resource.spec.subject] + allowed.changes.flatMap { [$0.property, $0.desired] }
         }
-        let key = PlanVerdicts.Key(root: root.path, changes: asked.map { [$0.property, $0.desired] }, accounts: accountChanges)
+        let key = PlanVerdicts.Key(root: root.path, executable: executable, changes: asked.map { [$0.property, $0.desired] },
+                                   accounts: accountChanges)
         return try plan.verdict(key) { try judge(asked, root: root, executable: executable, alongside: alongside) }
     }
 

@@ -103,7 +103,7 @@ import Testing
             let accounts = try HostAccounts(root: HostRoot(base))
             let admin = try #require(accounts.user("admin"))
 
-            try write(path, "\n   \n\t\n# ssh-ed25519 AAAA old key\n  \t# ssh-rsa AAAA indented comment\n", mode: 0o600)
+            try write(path, "\n   \n\t\n# ssh-ed25519 AAAA old key\n  \t# ssh-rsa AAAA indented comment\n\u{A0}\u{A0}\n", mode: 0o600)
             #expect(accounts.authorizedKeys(admin) == nil, "blank lines and comments are no key")
             #expect(accounts.authorizedKeyTypes(admin).isEmpty)
 

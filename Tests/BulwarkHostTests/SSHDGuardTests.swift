@@ -326,8 +326,8 @@ import Testing
 
     /// The answer about a client's algorithms is kept by the three lists it looks at: asked in
     /// turn about lists a client shares and lists it does not, each gets its own answer.
-    @Test func keptAlgorithmAnswersAreByTheirLists() throws {
-        guard SSHClientDefaults.offer != nil else { return }
+    @Test(.enabled(if: SSHClientDefaults.offer != nil, "needs ssh (openssh-client)"))
+    func keptAlgorithmAnswersAreByTheirLists() throws {
         let shared: [String: [String]] = ["ciphers": ["aes256-gcm@openssh.com"], "kexalgorithms": ["curve25519-sha256"], "macs": ["hmac-sha2-256"]]
         var noCipher = shared
         noCipher["ciphers"] = ["aes128-cbc"]
@@ -672,6 +672,21 @@ import Testing
             #expect(outcome.verified.count == 3, "\(outcome.entries.map(\.record.error))")
             let config = try read(root + "/etc/ssh/sshd_config")
             #expect(config.contains("\nPermitRootLogin no\n") && config.contains("MaxAuthTries 3\n") && config.contains("LoginGraceTime 30\n"))
+        }
+    }
+
+    /// A limit the file holds in a form sshd refuses (`LoginGraceTime 2min`) is repaired: the
+    /// candidate sshd is asked about without the repair cannot be judged, so it is asked about
+    /// the candidate with it. A lockout on the same broken file is still blocked.
+    @Test func aLimitSshdRefusesIsRepairedAndALockoutBesideItIsStillBlocked() async throws {
+        try await withTemporaryDirectory { root in
+            try host(root, [root0, admin], config: debian + "LoginGraceTime 2min\n")
+            try await expectApplied(root, resource("SSHDConfig", "s", "LoginGraceTime: 120"))
+            #expect(try read(root + "/etc/ssh/sshd_config").contains("\nLoginGraceTime 120\n"))
+        }
+        try await withTemporaryDirectory { root in
+            try host(root, [root0, admin], config: debian + "LoginGraceTime 2min\n")
+            try await expectBlocked(root, resource("SSHDConfig", "s", "AllowUsers: nobody"), reason: "sshd")
         }
     }
 }
