@@ -303,7 +303,7 @@ struct HostAccounts: Sendable {
     /// nil for a blank line or a comment. (sshd skips only spaces and tabs, and finds no key in
     /// a line that starts with another blank, a no-break space: such a line is no key here either.)
     static func keyLine(_ line: Substring) -> Substring? {
-        let key = line.drop { $0.isWhitespace }
+        let key = line.drop { $0 == " " || $0 == "\t" || (!$0.isASCII && $0.isWhitespace) }
         guard let first = key.first, first != "#" else { return nil }
         return key
     }
