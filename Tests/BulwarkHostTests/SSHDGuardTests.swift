@@ -689,4 +689,34 @@ import Testing
             try await expectBlocked(root, resource("SSHDConfig", "s", "AllowUsers: nobody"), reason: "sshd")
         }
     }
+
+    /// A plan's kept verdict is by the account changes judged with it too: the same candidate,
+    /// judged in one plan first with no account change and then with the administrator's login
+    /// shell taken away by the pass, is allowed and then blocked.
+    @Test func aKeptVerdictIsByTheAccountChangesJudgedWithIt() async throws {
+        try await withTemporaryDirectory { root in
+            try host(root, [root0, admin])
+            let location = BulwarkCore.SourceLocation(file: "t.yaml", line: 1)
+            let target = Target(name: "t", adapter: "host", settings: HostTargetSettings(root: try #require(TargetRoot(root))),
+                                location: location)
+            let sshd = SSHDConfigDriver(validator: SSHDValidator.system)
+            let resource = Resource(id: ResourceID(kind: "SSHDConfig", name: "s"),
+                                    spec: ResourceSpec(properties: [DesiredProperty("PermitRootLogin", "no")]), location: location)
+            let change = [PropertyDrift(property: "PermitRootLogin", desired: "no", observed: "yes")]
+            let shell = AllowedChange(resource: Resource(id: ResourceID(kind: "UserAccount", name: "admin"),
+                                                         spec: ResourceSpec(subject: "admin", properties: [DesiredProperty("shell", "/usr/sbin/nologin")]),
+                                                         location: location),
+                                      changes: [PropertyDrift(property: "shell", desired: "/usr/sbin/nologin", observed: "/bin/bash")])
+            let counter = SSHDProbeCounter()
+            try await SSHDProbeCounter.$current.withValue(counter) {
+                try await ObservationScope.$current.withValue(ObservationScope()) {
+                    #expect(await sshd.assess(change, to: resource, on: target, alongside: []) == .allow)
+                    let verdict = await sshd.assess(change, to: resource, on: target, alongside: [shell])
+                    #expect(verdict.blockReason?.contains("no account could log in over SSH") == true, "\(verdict)")
+                    #expect(await sshd.assess(change, to: resource, on: target, alongside: []) == .allow)
+                }
+            }
+            #expect(counter.candidatesJudged == 2, "the third judgement is the first's, kept: \(counter.candidatesJudged)")
+        }
+    }
 }
