@@ -122,28 +122,8 @@ struct HostAccounts: Sendable {
     /// Answers about paths inside one root, for one plan: whether each is an executable file,
     /// and what each key file holds.
     final class PlanFacts: Sendable {
-        private let executables = Mutex<[String: Bool]>([:])
-        private let keyFiles = Mutex<[String: KeyFile?]>([:])
-
-        func executable(_ path: String, _ find: () -> Bool) -> Bool {
-            if let known = executables.withLock({ $0[path] }) { return known }
-            let answer = find()
-            executables.withLock { table in
-                if table.count >= PlanReads.pathLimit { table.removeAll(keepingCapacity: true) }
-                table[path] = answer
-            }
-            return answer
-        }
-
-        func keyFile(_ path: String, _ read: () -> KeyFile?) -> KeyFile? {
-            if let known = keyFiles.withLock({ $0[path] }) { return known }
-            let file = read()
-            keyFiles.withLock { table in
-                if table.count >= PlanReads.pathLimit { table.removeAll(keepingCapacity: true) }
-                table[path] = .some(file)
-            }
-            return file
-        }
+        let executables = Memo<String, Bool>(limit: PlanReads.pathLimit)
+        let keyFiles = Memo<String, KeyFile?>(limit: PlanReads.pathLimit)
     }
 
     /// What an authorized_keys file holds, read as sshd reads it: whether it has a key line,
@@ -171,7 +151,7 @@ struct HostAccounts: Sendable {
     private func keyFile(_ path: String) -> KeyFile? {
         let read = { (try? FileIO.readText(path, in: root))?.map(KeyFile.init) }
         guard let found else { return read() }
-        return found.keyFile(path, read)
+        return found.keyFiles.value(path, read)
     }
 
     // Each file's parse, reused while the file is unchanged (`ContentCache`): the sshd guard
@@ -254,7 +234,7 @@ struct HostAccounts: Sendable {
     /// A regular file with an execute bit, at `path` resolved inside the root.
     func isExecutable(_ path: String) -> Bool {
         guard let found else { return Self.isExecutable(path, in: root) }
-        return found.executable(path) { Self.isExecutable(path, in: root) }
+        return found.executables.value(path) { Self.isExecutable(path, in: root) }
     }
 
     private static func isExecutable(_ path: String, in root: HostRoot) -> Bool {

@@ -325,17 +325,7 @@ extension SSHDConfigDriver: JointlyGuardedDriver {
             var accounts: [[String]]
         }
 
-        private let verdicts = Mutex<[Key: GuardVerdict]>([:])
-
-        func verdict(_ key: Key, _ judge: () throws -> GuardVerdict) rethrows -> GuardVerdict {
-            if let known = verdicts.withLock({ $0[key] }) { return known }
-            let verdict = try judge()
-            verdicts.withLock { table in
-                if table.count >= PlanReads.pathLimit { table.removeAll(keepingCapacity: true) }
-                table[key] = verdict
-            }
-            return verdict
-        }
+        let verdicts = Memo<Key, GuardVerdict>(limit: PlanReads.pathLimit)
     }
 
     private func judge(_ changes: [PropertyDrift], on target: Target, alongside: [AllowedChange]) throws -> GuardVerdict {
@@ -387,7 +377,7 @@ extension SSHDConfigDriver: JointlyGuardedDriver {
         }
         let key = PlanVerdicts.Key(root: root.path, executable: executable, changes: asked.map { [$0.property, $0.desired] },
                                    accounts: accountChanges)
-        return try plan.verdict(key) { try judge(asked, root: root, executable: executable, alongside: alongside) }
+        return try plan.verdicts.value(key) { try judge(asked, root: root, executable: executable, alongside: alongside) }
     }
 
     /// The verdict on the candidate that `asked` makes of the root's configuration, with the
@@ -611,19 +601,13 @@ enum SSHClientDefaults {
 
     /// Answers of `noCommonAlgorithm` by the settings it looks at: a host's sshd resources are
     /// judged in turn, and a fleet's hosts mostly share their algorithm lists.
-    private static let answers = Mutex<[String: String?]>([:])
+    private static let answers = Memo<String, String?>(limit: 64)
 
     /// Why a default client could not connect to an sshd with these global settings; nil when it could.
     static func noCommonAlgorithm(_ global: [String: [String]]) -> String? {
         guard offer != nil else { return nil }
         let key = ["ciphers", "kexalgorithms", "macs"].map { global[$0]?.first ?? "\u{1}" }.joined(separator: "\u{0}")
-        if let known = answers.withLock({ $0[key] }) { return known }
-        let answer = findNoCommonAlgorithm(global)
-        answers.withLock { table in
-            if table.count >= 64 { table.removeAll() }
-            table[key] = .some(answer)
-        }
-        return answer
+        return answers.value(key) { findNoCommonAlgorithm(global) }
     }
 
     private static func findNoCommonAlgorithm(_ global: [String: [String]]) -> String? {
@@ -650,19 +634,12 @@ enum SSHClientDefaults {
 
     /// sshd's PubkeyAcceptedAlgorithms lists as sets, by their text: every account of every
     /// judgement looks at the same few lists.
-    private static let acceptedLists = Mutex<[String: Set<String>]>([:])
+    private static let acceptedLists = Memo<String, Set<String>>(limit: 64)
 
     /// Whether a key of one of `types` can sign with an algorithm that both sshd (its
     /// PubkeyAcceptedAlgorithms `accepted`) and a default client take.
     static func canSign(with types: Set<String>, accepted: String) -> Bool {
-        let server = acceptedLists.withLock { $0[accepted] } ?? {
-            let list = Set(accepted.split(separator: ",").map(String.init))
-            acceptedLists.withLock { table in
-                if table.count >= 64 { table.removeAll() }
-                table[accepted] = list
-            }
-            return list
-        }()
+        let server = acceptedLists.value(accepted) { Set(accepted.split(separator: ",").map(String.init)) }
         return types.contains { type in
             signatureAlgorithms(of: type).contains { server.contains($0) && (offeredKeyAlgorithms?.contains($0) ?? true) }
         }
