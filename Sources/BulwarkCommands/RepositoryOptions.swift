@@ -2,6 +2,7 @@ internal import ArgumentParser
 internal import BulwarkCore
 internal import BulwarkRuntime
 internal import BulwarkGit
+internal import BulwarkHost
 internal import Foundation
 
 /// Where the policy lives and where Bulwark keeps its clone.
@@ -214,6 +215,7 @@ extension RepositoryOptions {
               targets: Set<String>? = nil) async throws -> LoadedRevision {
         let repository = try PolicyRepository(try configuration())
         for repair in await repository.repairs { console.warn(repair) }
+        if let reason = HostAdapter.keepAnswers(in: stateDirectory) { console.warn(reason) }
         let (fetched, stale) = try await repository.sync()
         if let stale { console.warn(stale) }
         let head = try await pin?.check(head: fetched, in: repository, branch: branch) ?? fetched

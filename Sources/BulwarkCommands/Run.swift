@@ -1,5 +1,6 @@
 internal import ArgumentParser
 internal import BulwarkCore
+internal import BulwarkHost
 internal import BulwarkRuntime
 internal import BulwarkServer
 internal import Dispatch
@@ -199,6 +200,7 @@ extension Bulwark {
                 var settings = Daemon.Settings(poll: .seconds(poll), debounce: .milliseconds(debounce))
                 settings.pollJitter = 0.2
                 daemon = try Daemon(options: runtime, settings: settings, logger: logger, registry: metrics)
+                if let reason = HostAdapter.keepAnswers(in: runtime.configuration.stateDirectory) { logger.warning("\(reason)") }
             } catch {
                 Console().error("\(error)")
                 throw ExitCode.failure

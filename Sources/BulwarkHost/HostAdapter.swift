@@ -12,6 +12,13 @@ public enum HostAdapter {
         return relative.map { base + "/" + ($0.hasPrefix("/") ? String($0.dropFirst()) : $0) }
     }
 
+    /// Keeps sshd's and ssh's answers about configurations in `stateDirectory`'s `sshd-answers`
+    /// folder for the processes that follow (`SSHDAnswerStore`). Returns why not, where that
+    /// folder is not this user's alone: answers are then kept for this process only.
+    public static func keepAnswers(in stateDirectory: String) -> String? {
+        SSHDProbeCache.shared.keep(in: stateDirectory + "/sshd-answers")
+    }
+
     /// The adapter and its kinds. `sshd` checks candidate sshd configurations.
     public static func definition(sshd: SSHDValidator = .system) -> AdapterDefinition {
         let sshdDriver = SSHDConfigDriver(validator: sshd)

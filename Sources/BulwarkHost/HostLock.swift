@@ -100,9 +100,12 @@ extension HostRoot {
     /// `sshd -t`, and on Swift's cooperative threads (one per core) that wait would keep every
     /// other target worked on in parallel from running.
     func applying<R: Sendable>(_ body: @escaping @Sendable () throws -> R) async throws -> R {
-        // The counter of sshd runs (tests) follows the fix onto the blocking thread.
-        let counter = SSHDProbeCounter.current
-        return try await Blocking.run { try SSHDProbeCounter.$current.withValue(counter) { try applyingHere(body) } }
+        // The counter of sshd runs and the cache of sshd's answers (a test's own) follow the
+        // fix onto the blocking thread.
+        let counter = SSHDProbeCounter.current, cache = SSHDProbeCache.current
+        return try await Blocking.run {
+            try SSHDProbeCache.$current.withValue(cache) { try SSHDProbeCounter.$current.withValue(counter) { try applyingHere(body) } }
+        }
     }
 
     private func applyingHere<R>(_ body: () throws -> R) throws -> R {

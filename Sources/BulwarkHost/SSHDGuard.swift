@@ -26,6 +26,8 @@ final class SSHDProbe {
     static let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"].first { FileManager.default.isExecutableFile(atPath: $0) }
 
     let executable: String
+    /// Where sshd's answers are kept (`SSHDProbeCache.current` when the probe was made).
+    let cache = SSHDProbeCache.current
     /// This machine's account files, read for every probe's key (`ContentCache`).
     private static let machineFiles = ContentCache<String>(limit: 8)
     /// Everything sshd's answer depends on besides the command line: the sshd binary, the
@@ -149,7 +151,7 @@ final class SSHDProbe {
     func check() throws {
         var key = material
         key.append("-t")
-        _ = try SSHDProbeCache.shared.answer(key) {
+        _ = try cache.answer(key) {
             let result = try Self.sshd(executable, ["-t"], in: try materialize(), counter: SSHDProbeCounter.current)
             guard result.status == 0 else {
                 throw HostError("sshd -t rejected the candidate configuration: \(result.errors)")
@@ -167,7 +169,7 @@ final class SSHDProbe {
         // What `prefetch` learnt of this candidate: not asked again (a hung sshd cost its
         // timeout twice), and never shared with another caller.
         if let failure = prefetchFailures[query.key] { throw failure }
-        return try SSHDProbeCache.shared.answer(query.key) {
+        return try cache.answer(query.key, kept: true) {
             try Self.settings(executable, query.arguments, in: try materialize(), counter: SSHDProbeCounter.current)
         }
     }
@@ -184,15 +186,16 @@ final class SSHDProbe {
         // A query another caller is answering now (a fleet's identical hosts) is waited for
         // by `effective(user:)`: no folder and no thread for it here.
         let queries = users.filter { unique.insert($0).inserted }.map(effectiveQuery)
-            .filter { !SSHDProbeCache.shared.isAnsweredOrRunning($0.key) }
+            .filter { !self.cache.isAnsweredOrRunning($0.key, kept: true) }
         // The folder is made here, before any other thread could read it.
         guard queries.count > 1, let directory = try? materialize() else { return }
         let executable = self.executable
+        let cache = self.cache
         let counter = SSHDProbeCounter.current
         let failures = Mutex<[ProbeKey: any Error]>([:])
         @Sendable func ask(_ query: (key: ProbeKey, arguments: [String])) {
             do {
-                _ = try SSHDProbeCache.shared.answer(query.key) {
+                _ = try cache.answer(query.key, kept: true) {
                     try Self.settings(executable, query.arguments, in: directory, counter: counter)
                 }
             } catch {
@@ -578,13 +581,20 @@ extension SSHDConfigDriver: JointlyGuardedDriver {
 // MARK: - What a client offers
 
 /// What an OpenSSH client offers by default (`ssh -F /dev/null -G`: no configuration file, so
-/// neither the machine's nor a person's), read once per process. An sshd whose ciphers, key
-/// exchanges or MACs share nothing with it refuses every default client before anyone logs in;
-/// nil where ssh is not installed (then that check is not made).
+/// neither the machine's nor a person's), read once per process, or kept by the ssh binary's
+/// identity in the state directory (`SSHDAnswerStore`). An sshd whose ciphers, key exchanges or
+/// MACs share nothing with it refuses every default client before anyone logs in; nil where ssh
+/// is not installed (then that check is not made).
 enum SSHClientDefaults {
     static let offer: [String: [String]]? = {
-        guard let ssh = ["/usr/bin/ssh", "/bin/ssh"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }),
-              let result = try? BoundedProcess.run(ssh, ["-F", "/dev/null", "-G", "bulwark-guard.invalid"], folder: NSTemporaryDirectory(),
+        guard let ssh = ["/usr/bin/ssh", "/bin/ssh"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else { return nil }
+        var key = ProbeKey()
+        key.append("ssh -F /dev/null -G bulwark-guard.invalid")
+        key.append(ssh)
+        key.append(SSHDProbe.identity(ssh))
+        let store = SSHDProbeCache.shared.kept
+        if let kept = store?.read(key) { return kept }
+        guard let result = try? BoundedProcess.run(ssh, ["-F", "/dev/null", "-G", "bulwark-guard.invalid"], folder: NSTemporaryDirectory(),
                                                    timeout: .seconds(10)),
               result.status == 0 else { return nil }
         var offer: [String: [String]] = [:]
@@ -593,6 +603,7 @@ enum SSHClientDefaults {
             guard parts.count == 2 else { continue }
             offer[parts[0].lowercased()] = parts[1].split(separator: ",").map(String.init)
         }
+        store?.write(offer, for: key)
         return offer
     }()
 

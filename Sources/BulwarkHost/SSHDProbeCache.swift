@@ -41,6 +41,8 @@ struct ProbeKey: Hashable, Sendable {
 /// keys. Bounded: the oldest answers are dropped first.
 final class SSHDProbeCache: Sendable {
     static let shared = SSHDProbeCache(limit: 512)
+    /// The cache probes use: the process's, or a test's own (a new process's, in effect).
+    @TaskLocal static var current = shared
 
     private struct Entries {
         var answers: [ProbeKey: [String: [String]]] = [:]
@@ -51,15 +53,34 @@ final class SSHDProbeCache: Sendable {
 
     private let limit: Int
     private let entries = Mutex(Entries())
+    private let disk = Mutex<SSHDAnswerStore?>(nil)
 
     init(limit: Int) { self.limit = max(1, limit) }
+
+    /// Keeps answers asked for as `kept` in `folder` too (`SSHDAnswerStore`), for the processes
+    /// that follow. Returns why not; answers are then kept in memory only.
+    func keep(in folder: String) -> String? {
+        do {
+            let store = try SSHDAnswerStore.open(folder)
+            disk.withLock { $0 = store }
+            return nil
+        } catch {
+            disk.withLock { $0 = nil }
+            return error.description
+        }
+    }
+
+    /// Where answers are kept for the processes that follow, if anywhere.
+    var kept: SSHDAnswerStore? { disk.withLock { $0 } }
 
     /// The answer for `key`: a stored one, else `compute`'s, run by one caller at a time per
     /// key while the others asking for the same key wait for it. A fleet of identical hosts
     /// judged in parallel otherwise started one sshd per host before the first answer was
     /// stored (31 `sshd -T` and 8 `sshd -t` for 100 hosts, where 3 answer them all). A failure
     /// is not stored: a waiter then runs the probe itself (a rejection is never reused).
-    func answer(_ key: ProbeKey, compute: () throws -> [String: [String]]) throws -> [String: [String]] {
+    /// `kept`: an answer that may come from, and is written to, the state directory's
+    /// `SSHDAnswerStore` (`sshd -T`, never the check before a write).
+    func answer(_ key: ProbeKey, kept: Bool = false, compute: () throws -> [String: [String]]) throws -> [String: [String]] {
         while true {
             let (known, mine) = entries.withLock { entries -> ([String: [String]]?, Bool) in
                 if let known = entries.answers[key] { return (known, false) }
@@ -68,8 +89,14 @@ final class SSHDProbeCache: Sendable {
             if let known { return known }
             if mine {
                 defer { _ = entries.withLock { $0.running.remove(key) } }
+                let disk = kept ? self.kept : nil
+                if let found = disk?.read(key) {
+                    store(found, for: key)
+                    return found
+                }
                 let computed = try compute()
                 store(computed, for: key)
+                disk?.write(computed, for: key)
                 return computed
             }
             // sshd answers in milliseconds (and is killed after `SSHDProbe.timeout`).
@@ -77,9 +104,13 @@ final class SSHDProbeCache: Sendable {
         }
     }
 
-    /// Whether an answer for `key` is stored or being computed by another caller now.
-    func isAnsweredOrRunning(_ key: ProbeKey) -> Bool {
-        entries.withLock { $0.answers[key] != nil || $0.running.contains(key) }
+    /// Whether an answer for `key` is stored or being computed by another caller now; one kept
+    /// in the state directory (`kept`, as `answer`) is read into this cache.
+    func isAnsweredOrRunning(_ key: ProbeKey, kept: Bool = false) -> Bool {
+        if entries.withLock({ $0.answers[key] != nil || $0.running.contains(key) }) { return true }
+        guard kept, let found = self.kept?.read(key) else { return false }
+        store(found, for: key)
+        return true
     }
 
     private func store(_ answer: [String: [String]], for key: ProbeKey) {
