@@ -236,11 +236,14 @@ final class SSHDProbe {
         return settings
     }
 
-    /// Path, device, inode, size and modification time of a file: a replaced sshd is a new key.
+    /// Device, inode, size, and modification and change times of a file: a replaced sshd is a
+    /// new key, even one written into the old inode with its old size and modification time
+    /// (the change time cannot be set back).
     static func identity(_ path: String) -> String {
         var info = stat()
         guard stat(path, &info) == 0 else { return "missing" }
-        return "\(info.st_dev) \(info.st_ino) \(info.st_size) \(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec)"
+        return "\(info.st_dev) \(info.st_ino) \(info.st_size) \(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec) "
+            + "\(info.st_ctim.tv_sec).\(info.st_ctim.tv_nsec)"
     }
 
     /// Runs `executable` (sshd) with `arguments` on the candidate in `directory`, as nobody when

@@ -136,14 +136,17 @@ import Testing
     @Test func aKeptAnswerReadsBackAsWrittenAndACutFileDoesNot() {
         var key = ProbeKey()
         key.append("sshd -T")
+        let digest = SSHDAnswerStore.digest(key)
+        #expect(SSHDAnswerStore.name(digest).count == 64)
         let answer = ["allowusers": ["alice bob"], "banner": [""], "hostkey": ["/a", "/b"], "port": ["22"]]
-        let bytes = SSHDAnswerStore.encode(answer, key: key)
-        #expect(bytes.flatMap { SSHDAnswerStore.decode($0, key: key) } == answer)
+        let bytes = SSHDAnswerStore.encode(answer, digest: digest)
+        #expect(bytes.flatMap { SSHDAnswerStore.decode($0, digest: digest) } == answer)
         var other = ProbeKey()
         other.append("sshd -T ")
-        #expect(bytes.flatMap { SSHDAnswerStore.decode($0, key: other) } == nil)
-        #expect(bytes.flatMap { SSHDAnswerStore.decode(Array($0.dropLast()), key: key) } == nil)
-        #expect(SSHDAnswerStore.encode(["a b": ["x"]], key: key) == nil)
-        #expect(SSHDAnswerStore.encode(["a": ["x\ny"]], key: key) == nil)
+        #expect(SSHDAnswerStore.digest(other) != digest)
+        #expect(bytes.flatMap { SSHDAnswerStore.decode($0, digest: SSHDAnswerStore.digest(other)) } == nil)
+        #expect(bytes.flatMap { SSHDAnswerStore.decode(Array($0.dropLast()), digest: digest) } == nil)
+        #expect(SSHDAnswerStore.encode(["a b": ["x"]], digest: digest) == nil)
+        #expect(SSHDAnswerStore.encode(["a": ["x\ny"]], digest: digest) == nil)
     }
 }
