@@ -34,7 +34,7 @@ LOGIN_DEFS = "PASS_MAX_DAYS 365\nPASS_MIN_DAYS 1\nPASS_WARN_AGE 7\nUMASK 027\n"
 # blocks the PermitRootLogin fix (recorded once as `blocked`) and no drift after it is fixed.
 PASSWD = "root:x:0:0:root:/root:/bin/bash\nadmin:x:1000:1000:admin:/home/admin:/bin/bash\n"
 GROUP = "root:x:0:\nshadow:x:42:\nsudo:x:27:admin\nadmin:x:1000:\n"
-KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBulwarkFleetBenchmarkKeyNotARealOneAtAll00000 admin\n"
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEJ1bHdhcmsgZmxlZXQgYmVuY2htYXJrIGtleSAwMDAw admin\n"
 
 RESOURCES = """apiVersion: bulwark/v1
 kind: SSHDConfig

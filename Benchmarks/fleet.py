@@ -46,7 +46,7 @@ MODES = [("etc/ssh/sshd_config", "0600", "root", 0o644), ("etc/shadow", "0640", 
 # One resource per setting: 24 resources; the issue counts 31 settings because each sysctl is
 # both a line in etc/sysctl.d and a runtime value under proc/sys.
 SETTINGS = len(SSHD_GOOD) + len(LOGIN_GOOD) + len(SYSCTL_GOOD) + len(MODES)
-KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBulwarkFleetBenchmarkKeyNotARealOneAtAll00000 fleet\n"
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEJ1bHdhcmsgZmxlZXQgYmVuY2htYXJrIGtleSAwMDAw fleet\n"
 
 
 def write(path, text, mode=0o644):

@@ -85,7 +85,7 @@ enum DemoHost {
             // The administrator logs in with a key (a sample public key: the sandbox runs no sshd).
             // Bulwark's sshd guard blocks changes that would leave no such login.
             ("home/admin/.ssh/authorized_keys",
-             "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDemoHostSampleKeyForTheAdministratorAccount0 admin@demo\n", 0o600),
+             "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEJ1bHdhcmsgZGVtbyBob3N0IHNhbXBsZSBrZXkgMDAw admin@demo\n", 0o600),
             // Stand-ins for the shells, so the account guard finds the programs it is asked to set.
             ("bin/bash", "#!/bin/sh\n", 0o755), ("bin/sh", "#!/bin/sh\n", 0o755),
             ("usr/sbin/nologin", "#!/bin/sh\nexit 1\n", 0o755),

@@ -126,22 +126,59 @@ struct HostAccounts: Sendable {
         let keyFiles = Memo<String, KeyFile?>(limit: PlanReads.pathLimit)
     }
 
-    /// What an authorized_keys file holds, read as sshd reads it: whether it has a key line,
-    /// and the types of its keys (`ssh-ed25519`, `ssh-rsa`, …), options before a key skipped.
+    /// What an authorized_keys file holds, read as sshd reads it: whether it has a key sshd can
+    /// read, and the types of those keys (`ssh-ed25519`, `ssh-rsa`, …), options before a key
+    /// skipped. A line counts only where its key is whole (`isKey`): a key pasted over two
+    /// lines, cut short, or a line of anything else lets no one in, and counting it as a key
+    /// let `PasswordAuthentication no` lock out an administrator who has only a password.
+    /// Lines end at a line feed, with or without a carriage return before it (sshd's base64
+    /// decoder skips the carriage return).
     struct KeyFile: Sendable {
         var hasKey = false
         var types: Set<String> = []
 
         init(_ text: String) {
-            for line in text.split(separator: "\n") {
+            for line in text.split(whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {
                 guard let key = HostAccounts.keyLine(line) else { continue }
-                hasKey = true
+                let fields = key.split(whereSeparator: { $0 == " " || $0 == "\t" })
                 // The type is the first field that names one; options come before it.
-                if let type = key.split(separator: " ").first(where: { field in
+                guard let at = fields.firstIndex(where: { field in
                     ["ssh-", "ecdsa-", "sk-"].contains { field.hasPrefix($0) } && !field.contains("=") && !field.contains("\"")
-                }) {
-                    types.insert(String(type))
-                }
+                }), at + 1 < fields.count, Self.isKey(fields[at + 1], type: fields[at]) else { continue }
+                hasKey = true
+                types.insert(String(fields[at]))
+            }
+        }
+
+        /// Whether `blob` is a whole public key of `type` as sshd decodes it: base64 (white space
+        /// inside skipped), then the type's name, then the key's fields, each length-prefixed,
+        /// filling the blob exactly, in the number the type has (an ed25519 key of 32 bytes). A
+        /// certificate is checked as far as its name.
+        static func isKey(_ blob: Substring, type: Substring) -> Bool {
+            let text = String(blob.unicodeScalars.filter { !($0 == " " || (9...13).contains($0.value)) })
+            guard let data = Data(base64Encoded: text) else { return false }
+            var rest = [UInt8](data)[...]
+            func field() -> ArraySlice<UInt8>? {
+                guard rest.count >= 4 else { return nil }
+                let length = rest.prefix(4).reduce(0) { $0 << 8 | Int($1) }
+                guard rest.count - 4 >= length else { return nil }
+                defer { rest = rest.dropFirst(4 + length) }
+                return rest.dropFirst(4).prefix(length)
+            }
+            guard let name = field(), name.elementsEqual(type.utf8) else { return false }
+            if type.hasSuffix("-cert-v01@openssh.com") { return true }
+            var fields: [ArraySlice<UInt8>] = []
+            while !rest.isEmpty {
+                guard let next = field() else { return false }
+                fields.append(next)
+            }
+            switch type {
+            case "ssh-ed25519": return fields.count == 1 && fields[0].count == 32
+            case "sk-ssh-ed25519@openssh.com": return fields.count == 2 && fields[0].count == 32
+            case "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521": return fields.count == 2
+            case "sk-ecdsa-sha2-nistp256@openssh.com": return fields.count == 3
+            case "ssh-dss": return fields.count == 4
+            default: return !fields.isEmpty
             }
         }
     }

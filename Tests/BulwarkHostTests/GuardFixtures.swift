@@ -17,7 +17,8 @@ struct FixtureAccount {
     var home: String { uid == 0 ? "/root" : "/home/\(name)" }
 }
 
-let sampleKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBulwarkGuardFixtureKeyNotARealOneAtAll0000 fixture\n"
+/// A whole ed25519 public key (its 32 bytes spell a note, not a point anyone holds the private key of).
+let sampleKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEJ1bHdhcmsgZ3VhcmQgZml4dHVyZTogbm90IHJlYWwu fixture\n"
 
 /// Lays out the account files of a host under `root`: etc/passwd, etc/shadow (0640), etc/group
 /// (with sudo, wheel, shadow), etc/shells, executable bin/bash, bin/sh and usr/sbin/nologin,

@@ -107,7 +107,7 @@ import Testing
             #expect(accounts.authorizedKeys(admin) == nil, "blank lines and comments are no key")
             #expect(accounts.authorizedKeyTypes(admin).isEmpty)
 
-            try write(path, "# keys\n \t from=\"10.0.0.1\",no-pty ecdsa-sha2-nistp256 AAAA admin@laptop\n", mode: 0o600)
+            try write(path, "# keys\n \t from=\"10.0.0.1\",no-pty ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBMSjTqz5s24GTHzS+4+9MR6z1oAyZ4k4c+pofQCnCb9Nmz4AARwkV6oIjKBDiL8UbIJR3+zO6yODUZMkzScunss= admin@laptop\n", mode: 0o600)
             #expect(accounts.authorizedKeys(admin) == "/home/admin/.ssh/authorized_keys", "an indented key after a comment")
             #expect(accounts.authorizedKeyTypes(admin) == ["ecdsa-sha2-nistp256"], "its type, after its options")
         }

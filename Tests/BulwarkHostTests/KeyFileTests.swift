@@ -1,0 +1,69 @@
+import BulwarkCore
+@testable import BulwarkHost
+import BulwarkTestSupport
+import Foundation
+import Testing
+
+/// An authorized_keys file read as OpenSSH reads it: a line is a key only where its key is whole
+/// (`HostAccounts.KeyFile`), checked against OpenSSH's own reading (`ssh-keygen -l`) of the same
+/// file; and the sshd guard that relies on it.
+@Suite(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/ssh-keygen"), "needs ssh-keygen (openssh-client)"))
+struct KeyFileTests {
+    /// A new key's public line (`type blob comment`).
+    func publicKey(_ type: String, in folder: String) throws -> String {
+        let path = folder + "/key-" + type
+        let made = try run("/usr/bin/ssh-keygen", ["-q", "-t", type, "-N", "", "-C", "someone@laptop", "-f", path])
+        try #require(made.status == 0, "\(made.stderr)")
+        return try read(path + ".pub").trimmingCharacters(in: .newlines)
+    }
+
+    @Test func aLineIsAKeyExactlyWhereOpenSSHReadsOne() async throws {
+        try await withTemporaryDirectory { dir in
+            let ed = try publicKey("ed25519", in: dir), ec = try publicKey("ecdsa", in: dir), rsa = try publicKey("rsa", in: dir)
+            let edFields = ed.split(separator: " ").map(String.init)
+            let blob = edFields[1]
+            let cases: [(String, String, Set<String>)] = [
+                ("a key", ed + "\n", ["ssh-ed25519"]),
+                ("line ends with carriage returns, after a comment", "# laptop\r\n" + ed + "\r\n", ["ssh-ed25519"]),
+                ("no comment, a carriage return right after the key", "ssh-ed25519 " + blob + "\r\n", ["ssh-ed25519"]),
+                ("options first, two types", "from=\"10.0.0.1\",no-pty " + ec + "\n" + rsa + "\n", ["ecdsa-sha2-nistp256", "ssh-rsa"]),
+                ("a key pasted over two lines", "ssh-ed25519 " + blob.prefix(40) + "\n" + blob.dropFirst(40) + " someone@laptop\n", []),
+                ("a key cut short", "ssh-ed25519 " + blob.dropLast(4) + " someone@laptop\n", []),
+                ("another type's name on an ed25519 key", "ssh-rsa " + blob + "\n", []),
+                ("a word, not a key", "disabled\n", []),
+                ("only carriage returns", "\r\n\r\n", []),
+                ("a type and no key", "ssh-ed25519\n", []),
+            ]
+            for (name, text, types) in cases {
+                let path = dir + "/authorized_keys"
+                try write(path, text, mode: 0o600)
+                let openssh = try run("/usr/bin/ssh-keygen", ["-l", "-f", path]).status == 0
+                let file = HostAccounts.KeyFile(text)
+                #expect(file.hasKey == openssh, "\(name): OpenSSH reads \(openssh ? "a key" : "no key")")
+                #expect(file.hasKey == !types.isEmpty && file.types == types, "\(name): \(file.types)")
+            }
+        }
+    }
+
+    let root0 = FixtureAccount(name: "root", uid: 0)
+    let admin = FixtureAccount(name: "admin", uid: 1000, hash: "$y$j9T$adminhash", groups: ["sudo"])
+
+    /// The administrator has a password, and a key pasted over two lines that sshd cannot read:
+    /// turning passwords off would lock everyone out, so it is blocked (and recorded); with the
+    /// key whole (lines ending in CR LF), it goes through.
+    @Test(.enabled(if: sshdInstalled)) func aKeyPastedOverTwoLinesIsNoWayInAndAWholeKeyIs() async throws {
+        try await withTemporaryDirectory { root in
+            try makeHost(root, [root0, admin])
+            try write(root + "/etc/ssh/sshd_config", "PermitRootLogin yes\nPasswordAuthentication yes\nKbdInteractiveAuthentication no\nUsePAM yes\n# \(UUID().uuidString)\n")
+            let keys = root + "/home/admin/.ssh/authorized_keys"
+            let key = sampleKey.split(separator: " ")
+            try write(keys, "\(key[0]) \(key[1].prefix(30))\n\(key[1].dropFirst(30)) \(key[2])", mode: 0o600)
+            let passwordsOff = resource("SSHDConfig", "s", "PasswordAuthentication: \"no\"")
+            let reason = try await expectBlocked(root, passwordsOff, reason: "no account could log in over SSH")
+            #expect(reason.contains("admin"), "\(reason)")
+            try write(keys, "# admin's laptop\r\n" + sampleKey.replacingOccurrences(of: "\n", with: "\r\n"), mode: 0o600)
+            try await expectApplied(root, passwordsOff)
+            #expect(try read(root + "/etc/ssh/sshd_config").contains("\nPasswordAuthentication no\n"))
+        }
+    }
+}
