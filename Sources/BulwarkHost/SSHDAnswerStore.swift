@@ -1,5 +1,6 @@
 internal import Crypto
 internal import Foundation
+internal import Synchronization
 // `stat`: in a build where CLinux's header brings it in first, its members are CLinux's.
 internal import CLinux
 
@@ -13,8 +14,9 @@ internal import CLinux
 /// Includes, the connection asked about), which names the file and is stored in it. What is kept:
 /// - only answers: a rejection or a failure is never written, and `sshd -t` (the check before a
 ///   write) is never answered from here;
-/// - at most `limit` files, the oldest removed first; none older than `lifetime` is used, so a
-///   change no key names (a library sshd loads) is seen within a day;
+/// - at most `limit` files (a few KiB each), the oldest removed first; none older than
+///   `lifetime` is used, so a change no key names (a library sshd loads) is seen within a day;
+/// - only where the machine's accounts are its files (`SSHDProbe.keepable`);
 /// - in a folder of this process's user only, mode 0700, opened without following a link: in a
 ///   folder another user could write to, nothing is read or written (`keep(in:)` says why), since
 ///   a forged answer could let a lockout through. A file whose SHA-256 over digest and answer
@@ -22,13 +24,16 @@ internal import CLinux
 ///
 /// Every read or write that fails is a miss: the probe runs as it would without the store.
 final class SSHDAnswerStore: Sendable {
-    static let limit = 128
+    static let limit = 1024
     static let lifetime: TimeInterval = 24 * 60 * 60
     private static let magic = Array("bulwark sshd answer 1\n".utf8)
 
     let folder: String
 
     private init(folder: String) { self.folder = folder }
+
+    /// Writes since this process last trimmed the folder (`trim`).
+    private let writes = Mutex(0)
 
     /// A store in `folder` (made if missing, mode 0700). Throws why not where the folder is not
     /// a private folder of this user.
@@ -38,7 +43,12 @@ final class SSHDAnswerStore: Sendable {
         }
         let store = SSHDAnswerStore(folder: folder)
         guard let fd = store.openFolder() else {
-            throw HostError("sshd answers are not kept: the folder must be this user's, and no one else may write to it", path: folder)
+            var info = stat()
+            let found = lstat(folder, &info) == 0
+                ? "found owner uid \(info.st_uid), mode \(String(info.st_mode & 0o7777, radix: 8))\(info.st_mode & FileType.mask == FileType.symlink ? ", a symbolic link" : "")"
+                : "cannot be read: \(errnoText())"
+            throw HostError("sshd answers are not kept (sshd is asked every time): the folder must be a folder of uid \(geteuid()) "
+                            + "with mode 0700, \(found); remove it and Bulwark makes it again", path: folder)
         }
         close(fd)
         return store
@@ -67,8 +77,8 @@ final class SSHDAnswerStore: Sendable {
         return String(decoding: digest.flatMap { [hex[Int($0 >> 4)], hex[Int($0 & 0xf)]] }, as: UTF8.self)
     }
 
-    /// The answer kept for `key`, if a whole, recent one is there.
-    func read(_ key: ProbeKey) -> [String: [String]]? {
+    /// The answer kept for `key`, if a whole, recent one is there, and when it was written.
+    func read(_ key: ProbeKey) -> (answer: [String: [String]], at: Date)? {
         guard let folderFD = openFolder() else { return nil }
         defer { close(folderFD) }
         let digest = Self.digest(key)
@@ -88,14 +98,17 @@ final class SSHDAnswerStore: Sendable {
             guard n > 0 else { return nil }
             filled += n
         }
-        return Self.decode(bytes, digest: digest)
+        return Self.decode(bytes, digest: digest).map { ($0, Date(timeIntervalSince1970: TimeInterval(info.st_mtim.tv_sec))) }
     }
 
     /// Keeps `answer` for `key`: written to a new file, then renamed over the old one, so that a
     /// reader sees a whole file or none. Not synced: a file a crash cut short fails `decode`.
     func write(_ answer: [String: [String]], for key: ProbeKey) {
         let digest = Self.digest(key)
-        guard let encoded = Self.encode(answer, digest: digest), let folderFD = openFolder() else { return }
+        guard let encoded = Self.encode(answer, digest: digest) else { return }
+        // A folder removed since (a clean-up of the state directory) is made again.
+        if mkdir(folder, 0o700) != 0, errno != EEXIST { return }
+        guard let folderFD = openFolder() else { return }
         defer { close(folderFD) }
         let temporary = ".new-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         let fd = openat(folderFD, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
@@ -112,12 +125,14 @@ final class SSHDAnswerStore: Sendable {
             unlinkat(folderFD, temporary, 0)
             return
         }
-        trim(folderFD)
+        // The folder is listed at a process's first write, then every 64th.
+        if writes.withLock({ count in defer { count += 1 }; return count % 64 == 0 }) { trim(folderFD) }
     }
 
     /// Removes the oldest answers beyond `limit`, and new files a process left behind a minute ago or more.
     private func trim(_ folderFD: Int32) {
-        guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder) else { return }
+        // Listed through the descriptor whose owner and mode were checked, not by its path again.
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd/\(folderFD)") else { return }
         let now = Date().timeIntervalSince1970
         var answers: [(mtime: Int, name: String)] = []
         for name in names {
@@ -139,11 +154,12 @@ final class SSHDAnswerStore: Sendable {
 
     /// magic, the key's digest, the answer's length and the answer (`keyword value` lines,
     /// keywords in order), the SHA-256 of digest and answer; the length 8 bytes big-endian.
-    /// nil where a keyword holds a space or any text a line break (it would not read back the same).
+    /// nil where a keyword holds a space, any text a line break, or a keyword no value (none of
+    /// which would read back the same).
     static func encode(_ answer: [String: [String]], digest: [UInt8]) -> [UInt8]? {
         var body: [UInt8] = []
         for keyword in answer.keys.sorted() {
-            guard !keyword.isEmpty, !keyword.contains(" "), !keyword.contains("\n") else { return nil }
+            guard !keyword.isEmpty, !keyword.contains(" "), !keyword.contains("\n"), answer[keyword]?.isEmpty == false else { return nil }
             for value in answer[keyword] ?? [] {
                 guard !value.contains("\n") else { return nil }
                 body += Array("\(keyword) \(value)\n".utf8)

@@ -37,6 +37,32 @@ final class SSHDProbe {
     /// The candidate's files as they are written into the folder, by name in it (`/config-N.conf`;
     /// the main file first), each with its Include lines to point at the copies once the folder exists.
     private let files: [PendingFile]
+    /// Whether sshd's answers about this candidate may be kept in the state directory
+    /// (`SSHDAnswerStore`): only where the machine's accounts and groups are its files alone,
+    /// which the key holds. With a directory service (LDAP, SSSD) an account or group can change
+    /// without any of them changing; its answers are kept for this process only.
+    let keepable: Bool
+    /// The kernel's FIPS mode, which changes the algorithms sshd allows by default.
+    private static let fips = try? String(contentsOfFile: "/proc/sys/crypto/fips_enabled", encoding: .utf8)
+
+    /// Whether `nsswitch` (the machine's /etc/nsswitch.conf, nil where missing: glibc then reads
+    /// the files) looks accounts and groups up in local files only (`files`, `compat`, or
+    /// `systemd`'s own accounts).
+    static func accountsAreLocal(nsswitch: String?) -> Bool {
+        guard let nsswitch else { return true }
+        for line in nsswitch.split(separator: "\n") {
+            let content = line.prefix { $0 != "#" }
+            guard let colon = content.firstIndex(of: ":") else { continue }
+            let database = content[..<colon].trimmingCharacters(in: .whitespaces)
+            guard ["passwd", "group"].contains(database) else { continue }
+            for source in content[content.index(after: colon)...].split(whereSeparator: { $0 == " " || $0 == "\t" })
+            where !source.hasPrefix("[") && !source.hasSuffix("]") {
+                guard ["files", "compat", "systemd"].contains(source) else { return false }
+            }
+        }
+        return true
+    }
+
     /// The private folder, made only when sshd must run (a probe answered by `SSHDProbeCache`
     /// writes nothing: a fleet of identical hosts made and removed a folder per resource).
     private(set) var directory: String?
@@ -56,10 +82,14 @@ final class SSHDProbe {
         key.append(executable)
         key.append(Self.identity(executable))
         let machine = try HostRoot("/")
-        for file in ["/etc/passwd", "/etc/group"] {
+        var texts: [String: String] = [:]
+        for file in ["/etc/passwd", "/etc/group", "/etc/nsswitch.conf"] {
             let text = (try? Self.machineFiles.value(file, in: machine) { try LineFile(bytes: $0.bytes, path: $0.path).text }) ?? nil
+            texts[file] = text
             key.append(text.map { "present " + $0 } ?? "missing")
         }
+        key.append("fips " + (Self.fips ?? "unknown"))
+        keepable = Self.accountsAreLocal(nsswitch: texts["/etc/nsswitch.conf"])
         var names: [String: String] = [:]
         var files: [PendingFile] = []
         guard let first = config.order.first else { throw HostError("sshd configuration not found") }
@@ -169,7 +199,7 @@ final class SSHDProbe {
         // What `prefetch` learnt of this candidate: not asked again (a hung sshd cost its
         // timeout twice), and never shared with another caller.
         if let failure = prefetchFailures[query.key] { throw failure }
-        return try cache.answer(query.key, kept: true) {
+        return try cache.answer(query.key, kept: keepable) {
             try Self.settings(executable, query.arguments, in: try materialize(), counter: SSHDProbeCounter.current)
         }
     }
@@ -186,16 +216,16 @@ final class SSHDProbe {
         // A query another caller is answering now (a fleet's identical hosts) is waited for
         // by `effective(user:)`: no folder and no thread for it here.
         let queries = users.filter { unique.insert($0).inserted }.map(effectiveQuery)
-            .filter { !self.cache.isAnsweredOrRunning($0.key, kept: true) }
+            .filter { !self.cache.isAnsweredOrRunning($0.key, kept: self.keepable) }
         // The folder is made here, before any other thread could read it.
         guard queries.count > 1, let directory = try? materialize() else { return }
         let executable = self.executable
-        let cache = self.cache
+        let cache = self.cache, keepable = self.keepable
         let counter = SSHDProbeCounter.current
         let failures = Mutex<[ProbeKey: any Error]>([:])
         @Sendable func ask(_ query: (key: ProbeKey, arguments: [String])) {
             do {
-                _ = try cache.answer(query.key, kept: true) {
+                _ = try cache.answer(query.key, kept: keepable) {
                     try Self.settings(executable, query.arguments, in: directory, counter: counter)
                 }
             } catch {
@@ -227,12 +257,15 @@ final class SSHDProbe {
         guard result.status == 0 else {
             throw HostError("sshd -T rejected the candidate configuration: \(result.errors)")
         }
+        // An answer cut short could leave out a deny list's last entries.
+        guard !result.truncated else { throw HostError("sshd -T printed more than Bulwark reads; the candidate is not judged") }
         var settings: [String: [String]] = [:]
         for line in result.output.split(separator: "\n") {
             let parts = line.split(separator: " ", maxSplits: 1)
-            guard let key = parts.first else { continue }
-            settings[key.lowercased(), default: []].append(parts.count > 1 ? String(parts[1]) : "")
+            guard let key = parts.first?.lowercased(), key != "hostkey" else { continue }
+            settings[key, default: []].append(parts.count > 1 ? String(parts[1]) : "")
         }
+        // `hostkey` is left out: it names the probe's throwaway key, not the target's.
         return settings
     }
 
@@ -250,11 +283,11 @@ final class SSHDProbe {
     /// Bulwark is root; counted for tests by `counter` (a task-local, read by the caller: a
     /// probe may run on a thread of its own).
     private static func sshd(_ executable: String, _ arguments: [String], in directory: String,
-                             counter: SSHDProbeCounter?) throws -> (status: Int32, output: String, errors: String) {
+                             counter: SSHDProbeCounter?) throws -> ProbeOutput {
         let full = arguments + ["-f", directory + "/config-0.conf", "-h", try SSHDHostKey.path()]
         counter?.started()
         defer { counter?.ended() }
-        var result: (status: Int32, output: String, errors: String)
+        var result: ProbeOutput
         if geteuid() == 0 {
             guard let setpriv = Self.setpriv else { throw HostError("setpriv is not installed; cannot run sshd unprivileged") }
             result = try Self.run(setpriv, ["--reuid=\(Self.unprivileged.uid)", "--regid=\(Self.unprivileged.gid)", "--clear-groups",
@@ -266,12 +299,14 @@ final class SSHDProbe {
         return result
     }
 
+    typealias ProbeOutput = (status: Int32, output: String, errors: String, truncated: Bool)
+
     /// Runs a probe through the one bounded runner (output in files in `directory`, killed after `timeout`).
-    static func run(_ executable: String, _ arguments: [String], in directory: String) throws -> (status: Int32, output: String, errors: String) {
+    static func run(_ executable: String, _ arguments: [String], in directory: String) throws -> ProbeOutput {
         // sshd -t/-T and ssh-keygen finish in milliseconds; one that hangs must not hang the plan.
         do {
             let result = try BoundedProcess.run(executable, arguments, folder: directory, timeout: .seconds(Self.timeout))
-            return (result.status, result.output, result.errors)
+            return (result.status, result.output, result.errors, result.truncated)
         } catch {
             if error.reason == .cannotCreateOutput { throw HostError("cannot create output files", path: directory) }
             throw HostError(error.description)
@@ -596,7 +631,7 @@ enum SSHClientDefaults {
         key.append(ssh)
         key.append(SSHDProbe.identity(ssh))
         let store = SSHDProbeCache.shared.kept
-        if let kept = store?.read(key) { return kept }
+        if let kept = store?.read(key) { return kept.answer }
         guard let result = try? BoundedProcess.run(ssh, ["-F", "/dev/null", "-G", "bulwark-guard.invalid"], folder: NSTemporaryDirectory(),
                                                    timeout: .seconds(10)),
               result.status == 0 else { return nil }

@@ -45,7 +45,8 @@ final class SSHDProbeCache: Sendable {
     @TaskLocal static var current = shared
 
     private struct Entries {
-        var answers: [ProbeKey: [String: [String]]] = [:]
+        /// Each answer with when sshd gave it (for one read from the state directory: when it was written).
+        var answers: [ProbeKey: (answer: [String: [String]], at: Date)] = [:]
         var order: [ProbeKey] = []
         /// Probes being run now, by one caller each.
         var running: Set<ProbeKey> = []
@@ -83,7 +84,7 @@ final class SSHDProbeCache: Sendable {
     func answer(_ key: ProbeKey, kept: Bool = false, compute: () throws -> [String: [String]]) throws -> [String: [String]] {
         while true {
             let (known, mine) = entries.withLock { entries -> ([String: [String]]?, Bool) in
-                if let known = entries.answers[key] { return (known, false) }
+                if let known = Self.current(entries.answers[key]) { return (known, false) }
                 return (nil, entries.running.insert(key).inserted)
             }
             if let known { return known }
@@ -91,11 +92,11 @@ final class SSHDProbeCache: Sendable {
                 defer { _ = entries.withLock { $0.running.remove(key) } }
                 let disk = kept ? self.kept : nil
                 if let found = disk?.read(key) {
-                    store(found, for: key)
-                    return found
+                    store(found.answer, at: found.at, for: key)
+                    return found.answer
                 }
                 let computed = try compute()
-                store(computed, for: key)
+                store(computed, at: Date(), for: key)
                 disk?.write(computed, for: key)
                 return computed
             }
@@ -107,15 +108,22 @@ final class SSHDProbeCache: Sendable {
     /// Whether an answer for `key` is stored or being computed by another caller now; one kept
     /// in the state directory (`kept`, as `answer`) is read into this cache.
     func isAnsweredOrRunning(_ key: ProbeKey, kept: Bool = false) -> Bool {
-        if entries.withLock({ $0.answers[key] != nil || $0.running.contains(key) }) { return true }
+        if entries.withLock({ Self.current($0.answers[key]) != nil || $0.running.contains(key) }) { return true }
         guard kept, let found = self.kept?.read(key) else { return false }
-        store(found, for: key)
+        store(found.answer, at: found.at, for: key)
         return true
     }
 
-    private func store(_ answer: [String: [String]], for key: ProbeKey) {
+    /// An answer still young enough to use: none older than `SSHDAnswerStore.lifetime`, so that
+    /// a daemon sees within a day what no key names (a library sshd loads), as a new process does.
+    private static func current(_ entry: (answer: [String: [String]], at: Date)?) -> [String: [String]]? {
+        guard let entry, Date().timeIntervalSince(entry.at) < SSHDAnswerStore.lifetime else { return nil }
+        return entry.answer
+    }
+
+    private func store(_ answer: [String: [String]], at: Date, for key: ProbeKey) {
         entries.withLock { entries in
-            if entries.answers.updateValue(answer, forKey: key) == nil { entries.order.append(key) }
+            if entries.answers.updateValue((answer, at), forKey: key) == nil { entries.order.append(key) }
             while entries.order.count > limit {
                 entries.answers[entries.order.removeFirst()] = nil
             }

@@ -5,7 +5,9 @@ import Foundation
 import Testing
 
 /// sshd's answers kept in the state directory (`SSHDAnswerStore`): the next process asks sshd
-/// only about what changed, and never trusts an answer it did not write itself.
+/// only about what changed; an answer changed or cut short, older than a day, or in a folder
+/// another user could write to is never used. (A folder of Bulwark's own user is trusted as the
+/// rest of its state directory is: its checksum holds no secret.)
 @Suite(.enabled(if: sshdInstalled)) struct SSHDAnswerStoreTests {
     let root0 = FixtureAccount(name: "root", uid: 0)
     let alice = FixtureAccount(name: "alice", uid: 1001, groups: ["sudo"], key: true)
@@ -110,13 +112,26 @@ import Testing
             }
             #expect(try await runs(process(kept)) { _ = try await expectBlocked(root, lockout, reason: "no account could log in over SSH") } > 0)
 
-            // A folder others can write to is refused: nothing is read from it or written to it.
+            // An answer file others could write: not used.
+            _ = try await runs(process(kept)) { _ = try await expectBlocked(root, lockout, reason: "no account could log in over SSH") }
+            for name in try files(kept) {
+                try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: kept + "/" + name)
+            }
+            #expect(try await runs(process(kept)) { _ = try await expectBlocked(root, lockout, reason: "no account could log in over SSH") } > 0)
+
+            // A folder others can write to is refused: nothing is read from it (the same candidate
+            // its answers are for is asked again) and nothing is written to it.
+            _ = try await runs(process(kept)) { _ = try await expectBlocked(root, lockout, reason: "no account could log in over SSH") }
             let shared = dir + "/shared"
             try FileManager.default.copyItem(atPath: kept, toPath: shared)
+            #expect(try await runs(process(shared)) { _ = try await expectBlocked(root, lockout, reason: "no account could log in over SSH") } == 0,
+                    "the copy answers while it is private")
             try FileManager.default.setAttributes([.posixPermissions: 0o777], ofItemAtPath: shared)
             let refused = SSHDProbeCache(limit: 64)
-            #expect(refused.keep(in: shared)?.contains("no one else may write to it") == true)
+            let warning = refused.keep(in: shared)
+            #expect(warning?.contains("mode 0700, found owner uid \(geteuid()), mode 777") == true, "\(warning ?? "")")
             let before = try files(shared)
+            #expect(try await runs(refused) { _ = try await expectBlocked(root, lockout, reason: "no account could log in over SSH") } > 0)
             try write(root + "/etc/ssh/sshd_config.d/20-more.conf", "MaxSessions 4\n")
             #expect(try await runs(refused) { _ = try await expectBlocked(root, lockout, reason: "no account could log in over SSH") } > 0)
             #expect(try files(shared) == before)
@@ -133,6 +148,10 @@ import Testing
         }
     }
 
+}
+
+/// The answer file's form, and which machines' answers are kept: no sshd needed.
+@Suite struct SSHDAnswerFileTests {
     @Test func aKeptAnswerReadsBackAsWrittenAndACutFileDoesNot() {
         var key = ProbeKey()
         key.append("sshd -T")
@@ -148,5 +167,14 @@ import Testing
         #expect(bytes.flatMap { SSHDAnswerStore.decode(Array($0.dropLast()), digest: digest) } == nil)
         #expect(SSHDAnswerStore.encode(["a b": ["x"]], digest: digest) == nil)
         #expect(SSHDAnswerStore.encode(["a": ["x\ny"]], digest: digest) == nil)
+        #expect(SSHDAnswerStore.encode(["ciphers": []], digest: digest) == nil, "no value would read back as no keyword")
+    }
+
+    @Test func answersAreKeptOnlyWhereAccountsAreTheMachinesFiles() {
+        #expect(SSHDProbe.accountsAreLocal(nsswitch: nil))
+        #expect(SSHDProbe.accountsAreLocal(nsswitch: "# passwd: ldap\npasswd:         files systemd\ngroup:          files systemd\nhosts: files dns\n"))
+        #expect(SSHDProbe.accountsAreLocal(nsswitch: "passwd: compat [NOTFOUND=return] files\ngroup: compat\n"))
+        #expect(!SSHDProbe.accountsAreLocal(nsswitch: "passwd: files sss\ngroup: files sss\n"))
+        #expect(!SSHDProbe.accountsAreLocal(nsswitch: "passwd: files\ngroup:\tfiles ldap\n"))
     }
 }
