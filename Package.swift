@@ -76,9 +76,7 @@ let package = Package(
         .target(name: "BulwarkCore", dependencies: ["CLibYAML"], swiftSettings: swiftSettings),
         // The one bounded runner of helper programs (deadline, terminate then kill, output to files).
         .target(name: "BulwarkProcess", swiftSettings: swiftSettings),
-        // Crypto: SHA-256 names the sshd answers kept in the state directory (already linked for BulwarkGit).
-        .target(name: "BulwarkHost", dependencies: ["BulwarkCore", "BulwarkProcess", "CLinux", .product(name: "Crypto", package: "swift-crypto")],
-                swiftSettings: swiftSettings),
+        .target(name: "BulwarkHost", dependencies: ["BulwarkCore", "BulwarkProcess", "CLinux"], swiftSettings: swiftSettings),
         .target(name: "BulwarkFirewall", dependencies: ["BulwarkCore"], swiftSettings: swiftSettings),
         .target(name: "BulwarkPackages", dependencies: ["BulwarkCore", "BulwarkProcess"], swiftSettings: swiftSettings),
         .target(

@@ -1,4 +1,3 @@
-internal import Crypto
 internal import Foundation
 internal import Synchronization
 // `stat`: in a build where CLinux's header brings it in first, its members are CLinux's.
@@ -69,7 +68,7 @@ final class SSHDAnswerStore: Sendable {
     }
 
     /// The SHA-256 of `key`: what an answer is kept by.
-    static func digest(_ key: ProbeKey) -> [UInt8] { Array(SHA256.hash(data: key.bytes)) }
+    static func digest(_ key: ProbeKey) -> [UInt8] { SHA256.hash(key.bytes) }
 
     /// The file name of an answer kept by `digest`: its 64 hex digits.
     static func name(_ digest: [UInt8]) -> String {
@@ -189,10 +188,5 @@ final class SSHDAnswerStore: Sendable {
         return answer
     }
 
-    private static func seal(_ digest: [UInt8], _ body: [UInt8]) -> [UInt8] {
-        var hash = SHA256()
-        hash.update(data: digest)
-        hash.update(data: body)
-        return Array(hash.finalize())
-    }
+    private static func seal(_ digest: [UInt8], _ body: [UInt8]) -> [UInt8] { SHA256.hash(digest + body) }
 }
