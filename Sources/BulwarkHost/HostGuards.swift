@@ -126,35 +126,59 @@ struct HostAccounts: Sendable {
         let keyFiles = Memo<String, KeyFile?>(limit: PlanReads.pathLimit)
     }
 
-    /// What an authorized_keys file holds, read as sshd reads it: whether it has a key sshd can
-    /// read, and the types of those keys (`ssh-ed25519`, `ssh-rsa`, …), options before a key
-    /// skipped. A line counts only where its key is whole (`isKey`): a key pasted over two
-    /// lines, cut short, or a line of anything else lets no one in, and counting it as a key
-    /// let `PasswordAuthentication no` lock out an administrator who has only a password.
-    /// Lines end at a line feed, with or without a carriage return before it (sshd's base64
-    /// decoder skips the carriage return).
+    /// What an authorized_keys file holds, read as sshd reads it (`check_authkey_line`): whether
+    /// it has a line sshd would take as a key, and those keys' types (`ssh-ed25519`, `ssh-rsa`, …).
+    /// A line is a key where a whole key starts it, or where one options field (quotes kept
+    /// whole, every option one sshd knows) and blanks come before a whole key (`isKey`). A key
+    /// pasted over two lines, cut short, under another key's name, a certificate (sshd matches
+    /// none in authorized_keys), an unknown option, or any other text lets no one in, and counting
+    /// one as a key let `PasswordAuthentication no` lock out an administrator who has only a
+    /// password. Lines end at a line feed, with or without a carriage return before it (sshd's
+    /// base64 decoder skips the carriage return).
     struct KeyFile: Sendable {
         var hasKey = false
         var types: Set<String> = []
 
         init(_ text: String) {
             for line in text.split(whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {
-                guard let key = HostAccounts.keyLine(line) else { continue }
-                let fields = key.split(whereSeparator: { $0 == " " || $0 == "\t" })
-                // The type is the first field that names one; options come before it.
-                guard let at = fields.firstIndex(where: { field in
-                    ["ssh-", "ecdsa-", "sk-"].contains { field.hasPrefix($0) } && !field.contains("=") && !field.contains("\"")
-                }), at + 1 < fields.count, Self.isKey(fields[at + 1], type: fields[at]) else { continue }
+                guard let key = HostAccounts.keyLine(line), let type = Self.keyType(key) else { continue }
                 hasKey = true
-                types.insert(String(fields[at]))
+                types.insert(type)
             }
+        }
+
+        /// The key type of a line (from its first character that is not a blank), or nil where
+        /// sshd would take no key from it.
+        static func keyType(_ line: Substring) -> String? {
+            if let type = key(at: line) { return type }
+            guard let (options, rest) = pastOptions(line), knownOptions(options) else { return nil }
+            return key(at: rest.drop { $0 == " " || $0 == "\t" })
+        }
+
+        /// The names sshd reads a key under, with the type its blob must name: the key types,
+        /// and the RSA signature names for an RSA key.
+        static let names: [String: String] = {
+            var names: [String: String] = [:]
+            for type in ["ssh-ed25519", "ssh-rsa", "ssh-dss", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
+                         "sk-ecdsa-sha2-nistp256@openssh.com", "sk-ssh-ed25519@openssh.com"] { names[type] = type }
+            names["rsa-sha2-256"] = "ssh-rsa"
+            names["rsa-sha2-512"] = "ssh-rsa"
+            return names
+        }()
+
+        /// The type of the whole key `text` starts with: a name sshd knows, blanks, and a blob
+        /// that is that key (`isKey`); nil otherwise.
+        static func key(at text: Substring) -> String? {
+            let name = text.prefix { $0 != " " && $0 != "\t" }
+            guard let type = names[String(name)] else { return nil }
+            let blob = text[name.endIndex...].drop { $0 == " " || $0 == "\t" }.prefix { $0 != " " && $0 != "\t" }
+            return isKey(blob, type: type) ? type : nil
         }
 
         /// Whether `blob` is a whole public key of `type` as sshd decodes it: base64 (white space
         /// inside skipped), then the type's name, then the key's fields, each length-prefixed,
-        /// filling the blob exactly, in the number the type has (an ed25519 key of 32 bytes). A
-        /// certificate is checked as far as its name.
-        static func isKey(_ blob: Substring, type: Substring) -> Bool {
+        /// filling the blob exactly, in the number the type has (an ed25519 key of 32 bytes).
+        static func isKey(_ blob: Substring, type: String) -> Bool {
             let text = String(blob.unicodeScalars.filter { !($0 == " " || (9...13).contains($0.value)) })
             guard let data = Data(base64Encoded: text) else { return false }
             var rest = [UInt8](data)[...]
@@ -166,7 +190,6 @@ struct HostAccounts: Sendable {
                 return rest.dropFirst(4).prefix(length)
             }
             guard let name = field(), name.elementsEqual(type.utf8) else { return false }
-            if type.hasSuffix("-cert-v01@openssh.com") { return true }
             var fields: [ArraySlice<UInt8>] = []
             while !rest.isEmpty {
                 guard let next = field() else { return false }
@@ -178,7 +201,58 @@ struct HostAccounts: Sendable {
             case "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521": return fields.count == 2
             case "sk-ecdsa-sha2-nistp256@openssh.com": return fields.count == 3
             case "ssh-dss": return fields.count == 4
-            default: return !fields.isEmpty
+            default: return false
+            }
+        }
+
+        /// The options field a line starts with and what follows it, as sshd finds its end
+        /// (`sshkey_advance_past_options`): the first blank outside double quotes, `\"` inside
+        /// them escaped. nil for an unterminated quote.
+        static func pastOptions(_ line: Substring) -> (options: Substring, rest: Substring)? {
+            var quoted = false
+            var index = line.startIndex
+            while index < line.endIndex, quoted || (line[index] != " " && line[index] != "\t") {
+                if line[index] == "\\", line.index(after: index) < line.endIndex, line[line.index(after: index)] == "\"" {
+                    index = line.index(after: index)
+                } else if line[index] == "\"" {
+                    quoted.toggle()
+                }
+                index = line.index(after: index)
+            }
+            guard !quoted else { return nil }
+            return (line[..<index], line[index...])
+        }
+
+        /// Options sshd accepts (`sshauthopt_parse`): each one it knows, case aside, a flag
+        /// (some also as `no-…`) or a name with a double-quoted value, separated by commas.
+        static func knownOptions(_ options: Substring) -> Bool {
+            let flags: Set<String> = ["restrict", "cert-authority"]
+            let negatable: Set<String> = ["port-forwarding", "agent-forwarding", "x11-forwarding", "touch-required", "verify-required",
+                                          "pty", "user-rc"]
+            let valued: Set<String> = ["command", "principals", "from", "expiry-time", "environment", "permitopen", "permitlisten", "tunnel"]
+            var rest = options[...]
+            while true {
+                let raw = rest.prefix { $0 != "=" && $0 != "," }
+                let name = raw.lowercased()
+                rest = rest[raw.endIndex...]
+                if rest.first == "=" {
+                    guard valued.contains(name), rest.dropFirst().first == "\"" else { return false }
+                    rest = rest.dropFirst(2)
+                    // The value, to its closing quote (`\"` inside it escaped).
+                    var closed = false
+                    while let character = rest.first {
+                        rest = rest.dropFirst()
+                        if character == "\\", rest.first == "\"" { rest = rest.dropFirst(); continue }
+                        if character == "\"" { closed = true; break }
+                    }
+                    guard closed else { return false }
+                } else {
+                    let flag = name.hasPrefix("no-") ? String(name.dropFirst(3)) : name
+                    guard flags.contains(name) || negatable.contains(flag) else { return false }
+                }
+                guard let separator = rest.first else { return true }
+                guard separator == ",", !rest.dropFirst().isEmpty else { return false }
+                rest = rest.dropFirst()
             }
         }
     }
@@ -316,11 +390,11 @@ struct HostAccounts: Sendable {
         keyFilePaths(account, patterns: patterns).first { keyFile($0)?.hasKey == true }
     }
 
-    /// A line of an authorized_keys file: from its first character that is not white space;
-    /// nil for a blank line or a comment. (sshd skips only spaces and tabs, and finds no key in
-    /// a line that starts with another blank, a no-break space: such a line is no key here either.)
+    /// A line of an authorized_keys file: from its first character that is not a space or a
+    /// tab; nil for a blank line or a comment. (sshd skips only spaces and tabs: a line that
+    /// starts with another blank, such as a no-break space pasted from a web page, is no key.)
     static func keyLine(_ line: Substring) -> Substring? {
-        let key = line.drop { $0 == " " || $0 == "\t" || (!$0.isASCII && $0.isWhitespace) }
+        let key = line.drop { $0 == " " || $0 == "\t" }
         guard let first = key.first, first != "#" else { return nil }
         return key
     }

@@ -45,6 +45,48 @@ struct KeyFileTests {
         }
     }
 
+    /// Each line against a real sshd: whether the key in it logs in (`Tests/Support/SSHServer`),
+    /// and whether `KeyFile` says the file holds a key.
+    @Test(.enabled(if: SSHServer.available, "needs sshd, ssh-keygen and git")) func aLineIsAKeyExactlyWhereSshdLetsItsKeyIn() async throws {
+        let server = try SSHServer()
+        try await withTemporaryDirectory { dir in
+            let ed = try read(server.clientKey + ".pub").trimmingCharacters(in: .newlines)
+            let blob = ed.split(separator: " ")[1]
+            let rsaKey = dir + "/key-rsa"
+            let made = try run("/usr/bin/ssh-keygen", ["-q", "-t", "rsa", "-b", "2048", "-N", "", "-C", "rsa", "-f", rsaKey])
+            try #require(made.status == 0, "\(made.stderr)")
+            let rsaBlob = try read(rsaKey + ".pub").split(separator: " ")[1]
+            let cases: [(name: String, line: String, key: String, type: String?)] = [
+                ("the key", ed + "\n", server.clientKey, "ssh-ed25519"),
+                ("CR LF, after a comment", "# laptop\r\n" + ed + "\r\n", server.clientKey, "ssh-ed25519"),
+                ("a tab after the type", "ssh-ed25519\t" + blob + "\n", server.clientKey, "ssh-ed25519"),
+                ("a quoted option with spaces and a type's name", "command=\"echo ssh-backup run\" " + ed + "\n", server.clientKey, "ssh-ed25519"),
+                ("options", "no-pty,from=\"127.0.0.1\" " + ed + "\n", server.clientKey, "ssh-ed25519"),
+                ("options in capitals", "Restrict,PTY " + ed + "\n", server.clientKey, "ssh-ed25519"),
+                ("an RSA key under a signature's name", "rsa-sha2-512 " + rsaBlob + "\n", rsaKey, "ssh-rsa"),
+                ("an unknown option", "DISABLED " + ed + "\n", server.clientKey, nil),
+                ("a no-break space first", "\u{A0}" + ed + "\n", server.clientKey, nil),
+                ("a known_hosts marker", "@cert-authority " + ed + "\n", server.clientKey, nil),
+                ("an unterminated quote", "from=\"127.0.0.1 " + ed + "\n", server.clientKey, nil),
+                ("pasted over two lines", "ssh-ed25519 " + blob.prefix(40) + "\n" + blob.dropFirst(40) + " laptop\n", server.clientKey, nil),
+                ("cut short", "ssh-ed25519 " + blob.dropLast(4) + " laptop\n", server.clientKey, nil),
+                ("under another type's name", "ssh-rsa " + blob + "\n", server.clientKey, nil),
+            ]
+            let keys = server.directory + "/authorized_keys"
+            for (name, line, key, type) in cases {
+                try write(keys, line, mode: 0o644)
+                try server.own(keys)
+                let login = try run("/usr/bin/ssh", ["-i", key, "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+                                                     "-o", "UserKnownHostsFile=\(server.knownHosts)", "-o", "StrictHostKeyChecking=yes",
+                                                     "-o", "PreferredAuthentications=publickey", "-p", "\(server.port)",
+                                                     "\(server.user)@127.0.0.1", "true"])
+                let file = HostAccounts.KeyFile(line)
+                #expect((login.status == 0) == (type != nil), "\(name): sshd \(login.status == 0 ? "let it in" : "refused: \(login.stderr)")")
+                #expect(file.hasKey == (type != nil) && file.types == Set(type.map { [$0] } ?? []), "\(name): \(file.types)")
+            }
+        }
+    }
+
     let root0 = FixtureAccount(name: "root", uid: 0)
     let admin = FixtureAccount(name: "admin", uid: 1000, hash: "$y$j9T$adminhash", groups: ["sudo"])
 
