@@ -131,7 +131,9 @@ final class SSHDAnswerStore: Sendable {
     /// Removes the oldest answers beyond `limit`, and new files a process left behind a minute ago or more.
     private func trim(_ folderFD: Int32) {
         // Listed through the descriptor whose owner and mode were checked, not by its path again.
-        guard let names = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd/\(folderFD)") else { return }
+        // (Without /proc, by its path: its owner and mode were checked a moment ago.)
+        guard let names = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd/\(folderFD)"))
+            ?? (try? FileManager.default.contentsOfDirectory(atPath: folder)) else { return }
         let now = Date().timeIntervalSince1970
         var answers: [(mtime: Int, name: String)] = []
         for name in names {

@@ -46,15 +46,15 @@ final class SSHDProbe {
     private static let fips = try? String(contentsOfFile: "/proc/sys/crypto/fips_enabled", encoding: .utf8)
 
     /// Whether `nsswitch` (the machine's /etc/nsswitch.conf, nil where missing: glibc then reads
-    /// the files) looks accounts and groups up in local files only (`files`, `compat`, or
-    /// `systemd`'s own accounts).
+    /// the files) looks accounts, groups and group memberships up in local files only (`files`,
+    /// `compat`, or `systemd`'s own accounts, as Debian lists by default).
     static func accountsAreLocal(nsswitch: String?) -> Bool {
         guard let nsswitch else { return true }
         for line in nsswitch.split(separator: "\n") {
             let content = line.prefix { $0 != "#" }
             guard let colon = content.firstIndex(of: ":") else { continue }
             let database = content[..<colon].trimmingCharacters(in: .whitespaces)
-            guard ["passwd", "group"].contains(database) else { continue }
+            guard ["passwd", "group", "initgroups"].contains(database) else { continue }
             for source in content[content.index(after: colon)...].split(whereSeparator: { $0 == " " || $0 == "\t" })
             where !source.hasPrefix("[") && !source.hasSuffix("]") {
                 guard ["files", "compat", "systemd"].contains(source) else { return false }
@@ -634,7 +634,7 @@ enum SSHClientDefaults {
         if let kept = store?.read(key) { return kept.answer }
         guard let result = try? BoundedProcess.run(ssh, ["-F", "/dev/null", "-G", "bulwark-guard.invalid"], folder: NSTemporaryDirectory(),
                                                    timeout: .seconds(10)),
-              result.status == 0 else { return nil }
+              result.status == 0, !result.truncated else { return nil }
         var offer: [String: [String]] = [:]
         for line in result.output.split(separator: "\n") {
             let parts = line.split(separator: " ", maxSplits: 1)

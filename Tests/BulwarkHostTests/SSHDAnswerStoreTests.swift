@@ -176,5 +176,6 @@ import Testing
         #expect(SSHDProbe.accountsAreLocal(nsswitch: "passwd: compat [NOTFOUND=return] files\ngroup: compat\n"))
         #expect(!SSHDProbe.accountsAreLocal(nsswitch: "passwd: files sss\ngroup: files sss\n"))
         #expect(!SSHDProbe.accountsAreLocal(nsswitch: "passwd: files\ngroup:\tfiles ldap\n"))
+        #expect(!SSHDProbe.accountsAreLocal(nsswitch: "passwd: files\ngroup: files\ninitgroups: sss files\n"))
     }
 }
