@@ -138,19 +138,22 @@ struct HostAccounts: Sendable {
     struct KeyFile: Sendable {
         var hasKey = false
         var types: Set<String> = []
+        /// The size in bits of the largest RSA key, if any (sshd's RequiredRSASize refuses smaller ones).
+        var largestRSA: Int?
 
         init(_ text: String) {
             for line in text.split(whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {
-                guard let key = HostAccounts.keyLine(line), let type = Self.keyType(key) else { continue }
+                guard let key = HostAccounts.keyLine(line), let (type, bits) = Self.keyType(key) else { continue }
                 hasKey = true
                 types.insert(type)
+                if type == "ssh-rsa" { largestRSA = max(largestRSA ?? 0, bits) }
             }
         }
 
-        /// The key type of a line (from its first character that is not a blank), or nil where
-        /// sshd would take no key from it.
-        static func keyType(_ line: Substring) -> String? {
-            if let type = key(at: line) { return type }
+        /// The key type of a line (from its first character that is not a blank), and an RSA
+        /// key's size in bits (0 for other types); nil where sshd would take no key from it.
+        static func keyType(_ line: Substring) -> (type: String, bits: Int)? {
+            if let key = key(at: line) { return key }
             guard let (options, rest) = pastOptions(line), knownOptions(options) else { return nil }
             return key(at: rest.drop { $0 == " " || $0 == "\t" })
         }
@@ -166,21 +169,23 @@ struct HostAccounts: Sendable {
             return names
         }()
 
-        /// The type of the whole key `text` starts with: a name sshd knows, blanks, and a blob
-        /// that is that key (`isKey`); nil otherwise.
-        static func key(at text: Substring) -> String? {
+        /// The type of the whole key `text` starts with (a name sshd knows, blanks, and a blob
+        /// that is that key: `keyBits`), and an RSA key's bits; nil otherwise.
+        static func key(at text: Substring) -> (type: String, bits: Int)? {
             let name = text.prefix { $0 != " " && $0 != "\t" }
             guard let type = names[String(name)] else { return nil }
             let blob = text[name.endIndex...].drop { $0 == " " || $0 == "\t" }.prefix { $0 != " " && $0 != "\t" }
-            return isKey(blob, type: type) ? type : nil
+            return keyBits(blob, type: type).map { (type, $0) }
         }
 
         /// Whether `blob` is a whole public key of `type` as sshd decodes it: base64 (white space
         /// inside skipped), then the type's name, then the key's fields, each length-prefixed,
-        /// filling the blob exactly, in the number the type has (an ed25519 key of 32 bytes).
-        static func isKey(_ blob: Substring, type: String) -> Bool {
+        /// filling the blob exactly, in the number the type has (an ed25519 key of 32 bytes; an
+        /// RSA modulus of 1,024 bits or more, as sshd requires). Returns an RSA key's size in
+        /// bits, 0 for another type's key, nil for no key.
+        static func keyBits(_ blob: Substring, type: String) -> Int? {
             let text = String(blob.unicodeScalars.filter { !($0 == " " || (9...13).contains($0.value)) })
-            guard let data = Data(base64Encoded: text) else { return false }
+            guard let data = Data(base64Encoded: text) else { return nil }
             var rest = [UInt8](data)[...]
             func field() -> ArraySlice<UInt8>? {
                 guard rest.count >= 4 else { return nil }
@@ -189,20 +194,27 @@ struct HostAccounts: Sendable {
                 defer { rest = rest.dropFirst(4 + length) }
                 return rest.dropFirst(4).prefix(length)
             }
-            guard let name = field(), name.elementsEqual(type.utf8) else { return false }
+            guard let name = field(), name.elementsEqual(type.utf8) else { return nil }
             var fields: [ArraySlice<UInt8>] = []
             while !rest.isEmpty {
-                guard let next = field() else { return false }
+                guard let next = field() else { return nil }
                 fields.append(next)
             }
+            let whole: Bool
             switch type {
-            case "ssh-ed25519": return fields.count == 1 && fields[0].count == 32
-            case "sk-ssh-ed25519@openssh.com": return fields.count == 2 && fields[0].count == 32
-            case "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521": return fields.count == 2
-            case "sk-ecdsa-sha2-nistp256@openssh.com": return fields.count == 3
-            case "ssh-dss": return fields.count == 4
-            default: return false
+            case "ssh-ed25519": whole = fields.count == 1 && fields[0].count == 32
+            case "sk-ssh-ed25519@openssh.com": whole = fields.count == 2 && fields[0].count == 32
+            case "ssh-rsa":
+                // e, then n: its bits from its first non-zero byte (an mpint may start with a zero).
+                guard fields.count == 2, let top = fields[1].firstIndex(where: { $0 != 0 }) else { return nil }
+                let bits = (fields[1].endIndex - top - 1) * 8 + (8 - fields[1][top].leadingZeroBitCount)
+                return bits >= 1024 ? bits : nil
+            case "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521": whole = fields.count == 2
+            case "sk-ecdsa-sha2-nistp256@openssh.com": whole = fields.count == 3
+            case "ssh-dss": whole = fields.count == 4
+            default: whole = false
             }
+            return whole ? 0 : nil
         }
 
         /// The options field a line starts with and what follows it, as sshd finds its end
@@ -361,6 +373,11 @@ struct HostAccounts: Sendable {
         keyFilePaths(account, patterns: patterns).reduce(into: []) { types, path in
             if let file = keyFile(path) { types.formUnion(file.types) }
         }
+    }
+
+    /// The size in bits of the account's largest authorized RSA key, if it has one.
+    func largestRSAKey(_ account: HostAccount, patterns: [String]) -> Int? {
+        keyFilePaths(account, patterns: patterns).compactMap { keyFile($0)?.largestRSA }.max()
     }
 
     /// The paths `patterns` (AuthorizedKeysFile tokens: `%h`, `%u`, `%U`, `%%`) name for `account`.

@@ -540,11 +540,21 @@ extension SSHDConfigDriver: JointlyGuardedDriver {
         let keyFiles = (settings["authorizedkeysfile"]?.first ?? ".ssh/authorized_keys").split(separator: " ").map(String.init)
         let keyCommand = value("authorizedkeyscommand")
         var hasKey = accounts.authorizedKeys(account, patterns: keyFiles) != nil || (!keyCommand.isEmpty && keyCommand != "none")
-        // Keys of types neither sshd's PubkeyAcceptedAlgorithms nor a client's default offer take are no way in.
+        // Keys of types neither sshd's PubkeyAcceptedAlgorithms nor a client's default offer take
+        // are no way in, nor RSA keys smaller than RequiredRSASize (OpenSSH 9.1; 1024 bits by default).
         var refusedKeys: String?
-        if hasKey, keyCommand.isEmpty || keyCommand == "none", let accepted = settings["pubkeyacceptedalgorithms"]?.first {
-            let types = accounts.authorizedKeyTypes(account, patterns: keyFiles)
-            if !types.isEmpty, !SSHClientDefaults.canSign(with: types, accepted: accepted) {
+        if hasKey, keyCommand.isEmpty || keyCommand == "none" {
+            var types = accounts.authorizedKeyTypes(account, patterns: keyFiles)
+            if types.contains("ssh-rsa"), let required = Int(value("requiredrsasize")),
+               let largest = accounts.largestRSAKey(account, patterns: keyFiles), largest < required {
+                types.remove("ssh-rsa")
+                if types.isEmpty {
+                    hasKey = false
+                    refusedKeys = "its RSA keys (\(largest) bits at most) are smaller than RequiredRSASize \(required)"
+                }
+            }
+            if hasKey, let accepted = settings["pubkeyacceptedalgorithms"]?.first, !types.isEmpty,
+               !SSHClientDefaults.canSign(with: types, accepted: accepted) {
                 hasKey = false
                 refusedKeys = "its keys (\(types.sorted().joined(separator: ", "))) are not among PubkeyAcceptedAlgorithms \(accepted)"
             }
@@ -572,6 +582,7 @@ extension SSHDConfigDriver: JointlyGuardedDriver {
             if let refusedKeys, !hasPassword { return refusedKeys }
             var held: [String] = []
             if hasKey { held.append("a key") }
+            if let refusedKeys { held.append("keys sshd refuses: \(refusedKeys)") }
             if hasPassword { held.append("a password") }
             return "no authentication method left (holds \(held.isEmpty ? "no key or password" : held.joined(separator: " and ")); "
                 + "PubkeyAuthentication \(value("pubkeyauthentication")), PasswordAuthentication \(value("passwordauthentication")), "

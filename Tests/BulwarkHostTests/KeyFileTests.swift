@@ -10,9 +10,10 @@ import Testing
 @Suite(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/ssh-keygen"), "needs ssh-keygen (openssh-client)"))
 struct KeyFileTests {
     /// A new key's public line (`type blob comment`).
-    func publicKey(_ type: String, in folder: String) throws -> String {
+    func publicKey(_ type: String, bits: Int? = nil, in folder: String) throws -> String {
         let path = folder + "/key-" + type
-        let made = try run("/usr/bin/ssh-keygen", ["-q", "-t", type, "-N", "", "-C", "someone@laptop", "-f", path])
+        let made = try run("/usr/bin/ssh-keygen", ["-q", "-t", type, "-N", "", "-C", "someone@laptop", "-f", path]
+                           + (bits.map { ["-b", String($0)] } ?? []))
         try #require(made.status == 0, "\(made.stderr)")
         return try read(path + ".pub").trimmingCharacters(in: .newlines)
     }
@@ -22,6 +23,10 @@ struct KeyFileTests {
             let ed = try publicKey("ed25519", in: dir), ec = try publicKey("ecdsa", in: dir), rsa = try publicKey("rsa", in: dir)
             let edFields = ed.split(separator: " ").map(String.init)
             let blob = edFields[1]
+            // An RSA key of 768 bits (ssh-keygen makes none under 1,024): the type, e, and n.
+            func sshString(_ bytes: [UInt8]) -> [UInt8] { withUnsafeBytes(of: UInt32(bytes.count).bigEndian, Array.init) + bytes }
+            let small = Data(sshString(Array("ssh-rsa".utf8)) + sshString([1, 0, 1]) + sshString([0, 0xc3] + [UInt8](repeating: 0x5b, count: 94) + [0x07]))
+                .base64EncodedString()
             let cases: [(String, String, Set<String>)] = [
                 ("a key", ed + "\n", ["ssh-ed25519"]),
                 ("line ends with carriage returns, after a comment", "# laptop\r\n" + ed + "\r\n", ["ssh-ed25519"]),
@@ -33,6 +38,8 @@ struct KeyFileTests {
                 ("a word, not a key", "disabled\n", []),
                 ("only carriage returns", "\r\n\r\n", []),
                 ("a type and no key", "ssh-ed25519\n", []),
+                ("an RSA key of 768 bits", "ssh-rsa " + small + " small\n", []),
+                ("an RSA key of 2,048 bits", rsa + "\n", ["ssh-rsa"]),
             ]
             for (name, text, types) in cases {
                 let path = dir + "/authorized_keys"
@@ -106,6 +113,26 @@ struct KeyFileTests {
             try write(keys, "# admin's laptop\r\n" + sampleKey.replacingOccurrences(of: "\n", with: "\r\n"), mode: 0o600)
             try await expectApplied(root, passwordsOff)
             #expect(try read(root + "/etc/ssh/sshd_config").contains("\nPasswordAuthentication no\n"))
+        }
+    }
+
+    /// The administrator's only key is RSA of 2,048 bits, and a drop-in someone wrote asks for
+    /// 3,072 (RequiredRSASize): sshd refuses the key, so turning passwords off would leave no way
+    /// in and is blocked; with an ed25519 key beside it, it goes through.
+    @Test(.enabled(if: sshdInstalled)) func anRSAKeySmallerThanRequiredRSASizeIsNoWayIn() async throws {
+        try await withTemporaryDirectory { root in
+            try makeHost(root, [root0, admin])
+            try write(root + "/etc/ssh/sshd_config", "Include /etc/ssh/sshd_config.d/*.conf\nPermitRootLogin yes\nPasswordAuthentication yes\n"
+                      + "KbdInteractiveAuthentication no\nUsePAM yes\n# \(UUID().uuidString)\n")
+            try write(root + "/etc/ssh/sshd_config.d/50-rsa.conf", "RequiredRSASize 3072\n")
+            let rsa = try publicKey("rsa", bits: 2048, in: root)
+            let keys = root + "/home/admin/.ssh/authorized_keys"
+            try write(keys, rsa + "\n", mode: 0o600)
+            let passwordsOff = resource("SSHDConfig", "s", "PasswordAuthentication: \"no\"")
+            let reason = try await expectBlocked(root, passwordsOff, reason: "no account could log in over SSH")
+            #expect(reason.contains("RequiredRSASize 3072"), "\(reason)")
+            try write(keys, rsa + "\n" + sampleKey, mode: 0o600)
+            try await expectApplied(root, passwordsOff)
         }
     }
 }
