@@ -129,9 +129,10 @@ struct HostAccounts: Sendable {
     /// What an authorized_keys file holds, read as sshd reads it (`check_authkey_line`): whether
     /// it has a line sshd would take as a key, and those keys' types (`ssh-ed25519`, `ssh-rsa`, …).
     /// A line is a key where a whole key starts it, or where one options field (quotes kept
-    /// whole, every option one sshd knows) and blanks come before a whole key (`isKey`). A key
-    /// pasted over two lines, cut short, under another key's name, a certificate (sshd matches
-    /// none in authorized_keys), an unknown option, or any other text lets no one in, and counting
+    /// whole, every option one sshd takes on a plain key: `knownOptions`) and blanks come before
+    /// a whole key (`keyBits`). A key pasted over two lines, cut short, under another key's name,
+    /// a certificate (sshd matches none in authorized_keys), an unknown option, an expiry past,
+    /// or any other text lets no one in, and counting
     /// one as a key let `PasswordAuthentication no` lock out an administrator who has only a
     /// password. Lines end at a line feed, with or without a carriage return before it (sshd's
     /// base64 decoder skips the carriage return).
@@ -206,9 +207,11 @@ struct HostAccounts: Sendable {
             case "sk-ssh-ed25519@openssh.com": whole = fields.count == 2 && fields[0].count == 32
             case "ssh-rsa":
                 // e, then n: its bits from its first non-zero byte (an mpint may start with a zero).
-                guard fields.count == 2, let top = fields[1].firstIndex(where: { $0 != 0 }) else { return nil }
+                // Both positive (no top bit set without a zero byte before it), n at most 16,384 bits.
+                guard fields.count == 2, fields.allSatisfy({ ($0.first ?? 0) & 0x80 == 0 }),
+                      let top = fields[1].firstIndex(where: { $0 != 0 }) else { return nil }
                 let bits = (fields[1].endIndex - top - 1) * 8 + (8 - fields[1][top].leadingZeroBitCount)
-                return bits >= 1024 ? bits : nil
+                return (1024...16_384).contains(bits) ? bits : nil
             case "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521": whole = fields.count == 2
             case "sk-ecdsa-sha2-nistp256@openssh.com": whole = fields.count == 3
             case "ssh-dss": whole = fields.count == 4
@@ -235,36 +238,85 @@ struct HostAccounts: Sendable {
             return (line[..<index], line[index...])
         }
 
-        /// Options sshd accepts (`sshauthopt_parse`): each one it knows, case aside, a flag
-        /// (some also as `no-…`) or a name with a double-quoted value, separated by commas.
-        static func knownOptions(_ options: Substring) -> Bool {
-            let flags: Set<String> = ["restrict", "cert-authority"]
+        /// Options under which sshd lets a plain key in (`sshauthopt_parse`, then
+        /// `auth_authorise_keyopts`): each one it knows, case aside, a flag (some also as `no-…`)
+        /// or a name with a double-quoted value, separated by commas (empty ones skipped), each
+        /// value one sshd takes, neither `command` nor `from` twice, no expiry already past, and neither `cert-authority` nor `principals` (a key for
+        /// certificates, which lets no plain key in). A key limited to some hosts (`from`) still
+        /// counts: its owner wrote where they log in from.
+        static func knownOptions(_ options: Substring, now: Date = Date()) -> Bool {
             let negatable: Set<String> = ["port-forwarding", "agent-forwarding", "x11-forwarding", "touch-required", "verify-required",
                                           "pty", "user-rc"]
-            let valued: Set<String> = ["command", "principals", "from", "expiry-time", "environment", "permitopen", "permitlisten", "tunnel"]
+            let once: Set<String> = ["command", "from"]
+            var seen: Set<String> = []
             var rest = options[...]
             while true {
                 let raw = rest.prefix { $0 != "=" && $0 != "," }
                 let name = raw.lowercased()
                 rest = rest[raw.endIndex...]
                 if rest.first == "=" {
-                    guard valued.contains(name), rest.dropFirst().first == "\"" else { return false }
+                    guard rest.dropFirst().first == "\"" else { return false }
                     rest = rest.dropFirst(2)
-                    // The value, to its closing quote (`\"` inside it escaped).
+                    // The value, to its closing quote (`\"` inside it stands for a quote).
+                    var value = ""
                     var closed = false
                     while let character = rest.first {
                         rest = rest.dropFirst()
-                        if character == "\\", rest.first == "\"" { rest = rest.dropFirst(); continue }
+                        if character == "\\", rest.first == "\"" { rest = rest.dropFirst(); value.append("\""); continue }
                         if character == "\"" { closed = true; break }
+                        value.append(character)
                     }
-                    guard closed else { return false }
-                } else {
+                    guard closed, seen.insert(name).inserted || !once.contains(name), takes(name, value, now: now) else { return false }
+                } else if !name.isEmpty {
                     let flag = name.hasPrefix("no-") ? String(name.dropFirst(3)) : name
-                    guard flags.contains(name) || negatable.contains(flag) else { return false }
+                    guard name == "restrict" || negatable.contains(flag) else { return false }
                 }
                 guard let separator = rest.first else { return true }
-                guard separator == ",", !rest.dropFirst().isEmpty else { return false }
+                guard separator == "," else { return false }
                 rest = rest.dropFirst()
+            }
+        }
+
+        /// Whether sshd takes `value` for the option `name` (lower-case) on a plain key.
+        static func takes(_ name: String, _ value: String, now: Date) -> Bool {
+            switch name {
+            case "command": return true
+            case "from": return !value.isEmpty && !value.split(separator: ",", omittingEmptySubsequences: false).contains { $0.isEmpty }
+            case "environment":
+                guard let equals = value.firstIndex(of: "="), equals > value.startIndex else { return false }
+                return value[..<equals].allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }
+            case "tunnel": return value.lowercased() == "any" || (!value.isEmpty && value.allSatisfy(\.isASCII) && Int(value) != nil)
+            case "permitopen", "permitlisten":
+                // host:port or [host]:port (a listen may be a port alone); the port a number or *.
+                let port: Substring
+                if value.hasPrefix("[") {
+                    guard let close = value.firstIndex(of: "]"), value[value.index(after: close)...].first == ":" else { return false }
+                    port = value[value.index(close, offsetBy: 2)...]
+                } else if let colon = value.lastIndex(of: ":") {
+                    guard colon > value.startIndex else { return false }
+                    port = value[value.index(after: colon)...]
+                } else {
+                    guard name == "permitlisten" else { return false }
+                    port = value[...]
+                }
+                return port == "*" || (!port.isEmpty && port.allSatisfy { $0.isASCII && $0.isNumber } && (Int(port) ?? 65_536) <= 65_535)
+            case "expiry-time":
+                // YYYYMMDD[HHMM[SS]], local time, or UTC with a trailing Z; the key counts until then.
+                let utc = value.hasSuffix("Z") || value.hasSuffix("z")
+                let digits = utc ? value.dropLast() : value[...]
+                guard [8, 12, 14].contains(digits.count), digits.allSatisfy({ $0.isASCII && $0.isNumber }) else { return false }
+                func part(_ from: Int, _ length: Int) -> Int? {
+                    from + length <= digits.count ? Int(digits.dropFirst(from).prefix(length)) : 0
+                }
+                var calendar = Calendar(identifier: .gregorian)
+                calendar.timeZone = utc ? TimeZone(identifier: "UTC")! : TimeZone.current
+                let parts = DateComponents(year: part(0, 4), month: part(4, 2), day: part(6, 2), hour: part(8, 2), minute: part(10, 2),
+                                           second: part(12, 2))
+                guard let date = calendar.date(from: parts), parts.isValidDate(in: calendar) else { return false }
+                return date > now
+            default:
+                // cert-authority's principals, and any option sshd does not know.
+                return false
             }
         }
     }

@@ -27,6 +27,9 @@ struct KeyFileTests {
             func sshString(_ bytes: [UInt8]) -> [UInt8] { withUnsafeBytes(of: UInt32(bytes.count).bigEndian, Array.init) + bytes }
             let small = Data(sshString(Array("ssh-rsa".utf8)) + sshString([1, 0, 1]) + sshString([0, 0xc3] + [UInt8](repeating: 0x5b, count: 94) + [0x07]))
                 .base64EncodedString()
+            // 2,048 bits with the top bit set and no zero byte before it: a negative number to sshd.
+            let negative = Data(sshString(Array("ssh-rsa".utf8)) + sshString([1, 0, 1]) + sshString([0xc3] + [UInt8](repeating: 0x5b, count: 254) + [0x07]))
+                .base64EncodedString()
             let cases: [(String, String, Set<String>)] = [
                 ("a key", ed + "\n", ["ssh-ed25519"]),
                 ("line ends with carriage returns, after a comment", "# laptop\r\n" + ed + "\r\n", ["ssh-ed25519"]),
@@ -39,6 +42,7 @@ struct KeyFileTests {
                 ("only carriage returns", "\r\n\r\n", []),
                 ("a type and no key", "ssh-ed25519\n", []),
                 ("an RSA key of 768 bits", "ssh-rsa " + small + " small\n", []),
+                ("an RSA key whose modulus reads as negative", "ssh-rsa " + negative + " negative\n", []),
                 ("an RSA key of 2,048 bits", rsa + "\n", ["ssh-rsa"]),
             ]
             for (name, text, types) in cases {
@@ -78,6 +82,20 @@ struct KeyFileTests {
                 ("pasted over two lines", "ssh-ed25519 " + blob.prefix(40) + "\n" + blob.dropFirst(40) + " laptop\n", server.clientKey, nil),
                 ("cut short", "ssh-ed25519 " + blob.dropLast(4) + " laptop\n", server.clientKey, nil),
                 ("under another type's name", "ssh-rsa " + blob + "\n", server.clientKey, nil),
+                ("a key for certificates", "cert-authority " + ed + "\n", server.clientKey, nil),
+                ("principals on a plain key", "principals=\"admin\" " + ed + "\n", server.clientKey, nil),
+                ("an expiry past", "expiry-time=\"20200101\" " + ed + "\n", server.clientKey, nil),
+                ("an expiry to come", "expiry-time=\"29991231\" " + ed + "\n", server.clientKey, "ssh-ed25519"),
+                ("an expiry sshd cannot read", "expiry-time=\"tomorrow\" " + ed + "\n", server.clientKey, nil),
+                ("an empty from", "from=\"\" " + ed + "\n", server.clientKey, nil),
+                ("an environment without a value", "environment=\"FOO\" " + ed + "\n", server.clientKey, nil),
+                ("an environment", "environment=\"A_1=b c\" " + ed + "\n", server.clientKey, "ssh-ed25519"),
+                ("a trailing comma", "no-pty, " + ed + "\n", server.clientKey, "ssh-ed25519"),
+                ("a leading and a doubled comma", ",no-pty,,restrict " + ed + "\n", server.clientKey, "ssh-ed25519"),
+                ("a permitopen without a port", "permitopen=\"nohost\" " + ed + "\n", server.clientKey, nil),
+                ("a permitopen", "permitopen=\"localhost:8080\" " + ed + "\n", server.clientKey, "ssh-ed25519"),
+                ("a tunnel sshd cannot read", "tunnel=\"abc\" " + ed + "\n", server.clientKey, nil),
+                ("two commands", "command=\"true\",command=\"true\" " + ed + "\n", server.clientKey, nil),
             ]
             let keys = server.directory + "/authorized_keys"
             for (name, line, key, type) in cases {
