@@ -84,7 +84,7 @@ final class SSHDProbeCache: Sendable {
     func answer(_ key: ProbeKey, kept: Bool = false, compute: () throws -> [String: [String]]) throws -> [String: [String]] {
         while true {
             let (known, mine) = entries.withLock { entries -> ([String: [String]]?, Bool) in
-                if let known = Self.current(entries.answers[key]) { return (known, false) }
+                if let known = Self.young(entries.answers[key]) { return (known, false) }
                 return (nil, entries.running.insert(key).inserted)
             }
             if let known { return known }
@@ -108,7 +108,7 @@ final class SSHDProbeCache: Sendable {
     /// Whether an answer for `key` is stored or being computed by another caller now; one kept
     /// in the state directory (`kept`, as `answer`) is read into this cache.
     func isAnsweredOrRunning(_ key: ProbeKey, kept: Bool = false) -> Bool {
-        if entries.withLock({ Self.current($0.answers[key]) != nil || $0.running.contains(key) }) { return true }
+        if entries.withLock({ Self.young($0.answers[key]) != nil || $0.running.contains(key) }) { return true }
         guard kept, let found = self.kept?.read(key) else { return false }
         store(found.answer, at: found.at, for: key)
         return true
@@ -116,7 +116,7 @@ final class SSHDProbeCache: Sendable {
 
     /// An answer still young enough to use: none older than `SSHDAnswerStore.lifetime`, so that
     /// a daemon sees within a day what no key names (a library sshd loads), as a new process does.
-    private static func current(_ entry: (answer: [String: [String]], at: Date)?) -> [String: [String]]? {
+    private static func young(_ entry: (answer: [String: [String]], at: Date)?) -> [String: [String]]? {
         guard let entry, Date().timeIntervalSince(entry.at) < SSHDAnswerStore.lifetime else { return nil }
         return entry.answer
     }
