@@ -24,40 +24,39 @@ demo: build
 benchmarks: setup
 	cd Benchmarks && swift package --allow-writing-to-package-directory benchmark
 
-# A release binary (Swift runtime shared, from the toolchain) whose functions are laid out in
-# packaging/bulwark.order's order: the ones the usual commands run first, in the order they first
-# run, so that they take 2 MiB of pages instead of being spread over 17 MB (the kernel maps 64 KiB
-# of the binary around each page touched). Every module's functions get sections of their own for
-# it; a name the build no longer has is skipped (OrderFileTests says when the order is stale).
-# Its own build folder (its compiler flags differ from `make deb`'s); the binary is removed first
-# so that a new order is linked in even when nothing was compiled.
+# The release binary: the Swift runtime and Foundation linked in (the host needs no toolchain),
+# every function in a section of its own, laid out in packaging/bulwark.order's order: the
+# functions the usual commands run (Bulwark's, its dependencies' and the runtime's), grouped by
+# the command that first needs them, ahead of the rest of the code (the kernel maps 64 KiB of the
+# binary around each page touched). --no-export-dynamic: the runtime's link arguments export
+# every symbol of Bulwark and its dependencies (51,000 of them, 4.7 MB of tables), and the loader's
+# lookups then kept 3.4 MiB of those tables resident; nothing looks Bulwark's symbols up by name.
+# A name the build no longer has is skipped (OrderFileTests says when the order is stale).
+# SwiftPM 6.3 fails a second release build in one scratch folder with "unknown build
+# description" (it trips on the plan the previous build left), so each build plans afresh;
+# nothing already compiled is compiled again. The binary is removed first so that a new order is
+# linked in even when nothing was compiled.
 RELEASE_SCRATCH ?= $(CURDIR)/.build-ordered
-ORDER_FLAGS = -Xswiftc -Xfrontend -Xswiftc -function-sections -Xcc -ffunction-sections \
-	-Xlinker '--symbol-ordering-file=$(CURDIR)/packaging/bulwark.order' -Xlinker --no-warn-symbol-ordering
+RELEASE_FLAGS = --scratch-path '$(RELEASE_SCRATCH)' -c release --static-swift-stdlib \
+	-Xswiftc -Xfrontend -Xswiftc -function-sections -Xcc -ffunction-sections \
+	-Xlinker '--symbol-ordering-file=$(CURDIR)/packaging/bulwark.order' -Xlinker --no-warn-symbol-ordering \
+	-Xlinker --no-export-dynamic
 release: setup
-	rm -f '$(RELEASE_SCRATCH)/release.yaml' '$(RELEASE_SCRATCH)/release/description.json' '$(RELEASE_SCRATCH)/release/bulwark'
-	swift build --scratch-path '$(RELEASE_SCRATCH)' -c release $(ORDER_FLAGS) --product bulwark
+	rm -f '$(RELEASE_SCRATCH)/release.yaml' '$(RELEASE_SCRATCH)'/*/release/description.json '$(RELEASE_SCRATCH)/release/bulwark'
+	swift build $(RELEASE_FLAGS) --product bulwark
 	@echo 'built $(RELEASE_SCRATCH)/release/bulwark'
 
-# Regenerates packaging/bulwark.order (about 20 minutes: a coverage build, then the benchmarks'
-# fleet and daemon runs; needs root, sshd and git, as they do).
+# Regenerates packaging/bulwark.order (about 5 minutes after `make release`: the benchmarks'
+# fleet and daemon runs under valgrind's callgrind; needs root, sshd, git and valgrind).
 order-file: setup
-	scripts/order-file
+	scripts/order-file '$(RELEASE_SCRATCH)'
 
-# The .deb: a release binary with the Swift runtime linked in (the host needs no toolchain),
-# the hardened systemd unit, /etc/default/bulwark, man pages and completions, in dist/.
-# SwiftPM 6.3 fails a second release build in one scratch folder with "unknown build description"
-# (it trips on the plan the previous build left), so each build plans afresh; nothing already
-# compiled is compiled again. Both builds use the same flags. Not laid out in bulwark.order's
-# order: with the runtime linked in, most of the resident code is the runtime's and Foundation's,
-# which the order does not cover, and an ordered static build was not smaller (52.6-53.3 MiB at a
-# 100-root apply's peak, against 51.0-51.5 MiB unordered; Benchmarks/README.md).
-deb: setup
-	rm -f $(SCRATCH)/release.yaml $(SCRATCH)/release/description.json
-	swift build $(SWIFT_FLAGS) -c release --static-swift-stdlib --product bulwark
-	rm -f $(SCRATCH)/release.yaml $(SCRATCH)/release/description.json
-	swift build $(SWIFT_FLAGS) -c release --static-swift-stdlib --product generate-manual
-	scripts/build-deb --bin $(SCRATCH)/release/bulwark --manual-tool $(SCRATCH)/release/generate-manual --out dist
+# The .deb: `make release`'s binary, the hardened systemd unit, /etc/default/bulwark, man pages
+# and completions, in dist/. generate-manual is built with the same flags in the same folder.
+deb: release
+	rm -f '$(RELEASE_SCRATCH)/release.yaml' '$(RELEASE_SCRATCH)'/*/release/description.json
+	swift build $(RELEASE_FLAGS) --product generate-manual
+	scripts/build-deb --bin '$(RELEASE_SCRATCH)/release/bulwark' --manual-tool '$(RELEASE_SCRATCH)/release/generate-manual' --out dist
 
 clean:
 	rm -rf $(SCRATCH)

@@ -31,8 +31,10 @@ struct OrderFileTests {
             if fields.count == 3, ["t", "T", "w", "W"].contains(fields[1]), Self.isOwn(fields[2]) { functions.insert(fields[2]) }
         }
         try #require(!functions.isEmpty, "the binary has no symbol table (stripped?): nothing to compare the order with")
-        // When generated, 77 % of its own names are in a debug build (the rest are release-only
-        // specialisations and merged functions), and 84 % of the first 200, the start-up path.
+        // When generated, 80 % of its own names are in a debug build (the rest are release-only
+        // specialisations and merged functions), and 96 % of the first 200, the start-up path.
+        // The rest of the order (the Swift runtime's, Foundation's, the dependencies') is not
+        // checked: those names change only with the toolchain and the pinned versions.
         let present = own.filter(functions.contains).count
         let first = own.prefix(200), firstPresent = first.filter(functions.contains).count
         #expect(own.count > 1_000 && present * 2 > own.count,
