@@ -259,7 +259,20 @@ struct SSHDConfigDriver: ResourceDriver {
             }
             values[property.name] = Self.normalize(entry.value, type) ?? entry.value
         }
+        // A drift the guard will judge: what its first probe needs is made now, while the other
+        // targets are read, not in front of that probe once every target has been.
+        if validator.executable != nil, Self.guardWillProbe(resource, observed: values) {
+            SSHDGuardWarmUp.start()
+        }
         return Observation(values: values)
+    }
+
+    /// Whether a plan will ask sshd about this resource as observed: one of its settings drifted
+    /// and is one the guard judges by probing (`mayLockOut`).
+    static func guardWillProbe(_ resource: Resource, observed values: [String: String?]) -> Bool {
+        resource.spec.properties.contains { property in
+            mayLockOut(property.name, desired: property.value) && values[property.name] != .some(property.value)
+        }
     }
 
     /// The configuration after `changes`, exactly as `apply` writes it, and the files that

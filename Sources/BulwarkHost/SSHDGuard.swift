@@ -369,12 +369,15 @@ extension SSHDConfigDriver: JointlyGuardedDriver {
         let verdicts = Memo<Key, GuardVerdict>(limit: PlanReads.pathLimit)
     }
 
+    /// Whether setting `keyword` to `desired` is judged by asking sshd (see `cannotLockOut`).
+    /// PermitEmptyPasswords may always be turned off: it only ever removes empty-password logins.
+    static func mayLockOut(_ keyword: String, desired: String) -> Bool {
+        let name = settingName(keyword)
+        return !cannotLockOut.contains(name) && !(name == settingName("PermitEmptyPasswords") && desired == "no")
+    }
+
     private func judge(_ changes: [PropertyDrift], on target: Target, alongside: [AllowedChange]) throws -> GuardVerdict {
-        // PermitEmptyPasswords may always be turned off: it only ever removes empty-password logins.
-        if changes.allSatisfy({ Self.cannotLockOut.contains(Self.settingName($0.property))
-                                || (Self.settingName($0.property) == Self.settingName("PermitEmptyPasswords") && $0.desired == "no") }) {
-            return .allow
-        }
+        guard changes.contains(where: { Self.mayLockOut($0.property, desired: $0.desired) }) else { return .allow }
         guard let executable = validator.executable else {
             throw HostError("sshd is not installed where Bulwark runs, so the candidate cannot be checked")
         }
@@ -625,6 +628,24 @@ extension SSHDConfigDriver: JointlyGuardedDriver {
         }
         return result
     }
+}
+
+// MARK: - Made ahead of the first probe
+
+/// What the guard's first probe waits for, made in the background once per process as soon as a
+/// plan sees a drift the guard will judge: the probe host key (`ssh-keygen`) and what a client
+/// offers (`ssh -G`). The guard judges after every target has been read, and a drifted 100-root
+/// plan with no answers kept waited for both in turn, both cores idle, before its first `sshd -T`.
+/// Each takes its own lock or once-only initialiser, so a judgment that comes first waits for the
+/// one running rather than starting a second. A process that ends while the key is being made
+/// leaves its folder for the next Bulwark to remove (`SSHDHostKey.removeLeftovers`).
+enum SSHDGuardWarmUp {
+    private static let started: Void = {
+        if !OwnThread.detached({ _ = try? SSHDHostKey.path() }) { return }
+        _ = OwnThread.detached { _ = SSHClientDefaults.offer }
+    }()
+
+    static func start() { _ = started }
 }
 
 // MARK: - What a client offers

@@ -720,3 +720,29 @@ import Testing
         }
     }
 }
+
+/// What the guard's first probe needs (the probe key, a client's offer) is made as soon as an
+/// observation shows a drift the guard will ask sshd about, and only then: an in-sync plan, or
+/// one whose sshd drift cannot lock anyone out, starts no `ssh-keygen` and no `ssh`.
+@Suite struct SSHDGuardWarmUpTests {
+    func resource(_ properties: [(String, String)]) -> Resource {
+        Resource(id: ResourceID(kind: "SSHDConfig", name: "hardening"),
+                 spec: ResourceSpec(properties: properties.map { DesiredProperty($0.0, $0.1) }),
+                 location: SourceLocation(file: "sshd.yaml", line: 1))
+    }
+
+    @Test func aDriftTheGuardProbesWarmsUpAndNothingElseDoes() {
+        let hardening = resource([("PermitRootLogin", "no"), ("X11Forwarding", "no"), ("PermitEmptyPasswords", "no")])
+        // In sync: nothing to judge.
+        #expect(!SSHDConfigDriver.guardWillProbe(hardening, observed: ["PermitRootLogin": "no", "X11Forwarding": "no", "PermitEmptyPasswords": "no"]))
+        // Only settings that cannot lock anyone out drifted, and PermitEmptyPasswords turned off.
+        #expect(!SSHDConfigDriver.guardWillProbe(hardening, observed: ["PermitRootLogin": "no", "X11Forwarding": "yes", "PermitEmptyPasswords": "yes"]))
+        // Root login drifted, or is unset in the file: the guard will ask sshd.
+        #expect(SSHDConfigDriver.guardWillProbe(hardening, observed: ["PermitRootLogin": "yes", "X11Forwarding": "no", "PermitEmptyPasswords": "no"]))
+        #expect(SSHDConfigDriver.guardWillProbe(hardening, observed: ["PermitRootLogin": String?.none, "X11Forwarding": "no", "PermitEmptyPasswords": "no"]))
+        // PermitEmptyPasswords turned on is judged.
+        #expect(SSHDConfigDriver.guardWillProbe(resource([("PermitEmptyPasswords", "yes")]), observed: ["PermitEmptyPasswords": "no"]))
+        // A limit no check reads is still judged (against the rest of its candidate).
+        #expect(SSHDConfigDriver.guardWillProbe(resource([("MaxAuthTries", "4")]), observed: ["MaxAuthTries": "10"]))
+    }
+}
