@@ -52,11 +52,12 @@ order-file: setup
 	scripts/order-file '$(RELEASE_SCRATCH)'
 
 # The .deb: `make release`'s binary, the hardened systemd unit, /etc/default/bulwark, man pages
-# and completions, in dist/. generate-manual is built with the same flags in the same folder.
+# and completions, in dist/. generate-manual only turns the binary's --help into man pages and
+# is not shipped: the debug build's (`make build` makes it) serves; built with the release flags
+# it would be linked by gold, which has no --symbol-ordering-file.
 deb: release
-	rm -f '$(RELEASE_SCRATCH)/release.yaml' '$(RELEASE_SCRATCH)'/*/release/description.json
-	swift build $(RELEASE_FLAGS) --product generate-manual
-	scripts/build-deb --bin '$(RELEASE_SCRATCH)/release/bulwark' --manual-tool '$(RELEASE_SCRATCH)/release/generate-manual' --out dist
+	swift build $(SWIFT_FLAGS) --product generate-manual
+	scripts/build-deb --bin '$(RELEASE_SCRATCH)/release/bulwark' --manual-tool '$(SCRATCH)/debug/generate-manual' --out dist
 
 clean:
 	rm -rf $(SCRATCH)
