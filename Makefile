@@ -36,11 +36,13 @@ benchmarks: setup
 # description" (it trips on the plan the previous build left), so each build plans afresh;
 # nothing already compiled is compiled again. The binary is removed first so that a new order is
 # linked in even when nothing was compiled.
+# RELEASE_EXTRA: more swift build options, such as `-j 1` on a shared machine.
 RELEASE_SCRATCH ?= $(CURDIR)/.build-ordered
+RELEASE_EXTRA ?=
 RELEASE_FLAGS = --scratch-path '$(RELEASE_SCRATCH)' -c release --static-swift-stdlib \
 	-Xswiftc -Xfrontend -Xswiftc -function-sections -Xcc -ffunction-sections \
 	-Xlinker '--symbol-ordering-file=$(CURDIR)/packaging/bulwark.order' -Xlinker --no-warn-symbol-ordering \
-	-Xlinker --no-export-dynamic
+	-Xlinker --no-export-dynamic $(RELEASE_EXTRA)
 release: setup
 	rm -f '$(RELEASE_SCRATCH)/release.yaml' '$(RELEASE_SCRATCH)'/*/release/description.json '$(RELEASE_SCRATCH)/release/bulwark'
 	swift build $(RELEASE_FLAGS) --product bulwark
@@ -60,4 +62,4 @@ deb: release
 	scripts/build-deb --bin '$(RELEASE_SCRATCH)/release/bulwark' --manual-tool '$(SCRATCH)/debug/generate-manual' --out dist
 
 clean:
-	rm -rf $(SCRATCH)
+	rm -rf $(SCRATCH) '$(RELEASE_SCRATCH)'

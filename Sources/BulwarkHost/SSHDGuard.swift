@@ -633,16 +633,17 @@ extension SSHDConfigDriver: JointlyGuardedDriver {
 // MARK: - Made ahead of the first probe
 
 /// What the guard's first probe waits for, made in the background once per process as soon as a
-/// plan sees a drift the guard will judge: the probe host key (`ssh-keygen`) and what a client
-/// offers (`ssh -G`). The guard judges after every target has been read, and a drifted 100-root
-/// plan with no answers kept waited for both in turn, both cores idle, before its first `sshd -T`.
-/// Each takes its own lock or once-only initialiser, so a judgment that comes first waits for the
-/// one running rather than starting a second. A process that ends while the key is being made
-/// leaves its folder for the next Bulwark to remove (`SSHDHostKey.removeLeftovers`).
+/// plan sees a drift the guard will judge: what a client offers (`ssh -G`, or its kept answer)
+/// and, where no answers are kept (`SSHDProbeCache.kept`), the probe host key (`ssh-keygen`).
+/// The guard judges after every target has been read, and a drifted 100-root plan with no
+/// answers kept waited for both in turn, both cores idle, before its first `sshd -T`. With
+/// answers kept the key is made only when a probe runs: a plan answered from the store needs none.
+/// Each takes its own lock, so a judgment that comes first waits for the one running rather than
+/// starting a second.
 enum SSHDGuardWarmUp {
     private static let started: Void = {
-        if !OwnThread.detached({ _ = try? SSHDHostKey.path() }) { return }
         _ = OwnThread.detached { _ = SSHClientDefaults.offer }
+        if SSHDProbeCache.shared.kept == nil { _ = OwnThread.detached { _ = try? SSHDHostKey.path() } }
     }()
 
     static func start() { _ = started }
@@ -651,12 +652,29 @@ enum SSHDGuardWarmUp {
 // MARK: - What a client offers
 
 /// What an OpenSSH client offers by default (`ssh -F /dev/null -G`: no configuration file, so
-/// neither the machine's nor a person's), read once per process, or kept by the ssh binary's
-/// identity in the state directory (`SSHDAnswerStore`). An sshd whose ciphers, key exchanges or
-/// MACs share nothing with it refuses every default client before anyone logs in; nil where ssh
-/// is not installed (then that check is not made).
+/// neither the machine's nor a person's), kept for the process once read, or kept by the ssh
+/// binary's identity in the state directory (`SSHDAnswerStore`). An sshd whose ciphers, key
+/// exchanges or MACs share nothing with it refuses every default client before anyone logs in;
+/// nil where ssh is not installed or did not answer (then those checks are not made). A failure
+/// is asked again a minute later, not kept: a daemon whose one `ssh -G` timed out on a busy
+/// machine would otherwise have made none of these checks for the rest of its life.
 enum SSHClientDefaults {
-    static let offer: [String: [String]]? = {
+    private static let known = Mutex<(offer: [String: [String]]?, failedAt: ContinuousClock.Instant?)>((nil, nil))
+
+    static var offer: [String: [String]]? {
+        known.withLock { known in
+            if let offer = known.offer { return offer }
+            if let failed = known.failedAt, ContinuousClock.now - failed < .seconds(60) { return nil }
+            guard let offer = ask() else {
+                known.failedAt = .now
+                return nil
+            }
+            known.offer = offer
+            return offer
+        }
+    }
+
+    private static func ask() -> [String: [String]]? {
         guard let ssh = ["/usr/bin/ssh", "/bin/ssh"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else { return nil }
         var key = ProbeKey()
         key.append("ssh -F /dev/null -G bulwark-guard.invalid")
@@ -675,7 +693,7 @@ enum SSHClientDefaults {
         }
         store?.write(offer, for: key)
         return offer
-    }()
+    }
 
     /// Ciphers that carry their own integrity: with one of them agreed, no MAC needs to be.
     static let authenticatedCiphers: Set<String> = ["chacha20-poly1305@openssh.com", "aes128-gcm@openssh.com", "aes256-gcm@openssh.com"]
@@ -711,7 +729,7 @@ enum SSHClientDefaults {
     }
 
     /// What a default client offers for public keys; nil where ssh is not installed, or does not say.
-    static let offeredKeyAlgorithms: Set<String>? = offer?["pubkeyacceptedalgorithms"].map(Set.init)
+    static var offeredKeyAlgorithms: Set<String>? { offer?["pubkeyacceptedalgorithms"].map(Set.init) }
 
     /// sshd's PubkeyAcceptedAlgorithms lists as sets, by their text: every account of every
     /// judgement looks at the same few lists.

@@ -143,6 +143,9 @@ final class SSHDProbeCache: Sendable {
 /// pids, or none, for the same numbers).
 enum SSHDHostKey {
     private static let folder = Mutex<String?>(nil)
+    /// The folder being made right now (under `folder`'s lock), for the exit handler, which
+    /// cannot take that lock while a key is being made.
+    private static let making = Mutex<String?>(nil)
     private static let cleanup: Void = { atexit { SSHDHostKey.remove() } }()
     static let prefix = "bulwark-sshd-key-"
 
@@ -153,9 +156,12 @@ enum SSHDHostKey {
             folder = nil
             let namespace = pidNamespace()
             if let namespace { removeLeftovers(in: NSTemporaryDirectory(), namespace: namespace) }
+            _ = cleanup
             var template = Array((NSTemporaryDirectory() + "/\(prefix)\(namespace ?? "unknown")-\(getpid())-XXXXXX").utf8CString)
             guard mkdtemp(&template) != nil else { throw HostError("cannot create a temporary folder: \(errnoText())") }
             let directory = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            making.withLock { $0 = directory }
+            defer { making.withLock { $0 = nil } }
             do {
                 let key = directory + "/host_key"
                 let keygen = try SSHDProbe.run("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "bulwark-guard", "-f", key],
@@ -171,7 +177,6 @@ enum SSHDHostKey {
                         throw HostError("cannot share the probe host key folder with sshd: \(errnoText())", path: directory)
                     }
                 }
-                _ = cleanup
                 folder = directory
                 return key
             } catch {
@@ -207,11 +212,12 @@ enum SSHDHostKey {
         }
     }
 
-    /// At exit: removes the folder unless another thread is making it right now.
+    /// At exit: removes the folder, or the one another thread is making right now.
     private static func remove() {
-        _ = folder.withLockIfAvailable { folder in
+        let done: Void? = folder.withLockIfAvailable { folder in
             if let folder { try? FileManager.default.removeItem(atPath: folder) }
         }
+        if done == nil, let directory = making.withLock({ $0 }) { try? FileManager.default.removeItem(atPath: directory) }
     }
 }
 

@@ -721,9 +721,10 @@ import Testing
     }
 }
 
-/// What the guard's first probe needs (the probe key, a client's offer) is made as soon as an
-/// observation shows a drift the guard will ask sshd about, and only then: an in-sync plan, or
-/// one whose sshd drift cannot lock anyone out, starts no `ssh-keygen` and no `ssh`.
+/// What the guard's first probe needs (a client's offer, the probe key) is made as soon as an
+/// observation shows a drift the guard will ask sshd about: an in-sync plan, or one whose sshd
+/// drift cannot lock anyone out, starts no `ssh-keygen` and no `ssh` for it. (A drift the plan
+/// then waives still starts it: the observation cannot see waivers.)
 @Suite struct SSHDGuardWarmUpTests {
     func resource(_ properties: [(String, String)]) -> Resource {
         Resource(id: ResourceID(kind: "SSHDConfig", name: "hardening"),
