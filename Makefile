@@ -61,5 +61,6 @@ deb: release
 	swift build $(SWIFT_FLAGS) --product generate-manual
 	scripts/build-deb --bin '$(RELEASE_SCRATCH)/release/bulwark' --manual-tool '$(SCRATCH)/debug/generate-manual' --out dist
 
+# Both build folders: the release one takes about 25 minutes to build again.
 clean:
-	rm -rf $(SCRATCH) '$(RELEASE_SCRATCH)'
+	rm -rf '$(SCRATCH)' '$(RELEASE_SCRATCH)'

@@ -637,7 +637,8 @@ extension SSHDConfigDriver: JointlyGuardedDriver {
 /// and, where no answers are kept (`SSHDProbeCache.kept`), the probe host key (`ssh-keygen`).
 /// The guard judges after every target has been read, and a drifted 100-root plan with no
 /// answers kept waited for both in turn, both cores idle, before its first `sshd -T`. With
-/// answers kept the key is made only when a probe runs: a plan answered from the store needs none.
+/// answers kept the key is made when first needed: a plan answered from the store needs none,
+/// and an apply makes it for its first `sshd -t`, as before.
 /// Each takes its own lock, so a judgment that comes first waits for the one running rather than
 /// starting a second.
 enum SSHDGuardWarmUp {
@@ -657,21 +658,51 @@ enum SSHDGuardWarmUp {
 /// exchanges or MACs share nothing with it refuses every default client before anyone logs in;
 /// nil where ssh is not installed or did not answer (then those checks are not made). A failure
 /// is asked again a minute later, not kept: a daemon whose one `ssh -G` timed out on a busy
-/// machine would otherwise have made none of these checks for the rest of its life.
+/// machine would otherwise have made none of these checks for the rest of its life. Only the
+/// first ask is waited for; while a later one runs, readers go on without an offer, as after a
+/// failure, so a hanging `ssh` holds up no judgment twice. (An offer that arrives in the middle of
+/// a judgment can judge one side of it with the offer and the other without: no more lenient than
+/// judging both without it.)
 enum SSHClientDefaults {
-    private static let known = Mutex<(offer: [String: [String]]?, failedAt: ContinuousClock.Instant?)>((nil, nil))
+    private struct Known {
+        var offer: [String: [String]]?
+        var keyAlgorithms: Set<String>?
+        var asked = false
+        var failedAt: ContinuousClock.Instant?
+    }
 
-    static var offer: [String: [String]]? {
-        known.withLock { known in
-            if let offer = known.offer { return offer }
-            if let failed = known.failedAt, ContinuousClock.now - failed < .seconds(60) { return nil }
-            guard let offer = ask() else {
-                known.failedAt = .now
-                return nil
+    private static let known = Mutex(Known())
+
+    static var offer: [String: [String]]? { current().offer }
+
+    /// What a default client offers for public keys; nil where ssh is not installed, or does not say.
+    static var offeredKeyAlgorithms: Set<String>? { current().keyAlgorithms }
+
+    private static func current() -> Known {
+        let retry: Bool = known.withLock { known in
+            if known.offer != nil { return false }
+            if !known.asked {
+                // The first ask: every reader waits for it, as for a value computed once.
+                known.asked = true
+                settle(&known, ask())
+                return false
             }
-            known.offer = offer
-            return offer
+            guard let failed = known.failedAt, ContinuousClock.now - failed >= .seconds(60) else { return false }
+            known.failedAt = .now
+            return true
         }
+        if retry, let offer = ask() { known.withLock { settle(&$0, offer) } }
+        return known.withLock { $0 }
+    }
+
+    private static func settle(_ known: inout Known, _ offer: [String: [String]]?) {
+        guard let offer else {
+            known.failedAt = .now
+            return
+        }
+        known.offer = offer
+        known.keyAlgorithms = offer["pubkeyacceptedalgorithms"].map(Set.init)
+        known.failedAt = nil
     }
 
     private static func ask() -> [String: [String]]? {
@@ -727,9 +758,6 @@ enum SSHClientDefaults {
         }
         return nil
     }
-
-    /// What a default client offers for public keys; nil where ssh is not installed, or does not say.
-    static var offeredKeyAlgorithms: Set<String>? { offer?["pubkeyacceptedalgorithms"].map(Set.init) }
 
     /// sshd's PubkeyAcceptedAlgorithms lists as sets, by their text: every account of every
     /// judgement looks at the same few lists.
