@@ -48,7 +48,7 @@ release: setup
 	swift build $(RELEASE_FLAGS) --product bulwark
 	@echo 'built $(RELEASE_SCRATCH)/release/bulwark'
 
-# Regenerates packaging/bulwark.order (about 5 minutes after `make release`: the benchmarks'
+# Regenerates packaging/bulwark.order (about 3 minutes after `make release`: the benchmarks'
 # fleet and daemon runs under valgrind's callgrind; needs root, sshd, git and valgrind).
 order-file: setup
 	scripts/order-file '$(RELEASE_SCRATCH)'

@@ -132,9 +132,8 @@ struct HostAccounts: Sendable {
     /// whole, every option one sshd takes on a plain key: `knownOptions`) and blanks come before
     /// a whole key (`keyBits`). A key pasted over two lines, cut short, under another key's name,
     /// a certificate (sshd matches none in authorized_keys), an unknown option, an expiry past,
-    /// or any other text lets no one in, and counting
-    /// one as a key let `PasswordAuthentication no` lock out an administrator who has only a
-    /// password. Lines end at a line feed, with or without a carriage return before it (sshd's
+    /// or any other text lets no one in, and counting one as a key let `PasswordAuthentication
+    /// no` lock out an administrator who has only a password. Lines end at a line feed, with or without a carriage return before it (sshd's
     /// base64 decoder skips the carriage return).
     struct KeyFile: Sendable {
         var hasKey = false
@@ -241,8 +240,9 @@ struct HostAccounts: Sendable {
         /// Options under which sshd lets a plain key in (`sshauthopt_parse`, then
         /// `auth_authorise_keyopts`): each one it knows, case aside, a flag (some also as `no-…`)
         /// or a name with a double-quoted value, separated by commas (empty ones skipped), each
-        /// value one sshd takes, neither `command` nor `from` twice, no expiry already past, and neither `cert-authority` nor `principals` (a key for
-        /// certificates, which lets no plain key in). A key limited to some hosts (`from`) still
+        /// value one sshd takes, neither `command` nor `from` twice, no expiry already past, and
+        /// neither `cert-authority` nor `principals` (a key for certificates, which lets no plain
+        /// key in). A key limited to some hosts (`from`) still
         /// counts: its owner wrote where they log in from.
         static func knownOptions(_ options: Substring, now: Date = Date()) -> Bool {
             let negatable: Set<String> = ["port-forwarding", "agent-forwarding", "x11-forwarding", "touch-required", "verify-required",

@@ -664,10 +664,10 @@ enum SSHDGuardWarmUp {
 /// a judgment can judge one side of it with the offer and the other without: no more lenient than
 /// judging both without it.)
 enum SSHClientDefaults {
+    /// Neither an offer nor a failure: not asked yet (the first ask runs under the lock).
     private struct Known {
         var offer: [String: [String]]?
         var keyAlgorithms: Set<String>?
-        var asked = false
         var failedAt: ContinuousClock.Instant?
     }
 
@@ -681,13 +681,12 @@ enum SSHClientDefaults {
     private static func current() -> Known {
         let retry: Bool = known.withLock { known in
             if known.offer != nil { return false }
-            if !known.asked {
+            guard let failed = known.failedAt else {
                 // The first ask: every reader waits for it, as for a value computed once.
-                known.asked = true
                 settle(&known, ask())
                 return false
             }
-            guard let failed = known.failedAt, ContinuousClock.now - failed >= .seconds(60) else { return false }
+            guard ContinuousClock.now - failed >= .seconds(60) else { return false }
             known.failedAt = .now
             return true
         }
