@@ -306,7 +306,7 @@ extension AuditRecord {
 // MARK: - Ids and time
 
 public enum AuditID {
-    private static let alphabet = Array("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
+    private static let alphabet = Array("0123456789ABCDEFGHJKMNPQRSTVWXYZ".utf8)
 
     /// A ULID: 48 bits of milliseconds then 80 random bits, 26 Crockford base-32 characters,
     /// so ids sort by time.
@@ -338,21 +338,17 @@ public enum AuditID {
     }
 
     private static func encode(high: UInt64, low: UInt64) -> String {
-        // 130 bits of room in 26 characters; the top two bits are zero.
-        var chars: [Character] = []
-        chars.reserveCapacity(26)
-        for index in 0..<26 {
-            let bit = 125 - index * 5  // position of this character's lowest bit
-            var value: UInt64 = 0
-            for offset in 0..<5 {
-                let position = bit + offset
-                let set: Bool = position >= 128 ? false
-                    : position >= 64 ? (high >> UInt64(position - 64)) & 1 == 1 : (low >> UInt64(position)) & 1 == 1
-                if set { value |= 1 << UInt64(offset) }
+        // 130 bits of room in 26 characters; the top two bits are zero. Written as ASCII bytes:
+        // a drifted 100-root plan makes ids for 2,300 drifts, and building each from an array of
+        // `Character`s was a tenth of its planning.
+        let value = UInt128(high) << 64 | UInt128(low)
+        return String(unsafeUninitializedCapacity: 26) { characters in
+            for index in 0..<26 {
+                // This character's lowest bit is bit 125 - 5 * index.
+                characters[index] = alphabet[Int(truncatingIfNeeded: value >> (125 - 5 * index) & 31)]
             }
-            chars.append(alphabet[Int(value)])
+            return 26
         }
-        return String(chars)
     }
 }
 

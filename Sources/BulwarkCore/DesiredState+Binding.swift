@@ -7,8 +7,12 @@ extension DesiredStateLoader {
         diagnostics: Diagnostics
     ) -> [Binding] {
         var bindings: [Binding] = []
-        var owner: [String: Binding] = [:]  // "target kind/name" -> the binding that handles it
-        var claims: [String: Resource] = [:]  // "target kind subject property" -> resource
+        // Keyed by their parts and holding ids, not whole resources: a 100-target revision of 31
+        // resources spent 10 ms building and copying these.
+        struct Handled: Hashable { var target: String, resource: ResourceID }
+        struct Claim: Hashable { var target: String, kind: String, subject: String, property: String }
+        var owner: [Handled: Binding] = [:]  // target and resource -> the binding that handles it
+        var claims: [Claim: ResourceID] = [:]  // target, kind, subject and property -> the resource that sets it
         // Sorted once: a revision of 20,000 resources sorted every target once per resource.
         let sortedControllers = controllers.values.sorted(by: { $0.name < $1.name })
         let sortedTargets = targets.values.sorted(by: { $0.name < $1.name })
@@ -34,7 +38,7 @@ extension DesiredStateLoader {
                 for target in candidates
                 where target.adapter == kind.adapter && controller.targets.matches(target) && resource.targets.matches(target) {
                     let binding = Binding(controller: controller.name, target: target.name, resource: resource.id)
-                    let key = "\(target.name) \(resource.id)"
+                    let key = Handled(target: target.name, resource: resource.id)
                     if let other = owner[key] {
                         diagnostics.error(ManifestError(
                             "controllers \(other.controller) and \(controller.name) both handle \(resource.id) on target \(target.name)",
@@ -43,15 +47,15 @@ extension DesiredStateLoader {
                     }
                     owner[key] = binding
                     for property in resource.spec.properties {
-                        let claim = "\(target.name)\u{0}\(kind.name)\u{0}\(resource.spec.subject)\u{0}\(property.name)"
-                        if let other = claims[claim], other.id != resource.id {
+                        let claim = Claim(target: target.name, kind: kind.name, subject: resource.spec.subject, property: property.name)
+                        if let other = claims[claim], other != resource.id, let location = resources[other]?.location {
                             diagnostics.error(ManifestError(
-                                "conflicts with \(other.id) (\(other.location)): both set \(property.name)"
+                                "conflicts with \(other) (\(location)): both set \(property.name)"
                                     + (resource.spec.subject.isEmpty ? "" : " of \(resource.spec.subject)")
                                     + " on target \(target.name)",
                                 at: resource.location, resource: resource.id.description, field: "spec"))
                         }
-                        claims[claim] = resource
+                        claims[claim] = resource.id
                     }
                     bindings.append(binding)
                     bound = true

@@ -303,6 +303,7 @@ public struct GuardDomain: Sendable, Hashable {
 /// counts an earlier change against what it protects, never for it: a change that would give a
 /// login back may still fail to be written, so a guard must not rely on it.
 public protocol JointlyGuardedDriver: ResourceDriver {
+    /// The same for every resource of one kind on one target: a plan asks once per kind and target.
     func guardDomain(_ resource: Resource, on target: Target) -> GuardDomain?
     /// `assess`, with the changes this pass has already allowed on the target, in order.
     func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target,

@@ -227,9 +227,13 @@ public struct Reconciler: Sendable {
     func assess(_ remediations: [PlannedRemediation], in state: DesiredState) async -> [Binding: String] {
         var groups: [[(remediation: PlannedRemediation, file: String?, stage: Int)]] = []
         var open: [String: Int] = [:]
+        // Asked once per kind and target (a host's domain looks its root up on disk).
+        var domains: [String: GuardDomain?] = [:]
         for remediation in remediations {
             let file = coalescingGroup(remediation, in: state)
-            let domain = guardDomain(remediation, in: state)
+            let asked = remediation.binding.resource.kind + "\u{0}" + remediation.binding.target
+            let domain = domains[asked] ?? guardDomain(remediation, in: state)
+            domains[asked] = .some(domain)
             guard let group = domain.map({ [$0.scope ?? remediation.binding.target, $0.name].joined(separator: "\u{2}") }) ?? file else {
                 groups.append([(remediation, nil, 0)])
                 continue

@@ -192,5 +192,12 @@ import Testing
         #expect(early.count == 26 && late.count == 26 && early < late)
         #expect(AuditID.stable("x") == AuditID.stable("x"))
         #expect(AuditID.stable("x") != AuditID.stable("y"))
+        // The ids approvals and records already name: the same text gives the same 26 characters
+        // as every earlier version (values from the original bit-by-bit encoder).
+        #expect(AuditID.stable("x") == "5FCFTMS1G22W3YBJED7JEY5FZJ")
+        #expect(AuditID.stable("") == "6BYAEE91124CJPRRH75R3VP0A2")
+        #expect(AuditID.stable("blocked\u{1}h1\u{1}SSHDConfig/sshd-0\u{1}PermitRootLogin=yes>no") == "1ZM63F4QSA085APHX83SW1JGT0")
+        // A ULID's first 10 characters are its milliseconds (ULID's own layout).
+        #expect(early.hasPrefix("01HF7YAT00"))
     }
 }

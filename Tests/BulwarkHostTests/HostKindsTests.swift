@@ -14,6 +14,21 @@ import Testing
         #expect(read == ["net.ipv4.ip_forward|1|0", "kernel.x|32768 60999|3", "fs.a\u{A0}|3|4", "||7"])
     }
 
+    /// A runtime value as /proc/sys shows it, and a value from a file, in the form they compare
+    /// in: C's blanks dropped at the ends, spaces and tabs folded; a line feed inside is no value.
+    @Test func foldsValuesAsSysctlReadsThem() {
+        #expect(SysctlDriver.runtimeValue("1\n") == "1")
+        #expect(SysctlDriver.runtimeValue("32768\t60999\n") == "32768 60999")
+        #expect(SysctlDriver.runtimeValue(" \t4096  16384\t\t4194304 \r\n") == "4096 16384 4194304")
+        #expect(SysctlDriver.runtimeValue("\u{A0}1\n") == "\u{A0}1", "a no-break space is part of the value to sysctl")
+        #expect(SysctlDriver.runtimeValue("\n") == nil)
+        #expect(SysctlDriver.runtimeValue("1\r\n2\n") == nil)
+        #expect(SysctlDriver.normalize("a \t b") == "a b")
+        #expect(SysctlDriver.normalize("  ") == nil)
+        #expect(SysctlDriver.normalize("") == nil)
+        #expect(SysctlDriver.normalize("a\r\nb") == nil, "a line feed after a carriage return is still one")
+    }
+
     @Test func followsSysctlPrecedenceAndSetsRuntime() async throws {
         try await withTemporaryDirectory { root in
             try write(root + "/usr/lib/sysctl.d/50-default.conf", "net.ipv4.ip_forward = 0\nkernel.yama.ptrace_scope = 1\n")

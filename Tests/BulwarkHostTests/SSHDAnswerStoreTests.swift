@@ -177,5 +177,8 @@ import Testing
         #expect(!SSHDProbe.accountsAreLocal(nsswitch: "passwd: files sss\ngroup: files sss\n"))
         #expect(!SSHDProbe.accountsAreLocal(nsswitch: "passwd: files\ngroup:\tfiles ldap\n"))
         #expect(!SSHDProbe.accountsAreLocal(nsswitch: "passwd: files\ngroup: files\ninitgroups: sss files\n"))
+        // Blanks around the database's name, a comment after the sources, a line without an end.
+        #expect(!SSHDProbe.accountsAreLocal(nsswitch: "passwd: files\n \tgroup :\tfiles ldap"))
+        #expect(SSHDProbe.accountsAreLocal(nsswitch: "passwd: files # ldap\npass wd: ldap\ngroup files ldap\n"))
     }
 }
