@@ -65,7 +65,9 @@ struct ConfigFileDriver: ResourceDriver {
         guard spec.entries() != nil else { return nil }
         spec.allowOnly(["path", "format", "properties", "validate", "reload", "timeoutSeconds"])
         guard let pathReader = spec.field("path", required: true), let text = pathReader.string() else { return nil }
-        let parts = text.split(separator: "/", omittingEmptySubsequences: false).drop(while: { $0.isEmpty && text.hasPrefix("/") })
+        // By bytes, as the kernel reads the path (see `PathText`).
+        let parts = text.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false).map { Substring($0) }
+            .drop(while: { $0.isEmpty && text.hasPrefix("/") })
         guard !text.isEmpty, LineSafety.problem(text) == nil, text.utf8.count <= 1024,
               !parts.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }) else {
             pathReader.fail("expected a file path inside the target root without '.', '..' or '//', such as etc/litellm/config.yaml, got '\(text)'")

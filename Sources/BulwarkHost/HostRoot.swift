@@ -61,9 +61,12 @@ public struct HostRoot: Sendable, Hashable {
     /// `relative`'s components below the root: an absolute path under `path` loses that prefix;
     /// empty and `.` components are dropped.
     func components(of relative: String) -> [String] {
-        var text = Substring(relative)
-        if path != "/", text == path || text.hasPrefix(path + "/") { text = text.dropFirst(path.count) }
-        return text.split(separator: "/").map(String.init).filter { $0 != "." }
+        var text = relative.utf8[...]
+        if path != "/", text.starts(with: path.utf8) {
+            let rest = text.dropFirst(path.utf8.count)
+            if rest.first ?? UInt8(ascii: "/") == UInt8(ascii: "/") { text = rest }
+        }
+        return PathText.components(Substring(text)).filter { $0 != "." }
     }
 
     /// The absolute path of `components` under the root, for messages and as a key.
@@ -181,7 +184,7 @@ public struct HostRoot: Sendable, Hashable {
                 }
                 let link = try readLink(folder.fd, part, full(here))
                 if link.hasPrefix("/") { stack = [stack[0]] }
-                pending = (link.split(separator: "/").map(String.init) + pending)[...]
+                pending = (PathText.components(link[...]) + pending)[...]
                 continue
             }
             if pending.isEmpty { return Walk(folder: folder, name: part, resolved: here, exists: true) }
@@ -232,6 +235,17 @@ public struct HostRoot: Sendable, Hashable {
         let count = readlinkat(folder, name, &buffer, buffer.count - 1)
         guard count >= 0 else { throw HostError("cannot read symbolic link: \(errnoText())", path: display) }
         return String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
+
+/// Paths as the kernel reads them.
+enum PathText {
+    /// `text`'s names between `/` bytes, empty ones left out. Split byte by byte, as the kernel
+    /// splits a path: a split by `Character` does not split at a `/` followed by a combining
+    /// mark (`/\u{338}` is one `Character`), and the name it leaves holds a `/` that
+    /// `openat`/`fstatat` then walk through themselves, following a link on the way unjudged.
+    static func components(_ text: Substring) -> [String] {
+        text.utf8.split(separator: UInt8(ascii: "/")).map { String(Substring($0)) }
     }
 }
 

@@ -131,6 +131,44 @@ let accounts = (passwd: "root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/home/ali
         }
     }
 
+    /// A path is split at every `/` byte, as the kernel splits it. Split by `Character`, a `/`
+    /// followed by a combining mark (`/\u{338}`) stayed inside one name, and `fstatat` then
+    /// followed a user's link on the way itself: to a file outside the root. A link root made
+    /// whose target has such a name, through a real folder, is still read.
+    @Test func aSlashBeforeACombiningMarkStillEndsAName() async throws {
+        guard isRoot else { return }
+        try await withTemporaryDirectory { scratch in
+            let root = scratch + "/root", outside = scratch + "/outside"
+            // Made by path, not through Foundation's path handling (which splits by `Character` too).
+            func plant(_ folder: String, _ text: String) throws {
+                try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+                let fd = open(folder + "/\u{338}site.conf", O_WRONLY | O_CREAT | O_EXCL, 0o644)
+                try #require(fd >= 0)
+                defer { close(fd) }
+                try #require(text.utf8.withContiguousStorageIfAvailable { Glibc.write(fd, $0.baseAddress, $0.count) } == text.utf8.count)
+            }
+            try plant(outside, "net.ipv4.tcp_syncookies = 0\n")
+            let before = try fingerprint(outside + "/\u{338}site.conf")
+            try link(root + "/lnk", to: outside)
+            #expect(lchown(root + "/lnk", 1000, 1000) == 0)
+            try link(root + "/etc/sysctl.d/50-site.conf", to: "../../lnk/\u{338}site.conf")
+            let state = try hostState(root: root, resource("Sysctl", "k", "net.ipv4.tcp_syncookies: 1"))
+            let (plan, _) = try await reconcile(state)
+            let failure = try #require(plan.failures.first, "the file outside the root was read: \(plan.remediations)")
+            #expect(failure.message.contains("/lnk: is a symbolic link made by uid 1000"), "\(failure.message)")
+            #expect(try fingerprint(outside + "/\u{338}site.conf") == before)
+
+            // The same name in a real folder of the root, through a link root made: read, and fixed.
+            try FileManager.default.removeItem(atPath: root + "/lnk")
+            try plant(root + "/lnk", "net.ipv4.tcp_syncookies = 0\n")
+            let (again, outcome) = try await reconcile(state)
+            #expect(again.failures.isEmpty, "\(again.failures)")
+            #expect(again.remediations.first?.changes.map(\.observed) == ["0"])
+            #expect(outcome.verified.count == 1, "\(outcome.entries.map(\.record.error))")
+            #expect(try read(root + "/etc/sysctl.d/zz-bulwark.conf").contains("net.ipv4.tcp_syncookies = 1\n"))
+        }
+    }
+
     @Test func debiansSysctlLinkIsReadAndTheFixLandsInTheRealFile() async throws {
         try await withTemporaryDirectory { root in
             try write(root + "/etc/sysctl.conf", "# Debian\nkernel.kptr_restrict = 0\nnet.ipv4.tcp_syncookies = 1\n")
