@@ -106,8 +106,9 @@ struct PlanReport: Encodable {
     }
 
     func print(_ console: Console) {
-        var lines = [console.paint("Desired state \(revision.short)", .bold)
-                     + ": \(resources) resources on \(targets) target\(targets == 1 ? "" : "s")"]
+        var out = console.buffered()
+        out.print(console.paint("Desired state \(revision.short)", .bold)
+                  + ": \(resources) resources on \(targets) target\(targets == 1 ? "" : "s")")
         for item in drift {
             let verb = switch item.decision {
             case .applied: console.paint("will fix", .green)
@@ -119,12 +120,12 @@ struct PlanReport: Encodable {
             }
             var line = "\(item.target)  \(item.resource)  [\(item.severity.rawValue)]  \(verb)"
             if let reason = item.reason { line += console.paint(" (\(reason))", .dim) }
-            lines.append(line)
+            out.print(line)
             for change in item.changes {
-                lines.append("    \(change.property): \(change.observed ?? "(unset)") -> \(change.desired)")
+                out.print("    \(change.property): \(change.observed ?? "(unset)") -> \(change.desired)")
             }
         }
-        console.print(lines: lines)
+        out.flush()
         for error in errors { console.error(error) }
         let properties = drift.reduce(0) { $0 + $1.changes.count }
         console.print(drift.isEmpty && errors.isEmpty
