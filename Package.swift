@@ -141,7 +141,7 @@ let package = Package(
             name: "BulwarkCommands",
             dependencies: [
                 "BulwarkCore", "BulwarkGit", "BulwarkHost", "BulwarkFirewall", "BulwarkPackages", "BulwarkPostgres", "BulwarkAWS", "BulwarkServer",
-                "BulwarkRuntime", "BulwarkHTTP", "BulwarkBaseline", "BulwarkProcess",
+                "BulwarkRuntime", "BulwarkHTTP", "BulwarkBaseline",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),

@@ -7,8 +7,6 @@ internal import BulwarkPackages
 internal import BulwarkPostgres
 internal import BulwarkAWS
 internal import BulwarkHTTP
-internal import BulwarkGit
-internal import BulwarkProcess
 internal import Foundation
 
 /// `bulwark`: a GitOps reconciler for security configuration.
@@ -54,16 +52,6 @@ extension Bulwark {
     /// malloc arenas there can be, which binds only threads that have not allocated yet.
     public static func prepareProcess() {
         if let arenas = MemoryTrimmer.arenaLimit(arguments: CommandLine.arguments) { MemoryTrimmer.limitArenas(to: arenas) }
-        // libgit2 starts while the arguments are parsed: a plan waited 5 ms for it after them.
-        if opensRepository(CommandLine.arguments) { _ = OwnThread.detached { GitLibrary.prepare() } }
-    }
-
-    /// Whether the command `arguments` name reads or writes a repository: every command but
-    /// `version`, unless it only asks for help or the version.
-    static func opensRepository(_ arguments: [String]) -> Bool {
-        guard arguments.count > 1, let command = arguments.dropFirst().first, !command.hasPrefix("-"),
-              !["version", "help"].contains(command) else { return false }
-        return !arguments.dropFirst().contains { ["-h", "--help", "--version", "--experimental-dump-help"].contains($0) }
     }
 
     /// Parses the process's arguments and runs the command (for the executable's entry point).

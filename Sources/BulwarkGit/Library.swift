@@ -9,13 +9,6 @@ public enum GitLibrary {
         return "\(major).\(minor).\(revision)"
     }
 
-    /// Initialises libgit2 now, once per process: it parses the system's CA certificates (5 ms
-    /// here), so a command that starts this on a thread of its own does not wait for it when it
-    /// first opens a repository. Whoever needs libgit2 meanwhile waits for this one start.
-    public static func prepare() {
-        LibGit2.ensureInitialized()
-    }
-
     /// Whether `name` is a valid branch name by libgit2's rules (those of `git check-ref-format
     /// --branch`): no `..`, `@{`, control characters, space, `~^:?*[\`, no component starting
     /// with `.` or ending with `.lock`, no leading `-`, not `HEAD`.
