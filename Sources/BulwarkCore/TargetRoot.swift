@@ -9,7 +9,7 @@ public struct TargetRoot: Sendable, Hashable, CustomStringConvertible {
 
     /// Nil for a relative path or one with a `..` component (which could climb out of the folder).
     public init?(_ path: String) {
-        guard path.hasPrefix("/"), !path.split(separator: "/").contains("..") else { return nil }
+        guard PathText.isAbsolute(path), !PathText.climbs(path) else { return nil }
         self.path = path
     }
 

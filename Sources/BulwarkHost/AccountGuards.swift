@@ -100,14 +100,13 @@ extension FileModeDriver {
     func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async -> GuardVerdict {
         do {
             let root = try HostRoot(target: target)
-            let written = String(resource.spec.subject.drop { $0 == "/" })
+            // By bytes, as the kernel reads the path (`PathText`).
+            let written = PathText.components(resource.spec.subject).joined(separator: "/")
             let real = try root.resolve(resource.spec.subject)
             let base = root.path == "/" ? "/" : root.path + "/"
-            let resolved = real.hasPrefix(base) ? String(real.dropFirst(base.count)) : written
-            let paths = Set([written, resolved])
-            let system = paths.contains { path in
-                Self.systemFolders.contains { path == $0 || path.hasPrefix($0 + "/") }
-            }
+            let resolved = real.hasBytePrefix(base) ? String(Substring(real.utf8.dropFirst(base.utf8.count))) : written
+            let paths = [written, resolved]
+            let system = paths.contains { path in Self.systemFolders.contains { PathText.isWithin(path, $0) } }
             let secret = paths.contains { path in Self.secretFiles.contains { fnmatch($0, path, FNM_PATHNAME) == 0 } }
             let shown = resource.spec.subject + (resolved == written ? "" : " (really /\(resolved))")
             for change in changes {
@@ -150,7 +149,7 @@ extension FileModeDriver {
                     break
                 }
             }
-            if let harm = try administration(changes, to: resource, real: real, paths: paths, shown: shown, root: root) {
+            if let harm = try administration(changes, to: resource, real: real, paths: Set(paths), shown: shown, root: root) {
                 return .block(harm)
             }
             return .allow
@@ -187,7 +186,7 @@ extension FileModeDriver {
         // Only a folder, or a file someone can execute now, can be the way to a program lost;
         // other files only as a key file (the accounts are not read for the rest).
         let onTheWay = before.folder || before.mode & 0o111 != 0
-        guard onTheWay || ["authorized_keys", "authorized_keys2"].contains((real as NSString).lastPathComponent) else { return nil }
+        guard onTheWay || ["authorized_keys", "authorized_keys2"].contains(PathText.components(real).last ?? "") else { return nil }
         let accounts = try HostAccounts.reading(root)
         var after = before
         var chowned = false
@@ -213,8 +212,8 @@ extension FileModeDriver {
         }
 
         let rootProgram = !before.folder && paths.contains { path in
-            let name = (path as NSString).lastPathComponent, folder = (path as NSString).deletingLastPathComponent
-            return Self.rootPrograms.contains(name) && Self.programFolders.contains(folder)
+            let components = PathText.components(path)
+            return Self.rootPrograms.contains(components.last ?? "") && Self.programFolders.contains(components.dropLast().joined(separator: "/"))
         }
         if rootProgram {
             if before.mode & 0o4000 != 0 && after.mode & 0o4000 == 0 {

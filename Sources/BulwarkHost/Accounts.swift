@@ -1,3 +1,4 @@
+internal import BulwarkCore
 /// The root's own `etc/passwd` and `etc/group`, so names resolve as they do on that host,
 /// not on the machine Bulwark runs on.
 struct AccountDatabase: Sendable {
@@ -36,8 +37,9 @@ struct AccountDatabase: Sendable {
 
     private static func read(_ path: String, _ root: HostRoot) throws -> [(name: String, id: UInt32)] {
         guard let text = try FileIO.readText(path, in: root) else { return [] }
-        return text.split(separator: "\n").compactMap { line in
-            let fields = line.split(separator: ":", omittingEmptySubsequences: false)
+        // By bytes, as glibc reads the file (see `splitBytes`).
+        return Substring(text).splitBytes(at: "\n", omittingEmpty: true).compactMap { line in
+            let fields = line.splitBytes(at: ":")
             guard fields.count >= 3, let id = UInt32(fields[2]) else { return nil }
             return (String(fields[0]), id)
         }

@@ -347,7 +347,7 @@ struct HostAccounts: Sendable {
 
     private static func passwdEntries(_ file: HostFile) throws -> [HostAccount] {
         try lines(file).compactMap { line -> HostAccount? in
-            let f = line.split(separator: ":", omittingEmptySubsequences: false)
+            let f = line.splitBytes(at: ":")
             guard f.count >= 7, let uid = UInt32(f[2]), let gid = UInt32(f[3]) else { return nil }
             return HostAccount(name: String(f[0]), uid: uid, gid: gid, home: String(f[5]),
                                shell: f[6].isEmpty ? "/bin/sh" : String(f[6]))
@@ -356,7 +356,7 @@ struct HostAccounts: Sendable {
 
     private static func shadowEntries(_ file: HostFile) throws -> [ShadowEntry] {
         try lines(file).compactMap { line -> ShadowEntry? in
-            let f = line.split(separator: ":", omittingEmptySubsequences: false)
+            let f = line.splitBytes(at: ":")
             guard f.count >= 2 else { return nil }
             let hash = f[1]
             return ShadowEntry(name: String(f[0]), locked: hash.hasPrefix("!"), emptyPassword: hash.isEmpty,
@@ -367,9 +367,9 @@ struct HostAccounts: Sendable {
 
     private static func groupEntries(_ file: HostFile) throws -> [(name: String, gid: UInt32, members: [String])] {
         try lines(file).compactMap { line -> (name: String, gid: UInt32, members: [String])? in
-            let f = line.split(separator: ":", omittingEmptySubsequences: false)
+            let f = line.splitBytes(at: ":")
             guard f.count >= 4, let gid = UInt32(f[2]) else { return nil }
-            return (String(f[0]), gid, f[3].split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+            return (String(f[0]), gid, f[3].splitBytes(at: ",", omittingEmpty: true).map { $0.trimmingCharacters(in: .whitespaces) })
         }
     }
 
@@ -378,8 +378,12 @@ struct HostAccounts: Sendable {
         try LineFile(bytes: file.bytes, path: file.path).text
     }
 
+    /// The file's lines without their endings, split at each line feed byte (as glibc reads
+    /// them: by `Character`, `\r\n` is one and a line ending in it did not end); none that
+    /// is empty or starts with `#`.
     private static func lines(_ file: HostFile) throws -> [Substring] {
-        try text(file).split(separator: "\n").map { LineFile.content($0[...]) }.filter { !$0.hasPrefix("#") }
+        try LineFile(bytes: file.bytes, path: file.path).lines.map { LineFile.content($0) }
+            .filter { !$0.isEmpty && $0.utf8.first != UInt8(ascii: "#") }
     }
 
     func user(_ name: String) -> HostAccount? { users.first { $0.name == name } }

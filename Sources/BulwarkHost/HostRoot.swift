@@ -21,9 +21,9 @@ public struct HostRoot: Sendable, Hashable {
     public let path: String
 
     public init(_ path: String) throws(HostError) {
-        guard path.hasPrefix("/") else { throw HostError("target root must be an absolute path", path: path) }
+        guard PathText.isAbsolute(path) else { throw HostError("target root must be an absolute path", path: path) }
         var trimmed = path
-        while trimmed.count > 1 && trimmed.hasSuffix("/") { trimmed.removeLast() }
+        while trimmed.utf8.count > 1 && trimmed.utf8.last == UInt8(ascii: "/") { trimmed = String(Substring(trimmed.utf8.dropLast())) }
         // A plan that holds the root open has checked it already (`PlanReads`).
         if PlanReads.current?.root(trimmed) == nil {
             var info = stat()
@@ -66,7 +66,7 @@ public struct HostRoot: Sendable, Hashable {
             let rest = text.dropFirst(path.utf8.count)
             if rest.first ?? UInt8(ascii: "/") == UInt8(ascii: "/") { text = rest }
         }
-        return PathText.components(Substring(text)).filter { $0 != "." }
+        return PathText.components(Substring(text)).filter { !$0.isSameBytes(".") }
     }
 
     /// The absolute path of `components` under the root, for messages and as a key.
@@ -183,8 +183,8 @@ public struct HostRoot: Sendable, Hashable {
                                     + "are followed: left alone", path: full(here))
                 }
                 let link = try readLink(folder.fd, part, full(here))
-                if link.hasPrefix("/") { stack = [stack[0]] }
-                pending = (PathText.components(link[...]) + pending)[...]
+                if PathText.isAbsolute(link) { stack = [stack[0]] }
+                pending = (PathText.components(link) + pending)[...]
                 continue
             }
             if pending.isEmpty { return Walk(folder: folder, name: part, resolved: here, exists: true) }
@@ -235,17 +235,6 @@ public struct HostRoot: Sendable, Hashable {
         let count = readlinkat(folder, name, &buffer, buffer.count - 1)
         guard count >= 0 else { throw HostError("cannot read symbolic link: \(errnoText())", path: display) }
         return String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
-}
-
-/// Paths as the kernel reads them.
-enum PathText {
-    /// `text`'s names between `/` bytes, empty ones left out. Split byte by byte, as the kernel
-    /// splits a path: a split by `Character` does not split at a `/` followed by a combining
-    /// mark (`/\u{338}` is one `Character`), and the name it leaves holds a `/` that
-    /// `openat`/`fstatat` then walk through themselves, following a link on the way unjudged.
-    static func components(_ text: Substring) -> [String] {
-        text.utf8.split(separator: UInt8(ascii: "/")).map { String(Substring($0)) }
     }
 }
 

@@ -46,23 +46,40 @@ final class SSHDProbe {
     private static let fips = try? String(contentsOfFile: "/proc/sys/crypto/fips_enabled", encoding: .utf8)
 
     /// Whether `nsswitch` (the machine's /etc/nsswitch.conf, nil where missing: glibc then reads
-    /// the files) looks accounts, groups and group memberships up in local files only (`files`,
-    /// `compat`, or `systemd`'s own accounts, as Debian lists by default). Read byte by byte, as
-    /// glibc reads it (blanks are ASCII spaces and tabs): every judgment of a plan asks, and
-    /// splitting the text into `Character`s took a drifted 100-root plan 10 ms.
+    /// the files) looks accounts, groups and group memberships up in local files only: `files`,
+    /// or `systemd` (its own service accounts, as Debian lists by default). Read as glibc reads
+    /// it (`nss_database.c`), byte by byte: blanks are C's `isspace`, a database's name ends at a
+    /// blank or `:` (the colon may be missing), a `#` after the name is no comment but a
+    /// source's name, and a source ends at a blank or `[`. Anything else answers no: `compat`
+    /// (its `+` entries come from NIS or `passwd_compat`), any other source, an action never
+    /// closed, a database with no source.
     static func accountsAreLocal(nsswitch: String?) -> Bool {
         guard let nsswitch else { return true }
-        func isBlank(_ byte: UInt8) -> Bool { byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
-        func named(_ bytes: Substring.UTF8View, _ names: [String]) -> Bool { names.contains { $0.utf8.elementsEqual(bytes) } }
-        for line in nsswitch.utf8.split(separator: UInt8(ascii: "\n")) {
-            let content = line.prefix { $0 != UInt8(ascii: "#") }
-            guard let colon = content.firstIndex(of: UInt8(ascii: ":")) else { continue }
-            let database = content[..<colon].split(whereSeparator: isBlank)
-            guard database.count == 1, named(database[0], ["passwd", "group", "initgroups"]) else { continue }
-            for source in content[content.index(after: colon)...].split(whereSeparator: isBlank)
-            where source.first != UInt8(ascii: "[") && source.last != UInt8(ascii: "]") {
-                guard named(source, ["files", "compat", "systemd"]) else { return false }
+        func isBlank(_ byte: UInt8) -> Bool { byte == 32 || (9...13).contains(byte) }
+        for line in Substring(nsswitch).splitBytes(at: "\n", omittingEmpty: true) {
+            var bytes = line.utf8[...]
+            bytes = bytes.drop(while: isBlank)
+            let name = bytes.prefix { !isBlank($0) && $0 != UInt8(ascii: ":") }
+            guard !name.isEmpty, name.endIndex != bytes.endIndex else { continue }
+            guard ["passwd", "group", "initgroups"].contains(where: { $0.utf8.elementsEqual(name.lazy.map { $0 | 0x20 }) }) else {
+                continue
             }
+            bytes = bytes[name.endIndex...].drop { isBlank($0) || $0 == UInt8(ascii: ":") }
+            var sources = 0
+            while let first = bytes.first {
+                if isBlank(first) {
+                    bytes = bytes.dropFirst()
+                } else if first == UInt8(ascii: "[") {
+                    guard let close = bytes.firstIndex(of: UInt8(ascii: "]")) else { return false }
+                    bytes = bytes[bytes.index(after: close)...]
+                } else {
+                    let source = bytes.prefix { !isBlank($0) && $0 != UInt8(ascii: "[") }
+                    guard ["files", "systemd"].contains(where: { $0.utf8.elementsEqual(source) }) else { return false }
+                    sources += 1
+                    bytes = bytes[source.endIndex...]
+                }
+            }
+            guard sources > 0 else { return false }
         }
         return true
     }

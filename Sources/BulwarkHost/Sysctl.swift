@@ -70,15 +70,17 @@ struct SysctlDriver: ResourceDriver {
     /// Configuration files in the order sysctl applies them, as real paths: a link such as
     /// Debian's `etc/sysctl.d/99-sysctl.conf -> ../sysctl.conf` is read where it points, and a
     /// file reached twice counts at its last place (`etc/sysctl.conf` is applied last).
+    /// Names are compared and sorted by their bytes, as systemd-sysctl does (`strcmp`): two names
+    /// Swift finds equal (the same letters, composed and decomposed) are two files to it.
     func files(_ root: HostRoot) throws -> [String] {
-        var byName: [String: String] = [:]
+        var byName: [[UInt8]: String] = [:]
         for folder in Self.folders {
-            for name in try FileIO.list(folder, in: root) where name.hasSuffix(".conf") && byName[name] == nil {
-                byName[name] = folder + "/" + name
+            for name in try FileIO.list(folder, in: root) where name.hasByteSuffix(".conf") && byName[Array(name.utf8)] == nil {
+                byName[Array(name.utf8)] = folder + "/" + name
             }
         }
         var ordered: [String] = []
-        for path in byName.sorted(by: { $0.key < $1.key }).map(\.value) + ["etc/sysctl.conf"] {
+        for path in byName.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }).map(\.value) + ["etc/sysctl.conf"] {
             let real = try root.resolve(path)
             ordered.removeAll { $0 == real }
             ordered.append(real)
@@ -94,7 +96,7 @@ struct SysctlDriver: ResourceDriver {
         LineFile(text).lines.enumerated().compactMap { index, raw in
             var line = blanksTrimmed(LineFile.content(raw))
             guard let first = line.utf8.first, first != UInt8(ascii: "#"), first != UInt8(ascii: ";") else { return nil }
-            if first == UInt8(ascii: "-") { line = line.dropFirst() }
+            if first == UInt8(ascii: "-") { line = Substring(line.utf8.dropFirst()) }
             guard let equals = line.utf8.firstIndex(of: UInt8(ascii: "=")) else { return nil }
             let key = String(blanksTrimmed(line[..<equals]).map { $0 == "/" ? "." : $0 })
             let value = String(blanksTrimmed(line[line.utf8.index(after: equals)...]))

@@ -78,8 +78,9 @@ struct UserAccountDriver: ResourceDriver {
     static func find(_ name: String, in file: LineFile, path: String = "") throws(HostError) -> (line: Int, fields: [Substring])? {
         var found: (line: Int, fields: [Substring])?
         for (index, raw) in file.lines.enumerated() {
-            let fields = LineFile.content(raw).split(separator: ":", omittingEmptySubsequences: false)
-            guard fields.first.map(String.init) == name else { continue }
+            // By bytes, as glibc reads the line (see `splitBytes`).
+            let fields = LineFile.content(raw).splitBytes(at: ":")
+            guard fields.first?.isSameBytes(name) == true else { continue }
             if let found {
                 throw HostError("account \(name) appears twice (lines \(found.line + 1) and \(index + 1)); "
                                 + "Bulwark does not act on an ambiguous account", path: path)

@@ -1,4 +1,5 @@
 internal import Foundation
+internal import BulwarkCore
 
 /// apt and dpkg for one target root, and only for it.
 ///
@@ -25,8 +26,8 @@ struct Apt: Sendable {
 
     init(root: String) throws(PackagesError) {
         var trimmed = root
-        while trimmed.count > 1 && trimmed.hasSuffix("/") { trimmed.removeLast() }
-        guard trimmed.hasPrefix("/"), !trimmed.split(separator: "/").contains("..") else {
+        while trimmed.utf8.count > 1 && trimmed.utf8.last == UInt8(ascii: "/") { trimmed = String(Substring(trimmed.utf8.dropLast())) }
+        guard PathText.isAbsolute(trimmed), !PathText.climbs(trimmed) else {
             throw PackagesError("target root must be an absolute path without '..'", subject: root)
         }
         // The root is written into apt's configuration between double quotes.
@@ -51,7 +52,8 @@ struct Apt: Sendable {
         guard sandboxed else { return }
         for folder in Self.writtenFolders {
             var path = root
-            var components = folder.split(separator: "/").map(String.init)[...]
+            // Names and links read by bytes, as dpkg and the kernel read them (`PathText`).
+            var components = PathText.components(folder)[...]
             var hops = 0
             while let component = components.popFirst() {
                 path += "/" + component
@@ -63,13 +65,13 @@ struct Apt: Sendable {
                 guard count > 0 else { throw PackagesError("cannot read the link", subject: path) }
                 let target = String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
                 hops += 1
-                guard !target.hasPrefix("/"), !target.split(separator: "/").contains(".."), hops <= 8 else {
+                guard !PathText.isAbsolute(target), !PathText.climbs(target), hops <= 8 else {
                     throw PackagesError("is a link to '\(target)', which apt and dpkg would follow out of the target root; "
                                         + "refusing to run them", subject: path)
                 }
                 // Continue from where the link points, inside the same parent folder.
-                path = String(path[..<(path.lastIndex(of: "/") ?? path.endIndex)])
-                components = (target.split(separator: "/").map(String.init) + components)[...]
+                path = String(Substring(path.utf8[..<(path.utf8.lastIndex(of: UInt8(ascii: "/")) ?? path.utf8.endIndex)]))
+                components = (PathText.components(target) + components)[...]
             }
         }
     }

@@ -35,6 +35,22 @@ import Testing
         }
     }
 
+    /// passwd and shadow lines are split at every `:` byte, as glibc splits them: a full name
+    /// that starts with a combining mark (`:\u{338}`, one `Character`) hid the account from the
+    /// guards (its line had six fields) and from the UserAccount kind (nothing to lock).
+    @Test func aFullNameStartingWithACombiningMarkHidesNoAccount() async throws {
+        for locked in ["admin", "ops"] {
+            try await withTemporaryDirectory { root in
+                try makeHost(root, [root0, admin, ops])
+                let passwd = try read(root + "/etc/passwd")
+                try write(root + "/etc/passwd", passwd.replacingOccurrences(of: ":1001:ops:", with: ":1001:\u{338}Ops,,,:"))
+                // Locking admin leaves ops, an administrator still; ops itself is found and locked.
+                try await expectApplied(root, resource("UserAccount", "a", "name: \(locked)\nlocked: true"))
+                #expect(try read(root + "/etc/shadow").contains("\n\(locked):!$y$j9T$\(locked)hash:"))
+            }
+        }
+    }
+
     /// Two resources each lock one of two administrators: each alone leaves the other, so each
     /// alone is allowed; one pass makes both, so they are judged together and the second is
     /// blocked, and stays blocked (recorded once) with the first made. With a third

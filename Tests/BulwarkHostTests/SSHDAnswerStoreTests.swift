@@ -173,12 +173,20 @@ import Testing
     @Test func answersAreKeptOnlyWhereAccountsAreTheMachinesFiles() {
         #expect(SSHDProbe.accountsAreLocal(nsswitch: nil))
         #expect(SSHDProbe.accountsAreLocal(nsswitch: "# passwd: ldap\npasswd:         files systemd\ngroup:          files systemd\nhosts: files dns\n"))
-        #expect(SSHDProbe.accountsAreLocal(nsswitch: "passwd: compat [NOTFOUND=return] files\ngroup: compat\n"))
+        #expect(SSHDProbe.accountsAreLocal(nsswitch: "passwd: files [NOTFOUND=return] systemd\ngroup: files\n"))
+        #expect(SSHDProbe.accountsAreLocal(nsswitch: " \tpasswd :files\ngroup\tfiles\nshadow: ldap\nnetgroup: nis"))
         #expect(!SSHDProbe.accountsAreLocal(nsswitch: "passwd: files sss\ngroup: files sss\n"))
         #expect(!SSHDProbe.accountsAreLocal(nsswitch: "passwd: files\ngroup:\tfiles ldap\n"))
         #expect(!SSHDProbe.accountsAreLocal(nsswitch: "passwd: files\ngroup: files\ninitgroups: sss files\n"))
-        // Blanks around the database's name, a comment after the sources, a line without an end.
-        #expect(!SSHDProbe.accountsAreLocal(nsswitch: "passwd: files\n \tgroup :\tfiles ldap"))
-        #expect(SSHDProbe.accountsAreLocal(nsswitch: "passwd: files # ldap\npass wd: ldap\ngroup files ldap\n"))
+        // As glibc reads the file (each of these made glibc 2.36 load libnss_ldap):
+        #expect(!SSHDProbe.accountsAreLocal(nsswitch: "passwd: files systemd # sss\n"), "a # after the name is a source")
+        #expect(!SSHDProbe.accountsAreLocal(nsswitch: "passwd files ldap\n"), "the colon may be missing")
+        #expect(!SSHDProbe.accountsAreLocal(nsswitch: "passwd: files ldap[NOTFOUND=continue]\n"), "a source ends at [")
+        #expect(!SSHDProbe.accountsAreLocal(nsswitch: "\u{0B}passwd\u{0B}: files ldap\n"), "blanks are C's isspace")
+        #expect(!SSHDProbe.accountsAreLocal(nsswitch: "Group: files ldap\n"))
+        // compat's + entries come from elsewhere; an action never closed, or no source, is not read as local.
+        #expect(!SSHDProbe.accountsAreLocal(nsswitch: "passwd: compat\ngroup: compat\n"))
+        #expect(!SSHDProbe.accountsAreLocal(nsswitch: "passwd: files [NOTFOUND=return ldap\n"))
+        #expect(!SSHDProbe.accountsAreLocal(nsswitch: "group:\n"))
     }
 }

@@ -228,6 +228,19 @@ import Testing
             let (_, outcome) = try await reconcile(state)
             #expect(outcome.entries.first?.record.result == .verified, "\(outcome.entries.first?.record.error ?? "")")
             #expect(try box.status().installed("dummy")?.version?.text == "1.1")
+
+            // A link out of the root hidden in a link's target behind a prepend mark: `\u{600}/`
+            // is one `Character`, so read by `Character` the target `x\u{600}/cache` was one name
+            // inside the root, and the kernel followed `x\u{600}` (a link to outside) itself.
+            let hidden = base + "/outside-hidden"
+            try FileManager.default.createDirectory(atPath: hidden + "/cache/partial", withIntermediateDirectories: true)
+            try FileManager.default.removeItem(atPath: box.root + "/var/cache/apt/archives")
+            try FileManager.default.createSymbolicLink(atPath: box.root + "/var/cache/apt/x\u{600}", withDestinationPath: hidden)
+            try FileManager.default.createSymbolicLink(atPath: box.root + "/var/cache/apt/archives", withDestinationPath: "x\u{600}/cache")
+            let (refused, _) = try await reconcile(state)
+            let hiddenFailure = try #require(refused.failures.first?.message, "the link out of the root was followed")
+            #expect(hiddenFailure.contains("which apt and dpkg would follow out of the target root"), "\(hiddenFailure)")
+            #expect(try FileManager.default.contentsOfDirectory(atPath: hidden + "/cache") == ["partial"])
         }
     }
 }
