@@ -23,7 +23,7 @@ struct FirewallTargetSettings: TypedTargetSettings {
     @Sendable static func parse(_ spec: SpecReader) -> FirewallTargetSettings? {
         spec.allowOnly(["adapter", "root", "netns", "management", "sshPort"])
         guard let reader = spec.field("root", required: true), let root = reader.string() else { return nil }
-        guard root.hasPrefix("/"), !root.split(separator: "/").contains("..") else {
+        guard PathText.isAbsolute(root), !PathText.climbs(root) else {
             reader.fail("expected an absolute path (where etc/nftables.d/ is), got '\(root)'")
             return nil
         }

@@ -135,7 +135,7 @@ extension FileModeDriver {
                 case "group" where secret:
                     // Group read of a secret, given to a person's group, is world read by another name.
                     let accounts = try HostAccounts.reading(root)
-                    let gid = accounts.groups.first { $0.name == change.desired }?.gid ?? UInt32(change.desired)
+                    let gid = accounts.groups.first { $0.name.isSameBytes(change.desired) }?.gid ?? UInt32(change.desired)
                     guard let gid else { return .block("group \(change.desired) is not in the target's etc/group") }
                     var info = stat()
                     let current = stat(real, &info) == 0 ? UInt32(info.st_mode & 0o7777) : 0o777
@@ -197,7 +197,7 @@ extension FileModeDriver {
                 after.uid = uid
                 chowned = true
             case "group":
-                guard let gid = accounts.groups.first(where: { $0.name == change.desired })?.gid ?? UInt32(change.desired) else { continue }
+                guard let gid = accounts.groups.first(where: { $0.name.isSameBytes(change.desired) })?.gid ?? UInt32(change.desired) else { continue }
                 after.gid = gid
                 chowned = true
             default:
@@ -236,26 +236,26 @@ extension FileModeDriver {
             func lost(_ want: UInt32) -> Bool { can(before, want) && !can(after, want) }
             let who = "\(account.name) (uid \(account.uid))"
             var needed = programs
-            if onTheWay, !HostAccounts.isNoLoginShell(account.shell), account.shell.hasPrefix("/"),
+            if onTheWay, !HostAccounts.isNoLoginShell(account.shell), PathText.isAbsolute(account.shell),
                let full = try? root.resolve(account.shell) {
                 needed.insert((full, "its login shell \(account.shell)", "whose login shell it is"), at: 0)
             }
             for (full, name, role) in needed {
-                if full == real, lost(0o1) {
+                if full.isSameBytes(real), lost(0o1) {
                     return "\(shown) would no longer be executable by \(who), \(role)"
                 }
-                if full.hasPrefix(real + "/"), before.folder, lost(0o1), FileManager.default.fileExists(atPath: full) {
+                if full.hasBytePrefix(real + "/"), before.folder, lost(0o1), FileManager.default.fileExists(atPath: full) {
                     return "\(who) could no longer reach \(name) through \(shown)"
                 }
             }
             // The key files looked for are under the home: nothing else is read for other paths.
             guard let home = try? root.resolve(account.home),
-                  real == home || real.hasPrefix(home + "/") || home.hasPrefix(real + "/") else { continue }
+                  real.isSameBytes(home) || real.hasBytePrefix(home + "/") || home.hasBytePrefix(real + "/") else { continue }
             guard let keys = accounts.authorizedKeys(account), let file = try? root.resolve(keys) else { continue }
-            if file == real || file.hasPrefix(real + "/") {
+            if file.isSameBytes(real) || file.hasBytePrefix(real + "/") {
                 // sshd walks up from the file and stops after the home (or at the root when the
                 // file is not under the home).
-                let checked = !file.hasPrefix(home + "/") || real == home || real.hasPrefix(home + "/")
+                let checked = !file.hasBytePrefix(home + "/") || real.isSameBytes(home) || real.hasBytePrefix(home + "/")
                 func strict(_ node: Node) -> Bool { (node.uid == 0 || node.uid == account.uid) && node.mode & 0o022 == 0 }
                 let why = after.mode & 0o022 != 0 ? "writable by group or others" : "owned by uid \(after.uid)"
                 if checked && strict(before) && !strict(after) {

@@ -47,6 +47,6 @@ struct AccountDatabase: Sendable {
 
     func userName(_ id: UInt32) -> String { users.first { $0.id == id }?.name ?? String(id) }
     func groupName(_ id: UInt32) -> String { groups.first { $0.id == id }?.name ?? String(id) }
-    func userID(_ name: String) -> UInt32? { users.first { $0.name == name }?.id ?? UInt32(name) }
-    func groupID(_ name: String) -> UInt32? { groups.first { $0.name == name }?.id ?? UInt32(name) }
+    func userID(_ name: String) -> UInt32? { users.first { $0.name.isSameBytes(name) }?.id ?? UInt32(name) }
+    func groupID(_ name: String) -> UInt32? { groups.first { $0.name.isSameBytes(name) }?.id ?? UInt32(name) }
 }

@@ -93,7 +93,13 @@ enum FileIO {
             }
             folder = Directory(fd: fd, components: walk.resolved)
         }
-        return names(in: folder).sorted()
+        let found = names(in: folder)
+        // A name that is not UTF-8 (sshd and systemd-sysctl read it) cannot be named again: refused.
+        guard found.unreadable == 0 else {
+            throw HostError("holds \(found.unreadable) name(s) that are not UTF-8, which Bulwark cannot read as the host would; "
+                            + "rename them", path: root.full(walk.resolved))
+        }
+        return found.names.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
     }
 
     /// `name` in `folder`, not following a link: nil when it does not exist.
@@ -163,24 +169,29 @@ enum FileIO {
     /// Entry names of an open folder (without `.` and `..`). Read through a descriptor of its
     /// own (`openat(…, ".")`), not a `dup`: a duplicate shares the read position with the
     /// folder's descriptor, and a plan's held root is listed by several threads at once.
-    static func names(in folder: Directory) -> [String] {
+    static func names(in folder: Directory) -> (names: [String], unreadable: Int) {
         let copy = openat(folder.fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard copy >= 0 else { return [] }
+        guard copy >= 0 else { return ([], 0) }
         guard let stream = fdopendir(copy) else {
             close(copy)
-            return []
+            return ([], 0)
         }
         defer { closedir(stream) }
         rewinddir(stream)
         var result: [String] = []
+        var unreadable = 0
         while let entry = readdir(stream) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw -> String in
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw -> String? in
                 guard let base = raw.baseAddress else { return "" }
-                return String(cString: base.assumingMemoryBound(to: CChar.self))
+                return String(validatingCString: base.assumingMemoryBound(to: CChar.self))
+            }
+            guard let name else {
+                unreadable += 1
+                continue
             }
             if name != "." && name != ".." && !name.isEmpty { result.append(name) }
         }
-        return result
+        return (result, unreadable)
     }
 
     // MARK: - Writing
@@ -341,7 +352,7 @@ enum FileIO {
     /// this process started (a live writer's temporary file is newer). Age alone missed a
     /// leftover of a process killed less than two seconds before this one started.
     static func removeStaleTemporaries(in folder: Directory, whateverTheirAge: Bool = false) {
-        for name in names(in: folder) where isTemporary(name) {
+        for name in names(in: folder).names where isTemporary(name) {
             var info = stat()
             guard fstatat(folder.fd, name, &info, AT_SYMLINK_NOFOLLOW) == 0,
                   info.st_mode & FileType.mask == FileType.regular,

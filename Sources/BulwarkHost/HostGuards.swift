@@ -81,16 +81,18 @@ struct HostAccounts: Sendable {
 
     init(root: HostRoot) throws {
         self.root = root
-        var position: [String: Int] = [:]
+        // Names are told apart by their bytes, as glibc tells them: `josé` composed and decomposed
+        // are two accounts to it, and `==` says they are one.
+        var position: [[UInt8]: Int] = [:]
         for user in try Self.passwdCache.value("etc/passwd", in: root, parse: Self.passwdEntries) ?? [] {
-            guard position[user.name] == nil else { duplicates.insert(user.name); continue }
-            position[user.name] = users.count
+            guard position[Array(user.name.utf8)] == nil else { duplicates.insert(user.name); continue }
+            position[Array(user.name.utf8)] = users.count
             users.append(user)
         }
-        var shadowSeen: Set<String> = []
+        var shadowSeen: Set<[UInt8]> = []
         for entry in try Self.shadowCache.value("etc/shadow", in: root, parse: Self.shadowEntries) ?? [] {
-            if !shadowSeen.insert(entry.name).inserted { duplicates.insert(entry.name); continue }
-            guard let index = position[entry.name] else { continue }
+            if !shadowSeen.insert(Array(entry.name.utf8)).inserted { duplicates.insert(entry.name); continue }
+            guard let index = position[Array(entry.name.utf8)] else { continue }
             users[index].locked = entry.locked
             users[index].emptyPassword = entry.emptyPassword
             users[index].hasPassword = entry.hasPassword
@@ -359,8 +361,8 @@ struct HostAccounts: Sendable {
             let f = line.splitBytes(at: ":")
             guard f.count >= 2 else { return nil }
             let hash = f[1]
-            return ShadowEntry(name: String(f[0]), locked: hash.hasPrefix("!"), emptyPassword: hash.isEmpty,
-                               hasPassword: !hash.isEmpty && !hash.hasPrefix("!") && !hash.hasPrefix("*"),
+            return ShadowEntry(name: String(f[0]), locked: hash.hasBytePrefix("!"), emptyPassword: hash.isEmpty,
+                               hasPassword: !hash.isEmpty && !hash.hasBytePrefix("!") && !hash.hasBytePrefix("*"),
                                expiresDay: f.count >= 8 ? Int(f[7]) : nil)
         }
     }
@@ -369,7 +371,9 @@ struct HostAccounts: Sendable {
         try lines(file).compactMap { line -> (name: String, gid: UInt32, members: [String])? in
             let f = line.splitBytes(at: ":")
             guard f.count >= 4, let gid = UInt32(f[2]) else { return nil }
-            return (String(f[0]), gid, f[3].splitBytes(at: ",", omittingEmpty: true).map { $0.trimmingCharacters(in: .whitespaces) })
+            // glibc skips the ASCII blanks before a member, and keeps any after it.
+            return (String(f[0]), gid, f[3].splitBytes(at: ",", omittingEmpty: true)
+                .map { String(Substring($0.utf8.drop { $0 == 32 || (9...13).contains($0) })) }.filter { !$0.isEmpty })
         }
     }
 
@@ -378,19 +382,20 @@ struct HostAccounts: Sendable {
         try LineFile(bytes: file.bytes, path: file.path).text
     }
 
-    /// The file's lines without their endings, split at each line feed byte (as glibc reads
-    /// them: by `Character`, `\r\n` is one and a line ending in it did not end); none that
-    /// is empty or starts with `#`.
+    /// The file's lines, split at each line feed byte and without it, as glibc reads them: a
+    /// carriage return before it stays, the end of the last field (`bob\r` is not bob, and
+    /// `/bin/bash\r` no shell). By `Character`, `\r\n` is one, and a line ending in it did not
+    /// end. None that is empty or starts with `#`.
     private static func lines(_ file: HostFile) throws -> [Substring] {
-        try LineFile(bytes: file.bytes, path: file.path).lines.map { LineFile.content($0) }
+        try LineFile(bytes: file.bytes, path: file.path).lines.map { Substring($0.utf8.last == 10 ? $0.utf8.dropLast() : $0.utf8[...]) }
             .filter { !$0.isEmpty && $0.utf8.first != UInt8(ascii: "#") }
     }
 
-    func user(_ name: String) -> HostAccount? { users.first { $0.name == name } }
+    func user(_ name: String) -> HostAccount? { users.first { $0.name.isSameBytes(name) } }
 
     /// Names of the account's groups: its primary group and every group that lists it.
     func groupNames(of account: HostAccount) -> Set<String> {
-        var names = Set(groups.filter { $0.members.contains(account.name) }.map(\.name))
+        var names = Set(groups.filter { $0.members.contains { $0.isSameBytes(account.name) } }.map(\.name))
         if let primary = groups.first(where: { $0.gid == account.gid }) { names.insert(primary.name) }
         return names
     }
@@ -406,7 +411,7 @@ struct HostAccounts: Sendable {
     }
 
     static func isNoLoginShell(_ shell: String) -> Bool {
-        let name = (shell as NSString).lastPathComponent
+        let name = PathText.components(shell).last ?? ""
         return name == "nologin" || name == "false" || shell.isEmpty
     }
 
@@ -417,7 +422,7 @@ struct HostAccounts: Sendable {
     }
 
     private static func isExecutable(_ path: String, in root: HostRoot) -> Bool {
-        guard path.hasPrefix("/"), let full = try? root.resolve(path) else { return false }
+        guard PathText.isAbsolute(path), let full = try? root.resolve(path) else { return false }
         var info = stat()
         guard stat(full, &info) == 0 else { return false }
         return info.st_mode & FileType.mask == FileType.regular && info.st_mode & 0o111 != 0
@@ -453,7 +458,7 @@ struct HostAccounts: Sendable {
                 }
             }
             guard !path.isEmpty else { return nil }
-            return path.hasPrefix("/") ? path : account.home + "/" + path
+            return PathText.isAbsolute(path) ? path : account.home + "/" + path
         }
     }
 

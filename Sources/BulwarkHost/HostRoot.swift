@@ -234,7 +234,11 @@ public struct HostRoot: Sendable, Hashable {
         var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
         let count = readlinkat(folder, name, &buffer, buffer.count - 1)
         guard count >= 0 else { throw HostError("cannot read symbolic link: \(errnoText())", path: display) }
-        return String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        // Decoding would replace bytes that are not UTF-8 and walk to another name: refused.
+        guard let target = String(validating: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self) else {
+            throw HostError("is a symbolic link to a name that is not UTF-8; left alone", path: display)
+        }
+        return target
     }
 }
 

@@ -168,14 +168,18 @@ struct SSHDConfigDriver: ResourceDriver {
     }
 
     /// Splits a config line into keyword, separator and value (nil for blank and comment lines).
+    /// Byte by byte, as sshd splits it: by `Character`, a blank followed by a combining mark was
+    /// no blank, and a keyword sshd reads (`Include \u{301}x.conf`) was one it did not know.
     static func split(_ line: Substring) -> (indent: Substring, keyword: Substring, separator: Substring, value: Substring)? {
-        let content = LineFile.content(line)
-        guard let start = content.firstIndex(where: { $0 != " " && $0 != "\t" }), content[start] != "#" else { return nil }
-        let keywordEnd = content[start...].firstIndex(where: { $0 == " " || $0 == "\t" || $0 == "=" }) ?? content.endIndex
-        let valueStart = content[keywordEnd...].firstIndex(where: { $0 != " " && $0 != "\t" && $0 != "=" }) ?? content.endIndex
-        var value = content[valueStart...]
-        while value.last == " " || value.last == "\t" { value.removeLast() }
-        return (content[..<start], content[start..<keywordEnd], content[keywordEnd..<valueStart], value)
+        let content = LineFile.content(line).utf8
+        func isBlank(_ byte: UInt8) -> Bool { byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
+        guard let start = content.firstIndex(where: { !isBlank($0) }), content[start] != UInt8(ascii: "#") else { return nil }
+        let keywordEnd = content[start...].firstIndex(where: { isBlank($0) || $0 == UInt8(ascii: "=") }) ?? content.endIndex
+        let valueStart = content[keywordEnd...].firstIndex(where: { !isBlank($0) && $0 != UInt8(ascii: "=") }) ?? content.endIndex
+        var valueEnd = content.endIndex
+        while valueEnd > valueStart, isBlank(content[content.index(before: valueEnd)]) { valueEnd = content.index(before: valueEnd) }
+        return (Substring(content[..<start]), Substring(content[start..<keywordEnd]), Substring(content[keywordEnd..<valueStart]),
+                Substring(content[valueStart..<valueEnd]))
     }
 
     /// The configuration as sshd reads it. Reused while no file or folder it came from changed
@@ -211,7 +215,7 @@ struct SSHDConfigDriver: ResourceDriver {
                 continue
             }
             if keyword == "include" && !conditional {
-                for pattern in parts.value.split(separator: " ") {
+                for pattern in parts.value.utf8.split(whereSeparator: { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }).map(Substring.init) {
                     for included in try expand(String(pattern), root: root, config: &config) {
                         guard config.files[included] == nil else { continue }
                         config.snapshot.take(included)
@@ -228,18 +232,20 @@ struct SSHDConfigDriver: ResourceDriver {
 
     /// An `Include` pattern's files under the root, sorted as sshd's glob sorts them.
     func expand(_ pattern: String, root: HostRoot, config: inout Config) throws -> [String] {
-        let relative = pattern.hasPrefix("/") ? pattern : "etc/ssh/" + pattern
-        let folder = (relative as NSString).deletingLastPathComponent
-        let name = (relative as NSString).lastPathComponent
-        guard !folder.contains("*"), !folder.contains("?") else {
+        // By bytes, as sshd and glob read the pattern (`PathText`).
+        let relative = PathText.isAbsolute(pattern) ? pattern : "etc/ssh/" + pattern
+        let parts = PathText.components(relative)
+        let folder = parts.dropLast().joined(separator: "/"), name = parts.last ?? ""
+        func hasWildcard(_ text: String) -> Bool { text.utf8.contains { $0 == UInt8(ascii: "*") || $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "[") } }
+        guard !folder.utf8.contains(where: { $0 == UInt8(ascii: "*") || $0 == UInt8(ascii: "?") }) else {
             throw HostError("Include patterns with wildcards in folders are not supported: \(pattern)")
         }
         let directory = try root.resolve(folder)
         config.snapshot.take(directory)
         config.includeFolders.append(directory)
-        guard !name.contains("*") && !name.contains("?") && !name.contains("[") else {
+        guard !hasWildcard(name) else {
             let names = try FileIO.list(directory, in: root)
-            return names.filter { fnmatch(name, $0, FNM_PERIOD) == 0 }.sorted()
+            return names.filter { fnmatch(name, $0, FNM_PERIOD) == 0 }.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
                 .map { directory + "/" + $0 }
         }
         let path = try root.resolve(relative)

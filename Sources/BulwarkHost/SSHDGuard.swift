@@ -104,13 +104,21 @@ final class SSHDProbe {
         key.append(Self.identity(executable))
         let machine = try HostRoot("/")
         var texts: [String: String] = [:]
+        // A file that cannot be read (too large, behind a link no trusted user made) is not a
+        // missing one: its answers are kept for this process only.
+        var unreadable = false
         for file in ["/etc/passwd", "/etc/group", "/etc/nsswitch.conf"] {
-            let text = (try? Self.machineFiles.value(file, in: machine) { try LineFile(bytes: $0.bytes, path: $0.path).text }) ?? nil
-            texts[file] = text
-            key.append(text.map { "present " + $0 } ?? "missing")
+            do {
+                let text = try Self.machineFiles.value(file, in: machine) { try LineFile(bytes: $0.bytes, path: $0.path).text }
+                texts[file] = text
+                key.append(text.map { "present " + $0 } ?? "missing")
+            } catch {
+                unreadable = true
+                key.append("unreadable")
+            }
         }
         key.append("fips " + (Self.fips ?? "unknown"))
-        keepable = Self.accountsAreLocal(nsswitch: texts["/etc/nsswitch.conf"])
+        keepable = !unreadable && Self.accountsAreLocal(nsswitch: texts["/etc/nsswitch.conf"])
         var names: [String: String] = [:]
         var files: [PendingFile] = []
         guard let first = config.order.first else { throw HostError("sshd configuration not found") }

@@ -82,7 +82,7 @@ struct SysctlDriver: ResourceDriver {
         var ordered: [String] = []
         for path in byName.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }).map(\.value) + ["etc/sysctl.conf"] {
             let real = try root.resolve(path)
-            ordered.removeAll { $0 == real }
+            ordered.removeAll { $0.isSameBytes(real) }
             ordered.append(real)
         }
         return ordered

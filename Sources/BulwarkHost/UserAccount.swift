@@ -112,7 +112,7 @@ struct UserAccountDriver: ResourceDriver {
                     throw HostError("account \(name) has no entry in shadow", path: shadowPath)
                 }
                 let hash = shadow.fields[1]
-                values["locked"] = String(hash.hasPrefix("!") || hash.hasPrefix("*"))
+                values["locked"] = String(hash.hasBytePrefix("!") || hash.hasBytePrefix("*"))
             case "expires":
                 guard let shadow, shadow.fields.count >= 8 else {
                     throw HostError("account \(name) has no entry in shadow", path: shadowPath)
@@ -168,11 +168,11 @@ struct UserAccountDriver: ResourceDriver {
             switch change.property {
             case "locked":
                 let hash = fields[1]
-                if change.desired == "true", !hash.hasPrefix("!") && !hash.hasPrefix("*") {
+                if change.desired == "true", !hash.hasBytePrefix("!") && !hash.hasBytePrefix("*") {
                     fields[1] = "!" + hash
                 } else if change.desired == "false" {
-                    guard hash.hasPrefix("!") else { throw HostError("account \(name) is locked with '*' and has no password to unlock") }
-                    fields[1] = hash.dropFirst()
+                    guard hash.hasBytePrefix("!") else { throw HostError("account \(name) is locked with '*' and has no password to unlock") }
+                    fields[1] = Substring(hash.utf8.dropFirst())
                 }
             case "expires":
                 fields[7] = change.desired == "never" ? "" : Substring(String(Self.days(change.desired) ?? 0))

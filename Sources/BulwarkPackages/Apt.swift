@@ -63,7 +63,11 @@ struct Apt: Sendable {
                 var buffer = [CChar](repeating: 0, count: 4096)
                 let count = readlink(path, &buffer, buffer.count - 1)
                 guard count > 0 else { throw PackagesError("cannot read the link", subject: path) }
-                let target = String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                // Decoding would replace bytes that are not UTF-8, and the name checked would not be
+                // the one dpkg follows: such a link is refused.
+                guard let target = String(validating: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self) else {
+                    throw PackagesError("is a link to a name that is not UTF-8; refusing to run apt and dpkg", subject: path)
+                }
                 hops += 1
                 guard !PathText.isAbsolute(target), !PathText.climbs(target), hops <= 8 else {
                     throw PackagesError("is a link to '\(target)', which apt and dpkg would follow out of the target root; "

@@ -51,6 +51,26 @@ import Testing
         }
     }
 
+    /// A member glibc reads as another name is not that account: the group line's member ends
+    /// in a carriage return (CRLF file) or a blank, or is the account's name decomposed
+    /// (`jose\u{301}` for `josé`). Locking the one real administrator is blocked; with ops
+    /// listed plainly, it is allowed.
+    @Test(arguments: ["ops\r", "ops ", "ops\u{A0}", "nfd"])
+    func aMemberGlibcReadsAsAnotherNameIsNoAdministrator(_ member: String) async throws {
+        let josé = FixtureAccount(name: "jos\u{E9}", uid: 1001, hash: "$y$j9T$opshash")
+        let other = member == "nfd" ? josé : ops
+        let listed = member == "nfd" ? "jose\u{301}" : member
+        try await withTemporaryDirectory { root in
+            try makeHost(root, [root0, admin, FixtureAccount(name: other.name, uid: other.uid, hash: other.hash)])
+            let group = try read(root + "/etc/group")
+            try write(root + "/etc/group", group.replacingOccurrences(of: "wheel:x:10:\n", with: "wheel:x:10:\(listed)\n"))
+            try await expectBlocked(root, resource("UserAccount", "a", "name: admin\nlocked: true"),
+                                    reason: "admin is the last account in sudo, wheel, admin that can log in")
+            try write(root + "/etc/group", group.replacingOccurrences(of: "wheel:x:10:\n", with: "wheel:x:10:\(other.name)\n"))
+            try await expectApplied(root, resource("UserAccount", "a", "name: admin\nlocked: true"))
+        }
+    }
+
     /// Two resources each lock one of two administrators: each alone leaves the other, so each
     /// alone is allowed; one pass makes both, so they are judged together and the second is
     /// blocked, and stays blocked (recorded once) with the first made. With a third

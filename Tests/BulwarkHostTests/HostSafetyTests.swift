@@ -482,3 +482,40 @@ final class SwapControl: Sendable {
         }
     }
 }
+
+/// Names and link targets that are not UTF-8: Swift would read each as another name (its bytes
+/// replaced), so Bulwark would read or skip a different file than sshd, systemd-sysctl or glibc.
+/// Such a name in a folder Bulwark lists, or such a link on a path it reads, fails that
+/// resource with a reason; the same folder and link with UTF-8 names are read.
+@Suite struct NonUTF8NameTests {
+    @Test func aNameThatIsNotUTF8FailsTheResourceThatListsOrFollowsIt() async throws {
+        try await withTemporaryDirectory { root in
+            try write(root + "/etc/sysctl.d/10-site.conf", "net.ipv4.tcp_syncookies = 0\n")
+            let state = try hostState(root: root, resource("Sysctl", "k", "net.ipv4.tcp_syncookies: 1"))
+            let folder = open(root + "/etc/sysctl.d", O_RDONLY | O_DIRECTORY)
+            try #require(folder >= 0)
+            defer { close(folder) }
+            let name: [CChar] = [0x39, 0x39, CChar(bitPattern: 0xFF), 0x2E, 0x63, 0x6F, 0x6E, 0x66, 0]  // "99\xff.conf"
+            let fd = openat(folder, name, O_WRONLY | O_CREAT | O_EXCL, 0o644)
+            try #require(fd >= 0)
+            close(fd)
+            let (plan, _) = try await reconcile(state)
+            let failure = try #require(plan.failures.first, "\(plan.remediations)")
+            #expect(failure.message.contains("name(s) that are not UTF-8"), "\(failure.message)")
+
+            #expect(unlinkat(folder, name, 0) == 0)
+            let (again, outcome) = try await reconcile(state)
+            #expect(again.failures.isEmpty, "\(again.failures)")
+            #expect(outcome.verified.count == 1)
+
+            // A link root made whose target is not UTF-8, at the sshd configuration Bulwark reads.
+            let target: [CChar] = [CChar(bitPattern: 0xFF), 0]
+            try FileManager.default.createDirectory(atPath: root + "/etc/ssh", withIntermediateDirectories: true)
+            #expect(symlink(target, root + "/etc/ssh/sshd_config") == 0)
+            let sshd = try hostState(root: root, resource("SSHDConfig", "s", "X11Forwarding: \"no\""))
+            let (linked, _) = try await reconcile(sshd)
+            let refused = try #require(linked.failures.first, "\(linked.remediations)")
+            #expect(refused.message.contains("is a symbolic link to a name that is not UTF-8"), "\(refused.message)")
+        }
+    }
+}

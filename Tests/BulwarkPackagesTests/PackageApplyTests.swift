@@ -241,6 +241,21 @@ import Testing
             let hiddenFailure = try #require(refused.failures.first?.message, "the link out of the root was followed")
             #expect(hiddenFailure.contains("which apt and dpkg would follow out of the target root"), "\(hiddenFailure)")
             #expect(try FileManager.default.contentsOfDirectory(atPath: hidden + "/cache") == ["partial"])
+
+            // A link whose target is not UTF-8: decoded, it named another (missing) file, and the
+            // walk stopped as if nothing were there, while dpkg follows the bytes out of the root.
+            try FileManager.default.removeItem(atPath: box.root + "/var/cache/apt/archives")
+            let raw: [CChar] = [CChar(bitPattern: 0xFF), 0]
+            try #require(symlink(raw, box.root + "/var/cache/apt/archives") == 0)
+            // `var/cache/apt/\xff` (those very bytes) is a link out of the root; decoded, the name
+            // looked for was U+FFFD, which is not there.
+            let apt = open(box.root + "/var/cache/apt", O_RDONLY | O_DIRECTORY)
+            try #require(apt >= 0)
+            defer { close(apt) }
+            try #require(symlinkat(hidden, apt, raw) == 0)
+            let (notUTF8, _) = try await reconcile(state)
+            let notUTF8Failure = try #require(notUTF8.failures.first?.message, "a link that is not UTF-8 was let through")
+            #expect(notUTF8Failure.contains("is a link to a name that is not UTF-8"), "\(notUTF8Failure)")
         }
     }
 }
