@@ -20,7 +20,7 @@ extension UserAccountDriver: JointlyGuardedDriver {
             let accounts = try HostAccounts.reading(root).after(alongside)
             let name = resource.spec.subject
             guard let account = accounts.user(name) else { return .allow }  // nothing to change
-            if accounts.duplicates.contains(name) {
+            if accounts.duplicates.contains(where: { $0.isSameBytes(name) }) {
                 return .block("account \(name) appears more than once in etc/passwd or etc/shadow")
             }
             var harmful: [String] = []
@@ -54,7 +54,7 @@ extension UserAccountDriver: JointlyGuardedDriver {
             }
             if accounts.isAdmin(account), accounts.noLoginPath(account) == nil {
                 let others = accounts.users.filter {
-                    $0.name != name && $0.uid != 0 && accounts.isAdmin($0) && accounts.noLoginPath($0) == nil
+                    !$0.name.isSameBytes(name) && $0.uid != 0 && accounts.isAdmin($0) && accounts.noLoginPath($0) == nil
                 }
                 if others.isEmpty {
                     return .block("\(name) is the last account in \(HostAccounts.adminGroups.joined(separator: ", ")) "
@@ -227,7 +227,7 @@ extension FileModeDriver {
         let programs = !onTheWay ? [] : Self.programFolders.flatMap { folder in Self.rootPrograms.map { "/" + folder + "/" + $0 } }
             .compactMap { path in (try? root.resolve(path)).map { (full: $0, name: path, role: "who becomes root through it") } }
         for account in admins {
-            let gids = Set(accounts.groups.filter { $0.members.contains(account.name) }.map(\.gid)).union([account.gid])
+            let gids = Set(accounts.groups.filter { $0.members.contains { $0.isSameBytes(account.name) } }.map(\.gid)).union([account.gid])
             func can(_ node: Node, _ want: UInt32) -> Bool {
                 if account.uid == 0 { return want != 0o1 || node.folder || node.mode & 0o111 != 0 }
                 let shift: UInt32 = node.uid == account.uid ? 6 : gids.contains(node.gid) ? 3 : 0

@@ -81,7 +81,10 @@ enum FileIO {
 
     /// The names in the folder `path` (following links inside the root), sorted; none when it
     /// does not exist.
-    static func list(_ path: String, in root: HostRoot) throws(HostError) -> [String] {
+    /// A name that is not UTF-8 cannot be named again (decoded, it is another name): where
+    /// `mayMatter` says the host could read it (its raw bytes end in `.conf`, say), the listing
+    /// is refused; any other such name is left out.
+    static func list(_ path: String, in root: HostRoot, mayMatter: ([UInt8]) -> Bool = { _ in true }) throws(HostError) -> [String] {
         let walk = try root.walk(root.components(of: path))
         guard walk.exists else { return [] }
         var folder = walk.folder
@@ -93,8 +96,7 @@ enum FileIO {
             }
             folder = Directory(fd: fd, components: walk.resolved)
         }
-        let found = names(in: folder)
-        // A name that is not UTF-8 (sshd and systemd-sysctl read it) cannot be named again: refused.
+        let found = names(in: folder, mayMatter: mayMatter)
         guard found.unreadable == 0 else {
             throw HostError("holds \(found.unreadable) name(s) that are not UTF-8, which Bulwark cannot read as the host would; "
                             + "rename them", path: root.full(walk.resolved))
@@ -169,7 +171,7 @@ enum FileIO {
     /// Entry names of an open folder (without `.` and `..`). Read through a descriptor of its
     /// own (`openat(…, ".")`), not a `dup`: a duplicate shares the read position with the
     /// folder's descriptor, and a plan's held root is listed by several threads at once.
-    static func names(in folder: Directory) -> (names: [String], unreadable: Int) {
+    static func names(in folder: Directory, mayMatter: ([UInt8]) -> Bool = { _ in true }) -> (names: [String], unreadable: Int) {
         let copy = openat(folder.fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard copy >= 0 else { return ([], 0) }
         guard let stream = fdopendir(copy) else {
@@ -181,12 +183,16 @@ enum FileIO {
         var result: [String] = []
         var unreadable = 0
         while let entry = readdir(stream) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw -> String? in
-                guard let base = raw.baseAddress else { return "" }
-                return String(validatingCString: base.assumingMemoryBound(to: CChar.self))
+            let (name, bytes) = withUnsafeBytes(of: entry.pointee.d_name) { raw -> (String?, [UInt8]) in
+                guard let base = raw.baseAddress else { return ("", []) }
+                let text = base.assumingMemoryBound(to: CChar.self)
+                guard let name = String(validatingCString: text) else {
+                    return (nil, Array(UnsafeBufferPointer(start: base.assumingMemoryBound(to: UInt8.self), count: strlen(text))))
+                }
+                return (name, [])
             }
             guard let name else {
-                unreadable += 1
+                if mayMatter(bytes) { unreadable += 1 }
                 continue
             }
             if name != "." && name != ".." && !name.isEmpty { result.append(name) }

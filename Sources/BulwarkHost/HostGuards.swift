@@ -499,7 +499,7 @@ extension HostAccounts {
     func after(_ alongside: [AllowedChange]) -> HostAccounts {
         var accounts = self
         for allowed in alongside where allowed.resource.id.kind == "UserAccount" {
-            guard let index = accounts.users.firstIndex(where: { $0.name == allowed.resource.spec.subject }) else { continue }
+            guard let index = accounts.users.firstIndex(where: { $0.name.isSameBytes(allowed.resource.spec.subject) }) else { continue }
             for change in allowed.changes {
                 var ended: String?
                 switch change.property {

@@ -215,7 +215,7 @@ struct SSHDConfigDriver: ResourceDriver {
                 continue
             }
             if keyword == "include" && !conditional {
-                for pattern in parts.value.utf8.split(whereSeparator: { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }).map(Substring.init) {
+                for pattern in Self.includePatterns(parts.value) {
                     for included in try expand(String(pattern), root: root, config: &config) {
                         guard config.files[included] == nil else { continue }
                         config.snapshot.take(included)
@@ -231,11 +231,20 @@ struct SSHDConfigDriver: ResourceDriver {
     }
 
     /// An `Include` pattern's files under the root, sorted as sshd's glob sorts them.
+    /// An `Include` line's patterns: split at its blanks (spaces and tabs) byte by byte, as sshd
+    /// splits them. The driver's read and the guard's probe both take them from here: a probe
+    /// that split at spaces alone judged a candidate without a file the driver edits.
+    static func includePatterns(_ value: Substring) -> [Substring] {
+        value.utf8.split(whereSeparator: { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }).map(Substring.init)
+    }
+
     func expand(_ pattern: String, root: HostRoot, config: inout Config) throws -> [String] {
         // By bytes, as sshd and glob read the pattern (`PathText`).
         let relative = PathText.isAbsolute(pattern) ? pattern : "etc/ssh/" + pattern
         let parts = PathText.components(relative)
-        let folder = parts.dropLast().joined(separator: "/"), name = parts.last ?? ""
+        // An absolute folder stays absolute: one under the root's own path is taken as that path
+        // (`HostRoot.components`), as the same pattern without a wildcard is.
+        let folder = (PathText.isAbsolute(relative) ? "/" : "") + parts.dropLast().joined(separator: "/"), name = parts.last ?? ""
         func hasWildcard(_ text: String) -> Bool { text.utf8.contains { $0 == UInt8(ascii: "*") || $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "[") } }
         guard !folder.utf8.contains(where: { $0 == UInt8(ascii: "*") || $0 == UInt8(ascii: "?") }) else {
             throw HostError("Include patterns with wildcards in folders are not supported: \(pattern)")
@@ -244,7 +253,10 @@ struct SSHDConfigDriver: ResourceDriver {
         config.snapshot.take(directory)
         config.includeFolders.append(directory)
         guard !hasWildcard(name) else {
-            let names = try FileIO.list(directory, in: root)
+            // A name that is not UTF-8 matters where the pattern matches its raw bytes.
+            let names = try FileIO.list(directory, in: root) { raw in
+                (raw + [0]).withUnsafeBufferPointer { $0.withMemoryRebound(to: CChar.self) { fnmatch(name, $0.baseAddress!, FNM_PERIOD) == 0 } }
+            }
             return names.filter { fnmatch(name, $0, FNM_PERIOD) == 0 }.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
                 .map { directory + "/" + $0 }
         }

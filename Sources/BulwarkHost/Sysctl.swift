@@ -75,7 +75,8 @@ struct SysctlDriver: ResourceDriver {
     func files(_ root: HostRoot) throws -> [String] {
         var byName: [[UInt8]: String] = [:]
         for folder in Self.folders {
-            for name in try FileIO.list(folder, in: root) where name.hasByteSuffix(".conf") && byName[Array(name.utf8)] == nil {
+            for name in try FileIO.list(folder, in: root, mayMatter: { $0.reversed().starts(with: ".conf".utf8.reversed()) })
+            where name.hasByteSuffix(".conf") && byName[Array(name.utf8)] == nil {
                 byName[Array(name.utf8)] = folder + "/" + name
             }
         }

@@ -503,7 +503,9 @@ final class SwapControl: Sendable {
             let failure = try #require(plan.failures.first, "\(plan.remediations)")
             #expect(failure.message.contains("name(s) that are not UTF-8"), "\(failure.message)")
 
-            #expect(unlinkat(folder, name, 0) == 0)
+            // The same bytes without `.conf`: systemd-sysctl never reads it, and neither does Bulwark.
+            let stray: [CChar] = [0x39, 0x39, CChar(bitPattern: 0xFF), 0x2E, 0x74, 0x78, 0x74, 0]  // "99\xff.txt"
+            #expect(renameat(folder, name, folder, stray) == 0)
             let (again, outcome) = try await reconcile(state)
             #expect(again.failures.isEmpty, "\(again.failures)")
             #expect(outcome.verified.count == 1)

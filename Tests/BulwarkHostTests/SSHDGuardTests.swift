@@ -40,6 +40,29 @@ import Testing
         }
     }
 
+    /// An `Include` line whose patterns a tab separates: sshd reads both files, and so does the
+    /// guard's probe. Split at spaces alone, the probe judged the main file without them (and
+    /// without the edit to the included file), so turning passwords off where the administrator
+    /// has only a password looked harmless. With a key, the same change is applied.
+    @Test func includePatternsSeparatedByATabAreJudgedAsSSHDReadsThem() async throws {
+        let config = "Include sshd_config.d/10-auth.conf\tsshd_config.d/20-site.conf\nPermitRootLogin no\nKbdInteractiveAuthentication no\nUsePAM yes\n"
+        for key in [false, true] {
+            try await withTemporaryDirectory { root in
+                let admin = FixtureAccount(name: "admin", uid: 1000, hash: "$y$j9T$adminhash", groups: ["sudo"], key: key)
+                try host(root, [root0, admin], config: config)
+                try write(root + "/etc/ssh/sshd_config.d/10-auth.conf", "PasswordAuthentication yes\n")
+                try write(root + "/etc/ssh/sshd_config.d/20-site.conf", "X11Forwarding no\n")
+                let policy = resource("SSHDConfig", "s", "PasswordAuthentication: \"no\"")
+                if key {
+                    try await expectApplied(root, policy)
+                    #expect(try read(root + "/etc/ssh/sshd_config.d/10-auth.conf") == "PasswordAuthentication no\n")
+                } else {
+                    try await expectBlocked(root, policy, reason: "no account could log in over SSH")
+                }
+            }
+        }
+    }
+
     @Test func allowUsersNobodyIsBlockedAndAliceWithKeysIsApplied() async throws {
         try await withTemporaryDirectory { root in
             try host(root, [root0, alice])
