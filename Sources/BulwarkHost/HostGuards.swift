@@ -68,7 +68,8 @@ struct HostAccounts: Sendable {
     let root: HostRoot
     var users: [HostAccount] = []
     var groups: [(name: String, gid: UInt32, members: [String])] = []
-    var duplicates: Set<String> = []
+    /// Names on two lines, by their bytes (a `Set<String>` holds one of `josé`'s two spellings).
+    var duplicates: [String] = []
     /// `etc/shells`, or nil when the root has none.
     var shells: [String]?
     /// `UID_MIN` from `etc/login.defs` (1000 by default): the first uid of a person's account.
@@ -85,13 +86,13 @@ struct HostAccounts: Sendable {
         // are two accounts to it, and `==` says they are one.
         var position: [[UInt8]: Int] = [:]
         for user in try Self.passwdCache.value("etc/passwd", in: root, parse: Self.passwdEntries) ?? [] {
-            guard position[Array(user.name.utf8)] == nil else { duplicates.insert(user.name); continue }
+            guard position[Array(user.name.utf8)] == nil else { duplicates.append(user.name); continue }
             position[Array(user.name.utf8)] = users.count
             users.append(user)
         }
         var shadowSeen: Set<[UInt8]> = []
         for entry in try Self.shadowCache.value("etc/shadow", in: root, parse: Self.shadowEntries) ?? [] {
-            if !shadowSeen.insert(Array(entry.name.utf8)).inserted { duplicates.insert(entry.name); continue }
+            if !shadowSeen.insert(Array(entry.name.utf8)).inserted { duplicates.append(entry.name); continue }
             guard let index = position[Array(entry.name.utf8)] else { continue }
             users[index].locked = entry.locked
             users[index].emptyPassword = entry.emptyPassword

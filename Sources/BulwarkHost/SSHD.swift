@@ -215,7 +215,7 @@ struct SSHDConfigDriver: ResourceDriver {
                 continue
             }
             if keyword == "include" && !conditional {
-                for pattern in Self.includePatterns(parts.value) {
+                for pattern in try Self.includePatterns(parts.value) {
                     for included in try expand(String(pattern), root: root, config: &config) {
                         guard config.files[included] == nil else { continue }
                         config.snapshot.take(included)
@@ -231,20 +231,60 @@ struct SSHDConfigDriver: ResourceDriver {
     }
 
     /// An `Include` pattern's files under the root, sorted as sshd's glob sorts them.
-    /// An `Include` line's patterns: split at its blanks (spaces and tabs) byte by byte, as sshd
-    /// splits them. The driver's read and the guard's probe both take them from here: a probe
-    /// that split at spaces alone judged a candidate without a file the driver edits.
-    static func includePatterns(_ value: Substring) -> [Substring] {
-        value.utf8.split(whereSeparator: { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }).map(Substring.init)
+    /// An `Include` line's patterns, read as sshd reads its arguments (OpenSSH's `argv_split`,
+    /// byte by byte): split at spaces and tabs outside quotes, `"…"` and `'…'` quotes removed, `\`
+    /// before a quote, a backslash or (outside quotes) a space taken literally, and a `#` that
+    /// starts an argument ending the line. A quote left open is an error, as sshd says. A pattern
+    /// with bytes that are not UTF-8 is refused: glob would match its bytes, and Bulwark's text
+    /// carries them as other characters. The driver's read and the guard's probe both take the
+    /// patterns from here: a probe that split them otherwise judged a candidate without a file
+    /// the driver edits.
+    static func includePatterns(_ value: Substring) throws -> [String] {
+        let bytes = Array(value.utf8)
+        func isBlank(_ byte: UInt8) -> Bool { byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
+        var patterns: [String] = []
+        var index = 0
+        while index < bytes.count {
+            if isBlank(bytes[index]) { index += 1; continue }
+            if bytes[index] == UInt8(ascii: "#") { break }
+            var pattern: [UInt8] = []
+            var quote: UInt8?
+            while index < bytes.count {
+                let byte = bytes[index]
+                if byte == UInt8(ascii: "\\"), index + 1 < bytes.count,
+                   [UInt8(ascii: "'"), UInt8(ascii: "\""), UInt8(ascii: "\\")].contains(bytes[index + 1])
+                    || (quote == nil && bytes[index + 1] == UInt8(ascii: " ")) {
+                    pattern.append(bytes[index + 1])
+                    index += 2
+                    continue
+                }
+                if quote == nil, isBlank(byte) { break }
+                if quote == nil, byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "'") {
+                    quote = byte
+                } else if let open = quote, byte == open {
+                    quote = nil
+                } else {
+                    pattern.append(byte)
+                }
+                index += 1
+            }
+            guard quote == nil else { throw HostError("Include has a quote that is never closed; sshd refuses the line: \(value)") }
+            let text = String(decoding: pattern, as: UTF8.self)
+            guard !text.unicodeScalars.contains(where: { LineFile.escapes.contains($0.value) }) else {
+                throw HostError("Include pattern has bytes that are not UTF-8, which Bulwark cannot match as sshd does: \(text)")
+            }
+            patterns.append(text)
+        }
+        return patterns
     }
 
     func expand(_ pattern: String, root: HostRoot, config: inout Config) throws -> [String] {
         // By bytes, as sshd and glob read the pattern (`PathText`).
-        let relative = PathText.isAbsolute(pattern) ? pattern : "etc/ssh/" + pattern
-        let parts = PathText.components(relative)
-        // An absolute folder stays absolute: one under the root's own path is taken as that path
-        // (`HostRoot.components`), as the same pattern without a wildcard is.
-        let folder = (PathText.isAbsolute(relative) ? "/" : "") + parts.dropLast().joined(separator: "/"), name = parts.last ?? ""
+        // The pattern names a path as the target sees it: taken below the root, never as a path
+        // under the root's own path (`HostRoot.components` strips that from what it is given).
+        let parts = PathText.components(PathText.isAbsolute(pattern) ? pattern : "etc/ssh/" + pattern)
+        let relative = parts.joined(separator: "/")
+        let folder = parts.dropLast().joined(separator: "/"), name = parts.last ?? ""
         func hasWildcard(_ text: String) -> Bool { text.utf8.contains { $0 == UInt8(ascii: "*") || $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "[") } }
         guard !folder.utf8.contains(where: { $0 == UInt8(ascii: "*") || $0 == UInt8(ascii: "?") }) else {
             throw HostError("Include patterns with wildcards in folders are not supported: \(pattern)")

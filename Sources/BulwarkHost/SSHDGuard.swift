@@ -191,7 +191,7 @@ final class SSHDProbe {
         for (index, line) in lines.lines.enumerated() {
             guard let parts = SSHDConfigDriver.split(line), parts.keyword.lowercased() == "include" else { continue }
             var copies: [String] = []
-            for pattern in SSHDConfigDriver.includePatterns(parts.value) {
+            for pattern in try SSHDConfigDriver.includePatterns(parts.value) {
                 for included in try driver.expand(String(pattern), root: root, config: &scratch) {
                     copies.append(try copy(included, config: config, root: root, driver: driver, names: &names, files: &files,
                                            depth: depth + 1, key: &key))

@@ -44,8 +44,12 @@ import Testing
     /// guard's probe. Split at spaces alone, the probe judged the main file without them (and
     /// without the edit to the included file), so turning passwords off where the administrator
     /// has only a password looked harmless. With a key, the same change is applied.
-    @Test func includePatternsSeparatedByATabAreJudgedAsSSHDReadsThem() async throws {
-        let config = "Include sshd_config.d/10-auth.conf\tsshd_config.d/20-site.conf\nPermitRootLogin no\nKbdInteractiveAuthentication no\nUsePAM yes\n"
+    /// The same with the first pattern quoted and a comment after the patterns (sshd's own
+    /// argument splitting): read as two files, not as a folder named `"sshd_config.d`.
+    @Test(arguments: ["sshd_config.d/10-auth.conf\tsshd_config.d/20-site.conf",
+                      "\"sshd_config.d/10-auth.conf\" sshd_config.d/20-site.conf # the site's files"])
+    func includePatternsSeparatedByATabAreJudgedAsSSHDReadsThem(_ patterns: String) async throws {
+        let config = "Include \(patterns)\nPermitRootLogin no\nKbdInteractiveAuthentication no\nUsePAM yes\n"
         for key in [false, true] {
             try await withTemporaryDirectory { root in
                 let admin = FixtureAccount(name: "admin", uid: 1000, hash: "$y$j9T$adminhash", groups: ["sudo"], key: key)
@@ -61,6 +65,19 @@ import Testing
                 }
             }
         }
+    }
+
+    /// `Include` arguments as OpenSSH's `argv_split` reads them: blanks outside quotes split,
+    /// quotes go, `\` keeps a quote, a backslash or (outside quotes) a space, `#` starting an
+    /// argument ends the line; a quote never closed, or a pattern whose bytes are not UTF-8, is refused.
+    @Test func includeArgumentsAreReadAsSSHDReadsThem() throws {
+        #expect(try SSHDConfigDriver.includePatterns("a.conf\t b.conf") == ["a.conf", "b.conf"])
+        #expect(try SSHDConfigDriver.includePatterns("\"d/*.conf\" # see sshd_config") == ["d/*.conf"])
+        #expect(try SSHDConfigDriver.includePatterns("'my file.conf' my\\ file2.conf x\\y \"q\\\"uote\"") == ["my file.conf", "my file2.conf", "x\\y", "q\"uote"])
+        #expect(try SSHDConfigDriver.includePatterns("a#b.conf") == ["a#b.conf"])
+        #expect(throws: HostError.self) { try SSHDConfigDriver.includePatterns("\"open.conf") }
+        let notUTF8 = try LineFile(bytes: Array("x".utf8) + [0xE9] + Array(".conf".utf8), path: "t").text
+        #expect(throws: HostError.self) { try SSHDConfigDriver.includePatterns(Substring(notUTF8)) }
     }
 
     @Test func allowUsersNobodyIsBlockedAndAliceWithKeysIsApplied() async throws {
