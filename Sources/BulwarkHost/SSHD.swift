@@ -240,7 +240,10 @@ struct SSHDConfigDriver: ResourceDriver {
     /// patterns from here: a probe that split them otherwise judged a candidate without a file
     /// the driver edits.
     static func includePatterns(_ value: Substring) throws -> [String] {
-        let bytes = Array(value.utf8)
+        // sshd drops the blanks C's isspace knows at the line's end (a form feed or a carriage
+        // return kept would be part of the last pattern).
+        var bytes = Array(value.utf8)
+        while let last = bytes.last, last == 32 || (9...13).contains(last) { bytes.removeLast() }
         func isBlank(_ byte: UInt8) -> Bool { byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
         var patterns: [String] = []
         var index = 0
@@ -269,6 +272,7 @@ struct SSHDConfigDriver: ResourceDriver {
                 index += 1
             }
             guard quote == nil else { throw HostError("Include has a quote that is never closed; sshd refuses the line: \(value)") }
+            guard !pattern.isEmpty else { throw HostError("Include has an empty argument; sshd refuses the line: \(value)") }
             let text = String(decoding: pattern, as: UTF8.self)
             guard !text.unicodeScalars.contains(where: { LineFile.escapes.contains($0.value) }) else {
                 throw HostError("Include pattern has bytes that are not UTF-8, which Bulwark cannot match as sshd does: \(text)")
@@ -285,9 +289,13 @@ struct SSHDConfigDriver: ResourceDriver {
         let parts = PathText.components(PathText.isAbsolute(pattern) ? pattern : "etc/ssh/" + pattern)
         let relative = parts.joined(separator: "/")
         let folder = parts.dropLast().joined(separator: "/"), name = parts.last ?? ""
-        func hasWildcard(_ text: String) -> Bool { text.utf8.contains { $0 == UInt8(ascii: "*") || $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "[") } }
-        guard !folder.utf8.contains(where: { $0 == UInt8(ascii: "*") || $0 == UInt8(ascii: "?") }) else {
-            throw HostError("Include patterns with wildcards in folders are not supported: \(pattern)")
+        // What glob(3) reads specially: wildcards, a class, and a backslash escaping the next
+        // character. A name with any of them is matched by fnmatch (which reads them alike); a
+        // folder with any is refused rather than taken literally.
+        func isSpecial(_ byte: UInt8) -> Bool { [UInt8(ascii: "*"), UInt8(ascii: "?"), UInt8(ascii: "["), UInt8(ascii: "\\")].contains(byte) }
+        func hasWildcard(_ text: String) -> Bool { text.utf8.contains(where: isSpecial) }
+        guard !folder.utf8.contains(where: isSpecial) else {
+            throw HostError("Include patterns with wildcards, classes or escapes in folders are not supported: \(pattern)")
         }
         let directory = try root.resolve(folder)
         config.snapshot.take(directory)

@@ -130,7 +130,7 @@ final class SSHDProbe {
     /// Writes the candidate into a new private folder (mode and owners as described above).
     private func materialize() throws -> String {
         if let directory { return directory }
-        var template = Array((NSTemporaryDirectory() + "/bulwark-sshd-XXXXXX").utf8CString)
+        var template = Array((Self.folderForCandidates + "/bulwark-sshd-XXXXXX").utf8CString)
         guard mkdtemp(&template) != nil else { throw HostError("cannot create a temporary folder: \(errnoText())") }
         let folder = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
         do {
@@ -161,6 +161,19 @@ final class SSHDProbe {
         directory = folder
         return folder
     }
+
+    /// Where candidate folders are made: the temporary directory when sshd reads its path as
+    /// written in an `Include` line (absolute; letters, digits, `/`, `.`, `_`, `-` only), else
+    /// /tmp. A blank would split the path, a backslash, `*`, `?` or `[` make glob read it otherwise,
+    /// and the copies would silently match nothing, leaving them out of what sshd judges.
+    static let folderForCandidates: String = {
+        let folder = NSTemporaryDirectory()
+        let plain = PathText.isAbsolute(folder) && folder.utf8.allSatisfy {
+            (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains($0)
+                || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || [UInt8(ascii: "/"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "-")].contains($0)
+        }
+        return plain ? folder : "/tmp"
+    }()
 
     func remove() {
         if let directory { try? FileManager.default.removeItem(atPath: directory) }

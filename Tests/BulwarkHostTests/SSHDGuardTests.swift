@@ -47,7 +47,8 @@ import Testing
     /// The same with the first pattern quoted and a comment after the patterns (sshd's own
     /// argument splitting): read as two files, not as a folder named `"sshd_config.d`.
     @Test(arguments: ["sshd_config.d/10-auth.conf\tsshd_config.d/20-site.conf",
-                      "\"sshd_config.d/10-auth.conf\" sshd_config.d/20-site.conf # the site's files"])
+                      "\"sshd_config.d/10-auth.conf\" sshd_config.d/20-site.conf # the site's files",
+                      "sshd_config.d/10\\\\-auth.conf sshd_config.d/20-site.conf\u{0C}"])
     func includePatternsSeparatedByATabAreJudgedAsSSHDReadsThem(_ patterns: String) async throws {
         let config = "Include \(patterns)\nPermitRootLogin no\nKbdInteractiveAuthentication no\nUsePAM yes\n"
         for key in [false, true] {
@@ -76,6 +77,8 @@ import Testing
         #expect(try SSHDConfigDriver.includePatterns("'my file.conf' my\\ file2.conf x\\y \"q\\\"uote\"") == ["my file.conf", "my file2.conf", "x\\y", "q\"uote"])
         #expect(try SSHDConfigDriver.includePatterns("a#b.conf") == ["a#b.conf"])
         #expect(throws: HostError.self) { try SSHDConfigDriver.includePatterns("\"open.conf") }
+        #expect(try SSHDConfigDriver.includePatterns("a.conf \u{0C}\r") == ["a.conf"], "sshd drops C's blanks at the end")
+        #expect(throws: HostError.self) { try SSHDConfigDriver.includePatterns("a.conf \"\"") }
         let notUTF8 = try LineFile(bytes: Array("x".utf8) + [0xE9] + Array(".conf".utf8), path: "t").text
         #expect(throws: HostError.self) { try SSHDConfigDriver.includePatterns(Substring(notUTF8)) }
     }
