@@ -6,7 +6,20 @@
 /// `hasPrefix("/")` is false. The kernel splits a path at every `/` byte, and glibc a passwd
 /// line at every `:`: read otherwise, a path's name holds a `/` that `openat` walks through
 /// (following a link on the way unjudged), and an account's line loses its fields.
+/// The blanks C's `isspace` knows in the C locale: space, tab, line feed, vertical tab, form
+/// feed, carriage return (ASCII only: a no-break space is no blank to glibc, sysctl or sshd).
+package func isCSpace(_ byte: UInt8) -> Bool { byte == UInt8(ascii: " ") || (9...13).contains(byte) }
+
 extension Substring {
+    /// The text without C's blanks (`isCSpace`) at either end.
+    package func trimmingCSpaces() -> Substring {
+        let bytes = utf8
+        var start = bytes.startIndex, end = bytes.endIndex
+        while start < end, isCSpace(bytes[start]) { bytes.formIndex(after: &start) }
+        while end > start, isCSpace(bytes[bytes.index(before: end)]) { bytes.formIndex(before: &end) }
+        return Substring(bytes[start..<end])
+    }
+
     /// The parts between each `separator` byte (an ASCII character).
     package func splitBytes(at separator: Unicode.Scalar, omittingEmpty: Bool = false) -> [Substring] {
         utf8.split(separator: UInt8(ascii: separator), omittingEmptySubsequences: omittingEmpty).map(Substring.init)
@@ -36,6 +49,13 @@ package enum PathText {
 
     /// Whether a name of the path is `..`.
     package static func climbs(_ text: some StringProtocol) -> Bool { components(text).contains { $0.isSameBytes("..") } }
+
+    /// `path` without the `/` bytes at its end, `/` itself kept.
+    package static func trimmingTrailingSlashes(_ path: String) -> String {
+        var bytes = path.utf8[...]
+        while bytes.count > 1, bytes.last == UInt8(ascii: "/") { bytes = bytes.dropLast() }
+        return String(Substring(bytes))
+    }
 
     /// Whether `path` is `folder` or inside it (`etc` holds `etc/shadow`, not `etcetera`).
     package static func isWithin(_ path: some StringProtocol, _ folder: String) -> Bool {

@@ -66,8 +66,7 @@ struct ConfigFileDriver: ResourceDriver {
         spec.allowOnly(["path", "format", "properties", "validate", "reload", "timeoutSeconds"])
         guard let pathReader = spec.field("path", required: true), let text = pathReader.string() else { return nil }
         // By bytes, as the kernel reads the path (see `PathText`).
-        let parts = text.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false).map { Substring($0) }
-            .drop(while: { $0.isEmpty && text.hasPrefix("/") })
+        let parts = Substring(text).splitBytes(at: "/").drop(while: { $0.isEmpty && PathText.isAbsolute(text) })
         guard !text.isEmpty, LineSafety.problem(text) == nil, text.utf8.count <= 1024,
               !parts.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }) else {
             pathReader.fail("expected a file path inside the target root without '.', '..' or '//', such as etc/litellm/config.yaml, got '\(text)'")

@@ -72,7 +72,7 @@ struct FileModeDriver: ResourceDriver {
     /// when it does not exist. A FIFO, device or socket is refused.
     static func node(_ subject: String, in root: HostRoot, open: Bool) throws(HostError) -> (stat, Int32?)? {
         // Taken as written (validated: absolute, no '.' or '..'), never as a path under the root's own path.
-        let components = PathText.components(subject[...])
+        let components = PathText.components(subject)
         guard let name = components.last else { throw HostError("FileMode does not manage the target root itself", path: root.path) }
         let display = root.full(components)
         let folder: Directory
@@ -119,7 +119,7 @@ struct FileModeDriver: ResourceDriver {
     /// (another writer set them since the plan observed the drift) are left out; when that is
     /// all of them nothing is changed. Returns the properties found.
     private func applyOnce(_ allChanges: [PropertyDrift], to resource: Resource, root: HostRoot) throws -> Set<String> {
-        let path = root.full(PathText.components(resource.spec.subject[...]))
+        let path = root.full(PathText.components(resource.spec.subject))
         // Only an owner or group change reads the accounts: a mode's fix needs neither passwd nor
         // group, and reading them again under the lock (a walk and a check for writers of each)
         // was a fifth of a mode fix's own work.
@@ -181,7 +181,7 @@ func parsePath(_ reader: SpecReader) -> String? {
         return nil
     }
     // By bytes, as the kernel reads the path (see `PathText`).
-    let parts = text.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false).dropFirst().map { Substring($0) }
+    let parts = Substring(text).splitBytes(at: "/").dropFirst()
     guard text.hasPrefix("/"), text.count > 1, !parts.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }),
           !text.contains("\0") else {
         reader.fail("expected an absolute path inside the target root without '.', '..' or '//', such as /etc/shadow, got '\(text)'")

@@ -374,7 +374,7 @@ struct HostAccounts: Sendable {
             guard f.count >= 4, let gid = UInt32(f[2]) else { return nil }
             // glibc skips the ASCII blanks before a member, and keeps any after it.
             return (String(f[0]), gid, f[3].splitBytes(at: ",", omittingEmpty: true)
-                .map { String(Substring($0.utf8.drop { $0 == 32 || (9...13).contains($0) })) }.filter { !$0.isEmpty })
+                .map { String(Substring($0.utf8.drop(while: isCSpace))) }.filter { !$0.isEmpty })
         }
     }
 

@@ -22,8 +22,7 @@ public struct HostRoot: Sendable, Hashable {
 
     public init(_ path: String) throws(HostError) {
         guard PathText.isAbsolute(path) else { throw HostError("target root must be an absolute path", path: path) }
-        var trimmed = path
-        while trimmed.utf8.count > 1 && trimmed.utf8.last == UInt8(ascii: "/") { trimmed = String(Substring(trimmed.utf8.dropLast())) }
+        let trimmed = PathText.trimmingTrailingSlashes(path)
         // A plan that holds the root open has checked it already (`PlanReads`).
         if PlanReads.current?.root(trimmed) == nil {
             var info = stat()

@@ -242,8 +242,7 @@ struct SSHDConfigDriver: ResourceDriver {
     static func includePatterns(_ value: Substring) throws -> [String] {
         // sshd drops the blanks C's isspace knows at the line's end (a form feed or a carriage
         // return kept would be part of the last pattern).
-        var bytes = Array(value.utf8)
-        while let last = bytes.last, last == 32 || (9...13).contains(last) { bytes.removeLast() }
+        let bytes = Array(value.trimmingCSpaces().utf8)
         func isBlank(_ byte: UInt8) -> Bool { byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
         var patterns: [String] = []
         var index = 0
@@ -305,7 +304,8 @@ struct SSHDConfigDriver: ResourceDriver {
             let names = try FileIO.list(directory, in: root) { raw in
                 (raw + [0]).withUnsafeBufferPointer { $0.withMemoryRebound(to: CChar.self) { fnmatch(name, $0.baseAddress!, FNM_PERIOD) == 0 } }
             }
-            return names.filter { fnmatch(name, $0, FNM_PERIOD) == 0 }.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+            // `list` gives them in byte order, as glob sorts them.
+            return names.filter { fnmatch(name, $0, FNM_PERIOD) == 0 }
                 .map { directory + "/" + $0 }
         }
         let path = try root.resolve(relative)

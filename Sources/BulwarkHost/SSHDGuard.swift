@@ -55,7 +55,7 @@ final class SSHDProbe {
     /// closed, a database with no source.
     static func accountsAreLocal(nsswitch: String?) -> Bool {
         guard let nsswitch else { return true }
-        func isBlank(_ byte: UInt8) -> Bool { byte == 32 || (9...13).contains(byte) }
+        let isBlank = isCSpace
         for line in Substring(nsswitch).splitBytes(at: "\n", omittingEmpty: true) {
             var bytes = line.utf8[...]
             bytes = bytes.drop(while: isBlank)

@@ -64,7 +64,7 @@ struct SysctlDriver: ResourceDriver {
     /// in: the blanks C's `isspace` knows dropped at either end (the trailing newline first of
     /// all) and the spaces and tabs between words folded, as sysctl reads it.
     static func runtimeValue(_ text: String) -> String? {
-        normalize(String(blanksTrimmed(text[...])))
+        normalize(String(text[...].trimmingCSpaces()))
     }
 
     /// Configuration files in the order sysctl applies them, as real paths: a link such as
@@ -95,27 +95,16 @@ struct SysctlDriver: ResourceDriver {
     /// (every Unicode space, through NSString) was a third of the time a plan spent on sysctls.
     static func assignments(_ text: String) -> [(key: String, value: String, line: Int)] {
         LineFile(text).lines.enumerated().compactMap { index, raw in
-            var line = blanksTrimmed(LineFile.content(raw))
+            var line = LineFile.content(raw).trimmingCSpaces()
             guard let first = line.utf8.first, first != UInt8(ascii: "#"), first != UInt8(ascii: ";") else { return nil }
             if first == UInt8(ascii: "-") { line = Substring(line.utf8.dropFirst()) }
             guard let equals = line.utf8.firstIndex(of: UInt8(ascii: "=")) else { return nil }
-            let key = String(blanksTrimmed(line[..<equals]).map { $0 == "/" ? "." : $0 })
-            let value = String(blanksTrimmed(line[line.utf8.index(after: equals)...]))
+            let key = String(line[..<equals].trimmingCSpaces().map { $0 == "/" ? "." : $0 })
+            let value = String(line[line.utf8.index(after: equals)...].trimmingCSpaces())
             return (key, normalize(value) ?? "", index)
         }
     }
 
-    /// `text` without the ASCII blanks C's `isspace` knows (space, tab, CR, LF, VT, FF) at
-    /// either end.
-    static func blanksTrimmed(_ text: Substring) -> Substring {
-        func isBlank(_ byte: UInt8) -> Bool { byte == 32 || (9...13).contains(byte) }
-        let bytes = text.utf8
-        var start = bytes.startIndex
-        var end = bytes.endIndex
-        while start < end, isBlank(bytes[start]) { bytes.formIndex(after: &start) }
-        while end > start, isBlank(bytes[bytes.index(before: end)]) { bytes.formIndex(before: &end) }
-        return text[start..<end]
-    }
 
     /// The assignment that wins for each key, and its file. Reused (see `ParseCache`) while
     /// every folder listed and every file read is unchanged, so the resources of one target

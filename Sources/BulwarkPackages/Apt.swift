@@ -25,8 +25,7 @@ struct Apt: Sendable {
     static let aptCache = "/usr/bin/apt-cache"
 
     init(root: String) throws(PackagesError) {
-        var trimmed = root
-        while trimmed.utf8.count > 1 && trimmed.utf8.last == UInt8(ascii: "/") { trimmed = String(Substring(trimmed.utf8.dropLast())) }
+        let trimmed = PathText.trimmingTrailingSlashes(root)
         guard PathText.isAbsolute(trimmed), !PathText.climbs(trimmed) else {
             throw PackagesError("target root must be an absolute path without '..'", subject: root)
         }
