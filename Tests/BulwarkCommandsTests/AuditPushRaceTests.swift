@@ -75,11 +75,14 @@ import Testing
         _ = try await repo.sync()
 
         // The other writer: the git CLI committing its own files and pushing them, rebasing on
-        // rejection like a person would, writing down every commit the origin accepted.
+        // rejection like a person would, writing down every commit the origin accepted. It clones
+        // through git's transport (`--no-local`): a local clone hard-links the origin's objects
+        // folder file by file, and fails when a push's temporary file vanishes under it.
         let accepted = dir + "/cli-accepted"
+        let log = dir + "/pusher.log"
         let script = """
         set -u
-        git clone -q -b bulwark/audit "$1" pusher || exit 3
+        git clone -q --no-local -b bulwark/audit "$1" pusher || exit 3
         cd pusher
         for i in $(seq 1 \(cliCommits)); do
           mkdir -p other && echo "$i" > other/$i.txt && git add other/$i.txt && git commit -qm "other $i" || exit 4
@@ -104,7 +107,10 @@ import Testing
         env.merge(cliEnvironment) { $1 }
         pusher.environment = env
         pusher.standardOutput = FileHandle.nullDevice
-        pusher.standardError = FileHandle.nullDevice
+        guard FileManager.default.createFile(atPath: log, contents: nil),
+              let logHandle = FileHandle(forWritingAtPath: log) else { throw SupportError("cannot create \(log)") }
+        defer { try? logHandle.close() }
+        pusher.standardError = logHandle
         pusher.standardInput = FileHandle.nullDevice
         try pusher.run()
         defer {
@@ -126,7 +132,7 @@ import Testing
             }
         }
         while pusher.isRunning { try await Task.sleep(for: .milliseconds(50)) }
-        #expect(pusher.terminationStatus == 0, "the git CLI pusher failed")
+        #expect(pusher.terminationStatus == 0, "the git CLI pusher failed: \((try? read(log)) ?? "")")
         // Whatever waited locally goes out now that the other writer is done.
         if case .keptLocally(let count, let reason) = try await repo.publish(deadline: .seconds(30)) {
             Issue.record("\(count) records stayed local: \(reason)")
