@@ -58,7 +58,8 @@ extension UserAccountDriver: JointlyGuardedDriver {
                 }
                 if others.isEmpty {
                     return .block("\(name) is the last account in \(HostAccounts.adminGroups.joined(separator: ", ")) "
-                                  + "that can log in: \(what) would leave no administrator login")
+                                  + "that can log in: \(what) would leave no administrator login"
+                                  + (accounts.carriageReturnNote().map { " (\($0))" } ?? ""))
                 }
             }
             // Over SSH, as sshd is configured now: another administrator's password is no way

@@ -443,6 +443,19 @@ struct LineFile {
         return line
     }
 
+    /// A line as glibc's account files are read (`etc/passwd`, `etc/shadow`, `etc/group`): without
+    /// its line feed byte, and a carriage return before it kept. It ends the last field there:
+    /// `/bin/bash\r` is no shell to glibc, and `bob\r` not bob. (By `Character`, `\r\n` is one,
+    /// and `content` drops both.)
+    static func glibcContent(_ line: Substring) -> Substring {
+        line.utf8.last == UInt8(ascii: "\n") ? Substring(line.utf8.dropLast()) : line
+    }
+
+    /// The line feed a line written back after `glibcContent` ends with: one where it had one.
+    static func glibcEnding(_ line: Substring) -> String {
+        line.utf8.last == UInt8(ascii: "\n") ? "\n" : ""
+    }
+
     /// The line's ending (`\n`, `\r\n` or nothing).
     static func ending(_ line: Substring) -> String {
         if line.hasSuffix("\r\n") { return "\r\n" }

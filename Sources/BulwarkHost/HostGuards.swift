@@ -100,10 +100,7 @@ struct HostAccounts: Sendable {
             if let day = entry.expiresDay { users[index].expiresDay = day }
         }
         groups = try Self.groupCache.value("etc/group", in: root, parse: Self.groupEntries) ?? []
-        shells = try Self.shellsCache.value("etc/shells", in: root) { file in
-            try Self.text(file).split(separator: "\n").map { LineFile.content($0[...]).trimmingCharacters(in: .whitespaces) }
-                .filter { !$0.isEmpty && !$0.hasPrefix("#") }
-        }
+        shells = try Self.shellsCache.value("etc/shells", in: root, parse: Self.shellEntries)
         if let entries = try LoginDefsDriver.cache.value(LoginDefsDriver.path, in: root, parse: LoginDefsDriver.entries(file:)) {
             if let value = entries["UID_MIN"]?.value, let min = UInt32(value) { uidMin = min }
             if let value = entries["GID_MIN"]?.value, let min = UInt32(value) { gidMin = min }
@@ -357,6 +354,19 @@ struct HostAccounts: Sendable {
         }
     }
 
+    /// `etc/shells` as glibc's `getusershell` reads it: on each line, from its first `/` to the
+    /// first C blank, `#` or NUL; a line with a `#` before any `/` is a comment. (Split by
+    /// `Character`, a CRLF file was one line, and no shell was listed.)
+    static func shellEntries(_ file: HostFile) throws -> [String] {
+        try LineFile(bytes: file.bytes, path: file.path).lines.compactMap { line -> String? in
+            let bytes = line.utf8
+            guard let start = bytes.firstIndex(where: { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "#") || $0 == 0 }),
+                  bytes[start] == UInt8(ascii: "/") else { return nil }
+            let end = bytes[start...].firstIndex { isCSpace($0) || $0 == UInt8(ascii: "#") || $0 == 0 } ?? bytes.endIndex
+            return String(Substring(bytes[start..<end]))
+        }
+    }
+
     private static func shadowEntries(_ file: HostFile) throws -> [ShadowEntry] {
         try lines(file).compactMap { line -> ShadowEntry? in
             let f = line.splitBytes(at: ":")
@@ -383,12 +393,10 @@ struct HostAccounts: Sendable {
         try LineFile(bytes: file.bytes, path: file.path).text
     }
 
-    /// The file's lines, split at each line feed byte and without it, as glibc reads them: a
-    /// carriage return before it stays, the end of the last field (`bob\r` is not bob, and
-    /// `/bin/bash\r` no shell). By `Character`, `\r\n` is one, and a line ending in it did not
-    /// end. None that is empty or starts with `#`.
+    /// The file's lines as glibc reads them (`LineFile.glibcContent`: a carriage return before
+    /// the line feed stays, the end of the last field). None that is empty or starts with `#`.
     private static func lines(_ file: HostFile) throws -> [Substring] {
-        try LineFile(bytes: file.bytes, path: file.path).lines.map { Substring($0.utf8.last == 10 ? $0.utf8.dropLast() : $0.utf8[...]) }
+        try LineFile(bytes: file.bytes, path: file.path).lines.map(LineFile.glibcContent)
             .filter { !$0.isEmpty && $0.utf8.first != UInt8(ascii: "#") }
     }
 
@@ -478,11 +486,22 @@ struct HostAccounts: Sendable {
         return key
     }
 
+    /// A note for a block's message, naming the administrators whose shell glibc reads with the
+    /// carriage return of a CRLF line in `etc/passwd`: they look like logins to a person reading
+    /// the file, and are none (`/bin/bash\r` is no program). Nil when there is none.
+    func carriageReturnNote() -> String? {
+        let names = users.filter { $0.shell.utf8.last == 13 && ($0.uid == 0 || isAdmin($0)) }.prefix(4)
+            .map { TerminalText.escapedLine($0.name, limit: 64) }
+        guard !names.isEmpty else { return nil }
+        return "the login shell of \(names.joined(separator: ", ")) ends in a carriage return (a CRLF line in etc/passwd), "
+            + "which glibc keeps: no program, no login"
+    }
+
     /// Why the account has no way to log in (console or SSH with default settings), or nil when
     /// it has one: a login shell, not locked or expired, and a password or an authorized key.
     func noLoginPath(_ account: HostAccount) -> String? {
         if let ended = account.endedByPass { return ended }
-        if !isLoginShell(account.shell) { return "its shell \(account.shell) gives no login" }
+        if !isLoginShell(account.shell) { return "its shell \(TerminalText.escapedLine(account.shell, limit: 200)) gives no login" }
         if account.expired { return "it has expired" }
         // An administrator whose login ends on a set date is no way back in after it.
         if let day = account.expiresDay { return "it expires on \(HostAccount.date(day))" }

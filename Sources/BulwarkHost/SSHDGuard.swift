@@ -520,6 +520,7 @@ extension SSHDConfigDriver: JointlyGuardedDriver {
             someone = true
             if account.uid == 0 || accounts.isAdmin(account) { return (true, true, "") }
         }
+        if let note = accounts.carriageReturnNote() { denied.append(note) }
         return (someone, false, denied.isEmpty ? "the root has no account with a login shell" : denied.joined(separator: "; "))
     }
 

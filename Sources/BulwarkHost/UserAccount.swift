@@ -78,8 +78,9 @@ struct UserAccountDriver: ResourceDriver {
     static func find(_ name: String, in file: LineFile, path: String = "") throws(HostError) -> (line: Int, fields: [Substring])? {
         var found: (line: Int, fields: [Substring])?
         for (index, raw) in file.lines.enumerated() {
-            // By bytes, as glibc reads the line (see `splitBytes`).
-            let fields = LineFile.content(raw).splitBytes(at: ":")
+            // By bytes, as glibc reads the line (see `splitBytes`), a carriage return kept in the
+            // last field (see `glibcContent`).
+            let fields = LineFile.glibcContent(raw).splitBytes(at: ":")
             guard fields.first?.isSameBytes(name) == true else { continue }
             if let found {
                 throw HostError("account \(name) appears twice (lines \(found.line + 1) and \(index + 1)); "
@@ -153,7 +154,7 @@ struct UserAccountDriver: ResourceDriver {
             }
             var fields = account.fields
             fields[6] = Substring(shell.desired)
-            passwd.lines[account.line] = Substring(fields.joined(separator: ":") + LineFile.ending(passwd.lines[account.line]))
+            passwd.lines[account.line] = Substring(fields.joined(separator: ":") + LineFile.glibcEnding(passwd.lines[account.line]))
             try FileIO.write(passwd, to: path, in: root, newFileMode: 0o644)
         }
         let shadowChanges = changes.filter { $0.property == "locked" || $0.property == "expires" }
@@ -180,7 +181,7 @@ struct UserAccountDriver: ResourceDriver {
                 break
             }
         }
-        shadow.lines[entry.line] = Substring(fields.joined(separator: ":") + LineFile.ending(shadow.lines[entry.line]))
+        shadow.lines[entry.line] = Substring(fields.joined(separator: ":") + LineFile.glibcEnding(shadow.lines[entry.line]))
         try FileIO.write(shadow, to: path, in: root, newFileMode: 0o640)
     }
 }

@@ -148,6 +148,46 @@ import Testing
             try await expectApplied(root, resource("UserAccount", "g", "name: guest\nshell: /bin/bash"))
         }
     }
+
+    /// A CRLF line in etc/passwd: glibc keeps the carriage return in the last field, so
+    /// `/bin/bash\r` is no login shell. The guard counts ops as no way in, and its block says why;
+    /// the UserAccount kind reads the shell as glibc does, so `shell: /bin/bash` is a drift (it
+    /// dropped the CR and said in sync), fixed by writing the line with a line feed alone and
+    /// every other byte kept. Then locking admin leaves ops and goes through.
+    @Test func aShellEndingInACarriageReturnIsNoLoginAndIsFixed() async throws {
+        try await withTemporaryDirectory { root in
+            try makeHost(root, [root0, admin, ops])
+            let passwd = try read(root + "/etc/passwd")
+            try write(root + "/etc/passwd", passwd.replacingOccurrences(of: ":/home/ops:/bin/bash\n", with: ":/home/ops:/bin/bash\r\n"))
+            let reason = try await expectBlocked(root, resource("UserAccount", "a", "name: admin\nlocked: true"),
+                                                 reason: "admin is the last account in sudo, wheel, admin that can log in")
+            #expect(reason.contains("the login shell of ops ends in a carriage return (a CRLF line in etc/passwd)"), "\(reason)")
+            let state = try hostState(root: root, resource("UserAccount", "o", "name: ops\nshell: /bin/bash"))
+            let changes = try await Reconciler(registry: Registry([HostAdapter.definition()])).plan(state).remediations.first?.changes
+            #expect(changes?.map(\.observed) == ["/bin/bash\r"])
+            try await expectApplied(root, resource("UserAccount", "o", "name: ops\nshell: /bin/bash"))
+            #expect(try read(root + "/etc/passwd") == passwd)
+            try await expectApplied(root, resource("UserAccount", "a", "name: admin\nlocked: true"))
+        }
+    }
+
+    /// A lock on a CRLF line of etc/shadow keeps the carriage return where glibc reads it (the
+    /// last, reserved field) and the line's other bytes; a CRLF etc/shells lists its shells (split
+    /// by `Character`, the file was one line and listed none).
+    @Test func crlfShadowAndShellsAreReadAndKeptAsGlibcReadsThem() async throws {
+        try await withTemporaryDirectory { root in
+            let guest = FixtureAccount(name: "guest", uid: 1002, shell: "/bin/sh", hash: "$y$j9T$guesthash")
+            try makeHost(root, [root0, admin, guest])
+            let shadow = try read(root + "/etc/shadow")
+            try write(root + "/etc/shadow", shadow.replacingOccurrences(of: "\n", with: "\r\n"), mode: 0o640)
+            try write(root + "/etc/shells", "# /etc/shells\r\n/bin/sh\r\n  /bin/bash # the one\r\n")
+            try await expectApplied(root, resource("UserAccount", "g", "name: guest\nlocked: true\nshell: /bin/bash"))
+            #expect(try read(root + "/etc/shadow")
+                == shadow.replacingOccurrences(of: "\n", with: "\r\n").replacingOccurrences(of: "guest:$y$", with: "guest:!$y$"))
+            try await expectBlocked(root, resource("UserAccount", "g", "name: guest\nshell: /tmp/sh"),
+                                    reason: "shell /tmp/sh is not an executable file inside the target root")
+        }
+    }
 }
 
 /// The file-mode floor: no group or world write on system files, no world read of secrets, no
