@@ -761,10 +761,12 @@ public struct Reconciler: Sendable {
             return .done
         }
         do {
-            if let reporting = kind.driver as? any ReportingDriver {
-                record.include(try await reporting.applyReporting(remediation.changes, to: resource, on: target))
-            } else {
-                try await kind.driver.apply(remediation.changes, to: resource, on: target)
+            try await ApplyContext.$guardOverridden.withValue(remediation.guardOverridden) {
+                if let reporting = kind.driver as? any ReportingDriver {
+                    record.include(try await reporting.applyReporting(remediation.changes, to: resource, on: target))
+                } else {
+                    try await kind.driver.apply(remediation.changes, to: resource, on: target)
+                }
             }
             record.appliedAt = clock()
         } catch let error as AlreadyInSync

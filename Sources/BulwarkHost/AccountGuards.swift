@@ -16,64 +16,69 @@ extension UserAccountDriver: JointlyGuardedDriver {
     /// `etc/shells` does not list.
     func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target, alongside: [AllowedChange]) async -> GuardVerdict {
         do {
-            let root = try HostRoot(target: target)
-            let accounts = try HostAccounts.reading(root).after(alongside)
-            let name = resource.spec.subject
-            guard let account = accounts.user(name) else { return .allow }  // nothing to change
-            if accounts.duplicates.contains(where: { $0.isSameBytes(name) }) {
-                return .block("account \(name) appears more than once in etc/passwd or etc/shadow")
-            }
-            var harmful: [String] = []
-            for change in changes {
-                switch change.property {
-                case "locked" where change.desired == "true":
-                    harmful.append("locking it")
-                case "expires" where change.desired != "never":
-                    harmful.append("making it expire on \(change.desired)")
-                case "shell":
-                    let shell = change.desired
-                    guard accounts.isExecutable(shell) else {
-                        return .block("shell \(shell) is not an executable file inside the target root")
-                    }
-                    if HostAccounts.isNoLoginShell(shell) {
-                        harmful.append("giving it the shell \(shell)")
-                    } else if !(accounts.shells ?? []).contains(shell) {
-                        return .block("shell \(shell) is not listed in the target's etc/shells")
-                    }
-                default:
-                    break
-                }
-            }
-            guard !harmful.isEmpty else { return .allow }
-            let what = harmful.joined(separator: " and ")
-            if account.uid == 0 {
-                return .block("\(name) has UID 0: \(what) could lock the administrator out")
-            }
-            if root.path == "/", let me = getpwuid(geteuid()), String(cString: me.pointee.pw_name) == name {
-                return .block("Bulwark runs as \(name): \(what) would lock Bulwark itself out")
-            }
-            if accounts.isAdmin(account), accounts.noLoginPath(account) == nil {
-                let others = accounts.users.filter {
-                    !$0.name.isSameBytes(name) && $0.uid != 0 && accounts.isAdmin($0) && accounts.noLoginPath($0) == nil
-                }
-                if others.isEmpty {
-                    return .block("\(name) is the last account in \(HostAccounts.adminGroups.joined(separator: ", ")) "
-                                  + "that can log in: \(what) would leave no administrator login"
-                                  + (accounts.carriageReturnNote().map { " (\($0))" } ?? ""))
-                }
-            }
-            // Over SSH, as sshd is configured now: another administrator's password is no way
-            // in when sshd takes no passwords. Asked only where the root has an sshd configuration.
-            if accounts.isAdmin(account), let sshd,
-               try sshd.administratorLoginLost(root: root, before: accounts,
-                                               after: accounts.after([AllowedChange(resource: resource, changes: changes)])) {
-                return .block("\(name): \(what) would leave neither root nor any account in "
-                              + "\(HostAccounts.adminGroups.joined(separator: ", ")) a way in over SSH, as sshd is configured")
-            }
-            return .allow
+            return try verdict(changes, to: resource, root: try HostRoot(target: target), alongside: alongside)
         } catch {
             return cannotJudge("account", error)
         }
+    }
+
+    /// `assess` on `root`: also asked again at the write, under the target's lock, with the
+    /// accounts as they are then (`applyOnce`).
+    func verdict(_ changes: [PropertyDrift], to resource: Resource, root: HostRoot, alongside: [AllowedChange]) throws -> GuardVerdict {
+        let accounts = try HostAccounts.reading(root).after(alongside)
+        let name = resource.spec.subject
+        guard let account = accounts.user(name) else { return .allow }  // nothing to change
+        if accounts.duplicates.contains(where: { $0.isSameBytes(name) }) {
+            return .block("account \(name) appears more than once in etc/passwd or etc/shadow")
+        }
+        var harmful: [String] = []
+        for change in changes {
+            switch change.property {
+            case "locked" where change.desired == "true":
+                harmful.append("locking it")
+            case "expires" where change.desired != "never":
+                harmful.append("making it expire on \(change.desired)")
+            case "shell":
+                let shell = change.desired
+                guard accounts.isExecutable(shell) else {
+                    return .block("shell \(shell) is not an executable file inside the target root")
+                }
+                if HostAccounts.isNoLoginShell(shell) {
+                    harmful.append("giving it the shell \(shell)")
+                } else if !(accounts.shells ?? []).contains(shell) {
+                    return .block("shell \(shell) is not listed in the target's etc/shells")
+                }
+            default:
+                break
+            }
+        }
+        guard !harmful.isEmpty else { return .allow }
+        let what = harmful.joined(separator: " and ")
+        if account.uid == 0 {
+            return .block("\(name) has UID 0: \(what) could lock the administrator out")
+        }
+        if root.path == "/", let me = getpwuid(geteuid()), String(cString: me.pointee.pw_name) == name {
+            return .block("Bulwark runs as \(name): \(what) would lock Bulwark itself out")
+        }
+        if accounts.isAdmin(account), accounts.noLoginPath(account) == nil {
+            let others = accounts.users.filter {
+                !$0.name.isSameBytes(name) && $0.uid != 0 && accounts.isAdmin($0) && accounts.noLoginPath($0) == nil
+            }
+            if others.isEmpty {
+                return .block("\(name) is the last account in \(HostAccounts.adminGroups.joined(separator: ", ")) "
+                              + "that can log in: \(what) would leave no administrator login"
+                              + (accounts.carriageReturnNote().map { " (\($0))" } ?? ""))
+            }
+        }
+        // Over SSH, as sshd is configured now: another administrator's password is no way
+        // in when sshd takes no passwords. Asked only where the root has an sshd configuration.
+        if accounts.isAdmin(account), let sshd,
+           try sshd.administratorLoginLost(root: root, before: accounts,
+                                           after: accounts.after([AllowedChange(resource: resource, changes: changes)])) {
+            return .block("\(name): \(what) would leave neither root nor any account in "
+                          + "\(HostAccounts.adminGroups.joined(separator: ", ")) a way in over SSH, as sshd is configured")
+        }
+        return .allow
     }
 }
 

@@ -26,6 +26,13 @@ public struct HostError: Error, Sendable, CustomStringConvertible {
         self.code = code
     }
 
+    /// A safety guard, asked again at the write under the target's lock, blocks a change the
+    /// plan allowed: what it judges (accounts, keys, sshd's configuration) changed since.
+    static func refusedAtTheWrite(_ reason: String) -> HostError {
+        HostError("refused at the write: \(reason) (judged again under the target's lock; the plan, which allowed it, "
+                  + "read the host before another change)")
+    }
+
     /// One bounded line: a path or message can quote a host file's own text (an `Include`
     /// pattern, a key), which must not forge lines in a log or a record.
     public var description: String {

@@ -382,22 +382,29 @@ struct SSHDConfigDriver: ResourceDriver {
 
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
         let root = try HostRoot(target: target)
-        let found = try await root.applying { try applyOnce(changes, root: root) }
+        let judged = !ApplyContext.guardOverridden
+        let found = try await root.applying { try applyOnce(changes, root: root, judged: judged) }
         try AlreadyInSync.unless(changes, found: found)
     }
 
     /// One attempt: read, leave out the changes the file already holds (another writer made
-    /// them since the plan observed the drift), build the candidate, check it whole, write (a
-    /// file another writer changed since the read throws a conflict, and `applying` reads and
-    /// plans again). Returns the properties found already as desired.
-    func applyOnce(_ changes: [PropertyDrift], root: HostRoot) throws -> Set<String> {
+    /// them since the plan observed the drift), ask the guard again (unless a person approved
+    /// past its block: the plan judged accounts and keys another writer may have changed since),
+    /// build the candidate, check it whole, write (a file another writer changed since the read
+    /// throws a conflict, and `applying` reads and plans again). Returns the properties found
+    /// already as desired.
+    func applyOnce(_ changes: [PropertyDrift], root: HostRoot, judged: Bool = true) throws -> Set<String> {
         let current = try read(root)
         var found: Set<String> = []
         for change in changes {
             guard let entry = current.effective(change.property), let type = Self.keywords[change.property] else { continue }
             if (Self.normalize(entry.value, type) ?? entry.value) == change.desired { found.insert(change.property) }
         }
-        let (config, edited) = Self.candidate(changes.filter { !found.contains($0.property) }, from: current)
+        let remaining = changes.filter { !found.contains($0.property) }
+        if judged, !remaining.isEmpty, let reason = try judge(remaining, root: root, alongside: []).blockReason {
+            throw HostError.refusedAtTheWrite(reason)
+        }
+        let (config, edited) = Self.candidate(remaining, from: current)
         guard !edited.isEmpty else { return found }
         // The whole candidate, its Includes resolved inside the root, is checked by sshd before
         // any file is replaced: an included file that breaks the main one is never written.

@@ -371,7 +371,7 @@ extension SSHDConfigDriver: JointlyGuardedDriver {
     /// account changes this pass already allowed on the target leave them (`alongside`).
     func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target, alongside: [AllowedChange]) async -> GuardVerdict {
         do {
-            return try judge(changes, on: target, alongside: alongside)
+            return try judge(changes, root: try HostRoot(target: target), alongside: alongside)
         } catch {
             return cannotJudge("sshd", error)
         }
@@ -418,12 +418,13 @@ extension SSHDConfigDriver: JointlyGuardedDriver {
         return !cannotLockOut.contains(name) && !(name == settingName("PermitEmptyPasswords") && desired == "no")
     }
 
-    private func judge(_ changes: [PropertyDrift], on target: Target, alongside: [AllowedChange]) throws -> GuardVerdict {
+    /// `assess` on `root`: also asked again at the write, under the target's lock, with the
+    /// configuration and accounts as they are then (`applyOnce`).
+    func judge(_ changes: [PropertyDrift], root: HostRoot, alongside: [AllowedChange]) throws -> GuardVerdict {
         guard changes.contains(where: { Self.mayLockOut($0.property, desired: $0.desired) }) else { return .allow }
         guard let executable = validator.executable else {
             throw HostError("sshd is not installed where Bulwark runs, so the candidate cannot be checked")
         }
-        let root = try HostRoot(target: target)
         // sshd changes shown alongside come from another target name for this root: the same file.
         let taken = Set(changes.map(\.property))
         let sameFile = alongside.filter { $0.resource.id.kind == "SSHDConfig" }.flatMap(\.changes).filter { !taken.contains($0.property) }

@@ -71,6 +71,41 @@ import Testing
         }
     }
 
+    /// The guard is asked again at the write, under the target's lock. Between a plan that
+    /// allowed locking admin (ops, in wheel, is another way in) and its apply, another writer
+    /// takes ops out of wheel: the lock is refused, recorded failed with the guard's reason, and
+    /// shadow stays as it was; the next plan blocks it. Where what changed in between does not
+    /// matter (a guest added), the lock is made.
+    @Test(arguments: [false, true])
+    func aLockThePlanAllowedIsJudgedAgainAtTheWrite(opsTaken: Bool) async throws {
+        try await withTemporaryDirectory { root in
+            try makeHost(root, [root0, admin, ops])
+            let state = try hostState(root: root, resource("UserAccount", "a", "name: admin\nlocked: true"))
+            let reconciler = Reconciler(registry: Registry([HostAdapter.definition()]))
+            let plan = try await reconciler.plan(state)
+            #expect(plan.remediations.map(\.decision) == [.applied])
+            let shadow = try read(root + "/etc/shadow")
+            if opsTaken {
+                let group = try read(root + "/etc/group")
+                try write(root + "/etc/group", group.replacingOccurrences(of: "wheel:x:10:ops\n", with: "wheel:x:10:\n"))
+            } else {
+                try write(root + "/etc/passwd", try read(root + "/etc/passwd") + "guest:x:1002:1002:guest:/home/guest:/bin/sh\n")
+            }
+            let outcome = await reconciler.apply(plan, state: state, audit: RecordingSink())
+            let record = try #require(outcome.entries.first?.record)
+            if opsTaken {
+                #expect(record.result == .failed, "\(String(describing: record.result))")
+                #expect(record.error?.contains("refused at the write: admin is the last account in sudo, wheel, admin that can log in") == true,
+                        "\(record.error ?? "")")
+                #expect(try read(root + "/etc/shadow") == shadow)
+                #expect(try await reconciler.plan(state).remediations.map(\.decision) == [.blocked])
+            } else {
+                #expect(record.result == .verified, "\(String(describing: record.result)) \(record.error ?? "")")
+                #expect(try read(root + "/etc/shadow").contains("\nadmin:!$y$j9T$adminhash:"))
+            }
+        }
+    }
+
     /// Two resources each lock one of two administrators: each alone leaves the other, so each
     /// alone is allowed; one pass makes both, so they are judged together and the second is
     /// blocked, and stays blocked (recorded once) with the first made. With a third

@@ -295,6 +295,41 @@ import Testing
             #expect(approved == ["root-nologin": .applied, "passwords-off": .blocked], "\(plan.remediations.map { "\($0.decision) \($0.reason ?? "")" })")
             _ = await reconciler.apply(plan, state: state, audit: RecordingSink())
             #expect(!(try read(root + "/etc/ssh/sshd_config")).contains("PasswordAuthentication no"))
+            // The approved block is made: the guard, asked again at the write, does not block it again.
+            #expect(try read(root + "/etc/passwd").contains("root:x:0:0:root:/root:/usr/sbin/nologin\n"))
+        }
+    }
+
+    /// The guard is asked again at the write, under the target's lock. Between a plan that
+    /// allowed password logins off (admin holds a key) and its apply, another writer takes the
+    /// key away: the write is refused, recorded failed with the guard's reason, and sshd_config
+    /// stays as it was. Where what changed in between does not matter (a guest added), the
+    /// fix goes through.
+    @Test(arguments: [false, true])
+    func aChangeThePlanAllowedIsJudgedAgainAtTheWrite(keyTaken: Bool) async throws {
+        let admin = FixtureAccount(name: "admin", uid: 1000, hash: "$y$j9T$adminhash", groups: ["sudo"], key: true)
+        try await withTemporaryDirectory { root in
+            try host(root, [root0, admin])
+            let state = try hostState(root: root, resource("SSHDConfig", "s", "PasswordAuthentication: \"no\""))
+            let reconciler = Reconciler(registry: Registry([HostAdapter.definition()]))
+            let plan = try await reconciler.plan(state)
+            #expect(plan.remediations.map(\.decision) == [.applied])
+            if keyTaken {
+                try FileManager.default.removeItem(atPath: root + "/home/admin/.ssh/authorized_keys")
+            } else {
+                try write(root + "/etc/passwd", try read(root + "/etc/passwd") + "guest:x:1002:1002:guest:/home/guest:/bin/sh\n")
+            }
+            let outcome = await reconciler.apply(plan, state: state, audit: RecordingSink())
+            let record = try #require(outcome.entries.first?.record)
+            if keyTaken {
+                #expect(record.result == .failed, "\(String(describing: record.result))")
+                #expect(record.error?.contains("refused at the write: no account could log in over SSH after this change") == true,
+                        "\(record.error ?? "")")
+                #expect(try read(root + "/etc/ssh/sshd_config") == debian)
+            } else {
+                #expect(record.result == .verified, "\(String(describing: record.result)) \(record.error ?? "")")
+                #expect(try read(root + "/etc/ssh/sshd_config").contains("\nPasswordAuthentication no\n"))
+            }
         }
     }
 
