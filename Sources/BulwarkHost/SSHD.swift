@@ -167,19 +167,47 @@ struct SSHDConfigDriver: ResourceDriver {
         }
     }
 
-    /// Splits a config line into keyword, separator and value (nil for blank and comment lines).
-    /// Byte by byte, as sshd splits it: by `Character`, a blank followed by a combining mark was
-    /// no blank, and a keyword sshd reads (`Include \u{301}x.conf`) was one it did not know.
+    /// Splits a config line into keyword, separator and value (nil for blank and comment lines,
+    /// and for a line sshd skips). Byte by byte, as sshd's `strdelim` splits it: by `Character`,
+    /// a blank followed by a combining mark was no blank, and a keyword sshd reads (`Include
+    /// \u{301}x.conf`) was one it did not know.
+    /// - A keyword in double quotes (`"PermitRootLogin" yes`) is the text between them; sshd
+    ///   takes it as the keyword, and read with its quotes it hid a setting sshd obeys. A quote
+    ///   left open makes sshd skip the line.
+    /// - One `=` may separate keyword and value, with blanks on either side; a second `=` is
+    ///   part of the value (`Include = =x` includes `=x`).
+    /// The separator holds what lies between the keyword (and its closing quote) and the value.
     static func split(_ line: Substring) -> (indent: Substring, keyword: Substring, separator: Substring, value: Substring)? {
         let content = LineFile.content(line).utf8
-        func isBlank(_ byte: UInt8) -> Bool { byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
+        let equals = UInt8(ascii: "="), quote = UInt8(ascii: "\"")
+        func isBlank(_ byte: UInt8) -> Bool { byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") || byte == UInt8(ascii: "\r") }
         guard let start = content.firstIndex(where: { !isBlank($0) }), content[start] != UInt8(ascii: "#") else { return nil }
-        let keywordEnd = content[start...].firstIndex(where: { isBlank($0) || $0 == UInt8(ascii: "=") }) ?? content.endIndex
-        let valueStart = content[keywordEnd...].firstIndex(where: { !isBlank($0) && $0 != UInt8(ascii: "=") }) ?? content.endIndex
+        let keywordStart: Substring.UTF8View.Index, keywordEnd: Substring.UTF8View.Index
+        var valueStart: Substring.UTF8View.Index
+        if content[start] == quote {
+            keywordStart = content.index(after: start)
+            guard let close = content[keywordStart...].firstIndex(of: quote) else { return nil }
+            keywordEnd = close
+            valueStart = content[content.index(after: close)...].firstIndex(where: { !isBlank($0) }) ?? content.endIndex
+        } else {
+            keywordStart = start
+            keywordEnd = content[start...].firstIndex(where: { isBlank($0) || $0 == equals }) ?? content.endIndex
+            valueStart = content[keywordEnd...].firstIndex(where: { !isBlank($0) }) ?? content.endIndex
+            if keywordEnd < content.endIndex, content[keywordEnd] == equals {
+                // `Keyword=value`: the `=` ended the keyword; blanks after it are skipped.
+                valueStart = content[content.index(after: keywordEnd)...].firstIndex(where: { !isBlank($0) }) ?? content.endIndex
+            } else if valueStart < content.endIndex, content[valueStart] == equals {
+                // `Keyword = value`: one `=` after the blanks, and the blanks after it.
+                valueStart = content[content.index(after: valueStart)...].firstIndex(where: { !isBlank($0) }) ?? content.endIndex
+            }
+        }
         var valueEnd = content.endIndex
-        while valueEnd > valueStart, isBlank(content[content.index(before: valueEnd)]) { valueEnd = content.index(before: valueEnd) }
-        return (Substring(content[..<start]), Substring(content[start..<keywordEnd]), Substring(content[keywordEnd..<valueStart]),
-                Substring(content[valueStart..<valueEnd]))
+        while valueEnd > valueStart, isBlank(content[content.index(before: valueEnd)]) || content[content.index(before: valueEnd)] == 12 {
+            valueEnd = content.index(before: valueEnd)
+        }
+        let separatorStart = keywordEnd < content.endIndex && content[start] == quote ? content.index(after: keywordEnd) : keywordEnd
+        return (Substring(content[..<start]), Substring(content[keywordStart..<keywordEnd]),
+                Substring(content[separatorStart..<valueStart]), Substring(content[valueStart..<valueEnd]))
     }
 
     /// The configuration as sshd reads it. Reused while no file or folder it came from changed

@@ -300,6 +300,51 @@ import Testing
         }
     }
 
+    /// What the real `sshd -T` says `keyword` is in the file at `path` (as nobody when run as
+    /// root: an unprivileged sshd needs no privilege-separation folder).
+    func sshdSays(_ path: String, _ keyword: String) async throws -> String? {
+        try await withTemporaryDirectory { dir in
+            chmod(dir, 0o755)
+            try run("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", dir + "/key"])
+            try write(dir + "/sshd_config", try read(path))
+            var command = ["/usr/sbin/sshd", "-T", "-f", dir + "/sshd_config", "-h", dir + "/key", "-C", "user=root,host=h,addr=127.0.0.1"]
+            if isRoot {
+                chown(dir + "/key", 65534, 65534)
+                command = ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] + command
+            }
+            let result = try run(command[0], Array(command.dropFirst()))
+            return result.stdout.split(separator: "\n").first { $0.hasPrefix(keyword + " ") }.map { String($0.dropFirst(keyword.count + 1)) }
+        }
+    }
+
+    /// A keyword in double quotes is a keyword to sshd (`strdelim`), and the first line wins:
+    /// under `"PermitRootLogin" yes` above `PermitRootLogin no`, sshd lets root in, and Bulwark
+    /// read the quoted line as no keyword and said in sync. Now the quoted line is the one in
+    /// effect, the fix rewrites it, and sshd -T agrees. A line whose quote is left open is
+    /// skipped by both; one `=` separates keyword and value, a second is the value's.
+    @Test func aQuotedKeywordIsReadAsSSHDReadsIt() async throws {
+        try await withTemporaryDirectory { root in
+            try host(root, [rootWithKey, admin], config: "\"PermitRootLogin\" yes\nPermitRootLogin no\nUsePAM yes\n")
+            let path = root + "/etc/ssh/sshd_config"
+            #expect(try await sshdSays(path, "permitrootlogin") == "yes")
+            try await expectApplied(root, resource("SSHDConfig", "s", "PermitRootLogin: \"no\""))
+            #expect(try read(path) == "PermitRootLogin no\nPermitRootLogin no\nUsePAM yes\n")
+            #expect(try await sshdSays(path, "permitrootlogin") == "no")
+        }
+        let cases: [(line: String, keyword: String?, value: String?)] = [
+            ("\"PermitRootLogin yes", nil, nil),
+            ("  \"Include\"\tx.conf \u{0C}", "Include", "x.conf"),
+            ("Include = =x.conf", "Include", "=x.conf"),
+            ("Include==x.conf", "Include", "=x.conf"),
+            ("Include= x.conf", "Include", "x.conf"),
+            ("PermitRootLogin\tno\r", "PermitRootLogin", "no"),
+        ]
+        for (line, keyword, value) in cases {
+            let parts = SSHDConfigDriver.split(Substring(line + "\n"))
+            #expect(parts.map { String($0.keyword) } == keyword && parts.map { String($0.value) } == value, "\(line.debugDescription)")
+        }
+    }
+
     /// The guard is asked again at the write, under the target's lock. Between a plan that
     /// allowed password logins off (admin holds a key) and its apply, another writer takes the
     /// key away: the write is refused, recorded failed with the guard's reason, and sshd_config
