@@ -167,6 +167,10 @@ struct SSHDConfigDriver: ResourceDriver {
         }
     }
 
+    /// How deep sshd follows `Include` (OpenSSH's `SERVCONF_MAX_DEPTH`): deeper, it refuses
+    /// the configuration.
+    static let includeDepth = 16
+
     /// Splits a config line into keyword, separator and value (nil for blank and comment lines,
     /// and for a line sshd skips). Byte by byte, as sshd's `strdelim` splits it: by `Character`,
     /// a blank followed by a combining mark was no blank, and a keyword sshd reads (`Include
@@ -230,7 +234,9 @@ struct SSHDConfigDriver: ResourceDriver {
     }
 
     private func read(file: String, lines: LineFile, root: HostRoot, depth: Int, into config: inout Config) throws {
-        guard depth < 8 else { throw HostError("Include nested more than 8 levels", path: file) }
+        guard depth <= Self.includeDepth else {
+            throw HostError("Include nested more than \(Self.includeDepth) levels (sshd refuses to start)", path: file)
+        }
         config.files[file] = lines
         config.order.append(file)
         var conditional = false

@@ -186,7 +186,9 @@ final class SSHDProbe {
         names: inout [String: String], files: inout [PendingFile], depth: Int, key: inout ProbeKey
     ) throws -> String {
         if let done = names[file] { return done }
-        guard depth < 8 else { throw HostError("Include nested more than 8 levels", path: file) }
+        guard depth <= SSHDConfigDriver.includeDepth else {
+            throw HostError("Include nested more than \(SSHDConfigDriver.includeDepth) levels (sshd refuses to start)", path: file)
+        }
         let name = "/config-\(names.count).conf"
         names[file] = name
         let text: String

@@ -345,6 +345,25 @@ import Testing
         }
     }
 
+    /// sshd follows 16 levels of `Include` and refuses a 17th: a setting 16 files deep is read
+    /// (it was an error past 8), and one 17 deep fails the resource, naming the limit.
+    @Test(arguments: [16, 17])
+    func includesAreFollowedAsDeepAsSSHDFollowsThem(levels: Int) async throws {
+        try await withTemporaryDirectory { root in
+            try host(root, [root0, admin], config: "Include /etc/ssh/d1.conf\nUsePAM yes\n")
+            for level in 1...levels {
+                try write(root + "/etc/ssh/d\(level).conf", level < levels ? "Include /etc/ssh/d\(level + 1).conf\n" : "X11Forwarding yes\n")
+            }
+            let plan = try await Reconciler(registry: Registry([HostAdapter.definition()]))
+                .plan(try hostState(root: root, resource("SSHDConfig", "s", "X11Forwarding: \"no\"")))
+            if levels == 16 {
+                #expect(plan.remediations.first?.changes.map(\.observed) == ["yes"], "\(plan.failures)")
+            } else {
+                #expect(plan.failures.first?.message.contains("Include nested more than 16 levels") == true, "\(plan.failures)")
+            }
+        }
+    }
+
     /// The guard is asked again at the write, under the target's lock. Between a plan that
     /// allowed password logins off (admin holds a key) and its apply, another writer takes the
     /// key away: the write is refused, recorded failed with the guard's reason, and sshd_config
