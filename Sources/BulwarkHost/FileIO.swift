@@ -1,4 +1,5 @@
 internal import Foundation
+internal import BulwarkCore
 
 /// What a read saw of a file. A write goes ahead only while the file at the path is still
 /// this one (optimistic concurrency): same device and inode, size, modification time and bytes.
@@ -447,8 +448,13 @@ struct LineFile {
     /// its line feed byte, and a carriage return before it kept. It ends the last field there:
     /// `/bin/bash\r` is no shell to glibc, and `bob\r` not bob. (By `Character`, `\r\n` is one,
     /// and `content` drops both.)
+    /// glibc's reader (`__nss_readline`) also drops the C blanks a line starts with (`  ops:x:…`
+    /// is ops) and skips a line that is then empty or starts with `#`; a NUL byte ends it.
     static func glibcContent(_ line: Substring) -> Substring {
-        line.utf8.last == UInt8(ascii: "\n") ? Substring(line.utf8.dropLast()) : line
+        var bytes = line.utf8[...]
+        if let nul = bytes.firstIndex(of: 0) { bytes = bytes[..<nul] }
+        if bytes.last == UInt8(ascii: "\n") { bytes = bytes.dropLast() }
+        return Substring(bytes.drop(while: isCSpace))
     }
 
     /// The line feed a line written back after `glibcContent` ends with: one where it had one.

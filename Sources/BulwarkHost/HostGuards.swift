@@ -348,9 +348,9 @@ struct HostAccounts: Sendable {
     private static func passwdEntries(_ file: HostFile) throws -> [HostAccount] {
         try lines(file).compactMap { line -> HostAccount? in
             let f = line.splitBytes(at: ":")
-            guard f.count >= 7, let uid = UInt32(f[2]), let gid = UInt32(f[3]) else { return nil }
-            return HostAccount(name: String(f[0]), uid: uid, gid: gid, home: String(f[5]),
-                               shell: f[6].isEmpty ? "/bin/sh" : String(f[6]))
+            guard f.count >= 6, let uid = UInt32(f[2]), let gid = UInt32(f[3]) else { return nil }
+            let shell = UserAccountDriver.shell(f)
+            return HostAccount(name: String(f[0]), uid: uid, gid: gid, home: String(f[5]), shell: shell.isEmpty ? "/bin/sh" : shell)
         }
     }
 
@@ -368,13 +368,13 @@ struct HostAccounts: Sendable {
     }
 
     private static func shadowEntries(_ file: HostFile) throws -> [ShadowEntry] {
+        // A line glibc skips (`ShadowLine`) gives its account no entry: no password, no lock.
         try lines(file).compactMap { line -> ShadowEntry? in
-            let f = line.splitBytes(at: ":")
-            guard f.count >= 2 else { return nil }
-            let hash = f[1]
-            return ShadowEntry(name: String(f[0]), locked: hash.hasBytePrefix("!"), emptyPassword: hash.isEmpty,
+            guard let entry = ShadowLine(line) else { return nil }
+            let hash = entry.hash
+            return ShadowEntry(name: String(entry.name), locked: hash.hasBytePrefix("!"), emptyPassword: hash.isEmpty,
                                hasPassword: !hash.isEmpty && !hash.hasBytePrefix("!") && !hash.hasBytePrefix("*"),
-                               expiresDay: f.count >= 8 ? Int(f[7]) : nil)
+                               expiresDay: entry.expiresDay)
         }
     }
 

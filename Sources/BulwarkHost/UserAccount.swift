@@ -95,30 +95,46 @@ struct UserAccountDriver: ResourceDriver {
         try observe(resource, root: try HostRoot(target: target))
     }
 
+    /// A passwd line's shell as glibc reads it: the rest of the line after the sixth `:`, colons
+    /// and all (`/bin/bash:extra` is no shell), empty on a line of six fields.
+    static func shell(_ fields: [Substring]) -> String {
+        fields.count > 6 ? fields[6...].joined(separator: ":") : ""
+    }
+
+    /// The account's shadow line as glibc reads it; throws where glibc skips the line (a CRLF
+    /// line, a number it cannot read), since a lock or an expiry written there would take no
+    /// effect and the account has no shadow entry to glibc.
+    static func shadowLine(_ name: String, _ entry: (line: Int, fields: [Substring]), in file: LineFile, path: String) throws -> ShadowLine {
+        guard let parsed = ShadowLine(LineFile.glibcContent(file.lines[entry.line])) else {
+            throw HostError("account \(name)'s line in shadow (line \(entry.line + 1)) is one glibc skips (a carriage return, "
+                            + "or a field it cannot read as a number): the account has no shadow entry to it; fix the line by hand",
+                            path: path)
+        }
+        return parsed
+    }
+
     func observe(_ resource: Resource, root: HostRoot) throws -> Observation {
         let name = resource.spec.subject
         let passwd = try FileIO.readLines("etc/passwd", in: root) ?? LineFile("")
-        guard let account = try Self.find(name, in: passwd, path: "etc/passwd"), account.fields.count >= 7 else {
+        guard let account = try Self.find(name, in: passwd, path: "etc/passwd"), account.fields.count >= 6 else {
             return Observation(values: [:])  // no account: nothing to lock or fix
         }
         let shadowPath = try root.resolve("etc/shadow")
-        let shadow = try Self.find(name, in: try FileIO.readLines(shadowPath, in: root) ?? LineFile(""), path: shadowPath)
+        let shadowFile = try FileIO.readLines(shadowPath, in: root) ?? LineFile("")
+        let shadow = try Self.find(name, in: shadowFile, path: shadowPath)
         var values: [String: String?] = [:]
         for property in resource.spec.properties {
             switch property.name {
             case "shell":
-                values["shell"] = String(account.fields[6])
+                values["shell"] = Self.shell(account.fields)
             case "locked":
-                guard let shadow, shadow.fields.count >= 2 else {
-                    throw HostError("account \(name) has no entry in shadow", path: shadowPath)
-                }
-                let hash = shadow.fields[1]
+                guard let shadow else { throw HostError("account \(name) has no entry in shadow", path: shadowPath) }
+                let hash = try Self.shadowLine(name, shadow, in: shadowFile, path: shadowPath).hash
                 values["locked"] = String(hash.hasBytePrefix("!") || hash.hasBytePrefix("*"))
             case "expires":
-                guard let shadow, shadow.fields.count >= 8 else {
-                    throw HostError("account \(name) has no entry in shadow", path: shadowPath)
-                }
-                values["expires"] = Int(shadow.fields[7]).map(Self.date(days:)) ?? "never"
+                guard let shadow else { throw HostError("account \(name) has no entry in shadow", path: shadowPath) }
+                values["expires"] = try Self.shadowLine(name, shadow, in: shadowFile, path: shadowPath).expiresDay
+                    .map(Self.date(days:)) ?? "never"
             default:
                 break
             }
@@ -155,11 +171,11 @@ struct UserAccountDriver: ResourceDriver {
         if let shell = changes.first(where: { $0.property == "shell" }) {
             let path = try root.resolve("etc/passwd")
             var passwd = try FileIO.readLines(path, in: root) ?? LineFile("")
-            guard let account = try Self.find(name, in: passwd, path: path), account.fields.count >= 7 else {
+            guard let account = try Self.find(name, in: passwd, path: path), account.fields.count >= 6 else {
                 throw HostError("account \(name) does not exist", path: path)
             }
-            var fields = account.fields
-            fields[6] = Substring(shell.desired)
+            // The shell is the rest of the line (`shell`): all of it is replaced.
+            let fields = account.fields[..<6] + [Substring(shell.desired)]
             passwd.lines[account.line] = Substring(fields.joined(separator: ":") + LineFile.glibcEnding(passwd.lines[account.line]))
             try FileIO.write(passwd, to: path, in: root, newFileMode: 0o644)
         }
@@ -170,6 +186,7 @@ struct UserAccountDriver: ResourceDriver {
         guard let entry = try Self.find(name, in: shadow, path: path), entry.fields.count >= 8 else {
             throw HostError("account \(name) has no entry in shadow", path: path)
         }
+        _ = try Self.shadowLine(name, entry, in: shadow, path: path)
         var fields = entry.fields
         for change in shadowChanges {
             switch change.property {

@@ -1,5 +1,5 @@
 import BulwarkCore
-import BulwarkHost
+@testable import BulwarkHost
 import BulwarkTestSupport
 import Foundation
 import Testing
@@ -206,21 +206,75 @@ import Testing
         }
     }
 
-    /// A lock on a CRLF line of etc/shadow keeps the carriage return where glibc reads it (the
-    /// last, reserved field) and the line's other bytes; a CRLF etc/shells lists its shells (split
-    /// by `Character`, the file was one line and listed none).
-    @Test func crlfShadowAndShellsAreReadAndKeptAsGlibcReadsThem() async throws {
+    /// A CRLF line in etc/shadow is one glibc skips (its carriage return is no number): to
+    /// glibc, bob has no shadow entry and so no password. Locking alice, whose key is the other
+    /// administrator's way in, is blocked (bob's password counted before); with bob's line
+    /// ending in a line feed alone, it is allowed. Locking bob himself fails, naming the line,
+    /// rather than writing a lock glibc would not read. A CRLF etc/shells lists its shells
+    /// (split by `Character`, the file was one line and listed none).
+    @Test func aCRLFShadowLineIsNoEntryAndCRLFShellsAreRead() async throws {
+        let alice = FixtureAccount(name: "alice", uid: 1000, groups: ["sudo"], key: true)
+        let bob = FixtureAccount(name: "bob", uid: 1001, hash: "$y$j9T$bobhash", groups: ["sudo"])
+        try await withTemporaryDirectory { root in
+            try makeHost(root, [root0, alice, bob])
+            let shadow = try read(root + "/etc/shadow")
+            try write(root + "/etc/shadow", shadow.replacingOccurrences(of: "bob:$y$j9T$bobhash:19700:0:99999:7:::\n",
+                                                                      with: "bob:$y$j9T$bobhash:19700:0:99999:7:::\r\n"), mode: 0o640)
+            try await expectBlocked(root, resource("UserAccount", "a", "name: alice\nexpires: 2020-01-01"),
+                                    reason: "alice is the last account in sudo, wheel, admin that can log in")
+            let plan = try await Reconciler(registry: Registry([HostAdapter.definition()]))
+                .plan(try hostState(root: root, resource("UserAccount", "b", "name: bob\nlocked: true")))
+            #expect(plan.remediations.isEmpty && plan.failures.first?.message.contains("line in shadow (line 3) is one glibc skips") == true,
+                    "\(plan.failures)")
+            try write(root + "/etc/shadow", shadow, mode: 0o640)
+            try await expectApplied(root, resource("UserAccount", "a", "name: alice\nexpires: 2020-01-01"))
+        }
         try await withTemporaryDirectory { root in
             let guest = FixtureAccount(name: "guest", uid: 1002, shell: "/bin/sh", hash: "$y$j9T$guesthash")
             try makeHost(root, [root0, admin, guest])
-            let shadow = try read(root + "/etc/shadow")
-            try write(root + "/etc/shadow", shadow.replacingOccurrences(of: "\n", with: "\r\n"), mode: 0o640)
             try write(root + "/etc/shells", "# /etc/shells\r\n/bin/sh\r\n  /bin/bash # the one\r\n")
-            try await expectApplied(root, resource("UserAccount", "g", "name: guest\nlocked: true\nshell: /bin/bash"))
-            #expect(try read(root + "/etc/shadow")
-                == shadow.replacingOccurrences(of: "\n", with: "\r\n").replacingOccurrences(of: "guest:$y$", with: "guest:!$y$"))
+            try await expectApplied(root, resource("UserAccount", "g", "name: guest\nshell: /bin/bash"))
             try await expectBlocked(root, resource("UserAccount", "g", "name: guest\nshell: /tmp/sh"),
                                     reason: "shell /tmp/sh is not an executable file inside the target root")
+        }
+    }
+
+    /// passwd lines as glibc reads them: the shell is the rest of the line after the sixth `:`
+    /// (`/bin/bash:x` is no shell: `shell: /bin/bash` is a drift, and the fix replaces all of
+    /// it), and blanks before a name are no part of it (`  ops:…` is ops, found and locked).
+    @Test func aShellWithAColonAndANameAfterBlanksAreReadAsGlibcReadsThem() async throws {
+        try await withTemporaryDirectory { root in
+            try makeHost(root, [root0, admin, ops])
+            let passwd = try read(root + "/etc/passwd")
+            try write(root + "/etc/passwd", passwd.replacingOccurrences(of: "ops:x:1001:1001:ops:/home/ops:/bin/bash\n",
+                                                                      with: "  ops:x:1001:1001:ops:/home/ops:/bin/bash:x\n"))
+            try await expectApplied(root, resource("UserAccount", "o", "name: ops\nshell: /bin/bash"))
+            #expect(try read(root + "/etc/passwd") == passwd)
+            try await expectApplied(root, resource("UserAccount", "o", "name: ops\nlocked: true"))
+            #expect(try read(root + "/etc/shadow").contains("\nops:!$y$j9T$opshash:"))
+        }
+    }
+
+    /// etc/shadow lines, each with what glibc 2.36's `sgetspent` made of it on this machine
+    /// (nil: it skipped the line; else the hash and the expiry, -1 for none).
+    @Test func shadowLinesAreReadAsGlibcReadsThem() {
+        let cases: [(String, String?, Int?)] = [
+            ("a:$y$h:19700:0:99999:7:::", "$y$h", -1),
+            ("a:$y$h:19700:0:99999:7:::\r", nil, nil),
+            ("a:$y$h", nil, nil), ("a:$y$h:", nil, nil),
+            ("a:$y$h:1:2:3", "$y$h", -1), ("a:$y$h:1:2:3:\r", "$y$h", -1), ("a:h:1:2:3:  ", "h", -1),
+            ("a:!$y$h:1:2:3:4:5:6:7:junk", nil, nil), ("a:h:1:2:3:4:5:6:7:", nil, nil), ("a:h:1:2:3:4:5:6::", nil, nil),
+            ("a:h:1:2:3:4:5:6:7", "h", 6), ("a:h:1:2:3:4", nil, nil), ("a:h:1:2:3:4:5:6", "h", 6), ("a:h:1:2:3:4:5:", nil, nil),
+            ("a:h:::::::", "h", -1), ("a:h:1:2:3:\t4:5:6:", "h", 6), ("a:h:x:2:3::::", nil, nil),
+            ("a:$y$h:19700:0:99999:7::4294967296:", nil, nil), ("a:h:1:2:3:4:5:4294967295:", "h", -1),
+            ("a:h:1:2:3:4:5:00020000:", "h", 20000), ("a:$y$h:19700:0:99999:7:: 20000:", "$y$h", 20000),
+            ("a:$y$h:19700:0:99999:7::20000 :", nil, nil), ("a:$y$h:19700:0:99999:7::-1:", nil, nil),
+            ("a:$y$h:19700:0:99999:7::+5:", "$y$h", 5), ("a:h:1:2:3::::7x", nil, nil), ("a:h:1:2:3:::: 7", "h", -1),
+            ("+a:h", nil, nil),
+        ]
+        for (line, hash, expiry) in cases {
+            let parsed = ShadowLine(Substring(line))
+            #expect(parsed.map { String($0.hash) } == hash && parsed.map { $0.expiresDay ?? -1 } == expiry, "\(line.debugDescription)")
         }
     }
 }
