@@ -318,12 +318,14 @@ extension JointlyGuardedDriver {
 
 /// What the reconciler tells a driver's `apply` about the remediation it carries out.
 public enum ApplyContext {
-    /// A person approved this change after a safety guard blocked it (`bulwark approve` of the
-    /// blocked id). A driver that asks its guard again at the write, under the target's lock
+    /// The block a person approved this change past (`bulwark approve` of the blocked id): the
+    /// guard's reason. A driver that asks its guard again at the write, under the target's lock
     /// (the plan's verdict is seconds old by then, and another writer may have changed what it
-    /// judged), does not block such a change again. Set for one remediation's `apply`, never
-    /// for a coalesced batch: a batch the guard refuses is carried out resource by resource.
-    @TaskLocal public static var guardOverridden = false
+    /// judged), lets that same block through, and refuses any other: an approval of a passing
+    /// "could not judge" is no approval of a lockout found since. Set for one remediation's
+    /// `apply`, never for a coalesced batch: a batch the guard refuses is carried out resource
+    /// by resource.
+    @TaskLocal public static var approvedBlock: String?
 }
 
 /// What a safety guard says about a candidate change.

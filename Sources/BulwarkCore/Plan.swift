@@ -69,8 +69,8 @@ public struct PlannedRemediation: Sendable, Hashable {
     /// The approval used (its id), for an approved fix: an approval is used once, so the fix's
     /// record id is derived from it (`AuditID.approved`).
     public var approvalID: String?
-    /// A person approved it after a safety guard blocked it (`ApplyContext.guardOverridden`).
-    public var guardOverridden = false
+    /// The guard's reason, where a person approved it past that block (`ApplyContext.approvedBlock`).
+    public var approvedBlock: String?
     /// For drift deferred by a change window: when the next window opens.
     public var nextWindow: Date?
     /// For a prune: what the adapter created for a removed resource, to take away.
@@ -248,7 +248,7 @@ public enum Planner {
             }
             add(remaining, .applied, nil, approver: approver, approvalID: approvalID)
             // Applied past a guard's block: only its approval let it through.
-            if guards[binding] != nil { drifted[drifted.count - 1].guardOverridden = true }
+            drifted[drifted.count - 1].approvedBlock = guards[binding]
         }
         drifted += prunes(leftovers, state: state, now: now)
         // The emergency brake: while paused, nothing that would change a system goes ahead.

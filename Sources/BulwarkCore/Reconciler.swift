@@ -761,7 +761,7 @@ public struct Reconciler: Sendable {
             return .done
         }
         do {
-            try await ApplyContext.$guardOverridden.withValue(remediation.guardOverridden) {
+            try await ApplyContext.$approvedBlock.withValue(remediation.approvedBlock) {
                 if let reporting = kind.driver as? any ReportingDriver {
                     record.include(try await reporting.applyReporting(remediation.changes, to: resource, on: target))
                 } else {

@@ -28,9 +28,13 @@ public struct HostError: Error, Sendable, CustomStringConvertible {
 
     /// A safety guard, asked again at the write under the target's lock, blocks a change the
     /// plan allowed: what it judges (accounts, keys, sshd's configuration) changed since.
-    static func refusedAtTheWrite(_ reason: String) -> HostError {
-        HostError("refused at the write: \(reason) (judged again under the target's lock; the plan, which allowed it, "
-                  + "read the host before another change)")
+    /// Throws it where `verdict` blocks, unless its reason is `approved`: the block a person
+    /// approved the change past (the plan's reason may go on to say what it was judged with).
+    static func refuseAtTheWrite(_ verdict: GuardVerdict, approved: String?) throws(HostError) {
+        guard let reason = verdict.blockReason else { return }
+        if let approved, approved == reason || approved.hasPrefix(reason + " (judged with ") { return }
+        let plan = approved.map { "the approval was of another block: \($0)" } ?? "the plan, which allowed it, read the host before another change"
+        throw HostError("refused at the write: \(reason) (judged again under the target's lock; \(plan))")
     }
 
     /// One bounded line: a path or message can quote a host file's own text (an `Include`

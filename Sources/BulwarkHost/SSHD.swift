@@ -416,18 +416,18 @@ struct SSHDConfigDriver: ResourceDriver {
 
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
         let root = try HostRoot(target: target)
-        let judged = !ApplyContext.guardOverridden
-        let found = try await root.applying { try applyOnce(changes, root: root, judged: judged) }
+        let approved = ApplyContext.approvedBlock
+        let found = try await root.applying { try applyOnce(changes, root: root, approved: approved) }
         try AlreadyInSync.unless(changes, found: found)
     }
 
     /// One attempt: read, leave out the changes the file already holds (another writer made
-    /// them since the plan observed the drift), ask the guard again (unless a person approved
-    /// past its block: the plan judged accounts and keys another writer may have changed since),
-    /// build the candidate, check it whole, write (a file another writer changed since the read
-    /// throws a conflict, and `applying` reads and plans again). Returns the properties found
-    /// already as desired.
-    func applyOnce(_ changes: [PropertyDrift], root: HostRoot, judged: Bool = true) throws -> Set<String> {
+    /// them since the plan observed the drift), ask the guard again (the plan judged accounts
+    /// and keys another writer may have changed since; a block refuses the write unless it is
+    /// the one a person approved past, `approved`), build the candidate, check it whole, write
+    /// (a file another writer changed since the read throws a conflict, and `applying` reads and
+    /// plans again). Returns the properties found already as desired.
+    func applyOnce(_ changes: [PropertyDrift], root: HostRoot, approved: String? = nil) throws -> Set<String> {
         let current = try read(root)
         var found: Set<String> = []
         for change in changes {
@@ -435,8 +435,11 @@ struct SSHDConfigDriver: ResourceDriver {
             if (Self.normalize(entry.value, type) ?? entry.value) == change.desired { found.insert(change.property) }
         }
         let remaining = changes.filter { !found.contains($0.property) }
-        if judged, !remaining.isEmpty, let reason = try judge(remaining, root: root, alongside: []).blockReason {
-            throw HostError.refusedAtTheWrite(reason)
+        if !remaining.isEmpty {
+            // As `assess` judges: a probe that fails is a block (which a person may have approved).
+            let verdict: GuardVerdict
+            do { verdict = try judge(remaining, root: root, alongside: []) } catch { verdict = cannotJudge("sshd", error) }
+            try HostError.refuseAtTheWrite(verdict, approved: approved)
         }
         let (config, edited) = Self.candidate(remaining, from: current)
         guard !edited.isEmpty else { return found }

@@ -144,24 +144,26 @@ struct UserAccountDriver: ResourceDriver {
 
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
         let root = try HostRoot(target: target)
-        let judged = !ApplyContext.guardOverridden
-        let found = try await root.applying { try applyOnce(changes, to: resource, root: root, judged: judged) }
+        let approved = ApplyContext.approvedBlock
+        let found = try await root.applying { try applyOnce(changes, to: resource, root: root, approved: approved) }
         try AlreadyInSync.unless(changes, found: found)
     }
 
     /// One attempt, holding the target's lock: the account is observed again and the changes it
     /// already has (another writer made them since the plan) are left out; when that is all of
-    /// them nothing is written. The guard is asked again (unless a person approved past its
-    /// block): the plan's verdict was judged on accounts another writer may have changed since,
-    /// or another Bulwark, whose change this lock now shows. Returns the properties found.
-    private func applyOnce(_ allChanges: [PropertyDrift], to resource: Resource, root: HostRoot, judged: Bool) throws -> Set<String> {
+    /// them nothing is written. The guard is asked again: the plan's verdict was judged on
+    /// accounts another writer may have changed since, or another Bulwark, whose change this
+    /// lock now shows. A block refuses the write unless it is the one a person approved past
+    /// (`approved`, `ApplyContext.approvedBlock`). Returns the properties found.
+    private func applyOnce(_ allChanges: [PropertyDrift], to resource: Resource, root: HostRoot, approved: String?) throws -> Set<String> {
         let now = try observe(resource, root: root).values
         let found = Set(allChanges.filter { (now[$0.property] ?? nil) == $0.desired }.map(\.property))
         let changes = allChanges.filter { !found.contains($0.property) }
         guard !changes.isEmpty else { return found }
-        if judged, let reason = try verdict(changes, to: resource, root: root, alongside: []).blockReason {
-            throw HostError.refusedAtTheWrite(reason)
-        }
+        // As `assess` judges: accounts that cannot be read are a block (which a person may have approved).
+        let judged: GuardVerdict
+        do { judged = try verdict(changes, to: resource, root: root, alongside: []) } catch { judged = cannotJudge("account", error) }
+        try HostError.refuseAtTheWrite(judged, approved: approved)
         try write(changes, to: resource, root: root)
         return found
     }

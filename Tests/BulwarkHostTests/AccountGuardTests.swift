@@ -106,6 +106,40 @@ import Testing
         }
     }
 
+    /// An approval lets through the block it was given for, and no other. Locking the only
+    /// administrator is blocked and approved; if by the write admin has become UID 0, that is
+    /// a block no one approved, and the lock is refused. Unchanged, the approved lock is made
+    /// (the guard, asked again at the write, finds the approved block and lets it through).
+    @Test(arguments: [false, true])
+    func anApprovalLetsThroughOnlyTheBlockItWasGivenFor(madeUIDZero: Bool) async throws {
+        try await withTemporaryDirectory { root in
+            try makeHost(root, [root0, admin])
+            let lock = resource("UserAccount", "a", "name: admin\nlocked: true")
+            let reconciler = Reconciler(registry: Registry([HostAdapter.definition()]))
+            let preview = try await reconciler.plan(try hostState(root: root, lock))
+            let id = try #require(preview.remediations.first { $0.decision == .blocked }?.id)
+            let approval = "apiVersion: bulwark/v1\nkind: Approval\nmetadata: {name: lock}\n"
+                + "spec: {id: \(id), approver: \"Sam Admin <sam@example.org>\", reason: \"console access exists\"}\n"
+            let state = try hostState(root: root, lock, extra: [SourceFile(path: "approvals/\(id).yaml", contents: Array(approval.utf8))])
+            let plan = try await reconciler.plan(state)
+            #expect(plan.remediations.map(\.decision) == [.applied])
+            if madeUIDZero {
+                try write(root + "/etc/passwd", try read(root + "/etc/passwd").replacingOccurrences(of: "admin:x:1000:", with: "admin:x:0:"))
+            }
+            let outcome = await reconciler.apply(plan, state: state, audit: RecordingSink())
+            let record = try #require(outcome.entries.first?.record)
+            if madeUIDZero {
+                #expect(record.result == .failed && record.error?.contains("refused at the write: admin has UID 0") == true
+                        && record.error?.contains("the approval was of another block: admin is the last account") == true,
+                        "\(record.error ?? "")")
+                #expect(!(try read(root + "/etc/shadow")).contains("admin:!"))
+            } else {
+                #expect(record.result == .verified, "\(record.error ?? "")")
+                #expect(try read(root + "/etc/shadow").contains("\nadmin:!$y$j9T$adminhash:"))
+            }
+        }
+    }
+
     /// Two resources each lock one of two administrators: each alone leaves the other, so each
     /// alone is allowed; one pass makes both, so they are judged together and the second is
     /// blocked, and stays blocked (recorded once) with the first made. With a third
