@@ -31,7 +31,7 @@ extension Reconciler {
     func steps(_ plan: Plan, state: DesiredState) -> [PassStep] {
         var steps: [PassStep] = []
         var open: [String: Int] = [:]
-        for remediation in plan.remediations {
+        for remediation in inJudgedOrder(plan.remediations, state: state) {
             if remediation.leftovers.isEmpty, let group = coalescingGroup(remediation, in: state) {
                 if let index = open[group] {
                     let taken = Set(steps[index].remediations.flatMap { $0.changes.map(\.property) })
@@ -45,6 +45,34 @@ extension Reconciler {
             steps.append(PassStep(remediations: [remediation]))
         }
         return steps.compacted()
+    }
+
+    /// The remediations in the order a pass makes them: plan order, except that the `applied`
+    /// ones judged together in one guard domain (`JointlyGuardedDriver`: who can log in to a
+    /// host) are made in the order they were judged, by stage and then plan order (the accounts
+    /// before sshd), in the places they hold. Each is judged again at its write against what the
+    /// ones before it made: made sshd first (plan order ties by kind name), an sshd change
+    /// judged with an approved account lock was refused, the lock not yet made.
+    func inJudgedOrder(_ remediations: [PlannedRemediation], state: DesiredState) -> [PlannedRemediation] {
+        var domains: [String: GuardDomain?] = [:]
+        var groups: [String: [Int]] = [:]
+        var stages: [Int: Int] = [:]
+        for (index, remediation) in remediations.enumerated() where remediation.decision == .applied {
+            let binding = remediation.binding
+            guard registry.kinds[binding.resource.kind]?.driver is any JointlyGuardedDriver else { continue }
+            let asked = binding.resource.kind + "\u{0}" + binding.target
+            let domain = domains[asked] ?? guardDomain(remediation, in: state)
+            domains[asked] = .some(domain)
+            guard let domain else { continue }
+            groups[[domain.scope ?? binding.target, domain.name].joined(separator: "\u{2}"), default: []].append(index)
+            stages[index] = domain.stage
+        }
+        var ordered = remediations
+        for places in groups.values where places.count > 1 {
+            let judged = places.sorted { (stages[$0, default: 0], $0) < (stages[$1, default: 0], $1) }
+            for (place, index) in zip(places, judged) { ordered[place] = remediations[index] }
+        }
+        return ordered
     }
 
     /// The file one pass writes `remediation`'s changes into together with others (its target,

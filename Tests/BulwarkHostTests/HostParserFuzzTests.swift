@@ -259,8 +259,13 @@ enum HostSeeds {
                     let after = bench.bytes(path)
                     // One line changed in place: no line and no field added anywhere.
                     try RenderedFile.check(before: before, after: after, edited: 1, added: 0)
-                    try fuzzRequire(RenderedFile.fieldCounts(after) == RenderedFile.fieldCounts(before),
-                                    "\(path): fields per line changed from \(RenderedFile.fieldCounts(before)) to \(RenderedFile.fieldCounts(after))")
+                    // passwd's shell is the rest of its line after the sixth `:` (as glibc reads it),
+                    // and a shell fix replaces all of it: the one line it edits has seven fields.
+                    let (counts, countsAfter) = (RenderedFile.fieldCounts(before), RenderedFile.fieldCounts(after))
+                    let changed = zip(counts, countsAfter).filter { $0 != $1 }
+                    try fuzzRequire(counts.count == countsAfter.count
+                                    && (changed.isEmpty || path == "etc/passwd" && changed.count == 1 && changed[0].1 == 6 && changed[0].0 >= 5),
+                                    "\(path): fields per line changed from \(counts) to \(countsAfter)")
                 }
             }
         }

@@ -397,6 +397,35 @@ import Testing
         }
     }
 
+    /// A pass makes the changes judged together in the order they were judged: the accounts
+    /// before sshd. alice (sudo) has only a password, carol (no sudo) a key. Locking alice is
+    /// blocked and approved; password logins off, judged with that lock (no administrator
+    /// before it or after it, and carol keeps her key), is allowed. Made sshd first (plan order
+    /// ties by kind name), the sshd change was judged again at its write with alice's password
+    /// still in place, and refused. Both are made and verified.
+    @Test func changesJudgedTogetherAreMadeInTheOrderTheyWereJudged() async throws {
+        let alice = FixtureAccount(name: "alice", uid: 1001, hash: "$y$j9T$alicehash", groups: ["sudo"])
+        let carol = FixtureAccount(name: "carol", uid: 1002, key: true)
+        let manifests = resource("SSHDConfig", "passwords-off", "PasswordAuthentication: \"no\"")
+            + resource("UserAccount", "lock-alice", "name: alice\nlocked: true")
+        try await withTemporaryDirectory { root in
+            try host(root, [root0, alice, carol])
+            let reconciler = Reconciler(registry: Registry([HostAdapter.definition()]))
+            let preview = try await reconciler.plan(try hostState(root: root, manifests))
+            let id = try #require(preview.remediations.first { $0.binding.resource.name == "lock-alice" && $0.decision == .blocked }?.id)
+            let approval = "apiVersion: bulwark/v1\nkind: Approval\nmetadata: {name: lock-alice}\n"
+                + "spec: {id: \(id), approver: \"Sam Admin <sam@example.org>\", reason: \"alice leaves\"}\n"
+            let state = try hostState(root: root, manifests, extra: [SourceFile(path: "approvals/\(id).yaml", contents: Array(approval.utf8))])
+            let plan = try await reconciler.plan(state)
+            #expect(plan.remediations.map(\.decision) == [.applied, .applied], "\(plan.remediations.map { "\($0.decision) \($0.reason ?? "")" })")
+            let outcome = await reconciler.apply(plan, state: state, audit: RecordingSink())
+            #expect(outcome.entries.count == 2 && outcome.entries.allSatisfy { $0.record.result == .verified },
+                    "\(outcome.entries.map { "\($0.record.resource) \(String(describing: $0.record.result)) \($0.record.error ?? "")" })")
+            #expect(try read(root + "/etc/ssh/sshd_config").contains("\nPasswordAuthentication no\n"))
+            #expect(try read(root + "/etc/shadow").contains("\nalice:!$y$j9T$alicehash:"))
+        }
+    }
+
     /// Two target names for one root folder (here one through a symbolic link) are one host:
     /// an account change under one name and an sshd change under the other are judged together,
     /// and so are two sshd changes that write the one sshd_config. Each pair locked everyone out.
