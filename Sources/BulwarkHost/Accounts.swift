@@ -40,7 +40,7 @@ struct AccountDatabase: Sendable {
         // By bytes, as glibc reads the file (see `splitBytes`).
         return Substring(text).splitBytes(at: "\n", omittingEmpty: true).compactMap { line in
             let fields = LineFile.glibcContent(line).splitBytes(at: ":")
-            guard fields.count >= 3, let id = UInt32(fields[2]) else { return nil }
+            guard fields.count >= 3, fields[0].utf8.first != UInt8(ascii: "#"), let id = glibcNumber(fields[2]) else { return nil }
             return (String(fields[0]), id)
         }
     }
@@ -56,7 +56,7 @@ struct AccountDatabase: Sendable {
 /// at all (no password, no lock, no expiry). It takes the name and hash up to each `:`, then
 /// numbers: each may be empty, may start with C blanks and a `+`, must fit in 32 bits (past
 /// that the line is skipped; `sgetspent` itself never returns), and must end at a `:` or at
-/// the line's end; the days of change, minimum and maximum are required, and a line that stops
+/// the line's end (`-0` is 0, other negative numbers are past 32 bits); the days of change, minimum and maximum are required, and a line that stops
 /// after them (blanks aside) is complete. The flag, last, must end the line. So a CRLF line
 /// (`…:7:::\r`) is skipped whole: its carriage return is no number.
 struct ShadowLine {
@@ -83,7 +83,11 @@ struct ShadowLine {
             guard at < bytes.count else { throw Skipped() }  // more input was expected
             var end = at
             while end < bytes.count, isCSpace(bytes[end]) { end += 1 }
-            if end < bytes.count, bytes[end] == UInt8(ascii: "+") { end += 1 }
+            var negative = false
+            if end < bytes.count, bytes[end] == UInt8(ascii: "+") || bytes[end] == UInt8(ascii: "-") {
+                negative = bytes[end] == UInt8(ascii: "-")
+                end += 1
+            }
             let digits = end
             var value: UInt32 = 0
             while end < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[end]) {
@@ -94,6 +98,7 @@ struct ShadowLine {
                 end += 1
             }
             let converted = end > digits
+            if converted, negative, value != 0 { throw Skipped() }  // -0 is 0; -1 is past 32 bits
             if !converted { end = at }  // nothing converted: the field's text is judged from its start
             if end == bytes.count {
                 at = end
@@ -124,4 +129,27 @@ struct ShadowLine {
             return nil
         }
     }
+}
+
+/// A uid or gid field as glibc's nss_files reads it (`INT_FIELD`, strtoul within 32 bits): C
+/// blanks first, a `+` or `-`, then at least one digit, and nothing after; `-0` is 0, and any
+/// other negative number or one past 32 bits is no number. `UInt32(" 0")` is nil, and a line
+/// glibc reads as uid 0 was no account to the guards.
+func glibcNumber(_ field: Substring) -> UInt32? {
+    var bytes = field.utf8.drop(while: isCSpace)
+    var negative = false
+    if let sign = bytes.first, sign == UInt8(ascii: "+") || sign == UInt8(ascii: "-") {
+        negative = sign == UInt8(ascii: "-")
+        bytes = bytes.dropFirst()
+    }
+    guard !bytes.isEmpty else { return nil }
+    var value: UInt32 = 0
+    for byte in bytes {
+        guard (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) else { return nil }
+        let (times, overflow) = value.multipliedReportingOverflow(by: 10)
+        let (sum, carry) = times.addingReportingOverflow(UInt32(byte - UInt8(ascii: "0")))
+        guard !overflow, !carry else { return nil }
+        value = sum
+    }
+    return negative && value != 0 ? nil : value
 }

@@ -449,12 +449,26 @@ struct LineFile {
     /// `/bin/bash\r` is no shell to glibc, and `bob\r` not bob. (By `Character`, `\r\n` is one,
     /// and `content` drops both.)
     /// glibc's reader (`__nss_readline`) also drops the C blanks a line starts with (`  ops:x:…`
-    /// is ops) and skips a line that is then empty or starts with `#`; a NUL byte ends it.
+    /// is ops; a line then empty or starting with `#` is skipped), by moving the rest of the line
+    /// to its start up to a NUL byte, the NUL itself not moved: where no line feed follows (the
+    /// last line of a file without one, or a NUL before it), the line's last bytes stay behind
+    /// it and are read twice (`  q:x:1:1::/h:/bin/bash` at the end of a file has the shell
+    /// `/bin/bashsh`). This is that reading, byte for byte.
     static func glibcContent(_ line: Substring) -> Substring {
-        var bytes = line.utf8[...]
-        if let nul = bytes.firstIndex(of: 0) { bytes = bytes[..<nul] }
-        if bytes.last == UInt8(ascii: "\n") { bytes = bytes.dropLast() }
-        return Substring(bytes.drop(while: isCSpace))
+        // Most lines: no blank first and no NUL, at most the line feed to drop.
+        if let first = line.utf8.first, !isCSpace(first), !line.utf8.contains(0) {
+            return line.utf8.last == UInt8(ascii: "\n") ? Substring(line.utf8.dropLast()) : line
+        }
+        let bytes = Array(line.utf8)
+        let skipped = bytes.prefix(while: isCSpace).count
+        var read = bytes
+        if skipped > 0 {
+            let moved = bytes[skipped...].prefix { $0 != 0 }.count  // strlen(p)
+            read = Array(bytes[skipped..<(skipped + moved)]) + bytes[moved...]
+        }
+        if let nul = read.firstIndex(of: 0) { read = Array(read[..<nul]) }
+        if let feed = read.firstIndex(of: UInt8(ascii: "\n")) { read = Array(read[..<feed]) }
+        return skipped == 0 && read.count == bytes.count ? line : Substring(decoding: read, as: UTF8.self)
     }
 
     /// The line feed a line written back after `glibcContent` ends with: one where it had one.

@@ -347,10 +347,12 @@ struct HostAccounts: Sendable {
 
     private static func passwdEntries(_ file: HostFile) throws -> [HostAccount] {
         try lines(file).compactMap { line -> HostAccount? in
+            // As glibc's files-pwd.c: name, password, uid and gid make an account; the fields after are optional.
             let f = line.splitBytes(at: ":")
-            guard f.count >= 6, let uid = UInt32(f[2]), let gid = UInt32(f[3]) else { return nil }
+            guard f.count >= 4, let uid = glibcNumber(f[2]), let gid = glibcNumber(f[3]) else { return nil }
             let shell = UserAccountDriver.shell(f)
-            return HostAccount(name: String(f[0]), uid: uid, gid: gid, home: String(f[5]), shell: shell.isEmpty ? "/bin/sh" : shell)
+            return HostAccount(name: String(f[0]), uid: uid, gid: gid, home: f.count > 5 ? String(f[5]) : "",
+                               shell: shell.isEmpty ? "/bin/sh" : shell)
         }
     }
 
@@ -380,10 +382,11 @@ struct HostAccounts: Sendable {
 
     private static func groupEntries(_ file: HostFile) throws -> [(name: String, gid: UInt32, members: [String])] {
         try lines(file).compactMap { line -> (name: String, gid: UInt32, members: [String])? in
+            // As glibc's files-grp.c: name, password and gid make a group; the member list is optional.
             let f = line.splitBytes(at: ":")
-            guard f.count >= 4, let gid = UInt32(f[2]) else { return nil }
+            guard f.count >= 3, let gid = glibcNumber(f[2]) else { return nil }
             // glibc skips the ASCII blanks before a member, and keeps any after it.
-            return (String(f[0]), gid, f[3].splitBytes(at: ",", omittingEmpty: true)
+            return (String(f[0]), gid, (f.count > 3 ? f[3] : "").splitBytes(at: ",", omittingEmpty: true)
                 .map { String(Substring($0.utf8.drop(while: isCSpace))) }.filter { !$0.isEmpty })
         }
     }

@@ -172,46 +172,50 @@ struct SSHDConfigDriver: ResourceDriver {
     static let includeDepth = 16
 
     /// Splits a config line into keyword, separator and value (nil for blank and comment lines,
-    /// and for a line sshd skips). Byte by byte, as sshd's `strdelim` splits it: by `Character`,
-    /// a blank followed by a combining mark was no blank, and a keyword sshd reads (`Include
-    /// \u{301}x.conf`) was one it did not know.
-    /// - A keyword in double quotes (`"PermitRootLogin" yes`) is the text between them; sshd
-    ///   takes it as the keyword, and read with its quotes it hid a setting sshd obeys. A quote
-    ///   left open makes sshd skip the line.
+    /// and for a line sshd skips), byte by byte as OpenSSH 9.2 reads it: trailing blanks and form
+    /// feeds dropped, then the keyword taken by `strdelim`, and taken again when it came out
+    /// empty. By `Character`, a blank followed by a combining mark was no blank, and a keyword
+    /// sshd reads (`Include \u{301}x.conf`) was one it did not know.
+    /// - A token ends at a blank (space, tab, CR), a `=` or a `"`. At a `"` the quote is dropped
+    ///   and the token goes on to the next quote: `"PermitRootLogin"`, `P"ermitRootLogin"` and
+    ///   `PermitRootLogin""` are all PermitRootLogin to sshd; read with their quotes they hid a
+    ///   setting sshd obeys (and `Match""` a Match block). A quote left open skips the line.
+    /// - An empty first token (`=PermitRootLogin yes`, `"" PermitRootLogin yes`) is passed over.
     /// - One `=` may separate keyword and value, with blanks on either side; a second `=` is
     ///   part of the value (`Include = =x` includes `=x`).
-    /// The separator holds what lies between the keyword (and its closing quote) and the value.
+    /// `indent` is what comes before the keyword, `separator` what lies between its token (with
+    /// any closing quote) and the value; a line rewritten from them is read by sshd alike.
     static func split(_ line: Substring) -> (indent: Substring, keyword: Substring, separator: Substring, value: Substring)? {
-        let content = LineFile.content(line).utf8
         let equals = UInt8(ascii: "="), quote = UInt8(ascii: "\"")
         func isBlank(_ byte: UInt8) -> Bool { byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") || byte == UInt8(ascii: "\r") }
-        guard let start = content.firstIndex(where: { !isBlank($0) }), content[start] != UInt8(ascii: "#") else { return nil }
-        let keywordStart: Substring.UTF8View.Index, keywordEnd: Substring.UTF8View.Index
-        var valueStart: Substring.UTF8View.Index
-        if content[start] == quote {
-            keywordStart = content.index(after: start)
-            guard let close = content[keywordStart...].firstIndex(of: quote) else { return nil }
-            keywordEnd = close
-            valueStart = content[content.index(after: close)...].firstIndex(where: { !isBlank($0) }) ?? content.endIndex
-        } else {
-            keywordStart = start
-            keywordEnd = content[start...].firstIndex(where: { isBlank($0) || $0 == equals }) ?? content.endIndex
-            valueStart = content[keywordEnd...].firstIndex(where: { !isBlank($0) }) ?? content.endIndex
-            if keywordEnd < content.endIndex, content[keywordEnd] == equals {
-                // `Keyword=value`: the `=` ended the keyword; blanks after it are skipped.
-                valueStart = content[content.index(after: keywordEnd)...].firstIndex(where: { !isBlank($0) }) ?? content.endIndex
-            } else if valueStart < content.endIndex, content[valueStart] == equals {
-                // `Keyword = value`: one `=` after the blanks, and the blanks after it.
-                valueStart = content[content.index(after: valueStart)...].firstIndex(where: { !isBlank($0) }) ?? content.endIndex
+        var bytes = Array(LineFile.content(line).utf8)
+        while let last = bytes.last, isBlank(last) || last == 12 { bytes.removeLast() }
+        /// sshd's `strdelim` from `at`: the token, where it ends in the line (past a closing
+        /// quote), and where the next one starts (nil: the line ended inside this one).
+        func strdelim(_ at: Int) -> (token: [UInt8], end: Int, next: Int?)? {
+            guard let stop = bytes[at...].firstIndex(where: { isBlank($0) || $0 == equals || $0 == quote }) else {
+                return (Array(bytes[at...]), bytes.count, nil)
             }
+            func skipBlanks(_ from: Int) -> Int { bytes[from...].firstIndex { !isBlank($0) } ?? bytes.count }
+            if bytes[stop] == quote {
+                guard let close = bytes[(stop + 1)...].firstIndex(of: quote) else { return nil }
+                return (Array(bytes[at..<stop] + bytes[(stop + 1)..<close]), close + 1, skipBlanks(close + 1))
+            }
+            var next = skipBlanks(stop + 1)
+            if bytes[stop] != equals, next < bytes.count, bytes[next] == equals { next = skipBlanks(next + 1) }
+            return (Array(bytes[at..<stop]), stop, next)
         }
-        var valueEnd = content.endIndex
-        while valueEnd > valueStart, isBlank(content[content.index(before: valueEnd)]) || content[content.index(before: valueEnd)] == 12 {
-            valueEnd = content.index(before: valueEnd)
+        var start = 0
+        guard var found = strdelim(0) else { return nil }
+        if found.token.isEmpty {
+            guard let next = found.next, let again = strdelim(next) else { return nil }
+            start = next
+            found = again
         }
-        let separatorStart = keywordEnd < content.endIndex && content[start] == quote ? content.index(after: keywordEnd) : keywordEnd
-        return (Substring(content[..<start]), Substring(content[keywordStart..<keywordEnd]),
-                Substring(content[separatorStart..<valueStart]), Substring(content[valueStart..<valueEnd]))
+        guard let first = found.token.first, first != UInt8(ascii: "#") else { return nil }
+        let valueStart = found.next ?? bytes.count
+        func text(_ part: some Collection<UInt8>) -> Substring { Substring(decoding: part, as: UTF8.self) }
+        return (text(bytes[..<start]), text(found.token), text(bytes[found.end..<valueStart]), text(bytes[valueStart...]))
     }
 
     /// The configuration as sshd reads it. Reused while no file or folder it came from changed

@@ -96,7 +96,7 @@ struct UserAccountDriver: ResourceDriver {
     }
 
     /// A passwd line's shell as glibc reads it: the rest of the line after the sixth `:`, colons
-    /// and all (`/bin/bash:extra` is no shell), empty on a line of six fields.
+    /// and all (`/bin/bash:extra` is no shell), empty on a shorter line.
     static func shell(_ fields: [Substring]) -> String {
         fields.count > 6 ? fields[6...].joined(separator: ":") : ""
     }
@@ -116,8 +116,14 @@ struct UserAccountDriver: ResourceDriver {
     func observe(_ resource: Resource, root: HostRoot) throws -> Observation {
         let name = resource.spec.subject
         let passwd = try FileIO.readLines("etc/passwd", in: root) ?? LineFile("")
-        guard let account = try Self.find(name, in: passwd, path: "etc/passwd"), account.fields.count >= 6 else {
+        guard let account = try Self.find(name, in: passwd, path: "etc/passwd"), account.fields.count >= 4 else {
             return Observation(values: [:])  // no account: nothing to lock or fix
+        }
+        // glibc skips a line whose uid or gid it cannot read: no account to it, and no decoy
+        // line for Bulwark to lock instead of the real one.
+        guard glibcNumber(account.fields[2]) != nil, glibcNumber(account.fields[3]) != nil else {
+            throw HostError("account \(name)'s line in passwd (line \(account.line + 1)) is one glibc skips (its uid or gid is no "
+                            + "number): fix the line by hand", path: "etc/passwd")
         }
         let shadowPath = try root.resolve("etc/shadow")
         let shadowFile = try FileIO.readLines(shadowPath, in: root) ?? LineFile("")
@@ -173,10 +179,16 @@ struct UserAccountDriver: ResourceDriver {
         if let shell = changes.first(where: { $0.property == "shell" }) {
             let path = try root.resolve("etc/passwd")
             var passwd = try FileIO.readLines(path, in: root) ?? LineFile("")
-            guard let account = try Self.find(name, in: passwd, path: path), account.fields.count >= 6 else {
+            guard let account = try Self.find(name, in: passwd, path: path), account.fields.count >= 4 else {
                 throw HostError("account \(name) does not exist", path: path)
             }
-            // The shell is the rest of the line (`shell`): all of it is replaced.
+            // The shell is the rest of the line (`shell`): all of it is replaced. A line that
+            // stops short of a shell is not filled out: its last field may end in a byte glibc
+            // keeps (a carriage return), which would then sit inside the line.
+            guard account.fields.count >= 7 else {
+                throw HostError("account \(name)'s line in passwd (line \(account.line + 1)) has \(account.fields.count) fields and no shell "
+                                + "field; Bulwark writes a shell only into a whole line: fix the line by hand", path: path)
+            }
             let fields = account.fields[..<6] + [Substring(shell.desired)]
             passwd.lines[account.line] = Substring(fields.joined(separator: ":") + LineFile.glibcEnding(passwd.lines[account.line]))
             try FileIO.write(passwd, to: path, in: root, newFileMode: 0o644)

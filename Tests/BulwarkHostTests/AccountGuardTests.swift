@@ -289,6 +289,32 @@ import Testing
         }
     }
 
+    /// uids, gids and short lines as glibc reads them: ` 0`, `-0` and `+0` are uid 0
+    /// (`UInt32(" 0")` is nil, the line was no account to the guard, and locking that uid-0
+    /// account was allowed); a group line of three fields is a group (wheel as alice's primary
+    /// group makes her an administrator, so locking admin leaves one).
+    @Test func idsAndShortLinesAreReadAsGlibcReadsThem() async throws {
+        for uid in [" 0", "-0", "+0"] {
+            try await withTemporaryDirectory { root in
+                try makeHost(root, [root0, admin])
+                try write(root + "/etc/passwd", try read(root + "/etc/passwd") + "p3:x:\(uid):0::/root:/bin/bash\n")
+                try write(root + "/etc/shadow", try read(root + "/etc/shadow") + "p3:$y$j9T$p3hash:19700:0:99999:7:::\n", mode: 0o640)
+                try await expectBlocked(root, resource("UserAccount", "p", "name: p3\nlocked: true"), reason: "p3 has UID 0")
+            }
+        }
+        try await withTemporaryDirectory { root in
+            try makeHost(root, [root0, admin, FixtureAccount(name: "alice", uid: 1001, hash: "$y$j9T$alicehash")])
+            try write(root + "/etc/passwd", try read(root + "/etc/passwd").replacingOccurrences(of: "alice:x:1001:1001:", with: "alice:x:1001:10:"))
+            try write(root + "/etc/group", try read(root + "/etc/group").replacingOccurrences(of: "wheel:x:10:\n", with: "wheel:x:10\n"))
+            try await expectApplied(root, resource("UserAccount", "a", "name: admin\nlocked: true"))
+        }
+        // glibc's reader moves a line after its leading blanks up to a NUL, the NUL not moved: the
+        // last line of a file without a line feed keeps its last bytes twice (checked with getpwnam).
+        #expect(LineFile.glibcContent("  q1:x:1010:1010::/home/q1:/bin/bash") == "q1:x:1010:1010::/home/q1:/bin/bashsh")
+        #expect(LineFile.glibcContent("  q1:x:1010:1010::/home/q1:/bin/bash\n") == "q1:x:1010:1010::/home/q1:/bin/bash")
+        #expect(LineFile.glibcContent("ops:x:1:1::/h:/bin/bash\r\n") == "ops:x:1:1::/h:/bin/bash\r")
+    }
+
     /// etc/shadow lines, each with what glibc 2.36's `sgetspent` made of it on this machine
     /// (nil: it skipped the line; else the hash and the expiry, -1 for none).
     @Test func shadowLinesAreReadAsGlibcReadsThem() {
@@ -304,7 +330,7 @@ import Testing
             ("a:h:1:2:3:4:5:00020000:", "h", 20000), ("a:$y$h:19700:0:99999:7:: 20000:", "$y$h", 20000),
             ("a:$y$h:19700:0:99999:7::20000 :", nil, nil), ("a:$y$h:19700:0:99999:7::-1:", nil, nil),
             ("a:$y$h:19700:0:99999:7::+5:", "$y$h", 5), ("a:h:1:2:3::::7x", nil, nil), ("a:h:1:2:3:::: 7", "h", -1),
-            ("+a:h", nil, nil),
+            ("+a:h", nil, nil), ("a:h:-0:2:3::::", "h", -1), ("a:h:1:2:3:::-0:", "h", 0),
         ]
         for (line, hash, expiry) in cases {
             let parsed = ShadowLine(Substring(line))

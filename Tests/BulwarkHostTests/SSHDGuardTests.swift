@@ -331,6 +331,16 @@ import Testing
             #expect(try read(path) == "PermitRootLogin no\nPermitRootLogin no\nUsePAM yes\n")
             #expect(try await sshdSays(path, "permitrootlogin") == "no")
         }
+        // Quotes inside the keyword, and an empty first token: sshd obeys each, and so the plan sees it.
+        for hidden in ["PermitRootLogin\"\" yes", "P\"ermitRootLogin\" yes", "=PermitRootLogin yes", "\"\" PermitRootLogin yes"] {
+            try await withTemporaryDirectory { root in
+                try host(root, [rootWithKey, admin], config: hidden + "\nPermitRootLogin no\nUsePAM yes\n")
+                #expect(try await sshdSays(root + "/etc/ssh/sshd_config", "permitrootlogin") == "yes", "\(hidden)")
+                let plan = try await Reconciler(registry: Registry([HostAdapter.definition()]))
+                    .plan(try hostState(root: root, resource("SSHDConfig", "s", "PermitRootLogin: \"no\"")))
+                #expect(plan.remediations.first?.changes.map(\.observed) == ["yes"], "\(hidden): \(plan.failures)")
+            }
+        }
         let cases: [(line: String, keyword: String?, value: String?)] = [
             ("\"PermitRootLogin yes", nil, nil),
             ("  \"Include\"\tx.conf \u{0C}", "Include", "x.conf"),
@@ -338,6 +348,11 @@ import Testing
             ("Include==x.conf", "Include", "=x.conf"),
             ("Include= x.conf", "Include", "x.conf"),
             ("PermitRootLogin\tno\r", "PermitRootLogin", "no"),
+            ("PermitRootLogin\"\" yes", "PermitRootLogin", "yes"), ("P\"ermitRootLogin\" yes", "PermitRootLogin", "yes"),
+            ("=PermitRootLogin yes", "PermitRootLogin", "yes"), ("= PermitRootLogin yes", "PermitRootLogin", "yes"),
+            ("\"\" PermitRootLogin yes", "PermitRootLogin", "yes"), ("\"\"PermitRootLogin yes", "PermitRootLogin", "yes"),
+            ("= \"PermitRootLogin\" yes", "PermitRootLogin", "yes"), ("Match\"\" User nobody", "Match", "User nobody"),
+            ("  # PermitRootLogin yes", nil, nil), ("\"#x\" y", nil, nil),
         ]
         for (line, keyword, value) in cases {
             let parts = SSHDConfigDriver.split(Substring(line + "\n"))
