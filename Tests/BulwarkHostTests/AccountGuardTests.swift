@@ -80,25 +80,23 @@ import Testing
     func aLockThePlanAllowedIsJudgedAgainAtTheWrite(opsTaken: Bool) async throws {
         try await withTemporaryDirectory { root in
             try makeHost(root, [root0, admin, ops])
-            let state = try hostState(root: root, resource("UserAccount", "a", "name: admin\nlocked: true"))
-            let reconciler = Reconciler(registry: Registry([HostAdapter.definition()]))
-            let plan = try await reconciler.plan(state)
-            #expect(plan.remediations.map(\.decision) == [.applied])
+            let lock = resource("UserAccount", "a", "name: admin\nlocked: true")
             let shadow = try read(root + "/etc/shadow")
-            if opsTaken {
-                let group = try read(root + "/etc/group")
-                try write(root + "/etc/group", group.replacingOccurrences(of: "wheel:x:10:ops\n", with: "wheel:x:10:\n"))
-            } else {
-                try write(root + "/etc/passwd", try read(root + "/etc/passwd") + "guest:x:1002:1002:guest:/home/guest:/bin/sh\n")
+            let record = try await planThenApply(root, lock) {
+                if opsTaken {
+                    let group = try read(root + "/etc/group")
+                    try write(root + "/etc/group", group.replacingOccurrences(of: "wheel:x:10:ops\n", with: "wheel:x:10:\n"))
+                } else {
+                    try write(root + "/etc/passwd", try read(root + "/etc/passwd") + "guest:x:1002:1002:guest:/home/guest:/bin/sh\n")
+                }
             }
-            let outcome = await reconciler.apply(plan, state: state, audit: RecordingSink())
-            let record = try #require(outcome.entries.first?.record)
             if opsTaken {
                 #expect(record.result == .failed, "\(String(describing: record.result))")
                 #expect(record.error?.contains("refused at the write: admin is the last account in sudo, wheel, admin that can log in") == true,
                         "\(record.error ?? "")")
                 #expect(try read(root + "/etc/shadow") == shadow)
-                #expect(try await reconciler.plan(state).remediations.map(\.decision) == [.blocked])
+                let again = try await Reconciler(registry: Registry([HostAdapter.definition()])).plan(try hostState(root: root, lock))
+                #expect(again.remediations.map(\.decision) == [.blocked])
             } else {
                 #expect(record.result == .verified, "\(String(describing: record.result)) \(record.error ?? "")")
                 #expect(try read(root + "/etc/shadow").contains("\nadmin:!$y$j9T$adminhash:"))

@@ -93,6 +93,19 @@ func expectBlocked(_ root: String, _ manifests: String, reason: String,
     return text
 }
 
+/// Plans `manifests` (one remediation, which the plan allows), lets `between` change the host as
+/// another writer would, then applies that plan: the record of its one remediation.
+func planThenApply(_ root: String, _ manifests: String, between: () throws -> Void,
+                   sourceLocation: Testing.SourceLocation = #_sourceLocation) async throws -> AuditRecord {
+    let state = try hostState(root: root, manifests)
+    let reconciler = Reconciler(registry: Registry([HostAdapter.definition()]))
+    let plan = try await reconciler.plan(state)
+    #expect(plan.remediations.map(\.decision) == [.applied], sourceLocation: sourceLocation)
+    try between()
+    let outcome = await reconciler.apply(plan, state: state, audit: RecordingSink())
+    return try #require(outcome.entries.first?.record, sourceLocation: sourceLocation)
+}
+
 /// Plans and applies once, expecting the change to go through and verify.
 func expectApplied(_ root: String, _ manifests: String, sourceLocation: Testing.SourceLocation = #_sourceLocation) async throws {
     let state = try hostState(root: root, manifests)

@@ -389,17 +389,13 @@ import Testing
         let admin = FixtureAccount(name: "admin", uid: 1000, hash: "$y$j9T$adminhash", groups: ["sudo"], key: true)
         try await withTemporaryDirectory { root in
             try host(root, [root0, admin])
-            let state = try hostState(root: root, resource("SSHDConfig", "s", "PasswordAuthentication: \"no\""))
-            let reconciler = Reconciler(registry: Registry([HostAdapter.definition()]))
-            let plan = try await reconciler.plan(state)
-            #expect(plan.remediations.map(\.decision) == [.applied])
-            if keyTaken {
-                try FileManager.default.removeItem(atPath: root + "/home/admin/.ssh/authorized_keys")
-            } else {
-                try write(root + "/etc/passwd", try read(root + "/etc/passwd") + "guest:x:1002:1002:guest:/home/guest:/bin/sh\n")
+            let record = try await planThenApply(root, resource("SSHDConfig", "s", "PasswordAuthentication: \"no\"")) {
+                if keyTaken {
+                    try FileManager.default.removeItem(atPath: root + "/home/admin/.ssh/authorized_keys")
+                } else {
+                    try write(root + "/etc/passwd", try read(root + "/etc/passwd") + "guest:x:1002:1002:guest:/home/guest:/bin/sh\n")
+                }
             }
-            let outcome = await reconciler.apply(plan, state: state, audit: RecordingSink())
-            let record = try #require(outcome.entries.first?.record)
             if keyTaken {
                 #expect(record.result == .failed, "\(String(describing: record.result))")
                 #expect(record.error?.contains("refused at the write: no account could log in over SSH after this change") == true,
