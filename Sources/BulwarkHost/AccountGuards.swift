@@ -15,11 +15,7 @@ extension UserAccountDriver: JointlyGuardedDriver {
     /// Blocks a shell that is not an executable inside the root, and a login shell the root's
     /// `etc/shells` does not list.
     func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target, alongside: [AllowedChange]) async -> GuardVerdict {
-        do {
-            return try verdict(changes, to: resource, root: try HostRoot(target: target), alongside: alongside)
-        } catch {
-            return cannotJudge("account", error)
-        }
+        judging("account") { try verdict(changes, to: resource, root: try HostRoot(target: target), alongside: alongside) }
     }
 
     /// `assess` on `root`: also asked again at the write, under the target's lock, with the

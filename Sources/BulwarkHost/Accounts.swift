@@ -53,12 +53,11 @@ struct AccountDatabase: Sendable {
 
 /// One `etc/shadow` line as glibc 2.36's nss_files reads it (`files-spwd.c`, checked case by
 /// case against `sgetspent`): nil for a line it skips, which gives its account no shadow entry
-/// at all (no password, no lock, no expiry). It takes the name and hash up to each `:`, then
-/// numbers: each may be empty, may start with C blanks and a `+`, must fit in 32 bits (past
-/// that the line is skipped; `sgetspent` itself never returns), and must end at a `:` or at
-/// the line's end (`-0` is 0, other negative numbers are past 32 bits); the days of change, minimum and maximum are required, and a line that stops
-/// after them (blanks aside) is complete. The flag, last, must end the line. So a CRLF line
-/// (`…:7:::\r`) is skipped whole: its carriage return is no number.
+/// at all (no password, no lock, no expiry). After the name and hash come numbers, each read as
+/// `glibcNumber` reads one, or empty; the days of change, minimum and maximum are required (a
+/// line may not end where one is expected), and a line that stops after them (blanks aside) is
+/// complete; the flag, last, must end the line. So a CRLF line (`…:7:::\r`) is skipped whole:
+/// its carriage return is no number.
 struct ShadowLine {
     var name: Substring
     var hash: Substring
@@ -69,65 +68,36 @@ struct ShadowLine {
 
     /// `line` as `LineFile.glibcContent` gives it.
     init?(_ line: Substring) {
-        let bytes = Array(line.utf8), colon = UInt8(ascii: ":")
-        var at = 0
-        /// The text up to the next `:` (taken) or the end; whether a `:` ended it.
-        func text() -> (ArraySlice<UInt8>, Bool) {
-            let start = at
-            while at < bytes.count, bytes[at] != colon { at += 1 }
-            defer { if at < bytes.count { at += 1 } }
-            return (bytes[start..<at], at < bytes.count)
+        let fields = line.splitBytes(at: ":")
+        guard fields.count >= 2, let first = fields[0].utf8.first, first != UInt8(ascii: "+"), first != UInt8(ascii: "-") else {
+            return nil
         }
-        /// glibc's INT_FIELD_MAYBE_NULL: -1 for an empty field.
-        func number(last: Bool) throws(Skipped) -> Int {
-            guard at < bytes.count else { throw Skipped() }  // more input was expected
-            var end = at
-            while end < bytes.count, isCSpace(bytes[end]) { end += 1 }
-            var negative = false
-            if end < bytes.count, bytes[end] == UInt8(ascii: "+") || bytes[end] == UInt8(ascii: "-") {
-                negative = bytes[end] == UInt8(ascii: "-")
-                end += 1
-            }
-            let digits = end
-            var value: UInt32 = 0
-            while end < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[end]) {
-                let (times, overflow) = value.multipliedReportingOverflow(by: 10)
-                let (sum, carry) = times.addingReportingOverflow(UInt32(bytes[end] - UInt8(ascii: "0")))
-                guard !overflow, !carry else { throw Skipped() }
-                value = sum
-                end += 1
-            }
-            let converted = end > digits
-            if converted, negative, value != 0 { throw Skipped() }  // -0 is 0; -1 is past 32 bits
-            if !converted { end = at }  // nothing converted: the field's text is judged from its start
-            if end == bytes.count {
-                at = end
-            } else if bytes[end] == colon, !last {
-                at = end + 1
-            } else {
-                throw Skipped()
-            }
-            return converted ? Int(Int32(bitPattern: value)) : -1
+        /// Field `index` as glibc's INT_FIELD_MAYBE_NULL reads it: -1 where empty. glibc skips
+        /// the line where it ends before the field, or the field is no number.
+        func number(_ index: Int) throws(Skipped) -> Int {
+            guard index < fields.count, !(fields[index].isEmpty && index == fields.count - 1) else { throw Skipped() }
+            if fields[index].isEmpty { return -1 }
+            guard let value = glibcNumber(fields[index]) else { throw Skipped() }
+            return Int(Int32(bitPattern: value))
         }
-        let (name, afterName) = text()
-        guard afterName, let first = name.first, first != UInt8(ascii: "+"), first != UInt8(ascii: "-") else { return nil }
-        let (hash, _) = text()
+        var expire = -1
         do {
-            for _ in 0..<3 { _ = try number(last: false) }  // last change, minimum, maximum
-            var expire = -1
-            if bytes[at...].contains(where: { !isCSpace($0) }) {
-                while isCSpace(bytes[at]) { at += 1 }
-                _ = try number(last: false)  // warning
-                _ = try number(last: false)  // inactivity
-                expire = try number(last: false)
-                if at < bytes.count { _ = try number(last: true) }  // flag
+            for index in 2...4 { _ = try number(index) }  // last change, minimum, maximum
+            let oldForm = fields.count == 5 || fields.count == 6 && fields[5].utf8.allSatisfy(isCSpace)
+            if !oldForm {
+                // Blanks before the warning are skipped first: a field of blanks alone is empty.
+                if !fields[5].utf8.allSatisfy(isCSpace) { _ = try number(5) }
+                _ = try number(6)  // inactivity
+                expire = try number(7)
+                // The flag, where the line goes on after the expiry's `:`, ends the line.
+                if fields.count > 9 || fields.count == 9 && !fields[8].isEmpty && glibcNumber(fields[8]) == nil { throw Skipped() }
             }
-            self.name = Substring(decoding: name, as: UTF8.self)
-            self.hash = Substring(decoding: hash, as: UTF8.self)
-            self.expiresDay = expire == -1 ? nil : expire
         } catch {
             return nil
         }
+        name = fields[0]
+        hash = fields[1]
+        expiresDay = expire == -1 ? nil : expire
     }
 }
 

@@ -556,6 +556,12 @@ extension HostRoot {
 }
 
 /// A guard's verdict when it could not read what it needs: it blocks, never allows.
+/// `body`'s verdict, or `cannotJudge`'s where it throws: how a guard judges in a plan and again
+/// at the write.
+func judging(_ what: String, _ body: () throws -> GuardVerdict) -> GuardVerdict {
+    do { return try body() } catch { return cannotJudge(what, error) }
+}
+
 func cannotJudge(_ what: String, _ error: any Error) -> GuardVerdict {
     .block("the \(what) guard could not judge this change (\(error)); nothing is changed until it can")
 }

@@ -441,9 +441,7 @@ struct SSHDConfigDriver: ResourceDriver {
         let remaining = changes.filter { !found.contains($0.property) }
         if !remaining.isEmpty {
             // As `assess` judges: a probe that fails is a block (which a person may have approved).
-            let verdict: GuardVerdict
-            do { verdict = try judge(remaining, root: root, alongside: []) } catch { verdict = cannotJudge("sshd", error) }
-            try HostError.refuseAtTheWrite(verdict, approved: approved)
+            try HostError.refuseAtTheWrite(judging("sshd") { try judge(remaining, root: root, alongside: []) }, approved: approved)
         }
         let (config, edited) = Self.candidate(remaining, from: current)
         guard !edited.isEmpty else { return found }

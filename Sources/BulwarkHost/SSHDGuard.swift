@@ -372,11 +372,7 @@ extension SSHDConfigDriver: JointlyGuardedDriver {
     /// A candidate sshd rejects is blocked with sshd's message. The accounts are judged as the
     /// account changes this pass already allowed on the target leave them (`alongside`).
     func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target, alongside: [AllowedChange]) async -> GuardVerdict {
-        do {
-            return try judge(changes, root: try HostRoot(target: target), alongside: alongside)
-        } catch {
-            return cannotJudge("sshd", error)
-        }
+        judging("sshd") { try judge(changes, root: try HostRoot(target: target), alongside: alongside) }
     }
 
     /// Settings that restrict what a logged-in session may do, or what is logged, but never who

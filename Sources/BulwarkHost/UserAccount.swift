@@ -167,9 +167,7 @@ struct UserAccountDriver: ResourceDriver {
         let changes = allChanges.filter { !found.contains($0.property) }
         guard !changes.isEmpty else { return found }
         // As `assess` judges: accounts that cannot be read are a block (which a person may have approved).
-        let judged: GuardVerdict
-        do { judged = try verdict(changes, to: resource, root: root, alongside: []) } catch { judged = cannotJudge("account", error) }
-        try HostError.refuseAtTheWrite(judged, approved: approved)
+        try HostError.refuseAtTheWrite(judging("account") { try verdict(changes, to: resource, root: root, alongside: []) }, approved: approved)
         try write(changes, to: resource, root: root)
         return found
     }
