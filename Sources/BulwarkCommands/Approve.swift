@@ -12,7 +12,9 @@ extension Bulwark {
             discussion: """
                 The commit carries your git identity (GIT_AUTHOR_NAME and GIT_AUTHOR_EMAIL, or git's \
                 user.name and user.email). The next pass applies the fix only if the drift is still \
-                exactly the one that was held; its audit commit carries Bulwark-Approved-By.
+                exactly the one that was held; its audit commit carries Bulwark-Approved-By. The approval of a \
+                safety guard's block names that block (block:, copied from the record), and lets no other \
+                block of the drift through.
                 """)
 
         @Argument(help: "The Bulwark-Id of the held, blocked or escalated remediation.")
@@ -56,8 +58,18 @@ extension Bulwark {
             guard let author = await policy.callerSignature() else {
                 throw CommandError("no git identity: set user.name and user.email (git config) or GIT_AUTHOR_NAME and GIT_AUTHOR_EMAIL")
             }
+            // A guard's block is approved as the record showed it, and no other block of the drift.
+            var block: String?
+            if held.trailer(.decision) == Decision.blocked.rawValue {
+                let recorded = held.message.split(separator: "\n").first { $0.hasPrefix("Reason: ") }.map { String($0.dropFirst(8)) }
+                guard let shown = recorded.flatMap({ Planner.approvedBlock(fromRecorded: $0, id: id) }) else {
+                    throw CommandError("the blocked record \(id) in \(repository.auditBranch) names no block Bulwark wrote (no Reason: line "
+                                       + "ending in 'bulwark approve \(id)'); it cannot be approved")
+                }
+                block = shown
+            }
             let text = Self.document(id: id, summary: held.summary, approver: "\(author.name) <\(author.email)>",
-                                     reason: reason, expires: expires)
+                                     reason: reason, expires: expires, block: block)
             // Signed with the caller's key when git is set up to sign (gpg.format ssh, user.signingkey):
             // with --trusted-signers, the approver is whoever signed.
             let signer = await policy.callerSigner()
@@ -74,7 +86,8 @@ extension Bulwark {
         /// identity, the reason) is escaped, so that whatever it holds (a line separator such as
         /// U+2028 in a held value, quotes, control characters) the file reads back as written
         /// and never breaks the revisions after it.
-        static func document(id: String, summary: String, approver: String, reason: String, expires: String?) -> String {
+        static func document(id: String, summary: String, approver: String, reason: String, expires: String?,
+                             block: String? = nil) -> String {
             var text = """
                 # Approval of \(YAML.commentText(summary))
                 apiVersion: bulwark/v1
@@ -87,6 +100,7 @@ extension Bulwark {
 
                 """
             if let expires { text += "  expires: \(YAML.doubleQuoted(expires))\n" }
+            if let block { text += "  block: \(YAML.doubleQuoted(block))\n" }
             return text
         }
     }

@@ -157,7 +157,7 @@ extension DesiredStateLoader {
 
     func readApproval(_ spec: SpecReader, file: String, location: SourceLocation) -> Approval? {
         guard spec.entries() != nil else { return nil }
-        spec.allowOnly(["id", "approver", "reason", "expires"])
+        spec.allowOnly(["id", "approver", "reason", "expires", "block"])
         guard let idReader = spec.field("id", required: true), let id = idReader.string(),
               let approver = spec.field("approver", required: true)?.string(),
               let reason = spec.field("reason", required: true)?.string() else { return nil }
@@ -173,7 +173,12 @@ extension DesiredStateLoader {
             }
             expiresAt = end
         }
-        return Approval(id: id, approver: approver, reason: reason, expiresAt: expiresAt, location: location)
+        var block: String?
+        if let reader = spec.field("block") {
+            guard let text = reader.string() else { return nil }
+            block = text
+        }
+        return Approval(id: id, approver: approver, reason: reason, expiresAt: expiresAt, block: block, location: location)
     }
 
     func readTarget(_ spec: SpecReader, name: String, labels: [String: String],

@@ -328,6 +328,31 @@ public enum ApplyContext {
     @TaskLocal public static var approvedBlock: String?
 }
 
+/// A safety guard's block of one remediation in a pass: the guard's reason, and what the pass
+/// judged the change with (the other changes of the same file or host), as `plan` and the
+/// blocked record show it.
+public struct GuardBlock: Sendable, Hashable {
+    public var reason: String
+    public var context: [String]
+
+    public init(_ reason: String, context: [String] = []) {
+        self.reason = reason
+        self.context = context
+    }
+
+    /// The reason with its context, as a person reads it.
+    public var shown: String {
+        context.isEmpty ? reason : reason + " (judged with " + context.joined(separator: ", and with ") + ")"
+    }
+
+    /// Whether `approved`, the block a person approved a change past (as its blocked record
+    /// showed it, on one line), is a block for `reason`, judged with whatever changes then.
+    public static func approves(_ approved: String, reason: String) -> Bool {
+        let approved = TerminalText.oneLine(approved), reason = TerminalText.oneLine(reason)
+        return approved == reason || approved.hasPrefix(reason + " (judged with ")
+    }
+}
+
 /// What a safety guard says about a candidate change.
 public enum GuardVerdict: Sendable, Hashable {
     case allow
@@ -408,13 +433,19 @@ public struct Approval: Sendable, Hashable {
     public var approver: String
     public var reason: String
     public var expiresAt: Date?
+    /// For a safety guard's block: the guard's reason the person saw in the blocked record (what
+    /// `bulwark approve` copies from it). The approval lets through that block only; a pass whose
+    /// guard finds another reason for the same drift blocks it under an id of its own.
+    public var block: String?
     public var location: SourceLocation
 
-    public init(id: String, approver: String, reason: String, expiresAt: Date? = nil, location: SourceLocation) {
+    public init(id: String, approver: String, reason: String, expiresAt: Date? = nil, block: String? = nil,
+                location: SourceLocation) {
         self.id = id
         self.approver = approver
         self.reason = reason
         self.expiresAt = expiresAt
+        self.block = block
         self.location = location
     }
 }

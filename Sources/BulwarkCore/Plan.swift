@@ -114,7 +114,7 @@ public enum Planner {
     /// drift goes first, P1 first, so that limits defer the drift no scanner is waiting on.
     public static func plan(
         _ state: DesiredState, observations: [Binding: Observation], failures: [ObservationFailure] = [],
-        history: FixHistory = .init(), guards: [Binding: String] = [:], weakened: [ResourceID: Weakening] = [:],
+        history: FixHistory = .init(), guards: [Binding: GuardBlock] = [:], weakened: [ResourceID: Weakening] = [:],
         leftovers: [Binding: [Leftover]] = [:], urgent: [Binding: Priority] = [:], now: Date = Date()
     ) -> Plan {
         var drifted: [PlannedRemediation] = []
@@ -174,13 +174,13 @@ public enum Planner {
             var approvalID: String?
             // A safety guard's block comes before everything else: no mode, label or limit can
             // let a lockout through; only an approval of the blocked id can.
-            if let reason = guards[binding] {
-                let id = blockedID(binding, remaining)
-                if let approval = approved(id) {
+            if let block = guards[binding] {
+                let (approval, id, other) = blockApproval(binding, remaining, block, in: state, at: now)
+                if let approval {
                     approver = approval.approver
                     approvalID = id
                 } else {
-                    add(remaining, .blocked, "\(reason); to apply it anyway: bulwark approve \(id)", id: id)
+                    add(remaining, .blocked, blockedReason(block, id: id, approvalOfAnother: other), id: id)
                     continue
                 }
             }
@@ -248,7 +248,7 @@ public enum Planner {
             }
             add(remaining, .applied, nil, approver: approver, approvalID: approvalID)
             // Applied past a guard's block: only its approval let it through.
-            drifted[drifted.count - 1].approvedBlock = guards[binding]
+            drifted[drifted.count - 1].approvedBlock = guards[binding]?.shown
         }
         drifted += prunes(leftovers, state: state, now: now)
         // The emergency brake: while paused, nothing that would change a system goes ahead.
@@ -387,8 +387,53 @@ public enum Planner {
     }
 
     /// The id a blocked drift is approved by: stable for the same drift, new when it changes.
-    public static func blockedID(_ binding: Binding, _ changes: [PropertyDrift]) -> String {
-        AuditID.stable((["blocked", binding.target, binding.resource.description] + driftKey(changes)).joined(separator: "\u{1}"))
+    /// With `reason`: the id of that block of the drift, where the drift's approval was given
+    /// for another block (`blockApproval`).
+    public static func blockedID(_ binding: Binding, _ changes: [PropertyDrift], reason: String? = nil) -> String {
+        AuditID.stable((["blocked", binding.target, binding.resource.description] + driftKey(changes) + (reason.map { [$0] } ?? []))
+            .joined(separator: "\u{1}"))
+    }
+
+    /// The approval that lets a guard's `block` of this drift through, and the id the block is
+    /// recorded and approved under. A person approves what the blocked record showed: the
+    /// approval of the drift's id (`blockedID`) names that block (`Approval.block`) and lets
+    /// through no other. Where it was given for another block (a passing "could not judge",
+    /// and the guard now finds a lockout), or names none, this block has an id of its own,
+    /// new to the audit branch so that it is recorded, and approved by that id alone;
+    /// `approvalOfAnother` is then the id whose approval did not count.
+    public static func blockApproval(
+        _ binding: Binding, _ changes: [PropertyDrift], _ block: GuardBlock, in state: DesiredState, at now: Date
+    ) -> (approval: Approval?, id: String, approvalOfAnother: String?) {
+        func forThisBlock(_ approval: Approval?) -> Approval? {
+            approval.flatMap { approval in approval.block.map { GuardBlock.approves($0, reason: block.reason) } == true ? approval : nil }
+        }
+        let id = blockedID(binding, changes)
+        guard let approval = activeApproval(id, in: state, at: now) else { return (nil, id, nil) }
+        if let approval = forThisBlock(approval) { return (approval, id, nil) }
+        let own = blockedID(binding, changes, reason: block.reason)
+        return (forThisBlock(activeApproval(own, in: state, at: now)), own, id)
+    }
+
+    /// A blocked remediation's reason: the block as the guard gave it, and how to approve it.
+    /// `bulwark approve` reads the block back from the record (`approvedBlock(fromRecorded:id:)`).
+    public static func blockedReason(_ block: GuardBlock, id: String, approvalOfAnother other: String?) -> String {
+        block.shown + (other.map { "; approvals/\($0).yaml does not approve this block" } ?? "") + "; to apply it anyway: bulwark approve \(id)"
+    }
+
+    /// The block a blocked record of `id` showed, from its reason (`blockedReason`): what a
+    /// person approves. Nil where the reason is not one `blockedReason` wrote for `id`.
+    public static func approvedBlock(fromRecorded reason: String, id: String) -> String? {
+        let advice = "; to apply it anyway: bulwark approve \(id)"
+        guard reason.hasSuffix(advice) else { return nil }
+        var block = reason.dropLast(advice.count)
+        // "; approvals/<26-character id>.yaml does not approve this block"
+        let another = " does not approve this block"
+        let marker = "; approvals/"
+        if block.hasSuffix(".yaml" + another), block.count >= marker.count + 26 + 5 + another.count {
+            let start = block.index(block.endIndex, offsetBy: -(marker.count + 26 + 5 + another.count))
+            if block[start...].hasPrefix(marker) { block = block[..<start] }
+        }
+        return String(block)
     }
 
     /// The id a weakening is approved by: stable for the same drift and the same weakening.

@@ -161,7 +161,7 @@ public struct Reconciler: Sendable {
         let leftovers = await leftovers(in: state)
         let unguarded = Planner.plan(state, observations: observed.observations, failures: observed.failures,
                                      history: history, weakened: weakened, leftovers: leftovers, urgent: urgent, now: now)
-        func judged(_ plan: Plan) async -> [Binding: String] {
+        func judged(_ plan: Plan) async -> [Binding: GuardBlock] {
             await assess(plan.remediations.filter { $0.decision != .waived && $0.leftovers.isEmpty }, in: state)
         }
         var guards = await judged(unguarded)
@@ -224,7 +224,7 @@ public struct Reconciler: Sendable {
     /// plan order, each shown the `applied` changes of other files allowed before it: two
     /// administrators locked by two resources, or an administrator's account and sshd's password
     /// logins. Every other remediation is judged alone, against the target as it is.
-    func assess(_ remediations: [PlannedRemediation], in state: DesiredState) async -> [Binding: String] {
+    func assess(_ remediations: [PlannedRemediation], in state: DesiredState) async -> [Binding: GuardBlock] {
         var groups: [[(remediation: PlannedRemediation, file: String?, stage: Int)]] = []
         var open: [String: Int] = [:]
         // Asked once per kind and target (a host's domain looks its root up on disk).
@@ -245,12 +245,12 @@ public struct Reconciler: Sendable {
                 groups.append([(remediation, file, domain?.stage ?? 0)])
             }
         }
-        return await withTaskGroup(of: [(Binding, String?)].self) { group in
+        return await withTaskGroup(of: [(Binding, GuardBlock?)].self) { group in
             var pending = groups[...]
             func startNext() {
                 guard let members = pending.popFirst() else { return }
                 group.addTask {
-                    var verdicts: [(Binding, String?)] = []
+                    var verdicts: [(Binding, GuardBlock?)] = []
                     var allowed: [(file: String?, change: AllowedChange)] = []
                     // By stage; within one, in plan order (the sort is stable).
                     for (remediation, file, _) in members.enumerated().sorted(by: { ($0.element.stage, $0.offset) < ($1.element.stage, $1.offset) }).map(\.element) {
@@ -273,8 +273,9 @@ public struct Reconciler: Sendable {
                         }
                         // What this pass will write counts for the ones judged after it: an allowed
                         // change, or a block a person approved (it is made all the same).
-                        if remediation.decision == .applied, verdict.blockReason == nil
-                            || Planner.activeApproval(Planner.blockedID(binding, remediation.changes), in: state, at: self.clock()) != nil {
+                        if remediation.decision == .applied, verdict.blockReason.map({
+                            Planner.blockApproval(binding, remediation.changes, GuardBlock($0), in: state, at: self.clock()).approval != nil
+                        }) ?? true {
                             allowed.append((file, AllowedChange(resource: resource, changes: remediation.changes)))
                         }
                         guard let reason = verdict.blockReason else {
@@ -291,13 +292,13 @@ public struct Reconciler: Sendable {
                                            + alongside.map { "\($0.resource.id) " + $0.changes.map(Self.shown).joined(separator: ", ") }
                                                .joined(separator: "; "))
                         }
-                        verdicts.append((binding, context.isEmpty ? reason : reason + " (judged with " + context.joined(separator: ", and with ") + ")"))
+                        verdicts.append((binding, GuardBlock(reason, context: context)))
                     }
                     return verdicts
                 }
             }
             for _ in 0..<concurrency { startNext() }
-            var blocked: [Binding: String] = [:]
+            var blocked: [Binding: GuardBlock] = [:]
             while let verdicts = await group.next() {
                 for case let (binding, reason?) in verdicts { blocked[binding] = reason }
                 startNext()

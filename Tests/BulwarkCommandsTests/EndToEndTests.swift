@@ -173,6 +173,37 @@ struct AnyDecodable: Decodable {
 }
 
 @Suite struct GateEndToEndTests {
+    /// `bulwark approve` of a guard's block copies the block its record showed into the
+    /// approval, and the next pass makes the change past that block.
+    @Test func approvingABlockNamesTheBlockAndLetsItThrough() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            try s.commitPolicy("desired-state/lock-admin.yaml", """
+                apiVersion: bulwark/v1
+                kind: UserAccount
+                metadata: {name: lock-admin}
+                spec: {name: admin, shell: /usr/sbin/nologin}
+                """)
+            #expect(try s.run("apply").status == 0)
+            #expect(try read(s.host + "/etc/passwd").contains(":/home/admin:/bin/bash\n"))
+            let log = try git("--git-dir", s.origin, "log", "--format=%(trailers:key=Bulwark-Resource,valueonly,separator=)|%(trailers:key=Bulwark-Decision,valueonly,separator=)|%(trailers:key=Bulwark-Id,valueonly,separator=)", "bulwark/audit")
+            let line = try #require(log.split(separator: "\n").first { $0.hasPrefix("UserAccount/lock-admin|blocked|") }, "\(log)")
+            let id = String(line.split(separator: "|")[2])
+            let approve = try run(try bulwarkExecutable(), ["approve", id, "--repo", s.origin, "--state-dir", s.state,
+                                                            "--reason", "console access exists"],
+                                  environment: ["GIT_AUTHOR_NAME": "Alice Admin", "GIT_AUTHOR_EMAIL": "alice@example.org"])
+            #expect(approve.status == 0, "\(approve.stderr)")
+            let file = try git("--git-dir", s.origin, "show", "main:approvals/\(id).yaml")
+            #expect(file.contains("  block: \"admin is the last account in sudo"), "\(file)")
+            #expect(!file.contains("bulwark approve"), "\(file)")
+            let apply = try s.run("apply")
+            #expect(apply.status == 0, "\(apply.stderr)")
+            #expect(try read(s.host + "/etc/passwd").contains(":/home/admin:/usr/sbin/nologin\n"))
+            let approved = try git("--git-dir", s.origin, "log", "-1", "--format=%B", "bulwark/audit", "--grep", "lock-admin")
+            #expect(approved.contains("Bulwark-Approved-By: Alice Admin <alice@example.org>"), "\(approved)")
+        }
+    }
+
     @Test func approveModeHoldsThenAnApprovalCommitLetsTheFixThrough() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)

@@ -71,19 +71,68 @@ import Testing
         driver.set("web-1", "login", "admin")
         driver.state.withLock { $0.guarded["login=nobody"] = "no account could log in" }
         let plan = try await reconciler.plan(state)
-        let id = try #require(plan.remediations.first { $0.decision == .blocked }?.id)
-        state = try load([file("approvals/\(id).yaml", """
-            apiVersion: bulwark/v1
-            kind: Approval
-            metadata: {name: approve-block}
-            spec: {id: \(id), approver: "Sam Admin <sam@example.org>", reason: "console access exists"}
-            """)], driver: driver)
+        let blocked = try #require(plan.remediations.first { $0.decision == .blocked })
+        state = try load([try approvalFile(blocked, reason: "console access exists")], driver: driver)
         let approved = try await reconciler.plan(state)
         let entry = try #require(approved.remediations.first { $0.binding.resource.name == "access" })
         #expect(entry.decision == .applied)
         #expect(entry.approver == "Sam Admin <sam@example.org>")
         _ = await reconciler.apply(approved, state: state, audit: RecordingSink())
         #expect(driver.get("web-1", "login") == "nobody")
+    }
+
+    /// An approval lets through the block a person saw, and no other block of the same drift.
+    /// Approved past "could not judge", a pass whose guard now finds a lockout blocks the
+    /// drift under an id of its own, new to the audit branch so that it is recorded, and the
+    /// approval of that block lets it through. An approval that names no block (written by
+    /// hand, or before approvals named their block) lets no block through.
+    @Test func anApprovalOfOneBlockIsNoApprovalOfAnother() async throws {
+        let driver = MemoryDriver()
+        driver.set("web-1", "login", "admin")
+        driver.state.withLock { $0.guarded["login=nobody"] = "the login guard could not judge this change (timed out)" }
+        let reconciler = Reconciler(registry: memoryRegistry(driver))
+        let first = try #require(try await reconciler.plan(try load(driver: driver)).remediations.first { $0.decision == .blocked })
+        let approval = try approvalFile(first, reason: "it only timed out")
+        #expect(String(decoding: approval.contents ?? [], as: UTF8.self)
+            .contains("block: \"the login guard could not judge this change (timed out)\""))
+
+        // The guard now finds a lockout: the approval of "could not judge" does not let it through.
+        driver.state.withLock { $0.guarded["login=nobody"] = "no account could log in" }
+        var state = try load([approval], driver: driver)
+        let plan = try await reconciler.plan(state)
+        let blocked = try #require(plan.remediations.first { $0.binding.resource.name == "access" })
+        #expect(blocked.decision == .blocked && blocked.approver == nil)
+        let firstID = try #require(first.id)
+        #expect(blocked.id != firstID)
+        #expect(blocked.id == Planner.blockedID(blocked.binding, blocked.changes, reason: "no account could log in"))
+        #expect(blocked.reason == "no account could log in; approvals/\(firstID).yaml does not approve this block; "
+                + "to apply it anyway: bulwark approve \(blocked.id ?? "")")
+        let sink = RecordingSink()
+        let outcome = await reconciler.apply(plan, state: state, audit: sink)
+        let record = try #require(outcome.entries.first { $0.record.resource == "Setting/access" })
+        #expect(record.record.decision == .blocked && !record.alreadyRecorded, "the new block is recorded")
+        #expect(driver.get("web-1", "login") == "admin")
+
+        // Approved as the new record showed it, the next pass makes the change.
+        state = try load([approval, try approvalFile(blocked, reason: "console access exists")], driver: driver)
+        #expect(Planner.approvedBlock(fromRecorded: blocked.reason ?? "", id: blocked.id ?? "") == "no account could log in")
+        let approved = try await reconciler.plan(state)
+        let entry = try #require(approved.remediations.first { $0.binding.resource.name == "access" })
+        #expect(entry.decision == .applied && entry.approvalID == blocked.id, "\(entry.reason ?? "")")
+        _ = await reconciler.apply(approved, state: state, audit: sink)
+        #expect(driver.get("web-1", "login") == "nobody")
+
+        // An approval that names no block lets none through.
+        driver.set("web-1", "login", "admin")
+        let bare = file("approvals/\(firstID).yaml", """
+            apiVersion: bulwark/v1
+            kind: Approval
+            metadata: {name: bare}
+            spec: {id: \(firstID), approver: "Sam Admin <sam@example.org>", reason: "by hand"}
+            """)
+        let unnamed = try #require(try await reconciler.plan(try load([bare], driver: driver)).remediations
+            .first { $0.binding.resource.name == "access" })
+        #expect(unnamed.decision == .blocked && unnamed.reason?.contains("approvals/\(firstID).yaml does not approve this block") == true)
     }
 
     @Test func guardsAreNotAskedAboutWaivedOrInSyncResources() async throws {

@@ -115,10 +115,8 @@ import Testing
             let lock = resource("UserAccount", "a", "name: admin\nlocked: true")
             let reconciler = Reconciler(registry: Registry([HostAdapter.definition()]))
             let preview = try await reconciler.plan(try hostState(root: root, lock))
-            let id = try #require(preview.remediations.first { $0.decision == .blocked }?.id)
-            let approval = "apiVersion: bulwark/v1\nkind: Approval\nmetadata: {name: lock}\n"
-                + "spec: {id: \(id), approver: \"Sam Admin <sam@example.org>\", reason: \"console access exists\"}\n"
-            let state = try hostState(root: root, lock, extra: [SourceFile(path: "approvals/\(id).yaml", contents: Array(approval.utf8))])
+            let blocked = try #require(preview.remediations.first { $0.decision == .blocked })
+            let state = try hostState(root: root, lock, extra: [try approvalFile(blocked, reason: "console access exists")])
             let plan = try await reconciler.plan(state)
             #expect(plan.remediations.map(\.decision) == [.applied])
             if madeUIDZero {

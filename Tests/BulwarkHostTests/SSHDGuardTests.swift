@@ -287,9 +287,8 @@ import Testing
             let preview = try await reconciler.plan(try hostState(root: root, manifests))
             let decisions = Dictionary(uniqueKeysWithValues: preview.remediations.map { ($0.binding.resource.name, $0.decision) })
             #expect(decisions == ["root-nologin": .blocked, "passwords-off": .applied], "\(preview.remediations.map { "\($0.decision) \($0.reason ?? "")" })")
-            let id = try #require(preview.remediations.first { $0.decision == .blocked }?.id)
-            let approval = "apiVersion: bulwark/v1\nkind: Approval\nmetadata: {name: root-off}\nspec: {id: \(id), approver: \"Sam Admin <sam@example.org>\", reason: \"admins use their own accounts\"}\n"
-            let state = try hostState(root: root, manifests, extra: [SourceFile(path: "approvals/\(id).yaml", contents: Array(approval.utf8))])
+            let blocked = try #require(preview.remediations.first { $0.decision == .blocked })
+            let state = try hostState(root: root, manifests, extra: [try approvalFile(blocked, reason: "admins use their own accounts")])
             let plan = try await reconciler.plan(state)
             let approved = Dictionary(uniqueKeysWithValues: plan.remediations.map { ($0.binding.resource.name, $0.decision) })
             #expect(approved == ["root-nologin": .applied, "passwords-off": .blocked], "\(plan.remediations.map { "\($0.decision) \($0.reason ?? "")" })")
@@ -423,10 +422,8 @@ import Testing
             try host(root, [root0, alice, carol])
             let reconciler = Reconciler(registry: Registry([HostAdapter.definition()]))
             let preview = try await reconciler.plan(try hostState(root: root, manifests))
-            let id = try #require(preview.remediations.first { $0.binding.resource.name == "lock-alice" && $0.decision == .blocked }?.id)
-            let approval = "apiVersion: bulwark/v1\nkind: Approval\nmetadata: {name: lock-alice}\n"
-                + "spec: {id: \(id), approver: \"Sam Admin <sam@example.org>\", reason: \"alice leaves\"}\n"
-            let state = try hostState(root: root, manifests, extra: [SourceFile(path: "approvals/\(id).yaml", contents: Array(approval.utf8))])
+            let blocked = try #require(preview.remediations.first { $0.binding.resource.name == "lock-alice" && $0.decision == .blocked })
+            let state = try hostState(root: root, manifests, extra: [try approvalFile(blocked, reason: "alice leaves")])
             let plan = try await reconciler.plan(state)
             #expect(plan.remediations.map(\.decision) == [.applied, .applied], "\(plan.remediations.map { "\($0.decision) \($0.reason ?? "")" })")
             let outcome = await reconciler.apply(plan, state: state, audit: RecordingSink())
@@ -617,15 +614,9 @@ import Testing
             let manifests = resource("SSHDConfig", "s", "AllowUsers: nobody")
             let reconciler = Reconciler(registry: Registry([HostAdapter.definition()]))
             let blocked = try await reconciler.plan(try hostState(root: root, manifests))
-            let id = try #require(blocked.remediations.first { $0.decision == .blocked }?.id)
             // A person approves the blocked id: the guard no longer stands in the way.
-            let approval = """
-                apiVersion: bulwark/v1
-                kind: Approval
-                metadata: {name: console-access}
-                spec: {id: \(id), approver: "Sam Admin <sam@example.org>", reason: "console access exists"}
-                """
-            let state = try hostState(root: root, manifests, extra: [SourceFile(path: "approvals/\(id).yaml", contents: Array(approval.utf8))])
+            let approval = try approvalFile(try #require(blocked.remediations.first { $0.decision == .blocked }), reason: "console access exists")
+            let state = try hostState(root: root, manifests, extra: [approval])
             let plan = try await reconciler.plan(state)
             #expect(plan.remediations.first?.decision == .applied)
             let outcome = await reconciler.apply(plan, state: state, audit: RecordingSink())
@@ -638,15 +629,9 @@ import Testing
             let manifests = resource("SSHDConfig", "s", "Ciphers: not-a-cipher")
             let reconciler = Reconciler(registry: Registry([HostAdapter.definition()]))
             let blocked = try await reconciler.plan(try hostState(root: root, manifests))
-            let id = try #require(blocked.remediations.first { $0.decision == .blocked }?.id)
-            let approval = """
-                apiVersion: bulwark/v1
-                kind: Approval
-                metadata: {name: try-it}
-                spec: {id: \(id), approver: "Sam Admin <sam@example.org>", reason: "testing"}
-                """
+            let approval = try approvalFile(try #require(blocked.remediations.first { $0.decision == .blocked }), reason: "testing")
             let before = try snapshot(root)
-            let state = try hostState(root: root, manifests, extra: [SourceFile(path: "approvals/\(id).yaml", contents: Array(approval.utf8))])
+            let state = try hostState(root: root, manifests, extra: [approval])
             let outcome = await reconciler.apply(try await reconciler.plan(state), state: state, audit: RecordingSink())
             let record = try #require(outcome.entries.first?.record)
             #expect(record.result == .failed)

@@ -163,14 +163,8 @@ import Testing
             let manifests = package("l", "name: legacy-req, state: absent")
             let reconciler = Reconciler(registry: packageRegistry)
             let blocked = try await reconciler.plan(try box.state(manifests))
-            let id = try #require(blocked.remediations.first { $0.decision == .blocked }?.id)
-            let approval = """
-                apiVersion: bulwark/v1
-                kind: Approval
-                metadata: {name: retire-legacy}
-                spec: {id: \(id), approver: "Sam Admin <sam@example.org>", reason: "replaced by core-utils-y"}
-                """
-            let state = try box.state(manifests, extra: [SourceFile(path: "approvals/\(id).yaml", contents: Array(approval.utf8))])
+            let approval = try approvalFile(try #require(blocked.remediations.first { $0.decision == .blocked }), reason: "replaced by core-utils-y")
+            let state = try box.state(manifests, extra: [approval])
             let plan = try await reconciler.plan(state)
             #expect(plan.remediations.first?.decision == .applied)
             let outcome = await reconciler.apply(plan, state: state, audit: RecordingSink())
@@ -187,15 +181,9 @@ import Testing
             let manifests = package("b", "name: base-thing, state: absent")
             let reconciler = Reconciler(registry: packageRegistry)
             let blocked = try await reconciler.plan(try box.state(manifests))
-            let id = try #require(blocked.remediations.first { $0.decision == .blocked }?.id)
-            let approval = """
-                apiVersion: bulwark/v1
-                kind: Approval
-                metadata: {name: remove-essential}
-                spec: {id: \(id), approver: "Sam Admin <sam@example.org>", reason: "testing"}
-                """
+            let approval = try approvalFile(try #require(blocked.remediations.first { $0.decision == .blocked }), reason: "testing")
             let before = try box.statusBytes()
-            let state = try box.state(manifests, extra: [SourceFile(path: "approvals/\(id).yaml", contents: Array(approval.utf8))])
+            let state = try box.state(manifests, extra: [approval])
             let outcome = await reconciler.apply(try await reconciler.plan(state), state: state, audit: RecordingSink())
             let record = try #require(outcome.entries.first?.record)
             #expect(record.decision == .applied && record.result == .failed, "\(record.error ?? "")")
