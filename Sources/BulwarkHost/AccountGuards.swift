@@ -154,6 +154,16 @@ extension FileModeDriver {
             if let harm = try administration(changes, to: resource, real: real, paths: Set(paths), shown: shown, root: root) {
                 return .block(harm)
             }
+            // The file as the write will find it (judged again there, on the file opened).
+            if let (file, _, folder) = try Self.node(resource.spec.subject, in: root, open: false) {
+                let accounts = changes.contains { $0.property != "mode" } ? try HostAccounts.reading(root) : nil
+                if let planted = Self.plantedLink(
+                    changes, path: resource.spec.subject, file: file, folder: folder, root: root,
+                    uid: { name in accounts?.user(name)?.uid ?? UInt32(name) },
+                    gid: { name in accounts?.groups.first { $0.name.isSameBytes(name) }?.gid ?? UInt32(name) }) {
+                    return .block(planted)
+                }
+            }
             return .allow
         } catch {
             return cannotJudge("file mode", error)

@@ -52,7 +52,7 @@ struct FileModeDriver: ResourceDriver {
 
     func observe(_ resource: Resource, on target: Target) async throws -> Observation {
         let root = try HostRoot(target: target)
-        guard let (info, _) = try Self.node(resource.spec.subject, in: root, open: false) else {
+        guard let (info, _, _) = try Self.node(resource.spec.subject, in: root, open: false) else {
             // A missing file has nothing to fix: no property applies.
             return Observation(values: [:])
         }
@@ -68,9 +68,10 @@ struct FileModeDriver: ResourceDriver {
 
     /// The file or folder at `subject`, reached without following any symbolic link (a mode or
     /// owner is never changed through one: a user's link to etc/shadow in their home stays a
-    /// link and this resource fails), and opened (`O_NOFOLLOW | O_NONBLOCK`) when `open`. Nil
-    /// when it does not exist. A FIFO, device or socket is refused.
-    static func node(_ subject: String, in root: HostRoot, open: Bool) throws(HostError) -> (stat, Int32?)? {
+    /// link and this resource fails), and opened (`O_NOFOLLOW | O_NONBLOCK`) when `open`, with
+    /// the status of the folder it is in. Nil when it does not exist. A FIFO, device or socket
+    /// is refused.
+    static func node(_ subject: String, in root: HostRoot, open: Bool) throws(HostError) -> (stat, Int32?, folder: stat)? {
         // Taken as written (validated: absolute, no '.' or '..'), never as a path under the root's own path.
         let components = PathText.components(subject)
         guard let name = components.last else { throw HostError("FileMode does not manage the target root itself", path: root.path) }
@@ -81,6 +82,8 @@ struct FileModeDriver: ResourceDriver {
         } catch where error.code == .missing {
             return nil
         }
+        var folderInfo = stat()
+        guard fstat(folder.fd, &folderInfo) == 0 else { throw HostError("cannot stat its folder: \(errnoText())", path: display) }
         var info = stat()
         guard fstatat(folder.fd, name, &info, AT_SYMLINK_NOFOLLOW) == 0 else {
             if errno == ENOENT { return nil }
@@ -96,7 +99,7 @@ struct FileModeDriver: ResourceDriver {
             throw HostError("has \(info.st_nlink) hard links, and its mode and owner are those of every other name it has "
                             + "(a link to etc/shadow, say); left alone: remove the other links", path: display)
         }
-        guard open else { return (info, nil) }
+        guard open else { return (info, nil, folderInfo) }
         let flags = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC | (type == FileType.directory ? O_DIRECTORY : 0)
         let fd = openat(folder.fd, name, flags)
         guard fd >= 0 else { throw HostError("cannot open: \(errnoText())", path: display) }
@@ -106,7 +109,58 @@ struct FileModeDriver: ResourceDriver {
             close(fd)
             throw HostError("was replaced while being opened; left alone", path: display)
         }
-        return (opened, fd)
+        return (opened, fd, folderInfo)
+    }
+
+    /// A user who can write the folder a file is in can make it a hard link to a file they
+    /// cannot read (etc/shadow) where the kernel does not protect hard links, and keep that
+    /// name after the other is replaced (by passwd, or Bulwark's own rename): the link count is
+    /// 1 again, the owner root, the content the old shadow, and nothing tells it from a file
+    /// made there. So a change that gives such a file away (to another owner or group than
+    /// root, or more permission for group or others) is blocked where `fs.protected_hardlinks`
+    /// is not 1 in the target's proc/sys; a file the folder's owner already owns is theirs.
+    /// The reason, or nil.
+    static func plantedLink(_ changes: [PropertyDrift], path: String, file: stat, folder: stat, root: HostRoot,
+                            uid: (String) -> UInt32?, gid: (String) -> UInt32?) -> String? {
+        guard file.st_mode & FileType.mask == FileType.regular else { return nil }
+        let writer: String
+        if folder.st_uid != 0 {
+            guard file.st_uid != folder.st_uid else { return nil }
+            writer = "its owner (uid \(folder.st_uid))"
+        } else if folder.st_gid != 0 && folder.st_mode & 0o020 != 0 {
+            writer = "its group (gid \(folder.st_gid))"
+        } else if folder.st_mode & 0o002 != 0 {
+            writer = "every user"
+        } else {
+            return nil
+        }
+        let given = changes.compactMap { change -> String? in
+            switch change.property {
+            case "owner":
+                let id = uid(change.desired)
+                return id == file.st_uid || id == 0 ? nil : "owner \(change.desired)"
+            case "group":
+                let id = gid(change.desired)
+                return id == file.st_gid || id == 0 ? nil : "group \(change.desired)"
+            case "mode":
+                let mode = UInt32(change.desired, radix: 8) ?? 0o7777
+                return mode & 0o077 & ~UInt32(file.st_mode & 0o077) == 0 ? nil : "mode \(change.desired)"
+            default:
+                return nil
+            }
+        }
+        guard !given.isEmpty, !hardLinksProtected(root) else { return nil }
+        return "\(given.joined(separator: " and ")) would give away \(path), a file in a folder \(writer) can write, "
+            + "where hard links are not protected (fs.protected_hardlinks is not 1): its content may be another file's, "
+            + "such as an old etc/shadow linked there and replaced since"
+    }
+
+    /// Whether the target's kernel lets a user hard-link only files they own or can read and
+    /// write (`fs.protected_hardlinks` 1, under the root's proc/sys). Unknown is no.
+    static func hardLinksProtected(_ root: HostRoot) -> Bool {
+        let path = root.full(["proc", "sys", "fs", "protected_hardlinks"])
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return false }
+        return text.trimmingCharacters(in: .whitespacesAndNewlines) == "1"
     }
 
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
@@ -125,7 +179,7 @@ struct FileModeDriver: ResourceDriver {
         // was a fifth of a mode fix's own work.
         let accounts = try allChanges.contains { $0.property == "owner" || $0.property == "group" } ? AccountDatabase(root: root) : nil
         // `current`: the status of the opened file, taken on its descriptor by `node`.
-        guard let (current, opened) = try Self.node(resource.spec.subject, in: root, open: true), let fd = opened else {
+        guard let (current, opened, folder) = try Self.node(resource.spec.subject, in: root, open: true), let fd = opened else {
             throw HostError("does not exist", path: path)
         }
         defer { close(fd) }
@@ -139,6 +193,11 @@ struct FileModeDriver: ResourceDriver {
         }.map(\.property))
         let changes = allChanges.filter { !found.contains($0.property) }
         guard !changes.isEmpty else { return found }
+        // Judged again on the file opened: it may have been swapped for a planted one since the plan.
+        if let reason = Self.plantedLink(changes, path: resource.spec.subject, file: current, folder: folder, root: root,
+                                         uid: { accounts?.userID($0) }, gid: { accounts?.groupID($0) }) {
+            try HostError.refuseAtTheWrite(.block(reason), approved: ApplyContext.approvedBlock)
+        }
         var uid = uid_t.max  // (uid_t)-1: leave unchanged
         var gid = gid_t.max
         for change in changes {

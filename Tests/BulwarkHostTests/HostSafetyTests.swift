@@ -91,6 +91,65 @@ let accounts = (passwd: "root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/home/ali
         }
     }
 
+    /// The hard link kept after shadow was replaced: passwd writes a new etc/shadow and renames
+    /// it over the old one, and alice's name for the old file is its only name, owned by root.
+    /// Where hard links are not protected, giving a root file in a folder alice owns to her is
+    /// blocked and recorded (nothing tells the old shadow from a file root made there); her
+    /// own file's mode is fixed beside it, and where `fs.protected_hardlinks` is 1 (no user can
+    /// link a file they cannot read) a root file in her folder is given to her.
+    @Test func anOldShadowKeptInAUsersFolderIsNotGivenToThem() async throws {
+        guard isRoot else { return }
+        try await withTemporaryDirectory { root in
+            try shadowAndAlice(root)
+            let home = root + "/home/alice"
+            try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
+            #expect(chown(home, 1000, 1000) == 0)
+            #expect(Glibc.link(root + "/etc/shadow", home + "/notes") == 0)
+            try write(root + "/etc/shadow.new", "root:$y$new:19800:0:99999:7:::\n", mode: 0o640)
+            #expect(rename(root + "/etc/shadow.new", root + "/etc/shadow") == 0)
+            try write(home + "/own", "x", mode: 0o644)
+            #expect(chown(home + "/own", 1000, 1000) == 0)
+            let before = try fingerprint(home + "/notes")
+            let manifests = resource("FileMode", "notes", "path: /home/alice/notes\nmode: \"0600\"\nowner: alice")
+                + resource("FileMode", "own", "path: /home/alice/own\nmode: \"0600\"")
+            let (plan, outcome) = try await reconcile(try hostState(root: root, manifests))
+            let blocked = try #require(plan.remediations.first { $0.binding.resource.name == "notes" })
+            #expect(blocked.decision == .blocked)
+            #expect(blocked.reason?.hasPrefix("owner alice would give away /home/alice/notes, a file in a folder its owner (uid 1000) can write, "
+                                              + "where hard links are not protected") == true, "\(blocked.reason ?? "")")
+            #expect(outcome.entries.contains { $0.record.name == "notes" && $0.record.decision == .blocked })
+            #expect(try fingerprint(home + "/notes") == before, "the old shadow stays root's")
+            #expect(outcome.verified.map(\.record.name) == ["own"])
+            #expect(modeAndOwner(home + "/own").mode == 0o600)
+
+            // Protected: a root file in alice's folder is hers when the policy says so.
+            try write(root + "/proc/sys/fs/protected_hardlinks", "1\n")
+            try write(home + "/made", "x", mode: 0o600)
+            try await expectApplied(root, resource("FileMode", "made", "path: /home/alice/made\nowner: alice"))
+            #expect(modeAndOwner(home + "/made").uid == 1000)
+        }
+    }
+
+    /// Allowed in the plan (root's folder, root's file), then, before the write, alice's
+    /// folder and a file that is an old shadow: judged again on the file opened, and refused.
+    @Test func aFileGivenAwayIsJudgedAgainOnTheFileOpened() async throws {
+        guard isRoot else { return }
+        try await withTemporaryDirectory { root in
+            try shadowAndAlice(root)
+            let home = root + "/home/alice"
+            try write(home + "/notes", "x", mode: 0o600)
+            let record = try await planThenApply(root, resource("FileMode", "notes", "path: /home/alice/notes\nowner: alice")) {
+                #expect(chown(home, 1000, 1000) == 0)
+                #expect(unlink(home + "/notes") == 0 && Glibc.link(root + "/etc/shadow", home + "/notes") == 0)
+                try write(root + "/etc/shadow.new", "root:$y$new:19800:0:99999:7:::\n", mode: 0o640)
+                #expect(rename(root + "/etc/shadow.new", root + "/etc/shadow") == 0)
+            }
+            #expect(record.result == .failed && record.error?.contains("refused at the write: owner alice would give away /home/alice/notes") == true,
+                    "\(record.error ?? "")")
+            #expect(modeAndOwner(home + "/notes").uid == 0)
+        }
+    }
+
     @Test func anAbsoluteLinkAtAManagedPathFailsThatResourceOnly() async throws {
         try await withTemporaryDirectory { root in
             try write(root + "/etc/login.defs", "PASS_MAX_DAYS 99999\n")
