@@ -121,16 +121,47 @@ import Testing
 }
 
 @Suite struct LoginDefsTests {
-    @Test func editsTheLastOccurrenceInPlace() async throws {
+    /// The line shadow-utils reads (the last) is edited in place; the earlier one, which PAM
+    /// reads (the first), is commented out, so that both read the one value.
+    @Test func editsTheLineShadowUtilsReadsAndCommentsOutTheOthers() async throws {
         try await withTemporaryDirectory { root in
-            let text = "# login.defs\nPASS_MAX_DAYS\t10\nMAIL_DIR /var/mail\nPASS_MAX_DAYS   99999\nUMASK 22\n"
+            let text = "# login.defs\nPASS_MAX_DAYS\t10\nMAIL_DIR /var/mail\nPASS_MAX_DAYS   99999\nUMASK 022\n"
             try write(root + "/etc/login.defs", text)
             let state = try hostState(root: root, resource("LoginDefs", "l", "PASS_MAX_DAYS: 365\nUMASK: \"027\"\nPASS_WARN_AGE: 7"))
             let (plan, outcome) = try await reconcile(state)
-            #expect(plan.remediations.first?.changes.map(\.observed) == ["99999", "022", nil])
+            #expect(plan.remediations.first?.changes.map(\.observed)
+                    == ["'99999' (line 4) to shadow-utils, '10' (line 2) to PAM; 2 lines set PASS_MAX_DAYS", "022", nil])
             #expect(outcome.verified.count == 1)
             #expect(try read(root + "/etc/login.defs")
-                    == "# login.defs\nPASS_MAX_DAYS\t10\nMAIL_DIR /var/mail\nPASS_MAX_DAYS   365\nUMASK 027\nPASS_WARN_AGE\t7\n")
+                    == "# login.defs\n# bulwark: PASS_MAX_DAYS is set once, on line 4: PASS_MAX_DAYS\t10\nMAIL_DIR /var/mail\n"
+                    + "PASS_MAX_DAYS   365\nUMASK 027\nPASS_WARN_AGE\t7\n")
+        }
+    }
+
+    /// Three readers, three answers, and Bulwark said in sync: shadow-utils reads `UMASK 27`
+    /// as decimal (033) and `90 # CIS` as no number; PAM reads the first `umask=022` (any
+    /// case, `=`, up to `#`). Now each key is in sync only where both read the desired value
+    /// from one line; a mode is written with a leading 0 (`0227`, never `227`, decimal to
+    /// shadow-utils). A clean file stays in sync.
+    @Test func aKeyIsInSyncOnlyWhereShadowUtilsAndPAMReadTheSameValue() async throws {
+        try await withTemporaryDirectory { root in
+            try write(root + "/etc/login.defs", "umask=022\nUMASK 27\nPASS_MAX_DAYS 90 # CIS\nENCRYPT_METHOD SHA512\nHOME_MODE \"0750\"\n")
+            let manifests = resource("LoginDefs", "l", "UMASK: \"027\"\nPASS_MAX_DAYS: 90\nENCRYPT_METHOD: SHA512\nHOME_MODE: \"0750\"")
+            let (plan, outcome) = try await reconcile(try hostState(root: root, manifests))
+            let changes = try #require(plan.remediations.first?.changes)
+            #expect(changes.map(\.property) == ["UMASK", "PASS_MAX_DAYS", "HOME_MODE"], "\(changes)")
+            #expect(changes.first?.observed == "'27' (line 2) to shadow-utils, '022' (line 1) to PAM; 2 lines set UMASK")
+            #expect(changes.last?.observed == "'0750' (line 5) to shadow-utils, '\"0750\"' (line 5) to PAM")
+            #expect(outcome.verified.count == 1, "\(outcome.entries.map { $0.record.error ?? "" })")
+            #expect(try read(root + "/etc/login.defs") == "# bulwark: UMASK is set once, on line 2: umask=022\nUMASK 027\n"
+                    + "PASS_MAX_DAYS 90\nENCRYPT_METHOD SHA512\nHOME_MODE 0750\n")
+            #expect(LoginDefsDriver.shadowMode("27") == "033" && LoginDefsDriver.shadowMode("0x17") == "027"
+                    && LoginDefsDriver.shadowMode("027") == "027" && LoginDefsDriver.shadowMode("0") == "000")
+            #expect(LoginDefsDriver.normalize("UMASK", "227") == "0227" && LoginDefsDriver.normalize("UMASK", "27") == "027")
+
+            try write(root + "/etc/login.defs", "# defaults\nUMASK\t\t027\nPASS_MAX_DAYS\t90\nENCRYPT_METHOD SHA512\nHOME_MODE 0750\n")
+            let clean = try await Reconciler(registry: Registry([HostAdapter.definition()])).plan(try hostState(root: root, manifests))
+            #expect(clean.remediations.isEmpty && clean.inSync.count == 1)
         }
     }
 }

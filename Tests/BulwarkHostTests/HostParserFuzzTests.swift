@@ -293,7 +293,12 @@ enum HostSeeds {
         return { input in
             try bench.put("etc/login.defs", input)
             return try await bench.converge({ LoginDefsDriver() }, resource, file: "etc/login.defs") { before, after, changes in
-                try RenderedFile.check(before: before, after: after, edited: changes.count, added: changes.count)
+                // A changed key's line, and any other line naming the key (in any case) commented out.
+                let naming = RenderedFile.lines(before).filter { line in
+                    let upper = String(decoding: line.map { (97...122).contains($0) ? $0 - 32 : $0 }, as: UTF8.self)
+                    return changes.contains { upper.contains($0.property) }
+                }.count
+                try RenderedFile.check(before: before, after: after, edited: changes.count + naming, added: changes.count)
             }
         }
     }
