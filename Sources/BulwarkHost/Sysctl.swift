@@ -82,11 +82,28 @@ struct SysctlDriver: ResourceDriver {
         }
         var ordered: [String] = []
         for path in byName.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }).map(\.value) + ["etc/sysctl.conf"] {
+            // Masked, as systemd-sysctl masks a name: it hides the same name in the folders after
+            // its own (`byName` keeps the first), and is read as nothing.
+            if Self.isMasked(path, root) { continue }
             let real = try root.resolve(path)
             ordered.removeAll { $0.isSameBytes(real) }
             ordered.append(real)
         }
         return ordered
+    }
+
+    /// Whether `path` is masked the way systemd masks a configuration file, and the way
+    /// Bulwark's own message says to: a link to `/dev/null` (`ln -s /dev/null`), or a name
+    /// that reaches that device. Read, it would be a character device, and fail every
+    /// parameter of the target.
+    static func isMasked(_ path: String, _ root: HostRoot) -> Bool {
+        let full = root.full(root.components(of: path))
+        var target = [CChar](repeating: 0, count: 16)
+        let count = readlink(full, &target, target.count)
+        if count == 9, target[..<9].map({ UInt8(bitPattern: $0) }).elementsEqual("/dev/null".utf8) { return true }
+        var info = stat()
+        // /dev/null is device 1:3 (Linux's dev_t for a major and minor below 256: major << 8 | minor).
+        return stat(full, &info) == 0 && info.st_mode & FileType.mask == FileType.characterDevice && info.st_rdev == dev_t(1 << 8 | 3)
     }
 
     /// Assignments in one file: key (dotted) to value and line index. Blanks around a line, a
@@ -190,8 +207,14 @@ struct SysctlDriver: ResourceDriver {
             ?? LineFile("# Managed by Bulwark: kernel parameters from the desired state.\n# Edits here are overwritten.\n")
         let existing = Self.assignments(file.text)
         for change in changes {
-            if let line = existing.first(where: { $0.key == change.property })?.line {
+            // The last assignment of a key is the one that holds: it is changed, any before it
+            // commented out (edited, the first left the last one winning, every pass).
+            if let line = existing.last(where: { $0.key == change.property })?.line {
                 file.lines[line] = Substring("\(change.property) = \(change.desired)\n")
+                for earlier in existing where earlier.key == change.property && earlier.line != line {
+                    let original = LineFile.content(file.lines[earlier.line])
+                    file.lines[earlier.line] = Substring("# bulwark: superseded by line \(line + 1): \(original)\(LineFile.ending(file.lines[earlier.line]))")
+                }
             } else {
                 file.append("\(change.property) = \(change.desired)")
             }

@@ -29,6 +29,40 @@ import Testing
         #expect(SysctlDriver.normalize("a\r\nb") == nil, "a line feed after a carriage return is still one")
     }
 
+    /// A vendor file masked as systemd masks it, and as Bulwark's own message says to (a link
+    /// to /dev/null of the same name in etc/sysctl.d): its assignments do not count, and the
+    /// device is not read (it failed every parameter of the target). An empty file is no mask
+    /// needed: it sets nothing.
+    @Test func aMaskedFileHidesItsVendorFileAndIsNotRead() async throws {
+        guard isRoot else { return }
+        try await withTemporaryDirectory { root in
+            try write(root + "/usr/lib/sysctl.d/50-vendor.conf", "net.ipv4.ip_forward = 1\n")
+            try FileManager.default.createDirectory(atPath: root + "/dev", withIntermediateDirectories: true)
+            #expect(mknod(root + "/dev/null", S_IFCHR | 0o666, dev_t(1 << 8 | 3)) == 0)
+            try link(root + "/etc/sysctl.d/50-vendor.conf", to: "/dev/null")
+            try write(root + "/etc/sysctl.d/40-empty.conf", "")
+            try write(root + "/proc/sys/net/ipv4/ip_forward", "0\n")
+            try write(root + "/proc/sys/kernel/kptr_restrict", "0\n")
+            let manifests = resource("Sysctl", "s", "net.ipv4.ip_forward: \"0\"\nkernel.kptr_restrict: \"2\"")
+            let (plan, outcome) = try await reconcile(try hostState(root: root, manifests))
+            #expect(plan.failures.isEmpty, "\(plan.failures.map(\.message))")
+            #expect(plan.remediations.first?.changes.map(\.property) == ["net.ipv4.ip_forward", "kernel.kptr_restrict"])
+            #expect(outcome.verified.count == 1, "\(outcome.entries.map { $0.record.error ?? "" })")
+            #expect(try read(root + "/etc/sysctl.d/zz-bulwark.conf").hasSuffix("net.ipv4.ip_forward = 0\nkernel.kptr_restrict = 2\n"))
+        }
+    }
+
+    /// Bulwark's own file with a key twice: the last one holds, so that is the one changed and
+    /// the one before commented out (changing the first failed every pass).
+    @Test func aKeyTwiceInBulwarksFileIsChangedWhereItHolds() async throws {
+        try await withTemporaryDirectory { root in
+            try write(root + "/etc/sysctl.d/zz-bulwark.conf", "net.ipv4.ip_forward = 1\nkernel.kptr_restrict = 2\nnet.ipv4.ip_forward = 1\n")
+            try await expectApplied(root, resource("Sysctl", "s", "net.ipv4.ip_forward: \"0\""))
+            #expect(try read(root + "/etc/sysctl.d/zz-bulwark.conf")
+                    == "# bulwark: superseded by line 3: net.ipv4.ip_forward = 1\nkernel.kptr_restrict = 2\nnet.ipv4.ip_forward = 0\n")
+        }
+    }
+
     @Test func followsSysctlPrecedenceAndSetsRuntime() async throws {
         try await withTemporaryDirectory { root in
             try write(root + "/usr/lib/sysctl.d/50-default.conf", "net.ipv4.ip_forward = 0\nkernel.yama.ptrace_scope = 1\n")
