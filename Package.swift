@@ -77,7 +77,8 @@ let package = Package(
         // The one bounded runner of helper programs (deadline, terminate then kill, output to files).
         .target(name: "BulwarkProcess", swiftSettings: swiftSettings),
         .target(name: "BulwarkHost", dependencies: ["BulwarkCore", "BulwarkProcess", "CLinux"], swiftSettings: swiftSettings),
-        .target(name: "BulwarkFirewall", dependencies: ["BulwarkCore"], swiftSettings: swiftSettings),
+        .target(name: "BulwarkFirewall", dependencies: ["BulwarkCore", .product(name: "Crypto", package: "swift-crypto")],
+                swiftSettings: swiftSettings),
         .target(name: "BulwarkPackages", dependencies: ["BulwarkCore", "BulwarkProcess"], swiftSettings: swiftSettings),
         .target(
             name: "BulwarkPostgres",

@@ -38,9 +38,15 @@ public enum FirewallAdapter {
         let current = try Table.read(nft)
         try nft.apply(Transaction.render(current: current, replace: replace, remove: remove))
         let listing = String(decoding: try nft.run(["list", "table", Table.family, Table.name]), as: UTF8.self)
+        // What each chain holds now, as observe compares it (`Table.changedByHand`).
+        let written = try Table.read(nft)
+        let digests = written.chains.keys.sorted().map { "\(digestMark) \($0) \(written.digest(of: $0))\n" }.joined()
         let text = """
             #!/usr/sbin/nft -f
             # Written by Bulwark: its own table, replaced whole when this file is loaded.
+            # The rules of each chain as Bulwark wrote them (SHA-256), against which it finds them changed by hand:
+
+            """ + digests + """
             table \(Table.family) \(Table.name) {}
             delete table \(Table.family) \(Table.name)
 
@@ -48,6 +54,27 @@ public enum FirewallAdapter {
         let folder = settings.root + "/etc/nftables.d"
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         try Data(text.utf8).write(to: URL(fileURLWithPath: folder + "/bulwark.nft"), options: .atomic)
+    }
+
+    static let digestMark = "# bulwark-chain"
+
+    /// The digest of each chain as the last commit wrote it, from the persisted table (none
+    /// where it is missing, or was written before Bulwark recorded them).
+    static func written(_ target: Target) throws -> [String: String] {
+        let path = try target.firewall().root + "/etc/nftables.d/bulwark.nft"
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [:] }
+        var result: [String: String] = [:]
+        for line in text.split(separator: "\n") where line.hasPrefix(digestMark + " ") {
+            let words = line.dropFirst(digestMark.count + 1).split(separator: " ")
+            if words.count == 2 { result[String(words[0])] = String(words[1]) }
+        }
+        return result
+    }
+
+    /// `value`, unless someone changed the resource's chains since Bulwark wrote them.
+    static func unlessChanged(_ value: String?, _ table: Table, _ chains: [String], _ target: Target) throws -> String? {
+        guard let changed = table.changedByHand(chains, written: try written(target)) else { return value }
+        return "(changed outside Bulwark: \(changed))"
     }
 
     /// Reads a list of addresses or networks; nil after recording errors. Overlaps are refused:

@@ -24,7 +24,7 @@ struct BlocklistDriver: ResourceDriver {
         let parsed = elements.compactMap(Network.init)
         // A range (someone else's edit) does not parse as a network: show it as nft does.
         let shown = parsed.count == elements.count ? Self.render(parsed) : elements.sorted().joined(separator: ", ")
-        return Observation(values: ["addresses": shown])
+        return Observation(values: ["addresses": try FirewallAdapter.unlessChanged(shown, table, [chain], target)])
     }
 
     /// The networks a desired `addresses` value lists.
@@ -72,7 +72,8 @@ struct IngressDriver: ResourceDriver {
         let chain = Transaction.chainName("ai", resource.id)
         let table = try Table.read(FirewallAdapter.nft(target))
         guard table.isHooked(chain), let last = table.chains[chain]?.last else { return Observation(values: ["ingress": String?.none]) }
-        return Observation(values: ["ingress": last.comment.map { $0.replacingOccurrences(of: "bulwark ", with: "") } ?? "(changed by hand)"])
+        let shown = last.comment.map { $0.replacingOccurrences(of: "bulwark ", with: "") } ?? "(changed by hand)"
+        return Observation(values: ["ingress": try FirewallAdapter.unlessChanged(shown, table, [chain], target)])
     }
 
     /// A desired `ingress` value, `tcp=22,443 udp= from=any`, read back.
@@ -153,7 +154,8 @@ struct QuarantineDriver: ResourceDriver {
         guard table.isHooked(chain + "_in"), let last = table.chains[chain + "_in"]?.last else {
             return Observation(values: [property: "lifted"])
         }
-        return Observation(values: [property: last.comment.map { $0.replacingOccurrences(of: "bulwark ", with: "") } ?? "(changed by hand)"])
+        let shown = last.comment.map { $0.replacingOccurrences(of: "bulwark ", with: "") } ?? "(changed by hand)"
+        return Observation(values: [property: try FirewallAdapter.unlessChanged(shown, table, [chain + "_in", chain + "_out"], target)])
     }
 
     /// The networks an active quarantine's desired value allows (`active allow=192.0.2.0/28`).

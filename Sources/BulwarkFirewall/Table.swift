@@ -1,4 +1,5 @@
 internal import BulwarkCore
+internal import Crypto
 internal import Foundation
 
 /// What is in Bulwark's table (`inet bulwark`), read with `nft -j`.
@@ -9,6 +10,8 @@ struct Table {
     struct Rule {
         var comment: String?
         var jump: String?
+        /// The rule as nft lists it, without its handle: its expressions (keys sorted) and comment.
+        var text = ""
     }
 
     var exists = false
@@ -35,7 +38,9 @@ struct Table {
             } else if let rule = item["rule"] as? [String: Any], let chain = rule["chain"] as? String {
                 let expressions = rule["expr"] as? [[String: Any]] ?? []
                 let jump = expressions.compactMap { ($0["jump"] as? [String: Any])?["target"] as? String }.first
-                table.chains[chain, default: []].append(Rule(comment: rule["comment"] as? String, jump: jump))
+                let canonical = (try? JSONSerialization.data(withJSONObject: ["expr": expressions, "comment": rule["comment"] ?? NSNull()],
+                                                             options: [.sortedKeys])).map { String(decoding: $0, as: UTF8.self) } ?? "?"
+                table.chains[chain, default: []].append(Rule(comment: rule["comment"] as? String, jump: jump, text: canonical))
             }
         }
         return table
@@ -50,6 +55,25 @@ struct Table {
             }
             if let range = object["range"] as? [String], range.count == 2 { return "\(range[0])-\(range[1])" }
             if let inner = object["elem"] as? [String: Any], let val = inner["val"] { return element(val) }
+        }
+        return nil
+    }
+
+    /// A chain's rules, in order, as one SHA-256 (hex): what Bulwark wrote there, recorded with
+    /// the persisted table (`Persisted`), against what the kernel has now.
+    func digest(of chain: String) -> String {
+        var hash = SHA256()
+        for rule in chains[chain] ?? [] { hash.update(data: Array((rule.text + "\n").utf8)) }
+        return hash.finalize().map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// Whether a resource's `chains` and the base chains that jump to them hold exactly the
+    /// rules Bulwark last wrote there (`written`, from the persisted table): a rule inserted by
+    /// hand before a drop (`accept`), or in a base chain before the jumps, let traffic past a
+    /// chain whose last rule still said what Bulwark wrote. Nil when they do; else what differs.
+    func changedByHand(_ chains: [String], written: [String: String]) -> String? {
+        for chain in Set(chains.map(Self.hook(of:))).sorted() + chains where digest(of: chain) != written[chain] {
+            return written[chain] == nil ? "chain \(chain) is not one Bulwark recorded writing" : "chain \(chain) holds rules Bulwark did not write"
         }
         return nil
     }

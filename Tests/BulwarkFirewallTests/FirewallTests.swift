@@ -70,6 +70,54 @@ struct FirewallTests {
         }
     }
 
+    /// A rule inserted by hand into a resource's chain before its drop, or into Bulwark's base
+    /// chain before the jumps, let traffic through while the chain's last rule still said what
+    /// Bulwark wrote, and the plan said in sync. Each chain's rules are now compared with what
+    /// Bulwark recorded writing (the persisted table): drift, fixed, and the port shut again. A
+    /// pass after Bulwark's own write finds nothing changed.
+    @Test func aRuleInsertedByHandIsDriftAndTakenOut() async throws {
+        try await withTemporaryDirectory { root in
+            let lab = try NetworkLab()
+            defer { lab.remove() }
+            try lab.listen(port: 9090)
+            let ingress = try firewallState(root: root, namespace: lab.host, """
+                apiVersion: bulwark/v1
+                kind: AllowedIngress
+                metadata: {name: web}
+                spec: {tcp: [22, 8080]}
+                """)
+            let quarantine = try firewallState(root: root, namespace: lab.host, """
+                apiVersion: bulwark/v1
+                kind: Quarantine
+                metadata: {name: incident-7}
+                spec: {hosts: [edge-1], allow: [192.0.2.200/32]}
+                """)
+            for (state, expected) in [(ingress, 1), (quarantine, 2)] {
+                let (_, outcome) = try await reconcile(state)
+                #expect(outcome.verified.count == 1, "\(outcome.entries.map { $0.record.error ?? "" })")
+                #expect(try !lab.connects(port: 9090))
+                #expect(try await reconcile(state).0.hasDrift == false, "Bulwark's own write is no change by hand")
+                let listing = try lab.nft(["list", "table", "inet", "bulwark"]).stdout
+                let chains = ["ai_web_[a-z0-9]+", "qr_incident_7_[a-z0-9]+_in", "qr_incident_7_[a-z0-9]+_out"]
+                    .compactMap { listing.range(of: $0, options: .regularExpression).map { String(listing[$0]) } }
+                #expect(chains.count == expected, "\(listing)")
+                for chain in chains + ["input"] {
+                    #expect(try lab.nft(["insert", "rule", "inet", "bulwark", chain, "tcp", "dport", "9090", "accept"]).status == 0)
+                    // (A quarantine still drops the answer on its way out.)
+                    if expected == 1 { #expect(try lab.connects(port: 9090), "the rule made by hand in \(chain) lets 9090 in") }
+                    let (plan, fixed) = try await reconcile(state)
+                    let observed = plan.remediations.flatMap(\.changes).compactMap(\.observed)
+                    #expect(observed == ["(changed outside Bulwark: chain \(chain) holds rules Bulwark did not write)"], "\(observed)")
+                    #expect(fixed.verified.count == 1, "\(fixed.entries.map { $0.record.error ?? "" })")
+                    #expect(try !lab.connects(port: 9090), "shut again after the rule in \(chain)")
+                    #expect(try await reconcile(state).0.hasDrift == false)
+                }
+                // The next resource starts from an empty table.
+                _ = try lab.nft(["delete", "table", "inet", "bulwark"])
+            }
+        }
+    }
+
     @Test func quarantineLeavesOnlyManagement() async throws {
         try await withTemporaryDirectory { root in
             let lab = try NetworkLab()
