@@ -26,6 +26,15 @@ public enum AWSAdapter {
             ])
     }
 
+    /// Whether an endpoint's host is this machine: `localhost`, 127.0.0.0/8 or `::1`.
+    static func isLoopback(_ endpoint: String) -> Bool {
+        guard var host = URLComponents(string: endpoint)?.host?.lowercased() else { return false }
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        if host == "localhost" || host == "::1" { return true }
+        let octets = host.split(separator: ".", omittingEmptySubsequences: false)
+        return octets.count == 4 && octets.first == "127" && octets.allSatisfy { UInt8($0) != nil }
+    }
+
     @Sendable static func parseSettings(_ spec: SpecReader) -> AWSTargetSettings? {
         spec.allowOnly(["adapter", "region", "endpoint", "profile", "roleArn", "externalId", "account"])
         guard let reader = spec.field("region", required: true), let region = reader.string() else { return nil }
@@ -38,6 +47,11 @@ public enum AWSAdapter {
             guard let url = URLComponents(string: endpoint), ["http", "https"].contains(url.scheme ?? ""), url.host?.isEmpty == false,
                   url.path.isEmpty || url.path == "/", url.query == nil, url.user == nil else {
                 reader.fail("expected an endpoint such as https://vpce.example:443 (scheme, host, optional port), got '\(endpoint)'")
+                return nil
+            }
+            guard url.scheme == "https" || Self.isLoopback(endpoint) else {
+                reader.fail("plain http is accepted only to a loopback address (a local stand-in such as moto): "
+                            + "signed requests and their session token would cross the network in the clear; use https")
                 return nil
             }
             settings.endpoint = endpoint.hasSuffix("/") ? String(endpoint.dropLast()) : endpoint

@@ -62,8 +62,10 @@ public struct AWSCredentialChain: Sendable {
     public var roleArn: String?
     public var externalID: String?
     public var region: String
-    /// Where STS is reached (the target's endpoint); else `AWS_ENDPOINT_URL_STS`,
-    /// `AWS_ENDPOINT_URL`, else the regional endpoint.
+    /// The target's endpoint (policy's choice). STS is reached there only when it is this
+    /// machine (a stand-in such as moto); else at `AWS_ENDPOINT_URL_STS`, `AWS_ENDPOINT_URL`
+    /// (the operator's choice), else the regional endpoint: a web identity token is a bearer
+    /// token, and a policy that named another host would have been handed it to replay at STS.
     public var endpoint: String?
     public var cache: AWSCredentialCache
     /// How long before expiry temporary credentials are fetched again (the SDKs use 5 minutes).
@@ -253,8 +255,8 @@ public struct AWSCredentialChain: Sendable {
 
     // MARK: - STS
 
-    private var stsEndpoint: String? {
-        endpoint ?? nonEmpty("AWS_ENDPOINT_URL_STS") ?? nonEmpty("AWS_ENDPOINT_URL")
+    var stsEndpoint: String? {
+        endpoint.flatMap { AWSAdapter.isLoopback($0) ? $0 : nil } ?? nonEmpty("AWS_ENDPOINT_URL_STS") ?? nonEmpty("AWS_ENDPOINT_URL")
     }
 
     private func assumeRole(_ role: String, with source: Found, sessionName: String, externalID: String?,

@@ -255,6 +255,25 @@ struct AWSClientTests {
         #expect(plan.failures.first?.message.contains("Unreachable") == true)
     }
 
+    /// Plain http goes only to this machine (a stand-in such as moto): to any other host, the
+    /// signed requests and their session token would cross the network in the clear.
+    @Test func plainHTTPIsAnEndpointOnlyOnThisMachine() throws {
+        func load(_ endpoint: String) throws -> DesiredState {
+            try DesiredStateLoader(registry: Registry([AWSAdapter.definition()])).load([
+                SourceFile(path: "controllers/c.yaml", contents: Array("""
+                    apiVersion: bulwark/v1
+                    kind: Target
+                    metadata: {name: account-1}
+                    spec: {adapter: aws, region: eu-west-1, endpoint: "\(endpoint)"}
+                    """.utf8))], revision: "test")
+        }
+        #expect { _ = try load("http://sts.example.org") } throws: { "\($0)".contains("plain http is accepted only to a loopback address") }
+        #expect { _ = try load("http://127.0.0.1.example.org:80") } throws: { "\($0)".contains("loopback") }
+        for allowed in ["http://127.0.0.1:5000", "http://localhost:5000", "http://[::1]:5000", "https://vpce-1.s3.eu-west-1.vpce.amazonaws.com"] {
+            #expect(try load(allowed).targets["account-1"] != nil, "\(allowed)")
+        }
+    }
+
     @Test func badTargetsAndSpecsAreRefusedWithFileLineAndField() throws {
         let registry = Registry([AWSAdapter.definition()])
         #expect {

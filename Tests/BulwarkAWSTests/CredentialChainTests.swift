@@ -358,6 +358,26 @@ final class MetadataStandIn {
         }
     }
 
+    /// A web identity token is a bearer token: it goes to STS only where the operator says
+    /// (`AWS_ENDPOINT_URL_STS`) or to this machine, never to an endpoint a policy named.
+    /// (Sent to the target's endpoint, it went to a host that could replay it at STS.)
+    @Test(.enabled(if: MotoServer.available, "needs moto[server]"))
+    func aWebIdentityTokenIsNeverSentToTheEndpointAPolicyNamed() async throws {
+        let moto = try MotoServer()
+        try await withTemporaryDirectory { folder in
+            try write(folder + "/token", "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJib2IifQ.sig\n")
+            var env = try home(folder)
+            env["AWS_WEB_IDENTITY_TOKEN_FILE"] = folder + "/token"
+            env["AWS_ROLE_ARN"] = "arn:aws:iam::123456789012:role/irsa-bulwark"
+            env["AWS_ROLE_SESSION_NAME"] = "bulwark-pod"
+            env["AWS_ENDPOINT_URL_STS"] = moto.endpoint
+            #expect(chain(env, endpoint: "https://sts.attacker.invalid").stsEndpoint == moto.endpoint)
+            #expect(chain(env, endpoint: moto.endpoint).stsEndpoint == moto.endpoint)
+            let credentials = try await chain(env, endpoint: "https://sts.attacker.invalid").resolve()
+            #expect(try await identity(credentials, moto).hasSuffix(":assumed-role/irsa-bulwark/bulwark-pod"))
+        }
+    }
+
     // MARK: - Instance metadata (stand-in)
 
     @Test func instanceMetadataIsAskedWithASessionTokenOnly() async throws {
