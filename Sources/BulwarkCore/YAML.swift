@@ -260,6 +260,11 @@ private struct Composer {
         func text(_ pointer: UnsafeMutablePointer<yaml_char_t>?) -> String? {
             pointer.map { String(cString: UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self)) }
         }
+        func unreadTag(_ tag: String) -> YAMLError {
+            YAMLError(line: line, column: column,
+                      message: "explicit tag \(quotedForMessage(tag)): Bulwark reads untagged values and !!str only, "
+                        + "so as not to read a value otherwise than its program does")
+        }
         switch event.type {
         case YAML_STREAM_START_EVENT: return .streamStart
         case YAML_STREAM_END_EVENT: return .streamEnd
@@ -272,12 +277,21 @@ private struct Composer {
             let value = s.value.map {
                 String(decoding: UnsafeBufferPointer(start: $0, count: s.length), as: UTF8.self)
             } ?? ""
-            return .scalar(value: value, anchor: text(s.anchor), plain: s.style == YAML_PLAIN_SCALAR_STYLE,
-                           line: line, column: column, end: end)
+            var plain = s.style == YAML_PLAIN_SCALAR_STYLE
+            if let tag = text(s.tag) {
+                // An explicit tag decides the type, as PyYAML (LiteLLM's reader) takes it:
+                // `!!str false` is the string "false", true to Python, where plain `false` is
+                // false. Read as a string; any other tag is refused, not read as plain.
+                guard tag == "tag:yaml.org,2002:str" || tag == "!" else { throw unreadTag(tag) }
+                plain = false
+            }
+            return .scalar(value: value, anchor: text(s.anchor), plain: plain, line: line, column: column, end: end)
         case YAML_SEQUENCE_START_EVENT:
+            if let tag = text(event.data.sequence_start.tag), tag != "tag:yaml.org,2002:seq" { throw unreadTag(tag) }
             return .sequenceStart(anchor: text(event.data.sequence_start.anchor), line: line, column: column)
         case YAML_SEQUENCE_END_EVENT: return .sequenceEnd(end: end)
         case YAML_MAPPING_START_EVENT:
+            if let tag = text(event.data.mapping_start.tag), tag != "tag:yaml.org,2002:map" { throw unreadTag(tag) }
             return .mappingStart(anchor: text(event.data.mapping_start.anchor), line: line, column: column)
         case YAML_MAPPING_END_EVENT: return .mappingEnd(end: end)
         default:

@@ -104,6 +104,30 @@ let gatewayConfig = """
         }
     }
 
+    /// `!!str false` is the string "false" to PyYAML, which LiteLLM reads it with: true to
+    /// Python. It was read as the plain `false` and said in sync. Now it is drift, and the fix
+    /// writes a `false` PyYAML reads as False. A value with a tag Bulwark does not read fails
+    /// the resource, naming the tag; an untagged `false` is in sync.
+    @Test func aTaggedValueIsReadAsPyYAMLReadsIt() async throws {
+        try await withTemporaryDirectory { root in
+            let path = root + "/etc/litellm/config.yaml"
+            try write(path, "general_settings:\n  disable_spend_logs: !!str false   # as set by hand\n", mode: 0o640)
+            let manifests = resource("ConfigFile", "c", "path: etc/litellm/config.yaml\nproperties:\n  general_settings.disable_spend_logs: false")
+            let (plan, outcome) = try await reconcile(try configState(root: root, manifests))
+            #expect(plan.remediations.first?.changes.map(\.property) == ["general_settings.disable_spend_logs"])
+            #expect(outcome.verified.count == 1, "\(outcome.entries.map { $0.record.error ?? "" })")
+            let python = try run("/usr/bin/python3", ["-c", "import sys, yaml; print(repr(yaml.safe_load(open(sys.argv[1]))"
+                                                      + "['general_settings']['disable_spend_logs']))", path])
+            let written = try read(path)
+            #expect(python.stdout == "False\n", "\(python.stderr) \(written)")
+            #expect(try await reconcile(try configState(root: root, manifests)).0.remediations.isEmpty)
+
+            try write(path, "general_settings:\n  disable_spend_logs: !!bool \"false\"\n", mode: 0o640)
+            let (refused, _) = try await reconcile(try configState(root: root, manifests))
+            #expect(refused.failures.first?.message.contains("explicit tag") == true && refused.failures.first?.message.contains("tag:yaml.org,2002:bool") == true, "\(refused.failures.map(\.message))")
+        }
+    }
+
     @Test func createsAListElementMatchedByKeyAndEditsJSONInPlace() async throws {
         try await withTemporaryDirectory { root in
             try write(root + "/etc/litellm/config.yaml", "model_list: []\nguardrails:\n  - guardrail_name: other\n    litellm_params: {guardrail: aporia}\n")
