@@ -56,9 +56,50 @@ struct ConfigFileDriver: ResourceDriver {
     /// as a reference to the environment.
     static func isSecretKey(_ key: String) -> Bool {
         let key = key.lowercased()
-        return key == "key" || key.hasSuffix("_key") || key.hasSuffix("-key") || key.hasSuffix("apikey")
+        return key == "key" || key == "keys" || key.hasSuffix("_key") || key.hasSuffix("-key") || key.hasSuffix("_keys")
+            || key.hasSuffix("-keys") || key.hasSuffix("apikey") || key.hasSuffix("apikeys")
             || key.contains("secret") || key.contains("password") || key.contains("passwd") || key.contains("passphrase")
             || key.contains("token") || key.contains("credential") || key.contains("authorization")
+    }
+
+    /// Keys of a connection URL or string, which carries a password in its user part
+    /// (`database_url: postgresql://u:pass@h/db`, `redis_url`, `dsn`).
+    static func isConnectionKey(_ key: String) -> Bool {
+        let key = key.lowercased()
+        return key.hasSuffix("_url") || key.hasSuffix("-url") || key.hasSuffix("_uri") || key.hasSuffix("-uri") || key == "url"
+            || key == "uri" || key.hasSuffix("dsn") || key.contains("conninfo") || key.contains("connection_string")
+    }
+
+    /// Keys that hold the value of a list element a name picks (`env[name=OPENAI_API_KEY].value`).
+    static let valueKeys: Set<String> = ["value", "val", "secret_value"]
+
+    /// What kind of secret the value at `path` is or may carry, and so is never shown: a
+    /// credential where its last key names one (`master_key`, `api_keys`), a connection where it
+    /// names a connection URL (`database_url`); the same for the value of a list element whose
+    /// name names one (`env[name=OPENAI_API_KEY].value`). Nil for any other value.
+    enum Secrecy { case credential, connection }
+
+    static func secrecy(_ path: ConfigPath) -> Secrecy? {
+        guard let key = path.leafKey else { return nil }
+        func named(_ name: String) -> Secrecy? { isSecretKey(name) ? .credential : isConnectionKey(name) ? .connection : nil }
+        if let found = named(key) { return found }
+        guard valueKeys.contains(key.lowercased()) else { return nil }
+        for case .match(_, let value) in path.steps.reversed() { if let found = named(value) { return found } }
+        return nil
+    }
+
+    /// A password written in a connection URL's user part (`scheme://user:password@host`).
+    static func passwordInURL(_ value: ConfigValue) -> Bool {
+        switch value {
+        case .string(let s):
+            guard let scheme = s.range(of: "://") else { return false }
+            let authority = s[scheme.upperBound...].prefix { $0 != "/" && $0 != "?" && $0 != "#" }
+            guard let at = authority.lastIndex(of: "@") else { return false }
+            return authority[..<at].contains(":")
+        case .list(let items): return items.contains(where: passwordInURL)
+        case .map(let map): return map.values.contains(where: passwordInURL)
+        default: return false
+        }
     }
 
     static func parse(_ spec: SpecReader) -> ResourceSpec? {
@@ -118,7 +159,7 @@ struct ConfigFileDriver: ResourceDriver {
                 // A credential's value is never shown (a literal one found in the file included).
                 // Nor is a whole mapping's: what the file holds there may carry keys the policy does
                 // not name (a literal master_key inside general_settings).
-                var credential = path.leafKey.map(isSecretKey) ?? false
+                var credential = secrecy(path) != nil
                 if case .bool = value { credential = false }
                 if value.holdsMapping { credential = true }
                 properties.append(DesiredProperty(key, canonical, sensitive: credential))
@@ -247,8 +288,13 @@ struct ConfigFileDriver: ResourceDriver {
                   let value = ConfigValue.fromCanonical(change.desired) else {
                 return .block("cannot read the change of \(change.property) to judge it")
             }
-            if Self.isSecretKey(key), let literal = Self.literalSecret(value) {
+            let secrecy = Self.secrecy(path)
+            if secrecy == .credential, let literal = Self.literalSecret(value) {
                 return .block("\(change.property) in \(file) would be written as a literal \(literal); a credential in a "
+                              + "configuration file must be a reference to the environment (os.environ/NAME)")
+            }
+            if secrecy == .connection, Self.passwordInURL(value) {
+                return .block("\(change.property) in \(file) would be written with a password in its URL; a credential in a "
                               + "configuration file must be a reference to the environment (os.environ/NAME)")
             }
             if Self.isBindKey(key), let address = Self.wildcardAddress(value), !publicLabel {

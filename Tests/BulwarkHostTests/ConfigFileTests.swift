@@ -185,6 +185,53 @@ let gatewayConfig = """
         }
     }
 
+    /// Credentials the last key alone did not name: a list element's value picked by a name
+    /// (`environment_variables[name=OPENAI_API_KEY].value`), a plural key (`api_keys`), and a
+    /// connection URL with a password (`database_url`). Their observed values were shown in the
+    /// plan and committed in the record; now redacted. A desired URL with a password is
+    /// blocked; one without goes through.
+    @Test func credentialsInListValuesPluralKeysAndURLsAreNeverShown() async throws {
+        try await withTemporaryDirectory { root in
+            let path = root + "/etc/litellm/config.yaml"
+            try write(path, """
+                environment_variables:
+                  - name: OPENAI_API_KEY
+                    value: sk-live-in-the-file
+                general_settings:
+                  api_keys: [sk-plural-in-the-file]
+                  database_url: postgresql://app:hunter2-in-the-file@db/litellm
+
+                """)
+            let manifests = resource("ConfigFile", "c", """
+                path: etc/litellm/config.yaml
+                properties:
+                  environment_variables[name=OPENAI_API_KEY].value: os.environ/OPENAI_API_KEY
+                  general_settings.api_keys: [os.environ/LITELLM_KEY]
+                  general_settings.database_url: postgresql://app@db/litellm
+                """)
+            let sink = RecordingSink()
+            let reconciler = Reconciler(registry: Registry([HostAdapter.definition()]))
+            let state = try configState(root: root, manifests)
+            let plan = try await reconciler.plan(state)
+            let changes = try #require(plan.remediations.first?.changes)
+            #expect(changes.count == 3 && changes.allSatisfy { $0.shownObserved == "[redacted]" }, "\(changes.map(\.shownObserved))")
+            let outcome = await reconciler.apply(plan, state: state, audit: sink)
+            #expect(outcome.verified.count == 1, "\(outcome.entries.map { $0.record.error ?? "" })")
+            let recorded = outcome.entries.map { $0.record.commitMessage + String(decoding: (try? JSONEncoder().encode($0.record)) ?? Data(), as: UTF8.self) }
+                .joined()
+            #expect(!recorded.contains("in-the-file"), "\(recorded)")
+            let written = try read(path)
+            #expect(written.contains("database_url: \"postgresql://app@db/litellm\""), "\(written)")
+
+            let withPassword = resource("ConfigFile", "c", "path: etc/litellm/config.yaml\nproperties:\n"
+                                        + "  general_settings.database_url: postgresql://app:pw@db/litellm")
+            let blocked = try await reconciler.plan(try configState(root: root, withPassword))
+            #expect(blocked.remediations.first?.decision == .blocked)
+            #expect(blocked.remediations.first?.reason?.contains("with a password in its URL") == true)
+            #expect(blocked.remediations.first?.reason?.contains("pw@") == false)
+        }
+    }
+
     @Test func writesAnEnvironmentReferenceForACredential() async throws {
         try await withTemporaryDirectory { root in
             try write(root + "/etc/litellm/config.yaml", "model_list:\n  - model_name: a\n    litellm_params: {model: openai/a, api_key: sk-abc}\n")
