@@ -67,14 +67,38 @@ struct SecurityGroupDriver: ResourceDriver {
         let client = try await AWSAdapter.client(target)
         var values: [String: String?] = [:]
         for group in try await Self.groups(client) where scope.groups.map({ $0.contains(group.id) || $0.contains(group.name) }) ?? true {
-            let offending = group.rules.filter { rule in
-                scope.forbid.contains { forbidden in
-                    forbidden.cidr == rule.cidr && forbidden.ports.contains { rule.covers($0) }
-                }
-            }
+            let offending = Self.offending(group.rules, scope.forbid)
             values["ingress:\(group.id)"] = offending.isEmpty ? Self.none : offending.map(\.description).sorted().joined(separator: "; ")
         }
         return Observation(values: values)
+    }
+
+    /// The rules that open a forbidden port to a forbidden network: for each port, the rules
+    /// that let it in from networks overlapping the forbidden one, broadest first, as many as
+    /// it takes together to let in every address of it. One rule for 0.0.0.0/0 does (and a
+    /// rule for 10.1.0.0/16 beside it stays); so do 0.0.0.0/1 and 128.0.0.0/1, which an
+    /// equal-network test let through; 10.0.0.0/8 alone does not.
+    static func offending(_ rules: [Rule], _ forbid: [Scope.Forbidden]) -> [Rule] {
+        let networks = rules.map { CIDR($0.cidr) }
+        var found = Set<Int>()
+        for forbidden in forbid {
+            guard let network = CIDR(forbidden.cidr) else { continue }
+            for port in forbidden.ports {
+                let letIn = rules.indices.filter { index in
+                    guard rules[index].covers(port), let other = networks[index] else { return false }
+                    return other.ipv6 == network.ipv6 && other.high >= network.low && other.low <= network.high
+                }.sorted { (networks[$0]?.high ?? 0) - (networks[$0]?.low ?? 0) > (networks[$1]?.high ?? 0) - (networks[$1]?.low ?? 0) }
+                var taken: [Int] = []
+                for index in letIn {
+                    taken.append(index)
+                    if network.isCovered(by: taken.compactMap { networks[$0] }) {
+                        found.formUnion(taken)
+                        break
+                    }
+                }
+            }
+        }
+        return found.sorted().map { rules[$0] }
     }
 
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
@@ -179,6 +203,21 @@ struct SecurityGroupDriver: ResourceDriver {
 /// An IPv4 or IPv6 network in canonical text, so that `::0/0` and `::/0` compare equal.
 struct CIDR: CustomStringConvertible {
     var description: String
+    /// The first and last address of the network, as numbers of its family.
+    var ipv6: Bool
+    var low: UInt128
+    var high: UInt128
+
+    /// Whether the union of `networks` holds every address of this one.
+    func isCovered(by networks: [CIDR]) -> Bool {
+        var next = low
+        for network in networks.filter({ $0.ipv6 == ipv6 && $0.high >= low && $0.low <= high }).sorted(by: { $0.low < $1.low }) {
+            guard network.low <= next else { return false }
+            if network.high >= high { return true }
+            next = max(next, network.high + 1)
+        }
+        return false
+    }
 
     init?(_ text: String) {
         let parts = text.split(separator: "/", omittingEmptySubsequences: false)
@@ -190,11 +229,22 @@ struct CIDR: CustomStringConvertible {
             var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
             guard inet_ntop(AF_INET6, &bytes, &buffer, socklen_t(buffer.count)) != nil else { return nil }
             description = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) + "/\(length)"
+            let value = withUnsafeBytes(of: &bytes) { $0.reduce(UInt128(0)) { $0 << 8 | UInt128($1) } }
+            (ipv6, low, high) = (true, Self.span(value, length, bits: 128).low, Self.span(value, length, bits: 128).high)
         } else {
             var bytes = in_addr()
             guard (0...32).contains(length), inet_pton(AF_INET, address, &bytes) == 1 else { return nil }
             description = address + "/\(length)"
+            let value = withUnsafeBytes(of: &bytes) { $0.reduce(UInt128(0)) { $0 << 8 | UInt128($1) } }
+            (ipv6, low, high) = (false, Self.span(value, length, bits: 32).low, Self.span(value, length, bits: 32).high)
         }
+    }
+
+    /// The first and last address of `value`/`length` in a family of `bits`.
+    private static func span(_ value: UInt128, _ length: Int, bits: Int) -> (low: UInt128, high: UInt128) {
+        let hostBits = bits - length
+        let host: UInt128 = hostBits == 128 ? .max : (UInt128(1) << hostBits) - 1
+        return (value & ~host, value | host)
     }
 }
 
@@ -347,7 +397,13 @@ struct AccessKeyDriver: ResourceDriver {
     /// `inactive or within limits`, or why the key must go: `active, unused for 120 days (limit 90)`.
     static func judge(_ key: XMLElement, id: String, client: AWSClient, limits: Limits, now: Date) async throws(AWSError) -> String {
         guard key.value("Status") == "Active" else { return compliant }
-        let created = key.value("CreateDate").flatMap(Timestamp.parse) ?? now
+        // Without its creation date a key's age is unknown: taken as now, an old key was in
+        // sync; taken as old, a key in use would be deactivated. Neither: the resource fails.
+        guard let created = key.value("CreateDate").flatMap(Timestamp.parse) else {
+            throw AWSError(code: "UnreadableCreateDate", message: "access key \(id) has no CreateDate Bulwark can read "
+                           + "(\(quotedForMessage(key.value("CreateDate") ?? "none"))); its age is unknown, so it is neither judged nor changed",
+                           operation: "ListAccessKeys")
+        }
         let ageDays = Int(now.timeIntervalSince(created) / 86400)
         if let limit = limits.maxAgeDays, now.timeIntervalSince(created) > Double(limit) * 86400 {
             return "active, \(ageDays) days old (limit \(limit))"

@@ -92,6 +92,44 @@ struct AWSTests {
         }
     }
 
+    /// Port 22 opened to the world in two halves (0.0.0.0/1 and 128.0.0.0/1) was no rule for
+    /// 0.0.0.0/0, and in sync: now the rules that together let in every address of a forbidden
+    /// network are revoked, broadest first; a narrower rule beside them (10.1.0.0/16) stays.
+    @Test func aForbiddenNetworkOpenedInPiecesIsRevoked() async throws {
+        let moto = try MotoServer()
+        let web = try moto.boto("""
+            ec2 = aws("ec2")
+            vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+            web = ec2.create_security_group(GroupName="web", Description="web", VpcId=vpc)["GroupId"]
+            ec2.authorize_security_group_ingress(GroupId=web, IpPermissions=[
+                {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
+                 "IpRanges": [{"CidrIp": "0.0.0.0/1"}, {"CidrIp": "128.0.0.0/1"}, {"CidrIp": "10.1.0.0/16"}]},
+                {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "IpRanges": [{"CidrIp": "0.0.0.0/1"}]}])
+            print(web)
+            """)
+        let state = try state(moto, """
+            apiVersion: bulwark/v1
+            kind: SecurityGroupIngress
+            metadata: {name: no-ssh-from-anywhere}
+            spec: {groups: all, forbid: [{cidr: 0.0.0.0/0, ports: [22, 443]}]}
+            """, kinds: "SecurityGroupIngress")
+        try await withCredentials(moto) {
+            let (plan, outcome) = try await reconcile(state)
+            #expect(plan.remediations.flatMap(\.changes).map(\.observed) == ["tcp 22-22 0.0.0.0/1; tcp 22-22 128.0.0.0/1"])
+            #expect(outcome.entries.map { $0.record.result } == [.verified])
+            let rules = try moto.boto("""
+                g = aws("ec2").describe_security_groups(GroupIds=["\(web)"])["SecurityGroups"][0]
+                print(",".join(sorted("%s %s" % (p["FromPort"], r["CidrIp"]) for p in g["IpPermissions"] for r in p.get("IpRanges", []))))
+                """)
+            #expect(rules == "22 10.1.0.0/16,443 0.0.0.0/1", "half the world on 443 is not all of it")
+            #expect(try await !reconcile(state).0.hasDrift)
+        }
+        #expect(CIDR("0.0.0.0/0")?.isCovered(by: [CIDR("0.0.0.0/1"), CIDR("128.0.0.0/2"), CIDR("192.0.0.0/2")].compactMap { $0 }) == true)
+        #expect(CIDR("0.0.0.0/0")?.isCovered(by: [CIDR("0.0.0.0/1"), CIDR("192.0.0.0/2")].compactMap { $0 }) == false)
+        #expect(CIDR("::/0")?.isCovered(by: [CIDR("::/1"), CIDR("8000::/1")].compactMap { $0 }) == true)
+        #expect(CIDR("::/0")?.isCovered(by: [CIDR("0.0.0.0/0")].compactMap { $0 }) == false)
+    }
+
     @Test func publicAccessIsBlockedForTheAccountAndEveryBucket() async throws {
         let moto = try MotoServer()
         try moto.boto("""
@@ -257,6 +295,27 @@ struct AWSClientTests {
 
     /// Plain http goes only to this machine (a stand-in such as moto): to any other host, the
     /// signed requests and their session token would cross the network in the clear.
+    /// A key without a creation date Bulwark can read was taken as made now, and in sync
+    /// however old; it is now an error on the resource, and the key is neither judged nor
+    /// changed. A key with its date is judged by it.
+    @Test func aKeyWithoutACreationDateIsNeitherJudgedNorChanged() async throws {
+        let client = AWSClient(region: "us-east-1", endpoint: "http://127.0.0.1:9", credentials: nil)
+        let limits = AccessKeyDriver.Limits(maxUnusedDays: nil, maxAgeDays: 90, users: nil)
+        func key(_ date: String?) throws -> XMLElement {
+            try #require(XMLElement.parse(Array(("<member><AccessKeyId>AKIA1</AccessKeyId><Status>Active</Status>"
+                                                 + (date.map { "<CreateDate>\($0)</CreateDate>" } ?? "") + "</member>").utf8)))
+        }
+        let now = try #require(Timestamp.parse("2026-12-01T00:00:00Z"))
+        for missing in [nil, "", "yesterday"] {
+            await #expect { _ = try await AccessKeyDriver.judge(try key(missing), id: "AKIA1", client: client, limits: limits, now: now) }
+                throws: { ($0 as? AWSError)?.code == "UnreadableCreateDate" }
+        }
+        #expect(try await AccessKeyDriver.judge(try key("2020-01-01T00:00:00Z"), id: "AKIA1", client: client, limits: limits, now: now)
+                    .hasPrefix("active, 2526 days old"))
+        #expect(try await AccessKeyDriver.judge(try key("2026-11-01T00:00:00Z"), id: "AKIA1", client: client, limits: limits, now: now)
+                    == AccessKeyDriver.compliant)
+    }
+
     @Test func plainHTTPIsAnEndpointOnlyOnThisMachine() throws {
         func load(_ endpoint: String) throws -> DesiredState {
             try DesiredStateLoader(registry: Registry([AWSAdapter.definition()])).load([
