@@ -38,13 +38,22 @@ struct SysctlDriver: ResourceDriver {
         }
     }
 
+    /// A key as sysctl writes it: dotted, with a `/` standing for a dot inside one name
+    /// (`net.ipv4.conf.eth0/100.rp_filter` is `proc/sys/net/ipv4/conf/eth0.100/rp_filter`). Each
+    /// name is letters, digits, `_`, `-`, `:`, and `/` between them; never `.` or `..` as a folder.
     static func isValidKey(_ key: String) -> Bool {
         let parts = key.split(separator: ".", omittingEmptySubsequences: false)
-        return parts.count >= 2 && !key.contains("/") && parts.allSatisfy { part in
-            !part.isEmpty && part != ".." && part.unicodeScalars.allSatisfy {
-                $0.isASCII && (CharacterSet.alphanumerics.contains($0) || $0 == "_" || $0 == "-" || $0 == ":")
+        return parts.count >= 2 && !parts[0].contains("/") && parts.allSatisfy { part in
+            !part.isEmpty && !part.hasPrefix("/") && !part.hasSuffix("/") && !part.contains("//") && part.unicodeScalars.allSatisfy {
+                $0.isASCII && (CharacterSet.alphanumerics.contains($0) || $0 == "_" || $0 == "-" || $0 == ":" || $0 == "/")
             }
         }
+    }
+
+    /// `key` with dots and slashes swapped, as systemd-sysctl and sysctl turn one form into the
+    /// other (`sysctl_normalize`): a dotted key's path, and a path's dotted key.
+    static func swapped(_ key: some StringProtocol) -> String {
+        String(key.map { $0 == "." ? "/" : $0 == "/" ? "." : $0 })
     }
 
     /// `value` with its runs of spaces and tabs folded to one space and none at either end, as
@@ -116,7 +125,10 @@ struct SysctlDriver: ResourceDriver {
             guard let first = line.utf8.first, first != UInt8(ascii: "#"), first != UInt8(ascii: ";") else { return nil }
             if first == UInt8(ascii: "-") { line = Substring(line.utf8.dropFirst()) }
             guard let equals = line.utf8.firstIndex(of: UInt8(ascii: "=")) else { return nil }
-            let key = String(line[..<equals].trimmingCSpaces().map { $0 == "/" ? "." : $0 })
+            // A key whose first separator is `/` is a path (`net/ipv4/conf/eth0.100/rp_filter`):
+            // its dotted form swaps dots and slashes. A dotted key is kept as written.
+            let written = line[..<equals].trimmingCSpaces()
+            let key = written.first(where: { $0 == "." || $0 == "/" }) == "/" ? swapped(written) : String(written)
             let value = String(line[line.utf8.index(after: equals)...].trimmingCSpaces())
             return (key, normalize(value) ?? "", index)
         }
@@ -150,7 +162,7 @@ struct SysctlDriver: ResourceDriver {
 
     /// `proc/sys/net/ipv4/ip_forward` for `net.ipv4.ip_forward`, under the root.
     static func runtimeFile(_ key: String) -> String {
-        "proc/sys/" + String(key.map { $0 == "." ? "/" : $0 })
+        "proc/sys/" + swapped(key)
     }
 
     /// The parameter's runtime value, nil when `proc/sys` does not have it: one walk from the

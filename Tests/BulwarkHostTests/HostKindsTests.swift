@@ -29,6 +29,30 @@ import Testing
         #expect(SysctlDriver.normalize("a\r\nb") == nil, "a line feed after a carriage return is still one")
     }
 
+    /// A VLAN interface's parameter: `eth0.100` is one name, which sysctl writes with a `/`
+    /// (`net.ipv4.conf.eth0/100.rp_filter`). As `net.ipv4.conf.eth0.100.rp_filter` Bulwark looked
+    /// for proc/sys/…/eth0/100/rp_filter, found none, and the persisted value alone said in sync
+    /// while the kernel kept 0. A path-form line (`net/ipv4/conf/eth0.100/rp_filter`) is the
+    /// same key.
+    @Test func aNameWithADotIsWrittenWithASlashAsSysctlWritesIt() async throws {
+        try await withTemporaryDirectory { root in
+            try write(root + "/proc/sys/net/ipv4/conf/eth0.100/rp_filter", "0\n")
+            try write(root + "/etc/sysctl.d/10-vlan.conf", "net/ipv4/conf/eth0.100/rp_filter = 2\n")
+            #expect(SysctlDriver.assignments("net/ipv4/conf/eth0.100/rp_filter = 2\n").map(\.key) == ["net.ipv4.conf.eth0/100.rp_filter"])
+            let manifests = resource("Sysctl", "s", "net.ipv4.conf.eth0/100.rp_filter: \"1\"")
+            let (plan, outcome) = try await reconcile(try hostState(root: root, manifests))
+            #expect(plan.remediations.first?.changes.map(\.observed) == ["0"])
+            #expect(outcome.verified.count == 1, "\(outcome.entries.map { $0.record.error ?? "" })")
+            #expect(try read(root + "/proc/sys/net/ipv4/conf/eth0.100/rp_filter") == "1\n")
+            #expect(try read(root + "/etc/sysctl.d/zz-bulwark.conf").hasSuffix("net.ipv4.conf.eth0/100.rp_filter = 1\n"))
+            #expect(try await reconcile(try hostState(root: root, manifests)).0.remediations.isEmpty)
+        }
+        for bad in ["net/ipv4.x", "net.ipv4./x", "net.ipv4.x/", "net.a//b.c", "net.../x", "net.a/./b"] {
+            #expect(!SysctlDriver.isValidKey(bad), "\(bad)")
+        }
+        #expect(SysctlDriver.isValidKey("net.ipv4.conf.eth0/100.rp_filter") && SysctlDriver.isValidKey("net.ipv4.ip_forward"))
+    }
+
     /// A vendor file masked as systemd masks it, and as Bulwark's own message says to (a link
     /// to /dev/null of the same name in etc/sysctl.d): its assignments do not count, and the
     /// device is not read (it failed every parameter of the target). An empty file is no mask
