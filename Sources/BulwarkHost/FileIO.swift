@@ -1,5 +1,6 @@
 internal import Foundation
 internal import BulwarkCore
+internal import CLinux
 
 /// What a read saw of a file. A write goes ahead only while the file at the path is still
 /// this one (optimistic concurrency): same device and inode, size, modification time and bytes.
@@ -254,6 +255,7 @@ enum FileIO {
             }
         }
         guard fchmod(fd, finalMode) == 0 else { throw HostError("cannot set the mode: \(errnoText())", path: display) }
+        if current != nil { try copyAttributes(of: name, in: folder, to: fd, display: display) }
         var offset = 0
         while offset < bytes.count {
             let n = bytes[offset...].withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
@@ -281,6 +283,39 @@ enum FileIO {
         if fstat(fd, &after) == 0 { OwnChanges.wrote(written, renamed: after, replacing: current?.identity) }
         fsync(folder.fd)
         return true
+    }
+
+    /// The extended attributes of the file `name` in `folder`, set on `fd`, the file about to
+    /// replace it: a replace makes a new file, which would start without them, and an
+    /// etc/shadow labelled `shadow_t` would become `etc_t`, its POSIX ACL gone. A security
+    /// module's label (`security.*`) or an ACL (`system.posix_acl_*`) that cannot be set stops
+    /// the write; the others (`user.*`, `trusted.*`) are copied where they can be. The
+    /// identity check before the rename tells whether this was still the file read.
+    private static func copyAttributes(of name: String, in folder: Directory, to fd: Int32, display: String) throws(HostError) {
+        let source = openat(folder.fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)
+        guard source >= 0 else { throw HostError("cannot open to read its attributes: \(errnoText())", path: display) }
+        defer { close(source) }
+        let size = flistxattr(source, nil, 0)
+        if size < 0, errno == ENOTSUP { return }
+        guard size >= 0 else { throw HostError("cannot list its attributes: \(errnoText())", path: display) }
+        guard size > 0 else { return }
+        var list = [CChar](repeating: 0, count: size)
+        let listed = flistxattr(source, &list, size)
+        guard listed >= 0 else { throw HostError("cannot list its attributes: \(errnoText())", path: display) }
+        for raw in list[..<listed].split(separator: 0) {
+            let attribute = String(decoding: raw.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            let guarding = attribute.hasPrefix("security.") || attribute.hasPrefix("system.posix_acl_")
+            let length = fgetxattr(source, attribute, nil, 0)
+            var value = [UInt8](repeating: 0, count: max(length, 0))
+            let read = length < 0 ? -1 : fgetxattr(source, attribute, &value, value.count)
+            guard read >= 0, fsetxattr(fd, attribute, value, read, 0) == 0 else {
+                guard !guarding else {
+                    throw HostError("cannot carry its attribute \(attribute) over to the new file (\(errnoText())); "
+                                    + "not replaced without it", path: display)
+                }
+                continue
+            }
+        }
     }
 
     private static func check(_ current: HostFile?, _ expected: FileIdentity?, _ display: String) throws(HostError) {

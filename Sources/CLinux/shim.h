@@ -17,6 +17,12 @@ static inline int bulwark_openat2(int dirfd, const char *path, unsigned long lon
     return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how);
 }
 
+// Extended attributes (sys/xattr.h, declared here rather than included: including it moves the
+// C types it pulls in into this module, away from Glibc's).
+extern ssize_t flistxattr(int fd, char *list, size_t size);
+extern ssize_t fgetxattr(int fd, const char *name, void *value, size_t size);
+extern int fsetxattr(int fd, const char *name, const void *value, size_t size, int flags);
+
 #ifndef F_SETLEASE
 #define F_SETLEASE 1024
 #endif

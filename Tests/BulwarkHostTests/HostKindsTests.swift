@@ -178,6 +178,34 @@ import Testing
     }
 }
 
+/// A fix replaces a file by a new one (atomic rename); the new one starts without the old
+/// one's extended attributes, so a security module's label (`security.*`: an etc/shadow
+/// labelled shadow_t became etc_t) or a POSIX ACL was lost without a word. They are carried
+/// over; the fix still verifies and reads back.
+@Suite struct ExtendedAttributeTests {
+    func attributes(_ path: String) throws -> String {
+        try run("/usr/bin/python3", ["-c", "import os, sys; print(sorted((n, os.getxattr(sys.argv[1], n).decode()) "
+                                     + "for n in os.listxattr(sys.argv[1])))", path]).stdout
+    }
+
+    @Test func aFixKeepsTheFilesLabelAndAttributes() async throws {
+        guard isRoot else { return }
+        try await withTemporaryDirectory { root in
+            let path = root + "/etc/login.defs"
+            try write(path, "PASS_MAX_DAYS 99999\n", mode: 0o640)
+            let set = try run("/usr/bin/python3", ["-c", "import os, sys; os.setxattr(sys.argv[1], 'security.bulwarktest', b'shadow_t'); "
+                                                   + "os.setxattr(sys.argv[1], 'user.owner', b'platform')", path])
+            #expect(set.status == 0, "\(set.stderr)")
+            let before = try attributes(path)
+            #expect(before.contains("security.bulwarktest") && before.contains("user.owner"), "\(before)")
+            try await expectApplied(root, resource("LoginDefs", "l", "PASS_MAX_DAYS: 90"))
+            #expect(try read(path) == "PASS_MAX_DAYS 90\n")
+            #expect(try attributes(path) == before)
+            #expect(modeAndOwner(path).mode == 0o640)
+        }
+    }
+}
+
 @Suite struct LoginDefsTests {
     /// The line shadow-utils reads (the last) is edited in place; the earlier one, which PAM
     /// reads (the first), is commented out, so that both read the one value.
