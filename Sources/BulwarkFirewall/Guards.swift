@@ -13,7 +13,9 @@ internal import Foundation
 //   policy must not silently let every attacker back in; a person approves it if meant).
 // - Quarantine: blocked when a lifeline is outside `allow` (everything else is dropped both ways).
 // - AllowedIngress: blocked when a management network or an SSH peer could no longer open a new
-//   connection to the SSH port (the port not listed, or `from` not covering it). `AllowedIngress {}`
+//   connection to the SSH port (the port not listed, or `from` not covering it), or when sshd
+//   listens (in the namespace, found by its sockets) only on ports not listed: the Target's
+//   sshPort is 22 unless it says otherwise, and sshd may listen elsewhere. `AllowedIngress {}`
 //   (no port at all) is therefore always blocked: it would drop every new connection, management
 //   included. The gateway is not at risk here: the chain keeps established and related traffic
 //   (ICMP errors) and router advertisements, so it is not checked.
@@ -86,6 +88,18 @@ extension IngressDriver {
             let what = rules.tcp.isEmpty && rules.udp.isEmpty ? "it allows no port at all" : "it does not allow tcp \(port)"
             return .block("the allowed ingress would drop new SSH connections to \(target.name) from its management networks: "
                           + "\(what) (the target's sshPort is \(port))")
+        }
+        // sshPort is the Target's word (22 by default); sshd's own is where it listens.
+        let listening: Set<Int>
+        do {
+            listening = try Lifelines.sshdPorts(target)
+        } catch {
+            return .block("cannot read which ports sshd listens on in \(target.name), so the change is not judged safe: \(error)")
+        }
+        if !listening.isEmpty, listening.isDisjoint(with: rules.tcp) {
+            return .block("the allowed ingress would drop new SSH connections to \(target.name): sshd listens on tcp "
+                          + listening.sorted().map(String.init).joined(separator: ", ")
+                          + ", which it does not allow (the target's sshPort is \(port); set it to the port sshd listens on)")
         }
         guard !rules.from.isEmpty else { return .allow }
         return Lifelines.judge(target) { lifelines in

@@ -11,16 +11,14 @@ struct Lifelines {
     /// Next hops of the default routes (IPv4 and IPv6, every routing table).
     var gateways: [Network]
 
-    static func read(_ target: Target) throws -> Lifelines {
-        let settings = try target.firewall()
-        let namespace = settings.netns
-        let port = settings.sshPort ?? 22
-        var sessions: [Network] = []
+    /// The kernel's TCP tables (`/proc/net/tcp`, and `tcp6` where IPv6 is on), read in the
+    /// target's network namespace.
+    static func tcpTables(_ namespace: String?) throws -> [(file: String, text: String)] {
+        var tables: [(file: String, text: String)] = []
         for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
-            let text: String
             if let namespace {
                 do {
-                    text = String(decoding: try NFT.run("/usr/bin/cat", [file], namespace: namespace), as: UTF8.self)
+                    tables.append((file, String(decoding: try NFT.run("/usr/bin/cat", [file], namespace: namespace), as: UTF8.self)))
                 } catch let failure as NFT.Failure where file.hasSuffix("6") && failure.message.contains("No such file") {
                     continue  // IPv6 disabled in the kernel
                 }
@@ -29,8 +27,18 @@ struct Lifelines {
                     if file.hasSuffix("6") { continue }
                     throw NFT.Failure(program: "read", arguments: [file], status: -1, message: "cannot read \(file)")
                 }
-                text = String(decoding: data, as: UTF8.self)
+                tables.append((file, String(decoding: data, as: UTF8.self)))
             }
+        }
+        return tables
+    }
+
+    static func read(_ target: Target) throws -> Lifelines {
+        let settings = try target.firewall()
+        let namespace = settings.netns
+        let port = settings.sshPort ?? 22
+        var sessions: [Network] = []
+        for (file, text) in try tcpTables(namespace) {
             sessions += try established(text, localPort: port, file: file)
         }
         var gateways: [Network] = []
@@ -57,6 +65,36 @@ struct Lifelines {
             if local.port == localPort, let peer = Network(bytes: remote.address) { peers.append(peer) }
         }
         return peers
+    }
+
+    /// The ports sshd listens on in the target's network namespace: listening sockets (state
+    /// `0A`) of the namespace's TCP tables, matched by inode to a process named `sshd` (its
+    /// descriptors under /proc). Empty where none is found (no sshd, or one systemd's socket
+    /// holds for it): nothing is known then, and nothing is judged by it.
+    static func sshdPorts(_ target: Target) throws -> Set<Int> {
+        var ports: [UInt64: Int] = [:]
+        for (_, text) in try tcpTables(try target.firewall().netns) {
+            for line in text.split(separator: "\n").dropFirst() {
+                let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+                guard fields.count > 9, fields[3] == "0A", let local = endpoint(fields[1]), let inode = UInt64(fields[9]), inode != 0 else { continue }
+                ports[inode] = local.port
+            }
+        }
+        guard !ports.isEmpty else { return [] }
+        var found: Set<Int> = []
+        let processes = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        for pid in processes where pid.allSatisfy(\.isNumber) {
+            guard let comm = FileManager.default.contents(atPath: "/proc/\(pid)/comm"),
+                  String(decoding: comm, as: UTF8.self).trimmingCharacters(in: .newlines) == "sshd",
+                  let descriptors = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd") else { continue }
+            for descriptor in descriptors {
+                guard let link = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(descriptor)"),
+                      link.hasPrefix("socket:["), link.hasSuffix("]"),
+                      let inode = UInt64(link.dropFirst(8).dropLast()), let port = ports[inode] else { continue }
+                found.insert(port)
+            }
+        }
+        return found
     }
 
     private static func endpoint(_ field: Substring) -> (address: [UInt8], port: Int)? {

@@ -210,6 +210,29 @@ struct FirewallGuardTests {
         }
     }
 
+    /// The Target's sshPort is 22 by default, and sshd may listen elsewhere: an allowed
+    /// ingress of tcp 22 passed the guard and dropped every new SSH connection to the port sshd
+    /// listens on. A real sshd (unprivileged, in the lab's namespace) on 2222: the change that
+    /// drops 2222 is blocked and recorded; the one that keeps it goes through.
+    @Test(.enabled(if: getpwnam("postgres") != nil, "an unprivileged sshd runs as postgres"))
+    func anAllowedIngressThatDropsThePortSSHDListensOnIsBlocked() async throws {
+        try await withTemporaryDirectory { root in
+            let lab = try NetworkLab()
+            defer { lab.remove() }
+            var template = Array("/tmp/bulwark-sshd-lab-XXXXXX".utf8CString)
+            let folder = try #require(mkdtemp(&template).map { String(cString: $0) })
+            defer { try? FileManager.default.removeItem(atPath: folder) }
+            chmod(folder, 0o755)
+            try lab.sshd(port: 2222, user: "postgres", folder: folder)
+            let reason = try await expectBlocked(try firewallState(root: root, namespace: lab.host, ingress("{tcp: [22, 443]}")),
+                                                 lab: lab, root: root)
+            #expect(reason.contains("sshd listens on tcp 2222, which it does not allow (the target's sshPort is 22"), "\(reason)")
+            let (_, outcome) = try await reconcile(try firewallState(root: root, namespace: lab.host, ingress("{tcp: [22, 2222]}")))
+            #expect(outcome.verified.count == 1, "\(outcome.entries.map { $0.record.reason ?? $0.record.error ?? "" })")
+            #expect(try lab.connects(port: 2222))
+        }
+    }
+
     @Test func anotherSSHPortIsWhatManagementMustReach() async throws {
         try await withTemporaryDirectory { root in
             let lab = try NetworkLab()

@@ -61,13 +61,16 @@ import Testing
     /// A target that reaches the nftables drivers without the settings this adapter typed (made
     /// by anything but the adapter's own reader) is never taken to mean "no namespace", which is
     /// the network of the machine Bulwark runs on: observing it fails, and its guards block. The
-    /// same target as the adapter read it goes through the same guard.
+    /// same target as the adapter read it is judged by the guard (which reads its namespace).
     @Test func aTargetWithoutTheAdaptersSettingsIsNeverTakenForTheMachineBulwarkRunsOn() async throws {
         let state = try load("root: /srv/fw, netns: lab-1, management: [10.0.0.0/24]")
         let target = try #require(state.targets["edge-1"])
         let resource = try #require(state.resources.values.first(where: { $0.id.kind == "AllowedIngress" }))
         let change = PropertyDrift(property: "ingress", desired: "tcp=22 udp= from=any", observed: nil)
-        #expect(await IngressDriver().assess([change], to: resource, on: target) == .allow)
+        // Typed, the guard goes on to read the namespace sshd listens in; lab-1 does not exist
+        // here, so that read fails and blocks, naming what it could not read.
+        let typed = await IngressDriver().assess([change], to: resource, on: target)
+        #expect(typed.blockReason?.hasPrefix("cannot read which ports sshd listens on in edge-1") == true, "\(typed)")
 
         var untyped = target
         untyped.typed = nil

@@ -75,6 +75,28 @@ public final class NetworkLab {
         throw SupportError("listener on port \(port) did not start")
     }
 
+    /// A real sshd in the host namespace on `port`, run as `user` (unprivileged: no privilege
+    /// separation folder needed) with a host key in `folder`, which that user can read. It ends
+    /// with the lab.
+    public func sshd(port: Int, user: String, folder: String) throws {
+        let key = folder + "/lab_host_key"
+        let made = try run("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", key])
+        guard made.status == 0, let owner = getpwnam(user) else { throw SupportError("ssh-keygen: \(made.stderr)") }
+        chown(key, owner.pointee.pw_uid, owner.pointee.pw_gid)
+        // Not -D: sshd detaches from the launching process (a -D sshd started through Foundation's
+        // Process kept the test's later programs from ever being seen to end). It lives in the
+        // namespace, and `remove` ends it with everything else there, by pid.
+        let started = try run("/usr/sbin/ip", ["netns", "exec", host, "setpriv", "--reuid=\(user)", "--regid=\(user)", "--clear-groups",
+                                               "/usr/sbin/sshd", "-f", "/dev/null", "-h", key, "-p", "\(port)",
+                                               "-o", "PidFile=none", "-o", "UsePAM=no"])
+        guard started.status == 0 else { throw SupportError("sshd: \(started.stderr)") }
+        for _ in 0..<100 {
+            if try connects(to: "127.0.0.1", port: port, from: host) { return }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        throw SupportError("sshd on port \(port) did not start")
+    }
+
     /// Opens a TCP connection from the peer to the host's `address` and `port` and keeps it open (it ends when
     /// the lab is removed); returns once the host sees it established.
     public func openSession(port: Int, to address: String = "192.0.2.1") throws {
