@@ -242,6 +242,10 @@ struct PrivilegeDriver: ResourceDriver {
 
 /// `PostgresSuperusers`: `spec: {allowed: [postgres]}`: any other superuser loses the attribute.
 /// The connecting user is never demoted (Bulwark would lock itself out).
+///
+/// Role names may hold any character, `, ` included: the observed list is for people only, each
+/// name shown as it would be written in SQL (`"admin, x"` quoted), and apply never reads it back.
+/// It asks the server again, in the transaction that demotes, which superusers are not allowed.
 struct SuperusersDriver: ResourceDriver {
     var connector: Connector
 
@@ -258,26 +262,41 @@ struct SuperusersDriver: ResourceDriver {
                             typed: Spec(allowed: Set(allowed)))
     }
 
+    /// The superusers not in `allowed`, by name as the server holds it, in the server's order.
+    static func unexpected(_ connection: PostgresConnection, allowed: Set<String>) async throws -> [String] {
+        let rows = try await PostgresAdapter.rows(connection, "SELECT rolname FROM pg_roles WHERE rolsuper ORDER BY rolname", columns: 1)
+        return rows.compactMap { $0[0] }.filter { !allowed.contains($0) }
+    }
+
+    /// The observed value: `(none)`, or the names as SQL would write them, so that no two lists read alike.
+    static func shown(_ roles: [String]) -> String {
+        roles.isEmpty ? "(none)" : roles.map(PostgresAdapter.shownIdentifier).joined(separator: ", ")
+    }
+
     func observe(_ resource: Resource, on target: Target) async throws -> Observation {
         let allowed = try PostgresAdapter.spec(resource, Spec.self).allowed
-        let rows = try await connector.withConnection(target) { connection in
-            try await PostgresAdapter.rows(connection, "SELECT rolname FROM pg_roles WHERE rolsuper ORDER BY rolname", columns: 1)
+        let unexpected = try await connector.withConnection(target) { connection in
+            try await Self.unexpected(connection, allowed: allowed)
         }
-        let unexpected = rows.compactMap { $0[0] }.filter { !allowed.contains($0) }
-        return Observation(values: ["unexpectedSuperusers": unexpected.isEmpty ? "(none)" : unexpected.joined(separator: ", ")])
+        return Observation(values: ["unexpectedSuperusers": Self.shown(unexpected)])
     }
 
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
-        guard let observed = changes.first?.observed, observed != "(none)" else { return }
-        let roles = observed.components(separatedBy: ", ")
+        let allowed = try PostgresAdapter.spec(resource, Spec.self).allowed
         let me = try PostgresAdapter.settings(target).user
-        if roles.contains(me) {
-            throw PostgresAdapterError("the connecting user \(me) is a superuser not on the allowed list; add it or connect as another user")
-        }
-        try await connector.withConnection(target) { connection in
+        let demoted = try await connector.withConnection(target) { connection -> [String] in
             try await PostgresAdapter.execute(connection, "BEGIN")
+            let roles = try await Self.unexpected(connection, allowed: allowed)
+            if roles.contains(me) {
+                try await PostgresAdapter.execute(connection, "ROLLBACK")
+                throw PostgresAdapterError("the connecting user \(PostgresAdapter.shownIdentifier(me)) is a superuser not on the allowed list; "
+                                           + "add it or connect as another user")
+            }
             for role in roles { try await PostgresAdapter.execute(connection, "ALTER ROLE \(PostgresAdapter.identifier(role)) NOSUPERUSER") }
             try await PostgresAdapter.execute(connection, "COMMIT")
+            return roles
         }
+        // Another writer demoted them since the plan: nothing was changed, nothing to record.
+        if demoted.isEmpty { throw AlreadyInSync(properties: Set(changes.map(\.property))) }
     }
 }
