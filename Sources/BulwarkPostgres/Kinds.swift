@@ -72,7 +72,8 @@ struct SettingDriver: ResourceDriver {
 
 /// `PostgresRole`: `spec: {role: eve, superuser: false, login: true, connectionLimit: 5, validUntil: 2027-01-01}`.
 /// Only the attributes listed are managed, all in one `ALTER ROLE`. A role that does not exist
-/// has nothing to fix.
+/// fails its observation, naming it: the spec names it on purpose, and reporting it in sync would
+/// hide a typo or a name PostgreSQL folded to lower case (`CREATE ROLE Admin` makes `admin`).
 struct RoleDriver: ResourceDriver {
     var connector: Connector
 
@@ -125,20 +126,36 @@ struct RoleDriver: ResourceDriver {
 
     func observe(_ resource: Resource, on target: Target) async throws -> Observation {
         let role = try PostgresAdapter.spec(resource, Spec.self).role
-        let rows = try await connector.withConnection(target) { connection in
-            try await PostgresAdapter.rows(connection, """
+        let (rows, similar) = try await connector.withConnection(target) { connection -> ([[String?]], [String]) in
+            let rows = try await PostgresAdapter.rows(connection, """
                 SELECT rolsuper::text, rolcreaterole::text, rolcreatedb::text, rolreplication::text, rolbypassrls::text,
                        rolcanlogin::text, rolconnlimit::text,
                        CASE WHEN rolvaliduntil IS NULL OR rolvaliduntil = 'infinity' THEN 'infinity'
                             ELSE to_char(rolvaliduntil AT TIME ZONE 'UTC', 'YYYY-MM-DD') END
                 FROM pg_roles WHERE rolname = \(role)
                 """, columns: 8)
+            guard rows.isEmpty else { return (rows, [String]()) }
+            let similar = try await PostgresAdapter.rows(connection, "SELECT rolname FROM pg_roles WHERE lower(rolname) = lower(\(role)) ORDER BY rolname",
+                                                         columns: 1)
+            return (rows, similar.compactMap { $0[0] })
         }
-        guard let row = rows.first else { return Observation(values: [:]) }
+        guard let row = rows.first else { throw Self.absent(role, target: target.name, similar: similar) }
         let observed = Dictionary(uniqueKeysWithValues: zip(Self.flags.map(\.0) + ["connectionLimit", "validUntil"], row))
         var values: [String: String?] = [:]
         for property in resource.spec.properties { values[property.name] = observed[property.name] ?? nil }
         return Observation(values: values)
+    }
+
+    /// Why a role named in a spec was not found, with the names it may have been meant as.
+    static func absent(_ role: String, target: String, similar: [String]) -> PostgresAdapterError {
+        var message = "role \(PostgresAdapter.shownIdentifier(role)) does not exist on \(target)"
+        if !similar.isEmpty {
+            message += ": PostgreSQL folds unquoted names to lower case (CREATE ROLE \(role) makes \(role.lowercased())); there is "
+                + similar.map { "a role \(PostgresAdapter.shownIdentifier($0))" }.joined(separator: " and ") + ": name it as the server holds it"
+        } else if role != role.lowercased() {
+            message += " (PostgreSQL folds unquoted names to lower case: CREATE ROLE \(role) makes \(role.lowercased()))"
+        }
+        return PostgresAdapterError(message)
     }
 
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
