@@ -5,6 +5,7 @@ internal import PostgresNIO
 /// `PostgresSetting`: `spec: {settings: {log_connections: on, password_encryption: scram-sha-256}}`.
 /// Set with `ALTER SYSTEM` and `pg_reload_conf()`. A setting that only takes effect after a
 /// restart is reported as pending restart (the fix does not verify); the server is never restarted.
+/// Settings whose value can hold a secret (`isSensitive`) are shown and recorded redacted.
 struct SettingDriver: ResourceDriver {
     var connector: Connector
 
@@ -18,7 +19,7 @@ struct SettingDriver: ResourceDriver {
                 return nil
             }
             guard let text = reader.string() else { return nil }
-            return DesiredProperty(name, normalize(text))
+            return DesiredProperty(name, normalize(text), sensitive: isSensitive(name))
         }
     }
 
@@ -29,6 +30,16 @@ struct SettingDriver: ResourceDriver {
         case "false", "no", "off": "off"
         default: value
         }
+    }
+
+    /// Whether a setting's value can hold a secret: a password in a connection string
+    /// (`primary_conninfo`), a passphrase, or a shell command that may carry credentials
+    /// (`archive_command`, `ssl_passphrase_command`). `password_encryption` names an algorithm
+    /// (`md5`, `scram-sha-256`), not a secret, and stays visible: a downgrade to md5 is exactly
+    /// what the audit trail must show.
+    static func isSensitive(_ name: String) -> Bool {
+        guard name != "password_encryption" else { return false }
+        return name.contains("conninfo") || name.contains("password") || name.contains("passphrase") || name.hasSuffix("_command")
     }
 
     func observe(_ resource: Resource, on target: Target) async throws -> Observation {
