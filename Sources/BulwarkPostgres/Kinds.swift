@@ -129,7 +129,7 @@ struct SettingState: Sendable {
                 "role \(PostgresAdapter.shownIdentifier(role)) in database \(PostgresAdapter.shownIdentifier(database))"
             case let (role?, nil): "role \(PostgresAdapter.shownIdentifier(role))"
             case let (nil, database?): "database \(PostgresAdapter.shownIdentifier(database))"
-            case (nil, nil): "all roles"
+            case (nil, nil): "every role"
             }
         }
 

@@ -63,6 +63,22 @@ struct PostgresSettingTests {
         #expect(try await reconcilePostgres(state, server).0.hasDrift == false)
     }
 
+    @Test func aValueEveryRoleGetsIsNamedAndTheServersIsReadPastIt() async throws {
+        let server = try PostgresServer()
+        try server.psql("ALTER ROLE ALL SET log_statement = 'all'")  // Bulwark's own session too
+        let state = try setting(server, "{log_statement: none}")
+        let (plan, outcome) = try await reconcilePostgres(state, server)
+        #expect(plan.remediations.first?.changes.map(\.observed) == ["none (every role gets all)"])
+        let record = try #require(outcome.entries.first?.record)
+        #expect(record.result == .failed)
+        #expect(record.error?.contains("log_statement is overridden: every role gets all (remove with ALTER ROLE ALL RESET log_statement") == true,
+                "\(record.error ?? "")")
+        #expect(try server.psql("SELECT count(*) FROM pg_file_settings WHERE name = 'log_statement'") == "0",
+                "the server's value was already none: nothing written")
+        try server.psql("ALTER ROLE ALL RESET log_statement")
+        #expect(try await reconcilePostgres(state, server).0.hasDrift == false)
+    }
+
     @Test func aSettingThatCanHoldASecretIsNeverShownOrRecorded() async throws {
         let server = try PostgresServer()
         for sql in ["ALTER SYSTEM SET primary_conninfo = 'host=db1 user=rep password=S3cret'", "ALTER SYSTEM SET log_connections = off",
