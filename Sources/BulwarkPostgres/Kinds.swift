@@ -133,11 +133,10 @@ struct SettingState: Sendable {
             }
         }
 
-        /// The statement that removes it.
-        func reset(_ name: String) -> String {
-            // The name was checked when the spec was read (letters, digits, `_`, `.`): written bare, as people do.
-            let setting = name
-            return switch (role, database) {
+        /// The statement that removes it. The setting's name was checked when the spec was read
+        /// (letters, digits, `_`, `.`), so it is written bare, as people write it.
+        func reset(_ setting: String) -> String {
+            switch (role, database) {
             case let (role?, database?):
                 "ALTER ROLE \(PostgresAdapter.identifier(role)) IN DATABASE \(PostgresAdapter.identifier(database)) RESET \(setting)"
             case let (role?, nil): "ALTER ROLE \(PostgresAdapter.identifier(role)) RESET \(setting)"
