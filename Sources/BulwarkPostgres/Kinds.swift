@@ -5,6 +5,17 @@ internal import PostgresNIO
 /// `PostgresSetting`: `spec: {settings: {log_connections: on, password_encryption: scram-sha-256}}`.
 /// Set with `ALTER SYSTEM` and `pg_reload_conf()`. A setting that only takes effect after a
 /// restart is reported as pending restart (the fix does not verify); the server is never restarted.
+///
+/// What is observed is what every session gets, not what Bulwark's own session got: a role or
+/// database override (`ALTER ROLE eve SET`, `ALTER DATABASE app SET`, `ALTER ROLE ALL SET`) gives
+/// the sessions it applies to another value, and one on Bulwark's own role would otherwise hide
+/// the server's value from it. The observed value is the server's, followed by each override
+/// that differs from the desired value (`scram-sha-256 (role eve gets md5)`). Apply sets the server's value
+/// but leaves the overrides alone: they belong to roles and databases the spec does not name, and
+/// may be there on purpose. While one differs, apply fails naming it and the SQL that removes it,
+/// so the drift is never recorded as fixed.
+///
+/// Settings whose value can hold a secret (`isSensitive`) are shown and recorded redacted.
 struct SettingDriver: ResourceDriver {
     var connector: Connector
 
@@ -18,7 +29,7 @@ struct SettingDriver: ResourceDriver {
                 return nil
             }
             guard let text = reader.string() else { return nil }
-            return DesiredProperty(name, normalize(text))
+            return DesiredProperty(name, normalize(text), sensitive: isSensitive(name))
         }
     }
 
@@ -31,48 +42,187 @@ struct SettingDriver: ResourceDriver {
         }
     }
 
+    /// Whether a setting's value can hold a secret: a password in a connection string
+    /// (`primary_conninfo`), a passphrase, or a shell command that may carry credentials
+    /// (`archive_command`, `ssl_passphrase_command`). `password_encryption` names an algorithm
+    /// (`md5`, `scram-sha-256`), not a secret, and stays visible: a downgrade to md5 is exactly
+    /// what the audit trail must show.
+    static func isSensitive(_ name: String) -> Bool {
+        guard name != "password_encryption" else { return false }
+        return name.contains("conninfo") || name.contains("password") || name.contains("passphrase") || name.hasSuffix("_command")
+    }
+
     func observe(_ resource: Resource, on target: Target) async throws -> Observation {
         let names = resource.spec.properties.map(\.name)
-        let rows = try await connector.withConnection(target) { connection in
-            try await PostgresAdapter.rows(connection, """
-                SELECT name, current_setting(name), pending_restart::text FROM pg_settings WHERE name = ANY(\(names))
-                """, columns: 3)
+        let states = try await connector.withConnection(target) { connection in
+            try await SettingState.read(connection, names: names)
         }
         var values: [String: String?] = [:]
-        for name in names { values[name] = String?.none }
-        for row in rows {
-            guard let name = row[0], let value = row[1] else { continue }
-            values[name] = row[2] == "true" ? "\(value) (pending restart)" : Self.normalize(value)
+        for property in resource.spec.properties {
+            // nil: a setting the server does not have (the guard names it).
+            values.updateValue(states[property.name]?.shown(desired: property.value), forKey: property.name)
         }
         return Observation(values: values)
     }
 
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
-        try await connector.withConnection(target) { connection in
-            for change in changes {
-                try await PostgresAdapter.execute(connection,
-                    "ALTER SYSTEM SET \(PostgresAdapter.identifier(change.property)) TO \(PostgresAdapter.literal(change.desired))")
+        let names = changes.map(\.property)
+        let before = try await connector.withConnection(target) { connection in
+            try await SettingState.read(connection, names: names)
+        }
+        // Only the server's values that differ are written; an override alone writes nothing.
+        let written = changes.filter { before[$0.property]?.server != $0.desired }
+        if !written.isEmpty {
+            try await connector.withConnection(target) { connection in
+                for change in written {
+                    try await PostgresAdapter.execute(connection,
+                        "ALTER SYSTEM SET \(PostgresAdapter.identifier(change.property)) TO \(PostgresAdapter.literal(change.desired))")
+                }
+                try await PostgresAdapter.execute(connection, "SELECT pg_reload_conf()")
             }
-            try await PostgresAdapter.execute(connection, "SELECT pg_reload_conf()")
         }
         // The postmaster reloads asynchronously: wait (briefly) until new sessions see the change.
-        let names = changes.map(\.property)
-        for _ in 0..<20 {
-            let current = try await connector.withConnection(target) { connection in
-                try await PostgresAdapter.rows(connection, "SELECT name, current_setting(name), pending_restart::text FROM pg_settings WHERE name = ANY(\(names))", columns: 3)
+        var after = before
+        for attempt in 0..<20 where !written.isEmpty {
+            after = try await connector.withConnection(target) { connection in
+                try await SettingState.read(connection, names: names)
             }
-            let settled = changes.allSatisfy { change in
-                current.contains { $0[0] == change.property && (Self.normalize($0[1] ?? "") == change.desired || $0[2] == "true") }
+            let settled = written.allSatisfy { change in
+                after[change.property].map { $0.server == change.desired || $0.pendingRestart } ?? false
             }
-            if settled { return }
+            if settled || attempt == 19 { break }
             try await Task.sleep(for: .milliseconds(100))
+        }
+        let overridden = changes.compactMap { change -> String? in
+            guard let state = after[change.property] else { return nil }
+            let differing = state.differing(from: change.desired)
+            guard !differing.isEmpty else { return nil }
+            let name = change.property
+            let who = differing.map { change.sensitive ? $0.scope : "\($0.scope) gets \($0.value)" }.joined(separator: ", ")
+            return "\(name) is overridden: \(who) (remove with "
+                + differing.map { $0.reset(name) }.joined(separator: "; ") + ", or set it there to the desired value)"
+        }
+        // Another writer made it so since the plan: nothing was changed, nothing to record.
+        if written.isEmpty && overridden.isEmpty { throw AlreadyInSync(properties: Set(names)) }
+        if !overridden.isEmpty {
+            throw PostgresAdapterError((written.isEmpty ? "" : "the server's value was set, but ")
+                + overridden.joined(separator: "; ") + "; Bulwark does not change another role's or database's settings")
+        }
+    }
+}
+
+/// What sessions get of one setting: the server's value and the role and database overrides.
+struct SettingState: Sendable {
+    /// A value `ALTER ROLE … SET` or `ALTER DATABASE … SET` gives the sessions of a role, of a
+    /// database, or of a role in a database (`pg_db_role_setting`).
+    struct Override: Sendable {
+        /// nil: every role (`ALTER ROLE ALL SET`).
+        var role: String?
+        /// nil: every database.
+        var database: String?
+        var value: String
+
+        /// Whom it applies to, as people read it: `role eve in database app`.
+        var scope: String {
+            switch (role, database) {
+            case let (role?, database?):
+                "role \(PostgresAdapter.shownIdentifier(role)) in database \(PostgresAdapter.shownIdentifier(database))"
+            case let (role?, nil): "role \(PostgresAdapter.shownIdentifier(role))"
+            case let (nil, database?): "database \(PostgresAdapter.shownIdentifier(database))"
+            case (nil, nil): "every role"
+            }
+        }
+
+        /// The statement that removes it. The setting's name was checked when the spec was read
+        /// (letters, digits, `_`, `.`), so it is written bare, as people write it.
+        func reset(_ setting: String) -> String {
+            switch (role, database) {
+            case let (role?, database?):
+                "ALTER ROLE \(PostgresAdapter.identifier(role)) IN DATABASE \(PostgresAdapter.identifier(database)) RESET \(setting)"
+            case let (role?, nil): "ALTER ROLE \(PostgresAdapter.identifier(role)) RESET \(setting)"
+            case let (nil, database?): "ALTER DATABASE \(PostgresAdapter.identifier(database)) RESET \(setting)"
+            case (nil, nil): "ALTER ROLE ALL RESET \(setting)"
+            }
+        }
+    }
+
+    /// What a session without an override gets (normalized as SHOW prints booleans).
+    var server: String
+    var pendingRestart: Bool
+    /// In the order of `scope`.
+    var overrides: [Override]
+
+    /// The overrides whose value is not `desired`.
+    func differing(from desired: String) -> [Override] {
+        overrides.filter { SettingDriver.normalize($0.value) != desired }
+    }
+
+    /// The observed value: the server's, then what it is pending, then the differing overrides.
+    func shown(desired: String) -> String {
+        let notes = (pendingRestart ? ["pending restart"] : []) + differing(from: desired).map { "\($0.scope) gets \($0.value)" }
+        return notes.isEmpty ? server : "\(server) (\(notes.joined(separator: "; ")))"
+    }
+
+    /// The sources of Bulwark's own session's value that other sessions may not share
+    /// (`pg_settings.source`): overrides of its role or database, or its own connection's.
+    static let sessionSources: Set<String> = ["global", "database", "user", "database user", "client", "session"]
+
+    /// Reads `names`; a name the server does not know is left out.
+    ///
+    /// The server's value is `current_setting` when Bulwark's own session got it from the server
+    /// (the configuration files, `ALTER SYSTEM`, the command line, the default). When an override
+    /// gave Bulwark's session its value, the server's is the last `pg_file_settings` entry that
+    /// applies, else the built-in default: a value given on the postmaster's command line is
+    /// then not seen (the server does not show it to an overridden session).
+    static func read(_ connection: PostgresConnection, names: [String]) async throws -> [String: SettingState] {
+        let rows = try await PostgresAdapter.rows(connection, """
+            SELECT name, current_setting(name), source, boot_val, pending_restart::text FROM pg_settings WHERE name = ANY(\(names))
+            """, columns: 5)
+        var states: [String: SettingState] = [:]
+        var hidden: [String: String] = [:]
+        for row in rows {
+            guard let name = row[0], let value = row[1] else { continue }
+            states[name] = SettingState(server: value, pendingRestart: row[4] == "true", overrides: [])
+            if let source = row[2], sessionSources.contains(source) { hidden[name] = row[3] ?? "" }
+        }
+        if !hidden.isEmpty {
+            var fromFiles: [String: String] = [:]
+            for row in try await PostgresAdapter.rows(connection, """
+                SELECT name, setting FROM pg_file_settings WHERE name = ANY(\(Array(hidden.keys))) AND applied AND error IS NULL ORDER BY seqno
+                """, columns: 2) {
+                if let name = row[0], let value = row[1] { fromFiles[name] = value }
+            }
+            for (name, boot) in hidden { states[name]?.server = fromFiles[name] ?? boot }
+        }
+        states = states.mapValues { state in
+            var state = state
+            state.server = SettingDriver.normalize(state.server)
+            return state
+        }
+        let overrides = try await PostgresAdapter.rows(connection, """
+            SELECT split_part(c, '=', 1), r.rolname, d.datname, substr(c, strpos(c, '=') + 1)
+            FROM pg_db_role_setting s
+            LEFT JOIN pg_roles r ON r.oid = s.setrole
+            LEFT JOIN pg_database d ON d.oid = s.setdatabase,
+            unnest(s.setconfig) AS c
+            WHERE split_part(c, '=', 1) = ANY(\(names))
+            """, columns: 4)
+        for row in overrides {
+            guard let name = row[0], let value = row[3] else { continue }
+            states[name]?.overrides.append(Override(role: row[1], database: row[2], value: value))
+        }
+        return states.mapValues { state in
+            var state = state
+            state.overrides.sort { $0.scope < $1.scope }
+            return state
         }
     }
 }
 
 /// `PostgresRole`: `spec: {role: eve, superuser: false, login: true, connectionLimit: 5, validUntil: 2027-01-01}`.
 /// Only the attributes listed are managed, all in one `ALTER ROLE`. A role that does not exist
-/// has nothing to fix.
+/// fails its observation, naming it: the spec names it on purpose, and reporting it in sync would
+/// hide a typo or a name PostgreSQL folded to lower case (`CREATE ROLE Admin` makes `admin`).
 struct RoleDriver: ResourceDriver {
     var connector: Connector
 
@@ -125,20 +275,36 @@ struct RoleDriver: ResourceDriver {
 
     func observe(_ resource: Resource, on target: Target) async throws -> Observation {
         let role = try PostgresAdapter.spec(resource, Spec.self).role
-        let rows = try await connector.withConnection(target) { connection in
-            try await PostgresAdapter.rows(connection, """
+        let (rows, similar) = try await connector.withConnection(target) { connection -> ([[String?]], [String]) in
+            let rows = try await PostgresAdapter.rows(connection, """
                 SELECT rolsuper::text, rolcreaterole::text, rolcreatedb::text, rolreplication::text, rolbypassrls::text,
                        rolcanlogin::text, rolconnlimit::text,
                        CASE WHEN rolvaliduntil IS NULL OR rolvaliduntil = 'infinity' THEN 'infinity'
                             ELSE to_char(rolvaliduntil AT TIME ZONE 'UTC', 'YYYY-MM-DD') END
                 FROM pg_roles WHERE rolname = \(role)
                 """, columns: 8)
+            guard rows.isEmpty else { return (rows, [String]()) }
+            let similar = try await PostgresAdapter.rows(connection, "SELECT rolname FROM pg_roles WHERE lower(rolname) = lower(\(role)) ORDER BY rolname",
+                                                         columns: 1)
+            return (rows, similar.compactMap { $0[0] })
         }
-        guard let row = rows.first else { return Observation(values: [:]) }
+        guard let row = rows.first else { throw Self.absent(role, target: target.name, similar: similar) }
         let observed = Dictionary(uniqueKeysWithValues: zip(Self.flags.map(\.0) + ["connectionLimit", "validUntil"], row))
         var values: [String: String?] = [:]
         for property in resource.spec.properties { values[property.name] = observed[property.name] ?? nil }
         return Observation(values: values)
+    }
+
+    /// Why a role named in a spec was not found, with the names it may have been meant as.
+    static func absent(_ role: String, target: String, similar: [String]) -> PostgresAdapterError {
+        var message = "role \(PostgresAdapter.shownIdentifier(role)) does not exist on \(target)"
+        if !similar.isEmpty {
+            message += ": PostgreSQL folds unquoted names to lower case (CREATE ROLE \(role) makes \(role.lowercased())); there is "
+                + similar.map { "a role \(PostgresAdapter.shownIdentifier($0))" }.joined(separator: " and ") + ": name it as the server holds it"
+        } else if role != role.lowercased() {
+            message += " (PostgreSQL folds unquoted names to lower case: CREATE ROLE \(role) makes \(role.lowercased()))"
+        }
+        return PostgresAdapterError(message)
     }
 
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
@@ -242,6 +408,10 @@ struct PrivilegeDriver: ResourceDriver {
 
 /// `PostgresSuperusers`: `spec: {allowed: [postgres]}`: any other superuser loses the attribute.
 /// The connecting user is never demoted (Bulwark would lock itself out).
+///
+/// Role names may hold any character, `, ` included: the observed list is for people only, each
+/// name shown as it would be written in SQL (`"admin, x"` quoted), and apply never reads it back.
+/// It asks the server again, in the transaction that demotes, which superusers are not allowed.
 struct SuperusersDriver: ResourceDriver {
     var connector: Connector
 
@@ -258,26 +428,41 @@ struct SuperusersDriver: ResourceDriver {
                             typed: Spec(allowed: Set(allowed)))
     }
 
+    /// The superusers not in `allowed`, by name as the server holds it, in the server's order.
+    static func unexpected(_ connection: PostgresConnection, allowed: Set<String>) async throws -> [String] {
+        let rows = try await PostgresAdapter.rows(connection, "SELECT rolname FROM pg_roles WHERE rolsuper ORDER BY rolname", columns: 1)
+        return rows.compactMap { $0[0] }.filter { !allowed.contains($0) }
+    }
+
+    /// The observed value: `(none)`, or the names as SQL would write them, so that no two lists read alike.
+    static func shown(_ roles: [String]) -> String {
+        roles.isEmpty ? "(none)" : roles.map(PostgresAdapter.shownIdentifier).joined(separator: ", ")
+    }
+
     func observe(_ resource: Resource, on target: Target) async throws -> Observation {
         let allowed = try PostgresAdapter.spec(resource, Spec.self).allowed
-        let rows = try await connector.withConnection(target) { connection in
-            try await PostgresAdapter.rows(connection, "SELECT rolname FROM pg_roles WHERE rolsuper ORDER BY rolname", columns: 1)
+        let unexpected = try await connector.withConnection(target) { connection in
+            try await Self.unexpected(connection, allowed: allowed)
         }
-        let unexpected = rows.compactMap { $0[0] }.filter { !allowed.contains($0) }
-        return Observation(values: ["unexpectedSuperusers": unexpected.isEmpty ? "(none)" : unexpected.joined(separator: ", ")])
+        return Observation(values: ["unexpectedSuperusers": Self.shown(unexpected)])
     }
 
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
-        guard let observed = changes.first?.observed, observed != "(none)" else { return }
-        let roles = observed.components(separatedBy: ", ")
+        let allowed = try PostgresAdapter.spec(resource, Spec.self).allowed
         let me = try PostgresAdapter.settings(target).user
-        if roles.contains(me) {
-            throw PostgresAdapterError("the connecting user \(me) is a superuser not on the allowed list; add it or connect as another user")
-        }
-        try await connector.withConnection(target) { connection in
+        let demoted = try await connector.withConnection(target) { connection -> [String] in
             try await PostgresAdapter.execute(connection, "BEGIN")
+            let roles = try await Self.unexpected(connection, allowed: allowed)
+            if roles.contains(me) {
+                try await PostgresAdapter.execute(connection, "ROLLBACK")
+                throw PostgresAdapterError("the connecting user \(PostgresAdapter.shownIdentifier(me)) is a superuser not on the allowed list; "
+                                           + "add it or connect as another user")
+            }
             for role in roles { try await PostgresAdapter.execute(connection, "ALTER ROLE \(PostgresAdapter.identifier(role)) NOSUPERUSER") }
             try await PostgresAdapter.execute(connection, "COMMIT")
+            return roles
         }
+        // Another writer demoted them since the plan: nothing was changed, nothing to record.
+        if demoted.isEmpty { throw AlreadyInSync(properties: Set(changes.map(\.property))) }
     }
 }

@@ -157,6 +157,15 @@ public enum PostgresAdapter {
     }
 
     static func identifier(_ name: String) -> String { "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }
+
+    /// A name as people read it: bare when it is a plain lower-case identifier (`eve`), else quoted
+    /// as SQL quotes it (`"admin, x"`, `"Admin"`), so that a name holding `, ` or a capital
+    /// cannot pass for another name or for a list.
+    static func shownIdentifier(_ name: String) -> String {
+        let plain = name.first.map { $0 == "_" || ($0.isASCII && $0.isLowercase) } == true
+            && name.allSatisfy { $0 == "_" || ($0.isASCII && ($0.isLowercase || $0.isNumber)) }
+        return plain ? name : identifier(name)
+    }
     static func literal(_ value: String) -> String { "'" + value.replacingOccurrences(of: "'", with: "''") + "'" }
 }
 

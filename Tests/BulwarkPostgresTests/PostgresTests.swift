@@ -88,6 +88,26 @@ struct PostgresTests {
         #expect(try server.psql("SELECT rolsuper, rolcreatedb FROM pg_roles WHERE rolname = 'eve'") == "f|f")
     }
 
+    @Test func aRoleNamedInTheSpecThatDoesNotExistIsReportedNotInSync() async throws {
+        let server = try PostgresServer()
+        try server.psql("CREATE ROLE Admin SUPERUSER")  // unquoted: the role is admin
+        func role(_ name: String) throws -> DesiredState {
+            try state(server, "apiVersion: bulwark/v1\nkind: PostgresRole\nmetadata: {name: admin}\nspec: {role: \(name), superuser: false}\n")
+        }
+        let plan = try await Reconciler(registry: postgresRegistry(server)).plan(try role("Admin"))
+        #expect(plan.inSync.isEmpty)
+        let message = try #require(plan.failures.first?.message)
+        #expect(message.contains("role \"Admin\" does not exist on db-1"), "\(message)")
+        #expect(message.contains("unquoted names to lower case") && message.contains("there is a role admin"), "\(message)")
+        #expect(try server.psql("SELECT rolsuper FROM pg_roles WHERE rolname = 'admin'") == "t", "nothing changed")
+
+        // Named as the server holds it, the role is found and fixed.
+        let (found, outcome) = try await reconcile(try role("admin"), server)
+        #expect(found.failures.isEmpty)
+        #expect(outcome.verified.count == 1)
+        #expect(try server.psql("SELECT rolsuper FROM pg_roles WHERE rolname = 'admin'") == "f")
+    }
+
     @Test func credentialsAndConnectionsFailAsClearErrors() async throws {
         let server = try PostgresServer()
         let wrong = try state(server, "apiVersion: bulwark/v1\nkind: PostgresRole\nmetadata: {name: x}\nspec: {role: postgres, login: true}\n")

@@ -48,6 +48,36 @@ struct PostgresTypedSpecTests {
         #expect(try server.psql("SELECT rolsuper FROM pg_roles WHERE rolname = 'admin'") == "f")
     }
 
+    @Test func aSuperuserWhoseNameHoldsACommaAndASpaceIsDemotedByItsOwnNameAndShownQuoted() async throws {
+        let server = try PostgresServer()
+        for sql in ["CREATE ROLE admin SUPERUSER LOGIN", "CREATE ROLE \"admin, x\" SUPERUSER", "CREATE ROLE x"] {
+            try server.psql(sql)
+        }
+        // Split again at ", ", the rogue "admin, x" would read as admin and x: the allowed admin
+        // demoted and the rogue kept, on every pass.
+        let state = try postgresState(server, """
+            apiVersion: bulwark/v1
+            kind: PostgresSuperusers
+            metadata: {name: superusers}
+            spec: {allowed: [postgres, admin]}
+            """)
+        let (plan, outcome) = try await reconcilePostgres(state, server)
+        #expect(plan.remediations.first?.changes.first?.observed == "\"admin, x\"")
+        #expect(outcome.failed.isEmpty, "\(outcome.failed.map { $0.record.error ?? "" })")
+        #expect(outcome.verified.count == 1)
+        #expect(try server.psql("SELECT string_agg(rolname || ':' || rolsuper, '|' ORDER BY rolname) FROM pg_roles WHERE rolname IN ('admin', 'admin, x', 'x')")
+                == "admin:true|admin, x:false|x:false")
+
+        // A rogue named "x, postgres" is not the connecting user postgres: it is demoted.
+        try server.psql("CREATE ROLE \"x, postgres\" SUPERUSER")
+        let (again, second) = try await reconcilePostgres(state, server)
+        #expect(again.remediations.first?.changes.first?.observed == "\"x, postgres\"")
+        #expect(second.failed.isEmpty, "\(second.failed.map { $0.record.error ?? "" })")
+        #expect(second.verified.count == 1)
+        #expect(try server.psql("SELECT string_agg(rolname, '|' ORDER BY rolname) FROM pg_roles WHERE rolsuper") == "admin|postgres")
+        #expect(try await reconcilePostgres(state, server).0.hasDrift == false)
+    }
+
     @Test func aResourceOrTargetNotReadByTheAdapterFailsItsObservationWithoutTouchingTheServer() async throws {
         let server = try PostgresServer()
         try server.psql("CREATE ROLE eve SUPERUSER")

@@ -1,0 +1,104 @@
+import BulwarkCore
+import BulwarkPostgres
+import BulwarkTestSupport
+import Foundation
+import Testing
+
+/// `PostgresSetting` judged by what every session gets, not by Bulwark's own session: a role or
+/// database override (`ALTER ROLE … SET`) neither hides the server's value nor is called fixed,
+/// and values that can hold a secret are never shown or recorded.
+@Suite(.serialized, .enabled(if: PostgresServer.available, "needs PostgreSQL 15 (initdb, psql)"))
+struct PostgresSettingTests {
+    func setting(_ server: PostgresServer, _ settings: String) throws -> DesiredState {
+        try postgresState(server, """
+            apiVersion: bulwark/v1
+            kind: PostgresSetting
+            metadata: {name: s}
+            spec: {settings: \(settings)}
+            """)
+    }
+
+    @Test func anOverrideOnBulwarksOwnRoleDoesNotHideWhatOtherSessionsGet() async throws {
+        let server = try PostgresServer()
+        for sql in ["ALTER ROLE postgres SET password_encryption = 'scram-sha-256'", "ALTER SYSTEM SET password_encryption = 'md5'",
+                    "SELECT pg_reload_conf()"] {
+            try server.psql(sql)
+        }
+        let state = try setting(server, "{password_encryption: scram-sha-256}")
+        let (plan, outcome) = try await reconcilePostgres(state, server)
+        #expect(plan.remediations.first?.changes.map(\.observed) == ["md5"])
+        #expect(outcome.failed.isEmpty, "\(outcome.failed.map { $0.record.error ?? "" })")
+        #expect(outcome.verified.count == 1)
+        #expect(try server.psql("SELECT setting FROM pg_file_settings WHERE name = 'password_encryption' ORDER BY seqno DESC LIMIT 1")
+                == "scram-sha-256")
+        #expect(try await reconcilePostgres(state, server).0.hasDrift == false, "the override equal to the desired value is no drift")
+    }
+
+    @Test func anOverrideThatGivesSomeSessionsAnotherValueIsDriftApplyDoesNotCallFixed() async throws {
+        let server = try PostgresServer()
+        for sql in ["CREATE ROLE eve LOGIN", "CREATE DATABASE app", "ALTER ROLE eve SET log_statement = 'none'",
+                    "ALTER DATABASE app SET log_statement = 'none'", "ALTER ROLE eve IN DATABASE app SET log_statement = 'ddl'",
+                    "ALTER SYSTEM SET log_statement = 'none'", "SELECT pg_reload_conf()"] {
+            try server.psql(sql)
+        }
+        let state = try setting(server, "{log_statement: ddl}")
+        let (plan, outcome) = try await reconcilePostgres(state, server)
+        #expect(plan.remediations.first?.changes.map(\.observed) == ["none (database app gets none; role eve gets none)"])
+        let record = try #require(outcome.entries.first?.record)
+        #expect(record.result == .failed)
+        let error = record.error ?? ""
+        #expect(error.contains("log_statement is overridden: database app gets none, role eve gets none"), "\(error)")
+        #expect(error.contains("ALTER DATABASE \"app\" RESET log_statement") && error.contains("ALTER ROLE \"eve\" RESET log_statement"), "\(error)")
+        // The server's value was fixed; the overrides, which the spec does not name, were left alone.
+        #expect(try server.psql("SELECT setting FROM pg_file_settings WHERE name = 'log_statement' ORDER BY seqno DESC LIMIT 1") == "ddl")
+        #expect(try server.psql("SELECT count(*) FROM pg_db_role_setting") == "3")
+
+        // Still drift on the next pass, naming only the overrides.
+        let (again, _) = try await reconcilePostgres(state, server)
+        #expect(again.remediations.first?.changes.map(\.observed) == ["ddl (database app gets none; role eve gets none)"])
+
+        // Without the differing overrides every session gets ddl: in sync.
+        try server.psql("ALTER ROLE eve RESET log_statement")
+        try server.psql("ALTER DATABASE app RESET log_statement")
+        #expect(try await reconcilePostgres(state, server).0.hasDrift == false)
+    }
+
+    @Test func aValueEveryRoleGetsIsNamedAndTheServersIsReadPastIt() async throws {
+        let server = try PostgresServer()
+        try server.psql("ALTER ROLE ALL SET log_statement = 'all'")  // Bulwark's own session too
+        let state = try setting(server, "{log_statement: none}")
+        let (plan, outcome) = try await reconcilePostgres(state, server)
+        #expect(plan.remediations.first?.changes.map(\.observed) == ["none (every role gets all)"])
+        let record = try #require(outcome.entries.first?.record)
+        #expect(record.result == .failed)
+        #expect(record.error?.contains("log_statement is overridden: every role gets all (remove with ALTER ROLE ALL RESET log_statement") == true,
+                "\(record.error ?? "")")
+        #expect(try server.psql("SELECT count(*) FROM pg_file_settings WHERE name = 'log_statement'") == "0",
+                "the server's value was already none: nothing written")
+        try server.psql("ALTER ROLE ALL RESET log_statement")
+        #expect(try await reconcilePostgres(state, server).0.hasDrift == false)
+    }
+
+    @Test func aSettingThatCanHoldASecretIsNeverShownOrRecorded() async throws {
+        let server = try PostgresServer()
+        for sql in ["ALTER SYSTEM SET primary_conninfo = 'host=db1 user=rep password=S3cret'", "ALTER SYSTEM SET log_connections = off",
+                    "ALTER SYSTEM SET password_encryption = md5", "SELECT pg_reload_conf()"] {
+            try server.psql(sql)
+        }
+        let state = try setting(server, """
+            {primary_conninfo: "host=db2 user=rep password=0ther", log_connections: on, password_encryption: scram-sha-256}
+            """)
+        let (plan, outcome) = try await reconcilePostgres(state, server)
+        let changes = Dictionary(uniqueKeysWithValues: (plan.remediations.first?.changes ?? []).map { ($0.property, $0) })
+        #expect(changes["primary_conninfo"]?.sensitive == true)
+        #expect(changes["primary_conninfo"]?.shownObserved == "[redacted]")
+        #expect(changes["log_connections"]?.sensitive == false, "a setting without a secret stays visible")
+        #expect(changes["log_connections"]?.shownObserved == "off")
+        #expect(changes["password_encryption"]?.shownObserved == "md5", "an algorithm's name is no secret")
+        #expect(outcome.verified.count == 1, "\(outcome.failed.map { $0.record.error ?? "" })")
+        #expect(try server.psql("SHOW primary_conninfo") == "host=db2 user=rep password=0ther")
+        let recorded = outcome.entries.map { $0.record.commitMessage + String(decoding: $0.record.json(), as: UTF8.self) }.joined()
+        #expect(!recorded.contains("S3cret") && !recorded.contains("0ther"))
+        #expect(recorded.contains("log_connections"))
+    }
+}
