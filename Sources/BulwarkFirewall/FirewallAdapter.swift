@@ -38,9 +38,17 @@ public enum FirewallAdapter {
         let current = try Table.read(nft)
         try nft.apply(Transaction.render(current: current, replace: replace, remove: remove))
         let listing = String(decoding: try nft.run(["list", "table", Table.family, Table.name]), as: UTF8.self)
-        // What each chain holds now, as observe compares it (`Table.changedByHand`).
-        let written = try Table.read(nft)
-        let digests = written.chains.keys.sorted().map { "\(digestMark) \($0) \(written.digest(of: $0))\n" }.joined()
+        // What the chains this transaction wrote hold now (the base chains and those replaced),
+        // as observe compares them (`Table.changedByHand`). Any other chain keeps the digest of
+        // the commit that wrote it: read afresh, a rule put there by hand would pass for Bulwark's.
+        let now = try Table.read(nft)
+        let rewritten = Set(["input", "output"] + replace.map(\.name))
+        let earlier = try written(target)
+        var digests = ""
+        for chain in now.chains.keys.sorted() {
+            guard let digest = rewritten.contains(chain) ? now.digest(of: chain) : earlier[chain] else { continue }
+            digests += "\(digestMark) \(chain) \(digest)\n"
+        }
         let text = """
             #!/usr/sbin/nft -f
             # Written by Bulwark: its own table, replaced whole when this file is loaded.

@@ -118,6 +118,45 @@ struct FirewallTests {
         }
     }
 
+    /// A commit writes the digests of the chains it wrote: another resource's chain, changed by
+    /// hand while that resource was held, keeps the digest Bulwark wrote for it, and the change
+    /// is found at its next pass (recorded afresh, it passed for Bulwark's own).
+    @Test func aHandEditIsStillFoundAfterAnotherResourcesCommit() async throws {
+        try await withTemporaryDirectory { root in
+            let lab = try NetworkLab()
+            defer { lab.remove() }
+            try lab.listen(port: 9090)
+            func state(blocking address: String, holdIngress: Bool) throws -> DesiredState {
+                try firewallState(root: root, namespace: lab.host, """
+                    apiVersion: bulwark/v1
+                    kind: FirewallBlocklist
+                    metadata: {name: attackers}
+                    spec: {addresses: [\(address)]}
+                    ---
+                    apiVersion: bulwark/v1
+                    kind: AllowedIngress
+                    metadata: {name: web, annotations: {mode: \(holdIngress ? "audit" : "enforce")}}
+                    spec: {tcp: [22, 8080]}
+                    """)
+            }
+            let (_, first) = try await reconcile(try state(blocking: "203.0.113.7", holdIngress: false))
+            #expect(first.verified.count == 2, "\(first.entries.map { $0.record.error ?? "" })")
+            let listing = try lab.nft(["list", "table", "inet", "bulwark"]).stdout
+            let chain = try #require(listing.range(of: "ai_web_[a-z0-9]+", options: .regularExpression).map { String(listing[$0]) })
+            #expect(try lab.nft(["insert", "rule", "inet", "bulwark", chain, "tcp", "dport", "9090", "accept"]).status == 0)
+            // The ingress is only reported (audit mode): the blocklist alone is written, with its new address.
+            let (held, blocked) = try await reconcile(try state(blocking: "203.0.113.8", holdIngress: true))
+            #expect(held.remediations.map(\.decision).sorted { $0.rawValue < $1.rawValue } == [.applied, .reported])
+            #expect(blocked.verified.count == 1)
+            #expect(try lab.connects(port: 9090), "the hand-made rule is still there")
+            let (plan, fixed) = try await reconcile(try state(blocking: "203.0.113.8", holdIngress: false))
+            #expect(plan.remediations.flatMap(\.changes).compactMap(\.observed)
+                    == ["(changed outside Bulwark: chain \(chain) holds rules Bulwark did not write)"])
+            #expect(fixed.verified.count == 1)
+            #expect(try !lab.connects(port: 9090))
+        }
+    }
+
     @Test func quarantineLeavesOnlyManagement() async throws {
         try await withTemporaryDirectory { root in
             let lab = try NetworkLab()
