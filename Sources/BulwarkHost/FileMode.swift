@@ -117,23 +117,19 @@ struct FileModeDriver: ResourceDriver {
     /// name after the other is replaced (by passwd, or Bulwark's own rename): the link count is
     /// 1 again, the owner root, the content the old shadow, and nothing tells it from a file
     /// made there. So a change that gives such a file away (to another owner or group than
-    /// root, or more permission for group or others) is blocked where `fs.protected_hardlinks`
-    /// is not 1 in the target's proc/sys; a file the folder's owner already owns is theirs.
-    /// The reason, or nil.
+    /// root, more permission for group or others, a set-id bit) is blocked where
+    /// `fs.protected_hardlinks` is not 1 in the target's proc/sys. A file whose owner is the
+    /// folder's only other writer is theirs already. The reason names the file's inode: an
+    /// approval is of this file, not of whatever is at the path later. The reason, or nil.
     static func plantedLink(_ changes: [PropertyDrift], path: String, file: stat, folder: stat, root: HostRoot,
                             uid: (String) -> UInt32?, gid: (String) -> UInt32?) -> String? {
         guard file.st_mode & FileType.mask == FileType.regular else { return nil }
-        let writer: String
-        if folder.st_uid != 0 {
-            guard file.st_uid != folder.st_uid else { return nil }
-            writer = "its owner (uid \(folder.st_uid))"
-        } else if folder.st_gid != 0 && folder.st_mode & 0o020 != 0 {
-            writer = "its group (gid \(folder.st_gid))"
-        } else if folder.st_mode & 0o002 != 0 {
-            writer = "every user"
-        } else {
-            return nil
-        }
+        // Who besides root may have put the file there: the folder's owner, its group, anyone.
+        var writers: [String] = []
+        if folder.st_uid != 0 && file.st_uid != folder.st_uid { writers.append("its owner (uid \(folder.st_uid))") }
+        if folder.st_mode & 0o020 != 0 { writers.append("its group (gid \(folder.st_gid))") }
+        if folder.st_mode & 0o002 != 0 { writers.append("every user") }
+        guard !writers.isEmpty else { return nil }
         let given = changes.compactMap { change -> String? in
             switch change.property {
             case "owner":
@@ -144,15 +140,15 @@ struct FileModeDriver: ResourceDriver {
                 return id == file.st_gid || id == 0 ? nil : "group \(change.desired)"
             case "mode":
                 let mode = UInt32(change.desired, radix: 8) ?? 0o7777
-                return mode & 0o077 & ~UInt32(file.st_mode & 0o077) == 0 ? nil : "mode \(change.desired)"
+                return mode & 0o6077 & ~UInt32(file.st_mode & 0o6077) == 0 ? nil : "mode \(change.desired)"
             default:
                 return nil
             }
         }
         guard !given.isEmpty, !hardLinksProtected(root) else { return nil }
-        return "\(given.joined(separator: " and ")) would give away \(path), a file in a folder \(writer) can write, "
-            + "where hard links are not protected (fs.protected_hardlinks is not 1): its content may be another file's, "
-            + "such as an old etc/shadow linked there and replaced since"
+        return "\(given.joined(separator: " and ")) would give away \(path) (inode \(file.st_ino)), a file in a folder "
+            + "\(writers.joined(separator: " and ")) can write, where hard links are not protected (fs.protected_hardlinks is not 1): "
+            + "its content may be another file's, such as an old etc/shadow linked there and replaced since"
     }
 
     /// Whether the target's kernel lets a user hard-link only files they own or can read and

@@ -115,8 +115,10 @@ let accounts = (passwd: "root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/home/ali
             let (plan, outcome) = try await reconcile(try hostState(root: root, manifests))
             let blocked = try #require(plan.remediations.first { $0.binding.resource.name == "notes" })
             #expect(blocked.decision == .blocked)
-            #expect(blocked.reason?.hasPrefix("owner alice would give away /home/alice/notes, a file in a folder its owner (uid 1000) can write, "
-                                              + "where hard links are not protected") == true, "\(blocked.reason ?? "")")
+            var info = stat()
+            #expect(stat(home + "/notes", &info) == 0)
+            #expect(blocked.reason?.hasPrefix("owner alice would give away /home/alice/notes (inode \(info.st_ino)), a file in a folder "
+                                              + "its owner (uid 1000) can write, where hard links are not protected") == true, "\(blocked.reason ?? "")")
             #expect(outcome.entries.contains { $0.record.name == "notes" && $0.record.decision == .blocked })
             #expect(try fingerprint(home + "/notes") == before, "the old shadow stays root's")
             #expect(outcome.verified.map(\.record.name) == ["own"])
@@ -127,6 +129,53 @@ let accounts = (passwd: "root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/home/ali
             try write(home + "/made", "x", mode: 0o600)
             try await expectApplied(root, resource("FileMode", "made", "path: /home/alice/made\nowner: alice"))
             #expect(modeAndOwner(home + "/made").uid == 1000)
+        }
+    }
+
+    /// An approval of that block is of that file: replaced by another at the same path (a new
+    /// inode, an old shadow alice planted since), the block is another, and waits for its own
+    /// approval. A set-id bit is giving away too, and a folder root's group may write counts.
+    @Test func anApprovalOfAGivenAwayFileIsOfThatFileOnly() async throws {
+        guard isRoot else { return }
+        try await withTemporaryDirectory { root in
+            try shadowAndAlice(root)
+            let home = root + "/home/alice"
+            try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
+            #expect(chown(home, 1000, 1000) == 0)
+            try write(home + "/tool", "x", mode: 0o755)
+            let manifests = resource("FileMode", "tool", "path: /home/alice/tool\nowner: alice\nmode: \"0755\"")
+            let reconciler = Reconciler(registry: Registry([HostAdapter.definition()]))
+            let first = try #require(try await reconciler.plan(try hostState(root: root, manifests)).remediations.first)
+            #expect(first.decision == .blocked)
+            let approval = try approvalFile(first, reason: "root made it for her")
+            // Replaced, before the approval is used, by an old shadow alice kept (a new inode).
+            #expect(unlink(home + "/tool") == 0 && Glibc.link(root + "/etc/shadow", home + "/tool") == 0)
+            try write(root + "/etc/shadow.new", "root:$y$new:19800:0:99999:7:::\n", mode: 0o640)
+            #expect(rename(root + "/etc/shadow.new", root + "/etc/shadow") == 0)
+            chmod(home + "/tool", 0o755)
+            let state = try hostState(root: root, manifests, extra: [approval])
+            let again = try #require(try await reconciler.plan(state).remediations.first)
+            #expect(again.decision == .blocked && again.id != first.id && again.reason?.contains("does not approve this block") == true,
+                    "\(again.decision) \(again.reason ?? "")")
+            _ = await reconciler.apply(try await reconciler.plan(state), state: state, audit: RecordingSink())
+            #expect(modeAndOwner(home + "/tool").uid == 0, "the old shadow stays root's")
+
+            // A set-id bit given to a file in a folder root's group may write.
+            let shared = root + "/srv/shared"
+            try FileManager.default.createDirectory(atPath: shared, withIntermediateDirectories: true)
+            chmod(shared, 0o775)
+            try write(shared + "/run", "x", mode: 0o755)
+            // The setuid guard blocks it first; approved past that, the write still refuses it.
+            let setuidManifests = resource("FileMode", "run", "path: /srv/shared/run\nmode: \"4755\"")
+            let setuid = try #require(try await reconciler.plan(try hostState(root: root, setuidManifests)).remediations.first)
+            #expect(setuid.decision == .blocked && setuid.reason?.hasPrefix("mode 4755 would add the setuid bit") == true)
+            let approved = try hostState(root: root, setuidManifests, extra: [try approvalFile(setuid, reason: "a tool we ship")])
+            let plan = try await reconciler.plan(approved)
+            #expect(plan.remediations.first?.decision == .applied)
+            let record = try #require(await reconciler.apply(plan, state: approved, audit: RecordingSink()).entries.first?.record)
+            #expect(record.result == .failed && record.error?.contains("refused at the write: mode 4755 would give away /srv/shared/run") == true
+                    && record.error?.contains("its group (gid 0)") == true, "\(record.error ?? "")")
+            #expect(modeAndOwner(shared + "/run").mode == 0o755)
         }
     }
 
