@@ -281,9 +281,14 @@ private struct Composer {
             if let tag = text(s.tag) {
                 // An explicit tag decides the type, as PyYAML (LiteLLM's reader) takes it:
                 // `!!str false` is the string "false", true to Python, where plain `false` is
-                // false. Read as a string; any other tag is refused, not read as plain.
-                guard tag == "tag:yaml.org,2002:str" || tag == "!" else { throw unreadTag(tag) }
-                plain = false
+                // false: read as a string. PyYAML resolves the non-specific `!` as it would an
+                // untagged plain scalar, quoted or not (`! "false"` is False): read as plain.
+                // Any other tag is refused, not read as something else.
+                switch tag {
+                case "tag:yaml.org,2002:str": plain = false
+                case "!": plain = true
+                default: throw unreadTag(tag)
+                }
             }
             return .scalar(value: value, anchor: text(s.anchor), plain: plain, line: line, column: column, end: end)
         case YAML_SEQUENCE_START_EVENT:

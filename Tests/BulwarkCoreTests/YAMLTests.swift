@@ -21,13 +21,14 @@ import Testing
     }
 
     /// An explicit tag decides a value's type, as PyYAML reads it: `!!str false` is a string
-    /// (true to Python), not the plain `false` it was read as. `!!str` and `!` are read as
-    /// strings; any other tag is refused rather than read as something else.
+    /// (true to Python), not the plain `false` it was read as; `!` is resolved as a plain
+    /// scalar, quoted or not (PyYAML 6 reads `! "false"` as False and `! 5` as 5). Any other
+    /// tag is refused rather than read as something else.
     @Test func readsStrTagsAsStringsAndRefusesOtherTags() throws {
-        guard case .mapping(let pairs)? = try compose("a: !!str false\nb: ! 5\nc: false\nd: !!map {x: 1}\n")[0]?.value else {
+        guard case .mapping(let pairs)? = try compose("a: !!str false\nb: ! 5\nc: false\nd: !!map {x: 1}\ne: ! \"false\"\n")[0]?.value else {
             Issue.record("not a mapping"); return
         }
-        #expect(pairs.map(\.value.isPlain) == [false, false, true, false])
+        #expect(pairs.map(\.value.isPlain) == [false, true, true, false, true])
         for text in ["a: !!int \"5\"\n", "a: !!bool yes\n", "a: !!set {x}\n", "a: !custom x\n", "a: !!binary aGk=\n", "a: !!omap [x: 1]\n"] {
             #expect { try compose(text) } throws: { error in
                 (error as? YAMLError).map { $0.line == 1 && $0.message.hasPrefix("explicit tag") } == true
