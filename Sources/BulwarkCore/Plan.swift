@@ -408,10 +408,13 @@ public enum Planner {
             approval.flatMap { approval in approval.block.map { GuardBlock.approves($0, reason: block.reason) } == true ? approval : nil }
         }
         let id = blockedID(binding, changes)
+        let own = blockedID(binding, changes, reason: block.reason)
+        // The block's own id first: its approval holds whatever became of the drift's (expired,
+        // or removed after the record said it approves another block).
+        if let approval = forThisBlock(activeApproval(own, in: state, at: now)) { return (approval, own, nil) }
         guard let approval = activeApproval(id, in: state, at: now) else { return (nil, id, nil) }
         if let approval = forThisBlock(approval) { return (approval, id, nil) }
-        let own = blockedID(binding, changes, reason: block.reason)
-        return (forThisBlock(activeApproval(own, in: state, at: now)), own, id)
+        return (nil, own, id)
     }
 
     /// A blocked remediation's reason: the block as the guard gave it, and how to approve it.
@@ -431,7 +434,10 @@ public enum Planner {
         let marker = "; approvals/"
         if block.hasSuffix(".yaml" + another), block.count >= marker.count + 26 + 5 + another.count {
             let start = block.index(block.endIndex, offsetBy: -(marker.count + 26 + 5 + another.count))
-            if block[start...].hasPrefix(marker) { block = block[..<start] }
+            let named = block[start...].dropFirst(marker.count).prefix(26)
+            if block[start...].hasPrefix(marker), named.allSatisfy({ $0.isASCII && ($0.isUppercase || $0.isNumber) }) {
+                block = block[..<start]
+            }
         }
         return String(block)
     }

@@ -122,6 +122,14 @@ import Testing
         _ = await reconciler.apply(approved, state: state, audit: sink)
         #expect(driver.get("web-1", "login") == "nobody")
 
+        // Approved under the block's own id, it holds when the drift's approval is gone.
+        driver.set("web-1", "login", "admin")
+        let alone = try await reconciler.plan(try load([try approvalFile(blocked, reason: "console access exists")], driver: driver))
+        #expect(alone.remediations.first { $0.binding.resource.name == "access" }?.decision == .applied)
+        #expect(Planner.approvedBlock(fromRecorded: "x; approvals/not-an-id-but-26-characters.yaml does not approve this block; "
+                                      + "to apply it anyway: bulwark approve ABC", id: "ABC")
+                == "x; approvals/not-an-id-but-26-characters.yaml does not approve this block")
+
         // An approval that names no block lets none through.
         driver.set("web-1", "login", "admin")
         let bare = file("approvals/\(firstID).yaml", """
