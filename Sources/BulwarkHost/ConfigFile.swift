@@ -88,18 +88,48 @@ struct ConfigFileDriver: ResourceDriver {
         return nil
     }
 
-    /// A password written in a connection URL's user part (`scheme://user:password@host`).
+    /// A password written in a URL, whatever its key: in its user part
+    /// (`scheme://user:password@host`) or its query (`?password=…`, as libpq reads it).
     static func passwordInURL(_ value: ConfigValue) -> Bool {
         switch value {
-        case .string(let s):
-            guard let scheme = s.range(of: "://") else { return false }
-            let authority = s[scheme.upperBound...].prefix { $0 != "/" && $0 != "?" && $0 != "#" }
-            guard let at = authority.lastIndex(of: "@") else { return false }
-            return authority[..<at].contains(":")
-        case .list(let items): return items.contains(where: passwordInURL)
-        case .map(let map): return map.values.contains(where: passwordInURL)
-        default: return false
+        case .string(let s): redactedURLPasswords(s) != s
+        case .list(let items): items.contains(where: passwordInURL)
+        case .map(let map): map.values.contains(where: passwordInURL)
+        default: false
         }
+    }
+
+    /// Query parameters that carry a password (libpq, JDBC and most drivers).
+    static let passwordParameters = ["password", "passwd", "pwd", "pass"]
+
+    /// `text` with every password a URL in it carries written `[redacted]`: the part after the
+    /// user's `:` up to the `@` of each `scheme://…`, and the value of a password query
+    /// parameter. For observed values, which may hold a URL under any key (`api_base`,
+    /// `http_proxy`), so that none reaches a plan or a record.
+    static func redactedURLPasswords(_ text: String) -> String {
+        var result = ""
+        var rest = Substring(text)
+        while let scheme = rest.range(of: "://") {
+            result += rest[..<scheme.upperBound]
+            rest = rest[scheme.upperBound...]
+            let end = rest.firstIndex { " \"'\\,;<>\n\t".contains($0) } ?? rest.endIndex
+            var url = String(rest[..<end])
+            let authorityEnd = url.firstIndex { $0 == "/" || $0 == "?" || $0 == "#" } ?? url.endIndex
+            if let at = url[..<authorityEnd].lastIndex(of: "@"), let colon = url[..<at].firstIndex(of: ":") {
+                url.replaceSubrange(url.index(after: colon)..<at, with: "[redacted]")
+            }
+            if let query = url.firstIndex(of: "?") {
+                var parts = url[url.index(after: query)...].split(separator: "&", omittingEmptySubsequences: false).map(String.init)
+                for index in parts.indices {
+                    let pair = parts[index].split(separator: "=", maxSplits: 1).map(String.init)
+                    if pair.count == 2, passwordParameters.contains(pair[0].lowercased()) { parts[index] = pair[0] + "=[redacted]" }
+                }
+                url = String(url[...query]) + parts.joined(separator: "&")
+            }
+            result += url
+            rest = rest[end...]
+        }
+        return result + rest
     }
 
     static func parse(_ spec: SpecReader) -> ResourceSpec? {
@@ -161,6 +191,7 @@ struct ConfigFileDriver: ResourceDriver {
                 // not name (a literal master_key inside general_settings).
                 var credential = secrecy(path) != nil
                 if case .bool = value { credential = false }
+                if passwordInURL(value) { credential = true }
                 if value.holdsMapping { credential = true }
                 properties.append(DesiredProperty(key, canonical, sensitive: credential))
             }
@@ -196,7 +227,8 @@ struct ConfigFileDriver: ResourceDriver {
         guard case .success(let path) = ConfigPath.parse(property.name) else { return .some(nil) }
         let values = document.values(path)
         guard !values.isEmpty else { return .none }
-        for value in values where value?.canonical != property.value { return .some(value?.canonical) }
+        // A URL's password in the file, under whatever key, is never shown (`redactedURLPasswords`).
+        for value in values where value?.canonical != property.value { return .some(value.map { redactedURLPasswords($0.canonical) }) }
         return .some(property.value)
     }
 
@@ -293,7 +325,7 @@ struct ConfigFileDriver: ResourceDriver {
                 return .block("\(change.property) in \(file) would be written as a literal \(literal); a credential in a "
                               + "configuration file must be a reference to the environment (os.environ/NAME)")
             }
-            if secrecy == .connection, Self.passwordInURL(value) {
+            if Self.passwordInURL(value) {
                 return .block("\(change.property) in \(file) would be written with a password in its URL; a credential in a "
                               + "configuration file must be a reference to the environment (os.environ/NAME)")
             }

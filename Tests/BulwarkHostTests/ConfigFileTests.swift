@@ -200,6 +200,8 @@ let gatewayConfig = """
                 general_settings:
                   api_keys: [sk-plural-in-the-file]
                   database_url: postgresql://app:hunter2-in-the-file@db/litellm
+                  api_base: https://proxy:pw-in-the-file@gateway.example/v1
+                  store_endpoint: "postgresql://app@db/store?sslmode=require&password=query-in-the-file"
 
                 """)
             let manifests = resource("ConfigFile", "c", """
@@ -208,13 +210,21 @@ let gatewayConfig = """
                   environment_variables[name=OPENAI_API_KEY].value: os.environ/OPENAI_API_KEY
                   general_settings.api_keys: [os.environ/LITELLM_KEY]
                   general_settings.database_url: postgresql://app@db/litellm
+                  general_settings.api_base: https://gateway.example/v1
+                  general_settings.store_endpoint: postgresql://app@db/store?sslmode=require
                 """)
             let sink = RecordingSink()
             let reconciler = Reconciler(registry: Registry([HostAdapter.definition()]))
             let state = try configState(root: root, manifests)
             let plan = try await reconciler.plan(state)
             let changes = try #require(plan.remediations.first?.changes)
-            #expect(changes.count == 3 && changes.allSatisfy { $0.shownObserved == "[redacted]" }, "\(changes.map(\.shownObserved))")
+            #expect(changes.count == 5, "\(changes.map(\.shownObserved))")
+            #expect(changes.filter { !["general_settings.api_base", "general_settings.store_endpoint"].contains($0.property) }
+                .allSatisfy { $0.shownObserved == "[redacted]" }, "\(changes.map(\.shownObserved))")
+            #expect(changes.first { $0.property == "general_settings.api_base" }?.shownObserved
+                    == "\"https://proxy:[redacted]@gateway.example/v1\"")
+            #expect(changes.first { $0.property == "general_settings.store_endpoint" }?.shownObserved
+                    == "\"postgresql://app@db/store?sslmode=require&password=[redacted]\"")
             let outcome = await reconciler.apply(plan, state: state, audit: sink)
             #expect(outcome.verified.count == 1, "\(outcome.entries.map { $0.record.error ?? "" })")
             let recorded = outcome.entries.map { $0.record.commitMessage + String(decoding: (try? JSONEncoder().encode($0.record)) ?? Data(), as: UTF8.self) }
@@ -229,6 +239,11 @@ let gatewayConfig = """
             #expect(blocked.remediations.first?.decision == .blocked)
             #expect(blocked.remediations.first?.reason?.contains("with a password in its URL") == true)
             #expect(blocked.remediations.first?.reason?.contains("pw@") == false)
+            let inQuery = resource("ConfigFile", "c", "path: etc/litellm/config.yaml\nproperties:\n"
+                                   + "  general_settings.api_base: \"https://gateway.example/v1?PassWord=pw\"")
+            let queryPlan = try await reconciler.plan(try configState(root: root, inQuery))
+            #expect(queryPlan.remediations.first?.decision == .blocked)
+            #expect(queryPlan.remediations.first?.changes.first?.shownDesired.contains("pw") == false)
         }
     }
 
