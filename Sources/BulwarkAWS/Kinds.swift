@@ -88,10 +88,15 @@ struct SecurityGroupDriver: ResourceDriver {
                     guard rules[index].covers(port), let other = networks[index] else { return false }
                     return other.ipv6 == network.ipv6 && other.high >= network.low && other.low <= network.high
                 }.sorted { (networks[$0]?.high ?? 0) - (networks[$0]?.low ?? 0) > (networks[$1]?.high ?? 0) - (networks[$1]?.low ?? 0) }
+                // Opened to every address anyone can reach from the internet is opened to the world:
+                // for 0.0.0.0/0 and ::/0 the ranges no one routes there count as covered, so that
+                // leaving out 0.0.0.0/8 (or a /32 of 10.0.0.0/8) is no way around it.
+                let unreachable = network.low == 0 && network.high == (network.ipv6 ? UInt128.max : UInt128(UInt32.max))
+                    ? (network.ipv6 ? CIDR.specialUse6 : CIDR.specialUse4) : []
                 var taken: [Int] = []
                 for index in letIn {
                     taken.append(index)
-                    if network.isCovered(by: taken.compactMap { networks[$0] }) {
+                    if network.isCovered(by: taken.compactMap { networks[$0] } + unreachable) {
                         found.formUnion(taken)
                         break
                     }
@@ -207,6 +212,14 @@ struct CIDR: CustomStringConvertible {
     var ipv6: Bool
     var low: UInt128
     var high: UInt128
+
+    /// IPv4 ranges not routed on the internet (RFC 6890: this network, private, shared,
+    /// loopback, link-local, documentation, benchmarking, multicast and reserved).
+    static let specialUse4 = ["0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+                              "192.0.0.0/24", "192.0.2.0/24", "192.168.0.0/16", "198.18.0.0/15", "198.51.100.0/24",
+                              "203.0.113.0/24", "224.0.0.0/3"].compactMap(CIDR.init)
+    /// IPv6 outside global unicast (2000::/3), and its documentation prefix.
+    static let specialUse6 = ["::/3", "4000::/2", "8000::/1", "2001:db8::/32"].compactMap(CIDR.init)
 
     /// Whether the union of `networks` holds every address of this one.
     func isCovered(by networks: [CIDR]) -> Bool {

@@ -128,6 +128,16 @@ struct AWSTests {
         #expect(CIDR("0.0.0.0/0")?.isCovered(by: [CIDR("0.0.0.0/1"), CIDR("192.0.0.0/2")].compactMap { $0 }) == false)
         #expect(CIDR("::/0")?.isCovered(by: [CIDR("::/1"), CIDR("8000::/1")].compactMap { $0 }) == true)
         #expect(CIDR("::/0")?.isCovered(by: [CIDR("0.0.0.0/0")].compactMap { $0 }) == false)
+        // Everything routable but 0.0.0.0/8, in eight rules: the world all the same (review).
+        let pieces = ["1.0.0.0/8", "2.0.0.0/7", "4.0.0.0/6", "8.0.0.0/5", "16.0.0.0/4", "32.0.0.0/3", "64.0.0.0/2", "128.0.0.0/1"]
+            .map { SecurityGroupDriver.Rule(proto: "tcp", from: 22, to: 22, cidr: $0) }
+        let world = [SecurityGroupDriver.Scope.Forbidden(cidr: "0.0.0.0/0", ports: [22]), .init(cidr: "::/0", ports: [22])]
+        #expect(SecurityGroupDriver.offending(pieces, world).count == 8)
+        #expect(SecurityGroupDriver.offending(Array(pieces.dropLast()), world).isEmpty, "half the world is not all of it")
+        let v6 = ["2000::/4", "3000::/4"].map { SecurityGroupDriver.Rule(proto: "tcp", from: 22, to: 22, cidr: $0) }
+        #expect(SecurityGroupDriver.offending(v6, world).count == 2, "all of global unicast is the IPv6 world")
+        let admin = [SecurityGroupDriver.Rule(proto: "tcp", from: 22, to: 22, cidr: "10.0.0.0/8")]
+        #expect(SecurityGroupDriver.offending(admin, world).isEmpty, "a private range alone is not the world")
     }
 
     @Test func publicAccessIsBlockedForTheAccountAndEveryBucket() async throws {
