@@ -35,6 +35,21 @@ public enum FirewallAdapter {
     static func commit(_ target: Target, replace: [ChainContent], remove: [String]) throws {
         let settings = try target.firewall()
         let nft = NFT(namespace: settings.netns)
+        // One writer at a time, from the read to the persisted digests: another Bulwark's
+        // commit between this one's read and its transaction lost its jumps (the base chains
+        // are rebuilt from what was read) and each overwrote the other's digests.
+        let lockFolder = settings.root + "/run/bulwark"
+        try FileManager.default.createDirectory(atPath: lockFolder, withIntermediateDirectories: true)
+        let lock = open(lockFolder + "/nftables.lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard lock >= 0 else {
+            throw NFT.Failure(program: "lock", arguments: [lockFolder + "/nftables.lock"], status: -1, message: String(cString: strerror(errno)))
+        }
+        defer { close(lock) }
+        let code = FileLock.exclusive(lock, attempts: 300)
+        guard code == 0 else {
+            throw NFT.Failure(program: "lock", arguments: [lockFolder + "/nftables.lock"], status: code,
+                              message: "another Bulwark is changing \(target.name)'s firewall (held for 3 s): \(String(cString: strerror(code)))")
+        }
         let current = try Table.read(nft)
         try nft.apply(Transaction.render(current: current, replace: replace, remove: remove))
         let listing = String(decoding: try nft.run(["list", "table", Table.family, Table.name]), as: UTF8.self)

@@ -68,9 +68,10 @@ struct Lifelines {
     }
 
     /// The ports sshd listens on in the target's network namespace: listening sockets (state
-    /// `0A`) of the namespace's TCP tables, matched by inode to a process named `sshd` (its
-    /// descriptors under /proc). Empty where none is found (no sshd, or one systemd's socket
-    /// holds for it): nothing is known then, and nothing is judged by it.
+    /// `0A`) of the namespace's TCP tables, matched by inode to a process named `sshd` that runs
+    /// as root (its descriptors under /proc): any user can start a process of that name, and
+    /// make the guard take its port for sshd's. Empty where none is found (no sshd, or one
+    /// systemd's socket holds for it): nothing is known then, and nothing is judged by it.
     static func sshdPorts(_ target: Target) throws -> Set<Int> {
         var ports: [UInt64: Int] = [:]
         for (_, text) in try tcpTables(try target.firewall().netns) {
@@ -86,6 +87,7 @@ struct Lifelines {
         for pid in processes where pid.allSatisfy(\.isNumber) {
             guard let comm = FileManager.default.contents(atPath: "/proc/\(pid)/comm"),
                   String(decoding: comm, as: UTF8.self).trimmingCharacters(in: .newlines) == "sshd",
+                  Self.runsAsRoot(pid),
                   let descriptors = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd") else { continue }
             for descriptor in descriptors {
                 guard let link = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(descriptor)"),
@@ -95,6 +97,14 @@ struct Lifelines {
             }
         }
         return found
+    }
+
+    /// Whether every user id of process `pid` (real, effective, saved, file system) is 0.
+    private static func runsAsRoot(_ pid: String) -> Bool {
+        guard let status = FileManager.default.contents(atPath: "/proc/\(pid)/status") else { return false }
+        let line = String(decoding: status, as: UTF8.self).split(separator: "\n").first { $0.hasPrefix("Uid:") }
+        let ids = line?.dropFirst(4).split(whereSeparator: { $0 == " " || $0 == "\t" }) ?? []
+        return ids.count == 4 && ids.allSatisfy { $0 == "0" }
     }
 
     private static func endpoint(_ field: Substring) -> (address: [UInt8], port: Int)? {

@@ -89,48 +89,74 @@ struct ConfigFileDriver: ResourceDriver {
     }
 
     /// A password written in a URL, whatever its key: in its user part
-    /// (`scheme://user:password@host`) or its query (`?password=…`, as libpq reads it).
+    /// (`scheme://user:password@host`) or a parameter (`?password=…`, `;password=…` as libpq and
+    /// JDBC read them, or any parameter a credential's name names: `key=`, `token=`).
     static func passwordInURL(_ value: ConfigValue) -> Bool {
         switch value {
-        case .string(let s): redactedURLPasswords(s) != s
+        case .string(let s): scanURLs(s).password
         case .list(let items): items.contains(where: passwordInURL)
         case .map(let map): map.values.contains(where: passwordInURL)
         default: false
         }
     }
 
+    /// `text` with what a URL in it may carry of a credential written `[redacted]`: for
+    /// observed values, which may hold a URL under any key (`api_base`, `http_proxy`), so that
+    /// none reaches a plan or a record. See `scanURLs`.
+    static func redactedURLPasswords(_ text: String) -> String { scanURLs(text).text }
+
+    /// Every URL in `text` (from each `://` to the next blank or unescaped quote, so that a
+    /// `,`, `/` or `#` in a password does not end it): all of its user part (up to its last
+    /// `@`: a password, or a token given as the user) and the value of each parameter whose
+    /// name, percent-decoded, is a password's or a credential's (after `?`, `&`, `;` or `#`),
+    /// written `[redacted]`. `password` says whether a password was there: a user part with a
+    /// `:`, or such a parameter.
+    static func scanURLs(_ text: String) -> (text: String, password: Bool) {
+        guard text.contains("://") else { return (text, false) }
+        var bytes = Array(text.utf8)
+        var password = false
+        var index = 0
+        func isEnd(_ byte: UInt8) -> Bool { isCSpace(byte) || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "'") }
+        while index + 3 <= bytes.count {
+            guard bytes[index] == UInt8(ascii: ":"), bytes[index + 1] == UInt8(ascii: "/"), bytes[index + 2] == UInt8(ascii: "/") else {
+                index += 1
+                continue
+            }
+            let start = index + 3
+            // A backslash escapes what follows (a quote inside a JSON string is part of the URL).
+            var end = start
+            while end < bytes.count, !isEnd(bytes[end]) { end = bytes[end] == UInt8(ascii: "\\") ? min(end + 2, bytes.count) : end + 1 }
+            var token = Array(bytes[start..<end])
+            if let at = token.lastIndex(of: UInt8(ascii: "@")), at > 0 {
+                if token[..<at].contains(UInt8(ascii: ":")) { password = true }
+                token.replaceSubrange(0..<at, with: Array("[redacted]".utf8))
+            }
+            var position = 0
+            while position < token.count {
+                guard [UInt8(ascii: "?"), UInt8(ascii: "&"), UInt8(ascii: ";"), UInt8(ascii: "#")].contains(token[position]) else {
+                    position += 1
+                    continue
+                }
+                let nameStart = position + 1
+                guard let equals = token[nameStart...].firstIndex(where: { $0 == UInt8(ascii: "=") || $0 == UInt8(ascii: "&") || $0 == UInt8(ascii: ";") }),
+                      token[equals] == UInt8(ascii: "=") else { position += 1; continue }
+                let name = String(decoding: token[nameStart..<equals], as: UTF8.self)
+                let decoded = (name.removingPercentEncoding ?? name).lowercased()
+                let valueEnd = token[(equals + 1)...].firstIndex { [UInt8(ascii: "&"), UInt8(ascii: ";"), UInt8(ascii: "#")].contains($0) } ?? token.count
+                if passwordParameters.contains(decoded) || isSecretKey(decoded) || decoded == "sig" || decoded == "signature" {
+                    password = true
+                    token.replaceSubrange((equals + 1)..<valueEnd, with: Array("[redacted]".utf8))
+                }
+                position = equals + 1
+            }
+            bytes.replaceSubrange(start..<end, with: token)
+            index = start + token.count
+        }
+        return (String(decoding: bytes, as: UTF8.self), password)
+    }
+
     /// Query parameters that carry a password (libpq, JDBC and most drivers).
     static let passwordParameters = ["password", "passwd", "pwd", "pass"]
-
-    /// `text` with every password a URL in it carries written `[redacted]`: the part after the
-    /// user's `:` up to the `@` of each `scheme://…`, and the value of a password query
-    /// parameter. For observed values, which may hold a URL under any key (`api_base`,
-    /// `http_proxy`), so that none reaches a plan or a record.
-    static func redactedURLPasswords(_ text: String) -> String {
-        var result = ""
-        var rest = Substring(text)
-        while let scheme = rest.range(of: "://") {
-            result += rest[..<scheme.upperBound]
-            rest = rest[scheme.upperBound...]
-            let end = rest.firstIndex { " \"'\\,;<>\n\t".contains($0) } ?? rest.endIndex
-            var url = String(rest[..<end])
-            let authorityEnd = url.firstIndex { $0 == "/" || $0 == "?" || $0 == "#" } ?? url.endIndex
-            if let at = url[..<authorityEnd].lastIndex(of: "@"), let colon = url[..<at].firstIndex(of: ":") {
-                url.replaceSubrange(url.index(after: colon)..<at, with: "[redacted]")
-            }
-            if let query = url.firstIndex(of: "?") {
-                var parts = url[url.index(after: query)...].split(separator: "&", omittingEmptySubsequences: false).map(String.init)
-                for index in parts.indices {
-                    let pair = parts[index].split(separator: "=", maxSplits: 1).map(String.init)
-                    if pair.count == 2, passwordParameters.contains(pair[0].lowercased()) { parts[index] = pair[0] + "=[redacted]" }
-                }
-                url = String(url[...query]) + parts.joined(separator: "&")
-            }
-            result += url
-            rest = rest[end...]
-        }
-        return result + rest
-    }
 
     static func parse(_ spec: SpecReader) -> ResourceSpec? {
         guard spec.entries() != nil else { return nil }

@@ -69,7 +69,12 @@ extension Daemon {
                     overwrittenFixes[binding] = overwritten == 0 ? nil : overwritten
                     let holdBack = entry.record.result == .failed && (overwritten == 0 || overwritten > Self.overwrittenRetries)
                     failedFixes[binding] = holdBack ? Self.fingerprint(entry.remediation.changes) : nil
-                    if entry.record.result == .verified { lastInSync[entry.remediation.binding] = clock.wall() }
+                    // Fixed and verified: the same drift again is a new drift (an edit back), counted
+                    // again even when no pass saw the binding in sync in between.
+                    if entry.record.result == .verified {
+                        lastInSync[entry.remediation.binding] = clock.wall()
+                        driftSeen[entry.remediation.binding] = nil
+                    }
                 }
                 recent.append((entry.record, entry.commit))
                 if let historyEntry = RemediationReport.Entry(entry.record) { history.add(historyEntry) }

@@ -212,19 +212,17 @@ struct FirewallGuardTests {
 
     /// The Target's sshPort is 22 by default, and sshd may listen elsewhere: an allowed
     /// ingress of tcp 22 passed the guard and dropped every new SSH connection to the port sshd
-    /// listens on. A real sshd (unprivileged, in the lab's namespace) on 2222: the change that
-    /// drops 2222 is blocked and recorded; the one that keeps it goes through.
-    @Test(.enabled(if: getpwnam("postgres") != nil, "an unprivileged sshd runs as postgres"))
-    func anAllowedIngressThatDropsThePortSSHDListensOnIsBlocked() async throws {
+    /// listens on. A real sshd (root's, in the lab's namespace) on 2222: the change that drops
+    /// 2222 is blocked and recorded, even with a user's process named sshd on a port it allows;
+    /// the one that keeps 2222 goes through.
+    @Test func anAllowedIngressThatDropsThePortSSHDListensOnIsBlocked() async throws {
         try await withTemporaryDirectory { root in
             let lab = try NetworkLab()
             defer { lab.remove() }
-            var template = Array("/tmp/bulwark-sshd-lab-XXXXXX".utf8CString)
-            let folder = try #require(mkdtemp(&template).map { String(cString: $0) })
-            defer { try? FileManager.default.removeItem(atPath: folder) }
-            chmod(folder, 0o755)
-            try lab.sshd(port: 2222, user: "postgres", folder: folder)
-            let reason = try await expectBlocked(try firewallState(root: root, namespace: lab.host, ingress("{tcp: [22, 443]}")),
+            try lab.sshd(port: 2222, folder: root)
+            // A user's own sshd (the same program, unprivileged) on 8080 is no sshd people log in to.
+            try lab.listenAsSSHD(port: 8080, user: "nobody")
+            let reason = try await expectBlocked(try firewallState(root: root, namespace: lab.host, ingress("{tcp: [22, 443, 8080]}")),
                                                  lab: lab, root: root)
             #expect(reason.contains("sshd listens on tcp 2222, which it does not allow (the target's sshPort is 22"), "\(reason)")
             let (_, outcome) = try await reconcile(try firewallState(root: root, namespace: lab.host, ingress("{tcp: [22, 2222]}")))

@@ -1,5 +1,5 @@
 import BulwarkCore
-import BulwarkHost
+@testable import BulwarkHost
 import BulwarkTestSupport
 import Foundation
 import Testing
@@ -222,9 +222,20 @@ let gatewayConfig = """
             #expect(changes.filter { !["general_settings.api_base", "general_settings.store_endpoint"].contains($0.property) }
                 .allSatisfy { $0.shownObserved == "[redacted]" }, "\(changes.map(\.shownObserved))")
             #expect(changes.first { $0.property == "general_settings.api_base" }?.shownObserved
-                    == "\"https://proxy:[redacted]@gateway.example/v1\"")
+                    == "\"https://[redacted]@gateway.example/v1\"")
             #expect(changes.first { $0.property == "general_settings.store_endpoint" }?.shownObserved
-                    == "\"postgresql://app@db/store?sslmode=require&password=[redacted]\"")
+                    == "\"postgresql://[redacted]@db/store?sslmode=require&password=[redacted]\"")
+            // What a URL may carry of a credential, however it is written (second review).
+            for (url, secret, password) in [("postgresql://u:pa,ss@h/db", "pa,ss", true), ("https://u:pa/ss@h", "pa/ss", true),
+                                            ("https://h/?%70assword=s3cr3t", "s3cr3t", true),
+                                            ("jdbc:sqlserver://h;user=sa;password=s3cr3t", "s3cr3t", true),
+                                            ("https://ghp_T0KEN@github.com/x", "ghp_T0KEN", false), ("https://h/?key=AIzaS3CR3T", "AIzaS3CR3T", true),
+                                            ("https://p/?next=https://u:s3cr3t@h", "s3cr3t", true), ("https://h/#password=s3cr3t", "s3cr3t", true),
+                                            ("\"https://u:p\\\"s3cr3t@h\"", "s3cr3t", true), ("see HTTPS://U:s3cr3t@H now", "s3cr3t", true)] {
+                let (shown, found) = ConfigFileDriver.scanURLs(url)
+                #expect(!shown.contains(secret) && found == password, "\(url) -> \(shown) \(found)")
+            }
+            #expect(ConfigFileDriver.scanURLs("https://registry.example/pkg?version=1.2").text == "https://registry.example/pkg?version=1.2")
             let outcome = await reconciler.apply(plan, state: state, audit: sink)
             #expect(outcome.verified.count == 1, "\(outcome.entries.map { $0.record.error ?? "" })")
             let recorded = outcome.entries.map { $0.record.commitMessage + String(decoding: (try? JSONEncoder().encode($0.record)) ?? Data(), as: UTF8.self) }

@@ -75,20 +75,45 @@ public final class NetworkLab {
         throw SupportError("listener on port \(port) did not start")
     }
 
-    /// A real sshd in the host namespace on `port`, run as `user` (unprivileged: no privilege
-    /// separation folder needed) with a host key in `folder`, which that user can read. It ends
-    /// with the lab.
-    public func sshd(port: Int, user: String, folder: String) throws {
+    /// A listener in the host namespace on `port`, run as `user` under the name `sshd`
+    /// (prctl PR_SET_NAME): what any local user can start to look like sshd.
+    public func listenAsSSHD(port: Int, user: String) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        process.arguments = ["netns", "exec", host, "setpriv", "--reuid=\(user)", "--regid=nogroup", "--clear-groups", "/usr/bin/python3", "-c", """
+            import ctypes, socket
+            ctypes.CDLL(None).prctl(15, b"sshd", 0, 0, 0)
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("0.0.0.0", \(port)))
+            s.listen(16)
+            while True:
+                s.accept()[0].close()
+            """]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        servers.append(process)
+        for _ in 0..<50 {
+            if try connects(to: "127.0.0.1", port: port, from: host) { return }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        throw SupportError("listener on port \(port) did not start")
+    }
+
+    /// A real sshd in the host namespace on `port`, run as root as a system's is, with a host
+    /// key in `folder`. Its privilege separation folder (/run/sshd) is made in a mount namespace
+    /// of its own, on a /run of its own: nothing of the machine's is touched. It ends with the lab.
+    public func sshd(port: Int, folder: String) throws {
         let key = folder + "/lab_host_key"
         let made = try run("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", key])
-        guard made.status == 0, let owner = getpwnam(user) else { throw SupportError("ssh-keygen: \(made.stderr)") }
-        chown(key, owner.pointee.pw_uid, owner.pointee.pw_gid)
+        guard made.status == 0 else { throw SupportError("ssh-keygen: \(made.stderr)") }
         // Not -D: sshd detaches from the launching process (a -D sshd started through Foundation's
         // Process kept the test's later programs from ever being seen to end). It lives in the
         // namespace, and `remove` ends it with everything else there, by pid.
-        let started = try run("/usr/sbin/ip", ["netns", "exec", host, "setpriv", "--reuid=\(user)", "--regid=\(user)", "--clear-groups",
-                                               "/usr/sbin/sshd", "-f", "/dev/null", "-h", key, "-p", "\(port)",
-                                               "-o", "PidFile=none", "-o", "UsePAM=no"])
+        let started = try run("/usr/sbin/ip", ["netns", "exec", host, "unshare", "-m", "sh", "-c",
+                                               "mount -t tmpfs none /run && mkdir -m 755 /run/sshd && exec /usr/sbin/sshd -f /dev/null "
+                                               + "-h \"$0\" -p \(port) -o PidFile=none -o UsePAM=no", key])
         guard started.status == 0 else { throw SupportError("sshd: \(started.stderr)") }
         for _ in 0..<100 {
             if try connects(to: "127.0.0.1", port: port, from: host) { return }
