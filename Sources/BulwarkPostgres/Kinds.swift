@@ -49,7 +49,9 @@ struct SettingDriver: ResourceDriver {
     /// what the audit trail must show.
     static func isSensitive(_ name: String) -> Bool {
         guard name != "password_encryption" else { return false }
+        let last = name.split(separator: ".").last.map(String.init) ?? name
         return name.contains("conninfo") || name.contains("password") || name.contains("passphrase") || name.hasSuffix("_command")
+            || name.contains("secret") || name.contains("token") || last == "key" || last.hasSuffix("_key") || last.hasSuffix("apikey")
     }
 
     func observe(_ resource: Resource, on target: Target) async throws -> Observation {
@@ -171,28 +173,31 @@ struct SettingState: Sendable {
     ///
     /// The server's value is `current_setting` when Bulwark's own session got it from the server
     /// (the configuration files, `ALTER SYSTEM`, the command line, the default). When an override
-    /// gave Bulwark's session its value, the server's is the last `pg_file_settings` entry that
-    /// applies, else the built-in default: a value given on the postmaster's command line is
-    /// then not seen (the server does not show it to an overridden session).
+    /// gave Bulwark's session its value, the read fails (see below).
     static func read(_ connection: PostgresConnection, names: [String]) async throws -> [String: SettingState] {
         let rows = try await PostgresAdapter.rows(connection, """
             SELECT name, current_setting(name), source, boot_val, pending_restart::text FROM pg_settings WHERE name = ANY(\(names))
             """, columns: 5)
         var states: [String: SettingState] = [:]
         var hidden: [String: String] = [:]
+        var sources: [String: String] = [:]
         for row in rows {
             guard let name = row[0], let value = row[1] else { continue }
             states[name] = SettingState(server: value, pendingRestart: row[4] == "true", overrides: [])
-            if let source = row[2], sessionSources.contains(source) { hidden[name] = row[3] ?? "" }
-        }
-        if !hidden.isEmpty {
-            var fromFiles: [String: String] = [:]
-            for row in try await PostgresAdapter.rows(connection, """
-                SELECT name, setting FROM pg_file_settings WHERE name = ANY(\(Array(hidden.keys))) AND applied AND error IS NULL ORDER BY seqno
-                """, columns: 2) {
-                if let name = row[0], let value = row[1] { fromFiles[name] = value }
+            if let source = row[2], sessionSources.contains(source) {
+                hidden[name] = row[3] ?? ""
+                sources[name] = source
             }
-            for (name, boot) in hidden { states[name]?.server = fromFiles[name] ?? boot }
+        }
+        // Bulwark's own session got the value from an override: what the server gives other
+        // sessions cannot be read past it with certainty (a value given on the command line, or
+        // files changed and not yet reloaded, are not shown to this session), so it is not
+        // guessed: the observation fails, saying how to let Bulwark see it.
+        if !hidden.isEmpty {
+            let names = hidden.keys.sorted()
+            throw PostgresAdapterError("Bulwark's own session gets " + names.map { "\($0) from an override (\(sources[$0] ?? "?"))" }
+                .joined(separator: ", ") + "; what other sessions get cannot be read past it, so it is not judged: remove the override "
+                + "for Bulwark's role or database (ALTER ROLE … RESET, ALTER DATABASE … RESET)")
         }
         states = states.mapValues { state in
             var state = state

@@ -18,6 +18,11 @@ struct PostgresSettingTests {
             """)
     }
 
+    /// An override on Bulwark's own role hid what other sessions get (md5 behind Bulwark's
+    /// scram-sha-256): Bulwark said in sync. What the server gives others cannot be read past
+    /// such an override with certainty (a value on the command line, files not yet reloaded),
+    /// so the observation fails, saying how to let Bulwark see it; without the override, the
+    /// md5 is drift and fixed.
     @Test func anOverrideOnBulwarksOwnRoleDoesNotHideWhatOtherSessionsGet() async throws {
         let server = try PostgresServer()
         for sql in ["ALTER ROLE postgres SET password_encryption = 'scram-sha-256'", "ALTER SYSTEM SET password_encryption = 'md5'",
@@ -26,12 +31,14 @@ struct PostgresSettingTests {
         }
         let state = try setting(server, "{password_encryption: scram-sha-256}")
         let (plan, outcome) = try await reconcilePostgres(state, server)
-        #expect(plan.remediations.first?.changes.map(\.observed) == ["md5"])
-        #expect(outcome.failed.isEmpty, "\(outcome.failed.map { $0.record.error ?? "" })")
-        #expect(outcome.verified.count == 1)
-        #expect(try server.psql("SELECT setting FROM pg_file_settings WHERE name = 'password_encryption' ORDER BY seqno DESC LIMIT 1")
-                == "scram-sha-256")
-        #expect(try await reconcilePostgres(state, server).0.hasDrift == false, "the override equal to the desired value is no drift")
+        #expect(plan.remediations.isEmpty && outcome.verified.isEmpty)
+        let failure = try #require(plan.failures.first?.message)
+        #expect(failure.contains("Bulwark's own session gets password_encryption from an override (user)"), "\(failure)")
+        try server.psql("ALTER ROLE postgres RESET password_encryption")
+        let (fixedPlan, fixed) = try await reconcilePostgres(state, server)
+        #expect(fixedPlan.remediations.first?.changes.map(\.observed) == ["md5"])
+        #expect(fixed.verified.count == 1, "\(fixed.failed.map { $0.record.error ?? "" })")
+        #expect(try await reconcilePostgres(state, server).0.hasDrift == false)
     }
 
     @Test func anOverrideThatGivesSomeSessionsAnotherValueIsDriftApplyDoesNotCallFixed() async throws {
@@ -63,18 +70,17 @@ struct PostgresSettingTests {
         #expect(try await reconcilePostgres(state, server).0.hasDrift == false)
     }
 
-    @Test func aValueEveryRoleGetsIsNamedAndTheServersIsReadPastIt() async throws {
+    /// `ALTER ROLE ALL SET` reaches Bulwark's own session too: not judged (the observation
+    /// fails, naming it), and in sync once it is reset.
+    @Test func aValueEveryRoleGetsIsNotGuessedPast() async throws {
         let server = try PostgresServer()
         try server.psql("ALTER ROLE ALL SET log_statement = 'all'")  // Bulwark's own session too
         let state = try setting(server, "{log_statement: none}")
         let (plan, outcome) = try await reconcilePostgres(state, server)
-        #expect(plan.remediations.first?.changes.map(\.observed) == ["none (every role gets all)"])
-        let record = try #require(outcome.entries.first?.record)
-        #expect(record.result == .failed)
-        #expect(record.error?.contains("log_statement is overridden: every role gets all (remove with ALTER ROLE ALL RESET log_statement") == true,
-                "\(record.error ?? "")")
-        #expect(try server.psql("SELECT count(*) FROM pg_file_settings WHERE name = 'log_statement'") == "0",
-                "the server's value was already none: nothing written")
+        #expect(plan.remediations.isEmpty && outcome.entries.isEmpty)
+        #expect(plan.failures.first?.message.contains("Bulwark's own session gets log_statement from an override") == true,
+                "\(plan.failures.map(\.message))")
+        #expect(try server.psql("SELECT count(*) FROM pg_file_settings WHERE name = 'log_statement'") == "0", "nothing written")
         try server.psql("ALTER ROLE ALL RESET log_statement")
         #expect(try await reconcilePostgres(state, server).0.hasDrift == false)
     }
