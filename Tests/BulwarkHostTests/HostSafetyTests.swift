@@ -46,6 +46,22 @@ let accounts = (passwd: "root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/home/ali
         chown(root + "/etc/shadow", 0, 42)
     }
 
+    /// Alice's own home under `root`, a folder she owns.
+    func aliceHome(_ root: String) throws -> String {
+        let home = root + "/home/alice"
+        try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
+        #expect(chown(home, 1000, 1000) == 0)
+        return home
+    }
+
+    /// What alice can do where hard links are not protected: link etc/shadow to `path`, then
+    /// passwd replaces shadow by a rename, and her name is the old shadow's only one, root's.
+    func keepOldShadow(_ root: String, at path: String) throws {
+        #expect(Glibc.link(root + "/etc/shadow", path) == 0)
+        try write(root + "/etc/shadow.new", "root:$y$new:19800:0:99999:7:::\n", mode: 0o640)
+        #expect(rename(root + "/etc/shadow.new", root + "/etc/shadow") == 0)
+    }
+
     @Test func aUsersLinkToShadowNeverChangesShadowWhileTheirRealFileIsFixed() async throws {
         guard isRoot else { return }
         try await withTemporaryDirectory { root in
@@ -101,12 +117,8 @@ let accounts = (passwd: "root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/home/ali
         guard isRoot else { return }
         try await withTemporaryDirectory { root in
             try shadowAndAlice(root)
-            let home = root + "/home/alice"
-            try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
-            #expect(chown(home, 1000, 1000) == 0)
-            #expect(Glibc.link(root + "/etc/shadow", home + "/notes") == 0)
-            try write(root + "/etc/shadow.new", "root:$y$new:19800:0:99999:7:::\n", mode: 0o640)
-            #expect(rename(root + "/etc/shadow.new", root + "/etc/shadow") == 0)
+            let home = try aliceHome(root)
+            try keepOldShadow(root, at: home + "/notes")
             try write(home + "/own", "x", mode: 0o644)
             #expect(chown(home + "/own", 1000, 1000) == 0)
             let before = try fingerprint(home + "/notes")
@@ -139,9 +151,7 @@ let accounts = (passwd: "root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/home/ali
         guard isRoot else { return }
         try await withTemporaryDirectory { root in
             try shadowAndAlice(root)
-            let home = root + "/home/alice"
-            try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
-            #expect(chown(home, 1000, 1000) == 0)
+            let home = try aliceHome(root)
             try write(home + "/tool", "x", mode: 0o755)
             let manifests = resource("FileMode", "tool", "path: /home/alice/tool\nowner: alice\nmode: \"0755\"")
             let reconciler = Reconciler(registry: Registry([HostAdapter.definition()]))
@@ -149,9 +159,8 @@ let accounts = (passwd: "root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/home/ali
             #expect(first.decision == .blocked)
             let approval = try approvalFile(first, reason: "root made it for her")
             // Replaced, before the approval is used, by an old shadow alice kept (a new inode).
-            #expect(unlink(home + "/tool") == 0 && Glibc.link(root + "/etc/shadow", home + "/tool") == 0)
-            try write(root + "/etc/shadow.new", "root:$y$new:19800:0:99999:7:::\n", mode: 0o640)
-            #expect(rename(root + "/etc/shadow.new", root + "/etc/shadow") == 0)
+            #expect(unlink(home + "/tool") == 0)
+            try keepOldShadow(root, at: home + "/tool")
             chmod(home + "/tool", 0o755)
             let state = try hostState(root: root, manifests, extra: [approval])
             let again = try #require(try await reconciler.plan(state).remediations.first)
@@ -189,9 +198,8 @@ let accounts = (passwd: "root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/home/ali
             try write(home + "/notes", "x", mode: 0o600)
             let record = try await planThenApply(root, resource("FileMode", "notes", "path: /home/alice/notes\nowner: alice")) {
                 #expect(chown(home, 1000, 1000) == 0)
-                #expect(unlink(home + "/notes") == 0 && Glibc.link(root + "/etc/shadow", home + "/notes") == 0)
-                try write(root + "/etc/shadow.new", "root:$y$new:19800:0:99999:7:::\n", mode: 0o640)
-                #expect(rename(root + "/etc/shadow.new", root + "/etc/shadow") == 0)
+                #expect(unlink(home + "/notes") == 0)
+                try keepOldShadow(root, at: home + "/notes")
             }
             #expect(record.result == .failed && record.error?.contains("refused at the write: owner alice would give away /home/alice/notes") == true,
                     "\(record.error ?? "")")

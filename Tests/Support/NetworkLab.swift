@@ -49,9 +49,7 @@ public final class NetworkLab {
     /// A TCP listener in the host namespace that accepts and closes connections (or, `holding`,
     /// keeps them open, as sshd keeps a session).
     public func listen(port: Int, holding: Bool = false) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
-        process.arguments = ["netns", "exec", host, "python3", "-c", """
+        try serve(port: port, ["python3", "-c", """
             import socket
             s = socket.socket(socket.AF_INET6)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -62,25 +60,13 @@ public final class NetworkLab {
             while True:
                 c, _ = s.accept()
                 \(holding ? "held.append(c)" : "c.close()")
-            """]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        servers.append(process)
-        // Wait until it accepts, from inside its own namespace.
-        for _ in 0..<50 {
-            if try connects(to: "127.0.0.1", port: port, from: host) { return }
-            Thread.sleep(forTimeInterval: 0.05)
-        }
-        throw SupportError("listener on port \(port) did not start")
+            """])
     }
 
     /// A listener in the host namespace on `port`, run as `user` under the name `sshd`
     /// (prctl PR_SET_NAME): what any local user can start to look like sshd.
     public func listenAsSSHD(port: Int, user: String) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
-        process.arguments = ["netns", "exec", host, "setpriv", "--reuid=\(user)", "--regid=nogroup", "--clear-groups", "/usr/bin/python3", "-c", """
+        try serve(port: port, ["setpriv", "--reuid=\(user)", "--regid=nogroup", "--clear-groups", "/usr/bin/python3", "-c", """
             import ctypes, socket
             ctypes.CDLL(None).prctl(15, b"sshd", 0, 0, 0)
             s = socket.socket()
@@ -89,7 +75,15 @@ public final class NetworkLab {
             s.listen(16)
             while True:
                 s.accept()[0].close()
-            """]
+            """])
+    }
+
+    /// Runs `command` in the host namespace until the lab is removed, and waits until it accepts
+    /// on `port`, from inside its own namespace.
+    private func serve(port: Int, _ command: [String]) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        process.arguments = ["netns", "exec", host] + command
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
