@@ -1,5 +1,6 @@
 internal import Foundation
 internal import BulwarkCore
+internal import CLinux
 
 /// `Sysctl`: kernel parameters, persisted in Bulwark's own file in `etc/sysctl.d/` and set at
 /// runtime under `proc/sys/` when that file exists.
