@@ -152,10 +152,10 @@ struct FileModeDriver: ResourceDriver {
     }
 
     /// Whether the target's kernel lets a user hard-link only files they own or can read and
-    /// write (`fs.protected_hardlinks` 1, under the root's proc/sys). Unknown is no.
+    /// write (`fs.protected_hardlinks` 1, under the root's proc/sys, read as every file under
+    /// the root is: `FileIO`, links followed only inside it). Unknown is no.
     static func hardLinksProtected(_ root: HostRoot) -> Bool {
-        let path = root.full(["proc", "sys", "fs", "protected_hardlinks"])
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return false }
+        guard let text = (try? FileIO.readText("proc/sys/fs/protected_hardlinks", in: root)) ?? nil else { return false }
         return text.trimmingCharacters(in: .whitespacesAndNewlines) == "1"
     }
 
