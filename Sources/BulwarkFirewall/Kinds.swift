@@ -72,7 +72,7 @@ struct IngressDriver: ResourceDriver {
         let chain = Transaction.chainName("ai", resource.id)
         let table = try Table.read(FirewallAdapter.nft(target))
         guard table.isHooked(chain), let last = table.chains[chain]?.last else { return Observation(values: ["ingress": String?.none]) }
-        let shown = last.comment.map { $0.replacingOccurrences(of: "bulwark ", with: "") } ?? "(changed by hand)"
+        let shown = Transaction.recordedValue(last.comment, desired: resource.spec.properties.first?.value) ?? "(changed by hand)"
         return Observation(values: ["ingress": try FirewallAdapter.unlessChanged(shown, table, [chain], target)])
     }
 
@@ -116,7 +116,7 @@ struct IngressDriver: ResourceDriver {
                 if !v6.isEmpty { rules.append("ip6 saddr { \(v6.joined(separator: ", ")) } \(proto) dport \(set) accept") }
             }
         }
-        rules.append("drop comment \"bulwark \(wanted)\"")
+        rules.append("drop \(Transaction.valueComment(wanted))")
         try FirewallAdapter.commit(target, replace: [ChainContent(name: chain, rules: rules)], remove: [])
     }
 }
@@ -154,7 +154,8 @@ struct QuarantineDriver: ResourceDriver {
         guard table.isHooked(chain + "_in"), let last = table.chains[chain + "_in"]?.last else {
             return Observation(values: [property: "lifted"])
         }
-        let shown = last.comment.map { $0.replacingOccurrences(of: "bulwark ", with: "") } ?? "(changed by hand)"
+        let desired = resource.spec.properties.first { $0.name == property }?.value
+        let shown = Transaction.recordedValue(last.comment, desired: desired) ?? "(changed by hand)"
         return Observation(values: [property: try FirewallAdapter.unlessChanged(shown, table, [chain + "_in", chain + "_out"], target)])
     }
 
@@ -182,7 +183,7 @@ struct QuarantineDriver: ResourceDriver {
             let v6 = allow.filter(\.isIPv6).map(\.description)
             if !v4.isEmpty { rules.append("ip \(direction) { \(v4.joined(separator: ", ")) } accept") }
             if !v6.isEmpty { rules.append("ip6 \(direction) { \(v6.joined(separator: ", ")) } accept") }
-            return rules + ["drop comment \"bulwark \(change.desired)\""]
+            return rules + ["drop \(Transaction.valueComment(change.desired))"]
         }
         try FirewallAdapter.commit(target, replace: [ChainContent(name: chain + "_in", rules: rules("saddr", "iifname")),
                                                      ChainContent(name: chain + "_out", rules: rules("daddr", "oifname"))],

@@ -138,7 +138,39 @@ enum Transaction {
 
     /// The comment on a resource chain's first rule that says which resource it belongs to, so
     /// that what a removed resource left behind can be named when it is pruned.
-    static func ownerComment(_ resource: ResourceID) -> String { "comment \"owner \(resource.description)\"" }
+    /// A resource name may be 253 bytes; a comment that would not fit is left out, and the
+    /// leftover is then named from its chain.
+    static func ownerComment(_ resource: ResourceID) -> String {
+        let text = "owner \(resource.description)"
+        return text.utf8.count <= maxComment ? "comment \"\(text)\"" : ""
+    }
+
+    /// nftables keeps at most 128 bytes of a rule's comment (`nft -c`: "comment too long").
+    static let maxComment = 128
+
+    /// The comment on a chain's last rule that records the desired value Bulwark wrote there. A
+    /// value too long for a comment (an AllowedIngress of forty ports) is recorded as its
+    /// SHA-256, which `recordedValue` reads back against the desired value.
+    static func valueComment(_ value: String) -> String {
+        let text = "bulwark \(value)"
+        guard text.utf8.count > maxComment else { return "comment \"\(text)\"" }
+        return "comment \"bulwark sha256:\(hex(value))\""
+    }
+
+    /// What a chain's last comment says was written there, read against the desired value: the
+    /// value itself, or the desired value when the comment holds its SHA-256. Nil without a
+    /// comment of Bulwark's.
+    static func recordedValue(_ comment: String?, desired: String?) -> String? {
+        guard let comment, comment.hasPrefix("bulwark ") else { return nil }
+        let value = String(comment.dropFirst("bulwark ".count))
+        guard value.hasPrefix("sha256:") else { return value }
+        if let desired, value == "sha256:" + hex(desired) { return desired }
+        return "(a value recorded as \(value.prefix(19)))"
+    }
+
+    private static func hex(_ value: String) -> String {
+        SHA256.hash(data: Array(value.utf8)).map { String(format: "%02x", $0) }.joined()
+    }
 
     /// A chain name for a resource: nft identifiers allow letters, digits and `_`; a short hash
     /// of the full name keeps distinct names distinct.

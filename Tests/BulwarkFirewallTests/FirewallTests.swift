@@ -70,6 +70,40 @@ struct FirewallTests {
         }
     }
 
+    /// nftables keeps at most 128 bytes of a comment, and the desired value went into the drop
+    /// rule's comment whole: forty ports, or a 200-byte resource name in the owner comment,
+    /// failed at `nft -c` on every pass. A long value is now recorded as its SHA-256, read back
+    /// against the desired value: in sync after the fix, drift when the list changes.
+    @Test func aValueTooLongForAnNFTCommentIsRecordedByItsDigest() async throws {
+        try await withTemporaryDirectory { root in
+            let lab = try NetworkLab()
+            defer { lab.remove() }
+            try lab.listen(port: 8080)
+            try lab.listen(port: 9090)
+            let name = "web-" + String(repeating: "a", count: 200)
+            func ingress(_ ports: [Int]) throws -> DesiredState {
+                try firewallState(root: root, namespace: lab.host, """
+                    apiVersion: bulwark/v1
+                    kind: AllowedIngress
+                    metadata: {name: \(name)}
+                    spec: {tcp: [\(ports.map(String.init).joined(separator: ", "))]}
+                    """)
+            }
+            let many = [22] + Array(10_000..<10_040)
+            let (_, first) = try await reconcile(try ingress(many + [8080]))
+            #expect(first.verified.count == 1, "\(first.entries.first?.record.error ?? "")")
+            #expect(try lab.connects(port: 8080))
+            #expect(try !lab.connects(port: 9090))
+            #expect(try await reconcile(try ingress(many + [8080])).0.hasDrift == false)
+
+            let (plan, second) = try await reconcile(try ingress(many + [9090]))
+            #expect(plan.hasDrift, "another long list is another digest")
+            #expect(second.verified.count == 1, "\(second.entries.first?.record.error ?? "")")
+            #expect(try lab.connects(port: 9090))
+            #expect(try !lab.connects(port: 8080))
+        }
+    }
+
     /// A rule inserted by hand into a resource's chain before its drop, or into Bulwark's base
     /// chain before the jumps, let traffic through while the chain's last rule still said what
     /// Bulwark wrote, and the plan said in sync. Each chain's rules are now compared with what
