@@ -73,7 +73,7 @@ struct SettingDriver: ResourceDriver {
             try await SettingState.read(connection, names: names)
         }
         // Only the server's values that differ are written; an override alone writes nothing.
-        let written = changes.filter { before[$0.property]?.server != $0.desired }
+        let written = changes.filter { before[$0.property]?.serverIs($0.desired) != true }
         if !written.isEmpty {
             try await connector.withConnection(target) { connection in
                 for change in written {
@@ -90,7 +90,7 @@ struct SettingDriver: ResourceDriver {
                 try await SettingState.read(connection, names: names)
             }
             let settled = written.allSatisfy { change in
-                after[change.property].map { $0.server == change.desired || $0.pendingRestart } ?? false
+                after[change.property].map { $0.serverIs(change.desired) || $0.pendingRestart } ?? false
             }
             if settled || attempt == 19 { break }
             try await Task.sleep(for: .milliseconds(100))
@@ -148,21 +148,41 @@ struct SettingState: Sendable {
         }
     }
 
-    /// What a session without an override gets (normalized as SHOW prints booleans).
+    /// What a session without an override gets, as SHOW prints it (booleans normalized).
     var server: String
+    /// The same value as the server reads it (`SettingValue`), from `pg_settings.setting`.
+    var serverValue: SettingValue?
+    var type: SettingValue.Kind
     var pendingRestart: Bool
     /// In the order of `scope`.
     var overrides: [Override]
 
-    /// The overrides whose value is not `desired`.
-    func differing(from desired: String) -> [Override] {
-        overrides.filter { SettingDriver.normalize($0.value) != desired }
+    /// Whether a value written as `text` is `desired` as the server reads both: `60s` is
+    /// `1min`, `1GB` is `1024MB`, `TRUE` is `on`, `ALL` is `all`. A value the server would not
+    /// read is compared as written.
+    func same(_ text: String, _ desired: String) -> Bool {
+        guard let a = SettingValue.read(text, type), let b = SettingValue.read(desired, type) else { return text == desired }
+        return a == b
     }
 
-    /// The observed value: the server's, then what it is pending, then the differing overrides.
+    /// Whether the server's own value (not counting overrides) is `desired`.
+    func serverIs(_ desired: String) -> Bool {
+        if server == desired { return true }
+        guard let serverValue, let wanted = SettingValue.read(desired, type) else { return false }
+        return serverValue == wanted
+    }
+
+    /// The overrides whose value is not `desired`.
+    func differing(from desired: String) -> [Override] {
+        overrides.filter { !same($0.value, desired) }
+    }
+
+    /// The observed value: the server's (the desired value's own spelling when the server reads
+    /// it as the same value), then what it is pending, then the differing overrides.
     func shown(desired: String) -> String {
         let notes = (pendingRestart ? ["pending restart"] : []) + differing(from: desired).map { "\($0.scope) gets \($0.value)" }
-        return notes.isEmpty ? server : "\(server) (\(notes.joined(separator: "; ")))"
+        let value = serverIs(desired) ? desired : server
+        return notes.isEmpty ? value : "\(value) (\(notes.joined(separator: "; ")))"
     }
 
     /// The sources of Bulwark's own session's value that other sessions may not share
@@ -176,14 +196,17 @@ struct SettingState: Sendable {
     /// gave Bulwark's session its value, the read fails (see below).
     static func read(_ connection: PostgresConnection, names: [String]) async throws -> [String: SettingState] {
         let rows = try await PostgresAdapter.rows(connection, """
-            SELECT name, current_setting(name), source, boot_val, pending_restart::text FROM pg_settings WHERE name = ANY(\(names))
-            """, columns: 5)
+            SELECT name, current_setting(name), source, boot_val, pending_restart::text, setting, vartype, unit
+            FROM pg_settings WHERE name = ANY(\(names))
+            """, columns: 8)
         var states: [String: SettingState] = [:]
         var hidden: [String: String] = [:]
         var sources: [String: String] = [:]
         for row in rows {
             guard let name = row[0], let value = row[1] else { continue }
-            states[name] = SettingState(server: value, pendingRestart: row[4] == "true", overrides: [])
+            let type = SettingValue.Kind(vartype: row[6] ?? "string", unit: row[7])
+            states[name] = SettingState(server: value, serverValue: row[5].flatMap { SettingValue.read($0, type) },
+                                        type: type, pendingRestart: row[4] == "true", overrides: [])
             if let source = row[2], sessionSources.contains(source) {
                 hidden[name] = row[3] ?? ""
                 sources[name] = source
@@ -327,8 +350,10 @@ struct RoleDriver: ResourceDriver {
         }
         guard !options.isEmpty else { return }
         try await connector.withConnection(target) { connection in
-            try await PostgresAdapter.execute(connection,
-                "ALTER ROLE \(PostgresAdapter.identifier(spec.role)) \(options.joined(separator: " "))")
+            try await PostgresAdapter.transaction(connection) {
+                try await PostgresAdapter.execute(connection,
+                    "ALTER ROLE \(PostgresAdapter.identifier(spec.role)) \(options.joined(separator: " "))")
+            }
         }
     }
 }
@@ -405,7 +430,7 @@ struct PrivilegeDriver: ResourceDriver {
                 ? "GRANT \(entry.privilege) ON SCHEMA \(PostgresAdapter.identifier(schema)) TO \(who)"
                 : "REVOKE \(entry.privilege) ON SCHEMA \(PostgresAdapter.identifier(schema)) FROM \(who)"
             try await connector.withConnection(target, database: entry.database) { connection in
-                try await PostgresAdapter.execute(connection, statement)
+                try await PostgresAdapter.transaction(connection) { try await PostgresAdapter.execute(connection, statement) }
             }
         }
     }
@@ -456,16 +481,15 @@ struct SuperusersDriver: ResourceDriver {
         let allowed = try PostgresAdapter.spec(resource, Spec.self).allowed
         let me = try PostgresAdapter.settings(target).user
         let demoted = try await connector.withConnection(target) { connection -> [String] in
-            try await PostgresAdapter.execute(connection, "BEGIN")
-            let roles = try await Self.unexpected(connection, allowed: allowed)
-            if roles.contains(me) {
-                try await PostgresAdapter.execute(connection, "ROLLBACK")
-                throw PostgresAdapterError("the connecting user \(PostgresAdapter.shownIdentifier(me)) is a superuser not on the allowed list; "
-                                           + "add it or connect as another user")
+            try await PostgresAdapter.transaction(connection) {
+                let roles = try await Self.unexpected(connection, allowed: allowed)
+                if roles.contains(me) {
+                    throw PostgresAdapterError("the connecting user \(PostgresAdapter.shownIdentifier(me)) is a superuser not on the allowed list; "
+                                               + "add it or connect as another user")
+                }
+                for role in roles { try await PostgresAdapter.execute(connection, "ALTER ROLE \(PostgresAdapter.identifier(role)) NOSUPERUSER") }
+                return roles
             }
-            for role in roles { try await PostgresAdapter.execute(connection, "ALTER ROLE \(PostgresAdapter.identifier(role)) NOSUPERUSER") }
-            try await PostgresAdapter.execute(connection, "COMMIT")
-            return roles
         }
         // Another writer demoted them since the plan: nothing was changed, nothing to record.
         if demoted.isEmpty { throw AlreadyInSync(properties: Set(changes.map(\.property))) }

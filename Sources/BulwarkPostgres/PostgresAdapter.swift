@@ -145,6 +145,27 @@ public enum PostgresAdapter {
         try await connection.query(PostgresQuery(unsafeSQL: sql), logger: logger)
     }
 
+    /// How long a change waits for a lock someone else holds (an open transaction that altered
+    /// the same role) before it fails: without it, one idle session in a transaction held the
+    /// whole pass, and every target after it, for as long as it stayed open.
+    static let lockTimeout = "5s"
+
+    /// Runs `body` in one transaction that waits at most `lockTimeout` for each lock; rolled
+    /// back when `body` throws. `SET LOCAL` ends with the transaction, so the setting is never
+    /// the session's (`PostgresSetting` may manage `lock_timeout` itself).
+    static func transaction<T: Sendable>(_ connection: PostgresConnection, _ body: () async throws -> T) async throws -> T {
+        try await execute(connection, "BEGIN")
+        do {
+            try await execute(connection, "SET LOCAL lock_timeout = '\(lockTimeout)'")
+            let result = try await body()
+            try await execute(connection, "COMMIT")
+            return result
+        } catch {
+            try? await execute(connection, "ROLLBACK")
+            throw error
+        }
+    }
+
     /// Rows of text columns.
     static func rows(_ connection: PostgresConnection, _ query: PostgresQuery, columns: Int) async throws -> [[String?]] {
         var result: [[String?]] = []

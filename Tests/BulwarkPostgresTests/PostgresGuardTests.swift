@@ -125,6 +125,38 @@ struct PostgresGuardTests {
         #expect(try server.psql("SELECT string_agg(rolname, ',' ORDER BY rolname) FROM pg_roles WHERE rolsuper") == "postgres")
     }
 
+    /// A session that altered a rogue superuser and stayed in its transaction held Bulwark's
+    /// demotion, and the pass, for as long as it stayed open. A change now waits at most
+    /// `lockTimeout` for a lock: the demotion fails, recorded, nothing half done; once the
+    /// session is gone, the next pass demotes.
+    @Test func aLockHeldByAnotherSessionFailsTheChangeInsteadOfHoldingThePass() async throws {
+        let server = try PostgresServer()
+        try server.psql("CREATE ROLE mallory SUPERUSER LOGIN")
+        try server.psql("CREATE ROLE eve SUPERUSER LOGIN")
+        let state = try postgresState(server, """
+            apiVersion: bulwark/v1
+            kind: PostgresSuperusers
+            metadata: {name: superusers}
+            spec: {allowed: [postgres]}
+            """)
+        let holder = try server.hold("ALTER ROLE mallory CONNECTION LIMIT 3", application: "holder")
+        defer { holder.release() }
+        let started = ContinuousClock.now
+        let (_, held) = try await reconcilePostgres(state, server)
+        let waited = ContinuousClock.now - started
+        holder.release()
+        let record = try #require(held.entries.first?.record)
+        #expect(record.result == .failed)
+        #expect(record.error?.contains("lock timeout") == true, "\(record.error ?? "")")
+        #expect(waited < .seconds(60), "failed after the lock timeout, not after the other session")
+        #expect(try server.psql("SELECT string_agg(rolname, ',' ORDER BY rolname) FROM pg_roles WHERE rolsuper") == "eve,mallory,postgres",
+                "rolled back: eve was not demoted alone")
+
+        let (_, outcome) = try await reconcilePostgres(state, server)
+        #expect(outcome.verified.count == 1, "\(outcome.failed.map { $0.record.error ?? "" })")
+        #expect(try server.psql("SELECT string_agg(rolname, ',' ORDER BY rolname) FROM pg_roles WHERE rolsuper") == "postgres")
+    }
+
     // MARK: - Secrets
 
     @Test func secretsDirectoriesComeFromTheEnvironment() {

@@ -85,6 +85,29 @@ struct PostgresSettingTests {
         #expect(try await reconcilePostgres(state, server).0.hasDrift == false)
     }
 
+    /// The server shows `statement_timeout` as `1min`: a desired `60s` was drift on every pass,
+    /// and a desired `30000ms` was written and never verified (the server showed `30s`). Values
+    /// are now read in the setting's units, as the server reads them, overrides too; another
+    /// value is still drift and fixed.
+    @Test func aValueIsComparedAsTheServerReadsItsUnits() async throws {
+        let server = try PostgresServer()
+        for sql in ["CREATE ROLE eve LOGIN", "ALTER ROLE eve SET statement_timeout = '60000'", "ALTER SYSTEM SET statement_timeout = '1min'",
+                    "ALTER SYSTEM SET work_mem = '8MB'", "ALTER SYSTEM SET log_statement = 'ddl'", "SELECT pg_reload_conf()"] {
+            try server.psql(sql)
+        }
+        let same = try setting(server, "{statement_timeout: 60s, work_mem: 8192kB, log_statement: DDL}")
+        let (plan, _) = try await reconcilePostgres(same, server)
+        #expect(plan.hasDrift == false, "\(plan.remediations.flatMap(\.changes).map { "\($0.property): \($0.observed ?? "-")" })")
+
+        try server.psql("ALTER ROLE eve SET statement_timeout = '30s'")
+        let other = try setting(server, "{statement_timeout: 30000ms, work_mem: 8192kB}")
+        let (drifted, fixed) = try await reconcilePostgres(other, server)
+        #expect(drifted.remediations.first?.changes.map(\.observed) == ["1min"], "another value is still drift")
+        #expect(fixed.verified.count == 1, "\(fixed.failed.map { $0.record.error ?? "" })")
+        #expect(try server.psql("SHOW statement_timeout") == "30s")
+        #expect(try await reconcilePostgres(other, server).0.hasDrift == false)
+    }
+
     @Test func aSettingThatCanHoldASecretIsNeverShownOrRecorded() async throws {
         let server = try PostgresServer()
         for sql in ["ALTER SYSTEM SET primary_conninfo = 'host=db1 user=rep password=S3cret'", "ALTER SYSTEM SET log_connections = off",

@@ -58,6 +58,28 @@ public final class PostgresServer {
         return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
+    /// Runs `sql` in a psql of its own, in the background, and returns once it is running
+    /// `pg_sleep` in a transaction that holds what `sql` locked; `release` ends it.
+    public func hold(_ sql: String, application: String) throws -> HeldTransaction {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/psql")
+        process.arguments = ["-h", "127.0.0.1", "-p", String(port), "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1",
+                             "-c", "BEGIN", "-c", sql, "-c", "SELECT pg_sleep(120)", "-c", "COMMIT"]
+        process.environment = ["PGPASSWORD": password, "PGAPPNAME": application]
+        process.standardInput = FileHandle.nullDevice
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let held = HeldTransaction(server: self, application: application, process: process)
+        for _ in 0..<100 {
+            let sleeping = try psql("SELECT count(*) FROM pg_stat_activity WHERE application_name = '\(application)' AND query LIKE '%pg_sleep%'")
+            if sleeping == "1" { return held }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        held.release()
+        throw SupportError("psql holding \(sql) did not start")
+    }
+
     /// Runs one of PostgreSQL's programs with its output in a file, and with every inherited
     /// descriptor above 2 closed first: the server `pg_ctl` starts outlives it, and would
     /// otherwise hold open the descriptors through which Foundation's `Process` learns that
@@ -85,5 +107,23 @@ public final class PostgresServer {
             let log = (try? String(contentsOfFile: directory + "/log", encoding: .utf8)) ?? ""
             throw SupportError("\(arguments[0]) failed: \(text)\n\(log.suffix(2000))")
         }
+    }
+}
+
+/// A transaction another session keeps open (`PostgresServer.hold`).
+public final class HeldTransaction {
+    let server: PostgresServer
+    let application: String
+    let process: Process
+
+    init(server: PostgresServer, application: String, process: Process) {
+        (self.server, self.application, self.process) = (server, application, process)
+    }
+
+    /// Ends it: its server session is terminated (the transaction rolls back) and psql reaped.
+    public func release() {
+        _ = try? server.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '\(application)'")
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
     }
 }

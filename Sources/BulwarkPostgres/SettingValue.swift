@@ -1,0 +1,106 @@
+internal import Foundation
+
+/// A setting's value as PostgreSQL reads it, so that two spellings of one value compare equal:
+/// `60s` and `1min` (and `60000` for a setting in milliseconds), `1GB` and `1024MB`, `TRUE` and
+/// `on`, `ALL` and `all`. Without this, a desired `statement_timeout: 60s` was never in sync (the
+/// server shows `1min`), and each pass wrote it again and failed to verify.
+///
+/// The reading follows PostgreSQL 15's `parse_int`, `parse_real`, `parse_bool` and enum lookup
+/// (guc.c): a number (`0x` hex and a leading-zero octal for integers, as `strtol` reads them),
+/// optional blanks, then a unit from the tables below, case as written; integers are rounded.
+enum SettingValue: Equatable, Sendable {
+    case number(Double)
+    case text(String)
+
+    /// What `pg_settings` says of a setting: `vartype` and `unit` (the base unit, `8kB`, `ms`).
+    struct Kind: Sendable, Equatable {
+        var vartype: String
+        var unit: String?
+    }
+
+    /// Bytes in each memory unit, milliseconds in each time unit (guc.c's conversion tables).
+    private static let memory: [String: Double] = ["B": 1, "kB": 1024, "MB": 1_048_576, "GB": 1_073_741_824, "TB": 1_099_511_627_776]
+    private static let time: [String: Double] = ["us": 0.001, "ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000, "d": 86_400_000]
+
+    /// The value `text` stands for in a setting of `kind`; nil when the server would refuse it.
+    static func read(_ text: String, _ kind: Kind) -> SettingValue? {
+        switch kind.vartype {
+        case "bool": return bool(text).map { .text($0 ? "on" : "off") }
+        case "enum": return .text(text.lowercased())
+        case "integer", "real": return number(text, kind).map(SettingValue.number)
+        default: return .text(text)
+        }
+    }
+
+    /// `parse_bool`: on, off, 1, 0, and any prefix of true, false, yes, no; `of` and `off` but not `o`.
+    static func bool(_ text: String) -> Bool? {
+        let value = text.trimmingCharacters(in: .whitespaces).lowercased()
+        guard !value.isEmpty else { return nil }
+        switch value {
+        case "on", "1": return true
+        case "of", "off", "0": return false
+        default:
+            if "true".hasPrefix(value) || "yes".hasPrefix(value) { return true }
+            if "false".hasPrefix(value) || "no".hasPrefix(value) { return false }
+            return nil
+        }
+    }
+
+    /// The number in the setting's base unit, rounded for integers; nil for what the server
+    /// refuses (no number, a unit the setting does not take, out of range).
+    static func number(_ text: String, _ kind: Kind) -> Double? {
+        let bytes = Array(text.utf8)
+        guard !bytes.isEmpty, bytes.count < 256, !bytes.contains(0) else { return nil }
+        return text.withCString { start -> Double? in
+            var end: UnsafeMutablePointer<CChar>?
+            if kind.vartype == "integer" {
+                errno = 0
+                let integer = strtol(start, &end, 0)
+                let next = end?.pointee ?? 0
+                let fractional = next == CChar(UInt8(ascii: ".")) || next == CChar(UInt8(ascii: "e")) || next == CChar(UInt8(ascii: "E"))
+                if !fractional && errno != ERANGE { return finish(Double(integer), start, end, kind) }
+            }
+            errno = 0
+            let real = strtod(start, &end)
+            return finish(real, start, end, kind)
+        }
+    }
+
+    private static func finish(_ parsed: Double, _ start: UnsafePointer<CChar>, _ end: UnsafeMutablePointer<CChar>?,
+                               _ kind: Kind) -> Double? {
+        guard let end, UnsafePointer(end) != start, errno != ERANGE, !parsed.isNaN else { return nil }
+        let rest = String(cString: end).trimmingCharacters(in: .whitespaces)
+        var value = parsed
+        if !rest.isEmpty {
+            guard let base = kind.unit.flatMap(unitSize), let given = unitSize(rest, like: base.table) else { return nil }
+            value = value * given.size / base.size
+        }
+        guard value.isFinite else { return nil }
+        if kind.vartype == "integer" {
+            value = value.rounded(.toNearestOrEven)
+            guard value >= Double(Int32.min), value <= Double(Int32.max) else { return nil }
+        }
+        return value
+    }
+
+    private enum Table { case memory, time }
+
+    /// A base unit as pg_settings names it (`8kB`: eight kilobytes), in bytes or milliseconds.
+    private static func unitSize(_ unit: String) -> (size: Double, table: Table)? {
+        let digits = unit.prefix { $0.isASCII && $0.isNumber }
+        let name = String(unit.dropFirst(digits.count))
+        let multiple = digits.isEmpty ? 1 : Double(digits) ?? 0
+        guard multiple > 0 else { return nil }
+        if let size = memory[name] { return (multiple * size, .memory) }
+        if let size = time[name] { return (multiple * size, .time) }
+        return nil
+    }
+
+    /// A unit a value is written with, from the same table as the setting's base unit.
+    private static func unitSize(_ unit: String, like table: Table) -> (size: Double, table: Table)? {
+        switch table {
+        case .memory: memory[unit].map { ($0, .memory) }
+        case .time: time[unit].map { ($0, .time) }
+        }
+    }
+}
