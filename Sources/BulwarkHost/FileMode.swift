@@ -127,6 +127,8 @@ struct FileModeDriver: ResourceDriver {
         // Who besides root may have put the file there: the folder's owner, its group, anyone.
         var writers: [String] = []
         if folder.st_uid != 0 && file.st_uid != folder.st_uid { writers.append("its owner (uid \(folder.st_uid))") }
+        // With a POSIX ACL these bits are its mask, which bounds every user and group it names:
+        // a folder whose ACL lets alice write shows group write, and counts here.
         if folder.st_mode & 0o020 != 0 { writers.append("its group (gid \(folder.st_gid))") }
         if folder.st_mode & 0o002 != 0 { writers.append("every user") }
         guard !writers.isEmpty else { return nil }

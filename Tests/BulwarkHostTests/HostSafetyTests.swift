@@ -144,6 +144,41 @@ let accounts = (passwd: "root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/home/ali
         }
     }
 
+    /// A folder root owns, mode 0755, whose POSIX ACL lets alice write: she can plant an old
+    /// shadow there as in her home. The ACL's mask is the folder's group bits, and bounds every
+    /// user it names, so the folder counts as one others write; with the mask taking write away
+    /// (chmod g-w), it does not, and the root file is given to her.
+    @Test func aFolderWhoseACLLetsAUserWriteCountsAsTheirs() async throws {
+        guard isRoot else { return }
+        try await withTemporaryDirectory { root in
+            try shadowAndAlice(root)
+            let team = root + "/srv/team"
+            try FileManager.default.createDirectory(atPath: team, withIntermediateDirectories: true)
+            chmod(team, 0o755)
+            // user::rwx user:alice:rwx group::r-x mask::rwx other::r-x, as setfacl writes it.
+            let acl = try run("/usr/bin/python3", ["-c", """
+                import os, struct, sys
+                entries = [(1, 7, 0xFFFFFFFF), (2, 7, 1000), (4, 5, 0xFFFFFFFF), (0x10, 7, 0xFFFFFFFF), (0x20, 5, 0xFFFFFFFF)]
+                os.setxattr(sys.argv[1], 'system.posix_acl_access', struct.pack('<I', 2) + b''.join(struct.pack('<HHI', *e) for e in entries))
+                """, team])
+            #expect(acl.status == 0, "\(acl.stderr)")
+            try keepOldShadow(root, at: team + "/notes")
+            let manifests = resource("FileMode", "notes", "path: /srv/team/notes\nowner: alice")
+            let (plan, _) = try await reconcile(try hostState(root: root, manifests))
+            let blocked = try #require(plan.remediations.first)
+            #expect(blocked.decision == .blocked && blocked.reason?.contains("a file in a folder its group (gid 0) can write") == true,
+                    "\(blocked.reason ?? "")")
+            #expect(modeAndOwner(team + "/notes").uid == 0)
+
+            // The mask without write: alice's entry gives her nothing to write with.
+            chmod(team, 0o755)
+            #expect(unlink(team + "/notes") == 0)
+            try write(team + "/notes", "x", mode: 0o600)
+            try await expectApplied(root, manifests)
+            #expect(modeAndOwner(team + "/notes").uid == 1000)
+        }
+    }
+
     /// An approval of that block is of that file: replaced by another at the same path (a new
     /// inode, an old shadow alice planted since), the block is another, and waits for its own
     /// approval. A set-id bit is giving away too, and a folder root's group may write counts.
