@@ -32,6 +32,17 @@ extension UserAccountDriver: JointlyGuardedDriver {
             switch change.property {
             case "locked" where change.desired == "true":
                 harmful.append("locking it")
+            case "locked":
+                // Unlocking takes one `!` off the hash. useradd writes `!` alone for an account
+                // whose password was never set: unlocked, the hash is empty, a login without a
+                // password wherever pam_unix has nullok (Debian's default), `su` included.
+                // `passwd -u` refuses it for the same reason. `!!` would stay locked.
+                if let rest = account.unlockedHash, rest.isEmpty || rest.hasBytePrefix("!") || rest.hasBytePrefix("*") {
+                    return .block(rest.isEmpty
+                        ? "unlocking \(name) would leave it without a password (its hash is '!' alone: no password was ever set), "
+                            + "a login without one where PAM allows empty passwords (nullok); set a password first (passwd \(name))"
+                        : "unlocking \(name) would leave its hash '\(rest.prefix(1))…', still no password; set one first (passwd \(name))")
+                }
             case "expires" where change.desired != "never":
                 harmful.append("making it expire on \(change.desired)")
             case "shell":

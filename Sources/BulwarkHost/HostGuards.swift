@@ -39,6 +39,9 @@ struct HostAccount: Sendable {
     var hasPassword = false
     /// An empty hash field: a login without a password where that is permitted.
     var emptyPassword = false
+    /// What is left of the hash once one leading `!` is taken off (Bulwark's unlock), when it
+    /// starts with `!`: empty for useradd's `!` (no password was ever set), `!` for `!!`.
+    var unlockedHash: String?
     /// Shadow's expiry, in days since 1970-01-01.
     var expiresDay: Int?
     /// What a change this pass has already allowed does to its login (`after(_:)`), if it ends it.
@@ -97,6 +100,7 @@ struct HostAccounts: Sendable {
             users[index].locked = entry.locked
             users[index].emptyPassword = entry.emptyPassword
             users[index].hasPassword = entry.hasPassword
+            users[index].unlockedHash = entry.unlockedHash
             if let day = entry.expiresDay { users[index].expiresDay = day }
         }
         groups = try Self.groupCache.value("etc/group", in: root, parse: Self.groupEntries) ?? []
@@ -342,6 +346,7 @@ struct HostAccounts: Sendable {
         var locked: Bool
         var emptyPassword: Bool
         var hasPassword: Bool
+        var unlockedHash: String?
         var expiresDay: Int?
     }
 
@@ -376,6 +381,7 @@ struct HostAccounts: Sendable {
             let hash = entry.hash
             return ShadowEntry(name: String(entry.name), locked: hash.hasBytePrefix("!"), emptyPassword: hash.isEmpty,
                                hasPassword: !hash.isEmpty && !hash.hasBytePrefix("!") && !hash.hasBytePrefix("*"),
+                               unlockedHash: hash.hasBytePrefix("!") ? String(Substring(hash.utf8.dropFirst())) : nil,
                                expiresDay: entry.expiresDay)
         }
     }

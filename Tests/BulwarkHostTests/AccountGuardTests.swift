@@ -35,6 +35,26 @@ import Testing
         }
     }
 
+    /// useradd writes `!` alone for an account whose password was never set. Unlocking took
+    /// the `!` off and left an empty hash: a login without a password wherever pam_unix has
+    /// nullok, `su deploy` included. Blocked and recorded, as `passwd -u` refuses it; an
+    /// account with a password behind its `!` is unlocked.
+    @Test func unlockingAnAccountThatHasNoPasswordIsBlockedAndOneWithAPasswordIsUnlocked() async throws {
+        try await withTemporaryDirectory { root in
+            let deploy = FixtureAccount(name: "deploy", uid: 1002, hash: "!")
+            let guest = FixtureAccount(name: "guest", uid: 1003, hash: "!$y$j9T$guesthash")
+            let stale = FixtureAccount(name: "stale", uid: 1004, hash: "!!")
+            try makeHost(root, [root0, admin, deploy, guest, stale])
+            try await expectBlocked(root, resource("UserAccount", "d", "name: deploy\nlocked: false"),
+                                    reason: "unlocking deploy would leave it without a password")
+            try await expectBlocked(root, resource("UserAccount", "s", "name: stale\nlocked: false"),
+                                    reason: "unlocking stale would leave its hash '!…', still no password")
+            #expect(try read(root + "/etc/shadow").contains("\ndeploy:!:"))
+            try await expectApplied(root, resource("UserAccount", "g", "name: guest\nlocked: false"))
+            #expect(try read(root + "/etc/shadow").contains("\nguest:$y$j9T$guesthash:"))
+        }
+    }
+
     /// passwd and shadow lines are split at every `:` byte, as glibc splits them: a full name
     /// that starts with a combining mark (`:\u{338}`, one `Character`) hid the account from the
     /// guards (its line had six fields) and from the UserAccount kind (nothing to lock).
