@@ -421,12 +421,15 @@ package actor PolicyRepository: AuditSink {
 
     // MARK: - Buffered records (one pack per pass)
 
+    // These three are `async`, as `AuditSink` declares them: a synchronous one, called on the
+    // actor from async code, lost to the protocol extension's async default, which does nothing.
+
     /// From now on audit commits are written in memory (`Repository.beginObjectBuffer`) and the branch does
     /// not move until `flush` wrote them to disk as one pack: a pass of thousands of records
     /// writes one pack file instead of about nine loose object files per record. The intent
     /// journal keeps every fix that is made before its record is durable (Reconciler.apply
     /// closes intents only after the flush).
-    package func beginBuffering() -> Bool {
+    package func beginBuffering() async -> Bool {
         if buffering { return true }
         do {
             try repository.beginObjectBuffer()
@@ -441,7 +444,7 @@ package actor PolicyRepository: AuditSink {
     /// Writes the buffered audit commits to disk as one pack (indexed before this returns),
     /// then moves the branch to the newest of them by compare-and-swap: no reference ever
     /// points at objects that are not on disk. Buffering goes on.
-    package func flush() throws {
+    package func flush() async throws {
         try flushBuffer()
     }
 
@@ -458,6 +461,9 @@ package actor PolicyRepository: AuditSink {
             // The records in memory are lost; their fixes are still open intents.
             repository.discardObjectBuffer()
             pendingHead = nil
+            // Their numbers too: the next record follows the newest on disk, so that the lost
+            // ones leave no gap that `verify-audit` would read as records removed from the branch.
+            sequence = nil
             // What was caught up beyond the branch's head on disk is gone with the buffer.
             unindexed = []
             unindexedIDs = []
@@ -492,7 +498,7 @@ package actor PolicyRepository: AuditSink {
     }
 
     /// `flush`, then audit commits are written straight to disk again.
-    package func endBuffering() throws {
+    package func endBuffering() async throws {
         try endBufferingNow()
     }
 
@@ -501,6 +507,9 @@ package actor PolicyRepository: AuditSink {
             repository.discardObjectBuffer()
             buffering = false
             pendingHead = nil
+            // A failed flush stopped the pass's later records; thrown here, it stops no record
+            // written after the pass (they go straight to disk).
+            bufferFailure = nil
             saveIndex()
         }
         try flushBuffer()
