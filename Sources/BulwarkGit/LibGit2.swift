@@ -28,6 +28,11 @@ enum LibGit2 {
         // (spread over the packs it flushed before) still kept 2-4 MiB of them resident at the
         // end of a 100-root apply; at 256 KiB and 1 MiB, 0.6 MiB, at no measurable cost in time.
         _ = bulwark_git_set_mwindow(mappingWindow, mappedLimit)
+        // What libgit2 writes itself (loose objects, packs it indexes, each reference it moves,
+        // and their folders) is fsynced, as Bulwark's own packs are: off by default, and a power
+        // loss after a record's intent was closed could leave the audit branch pointing at an
+        // object never written, or an origin's ref at a pack that is not there.
+        precondition(bulwark_git_enable_fsync(1) == 0, "libgit2 refused GIT_OPT_ENABLE_FSYNC_GITDIR")
         return true
     }()
 

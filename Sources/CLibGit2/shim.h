@@ -23,6 +23,9 @@ static inline int bulwark_git_set_mwindow(size_t window, size_t mappedLimit) {
     int error = git_libgit2_opts(GIT_OPT_SET_MWINDOW_SIZE, window);
     return error ? error : git_libgit2_opts(GIT_OPT_SET_MWINDOW_MAPPED_LIMIT, mappedLimit);
 }
+static inline int bulwark_git_enable_fsync(int enabled) {
+    return git_libgit2_opts(GIT_OPT_ENABLE_FSYNC_GITDIR, enabled);
+}
 static inline ssize_t bulwark_git_cached_memory(void) {
     ssize_t current = 0, allowed = 0;
     return git_libgit2_opts(GIT_OPT_GET_CACHED_MEMORY, &current, &allowed) ? -1 : current;

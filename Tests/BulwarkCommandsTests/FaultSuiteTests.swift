@@ -131,6 +131,28 @@ import Testing
 
     // MARK: - SIGKILL
 
+    /// libgit2 syncs nothing it writes unless told to (`GIT_OPT_ENABLE_FSYNC_GITDIR`): the
+    /// audit branch moved, in the state clone and on a local origin, by a rename no fsync had
+    /// made durable, and a power loss after the intent was closed could leave a branch at an
+    /// object that was never written. Seen through strace: each reference file is synced before
+    /// it is renamed into place, on both sides.
+    @Test func everyReferenceAnApplyMovesIsSynced() async throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/strace") else { return }
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let trace = dir + "/trace"
+            let result = try run("/usr/bin/strace", ["-f", "-y", "-qq", "-e", "trace=fsync,fdatasync", "-o", trace,
+                                                     try bulwarkExecutable(), "apply", "--repo", s.origin, "--state-dir", s.state])
+            #expect(result.status == 0, "\(result.stderr)")
+            let synced = try read(trace)
+            // strace names each descriptor's file by its real path (no `//`).
+            let real = URL(fileURLWithPath: dir).resolvingSymlinksInPath().path
+            #expect(synced.contains("<\(real)/state/repository.git/refs/heads/bulwark/audit.lock>"), "the state clone's audit branch")
+            #expect(synced.contains("<\(real)/origin.git/refs/heads/bulwark/audit.lock>"), "the origin's audit branch")
+            #expect(try s.auditCommits().count > 0)
+        }
+    }
+
     /// Each round drifts sshd_config, kills an apply at a random moment of its run (start-up,
     /// sync, observe, intent, fix, record, push), then lets the next apply finish.
     @Test func sigkillAtRandomPointsOfApplyLeavesEveryChangeWithOneRecord() async throws {
