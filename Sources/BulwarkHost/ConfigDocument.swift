@@ -85,6 +85,17 @@ struct ConfigDocument {
     }
 
     private func walk(node: YAMLNode, key: YAMLNode?, steps: ArraySlice<ConfigPath.Step>, into result: inout [Place]) {
+        // An alias (`*defaults`) stands for a value written elsewhere: the parts of it keep the
+        // anchor's positions, and an edit through it changed the anchor, so every other alias
+        // too, or (a block list) spanned from the alias back to the anchor, a range that ends
+        // before it starts. An anchored value (`&defaults`) is every alias's value. Neither is
+        // edited: the path is blocked, naming the line.
+        if let mark = try? start(node), mark < scalars.count, scalars[mark] == "*" || scalars[mark] == "&" {
+            let what = scalars[mark] == "*" ? "an alias of a value written elsewhere" : "an anchored value that aliases repeat"
+            result.append(.blocked("the value at line \(node.line) is \(what); Bulwark does not edit through YAML anchors "
+                                   + "and aliases: write the value out"))
+            return
+        }
         guard let step = steps.first else {
             result.append(.found(node: node, key: key))
             return
@@ -166,6 +177,9 @@ struct ConfigDocument {
             }
         }
         // Places are disjoint: apply from the end, so earlier offsets stay valid.
+        for edit in edits where edit.start > edit.end {
+            throw DocumentError("cannot set \(path): the text to replace ends before it starts (\(edit.start), \(edit.end))")
+        }
         for edit in edits.sorted(by: { $0.start > $1.start }) {
             scalars.replaceSubrange(edit.start..<edit.end, with: Array(edit.text.unicodeScalars))
         }

@@ -128,6 +128,40 @@ let gatewayConfig = """
         }
     }
 
+    /// A value reached through an alias keeps the anchor's positions: setting a block list
+    /// reached through `*defaults` replaced a range from the alias back to the anchor, which
+    /// ends before it starts, and the process stopped on Swift's range check (whoever can
+    /// write the file stopped the daemon on every pass). Through an alias, or at an anchor
+    /// (every alias's value), nothing is edited: the fix fails naming the line; a value beside
+    /// it is fixed.
+    @Test func aValueReachedThroughAnAliasIsNotEditedAndTheRestIs() async throws {
+        try await withTemporaryDirectory { root in
+            let path = root + "/etc/litellm/config.yaml"
+            let text = """
+                defaults: &defaults
+                  - langfuse
+                  - otel
+                litellm_settings:
+                  drop_params: True
+                  callbacks: *defaults
+                  success_callback: *defaults
+
+                """
+            try write(path, text, mode: 0o640)
+            let manifests = resource("ConfigFile", "alias", "path: etc/litellm/config.yaml\nproperties:\n  litellm_settings.callbacks: [langfuse]")
+                + resource("ConfigFile", "anchor", "path: etc/litellm/config.yaml\nproperties:\n  defaults: [otel]")
+                + resource("ConfigFile", "plain", "path: etc/litellm/config.yaml\nproperties:\n  litellm_settings.drop_params: false")
+            let (_, outcome) = try await reconcile(try configState(root: root, manifests))
+            let records = Dictionary(uniqueKeysWithValues: outcome.entries.map { ($0.record.name, $0.record) })
+            #expect(records["alias"]?.result == .failed && records["alias"]?.error?.contains("line 6 is an alias of a value written elsewhere") == true,
+                    "\(records["alias"]?.error ?? "")")
+            #expect(records["anchor"]?.result == .failed && records["anchor"]?.error?.contains("line 1 is an anchored value") == true,
+                    "\(records["anchor"]?.error ?? "")")
+            #expect(records["plain"]?.result == .verified, "\(records["plain"]?.error ?? "")")
+            #expect(try read(path) == text.replacingOccurrences(of: "drop_params: True", with: "drop_params: false"))
+        }
+    }
+
     @Test func createsAListElementMatchedByKeyAndEditsJSONInPlace() async throws {
         try await withTemporaryDirectory { root in
             try write(root + "/etc/litellm/config.yaml", "model_list: []\nguardrails:\n  - guardrail_name: other\n    litellm_params: {guardrail: aporia}\n")
