@@ -125,6 +125,15 @@ struct UserAccountDriver: ResourceDriver {
             throw HostError("account \(name)'s line in passwd (line \(account.line + 1)) is one glibc skips (its uid or gid is no "
                             + "number): fix the line by hand", path: "etc/passwd")
         }
+        // pam_unix reads shadow only for an account whose password field in passwd is `x`
+        // (`is_pwd_shadowed`): with a hash there, or nothing (no password at all), a lock or an
+        // expiry in shadow is not what PAM reads, and `su` or sshd let the account in.
+        let managesShadow = resource.spec.properties.contains { $0.name == "locked" || $0.name == "expires" }
+        if managesShadow, !account.fields[1].isSameBytes("x") {
+            throw HostError("account \(name)'s password field in passwd (line \(account.line + 1)) is "
+                            + (account.fields[1].isEmpty ? "empty" : "not 'x'") + ": PAM reads its password there and not "
+                            + "shadow's lock or expiry; Bulwark does not judge it: move it to shadow (pwconv)", path: "etc/passwd")
+        }
         let shadowPath = try root.resolve("etc/shadow")
         let shadowFile = try FileIO.readLines(shadowPath, in: root) ?? LineFile("")
         let shadow = try Self.find(name, in: shadowFile, path: shadowPath)

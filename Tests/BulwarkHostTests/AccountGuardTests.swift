@@ -55,6 +55,28 @@ import Testing
         }
     }
 
+    /// pam_unix reads shadow only for an account whose passwd password field is `x`: with a
+    /// hash there, or nothing, a lock or expiry written to shadow is not what `su` or sshd's
+    /// PAM read, and Bulwark said locked and in sync. Such an account's lock and expiry fail
+    /// their observation, naming the line; an account whose password is in shadow is locked.
+    @Test func aLockIsNotJudgedWherePAMReadsThePasswordFromPasswd() async throws {
+        try await withTemporaryDirectory { root in
+            let guest = FixtureAccount(name: "guest", uid: 1002, hash: "!$y$j9T$guesthash")
+            let temp = FixtureAccount(name: "temp", uid: 1003, hash: "$y$j9T$temphash")
+            try makeHost(root, [root0, admin, ops, guest, temp])
+            let passwd = try read(root + "/etc/passwd")
+            try write(root + "/etc/passwd", passwd.replacingOccurrences(of: "guest:x:", with: "guest::"))
+            let shadow = try read(root + "/etc/shadow")
+            let (plan, _) = try await reconcile(try hostState(root: root, resource("UserAccount", "g", "name: guest\nlocked: true")))
+            let failure = try #require(plan.failures.first?.message)
+            #expect(failure.contains("account guest's password field in passwd (line 4) is empty: PAM reads its password there"), "\(failure)")
+            #expect(plan.remediations.isEmpty, "not called in sync, not changed")
+            #expect(try read(root + "/etc/shadow") == shadow)
+            try await expectApplied(root, resource("UserAccount", "t", "name: temp\nlocked: true"))
+            #expect(try read(root + "/etc/shadow").contains("\ntemp:!$y$j9T$temphash:"))
+        }
+    }
+
     /// passwd and shadow lines are split at every `:` byte, as glibc splits them: a full name
     /// that starts with a combining mark (`:\u{338}`, one `Character`) hid the account from the
     /// guards (its line had six fields) and from the UserAccount kind (nothing to lock).
