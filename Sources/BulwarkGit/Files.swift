@@ -25,6 +25,9 @@ extension Repository {
     public func files(at commit: ObjectID, under folders: [String], maxSize: Int) throws(GitError) -> [GitFile] {
         let root = try tree(ofCommit: commit)
         defer { git_tree_free(root) }
+        var odb: OpaquePointer?
+        try check(git_repository_odb(&odb, pointer), "git_repository_odb")
+        defer { git_odb_free(odb) }
         var result: [GitFile] = []
         for folder in folders {
             var entry: OpaquePointer?
@@ -33,12 +36,13 @@ extension Repository {
             try check(code, "git_tree_entry_bypath(\(folder))")
             guard let entry else { continue }
             defer { git_tree_entry_free(entry) }
-            try collect(entry: entry, path: folder, maxSize: maxSize, into: &result)
+            try collect(entry: entry, path: folder, maxSize: maxSize, odb: odb, into: &result)
         }
         return result.sorted { $0.path < $1.path }
     }
 
-    private func collect(entry: OpaquePointer, path: String, maxSize: Int, into result: inout [GitFile]) throws(GitError) {
+    private func collect(entry: OpaquePointer, path: String, maxSize: Int, odb: OpaquePointer?,
+                         into result: inout [GitFile]) throws(GitError) {
         var oid = git_tree_entry_id(entry).pointee
         let mode = git_tree_entry_filemode(entry)
         switch mode {
@@ -50,11 +54,26 @@ extension Repository {
             for index in 0..<git_tree_entrycount(subtree) {
                 guard let child = git_tree_entry_byindex(subtree, index) else { continue }
                 let name = String(cString: git_tree_entry_name(child))
-                try collect(entry: child, path: path + "/" + name, maxSize: maxSize, into: &result)
+                try collect(entry: child, path: path + "/" + name, maxSize: maxSize, odb: odb, into: &result)
             }
         case GIT_FILEMODE_COMMIT:
             result.append(GitFile(path: path, kind: .submodule, blob: ObjectID(oid), size: 0, contents: nil))
         default:
+            let kind: GitFile.Kind = switch mode {
+            case GIT_FILEMODE_LINK: .symlink
+            case GIT_FILEMODE_BLOB_EXECUTABLE: .executable
+            default: .regular
+            }
+            // The size from the object's header first: a blob of gigabytes (one pushed without a
+            // signature, before the revision is verified) is listed, never inflated into memory.
+            var headerSize = 0
+            var type = GIT_OBJECT_ANY
+            try check(git_odb_read_header(&headerSize, &type, odb, &oid), "git_odb_read_header(\(path))")
+            guard type == GIT_OBJECT_BLOB else { throw GitError(function: "files", code: -1, message: "\(path) is not a blob") }
+            if headerSize > maxSize || mode == GIT_FILEMODE_LINK {
+                result.append(GitFile(path: path, kind: kind, blob: ObjectID(oid), size: headerSize, contents: nil))
+                return
+            }
             var blob: OpaquePointer?
             try check(git_blob_lookup(&blob, pointer, &oid), "git_blob_lookup(\(path))")
             guard let blob else { return }
@@ -64,11 +83,6 @@ extension Repository {
             if size <= maxSize, mode != GIT_FILEMODE_LINK {
                 let raw = git_blob_rawcontent(blob)
                 contents = raw.map { Array(UnsafeRawBufferPointer(start: $0, count: size)) } ?? []
-            }
-            let kind: GitFile.Kind = switch mode {
-            case GIT_FILEMODE_LINK: .symlink
-            case GIT_FILEMODE_BLOB_EXECUTABLE: .executable
-            default: .regular
             }
             result.append(GitFile(path: path, kind: kind, blob: ObjectID(oid), size: size, contents: contents))
         }

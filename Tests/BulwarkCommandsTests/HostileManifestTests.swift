@@ -181,6 +181,39 @@ struct HostileManifest: Sendable, CustomTestStringConvertible {
             #expect(message.contains(HostileManifest.all.last?.expect ?? "-"))
         }
     }
+
+    /// A blob of 256 MiB of zeros is a quarter of a megabyte in a pack: pushed without a
+    /// signature, it was inflated whole into memory each time the revision's files were read,
+    /// before anything was verified. Its size is now read from the object's header: the
+    /// revision is refused for the size, and a pass that fetches nothing stays small. (The
+    /// fetch that brings it holds it once; `git` CLI's index-pack streams it.)
+    @Test func aHugeBlobIsRefusedForItsSizeWithoutBeingRead() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            _ = try s.run("plan")  // the state clone, made before the push: the blob comes by a fetch
+            let work = dir + "/work"
+            try git("clone", "-q", s.origin, work)
+            let blob = try run("/bin/sh", ["-c", "head -c 268435456 /dev/zero | git hash-object -w --stdin"], in: work)
+            #expect(blob.status == 0, "\(blob.stderr)")
+            try git("update-index", "--add", "--cacheinfo", "100644,\(blob.stdout.trimmingCharacters(in: .whitespacesAndNewlines)),desired-state/huge.yaml",
+                    in: work)
+            try git("commit", "-qm", "a huge file", in: work)
+            try git("push", "-q", "origin", "main", in: work)
+            // Fetched (the pass that holds it once), then read again: that pass's peak resident
+            // set, as the kernel counts it for a child that has ended.
+            #expect(try s.run("plan").stderr.contains("file is 268435456 bytes"))
+            let measured = try run("/usr/bin/python3", ["-c", """
+                import resource, subprocess, sys
+                result = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+                print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+                sys.stderr.write(result.stderr)
+                """, try bulwarkExecutable(), "plan", "--repo", s.origin, "--state-dir", s.state])
+            #expect(measured.stderr.contains("desired-state/huge.yaml") && measured.stderr.contains("file is 268435456 bytes"),
+                    "\(measured.stderr)")
+            let peakKiB = Int(measured.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? .max
+            #expect(peakKiB < 128 << 10, "peak RSS \(peakKiB) KiB")
+        }
+    }
 }
 
 extension Scenario {
