@@ -118,6 +118,11 @@ final class RemoteCallbacks {
             if access.useAgent { return git_credential_ssh_key_from_agent(out, user) }
         }
         if allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT.rawValue != 0, let password = access.password {
+            guard !RemoteAccess.sendsInClearText(to: url) else {
+                failure = "\(redactedURL(url)) asks for the git password over plain http, which would send it in clear text "
+                    + "to another machine; use https (plain http is for this machine only)"
+                return GIT_EUSER.rawValue
+            }
             return git_credential_userpass_plaintext_new(out, access.username ?? usernameFromURL ?? "x-access-token", password)
         }
         if allowed & GIT_CREDENTIAL_USERNAME.rawValue != 0 {
@@ -147,5 +152,20 @@ final class RemoteCallbacks {
             return GIT_ECERTIFICATE.rawValue
         }
         return 0
+    }
+}
+
+extension RemoteAccess {
+    /// Whether a password given to `url` would travel in clear text to another machine: plain
+    /// http to a host that is not a loopback name or address (a redirect from https included:
+    /// libgit2 asks for the credential with the URL it was sent to).
+    public static func sendsInClearText(to url: String) -> Bool {
+        guard url.lowercased().hasPrefix("http://") else { return false }
+        guard var host = URLComponents(string: url)?.host?.lowercased(), !host.isEmpty else { return true }
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        if host == "localhost" || host == "::1" { return false }
+        let octets = host.split(separator: ".", omittingEmptySubsequences: false)
+        let isIPv4Loopback = octets.count == 4 && octets[0] == "127" && octets.allSatisfy { UInt8($0) != nil }
+        return !isIPv4Loopback
     }
 }

@@ -1,6 +1,7 @@
 @testable import BulwarkCommands
 @testable import BulwarkRuntime
 import BulwarkCore
+import BulwarkGit
 import BulwarkTestSupport
 import Foundation
 import Testing
@@ -163,5 +164,20 @@ import Testing
         #expect(redacted.contains("https://u:<redacted>@h/p"))
         #expect(Redaction.urls(in: "no url here") == "no url here")
         #expect(Redaction.urls(in: "fetch https://example.org/r.git failed") == "fetch https://example.org/r.git failed")
+    }
+
+    /// The git password went to whatever URL asked for it, plain http included: a policy
+    /// repository at http://git.example.org (or an https one redirecting there) got it in clear
+    /// text. It is now given over plain http only to this machine (the HTTP origin tests in
+    /// SSHRemoteTests push with it over loopback).
+    @Test func theGitPasswordTravelsOverPlainHTTPOnlyToThisMachine() {
+        for url in ["http://git.example.org/policy.git", "HTTP://Git.Example.org/p.git", "http://10.0.0.5:8080/p.git",
+                    "http://127.0.0.1.example.org/p.git", "http://[2001:db8::1]/p.git", "http://user@192.0.2.1/p.git", "http:///p.git"] {
+            #expect(RemoteAccess.sendsInClearText(to: url), "\(url)")
+        }
+        for url in ["https://git.example.org/policy.git", "http://127.0.0.1:8080/origin.git", "http://localhost/p.git",
+                    "http://[::1]:9418/p.git", "http://127.1.2.3/p.git", "ssh://git@example.org/p.git", "/srv/git/policy.git"] {
+            #expect(!RemoteAccess.sendsInClearText(to: url), "\(url)")
+        }
     }
 }
