@@ -943,8 +943,11 @@ package actor PolicyRepository: AuditSink {
     // MARK: - Policy commits
 
     /// Commits `files` on top of the policy branch and pushes them to it. A branch that moved
-    /// meanwhile gets the commit replayed on its new head (the files are new, so this always
-    /// succeeds); a remote that cannot be reached is an error, since a person is waiting.
+    /// meanwhile gets the commit replayed on its new head, unless the move changed one of
+    /// `files`: replayed, the commit would silently undo that change (a tightening someone
+    /// pushed to the file an accepted proposal rewrites, a resume over a pause), so nothing is
+    /// committed and the person runs the command again on the new content. A remote that
+    /// cannot be reached is an error, since a person is waiting.
     package func commitPolicy(_ files: [String: [UInt8]], message: String, author: Signature, signer: (any CommitSigner)? = nil,
                       attempts: Int = 5) throws -> ObjectID {
         let scratch = "refs/bulwark/policy-commit"
@@ -969,6 +972,10 @@ package actor PolicyRepository: AuditSink {
             }
             try repository.fetch(remote: "origin", refspecs: ["+refs/heads/\(configuration.branch):\(tracking)"], access: configuration.access)
             guard let head = try repository.resolve(tracking) else { throw Failure.noBranch(configuration.branch, configuration.url) }
+            for path in files.keys.sorted() where try repository.file(at: head, path: path) != repository.file(at: base, path: path) {
+                throw CommandError("\(path) changed on \(configuration.branch) (now \(head.short)) while this commit was being pushed; "
+                                   + "nothing was committed: run the command again to judge the new content")
+            }
             commit = try repository.replay(commit, onto: head, signer: signer)
             expected = head
         }

@@ -98,6 +98,34 @@ import Synchronization
         }
     }
 
+    /// A policy commit (accept, pause, approve) whose push met a moved branch was replayed on
+    /// the new head whatever the move changed: an accepted proposal's file silently undid a
+    /// tightening pushed to that file meanwhile. Now a move that changed one of the commit's
+    /// files stops it, nothing committed; a move that changed other files is replayed over.
+    @Test func aPolicyCommitIsNotReplayedOverAChangeToItsOwnFile() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let repo = try PolicyRepository(.init(url: s.origin, stateDirectory: s.state))
+            _ = try await repo.sync()
+            let author = Signature(name: "Acceptor", email: "acceptor@example.org")
+            // Someone else pushes to the file this commit writes, after Bulwark's last fetch.
+            try s.commitPolicy("desired-state/zz-shared.yaml", "# tightened by hand\n", message: "tighten")
+            let theirs = try git("--git-dir", s.origin, "rev-parse", "main")
+            await #expect(throws: (any Error).self) {
+                _ = try await repo.commitPolicy(["desired-state/zz-shared.yaml": Array("# the proposal\n".utf8)], message: "accept", author: author)
+            }
+            #expect(try git("--git-dir", s.origin, "rev-parse", "main") == theirs, "nothing committed over it")
+            #expect(try git("--git-dir", s.origin, "show", "main:desired-state/zz-shared.yaml") == "# tightened by hand\n")
+
+            // A move that changed another file: replayed on top, both changes kept.
+            try s.commitPolicy("desired-state/zz-other.yaml", "# another change\n", message: "other")
+            _ = try await repo.commitPolicy(["approvals/zz-new.yaml": Array("# an approval\n".utf8)], message: "approve", author: author)
+            #expect(try git("--git-dir", s.origin, "show", "main:approvals/zz-new.yaml") == "# an approval\n")
+            #expect(try git("--git-dir", s.origin, "show", "main:desired-state/zz-other.yaml") == "# another change\n")
+            #expect(try git("--git-dir", s.origin, "show", "main:desired-state/zz-shared.yaml") == "# tightened by hand\n")
+        }
+    }
+
     static func otherWriter(_ s: Scenario, dir: String, id: String) async throws -> PolicyRepository.Publication {
         // A second state directory: its own clone, its own lock.
         let other = try PolicyRepository(.init(url: s.origin, stateDirectory: dir + "/state-other"))
