@@ -605,6 +605,13 @@ package actor PolicyRepository: AuditSink {
             // (The actor is free meanwhile; every step below starts again from the references.)
             try? await Task.sleep(for: .seconds(Double.random(in: 0...pause)))
             pause = min(pause * 2, 1)
+            // A pass began meanwhile and writes its records in memory: replaying onto the
+            // origin now would build on commits only memory holds and move the branch on disk
+            // to them. What waits goes out with the pass's own push.
+            if buffering {
+                return .keptLocally(commits: pending, reason: "a pass began writing records while the push waited; "
+                                    + "they go out together with its push")
+            }
             do {
                 try repository.fetch(remote: "origin", refspecs: ["+refs/heads/\(target):refs/remotes/origin/\(target)"],
                                      access: configuration.access)
