@@ -642,9 +642,19 @@ package actor PolicyRepository: AuditSink {
             }
             return
         }
-        if try repository.isAncestor(remote, of: local) { return }
+        // Only this instance's own records are carried over. A commit someone else put on the
+        // branch (fetched here, then taken off the origin: a forged record an administrator
+        // removed) was pushed back, or replayed and signed with Bulwark's key, which made it
+        // pass `verify-audit`.
+        let unpushed = try repository.history(from: local, hiding: remote).reversed()
+        let own = unpushed.filter { $0.trailer(AuditTrail.instanceTrailer) == trail.instance }
+        if own.count == unpushed.count, try repository.isAncestor(remote, of: local) { return }
+        for commit in unpushed where commit.trailer(AuditTrail.instanceTrailer) != trail.instance {
+            Console().warn("audit commit \(commit.id.short) is not this instance's and is no longer on the origin's "
+                           + "\(pushBranch); it is not pushed again")
+        }
         var head = remote
-        for commit in try repository.history(from: local, hiding: remote).reversed() {
+        for commit in own {
             head = try repository.replay(commit.id, onto: head, signer: configuration.signer)
         }
         try repository.updateReference(localAudit, to: head, expected: local, message: "bulwark: replay onto origin")

@@ -126,6 +126,29 @@ import Synchronization
         }
     }
 
+    /// A record someone else put on the audit branch, fetched here, then taken off the origin
+    /// (a forged record an administrator removed): Bulwark pushed it back with its own next
+    /// record, or replayed it signed with Bulwark's key. Only this instance's records are
+    /// carried over now; its own unpushed record still goes out.
+    @Test func aRecordTakenOffTheOriginIsNotPushedBack() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let repo = try PolicyRepository(.init(url: s.origin, stateDirectory: s.state))
+            _ = try await repo.sync()
+            _ = try await repo.write(record("01AAAAAAAAAAAAAAAAAAAAAAAA"))
+            #expect(try await repo.publish() == .pushed(commits: 1))
+            let kept = try git("--git-dir", s.origin, "rev-parse", "bulwark/audit").trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(try await PolicyRepositoryTests.otherWriter(s, dir: dir, id: "01FFFFFFFFFFFFFFFFFFFFFFFF") == .pushed(commits: 1))
+            _ = try await repo.sync()
+            // Taken off the origin.
+            try git("--git-dir", s.origin, "update-ref", "refs/heads/bulwark/audit", kept)
+            _ = try await repo.write(record("01BBBBBBBBBBBBBBBBBBBBBBBB"))
+            #expect(try await repo.publish() == .pushed(commits: 1))
+            #expect(try s.trailers("Bulwark-Id") == ["01BBBBBBBBBBBBBBBBBBBBBBBB", "01AAAAAAAAAAAAAAAAAAAAAAAA"])
+            try git("--git-dir", s.origin, "fsck", "--strict")
+        }
+    }
+
     static func otherWriter(_ s: Scenario, dir: String, id: String) async throws -> PolicyRepository.Publication {
         // A second state directory: its own clone, its own lock.
         let other = try PolicyRepository(.init(url: s.origin, stateDirectory: dir + "/state-other"))
