@@ -481,9 +481,42 @@ struct HostAccounts: Sendable {
     }
 
     /// The first authorized_keys file (of `patterns`, as sshd's AuthorizedKeysFile) that holds
-    /// a key line, or nil.
-    func authorizedKeys(_ account: HostAccount, patterns: [String] = [".ssh/authorized_keys", ".ssh/authorized_keys2"]) -> String? {
-        keyFilePaths(account, patterns: patterns).first { keyFile($0)?.hasKey == true }
+    /// a key line sshd would read, or nil. With `strictModes` (sshd's default) a file sshd
+    /// ignores is none: a key in `~/.ssh` made group-writable (umask 002 with user private
+    /// groups) let an administrator who logs in with a password count as a key holder, and
+    /// `PasswordAuthentication no` passed the guard and locked them out.
+    func authorizedKeys(_ account: HostAccount, patterns: [String] = [".ssh/authorized_keys", ".ssh/authorized_keys2"],
+                        strictModes: Bool = true) -> String? {
+        keyFilePaths(account, patterns: patterns).first { path in
+            keyFile(path)?.hasKey == true && (!strictModes || passesStrictModes(path, account))
+        }
+    }
+
+    /// OpenSSH's `safe_path` for a key file: the file, then each folder from its own up to the
+    /// account's home (or the root's top when the file is elsewhere), owned by root or the
+    /// account and writable by neither group nor others. Links are followed inside the root, as
+    /// sshd takes the file's real path.
+    func passesStrictModes(_ path: String, _ account: HostAccount) -> Bool {
+        guard let real = try? root.resolve(path) else { return false }
+        let home = try? root.resolve(account.home)
+        let top = root.path == "/" ? "/" : root.path
+        // Root's files; under a root an unprivileged Bulwark made (a sandbox tree), its own.
+        let owners: Set<UInt32> = [0, account.uid, root.path == "/" ? 0 : geteuid()]
+        func safe(_ full: String) -> Bool {
+            var info = stat()
+            guard stat(full, &info) == 0 else { return false }
+            return owners.contains(info.st_uid) && info.st_mode & 0o022 == 0
+        }
+        guard safe(real) else { return false }
+        var folder = real
+        while true {
+            guard let slash = folder.utf8.lastIndex(of: UInt8(ascii: "/")) else { return true }
+            folder = slash == folder.utf8.startIndex ? "/" : String(Substring(folder.utf8[..<slash]))
+            guard folder.utf8.count >= top.utf8.count else { return true }
+            guard safe(folder) else { return false }
+            if let home, folder.isSameBytes(home) { return true }
+            if folder.isSameBytes(top) || folder == "/" { return true }
+        }
     }
 
     /// A line of an authorized_keys file: from its first character that is not a space or a

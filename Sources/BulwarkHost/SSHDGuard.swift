@@ -584,7 +584,8 @@ extension SSHDConfigDriver: JointlyGuardedDriver {
         }
         let keyFiles = (settings["authorizedkeysfile"]?.first ?? ".ssh/authorized_keys").split(separator: " ").map(String.init)
         let keyCommand = value("authorizedkeyscommand")
-        var hasKey = accounts.authorizedKeys(account, patterns: keyFiles) != nil || (!keyCommand.isEmpty && keyCommand != "none")
+        var hasKey = accounts.authorizedKeys(account, patterns: keyFiles, strictModes: value("strictmodes") != "no") != nil
+            || (!keyCommand.isEmpty && keyCommand != "none")
         // Keys of types neither sshd's PubkeyAcceptedAlgorithms nor a client's default offer take
         // are no way in, nor RSA keys smaller than RequiredRSASize (OpenSSH 9.1; 1024 bits by default).
         var refusedKeys: String?

@@ -218,6 +218,29 @@ import Testing
         }
     }
 
+    /// sshd (StrictModes, its default) ignores a key whose file or folders up to the home others
+    /// may write: an administrator whose `~/.ssh` is 0775 logs in with a password, and counted
+    /// as a key holder, so `PasswordAuthentication no` passed and locked them out. Blocked now;
+    /// with `~/.ssh` at 0700 the key counts and the change is applied; with `StrictModes no`
+    /// sshd reads the key as it is.
+    @Test func aKeySSHDIgnoresUnderStrictModesIsNoWayIn() async throws {
+        let ops = FixtureAccount(name: "ops", uid: 1000, hash: "$y$j9T$opshash", groups: ["sudo"], key: true)
+        let passwordsOff = resource("SSHDConfig", "passwords-off", "PasswordAuthentication: \"no\"")
+        try await withTemporaryDirectory { root in
+            try host(root, [root0, ops])
+            #expect(chmod(root + "/home/ops/.ssh", 0o775) == 0)
+            let reason = try await expectBlocked(root, passwordsOff, reason: "no account could log in over SSH after this change")
+            #expect(reason.contains("ops: no authentication method left"), "\(reason)")
+            #expect(chmod(root + "/home/ops/.ssh", 0o700) == 0)
+            try await expectApplied(root, passwordsOff)
+        }
+        try await withTemporaryDirectory { root in
+            try host(root, [root0, ops], config: debian + "StrictModes no\n")
+            #expect(chmod(root + "/home/ops/.ssh", 0o775) == 0)
+            try await expectApplied(root, passwordsOff)
+        }
+    }
+
     /// sshd with PAM still takes a key from a locked account: locking the key holder's password
     /// and turning password logins off in one pass both go through (the key still works), as they
     /// do in two passes. Without PAM the lock ends the key's login too, and the sshd change is blocked.
