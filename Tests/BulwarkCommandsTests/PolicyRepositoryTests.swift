@@ -18,9 +18,7 @@ import Synchronization
 
     @Test func aPushThatMeetsAMovedOriginIsReplayedOnTop() async throws {
         try await withTemporaryDirectory { dir in
-            let s = try Scenario(in: dir)
-            let repo = try PolicyRepository(.init(url: s.origin, stateDirectory: s.state))
-            _ = try await repo.sync()
+            let (s, repo) = try await synced(in: dir)
             _ = try await repo.write(record("01AAAAAAAAAAAAAAAAAAAAAAAA"))
             #expect(try await repo.publish() == .pushed(commits: 1))
 
@@ -42,9 +40,7 @@ import Synchronization
     /// after each tidy at most 14 + 1. Every record is on origin and fsck is clean.
     @Test func theDaemonMergesPacksAfterThePushNotBeforeIt() async throws {
         try await withTemporaryDirectory { dir in
-            let s = try Scenario(in: dir)
-            let repo = try PolicyRepository(.init(url: s.origin, stateDirectory: s.state))
-            _ = try await repo.sync()
+            let (s, repo) = try await synced(in: dir)
             let clone = try Repository.open(at: s.state + "/repository.git")
             var ids: [String] = []
             var merged = 0
@@ -77,9 +73,7 @@ import Synchronization
     @Test func aFailedFlushLeavesNoGapInTheSequence() async throws {
         guard isRoot else { return }
         try await withTemporaryDirectory { dir in
-            let s = try Scenario(in: dir)
-            let repo = try PolicyRepository(.init(url: s.origin, stateDirectory: s.state))
-            _ = try await repo.sync()
+            let (s, repo) = try await synced(in: dir)
             _ = try await repo.write(record("01AAAAAAAAAAAAAAAAAAAAAAAA"))
             let packs = s.state + "/repository.git/objects/pack"
             #expect(await (repo as any AuditSink).beginBuffering())
@@ -104,9 +98,7 @@ import Synchronization
     /// files stops it, nothing committed; a move that changed other files is replayed over.
     @Test func aPolicyCommitIsNotReplayedOverAChangeToItsOwnFile() async throws {
         try await withTemporaryDirectory { dir in
-            let s = try Scenario(in: dir)
-            let repo = try PolicyRepository(.init(url: s.origin, stateDirectory: s.state))
-            _ = try await repo.sync()
+            let (s, repo) = try await synced(in: dir)
             let author = Signature(name: "Acceptor", email: "acceptor@example.org")
             // Someone else pushes to the file this commit writes, after Bulwark's last fetch.
             try s.commitPolicy("desired-state/zz-shared.yaml", "# tightened by hand\n", message: "tighten")
@@ -132,9 +124,7 @@ import Synchronization
     /// carried over now; its own unpushed record still goes out.
     @Test func aRecordTakenOffTheOriginIsNotPushedBack() async throws {
         try await withTemporaryDirectory { dir in
-            let s = try Scenario(in: dir)
-            let repo = try PolicyRepository(.init(url: s.origin, stateDirectory: s.state))
-            _ = try await repo.sync()
+            let (s, repo) = try await synced(in: dir)
             _ = try await repo.write(record("01AAAAAAAAAAAAAAAAAAAAAAAA"))
             #expect(try await repo.publish() == .pushed(commits: 1))
             let kept = try git("--git-dir", s.origin, "rev-parse", "bulwark/audit").trimmingCharacters(in: .whitespacesAndNewlines)
@@ -147,6 +137,14 @@ import Synchronization
             #expect(try s.trailers("Bulwark-Id") == ["01BBBBBBBBBBBBBBBBBBBBBBBB", "01AAAAAAAAAAAAAAAAAAAAAAAA"])
             try git("--git-dir", s.origin, "fsck", "--strict")
         }
+    }
+
+    /// A scenario and a policy repository on its origin, synced once.
+    func synced(in dir: String) async throws -> (Scenario, PolicyRepository) {
+        let s = try Scenario(in: dir)
+        let repo = try PolicyRepository(.init(url: s.origin, stateDirectory: s.state))
+        _ = try await repo.sync()
+        return (s, repo)
     }
 
     static func otherWriter(_ s: Scenario, dir: String, id: String) async throws -> PolicyRepository.Publication {
