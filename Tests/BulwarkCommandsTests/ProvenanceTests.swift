@@ -1,0 +1,166 @@
+@testable import BulwarkCommands
+@testable import BulwarkRuntime
+import BulwarkTestSupport
+import Foundation
+import Testing
+
+/// Who wrote what, as git proves it, through the binary against a real origin, with commits made
+/// and signed by the real `git` with `ssh-keygen` keys: a merge is judged by what it undoes as
+/// well as what it adds.
+@Suite struct ProvenanceTests {
+    let signatures = SignatureTests()
+    let safety = SafetyEndToEndTests()
+    let rootLogin = "SSHDConfig/cis-5.1.20-permit-root-login"
+    let maxAuthTries = "SSHDConfig/cis-5.1.16-max-auth-tries"
+
+    /// Someone who commits: git's author fields, and the key they sign with (nil: unsigned).
+    struct Person {
+        var name: String
+        var email: String
+        var key: SignatureTests.Key?
+    }
+
+    /// A clone of the scenario's origin to work in.
+    func clone(_ s: Scenario) throws -> String {
+        let work = s.dir + "/work-\(UUID().uuidString.prefix(8))"
+        try git("clone", "-q", s.origin, work)
+        return work
+    }
+
+    /// Runs git in `work` as `person` (author and committer), with their key as the signing key;
+    /// returns the output, trimmed.
+    @discardableResult
+    func gitAs(_ person: Person, _ arguments: String..., in work: String) throws -> String {
+        let signing = person.key.map { ["-c", "gpg.format=ssh", "-c", "user.signingkey=\($0.privateKey)"] } ?? []
+        let result = try run("/usr/bin/git", signing + arguments, in: work, environment: [
+            "GIT_AUTHOR_NAME": person.name, "GIT_AUTHOR_EMAIL": person.email,
+            "GIT_COMMITTER_NAME": person.name, "GIT_COMMITTER_EMAIL": person.email,
+        ])
+        guard result.status == 0 else { throw SupportError("git \(arguments.joined(separator: " ")) failed: \(result.stderr)") }
+        return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// Writes (or, for nil, removes) `files` in `work` and commits them as `person`, signed when
+    /// they have a key; returns the commit's id.
+    @discardableResult
+    func commit(_ person: Person, _ files: [String: String?], _ message: String, in work: String) throws -> String {
+        for (path, text) in files.sorted(by: { $0.key < $1.key }) {
+            if let text {
+                try write(work + "/" + path, text)
+                try gitAs(person, "add", path, in: work)
+            } else {
+                try gitAs(person, "rm", "-q", path, in: work)
+            }
+        }
+        try gitAs(person, "commit", person.key == nil ? "--no-gpg-sign" : "-S", "-qm", message, in: work)
+        return try gitAs(person, "rev-parse", "HEAD", in: work)
+    }
+
+    func approval(_ id: String, by approver: String) -> String {
+        """
+        apiVersion: bulwark/v1
+        kind: Approval
+        metadata: {name: a-\(id.lowercased())}
+        spec: {id: \(id), approver: "\(approver)", reason: "CHG-11"}
+        """
+    }
+
+    /// The policy's sshd file with root login allowed: a weakening.
+    func rootLoginAllowed(_ work: String) throws -> String {
+        try read(work + "/desired-state/hosts/sshd.yaml").replacingOccurrences(of: "PermitRootLogin: \"no\"", with: "PermitRootLogin: \"yes\"")
+    }
+
+    func sshd(_ s: Scenario) throws -> String { try read(s.host + "/etc/ssh/sshd_config") }
+
+    /// The revision the state directory compares weakenings with.
+    func baseline(_ s: Scenario) throws -> String { try read(Provenance.baselineFile(s.state)).trimmingCharacters(in: .whitespacesAndNewlines) }
+
+    func head(_ s: Scenario) throws -> String { try git("--git-dir", s.origin, "rev-parse", "main").trimmingCharacters(in: .whitespacesAndNewlines) }
+
+    // MARK: - A merge is judged by what it undoes
+
+    /// The scenario applied once, then three signed commits: security adds an approval (the old
+    /// commit), admin tightens MaxAuthTries, security withdraws the approval. Applied with the trust
+    /// policy, then drifted. Returns the old commit, the head, the signers and the policy.
+    func trustedHistory(_ dir: String, _ s: Scenario, _ work: String) throws
+        -> (old: String, head: String, signers: String, policy: String, admin: Person, wendy: Person) {
+        let keys = try ["admin", "security", "wendy"].map { try signatures.makeKey(dir, "\($0)@example.org") }
+        let admin = Person(name: "Admin", email: "admin@example.org", key: keys[0])
+        let security = Person(name: "Security", email: "security@example.org", key: keys[1])
+        let wendy = Person(name: "Wendy", email: "wendy@example.org", key: keys[2])
+        let signers = try signatures.allowedSigners(dir, keys[0], keys[1], keys[2])
+        let policy = dir + "/trust-policy"
+        try write(policy, "**  admin@example.org\nwaivers/**  admin@example.org wendy@example.org\napprovals/**  security@example.org\n")
+        let id = "01ABCDEFGHJKMNPQRSTVWXYZ01"
+        let old = try commit(security, ["approvals/\(id).yaml": approval(id, by: "security@example.org")], "approve", in: work)
+        let tighter = try read(work + "/desired-state/hosts/sshd.yaml").replacingOccurrences(of: "MaxAuthTries: 4", with: "MaxAuthTries: 3")
+        try commit(admin, ["desired-state/hosts/sshd.yaml": tighter], "three tries", in: work)
+        let head = try commit(security, ["approvals/\(id).yaml": nil], "withdraw the approval", in: work)
+        try gitAs(admin, "push", "-q", "origin", "main", in: work)
+        let applied = try s.run("apply", "--trusted-signers", signers, "--trust-policy", policy)
+        #expect(applied.status == 0, "\(applied.stderr)")
+        #expect(try sshd(s).contains("\nMaxAuthTries 3\n"))
+        try signatures.drift(s)
+        return (old, head, signers, policy, admin, wendy)
+    }
+
+    @Test func aMergeThatKeepsAnOldCommitsFilesIsJudgedByWhatItRollsBack() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try signatures.applied(dir)
+            let work = try clone(s)
+            let t = try trustedHistory(dir, s, work)
+            // Wendy may change only waivers/. Her merge's first parent is the old commit, its second
+            // the head; its tree is the head's but for the sshd file and the withdrawn approval,
+            // taken from the old commit. It differs from the old commit nowhere those are concerned,
+            // and from the head only there.
+            let approvalFile = "approvals/01ABCDEFGHJKMNPQRSTVWXYZ01.yaml"
+            try gitAs(t.wendy, "checkout", "-q", t.old, "--", "desired-state/hosts/sshd.yaml", approvalFile, in: work)
+            let tree = try gitAs(t.wendy, "write-tree", in: work)
+            let merge = try gitAs(t.wendy, "commit-tree", tree, "-p", t.old, "-p", t.head, "-S", "-m", "merge waivers", in: work)
+            try gitAs(t.wendy, "push", "-q", "origin", "\(merge):refs/heads/main", in: work)
+            let before = try s.snapshot()
+
+            let refused = try s.run("apply", "--trusted-signers", t.signers, "--trust-policy", t.policy)
+            #expect(refused.status == 1)
+            #expect(refused.stderr.contains("commit \(merge.prefix(12))"), "\(refused.stderr)")
+            #expect(refused.stderr.contains("wendy@example.org may not change desired-state/hosts/sshd.yaml"))
+            #expect(refused.stderr.contains("wendy@example.org may not change \(approvalFile)"))
+            #expect(try s.snapshot() == before, "nothing acted on the revision")
+            let records = try signatures.refusals(s)
+            #expect(records.count == 1)
+            #expect(records.first?.contains("may not change desired-state/hosts/sshd.yaml") == true)
+        }
+    }
+
+    @Test func aMergeOfAWaiversOnlyBranchGoesThrough() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try signatures.applied(dir)
+            let work = try clone(s)
+            let t = try trustedHistory(dir, s, work)
+            // Wendy adds a waiver on a branch while admin changes main; she merges her branch.
+            try gitAs(t.wendy, "checkout", "-qb", "waivers", in: work)
+            let expires = Date().addingTimeInterval(60 * 86_400).formatted(Date.ISO8601FormatStyle().year().month().day())
+            try commit(t.wendy, ["waivers/router.yaml": """
+                apiVersion: bulwark/v1
+                kind: Waiver
+                metadata: {name: router-needs-forwarding}
+                spec:
+                  match: {kind: Sysctl, property: net.ipv4.ip_forward}
+                  reason: this host routes lab traffic
+                  owner: netops@example.org
+                  expires: \(expires)
+                """], "waive forwarding on the router", in: work)
+            try gitAs(t.admin, "checkout", "-q", "main", in: work)
+            try commit(t.admin, ["notes/admin.txt": "meanwhile\n"], "a note", in: work)
+            try gitAs(t.wendy, "merge", "--no-ff", "-S", "-qm", "merge waivers", "waivers", in: work)
+            #expect(try gitAs(t.wendy, "rev-list", "--parents", "-1", "HEAD", in: work).split(separator: " ").count == 3)
+            try gitAs(t.wendy, "push", "-q", "origin", "main", in: work)
+
+            let applied = try s.run("apply", "--trusted-signers", t.signers, "--trust-policy", t.policy)
+            #expect(applied.status == 0, "\(applied.stderr)")
+            #expect(try signatures.isFixed(s))
+            #expect(try sshd(s).contains("\nMaxAuthTries 3\n"))
+            #expect(try signatures.refusals(s).isEmpty)
+        }
+    }
+}
