@@ -21,15 +21,21 @@ package struct Provenance: Sendable {
     package static func baselineFile(_ stateDirectory: String) -> String { stateDirectory + "/applied-revision" }
 
     /// Establishes provenance for `state` at `head` and rewrites its approvals to what git proves:
-    /// an approval's approver is the author of the commit that last wrote its file (a file naming
-    /// someone else is refused); an approval a fix already used is dropped. With `verification`,
-    /// the approver is the verified signer of that commit (its principal in the trusted signers
-    /// file), and an approval committed without a trusted signature is refused.
+    /// an approval's approver is the author of the commit that wrote its file as it is at `head`
+    /// (`Repository.commitWriting`; a file naming someone else is refused); an approval a fix
+    /// already used is dropped. With `verification`, the approver is the verified signer of that
+    /// commit (its principal in the trusted signers file), and an approval committed without a
+    /// trusted signature is refused. An approval whose writer is older than the last applied
+    /// revision counts only as that revision had it (the same writer found from there): one it
+    /// did not have (deleted, or changed since) was brought back by a rollback or by a merge of
+    /// an old commit, and is refused.
     package static func establish(
         _ state: inout DesiredState, head: ObjectID, repository: PolicyRepository, registry: Registry, stateDirectory: String,
         verification: SourceVerification? = nil
     ) async -> Provenance {
         var result = Provenance()
+        let applied = await lastApplied(repository: repository, stateDirectory: stateDirectory)?.id
+        let baseline: ObjectID? = if let applied, await repository.has(applied) { applied } else { nil }
         for (id, approval) in state.approvals.sorted(by: { $0.key < $1.key }) {
             if (try? await repository.contains(recordID: AuditID.approved(id))) == true {
                 state.approvals[id] = nil
@@ -40,6 +46,15 @@ package struct Provenance: Sendable {
             guard let commit = try? await repository.commitWriting(path, from: head) else {
                 state.approvals[id] = nil
                 result.refusedApprovals.append((id, "approval \(id): the commit that wrote \(path) cannot be found in the history"))
+                continue
+            }
+            // Written before the last applied revision: it counts only as that revision had it.
+            if let baseline, await repository.isAncestorOrEqual(commit.id, of: baseline),
+               (try? await repository.commitWriting(path, from: baseline))?.id != commit.id {
+                state.approvals[id] = nil
+                result.refusedApprovals.append((id, "approval \(id) in \(path) is as \(commit.id.short) wrote it, before the last applied "
+                                                + "revision \(baseline.short), which did not have it so: a rollback or a merge of an old "
+                                                + "commit brought it back, and an approval is not given again that way"))
                 continue
             }
             var author = "\(commit.author.name) <\(commit.author.email)>"
@@ -70,8 +85,7 @@ package struct Provenance: Sendable {
 
         // Weakening: compare with the last revision applied without a pending weakening, or, on a
         // new state directory, the revision of the newest fix on the audit branch.
-        guard let baseline = await lastApplied(repository: repository, stateDirectory: stateDirectory)?.id, baseline != head, await repository.has(baseline),
-              let files = try? await repository.files(at: baseline),
+        guard let baseline, baseline != head, let files = try? await repository.files(at: baseline),
               let previous = try? DesiredStateLoader(registry: registry).load(files, revision: Revision(baseline)) else {
             return result
         }

@@ -6,7 +6,8 @@ import Testing
 
 /// Who wrote what, as git proves it, through the binary against a real origin, with commits made
 /// and signed by the real `git` with `ssh-keygen` keys: a merge is judged by what it undoes as
-/// well as what it adds.
+/// well as what it adds, and an approval brought back from an old commit is not credited to
+/// whoever first wrote it.
 @Suite struct ProvenanceTests {
     let signatures = SignatureTests()
     let safety = SafetyEndToEndTests()
@@ -160,6 +161,95 @@ import Testing
             #expect(applied.status == 0, "\(applied.stderr)")
             #expect(try signatures.isFixed(s))
             #expect(try sshd(s).contains("\nMaxAuthTries 3\n"))
+            #expect(try signatures.refusals(s).isEmpty)
+        }
+    }
+
+    // MARK: - An approval's writer, followed back through merges
+
+    @Test func anApprovalBroughtBackFromAnOldCommitIsNotCreditedToItsFirstWriter() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            try s.editPolicy("controllers/host-hardening.yaml", replacing: "mode: enforce", with: "mode: approve")
+            #expect(try s.run("apply").status == 0)
+            let id = try #require(try safety.decisions(s, resource: rootLogin).first { $0.decision == "held" }?.id)
+            let (samKey, malloryKey) = (try signatures.makeKey(dir, "sam@example.org"), try signatures.makeKey(dir, "mallory@example.org"))
+            let sam = Person(name: "Sam Security", email: "sam@example.org", key: samKey)
+            let mallory = Person(name: "Mallory", email: "mallory@example.org", key: malloryKey)
+            let signers = try signatures.allowedSigners(dir, samKey, malloryKey)
+            let work = try clone(s)
+            let file = "approvals/\(id).yaml"
+            // Sam approves, then withdraws his approval before any pass used it.
+            let old = try commit(sam, [file: approval(id, by: "Sam Security <sam@example.org>")], "approve", in: work)
+            let withdrawn = try commit(sam, [file: nil], "withdraw the approval", in: work)
+            try gitAs(sam, "push", "-q", "origin", "main", in: work)
+            let before = try s.snapshot()
+            #expect(try s.run("apply", "--trusted-signers", signers).status == 0)
+            #expect(try s.snapshot() == before)
+
+            // Mallory's signed merge of the old commit into the head takes the approval back.
+            try gitAs(mallory, "checkout", "-q", old, "--", file, in: work)
+            let tree = try gitAs(mallory, "write-tree", in: work)
+            let merge = try gitAs(mallory, "commit-tree", tree, "-p", old, "-p", withdrawn, "-S", "-m", "merge", in: work)
+            try gitAs(mallory, "push", "-q", "origin", "\(merge):refs/heads/main", in: work)
+            let merged = try s.run("apply", "--trusted-signers", signers)
+            #expect(merged.status == 0, "\(merged.stderr)")
+            #expect(merged.stderr.contains("names Sam Security <sam@example.org> as approver but was committed by mallory@example.org (\(merge.prefix(12)))"),
+                    "\(merged.stderr)")
+            #expect(try s.snapshot() == before, "the withdrawn approval approves nothing")
+            #expect(try signatures.refusals(s).count == 1)
+
+            // Without signatures, a rollback to the old commit brings it back too: refused, since
+            // the last applied revision did not have it as that commit wrote it.
+            try git("--git-dir", s.origin, "update-ref", "refs/heads/main", old)
+            let rolledBack = try s.run("apply")
+            #expect(rolledBack.stderr.contains("is as \(old.prefix(12)) wrote it, before the last applied revision"), "\(rolledBack.stderr)")
+            #expect(try s.snapshot() == before)
+            #expect(try signatures.refusals(s).count == 2)
+        }
+    }
+
+    @Test func anApprovalThatCameThroughACleanMergeOrWasInForceAlreadyIsCreditedToItsSigner() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            try s.editPolicy("controllers/host-hardening.yaml", replacing: "mode: enforce", with: "mode: approve")
+            #expect(try s.run("apply").status == 0)
+            let first = try #require(try safety.decisions(s, resource: rootLogin).first { $0.decision == "held" }?.id)
+            let second = try #require(try safety.decisions(s, resource: maxAuthTries).first { $0.decision == "held" }?.id)
+            let (samKey, malloryKey) = (try signatures.makeKey(dir, "sam@example.org"), try signatures.makeKey(dir, "mallory@example.org"))
+            let sam = Person(name: "Sam Security", email: "sam@example.org", key: samKey)
+            let mallory = Person(name: "Mallory", email: "mallory@example.org", key: malloryKey)
+            let signers = try signatures.allowedSigners(dir, samKey, malloryKey)
+            let work = try clone(s)
+
+            // Sam's approval lands while the target cannot be observed: no pass uses it, and the
+            // baseline moves past it. Once the target is back, a later revision still carries it.
+            try commit(sam, ["approvals/\(first).yaml": approval(first, by: "Sam Security <sam@example.org>")], "approve", in: work)
+            try gitAs(sam, "push", "-q", "origin", "main", in: work)
+            try FileManager.default.moveItem(atPath: s.host, toPath: dir + "/host-away")
+            _ = try s.run("apply", "--trusted-signers", signers)
+            #expect(try baseline(s) == head(s))
+            try FileManager.default.moveItem(atPath: dir + "/host-away", toPath: s.host)
+            try commit(mallory, ["notes/a.txt": "later\n"], "a note", in: work)
+            try gitAs(mallory, "push", "-q", "origin", "main", in: work)
+            let inForce = try s.run("apply", "--trusted-signers", signers)
+            #expect(inForce.status == 0, "\(inForce.stderr)")
+            #expect(try sshd(s).contains("\nPermitRootLogin no\n"))
+            #expect(try safety.decisions(s, resource: rootLogin).first?.approver == "sam@example.org")
+
+            // Sam approves on a branch while main moves on; Mallory merges the branch.
+            try gitAs(sam, "checkout", "-qb", "approve", in: work)
+            try commit(sam, ["approvals/\(second).yaml": approval(second, by: "Sam Security <sam@example.org>")], "approve", in: work)
+            try gitAs(mallory, "checkout", "-q", "main", in: work)
+            try commit(mallory, ["notes/b.txt": "meanwhile\n"], "another note", in: work)
+            try gitAs(mallory, "merge", "--no-ff", "-S", "-qm", "merge the approval", "approve", in: work)
+            try gitAs(mallory, "push", "-q", "origin", "main", in: work)
+            let merged = try s.run("apply", "--trusted-signers", signers)
+            #expect(merged.status == 0, "\(merged.stderr)")
+            #expect(try sshd(s).contains("\nMaxAuthTries 4\n"))
+            let applied = try #require(try safety.decisions(s, resource: maxAuthTries).first)
+            #expect(applied.decision == "applied")
+            #expect(applied.approver == "sam@example.org")
             #expect(try signatures.refusals(s).isEmpty)
         }
     }
