@@ -29,6 +29,12 @@ package struct Provenance: Sendable {
     /// revision counts only as that revision had it (the same writer found from there): one it
     /// did not have (deleted, or changed since) was brought back by a rollback or by a merge of
     /// an old commit, and is refused.
+    ///
+    /// A weakening's authors are named as approvers are: with `verification`, the verified
+    /// signers of every commit since the last applied revision that changed the resource's file
+    /// (a merge that did not take it cleanly from a parent included); one without a trusted
+    /// signature makes its author unknown, and then no approval can come from a second person.
+    /// Without `verification`, git's author fields, which whoever commits writes as they like.
     package static func establish(
         _ state: inout DesiredState, head: ObjectID, repository: PolicyRepository, registry: Registry, stateDirectory: String,
         verification: SourceVerification? = nil
@@ -93,10 +99,42 @@ package struct Provenance: Sendable {
         var weakened = Weakening.compare(previous: previous, current: state, registry: registry)
         guard !weakened.isEmpty else { return result }
         let paths = Set(weakened.keys.compactMap { state.resources[$0]?.location.file })
-        let authors = (try? await repository.authors(changing: paths, from: head, since: baseline)) ?? [:]
-        for id in Array(weakened.keys) {
-            guard let file = state.resources[id]?.location.file else { continue }
-            weakened[id]?.authors = (authors[file] ?? []).map { "\($0.name) <\($0.email)>" }
+        if let verification {
+            // The range was verified whole before this: every commit in it is read again, however many.
+            let changing = try? await repository.commits(changing: paths, from: head, since: baseline, limit: .max)
+            var signers: [ObjectID: Result<String, SourceVerification.Untrusted>] = [:]
+            for id in Array(weakened.keys) {
+                guard let file = state.resources[id]?.location.file else { continue }
+                var authors: [String] = []
+                var unknown: [String] = []
+                if let changing {
+                    for commit in changing[file] ?? [] {
+                        let signer: Result<String, SourceVerification.Untrusted>
+                        if let known = signers[commit.id] {
+                            signer = known
+                        } else {
+                            signer = await verification.signer(of: commit, repository: repository)
+                            signers[commit.id] = signer
+                        }
+                        switch signer {
+                        case .success(let principal): if !authors.contains(principal) { authors.append(principal) }
+                        case .failure(let problem): unknown.append("commit \(commit.id.short): \(problem.description)")
+                        }
+                    }
+                    if authors.isEmpty, unknown.isEmpty { unknown.append("no commit since \(baseline.short) is found changing \(file)") }
+                } else {
+                    unknown.append("the history since \(baseline.short) cannot be read")
+                }
+                weakened[id]?.identity = .verifiedSigner
+                weakened[id]?.authors = authors
+                weakened[id]?.unknownAuthors = unknown
+            }
+        } else {
+            let authors = (try? await repository.authors(changing: paths, from: head, since: baseline)) ?? [:]
+            for id in Array(weakened.keys) {
+                guard let file = state.resources[id]?.location.file else { continue }
+                weakened[id]?.authors = (authors[file] ?? []).map { "\($0.name) <\($0.email)>" }
+            }
         }
         result.weakened = weakened
         return result

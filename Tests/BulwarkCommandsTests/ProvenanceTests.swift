@@ -5,9 +5,9 @@ import Foundation
 import Testing
 
 /// Who wrote what, as git proves it, through the binary against a real origin, with commits made
-/// and signed by the real `git` with `ssh-keygen` keys: a merge is judged by what it undoes as
-/// well as what it adds, and an approval brought back from an old commit is not credited to
-/// whoever first wrote it.
+/// and signed by the real `git` with `ssh-keygen` keys: a weakening's authors are named as its
+/// approvers are (verified signers), a merge is judged by what it undoes as well as what it adds,
+/// and an approval brought back from an old commit is not credited to whoever first wrote it.
 @Suite struct ProvenanceTests {
     let signatures = SignatureTests()
     let safety = SafetyEndToEndTests()
@@ -77,6 +77,71 @@ import Testing
     func baseline(_ s: Scenario) throws -> String { try read(Provenance.baselineFile(s.state)).trimmingCharacters(in: .whitespacesAndNewlines) }
 
     func head(_ s: Scenario) throws -> String { try git("--git-dir", s.origin, "rev-parse", "main").trimmingCharacters(in: .whitespacesAndNewlines) }
+
+    // MARK: - A weakening's authors are its verified signers
+
+    @Test func aSignerCannotApproveTheirOwnWeakeningUnderAnotherAuthorsName() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            #expect(try s.run("apply").status == 0)
+            let malloryKey = try signatures.makeKey(dir, "mallory")
+            let signers = try signatures.allowedSigners(dir, malloryKey, try signatures.makeKey(dir, "sam"))
+            // Mallory signs the weakening, and writes Sam into git's author field.
+            let mallory = Person(name: "Sam Security", email: "sam@example.org", key: malloryKey)
+            let work = try clone(s)
+            try commit(mallory, ["desired-state/hosts/sshd.yaml": try rootLoginAllowed(work)], "allow root login", in: work)
+            try gitAs(mallory, "push", "-q", "origin", "main", in: work)
+            let before = try s.snapshot()
+            let plan = try s.run("plan", "--trusted-signers", signers)
+            #expect(plan.stdout.contains("weakens the policy by mallory: PermitRootLogin: no → yes"), "\(plan.stdout)")
+            #expect(try s.run("apply", "--trusted-signers", signers).status == 0)
+            let held = try #require(try safety.decisions(s, resource: rootLogin).first)
+            #expect(held.decision == "held")
+
+            // Then she signs her own approval: the same signer, whatever the author field said.
+            try commit(mallory, ["approvals/\(held.id).yaml": approval(held.id, by: "mallory")], "approve", in: work)
+            try gitAs(mallory, "push", "-q", "origin", "main", in: work)
+            let own = try s.run("apply", "--trusted-signers", signers)
+            #expect(own.status == 0, "\(own.stderr)")
+            #expect(try s.snapshot() == before, "nothing weakened on the word of its own signer")
+            #expect(try sshd(s).contains("\nPermitRootLogin no\n"))
+            #expect(try s.run("plan", "--trusted-signers", signers).stdout.contains("weakens the policy by mallory"))
+        }
+    }
+
+    @Test func aWeakeningSignedByOnePrincipalIsApprovedByAnother() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            #expect(try s.run("apply").status == 0)
+            // Principals that are not e-mail addresses, and an honest author field.
+            let (malloryKey, samKey) = (try signatures.makeKey(dir, "mallory"), try signatures.makeKey(dir, "sam"))
+            let mallory = Person(name: "Mallory", email: "mallory@example.org", key: malloryKey)
+            let sam = Person(name: "Sam Security", email: "sam@example.org", key: samKey)
+            let signers = try signatures.allowedSigners(dir, malloryKey, samKey)
+            let work = try clone(s)
+            try commit(mallory, ["desired-state/hosts/sshd.yaml": try rootLoginAllowed(work)], "allow root login", in: work)
+            try gitAs(mallory, "push", "-q", "origin", "main", in: work)
+            #expect(try s.run("apply", "--trusted-signers", signers).status == 0)
+            let held = try #require(try safety.decisions(s, resource: rootLogin).first)
+            #expect(held.decision == "held")
+            // `mallory` is the signer of the weakening as of her approval, though git says `Mallory <mallory@example.org>`.
+            try commit(mallory, ["approvals/\(held.id).yaml": approval(held.id, by: "mallory")], "approve", in: work)
+            try gitAs(mallory, "push", "-q", "origin", "main", in: work)
+            #expect(try s.run("apply", "--trusted-signers", signers).status == 0)
+            #expect(try sshd(s).contains("\nPermitRootLogin no\n"), "her own approval does not count")
+
+            // Sam, another signer, approves: the weakening goes through, approved by his principal.
+            try commit(sam, ["approvals/\(held.id).yaml": approval(held.id, by: "sam")], "approve", in: work)
+            try gitAs(sam, "push", "-q", "origin", "main", in: work)
+            let approved = try s.run("apply", "--trusted-signers", signers)
+            #expect(approved.status == 0, "\(approved.stderr)")
+            #expect(try sshd(s).contains("\nPermitRootLogin yes\n"))
+            let applied = try #require(try safety.decisions(s, resource: rootLogin).first)
+            #expect(applied.decision == "applied")
+            #expect(applied.approver == "sam")
+            #expect(try baseline(s) == head(s), "applied: the weakening is the new baseline")
+        }
+    }
 
     // MARK: - A merge is judged by what it undoes
 
