@@ -166,11 +166,23 @@ package struct Provenance: Sendable {
         }
     }
 
-    /// Moves the baseline to `head` unless a weakening of it is still held: a held weakening keeps
-    /// being compared with the revision before it until a second person approves it.
-    package func advanceBaseline(to head: ObjectID, after plan: Plan, stateDirectory: String) {
-        let pending = plan.remediations.contains { weakened[$0.binding.resource] != nil && $0.decision != .applied }
-        guard !pending else { return }
+    /// Moves the baseline to `head` once every weakening of it has reached its targets: each
+    /// binding of a weakened resource that this pass planned (`bindings`) was found in sync, or
+    /// its fix was carried out (`outcome` holds its applied record, or found it already made),
+    /// and none of its drift was left waiting. Otherwise the baseline stays, and the weakening
+    /// keeps being compared with the revision before it, so it still needs a second person on a
+    /// later pass: held for an approval, deferred, blocked, reported in audit mode, a target that
+    /// could not be observed, a fix not tried (another Bulwark held the target, the pass halted).
+    package func advanceBaseline(to head: ObjectID, after plan: Plan, outcome: CycleOutcome, bindings: [Binding], stateDirectory: String) {
+        if !weakened.isEmpty {
+            var reached = Set(plan.inSync)
+            reached.formUnion(outcome.inSync.map(\.binding))
+            reached.formUnion(outcome.entries.lazy.filter { $0.record.decision == .applied }.map(\.remediation.binding))
+            let waiting = Set(plan.remediations.lazy.filter { $0.decision != .applied }.map(\.binding))
+            for binding in bindings where weakened[binding.resource] != nil {
+                guard reached.contains(binding), !waiting.contains(binding) else { return }
+            }
+        }
         let path = Self.baselineFile(stateDirectory)
         let temporary = path + ".tmp"
         guard FileManager.default.createFile(atPath: temporary, contents: Data((head.hex + "\n").utf8)) else { return }

@@ -7,7 +7,8 @@ import Testing
 /// Who wrote what, as git proves it, through the binary against a real origin, with commits made
 /// and signed by the real `git` with `ssh-keygen` keys: a weakening's authors are named as its
 /// approvers are (verified signers), a merge is judged by what it undoes as well as what it adds,
-/// and an approval brought back from an old commit is not credited to whoever first wrote it.
+/// an approval brought back from an old commit is not credited to whoever first wrote it, and a
+/// weakening that never reached its target still needs a second person.
 @Suite struct ProvenanceTests {
     let signatures = SignatureTests()
     let safety = SafetyEndToEndTests()
@@ -316,6 +317,57 @@ import Testing
             #expect(applied.decision == "applied")
             #expect(applied.approver == "sam@example.org")
             #expect(try signatures.refusals(s).isEmpty)
+        }
+    }
+
+    // MARK: - The baseline waits for a weakening to reach its target
+
+    @Test func aWeakeningThatLandsWhileItsTargetCannotBeObservedStillNeedsASecondPerson() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            #expect(try s.run("apply").status == 0)
+            let applied = try head(s)
+            #expect(try baseline(s) == applied)
+            try FileManager.default.moveItem(atPath: s.host, toPath: dir + "/host-away")
+            try s.commitPolicy("desired-state/hosts/sshd.yaml", try rootLoginAllowed(s.policy), message: "allow root login")
+            let blind = try s.run("apply")
+            #expect(blind.stderr.contains("target root does not exist"), "\(blind.stderr)")
+            #expect(try baseline(s) == applied, "the weakening reached no target: the baseline stays")
+
+            try FileManager.default.moveItem(atPath: dir + "/host-away", toPath: s.host)
+            let before = try s.snapshot()
+            #expect(try s.run("apply").status == 0)
+            #expect(try s.snapshot() == before, "nothing weakened without a second person")
+            let held = try #require(try safety.decisions(s, resource: rootLogin).first)
+            #expect(held.decision == "held")
+            #expect(try s.run("plan").stdout.contains("weakens the policy by Test Person <person@example.org>: PermitRootLogin: no → yes"))
+        }
+    }
+
+    @Test func theBaselineMovesOnceTheWeakeningReachesItsTarget() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            #expect(try s.run("apply").status == 0)
+            // A target that cannot be observed holds back no revision without a weakening.
+            try FileManager.default.moveItem(atPath: s.host, toPath: dir + "/host-away")
+            try s.commitPolicy("notes/a.txt", "unrelated\n")
+            _ = try s.run("apply")
+            #expect(try baseline(s) == head(s))
+            // A weakening while it is away holds the baseline until a second person's approval is used.
+            let applied = try head(s)
+            try s.commitPolicy("desired-state/hosts/sshd.yaml", try rootLoginAllowed(s.policy), message: "allow root login")
+            _ = try s.run("apply")
+            #expect(try baseline(s) == applied)
+            try FileManager.default.moveItem(atPath: dir + "/host-away", toPath: s.host)
+            #expect(try s.run("apply").status == 0)
+            let held = try #require(try safety.decisions(s, resource: rootLogin).first)
+            #expect(held.decision == "held")
+            #expect(try baseline(s) == applied)
+            #expect(try safety.approve(s, held.id, as: "Sam Security", "sam@example.org").status == 0)
+            #expect(try s.run("apply").status == 0)
+            #expect(try sshd(s).contains("\nPermitRootLogin yes\n"))
+            #expect(try baseline(s) == head(s))
+            #expect(try s.run("plan").status == 0, "in sync")
         }
     }
 }
