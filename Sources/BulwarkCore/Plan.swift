@@ -203,9 +203,11 @@ public enum Planner {
                     approvalID = id
                 } else {
                     let who = weakening.authors.isEmpty ? "" : " by " + weakening.authors.joined(separator: ", ")
-                    add(remaining, .held,
-                        "weakens the policy\(who): \(weakening.changes.joined(separator: "; ")); "
-                            + "needs approval by someone else: bulwark approve \(id)", id: id)
+                    // A change whose author is unknown: no approver can be shown to be someone else.
+                    let next = weakening.unknownAuthors.isEmpty ? "needs approval by someone else: bulwark approve \(id)"
+                        : "its author is not known (\(weakening.unknownAuthors.joined(separator: "; "))), so no approval can "
+                            + "come from a second person: revert the change, or make it again in a commit signed by a trusted key"
+                    add(remaining, .held, "weakens the policy\(who): \(weakening.changes.joined(separator: "; ")); " + next, id: id)
                     continue
                 }
             }

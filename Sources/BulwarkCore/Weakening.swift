@@ -6,13 +6,32 @@ internal import Foundation
 public struct Weakening: Sendable, Hashable {
     /// What became weaker, per property: `PermitRootLogin: no → yes (turns root login on)`.
     public var changes: [String]
-    /// Who changed the resource's file since the last applied revision (`Name <email>`), when
-    /// known: none of them can approve it.
+    /// Who changed the resource's file since the last applied revision, as `identity` names
+    /// people: none of them can approve it.
     public var authors: [String]
+    /// How `authors`, and the approvers they are compared with, name people.
+    public var identity: Identity
+    /// Changes to the resource's file since the last applied revision whose author is not known
+    /// (a commit without a trusted signature, a history that cannot be read), each in words.
+    /// While there is one, no approver can be shown to be a second person: the weakening stays
+    /// held until that change is reverted or made again by a known author.
+    public var unknownAuthors: [String]
 
-    public init(changes: [String], authors: [String] = []) {
+    /// Who a person is, for telling a second person from the author of a change.
+    public enum Identity: Sendable, Hashable {
+        /// Git's author field (`Name <email>`), compared on the e-mail address. Only as good as
+        /// that field: whoever makes a commit writes any author they like into it.
+        case gitAuthor
+        /// The principal of a verified signature (the trusted signers file's name for the key,
+        /// an OpenPGP key's e-mail address), on both sides, compared whole (case aside).
+        case verifiedSigner
+    }
+
+    public init(changes: [String], authors: [String] = [], identity: Identity = .gitAuthor, unknownAuthors: [String] = []) {
         self.changes = changes
         self.authors = authors
+        self.identity = identity
+        self.unknownAuthors = unknownAuthors
     }
 
     /// Resources of `current` whose desired values moved in the less secure direction since
@@ -35,9 +54,16 @@ public struct Weakening: Sendable, Hashable {
         return result
     }
 
-    /// Whether an approver is a second person: not the author of the weakening. Compared on the
-    /// e-mail address when both carry one (`Name <email>`), else on the whole text.
+    /// Whether an approver is a second person: not an author of the weakening, and no author of
+    /// it unknown. With `.verifiedSigner`, `approver` is a verified principal too, compared whole;
+    /// with `.gitAuthor`, compared on the e-mail address when both carry one (`Name <email>`),
+    /// else on the whole text.
     public func isSecondPerson(_ approver: String) -> Bool {
+        guard unknownAuthors.isEmpty else { return false }
+        if identity == .verifiedSigner {
+            let principal = approver.trimmingCharacters(in: .whitespaces).lowercased()
+            return !authors.contains { $0.trimmingCharacters(in: .whitespaces).lowercased() == principal }
+        }
         func key(_ identity: String) -> String {
             if let open = identity.lastIndex(of: "<"), let close = identity.lastIndex(of: ">"), open < close {
                 return identity[identity.index(after: open)..<close].lowercased()

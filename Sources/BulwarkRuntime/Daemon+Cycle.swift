@@ -58,7 +58,10 @@ extension Daemon {
             }
             let outcome = await apply(plan, state: cycleState)
             await journal.compact()
-            if only == nil, let head { provenance.advanceBaseline(to: head, after: plan, stateDirectory: options.stateDirectory) }
+            if only == nil, let head {
+                provenance.advanceBaseline(to: head, after: plan, outcome: outcome, bindings: cycleState.bindings,
+                                           stateDirectory: options.stateDirectory)
+            }
             for entry in outcome.entries where !entry.alreadyRecorded {
                 flapHistory.add(entry.record)
                 meters.recorded(entry.record)

@@ -1043,7 +1043,13 @@ package actor PolicyRepository: AuditSink {
         try repository.authors(changing: paths, from: head, since: base)
     }
 
-    /// The commit that last wrote `path` as it is at `head`.
+    /// The commits since `base` that changed any of `paths`, per path (see `Repository.commits(changing:)`).
+    package func commits(changing paths: Set<String>, from head: ObjectID, since base: ObjectID?, limit: Int = 1000) throws
+        -> [String: [CommitInfo]] {
+        try repository.commits(changing: paths, from: head, since: base, limit: limit)
+    }
+
+    /// The commit that wrote `path` as it is at `head` (see `Repository.commitWriting`).
     package func commitWriting(_ path: String, from head: ObjectID) throws -> CommitInfo? {
         try repository.commitWriting(path, from: head)
     }
@@ -1072,12 +1078,10 @@ package actor PolicyRepository: AuditSink {
     }
 
     /// The paths `commit` itself changes, sorted: against its parent (the empty tree for a root
-    /// commit); for a merge, those that differ from every parent (what the merge resolved).
+    /// commit); for a merge, what it did not take cleanly from a parent, so that a merge keeping
+    /// an old commit's files over newer changes counts as changing them (`Repository.pathsChanged`).
     package func pathsChanged(by commit: CommitInfo) throws -> [String] {
-        guard let first = commit.parents.first else { return try repository.changedPaths(from: nil, to: commit.id) }
-        var paths = Set(try repository.changedPaths(from: first, to: commit.id))
-        for parent in commit.parents.dropFirst() { paths.formIntersection(try repository.changedPaths(from: parent, to: commit.id)) }
-        return paths.sorted()
+        try repository.pathsChanged(by: commit)
     }
 
     /// A commit's signature and signed bytes, or nil when it is unsigned.

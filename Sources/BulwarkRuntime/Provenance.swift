@@ -21,15 +21,27 @@ package struct Provenance: Sendable {
     package static func baselineFile(_ stateDirectory: String) -> String { stateDirectory + "/applied-revision" }
 
     /// Establishes provenance for `state` at `head` and rewrites its approvals to what git proves:
-    /// an approval's approver is the author of the commit that last wrote its file (a file naming
-    /// someone else is refused); an approval a fix already used is dropped. With `verification`,
-    /// the approver is the verified signer of that commit (its principal in the trusted signers
-    /// file), and an approval committed without a trusted signature is refused.
+    /// an approval's approver is the author of the commit that wrote its file as it is at `head`
+    /// (`Repository.commitWriting`; a file naming someone else is refused); an approval a fix
+    /// already used is dropped. With `verification`, the approver is the verified signer of that
+    /// commit (its principal in the trusted signers file), and an approval committed without a
+    /// trusted signature is refused. An approval whose writer is older than the last applied
+    /// revision counts only as that revision had it (the same writer found from there): one it
+    /// did not have (deleted, or changed since) was brought back by a rollback or by a merge of
+    /// an old commit, and is refused.
+    ///
+    /// A weakening's authors are named as approvers are: with `verification`, the verified
+    /// signers of every commit since the last applied revision that changed the resource's file
+    /// (a merge that did not take it cleanly from a parent included); one without a trusted
+    /// signature makes its author unknown, and then no approval can come from a second person.
+    /// Without `verification`, git's author fields, which whoever commits writes as they like.
     package static func establish(
         _ state: inout DesiredState, head: ObjectID, repository: PolicyRepository, registry: Registry, stateDirectory: String,
         verification: SourceVerification? = nil
     ) async -> Provenance {
         var result = Provenance()
+        let applied = await lastApplied(repository: repository, stateDirectory: stateDirectory)?.id
+        let baseline: ObjectID? = if let applied, await repository.has(applied) { applied } else { nil }
         for (id, approval) in state.approvals.sorted(by: { $0.key < $1.key }) {
             if (try? await repository.contains(recordID: AuditID.approved(id))) == true {
                 state.approvals[id] = nil
@@ -40,6 +52,15 @@ package struct Provenance: Sendable {
             guard let commit = try? await repository.commitWriting(path, from: head) else {
                 state.approvals[id] = nil
                 result.refusedApprovals.append((id, "approval \(id): the commit that wrote \(path) cannot be found in the history"))
+                continue
+            }
+            // Written before the last applied revision: it counts only as that revision had it.
+            if let baseline, await repository.isAncestorOrEqual(commit.id, of: baseline),
+               (try? await repository.commitWriting(path, from: baseline))?.id != commit.id {
+                state.approvals[id] = nil
+                result.refusedApprovals.append((id, "approval \(id) in \(path) is as \(commit.id.short) wrote it, before the last applied "
+                                                + "revision \(baseline.short), which did not have it so: a rollback or a merge of an old "
+                                                + "commit brought it back, and an approval is not given again that way"))
                 continue
             }
             var author = "\(commit.author.name) <\(commit.author.email)>"
@@ -70,8 +91,7 @@ package struct Provenance: Sendable {
 
         // Weakening: compare with the last revision applied without a pending weakening, or, on a
         // new state directory, the revision of the newest fix on the audit branch.
-        guard let baseline = await lastApplied(repository: repository, stateDirectory: stateDirectory)?.id, baseline != head, await repository.has(baseline),
-              let files = try? await repository.files(at: baseline),
+        guard let baseline, baseline != head, let files = try? await repository.files(at: baseline),
               let previous = try? DesiredStateLoader(registry: registry).load(files, revision: Revision(baseline)) else {
             return result
         }
@@ -79,10 +99,42 @@ package struct Provenance: Sendable {
         var weakened = Weakening.compare(previous: previous, current: state, registry: registry)
         guard !weakened.isEmpty else { return result }
         let paths = Set(weakened.keys.compactMap { state.resources[$0]?.location.file })
-        let authors = (try? await repository.authors(changing: paths, from: head, since: baseline)) ?? [:]
-        for id in Array(weakened.keys) {
-            guard let file = state.resources[id]?.location.file else { continue }
-            weakened[id]?.authors = (authors[file] ?? []).map { "\($0.name) <\($0.email)>" }
+        if let verification {
+            // The range was verified whole before this: every commit in it is read again, however many.
+            let changing = try? await repository.commits(changing: paths, from: head, since: baseline, limit: .max)
+            var signers: [ObjectID: Result<String, SourceVerification.Untrusted>] = [:]
+            for id in Array(weakened.keys) {
+                guard let file = state.resources[id]?.location.file else { continue }
+                var authors: [String] = []
+                var unknown: [String] = []
+                if let changing {
+                    for commit in changing[file] ?? [] {
+                        let signer: Result<String, SourceVerification.Untrusted>
+                        if let known = signers[commit.id] {
+                            signer = known
+                        } else {
+                            signer = await verification.signer(of: commit, repository: repository)
+                            signers[commit.id] = signer
+                        }
+                        switch signer {
+                        case .success(let principal): if !authors.contains(principal) { authors.append(principal) }
+                        case .failure(let problem): unknown.append("commit \(commit.id.short): \(problem.description)")
+                        }
+                    }
+                    if authors.isEmpty, unknown.isEmpty { unknown.append("no commit since \(baseline.short) is found changing \(file)") }
+                } else {
+                    unknown.append("the history since \(baseline.short) cannot be read")
+                }
+                weakened[id]?.identity = .verifiedSigner
+                weakened[id]?.authors = authors
+                weakened[id]?.unknownAuthors = unknown
+            }
+        } else {
+            let authors = (try? await repository.authors(changing: paths, from: head, since: baseline)) ?? [:]
+            for id in Array(weakened.keys) {
+                guard let file = state.resources[id]?.location.file else { continue }
+                weakened[id]?.authors = (authors[file] ?? []).map { "\($0.name) <\($0.email)>" }
+            }
         }
         result.weakened = weakened
         return result
@@ -114,11 +166,23 @@ package struct Provenance: Sendable {
         }
     }
 
-    /// Moves the baseline to `head` unless a weakening of it is still held: a held weakening keeps
-    /// being compared with the revision before it until a second person approves it.
-    package func advanceBaseline(to head: ObjectID, after plan: Plan, stateDirectory: String) {
-        let pending = plan.remediations.contains { weakened[$0.binding.resource] != nil && $0.decision != .applied }
-        guard !pending else { return }
+    /// Moves the baseline to `head` once every weakening of it has reached its targets: each
+    /// binding of a weakened resource that this pass planned (`bindings`) was found in sync, or
+    /// its fix was carried out (`outcome` holds its applied record, or found it already made),
+    /// and none of its drift was left waiting. Otherwise the baseline stays, and the weakening
+    /// keeps being compared with the revision before it, so it still needs a second person on a
+    /// later pass: held for an approval, deferred, blocked, reported in audit mode, a target that
+    /// could not be observed, a fix not tried (another Bulwark held the target, the pass halted).
+    package func advanceBaseline(to head: ObjectID, after plan: Plan, outcome: CycleOutcome, bindings: [Binding], stateDirectory: String) {
+        if !weakened.isEmpty {
+            var reached = Set(plan.inSync)
+            reached.formUnion(outcome.inSync.map(\.binding))
+            reached.formUnion(outcome.entries.lazy.filter { $0.record.decision == .applied }.map(\.remediation.binding))
+            let waiting = Set(plan.remediations.lazy.filter { $0.decision != .applied }.map(\.binding))
+            for binding in bindings where weakened[binding.resource] != nil {
+                guard reached.contains(binding), !waiting.contains(binding) else { return }
+            }
+        }
         let path = Self.baselineFile(stateDirectory)
         let temporary = path + ".tmp"
         guard FileManager.default.createFile(atPath: temporary, contents: Data((head.hex + "\n").utf8)) else { return }

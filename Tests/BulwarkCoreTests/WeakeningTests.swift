@@ -61,6 +61,35 @@ import Testing
         #expect(approved.approver == "Bob <bob@example.org>")
     }
 
+    @Test func verifiedSignersAreComparedWholeAndAnUnknownAuthorLetsNoApprovalThrough() async throws {
+        // Principals on both sides: `mallory` is `mallory`, whatever git's author field said.
+        let signed = Weakening(changes: ["x"], authors: ["mallory"], identity: .verifiedSigner)
+        #expect(!signed.isSecondPerson("mallory") && !signed.isSecondPerson("Mallory"))
+        #expect(signed.isSecondPerson("sam"))
+        // Git's author fields compare on the e-mail address.
+        #expect(!Weakening(changes: ["x"], authors: ["Mallory <mallory@example.org>"]).isSecondPerson("M <MALLORY@example.org>"))
+
+        // A change whose author is unknown: no approval is a second person's, and the plan says why.
+        let driver = MemoryDriver()
+        driver.set("web-1", "permitRootLogin", "no")
+        driver.set("web-1", "banner", "hello")
+        let registry = memoryRegistry(driver)
+        let rid = ResourceID(kind: "Setting", name: "root-login")
+        var weakened = Weakening.compare(previous: try state("no", driver: driver), current: try state("yes", driver: driver), registry: registry)
+        weakened[rid]?.identity = .verifiedSigner
+        weakened[rid]?.authors = ["alice"]
+        weakened[rid]?.unknownAuthors = ["commit 0123456789ab: the commit is not signed"]
+        #expect(weakened[rid]?.isSecondPerson("bob") == false)
+        let held = try #require(Planner.plan(try state("yes", driver: driver), observations: await Reconciler(registry: registry)
+            .observe(try state("yes", driver: driver)).observations, weakened: weakened).remediations.first)
+        let id = try #require(held.id)
+        let approved = try state("yes", approvals: [approval(id, by: "bob")], driver: driver)
+        let plan = Planner.plan(approved, observations: await Reconciler(registry: registry).observe(approved).observations, weakened: weakened)
+        #expect(plan.remediations.first?.decision == .held)
+        #expect(plan.remediations.first?.reason?.contains("by alice: permitRootLogin: no → yes (turns it on); its author is not known "
+                                                          + "(commit 0123456789ab: the commit is not signed)") == true)
+    }
+
     @Test func aStricterChangeAndAnOptedOutKindApplyWithoutASecondPerson() async throws {
         let driver = MemoryDriver()
         driver.set("web-1", "permitRootLogin", "yes")
