@@ -24,6 +24,10 @@ package struct AuditTrail: Codable, Sendable, Equatable {
     /// another Bulwark wrote, read every commit back to the root). Absent in a file written
     /// before it was kept: not known, and the branch is read as before.
     package var committed: Bool?
+    /// The newest origin commit the local audit branch took in (by a fast-forward, or as the
+    /// base its own records were replayed onto): every commit it reaches came from the origin,
+    /// whatever its trailers say, and is never pushed back or replayed as this instance's.
+    package var followed: String?
 
     package static let instanceTrailer = AuditTrailer.instance.rawValue
     package static let sequenceTrailer = AuditTrailer.sequence.rawValue

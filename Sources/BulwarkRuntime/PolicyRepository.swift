@@ -507,9 +507,6 @@ package actor PolicyRepository: AuditSink {
             repository.discardObjectBuffer()
             buffering = false
             pendingHead = nil
-            // A failed flush stopped the pass's later records; thrown here, it stops no record
-            // written after the pass (they go straight to disk).
-            bufferFailure = nil
             saveIndex()
         }
         try flushBuffer()
@@ -634,22 +631,32 @@ package actor PolicyRepository: AuditSink {
         guard let remote = try repository.resolve("refs/remotes/origin/\(pushBranch)") else { return }
         guard let local = try repository.resolve(localAudit) else {
             try repository.updateReference(localAudit, to: remote, expected: nil, message: "bulwark: track audit branch")
+            try rememberFollowed(remote)
             return
         }
         if try repository.isAncestor(local, of: remote) {
             if local != remote {
                 try repository.updateReference(localAudit, to: remote, expected: local, message: "bulwark: fast-forward")
+                try rememberFollowed(remote)
             }
             return
         }
         // Only this instance's own records are carried over. A commit someone else put on the
         // branch (fetched here, then taken off the origin: a forged record an administrator
         // removed) was pushed back, or replayed and signed with Bulwark's key, which made it
-        // pass `verify-audit`.
+        // pass `verify-audit`. A trailer can be forged, so what came from the origin is known
+        // by where it is: every commit the last origin commit taken in reaches.
         let unpushed = try repository.history(from: local, hiding: remote).reversed()
-        let own = unpushed.filter { $0.trailer(AuditTrail.instanceTrailer) == trail.instance }
+        var fetched = Set<ObjectID>()
+        if let followed = trail.followed.flatMap({ ObjectID(hex: $0) }), has(followed) {
+            fetched = Set(try repository.history(from: followed, hiding: remote).map(\.id))
+        }
+        func isOwn(_ commit: CommitInfo) -> Bool {
+            commit.trailer(AuditTrail.instanceTrailer) == trail.instance && !fetched.contains(commit.id)
+        }
+        let own = unpushed.filter(isOwn)
         if own.count == unpushed.count, try repository.isAncestor(remote, of: local) { return }
-        for commit in unpushed where commit.trailer(AuditTrail.instanceTrailer) != trail.instance {
+        for commit in unpushed where !isOwn(commit) {
             Console().warn("audit commit \(commit.id.short) is not this instance's and is no longer on the origin's "
                            + "\(pushBranch); it is not pushed again")
         }
@@ -658,6 +665,14 @@ package actor PolicyRepository: AuditSink {
             head = try repository.replay(commit.id, onto: head, signer: configuration.signer)
         }
         try repository.updateReference(localAudit, to: head, expected: local, message: "bulwark: replay onto origin")
+        try rememberFollowed(remote)
+    }
+
+    /// Keeps `commit` as the newest origin commit the local branch took in (`AuditTrail.followed`).
+    private func rememberFollowed(_ commit: ObjectID) throws {
+        guard trail.followed != commit.hex else { return }
+        trail.followed = commit.hex
+        try trail.save(stateDirectory: configuration.stateDirectory)
     }
 
     /// Audit commits, newest first (the local branch: what was pushed and what waits to be),

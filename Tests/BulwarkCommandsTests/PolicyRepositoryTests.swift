@@ -84,7 +84,10 @@ import Synchronization
             defer { _ = try? run("/usr/bin/chattr", ["-i", packs]) }
             await #expect(throws: (any Error).self) { try await repo.endBuffering() }
             #expect(try run("/usr/bin/chattr", ["-i", packs]).status == 0)
+            // The next pass.
+            #expect(await repo.beginBuffering())
             _ = try await repo.write(record("01CCCCCCCCCCCCCCCCCCCCCCCC"))
+            try await repo.endBuffering()
             #expect(try await repo.publish() == .pushed(commits: 2))
             #expect(try s.trailers("Bulwark-Id") == ["01CCCCCCCCCCCCCCCCCCCCCCCC", "01AAAAAAAAAAAAAAAAAAAAAAAA"])
             #expect(try s.trailers("Bulwark-Sequence") == ["2", "1"])
@@ -118,10 +121,11 @@ import Synchronization
         }
     }
 
-    /// A record someone else put on the audit branch, fetched here, then taken off the origin
-    /// (a forged record an administrator removed): Bulwark pushed it back with its own next
-    /// record, or replayed it signed with Bulwark's key. Only this instance's records are
-    /// carried over now; its own unpushed record still goes out.
+    /// Records someone else put on the audit branch, fetched here, then taken off the origin
+    /// (forged records an administrator removed): Bulwark pushed them back with its own next
+    /// record, or replayed them signed with Bulwark's key. Only this instance's records are
+    /// carried over now, known by where they are, not by their trailers: a forged one that
+    /// names this instance is left out too. Its own unpushed record still goes out.
     @Test func aRecordTakenOffTheOriginIsNotPushedBack() async throws {
         try await withTemporaryDirectory { dir in
             let (s, repo) = try await synced(in: dir)
@@ -129,6 +133,13 @@ import Synchronization
             #expect(try await repo.publish() == .pushed(commits: 1))
             let kept = try git("--git-dir", s.origin, "rev-parse", "bulwark/audit").trimmingCharacters(in: .whitespacesAndNewlines)
             #expect(try await PolicyRepositoryTests.otherWriter(s, dir: dir, id: "01FFFFFFFFFFFFFFFFFFFFFFFF") == .pushed(commits: 1))
+            // A forger who read this instance's name from any record writes it into their own.
+            let instance = try AuditTrail.load(stateDirectory: s.state).trail.instance
+            let work = dir + "/forger"
+            try git("clone", "-q", "-b", "bulwark/audit", s.origin, work)
+            try git("commit", "-q", "--allow-empty", "-m", "remediate(K/n): forged\n\nBulwark-Id: 01GGGGGGGGGGGGGGGGGGGGGGGG\n"
+                    + "\(AuditTrail.instanceTrailer): \(instance)\n\(AuditTrail.sequenceTrailer): 2\n", in: work)
+            try git("push", "-q", "origin", "bulwark/audit", in: work)
             _ = try await repo.sync()
             // Taken off the origin.
             try git("--git-dir", s.origin, "update-ref", "refs/heads/bulwark/audit", kept)
