@@ -61,6 +61,8 @@ struct SSHDConfigDriver: ResourceDriver {
         "challengeresponseauthentication": "KbdInteractiveAuthentication",
         "skeyauthentication": "KbdInteractiveAuthentication",
         "pubkeyacceptedkeytypes": "PubkeyAcceptedAlgorithms",
+        "dsaauthentication": "PubkeyAuthentication",
+        "keepalive": "TCPKeepAlive",
     ]
 
     /// The keyword as Bulwark names it: sshd's spelling of the keyword or of the one an alias
