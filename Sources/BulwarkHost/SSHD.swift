@@ -5,6 +5,12 @@ internal import BulwarkProcess
 /// `SSHDConfig`: keywords of `etc/ssh/sshd_config`, matched as sshd does: case-insensitively,
 /// first occurrence wins, `Include` read in place, `Match` blocks conditional.
 ///
+/// A `Match` block overrides the global value for the connections it matches (`Match all`: every
+/// one), so a keyword is in sync only where the global value is the desired one and no line in a
+/// `Match` block (of the main file, of an included file, or of a file included inside a `Match`
+/// block) sets it to anything else. Bulwark does not change `Match` blocks: a fix whose keyword
+/// a `Match` block sets otherwise fails, naming the line, and nothing is written.
+///
 /// Only the lines that must change are touched; a keyword Bulwark adds goes before the first
 /// `Match` block. Every candidate file is checked with `sshd -t -f` before it is renamed into
 /// place, so a config sshd rejects is never written.
@@ -147,6 +153,7 @@ struct SSHDConfigDriver: ResourceDriver {
         var line: Int
         var keyword: String
         var value: String
+        /// Inside a `Match` block, or in a file included inside one.
         var conditional: Bool
     }
 
@@ -160,6 +167,11 @@ struct SSHDConfigDriver: ResourceDriver {
         var includeFolders: [String] = []
         /// Identities of every file and folder, taken before each was read (for the cache).
         var snapshot = FileSnapshot()
+        /// Each file as the host names it (`/etc/ssh/sshd_config`), for messages.
+        var hostPaths: [String: String] = [:]
+        /// The files read, each marked by whether it was read inside a `Match` block: a file
+        /// included both outside and inside one counts in both places, as sshd reads it.
+        var visited: Set<String> = []
 
         /// The effective global value: the first occurrence outside `Match` blocks.
         /// An alias line (`ChallengeResponseAuthentication`) counts for its keyword, as in sshd.
@@ -167,6 +179,50 @@ struct SSHDConfigDriver: ResourceDriver {
             let name = SSHDConfigDriver.settingName(keyword)
             return entries.first { !$0.conditional && SSHDConfigDriver.settingName($0.keyword) == name }
         }
+
+        /// Every line that sets `keyword` (aliases counted), outside `Match` blocks or inside
+        /// them, in the order sshd reads them.
+        func lines(_ keyword: String, inMatch: Bool) -> [Entry] {
+            let name = SSHDConfigDriver.settingName(keyword)
+            return entries.filter { $0.conditional == inMatch && SSHDConfigDriver.settingName($0.keyword) == name }
+        }
+
+        /// Where `entry` is, as the host names it: `/etc/ssh/sshd_config line 12`.
+        func location(_ entry: Entry) -> String {
+            "\(hostPaths[entry.file] ?? entry.file) line \(entry.line + 1)"
+        }
+    }
+
+    /// What sshd holds for `keyword`, as Bulwark compares it with `desired`: the global value
+    /// (the first line outside `Match` blocks), nil where no line sets it; then, where a `Match` block sets it to
+    /// anything but `desired`, what it sets and where: `no (a Match block sets yes at
+    /// /etc/ssh/sshd_config line 12)`. Such a value is never in sync: sshd uses the block's value
+    /// for the connections it matches.
+    static func observed(_ keyword: String, desired: String, in config: Config) -> String? {
+        guard let type = keywords[keyword] else { return nil }
+        func value(_ entry: Entry) -> String { normalize(entry.value, type) ?? entry.value }
+        let global = config.lines(keyword, inMatch: false)
+        let held = global.first.map(value)
+        let overrides = config.lines(keyword, inMatch: true).filter { value($0) != desired }
+        guard !overrides.isEmpty else { return held }
+        let shown = overrides.prefix(3).map { "\(value($0)) at \(config.location($0))" }.joined(separator: "; ")
+            + (overrides.count > 3 ? "; and \(overrides.count - 3) more" : "")
+        return "\(held ?? "not set") (\(overrides.count == 1 ? "a Match block sets" : "Match blocks set") \(shown))"
+    }
+
+    /// Why Bulwark will not make `changes` to `config`: a `Match` block sets one of their
+    /// keywords to another value (sshd would go on using it for the connections it matches, and
+    /// Bulwark does not change Match blocks). nil when none.
+    static func refusal(_ changes: [PropertyDrift], in config: Config, root: HostRoot) -> HostError? {
+        for change in changes {
+            guard let type = keywords[change.property] else { continue }
+            if let entry = config.lines(change.property, inMatch: true).first(where: { (normalize($0.value, type) ?? $0.value) != change.desired }) {
+                return HostError("\(change.property) is set again in a Match block at \(config.location(entry)) "
+                                 + "(\(normalize(entry.value, type) ?? entry.value)); Bulwark does not change Match blocks: "
+                                 + "set it there to \(change.desired), or remove it from the block")
+            }
+        }
+        return nil
     }
 
     /// How deep sshd follows `Include` (OpenSSH's `SERVCONF_MAX_DEPTH`): deeper, it refuses
@@ -234,18 +290,26 @@ struct SSHDConfigDriver: ResourceDriver {
         var config = Config()
         config.snapshot.take(main)
         guard let lines = try FileIO.readLines(main, in: root) else { throw HostError("sshd configuration not found", path: main) }
-        try read(file: main, lines: lines, root: root, depth: 0, into: &config)
+        config.visited.insert(main)
+        try read(file: main, lines: lines, root: root, depth: 0, inMatch: false, into: &config)
         if cacheable { cache.store(config, for: main, readAt: config.snapshot, unlessRecent: true) }
         return plan?.keep(config, under: root.path) ?? config
     }
 
-    private func read(file: String, lines: LineFile, root: HostRoot, depth: Int, into config: inout Config) throws {
+    /// Reads `file`'s lines into `config`, following its `Include` lines in place. `inMatch`:
+    /// the file is included inside a `Match` block, so every line of it is conditional (sshd
+    /// reads it as part of the block); a `Match` block that starts in a file ends with it, as
+    /// in sshd.
+    private func read(file: String, lines: LineFile, root: HostRoot, depth: Int, inMatch: Bool, into config: inout Config) throws {
         guard depth <= Self.includeDepth else {
             throw HostError("Include nested more than \(Self.includeDepth) levels (sshd refuses to start)", path: file)
         }
-        config.files[file] = lines
-        config.order.append(file)
-        var conditional = false
+        if config.files[file] == nil {
+            config.files[file] = lines
+            config.order.append(file)
+            config.hostPaths[file] = root.hostPath(root.components(of: file))
+        }
+        var conditional = inMatch
         for (index, line) in lines.lines.enumerated() {
             guard let parts = Self.split(line) else { continue }
             let keyword = parts.keyword.lowercased()
@@ -254,13 +318,21 @@ struct SSHDConfigDriver: ResourceDriver {
                 if depth == 0 && config.firstMatch == nil { config.firstMatch = index }
                 continue
             }
-            if keyword == "include" && !conditional {
+            if keyword == "include" {
+                // Inside a Match block too: what the included file sets holds for the
+                // connections the block matches (`Match all` + `Include`: every one).
                 for pattern in try Self.includePatterns(parts.value) {
                     for included in try expand(String(pattern), root: root, config: &config) {
-                        guard config.files[included] == nil else { continue }
-                        config.snapshot.take(included)
-                        guard let body = try FileIO.readLines(included, in: root) else { continue }
-                        try read(file: included, lines: body, root: root, depth: depth + 1, into: &config)
+                        guard config.visited.insert(conditional ? "match\u{0}" + included : included).inserted else { continue }
+                        let body: LineFile
+                        if let known = config.files[included] {
+                            body = known
+                        } else {
+                            config.snapshot.take(included)
+                            guard let fresh = try FileIO.readLines(included, in: root) else { continue }
+                            body = fresh
+                        }
+                        try read(file: included, lines: body, root: root, depth: depth + 1, inMatch: conditional, into: &config)
                     }
                 }
                 continue
@@ -359,11 +431,7 @@ struct SSHDConfigDriver: ResourceDriver {
         let config = try read(try HostRoot(target: target))
         var values: [String: String?] = [:]
         for property in resource.spec.properties {
-            guard let entry = config.effective(property.name), let type = Self.keywords[property.name] else {
-                values[property.name] = .some(nil)
-                continue
-            }
-            values[property.name] = Self.normalize(entry.value, type) ?? entry.value
+            values[property.name] = .some(Self.observed(property.name, desired: property.value, in: config))
         }
         // A drift the guard will judge: what its first probe needs is made now, while the other
         // targets are read, not in front of that probe once every target has been.
@@ -428,7 +496,8 @@ struct SSHDConfigDriver: ResourceDriver {
     }
 
     /// One attempt: read, leave out the changes the file already holds (another writer made
-    /// them since the plan observed the drift), ask the guard again (the plan judged accounts
+    /// them since the plan observed the drift), refuse the ones Bulwark will not make (`refusal`:
+    /// a Match block sets the keyword otherwise; nothing is written), ask the guard again (the plan judged accounts
     /// and keys another writer may have changed since; a block refuses the write unless it is
     /// the one a person approved past, `approved`), build the candidate, check it whole, write
     /// (a file another writer changed since the read throws a conflict, and `applying` reads and
@@ -436,11 +505,12 @@ struct SSHDConfigDriver: ResourceDriver {
     func applyOnce(_ changes: [PropertyDrift], root: HostRoot, approved: String? = nil) throws -> Set<String> {
         let current = try read(root)
         var found: Set<String> = []
-        for change in changes {
-            guard let entry = current.effective(change.property), let type = Self.keywords[change.property] else { continue }
-            if (Self.normalize(entry.value, type) ?? entry.value) == change.desired { found.insert(change.property) }
+        for change in changes where Self.observed(change.property, desired: change.desired, in: current) == change.desired {
+            found.insert(change.property)
         }
         let remaining = changes.filter { !found.contains($0.property) }
+        // Before the guard is asked: a fix Bulwark will not make is no lockout to judge.
+        if let refusal = Self.refusal(remaining, in: current, root: root) { throw refusal }
         if !remaining.isEmpty {
             // As `assess` judges: a probe that fails is a block (which a person may have approved).
             try HostError.refuseAtTheWrite(judging("sshd") { try judge(remaining, root: root, alongside: []) }, approved: approved)

@@ -21,6 +21,79 @@ import Testing
         return try probe.effective(user: user)[keyword] ?? []
     }
 
+    // MARK: - Match blocks
+
+    /// A Match block that turns passwords back on: sshd accepts passwords for every login it
+    /// matches. Bulwark shows the block's value as drift and does not call a fix verified: the
+    /// fix fails, naming the line, and nothing is written (not even a global line before it).
+    @Test func aMatchBlockThatSetsAnotherValueIsDriftAndTheFixFailsNamingIt() async throws {
+        let cases: [(main: String, others: [String: String], observed: String?, location: String)] = [
+            ("PasswordAuthentication no\nMatch all\n\tPasswordAuthentication yes\n", [:],
+             "no (a Match block sets yes at /etc/ssh/sshd_config line 3)", "/etc/ssh/sshd_config line 3"),
+            ("Match all\n\tPasswordAuthentication yes\n", [:],
+             "not set (a Match block sets yes at /etc/ssh/sshd_config line 2)", "/etc/ssh/sshd_config line 2"),
+            ("Include /etc/ssh/sshd_config.d/*.conf\nPasswordAuthentication no\n",
+             ["etc/ssh/sshd_config.d/50-site.conf": "Match User *\n\tPasswordAuthentication yes\n"],
+             "no (a Match block sets yes at /etc/ssh/sshd_config.d/50-site.conf line 2)", "/etc/ssh/sshd_config.d/50-site.conf line 2"),
+            ("PasswordAuthentication no\nMatch Address *\n\tInclude /etc/ssh/extra.conf\n",
+             ["etc/ssh/extra.conf": "PasswordAuthentication yes\n"],
+             "no (a Match block sets yes at /etc/ssh/extra.conf line 1)", "/etc/ssh/extra.conf line 1"),
+        ]
+        for example in cases {
+            try await withTemporaryDirectory { root in
+                try makeAdminHost(root)
+                try write(root + "/etc/ssh/sshd_config", example.main)
+                for (path, text) in example.others { try write(root + "/" + path, text) }
+                #expect(try sshdSays(root, "passwordauthentication") == ["yes"], "sshd lets admin in by password: \(example.main)")
+                let before = try snapshot(root)
+                let state = try hostState(root: root, resource("SSHDConfig", "s", "PasswordAuthentication: \"no\""))
+                let (plan, outcome) = try await reconcile(state)
+                #expect(plan.remediations.first?.changes.first?.observed == example.observed,
+                        "\(plan.remediations.map(\.changes)) failures: \(plan.failures)")
+                let record = outcome.entries.first?.record
+                #expect(record?.result == .failed, "\(String(describing: record?.result))")
+                #expect(record?.error?.contains("PasswordAuthentication is set again in a Match block at \(example.location) (yes); "
+                                                + "Bulwark does not change Match blocks") == true, "\(record?.error ?? "")")
+                #expect(try snapshot(root) == before, "nothing is written")
+                #expect(try await reconcile(state).0.hasDrift, "still drift on the next pass")
+            }
+        }
+    }
+
+    /// The fixes of one pass are written together: the one a Match block refuses fails alone,
+    /// and the others are still made and verified.
+    @Test func aFixAMatchBlockRefusesLeavesTheOthersOfThePassToGoThrough() async throws {
+        try await withTemporaryDirectory { root in
+            try makeAdminHost(root)
+            let path = root + "/etc/ssh/sshd_config"
+            try write(path, "PasswordAuthentication no\nMaxAuthTries 6\nMatch all\n\tPasswordAuthentication yes\n")
+            let state = try hostState(root: root, resource("SSHDConfig", "a", "PasswordAuthentication: \"no\"")
+                                      + resource("SSHDConfig", "b", "MaxAuthTries: 4"))
+            let (_, outcome) = try await reconcile(state)
+            let results = Dictionary(uniqueKeysWithValues: outcome.entries.map { ($0.record.name, $0.record.result) })
+            #expect(results == ["a": .failed, "b": .verified], "\(outcome.entries.map { $0.record.error ?? "" })")
+            #expect(try read(path) == "PasswordAuthentication no\nMaxAuthTries 4\nMatch all\n\tPasswordAuthentication yes\n")
+        }
+    }
+
+    /// A Match block that sets the desired value, or another keyword, does not stand in the way:
+    /// the global line is fixed and verified, the block left as it is.
+    @Test func aMatchBlockThatAgreesLeavesTheFixToGoThrough() async throws {
+        try await withTemporaryDirectory { root in
+            try makeAdminHost(root)
+            let path = root + "/etc/ssh/sshd_config"
+            let config = "PasswordAuthentication yes\nMatch User backup\n\tPasswordAuthentication no\n\tX11Forwarding yes\n"
+            try write(path, config)
+            let state = try hostState(root: root, resource("SSHDConfig", "s", "PasswordAuthentication: \"no\""))
+            let (plan, outcome) = try await reconcile(state)
+            #expect(plan.remediations.first?.changes.first?.observed == "yes")
+            #expect(outcome.verified.count == 1, "\(outcome.entries.map { $0.record.error ?? "" })")
+            #expect(try read(path) == config.replacingOccurrences(of: "PasswordAuthentication yes\nMatch", with: "PasswordAuthentication no\nMatch"))
+            #expect(try sshdSays(root, "passwordauthentication") == ["no"])
+            #expect(try await !reconcile(state).0.hasDrift)
+        }
+    }
+
     // MARK: - Aliases
 
     /// `DSAAuthentication` is sshd's other name for PubkeyAuthentication: first, it turns keys
