@@ -11,6 +11,12 @@ internal import BulwarkProcess
 /// block) sets it to anything else. Bulwark does not change `Match` blocks: a fix whose keyword
 /// a `Match` block sets otherwise fails, naming the line, and nothing is written.
 ///
+/// `AllowUsers`, `AllowGroups`, `DenyUsers` and `DenyGroups` add up: sshd appends every line's
+/// names to one list (servconf.c), so the value observed is every line outside `Match` in the
+/// order sshd reads them. A fix leaves one line in force, the first, and comments out the
+/// others; one in a file under usr/ or lib/ (a package's, which Bulwark does not edit) fails
+/// the fix, naming it.
+///
 /// Only the lines that must change are touched; a keyword Bulwark adds goes before the first
 /// `Match` block. Every candidate file is checked with `sshd -t -f` before it is renamed into
 /// place, so a config sshd rejects is never written.
@@ -84,6 +90,13 @@ struct SSHDConfigDriver: ResourceDriver {
         let lower = keyword.lowercased()
         return aliases[lower]?.lowercased() ?? lower
     }
+
+    /// Keywords whose lines add up (`settingName`s): sshd appends every line's names to one list
+    /// (servconf.c's `AllowUsers`, `AllowGroups`, `DenyUsers`, `DenyGroups`), so the first line is
+    /// not the whole value. Checked with `sshd -T` on OpenSSH 9.2: `AllowUsers ops` in a drop-in
+    /// and `AllowUsers *` in the main file let everyone in. Within the `Match` blocks that match
+    /// a connection they add up too, and that list replaces the global one.
+    static let accumulating: Set<String> = ["allowusers", "allowgroups", "denyusers", "denygroups"]
 
     static func parse(_ spec: SpecReader) -> ResourceSpec? {
         var seen: [String: (key: String, line: Int)] = [:]
@@ -194,7 +207,8 @@ struct SSHDConfigDriver: ResourceDriver {
     }
 
     /// What sshd holds for `keyword`, as Bulwark compares it with `desired`: the global value
-    /// (the first line outside `Match` blocks), nil where no line sets it; then, where a `Match` block sets it to
+    /// (the first line outside `Match` blocks; for the lists that add up, every such line's
+    /// names in order), nil where no line sets it; then, where a `Match` block sets it to
     /// anything but `desired`, what it sets and where: `no (a Match block sets yes at
     /// /etc/ssh/sshd_config line 12)`. Such a value is never in sync: sshd uses the block's value
     /// for the connections it matches.
@@ -202,7 +216,9 @@ struct SSHDConfigDriver: ResourceDriver {
         guard let type = keywords[keyword] else { return nil }
         func value(_ entry: Entry) -> String { normalize(entry.value, type) ?? entry.value }
         let global = config.lines(keyword, inMatch: false)
-        let held = global.first.map(value)
+        let held: String? = accumulating.contains(settingName(keyword))
+            ? (global.isEmpty ? nil : global.map(value).joined(separator: " "))
+            : global.first.map(value)
         let overrides = config.lines(keyword, inMatch: true).filter { value($0) != desired }
         guard !overrides.isEmpty else { return held }
         let shown = overrides.prefix(3).map { "\(value($0)) at \(config.location($0))" }.joined(separator: "; ")
@@ -212,7 +228,8 @@ struct SSHDConfigDriver: ResourceDriver {
 
     /// Why Bulwark will not make `changes` to `config`: a `Match` block sets one of their
     /// keywords to another value (sshd would go on using it for the connections it matches, and
-    /// Bulwark does not change Match blocks). nil when none.
+    /// Bulwark does not change Match blocks), or a list that adds up has a line to comment out in
+    /// a file under usr/ or lib/ (a package's file, which Bulwark does not edit). nil when none.
     static func refusal(_ changes: [PropertyDrift], in config: Config, root: HostRoot) -> HostError? {
         for change in changes {
             guard let type = keywords[change.property] else { continue }
@@ -220,6 +237,13 @@ struct SSHDConfigDriver: ResourceDriver {
                 return HostError("\(change.property) is set again in a Match block at \(config.location(entry)) "
                                  + "(\(normalize(entry.value, type) ?? entry.value)); Bulwark does not change Match blocks: "
                                  + "set it there to \(change.desired), or remove it from the block")
+            }
+            guard accumulating.contains(settingName(change.property)) else { continue }
+            for entry in config.lines(change.property, inMatch: false).dropFirst() {
+                let first = root.components(of: entry.file).first
+                guard first == "usr" || first == "lib" else { continue }
+                return HostError("\(change.property) is also set at \(config.location(entry)), and sshd adds up every "
+                                 + "\(change.property) line; Bulwark does not edit files under /usr or /lib: remove the line there")
             }
         }
         return nil
@@ -451,24 +475,39 @@ struct SSHDConfigDriver: ResourceDriver {
 
     /// The configuration after `changes`, exactly as `apply` writes it, and the files that
     /// changed. Pure: nothing is read or written, so a guard can judge the same text.
+    /// A list that adds up (`accumulating`) is left on one line: the first, set to the desired
+    /// value, with every other line outside `Match` blocks commented out.
     static func candidate(_ changes: [PropertyDrift], from config: Config) -> (config: Config, edited: Set<String>) {
         var config = config
-        guard let main = config.order.first, var mainFile = config.files[main] else { return (config, []) }
+        guard let main = config.order.first, config.files[main] != nil else { return (config, []) }
         var edited: Set<String> = []
         var additions: [String] = []
         for change in changes {
-            if let entry = config.effective(change.property), var file = config.files[entry.file],
-               let parts = Self.split(file.lines[entry.line]) {
+            let lines = config.lines(change.property, inMatch: false)
+            if let entry = lines.first, var file = config.files[entry.file], let parts = Self.split(file.lines[entry.line]) {
                 let ending = LineFile.ending(file.lines[entry.line])
-                file.lines[entry.line] = Substring("\(parts.indent)\(parts.keyword)\(parts.separator.isEmpty ? " " : parts.separator)\(change.desired)\(ending)")
-                config.files[entry.file] = file
-                if entry.file == main { mainFile = file }
-                edited.insert(entry.file)
+                let fixed = Substring("\(parts.indent)\(parts.keyword)\(parts.separator.isEmpty ? " " : parts.separator)\(change.desired)\(ending)")
+                // A list's first line may hold the desired names already; only the others change.
+                if fixed != file.lines[entry.line] {
+                    file.lines[entry.line] = fixed
+                    config.files[entry.file] = file
+                    edited.insert(entry.file)
+                }
+                guard accumulating.contains(settingName(change.property)) else { continue }
+                // The note names no file: a file's name could hold a line break.
+                for other in lines.dropFirst() {
+                    guard var file = config.files[other.file] else { continue }
+                    let line = file.lines[other.line]
+                    file.lines[other.line] = Substring("# bulwark: sshd adds up every \(change.property) line; Bulwark keeps the first: "
+                                                       + "\(LineFile.content(line))\(LineFile.ending(line))")
+                    config.files[other.file] = file
+                    edited.insert(other.file)
+                }
             } else {
                 additions.append("\(change.property) \(change.desired)")
             }
         }
-        if !additions.isEmpty {
+        if !additions.isEmpty, var mainFile = config.files[main] {
             // Keywords Bulwark adds gather in one marked block before the first Match.
             let end = config.firstMatch ?? mainFile.lines.count
             if let marker = mainFile.lines[..<end].firstIndex(where: { LineFile.content($0) == Self.marker }) {

@@ -94,6 +94,63 @@ import Testing
         }
     }
 
+    // MARK: - Lists that add up
+
+    /// `AllowUsers admin` in a drop-in and `AllowUsers *` in the main file: sshd appends both,
+    /// so everyone is let in. Bulwark shows both as drift and leaves one line in force.
+    @Test func allowUsersLinesAddUpAndTheFixLeavesOne() async throws {
+        try await withTemporaryDirectory { root in
+            try makeHost(root, [FixtureAccount(name: "root", uid: 0), FixtureAccount(name: "admin", uid: 1000, groups: ["sudo"], key: true), guest])
+            let main = root + "/etc/ssh/sshd_config", dropIn = root + "/etc/ssh/sshd_config.d/10-ops.conf"
+            try write(main, "Include /etc/ssh/sshd_config.d/*.conf\nAllowUsers *\n")
+            try write(dropIn, "AllowUsers admin\n")
+            #expect(try sshdSays(root, "allowusers", user: "guest") == ["admin", "*"])
+            let state = try hostState(root: root, resource("SSHDConfig", "s", "AllowUsers: admin"))
+            let (plan, outcome) = try await reconcile(state)
+            #expect(plan.remediations.first?.changes.first?.observed == "admin *")
+            #expect(outcome.verified.count == 1, "\(outcome.entries.map { $0.record.error ?? "" })")
+            #expect(try read(dropIn) == "AllowUsers admin\n")
+            #expect(try read(main) == "Include /etc/ssh/sshd_config.d/*.conf\n"
+                    + "# bulwark: sshd adds up every AllowUsers line; Bulwark keeps the first: AllowUsers *\n")
+            #expect(try sshdSays(root, "allowusers", user: "guest") == ["admin"])
+            #expect(try await !reconcile(state).0.hasDrift)
+        }
+    }
+
+    /// A line Bulwark would have to comment out in a package's file (under usr/): the fix fails,
+    /// naming it, and nothing is written.
+    @Test func anAllowUsersLineInAFileBulwarkDoesNotEditFailsTheFix() async throws {
+        try await withTemporaryDirectory { root in
+            try makeAdminHost(root)
+            try write(root + "/etc/ssh/sshd_config", "AllowUsers admin\nInclude /usr/share/ssh/site.conf\n")
+            try write(root + "/usr/share/ssh/site.conf", "AllowUsers *\n")
+            #expect(try sshdSays(root, "allowusers") == ["admin", "*"])
+            let before = try snapshot(root)
+            let state = try hostState(root: root, resource("SSHDConfig", "s", "AllowUsers: admin"))
+            let (plan, outcome) = try await reconcile(state)
+            #expect(plan.remediations.first?.changes.first?.observed == "admin *")
+            let record = try #require(outcome.entries.first?.record)
+            #expect(record.result == .failed)
+            #expect(record.error?.contains("AllowUsers is also set at /usr/share/ssh/site.conf line 1") == true, "\(record.error ?? "")")
+            #expect(try snapshot(root) == before)
+        }
+    }
+
+    /// One line changed where it is, and lines that together hold the desired list are in sync.
+    @Test func aSingleListLineIsChangedInPlaceAndLinesThatAddUpToTheListAreInSync() async throws {
+        try await withTemporaryDirectory { root in
+            try makeHost(root, [FixtureAccount(name: "root", uid: 0), FixtureAccount(name: "admin", uid: 1000, groups: ["sudo"], key: true), guest])
+            let path = root + "/etc/ssh/sshd_config"
+            try write(path, "AllowUsers admin\nDenyUsers backup\nDenyUsers nobody\n")
+            let state = try hostState(root: root, resource("SSHDConfig", "s", "AllowUsers: \"admin guest\"\nDenyUsers: \"backup nobody\""))
+            let (plan, outcome) = try await reconcile(state)
+            #expect(plan.remediations.first?.changes.map(\.property) == ["AllowUsers"])
+            #expect(outcome.verified.count == 1, "\(outcome.entries.map { $0.record.error ?? "" })")
+            #expect(try read(path) == "AllowUsers admin guest\nDenyUsers backup\nDenyUsers nobody\n")
+            #expect(try sshdSays(root, "denyusers") == ["backup", "nobody"])
+        }
+    }
+
     // MARK: - Aliases
 
     /// `DSAAuthentication` is sshd's other name for PubkeyAuthentication: first, it turns keys
