@@ -186,4 +186,52 @@ import Testing
             _ = try hostState(root: "/nonexistent", resource("SSHDConfig", "s", "TCPKeepAlive: \"yes\"\nKeepAlive: \"no\""))
         } throws: { "\($0)".contains("'KeepAlive' is the same sshd setting as 'TCPKeepAlive'") }
     }
+
+    // MARK: - Host key algorithms
+
+    /// Host keys of `types` at sshd's default paths under the root, made by ssh-keygen.
+    func hostKeys(_ root: String, _ types: [String], at paths: [String]? = nil) throws {
+        try FileManager.default.createDirectory(atPath: root + "/etc/ssh/keys", withIntermediateDirectories: true)
+        for (index, type) in types.enumerated() {
+            let path = root + (paths?[index] ?? "/etc/ssh/ssh_host_\(type)_key")
+            let made = try run("/usr/bin/ssh-keygen", ["-q", "-t", type, "-N", "", "-C", "fixture", "-f", path])
+            #expect(made.status == 0, "\(made.stderr)")
+        }
+    }
+
+    /// `HostKeyAlgorithms ssh-rsa` is offered by no OpenSSH 8.8 or later client; `ssh-ed25519` on
+    /// a host with only RSA and ECDSA keys has no key behind it: either locks every client out.
+    @Test(.enabled(if: SSHClientDefaults.offer != nil, "needs ssh (openssh-client)"))
+    func hostKeyAlgorithmsNoClientAndKeyShareAreBlocked() async throws {
+        for (harmful, reason) in [
+            ("HostKeyAlgorithms: ssh-ed25519", "HostKeyAlgorithms ssh-ed25519 has no algorithm that both an OpenSSH client offers by "
+                + "default and one of this host's keys (ecdsa-sha2-nistp256, ssh-rsa) signs with"),
+            ("HostKeyAlgorithms: ssh-rsa", "HostKeyAlgorithms ssh-rsa shares nothing with what an OpenSSH client offers by default"),
+        ] {
+            try await withTemporaryDirectory { root in
+                try makeAdminHost(root)
+                try write(root + "/etc/ssh/sshd_config", "PasswordAuthentication no\n")
+                try hostKeys(root, ["rsa", "ecdsa"])
+                try await expectBlocked(root, resource("SSHDConfig", "s", harmful), reason: reason)
+            }
+        }
+    }
+
+    /// Algorithms the client offers and the host's keys sign with go through, the keys found
+    /// where the configuration's `HostKey` lines name them.
+    @Test(.enabled(if: SSHClientDefaults.offer != nil, "needs ssh (openssh-client)"))
+    func hostKeyAlgorithmsAClientAndAKeyShareAreApplied() async throws {
+        try await withTemporaryDirectory { root in
+            try makeAdminHost(root)
+            try write(root + "/etc/ssh/sshd_config", "PasswordAuthentication no\n")
+            try hostKeys(root, ["rsa", "ecdsa"])
+            try await expectApplied(root, resource("SSHDConfig", "s", "HostKeyAlgorithms: \"rsa-sha2-512,rsa-sha2-256\""))
+        }
+        try await withTemporaryDirectory { root in
+            try makeAdminHost(root)
+            try write(root + "/etc/ssh/sshd_config", "HostKey /etc/ssh/keys/host_ed25519\nPasswordAuthentication no\n")
+            try hostKeys(root, ["rsa", "ed25519"], at: ["/etc/ssh/ssh_host_rsa_key", "/etc/ssh/keys/host_ed25519"])
+            try await expectApplied(root, resource("SSHDConfig", "s", "HostKeyAlgorithms: ssh-ed25519"))
+        }
+    }
 }
