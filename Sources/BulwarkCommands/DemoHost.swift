@@ -24,7 +24,7 @@ enum DemoHost {
 
         Match User backup
         \tPasswordAuthentication no
-        \tPermitRootLogin no
+        \tForceCommand internal-sftp
 
         """
 

@@ -5,6 +5,18 @@ internal import BulwarkProcess
 /// `SSHDConfig`: keywords of `etc/ssh/sshd_config`, matched as sshd does: case-insensitively,
 /// first occurrence wins, `Include` read in place, `Match` blocks conditional.
 ///
+/// A `Match` block overrides the global value for the connections it matches (`Match all`: every
+/// one), so a keyword is in sync only where the global value is the desired one and no line in a
+/// `Match` block (of the main file, of an included file, or of a file included inside a `Match`
+/// block) sets it to anything else. Bulwark does not change `Match` blocks: a fix whose keyword
+/// a `Match` block sets otherwise fails, naming the line, and nothing is written.
+///
+/// `AllowUsers`, `AllowGroups`, `DenyUsers` and `DenyGroups` add up: sshd appends every line's
+/// names to one list (servconf.c), so the value observed is every line outside `Match` in the
+/// order sshd reads them. A fix leaves one line in force, the first, and comments out the
+/// others; one in a file under usr/ or lib/ (a package's, which Bulwark does not edit) fails
+/// the fix, naming it.
+///
 /// Only the lines that must change are touched; a keyword Bulwark adds goes before the first
 /// `Match` block. Every candidate file is checked with `sshd -t -f` before it is renamed into
 /// place, so a config sshd rejects is never written.
@@ -61,6 +73,8 @@ struct SSHDConfigDriver: ResourceDriver {
         "challengeresponseauthentication": "KbdInteractiveAuthentication",
         "skeyauthentication": "KbdInteractiveAuthentication",
         "pubkeyacceptedkeytypes": "PubkeyAcceptedAlgorithms",
+        "dsaauthentication": "PubkeyAuthentication",
+        "keepalive": "TCPKeepAlive",
     ]
 
     /// The keyword as Bulwark names it: sshd's spelling of the keyword or of the one an alias
@@ -76,6 +90,13 @@ struct SSHDConfigDriver: ResourceDriver {
         let lower = keyword.lowercased()
         return aliases[lower]?.lowercased() ?? lower
     }
+
+    /// Keywords whose lines add up (`settingName`s): sshd appends every line's names to one list
+    /// (servconf.c's `AllowUsers`, `AllowGroups`, `DenyUsers`, `DenyGroups`), so the first line is
+    /// not the whole value. Checked with `sshd -T` on OpenSSH 9.2: `AllowUsers ops` in a drop-in
+    /// and `AllowUsers *` in the main file let everyone in. Within the `Match` blocks that match
+    /// a connection they add up too, and that list replaces the global one.
+    static let accumulating: Set<String> = ["allowusers", "allowgroups", "denyusers", "denygroups"]
 
     static func parse(_ spec: SpecReader) -> ResourceSpec? {
         var seen: [String: (key: String, line: Int)] = [:]
@@ -145,6 +166,7 @@ struct SSHDConfigDriver: ResourceDriver {
         var line: Int
         var keyword: String
         var value: String
+        /// Inside a `Match` block, or in a file included inside one.
         var conditional: Bool
     }
 
@@ -158,6 +180,11 @@ struct SSHDConfigDriver: ResourceDriver {
         var includeFolders: [String] = []
         /// Identities of every file and folder, taken before each was read (for the cache).
         var snapshot = FileSnapshot()
+        /// Each file as the host names it (`/etc/ssh/sshd_config`), for messages.
+        var hostPaths: [String: String] = [:]
+        /// The files read, each marked by whether it was read inside a `Match` block: a file
+        /// included both outside and inside one counts in both places, as sshd reads it.
+        var visited: Set<String> = []
 
         /// The effective global value: the first occurrence outside `Match` blocks.
         /// An alias line (`ChallengeResponseAuthentication`) counts for its keyword, as in sshd.
@@ -165,6 +192,61 @@ struct SSHDConfigDriver: ResourceDriver {
             let name = SSHDConfigDriver.settingName(keyword)
             return entries.first { !$0.conditional && SSHDConfigDriver.settingName($0.keyword) == name }
         }
+
+        /// Every line that sets `keyword` (aliases counted), outside `Match` blocks or inside
+        /// them, in the order sshd reads them.
+        func lines(_ keyword: String, inMatch: Bool) -> [Entry] {
+            let name = SSHDConfigDriver.settingName(keyword)
+            return entries.filter { $0.conditional == inMatch && SSHDConfigDriver.settingName($0.keyword) == name }
+        }
+
+        /// Where `entry` is, as the host names it: `/etc/ssh/sshd_config line 12`.
+        func location(_ entry: Entry) -> String {
+            "\(hostPaths[entry.file] ?? entry.file) line \(entry.line + 1)"
+        }
+    }
+
+    /// What sshd holds for `keyword`, as Bulwark compares it with `desired`: the global value
+    /// (the first line outside `Match` blocks; for the lists that add up, every such line's
+    /// names in order), nil where no line sets it; then, where a `Match` block sets it to
+    /// anything but `desired`, what it sets and where: `no (a Match block sets yes at
+    /// /etc/ssh/sshd_config line 12)`. Such a value is never in sync: sshd uses the block's value
+    /// for the connections it matches.
+    static func observed(_ keyword: String, desired: String, in config: Config) -> String? {
+        guard let type = keywords[keyword] else { return nil }
+        func value(_ entry: Entry) -> String { normalize(entry.value, type) ?? entry.value }
+        let global = config.lines(keyword, inMatch: false)
+        let held: String? = accumulating.contains(settingName(keyword))
+            ? (global.isEmpty ? nil : global.map(value).joined(separator: " "))
+            : global.first.map(value)
+        let overrides = config.lines(keyword, inMatch: true).filter { value($0) != desired }
+        guard !overrides.isEmpty else { return held }
+        let shown = overrides.prefix(3).map { "\(value($0)) at \(config.location($0))" }.joined(separator: "; ")
+            + (overrides.count > 3 ? "; and \(overrides.count - 3) more" : "")
+        return "\(held ?? "not set") (\(overrides.count == 1 ? "a Match block sets" : "Match blocks set") \(shown))"
+    }
+
+    /// Why Bulwark will not make `changes` to `config`: a `Match` block sets one of their
+    /// keywords to another value (sshd would go on using it for the connections it matches, and
+    /// Bulwark does not change Match blocks), or a list that adds up has a line to comment out in
+    /// a file under usr/ or lib/ (a package's file, which Bulwark does not edit). nil when none.
+    static func refusal(_ changes: [PropertyDrift], in config: Config, root: HostRoot) -> HostError? {
+        for change in changes {
+            guard let type = keywords[change.property] else { continue }
+            if let entry = config.lines(change.property, inMatch: true).first(where: { (normalize($0.value, type) ?? $0.value) != change.desired }) {
+                return HostError("\(change.property) is set again in a Match block at \(config.location(entry)) "
+                                 + "(\(normalize(entry.value, type) ?? entry.value)); Bulwark does not change Match blocks: "
+                                 + "set it there to \(change.desired), or remove it from the block")
+            }
+            guard accumulating.contains(settingName(change.property)) else { continue }
+            for entry in config.lines(change.property, inMatch: false).dropFirst() {
+                let first = root.components(of: entry.file).first
+                guard first == "usr" || first == "lib" else { continue }
+                return HostError("\(change.property) is also set at \(config.location(entry)), and sshd adds up every "
+                                 + "\(change.property) line; Bulwark does not edit files under /usr or /lib: remove the line there")
+            }
+        }
+        return nil
     }
 
     /// How deep sshd follows `Include` (OpenSSH's `SERVCONF_MAX_DEPTH`): deeper, it refuses
@@ -232,18 +314,26 @@ struct SSHDConfigDriver: ResourceDriver {
         var config = Config()
         config.snapshot.take(main)
         guard let lines = try FileIO.readLines(main, in: root) else { throw HostError("sshd configuration not found", path: main) }
-        try read(file: main, lines: lines, root: root, depth: 0, into: &config)
+        config.visited.insert(main)
+        try read(file: main, lines: lines, root: root, depth: 0, inMatch: false, into: &config)
         if cacheable { cache.store(config, for: main, readAt: config.snapshot, unlessRecent: true) }
         return plan?.keep(config, under: root.path) ?? config
     }
 
-    private func read(file: String, lines: LineFile, root: HostRoot, depth: Int, into config: inout Config) throws {
+    /// Reads `file`'s lines into `config`, following its `Include` lines in place. `inMatch`:
+    /// the file is included inside a `Match` block, so every line of it is conditional (sshd
+    /// reads it as part of the block); a `Match` block that starts in a file ends with it, as
+    /// in sshd.
+    private func read(file: String, lines: LineFile, root: HostRoot, depth: Int, inMatch: Bool, into config: inout Config) throws {
         guard depth <= Self.includeDepth else {
             throw HostError("Include nested more than \(Self.includeDepth) levels (sshd refuses to start)", path: file)
         }
-        config.files[file] = lines
-        config.order.append(file)
-        var conditional = false
+        if config.files[file] == nil {
+            config.files[file] = lines
+            config.order.append(file)
+            config.hostPaths[file] = root.hostPath(root.components(of: file))
+        }
+        var conditional = inMatch
         for (index, line) in lines.lines.enumerated() {
             guard let parts = Self.split(line) else { continue }
             let keyword = parts.keyword.lowercased()
@@ -252,13 +342,21 @@ struct SSHDConfigDriver: ResourceDriver {
                 if depth == 0 && config.firstMatch == nil { config.firstMatch = index }
                 continue
             }
-            if keyword == "include" && !conditional {
+            if keyword == "include" {
+                // Inside a Match block too: what the included file sets holds for the
+                // connections the block matches (`Match all` + `Include`: every one).
                 for pattern in try Self.includePatterns(parts.value) {
                     for included in try expand(String(pattern), root: root, config: &config) {
-                        guard config.files[included] == nil else { continue }
-                        config.snapshot.take(included)
-                        guard let body = try FileIO.readLines(included, in: root) else { continue }
-                        try read(file: included, lines: body, root: root, depth: depth + 1, into: &config)
+                        guard config.visited.insert(conditional ? "match\u{0}" + included : included).inserted else { continue }
+                        let body: LineFile
+                        if let known = config.files[included] {
+                            body = known
+                        } else {
+                            config.snapshot.take(included)
+                            guard let fresh = try FileIO.readLines(included, in: root) else { continue }
+                            body = fresh
+                        }
+                        try read(file: included, lines: body, root: root, depth: depth + 1, inMatch: conditional, into: &config)
                     }
                 }
                 continue
@@ -357,11 +455,7 @@ struct SSHDConfigDriver: ResourceDriver {
         let config = try read(try HostRoot(target: target))
         var values: [String: String?] = [:]
         for property in resource.spec.properties {
-            guard let entry = config.effective(property.name), let type = Self.keywords[property.name] else {
-                values[property.name] = .some(nil)
-                continue
-            }
-            values[property.name] = Self.normalize(entry.value, type) ?? entry.value
+            values[property.name] = .some(Self.observed(property.name, desired: property.value, in: config))
         }
         // A drift the guard will judge: what its first probe needs is made now, while the other
         // targets are read, not in front of that probe once every target has been.
@@ -381,24 +475,39 @@ struct SSHDConfigDriver: ResourceDriver {
 
     /// The configuration after `changes`, exactly as `apply` writes it, and the files that
     /// changed. Pure: nothing is read or written, so a guard can judge the same text.
+    /// A list that adds up (`accumulating`) is left on one line: the first, set to the desired
+    /// value, with every other line outside `Match` blocks commented out.
     static func candidate(_ changes: [PropertyDrift], from config: Config) -> (config: Config, edited: Set<String>) {
         var config = config
-        guard let main = config.order.first, var mainFile = config.files[main] else { return (config, []) }
+        guard let main = config.order.first, config.files[main] != nil else { return (config, []) }
         var edited: Set<String> = []
         var additions: [String] = []
         for change in changes {
-            if let entry = config.effective(change.property), var file = config.files[entry.file],
-               let parts = Self.split(file.lines[entry.line]) {
+            let lines = config.lines(change.property, inMatch: false)
+            if let entry = lines.first, var file = config.files[entry.file], let parts = Self.split(file.lines[entry.line]) {
                 let ending = LineFile.ending(file.lines[entry.line])
-                file.lines[entry.line] = Substring("\(parts.indent)\(parts.keyword)\(parts.separator.isEmpty ? " " : parts.separator)\(change.desired)\(ending)")
-                config.files[entry.file] = file
-                if entry.file == main { mainFile = file }
-                edited.insert(entry.file)
+                let fixed = Substring("\(parts.indent)\(parts.keyword)\(parts.separator.isEmpty ? " " : parts.separator)\(change.desired)\(ending)")
+                // A list's first line may hold the desired names already; only the others change.
+                if fixed != file.lines[entry.line] {
+                    file.lines[entry.line] = fixed
+                    config.files[entry.file] = file
+                    edited.insert(entry.file)
+                }
+                guard accumulating.contains(settingName(change.property)) else { continue }
+                // The note names no file: a file's name could hold a line break.
+                for other in lines.dropFirst() {
+                    guard var file = config.files[other.file] else { continue }
+                    let line = file.lines[other.line]
+                    file.lines[other.line] = Substring("# bulwark: sshd adds up every \(change.property) line; Bulwark keeps the first: "
+                                                       + "\(LineFile.content(line))\(LineFile.ending(line))")
+                    config.files[other.file] = file
+                    edited.insert(other.file)
+                }
             } else {
                 additions.append("\(change.property) \(change.desired)")
             }
         }
-        if !additions.isEmpty {
+        if !additions.isEmpty, var mainFile = config.files[main] {
             // Keywords Bulwark adds gather in one marked block before the first Match.
             let end = config.firstMatch ?? mainFile.lines.count
             if let marker = mainFile.lines[..<end].firstIndex(where: { LineFile.content($0) == Self.marker }) {
@@ -426,7 +535,8 @@ struct SSHDConfigDriver: ResourceDriver {
     }
 
     /// One attempt: read, leave out the changes the file already holds (another writer made
-    /// them since the plan observed the drift), ask the guard again (the plan judged accounts
+    /// them since the plan observed the drift), refuse the ones Bulwark will not make (`refusal`:
+    /// a Match block sets the keyword otherwise; nothing is written), ask the guard again (the plan judged accounts
     /// and keys another writer may have changed since; a block refuses the write unless it is
     /// the one a person approved past, `approved`), build the candidate, check it whole, write
     /// (a file another writer changed since the read throws a conflict, and `applying` reads and
@@ -434,11 +544,12 @@ struct SSHDConfigDriver: ResourceDriver {
     func applyOnce(_ changes: [PropertyDrift], root: HostRoot, approved: String? = nil) throws -> Set<String> {
         let current = try read(root)
         var found: Set<String> = []
-        for change in changes {
-            guard let entry = current.effective(change.property), let type = Self.keywords[change.property] else { continue }
-            if (Self.normalize(entry.value, type) ?? entry.value) == change.desired { found.insert(change.property) }
+        for change in changes where Self.observed(change.property, desired: change.desired, in: current) == change.desired {
+            found.insert(change.property)
         }
         let remaining = changes.filter { !found.contains($0.property) }
+        // Before the guard is asked: a fix Bulwark will not make is no lockout to judge.
+        if let refusal = Self.refusal(remaining, in: current, root: root) { throw refusal }
         if !remaining.isEmpty {
             // As `assess` judges: a probe that fails is a block (which a person may have approved).
             try HostError.refuseAtTheWrite(judging("sshd") { try judge(remaining, root: root, alongside: []) }, approved: approved)

@@ -368,7 +368,9 @@ extension SSHDConfigDriver: JointlyGuardedDriver {
     /// effective configuration (`sshd -T`, per account, Match blocks and drop-ins included):
     /// no account with a login shell and a key or password that sshd would still let in;
     /// neither root nor any account in sudo, wheel or admin able to log in while one could before;
-    /// `MaxSessions 0`; `MaxStartups` starting at 0; a `ListenAddress` this machine does not have.
+    /// `MaxSessions 0`; `MaxStartups` starting at 0; a `ListenAddress` this machine does not have;
+    /// ciphers, key exchanges, MACs or host key algorithms no default client can agree on
+    /// (`SSHClientDefaults.noCommonAlgorithm`; a host key algorithm also needs one of the host's keys).
     /// A candidate sshd rejects is blocked with sshd's message. The accounts are judged as the
     /// account changes this pass already allowed on the target leave them (`alongside`).
     func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target, alongside: [AllowedChange]) async -> GuardVerdict {
@@ -486,7 +488,9 @@ extension SSHDConfigDriver: JointlyGuardedDriver {
         for address in global["listenaddress"] ?? [] where !Self.isLocal(address) {
             return .block("ListenAddress \(address) is not an address of this machine: sshd could not listen there")
         }
-        if let problem = SSHClientDefaults.noCommonAlgorithm(global) { return .block(problem) }
+        if let problem = SSHClientDefaults.noCommonAlgorithm(global, hostKeyTypes: Self.hostKeyTypes(candidate, root: root)) {
+            return .block(problem)
+        }
 
         let after = try logins(probe, global: global, accounts: accounts)
         guard after.someone else {
@@ -501,6 +505,33 @@ extension SSHDConfigDriver: JointlyGuardedDriver {
                           + "and one could before (\(after.why))")
         }
         return .allow
+    }
+
+    /// sshd's host keys when none is named (OpenSSH 9.2's `fill_default_server_options`).
+    static let defaultHostKeys = ["/etc/ssh/ssh_host_rsa_key", "/etc/ssh/ssh_host_ecdsa_key", "/etc/ssh/ssh_host_ed25519_key"]
+
+    /// The types (`ssh-rsa`, `ssh-ed25519`, …) of the host keys sshd would load from the target:
+    /// the `HostKey` files `config` names outside `Match` blocks (sshd's defaults where it names
+    /// none), each one that exists under the root told by its public half (`FILE.pub`, as
+    /// ssh-keygen writes it; the private key itself is never read). A file that does not exist
+    /// backs nothing, as sshd skips it. nil where they cannot be told, and the guard then judges
+    /// `HostKeyAlgorithms` against the client alone: no host key file exists under the root (a
+    /// sandbox root; sshd would not start), a `HostKey` path is not absolute, or a key that exists
+    /// has no readable public half holding one whole key. Host certificates (`HostCertificate`)
+    /// are not read: a `-cert-v01` algorithm counts as backed by no key.
+    static func hostKeyTypes(_ config: Config, root: HostRoot) -> Set<String>? {
+        let named = config.lines("HostKey", inMatch: false).map { normalize($0.value, .text) ?? $0.value }
+        var types: Set<String> = []
+        for path in named.isEmpty ? defaultHostKeys : named {
+            guard PathText.isAbsolute(path) else { return nil }
+            guard let exists = try? FileIO.exists(path, in: root) else { return nil }
+            guard exists else { continue }
+            guard let text = try? FileIO.readText(path + ".pub", in: root),
+                  let line = text.split(whereSeparator: { $0 == "\n" || $0 == "\r\n" }).first,
+                  let key = HostAccounts.KeyFile.key(at: line.drop { $0 == " " || $0 == "\t" }) else { return nil }
+            types.insert(key.type)
+        }
+        return types.isEmpty ? nil : types
     }
 
     /// Who sshd, judging by a probe's effective settings, would let in: anyone, and root or an
@@ -776,13 +807,16 @@ enum SSHClientDefaults {
     private static let answers = Memo<String, String?>(limit: 64)
 
     /// Why a default client could not connect to an sshd with these global settings; nil when it could.
-    static func noCommonAlgorithm(_ global: [String: [String]]) -> String? {
+    /// `hostKeyTypes`: the types of the host keys sshd would load (`hostKeyTypes(_:root:)`), nil
+    /// where not known: then `HostKeyAlgorithms` is judged against the client's offer alone.
+    static func noCommonAlgorithm(_ global: [String: [String]], hostKeyTypes: Set<String>? = nil) -> String? {
         guard offer != nil else { return nil }
-        let key = ["ciphers", "kexalgorithms", "macs"].map { global[$0]?.first ?? "\u{1}" }.joined(separator: "\u{0}")
-        return answers.value(key) { findNoCommonAlgorithm(global) }
+        let key = (["ciphers", "kexalgorithms", "macs", "hostkeyalgorithms"].map { global[$0]?.first ?? "\u{1}" }
+                   + [hostKeyTypes.map { $0.sorted().joined(separator: ",") } ?? "\u{1}"]).joined(separator: "\u{0}")
+        return answers.value(key) { findNoCommonAlgorithm(global, hostKeyTypes: hostKeyTypes) }
     }
 
-    private static func findNoCommonAlgorithm(_ global: [String: [String]]) -> String? {
+    private static func findNoCommonAlgorithm(_ global: [String: [String]], hostKeyTypes: Set<String>?) -> String? {
         guard let offer else { return nil }
         func common(_ key: String) -> [String]? {
             guard let server = global[key]?.first?.split(separator: ",").map(String.init), let client = offer[key] else { return nil }
@@ -797,6 +831,22 @@ enum SSHClientDefaults {
         if let ciphers = common("ciphers"), !ciphers.contains(where: authenticatedCiphers.contains), let macs = common("macs"), macs.isEmpty {
             return "MACs \(global["macs"]?.first ?? "") shares nothing with what an OpenSSH client offers by default, "
                 + "and no cipher left carries its own: no client could connect"
+        }
+        // The host key algorithm must be one the client offers and one of sshd's own keys signs
+        // with (`HostKeyAlgorithms ssh-rsa` meets no OpenSSH 8.8 or later client; `ssh-ed25519`
+        // on a host with only RSA and ECDSA keys is offered by sshd with no key behind it).
+        if let offered = common("hostkeyalgorithms") {
+            let list = global["hostkeyalgorithms"]?.first ?? ""
+            if offered.isEmpty {
+                return "HostKeyAlgorithms \(list) shares nothing with what an OpenSSH client offers by default: no client could connect"
+            }
+            if let hostKeyTypes {
+                let signed = Set(hostKeyTypes.flatMap(signatureAlgorithms(of:)))
+                if !offered.contains(where: signed.contains) {
+                    return "HostKeyAlgorithms \(list) has no algorithm that both an OpenSSH client offers by default and one of "
+                        + "this host's keys (\(hostKeyTypes.sorted().joined(separator: ", "))) signs with: no client could connect"
+                }
+            }
         }
         return nil
     }

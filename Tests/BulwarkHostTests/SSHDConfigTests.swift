@@ -16,8 +16,8 @@ import Testing
         # trailing comment kept
 
         Match User backup
-        \tPermitRootLogin yes
-        \tX11Forwarding yes
+        \tPermitRootLogin no
+        \tAllowTcpForwarding no
 
         """
 
