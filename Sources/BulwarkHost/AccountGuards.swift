@@ -274,7 +274,9 @@ extension FileModeDriver {
             // The key files looked for are under the home: nothing else is read for other paths.
             guard let home = try? root.resolve(account.home),
                   real.isSameBytes(home) || real.hasBytePrefix(home + "/") || home.hasBytePrefix(real + "/") else { continue }
-            guard let keys = accounts.authorizedKeys(account), let file = try? root.resolve(keys) else { continue }
+            // Every key file, whether sshd reads it now or not: one it would ignore still holds the
+            // key a fixed mode would bring back into use.
+            guard let keys = accounts.authorizedKeys(account, strictModes: false), let file = try? root.resolve(keys) else { continue }
             if file.isSameBytes(real) || file.hasBytePrefix(real + "/") {
                 // sshd walks up from the file and stops after the home (or at the root when the
                 // file is not under the home).

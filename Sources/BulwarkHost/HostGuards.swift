@@ -448,15 +448,17 @@ struct HostAccounts: Sendable {
 
     /// The key types (`ssh-ed25519`, `ssh-rsa`, …) of the account's authorized keys in the
     /// files `patterns` name (`KeyFile`).
-    func authorizedKeyTypes(_ account: HostAccount, patterns: [String] = [".ssh/authorized_keys", ".ssh/authorized_keys2"]) -> Set<String> {
-        keyFilePaths(account, patterns: patterns).reduce(into: []) { types, path in
+    func authorizedKeyTypes(_ account: HostAccount, patterns: [String] = [".ssh/authorized_keys", ".ssh/authorized_keys2"],
+                            strictModes: Bool = true) -> Set<String> {
+        keyFilePaths(account, patterns: patterns).filter { !strictModes || passesStrictModes($0, account) }.reduce(into: []) { types, path in
             if let file = keyFile(path) { types.formUnion(file.types) }
         }
     }
 
     /// The size in bits of the account's largest authorized RSA key, if it has one.
-    func largestRSAKey(_ account: HostAccount, patterns: [String]) -> Int? {
-        keyFilePaths(account, patterns: patterns).compactMap { keyFile($0)?.largestRSA }.max()
+    func largestRSAKey(_ account: HostAccount, patterns: [String], strictModes: Bool = true) -> Int? {
+        keyFilePaths(account, patterns: patterns).filter { !strictModes || passesStrictModes($0, account) }
+            .compactMap { keyFile($0)?.largestRSA }.max()
     }
 
     /// The paths `patterns` (AuthorizedKeysFile tokens: `%h`, `%u`, `%U`, `%%`) name for `account`.
@@ -495,7 +497,9 @@ struct HostAccounts: Sendable {
     /// OpenSSH's `safe_path` for a key file: the file, then each folder from its own up to the
     /// account's home (or the root's top when the file is elsewhere), owned by root or the
     /// account and writable by neither group nor others. Links are followed inside the root, as
-    /// sshd takes the file's real path.
+    /// sshd takes the file's real path. Group write is read as Debian's sshd reads it
+    /// (`user-group-modes.patch`, `secure_permissions`): allowed where the group's one member
+    /// is the file's owner (a user private group, with umask 002).
     func passesStrictModes(_ path: String, _ account: HostAccount) -> Bool {
         guard let real = try? root.resolve(path) else { return false }
         let home = try? root.resolve(account.home)
@@ -504,8 +508,8 @@ struct HostAccounts: Sendable {
         let owners: Set<UInt32> = [0, account.uid, root.path == "/" ? 0 : geteuid()]
         func safe(_ full: String) -> Bool {
             var info = stat()
-            guard stat(full, &info) == 0 else { return false }
-            return owners.contains(info.st_uid) && info.st_mode & 0o022 == 0
+            guard stat(full, &info) == 0, owners.contains(info.st_uid), info.st_mode & 0o002 == 0 else { return false }
+            return info.st_mode & 0o020 == 0 || onlyMember(of: info.st_gid, owner: info.st_uid, account: account)
         }
         guard safe(real) else { return false }
         var folder = real
@@ -517,6 +521,22 @@ struct HostAccounts: Sendable {
             if let home, folder.isSameBytes(home) { return true }
             if folder.isSameBytes(top) || folder == "/" { return true }
         }
+    }
+
+    /// Whether group `gid` has exactly one member and it is `owner`, as Debian's sshd counts:
+    /// every account whose primary group it is must be `account`, and the member list, if any,
+    /// names only the owner.
+    private func onlyMember(of gid: UInt32, owner: UInt32, account: HostAccount) -> Bool {
+        guard let group = groups.first(where: { $0.gid == gid }) else { return false }
+        let primary = users.filter { $0.gid == gid }
+        guard primary.allSatisfy({ $0.uid == account.uid }) else { return false }
+        var members = primary.count
+        if let first = group.members.first {
+            guard group.members.count == 1, let ownerName = users.first(where: { $0.uid == owner })?.name,
+                  first.isSameBytes(ownerName) else { return false }
+            members += 1
+        }
+        return members > 0
     }
 
     /// A line of an authorized_keys file: from its first character that is not a space or a

@@ -615,15 +615,16 @@ extension SSHDConfigDriver: JointlyGuardedDriver {
         }
         let keyFiles = (settings["authorizedkeysfile"]?.first ?? ".ssh/authorized_keys").split(separator: " ").map(String.init)
         let keyCommand = value("authorizedkeyscommand")
-        var hasKey = accounts.authorizedKeys(account, patterns: keyFiles, strictModes: value("strictmodes") != "no") != nil
+        let strictModes = value("strictmodes") != "no"
+        var hasKey = accounts.authorizedKeys(account, patterns: keyFiles, strictModes: strictModes) != nil
             || (!keyCommand.isEmpty && keyCommand != "none")
         // Keys of types neither sshd's PubkeyAcceptedAlgorithms nor a client's default offer take
         // are no way in, nor RSA keys smaller than RequiredRSASize (OpenSSH 9.1; 1024 bits by default).
         var refusedKeys: String?
         if hasKey, keyCommand.isEmpty || keyCommand == "none" {
-            var types = accounts.authorizedKeyTypes(account, patterns: keyFiles)
+            var types = accounts.authorizedKeyTypes(account, patterns: keyFiles, strictModes: strictModes)
             if types.contains("ssh-rsa"), let required = Int(value("requiredrsasize")),
-               let largest = accounts.largestRSAKey(account, patterns: keyFiles), largest < required {
+               let largest = accounts.largestRSAKey(account, patterns: keyFiles, strictModes: strictModes), largest < required {
                 types.remove("ssh-rsa")
                 if types.isEmpty {
                     hasKey = false

@@ -129,7 +129,13 @@ struct UserAccountDriver: ResourceDriver {
         // (`is_pwd_shadowed`): with a hash there, or nothing (no password at all), a lock or an
         // expiry in shadow is not what PAM reads, and `su` or sshd let the account in.
         let managesShadow = resource.spec.properties.contains { $0.name == "locked" || $0.name == "expires" }
-        if managesShadow, !account.fields[1].isSameBytes("x") {
+        let field = account.fields[1]
+        // `x`, or `##name` (pam_unix's older mark), sends PAM to shadow. A field that starts with
+        // `*` or `!` matches no password: locked as PAM reads it, which is all `locked: true` asks.
+        let shadowed = field.isSameBytes("x") || field.isSameBytes("##" + name)
+        let lockedInPasswd = !shadowed && (field.hasBytePrefix("*") || field.hasBytePrefix("!"))
+            && resource.spec.properties.allSatisfy { $0.name != "expires" && ($0.name != "locked" || $0.value == "true") }
+        if managesShadow, !shadowed, !lockedInPasswd {
             throw HostError("account \(name)'s password field in passwd (line \(account.line + 1)) is "
                             + (account.fields[1].isEmpty ? "empty" : "not 'x'") + ": PAM reads its password there and not "
                             + "shadow's lock or expiry; Bulwark does not judge it: move it to shadow (pwconv)", path: "etc/passwd")
@@ -142,6 +148,8 @@ struct UserAccountDriver: ResourceDriver {
             switch property.name {
             case "shell":
                 values["shell"] = Self.shell(account.fields)
+            case "locked" where lockedInPasswd:
+                values["locked"] = "true"
             case "locked":
                 guard let shadow else { throw HostError("account \(name) has no entry in shadow", path: shadowPath) }
                 let hash = try Self.shadowLine(name, shadow, in: shadowFile, path: shadowPath).hash

@@ -55,10 +55,11 @@ import Testing
         }
     }
 
-    /// pam_unix reads shadow only for an account whose passwd password field is `x`: with a
-    /// hash there, or nothing, a lock or expiry written to shadow is not what `su` or sshd's
-    /// PAM read, and Bulwark said locked and in sync. Such an account's lock and expiry fail
-    /// their observation, naming the line; an account whose password is in shadow is locked.
+    /// pam_unix reads shadow only for an account whose passwd password field is `x` (or
+    /// `##name`): with a hash there, or nothing, a lock or expiry written to shadow is not what
+    /// `su` or sshd's PAM read, and Bulwark said locked and in sync. Such an account's lock and
+    /// expiry fail their observation, naming the line; an account whose password is in shadow
+    /// is locked, and one whose passwd field is `*` is locked already.
     @Test func aLockIsNotJudgedWherePAMReadsThePasswordFromPasswd() async throws {
         try await withTemporaryDirectory { root in
             let guest = FixtureAccount(name: "guest", uid: 1002, hash: "!$y$j9T$guesthash")
@@ -74,6 +75,14 @@ import Testing
             #expect(try read(root + "/etc/shadow") == shadow)
             try await expectApplied(root, resource("UserAccount", "t", "name: temp\nlocked: true"))
             #expect(try read(root + "/etc/shadow").contains("\ntemp:!$y$j9T$temphash:"))
+            // `*` in passwd matches no password: locked as PAM reads it, in sync, nothing written;
+            // pam_unix's older `##name` sends it to shadow like `x`.
+            let withStar = try read(root + "/etc/passwd").replacingOccurrences(of: "guest::", with: "guest:*:")
+                .replacingOccurrences(of: "temp:x:", with: "temp:##temp:")
+            try write(root + "/etc/passwd", withStar)
+            let (inSync, _) = try await reconcile(try hostState(root: root, resource("UserAccount", "g", "name: guest\nlocked: true")
+                                                                   + resource("UserAccount", "t", "name: temp\nlocked: true")))
+            #expect(inSync.failures.isEmpty && inSync.remediations.isEmpty, "\(inSync.failures.map(\.message))")
         }
     }
 

@@ -219,10 +219,11 @@ import Testing
     }
 
     /// sshd (StrictModes, its default) ignores a key whose file or folders up to the home others
-    /// may write: an administrator whose `~/.ssh` is 0775 logs in with a password, and counted
-    /// as a key holder, so `PasswordAuthentication no` passed and locked them out. Blocked now;
-    /// with `~/.ssh` at 0700 the key counts and the change is applied; with `StrictModes no`
-    /// sshd reads the key as it is.
+    /// may write: an administrator whose `~/.ssh` is 0775, root's group, logs in with a password,
+    /// and counted as a key holder, so `PasswordAuthentication no` passed and locked them out.
+    /// Blocked now; with `~/.ssh` at 0700 the key counts and the change is applied; with
+    /// `StrictModes no` sshd reads the key as it is, and Debian's sshd reads it in a folder of
+    /// the account's private group.
     @Test func aKeySSHDIgnoresUnderStrictModesIsNoWayIn() async throws {
         let ops = FixtureAccount(name: "ops", uid: 1000, hash: "$y$j9T$opshash", groups: ["sudo"], key: true)
         let passwordsOff = resource("SSHDConfig", "passwords-off", "PasswordAuthentication: \"no\"")
@@ -237,6 +238,13 @@ import Testing
         try await withTemporaryDirectory { root in
             try host(root, [root0, ops], config: debian + "StrictModes no\n")
             #expect(chmod(root + "/home/ops/.ssh", 0o775) == 0)
+            try await expectApplied(root, passwordsOff)
+        }
+        // Debian's sshd allows group write where the group's one member is the owner: ops's own
+        // ~/.ssh, ops:ops 0775 (umask 002 with user private groups), holds a key it reads.
+        try await withTemporaryDirectory { root in
+            try host(root, [root0, ops])
+            #expect(chown(root + "/home/ops/.ssh", 1000, 1000) == 0 && chmod(root + "/home/ops/.ssh", 0o775) == 0)
             try await expectApplied(root, passwordsOff)
         }
     }
