@@ -22,6 +22,15 @@ public struct YAMLNode: Sendable, Hashable {
     /// the next token starts); for editing a file's text in place. 0 when unknown.
     public var endLine = 0
     public var endColumn = 0
+    /// Whether the node is shared: `anchored` (`&name`: every alias of it is this value) or an
+    /// `alias` (`*name`: a copy of a value written elsewhere, whose parts keep the anchor's
+    /// positions). Set by the composer, which sees the anchors and aliases; a tag before an
+    /// anchor (`!!map &name`) hides it from a look at the text.
+    public var sharing: Sharing = .none
+
+    public enum Sharing: Sendable, Hashable {
+        case none, anchored, alias
+    }
 
     public var isNull: Bool {
         if case .scalar(let s) = value, isPlain { return s.isEmpty || s == "~" || s == "null" || s == "Null" || s == "NULL" }
@@ -154,6 +163,7 @@ private struct Composer {
             try count(target.size, line: line, column: column)
             try spend(target.bytes, line: line, column: column)
             var node = target.node
+            node.sharing = .alias
             node.line = line
             node.column = column
             (node.endLine, node.endColumn) = end
@@ -162,8 +172,8 @@ private struct Composer {
             try count(1, line: line, column: column)
             let size = value.utf8.count
             try spend(size, line: line, column: column)
-            let node = YAMLNode(value: .scalar(value), line: line, column: column, isPlain: plain, endLine: end.0, endColumn: end.1)
-            if let anchor { anchors[anchor] = (node, 1, size) }
+            var node = YAMLNode(value: .scalar(value), line: line, column: column, isPlain: plain, endLine: end.0, endColumn: end.1)
+            if let anchor { node.sharing = .anchored; anchors[anchor] = (node, 1, size) }
             return (node, 1, size)
         case let .sequenceStart(anchor, line, column):
             try checkDepth(depth, line: line, column: column)
@@ -181,8 +191,8 @@ private struct Composer {
                 size += childSize
                 content += childBytes
             }
-            let node = YAMLNode(value: .sequence(items), line: line, column: column, isPlain: false, endLine: end.0, endColumn: end.1)
-            if let anchor { anchors[anchor] = (node, size, content) }
+            var node = YAMLNode(value: .sequence(items), line: line, column: column, isPlain: false, endLine: end.0, endColumn: end.1)
+            if let anchor { node.sharing = .anchored; anchors[anchor] = (node, size, content) }
             return (node, size, content)
         case let .mappingStart(anchor, line, column):
             try checkDepth(depth, line: line, column: column)
@@ -212,8 +222,8 @@ private struct Composer {
                 size += keySize + valueSize
                 content += keyBytes + valueBytes
             }
-            let node = YAMLNode(value: .mapping(pairs), line: line, column: column, isPlain: false, endLine: end.0, endColumn: end.1)
-            if let anchor { anchors[anchor] = (node, size, content) }
+            var node = YAMLNode(value: .mapping(pairs), line: line, column: column, isPlain: false, endLine: end.0, endColumn: end.1)
+            if let anchor { node.sharing = .anchored; anchors[anchor] = (node, size, content) }
             return (node, size, content)
         default:
             throw YAMLError(line: 1, column: 1, message: "unexpected YAML event")

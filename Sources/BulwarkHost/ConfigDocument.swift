@@ -90,8 +90,8 @@ struct ConfigDocument {
         // too, or (a block list) spanned from the alias back to the anchor, a range that ends
         // before it starts. An anchored value (`&defaults`) is every alias's value. Neither is
         // edited: the path is blocked, naming the line.
-        if let mark = try? start(node), mark < scalars.count, scalars[mark] == "*" || scalars[mark] == "&" {
-            let what = scalars[mark] == "*" ? "an alias of a value written elsewhere" : "an anchored value that aliases repeat"
+        if node.sharing != .none {
+            let what = node.sharing == .alias ? "an alias of a value written elsewhere" : "an anchored value that aliases repeat"
             result.append(.blocked("the value at line \(node.line) is \(what); Bulwark does not edit through YAML anchors "
                                    + "and aliases: write the value out"))
             return

@@ -132,8 +132,8 @@ let gatewayConfig = """
     /// reached through `*defaults` replaced a range from the alias back to the anchor, which
     /// ends before it starts, and the process stopped on Swift's range check (whoever can
     /// write the file stopped the daemon on every pass). Through an alias, or at an anchor
-    /// (every alias's value), nothing is edited: the fix fails naming the line; a value beside
-    /// it is fixed.
+    /// (every alias's value, a tag before it too), nothing is edited: the fix fails naming the
+    /// line; a value beside it, and one under an anchored key, is fixed.
     @Test func aValueReachedThroughAnAliasIsNotEditedAndTheRestIs() async throws {
         try await withTemporaryDirectory { root in
             let path = root + "/etc/litellm/config.yaml"
@@ -141,24 +141,35 @@ let gatewayConfig = """
                 defaults: &defaults
                   - langfuse
                   - otel
+                base: !!map &base
+                  timeout: 30
+                router_settings:
+                  &first_key retries: 2
                 litellm_settings:
                   drop_params: True
                   callbacks: *defaults
                   success_callback: *defaults
+                  params: *base
 
                 """
             try write(path, text, mode: 0o640)
             let manifests = resource("ConfigFile", "alias", "path: etc/litellm/config.yaml\nproperties:\n  litellm_settings.callbacks: [langfuse]")
                 + resource("ConfigFile", "anchor", "path: etc/litellm/config.yaml\nproperties:\n  defaults: [otel]")
+                + resource("ConfigFile", "tagged", "path: etc/litellm/config.yaml\nproperties:\n  base.timeout: 60")
                 + resource("ConfigFile", "plain", "path: etc/litellm/config.yaml\nproperties:\n  litellm_settings.drop_params: false")
+                + resource("ConfigFile", "key", "path: etc/litellm/config.yaml\nproperties:\n  router_settings.retries: 3")
             let (_, outcome) = try await reconcile(try configState(root: root, manifests))
             let records = Dictionary(uniqueKeysWithValues: outcome.entries.map { ($0.record.name, $0.record) })
-            #expect(records["alias"]?.result == .failed && records["alias"]?.error?.contains("line 6 is an alias of a value written elsewhere") == true,
+            #expect(records["alias"]?.result == .failed && records["alias"]?.error?.contains("line 10 is an alias of a value written elsewhere") == true,
                     "\(records["alias"]?.error ?? "")")
             #expect(records["anchor"]?.result == .failed && records["anchor"]?.error?.contains("line 1 is an anchored value") == true,
                     "\(records["anchor"]?.error ?? "")")
+            #expect(records["tagged"]?.result == .failed && records["tagged"]?.error?.contains("line 4 is an anchored value") == true,
+                    "a tag before the anchor: \(records["tagged"]?.error ?? "")")
             #expect(records["plain"]?.result == .verified, "\(records["plain"]?.error ?? "")")
-            #expect(try read(path) == text.replacingOccurrences(of: "drop_params: True", with: "drop_params: false"))
+            #expect(records["key"]?.result == .verified, "an anchored key is no anchored value: \(records["key"]?.error ?? "")")
+            #expect(try read(path) == text.replacingOccurrences(of: "drop_params: True", with: "drop_params: false")
+                .replacingOccurrences(of: "retries: 2", with: "retries: 3"))
         }
     }
 
