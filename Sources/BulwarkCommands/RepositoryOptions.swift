@@ -135,6 +135,11 @@ struct RepositoryOptions: ParsableArguments {
     }
 
     func configuration() throws -> PolicyRepository.Configuration {
+        // libgit2 sends a password written in the URL before it asks Bulwark for one.
+        if let password = URLComponents(string: url)?.password, !password.isEmpty, RemoteAccess.sendsInClearText(to: url) {
+            throw CommandError("--repo \(displayURL) carries a password over plain http to another machine, which would send it "
+                               + "in clear text; use https, and --git-password-env or --git-password-file")
+        }
         var author = Signature(name: "Bulwark", email: "bulwark@localhost")
         let env = ProcessInfo.processInfo.environment
         if let name = env["BULWARK_AUTHOR_NAME"], !name.isEmpty { author.name = name }

@@ -60,6 +60,14 @@ extension Repository {
         return remote
     }
 
+    /// Which redirects libgit2 follows for `remote`: none over plain http (the credential
+    /// callback is asked with the URL given, not the one redirected to, so a loopback URL that
+    /// redirects elsewhere would take the password with it), else the first request's, as git.
+    static func redirects(_ remote: OpaquePointer) -> git_remote_redirect_t {
+        let url = git_remote_url(remote).map { String(cString: $0) } ?? ""
+        return url.lowercased().hasPrefix("http://") ? GIT_REMOTE_REDIRECT_NONE : GIT_REMOTE_REDIRECT_INITIAL
+    }
+
     /// Fetches `refspecs` from remote `name` (forced updates, pruning refs deleted upstream).
     public func fetch(remote name: String, refspecs: [String], access: RemoteAccess = RemoteAccess()) throws(GitError) {
         let remote = try detachedRemote(name)
@@ -68,6 +76,7 @@ extension Repository {
         try check(git_fetch_options_init(&options, UInt32(GIT_FETCH_OPTIONS_VERSION)), "git_fetch_options_init")
         options.prune = GIT_FETCH_PRUNE
         options.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE
+        options.follow_redirects = Self.redirects(remote)
         let box = RemoteCallbacks(access: access)
         box.install(&options.callbacks)
         try box.run { () throws(GitError) in
@@ -344,6 +353,7 @@ extension Repository {
         defer { git_remote_free(remote) }
         var options = git_push_options()
         try check(git_push_options_init(&options, UInt32(GIT_PUSH_OPTIONS_VERSION)), "git_push_options_init")
+        options.follow_redirects = Self.redirects(remote)
         let box = RemoteCallbacks(access: access)
         box.expectedOld = expected.map(\.raw) ?? git_oid()
         options.callbacks.push_negotiation = { updates, count, payload in

@@ -157,8 +157,9 @@ final class RemoteCallbacks {
 
 extension RemoteAccess {
     /// Whether a password given to `url` would travel in clear text to another machine: plain
-    /// http to a host that is not a loopback name or address (a redirect from https included:
-    /// libgit2 asks for the credential with the URL it was sent to).
+    /// http to a host that is not a loopback name or address. (libgit2 asks for the credential
+    /// with the remote's URL, not one it was redirected to: plain http remotes follow no
+    /// redirect, and libgit2 refuses one from https to http.)
     public static func sendsInClearText(to url: String) -> Bool {
         guard url.lowercased().hasPrefix("http://") else { return false }
         guard var host = URLComponents(string: url)?.host?.lowercased(), !host.isEmpty else { return true }

@@ -180,4 +180,19 @@ import Testing
             #expect(!RemoteAccess.sendsInClearText(to: url), "\(url)")
         }
     }
+
+    /// A password written in the URL is sent by libgit2 before Bulwark is asked for one: over
+    /// plain http to another machine such a URL is refused before anything is fetched, and the
+    /// password is shown nowhere; to this machine it is used.
+    @Test func aPasswordInAPlainHTTPURLToAnotherMachineIsRefused() async throws {
+        try await withTemporaryDirectory { dir in
+            let refused = try bulwark(["plan", "--repo", "http://bot:S3cretT0ken@git.example.org/policy.git", "--state-dir", dir + "/state"])
+            #expect(refused.status == 1)
+            #expect(refused.stderr.contains("carries a password over plain http to another machine"), "\(refused.stderr)")
+            #expect(!(refused.stdout + refused.stderr).contains("S3cretT0ken"))
+            let local = try bulwark(["plan", "--repo", "http://bot:S3cretT0ken@127.0.0.1:9/policy.git", "--state-dir", dir + "/state2"])
+            #expect(!local.stderr.contains("carries a password"), "\(local.stderr)")
+            #expect(!(local.stdout + local.stderr).contains("S3cretT0ken"))
+        }
+    }
 }
