@@ -21,6 +21,9 @@ enum SettingValue: Equatable, Sendable {
     /// Bytes in each memory unit, milliseconds in each time unit (guc.c's conversion tables).
     private static let memory: [String: Double] = ["B": 1, "kB": 1024, "MB": 1_048_576, "GB": 1_073_741_824, "TB": 1_099_511_627_776]
     private static let time: [String: Double] = ["us": 0.001, "ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000, "d": 86_400_000]
+    /// Each table's units, largest first, as guc.c lists them.
+    private static let memoryOrder = ["TB", "GB", "MB", "kB", "B"]
+    private static let timeOrder = ["d", "h", "min", "s", "ms", "us"]
 
     /// The value `text` stands for in a setting of `kind`; nil when the server would refuse it.
     static func read(_ text: String, _ kind: Kind) -> SettingValue? {
@@ -74,6 +77,14 @@ enum SettingValue: Equatable, Sendable {
         if !rest.isEmpty {
             guard let base = kind.unit.flatMap(unitSize), let given = unitSize(rest, like: base.table) else { return nil }
             value = value * given.size / base.size
+            // `convert_to_base_unit`: the amount is rounded to a whole number of the next smaller
+            // unit (`1.0001min` is 60006 ms, 60.006 s: 60 s, stored as 60000).
+            let order = base.table == .memory ? memoryOrder : timeOrder
+            if let at = order.firstIndex(of: rest), at + 1 < order.count,
+               let next = unitSize(order[at + 1], like: base.table) {
+                let step = next.size / base.size
+                value = (value / step).rounded(.toNearestOrEven) * step
+            }
         }
         guard value.isFinite else { return nil }
         if kind.vartype == "integer" {

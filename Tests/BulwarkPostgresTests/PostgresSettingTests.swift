@@ -95,7 +95,8 @@ struct PostgresSettingTests {
                     "ALTER SYSTEM SET work_mem = '8MB'", "ALTER SYSTEM SET log_statement = 'ddl'", "SELECT pg_reload_conf()"] {
             try server.psql(sql)
         }
-        let same = try setting(server, "{statement_timeout: 60s, work_mem: 8192kB, log_statement: DDL}")
+        // 1.0001min: PostgreSQL rounds to whole seconds first (60006 ms is stored as 60000).
+        let same = try setting(server, "{statement_timeout: 1.0001min, work_mem: 8192kB, log_statement: DDL}")
         let (plan, _) = try await reconcilePostgres(same, server)
         #expect(plan.hasDrift == false, "\(plan.remediations.flatMap(\.changes).map { "\($0.property): \($0.observed ?? "-")" })")
 
