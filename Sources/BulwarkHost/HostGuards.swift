@@ -128,6 +128,8 @@ struct HostAccounts: Sendable {
     final class PlanFacts: Sendable {
         let executables = Memo<String, Bool>(limit: PlanReads.pathLimit)
         let keyFiles = Memo<String, KeyFile?>(limit: PlanReads.pathLimit)
+        /// Whether sshd reads a key file under StrictModes, by path and account uid.
+        let strictModes = Memo<String, Bool>(limit: PlanReads.pathLimit)
     }
 
     /// What an authorized_keys file holds, read as sshd reads it (`check_authkey_line`): whether
@@ -501,6 +503,12 @@ struct HostAccounts: Sendable {
     /// (`user-group-modes.patch`, `secure_permissions`): allowed where the group's one member
     /// is the file's owner (a user private group, with umask 002).
     func passesStrictModes(_ path: String, _ account: HostAccount) -> Bool {
+        // One answer per plan, as the key file's content: the plan judges its snapshot.
+        guard let found else { return strictModesNow(path, account) }
+        return found.strictModes.value("\(account.uid) \(path)") { strictModesNow(path, account) }
+    }
+
+    private func strictModesNow(_ path: String, _ account: HostAccount) -> Bool {
         guard let real = try? root.resolve(path) else { return false }
         let home = try? root.resolve(account.home)
         let top = root.path == "/" ? "/" : root.path
