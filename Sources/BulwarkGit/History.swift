@@ -97,14 +97,8 @@ extension Repository {
 
     /// Reads one file's contents at a commit, or nil when absent.
     public func file(at commit: ObjectID, path: String) throws(GitError) -> [UInt8]? {
-        let tree = try tree(ofCommit: commit)
-        defer { git_tree_free(tree) }
-        var entry: OpaquePointer?
-        let code = git_tree_entry_bypath(&entry, tree, path)
-        if code == GIT_ENOTFOUND.rawValue { return nil }
-        try check(code, "git_tree_entry_bypath(\(path))")
-        defer { git_tree_entry_free(entry) }
-        var oid = git_tree_entry_id(entry).pointee
+        guard let entry = try entry(at: commit, path: path) else { return nil }
+        var oid = entry.id.raw
         var blob: OpaquePointer?
         try check(git_blob_lookup(&blob, pointer, &oid), "git_blob_lookup(\(path))")
         defer { git_blob_free(blob) }
