@@ -16,6 +16,8 @@ extension Bulwark {
                 would lock people out is refused. Order: the waiver waivers/revert-<id>.yaml is committed to \
                 the policy branch first (owner: your git identity), then the values are restored and observed \
                 again, then an applied record whose reason says `revert of <ID>` is committed to the audit branch. \
+                With --signing-key, --trusted-signers or --trusted-keyring, the record's commit must be signed \
+                by this Bulwark's signing key or a trusted signer: anyone who can push can write a record. \
                 Exit codes: 0 restored and verified, 1 refused (nothing changed) or not verified.
                 """)
 
@@ -59,7 +61,8 @@ extension Bulwark {
             let loaded = try await repository.load(console: console)
             let policy = loaded.repository
             let original = try await Self.record(id, in: policy, stateDirectory: repository.stateDirectory,
-                                                 auditBranch: repository.auditBranch)
+                                                 auditBranch: repository.auditBranch,
+                                                 trust: await RecordTrust.of(policy, verification: repository.sourceVerification))
             guard original.decision == .applied, original.result == .verified else {
                 throw CommandError("\(id) is a \(original.decision.rawValue) record (result \(original.result?.rawValue ?? "none")) "
                                    + "of \(original.resource) on \(original.target); only a verified applied fix can be reverted")
@@ -190,10 +193,17 @@ extension Bulwark {
         }
 
         /// The audit record `id` as it was committed (its JSON on the audit branch, the newest commit carrying the id).
-        static func record(_ id: String, in policy: PolicyRepository, stateDirectory: String, auditBranch: String) async throws -> AuditRecord {
+        /// With `trust`, the commit must carry a trusted signature: the values a revert puts back
+        /// come from the record, and anyone who can push can write one (`RecordTrust`).
+        static func record(_ id: String, in policy: PolicyRepository, stateDirectory: String, auditBranch: String,
+                           trust: RecordTrust?) async throws -> AuditRecord {
             guard let commit = try await policy.auditHistory().first(where: { $0.trailer(.id) == id }),
                   let detected = commit.trailer(.detectedAt) else {
                 throw CommandError("no audit record with id \(id) in \(auditBranch)")
+            }
+            if let trust, let problem = await trust.problem(with: commit.id, in: policy) {
+                throw CommandError("the audit record \(id) cannot be reverted: \(problem). The values it would restore are "
+                                   + "only as trustworthy as whoever pushed it; nothing was changed")
             }
             // A read-only handle on the clone PolicyRepository holds (its lock is held by this process).
             let clone = try Repository.open(at: stateDirectory + "/repository.git")

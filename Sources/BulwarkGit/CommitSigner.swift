@@ -8,6 +8,15 @@ public protocol CommitSigner: Sendable {
     /// The armored signature of `commit` (`-----BEGIN SSH SIGNATURE-----` …); a final newline is dropped.
     /// An error stops the commit (it is reported as a `GitError` naming the signer).
     func signature(of commit: [UInt8]) throws -> String
+
+    /// The signing public key as SSH encodes it (`string type, string key`), when the signer
+    /// knows it without asking anyone: what a record's signature is compared with to tell this
+    /// signer's commits from commits anyone could have pushed.
+    var publicKeyBlob: [UInt8]? { get }
+}
+
+extension CommitSigner {
+    public var publicKeyBlob: [UInt8]? { nil }
 }
 
 extension Repository {

@@ -61,6 +61,8 @@ public struct SSHSigningKey: CommitSigner {
         self.publicBlob = publicBlob
     }
 
+    public var publicKeyBlob: [UInt8]? { publicBlob }
+
     /// The public key as an `authorized_keys` / `allowed_signers` field: `ssh-ed25519 AAAA…`.
     public var publicKeyLine: String { "ssh-ed25519 " + Data(publicBlob).base64EncodedString() }
 

@@ -1102,6 +1102,9 @@ package actor PolicyRepository: AuditSink {
     /// A commit's signature and signed bytes, or nil when it is unsigned.
     package func signature(of commit: ObjectID) throws -> CommitSignature? { try repository.signature(of: commit) }
 
+    /// The public key of the key that signs this process's audit commits (`--signing-key`), if any.
+    package var auditKey: [UInt8]? { configuration.signer?.publicKeyBlob }
+
     /// The caller's git signing key, when git's configuration asks for SSH signatures (`gpg.format ssh`, `user.signingkey`).
     package func callerSigner() -> GitConfiguredSigner? {
         GitConfiguredSigner(configuration: { repository.configString($0) })

@@ -40,7 +40,7 @@ package struct Provenance: Sendable {
         verification: SourceVerification? = nil
     ) async -> Provenance {
         var result = Provenance()
-        let applied = await lastApplied(repository: repository, stateDirectory: stateDirectory)?.id
+        let applied = await lastApplied(repository: repository, stateDirectory: stateDirectory, verification: verification)?.id
         let baseline: ObjectID? = if let applied, await repository.has(applied) { applied } else { nil }
         for (id, approval) in state.approvals.sorted(by: { $0.key < $1.key }) {
             if (try? await repository.contains(recordID: AuditID.approved(id))) == true {
@@ -142,12 +142,18 @@ package struct Provenance: Sendable {
 
     /// The last applied revision: the state directory's baseline file, else (a new state
     /// directory) the revision of the newest applied record on the audit branch, which
-    /// `fromAuditBranch` marks, since anyone who can push can write that branch.
-    package static func lastApplied(repository: PolicyRepository, stateDirectory: String) async -> (id: ObjectID, fromAuditBranch: Bool)? {
+    /// `fromAuditBranch` marks, since anyone who can push can write that branch. With a signing
+    /// key or `verification` (`RecordTrust`), only a record whose commit a trusted key signed
+    /// counts: a made-up record naming the weakening revision itself would otherwise let that
+    /// weakening through without a second person. The records passed over are in `untrusted`.
+    package static func lastApplied(repository: PolicyRepository, stateDirectory: String,
+                                    verification: SourceVerification? = nil) async -> LastApplied? {
         if let local = (try? String(contentsOfFile: baselineFile(stateDirectory), encoding: .utf8))
             .flatMap({ ObjectID(hex: $0.trimmingCharacters(in: .whitespacesAndNewlines)) }) {
-            return (local, false)
+            return LastApplied(id: local, fromAuditBranch: false)
         }
+        let trust = await RecordTrust.of(repository, verification: verification)
+        var untrusted: [String] = []
         // The newest applied record is almost always the newest commit: a few are read first,
         // and the last 500 only when those hold none (each commit is a lookup in the packs,
         // and 500 of them over a long history touch most of a large pack's index). A window
@@ -156,14 +162,32 @@ package struct Provenance: Sendable {
         // the smaller ones are its first commits. One difference: a commit that cannot be read
         // below the record found is not reached, where reading 500 gave no baseline at all.
         var limit = 1
+        var checked = 0
         while true {
             guard let commits = try? await repository.auditHistory(limit: limit) else { return nil }
-            if let applied = commits.first(where: { $0.trailer(.decision) == Decision.applied.rawValue }) {
-                return applied.trailer(.desiredCommit).flatMap { ObjectID(hex: $0) }.map { ($0, true) }
+            for commit in commits.dropFirst(checked) where commit.trailer(.decision) == Decision.applied.rawValue {
+                if let trust, let problem = await trust.problem(with: commit.id, in: repository) {
+                    untrusted.append("record \(commit.trailer(.id) ?? commit.id.short): \(problem)")
+                    continue
+                }
+                return commit.trailer(.desiredCommit).flatMap { ObjectID(hex: $0) }
+                    .map { LastApplied(id: $0, fromAuditBranch: true, untrusted: untrusted) }
             }
-            guard commits.count == limit, limit < 500 else { return nil }
+            checked = commits.count
+            guard commits.count == limit, limit < 500 else {
+                return untrusted.isEmpty ? nil : LastApplied(id: nil, fromAuditBranch: true, untrusted: untrusted)
+            }
             limit = commits.contains { $0.parents.count > 1 } ? 500 : min(limit * 32, 500)
         }
+    }
+
+    /// The revision the last pass applied, and where that was read.
+    package struct LastApplied: Sendable {
+        /// Nil when the audit branch held applied records, none of them trusted.
+        package var id: ObjectID?
+        package var fromAuditBranch: Bool
+        /// The applied records passed over because no trusted key signed them, each with why.
+        package var untrusted: [String] = []
     }
 
     /// Moves the baseline to `head` once every weakening of it has reached its targets: each

@@ -44,19 +44,25 @@ package struct SourceVerification: Sendable {
     package func verify(head: ObjectID, repository: PolicyRepository, stateDirectory: String) async throws -> Outcome {
         var outcome = Outcome()
         let range: [CommitInfo]
-        if let baseline = await Provenance.lastApplied(repository: repository, stateDirectory: stateDirectory) {
-            guard await repository.has(baseline.id), try await repository.isAncestor(baseline.id, of: head) else {
-                throw Refusal(problems: ["the policy branch was rewritten: \(baseline.id.short) is not an ancestor of \(head.short)"])
+        let last = await Provenance.lastApplied(repository: repository, stateDirectory: stateDirectory, verification: self)
+        if let last, let baseline = last.id {
+            guard await repository.has(baseline), try await repository.isAncestor(baseline, of: head) else {
+                throw Refusal(problems: ["the policy branch was rewritten: \(baseline.short) is not an ancestor of \(head.short)"])
             }
-            var commits = try await repository.commits(from: head, since: baseline.id)
+            var commits = try await repository.commits(from: head, since: baseline)
             // A baseline read from the audit branch is only as trustworthy as whoever pushed that
             // record, so it is verified too; the state directory's own file is trusted.
-            if baseline.fromAuditBranch { commits.append(try await repository.commit(baseline.id)) }
+            if last.fromAuditBranch { commits.append(try await repository.commit(baseline)) }
             range = commits
         } else {
             range = [try await repository.commit(head)]
             outcome.note = "no revision was applied from this state directory or recorded on the audit branch yet: "
                 + "only the signature of \(head.short) is verified"
+        }
+        if let last, !last.untrusted.isEmpty {
+            outcome.note = [outcome.note, "\(last.untrusted.count) applied record(s) on the audit branch were not used as "
+                            + "the last applied revision: " + last.untrusted.prefix(3).joined(separator: "; ")]
+                .compactMap { $0 }.joined(separator: "; ")
         }
         for (file, what) in [(allowedSigners, "trusted signers file"), (trustedKeyring, "trusted keyring")] {
             if let file, !FileManager.default.isReadableFile(atPath: file) {

@@ -22,7 +22,7 @@ import Testing
 
     /// Pushes an applied record naming `applied`, then `after` records of other decisions on top;
     /// returns what a new state directory takes as its baseline.
-    func baseline(in dir: String, after: Int) async throws -> (id: ObjectID, fromAuditBranch: Bool)? {
+    func baseline(in dir: String, after: Int) async throws -> Provenance.LastApplied? {
         let s = try Scenario(in: dir)
         do {
             let repo = try PolicyRepository(.init(url: s.origin, stateDirectory: s.state))
@@ -40,7 +40,7 @@ import Testing
     @Test func theNewestAppliedRecordIsFoundWhenItIsTheNewestCommit() async throws {
         try await withTemporaryDirectory { dir in
             let found = try #require(try await baseline(in: dir, after: 0))
-            #expect(found.id.hex == applied && found.fromAuditBranch)
+            #expect(found.id?.hex == applied && found.fromAuditBranch)
         }
     }
 
@@ -48,7 +48,7 @@ import Testing
     func anAppliedRecordBehindOthersIsStillFound(after: Int) async throws {
         try await withTemporaryDirectory { dir in
             let found = try #require(try await baseline(in: dir, after: after))
-            #expect(found.id.hex == applied && found.fromAuditBranch)
+            #expect(found.id?.hex == applied && found.fromAuditBranch)
         }
     }
 
@@ -69,7 +69,98 @@ import Testing
             let own = "3333333333333333333333333333333333333333"
             try (own + "\n").write(toFile: Provenance.baselineFile(s.state), atomically: true, encoding: .utf8)
             let found = try #require(await Provenance.lastApplied(repository: repo, stateDirectory: s.state))
-            #expect(found.id.hex == own && !found.fromAuditBranch)
+            #expect(found.id?.hex == own && !found.fromAuditBranch)
+        }
+    }
+
+    /// An ed25519 key made by ssh-keygen: the signer Bulwark reads, and its allowed_signers line.
+    func key(_ dir: String, _ principal: String) throws -> (signer: SSHSigningKey, line: String) {
+        let path = dir + "/key-\(principal)"
+        let made = try run("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", principal, "-f", path])
+        guard made.status == 0 else { throw SupportError("ssh-keygen failed: \(made.stderr)") }
+        let fields = try read(path + ".pub").split(separator: " ")
+        return (try SSHSigningKey(openSSH: read(path)), "\(principal) namespaces=\"git\" \(fields[0]) \(fields[1])\n")
+    }
+
+    /// Bulwark (signing key `own`) records an applied revision; then another writer, who can push
+    /// to the origin (signing with `other`'s key, or not at all), records a newer one naming
+    /// another revision. Returns the baseline a new state directory takes, with `own` as its
+    /// signing key when `readerSigns`, and the trusted signers file listing `trustedSigners`.
+    func baselineAfterAnotherWriter(in dir: String, otherSigns: Bool, readerSigns: Bool = true, trustedSigners: [String]?) async throws
+        -> (found: Provenance.LastApplied?, forged: String) {
+        let s = try Scenario(in: dir)
+        let own = try key(dir, "bulwark")
+        let other = try key(dir, "mallory")
+        let forged = "4444444444444444444444444444444444444444"
+        let bulwark = try PolicyRepository(.init(url: s.origin, stateDirectory: s.state, signer: own.signer))
+        _ = try await bulwark.sync()
+        _ = try await bulwark.write(record(0, .applied, desired: applied))
+        #expect(try await bulwark.publish() == .pushed(commits: 1))
+        let writer = try PolicyRepository(.init(url: s.origin, stateDirectory: dir + "/mallory-state",
+                                                signer: otherSigns ? other.signer : nil))
+        _ = try await writer.sync()
+        _ = try await writer.write(record(1, .applied, desired: forged))
+        #expect(try await writer.publish() == .pushed(commits: 1))
+
+        let fresh = dir + "/fresh-state"
+        let repo = try PolicyRepository(.init(url: s.origin, stateDirectory: fresh, signer: readerSigns ? own.signer : nil))
+        _ = try await repo.sync()
+        var verification: SourceVerification?
+        if let trustedSigners {
+            let file = dir + "/allowed_signers"
+            try write(file, trustedSigners.map { $0 == "mallory" ? other.line : own.line }.joined())
+            verification = SourceVerification(allowedSigners: file, trustedKeyring: nil, trustPolicy: nil)
+        }
+        return (await Provenance.lastApplied(repository: repo, stateDirectory: fresh, verification: verification), forged)
+    }
+
+    @Test(arguments: [false, true])
+    func aRecordNoTrustedKeySignedIsNotTheBaseline(otherSigns: Bool) async throws {
+        try await withTemporaryDirectory { dir in
+            let (found, _) = try await baselineAfterAnotherWriter(in: dir, otherSigns: otherSigns, trustedSigners: nil)
+            let baseline = try #require(found)
+            #expect(baseline.id?.hex == applied && baseline.fromAuditBranch)
+            #expect(baseline.untrusted.count == 1)
+            #expect(baseline.untrusted.first?.contains(otherSigns ? "not signed by this Bulwark's signing key" : "is not signed") == true)
+        }
+    }
+
+    /// With a signing key, only that key's records count, even one a trusted signer of the policy signed.
+    @Test func aRecordATrustedPolicySignerSignedIsNotTheBaselineOfABulwarkWithASigningKey() async throws {
+        try await withTemporaryDirectory { dir in
+            let (found, _) = try await baselineAfterAnotherWriter(in: dir, otherSigns: true, trustedSigners: ["mallory", "bulwark"])
+            let baseline = try #require(found)
+            #expect(baseline.id?.hex == applied && baseline.untrusted.count == 1)
+            #expect(baseline.untrusted.first?.contains("not signed by this Bulwark's signing key") == true)
+        }
+    }
+
+    /// Without one, a key the trusted signers file lists is what can be checked.
+    @Test func withoutASigningKeyARecordATrustedSignerSignedIsTheBaseline() async throws {
+        try await withTemporaryDirectory { dir in
+            let (found, forged) = try await baselineAfterAnotherWriter(in: dir, otherSigns: true, readerSigns: false,
+                                                                       trustedSigners: ["mallory"])
+            let baseline = try #require(found)
+            #expect(baseline.id?.hex == forged && baseline.untrusted.isEmpty)
+        }
+    }
+
+    @Test func withoutASigningKeyARecordSignedByAKeyTheTrustedSignersDoNotListIsNotTheBaseline() async throws {
+        try await withTemporaryDirectory { dir in
+            let (found, _) = try await baselineAfterAnotherWriter(in: dir, otherSigns: true, readerSigns: false,
+                                                                  trustedSigners: ["bulwark"])
+            let baseline = try #require(found)
+            #expect(baseline.id?.hex == applied && baseline.untrusted.count == 1)
+            #expect(baseline.untrusted.first?.contains("not in the trusted signers file") == true)
+        }
+    }
+
+    /// With nothing to check against, every record counts, as before.
+    @Test func withNoKeyAtAllTheNewestAppliedRecordIsTheBaseline() async throws {
+        try await withTemporaryDirectory { dir in
+            let (found, forged) = try await baselineAfterAnotherWriter(in: dir, otherSigns: false, readerSigns: false, trustedSigners: nil)
+            let baseline = try #require(found)
+            #expect(baseline.id?.hex == forged && baseline.untrusted.isEmpty)
         }
     }
 }

@@ -1,5 +1,7 @@
 @testable import BulwarkCommands
 @testable import BulwarkRuntime
+import BulwarkCore
+import BulwarkGit
 import BulwarkTestSupport
 import Foundation
 import Testing
@@ -368,6 +370,91 @@ import Testing
             #expect(try sshd(s).contains("\nPermitRootLogin yes\n"))
             #expect(try baseline(s) == head(s))
             #expect(try s.run("plan").status == 0, "in sync")
+        }
+    }
+
+    // MARK: - A new state directory's baseline comes from a record a trusted key signed
+
+    /// Bulwark (signing its records) applies; Mallory, a trusted signer, weakens the policy and
+    /// pushes a made-up applied record naming her weakening to the audit branch, then waits for
+    /// a Bulwark with a new state directory (a replaced container, a rebuilt host). With her
+    /// record as the baseline there would be no weakening to judge. `mallorySigns`: whether she
+    /// signs that record with her own key (listed for policy commits, not as a Bulwark).
+    @Test(arguments: [false, true])
+    func aRecordPushedByAnotherWriterIsNotTheBaselineOfANewStateDirectory(mallorySigns: Bool) async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let bulwarkKey = try AuditTrailTests().makeKey(dir)
+            let (malloryKey, samKey) = (try signatures.makeKey(dir, "mallory"), try signatures.makeKey(dir, "sam"))
+            let signers = try signatures.allowedSigners(dir, malloryKey, samKey)
+            func apply(stateDir: String? = nil) throws -> ProcessOutput {
+                try s.run("apply", "--trusted-signers", signers, "--secrets-dir", bulwarkKey.secrets, "--signing-key", bulwarkKey.path,
+                          stateDir: stateDir)
+            }
+            // A signed revision first: with trusted signers, a new state directory verifies its baseline's commit too.
+            let work = try clone(s)
+            let sam = Person(name: "Sam", email: "sam@example.org", key: samKey)
+            let tighter = try read(work + "/desired-state/hosts/sshd.yaml").replacingOccurrences(of: "MaxAuthTries: 4", with: "MaxAuthTries: 3")
+            try commit(sam, ["desired-state/hosts/sshd.yaml": tighter], "three tries", in: work)
+            try gitAs(sam, "push", "-q", "origin", "main", in: work)
+            let first = try apply()
+            #expect(first.status == 0, "\(first.stderr)")
+
+            let mallory = Person(name: "Mallory", email: "mallory@example.org", key: malloryKey)
+            try commit(mallory, ["desired-state/hosts/sshd.yaml": try rootLoginAllowed(work)], "allow root login", in: work)
+            try gitAs(mallory, "push", "-q", "origin", "main", in: work)
+            let weakening = try head(s)
+            let forger = try PolicyRepository(.init(url: s.origin, stateDirectory: dir + "/mallory-state",
+                                                    signer: mallorySigns ? try SSHSigningKey(openSSH: read(malloryKey.privateKey)) : nil))
+            _ = try await forger.sync()
+            var forged = PolicyRepositoryTests().record("01FQRGEDRECQRD0000000000AA")
+            forged.decision = .applied
+            forged.result = .verified
+            forged.desiredCommit = Revision(weakening)
+            _ = try await forger.write(forged)
+            #expect(try await forger.publish() == .pushed(commits: 1))
+
+            let fresh = dir + "/fresh-state"
+            let before = try s.snapshot()
+            let plan = try s.run("plan", "--trusted-signers", signers, "--secrets-dir", bulwarkKey.secrets,
+                                 "--signing-key", bulwarkKey.path, stateDir: fresh)
+            #expect(plan.stdout.contains("weakens the policy by mallory: PermitRootLogin: no → yes"), "\(plan.stdout)")
+            #expect(plan.stderr.contains("record 01FQRGEDRECQRD0000000000AA: its commit"), "\(plan.stderr)")
+            let applied = try apply(stateDir: fresh)
+            #expect(applied.status == 0, "\(applied.stderr)")
+            #expect(try s.snapshot() == before, "nothing weakened without a second person")
+            let held = try #require(try safety.decisions(s, resource: rootLogin).first)
+            #expect(held.decision == "held")
+        }
+    }
+
+    /// The legitimate case: a new state directory takes its baseline from this Bulwark's own
+    /// signed record, and a revision that weakens nothing since goes through untouched.
+    @Test func aNewStateDirectoryTakesItsBaselineFromItsOwnSignedRecord() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let bulwarkKey = try AuditTrailTests().makeKey(dir)
+            let samKey = try signatures.makeKey(dir, "sam")
+            let signers = try signatures.allowedSigners(dir, samKey)
+            func run(_ command: String, stateDir: String? = nil) throws -> ProcessOutput {
+                try s.run(command, "--trusted-signers", signers, "--secrets-dir", bulwarkKey.secrets, "--signing-key", bulwarkKey.path,
+                          stateDir: stateDir)
+            }
+            let sam = Person(name: "Sam", email: "sam@example.org", key: samKey)
+            let work = try clone(s)
+            let tighter = try read(work + "/desired-state/hosts/sshd.yaml").replacingOccurrences(of: "MaxAuthTries: 4", with: "MaxAuthTries: 3")
+            try commit(sam, ["desired-state/hosts/sshd.yaml": tighter], "three tries", in: work)
+            try gitAs(sam, "push", "-q", "origin", "main", in: work)
+            let first = try run("apply")
+            #expect(first.status == 0, "\(first.stderr)")
+            #expect(try sshd(s).contains("\nMaxAuthTries 3\n"))
+            try signatures.drift(s)
+            let fresh = dir + "/fresh-state"
+            let again = try run("apply", stateDir: fresh)
+            #expect(again.status == 0, "\(again.stderr)")
+            #expect(!again.stderr.contains("were not used as the last applied revision"), "\(again.stderr)")
+            #expect(try read(Provenance.baselineFile(fresh)).trimmingCharacters(in: .whitespacesAndNewlines) == head(s))
+            #expect(try sshd(s).contains("\nPermitRootLogin no\n"), "the drift is fixed")
         }
     }
 }

@@ -84,6 +84,49 @@ import Testing
         }
     }
 
+    /// The values a revert puts back come from the record. With a signing key, a record another
+    /// writer pushed to the audit branch (a copy of a real fix, with its own id) is refused and
+    /// nothing changes; the real fix, which this Bulwark signed, is reverted.
+    @Test func aRecordThisBulwarkDidNotSignIsNotRevertedAndItsOwnIs() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let key = try AuditTrailTests().makeKey(dir)
+            let signing = ["--secrets-dir", key.secrets, "--signing-key", key.path]
+            func revert(_ id: String) throws -> ProcessOutput {
+                try run(try bulwarkExecutable(), ["revert", id, "--repo", s.origin, "--state-dir", s.state,
+                                                  "--reason", "CHG-42", "--expires", Self.day(in: 30)] + signing, environment: Self.person)
+            }
+            let applied = try s.run("apply", signing[0], signing[1], signing[2], signing[3])
+            #expect(applied.status == 0, "\(applied.stderr)")
+            let resource = "SSHDConfig/cis-5.1.20-permit-root-login"
+            let genuine = try Self.recordID(s, resource: resource, decision: "applied")
+
+            // Someone who can push copies the fix's record under a new id, unsigned.
+            let forger = try PolicyRepository(.init(url: s.origin, stateDirectory: dir + "/forger-state"))
+            _ = try await forger.sync()
+            var copy = try await Bulwark.Revert.record(genuine, in: forger, stateDirectory: dir + "/forger-state",
+                                                       auditBranch: "bulwark/audit", trust: nil)
+            copy.id = "01FQRGEDRECQRD0000000000BB"
+            _ = try await forger.write(copy)
+            #expect(try await forger.publish() == .pushed(commits: 1))
+
+            let host = try s.snapshot()
+            let main = try git("--git-dir", s.origin, "rev-parse", "main")
+            let audit = try s.auditCommits()
+            let refused = try revert(copy.id)
+            #expect(refused.status == 1)
+            #expect(refused.stderr.contains("the audit record \(copy.id) cannot be reverted: its commit"), "\(refused.stderr)")
+            #expect(refused.stderr.contains("is not signed"), "\(refused.stderr)")
+            #expect(try s.snapshot() == host)
+            #expect(try git("--git-dir", s.origin, "rev-parse", "main") == main)
+            #expect(try s.auditCommits() == audit)
+
+            let reverted = try revert(genuine)
+            #expect(reverted.status == 0, "\(reverted.stderr)")
+            #expect(try read(s.host + "/etc/ssh/sshd_config").contains("\nPermitRootLogin yes\n"))
+        }
+    }
+
     @Test func anUnknownIdIsRefusedAndNothingChanges() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)

@@ -1,0 +1,63 @@
+package import BulwarkGit
+import Foundation
+
+/// Which audit records a command may act on. Anyone who can push to the origin can write an
+/// audit record: the branch takes in the origin's commits, and the fleet's other writers have
+/// refs of their own. Where a record decides what Bulwark does (the values `revert` restores,
+/// the revision a new state directory compares weakenings with), it counts only when a key
+/// this Bulwark trusts for records signed its commit:
+/// - with a signing key (`--signing-key`), that key alone, checked in this process. The trusted
+///   signers file lists the people who sign the policy, and one of them must not be able to
+///   write the record that hides her own weakening; replicas that share a new state directory's
+///   baseline share the key.
+/// - without one, a key of the trusted signers file or keyring (as peer records are checked,
+///   `PeerRecordVerification`): the most that can be checked.
+/// - with neither, nothing can be checked, and every record counts, as it always did.
+package struct RecordTrust: Sendable {
+    /// The SSH public key (`string type, string key`) of this process's `--signing-key`.
+    package let ownKey: [UInt8]?
+    package let verification: SourceVerification?
+
+    /// Nil when there is nothing to check against: no signing key, no trusted signers, no keyring.
+    package init?(ownKey: [UInt8]?, verification: SourceVerification?) {
+        let verification = verification.flatMap { $0.allowedSigners != nil || $0.trustedKeyring != nil ? $0 : nil }
+        guard ownKey != nil || verification != nil else { return nil }
+        self.ownKey = ownKey
+        self.verification = verification
+    }
+
+    /// The trust of `repository`'s audit records: its signing key and `verification`.
+    package static func of(_ repository: PolicyRepository, verification: SourceVerification?) async -> RecordTrust? {
+        RecordTrust(ownKey: await repository.auditKey, verification: verification)
+    }
+
+    /// Why the record commit `commit` is not to be acted on, or nil when a trusted key signed it.
+    package func problem(with commit: ObjectID, in repository: PolicyRepository) async -> String? {
+        let signed: CommitSignature
+        do {
+            guard let found = try await repository.signature(of: commit) else { return "its commit \(commit.short) is not signed" }
+            signed = found
+        } catch {
+            return "the signature of its commit \(commit.short) cannot be read: \(error)"
+        }
+        if let ownKey, let parsed = SSHSignature(armored: signed.signature), parsed.publicKey == ownKey {
+            // A copy of one of our signatures on another commit names our key too: the arithmetic decides.
+            return parsed.isValidEd25519(of: signed.signedData) ? nil
+                : "its commit \(commit.short) names this Bulwark's signing key, and the signature does not verify"
+        }
+        if ownKey != nil {
+            return "its commit \(commit.short) is not signed by this Bulwark's signing key"
+        }
+        guard let verification else { return "its commit \(commit.short) is not signed by a trusted key" }
+        do {
+            let folder = try SourceVerification.privateFolder()
+            defer { try? FileManager.default.removeItem(atPath: folder) }
+            switch try verification.verifyAny(signed, commit: commit, folder: folder) {
+            case .success: return nil
+            case .failure(let untrusted): return "its commit \(commit.short) is not trusted: \(untrusted.description)"
+            }
+        } catch {
+            return "the signature of its commit \(commit.short) cannot be checked: \(error)"
+        }
+    }
+}
