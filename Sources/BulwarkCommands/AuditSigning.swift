@@ -1,3 +1,4 @@
+internal import BulwarkCore
 internal import BulwarkRuntime
 internal import BulwarkGit
 internal import Foundation
@@ -16,6 +17,7 @@ extension RepositoryOptions {
         do { text = try SecretFiles.read(absolute, environment: environment) } catch {
             throw CommandError("cannot use the signing key: \(error)")
         }
+        OwnSecrets.register(text)
         do { return try SSHSigningKey(openSSH: text) } catch {
             throw CommandError("cannot use the signing key \(path): \(error.message)")
         }

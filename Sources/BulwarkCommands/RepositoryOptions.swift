@@ -158,6 +158,9 @@ struct RepositoryOptions: ParsableArguments {
         if let key = sshKey ?? env["BULWARK_SSH_KEY"].flatMap({ $0.isEmpty ? nil : $0 }) ?? SystemdCredentials.path("ssh-key", environment: env) {
             guard FileManager.default.isReadableFile(atPath: key) else { throw CommandError("cannot read SSH key \(key)") }
             access.sshKey = .init(privateKey: key, passphrase: env["BULWARK_SSH_PASSPHRASE"].flatMap { $0.isEmpty ? nil : $0 })
+            // libgit2 reads the key itself; its text is remembered so that no policy sends it anywhere.
+            OwnSecrets.register(access.sshKey?.passphrase)
+            OwnSecrets.register(try? String(contentsOfFile: key, encoding: .utf8))
         }
         if let endpoint = sshEndpoint(url) {
             let explicit = sshKnownHosts ?? env["BULWARK_SSH_KNOWN_HOSTS"].flatMap { $0.isEmpty ? nil : $0 }

@@ -9,18 +9,28 @@ internal import PostgresNIO
 struct Connector: Sendable {
     var secrets: SecretsDirectories
 
+    /// The target's password; never one of Bulwark's own credentials (`OwnSecrets`), which a
+    /// policy naming them could otherwise send to a server of its choosing.
     func password(_ target: Target) throws -> String? {
         let settings = try PostgresAdapter.settings(target)
+        let value: String
+        let source: String
         if let name = settings.passwordEnv {
-            guard let value = ProcessInfo.processInfo.environment[name], !value.isEmpty else {
+            guard let found = ProcessInfo.processInfo.environment[name], !found.isEmpty else {
                 throw PostgresAdapterError("environment variable \(name) (the password of target \(target.name)) is not set")
             }
-            return value
+            (value, source) = (found, "environment variable \(name)")
+        } else if let path = settings.passwordFile {
+            (value, source) = (try secrets.read(path, what: "the passwordFile of target \(target.name)"), "passwordFile \(path)")
+        } else {
+            return nil
         }
-        if let path = settings.passwordFile {
-            return try secrets.read(path, what: "the passwordFile of target \(target.name)")
+        guard !OwnSecrets.contains(value) else {
+            throw PostgresAdapterError("target \(target.name): \(source) holds one of Bulwark's own credentials (its git password, "
+                                       + "signing key, SSH key, webhook secret, findings token or lease password); it is never sent "
+                                       + "to a database: give the target a password of its own")
         }
-        return nil
+        return value
     }
 
     /// Runs `body` on a new connection to `database` (default: the target's), then closes it.

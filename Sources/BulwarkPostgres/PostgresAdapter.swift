@@ -75,7 +75,13 @@ public enum PostgresAdapter {
             }
             settings.sslmode = PostgresTargetSettings.SSLMode(rawValue: mode) ?? .verifyFull
         }
-        let env = spec.field("passwordEnv")?.string()
+        let envReader = spec.field("passwordEnv")
+        let env = envReader?.string()
+        if let env, let envReader, OwnSecrets.isReservedVariable(env) {
+            envReader.fail("\(env) holds Bulwark's own credentials (AWS_… and Bulwark's own variables are never sent to a "
+                           + "database); name a variable that holds this target's password alone, such as BULWARK_DB1_PASSWORD")
+            return nil
+        }
         let fileReader = spec.field("passwordFile")
         let file = fileReader?.string()
         if env != nil && file != nil { spec.fail("set only one of passwordEnv, passwordFile"); return nil }

@@ -73,7 +73,9 @@ extension NotifierConfig.Secret {
     /// variable's value, or nil when the variable is unset or empty.
     package static func commandLine(file: String?, environment name: String, what: String) throws -> String? {
         guard let file else {
-            return try? Self.environment(name).value()
+            let value = try? Self.environment(name).value()
+            OwnSecrets.register(value)
+            return value
         }
         let value: String
         do {
@@ -84,6 +86,7 @@ extension NotifierConfig.Secret {
             throw CommandError("cannot use the \(what) file: \(error)")
         }
         guard !value.isEmpty else { throw CommandError("the \(what) file \(file) is empty") }
+        OwnSecrets.register(value)
         return value
     }
 }

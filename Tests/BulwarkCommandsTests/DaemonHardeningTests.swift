@@ -290,4 +290,49 @@ struct DaemonHardeningTests {
             #expect(daemon.log.contains("did not finish within 2 s"), "\(daemon.log)")
         }
     }
+
+    // MARK: - Bulwark's own credentials
+
+    /// A policy commit that points a database target at its own server and names Bulwark's own
+    /// credentials as the password (the audit signing key in the secrets folder, the git password
+    /// file) gets neither: the target fails before any connection, naming why, and the server
+    /// never sees a connection. (A target's own password still connects: PostgresTests.)
+    @Test(arguments: ["signing key", "git password"])
+    func aTargetNamingBulwarksOwnCredentialIsNeverConnected(credential: String) async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            try #require(listener >= 0)
+            defer { close(listener) }
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            let bound = withUnsafeMutablePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) == 0 && getsockname(listener, $0, &length) == 0 }
+            }
+            try #require(bound && listen(listener, 16) == 0 && fcntl(listener, F_SETFL, O_NONBLOCK) == 0)
+            let port = UInt16(bigEndian: address.sin_port)
+            let secrets = dir + "/secrets"
+            try FileManager.default.createDirectory(atPath: secrets, withIntermediateDirectories: true)
+            let made = try run("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", secrets + "/bulwark-signing-key"])
+            try #require(made.status == 0)
+            try write(secrets + "/git-password", "git-\(UUID().uuidString)\n", mode: 0o600)
+            let file = credential == "signing key" ? "bulwark-signing-key" : "git-password"
+            try s.commitPolicy("controllers/thief-db.yaml", """
+                apiVersion: bulwark/v1
+                kind: Target
+                metadata: {name: thief-db, labels: {role: database}}
+                spec: {adapter: postgres, host: 127.0.0.1, port: \(port), user: postgres, database: postgres,
+                       passwordFile: \(file), sslmode: disable}
+                """)
+            let plan = try s.run("plan", "--secrets-dir", secrets, "--signing-key", secrets + "/bulwark-signing-key",
+                                 "--git-password-file", secrets + "/git-password")
+            let output = plan.stdout + plan.stderr
+            #expect(output.contains("passwordFile \(file) holds one of Bulwark's own credentials"), "\(output)")
+            let password = try read(secrets + "/git-password").trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(!output.contains("PRIVATE KEY") && !output.contains(password))
+            #expect(accept(listener, nil, nil) < 0 && errno == EAGAIN, "no connection reached the server")
+        }
+    }
 }

@@ -116,4 +116,40 @@ struct PostgresTests {
         #expect(plan.failures.first?.message.contains("password authentication failed") == true)
         #expect(plan.failures.first?.message.contains("not-the-password") == false)
     }
+
+    /// A policy names both a target's host and where its password comes from: none of Bulwark's
+    /// own credentials may be that password. Bulwark's own variables (and AWS's) are refused
+    /// where the target is read, naming the line; a file in the secrets folder holding one of
+    /// the credentials Bulwark read at start (here its audit signing key) fails the target
+    /// before any connection; the target's own password file still connects.
+    @Test func bulwarksOwnCredentialsAreNeverATargetsPassword() async throws {
+        let server = try PostgresServer()
+        let manifest = "apiVersion: bulwark/v1\nkind: PostgresRole\nmetadata: {name: x}\nspec: {role: postgres, login: true}\n"
+        for variable in ["AWS_SECRET_ACCESS_KEY", "BULWARK_GIT_PASSWORD"] {
+            let target = "{adapter: postgres, host: 127.0.0.1, port: \(server.port), user: postgres, passwordEnv: \(variable), sslmode: disable}"
+            do {
+                _ = try postgresState(server, target: target, manifest)
+                Issue.record("passwordEnv \(variable) was accepted")
+            } catch {
+                #expect("\(error)".contains("controllers/c.yaml:4"), "\(error)")
+                #expect("\(error)".contains("\(variable) holds Bulwark's own credentials"), "\(error)")
+            }
+        }
+
+        let key = "-----BEGIN OPENSSH PRIVATE KEY-----\n\(UUID().uuidString)\n-----END OPENSSH PRIVATE KEY-----\n"
+        try key.write(toFile: server.directory + "/bulwark-signing-key", atomically: true, encoding: .utf8)
+        OwnSecrets.register(key)
+        let stolen = try postgresState(server, target: """
+            {adapter: postgres, host: 127.0.0.1, port: \(server.port), user: postgres,
+             passwordFile: \(server.directory)/bulwark-signing-key, sslmode: disable}
+            """, manifest)
+        let refused = try await Reconciler(registry: postgresRegistry(server)).plan(stolen)
+        let message = try #require(refused.failures.first?.message)
+        #expect(message.contains("passwordFile \(server.directory)/bulwark-signing-key holds one of Bulwark's own credentials"), "\(message)")
+        #expect(!message.contains("PRIVATE KEY"))
+        #expect(!(try read(server.directory + "/log")).contains("password authentication failed"), "no connection was tried")
+
+        let own = try await Reconciler(registry: postgresRegistry(server)).plan(try state(server, manifest))
+        #expect(own.failures.isEmpty, "\(own.failures.map(\.message))")
+    }
 }
