@@ -134,7 +134,22 @@ extension SettingDriver {
                                                       columns: 2)
             var contexts: [String: String] = [:]
             for row in rows { if let name = row[0], let context = row[1] { contexts[name] = context } }
-            return names.compactMap { name in
+            // A library every new session loads must load: one that does not stops every
+            // connection, Bulwark's included. Tried here, in the judging session.
+            var problems: [String] = []
+            for change in changes where ["session_preload_libraries", "local_preload_libraries"].contains(change.property) {
+                for library in SettingValue.items(change.desired) {
+                    // local_preload_libraries loads from $libdir/plugins/ what names no folder.
+                    let path = change.property == "local_preload_libraries" && !library.contains("/") ? "$libdir/plugins/" + library : library
+                    do {
+                        try await PostgresAdapter.execute(connection, "LOAD \(PostgresAdapter.literal(path))")
+                    } catch {
+                        problems.append("\(change.property): the library '\(quotedForMessage(library))' does not load (\(PostgresAdapter.describe(error))), "
+                                        + "and every new session would fail to start")
+                    }
+                }
+            }
+            return problems + names.compactMap { name in
                 switch contexts[name] {
                 case nil:
                     return "\(name) is not a setting of this server"

@@ -74,29 +74,45 @@ struct SettingDriver: ResourceDriver {
         }
         // Only the server's values that differ are written; an override alone writes nothing.
         let written = changes.filter { before[$0.property]?.serverIs($0.desired) != true }
+        var after = before
         if !written.isEmpty {
             try await connector.withConnection(target) { connection in
+                let previous = try await Self.systemValues(connection, names: written.map(\.property))
                 for change in written {
-                    try await PostgresAdapter.execute(connection,
-                        "ALTER SYSTEM SET \(PostgresAdapter.identifier(change.property)) TO \(PostgresAdapter.literal(change.desired))")
+                    try await PostgresAdapter.execute(connection, Self.alterSystem(change.property, to: change.desired))
                 }
                 try await PostgresAdapter.execute(connection, "SELECT pg_reload_conf()")
+                // The postmaster reloads asynchronously: wait (briefly) until new sessions see the
+                // change. A new session that cannot start (a library no session can load) is undone
+                // through this one, which is already in: otherwise nobody, Bulwark included, could
+                // connect to put it back.
+                do {
+                    for attempt in 0..<20 {
+                        after = try await connector.withConnection(target) { connection in
+                            try await SettingState.read(connection, names: names)
+                        }
+                        let settled = written.allSatisfy { change in
+                            after[change.property].map { $0.serverIs(change.desired) || $0.pendingRestart } ?? false
+                        }
+                        if settled || attempt == 19 { break }
+                        try await Task.sleep(for: .milliseconds(100))
+                    }
+                } catch {
+                    for change in written {
+                        let name = change.property
+                        try await PostgresAdapter.execute(connection, previous[name].map { Self.alterSystem(name, to: $0) }
+                                                          ?? "ALTER SYSTEM RESET \(PostgresAdapter.identifier(name))")
+                    }
+                    try await PostgresAdapter.execute(connection, "SELECT pg_reload_conf()")
+                    throw PostgresAdapterError("new sessions could not start after setting "
+                        + written.map(\.property).joined(separator: ", ") + " (\(PostgresAdapter.describe(error))); the change was undone: "
+                        + "postgresql.auto.conf holds what it held before, and the server reloaded it")
+                }
             }
-        }
-        // The postmaster reloads asynchronously: wait (briefly) until new sessions see the change.
-        var after = before
-        for attempt in 0..<20 where !written.isEmpty {
-            after = try await connector.withConnection(target) { connection in
-                try await SettingState.read(connection, names: names)
-            }
-            let settled = written.allSatisfy { change in
-                after[change.property].map { $0.serverIs(change.desired) || $0.pendingRestart } ?? false
-            }
-            if settled || attempt == 19 { break }
-            try await Task.sleep(for: .milliseconds(100))
         }
         let overridden = changes.compactMap { change -> String? in
             guard let state = after[change.property] else { return nil }
+
             let differing = state.differing(from: change.desired)
             guard !differing.isEmpty else { return nil }
             let name = change.property
@@ -110,6 +126,28 @@ struct SettingDriver: ResourceDriver {
             throw PostgresAdapterError((written.isEmpty ? "" : "the server's value was set, but ")
                 + overridden.joined(separator: "; ") + "; Bulwark does not change another role's or database's settings")
         }
+    }
+}
+
+extension SettingDriver {
+    /// `ALTER SYSTEM SET name TO value`: a list setting item by item (`'a', 'b'`), since one
+    /// literal would be one item; any other as one literal.
+    static func alterSystem(_ name: String, to value: String) -> String {
+        let items = SettingValue.listQuoted.contains(name) ? SettingValue.items(value) : [value]
+        let literals = items.isEmpty ? "''" : items.map(PostgresAdapter.literal).joined(separator: ", ")
+        return "ALTER SYSTEM SET \(PostgresAdapter.identifier(name)) TO \(literals)"
+    }
+
+    /// What postgresql.auto.conf holds for `names` (`pg_file_settings`, as written there); a name
+    /// it does not hold is left out.
+    static func systemValues(_ connection: PostgresConnection, names: [String]) async throws -> [String: String] {
+        let rows = try await PostgresAdapter.rows(connection, """
+            SELECT name, setting FROM pg_file_settings
+            WHERE name = ANY(\(names)) AND sourcefile LIKE '%/postgresql.auto.conf' AND error IS NULL ORDER BY seqno
+            """, columns: 2)
+        var values: [String: String] = [:]
+        for row in rows { if let name = row[0], let value = row[1] { values[name] = value } }
+        return values
     }
 }
 
@@ -204,7 +242,7 @@ struct SettingState: Sendable {
         var sources: [String: String] = [:]
         for row in rows {
             guard let name = row[0], let value = row[1] else { continue }
-            let type = SettingValue.Kind(vartype: row[6] ?? "string", unit: row[7])
+            let type = SettingValue.Kind(vartype: row[6] ?? "string", unit: row[7], list: SettingValue.listQuoted.contains(name))
             states[name] = SettingState(server: value, serverValue: row[5].flatMap { SettingValue.read($0, type) },
                                         type: type, pendingRestart: row[4] == "true", overrides: [])
             if let source = row[2], sessionSources.contains(source) {

@@ -16,6 +16,53 @@ enum SettingValue: Equatable, Sendable {
     struct Kind: Sendable, Equatable {
         var vartype: String
         var unit: String?
+        /// A list whose items the server quotes one by one (`listQuoted`).
+        var list = false
+    }
+
+    /// The settings PostgreSQL keeps as a list of names, quoting each (guc.c's GUC_LIST_QUOTE):
+    /// written as one literal, `'a,b'` is one item named `a,b`, and for the preload libraries
+    /// that item is a library no session can load, so every new connection fails.
+    static let listQuoted: Set<String> = [
+        "search_path", "temp_tablespaces", "session_preload_libraries", "local_preload_libraries", "shared_preload_libraries",
+        "unix_socket_directories",
+    ]
+
+    /// The items of a list setting as people and the server write them (`"$user", public`,
+    /// `auto_explain,pg_stat_statements`): split at commas outside double quotes, blanks around
+    /// each trimmed, a double-quoted item unquoted (`""` inside it is one `"`); empty items dropped.
+    static func items(_ text: String) -> [String] {
+        var items: [String] = []
+        var current = ""
+        var quoted = false
+        var wasQuoted = false
+        var characters = Array(text)[...]
+        while let character = characters.popFirst() {
+            if quoted {
+                if character == "\"" {
+                    if characters.first == "\"" {
+                        current.append("\"")
+                        characters.removeFirst()
+                    } else {
+                        quoted = false
+                    }
+                } else {
+                    current.append(character)
+                }
+            } else if character == "\"" {
+                quoted = true
+                wasQuoted = true
+            } else if character == "," {
+                let item = wasQuoted ? current : current.trimmingCharacters(in: .whitespaces)
+                if !item.isEmpty { items.append(item) }
+                (current, wasQuoted) = ("", false)
+            } else if !(character == " " || character == "\t") || !current.isEmpty && !wasQuoted {
+                current.append(character)
+            }
+        }
+        let last = wasQuoted ? current : current.trimmingCharacters(in: .whitespaces)
+        if !last.isEmpty { items.append(last) }
+        return items
     }
 
     /// Bytes in each memory unit, milliseconds in each time unit (guc.c's conversion tables).
@@ -27,6 +74,7 @@ enum SettingValue: Equatable, Sendable {
 
     /// The value `text` stands for in a setting of `kind`; nil when the server would refuse it.
     static func read(_ text: String, _ kind: Kind) -> SettingValue? {
+        if kind.list { return .text(items(text).joined(separator: "\u{0}")) }
         switch kind.vartype {
         case "bool": return bool(text).map { .text($0 ? "on" : "off") }
         case "enum": return .text(text.lowercased())

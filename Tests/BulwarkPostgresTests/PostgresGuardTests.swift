@@ -1,5 +1,5 @@
 import BulwarkCore
-import BulwarkPostgres
+@testable import BulwarkPostgres
 import BulwarkTestSupport
 import Foundation
 import Testing
@@ -57,6 +57,67 @@ struct PostgresGuardTests {
                 "never written to postgresql.auto.conf")
         #expect(try server.psql("SHOW log_checkpoints") == "on", "the reload setting beside it was applied")
         #expect(try server.psql("SELECT pg_postmaster_start_time()") == started, "never restarted")
+    }
+
+    // MARK: - Settings every new session depends on
+
+    func preload(_ server: PostgresServer, _ libraries: String) throws -> DesiredState {
+        try postgresState(server, """
+            apiVersion: bulwark/v1
+            kind: PostgresSetting
+            metadata: {name: preload}
+            spec: {settings: {session_preload_libraries: "\(libraries)"}}
+            """)
+    }
+
+    /// A library every new session loads and that does not load (a typo) would stop every
+    /// connection, Bulwark's included: blocked, recorded, nothing written. Two libraries that
+    /// load are written as two items (as one literal they were one item, `"a,b"`, that no session
+    /// could load), new sessions start, and the next pass finds it in sync.
+    @Test func aPreloadLibraryThatDoesNotLoadIsBlockedAndAListThatLoadsIsWrittenItemByItem() async throws {
+        let server = try PostgresServer()
+        let reason = try await expectBlocked(try preload(server, "auto_explain,pg_stat_statments"), server, name: "preload")
+        #expect(reason.contains("session_preload_libraries: the library 'pg_stat_statments' does not load"), "\(reason)")
+        #expect(try server.psql("SELECT count(*) FROM pg_file_settings WHERE name = 'session_preload_libraries'") == "0")
+        #expect(try server.psql("SELECT 1") == "1", "new sessions start")
+
+        let state = try preload(server, "auto_explain,pg_stat_statements")
+        let (_, outcome) = try await reconcilePostgres(state, server)
+        #expect(outcome.verified.count == 1, "\(outcome.failed.map { $0.record.error ?? "" })")
+        #expect(try server.psql("SHOW session_preload_libraries") == "auto_explain, pg_stat_statements")
+        #expect(try server.psql("SELECT 1") == "1", "new sessions start with both libraries")
+        #expect(try await reconcilePostgres(state, server).0.hasDrift == false, "read back as the same list")
+    }
+
+    /// Past the guard (the library removed between the guard and the change, or a kind of
+    /// failure it does not know), a change after which new sessions cannot start is undone
+    /// through the session that made it: postgresql.auto.conf holds what it held before, and
+    /// the error says so.
+    @Test func aChangeAfterWhichNewSessionsCannotStartIsUndoneThroughTheSessionThatMadeIt() async throws {
+        let server = try PostgresServer()
+        try server.psql("ALTER SYSTEM SET session_preload_libraries = 'auto_explain'")
+        try server.psql("SELECT pg_reload_conf()")
+        let state = try preload(server, "no_such_library")
+        let resource = try #require(state.resources.values.first { $0.id.name == "preload" })
+        let target = try #require(state.targets["db-1"])
+        let driver = try #require(postgresRegistry(server).kinds["PostgresSetting"]).driver
+        do {
+            try await driver.apply([PropertyDrift(property: "session_preload_libraries", desired: "no_such_library", observed: "auto_explain")],
+                                   to: resource, on: target)
+            Issue.record("the change was called done")
+        } catch {
+            #expect("\(error)".contains("new sessions could not start after setting session_preload_libraries"), "\(error)")
+            #expect("\(error)".contains("the change was undone"), "\(error)")
+        }
+        #expect(try server.psql("SELECT 1") == "1", "new sessions start again")
+        #expect(try server.psql("SHOW session_preload_libraries") == "auto_explain")
+    }
+
+    @Test func listSettingsAreReadItemByItemAsTheServerQuotesThem() {
+        #expect(SettingValue.items("auto_explain,pg_stat_statements") == ["auto_explain", "pg_stat_statements"])
+        #expect(SettingValue.items("\"$user\", public") == ["$user", "public"])
+        #expect(SettingValue.items(" a , \"b,c\" ,, \"d\"\"e\" ") == ["a", "b,c", "d\"e"])
+        #expect(SettingValue.items("") == [])
     }
 
     // MARK: - Roles
