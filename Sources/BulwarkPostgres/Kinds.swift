@@ -525,6 +525,12 @@ struct SuperusersDriver: ResourceDriver {
                     throw PostgresAdapterError("the connecting user \(PostgresAdapter.shownIdentifier(me)) is a superuser not on the allowed list; "
                                                + "add it or connect as another user")
                 }
+                // The record names the superusers the plan saw: demoting others (made superuser
+                // since) would be a change without its record, and the guard did not judge them.
+                if !roles.isEmpty, let planned = changes.first?.observed, Self.shown(roles) != planned {
+                    throw PostgresAdapterError("the superusers changed since the plan (now \(Self.shown(roles)), planned \(planned)); "
+                                               + "nothing was changed: the next pass judges them again")
+                }
                 for role in roles { try await PostgresAdapter.execute(connection, "ALTER ROLE \(PostgresAdapter.identifier(role)) NOSUPERUSER") }
                 return roles
             }

@@ -186,6 +186,35 @@ struct PostgresGuardTests {
         #expect(try server.psql("SELECT string_agg(rolname, ',' ORDER BY rolname) FROM pg_roles WHERE rolsuper") == "postgres")
     }
 
+    /// A role made superuser between the plan and the fix was demoted too, though the record
+    /// named only the superusers the plan saw and the guard never judged it. Now the fix changes
+    /// nothing and fails, saying so; the next pass plans, judges and demotes both.
+    @Test func aSuperuserMadeSinceThePlanIsNotDemotedUnrecorded() async throws {
+        let server = try PostgresServer()
+        try server.psql("CREATE ROLE eve SUPERUSER LOGIN")
+        let state = try postgresState(server, """
+            apiVersion: bulwark/v1
+            kind: PostgresSuperusers
+            metadata: {name: superusers}
+            spec: {allowed: [postgres]}
+            """)
+        let reconciler = Reconciler(registry: postgresRegistry(server))
+        let plan = try await reconciler.plan(state)
+        #expect(plan.remediations.first?.changes.map(\.observed) == ["eve"])
+        try server.psql("CREATE ROLE mallory SUPERUSER LOGIN")
+        let outcome = await reconciler.apply(plan, state: state, audit: RecordingSink())
+        let record = try #require(outcome.entries.first?.record)
+        #expect(record.result == .failed)
+        #expect(record.error?.contains("the superusers changed since the plan (now eve, mallory, planned eve); nothing was changed") == true,
+                "\(record.error ?? "")")
+        #expect(try server.psql("SELECT string_agg(rolname, ',' ORDER BY rolname) FROM pg_roles WHERE rolsuper") == "eve,mallory,postgres")
+
+        let (_, again) = try await reconcilePostgres(state, server)
+        #expect(again.verified.count == 1, "\(again.failed.map { $0.record.error ?? "" })")
+        #expect(again.entries.first?.record.changes.first?.observedBefore == "eve, mallory")
+        #expect(try server.psql("SELECT string_agg(rolname, ',' ORDER BY rolname) FROM pg_roles WHERE rolsuper") == "postgres")
+    }
+
     /// A session that altered a rogue superuser and stayed in its transaction held Bulwark's
     /// demotion, and the pass, for as long as it stayed open. A change now waits at most
     /// `lockTimeout` for a lock: the demotion fails, recorded, nothing half done; once the
