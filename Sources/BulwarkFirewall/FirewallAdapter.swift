@@ -1,4 +1,5 @@
 public import BulwarkCore
+internal import BulwarkHost
 internal import Foundation
 
 /// The nftables adapter: blocklists, quarantine and allowed ingress, in Bulwark's own table.
@@ -38,12 +39,9 @@ public enum FirewallAdapter {
         // One writer at a time, from the read to the persisted digests: another Bulwark's
         // commit between this one's read and its transaction lost its jumps (the base chains
         // are rebuilt from what was read) and each overwrote the other's digests.
+        // Under the root through the host path layer (`RootFiles`): no link in it is followed.
         let lockFolder = settings.root + "/run/bulwark"
-        try FileManager.default.createDirectory(atPath: lockFolder, withIntermediateDirectories: true)
-        let lock = open(lockFolder + "/nftables.lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        guard lock >= 0 else {
-            throw NFT.Failure(program: "lock", arguments: [lockFolder + "/nftables.lock"], status: -1, message: String(cString: strerror(errno)))
-        }
+        let lock = try RootFiles.openLock("run/bulwark/nftables.lock", under: settings.root)
         defer { close(lock) }
         let code = FileLock.exclusive(lock, attempts: 300)
         guard code == 0 else {
@@ -51,6 +49,10 @@ public enum FirewallAdapter {
                               message: "another Bulwark is changing \(target.name)'s firewall (held for 3 s): \(String(cString: strerror(code)))")
         }
         let current = try Table.read(nft)
+        // Where the table is persisted, checked before the ruleset changes: a folder that is a
+        // link fails the change with nothing done, rather than after it.
+        try RootFiles.prepareFolder(of: persisted, under: settings.root)
+        let earlier = try written(target)
         try nft.apply(Transaction.render(current: current, replace: replace, remove: remove))
         let listing = String(decoding: try nft.run(["list", "table", Table.family, Table.name]), as: UTF8.self)
         // What the chains this transaction wrote hold now (the base chains and those replaced),
@@ -58,7 +60,6 @@ public enum FirewallAdapter {
         // the commit that wrote it: read afresh, a rule put there by hand would pass for Bulwark's.
         let now = try Table.read(nft)
         let rewritten = Set(["input", "output"] + replace.map(\.name))
-        let earlier = try written(target)
         var digests = ""
         for chain in now.chains.keys.sorted() {
             guard let digest = rewritten.contains(chain) ? now.digest(of: chain) : earlier[chain] else { continue }
@@ -74,18 +75,20 @@ public enum FirewallAdapter {
             delete table \(Table.family) \(Table.name)
 
             """ + listing
-        let folder = settings.root + "/etc/nftables.d"
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        try Data(text.utf8).write(to: URL(fileURLWithPath: folder + "/bulwark.nft"), options: .atomic)
+        try RootFiles.write(Array(text.utf8), to: persisted, under: settings.root)
     }
 
     static let digestMark = "# bulwark-chain"
+    /// Where the table is persisted for boot, under the target's root.
+    static let persisted = "etc/nftables.d/bulwark.nft"
 
     /// The digest of each chain as the last commit wrote it, from the persisted table (none
     /// where it is missing, or was written before Bulwark recorded them).
     static func written(_ target: Target) throws -> [String: String] {
-        let path = try target.firewall().root + "/etc/nftables.d/bulwark.nft"
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [:] }
+        // Read through the path layer: a link out of the root is refused (the digests would be
+        // whoever wrote that file's), and a file that cannot be read fails the resource.
+        guard let bytes = try RootFiles.read(persisted, under: try target.firewall().root) else { return [:] }
+        let text = String(decoding: bytes, as: UTF8.self)
         var result: [String: String] = [:]
         for line in text.split(separator: "\n") where line.hasPrefix(digestMark + " ") {
             let words = line.dropFirst(digestMark.count + 1).split(separator: " ")

@@ -49,6 +49,33 @@ struct FirewallTests {
         }
     }
 
+    /// Whoever controls the root (a container's filesystem) makes `etc/nftables.d` a link to a
+    /// folder outside it, where the machine's own boot ruleset would be. The fix fails before
+    /// the ruleset changes, naming the link, and nothing is written through it; the same root
+    /// with a real folder persists the table.
+    @Test func aPersistFolderThatIsALinkOutOfTheRootIsRefusedBeforeTheRulesetChanges() async throws {
+        try await withTemporaryDirectory { dir in
+            let lab = try NetworkLab()
+            defer { lab.remove() }
+            let root = dir + "/root"
+            let outside = dir + "/host-nftables.d"
+            for folder in [root + "/etc", outside] { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) }
+            try FileManager.default.createSymbolicLink(atPath: root + "/etc/nftables.d", withDestinationPath: outside)
+            let state = try firewallState(root: root, namespace: lab.host, blocklist("192.0.2.2"))
+            let (_, outcome) = try await reconcile(state)
+            let record = try #require(outcome.entries.first?.record)
+            #expect(record.result == .failed)
+            #expect(record.error?.contains("etc/nftables.d") == true, "\(record.error ?? "")")
+            #expect(try FileManager.default.contentsOfDirectory(atPath: outside).isEmpty, "nothing written through the link")
+            #expect(try !lab.nft(["list", "tables"]).stdout.contains("bulwark"), "the ruleset did not change")
+
+            try FileManager.default.removeItem(atPath: root + "/etc/nftables.d")
+            let (_, fixed) = try await reconcile(state)
+            #expect(fixed.verified.count == 1, "\(fixed.entries.first?.record.error ?? "")")
+            #expect(try read(root + "/etc/nftables.d/bulwark.nft").contains("192.0.2.2"))
+        }
+    }
+
     @Test func allowedIngressDropsEverythingElse() async throws {
         try await withTemporaryDirectory { root in
             let lab = try NetworkLab()
