@@ -9,7 +9,7 @@ extension DesiredStateLoader {
         targets: inout [String: Target], controllers: inout [String: ControllerConfig],
         resources: inout [ResourceID: Resource], policy: inout PolicyObjects
     ) {
-        let top = SpecReader(node: document, field: "", file: file, resource: nil, diagnostics: diagnostics)
+        let top = SpecReader(node: document, field: "", file: file, resource: nil, diagnostics: diagnostics, now: now)
         guard top.entries() != nil else { return }
         top.allowOnly(["apiVersion", "kind", "metadata", "targets", "spec"])
         if let version = top.field("apiVersion", required: true)?.string(), version != Self.apiVersion {
@@ -33,7 +33,7 @@ extension DesiredStateLoader {
         let annotations = metadata.field("annotations")?.stringMap() ?? [:]
         let location = SourceLocation(file: file, line: document.line, column: document.column)
         let spec = SpecReader(node: top.field("spec", required: true)?.node ?? document, field: "spec", file: file,
-                              resource: id.description, diagnostics: diagnostics)
+                              resource: id.description, diagnostics: diagnostics, now: now)
         guard top.field("spec") != nil else { return }
         let inControllers = file.hasPrefix("controllers/")
         if let policyKind = Self.policyKindTable[kind], !file.hasPrefix(policyKind.folder) {

@@ -57,6 +57,10 @@ public struct DesiredState: Sendable {
 }
 
 extension DesiredState {
+    /// The first time a resource's desired values stop being those read (`ResourceSpec.changesAt`,
+    /// a quarantine's expiry): a daemon reads the same revision again then.
+    public var changesAt: Date? { resources.values.lazy.compactMap(\.spec.changesAt).min() }
+
     /// Narrows a pass to the bindings `keep` accepts (a watched file, a finding, the targets an
     /// agent or a lease holder owns), remembering the revision's bindings so that nothing the
     /// revision still wants looks like a leftover. With `targets`, the pass may act on (prune

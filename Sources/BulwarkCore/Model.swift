@@ -173,6 +173,9 @@ public struct ResourceSpec: Sendable, Hashable {
     public var properties: [DesiredProperty]
     /// The kind's typed reading of the spec (see `Resource.typedSpec`).
     public var typed: AnyTypedSpec?
+    /// When the desired values stop being these (an expiry read against `SpecReader.now`): a
+    /// daemon reads the revision again then, though no commit came (`DesiredState.changesAt`).
+    public var changesAt: Date?
 
     public init(subject: String = "", properties: [DesiredProperty]) {
         self.subject = subject

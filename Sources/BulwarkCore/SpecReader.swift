@@ -1,3 +1,5 @@
+public import struct Foundation.Date
+
 /// Reads one YAML node as a typed field, recording a precise error (file, line, field, what is
 /// allowed) instead of throwing, so one pass reports every problem in a revision.
 public struct SpecReader {
@@ -7,13 +9,17 @@ public struct SpecReader {
     public let file: String
     public let resource: String?
     let diagnostics: Diagnostics
+    /// The loader's "now" (`DesiredStateLoader.now`): what a spec that changes with time (an
+    /// expiry) is judged against, never the clock read again by a kind.
+    public let now: Date
 
-    public init(node: YAMLNode, field: String, file: String, resource: String?, diagnostics: Diagnostics) {
+    public init(node: YAMLNode, field: String, file: String, resource: String?, diagnostics: Diagnostics, now: Date = Date()) {
         self.node = node
         self.field = field
         self.file = file
         self.resource = resource
         self.diagnostics = diagnostics
+        self.now = now
     }
 
     public var location: SourceLocation { SourceLocation(file: file, line: node.line, column: node.column) }
@@ -29,7 +35,7 @@ public struct SpecReader {
 
     func child(_ node: YAMLNode, _ name: String) -> SpecReader {
         SpecReader(node: node, field: field.isEmpty ? name : "\(field).\(name)", file: file, resource: resource,
-                   diagnostics: diagnostics)
+                   diagnostics: diagnostics, now: now)
     }
 
     // MARK: - Structure
@@ -42,7 +48,7 @@ public struct SpecReader {
         }
         return pairs.map { pair in
             (pair.key, SpecReader(node: pair.value, field: field.isEmpty ? pair.key : "\(field).\(pair.key)",
-                                  file: file, resource: resource, diagnostics: diagnostics))
+                                  file: file, resource: resource, diagnostics: diagnostics, now: now))
         }
     }
 
@@ -77,7 +83,7 @@ public struct SpecReader {
             return nil
         }
         return nodes.enumerated().map { index, node in
-            SpecReader(node: node, field: "\(field)[\(index)]", file: file, resource: resource, diagnostics: diagnostics)
+            SpecReader(node: node, field: "\(field)[\(index)]", file: file, resource: resource, diagnostics: diagnostics, now: now)
         }
     }
 

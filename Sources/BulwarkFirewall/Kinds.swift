@@ -134,16 +134,21 @@ struct QuarantineDriver: ResourceDriver {
             guard let list = FirewallAdapter.networks(reader) else { return nil }
             allow = list
         }
-        var active = true
+        // Judged against the loader's now, and read again at the expiry (`changesAt`): a daemon
+        // whose revision does not move lifts the quarantine when it ends, not at the next commit.
+        var ends: Date?
         if let reader = spec.field("expires"), let text = reader.string() {
             guard let end = DesiredStateLoader.endOfDay(text) else {
                 reader.fail("expected a date such as 2026-12-01, got '\(text)'")
                 return nil
             }
-            active = Date() < end
+            ends = end
         }
+        let active = ends.map { spec.now < $0 } ?? true
         let state = active ? "active allow=" + BlocklistDriver.render(allow).replacingOccurrences(of: " ", with: "") : "lifted"
-        return ResourceSpec(subject: "table", properties: hosts.map { DesiredProperty("quarantine:\($0)", state) })
+        var result = ResourceSpec(subject: "table", properties: hosts.map { DesiredProperty("quarantine:\($0)", state) })
+        if active { result.changesAt = ends }
+        return result
     }
 
     func observe(_ resource: Resource, on target: Target) async throws -> Observation {

@@ -21,8 +21,11 @@ extension Daemon {
         if !synced {
             for repair in await repository.repairs { logger.warning("state directory repaired", metadata: ["repair": .string(repair)]) }
         }
+        // A revision whose desired values change with time (a quarantine that ends) is read
+        // again when they do, though no commit came.
+        let due = state?.changesAt.map { clock.wall() >= $0 } ?? false
         // Polling asks where the branches are first, and fetches only when one moved.
-        if synced, sourceError == nil, !(await repository.remoteMoved()) { return false }
+        if synced, sourceError == nil, !due, !(await repository.remoteMoved()) { return false }
         do {
             let (newHead, stale) = try await repository.sync()
             if let stale { logger.warning("source", metadata: ["problem": .string(stale)]) }
@@ -36,14 +39,14 @@ extension Daemon {
                 logger.warning("the record of the tampering is kept locally; pushed on the next cycle", metadata: ["reason": .string(reason)])
             }
             synced = true
-            guard newHead != head else { return false }
+            guard newHead != head || due else { return false }
             let files = try await repository.files(at: newHead)
             do {
                 if let verification = options.sourceVerification {
                     let outcome = try await verification.verify(head: newHead, repository: repository, stateDirectory: options.stateDirectory)
                     if let note = outcome.note { logger.warning("source", metadata: ["signatures": .string(note)]) }
                 }
-                    var loaded = try DesiredStateLoader(registry: registry).load(files, revision: Revision(newHead))
+                    var loaded = try DesiredStateLoader(registry: registry, now: clock.wall()).load(files, revision: Revision(newHead))
                 for warning in loaded.warnings { logger.warning("manifest", metadata: ["warning": .string(warning.description)]) }
                 let provenance = await Provenance.establish(&loaded, head: newHead, repository: repository, registry: registry,
                                                             stateDirectory: options.stateDirectory,

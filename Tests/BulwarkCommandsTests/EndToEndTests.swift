@@ -317,6 +317,54 @@ struct FirewallEndToEndTests {
     }
 }
 
+extension FirewallEndToEndTests {
+    /// A quarantine that ends while the daemon runs is lifted when it ends, though no commit
+    /// comes: the revision is read again at its expiry (`DesiredState.changesAt`). Before, what
+    /// "active" meant was decided when the manifest was read, and the daemon reads it only when
+    /// the branch moves: the host stayed cut off, and a hand lift was undone, until some commit.
+    /// The daemon's wall clock is stepped past the expiry (`BULWARK_FAULT_WALL_CLOCK_OFFSET_FILE`).
+    @Test func aQuarantineEndsAtItsExpiryWithoutACommit() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let lab = try NetworkLab()
+            defer { lab.remove() }
+            try lab.listen(port: 8443)
+            try FileManager.default.createDirectory(atPath: dir + "/edge-root", withIntermediateDirectories: true)
+            let tomorrow = Date().addingTimeInterval(86_400).formatted(Date.ISO8601FormatStyle().year().month().day())
+            try s.commitPolicy("controllers/edge.yaml", """
+                apiVersion: bulwark/v1
+                kind: Target
+                metadata: {name: edge-1, labels: {role: edge}}
+                spec: {adapter: nftables, root: \(dir)/edge-root, netns: \(lab.host), management: [192.0.2.200/32]}
+                """)
+            try s.commitPolicy("desired-state/firewall/quarantine.yaml", """
+                apiVersion: bulwark/v1
+                kind: Quarantine
+                metadata: {name: incident-7}
+                spec: {hosts: [edge-1], allow: [192.0.2.200/32], expires: \(tomorrow)}
+                """)
+            let offset = dir + "/wall-clock-offset"
+            try write(offset, "0\n")
+            let daemon = try DaemonProcess(["--repo", s.origin, "--state-dir", s.state, "--poll", "1"],
+                                           environment: ["BULWARK_FAULT_WALL_CLOCK_OFFSET_FILE": offset,
+                                                         "BULWARK_WEBHOOK_SECRET": DaemonTests.secret],
+                                           logPath: dir + "/daemon.log")
+            defer { _ = daemon.terminate() }
+            #expect(daemon.wait(seconds: 60) { (try? lab.connects(port: 8443)) == false }, "quarantined: \(daemon.log)")
+            let policy = try git("--git-dir", s.origin, "rev-parse", "main")
+
+            // Two days on, by the daemon's clock: the quarantine has ended.
+            try write(offset, "172800\n")
+            #expect(daemon.wait(seconds: 60) { (try? lab.connects(port: 8443)) == true }, "lifted at its expiry: \(daemon.log)")
+            #expect(try git("--git-dir", s.origin, "rev-parse", "main") == policy, "no commit to the policy")
+            #expect(daemon.wait(seconds: 30) {
+                ((try? git("--git-dir", s.origin, "log", "--format=%s", "bulwark/audit")) ?? "").contains("edge-1 quarantine:edge-1 active allow=192.0.2.200 -> lifted")
+            }, "the lift is recorded: \((try? git("--git-dir", s.origin, "log", "--format=%s", "bulwark/audit")) ?? "")")
+            #expect(daemon.terminate() == 0)
+        }
+    }
+}
+
 @Suite(.enabled(if: PostgresServer.available, "needs PostgreSQL 15"))
 struct PostgresEndToEndTests {
     @Test func eveLosesSuperuserAndThePasswordIsNowhereInTheHistory() async throws {
