@@ -6,7 +6,9 @@ import Foundation
 import Testing
 
 /// A finding rule's change keeps the type the rule wrote (`false` stays a boolean: the string
-/// "false" is true to Python), while a value from the finding's text is always a quoted string.
+/// "false" is true to Python), while a value from the finding's text is always a quoted string;
+/// and a change to a value the policy already sets, of a kind that cannot judge which way a
+/// change goes (ConfigFile), is proposed for a person, never merged by itself.
 @Suite(.serialized) struct FindingValueTypeTests {
     static let gatewayConfig = """
         general_settings:
@@ -169,6 +171,27 @@ import Testing
             let proposed = try ingest(s, id: "log-1", control: "LLM10-log", evidence: "true")
             let branch = try git("--git-dir", s.origin, "show", "bulwark/proposals/log-1:desired-state/ai-gateway/gw.yaml")
             #expect(branch.contains(#"    litellm_settings.turn_off_message_logging: "true""#), "\(branch) \(proposed.item)")
+        }
+    }
+
+    @Test func aChangeOfAValueWhoseDirectionIsUnknownIsProposedNotMerged() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try scenario(dir)
+            let main = try git("--git-dir", s.origin, "rev-parse", "main")
+            let proposed = try ingest(s, id: "log-2", control: "LLM10-log", evidence: "true")
+            #expect(proposed.status == 2 && proposed.item["outcome"] as? String == "proposed", "\(proposed.item)")
+            let detail = proposed.item["detail"] as? String ?? ""
+            #expect(detail.contains("not merged automatically: ConfigFile has no rule for which way a change goes"), "\(detail)")
+            #expect(try git("--git-dir", s.origin, "rev-parse", "main") == main, "nothing reached main")
+            #expect(try git("--git-dir", s.origin, "show", "main:desired-state/ai-gateway/gw.yaml")
+                .contains("litellm_settings.turn_off_message_logging: false\n"))
+            let message = try git("--git-dir", s.origin, "log", "-1", "--format=%B", "bulwark/proposals/log-2")
+            #expect(message.contains("Not merged automatically: ConfigFile has no rule for which way a change goes, and this one changes "
+                                     + "what the policy sets (litellm_settings.turn_off_message_logging: false → \"true\")"), "\(message)")
+            #expect(message.contains("Plan: passed"))
+            #expect(message.contains("Bulwark-Proposal: proposed"))
+            // The gateway's file is untouched by the proposal.
+            #expect(try read(dir + "/gw/etc/litellm/config.yaml") == Self.gatewayConfig)
         }
     }
 }
