@@ -38,13 +38,20 @@ extension DebianPackageDriver {
 }
 
 public enum PackageGuards {
-    /// Who needs what: a package, and why it must stay.
+    /// Who needs what: a package (a name, or a glob for a library whose name carries its
+    /// version), and why it must stay. What Bulwark itself runs on is here by name, however it
+    /// was installed (a deb, a tarball, a build): ssh-keygen verifies signed commits, gpgv
+    /// OpenPGP ones, ca-certificates every TLS connection, libgit2 and libyaml are linked in.
     public static let needs: [(package: String, why: String)] = [
         ("openssh-server", "sshd"), ("apt", "package management"), ("dpkg", "package management"),
         ("init", "the init system"), ("systemd-sysv", "the init system"), ("systemd", "the init system"),
         ("sysvinit-core", "the init system"), ("runit-init", "the init system"), ("openrc", "the init system"),
         ("sudo", "administrators becoming root"), ("opendoas", "administrators becoming root"),
         ("bulwark", "Bulwark itself"),
+        ("openssh-client", "Bulwark itself (ssh-keygen verifies signatures)"),
+        ("gpgv", "Bulwark itself (gpgv verifies OpenPGP signatures)"),
+        ("ca-certificates", "Bulwark itself (TLS to git remotes and APIs)"),
+        ("libgit2-[0-9]*", "Bulwark itself (libgit2)"), ("libyaml-0-[0-9]*", "Bulwark itself (libyaml)"),
     ]
 
     static func judge(_ wanted: DebianPackageDriver.Wanted, changes: [PropertyDrift], status: DpkgStatus,
@@ -85,7 +92,8 @@ public enum PackageGuards {
         var purpose: [String: String] = [:]
         var queue: [String] = []
         for (package, why) in needs {
-            for name in installed(package) where result[name] == nil {
+            let names = package.contains("*") ? status.packages.keys.filter { fnmatch(package, $0, 0) == 0 }.sorted() : [package]
+            for name in names.flatMap(installed) where result[name] == nil {
                 result[name] = why
                 purpose[name] = why
                 queue.append(name)
