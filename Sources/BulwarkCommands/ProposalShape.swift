@@ -119,7 +119,7 @@ struct ProposalShape {
                   Self.matches(template: operation.value, value) else {
                 throw refuse("spec.\(operation.path.joined(separator: ".")) is not the rule's \(operation.value)")
             }
-            set.append(.init(path: operation.path, value: value))
+            set.append(.init(path: operation.path, value: value, typed: operation.typed))
         }
         var add: [ChangeTemplate.Operation] = []
         for operation in template.add {
@@ -136,7 +136,7 @@ struct ProposalShape {
                   Self.matches(template: operation.value, value) else {
                 throw refuse("spec.\(operation.path.joined(separator: ".")) gains \(added.count) items, not one that is the rule's \(operation.value)")
             }
-            add.append(.init(path: operation.path, value: value))
+            add.append(.init(path: operation.path, value: value, typed: operation.typed))
         }
         guard case .mapping(let pairs) = document.value,
               case .mapping(let metadata)? = pairs.first(where: { $0.key == "metadata" })?.value.value,

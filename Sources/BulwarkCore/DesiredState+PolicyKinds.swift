@@ -133,8 +133,9 @@ extension DesiredStateLoader {
         }
         guard case .some(let url?) = secret("url", "urlEnv", "urlFile", required: true),
               case .some(let signing) = secret(nil, "secretEnv", "secretFile", required: false) else { return nil }
-        if case .inline(let text) = url, !(text.hasPrefix("http://") || text.hasPrefix("https://")) {
-            spec.field("url")?.fail("expected an http:// or https:// URL")
+        // Inline, the URL is checked here; from the environment or a file, before each delivery.
+        if case .inline(let text) = url, let problem = NotifierConfig.transportProblem(text) {
+            spec.field("url")?.fail(problem)
             return nil
         }
         var format = NotifierConfig.Format.json

@@ -9,15 +9,20 @@ public struct KindDefinition: Sendable {
     /// direction; returns why (`PermitRootLogin no → yes turns root login on`), or nil. A kind
     /// without it never holds a change as weakening.
     public var weakens: @Sendable (_ property: String, _ from: String, _ to: String) -> String?
+    /// Whether the kind was given a `weakens` judgement. Without one, nil from `weakens` means
+    /// "not known", not "as strict": a finding's change to such a kind's existing value has an
+    /// unknown direction, and is never merged without a person (`ProposalEngine`).
+    public var judgesDirection: Bool
 
     public init(name: String, adapter: String,
                 parse: @escaping @Sendable (SpecReader) -> ResourceSpec?, driver: any ResourceDriver,
-                weakens: @escaping @Sendable (_ property: String, _ from: String, _ to: String) -> String? = { _, _, _ in nil }) {
+                weakens: (@Sendable (_ property: String, _ from: String, _ to: String) -> String?)? = nil) {
         self.name = name
         self.adapter = adapter
         self.parse = parse
         self.driver = driver
-        self.weakens = weakens
+        self.weakens = weakens ?? { _, _, _ in nil }
+        self.judgesDirection = weakens != nil
     }
 }
 

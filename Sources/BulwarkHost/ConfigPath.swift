@@ -131,35 +131,12 @@ indirect enum ConfigValue: Sendable, Hashable {
     }
 
     static func plain(_ text: String) -> ConfigValue {
-        switch text {
-        case "", "~", "null", "Null", "NULL": return .null
-        case "true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON": return .bool(true)
-        case "false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF": return .bool(false)
-        default: return isNumber(text) ? .number(text) : .string(text)
+        switch PlainScalar(text) {
+        case .null: return .null
+        case .bool(let value): return .bool(value)
+        case .number: return .number(text)
+        case .string: return .string(text)
         }
-    }
-
-    /// JSON's number grammar.
-    static func isNumber(_ text: String) -> Bool {
-        var s = Substring(text)
-        if s.first == "-" { s = s.dropFirst() }
-        let digits = s.prefix(while: { $0.isASCII && $0.isNumber })
-        guard !digits.isEmpty, digits == "0" || digits.first != "0" else { return false }
-        s = s.dropFirst(digits.count)
-        if s.first == "." {
-            s = s.dropFirst()
-            let fraction = s.prefix(while: { $0.isASCII && $0.isNumber })
-            guard !fraction.isEmpty else { return false }
-            s = s.dropFirst(fraction.count)
-        }
-        if s.first == "e" || s.first == "E" {
-            s = s.dropFirst()
-            if s.first == "+" || s.first == "-" { s = s.dropFirst() }
-            let exponent = s.prefix(while: { $0.isASCII && $0.isNumber })
-            guard !exponent.isEmpty else { return false }
-            s = s.dropFirst(exponent.count)
-        }
-        return s.isEmpty
     }
 
     /// Reads a canonical text back (it is JSON, which YAML reads as flow).

@@ -151,13 +151,38 @@ struct Apt: Sendable {
         }
     }
 
-    /// What `apt-cache policy NAME` says: the candidate and every available version with the
-    /// sources it comes from.
+    /// What `apt-cache policy NAME` says: the candidate and every available version with its
+    /// priority (what the root's apt preferences make of it: the highest of its pins and
+    /// sources) and the sources it comes from.
     struct Policy: Sendable {
         var candidate: DebianVersion?
-        var available: [(version: DebianVersion, sources: [String])] = []
+        var available: [(version: DebianVersion, priority: Int, sources: [String])] = []
 
         func sources(of version: DebianVersion) -> [String] { available.first { $0.version == version }?.sources ?? [] }
+
+        /// What to install for `minimum` (nil: any version).
+        enum Choice: Sendable, Equatable {
+            /// Apt's candidate when it satisfies the minimum, else the newest version that does.
+            case install(DebianVersion)
+            /// Versions satisfy the minimum, but only ones the preferences forbid: priority ≤ 0.
+            case pinnedOut(DebianVersion, priority: Int)
+            /// No version satisfies it.
+            case none
+        }
+
+        /// The version to install: only one whose priority is above 0. apt_preferences(5): a
+        /// negative priority means "never install this version", and 0 is undefined; apt still
+        /// installs such a version when it is asked for by number (`name=1.1`), which is how
+        /// Bulwark asks, so the choice is made here: a source the operator pinned to -1 (an
+        /// untrusted third-party repository kept only for one package) is never installed from.
+        func choice(minimum: DebianVersion?) -> Choice {
+            let satisfying = available.filter { entry in minimum.map { entry.version >= $0 } ?? true }
+            let allowed = satisfying.filter { $0.priority > 0 }
+            if let candidate, allowed.contains(where: { $0.version == candidate }) { return .install(candidate) }
+            if let newest = allowed.max(by: { $0.version < $1.version }) { return .install(newest.version) }
+            if let refused = satisfying.max(by: { $0.version < $1.version }) { return .pinnedOut(refused.version, priority: refused.priority) }
+            return .none
+        }
     }
 
     func policy(_ name: String) async throws(PackagesError) -> Policy {
@@ -181,9 +206,9 @@ struct Apt: Sendable {
                 // `*** 1.0 100` or `1.1 500`: a version; `500 file:/repo ./ Packages`: a source of it.
                 let versionWords = words.first == "***" ? Array(words.dropFirst()) : words
                 let leading = raw.prefix { $0 == " " }.count
-                if leading <= 5, versionWords.count == 2, Int(versionWords[1]) != nil,
+                if leading <= 5, versionWords.count == 2, let priority = Int(versionWords[1]),
                    let version = try? DebianVersion(versionWords[0]) {
-                    policy.available.append((version, []))
+                    policy.available.append((version, priority, []))
                 } else if words.count >= 2, Int(words[0]) != nil, !policy.available.isEmpty {
                     let source = words.dropFirst().joined(separator: " ")
                     policy.available[policy.available.count - 1].sources.append(source)

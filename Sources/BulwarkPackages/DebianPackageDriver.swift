@@ -205,19 +205,21 @@ struct DebianPackageDriver: ReportingDriver {
 
     /// Installs, or upgrades to the newest candidate that satisfies the minimum (a version
     /// pinned lower than the minimum is passed over for the newest that satisfies it: the guard
-    /// blocks that without approval, see `assess`).
+    /// blocks that without approval, see `assess`). Never a version the root's apt preferences
+    /// give a priority of 0 or less (`Apt.Policy.choice`): the guard blocks that at the plan when
+    /// the lists show it, and with the lists just updated it is refused here.
     private func install(_ wanted: Wanted, before: DpkgStatus, apt: Apt, root: String) async throws -> ApplyReport {
         let old = before.installed(wanted.name)
         let oldText = old?.version?.text ?? before.entries(wanted.name).first { !$0.isAbsent }?.version?.text ?? "not installed"
         try await Self.update(apt)
         let policy = try await apt.policy(wanted.name)
         let chosen: DebianVersion
-        if let candidate = policy.candidate, wanted.minimum.map({ candidate >= $0 }) ?? true {
-            chosen = candidate
-        } else if let minimum = wanted.minimum,
-                  let newest = policy.available.map(\.version).filter({ $0 >= minimum }).max() {
-            chosen = newest
-        } else {
+        switch policy.choice(minimum: wanted.minimum) {
+        case .install(let version):
+            chosen = version
+        case .pinnedOut(let version, let priority):
+            throw PackagesError(Self.pinnedOut(wanted, version, priority))
+        case .none:
             let offered = policy.available.map(\.version.text)
             throw PackagesError("no version of \(wanted.name)\(wanted.minimum.map { " >= \($0.text)" } ?? "") in the sources of "
                                 + "\(root)" + (offered.isEmpty ? " (none at all)" : " (available: \(offered.joined(separator: ", ")))"))
@@ -244,6 +246,13 @@ struct DebianPackageDriver: ReportingDriver {
             try await restarts(after: wanted, root: root, into: &report)
         }
         return report
+    }
+
+    /// Why a version the preferences forbid is not installed.
+    static func pinnedOut(_ wanted: Wanted, _ version: DebianVersion, _ priority: Int) -> String {
+        "the only version of \(wanted.name)\(wanted.minimum.map { " >= \($0.text)" } ?? "") (\(version.text)) comes from a source "
+            + "pinned to \(priority) in the root's apt preferences (never install from it); Bulwark does not install past "
+            + "that pin: publish the version in a source apt may use, or change the pin"
     }
 
     /// `apt-get update` for the root, once a pass (`PassScope`): a pass that upgrades several

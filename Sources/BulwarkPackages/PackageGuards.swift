@@ -9,7 +9,11 @@ import BulwarkCore
 ///   named in `PackageGuards.needs` and everything they depend on (`Depends`, `Pre-Depends`,
 ///   every installed alternative, every installed provider of a virtual package);
 /// - changing a package someone pinned (`apt-mark hold`, or a stanza of `etc/apt/preferences`
-///   naming it): overriding the pin could hold back the update it pins, or undo a decision.
+///   naming it): overriding the pin could hold back the update it pins, or undo a decision;
+/// - installing or upgrading when the only versions that satisfy the policy come from sources
+///   the preferences give a priority of 0 or less (`Package: *` with `Pin-Priority: -1` for
+///   a third-party origin), as the root's package lists show them now (`apt-cache policy`,
+///   without updating them: the upgrade refuses such a version again after its update).
 /// A database that cannot be read blocks: a guard that cannot judge never lets a change through.
 extension DebianPackageDriver {
     func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async -> GuardVerdict {
@@ -18,7 +22,15 @@ extension DebianPackageDriver {
             let root = try Self.root(target)
             let status = try DpkgStatus.read(root: root)
             let pins = try PackageGuards.pins(root: root, status: status)
-            return PackageGuards.judge(wanted, changes: changes, status: status, pins: pins)
+            let verdict = PackageGuards.judge(wanted, changes: changes, status: status, pins: pins)
+            guard verdict == .allow, wanted.state == "present",
+                  changes.contains(where: { $0.property == "state" || $0.property == "version" }) else { return verdict }
+            let apt = try Apt(root: root)
+            try apt.checkLayout()
+            if case .pinnedOut(let version, let priority) = try await apt.policy(wanted.name).choice(minimum: wanted.minimum) {
+                return .block(Self.pinnedOut(wanted, version, priority))
+            }
+            return .allow
         } catch {
             return .block("the package guard cannot judge this change, so it is not made: \(error)")
         }
@@ -26,13 +38,20 @@ extension DebianPackageDriver {
 }
 
 public enum PackageGuards {
-    /// Who needs what: a package, and why it must stay.
+    /// Who needs what: a package (a name, or a glob for a library whose name carries its
+    /// version), and why it must stay. What Bulwark itself runs on is here by name, however it
+    /// was installed (a deb, a tarball, a build): ssh-keygen verifies signed commits, gpgv
+    /// OpenPGP ones, ca-certificates every TLS connection, libgit2 and libyaml are linked in.
     public static let needs: [(package: String, why: String)] = [
         ("openssh-server", "sshd"), ("apt", "package management"), ("dpkg", "package management"),
         ("init", "the init system"), ("systemd-sysv", "the init system"), ("systemd", "the init system"),
         ("sysvinit-core", "the init system"), ("runit-init", "the init system"), ("openrc", "the init system"),
         ("sudo", "administrators becoming root"), ("opendoas", "administrators becoming root"),
         ("bulwark", "Bulwark itself"),
+        ("openssh-client", "Bulwark itself (ssh-keygen verifies signatures)"),
+        ("gpgv", "Bulwark itself (gpgv verifies OpenPGP signatures)"),
+        ("ca-certificates", "Bulwark itself (TLS to git remotes and APIs)"),
+        ("libgit2-[0-9]*", "Bulwark itself (libgit2)"), ("libyaml-0-[0-9]*", "Bulwark itself (libyaml)"),
     ]
 
     static func judge(_ wanted: DebianPackageDriver.Wanted, changes: [PropertyDrift], status: DpkgStatus,
@@ -73,7 +92,8 @@ public enum PackageGuards {
         var purpose: [String: String] = [:]
         var queue: [String] = []
         for (package, why) in needs {
-            for name in installed(package) where result[name] == nil {
+            let names = package.contains("*") ? status.packages.keys.filter { fnmatch(package, $0, 0) == 0 }.sorted() : [package]
+            for name in names.flatMap(installed) where result[name] == nil {
                 result[name] = why
                 purpose[name] = why
                 queue.append(name)

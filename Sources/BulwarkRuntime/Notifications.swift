@@ -149,7 +149,12 @@ package actor Outbox {
 
     private func send(_ entry: Entry, with notifier: NotifierConfig) async throws {
         let text = try notifier.url.value(environment: environment)
-        guard let url = URL(string: text), url.scheme == "http" || url.scheme == "https", url.host?.isEmpty == false else {
+        // Checked when the policy loads for an inline URL; here for one from urlEnv or urlFile.
+        // The message names where the notifier is, never the URL (which is its credential).
+        if let problem = NotifierConfig.transportProblem(text) {
+            throw CommandError("notifier \(notifier.name) (\(notifier.location)): \(problem); nothing was sent")
+        }
+        guard let url = URL(string: text), url.host?.isEmpty == false else {
             throw CommandError("notifier \(notifier.name) has no valid http(s) URL")
         }
         var headers = [("Content-Type", "application/json"), ("User-Agent", "bulwark/0.1"), ("X-Bulwark-Delivery", entry.recordID)]

@@ -14,6 +14,45 @@ import Testing
                 environment: env)
     }
 
+    /// A webhook URL is its credential: plain http is refused where the notifier is written
+    /// (inline, at validation, naming file and line) or when it is read (urlEnv, before anything
+    /// is sent, naming the notifier's file and never the URL), unless it goes to this machine.
+    @Test func plainHTTPToAnotherHostIsRefusedAndLoopbackIsAccepted() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let path = "controllers/host-hardening.yaml"
+            let controller = try read(s.policy + "/" + path)
+            func notifier(_ spec: String) -> String {
+                controller + "---\napiVersion: bulwark/v1\nkind: Notifier\nmetadata: {name: chat}\nspec: \(spec)\n"
+            }
+            let line = controller.split(separator: "\n", omittingEmptySubsequences: false).count + 4
+            try write(s.policy + "/" + path, notifier("{url: \"http://example.com/hook?token=T0KEN-1\"}"))
+            let refused = try bulwark(["validate", s.policy])
+            #expect(refused.status == 1, "\(refused.stdout) \(refused.stderr)")
+            let said = refused.stdout + refused.stderr
+            #expect(said.contains("\(path):\(line):") && said.contains("plain http is accepted only to a loopback address"), "\(said)")
+            #expect(!said.contains("T0KEN-1"))
+            try write(s.policy + "/" + path, notifier("{url: \"http://127.0.0.1:9/hook\"}"))
+            let accepted = try bulwark(["validate", s.policy])
+            #expect(accepted.status == 0, "\(accepted.stdout) \(accepted.stderr)")
+
+            // From the environment: refused before sending, the URL in no message; loopback delivered.
+            try write(s.policy + "/" + path, controller)
+            let fixes = try s.planned().fixes
+            let server = try TestHTTPServer()
+            defer { server.stop() }
+            try approveMode(s, notifier: "apiVersion: bulwark/v1\nkind: Notifier\nmetadata: {name: chat}\nspec: {urlEnv: CHAT_URL, format: slack}\n")
+            let outside = try apply(s, timeout: 0, env: ["CHAT_URL": "http://example.com/hook?token=T0KEN-2"])
+            #expect(outside.status == 0, "\(outside.stderr)")
+            #expect(outside.stderr.contains("notifier chat (controllers/host-hardening.yaml:")
+                    && outside.stderr.contains("plain http is accepted only to a loopback address"), "\(outside.stderr)")
+            #expect(!(outside.stdout + outside.stderr).contains("T0KEN-2") && !(outside.stdout + outside.stderr).contains("example.com"))
+            let inside = try apply(s, env: ["CHAT_URL": server.url])
+            #expect(inside.status == 0, "\(inside.stderr)")
+            #expect(server.requests.count == fixes, "the pending notifications go to the loopback URL")
+        }
+    }
+
     @Test func heldDecisionsAreAnnouncedOnceInSlackFormat() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)

@@ -117,6 +117,32 @@ import Testing
         }
     }
 
+    /// What Bulwark itself runs on is needed however Bulwark was installed: here no `bulwark`
+    /// package is installed, and nothing else depends on these.
+    @Test func whatBulwarkItselfRunsOnIsNotRemovedButWhatNothingNeedsIs() async throws {
+        try await withTemporaryDirectory { base in
+            let box = try AptSandbox(base)
+            try box.preinstall(DummyPackage(name: "openssh-client", version: "1:9.2p1-2"))
+            try box.preinstall(DummyPackage(name: "gpgv", version: "2.2.40-1.1"))
+            try box.preinstall(DummyPackage(name: "ca-certificates", version: "20230311"))
+            try box.preinstall(DummyPackage(name: "libhttp-parser-x", version: "1.0"))
+            try box.preinstall(DummyPackage(name: "libgit2-1.5", version: "1.5.1+ds-1", depends: "libhttp-parser-x"))
+            try box.preinstall(DummyPackage(name: "libyaml-0-2", version: "0.2.5-1"))
+            try box.preinstall(DummyPackage(name: "games", version: "1.0"))
+            try box.publish()
+            try await expectBlocked(box, package("c", "name: openssh-client, state: absent"),
+                                    reason: "openssh-client is needed by Bulwark itself (ssh-keygen verifies signatures)")
+            try await expectBlocked(box, package("g", "name: gpgv, state: absent"), reason: "gpgv is needed by Bulwark itself")
+            try await expectBlocked(box, package("t", "name: ca-certificates, state: absent"), reason: "ca-certificates is needed by Bulwark itself")
+            try await expectBlocked(box, package("l", "name: libgit2-1.5, state: absent"), reason: "libgit2-1.5 is needed by Bulwark itself (libgit2)")
+            try await expectBlocked(box, package("h", "name: libhttp-parser-x, state: absent"),
+                                    reason: "libhttp-parser-x is needed by libgit2-1.5 (Bulwark itself (libgit2))")
+            try await expectBlocked(box, package("y", "name: libyaml-0-2, state: absent"), reason: "libyaml-0-2 is needed by Bulwark itself (libyaml)")
+            #expect(try box.status().installed("openssh-client") != nil)
+            try await expectVerified(box, package("games", "name: games, state: absent"))
+        }
+    }
+
     @Test func aHeldPackageIsNotUpgradedButAnUnheldOneIs() async throws {
         try await withTemporaryDirectory { base in
             let box = try AptSandbox(base)

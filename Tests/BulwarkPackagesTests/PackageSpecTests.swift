@@ -85,6 +85,23 @@ import Testing
         #expect(policy.candidate?.text == "1.1")
         #expect(policy.available.map(\.version.text) == ["1.1", "1.0"])
         #expect(policy.sources(of: try DebianVersion("1.1")) == ["file:/tmp/repo ./ Packages", "http://deb.debian.org/debian bookworm/main amd64 Packages"])
+        #expect(policy.available.map(\.priority) == [500, 100])
+        #expect(policy.choice(minimum: try DebianVersion("1.1")) == .install(try DebianVersion("1.1")))
+        // A version only a source pinned to -1 offers is never chosen, whatever the minimum.
+        let pinned = Apt.parsePolicy("""
+            dummy:
+              Installed: 1.0
+              Candidate: 1.0
+              Version table:
+                 1.1 -1
+                    -1 file:/tmp/thirdparty ./ Packages
+             *** 1.0 500
+                    500 file:/tmp/repo ./ Packages
+                    100 /tmp/root/var/lib/dpkg/status
+            """)
+        #expect(pinned.available.map(\.priority) == [-1, 500])
+        #expect(pinned.choice(minimum: try DebianVersion("1.1")) == .pinnedOut(try DebianVersion("1.1"), priority: -1))
+        #expect(pinned.choice(minimum: try DebianVersion("1.0")) == .install(try DebianVersion("1.0")))
         let simulation = Apt.parseSimulation("Remv games [1.0]\nInst dummy [1.0] (1.1 localhost [all])\nInst new (2.0 repo [all])\nConf dummy (1.1 repo [all])\n")
         #expect(simulation.removes == ["games"])
         #expect(simulation.installs.map { "\($0.name) \($0.from ?? "-") \($0.to)" } == ["dummy 1.0 1.1", "new - 2.0"])

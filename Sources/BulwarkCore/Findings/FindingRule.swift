@@ -74,9 +74,14 @@ public struct ChangeTemplate: Sendable, Hashable {
         /// Below `spec`, dot-separated (`settings.PermitRootLogin`, `minVersion`).
         public var path: [String]
         public var value: String
-        public init(path: [String], value: String) {
+        /// The rule wrote the value itself, plain, as a YAML boolean, null or number (`false`,
+        /// `0`, not `"false"` nor `{{evidence}}`): it is written plain, keeping that type. Every
+        /// other value, and any with a finding's text in it, is written as a quoted string.
+        public var typed: Bool
+        public init(path: [String], value: String, typed: Bool = false) {
             self.path = path
             self.value = value
+            self.typed = typed
         }
     }
 
@@ -97,9 +102,17 @@ public struct ChangeTemplate: Sendable, Hashable {
     /// The change with the finding's fields filled in. Throws naming the field the finding lacks.
     public func render(for finding: Finding) throws(TemplateError) -> ChangeTemplate {
         ChangeTemplate(resource: try Template.render(resource, finding),
-                       set: try set.map { (op) throws(TemplateError) in Operation(path: op.path, value: try Template.render(op.value, finding)) },
-                       add: try add.map { (op) throws(TemplateError) in Operation(path: op.path, value: try Template.render(op.value, finding)) },
+                       set: try set.map { (op) throws(TemplateError) in try op.rendered(for: finding) },
+                       add: try add.map { (op) throws(TemplateError) in try op.rendered(for: finding) },
                        create: create)
+    }
+}
+
+extension ChangeTemplate.Operation {
+    /// The operation with the finding's fields filled in; a value with a placeholder is never typed.
+    func rendered(for finding: Finding) throws(TemplateError) -> Self {
+        let value = try Template.render(self.value, finding)
+        return Self(path: path, value: value, typed: typed && value == self.value && Template.placeholders(self.value) == [])
     }
 }
 
@@ -303,7 +316,9 @@ extension DesiredStateLoader {
                     ok = false
                     continue
                 }
-                result.append(.init(path: components, value: text))
+                // Written plain in the rule and typed there (a boolean, null or a number): kept so.
+                let typed = value.node.isPlain && Template.placeholders(text) == [] && PlainScalar(text).isTyped
+                result.append(.init(path: components, value: text, typed: typed))
             }
             return result
         }

@@ -14,7 +14,7 @@ extension ManifestEdit {
 
     /// A new manifest for `id` whose spec is `change`'s `set` (scalars at their paths) and `add`
     /// (one-item lists at theirs), with `annotations`, bound to `targets` only, every value written as `render` writes it
-    /// (double-quoted, digits plain) so that no finding's text can break out of its value.
+    /// (double-quoted, digits plain, the rule's own typed values plain) so that no finding's text can break out of its value.
     /// Throws for a name that is not a resource name and for two operations on one path.
     public static func create(_ change: ChangeTemplate, annotations: [String: String], for id: ResourceID,
                               targets: [String], comment: String) throws(ManifestEditError) -> String {
@@ -25,8 +25,8 @@ extension ManifestEdit {
             throw ManifestEditError("'\(quotedForMessage(id.name))' is not a resource name (lowercase letters, digits, '-' and '.')")
         }
         var spec = Node.mapping([])
-        for operation in change.set { try spec.insert(operation.path[...], .scalar(operation.value)) }
-        for operation in change.add { try spec.insert(operation.path[...], .list([operation.value])) }
+        for operation in change.set { try spec.insert(operation.path[...], .scalar(render(operation.value, typed: operation.typed))) }
+        for operation in change.add { try spec.insert(operation.path[...], .list([render(operation.value, typed: operation.typed)])) }
         // The comment's lines, with any other line break or control character as a space.
         var lines = comment.split(separator: "\n", omittingEmptySubsequences: false).map { line in
             "# " + String(String.UnicodeScalarView(line.unicodeScalars.map {
@@ -45,7 +45,7 @@ extension ManifestEdit {
         return lines.joined(separator: "\n") + "\n"
     }
 
-    /// A spec being built: nested mappings (in the order first written), scalars and lists.
+    /// A spec being built: nested mappings (in the order first written), scalars and lists, values as written (`render`).
     private enum Node {
         case scalar(String)
         case list([String])
@@ -72,8 +72,8 @@ extension ManifestEdit {
             return entries.flatMap { key, node -> [String] in
                 let key = Buffer.key(key)
                 switch node {
-                case .scalar(let value): return ["\(indent)\(key): \(ManifestEdit.render(value))"]
-                case .list(let values): return ["\(indent)\(key):"] + values.map { "\(indent)  - \(ManifestEdit.render($0))" }
+                case .scalar(let value): return ["\(indent)\(key): \(value)"]
+                case .list(let values): return ["\(indent)\(key):"] + values.map { "\(indent)  - \($0)" }
                 case .mapping: return ["\(indent)\(key):"] + node.lines(indent: indent + "  ")
                 }
             }

@@ -8,30 +8,49 @@ public struct ManifestEditError: Error, Sendable, CustomStringConvertible {
 /// Text edits of one resource's manifest that keep everything else of the file as it was
 /// (comments, other documents, quoting): a scalar replaced in place, a key inserted beside its
 /// siblings, an item added to a list, in block or single-line flow style. Values are written
-/// double-quoted (YAML escapes), digits plain, so no finding's text can break out of its value.
+/// double-quoted (YAML escapes), digits plain, so no finding's text can break out of its value;
+/// a boolean, null or number the rule itself wrote plain stays plain (`Operation.typed`), so
+/// `false` stays false rather than becoming the string "false", which Python reads as true.
 /// Every edit is checked afterwards by loading the changed revision.
 public enum ManifestEdit {
     /// Applies `change` (rendered) and the `annotations` to the document of `id` in `text`.
     public static func apply(_ change: ChangeTemplate, annotations: [String: String], to id: ResourceID, in text: String)
         throws(ManifestEditError) -> String {
         var text = text
-        for operation in change.set { text = try set(["spec"] + operation.path, operation.value, of: id, in: text) }
-        for operation in change.add { text = try add(["spec"] + operation.path, operation.value, of: id, in: text) }
+        for operation in change.set { text = try set(["spec"] + operation.path, operation.value, typed: operation.typed, of: id, in: text) }
+        for operation in change.add { text = try add(["spec"] + operation.path, operation.value, typed: operation.typed, of: id, in: text) }
         for (key, value) in annotations.sorted(by: { $0.key < $1.key }) {
             text = try set(["metadata", "annotations", key], value, of: id, in: text)
         }
         return text
     }
 
-    /// A value as YAML: digits plain, anything else double-quoted.
-    static func render(_ value: String) -> String {
-        !value.isEmpty && value.count <= 18 && value.allSatisfy({ $0.isASCII && $0.isNumber }) && !(value.hasPrefix("0") && value.count > 1)
-            ? value : YAML.doubleQuoted(value)
+    /// A value as YAML: a typed value of the rule's own text (`Operation.typed`) plain as the
+    /// rule wrote it, digits plain, anything else double-quoted.
+    static func render(_ value: String, typed: Bool = false) -> String {
+        written(value, typed: typed).text
+    }
+
+    /// How a value is written, and what YAML reads back from that.
+    static func written(_ value: String, typed: Bool) -> (text: String, meaning: PlainScalar) {
+        // Only the four kinds of scalar `PlainScalar` types are ever plain: none holds an indicator
+        // (`:`, `#`, `,`, a bracket), so a plain value cannot change the document's structure.
+        if typed, PlainScalar(value).isTyped { return (value, PlainScalar(value)) }
+        if !value.isEmpty && value.count <= 18 && value.allSatisfy({ $0.isASCII && $0.isNumber }) && !(value.hasPrefix("0") && value.count > 1) {
+            return (value, .number)
+        }
+        return (YAML.doubleQuoted(value), .string)
+    }
+
+    /// Whether a scalar of the file already is `value` as it would be written: the same text, read as the same type.
+    static func holds(_ node: YAMLNode, _ value: String, typed: Bool) -> Bool {
+        guard case .scalar(let current) = node.value, current == value else { return false }
+        return (node.isPlain ? PlainScalar(current) : .string) == written(value, typed: typed).meaning
     }
 
     // MARK: - Operations
 
-    static func set(_ path: [String], _ value: String, of id: ResourceID, in text: String) throws(ManifestEditError) -> String {
+    static func set(_ path: [String], _ value: String, typed: Bool = false, of id: ResourceID, in text: String) throws(ManifestEditError) -> String {
         let document = try find(id, in: text)
         var buffer = Buffer(text)
         var parent = document
@@ -42,17 +61,17 @@ public enum ManifestEdit {
             let isLast = depth == path.count - 1
             guard let pair = pairs.first(where: { $0.key == key }) else {
                 // Insert the rest as one value: `key: value`, or `key: {next: value}` for a missing mapping.
-                var inserted = render(value)
+                var inserted = render(value, typed: typed)
                 for inner in path[(depth + 1)...].reversed() { inserted = "{\(YAML.doubleQuoted(inner)): \(inserted)}" }
                 try buffer.insertPair(key: key, value: inserted, into: parent)
                 return buffer.text
             }
             if isLast {
-                guard case .scalar(let current) = pair.value.value else {
+                guard case .scalar = pair.value.value else {
                     throw ManifestEditError("\(path.joined(separator: ".")) of \(id) is \(pair.value.typeName), not a scalar")
                 }
-                if current == value, !pair.value.isNull { return text }
-                try buffer.replaceScalar(pair.value, with: render(value))
+                if holds(pair.value, value, typed: typed) { return text }
+                try buffer.replaceScalar(pair.value, with: render(value, typed: typed))
                 return buffer.text
             }
             parent = pair.value
@@ -60,7 +79,7 @@ public enum ManifestEdit {
         return text
     }
 
-    static func add(_ path: [String], _ value: String, of id: ResourceID, in text: String) throws(ManifestEditError) -> String {
+    static func add(_ path: [String], _ value: String, typed: Bool = false, of id: ResourceID, in text: String) throws(ManifestEditError) -> String {
         let document = try find(id, in: text)
         var buffer = Buffer(text)
         var node = document
@@ -69,7 +88,7 @@ public enum ManifestEdit {
                 throw ManifestEditError("\(path[..<depth].joined(separator: ".")) of \(id) is not a mapping")
             }
             guard let pair = pairs.first(where: { $0.key == key }) else {
-                var inserted = "[\(render(value))]"
+                var inserted = "[\(render(value, typed: typed))]"
                 for inner in path[(depth + 1)...].reversed() { inserted = "{\(YAML.doubleQuoted(inner)): \(inserted)}" }
                 try buffer.insertPair(key: key, value: inserted, into: node)
                 return buffer.text
@@ -79,8 +98,8 @@ public enum ManifestEdit {
         guard case .sequence(let items) = node.value else {
             throw ManifestEditError("\(path.joined(separator: ".")) of \(id) is \(node.typeName), not a list")
         }
-        if items.contains(where: { if case .scalar(let text) = $0.value { text == value } else { false } }) { return text }
-        try buffer.appendItem(render(value), to: node, items: items)
+        if items.contains(where: { holds($0, value, typed: typed) }) { return text }
+        try buffer.appendItem(render(value, typed: typed), to: node, items: items)
         return buffer.text
     }
 

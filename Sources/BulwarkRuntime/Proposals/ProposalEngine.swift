@@ -165,6 +165,10 @@ package struct ProposalEngine: Sendable {
             return Outcome(outcome: "not-proposed", detail: "the change would weaken \(id): "
                            + weaker.changes.joined(separator: "; ") + "; a finding never lowers policy")
         }
+        // A kind with no `weakens` cannot say which way a change goes: a finding's change to a
+        // value the policy already sets may loosen it (`false → "true"` of a setting whose name
+        // says danger), so it is proposed for a person and never merged by itself.
+        let unjudged = Self.unjudgedChanges(previous: previous, after: after, registry: registry)
         // Plan the changed resource against the live targets.
         var scoped = changed
         scoped.narrow { $0.resource == id }
@@ -190,7 +194,7 @@ package struct ProposalEngine: Sendable {
         }
         let planResult = planProblems.isEmpty ? "passed" : "failed: " + planProblems.joined(separator: "; ")
         // A new resource widens what Bulwark manages: always for a person, whatever the rule says.
-        let merged = rule.autoMerge && planProblems.isEmpty && previous != nil
+        let merged = rule.autoMerge && planProblems.isEmpty && previous != nil && unjudged.isEmpty
         var lines = ["propose(\(id)): \(TerminalText.oneLine(finding.title ?? finding.control)) [\(priority.priority.rawValue)]", ""]
         lines.append("Finding \(finding.id) from \(finding.source): \(finding.control) on \(finding.resource) (\(finding.severity.rawValue))")
         if let vulnerability = finding.vulnerability, let package = vulnerability.package {
@@ -206,10 +210,12 @@ package struct ProposalEngine: Sendable {
         lines.append("Plan: \(planResult)")
         lines.append("Planned remediations:")
         lines += planned.map { "- " + $0 }
-        if rule.autoMerge && !merged {
-            lines.append(previous == nil ? "Not merged automatically: a new resource is always reviewed by a person."
-                         : "Not merged automatically: the plan did not pass; review it.")
-        }
+        let notMerged = !rule.autoMerge || merged ? nil
+            : previous == nil ? "a new resource is always reviewed by a person"
+            : !planProblems.isEmpty ? "the plan did not pass; review it"
+            : "\(id.kind) has no rule for which way a change goes, and this one changes what the policy sets ("
+                + unjudged.joined(separator: "; ") + "): it could lower policy, so a person reviews it"
+        if let notMerged { lines.append("Not merged automatically: \(notMerged).") }
         lines.append("")
         var trailers: [(AuditTrailer, String)] = FindingCitation(id: finding.id, source: finding.source,
                                                                   firstSeen: citation.firstSeen, priority: citation.priority).trailerLines
@@ -231,9 +237,23 @@ package struct ProposalEngine: Sendable {
                                                                signer: configuration.signer) else {
                 return Outcome(outcome: "already-proposed", detail: "the finding's proposal exists", branch: branch)
             }
-            return Outcome(outcome: "proposed", detail: "plan \(planResult)", branch: branch, commit: commit.hex)
+            return Outcome(outcome: "proposed", detail: "plan \(planResult)" + (notMerged.map { "; not merged automatically: \($0)" } ?? ""),
+                           branch: branch, commit: commit.hex)
         } catch {
             return Outcome(outcome: "not-proposed", detail: "cannot commit the proposal: \(error)")
+        }
+    }
+
+    /// The properties whose value the policy already set and the change replaces, in words
+    /// (sensitive ones redacted), when the resource's kind does not judge direction
+    /// (`KindDefinition.judgesDirection`); none for a new resource or a kind that judges it.
+    static func unjudgedChanges(previous: Resource?, after: Resource, registry: Registry) -> [String] {
+        guard let previous, let kind = registry.kinds[after.id.kind], !kind.judgesDirection else { return [] }
+        let old = Dictionary(previous.spec.properties.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        return after.spec.properties.compactMap { property in
+            guard let was = old[property.name], was.value != property.value else { return nil }
+            return property.sensitive || was.sensitive ? "\(property.name): [redacted] → [redacted]"
+                : "\(property.name): \(was.value) → \(property.value)"
         }
     }
 
