@@ -435,13 +435,18 @@ struct AccessKeyDriver: ResourceDriver {
 
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
         let client = try await AWSAdapter.client(target)
-        for change in changes where change.desired == Self.compliant && change.property.hasPrefix("key:") {
-            let path = change.property.dropFirst("key:".count)
-            guard let slash = path.lastIndex(of: "/") else { continue }
-            _ = try await client.query(.iam, "UpdateAccessKey", [("UserName", String(path[..<slash])),
-                                                                 ("AccessKeyId", String(path[path.index(after: slash)...])),
-                                                                 ("Status", "Inactive")])
+        for change in changes where change.desired == Self.compliant {
+            guard let key = Self.key(change.property) else { continue }
+            _ = try await client.query(.iam, "UpdateAccessKey", [("UserName", key.user), ("AccessKeyId", key.id), ("Status", "Inactive")])
         }
+    }
+
+    /// The user and key id of a `key:USER/KEYID` property.
+    static func key(_ property: String) -> (user: String, id: String)? {
+        guard property.hasPrefix("key:") else { return nil }
+        let path = property.dropFirst("key:".count)
+        guard let slash = path.lastIndex(of: "/") else { return nil }
+        return (String(path[..<slash]), String(path[path.index(after: slash)...]))
     }
 
     /// A paginated IAM list (`Marker`, `IsTruncated`).
