@@ -423,7 +423,20 @@ struct AccessKeyDriver: ResourceDriver {
         }
         if let limit = limits.maxUnusedDays {
             let answer = try await client.query(.iam, "GetAccessKeyLastUsed", [("AccessKeyId", id)])
-            let lastUsed = answer.find("LastUsedDate").flatMap { Timestamp.parse($0.text) }
+            // Absent: never used. Present but unreadable: when it was last used is unknown, and
+            // falling back to the creation date could switch off a key in use; the resource fails.
+            let lastUsed: Date?
+            if let element = answer.find("LastUsedDate") {
+                guard let date = Timestamp.parse(element.text) else {
+                    throw AWSError(code: "UnreadableLastUsedDate",
+                                   message: "access key \(id) has a LastUsedDate Bulwark cannot read "
+                                       + "('\(quotedForMessage(element.text))'); when it was last used is unknown, so it is neither judged nor changed",
+                                   operation: "GetAccessKeyLastUsed")
+                }
+                lastUsed = date
+            } else {
+                lastUsed = nil
+            }
             let idle = now.timeIntervalSince(lastUsed ?? created)
             if idle > Double(limit) * 86400 {
                 return lastUsed == nil ? "active, never used in \(ageDays) days (limit \(limit))"

@@ -5,6 +5,104 @@ import Testing
 
 @testable import BulwarkAWS
 
+/// A loopback stand-in for AWS's query protocol, for answers moto cannot give (a garbage date, a
+/// page token given twice, a prefix list that cannot be read). `routes` maps `Action:Value` (the
+/// request's UserName, AccessKeyId or PrefixListId) or `Action` to the answers, status and XML
+/// body, given in order and the last one again. `GET /_log` lists each request's form. A python3
+/// process started by pid and killed by pid.
+final class QueryStandIn {
+    static let script = #"""
+        import json, sys, threading, urllib.parse
+        from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
+        port, routes = int(sys.argv[1]), json.loads(sys.argv[2])
+        log, lock = [], threading.Lock()
+        class Handler(BaseHTTPRequestHandler):
+            def answer(self, status, body):
+                data = body.encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "text/xml")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            def log_message(self, *args):
+                pass
+            def do_GET(self):
+                with lock:
+                    self.answer(200, json.dumps(log))
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length", "0"))
+                form = {k: v[0] for k, v in urllib.parse.parse_qs(self.rfile.read(length).decode()).items()}
+                action = form.get("Action", "")
+                value = form.get("UserName") or form.get("AccessKeyId") or form.get("PrefixListId") or ""
+                with lock:
+                    log.append(form)
+                    answers = routes.get(action + ":" + value) or routes.get(action)
+                    if not answers:
+                        return self.answer(400, "<Response><Errors><Error><Code>NotStubbed</Code><Message>" + action + "</Message></Error></Errors></Response>")
+                    status, body = answers.pop(0) if len(answers) > 1 else answers[0]
+                self.answer(status, body)
+        ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+        """#
+
+    let port: Int
+    var endpoint: String { "http://127.0.0.1:\(port)" }
+    private let process = Process()
+
+    init(_ routes: [String: [(Int, String)]]) throws {
+        port = try freeLoopbackPort()
+        let json = try JSONSerialization.data(withJSONObject: routes.mapValues { $0.map { [$0.0, $0.1] as [Any] } })
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", "-c", Self.script, String(port), String(decoding: json, as: UTF8.self)]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        for _ in 0..<200 {
+            if connects(port: port) { return }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        kill(process.processIdentifier, SIGKILL)
+        throw SupportError("the query stand-in did not start on port \(port)")
+    }
+
+    deinit {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+    }
+
+    /// Each request's form, in order.
+    var requests: [[String: String]] {
+        get throws {
+            let answer = try httpRequest(port: port, "GET", "/_log")
+            return try JSONDecoder().decode([[String: String]].self, from: Data(answer.body.utf8))
+        }
+    }
+
+    static func ec2(_ action: String, _ inner: String) -> String {
+        "<\(action)Response xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\">\(inner)</\(action)Response>"
+    }
+
+    static func iam(_ action: String, _ inner: String) -> String {
+        "<\(action)Response xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><\(action)Result>\(inner)</\(action)Result></\(action)Response>"
+    }
+
+    /// A security group with tcp 22 open to `cidr`, or through `prefixList`.
+    static func group(_ id: String, cidr: String? = nil, prefixList: String? = nil) -> String {
+        "<item><groupId>\(id)</groupId><groupName>\(id)</groupName><ipPermissions><item><ipProtocol>tcp</ipProtocol>"
+            + "<fromPort>22</fromPort><toPort>22</toPort>"
+            + (cidr.map { "<ipRanges><item><cidrIp>\($0)</cidrIp></item></ipRanges>" } ?? "")
+            + (prefixList.map { "<prefixListIds><item><prefixListId>\($0)</prefixListId></item></prefixListIds>" } ?? "")
+            + "</item></ipPermissions></item>"
+    }
+
+    static func accessKey(_ id: String, user: String, created: String) -> String {
+        iam("ListAccessKeys", "<AccessKeyMetadata><member><UserName>\(user)</UserName><AccessKeyId>\(id)</AccessKeyId>"
+            + "<Status>Active</Status><CreateDate>\(created)</CreateDate></member></AccessKeyMetadata><IsTruncated>false</IsTruncated>")
+    }
+}
+
 /// Python run in moto's server before it serves: an access key of a user whose name begins with
 /// `old-` is dated 400 days back, and `old-bulwark`'s key has the id the tests sign with.
 let agedKeys = """
@@ -107,6 +205,47 @@ struct AWSGuardTests {
             #expect(roleOutcome.entries.first?.record.reason?.contains(moto.accessKeyID) == true)
             #expect(try statuses() == "Active,Inactive")
         }
+    }
+
+    /// An unreadable LastUsedDate was taken as never used, and the key judged by its creation
+    /// date: a key in use every day could be switched off. Now the resource fails naming the key,
+    /// and no UpdateAccessKey is sent; a key that says when it was used, or says nothing (never
+    /// used), is judged and deactivated as before.
+    @Test func anUnreadableLastUsedDateFailsTheResourceAndChangesNothing() async throws {
+        let old = "2020-01-01T00:00:00Z"
+        let stub = try QueryStandIn([
+            "ListAccessKeys:carol": [(200, QueryStandIn.accessKey("AKIACAROL", user: "carol", created: old))],
+            "ListAccessKeys:dave": [(200, QueryStandIn.accessKey("AKIADAVE", user: "dave", created: old))],
+            "ListAccessKeys:erin": [(200, QueryStandIn.accessKey("AKIAERIN", user: "erin", created: old))],
+            "GetAccessKeyLastUsed:AKIACAROL": [(200, QueryStandIn.iam("GetAccessKeyLastUsed",
+                "<UserName>carol</UserName><AccessKeyLastUsed><LastUsedDate>last tuesday</LastUsedDate></AccessKeyLastUsed>"))],
+            "GetAccessKeyLastUsed:AKIADAVE": [(200, QueryStandIn.iam("GetAccessKeyLastUsed",
+                "<UserName>dave</UserName><AccessKeyLastUsed><LastUsedDate>2021-01-01T00:00:00Z</LastUsedDate></AccessKeyLastUsed>"))],
+            "GetAccessKeyLastUsed:AKIAERIN": [(200, QueryStandIn.iam("GetAccessKeyLastUsed",
+                "<UserName>erin</UserName><AccessKeyLastUsed><ServiceName>N/A</ServiceName><Region>N/A</Region></AccessKeyLastUsed>"))],
+            "UpdateAccessKey": [(200, QueryStandIn.iam("UpdateAccessKey", ""))],
+        ])
+        setenv("AWS_ACCESS_KEY_ID", MotoServer.accessKeyID, 1)
+        setenv("AWS_SECRET_ACCESS_KEY", MotoServer.secretAccessKey, 1)
+        let state = try awsState(endpoint: stub.endpoint, """
+            apiVersion: bulwark/v1
+            kind: IAMAccessKey
+            metadata: {name: carol-key}
+            spec: {maxUnusedDays: 45, users: [carol]}
+            ---
+            apiVersion: bulwark/v1
+            kind: IAMAccessKey
+            metadata: {name: others}
+            spec: {maxUnusedDays: 45, users: [dave, erin]}
+            """, kinds: "IAMAccessKey")
+        let (plan, outcome) = try await reconcile(state)
+        let failure = try #require(plan.failures.first { $0.binding.resource.name == "carol-key" })
+        #expect(failure.message.contains("UnreadableLastUsedDate") && failure.message.contains("AKIACAROL"))
+        #expect(Set(plan.remediations.flatMap(\.changes).map(\.property)) == ["key:dave/AKIADAVE", "key:erin/AKIAERIN"])
+        #expect(outcome.entries.allSatisfy { $0.record.name == "others" })
+        let log = try stub.requests
+        #expect(!log.contains { $0["Action"] == "UpdateAccessKey" && $0["AccessKeyId"] == "AKIACAROL" }, "carol's key is not touched")
+        #expect(Set(log.filter { $0["Action"] == "UpdateAccessKey" }.compactMap { $0["AccessKeyId"] }) == ["AKIADAVE", "AKIAERIN"])
     }
 
 }
