@@ -65,8 +65,21 @@ struct SecurityGroupDriver: ResourceDriver {
     func observe(_ resource: Resource, on target: Target) async throws -> Observation {
         let scope = try AWSAdapter.spec(resource, Scope.self)
         let client = try await AWSAdapter.client(target)
+        let groups = try await Self.groups(client)
+        // A named group that is not there has no property, which read as in sync: its exposure is
+        // unknown, so the resource fails instead.
+        if let named = scope.groups {
+            let missing = named.filter { entry in !groups.contains { $0.id == entry || $0.name == entry } }
+            if !missing.isEmpty {
+                throw AWSError(code: "GroupNotFound",
+                               message: "no security group in \(client.region) has the id or name "
+                                   + missing.map { "'\(quotedForMessage($0))'" }.joined(separator: ", ")
+                                   + " (named in groups); its ingress cannot be judged: fix the name or remove it",
+                               operation: "DescribeSecurityGroups")
+            }
+        }
         var values: [String: String?] = [:]
-        for group in try await Self.groups(client) where scope.groups.map({ $0.contains(group.id) || $0.contains(group.name) }) ?? true {
+        for group in groups where scope.groups.map({ $0.contains(group.id) || $0.contains(group.name) }) ?? true {
             let offending = Self.offending(group.rules, scope.forbid)
             values["ingress:\(group.id)"] = offending.isEmpty ? Self.none : offending.map(\.description).sorted().joined(separator: "; ")
         }
@@ -326,7 +339,14 @@ struct PublicAccessBlockDriver: ResourceDriver {
         for bucket in buckets {
             let answer = try await client.rest(.s3, "GetPublicAccessBlock", method: "GET", path: "/" + SigV4.encode(bucket),
                                                query: [("publicAccessBlock", "")], allowNotFound: true)
-            if answer.status == 404, answer.xml?.find("Code")?.text == "NoSuchBucket" { continue }
+            if answer.status == 404, answer.xml?.find("Code")?.text == "NoSuchBucket" {
+                // Listed by ListBuckets and deleted since: gone, nothing to judge. Named in the
+                // spec and not there: it has no property, which read as in sync; the resource fails.
+                guard scope.buckets != nil else { continue }
+                throw AWSError(code: "NoSuchBucket",
+                               message: "bucket '\(quotedForMessage(bucket))' (named in buckets) does not exist; its public access "
+                                   + "cannot be judged: fix the name or remove it", status: 404, operation: "GetPublicAccessBlock")
+            }
             values["bucket:\(bucket)"] = Self.render(answer.status == 404 ? nil : answer.xml)
         }
         return Observation(values: values)

@@ -248,4 +248,48 @@ struct AWSGuardTests {
         #expect(Set(log.filter { $0["Action"] == "UpdateAccessKey" }.compactMap { $0["AccessKeyId"] }) == ["AKIADAVE", "AKIAERIN"])
     }
 
+    // MARK: - SecurityGroupIngress
+
+    /// A named group or bucket that is not there had no property, and read as in sync. Now the
+    /// resource fails naming it; names that are there, and `all`, are judged as before.
+    @Test func aNamedGroupOrBucketThatIsNotThereFailsTheResource() async throws {
+        let moto = try MotoServer()
+        let web = try moto.boto("""
+            ec2 = aws("ec2")
+            vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+            web = ec2.create_security_group(GroupName="web", Description="web", VpcId=vpc)["GroupId"]
+            ec2.authorize_security_group_ingress(GroupId=web, IpPermissions=[
+                {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+            aws("s3").create_bucket(Bucket="logs")
+            print(web)
+            """)
+        func plan(groups: String, buckets: String) async throws -> Plan {
+            try await Reconciler(registry: Registry([AWSAdapter.definition()])).plan(try awsState(endpoint: moto.endpoint, """
+                apiVersion: bulwark/v1
+                kind: SecurityGroupIngress
+                metadata: {name: sg}
+                spec: {groups: \(groups), forbid: [{cidr: 0.0.0.0/0, ports: [22]}]}
+                ---
+                apiVersion: bulwark/v1
+                kind: S3PublicAccessBlock
+                metadata: {name: buckets}
+                spec: {account: false, buckets: \(buckets)}
+                """, kinds: "SecurityGroupIngress, S3PublicAccessBlock"))
+        }
+        try await withCredentials(moto) {
+            let missing = try await plan(groups: "[web, sg-0123456789abcdef0]", buckets: "[logs, no-such-bucket]")
+            #expect(!missing.hasDrift)
+            let messages = missing.failures.map(\.message)
+            #expect(messages.contains { $0.contains("GroupNotFound") && $0.contains("'sg-0123456789abcdef0'") && !$0.contains("'web'") })
+            #expect(messages.contains { $0.contains("NoSuchBucket") && $0.contains("'no-such-bucket'") })
+            #expect(messages.count == 2)
+
+            let present = try await plan(groups: "[web]", buckets: "[logs]")
+            #expect(present.failures.isEmpty)
+            #expect(Set(present.remediations.flatMap(\.changes).map(\.property)) == ["ingress:\(web)", "bucket:logs"])
+            let all = try await plan(groups: "all", buckets: "all")
+            #expect(all.failures.isEmpty)
+            #expect(Set(all.remediations.flatMap(\.changes).map(\.property)) == ["ingress:\(web)", "bucket:logs"])
+        }
+    }
 }
