@@ -191,6 +191,7 @@ struct SecurityGroupDriver: ResourceDriver {
 
     static func groups(_ client: AWSClient) async throws(AWSError) -> [Group] {
         var groups: [Group] = []
+        var pages = Pagination(operation: "DescribeSecurityGroups")
         var token: String?
         repeat {
             var parameters = [("MaxResults", "1000")]
@@ -212,7 +213,7 @@ struct SecurityGroupDriver: ResourceDriver {
                 }
                 groups.append(Group(id: id, name: item.value("groupName") ?? "", rules: rules))
             }
-            token = answer.value("nextToken").flatMap { $0.isEmpty ? nil : $0 }
+            token = try pages.next(answer.value("nextToken"))
         } while token != nil
         return groups
     }
@@ -486,12 +487,20 @@ struct AccessKeyDriver: ResourceDriver {
     static func list<T>(_ client: AWSClient, _ action: String, _ parameters: [(String, String)], items: String,
                         _ transform: (XMLElement) -> T?) async throws(AWSError) -> [T] {
         var result: [T] = []
+        var pages = Pagination(operation: action)
         var marker: String?
         repeat {
             let answer = try await client.query(.iam, action, parameters + (marker.map { [("Marker", $0)] } ?? []))
             result += (answer.find(items)?.children("member") ?? []).compactMap(transform)
-            marker = answer.find("IsTruncated")?.text == "true" ? answer.find("Marker")?.text : nil
-        } while marker != nil
+            guard answer.find("IsTruncated")?.text == "true" else { break }
+            // Truncated without a marker to go on with: the rest cannot be asked for, and a list
+            // cut short would leave keys unjudged.
+            guard let next = try pages.next(answer.find("Marker")?.text) else {
+                throw AWSError(code: "MalformedResponse", message: "the answer is truncated but names no Marker for the rest",
+                               operation: action)
+            }
+            marker = next
+        } while true
         return result
     }
 }
@@ -515,5 +524,32 @@ struct EBSEncryptionDriver: ResourceDriver {
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
         guard let change = changes.first else { return }
         _ = try await AWSAdapter.client(target).query(.ec2, change.desired == "true" ? "EnableEbsEncryptionByDefault" : "DisableEbsEncryptionByDefault")
+    }
+}
+
+// MARK: - Pagination
+
+/// The tokens of one paginated listing. A server that gives a token it already gave, or more
+/// pages than anyone's account holds, would be asked forever: that is a malformed answer.
+struct Pagination {
+    /// 10,000 pages: ten million security groups, or a million IAM users at 100 a page.
+    static let maximumPages = 10_000
+    let operation: String
+    private var seen: Set<String> = []
+
+    init(operation: String) { self.operation = operation }
+
+    /// The token to ask for the next page with; nil (absent or empty) when this was the last.
+    mutating func next(_ token: String?) throws(AWSError) -> String? {
+        guard let token, !token.isEmpty else { return nil }
+        guard seen.insert(token).inserted else {
+            throw AWSError(code: "MalformedResponse", message: "page \(seen.count + 1) gave a page token an earlier page gave; "
+                               + "the listing would never end", operation: operation)
+        }
+        guard seen.count < Self.maximumPages else {
+            throw AWSError(code: "MalformedResponse", message: "more than \(Self.maximumPages) pages; the listing is not believed to end",
+                           operation: operation)
+        }
+        return token
     }
 }

@@ -248,6 +248,63 @@ struct AWSGuardTests {
         #expect(Set(log.filter { $0["Action"] == "UpdateAccessKey" }.compactMap { $0["AccessKeyId"] }) == ["AKIADAVE", "AKIAERIN"])
     }
 
+    // MARK: - Pagination
+
+    /// A server that gave the same page token again was asked forever. Now the listing fails as
+    /// a malformed answer; distinct tokens are followed to the last page as before.
+    @Test func aRepeatedPageTokenFailsTheListingAndDistinctOnesAreFollowed() async throws {
+        let again = try QueryStandIn([
+            "DescribeSecurityGroups": [(200, QueryStandIn.ec2("DescribeSecurityGroups",
+                "<securityGroupInfo>\(QueryStandIn.group("sg-1", cidr: "10.0.0.0/8"))</securityGroupInfo><nextToken>again</nextToken>"))],
+            "ListUsers": [(200, QueryStandIn.iam("ListUsers", "<Users/><IsTruncated>true</IsTruncated><Marker>m1</Marker>"))],
+        ])
+        let pages = try QueryStandIn([
+            "DescribeSecurityGroups": [
+                (200, QueryStandIn.ec2("DescribeSecurityGroups", "<securityGroupInfo>\(QueryStandIn.group("sg-1", cidr: "10.0.0.0/8"))</securityGroupInfo><nextToken>t1</nextToken>")),
+                (200, QueryStandIn.ec2("DescribeSecurityGroups", "<securityGroupInfo>\(QueryStandIn.group("sg-2", cidr: "0.0.0.0/0"))</securityGroupInfo>")),
+            ],
+            "ListUsers": [
+                (200, QueryStandIn.iam("ListUsers", "<Users><member><UserName>a</UserName></member></Users><IsTruncated>true</IsTruncated><Marker>m1</Marker>")),
+                (200, QueryStandIn.iam("ListUsers", "<Users><member><UserName>b</UserName></member></Users><IsTruncated>false</IsTruncated>")),
+            ],
+            "ListAccessKeys": [(200, QueryStandIn.iam("ListAccessKeys", "<AccessKeyMetadata/><IsTruncated>false</IsTruncated>"))],
+        ])
+        setenv("AWS_ACCESS_KEY_ID", MotoServer.accessKeyID, 1)
+        setenv("AWS_SECRET_ACCESS_KEY", MotoServer.secretAccessKey, 1)
+        let manifests = """
+            apiVersion: bulwark/v1
+            kind: SecurityGroupIngress
+            metadata: {name: sg}
+            spec: {groups: all, forbid: [{cidr: 0.0.0.0/0, ports: [22]}]}
+            ---
+            apiVersion: bulwark/v1
+            kind: IAMAccessKey
+            metadata: {name: keys}
+            spec: {maxAgeDays: 90}
+            """
+        let looping = try await Reconciler(registry: Registry([AWSAdapter.definition()]))
+            .plan(try awsState(endpoint: again.endpoint, manifests, kinds: "SecurityGroupIngress, IAMAccessKey"))
+        #expect(looping.failures.count == 2)
+        #expect(looping.failures.allSatisfy { $0.message.contains("MalformedResponse") && $0.message.contains("page token") })
+        #expect(try again.requests.filter { $0["Action"] == "DescribeSecurityGroups" }.count == 2)
+
+        // Truncated, with no marker to ask for the rest: the keys of the rest would go unjudged.
+        let cut = try QueryStandIn(["ListUsers": [(200, QueryStandIn.iam("ListUsers", "<Users/><IsTruncated>true</IsTruncated>"))]])
+        let unmarked = try await Reconciler(registry: Registry([AWSAdapter.definition()]))
+            .plan(try awsState(endpoint: cut.endpoint, manifests, kinds: "IAMAccessKey"))
+        #expect(unmarked.failures.map(\.message).contains { $0.contains("truncated but names no Marker") })
+        // Distinct tokens without end: stopped at the cap.
+        var capped = Pagination(operation: "ListUsers")
+        for page in 1..<Pagination.maximumPages { _ = try capped.next("t\(page)") }
+        #expect { _ = try capped.next("one-more") } throws: { ($0 as? AWSError)?.message.contains("more than 10000 pages") == true }
+
+        let paged = try await Reconciler(registry: Registry([AWSAdapter.definition()]))
+            .plan(try awsState(endpoint: pages.endpoint, manifests, kinds: "SecurityGroupIngress, IAMAccessKey"))
+        #expect(paged.failures.isEmpty)
+        #expect(paged.remediations.flatMap(\.changes).map(\.property) == ["ingress:sg-2"], "the second page was read")
+        #expect(try pages.requests.filter { $0["Action"] == "ListAccessKeys" }.compactMap { $0["UserName"] } == ["a", "b"])
+    }
+
     // MARK: - SecurityGroupIngress
 
     /// A named group or bucket that is not there had no property, and read as in sync. Now the
