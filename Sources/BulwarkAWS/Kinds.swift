@@ -5,8 +5,10 @@ internal import Foundation
 
 /// `SecurityGroupIngress`: `spec: {groups: all | [ids or names], forbid: [{cidr, ports: [...]}]}`.
 /// One property per security group (`ingress:sg-…`): the ingress rules that open a forbidden
-/// port to a forbidden network, desired `(none)`. A fix revokes exactly those rules, in one call
-/// per group, and nothing else.
+/// port to a forbidden network, desired `(none)`. A rule through a managed prefix list counts as
+/// one rule per entry of the list (`tcp 22-22 0.0.0.0/0 via pl-…`). A fix revokes exactly those
+/// rules, in one call per group, and nothing else; for a prefix list, that is the list's
+/// reference on the rule (the list itself is left alone).
 struct SecurityGroupDriver: ResourceDriver {
     static let none = "(none)"
 
@@ -79,11 +81,68 @@ struct SecurityGroupDriver: ResourceDriver {
             }
         }
         var values: [String: String?] = [:]
+        var lists: [String: [String]] = [:]
         for group in groups where scope.groups.map({ $0.contains(group.id) || $0.contains(group.name) }) ?? true {
-            let offending = Self.offending(group.rules, scope.forbid)
+            let rules = try await Self.expanded(group, client, cache: &lists)
+            let offending = Self.offending(rules, scope.forbid)
             values["ingress:\(group.id)"] = offending.isEmpty ? Self.none : offending.map(\.description).sorted().joined(separator: "; ")
         }
         return Observation(values: values)
+    }
+
+    /// The group's rules with each prefix-list rule replaced by one rule per entry of the list.
+    /// `cache` holds the lists already read in this observation.
+    static func expanded(_ group: Group, _ client: AWSClient, cache: inout [String: [String]]) async throws(AWSError) -> [Rule] {
+        var rules = group.rules
+        for reference in group.prefixLists {
+            guard let list = reference.prefixList else { continue }
+            let entries: [String]
+            if let known = cache[list] {
+                entries = known
+            } else {
+                entries = try await Self.entries(client, list, group: group.id)
+                cache[list] = entries
+            }
+            for cidr in entries {
+                var rule = reference
+                rule.cidr = cidr
+                rules.append(rule)
+            }
+        }
+        return rules
+    }
+
+    /// The networks of a managed prefix list, canonical. A list that cannot be read, or an entry
+    /// that is not a network, fails the observation: the rules through it are unknown, and
+    /// leaving them out would report the group in sync.
+    static func entries(_ client: AWSClient, _ list: String, group: String) async throws(AWSError) -> [String] {
+        var cidrs: [String] = []
+        var pages = Pagination(operation: "GetManagedPrefixListEntries")
+        var token: String?
+        repeat {
+            var parameters = [("PrefixListId", list), ("MaxResults", "100")]
+            if let token { parameters.append(("NextToken", token)) }
+            let answer: XMLElement
+            do {
+                answer = try await client.query(.ec2, "GetManagedPrefixListEntries", parameters)
+            } catch {
+                var failure = error
+                failure.message += "; security group \(group) lets traffic in through prefix list \(list), which cannot be read, "
+                    + "so its ingress cannot be judged"
+                throw failure
+            }
+            for item in answer.child("entrySet")?.children("item") ?? [] {
+                guard let text = item.value("cidr"), let cidr = CIDR(text) else {
+                    throw AWSError(code: "MalformedResponse",
+                                   message: "prefix list \(list) (used by security group \(group)) has an entry that is not a network: "
+                                       + "'\(quotedForMessage(item.value("cidr") ?? "none"))'",
+                                   operation: "GetManagedPrefixListEntries")
+                }
+                cidrs.append(cidr.description)
+            }
+            token = try pages.next(answer.value("nextToken"))
+        } while token != nil
+        return cidrs
     }
 
     /// The rules that open a forbidden port to a forbidden network: for each port, the rules
@@ -126,14 +185,21 @@ struct SecurityGroupDriver: ResourceDriver {
             let rules = (change.observed ?? Self.none) == Self.none ? [] : (change.observed ?? "").components(separatedBy: "; ").compactMap(Rule.init)
             guard !rules.isEmpty else { continue }
             var parameters = [("GroupId", group)]
-            for (index, rule) in rules.enumerated() {
+            // Two entries of one prefix list are one permission to revoke.
+            var permissions: [Rule] = []
+            for rule in rules where !permissions.contains(where: { $0.revokes(rule) }) { permissions.append(rule) }
+            for (index, rule) in permissions.enumerated() {
                 let prefix = "IpPermissions.\(index + 1)."
                 parameters.append((prefix + "IpProtocol", rule.proto))
                 if let from = rule.from, let to = rule.to {
                     parameters.append((prefix + "FromPort", String(from)))
                     parameters.append((prefix + "ToPort", String(to)))
                 }
-                parameters.append(rule.cidr.contains(":") ? (prefix + "Ipv6Ranges.1.CidrIpv6", rule.cidr) : (prefix + "IpRanges.1.CidrIp", rule.cidr))
+                if let list = rule.prefixList {
+                    parameters.append((prefix + "PrefixListIds.1.PrefixListId", list))
+                } else {
+                    parameters.append(rule.cidr.contains(":") ? (prefix + "Ipv6Ranges.1.CidrIpv6", rule.cidr) : (prefix + "IpRanges.1.CidrIp", rule.cidr))
+                }
             }
             do {
                 _ = try await client.query(.ec2, "RevokeSecurityGroupIngress", parameters)
@@ -144,25 +210,30 @@ struct SecurityGroupDriver: ResourceDriver {
         }
     }
 
-    /// One ingress permission for one network: `tcp 22-22 0.0.0.0/0`, `all * ::/0`.
+    /// One ingress permission for one network: `tcp 22-22 0.0.0.0/0`, `all * ::/0`, or for one
+    /// entry of a managed prefix list, `tcp 22-22 0.0.0.0/0 via pl-0abc`.
     struct Rule: CustomStringConvertible {
         var proto: String
         var from: Int?
         var to: Int?
         var cidr: String
+        /// The managed prefix list the network is an entry of; nil for a rule's own range.
+        var prefixList: String?
 
-        init(proto: String, from: Int?, to: Int?, cidr: String) {
+        init(proto: String, from: Int?, to: Int?, cidr: String, prefixList: String? = nil) {
             self.proto = proto
             self.from = from
             self.to = to
             self.cidr = cidr
+            self.prefixList = prefixList
         }
 
         init?(_ text: String) {
             let parts = text.split(separator: " ").map(String.init)
-            guard parts.count == 3 else { return nil }
+            guard parts.count == 3 || (parts.count == 5 && parts[3] == "via" && parts[4].hasPrefix("pl-")) else { return nil }
             proto = parts[0] == "all" ? "-1" : parts[0]
             cidr = parts[2]
+            prefixList = parts.count == 5 ? parts[4] : nil
             if parts[1] != "*" {
                 let range = parts[1].split(separator: "-").compactMap { Int($0) }
                 guard range.count == 2 else { return nil }
@@ -172,7 +243,21 @@ struct SecurityGroupDriver: ResourceDriver {
         }
 
         var description: String {
-            proto == "-1" || from == nil ? "all * \(cidr)" : "\(proto) \(from ?? 0)-\(to ?? 0) \(cidr)"
+            (proto == "-1" || from == nil ? "all * \(cidr)" : "\(proto) \(from ?? 0)-\(to ?? 0) \(cidr)")
+                + (prefixList.map { " via \($0)" } ?? "")
+        }
+
+        /// The traffic it lets in, without the network: `tcp 22-22`, `all traffic`.
+        var traffic: String {
+            proto == "-1" || from == nil ? "all traffic" : "\(proto) \(from ?? 0)-\(to ?? 0)"
+        }
+
+        /// Whether revoking this rule's permission also revokes `other`'s: the same protocol and
+        /// ports from the same prefix list, or the same network.
+        func revokes(_ other: Rule) -> Bool {
+            guard proto == other.proto, from == other.from, to == other.to else { return false }
+            if let prefixList { return prefixList == other.prefixList }
+            return other.prefixList == nil && cidr == other.cidr
         }
 
         /// Whether traffic to `port` is let in: tcp or udp with the port in range, or all traffic.
@@ -187,6 +272,8 @@ struct SecurityGroupDriver: ResourceDriver {
         var id: String
         var name: String
         var rules: [Rule]
+        /// Rules through a managed prefix list, its id in `prefixList` and no network yet.
+        var prefixLists: [Rule] = []
     }
 
     static func groups(_ client: AWSClient) async throws(AWSError) -> [Group] {
@@ -200,6 +287,7 @@ struct SecurityGroupDriver: ResourceDriver {
             for item in answer.child("securityGroupInfo")?.children("item") ?? [] {
                 guard let id = item.value("groupId") else { continue }
                 var rules: [Rule] = []
+                var prefixLists: [Rule] = []
                 for permission in item.child("ipPermissions")?.children("item") ?? [] {
                     let proto = permission.value("ipProtocol") ?? "-1"
                     let from = permission.value("fromPort").flatMap { Int($0) }
@@ -210,8 +298,16 @@ struct SecurityGroupDriver: ResourceDriver {
                         rules.append(Rule(proto: proto, from: proto == "-1" ? nil : from, to: proto == "-1" ? nil : to,
                                           cidr: CIDR(cidr)?.description ?? cidr))
                     }
+                    for reference in permission.child("prefixListIds")?.children("item") ?? [] {
+                        guard let list = reference.value("prefixListId"), !list.isEmpty else {
+                            throw AWSError(code: "MalformedResponse", message: "security group \(id) has a rule through a prefix list "
+                                               + "without its id", operation: "DescribeSecurityGroups")
+                        }
+                        prefixLists.append(Rule(proto: proto, from: proto == "-1" ? nil : from, to: proto == "-1" ? nil : to,
+                                                cidr: "", prefixList: list))
+                    }
                 }
-                groups.append(Group(id: id, name: item.value("groupName") ?? "", rules: rules))
+                groups.append(Group(id: id, name: item.value("groupName") ?? "", rules: rules, prefixLists: prefixLists))
             }
             token = try pages.next(answer.value("nextToken"))
         } while token != nil

@@ -307,6 +307,89 @@ struct AWSGuardTests {
 
     // MARK: - SecurityGroupIngress
 
+    /// tcp 22 opened to the world through a customer-managed prefix list was not read, and in
+    /// sync. Now each entry counts as a rule: a list that holds only forbidden networks is taken
+    /// off the group (the list stays); one that also holds a network that is not forbidden is
+    /// blocked, since taking it off would cut that network off too.
+    @Test func ingressThroughAPrefixListIsSeenRevokedOrBlocked() async throws {
+        let moto = try MotoServer()
+        let ids = try moto.boto("""
+            ec2 = aws("ec2")
+            def plist(name, cidrs):
+                return ec2.create_managed_prefix_list(PrefixListName=name, MaxEntries=5, AddressFamily="IPv4",
+                                                      Entries=[{"Cidr": c} for c in cidrs])["PrefixList"]["PrefixListId"]
+            world, mixed = plist("world", ["0.0.0.0/1", "128.0.0.0/1"]), plist("mixed", ["0.0.0.0/0", "10.0.0.0/8"])
+            vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+            def group(name, plist):
+                g = ec2.create_security_group(GroupName=name, Description=name, VpcId=vpc)["GroupId"]
+                ec2.authorize_security_group_ingress(GroupId=g, IpPermissions=[
+                    {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "PrefixListIds": [{"PrefixListId": plist}]},
+                    {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "PrefixListIds": [{"PrefixListId": plist}]}])
+                return g
+            print(world, mixed, group("web", world), group("admin", mixed))
+            """).split(separator: " ").map(String.init)
+        let (world, mixed, web, admin) = (ids[0], ids[1], ids[2], ids[3])
+        func references(_ group: String) throws -> String {
+            try moto.boto("""
+                g = aws("ec2").describe_security_groups(GroupIds=["\(group)"])["SecurityGroups"][0]
+                print(",".join(sorted("%s %s" % (p["FromPort"], r["PrefixListId"]) for p in g["IpPermissions"] for r in p.get("PrefixListIds", []))))
+                """)
+        }
+        try await withCredentials(moto) {
+            let state = try awsState(endpoint: moto.endpoint, """
+                apiVersion: bulwark/v1
+                kind: SecurityGroupIngress
+                metadata: {name: web}
+                spec: {groups: [web], forbid: [{cidr: 0.0.0.0/0, ports: [22]}]}
+                ---
+                apiVersion: bulwark/v1
+                kind: SecurityGroupIngress
+                metadata: {name: admin}
+                spec: {groups: [admin], forbid: [{cidr: 0.0.0.0/0, ports: [22]}]}
+                """, kinds: "SecurityGroupIngress")
+            let (plan, outcome) = try await reconcile(state)
+            let observed = Dictionary(plan.remediations.flatMap(\.changes).map { ($0.property, $0.observed ?? "") }) { $1 }
+            #expect(observed == ["ingress:\(web)": "tcp 22-22 0.0.0.0/1 via \(world); tcp 22-22 128.0.0.0/1 via \(world)",
+                                 "ingress:\(admin)": "tcp 22-22 0.0.0.0/0 via \(mixed)"])
+            #expect(outcome.entries.first { $0.record.name == "web" }?.record.result == .verified)
+            let blocked = try #require(outcome.entries.first { $0.record.name == "admin" })
+            #expect(blocked.record.decision == .blocked)
+            #expect(blocked.record.reason?.contains("would also cut off 10.0.0.0/8") == true)
+            #expect(try references(web) == "443 \(world)", "22 through the list is gone, 443 stays")
+            #expect(try references(admin) == "22 \(mixed),443 \(mixed)", "blocked: nothing changed")
+            #expect(try moto.boto("print(len(aws('ec2').get_managed_prefix_list_entries(PrefixListId='\(world)')['Entries']))") == "2",
+                    "the list itself is left alone")
+        }
+    }
+
+    /// A prefix list that cannot be read left the rule out, and the group in sync. Now the
+    /// observation fails, naming the group and the list.
+    @Test func aPrefixListThatCannotBeReadFailsTheObservation() async throws {
+        let stub = try QueryStandIn([
+            "DescribeSecurityGroups": [(200, QueryStandIn.ec2("DescribeSecurityGroups",
+                "<securityGroupInfo>\(QueryStandIn.group("sg-1", prefixList: "pl-hidden"))\(QueryStandIn.group("sg-2", cidr: "10.0.0.0/8"))</securityGroupInfo>"))],
+            "GetManagedPrefixListEntries": [(403, "<Response><Errors><Error><Code>UnauthorizedOperation</Code>"
+                                                 + "<Message>not allowed</Message></Error></Errors></Response>")],
+        ])
+        setenv("AWS_ACCESS_KEY_ID", MotoServer.accessKeyID, 1)
+        setenv("AWS_SECRET_ACCESS_KEY", MotoServer.secretAccessKey, 1)
+        func plan(_ groups: String) async throws -> Plan {
+            try await Reconciler(registry: Registry([AWSAdapter.definition()])).plan(try awsState(endpoint: stub.endpoint, """
+                apiVersion: bulwark/v1
+                kind: SecurityGroupIngress
+                metadata: {name: sg}
+                spec: {groups: \(groups), forbid: [{cidr: 0.0.0.0/0, ports: [22]}]}
+                """, kinds: "SecurityGroupIngress"))
+        }
+        let failed = try await plan("all")
+        #expect(!failed.hasDrift)
+        #expect(failed.failures.count == 1)
+        #expect(failed.failures.first.map { $0.message.contains("UnauthorizedOperation") && $0.message.contains("sg-1")
+                                                && $0.message.contains("pl-hidden") } == true)
+        let other = try await plan("[sg-2]")
+        #expect(other.failures.isEmpty && !other.hasDrift, "a group without the list is judged as before")
+    }
+
     /// A named group or bucket that is not there had no property, and read as in sync. Now the
     /// resource fails naming it; names that are there, and `all`, are judged as before.
     @Test func aNamedGroupOrBucketThatIsNotThereFailsTheResource() async throws {
