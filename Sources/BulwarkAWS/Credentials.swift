@@ -91,16 +91,32 @@ public struct AWSCredentialChain: Sendable {
 
     /// The credentials to sign with.
     public func resolve() async throws(AWSError) -> AWSCredentials {
+        try await resolveWithKeys().credentials
+    }
+
+    /// The credentials to sign with, and the access key ids of every credential on the way to
+    /// them: a static key, or the key a role was assumed with (through any `source_profile`s)
+    /// and the role's temporary key. Deactivating any of them cuts Bulwark off from AWS.
+    func resolveWithKeys() async throws(AWSError) -> (credentials: AWSCredentials, keyIDs: Set<String>) {
         let base = try await resolveBase()
-        guard let roleArn else { return base.credentials }
+        guard let roleArn else { return (base.credentials, base.keyIDs) }
         let sessionName = "bulwark-\(Int(Date().timeIntervalSince1970))"
-        return try await assumeRole(roleArn, with: base, sessionName: sessionName, externalID: externalID, durationSeconds: nil)
+        let assumed = try await assumeRole(roleArn, with: base, sessionName: sessionName, externalID: externalID, durationSeconds: nil)
+        return (assumed, base.keyIDs.union([assumed.accessKeyID]))
     }
 
     /// Credentials and a key naming where they came from (for the cache; never a secret).
     struct Found: Sendable {
         var credentials: AWSCredentials
         var key: String
+        /// The access key ids of these credentials and of those they were obtained with.
+        var keyIDs: Set<String>
+
+        init(credentials: AWSCredentials, key: String, via source: Found? = nil) {
+            self.credentials = credentials
+            self.key = key
+            keyIDs = (source?.keyIDs ?? []).union([credentials.accessKeyID])
+        }
     }
 
     private func resolveBase() async throws(AWSError) -> Found {
@@ -250,7 +266,7 @@ public struct AWSCredentialChain: Sendable {
         return Found(credentials: try await assumeRole(role, with: source, sessionName: settings["role_session_name"]
                                                           ?? "bulwark-\(Int(Date().timeIntervalSince1970))",
                                                       externalID: settings["external_id"], durationSeconds: duration),
-                     key: "assume:\(role):\(source.key)")
+                     key: "assume:\(role):\(source.key)", via: source)
     }
 
     // MARK: - STS

@@ -5,8 +5,10 @@ internal import Foundation
 
 /// `SecurityGroupIngress`: `spec: {groups: all | [ids or names], forbid: [{cidr, ports: [...]}]}`.
 /// One property per security group (`ingress:sg-…`): the ingress rules that open a forbidden
-/// port to a forbidden network, desired `(none)`. A fix revokes exactly those rules, in one call
-/// per group, and nothing else.
+/// port to a forbidden network, desired `(none)`. A rule through a managed prefix list counts as
+/// one rule per entry of the list (`tcp 22-22 0.0.0.0/0 via pl-…`). A fix revokes exactly those
+/// rules, in one call per group, and nothing else; for a prefix list, that is the list's
+/// reference on the rule (the list itself is left alone).
 struct SecurityGroupDriver: ResourceDriver {
     static let none = "(none)"
 
@@ -65,12 +67,82 @@ struct SecurityGroupDriver: ResourceDriver {
     func observe(_ resource: Resource, on target: Target) async throws -> Observation {
         let scope = try AWSAdapter.spec(resource, Scope.self)
         let client = try await AWSAdapter.client(target)
+        let groups = try await Self.groups(client)
+        // A named group that is not there has no property, which read as in sync: its exposure is
+        // unknown, so the resource fails instead.
+        if let named = scope.groups {
+            let missing = named.filter { entry in !groups.contains { $0.id == entry || $0.name == entry } }
+            if !missing.isEmpty {
+                throw AWSError(code: "GroupNotFound",
+                               message: "no security group in \(client.region) has the id or name "
+                                   + missing.map { "'\(quotedForMessage($0))'" }.joined(separator: ", ")
+                                   + " (named in groups); its ingress cannot be judged: fix the name or remove it",
+                               operation: "DescribeSecurityGroups")
+            }
+        }
         var values: [String: String?] = [:]
-        for group in try await Self.groups(client) where scope.groups.map({ $0.contains(group.id) || $0.contains(group.name) }) ?? true {
-            let offending = Self.offending(group.rules, scope.forbid)
+        var lists: [String: [String]] = [:]
+        for group in groups where scope.groups.map({ $0.contains(group.id) || $0.contains(group.name) }) ?? true {
+            let rules = try await Self.expanded(group, client, cache: &lists)
+            let offending = Self.offending(rules, scope.forbid)
             values["ingress:\(group.id)"] = offending.isEmpty ? Self.none : offending.map(\.description).sorted().joined(separator: "; ")
         }
         return Observation(values: values)
+    }
+
+    /// The group's rules with each prefix-list rule replaced by one rule per entry of the list.
+    /// `cache` holds the lists already read in this observation.
+    static func expanded(_ group: Group, _ client: AWSClient, cache: inout [String: [String]]) async throws(AWSError) -> [Rule] {
+        var rules = group.rules
+        for reference in group.prefixLists {
+            guard let list = reference.prefixList else { continue }
+            let entries: [String]
+            if let known = cache[list] {
+                entries = known
+            } else {
+                entries = try await Self.entries(client, list, group: group.id)
+                cache[list] = entries
+            }
+            for cidr in entries {
+                var rule = reference
+                rule.cidr = cidr
+                rules.append(rule)
+            }
+        }
+        return rules
+    }
+
+    /// The networks of a managed prefix list, canonical. A list that cannot be read, or an entry
+    /// that is not a network, fails the observation: the rules through it are unknown, and
+    /// leaving them out would report the group in sync.
+    static func entries(_ client: AWSClient, _ list: String, group: String) async throws(AWSError) -> [String] {
+        var cidrs: [String] = []
+        var pages = Pagination(operation: "GetManagedPrefixListEntries")
+        var token: String?
+        repeat {
+            var parameters = [("PrefixListId", list), ("MaxResults", "100")]
+            if let token { parameters.append(("NextToken", token)) }
+            let answer: XMLElement
+            do {
+                answer = try await client.query(.ec2, "GetManagedPrefixListEntries", parameters)
+            } catch {
+                var failure = error
+                failure.message += "; security group \(group) lets traffic in through prefix list \(list), which cannot be read, "
+                    + "so its ingress cannot be judged"
+                throw failure
+            }
+            for item in answer.child("entrySet")?.children("item") ?? [] {
+                guard let text = item.value("cidr"), let cidr = CIDR(text) else {
+                    throw AWSError(code: "MalformedResponse",
+                                   message: "prefix list \(list) (used by security group \(group)) has an entry that is not a network: "
+                                       + "'\(quotedForMessage(item.value("cidr") ?? "none"))'",
+                                   operation: "GetManagedPrefixListEntries")
+                }
+                cidrs.append(cidr.description)
+            }
+            token = try pages.next(answer.value("nextToken"))
+        } while token != nil
+        return cidrs
     }
 
     /// The rules that open a forbidden port to a forbidden network: for each port, the rules
@@ -113,14 +185,21 @@ struct SecurityGroupDriver: ResourceDriver {
             let rules = (change.observed ?? Self.none) == Self.none ? [] : (change.observed ?? "").components(separatedBy: "; ").compactMap(Rule.init)
             guard !rules.isEmpty else { continue }
             var parameters = [("GroupId", group)]
-            for (index, rule) in rules.enumerated() {
+            // Two entries of one prefix list are one permission to revoke.
+            var permissions: [Rule] = []
+            for rule in rules where !permissions.contains(where: { $0.revokes(rule) }) { permissions.append(rule) }
+            for (index, rule) in permissions.enumerated() {
                 let prefix = "IpPermissions.\(index + 1)."
                 parameters.append((prefix + "IpProtocol", rule.proto))
                 if let from = rule.from, let to = rule.to {
                     parameters.append((prefix + "FromPort", String(from)))
                     parameters.append((prefix + "ToPort", String(to)))
                 }
-                parameters.append(rule.cidr.contains(":") ? (prefix + "Ipv6Ranges.1.CidrIpv6", rule.cidr) : (prefix + "IpRanges.1.CidrIp", rule.cidr))
+                if let list = rule.prefixList {
+                    parameters.append((prefix + "PrefixListIds.1.PrefixListId", list))
+                } else {
+                    parameters.append(rule.cidr.contains(":") ? (prefix + "Ipv6Ranges.1.CidrIpv6", rule.cidr) : (prefix + "IpRanges.1.CidrIp", rule.cidr))
+                }
             }
             do {
                 _ = try await client.query(.ec2, "RevokeSecurityGroupIngress", parameters)
@@ -131,25 +210,30 @@ struct SecurityGroupDriver: ResourceDriver {
         }
     }
 
-    /// One ingress permission for one network: `tcp 22-22 0.0.0.0/0`, `all * ::/0`.
+    /// One ingress permission for one network: `tcp 22-22 0.0.0.0/0`, `all * ::/0`, or for one
+    /// entry of a managed prefix list, `tcp 22-22 0.0.0.0/0 via pl-0abc`.
     struct Rule: CustomStringConvertible {
         var proto: String
         var from: Int?
         var to: Int?
         var cidr: String
+        /// The managed prefix list the network is an entry of; nil for a rule's own range.
+        var prefixList: String?
 
-        init(proto: String, from: Int?, to: Int?, cidr: String) {
+        init(proto: String, from: Int?, to: Int?, cidr: String, prefixList: String? = nil) {
             self.proto = proto
             self.from = from
             self.to = to
             self.cidr = cidr
+            self.prefixList = prefixList
         }
 
         init?(_ text: String) {
             let parts = text.split(separator: " ").map(String.init)
-            guard parts.count == 3 else { return nil }
+            guard parts.count == 3 || (parts.count == 5 && parts[3] == "via" && parts[4].hasPrefix("pl-")) else { return nil }
             proto = parts[0] == "all" ? "-1" : parts[0]
             cidr = parts[2]
+            prefixList = parts.count == 5 ? parts[4] : nil
             if parts[1] != "*" {
                 let range = parts[1].split(separator: "-").compactMap { Int($0) }
                 guard range.count == 2 else { return nil }
@@ -159,7 +243,21 @@ struct SecurityGroupDriver: ResourceDriver {
         }
 
         var description: String {
-            proto == "-1" || from == nil ? "all * \(cidr)" : "\(proto) \(from ?? 0)-\(to ?? 0) \(cidr)"
+            (proto == "-1" || from == nil ? "all * \(cidr)" : "\(proto) \(from ?? 0)-\(to ?? 0) \(cidr)")
+                + (prefixList.map { " via \($0)" } ?? "")
+        }
+
+        /// The traffic it lets in, without the network: `tcp 22-22`, `all traffic`.
+        var traffic: String {
+            proto == "-1" || from == nil ? "all traffic" : "\(proto) \(from ?? 0)-\(to ?? 0)"
+        }
+
+        /// Whether revoking this rule's permission also revokes `other`'s: the same protocol and
+        /// ports from the same prefix list, or the same network.
+        func revokes(_ other: Rule) -> Bool {
+            guard proto == other.proto, from == other.from, to == other.to else { return false }
+            if let prefixList { return prefixList == other.prefixList }
+            return other.prefixList == nil && cidr == other.cidr
         }
 
         /// Whether traffic to `port` is let in: tcp or udp with the port in range, or all traffic.
@@ -174,10 +272,13 @@ struct SecurityGroupDriver: ResourceDriver {
         var id: String
         var name: String
         var rules: [Rule]
+        /// Rules through a managed prefix list, its id in `prefixList` and no network yet.
+        var prefixLists: [Rule] = []
     }
 
     static func groups(_ client: AWSClient) async throws(AWSError) -> [Group] {
         var groups: [Group] = []
+        var pages = Pagination(operation: "DescribeSecurityGroups")
         var token: String?
         repeat {
             var parameters = [("MaxResults", "1000")]
@@ -186,6 +287,7 @@ struct SecurityGroupDriver: ResourceDriver {
             for item in answer.child("securityGroupInfo")?.children("item") ?? [] {
                 guard let id = item.value("groupId") else { continue }
                 var rules: [Rule] = []
+                var prefixLists: [Rule] = []
                 for permission in item.child("ipPermissions")?.children("item") ?? [] {
                     let proto = permission.value("ipProtocol") ?? "-1"
                     let from = permission.value("fromPort").flatMap { Int($0) }
@@ -196,10 +298,18 @@ struct SecurityGroupDriver: ResourceDriver {
                         rules.append(Rule(proto: proto, from: proto == "-1" ? nil : from, to: proto == "-1" ? nil : to,
                                           cidr: CIDR(cidr)?.description ?? cidr))
                     }
+                    for reference in permission.child("prefixListIds")?.children("item") ?? [] {
+                        guard let list = reference.value("prefixListId"), !list.isEmpty else {
+                            throw AWSError(code: "MalformedResponse", message: "security group \(id) has a rule through a prefix list "
+                                               + "without its id", operation: "DescribeSecurityGroups")
+                        }
+                        prefixLists.append(Rule(proto: proto, from: proto == "-1" ? nil : from, to: proto == "-1" ? nil : to,
+                                                cidr: "", prefixList: list))
+                    }
                 }
-                groups.append(Group(id: id, name: item.value("groupName") ?? "", rules: rules))
+                groups.append(Group(id: id, name: item.value("groupName") ?? "", rules: rules, prefixLists: prefixLists))
             }
-            token = answer.value("nextToken").flatMap { $0.isEmpty ? nil : $0 }
+            token = try pages.next(answer.value("nextToken"))
         } while token != nil
         return groups
     }
@@ -326,7 +436,14 @@ struct PublicAccessBlockDriver: ResourceDriver {
         for bucket in buckets {
             let answer = try await client.rest(.s3, "GetPublicAccessBlock", method: "GET", path: "/" + SigV4.encode(bucket),
                                                query: [("publicAccessBlock", "")], allowNotFound: true)
-            if answer.status == 404, answer.xml?.find("Code")?.text == "NoSuchBucket" { continue }
+            if answer.status == 404, answer.xml?.find("Code")?.text == "NoSuchBucket" {
+                // Listed by ListBuckets and deleted since: gone, nothing to judge. Named in the
+                // spec and not there: it has no property, which read as in sync; the resource fails.
+                guard scope.buckets != nil else { continue }
+                throw AWSError(code: "NoSuchBucket",
+                               message: "bucket '\(quotedForMessage(bucket))' (named in buckets) does not exist; its public access "
+                                   + "cannot be judged: fix the name or remove it", status: 404, operation: "GetPublicAccessBlock")
+            }
             values["bucket:\(bucket)"] = Self.render(answer.status == 404 ? nil : answer.xml)
         }
         return Observation(values: values)
@@ -423,7 +540,20 @@ struct AccessKeyDriver: ResourceDriver {
         }
         if let limit = limits.maxUnusedDays {
             let answer = try await client.query(.iam, "GetAccessKeyLastUsed", [("AccessKeyId", id)])
-            let lastUsed = answer.find("LastUsedDate").flatMap { Timestamp.parse($0.text) }
+            // Absent: never used. Present but unreadable: when it was last used is unknown, and
+            // falling back to the creation date could switch off a key in use; the resource fails.
+            let lastUsed: Date?
+            if let element = answer.find("LastUsedDate") {
+                guard let date = Timestamp.parse(element.text) else {
+                    throw AWSError(code: "UnreadableLastUsedDate",
+                                   message: "access key \(id) has a LastUsedDate Bulwark cannot read "
+                                       + "('\(quotedForMessage(element.text))'); when it was last used is unknown, so it is neither judged nor changed",
+                                   operation: "GetAccessKeyLastUsed")
+                }
+                lastUsed = date
+            } else {
+                lastUsed = nil
+            }
             let idle = now.timeIntervalSince(lastUsed ?? created)
             if idle > Double(limit) * 86400 {
                 return lastUsed == nil ? "active, never used in \(ageDays) days (limit \(limit))"
@@ -435,25 +565,38 @@ struct AccessKeyDriver: ResourceDriver {
 
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
         let client = try await AWSAdapter.client(target)
-        for change in changes where change.desired == Self.compliant && change.property.hasPrefix("key:") {
-            let path = change.property.dropFirst("key:".count)
-            guard let slash = path.lastIndex(of: "/") else { continue }
-            _ = try await client.query(.iam, "UpdateAccessKey", [("UserName", String(path[..<slash])),
-                                                                 ("AccessKeyId", String(path[path.index(after: slash)...])),
-                                                                 ("Status", "Inactive")])
+        for change in changes where change.desired == Self.compliant {
+            guard let key = Self.key(change.property) else { continue }
+            _ = try await client.query(.iam, "UpdateAccessKey", [("UserName", key.user), ("AccessKeyId", key.id), ("Status", "Inactive")])
         }
+    }
+
+    /// The user and key id of a `key:USER/KEYID` property.
+    static func key(_ property: String) -> (user: String, id: String)? {
+        guard property.hasPrefix("key:") else { return nil }
+        let path = property.dropFirst("key:".count)
+        guard let slash = path.lastIndex(of: "/") else { return nil }
+        return (String(path[..<slash]), String(path[path.index(after: slash)...]))
     }
 
     /// A paginated IAM list (`Marker`, `IsTruncated`).
     static func list<T>(_ client: AWSClient, _ action: String, _ parameters: [(String, String)], items: String,
                         _ transform: (XMLElement) -> T?) async throws(AWSError) -> [T] {
         var result: [T] = []
+        var pages = Pagination(operation: action)
         var marker: String?
         repeat {
             let answer = try await client.query(.iam, action, parameters + (marker.map { [("Marker", $0)] } ?? []))
             result += (answer.find(items)?.children("member") ?? []).compactMap(transform)
-            marker = answer.find("IsTruncated")?.text == "true" ? answer.find("Marker")?.text : nil
-        } while marker != nil
+            guard answer.find("IsTruncated")?.text == "true" else { break }
+            // Truncated without a marker to go on with: the rest cannot be asked for, and a list
+            // cut short would leave keys unjudged.
+            guard let next = try pages.next(answer.find("Marker")?.text) else {
+                throw AWSError(code: "MalformedResponse", message: "the answer is truncated but names no Marker for the rest",
+                               operation: action)
+            }
+            marker = next
+        } while true
         return result
     }
 }
@@ -477,5 +620,32 @@ struct EBSEncryptionDriver: ResourceDriver {
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
         guard let change = changes.first else { return }
         _ = try await AWSAdapter.client(target).query(.ec2, change.desired == "true" ? "EnableEbsEncryptionByDefault" : "DisableEbsEncryptionByDefault")
+    }
+}
+
+// MARK: - Pagination
+
+/// The tokens of one paginated listing. A server that gives a token it already gave, or more
+/// pages than anyone's account holds, would be asked forever: that is a malformed answer.
+struct Pagination {
+    /// 10,000 pages: ten million security groups, or a million IAM users at 100 a page.
+    static let maximumPages = 10_000
+    let operation: String
+    private var seen: Set<String> = []
+
+    init(operation: String) { self.operation = operation }
+
+    /// The token to ask for the next page with; nil (absent or empty) when this was the last.
+    mutating func next(_ token: String?) throws(AWSError) -> String? {
+        guard let token, !token.isEmpty else { return nil }
+        guard seen.insert(token).inserted else {
+            throw AWSError(code: "MalformedResponse", message: "page \(seen.count + 1) gave a page token an earlier page gave; "
+                               + "the listing would never end", operation: operation)
+        }
+        guard seen.count < Self.maximumPages else {
+            throw AWSError(code: "MalformedResponse", message: "more than \(Self.maximumPages) pages; the listing is not believed to end",
+                           operation: operation)
+        }
+        return token
     }
 }

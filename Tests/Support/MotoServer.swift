@@ -23,11 +23,15 @@ public final class MotoServer {
     }
     private let process: Process
 
-    public init() throws {
+    /// Starts moto's server. `patch` is Python run in the server's process before it serves, to
+    /// seed what no API can (moto dates every access key now; AWS's clock cannot be set).
+    public init(patch: String = "") throws {
         port = try freeLoopbackPort()
         process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-m", "moto.server", "-H", "127.0.0.1", "-p", String(port)]
+        let serve = ["-H", "127.0.0.1", "-p", String(port)]
+        process.arguments = patch.isEmpty ? ["python3", "-m", "moto.server"] + serve
+            : ["python3", "-c", patch + "\nimport sys\nfrom moto.server import main\nmain(sys.argv[1:])\n"] + serve
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
