@@ -123,9 +123,23 @@ public enum HeaderVerdict: Sendable, Equatable {
     case refused(String)
 }
 
-/// Who may post findings: a request signed as the push webhook is (`WebhookVerifier`), or one
-/// that carries `Authorization: Bearer <token>` with the findings token.
+/// Who may post findings: a request signed with Bulwark's own timestamped signature
+/// (`X-Bulwark-Timestamp`, `X-Bulwark-Signature-256`: fresh and taken once, see
+/// `WebhookVerifier`), or one that carries `Authorization: Bearer <token>` with the findings
+/// token. The forges' push signatures are not taken here: GitHub's covers the body alone and
+/// GitLab's token is the webhook secret itself, so a captured signed finding could be posted
+/// again forever, reopening findings after each fix and closing proposals.
 public struct FindingsAuthenticator: Sendable {
+    /// Why a forge's push signature is refused on the findings route.
+    static let forgeSignature = "findings take Authorization: Bearer <token> or X-Bulwark-Signature-256 with X-Bulwark-Timestamp; "
+        + "X-Hub-Signature-256 and X-Gitlab-Token carry no time, so a captured finding could be posted again forever"
+
+    /// Whether the request is signed as a forge signs a push (and not as Bulwark does).
+    static func forgeSigned(_ headers: HTTPFields) -> Bool {
+        headers[HTTPField.Name("X-Bulwark-Signature-256")!] == nil
+            && (headers[HTTPField.Name("X-Hub-Signature-256")!] != nil || headers[HTTPField.Name("X-Gitlab-Token")!] != nil)
+    }
+
     let verifier: WebhookVerifier?
     let token: [UInt8]?
 
@@ -147,6 +161,7 @@ public struct FindingsAuthenticator: Sendable {
         guard configured else { return .refused("no findings token or webhook secret is configured; see bulwark run --help") }
         if headers[.authorization] != nil { return refusal(headers: headers, body: []).map { .refused($0) } ?? .authentic }
         guard let verifier else { return .refused("no credentials: send Authorization: Bearer <token>") }
+        if Self.forgeSigned(headers) { return .refused(Self.forgeSignature) }
         return verifier.headerVerdict(headers)
     }
 
@@ -161,6 +176,7 @@ public struct FindingsAuthenticator: Sendable {
             return WebhookVerifier.constantTimeEqual(Array(authorization.dropFirst(7).utf8), token) ? nil : "the bearer token does not match"
         }
         guard let verifier else { return "no credentials: send Authorization: Bearer <token>" }
+        if Self.forgeSigned(headers) { return Self.forgeSignature }
         return verifier.refusal(headers: headers, body: body, now: now)
     }
 }

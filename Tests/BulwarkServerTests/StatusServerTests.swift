@@ -159,8 +159,10 @@ actor RecordingDaemon: DaemonControl {
         }
         let body = Array(#"{"ref":"refs/heads/main"}"#.utf8)
         let signed: HTTPFields = [HTTPField.Name("X-Hub-Signature-256")!: WebhookVerifier.signature(of: body, secret: Self.secret)]
-        let signedFinding: HTTPFields = [HTTPField.Name("X-Hub-Signature-256")!: WebhookVerifier.signature(of: Array(finding.utf8), secret: Self.secret),
-                                         .contentType: "application/json"]
+        let stamp = Int64(Self.clockNow.timeIntervalSince1970)
+        var stampedFinding = bulwarkSigned(Array(finding.utf8), at: stamp)
+        stampedFinding[.contentType] = "application/json"
+        let signedFinding = stampedFinding
         try await app(daemon, unverifiedBodies: 0).test(.router) { client in
             for (uri, headers, bytes) in [("/hooks/git", signed, body), ("/api/v1/findings", signedFinding, Array(finding.utf8))] {
                 try await client.execute(uri: uri, method: .post, headers: headers, body: ByteBuffer(bytes: bytes)) { response in
@@ -181,7 +183,9 @@ actor RecordingDaemon: DaemonControl {
             try await client.execute(uri: "/hooks/git", method: .post, headers: signed, body: ByteBuffer(bytes: body)) { response in
                 #expect(response.status == .accepted)
             }
-            try await client.execute(uri: "/api/v1/findings", method: .post, headers: signedFinding, body: ByteBuffer(string: finding)) { response in
+            var fresh = bulwarkSigned(Array(finding.utf8), at: stamp - 1)
+            fresh[.contentType] = "application/json"
+            try await client.execute(uri: "/api/v1/findings", method: .post, headers: fresh, body: ByteBuffer(string: finding)) { response in
                 #expect(response.status == .accepted)
             }
         }
@@ -331,6 +335,39 @@ actor RecordingDaemon: DaemonControl {
     }
 
     // MARK: - Replayed webhooks
+
+    /// A finding signed as a forge signs a push (GitHub's signature over the body alone, GitLab's
+    /// token) could be posted again forever once captured: refused, saying what to send, and
+    /// nothing reaches the daemon. A finding with Bulwark's timestamped signature is taken once;
+    /// the same request again is refused as replayed.
+    @Test func aFindingSignedAsAForgeSignsAPushIsRefusedAndABulwarkSignedOneIsTakenOnce() async throws {
+        let daemon = RecordingDaemon(bindings: [Self.sshd])
+        let body = Array(finding.utf8)
+        try await app(daemon).test(.router) { client in
+            let forged: [HTTPFields] = [
+                [HTTPField.Name("X-Hub-Signature-256")!: WebhookVerifier.signature(of: body, secret: Self.secret), .contentType: "application/json"],
+                [HTTPField.Name("X-Gitlab-Token")!: String(decoding: Self.secret, as: UTF8.self), .contentType: "application/json"],
+            ]
+            for headers in forged {
+                try await client.execute(uri: "/api/v1/findings", method: .post, headers: headers, body: ByteBuffer(bytes: body)) { response in
+                    #expect(response.status == .unauthorized)
+                    let message = try json(response)["error"] as? String
+                    #expect(message?.contains("carry no time, so a captured finding could be posted again forever") == true, "\(message ?? "-")")
+                }
+            }
+            var signed = bulwarkSigned(body, at: Int64(Self.clockNow.timeIntervalSince1970))
+            signed[.contentType] = "application/json"
+            try await client.execute(uri: "/api/v1/findings", method: .post, headers: signed, body: ByteBuffer(bytes: body)) { response in
+                #expect(response.status == .accepted)
+            }
+            try await client.execute(uri: "/api/v1/findings", method: .post, headers: signed, body: ByteBuffer(bytes: body)) { response in
+                #expect(response.status == .unauthorized)
+                let message = try json(response)["error"] as? String
+                #expect(message?.contains("replayed") == true, "\(message ?? "-")")
+            }
+        }
+        #expect(await daemon.received.count == 1, "only the fresh, Bulwark-signed finding reached the daemon")
+    }
 
     func bulwarkSigned(_ body: [UInt8], at timestamp: Int64, secret: [UInt8] = StatusServerTests.secret) -> HTTPFields {
         [HTTPField.Name("X-Bulwark-Signature-256")!: WebhookVerifier.signature(of: body, timestamp: timestamp, secret: secret),
