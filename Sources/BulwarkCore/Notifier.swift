@@ -53,7 +53,10 @@ public struct NotifierConfig: Sendable, Hashable {
             // Each value on its line without controls (`TerminalText.oneLine`): an observed value
             // is a target file's text, and a separator or a bidirectional control in it would
             // break or reorder the message people read.
-            let safe = TerminalText.oneLine
+            // Slack reads `<…>` as markup (`<!channel>` pings everyone, `<https://x|text>` hides
+            // where a link goes) and `&` as the start of an entity: escaped as its docs say, so
+            // whoever writes a managed file cannot ping the channel or disguise a link.
+            let safe = { (text: String) in Self.slackEscaped(TerminalText.oneLine(text)) }
             let first = record.changes.first.map { "\(safe($0.property)) \(safe($0.observedBefore ?? "(unset)")) -> \(safe($0.desired))" } ?? ""
             var lines = ["*\(record.result == .failed ? "failed" : record.decision.rawValue)* \(safe(record.resource)) on \(safe(record.target)): \(first)"
                 + (record.changes.count > 1 ? " (+\(record.changes.count - 1) more)" : "")]
@@ -73,6 +76,12 @@ public struct NotifierConfig: Sendable, Hashable {
 }
 
 extension NotifierConfig {
+    /// `text` with Slack's control characters escaped (`&` → `&amp;`, `<` → `&lt;`, `>` → `&gt;`).
+    static func slackEscaped(_ text: String) -> String {
+        text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+            .replacingOccurrences(of: ">", with: "&gt;")
+    }
+
     /// Whether a notifier's URL may carry its secrets (a webhook's URL is its credential): https,
     /// or plain http to this machine only (`localhost`, 127.0.0.0/8, `::1`), as the AWS and
     /// PostgreSQL adapters allow cleartext only on loopback. Nil when it may; else why not,

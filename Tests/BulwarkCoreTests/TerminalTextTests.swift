@@ -141,4 +141,20 @@ import Testing
             #expect(lines.allSatisfy { !$0.unicodeScalars.contains(where: TerminalText.isUnsafe) }, "\(String(describing: text).debugDescription)")
         }
     }
+
+    /// Slack reads `<!channel>` as a ping to everyone and `<https://x|text>` as a link whose text
+    /// hides where it goes: a value from a managed file carries neither into the alert channel,
+    /// and plain text (a path, an arrow) reads as before.
+    @Test func aChatMessageCarriesNoSlackMarkupFromATargetsValue() throws {
+        var rng = SystemRandomNumberGenerator()
+        var record = RandomRecords.record(&rng)
+        record.changes = [.init(property: "Banner", desired: "/etc/issue.net", observedBefore: "<!channel> see <https://evil.example|docs> & more",
+                                observedAfter: nil)]
+        let notifier = NotifierConfig(name: "chat", url: .inline("http://127.0.0.1:9/hook"), format: .slack,
+                                      location: SourceLocation(file: "controllers/n.yaml", line: 1))
+        let body = try #require(try JSONSerialization.jsonObject(with: Data(notifier.body(for: record, commit: nil))) as? [String: String])
+        let text = try #require(body["text"])
+        #expect(!text.contains("<!channel>") && !text.contains("<https://"), "\(text)")
+        #expect(text.contains("Banner &lt;!channel&gt; see &lt;https://evil.example|docs&gt; &amp; more -> /etc/issue.net"), "\(text)")
+    }
 }
