@@ -139,8 +139,16 @@ extension SettingDriver {
             var problems: [String] = []
             for change in changes where ["session_preload_libraries", "local_preload_libraries"].contains(change.property) {
                 for library in SettingValue.items(change.desired) {
-                    // local_preload_libraries loads from $libdir/plugins/ what names no folder.
-                    let path = change.property == "local_preload_libraries" && !library.contains("/") ? "$libdir/plugins/" + library : library
+                    // Only a library installed with the server (no folder named): the guard runs
+                    // before approvals are judged, and loading a file from anywhere would run its
+                    // code on the word of the commit alone.
+                    guard !library.contains("/"), !library.contains("\\") else {
+                        problems.append("\(change.property): '\(quotedForMessage(library))' names a folder; Bulwark sets only libraries "
+                                        + "installed with the server ($libdir), by name")
+                        continue
+                    }
+                    // local_preload_libraries loads from $libdir/plugins/.
+                    let path = change.property == "local_preload_libraries" ? "$libdir/plugins/" + library : library
                     do {
                         try await PostgresAdapter.execute(connection, "LOAD \(PostgresAdapter.literal(path))")
                     } catch {

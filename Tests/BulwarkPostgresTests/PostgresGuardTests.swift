@@ -80,6 +80,12 @@ struct PostgresGuardTests {
         #expect(reason.contains("session_preload_libraries: the library 'pg_stat_statments' does not load"), "\(reason)")
         #expect(try server.psql("SELECT count(*) FROM pg_file_settings WHERE name = 'session_preload_libraries'") == "0")
         #expect(try server.psql("SELECT 1") == "1", "new sessions start")
+        // A library from a folder the policy names is never loaded, not even to judge it: the
+        // guard runs before approvals are, and loading would run the file's code.
+        let elsewhere = try await expectBlocked(try preload(server, "auto_explain,/tmp/evil"), server, name: "preload")
+        #expect(elsewhere.contains("'/tmp/evil' names a folder; Bulwark sets only libraries installed with the server ($libdir), by name"),
+                "\(elsewhere)")
+        #expect(!(try read(server.directory + "/log")).contains("/tmp/evil"), "never loaded")
 
         let state = try preload(server, "auto_explain,pg_stat_statements")
         let (_, outcome) = try await reconcilePostgres(state, server)
