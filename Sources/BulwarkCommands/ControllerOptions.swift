@@ -42,7 +42,10 @@ struct ControllerOptions: ParsableArguments {
         guard controller, let leaseDsn else { return nil }
         let password = try NotifierConfig.Secret.commandLine(file: leasePasswordFile, environment: "BULWARK_LEASE_PASSWORD",
                                                               what: "lease database password")
-        let store = PostgresLeaseStore(try PostgresLeaseStore.Settings(dsn: leaseDsn, password: password))
+        let settings = try PostgresLeaseStore.Settings(dsn: leaseDsn, password: password)
+        // The lease database's password may go to that server only (it may be a managed target too).
+        OwnSecrets.register(password, destination: "\(settings.host):\(settings.port)")
+        let store = PostgresLeaseStore(settings)
         // The default is the state directory's instance name: stable across restarts, so a
         // restarted replica writes to the same ref.
         let name: String

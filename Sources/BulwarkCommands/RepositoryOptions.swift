@@ -155,6 +155,15 @@ struct RepositoryOptions: ParsableArguments {
         var access = RemoteAccess(username: gitUsername, useAgent: sshAgent)
         let passwordFile = gitPasswordFile ?? (env[gitPasswordEnv] == nil ? SystemdCredentials.path("git-password", environment: env) : nil)
         access.password = try NotifierConfig.Secret.commandLine(file: passwordFile, environment: gitPasswordEnv, what: "git password")
+        // Bulwark's own credentials, remembered so that no policy sends one to a target (`OwnSecrets`).
+        OwnSecrets.register(access.password)
+        OwnSecrets.registerEnvironment(env)
+        OwnSecrets.registerURLPassword(repo)
+        for credential in ["webhook-secret", "findings-token"] {
+            if let path = SystemdCredentials.path(credential, environment: env) {
+                OwnSecrets.register(try? String(contentsOfFile: path, encoding: .utf8))
+            }
+        }
         if let key = sshKey ?? env["BULWARK_SSH_KEY"].flatMap({ $0.isEmpty ? nil : $0 }) ?? SystemdCredentials.path("ssh-key", environment: env) {
             guard FileManager.default.isReadableFile(atPath: key) else { throw CommandError("cannot read SSH key \(key)") }
             access.sshKey = .init(privateKey: key, passphrase: env["BULWARK_SSH_PASSPHRASE"].flatMap { $0.isEmpty ? nil : $0 })
@@ -181,6 +190,8 @@ struct LoadedRevision {
     var head: ObjectID
     /// Approvals as git proves them, and what weakened since the last applied revision.
     var provenance = Provenance()
+    /// Signature checks of the source (`--trusted-signers`, `--trusted-keyring`), nil without them.
+    var verification: SourceVerification?
 
     /// Observes and plans, with the flap breaker fed from the audit branch. Prints the problems
     /// and exits 1 when the revision turns out unsafe on a target: nothing acts on it.
@@ -188,7 +199,8 @@ struct LoadedRevision {
         let since = reconciler.clock().addingTimeInterval(-state.longestFlapPeriod.timeInterval)
         let repository = self.repository
         // Read while the targets are observed (`Reconciler.plan`).
-        let reading = Task { try await repository.recentFixes(since: since) }
+        let peers = PeerRecordVerification(verification)
+        let reading = Task { try await repository.recentFixes(since: since, peers: peers) }
         let planned: Result<Plan, ValidationFailure>
         do throws(ValidationFailure) {
             planned = .success(try await reconciler.plan(state, history: { (try? await reading.value) ?? FixHistory() },
@@ -199,6 +211,9 @@ struct LoadedRevision {
         // A history that could not be read fails the plan, as it did before any target was read:
         // a plan made without it is thrown away.
         _ = try await reading.value
+        for rejection in await repository.takePeerRejections() {
+            console.warn("record \(rejection.record) on \(rejection.ref) is not counted by the flap breaker: \(rejection.detail)")
+        }
         switch planned {
         case .success(let plan):
             return plan
@@ -244,7 +259,7 @@ extension RepositoryOptions {
             }
             AgentSelection.restrict(&state, to: targets)
             return LoadedRevision(repository: repository, state: state, head: head, provenance: provenance,
-                                  recordRefusal: recordRefusal)
+                                  verification: sourceVerification, recordRefusal: recordRefusal)
         } catch {
             console.error("revision \(head.short) of \(displayURL) \(branch) is refused; nothing was changed.")
             console.print("\(error)", to: .standardError)

@@ -112,15 +112,17 @@ extension Bulwark {
         }
 
         func secret() throws -> [UInt8]? {
-            try NotifierConfig.Secret.commandLine(file: webhookSecretFile ?? Self.credential("webhook-secret", unless: webhookSecretEnv),
-                                                  environment: webhookSecretEnv, what: "webhook secret")
-                .map { Array($0.utf8) }
+            let value = try NotifierConfig.Secret.commandLine(file: webhookSecretFile ?? Self.credential("webhook-secret", unless: webhookSecretEnv),
+                                                              environment: webhookSecretEnv, what: "webhook secret")
+            OwnSecrets.register(value)
+            return value.map { Array($0.utf8) }
         }
 
         func findingsToken() throws -> [UInt8]? {
-            try NotifierConfig.Secret.commandLine(file: findingsTokenFile ?? Self.credential("findings-token", unless: findingsTokenEnv),
-                                                  environment: findingsTokenEnv, what: "findings token")
-                .map { Array($0.utf8) }
+            let value = try NotifierConfig.Secret.commandLine(file: findingsTokenFile ?? Self.credential("findings-token", unless: findingsTokenEnv),
+                                                              environment: findingsTokenEnv, what: "findings token")
+            OwnSecrets.register(value)
+            return value.map { Array($0.utf8) }
         }
 
         /// A systemd credential named `name`, when the environment variable does not give the secret.

@@ -9,30 +9,60 @@ internal import Synchronization
 /// the secrets folder, as the password, and receive it. The values stay in memory only, as the
 /// credentials themselves do; they are compared, never shown.
 public enum OwnSecrets {
-    private static let values = Mutex<Set<String>>([])
+    /// Each credential, and the one destination (`host:port`) it may still be sent to (the lease
+    /// database's password to that database, which may also be a managed target), or none.
+    private static let values = Mutex<[String: String?]>([:])
 
-    /// Remembers `value` (surrounding whitespace aside) as one of Bulwark's own credentials.
-    public static func register(_ value: String?) {
+    /// Remembers `value` (surrounding whitespace aside) as one of Bulwark's own credentials; with
+    /// `destination` (`host:port`), a target there may use it (it is that server's own password).
+    public static func register(_ value: String?, destination: String? = nil) {
         guard let value = value.map(normalized), !value.isEmpty else { return }
-        values.withLock { _ = $0.insert(value) }
+        values.withLock { values in
+            // Once unbound, never bound again: a credential registered for nothing stays so.
+            if let existing = values[value], existing == nil { return }
+            values[value] = .some(destination.map { $0.lowercased() })
+        }
     }
 
-    /// Whether `value` is one of Bulwark's own credentials.
-    public static func contains(_ value: String) -> Bool {
+    /// Whether `value` is one of Bulwark's own credentials that may not go to `destination`.
+    public static func contains(_ value: String, destination: String? = nil) -> Bool {
         let value = normalized(value)
-        return values.withLock { $0.contains(value) }
+        return values.withLock { values in
+            guard let bound = values[value] else { return false }
+            guard let bound, let destination else { return true }
+            return bound != destination.lowercased()
+        }
     }
 
-    /// Environment variables a policy may not name as a secret's source: Bulwark's own and the
-    /// AWS credentials it signs with (`AWS_…`), whatever they hold now.
+    /// Environment variables a policy may not name as a secret's source: Bulwark's own, and the
+    /// AWS credentials it signs with, whatever they hold now. (Their values are remembered at
+    /// start too: `registerEnvironment`.)
     public static func isReservedVariable(_ name: String) -> Bool {
-        name.hasPrefix("AWS_") || reservedVariables.contains(name)
+        reservedVariables.contains(name)
     }
 
     public static let reservedVariables: Set<String> = [
         "BULWARK_GIT_PASSWORD", "BULWARK_SSH_PASSPHRASE", "BULWARK_SSH_KEY", "BULWARK_SIGNING_KEY", "BULWARK_LEASE_PASSWORD",
-        "BULWARK_WEBHOOK_SECRET", "BULWARK_FINDINGS_TOKEN",
+        "BULWARK_WEBHOOK_SECRET", "BULWARK_FINDINGS_TOKEN", "BULWARK_REPO",
+        "AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
     ]
+
+    /// Remembers the values of the reserved variables this process has (and the password in a
+    /// `BULWARK_REPO` URL), so that no other name, nor a file, carries them to a target either.
+    public static func registerEnvironment(_ environment: [String: String]) {
+        // The lease password is registered with its database (`ControllerOptions`); the key
+        // variables name files, read where they are used.
+        let named: Set = ["BULWARK_REPO", "BULWARK_SSH_KEY", "BULWARK_SIGNING_KEY", "BULWARK_LEASE_PASSWORD"]
+        for name in reservedVariables where !named.contains(name) {
+            register(environment[name])
+        }
+        if let repo = environment["BULWARK_REPO"] { registerURLPassword(repo) }
+    }
+
+    /// Remembers the password (or token) a URL carries (`https://user:TOKEN@host/…`).
+    public static func registerURLPassword(_ url: String) {
+        register(URLComponents(string: url)?.password)
+    }
 
     private static func normalized(_ value: String) -> String {
         value.trimmingCharacters(in: .whitespacesAndNewlines)

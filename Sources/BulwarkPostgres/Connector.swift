@@ -25,7 +25,7 @@ struct Connector: Sendable {
         } else {
             return nil
         }
-        guard !OwnSecrets.contains(value) else {
+        guard !OwnSecrets.contains(value, destination: "\(settings.host):\(settings.port)") else {
             throw PostgresAdapterError("target \(target.name): \(source) holds one of Bulwark's own credentials (its git password, "
                                        + "signing key, SSH key, webhook secret, findings token or lease password); it is never sent "
                                        + "to a database: give the target a password of its own")

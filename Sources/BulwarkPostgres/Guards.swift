@@ -147,8 +147,9 @@ extension SettingDriver {
                                         + "installed with the server ($libdir), by name")
                         continue
                     }
-                    // local_preload_libraries loads from $libdir/plugins/.
-                    let path = change.property == "local_preload_libraries" ? "$libdir/plugins/" + library : library
+                    // From $libdir itself (local_preload_libraries: $libdir/plugins/), never through
+                    // dynamic_library_path, which a policy can point at a folder of its choosing.
+                    let path = (change.property == "local_preload_libraries" ? "$libdir/plugins/" : "$libdir/") + library
                     do {
                         try await PostgresAdapter.execute(connection, "LOAD \(PostgresAdapter.literal(path))")
                     } catch {
@@ -156,6 +157,10 @@ extension SettingDriver {
                                         + "and every new session would fail to start")
                     }
                 }
+            }
+            if names.contains("dynamic_library_path") {
+                problems.append("dynamic_library_path decides where every library a session loads comes from; Bulwark does not set it "
+                                + "(set it by hand, in a maintenance window)")
             }
             return problems + names.compactMap { name in
                 switch contexts[name] {

@@ -77,7 +77,10 @@ struct SettingDriver: ResourceDriver {
         var after = before
         if !written.isEmpty {
             try await connector.withConnection(target) { connection in
-                let previous = try await Self.systemValues(connection, names: written.map(\.property))
+                // What to put back if new sessions cannot start. pg_file_settings is for superusers
+                // and pg_read_all_settings; a role granted only ALTER SYSTEM ON PARAMETER cannot
+                // read it, and its undo resets the setting instead.
+                let previous = (try? await Self.systemValues(connection, names: written.map(\.property))) ?? [:]
                 for change in written {
                     try await PostgresAdapter.execute(connection, Self.alterSystem(change.property, to: change.desired))
                 }
@@ -97,7 +100,7 @@ struct SettingDriver: ResourceDriver {
                         if settled || attempt == 19 { break }
                         try await Task.sleep(for: .milliseconds(100))
                     }
-                } catch {
+                } catch where !(error is CancellationError) {
                     for change in written {
                         let name = change.property
                         try await PostgresAdapter.execute(connection, previous[name].map { Self.alterSystem(name, to: $0) }

@@ -78,7 +78,7 @@ public enum PostgresAdapter {
         let envReader = spec.field("passwordEnv")
         let env = envReader?.string()
         if let env, let envReader, OwnSecrets.isReservedVariable(env) {
-            envReader.fail("\(env) holds Bulwark's own credentials (AWS_… and Bulwark's own variables are never sent to a "
+            envReader.fail("\(env) holds Bulwark's own credentials (AWS credentials and Bulwark's own variables are never sent to a "
                            + "database); name a variable that holds this target's password alone, such as BULWARK_DB1_PASSWORD")
             return nil
         }

@@ -703,17 +703,32 @@ package actor PolicyRepository: AuditSink {
         var history = FixHistory()
         var seen = Set<String>()
         fixWindow = max(0, Date().timeIntervalSince(start))
+        var folder: String?
+        defer { if let folder { try? FileManager.default.removeItem(atPath: folder) } }
+        var trustedKeys: [[UInt8]: String] = [:]
         // This process's branch: from the index of recent fixes, and git after it (see `RecentFixIndex`).
+        // The branch takes in what the origin holds: a record someone else pushed there counts
+        // only when a trusted key signed it (`RecordTrust`), else made-up fixes would make the
+        // breaker escalate a drift instead of fixing it.
+        let trust = RecordTrust(ownKey: configuration.signer?.publicKeyBlob, verification: peers?.source)
         if let head = try repository.resolve(localAudit) {
-            for entry in try localFixes(from: head, since: start) where seen.insert(entry.id).inserted {
+            let entries = try localFixes(from: head, since: start) { commit in
+                guard let trust else { return true }
+                let signed = try? self.repository.signature(of: commit.id)
+                guard let problem = trust.problem(signed, commit: commit.id, folder: &folder, trustedKeys: &trustedKeys) else { return true }
+                if self.rejectedPeerRecords.insert(commit.id.hex).inserted {
+                    self.peerRejections.append(.init(ref: self.configuration.auditBranch, record: commit.trailer(.id) ?? "-",
+                                                     commit: commit.id, reason: signed == nil ? "unsigned" : "untrusted",
+                                                     detail: problem))
+                }
+                return false
+            }
+            for entry in entries where seen.insert(entry.id).inserted {
                 entry.add(to: &history)
             }
         } else {
             noteEmptyBranch(since: start)
         }
-        var folder: String?
-        defer { if let folder { try? FileManager.default.removeItem(atPath: folder) } }
-        var trustedKeys: [[UInt8]: String] = [:]
         for (ref, head) in heads {
             for commit in try commits(from: head, since: start) {
                 guard let recorded = commit.recorded, recorded.isVerifiedFix, !seen.contains(recorded.id),
@@ -741,7 +756,7 @@ package actor PolicyRepository: AuditSink {
     /// `head` until it meets that commit or `start`, whichever comes first, so a file naming a
     /// commit not on this branch, or covering less than the window, only costs reading the window
     /// from git, after which the file is written again.
-    private func localFixes(from head: ObjectID, since start: Date) throws -> [RecentFixIndex.Entry] {
+    private func localFixes(from head: ObjectID, since start: Date, trusted: (CommitInfo) -> Bool) throws -> [RecentFixIndex.Entry] {
         let directory = configuration.stateDirectory
         let file = fixIndex ?? RecentFixIndex.read(in: directory)
         // Commit times are whole seconds: a file covering from the first whole second at or after
@@ -761,9 +776,11 @@ package actor PolicyRepository: AuditSink {
             if commit.committer.time < start { break }
             guard commit.parents.count <= 1 else {
                 // Not a line (never written by Bulwark): every commit of the window from git, no file.
-                return try commits(from: head, since: start).compactMap { try fixEntry($0) }
+                return try commits(from: head, since: start).compactMap {
+                    $0.recorded?.isVerifiedFix == true && trusted($0) ? try fixEntry($0) : nil
+                }
             }
-            if let entry = try fixEntry(commit) { collected.append(entry) }
+            if commit.recorded?.isVerifiedFix == true, trusted(commit), let entry = try fixEntry(commit) { collected.append(entry) }
             next = commit.parents.first
         }
         var kept: [RecentFixIndex.Entry] = []

@@ -33,14 +33,25 @@ package struct RecordTrust: Sendable {
 
     /// Why the record commit `commit` is not to be acted on, or nil when a trusted key signed it.
     package func problem(with commit: ObjectID, in repository: PolicyRepository) async -> String? {
-        let signed: CommitSignature
-        do {
-            guard let found = try await repository.signature(of: commit) else { return "its commit \(commit.short) is not signed" }
-            signed = found
-        } catch {
+        let signed: CommitSignature?
+        do { signed = try await repository.signature(of: commit) } catch {
             return "the signature of its commit \(commit.short) cannot be read: \(error)"
         }
-        if let ownKey, let parsed = SSHSignature(armored: signed.signature), parsed.publicKey == ownKey {
+        var keys: [[UInt8]: String] = [:]
+        var folder: String?
+        defer { if let folder { try? FileManager.default.removeItem(atPath: folder) } }
+        return problem(signed, commit: commit, folder: &folder, trustedKeys: &keys)
+    }
+
+    /// Why `commit`, signed as `signed` (nil: unsigned), is not to be acted on, or nil when a
+    /// trusted key signed it. `trustedKeys` remembers ed25519 keys `ssh-keygen` found trusted,
+    /// whose later signatures are checked in this process; `folder` is created for ssh-keygen's
+    /// files when first needed, and the caller removes it.
+    package func problem(_ signed: CommitSignature?, commit: ObjectID, folder: inout String?,
+                         trustedKeys: inout [[UInt8]: String]) -> String? {
+        guard let signed else { return "its commit \(commit.short) is not signed" }
+        let parsed = SSHSignature(armored: signed.signature)
+        if let ownKey, let parsed, parsed.publicKey == ownKey {
             // A copy of one of our signatures on another commit names our key too: the arithmetic decides.
             return parsed.isValidEd25519(of: signed.signedData) ? nil
                 : "its commit \(commit.short) names this Bulwark's signing key, and the signature does not verify"
@@ -49,11 +60,13 @@ package struct RecordTrust: Sendable {
             return "its commit \(commit.short) is not signed by this Bulwark's signing key"
         }
         guard let verification else { return "its commit \(commit.short) is not signed by a trusted key" }
+        if let parsed, trustedKeys[parsed.publicKey] != nil, parsed.isValidEd25519(of: signed.signedData) { return nil }
         do {
-            let folder = try SourceVerification.privateFolder()
-            defer { try? FileManager.default.removeItem(atPath: folder) }
-            switch try verification.verifyAny(signed, commit: commit, folder: folder) {
-            case .success: return nil
+            if folder == nil { folder = try SourceVerification.privateFolder() }
+            switch try verification.verifyAny(signed, commit: commit, folder: folder ?? "") {
+            case .success(let principal):
+                if let parsed { trustedKeys[parsed.publicKey] = principal }
+                return nil
             case .failure(let untrusted): return "its commit \(commit.short) is not trusted: \(untrusted.description)"
             }
         } catch {

@@ -73,9 +73,7 @@ extension NotifierConfig.Secret {
     /// variable's value, or nil when the variable is unset or empty.
     package static func commandLine(file: String?, environment name: String, what: String) throws -> String? {
         guard let file else {
-            let value = try? Self.environment(name).value()
-            OwnSecrets.register(value)
-            return value
+            return try? Self.environment(name).value()
         }
         let value: String
         do {
@@ -86,7 +84,6 @@ extension NotifierConfig.Secret {
             throw CommandError("cannot use the \(what) file: \(error)")
         }
         guard !value.isEmpty else { throw CommandError("the \(what) file \(file) is empty") }
-        OwnSecrets.register(value)
         return value
     }
 }

@@ -134,10 +134,10 @@ public struct FindingsAuthenticator: Sendable {
     static let forgeSignature = "findings take Authorization: Bearer <token> or X-Bulwark-Signature-256 with X-Bulwark-Timestamp; "
         + "X-Hub-Signature-256 and X-Gitlab-Token carry no time, so a captured finding could be posted again forever"
 
-    /// Whether the request is signed as a forge signs a push (and not as Bulwark does).
+    /// Whether the request carries a forge's push signature, whatever else it carries: the
+    /// verifier checks those first, so a captured one beside a made-up Bulwark signature would pass.
     static func forgeSigned(_ headers: HTTPFields) -> Bool {
-        headers[HTTPField.Name("X-Bulwark-Signature-256")!] == nil
-            && (headers[HTTPField.Name("X-Hub-Signature-256")!] != nil || headers[HTTPField.Name("X-Gitlab-Token")!] != nil)
+        headers[HTTPField.Name("X-Hub-Signature-256")!] != nil || headers[HTTPField.Name("X-Gitlab-Token")!] != nil
     }
 
     let verifier: WebhookVerifier?

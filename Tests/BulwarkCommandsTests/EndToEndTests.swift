@@ -1,5 +1,6 @@
 @testable import BulwarkCommands
 @testable import BulwarkRuntime
+import BulwarkCore
 import BulwarkTestSupport
 import Foundation
 import Testing
@@ -278,6 +279,48 @@ extension GateEndToEndTests {
             #expect(try s.trailers("Bulwark-Decision").filter { $0 == "escalated" }.count == 1)
             let plan = try s.run("plan")
             #expect(plan.status == 2 && plan.stdout.contains("escalated"))
+        }
+    }
+
+    /// The audit branch takes in what the origin holds, and anyone who can push there can add
+    /// records. Copies of a real fix, pushed unsigned, would make the breaker count fixes that
+    /// never happened and escalate a drift instead of fixing it. With a signing key, only this
+    /// Bulwark's signed records count: the drift is fixed, the copy named in a warning; its own
+    /// fixes still trip the breaker.
+    @Test func recordsAnotherWriterPushedDoNotTripTheFlapBreaker() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let key = try AuditTrailTests().makeKey(dir)
+            func apply() throws -> ProcessOutput {
+                try s.run("apply", "--secrets-dir", key.secrets, "--signing-key", key.path)
+            }
+            try s.editPolicy("controllers/host-hardening.yaml", replacing: "maxChangesPerCycle: 50", with: "maxChangesPerCycle: 50\n  flapBreaker: {count: 2, period: 1h}")
+            let sshd = s.host + "/etc/ssh/sshd_config"
+            func drift() throws {
+                try write(sshd, try read(sshd).replacingOccurrences(of: "\nPermitRootLogin no\n", with: "\nPermitRootLogin yes\n"), mode: 0o600)
+            }
+            #expect(try apply().status == 0)
+            let resource = "SSHDConfig/cis-5.1.20-permit-root-login"
+            let genuine = try RevertTests.recordID(s, resource: resource, decision: "applied")
+            let forger = try PolicyRepository(.init(url: s.origin, stateDirectory: dir + "/forger-state"))
+            _ = try await forger.sync()
+            var copy = try await Bulwark.Revert.record(genuine, in: forger, stateDirectory: dir + "/forger-state",
+                                                       auditBranch: "bulwark/audit", trust: nil)
+            copy.id = "01FQRGEDRECQRD0000000000CC"
+            _ = try await forger.write(copy)
+            #expect(try await forger.publish() == .pushed(commits: 1))
+
+            try drift()
+            let second = try apply()
+            #expect(second.status == 0, "\(second.stderr)")
+            #expect(!second.stdout.contains("ESCALATE"), "\(second.stdout)")
+            #expect(second.stderr.contains("record 01FQRGEDRECQRD0000000000CC on bulwark/audit is not counted by the flap breaker"), "\(second.stderr)")
+            #expect(try read(sshd).contains("\nPermitRootLogin no\n"), "fixed: one fix of its own so far")
+
+            try drift()
+            let third = try apply()
+            #expect(third.stdout.contains("ESCALATE"), "its own two fixes trip it: \(third.stdout)")
+            #expect(try read(sshd).contains("\nPermitRootLogin yes\n"))
         }
     }
 }

@@ -125,7 +125,7 @@ struct PostgresTests {
     @Test func bulwarksOwnCredentialsAreNeverATargetsPassword() async throws {
         let server = try PostgresServer()
         let manifest = "apiVersion: bulwark/v1\nkind: PostgresRole\nmetadata: {name: x}\nspec: {role: postgres, login: true}\n"
-        for variable in ["AWS_SECRET_ACCESS_KEY", "BULWARK_GIT_PASSWORD"] {
+        for variable in ["AWS_SECRET_ACCESS_KEY", "BULWARK_GIT_PASSWORD", "BULWARK_REPO"] {
             let target = "{adapter: postgres, host: 127.0.0.1, port: \(server.port), user: postgres, passwordEnv: \(variable), sslmode: disable}"
             do {
                 _ = try postgresState(server, target: target, manifest)
@@ -135,6 +135,10 @@ struct PostgresTests {
                 #expect("\(error)".contains("\(variable) holds Bulwark's own credentials"), "\(error)")
             }
         }
+
+        // A database password that merely starts with AWS_ is a name like any other.
+        _ = try postgresState(server, target: "{adapter: postgres, host: 127.0.0.1, port: \(server.port), user: postgres, passwordEnv: AWS_RDS_PASSWORD, sslmode: disable}",
+                              manifest)
 
         let key = "-----BEGIN OPENSSH PRIVATE KEY-----\n\(UUID().uuidString)\n-----END OPENSSH PRIVATE KEY-----\n"
         try key.write(toFile: server.directory + "/bulwark-signing-key", atomically: true, encoding: .utf8)
@@ -151,5 +155,13 @@ struct PostgresTests {
 
         let own = try await Reconciler(registry: postgresRegistry(server)).plan(try state(server, manifest))
         #expect(own.failures.isEmpty, "\(own.failures.map(\.message))")
+
+        // A credential bound to this server (the lease database's password, where the lease
+        // database is this managed server) may go to it, and to no other.
+        let shared = try read(server.directory + "/pw")
+        OwnSecrets.register(shared, destination: "127.0.0.1:\(server.port)")
+        let same = try await Reconciler(registry: postgresRegistry(server)).plan(try state(server, manifest))
+        #expect(same.failures.isEmpty, "\(same.failures.map(\.message))")
+        #expect(OwnSecrets.contains(shared, destination: "192.0.2.7:5432"), "not to another server")
     }
 }

@@ -344,9 +344,16 @@ actor RecordingDaemon: DaemonControl {
         let daemon = RecordingDaemon(bindings: [Self.sshd])
         let body = Array(finding.utf8)
         try await app(daemon).test(.router) { client in
+            let hub = WebhookVerifier.signature(of: body, secret: Self.secret)
+            let stamp = String(Int64(Self.clockNow.timeIntervalSince1970))
             let forged: [HTTPFields] = [
-                [HTTPField.Name("X-Hub-Signature-256")!: WebhookVerifier.signature(of: body, secret: Self.secret), .contentType: "application/json"],
+                [HTTPField.Name("X-Hub-Signature-256")!: hub, .contentType: "application/json"],
                 [HTTPField.Name("X-Gitlab-Token")!: String(decoding: Self.secret, as: UTF8.self), .contentType: "application/json"],
+                // A made-up Bulwark signature beside the captured one changes nothing.
+                [HTTPField.Name("X-Hub-Signature-256")!: hub, HTTPField.Name("X-Bulwark-Signature-256")!: "sha256=00",
+                 HTTPField.Name(WebhookVerifier.timestampHeader)!: stamp, .contentType: "application/json"],
+                [HTTPField.Name("X-Gitlab-Token")!: String(decoding: Self.secret, as: UTF8.self), HTTPField.Name("X-Bulwark-Signature-256")!: "x",
+                 HTTPField.Name(WebhookVerifier.timestampHeader)!: stamp, .contentType: "application/json"],
             ]
             for headers in forged {
                 try await client.execute(uri: "/api/v1/findings", method: .post, headers: headers, body: ByteBuffer(bytes: body)) { response in

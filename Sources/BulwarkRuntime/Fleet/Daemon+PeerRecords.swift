@@ -12,7 +12,7 @@ extension Daemon {
     func readFlapHistory(since start: Date) async throws -> FixHistory {
         let history = try await repository.recentFixes(since: start, peers: PeerRecordVerification(options.sourceVerification))
         for rejection in await repository.takePeerRejections() {
-            logger.warning("a peer replica's record is not counted by the flap breaker: no trusted key signed it",
+            logger.warning("a record is not counted by the flap breaker: no trusted key signed it",
                            metadata: ["ref": .string(rejection.ref), "record": .string(rejection.record),
                                       "commit": .string(rejection.commit.short), "reason": .string(rejection.reason),
                                       "detail": .string(rejection.detail)])
