@@ -23,7 +23,8 @@ extension Daemon {
         }
         // A revision whose desired values change with time (a quarantine that ends) is read
         // again when they do, though no commit came.
-        let due = state?.changesAt.map { clock.wall() >= $0 } ?? false
+        let changesAt = state?.changesAt
+        let due = changesAt.map { clock.wall() >= $0 && reloadedFor != $0 } ?? false
         // Polling asks where the branches are first, and fetches only when one moved.
         if synced, sourceError == nil, !due, !(await repository.remoteMoved()) { return false }
         do {
@@ -40,9 +41,13 @@ extension Daemon {
             }
             synced = true
             guard newHead != head || due else { return false }
+            // The same revision read again at an expiry: verified when it came, not again (a
+            // signer whose validity ended since would refuse the revision in force every poll).
+            let again = newHead == head
+            if again { reloadedFor = changesAt }
             let files = try await repository.files(at: newHead)
             do {
-                if let verification = options.sourceVerification {
+                if !again, let verification = options.sourceVerification {
                     let outcome = try await verification.verify(head: newHead, repository: repository, stateDirectory: options.stateDirectory)
                     if let note = outcome.note { logger.warning("source", metadata: ["signatures": .string(note)]) }
                 }

@@ -41,6 +41,9 @@ package actor Daemon: DaemonControl {
     // Desired state: the last good revision.
     var state: DesiredState?
     var head: ObjectID?
+    /// The expiry (`DesiredState.changesAt`) the revision in force was last read again for: a
+    /// read that failed is not tried again every poll.
+    var reloadedFor: Date?
     var sourceError: String?
     /// Why the newest revision was refused, while the last good one stays in force.
     var refusal: String?
