@@ -51,6 +51,14 @@ struct RepositoryOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Bulwark's own ed25519 SSH private key (OpenSSH format, no passphrase), under the secrets folder: every audit commit is signed with it, so that `git log --show-signature` with an allowed signers file proves Bulwark wrote each record (default: $BULWARK_SIGNING_KEY).", valueName: "path"))
     var signingKey: String?
 
+    @Option(help: ArgumentHelp("An ssh-keygen allowed_signers file listing the signing keys of the other Bulwarks that write this audit branch (replicas, agents): their records count where a record decides what this one does (a new state directory's baseline, revert, the flap breaker), besides its own --signing-key's; the people of --trusted-signers never do (default: $BULWARK_AUDIT_SIGNERS).", valueName: "path"))
+    var auditSigners: String?
+
+    /// `--audit-signers`, else `$BULWARK_AUDIT_SIGNERS`; nil when neither is given.
+    var auditSignersPath: String? {
+        (auditSigners ?? ProcessInfo.processInfo.environment["BULWARK_AUDIT_SIGNERS"]).flatMap { $0.isEmpty ? nil : $0 }
+    }
+
     @Option(help: ArgumentHelp("Which trusted signers may change which paths: lines of `path-glob principal…` (the last matching line decides; a path no line matches is refused); needs --trusted-signers (default: $BULWARK_TRUST_POLICY).", valueName: "path"))
     var trustPolicy: String?
 
@@ -83,6 +91,9 @@ struct RepositoryOptions: ParsableArguments {
             throw ValidationError("--audit-branch must differ from --branch (\(quotedForMessage(branch))): audit records would be committed over the desired state")
         }
         if let secretsDir, secretsDir.isEmpty { throw ValidationError("--secrets-dir must not be empty") }
+        if let auditSignersPath, !FileManager.default.isReadableFile(atPath: auditSignersPath) {
+            throw ValidationError("cannot read the audit signers file \(auditSignersPath)")
+        }
         if trustPolicyPath != nil, sourceVerification == nil {
             throw ValidationError("--trust-policy needs --trusted-signers or --trusted-keyring: rules about signers mean nothing without verified signatures")
         }
@@ -144,8 +155,10 @@ struct RepositoryOptions: ParsableArguments {
         let env = ProcessInfo.processInfo.environment
         if let name = env["BULWARK_AUTHOR_NAME"], !name.isEmpty { author.name = name }
         if let email = env["BULWARK_AUTHOR_EMAIL"], !email.isEmpty { author.email = email }
-        return .init(url: url, branch: branch, auditBranch: auditBranch, stateDirectory: stateDirectory, author: author,
-                     access: try access(), signer: try auditSigner())
+        var configuration = PolicyRepository.Configuration(url: url, branch: branch, auditBranch: auditBranch, stateDirectory: stateDirectory,
+                                                           author: author, access: try access(), signer: try auditSigner())
+        configuration.auditSigners = auditSignersPath.map { $0.hasPrefix("/") ? $0 : FileManager.default.currentDirectoryPath + "/" + $0 }
+        return configuration
     }
 
     /// Credentials and host keys for the remote, read now from files and the environment; none

@@ -17,6 +17,9 @@ package actor PolicyRepository: AuditSink {
         package var access = RemoteAccess()
         /// Signs every audit commit (`--signing-key`); nil: audit commits are unsigned.
         package var signer: (any CommitSigner)?
+        /// The other Bulwarks' signing keys (`--audit-signers`, an allowed_signers file): whose
+        /// records count besides this one's (`RecordTrust`).
+        package var auditSigners: String?
         /// Trailer lines added to a record's commit (a controller replica's `Bulwark-Lease`).
         package var extraTrailers: (@Sendable (AuditRecord) -> String?)? = nil
         /// Whether the end of every pass writes the index of recent fixes to its file (a command
@@ -710,7 +713,8 @@ package actor PolicyRepository: AuditSink {
         // The branch takes in what the origin holds: a record someone else pushed there counts
         // only when a trusted key signed it (`RecordTrust`), else made-up fixes would make the
         // breaker escalate a drift instead of fixing it.
-        let trust = RecordTrust(ownKey: configuration.signer?.publicKeyBlob, verification: peers?.source)
+        let trust = RecordTrust(ownKey: configuration.signer?.publicKeyBlob, auditSigners: configuration.auditSigners,
+                                verification: peers?.source)
         if let head = try repository.resolve(localAudit) {
             let entries = try localFixes(from: head, since: start) { commit in
                 guard let trust else { return true }
@@ -1121,6 +1125,9 @@ package actor PolicyRepository: AuditSink {
 
     /// The public key of the key that signs this process's audit commits (`--signing-key`), if any.
     package var auditKey: [UInt8]? { configuration.signer?.publicKeyBlob }
+
+    /// The allowed signers file of the other Bulwarks writing this audit branch, if any.
+    package var auditSigners: String? { configuration.auditSigners }
 
     /// The caller's git signing key, when git's configuration asks for SSH signatures (`gpg.format ssh`, `user.signingkey`).
     package func callerSigner() -> GitConfiguredSigner? {

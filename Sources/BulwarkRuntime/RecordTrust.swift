@@ -4,31 +4,34 @@ import Foundation
 /// Which audit records a command may act on. Anyone who can push to the origin can write an
 /// audit record: the branch takes in the origin's commits, and the fleet's other writers have
 /// refs of their own. Where a record decides what Bulwark does (the values `revert` restores,
-/// the revision a new state directory compares weakenings with), it counts only when a key
-/// this Bulwark trusts for records signed its commit:
-/// - with a signing key (`--signing-key`), that key alone, checked in this process. The trusted
-///   signers file lists the people who sign the policy, and one of them must not be able to
-///   write the record that hides her own weakening; replicas that share a new state directory's
-///   baseline share the key.
-/// - without one, a key of the trusted signers file or keyring (as peer records are checked,
-///   `PeerRecordVerification`): the most that can be checked.
-/// - with neither, nothing can be checked, and every record counts, as it always did.
+/// the revision a new state directory compares weakenings with, the fixes the flap breaker
+/// counts), it counts only when a key this Bulwark trusts for records signed its commit:
+/// - this Bulwark's own signing key (`--signing-key`), checked in this process;
+/// - a key of `--audit-signers`, the allowed_signers file of the other Bulwarks that write the
+///   branch (replicas, agents), checked by `ssh-keygen` once per key.
+/// With either configured, the people of the trusted signers file never count: one of them must
+/// not be able to write the record that hides her own weakening. With neither, a key of the
+/// trusted signers file or keyring (as peer records are checked, `PeerRecordVerification`), the
+/// most that can be checked; with nothing at all, every record counts, as it always did.
 package struct RecordTrust: Sendable {
     /// The SSH public key (`string type, string key`) of this process's `--signing-key`.
     package let ownKey: [UInt8]?
+    /// `--audit-signers`: the other Bulwarks' keys.
+    package let auditSigners: String?
     package let verification: SourceVerification?
 
-    /// Nil when there is nothing to check against: no signing key, no trusted signers, no keyring.
-    package init?(ownKey: [UInt8]?, verification: SourceVerification?) {
+    /// Nil when there is nothing to check against: no signing key, no audit or trusted signers, no keyring.
+    package init?(ownKey: [UInt8]?, auditSigners: String? = nil, verification: SourceVerification?) {
         let verification = verification.flatMap { $0.allowedSigners != nil || $0.trustedKeyring != nil ? $0 : nil }
-        guard ownKey != nil || verification != nil else { return nil }
+        guard ownKey != nil || auditSigners != nil || verification != nil else { return nil }
         self.ownKey = ownKey
+        self.auditSigners = auditSigners
         self.verification = verification
     }
 
-    /// The trust of `repository`'s audit records: its signing key and `verification`.
+    /// The trust of `repository`'s audit records: its signing key, its audit signers and `verification`.
     package static func of(_ repository: PolicyRepository, verification: SourceVerification?) async -> RecordTrust? {
-        RecordTrust(ownKey: await repository.auditKey, verification: verification)
+        RecordTrust(ownKey: await repository.auditKey, auditSigners: await repository.auditSigners, verification: verification)
     }
 
     /// Why the record commit `commit` is not to be acted on, or nil when a trusted key signed it.
@@ -56,11 +59,26 @@ package struct RecordTrust: Sendable {
             return parsed.isValidEd25519(of: signed.signedData) ? nil
                 : "its commit \(commit.short) names this Bulwark's signing key, and the signature does not verify"
         }
+        if let parsed, trustedKeys[parsed.publicKey] != nil, parsed.isValidEd25519(of: signed.signedData) { return nil }
+        if let auditSigners {
+            do {
+                if folder == nil { folder = try SourceVerification.privateFolder() }
+                switch try SourceVerification.verifySSH(signed, commit: commit, allowedSigners: auditSigners, folder: folder ?? "") {
+                case .success(let principal):
+                    if let parsed { trustedKeys[parsed.publicKey] = principal }
+                    return nil
+                case .failure(let untrusted):
+                    return "its commit \(commit.short) is signed neither by this Bulwark's signing key nor by a key of --audit-signers: "
+                        + untrusted.description
+                }
+            } catch {
+                return "the signature of its commit \(commit.short) cannot be checked: \(error)"
+            }
+        }
         if ownKey != nil {
-            return "its commit \(commit.short) is not signed by this Bulwark's signing key"
+            return "its commit \(commit.short) is not signed by this Bulwark's signing key (list the other Bulwarks' keys in --audit-signers)"
         }
         guard let verification else { return "its commit \(commit.short) is not signed by a trusted key" }
-        if let parsed, trustedKeys[parsed.publicKey] != nil, parsed.isValidEd25519(of: signed.signedData) { return nil }
         do {
             if folder == nil { folder = try SourceVerification.privateFolder() }
             switch try verification.verifyAny(signed, commit: commit, folder: folder ?? "") {

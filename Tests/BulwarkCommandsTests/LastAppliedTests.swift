@@ -135,6 +135,37 @@ import Testing
         }
     }
 
+    /// Another Bulwark of the fleet (a replica, an agent) signs with its own key: listed in
+    /// --audit-signers, its record is the baseline of a new state directory; not listed, it is
+    /// not, and the warning says where to list it.
+    @Test(arguments: [true, false])
+    func anotherBulwarksRecordIsTheBaselineWhenItsKeyIsAnAuditSigner(listed: Bool) async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let replica = try key(dir, "replica-a")
+            let own = try key(dir, "replica-b")
+            let a = try PolicyRepository(.init(url: s.origin, stateDirectory: s.state, signer: replica.signer))
+            _ = try await a.sync()
+            _ = try await a.write(record(0, .applied, desired: applied))
+            #expect(try await a.publish() == .pushed(commits: 1))
+            let fresh = dir + "/fresh-state"
+            var configuration = PolicyRepository.Configuration(url: s.origin, stateDirectory: fresh, signer: own.signer)
+            if listed {
+                configuration.auditSigners = dir + "/audit_signers"
+                try write(dir + "/audit_signers", replica.line)
+            }
+            let b = try PolicyRepository(configuration)
+            _ = try await b.sync()
+            let found = try #require(await Provenance.lastApplied(repository: b, stateDirectory: fresh))
+            if listed {
+                #expect(found.id?.hex == applied && found.untrusted.isEmpty)
+            } else {
+                #expect(found.id == nil)
+                #expect(found.untrusted.first?.contains("list the other Bulwarks' keys in --audit-signers") == true, "\(found.untrusted)")
+            }
+        }
+    }
+
     /// Without one, a key the trusted signers file lists is what can be checked.
     @Test func withoutASigningKeyARecordATrustedSignerSignedIsTheBaseline() async throws {
         try await withTemporaryDirectory { dir in
