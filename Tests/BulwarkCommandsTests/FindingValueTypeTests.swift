@@ -155,9 +155,14 @@ import Testing
     @Test func aRulesFalseStaysABooleanInTheManifestAndTheFileAndAFindingsTrueStaysAString() async throws {
         try await withTemporaryDirectory { dir in
             let s = try scenario(dir)
-            // The rule's own `false`, for a property the policy did not set yet: merged, plain.
-            let merged = try ingest(s, id: "store-1", control: "LLM10-store", evidence: "spend logs keep prompts")
-            #expect(merged.status == 2 && merged.item["outcome"] as? String == "merged", "\(merged.item)")
+            // The rule's own `false`, for a property the policy did not set yet: proposed (a
+            // ConfigFile change has no known direction, added keys included), plain; accepted by
+            // a person, it reaches main as written.
+            let proposed = try ingest(s, id: "store-1", control: "LLM10-store", evidence: "spend logs keep prompts")
+            #expect(proposed.status == 2 && proposed.item["outcome"] as? String == "proposed", "\(proposed.item)")
+            let accepted = try run(try bulwarkExecutable(), ["accept", "store-1", "--repo", s.origin, "--state-dir", s.state],
+                                   environment: RevertTests.person)
+            #expect(accepted.status == 0, "\(accepted.stdout) \(accepted.stderr)")
             let manifest = try git("--git-dir", s.origin, "show", "main:desired-state/ai-gateway/gw.yaml")
             #expect(manifest.contains("    general_settings.store_prompts_in_spend_logs: false\n"), "\(manifest)")
             let apply = try s.run("apply")
@@ -168,9 +173,9 @@ import Testing
             #expect(try python(file, "general_settings", "store_prompts_in_spend_logs") == "False")
 
             // A value from the finding's text ("true") is a string, whatever it spells.
-            let proposed = try ingest(s, id: "log-1", control: "LLM10-log", evidence: "true")
+            let fromFinding = try ingest(s, id: "log-1", control: "LLM10-log", evidence: "true")
             let branch = try git("--git-dir", s.origin, "show", "bulwark/proposals/log-1:desired-state/ai-gateway/gw.yaml")
-            #expect(branch.contains(#"    litellm_settings.turn_off_message_logging: "true""#), "\(branch) \(proposed.item)")
+            #expect(branch.contains(#"    litellm_settings.turn_off_message_logging: "true""#), "\(branch) \(fromFinding.item)")
         }
     }
 

@@ -250,11 +250,20 @@ package struct ProposalEngine: Sendable {
     static func unjudgedChanges(previous: Resource?, after: Resource, registry: Registry) -> [String] {
         guard let previous, let kind = registry.kinds[after.id.kind], !kind.judgesDirection else { return [] }
         let old = Dictionary(previous.spec.properties.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
-        return after.spec.properties.compactMap { property in
-            guard let was = old[property.name], was.value != property.value else { return nil }
+        let new = Set(after.spec.properties.map(\.name))
+        // A property added or dropped has a direction too (`log_connections: off` added to a
+        // setting, a port dropped from a list): without a rule for the kind, none is judged.
+        let changed = after.spec.properties.compactMap { property -> String? in
+            guard let was = old[property.name] else {
+                return "\(property.name): (not set) → \(property.sensitive ? "[redacted]" : property.value)"
+            }
+            guard was.value != property.value else { return nil }
             return property.sensitive || was.sensitive ? "\(property.name): [redacted] → [redacted]"
                 : "\(property.name): \(was.value) → \(property.value)"
         }
+        let dropped = previous.spec.properties.filter { !new.contains($0.name) }
+            .map { "\($0.name): \($0.sensitive ? "[redacted]" : $0.value) → (not set)" }
+        return changed + dropped
     }
 
     /// A resolved finding closes its proposal: a commit on the branch that restores the files the
