@@ -49,11 +49,12 @@ struct FirewallTests {
         }
     }
 
-    /// Whoever controls the root (a container's filesystem) makes `etc/nftables.d` a link to a
-    /// folder outside it, where the machine's own boot ruleset would be. The fix fails before
-    /// the ruleset changes, naming the link, and nothing is written through it; the same root
-    /// with a real folder persists the table.
-    @Test func aPersistFolderThatIsALinkOutOfTheRootIsRefusedBeforeTheRulesetChanges() async throws {
+    /// Whoever controls the root (a container's filesystem) makes `etc/nftables.d` a link to
+    /// the machine's own `/…/host-nftables.d`. The table is persisted where the host booted from
+    /// the root would find it (the absolute link starts again at the root) and nothing is
+    /// written outside the root. A link that stays inside the root (a configuration tool's) is
+    /// followed; a persisted file that is itself a link fails the fix before the ruleset changes.
+    @Test func aPersistFolderLinkedOutOfTheRootIsFollowedInsideItAndNothingIsWrittenOutside() async throws {
         try await withTemporaryDirectory { dir in
             let lab = try NetworkLab()
             defer { lab.remove() }
@@ -63,16 +64,25 @@ struct FirewallTests {
             try FileManager.default.createSymbolicLink(atPath: root + "/etc/nftables.d", withDestinationPath: outside)
             let state = try firewallState(root: root, namespace: lab.host, blocklist("192.0.2.2"))
             let (_, outcome) = try await reconcile(state)
-            let record = try #require(outcome.entries.first?.record)
-            #expect(record.result == .failed)
-            #expect(record.error?.contains("etc/nftables.d") == true, "\(record.error ?? "")")
+            #expect(outcome.verified.count == 1, "\(outcome.entries.first?.record.error ?? "")")
             #expect(try FileManager.default.contentsOfDirectory(atPath: outside).isEmpty, "nothing written through the link")
-            #expect(try !lab.nft(["list", "tables"]).stdout.contains("bulwark"), "the ruleset did not change")
+            #expect(try read(root + outside + "/bulwark.nft").contains("192.0.2.2"), "where the host would read it")
 
+            // A link inside the root, as stow or a configuration tool makes.
             try FileManager.default.removeItem(atPath: root + "/etc/nftables.d")
-            let (_, fixed) = try await reconcile(state)
-            #expect(fixed.verified.count == 1, "\(fixed.entries.first?.record.error ?? "")")
-            #expect(try read(root + "/etc/nftables.d/bulwark.nft").contains("192.0.2.2"))
+            try FileManager.default.createDirectory(atPath: root + "/etc/nftables.real", withIntermediateDirectories: true)
+            try FileManager.default.createSymbolicLink(atPath: root + "/etc/nftables.d", withDestinationPath: "nftables.real")
+            let (_, moved) = try await reconcile(try firewallState(root: root, namespace: lab.host, blocklist("192.0.2.3")))
+            #expect(moved.verified.count == 1, "\(moved.entries.first?.record.error ?? "")")
+            #expect(try read(root + "/etc/nftables.real/bulwark.nft").contains("192.0.2.3"))
+
+            // The file itself a link: the fix fails, the ruleset keeps what it had.
+            try FileManager.default.removeItem(atPath: root + "/etc/nftables.real/bulwark.nft")
+            try FileManager.default.createSymbolicLink(atPath: root + "/etc/nftables.real/bulwark.nft", withDestinationPath: outside + "/stolen.nft")
+            let (_, refused) = try await reconcile(try firewallState(root: root, namespace: lab.host, blocklist("192.0.2.4")))
+            #expect(refused.entries.first?.record.result == .failed, "\(refused.entries.map(\.record.decision))")
+            #expect(!FileManager.default.fileExists(atPath: outside + "/stolen.nft"))
+            #expect(try !lab.nft(["list", "ruleset"]).stdout.contains("192.0.2.4"), "the ruleset did not change")
         }
     }
 
