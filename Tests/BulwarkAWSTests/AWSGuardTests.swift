@@ -46,30 +46,12 @@ final class QueryStandIn {
 
     let port: Int
     var endpoint: String { "http://127.0.0.1:\(port)" }
-    private let process = Process()
+    private let standIn: PythonStandIn
 
     init(_ routes: [String: [(Int, String)]]) throws {
-        port = try freeLoopbackPort()
         let json = try JSONSerialization.data(withJSONObject: routes.mapValues { $0.map { [$0.0, $0.1] as [Any] } })
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-c", Self.script, String(port), String(decoding: json, as: UTF8.self)]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        for _ in 0..<200 {
-            if connects(port: port) { return }
-            Thread.sleep(forTimeInterval: 0.05)
-        }
-        kill(process.processIdentifier, SIGKILL)
-        throw SupportError("the query stand-in did not start on port \(port)")
-    }
-
-    deinit {
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
+        standIn = try PythonStandIn(Self.script, arguments: [String(decoding: json, as: UTF8.self)], name: "query stand-in")
+        port = standIn.port
     }
 
     /// Each request's form, in order.

@@ -74,29 +74,11 @@ final class MetadataStandIn {
 
     let port: Int
     var endpoint: String { "http://127.0.0.1:\(port)" }
-    private let process = Process()
+    private let standIn: PythonStandIn
 
     init(lifetime: Int = 21_600, mode: String = "v2") throws {
-        port = try freeLoopbackPort()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-c", Self.script, String(port), String(lifetime), mode]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        for _ in 0..<200 {
-            if connects(port: port) { return }
-            Thread.sleep(forTimeInterval: 0.05)
-        }
-        kill(process.processIdentifier, SIGKILL)
-        throw SupportError("the metadata stand-in did not start on port \(port)")
-    }
-
-    deinit {
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
+        standIn = try PythonStandIn(Self.script, arguments: [String(lifetime), mode], name: "metadata stand-in")
+        port = standIn.port
     }
 
     var received: [Received] {

@@ -252,24 +252,33 @@ struct DaemonHardeningTests {
         }
     }
 
+    /// A loopback socket that takes connections and never answers (a PostgreSQL server that
+    /// hangs, or one that must never be reached): its descriptor, which the caller closes, and port.
+    func silentListener() throws -> (Int32, UInt16) {
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard listener >= 0 else { throw SupportError("socket: \(String(cString: strerror(errno)))") }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) == 0 && getsockname(listener, $0, &length) == 0 }
+        }
+        guard bound, listen(listener, 16) == 0 else {
+            close(listener)
+            throw SupportError("cannot listen on loopback: \(String(cString: strerror(errno)))")
+        }
+        return (listener, UInt16(bigEndian: address.sin_port))
+    }
+
     // MARK: - Shutdown
 
     @Test func sigtermEndsTheDaemonEvenWhenAnAdapterIsStuck() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
             // A PostgreSQL server that takes the connection and never answers.
-            let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            try #require(listener >= 0)
+            let (listener, port) = try silentListener()
             defer { close(listener) }
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-            let bound = withUnsafeMutablePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) == 0 && getsockname(listener, $0, &length) == 0 }
-            }
-            try #require(bound && listen(listener, 16) == 0)
-            let port = UInt16(bigEndian: address.sin_port)
             try write(dir + "/pw", "secret\n", mode: 0o600)
             // The shipped postgres controller and its CIS settings cover targets with `role: database`.
             try s.commitPolicy("controllers/silent-db.yaml", """
@@ -301,18 +310,9 @@ struct DaemonHardeningTests {
     func aTargetNamingBulwarksOwnCredentialIsNeverConnected(credential: String) async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
-            let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            try #require(listener >= 0)
+            let (listener, port) = try silentListener()
             defer { close(listener) }
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-            let bound = withUnsafeMutablePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) == 0 && getsockname(listener, $0, &length) == 0 }
-            }
-            try #require(bound && listen(listener, 16) == 0 && fcntl(listener, F_SETFL, O_NONBLOCK) == 0)
-            let port = UInt16(bigEndian: address.sin_port)
+            try #require(fcntl(listener, F_SETFL, O_NONBLOCK) == 0)
             let secrets = dir + "/secrets"
             try FileManager.default.createDirectory(atPath: secrets, withIntermediateDirectories: true)
             let made = try run("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", secrets + "/bulwark-signing-key"])

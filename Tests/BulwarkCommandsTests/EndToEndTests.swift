@@ -302,13 +302,7 @@ extension GateEndToEndTests {
             #expect(try apply().status == 0)
             let resource = "SSHDConfig/cis-5.1.20-permit-root-login"
             let genuine = try RevertTests.recordID(s, resource: resource, decision: "applied")
-            let forger = try PolicyRepository(.init(url: s.origin, stateDirectory: dir + "/forger-state"))
-            _ = try await forger.sync()
-            var copy = try await Bulwark.Revert.record(genuine, in: forger, stateDirectory: dir + "/forger-state",
-                                                       auditBranch: "bulwark/audit", trust: nil)
-            copy.id = "01FQRGEDRECQRD0000000000CC"
-            _ = try await forger.write(copy)
-            #expect(try await forger.publish() == .pushed(commits: 1))
+            _ = try await RevertTests.pushCopy(of: genuine, as: "01FQRGEDRECQRD0000000000CC", to: s, in: dir)
 
             try drift()
             let second = try apply()

@@ -26,6 +26,19 @@ import Testing
                                           "--expires", expires], environment: person)
     }
 
+    /// Someone who can push to the origin copies the record `id` under `newID`, unsigned, and
+    /// pushes it to the audit branch; returns the copy.
+    static func pushCopy(of id: String, as newID: String, to s: Scenario, in dir: String) async throws -> AuditRecord {
+        let state = dir + "/forger-state-\(newID.suffix(4))"
+        let forger = try PolicyRepository(.init(url: s.origin, stateDirectory: state))
+        _ = try await forger.sync()
+        var copy = try await Bulwark.Revert.record(id, in: forger, stateDirectory: state, auditBranch: "bulwark/audit", trust: nil)
+        copy.id = newID
+        _ = try await forger.write(copy)
+        #expect(try await forger.publish() == .pushed(commits: 1))
+        return copy
+    }
+
     @Test func aVerifiedFixIsUndoneWaivedAndRecorded() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
@@ -102,13 +115,7 @@ import Testing
             let genuine = try Self.recordID(s, resource: resource, decision: "applied")
 
             // Someone who can push copies the fix's record under a new id, unsigned.
-            let forger = try PolicyRepository(.init(url: s.origin, stateDirectory: dir + "/forger-state"))
-            _ = try await forger.sync()
-            var copy = try await Bulwark.Revert.record(genuine, in: forger, stateDirectory: dir + "/forger-state",
-                                                       auditBranch: "bulwark/audit", trust: nil)
-            copy.id = "01FQRGEDRECQRD0000000000BB"
-            _ = try await forger.write(copy)
-            #expect(try await forger.publish() == .pushed(commits: 1))
+            let copy = try await Self.pushCopy(of: genuine, as: "01FQRGEDRECQRD0000000000BB", to: s, in: dir)
 
             let host = try s.snapshot()
             let main = try git("--git-dir", s.origin, "rev-parse", "main")

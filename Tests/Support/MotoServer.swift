@@ -101,3 +101,36 @@ public func connects(port: Int) -> Bool {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
     }
 }
+
+/// A small HTTP stand-in written in Python for one test (a metadata service, an API's odd
+/// answers moto does not give): started on a free loopback port, waited for until it listens,
+/// killed by its process id when released.
+public final class PythonStandIn {
+    public let port: Int
+    private let process = Process()
+
+    /// Runs `script` with the port and `arguments` after it; `name` is for the error.
+    public init(_ script: String, arguments: [String], name: String) throws {
+        port = try freeLoopbackPort()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", "-c", script, String(port)] + arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        for _ in 0..<200 {
+            if connects(port: port) { return }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        throw SupportError("the \(name) did not start on port \(port)")
+    }
+
+    deinit {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+    }
+}
