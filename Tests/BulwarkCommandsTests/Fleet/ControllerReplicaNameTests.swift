@@ -119,7 +119,8 @@ import Testing
             try #require(stuckBefore && stuckAfter, "a's pass was still in flight (a slow machine: the pass waits 5 s on each of \(locked.count) roles)")
             #expect(moving.allSatisfy { now[$0] == "a" }, "a target moved while a's pass was changing it: \(now)\n\(a.log)")
             blocker.release()
-            // Outside `#expect`: its expansion of closures nested in the condition misread them.
+            // A local function, not closures nested inside `#expect`: written that way, they saw an
+            // empty `staying` in this test (not understood; the same values outside were right).
             func settled() -> Bool {
                 let now = Self.holders(server)
                 return rows(moving) == 0 && staying.allSatisfy { now[$0] == "a" }
