@@ -21,7 +21,7 @@ struct ControllerOptions: ParsableArguments {
     @Option(help: "Seconds a lease lasts without renewal: a dead replica's targets move after at most this plus two renewals (a third of it each).")
     var leaseTtl: Int = 15
 
-    @Option(help: ArgumentHelp("This replica's name, unique among the replicas (default: the state directory's instance name, the host name and a random suffix made once).", valueName: "name"))
+    @Option(help: ArgumentHelp("This replica's name, unique among the replicas (default: the state directory's instance name, the host name and a random suffix made once). A second process under a name whose heartbeat is live is refused (exit 3).", valueName: "name"))
     var replica: String?
 
     func validate() throws {
@@ -64,7 +64,8 @@ extension PostgresLeaseStore: LeaseStore {}
 
 /// The lease rounds of a controller replica: every third of the TTL (±10 %), and a cycle at once
 /// for targets newly taken. On graceful shutdown the leases are given up, after the cycle in
-/// flight (the reconcile service stops first).
+/// flight (the reconcile service stops first). Throws `ReplicaNameInUse` when another process
+/// took this replica's name (this one was paused past its heartbeat): the process then stops.
 struct LeaseService: Service {
     let daemon: Daemon
     let leases: LeaseKeeper
@@ -73,6 +74,10 @@ struct LeaseService: Service {
         let period = Double(leases.ttl.components.seconds) / 3
         while !Task.isCancelled, !Task.isShuttingDownGracefully {
             let taken = await leases.round()
+            if let displaced = leases.displaced {
+                await leases.leave()
+                throw displaced
+            }
             if !taken.isEmpty { await daemon.requestAll() }
             let pause = period * Double.random(in: 0.9...1.1)
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(pause)) }

@@ -38,7 +38,9 @@ extension Bulwark {
                 process exits 0; a cycle that has not finished --shutdown-grace seconds later (a stuck \
                 adapter) is abandoned, and what it committed is pushed by the next run. Exit 1: it could \
                 not start (another daemon holds the state directory, the address is in use, the \
-                repository cannot be read).
+                repository cannot be read). Exit 3 (--controller): another live process already runs \
+                under this replica name (a cloned VM or state directory, the same --replica twice); the \
+                message names it and when its heartbeat expires.
 
                 Under systemd (Type=notify): READY=1 once the HTTP server listens, STATUS= with what \
                 /readyz says, WATCHDOG=1 at half of WatchdogSec= while the scheduler runs (a hung \
@@ -46,6 +48,9 @@ extension Bulwark {
                 Logs go to the journal natively (--log-format auto), each metadata key a field. Secret \
                 files may be systemd credentials ($CREDENTIALS_DIRECTORY, LoadCredential=).
                 """)
+
+        /// The exit status when another live process runs under this replica name (documented above).
+        static let replicaNameInUse: Int32 = 3
 
         @OptionGroup var repository: RepositoryOptions
         @OptionGroup var agent: AgentOptions
@@ -242,7 +247,19 @@ extension Bulwark {
                 services.append(.init(service: SystemdService(notifier: notifier, daemon: daemon, listening: listening, logger: logger)))
             }
             // Shut down in reverse order: the cycle in flight finishes before the leases are given up.
-            if let leases { services.insert(.init(service: LeaseService(daemon: daemon, leases: leases)), at: 0) }
+            if let leases {
+                // A name another live process holds is refused before this one takes anything.
+                do {
+                    try await leases.join()
+                } catch {
+                    Console().error("\(error)")
+                    await leases.close()
+                    throw ExitCode(Self.replicaNameInUse)
+                }
+                // Another process taking the name later (this one paused past its heartbeat) stops
+                // this one after the cycle in flight, which its lost leases keep from changing anything.
+                services.insert(.init(service: LeaseService(daemon: daemon, leases: leases), failureTerminationBehavior: .gracefullyShutdownGroup), at: 0)
+            }
             let group = ServiceGroup(configuration: .init(
                 services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
             logger.info("bulwark run", metadata: ["repo": .string(repository.displayURL), "listen": .string(listen),
@@ -253,7 +270,9 @@ extension Bulwark {
                 try await group.run()
             } catch {
                 Console().error("\(error)")
-                throw ExitCode.failure
+                // Gives up what this process holds, if the lease service could not (cancelled).
+                await leases?.leave()
+                throw error is ReplicaNameInUse ? ExitCode(Self.replicaNameInUse) : ExitCode.failure
             }
             logger.info("stopped")
         }

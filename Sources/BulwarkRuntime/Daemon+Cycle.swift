@@ -9,7 +9,8 @@ extension Daemon {
         guard var cycleState = state else { return }
         if let only { cycleState.narrow { only.contains($0) } }
         if let leases = options.leases {
-            let held = leases.beginPass()
+            // The pass's targets are kept (renewed, not given up) until `endPass`, even if they move.
+            let held = leases.beginPass(over: Set(cycleState.bindings.map(\.target)))
             cycleState.narrow(toTargets: Set(held.keys)) { held[$0.target] != nil }
             let taken = leases.takeNewlyHeld()
             if !taken.isEmpty { await readPreviousOwners(of: taken) }
@@ -128,6 +129,8 @@ extension Daemon {
             let looked = Set(cycleState.bindings.map(\.controller))
             scheduler.backOff(failed: looked, looked: looked, intervals: state?.controllers.mapValues(\.interval) ?? [:], at: clock.now())
         }
+        // The pass is over: targets that moved to another replica meanwhile are given up now.
+        await options.leases?.endPass()
         let elapsed = began.duration(to: clock.now())
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         for controller in Set(cycleState.bindings.map(\.controller)) { meters.cycle(controller: controller, seconds: seconds) }

@@ -1,3 +1,4 @@
+package import BulwarkCore
 internal import Foundation
 internal import Logging
 internal import NIOSSL
@@ -5,11 +6,13 @@ internal import PostgresNIO
 
 /// Leases on targets held in a PostgreSQL table, for controller replicas (`run --controller`).
 ///
-/// A lease is a row `(target, holder, token, expires_at)`; `token` comes from one sequence, so a
+/// A lease is a row `(target, holder, nonce, token, expires_at)`: the holder is one process, its
+/// replica name and the nonce it made at start (`ReplicaIdentity`); `token` comes from one sequence, so a
 /// target's tokens only grow: a replica that took a target over holds a larger token than the
 /// replica it took it from (a fencing token). Every comparison of time is the server's `now()`,
 /// so replicas' clocks do not matter. Replicas announce themselves in `bulwark_replicas`
-/// (heartbeat rows that expire) so that each can compute the same sharding of targets.
+/// (heartbeat rows that expire) so that each can compute the same sharding of targets; a name
+/// whose heartbeat is live belongs to the process (nonce) that wrote it until it expires.
 ///
 /// One connection, opened on first use and opened again after an error.
 package actor PostgresLeaseStore {
@@ -60,13 +63,29 @@ package actor PostgresLeaseStore {
 
     // MARK: - The lease protocol
 
-    /// Announces `replica` as live until `ttl` from now (server time).
-    package func heartbeat(_ replica: String, ttl: Duration) async throws {
-        _ = try await run { connection in
-            try await connection.query("""
-                INSERT INTO bulwark_replicas (name, expires_at) VALUES (\(replica), now() + \(Self.milliseconds(ttl)) * interval '1 millisecond')
-                ON CONFLICT (name) DO UPDATE SET expires_at = EXCLUDED.expires_at
+    /// Announces `replica` as live until `ttl` from now (server time), unless another process holds
+    /// its name: a heartbeat under that name with another nonce that has not expired. Returns nil
+    /// when announced, else that other heartbeat (nothing is written then). One statement.
+    package func heartbeat(_ replica: ReplicaIdentity, ttl: Duration) async throws -> ReplicaHeartbeat? {
+        try await run { connection in
+            let rows = try await connection.query("""
+                WITH announced AS (
+                  INSERT INTO bulwark_replicas AS r (name, nonce, process, expires_at)
+                  VALUES (\(replica.name), \(replica.nonce), \(replica.process), now() + \(Self.milliseconds(ttl)) * interval '1 millisecond')
+                  ON CONFLICT (name) DO UPDATE SET nonce = EXCLUDED.nonce, process = EXCLUDED.process, expires_at = EXCLUDED.expires_at
+                    WHERE r.nonce = EXCLUDED.nonce OR r.expires_at <= now()
+                  RETURNING 1)
+                SELECT true, ''::text, now(), 0::bigint FROM announced
+                UNION ALL
+                SELECT false, process, expires_at, (extract(epoch FROM expires_at - now()) * 1000)::bigint FROM bulwark_replicas
+                  WHERE name = \(replica.name) AND NOT EXISTS (SELECT 1 FROM announced)
                 """, logger: PostgresAdapter.logger)
+            for try await (announced, process, expiresAt, milliseconds) in rows.decode((Bool, String, Date, Int64).self) {
+                return announced ? nil : ReplicaHeartbeat(name: replica.name, process: process, expiresAt: expiresAt,
+                                                          expiresIn: .milliseconds(max(0, milliseconds)))
+            }
+            // The other heartbeat went between the two halves of the statement (expired or left).
+            throw LeaseStoreError("the heartbeat of \(replica.name) was neither written nor refused; tried again next round")
         }
     }
 
@@ -83,18 +102,18 @@ package actor PostgresLeaseStore {
     }
 
     /// Takes `target` for `holder` until `ttl` from now, or renews it: when nobody holds it, its
-    /// lease expired, or `holder` already holds it. Returns the fencing token (the same while a
+    /// lease expired, or `holder` (this very process: name and nonce) already holds it. Returns the fencing token (the same while a
     /// lease is renewed without expiring, a new larger one when taken), nil when another live
     /// replica holds it. One statement: two replicas racing for a target cannot both win.
-    package func acquire(_ target: String, holder: String, ttl: Duration) async throws -> Int64? {
+    package func acquire(_ target: String, holder: ReplicaIdentity, ttl: Duration) async throws -> Int64? {
         try await run { connection in
             let rows = try await connection.query("""
-                INSERT INTO bulwark_leases AS l (target, holder, token, expires_at)
-                VALUES (\(target), \(holder), nextval('bulwark_lease_token'), now() + \(Self.milliseconds(ttl)) * interval '1 millisecond')
+                INSERT INTO bulwark_leases AS l (target, holder, nonce, token, expires_at)
+                VALUES (\(target), \(holder.name), \(holder.nonce), nextval('bulwark_lease_token'), now() + \(Self.milliseconds(ttl)) * interval '1 millisecond')
                 ON CONFLICT (target) DO UPDATE
-                  SET token = CASE WHEN l.holder = EXCLUDED.holder AND l.expires_at > now() THEN l.token ELSE EXCLUDED.token END,
-                      holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
-                  WHERE l.holder = EXCLUDED.holder OR l.expires_at <= now()
+                  SET token = CASE WHEN l.holder = EXCLUDED.holder AND l.nonce = EXCLUDED.nonce AND l.expires_at > now() THEN l.token ELSE EXCLUDED.token END,
+                      holder = EXCLUDED.holder, nonce = EXCLUDED.nonce, expires_at = EXCLUDED.expires_at
+                  WHERE (l.holder = EXCLUDED.holder AND l.nonce = EXCLUDED.nonce) OR l.expires_at <= now()
                 RETURNING token
                 """, logger: PostgresAdapter.logger)
             for try await token in rows.decode(Int64.self) { return token }
@@ -103,18 +122,19 @@ package actor PostgresLeaseStore {
     }
 
     /// Gives `target` up, if `holder` holds it.
-    package func release(_ target: String, holder: String) async throws {
+    package func release(_ target: String, holder: ReplicaIdentity) async throws {
         _ = try await run { connection in
-            try await connection.query("DELETE FROM bulwark_leases WHERE target = \(target) AND holder = \(holder)",
+            try await connection.query("DELETE FROM bulwark_leases WHERE target = \(target) AND holder = \(holder.name) AND nonce = \(holder.nonce)",
                                        logger: PostgresAdapter.logger)
         }
     }
 
     /// Whether `holder` still holds `target` with `token`, unexpired: asked right before a change.
-    package func holds(_ target: String, holder: String, token: Int64) async throws -> Bool {
+    package func holds(_ target: String, holder: ReplicaIdentity, token: Int64) async throws -> Bool {
         try await run { connection in
             let rows = try await connection.query("""
-                SELECT 1 FROM bulwark_leases WHERE target = \(target) AND holder = \(holder) AND token = \(token) AND expires_at > now()
+                SELECT 1 FROM bulwark_leases
+                WHERE target = \(target) AND holder = \(holder.name) AND nonce = \(holder.nonce) AND token = \(token) AND expires_at > now()
                 """, logger: PostgresAdapter.logger)
             for try await _ in rows { return true }
             return false
@@ -122,10 +142,13 @@ package actor PostgresLeaseStore {
     }
 
     /// Says `replica` is gone and gives up its leases (a graceful stop: others take over at once).
-    package func leave(_ replica: String) async throws {
+    /// Only this process's: another process's heartbeat or leases under the same name stay.
+    package func leave(_ replica: ReplicaIdentity) async throws {
         try await run { connection in
-            try await connection.query("DELETE FROM bulwark_leases WHERE holder = \(replica)", logger: PostgresAdapter.logger)
-            try await connection.query("DELETE FROM bulwark_replicas WHERE name = \(replica)", logger: PostgresAdapter.logger)
+            try await connection.query("DELETE FROM bulwark_leases WHERE holder = \(replica.name) AND nonce = \(replica.nonce)",
+                                       logger: PostgresAdapter.logger)
+            try await connection.query("DELETE FROM bulwark_replicas WHERE name = \(replica.name) AND nonce = \(replica.nonce)",
+                                       logger: PostgresAdapter.logger)
         }
     }
 
@@ -182,10 +205,15 @@ package actor PostgresLeaseStore {
             // One replica at a time creates the tables (CREATE … IF NOT EXISTS races with itself).
             try await opened.query("SELECT pg_advisory_lock(4242170001)", logger: PostgresAdapter.logger)
             do {
+                // Tables an older Bulwark made have no nonce (nor process) column: it is added, with
+                // '' for the rows already there (the nonce of no process this version starts).
                 for statement in [
                     "CREATE SEQUENCE IF NOT EXISTS bulwark_lease_token",
                     "CREATE TABLE IF NOT EXISTS bulwark_leases (target text PRIMARY KEY, holder text NOT NULL, token bigint NOT NULL, expires_at timestamptz NOT NULL)",
+                    "ALTER TABLE bulwark_leases ADD COLUMN IF NOT EXISTS nonce text NOT NULL DEFAULT ''",
                     "CREATE TABLE IF NOT EXISTS bulwark_replicas (name text PRIMARY KEY, expires_at timestamptz NOT NULL)",
+                    "ALTER TABLE bulwark_replicas ADD COLUMN IF NOT EXISTS nonce text NOT NULL DEFAULT ''",
+                    "ALTER TABLE bulwark_replicas ADD COLUMN IF NOT EXISTS process text NOT NULL DEFAULT ''",
                 ] { try await PostgresAdapter.execute(opened, statement) }
             } catch {
                 _ = try? await opened.query("SELECT pg_advisory_unlock(4242170001)", logger: PostgresAdapter.logger)

@@ -4,15 +4,18 @@ import Foundation
 package import Logging
 import Synchronization
 
-/// Where leases are kept (PostgreSQL: `PostgresLeaseStore`). Times are the store's own.
+/// Where leases are kept (PostgreSQL: `PostgresLeaseStore`). Times are the store's own. A holder
+/// is one process (`ReplicaIdentity`: name and nonce), never just a name.
 package protocol LeaseStore: Sendable {
-    func heartbeat(_ replica: String, ttl: Duration) async throws
+    /// Announces `replica` as live; returns the other process's live heartbeat (writing nothing)
+    /// when another process already holds that name.
+    func heartbeat(_ replica: ReplicaIdentity, ttl: Duration) async throws -> ReplicaHeartbeat?
     func liveReplicas() async throws -> [String]
     /// The fencing token when `holder` now holds `target` (taken or renewed), nil when another live replica does.
-    func acquire(_ target: String, holder: String, ttl: Duration) async throws -> Int64?
-    func release(_ target: String, holder: String) async throws
-    func holds(_ target: String, holder: String, token: Int64) async throws -> Bool
-    func leave(_ replica: String) async throws
+    func acquire(_ target: String, holder: ReplicaIdentity, ttl: Duration) async throws -> Int64?
+    func release(_ target: String, holder: ReplicaIdentity) async throws
+    func holds(_ target: String, holder: ReplicaIdentity, token: Int64) async throws -> Bool
+    func leave(_ replica: ReplicaIdentity) async throws
     /// Closes the connection (before the process exits).
     func close() async
 }
@@ -22,13 +25,21 @@ package protocol LeaseStore: Sendable {
 ///
 /// Sharding: every replica computes the same owner for a target, the live replica with the
 /// highest hash of (target, replica) (rendezvous hashing), and only tries to take the targets it
-/// should own; it gives up those it should no longer own. When a replica dies, its heartbeat and
-/// leases expire within `ttl`, the others stop counting it, and its targets go to them. A replica
-/// acts on a target only while `holds` confirms, right before the change, that its token is
-/// still the target's current, unexpired one: a replica that was paused past its lease (a long
-/// GC, a stopped VM) and lost the target stops before acting.
+/// should own; it gives up those it should no longer own, but not while a pass is changing them
+/// (`beginPass` to `endPass`): those it keeps renewing, and gives up when the pass ends. When a
+/// replica dies, its heartbeat and leases expire within `ttl`, the others stop counting it, and
+/// its targets go to them. A replica acts on a target only while `holds` confirms, right before
+/// the change, that its token is still the target's current, unexpired one: a replica that was
+/// paused past its lease (a long GC, a stopped VM) and lost the target stops before acting.
+///
+/// A name is one process's at a time: a second process under a name whose heartbeat is live
+/// (a cloned VM, the same `--replica` on two machines) is refused by `join`, and a process whose
+/// name another process took while it was paused past its heartbeat holds nothing from then on
+/// (`displaced`).
 package final class LeaseKeeper: Sendable {
-    package let replica: String
+    package let identity: ReplicaIdentity
+    /// This replica's name (its audit ref, its share of the targets).
+    package var replica: String { identity.name }
     package let ttl: Duration
     private let store: any LeaseStore
     private let logger: Logger
@@ -37,17 +48,26 @@ package final class LeaseKeeper: Sendable {
         var held: [String: Int64] = [:]
         /// The tokens the pass in flight was planned under (`beginPass`).
         var pass: [String: Int64] = [:]
+        /// The targets a pass is working on now (`beginPass` to `endPass`): not given up meanwhile.
+        var inFlight: Set<String> = []
         var live: [String] = []
         /// Targets taken since the last `takeNewlyHeld` (their previous owner's records are to be read).
         var newlyHeld: Set<String> = []
+        /// Set when another process holds this replica's name: nothing is held from then on.
+        var displaced: ReplicaNameInUse?
     }
     private let state = Mutex(State())
 
-    package init(replica: String, ttl: Duration, store: any LeaseStore, logger: Logger) {
-        self.replica = replica
+    package init(identity: ReplicaIdentity, ttl: Duration, store: any LeaseStore, logger: Logger) {
+        self.identity = identity
         self.ttl = ttl
         self.store = store
         self.logger = logger
+    }
+
+    /// A keeper for `replica` in this process (a fresh nonce).
+    package convenience init(replica: String, ttl: Duration, store: any LeaseStore, logger: Logger) {
+        self.init(identity: .thisProcess(name: replica), ttl: ttl, store: store, logger: logger)
     }
 
     /// The targets shared among replicas (the revision's non-host targets).
@@ -58,13 +78,58 @@ package final class LeaseKeeper: Sendable {
     /// The targets held now, with their tokens.
     package func held() -> [String: Int64] { state.withLock { $0.held } }
 
-    /// Starts a pass: the targets held now, whose tokens the pass's changes are checked against
-    /// (a lease lost and taken again meanwhile has a new token, and the pass stops on it).
-    package func beginPass() -> [String: Int64] {
+    /// Set when another live process holds this replica's name (this one then holds nothing).
+    package var displaced: ReplicaNameInUse? { state.withLock { $0.displaced } }
+
+    /// At start, before any round: announces this process under its name, and throws
+    /// `ReplicaNameInUse` when another live process already has it. A lease store that cannot be
+    /// reached is not a refusal (the rounds try again and hold nothing meanwhile).
+    package func join() async throws {
+        let other: ReplicaHeartbeat?
+        do {
+            other = try await store.heartbeat(identity, ttl: ttl)
+        } catch {
+            logger.warning("the lease store cannot be reached: no shared target is changed until it can",
+                           metadata: ["error": .string("\(error)")])
+            return
+        }
+        if let other { throw ReplicaNameInUse(replica: identity, other: other) }
+    }
+
+    /// Starts a pass over `targets`: the targets held now, whose tokens the pass's changes are
+    /// checked against (a lease lost and taken again meanwhile has a new token, and the pass stops
+    /// on it). Until `endPass`, none of `targets` is given up, even if it moves to another replica.
+    package func beginPass(over targets: Set<String>) -> [String: Int64] {
         state.withLock {
             $0.pass = $0.held
+            $0.inFlight = targets.intersection($0.held.keys)
             return $0.held
         }
+    }
+
+    /// Ends the pass: the targets it kept that this replica no longer owns are given up now, so
+    /// that their new owner takes them at its next round.
+    package func endPass() async {
+        let identity = identity
+        let gone: [String] = state.withLock { state in
+            state.inFlight = []
+            let gone = state.held.keys.filter { !Self.owns($0, identity.name, state) }.sorted()
+            for target in gone { state.held[target] = nil }
+            return gone
+        }
+        for target in gone {
+            do { try await store.release(target, holder: identity) } catch {
+                logger.warning("cannot give a lease up after the pass; it expires within the TTL",
+                               metadata: ["target": .string(target), "error": .string("\(error)")])
+            }
+        }
+        if !gone.isEmpty {
+            logger.info("leases given up after the pass", metadata: ["replica": .string(replica), "released": .string(gone.joined(separator: ","))])
+        }
+    }
+
+    private static func owns(_ target: String, _ replica: String, _ state: State) -> Bool {
+        state.candidates.contains(target) && owner(of: target, among: state.live) == replica
     }
 
     /// The targets taken since the last call (at start, every target taken), once: the pass
@@ -91,37 +156,61 @@ package final class LeaseKeeper: Sendable {
         return digest.prefix(8).reduce(0) { $0 << 8 | UInt64($1) }
     }
 
-    /// One round: heartbeat, then take or renew the targets this replica should own, and give up
-    /// the others. Returns the targets newly taken (to be reconciled at once). When the store
-    /// cannot be reached, nothing is held from then on: no change is made without a lease.
+    /// One round: heartbeat, then take or renew the targets this replica should own, renew those
+    /// it should no longer own while a pass is changing them, and give up the others. Returns the
+    /// targets newly taken (to be reconciled at once). When the store cannot be reached, or
+    /// another process holds this replica's name, nothing is held from then on: no change is made
+    /// without a lease.
     @discardableResult
     package func round() async -> Set<String> {
+        let identity = identity
         let (candidates, before) = state.withLock { ($0.candidates, $0.held) }
         do {
-            try await store.heartbeat(replica, ttl: ttl)
+            if let other = try await store.heartbeat(identity, ttl: ttl) {
+                let error = ReplicaNameInUse(replica: identity, other: other)
+                state.withLock {
+                    $0.held = [:]
+                    $0.displaced = error
+                }
+                logger.error("\(error)")
+                return []
+            }
             var live = try await store.liveReplicas()
             if !live.contains(replica) { live.append(replica) }
             var held: [String: Int64] = [:]
-            for target in candidates.sorted() {
-                if Self.owner(of: target, among: live) == replica {
-                    if let token = try await store.acquire(target, holder: replica, ttl: ttl) { held[target] = token }
-                } else if before[target] != nil {
-                    try await store.release(target, holder: replica)
-                }
+            for target in candidates.sorted() where Self.owner(of: target, among: live) == replica {
+                if let token = try await store.acquire(target, holder: identity, ttl: ttl) { held[target] = token }
             }
-            for target in before.keys where !candidates.contains(target) { try await store.release(target, holder: replica) }
-            let finalHeld = held
+            // Held, no longer this replica's, and a pass is changing it: renewed until the pass ends.
+            var lost: Set<String> = []
+            for target in before.keys.sorted() where held[target] == nil && state.withLock({ $0.inFlight.contains(target) }) {
+                if let token = try await store.acquire(target, holder: identity, ttl: ttl) { held[target] = token } else { lost.insert(target) }
+            }
+            let renewed = held
             let taken = Set(held.keys).subtracting(before.keys)
-            state.withLock {
-                $0.held = finalHeld
-                $0.live = live
-                $0.newlyHeld.formUnion(taken)
+            // Decided under the lock with the pass: a pass that begins after this sees none of the
+            // targets given up here; one that began before keeps its targets held.
+            let (released, kept) = state.withLock { state -> ([String], [String]) in
+                state.live = live
+                state.held = renewed
+                for (target, token) in before where renewed[target] == nil && !lost.contains(target) && state.inFlight.contains(target) {
+                    state.held[target] = token
+                }
+                let released = Set(before.keys).union(renewed.keys).filter { target in
+                    state.held[target] == nil || (!Self.owns(target, identity.name, state) && !state.inFlight.contains(target))
+                }.subtracting(lost).sorted()
+                for target in released { state.held[target] = nil }
+                state.newlyHeld.formUnion(taken.intersection(state.held.keys))
+                return (released, state.held.keys.filter { !Self.owns($0, identity.name, state) }.sorted())
             }
-            if !taken.isEmpty || held.count != before.count {
-                logger.info("leases", metadata: ["replica": .string(replica), "held": .string(held.keys.sorted().joined(separator: ",")),
-                                                 "live": .string(live.joined(separator: ","))])
+            for target in released { try await store.release(target, holder: identity) }
+            let now = state.withLock { $0.held }
+            if !taken.isEmpty || now.count != before.count || !kept.isEmpty {
+                logger.info("leases", metadata: ["replica": .string(replica), "held": .string(now.keys.sorted().joined(separator: ",")),
+                                                 "live": .string(live.joined(separator: ",")),
+                                                 "keptForThePassInFlight": .string(kept.joined(separator: ","))])
             }
-            return taken
+            return taken.intersection(now.keys)
         } catch {
             state.withLock { $0.held = [:] }
             logger.error("the lease store cannot be reached: no shared target is changed until it can",
@@ -138,7 +227,7 @@ package final class LeaseKeeper: Sendable {
         guard let token else { throw LeaseLost(target: target, replica: replica, reason: "it holds no lease on it") }
         let holds: Bool
         do {
-            holds = try await store.holds(target, holder: replica, token: token)
+            holds = try await store.holds(target, holder: identity, token: token)
         } catch {
             throw LeaseLost(target: target, replica: replica, reason: "the lease store cannot confirm the lease (\(error))")
         }
@@ -150,13 +239,19 @@ package final class LeaseKeeper: Sendable {
         }
     }
 
+    /// Closes the store's connection without giving anything up (a process refused at `join`).
+    package func close() async {
+        await store.close()
+    }
+
     /// Gives every lease up (a graceful stop), so that the other replicas take over at once.
     package func leave() async {
         state.withLock {
             $0.held = [:]
             $0.pass = [:]
+            $0.inFlight = []
         }
-        do { try await store.leave(replica) } catch {
+        do { try await store.leave(identity) } catch {
             logger.warning("cannot give the leases up; they expire within the TTL", metadata: ["error": .string("\(error)")])
         }
         await store.close()
@@ -170,6 +265,23 @@ package struct LeaseLost: Error, CustomStringConvertible {
     package var reason: String
     package var description: String {
         "replica \(replica) stopped before changing \(target): \(reason)"
+    }
+}
+
+/// A second process under a replica name whose heartbeat is live: two processes under one name
+/// would both hold every lease of that name and push to the same audit ref, so the second is
+/// refused (`bulwark run` exits 3).
+package struct ReplicaNameInUse: Error, CustomStringConvertible {
+    package var replica: ReplicaIdentity
+    package var other: ReplicaHeartbeat
+
+    package var description: String {
+        let seconds = Double(other.expiresIn.components.seconds) + Double(other.expiresIn.components.attoseconds) / 1e18
+        let at = other.expiresAt.formatted(.iso8601)
+        return "another live replica is already named '\(quotedForMessage(replica.name))' (\(quotedForMessage(other.process.isEmpty ? "an older Bulwark" : other.process))); "
+            + "its heartbeat expires at \(at) (in \(String(format: "%.1f", seconds)) s) unless it renews it. Two processes under one name "
+            + "would both change the same targets: give each replica its own --replica name (a cloned VM or state directory "
+            + "carries the same instance name), or, if that replica is gone, start this one again after its heartbeat expires"
     }
 }
 

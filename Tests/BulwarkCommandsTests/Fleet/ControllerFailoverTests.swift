@@ -17,15 +17,17 @@ import Testing
         try await withTemporaryDirectory { dir in
             let origin = try Self.policy(server, dir: dir)
             for index in 0..<Self.targets { try server.psql("CREATE ROLE app_\(index) NOLOGIN CONNECTION LIMIT 10") }
-            let environment = ["BULWARK_LEASE_PASSWORD": server.password]
+            // A lease login of its own: a target whose password is the lease password fails.
+            let leases = try leaseDatabase(server)
+            let environment = ["BULWARK_LEASE_PASSWORD": leases.password]
             func replica(_ name: String) throws -> DaemonProcess {
                 try DaemonProcess(["--repo", origin, "--state-dir", dir + "/state-\(name)", "--secrets-dir", server.directory,
                                    "--poll", "1", "--controller", "--replica", name, "--lease-ttl", String(Self.ttl),
-                                   "--lease-dsn", "postgres://postgres@127.0.0.1:\(server.port)/postgres?sslmode=disable"],
+                                   "--lease-dsn", leases.dsn],
                                   environment: environment, logPath: dir + "/\(name).log")
             }
             func holders() -> [String: String] {
-                let rows = (try? server.psql("SELECT target || ' ' || holder FROM bulwark_leases WHERE expires_at > now()")) ?? ""
+                let rows = (try? server.psql("SELECT target || ' ' || holder FROM bulwark_leases WHERE expires_at > now()", database: "bulwark_leases")) ?? ""
                 return Dictionary(rows.split(separator: "\n").map { line in
                     let parts = line.split(separator: " ")
                     return (String(parts[0]), String(parts[1]))

@@ -103,3 +103,16 @@ func writeFlapPolicy(at work: String, server: PostgresServer, roles: [(name: Str
         "apiVersion: bulwark/v1\nkind: PostgresRole\nmetadata: {name: \(name)}\nspec: {role: \(role), connectionLimit: 3}\n"
     }.joined(separator: "---\n"))
 }
+
+/// The lease store of controller-replica tests: a login and database of its own on `server`
+/// (`bulwark_leases`, made once), because a target whose password is one of Bulwark's own
+/// credentials (the lease password among them) fails. The DSN and the password.
+func leaseDatabase(_ server: PostgresServer) throws -> (dsn: String, password: String) {
+    let password = "lease-" + server.password
+    try server.psql("DO $$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'bulwark_leases') THEN CREATE ROLE bulwark_leases LOGIN; END IF; END$$")
+    try server.psql("ALTER ROLE bulwark_leases PASSWORD '\(password)'")
+    if try server.psql("SELECT count(*) FROM pg_database WHERE datname = 'bulwark_leases'") == "0" {
+        try server.psql("CREATE DATABASE bulwark_leases OWNER bulwark_leases")
+    }
+    return ("postgres://bulwark_leases@127.0.0.1:\(server.port)/bulwark_leases?sslmode=disable", password)
+}
