@@ -1,4 +1,5 @@
 internal import Foundation
+internal import CLinux
 
 /// Files another adapter keeps under a target's root (the nftables table it persists for boot,
 /// its lock and digests), through the one path layer the host kinds use (`HostRoot`,
