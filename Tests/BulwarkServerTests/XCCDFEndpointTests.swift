@@ -64,10 +64,13 @@ import Testing
         #expect(large.utf8.count > 3 << 20)
         let daemon = RecordingDaemon(bindings: [StatusServerTests.sshd])
         try await StatusServerTests().app(daemon).test(.router) { client in
-            let signature = WebhookVerifier.signature(of: Array(large.utf8), secret: StatusServerTests.secret)
-            // A wrong token is refused on the headers, before the body is read.
+            var signed = StatusServerTests().bulwarkSigned(Array(large.utf8), at: Int64(StatusServerTests.clockNow.timeIntervalSince1970))
+            signed[.contentType] = "application/xml"
+            let hub = WebhookVerifier.signature(of: Array(large.utf8), secret: StatusServerTests.secret)
+            // A wrong token, or a forge's signature, is refused on the headers, before the body is read.
             for (refused, status): (HTTPFields, HTTPResponse.Status) in [
-                ([HTTPField.Name("X-Hub-Signature-256")!: signature, .contentType: "application/xml"], .contentTooLarge),
+                (signed, .contentTooLarge),
+                ([HTTPField.Name("X-Hub-Signature-256")!: hub, .contentType: "application/xml"], .unauthorized),
                 (headers("application/json"), .contentTooLarge),
                 ([.authorization: "Bearer not-the-token", .contentType: "application/xml"], .unauthorized),
             ] {
