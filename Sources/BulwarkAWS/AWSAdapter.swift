@@ -27,13 +27,7 @@ public enum AWSAdapter {
     }
 
     /// Whether an endpoint's host is this machine: `localhost`, 127.0.0.0/8 or `::1`.
-    static func isLoopback(_ endpoint: String) -> Bool {
-        guard var host = URLComponents(string: endpoint)?.host?.lowercased() else { return false }
-        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        if host == "localhost" || host == "::1" { return true }
-        let octets = host.split(separator: ".", omittingEmptySubsequences: false)
-        return octets.count == 4 && octets.first == "127" && octets.allSatisfy { UInt8($0) != nil }
-    }
+    static func isLoopback(_ endpoint: String) -> Bool { Loopback.isHost(of: endpoint) }
 
     @Sendable static func parseSettings(_ spec: SpecReader) -> AWSTargetSettings? {
         spec.allowOnly(["adapter", "region", "endpoint", "profile", "roleArn", "externalId", "account"])

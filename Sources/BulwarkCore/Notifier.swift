@@ -88,17 +88,13 @@ extension NotifierConfig {
     /// without the URL itself.
     public static func transportProblem(_ url: String) -> String? {
         guard let components = URLComponents(string: url), let scheme = components.scheme?.lowercased(),
-              var host = components.host?.lowercased(), !host.isEmpty else {
+              let host = components.host, !host.isEmpty else {
             return "expected an https:// URL"
         }
         switch scheme {
         case "https": return nil
         case "http":
-            if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-            let octets = host.split(separator: ".", omittingEmptySubsequences: false)
-            if host == "localhost" || host == "::1" || (octets.count == 4 && octets[0] == "127" && octets.allSatisfy { UInt8($0) != nil }) {
-                return nil
-            }
+            if Loopback.isHost(of: url) { return nil }
             return "plain http is accepted only to a loopback address (localhost, 127.0.0.1, ::1): a webhook's URL "
                 + "is its credential, and the records it carries would cross the network in the clear; use https"
         default:

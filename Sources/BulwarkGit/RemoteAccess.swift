@@ -162,11 +162,6 @@ extension RemoteAccess {
     /// redirect, and libgit2 refuses one from https to http.)
     public static func sendsInClearText(to url: String) -> Bool {
         guard url.lowercased().hasPrefix("http://") else { return false }
-        guard var host = URLComponents(string: url)?.host?.lowercased(), !host.isEmpty else { return true }
-        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        if host == "localhost" || host == "::1" { return false }
-        let octets = host.split(separator: ".", omittingEmptySubsequences: false)
-        let isIPv4Loopback = octets.count == 4 && octets[0] == "127" && octets.allSatisfy { UInt8($0) != nil }
-        return !isIPv4Loopback
+        return !Loopback.isHost(of: url)
     }
 }
