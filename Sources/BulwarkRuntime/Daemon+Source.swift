@@ -23,7 +23,7 @@ extension Daemon {
         }
         // A revision whose desired values change with time (a quarantine that ends) is read
         // again when they do, though no commit came.
-        let changesAt = state?.changesAt
+        let changesAt = self.changesAt
         let due = changesAt.map { clock.wall() >= $0 && reloadedFor != $0 } ?? false
         // Polling asks where the branches are first, and fetches only when one moved.
         if synced, sourceError == nil, !due, !(await repository.remoteMoved()) { return false }
@@ -95,6 +95,7 @@ extension Daemon {
                 self.provenance = provenance
                 meters.revision(newHead.hex, state: loaded)
                 state = loaded
+                self.changesAt = loaded.changesAt
                 head = newHead
                 flapHistory.invalidate()
                 sourceError = nil

@@ -41,8 +41,11 @@ package actor Daemon: DaemonControl {
     // Desired state: the last good revision.
     var state: DesiredState?
     var head: ObjectID?
-    /// The expiry (`DesiredState.changesAt`) the revision in force was last read again for: a
-    /// read that failed is not tried again every poll.
+    /// When the revision in force's desired values change with time (`DesiredState.changesAt`),
+    /// found once when it comes into force rather than at every poll.
+    var changesAt: Date?
+    /// The expiry the revision in force was last read again for: a read that failed is not
+    /// tried again every poll.
     var reloadedFor: Date?
     var sourceError: String?
     /// Why the newest revision was refused, while the last good one stays in force.
