@@ -739,7 +739,18 @@ package actor PolicyRepository: AuditSink {
                       let detected = commit.trailer(.detectedAt),
                       let file = try repository.auditRecordFile(at: commit.id, id: recorded.id, detectedAt: detected),
                       let record = try? AuditRecord(json: file.bytes) else { continue }
-                if let peers {
+                if let trust, trust.auditSigners != nil {
+                    // The fleet's Bulwarks are listed: a peer's record counts only when one of
+                    // them signed it, never one of the people of the trusted signers file.
+                    let signed = try? repository.signature(of: commit.id)
+                    if let problem = trust.problem(signed, commit: commit.id, folder: &folder, trustedKeys: &trustedKeys) {
+                        if rejectedPeerRecords.insert(commit.id.hex).inserted {
+                            peerRejections.append(.init(ref: ref, record: recorded.id, commit: commit.id,
+                                                        reason: signed == nil ? "unsigned" : "untrusted", detail: problem))
+                        }
+                        continue
+                    }
+                } else if let peers {
                     if folder == nil { folder = try SourceVerification.privateFolder() }
                     if let rejection = peers.check(commit, record: recorded.id, ref: ref, in: repository, folder: folder ?? "",
                                                    trustedKeys: &trustedKeys) {

@@ -12,6 +12,9 @@ import Foundation
 /// counts it in `bulwark_peer_records_rejected_total{reason}`. Without trusted signers or keyring
 /// every peer record counts, as before. Each key is checked by `ssh-keygen` once; the same
 /// ed25519 key's later signatures are checked in-process, as `verify-audit` does.
+/// With `--audit-signers` (the fleet's Bulwarks listed), peer records are checked by
+/// `RecordTrust` instead: only this Bulwark's key or an audit signer's counts, never a person
+/// of the trusted signers file, who could otherwise write made-up fixes of a replica.
 package struct PeerRecordVerification: Sendable {
     package let source: SourceVerification
 

@@ -12,8 +12,19 @@ import Testing
 ///   the drift instead of fixing it a third time (as without signatures);
 /// - a's records are unsigned (anyone able to push under `bulwark/audit-replicas/` could have
 ///   written them): b does not count them, fixes the drift, logs each record it left out and
-///   counts them in `bulwark_peer_records_rejected_total{reason="unsigned"}`.
+///   counts them in `bulwark_peer_records_rejected_total{reason="unsigned"}`;
+/// - b lists the fleet's Bulwarks in `--audit-signers`: a's records count when a Bulwark key
+///   signed them, and not when a person of the trusted signers file did (she could otherwise
+///   write made-up fixes that stop the breaker's count from being Bulwark's own).
 @Suite struct PeerRecordSignatureTests {
+    /// Who signs replica a's records, and whether b lists the Bulwarks' keys in `--audit-signers`.
+    enum Case: String, CaseIterable, CustomTestStringConvertible {
+        case bulwarkKey, unsigned, personUnderAuditSigners, bulwarkKeyUnderAuditSigners
+        var testDescription: String { rawValue }
+        var counted: Bool { self == .bulwarkKey || self == .bulwarkKeyUnderAuditSigners }
+        var auditSigners: Bool { self == .personUnderAuditSigners || self == .bulwarkKeyUnderAuditSigners }
+    }
+
     struct Key {
         var privateKey: String
         var line: String
@@ -26,14 +37,16 @@ import Testing
         return Key(privateKey: path, line: "\(principal) namespaces=\"git\" \(fields[0]) \(fields[1])")
     }
 
-    @Test(.enabled(if: PostgresServer.available), arguments: [true, false])
-    func peerFixesCountForTheFlapBreakerOnlyWhenATrustedKeySignedThem(signedByA: Bool) async throws {
+    @Test(.enabled(if: PostgresServer.available), arguments: Case.allCases)
+    func peerFixesCountForTheFlapBreakerOnlyWhenATrustedKeySignedThem(_ signing: Case) async throws {
         let server = try PostgresServer()
         try await withTemporaryDirectory { dir in
-            let person = try Self.key("person", at: dir + "/person")
+            let person = try Self.key("person", at: server.directory + "/person")
             let bulwarkKey = try Self.key("bulwark", at: server.directory + "/bulwark-signing-key")
             let signers = dir + "/allowed_signers"
             try write(signers, person.line + "\n" + bulwarkKey.line + "\n")
+            let auditSignersFile = dir + "/audit_signers"
+            try write(auditSignersFile, bulwarkKey.line + "\n")
             let work = dir + "/policy"
             try git("init", "-q", "-b", "main", work)
             try writeFlapPolicy(at: work, server: server, roles: [("flapping", "app_flap")])
@@ -54,11 +67,12 @@ import Testing
                 try commit(note)
                 try git("push", "-q", "origin", "main", in: work)
             }
-            func replica(_ name: String, signs: Bool) throws -> DaemonProcess {
+            func replica(_ name: String, signsWith key: Key?, auditSigners: Bool = false) throws -> DaemonProcess {
                 try DaemonProcess(["--repo", origin, "--state-dir", dir + "/state-\(name)", "--secrets-dir", server.directory,
                                    "--poll", "1", "--controller", "--replica", name, "--lease-ttl", "3",
                                    "--lease-dsn", "postgres://postgres@127.0.0.1:\(server.port)/postgres?sslmode=disable",
-                                   "--trusted-signers", signers] + (signs ? ["--signing-key", bulwarkKey.privateKey] : []),
+                                   "--trusted-signers", signers] + (key.map { ["--signing-key", $0.privateKey] } ?? [])
+                                  + (auditSigners ? ["--audit-signers", auditSignersFile] : []),
                                   environment: ["BULWARK_LEASE_PASSWORD": server.password], logPath: dir + "/\(name).log")
             }
             func records(_ name: String) -> [String] {
@@ -72,7 +86,8 @@ import Testing
             }
 
             // Replica a fixes the role twice.
-            let a = try replica("a", signs: signedByA)
+            let a = try replica("a", signsWith: [.bulwarkKey: bulwarkKey, .bulwarkKeyUnderAuditSigners: bulwarkKey,
+                                                 .personUnderAuditSigners: person][signing])
             #expect(a.wait(seconds: 60) { limit() == "3" && records("a").count == 1 }, "\(records("a"))\n\(a.log)")
             try drift()
             try touchPolicy("a second pass")
@@ -82,12 +97,13 @@ import Testing
 
             // It drifts again; replica b (which signs its own records) takes db-0 over.
             try drift()
-            let b = try replica("b", signs: true)
+            let b = try replica("b", signsWith: bulwarkKey, auditSigners: signing.auditSigners)
             #expect(b.wait(seconds: 60) { records("b").count == 1 }, "\(records("b"))\n\(b.log)")
             let metrics = (try? b.get("/metrics").body) ?? ""
             #expect(b.terminate() == 0, "\(b.log.suffix(3000))")
-            let rejected = metrics.split(separator: "\n").first { $0.hasPrefix("bulwark_peer_records_rejected_total{reason=\"unsigned\"}") }
-            if signedByA {
+            let reason = signing == .unsigned ? "unsigned" : "untrusted"
+            let rejected = metrics.split(separator: "\n").first { $0.hasPrefix("bulwark_peer_records_rejected_total{reason=\"\(reason)\"}") }
+            if signing.counted {
                 // Trusted: a's two fixes count, so the third is escalated, not made.
                 #expect(records("b").contains { Set($0.split(separator: " ")).isSuperset(of: ["escalated", "PostgresRole/flapping"]) },
                         "\(records("b"))")
@@ -95,7 +111,8 @@ import Testing
                 #expect(limit() == "10")
                 #expect(rejected == nil && !b.log.contains("not counted"), "\(b.log.suffix(2000))")
             } else {
-                // Unsigned: left out, logged and counted; b's own history has no fix of it, so b fixes it.
+                // Unsigned, or signed by a person where only Bulwarks count: left out, logged and
+                // counted; b's own history has no fix of it, so b fixes it.
                 #expect(records("b").contains(where: fixed), "\(records("b"))")
                 #expect(limit() == "3")
                 #expect(rejected?.hasSuffix(" 2") == true, "\(rejected ?? "no series")\n\(metrics.prefix(200))")
