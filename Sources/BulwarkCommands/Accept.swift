@@ -114,7 +114,8 @@ extension Bulwark {
                                                            with: "\(AuditTrailer.proposal.rawValue): accepted")
                 .replacingOccurrences(of: "propose(", with: "accept(", options: .anchored)
             let signer = await policy.callerSigner()
-            let commit = try await policy.commitPolicy(files, message: message, author: author, signer: signer)
+            let commit = try await policy.commitPolicy(files, message: message, author: author, signer: signer,
+                                                       verification: repository.sourceVerification)
             console.print("Accepted \(branch) as \(author.name) <\(author.email)>: committed to \(repository.branch) (\(commit.short))"
                           + (signer == nil ? ", unsigned." : ", signed."))
             console.print("The next `bulwark apply` (or the daemon) applies it.")

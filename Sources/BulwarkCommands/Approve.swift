@@ -76,7 +76,7 @@ extension Bulwark {
             let commit = try await policy.commitPolicy(
                 ["approvals/\(id).yaml": Array(text.utf8)],
                 message: "approve(\(held.trailer(.resource) ?? id)): \(held.trailer(.target) ?? "")\n\n\(reason)\n\n\(AuditTrailer.approves.rawValue): \(id)\n",
-                author: author, signer: signer)
+                author: author, signer: signer, verification: repository.sourceVerification)
             console.print("Approved \(id) as \(author.name) <\(author.email)>: approvals/\(id).yaml committed to \(repository.branch) (\(commit.short))"
                           + (signer == nil ? ", unsigned (set gpg.format ssh and user.signingkey to sign it)." : ", signed."))
             console.print("The next `bulwark apply` fixes it if the drift is unchanged.")

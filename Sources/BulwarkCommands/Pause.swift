@@ -72,7 +72,7 @@ enum PauseFile {
         let commit = try await policy.commitPolicy(
             [path: Array(text.utf8)],
             message: "\(paused ? "pause" : "resume"): \(reason)\n\nBulwark-\(paused ? "Pause" : "Resume"): \(author.name) <\(author.email)>\n",
-            author: author, signer: await policy.callerSigner())
+            author: author, signer: await policy.callerSigner(), verification: repository.sourceVerification)
         console.print(paused
             ? "Paused as \(author.name) <\(author.email)>: \(path) committed to \(repository.branch) (\(commit.short)). Every pass and daemon stops changing systems at its next cycle."
             : "Resumed as \(author.name) <\(author.email)>: \(path) committed to \(repository.branch) (\(commit.short)).")

@@ -112,7 +112,7 @@ extension Bulwark {
                 let commit = try await policy.commitPolicy(
                     [path: Array(waiver.utf8)],
                     message: "waive(\(original.resource)): \(original.target) reverted\n\n\(reason)\n\n\(AuditTrailer.reverts.rawValue): \(id)\n",
-                    author: author, signer: await policy.callerSigner())
+                    author: author, signer: await policy.callerSigner(), verification: repository.sourceVerification)
                 console.print("Committed \(path) to \(repository.branch) (\(commit.short)), owner \(person), until \(expires).")
             }
 

@@ -1012,14 +1012,20 @@ package actor PolicyRepository: AuditSink {
     /// pushed to the file an accepted proposal rewrites, a resume over a pause), so nothing is
     /// committed and the person runs the command again on the new content. A remote that
     /// cannot be reached is an error, since a person is waiting.
+    ///
+    /// With `verification` (the policy's signatures are verified), a commit no trusted key
+    /// signed is not pushed: every verifying Bulwark would refuse the revision, and every one
+    /// after it, until someone removes it from the branch; an approval or a pause would halt
+    /// enforcement instead.
     package func commitPolicy(_ files: [String: [UInt8]], message: String, author: Signature, signer: (any CommitSigner)? = nil,
-                      attempts: Int = 5) throws -> ObjectID {
+                      verification: SourceVerification? = nil, attempts: Int = 5) throws -> ObjectID {
         let scratch = "refs/bulwark/policy-commit"
         let tracking = "refs/remotes/origin/\(configuration.branch)"
         guard let base = try repository.resolve(tracking) else {
             throw Failure.noBranch(configuration.branch, configuration.url)
         }
         var commit = try repository.writeCommit(adding: files, parent: base, message: message, author: author, signer: signer)
+        if let verification { try checkTrusted(commit, verification: verification) }
         var expected = base
         for _ in 0..<attempts {
             try repository.forceReference(scratch, to: commit, message: "bulwark: policy commit")
@@ -1044,6 +1050,21 @@ package actor PolicyRepository: AuditSink {
             expected = head
         }
         throw CommandError("the branch \(configuration.branch) kept moving during \(attempts) attempts; try again")
+    }
+
+    /// Throws when no key `verification` trusts signed `commit` (a policy commit about to be pushed).
+    private func checkTrusted(_ commit: ObjectID, verification: SourceVerification) throws {
+        guard verification.allowedSigners != nil || verification.trustedKeyring != nil else { return }
+        let advice = "nothing was committed: a verifying Bulwark would refuse this revision and every one after it. "
+            + "Set gpg.format ssh and user.signingkey (git config) to a key the trusted signers file lists"
+        guard let signed = try repository.signature(of: commit) else {
+            throw CommandError("the commit would be unsigned, and the policy's signatures are verified; " + advice)
+        }
+        let folder = try SourceVerification.privateFolder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        if case .failure(let untrusted) = try verification.verifyAny(signed, commit: commit, folder: folder) {
+            throw CommandError("the commit's signature is not trusted (\(untrusted.description)); " + advice)
+        }
     }
 
     // MARK: - Proposal branches (see Proposals/)

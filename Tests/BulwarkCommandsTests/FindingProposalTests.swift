@@ -491,7 +491,8 @@ import Testing
             try s.commitPolicy("finding-rules/sshd.yaml", Self.rule, message: "finding rule")
             let keys = SignatureTests()
             let bot = try keys.makeKey(dir, "bulwark@fleet")
-            let signers = try keys.allowedSigners(dir, bot)
+            let alice = try keys.makeKey(dir, "alice@example.org")
+            let signers = try keys.allowedSigners(dir, bot, alice)
             let ingested = try ingest(s, Self.finding(id: "signed-one", firstSeen: Date()), signingKey: bot.privateKey)
             #expect(ingested.status == 2, "\(ingested.stderr)")
             let proposal = try git("--git-dir", s.origin, "log", "-1", "--format=%B", "bulwark/proposals/signed-one")
@@ -506,7 +507,12 @@ import Testing
             let forged = try s.run("accept", "forged", "--trusted-signers", signers)
             #expect(forged.status == 1 && forged.stderr.contains("is not signed by a trusted key"), "\(forged.stderr)")
             #expect(try git("--git-dir", s.origin, "rev-parse", "main") == main)
-            let accepted = try s.run("accept", "signed-one", "--trusted-signers", signers)
+            // The person accepting signs the merge with a trusted key, or it would halt every verifying Bulwark.
+            let unsigned = try s.run("accept", "signed-one", "--trusted-signers", signers)
+            #expect(unsigned.status == 1 && unsigned.stderr.contains("the commit would be unsigned"), "\(unsigned.stderr)")
+            #expect(try git("--git-dir", s.origin, "rev-parse", "main") == main)
+            let accepted = try s.run("accept", "signed-one", "--trusted-signers", signers,
+                                     environment: try s.signingEnvironment(alice.privateKey))
             #expect(accepted.status == 0, "\(accepted.stderr)")
             #expect(try git("--git-dir", s.origin, "show", "main:desired-state/hosts/sshd.yaml").contains("  MaxAuthTries: 3\n"))
         }
@@ -542,7 +548,8 @@ import Testing
             #expect(unchecked.status != 0 && unchecked.stderr.contains("--proposer needs --trusted-signers"), "\(unchecked.stderr)")
 
             try git("push", "-q", "--force", "origin", "\(original):refs/heads/\(branch)", in: work)
-            let accepted = try s.run("accept", "signed-two", "--trusted-signers", signers, "--proposer", "bulwark@fleet")
+            let accepted = try s.run("accept", "signed-two", "--trusted-signers", signers, "--proposer", "bulwark@fleet",
+                                     environment: try s.signingEnvironment(alice.privateKey))
             #expect(accepted.status == 0, "\(accepted.stderr)")
             #expect(try git("--git-dir", s.origin, "show", "main:desired-state/hosts/sshd.yaml").contains("  MaxAuthTries: 3\n"))
         }

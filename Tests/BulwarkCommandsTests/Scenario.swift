@@ -21,8 +21,18 @@ struct Scenario {
     }
 
     /// Runs a command against origin with this scenario's state directory.
-    func run(_ command: String, _ extra: String..., stateDir: String? = nil) throws -> ProcessOutput {
-        try bulwark([command, "--repo", origin, "--state-dir", stateDir ?? state] + extra)
+    func run(_ command: String, _ extra: String..., stateDir: String? = nil, environment: [String: String] = [:]) throws -> ProcessOutput {
+        try BulwarkTestSupport.run(try bulwarkExecutable(), [command, "--repo", origin, "--state-dir", stateDir ?? state] + extra,
+                                   environment: environment)
+    }
+
+    /// An environment whose git signs commits with `privateKey` (`gpg.format ssh`), as a person
+    /// set up by the README's lines: a home folder of its own under the scenario.
+    func signingEnvironment(_ privateKey: String) throws -> [String: String] {
+        let home = dir + "/home-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
+        try write(home + "/.gitconfig", "[gpg]\n\tformat = ssh\n[user]\n\tsigningkey = \(privateKey)\n")
+        return ["HOME": home]
     }
 
     func auditCommits() throws -> [String] {

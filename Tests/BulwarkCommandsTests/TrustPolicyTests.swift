@@ -132,10 +132,26 @@ import Testing
             let home = dir + "/home"
             try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
             let environment = ["HOME": home, "GIT_AUTHOR_NAME": "Alice", "GIT_AUTHOR_EMAIL": "alice@example.org"]
-            func approve() throws -> ProcessOutput {
-                try run(try bulwarkExecutable(), ["approve", id, "--repo", s.origin, "--state-dir", s.state, "--reason", "CHG-8"],
+            func approve(_ extra: [String] = []) throws -> ProcessOutput {
+                try run(try bulwarkExecutable(), ["approve", id, "--repo", s.origin, "--state-dir", s.state, "--reason", "CHG-8"] + extra,
                         environment: environment)
             }
+            let policyHead = try git("--git-dir", s.origin, "rev-parse", "main")
+
+            // With the signatures verified, an unsigned approval is not pushed: every verifying
+            // Bulwark would refuse the revision and all after it, halting enforcement.
+            let refused = try approve(["--trusted-signers", signers])
+            #expect(refused.status == 1, "\(refused.stdout)\n\(refused.stderr)")
+            #expect(refused.stderr.contains("the commit would be unsigned, and the policy's signatures are verified"), "\(refused.stderr)")
+            #expect(try git("--git-dir", s.origin, "rev-parse", "main") == policyHead)
+            // Signed by a key the trusted signers file does not list: not pushed either.
+            let bob = try helpers.makeKey(dir, "bob@example.org")
+            try write(home + "/.gitconfig", "[gpg]\n\tformat = ssh\n[user]\n\tsigningkey = \(bob.privateKey)\n")
+            let untrusted = try approve(["--trusted-signers", signers])
+            #expect(untrusted.status == 1, "\(untrusted.stdout)\n\(untrusted.stderr)")
+            #expect(untrusted.stderr.contains("the commit's signature is not trusted"), "\(untrusted.stderr)")
+            #expect(try git("--git-dir", s.origin, "rev-parse", "main") == policyHead)
+            try FileManager.default.removeItem(atPath: home + "/.gitconfig")
 
             // Without a signing key configured, the approval is unsigned, and a verifying Bulwark refuses it.
             let unsigned = try approve()
@@ -148,7 +164,7 @@ import Testing
 
             // With git set up to sign (the README's lines), `bulwark approve` signs and the fix goes through.
             try write(home + "/.gitconfig", "[gpg]\n\tformat = ssh\n[user]\n\tsigningkey = \(alice.privateKey)\n")
-            let signed = try approve()
+            let signed = try approve(["--trusted-signers", signers])
             #expect(signed.status == 0, "\(signed.stderr)")
             #expect(signed.stdout.contains(", signed."))
             let verified = try run("/usr/bin/git", ["--git-dir", s.origin, "-c", "gpg.ssh.allowedSignersFile=\(signers)", "verify-commit", "main"])
