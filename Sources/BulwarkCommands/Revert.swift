@@ -211,11 +211,21 @@ extension Bulwark {
                 throw CommandError("the audit record \(id) has no \(AuditRecord.path(id: id, detectedAt: detected)) "
                                    + "(nor \(AuditRecord.legacyPath(id: id, detectedAt: detected))) in \(commit.id.short)")
             }
+            let record: AuditRecord
             do {
-                return try AuditRecord(json: bytes)
+                record = try AuditRecord(json: bytes)
             } catch {
                 throw CommandError("cannot read the audit record \(id) in \(commit.id.short): \(error)")
             }
+            // Its names go into the waiver and the commit messages: they must be the ones its
+            // commit shows and the loader could have made, never text shaped as YAML or trailers.
+            guard record.id == id, record.resource == "\(record.kind)/\(record.name)",
+                  commit.trailer(.resource) == record.resource, commit.trailer(.target) == record.target else {
+                throw CommandError("the audit record \(id) in \(commit.id.short) does not match its commit (its id, resource or "
+                                   + "target differs from the commit's trailers, or its resource is not kind/name); "
+                                   + "it is not one Bulwark wrote, and nothing was changed")
+            }
+            return record
         }
 
         /// The id of a record that already reverted `id`, if any.
@@ -228,13 +238,11 @@ extension Bulwark {
         /// The waiver manifest: one `Waiver` document per restored property, for that resource on that target only.
         static func waiver(of record: AuditRecord, id: String, properties: [String], reason: String, owner: String,
                            expires: String) -> String {
-            func quoted(_ text: String) -> String {
-                "\"" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
-            }
+            let quoted = YAML.doubleQuoted
             let base = "revert-\(id.lowercased())"
             return properties.enumerated().map { index, property in
                 """
-                # Written by `bulwark revert \(id)`: \(record.resource) on \(record.target) keeps its value from before that fix.
+                # Written by `bulwark revert \(id)`: \(YAML.commentText("\(record.resource) on \(record.target)")) keeps its value from before that fix.
                 apiVersion: bulwark/v1
                 kind: Waiver
                 metadata: {name: \(properties.count == 1 ? base : "\(base)-\(index + 1)")}

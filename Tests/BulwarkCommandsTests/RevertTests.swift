@@ -28,12 +28,14 @@ import Testing
 
     /// Someone who can push to the origin copies the record `id` under `newID`, unsigned, and
     /// pushes it to the audit branch; returns the copy.
-    static func pushCopy(of id: String, as newID: String, to s: Scenario, in dir: String) async throws -> AuditRecord {
+    static func pushCopy(of id: String, as newID: String, to s: Scenario, in dir: String,
+                         changing change: (inout AuditRecord) -> Void = { _ in }) async throws -> AuditRecord {
         let state = dir + "/forger-state-\(newID.suffix(4))"
         let forger = try PolicyRepository(.init(url: s.origin, stateDirectory: state))
         _ = try await forger.sync()
         var copy = try await Bulwark.Revert.record(id, in: forger, stateDirectory: state, auditBranch: "bulwark/audit", trust: nil)
         copy.id = newID
+        change(&copy)
         _ = try await forger.write(copy)
         #expect(try await forger.publish() == .pushed(commits: 1))
         return copy
@@ -131,6 +133,35 @@ import Testing
             let reverted = try revert(genuine)
             #expect(reverted.status == 0, "\(reverted.stderr)")
             #expect(try read(s.host + "/etc/ssh/sshd_config").contains("\nPermitRootLogin yes\n"))
+        }
+    }
+
+    /// Without signatures every record counts, so its names must be ones Bulwark wrote: a record
+    /// whose `resource` carries YAML (a second document, a waiver matching everything) is refused
+    /// before anything is committed; the genuine record is reverted, its waiver naming only it.
+    @Test func aRecordWhoseResourceIsNotItsKindAndNameIsRefused() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            #expect(try s.run("apply").status == 0)
+            let resource = "SSHDConfig/cis-5.1.20-permit-root-login"
+            let genuine = try Self.recordID(s, resource: resource, decision: "applied")
+            let injected = resource + "\napiVersion: bulwark/v1\nkind: Waiver\nmetadata: {name: quiet}\n"
+                + "spec: {match: {}, reason: x, owner: x, expires: \(Self.day(in: 30))}\n"
+            let copy = try await Self.pushCopy(of: genuine, as: "01FQRGEDRECQRD0000000000CC", to: s, in: dir) { $0.resource = injected }
+
+            let host = try s.snapshot()
+            let main = try git("--git-dir", s.origin, "rev-parse", "main")
+            let refused = try Self.revert(s, copy.id)
+            #expect(refused.status == 1)
+            #expect(refused.stderr.contains("does not match its commit"), "\(refused.stderr)")
+            #expect(try s.snapshot() == host)
+            #expect(try git("--git-dir", s.origin, "rev-parse", "main") == main)
+
+            let reverted = try Self.revert(s, genuine)
+            #expect(reverted.status == 0, "\(reverted.stderr)")
+            let waiver = try git("--git-dir", s.origin, "show", "main:waivers/revert-\(genuine.lowercased()).yaml")
+            #expect(waiver.components(separatedBy: "kind: Waiver").count == 2, "\(waiver)")
+            #expect(!waiver.contains("quiet"))
         }
     }
 
