@@ -210,7 +210,14 @@ enum RevisionPin: Sendable {
 
     /// The commit to load, or an error (exit 1, nothing done) when the branch is not where the pin
     /// allows: a plan made on a history that was rewritten, or a head that moved past `--revision`.
-    func check(head: ObjectID, in repository: PolicyRepository, branch: String) async throws -> ObjectID {
+    ///
+    /// A plan whose commit is behind the head is refused when it would undo what came since:
+    /// - `controllers/` or `waivers/` changed since its commit: a pause, a waiver (`revert`'s
+    ///   too), a controller turned to dry-run or a target taken out now in force would be
+    ///   bypassed by desired state loaded at the older commit;
+    /// - a later revision was applied from `stateDirectory` since: the baseline weakenings are
+    ///   judged against would move backwards.
+    func check(head: ObjectID, in repository: PolicyRepository, branch: String, stateDirectory: String? = nil) async throws -> ObjectID {
         switch self {
         case .head(let revision):
             guard revision == head else {
@@ -222,6 +229,22 @@ enum RevisionPin: Sendable {
                 throw CommandError("the plan \(file) was made at \(revision.hex), which is not on the branch \(branch) "
                                    + "(now at \(head.hex)): its history was rewritten, or the plan is from another "
                                    + "repository; nothing was changed. Plan again.")
+            }
+            guard revision != head else { return revision }
+            let brakes = try await repository.pathsChanged(from: revision, to: head)
+                .filter { $0.hasPrefix("controllers/") || $0.hasPrefix("waivers/") }
+            if !brakes.isEmpty {
+                let shown = brakes.prefix(5).joined(separator: ", ") + (brakes.count > 5 ? " and \(brakes.count - 5) more" : "")
+                throw CommandError("the plan \(file) was made at \(revision.hex), and since then \(shown) changed on \(branch) "
+                                   + "(now at \(head.hex)): a pause, waiver or controller in force now must not be bypassed by "
+                                   + "an older plan; nothing was changed. Plan again.")
+            }
+            if let stateDirectory,
+               let applied = (try? String(contentsOfFile: Provenance.baselineFile(stateDirectory), encoding: .utf8))
+                .flatMap({ ObjectID(hex: $0.trimmingCharacters(in: .whitespacesAndNewlines)) }),
+               applied != revision, (try? await repository.isAncestor(revision, of: applied)) == true {
+                throw CommandError("the plan \(file) was made at \(revision.hex), before \(applied.hex), which was applied "
+                                   + "since: applying it would take the desired state back; nothing was changed. Plan again.")
             }
             return revision
         }

@@ -254,7 +254,7 @@ extension RepositoryOptions {
         if let reason = HostAdapter.keepAnswers(in: stateDirectory) { console.warn(reason) }
         let (fetched, stale) = try await repository.sync()
         if let stale { console.warn(stale) }
-        let head = try await pin?.check(head: fetched, in: repository, branch: branch) ?? fetched
+        let head = try await pin?.check(head: fetched, in: repository, branch: branch, stateDirectory: stateDirectory) ?? fetched
         let files = try await repository.files(at: head)
         do {
             if let verification = sourceVerification {

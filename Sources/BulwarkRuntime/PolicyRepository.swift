@@ -1145,6 +1145,9 @@ package actor PolicyRepository: AuditSink {
         try repository.isAncestor(ancestor, of: descendant)
     }
 
+    /// The paths that differ between the trees of `old` and `new`, sorted.
+    package func pathsChanged(from old: ObjectID, to new: ObjectID) throws -> [String] { try repository.changedPaths(from: old, to: new) }
+
     /// The paths `commit` itself changes, sorted: against its parent (the empty tree for a root
     /// commit); for a merge, what it did not take cleanly from a parent, so that a merge keeping
     /// an old commit's files over newer changes counts as changing them (`Repository.pathsChanged`).

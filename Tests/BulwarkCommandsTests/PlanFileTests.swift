@@ -163,6 +163,49 @@ import Testing
         }
     }
 
+    /// A reviewed plan is loaded at its own commit, so what came after it must not be undone:
+    /// a pause committed since refuses it (and a waiver, a controller, a target: anything under
+    /// `controllers/` or `waivers/`); so does a later revision applied since, which it would
+    /// take the baseline back from. A plan newer than both still applies.
+    @Test func aPlanOlderThanAPauseOrALaterApplyIsRefused() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let file = dir + "/reviewed.json"
+            #expect(try s.run("plan", "--out", file).status == 2)
+            let reviewed = try SavedPlan(file).revision
+            let paused = try s.run("pause", "--reason", "incident 42")
+            #expect(paused.status == 0, "\(paused.stderr)")
+            let before = try s.snapshot()
+            let refused = try s.run("apply", "--plan", file)
+            #expect(refused.status == 1)
+            #expect(refused.stderr.contains("the plan \(file) was made at \(reviewed), and since then controllers/pause.yaml changed"),
+                    "\(refused.stderr)")
+            #expect(try s.snapshot() == before)
+            #expect(try !hasAuditBranch(s))
+
+            // Resumed and applied at the head: the old plan would take the baseline back.
+            #expect(try s.run("resume", "--reason", "over").status == 0)
+            let old = dir + "/old.json"
+            #expect(try s.run("plan", "--out", old).status == 2)
+            try s.commitPolicy("desired-state/hosts/sshd.yaml", try sshdPolicy(s, maxAuthTries: 3))
+            #expect(try s.run("apply").status == 0)
+            let applied = try head(s)
+            try write(s.host + "/etc/ssh/sshd_config", try read(s.host + "/etc/ssh/sshd_config")
+                .replacingOccurrences(of: "\nMaxAuthTries 3\n", with: "\nMaxAuthTries 4\n"))
+            let backwards = try s.run("apply", "--plan", old)
+            #expect(backwards.status == 1)
+            #expect(backwards.stderr.contains("before \(applied), which was applied since"), "\(backwards.stderr)")
+            #expect(try read(s.host + "/etc/ssh/sshd_config").contains("\nMaxAuthTries 4\n"))
+
+            // A plan of the head applies.
+            let fresh = dir + "/fresh.json"
+            #expect(try s.run("plan", "--out", fresh).status == 2)
+            let apply = try s.run("apply", "--plan", fresh)
+            #expect(apply.status == 0, "\(apply.stderr)")
+            #expect(try read(s.host + "/etc/ssh/sshd_config").contains("\nMaxAuthTries 3\n"))
+        }
+    }
+
     @Test func aPlanFromARewrittenHistoryIsRefused() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
