@@ -1,4 +1,5 @@
 internal import BulwarkBaseline
+internal import BulwarkCore
 internal import Foundation
 
 /// The shipped baseline, compiled in as SwiftPM resources (see `ShippedBaseline`).
@@ -15,7 +16,8 @@ enum Baseline {
         for file in files {
             var text = file.contents
             if let hostRoot, file.path == "controllers/targets.yaml" {
-                text = text.replacingOccurrences(of: "root: \(shippedRoot)", with: "root: \(hostRoot)")
+                // Quoted: a folder named `sb #1` is a comment to a plain scalar, the target then `sb`.
+                text = text.replacingOccurrences(of: "root: \(shippedRoot)", with: "root: \(YAML.doubleQuoted(hostRoot))")
             }
             result[file.path] = Array(text.utf8)
         }

@@ -196,6 +196,21 @@ import Testing
         }
     }
 
+    /// A root whose name YAML would read otherwise (` #` starts a comment) is written quoted:
+    /// the target is that folder, not the part before the `#`.
+    @Test func initQuotesTheHostRoot() async throws {
+        try await withTemporaryDirectory { dir in
+            let root = dir + "/sb #1"
+            try DemoHost.create(at: root)
+            #expect(try bulwark(["init", dir + "/policy", "--host-root", root]).status == 0)
+            let targets = try read(dir + "/policy/controllers/targets.yaml")
+            #expect(targets.contains("root: \"/") && targets.contains("/sb #1\"\n"), "\(targets)")
+            let plan = try bulwark(["plan", "--repo", dir + "/policy", "--state-dir", dir + "/state"])
+            #expect(plan.status == 2, "\(plan.stdout)\n\(plan.stderr)")
+            #expect(plan.stdout.contains("PermitRootLogin"), "\(plan.stdout)")
+        }
+    }
+
     @Test func planWarnsThatUncommittedChangesAreNotPlanned() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
