@@ -147,7 +147,10 @@ package actor PolicyRepository: AuditSink {
     package init(_ configuration: Configuration) throws {
         self.configuration = configuration
         let fm = FileManager.default
+        let existed = fm.fileExists(atPath: configuration.stateDirectory)
         try fm.createDirectory(atPath: configuration.stateDirectory, withIntermediateDirectories: true)
+        let tightened = Self.makePrivate(configuration.stateDirectory)
+        if existed { repairs += tightened }
         // The lock is taken first and owned by its own object: whatever fails after this
         // point releases it exactly once, when that object goes.
         lock = try StateLock(configuration.stateDirectory + "/lock", directory: configuration.stateDirectory)
@@ -167,6 +170,21 @@ package actor PolicyRepository: AuditSink {
             throw Failure.otherRemote(configuration.stateDirectory, existing)
         }
         try repository.ensureRemote("origin", url: configuration.url)
+    }
+
+    /// Makes this user's state directory private (0700): it holds the clone, whose configuration
+    /// keeps the origin's URL as given (a token in it included), the index of records and the
+    /// intents. A folder another user owns is left alone. Returns what was changed, to say so.
+    private static func makePrivate(_ directory: String) -> [String] {
+        var info = stat()
+        guard lstat(directory, &info) == 0, info.st_mode & S_IFMT == S_IFDIR, info.st_uid == geteuid(),
+              info.st_mode & 0o077 != 0 else { return [] }
+        guard chmod(directory, 0o700) == 0 else {
+            return ["the state directory \(directory) is mode \(String(info.st_mode & 0o777, radix: 8)) and cannot be made private "
+                    + "(\(String(cString: strerror(errno)))): other users may read the clone and its configuration"]
+        }
+        return ["the state directory \(directory) was mode \(String(info.st_mode & 0o777, radix: 8)); it is now 0700 "
+                + "(it holds the clone, whose configuration keeps the origin's URL)"]
     }
 
     // MARK: - Desired state

@@ -211,6 +211,30 @@ import Testing
         }
     }
 
+    /// The state directory holds the clone, whose configuration keeps the origin's URL as given
+    /// (a token in it too): made 0700 when created, and tightened (and said so) when found open.
+    @Test func theStateDirectoryIsPrivate() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            func mode(_ path: String) throws -> Int {
+                (try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int) ?? -1
+            }
+            let created = try s.run("plan", stateDir: dir + "/new-state")
+            #expect(created.status == 2, "\(created.stderr)")
+            #expect(try mode(dir + "/new-state") == 0o700)
+            #expect(!created.stderr.contains("is now 0700"), "\(created.stderr)")
+
+            try FileManager.default.createDirectory(atPath: dir + "/open-state", withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o755])
+            let open = try s.run("plan", stateDir: dir + "/open-state")
+            #expect(open.status == 2, "\(open.stderr)")
+            #expect(try mode(dir + "/open-state") == 0o700)
+            #expect(open.stderr.contains("was mode 755; it is now 0700"), "\(open.stderr)")
+            let again = try s.run("plan", stateDir: dir + "/open-state")
+            #expect(!again.stderr.contains("0700"), "\(again.stderr)")
+        }
+    }
+
     @Test func planWarnsThatUncommittedChangesAreNotPlanned() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
