@@ -81,7 +81,7 @@ extension Bulwark {
         /// Detection to verified fix, in seconds.
         static func mttr(_ record: RecordedDecision) -> Double? {
             guard let detected = record.detectedAt, let verified = record.verifiedAt else { return nil }
-            return RemediationReport.seconds(verified.timeIntervalSince(detected))
+            return RemediationReport.seconds(max(0, verified.timeIntervalSince(detected)))
         }
     }
 }

@@ -10,7 +10,8 @@ extension Bulwark {
             commandName: "plan",
             abstract: "Show drift and what Bulwark would do about each. Changes nothing.",
             discussion: """
-                Exit codes: 0 in sync, 2 drift found, 1 error (invalid revision, a resource that could not be observed). \
+                Exit codes: 0 in sync (or only drift a waiver covers), 2 drift found, 1 error (invalid revision, a resource \
+                that could not be observed). \
                 With --out FILE the plan is also saved (the JSON of --output json, mode 0600) for `bulwark apply --plan FILE`.
                 """)
 
@@ -39,7 +40,7 @@ extension Bulwark {
                 if output.output == .text { console.print("Saved the plan to \(out); apply exactly it with: bulwark apply --plan \(out)") }
             }
             if !plan.failures.isEmpty { throw ExitCode.failure }
-            if plan.hasDrift { throw ExitCode(2) }
+            if plan.hasUnwaivedDrift { throw ExitCode(2) }
         }
 
         /// `plan` reads commits; a local repository's working tree with changes is not what is planned.

@@ -95,6 +95,9 @@ public struct Plan: Sendable {
     public var failures: [ObservationFailure]
 
     public var hasDrift: Bool { !remediations.isEmpty }
+    /// Drift a person or a pass still has to act on: all but what a waiver covers, an
+    /// exception decided already (`plan` exits 2 on this, so that a gate on 0 can pass).
+    public var hasUnwaivedDrift: Bool { remediations.contains { $0.decision != .waived } }
 }
 
 public enum Planner {

@@ -83,10 +83,12 @@ package struct RemediationReport: Encodable {
         for entry in entries {
             let key = entry.target + "\u{0}" + entry.resource
             last[key] = entry
+            // A record dated in the future or verified before it was found (a skewed clock, a
+            // forged record) counts as zero time, as `MTTRHistory` counts it, never negative.
             if entry.result == .verified, let verified = entry.verifiedAt {
                 let start = min(openSince[key] ?? entry.detectedAt, entry.detectedAt)
                 openSince[key] = nil
-                if since.map({ entry.detectedAt >= $0 }) ?? true { fixes.append((entry, verified.timeIntervalSince(start))) }
+                if since.map({ entry.detectedAt >= $0 }) ?? true { fixes.append((entry, max(0, verified.timeIntervalSince(start)))) }
             } else if entry.decision != .waived {
                 openSince[key] = openSince[key] ?? entry.detectedAt
             }
@@ -108,7 +110,7 @@ package struct RemediationReport: Encodable {
         open = openSince.compactMap { key, start -> OpenItem? in
             guard let entry = last[key] else { return nil }
             return OpenItem(target: entry.target, resource: entry.resource, severity: entry.severity, decision: entry.decision,
-                            result: entry.result, openSince: start, ageSeconds: Self.seconds(now.timeIntervalSince(start)))
+                            result: entry.result, openSince: start, ageSeconds: Self.seconds(max(0, now.timeIntervalSince(start))))
         }
         .sorted { ($0.severity, $0.ageSeconds) > ($1.severity, $1.ageSeconds) }
         .prefix(top).map { $0 }

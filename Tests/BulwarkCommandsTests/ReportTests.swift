@@ -33,6 +33,20 @@ import Testing
         #expect(report.text(source: "x").contains("MTTR (detection to verified fix): 2 fixes, p50 500 ms, p90 10.0 min, max 10.0 min"))
     }
 
+    /// A record verified before it was detected, or detected after now (a skewed clock, a forged
+    /// record), counts as zero time, never a negative MTTR or age; the others keep theirs.
+    @Test func recordsFromASkewedClockCountAsZeroTime() {
+        let report = RemediationReport(entries: [
+            entry("SSHDConfig/a", .applied, .verified, at: 600, verified: -1_000_000),
+            entry("Sysctl/b", .applied, .verified, at: 10, verified: 12),
+            entry("Sysctl/c", .held, at: 7200),
+        ], since: nil, now: t0.addingTimeInterval(3600), top: 10)
+        #expect(report.mttr.fixes == 2)
+        #expect(report.mttr.p50Seconds == 0 && report.mttr.maxSeconds == 2)
+        #expect(report.open.first?.ageSeconds == 0)
+        #expect(!report.text(source: "x").contains(" -"), "\(report.text(source: "x"))")
+    }
+
     @Test func percentilesUseNearestRank() {
         let summary = RemediationReport.Summary((1...10).map(Double.init))
         #expect(summary.p50Seconds == 5 && summary.p90Seconds == 9 && summary.maxSeconds == 10)

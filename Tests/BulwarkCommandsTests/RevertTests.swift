@@ -83,6 +83,10 @@ import Testing
             #expect(apply.status == 0, "\(apply.stdout)\n\(apply.stderr)")
             #expect(try read(sshd).contains("\nPermitRootLogin yes\n"))
             #expect(try Self.recordID(s, resource: "SSHDConfig/cis-5.1.20-permit-root-login", decision: "waived").count == 26)
+            // Only waived drift is left: plan exits 0, so a gate on it can pass.
+            let plan = try s.run("plan")
+            #expect(plan.status == 0, "\(plan.stdout)")
+            #expect(plan.stdout.contains("waived"), "\(plan.stdout)")
 
             // Reverting the same fix twice is refused.
             let again = try Self.revert(s, id)
