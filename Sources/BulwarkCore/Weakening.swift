@@ -36,18 +36,39 @@ public struct Weakening: Sendable, Hashable {
 
     /// Resources of `current` whose desired values moved in the less secure direction since
     /// `previous`, as each kind judges it. Pure: the same revisions always give the same answer.
-    /// A resource new in `current` is not a weakening of anything; neither is a removed one.
+    ///
+    /// A property is compared with the same resource's value in `previous`; where that resource
+    /// did not set it (renamed, new, or the property moved to it from another resource), with
+    /// every value `previous` gave the same property of the same subject under the same kind
+    /// (what two resources would conflict on): renaming `Sysctl/ip-forward` to
+    /// `Sysctl/ip-forward-v2` with `1` for `0` weakens it as editing it would. A property no
+    /// resource set before, and a removed one, are not a weakening of anything.
     public static func compare(previous: DesiredState, current: DesiredState, registry: Registry) -> [ResourceID: Weakening] {
+        struct Claim: Hashable {
+            var kind: String
+            var subject: String
+            var property: String
+        }
+        var claimed: [Claim: Set<String>] = [:]
+        for (id, resource) in previous.resources {
+            for property in resource.spec.properties {
+                claimed[Claim(kind: id.kind, subject: resource.spec.subject, property: property.name), default: []].insert(property.value)
+            }
+        }
         var result: [ResourceID: Weakening] = [:]
         for (id, resource) in current.resources {
-            guard let before = previous.resources[id], let kind = registry.kinds[id.kind] else { continue }
-            let old = Dictionary(before.spec.properties.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+            guard let kind = registry.kinds[id.kind] else { continue }
+            let old = Dictionary((previous.resources[id]?.spec.properties ?? []).map { ($0.name, $0.value) }, uniquingKeysWith: { a, _ in a })
             var changes: [String] = []
             for property in resource.spec.properties {
-                guard let was = old[property.name], was.value != property.value,
-                      let why = kind.weakens(property.name, was.value, property.value) else { continue }
-                let shown = property.sensitive ? "[redacted] → [redacted]" : "\(was.value) → \(property.value)"
-                changes.append("\(property.name): \(shown) (\(why))")
+                let before = old[property.name].map { [$0] }
+                    ?? claimed[Claim(kind: id.kind, subject: resource.spec.subject, property: property.name)]?.sorted() ?? []
+                for was in before where was != property.value {
+                    guard let why = kind.weakens(property.name, was, property.value) else { continue }
+                    let shown = property.sensitive ? "[redacted] → [redacted]" : "\(was) → \(property.value)"
+                    changes.append("\(property.name): \(shown) (\(why))")
+                    break
+                }
             }
             if !changes.isEmpty { result[id] = Weakening(changes: changes.sorted()) }
         }

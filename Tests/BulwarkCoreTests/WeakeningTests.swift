@@ -6,14 +6,15 @@ import Testing
 /// Weakening needs a second person: a desired value moved in the less secure direction since the
 /// last applied revision is held until someone other than its author approves it.
 @Suite struct WeakeningTests {
-    func state(_ value: String, controller extra: String = "", approvals: [SourceFile] = [], driver: MemoryDriver) throws -> DesiredState {
+    func state(_ value: String, name: String = "root-login", controller extra: String = "", approvals: [SourceFile] = [],
+               driver: MemoryDriver) throws -> DesiredState {
         let controllers = String(decoding: inventory.contents ?? [], as: UTF8.self) + extra
         return try DesiredStateLoader(registry: memoryRegistry(driver)).load([
             file("controllers/inventory.yaml", controllers),
             file("desired-state/r.yaml", """
                 apiVersion: bulwark/v1
                 kind: Setting
-                metadata: {name: root-login}
+                metadata: {name: \(name)}
                 targets: {names: [web-1]}
                 spec: {permitRootLogin: "\(value)", banner: "hello"}
                 """),
@@ -59,6 +60,22 @@ import Testing
         let approved = try await plan(current)
         #expect(approved.decision == .applied)
         #expect(approved.approver == "Bob <bob@example.org>")
+    }
+
+    /// A property is compared with what the previous revision gave it under any name: renaming
+    /// the resource in the commit that weakens it is still a weakening; renaming it alone, or
+    /// renaming it while tightening, is not.
+    @Test func aRenamedResourceIsComparedWithTheValueItsPropertyHadBefore() throws {
+        let driver = MemoryDriver()
+        let registry = memoryRegistry(driver)
+        let previous = try state("no", driver: driver)
+        let renamed = Weakening.compare(previous: previous, current: try state("yes", name: "root-login-v2", driver: driver),
+                                        registry: registry)
+        #expect(renamed[ResourceID(kind: "Setting", name: "root-login-v2")]?.changes == ["permitRootLogin: no → yes (turns it on)"])
+        #expect(Weakening.compare(previous: previous, current: try state("no", name: "root-login-v2", driver: driver),
+                                  registry: registry).isEmpty)
+        #expect(Weakening.compare(previous: try state("yes", driver: driver), current: try state("no", name: "root-login-v2", driver: driver),
+                                  registry: registry).isEmpty)
     }
 
     @Test func verifiedSignersAreComparedWholeAndAnUnknownAuthorLetsNoApprovalThrough() async throws {
