@@ -62,6 +62,43 @@ import Testing
         }
     }
 
+    /// A commit is read as signed only as git reads it: a signature moved into the message (git:
+    /// unsigned), a second signature header, or a NUL after which libgit2 stops the signed bytes
+    /// (the id then covers more than was signed) are refused; the commit as signed is read.
+    @Test func aSignatureOutsideTheHeadersTwoSignaturesOrANulAreNotReadAsSigned() async throws {
+        try await withTemporaryDirectory { dir in
+            let (keyPath, _) = try makeKey(dir)
+            let signer = try SSHSigningKey(openSSH: read(keyPath))
+            let repo = try Repository.create(at: dir + "/r.git", bare: true)
+            let signed = try repo.writeCommit(adding: ["a.txt": Array("a\n".utf8)], parent: nil, message: "signed\n",
+                                              author: author, signer: signer)
+            #expect(try repo.signature(of: signed) != nil)
+            let raw = try run("/usr/bin/git", ["--git-dir", dir + "/r.git", "cat-file", "commit", signed.hex]).stdout
+            let parts = raw.components(separatedBy: "\n\n")
+            let headers = parts[0]
+            let message = parts.dropFirst().joined(separator: "\n\n")
+            let lines = headers.components(separatedBy: "\n")
+            let start = try #require(lines.firstIndex { $0.hasPrefix("gpgsig ") })
+            var end = start + 1
+            while end < lines.count, lines[end].hasPrefix(" ") { end += 1 }
+            let signatureBlock = lines[start..<end].joined(separator: "\n")
+            let plain = (lines[..<start] + lines[end...]).joined(separator: "\n")
+            func store(_ text: String) throws -> ObjectID {
+                try write(dir + "/object", text)
+                let id = try run("/usr/bin/git", ["--git-dir", dir + "/r.git", "hash-object", "-t", "commit", "--literally", "-w", dir + "/object"])
+                return try #require(ObjectID(hex: id.stdout.trimmingCharacters(in: .whitespacesAndNewlines)))
+            }
+            let inMessage = try store(plain + "\n" + "\n" + message + signatureBlock + "\n")
+            let twice = try store(headers + "\n" + signatureBlock.replacingOccurrences(of: "gpgsig ", with: "gpgsig-sha256 ") + "\n\n" + message)
+            let nul = try store(headers + "\n\n" + message + "\u{0}appended\n")
+            #expect(try run("/usr/bin/git", ["--git-dir", dir + "/r.git", "log", "-1", "--format=%G?", inMessage.hex]).stdout == "N\n")
+            for (commit, why) in [(inMessage, "not among its headers"), (twice, "2 signature headers"), (nul, "NUL byte")] {
+                #expect(throws: GitError.self) { _ = try repo.signature(of: commit) }
+                do { _ = try repo.signature(of: commit) } catch { #expect("\(error)".contains(why), "\(error)") }
+            }
+        }
+    }
+
     @Test func replayedCommitsAreSignedAgain() async throws {
         try await withTemporaryDirectory { dir in
             let (keyPath, allowed) = try makeKey(dir)
