@@ -84,6 +84,17 @@ package struct SourceVerification: Sendable {
                 outcome.verified.append(commit.id)
             }
         }
+        // A proposal is signed by Bulwark's key, which the signers file trusts (`accept` checks
+        // proposals with it): pushed to the policy branch as it is, it would go live without
+        // the person's review and every check `accept` makes. Merged, it is under a commit a
+        // person signed (`accept`'s, or a merge commit); Bulwark's own merges say `auto-merged`.
+        var tip = range.first { $0.id == head }
+        if tip == nil { tip = try await repository.commit(head) }
+        if let proposal = tip?.trailer(AuditTrailer.proposal.rawValue), proposal == "proposed" || proposal == "closed" {
+            problems.append("commit \(head.short) is a proposal Bulwark wrote for review (\(AuditTrailer.proposal.rawValue): "
+                            + "\(proposal)), pushed to the policy branch as it is: merge a proposal with `bulwark accept` or a "
+                            + "merge commit a trusted person signs")
+        }
         guard problems.isEmpty else { throw Refusal(problems: problems) }
         return outcome
     }

@@ -518,6 +518,38 @@ import Testing
         }
     }
 
+    /// A proposal is signed by Bulwark's key, which the signers file trusts: pushed to main as it
+    /// is (a fast-forward anyone who can push can make), it is refused before anything acts;
+    /// merged by `accept`, under the person's signed commit, it applies.
+    @Test func aProposalPushedToMainAsItIsIsRefusedAndAcceptedItApplies() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            try s.commitPolicy("finding-rules/sshd.yaml", Self.rule, message: "finding rule")
+            let keys = SignatureTests()
+            let bot = try keys.makeKey(dir, "bulwark@fleet")
+            let alice = try keys.makeKey(dir, "alice@example.org")
+            let signers = try keys.allowedSigners(dir, bot, alice)
+            let ingested = try ingest(s, Self.finding(id: "ff-one", firstSeen: Date()), signingKey: bot.privateKey)
+            #expect(ingested.status == 2, "\(ingested.stderr)")
+            let main = try git("--git-dir", s.origin, "rev-parse", "main").trimmingCharacters(in: .whitespacesAndNewlines)
+            let proposal = try git("--git-dir", s.origin, "rev-parse", "bulwark/proposals/ff-one").trimmingCharacters(in: .whitespacesAndNewlines)
+            try git("--git-dir", s.origin, "update-ref", "refs/heads/main", proposal, main)
+
+            let before = try s.snapshot()
+            let refused = try s.run("apply", "--trusted-signers", signers)
+            #expect(refused.status == 1)
+            #expect(refused.stderr.contains("is a proposal Bulwark wrote for review (Bulwark-Proposal: proposed)"), "\(refused.stderr)")
+            #expect(try s.snapshot() == before)
+
+            try git("--git-dir", s.origin, "update-ref", "refs/heads/main", main, proposal)
+            let accepted = try s.run("accept", "ff-one", "--trusted-signers", signers, environment: try s.signingEnvironment(alice.privateKey))
+            #expect(accepted.status == 0, "\(accepted.stderr)")
+            let applied = try s.run("apply", "--trusted-signers", signers)
+            #expect(applied.status == 0, "\(applied.stderr)")
+            #expect(try read(s.host + "/etc/ssh/sshd_config").contains("\nMaxAuthTries 3\n"))
+        }
+    }
+
     /// A person's key in the same signers file is trusted, but it is not the proposer's: with
     /// --proposer, a proposal that person re-signed (the same change, their signature) is refused,
     /// and Bulwark's own is accepted.
