@@ -178,7 +178,12 @@ struct UserAccountDriver: ResourceDriver {
     /// accounts another writer may have changed since, or another Bulwark, whose change this
     /// lock now shows. A block refuses the write unless it is the one a person approved past
     /// (`approved`, `ApplyContext.approvedBlock`). Returns the properties found.
+    ///
+    /// All of it holds shadow-utils' lock too (`AccountFilesLock`), from the read to the rename:
+    /// a useradd or passwd under way is waited for, and none starts until Bulwark is done.
     private func applyOnce(_ allChanges: [PropertyDrift], to resource: Resource, root: HostRoot, approved: String?) throws -> Set<String> {
+        let lock = try AccountFilesLock(root)
+        defer { withExtendedLifetime(lock) {} }
         let now = try observe(resource, root: root).values
         let found = Set(allChanges.filter { (now[$0.property] ?? nil) == $0.desired }.map(\.property))
         let changes = allChanges.filter { !found.contains($0.property) }
