@@ -315,7 +315,7 @@ struct SSHDConfigDriver: ResourceDriver {
         config.snapshot.take(main)
         guard let lines = try FileIO.readLines(main, in: root) else { throw HostError("sshd configuration not found", path: main) }
         config.visited.insert(main)
-        try read(file: main, lines: lines, root: root, depth: 0, inMatch: false, into: &config)
+        try read(file: main, lines: lines, root: root, depth: 0, inMatch: false, within: [], into: &config)
         if cacheable { cache.store(config, for: main, readAt: config.snapshot, unlessRecent: true) }
         return plan?.keep(config, under: root.path) ?? config
     }
@@ -323,11 +323,20 @@ struct SSHDConfigDriver: ResourceDriver {
     /// Reads `file`'s lines into `config`, following its `Include` lines in place. `inMatch`:
     /// the file is included inside a `Match` block, so every line of it is conditional (sshd
     /// reads it as part of the block); a `Match` block that starts in a file ends with it, as
-    /// in sshd.
-    private func read(file: String, lines: LineFile, root: HostRoot, depth: Int, inMatch: Bool, into config: inout Config) throws {
+    /// in sshd. `within`: the files whose `Include` lines led here, the main file first.
+    ///
+    /// A file that includes itself, directly or through others (a pattern matching the file it
+    /// is written in), is refused: sshd reads it again each time, until it gives up ("Too many
+    /// recursive configuration includes") and does not start. A NUL byte is refused too: sshd
+    /// reads each line only up to it, and what follows on the line, its line feed with it, is
+    /// lost, so the next line is joined to what came before the NUL (a comment swallowed the
+    /// `PermitRootLogin` after it).
+    private func read(file: String, lines: LineFile, root: HostRoot, depth: Int, inMatch: Bool, within: [String],
+                      into config: inout Config) throws {
         guard depth <= Self.includeDepth else {
             throw HostError("Include nested more than \(Self.includeDepth) levels (sshd refuses to start)", path: file)
         }
+        let shown = { (path: String) in root.hostPath(root.components(of: path)) }
         if config.files[file] == nil {
             config.files[file] = lines
             config.order.append(file)
@@ -335,6 +344,11 @@ struct SSHDConfigDriver: ResourceDriver {
         }
         var conditional = inMatch
         for (index, line) in lines.lines.enumerated() {
+            guard !line.utf8.contains(0) else {
+                throw HostError("line \(index + 1) has a NUL byte: sshd reads the line only up to it and joins the next line "
+                                + "to what comes before it; Bulwark does not guess what sshd makes of that: remove it by hand",
+                                path: file)
+            }
             guard let parts = Self.split(line) else { continue }
             let keyword = parts.keyword.lowercased()
             if keyword == "match" {
@@ -347,6 +361,13 @@ struct SSHDConfigDriver: ResourceDriver {
                 // connections the block matches (`Match all` + `Include`: every one).
                 for pattern in try Self.includePatterns(parts.value) {
                     for included in try expand(String(pattern), root: root, config: &config) {
+                        let chain = within + [file]
+                        if chain.contains(included) {
+                            let loop = (chain.drop { $0 != included } + [included]).map(shown).joined(separator: " -> ")
+                            throw HostError("Include at line \(index + 1) makes a loop (\(loop)): sshd includes the files again "
+                                            + "until it gives up and refuses to start (Too many recursive configuration includes)",
+                                            path: file)
+                        }
                         guard config.visited.insert(conditional ? "match\u{0}" + included : included).inserted else { continue }
                         let body: LineFile
                         if let known = config.files[included] {
@@ -356,7 +377,8 @@ struct SSHDConfigDriver: ResourceDriver {
                             guard let fresh = try FileIO.readLines(included, in: root) else { continue }
                             body = fresh
                         }
-                        try read(file: included, lines: body, root: root, depth: depth + 1, inMatch: conditional, into: &config)
+                        try read(file: included, lines: body, root: root, depth: depth + 1, inMatch: conditional,
+                                 within: chain, into: &config)
                     }
                 }
                 continue

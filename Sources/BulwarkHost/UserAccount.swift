@@ -116,11 +116,18 @@ struct UserAccountDriver: ResourceDriver {
     func observe(_ resource: Resource, root: HostRoot) throws -> Observation {
         let name = resource.spec.subject
         let passwd = try FileIO.readLines("etc/passwd", in: root) ?? LineFile("")
-        guard let account = try Self.find(name, in: passwd, path: "etc/passwd"), account.fields.count >= 4 else {
+        guard let account = try Self.find(name, in: passwd, path: "etc/passwd") else {
             return Observation(values: [:])  // no account: nothing to lock or fix
         }
-        // glibc skips a line whose uid or gid it cannot read: no account to it, and no decoy
-        // line for Bulwark to lock instead of the real one.
+        // glibc skips a line that stops before the gid, or whose uid or gid it cannot read: no
+        // account to it (nor to shadow-utils, which wants all seven fields), and no decoy line
+        // for Bulwark to lock instead of the real one. Said, not taken for an absent account: the
+        // line names the account the resource is about.
+        guard account.fields.count >= 4 else {
+            throw HostError("account \(name)'s line in passwd (line \(account.line + 1)) has \(account.fields.count) "
+                            + "field\(account.fields.count == 1 ? "" : "s") and no gid, a line glibc skips: fix the line by hand",
+                            path: "etc/passwd")
+        }
         guard glibcNumber(account.fields[2]) != nil, glibcNumber(account.fields[3]) != nil else {
             throw HostError("account \(name)'s line in passwd (line \(account.line + 1)) is one glibc skips (its uid or gid is no "
                             + "number): fix the line by hand", path: "etc/passwd")
@@ -178,7 +185,12 @@ struct UserAccountDriver: ResourceDriver {
     /// accounts another writer may have changed since, or another Bulwark, whose change this
     /// lock now shows. A block refuses the write unless it is the one a person approved past
     /// (`approved`, `ApplyContext.approvedBlock`). Returns the properties found.
+    ///
+    /// All of it holds shadow-utils' lock too (`AccountFilesLock`), from the read to the rename:
+    /// a useradd or passwd under way is waited for, and none starts until Bulwark is done.
     private func applyOnce(_ allChanges: [PropertyDrift], to resource: Resource, root: HostRoot, approved: String?) throws -> Set<String> {
+        let lock = try AccountFilesLock(root)
+        defer { withExtendedLifetime(lock) {} }
         let now = try observe(resource, root: root).values
         let found = Set(allChanges.filter { (now[$0.property] ?? nil) == $0.desired }.map(\.property))
         let changes = allChanges.filter { !found.contains($0.property) }
@@ -212,10 +224,19 @@ struct UserAccountDriver: ResourceDriver {
         guard !shadowChanges.isEmpty else { return }
         let path = try root.resolve("etc/shadow")
         var shadow = try FileIO.readLines(path, in: root) ?? LineFile("")
-        guard let entry = try Self.find(name, in: shadow, path: path), entry.fields.count >= 8 else {
+        guard let entry = try Self.find(name, in: shadow, path: path) else {
             throw HostError("account \(name) has no entry in shadow", path: path)
         }
         _ = try Self.shadowLine(name, entry, in: shadow, path: path)
+        // Only into a whole line, the nine fields of shadow(5): a shorter one glibc still reads
+        // (the old form of five, or eight ending in the expiry) is not filled out nor cut, and
+        // shadow-utils reads only lines of nine fields or five. `…:7::19000` with its expiry
+        // emptied was a line glibc skips: the account had no shadow entry left at all.
+        guard entry.fields.count == 9 else {
+            throw HostError("account \(name)'s line in shadow (line \(entry.line + 1)) has \(entry.fields.count) fields, not the "
+                            + "9 of shadow(5); Bulwark writes a lock or an expiry only into a whole line: fix the line by hand",
+                            path: path)
+        }
         var fields = entry.fields
         for change in shadowChanges {
             switch change.property {
@@ -233,7 +254,14 @@ struct UserAccountDriver: ResourceDriver {
                 break
             }
         }
-        shadow.lines[entry.line] = Substring(fields.joined(separator: ":") + LineFile.glibcEnding(shadow.lines[entry.line]))
+        let line = fields.joined(separator: ":")
+        // What glibc will read is what was meant: never a line it skips, nor one read otherwise.
+        let expires = shadowChanges.first { $0.property == "expires" }.map { $0.desired == "never" ? nil : Self.days($0.desired) }
+        guard let written = ShadowLine(Substring(line)), expires.map({ $0 == written.expiresDay }) ?? true else {
+            throw HostError("account \(name)'s line in shadow (line \(entry.line + 1)), changed, would not read as meant; "
+                            + "not written: fix the line by hand", path: path)
+        }
+        shadow.lines[entry.line] = Substring(line + LineFile.glibcEnding(shadow.lines[entry.line]))
         try FileIO.write(shadow, to: path, in: root, newFileMode: 0o640)
     }
 }

@@ -23,6 +23,36 @@ extern ssize_t flistxattr(int fd, char *list, size_t size);
 extern ssize_t fgetxattr(int fd, const char *name, void *value, size_t size);
 extern int fsetxattr(int fd, const char *name, const void *value, size_t size, int flags);
 
+#ifndef F_OFD_GETLK
+#define F_OFD_GETLK 36
+#define F_OFD_SETLK 37
+#endif
+
+/// An exclusive open file description lock (fcntl F_OFD_SETLK, Linux 3.15) over the whole of the
+/// file behind `fd` (open for writing), without waiting: 0 once held, -1 with errno set (EAGAIN
+/// or EACCES: another holds a lock on it). It conflicts with the process-associated locks of
+/// F_SETLK and F_SETLKW (glibc's `lckpwdf`) as two of those conflict, but belongs to the open
+/// file alone: closing another descriptor of the file does not release it, and two threads of
+/// one process exclude each other. Released when the last descriptor of the open file closes.
+static inline int bulwark_write_lock(int fd) {
+    struct flock request;
+    memset(&request, 0, sizeof request);
+    request.l_type = F_WRLCK;
+    request.l_whence = SEEK_SET;
+    return fcntl(fd, F_OFD_SETLK, &request);
+}
+
+/// The pid of a process holding a lock that keeps `bulwark_write_lock` from `fd`; 0 where there
+/// is none, it is another open file's (whose pid the kernel does not give), or it cannot be told.
+static inline int bulwark_write_lock_holder(int fd) {
+    struct flock request;
+    memset(&request, 0, sizeof request);
+    request.l_type = F_WRLCK;
+    request.l_whence = SEEK_SET;
+    if (fcntl(fd, F_OFD_GETLK, &request) != 0 || request.l_type == F_UNLCK || request.l_pid < 0) return 0;
+    return request.l_pid;
+}
+
 #ifndef F_SETLEASE
 #define F_SETLEASE 1024
 #endif

@@ -59,6 +59,8 @@ func snapshot(_ root: String) throws -> [String: String] {
     while let relative = enumerator?.nextObject() as? String {
         // Bulwark's own per-target lock is not part of the host's state.
         if relative == "run" || relative.hasPrefix("run/bulwark") { continue }
+        // Nor is shadow-utils' lock, which a write of the account files takes as lckpwdf does.
+        if relative == "etc/.pwd.lock" { continue }
         let path = root + "/" + relative
         let info = modeAndOwner(path)
         let bytes = FileManager.default.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) } ?? "<folder>"
