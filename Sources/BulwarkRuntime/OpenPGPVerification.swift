@@ -59,9 +59,56 @@ extension SourceVerification {
             return .success(wanted)
         }
         let userID = good.dropFirst(2).joined(separator: " ")
-        if let open = userID.lastIndex(of: "<"), let close = userID.lastIndex(of: ">"), open < close {
-            return .success(String(userID[userID.index(after: open)..<close]))
+        guard let email = Self.email(in: userID) else { return .success(String(valid[1])) }
+        // A user id is whatever its holder wrote: `Mallory <alice@example.org>` on Mallory's own
+        // key would be named alice, and pass alice's trust policy and approvals. The address
+        // names the signer only when no other key of the keyring claims it and the signing key
+        // claims no other; else the signer is the primary key's fingerprint, which no one chooses.
+        let primary = String(valid.count > 10 ? valid[10] : valid[1]).uppercased()
+        guard let claims = userIDEmails(keyring: absolute, home: home, folder: folder) else { return .success(primary) }
+        let others = claims.filter { $0.key != primary && $0.value.contains(email.lowercased()) }.count
+        if others > 0 {
+            return .failure(Untrusted(description: "it is signed by the key \(primary), whose user id names \(email), and "
+                                      + "\(others) other key(s) of the trusted keyring \(keyring) name it too: the signer cannot be "
+                                      + "told (keep one key per address in the keyring)"))
         }
-        return .success(String(valid[1]))
+        return .success((claims[primary] ?? [email]).count > 1 ? primary : email)
+    }
+
+    /// The e-mail address of a user id (`Name <address>`), nil when it has none.
+    private static func email(in userID: String) -> String? {
+        guard let open = userID.lastIndex(of: "<"), let close = userID.lastIndex(of: ">"), open < close else { return nil }
+        let address = userID[userID.index(after: open)..<close]
+        return address.isEmpty ? nil : String(address)
+    }
+
+    /// The e-mail addresses each primary key's user ids name in `keyring`, by primary key
+    /// fingerprint, as `gpg --with-colons` lists them; nil when gpg cannot list it.
+    private static func userIDEmails(keyring: String, home: String, folder: String) -> [String: Set<String>]? {
+        let gpg = gpgv.hasSuffix("gpgv") ? String(gpgv.dropLast()) : "/usr/bin/gpg"
+        guard FileManager.default.isExecutableFile(atPath: gpg),
+              let listed = try? runTool(gpg, ["--homedir", home, "--no-default-keyring", "--keyring", keyring, "--batch",
+                                              "--with-colons", "--fixed-list-mode", "--list-keys"], folder: folder),
+              listed.status == 0 else { return nil }
+        var claims: [String: Set<String>] = [:]
+        var current: String?
+        var expectPrimary = false
+        for line in listed.output.split(whereSeparator: \.isNewline) {
+            let fields = line.split(separator: ":", omittingEmptySubsequences: false)
+            switch fields.first {
+            case "pub": expectPrimary = true; current = nil
+            case "sub": expectPrimary = false
+            case "fpr" where expectPrimary && fields.count > 9:
+                current = fields[9].uppercased()
+                claims[current ?? "", default: []] = claims[current ?? ""] ?? []
+                expectPrimary = false
+            case "uid" where fields.count > 9:
+                // Colons and backslashes in the user id are escaped as \x3a, \x5c.
+                let text = fields[9].replacingOccurrences(of: "\\x3a", with: ":").replacingOccurrences(of: "\\x5c", with: "\\")
+                if let current, let address = email(in: text) { claims[current, default: []].insert(address.lowercased()) }
+            default: break
+            }
+        }
+        return claims
     }
 }

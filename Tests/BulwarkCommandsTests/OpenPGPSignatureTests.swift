@@ -122,6 +122,49 @@ import Testing
         }
     }
 
+    /// A user id names the signer only when no one else can claim it: Mallory adds
+    /// `<alice@example.org>` to her own key as its primary user id. With alice's key in the
+    /// keyring, Mallory's signature is refused (two keys name the address); without it, Mallory
+    /// is named by her key's fingerprint (her key names two addresses), never as alice. Alice's
+    /// own signature is alice where no other key of the keyring names her address.
+    @Test func aUserIDAnotherKeyClaimsNeverNamesTheSigner() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try SignatureTests().applied(dir)
+            let g = try makeGnuPG(dir)
+            let listed = try run("/usr/bin/gpg", ["--batch", "--with-colons", "--list-keys", "mallory@example.org"], environment: ["GNUPGHOME": g.home])
+            let mallory = try #require(listed.stdout.split(separator: "\n").first { $0.hasPrefix("fpr:") }?
+                .split(separator: ":", omittingEmptySubsequences: false)[9]).description
+            try g.gpg(["--quick-add-uid", mallory, "Mallory's laptop <alice@example.org>"])
+            try g.gpg(["--quick-set-primary-uid", mallory, "Mallory's laptop <alice@example.org>"])
+            let both = dir + "/both.gpg"
+            try g.gpg(["--output", both, "--export", mallory, "Alice <alice@example.org>"])
+            let onlyMallory = dir + "/mallory.gpg"
+            try g.gpg(["--output", onlyMallory, "--export", mallory])
+            func signer(_ key: String, keyring: String) throws -> Result<String, SourceVerification.Untrusted> {
+                let id = try commit(s, g, path: "notes/\(UUID().uuidString.prefix(8)).txt", signer: key)
+                let repository = try Repository.open(at: s.origin)
+                let full = try #require(ObjectID(hex: try git("--git-dir", s.origin, "rev-parse", id).trimmingCharacters(in: .whitespacesAndNewlines)))
+                let signed = try #require(try repository.signature(of: full))
+                let folder = try SourceVerification.privateFolder()
+                defer { try? FileManager.default.removeItem(atPath: folder) }
+                return try SourceVerification(allowedSigners: nil, trustedKeyring: keyring).verifyAny(signed, commit: full, folder: folder)
+            }
+            switch try signer(mallory, keyring: both) {
+            case .success(let name): Issue.record("Mallory's signature was named \(name)")
+            case .failure(let why): #expect(why.description.contains("other key(s) of the trusted keyring"), "\(why)")
+            }
+            #expect((try? signer(mallory, keyring: onlyMallory).get()) == mallory.uppercased())
+            let aliceFingerprint = try run("/usr/bin/gpg", ["--batch", "--with-colons", "--list-keys", "Alice <alice@example.org>"],
+                                           environment: ["GNUPGHOME": g.home]).stdout
+                .split(separator: "\n").first { $0.hasPrefix("fpr:") }?.split(separator: ":", omittingEmptySubsequences: false)[9]
+            let alice = String(try #require(aliceFingerprint))
+            // While both keys name the address, alice cannot be told from Mallory either; with
+            // the keyring of alice and eve, she is alice.
+            #expect((try? signer(alice, keyring: both).get()) == nil)
+            #expect((try? signer(alice, keyring: g.keyring).get()) == "alice@example.org")
+        }
+    }
+
     @Test func aSignatureByAnExpiredKeyIsRefused() async throws {
         try await withTemporaryDirectory { dir in
             let helpers = SignatureTests()
