@@ -13,9 +13,9 @@ extension Bulwark {
                 Reads the audit branch of a local git repository (a clone, or Bulwark's state clone) and checks, \
                 from its first commit to its head: that it is one line of commits, each adding exactly its own \
                 record and changing nothing else; that each Bulwark instance's records carry the sequence \
-                numbers 1, 2, 3 … with none missing or repeated; and, with --trusted-signers, that every commit \
-                is SSH-signed by a key of that allowed signers file. A record removed from the middle leaves a \
-                gap; one edited breaks its signature.
+                numbers 1, 2, 3 … with none missing or repeated; and, with --audit-signers (the Bulwarks' keys), \
+                that every commit is SSH-signed by a key of that allowed signers file. A record removed from the \
+                middle leaves a gap; one edited breaks its signature.
 
                 Exit status: 0 when every check passes, 1 when problems were found (each is listed), 64 on a \
                 usage mistake (no such repository or branch).
@@ -27,13 +27,27 @@ extension Bulwark {
         @Option(help: "The audit branch (a local branch, else the origin's as fetched).")
         var auditBranch: String = "bulwark/audit"
 
-        @Option(help: ArgumentHelp("An ssh-keygen allowed_signers file: every audit commit must be signed by a key in it (namespace git).", valueName: "path"))
+        @Option(help: ArgumentHelp("The allowed_signers file of the Bulwarks that write the branch (as `run --audit-signers`): "
+                                   + "every audit commit must be signed by a key in it (namespace git).", valueName: "path"))
+        var auditSigners: String?
+
+        @Option(help: ArgumentHelp("An ssh-keygen allowed_signers file: every audit commit must be signed by a key in it "
+                                   + "(namespace git). A file that also lists people lets their signatures pass: prefer --audit-signers.",
+                                   valueName: "path"))
         var trustedSigners: String?
+
+        /// The file signatures are checked against: the Bulwarks' own when given.
+        var signers: String? { auditSigners ?? trustedSigners }
 
         func validate() throws {
             try RepositoryOptions.checkBranch(auditBranch, option: "--audit-branch")
-            if let trustedSigners, !FileManager.default.isReadableFile(atPath: trustedSigners) {
-                throw ValidationError("cannot read the trusted signers file \(trustedSigners)")
+            if auditSigners != nil, trustedSigners != nil {
+                throw ValidationError("--audit-signers and --trusted-signers cannot be used together: give the Bulwarks' keys in --audit-signers")
+            }
+            for (file, what) in [(auditSigners, "audit signers"), (trustedSigners, "trusted signers")] {
+                if let file, !FileManager.default.isReadableFile(atPath: file) {
+                    throw ValidationError("cannot read the \(what) file \(file)")
+                }
             }
         }
 
@@ -48,7 +62,7 @@ extension Bulwark {
             guard !branches.isEmpty else {
                 throw ValidationError("\(repo) has no branch \(auditBranch) (nor origin/\(auditBranch)) and no per-target audit refs; fetch it first")
             }
-            let verification = AuditVerification(repository: repository, trustedSigners: trustedSigners)
+            let verification = AuditVerification(repository: repository, trustedSigners: signers)
             var problems = 0
             var ids: [String: String] = [:]
             for (branch, head) in branches {

@@ -292,6 +292,8 @@ import Testing
             let commits = try s.auditCommits()
             #expect(commits.count >= 4)
             #expect(try verifyAudit(s.origin, "--trusted-signers", key.allowed).status == 0)
+            #expect(try verifyAudit(s.origin, "--audit-signers", key.allowed).status == 0)
+            #expect(try verifyAudit(s.origin, "--audit-signers", key.allowed, "--trusted-signers", key.allowed).status == 64)
 
             // Drop one record from the middle: the rebase re-commits the later ones, unsigned.
             let work = dir + "/work"
@@ -320,6 +322,15 @@ import Testing
             #expect(forged.status == 1)
             #expect(forged.stderr.contains("signed by a key that is not in the trusted signers file"))
             #expect(forged.stderr.contains("changes \(victim), which is not its own record"))
+            // A team's file listing a person lets her signature pass; the Bulwarks' own file does not.
+            let team = dir + "/team_signers"
+            try write(team, try read(key.allowed) + (try read(mallory.allowed)))
+            let byPerson = try verifyAudit(s.origin, "--trusted-signers", team)
+            #expect(!byPerson.stderr.contains("FORGED): "), "\(byPerson.stderr)")
+            #expect(byPerson.stdout.contains("signed by mallory@bulwark: 1 commit(s)"), "\(byPerson.stdout)")
+            let byBulwarks = try verifyAudit(s.origin, "--audit-signers", key.allowed)
+            #expect(byBulwarks.status == 1)
+            #expect(byBulwarks.stderr.contains("(record FORGED): "), "\(byBulwarks.stderr)")
 
             // A trusted signature copied onto other content (the same key, checked in-process) does not verify.
             let raw = try git("--git-dir", s.origin, "cat-file", "commit", commits[0])
