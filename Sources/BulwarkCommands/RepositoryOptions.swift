@@ -69,13 +69,22 @@ struct RepositoryOptions: ParsableArguments {
     @Option(help: ArgumentHelp("An OpenPGP keyring (gpg --export KEYS > FILE): OpenPGP-signed policy commits are verified with gpgv against it alone (default: $BULWARK_TRUSTED_KEYRING). With --trusted-signers too, either kind of signature is accepted.", valueName: "path"))
     var trustedKeyring: String?
 
+    @Option(help: ArgumentHelp("With signatures verified and no revision applied yet from the state directory (a new host or replica): the commit the policy branch must be at or descend from, every commit after it verified (default: $BULWARK_INITIAL_REVISION). Without it only the head's signature can be checked there, and an older signed revision pushed back over the branch cannot be told from the current one.", valueName: "sha"))
+    var initialRevision: String?
+
+    private var initialRevisionText: String? {
+        (initialRevision ?? ProcessInfo.processInfo.environment["BULWARK_INITIAL_REVISION"]).flatMap { $0.isEmpty ? nil : $0 }
+    }
+
     /// Signature verification of the policy, when a trusted signers file or keyring is given.
     var sourceVerification: SourceVerification? {
         let env = ProcessInfo.processInfo.environment
         let signers = (trustedSigners ?? env["BULWARK_TRUSTED_SIGNERS"]).flatMap { $0.isEmpty ? nil : $0 }
         let keyring = (trustedKeyring ?? env["BULWARK_TRUSTED_KEYRING"]).flatMap { $0.isEmpty ? nil : $0 }
         guard signers != nil || keyring != nil else { return nil }
-        return SourceVerification(allowedSigners: signers, trustedKeyring: keyring, trustPolicy: trustPolicyPath)
+        var verification = SourceVerification(allowedSigners: signers, trustedKeyring: keyring, trustPolicy: trustPolicyPath)
+        verification.initialRevision = initialRevisionText.flatMap { ObjectID(hex: $0.lowercased()) }
+        return verification
     }
 
     /// Checks the options (exit 64 on a mistake) and exports the secrets folder to the process
@@ -93,6 +102,14 @@ struct RepositoryOptions: ParsableArguments {
         if let secretsDir, secretsDir.isEmpty { throw ValidationError("--secrets-dir must not be empty") }
         if let auditSignersPath, !FileManager.default.isReadableFile(atPath: auditSignersPath) {
             throw ValidationError("cannot read the audit signers file \(auditSignersPath)")
+        }
+        if let initialRevisionText {
+            guard ObjectID(hex: initialRevisionText.lowercased()) != nil else {
+                throw ValidationError("--initial-revision '\(quotedForMessage(initialRevisionText))' is not a full commit id (40 hex digits)")
+            }
+            guard sourceVerification != nil else {
+                throw ValidationError("--initial-revision needs --trusted-signers or --trusted-keyring: it anchors the verification of signatures")
+            }
         }
         if trustPolicyPath != nil, sourceVerification == nil {
             throw ValidationError("--trust-policy needs --trusted-signers or --trusted-keyring: rules about signers mean nothing without verified signatures")

@@ -16,6 +16,9 @@ package struct SourceVerification: Sendable {
     package var trustedKeyring: String?
     /// Which principals may change which paths (`--trust-policy`); nil: any trusted signer may change any path.
     package var trustPolicy: String?
+    /// `--initial-revision`: where a state directory with no applied revision starts trusting
+    /// the branch (the head must be it or descend from it, every commit after it verified).
+    package var initialRevision: ObjectID?
 
     package init(allowedSigners: String?, trustedKeyring: String? = nil, trustPolicy: String? = nil) {
         self.allowedSigners = allowedSigners
@@ -54,10 +57,17 @@ package struct SourceVerification: Sendable {
             // record, so it is verified too; the state directory's own file is trusted.
             if last.fromAuditBranch { commits.append(try await repository.commit(baseline)) }
             range = commits
+        } else if let anchor = initialRevision {
+            guard await repository.has(anchor), try await repository.isAncestor(anchor, of: head) || anchor == head else {
+                throw Refusal(problems: ["the policy branch is at \(head.short), which does not descend from --initial-revision "
+                                         + "\(anchor.short): an older revision pushed back over it, or another repository"])
+            }
+            range = try await repository.commits(from: head, since: anchor) + [try await repository.commit(anchor)]
         } else {
             range = [try await repository.commit(head)]
             outcome.note = "no revision was applied from this state directory or recorded on the audit branch yet: "
-                + "only the signature of \(head.short) is verified"
+                + "only the signature of \(head.short) is verified (an older signed revision pushed back over the branch "
+                + "cannot be told from the current one: give --initial-revision)"
         }
         if let last, !last.untrusted.isEmpty {
             outcome.note = [outcome.note, "\(last.untrusted.count) applied record(s) on the audit branch were not used as "

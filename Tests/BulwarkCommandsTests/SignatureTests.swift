@@ -238,6 +238,46 @@ import Testing
         }
     }
 
+    /// A new state directory has no applied revision to start from: `--initial-revision` is
+    /// where it starts trusting the branch. An older signed revision pushed back over the branch
+    /// is refused; a head that descends from the anchor applies, every commit after it verified,
+    /// so an unsigned one among them refuses it.
+    @Test func theInitialRevisionAnchorsANewStateDirectory() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let alice = try makeKey(dir, "alice@example.org")
+            let signers = try allowedSigners(dir, alice)
+            let ids = try commit(s, [("notes/a.txt", "one\n", alice), ("notes/b.txt", "two\n", alice)])
+            let anchor = try git("--git-dir", s.origin, "rev-parse", "main").trimmingCharacters(in: .whitespacesAndNewlines)
+
+            // The older signed revision pushed back: refused with the anchor, taken without it.
+            try commit(s, [], onto: ids[0])
+            let before = try s.snapshot()
+            let refused = try s.run("apply", "--trusted-signers", signers, "--initial-revision", anchor, stateDir: dir + "/new-a")
+            #expect(refused.status == 1)
+            #expect(refused.stderr.contains("does not descend from --initial-revision \(anchor.prefix(12))"), "\(refused.stderr)")
+            #expect(try s.snapshot() == before)
+            let unanchored = try s.run("plan", "--trusted-signers", signers, stateDir: dir + "/new-b")
+            #expect(unanchored.stderr.contains("give --initial-revision"), "\(unanchored.stderr)")
+
+            // Back at the anchor, and a signed commit after it: applies.
+            try commit(s, [], onto: anchor)
+            try commit(s, [("notes/c.txt", "three\n", alice)])
+            let applied = try s.run("apply", "--trusted-signers", signers, "--initial-revision", anchor, stateDir: dir + "/new-c")
+            #expect(applied.status == 0, "\(applied.stderr)")
+            #expect(try isFixed(s))
+            #expect(!applied.stderr.contains("only the signature of"), "\(applied.stderr)")
+            // An unsigned commit after the anchor, seen by another new state directory: refused.
+            try commit(s, [("notes/d.txt", "four\n", nil), ("notes/e.txt", "five\n", alice)])
+            let unsigned = try s.run("plan", "--trusted-signers", signers, "--initial-revision", anchor, stateDir: dir + "/new-d")
+            #expect(unsigned.status == 1)
+            #expect(unsigned.stderr.contains("the commit is not signed"), "\(unsigned.stderr)")
+            // Usage: not a commit id, or without signatures to anchor.
+            #expect(try s.run("plan", "--trusted-signers", signers, "--initial-revision", "abc").status == 64)
+            #expect(try s.run("plan", "--initial-revision", anchor).status == 64)
+        }
+    }
+
     @Test func withNoAppliedRevisionOnlyTheHeadIsVerified() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
