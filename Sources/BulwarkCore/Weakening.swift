@@ -36,11 +36,20 @@ public struct Weakening: Sendable, Hashable {
 
     /// Resources of `current` whose desired values moved in the less secure direction since
     /// `previous`, as each kind judges it. Pure: the same revisions always give the same answer.
-    /// A resource new in `current` is not a weakening of anything; neither is a removed one.
+    /// A resource new in `current` is not a weakening of anything, unless its kind says one of
+    /// its properties is weak on its own (`KindDefinition.weakensNew`); a removed one is not.
     public static func compare(previous: DesiredState, current: DesiredState, registry: Registry) -> [ResourceID: Weakening] {
         var result: [ResourceID: Weakening] = [:]
         for (id, resource) in current.resources {
-            guard let before = previous.resources[id], let kind = registry.kinds[id.kind] else { continue }
+            guard let kind = registry.kinds[id.kind] else { continue }
+            guard let before = previous.resources[id] else {
+                guard let weakensNew = kind.weakensNew else { continue }
+                let changes = resource.spec.properties.compactMap { property in
+                    weakensNew(property.name, property.value).map { "\(property.name): (new resource) (\($0))" }
+                }
+                if !changes.isEmpty { result[id] = Weakening(changes: changes.sorted()) }
+                continue
+            }
             let old = Dictionary(before.spec.properties.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
             var changes: [String] = []
             for property in resource.spec.properties {
