@@ -13,6 +13,11 @@ public struct KindDefinition: Sendable {
     /// "not known", not "as strict": a finding's change to such a kind's existing value has an
     /// unknown direction, and is never merged without a person (`ProposalEngine`).
     public var judgesDirection: Bool
+    /// Whether a property of a resource new in a revision is weak on its own (a command the
+    /// resource would run as root): returns why, or nil. A resource renamed is a new resource,
+    /// so what `weakens` holds would otherwise pass under a new name. Nil for most kinds: a new
+    /// resource is then not a weakening of anything.
+    public var weakensNew: (@Sendable (_ property: String, _ value: String) -> String?)? = nil
 
     public init(name: String, adapter: String,
                 parse: @escaping @Sendable (SpecReader) -> ResourceSpec?, driver: any ResourceDriver,

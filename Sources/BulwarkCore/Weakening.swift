@@ -42,7 +42,8 @@ public struct Weakening: Sendable, Hashable {
     /// every value `previous` gave the same property of the same subject under the same kind
     /// (what two resources would conflict on): renaming `Sysctl/ip-forward` to
     /// `Sysctl/ip-forward-v2` with `1` for `0` weakens it as editing it would. A property no
-    /// resource set before, and a removed one, are not a weakening of anything.
+    /// resource set before is a weakening only where its kind says the value is weak on its own
+    /// (`KindDefinition.weakensNew`); a removed one is not a weakening of anything.
     public static func compare(previous: DesiredState, current: DesiredState, registry: Registry) -> [ResourceID: Weakening] {
         struct Claim: Hashable {
             var kind: String
@@ -63,6 +64,10 @@ public struct Weakening: Sendable, Hashable {
             for property in resource.spec.properties {
                 let before = old[property.name].map { [$0] }
                     ?? claimed[Claim(kind: id.kind, subject: resource.spec.subject, property: property.name)]?.sorted() ?? []
+                if before.isEmpty, let why = kind.weakensNew?(property.name, property.value) {
+                    changes.append("\(property.name): (new) (\(why))")
+                    continue
+                }
                 for was in before where was != property.value {
                     guard let why = kind.weakens(property.name, was, property.value) else { continue }
                     let shown = property.sensitive ? "[redacted] → [redacted]" : "\(was) → \(property.value)"

@@ -205,6 +205,12 @@ struct ConfigFileDriver: ResourceDriver {
                 reader.fail("'\(key)' is not a property path (\(error.message)); write keys.separated.by.dots, list[0], list[*] or list[key=value]")
                 ok = false
             case .success(let path):
+                if let disputed = Self.disputedScalar(reader.node, json: format == "json") {
+                    reader.fail("'\(disputed.text)' (line \(disputed.line)) \(disputed.why); write the value so that both read it alike: quote a string, "
+                                + "write a number as 100 or 1.0e+2")
+                    ok = false
+                    continue
+                }
                 let value = ConfigValue(reader.node)
                 let canonical = value.canonical
                 guard canonical.utf8.count <= 64 << 10 else {
@@ -231,8 +237,43 @@ struct ConfigFileDriver: ResourceDriver {
         encoder.outputFormatting = [.sortedKeys]
         guard let encoded = try? encoder.encode(options) else { return nil }
         let name = spec.resource ?? path
-        properties.append(DesiredProperty(optionsPrefix + name + "]", String(decoding: encoded, as: UTF8.self)))
+        // Sensitive: its commands' words may carry a credential (a header, a token). Where a
+        // command changes, the hold shows it with such words redacted (`ConfigFileWeakening`).
+        properties.append(DesiredProperty(optionsPrefix + name + "]", String(decoding: encoded, as: UTF8.self), sensitive: true))
         return ResourceSpec(subject: path, properties: properties)
+    }
+
+    /// The first plain scalar in a policy's value that the file's reader would type otherwise
+    /// than the policy's author may mean, with its line and why: a JSON number that PyYAML
+    /// (YAML 1.1, what LiteLLM reads with) reads as a string (`1e2`, `6.0e2`: its float needs a
+    /// dot and a signed exponent); a leading-zero octal (`017` is 15) or a sexagesimal (`1:30` is
+    /// 90) that only YAML 1.1 reads as a number; and for a JSON file, a number JSON cannot hold
+    /// (`1_000`, `0x1F`, `.5`).
+    static func disputedScalar(_ node: YAMLNode, json: Bool) -> (text: String, line: Int, why: String)? {
+        switch node.value {
+        case .scalar(let text):
+            guard node.isPlain else { return nil }
+            if PlainScalar.isJSONNumber(text), !PlainScalar.isNumber(text) {
+                return (text, node.line, "is a number to JSON and YAML 1.2 but a string to PyYAML, which the file is read with")
+            }
+            guard PlainScalar.isNumber(text) else { return nil }
+            var digits = Substring(text)
+            if digits.first == "-" || digits.first == "+" { digits = digits.dropFirst() }
+            if digits.count > 1, digits.first == "0", digits.allSatisfy({ $0.isNumber || $0 == "_" }) {
+                return (text, node.line, "is an octal number to PyYAML (YAML 1.1) but a decimal one to YAML 1.2")
+            }
+            if text.contains(":") {
+                return (text, node.line, "is a base-60 number to PyYAML (YAML 1.1) but a string to YAML 1.2")
+            }
+            if json, !PlainScalar.isJSONNumber(text) {
+                return (text, node.line, "is a number to YAML but not one JSON can hold, and the file is JSON")
+            }
+            return nil
+        case .sequence(let items):
+            return items.lazy.compactMap { disputedScalar($0, json: json) }.first
+        case .mapping(let pairs):
+            return pairs.lazy.compactMap { disputedScalar($0.value, json: json) }.first
+        }
     }
 
     // MARK: - Observing
@@ -253,9 +294,63 @@ struct ConfigFileDriver: ResourceDriver {
         guard case .success(let path) = ConfigPath.parse(property.name) else { return .some(nil) }
         let values = document.values(path)
         guard !values.isEmpty else { return .none }
-        // A URL's password in the file, under whatever key, is never shown (`redactedURLPasswords`).
-        for value in values where value?.canonical != property.value { return .some(value.map { redactedURLPasswords($0.canonical) }) }
+        // A URL's password in the file, under whatever key, is never shown (`redactedURLPasswords`),
+        // nor a credential inside a mapping or list the path names (`redactedSecrets`): what is
+        // hidden must not depend on the policy's path or value alone.
+        for value in values where value?.canonical != property.value {
+            return .some(value.map { redactedURLPasswords(redactedSecrets($0).canonical) })
+        }
         return .some(property.value)
+    }
+
+    /// `value` with what it holds of a credential or a connection written `[redacted]`: the value
+    /// of every key that names one, at any depth (a switch, null and empty are kept: they say
+    /// nothing secret), and a list element's `value` picked by a name that names one
+    /// (`{name: OPENAI_API_KEY, value: sk-…}`). A scalar is returned as it is.
+    static func redactedSecrets(_ value: ConfigValue) -> ConfigValue {
+        switch value {
+        case .list(let items):
+            return .list(items.map(redactedSecrets))
+        case .map(let map):
+            let named = map.values.contains { if case .string(let s) = $0 { isSecretKey(s) || isConnectionKey(s) } else { false } }
+            var result: [String: ConfigValue] = [:]
+            for (key, inner) in map {
+                let secret = isSecretKey(key) || isConnectionKey(key) || (named && valueKeys.contains(key.lowercased()))
+                result[key] = secret && !isUnsecret(inner) ? .string("[redacted]") : redactedSecrets(inner)
+            }
+            return .map(result)
+        default:
+            return value
+        }
+    }
+
+    /// A value that holds nothing secret wherever it is: a switch, null, an empty string.
+    static func isUnsecret(_ value: ConfigValue) -> Bool {
+        switch value {
+        case .null, .bool: true
+        case .string(let s): s.isEmpty
+        default: false
+        }
+    }
+
+    /// The credentials `value` holds, as key paths below it (`master_key`,
+    /// `model_list[].litellm_params.api_key`): each key that names a credential with a value that
+    /// is not null, empty or a switch.
+    static func credentialPaths(_ value: ConfigValue, prefix: String = "") -> Set<String> {
+        switch value {
+        case .list(let items):
+            return items.reduce(into: []) { $0.formUnion(credentialPaths($1, prefix: prefix + "[]")) }
+        case .map(let map):
+            var found: Set<String> = []
+            for (key, inner) in map {
+                let path = prefix.isEmpty ? key : prefix + "." + key
+                if isSecretKey(key), !isUnsecret(inner) { found.insert(path) }
+                found.formUnion(credentialPaths(inner, prefix: path))
+            }
+            return found
+        default:
+            return []
+        }
     }
 
     func observe(_ resource: Resource, on target: Target) async throws -> Observation {
@@ -303,6 +398,13 @@ struct ConfigFileDriver: ResourceDriver {
             }
         }
         guard found.count < Set(changes.map(\.property)).count else { return found }
+        // Checked again now, before anything is written: a command refused must not leave a file
+        // written and never reloaded.
+        for argv in options.compactMap(\.validate) + options.compactMap(\.reload) {
+            if let problem = CommandTrust.problem(argv) {
+                throw HostError("the command \(Self.shown(argv)) would run as root: \(problem); the file was not changed", path: display)
+            }
+        }
         let validations = Array(Set(options.compactMap(\.validate))).sorted { $0.joined(separator: " ") < $1.joined(separator: " ") }
         let timeout = Duration.seconds(options.map(\.timeoutSeconds).max() ?? 60)
         var bytes = Array(document.text.utf8)
@@ -341,6 +443,18 @@ struct ConfigFileDriver: ResourceDriver {
     func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async -> GuardVerdict {
         let file = (try? Self.options(resource).path) ?? resource.spec.subject
         let publicLabel = target.labels["public"] == "true" || resource.labels["public"] == "true"
+        // What the file holds now, to tell which credentials a change would remove (nil: the
+        // file cannot be read; the fix then fails and changes nothing).
+        let document = (try? Self.options(resource)).flatMap { options in
+            (try? HostRoot(target: target)).flatMap { root in (try? Self.read(options, root: root))?.1 }
+        }
+        // The commands Bulwark would run as root for this change (see `CommandTrust`).
+        if !changes.isEmpty, let options = try? Self.options(resource) {
+            for (field, argv) in [("validate", options.validate), ("reload", options.reload)] {
+                guard let argv, let problem = CommandTrust.problem(argv) else { continue }
+                return .block("\(file)'s \(field) command \(Self.shown(argv)) would run as root: \(problem)")
+            }
+        }
         for change in changes {
             guard case .success(let path) = ConfigPath.parse(change.property), let key = path.leafKey,
                   let value = ConfigValue.fromCanonical(change.desired) else {
@@ -350,6 +464,21 @@ struct ConfigFileDriver: ResourceDriver {
             if secrecy == .credential, let literal = Self.literalSecret(value) {
                 return .block("\(change.property) in \(file) would be written as a literal \(literal); a credential in a "
                               + "configuration file must be a reference to the environment (os.environ/NAME)")
+            }
+            if secrecy != .credential, let inside = Self.literalSecretInside(value) {
+                return .block("\(change.property).\(inside.path) in \(file) would be written as a literal \(inside.literal); a credential in a "
+                              + "configuration file must be a reference to the environment (os.environ/NAME)")
+            }
+            if let document {
+                // A value that holds a credential, replaced by one that does not: the credential is
+                // gone (a master key wiped leaves the gateway open).
+                let held = document.values(path).compactMap { $0 }.reduce(into: Set<String>()) { $0.formUnion(Self.credentialPaths($1)) }
+                let lost = held.subtracting(Self.credentialPaths(value))
+                if !lost.isEmpty {
+                    return .block("\(change.property) in \(file) would remove the credential\(lost.count == 1 ? "" : "s") "
+                                  + lost.sorted().map { "\(change.property).\($0)" }.joined(separator: ", ")
+                                  + " that the file holds there; set each credential by its own path, or remove it in the file by hand")
+                }
             }
             if Self.passwordInURL(value) {
                 return .block("\(change.property) in \(file) would be written with a password in its URL; a credential in a "
@@ -361,6 +490,12 @@ struct ConfigFileDriver: ResourceDriver {
             }
         }
         return .allow
+    }
+
+    /// A command as a person reads it in a plan or a record: its words, anything that looks
+    /// like a key redacted (`BoundedCommand.redacted`).
+    static func shown(_ argv: [String]) -> String {
+        "[" + argv.map { BoundedCommand.redacted($0, file: nil) }.joined(separator: ", ") + "]"
     }
 
     /// What makes `value` a literal credential (nil for an environment reference, null or empty).
@@ -377,6 +512,24 @@ struct ConfigFileDriver: ResourceDriver {
         }
     }
 
+    /// The first key inside a mapping (at any depth) that names a credential and would be
+    /// written as a literal (`general_settings: {master_key: sk-…}`), with what makes it one.
+    static func literalSecretInside(_ value: ConfigValue) -> (path: String, literal: String)? {
+        switch value {
+        case .list(let items):
+            for item in items { if let found = literalSecretInside(item) { return ("[]" + found.path, found.literal) } }
+        case .map(let map):
+            for key in map.keys.sorted() {
+                guard let inner = map[key] else { continue }
+                if isSecretKey(key), let literal = literalSecret(inner) { return (key, literal) }
+                if let found = literalSecretInside(inner) { return (key + (found.path.hasPrefix("[") ? "" : ".") + found.path, found.literal) }
+            }
+        default:
+            break
+        }
+        return nil
+    }
+
     /// `os.environ/NAME`, LiteLLM's way to read a value from the proxy's environment.
     static func isEnvironmentReference(_ s: String) -> Bool {
         guard s.hasPrefix("os.environ/") else { return false }
@@ -390,11 +543,20 @@ struct ConfigFileDriver: ResourceDriver {
             .contains(key.lowercased())
     }
 
-    /// The wildcard address `value` binds to, if any (`0.0.0.0`, `::`, `*`, `0.0.0.0:4000`, `:4000`).
+    /// The wildcard address `value` binds to, if any, as written: every spelling of the
+    /// unspecified address, alone or with a port (`0.0.0.0`, `0`, `0.0`, `::`, `::0`, `[::]:4000`,
+    /// `0:0:0:0:0:0:0:0`, `::ffff:0.0.0.0`, `*`, `:4000`, an empty host), as the C library reads it
+    /// (`inet_aton`, which also takes `0` and `0x0`; `inet_pton` for IPv6). A number is read as
+    /// its text (`listen: 0`).
     static func wildcardAddress(_ value: ConfigValue) -> String? {
-        guard case .string(let s) = value else { return nil }
+        let s: String
+        switch value {
+        case .string(let text): s = text
+        case .number(let text): s = text
+        default: return nil
+        }
         let text = s.trimmingCharacters(in: .whitespaces)
-        let host: Substring
+        var host: Substring
         if text.hasPrefix("["), let close = text.firstIndex(of: "]") {
             host = text[text.index(after: text.startIndex)..<close]
         } else if text.filter({ $0 == ":" }).count == 1, let colon = text.firstIndex(of: ":") {
@@ -402,7 +564,23 @@ struct ConfigFileDriver: ResourceDriver {
         } else {
             host = Substring(text)
         }
-        return ["0.0.0.0", "::", "*", "", "0:0:0:0:0:0:0:0"].contains(String(host)) ? text : nil
+        if let percent = host.firstIndex(of: "%") { host = host[..<percent] }  // a zone: `::%eth0`
+        return isUnspecified(String(host)) ? text : nil
+    }
+
+    /// Whether `host` names the unspecified address (every interface).
+    static func isUnspecified(_ host: String) -> Bool {
+        if host.isEmpty || host == "*" { return true }
+        if host.contains(":") {
+            var address = in6_addr()
+            guard inet_pton(AF_INET6, host, &address) == 1 else { return false }
+            let bytes = withUnsafeBytes(of: &address) { Array($0) }
+            // `::` itself, or an IPv4-mapped or -compatible form of 0.0.0.0.
+            return bytes[0..<10].allSatisfy { $0 == 0 } && bytes[12..<16].allSatisfy { $0 == 0 }
+                && (bytes[10..<12].allSatisfy { $0 == 0 } || bytes[10..<12].allSatisfy { $0 == 0xFF })
+        }
+        var address = in_addr()
+        return inet_aton(host, &address) == 1 && address.s_addr == 0
     }
 }
 

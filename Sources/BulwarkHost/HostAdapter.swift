@@ -22,6 +22,12 @@ public enum HostAdapter {
     /// The adapter and its kinds. `sshd` checks candidate sshd configurations.
     public static func definition(sshd: SSHDValidator = .system) -> AdapterDefinition {
         let sshdDriver = SSHDConfigDriver(validator: sshd)
+        // ConfigFile's judgement spots known weakenings only: the direction of any other key is
+        // not known, so a finding's change to it still waits for a person (`judgesDirection`).
+        var configFile = KindDefinition(name: "ConfigFile", adapter: name, parse: ConfigFileDriver.parse, driver: ConfigFileDriver(),
+                                        weakens: ConfigFileWeakening.weakens)
+        configFile.judgesDirection = false
+        configFile.weakensNew = ConfigFileWeakening.weakensNew
         return AdapterDefinition(
             name: name,
             settings: HostTargetSettings.parse,
@@ -36,8 +42,7 @@ public enum HostAdapter {
                                parse: LoginDefsDriver.parse, driver: LoginDefsDriver(), weakens: HostWeakening.loginDefs),
                 KindDefinition(name: "UserAccount", adapter: name,
                                parse: UserAccountDriver.parse, driver: UserAccountDriver(sshd: sshdDriver), weakens: HostWeakening.account),
-                KindDefinition(name: "ConfigFile", adapter: name,
-                               parse: ConfigFileDriver.parse, driver: ConfigFileDriver()),
+                configFile,
             ])
     }
 }

@@ -180,7 +180,7 @@ import Testing
 
             // The policy: the gateway is a host target managed by the shipped ai-gateway baseline
             // (restarting this proxy instead of a systemd unit), plus the team's route and the rule.
-            let reload = "[/bin/sh, \(dir)/proxy.sh]"
+            let reload = "[\(dir)/proxy.sh]"
             try s.commitPolicy("controllers/gateway-target.yaml", """
                 apiVersion: bulwark/v1
                 kind: Target

@@ -351,11 +351,14 @@ let gatewayConfig = """
         try await withTemporaryDirectory { root in
             let text = "general_settings:\n  master_key: os.environ/A\n"
             try write(root + "/etc/litellm/config.yaml", text)
+            // A script owned by root: Bulwark runs no shell with code from the policy (`CommandTrust`).
+            try write(root + "/check.sh", "#!/bin/sh\ngrep -q 'master_key: os.environ/A$' \"$1\" || { echo rejected by policy sk-abcdef0123456789xyz >&2; exit 3; }\n",
+                      mode: 0o755)
             let state = try configState(root: root, resource("ConfigFile", "litellm", """
                 path: etc/litellm/config.yaml
                 properties:
                   general_settings.master_key: os.environ/LITELLM_MASTER_KEY
-                validate: [/bin/sh, -c, "grep -q 'master_key: os.environ/A$' \\"$0\\" || { echo rejected by policy sk-abcdef0123456789xyz >&2; exit 3; }", "{file}"]
+                validate: [\(root)/check.sh, "{file}"]
                 """))
             let (_, outcome) = try await reconcile(state)
             let failure = try #require(outcome.failed.first)
@@ -384,11 +387,13 @@ let gatewayConfig = """
                 + #" echo '{\"db_password\": \"hunter2json\"}'; echo \"{'api_token': 'hunter2dict'}\"; echo 'password = hunter2ini';"#
                 + " echo 'Authorization: Bearer hunter2bearer'; echo DB_PASS=hunter2pass; echo 'pwd=hunter2pwd auth: hunter2auth';"
                 + #" echo '\"password\" => \"hunter2arrow\"'; echo the schema rejects a at line 1; exit 3"#
+            // The script as the policy's double-quoted YAML used to carry it (`\"` read as `"`).
+            try write(root + "/check.sh", "#!/bin/sh\n" + script.replacingOccurrences(of: "\\\"", with: "\"") + "\n", mode: 0o755)
             let state = try configState(root: root, resource("ConfigFile", "x", """
                 path: etc/x.yaml
                 properties:
                   a: "2"
-                validate: [/bin/sh, -c, "\(script)", "{file}"]
+                validate: [\(root)/check.sh, "{file}"]
                 """))
             let (_, outcome) = try await reconcile(state)
             let message = try #require(outcome.failed.first?.record.error)
@@ -427,12 +432,13 @@ let gatewayConfig = """
     @Test func aCandidateTheValidatorAcceptsIsWrittenThenReloaded() async throws {
         try await withTemporaryDirectory { root in
             try write(root + "/etc/litellm/config.yaml", "general_settings:\n  master_key: os.environ/A\n")
+            try write(root + "/reload.sh", "#!/bin/sh\ncp \(root)/etc/litellm/config.yaml \(root)/reloaded\n", mode: 0o755)
             let state = try configState(root: root, resource("ConfigFile", "litellm", """
                 path: etc/litellm/config.yaml
                 properties:
                   general_settings.master_key: os.environ/LITELLM_MASTER_KEY
-                validate: [/bin/sh, -c, "grep -q LITELLM_MASTER_KEY \\"$0\\"", "{file}"]
-                reload: [/bin/sh, -c, "cp \(root)/etc/litellm/config.yaml \(root)/reloaded"]
+                validate: [/usr/bin/grep, -q, LITELLM_MASTER_KEY, "{file}"]
+                reload: [\(root)/reload.sh]
                 """))
             let (_, outcome) = try await reconcile(state)
             #expect(outcome.verified.count == 1)

@@ -85,7 +85,7 @@ import Testing
             let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             let manifests = try read(repository.path + "/desired-state/ai-gateway/litellm.yaml")
                 .replacingOccurrences(of: "reload: [/usr/bin/systemctl, try-restart, litellm.service]",
-                                      with: "reload: [/bin/sh, \(folder)/proxy.sh]\n  timeoutSeconds: 600")
+                                      with: "reload: [\(folder)/proxy.sh]\n  timeoutSeconds: 600")
             let state = try configState(root: root, manifests)
             let (plan, outcome) = try await reconcile(state)
             #expect(plan.remediations.count == 4)

@@ -1,0 +1,112 @@
+internal import Foundation
+internal import BulwarkCore
+
+/// Which changes of a `ConfigFile`'s desired values move in the less secure direction (see
+/// `KindDefinition.weakens`), so that one person cannot turn a gateway's guards off:
+///
+/// - a new or changed `validate` or `reload` command (Bulwark runs it as root), or a
+///   validation dropped;
+/// - a credential set to null or empty, or removed from a mapping the policy sets;
+/// - a `dangerously_*`, `*insecure*` or `disable_*`/`*_disabled` switch turned on, a guardrail's
+///   `default_on` turned off;
+/// - a list of guardrails or callbacks that loses an entry;
+/// - a key that a mapping the policy sets loses.
+///
+/// Anything else returns nil: its direction is not known. The kind is therefore not marked as
+/// judging direction (`judgesDirection`): a finding's change to it still waits for a person.
+enum ConfigFileWeakening {
+    @Sendable static func weakens(_ property: String, _ from: String, _ to: String) -> String? {
+        if property.hasPrefix(ConfigFileDriver.optionsPrefix) { return commands(from, to) }
+        guard let before = ConfigValue.fromCanonical(from), let after = ConfigValue.fromCanonical(to) else { return nil }
+        var reasons: [String] = []
+        let old = leaves(before, at: property), new = leaves(after, at: property)
+        for (path, was) in old.sorted(by: { $0.key < $1.key }) {
+            let key = lastKey(path)
+            let now = new[path]
+            if ConfigFileDriver.isSecretKey(key), !ConfigFileDriver.isUnsecret(was), now == nil || now == .null || now == .string("") {
+                reasons.append("unsets the credential \(path)")
+                continue
+            }
+            if isUnsafeSwitch(key), was != .bool(true), now == .bool(true) { reasons.append("turns \(path) on") }
+            if key.lowercased() == "default_on", was == .bool(true), now != .bool(true) { reasons.append("turns the guardrail's default_on off at \(path)") }
+            if isGuardList(key), case .list(let items) = was {
+                var kept: Set<ConfigValue> = []
+                if case .list(let list)? = now { kept = Set(list) }
+                let lost = items.filter { !kept.contains($0) }
+                if !lost.isEmpty { reasons.append("removes \(lost.map { $0.yaml }.joined(separator: ", ")) from \(path)") }
+                continue
+            }
+            if now == nil, path != property, was != .null { reasons.append("removes \(path)") }
+        }
+        // Switches that were not set at all before.
+        for (path, now) in new.sorted(by: { $0.key < $1.key }) where old[path] == nil {
+            if isUnsafeSwitch(lastKey(path)), now == .bool(true) { reasons.append("turns \(path) on") }
+        }
+        return reasons.isEmpty ? nil : reasons.joined(separator: "; ")
+    }
+
+    /// A new resource's commands: each runs as root, so a resource added (or renamed) with one
+    /// needs a second person like a command changed in place. Bulwark's own PyYAML check aside.
+    @Sendable static func weakensNew(_ property: String, _ value: String) -> String? {
+        guard property.hasPrefix(ConfigFileDriver.optionsPrefix),
+              let options = try? JSONDecoder().decode(ConfigFileDriver.Options.self, from: Data(value.utf8)) else { return nil }
+        var reasons: [String] = []
+        for (field, argv) in [("validate", options.validate), ("reload", options.reload)] {
+            guard let argv, argv != CommandTrust.pyyamlCheck else { continue }
+            reasons.append("runs a new \(field) command as root: \(ConfigFileDriver.shown(argv))")
+        }
+        return reasons.isEmpty ? nil : reasons.joined(separator: "; ")
+    }
+
+    /// A command Bulwark will run as root that is new or changed, or a validation dropped.
+    static func commands(_ from: String, _ to: String) -> String? {
+        let decoder = JSONDecoder()
+        guard let before = try? decoder.decode(ConfigFileDriver.Options.self, from: Data(from.utf8)),
+              let after = try? decoder.decode(ConfigFileDriver.Options.self, from: Data(to.utf8)) else {
+            return "its file options cannot be read to judge them"
+        }
+        var reasons: [String] = []
+        for (field, was, now) in [("validate", before.validate, after.validate), ("reload", before.reload, after.reload)] where was != now {
+            if let now, now != CommandTrust.pyyamlCheck { reasons.append("runs a \(was == nil ? "new" : "changed") \(field) command as root: \(ConfigFileDriver.shown(now))") }
+            else if now == nil, field == "validate" { reasons.append("no longer validates the file before it is written") }
+        }
+        return reasons.isEmpty ? nil : reasons.joined(separator: "; ")
+    }
+
+    /// Every value inside `value` by its path below `base` (mappings by key, lists by index), the
+    /// value itself at `base` included.
+    static func leaves(_ value: ConfigValue, at base: String) -> [String: ConfigValue] {
+        var result: [String: ConfigValue] = [base: value]
+        switch value {
+        case .map(let map):
+            for (key, inner) in map { result.merge(leaves(inner, at: base + "." + key)) { a, _ in a } }
+        case .list(let items):
+            for (index, inner) in items.enumerated() where inner.holdsMapping {
+                result.merge(leaves(inner, at: base + "[\(index)]")) { a, _ in a }
+            }
+        default:
+            break
+        }
+        return result
+    }
+
+    /// The last key of a path (`general_settings.master_key` → `master_key`).
+    static func lastKey(_ path: String) -> String {
+        let last = path.split(separator: ".").last.map(String.init) ?? path
+        return last.split(separator: "[").first.map(String.init) ?? last
+    }
+
+    /// A switch that turns a protection off when true (`dangerously_permit_weak_or_unset_master_key`,
+    /// `allow_insecure_*`, `disable_spend_logs`, `auth_disabled`).
+    static func isUnsafeSwitch(_ key: String) -> Bool {
+        let key = key.lowercased()
+        return key.hasPrefix("dangerously") || key.contains("insecure") || key.hasPrefix("disable_") || key.hasPrefix("disable-")
+            || key.hasSuffix("_disabled") || key.hasPrefix("skip_") || key.hasPrefix("allow_unauthenticated")
+    }
+
+    /// A list of protections: guardrails, callbacks (LiteLLM's prompt-injection check is one).
+    static func isGuardList(_ key: String) -> Bool {
+        let key = key.lowercased()
+        return key.contains("guardrail") || key.contains("callback")
+    }
+}

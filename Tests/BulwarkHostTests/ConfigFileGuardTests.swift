@@ -1,0 +1,340 @@
+import BulwarkCore
+@testable import BulwarkHost
+import BulwarkTestSupport
+import Foundation
+import Testing
+
+/// Plans and applies a ConfigFile revision expected to be refused: the plan shows it blocked for
+/// `reason`, apply records it (a blocked record, committed once), and the file is byte-identical.
+/// Returns the plan's remediation and everything recorded, as text, to look for secrets in.
+@discardableResult
+func expectConfigBlocked(_ root: String, _ file: String, labels: String = "{}", _ manifests: String, reason: String,
+                         sourceLocation: Testing.SourceLocation = #_sourceLocation) async throws -> (PlannedRemediation?, String) {
+    let before = try read(root + "/" + file)
+    let state = try configState(root: root, labels: labels, manifests)
+    let reconciler = Reconciler(registry: Registry([HostAdapter.definition()]))
+    let plan = try await reconciler.plan(state)
+    let blocked = plan.remediations.filter { $0.decision == .blocked }
+    #expect(blocked.count == 1, "plan: \(plan.remediations.map { "\($0.decision) \($0.reason ?? "")" }) failures: \(plan.failures)",
+            sourceLocation: sourceLocation)
+    #expect(blocked.first?.reason?.contains(reason) == true, "reason: \(blocked.first?.reason ?? "")", sourceLocation: sourceLocation)
+    let sink = RecordingSink()
+    let outcome = await reconciler.apply(plan, state: state, audit: sink)
+    let records = outcome.entries.filter { $0.record.decision == .blocked }
+    #expect(records.count == 1 && records.first?.alreadyRecorded == false, sourceLocation: sourceLocation)
+    #expect(records.first?.record.commitMessage.contains("Bulwark-Decision: blocked") == true, sourceLocation: sourceLocation)
+    #expect(outcome.verified.isEmpty, sourceLocation: sourceLocation)
+    #expect(try read(root + "/" + file) == before, "the file is unchanged", sourceLocation: sourceLocation)
+    let recorded = outcome.entries.map { $0.record.commitMessage + String(decoding: (try? JSONEncoder().encode($0.record)) ?? Data(), as: UTF8.self) }
+        .joined()
+    let shown = plan.remediations.flatMap(\.changes).map { "\($0.shownObserved) \($0.shownDesired)" }.joined(separator: " ")
+        + plan.remediations.compactMap(\.reason).joined(separator: " ")
+    return (blocked.first, recorded + shown)
+}
+
+@Suite struct ConfigFileGuardTests {
+    static let masterKey = "sk-master-0123456789abcdef"
+    static let gateway = """
+        general_settings:
+          master_key: \(masterKey)   # to move to the environment
+          alerting: [slack]
+        model_list:
+          - model_name: a
+            litellm_params: {model: openai/a, api_key: sk-route-0123456789abcdef}
+
+        """
+
+    /// A property naming the parent of a credential (`general_settings`) was hidden only when its
+    /// own last key or its desired value looked secret: `general_settings: "placeholder"` showed
+    /// the file's master key in the plan and committed it in the record's observedBefore, and the
+    /// write wiped the key. Now what the file holds there is shown with its credentials redacted,
+    /// and a change that replaces, nulls or empties a value holding a credential is refused and
+    /// recorded; so is a literal credential inside a desired mapping.
+    @Test func aChangeThatWouldRemoveACredentialIsRefusedAndNeverShowsIt() async throws {
+        try await withTemporaryDirectory { root in
+            let file = "etc/litellm/config.yaml"
+            try write(root + "/" + file, Self.gateway, mode: 0o640)
+            for (property, value, reason) in [("general_settings", "placeholder", "would remove the credential general_settings.master_key"),
+                                              ("general_settings", "null", "would remove the credential general_settings.master_key"),
+                                              ("general_settings", "{alerting: [slack]}", "would remove the credential general_settings.master_key"),
+                                              ("model_list", "[]", "would remove the credential model_list.[].litellm_params.api_key"),
+                                              ("general_settings", "{master_key: sk-other-0123456789abcdef}", "would be written as a literal")] {
+                let (remediation, text) = try await expectConfigBlocked(root, file, resource("ConfigFile", "c", """
+                    path: \(file)
+                    properties:
+                      \(property): \(value)
+                    """), reason: reason)
+                #expect(!text.contains("sk-master") && !text.contains("sk-route") && !text.contains("sk-other"), "\(text)")
+                if value == "placeholder" {
+                    let shown = remediation?.changes.first?.shownObserved ?? ""
+                    #expect(shown.contains("master_key") && shown.contains("[redacted]") && shown.contains("slack"), "\(shown)")
+                }
+            }
+        }
+    }
+
+    /// The legitimate twin: a mapping that keeps the credential (as a reference now), and a
+    /// parent that holds none, are written; the file reads back with PyYAML as meant.
+    @Test func aChangeThatKeepsTheCredentialGoesThrough() async throws {
+        try await withTemporaryDirectory { root in
+            let path = root + "/etc/litellm/config.yaml"
+            try write(path, Self.gateway + "router_settings:\n  routing_strategy: simple-shuffle\n", mode: 0o640)
+            let state = try configState(root: root, resource("ConfigFile", "c", """
+                path: etc/litellm/config.yaml
+                properties:
+                  general_settings: {master_key: os.environ/LITELLM_MASTER_KEY, alerting: [slack]}
+                  router_settings: {routing_strategy: least-busy}
+                """))
+            let (plan, outcome) = try await reconcile(state)
+            #expect(plan.remediations.map(\.decision) == [.applied], "\(plan.remediations.map { $0.reason ?? "" })")
+            #expect(outcome.verified.count == 1, "\(outcome.entries.map { $0.record.error ?? "" })")
+            let python = try run("/usr/bin/python3", ["-c", "import sys, yaml; d = yaml.safe_load(open(sys.argv[1])); "
+                                                      + "print(d['general_settings']['master_key'], d['router_settings']['routing_strategy'])", path])
+            #expect(python.stdout == "os.environ/LITELLM_MASTER_KEY least-busy\n", "\(python.stderr)")
+        }
+    }
+
+    // MARK: - Commands run as root
+
+    /// `reload: [/bin/sh, -c, "id > …"]` ran as root with any property change. Now a shell,
+    /// interpreter or launcher is refused whatever its arguments, and so is an executable that
+    /// someone other than root could change: its owner, a folder on the way writable by others, a
+    /// link into such a folder. Each refusal is recorded and nothing runs or is written.
+    @Test func aCommandSomeoneElseCouldChangeOrThatRunsInlineCodeIsRefused() async throws {
+        try await withTemporaryDirectory { root in
+            let file = "etc/x.yaml"
+            try write(root + "/" + file, "a: 1\n")
+            let script = "#!/bin/sh\nid > \(root)/PWNED\n"
+            try write(root + "/theirs/reload.sh", script, mode: 0o755)
+            #expect(chown(root + "/theirs/reload.sh", 65534, 65534) == 0)
+            try write(root + "/writable/reload.sh", script, mode: 0o775)
+            try write(root + "/open/reload.sh", script, mode: 0o755)
+            #expect(chmod(root + "/open", 0o777) == 0)
+            try FileManager.default.createDirectory(atPath: root + "/bin", withIntermediateDirectories: true)
+            try FileManager.default.createSymbolicLink(atPath: root + "/bin/reload", withDestinationPath: root + "/open/reload.sh")
+            for (command, reason) in [("[/bin/sh, -c, \"id > \(root)/PWNED\"]", "is sh, which runs code"),
+                                      ("[/usr/bin/env, sh, \(root)/open/reload.sh]", "is env, which runs code"),
+                                      ("[/usr/bin/python3, -c, \"import os; os.system('id > \(root)/PWNED')\"]", "python"),
+                                      ("[\(root)/theirs/reload.sh]", "belongs to uid 65534"),
+                                      ("[\(root)/writable/reload.sh]", "is writable by group or others"),
+                                      ("[\(root)/bin/reload]", "/open is writable by group or others")] {
+                let (_, text) = try await expectConfigBlocked(root, file, resource("ConfigFile", "x", """
+                    path: \(file)
+                    properties: {a: 2}
+                    reload: \(command)
+                    """), reason: reason)
+                #expect(text.contains("reload command"), "\(text)")
+                #expect(!FileManager.default.fileExists(atPath: root + "/PWNED"), "\(command)")
+            }
+        }
+    }
+
+    /// The legitimate twin: a script owned by root, reached through a link owned by root, runs;
+    /// so does Bulwark's own PyYAML check, with the code the shipped baseline names.
+    @Test func aRootOwnedScriptThroughARootOwnedLinkRuns() async throws {
+        try await withTemporaryDirectory { root in
+            try write(root + "/etc/x.yaml", "a: 1\n")
+            try write(root + "/sbin/reload.sh", "#!/bin/sh\necho reloaded > \(root)/reloaded\n", mode: 0o755)
+            try FileManager.default.createSymbolicLink(atPath: root + "/reload", withDestinationPath: "sbin/reload.sh")
+            let state = try configState(root: root, resource("ConfigFile", "x", """
+                path: etc/x.yaml
+                properties: {a: 2}
+                validate: [/usr/bin/python3, -c, "import sys, yaml; yaml.safe_load(open(sys.argv[1]))", "{file}"]
+                reload: [\(root)/reload]
+                """))
+            let (plan, outcome) = try await reconcile(state)
+            #expect(plan.remediations.map(\.decision) == [.applied], "\(plan.remediations.map { $0.reason ?? "" })")
+            #expect(outcome.verified.count == 1, "\(outcome.entries.map { $0.record.error ?? "" })")
+            #expect(try read(root + "/reloaded") == "reloaded\n")
+            #expect(try read(root + "/etc/x.yaml") == "a: 2\n")
+        }
+    }
+
+    // MARK: - Weakening needs a second person
+
+    /// Plans `current` against the last applied `previous` and applies it: the remediation and
+    /// its record.
+    func planAgainst(previous: DesiredState, current: DesiredState) async throws -> (PlannedRemediation?, [AuditRecord]) {
+        let registry = Registry([HostAdapter.definition()])
+        let reconciler = Reconciler(registry: registry)
+        let weakened = Weakening.compare(previous: previous, current: current, registry: registry)
+        let plan = try await reconciler.plan(current, weakened: weakened)
+        let outcome = await reconciler.apply(plan, state: current, audit: RecordingSink())
+        return (plan.remediations.first, outcome.entries.map(\.record))
+    }
+
+    static let baseline = """
+        path: etc/litellm/config.yaml
+        properties:
+          general_settings.master_key: os.environ/LITELLM_MASTER_KEY
+          general_settings.dangerously_permit_weak_or_unset_master_key: false
+          litellm_settings.callbacks: [detect_prompt_injection]
+          guardrails[guardrail_name=pii].litellm_params.default_on: true
+        reload: [/usr/bin/true]
+        """
+
+    /// After a baseline apply, one commit unset the master key, turned the dangerous switch on and
+    /// emptied the callbacks, and it was fixed at once; a changed reload command (and a resource
+    /// renamed to carry one) ran as root without anyone else seeing it. Each is now held as a
+    /// weakening, recorded held, the file untouched, and the hold names the command.
+    @Test func turningTheGatewaysGuardsOffOrChangingACommandIsHeld() async throws {
+        try await withTemporaryDirectory { root in
+            let path = root + "/etc/litellm/config.yaml"
+            let text = "general_settings:\n  master_key: os.environ/LITELLM_MASTER_KEY\n  dangerously_permit_weak_or_unset_master_key: false\n"
+                + "litellm_settings:\n  callbacks: [detect_prompt_injection]\nguardrails:\n  - guardrail_name: pii\n    litellm_params: {default_on: true}\n"
+            try write(path, text)
+            try write(root + "/reload.sh", "#!/bin/sh\necho ran > \(root)/ran\n", mode: 0o755)
+            let previous = try configState(root: root, resource("ConfigFile", "gw", Self.baseline))
+            let weak = Self.baseline
+                .replacingOccurrences(of: "master_key: os.environ/LITELLM_MASTER_KEY", with: "master_key: null")
+                .replacingOccurrences(of: "master_key: false", with: "master_key: true")
+                .replacingOccurrences(of: "[detect_prompt_injection]", with: "[]")
+                .replacingOccurrences(of: "default_on: true", with: "default_on: false")
+            let (held, records) = try await planAgainst(previous: previous, current: try configState(root: root, resource("ConfigFile", "gw", weak)))
+            #expect(held?.decision == .held, "\(held?.reason ?? "")")
+            for words in ["unsets the credential general_settings.master_key", "turns general_settings.dangerously_permit_weak_or_unset_master_key on",
+                          "removes detect_prompt_injection from litellm_settings.callbacks", "default_on off"] {
+                #expect(held?.reason?.contains(words) == true, "\(words): \(held?.reason ?? "")")
+            }
+            #expect(records.map(\.decision) == [.held])
+            #expect(try read(path) == text)
+
+            let command = Self.baseline.replacingOccurrences(of: "[/usr/bin/true]", with: "[\(root)/reload.sh]")
+                .replacingOccurrences(of: "callbacks: [detect_prompt_injection]", with: "callbacks: [detect_prompt_injection, langfuse]")
+            for (name, changed) in [("gw", command), ("renamed", command)] {
+                let (remediation, records) = try await planAgainst(previous: previous,
+                                                                  current: try configState(root: root, resource("ConfigFile", name, changed)))
+                #expect(remediation?.decision == .held, "\(name): \(remediation?.reason ?? "")")
+                #expect(remediation?.reason?.contains("reload command as root: [\(root)/reload.sh]") == true, "\(remediation?.reason ?? "")")
+                #expect(records.map(\.decision) == [.held])
+                #expect(!FileManager.default.fileExists(atPath: root + "/ran"))
+                #expect(try read(path) == text)
+            }
+        }
+    }
+
+    /// The legitimate twin: a stricter change under the same command (a callback added, a switch
+    /// turned off, a guardrail turned on) is not held and is written.
+    @Test func aStricterChangeUnderTheSameCommandIsNotHeld() async throws {
+        try await withTemporaryDirectory { root in
+            let path = root + "/etc/litellm/config.yaml"
+            try write(path, "general_settings:\n  master_key: os.environ/LITELLM_MASTER_KEY\n  dangerously_permit_weak_or_unset_master_key: true\n"
+                      + "litellm_settings:\n  callbacks: []\nguardrails:\n  - guardrail_name: pii\n    litellm_params: {default_on: false}\n")
+            let weak = Self.baseline
+                .replacingOccurrences(of: "master_key: false", with: "master_key: true")
+                .replacingOccurrences(of: "[detect_prompt_injection]", with: "[]")
+                .replacingOccurrences(of: "default_on: true", with: "default_on: false")
+            let previous = try configState(root: root, resource("ConfigFile", "gw", weak))
+            let (remediation, records) = try await planAgainst(previous: previous, current: try configState(root: root, resource("ConfigFile", "gw", Self.baseline)))
+            #expect(remediation?.decision == .applied, "\(remediation?.reason ?? "")")
+            #expect(records.map(\.result) == [.verified], "\(records.map { $0.error ?? "" })")
+            let python = try run("/usr/bin/python3", ["-c", "import sys, yaml; d = yaml.safe_load(open(sys.argv[1])); print(d['litellm_settings']['callbacks'], "
+                                                      + "d['general_settings']['dangerously_permit_weak_or_unset_master_key'], d['guardrails'][0]['litellm_params']['default_on'])", path])
+            #expect(python.stdout == "['detect_prompt_injection'] False True\n", "\(python.stderr)")
+        }
+    }
+
+    // MARK: - Numbers as PyYAML reads them
+
+    /// PlainScalar called a number what JSON calls one: `1e2` and `6.0e2` were written plain and
+    /// PyYAML read strings, and `1_000_000` was written quoted. Every spelling here is typed by the
+    /// real PyYAML (`yaml.safe_load`) and by PlainScalar, and they must agree.
+    @Test func plainScalarTypesNumbersAsPyYAMLDoes() throws {
+        let tokens = ["1e2", "6.0e2", "1_000_000", "0x1F", "0x", "0o17", "017", "08", "0b101", "0b", "+1", "-1", ".5", "-.5", "+.5", "1.",
+                      "0.", "1:30", "1:60", "190:20:30.15", "1:5:7", ".inf", "-.inf", "+.inf", ".NaN", ".nan", "1.5e+3", "1.5e3", "1E+5",
+                      "1.0e-2", "0", "00", "-0", "1__0", "_1", "1.0.0", "127.0.0.1", "1_0.5_0", "+", ".", "1e+2", "0_7", "0x_1",
+                      "12e", "3.14", "-3.14", "100", "007", "1,000"]
+        let script = "import sys, yaml\nfor t in sys.argv[1:]:\n    v = yaml.safe_load('v: ' + t)['v']\n"
+            + "    print(type(v).__name__ in ('int', 'float'))"
+        let python = try run("/usr/bin/python3", ["-c", script] + tokens)
+        let answers = python.stdout.split(separator: "\n").map { $0 == "True" }
+        try #require(answers.count == tokens.count, "\(python.stderr)")
+        for (token, number) in zip(tokens, answers) {
+            #expect(PlainScalar.isNumber(token) == number, "\(token): PyYAML reads a \(number ? "number" : "string")")
+        }
+    }
+
+    /// A value the policy's readers type differently is refused where it is written (file, line,
+    /// field): `1e2` is a number to JSON and YAML 1.2 but a string to PyYAML; `017` and `1:30` are
+    /// numbers only to YAML 1.1; `1_000` is no JSON number. Nothing is written.
+    @Test func aNumberThePoliciesReadersTypeDifferentlyIsRefusedWhereItIsWritten() async throws {
+        try await withTemporaryDirectory { root in
+            try write(root + "/etc/litellm/config.yaml", "litellm_settings:\n  max_budget: 10\n")
+            try write(root + "/etc/app.json", "{\"limit\": 1}\n")
+            for (value, why) in [("1e2", "a string to PyYAML"), ("6.0e2", "a string to PyYAML"), ("017", "octal"), ("1:30", "base-60")] {
+                let error = configStateError(root: root, resource("ConfigFile", "c", """
+                    path: etc/litellm/config.yaml
+                    properties:
+                      litellm_settings.max_budget: \(value)
+                    """))
+                #expect(error?.contains("desired-state/r.yaml") == true && error?.contains("max_budget") == true
+                        && error?.contains("'\(value)' (line 8)") == true && error?.contains(why) == true, "\(error ?? "loaded")")
+            }
+            let json = configStateError(root: root, resource("ConfigFile", "j", "path: etc/app.json\nproperties:\n  limit: 1_000"))
+            #expect(json?.contains("not one JSON can hold") == true, "\(json ?? "loaded")")
+            #expect(try read(root + "/etc/litellm/config.yaml") == "litellm_settings:\n  max_budget: 10\n")
+        }
+    }
+
+    /// The legitimate twin: what PyYAML reads as numbers is written so that it reads the type the
+    /// policy meant; a file that held `1e2` or `"1_000_000"` (strings to PyYAML) is drift, fixed,
+    /// then in sync.
+    @Test func numbersAreWrittenAsPyYAMLReadsThem() async throws {
+        try await withTemporaryDirectory { root in
+            let path = root + "/etc/litellm/config.yaml"
+            try write(path, "litellm_settings:\n  max_budget: 1e2\n  tpm_limit: \"1_000_000\"\n  rpm_limit: 6.0e2\n")
+            let manifests = resource("ConfigFile", "c", """
+                path: etc/litellm/config.yaml
+                properties:
+                  litellm_settings.max_budget: 100.0
+                  litellm_settings.tpm_limit: 1_000_000
+                  litellm_settings.rpm_limit: 600
+                  litellm_settings.temperature: .5
+                  litellm_settings.timeout: 1.0e+2
+                """)
+            let (plan, outcome) = try await reconcile(try configState(root: root, manifests))
+            #expect(plan.remediations.first?.changes.count == 5, "\(plan.remediations.map(\.changes))")
+            #expect(outcome.verified.count == 1, "\(outcome.entries.map { $0.record.error ?? "" })")
+            let python = try run("/usr/bin/python3", ["-c", "import sys, yaml; d = yaml.safe_load(open(sys.argv[1]))['litellm_settings']; "
+                                                      + "print(*[repr(d[k]) for k in ('max_budget', 'tpm_limit', 'rpm_limit', 'temperature', 'timeout')])", path])
+            let written = try read(path)
+            #expect(python.stdout == "100.0 1000000 600 0.5 100.0\n", "\(python.stderr) \(written)")
+            #expect(try await reconcile(try configState(root: root, manifests)).0.remediations.isEmpty)
+        }
+    }
+
+    // MARK: - Binding every interface
+
+    /// `0.0.0.0:4000` was refused but `::0` and `listen: 0` were written. Every spelling of the
+    /// unspecified address is refused and recorded on a target not labelled public.
+    @Test func everySpellingOfTheUnspecifiedAddressIsRefused() async throws {
+        try await withTemporaryDirectory { root in
+            let file = "etc/gw/gateway.yaml"
+            try write(root + "/" + file, "server:\n  host: 127.0.0.1\n  listen: 127.0.0.1:4000\n")
+            for (key, value) in [("host", "\"::0\""), ("listen", "0"), ("host", "\"::\""), ("listen", "\"[::]:4000\""), ("host", "\"[::]\""),
+                                 ("host", "\"0\""), ("host", "0.0"), ("host", "\"0:0:0:0:0:0:0:0\""), ("host", "\"::ffff:0.0.0.0\""),
+                                 ("listen", "\"*:4000\""), ("listen", "\":4000\""), ("host", "\"::%eth0\"")] {
+                try await expectConfigBlocked(root, file, resource("ConfigFile", "gw", "path: \(file)\nproperties:\n  server.\(key): \(value)"),
+                                              reason: "every network interface")
+            }
+        }
+    }
+
+    /// The legitimate twin: loopback and named addresses are written.
+    @Test func aLoopbackBindIsWritten() async throws {
+        try await withTemporaryDirectory { root in
+            let path = root + "/etc/gw/gateway.yaml"
+            try write(path, "server:\n  host: 127.0.0.1\n  listen: 127.0.0.1:4000\n  port: 4000\n")
+            let state = try configState(root: root, resource("ConfigFile", "gw", """
+                path: etc/gw/gateway.yaml
+                properties:
+                  server.host: "::1"
+                  server.listen: "[::1]:4000"
+                  server.port: 0
+                """))
+            let (plan, outcome) = try await reconcile(state)
+            #expect(plan.remediations.map(\.decision) == [.applied], "\(plan.remediations.map { $0.reason ?? "" })")
+            #expect(outcome.verified.count == 1)
+        }
+    }
+}
