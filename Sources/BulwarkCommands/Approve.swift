@@ -17,7 +17,8 @@ extension Bulwark {
                 block of the drift through.
                 """)
 
-        @Argument(help: "The Bulwark-Id of the held, blocked or escalated remediation.")
+        // Ids are ULIDs, whose letters are read in either case (waiver files name them in lowercase).
+        @Argument(help: "The Bulwark-Id of the held, blocked or escalated remediation.", transform: { $0.uppercased() })
         var id: String
 
         @OptionGroup var repository: RepositoryOptions

@@ -21,7 +21,8 @@ extension Bulwark {
                 Exit codes: 0 restored and verified, 1 refused (nothing changed) or not verified.
                 """)
 
-        @Argument(help: "The Bulwark-Id of the verified fix to undo.")
+        // Ids are ULIDs, whose letters are read in either case (waiver files name them in lowercase).
+        @Argument(help: "The Bulwark-Id of the verified fix to undo.", transform: { $0.uppercased() })
         var id: String
 
         @OptionGroup var repository: RepositoryOptions

@@ -88,8 +88,8 @@ import Testing
             #expect(plan.status == 0, "\(plan.stdout)")
             #expect(plan.stdout.contains("waived"), "\(plan.stdout)")
 
-            // Reverting the same fix twice is refused.
-            let again = try Self.revert(s, id)
+            // Reverting the same fix twice is refused (its id in lowercase, as the waiver file names it, is the same id).
+            let again = try Self.revert(s, id.lowercased())
             #expect(again.status == 1)
             #expect(again.stderr.contains("was already reverted"))
             // And so is reverting the revert: its own waiver is what to remove.
