@@ -212,9 +212,9 @@ enum RevisionPin: Sendable {
     /// allows: a plan made on a history that was rewritten, or a head that moved past `--revision`.
     ///
     /// A plan whose commit is behind the head is refused when it would undo what came since:
-    /// - `controllers/` or `waivers/` changed since its commit: a pause, a waiver (`revert`'s
-    ///   too), a controller turned to dry-run or a target taken out now in force would be
-    ///   bypassed by desired state loaded at the older commit;
+    /// - `controllers/`, `waivers/` or `approvals/` changed since its commit: a pause, a waiver
+    ///   (`revert`'s too), a revoked approval, a controller turned to dry-run or a target taken
+    ///   out now in force would be bypassed by desired state loaded at the older commit;
     /// - a later revision was applied from `stateDirectory` since: the baseline weakenings are
     ///   judged against would move backwards.
     func check(head: ObjectID, in repository: PolicyRepository, branch: String, stateDirectory: String? = nil) async throws -> ObjectID {
@@ -232,11 +232,11 @@ enum RevisionPin: Sendable {
             }
             guard revision != head else { return revision }
             let brakes = try await repository.pathsChanged(from: revision, to: head)
-                .filter { $0.hasPrefix("controllers/") || $0.hasPrefix("waivers/") }
+                .filter { $0.hasPrefix("controllers/") || $0.hasPrefix("waivers/") || $0.hasPrefix("approvals/") }
             if !brakes.isEmpty {
                 let shown = brakes.prefix(5).joined(separator: ", ") + (brakes.count > 5 ? " and \(brakes.count - 5) more" : "")
                 throw CommandError("the plan \(file) was made at \(revision.hex), and since then \(shown) changed on \(branch) "
-                                   + "(now at \(head.hex)): a pause, waiver or controller in force now must not be bypassed by "
+                                   + "(now at \(head.hex)): a pause, waiver, approval or controller in force now must not be bypassed by "
                                    + "an older plan; nothing was changed. Plan again.")
             }
             if let stateDirectory,

@@ -149,8 +149,14 @@ package actor PolicyRepository: AuditSink {
         let fm = FileManager.default
         let existed = fm.fileExists(atPath: configuration.stateDirectory)
         try fm.createDirectory(atPath: configuration.stateDirectory, withIntermediateDirectories: true)
-        let tightened = Self.makePrivate(configuration.stateDirectory)
-        if existed { repairs += tightened }
+        // Tightened where Bulwark made the folder or its clone is there; another folder is said.
+        if !existed || fm.fileExists(atPath: configuration.stateDirectory + "/repository.git") {
+            let tightened = Self.makePrivate(configuration.stateDirectory)
+            if existed { repairs += tightened }
+        } else if Self.isOpen(configuration.stateDirectory) {
+            repairs.append("the state directory \(configuration.stateDirectory) can be read by other users, and Bulwark's clone "
+                           + "(whose configuration keeps the origin's URL) goes there: make it 0700")
+        }
         // The lock is taken first and owned by its own object: whatever fails after this
         // point releases it exactly once, when that object goes.
         lock = try StateLock(configuration.stateDirectory + "/lock", directory: configuration.stateDirectory)
@@ -179,12 +185,24 @@ package actor PolicyRepository: AuditSink {
         var info = stat()
         guard lstat(directory, &info) == 0, info.st_mode & S_IFMT == S_IFDIR, info.st_uid == geteuid(),
               info.st_mode & 0o077 != 0 else { return [] }
+        // A folder others share (sticky, or writable by others: `--state-dir /tmp`) is not
+        // Bulwark's to close: said, and left as it is.
+        if info.st_mode & (S_ISVTX | 0o002) != 0 {
+            return ["the state directory \(directory) is shared (mode \(String(info.st_mode & 0o7777, radix: 8))): other users "
+                    + "may read the clone and its configuration; give Bulwark a folder of its own"]
+        }
         guard chmod(directory, 0o700) == 0 else {
             return ["the state directory \(directory) is mode \(String(info.st_mode & 0o777, radix: 8)) and cannot be made private "
                     + "(\(String(cString: strerror(errno)))): other users may read the clone and its configuration"]
         }
         return ["the state directory \(directory) was mode \(String(info.st_mode & 0o777, radix: 8)); it is now 0700 "
                 + "(it holds the clone, whose configuration keeps the origin's URL)"]
+    }
+
+    /// Whether others than the owner may read or enter `directory`.
+    private static func isOpen(_ directory: String) -> Bool {
+        var info = stat()
+        return lstat(directory, &info) == 0 && info.st_mode & 0o077 != 0
     }
 
     // MARK: - Desired state
@@ -1043,7 +1061,7 @@ package actor PolicyRepository: AuditSink {
             throw Failure.noBranch(configuration.branch, configuration.url)
         }
         var commit = try repository.writeCommit(adding: files, parent: base, message: message, author: author, signer: signer)
-        if let verification { try checkTrusted(commit, verification: verification) }
+        if let verification { try checkTrusted(commit, changing: Array(files.keys), verification: verification) }
         var expected = base
         for _ in 0..<attempts {
             try repository.forceReference(scratch, to: commit, message: "bulwark: policy commit")
@@ -1070,8 +1088,9 @@ package actor PolicyRepository: AuditSink {
         throw CommandError("the branch \(configuration.branch) kept moving during \(attempts) attempts; try again")
     }
 
-    /// Throws when no key `verification` trusts signed `commit` (a policy commit about to be pushed).
-    private func checkTrusted(_ commit: ObjectID, verification: SourceVerification) throws {
+    /// Throws when no key `verification` trusts signed `commit` (a policy commit about to be
+    /// pushed), or when its trust policy does not let that signer change `paths`.
+    private func checkTrusted(_ commit: ObjectID, changing paths: [String], verification: SourceVerification) throws {
         guard verification.allowedSigners != nil || verification.trustedKeyring != nil else { return }
         let advice = "nothing was committed: a verifying Bulwark would refuse this revision and every one after it. "
             + "Set gpg.format ssh and user.signingkey (git config) to a key the trusted signers file lists"
@@ -1080,8 +1099,17 @@ package actor PolicyRepository: AuditSink {
         }
         let folder = try SourceVerification.privateFolder()
         defer { try? FileManager.default.removeItem(atPath: folder) }
-        if case .failure(let untrusted) = try verification.verifyAny(signed, commit: commit, folder: folder) {
+        switch try verification.verifyAny(signed, commit: commit, folder: folder) {
+        case .failure(let untrusted):
             throw CommandError("the commit's signature is not trusted (\(untrusted.description)); " + advice)
+        case .success(let principal):
+            guard let rules = try verification.trustPolicy.map(TrustPolicy.load) else { return }
+            let refused = paths.sorted().compactMap { rules.refusal(of: principal, changing: $0) }
+            if !refused.isEmpty {
+                throw CommandError("\(principal) may not change what this commit changes under the trust policy ("
+                                   + refused.joined(separator: "; ") + "); nothing was committed: a verifying Bulwark would "
+                                   + "refuse this revision and every one after it. Ask someone the policy lets change it")
+            }
         }
     }
 

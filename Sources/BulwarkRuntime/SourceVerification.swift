@@ -96,14 +96,20 @@ package struct SourceVerification: Sendable {
         }
         // A proposal is signed by Bulwark's key, which the signers file trusts (`accept` checks
         // proposals with it): pushed to the policy branch as it is, it would go live without
-        // the person's review and every check `accept` makes. Merged, it is under a commit a
-        // person signed (`accept`'s, or a merge commit); Bulwark's own merges say `auto-merged`.
-        var tip = range.first { $0.id == head }
-        if tip == nil { tip = try await repository.commit(head) }
-        if let proposal = tip?.trailer(AuditTrailer.proposal.rawValue), proposal == "proposed" || proposal == "closed" {
-            problems.append("commit \(head.short) is a proposal Bulwark wrote for review (\(AuditTrailer.proposal.rawValue): "
-                            + "\(proposal)), pushed to the policy branch as it is: merge a proposal with `bulwark accept` or a "
-                            + "merge commit a trusted person signs")
+        // the person's review and every check `accept` makes, and so would one someone later
+        // committed on top of without looking. Merged, it is a second parent of a merge commit a
+        // person signed, or `accept` made a commit of its own; Bulwark's own merges say
+        // `auto-merged`. So no proposal may be on the branch's own line (first parents).
+        let byID = Dictionary(range.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        var line: CommitInfo? = byID[head]
+        if line == nil { line = try await repository.commit(head) }
+        while let commit = line {
+            if let proposal = commit.trailer(AuditTrailer.proposal.rawValue), proposal == "proposed" || proposal == "closed" {
+                problems.append("commit \(commit.id.short) is a proposal Bulwark wrote for review (\(AuditTrailer.proposal.rawValue): "
+                                + "\(proposal)), put on the policy branch as it is: merge a proposal with `bulwark accept` or a "
+                                + "merge commit (`git merge --no-ff`) a trusted person signs")
+            }
+            line = commit.parents.first.flatMap { byID[$0] }
         }
         guard problems.isEmpty else { throw Refusal(problems: problems) }
         return outcome

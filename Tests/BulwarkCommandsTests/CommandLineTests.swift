@@ -226,12 +226,24 @@ import Testing
 
             try FileManager.default.createDirectory(atPath: dir + "/open-state", withIntermediateDirectories: true,
                                                     attributes: [.posixPermissions: 0o755])
+            // A folder that does not hold the clone yet is said, not changed; once it holds it, it is tightened.
             let open = try s.run("plan", stateDir: dir + "/open-state")
             #expect(open.status == 2, "\(open.stderr)")
+            #expect(try mode(dir + "/open-state") == 0o755)
+            #expect(open.stderr.contains("can be read by other users"), "\(open.stderr)")
+            let tightened = try s.run("plan", stateDir: dir + "/open-state")
             #expect(try mode(dir + "/open-state") == 0o700)
-            #expect(open.stderr.contains("was mode 755; it is now 0700"), "\(open.stderr)")
+            #expect(tightened.stderr.contains("was mode 755; it is now 0700"), "\(tightened.stderr)")
             let again = try s.run("plan", stateDir: dir + "/open-state")
             #expect(!again.stderr.contains("0700"), "\(again.stderr)")
+
+            // A shared folder (sticky, writable by all, as /tmp) is never closed, even holding the clone.
+            try FileManager.default.createDirectory(atPath: dir + "/shared", withIntermediateDirectories: true)
+            #expect(chmod(dir + "/shared", 0o1777) == 0)
+            _ = try s.run("plan", stateDir: dir + "/shared")
+            let shared = try s.run("plan", stateDir: dir + "/shared")
+            #expect(try mode(dir + "/shared") == 0o1777)
+            #expect(shared.stderr.contains("is shared (mode 1777)"), "\(shared.stderr)")
         }
     }
 

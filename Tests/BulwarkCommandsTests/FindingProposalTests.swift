@@ -525,6 +525,8 @@ import Testing
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
             try s.commitPolicy("finding-rules/sshd.yaml", Self.rule, message: "finding rule")
+            // Applied once (unsigned, before signatures are checked): the range starts there.
+            #expect(try s.run("apply").status == 0)
             let keys = SignatureTests()
             let bot = try keys.makeKey(dir, "bulwark@fleet")
             let alice = try keys.makeKey(dir, "alice@example.org")
@@ -540,8 +542,14 @@ import Testing
             #expect(refused.status == 1)
             #expect(refused.stderr.contains("is a proposal Bulwark wrote for review (Bulwark-Proposal: proposed)"), "\(refused.stderr)")
             #expect(try s.snapshot() == before)
+            // A trusted person who commits on top without looking does not make it reviewed.
+            try keys.commit(s, [("notes/on-top.txt", "x\n", alice)])
+            let onTop = try s.run("apply", "--trusted-signers", signers)
+            #expect(onTop.status == 1)
+            #expect(onTop.stderr.contains("commit \(proposal.prefix(12)) is a proposal Bulwark wrote for review"), "\(onTop.stderr)")
+            #expect(try s.snapshot() == before)
 
-            try git("--git-dir", s.origin, "update-ref", "refs/heads/main", main, proposal)
+            try git("--git-dir", s.origin, "update-ref", "refs/heads/main", main)
             let accepted = try s.run("accept", "ff-one", "--trusted-signers", signers, environment: try s.signingEnvironment(alice.privateKey))
             #expect(accepted.status == 0, "\(accepted.stderr)")
             let applied = try s.run("apply", "--trusted-signers", signers)
