@@ -348,11 +348,22 @@ extension FileModeDriver: JointlyGuardedDriver {
         return nil
     }
 
+    /// Files in a home that run, or set up what runs, as its account when it logs in: whoever
+    /// writes one of an administrator's runs commands as them, and through sudo as root.
+    static let startupFiles = [".profile", ".bashrc", ".bash_profile", ".bash_login", ".bash_logout", ".bash_aliases",
+                               ".zshenv", ".zprofile", ".zshrc", ".zlogin", ".zlogout", ".cshrc", ".tcshrc", ".login",
+                               ".logout", ".kshrc", ".mkshrc", ".pam_environment", ".xprofile", ".xsession", ".xinitrc",
+                               ".ssh/rc", ".ssh/environment"]
+
     /// What the file, as it ends once every change of the pass to it is made, newly lets someone
     /// other than root and the administrators (UID 0, or in sudo, wheel, admin) do, judged on
     /// its owner, group and mode together rather than one property at a time:
     /// - read a secret (shadow, sudoers, a host key) through its group;
-    /// - write a system file through its group.
+    /// - write a system file through its group;
+    /// - write a file that root or an administrator owns (before or after), or an
+    ///   administrator's shell startup file (`startupFiles`), through its group or as anyone (a
+    ///   folder with the sticky bit aside, as /tmp's 1777);
+    /// - own an executable root or an administrator owned, or an administrator's startup file.
     /// A group reaches people when its gid is from `GID_MIN` up, or when an account from `UID_MIN`
     /// up that is no administrator is in it. Only what the change adds is judged: a file already
     /// open that way is not made worse by it. The reason, or nil.
@@ -362,10 +373,11 @@ extension FileModeDriver: JointlyGuardedDriver {
         guard stat(real, &info) == 0 else { return nil }  // nothing there to change
         let before = Node(mode: UInt32(info.st_mode & 0o7777), uid: info.st_uid, gid: info.st_gid,
                           folder: info.st_mode & FileType.mask == FileType.directory)
+        let sticky = before.folder && (specMode ?? before.mode) & 0o1000 != 0
         // Only what can open the file up reads the accounts: a mode that takes bits away needs none.
         let mode = specMode ?? changes.last { $0.property == "mode" }.flatMap { UInt32($0.desired, radix: 8) } ?? before.mode
         let owned = changes.contains { $0.property == "owner" || $0.property == "group" }
-        guard owned || mode & 0o060 & ~before.mode != 0 else { return nil }
+        guard owned || mode & 0o062 & ~before.mode != 0 else { return nil }
         let accounts = try HostAccounts.reading(root)
         var after = before
         after.mode = mode
@@ -392,11 +404,33 @@ extension FileModeDriver: JointlyGuardedDriver {
         }
         let groupRead = after.mode & 0o040 != 0 && (before.mode & 0o040 == 0 || before.gid != after.gid)
         let groupWrite = after.mode & 0o020 != 0 && (before.mode & 0o020 == 0 || before.gid != after.gid)
+        let worldWrite = after.mode & 0o002 != 0 && before.mode & 0o002 == 0 && !sticky
         if secret, groupRead, let group = reach(after.gid) {
             return "\(group) would be able to read \(shown), which holds secrets"
         }
         if system, groupWrite, let group = reach(after.gid) {
             return "\(group) would be able to write \(shown), a system file"
+        }
+        // An administrator's startup file, by the real path: directly under its home as resolved.
+        let startup = accounts.users.filter { administers($0.uid) }.first { admin in
+            guard let home = try? root.resolve(admin.home) else { return false }
+            return Self.startupFiles.contains { real.isSameBytes(home + "/" + $0) }
+        }
+        let owner = administers(before.uid) ? before.uid : after.uid
+        let what = startup.map { "\(shown), a shell startup file of \($0.name) (uid \($0.uid)), who administers the host" }
+            ?? "\(shown), a file of \(account(owner)), who administers the host"
+        if startup != nil || administers(before.uid) || administers(after.uid) {
+            if worldWrite {
+                return "mode \(FileModeDriver.format(mode: after.mode)) would let every user write \(what)"
+            }
+            if groupWrite, let group = reach(after.gid) {
+                return "\(group) would be able to write \(what)"
+            }
+        }
+        let executable = !before.folder && before.mode & 0o111 != 0
+        if after.uid != before.uid, person(after.uid), startup != nil || (executable && administers(before.uid)) {
+            return "owner \(account(after.uid)), who does not administer the host, would own and could rewrite "
+                + (startup == nil ? "\(shown), an executable of \(account(before.uid))" : what)
         }
         return nil
     }

@@ -84,4 +84,46 @@ func expectOneBlockedRestApplied(_ root: String, _ manifests: String, reason: St
             #expect(modeAndOwner(root + "/etc/cron.d/job").gid == 107)
         }
     }
+
+    /// An administrator's shell startup file, and root's files outside the system folders: no
+    /// write for others, no owner who does not administer the host.
+    @Test(.enabled(if: isRoot)) func anAdministratorsStartupFileOpenedToOthersIsBlocked() async throws {
+        try await withTemporaryDirectory { root in
+            try host(root)
+            try write(root + "/home/admin/.bashrc", "# ~/.bashrc\n", mode: 0o644)
+            chown(root + "/home/admin/.bashrc", 1000, 1000)
+            try await expectBlocked(root, resource("FileMode", "f", "path: /home/admin/.bashrc\nmode: \"0666\""),
+                                    reason: "mode 0666 would let every user write /home/admin/.bashrc, a shell startup file of admin (uid 1000)")
+            try await expectBlocked(root, resource("FileMode", "f", "path: /home/admin/.bashrc\ngroup: users\nmode: \"0664\""),
+                                    reason: "group users (gid 100, which guest (uid 1001) is in) would be able to write /home/admin/.bashrc")
+            try await expectBlocked(root, resource("FileMode", "f", "path: /home/admin/.bashrc\nowner: guest"),
+                                    reason: "owner guest (uid 1001), who does not administer the host, would own and could rewrite /home/admin/.bashrc")
+            try await expectApplied(root, resource("FileMode", "f", "path: /home/admin/.bashrc\nmode: \"0600\""))
+            #expect(modeAndOwner(root + "/home/admin/.bashrc").mode == 0o600)
+        }
+    }
+
+    @Test(.enabled(if: isRoot)) func rootsScriptOutsideTheSystemFoldersOpenedToOthersIsBlocked() async throws {
+        try await withTemporaryDirectory { root in
+            try host(root)
+            try write(root + "/opt/backup/run-as-root.sh", "#!/bin/sh\n", mode: 0o755)
+            try await expectBlocked(root, resource("FileMode", "f", "path: /opt/backup/run-as-root.sh\nmode: \"0777\"\nowner: guest"),
+                                    reason: "mode 0777 would let every user write /opt/backup/run-as-root.sh, a file of root (uid 0)")
+            try await expectBlocked(root, resource("FileMode", "f", "path: /opt/backup/run-as-root.sh\nowner: guest"),
+                                    reason: "owner guest (uid 1001), who does not administer the host, would own and could rewrite "
+                                        + "/opt/backup/run-as-root.sh, an executable of root (uid 0)")
+            try await expectBlocked(root, resource("FileMode", "f", "path: /opt/backup/run-as-root.sh\nmode: \"0775\"\ngroup: users"),
+                                    reason: "group users (gid 100, which guest (uid 1001) is in) would be able to write /opt/backup/run-as-root.sh")
+            // Tighter, a system account's group, a drop folder with the sticky bit, a root-owned
+            // note in a home given to its person: applied.
+            try await expectApplied(root, resource("FileMode", "f", "path: /opt/backup/run-as-root.sh\nmode: \"0700\""))
+            try await expectApplied(root, resource("FileMode", "f", "path: /opt/backup/run-as-root.sh\nmode: \"0750\"\ngroup: crontab"))
+            try FileManager.default.createDirectory(atPath: root + "/srv/drop", withIntermediateDirectories: true)
+            try await expectApplied(root, resource("FileMode", "f", "path: /srv/drop\nmode: \"1777\""))
+            try write(root + "/home/guest/notes.txt", "mine\n", mode: 0o644)
+            try await expectApplied(root, resource("FileMode", "f", "path: /home/guest/notes.txt\nowner: guest"))
+            #expect(modeAndOwner(root + "/opt/backup/run-as-root.sh").mode == 0o750 && modeAndOwner(root + "/srv/drop").mode == 0o1777
+                    && modeAndOwner(root + "/home/guest/notes.txt").uid == 1001)
+        }
+    }
 }
