@@ -88,10 +88,26 @@ enum HostWeakening {
 
     // MARK: - login.defs
 
+    /// Limits whose value says "no limit" where it is not a number to compare: `PASS_MAX_DAYS`
+    /// below 0 (a password that never expires, as shadow-utils reads -1), `LOGIN_TIMEOUT` 0 or
+    /// below (login waits for ever).
+    static func unlimited(_ key: String, _ value: Int) -> Bool {
+        switch key {
+        case "PASS_MAX_DAYS": value < 0
+        case "LOGIN_TIMEOUT": value <= 0
+        default: false
+        }
+    }
+
     @Sendable static func loginDefs(_ key: String, _ from: String, _ to: String) -> String? {
         let larger = ["PASS_MAX_DAYS", "LOGIN_RETRIES", "LOGIN_TIMEOUT"]
         let smaller = ["PASS_MIN_DAYS", "PASS_WARN_AGE", "PASS_MIN_LEN", "SHA_CRYPT_MIN_ROUNDS", "YESCRYPT_COST_FACTOR"]
-        if larger.contains(key), let a = Int(from), let b = Int(to), b > a { return "raises a limit" }
+        if larger.contains(key), let a = Int(from), let b = Int(to) {
+            let (noneBefore, noneAfter) = (unlimited(key, a), unlimited(key, b))
+            if noneAfter && !noneBefore { return "removes a limit" }
+            if !noneBefore && !noneAfter && b > a { return "raises a limit" }
+            return nil
+        }
         if smaller.contains(key), let a = Int(from), let b = Int(to), b < a { return "lowers a minimum" }
         if key == "UMASK", let a = UInt32(from, radix: 8), let b = UInt32(to, radix: 8), a & ~b != 0 {
             return "masks fewer permission bits"

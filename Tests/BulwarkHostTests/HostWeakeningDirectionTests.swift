@@ -61,4 +61,30 @@ import Testing
             #expect(try read(root + "/proc/sys/kernel/yama/ptrace_scope") == "2\n")
         }
     }
+
+    @Test func loginDefsMadeUnlimitedIsHeld() async throws {
+        #expect(HostWeakening.loginDefs("PASS_MAX_DAYS", "90", "-1") != nil)
+        #expect(HostWeakening.loginDefs("LOGIN_TIMEOUT", "60", "0") != nil)
+        #expect(HostWeakening.loginDefs("PASS_MAX_DAYS", "-1", "90") == nil)
+        #expect(HostWeakening.loginDefs("LOGIN_TIMEOUT", "0", "60") == nil)
+        #expect(HostWeakening.loginDefs("PASS_MAX_DAYS", "90", "365") != nil)
+        try await withTemporaryDirectory { root in
+            try write(root + "/etc/login.defs", "PASS_MAX_DAYS 90\nLOGIN_TIMEOUT 60\n")
+            for (key, old, new) in [("PASS_MAX_DAYS", "90", "-1"), ("LOGIN_TIMEOUT", "60", "0")] {
+                let remediation = try await held(root, "LoginDefs", from: "\(key): \"\(old)\"", to: "\(key): \"\(new)\"")
+                #expect(remediation?.decision == .held && remediation?.reason?.contains("\(key): \(old) → \(new)") == true,
+                        "\(String(describing: remediation?.decision)) \(remediation?.reason ?? "")")
+            }
+        }
+    }
+
+    @Test func loginDefsLimitGivenBackIsApplied() async throws {
+        try await withTemporaryDirectory { root in
+            try write(root + "/etc/login.defs", "PASS_MAX_DAYS -1\nLOGIN_TIMEOUT 0\n")
+            let remediation = try await held(root, "LoginDefs", from: "PASS_MAX_DAYS: \"-1\"\nLOGIN_TIMEOUT: \"0\"",
+                                             to: "PASS_MAX_DAYS: \"90\"\nLOGIN_TIMEOUT: \"60\"")
+            #expect(remediation?.decision == .applied, "\(remediation?.reason ?? "")")
+            #expect(try read(root + "/etc/login.defs") == "PASS_MAX_DAYS 90\nLOGIN_TIMEOUT 60\n")
+        }
+    }
 }
