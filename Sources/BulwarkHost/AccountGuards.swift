@@ -98,6 +98,12 @@ extension FileModeDriver: JointlyGuardedDriver {
         GuardDomain(name: "file modes", stage: 0, scope: (try? HostRoot(target: target))?.identity.map { "host root " + $0 })
     }
 
+    /// Only the changes to the same file are what a block of it was judged with (`sameFile`).
+    func bears(_ change: AllowedChange, on resource: Resource, on target: Target) -> Bool {
+        guard let root = try? HostRoot(target: target), let real = try? root.resolve(resource.spec.subject) else { return true }
+        return !Self.sameFile(real, changes: [], resource: resource, alongside: [change], root: root).others.isEmpty
+    }
+
     /// Folders whose files no policy may make group- or world-writable or give to a person
     /// (`bin`, `sbin` and `lib*` are real folders where /usr is not merged).
     static let systemFolders = ["etc", "usr", "boot", "root", "var/lib", "bin", "sbin", "lib", "lib32", "lib64", "libx32"]
@@ -128,7 +134,7 @@ extension FileModeDriver: JointlyGuardedDriver {
             let root = try HostRoot(target: target)
             let real = try root.resolve(resource.spec.subject)
             let whole = Self.sameFile(real, changes: changes, resource: resource, alongside: alongside, root: root)
-            return try verdict(whole.changes, mode: whole.mode, to: resource, real: real, root: root, with: whole.others)
+            return try verdict(whole.changes, mode: whole.mode, to: resource, real: real, root: root)
         } catch {
             return cannotJudge("file mode", error)
         }
@@ -163,10 +169,10 @@ extension FileModeDriver: JointlyGuardedDriver {
     }
 
     /// The verdict on `changes` to the file at `real` (the resource's path resolved inside the
-    /// root), which ends with `mode` where a spec sets one; `with`: the other resources of the
-    /// same file whose changes `changes` includes, named in a block's reason.
-    func verdict(_ changes: [PropertyDrift], mode specMode: UInt32?, to resource: Resource, real: String, root: HostRoot,
-                 with others: [String]) throws -> GuardVerdict {
+    /// root), which ends with `mode` where a spec sets one. A block names the other resources of
+    /// the file whose changes `changes` includes as what it was judged with (`bears`).
+    func verdict(_ changes: [PropertyDrift], mode specMode: UInt32?, to resource: Resource, real: String, root: HostRoot)
+        throws -> GuardVerdict {
         // By bytes, as the kernel reads the path (`PathText`).
         let written = PathText.components(resource.spec.subject).joined(separator: "/")
         let base = root.path == "/" ? "/" : root.path + "/"
@@ -175,31 +181,28 @@ extension FileModeDriver: JointlyGuardedDriver {
         let system = paths.contains { path in Self.systemFolders.contains { PathText.isWithin(path, $0) } }
         let secret = paths.contains { path in Self.secretFiles.contains { fnmatch($0, path, FNM_PATHNAME) == 0 } }
         let shown = resource.spec.subject + (resolved == written ? "" : " (really /\(resolved))")
-        func block(_ reason: String) -> GuardVerdict {
-            .block(others.isEmpty ? reason : reason + " (with the changes this pass makes to the same file through \(others.joined(separator: ", ")))")
-        }
         for change in changes {
             switch change.property {
             case "mode":
                 guard let mode = UInt32(change.desired, radix: 8) else { return .block("mode \(change.desired) is not octal") }
                 let before = change.observed.flatMap { UInt32($0, radix: 8) } ?? 0
                 if system && mode & 0o022 != 0 {
-                    return block("mode \(change.desired) would let group or others write \(shown), a system file")
+                    return .block("mode \(change.desired) would let group or others write \(shown), a system file")
                 }
                 if secret && mode & 0o004 != 0 {
-                    return block("mode \(change.desired) would let every user read \(shown), which holds secrets")
+                    return .block("mode \(change.desired) would let every user read \(shown), which holds secrets")
                 }
                 let added = mode & 0o6000 & ~before
                 if added != 0 {
-                    return block("mode \(change.desired) would add the \(added & 0o4000 != 0 ? "setuid" : "setgid") bit to \(shown)")
+                    return .block("mode \(change.desired) would add the \(added & 0o4000 != 0 ? "setuid" : "setgid") bit to \(shown)")
                 }
             case "owner" where system:
                 let accounts = try HostAccounts.reading(root)
                 let uid = accounts.user(change.desired)?.uid ?? UInt32(change.desired)
                 guard let uid else { return .block("owner \(change.desired) is not in the target's etc/passwd") }
                 if uid >= accounts.uidMin && uid != 0 {
-                    return block("owner \(change.desired) (uid \(uid), at or above UID_MIN \(accounts.uidMin)) "
-                                 + "is not a system account; \(shown) is a system file")
+                    return .block("owner \(change.desired) (uid \(uid), at or above UID_MIN \(accounts.uidMin)) "
+                                  + "is not a system account; \(shown) is a system file")
                 }
             case "group" where secret:
                 let accounts = try HostAccounts.reading(root)
@@ -211,7 +214,7 @@ extension FileModeDriver: JointlyGuardedDriver {
             }
         }
         if let harm = try administration(changes, mode: specMode, real: real, paths: Set(paths), shown: shown, root: root) {
-            return block(harm)
+            return .block(harm)
         }
         // The file as the write will find it (judged again there, on the file opened).
         if let (file, _, folder) = try Self.node(resource.spec.subject, in: root, open: false) {
@@ -224,7 +227,7 @@ extension FileModeDriver: JointlyGuardedDriver {
             }
         }
         if let harm = try openedUp(changes, mode: specMode, real: real, system: system, secret: secret, shown: shown, root: root) {
-            return block(harm)
+            return .block(harm)
         }
         return .allow
     }
