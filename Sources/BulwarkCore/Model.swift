@@ -311,9 +311,15 @@ public protocol JointlyGuardedDriver: ResourceDriver {
     /// `assess`, with the changes this pass has already allowed on the target, in order.
     func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target,
                 alongside: [AllowedChange]) async -> GuardVerdict
+    /// Whether `change`, allowed earlier in the pass, bears on the verdict on `resource`: a
+    /// block names those that do as what it was judged with. Every one, unless the guard judges
+    /// one object at a time (FileMode: only changes to the same file).
+    func bears(_ change: AllowedChange, on resource: Resource, on target: Target) -> Bool
 }
 
 extension JointlyGuardedDriver {
+    public func bears(_ change: AllowedChange, on resource: Resource, on target: Target) -> Bool { true }
+
     public func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async -> GuardVerdict {
         await assess(changes, to: resource, on: target, alongside: [])
     }

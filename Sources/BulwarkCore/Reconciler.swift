@@ -287,9 +287,10 @@ public struct Reconciler: Sendable {
                             context.append("the changes this pass also writes to the same file: "
                                            + before.map(Self.shown).joined(separator: ", "))
                         }
-                        if !alongside.isEmpty, kind.driver is any JointlyGuardedDriver {
+                        if let joint = kind.driver as? any JointlyGuardedDriver,
+                           case let bearing = alongside.filter({ joint.bears($0, on: resource, on: target) }), !bearing.isEmpty {
                             context.append("the changes this pass also makes on this host: "
-                                           + alongside.map { "\($0.resource.id) " + $0.changes.map(Self.shown).joined(separator: ", ") }
+                                           + bearing.map { "\($0.resource.id) " + $0.changes.map(Self.shown).joined(separator: ", ") }
                                                .joined(separator: "; "))
                         }
                         verdicts.append((binding, GuardBlock(reason, context: context)))

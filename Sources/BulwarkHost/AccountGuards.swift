@@ -91,7 +91,19 @@ extension UserAccountDriver: JointlyGuardedDriver {
 
 // MARK: - FileMode
 
-extension FileModeDriver {
+extension FileModeDriver: JointlyGuardedDriver {
+    /// The file a path ends as once the pass is made is judged whole: the FileMode resources of
+    /// one host root are judged together, each with the changes allowed before it (`sameFile`).
+    func guardDomain(_ resource: Resource, on target: Target) -> GuardDomain? {
+        GuardDomain(name: "file modes", stage: 0, scope: (try? HostRoot(target: target))?.identity.map { "host root " + $0 })
+    }
+
+    /// Only the changes to the same file are what a block of it was judged with (`sameFile`).
+    func bears(_ change: AllowedChange, on resource: Resource, on target: Target) -> Bool {
+        guard let root = try? HostRoot(target: target), let real = try? root.resolve(resource.spec.subject) else { return true }
+        return !Self.sameFile(real, changes: [], resource: resource, alongside: [change], root: root).others.isEmpty
+    }
+
     /// Folders whose files no policy may make group- or world-writable or give to a person
     /// (`bin`, `sbin` and `lib*` are real folders where /usr is not merged).
     static let systemFolders = ["etc", "usr", "boot", "root", "var/lib", "bin", "sbin", "lib", "lib32", "lib64", "libx32"]
@@ -108,77 +120,116 @@ extension FileModeDriver {
     /// world read of secrets (shadow, gshadow, sudoers, SSH host private keys), no set-id bit
     /// added, and no system file handed to an owner with a uid from `UID_MIN` up (a person's).
     /// Nor may it take administration away (`administration`): an administrator's login
-    /// shell, sudo, su or doas, or the authorized_keys sshd takes their key from.
+    /// shell, sudo, su or doas, or the authorized_keys sshd takes their key from. Nor open a
+    /// file up to people as it ends once the whole pass is made (`openedUp`).
     /// Judged on the path as written and on where it really leads inside the root.
     func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async -> GuardVerdict {
+        await assess(changes, to: resource, on: target, alongside: [])
+    }
+
+    /// `assess`, with the changes this pass already allowed to other FileMode resources of the
+    /// same file: a group in one and a mode in another, each harmless alone, leave one file.
+    func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target, alongside: [AllowedChange]) async -> GuardVerdict {
         do {
             let root = try HostRoot(target: target)
-            // By bytes, as the kernel reads the path (`PathText`).
-            let written = PathText.components(resource.spec.subject).joined(separator: "/")
             let real = try root.resolve(resource.spec.subject)
-            let base = root.path == "/" ? "/" : root.path + "/"
-            let resolved = real.hasBytePrefix(base) ? String(Substring(real.utf8.dropFirst(base.utf8.count))) : written
-            let paths = [written, resolved]
-            let system = paths.contains { path in Self.systemFolders.contains { PathText.isWithin(path, $0) } }
-            let secret = paths.contains { path in Self.secretFiles.contains { fnmatch($0, path, FNM_PATHNAME) == 0 } }
-            let shown = resource.spec.subject + (resolved == written ? "" : " (really /\(resolved))")
-            for change in changes {
-                switch change.property {
-                case "mode":
-                    guard let mode = UInt32(change.desired, radix: 8) else { return .block("mode \(change.desired) is not octal") }
-                    let before = change.observed.flatMap { UInt32($0, radix: 8) } ?? 0
-                    if system && mode & 0o022 != 0 {
-                        return .block("mode \(change.desired) would let group or others write \(shown), a system file")
-                    }
-                    if secret && mode & 0o004 != 0 {
-                        return .block("mode \(change.desired) would let every user read \(shown), which holds secrets")
-                    }
-                    let added = mode & 0o6000 & ~before
-                    if added != 0 {
-                        return .block("mode \(change.desired) would add the \(added & 0o4000 != 0 ? "setuid" : "setgid") bit to \(shown)")
-                    }
-                case "owner" where system:
-                    let accounts = try HostAccounts.reading(root)
-                    let uid = accounts.user(change.desired)?.uid ?? UInt32(change.desired)
-                    guard let uid else { return .block("owner \(change.desired) is not in the target's etc/passwd") }
-                    if uid >= accounts.uidMin && uid != 0 {
-                        return .block("owner \(change.desired) (uid \(uid), at or above UID_MIN \(accounts.uidMin)) "
-                                      + "is not a system account; \(shown) is a system file")
-                    }
-                case "group" where secret:
-                    // Group read of a secret, given to a person's group, is world read by another name.
-                    let accounts = try HostAccounts.reading(root)
-                    let gid = accounts.groups.first { $0.name.isSameBytes(change.desired) }?.gid ?? UInt32(change.desired)
-                    guard let gid else { return .block("group \(change.desired) is not in the target's etc/group") }
-                    var info = stat()
-                    let current = stat(real, &info) == 0 ? UInt32(info.st_mode & 0o7777) : 0o777
-                    let mode = changes.first { $0.property == "mode" }.flatMap { UInt32($0.desired, radix: 8) } ?? current
-                    let readable = mode & 0o040 != 0
-                    if gid >= accounts.gidMin && readable {
-                        return .block("group \(change.desired) (gid \(gid), at or above GID_MIN \(accounts.gidMin)) "
-                                      + "would be able to read \(shown), which holds secrets")
-                    }
-                default:
-                    break
-                }
-            }
-            if let harm = try administration(changes, to: resource, real: real, paths: Set(paths), shown: shown, root: root) {
-                return .block(harm)
-            }
-            // The file as the write will find it (judged again there, on the file opened).
-            if let (file, _, folder) = try Self.node(resource.spec.subject, in: root, open: false) {
-                let accounts = changes.contains { $0.property != "mode" } ? try HostAccounts.reading(root) : nil
-                if let planted = Self.plantedLink(
-                    changes, path: resource.spec.subject, file: file, folder: folder, root: root,
-                    uid: { name in accounts?.user(name)?.uid ?? UInt32(name) },
-                    gid: { name in accounts?.groups.first { $0.name.isSameBytes(name) }?.gid ?? UInt32(name) }) {
-                    return .block(planted)
-                }
-            }
-            return .allow
+            let whole = Self.sameFile(real, changes: changes, resource: resource, alongside: alongside, root: root)
+            return try verdict(whole.changes, mode: whole.mode, to: resource, real: real, root: root)
         } catch {
             return cannotJudge("file mode", error)
         }
+    }
+
+    /// `changes` together with the changes this pass already allowed to other FileMode resources
+    /// of the same file (by device and inode; by real path where nothing is there yet): the file
+    /// ends with all of them. A property both set is this resource's. Also the mode apply leaves
+    /// it with (a spec's mode is set again after a chown: this resource's, or another's of the
+    /// file), and the ids of those other resources.
+    static func sameFile(_ real: String, changes: [PropertyDrift], resource: Resource, alongside: [AllowedChange],
+                         root: HostRoot) -> (changes: [PropertyDrift], mode: UInt32?, others: [String]) {
+        func identity(_ full: String) -> String {
+            var info = stat()
+            return stat(full, &info) == 0 ? "\(info.st_dev):\(info.st_ino)" : full
+        }
+        func specMode(_ resource: Resource) -> UInt32? {
+            resource.spec.properties.first { $0.name == "mode" }.flatMap { UInt32($0.value, radix: 8) }
+        }
+        let mine = Set(changes.map(\.property))
+        var earlier: [String: PropertyDrift] = [:]
+        var mode = specMode(resource)
+        var others: [String] = []
+        let file = identity(real)
+        for allowed in alongside where allowed.resource.id.kind == resource.id.kind && allowed.resource.id != resource.id {
+            guard let other = try? root.resolve(allowed.resource.spec.subject), identity(other) == file else { continue }
+            others.append("\(allowed.resource.id)")
+            for change in allowed.changes where !mine.contains(change.property) { earlier[change.property] = change }
+            mode = mode ?? specMode(allowed.resource)
+        }
+        return (earlier.values.sorted { $0.property < $1.property } + changes, mode, others)
+    }
+
+    /// The verdict on `changes` to the file at `real` (the resource's path resolved inside the
+    /// root), which ends with `mode` where a spec sets one. A block names the other resources of
+    /// the file whose changes `changes` includes as what it was judged with (`bears`).
+    func verdict(_ changes: [PropertyDrift], mode specMode: UInt32?, to resource: Resource, real: String, root: HostRoot)
+        throws -> GuardVerdict {
+        // By bytes, as the kernel reads the path (`PathText`).
+        let written = PathText.components(resource.spec.subject).joined(separator: "/")
+        let base = root.path == "/" ? "/" : root.path + "/"
+        let resolved = real.hasBytePrefix(base) ? String(Substring(real.utf8.dropFirst(base.utf8.count))) : written
+        let paths = [written, resolved]
+        let system = paths.contains { path in Self.systemFolders.contains { PathText.isWithin(path, $0) } }
+        let secret = paths.contains { path in Self.secretFiles.contains { fnmatch($0, path, FNM_PATHNAME) == 0 } }
+        let shown = resource.spec.subject + (resolved == written ? "" : " (really /\(resolved))")
+        for change in changes {
+            switch change.property {
+            case "mode":
+                guard let mode = UInt32(change.desired, radix: 8) else { return .block("mode \(change.desired) is not octal") }
+                let before = change.observed.flatMap { UInt32($0, radix: 8) } ?? 0
+                if system && mode & 0o022 != 0 {
+                    return .block("mode \(change.desired) would let group or others write \(shown), a system file")
+                }
+                if secret && mode & 0o004 != 0 {
+                    return .block("mode \(change.desired) would let every user read \(shown), which holds secrets")
+                }
+                let added = mode & 0o6000 & ~before
+                if added != 0 {
+                    return .block("mode \(change.desired) would add the \(added & 0o4000 != 0 ? "setuid" : "setgid") bit to \(shown)")
+                }
+            case "owner" where system:
+                let accounts = try HostAccounts.reading(root)
+                let uid = accounts.user(change.desired)?.uid ?? UInt32(change.desired)
+                guard let uid else { return .block("owner \(change.desired) is not in the target's etc/passwd") }
+                if uid >= accounts.uidMin && uid != 0 {
+                    return .block("owner \(change.desired) (uid \(uid), at or above UID_MIN \(accounts.uidMin)) "
+                                  + "is not a system account; \(shown) is a system file")
+                }
+            case "group" where secret:
+                let accounts = try HostAccounts.reading(root)
+                guard accounts.groups.contains(where: { $0.name.isSameBytes(change.desired) }) || UInt32(change.desired) != nil else {
+                    return .block("group \(change.desired) is not in the target's etc/group")
+                }
+            default:
+                break
+            }
+        }
+        if let harm = try administration(changes, mode: specMode, real: real, paths: Set(paths), shown: shown, root: root) {
+            return .block(harm)
+        }
+        // The file as the write will find it (judged again there, on the file opened).
+        if let (file, _, folder) = try Self.node(resource.spec.subject, in: root, open: false) {
+            let accounts = changes.contains { $0.property != "mode" } ? try HostAccounts.reading(root) : nil
+            if let planted = Self.plantedLink(
+                changes, path: resource.spec.subject, file: file, folder: folder, root: root,
+                uid: { name in accounts?.user(name)?.uid ?? UInt32(name) },
+                gid: { name in accounts?.groups.first { $0.name.isSameBytes(name) }?.gid ?? UInt32(name) }) {
+                return .block(planted)
+            }
+        }
+        if let harm = try openedUp(changes, mode: specMode, real: real, system: system, secret: secret, shown: shown, root: root) {
+            return .block(harm)
+        }
+        return .allow
     }
 
     /// Mode, owner and group of a file or folder.
@@ -200,7 +251,7 @@ extension FileModeDriver {
     ///   looking) owned by root or by it and writable by no one else unless sticky (`/tmp`'s
     ///   1777), or anyone could move the home, and the key with it, away.
     /// A shell only guests use, or a key only a guest has, is not judged.
-    func administration(_ changes: [PropertyDrift], to resource: Resource, real: String, paths: Set<String>,
+    func administration(_ changes: [PropertyDrift], mode specMode: UInt32?, real: String, paths: Set<String>,
                         shown: String, root: HostRoot) throws -> String? {
         var info = stat()
         guard stat(real, &info) == 0 else { return nil }  // nothing there to change
@@ -228,8 +279,8 @@ extension FileModeDriver {
             }
         }
         // Apply sets the spec's mode after any chown; without one, a chown clears the set-id bits.
-        if let mode = resource.spec.properties.first(where: { $0.name == "mode" }).flatMap({ UInt32($0.value, radix: 8) }) {
-            after.mode = mode
+        if let specMode {
+            after.mode = specMode
         } else if chowned && !before.folder {
             after.mode &= ~0o6000
         }
@@ -296,6 +347,93 @@ extension FileModeDriver {
                     return "\(who) could no longer \(file == real ? "read" : "reach") its key in \(keys) through \(shown)"
                 }
             }
+        }
+        return nil
+    }
+
+    /// Files in a home that run, or set up what runs, as its account when it logs in: whoever
+    /// writes one of an administrator's runs commands as them, and through sudo as root.
+    static let startupFiles = [".profile", ".bashrc", ".bash_profile", ".bash_login", ".bash_logout", ".bash_aliases",
+                               ".zshenv", ".zprofile", ".zshrc", ".zlogin", ".zlogout", ".cshrc", ".tcshrc", ".login",
+                               ".logout", ".kshrc", ".mkshrc", ".pam_environment", ".xprofile", ".xsession", ".xinitrc",
+                               ".ssh/rc", ".ssh/environment"]
+
+    /// What the file, as it ends once every change of the pass to it is made, newly lets someone
+    /// other than root and the administrators (UID 0, or in sudo, wheel, admin) do, judged on
+    /// its owner, group and mode together rather than one property at a time:
+    /// - read a secret (shadow, sudoers, a host key) through its group;
+    /// - write a system file through its group;
+    /// - write a file that root or an administrator owns (before or after), or an
+    ///   administrator's shell startup file (`startupFiles`), through its group or as anyone (a
+    ///   folder with the sticky bit aside, as /tmp's 1777);
+    /// - own an executable root or an administrator owned, or an administrator's startup file.
+    /// A group reaches people when its gid is from `GID_MIN` up, or when an account from `UID_MIN`
+    /// up that is no administrator is in it. Only what the change adds is judged: a file already
+    /// open that way is not made worse by it. The reason, or nil.
+    func openedUp(_ changes: [PropertyDrift], mode specMode: UInt32?, real: String, system: Bool, secret: Bool,
+                  shown: String, root: HostRoot) throws -> String? {
+        var info = stat()
+        guard stat(real, &info) == 0 else { return nil }  // nothing there to change
+        let before = Node(mode: UInt32(info.st_mode & 0o7777), uid: info.st_uid, gid: info.st_gid,
+                          folder: info.st_mode & FileType.mask == FileType.directory)
+        let sticky = before.folder && (specMode ?? before.mode) & 0o1000 != 0
+        // Only what can open the file up reads the accounts: a mode that takes bits away needs none.
+        let mode = specMode ?? changes.last { $0.property == "mode" }.flatMap { UInt32($0.desired, radix: 8) } ?? before.mode
+        let owned = changes.contains { $0.property == "owner" || $0.property == "group" }
+        guard owned || mode & 0o062 & ~before.mode != 0 else { return nil }
+        let accounts = try HostAccounts.reading(root)
+        var after = before
+        after.mode = mode
+        for change in changes {
+            switch change.property {
+            case "owner": after.uid = accounts.user(change.desired)?.uid ?? UInt32(change.desired) ?? after.uid
+            case "group": after.gid = accounts.groups.first { $0.name.isSameBytes(change.desired) }?.gid ?? UInt32(change.desired) ?? after.gid
+            default: break
+            }
+        }
+        func administers(_ uid: UInt32) -> Bool { uid == 0 || accounts.users.contains { $0.uid == uid && accounts.isAdmin($0) } }
+        func person(_ uid: UInt32) -> Bool { uid >= accounts.uidMin && !administers(uid) }
+        func account(_ uid: UInt32) -> String { accounts.users.first { $0.uid == uid }.map { "\($0.name) (uid \(uid))" } ?? "uid \(uid)" }
+        /// Who outside administration the group reaches, in words, or nil.
+        func reach(_ gid: UInt32) -> String? {
+            guard gid != 0 else { return nil }
+            let group = accounts.groups.first { $0.gid == gid }
+            let name = "group \(group?.name ?? String(gid)) (gid \(gid)"
+            if gid >= accounts.gidMin { return name + ", at or above GID_MIN \(accounts.gidMin))" }
+            let members = accounts.users.filter { user in
+                user.gid == gid || (group?.members.contains { $0.isSameBytes(user.name) } ?? false)
+            }
+            return members.first { person($0.uid) }.map { name + ", which \(account($0.uid)) is in)" }
+        }
+        let groupRead = after.mode & 0o040 != 0 && (before.mode & 0o040 == 0 || before.gid != after.gid)
+        let groupWrite = after.mode & 0o020 != 0 && (before.mode & 0o020 == 0 || before.gid != after.gid)
+        let worldWrite = after.mode & 0o002 != 0 && before.mode & 0o002 == 0 && !sticky
+        if secret, groupRead, let group = reach(after.gid) {
+            return "\(group) would be able to read \(shown), which holds secrets"
+        }
+        if system, groupWrite, let group = reach(after.gid) {
+            return "\(group) would be able to write \(shown), a system file"
+        }
+        // An administrator's startup file, by the real path: directly under its home as resolved.
+        let startup = accounts.users.filter { administers($0.uid) }.first { admin in
+            guard let home = try? root.resolve(admin.home) else { return false }
+            return Self.startupFiles.contains { real.isSameBytes(home + "/" + $0) }
+        }
+        let owner = administers(before.uid) ? before.uid : after.uid
+        let what = startup.map { "\(shown), a shell startup file of \($0.name) (uid \($0.uid)), who administers the host" }
+            ?? "\(shown), a file of \(account(owner)), who administers the host"
+        if startup != nil || administers(before.uid) || administers(after.uid) {
+            if worldWrite {
+                return "mode \(FileModeDriver.format(mode: after.mode)) would let every user write \(what)"
+            }
+            if groupWrite, let group = reach(after.gid) {
+                return "\(group) would be able to write \(what)"
+            }
+        }
+        let executable = !before.folder && before.mode & 0o111 != 0
+        if after.uid != before.uid, person(after.uid), startup != nil || (executable && administers(before.uid)) {
+            return "owner \(account(after.uid)), who does not administer the host, would own and could rewrite "
+                + (startup == nil ? "\(shown), an executable of \(account(before.uid))" : what)
         }
         return nil
     }

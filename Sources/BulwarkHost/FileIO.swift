@@ -343,6 +343,9 @@ enum FileIO {
 
     /// Overwrites a kernel parameter file in place (`/proc/sys/...` cannot be renamed over),
     /// following no link. Returns false when the file does not exist (no such parameter).
+    /// Opened without `O_TRUNC`, and emptied only once the file opened is known to be the one
+    /// looked at and to have no other name: a file swapped in between, or a hard link to another
+    /// file (etc/shadow, in a root whose proc/sys is a plain folder), is never truncated.
     @discardableResult
     static func writeInPlace(_ path: String, _ text: String, in root: HostRoot) throws(HostError) -> Bool {
         let components = root.components(of: path)
@@ -354,8 +357,13 @@ enum FileIO {
         } catch where error.code == .missing {
             return false
         }
-        guard let (fd, _) = try openRegular(name, in: folder, flags: O_WRONLY | O_TRUNC, display: display) else { return false }
+        guard let (fd, opened) = try openRegular(name, in: folder, flags: O_WRONLY, display: display) else { return false }
         defer { close(fd) }
+        guard opened.st_nlink <= 1 else {
+            throw HostError("has \(opened.st_nlink) hard links: writing it would write every other name it has "
+                            + "(a link to etc/shadow, say); left alone: remove the other links", path: display)
+        }
+        guard ftruncate(fd, 0) == 0 else { throw HostError("cannot empty: \(errnoText())", path: display) }
         let bytes = Array(text.utf8)
         let n = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
         guard n == bytes.count else { throw HostError("cannot write: \(errnoText())", path: display) }

@@ -106,14 +106,18 @@ struct SysctlDriver: ResourceDriver {
     /// Bulwark's own message says to: a link to `/dev/null` (`ln -s /dev/null`), or a name
     /// that reaches that device. Read, it would be a character device, and fail every
     /// parameter of the target.
+    /// The link's own text is read (`readlink`, never followed); the device is looked for where
+    /// the name really leads inside the root (`HostRoot.resolve`), never out of it.
     static func isMasked(_ path: String, _ root: HostRoot) -> Bool {
-        let full = root.full(root.components(of: path))
+        let components = root.components(of: path)
+        guard let name = components.last, let folder = try? root.resolve(root.full(Array(components.dropLast()))) else { return false }
         var target = [CChar](repeating: 0, count: 16)
-        let count = readlink(full, &target, target.count)
+        let count = readlink(folder + "/" + name, &target, target.count)
         if count == 9, target[..<9].map({ UInt8(bitPattern: $0) }).elementsEqual("/dev/null".utf8) { return true }
+        guard let real = try? root.resolve(path) else { return false }
         var info = stat()
         // /dev/null is device 1:3 (Linux's dev_t for a major and minor below 256: major << 8 | minor).
-        return stat(full, &info) == 0 && info.st_mode & FileType.mask == FileType.characterDevice && info.st_rdev == dev_t(1 << 8 | 3)
+        return lstat(real, &info) == 0 && info.st_mode & FileType.mask == FileType.characterDevice && info.st_rdev == dev_t(1 << 8 | 3)
     }
 
     /// Assignments in one file: key (dotted) to value and line index. Blanks around a line, a

@@ -88,10 +88,26 @@ enum HostWeakening {
 
     // MARK: - login.defs
 
+    /// Limits whose value says "no limit" where it is not a number to compare: `PASS_MAX_DAYS`
+    /// below 0 (a password that never expires, as shadow-utils reads -1), `LOGIN_TIMEOUT` 0 or
+    /// below (login waits for ever).
+    static func unlimited(_ key: String, _ value: Int) -> Bool {
+        switch key {
+        case "PASS_MAX_DAYS": value < 0
+        case "LOGIN_TIMEOUT": value <= 0
+        default: false
+        }
+    }
+
     @Sendable static func loginDefs(_ key: String, _ from: String, _ to: String) -> String? {
         let larger = ["PASS_MAX_DAYS", "LOGIN_RETRIES", "LOGIN_TIMEOUT"]
         let smaller = ["PASS_MIN_DAYS", "PASS_WARN_AGE", "PASS_MIN_LEN", "SHA_CRYPT_MIN_ROUNDS", "YESCRYPT_COST_FACTOR"]
-        if larger.contains(key), let a = Int(from), let b = Int(to), b > a { return "raises a limit" }
+        if larger.contains(key), let a = Int(from), let b = Int(to) {
+            let (noneBefore, noneAfter) = (unlimited(key, a), unlimited(key, b))
+            if noneAfter && !noneBefore { return "removes a limit" }
+            if !noneBefore && !noneAfter && b > a { return "raises a limit" }
+            return nil
+        }
         if smaller.contains(key), let a = Int(from), let b = Int(to), b < a { return "lowers a minimum" }
         if key == "UMASK", let a = UInt32(from, radix: 8), let b = UInt32(to, radix: 8), a & ~b != 0 {
             return "masks fewer permission bits"
@@ -105,20 +121,58 @@ enum HostWeakening {
 
     // MARK: - kernel parameters
 
-    /// The shipped baseline's values: moving a parameter away from one is weaker.
-    static let secureSysctl: [String: String] = [
-        "net.ipv4.ip_forward": "0", "net.ipv4.conf.all.send_redirects": "0", "net.ipv4.conf.default.send_redirects": "0",
-        "net.ipv4.conf.all.accept_redirects": "0", "net.ipv4.conf.default.accept_redirects": "0",
-        "net.ipv4.conf.all.rp_filter": "1", "net.ipv4.conf.default.rp_filter": "1",
-        "net.ipv4.conf.all.log_martians": "1", "net.ipv4.conf.default.log_martians": "1",
-        "net.ipv4.tcp_syncookies": "1", "kernel.randomize_va_space": "2", "kernel.yama.ptrace_scope": "1",
-        "fs.suid_dumpable": "0", "net.ipv4.conf.all.accept_source_route": "0", "net.ipv4.conf.default.accept_source_route": "0",
-        "net.ipv6.conf.all.accept_ra": "0", "net.ipv6.conf.default.accept_ra": "0", "kernel.kptr_restrict": "2",
-        "kernel.dmesg_restrict": "1", "fs.protected_hardlinks": "1", "fs.protected_symlinks": "1",
+    /// Hardening parameters, each with its values from the weakest to the strongest: a change to
+    /// an earlier value weakens it, wherever it started (3 → 0 for ptrace_scope as much as 1 → 0).
+    /// Where the kernel's values do not grow in strength (`rp_filter` 2 is loose, 1 strict;
+    /// `unprivileged_bpf_disabled` 2 can be undone by an administrator, 1 cannot) the list says
+    /// their order. A value not listed has no direction.
+    static let sysctlStrength: [String: [String]] = [
+        "kernel.yama.ptrace_scope": ["0", "1", "2", "3"],
+        "kernel.kptr_restrict": ["0", "1", "2"],
+        "kernel.dmesg_restrict": ["0", "1"],
+        "kernel.unprivileged_bpf_disabled": ["0", "2", "1"],
+        "net.core.bpf_jit_harden": ["0", "1", "2"],
+        "kernel.randomize_va_space": ["0", "1", "2"],
+        "kernel.perf_event_paranoid": ["-1", "0", "1", "2", "3", "4"],
+        "kernel.kexec_load_disabled": ["0", "1"],
+        "kernel.unprivileged_userns_clone": ["1", "0"],
+        "fs.protected_hardlinks": ["0", "1"],
+        "fs.protected_symlinks": ["0", "1"],
+        "fs.protected_fifos": ["0", "1", "2"],
+        "fs.protected_regular": ["0", "1", "2"],
+        "fs.suid_dumpable": ["1", "2", "0"],
+        "net.ipv4.ip_forward": ["1", "0"],
+        "net.ipv4.tcp_syncookies": ["0", "1"],
+        "net.ipv4.icmp_echo_ignore_broadcasts": ["0", "1"],
+        "net.ipv4.icmp_ignore_bogus_error_responses": ["0", "1"],
     ]
 
+    /// The same, for the per-interface parameters of `net.ipv4.conf.<interface>.` and
+    /// `net.ipv6.conf.<interface>.` (`all`, `default` or one interface).
+    static let interfaceStrength: [String: [String]] = [
+        "rp_filter": ["0", "2", "1"],
+        "log_martians": ["0", "1"],
+        "accept_redirects": ["1", "0"],
+        "secure_redirects": ["1", "0"],
+        "send_redirects": ["1", "0"],
+        // IPv4 takes 1 or 0; IPv6 also -1 (no routing header at all) and 0 (type 2 only).
+        "accept_source_route": ["1", "0", "-1"],
+        "accept_ra": ["2", "1", "0"],
+        "forwarding": ["1", "0"],
+        "proxy_arp": ["1", "0"],
+        "bootp_relay": ["1", "0"],
+    ]
+
+    /// The strengths of `key`'s values, weakest first (`sysctlStrength`, `interfaceStrength`).
+    static func strengths(_ key: String) -> [String]? {
+        if let known = sysctlStrength[key] { return known }
+        let parts = key.split(separator: ".")
+        guard parts.count == 5, parts[0] == "net", parts[1] == "ipv4" || parts[1] == "ipv6", parts[2] == "conf" else { return nil }
+        return interfaceStrength[String(parts[4])]
+    }
+
     @Sendable static func sysctl(_ key: String, _ from: String, _ to: String) -> String? {
-        guard let secure = secureSysctl[key], from == secure, to != secure else { return nil }
-        return "moves away from the baseline value \(secure)"
+        guard let order = strengths(key), let a = order.firstIndex(of: from), let b = order.firstIndex(of: to), b < a else { return nil }
+        return "moves from \(from) to the weaker \(to)"
     }
 }

@@ -1,0 +1,75 @@
+@testable import BulwarkHost
+import BulwarkCore
+import BulwarkTestSupport
+import Foundation
+import Testing
+
+// MARK: - Sysctl
+
+@Suite struct SysctlGuardTests {
+    /// A host whose runtime parameters are files under proc/sys, with eth0's global IPv6 address.
+    func host(_ root: String) throws {
+        try FileManager.default.createDirectory(atPath: root + "/etc/sysctl.d", withIntermediateDirectories: true)
+        for (key, value) in ["kernel/core_pattern": "core", "kernel/modprobe": "/sbin/modprobe",
+                             "kernel/unprivileged_bpf_disabled": "2", "net/ipv6/conf/all/disable_ipv6": "0",
+                             "net/ipv6/conf/eth0/disable_ipv6": "0", "net/ipv6/conf/eth1/disable_ipv6": "0",
+                             "net/ipv6/conf/default/disable_ipv6": "0", "kernel/yama/ptrace_scope": "1"] {
+            try write(root + "/proc/sys/" + key, value + "\n")
+        }
+        try write(root + "/proc/net/if_inet6", """
+            00000000000000000000000000000001 01 80 10 80       lo
+            20010db8000000000000000000000001 02 40 00 80     eth0
+            fe800000000000000000000000000002 03 40 20 80     eth1
+
+            """)
+        try write(root + "/usr/lib/systemd/systemd-coredump", "#!/bin/true\n", mode: 0o755)
+        try write(root + "/bin/sh", "#!/bin/true\n", mode: 0o755)
+        try write(root + "/bin/true", "#!/bin/true\n", mode: 0o755)
+        try write(root + "/tmp/evil", "#!/bin/true\n", mode: 0o755)
+        chmod(root + "/tmp", 0o1777)
+    }
+
+    @Test func aProgramTheKernelRunsAsRootFromAPlaceOthersCanWriteIsBlocked() async throws {
+        try await withTemporaryDirectory { root in
+            try host(root)
+            try await expectBlocked(root, resource("Sysctl", "s", "kernel.core_pattern: \"|/bin/sh -c /tmp/evil\""),
+                                    reason: "would have the kernel run /bin/sh as root with every capability at every crash")
+            try await expectBlocked(root, resource("Sysctl", "s", "kernel.core_pattern: \"|/tmp/evil %p\""),
+                                    reason: "group or others can write /tmp")
+            try await expectBlocked(root, resource("Sysctl", "s", "kernel.modprobe: /tmp/evil"), reason: "group or others can write /tmp")
+            try await expectBlocked(root, resource("Sysctl", "s", "kernel.modprobe: /sbin/nothing-here"), reason: "does not exist")
+        }
+    }
+
+    @Test func aRootOwnedCoreHandlerAndModprobeDisabledAreApplied() async throws {
+        try await withTemporaryDirectory { root in
+            try host(root)
+            try await expectApplied(root, resource("Sysctl", "s", "kernel.core_pattern: \"|/usr/lib/systemd/systemd-coredump %P %u %g\""))
+            try await expectApplied(root, resource("Sysctl", "m", "kernel.modprobe: /bin/true"))
+            try await expectApplied(root, resource("Sysctl", "c", "kernel.core_pattern: \"/var/crash/core.%p\""))
+            #expect(try read(root + "/proc/sys/kernel/modprobe") == "/bin/true\n")
+        }
+    }
+
+    @Test func aDefenceSwitchedOffIsBlockedAndASaferValueIsApplied() async throws {
+        try await withTemporaryDirectory { root in
+            try host(root)
+            try await expectBlocked(root, resource("Sysctl", "s", "kernel.unprivileged_bpf_disabled: \"0\""),
+                                    reason: "kernel.unprivileged_bpf_disabled = 0 would let every user load BPF programs")
+            try await expectApplied(root, resource("Sysctl", "s", "kernel.unprivileged_bpf_disabled: \"1\""))
+            #expect(try read(root + "/proc/sys/kernel/unprivileged_bpf_disabled") == "1\n")
+        }
+    }
+
+    @Test func ipv6DisabledWhereAGlobalAddressIsInUseIsBlocked() async throws {
+        try await withTemporaryDirectory { root in
+            try host(root)
+            try await expectBlocked(root, resource("Sysctl", "s", "net.ipv6.conf.all.disable_ipv6: \"1\""),
+                                    reason: "would take IPv6 off eth0, which has the address 2001:db8:0:0:0:0:0:1 now")
+            try await expectBlocked(root, resource("Sysctl", "s", "net.ipv6.conf.eth0.disable_ipv6: \"1\""), reason: "cut off")
+            // Interfaces made later, and one with only a link-local address: applied.
+            try await expectApplied(root, resource("Sysctl", "s", "net.ipv6.conf.default.disable_ipv6: \"1\"\nnet.ipv6.conf.eth1.disable_ipv6: \"1\""))
+            #expect(try read(root + "/proc/sys/net/ipv6/conf/eth1/disable_ipv6") == "1\n")
+        }
+    }
+}
