@@ -1,4 +1,5 @@
 internal import Foundation
+internal import CLinux
 
 /// Whether an operator's command (a `ConfigFile`'s `validate` or `reload`, which Bulwark runs as
 /// itself, root, on the machine) may run. The policy in git chooses the command, so what it may
@@ -114,7 +115,7 @@ enum CommandTrust {
         var info = stat()
         guard stat(path, &info) == 0 else { return "cannot read \(path)" }
         guard trusted(info.st_uid) else { return "the folder \(path) belongs to uid \(info.st_uid), not root: its owner could replace the command" }
-        if info.st_mode & 0o022 != 0, info.st_mode & UInt32(S_ISVTX) == 0 {
+        if info.st_mode & 0o022 != 0, info.st_mode & 0o1000 == 0 {
             return "the folder \(path) is writable by group or others (mode \(String(info.st_mode & 0o7777, radix: 8))): they could replace the command"
         }
         return nil

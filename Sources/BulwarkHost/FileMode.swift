@@ -1,4 +1,5 @@
 internal import Foundation
+internal import CLinux
 internal import BulwarkCore
 
 /// `FileMode`: mode, owner and group of one path under the root.

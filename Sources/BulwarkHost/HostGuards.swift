@@ -1,4 +1,5 @@
 internal import Foundation
+internal import CLinux
 internal import BulwarkCore
 internal import Synchronization
 

@@ -187,7 +187,7 @@ package actor PolicyRepository: AuditSink {
               info.st_mode & 0o077 != 0 else { return [] }
         // A folder others share (sticky, or writable by others: `--state-dir /tmp`) is not
         // Bulwark's to close: said, and left as it is.
-        if info.st_mode & (S_ISVTX | 0o002) != 0 {
+        if info.st_mode & 0o1002 != 0 {  // sticky, or writable by others
             return ["the state directory \(directory) is shared (mode \(String(info.st_mode & 0o7777, radix: 8))): other users "
                     + "may read the clone and its configuration; give Bulwark a folder of its own"]
         }
