@@ -40,6 +40,34 @@ import Testing
         #expect(throws: CommandError.self) { try TrustPolicy.parse("# only a comment\n", file: "f") }
     }
 
+    /// `pause` commits as the person running it: where the trust policy does not let her change
+    /// `controllers/`, nothing is pushed (pushed, the revision and all after it would be
+    /// refused); where it does, the pause is committed, signed.
+    @Test func aPolicyCommitTheTrustPolicyWouldRefuseIsNotPushed() async throws {
+        try await withTemporaryDirectory { dir in
+            let helpers = SignatureTests()
+            let s = try Scenario(in: dir)
+            let alice = try helpers.makeKey(dir, "alice@example.org")
+            let signers = try helpers.allowedSigners(dir, alice)
+            let policy = dir + "/trust-policy"
+            try write(policy, "**  admin@example.org\nnotes/**  alice@example.org\n")
+            let environment = try s.signingEnvironment(alice.privateKey)
+            let main = try git("--git-dir", s.origin, "rev-parse", "main")
+            let refused = try s.run("pause", "--reason", "incident 7", "--trusted-signers", signers, "--trust-policy", policy,
+                                    environment: environment)
+            #expect(refused.status == 1)
+            #expect(refused.stderr.contains("alice@example.org may not change what this commit changes under the trust policy"),
+                    "\(refused.stderr)")
+            #expect(try git("--git-dir", s.origin, "rev-parse", "main") == main)
+
+            try write(policy, "**  admin@example.org\ncontrollers/**  alice@example.org\n")
+            let paused = try s.run("pause", "--reason", "incident 7", "--trusted-signers", signers, "--trust-policy", policy,
+                                   environment: environment)
+            #expect(paused.status == 0, "\(paused.stderr)")
+            #expect(try git("--git-dir", s.origin, "rev-parse", "main") != main)
+        }
+    }
+
     @Test func aSignerChangingAPathItMayNotIsRefusedAndRecorded() async throws {
         try await withTemporaryDirectory { dir in
             let helpers = SignatureTests()
