@@ -51,8 +51,27 @@ enum CommandTrust {
                         + "in its arguments or in a file; name a script owned by root instead"
                 }
             }
+            // A program named in the arguments is one the command may run: `setarch x86_64
+            // /bin/sh -c …`, `prlimit -- sh -c …`, `ip netns exec ns sh` pass any list of
+            // launchers. An argument that is an executable's path, or a launcher's name, is
+            // refused; the script named first runs what it runs.
+            for argument in argv.dropFirst() where Self.namesAProgram(argument) {
+                return "its argument \(argument) is a program, which \(launcherName(executable)) may run: a command that runs "
+                    + "another is a launcher; name a script owned by root that runs it instead"
+            }
             return nil
         }
+    }
+
+    /// Whether `argument` names a program: an absolute path to an executable file, or the bare
+    /// name of a launcher (`sh`, `python3`; a service name such as `litellm` in `systemctl
+    /// reload litellm` is not one).
+    static func namesAProgram(_ argument: String) -> Bool {
+        if argument.hasPrefix("/") {
+            var info = stat()
+            return stat(argument, &info) == 0 && info.st_mode & S_IFMT == S_IFREG && info.st_mode & 0o111 != 0
+        }
+        return !argument.contains("/") && launchers.contains(launcherName(argument))
     }
 
     /// The file's name without a version suffix (`python3.11` → `python`, `perl5.36` → `perl`).

@@ -212,6 +212,12 @@ struct ConfigFileDriver: ResourceDriver {
                     continue
                 }
                 let value = ConfigValue(reader.node)
+                if let inner = Self.guardedKeyInside(value) {
+                    reader.fail("'\(key)' sets \(inner) inside a mapping; set it by its own path ('\(key).\(inner)'), so that the "
+                                + "safety guard and the second-person rule compare it with what it was")
+                    ok = false
+                    continue
+                }
                 let canonical = value.canonical
                 guard canonical.utf8.count <= 64 << 10 else {
                     reader.fail("value longer than 64 KiB")
@@ -469,6 +475,11 @@ struct ConfigFileDriver: ResourceDriver {
                 return .block("\(change.property).\(inside.path) in \(file) would be written as a literal \(inside.literal); a credential in a "
                               + "configuration file must be a reference to the environment (os.environ/NAME)")
             }
+            if secrecy == .credential, value == .null || value == .string(""), let document,
+               document.values(path).contains(where: { $0.map { !Self.isUnsecret($0) } ?? false }) {
+                return .block("\(change.property) in \(file) would empty the credential the file holds there; "
+                              + "remove it in the file by hand if that is what you mean")
+            }
             if let document {
                 // A value that holds a credential, replaced by one that does not: the credential is
                 // gone (a master key wiped leaves the gateway open).
@@ -526,6 +537,23 @@ struct ConfigFileDriver: ResourceDriver {
             }
         default:
             break
+        }
+        return nil
+    }
+
+    /// The first key, through mappings only, that a guard or the weakening rule judges by its
+    /// own path (a bind address, an unsafe switch, a guardrail's `default_on`, a list of
+    /// guardrails or callbacks), as `a.b`; nil when there is none. Set inside a parent's
+    /// mapping, it would be compared with nothing: `general_settings: {host: 0.0.0.0}` went past
+    /// the bind guard, `litellm_settings: {callbacks: []}` past the second person.
+    static func guardedKeyInside(_ value: ConfigValue) -> String? {
+        guard case .map(let map) = value else { return nil }
+        for key in map.keys.sorted() {
+            if isBindKey(key) || ConfigFileWeakening.isUnsafeSwitch(key) || key.lowercased() == "default_on"
+                || ConfigFileWeakening.isGuardList(key) {
+                return key
+            }
+            if let inner = map[key].flatMap(guardedKeyInside) { return key + "." + inner }
         }
         return nil
     }

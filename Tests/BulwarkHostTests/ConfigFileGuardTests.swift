@@ -117,7 +117,9 @@ func expectConfigBlocked(_ root: String, _ file: String, labels: String = "{}", 
                                       ("[/usr/bin/python3, -c, \"import os; os.system('id > \(root)/PWNED')\"]", "python"),
                                       ("[\(root)/theirs/reload.sh]", "belongs to uid 65534"),
                                       ("[\(root)/writable/reload.sh]", "is writable by group or others"),
-                                      ("[\(root)/bin/reload]", "/open is writable by group or others")] {
+                                      ("[\(root)/bin/reload]", "/open is writable by group or others"),
+                                      ("[/usr/bin/setarch, x86_64, /bin/sh, -c, \"id > \(root)/PWNED\"]", "its argument /bin/sh is a program"),
+                                      ("[/usr/bin/prlimit, --nofile=64, sh, -c, \"id > \(root)/PWNED\"]", "its argument sh is a program")] {
                 let (_, text) = try await expectConfigBlocked(root, file, resource("ConfigFile", "x", """
                     path: \(file)
                     properties: {a: 2}
@@ -185,14 +187,15 @@ func expectConfigBlocked(_ root: String, _ file: String, labels: String = "{}", 
             try write(path, text)
             try write(root + "/reload.sh", "#!/bin/sh\necho ran > \(root)/ran\n", mode: 0o755)
             let previous = try configState(root: root, resource("ConfigFile", "gw", Self.baseline))
+            // (The master key emptied where the file holds one is blocked by the guard instead:
+            // `aCredentialEmptiedByItsOwnPathIsRefused`.)
             let weak = Self.baseline
-                .replacingOccurrences(of: "master_key: os.environ/LITELLM_MASTER_KEY", with: "master_key: null")
                 .replacingOccurrences(of: "master_key: false", with: "master_key: true")
                 .replacingOccurrences(of: "[detect_prompt_injection]", with: "[]")
                 .replacingOccurrences(of: "default_on: true", with: "default_on: false")
             let (held, records) = try await planAgainst(previous: previous, current: try configState(root: root, resource("ConfigFile", "gw", weak)))
             #expect(held?.decision == .held, "\(held?.reason ?? "")")
-            for words in ["unsets the credential general_settings.master_key", "turns general_settings.dangerously_permit_weak_or_unset_master_key on",
+            for words in ["turns general_settings.dangerously_permit_weak_or_unset_master_key on",
                           "removes detect_prompt_injection from litellm_settings.callbacks", "default_on off"] {
                 #expect(held?.reason?.contains(words) == true, "\(words): \(held?.reason ?? "")")
             }
@@ -317,6 +320,45 @@ func expectConfigBlocked(_ root: String, _ file: String, labels: String = "{}", 
                 try await expectConfigBlocked(root, file, resource("ConfigFile", "gw", "path: \(file)\nproperties:\n  server.\(key): \(value)"),
                                               reason: "every network interface")
             }
+        }
+    }
+
+    /// A key a guard or the second-person rule judges by its path, set inside a parent's mapping,
+    /// would be compared with nothing: `general_settings: {host: 0.0.0.0}` went past the bind
+    /// guard, `litellm_settings: {callbacks: []}` and a `dangerously_*` switch past the second
+    /// person. Such a spec is refused where it is read, naming the key and the path to use; a
+    /// mapping without such keys loads.
+    @Test func aGuardedKeyInsideAMappingIsRefusedWhereItIsRead() throws {
+        for (value, inner) in [("{master_key: os.environ/K, host: 0.0.0.0}", "host"),
+                               ("{alerting: [slack], dangerously_permit_weak_or_unset_master_key: true}", "dangerously_permit_weak_or_unset_master_key"),
+                               ("{ui: {callbacks: []}}", "ui.callbacks"),
+                               ("{pii: {default_on: false}}", "pii.default_on")] {
+            let error = configStateError(root: "/nonexistent", resource("ConfigFile", "c",
+                "path: etc/litellm/config.yaml\nproperties:\n  general_settings: \(value)")) ?? ""
+            #expect(error.contains("'general_settings' sets \(inner) inside a mapping; set it by its own path ('general_settings.\(inner)')"),
+                    "\(error)")
+        }
+        #expect(configStateError(root: "/nonexistent", resource("ConfigFile", "c",
+            "path: etc/litellm/config.yaml\nproperties:\n  general_settings: {master_key: os.environ/K, alerting: [slack]}\n"
+            + "  general_settings.host: 127.0.0.1\n  litellm_settings.callbacks: [detect_prompt_injection]")) == nil)
+    }
+
+    /// A credential the file holds, emptied by its own path (where an earlier revision set it
+    /// inside its parent, so no value of that path was there to compare with), is refused and
+    /// recorded; replaced by another reference, it is written.
+    @Test func aCredentialEmptiedByItsOwnPathIsRefused() async throws {
+        try await withTemporaryDirectory { root in
+            let file = "etc/litellm/config.yaml"
+            try write(root + "/" + file, "general_settings:\n  master_key: os.environ/LITELLM_MASTER_KEY\n", mode: 0o640)
+            for value in ["\"\"", "null"] {
+                try await expectConfigBlocked(root, file, resource("ConfigFile", "c",
+                    "path: \(file)\nproperties:\n  general_settings.master_key: \(value)"),
+                    reason: "would empty the credential the file holds there")
+            }
+            let (plan, outcome) = try await reconcile(try configState(root: root, resource("ConfigFile", "c",
+                "path: \(file)\nproperties:\n  general_settings.master_key: os.environ/NEW_MASTER_KEY")))
+            #expect(plan.remediations.map(\.decision) == [.applied])
+            #expect(outcome.verified.count == 1)
         }
     }
 
