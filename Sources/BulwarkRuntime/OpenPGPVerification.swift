@@ -19,7 +19,7 @@ extension SourceVerification {
     /// `fingerprint`, the signing key's or its primary key's full fingerprint must be that one
     /// (hex, case and spaces aside): a user id is whatever its holder wrote, so never that.
     package static func verifyOpenPGP(_ signed: CommitSignature, commit: ObjectID, keyring: String, folder: String,
-                                      fingerprint required: String? = nil) throws -> Result<String, Untrusted> {
+                                      fingerprint required: String? = nil, byFingerprint: Bool = false) throws -> Result<String, Untrusted> {
         let signatureFile = folder + "/commit.asc"
         let dataFile = folder + "/commit.data"
         for (path, bytes) in [(signatureFile, signed.signature), (dataFile, signed.signedData)] {
@@ -58,6 +58,7 @@ extension SourceVerification {
             }
             return .success(wanted)
         }
+        if byFingerprint { return .success(String(valid.count > 10 ? valid[10] : valid[1]).uppercased()) }
         let userID = good.dropFirst(2).joined(separator: " ")
         guard let email = Self.email(in: userID) else { return .success(String(valid[1])) }
         // A user id is whatever its holder wrote: `Mallory <alice@example.org>` on Mallory's own

@@ -145,6 +145,20 @@ package struct SourceVerification: Sendable {
         }
     }
 
+    /// Whether a principal pattern of the allowed_signers file (`a@x,*@y` in its first field)
+    /// matches `address`, case aside. An unreadable file matches: the name is then not used.
+    static func sshPrincipalsMatch(_ address: String, allowedSigners: String) -> Bool {
+        guard let text = try? String(contentsOfFile: allowedSigners, encoding: .utf8) else { return true }
+        let wanted = address.lowercased()
+        for line in text.split(whereSeparator: \.isNewline) {
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            guard !trimmed.isEmpty, !trimmed.hasPrefix("#"), let first = trimmed.split(separator: " ").first else { continue }
+            let patterns = first.replacingOccurrences(of: "\"", with: "").lowercased().split(separator: ",")
+            if patterns.contains(where: { fnmatch(String($0), wanted, 0) == 0 }) { return true }
+        }
+        return false
+    }
+
     /// An SSH signature against the trusted signers, an OpenPGP one against the trusted keyring.
     package func verifyAny(_ signed: CommitSignature, commit: ObjectID, folder: String, proposer: String? = nil) throws
         -> Result<String, Untrusted> {
@@ -152,7 +166,15 @@ package struct SourceVerification: Sendable {
             guard let trustedKeyring else {
                 return .failure(Untrusted(description: "the commit is signed with OpenPGP, and no --trusted-keyring is given"))
             }
-            return try Self.verifyOpenPGP(signed, commit: commit, keyring: trustedKeyring, folder: folder, fingerprint: proposer)
+            let named = try Self.verifyOpenPGP(signed, commit: commit, keyring: trustedKeyring, folder: folder, fingerprint: proposer)
+            // An address that is also a principal of the trusted signers file names that person's
+            // SSH key: a user id (whatever its holder wrote) must not take her name. The key is
+            // then named by its fingerprint.
+            if proposer == nil, case .success(let address) = named, address.contains("@"), let allowedSigners,
+               Self.sshPrincipalsMatch(address, allowedSigners: allowedSigners) {
+                return try Self.verifyOpenPGP(signed, commit: commit, keyring: trustedKeyring, folder: folder, byFingerprint: true)
+            }
+            return named
         }
         guard let allowedSigners else {
             return .failure(Untrusted(description: signed.signature.starts(with: Array("-----BEGIN SSH SIGNATURE-----".utf8))

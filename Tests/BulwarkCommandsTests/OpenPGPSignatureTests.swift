@@ -162,6 +162,21 @@ import Testing
             // the keyring of alice and eve, she is alice.
             #expect((try? signer(alice, keyring: both).get()) == nil)
             #expect((try? signer(alice, keyring: g.keyring).get()) == "alice@example.org")
+
+            // An address the trusted signers file names (an SSH principal, by pattern too) is that
+            // person's: an OpenPGP key is then named by its fingerprint, never by it.
+            let sshKey = try SignatureTests().makeKey(dir, "ssh-alice")
+            for pattern in ["alice@example.org", "*@example.org", "bob@x,Alice@Example.org"] {
+                let allowed = dir + "/allowed-\(UUID().uuidString.prefix(6))"
+                try write(allowed, sshKey.allowedLine.replacingOccurrences(of: "ssh-alice", with: pattern))
+                let id = try commit(s, g, path: "notes/\(UUID().uuidString.prefix(8)).txt", signer: alice)
+                let full = try #require(ObjectID(hex: try git("--git-dir", s.origin, "rev-parse", id).trimmingCharacters(in: .whitespacesAndNewlines)))
+                let signed = try #require(try Repository.open(at: s.origin).signature(of: full))
+                let folder = try SourceVerification.privateFolder()
+                defer { try? FileManager.default.removeItem(atPath: folder) }
+                let named = try SourceVerification(allowedSigners: allowed, trustedKeyring: g.keyring).verifyAny(signed, commit: full, folder: folder)
+                #expect((try? named.get()) == alice.uppercased(), "\(pattern): \(named)")
+            }
         }
     }
 
