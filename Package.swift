@@ -75,7 +75,7 @@ let package = Package(
                 swiftSettings: swiftSettings),
         .target(name: "BulwarkCore", dependencies: ["CLibYAML"], swiftSettings: swiftSettings),
         // The one bounded runner of helper programs (deadline, terminate then kill, output to files).
-        .target(name: "BulwarkProcess", swiftSettings: swiftSettings),
+        .target(name: "BulwarkProcess", dependencies: ["CLinux"], swiftSettings: swiftSettings),
         .target(name: "BulwarkHost", dependencies: ["BulwarkCore", "BulwarkProcess", "CLinux"], swiftSettings: swiftSettings),
         .target(name: "BulwarkFirewall", dependencies: ["BulwarkCore", "BulwarkHost", .product(name: "Crypto", package: "swift-crypto")],
                 swiftSettings: swiftSettings),

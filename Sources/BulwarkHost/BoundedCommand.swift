@@ -26,8 +26,12 @@ struct BoundedCommand: Sendable {
     func run(file: String? = nil) throws -> Outcome {
         guard let executable = arguments.first else { throw HostError("empty command") }
         let argv = arguments.map { argument in file.map { argument.replacingOccurrences(of: "{file}", with: $0) } ?? argument }
-        let command = BoundedProcess.Command(executable: executable, arguments: Array(argv.dropFirst()), timeout: timeout,
+        var command = BoundedProcess.Command(executable: executable, arguments: Array(argv.dropFirst()), timeout: timeout,
                                              grace: .zero, maxOutput: 4096, keep: .tail)
+        // In `/`, not where Bulwark was started: a program that looks in its working folder first
+        // (`python3 -c` puts it on sys.path) must not find a `yaml.py` someone left where an
+        // operator ran `bulwark apply`, and run it as root.
+        command.workingDirectory = "/"
         let outcome: BoundedProcess.Outcome
         do {
             outcome = try command.runBlocking()

@@ -1,6 +1,7 @@
 internal import Foundation
 #if canImport(Glibc)
 internal import Glibc
+internal import CLinux
 #endif
 
 /// Bulwark's one runner of other programs (sshd -t/-T, ssh-keygen, gpgv, apt and dpkg, an
@@ -122,6 +123,8 @@ public enum BoundedProcess {
         public var input: String?
         /// Where the (at once unlinked) output files are made; nil: the temporary folder.
         public var folder: String?
+        /// The child's working folder; nil: Bulwark's own.
+        public var workingDirectory: String?
         public var timeout: Duration
         /// Between SIGTERM and SIGKILL to the process group at the deadline; zero: SIGKILL at once.
         public var grace: Duration
@@ -204,6 +207,7 @@ public enum BoundedProcess {
             posix_spawn_file_actions_adddup2(&actions, stdin, 0)
             posix_spawn_file_actions_adddup2(&actions, files.output, 1)
             posix_spawn_file_actions_adddup2(&actions, files.errors ?? files.output, 2)
+            if let workingDirectory { _ = posix_spawn_file_actions_addchdir_np(&actions, workingDirectory) }
             // No other descriptor of Bulwark's reaches the child, close-on-exec or not.
             closeTheRest(&actions)
 

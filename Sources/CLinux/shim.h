@@ -23,6 +23,10 @@ extern ssize_t flistxattr(int fd, char *list, size_t size);
 extern ssize_t fgetxattr(int fd, const char *name, void *value, size_t size);
 extern int fsetxattr(int fd, const char *name, const void *value, size_t size, int flags);
 
+// glibc 2.29's posix_spawn_file_actions_addchdir_np (spawn.h declares it only for _GNU_SOURCE;
+// declared here with the actions as a plain pointer, for the same reason as above).
+extern int posix_spawn_file_actions_addchdir_np(void *actions, const char *path);
+
 #ifndef F_OFD_GETLK
 #define F_OFD_GETLK 36
 #define F_OFD_SETLK 37

@@ -67,6 +67,18 @@ import Testing
         #expect(names.contains("PATH") && plain.output.contains("LC_TIME=C.UTF-8\n"))
     }
 
+    /// A child runs in the working folder it is given (an operator's command in `/`), else in
+    /// Bulwark's own.
+    @Test func theChildRunsInTheWorkingFolderGiven() async throws {
+        #expect(FileManager.default.currentDirectoryPath != "/", "run from a folder other than / for this to mean anything")
+        var command = BoundedProcess.Command(executable: "/bin/pwd", arguments: ["-P"], timeout: .seconds(30))
+        command.workingDirectory = "/"
+        #expect(try command.runBlocking().output == "/\n")
+        command.workingDirectory = nil
+        let own = URL(fileURLWithPath: FileManager.default.currentDirectoryPath).resolvingSymlinksInPath().path
+        #expect(try command.runBlocking().output == own + "\n")
+    }
+
     /// A descriptor Bulwark holds open (even without close-on-exec) does not reach the child.
     @Test func noDescriptorOfBulwarksReachesTheChild() async throws {
         try await withTemporaryDirectory { folder in
