@@ -2,6 +2,7 @@ package import BulwarkCore
 package import BulwarkGit
 package import Foundation
 internal import Glibc
+internal import CDispatch
 
 /// Bulwark's own bare clone of a policy repository, in its state directory: where desired
 /// state is read from (git objects at one commit, never a working tree) and where audit
