@@ -1,4 +1,5 @@
 public import struct Foundation.Date
+internal import Synchronization
 
 /// How much a drift matters. Ordered: `low < medium < high < critical`.
 public enum Severity: String, Sendable, Codable, CaseIterable, Comparable {
@@ -268,10 +269,31 @@ extension ResourceDriver {
 public struct AllowedChange: Sendable {
     public var resource: Resource
     public var changes: [PropertyDrift]
+    /// What a driver worked out about this change once (the file its path leads to), kept for
+    /// the judgments after it in the same pass: each of a host's resources is judged alongside
+    /// every one allowed before it, and working it out again each time made that quadratic.
+    public let facts = Facts()
 
     public init(resource: Resource, changes: [PropertyDrift]) {
         self.resource = resource
         self.changes = changes
+    }
+
+    /// A driver's notes on one allowed change, by key, each made once.
+    public final class Facts: Sendable {
+        private let values = Mutex<[String: String]>([:])
+
+        public init() {}
+
+        /// The value noted under `key`, made by `make` the first time it is asked for.
+        public func value(_ key: String, _ make: () -> String) -> String {
+            values.withLock { values in
+                if let known = values[key] { return known }
+                let made = make()
+                values[key] = made
+                return made
+            }
+        }
     }
 }
 

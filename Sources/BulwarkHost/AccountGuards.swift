@@ -161,7 +161,11 @@ extension FileModeDriver: JointlyGuardedDriver {
         var others: [String] = []
         let file = identity(real)
         for allowed in alongside where allowed.resource.id.kind == resource.id.kind && allowed.resource.id != resource.id {
-            guard let other = try? root.resolve(allowed.resource.spec.subject), identity(other) == file else { continue }
+            // Resolved once per allowed change and pass (`AllowedChange.facts`), not once per pair.
+            let other = allowed.facts.value("file mode: file") {
+                (try? root.resolve(allowed.resource.spec.subject)).map(identity) ?? ""
+            }
+            guard !other.isEmpty, other == file else { continue }
             others.append("\(allowed.resource.id)")
             for change in allowed.changes where !mine.contains(change.property) { earlier[change.property] = change }
             mode = mode ?? specMode(allowed.resource)
