@@ -184,16 +184,20 @@ package actor PolicyRepository: AuditSink {
     /// keeps the origin's URL as given (a token in it included), the index of records and the
     /// intents. A folder another user owns is left alone. Returns what was changed, to say so.
     private static func makePrivate(_ directory: String) -> [String] {
+        // Judged and changed through one descriptor of the folder itself (no link followed):
+        // a name swapped for a link between a look and a chmod by path would close another folder.
+        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { return [] }
+        defer { close(fd) }
         var info = stat()
-        guard lstat(directory, &info) == 0, info.st_mode & S_IFMT == S_IFDIR, info.st_uid == geteuid(),
-              info.st_mode & 0o077 != 0 else { return [] }
+        guard fstat(fd, &info) == 0, info.st_uid == geteuid(), info.st_mode & 0o077 != 0 else { return [] }
         // A folder others share (sticky, or writable by others: `--state-dir /tmp`) is not
         // Bulwark's to close: said, and left as it is.
         if info.st_mode & 0o1002 != 0 {  // sticky, or writable by others
             return ["the state directory \(directory) is shared (mode \(String(info.st_mode & 0o7777, radix: 8))): other users "
                     + "may read the clone and its configuration; give Bulwark a folder of its own"]
         }
-        guard chmod(directory, 0o700) == 0 else {
+        guard fchmod(fd, 0o700) == 0 else {
             return ["the state directory \(directory) is mode \(String(info.st_mode & 0o777, radix: 8)) and cannot be made private "
                     + "(\(String(cString: strerror(errno)))): other users may read the clone and its configuration"]
         }
