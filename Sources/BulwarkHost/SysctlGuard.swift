@@ -16,14 +16,6 @@ extension SysctlDriver {
         "kernel.hotplug": (false, false), "kernel.poweroff_cmd": (false, true),
     ]
 
-    /// Programs that run whatever their arguments say (a shell, an interpreter, a launcher):
-    /// named as the kernel's helper, they make its arguments, or a file they name, the program.
-    static let launchers: Set<String> = [
-        "sh", "bash", "dash", "zsh", "ksh", "mksh", "csh", "tcsh", "fish", "busybox", "env", "python", "python3", "perl",
-        "ruby", "php", "node", "lua", "tclsh", "awk", "gawk", "mawk", "xargs", "nice", "nohup", "timeout", "setsid",
-        "sudo", "su", "doas", "find", "systemd-run", "flock", "stdbuf", "chroot", "nsenter", "unshare",
-    ]
-
     /// Values that switch off a kernel defence against a local user becoming root: the floor,
     /// like FileMode's, that policy does not go below without a person's approval.
     static let floors: [String: (value: String, why: String)] = [
@@ -54,9 +46,18 @@ extension SysctlDriver {
                     guard program.hasPrefix("|") else { continue }
                     program = program.dropFirst().drop { $0 == " " || $0 == "\t" }
                 }
-                if arguments { program = program.prefix { $0 != " " && $0 != "\t" } }
+                var rest: [Substring] = []
+                if arguments {
+                    rest = Array(program.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst())
+                    program = program.prefix { $0 != " " && $0 != "\t" }
+                }
                 // An empty hotplug or poweroff helper runs nothing.
                 guard !program.isEmpty || pipeOnly else { continue }
+                // A helper that runs a program its arguments name is a launcher (`|/usr/bin/setarch x86_64 /bin/sh`).
+                if let named = rest.first(where: { CommandTrust.namesAProgram(String($0)) }) {
+                    return .block("\(key) = \(value) would have the kernel run \(named) through \(program) as root: a helper "
+                                  + "that runs a program its arguments name is a launcher")
+                }
                 if let problem = try Self.untrustedProgram(String(program), root: root) {
                     return .block("\(key) = \(value) would have the kernel run \(program.isEmpty ? "nothing" : String(program)) as root "
                                   + "with every capability\(pipeOnly ? " at every crash, which any user can cause" : ""): \(problem)")
@@ -80,15 +81,16 @@ extension SysctlDriver {
     }
 
     /// Why the kernel should not run `path` as root, or nil: it must be an absolute path to a
-    /// regular executable file inside the root, not a launcher (`launchers`), and it and every
+    /// regular executable file inside the root, not a launcher (`CommandTrust.launchers`), and it and every
     /// folder on the way to it, as written and where links lead, owned by root and writable by
     /// neither group nor others. Under a root that is not `/` (a sandbox tree an unprivileged
     /// Bulwark made), its own files count as root's.
     static func untrustedProgram(_ path: String, root: HostRoot) throws -> String? {
         guard PathText.isAbsolute(path) else { return "it is not an absolute path" }
+        // The one list of shells, interpreters and launchers (`CommandTrust.launchers`, which
+        // ConfigFile's commands are judged by too), a version suffix aside (`python3.11`).
         let name = PathText.components(path).last ?? ""
-        if launchers.contains(name) || name.hasPrefix("python") || name.hasPrefix("perl") || name.hasPrefix("ruby")
-            || name.hasPrefix("php") || name.hasPrefix("lua") {
+        if CommandTrust.launchers.contains(CommandTrust.launcherName(name)) {
             return "\(name) runs whatever its arguments or the files they name say"
         }
         let owners: Set<uid_t> = [0, root.path == "/" ? 0 : geteuid()]

@@ -36,6 +36,11 @@ import Testing
                                     reason: "would have the kernel run /bin/sh as root with every capability at every crash")
             try await expectBlocked(root, resource("Sysctl", "s", "kernel.core_pattern: \"|/tmp/evil %p\""),
                                     reason: "group or others can write /tmp")
+            // A helper that runs a program its arguments name, and a launcher of the one list ConfigFile's commands use too.
+            try await expectBlocked(root, resource("Sysctl", "s", "kernel.core_pattern: \"|/usr/bin/setarch x86_64 /bin/sh -c /tmp/evil\""),
+                                    reason: "would have the kernel run /bin/sh through /usr/bin/setarch as root")
+            try await expectBlocked(root, resource("Sysctl", "s", "kernel.core_pattern: \"|/usr/bin/strace %p\""),
+                                    reason: "strace runs whatever its arguments")
             try await expectBlocked(root, resource("Sysctl", "s", "kernel.modprobe: /tmp/evil"), reason: "group or others can write /tmp")
             try await expectBlocked(root, resource("Sysctl", "s", "kernel.modprobe: /sbin/nothing-here"), reason: "does not exist")
         }
