@@ -269,31 +269,10 @@ extension ResourceDriver {
 public struct AllowedChange: Sendable {
     public var resource: Resource
     public var changes: [PropertyDrift]
-    /// What a driver worked out about this change once (the file its path leads to), kept for
-    /// the judgments after it in the same pass: each of a host's resources is judged alongside
-    /// every one allowed before it, and working it out again each time made that quadratic.
-    public let facts = Facts()
 
     public init(resource: Resource, changes: [PropertyDrift]) {
         self.resource = resource
         self.changes = changes
-    }
-
-    /// A driver's notes on one allowed change, by key, each made once.
-    public final class Facts: Sendable {
-        private let values = Mutex<[String: String]>([:])
-
-        public init() {}
-
-        /// The value noted under `key`, made by `make` the first time it is asked for.
-        public func value(_ key: String, _ make: () -> String) -> String {
-            values.withLock { values in
-                if let known = values[key] { return known }
-                let made = make()
-                values[key] = made
-                return made
-            }
-        }
     }
 }
 
@@ -337,10 +316,18 @@ public protocol JointlyGuardedDriver: ResourceDriver {
     /// block names those that do as what it was judged with. Every one, unless the guard judges
     /// one object at a time (FileMode: only changes to the same file).
     func bears(_ change: AllowedChange, on resource: Resource, on target: Target) -> Bool
+    /// The part of the target that the verdict on `resource` is about, where the guard judges
+    /// one part at a time (FileMode: the file its path leads to, by device and inode). Only the
+    /// changes allowed earlier to the same part, or to no part, are shown to it (`alongside`):
+    /// gathering every earlier change for each of a host's resources made a pass quadratic in
+    /// them. Nil (the default): the verdict is about the whole target, and every earlier change
+    /// is shown.
+    func part(_ resource: Resource, on target: Target) -> String?
 }
 
 extension JointlyGuardedDriver {
     public func bears(_ change: AllowedChange, on resource: Resource, on target: Target) -> Bool { true }
+    public func part(_ resource: Resource, on target: Target) -> String? { nil }
 
     public func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async -> GuardVerdict {
         await assess(changes, to: resource, on: target, alongside: [])

@@ -251,7 +251,7 @@ public struct Reconciler: Sendable {
                 guard let members = pending.popFirst() else { return }
                 group.addTask {
                     var verdicts: [(Binding, GuardBlock?)] = []
-                    var allowed: [(file: String?, change: AllowedChange)] = []
+                    var allowed = AllowedSoFar()
                     // By stage; within one, in plan order (the sort is stable).
                     for (remediation, file, _) in members.enumerated().sorted(by: { ($0.element.stage, $0.offset) < ($1.element.stage, $1.offset) }).map(\.element) {
                         let binding = remediation.binding
@@ -262,11 +262,12 @@ public struct Reconciler: Sendable {
                         }
                         // The same file: its earlier allowed changes are part of the candidate judged.
                         let taken = Set(remediation.changes.map(\.property))
-                        let before = file == nil ? [] : allowed.filter { $0.file == file }.flatMap(\.change.changes)
-                            .filter { !taken.contains($0.property) }
-                        let alongside = allowed.filter { file == nil || $0.file != file }.map(\.change)
+                        let before = allowed.inFile(file).flatMap(\.changes).filter { !taken.contains($0.property) }
+                        let joint = kind.driver as? any JointlyGuardedDriver
+                        let part = joint?.part(resource, on: target)
+                        let alongside = allowed.bearing(on: part, outside: file)
                         let verdict: GuardVerdict
-                        if let joint = kind.driver as? any JointlyGuardedDriver {
+                        if let joint {
                             verdict = await joint.assess(before + remediation.changes, to: resource, on: target, alongside: alongside)
                         } else {
                             verdict = await kind.driver.assess(before + remediation.changes, to: resource, on: target)
@@ -276,7 +277,7 @@ public struct Reconciler: Sendable {
                         if remediation.decision == .applied, verdict.blockReason.map({
                             Planner.blockApproval(binding, remediation.changes, GuardBlock($0), in: state, at: self.clock()).approval != nil
                         }) ?? true {
-                            allowed.append((file, AllowedChange(resource: resource, changes: remediation.changes)))
+                            allowed.append(AllowedChange(resource: resource, changes: remediation.changes), file: file, part: part)
                         }
                         guard let reason = verdict.blockReason else {
                             verdicts.append((binding, nil))
@@ -287,8 +288,7 @@ public struct Reconciler: Sendable {
                             context.append("the changes this pass also writes to the same file: "
                                            + before.map(Self.shown).joined(separator: ", "))
                         }
-                        if let joint = kind.driver as? any JointlyGuardedDriver,
-                           case let bearing = alongside.filter({ joint.bears($0, on: resource, on: target) }), !bearing.isEmpty {
+                        if let joint, case let bearing = alongside.filter({ joint.bears($0, on: resource, on: target) }), !bearing.isEmpty {
                             context.append("the changes this pass also makes on this host: "
                                            + bearing.map { "\($0.resource.id) " + $0.changes.map(Self.shown).joined(separator: ", ") }
                                                .joined(separator: "; "))
@@ -305,6 +305,43 @@ public struct Reconciler: Sendable {
                 startNext()
             }
             return blocked
+        }
+    }
+
+    /// The changes a group's judgments allowed so far, in order, found by the file they write
+    /// and the part of the target they are about (`JointlyGuardedDriver.part`) without going
+    /// through all of them for each judgment.
+    struct AllowedSoFar {
+        private var changes: [AllowedChange] = []
+        private var files: [String?] = []
+        private var byFile: [String: [Int]] = [:]
+        private var byPart: [String: [Int]] = [:]
+        private var unparted: [Int] = []
+
+        mutating func append(_ change: AllowedChange, file: String?, part: String?) {
+            let index = changes.count
+            changes.append(change)
+            files.append(file)
+            if let file { byFile[file, default: []].append(index) }
+            if let part { byPart[part, default: []].append(index) } else { unparted.append(index) }
+        }
+
+        /// The changes allowed to `file`, in order (none when there is no file).
+        func inFile(_ file: String?) -> [AllowedChange] {
+            file.map { (byFile[$0] ?? []).map { changes[$0] } } ?? []
+        }
+
+        /// The changes that bear on a verdict about `part` (every one when nil; else those of the
+        /// same part or of none), in order, leaving out those written to `file` itself.
+        func bearing(on part: String?, outside file: String?) -> [AllowedChange] {
+            let indices: [Int]
+            if let part {
+                let same = byPart[part] ?? []
+                indices = unparted.isEmpty ? same : (same + unparted).sorted()
+            } else {
+                indices = Array(changes.indices)
+            }
+            return indices.filter { file == nil || files[$0] != file }.map { changes[$0] }
         }
     }
 

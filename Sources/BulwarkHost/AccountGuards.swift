@@ -99,6 +99,18 @@ extension FileModeDriver: JointlyGuardedDriver {
         GuardDomain(name: "file modes", stage: 0, scope: (try? HostRoot(target: target))?.identity.map { "host root " + $0 })
     }
 
+    /// The file the path leads to: only changes to it bear on the verdict (`sameFile`).
+    func part(_ resource: Resource, on target: Target) -> String? {
+        guard let root = try? HostRoot(target: target), let real = try? root.resolve(resource.spec.subject) else { return nil }
+        return Self.identity(real)
+    }
+
+    /// A file by device and inode; by its path where nothing is there yet.
+    static func identity(_ full: String) -> String {
+        var info = stat()
+        return stat(full, &info) == 0 ? "\(info.st_dev):\(info.st_ino)" : full
+    }
+
     /// Only the changes to the same file are what a block of it was judged with (`sameFile`).
     func bears(_ change: AllowedChange, on resource: Resource, on target: Target) -> Bool {
         guard let root = try? HostRoot(target: target), let real = try? root.resolve(resource.spec.subject) else { return true }
@@ -148,10 +160,6 @@ extension FileModeDriver: JointlyGuardedDriver {
     /// file), and the ids of those other resources.
     static func sameFile(_ real: String, changes: [PropertyDrift], resource: Resource, alongside: [AllowedChange],
                          root: HostRoot) -> (changes: [PropertyDrift], mode: UInt32?, others: [String]) {
-        func identity(_ full: String) -> String {
-            var info = stat()
-            return stat(full, &info) == 0 ? "\(info.st_dev):\(info.st_ino)" : full
-        }
         func specMode(_ resource: Resource) -> UInt32? {
             resource.spec.properties.first { $0.name == "mode" }.flatMap { UInt32($0.value, radix: 8) }
         }
@@ -160,12 +168,10 @@ extension FileModeDriver: JointlyGuardedDriver {
         var mode = specMode(resource)
         var others: [String] = []
         let file = identity(real)
+        // The reconciler shows only the changes to the same file (`part`), so this resolves a
+        // few paths, not every one allowed on the host before.
         for allowed in alongside where allowed.resource.id.kind == resource.id.kind && allowed.resource.id != resource.id {
-            // Resolved once per allowed change and pass (`AllowedChange.facts`), not once per pair.
-            let other = allowed.facts.value("file mode: file") {
-                (try? root.resolve(allowed.resource.spec.subject)).map(identity) ?? ""
-            }
-            guard !other.isEmpty, other == file else { continue }
+            guard let other = try? root.resolve(allowed.resource.spec.subject), identity(other) == file else { continue }
             others.append("\(allowed.resource.id)")
             for change in allowed.changes where !mine.contains(change.property) { earlier[change.property] = change }
             mode = mode ?? specMode(allowed.resource)
