@@ -44,18 +44,15 @@ public struct Weakening: Sendable, Hashable {
     /// `Sysctl/ip-forward-v2` with `1` for `0` weakens it as editing it would. A property no
     /// resource set before is a weakening only where its kind says the value is weak on its own
     /// (`KindDefinition.weakensNew`); a removed one is not a weakening of anything.
-    public static func compare(previous: DesiredState, current: DesiredState, registry: Registry) -> [ResourceID: Weakening] {
-        struct Claim: Hashable {
-            var kind: String
-            var subject: String
-            var property: String
-        }
-        var claimed: [Claim: Set<String>] = [:]
-        for (id, resource) in previous.resources {
-            for property in resource.spec.properties {
-                claimed[Claim(kind: id.kind, subject: resource.spec.subject, property: property.name), default: []].insert(property.value)
-            }
-        }
+    ///
+    /// `retired` holds what earlier applied revisions gave properties that no resource of
+    /// `previous` sets any more (`Claim.retiring`): a property set again is compared with it.
+    /// Removing a resource in one revision and adding it back weaker in the next would otherwise
+    /// find nothing to compare with.
+    public static func compare(previous: DesiredState, current: DesiredState, registry: Registry,
+                               retired: [Claim: Set<String>] = [:]) -> [ResourceID: Weakening] {
+        var claimed = retired
+        for (claim, values) in Claim.all(in: previous) { claimed[claim] = values }
         var result: [ResourceID: Weakening] = [:]
         for (id, resource) in current.resources {
             guard let kind = registry.kinds[id.kind] else { continue }
@@ -78,6 +75,42 @@ public struct Weakening: Sendable, Hashable {
             if !changes.isEmpty { result[id] = Weakening(changes: changes.sorted()) }
         }
         return result
+    }
+
+    /// A property of a subject as a kind names it: what two resources would conflict on, and
+    /// what a weakening is judged on whatever resource sets it.
+    public struct Claim: Sendable, Hashable, Codable {
+        public var kind: String
+        public var subject: String
+        public var property: String
+
+        public init(kind: String, subject: String, property: String) {
+            self.kind = kind
+            self.subject = subject
+            self.property = property
+        }
+
+        /// Every value `state` gives each claim.
+        public static func all(in state: DesiredState) -> [Claim: Set<String>] {
+            var claimed: [Claim: Set<String>] = [:]
+            for (id, resource) in state.resources {
+                for property in resource.spec.properties {
+                    claimed[Claim(kind: id.kind, subject: resource.spec.subject, property: property.name), default: []].insert(property.value)
+                }
+            }
+            return claimed
+        }
+
+        /// The retired claims once `current` is applied after `previous`: those already retired
+        /// and those `previous` set, less what `current` sets (compared with `current` itself
+        /// from then on). A claim retired twice keeps the later values.
+        public static func retiring(previous: DesiredState, current: DesiredState,
+                                    retired: [Claim: Set<String>]) -> [Claim: Set<String>] {
+            var result = retired
+            for (claim, values) in all(in: previous) { result[claim] = values }
+            for claim in all(in: current).keys { result[claim] = nil }
+            return result
+        }
     }
 
     /// Whether an approver is a second person: not an author of the weakening, and no author of

@@ -16,9 +16,40 @@ package struct Provenance: Sendable {
     package var consumedApprovals: [String] = []
     /// The revision the weakening check compared with.
     package var baseline: ObjectID?
+    /// The retired claims to keep once this revision becomes the baseline (`Weakening.Claim.retiring`);
+    /// nil when they stay as they are (no baseline, or this revision is it).
+    package var retiredNext: [Weakening.Claim: Set<String>]?
 
     /// The file in the state directory that holds the last revision applied without a pending weakening.
     package static func baselineFile(_ stateDirectory: String) -> String { stateDirectory + "/applied-revision" }
+
+    /// The file in the state directory that holds what earlier applied revisions gave properties
+    /// no resource of the baseline sets any more (`Weakening.Claim.retiring`), as JSON.
+    package static func retiredClaimsFile(_ stateDirectory: String) -> String { stateDirectory + "/retired-claims.json" }
+
+    /// One retired claim as the file holds it.
+    struct RetiredClaim: Codable {
+        var claim: Weakening.Claim
+        var values: [String]
+    }
+
+    /// The retired claims the state directory holds; none when it holds no file. A file that
+    /// cannot be read is an error: comparing with nothing would let a removed and re-added
+    /// resource weaken without a second person.
+    package static func retiredClaims(_ stateDirectory: String) throws -> [Weakening.Claim: Set<String>] {
+        let path = retiredClaimsFile(stateDirectory)
+        guard let data = FileManager.default.contents(atPath: path) else {
+            if access(path, F_OK) == 0 { throw CommandError("cannot read \(path)") }
+            return [:]
+        }
+        do {
+            let entries = try JSONDecoder().decode([RetiredClaim].self, from: data)
+            return Dictionary(entries.map { ($0.claim, Set($0.values)) }, uniquingKeysWith: { $0.union($1) })
+        } catch {
+            throw CommandError("\(path) is not a list of retired claims (\(error)); move it away to start the memory of removed "
+                               + "resources again")
+        }
+    }
 
     /// Establishes provenance for `state` at `head` and rewrites its approvals to what git proves:
     /// an approval's approver is the author of the commit that wrote its file as it is at `head`
@@ -96,7 +127,15 @@ package struct Provenance: Sendable {
             return result
         }
         result.baseline = baseline
-        var weakened = Weakening.compare(previous: previous, current: state, registry: registry)
+        var retired: [Weakening.Claim: Set<String>] = [:]
+        do {
+            retired = try retiredClaims(stateDirectory)
+            result.retiredNext = Weakening.Claim.retiring(previous: previous, current: state, retired: retired)
+        } catch {
+            // Compared with the baseline alone, and the file is left for a person to look at.
+            Console().warn("\(error)")
+        }
+        var weakened = Weakening.compare(previous: previous, current: state, registry: registry, retired: retired)
         guard !weakened.isEmpty else { return result }
         let paths = Set(weakened.keys.compactMap { state.resources[$0]?.location.file })
         if let verification {
@@ -207,10 +246,23 @@ package struct Provenance: Sendable {
                 guard reached.contains(binding), !waiting.contains(binding) else { return }
             }
         }
-        let path = Self.baselineFile(stateDirectory)
+        // The retired claims first: killed between the two, the next pass compares with the old
+        // baseline, whose claims the new memory holds too.
+        if let retiredNext {
+            let entries = retiredNext.map { RetiredClaim(claim: $0.key, values: $0.value.sorted()) }
+                .sorted { ($0.claim.kind, $0.claim.subject, $0.claim.property) < ($1.claim.kind, $1.claim.subject, $1.claim.property) }
+            guard let data = try? JSONEncoder().encode(entries), Self.replace(Self.retiredClaimsFile(stateDirectory), with: data) else {
+                return
+            }
+        }
+        _ = Self.replace(Self.baselineFile(stateDirectory), with: Data((head.hex + "\n").utf8))
+    }
+
+    /// Writes `data` to `path` through a temporary file renamed over it.
+    private static func replace(_ path: String, with data: Data) -> Bool {
         let temporary = path + ".tmp"
-        guard FileManager.default.createFile(atPath: temporary, contents: Data((head.hex + "\n").utf8)) else { return }
-        _ = rename(temporary, path)
+        guard FileManager.default.createFile(atPath: temporary, contents: data) else { return false }
+        return rename(temporary, path) == 0
     }
 
     /// Records each refused approval once on the audit branch.

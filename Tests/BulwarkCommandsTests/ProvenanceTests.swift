@@ -373,6 +373,51 @@ import Testing
         }
     }
 
+    // MARK: - A resource removed, then added back weaker
+
+    /// The policy's sshd file without the root-login resource, and that resource's document.
+    func withoutRootLogin(_ work: String) throws -> (file: String, removed: String) {
+        let documents = try read(work + "/desired-state/hosts/sshd.yaml").components(separatedBy: "\n---\n")
+        let removed = try #require(documents.first { $0.contains("cis-5.1.20-permit-root-login") })
+        return (documents.filter { $0 != removed }.joined(separator: "\n---\n"), removed)
+    }
+
+    /// Root login's resource is removed (applied: sshd keeps `PermitRootLogin no`, and the
+    /// revision becomes the baseline), then added back with `yes`. The baseline sets no root
+    /// login at all, so only what earlier applied revisions gave it shows the weakening: held
+    /// for a second person, and nothing written. Added back as it was, it is in sync.
+    @Test(arguments: [false, true])
+    func aResourceRemovedAndAddedBackWeakerStillNeedsASecondPerson(weaker: Bool) async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            #expect(try s.run("apply").status == 0)
+            let (without, removed) = try withoutRootLogin(s.policy)
+            try s.commitPolicy("desired-state/hosts/sshd.yaml", without, message: "root login: managed elsewhere")
+            #expect(try s.run("apply").status == 0)
+            #expect(try baseline(s) == head(s), "the removal is applied: the baseline sets no root login")
+            #expect(try sshd(s).contains("\nPermitRootLogin no\n"), "a removed resource leaves the host as it is")
+
+            let back = weaker ? removed.replacingOccurrences(of: "PermitRootLogin: \"no\"", with: "PermitRootLogin: \"yes\"") : removed
+            #expect(back != removed || !weaker)
+            try s.commitPolicy("desired-state/hosts/sshd.yaml", without + "\n---\n" + back, message: "root login back")
+            let before = try s.snapshot()
+            let plan = try s.run("plan")
+            #expect(try s.run("apply").status == 0)
+            #expect(try s.snapshot() == before, "nothing weakened, nor anything to change when it comes back as it was")
+            let held = try safety.decisions(s, resource: rootLogin).filter { $0.decision == "held" }
+            if weaker {
+                #expect(plan.stdout.contains("weakens the policy by Test Person <person@example.org>: PermitRootLogin: no → yes"),
+                        "\(plan.stdout)")
+                #expect(held.count == 1)
+                #expect(try baseline(s) != head(s))
+            } else {
+                #expect(!plan.stdout.contains("weakens"), "\(plan.stdout)")
+                #expect(held.isEmpty)
+                #expect(try baseline(s) == head(s))
+            }
+        }
+    }
+
     // MARK: - A new state directory's baseline comes from a record a trusted key signed
 
     /// Bulwark (signing its records) applies; Mallory, a trusted signer, weakens the policy and

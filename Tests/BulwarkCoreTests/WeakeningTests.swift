@@ -78,6 +78,27 @@ import Testing
                                   registry: registry).isEmpty)
     }
 
+    /// A claim the baseline no longer makes is remembered from the revision that last made it
+    /// (`Claim.retiring`), and a resource setting it again is compared with that; once set
+    /// again, the current revision's value is the one compared with from then on.
+    @Test func aRetiredClaimIsComparedWithWhenItIsSetAgain() throws {
+        let driver = MemoryDriver()
+        let registry = memoryRegistry(driver)
+        let strict = try state("no", driver: driver)
+        let empty = try DesiredStateLoader(registry: registry).load([inventory], revision: Revision("rev-empty"))
+        let retired = Weakening.Claim.retiring(previous: strict, current: empty, retired: [:])
+        let claim = Weakening.Claim(kind: "Setting", subject: "", property: "permitRootLogin")
+        #expect(retired[claim] == ["no"])
+        #expect(Weakening.compare(previous: empty, current: try state("yes", driver: driver), registry: registry).isEmpty,
+                "compared with the baseline alone there is nothing to compare with")
+        let again = Weakening.compare(previous: empty, current: try state("yes", name: "other", driver: driver), registry: registry,
+                                      retired: retired)
+        #expect(again[ResourceID(kind: "Setting", name: "other")]?.changes == ["permitRootLogin: no → yes (turns it on)"])
+        #expect(Weakening.compare(previous: empty, current: try state("no", driver: driver), registry: registry, retired: retired).isEmpty)
+        // Applied again, the claim is live: the memory lets go of it.
+        #expect(Weakening.Claim.retiring(previous: empty, current: try state("yes", driver: driver), retired: retired)[claim] == nil)
+    }
+
     @Test func verifiedSignersAreComparedWholeAndAnUnknownAuthorLetsNoApprovalThrough() async throws {
         // Principals on both sides: `mallory` is `mallory`, whatever git's author field said.
         let signed = Weakening(changes: ["x"], authors: ["mallory"], identity: .verifiedSigner)
