@@ -4,34 +4,6 @@ import BulwarkTestSupport
 import Foundation
 import Testing
 
-/// Plans and applies `manifests` twice: the first plan blocks exactly one remediation (its
-/// reason containing `reason`), the pass records it blocked and carries out the rest, and the
-/// second pass blocks it again without recording it again. Returns the block's reason.
-@discardableResult
-func expectOneBlockedRestApplied(_ root: String, _ manifests: String, reason: String,
-                                 sourceLocation: Testing.SourceLocation = #_sourceLocation) async throws -> String {
-    let state = try hostState(root: root, manifests)
-    let reconciler = Reconciler(registry: Registry([HostAdapter.definition()]))
-    let plan = try await reconciler.plan(state)
-    let blocked = plan.remediations.filter { $0.decision == .blocked }
-    #expect(blocked.count == 1, "plan: \(plan.remediations.map { "\($0.decision) \($0.reason ?? "")" }) failures: \(plan.failures)",
-            sourceLocation: sourceLocation)
-    let text = blocked.first?.reason ?? ""
-    #expect(text.contains(reason), "reason: \(text)", sourceLocation: sourceLocation)
-    let sink = RecordingSink()
-    let first = await reconciler.apply(plan, state: state, audit: sink)
-    let records = first.entries.filter { $0.record.decision == .blocked }
-    #expect(records.count == 1 && records.first?.alreadyRecorded == false, sourceLocation: sourceLocation)
-    #expect(records.first?.record.commitMessage.contains("Bulwark-Decision: blocked") == true, sourceLocation: sourceLocation)
-    #expect(first.entries.filter { $0.record.decision != .blocked }.allSatisfy { $0.record.result == .verified },
-            "results: \(first.entries.map { "\($0.record.decision) \(String(describing: $0.record.result)) \($0.record.error ?? "")" })",
-            sourceLocation: sourceLocation)
-    let second = await reconciler.apply(try await reconciler.plan(state), state: state, audit: sink)
-    let again = second.entries.filter { $0.record.decision == .blocked }
-    #expect(again.count == 1 && again.allSatisfy { $0.alreadyRecorded }, "blocked again, recorded once", sourceLocation: sourceLocation)
-    return text
-}
-
 // MARK: - FileMode: the file as the pass leaves it
 
 @Suite struct FileModeWholeFileTests {
@@ -54,11 +26,11 @@ func expectOneBlockedRestApplied(_ root: String, _ manifests: String, reason: St
             try host(root)
             try write(root + "/etc/issue", "Debian\n", mode: 0o644)
             // A change to another file in the pass is no part of what the block was judged with.
-            let reason = try await expectOneBlockedRestApplied(
+            let reason = try await expectBlocked(
                 root, resource("FileMode", "a", "path: /etc/shadow\ngroup: guest") + resource("FileMode", "b", "path: /etc/shadow\nmode: \"0640\"")
                     + resource("FileMode", "a0", "path: /etc/issue\nmode: \"0640\""),
                 reason: "group guest (gid 1001, at or above GID_MIN 1000) would be able to read /etc/shadow, which holds secrets "
-                    + "(judged with the changes this pass also makes on this host: FileMode/")
+                    + "(judged with the changes this pass also makes on this host: FileMode/", restApplied: true)
             #expect(!reason.contains("FileMode/a0"), "\(reason)")
             let shadow = modeAndOwner(root + "/etc/shadow")
             #expect(shadow.mode & 0o044 == 0, "guest cannot read shadow: \(String(shadow.mode, radix: 8)) \(shadow.uid):\(shadow.gid)")

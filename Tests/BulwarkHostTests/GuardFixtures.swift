@@ -71,9 +71,10 @@ func snapshot(_ root: String) throws -> [String: String] {
 
 /// Plans and applies once, expecting one blocked remediation: the plan shows it blocked with a
 /// reason containing `reason`, apply records it blocked once, a second pass records nothing
-/// new, and no file under the root changed. Returns the block reason.
+/// new, and no file under the root changed; with `restApplied`, the pass carries out the other
+/// remediations instead, each verified. Returns the block reason.
 @discardableResult
-func expectBlocked(_ root: String, _ manifests: String, reason: String,
+func expectBlocked(_ root: String, _ manifests: String, reason: String, restApplied: Bool = false,
                    sourceLocation: Testing.SourceLocation = #_sourceLocation) async throws -> String {
     let before = try snapshot(root)
     let state = try hostState(root: root, manifests)
@@ -88,10 +89,17 @@ func expectBlocked(_ root: String, _ manifests: String, reason: String,
     let records = first.entries.filter { $0.record.decision == .blocked }
     #expect(records.count == 1 && records.first?.alreadyRecorded == false, sourceLocation: sourceLocation)
     #expect(records.first?.record.commitMessage.contains("Bulwark-Decision: blocked") == true, sourceLocation: sourceLocation)
+    if restApplied {
+        #expect(first.entries.filter { $0.record.decision != .blocked }.allSatisfy { $0.record.result == .verified },
+                "results: \(first.entries.map { "\($0.record.decision) \(String(describing: $0.record.result)) \($0.record.error ?? "")" })",
+                sourceLocation: sourceLocation)
+    }
     let second = await reconciler.apply(try await reconciler.plan(state), state: state, audit: sink)
     let again = second.entries.filter { $0.record.decision == .blocked }
     #expect(again.count == 1 && again.allSatisfy { $0.alreadyRecorded }, "recorded once", sourceLocation: sourceLocation)
-    #expect(try snapshot(root) == before, "the host is byte-identical", sourceLocation: sourceLocation)
+    if !restApplied {
+        #expect(try snapshot(root) == before, "the host is byte-identical", sourceLocation: sourceLocation)
+    }
     return text
 }
 
