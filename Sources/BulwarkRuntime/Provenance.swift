@@ -127,15 +127,27 @@ package struct Provenance: Sendable {
             return result
         }
         result.baseline = baseline
-        var retired: [Weakening.Claim: Set<String>] = [:]
+        var weakened: [ResourceID: Weakening]
         do {
-            retired = try retiredClaims(stateDirectory)
+            let retired = try retiredClaims(stateDirectory)
             result.retiredNext = Weakening.Claim.retiring(previous: previous, current: state, retired: retired)
+            weakened = Weakening.compare(previous: previous, current: state, registry: registry, retired: retired)
         } catch {
-            // Compared with the baseline alone, and the file is left for a person to look at.
+            // What a property the baseline does not set had before is unknown: each such
+            // property is held as a weakening (it may be one) until a person moves the file away,
+            // and the file is never written over.
             Console().warn("\(error)")
+            weakened = Weakening.compare(previous: previous, current: state, registry: registry)
+            let claimed = Weakening.Claim.all(in: previous)
+            for (id, resource) in state.resources {
+                let unknown = resource.spec.properties.filter {
+                    claimed[Weakening.Claim(kind: id.kind, subject: resource.spec.subject, property: $0.name)] == nil
+                }
+                guard !unknown.isEmpty else { continue }
+                let why = unknown.map { "\($0.name): (what it had before is unknown: \(retiredClaimsFile(stateDirectory)) cannot be read)" }
+                weakened[id, default: Weakening(changes: [])].changes = ((weakened[id]?.changes ?? []) + why).sorted()
+            }
         }
-        var weakened = Weakening.compare(previous: previous, current: state, registry: registry, retired: retired)
         guard !weakened.isEmpty else { return result }
         let paths = Set(weakened.keys.compactMap { state.resources[$0]?.location.file })
         if let verification {
@@ -229,8 +241,10 @@ package struct Provenance: Sendable {
         package var untrusted: [String] = []
     }
 
-    /// Moves the baseline to `head` once every weakening of it has reached its targets: each
-    /// binding of a weakened resource that this pass planned (`bindings`) was found in sync, or
+    /// Moves the baseline to `head` once every weakening of it has reached its targets: a
+    /// weakened resource has a binding in this pass (`bindings`; one bound to no target, or to
+    /// targets another replica holds, would be compared with its own weaker value once bound
+    /// here), and each binding of it that this pass planned was found in sync, or
     /// its fix was carried out (`outcome` holds its applied record, or found it already made),
     /// and none of its drift was left waiting. Otherwise the baseline stays, and the weakening
     /// keeps being compared with the revision before it, so it still needs a second person on a
@@ -238,6 +252,8 @@ package struct Provenance: Sendable {
     /// could not be observed, a fix not tried (another Bulwark held the target, the pass halted).
     package func advanceBaseline(to head: ObjectID, after plan: Plan, outcome: CycleOutcome, bindings: [Binding], stateDirectory: String) {
         if !weakened.isEmpty {
+            let bound = Set(bindings.map(\.resource))
+            guard weakened.keys.allSatisfy(bound.contains) else { return }
             var reached = Set(plan.inSync)
             reached.formUnion(outcome.inSync.map(\.binding))
             reached.formUnion(outcome.entries.lazy.filter { $0.record.decision == .applied }.map(\.remediation.binding))
@@ -251,18 +267,18 @@ package struct Provenance: Sendable {
         if let retiredNext {
             let entries = retiredNext.map { RetiredClaim(claim: $0.key, values: $0.value.sorted()) }
                 .sorted { ($0.claim.kind, $0.claim.subject, $0.claim.property) < ($1.claim.kind, $1.claim.subject, $1.claim.property) }
-            guard let data = try? JSONEncoder().encode(entries), Self.replace(Self.retiredClaimsFile(stateDirectory), with: data) else {
+            do {
+                try StateFile.replace(Self.retiredClaimsFile(stateDirectory), with: Array(try JSONEncoder().encode(entries)), synced: true)
+            } catch {
+                Console().warn("the last applied revision stays \(baseline?.short ?? "unset"): \(error)")
                 return
             }
         }
-        _ = Self.replace(Self.baselineFile(stateDirectory), with: Data((head.hex + "\n").utf8))
-    }
-
-    /// Writes `data` to `path` through a temporary file renamed over it.
-    private static func replace(_ path: String, with data: Data) -> Bool {
-        let temporary = path + ".tmp"
-        guard FileManager.default.createFile(atPath: temporary, contents: data) else { return false }
-        return rename(temporary, path) == 0
+        do {
+            try StateFile.replace(Self.baselineFile(stateDirectory), with: Array((head.hex + "\n").utf8), synced: true)
+        } catch {
+            Console().warn("\(error)")
+        }
     }
 
     /// Records each refused approval once on the audit branch.

@@ -418,6 +418,67 @@ import Testing
         }
     }
 
+    /// Root login is weakened while the resource is bound to no target (a selector no target
+    /// matches): nothing is held, since nothing is planned, and the baseline stays, since the
+    /// weakening reached no target. Bound again, it is held for a second person. A resource
+    /// bound to no target that weakens nothing holds back no revision.
+    @Test(arguments: [false, true])
+    func aWeakeningBoundToNoTargetIsHeldOnceItIsBound(weaker: Bool) async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            #expect(try s.run("apply").status == 0)
+            let applied = try head(s)
+            let (without, removed) = try withoutRootLogin(s.policy)
+            let value = weaker ? "PermitRootLogin: \"yes\"" : "PermitRootLogin: \"no\""
+            let unbound = removed.replacingOccurrences(of: "PermitRootLogin: \"no\"", with: value)
+                .replacingOccurrences(of: "\nspec:", with: "\ntargets: {selector: {role: staging-later}}\nspec:")
+            #expect(unbound.contains("staging-later"))
+            try s.commitPolicy("desired-state/hosts/sshd.yaml", without + "\n---\n" + unbound, message: "root login: staging for now")
+            #expect(try s.run("apply").status == 0)
+            #expect(try baseline(s) == (weaker ? applied : try head(s)))
+
+            try s.commitPolicy("desired-state/hosts/sshd.yaml", without + "\n---\n"
+                               + unbound.replacingOccurrences(of: "targets: {selector: {role: staging-later}}\n", with: ""),
+                               message: "root login: every host again")
+            let before = try s.snapshot()
+            #expect(try s.run("apply").status == 0)
+            #expect(try s.snapshot() == before)
+            #expect(try safety.decisions(s, resource: rootLogin).filter { $0.decision == "held" }.count == (weaker ? 1 : 0))
+            #expect(try sshd(s).contains("\nPermitRootLogin no\n"))
+        }
+    }
+
+    /// The memory of removed resources cannot be read: every property the baseline does not set
+    /// is held as a possible weakening, the file is left as it is, and the plan says why. Moved
+    /// away, the memory starts again and the property is compared with nothing.
+    @Test func anUnreadableMemoryOfRemovedResourcesHoldsWhatItCannotCompare() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            #expect(try s.run("apply").status == 0)
+            let (without, removed) = try withoutRootLogin(s.policy)
+            try s.commitPolicy("desired-state/hosts/sshd.yaml", without, message: "root login: managed elsewhere")
+            #expect(try s.run("apply").status == 0)
+            let memory = Provenance.retiredClaimsFile(s.state)
+            #expect(try read(memory).contains("PermitRootLogin"))
+            try write(memory, "[{\"claim\": ")
+            try s.commitPolicy("desired-state/hosts/sshd.yaml", without + "\n---\n"
+                               + removed.replacingOccurrences(of: "PermitRootLogin: \"no\"", with: "PermitRootLogin: \"yes\""),
+                               message: "root login back")
+            let before = try s.snapshot()
+            let apply = try s.run("apply")
+            #expect(apply.status == 0)
+            #expect(apply.stderr.contains("retired-claims.json is not a list of retired claims"), "\(apply.stderr)")
+            #expect(try s.snapshot() == before, "nothing weakened")
+            #expect(try safety.decisions(s, resource: rootLogin).filter { $0.decision == "held" }.count == 1)
+            #expect(try s.run("plan").stdout.contains("PermitRootLogin: (what it had before is unknown"))
+            #expect(try read(memory) == "[{\"claim\": ", "left for a person to look at")
+
+            try FileManager.default.removeItem(atPath: memory)
+            #expect(try s.run("apply").status == 0)
+            #expect(try sshd(s).contains("\nPermitRootLogin yes\n"), "compared with nothing once the memory is moved away")
+        }
+    }
+
     // MARK: - A new state directory's baseline comes from a record a trusted key signed
 
     /// Bulwark (signing its records) applies; Mallory, a trusted signer, weakens the policy and
