@@ -149,6 +149,10 @@ package struct Provenance: Sendable {
             }
         }
         guard !weakened.isEmpty else { return result }
+        for (name, controller) in state.controllers {
+            let new = controller.weakeningAllowed.subtracting(previous.controllers[name]?.weakeningAllowed ?? [])
+            for id in weakened.keys where new.contains(id.kind) { weakened[id]?.newOptOuts.insert(name) }
+        }
         let paths = Set(weakened.keys.compactMap { state.resources[$0]?.location.file })
         if let verification {
             // The range was verified whole before this: every commit in it is read again, however many.

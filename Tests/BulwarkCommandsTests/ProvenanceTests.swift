@@ -448,6 +448,34 @@ import Testing
         }
     }
 
+    /// `weakening: {SSHDConfig: allow}` added in the commit that allows root login lets nothing
+    /// through: the opt-out counts once the revision that added it was applied. Added first, and
+    /// applied, the later weakening goes through as the controller says.
+    @Test(arguments: [false, true])
+    func anOptOutCountsOnlyOnceItWasApplied(sameCommit: Bool) async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            #expect(try s.run("apply").status == 0)
+            let controller = try read(s.policy + "/controllers/host-hardening.yaml")
+                .replacingOccurrences(of: "  maxChangesPerCycle: 50", with: "  maxChangesPerCycle: 50\n  weakening: {SSHDConfig: allow}")
+            if !sameCommit {
+                try s.commitPolicy("controllers/host-hardening.yaml", controller, message: "sshd: no second person")
+                #expect(try s.run("apply").status == 0)
+                #expect(try baseline(s) == head(s))
+            }
+            // One commit with both files (the controller's as it already is, when applied before).
+            let work = try clone(s)
+            let person = Person(name: "Test Person", email: "person@example.org", key: nil)
+            try commit(person, ["controllers/host-hardening.yaml": controller,
+                                "desired-state/hosts/sshd.yaml": try rootLoginAllowed(work)], "allow root login", in: work)
+            try gitAs(person, "push", "-q", "origin", "main", in: work)
+            #expect(try s.run("apply").status == 0)
+            let held = try safety.decisions(s, resource: rootLogin).filter { $0.decision == "held" }
+            #expect(held.count == (sameCommit ? 1 : 0))
+            #expect(try sshd(s).contains(sameCommit ? "\nPermitRootLogin no\n" : "\nPermitRootLogin yes\n"))
+        }
+    }
+
     /// The memory of removed resources cannot be read: every property the baseline does not set
     /// is held as a possible weakening, the file is left as it is, and the plan says why. Moved
     /// away, the memory starts again and the property is compared with nothing.
