@@ -198,8 +198,8 @@ public enum Planner {
                 continue
             }
             // A change of policy in the less secure direction waits for a second person.
-            if let weakening = weakened[binding.resource], mode != .audit,
-               !controller.weakeningAllowed.contains(binding.resource.kind) || weakening.newOptOuts.contains(controller.name) {
+            if let weakening = weakened[binding.resource], !controller.weakeningAllowed.contains(binding.resource.kind),
+               mode != .audit {
                 let id = weakeningID(binding, remaining, weakening)
                 if let approval = approved(id), weakening.isSecondPerson(approval.approver) {
                     approver = approval.approver

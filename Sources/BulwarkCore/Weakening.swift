@@ -16,10 +16,6 @@ public struct Weakening: Sendable, Hashable {
     /// While there is one, no approver can be shown to be a second person: the weakening stays
     /// held until that change is reverted or made again by a known author.
     public var unknownAuthors: [String]
-    /// Controllers whose `weakening: allow` for this kind is newer than the last applied
-    /// revision: an opt-out in the commit that weakens (or after it) lets nothing through; only
-    /// one already in force when the baseline was applied does.
-    public var newOptOuts: Set<String> = []
 
     /// Who a person is, for telling a second person from the author of a change.
     public enum Identity: Sendable, Hashable {

@@ -148,11 +148,14 @@ package struct Provenance: Sendable {
                 weakened[id, default: Weakening(changes: [])].changes = ((weakened[id]?.changes ?? []) + why).sorted()
             }
         }
-        guard !weakened.isEmpty else { return result }
+        // A controller's opt-out of the second person (`weakening: allow`) counts once the
+        // revision that added it was applied: added in the commit that weakens or prunes, it
+        // would let that very change through.
         for (name, controller) in state.controllers {
             let new = controller.weakeningAllowed.subtracting(previous.controllers[name]?.weakeningAllowed ?? [])
-            for id in weakened.keys where new.contains(id.kind) { weakened[id]?.newOptOuts.insert(name) }
+            if !new.isEmpty { state.controllers[name]?.weakeningAllowed.subtract(new) }
         }
+        guard !weakened.isEmpty else { return result }
         let paths = Set(weakened.keys.compactMap { state.resources[$0]?.location.file })
         if let verification {
             // The range was verified whole before this: every commit in it is read again, however many.
