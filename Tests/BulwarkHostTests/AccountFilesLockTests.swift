@@ -1,5 +1,5 @@
 import BulwarkCore
-import BulwarkHost
+@testable import BulwarkHost
 import BulwarkTestSupport
 import Foundation
 import Testing
@@ -105,6 +105,93 @@ private func shadowLockIsFree(_ root: String) throws -> Bool {
             #expect(record.result == .failed && record.error?.contains("\(root)/etc/.pwd.lock: shadow-utils' lock file is a symbolic link") == true,
                     "\(record.error ?? "")")
             #expect(try read(root + "/etc/shadow") == shadow)
+        }
+    }
+
+    // MARK: - shadow-utils' lock files (useradd --prefix)
+
+    /// A program holding `etc/passwd.lock` the way shadow-utils' commonio does (`passwd.PID`
+    /// holding its pid, hard-linked to `passwd.lock`), for `seconds`; `pid` writes another pid
+    /// (or text) into the file instead. Returns once the link is made.
+    private func holdPasswdLockFile(_ root: String, seconds: Double, pid: String? = nil) throws -> Process {
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        holder.arguments = ["-c", """
+            import os, sys, time
+            etc, text = sys.argv[1], sys.argv[3] or str(os.getpid())
+            mine = f"{etc}/passwd.{os.getpid()}"
+            with open(mine, "w") as f: f.write(text)
+            os.link(mine, f"{etc}/passwd.lock")
+            os.unlink(mine)
+            print("held", flush=True)
+            time.sleep(float(sys.argv[2]))
+            """, root + "/etc", String(seconds), pid ?? ""]
+        let output = Pipe()
+        holder.standardOutput = output
+        try holder.run()
+        let said = String(decoding: output.fileHandleForReading.availableData, as: UTF8.self)
+        try #require(said.hasPrefix("held"), "the holder said: \(said)")
+        return holder
+    }
+
+    /// Under `--prefix`, useradd takes shadow-utils' lock files and not lckpwdf's (that one is the
+    /// running system's). While Bulwark holds a root's account files, the real useradd is told to
+    /// try again later; once Bulwark is done it goes through, and no lock file is left.
+    @Test func useraddWithAPrefixWaitsForBulwarksLock() async throws {
+        try await withTemporaryDirectory { root in
+            try write(root + "/etc/passwd", passwd)
+            try write(root + "/etc/shadow", shadow, mode: 0o640)
+            try write(root + "/etc/group", "root:x:0:\n")
+            try write(root + "/etc/gshadow", "root:*::\n", mode: 0o640)
+            var lock: AccountFilesLock? = try AccountFilesLock(try HostRoot(root))
+            let refused = try run("/usr/sbin/useradd", ["--prefix", root, "-M", "alice"])
+            #expect(refused.status != 0 && refused.stderr.contains("cannot lock"), "\(refused.stderr)")
+            #expect(try read(root + "/etc/passwd") == passwd)
+            withExtendedLifetime(lock) {}
+            lock = nil
+            #expect(!FileManager.default.fileExists(atPath: root + "/etc/passwd.lock"))
+            #expect(!FileManager.default.fileExists(atPath: root + "/etc/shadow.lock"))
+            let added = try run("/usr/sbin/useradd", ["--prefix", root, "-M", "alice"])
+            #expect(added.status == 0, "\(added.stderr)")
+            #expect(try read(root + "/etc/passwd").contains("\nalice:x:"))
+        }
+    }
+
+    /// A running program's passwd.lock is waited for and then the fix fails naming it, with
+    /// lckpwdf's lock let go; a lock file naming no pid is never taken over either.
+    @Test(arguments: [nil, "not a pid"] as [String?])
+    func aLockFileOfARunningProgramIsNotTakenOver(pid: String?) async throws {
+        try await withTemporaryDirectory { root in
+            try write(root + "/etc/passwd", passwd)
+            try write(root + "/etc/shadow", shadow, mode: 0o640)
+            let holder = try holdPasswdLockFile(root, seconds: 900, pid: pid)
+            defer { kill(holder.processIdentifier, SIGKILL); holder.waitUntilExit() }
+            let named = pid == nil ? "pid \(holder.processIdentifier)" : "a lock file that names no process"
+            #expect {
+                _ = try AccountFilesLock(try HostRoot(root), wait: .milliseconds(300))
+            } throws: { error in
+                "\(error)".contains("\(named) has held shadow-utils' lock on passwd") && "\(error)".contains("\(root)/etc/passwd.lock")
+            }
+            #expect(try shadowLockIsFree(root), "lckpwdf's lock is let go with the failure")
+            #expect(FileManager.default.fileExists(atPath: root + "/etc/passwd.lock"), "the holder's lock file is left")
+            #expect(!FileManager.default.fileExists(atPath: root + "/etc/shadow.lock"))
+        }
+    }
+
+    /// A passwd.lock left by a program that is gone (its pid not running) is stale: the fix
+    /// removes it, goes through, and leaves no lock file.
+    @Test func aStaleLockFileIsTakenOverAndTheFixGoesThrough() async throws {
+        try await withTemporaryDirectory { root in
+            try write(root + "/etc/passwd", passwd)
+            try write(root + "/etc/shadow", shadow, mode: 0o640)
+            let gone = try holdPasswdLockFile(root, seconds: 0)
+            gone.waitUntilExit()
+            #expect(try read(root + "/etc/passwd.lock") == "\(gone.processIdentifier)")
+            let (_, outcome) = try await reconcile(try hostState(root: root, resource("UserAccount", "g", "name: guest\nlocked: true")))
+            #expect(outcome.entries.first?.record.result == .verified, "\(outcome.entries.first?.record.error ?? "")")
+            #expect(try read(root + "/etc/shadow").contains("guest:!$y$"))
+            let left = try FileManager.default.contentsOfDirectory(atPath: root + "/etc").filter { ($0.hasSuffix(".lock") && $0 != ".pwd.lock") || $0.contains(".\(getpid())") }
+            #expect(left.isEmpty, "\(left)")
         }
     }
 }
