@@ -382,6 +382,16 @@ import Testing
         return (documents.filter { $0 != removed }.joined(separator: "\n---\n"), removed)
     }
 
+    /// Applies the scenario, then a revision without the root-login resource; returns the sshd
+    /// file as that revision has it and the document removed.
+    func rootLoginRemovedAndApplied(_ s: Scenario) throws -> (file: String, removed: String) {
+        #expect(try s.run("apply").status == 0)
+        let (without, removed) = try withoutRootLogin(s.policy)
+        try s.commitPolicy("desired-state/hosts/sshd.yaml", without, message: "root login: managed elsewhere")
+        #expect(try s.run("apply").status == 0)
+        return (without, removed)
+    }
+
     /// Root login's resource is removed (applied: sshd keeps `PermitRootLogin no`, and the
     /// revision becomes the baseline), then added back with `yes`. The baseline sets no root
     /// login at all, so only what earlier applied revisions gave it shows the weakening: held
@@ -390,10 +400,7 @@ import Testing
     func aResourceRemovedAndAddedBackWeakerStillNeedsASecondPerson(weaker: Bool) async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
-            #expect(try s.run("apply").status == 0)
-            let (without, removed) = try withoutRootLogin(s.policy)
-            try s.commitPolicy("desired-state/hosts/sshd.yaml", without, message: "root login: managed elsewhere")
-            #expect(try s.run("apply").status == 0)
+            let (without, removed) = try rootLoginRemovedAndApplied(s)
             #expect(try baseline(s) == head(s), "the removal is applied: the baseline sets no root login")
             #expect(try sshd(s).contains("\nPermitRootLogin no\n"), "a removed resource leaves the host as it is")
 
@@ -482,10 +489,7 @@ import Testing
     @Test func anUnreadableMemoryOfRemovedResourcesHoldsWhatItCannotCompare() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
-            #expect(try s.run("apply").status == 0)
-            let (without, removed) = try withoutRootLogin(s.policy)
-            try s.commitPolicy("desired-state/hosts/sshd.yaml", without, message: "root login: managed elsewhere")
-            #expect(try s.run("apply").status == 0)
+            let (without, removed) = try rootLoginRemovedAndApplied(s)
             let memory = Provenance.retiredClaimsFile(s.state)
             #expect(try read(memory).contains("PermitRootLogin"))
             try write(memory, "[{\"claim\": ")

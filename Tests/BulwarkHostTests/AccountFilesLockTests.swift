@@ -8,15 +8,20 @@ import Testing
 /// holds it: an fcntl `F_SETLKW` write lock over the whole of etc/.pwd.lock (Python's
 /// `fcntl.lockf`, the same call), for `seconds`. Returns once the lock is held.
 private func holdShadowLock(_ root: String, seconds: Double) throws -> Process {
-    let holder = Process()
-    holder.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-    holder.arguments = ["-c", """
+    try startHolder("""
         import fcntl, os, sys, time
         fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT, 0o600)
         fcntl.lockf(fd, fcntl.LOCK_EX)
         print("held", flush=True)
         time.sleep(float(sys.argv[2]))
-        """, root + "/etc/.pwd.lock", String(seconds)]
+        """, [root + "/etc/.pwd.lock", String(seconds)])
+}
+
+/// Starts `script` in python3 with `arguments`; returns once it says "held".
+private func startHolder(_ script: String, _ arguments: [String]) throws -> Process {
+    let holder = Process()
+    holder.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+    holder.arguments = ["-c", script] + arguments
     let output = Pipe()
     holder.standardOutput = output
     try holder.run()
@@ -114,9 +119,7 @@ private func shadowLockIsFree(_ root: String) throws -> Bool {
     /// holding its pid, hard-linked to `passwd.lock`), for `seconds`; `pid` writes another pid
     /// (or text) into the file instead. Returns once the link is made.
     private func holdPasswdLockFile(_ root: String, seconds: Double, pid: String? = nil) throws -> Process {
-        let holder = Process()
-        holder.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        holder.arguments = ["-c", """
+        try startHolder("""
             import os, sys, time
             etc, text = sys.argv[1], sys.argv[3] or str(os.getpid())
             mine = f"{etc}/passwd.{os.getpid()}"
@@ -125,13 +128,7 @@ private func shadowLockIsFree(_ root: String) throws -> Bool {
             os.unlink(mine)
             print("held", flush=True)
             time.sleep(float(sys.argv[2]))
-            """, root + "/etc", String(seconds), pid ?? ""]
-        let output = Pipe()
-        holder.standardOutput = output
-        try holder.run()
-        let said = String(decoding: output.fileHandleForReading.availableData, as: UTF8.self)
-        try #require(said.hasPrefix("held"), "the holder said: \(said)")
-        return holder
+            """, [root + "/etc", String(seconds), pid ?? ""])
     }
 
     /// Under `--prefix`, useradd takes shadow-utils' lock files and not lckpwdf's (that one is the
