@@ -177,6 +177,7 @@ extension Repository {
             try origin.updateReference(destination, to: new, expected: expected, message: "push: bulwark")
         } catch {
             guard error.isModified || error.code == GIT_ELOCKED.rawValue else { throw error }
+            if error.code == GIT_ELOCKED.rawValue, let stale = Self.staleLock(of: destination, in: path) { throw stale }
             return PushRejection(reference: destination, reason: error.message)
         }
         let sent = Set(chain.map(\.name))
@@ -189,6 +190,27 @@ extension Repository {
         // as they are, for the next push to try again: the record is already on the origin.
         _ = try? origin.consolidatePacks()
         return nil
+    }
+
+    /// How old a reference's lock file in a local origin must be to be taken for one left by a
+    /// killed process: git holds it for the moment a reference moves.
+    static let staleLockAge: TimeInterval = 60
+
+    /// The error for `reference`'s lock file in the local origin at `path` when it is older than
+    /// `staleLockAge`, nil otherwise. A git process killed while it moved the reference leaves
+    /// it, and git never removes it: every push to that branch then fails. Retried as a race
+    /// with another writer, each push waited out its whole deadline before it gave up, in every
+    /// pass, with words that blamed another writer.
+    static func staleLock(of reference: String, in path: String) -> GitError? {
+        let lock = path + "/" + reference + ".lock"
+        var info = stat()
+        guard lstat(lock, &info) == 0 else { return nil }
+        let age = Date().timeIntervalSince1970 - (TimeInterval(info.st_mtim.tv_sec) + TimeInterval(info.st_mtim.tv_nsec) / 1e9)
+        guard age > staleLockAge else { return nil }
+        return GitError(function: "push", code: GIT_ELOCKED.rawValue,
+                        message: "\(lock) has been there for \(Int(age)) s: a git process killed while it moved \(reference) "
+                            + "leaves it, and nothing can push to that branch while it is there; remove it if no git process "
+                            + "is using \(path)")
     }
 
     /// The unpushed packs that lead from `base` to `tip`, oldest first; empty when they do not.

@@ -100,6 +100,39 @@ import Testing
         }
     }
 
+    /// The audit branch's lock file in the origin, left by a git process killed while it moved
+    /// the branch: the records are kept and the warning names the lock and what to do, at once
+    /// (retried as a race with another writer, each pass waited out the push's whole deadline
+    /// and blamed another writer). Once it is removed, the next pass pushes them. A lock as
+    /// fresh as a running push's is still waited for as before (`AuditPushRaceTests`).
+    @Test func aStaleLockInTheOriginIsNamedAndTheRecordsWait() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let fixes = try s.planned().fixes
+            #expect(try s.run("apply").status == 0)
+            let pushed = try s.auditCommits().count
+            let lock = s.origin + "/refs/heads/bulwark/audit.lock"
+            try write(lock, "")
+            let old = Date().addingTimeInterval(-600).timeIntervalSince1970
+            var times = [timeval(tv_sec: Int(old), tv_usec: 0), timeval(tv_sec: Int(old), tv_usec: 0)]
+            #expect(utimes(lock, &times) == 0)
+            // The host drifted again: made anew, as the scenario made it.
+            try FileManager.default.removeItem(atPath: s.host)
+            try DemoHost.create(at: s.host)
+            let apply = try s.run("apply")
+            #expect(apply.status == 0, "\(apply.stderr)")
+            #expect(apply.stderr.contains("origin.git/refs/heads/bulwark/audit.lock has been there for"), "\(apply.stderr)")
+            #expect(apply.stderr.contains("remove it if no git process is using"))
+            #expect(!apply.stderr.contains("another writer kept moving"))
+            #expect(try s.auditCommits().count == pushed, "nothing pushed past the lock")
+
+            try FileManager.default.removeItem(atPath: lock)
+            let later = try s.run("apply")
+            #expect(later.status == 0, "\(later.stderr)")
+            #expect(try s.auditCommits().count == pushed + fixes, "the kept records went out")
+        }
+    }
+
     @Test func maxChangesPerCycleDefersTheRestOnce() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
