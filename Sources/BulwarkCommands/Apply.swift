@@ -94,7 +94,9 @@ struct ApplyRun: Encodable {
         let journal = FileJournal(stateDirectory: options.stateDirectory)
         let recovered: [CycleEntry]
         do {
-            recovered = try await reconciler.recover(journal: journal, state: loaded.state, audit: loaded.repository) { record in
+            let repository = loaded.repository, registry = reconciler.registry
+            recovered = try await reconciler.recover(journal: journal, state: loaded.state, audit: repository,
+                                                     earlier: { await repository.desiredState(at: $0, registry: registry) }) { record in
                 guard text else { return }
                 console.warn("closed an intent of an earlier run that was never carried out: \(record.resource) on "
                              + "\(record.target) (found as it was; planned again)")

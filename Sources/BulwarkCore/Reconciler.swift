@@ -678,10 +678,14 @@ public struct Reconciler: Sendable {
     /// closed. An intent the journal has no `trying` line for, whose every value is found as it
     /// was before, is closed without a record: its change never happened; one found as desired
     /// is recorded `interrupted` (someone else made it so). An intent whose resource or target
-    /// left the desired state is recorded `interrupted` without observing. Returns the records
-    /// written; `onUntried` is told of each intent closed without one.
+    /// left the desired state is observed as the revision it was made from gave them (`earlier`,
+    /// by the intent's desired commit): its change may well have been made, and the record says
+    /// what is found; recorded `interrupted` without observing only where that revision cannot
+    /// be read either. Returns the records written; `onUntried` is told of each intent closed
+    /// without one.
     public func recover(
         journal: some IntentJournal, state: DesiredState, audit: some AuditSink,
+        earlier: (Revision) async -> DesiredState? = { _ in nil },
         onUntried: (AuditRecord) -> Void = { _ in }
     ) async throws -> [CycleEntry] {
         var entries: [CycleEntry] = []
@@ -695,8 +699,16 @@ public struct Reconciler: Sendable {
             }
             let resourceID = ResourceID(kind: record.kind, name: record.name)
             record.result = .interrupted
-            if let resource = state.resources[resourceID], let target = state.targets[record.target],
-               let kind = registry.kinds[record.kind] {
+            var resource = state.resources[resourceID], target = state.targets[record.target]
+            var gone: String?
+            if resource == nil || target == nil, let then = await earlier(record.desiredCommit),
+               let was = then.resources[resourceID], let where_ = then.targets[record.target] {
+                resource = was
+                target = where_
+                gone = "\(record.resource) on \(record.target) is no longer in the desired state (observed as \(record.desiredCommit.short) "
+                    + "gave it)"
+            }
+            if let resource, let target, let kind = registry.kinds[record.kind] {
                 do {
                     let after = try await kind.driver.observe(resource, on: target)
                     let sensitive = Set(resource.spec.properties.filter(\.sensitive).map(\.name))
@@ -733,6 +745,7 @@ public struct Reconciler: Sendable {
                 } catch {
                     record.error = "the process stopped between this fix's intent and its record; observing afterwards failed: \(error)"
                 }
+                if let gone { record.error = (record.error.map { $0 + "; " } ?? "") + gone }
             } else {
                 record.error = "the process stopped between this fix's intent and its record; \(record.resource) on \(record.target) is no longer in the desired state"
             }

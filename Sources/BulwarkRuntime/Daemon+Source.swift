@@ -80,7 +80,10 @@ extension Daemon {
                             log.notice("closed an intent of an earlier run that was never carried out (found as it was)",
                                        metadata: ["target": .string(record.target), "resource": .string(record.resource)])
                         }
-                        for entry in try await reconciler.recover(journal: journal, state: loaded, audit: repository, onUntried: untried) {
+                        let registry = reconciler.registry
+                        let earlier: (Revision) async -> DesiredState? = { [repository] in await repository.desiredState(at: $0, registry: registry) }
+                        for entry in try await reconciler.recover(journal: journal, state: loaded, audit: repository, earlier: earlier,
+                                                                  onUntried: untried) {
                             logger.warning("recorded an interrupted fix of an earlier run",
                                            metadata: ["target": .string(entry.record.target), "resource": .string(entry.record.resource),
                                                       "result": .string(entry.record.result?.rawValue ?? "-")])

@@ -266,6 +266,13 @@ package actor PolicyRepository: AuditSink {
     }
 
     /// The manifest files of a revision, straight from the object database.
+    /// The desired state `revision` gave, nil when it cannot be read or loaded (a commit no
+    /// longer in the clone, a revision that was refused).
+    package func desiredState(at revision: Revision, registry: Registry) -> DesiredState? {
+        guard let hex = revision.commitID, let id = ObjectID(hex: hex), let files = try? files(at: id) else { return nil }
+        return try? DesiredStateLoader(registry: registry).load(files, revision: revision)
+    }
+
     package func files(at commit: ObjectID) throws -> [SourceFile] {
         try repository.files(at: commit, under: DesiredStateLoader.folders, maxSize: DesiredStateLoader.maxFileSize)
             .map { file in

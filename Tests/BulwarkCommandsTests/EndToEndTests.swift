@@ -554,4 +554,33 @@ struct AWSEndToEndTests {
             #expect(fsck.status == 0, "\(fsck.stderr)")
         }
     }
+
+    /// A kill between a fix and its record, then a person's commit that removes every host
+    /// resource: the next run observes the interrupted fix as the revision it was made from gave
+    /// it, and records it verified, saying the resource left the desired state. Recorded as
+    /// "interrupted … now (unset)" it said nothing of a change that was made. A fix whose
+    /// resource is still there is recorded as before (`aKillBetweenAFixAndItsRecord…`).
+    @Test func anInterruptedFixOfAResourceRemovedSinceIsObservedAsItsRevisionGaveIt() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let crashed = try run(try bulwarkExecutable(), ["apply", "--repo", s.origin, "--state-dir", s.state],
+                                  environment: ["BULWARK_FAULT_KILL_BEFORE_RECORD": "1"])
+            #expect(crashed.status == SIGKILL, "killed by the injected fault")
+            let work = dir + "/work"
+            try git("clone", "-q", s.origin, work)
+            try git("rm", "-r", "-q", "desired-state/hosts", in: work)
+            try git("commit", "-qm", "host settings managed elsewhere", in: work)
+            try git("push", "-q", "origin", "main", in: work)
+
+            let next = try s.run("apply")
+            #expect(next.status == 0, "\(next.stdout)\(next.stderr)")
+            let log = try git("--git-dir", s.origin, "log", "--format=%B%x1e", "bulwark/audit")
+            let interrupted = log.components(separatedBy: "\u{1e}").filter { $0.contains("the process stopped") || $0.contains("after a restart") }
+            #expect(interrupted.count == 1, "\(interrupted)")
+            let record = try #require(interrupted.first)
+            #expect(record.contains("Bulwark-Result: verified"), "\(record)")
+            #expect(record.contains("is no longer in the desired state (observed as"), "\(record)")
+            #expect(!record.contains("(unset)"), "\(record)")
+        }
+    }
 }
