@@ -587,21 +587,25 @@ package actor PolicyRepository: AuditSink {
     }
 
     /// Removes git lock files (`*.lock`) under `repository` last modified before `date`, which
-    /// only a process that died mid-update leaves there; returns what was done, in words.
+    /// only a process that died mid-update leaves there, and libgit2's temporary pack files
+    /// (`objects/pack/pack_git2_*`, renamed once a fetch's pack is indexed), which a process
+    /// killed mid-fetch leaves; returns what was done, in words.
     package static func removeStaleLocks(in repository: String, before date: Date) -> [String] {
         let fm = FileManager.default
         guard let walker = fm.enumerator(atPath: repository) else { return [] }
         var removed: [String] = []
         while let relative = walker.nextObject() as? String {
-            guard relative.hasSuffix(".lock"), !relative.hasPrefix("objects/") else { continue }
+            let temporaryPack = relative.hasPrefix("objects/pack/pack_git2_")
+            guard temporaryPack || (relative.hasSuffix(".lock") && !relative.hasPrefix("objects/")) else { continue }
             let path = repository + "/" + relative
             guard let attributes = try? fm.attributesOfItem(atPath: path),
                   attributes[.type] as? FileAttributeType == .typeRegular,
                   let modified = attributes[.modificationDate] as? Date, modified < date else { continue }
             do {
                 try fm.removeItem(atPath: path)
-                let message = "removed the stale lock file \(path) (left by a process killed while updating it; "
-                    + "modified \(Timestamp.format(modified)))"
+                let message = temporaryPack
+                    ? "removed the temporary pack file \(path) (left by a process killed while fetching; modified \(Timestamp.format(modified)))"
+                    : "removed the stale lock file \(path) (left by a process killed while updating it; modified \(Timestamp.format(modified)))"
                 Console().warn(message)
                 removed.append(message)
             } catch {

@@ -55,6 +55,35 @@ import Testing
         }
     }
 
+    /// What a kill during a fetch leaves: libgit2's temporary pack and its index lock in
+    /// objects/pack. Both are removed on open (`git count-objects` called them garbage), and the
+    /// clone's real packs are left: the records written before are still pushed and read.
+    @Test func aFetchsTemporaryPackLeftByAKillIsRemoved() async throws {
+        try await withTemporaryDirectory { dir in
+            try AuditPushRaceTests.makeOrigin(dir + "/origin.git", dir: dir)
+            do {
+                let repo = try Self.open(dir)
+                _ = try await repo.sync()
+                _ = try await repo.write(PolicyRepositoryTests().record(Self.id(1)))
+            }
+            let pack = dir + "/state/repository.git/objects/pack/"
+            let left = [pack + "pack_git2_bcc5520cebe93b67", pack + "pack_git2_bcc5520cebe9idx.lock"]
+            for file in left {
+                try write(file, "PACK")
+                try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: -60)], ofItemAtPath: file)
+            }
+            let repo = try Self.open(dir)
+            #expect(left.allSatisfy { !FileManager.default.fileExists(atPath: $0) })
+            #expect(await repo.repairs.contains { $0.contains("temporary pack file") && $0.contains(left[0]) })
+            _ = try await repo.sync()
+            #expect(try await repo.publish() == .pushed(commits: 1))
+            #expect(Set(try Self.originIDs(dir)) == [Self.id(1)])
+            let count = try git("--git-dir", dir + "/state/repository.git", "count-objects", "-v")
+            #expect(count.contains("garbage: 0"), "\(count)")
+            try git("--git-dir", dir + "/state/repository.git", "fsck", "--strict")
+        }
+    }
+
     @Test func aLockHeldByALiveWriterIsNotRemovedAndTheWriteFailsLoudly() async throws {
         try await withTemporaryDirectory { dir in
             try AuditPushRaceTests.makeOrigin(dir + "/origin.git", dir: dir)
