@@ -88,6 +88,28 @@ import Testing
         }
     }
 
+    /// The policy branch's lock file in the origin, left by a git process killed while it moved
+    /// main: `pause` fails at once naming the file and what to do (it said "the branch main kept
+    /// moving during 5 attempts"), and goes through once it is removed.
+    @Test func aPauseBlockedByAStaleLockInTheOriginNamesIt() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let lock = s.origin + "/refs/heads/main.lock"
+            try write(lock, "")
+            try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: -600)], ofItemAtPath: lock)
+            let arguments = ["pause", "--repo", s.origin, "--state-dir", s.state, "--reason", "incident INC-9"]
+            let environment = ["GIT_AUTHOR_NAME": "Olivia Oncall", "GIT_AUTHOR_EMAIL": "olivia@example.org"]
+            let blocked = try run(try bulwarkExecutable(), arguments, environment: environment)
+            #expect(blocked.status == 1)
+            #expect(blocked.stderr.contains("origin.git/refs/heads/main.lock has been there for"), "\(blocked.stderr)")
+            #expect(!blocked.stderr.contains("kept moving"))
+            try FileManager.default.removeItem(atPath: lock)
+            let paused = try run(try bulwarkExecutable(), arguments, environment: environment)
+            #expect(paused.status == 0, "\(paused.stderr)")
+            #expect(try s.run("apply").stdout.contains("paused by Olivia Oncall <olivia@example.org>: incident INC-9"))
+        }
+    }
+
     @Test func aPauseStopsEveryChangeUntilResumed() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
