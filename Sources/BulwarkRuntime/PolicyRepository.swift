@@ -129,8 +129,10 @@ package actor PolicyRepository: AuditSink {
 
     /// This Bulwark's trail: its instance name, the last audit commit it pushed (see `AuditTrail`).
     private var trail: AuditTrail
-    /// The sequence number of the last record this instance committed, read from the branch on first use.
+    /// The sequence number of the last record this instance committed (in memory ones included),
+    /// found on first use (`lastNumber`); where it came from, for the error when no number follows it.
     private var sequence: UInt64?
+    private var sequenceSource = "this process's last record"
     /// Tampering with the origin's audit branch found by this process and not yet reported, in words.
     private(set) var tampering: [String] = []
     /// Peer replicas' records the flap history left out (unsigned or untrusted), not yet reported; and every one reported.
@@ -423,11 +425,59 @@ package actor PolicyRepository: AuditSink {
         }
     }
 
-    /// This instance's last sequence number on the branch up to `parent`, read from git.
-    private func lastSequence(before parent: ObjectID?) throws -> UInt64 {
-        let (number, read) = try AuditTrail.lastSequence(of: trail.instance, in: repository, head: parent)
-        sequenceCommitsRead += read
+    /// The sequence number of this instance's last record, before the record that follows
+    /// `parent`: known in this process; else the state's (`AuditTrail.sequence`), raised past the
+    /// records committed after it was saved; else, in a trail file from before it was kept, read
+    /// from the branch. The branch takes in whatever the origin holds, and every record names its
+    /// instance: with a signing key, only commits it signed count there.
+    private func lastNumber(before parent: ObjectID?) throws -> UInt64 {
+        if let sequence { return sequence }
+        let number: UInt64
+        if let saved = trail.sequence {
+            let (found, read) = try AuditTrail.lastSequence(saved: saved, of: trail.instance, in: repository, head: parent,
+                                                            untrusted: notOwnRecord)
+            sequenceCommitsRead += read
+            number = found
+            sequenceSource = found == saved ? "\(AuditTrail.fileName) in \(configuration.stateDirectory)"
+                : "this Bulwark's records on the branch"
+        } else {
+            let (found, commit, read) = try AuditTrail.lastSequence(of: trail.instance, in: repository, head: parent,
+                                                                    untrusted: notOwnRecord)
+            sequenceCommitsRead += read
+            number = found
+            sequenceSource = commit.map { "audit commit \($0.short)" } ?? "none on the branch"
+        }
+        sequence = number
         return number
+    }
+
+    /// Why `commit` is not a record of this instance's own key, or nil when it is, or when there
+    /// is no key to tell (no `--signing-key`).
+    private func notOwnRecord(_ commit: CommitInfo) -> String? {
+        guard let key = configuration.signer?.publicKeyBlob, let trust = RecordTrust(ownKey: key, verification: nil) else { return nil }
+        var folder: String?
+        var keys: [[UInt8]: String] = [:]
+        defer { if let folder { try? FileManager.default.removeItem(atPath: folder) } }
+        return trust.problem(try? repository.signature(of: commit.id), commit: commit.id, folder: &folder, trustedKeys: &keys)
+    }
+
+    /// Keeps `number`, the last record's now on disk, in the trail file. Failing to only costs the
+    /// next process a look at the branch's newest commits (`AuditTrail.lastSequence(saved:)`): a warning.
+    private func rememberSequence(_ number: UInt64) {
+        guard trail.sequence != number else { return }
+        trail.sequence = number
+        do { try trail.save(stateDirectory: configuration.stateDirectory) } catch {
+            Console().warn("cannot remember the last audit record's sequence number (\(error)); the next run reads it from "
+                           + "this Bulwark's newest records")
+        }
+    }
+
+    /// Throws when the next `records` audit records cannot be numbered: called before a pass
+    /// changes anything, so that no fix is made whose record could not be written.
+    package func prepareToWrite(records: Int) async throws {
+        if let bufferFailure { throw bufferFailure }
+        let parent = try pendingHead ?? repository.resolve(localAudit)
+        _ = try AuditTrail.number(after: lastNumber(before: parent), reserving: records, source: sequenceSource)
     }
 
     private func writeOnce(_ record: AuditRecord) throws -> String {
@@ -438,7 +488,7 @@ package actor PolicyRepository: AuditSink {
         try catchUp(to: parent)
         var author = configuration.author
         author.time = Date()
-        let number = try (sequence ?? lastSequence(before: parent)) + 1
+        let number = try AuditTrail.number(after: lastNumber(before: parent), source: sequenceSource)
         if trail.committed != true {
             // Saved before the first commit: a trail that says false has none (see `AuditTrail.committed`).
             trail.committed = true
@@ -453,8 +503,10 @@ package actor PolicyRepository: AuditSink {
             pendingHead = commit
         } else {
             try repository.updateReference(localAudit, to: commit, expected: parent, message: "bulwark: audit \(record.id)")
+            rememberSequence(number)
         }
         sequence = number
+        sequenceSource = "this process's last record"
         fixPending.append((commit, parent, RecentFixIndex.Entry(record, commit: commit, committed: author.time)))
         if indexFile != nil, knownHead == parent {
             unindexed.append((commit, record.id))
@@ -502,6 +554,7 @@ package actor PolicyRepository: AuditSink {
             try repository.flushObjectBuffer(tip: head, base: base)
             try moveAuditBranch(to: head, from: base)
             pendingHead = nil
+            if let sequence { rememberSequence(sequence) }
         } catch {
             // The records in memory are lost; their fixes are still open intents.
             repository.discardObjectBuffer()
