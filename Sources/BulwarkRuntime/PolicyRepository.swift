@@ -100,6 +100,15 @@ package actor PolicyRepository: AuditSink {
     /// what the next `saveIndex` appends (up to the branch's head on disk).
     private var unindexed: [(commit: ObjectID, id: String?)] = []
     private var unindexedIDs: Set<String> = []
+    /// Ids `contains(recordID:)` found in a trusted commit (with `\u{1}accepted` when a
+    /// condition was met too), until the branch is rewritten; the keys `RecordTrust` found
+    /// trusted; the commits whose record was passed over, each warned about once.
+    private var trustedRecords: Set<String> = []
+    private var recordTrustKeys: [[UInt8]: String] = [:]
+    private var ignoredRecords: Set<ObjectID> = []
+    /// Every id's commits on the local audit branch (see `commitsCarrying`); nil until a lookup
+    /// needs it, and again when the branch is rewritten.
+    private var carriers: Carriers?
     /// The audit commit that the index file and `unindexed` together are up to date with.
     private var knownHead: ObjectID?
     /// What keeping the index up to date cost in this process.
@@ -278,7 +287,108 @@ package actor PolicyRepository: AuditSink {
 
     // MARK: - Audit
 
+    /// Whether a record with `recordID` is on the local audit branch (Bulwark's stable ids: a
+    /// decision recorded once, an approval used, a failure, a refusal, the tampering). The branch
+    /// takes in whatever the origin holds, and those ids can be computed by anyone: with a
+    /// signing key or audit signers (`RecordTrust`), an id counts only when a trusted key signed
+    /// a commit carrying it, else a made-up record would hide the real one. An untrusted one is
+    /// passed over with a warning naming its commit. Without either, nothing can be checked and
+    /// every id counts.
     package func contains(recordID: String) throws -> Bool {
+        try contains(recordID: recordID, accepting: nil)
+    }
+
+    /// Whether a fix used the approval `approvalID` (its record `AuditID.approved`): with a
+    /// signing key or audit signers, a trusted record of an applied (or pruned) fix with that
+    /// approval, not any commit carrying the id.
+    package func usedApproval(_ approvalID: String) throws -> Bool {
+        try contains(recordID: AuditID.approved(approvalID)) { commit in
+            guard let recorded = commit.recorded, recorded.decision == .applied || recorded.decision == .pruned else { return false }
+            return recorded.approvedBy != nil
+        }
+    }
+
+    /// `contains(recordID:)`, where a trusted commit carrying the id must also be one `accepting` takes.
+    private func contains(recordID: String, accepting: ((CommitInfo) -> Bool)?) throws -> Bool {
+        guard try indexHolds(recordID) else { return false }
+        guard let trust = recordTrust else { return true }
+        let key = accepting == nil ? recordID : recordID + "\u{1}accepted"
+        if trustedRecords.contains(key) { return true }
+        guard let head = try pendingHead ?? repository.resolve(localAudit) else { return false }
+        var folder: String?
+        defer { if let folder { try? FileManager.default.removeItem(atPath: folder) } }
+        for commit in try commitsCarrying(recordID, head: head) {
+            // The commits of the id's hash: another id with the same hash is not this one.
+            guard let info = try? repository.commitInfo(commit), info.trailer(.id) == recordID else { continue }
+            if let accepting, !accepting(info) {
+                ignore(recordID, commit, "it does not record a fix made under the approval")
+                continue
+            }
+            let signed = try? repository.signature(of: commit)
+            if let problem = trust.problem(signed, commit: commit, folder: &folder, trustedKeys: &recordTrustKeys) {
+                ignore(recordID, commit, problem)
+                continue
+            }
+            trustedRecords.insert(key)
+            return true
+        }
+        return false
+    }
+
+    /// The commits on the local audit branch up to `head` that may carry `recordID` (those whose
+    /// id has its hash; the caller reads each). The first call walks the branch once and keeps
+    /// every id's hash with its commit (a pass asks about hundreds of ids: a walk each was
+    /// quadratic; the hashes keep it to about 40 bytes a record); later calls read only the
+    /// commits added since.
+    private func commitsCarrying(_ recordID: String, head: ObjectID) throws -> [ObjectID] {
+        if carriers == nil {
+            var found = Carriers(head: head)
+            try repository.forEachCommit(from: head, trailer: AuditTrailer.id.rawValue) { commit, id in
+                if let id { found.add(id, commit) }
+            }
+            carriers = found
+        } else if let known = carriers?.head, known != head {
+            let added = try repository.history(from: head, hiding: known)
+            for commit in added {
+                if let id = commit.trailer(.id) { carriers?.add(id, commit.id) }
+            }
+            carriers?.head = head
+        }
+        return carriers?.commits(of: recordID) ?? []
+    }
+
+    /// Every id's commit on the local audit branch up to `head`, by the id's hash: one commit a
+    /// hash, and the rare further ones (the same id twice, or two ids of one hash) aside.
+    private struct Carriers {
+        var head: ObjectID
+        var first: [UInt64: ObjectID] = [:]
+        var more: [UInt64: [ObjectID]] = [:]
+
+        mutating func add(_ id: String, _ commit: ObjectID) {
+            let key = AuditIndex.hash(id.utf8)
+            if first[key] == nil { first[key] = commit } else { more[key, default: []].append(commit) }
+        }
+
+        func commits(of id: String) -> [ObjectID] {
+            let key = AuditIndex.hash(id.utf8)
+            return (first[key].map { [$0] } ?? []) + (more[key] ?? [])
+        }
+    }
+
+    /// Warns, once per commit, that the record `recordID` of `commit` is not taken as recorded.
+    private func ignore(_ recordID: String, _ commit: ObjectID, _ problem: String) {
+        guard ignoredRecords.insert(commit).inserted else { return }
+        Console().warn("the audit record \(recordID) of commit \(commit.short) is not taken as recorded: \(problem)")
+    }
+
+    /// Who may write the records `contains(recordID:)` believes: this Bulwark's key, the audit
+    /// signers; nil when neither is configured.
+    private var recordTrust: RecordTrust? {
+        RecordTrust(ownKey: configuration.signer?.publicKeyBlob, auditSigners: configuration.auditSigners, verification: nil)
+    }
+
+    /// Whether the index (its file and the commits after it) holds `recordID`, whoever wrote it.
+    private func indexHolds(_ recordID: String) throws -> Bool {
         let head = try pendingHead ?? repository.resolve(localAudit)
         openIndex()
         if indexFile == nil { try rebuildIndex() }
@@ -334,6 +444,8 @@ package actor PolicyRepository: AuditSink {
         if !descends(from: knownHead) {
             unindexed = []
             unindexedIDs = []
+            trustedRecords = []
+            carriers = nil
             knownHead = file.head
             guard descends(from: file.head) else {
                 indexFile = nil
@@ -369,6 +481,8 @@ package actor PolicyRepository: AuditSink {
         knownHead = head
         unindexed = []
         unindexedIDs = []
+        trustedRecords = []
+        carriers = nil
     }
 
     /// Appends to the index file the ids of the commits up to the audit branch's head on disk
@@ -565,6 +679,8 @@ package actor PolicyRepository: AuditSink {
             // What was caught up beyond the branch's head on disk is gone with the buffer.
             unindexed = []
             unindexedIDs = []
+            trustedRecords = []
+            carriers = nil
             knownHead = indexFile?.head
             fixPending = []
             let failure = notRecorded(id: "the buffered audit records", error)

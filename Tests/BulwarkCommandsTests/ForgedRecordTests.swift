@@ -163,4 +163,132 @@ import Testing
             #expect(try s.auditCommits() == audit)
         }
     }
+
+    // MARK: - Record ids
+
+    /// The id of the held record of root login, as `plan` shows it (nothing is recorded by a plan).
+    static func heldID(_ s: Scenario) throws -> String {
+        let plan = try s.run("plan")
+        let line = try #require(plan.stdout.split(separator: "\n").first {
+            $0.contains("cis-5.1.20-permit-root-login") && $0.contains("bulwark approve ")
+        }, "\(plan.stdout)")
+        let id = try #require(line.components(separatedBy: "bulwark approve ").last?.prefix(26))
+        return String(id)
+    }
+
+    /// A made-up record carrying the id of a held drift hid Bulwark's own held record: nobody was
+    /// asked to approve. With a signing key, Bulwark writes its own (once) and names the forged commit.
+    @Test func aForgedRecordWithTheHeldIdDoesNotHideTheHeldRecord() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let key = try AuditTrailTests().makeKey(dir)
+            let signed = ["--secrets-dir", key.secrets, "--signing-key", key.path]
+            try s.editPolicy("controllers/host-hardening.yaml", replacing: "mode: enforce", with: "mode: approve")
+            let id = try Self.heldID(s)
+            let forged = try Self.forge(s, subject: "reported(\(Self.resource)): local",
+                                        trailers: [("Bulwark-Id", id), ("Bulwark-Resource", Self.resource), ("Bulwark-Decision", "reported")])
+            let applied = try s.run("apply", signed[0], signed[1], signed[2], signed[3])
+            #expect(applied.status == 0, "\(applied.stderr)")
+            #expect(applied.stderr.contains("the audit record \(id) of commit \(forged.prefix(12)) is not taken as recorded"), "\(applied.stderr)")
+            func carrying() throws -> [String] {
+                try git("--git-dir", s.origin, "-c", "gpg.ssh.allowedSignersFile=\(key.allowed)", "log",
+                        "--format=%G?|%(trailers:key=Bulwark-Decision,valueonly,separator=)",
+                        "--grep=Bulwark-Id: \(id)", "bulwark/audit").split(separator: "\n").map(String.init)
+            }
+            #expect(try carrying() == ["G|held", "N|reported"])
+            // Bulwark's own held record is found from now on: not written again.
+            #expect(try s.run("apply", signed[0], signed[1], signed[2], signed[3]).status == 0)
+            #expect(try carrying().count == 2)
+        }
+    }
+
+    /// A made-up record with the id of the fix made under an approval made the approval look
+    /// used, and the fix was never made. With a signing key the fix goes through, once.
+    @Test func aForgedRecordOfTheApprovedFixDoesNotUseTheApproval() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let key = try AuditTrailTests().makeKey(dir)
+            let signed = ["--secrets-dir", key.secrets, "--signing-key", key.path]
+            try s.editPolicy("controllers/host-hardening.yaml", replacing: "mode: enforce", with: "mode: approve")
+            #expect(try s.run("apply", signed[0], signed[1], signed[2], signed[3]).status == 0)
+            let id = try #require(try SafetyEndToEndTests().decisions(s, resource: Self.resource).first { $0.decision == "held" }?.id)
+            #expect(try SafetyEndToEndTests().approve(s, id, as: "Sam Security", "sam@example.org").status == 0)
+            let forged = try Self.forge(s, subject: "applied(\(Self.resource)): local",
+                                        trailers: [("Bulwark-Id", AuditID.approved(id)), ("Bulwark-Resource", Self.resource),
+                                                   ("Bulwark-Decision", "applied"), ("Bulwark-Result", "verified"),
+                                                   ("Bulwark-Approved-By", "Sam Security <sam@example.org>")])
+            let applied = try s.run("apply", signed[0], signed[1], signed[2], signed[3])
+            #expect(applied.status == 0, "\(applied.stderr)")
+            #expect(applied.stderr.contains("commit \(forged.prefix(12)) is not taken as recorded"), "\(applied.stderr)")
+            #expect(try Self.rootLoginOff(s), "the approved fix was made")
+            let fix = try #require(try SafetyEndToEndTests().decisions(s, resource: Self.resource).first)
+            #expect(fix.decision == "applied" && fix.id == AuditID.approved(id) && fix.approver == "Sam Security <sam@example.org>")
+            // Bulwark's own record of it uses the approval: the same drift again waits for another.
+            try Self.drift(s)
+            #expect(try s.run("apply", signed[0], signed[1], signed[2], signed[3]).status == 0)
+            #expect(try !Self.rootLoginOff(s))
+            #expect(try s.run("plan").stdout.contains("waiting for approval: bulwark approve \(id)"))
+        }
+    }
+
+    /// At the seam every caller uses: an id counts when this Bulwark's key or a key of
+    /// --audit-signers signed a commit carrying it; an unsigned one does not until Bulwark writes
+    /// its own, which a new process finds too. Without either, every id counts, as the README says.
+    @Test func anIdCountsWhenThisBulwarkOrAnAuditSignerSignedIt() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let own = try LastAppliedTests().key(dir, "bulwark")
+            let replica = try LastAppliedTests().key(dir, "replica")
+            try write(dir + "/audit_signers", replica.line)
+            let forged = "01FQRGEDRECQRD000000000001"
+            let fromReplica = "01REPLICARECQRD00000000001"
+            for (id, signer) in [(forged, nil), (fromReplica, replica.signer)] as [(String, SSHSigningKey?)] {
+                let writer = try PolicyRepository(.init(url: s.origin, stateDirectory: dir + "/writer-\(id.suffix(4))", signer: signer))
+                _ = try await writer.sync()
+                _ = try await writer.write(PolicyRepositoryTests().record(id))
+                #expect(try await writer.publish() == .pushed(commits: 1))
+            }
+            var configuration = PolicyRepository.Configuration(url: s.origin, stateDirectory: s.state, signer: own.signer)
+            configuration.auditSigners = dir + "/audit_signers"
+            do {
+                let repo = try PolicyRepository(configuration)
+                _ = try await repo.sync()
+                #expect(try await repo.contains(recordID: fromReplica))
+                #expect(try await !repo.contains(recordID: forged))
+                _ = try await repo.write(PolicyRepositoryTests().record(forged))
+                #expect(try await repo.contains(recordID: forged))
+                _ = try await repo.publish()
+            }
+            // A new process: the index file says the id is there; the walk finds Bulwark's own commit.
+            let again = try PolicyRepository(configuration)
+            _ = try await again.sync()
+            #expect(try await again.contains(recordID: forged))
+            #expect(try await again.contains(recordID: fromReplica))
+            #expect(try await !again.contains(recordID: "01NEVERWRITTEN000000000000"))
+            // Without a key, nothing can be checked.
+            let unchecked = try PolicyRepository(.init(url: s.origin, stateDirectory: dir + "/unchecked"))
+            _ = try await unchecked.sync()
+            #expect(try await unchecked.contains(recordID: forged))
+        }
+    }
+
+    /// An approval is used by Bulwark's record of a fix made under it: a signed record with its id
+    /// and another decision does not use it.
+    @Test func anApprovalIsUsedOnlyByARecordOfAFixMadeUnderIt() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let own = try LastAppliedTests().key(dir, "bulwark")
+            let repo = try PolicyRepository(.init(url: s.origin, stateDirectory: s.state, signer: own.signer))
+            _ = try await repo.sync()
+            var reported = PolicyRepositoryTests().record(AuditID.approved("01APPROVALREPORTED00000000"))
+            reported.decision = .reported
+            reported.result = nil
+            _ = try await repo.write(reported)
+            #expect(try await !repo.usedApproval("01APPROVALREPORTED00000000"))
+            var applied = PolicyRepositoryTests().record(AuditID.approved("01APPROVALAPPLIED000000000"))
+            applied.approver = "Sam Security <sam@example.org>"
+            _ = try await repo.write(applied)
+            #expect(try await repo.usedApproval("01APPROVALAPPLIED000000000"))
+        }
+    }
 }
