@@ -231,6 +231,34 @@ import Testing
         }
     }
 
+    /// `approve` took the newest commit carrying the id, whatever pushed it: its resource, target
+    /// and reason (the block being approved) are what the approval says. With a signing key, the
+    /// newest record Bulwark signed is approved and the forged one is named.
+    @Test func approveTakesTheNewestRecordThisBulwarkSigned() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let key = try AuditTrailTests().makeKey(dir)
+            let signed = ["--secrets-dir", key.secrets, "--signing-key", key.path]
+            try s.editPolicy("controllers/host-hardening.yaml", replacing: "mode: enforce", with: "mode: approve")
+            #expect(try s.run("apply", signed[0], signed[1], signed[2], signed[3]).status == 0)
+            let id = try #require(try SafetyEndToEndTests().decisions(s, resource: Self.resource).first { $0.decision == "held" }?.id)
+            let forged = try Self.forge(s, subject: "held(SSHDConfig/forged): elsewhere",
+                                        trailers: [("Bulwark-Id", id), ("Bulwark-Resource", "SSHDConfig/forged"),
+                                                   ("Bulwark-Target", "elsewhere"), ("Bulwark-Decision", "held")])
+            let approved = try run(try bulwarkExecutable(), ["approve", id, "--repo", s.origin, "--state-dir", s.state,
+                                                             "--reason", "CHG-42"] + signed,
+                                   environment: ["GIT_AUTHOR_NAME": "Sam Security", "GIT_AUTHOR_EMAIL": "sam@example.org"])
+            #expect(approved.status == 0, "\(approved.stderr)")
+            #expect(approved.stderr.contains("a newer commit with the record \(id) is passed over: its commit \(forged.prefix(12)) is not signed"),
+                    "\(approved.stderr)")
+            let subject = try git("--git-dir", s.origin, "log", "-1", "--format=%s", "main")
+            #expect(subject.hasPrefix("approve(\(Self.resource)): "), "\(subject)")
+            // And the approval lets Bulwark's own held fix through.
+            #expect(try s.run("apply", signed[0], signed[1], signed[2], signed[3]).status == 0)
+            #expect(try Self.rootLoginOff(s))
+        }
+    }
+
     /// At the seam every caller uses: an id counts when this Bulwark's key or a key of
     /// --audit-signers signed a commit carrying it; an unsigned one does not until Bulwark writes
     /// its own, which a new process finds too. Without either, every id counts, as the README says.
