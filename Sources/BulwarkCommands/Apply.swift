@@ -246,6 +246,7 @@ enum FaultInjection {
         func beginBuffering() async -> Bool { await inner.beginBuffering() }
         func flush() async throws { try await inner.flush() }
         func endBuffering() async throws { try await inner.endBuffering() }
+        func prepareToWrite(records: Int) async throws { try await inner.prepareToWrite(records: records) }
 
         func write(_ record: AuditRecord) async throws -> String {
             if let killAt, record.decision == .applied, count.withLock({ $0 += 1; return $0 }) == killAt {

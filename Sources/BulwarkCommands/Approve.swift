@@ -14,7 +14,8 @@ extension Bulwark {
                 user.name and user.email). The next pass applies the fix only if the drift is still \
                 exactly the one that was held; its audit commit carries Bulwark-Approved-By. The approval of a \
                 safety guard's block names that block (block:, copied from the record), and lets no other \
-                block of the drift through.
+                block of the drift through. With --signing-key or --audit-signers, the record approved is the \
+                newest one with the id that Bulwark's key or a key of --audit-signers signed.
                 """)
 
         // Ids are ULIDs, whose letters are read in either case (waiver files name them in lowercase).
@@ -50,11 +51,22 @@ extension Bulwark {
             if let stale { throw CommandError(stale) }
             // Held drift, a safety guard's block and a flap-breaker escalation are approved alike.
             let approvable: Set<String> = [Decision.held.rawValue, Decision.blocked.rawValue, Decision.escalated.rawValue]
-            let held = try await policy.auditHistory().first {
+            let carrying = try await policy.auditHistory().filter {
                 $0.trailer(.id) == id && approvable.contains($0.trailer(.decision) ?? "")
             }
-            guard let held else {
+            guard var held = carrying.first else {
                 throw CommandError("no held, blocked or escalated remediation with id \(id) in \(repository.auditBranch)")
+            }
+            // With a signing key or audit signers, the newest record one of the Bulwarks signed:
+            // anyone who can push can put a newer one with the same id, showing another block.
+            // (The people of --trusted-signers do not sign Bulwark's records: they do not count here.)
+            if let trust = RecordTrust(ownKey: await policy.auditKey, auditSigners: await policy.auditSigners, verification: nil) {
+                let (trusted, passedOver) = await trust.newest(of: carrying, in: policy)
+                guard let trusted else {
+                    throw CommandError("the record \(id) in \(repository.auditBranch) cannot be approved: \(passedOver.first ?? "no trusted key signed it")")
+                }
+                for problem in passedOver { console.warn("a newer commit with the record \(id) is passed over: \(problem)") }
+                held = trusted
             }
             guard let author = await policy.callerSignature() else {
                 throw CommandError("no git identity: set user.name and user.email (git config) or GIT_AUTHOR_NAME and GIT_AUTHOR_EMAIL")

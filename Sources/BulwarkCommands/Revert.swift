@@ -61,14 +61,14 @@ extension Bulwark {
             let expires = try expiryDay(now: Date())
             let loaded = try await repository.load(console: console)
             let policy = loaded.repository
+            let trust = await RecordTrust.of(policy, verification: repository.sourceVerification)
             let original = try await Self.record(id, in: policy, stateDirectory: repository.stateDirectory,
-                                                 auditBranch: repository.auditBranch,
-                                                 trust: await RecordTrust.of(policy, verification: repository.sourceVerification))
+                                                 auditBranch: repository.auditBranch, trust: trust)
             guard original.decision == .applied, original.result == .verified else {
                 throw CommandError("\(id) is a \(original.decision.rawValue) record (result \(original.result?.rawValue ?? "none")) "
                                    + "of \(original.resource) on \(original.target); only a verified applied fix can be reverted")
             }
-            if let earlier = try await Self.revertRecord(of: id, in: policy) {
+            if let earlier = try await Self.revertRecord(of: id, in: policy, trust: trust) {
                 throw CommandError("\(id) was already reverted (record \(earlier)); nothing was changed")
             }
             guard original.reason?.hasPrefix(Self.reasonPrefix) != true else {
@@ -194,17 +194,26 @@ extension Bulwark {
         }
 
         /// The audit record `id` as it was committed (its JSON on the audit branch, the newest commit carrying the id).
-        /// With `trust`, the commit must carry a trusted signature: the values a revert puts back
-        /// come from the record, and anyone who can push can write one (`RecordTrust`).
+        /// With `trust`, the newest commit carrying it that a trusted key signed: the values a
+        /// revert puts back come from the record, and anyone who can push can write one, with
+        /// the same id too (`RecordTrust`). Newer ones passed over are named in a warning.
         static func record(_ id: String, in policy: PolicyRepository, stateDirectory: String, auditBranch: String,
                            trust: RecordTrust?) async throws -> AuditRecord {
-            guard let commit = try await policy.auditHistory().first(where: { $0.trailer(.id) == id }),
-                  let detected = commit.trailer(.detectedAt) else {
-                throw CommandError("no audit record with id \(id) in \(auditBranch)")
+            let carrying = try await policy.auditHistory().filter { $0.trailer(.id) == id }
+            guard var commit = carrying.first else { throw CommandError("no audit record with id \(id) in \(auditBranch)") }
+            if let trust {
+                let (trusted, passedOver) = await trust.newest(of: carrying, in: policy)
+                guard let trusted else {
+                    throw CommandError("the audit record \(id) cannot be reverted: \(passedOver.first ?? "no trusted key signed it"). "
+                                       + "The values it would restore are only as trustworthy as whoever pushed it; nothing was changed")
+                }
+                for problem in passedOver {
+                    Console().warn("a newer commit with the audit record \(id) is passed over: \(problem)")
+                }
+                commit = trusted
             }
-            if let trust, let problem = await trust.problem(with: commit.id, in: policy) {
-                throw CommandError("the audit record \(id) cannot be reverted: \(problem). The values it would restore are "
-                                   + "only as trustworthy as whoever pushed it; nothing was changed")
+            guard let detected = commit.trailer(.detectedAt) else {
+                throw CommandError("the audit record \(id) in \(commit.id.short) has no \(AuditTrailer.detectedAt.rawValue)")
             }
             // A read-only handle on the clone PolicyRepository holds (its lock is held by this process).
             let clone = try Repository.open(at: stateDirectory + "/repository.git")
@@ -229,11 +238,16 @@ extension Bulwark {
             return record
         }
 
-        /// The id of a record that already reverted `id`, if any.
-        static func revertRecord(of id: String, in policy: PolicyRepository) async throws -> String? {
-            try await policy.auditHistory().first {
+        /// The id of a record that already reverted `id`, if any; with `trust`, only a record a
+        /// trusted key signed counts, so that a made-up one cannot stop a revert.
+        static func revertRecord(of id: String, in policy: PolicyRepository, trust: RecordTrust?) async throws -> String? {
+            let reverts = try await policy.auditHistory().filter {
                 $0.trailer(.decision) == Decision.applied.rawValue && $0.message.contains("Reason: \(reasonPrefix)\(id) by ")
-            }?.trailer(.id)
+            }
+            guard let trust else { return reverts.first?.trailer(.id) }
+            let (trusted, passedOver) = await trust.newest(of: reverts, in: policy)
+            for problem in passedOver { Console().warn("a record of a revert of \(id) is passed over: \(problem)") }
+            return trusted?.trailer(.id)
         }
 
         /// The waiver manifest: one `Waiver` document per restored property, for that resource on that target only.

@@ -16,12 +16,17 @@ public protocol AuditSink: Sendable {
     func flush() async throws
     /// `flush`, and stop buffering.
     func endBuffering() async throws
+    /// Throws when `records` more records could not be written (a sink that numbers its records
+    /// has no number left for them): called before a pass changes anything, since a fix whose
+    /// record cannot be written must not be made.
+    func prepareToWrite(records: Int) async throws
 }
 
 extension AuditSink {
     public func beginBuffering() async -> Bool { false }
     public func flush() async throws {}
     public func endBuffering() async throws {}
+    public func prepareToWrite(records: Int) async throws {}
 }
 
 /// What a pass observed: values per binding, failures per binding, and anything that makes the
@@ -399,6 +404,17 @@ public struct Reconciler: Sendable {
         let passSteps = steps(plan, state: state)
         let ledger = PassLedger(buffered: await audit.beginBuffering(),
                                 expected: passSteps.reduce(0) { $0 + $1.remediations.count })
+        // Every record of the pass must be writable before its first fix (a numbered sink with no
+        // number left): otherwise nothing is changed, and the decisions that change nothing are
+        // still tried (they fail as they write, and say why).
+        let changing = passSteps.filter(Self.changes).reduce(0) { $0 + $1.remediations.count }
+        if changing > 0 {
+            do {
+                try await audit.prepareToWrite(records: passSteps.reduce(0) { $0 + $1.remediations.count })
+            } catch {
+                await ledger.halt("the audit branch cannot be written (\(error)); no fix is made without its record", skipped: 0)
+            }
+        }
         // One lane per target, in the order of each target's first step.
         var lanes: [[(Int, PassStep)]] = []
         var laneOf: [String: Int] = [:]

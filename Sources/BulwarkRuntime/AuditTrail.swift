@@ -28,6 +28,12 @@ package struct AuditTrail: Codable, Sendable, Equatable {
     /// base its own records were replayed onto): every commit it reaches came from the origin,
     /// whatever its trailers say, and is never pushed back or replayed as this instance's.
     package var followed: String?
+    /// The number of the last record this instance committed that is on disk (saved once the
+    /// branch moved to it). The next record follows it. Kept here because the audit branch
+    /// cannot tell it: every record names its instance, so anyone who can push writes a commit
+    /// with this name and any number. Absent in a file written before it was kept: then it is
+    /// read once from the branch (`lastSequence`), from this instance's own key's commits.
+    package var sequence: UInt64?
 
     package static let instanceTrailer = AuditTrailer.instance.rawValue
     package static let sequenceTrailer = AuditTrailer.sequence.rawValue
@@ -86,23 +92,80 @@ package struct AuditTrail: Codable, Sendable, Equatable {
     }
 
     /// The sequence number of the newest record `instance` committed on the line ending at `head`
-    /// (first parents), or 0 when it committed none there; with the number of commits read.
-    package static func lastSequence(of instance: String, in repository: Repository,
-                                     head: ObjectID?) throws -> (number: UInt64, read: Int) {
+    /// (first parents), with the commit that carries it (nil: none, the number is 0) and the
+    /// number of commits read. A commit `untrusted` has a reason for (not signed by this
+    /// instance's key), or whose number is not a number, is someone else's: passed over with a
+    /// warning, never an error, so that a made-up record cannot stop Bulwark recording.
+    package static func lastSequence(of instance: String, in repository: Repository, head: ObjectID?,
+                                     untrusted: (CommitInfo) -> String?) throws -> (number: UInt64, commit: ObjectID?, read: Int) {
         var next = head
         var read = 0
         while let id = next {
             let commit = try repository.commitInfo(id)
             read += 1
-            if commit.trailer(instanceTrailer) == instance, let text = commit.trailer(sequenceTrailer) {
-                guard let number = UInt64(text) else {
-                    throw CommandError("audit commit \(id.short) carries the sequence number '\(quotedForMessage(text))', not a number")
-                }
-                return (number, read)
+            next = commit.parents.first
+            guard commit.trailer(instanceTrailer) == instance, let text = commit.trailer(sequenceTrailer) else { continue }
+            guard let number = UInt64(text) else {
+                Console().warn("audit commit \(id.short) names this Bulwark (\(instance)) with the sequence number "
+                               + "'\(quotedForMessage(text))', not a number: it is not this Bulwark's, passed over")
+                continue
             }
+            if let problem = untrusted(commit) {
+                Console().warn("audit commit \(id.short) names this Bulwark (\(instance)) with the sequence number \(number), "
+                               + "but \(problem): it is not this Bulwark's, passed over")
+                continue
+            }
+            return (number, id, read)
+        }
+        return (0, nil, read)
+    }
+
+    /// The number of this instance's last record when its state says `saved`: `saved`, or more
+    /// when the newest commits of the line ending at `head` are this instance's records numbered
+    /// `saved + 1`, `saved + 2` … with no gap, each one `untrusted` has nothing against (a process
+    /// stopped between moving the branch and saving the trail; its records, never pushed, are
+    /// replayed on top of the origin's). Any other number is someone else's, and is passed over
+    /// with a warning. Returns the number and the commits read.
+    package static func lastSequence(saved: UInt64, of instance: String, in repository: Repository, head: ObjectID?,
+                                     untrusted: (CommitInfo) -> String?) throws -> (number: UInt64, read: Int) {
+        var newestFirst: [(commit: ObjectID, number: UInt64)] = []
+        var next = head
+        var read = 0
+        while let id = next {
+            let commit = try repository.commitInfo(id)
+            read += 1
+            guard commit.trailer(instanceTrailer) == instance, let text = commit.trailer(sequenceTrailer),
+                  let number = UInt64(text), number > saved else { break }
+            if let problem = untrusted(commit) {
+                Console().warn("audit commit \(id.short) names this Bulwark (\(instance)) with the sequence number \(number), "
+                               + "but \(problem): it is not this Bulwark's, passed over")
+                break
+            }
+            newestFirst.append((id, number))
             next = commit.parents.first
         }
-        return (0, read)
+        var number = saved
+        for found in newestFirst.reversed() {
+            guard number < .max, found.number == number + 1 else {
+                Console().warn("audit commit \(found.commit.short) names this Bulwark (\(instance)) with the sequence number "
+                               + "\(found.number), where its last record is \(number) (\(fileName)): it is not this Bulwark's, passed over")
+                break
+            }
+            number += 1
+        }
+        return (number, read)
+    }
+
+    /// The number after `last`, checked: an overflow is an error, never a trap. With `count`, the
+    /// `count` numbers after `last` must all exist (a pass's records, numbered before its first
+    /// fix). `source` says where `last` came from, for the error.
+    package static func number(after last: UInt64, reserving count: Int = 1, source: String) throws -> UInt64 {
+        guard !last.addingReportingOverflow(UInt64(max(count, 1))).overflow else {
+            throw CommandError("the last sequence number of this Bulwark's records, \(last) (\(source)), leaves no number for "
+                               + "\(count == 1 ? "the next record" : "the \(count) records of this pass"): nothing is recorded, and "
+                               + "no fix is made without its record")
+        }
+        return last + 1
     }
 
     /// The name of a recovery branch made at `date`: `bulwark/audit-recovered-20261201T193000Z`.

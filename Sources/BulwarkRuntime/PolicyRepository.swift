@@ -100,6 +100,15 @@ package actor PolicyRepository: AuditSink {
     /// what the next `saveIndex` appends (up to the branch's head on disk).
     private var unindexed: [(commit: ObjectID, id: String?)] = []
     private var unindexedIDs: Set<String> = []
+    /// Ids `contains(recordID:)` found in a trusted commit (with `\u{1}accepted` when a
+    /// condition was met too), until the branch is rewritten; the keys `RecordTrust` found
+    /// trusted; the commits whose record was passed over, each warned about once.
+    private var trustedRecords: Set<String> = []
+    private var recordTrustKeys: [[UInt8]: String] = [:]
+    private var ignoredRecords: Set<ObjectID> = []
+    /// Every id's commits on the local audit branch (see `commitsCarrying`); nil until a lookup
+    /// needs it, and again when the branch is rewritten.
+    private var carriers: Carriers?
     /// The audit commit that the index file and `unindexed` together are up to date with.
     private var knownHead: ObjectID?
     /// What keeping the index up to date cost in this process.
@@ -129,8 +138,10 @@ package actor PolicyRepository: AuditSink {
 
     /// This Bulwark's trail: its instance name, the last audit commit it pushed (see `AuditTrail`).
     private var trail: AuditTrail
-    /// The sequence number of the last record this instance committed, read from the branch on first use.
+    /// The sequence number of the last record this instance committed (in memory ones included),
+    /// found on first use (`lastNumber`); where it came from, for the error when no number follows it.
     private var sequence: UInt64?
+    private var sequenceSource = "this process's last record"
     /// Tampering with the origin's audit branch found by this process and not yet reported, in words.
     private(set) var tampering: [String] = []
     /// Peer replicas' records the flap history left out (unsigned or untrusted), not yet reported; and every one reported.
@@ -283,7 +294,108 @@ package actor PolicyRepository: AuditSink {
 
     // MARK: - Audit
 
+    /// Whether a record with `recordID` is on the local audit branch (Bulwark's stable ids: a
+    /// decision recorded once, an approval used, a failure, a refusal, the tampering). The branch
+    /// takes in whatever the origin holds, and those ids can be computed by anyone: with a
+    /// signing key or audit signers (`RecordTrust`), an id counts only when a trusted key signed
+    /// a commit carrying it, else a made-up record would hide the real one. An untrusted one is
+    /// passed over with a warning naming its commit. Without either, nothing can be checked and
+    /// every id counts.
     package func contains(recordID: String) throws -> Bool {
+        try contains(recordID: recordID, accepting: nil)
+    }
+
+    /// Whether a fix used the approval `approvalID` (its record `AuditID.approved`): with a
+    /// signing key or audit signers, a trusted record of an applied (or pruned) fix with that
+    /// approval, not any commit carrying the id.
+    package func usedApproval(_ approvalID: String) throws -> Bool {
+        try contains(recordID: AuditID.approved(approvalID)) { commit in
+            guard let recorded = commit.recorded, recorded.decision == .applied || recorded.decision == .pruned else { return false }
+            return recorded.approvedBy != nil
+        }
+    }
+
+    /// `contains(recordID:)`, where a trusted commit carrying the id must also be one `accepting` takes.
+    private func contains(recordID: String, accepting: ((CommitInfo) -> Bool)?) throws -> Bool {
+        guard try indexHolds(recordID) else { return false }
+        guard let trust = recordTrust else { return true }
+        let key = accepting == nil ? recordID : recordID + "\u{1}accepted"
+        if trustedRecords.contains(key) { return true }
+        guard let head = try pendingHead ?? repository.resolve(localAudit) else { return false }
+        var folder: String?
+        defer { if let folder { try? FileManager.default.removeItem(atPath: folder) } }
+        for commit in try commitsCarrying(recordID, head: head) {
+            // The commits of the id's hash: another id with the same hash is not this one.
+            guard let info = try? repository.commitInfo(commit), info.trailer(.id) == recordID else { continue }
+            if let accepting, !accepting(info) {
+                ignore(recordID, commit, "it does not record a fix made under the approval")
+                continue
+            }
+            let signed = try? repository.signature(of: commit)
+            if let problem = trust.problem(signed, commit: commit, folder: &folder, trustedKeys: &recordTrustKeys) {
+                ignore(recordID, commit, problem)
+                continue
+            }
+            trustedRecords.insert(key)
+            return true
+        }
+        return false
+    }
+
+    /// The commits on the local audit branch up to `head` that may carry `recordID` (those whose
+    /// id has its hash; the caller reads each). The first call walks the branch once and keeps
+    /// every id's hash with its commit (a pass asks about hundreds of ids: a walk each was
+    /// quadratic; the hashes keep it to about 40 bytes a record); later calls read only the
+    /// commits added since.
+    private func commitsCarrying(_ recordID: String, head: ObjectID) throws -> [ObjectID] {
+        if carriers == nil {
+            var found = Carriers(head: head)
+            try repository.forEachCommit(from: head, trailer: AuditTrailer.id.rawValue) { commit, id in
+                if let id { found.add(id, commit) }
+            }
+            carriers = found
+        } else if let known = carriers?.head, known != head {
+            let added = try repository.history(from: head, hiding: known)
+            for commit in added {
+                if let id = commit.trailer(.id) { carriers?.add(id, commit.id) }
+            }
+            carriers?.head = head
+        }
+        return carriers?.commits(of: recordID) ?? []
+    }
+
+    /// Every id's commit on the local audit branch up to `head`, by the id's hash: one commit a
+    /// hash, and the rare further ones (the same id twice, or two ids of one hash) aside.
+    private struct Carriers {
+        var head: ObjectID
+        var first: [UInt64: ObjectID] = [:]
+        var more: [UInt64: [ObjectID]] = [:]
+
+        mutating func add(_ id: String, _ commit: ObjectID) {
+            let key = AuditIndex.hash(id.utf8)
+            if first[key] == nil { first[key] = commit } else { more[key, default: []].append(commit) }
+        }
+
+        func commits(of id: String) -> [ObjectID] {
+            let key = AuditIndex.hash(id.utf8)
+            return (first[key].map { [$0] } ?? []) + (more[key] ?? [])
+        }
+    }
+
+    /// Warns, once per commit, that the record `recordID` of `commit` is not taken as recorded.
+    private func ignore(_ recordID: String, _ commit: ObjectID, _ problem: String) {
+        guard ignoredRecords.insert(commit).inserted else { return }
+        Console().warn("the audit record \(recordID) of commit \(commit.short) is not taken as recorded: \(problem)")
+    }
+
+    /// Who may write the records `contains(recordID:)` believes: this Bulwark's key, the audit
+    /// signers; nil when neither is configured.
+    private var recordTrust: RecordTrust? {
+        RecordTrust(ownKey: configuration.signer?.publicKeyBlob, auditSigners: configuration.auditSigners, verification: nil)
+    }
+
+    /// Whether the index (its file and the commits after it) holds `recordID`, whoever wrote it.
+    private func indexHolds(_ recordID: String) throws -> Bool {
         let head = try pendingHead ?? repository.resolve(localAudit)
         openIndex()
         if indexFile == nil { try rebuildIndex() }
@@ -339,6 +451,8 @@ package actor PolicyRepository: AuditSink {
         if !descends(from: knownHead) {
             unindexed = []
             unindexedIDs = []
+            trustedRecords = []
+            carriers = nil
             knownHead = file.head
             guard descends(from: file.head) else {
                 indexFile = nil
@@ -374,6 +488,8 @@ package actor PolicyRepository: AuditSink {
         knownHead = head
         unindexed = []
         unindexedIDs = []
+        trustedRecords = []
+        carriers = nil
     }
 
     /// Appends to the index file the ids of the commits up to the audit branch's head on disk
@@ -430,11 +546,59 @@ package actor PolicyRepository: AuditSink {
         }
     }
 
-    /// This instance's last sequence number on the branch up to `parent`, read from git.
-    private func lastSequence(before parent: ObjectID?) throws -> UInt64 {
-        let (number, read) = try AuditTrail.lastSequence(of: trail.instance, in: repository, head: parent)
-        sequenceCommitsRead += read
+    /// The sequence number of this instance's last record, before the record that follows
+    /// `parent`: known in this process; else the state's (`AuditTrail.sequence`), raised past the
+    /// records committed after it was saved; else, in a trail file from before it was kept, read
+    /// from the branch. The branch takes in whatever the origin holds, and every record names its
+    /// instance: with a signing key, only commits it signed count there.
+    private func lastNumber(before parent: ObjectID?) throws -> UInt64 {
+        if let sequence { return sequence }
+        let number: UInt64
+        if let saved = trail.sequence {
+            let (found, read) = try AuditTrail.lastSequence(saved: saved, of: trail.instance, in: repository, head: parent,
+                                                            untrusted: notOwnRecord)
+            sequenceCommitsRead += read
+            number = found
+            sequenceSource = found == saved ? "\(AuditTrail.fileName) in \(configuration.stateDirectory)"
+                : "this Bulwark's records on the branch"
+        } else {
+            let (found, commit, read) = try AuditTrail.lastSequence(of: trail.instance, in: repository, head: parent,
+                                                                    untrusted: notOwnRecord)
+            sequenceCommitsRead += read
+            number = found
+            sequenceSource = commit.map { "audit commit \($0.short)" } ?? "none on the branch"
+        }
+        sequence = number
         return number
+    }
+
+    /// Why `commit` is not a record of this instance's own key, or nil when it is, or when there
+    /// is no key to tell (no `--signing-key`).
+    private func notOwnRecord(_ commit: CommitInfo) -> String? {
+        guard let key = configuration.signer?.publicKeyBlob, let trust = RecordTrust(ownKey: key, verification: nil) else { return nil }
+        var folder: String?
+        var keys: [[UInt8]: String] = [:]
+        defer { if let folder { try? FileManager.default.removeItem(atPath: folder) } }
+        return trust.problem(try? repository.signature(of: commit.id), commit: commit.id, folder: &folder, trustedKeys: &keys)
+    }
+
+    /// Keeps `number`, the last record's now on disk, in the trail file. Failing to only costs the
+    /// next process a look at the branch's newest commits (`AuditTrail.lastSequence(saved:)`): a warning.
+    private func rememberSequence(_ number: UInt64) {
+        guard trail.sequence != number else { return }
+        trail.sequence = number
+        do { try trail.save(stateDirectory: configuration.stateDirectory) } catch {
+            Console().warn("cannot remember the last audit record's sequence number (\(error)); the next run reads it from "
+                           + "this Bulwark's newest records")
+        }
+    }
+
+    /// Throws when the next `records` audit records cannot be numbered: called before a pass
+    /// changes anything, so that no fix is made whose record could not be written.
+    package func prepareToWrite(records: Int) async throws {
+        if let bufferFailure { throw bufferFailure }
+        let parent = try pendingHead ?? repository.resolve(localAudit)
+        _ = try AuditTrail.number(after: lastNumber(before: parent), reserving: records, source: sequenceSource)
     }
 
     private func writeOnce(_ record: AuditRecord) throws -> String {
@@ -445,7 +609,7 @@ package actor PolicyRepository: AuditSink {
         try catchUp(to: parent)
         var author = configuration.author
         author.time = Date()
-        let number = try (sequence ?? lastSequence(before: parent)) + 1
+        let number = try AuditTrail.number(after: lastNumber(before: parent), source: sequenceSource)
         if trail.committed != true {
             // Saved before the first commit: a trail that says false has none (see `AuditTrail.committed`).
             trail.committed = true
@@ -460,8 +624,10 @@ package actor PolicyRepository: AuditSink {
             pendingHead = commit
         } else {
             try repository.updateReference(localAudit, to: commit, expected: parent, message: "bulwark: audit \(record.id)")
+            rememberSequence(number)
         }
         sequence = number
+        sequenceSource = "this process's last record"
         fixPending.append((commit, parent, RecentFixIndex.Entry(record, commit: commit, committed: author.time)))
         if indexFile != nil, knownHead == parent {
             unindexed.append((commit, record.id))
@@ -509,6 +675,7 @@ package actor PolicyRepository: AuditSink {
             try repository.flushObjectBuffer(tip: head, base: base)
             try moveAuditBranch(to: head, from: base)
             pendingHead = nil
+            if let sequence { rememberSequence(sequence) }
         } catch {
             // The records in memory are lost; their fixes are still open intents.
             repository.discardObjectBuffer()
@@ -519,6 +686,8 @@ package actor PolicyRepository: AuditSink {
             // What was caught up beyond the branch's head on disk is gone with the buffer.
             unindexed = []
             unindexedIDs = []
+            trustedRecords = []
+            carriers = nil
             knownHead = indexFile?.head
             fixPending = []
             let failure = notRecorded(id: "the buffered audit records", error)

@@ -74,7 +74,7 @@ package struct Provenance: Sendable {
         let applied = await lastApplied(repository: repository, stateDirectory: stateDirectory, verification: verification)?.id
         let baseline: ObjectID? = if let applied, await repository.has(applied) { applied } else { nil }
         for (id, approval) in state.approvals.sorted(by: { $0.key < $1.key }) {
-            if (try? await repository.contains(recordID: AuditID.approved(id))) == true {
+            if (try? await repository.usedApproval(id)) == true {
                 state.approvals[id] = nil
                 result.consumedApprovals.append(id)
                 continue

@@ -92,3 +92,17 @@ package struct RecordTrust: Sendable {
         }
     }
 }
+
+extension RecordTrust {
+    /// The newest of `commits` (newest first) a trusted key signed, with why each newer one was
+    /// passed over. A command that acts on the record with an id (`revert`, `approve`) takes
+    /// this one: anyone who can push can put a newer commit with the same id on the branch.
+    package func newest(of commits: [CommitInfo], in repository: PolicyRepository) async -> (commit: CommitInfo?, passedOver: [String]) {
+        var passedOver: [String] = []
+        for commit in commits {
+            guard let problem = await problem(with: commit.id, in: repository) else { return (commit, passedOver) }
+            passedOver.append(problem)
+        }
+        return (nil, passedOver)
+    }
+}

@@ -140,6 +140,40 @@ import Testing
         }
     }
 
+    /// Someone who can push puts on the audit branch a record saying the fix was already
+    /// reverted, and a newer commit with the fix's own id and another value to restore. With a
+    /// signing key, the newest record Bulwark signed is taken: both are passed over and named,
+    /// and the value from before Bulwark's own fix is restored. (The newest one was refused,
+    /// and the made-up revert stopped the real one.)
+    @Test func newerRecordsThisBulwarkDidNotSignArePassedOverAndItsOwnIsReverted() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let key = try AuditTrailTests().makeKey(dir)
+            let signing = ["--secrets-dir", key.secrets, "--signing-key", key.path]
+            let applied = try s.run("apply", signing[0], signing[1], signing[2], signing[3])
+            #expect(applied.status == 0, "\(applied.stderr)")
+            let resource = "SSHDConfig/cis-5.1.20-permit-root-login"
+            let genuine = try Self.recordID(s, resource: resource, decision: "applied")
+            _ = try await Self.pushCopy(of: genuine, as: "01FQRGEDREVERT000000000000", to: s, in: dir) {
+                $0.reason = "\(Bulwark.Revert.reasonPrefix)\(genuine) by Mallory <mallory@example.org>: done"
+            }
+            _ = try await Self.pushCopy(of: genuine, as: genuine, to: s, in: dir) {
+                $0.changes = $0.changes.map { change in
+                    var change = change
+                    change.observedBefore = "without-password"
+                    return change
+                }
+            }
+            let reverted = try run(try bulwarkExecutable(), ["revert", genuine, "--repo", s.origin, "--state-dir", s.state,
+                                                             "--reason", "CHG-42", "--expires", Self.day(in: 30)] + signing,
+                                   environment: Self.person)
+            #expect(reverted.status == 0, "\(reverted.stdout)\n\(reverted.stderr)")
+            #expect(reverted.stderr.contains("a newer commit with the audit record \(genuine) is passed over"), "\(reverted.stderr)")
+            #expect(reverted.stderr.contains("a record of a revert of \(genuine) is passed over"), "\(reverted.stderr)")
+            #expect(try read(s.host + "/etc/ssh/sshd_config").contains("\nPermitRootLogin yes\n"))
+        }
+    }
+
     /// Without signatures every record counts, so its names must be ones Bulwark wrote: a record
     /// whose `resource` carries YAML (a second document, a waiver matching everything) is refused
     /// before anything is committed; the genuine record is reverted, its waiver naming only it.
