@@ -718,9 +718,9 @@ public struct Reconciler: Sendable {
             var resource = state.resources[resourceID], target = state.targets[record.target]
             var gone: String?
             if resource == nil || target == nil, let then = await earlier(record.desiredCommit),
-               let was = then.resources[resourceID], let where_ = then.targets[record.target] {
-                resource = was
-                target = where_
+               let oldResource = then.resources[resourceID], let oldTarget = then.targets[record.target] {
+                resource = oldResource
+                target = oldTarget
                 gone = "\(record.resource) on \(record.target) is no longer in the desired state (observed as \(record.desiredCommit.short) "
                     + "gave it)"
             }

@@ -276,7 +276,6 @@ package actor PolicyRepository: AuditSink {
         return false
     }
 
-    /// The manifest files of a revision, straight from the object database.
     /// The desired state `revision` gave, nil when it cannot be read or loaded (a commit no
     /// longer in the clone, a revision that was refused).
     package func desiredState(at revision: Revision, registry: Registry) -> DesiredState? {
@@ -284,6 +283,7 @@ package actor PolicyRepository: AuditSink {
         return try? DesiredStateLoader(registry: registry).load(files, revision: revision)
     }
 
+    /// The manifest files of a revision, straight from the object database.
     package func files(at commit: ObjectID) throws -> [SourceFile] {
         try repository.files(at: commit, under: DesiredStateLoader.folders, maxSize: DesiredStateLoader.maxFileSize)
             .map { file in
