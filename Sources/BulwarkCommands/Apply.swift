@@ -247,6 +247,9 @@ enum FaultInjection {
         func flush() async throws { try await inner.flush() }
         func endBuffering() async throws { try await inner.endBuffering() }
         func prepareToWrite(records: Int) async throws { try await inner.prepareToWrite(records: records) }
+        func verifiedElsewhere(_ intent: AuditRecord) async throws -> (id: String, instance: String)? {
+            try await inner.verifiedElsewhere(intent)
+        }
 
         func write(_ record: AuditRecord) async throws -> String {
             if let killAt, record.decision == .applied, count.withLock({ $0 += 1; return $0 }) == killAt {

@@ -20,6 +20,13 @@ public protocol AuditSink: Sendable {
     /// has no number left for them): called before a pass changes anything, since a fix whose
     /// record cannot be written must not be made.
     func prepareToWrite(records: Int) async throws
+    /// A verified record of the change `intent` announced that **another** Bulwark wrote after
+    /// the intent's drift was detected (its id and the instance that wrote it), nil when there is
+    /// none. Recovery asks it before recording an interrupted fix found made: two Bulwarks with
+    /// their own state directories on one host both fix a drift, and the one killed between its
+    /// `tried` line and its change must not claim, in a second verified record, the change the
+    /// other one made and recorded.
+    func verifiedElsewhere(_ intent: AuditRecord) async throws -> (id: String, instance: String)?
 }
 
 extension AuditSink {
@@ -27,6 +34,7 @@ extension AuditSink {
     public func flush() async throws {}
     public func endBuffering() async throws {}
     public func prepareToWrite(records: Int) async throws {}
+    public func verifiedElsewhere(_ intent: AuditRecord) async throws -> (id: String, instance: String)? { nil }
 }
 
 /// What a pass observed: values per binding, failures per binding, and anything that makes the
@@ -725,6 +733,9 @@ public struct Reconciler: Sendable {
                     + "gave it)"
             }
             if let resource, let target, let kind = registry.kinds[record.kind] {
+                // Read before observing: a failure to read the audit branch stops recovery (as
+                // `contains` does), it is not a failure to observe.
+                let elsewhere = try await audit.verifiedElsewhere(record)
                 do {
                     let after = try await kind.driver.observe(resource, on: target)
                     let sensitive = Set(resource.spec.properties.filter(\.sensitive).map(\.name))
@@ -738,7 +749,12 @@ public struct Reconciler: Sendable {
                         let desired = secret ? resource.spec.properties.first { $0.name == change.property }?.value : change.desired
                         if observed != desired { holds = false }
                     }
-                    if holds, untried.contains(record.id) {
+                    if holds, let other = elsewhere {
+                        // Another Bulwark recorded this change after the drift was seen: it is
+                        // that record's fix. This one says what became of its own intent.
+                        record.error = "found as desired after a restart; another Bulwark (\(other.instance)) made and recorded this fix "
+                            + "(record \(other.id)), so it is not recorded as this process's fix"
+                    } else if holds, untried.contains(record.id) {
                         // Found as desired, but never marked tried: someone else made it so (or a
                         // power cut lost the line). Recorded, not claimed as this process's fix.
                         record.error = "found as desired after a restart, but this fix was never tried by the process that stopped"

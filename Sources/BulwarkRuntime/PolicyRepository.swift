@@ -988,6 +988,50 @@ package actor PolicyRepository: AuditSink {
         return history
     }
 
+    /// A verified record of the change `intent` announced, written by another Bulwark instance
+    /// since the intent's drift was detected: on the local audit branch (which takes in what the
+    /// origin holds) and, with per-writer branches, on the other replicas' fetched ones. Every
+    /// change of the intent must be in it with the same desired value. With a signing key or
+    /// audit signers, only a record a trusted key signed counts (anyone can push one that names
+    /// the change). Asked only by recovery, for an open intent found made: the walk goes back
+    /// to the detection (a second earlier, commit times being whole seconds), never further.
+    package func verifiedElsewhere(_ intent: AuditRecord) throws -> (id: String, instance: String)? {
+        var heads: [ObjectID] = []
+        if let own = try pendingHead ?? repository.resolve(localAudit) { heads.append(own) }
+        if AuditRef.isPerWriter(configuration.auditBranch) {
+            let own = "refs/remotes/origin/\(configuration.auditBranch)"
+            heads += try repository.references(matching: "refs/remotes/origin/\(AuditRef.replicasFolder)*")
+                .filter { $0.name != own }.map(\.target)
+        }
+        let since = intent.detectedAt.addingTimeInterval(-1)
+        let wanted = Dictionary(intent.changes.map { ($0.property, $0.desired) }, uniquingKeysWith: { first, _ in first })
+        let trust = recordTrust
+        var folder: String?
+        defer { if let folder { try? FileManager.default.removeItem(atPath: folder) } }
+        for head in heads {
+            for commit in try commits(from: head, since: since) {
+                guard let recorded = commit.recorded, recorded.isVerifiedFix, recorded.id != intent.id,
+                      commit.trailer(.target) == intent.target, commit.trailer(.resource) == intent.resource,
+                      let instance = commit.trailer(AuditTrail.instanceTrailer), instance != trail.instance,
+                      let at = recorded.verifiedAt ?? recorded.appliedAt, at >= since,
+                      let detected = commit.trailer(.detectedAt),
+                      let file = try repository.auditRecordFile(at: commit.id, id: recorded.id, detectedAt: detected),
+                      let record = try? AuditRecord(json: file.bytes) else { continue }
+                let made = Dictionary(record.changes.map { ($0.property, $0.desired) }, uniquingKeysWith: { first, _ in first })
+                guard !wanted.isEmpty, wanted.allSatisfy({ made[$0.key] == $0.value }) else { continue }
+                if let trust {
+                    let signed = try? repository.signature(of: commit.id)
+                    if let problem = trust.problem(signed, commit: commit.id, folder: &folder, trustedKeys: &recordTrustKeys) {
+                        ignore(recorded.id, commit.id, problem)
+                        continue
+                    }
+                }
+                return (recorded.id, instance)
+            }
+        }
+        return nil
+    }
+
     /// The verified fixes on the local audit branch committed since `start`, newest first: the
     /// `RecentFixIndex`'s up to the commit it names, git's after it. The walk goes back from
     /// `head` until it meets that commit or `start`, whichever comes first, so a file naming a

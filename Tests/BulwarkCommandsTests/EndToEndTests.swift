@@ -555,6 +555,48 @@ struct AWSEndToEndTests {
         }
     }
 
+    /// Two Bulwarks with their own state directories fix one host. The first is killed between a
+    /// fix and its record, and its change is undone (as when it is killed before its rename);
+    /// the second fixes the drift and records it. The first, restarted, finds the change made,
+    /// but records what became of its intent (interrupted, naming the other's record), not a
+    /// second verified fix: each change has one verified record. Alone, a restarted Bulwark
+    /// still records its own interrupted fix verified (`aKillBetweenAFixAndItsRecord…`).
+    @Test func aFixAnotherBulwarkMadeAndRecordedIsNotRecordedVerifiedAgainAfterARestart() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            try run("/bin/cp", ["-a", s.host, dir + "/host.before"])
+            let crashed = try run(try bulwarkExecutable(), ["apply", "--repo", s.origin, "--state-dir", s.state],
+                                  environment: ["BULWARK_FAULT_KILL_BEFORE_RECORD": "1"])
+            #expect(crashed.status == SIGKILL, "killed by the injected fault")
+            try FileManager.default.removeItem(atPath: s.host)
+            try run("/bin/cp", ["-a", dir + "/host.before", s.host])
+
+            let other = try s.run("apply", stateDir: dir + "/state-other")
+            #expect(other.status == 0, "\(other.stdout)\(other.stderr)")
+            let fixes = try s.trailers("Bulwark-Result").filter { $0 == "verified" }.count
+            #expect(fixes > 0)
+
+            let restarted = try s.run("apply")
+            #expect(restarted.status == 1, "an interrupted fix recorded: \(restarted.stdout)\(restarted.stderr)")
+            #expect(restarted.stderr.contains("recorded an interrupted fix of an earlier run"), "\(restarted.stderr)")
+            let log = try git("--git-dir", s.origin, "log", "--format=%B%x1e", "bulwark/audit")
+            let records = log.components(separatedBy: "\u{1e}").filter { $0.contains("Bulwark-Id:") }
+            let verified = records.filter { $0.contains("Bulwark-Result: verified") }
+            #expect(verified.count == fixes, "no second verified record: \(verified)")
+            let changes = verified.map { record in
+                record.split(separator: "\n").filter { $0.hasPrefix("Bulwark-Target:") || $0.hasPrefix("Bulwark-Resource:") }
+                    .joined(separator: " ")
+            }
+            #expect(Set(changes).count == verified.count, "one verified record per change: \(changes)")
+            let recovered = records.filter { $0.contains("another Bulwark (") }
+            #expect(!recovered.isEmpty, "\(records)")
+            #expect(recovered.allSatisfy { $0.contains("Bulwark-Result: interrupted") }, "\(recovered)")
+            #expect(try s.run("plan").status == 0, "in sync afterwards")
+            let fsck = try run("/usr/bin/git", ["--git-dir", s.origin, "fsck", "--strict"])
+            #expect(fsck.status == 0, "\(fsck.stderr)")
+        }
+    }
+
     /// A kill between a fix and its record, then a person's commit that removes every host
     /// resource: the next run observes the interrupted fix as the revision it was made from gave
     /// it, and records it verified, saying the resource left the desired state. Recorded as
