@@ -30,6 +30,28 @@ public enum Redaction {
         return prefixes.contains { user.hasPrefix($0) } || (user.count >= 20 && user != "x-access-token")
     }
 
+    /// A whole value that has the shape of a well-known credential, whatever key holds it: a
+    /// GitHub, GitLab or Slack token, an OpenAI or Stripe secret key, an AWS access key id, a
+    /// Google API key, a JWT, a PEM private key. For values read from a file under a key that
+    /// does not name a credential (`GITHUB_PAT`, `LITELLM_LICENSE`), which must not reach a plan
+    /// or a record either.
+    public static func looksLikeCredential(_ value: String) -> Bool {
+        let text = value.trimmingCharacters(in: .whitespacesAndNewlines)
+        if text.hasPrefix("-----BEGIN "), text.contains("PRIVATE KEY") { return true }
+        guard text.utf8.count >= 16, !text.contains(where: { $0 == " " || $0 == "\n" || $0 == "\t" }) else { return false }
+        let prefixes = ["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "xoxb-", "xoxp-", "xoxa-", "xoxr-", "xoxs-",
+                        "xapp-", "sk-", "sk_live_", "rk_live_", "sk_test_", "AIza", "hf_", "npm_", "pypi-"]
+        if prefixes.contains(where: text.hasPrefix) { return true }
+        let bytes = Array(text.utf8)
+        if bytes.count == 20, text.hasPrefix("AKIA") || text.hasPrefix("ASIA"),
+           bytes.allSatisfy({ (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains($0) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }) {
+            return true
+        }
+        // A JWT: three base64url parts, the first a JSON object's (`eyJ`).
+        if text.hasPrefix("eyJ"), text.split(separator: ".", omittingEmptySubsequences: false).count == 3 { return true }
+        return false
+    }
+
     /// `url` with every credential in it replaced by `<redacted>`.
     public static func url(_ url: String) -> String {
         guard let scheme = url.range(of: "://") else { return url }

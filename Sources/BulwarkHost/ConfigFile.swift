@@ -21,7 +21,9 @@ internal import BulwarkCore
 /// formatting stay as they were. It is written atomically through `FileIO` under the target's
 /// lock, with its owner and mode kept; `validate` runs on the candidate (`{file}` names it) before
 /// the rename and a failure leaves the file untouched; `reload` runs after the rename; then the
-/// file is read back. A file that does not exist is not created: nothing applies.
+/// file is read back. A file that does not exist is not created, and its observation fails: the
+/// values it should hold (a gateway's guardrails) are not in place, and nothing can tell what a
+/// file put back later will hold.
 struct ConfigFileDriver: ResourceDriver {
     /// What a resource says about its file besides the properties, carried in the spec as one
     /// property that is never observed (so never drifts): `ResourceSpec` holds only properties.
@@ -231,6 +233,10 @@ struct ConfigFileDriver: ResourceDriver {
                 if case .bool = value { credential = false }
                 if passwordInURL(value) { credential = true }
                 if value.holdsMapping { credential = true }
+                // A reference to the environment stands for a credential, whatever the key's name
+                // (`environment_variables.GITHUB_PAT: os.environ/GITHUB_PAT`): the literal the file
+                // holds there before the fix is one, and must not reach a plan or a record.
+                if case .string(let text) = value, Self.isEnvironmentReference(text) { credential = true }
                 properties.append(DesiredProperty(key, canonical, sensitive: credential))
             }
         }
@@ -312,7 +318,8 @@ struct ConfigFileDriver: ResourceDriver {
     /// `value` with what it holds of a credential or a connection written `[redacted]`: the value
     /// of every key that names one, at any depth (a switch, null and empty are kept: they say
     /// nothing secret), and a list element's `value` picked by a name that names one
-    /// (`{name: OPENAI_API_KEY, value: sk-…}`). A scalar is returned as it is.
+    /// (`{name: OPENAI_API_KEY, value: sk-…}`), and any string shaped like a well-known credential
+    /// (`Redaction.looksLikeCredential`: `ghp_…`, `AKIA…`). Any other scalar is returned as it is.
     static func redactedSecrets(_ value: ConfigValue) -> ConfigValue {
         switch value {
         case .list(let items):
@@ -325,6 +332,8 @@ struct ConfigFileDriver: ResourceDriver {
                 result[key] = secret && !isUnsecret(inner) ? .string("[redacted]") : redactedSecrets(inner)
             }
             return .map(result)
+        case .string(let text) where Redaction.looksLikeCredential(text):
+            return .string("[redacted]")
         default:
             return value
         }
@@ -362,8 +371,12 @@ struct ConfigFileDriver: ResourceDriver {
     func observe(_ resource: Resource, on target: Target) async throws -> Observation {
         let root = try HostRoot(target: target)
         let options = try Self.options(resource)
-        // A missing file has nothing to fix: no property applies (Bulwark does not create it).
-        guard let (_, document) = try Self.read(options, root: root) else { return Observation(values: [:]) }
+        // A missing file is not "in sync": read so, a weakening held for a second person was
+        // taken as reached while the file was away, and applied once it was put back.
+        guard let (_, document) = try Self.read(options, root: root) else {
+            throw HostError("does not exist, so none of its managed values are in place; Bulwark edits a configuration file, "
+                            + "it does not create one", path: root.full(root.components(of: options.path)))
+        }
         var values: [String: String?] = [:]
         for property in Self.managed(resource) {
             if let observed = Self.observed(property, in: document) { values[property.name] = .some(observed) }

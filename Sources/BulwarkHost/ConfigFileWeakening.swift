@@ -7,9 +7,14 @@ internal import BulwarkCore
 /// - a new or changed `validate` or `reload` command (Bulwark runs it as root), or a
 ///   validation dropped;
 /// - a credential set to null or empty, or removed from a mapping the policy sets;
-/// - a `dangerously_*`, `*insecure*` or `disable_*`/`*_disabled` switch turned on, a guardrail's
+/// - a `dangerously_*`, `*insecure*`, `turn_off_*` or `disable_*`/`*_disabled` switch turned on, a guardrail's
 ///   `default_on` turned off;
 /// - a list of guardrails or callbacks that loses an entry;
+/// - a guardrail's `mode` that no longer runs before the call (`pre_call`, `during_call` →
+///   `logging_only`, `post_call`): it only watches what it used to stop;
+/// - an `action` (or `*_action`) that does less: `BLOCK` → `MASK` → anything else
+///   (`BLOCK_NEVER`, `LOG`);
+/// - a budget or limit raised or removed (`max_budget`, `*_limit`, `max_parallel_requests`);
 /// - a key that a mapping the policy sets loses.
 ///
 /// Anything else returns nil: its direction is not known. The kind is therefore not marked as
@@ -29,6 +34,20 @@ enum ConfigFileWeakening {
             }
             if isUnsafeSwitch(key), was != .bool(true), now == .bool(true) { reasons.append("turns \(path) on") }
             if key.lowercased() == "default_on", was == .bool(true), now != .bool(true) { reasons.append("turns the guardrail's default_on off at \(path)") }
+            if key.lowercased() == "mode", path.lowercased().contains("guardrail"), blocksBeforeTheCall(was), !blocksBeforeTheCall(now) {
+                reasons.append("makes the guardrail at \(path) \(now?.yaml ?? "unset") instead of \(was.yaml): it no longer stops a request before the model")
+            }
+            if isActionKey(key), actionRank(now) < actionRank(was) {
+                reasons.append("changes \(path) from \(was.yaml) to \(now?.yaml ?? "unset"): it stops less")
+            }
+            if isLimitKey(key), case .number(let limit) = was, let before = Double(limit) {
+                if case .number(let raised)? = now, let after = Double(raised) {
+                    if after > before { reasons.append("raises the limit \(path) from \(limit) to \(raised)") }
+                } else {
+                    reasons.append("lifts the limit \(path) (\(limit)): \(now?.yaml ?? "unset")")
+                }
+                continue
+            }
             if isGuardList(key), case .list(let items) = was {
                 var kept: Set<ConfigValue> = []
                 if case .list(let list)? = now { kept = Set(list) }
@@ -97,11 +116,45 @@ enum ConfigFileWeakening {
     }
 
     /// A switch that turns a protection off when true (`dangerously_permit_weak_or_unset_master_key`,
-    /// `allow_insecure_*`, `disable_spend_logs`, `auth_disabled`).
+    /// `allow_insecure_*`, `disable_spend_logs`, `auth_disabled`, `turn_off_message_logging`).
     static func isUnsafeSwitch(_ key: String) -> Bool {
         let key = key.lowercased()
         return key.hasPrefix("dangerously") || key.contains("insecure") || key.hasPrefix("disable_") || key.hasPrefix("disable-")
+            || key.hasPrefix("turn_off_")
             || key.hasSuffix("_disabled") || key.hasPrefix("skip_") || key.hasPrefix("allow_unauthenticated")
+    }
+
+    /// Whether a guardrail's mode (a name or a list of them) runs before the model answers:
+    /// LiteLLM's `pre_call` and `during_call` can stop a request; `post_call` and
+    /// `logging_only` cannot.
+    static func blocksBeforeTheCall(_ value: ConfigValue?) -> Bool {
+        switch value {
+        case .string(let mode)?: ["pre_call", "during_call"].contains(mode.lowercased())
+        case .list(let modes)?: modes.contains { blocksBeforeTheCall($0) }
+        default: false
+        }
+    }
+
+    static func isActionKey(_ key: String) -> Bool {
+        let key = key.lowercased()
+        return key == "action" || key.hasSuffix("_action")
+    }
+
+    /// How much an action stops: `BLOCK` 2, `MASK` (or `REDACT`) 1, anything else 0.
+    static func actionRank(_ value: ConfigValue?) -> Int {
+        guard case .string(let action)? = value else { return 0 }
+        switch action.uppercased() {
+        case "BLOCK", "DENY", "REJECT": return 2
+        case "MASK", "REDACT", "ANONYMIZE": return 1
+        default: return 0
+        }
+    }
+
+    /// A key whose number bounds spending or load: raising it weakens the bound.
+    static func isLimitKey(_ key: String) -> Bool {
+        let key = key.lowercased()
+        return key.contains("budget") || key.hasSuffix("_limit") || key.hasSuffix("-limit") || key == "max_parallel_requests"
+            || key.hasSuffix("_rpm") || key.hasSuffix("_tpm") || key == "rpm" || key == "tpm"
     }
 
     /// A list of protections: guardrails, callbacks (LiteLLM's prompt-injection check is one).

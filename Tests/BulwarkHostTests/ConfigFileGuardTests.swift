@@ -237,6 +237,68 @@ func expectConfigBlocked(_ root: String, _ file: String, labels: String = "{}", 
         }
     }
 
+    static let strict = """
+        path: etc/litellm/config.yaml
+        properties:
+          guardrails[guardrail_name=pii].litellm_params.mode: pre_call
+          guardrails[guardrail_name=pii].litellm_params.patterns: [{pattern_name: us_ssn, action: BLOCK}]
+          litellm_settings.turn_off_message_logging: false
+          litellm_settings.upperbound_key_generate_params.max_budget: 100
+        reload: [/usr/bin/true]
+        """
+
+    static let lax = strict
+        .replacingOccurrences(of: "mode: pre_call", with: "mode: logging_only")
+        .replacingOccurrences(of: "action: BLOCK", with: "action: BLOCK_NEVER")
+        .replacingOccurrences(of: "turn_off_message_logging: false", with: "turn_off_message_logging: true")
+        .replacingOccurrences(of: "max_budget: 100", with: "max_budget: 100000000")
+
+    static let guardedFile = "guardrails:\n  - guardrail_name: pii\n    litellm_params:\n      mode: pre_call\n"
+        + "      patterns: [{pattern_name: us_ssn, action: BLOCK}]\n"
+        + "litellm_settings:\n  turn_off_message_logging: false\n  upperbound_key_generate_params: {max_budget: 100}\n"
+
+    /// One ordinary commit made the PII guardrail only log, stopped it blocking, turned message
+    /// logging off and raised the key budget a millionfold, and it was fixed at once: the kind
+    /// knew none of these directions. Each is now held for a second person, its reason named,
+    /// the file untouched.
+    @Test func aGuardrailThatOnlyLogsStopsLessOrALiftedBudgetIsHeld() async throws {
+        try await withTemporaryDirectory { root in
+            let path = root + "/etc/litellm/config.yaml"
+            try write(path, Self.guardedFile)
+            let previous = try configState(root: root, resource("ConfigFile", "gw", Self.strict))
+            let (held, records) = try await planAgainst(previous: previous, current: try configState(root: root, resource("ConfigFile", "gw", Self.lax)))
+            #expect(held?.decision == .held, "\(held?.reason ?? "")")
+            for words in ["makes the guardrail at guardrails[guardrail_name=pii].litellm_params.mode logging_only instead of pre_call",
+                          "patterns[0].action from BLOCK to BLOCK_NEVER", "turns litellm_settings.turn_off_message_logging on",
+                          "raises the limit litellm_settings.upperbound_key_generate_params.max_budget from 100 to 100000000"] {
+                #expect(held?.reason?.contains(words) == true, "\(words): \(held?.reason ?? "")")
+            }
+            #expect(records.map(\.decision) == [.held])
+            #expect(try read(path) == Self.guardedFile)
+        }
+    }
+
+    /// The legitimate twin: the same four moved the other way (blocking again, logging on, the
+    /// budget lowered) are not held, and are written.
+    @Test func aGuardrailMadeToBlockAgainOrALoweredBudgetIsNotHeld() async throws {
+        try await withTemporaryDirectory { root in
+            let path = root + "/etc/litellm/config.yaml"
+            try write(path, Self.guardedFile.replacingOccurrences(of: "pre_call", with: "logging_only")
+                .replacingOccurrences(of: "action: BLOCK", with: "action: MASK")
+                .replacingOccurrences(of: "turn_off_message_logging: false", with: "turn_off_message_logging: true")
+                .replacingOccurrences(of: "max_budget: 100", with: "max_budget: 500"))
+            let previous = try configState(root: root, resource("ConfigFile", "gw", Self.lax.replacingOccurrences(of: "BLOCK_NEVER", with: "MASK")
+                .replacingOccurrences(of: "100000000", with: "500")))
+            let (remediation, records) = try await planAgainst(previous: previous, current: try configState(root: root, resource("ConfigFile", "gw", Self.strict)))
+            #expect(remediation?.decision == .applied, "\(remediation?.reason ?? "")")
+            #expect(records.map(\.result) == [.verified], "\(records.map { $0.error ?? "" })")
+            let python = try run("/usr/bin/python3", ["-c", "import sys, yaml; d = yaml.safe_load(open(sys.argv[1])); g = d['guardrails'][0]['litellm_params']; "
+                                                      + "print(g['mode'], g['patterns'][0]['action'], d['litellm_settings']['turn_off_message_logging'], "
+                                                      + "d['litellm_settings']['upperbound_key_generate_params']['max_budget'])", path])
+            #expect(python.stdout == "pre_call BLOCK False 100\n", "\(python.stderr)")
+        }
+    }
+
     // MARK: - Numbers as PyYAML reads them
 
     /// PlainScalar called a number what JSON calls one: `1e2` and `6.0e2` were written plain and

@@ -321,6 +321,40 @@ let gatewayConfig = """
         }
     }
 
+    /// Moving literal secrets to the environment under keys that name no credential
+    /// (`GITHUB_PAT`, `LITELLM_LICENSE`) showed them in the plan and committed them in the
+    /// record. A property whose desired value is an `os.environ/` reference is a credential, and
+    /// a value shaped like a well-known token is never shown under any key. Ordinary values are
+    /// still shown.
+    @Test func aSecretMovedToTheEnvironmentIsNeverShownWhateverItsKey() async throws {
+        try await withTemporaryDirectory { root in
+            let secrets = ["ghp_REALSECRET0123456789abcdefABCDEF", "lic-real-0123456789abcdef", "AKIAIOSFODNN7EXAMPLE"]
+            try write(root + "/etc/litellm/config.yaml", "environment_variables:\n  GITHUB_PAT: \(secrets[0])\n  LITELLM_LICENSE: \(secrets[1])\n"
+                      + "litellm_settings:\n  num_retries: 2\n  fallback_note: \(secrets[2])\n  model_alias: gpt-4o-mini\n")
+            let state = try configState(root: root, resource("ConfigFile", "env", """
+                path: etc/litellm/config.yaml
+                properties:
+                  environment_variables.GITHUB_PAT: os.environ/GITHUB_PAT
+                  environment_variables.LITELLM_LICENSE: os.environ/LITELLM_LICENSE
+                  litellm_settings.num_retries: 3
+                  litellm_settings.fallback_note: none
+                  litellm_settings.model_alias: gpt-4o
+                """))
+            let (plan, outcome) = try await reconcile(state)
+            let changes = try #require(plan.remediations.first?.changes)
+            let shown = changes.map { "\($0.property) \($0.shownObserved) -> \($0.shownDesired)" }.joined(separator: "\n")
+            let record = try #require(outcome.entries.first?.record)
+            let json = String(decoding: record.json(), as: UTF8.self)
+            for secret in secrets {
+                #expect(!shown.contains(secret) && !record.commitMessage.contains(secret) && !json.contains(secret), "\(secret): \(shown)")
+            }
+            #expect(shown.contains("litellm_settings.num_retries 2 -> 3"), "\(shown)")
+            #expect(shown.contains(#"litellm_settings.model_alias "gpt-4o-mini" -> "gpt-4o""#), "\(shown)")
+            #expect(outcome.verified.count == 1)
+            #expect(try read(root + "/etc/litellm/config.yaml").contains("GITHUB_PAT: os.environ/GITHUB_PAT"))
+        }
+    }
+
     // Guard: a wildcard bind needs the target (or resource) labelled public.
     @Test func refusesAWildcardBindOnATargetNotLabelledPublic() async throws {
         try await withTemporaryDirectory { root in
@@ -498,12 +532,22 @@ let gatewayConfig = """
         }
     }
 
-    @Test func aMissingFileIsNotCreated() async throws {
+    /// A managed file that is missing is neither created nor "in sync": its observation fails,
+    /// naming it (in sync, it let a held weakening's baseline move on while the file was away).
+    /// Put back, it is observed and fixed as any file.
+    @Test func aMissingFileIsNotCreatedAndItsObservationFails() async throws {
         try await withTemporaryDirectory { root in
             let state = try configState(root: root, resource("ConfigFile", "x", "path: etc/none.yaml\nproperties: {a: 1}"))
             let (plan, _) = try await reconcile(state)
-            #expect(plan.remediations.isEmpty)
+            #expect(plan.remediations.isEmpty && plan.inSync.isEmpty)
+            let failure = try #require(plan.failures.first)
+            #expect(failure.message.contains("etc/none.yaml") && failure.message.contains("does not exist"), "\(failure.message)")
             #expect(!FileManager.default.fileExists(atPath: root + "/etc/none.yaml"))
+
+            try write(root + "/etc/none.yaml", "a: 2\n")
+            let (again, outcome) = try await reconcile(state)
+            #expect(again.failures.isEmpty && outcome.verified.count == 1)
+            #expect(try read(root + "/etc/none.yaml") == "a: 1\n")
         }
     }
 }
