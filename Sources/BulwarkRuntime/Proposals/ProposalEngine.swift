@@ -92,8 +92,15 @@ package struct ProposalEngine: Sendable {
             }
             return await close(branch: branch, tip: existing, finding: finding)
         }
-        if existing != nil {
-            return Outcome(outcome: "already-proposed", detail: "the finding's proposal exists", branch: branch)
+        // A closed proposal is proposed again when its finding is reported open again (a
+        // scanner's lucky pass closed it, or the drift came back): the new proposal replaces the
+        // closed one on its branch, naming it. Any other tip is a proposal still open.
+        var reopens: ObjectID?
+        if let existing {
+            guard let tip = try? await repository.commit(existing), tip.trailer(AuditTrailer.proposal.rawValue) == "closed" else {
+                return Outcome(outcome: "already-proposed", detail: "the finding's proposal exists", branch: branch)
+            }
+            reopens = existing
         }
         guard let template = rule.change else { return Outcome(outcome: "not-proposed", detail: "rule \(rule.name) has no change") }
         let change: ChangeTemplate
@@ -216,6 +223,7 @@ package struct ProposalEngine: Sendable {
             : "\(id.kind) has no rule for which way a change goes, and this one changes what the policy sets ("
                 + unjudged.joined(separator: "; ") + "): it could lower policy, so a person reviews it"
         if let notMerged { lines.append("Not merged automatically: \(notMerged).") }
+        if let reopens { lines.append("Proposed again: the scanner reports the finding open after its proposal was closed (\(reopens.hex)).") }
         lines.append("")
         var trailers: [(AuditTrailer, String)] = FindingCitation(id: finding.id, source: finding.source,
                                                                   firstSeen: citation.firstSeen, priority: citation.priority).trailerLines
@@ -232,7 +240,7 @@ package struct ProposalEngine: Sendable {
                 }
                 return Outcome(outcome: "merged", detail: "plan \(planResult)", branch: configuration.branch, commit: commit.hex)
             }
-            guard let commit = try await repository.pushBranch(branch, files: [path: Array(edited.utf8)], parent: head, expected: nil,
+            guard let commit = try await repository.pushBranch(branch, files: [path: Array(edited.utf8)], parent: head, expected: reopens,
                                                                message: message, author: configuration.author,
                                                                signer: configuration.signer) else {
                 return Outcome(outcome: "already-proposed", detail: "the finding's proposal exists", branch: branch)
@@ -273,6 +281,15 @@ package struct ProposalEngine: Sendable {
             let info = try await repository.commit(tip)
             if info.trailer(AuditTrailer.proposal.rawValue) == "closed" {
                 return Outcome(outcome: "nothing", detail: "the proposal is closed already", branch: branch)
+            }
+            // Only the scanner that reported the finding open may close its proposal: finding ids
+            // are not secret (garak's are hashes anyone can compute), and any source's "resolved"
+            // closed another's proposal for good.
+            let opener = info.trailer(AuditTrailer.findingSource.rawValue)
+            guard opener == finding.source else {
+                return Outcome(outcome: "nothing", detail: "reported resolved by \(TerminalText.oneLine(finding.source)), "
+                               + "but the proposal was opened by \(TerminalText.oneLine(opener ?? "an unnamed source")); only that source closes it",
+                               branch: branch)
             }
             guard let base = info.parents.first else { return Outcome(outcome: "nothing", detail: "the proposal has no base", branch: branch) }
             var files: [String: [UInt8]] = [:]
