@@ -4,8 +4,11 @@ extension Repository {
     /// Writes a commit whose tree is the parent's tree with `files` added or replaced, without
     /// touching any working tree or reference. `files` maps repository paths to contents.
     /// With `signer`, the commit carries its signature (see `CommitSigner`).
+    ///
+    /// `merging`: a second parent, whose tree takes no part (the tree is `parent`'s with `files`):
+    /// a commit that a branch at `merging` fast-forwards to, keeping that branch's history.
     public func writeCommit(
-        adding files: [String: [UInt8]], parent: ObjectID?, message: String,
+        adding files: [String: [UInt8]], parent: ObjectID?, merging: ObjectID? = nil, message: String,
         author: Signature, committer: Signature? = nil, signer: (any CommitSigner)? = nil
     ) throws(GitError) -> ObjectID {
         var blobs: [String: git_oid] = [:]
@@ -13,8 +16,9 @@ extension Repository {
             try validate(path: path)
             blobs[path] = try bytes.withBytes { (raw) throws(GitError) in try writeObject(raw, type: GIT_OBJECT_BLOB) }
         }
-        return try writeCommit(blobs: blobs, parent: parent, message: message, author: author, committer: committer ?? author,
-                               signer: signer)
+        if let merging { git_commit_free(try lookupCommit(merging)) }
+        return try writeCommit(blobs: blobs, parent: parent, merging: merging, message: message, author: author,
+                               committer: committer ?? author, signer: signer)
     }
 
     /// Re-creates `commit` on top of `newParent`: the same added or changed files, message and
@@ -54,8 +58,8 @@ extension Repository {
     }
 
     private func writeCommit(
-        blobs: [String: git_oid], parent: ObjectID?, message: String, author: Signature, committer: Signature,
-        signer: (any CommitSigner)?
+        blobs: [String: git_oid], parent: ObjectID?, merging: ObjectID? = nil, message: String, author: Signature,
+        committer: Signature, signer: (any CommitSigner)?
     ) throws(GitError) -> ObjectID {
         var parentCommit: OpaquePointer?
         if let parent { parentCommit = try lookupCommit(parent) }
@@ -75,6 +79,7 @@ extension Repository {
         // carry only 32-bit times (see Signature.gitSeconds).
         var text = "tree \(ObjectID(treeID).hex)\n"
         if let parent { text += "parent \(parent.hex)\n" }
+        if let merging, parent != nil, merging != parent { text += "parent \(merging.hex)\n" }
         text += try author.header("author") + "\n"
         text += try committer.header("committer") + "\n\n"
         text += message

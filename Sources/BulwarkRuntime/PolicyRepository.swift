@@ -1358,11 +1358,12 @@ package actor PolicyRepository: AuditSink {
     /// Commits `files` on `parent` and pushes the commit to the origin's branch `name` as a
     /// compare-and-swap from `expected` (nil: the branch must not exist yet). Returns nil when
     /// the origin refused (the branch moved or exists), else the commit.
-    package func pushBranch(_ name: String, files: [String: [UInt8]], parent: ObjectID, expected: ObjectID?, message: String,
-                            author: Signature, signer: (any CommitSigner)?) throws -> ObjectID? {
+    package func pushBranch(_ name: String, files: [String: [UInt8]], parent: ObjectID, merging: ObjectID? = nil, expected: ObjectID?,
+                            message: String, author: Signature, signer: (any CommitSigner)?) throws -> ObjectID? {
         var stamped = author
         stamped.time = Date()
-        let commit = try repository.writeCommit(adding: files, parent: parent, message: message, author: stamped, signer: signer)
+        let commit = try repository.writeCommit(adding: files, parent: parent, merging: merging, message: message, author: stamped,
+                                                signer: signer)
         let scratch = "refs/bulwark/proposal-commit"
         try repository.forceReference(scratch, to: commit, message: "bulwark: proposal")
         let rejection: PushRejection?

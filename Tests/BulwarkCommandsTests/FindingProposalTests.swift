@@ -228,11 +228,12 @@ import Testing
         """
 
     /// An OCSF Compliance Finding as a host scanner writes it, first seen `firstSeen`.
-    static func finding(id: String, control: String = "SSH-7408-MaxAuthTries", firstSeen: Date, resolved: Bool = false) -> String {
+    static func finding(id: String, control: String = "SSH-7408-MaxAuthTries", firstSeen: Date, resolved: Bool = false,
+                        product: String = "Lynis") -> String {
         """
         {"class_uid": 2003, "class_name": "Compliance Finding", "activity_id": 1, "severity_id": 3, "severity": "Medium",
          "status_id": \(resolved ? 4 : 1), "status": "\(resolved ? "Resolved" : "New")",
-         "metadata": {"version": "1.3.0", "product": {"name": "Lynis", "vendor_name": "CISOfy"}},
+         "metadata": {"version": "1.3.0", "product": {"name": "\(product)", "vendor_name": "CISOfy"}},
          "finding_info": {"uid": "\(id)", "title": "sshd allows too many authentication attempts",
                           "first_seen_time_dt": "\(Timestamp.format(firstSeen))", "src_url": "https://cisofy.com/lynis/controls/SSH-7408/"},
          "compliance": {"control": "\(control)", "status": "\(resolved ? "Pass" : "Fail")"},
@@ -410,6 +411,41 @@ import Testing
             let outdated = try s.run("accept", "outdated-one")
             #expect(outdated.status == 1 && outdated.stderr.contains("changed desired-state/hosts/sshd.yaml since the proposal"), "\(outdated.stderr)")
             #expect(try git("--git-dir", s.origin, "rev-parse", "main") == changedMain)
+        }
+    }
+
+    /// Finding ids are not secret, and any source's "resolved" closed another source's proposal
+    /// for good: the finding reported open again was "already proposed", and `accept` refused
+    /// the closed branch. Now only the source that opened a proposal closes it, and a closed
+    /// proposal is proposed again when its finding is reported open.
+    @Test func onlyItsOwnSourceClosesAProposalAndAClosedOneIsProposedAgain() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            try s.commitPolicy("finding-rules/sshd.yaml", Self.rule, message: "finding rule")
+            let now = Date()
+            let branch = "bulwark/proposals/flaky-one"
+            #expect(try ingest(s, Self.finding(id: "flaky-one", firstSeen: now)).status == 2)
+            let proposed = try git("--git-dir", s.origin, "rev-parse", branch)
+
+            let spoofed = try ingest(s, Self.finding(id: "flaky-one", firstSeen: now, resolved: true, product: "Prowler"))
+            let refusal = (spoofed.report["items"] as? [[String: Any]])?.first
+            #expect(refusal?["outcome"] as? String == "nothing", "\(spoofed.report)")
+            #expect((refusal?["detail"] as? String)?.contains("only that source closes it") == true, "\(spoofed.report)")
+            #expect(try git("--git-dir", s.origin, "rev-parse", branch) == proposed, "not closed")
+
+            let resolved = try ingest(s, Self.finding(id: "flaky-one", firstSeen: now, resolved: true))
+            #expect((resolved.report["items"] as? [[String: Any]])?.first?["outcome"] as? String == "closed", "\(resolved.report)")
+            let closed = try git("--git-dir", s.origin, "rev-parse", branch).trimmingCharacters(in: .whitespacesAndNewlines)
+
+            let again = try ingest(s, Self.finding(id: "flaky-one", firstSeen: now))
+            #expect(again.status == 2, "\(again.stderr)")
+            #expect((again.report["items"] as? [[String: Any]])?.first?["outcome"] as? String == "proposed", "\(again.report)")
+            let message = try git("--git-dir", s.origin, "log", "-1", "--format=%B", branch)
+            #expect(message.contains("Bulwark-Proposal: proposed") && message.contains("Proposed again") && message.contains(closed),
+                    "\(message)")
+            #expect(!(try git("--git-dir", s.origin, "diff", "main", branch)).isEmpty, "the change is on the branch again")
+            let accepted = try s.run("accept", "flaky-one")
+            #expect(accepted.status == 0, "\(accepted.stdout)\(accepted.stderr)")
         }
     }
 

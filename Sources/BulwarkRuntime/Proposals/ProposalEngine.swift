@@ -240,7 +240,10 @@ package struct ProposalEngine: Sendable {
                 }
                 return Outcome(outcome: "merged", detail: "plan \(planResult)", branch: configuration.branch, commit: commit.hex)
             }
-            guard let commit = try await repository.pushBranch(branch, files: [path: Array(edited.utf8)], parent: head, expected: reopens,
+            // Proposed again: on the policy's head, with the closed proposal as a second parent,
+            // so that its branch moves forward and keeps the earlier proposal and its close.
+            guard let commit = try await repository.pushBranch(branch, files: [path: Array(edited.utf8)], parent: head, merging: reopens,
+                                                               expected: reopens,
                                                                message: message, author: configuration.author,
                                                                signer: configuration.signer) else {
                 return Outcome(outcome: "already-proposed", detail: "the finding's proposal exists", branch: branch)
