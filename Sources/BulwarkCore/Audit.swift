@@ -90,6 +90,23 @@ public struct AuditRecord: Sendable, Hashable, Codable {
             approver: nil, error: nil)
     }
 
+    /// The record of a scanner finding whose proposed change was refused (it would lower the
+    /// policy, or make the revision invalid): recorded once per finding, resource and reason, so
+    /// that an attempt to weaken policy through a finding is in git, not only in `ingest`'s output.
+    public static func refusedFinding(_ citation: FindingCitation, resource: String, reason: String, revision: Revision,
+                                      at date: Date) -> AuditRecord {
+        let id = AuditID.stable(["refused-finding", citation.source ?? "", citation.id, resource, reason].joined(separator: "\u{1}"))
+        var record = AuditRecord(
+            id: id, controller: "-", target: "-", resource: resource,
+            kind: resource.split(separator: "/", maxSplits: 1).first.map(String.init) ?? "Finding",
+            name: resource.split(separator: "/", maxSplits: 1).dropFirst().first.map(String.init) ?? citation.id,
+            severity: .high, risk: 0, mode: .enforce, decision: .refused, result: nil,
+            reason: "a finding's change was not proposed: " + oneLine(reason), changes: [], detectedAt: date, appliedAt: nil,
+            verifiedAt: nil, desiredCommit: revision, approver: nil, error: nil)
+        record.finding = citation
+        return record
+    }
+
     /// Where the record is stored on the audit branch: unique, so replays never conflict.
     public var path: String { Self.path(id: id, detectedAt: Timestamp.format(detectedAt)) }
 

@@ -658,14 +658,20 @@ import Testing
             #expect(guardedMessage.contains("Plan: failed: local SSHDConfig/cis-5.1.16-max-auth-tries blocked: the sshd guard"), "\(guardedMessage)")
             #expect(guardedMessage.contains("Not merged automatically") && guardedMessage.contains("Bulwark-Proposal: proposed"))
 
-            // A rule whose change does not validate (MaxAuthTries must be a number) commits nothing.
+            // A rule whose change does not validate (MaxAuthTries must be a number) proposes nothing:
+            // no branch moves but the audit branch, which records the refusal.
             try s.commitPolicy("finding-rules/sshd.yaml", Self.rule.replacingOccurrences(of: "set: {MaxAuthTries: \"3\"}", with: "set: {MaxAuthTries: \"{{control}}\"}"),
                                message: "a wrong rule")
-            let before = try git("--git-dir", s.origin, "for-each-ref")
+            func policyRefs() throws -> [Substring] {
+                try git("--git-dir", s.origin, "for-each-ref").split(separator: "\n").filter { !$0.hasSuffix("refs/heads/bulwark/audit") }
+            }
+            let before = try policyRefs()
             let invalid = try ingest(s, Self.finding(id: "invalid-1", firstSeen: Date()))
             let item = try #require((invalid.report["items"] as? [[String: Any]])?.first)
             #expect(item["outcome"] as? String == "not-proposed" && (item["detail"] as? String)?.contains("invalid") == true, "\(item)")
-            #expect(try git("--git-dir", s.origin, "for-each-ref") == before)
+            #expect(try policyRefs() == before)
+            let refusal = try git("--git-dir", s.origin, "log", "-1", "--format=%B", "bulwark/audit")
+            #expect(refusal.contains("Bulwark-Decision: refused") && refusal.contains("Bulwark-Finding: invalid-1"), "\(refusal)")
         }
     }
 }

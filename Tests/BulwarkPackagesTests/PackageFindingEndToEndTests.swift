@@ -148,8 +148,10 @@ import Testing
             let againItem = ((try? JSONSerialization.jsonObject(with: Data(again.stdout.utf8)) as? [String: Any])?["items"] as? [[String: Any]])?.first
             #expect(again.status == 2 && againItem?["outcome"] as? String == "reopened", "\(again.stdout) \(again.stderr)")
 
+            #expect(!(try trailer("Bulwark-Decision")).contains("refused"), "a tightening finding leaves no refusal")
             // A report that says "fixed in" an older version (a confused or hostile scanner) would
-            // lower the floor: not proposed, no branch, the policy keeps 1.1.
+            // lower the floor: not proposed, no branch, the policy keeps 1.1, and the refusal is
+            // recorded on the audit branch, once however often the scanner reports it.
             let lower = Self.grypeReport(scannedAt: firstSeen, root: box.root)
                 .replacingOccurrences(of: "CVE-2099-0001", with: "CVE-2099-0002")
                 .replacingOccurrences(of: "\"versions\": [\"1.1\"]", with: "\"versions\": [\"0.9\"]")
@@ -159,6 +161,11 @@ import Testing
             let loweredItem = try #require((loweredReport["items"] as? [[String: Any]])?.first, "\(loweredReport)")
             #expect(loweredItem["outcome"] as? String == "not-proposed", "\(loweredItem)")
             #expect((loweredItem["detail"] as? String)?.contains("would weaken DebianPackage/dummy-floor") == true, "\(loweredItem)")
+            _ = try command("ingest", base + "/lower.json", "--output", "json")
+            #expect(try trailer("Bulwark-Decision").filter { $0 == "refused" }.count == 1)
+            let refusal = try git("--git-dir", origin, "log", "-1", "--format=%B", "bulwark/audit")
+            #expect(refusal.contains("Bulwark-Decision: refused") && refusal.contains("would weaken DebianPackage/dummy-floor")
+                    && refusal.contains("Bulwark-Finding: "), "\(refusal)")
             let branches = try git("--git-dir", origin, "branch", "--list", "bulwark/proposals/*")
             #expect(branches.split(separator: "\n").count == 1, "\(branches)")
             #expect(try git("--git-dir", origin, "show", "main:desired-state/dummy.yaml").contains("minVersion: \"1.1\""))

@@ -144,6 +144,7 @@ package struct FindingIntake: Sendable {
                 item.detail = outcome.detail
                 item.branch = outcome.branch
                 item.commit = outcome.commit
+                if let refusal = outcome.refusal { recorded.append(refusal) }
             }
             items.append(item)
         }
@@ -151,8 +152,9 @@ package struct FindingIntake: Sendable {
         return (IntakeReport(format: format.rawValue, findings: findings.count, items: items), reconcile)
     }
 
-    /// Commits the records of reopened findings (each once) and pushes them; a failure is logged,
-    /// the intake's answer stands (the next report of the finding records it again).
+    /// Commits the records of reopened findings and of refused changes (each once) and pushes
+    /// them; a failure is logged, the intake's answer stands (the next report of the finding
+    /// records it again).
     func record(_ records: [AuditRecord]) async {
         let console = Console()
         do {
@@ -162,10 +164,10 @@ package struct FindingIntake: Sendable {
                 wrote = true
             }
             if wrote, case .keptLocally(_, let reason) = try await repository.publish() {
-                console.warn("the record of a reopened finding is kept locally and pushed on the next run: \(reason)")
+                console.warn("the record of a reopened or refused finding is kept locally and pushed on the next run: \(reason)")
             }
         } catch {
-            console.warn("cannot record a reopened finding on the audit branch: \(error)")
+            console.warn("cannot record a reopened or refused finding on the audit branch: \(error)")
         }
     }
 

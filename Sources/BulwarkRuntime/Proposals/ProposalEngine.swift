@@ -16,6 +16,8 @@ package struct ProposalEngine: Sendable {
         package var detail: String?
         package var branch: String?
         package var commit: String?
+        /// The record of a refused change (`AuditRecord.refusedFinding`), for the intake to commit once.
+        package var refusal: AuditRecord? = nil
     }
 
     let registry: Registry
@@ -156,8 +158,8 @@ package struct ProposalEngine: Sendable {
         do {
             changed = try DesiredStateLoader(registry: registry, now: now).load(changedFiles, revision: Revision(head))
         } catch {
-            return Outcome(outcome: "not-proposed", detail: "the changed revision is invalid: "
-                           + error.errors.prefix(3).map(\.description).joined(separator: "; "))
+            let detail = "the changed revision is invalid: " + error.errors.prefix(3).map(\.description).joined(separator: "; ")
+            return Outcome(outcome: "not-proposed", detail: detail, refusal: refusal(citation, resource: id.description, reason: detail, head: head))
         }
         guard let after = changed.resources[id] else {
             return Outcome(outcome: "not-proposed", detail: "\(id) is \(previous == nil ? "not in" : "gone from") the changed revision")
@@ -169,8 +171,8 @@ package struct ProposalEngine: Sendable {
         // version from a scanner that says "fixed in" an older one, or a hostile report) is not
         // proposed, and so never merged by itself either.
         if let weaker = Weakening.compare(previous: state, current: changed, registry: registry)[id] {
-            return Outcome(outcome: "not-proposed", detail: "the change would weaken \(id): "
-                           + weaker.changes.joined(separator: "; ") + "; a finding never lowers policy")
+            let detail = "the change would weaken \(id): " + weaker.changes.joined(separator: "; ") + "; a finding never lowers policy"
+            return Outcome(outcome: "not-proposed", detail: detail, refusal: refusal(citation, resource: id.description, reason: detail, head: head))
         }
         // A kind with no `weakens` cannot say which way a change goes: a finding's change to a
         // value the policy already sets may loosen it (`false → "true"` of a setting whose name
@@ -253,6 +255,11 @@ package struct ProposalEngine: Sendable {
         } catch {
             return Outcome(outcome: "not-proposed", detail: "cannot commit the proposal: \(error)")
         }
+    }
+
+    /// The record that a finding's change was refused (see `AuditRecord.refusedFinding`).
+    func refusal(_ citation: FindingCitation, resource: String, reason: String, head: ObjectID) -> AuditRecord {
+        AuditRecord.refusedFinding(citation, resource: resource, reason: reason, revision: Revision(head), at: now)
     }
 
     /// The properties whose value the policy already set and the change replaces, in words
