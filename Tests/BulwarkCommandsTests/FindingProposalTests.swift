@@ -449,6 +449,34 @@ import Testing
         }
     }
 
+    /// One report whose findings all ask for the same change (a garak report of 300 probes made
+    /// 300 branches, each planned against the live targets) makes one proposal; the others say
+    /// whose it is. A different change in the same report is still proposed.
+    @Test func findingsOfOneReportAskingForTheSameChangeMakeOneProposal() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            try s.commitPolicy("finding-rules/sshd.yaml", Self.rule, message: "finding rule")
+            let now = Date()
+            let report = "[" + ["probe-1", "probe-2", "probe-3"].map { Self.finding(id: $0, firstSeen: now) }.joined(separator: ",") + "]"
+            let result = try ingest(s, report)
+            #expect(result.status == 2, "\(result.stderr)")
+            let items = try #require(result.report["items"] as? [[String: Any]], "\(result.report)")
+            #expect(items.map { $0["outcome"] as? String } == ["proposed", "already-proposed", "already-proposed"], "\(items)")
+            #expect((items.last?["detail"] as? String)?.contains("the same change as finding probe-1's") == true, "\(items)")
+            let branches = try git("--git-dir", s.origin, "branch", "--list", "bulwark/proposals/*")
+            #expect(branches.split(separator: "\n").count == 1, "\(branches)")
+
+            let other = Self.rule.replacingOccurrences(of: "SSH-7408*", with: "SSH-9999*")
+                .replacingOccurrences(of: "set: {MaxAuthTries: \"3\"}", with: "set: {MaxAuthTries: \"2\"}")
+                .replacingOccurrences(of: "name: sshd-max-auth-tries", with: "name: other-max-auth-tries")
+            try s.commitPolicy("finding-rules/other.yaml", other, message: "another rule")
+            let mixed = "[" + Self.finding(id: "probe-4", firstSeen: now) + "," + Self.finding(id: "probe-5", control: "SSH-9999-Other", firstSeen: now) + "]"
+            let second = try ingest(s, mixed)
+            let outcomes = (second.report["items"] as? [[String: Any]])?.map { $0["outcome"] as? String }
+            #expect(outcomes == ["proposed", "proposed"], "\(second.report) \(second.stderr)")
+        }
+    }
+
     /// `accept` merges only what Bulwark proposes. Anyone who can push a branch (an agent's or a
     /// CI token) can name one like a proposal and copy a proposal's message: a tip that turns
     /// enforcement off through a controller, one that also changes another resource, and one

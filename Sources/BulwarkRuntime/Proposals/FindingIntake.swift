@@ -84,6 +84,7 @@ package struct FindingIntake: Sendable {
         var reconcile: [Binding: Date] = [:]
         var items: [IntakeReport.Item] = []
         let engine = ProposalEngine(registry: registry, repository: repository, reconciler: reconciler, now: now)
+        var made: [ChangeTemplate: String] = [:]
         var files: [SourceFile]?
         // The verified fixes citing findings, read once, only when a finding the policy cites is reported open.
         var verified: ReopenedFindings?
@@ -139,7 +140,8 @@ package struct FindingIntake: Sendable {
                     }
                 }
                 if files == nil { files = (try? await repository.files(at: head)) ?? [] }
-                let outcome = await engine.handle(finding, rule: rule, priority: priority, state: state, files: files ?? [], head: head)
+                let outcome = await engine.handle(finding, rule: rule, priority: priority, state: state, files: files ?? [], head: head,
+                                                  made: &made)
                 item.outcome = outcome.outcome
                 item.detail = outcome.detail
                 item.branch = outcome.branch

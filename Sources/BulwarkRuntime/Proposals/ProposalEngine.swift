@@ -80,8 +80,12 @@ package struct ProposalEngine: Sendable {
         return names.sorted()
     }
 
+    /// `made`: the changes proposed or merged so far for this report, each with its finding.
+    /// A change already made for another finding of the report is not proposed again (300
+    /// probes of one garak report made 300 branches with one change, each planned against the
+    /// live targets).
     func handle(_ finding: Finding, rule: FindingRule, priority: FindingPriority, state: DesiredState, files: [SourceFile],
-                head: ObjectID) async -> Outcome {
+                head: ObjectID, made: inout [ChangeTemplate: String]) async -> Outcome {
         let branch = Self.branch(for: finding.id)
         let existing = try? await repository.fetchedBranch(branch)
         if finding.resolved {
@@ -108,6 +112,9 @@ package struct ProposalEngine: Sendable {
         let change: ChangeTemplate
         do { change = try template.render(for: finding) } catch {
             return Outcome(outcome: "not-proposed", detail: "rule \(rule.name): \(error.description)")
+        }
+        if let first = made[change] {
+            return Outcome(outcome: "already-proposed", detail: "the same change as finding \(TerminalText.oneLine(first))'s, made for this report")
         }
         let citation = FindingCitation(id: finding.id, source: finding.source, firstSeen: Timestamp.format(finding.firstObservedAt),
                                        priority: priority.priority.rawValue)
@@ -240,6 +247,7 @@ package struct ProposalEngine: Sendable {
                                                                    signer: configuration.signer) else {
                     return Outcome(outcome: "not-proposed", detail: "the policy branch moved meanwhile; the next report of the finding proposes again")
                 }
+                made[change] = finding.id
                 return Outcome(outcome: "merged", detail: "plan \(planResult)", branch: configuration.branch, commit: commit.hex)
             }
             // Proposed again: on the policy's head, with the closed proposal as a second parent,
@@ -250,6 +258,7 @@ package struct ProposalEngine: Sendable {
                                                                signer: configuration.signer) else {
                 return Outcome(outcome: "already-proposed", detail: "the finding's proposal exists", branch: branch)
             }
+            made[change] = finding.id
             return Outcome(outcome: "proposed", detail: "plan \(planResult)" + (notMerged.map { "; not merged automatically: \($0)" } ?? ""),
                            branch: branch, commit: commit.hex)
         } catch {
