@@ -93,6 +93,11 @@ public struct Plan: Sendable {
     public var remediations: [PlannedRemediation]
     public var inSync: [Binding]
     public var failures: [ObservationFailure]
+    /// Bindings in `inSync` of a weakened resource where a property that became weaker was not
+    /// observed at all (a wildcard path that matches nothing, a key the target does not have):
+    /// in sync, but the weakening has not reached the target, so the last applied revision
+    /// must not move past it (`Provenance.advanceBaseline`).
+    public var weakenedUnobserved: [Binding] = []
 
     public var hasDrift: Bool { !remediations.isEmpty }
     /// Drift a person or a pass still has to act on: all but what a waiver covers, an
@@ -122,6 +127,7 @@ public enum Planner {
     ) -> Plan {
         var drifted: [PlannedRemediation] = []
         var inSync: [Binding] = []
+        var weakenedUnobserved: [Binding] = []
         // Protection belongs to the object, not to one resource: a protected resource's subject
         // (an account, a path, a role) on a target holds every change to it, from any resource.
         var protectedObjects: [String: ResourceID] = [:]
@@ -138,6 +144,9 @@ public enum Planner {
             let changes = drift(resource.spec.properties, observation)
             guard !changes.isEmpty else {
                 inSync.append(binding)
+                if let weak = weakened[resource.id], weak.properties.contains(where: { !isObserved($0, in: observation) }) {
+                    weakenedUnobserved.append(binding)
+                }
                 continue
             }
             // An annotation can only make a resource stricter than its controller (enforce →
@@ -267,7 +276,8 @@ public enum Planner {
         }
         drifted = inPlanOrder(drifted, urgent: urgent)
         applyLimits(&drifted, state: state, now: now)
-        return Plan(remediations: drifted.compacted(), inSync: inSync.compacted(), failures: failures.sorted { $0.binding < $1.binding })
+        return Plan(remediations: drifted.compacted(), inSync: inSync.compacted(), failures: failures.sorted { $0.binding < $1.binding },
+                    weakenedUnobserved: weakenedUnobserved)
     }
 
     /// The plan's order: what a finding names first (by its priority), then the riskiest, the
@@ -463,6 +473,15 @@ public enum Planner {
     /// do not apply on this target): property-level drift. A desired property whose name ends in `*` is a pattern: it stands
     /// for every observed property with that prefix (`ingress:*` for each security group an
     /// adapter found), so a kind can govern things that are only known once observed.
+    ///
+    /// (`isObserved`: whether `observation` holds a value, set or unset, for the property
+    /// `name`; for a `*` property, for at least one name it covers.)
+    static func isObserved(_ name: String, in observation: Observation) -> Bool {
+        guard name.hasSuffix("*") else { return observation.values[name] != nil }
+        let prefix = name.dropLast()
+        return observation.values.keys.contains { $0.hasPrefix(prefix) }
+    }
+
     public static func drift(_ desired: [DesiredProperty], _ observation: Observation) -> [PropertyDrift] {
         desired.flatMap { property -> [PropertyDrift] in
             let names: [String]

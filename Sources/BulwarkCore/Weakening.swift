@@ -27,7 +27,13 @@ public struct Weakening: Sendable, Hashable {
         case verifiedSigner
     }
 
-    public init(changes: [String], authors: [String] = [], identity: Identity = .gitAuthor, unknownAuthors: [String] = []) {
+    /// The properties that became weaker, by name: a weakened resource has reached a target only
+    /// where each of them was observed there (see `Plan.weakenedUnobserved`).
+    public var properties: [String] = []
+
+    public init(changes: [String], authors: [String] = [], identity: Identity = .gitAuthor, unknownAuthors: [String] = [],
+                properties: [String] = []) {
+        self.properties = properties
         self.changes = changes
         self.authors = authors
         self.identity = identity
@@ -58,21 +64,24 @@ public struct Weakening: Sendable, Hashable {
             guard let kind = registry.kinds[id.kind] else { continue }
             let old = Dictionary((previous.resources[id]?.spec.properties ?? []).map { ($0.name, $0.value) }, uniquingKeysWith: { a, _ in a })
             var changes: [String] = []
+            var properties: [String] = []
             for property in resource.spec.properties {
                 let before = old[property.name].map { [$0] }
                     ?? claimed[Claim(kind: id.kind, subject: resource.spec.subject, property: property.name)]?.sorted() ?? []
                 if before.isEmpty, let why = kind.weakensNew?(property.name, property.value) {
                     changes.append("\(property.name): (new) (\(why))")
+                    properties.append(property.name)
                     continue
                 }
                 for was in before where was != property.value {
                     guard let why = kind.weakens(property.name, was, property.value) else { continue }
                     let shown = property.sensitive ? "[redacted] → [redacted]" : "\(was) → \(property.value)"
                     changes.append("\(property.name): \(shown) (\(why))")
+                    properties.append(property.name)
                     break
                 }
             }
-            if !changes.isEmpty { result[id] = Weakening(changes: changes.sorted()) }
+            if !changes.isEmpty { result[id] = Weakening(changes: changes.sorted(), properties: properties.sorted()) }
         }
         return result
     }

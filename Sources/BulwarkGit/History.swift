@@ -97,7 +97,19 @@ extension Repository {
 
     /// Reads one file's contents at a commit, or nil when absent.
     public func file(at commit: ObjectID, path: String) throws(GitError) -> [UInt8]? {
+        try file(at: commit, path: path, blobsOnly: false)
+    }
+
+    /// `file(at:path:)`, nil also where `path` names a folder or a submodule: for readers of
+    /// files anyone who can push may have put there (audit records), where such an entry is no
+    /// file rather than an error that would stop the reader.
+    public func blob(at commit: ObjectID, path: String) throws(GitError) -> [UInt8]? {
+        try file(at: commit, path: path, blobsOnly: true)
+    }
+
+    private func file(at commit: ObjectID, path: String, blobsOnly: Bool) throws(GitError) -> [UInt8]? {
         guard let entry = try entry(at: commit, path: path) else { return nil }
+        if blobsOnly, ![0o100000, 0o120000].contains(entry.mode & 0o170000) { return nil }
         var oid = entry.id.raw
         var blob: OpaquePointer?
         try check(git_blob_lookup(&blob, pointer, &oid), "git_blob_lookup(\(path))")

@@ -411,6 +411,34 @@ extension SSHDConfigDriver: JointlyGuardedDriver {
         let verdicts = Memo<Key, GuardVerdict>(limit: PlanReads.pathLimit)
     }
 
+    /// The shortest login sshd should allow (`LoginGraceTime`), in seconds: a passphrase typed
+    /// or a second factor answered takes longer than a few seconds.
+    static let loginGraceFloor = 10
+
+    /// Why setting `keyword` to `desired` would keep people out although every account keeps a
+    /// way in, for the limits sshd is not asked about (`unread`): `MaxAuthTries 1` lets in only
+    /// a client whose first offer is right (an agent offers each of its keys in turn, and a
+    /// password typed after a refused key is a second try); a `LoginGraceTime` under
+    /// `loginGraceFloor` seconds cuts a login before a person can finish it (0 is no limit).
+    /// Nil for any other setting or value. A finding's rule can write such values: this is what
+    /// stops a scanner's evidence from merging them by itself.
+    static func belowFloor(_ keyword: String, _ desired: String) -> String? {
+        switch settingName(keyword) {
+        case settingName("MaxAuthTries"):
+            guard let tries = Int(desired.trimmingCharacters(in: .whitespaces)), tries < 2 else { return nil }
+            return "MaxAuthTries \(desired) would let in only a client whose first key or password is right (an agent offers each key "
+                + "in turn, and a password after a refused key is a second try)"
+        case settingName("LoginGraceTime"):
+            guard let seconds = seconds(desired.trimmingCharacters(in: .whitespaces)), seconds > 0, seconds < loginGraceFloor else {
+                return nil
+            }
+            return "LoginGraceTime \(desired) would cut every login that takes longer than \(seconds) s (a passphrase, a second factor); "
+                + "\(loginGraceFloor) s is the least Bulwark writes without an approval"
+        default:
+            return nil
+        }
+    }
+
     /// Whether setting `keyword` to `desired` is judged by asking sshd (see `cannotLockOut`).
     /// PermitEmptyPasswords may always be turned off: it only ever removes empty-password logins.
     static func mayLockOut(_ keyword: String, desired: String) -> Bool {
@@ -421,6 +449,7 @@ extension SSHDConfigDriver: JointlyGuardedDriver {
     /// `assess` on `root`: also asked again at the write, under the target's lock, with the
     /// configuration and accounts as they are then (`applyOnce`).
     func judge(_ changes: [PropertyDrift], root: HostRoot, alongside: [AllowedChange]) throws -> GuardVerdict {
+        if let floor = changes.lazy.compactMap({ Self.belowFloor($0.property, $0.desired) }).first { return .block(floor) }
         guard changes.contains(where: { Self.mayLockOut($0.property, desired: $0.desired) }) else { return .allow }
         guard let executable = validator.executable else {
             throw HostError("sshd is not installed where Bulwark runs, so the candidate cannot be checked")

@@ -1009,16 +1009,14 @@ package actor PolicyRepository: AuditSink {
         var folder: String?
         defer { if let folder { try? FileManager.default.removeItem(atPath: folder) } }
         for head in heads {
-            for commit in try commits(from: head, since: since) {
+            for commit in try recentCommits(from: head, since: since) {
                 guard let recorded = commit.recorded, recorded.isVerifiedFix, recorded.id != intent.id,
                       commit.trailer(.target) == intent.target, commit.trailer(.resource) == intent.resource,
                       let instance = commit.trailer(AuditTrail.instanceTrailer), instance != trail.instance,
                       let at = recorded.verifiedAt ?? recorded.appliedAt, at >= since,
-                      let detected = commit.trailer(.detectedAt),
-                      let file = try repository.auditRecordFile(at: commit.id, id: recorded.id, detectedAt: detected),
-                      let record = try? AuditRecord(json: file.bytes) else { continue }
-                let made = Dictionary(record.changes.map { ($0.property, $0.desired) }, uniquingKeysWith: { first, _ in first })
-                guard !wanted.isEmpty, wanted.allSatisfy({ made[$0.key] == $0.value }) else { continue }
+                      let detected = commit.trailer(.detectedAt) else { continue }
+                // Trusted first, and read without throwing: anyone who can push can add a commit
+                // whose record cannot be read, and that must not stop recovery (every pass).
                 if let trust {
                     let signed = try? repository.signature(of: commit.id)
                     if let problem = trust.problem(signed, commit: commit.id, folder: &folder, trustedKeys: &recordTrustKeys) {
@@ -1026,10 +1024,37 @@ package actor PolicyRepository: AuditSink {
                         continue
                     }
                 }
+                guard let file = try? repository.auditRecordFile(at: commit.id, id: recorded.id, detectedAt: detected),
+                      let record = try? AuditRecord(json: file.bytes) else { continue }
+                // A sensitive value is in both records only as "[redacted]": it cannot tell the
+                // same change from another one, so a record of one matches no intent.
+                let made = Dictionary(record.changes.map { ($0.property, $0.desired) }, uniquingKeysWith: { first, _ in first })
+                guard !wanted.isEmpty, !wanted.values.contains(where: { $0.contains("[redacted]") }),
+                      wanted.allSatisfy({ made[$0.key] == $0.value }) else { continue }
                 return (recorded.id, instance)
             }
         }
         return nil
+    }
+
+    /// The commits from `head` back whose committer time is `since` or later, newest first, on
+    /// the first-parent line: unlike `commits(from:since:)`, an older commit does not end the
+    /// walk (a commit pushed with an old date must not hide the ones below it), only a run of
+    /// `olderInARow` of them, or `limit` commits read.
+    private func recentCommits(from head: ObjectID, since start: Date, olderInARow: Int = 256, limit: Int = 200_000) throws -> [CommitInfo] {
+        var result: [CommitInfo] = []
+        var older = 0, read = 0
+        var next: ObjectID? = head
+        while let id = next, older < olderInARow, read < limit {
+            let commit = try repository.commitInfo(id)
+            read += 1
+            if commit.committer.time < start { older += 1 } else {
+                older = 0
+                result.append(commit)
+            }
+            next = commit.parents.first
+        }
+        return result
     }
 
     /// The verified fixes on the local audit branch committed since `start`, newest first: the

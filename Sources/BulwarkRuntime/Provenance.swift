@@ -261,7 +261,10 @@ package struct Provenance: Sendable {
         if !weakened.isEmpty {
             let bound = Set(bindings.map(\.resource))
             guard weakened.keys.allSatisfy(bound.contains) else { return }
-            var reached = Set(plan.inSync)
+            // In sync where a weakened property was not observed at all is not reached: the
+            // weaker value is nowhere in place (a wildcard path matching nothing while the file
+            // was emptied), and once the value is back it would be compared with itself.
+            var reached = Set(plan.inSync).subtracting(plan.weakenedUnobserved)
             reached.formUnion(outcome.inSync.map(\.binding))
             reached.formUnion(outcome.entries.lazy.filter { $0.record.decision == .applied }.map(\.remediation.binding))
             let waiting = Set(plan.remediations.lazy.filter { $0.decision != .applied }.map(\.binding))

@@ -597,6 +597,46 @@ struct AWSEndToEndTests {
         }
     }
 
+    /// Anyone who can push to the audit branch can add a commit that names the interrupted fix
+    /// as another instance's verified one, whose record path is a folder: reading it threw, and
+    /// that stopped recovery, so every later pass changed nothing. Such a commit is passed over:
+    /// the interrupted fix is recorded verified, as with no other writer.
+    @Test func aForgedRecordThatCannotBeReadDoesNotStopRecovery() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let crashed = try run(try bulwarkExecutable(), ["apply", "--repo", s.origin, "--state-dir", s.state],
+                                  environment: ["BULWARK_FAULT_KILL_BEFORE_RECORD": "1"])
+            #expect(crashed.status == SIGKILL, "killed by the injected fault")
+            let intents = try read(s.state + "/intents.log").split(separator: "\n").compactMap {
+                try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+            }
+            let begun = try #require(intents.compactMap { $0["begin"] as? [String: Any] }.first)
+            let target = try #require(begun["target"] as? String), resource = try #require(begun["resource"] as? String)
+
+            let work = dir + "/forger"
+            // The audit branch is not on the origin yet (the kill came before the first record).
+            try git("clone", "-q", s.origin, work)
+            try git("checkout", "-q", "--orphan", "bulwark/audit", in: work)
+            try git("rm", "-r", "-q", "-f", ".", in: work)
+            let id = "01M94YZ0000000000000000000", stamp = Timestamp.format(Date())
+            let folder = work + "/" + AuditRecord.path(id: id, detectedAt: stamp)
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            try write(folder + "/x", "not a record\n")
+            try git("add", "-A", in: work)
+            try git("commit", "-qm", "forged\n\nBulwark-Id: \(id)\nBulwark-Target: \(target)\nBulwark-Resource: \(resource)\n"
+                    + "Bulwark-Decision: applied\nBulwark-Result: verified\nBulwark-Detected-At: \(stamp)\nBulwark-Verified-At: \(stamp)\n"
+                    + "Bulwark-Instance: vm-evil0001", in: work)
+            try git("push", "-q", "origin", "bulwark/audit", in: work)
+
+            let next = try s.run("apply")
+            #expect(!next.stderr.contains("cannot resolve the open intents"), "\(next.stderr)")
+            #expect(next.stderr.contains("recorded an interrupted fix of an earlier run"), "\(next.stderr)")
+            let log = try git("--git-dir", s.origin, "log", "--format=%B%x1e", "bulwark/audit")
+            let recovered = log.components(separatedBy: "\u{1e}").filter { $0.contains("recorded after a restart") }
+            #expect(recovered.count == 1 && recovered.allSatisfy { $0.contains("Bulwark-Result: verified") }, "\(recovered) \(next.stdout) \(next.stderr) \(log)")
+        }
+    }
+
     /// A kill between a fix and its record, then a person's commit that removes every host
     /// resource: the next run observes the interrupted fix as the revision it was made from gave
     /// it, and records it verified, saying the resource left the desired state. Recorded as

@@ -83,6 +83,26 @@ import Testing
         #expect(throws: HostError.self) { try SSHDConfigDriver.includePatterns(Substring(notUTF8)) }
     }
 
+    /// Limits sshd is not asked about, with a floor: `MaxAuthTries 1` (a client whose agent
+    /// offers a wrong key first, or a password after a refused key, is turned away) and a
+    /// `LoginGraceTime` of a few seconds (a login cut before a passphrase is typed) are blocked,
+    /// although every account keeps a way in; a finding's rule could write either by itself.
+    /// The usual hardened values (`MaxAuthTries 2`, `LoginGraceTime 30s`, `0` for no limit) go through.
+    @Test func limitsBelowTheirFloorAreBlockedAndHardenedValuesAreApplied() async throws {
+        try await withTemporaryDirectory { root in
+            try host(root, [root0, admin])
+            let tries = try await expectBlocked(root, resource("SSHDConfig", "s", "MaxAuthTries: 1"), reason: "MaxAuthTries 1")
+            #expect(tries.contains("first key or password"), "\(tries)")
+            for grace in ["5", "9s"] {
+                try await expectBlocked(root, resource("SSHDConfig", "s", "LoginGraceTime: \"\(grace)\""), reason: "would cut every login")
+            }
+            #expect(!(try read(root + "/etc/ssh/sshd_config")).contains("MaxAuthTries"))
+            try await expectApplied(root, resource("SSHDConfig", "s", "MaxAuthTries: 2\nLoginGraceTime: \"30s\""))
+            #expect(try read(root + "/etc/ssh/sshd_config").contains("\nMaxAuthTries 2\n"))
+            try await expectApplied(root, resource("SSHDConfig", "s", "LoginGraceTime: \"0\""))
+        }
+    }
+
     @Test func allowUsersNobodyIsBlockedAndAliceWithKeysIsApplied() async throws {
         try await withTemporaryDirectory { root in
             try host(root, [root0, alice])
