@@ -179,7 +179,11 @@ extension Bulwark {
         static func restorable(_ record: AuditRecord, sensitive: Set<String>) throws -> [(property: String, value: String)] {
             var restore: [(property: String, value: String)] = []
             for change in record.changes {
-                if sensitive.contains(change.property) || change.observedBefore == "[redacted]" || change.desired == "[redacted]" {
+                // Redacted anywhere in the value (a token inside a mapping, `"[redacted]"` quoted
+                // as a file's typed value, a URL's `<redacted>` password): putting it back would
+                // write the placeholder into the system.
+                let redacted = [change.observedBefore ?? "", change.desired].contains { $0.contains("[redacted]") || $0.contains(Redaction.placeholder) }
+                if sensitive.contains(change.property) || redacted {
                     throw CommandError("\(change.property) of \(record.resource) is sensitive: its value before the fix was "
                                        + "never recorded (only [redacted]), so it cannot be restored; nothing was changed")
                 }

@@ -91,11 +91,14 @@ public struct AuditRecord: Sendable, Hashable, Codable {
     }
 
     /// The record of a scanner finding whose proposed change was refused (it would lower the
-    /// policy, or make the revision invalid): recorded once per finding, resource and reason, so
-    /// that an attempt to weaken policy through a finding is in git, not only in `ingest`'s output.
+    /// policy, or make the revision invalid): recorded once per source, finding and resource,
+    /// so that an attempt to weaken policy through a finding is in git, not only in `ingest`'s
+    /// output. `reason` names what was refused, never a value (a finding's evidence can be
+    /// anything, a secret included), and is not part of the id: the same finding sent again
+    /// with other evidence is not another record.
     public static func refusedFinding(_ citation: FindingCitation, resource: String, reason: String, revision: Revision,
                                       at date: Date) -> AuditRecord {
-        let id = AuditID.stable(["refused-finding", citation.source ?? "", citation.id, resource, reason].joined(separator: "\u{1}"))
+        let id = AuditID.stable(["refused-finding", citation.source ?? "", citation.id, resource].joined(separator: "\u{1}"))
         var record = AuditRecord(
             id: id, controller: "-", target: "-", resource: resource,
             kind: resource.split(separator: "/", maxSplits: 1).first.map(String.init) ?? "Finding",

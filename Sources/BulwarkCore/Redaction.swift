@@ -35,21 +35,32 @@ public enum Redaction {
     /// Google API key, a JWT, a PEM private key. For values read from a file under a key that
     /// does not name a credential (`GITHUB_PAT`, `LITELLM_LICENSE`), which must not reach a plan
     /// or a record either.
+    ///
+    /// Any word of the value counts (`Bearer ghp_…`, a token on one line of a block scalar). A
+    /// known prefix counts only before a long run of token characters (16 or more between
+    /// `-`/`_`), so that names such as `sk-learn-pipeline-v2` stay readable.
     public static func looksLikeCredential(_ value: String) -> Bool {
-        let text = value.trimmingCharacters(in: .whitespacesAndNewlines)
-        if text.hasPrefix("-----BEGIN "), text.contains("PRIVATE KEY") { return true }
-        guard text.utf8.count >= 16, !text.contains(where: { $0 == " " || $0 == "\n" || $0 == "\t" }) else { return false }
+        if value.contains("-----BEGIN "), value.contains("PRIVATE KEY") { return true }
+        return value.split(whereSeparator: { $0.isWhitespace || $0 == "\"" || $0 == "'" || $0 == "," || $0 == "=" })
+            .contains { isCredentialWord($0) }
+    }
+
+    static func isCredentialWord(_ word: Substring) -> Bool {
+        guard word.utf8.count >= 16 else { return false }
         let prefixes = ["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "xoxb-", "xoxp-", "xoxa-", "xoxr-", "xoxs-",
                         "xapp-", "sk-", "sk_live_", "rk_live_", "sk_test_", "AIza", "hf_", "npm_", "pypi-"]
-        if prefixes.contains(where: text.hasPrefix) { return true }
-        let bytes = Array(text.utf8)
-        if bytes.count == 20, text.hasPrefix("AKIA") || text.hasPrefix("ASIA"),
+        if let prefix = prefixes.first(where: { word.hasPrefix($0) }) {
+            let body = word.dropFirst(prefix.count)
+            let longest = body.split(whereSeparator: { $0 == "-" || $0 == "_" }).map(\.count).max() ?? 0
+            return longest >= 16 && body.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }
+        }
+        let bytes = Array(word.utf8)
+        if bytes.count == 20, word.hasPrefix("AKIA") || word.hasPrefix("ASIA"),
            bytes.allSatisfy({ (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains($0) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }) {
             return true
         }
         // A JWT: three base64url parts, the first a JSON object's (`eyJ`).
-        if text.hasPrefix("eyJ"), text.split(separator: ".", omittingEmptySubsequences: false).count == 3 { return true }
-        return false
+        return word.hasPrefix("eyJ") && word.split(separator: ".", omittingEmptySubsequences: false).count == 3
     }
 
     /// `url` with every credential in it replaced by `<redacted>`.

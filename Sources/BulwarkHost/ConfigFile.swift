@@ -236,7 +236,7 @@ struct ConfigFileDriver: ResourceDriver {
                 // A reference to the environment stands for a credential, whatever the key's name
                 // (`environment_variables.GITHUB_PAT: os.environ/GITHUB_PAT`): the literal the file
                 // holds there before the fix is one, and must not reach a plan or a record.
-                if case .string(let text) = value, Self.isEnvironmentReference(text) { credential = true }
+                if Self.holdsEnvironmentReference(value) { credential = true }
                 properties.append(DesiredProperty(key, canonical, sensitive: credential))
             }
         }
@@ -569,6 +569,17 @@ struct ConfigFileDriver: ResourceDriver {
             if let inner = map[key].flatMap(guardedKeyInside) { return key + "." + inner }
         }
         return nil
+    }
+
+    /// Whether `value` is, or holds anywhere inside it (a list's item, a mapping's value), an
+    /// `os.environ/NAME` reference.
+    static func holdsEnvironmentReference(_ value: ConfigValue) -> Bool {
+        switch value {
+        case .string(let text): isEnvironmentReference(text)
+        case .list(let items): items.contains(where: holdsEnvironmentReference)
+        case .map(let map): map.values.contains(where: holdsEnvironmentReference)
+        default: false
+        }
     }
 
     /// `os.environ/NAME`, LiteLLM's way to read a value from the proxy's environment.

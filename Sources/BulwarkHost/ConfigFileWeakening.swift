@@ -10,11 +10,12 @@ internal import BulwarkCore
 /// - a `dangerously_*`, `*insecure*`, `turn_off_*` or `disable_*`/`*_disabled` switch turned on, a guardrail's
 ///   `default_on` turned off;
 /// - a list of guardrails or callbacks that loses an entry;
-/// - a guardrail's `mode` that no longer runs before the call (`pre_call`, `during_call` →
-///   `logging_only`, `post_call`): it only watches what it used to stop;
+/// - a guardrail's `mode` that acts later (`pre_call` → `during_call` → `post_call`,
+///   `logging_only`): it only watches, or the model has seen the text, where it used to stop it;
+/// - a guardrail's implementation (`guardrail`) or a pattern's name changed, an `enabled` turned off;
 /// - an `action` (or `*_action`) that does less: `BLOCK` → `MASK` → anything else
 ///   (`BLOCK_NEVER`, `LOG`);
-/// - a budget or limit raised or removed (`max_budget`, `*_limit`, `max_parallel_requests`);
+/// - a budget or limit raised, made negative or removed (`max_budget`, `*_limit`, `max_parallel_requests`);
 /// - a key that a mapping the policy sets loses.
 ///
 /// Anything else returns nil: its direction is not known. The kind is therefore not marked as
@@ -34,14 +35,21 @@ enum ConfigFileWeakening {
             }
             if isUnsafeSwitch(key), was != .bool(true), now == .bool(true) { reasons.append("turns \(path) on") }
             if key.lowercased() == "default_on", was == .bool(true), now != .bool(true) { reasons.append("turns the guardrail's default_on off at \(path)") }
-            if key.lowercased() == "mode", path.lowercased().contains("guardrail"), blocksBeforeTheCall(was), !blocksBeforeTheCall(now) {
+            let inGuardrail = path.lowercased().contains("guardrail")
+            if key.lowercased() == "mode", inGuardrail, modeRank(now) < modeRank(was) {
                 reasons.append("makes the guardrail at \(path) \(now?.yaml ?? "unset") instead of \(was.yaml): it no longer stops a request before the model")
+            }
+            if inGuardrail, ["guardrail", "pattern_name", "pattern"].contains(key.lowercased()), now != was {
+                reasons.append("replaces \(was.yaml) with \(now?.yaml ?? "nothing") at \(path): what the guardrail checks is no longer known to be as strict")
+            }
+            if inGuardrail, key.lowercased() == "enabled" || key.lowercased().hasSuffix("_enabled"), was == .bool(true), now != .bool(true) {
+                reasons.append("turns \(path) off")
             }
             if isActionKey(key), actionRank(now) < actionRank(was) {
                 reasons.append("changes \(path) from \(was.yaml) to \(now?.yaml ?? "unset"): it stops less")
             }
             if isLimitKey(key), case .number(let limit) = was, let before = Double(limit) {
-                if case .number(let raised)? = now, let after = Double(raised) {
+                if case .number(let raised)? = now, let after = Double(raised), after >= 0 {
                     if after > before { reasons.append("raises the limit \(path) from \(limit) to \(raised)") }
                 } else {
                     reasons.append("lifts the limit \(path) (\(limit)): \(now?.yaml ?? "unset")")
@@ -60,6 +68,10 @@ enum ConfigFileWeakening {
         // Switches that were not set at all before.
         for (path, now) in new.sorted(by: { $0.key < $1.key }) where old[path] == nil {
             if isUnsafeSwitch(lastKey(path)), now == .bool(true) { reasons.append("turns \(path) on") }
+            let key = lastKey(path).lowercased()
+            if path.lowercased().contains("guardrail"), key == "enabled" || key.hasSuffix("_enabled"), now == .bool(false) {
+                reasons.append("turns \(path) off")
+            }
         }
         return reasons.isEmpty ? nil : reasons.joined(separator: "; ")
     }
@@ -127,11 +139,16 @@ enum ConfigFileWeakening {
     /// Whether a guardrail's mode (a name or a list of them) runs before the model answers:
     /// LiteLLM's `pre_call` and `during_call` can stop a request; `post_call` and
     /// `logging_only` cannot.
-    static func blocksBeforeTheCall(_ value: ConfigValue?) -> Bool {
+    static func blocksBeforeTheCall(_ value: ConfigValue?) -> Bool { modeRank(value) > 0 }
+
+    /// How early a guardrail's mode (a name, or a list of them: the earliest counts) acts:
+    /// `pre_call` 2 (before the model sees the request: it can mask or block), `during_call` 1
+    /// (alongside the call: it can block, but the model has seen the text), anything else 0.
+    static func modeRank(_ value: ConfigValue?) -> Int {
         switch value {
-        case .string(let mode)?: ["pre_call", "during_call"].contains(mode.lowercased())
-        case .list(let modes)?: modes.contains { blocksBeforeTheCall($0) }
-        default: false
+        case .string(let mode)?: ["pre_call": 2, "during_call": 1][mode.lowercased()] ?? 0
+        case .list(let modes)?: modes.map { modeRank($0) }.max() ?? 0
+        default: 0
         }
     }
 

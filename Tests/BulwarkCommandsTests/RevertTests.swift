@@ -287,6 +287,12 @@ import Testing
         } catch let error as CommandError {
             #expect(error.description.contains("password of Kind/name is sensitive"))
         }
+        // Redacted inside a value (a file's typed value, a token in a mapping, a URL's password):
+        // put back, the placeholder itself would be written into the file.
+        for before in [#""[redacted]""#, #"{"a":"[redacted]","b":1}"#, "postgres://u:<redacted>@db/x"] {
+            let partly = Self.record([.init(property: "model_alias", desired: #""gpt-4o""#, observedBefore: before, observedAfter: #""gpt-4o""#)])
+            #expect(throws: CommandError.self, "\(before)") { try Bulwark.Revert.restorable(partly, sensitive: []) }
+        }
         // Sensitive by the manifest, even if a record showed a value.
         let marked = Self.record([.init(property: "password", desired: "x", observedBefore: "y", observedAfter: "x")])
         #expect(throws: CommandError.self) { try Bulwark.Revert.restorable(marked, sensitive: ["password"]) }

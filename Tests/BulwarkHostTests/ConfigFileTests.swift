@@ -330,7 +330,8 @@ let gatewayConfig = """
         try await withTemporaryDirectory { root in
             let secrets = ["ghp_REALSECRET0123456789abcdefABCDEF", "lic-real-0123456789abcdef", "AKIAIOSFODNN7EXAMPLE"]
             try write(root + "/etc/litellm/config.yaml", "environment_variables:\n  GITHUB_PAT: \(secrets[0])\n  LITELLM_LICENSE: \(secrets[1])\n"
-                      + "litellm_settings:\n  num_retries: 2\n  fallback_note: \(secrets[2])\n  model_alias: gpt-4o-mini\n")
+                      + "litellm_settings:\n  num_retries: 2\n  fallback_note: \(secrets[2])\n  model_alias: gpt-4o-mini\n"
+                      + "  licenses: [\(secrets[1])]\n  header: \"Bearer \(secrets[0])\"\n  pipeline: sk-learn-pipeline-v2-prod\n")
             let state = try configState(root: root, resource("ConfigFile", "env", """
                 path: etc/litellm/config.yaml
                 properties:
@@ -339,6 +340,9 @@ let gatewayConfig = """
                   litellm_settings.num_retries: 3
                   litellm_settings.fallback_note: none
                   litellm_settings.model_alias: gpt-4o
+                  litellm_settings.licenses: [os.environ/LITELLM_LICENSE]
+                  litellm_settings.header: none
+                  litellm_settings.pipeline: sk-learn-pipeline-v3
                 """))
             let (plan, outcome) = try await reconcile(state)
             let changes = try #require(plan.remediations.first?.changes)
@@ -349,6 +353,7 @@ let gatewayConfig = """
                 #expect(!shown.contains(secret) && !record.commitMessage.contains(secret) && !json.contains(secret), "\(secret): \(shown)")
             }
             #expect(shown.contains("litellm_settings.num_retries 2 -> 3"), "\(shown)")
+            #expect(shown.contains(#"litellm_settings.pipeline "sk-learn-pipeline-v2-prod" -> "sk-learn-pipeline-v3""#), "a name, not a key: \(shown)")
             #expect(shown.contains(#"litellm_settings.model_alias "gpt-4o-mini" -> "gpt-4o""#), "\(shown)")
             #expect(outcome.verified.count == 1)
             #expect(try read(root + "/etc/litellm/config.yaml").contains("GITHUB_PAT: os.environ/GITHUB_PAT"))

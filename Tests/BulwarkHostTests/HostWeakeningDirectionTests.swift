@@ -87,4 +87,26 @@ import Testing
             #expect(try read(root + "/etc/login.defs") == "PASS_MAX_DAYS 90\nLOGIN_TIMEOUT 60\n")
         }
     }
+
+    /// A gateway guardrail's direction beyond its list: acting later (`pre_call` → `during_call`:
+    /// the model has seen the text a masking guardrail should have hidden), another
+    /// implementation or pattern, a pattern turned off, a budget made negative. The opposite
+    /// moves (earlier, back on, a lower budget) are not weakenings.
+    @Test func aGuardrailActingLaterOrReplacedIsAWeakeningAndTheOppositeIsNot() {
+        let weakens = ConfigFileWeakening.weakens
+        let pii = "guardrails[guardrail_name=pii].litellm_params"
+        #expect(weakens(pii + ".mode", #""pre_call""#, #""during_call""#)?.contains("no longer stops a request before the model") == true)
+        #expect(weakens(pii + ".mode", #""during_call""#, #""pre_call""#) == nil)
+        #expect(weakens(pii + ".mode", #"["pre_call","post_call"]"#, #""post_call""#) != nil)
+        #expect(weakens(pii + ".guardrail", #""litellm_content_filter""#, #""custom_guardrail.noop""#)?.contains("no longer known") == true)
+        let patterns = pii + ".patterns"
+        #expect(weakens(patterns, #"[{"pattern_name":"email","action":"MASK"}]"#, #"[{"pattern_name":"emailx","action":"MASK"}]"#) != nil)
+        #expect(weakens(patterns, #"[{"pattern_name":"email","action":"MASK"}]"#,
+                        #"[{"pattern_name":"email","action":"MASK","enabled":false}]"#)?.contains("turns") == true)
+        #expect(weakens(patterns, #"[{"pattern_name":"email","action":"MASK","enabled":false}]"#,
+                        #"[{"pattern_name":"email","action":"MASK","enabled":true}]"#) == nil)
+        let budget = "litellm_settings.upperbound_key_generate_params.max_budget"
+        #expect(weakens(budget, "10", "-1")?.contains("lifts the limit") == true)
+        #expect(weakens(budget, "100", "50") == nil)
+    }
 }

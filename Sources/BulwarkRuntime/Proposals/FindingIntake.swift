@@ -85,6 +85,7 @@ package struct FindingIntake: Sendable {
         var items: [IntakeReport.Item] = []
         let engine = ProposalEngine(registry: registry, repository: repository, reconciler: reconciler, now: now)
         var made: [ChangeTemplate: String] = [:]
+        var refusals = 0
         var files: [SourceFile]?
         // The verified fixes citing findings, read once, only when a finding the policy cites is reported open.
         var verified: ReopenedFindings?
@@ -146,13 +147,24 @@ package struct FindingIntake: Sendable {
                 item.detail = outcome.detail
                 item.branch = outcome.branch
                 item.commit = outcome.commit
-                if let refusal = outcome.refusal { recorded.append(refusal) }
+                if let refusal = outcome.refusal {
+                    // A report may hold a thousand findings: at most `refusalsPerReport` refusals
+                    // of one are recorded, the rest counted in a warning (each is still in the answer).
+                    refusals += 1
+                    if refusals <= Self.refusalsPerReport { recorded.append(refusal) }
+                }
             }
             items.append(item)
+        }
+        if refusals > Self.refusalsPerReport {
+            Console().warn("\(refusals) findings of this report were refused; the first \(Self.refusalsPerReport) are recorded on the audit branch")
         }
         if !recorded.isEmpty { await record(recorded) }
         return (IntakeReport(format: format.rawValue, findings: findings.count, items: items), reconcile)
     }
+
+    /// How many refused changes of one report are recorded on the audit branch.
+    static let refusalsPerReport = 20
 
     /// Commits the records of reopened findings and of refused changes (each once) and pushes
     /// them; a failure is logged, the intake's answer stands (the next report of the finding

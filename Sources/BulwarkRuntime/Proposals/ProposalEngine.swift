@@ -166,7 +166,8 @@ package struct ProposalEngine: Sendable {
             changed = try DesiredStateLoader(registry: registry, now: now).load(changedFiles, revision: Revision(head))
         } catch {
             let detail = "the changed revision is invalid: " + error.errors.prefix(3).map(\.description).joined(separator: "; ")
-            return Outcome(outcome: "not-proposed", detail: detail, refusal: refusal(citation, resource: id.description, reason: detail, head: head))
+            let recorded = "rule \(rule.name)'s change to \(id) leaves the revision invalid (\(error.errors.count) error\(error.errors.count == 1 ? "" : "s"))"
+            return Outcome(outcome: "not-proposed", detail: detail, refusal: refusal(citation, resource: id.description, reason: recorded, head: head))
         }
         guard let after = changed.resources[id] else {
             return Outcome(outcome: "not-proposed", detail: "\(id) is \(previous == nil ? "not in" : "gone from") the changed revision")
@@ -179,7 +180,8 @@ package struct ProposalEngine: Sendable {
         // proposed, and so never merged by itself either.
         if let weaker = Weakening.compare(previous: state, current: changed, registry: registry)[id] {
             let detail = "the change would weaken \(id): " + weaker.changes.joined(separator: "; ") + "; a finding never lowers policy"
-            return Outcome(outcome: "not-proposed", detail: detail, refusal: refusal(citation, resource: id.description, reason: detail, head: head))
+            let recorded = "rule \(rule.name)'s change would weaken \(id) (\(weaker.properties.joined(separator: ", "))); a finding never lowers policy"
+            return Outcome(outcome: "not-proposed", detail: detail, refusal: refusal(citation, resource: id.description, reason: recorded, head: head))
         }
         // A kind with no `weakens` cannot say which way a change goes: a finding's change to a
         // value the policy already sets may loosen it (`false → "true"` of a setting whose name
