@@ -374,8 +374,15 @@ struct ConfigFileDriver: ResourceDriver {
         // A missing file is not "in sync": read so, a weakening held for a second person was
         // taken as reached while the file was away, and applied once it was put back.
         guard let (_, document) = try Self.read(options, root: root) else {
+            let path = root.full(root.components(of: options.path))
+            var info = stat()
+            // For the message only: what is there instead of a file (a link is never followed).
+            if lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFLNK {
+                throw HostError("is a symbolic link, which Bulwark does not follow, so none of its managed values can be read; "
+                                + "manage the file it points to", path: path)
+            }
             throw HostError("does not exist, so none of its managed values are in place; Bulwark edits a configuration file, "
-                            + "it does not create one", path: root.full(root.components(of: options.path)))
+                            + "it does not create one", path: path)
         }
         var values: [String: String?] = [:]
         for property in Self.managed(resource) {

@@ -548,6 +548,14 @@ let gatewayConfig = """
             let failure = try #require(plan.failures.first)
             #expect(failure.message.contains("etc/none.yaml") && failure.message.contains("does not exist"), "\(failure.message)")
             #expect(!FileManager.default.fileExists(atPath: root + "/etc/none.yaml"))
+            // A link there (as a ConfigMap mount makes) is said to be one, and is not followed.
+            try write(root + "/elsewhere.yaml", "a: 2\n")
+            try FileManager.default.createDirectory(atPath: root + "/etc", withIntermediateDirectories: true)
+            try FileManager.default.createSymbolicLink(atPath: root + "/etc/none.yaml", withDestinationPath: root + "/elsewhere.yaml")
+            let (linked, _) = try await reconcile(state)
+            #expect(linked.failures.first?.message.contains("is a symbolic link") == true, "\(linked.failures)")
+            #expect(try read(root + "/elsewhere.yaml") == "a: 2\n")
+            try FileManager.default.removeItem(atPath: root + "/etc/none.yaml")
 
             try write(root + "/etc/none.yaml", "a: 2\n")
             let (again, outcome) = try await reconcile(state)
