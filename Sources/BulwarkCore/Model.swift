@@ -231,10 +231,16 @@ public struct Observation: Sendable, Hashable {
     /// not apply on this target (an account that does not exist has no shell to fix).
     public var values: [String: String?]
     public var observedAt: Date
+    /// What an earlier fix of this resource left undone though the values it set hold, by the
+    /// property that drifts until it is done, with what is owed: a `ConfigFile` written whose
+    /// reload did not complete (`[reload of ConfigFile/litellm]`: "the file was written but its
+    /// reload did not complete"). Recovery never records such a fix `verified`.
+    public var owed: [String: String]
 
-    public init(values: [String: String?], observedAt: Date = Date()) {
+    public init(values: [String: String?], observedAt: Date = Date(), owed: [String: String] = [:]) {
         self.values = values
         self.observedAt = observedAt
+        self.owed = owed
     }
 }
 

@@ -749,7 +749,14 @@ public struct Reconciler: Sendable {
                         let desired = secret ? resource.spec.properties.first { $0.name == change.property }?.value : change.desired
                         if observed != desired { holds = false }
                     }
-                    if holds, let other = elsewhere {
+                    // Something the fix owes besides its values (a configuration file written whose
+                    // reload did not complete): the fix is not done, so it is not recorded verified.
+                    let owed = after.owed.filter { name, _ in resource.spec.properties.contains { $0.name == name } }
+                    if holds, !owed.isEmpty {
+                        record.error = "found as desired after a restart, but the fix did not complete: "
+                            + owed.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: "; ")
+                            + "; the next pass completes it"
+                    } else if holds, let other = elsewhere {
                         // Another Bulwark recorded this change after the drift was seen: it is
                         // that record's fix. This one says what became of its own intent.
                         record.error = "found as desired after a restart; another Bulwark (\(other.instance)) made and recorded this fix "
@@ -863,6 +870,15 @@ public struct Reconciler: Sendable {
             record.result = .failed
             record.error = "apply failed: \(error)"
             if let failure = error as? ReportedFailure { record.include(failure.report) }
+            if let incomplete = error as? IncompleteFix {
+                // The fix wrote its values before its last step failed: the record says what the
+                // system holds now, not "(unset)".
+                for index in record.changes.indices {
+                    let change = remediation.changes[index]
+                    guard let observed = incomplete.observed[change.property] else { continue }
+                    record.changes[index].observedAfter = change.sensitive ? (observed == nil ? nil : "[redacted]") : observed
+                }
+            }
             return .done
         }
         await verify(remediation, resource: resource, target: target, driver: kind.driver, into: &record)

@@ -20,10 +20,13 @@ internal import BulwarkCore
 /// (`ConfigValue`). The file is edited in place (`ConfigDocument`): unmanaged keys, comments and
 /// formatting stay as they were. It is written atomically through `FileIO` under the target's
 /// lock, with its owner and mode kept; `validate` runs on the candidate (`{file}` names it) before
-/// the rename and a failure leaves the file untouched; `reload` runs after the rename; then the
-/// file is read back. A file that does not exist is not created, and its observation fails: the
-/// values it should hold (a gateway's guardrails) are not in place, and nothing can tell what a
-/// file put back later will hold.
+/// the rename and a failure leaves the file untouched; the file is read back after the rename,
+/// then `reload` runs. A reload is owed from the rename until its command succeeds
+/// (`OwedReloads`): until then the resource drifts on `[reload of ConfigFile/NAME]` (owed →
+/// done), so a reload that failed, timed out or was cut short by a kill is run again by the next
+/// pass, even though the file already holds its values. A file that does not exist is not created, and its
+/// observation fails: the values it should hold (a gateway's guardrails) are not in place, and
+/// nothing can tell what a file put back later will hold.
 struct ConfigFileDriver: ResourceDriver {
     /// What a resource says about its file besides the properties, carried in the spec as one
     /// property that is never observed (so never drifts): `ResourceSpec` holds only properties.
@@ -45,9 +48,28 @@ struct ConfigFileDriver: ResourceDriver {
         return options
     }
 
-    /// The managed properties (without the options).
+    /// A resource with a reload command has one more property, `[reload of ConfigFile/NAME]`:
+    /// desired `done`, observed `owed (…)` while its file was written and its reload has not
+    /// completed since (`OwedReloads`), so that the plan shows it and the next apply runs it.
+    static let reloadPrefix = "[reload of "
+    static let reloadDone = "done"
+    static let reloadOwedReason = "the file was written but its reload did not complete"
+    static let reloadOwed = "owed (\(reloadOwedReason))"
+
+    /// The resource's `[reload of ConfigFile/NAME]` property; nil for one without a reload command.
+    static func reloadProperty(_ resource: Resource) -> String? {
+        resource.spec.properties.first { $0.name.hasPrefix(reloadPrefix) }?.name
+    }
+
+    /// The resource a `[reload of ConfigFile/NAME]` property is of (`ConfigFile/NAME`): what
+    /// `OwedReloads` keeps.
+    static func reloadOwner(_ property: String) -> String {
+        String(property.dropFirst(reloadPrefix.count).dropLast())
+    }
+
+    /// The managed properties (without the options and the reload).
     static func managed(_ resource: Resource) -> [DesiredProperty] {
-        resource.spec.properties.filter { !$0.name.hasPrefix(optionsPrefix) }
+        resource.spec.properties.filter { !$0.name.hasPrefix(optionsPrefix) && !$0.name.hasPrefix(reloadPrefix) }
     }
 
     func watchedPaths(_ resource: Resource, on target: Target) -> [String] {
@@ -249,6 +271,7 @@ struct ConfigFileDriver: ResourceDriver {
         encoder.outputFormatting = [.sortedKeys]
         guard let encoded = try? encoder.encode(options) else { return nil }
         let name = spec.resource ?? path
+        if options.reload != nil { properties.append(DesiredProperty(reloadPrefix + name + "]", reloadDone)) }
         // Sensitive: its commands' words may carry a credential (a header, a token). Where a
         // command changes, the hold shows it with such words redacted (`ConfigFileWeakening`).
         properties.append(DesiredProperty(optionsPrefix + name + "]", String(decoding: encoded, as: UTF8.self), sensitive: true))
@@ -388,29 +411,62 @@ struct ConfigFileDriver: ResourceDriver {
         for property in Self.managed(resource) {
             if let observed = Self.observed(property, in: document) { values[property.name] = .some(observed) }
         }
-        return Observation(values: values)
+        var owed: [String: String] = [:]
+        if let reload = Self.reloadProperty(resource) {
+            let pending = try OwedReloads.owed(options.path, in: root).contains(Self.reloadOwner(reload))
+            values[reload] = .some(pending ? Self.reloadOwed : Self.reloadDone)
+            if pending { owed[reload] = Self.reloadOwedReason }
+        }
+        return Observation(values: values, owed: owed)
     }
 
     // MARK: - Applying
 
+    /// One resource of a write: its changes, its file's options, and its
+    /// `[reload of ConfigFile/NAME]` property when it has a reload command.
+    struct Part: Sendable {
+        var changes: [PropertyDrift]
+        var options: Options
+        var reload: String?
+    }
+
+    static func part(_ changes: [PropertyDrift], of resource: Resource) throws(HostError) -> Part {
+        Part(changes: changes, options: try options(resource), reload: reloadProperty(resource))
+    }
+
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
         let root = try HostRoot(target: target)
-        let options = try Self.options(resource)
-        let found = try await root.applying { try applyOnce(changes, options: [options], root: root) }
+        let part = try Self.part(changes, of: resource)
+        let found = try await root.applying { try applyOnce([part], root: root) }
         try AlreadyInSync.unless(changes, found: found)
     }
 
     /// Under the lock: reads the file again, leaves out the changes it already holds, edits the
-    /// rest, validates the candidate, writes it, reloads, and reads it back.
-    func applyOnce(_ changes: [PropertyDrift], options: [Options], root: HostRoot) throws -> Set<String> {
-        guard let first = options.first else { return [] }
+    /// rest, validates the candidate, marks the reloads owed (`OwedReloads`), writes it, reads it
+    /// back, and runs each reload owed, taking it off the marker once its command succeeded. A
+    /// reload owed from before (the file written, its reload failed or cut short) runs though
+    /// every value already holds. Returns the properties found already as desired, none of a part
+    /// whose earlier owed reload ran now: that reload completes its fix. A reload that fails
+    /// throws `IncompleteFix` with the values the file holds.
+    func applyOnce(_ parts: [Part], root: HostRoot) throws -> Set<String> {
+        guard let first = parts.first?.options else { return [] }
         guard let (file, original) = try Self.read(first, root: root) else {
             throw HostError("does not exist; Bulwark edits a configuration file, it does not create one", path: first.path)
         }
         let display = root.full(root.components(of: first.path))
+        // Read again under the lock: another Bulwark may have run a reload since the plan.
+        let owedBefore = try OwedReloads.owed(first.path, in: root)
         var document = original
         var found: Set<String> = []
-        for change in changes {
+        var edited = false
+        for change in parts.flatMap(\.changes) {
+            if change.property.hasPrefix(Self.reloadPrefix) {
+                guard change.desired == Self.reloadDone else {
+                    throw HostError("\(change.property) can only be made done: a reload that ran cannot be taken back", path: display)
+                }
+                if !owedBefore.contains(Self.reloadOwner(change.property)) { found.insert(change.property) }
+                continue
+            }
             let property = DesiredProperty(change.property, change.desired)
             if let now = Self.observed(property, in: document), now == change.desired { found.insert(change.property); continue }
             guard case .success(let path) = ConfigPath.parse(change.property),
@@ -422,46 +478,99 @@ struct ConfigFileDriver: ResourceDriver {
             } catch {
                 throw HostError(error.message, path: display)
             }
+            edited = true
         }
-        guard found.count < Set(changes.map(\.property)).count else { return found }
+        // The reloads owed once the file is written: every reloading resource of the write, and
+        // those owed from before.
+        let reloading = parts.compactMap { part in part.reload.map { (owner: Self.reloadOwner($0), part: part) } }
+        let owedNow = edited ? owedBefore.union(reloading.map(\.owner)) : owedBefore
+        let due = reloading.filter { owedNow.contains($0.owner) }
+        guard edited || !due.isEmpty else { return found }
         // Checked again now, before anything is written: a command refused must not leave a file
         // written and never reloaded.
-        for argv in options.compactMap(\.validate) + options.compactMap(\.reload) {
+        for argv in parts.compactMap(\.options.validate) + parts.compactMap(\.options.reload) {
             if let problem = CommandTrust.problem(argv) {
                 throw HostError("the command \(Self.shown(argv)) would run as root: \(problem); the file was not changed", path: display)
             }
         }
-        let validations = Array(Set(options.compactMap(\.validate))).sorted { $0.joined(separator: " ") < $1.joined(separator: " ") }
-        let timeout = Duration.seconds(options.map(\.timeoutSeconds).max() ?? 60)
-        var bytes = Array(document.text.utf8)
-        bytes.reserveCapacity(bytes.count)
-        try FileIO.write(bytes, to: root.resolve(first.path), in: root, expected: file.origin, validate: { candidate in
-            for argv in validations {
-                let outcome = try BoundedCommand(arguments: argv, timeout: timeout).run(file: candidate)
-                guard outcome.status == 0, !outcome.timedOut else {
-                    throw HostError("validation \(argv[0]) rejected the candidate ("
-                                    + (outcome.timedOut ? "killed after \(timeout)" : "exit status \(outcome.status)")
-                                    + (outcome.output.isEmpty ? "" : ": \(outcome.output)") + "); the file was not changed", path: display)
+        let timeout = Duration.seconds(parts.map(\.options.timeoutSeconds).max() ?? 60)
+        var onDisk = owedBefore
+        var current = document
+        if edited {
+            let validations = Array(Set(parts.compactMap(\.options.validate))).sorted { $0.joined(separator: " ") < $1.joined(separator: " ") }
+            var bytes = Array(document.text.utf8)
+            bytes.reserveCapacity(bytes.count)
+            do {
+                try FileIO.write(bytes, to: root.resolve(first.path), in: root, expected: file.origin, validate: { candidate in
+                    for argv in validations {
+                        let outcome = try BoundedCommand(arguments: argv, timeout: timeout).run(file: candidate)
+                        guard outcome.status == 0, !outcome.timedOut else {
+                            throw HostError("validation \(argv[0]) rejected the candidate ("
+                                            + (outcome.timedOut ? "killed after \(timeout)" : "exit status \(outcome.status)")
+                                            + (outcome.output.isEmpty ? "" : ": \(outcome.output)") + "); the file was not changed", path: display)
+                        }
+                    }
+                    // Owed from the rename on: on disk before the file holds values its service has not read.
+                    if owedNow != onDisk {
+                        try OwedReloads.record(owedNow, for: first.path, in: root)
+                        onDisk = owedNow
+                    }
+                })
+            } catch {
+                // Nothing was renamed into place (a rename is the write's last step): nothing more is owed.
+                if onDisk != owedBefore { try? OwedReloads.record(owedBefore, for: first.path, in: root) }
+                throw error
+            }
+            // Read back what is now on disk: the edit must hold before anything is reloaded.
+            guard let (_, written) = try Self.read(first, root: root) else { throw HostError("vanished after the write", path: display) }
+            for change in parts.flatMap(\.changes) where !change.property.hasPrefix(Self.reloadPrefix) {
+                let now = Self.observed(DesiredProperty(change.property, change.desired), in: written)
+                guard now == nil || now == .some(change.desired) else {
+                    throw HostError("\(change.property) does not read back as desired after the write", path: display)
                 }
             }
-        })
-        // Read back what is now on disk: the edit must hold before anything is reloaded.
-        guard let (_, written) = try Self.read(first, root: root) else { throw HostError("vanished after the write", path: display) }
-        for change in changes {
-            let now = Self.observed(DesiredProperty(change.property, change.desired), in: written)
-            guard now == nil || now == .some(change.desired) else {
-                throw HostError("\(change.property) does not read back as desired after the write", path: display)
-            }
+            current = written
         }
-        for argv in Array(Set(options.compactMap(\.reload))).sorted(by: { $0.joined(separator: " ") < $1.joined(separator: " ") }) {
-            let outcome = try BoundedCommand(arguments: argv, timeout: timeout).run()
-            guard outcome.status == 0, !outcome.timedOut else {
-                throw HostError("written, but the reload command \(argv[0]) failed ("
-                                + (outcome.timedOut ? "killed after \(timeout)" : "exit status \(outcome.status)")
-                                + (outcome.output.isEmpty ? "" : ": \(outcome.output)") + ")", path: display)
+        var remaining = owedNow
+        let commands = Dictionary(due.compactMap { item in item.part.options.reload.map { ($0, [item.owner]) } }, uniquingKeysWith: +)
+        for argv in commands.keys.sorted(by: { $0.joined(separator: " ") < $1.joined(separator: " ") }) {
+            var failure: String?
+            do {
+                let outcome = try BoundedCommand(arguments: argv, timeout: timeout).run()
+                if outcome.status != 0 || outcome.timedOut {
+                    failure = (outcome.timedOut ? "killed after \(timeout)" : "exit status \(outcome.status)")
+                        + (outcome.output.isEmpty ? "" : ": \(outcome.output)")
+                }
+            } catch {
+                failure = "\(error)"
             }
+            if let failure {
+                // The reloads that did complete are no longer owed; this one and those after it are.
+                if remaining != onDisk { try? OwedReloads.record(remaining, for: first.path, in: root) }
+                let message = HostError((edited ? "written, but " : "") + "the reload command \(argv[0]) failed (\(failure)); "
+                                        + "the reload is owed and runs again on the next pass", path: display).description
+                throw IncompleteFix(message, observed: Self.holding(parts, in: current, owed: remaining))
+            }
+            remaining.subtract(commands[argv] ?? [])
         }
+        if remaining != onDisk { try OwedReloads.record(remaining, for: first.path, in: root) }
+        for item in due where owedBefore.contains(item.owner) { found.subtract(item.part.changes.map(\.property)) }
         return found
+    }
+
+    /// What the file holds for each change of `parts` (`document`, as read back after the write),
+    /// and whether each reload is `owed`, by property: a failed reload's record says what the
+    /// file holds, not "(unset)".
+    static func holding(_ parts: [Part], in document: ConfigDocument, owed: Set<String>) -> [String: String?] {
+        var values: [String: String?] = [:]
+        for change in parts.flatMap(\.changes) {
+            if change.property.hasPrefix(reloadPrefix) {
+                values[change.property] = .some(owed.contains(reloadOwner(change.property)) ? reloadOwed : reloadDone)
+            } else if let now = observed(DesiredProperty(change.property, change.desired), in: document) {
+                values[change.property] = .some(now)
+            }
+        }
+        return values
     }
 
     // MARK: - Guards
@@ -481,7 +590,8 @@ struct ConfigFileDriver: ResourceDriver {
                 return .block("\(file)'s \(field) command \(Self.shown(argv)) would run as root: \(problem)")
             }
         }
-        for change in changes {
+        // A reload owed runs the command judged above and changes no value.
+        for change in changes where !change.property.hasPrefix(Self.reloadPrefix) {
             guard case .success(let path) = ConfigPath.parse(change.property), let key = path.leafKey,
                   let value = ConfigValue.fromCanonical(change.desired) else {
                 return .block("cannot read the change of \(change.property) to judge it")
@@ -648,8 +758,7 @@ extension ConfigFileDriver: CoalescingDriver {
 
     func apply(batch: [(changes: [PropertyDrift], resource: Resource)], on target: Target) async throws -> Set<String> {
         let root = try HostRoot(target: target)
-        let options = try batch.map { item throws(HostError) in try Self.options(item.resource) }
-        let changes = batch.flatMap(\.changes)
-        return try await root.applying { try applyOnce(changes, options: options, root: root) }
+        let parts = try batch.map { item throws(HostError) in try Self.part(item.changes, of: item.resource) }
+        return try await root.applying { try applyOnce(parts, root: root) }
     }
 }

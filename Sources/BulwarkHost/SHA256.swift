@@ -1,5 +1,5 @@
 /// SHA-256 (FIPS 180-4) of a byte array: what names the sshd answers kept in the state directory
-/// (`SSHDAnswerStore`). Written here rather than taken from swift-crypto, which the binary also
+/// (`SSHDAnswerStore`) and the markers of reloads a configuration file is owed (`OwedReloads`). Written here rather than taken from swift-crypto, which the binary also
 /// links: its generic `SHA256.hash` path and BoringSSL's set-up touched seven more 64 KiB pages of
 /// the binary in every plan and apply (about 0.4 MiB resident, against a 50 MiB goal), where this
 /// sits among the guard's own functions. Checked against `sha256sum` (`SHA256Tests`).
@@ -16,6 +16,12 @@ enum SHA256 {
     ]
 
     static let byteCount = 32
+
+    /// `digest` as lowercase hex digits (64 for a digest), as a file name.
+    static func hex(_ digest: [UInt8]) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        return String(decoding: digest.flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 0xf)]] }, as: UTF8.self)
+    }
 
     /// The 32-byte digest of `message`.
     static func hash(_ message: [UInt8]) -> [UInt8] {

@@ -71,10 +71,7 @@ final class SSHDAnswerStore: Sendable {
     static func digest(_ key: ProbeKey) -> [UInt8] { SHA256.hash(key.bytes) }
 
     /// The file name of an answer kept by `digest`: its 64 hex digits.
-    static func name(_ digest: [UInt8]) -> String {
-        let hex = Array("0123456789abcdef".utf8)
-        return String(decoding: digest.flatMap { [hex[Int($0 >> 4)], hex[Int($0 & 0xf)]] }, as: UTF8.self)
-    }
+    static func name(_ digest: [UInt8]) -> String { SHA256.hex(digest) }
 
     /// The answer kept for `key`, if a whole, recent one is there, and when it was written.
     func read(_ key: ProbeKey) -> (answer: [String: [String]], at: Date)? {

@@ -637,6 +637,61 @@ struct AWSEndToEndTests {
         }
     }
 
+    /// A kill while a `ConfigFile`'s reload runs (systemd's final SIGKILL of a stopping Bulwark;
+    /// here the reload command kills the Bulwark that runs it): the file already holds its new
+    /// value, its service never read it. The next run records the interrupted fix `interrupted`,
+    /// saying the reload did not complete, never `verified`; it then runs the owed reload and
+    /// records that, and the plan after it is in sync. Against the old code the fix was recorded
+    /// verified after the restart and the reload never ran again.
+    @Test func aKillDuringAConfigFilesReloadLeavesTheReloadOwed() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            try write(dir + "/gw/etc/litellm/config.yaml", FindingValueTypeTests.gatewayConfig, mode: 0o640)
+            try write(dir + "/reload.sh", """
+                #!/bin/sh
+                echo ran >> \(dir)/reloads
+                [ -e \(dir)/killed ] || { touch \(dir)/killed; kill -9 $PPID; }
+
+                """, mode: 0o755)
+            let work = dir + "/gw-work"
+            try git("clone", "-q", s.origin, work)
+            try git("rm", "-q", "desired-state/ai-gateway/litellm.yaml", in: work)
+            try write(work + "/controllers/gw.yaml", FindingValueTypeTests.inventory.replacingOccurrences(of: "ROOT", with: dir + "/gw"))
+            try write(work + "/desired-state/ai-gateway/gw.yaml", """
+                apiVersion: bulwark/v1
+                kind: ConfigFile
+                metadata: {name: gw-logging}
+                spec:
+                  path: etc/litellm/config.yaml
+                  properties:
+                    litellm_settings.json_logs: true
+                  reload: [\(dir)/reload.sh]
+
+                """)
+            try git("add", "-A", in: work)
+            try git("commit", "-qm", "the gateway's logging, reloaded", in: work)
+            try git("push", "-q", "origin", "main", in: work)
+
+            let crashed = try run(try bulwarkExecutable(), ["apply", "--repo", s.origin, "--state-dir", s.state])
+            #expect(crashed.status == SIGKILL, "killed during the reload: \(crashed.stdout)\(crashed.stderr)")
+            #expect(try read(dir + "/gw/etc/litellm/config.yaml").contains("json_logs: true"), "written before the reload")
+
+            let next = try s.run("apply")
+            #expect(next.status == 1, "an interrupted fix recorded: \(next.stdout)\(next.stderr)")
+            let log = try git("--git-dir", s.origin, "log", "--format=%B%x1e", "bulwark/audit")
+            let gateway = log.components(separatedBy: "\u{1e}").filter { $0.contains("Bulwark-Resource: ConfigFile/gw-logging") }
+            let interrupted = gateway.filter { $0.contains("Bulwark-Result: interrupted") }
+            #expect(interrupted.count == 1, "\(gateway)")
+            #expect(interrupted.first?.contains("its reload did not complete") == true, "\(gateway)")
+            let verified = gateway.filter { $0.contains("Bulwark-Result: verified") }
+            #expect(verified.count == 1 && verified.allSatisfy { $0.contains("[reload of ConfigFile/gw-logging]") && !$0.contains("json_logs") },
+                    "only the reload is recorded verified: \(gateway)")
+            #expect(try read(dir + "/reloads").split(separator: "\n").count == 2, "the reload ran again, once")
+            let plan = try s.run("plan")
+            #expect(plan.status == 0, "in sync afterwards: \(plan.stdout)\(plan.stderr)")
+        }
+    }
+
     /// A kill between a fix and its record, then a person's commit that removes every host
     /// resource: the next run observes the interrupted fix as the revision it was made from gave
     /// it, and records it verified, saying the resource left the desired state. Recorded as

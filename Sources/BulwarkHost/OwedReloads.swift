@@ -1,0 +1,127 @@
+internal import Foundation
+internal import BulwarkCore
+// `stat`: in a build where CLinux's header brings it in first, its members are CLinux's.
+internal import CLinux
+
+/// The reloads a `ConfigFile` fix still owes its service, kept on the target beside its lock:
+/// `run/bulwark/reload-owed/<SHA-256 of the file's path>`, one small JSON file per managed
+/// configuration file, naming the resources whose reload command has not completed since the
+/// file was written.
+///
+/// A fix writes the marker, naming every resource of the write that has a reload command, after
+/// the candidate passed its validation and before it is renamed into place, and takes each name
+/// out once that resource's reload command succeeded. A name stays while its reload failed, ran
+/// past its timeout, or never finished because the process was killed (systemd's final SIGKILL).
+/// While it is there, the resource's `[reload of ConfigFile/NAME]` reads as owed: `plan` shows it
+/// as drift, the next apply runs the reload again, and recovery does not record the interrupted
+/// fix verified.
+///
+/// On the target rather than in the state directory: what is owed is a fact about the host's
+/// service, not about one Bulwark, so a second Bulwark with a state directory of its own, or a
+/// `plan` run with another, sees it too; and `run` is emptied at boot, when every service starts
+/// from the file it finds, which is when nothing is owed any more. The folder is Bulwark's own,
+/// as the lock's is (mode 0700); a marker is mode 0600. Written only under the target's lock
+/// (`HostLock`), through descriptors that follow no link: a temporary file, fsynced, renamed,
+/// then the folder fsynced, so that the marker is on disk before the file it stands for changes.
+/// A marker that is not a regular file of this user or root, or that another user could write,
+/// or whose content is not what Bulwark writes, fails the resource's observation, naming it.
+enum OwedReloads {
+    static let folder = ["run", "bulwark", "reload-owed"]
+    /// A marker holds a few names; anything larger is not one Bulwark wrote.
+    static let maxSize = 64 << 10
+
+    /// A marker's content.
+    struct Marker: Codable, Equatable {
+        /// The managed file, as its resources name it (`/etc/litellm/config.yaml`).
+        var file: String
+        /// The resources whose reload is owed (`ConfigFile/litellm`), sorted.
+        var owed: [String]
+    }
+
+    /// The marker's name for `file`: the hex SHA-256 of its path as its resources name it.
+    static func name(_ file: String) -> String { SHA256.hex(SHA256.hash(Array(file.utf8))) }
+
+    /// The resources whose reload `file` is owed on `root`; none when there is no marker (nor
+    /// its folder). Changes nothing.
+    static func owed(_ file: String, in root: HostRoot) throws(HostError) -> Set<String> {
+        let folder: Directory
+        do {
+            folder = try root.openFolderNoFollow(Self.folder)
+        } catch where error.code == .missing {
+            return []
+        }
+        try trusted(folder, root: root)
+        let name = name(file)
+        let display = root.full(Self.folder + [name])
+        guard let found = try FileIO.read(name, in: folder, display: display) else { return [] }
+        try trusted(uid: found.uid, mode: found.mode, display: display)
+        guard found.bytes.count <= maxSize,
+              let marker = try? JSONDecoder().decode(Marker.self, from: Data(found.bytes)), marker.file == file else {
+            throw HostError("is not a marker of an owed reload as Bulwark writes it (JSON with `file` \(file) and `owed`); "
+                            + "remove it if no reload of \(file) is owed", path: display)
+        }
+        return Set(marker.owed)
+    }
+
+    /// Makes `names` the resources whose reload `file` is owed on `root`, on disk before it
+    /// returns; no names removes the marker. Only under the target's lock: nothing else writes
+    /// here, so a temporary file found is a killed writer's, and is replaced.
+    static func record(_ names: Set<String>, for file: String, in root: HostRoot) throws(HostError) {
+        let folder = try root.openFolderNoFollow(Self.folder, create: 0o700)
+        try trusted(folder, root: root)
+        let name = name(file)
+        let display = root.full(Self.folder + [name])
+        let temporary = ".new-" + name
+        unlinkat(folder.fd, temporary, 0)
+        if names.isEmpty {
+            guard unlinkat(folder.fd, name, 0) == 0 || errno == ENOENT else {
+                throw HostError("cannot remove the marker of an owed reload: \(errnoText())", path: display)
+            }
+            // Not synced: a marker back after a power loss costs one more reload, nothing else.
+            return
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        guard let encoded = try? encoder.encode(Marker(file: file, owed: names.sorted())) else {
+            throw HostError("cannot encode the marker of an owed reload", path: display)
+        }
+        let bytes = Array(encoded)
+        let fd = openat(folder.fd, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw HostError("cannot create the marker of an owed reload: \(errnoText())", path: display) }
+        var renamed = false
+        defer {
+            close(fd)
+            if !renamed { unlinkat(folder.fd, temporary, 0) }
+        }
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes[offset...].withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
+            if n < 0, errno == EINTR { continue }
+            guard n > 0 else { throw HostError("cannot write the marker of an owed reload: \(errnoText())", path: display) }
+            offset += n
+        }
+        guard fsync(fd) == 0 else { throw HostError("cannot fsync the marker of an owed reload: \(errnoText())", path: display) }
+        guard renameat(folder.fd, temporary, folder.fd, name) == 0 else {
+            throw HostError("cannot rename the marker of an owed reload into place: \(errnoText())", path: display)
+        }
+        renamed = true
+        guard fsync(folder.fd) == 0 else {
+            throw HostError("cannot fsync the folder of the marker of an owed reload: \(errnoText())", path: root.full(Self.folder))
+        }
+    }
+
+    /// The folder must be this user's or root's, and no one else's to write in: a marker taken
+    /// away by another user would let a file's new values go unreloaded.
+    private static func trusted(_ folder: Directory, root: HostRoot) throws(HostError) {
+        var info = stat()
+        guard fstat(folder.fd, &info) == 0 else { throw HostError("cannot stat: \(errnoText())", path: root.full(Self.folder)) }
+        try trusted(uid: info.st_uid, mode: info.st_mode, display: root.full(Self.folder))
+    }
+
+    private static func trusted(uid: uid_t, mode: mode_t, display: String) throws(HostError) {
+        guard uid == geteuid() || uid == 0, mode & 0o022 == 0 else {
+            throw HostError("holds the reloads Bulwark owes, but its owner (uid \(uid)) or mode (\(String(mode & 0o7777, radix: 8))) "
+                            + "lets another user change it; make it root's, mode 0700 (a marker 0600)", path: display)
+        }
+    }
+}

@@ -1,0 +1,214 @@
+import BulwarkCore
+@testable import BulwarkHost
+import BulwarkTestSupport
+import Foundation
+import Testing
+
+/// A `ConfigFile`'s reload is owed from the moment its file is renamed into place until the
+/// reload command succeeds (`OwedReloads`). A reload that failed, or was cut short by a kill,
+/// left the file holding its values and the service on the old ones, and every later plan said
+/// the resource was in sync: the reload never ran again (a gateway kept running without its
+/// guardrails). Each test runs real commands on real files in a temporary root.
+@Suite struct ConfigFileReloadTests {
+    /// The gateway's file, a reload script that notes each run in `reloads` and fails while
+    /// `fail` exists, and the desired state that sets `a` to 2 with that reload.
+    struct Gateway {
+        let root: String
+        var file: String { root + "/etc/gw/config.yaml" }
+        var failSwitch: String { root + "/fail" }
+        var marker: String { root + "/run/bulwark/reload-owed/" + OwedReloads.name("/etc/gw/config.yaml") }
+
+        init(_ root: String, failing: Bool) throws {
+            self.root = root
+            try write(root + "/etc/gw/config.yaml", "a: 1\nb: 1\n")
+            try write(root + "/reload.sh", """
+                #!/bin/sh
+                echo ran >> \(root)/reloads
+                if [ -e \(root)/fail ]; then echo "Job for litellm.service failed" >&2; exit 1; fi
+
+                """, mode: 0o755)
+            if failing { try write(root + "/fail", "") }
+        }
+
+        var reloads: Int { ((try? read(root + "/reloads")) ?? "").split(separator: "\n").count }
+
+        func state(_ names: [String] = ["gw"]) throws -> DesiredState {
+            let keys = ["a", "b"]
+            return try configState(root: root, names.enumerated().map { index, name in
+                resource("ConfigFile", name, """
+                    path: etc/gw/config.yaml
+                    properties: {\(keys[index]): 2}
+                    reload: [\(root)/reload.sh]
+                    """)
+            }.joined())
+        }
+    }
+
+    /// Harmful: the reload fails. The record says what the file holds (not "(unset)"); the next
+    /// plan shows the reload owed instead of in sync; the next apply runs the reload again and
+    /// records it; once it succeeds nothing is owed and the plan is in sync. Against the old code
+    /// the second plan found nothing to do and the reload ran once.
+    @Test func aReloadThatFailsStaysOwedUntilAnApplyRunsItAgain() async throws {
+        try await withTemporaryDirectory { root in
+            let gw = try Gateway(root, failing: true)
+            let state = try gw.state()
+
+            let (_, first) = try await reconcile(state)
+            let failed = try #require(first.failed.first?.record)
+            #expect(failed.error?.contains("written, but the reload command \(root)/reload.sh failed (exit status 1") == true,
+                    "\(failed.error ?? "")")
+            #expect(failed.error?.contains("the reload is owed and runs again on the next pass") == true, "\(failed.error ?? "")")
+            let a = try #require(failed.changes.first { $0.property == "a" })
+            #expect(a.observedAfter == "2", "the file holds the value written: \(failed.commitMessage)")
+            #expect(try read(gw.file) == "a: 2\nb: 1\n")
+            #expect(gw.reloads == 1)
+            #expect(FileManager.default.fileExists(atPath: gw.marker))
+
+            // The next plan: not in sync, the reload owed.
+            let reconciler = Reconciler(registry: Registry([HostAdapter.definition()]))
+            let plan = try await reconciler.plan(state)
+            #expect(plan.inSync.isEmpty)
+            let owed = try #require(plan.remediations.first?.changes)
+            #expect(owed.map(\.property) == ["[reload of ConfigFile/gw]"])
+            #expect(owed.first?.observed == "owed (the file was written but its reload did not complete)")
+            #expect(owed.first?.desired == "done")
+
+            // Failing again: a failed fix of the owed reload, which runs; the file is not written.
+            let (_, second) = try await reconcile(state)
+            let again = try #require(second.failed.first?.record)
+            #expect(again.error?.contains("the reload command \(root)/reload.sh failed") == true, "\(again.error ?? "")")
+            #expect(again.error?.contains("written, but") == false, "nothing was written this time: \(again.error ?? "")")
+            #expect(again.changes.first?.observedAfter == "owed (the file was written but its reload did not complete)")
+            #expect(gw.reloads == 2)
+
+            // The service comes back: the owed reload runs, is verified and recorded.
+            try FileManager.default.removeItem(atPath: gw.failSwitch)
+            let (_, third) = try await reconcile(state)
+            let done = try #require(third.verified.first?.record)
+            #expect(done.changes.map(\.property) == ["[reload of ConfigFile/gw]"])
+            #expect(done.changes.first?.observedAfter == "done")
+            #expect(gw.reloads == 3)
+            #expect(!FileManager.default.fileExists(atPath: gw.marker), "nothing owed any more")
+            #expect(try await reconciler.plan(state).remediations.isEmpty, "in sync")
+            #expect(try read(gw.file) == "a: 2\nb: 1\n")
+        }
+    }
+
+    /// Legitimate: a reload that succeeds leaves nothing owed. The fix is verified, the next plan
+    /// is in sync and the next apply runs no reload.
+    @Test func aReloadThatSucceedsLeavesNothingOwed() async throws {
+        try await withTemporaryDirectory { root in
+            let gw = try Gateway(root, failing: false)
+            let state = try gw.state()
+            let (plan, first) = try await reconcile(state)
+            #expect(plan.remediations.first?.changes.map(\.property) == ["a"], "no reload owed before anything was written")
+            #expect(first.verified.count == 1 && first.failed.isEmpty)
+            #expect(gw.reloads == 1)
+            #expect(!FileManager.default.fileExists(atPath: gw.marker))
+            let (again, second) = try await reconcile(state)
+            #expect(again.remediations.isEmpty && again.inSync.count == 1, "in sync")
+            #expect(second.entries.isEmpty)
+            #expect(gw.reloads == 1, "no reload without a write")
+        }
+    }
+
+    /// Harmful, two resources on one file (one write, one reload): the reload fails, and each
+    /// resource's reload is owed; the next apply runs the shared command once and both are done.
+    /// Against the old code, each resource retried alone after the failed write found its value
+    /// in place and was counted in sync: no record of the change at all.
+    @Test func aFailedReloadOfOneWriteIsOwedToEveryResourceOfIt() async throws {
+        try await withTemporaryDirectory { root in
+            let gw = try Gateway(root, failing: true)
+            let state = try gw.state(["gw", "gw-b"])
+            let (_, first) = try await reconcile(state)
+            #expect(first.failed.map(\.record.resource).sorted() == ["ConfigFile/gw", "ConfigFile/gw-b"], "\(first.entries.map(\.record))")
+            #expect(first.failed.allSatisfy { $0.record.changes.first?.observedAfter == "2" })
+            #expect(try read(gw.file) == "a: 2\nb: 2\n")
+            let plan = try await Reconciler(registry: Registry([HostAdapter.definition()])).plan(state)
+            #expect(plan.remediations.flatMap { $0.changes.map(\.property) }.sorted() == ["[reload of ConfigFile/gw-b]", "[reload of ConfigFile/gw]"])
+
+            try FileManager.default.removeItem(atPath: gw.failSwitch)
+            let before = gw.reloads
+            let (_, second) = try await reconcile(state)
+            #expect(second.verified.count == 2 && second.failed.isEmpty)
+            #expect(gw.reloads == before + 1, "one command, run once for both")
+            #expect(!FileManager.default.fileExists(atPath: gw.marker))
+        }
+    }
+
+    /// An intent whose fix wrote the file and was killed before its reload completed (the marker
+    /// still names the resource, the value holds, the intent tried): recorded `interrupted`
+    /// saying the reload did not complete, not `verified`; the next pass runs the reload and
+    /// records it. Legitimate (`owed: false`): the same intent with its reload done is recorded
+    /// verified, as any fix that holds.
+    @Test(arguments: [true, false])
+    func anInterruptedFixWhoseReloadDidNotCompleteIsNotRecordedVerified(owed: Bool) async throws {
+        try await withTemporaryDirectory { root in
+            let gw = try Gateway(root, failing: false)
+            let state = try gw.state()
+            let reconciler = Reconciler(registry: Registry([HostAdapter.definition()]))
+            let plan = try await reconciler.plan(state)
+            let remediation = try #require(plan.remediations.first)
+            // What the killed process had done: its intent begun and tried, the marker written,
+            // the file renamed into place; the reload never completed (or, legitimately, it did).
+            let journal = MemoryJournal()
+            let intent = AuditRecord(
+                id: AuditID.ulid(at: Date()), controller: remediation.binding.controller, target: remediation.binding.target,
+                resource: remediation.binding.resource.description, kind: "ConfigFile", name: "gw", severity: remediation.severity,
+                risk: remediation.risk, mode: .enforce, decision: .applied, result: nil, reason: nil,
+                changes: [.init(property: "a", desired: "2", observedBefore: "1", observedAfter: nil)],
+                detectedAt: Date(), appliedAt: nil, verifiedAt: nil, desiredCommit: state.revision, approver: nil, error: nil)
+            try await journal.begin([intent])
+            await journal.trying([intent.id])
+            if owed { try OwedReloads.record(["ConfigFile/gw"], for: "/etc/gw/config.yaml", in: try HostRoot(root)) }
+            try write(gw.file, "a: 2\nb: 1\n")
+
+            let sink = RecordingSink()
+            let recovered = try await reconciler.recover(journal: journal, state: state, audit: sink)
+            let record = try #require(recovered.first?.record)
+            #expect(await journal.openIntents().isEmpty)
+            if owed {
+                #expect(record.result == .interrupted, "\(record.commitMessage)")
+                #expect(record.error?.contains("the fix did not complete: [reload of ConfigFile/gw]: the file was written but its reload did not complete") == true,
+                        "\(record.error ?? "")")
+                #expect(record.changes.first?.observedAfter == "2")
+                // The next pass: the owed reload, run and recorded.
+                let next = try await reconciler.plan(state)
+                #expect(next.remediations.first?.changes.map(\.property) == ["[reload of ConfigFile/gw]"])
+                let outcome = await reconciler.apply(next, state: state, audit: sink, journal: journal)
+                #expect(outcome.verified.map { $0.record.changes.map(\.property) } == [["[reload of ConfigFile/gw]"]])
+                #expect(gw.reloads == 1)
+                #expect(!FileManager.default.fileExists(atPath: gw.marker))
+            } else {
+                #expect(record.result == .verified, "\(record.commitMessage)")
+                #expect(try await reconciler.plan(state).remediations.isEmpty, "in sync: nothing owed")
+                #expect(gw.reloads == 0)
+            }
+        }
+    }
+
+    /// A marker Bulwark did not write as it writes one (a link, another user's folder, other
+    /// content) fails the resource's observation, naming it: it is never taken as "nothing owed".
+    @Test func aMarkerThatIsNotBulwarksFailsTheObservation() async throws {
+        try await withTemporaryDirectory { root in
+            let gw = try Gateway(root, failing: false)
+            let state = try gw.state()
+            try FileManager.default.createDirectory(atPath: root + "/run/bulwark/reload-owed", withIntermediateDirectories: true)
+            chmod(root + "/run/bulwark/reload-owed", 0o700)
+            try write(root + "/elsewhere", "{}")
+            try FileManager.default.createSymbolicLink(atPath: gw.marker, withDestinationPath: root + "/elsewhere")
+            let plan = try await Reconciler(registry: Registry([HostAdapter.definition()])).plan(state)
+            #expect(plan.failures.first?.message.contains(gw.marker) == true, "\(plan.failures.map(\.message))")
+
+            try FileManager.default.removeItem(atPath: gw.marker)
+            try write(gw.marker, #"{"file": "/etc/other.yaml", "owed": ["ConfigFile/gw"]}"#, mode: 0o600)
+            let other = try await Reconciler(registry: Registry([HostAdapter.definition()])).plan(state)
+            #expect(other.failures.first?.message.contains("is not a marker of an owed reload") == true, "\(other.failures.map(\.message))")
+
+            try write(gw.marker, #"{"file": "/etc/gw/config.yaml", "owed": ["ConfigFile/gw"]}"#, mode: 0o600)
+            chmod(root + "/run/bulwark/reload-owed", 0o777)
+            let open = try await Reconciler(registry: Registry([HostAdapter.definition()])).plan(state)
+            #expect(open.failures.first?.message.contains("lets another user change it") == true, "\(open.failures.map(\.message))")
+        }
+    }
+}
