@@ -211,11 +211,14 @@ public struct ServerSettings: Sendable {
     /// earns back: a stream of guesses is cut short, and so is its log.
     public var refusalBurst: Int
     public var refusalsPerSecond: Double
+    /// The monotonic clock the buckets refill on (the tests move it).
+    public var refusalClock: @Sendable () -> ContinuousClock.Instant
 
     public init(host: String, port: Int, repository: String = "", webhook: WebhookVerifier?, findings: FindingsAuthenticator,
                 idleTimeout: Duration = .seconds(15), maxConnections: Int = 4096, unverifiedBodies: Int = 16,
                 unverifiedBodiesPerAddress: Int = 4, unverifiedBodyDeadline: Duration = .seconds(10),
-                refusalBurst: Int = 10, refusalsPerSecond: Double = 1) {
+                refusalBurst: Int = 10, refusalsPerSecond: Double = 1,
+                refusalClock: @escaping @Sendable () -> ContinuousClock.Instant = { ContinuousClock.now }) {
         self.host = host
         self.port = port
         self.repository = repository
@@ -228,6 +231,7 @@ public struct ServerSettings: Sendable {
         self.unverifiedBodyDeadline = unverifiedBodyDeadline
         self.refusalBurst = max(1, refusalBurst)
         self.refusalsPerSecond = refusalsPerSecond > 0 ? refusalsPerSecond : 1
+        self.refusalClock = refusalClock
     }
 }
 
@@ -310,7 +314,8 @@ public enum StatusServer {
         // HEAD on every GET route (RFC 9110): the same status and headers, no body.
         let router = Router(context: ServerContext.self, options: .autoGenerateHeadEndpoints)
         let unverified = Admission(limit: settings.unverifiedBodies, perAddress: settings.unverifiedBodiesPerAddress)
-        let limiter = RefusalLimiter(settings: .init(burst: settings.refusalBurst, perSecond: settings.refusalsPerSecond))
+        let limiter = RefusalLimiter(settings: .init(burst: settings.refusalBurst, perSecond: settings.refusalsPerSecond),
+                                     now: settings.refusalClock)
         for route in ["/hooks/git", "/api/v1/findings"] {
             for reason in Set(refusalReasons.values).union(["other"]) {
                 _ = metrics.makeCounter(descriptor: refused, labels: [("route", route), ("reason", reason)])

@@ -244,20 +244,25 @@ struct DaemonOpsTests {
             let before = daemon.log.utf8.count
             var statuses: [Int: Int] = [:]
             let body = Array(#"{"ref":"refs/heads/main"}"#.utf8)
+            let began = Date()
             for index in 0..<300 {
                 let answer = try httpRequest(port: daemon.port, "POST", "/hooks/git",
                                              headers: ["X-Hub-Signature-256": "sha256=" + String(repeating: "0", count: 63) + String(index % 10)],
                                              body: body)
                 statuses[answer.status, default: 0] += 1
             }
-            #expect((statuses[401] ?? 0) >= 10 && (statuses[401] ?? 0) < 40, "\(statuses)")
-            #expect((statuses[429] ?? 0) > 250, "\(statuses)")
+            // A burst of 10, then one a second earned back (a loaded machine takes longer, and earns more).
+            let earned = 10 + Int(Date().timeIntervalSince(began).rounded(.up)) + 1
+            #expect((statuses[401] ?? 0) >= 10 && (statuses[401] ?? 0) <= earned, "\(statuses), \(earned)")
+            #expect((statuses[429] ?? 0) >= 300 - earned, "\(statuses)")
             let added = daemon.log.utf8.count - before
             let lines = daemon.log.split(separator: "\n").filter { $0.contains("webhook refused") }
-            #expect(lines.count <= 3 && added < 4000, "\(lines.count) lines, \(added) bytes")
+            let minutes = Int(Date().timeIntervalSince(began) / 60) + 1
+            #expect(lines.count <= 2 * minutes && added < 2000 * minutes, "\(lines.count) lines, \(added) bytes")
             #expect(lines.first?.contains("127.0.0.1") == true, "\(lines)")
             let metrics = try daemonTests.metrics(daemon)
-            #expect((metrics[#"bulwark_http_refused_total{route="/hooks/git",reason="rate_limited"}"#] ?? 0) > 250, "\(metrics.keys.filter { $0.contains("refused") })")
+            #expect((metrics[#"bulwark_http_refused_total{route="/hooks/git",reason="rate_limited"}"#] ?? 0) == Double(statuses[429] ?? -1),
+                    "\(metrics.keys.filter { $0.contains("refused") })")
             #expect((metrics[#"bulwark_http_refused_total{route="/hooks/git",reason="unauthorized"}"#] ?? 0) >= 10)
             // GET routes are not limited, and HEAD works on them.
             #expect(try daemon.get("/healthz").status == 200)
