@@ -142,7 +142,7 @@ let package = Package(
             name: "BulwarkCommands",
             dependencies: [
                 "BulwarkCore", "BulwarkGit", "BulwarkHost", "BulwarkFirewall", "BulwarkPackages", "BulwarkPostgres", "BulwarkAWS", "BulwarkServer",
-                "BulwarkRuntime", "BulwarkHTTP", "BulwarkBaseline",
+                "BulwarkRuntime", "BulwarkHTTP", "BulwarkBaseline", "BulwarkProcess",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),

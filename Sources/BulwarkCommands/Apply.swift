@@ -15,7 +15,9 @@ extension Bulwark {
                 an invalid revision (nothing is changed), a fix that did not verify, a resource that could \
                 not be observed, or an audit record that could not be committed. Audit commits that cannot \
                 be pushed stay in the state directory and are pushed by the next run. With \
-                --detailed-exitcode: 2 when held, deferred, blocked or escalated drift remains.
+                --detailed-exitcode: 2 when held, deferred, blocked or escalated drift remains. 3: done, \
+                but against the last fetched revision (the origin could not be fetched) or with audit \
+                commits kept locally (not pushed); 1 and 2 win over 3.
                 """)
 
         @OptionGroup var repository: RepositoryOptions
@@ -43,6 +45,7 @@ extension Bulwark {
             if output.output == .json { console.json(result) }
             if !result.succeeded { throw ExitCode.failure }
             if detailedExitcode, result.remainingDrift > 0 { throw ExitCode(2) }
+            if result.stale != nil || result.keptLocally > 0 { throw ExitCode.staleOrUnpushed }
         }
     }
 }
@@ -61,6 +64,9 @@ struct ApplyRun: Encodable {
     var notificationsPending = 0
     /// Remediations this pass left open (held, deferred, blocked, escalated), recorded now or before.
     var remainingDrift = 0
+    /// Why the origin could not be fetched, when the pass ran against the last fetched revision
+    /// (exit 3; not in the JSON, whose shape is fixed by its schema: `pushError` and the exit say it).
+    var stale: String?
 
     var succeeded: Bool { errors.isEmpty && !records.contains { $0.result == .failed || $0.result == .interrupted } }
 
@@ -155,6 +161,7 @@ struct ApplyRun: Encodable {
                 // Another Bulwark holds the target: nothing tried, nothing recorded; the drift stays.
                 + outcome.busy.map { "not applied, nothing recorded: \($0.remediation.binding.target) \($0.remediation.binding.resource): \($0.reason)" },
             pushed: 0, keptLocally: 0, pushError: nil)
+        run.stale = loaded.stale
         run.remainingDrift = outcome.entries.reduce(0) { [.held, .deferred, .blocked, .escalated].contains($1.record.decision) ? $0 + 1 : $0 }
             + outcome.busy.count
         switch try await loaded.repository.publish() {

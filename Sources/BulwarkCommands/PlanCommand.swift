@@ -11,7 +11,8 @@ extension Bulwark {
             abstract: "Show drift and what Bulwark would do about each. Changes nothing.",
             discussion: """
                 Exit codes: 0 in sync (or only drift a waiver covers), 2 drift found, 1 error (invalid revision, a resource \
-                that could not be observed). \
+                that could not be observed), 3 in sync but planned against the last fetched revision: the origin could \
+                not be fetched (1 and 2 win over 3). \
                 With --out FILE the plan is also saved (the JSON of --output json, mode 0600) for `bulwark apply --plan FILE`.
                 """)
 
@@ -41,6 +42,7 @@ extension Bulwark {
             }
             if !plan.failures.isEmpty { throw ExitCode.failure }
             if plan.hasUnwaivedDrift { throw ExitCode(2) }
+            if loaded.stale != nil { throw ExitCode.staleOrUnpushed }
         }
 
         /// `plan` reads commits; a local repository's working tree with changes is not what is planned.

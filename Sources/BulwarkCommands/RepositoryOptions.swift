@@ -222,6 +222,8 @@ struct LoadedRevision {
     var provenance = Provenance()
     /// Signature checks of the source (`--trusted-signers`, `--trusted-keyring`), nil without them.
     var verification: SourceVerification?
+    /// Why the origin could not be fetched, when the last fetched revision was used instead.
+    var stale: String?
 
     /// Observes and plans, with the flap breaker fed from the audit branch. Prints the problems
     /// and exits 1 when the revision turns out unsafe on a target: nothing acts on it.
@@ -259,6 +261,12 @@ struct LoadedRevision {
     var recordRefusal = false
 }
 
+extension ExitCode {
+    /// `plan` and `apply`: done, but against the last fetched revision (the origin could not be
+    /// fetched) or, for `apply`, with audit commits kept locally (not pushed). 1 and 2 win over it.
+    static let staleOrUnpushed = ExitCode(3)
+}
+
 extension RepositoryOptions {
     /// Opens the clone, fetches, and validates the head revision (or the `revision` pinned by
     /// `apply --revision` / `--plan`, checked against the head). Prints the problems and exits 1
@@ -289,7 +297,7 @@ extension RepositoryOptions {
             }
             AgentSelection.restrict(&state, to: targets)
             return LoadedRevision(repository: repository, state: state, head: head, provenance: provenance,
-                                  verification: sourceVerification, recordRefusal: recordRefusal)
+                                  verification: sourceVerification, stale: stale, recordRefusal: recordRefusal)
         } catch {
             console.error("revision \(head.short) of \(displayURL) \(branch) is refused; nothing was changed.")
             console.print("\(error)", to: .standardError)

@@ -1,6 +1,7 @@
 internal import ArgumentParser
 internal import BulwarkCore
 internal import BulwarkHost
+internal import BulwarkProcess
 internal import BulwarkRuntime
 internal import BulwarkServer
 internal import Dispatch
@@ -36,9 +37,12 @@ extension Bulwark {
 
                 SIGTERM or SIGINT: the cycle in flight finishes, its audit commits are pushed, and the \
                 process exits 0; a cycle that has not finished --shutdown-grace seconds later (a stuck \
-                adapter) is abandoned, and what it committed is pushed by the next run. Exit 1: it could \
-                not start (another daemon holds the state directory, the address is in use, the \
-                repository cannot be read). Exit 3 (--controller): another live process already runs \
+                adapter) is abandoned: the commands it runs (a reload, sshd -t) are killed with their \
+                process groups, the process exits 75, and what it committed is pushed by the next run. \
+                SIGHUP: the source is checked now (as a push webhook does); the daemon goes on. Exit 1: \
+                it could not start (another daemon holds the state directory, the address is in use, the \
+                repository cannot be read); the listener is bound before anything else runs, so an \
+                address in use changes nothing. Exit 3 (--controller): another live process already runs \
                 under this replica name (a cloned VM or state directory, the same --replica twice); the \
                 message names it and when its heartbeat expires.
 
@@ -51,6 +55,8 @@ extension Bulwark {
 
         /// The exit status when another live process runs under this replica name (documented above).
         static let replicaNameInUse: Int32 = 3
+        /// The exit status when the shutdown watchdog abandoned a cycle in flight (EX_TEMPFAIL).
+        static let cycleAbandoned: Int32 = 75
 
         @OptionGroup var repository: RepositoryOptions
         @OptionGroup var agent: AgentOptions
@@ -154,6 +160,9 @@ extension Bulwark {
         }
 
         func run() async throws {
+            // SIGHUP (a terminal closing, `systemctl reload`, an operator's habit) must never end
+            // the daemon mid-cycle: from here on it only asks for a check of the source.
+            let hangups = await UnixSignalsSequence(trapping: .sighup)
             let level = Logger.Level(rawValue: logLevel) ?? .info
             let environment = ProcessInfo.processInfo.environment
             let journal = logFormat == "journal" || (logFormat == "auto" && JournalLogHandler.stderrIsJournal(environment: environment))
@@ -232,16 +241,23 @@ extension Bulwark {
             }
             let connections = Self.connectionLimit(requested: maxConnections)
             let (listening, listened) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+            // The reconcile service waits for the listener: an address in use ends the process
+            // before anything is fetched or changed (under Restart=on-failure, a pass every few
+            // seconds with no endpoint).
+            let (bound, bind) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
             let http = StatusServer.application(
                 control: daemon,
                 settings: ServerSettings(host: host, port: port, repository: daemon.options.displayURL, webhook: webhook, findings: findings,
                                          idleTimeout: .seconds(idleTimeout), maxConnections: connections),
                 metrics: metrics,
                 logger: logger,
-                onRunning: { listened.yield() })
+                onRunning: {
+                    listened.yield()
+                    bind.yield()
+                })
             let watchdog = ShutdownWatchdog(grace: shutdownGrace, logger: logger)
             var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
-                .init(service: http), .init(service: ReconcileService(daemon: daemon)),
+                .init(service: http), .init(service: ReconcileService(daemon: daemon, bound: bound, hangups: hangups)),
             ]
             if let notifier {
                 services.append(.init(service: SystemdService(notifier: notifier, daemon: daemon, listening: listening, logger: logger)))
@@ -284,9 +300,26 @@ extension Bulwark {
 /// then everything left is pushed.
 struct ReconcileService: Service {
     let daemon: Daemon
+    /// Yields once the HTTP server listens: nothing runs before (see `Run.run`).
+    let bound: AsyncStream<Void>
+    /// SIGHUP, trapped before anything else started: a check of the source.
+    let hangups: UnixSignalsSequence
 
     func run() async throws {
+        var listening = false
+        for await _ in bound.cancelOnGracefulShutdown() {
+            listening = true
+            break
+        }
+        // The listener failed (or a signal came first): nothing was fetched or changed.
+        guard listening else { return }
         await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await _ in hangups {
+                    daemon.logger.notice("SIGHUP: checking the source now")
+                    await daemon.requestSource()
+                }
+            }
             group.addTask {
                 while !Task.isCancelled {
                     let wait = await daemon.tick()
@@ -324,7 +357,9 @@ struct ReconcileService: Service {
 /// finish, but an adapter stuck in a system call (a FIFO, a peer that never answers) would hold
 /// it forever, and can hold the threads Swift concurrency runs on. So the watchdog is a dispatch
 /// signal source on its own queue: `grace` seconds after the signal, if the process is still
-/// there, it logs and exits 0 (the signal was honoured; records committed so far are pushed by
+/// there, it kills the process groups of the commands still running (a reload left behind would
+/// be reparented to init and outlive the daemon), logs, and exits 75: work was abandoned, which
+/// a supervisor must be able to tell from a clean stop (records committed so far are pushed by
 /// the next run).
 final class ShutdownWatchdog {
     private let sources: [any DispatchSourceSignal]
@@ -335,8 +370,10 @@ final class ShutdownWatchdog {
             let source = DispatchSource.makeSignalSource(signal: signal, queue: queue)
             source.setEventHandler {
                 queue.asyncAfter(deadline: .now() + .seconds(grace)) {
-                    logger.error("the cycle in flight did not finish within \(grace) s of the signal (a stuck adapter?); exiting without it")
-                    exit(0)
+                    let killed = BoundedProcess.killRunning()
+                    logger.error("the cycle in flight did not finish within \(grace) s of the signal (a stuck adapter?); exiting without it",
+                                 metadata: ["killedCommands": .stringConvertible(killed)])
+                    exit(Bulwark.Run.cycleAbandoned)
                 }
             }
             source.resume()

@@ -1,4 +1,5 @@
 internal import Foundation
+internal import Synchronization
 #if canImport(Glibc)
 internal import Glibc
 internal import CLinux
@@ -22,6 +23,22 @@ internal import CLinux
 ///   of which a bounded head or tail is read back;
 /// - the environment given, or Bulwark's own.
 public enum BoundedProcess {
+    /// The children running now, each the leader of its own process group and not reaped yet
+    /// (so its group id names no other group): what `killRunning` stops.
+    static let running = Mutex(Set<pid_t>())
+
+    /// Kills (SIGKILL) the process group of every child running now, and what each started, for
+    /// a process about to exit without waiting for them (the daemon's shutdown watchdog): a
+    /// reload command left running would be reparented to init and outlive the daemon. Returns
+    /// how many groups were signalled. Safe from any thread.
+    @discardableResult
+    public static func killRunning() -> Int {
+        running.withLock { running in
+            for pid in running { kill(-pid, SIGKILL) }
+            return running.count
+        }
+    }
+
     /// What `run` gives back: the exit status and each output separately.
     public struct Result: Sendable, Equatable {
         public var status: Int32
@@ -233,6 +250,7 @@ public enum BoundedProcess {
             var pid: pid_t = 0
             let spawned = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
             guard spawned == 0 else { throw failure(.cannotStart(String(cString: strerror(spawned)))) }
+            BoundedProcess.running.withLock { _ = $0.insert(pid) }
             return Child(pid: pid, deadline: ContinuousClock.now + timeout, grace: grace)
         }
     }
@@ -309,11 +327,16 @@ public enum BoundedProcess {
                 // After a timeout nothing it started stays (apt's dpkg, a script's sleep); after
                 // a normal end its descendants are left alone (a reload may start a daemon).
                 if timedOut || overflowed { kill(-pid, SIGKILL) }
-                while waitpid(pid, &status, 0) < 0, errno == EINTR {}
+                // Reaped under the lock `killRunning` takes: it never kills a group id reused since.
+                BoundedProcess.running.withLock { running in
+                    running.remove(pid)
+                    while waitpid(pid, &status, 0) < 0, errno == EINTR {}
+                }
                 return true
             }
             if looked < 0, errno != EINTR {
                 // Not ours to wait for any more (reaped elsewhere): nothing more to learn.
+                BoundedProcess.running.withLock { _ = $0.remove(pid) }
                 status = -1
                 return true
             }

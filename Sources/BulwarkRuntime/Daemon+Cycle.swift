@@ -11,7 +11,10 @@ extension Daemon {
         if let leases = options.leases {
             // The pass's targets are kept (renewed, not given up) until `endPass`, even if they move.
             let held = leases.beginPass(over: Set(cycleState.bindings.map(\.target)))
+            let asked = cycleState.bindings
             cycleState.narrow(toTargets: Set(held.keys)) { held[$0.target] != nil }
+            // Targets another replica holds are its to judge: their problems are not this one's.
+            health.looked(at: asked.filter { held[$0.target] == nil })
             let taken = leases.takeNewlyHeld()
             if !taken.isEmpty { await readPreviousOwners(of: taken) }
         }
@@ -85,6 +88,12 @@ extension Daemon {
             }
             if recent.count > 100 { recent.removeFirst(recent.count - 100) }
             history.forget(before: started.addingTimeInterval(-7 * 86400))
+            // Fixes the plan wanted that the pass left undone (it halted): no entry, not found
+            // fixed, not left to another Bulwark. They are open drift, and a standing problem.
+            var accounted = Set(outcome.entries.map(\.remediation.binding))
+            accounted.formUnion(outcome.inSync.map(\.binding))
+            accounted.formUnion(outcome.busy.map(\.remediation.binding))
+            let undone = outcome.halted == nil ? [] : plan.remediations.filter { !accounted.contains($0.binding) }
             // Open drift: what this cycle left unfixed, for the bindings it looked at.
             for binding in only ?? Set(cycleState.bindings) { open[binding] = nil }
             for entry in outcome.entries where entry.record.result != .verified {
@@ -93,6 +102,14 @@ extension Daemon {
             for remediation in notRetried { open[remediation.binding] = remediation }
             // Another Bulwark holds the target: nothing tried, nothing recorded; tried again by a later cycle.
             for item in outcome.busy { open[item.remediation.binding] = item.remediation }
+            for remediation in undone {
+                var shown = remediation
+                if shown.decision == .applied || shown.decision == .pruned {
+                    shown.decision = .deferred
+                    shown.reason = "not attempted: the pass stopped changing systems (\(outcome.halted ?? "")); tried again by the next cycle"
+                }
+                open[remediation.binding] = shown
+            }
             meters.setOpen(Array(open.values))
             var failedControllers = Set(plan.failures.map(\.binding.controller))
             failedControllers.formUnion(outcome.failed.map(\.remediation.binding.controller))
@@ -101,11 +118,42 @@ extension Daemon {
                 + outcome.auditFailures + (outcome.halted.map { ["stopped changing systems: \($0)"] } ?? [])
                 + notRetried.map { "\($0.binding): a fix for this drift failed before; not retried until the drift or the policy changes" }
                 + outcome.busy.map { "\($0.remediation.binding): not applied, nothing recorded: \($0.reason)" }
+            // Standing problems, per binding: set again for each binding this cycle looked at,
+            // kept for the others (a small cycle does not clear a failure elsewhere).
+            health.looked(at: cycleState.bindings)
+            for failure in plan.failures { health.set(failure.binding, "observation failed: \(failure.message)") }
+            for entry in outcome.entries where entry.record.result == .failed {
+                health.set(entry.remediation.binding, "the fix did not verify: \(entry.record.error ?? "no error given")")
+            }
+            for remediation in notRetried {
+                health.set(remediation.binding, "a fix for this drift failed before; held back until the drift or the policy changes")
+            }
+            for item in outcome.busy { health.set(item.remediation.binding, "not applied, nothing recorded: \(item.reason)") }
+            for remediation in undone {
+                health.set(remediation.binding, "left undone: the pass stopped changing systems (\(outcome.halted ?? ""))")
+            }
+            let unrecorded = outcome.entries.filter { $0.commit == nil && !$0.alreadyRecorded }
+            for entry in unrecorded where health.problems[entry.remediation.binding] == nil {
+                health.set(entry.remediation.binding, "its audit record was not committed")
+            }
+            var general: [String] = []
+            if let halted = outcome.halted, undone.isEmpty { general.append("the last pass stopped changing systems: \(halted)") }
+            if !outcome.auditFailures.isEmpty, unrecorded.isEmpty {
+                general.append("audit records not committed: " + outcome.auditFailures.joined(separator: "; "))
+            }
+            health.setGeneral(general)
             for failure in plan.failures {
                 meters.observationFailed(controller: failure.binding.controller)
                 logger.error("observation failed", metadata: ["target": .string(failure.binding.target),
                                                               "resource": .string(failure.binding.resource.description),
                                                               "error": .string(failure.message)])
+            }
+            if let halted = outcome.halted {
+                logger.error("the pass stopped changing systems; the fixes left undone are tried again by the next cycle",
+                             metadata: ["reason": .string(halted), "notAttempted": .stringConvertible(undone.count)])
+            }
+            for failure in outcome.auditFailures {
+                logger.error("audit record not committed", metadata: ["error": .string(failure)])
             }
             if !problems.isEmpty { cycleError = problems.joined(separator: "; ") }
             let looked = Set(cycleState.bindings.map(\.controller))
@@ -113,14 +161,7 @@ extension Daemon {
             if outcome.halted != nil { failedControllers.formUnion(looked) }
             scheduler.backOff(failed: failedControllers, looked: looked, intervals: state?.controllers.mapValues(\.interval) ?? [:],
                               at: clock.now())
-            switch try await repository.publish() {
-            case .upToDate: break
-            case .pushed: await repository.tidyPacks()
-            case .keptLocally(let count, let reason):
-                meters.pushFailed()
-                logger.warning("audit commits kept locally; pushed on the next cycle",
-                               metadata: ["commits": .stringConvertible(count), "reason": .string(reason)])
-            }
+            await published(try await repository.publish())
         } catch {
             cycleError = "\(error)"
             logger.error("cycle failed", metadata: ["error": .string("\(error)")])
@@ -128,6 +169,8 @@ extension Daemon {
             // controller due at the next tick: its own cycle counts as their run).
             let looked = Set(cycleState.bindings.map(\.controller))
             scheduler.backOff(failed: looked, looked: looked, intervals: state?.controllers.mapValues(\.interval) ?? [:], at: clock.now())
+            for binding in cycleState.bindings { health.set(binding, "its cycle failed: \(error)") }
+            if cycleState.bindings.isEmpty { health.setGeneral(["the last cycle failed: \(error)"]) }
         }
         // The pass is over: targets that moved to another replica meanwhile are given up now.
         await options.leases?.endPass()
@@ -136,9 +179,27 @@ extension Daemon {
         for controller in Set(cycleState.bindings.map(\.controller)) { meters.cycle(controller: controller, seconds: seconds) }
         lastCycle = (started, seconds, cycleError)
         cycles += 1
-        if cycleError == nil { meters.cycleSucceeded(at: clock.wall()) }
+        // Only a cycle that leaves nothing standing (here or from an earlier cycle) counts as successful.
+        if cycleError == nil, health.clean { meters.cycleSucceeded(at: clock.wall()) }
         if outbox != nil { notify.yield() }
         trimmer.afterCycle(at: clock.now())
+    }
+
+    /// What a push did: the unpushed audit commits (gauge, readiness) follow it.
+    func published(_ publication: PolicyRepository.Publication) async {
+        switch publication {
+        case .upToDate:
+            health.pushed()
+        case .pushed:
+            health.pushed()
+            await repository.tidyPacks()
+        case .keptLocally(let count, let reason):
+            meters.pushFailed()
+            health.keptLocally(count, reason: reason, at: clock.now(), wall: clock.wall())
+            logger.warning("audit commits kept locally; pushed once the origin takes them (tried again at each poll)",
+                           metadata: ["commits": .stringConvertible(count), "reason": .string(Redaction.urls(in: reason))])
+        }
+        meters.setUnpushed(health.unpushed?.count ?? 0)
     }
 
     /// Carries out a cycle's plan through the core, logging each decision and writing the

@@ -26,18 +26,38 @@ extension Daemon {
         let changesAt = self.changesAt
         let due = changesAt.map { clock.wall() >= $0 && reloadedFor != $0 } ?? false
         // Polling asks where the branches are first, and fetches only when one moved.
-        if synced, sourceError == nil, !due, !(await repository.remoteMoved()) { return false }
+        // Audit commits kept locally: the origin is asked again at every poll, and they are
+        // pushed as soon as it answers (not at the next cycle, up to a controller's interval later).
+        if synced, sourceError == nil, health.unpushed == nil, !due, !(await repository.remoteMoved()) { return false }
         do {
-            let (newHead, stale) = try await repository.sync()
-            if let stale { logger.warning("source", metadata: ["problem": .string(stale)]) }
+            let newHead: ObjectID
+            do {
+                let (fetched, stale) = try await repository.sync()
+                newHead = fetched
+                if let stale {
+                    logger.warning("source", metadata: ["problem": .string(stale)])
+                    fetchFailed(stale)
+                } else {
+                    health.fetched()
+                    sourceError = refusal
+                }
+            } catch {
+                fetchFailed("\(error)")
+                throw error
+            }
             let tampering = await repository.takeTampering()
             for problem in tampering {
                 logger.error("the audit branch on the origin was tampered with", metadata: ["problem": .string(problem)])
                 meters.auditTampered()
             }
-            // The record of it, and the records the origin lost, go out now rather than after the next cycle.
-            if !tampering.isEmpty, case .keptLocally(_, let reason) = try await repository.publish() {
-                logger.warning("the record of the tampering is kept locally; pushed on the next cycle", metadata: ["reason": .string(reason)])
+            // The record of it, and the records the origin lost, go out now rather than after the
+            // next cycle; so do records kept locally, once the origin could be fetched again.
+            if !tampering.isEmpty || (health.fetchFailing == nil && health.unpushed != nil) {
+                do {
+                    await published(try await repository.publish())
+                } catch {
+                    logger.warning("audit commits kept locally; pushed on a later poll", metadata: ["reason": .string("\(error)")])
+                }
             }
             synced = true
             guard newHead != head || due else { return false }
@@ -100,6 +120,7 @@ extension Daemon {
                 state = loaded
                 self.changesAt = loaded.changesAt
                 head = newHead
+                health.keep(only: Set(loaded.bindings))
                 flapHistory.invalidate()
                 sourceError = nil
                 refusal = nil
@@ -131,10 +152,19 @@ extension Daemon {
                 return false
             }
         } catch {
-            sourceError = "\(error)"
-            logger.error("source sync failed", metadata: ["error": .string("\(error)")])
+            sourceError = Redaction.urls(in: "\(error)")
+            logger.error("source sync failed", metadata: ["error": .string(Redaction.urls(in: "\(error)"))])
             return false
         }
+    }
+
+    /// A fetch of the origin failed: counted, shown in the status, and past `Settings.staleAfter`
+    /// on `/readyz` (the last fetched revision stays in force meanwhile).
+    func fetchFailed(_ reason: String) {
+        let shown = Redaction.urls(in: reason)
+        meters.sourceFetchFailed()
+        health.fetchFailed(shown, at: clock.now(), wall: clock.wall())
+        sourceError = shown
     }
 
     func loadHistory() async {

@@ -20,6 +20,10 @@ package actor Daemon: DaemonControl {
         /// Each poll comes up to this share of `poll` early, at random: agents do not poll in lockstep.
         package var pollJitter = 0.0
 
+        /// How long fetches of the source may fail, or audit commits wait unpushed, before the
+        /// daemon is not ready: twice the poll interval and a minute (as for a source not checked).
+        package var staleAfter: Duration { poll * 2 + .seconds(60) }
+
         package init(poll: Duration = .seconds(30), debounce: Duration = .milliseconds(100), retryBase: Duration = .seconds(5)) {
             self.poll = poll
             self.debounce = debounce
@@ -71,6 +75,9 @@ package actor Daemon: DaemonControl {
     /// failed fix (a writer that undoes every fix is a fight, not a race).
     var overwrittenFixes: [Binding: Int] = [:]
     static let overwrittenRetries = 3
+    /// What stands between the daemon and ready beyond one cycle: per binding problems, the
+    /// source's failing fetches, unpushed audit commits (see `DaemonHealth`).
+    var health = DaemonHealth()
     /// The drift open per resource, so that drift is counted once however often it is seen.
     var driftSeen: [Binding: String] = [:]
     /// The highest priority of the findings that named each binding since its last cycle (see `prioritize`).
@@ -145,8 +152,9 @@ package actor Daemon: DaemonControl {
     package func readiness() -> (ready: Bool, reason: String) {
         guard synced, state != nil else { return (false, "source not synced yet" + (sourceError.map { ": \($0)" } ?? "")) }
         if let refusal { return (false, "\(refusal); revision \(head?.short ?? "?") stays in force") }
-        guard let lastCycle else { return (false, "no cycle has run yet") }
-        if let error = lastCycle.error { return (false, "last cycle failed: \(error)") }
+        let reasons = health.reasons(at: clock.now(), threshold: settings.staleAfter, origin: options.displayURL)
+        guard lastCycle != nil else { return (false, (["no cycle has run yet"] + reasons).joined(separator: "; ")) }
+        if !reasons.isEmpty { return (false, reasons.joined(separator: "; ")) }
         if let overdue = scheduler.overdue(at: clock.now(), startedAt: startedAt) { return (false, overdue) }
         return (true, "ready: revision \(head?.short ?? "?")")
     }
@@ -215,7 +223,13 @@ package actor Daemon: DaemonControl {
     /// Pushes what is left (SIGTERM), once the service has stopped the watcher and the worker, and
     /// lets a webhook fan-out in flight finish.
     package func shutdown() async {
-        if case .keptLocally(let count, let reason) = (try? await repository.publish()) ?? .upToDate {
+        let publication: PolicyRepository.Publication
+        do {
+            publication = try await repository.publish()
+        } catch {
+            publication = .keptLocally(commits: 0, reason: "\(error)")
+        }
+        if case .keptLocally(let count, let reason) = publication {
             logger.warning("audit commits kept locally for the next run", metadata: ["commits": .stringConvertible(count), "reason": .string(reason)])
         }
         await repository.saveRecentFixesNow()

@@ -10,3 +10,27 @@ extension DaemonMetrics {
         registry.makeCounter(descriptor: Self.auditTampering, labels: []).increment()
     }
 }
+
+extension DaemonMetrics {
+    package static var unpushedAuditCommits: MetricNameDescriptor {
+        family("bulwark_unpushed_audit_commits", "", "Audit commits kept locally because the push to the origin failed")
+    }
+
+    package static var sourceFetchFailures: MetricNameDescriptor {
+        family("bulwark_source_fetch_failures", "total", "Fetches of the policy origin that failed (the last fetched revision stays in force)")
+    }
+
+    /// Both exist at 0 from the start (`init`).
+    func startTrail() {
+        _ = registry.makeGauge(descriptor: Self.unpushedAuditCommits, labels: [])
+        _ = registry.makeCounter(descriptor: Self.sourceFetchFailures, labels: [])
+    }
+
+    package func setUnpushed(_ commits: Int) {
+        registry.makeGauge(descriptor: Self.unpushedAuditCommits, labels: []).set(Double(commits))
+    }
+
+    package func sourceFetchFailed() {
+        registry.makeCounter(descriptor: Self.sourceFetchFailures, labels: []).increment()
+    }
+}

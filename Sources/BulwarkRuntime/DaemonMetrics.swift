@@ -56,6 +56,7 @@ package final class DaemonMetrics: Sendable {
         _ = registry.makeGauge(descriptor: Self.lastSuccess, labels: [])
         _ = registry.makeGauge(descriptor: Self.held, labels: [])
         _ = registry.makeGauge(descriptor: Self.blocked, labels: [])
+        startTrail()
     }
 
     /// A revision came into force: the per-controller series exist at 0 from now on.

@@ -206,10 +206,19 @@ public struct ServerSettings: Sendable {
     /// An unverified body must arrive whole within this time (408 after it, and its place is
     /// free again): a client that sends a body a byte at a time holds a place only this long.
     public var unverifiedBodyDeadline: Duration
+    /// Failed authentications one client address may have in a row (a token bucket's size)
+    /// before its webhooks and findings get 429 without being read, and how many a second it
+    /// earns back: a stream of guesses is cut short, and so is its log.
+    public var refusalBurst: Int
+    public var refusalsPerSecond: Double
+    /// The monotonic clock the buckets refill on (the tests move it).
+    public var refusalClock: @Sendable () -> ContinuousClock.Instant
 
     public init(host: String, port: Int, repository: String = "", webhook: WebhookVerifier?, findings: FindingsAuthenticator,
                 idleTimeout: Duration = .seconds(15), maxConnections: Int = 4096, unverifiedBodies: Int = 16,
-                unverifiedBodiesPerAddress: Int = 4, unverifiedBodyDeadline: Duration = .seconds(10)) {
+                unverifiedBodiesPerAddress: Int = 4, unverifiedBodyDeadline: Duration = .seconds(10),
+                refusalBurst: Int = 10, refusalsPerSecond: Double = 1,
+                refusalClock: @escaping @Sendable () -> ContinuousClock.Instant = { ContinuousClock.now }) {
         self.host = host
         self.port = port
         self.repository = repository
@@ -220,6 +229,9 @@ public struct ServerSettings: Sendable {
         self.unverifiedBodies = unverifiedBodies
         self.unverifiedBodiesPerAddress = unverifiedBodiesPerAddress
         self.unverifiedBodyDeadline = unverifiedBodyDeadline
+        self.refusalBurst = max(1, refusalBurst)
+        self.refusalsPerSecond = refusalsPerSecond > 0 ? refusalsPerSecond : 1
+        self.refusalClock = refusalClock
     }
 }
 
@@ -267,8 +279,19 @@ public enum StatusServer {
 
     /// The paths served, and their methods.
     static let routes: [String: [HTTPRequest.Method]] = [
-        "/healthz": [.get], "/readyz": [.get], "/metrics": [.get], "/api/v1/status": [.get],
-        "/": [.get], "/hooks/git": [.post], "/api/v1/findings": [.post],
+        "/healthz": [.get, .head], "/readyz": [.get, .head], "/metrics": [.get, .head], "/api/v1/status": [.get, .head],
+        "/": [.get, .head], "/hooks/git": [.post], "/api/v1/findings": [.post],
+    ]
+
+    /// `bulwark_http_refused_total{route,reason}`: requests to the POST routes answered with an
+    /// error, by why (bounded: two routes, these reasons).
+    static var refused: MetricNameDescriptor {
+        MetricNameDescriptor(metricName: "bulwark_http_refused", unitName: "total",
+                             helpText: "Webhook and findings requests refused, by route and reason")
+    }
+    static let refusalReasons: [HTTPResponse.Status: String] = [
+        .unauthorized: "unauthorized", .tooManyRequests: "rate_limited", .serviceUnavailable: "busy",
+        .contentTooLarge: "too_large", .badRequest: "malformed", .requestTimeout: "timeout",
     ]
 
     /// - Parameters:
@@ -288,15 +311,47 @@ public enum StatusServer {
     /// The routes, shared by the daemon and the tests (`app.test(.router)`).
     public static func router(control: some DaemonControl, settings: ServerSettings, metrics: PrometheusCollectorRegistry,
                               logger: Logger) -> Router<ServerContext> {
-        let router = Router(context: ServerContext.self)
+        // HEAD on every GET route (RFC 9110): the same status and headers, no body.
+        let router = Router(context: ServerContext.self, options: .autoGenerateHeadEndpoints)
         let unverified = Admission(limit: settings.unverifiedBodies, perAddress: settings.unverifiedBodiesPerAddress)
+        let limiter = RefusalLimiter(settings: .init(burst: settings.refusalBurst, perSecond: settings.refusalsPerSecond),
+                                     now: settings.refusalClock)
+        for route in ["/hooks/git", "/api/v1/findings"] {
+            for reason in Set(refusalReasons.values).union(["other"]) {
+                _ = metrics.makeCounter(descriptor: refused, labels: [("route", route), ("reason", reason)])
+            }
+        }
+        /// Runs a POST route for a client: 429 while its address has used up its refusals;
+        /// every error answer counted by reason, a failed authentication taken from its bucket,
+        /// and logged at most once a minute per address, with the address and how many it stands for.
+        @Sendable func guarded(_ route: String, _ what: String, _ context: ServerContext,
+                               _ handle: () async throws -> Response) async throws -> Response {
+            let address = context.address
+            do {
+                if let wait = limiter.retryAfter(address) {
+                    throw HTTPError(.tooManyRequests, headers: [.retryAfter: String(wait)],
+                                    message: "too many refused requests from this address; try again in \(wait) s")
+                }
+                return try await handle()
+            } catch let error as HTTPError {
+                let reason = refusalReasons[error.status] ?? "other"
+                metrics.makeCounter(descriptor: refused, labels: [("route", route), ("reason", reason)]).increment()
+                if let line = limiter.refused(address, take: error.status == .unauthorized) {
+                    logger.warning("\(what) refused", metadata: [
+                        "address": .string(address.isEmpty ? "-" : address), "status": .stringConvertible(error.status.code),
+                        "reason": .string(error.body ?? reason),
+                        "refusals": .stringConvertible(line.count),
+                    ])
+                }
+                throw error
+            }
+        }
         /// Refuses what the headers refuse, and takes a place among the unverified bodies for a
         /// request whose body must be read to check it (the caller leaves it once checked).
         @Sendable func admit(_ verdict: HeaderVerdict, _ what: String, from address: String) throws -> Bool {
             switch verdict {
             case .authentic: return false
             case .refused(let reason):
-                logger.warning("\(what) refused", metadata: ["reason": .string(reason)])
                 throw HTTPError(.unauthorized, message: reason)
             case .needsBody:
                 switch unverified.enter(from: address) {
@@ -305,8 +360,6 @@ public enum StatusServer {
                     throw HTTPError(.serviceUnavailable, headers: [.retryAfter: "5"],
                                     message: "\(unverified.limit) signed requests are being read; send this one again shortly")
                 case .fullForAddress:
-                    logger.warning("\(what) turned away", metadata: ["reason": "too many unverified bodies from one address",
-                                                                     "address": .string(address)])
                     throw HTTPError(.serviceUnavailable, headers: [.retryAfter: "5"],
                                     message: "\(unverified.perAddress) signed requests from this address are being read; send this one again shortly")
                 }
@@ -336,7 +389,7 @@ public enum StatusServer {
         router.get("/") { _, _ in
             text(.ok, StatusPage.render(await control.status(), repository: settings.repository), type: "text/html; charset=utf-8")
         }
-        router.post("hooks/git") { request, context -> Response in
+        router.post("hooks/git") { request, context -> Response in try await guarded("/hooks/git", "webhook", context) {
             guard let verifier = settings.webhook else {
                 throw HTTPError(.unauthorized, message: "no webhook secret is configured; see bulwark run --help")
             }
@@ -345,13 +398,12 @@ public enum StatusServer {
             defer { if held { unverified.leave(from: address) } }
             let body = held ? try await unverifiedBody(request) : try await collect(request)
             if let refusal = verifier.refusal(headers: request.headers, body: body) {
-                logger.warning("webhook refused", metadata: ["reason": .string(refusal)])
                 throw HTTPError(.unauthorized, message: refusal)
             }
             await control.sourcePushed(body: body, relayed: request.headers[HTTPField.Name("X-Bulwark-Relayed")!] != nil)
             return json(.accepted, ["status": "fetching"])
-        }
-        router.post("api/v1/findings") { request, context -> Response in
+        } }
+        router.post("api/v1/findings") { request, context -> Response in try await guarded("/api/v1/findings", "findings", context) {
             // A scan's XML results run to several MiB (oscap's ARF for SSG's content is 8 MB): a
             // request that says XML and carries the bearer token, checked before any of the body
             // is read, may send up to FindingParser.maxXMLSize; every other one 1 MiB.
@@ -370,7 +422,6 @@ public enum StatusServer {
             let limit = large ? FindingParser.maxXMLSize : maxBody
             let body = held ? try await unverifiedBody(request, upTo: limit) : try await collect(request, upTo: limit)
             if let refusal = settings.findings.refusal(headers: request.headers, body: body) {
-                logger.warning("findings refused", metadata: ["reason": .string(refusal)])
                 throw HTTPError(.unauthorized, message: refusal)
             }
             // Parsed and matched here, on the request's task: the daemon's actor only takes
@@ -395,7 +446,7 @@ public enum StatusServer {
             let data = (try? JSONSerialization.data(withJSONObject: answer, options: [.sortedKeys])) ?? Data("{}".utf8)
             return Response(status: .accepted, headers: [.contentType: "application/json"],
                             body: .init(byteBuffer: ByteBuffer(bytes: Array(data) + [0x0A])))
-        }
+        } }
         return router
     }
 
@@ -418,9 +469,16 @@ public enum StatusServer {
     static func collect(_ request: Request, upTo limit: Int = maxBody) async throws -> [UInt8] {
         do {
             return Array(try await request.body.collect(upTo: limit).readableBytesView)
-        } catch {
+        } catch let error as HTTPError {
+            throw error
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch is NIOTooManyBytesError {
             throw HTTPError(.contentTooLarge, message: "the body is larger than \(limit) bytes"
                             + (limit < FindingParser.maxXMLSize ? " (XML results with the bearer token may be up to \(FindingParser.maxXMLSize))" : ""))
+        } catch {
+            // A malformed chunked encoding, a connection that ended mid-body: the request, not its size.
+            throw HTTPError(.badRequest, message: "the body could not be read: it is malformed or ended early")
         }
     }
 

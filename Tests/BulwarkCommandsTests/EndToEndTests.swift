@@ -86,16 +86,19 @@ import Testing
             let fixes = try s.planned().fixes
             #expect(try s.run("plan").status == 2)  // fetches once
             try FileManager.default.moveItem(atPath: s.origin, toPath: s.origin + ".away")
+            // Done, but against a stale revision and with its records kept locally: 3, not 0
+            // (a script or CI gate must not read it as success).
             let apply = try s.run("apply")
-            #expect(apply.status == 0, "\(apply.stderr)")
+            #expect(apply.status == 3, "\(apply.stderr)")
             #expect(apply.stderr.contains("using the last fetched revision"))
             #expect(apply.stderr.contains("kept in"))
-            #expect(try s.run("plan").status == 0, "the host was fixed from the last fetched revision")
+            #expect(try s.run("plan").status == 3, "in sync, fixed from the last fetched revision, which may be stale")
 
             try FileManager.default.moveItem(atPath: s.origin + ".away", toPath: s.origin)
             let later = try s.run("apply")
             #expect(later.status == 0, "\(later.stderr)")
             #expect(later.stdout.contains("Pushed \(fixes) audit commits"))
+            #expect(try s.run("plan").status == 0)
             #expect(try s.trailers("Bulwark-Result").count == fixes)
         }
     }
@@ -119,8 +122,9 @@ import Testing
             // The host drifted again: made anew, as the scenario made it.
             try FileManager.default.removeItem(atPath: s.host)
             try DemoHost.create(at: s.host)
+            // Every fix verified, its records kept locally: 3.
             let apply = try s.run("apply")
-            #expect(apply.status == 0, "\(apply.stderr)")
+            #expect(apply.status == 3, "\(apply.stderr)")
             #expect(apply.stderr.contains("origin.git/refs/heads/bulwark/audit.lock has been there for"), "\(apply.stderr)")
             #expect(apply.stderr.contains("remove it if no git process is using"))
             #expect(!apply.stderr.contains("another writer kept moving"))

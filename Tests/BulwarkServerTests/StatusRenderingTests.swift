@@ -121,10 +121,14 @@ import Testing
                 #expect(String(buffer: response.body).contains(#"bulwark_test_cycles_total{controller="host-hardening"} 3"#))
             }
         }
-        // A registry with nothing in it is an empty exposition, not an error.
+        // A registry the daemon put nothing in holds only the server's own families, at 0 (the
+        // refusals by route and reason), not an error.
         try await app(RecordingDaemon(bindings: [])).test(.router) { client in
             try await client.execute(uri: "/metrics", method: .get) { response in
-                #expect(response.status == .ok && String(buffer: response.body).isEmpty)
+                let text = String(buffer: response.body)
+                #expect(response.status == .ok)
+                let samples = text.split(separator: "\n").filter { !$0.hasPrefix("#") }
+                #expect(!samples.isEmpty && samples.allSatisfy { $0.hasPrefix("bulwark_http_refused_total{") && $0.hasSuffix(" 0") }, "\(text)")
             }
         }
     }

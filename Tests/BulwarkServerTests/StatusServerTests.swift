@@ -7,6 +7,7 @@ import Hummingbird
 import HummingbirdTesting
 import Logging
 import Prometheus
+import Synchronization
 import Testing
 
 /// The daemon at the HTTP server's seam: what the routes hand it, and what they answer.
@@ -58,14 +59,17 @@ actor RecordingDaemon: DaemonControl {
 
     func app(_ daemon: RecordingDaemon, webhook: Bool = true, token: String? = StatusServerTests.token,
              unverifiedBodies: Int = 16, perAddress: Int = 4, deadline: Duration = .seconds(10),
-             idleTimeout: Duration = .seconds(15)) -> some ApplicationProtocol {
+             idleTimeout: Duration = .seconds(15), refusalBurst: Int = 10, refusalsPerSecond: Double = 1,
+             refusalClock: @escaping @Sendable () -> ContinuousClock.Instant = { ContinuousClock.now },
+             metrics: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) -> some ApplicationProtocol {
         let verifier = webhook ? WebhookVerifier(secret: Self.secret, clock: { StatusServerTests.clockNow }) : nil
         let settings = ServerSettings(host: "127.0.0.1", port: 0, webhook: verifier,
                                       findings: FindingsAuthenticator(verifier: verifier, token: token.map { Array($0.utf8) }),
                                       idleTimeout: idleTimeout,
                                       unverifiedBodies: unverifiedBodies, unverifiedBodiesPerAddress: perAddress,
-                                      unverifiedBodyDeadline: deadline)
-        return StatusServer.application(control: daemon, settings: settings, metrics: PrometheusCollectorRegistry(),
+                                      unverifiedBodyDeadline: deadline, refusalBurst: refusalBurst,
+                                      refusalsPerSecond: refusalsPerSecond, refusalClock: refusalClock)
+        return StatusServer.application(control: daemon, settings: settings, metrics: metrics,
                                         logger: Logger(label: "test"))
     }
 
@@ -285,8 +289,9 @@ actor RecordingDaemon: DaemonControl {
     @Test func wrongMethodsAre405WithAllowAndUnknownPaths404InJSON() async throws {
         let daemon = RecordingDaemon(bindings: [])
         try await app(daemon).test(.router) { client in
-            for (path, method, allow) in [("/api/v1/findings", HTTPRequest.Method.get, "POST"), ("/healthz", .post, "GET"),
-                                          ("/hooks/git", .put, "POST"), ("/metrics", .delete, "GET")] {
+            // GET routes answer HEAD too (RFC 9110), and say so in Allow.
+            for (path, method, allow) in [("/api/v1/findings", HTTPRequest.Method.get, "POST"), ("/healthz", .post, "GET, HEAD"),
+                                          ("/hooks/git", .put, "POST"), ("/metrics", .delete, "GET, HEAD")] {
                 try await client.execute(uri: path, method: method) { response in
                     #expect(response.status == .methodNotAllowed, "\(method) \(path)")
                     #expect(response.headers[.allow] == allow)
@@ -302,6 +307,67 @@ actor RecordingDaemon: DaemonControl {
                 #expect(response.status == .ok)
             }
         }
+    }
+
+    @Test func headOnEveryGetRouteIsItsStatusAndHeadersWithoutABody() async throws {
+        let daemon = RecordingDaemon(bindings: [])
+        await daemon.setReady((false, "not yet"))
+        try await app(daemon).test(.router) { client in
+            for (path, status) in [("/healthz", HTTPResponse.Status.ok), ("/readyz", .serviceUnavailable), ("/metrics", .ok),
+                                   ("/api/v1/status", .ok), ("/", .ok)] {
+                try await client.execute(uri: path, method: .head) { response in
+                    #expect(response.status == status, "HEAD \(path)")
+                    #expect(response.body.readableBytes == 0, "HEAD \(path)")
+                    #expect(response.headers[.contentType] != nil, "HEAD \(path)")
+                }
+            }
+        }
+    }
+
+    /// Failed authentications from one address: a burst, then 429 with Retry-After before the
+    /// request is read or checked (nothing reaches the daemon), each counted by route and
+    /// reason; a signed webhook before the burst and after the bucket refilled is taken.
+    @Test func refusedRequestsFromOneAddressAreLimitedAndCounted() async throws {
+        let daemon = RecordingDaemon(bindings: [Self.sshd])
+        let metrics = PrometheusCollectorRegistry()
+        let body = Array(#"{"ref":"refs/heads/main"}"#.utf8)
+        let signed: HTTPFields = [HTTPField.Name("X-Hub-Signature-256")!: WebhookVerifier.signature(of: body, secret: Self.secret)]
+        // The buckets' clock moves only when the test says: a loaded machine changes nothing.
+        let base = ContinuousClock.now
+        let elapsed = Mutex(Duration.zero)
+        try await app(daemon, refusalBurst: 3, refusalsPerSecond: 1, refusalClock: { base + elapsed.withLock { $0 } },
+                      metrics: metrics).test(.router) { client in
+            try await client.execute(uri: "/hooks/git", method: .post, headers: signed, body: ByteBuffer(bytes: body)) { response in
+                #expect(response.status == .accepted)
+            }
+            var statuses: [HTTPResponse.Status] = []
+            for _ in 0..<6 {
+                try await client.execute(uri: "/api/v1/findings", method: .post, headers: bearer("wrong"),
+                                         body: ByteBuffer(string: finding)) { response in
+                    statuses.append(response.status)
+                    if response.status == .tooManyRequests { #expect(response.headers[.retryAfter] != nil) }
+                }
+            }
+            #expect(statuses == [.unauthorized, .unauthorized, .unauthorized, .tooManyRequests, .tooManyRequests, .tooManyRequests])
+            // The right token from the same address waits too, until the bucket refills.
+            try await client.execute(uri: "/api/v1/findings", method: .post, headers: bearer(), body: ByteBuffer(string: finding)) { response in
+                #expect(response.status == .tooManyRequests)
+            }
+            elapsed.withLock { $0 += .seconds(1) }
+            try await client.execute(uri: "/hooks/git", method: .post, headers: signed, body: ByteBuffer(bytes: body)) { response in
+                #expect(response.status == .accepted)
+            }
+            // GET routes are never limited.
+            try await client.execute(uri: "/healthz", method: .get) { response in #expect(response.status == .ok) }
+        }
+        #expect(await daemon.received.isEmpty, "nothing refused reached the daemon")
+        #expect(await daemon.pushes == 2)
+        var buffer: [UInt8] = []
+        metrics.emit(into: &buffer)
+        let text = String(decoding: buffer, as: UTF8.self)
+        #expect(text.contains(#"bulwark_http_refused_total{route="/api/v1/findings",reason="unauthorized"} 3"#), "\(text)")
+        #expect(text.contains(#"bulwark_http_refused_total{route="/api/v1/findings",reason="rate_limited"} 4"#), "\(text)")
+        #expect(text.contains(#"bulwark_http_refused_total{route="/hooks/git",reason="unauthorized"} 0"#), "\(text)")
     }
 
     @Test func readinessFollowsTheDaemonAndAnUnconfiguredWebhookIs401() async throws {
