@@ -1,5 +1,6 @@
 internal import Foundation
 internal import BulwarkCore
+internal import CLinux
 
 /// `ConfigFile`: values in a structured configuration file (YAML or JSON) under the root, such
 /// as an AI gateway's `config.yaml`.
