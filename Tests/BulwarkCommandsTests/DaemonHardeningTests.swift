@@ -218,13 +218,8 @@ struct DaemonHardeningTests {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
             // /etc/ssh read-only (even for root): the SSHD fixes fail.
-            let ssh = s.host + "/etc/ssh"
-            let bound = try run("/usr/bin/mount", ["--bind", ssh, ssh])
-            try #require(bound.status == 0, "\(bound.stderr)")
-            var mounted = true
-            defer { if mounted { _ = try? run("/usr/bin/umount", [ssh]) } }
-            let readOnly = try run("/usr/bin/mount", ["-o", "remount,bind,ro", ssh])
-            try #require(readOnly.status == 0, "\(readOnly.stderr)")
+            let readOnly = try ReadOnlyFolder(s.host + "/etc/ssh")
+            defer { readOnly.release() }
 
             let daemon = try daemonTests.start(s)
             #expect(daemon.wait { daemon.log.contains("result=failed") }, "\(daemon.log)")
@@ -243,8 +238,7 @@ struct DaemonHardeningTests {
             #expect(daemon.terminate() == 0)
 
             // Once the cause is gone, the next daemon fixes it.
-            #expect(try run("/usr/bin/umount", [ssh]).status == 0)
-            mounted = false
+            #expect(readOnly.release())
             let next = try daemonTests.start(s)
             #expect(next.wait { (try? next.get("/readyz").status) == 200 }, "\(next.log)")
             #expect(try daemonTests.sshdSetting(s, "PermitRootLogin") == "PermitRootLogin no")
@@ -335,5 +329,31 @@ struct DaemonHardeningTests {
             #expect(!output.contains("PRIVATE KEY") && !output.contains(password))
             #expect(accept(listener, nil, nil) < 0 && errno == EAGAIN, "no connection reached the server")
         }
+    }
+}
+
+/// A folder of a test's own tree bind-mounted read-only onto itself: even root cannot write
+/// there, so the fixes of the files in it fail. `release` unmounts it (once; later calls are
+/// no-ops), and answers whether that worked.
+final class ReadOnlyFolder {
+    let path: String
+    private var mounted = true
+
+    init(_ path: String) throws {
+        self.path = path
+        let bound = try run("/usr/bin/mount", ["--bind", path, path])
+        guard bound.status == 0 else { throw SupportError("cannot bind-mount \(path): \(bound.stderr)") }
+        let readOnly = try run("/usr/bin/mount", ["-o", "remount,bind,ro", path])
+        guard readOnly.status == 0 else {
+            _ = try? run("/usr/bin/umount", [path])
+            throw SupportError("cannot make \(path) read-only: \(readOnly.stderr)")
+        }
+    }
+
+    @discardableResult
+    func release() -> Bool {
+        guard mounted else { return true }
+        mounted = false
+        return (try? run("/usr/bin/umount", [path]))?.status == 0
     }
 }

@@ -14,18 +14,8 @@ struct DaemonOpsTests {
 
     /// Posts raw bytes to the daemon and returns the status line's code (no Content-Length added).
     func raw(_ port: Int, _ request: String) throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let fd = try loopbackConnection(port: port, timeout: 15)
         defer { close(fd) }
-        var timeout = timeval(tv_sec: 15, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = UInt16(port).bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        try #require(connected == 0)
         let bytes = Array(request.utf8)
         _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         var buffer = [UInt8](repeating: 0, count: 4096)
@@ -56,13 +46,8 @@ struct DaemonOpsTests {
     @Test func aSmallCycleAfterAFailedFixDoesNotMakeTheDaemonReady() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
-            let ssh = s.host + "/etc/ssh"
-            let bound = try run("/usr/bin/mount", ["--bind", ssh, ssh])
-            try #require(bound.status == 0, "\(bound.stderr)")
-            var mounted = true
-            defer { if mounted { _ = try? run("/usr/bin/umount", [ssh]) } }
-            let readOnly = try run("/usr/bin/mount", ["-o", "remount,bind,ro", ssh])
-            try #require(readOnly.status == 0, "\(readOnly.stderr)")
+            let readOnly = try ReadOnlyFolder(s.host + "/etc/ssh")
+            defer { readOnly.release() }
 
             let daemon = try daemonTests.start(s)
             #expect(daemon.wait { daemon.log.contains("result=failed") }, "\(daemon.log)")
@@ -83,8 +68,7 @@ struct DaemonOpsTests {
             #expect(try daemonTests.metrics(daemon)["bulwark_last_successful_cycle_timestamp_seconds"] == 0)
 
             // The cause goes away and the policy changes: the fix is tried again and holds.
-            #expect(try run("/usr/bin/umount", [ssh]).status == 0)
-            mounted = false
+            #expect(readOnly.release())
             try s.commitPolicy("desired-state/hosts/extra.yaml", """
                 apiVersion: bulwark/v1
                 kind: SSHDConfig
