@@ -68,7 +68,12 @@ struct ApplyRun: Encodable {
     /// (exit 3; not in the JSON, whose shape is fixed by its schema: `pushError` and the exit say it).
     var stale: String?
 
-    var succeeded: Bool { errors.isEmpty && !records.contains { $0.result == .failed || $0.result == .interrupted } }
+    /// Fixes this pass tried that failed again, whose failure was recorded by an earlier pass
+    /// (not in `records`, which holds what this pass committed): the pass did not succeed either.
+    var failedAgain = 0
+    var succeeded: Bool {
+        errors.isEmpty && failedAgain == 0 && !records.contains { $0.result == .failed || $0.result == .interrupted }
+    }
 
     private enum CodingKeys: String, CodingKey {
         case schemaVersion, revision, records, errors, pushed, keptLocally, pushError, notificationsDelivered, notificationsPending,
@@ -162,6 +167,7 @@ struct ApplyRun: Encodable {
                 + outcome.busy.map { "not applied, nothing recorded: \($0.remediation.binding.target) \($0.remediation.binding.resource): \($0.reason)" },
             pushed: 0, keptLocally: 0, pushError: nil)
         run.stale = loaded.stale
+        run.failedAgain = outcome.entries.reduce(0) { $1.alreadyRecorded && $1.record.result == .failed ? $0 + 1 : $0 }
         run.remainingDrift = outcome.entries.reduce(0) { [.held, .deferred, .blocked, .escalated].contains($1.record.decision) ? $0 + 1 : $0 }
             + outcome.busy.count
         switch try await loaded.repository.publish() {

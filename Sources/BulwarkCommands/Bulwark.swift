@@ -16,7 +16,9 @@ public struct Bulwark: AsyncParsableCommand {
         abstract: "Reconcile security configuration from a git repository, verify each fix, and record it in git.",
         discussion: """
             Exit codes: 0 success (plan: in sync), 1 error, 2 (plan, and apply --detailed-exitcode) drift found or \
-            remaining, 64 a usage mistake (an unknown option, an invalid branch name).
+            remaining, 3 (plan, apply) done against the last fetched revision or with audit commits kept locally \
+            (1 and 2 win over 3), 64 a usage mistake (an unknown option, an invalid branch name), 75 (run) a cycle \
+            abandoned at shutdown.
             Set NO_COLOR to turn colour off.
             """,
         version: Bulwark.version,

@@ -332,6 +332,31 @@ struct DaemonHardeningTests {
     }
 }
 
+/// `apply`'s exit code while a fix keeps failing: the failure is recorded once, by the first
+/// run, and the later runs, which try the fix again and fail again, said "(recorded before)" and
+/// exited 0, so a cron job of `apply || alert` alerted once. They exit 1; once the cause is gone,
+/// the next run fixes it and exits 0.
+@Suite(.serialized) struct RepeatedFailureExitTests {
+    @Test func aFixThatFailsAgainExitsOneOnEveryRunUntilItIsFixed() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let readOnly = try ReadOnlyFolder(s.host + "/etc/ssh")
+            defer { readOnly.release() }
+            let first = try s.run("apply")
+            #expect(first.status == 1, "\(first.stdout)\(first.stderr)")
+            let failures = try s.trailers("Bulwark-Result").filter { $0 == "failed" }.count
+            #expect(failures > 0)
+            let again = try s.run("apply")
+            #expect(again.status == 1, "failed again: \(again.stdout)\(again.stderr)")
+            #expect(again.stdout.contains("(recorded before)"), "\(again.stdout)")
+            #expect(try s.trailers("Bulwark-Result").filter { $0 == "failed" }.count == failures, "recorded once")
+            #expect(readOnly.release())
+            let fixed = try s.run("apply")
+            #expect(fixed.status == 0, "\(fixed.stdout)\(fixed.stderr)")
+        }
+    }
+}
+
 /// A folder of a test's own tree bind-mounted read-only onto itself: even root cannot write
 /// there, so the fixes of the files in it fail. `release` unmounts it (once; later calls are
 /// no-ops), and answers whether that worked.
