@@ -136,11 +136,6 @@ enum ConfigFileWeakening {
             || key.hasSuffix("_disabled") || key.hasPrefix("skip_") || key.hasPrefix("allow_unauthenticated")
     }
 
-    /// Whether a guardrail's mode (a name or a list of them) runs before the model answers:
-    /// LiteLLM's `pre_call` and `during_call` can stop a request; `post_call` and
-    /// `logging_only` cannot.
-    static func blocksBeforeTheCall(_ value: ConfigValue?) -> Bool { modeRank(value) > 0 }
-
     /// How early a guardrail's mode (a name, or a list of them: the earliest counts) acts:
     /// `pre_call` 2 (before the model sees the request: it can mask or block), `during_call` 1
     /// (alongside the call: it can block, but the model has seen the text), anything else 0.

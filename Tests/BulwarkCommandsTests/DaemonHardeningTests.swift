@@ -80,20 +80,7 @@ struct DaemonHardeningTests {
     func idleConnections(port: Int, count: Int) throws -> [Int32] {
         var sockets: [Int32] = []
         for _ in 0..<count {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            guard fd >= 0 else { break }
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = UInt16(port).bigEndian
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let connected = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-            guard connected == 0 else {
-                close(fd)
-                throw SupportError("connection \(sockets.count) refused")
-            }
-            sockets.append(fd)
+            sockets.append(try loopbackConnection(port: port, timeout: 30))
         }
         return sockets
     }
