@@ -86,6 +86,9 @@ extension Bulwark {
         @Option(help: "File holding the bearer token for POST /api/v1/findings (instead of the environment).")
         var findingsTokenFile: String?
 
+        @Option(help: ArgumentHelp("A proxy in front whose X-Forwarded-For names the client (an address or a CIDR range; repeat for several). Failed authentications are limited per client address: without this, everyone behind the proxy shares its address. X-Forwarded-For from any other peer is ignored.", valueName: "address"))
+        var trustedProxy: [String] = []
+
         @Option(help: "Seconds a connection may stay idle (or take to send a request head) before it is closed.")
         var idleTimeout: Int = 15
 
@@ -112,6 +115,7 @@ extension Bulwark {
             if let maxConnections, !(1...1_000_000).contains(maxConnections) {
                 throw ValidationError("--max-connections takes 1 to 1000000")
             }
+            do { _ = try TrustedProxies(trustedProxy) } catch { throw ValidationError("\(error)") }
         }
 
         static func address(_ text: String) -> (host: String, port: Int)? {
@@ -239,6 +243,11 @@ extension Bulwark {
             if !findings.configured {
                 logger.warning("no findings token (\(findingsTokenEnv) or --findings-token-file) nor webhook secret: POST /api/v1/findings answers 401")
             }
+            for (credential, bytes) in [("webhook secret", secret), ("findings token", token)] {
+                if let bytes, bytes.count < WebhookVerifier.unguessableLength {
+                    logger.warning("the \(credential) is \(bytes.count) bytes: with fewer than \(WebhookVerifier.unguessableLength), its sender gets 429 along with anyone at its address who sends wrong ones (a guessable secret must stay slow to guess); use a random one such as `openssl rand -hex 32`")
+                }
+            }
             let connections = Self.connectionLimit(requested: maxConnections)
             let (listening, listened) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
             // The reconcile service waits for the listener: an address in use ends the process
@@ -248,7 +257,8 @@ extension Bulwark {
             let http = StatusServer.application(
                 control: daemon,
                 settings: ServerSettings(host: host, port: port, repository: daemon.options.displayURL, webhook: webhook, findings: findings,
-                                         idleTimeout: .seconds(idleTimeout), maxConnections: connections),
+                                         idleTimeout: .seconds(idleTimeout), maxConnections: connections,
+                                         trustedProxies: try TrustedProxies(trustedProxy)),
                 metrics: metrics,
                 logger: logger,
                 onRunning: {

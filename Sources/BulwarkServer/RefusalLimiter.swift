@@ -4,7 +4,9 @@ internal import Synchronization
 /// an IPv6 /64): a token bucket of `burst` refusals, refilled at `perSecond`. A client whose
 /// bucket is empty gets 429 before anything of its request is read or checked, so guessing a
 /// secret or a token costs the daemon (and its log) almost nothing. What is refused is logged at
-/// most once a `logEvery` per address, with how many refusals that line stands for.
+/// most once a `logEvery` per address, with how many refusals that line stands for, and at most
+/// `linesEvery` lines a `logEvery` over all addresses: many addresses (a botnet, an IPv6 range)
+/// cannot flood the journal either. What that holds back is counted in the next line.
 final class RefusalLimiter: Sendable {
     typealias Instant = ContinuousClock.Instant
 
@@ -14,6 +16,8 @@ final class RefusalLimiter: Sendable {
         var logEvery: Duration = .seconds(60)
         /// Addresses remembered at most; past it those whose bucket is full again are forgotten.
         var addresses: Int = 4096
+        /// Lines logged at most per `logEvery`, over every address.
+        var linesEvery: Int = 20
     }
 
     private struct Bucket {
@@ -24,14 +28,24 @@ final class RefusalLimiter: Sendable {
         var loggedAt: Instant?
     }
 
-    /// A refusal to log now, standing for `count` refusals since the address was last logged.
+    /// A refusal to log now, standing for `count` refusals since the address was last logged,
+    /// and for `heldBack` refusals of other addresses whose lines the overall limit held back
+    /// since the last line (their own next line counts them again).
     struct LogLine: Equatable {
         var count: Int
+        var heldBack = 0
+    }
+
+    /// The lines logged in the current `logEvery` over every address, and what was held back.
+    private struct Overall {
+        var since: Instant?
+        var lines = 0
+        var heldBack = 0
     }
 
     let settings: Settings
     let now: @Sendable () -> Instant
-    private let buckets = Mutex([String: Bucket]())
+    private let buckets = Mutex(([String: Bucket](), Overall()))
 
     init(settings: Settings = Settings(), now: @escaping @Sendable () -> Instant = { ContinuousClock.now }) {
         self.settings = settings
@@ -41,10 +55,10 @@ final class RefusalLimiter: Sendable {
     /// nil when `address` may be served, else how many seconds until it may (for `Retry-After`).
     func retryAfter(_ address: String) -> Int? {
         let now = now()
-        return buckets.withLock { buckets in
-            guard var bucket = buckets[address] else { return nil }
+        return buckets.withLock { state in
+            guard var bucket = state.0[address] else { return nil }
             refill(&bucket, at: now)
-            buckets[address] = bucket
+            state.0[address] = bucket
             guard bucket.tokens < 1 else { return nil }
             return max(1, Int(((1 - bucket.tokens) / settings.perSecond).rounded(.up)))
         }
@@ -55,19 +69,29 @@ final class RefusalLimiter: Sendable {
     /// being counted for a later line.
     func refused(_ address: String, take: Bool) -> LogLine? {
         let now = now()
-        return buckets.withLock { buckets in
-            if buckets[address] == nil, buckets.count >= settings.addresses { forget(&buckets, at: now) }
-            var bucket = buckets[address] ?? Bucket(tokens: Double(settings.burst), at: now)
+        return buckets.withLock { state in
+            if state.0[address] == nil, state.0.count >= settings.addresses { forget(&state.0, at: now) }
+            var bucket = state.0[address] ?? Bucket(tokens: Double(settings.burst), at: now)
             refill(&bucket, at: now)
             if take { bucket.tokens = max(0, bucket.tokens - 1) }
             bucket.unlogged += 1
             var line: LogLine?
             if bucket.loggedAt.map({ $0.duration(to: now) >= settings.logEvery }) ?? true {
-                line = LogLine(count: bucket.unlogged)
-                bucket.unlogged = 0
-                bucket.loggedAt = now
+                if state.1.since.map({ $0.duration(to: now) >= settings.logEvery }) ?? true {
+                    state.1.since = now
+                    state.1.lines = 0
+                }
+                if state.1.lines < settings.linesEvery {
+                    state.1.lines += 1
+                    line = LogLine(count: bucket.unlogged, heldBack: state.1.heldBack)
+                    state.1.heldBack = 0
+                    bucket.unlogged = 0
+                    bucket.loggedAt = now
+                } else {
+                    state.1.heldBack += 1
+                }
             }
-            buckets[address] = bucket
+            state.0[address] = bucket
             return line
         }
     }

@@ -66,6 +66,13 @@ public struct WebhookVerifier: Sendable {
             .map { String(format: "%02x", $0) }.joined()
     }
 
+    /// Secrets and tokens of at least this many bytes are taken as too long to guess one request
+    /// at a time: their senders are checked even while their address is limited (see `RefusalLimiter`).
+    public static let unguessableLength = 16
+
+    /// Whether the secret is too long to guess one request at a time (`unguessableLength`).
+    public var unguessable: Bool { secret.count >= Self.unguessableLength }
+
     /// nil when the request is authentic (and, signed by Bulwark, fresh and not seen before), else why not.
     public func refusal(headers: HTTPFields, body: [UInt8], now: Date? = nil) -> String? {
         let now = now ?? clock()
@@ -156,6 +163,13 @@ public struct FindingsAuthenticator: Sendable {
         return WebhookVerifier.constantTimeEqual(Array(authorization.dropFirst(7).utf8), token)
     }
 
+    /// Whether the credential the request would be checked with is too long to guess one request
+    /// at a time: the bearer token when it sends `Authorization`, else the webhook secret.
+    public func unguessable(_ headers: HTTPFields) -> Bool {
+        if headers[.authorization] != nil { return (token?.count ?? 0) >= WebhookVerifier.unguessableLength }
+        return verifier?.unguessable ?? false
+    }
+
     /// What the headers alone decide (see `WebhookVerifier.headerVerdict`).
     public func headerVerdict(_ headers: HTTPFields) -> HeaderVerdict {
         guard configured else { return .refused("no findings token or webhook secret is configured; see bulwark run --help") }
@@ -213,12 +227,15 @@ public struct ServerSettings: Sendable {
     public var refusalsPerSecond: Double
     /// The monotonic clock the buckets refill on (the tests move it).
     public var refusalClock: @Sendable () -> ContinuousClock.Instant
+    /// The proxies whose `X-Forwarded-For` names the client (see `TrustedProxies`).
+    public var trustedProxies: TrustedProxies
 
     public init(host: String, port: Int, repository: String = "", webhook: WebhookVerifier?, findings: FindingsAuthenticator,
                 idleTimeout: Duration = .seconds(15), maxConnections: Int = 4096, unverifiedBodies: Int = 16,
                 unverifiedBodiesPerAddress: Int = 4, unverifiedBodyDeadline: Duration = .seconds(10),
                 refusalBurst: Int = 10, refusalsPerSecond: Double = 1,
-                refusalClock: @escaping @Sendable () -> ContinuousClock.Instant = { ContinuousClock.now }) {
+                refusalClock: @escaping @Sendable () -> ContinuousClock.Instant = { ContinuousClock.now },
+                trustedProxies: TrustedProxies = .none) {
         self.host = host
         self.port = port
         self.repository = repository
@@ -232,6 +249,7 @@ public struct ServerSettings: Sendable {
         self.refusalBurst = max(1, refusalBurst)
         self.refusalsPerSecond = refusalsPerSecond > 0 ? refusalsPerSecond : 1
         self.refusalClock = refusalClock
+        self.trustedProxies = trustedProxies
     }
 }
 
@@ -321,14 +339,27 @@ public enum StatusServer {
                 _ = metrics.makeCounter(descriptor: refused, labels: [("route", route), ("reason", reason)])
             }
         }
-        /// Runs a POST route for a client: 429 while its address has used up its refusals;
-        /// every error answer counted by reason, a failed authentication taken from its bucket,
-        /// and logged at most once a minute per address, with the address and how many it stands for.
-        @Sendable func guarded(_ route: String, _ what: String, _ context: ServerContext,
+        /// Who a request counts as: its peer's address, or, from a trusted proxy, the client its
+        /// proxies name (`TrustedProxies`); an IPv6 address as its /64.
+        @Sendable func client(_ request: Request, _ context: ServerContext) -> String {
+            guard let peer = context.remoteAddress?.ipAddress else { return "" }
+            let forwarded = settings.trustedProxies.isEmpty ? []
+                : request.headers[values: HTTPField.Name("X-Forwarded-For")!]
+            return ServerContext.budgetKey(settings.trustedProxies.client(peer: peer, forwardedFor: forwarded))
+        }
+        /// Runs a POST route for a client: 429 while its address has used up its refusals, unless
+        /// the request carries a credential the headers accept or one only its body can tell and
+        /// that credential is too long to guess (`unguessable`): then the sender that shares an
+        /// address (a proxy, a NAT) with someone guessing is still served, and guessing a short
+        /// secret stays slow. Every error answer counted by reason, a failed authentication taken
+        /// from its bucket, and logged as `RefusalLimiter` allows, with the address and how many
+        /// it stands for.
+        @Sendable func guarded(_ route: String, _ what: String, from address: String, verdict: HeaderVerdict, unguessable: Bool,
                                _ handle: () async throws -> Response) async throws -> Response {
-            let address = context.address
             do {
-                if let wait = limiter.retryAfter(address) {
+                let checked: Bool
+                if case .refused = verdict { checked = false } else { checked = unguessable }
+                if !checked, let wait = limiter.retryAfter(address) {
                     throw HTTPError(.tooManyRequests, headers: [.retryAfter: String(wait)],
                                     message: "too many refused requests from this address; try again in \(wait) s")
                 }
@@ -341,6 +372,7 @@ public enum StatusServer {
                         "address": .string(address.isEmpty ? "-" : address), "status": .stringConvertible(error.status.code),
                         "reason": .string(error.body ?? reason),
                         "refusals": .stringConvertible(line.count),
+                        "held_back_elsewhere": .stringConvertible(line.heldBack),
                     ])
                 }
                 throw error
@@ -389,64 +421,73 @@ public enum StatusServer {
         router.get("/") { _, _ in
             text(.ok, StatusPage.render(await control.status(), repository: settings.repository), type: "text/html; charset=utf-8")
         }
-        router.post("hooks/git") { request, context -> Response in try await guarded("/hooks/git", "webhook", context) {
-            guard let verifier = settings.webhook else {
-                throw HTTPError(.unauthorized, message: "no webhook secret is configured; see bulwark run --help")
+        router.post("hooks/git") { request, context -> Response in
+            let address = client(request, context)
+            let verdict = settings.webhook?.headerVerdict(request.headers)
+                ?? .refused("no webhook secret is configured; see bulwark run --help")
+            return try await guarded("/hooks/git", "webhook", from: address, verdict: verdict,
+                                     unguessable: settings.webhook?.unguessable ?? false) {
+                guard let verifier = settings.webhook else {
+                    throw HTTPError(.unauthorized, message: "no webhook secret is configured; see bulwark run --help")
+                }
+                let held = try admit(verdict, "webhook", from: address)
+                defer { if held { unverified.leave(from: address) } }
+                let body = held ? try await unverifiedBody(request) : try await collect(request)
+                if let refusal = verifier.refusal(headers: request.headers, body: body) {
+                    throw HTTPError(.unauthorized, message: refusal)
+                }
+                await control.sourcePushed(body: body, relayed: request.headers[HTTPField.Name("X-Bulwark-Relayed")!] != nil)
+                return json(.accepted, ["status": "fetching"])
             }
-            let address = context.address
-            let held = try admit(verifier.headerVerdict(request.headers), "webhook", from: address)
-            defer { if held { unverified.leave(from: address) } }
-            let body = held ? try await unverifiedBody(request) : try await collect(request)
-            if let refusal = verifier.refusal(headers: request.headers, body: body) {
-                throw HTTPError(.unauthorized, message: refusal)
+        }
+        router.post("api/v1/findings") { request, context -> Response in
+            let address = client(request, context)
+            let verdict = settings.findings.headerVerdict(request.headers)
+            return try await guarded("/api/v1/findings", "findings", from: address, verdict: verdict,
+                                     unguessable: settings.findings.unguessable(request.headers)) {
+                // A scan's XML results run to several MiB (oscap's ARF for SSG's content is 8 MB): a
+                // request that says XML and carries the bearer token, checked before any of the body
+                // is read, may send up to FindingParser.maxXMLSize; every other one 1 MiB.
+                let held = try admit(verdict, "findings", from: address)
+                defer { if held { unverified.leave(from: address) } }
+                let large = FindingParser.isXMLContentType(request.headers[.contentType])
+                    && settings.findings.acceptsBearer(request.headers)
+                // Each is held whole and parsed: a few at a time, so that a burst of them cannot take
+                // the daemon's memory (the others are asked to come back).
+                if large, !largeBodies.enter() {
+                    throw HTTPError(.serviceUnavailable, headers: [.retryAfter: "5"],
+                                    message: "\(largeBodies.limit) large results are being read; send this one again shortly")
+                }
+                defer { if large { largeBodies.leave() } }
+                let limit = large ? FindingParser.maxXMLSize : maxBody
+                let body = held ? try await unverifiedBody(request, upTo: limit) : try await collect(request, upTo: limit)
+                if let refusal = settings.findings.refusal(headers: request.headers, body: body) {
+                    throw HTTPError(.unauthorized, message: refusal)
+                }
+                // Parsed and matched here, on the request's task: the daemon's actor only takes
+                // the matched resources, so a large document never holds up readiness or a cycle.
+                // The content type decides the format where it is specific (application/sarif+json,
+                // application/x-ndjson), else the document's shape.
+                let document: (format: FindingFormat, findings: [Finding])
+                do {
+                    document = try FindingParser.document(body, contentType: request.headers[.contentType])
+                } catch let error as FindingError {
+                    throw HTTPError(error.exceedsLimit ? .contentTooLarge : .badRequest, message: error.description)
+                }
+                let (matched, report) = await control.findingsArrived(document.findings, format: document.format)
+                logger.info("findings received", metadata: ["findings": .stringConvertible(document.findings.count),
+                                                            "format": .string(document.format.rawValue),
+                                                            "matched": .stringConvertible(matched)])
+                let encoded = report.flatMap { try? JSONOutput.encoder().encode($0) }
+                var answer = encoded.flatMap { (try? JSONSerialization.jsonObject(with: $0)) as? [String: Any] } ?? [:]
+                answer["findings"] = document.findings.count
+                answer["matched"] = matched
+                answer["format"] = document.format.rawValue
+                let data = (try? JSONSerialization.data(withJSONObject: answer, options: [.sortedKeys])) ?? Data("{}".utf8)
+                return Response(status: .accepted, headers: [.contentType: "application/json"],
+                                body: .init(byteBuffer: ByteBuffer(bytes: Array(data) + [0x0A])))
             }
-            await control.sourcePushed(body: body, relayed: request.headers[HTTPField.Name("X-Bulwark-Relayed")!] != nil)
-            return json(.accepted, ["status": "fetching"])
-        } }
-        router.post("api/v1/findings") { request, context -> Response in try await guarded("/api/v1/findings", "findings", context) {
-            // A scan's XML results run to several MiB (oscap's ARF for SSG's content is 8 MB): a
-            // request that says XML and carries the bearer token, checked before any of the body
-            // is read, may send up to FindingParser.maxXMLSize; every other one 1 MiB.
-            let address = context.address
-            let held = try admit(settings.findings.headerVerdict(request.headers), "findings", from: address)
-            defer { if held { unverified.leave(from: address) } }
-            let large = FindingParser.isXMLContentType(request.headers[.contentType])
-                && settings.findings.acceptsBearer(request.headers)
-            // Each is held whole and parsed: a few at a time, so that a burst of them cannot take
-            // the daemon's memory (the others are asked to come back).
-            if large, !largeBodies.enter() {
-                throw HTTPError(.serviceUnavailable, headers: [.retryAfter: "5"],
-                                message: "\(largeBodies.limit) large results are being read; send this one again shortly")
-            }
-            defer { if large { largeBodies.leave() } }
-            let limit = large ? FindingParser.maxXMLSize : maxBody
-            let body = held ? try await unverifiedBody(request, upTo: limit) : try await collect(request, upTo: limit)
-            if let refusal = settings.findings.refusal(headers: request.headers, body: body) {
-                throw HTTPError(.unauthorized, message: refusal)
-            }
-            // Parsed and matched here, on the request's task: the daemon's actor only takes
-            // the matched resources, so a large document never holds up readiness or a cycle.
-            // The content type decides the format where it is specific (application/sarif+json,
-            // application/x-ndjson), else the document's shape.
-            let document: (format: FindingFormat, findings: [Finding])
-            do {
-                document = try FindingParser.document(body, contentType: request.headers[.contentType])
-            } catch let error as FindingError {
-                throw HTTPError(error.exceedsLimit ? .contentTooLarge : .badRequest, message: error.description)
-            }
-            let (matched, report) = await control.findingsArrived(document.findings, format: document.format)
-            logger.info("findings received", metadata: ["findings": .stringConvertible(document.findings.count),
-                                                        "format": .string(document.format.rawValue),
-                                                        "matched": .stringConvertible(matched)])
-            let encoded = report.flatMap { try? JSONOutput.encoder().encode($0) }
-            var answer = encoded.flatMap { (try? JSONSerialization.jsonObject(with: $0)) as? [String: Any] } ?? [:]
-            answer["findings"] = document.findings.count
-            answer["matched"] = matched
-            answer["format"] = document.format.rawValue
-            let data = (try? JSONSerialization.data(withJSONObject: answer, options: [.sortedKeys])) ?? Data("{}".utf8)
-            return Response(status: .accepted, headers: [.contentType: "application/json"],
-                            body: .init(byteBuffer: ByteBuffer(bytes: Array(data) + [0x0A])))
-        } }
+        }
         return router
     }
 

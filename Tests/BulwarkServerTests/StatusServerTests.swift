@@ -1,5 +1,5 @@
 import BulwarkCore
-import BulwarkServer
+@testable import BulwarkServer
 import Crypto
 import Foundation
 import HTTPTypes
@@ -57,18 +57,21 @@ actor RecordingDaemon: DaemonControl {
     /// A fixed wall clock for webhook timestamps: no test depends on how long a loaded machine takes.
     static let clockNow = Date(timeIntervalSince1970: 1_800_000_000)
 
-    func app(_ daemon: RecordingDaemon, webhook: Bool = true, token: String? = StatusServerTests.token,
+    func app(_ daemon: RecordingDaemon, webhook: Bool = true, secret: [UInt8] = StatusServerTests.secret,
+             token: String? = StatusServerTests.token,
              unverifiedBodies: Int = 16, perAddress: Int = 4, deadline: Duration = .seconds(10),
              idleTimeout: Duration = .seconds(15), refusalBurst: Int = 10, refusalsPerSecond: Double = 1,
              refusalClock: @escaping @Sendable () -> ContinuousClock.Instant = { ContinuousClock.now },
+             trustedProxies: TrustedProxies = .none,
              metrics: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) -> some ApplicationProtocol {
-        let verifier = webhook ? WebhookVerifier(secret: Self.secret, clock: { StatusServerTests.clockNow }) : nil
+        let verifier = webhook ? WebhookVerifier(secret: secret, clock: { StatusServerTests.clockNow }) : nil
         let settings = ServerSettings(host: "127.0.0.1", port: 0, webhook: verifier,
                                       findings: FindingsAuthenticator(verifier: verifier, token: token.map { Array($0.utf8) }),
                                       idleTimeout: idleTimeout,
                                       unverifiedBodies: unverifiedBodies, unverifiedBodiesPerAddress: perAddress,
                                       unverifiedBodyDeadline: deadline, refusalBurst: refusalBurst,
-                                      refusalsPerSecond: refusalsPerSecond, refusalClock: refusalClock)
+                                      refusalsPerSecond: refusalsPerSecond, refusalClock: refusalClock,
+                                      trustedProxies: trustedProxies)
         return StatusServer.application(control: daemon, settings: settings, metrics: metrics,
                                         logger: Logger(label: "test"))
     }
@@ -349,10 +352,6 @@ actor RecordingDaemon: DaemonControl {
                 }
             }
             #expect(statuses == [.unauthorized, .unauthorized, .unauthorized, .tooManyRequests, .tooManyRequests, .tooManyRequests])
-            // The right token from the same address waits too, until the bucket refills.
-            try await client.execute(uri: "/api/v1/findings", method: .post, headers: bearer(), body: ByteBuffer(string: finding)) { response in
-                #expect(response.status == .tooManyRequests)
-            }
             elapsed.withLock { $0 += .seconds(1) }
             try await client.execute(uri: "/hooks/git", method: .post, headers: signed, body: ByteBuffer(bytes: body)) { response in
                 #expect(response.status == .accepted)
@@ -366,8 +365,108 @@ actor RecordingDaemon: DaemonControl {
         metrics.emit(into: &buffer)
         let text = String(decoding: buffer, as: UTF8.self)
         #expect(text.contains(#"bulwark_http_refused_total{route="/api/v1/findings",reason="unauthorized"} 3"#), "\(text)")
-        #expect(text.contains(#"bulwark_http_refused_total{route="/api/v1/findings",reason="rate_limited"} 4"#), "\(text)")
+        #expect(text.contains(#"bulwark_http_refused_total{route="/api/v1/findings",reason="rate_limited"} 3"#), "\(text)")
         #expect(text.contains(#"bulwark_http_refused_total{route="/hooks/git",reason="unauthorized"} 0"#), "\(text)")
+    }
+
+    /// While an address is limited, a sender there whose credential is too long to guess (the
+    /// forge behind the same proxy or NAT as someone guessing) is still checked and served, and a
+    /// wrong guess is still 429; with a short secret or token (which guessing could find) every
+    /// request from the address waits, the right one too.
+    @Test func aLimitedAddressStillServesAnUnguessableCredentialButNotAShortOne() async throws {
+        let body = Array(#"{"ref":"refs/heads/main"}"#.utf8)
+        let base = ContinuousClock.now
+        for short in [false, true] {
+            let daemon = RecordingDaemon(bindings: [Self.sshd])
+            let secret = short ? Array("hunter2".utf8) : Self.secret
+            let token = short ? "letmein" : Self.token
+            let signed: HTTPFields = [HTTPField.Name("X-Hub-Signature-256")!: WebhookVerifier.signature(of: body, secret: secret)]
+            let forged: HTTPFields = [HTTPField.Name("X-Hub-Signature-256")!: WebhookVerifier.signature(of: body, secret: Array("guess".utf8))]
+            try await app(daemon, secret: secret, token: token, refusalBurst: 2, refusalClock: { base }).test(.router) { client in
+                for _ in 0..<2 {
+                    try await client.execute(uri: "/hooks/git", method: .post, headers: forged, body: ByteBuffer(bytes: body)) { response in
+                        #expect(response.status == .unauthorized)
+                    }
+                }
+                try await client.execute(uri: "/api/v1/findings", method: .post, headers: bearer("wrong"), body: ByteBuffer(string: finding)) { response in
+                    #expect(response.status == .tooManyRequests, "a wrong guess waits (short: \(short))")
+                }
+                try await client.execute(uri: "/hooks/git", method: .post, headers: forged, body: ByteBuffer(bytes: body)) { response in
+                    #expect(response.status == (short ? .tooManyRequests : .unauthorized), "short: \(short)")
+                }
+                try await client.execute(uri: "/hooks/git", method: .post, headers: signed, body: ByteBuffer(bytes: body)) { response in
+                    #expect(response.status == (short ? .tooManyRequests : .accepted), "short: \(short)")
+                }
+                try await client.execute(uri: "/api/v1/findings", method: .post, headers: bearer(token), body: ByteBuffer(string: finding)) { response in
+                    #expect(response.status == (short ? .tooManyRequests : .accepted), "short: \(short)")
+                }
+            }
+            #expect(await daemon.pushes == (short ? 0 : 1))
+            #expect(await daemon.received.count == (short ? 0 : 1))
+        }
+    }
+
+    /// Behind a trusted proxy each client counts as the address the proxy appended to
+    /// X-Forwarded-For: one client's failed authentications do not make another wait, and what
+    /// a client writes into the header itself (or any untrusted peer sends) names nobody.
+    @Test func behindATrustedProxyEachClientIsLimitedByItsOwnAddress() async throws {
+        let daemon = RecordingDaemon(bindings: [Self.sshd])
+        // A short secret: the limit holds every request from a limited address.
+        let secret = Array("hunter2".utf8)
+        let body = #"{"ref":"refs/heads/main"}"#
+        let good = WebhookVerifier.signature(of: Array(body.utf8), secret: secret)
+        let bad = WebhookVerifier.signature(of: Array(body.utf8), secret: Array("guess".utf8))
+        @Sendable func request(_ signature: String, forwardedFor: String?) -> String {
+            "POST /hooks/git HTTP/1.1\r\nHost: bulwark\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                + (forwardedFor.map { "X-Forwarded-For: \($0)\r\n" } ?? "")
+                + "X-Hub-Signature-256: \(signature)\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+        }
+        let base = ContinuousClock.now
+        let proxies = try TrustedProxies(["127.0.0.1", "10.0.0.0/8"])
+        try await app(daemon, secret: secret, refusalBurst: 2, refusalClock: { base }, trustedProxies: proxies).test(.live) { client in
+            let port = try #require(client.port)
+            func send(from source: String, _ signature: String, forwardedFor: String?) async throws -> String {
+                let text = request(signature, forwardedFor: forwardedFor)
+                return try await offThePool { try RawHTTPClient(from: source, to: port).exchange(text) }
+            }
+            // The guesser, through the proxy (which appends its address), claiming the forge's.
+            for _ in 0..<3 {
+                _ = try await send(from: "127.0.0.1", bad, forwardedFor: "203.0.113.5, 198.51.100.7, 10.1.2.3")
+            }
+            let limited = try await send(from: "127.0.0.1", good, forwardedFor: "198.51.100.7")
+            #expect(limited.hasPrefix("HTTP/1.1 429"), "\(limited)")
+            // The forge, through the same proxy.
+            let forge = try await send(from: "127.0.0.1", good, forwardedFor: "203.0.113.5")
+            #expect(forge.hasPrefix("HTTP/1.1 202"), "\(forge)")
+            // A peer that is no proxy: its header names nobody; it is limited as itself.
+            for _ in 0..<3 {
+                _ = try await send(from: "127.0.0.2", bad, forwardedFor: "203.0.113.9")
+            }
+            let direct = try await send(from: "127.0.0.2", good, forwardedFor: "203.0.113.9")
+            #expect(direct.hasPrefix("HTTP/1.1 429"), "\(direct)")
+            let named = try await send(from: "127.0.0.1", good, forwardedFor: "203.0.113.9")
+            #expect(named.hasPrefix("HTTP/1.1 202"), "\(named)")
+        }
+        #expect(await daemon.pushes == 2)
+    }
+
+    /// `--trusted-proxy` values, and the client a header names: the last entry that is not a
+    /// trusted proxy; a malformed one, or none, leaves the proxy itself.
+    @Test func trustedProxiesNameTheClientTheirProxiesSaw() throws {
+        let proxies = try TrustedProxies(["10.0.0.0/8", "fd00::/8", "192.0.2.1"])
+        #expect(proxies.client(peer: "10.9.8.7", forwardedFor: ["1.2.3.4, 5.6.7.8"]) == "5.6.7.8")
+        #expect(proxies.client(peer: "10.9.8.7", forwardedFor: ["1.2.3.4", "5.6.7.8, 10.1.1.1"]) == "5.6.7.8")
+        #expect(proxies.client(peer: "fd00::5", forwardedFor: ["2001:db8::1"]) == "2001:db8::1")
+        #expect(proxies.client(peer: "192.0.2.1", forwardedFor: ["1.2.3.4, not-an-address"]) == "192.0.2.1")
+        #expect(proxies.client(peer: "192.0.2.1", forwardedFor: []) == "192.0.2.1")
+        #expect(proxies.client(peer: "192.0.2.1", forwardedFor: ["10.0.0.1"]) == "192.0.2.1")
+        #expect(proxies.client(peer: "192.0.2.2", forwardedFor: ["1.2.3.4"]) == "192.0.2.2", "not a proxy")
+        #expect(proxies.client(peer: "11.0.0.1", forwardedFor: ["1.2.3.4"]) == "11.0.0.1", "outside the /8")
+        #expect(proxies.client(peer: "::ffff:10.0.0.1", forwardedFor: ["1.2.3.4"]) == "1.2.3.4", "IPv4-mapped")
+        for wrong in ["", "10.0.0.0/33", "10.0.0.0/", "proxy.example", "fd00::/129", "10.0.0.0/-1", "1.2.3.4/８"] {
+            #expect(throws: TrustedProxyError.self, "\(wrong)") { try TrustedProxies([wrong]) }
+        }
+        #expect(TrustedProxies.none.client(peer: "10.0.0.1", forwardedFor: ["1.2.3.4"]) == "10.0.0.1")
     }
 
     @Test func readinessFollowsTheDaemonAndAnUnconfiguredWebhookIs401() async throws {
