@@ -141,7 +141,7 @@ extension Daemon {
             if !outcome.auditFailures.isEmpty, unrecorded.isEmpty {
                 general.append("audit records not committed: " + outcome.auditFailures.joined(separator: "; "))
             }
-            health.setGeneral(general)
+            health.setGeneral(general, wholeRevision: only == nil)
             for failure in plan.failures {
                 meters.observationFailed(controller: failure.binding.controller)
                 logger.error("observation failed", metadata: ["target": .string(failure.binding.target),
@@ -170,7 +170,7 @@ extension Daemon {
             let looked = Set(cycleState.bindings.map(\.controller))
             scheduler.backOff(failed: looked, looked: looked, intervals: state?.controllers.mapValues(\.interval) ?? [:], at: clock.now())
             for binding in cycleState.bindings { health.set(binding, "its cycle failed: \(error)") }
-            if cycleState.bindings.isEmpty { health.setGeneral(["the last cycle failed: \(error)"]) }
+            if cycleState.bindings.isEmpty { health.setGeneral(["the last cycle failed: \(error)"], wholeRevision: only == nil) }
         }
         // The pass is over: targets that moved to another replica meanwhile are given up now.
         await options.leases?.endPass()

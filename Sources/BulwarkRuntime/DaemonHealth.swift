@@ -42,10 +42,20 @@ package struct DaemonHealth: Sendable {
         problems[binding] = problem
     }
 
-    /// The last cycle's problems that name no binding (replacing the previous cycle's).
-    package mutating func setGeneral(_ items: [String]) {
-        general = items
+    /// Problems of a cycle that name no binding. A cycle over the whole revision replaces those
+    /// of earlier cycles; a smaller one (a finding's, a watched file's) only adds its own, so it
+    /// never hides what a whole cycle found (the next whole cycle judges them again).
+    package mutating func setGeneral(_ items: [String], wholeRevision: Bool) {
+        if wholeRevision {
+            general = items
+        } else {
+            for item in items where !general.contains(item) { general.append(item) }
+            if general.count > Self.generalKept { general.removeFirst(general.count - Self.generalKept) }
+        }
     }
+
+    /// General problems kept at most (the oldest go first).
+    static let generalKept = 20
 
     /// A new revision is in force: bindings it no longer has have no problem any more.
     package mutating func keep(only bindings: Set<Binding>) {

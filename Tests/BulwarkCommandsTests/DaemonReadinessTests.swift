@@ -121,6 +121,23 @@ struct DaemonReadinessTests {
         }
     }
 
+    /// A problem a whole cycle found that names no resource (a pass that halted before any fix)
+    /// stands through smaller cycles (a finding's), which add their own; the next whole cycle
+    /// judges them all again.
+    @Test func aSmallCycleDoesNotClearWhatAWholeCycleFound() {
+        var health = DaemonHealth()
+        health.setGeneral(["the last pass stopped changing systems: disk full"], wholeRevision: true)
+        health.setGeneral([], wholeRevision: false)
+        #expect(!health.clean)
+        health.setGeneral(["audit records not committed: x"], wholeRevision: false)
+        health.setGeneral(["audit records not committed: x"], wholeRevision: false)
+        #expect(health.general == ["the last pass stopped changing systems: disk full", "audit records not committed: x"])
+        health.setGeneral([], wholeRevision: true)
+        #expect(health.clean)
+        for index in 0..<30 { health.setGeneral(["problem \(index)"], wholeRevision: false) }
+        #expect(health.general.count == DaemonHealth.generalKept && health.general.last == "problem 29")
+    }
+
     @Test func aReasonNeverShowsAPasswordTheErrorCarried() {
         var health = DaemonHealth()
         let start = ContinuousClock.now
