@@ -77,7 +77,7 @@ let package = Package(
         // The one bounded runner of helper programs (deadline, terminate then kill, output to files).
         .target(name: "BulwarkProcess", dependencies: ["CLinux"], swiftSettings: swiftSettings),
         .target(name: "BulwarkHost", dependencies: ["BulwarkCore", "BulwarkProcess", "CLinux"], swiftSettings: swiftSettings),
-        .target(name: "BulwarkFirewall", dependencies: ["BulwarkCore", "BulwarkHost", .product(name: "Crypto", package: "swift-crypto")],
+        .target(name: "BulwarkFirewall", dependencies: ["BulwarkCore", "BulwarkHost", "BulwarkProcess", .product(name: "Crypto", package: "swift-crypto")],
                 swiftSettings: swiftSettings),
         .target(name: "BulwarkPackages", dependencies: ["BulwarkCore", "BulwarkProcess"], swiftSettings: swiftSettings),
         .target(

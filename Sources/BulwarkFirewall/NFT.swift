@@ -1,3 +1,4 @@
+internal import BulwarkProcess
 internal import Foundation
 
 /// Runs `nft`, in a network namespace when the target names one (`ip netns exec NAME nft ...`).
@@ -18,30 +19,33 @@ struct NFT: Sendable {
         try Self.run(executable, arguments, namespace: namespace)
     }
 
-    /// Runs a program to completion, inside `namespace` when one is named; throws on a non-zero exit.
+    /// How long one `nft` (or `ip`) run may take before its process group is killed.
+    static let timeout = Duration.seconds(60)
+    /// The most output read back (a large ruleset listed as JSON); more is an error, not a cut document.
+    static let maxOutput = 16 << 20
+
+    /// Runs a program to completion, inside `namespace` when one is named; throws on a non-zero
+    /// exit, a deadline passed or an output too long. Through the one bounded runner
+    /// (`BoundedProcess`): its own process group, killed at the deadline and by the daemon's
+    /// shutdown watchdog, none of Bulwark's credentials in its environment.
     static func run(_ executable: String, _ arguments: [String], namespace: String?) throws -> Data {
-        let process = Process()
-        if let namespace {
-            process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
-            process.arguments = ["netns", "exec", namespace, executable] + arguments
-        } else {
-            process.executableURL = URL(fileURLWithPath: executable)
-            process.arguments = arguments
+        let argv = namespace.map { ["netns", "exec", $0, executable] + arguments } ?? arguments
+        let program = namespace == nil ? executable : "/usr/sbin/ip"
+        let result: BoundedProcess.Result
+        do {
+            result = try BoundedProcess.run(program, argv, folder: NSTemporaryDirectory(), timeout: timeout, maxOutput: maxOutput)
+        } catch {
+            throw Failure(program: (executable as NSString).lastPathComponent, arguments: arguments, status: -1, message: error.description)
         }
-        let output = Pipe()
-        let errors = Pipe()
-        process.standardOutput = output
-        process.standardError = errors
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        let message = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw Failure(program: (executable as NSString).lastPathComponent, arguments: arguments, status: process.terminationStatus,
-                          message: String(decoding: message, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+        guard result.status == 0 else {
+            throw Failure(program: (executable as NSString).lastPathComponent, arguments: arguments, status: result.status,
+                          message: result.errors)
         }
-        return data
+        guard !result.truncated else {
+            throw Failure(program: (executable as NSString).lastPathComponent, arguments: arguments, status: result.status,
+                          message: "its output is longer than \(maxOutput) bytes")
+        }
+        return Data(result.output.utf8)
     }
 
     /// Checks, then applies, a ruleset file as one transaction.
