@@ -206,6 +206,7 @@ struct ApplyRun: Encodable {
         case (.blocked, _): label = console.paint("BLOCKED ", .red)
         case (.refused, _): label = console.paint("REFUSED ", .red)
         case (.pruned, _): label = console.paint("pruned  ", .green)
+        case (.unobserved, _): label = console.paint("UNOBSERV", .red)
         }
         var line = "\(label) \(r.target)  \(r.resource): \(changes)"
         if let verified = r.verifiedAt {
@@ -217,7 +218,8 @@ struct ApplyRun: Encodable {
         if entry.alreadyRecorded { line += console.paint("  (recorded before)", .dim) }
         if let commit = entry.commit { line += console.paint("  audit \(commit.prefix(12))", .dim) }
         console.print(line)
-        if let error = r.error { console.print("         " + console.paint(error, .red)) }
+        // An observation's error is among the run's errors, printed once at the end.
+        if let error = r.error, r.decision != .unobserved { console.print("         " + console.paint(error, .red)) }
     }
 
     func summarize(_ console: Console, plan: Plan, options: RepositoryOptions) {
@@ -227,7 +229,7 @@ struct ApplyRun: Encodable {
         let deferred = records.filter { $0.decision == .deferred }.count
         let reported = records.filter { $0.decision == .reported }.count
         var line = "Fixed and verified: \(fixed). Failed: \(failed). Deferred: \(deferred). Reported: \(reported)."
-        for decision in [Decision.held, .waived, .escalated, .blocked, .pruned] {
+        for decision in [Decision.held, .waived, .escalated, .blocked, .pruned, .unobserved] {
             let count = records.filter { $0.decision == decision }.count
             if count > 0 { line += " \(decision.rawValue.capitalized): \(count)." }
         }

@@ -215,6 +215,7 @@ public struct AuditRecord: Sendable, Hashable, Codable {
         case .blocked: "block"
         case .refused: "refuse"
         case .pruned: "prune"
+        case .unobserved: "unobserved"
         }
         func show(_ value: String?) -> String { Self.oneLine(value ?? "(unset)") }
         let first = changes.first.map { "\($0.property) \(show($0.observedBefore)) -> \(show($0.desired))" } ?? ""

@@ -40,6 +40,9 @@ public enum Decision: String, Sendable, Codable, CaseIterable {
     case refused
     /// Something Bulwark created for a resource that was removed from the desired state was taken away.
     case pruned
+    /// The resource could not be observed on its target: nothing was judged or changed (the
+    /// record's error says why). Recorded once per revision and cause.
+    case unobserved
 }
 
 /// Whether an applied fix held when observed again.
@@ -75,6 +78,8 @@ public struct PlannedRemediation: Sendable, Hashable {
     public var nextWindow: Date?
     /// For a prune: what the adapter created for a removed resource, to take away.
     public var leftovers: [Leftover] = []
+    /// For a resource that could not be observed: why (credentials redacted), the record's error.
+    public var error: String? = nil
 }
 
 /// A resource that could not be observed on a target.
@@ -84,6 +89,35 @@ public struct ObservationFailure: Sendable, Hashable {
     public init(binding: Binding, message: String) {
         self.binding = binding
         self.message = message
+    }
+
+    /// The message as its record is told apart by: every run of digits made `#` (a line
+    /// number, a request id, a time), so that the same cause is recorded once, not once a pass.
+    var cause: String {
+        var result = ""
+        var inDigits = false
+        for character in message {
+            if character.isASCII, character.isNumber {
+                if !inDigits { result.append("#") }
+                inDigits = true
+            } else {
+                result.append(character)
+                inDigits = false
+            }
+        }
+        return result
+    }
+
+    /// Its record (`Decision.unobserved`): once per binding, revision and cause.
+    func remediation(state: DesiredState, at now: Date) -> PlannedRemediation {
+        let controller = state.controllers[binding.controller]
+        let severity = state.resources[binding.resource]?.severity ?? .medium
+        let id = AuditID.stable(["unobserved", binding.controller, binding.target, binding.resource.description,
+                                 state.revision.description, cause].joined(separator: "\u{1}"))
+        return PlannedRemediation(binding: binding, severity: severity, risk: severity.weight, mode: controller?.mode ?? .enforce,
+                                  changes: [], decision: .unobserved,
+                                  reason: "could not be observed; nothing was judged or changed", detectedAt: now, id: id,
+                                  error: Redaction.words(in: message))
     }
 }
 

@@ -409,6 +409,10 @@ public struct Reconciler: Sendable {
         _ plan: Plan, state: DesiredState, audit: some AuditSink, journal: some IntentJournal,
         onEntry: @Sendable (CycleEntry) -> Void
     ) async -> CycleOutcome {
+        // What could not be observed is recorded too (once per revision and cause), after the fixes.
+        var plan = plan
+        let now = clock()
+        plan.remediations += plan.failures.map { $0.remediation(state: state, at: now) }
         let passSteps = steps(plan, state: state)
         let ledger = PassLedger(buffered: await audit.beginBuffering(),
                                 expected: passSteps.reduce(0) { $0 + $1.remediations.count })
@@ -954,7 +958,7 @@ public struct Reconciler: Sendable {
                       observedBefore: $0.sensitive ? "[redacted]" : $0.observed, observedAfter: nil)
             },
             detectedAt: remediation.detectedAt, appliedAt: nil, verifiedAt: nil,
-            desiredCommit: state.revision, approver: remediation.approver, error: nil,
+            desiredCommit: state.revision, approver: remediation.approver, error: remediation.error,
             nextWindowAt: remediation.nextWindow)
         record.finding = state.resources[binding.resource].flatMap { FindingCitation(annotations: $0.annotations) }
         return record

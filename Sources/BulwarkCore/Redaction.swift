@@ -109,6 +109,22 @@ public enum Redaction {
         return result
     }
 
+    /// `text` with its URLs redacted (`urls(in:)`) and every word shaped like a well-known
+    /// credential (`looksLikeCredential`) made `<redacted>`: for a message written into a record
+    /// whose text may quote what a target holds (an adapter's error).
+    public static func words(in text: String) -> String {
+        let text = urls(in: text)
+        var result = ""
+        var rest = Substring(text)
+        while !rest.isEmpty {
+            let end = rest.firstIndex(where: { $0.isWhitespace || "\"',=".contains($0) }) ?? rest.endIndex
+            let word = rest[..<end]
+            result += isCredentialWord(word) ? placeholder : String(word)
+            if end < rest.endIndex { result.append(rest[end]); rest = rest[rest.index(after: end)...] } else { rest = rest[end...] }
+        }
+        return text.contains("PRIVATE KEY") && text.contains("-----BEGIN ") ? placeholder : result
+    }
+
     /// `text` with every URL in it (`scheme://…` up to white space or a quote) redacted:
     /// for error messages that embed a URL, such as a failed HTTP request's.
     public static func urls(in text: String) -> String {

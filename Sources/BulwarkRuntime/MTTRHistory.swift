@@ -68,7 +68,8 @@ package struct MTTRHistory: Sendable {
     }
 
     /// Adds a record in the order records are made: a verified fix ends its resource's open drift
-    /// and is counted from that drift's first detection; anything else but a waiver opens or keeps it open.
+    /// and is counted from that drift's first detection; anything else but a waiver or a failed
+    /// observation (which finds no drift) opens or keeps it open.
     package mutating func add(_ entry: RemediationReport.Entry) {
         added += 1
         let key = entry.target + "\u{0}" + entry.resource
@@ -78,7 +79,7 @@ package struct MTTRHistory: Sendable {
             // A fix verified "before" its detection (a clock stepped back) took no time, not less.
             exact.append(Fix(detectedAt: entry.detectedAt, seconds: max(0, verified.timeIntervalSince(start))))
             if exact.count > exactLimit { fold(exact.count - exactLimit / 2) }
-        } else if entry.decision != .waived {
+        } else if entry.decision != .waived, entry.decision != .unobserved {
             openSince[key] = openSince[key] ?? entry.detectedAt
         }
     }
