@@ -174,7 +174,11 @@ extension Repository {
             try copyObjects(reaching: new, notReaching: expected, into: origin)
         }
         do {
-            try origin.updateReference(destination, to: new, expected: expected, message: "push: bulwark")
+            do {
+                try origin.updateReference(destination, to: new, expected: expected, message: "push: bulwark")
+            } catch where error.code == GIT_ELOCKED.rawValue && Self.removeCompletedLock(of: destination, in: path) {
+                try origin.updateReference(destination, to: new, expected: expected, message: "push: bulwark")
+            }
         } catch {
             guard error.isModified || error.code == GIT_ELOCKED.rawValue else { throw error }
             if error.code == GIT_ELOCKED.rawValue, let stale = Self.staleLock(of: destination, in: path) { throw stale }
@@ -211,6 +215,36 @@ extension Repository {
                         message: "\(lock) has been there for \(Int(age)) s: a git process killed while it moved \(reference) "
                             + "leaves it, and nothing can push to that branch while it is there; remove it if no git process "
                             + "is using \(path)")
+    }
+
+    /// Removes `reference`'s lock file in the local origin at `path` when it is the leftover of a
+    /// move that completed: libgit2 renames the lock onto a reference that has no loose file by
+    /// `link` and then `unlink`, and a process killed between the two (a Bulwark killed mid-push)
+    /// leaves the lock as a second name of the reference's file, which blocked every push to
+    /// that branch, by every Bulwark and every person, until someone removed it. Only that
+    /// shape is removed (the same file as the reference: same device and inode); any other lock
+    /// is some git process's, live or not, and stays (`staleLock` reports an old one). The lock
+    /// is first moved aside under a name git does not read, and removed only if it is still the
+    /// reference's file: a lock another process took in between is put back.
+    /// - Returns: whether a lock was removed (the move can be tried again).
+    static func removeCompletedLock(of reference: String, in path: String) -> Bool {
+        let lock = path + "/" + reference + ".lock"
+        func identity(_ file: String) -> (dev_t, ino_t)? {
+            var info = stat()
+            guard lstat(file, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { return nil }
+            return (info.st_dev, info.st_ino)
+        }
+        guard let locked = identity(lock), let current = identity(path + "/" + reference), locked == current else { return false }
+        let aside = path + "/bulwark-completed-lock-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        guard rename(lock, aside) == 0 else { return false }
+        guard let moved = identity(aside), let still = identity(path + "/" + reference), moved == still else {
+            // Another process's lock, taken after the check: back where it was (`link` never
+            // replaces a newer one; then its owner's move fails and is tried again).
+            _ = link(aside, lock)
+            unlink(aside)
+            return false
+        }
+        return unlink(aside) == 0
     }
 
     /// The unpushed packs that lead from `base` to `tip`, oldest first; empty when they do not.

@@ -137,6 +137,37 @@ import Testing
         }
     }
 
+    /// The lock a push killed between libgit2's two steps leaves (the lock linked onto the
+    /// branch, not yet unlinked: a second name of the branch's own file) is removed at once by
+    /// the next push, which goes through: Bulwark's own kill must not block the audit branch for
+    /// every writer. A lock that is a file of its own is anyone's, and stays
+    /// (`aStaleLockInTheOriginIsNamedAndTheRecordsWait`).
+    @Test func theLockOfAMoveThatCompletedIsRemovedAndTheRecordsGoOut() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let fixes = try s.planned().fixes
+            #expect(try s.run("apply").status == 0)
+            let pushed = try s.auditCommits().count
+            let branch = s.origin + "/refs/heads/bulwark/audit"
+            if !FileManager.default.fileExists(atPath: branch) {
+                let head = try git("--git-dir", s.origin, "rev-parse", "bulwark/audit").trimmingCharacters(in: .whitespacesAndNewlines)
+                _ = try git("--git-dir", s.origin, "update-ref", "refs/heads/bulwark/audit", head)
+            }
+            let lock = branch + ".lock"
+            #expect(link(branch, lock) == 0)
+            try FileManager.default.removeItem(atPath: s.host)
+            try DemoHost.create(at: s.host)
+            let apply = try s.run("apply")
+            #expect(apply.status == 0, "\(apply.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: lock), "the leftover lock is gone")
+            #expect(try s.auditCommits().count == pushed + fixes, "the records went out at once")
+            #expect(try git("--git-dir", s.origin, "fsck", "--strict", "--no-dangling").isEmpty)
+            // Nothing else of the origin was touched: no file of Bulwark's is left beside its refs.
+            let top = try FileManager.default.contentsOfDirectory(atPath: s.origin)
+            #expect(!top.contains { $0.hasPrefix("bulwark-completed-lock") }, "\(top)")
+        }
+    }
+
     @Test func maxChangesPerCycleDefersTheRestOnce() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
