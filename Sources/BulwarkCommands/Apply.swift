@@ -152,8 +152,9 @@ struct ApplyRun: Encodable {
             }
         }
         await journal.compact()
-        loaded.provenance.advanceBaseline(to: loaded.head, after: plan, outcome: outcome, bindings: loaded.state.bindings,
-                                          stateDirectory: options.stateDirectory)
+        let baselineHeld = loaded.provenance.advanceBaseline(to: loaded.head, after: plan, outcome: outcome,
+                                                             bindings: loaded.state.bindings, stateDirectory: options.stateDirectory)
+        if text, let baselineHeld { console.print(console.paint("note: " + baselineHeld, .dim)) }
         // No copy of the pass's entries when nothing was recovered, and no filtered copy of them:
         // each is about 600 bytes, and these copies were alive through the push.
         let entries = recovered.isEmpty ? outcome.entries : recovered + outcome.entries

@@ -63,8 +63,12 @@ extension Daemon {
             let outcome = await apply(plan, state: cycleState)
             await journal.compact()
             if only == nil, let head {
-                provenance.advanceBaseline(to: head, after: plan, outcome: outcome, bindings: cycleState.bindings,
-                                           stateDirectory: options.stateDirectory)
+                let held = provenance.advanceBaseline(to: head, after: plan, outcome: outcome, bindings: cycleState.bindings,
+                                                      stateDirectory: options.stateDirectory)
+                // Said once, and again when the reason changes: a weakening waiting for its
+                // approval holds the baseline through every cycle until then.
+                if let held, held != baselineHeld { logger.notice("\(held)") }
+                baselineHeld = held
             }
             for entry in outcome.entries where !entry.alreadyRecorded {
                 flapHistory.add(entry.record)

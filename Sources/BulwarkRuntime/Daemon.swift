@@ -65,6 +65,8 @@ package actor Daemon: DaemonControl {
     var detections: [Binding: Date] = [:]
     /// When each resource was last observed in sync: a finding cannot date drift before it.
     var lastInSync: [Binding: Date] = [:]
+    /// Why the last whole cycle left the last applied revision where it was, as logged.
+    var baselineHeld: String?
     /// Limits over each controller's interval, across cycles.
     var budget = ChangeBudget()
     /// The drift of a fix that failed, per resource: the same fix is not tried (and recorded)

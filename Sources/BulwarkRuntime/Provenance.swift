@@ -257,20 +257,15 @@ package struct Provenance: Sendable {
     /// keeps being compared with the revision before it, so it still needs a second person on a
     /// later pass: held for an approval, deferred, blocked, reported in audit mode, a target that
     /// could not be observed, a fix not tried (another Bulwark held the target, the pass halted).
-    package func advanceBaseline(to head: ObjectID, after plan: Plan, outcome: CycleOutcome, bindings: [Binding], stateDirectory: String) {
-        if !weakened.isEmpty {
-            let bound = Set(bindings.map(\.resource))
-            guard weakened.keys.allSatisfy(bound.contains) else { return }
-            // In sync where a weakened property was not observed at all is not reached: the
-            // weaker value is nowhere in place (a wildcard path matching nothing while the file
-            // was emptied), and once the value is back it would be compared with itself.
-            var reached = Set(plan.inSync).subtracting(plan.weakenedUnobserved)
-            reached.formUnion(outcome.inSync.map(\.binding))
-            reached.formUnion(outcome.entries.lazy.filter { $0.record.decision == .applied }.map(\.remediation.binding))
-            let waiting = Set(plan.remediations.lazy.filter { $0.decision != .applied }.map(\.binding))
-            for binding in bindings where weakened[binding.resource] != nil {
-                guard reached.contains(binding), !waiting.contains(binding) else { return }
-            }
+    ///
+    /// - Returns: why the baseline stays, naming the first weakened resource that holds it (for
+    ///   the operator: every later pass compares with the older revision until it is reached),
+    ///   or nil when it moved or had nothing to wait for.
+    @discardableResult
+    package func advanceBaseline(to head: ObjectID, after plan: Plan, outcome: CycleOutcome, bindings: [Binding],
+                                 stateDirectory: String) -> String? {
+        if let held = Self.heldBy(weakened, plan: plan, outcome: outcome, bindings: bindings) {
+            return "the last applied revision stays \(baseline?.short ?? "unset"), and weakenings since are judged against it: \(held)"
         }
         // The retired claims first: killed between the two, the next pass compares with the old
         // baseline, whose claims the new memory holds too.
@@ -281,7 +276,7 @@ package struct Provenance: Sendable {
                 try StateFile.replace(Self.retiredClaimsFile(stateDirectory), with: Array(try JSONEncoder().encode(entries)), synced: true)
             } catch {
                 Console().warn("the last applied revision stays \(baseline?.short ?? "unset"): \(error)")
-                return
+                return nil
             }
         }
         do {
@@ -289,6 +284,36 @@ package struct Provenance: Sendable {
         } catch {
             Console().warn("\(error)")
         }
+        return nil
+    }
+
+    /// The first weakened resource (in order) that has not reached every target of this pass,
+    /// and why, or nil when all have (see `advanceBaseline`).
+    static func heldBy(_ weakened: [ResourceID: Weakening], plan: Plan, outcome: CycleOutcome, bindings: [Binding]) -> String? {
+        guard !weakened.isEmpty else { return nil }
+        let bound = Set(bindings.map(\.resource))
+        if let unbound = weakened.keys.sorted().first(where: { !bound.contains($0) }) {
+            return "weakened \(unbound) is bound to no target this pass acts on"
+        }
+        // In sync where a weakened property was not observed at all is not reached: the
+        // weaker value is nowhere in place (a wildcard path matching nothing while the file
+        // was emptied), and once the value is back it would be compared with itself.
+        let unobserved = Set(plan.weakenedUnobserved)
+        var reached = Set(plan.inSync).subtracting(unobserved)
+        reached.formUnion(outcome.inSync.map(\.binding))
+        reached.formUnion(outcome.entries.lazy.filter { $0.record.decision == .applied }.map(\.remediation.binding))
+        let waiting = Dictionary(plan.remediations.lazy.filter { $0.decision != .applied }.map { ($0.binding, $0.decision) },
+                                 uniquingKeysWith: { first, _ in first })
+        let failed = Set(plan.failures.map(\.binding))
+        for binding in bindings.sorted() where weakened[binding.resource] != nil {
+            let subject = "weakened \(binding.resource) on \(binding.target)"
+            if let decision = waiting[binding] { return "\(subject) is \(decision.rawValue), not applied" }
+            guard !reached.contains(binding) else { continue }
+            if unobserved.contains(binding) { return "\(subject) is in sync only because a weakened property was not found on it" }
+            if failed.contains(binding) { return "\(subject) could not be observed" }
+            return "\(subject) was not fixed in this pass"
+        }
+        return nil
     }
 
     /// Records each refused approval once on the audit branch.

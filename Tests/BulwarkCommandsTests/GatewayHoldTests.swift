@@ -13,16 +13,21 @@ import Testing
             let file = dir + "/gw/etc/litellm/config.yaml"
             let first = try s.run("apply")
             #expect(first.status == 0, "\(first.stdout)\(first.stderr)")
+            #expect(!first.stdout.contains("the last applied revision stays"), "nothing weakened, nothing held: \(first.stdout)")
             try s.commitPolicy("desired-state/ai-gateway/gw.yaml", FindingValueTypeTests.manifests.replacingOccurrences(
                 of: "general_settings.dangerously_permit_weak_or_unset_master_key: false",
                 with: "general_settings.dangerously_permit_weak_or_unset_master_key: true"), message: "allow a weak key")
             let held = try s.run("apply")
             #expect(held.stdout.contains("needs approval by someone else"), "\(held.stdout)\(held.stderr)")
+            // The operator is told why later weakenings are still judged against the older revision.
+            #expect(held.stdout.contains("note: the last applied revision stays")
+                    && held.stdout.contains("weakened ConfigFile/gw-credentials on gw is held, not applied"), "\(held.stdout)")
 
             try FileManager.default.moveItem(atPath: file, toPath: dir + "/config.away")
             let away = try s.run("apply")
             #expect(away.status == 1, "\(away.stdout)\(away.stderr)")
             #expect(away.stderr.contains("does not exist"), "\(away.stderr)")
+            #expect(away.stdout.contains("weakened ConfigFile/gw-credentials on gw could not be observed"), "\(away.stdout)")
             #expect(!FileManager.default.fileExists(atPath: file), "never created")
 
             try FileManager.default.moveItem(atPath: dir + "/config.away", toPath: file)
@@ -67,6 +72,8 @@ import Testing
             try write(file, FindingValueTypeTests.gatewayConfig + "model_list: []\n", mode: 0o640)
             let empty = try s.run("apply")
             #expect(empty.status == 0, "\(empty.stdout)\(empty.stderr)")
+            #expect(empty.stdout.contains("weakened ConfigFile/gw-models on gw is in sync only because a weakened property was not found on it"),
+                    "\(empty.stdout)")
 
             try write(file, withModels, mode: 0o640)
             let back = try s.run("apply")
