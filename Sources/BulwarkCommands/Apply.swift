@@ -245,6 +245,13 @@ struct ApplyRun: Encodable {
 /// Faults the crash tests inject into a real `bulwark` process. Off unless the environment names
 /// one; nothing here changes what a normal run does.
 enum FaultInjection {
+    /// `BULWARK_FAULT_PAUSE_BEFORE_SERVICES=SECONDS`: `run` waits this long after its shutdown
+    /// watchdog took SIGTERM and SIGINT and before the service group traps them (a window a
+    /// loaded machine opens by chance), so that a test can signal inside it.
+    static var pauseBeforeServices: Duration? {
+        ProcessInfo.processInfo.environment["BULWARK_FAULT_PAUSE_BEFORE_SERVICES"].flatMap { Int($0) }.map { .seconds($0) }
+    }
+
     /// `BULWARK_FAULT_KILL_BEFORE_RECORD=N`: SIGKILL the process when the audit record of the Nth
     /// applied fix is about to be committed: the fix is made, its record is not (the worst moment
     /// to die, which the intent journal exists for).

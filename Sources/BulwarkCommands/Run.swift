@@ -9,6 +9,7 @@ internal import Foundation
 internal import Logging
 internal import Prometheus
 internal import ServiceLifecycle
+internal import Synchronization
 internal import UnixSignals
 
 extension Bulwark {
@@ -267,7 +268,8 @@ extension Bulwark {
                 })
             let watchdog = ShutdownWatchdog(grace: shutdownGrace, logger: logger)
             var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
-                .init(service: http), .init(service: ReconcileService(daemon: daemon, bound: bound, hangups: hangups)),
+                .init(service: http),
+                .init(service: ReconcileService(daemon: daemon, bound: bound, hangups: hangups, started: watchdog.servicesStarted)),
             ]
             if let notifier {
                 services.append(.init(service: SystemdService(notifier: notifier, daemon: daemon, listening: listening, logger: logger)))
@@ -292,6 +294,7 @@ extension Bulwark {
                                                   "stateDir": .string(repository.stateDirectory),
                                                   "maxConnections": .stringConvertible(connections)])
             defer { withExtendedLifetime(watchdog) {} }
+            if let pause = FaultInjection.pauseBeforeServices { try? await Task.sleep(for: pause) }
             do {
                 try await group.run()
             } catch {
@@ -314,8 +317,11 @@ struct ReconcileService: Service {
     let bound: AsyncStream<Void>
     /// SIGHUP, trapped before anything else started: a check of the source.
     let hangups: UnixSignalsSequence
+    /// Called first: the group has trapped SIGTERM and SIGINT (`ShutdownWatchdog`).
+    let started: @Sendable () -> Void
 
     func run() async throws {
+        started()
         var listening = false
         for await _ in bound.cancelOnGracefulShutdown() {
             listening = true
@@ -371,14 +377,29 @@ struct ReconcileService: Service {
 /// be reparented to init and outlive the daemon), logs, and exits 75: work was abandoned, which
 /// a supervisor must be able to tell from a clean stop (records committed so far are pushed by
 /// the next run).
+///
+/// Its signal sources take SIGTERM and SIGINT from the moment it exists, before the service
+/// group traps them for the graceful path: a signal in between reached neither, and the daemon
+/// went on to start, change systems, and exit 75 at the end of the grace. Until the services
+/// have started (`servicesStarted`) a signal ends the process at once, with status 0: nothing
+/// has been fetched or changed yet.
 final class ShutdownWatchdog {
     private let sources: [any DispatchSourceSignal]
+    /// To call once the service group traps the signals and runs the services: a signal from
+    /// then on takes the graceful path, and the watchdog only bounds it.
+    let servicesStarted: @Sendable () -> Void
 
     init(grace: Int, logger: Logger) {
         let queue = DispatchQueue(label: "bulwark-shutdown-watchdog")
+        let started = Mutex(false)
+        servicesStarted = { started.withLock { $0 = true } }
         sources = [SIGTERM, SIGINT].map { signal in
             let source = DispatchSource.makeSignalSource(signal: signal, queue: queue)
             source.setEventHandler {
+                guard started.withLock({ $0 }) else {
+                    logger.notice("stopped by a signal before the daemon started; nothing was fetched or changed")
+                    exit(0)
+                }
                 queue.asyncAfter(deadline: .now() + .seconds(grace)) {
                     let killed = BoundedProcess.killRunning()
                     logger.error("the cycle in flight did not finish within \(grace) s of the signal (a stuck adapter?); exiting without it",

@@ -215,6 +215,28 @@ struct DaemonOpsTests {
         }
     }
 
+    /// SIGTERM while the daemon starts, after its shutdown watchdog took the signal and before
+    /// the service group traps it: the process ends at once with 0, and nothing was fetched,
+    /// changed or recorded (it went on to start, fix the host, and exit 75 at the end of the
+    /// grace). SIGTERM once it runs still takes the graceful path with 0 (every other test here).
+    @Test func sigtermWhileTheDaemonStartsEndsItBeforeAnythingChanges() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let before = try s.snapshot()
+            let daemon = try DaemonProcess(["--repo", s.origin, "--state-dir", s.state, "--poll", "3600", "--shutdown-grace", "5"],
+                                           environment: ["BULWARK_WEBHOOK_SECRET": DaemonTests.secret,
+                                                         "BULWARK_FAULT_PAUSE_BEFORE_SERVICES": "4"],
+                                           logPath: dir + "/daemon.log")
+            #expect(daemon.wait(seconds: 60) { daemon.log.contains("bulwark run") }, "\(daemon.log)")
+            let began = Date()
+            #expect(daemon.terminate(timeout: 60) == 0, "\(daemon.log)")
+            #expect(Date().timeIntervalSince(began) < 3, "at once, not after the grace")
+            #expect(daemon.log.contains("stopped by a signal before the daemon started"), "\(daemon.log)")
+            #expect(try s.snapshot() == before, "nothing on the host changed")
+            #expect((try? s.auditCommits()) == nil, "no audit branch: nothing recorded")
+        }
+    }
+
     // MARK: - HTTP under abuse
 
     /// Hundreds of badly signed webhooks from one address, with a secret too long to guess: each
