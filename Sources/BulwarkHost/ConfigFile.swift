@@ -22,10 +22,11 @@ internal import CLinux
 /// formatting stay as they were. It is written atomically through `FileIO` under the target's
 /// lock, with its owner and mode kept; `validate` runs on the candidate (`{file}` names it) before
 /// the rename and a failure leaves the file untouched; the file is read back after the rename,
-/// then `reload` runs. A reload is owed from the rename until its command succeeds
-/// (`OwedReloads`): until then the resource drifts on `[reload of ConfigFile/NAME]` (owed →
-/// done), so a reload that failed, timed out or was cut short by a kill is run again by the next
-/// pass, even though the file already holds its values. A file that does not exist is not created, and its
+/// then `reload` runs. A reload is owed from the rename until its command succeeds, kept by the
+/// file and the command (`OwedReloads`), not by the resource's name: until then every resource
+/// of the file with that command drifts on `[reload of ConfigFile/NAME]` (owed → done), so a
+/// reload that failed, timed out or was cut short by a kill is run again by the next pass, even
+/// though the file already holds its values, and a resource renamed meanwhile still owes it. A file that does not exist is not created, and its
 /// observation fails: the values it should hold (a gateway's guardrails) are not in place, and
 /// nothing can tell what a file put back later will hold.
 struct ConfigFileDriver: ResourceDriver {
@@ -50,8 +51,8 @@ struct ConfigFileDriver: ResourceDriver {
     }
 
     /// A resource with a reload command has one more property, `[reload of ConfigFile/NAME]`:
-    /// desired `done`, observed `owed (…)` while its file was written and its reload has not
-    /// completed since (`OwedReloads`), so that the plan shows it and the next apply runs it.
+    /// desired `done`, observed `owed (…)` while its file was written and its reload command has
+    /// not completed since (`OwedReloads`), so that the plan shows it and the next apply runs it.
     static let reloadPrefix = "[reload of "
     static let reloadDone = "done"
     static let reloadOwedReason = "the file was written but its reload did not complete"
@@ -60,12 +61,6 @@ struct ConfigFileDriver: ResourceDriver {
     /// The resource's `[reload of ConfigFile/NAME]` property; nil for one without a reload command.
     static func reloadProperty(_ resource: Resource) -> String? {
         resource.spec.properties.first { $0.name.hasPrefix(reloadPrefix) }?.name
-    }
-
-    /// The resource a `[reload of ConfigFile/NAME]` property is of (`ConfigFile/NAME`): what
-    /// `OwedReloads` keeps.
-    static func reloadOwner(_ property: String) -> String {
-        String(property.dropFirst(reloadPrefix.count).dropLast())
     }
 
     /// The managed properties (without the options and the reload).
@@ -413,8 +408,8 @@ struct ConfigFileDriver: ResourceDriver {
             if let observed = Self.observed(property, in: document) { values[property.name] = .some(observed) }
         }
         var owed: [String: String] = [:]
-        if let reload = Self.reloadProperty(resource) {
-            let pending = try OwedReloads.owed(options.path, in: root).contains(Self.reloadOwner(reload))
+        if let reload = Self.reloadProperty(resource), let argv = options.reload {
+            let pending = try OwedReloads.owed(options.path, in: root).contains(OwedReloads.key(argv))
             values[reload] = .some(pending ? Self.reloadOwed : Self.reloadDone)
             if pending { owed[reload] = Self.reloadOwedReason }
         }
@@ -429,6 +424,9 @@ struct ConfigFileDriver: ResourceDriver {
         var changes: [PropertyDrift]
         var options: Options
         var reload: String?
+
+        /// What `OwedReloads` keeps its reload command as; nil without one.
+        var reloadKey: String? { reload == nil ? nil : options.reload.map(OwedReloads.key) }
     }
 
     static func part(_ changes: [PropertyDrift], of resource: Resource) throws(HostError) -> Part {
@@ -455,17 +453,20 @@ struct ConfigFileDriver: ResourceDriver {
             throw HostError("does not exist; Bulwark edits a configuration file, it does not create one", path: first.path)
         }
         let display = root.full(root.components(of: first.path))
-        // Read again under the lock: another Bulwark may have run a reload since the plan.
-        let owedBefore = try OwedReloads.owed(first.path, in: root)
+        // Read again under the lock: another Bulwark may have run a reload since the plan. A
+        // marker that names resources (`Owed.everyCommand`) owes every command of the write; it
+        // counts as holding them, so that it is written again only once one has run.
+        let stored = try OwedReloads.owed(first.path, in: root)
+        let owedBefore = stored.everyCommand ? stored.commands.union(parts.compactMap(\.reloadKey)) : stored.commands
         var document = original
         var found: Set<String> = []
         var edited = false
-        for change in parts.flatMap(\.changes) {
+        for (part, change) in parts.flatMap({ part in part.changes.map { (part, $0) } }) {
             if change.property.hasPrefix(Self.reloadPrefix) {
                 guard change.desired == Self.reloadDone else {
                     throw HostError("\(change.property) can only be made done: a reload that ran cannot be taken back", path: display)
                 }
-                if !owedBefore.contains(Self.reloadOwner(change.property)) { found.insert(change.property) }
+                if !(part.reloadKey.map(owedBefore.contains) ?? false) { found.insert(change.property) }
                 continue
             }
             let property = DesiredProperty(change.property, change.desired)
@@ -481,11 +482,11 @@ struct ConfigFileDriver: ResourceDriver {
             }
             edited = true
         }
-        // The reloads owed once the file is written: every reloading resource of the write, and
-        // those owed from before.
-        let reloading = parts.compactMap { part in part.reload.map { (owner: Self.reloadOwner($0), part: part) } }
-        let owedNow = edited ? owedBefore.union(reloading.map(\.owner)) : owedBefore
-        let due = reloading.filter { owedNow.contains($0.owner) }
+        // The reloads owed once the file is written: the command of every reloading resource of
+        // the write, and those owed from before.
+        let reloading = parts.compactMap { part in part.reloadKey.map { (key: $0, part: part) } }
+        let owedNow = edited ? owedBefore.union(reloading.map(\.key)) : owedBefore
+        let due = reloading.filter { owedNow.contains($0.key) }
         guard edited || !due.isEmpty else { return found }
         // Checked again now, before anything is written: a command refused must not leave a file
         // written and never reloaded.
@@ -533,8 +534,9 @@ struct ConfigFileDriver: ResourceDriver {
             current = written
         }
         var remaining = owedNow
-        let commands = Dictionary(due.compactMap { item in item.part.options.reload.map { ($0, [item.owner]) } }, uniquingKeysWith: +)
-        for argv in commands.keys.sorted(by: { $0.joined(separator: " ") < $1.joined(separator: " ") }) {
+        // Each command once, however many resources share it.
+        let commands = Dictionary(due.compactMap { item in item.part.options.reload.map { (item.key, $0) } }, uniquingKeysWith: { a, _ in a })
+        for (key, argv) in commands.sorted(by: { $0.value.joined(separator: " ") < $1.value.joined(separator: " ") }) {
             var failure: String?
             do {
                 let outcome = try BoundedCommand(arguments: argv, timeout: timeout).run()
@@ -552,10 +554,10 @@ struct ConfigFileDriver: ResourceDriver {
                                         + "the reload is owed and runs again on the next pass", path: display).description
                 throw IncompleteFix(message, observed: Self.holding(parts, in: current, owed: remaining))
             }
-            remaining.subtract(commands[argv] ?? [])
+            remaining.remove(key)
         }
         if remaining != onDisk { try OwedReloads.record(remaining, for: first.path, in: root) }
-        for item in due where owedBefore.contains(item.owner) { found.subtract(item.part.changes.map(\.property)) }
+        for item in due where owedBefore.contains(item.key) { found.subtract(item.part.changes.map(\.property)) }
         return found
     }
 
@@ -564,9 +566,9 @@ struct ConfigFileDriver: ResourceDriver {
     /// file holds, not "(unset)".
     static func holding(_ parts: [Part], in document: ConfigDocument, owed: Set<String>) -> [String: String?] {
         var values: [String: String?] = [:]
-        for change in parts.flatMap(\.changes) {
+        for (part, change) in parts.flatMap({ part in part.changes.map { (part, $0) } }) {
             if change.property.hasPrefix(reloadPrefix) {
-                values[change.property] = .some(owed.contains(reloadOwner(change.property)) ? reloadOwed : reloadDone)
+                values[change.property] = .some((part.reloadKey.map(owed.contains) ?? false) ? reloadOwed : reloadDone)
             } else if let now = observed(DesiredProperty(change.property, change.desired), in: document) {
                 values[change.property] = .some(now)
             }

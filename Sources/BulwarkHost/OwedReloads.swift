@@ -5,16 +5,24 @@ internal import CLinux
 
 /// The reloads a `ConfigFile` fix still owes its service, kept on the target beside its lock:
 /// `run/bulwark/reload-owed/<SHA-256 of the file's path>`, one small JSON file per managed
-/// configuration file, naming the resources whose reload command has not completed since the
-/// file was written.
+/// configuration file, holding the reload commands (`key`: a digest of each command's words)
+/// that have not completed since the file was written.
 ///
-/// A fix writes the marker, naming every resource of the write that has a reload command, after
-/// the candidate passed its validation and before it is renamed into place, and takes each name
-/// out once that resource's reload command succeeded. A name stays while its reload failed, ran
-/// past its timeout, or never finished because the process was killed (systemd's final SIGKILL).
-/// While it is there, the resource's `[reload of ConfigFile/NAME]` reads as owed: `plan` shows it
-/// as drift, the next apply runs the reload again, and recovery does not record the interrupted
-/// fix verified.
+/// Keyed by what must happen, not by who asked for it: the file and the command that makes its
+/// service read it again. A resource renamed in the policy, with the same file and the same
+/// command, still owes the reload its old name left owed (keyed by resource name, the rename
+/// dropped it: the service kept its old configuration while Bulwark reported it in sync). A
+/// marker Bulwark wrote before the keys were commands names resources (`owed`); it is read as
+/// owing every reload command of its file (`Owed.everyCommand`), since a name says nothing
+/// about a command: at worst one reload more, never one less.
+///
+/// A fix writes the marker, naming the command of every resource of the write that has one,
+/// after the candidate passed its validation and before it is renamed into place, and takes a
+/// command out once it succeeded. A command stays while it failed, ran past its timeout, or
+/// never finished because the process was killed (systemd's final SIGKILL). While it is there,
+/// the `[reload of ConfigFile/NAME]` of every resource of the file with that command reads as
+/// owed: `plan` shows it as drift, the next apply runs the reload again, and recovery does not
+/// record the interrupted fix verified.
 ///
 /// On the target rather than in the state directory: what is owed is a fact about the host's
 /// service, not about one Bulwark, so a second Bulwark with a state directory of its own, or a
@@ -27,53 +35,91 @@ internal import CLinux
 /// or whose content is not what Bulwark writes, fails the resource's observation, naming it.
 enum OwedReloads {
     static let folder = ["run", "bulwark", "reload-owed"]
-    /// A marker holds a few names; anything larger is not one Bulwark wrote.
+    /// A marker holds a few digests; anything larger is not one Bulwark wrote.
     static let maxSize = 64 << 10
 
     /// A marker's content.
     struct Marker: Codable, Equatable {
         /// The managed file, as its resources name it (`/etc/litellm/config.yaml`).
         var file: String
-        /// The resources whose reload is owed (`ConfigFile/litellm`), sorted.
-        var owed: [String]
+        /// The reload commands owed (`key`), sorted.
+        var reloads: [String]?
+        /// The resources whose reload was owed (`ConfigFile/litellm`), as markers were written
+        /// before `reloads`: read, never written.
+        var owed: [String]?
+    }
+
+    /// The reloads a file is owed.
+    struct Owed: Sendable, Equatable {
+        /// The commands owed, by `key`.
+        var commands: Set<String> = []
+        /// Read from a marker that names resources rather than commands: every reload command
+        /// of the file is owed, until the marker is written again.
+        var everyCommand = false
+
+        /// Whether the command `key` names is owed.
+        func contains(_ key: String) -> Bool { everyCommand || commands.contains(key) }
     }
 
     /// The marker's name for `file`: the hex SHA-256 of its path as its resources name it.
     static func name(_ file: String) -> String { SHA256.hex(SHA256.hash(Array(file.utf8))) }
 
-    /// The resources whose reload `file` is owed on `root`; none when there is no marker (nor
-    /// its folder). Changes nothing.
-    static func owed(_ file: String, in root: HostRoot) throws(HostError) -> Set<String> {
+    /// What a reload command is kept as: the hex SHA-256 of its words, each followed by a NUL
+    /// (a word holds none), so that no two commands share one and no word of it (a token in a
+    /// header) is written to the target.
+    static func key(_ argv: [String]) -> String {
+        SHA256.hex(SHA256.hash(argv.flatMap { Array($0.utf8) + [0] }))
+    }
+
+    /// The reloads `file` is owed on `root`; none when there is no marker (nor its folder).
+    /// Changes nothing.
+    static func owed(_ file: String, in root: HostRoot) throws(HostError) -> Owed {
         let folder: Directory
         do {
             folder = try root.openFolderNoFollow(Self.folder)
         } catch where error.code == .missing {
-            return []
+            return Owed()
         }
         try trusted(folder, root: root)
         let name = name(file)
         let display = root.full(Self.folder + [name])
-        guard let found = try FileIO.read(name, in: folder, display: display) else { return [] }
+        guard let found = try FileIO.read(name, in: folder, display: display) else { return Owed() }
         try trusted(uid: found.uid, mode: found.mode, display: display)
         guard found.bytes.count <= maxSize,
-              let marker = try? JSONDecoder().decode(Marker.self, from: Data(found.bytes)), marker.file == file else {
-            throw HostError("is not a marker of an owed reload as Bulwark writes it (JSON with `file` \(file) and `owed`); "
+              let marker = try? JSONDecoder().decode(Marker.self, from: Data(found.bytes)), marker.file == file,
+              let owed = Self.owed(marker) else {
+            throw HostError("is not a marker of an owed reload as Bulwark writes it (JSON with `file` \(file) and `reloads`); "
                             + "remove it if no reload of \(file) is owed", path: display)
         }
-        return Set(marker.owed)
+        return owed
     }
 
-    /// Makes `names` the resources whose reload `file` is owed on `root`, on disk before it
-    /// returns; no names removes the marker. Only under the target's lock: nothing else writes
-    /// here, so a temporary file found is a killed writer's, and is replaced.
-    static func record(_ names: Set<String>, for file: String, in root: HostRoot) throws(HostError) {
+    /// What `marker` says is owed; nil for content Bulwark never wrote (neither or both lists, a
+    /// key that is not a digest).
+    private static func owed(_ marker: Marker) -> Owed? {
+        switch (marker.reloads, marker.owed) {
+        case (let keys?, nil):
+            let digit = { (byte: UInt8) in (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains(byte) }
+            guard keys.allSatisfy({ $0.utf8.count == 2 * SHA256.byteCount && $0.utf8.allSatisfy(digit) }) else { return nil }
+            return Owed(commands: Set(keys))
+        case (nil, let names?):
+            return Owed(everyCommand: !names.isEmpty)
+        default:
+            return nil
+        }
+    }
+
+    /// Makes `commands` (by `key`) the reloads `file` is owed on `root`, on disk before it
+    /// returns; none removes the marker. Only under the target's lock: nothing else writes here,
+    /// so a temporary file found is a killed writer's, and is replaced.
+    static func record(_ commands: Set<String>, for file: String, in root: HostRoot) throws(HostError) {
         let folder = try root.openFolderNoFollow(Self.folder, create: 0o700)
         try trusted(folder, root: root)
         let name = name(file)
         let display = root.full(Self.folder + [name])
         let temporary = ".new-" + name
         unlinkat(folder.fd, temporary, 0)
-        if names.isEmpty {
+        if commands.isEmpty {
             guard unlinkat(folder.fd, name, 0) == 0 || errno == ENOENT else {
                 throw HostError("cannot remove the marker of an owed reload: \(errnoText())", path: display)
             }
@@ -82,7 +128,7 @@ enum OwedReloads {
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        guard let encoded = try? encoder.encode(Marker(file: file, owed: names.sorted())) else {
+        guard let encoded = try? encoder.encode(Marker(file: file, reloads: commands.sorted())) else {
             throw HostError("cannot encode the marker of an owed reload", path: display)
         }
         let bytes = Array(encoded)

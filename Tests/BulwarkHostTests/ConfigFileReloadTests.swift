@@ -11,7 +11,8 @@ import Testing
 /// guardrails). Each test runs real commands on real files in a temporary root.
 @Suite struct ConfigFileReloadTests {
     /// The gateway's file, a reload script that notes each run in `reloads` and fails while
-    /// `fail` exists, and the desired state that sets `a` to 2 with that reload.
+    /// `fail` exists, a second one (`reload2.sh`, noted in `reloads-b`) that never fails, and
+    /// the desired state that sets `a` (and `b`) to 2 with a reload.
     struct Gateway {
         let root: String
         var file: String { root + "/etc/gw/config.yaml" }
@@ -27,18 +28,23 @@ import Testing
                 if [ -e \(root)/fail ]; then echo "Job for litellm.service failed" >&2; exit 1; fi
 
                 """, mode: 0o755)
+            try write(root + "/reload2.sh", "#!/bin/sh\necho ran >> \(root)/reloads-b\n", mode: 0o755)
             if failing { try write(root + "/fail", "") }
         }
 
         var reloads: Int { ((try? read(root + "/reloads")) ?? "").split(separator: "\n").count }
+        var reloadsB: Int { ((try? read(root + "/reloads-b")) ?? "").split(separator: "\n").count }
+        var command: [String] { [root + "/reload.sh"] }
 
-        func state(_ names: [String] = ["gw"]) throws -> DesiredState {
+        /// One resource per name, setting `a`, `b`, … to 2; each reloads with `scripts` (by
+        /// index; `reload.sh` for every one by default).
+        func state(_ names: [String] = ["gw"], scripts: [String]? = nil) throws -> DesiredState {
             let keys = ["a", "b"]
             return try configState(root: root, names.enumerated().map { index, name in
                 resource("ConfigFile", name, """
                     path: etc/gw/config.yaml
                     properties: {\(keys[index]): 2}
-                    reload: [\(root)/reload.sh]
+                    reload: [\(root)/\(scripts?[index] ?? "reload.sh")]
                     """)
             }.joined())
         }
@@ -160,7 +166,7 @@ import Testing
                 detectedAt: Date(), appliedAt: nil, verifiedAt: nil, desiredCommit: state.revision, approver: nil, error: nil)
             try await journal.begin([intent])
             await journal.trying([intent.id])
-            if owed { try OwedReloads.record(["ConfigFile/gw"], for: "/etc/gw/config.yaml", in: try HostRoot(root)) }
+            if owed { try OwedReloads.record([OwedReloads.key(gw.command)], for: "/etc/gw/config.yaml", in: try HostRoot(root)) }
             try write(gw.file, "a: 2\nb: 1\n")
 
             let sink = RecordingSink()
@@ -184,6 +190,84 @@ import Testing
                 #expect(try await reconciler.plan(state).remediations.isEmpty, "in sync: nothing owed")
                 #expect(gw.reloads == 0)
             }
+        }
+    }
+
+    /// Harmful: the reload fails, then the policy renames the resource (same file, same
+    /// command). The reload is still owed, to the resource by its new name: the plan shows it,
+    /// the next apply runs it, and only then is the plan in sync. Against the old code (the
+    /// marker kept resource names) the renamed resource read as in sync and the reload never
+    /// ran: the service kept its old configuration while Bulwark reported no drift.
+    @Test func aRenamedResourceStillOwesTheReloadItsOldNameLeftOwed() async throws {
+        try await withTemporaryDirectory { root in
+            let gw = try Gateway(root, failing: true)
+            let (_, first) = try await reconcile(try gw.state(["gw"]))
+            #expect(first.failed.count == 1)
+            #expect(gw.reloads == 1)
+
+            let renamed = try gw.state(["gateway"])
+            let reconciler = Reconciler(registry: Registry([HostAdapter.definition()]))
+            let plan = try await reconciler.plan(renamed)
+            #expect(plan.inSync.isEmpty, "the renamed resource owes the reload")
+            let owed = try #require(plan.remediations.first?.changes)
+            #expect(owed.map(\.property) == ["[reload of ConfigFile/gateway]"])
+            #expect(owed.first?.observed == ConfigFileDriver.reloadOwed)
+
+            try FileManager.default.removeItem(atPath: gw.failSwitch)
+            let (_, second) = try await reconcile(renamed)
+            #expect(second.verified.map(\.record.resource) == ["ConfigFile/gateway"], "\(second.entries.map(\.record))")
+            #expect(gw.reloads == 2)
+            #expect(!FileManager.default.fileExists(atPath: gw.marker))
+            #expect(try await reconciler.plan(renamed).remediations.isEmpty, "in sync")
+        }
+    }
+
+    /// Legitimate: two resources of one file with different reload commands. The failed one is
+    /// owed; the other, which succeeded, is not owed again (the key is the command, not only the
+    /// file), and the next apply runs only the failed command.
+    @Test func aReloadOwedIsOwedOnlyByResourcesWithItsCommand() async throws {
+        try await withTemporaryDirectory { root in
+            let gw = try Gateway(root, failing: true)
+            // reload.sh sorts first: it fails before reload2.sh ran, which runs when gw-b is retried alone.
+            let state = try gw.state(["gw", "gw-b"], scripts: ["reload.sh", "reload2.sh"])
+            let (_, first) = try await reconcile(state)
+            #expect(first.failed.map(\.record.resource) == ["ConfigFile/gw"], "\(first.entries.map(\.record))")
+            #expect(first.verified.map(\.record.resource) == ["ConfigFile/gw-b"], "\(first.entries.map(\.record))")
+            #expect(gw.reloadsB == 1)
+            let plan = try await Reconciler(registry: Registry([HostAdapter.definition()])).plan(state)
+            #expect(plan.remediations.flatMap { $0.changes.map(\.property) } == ["[reload of ConfigFile/gw]"])
+            #expect(plan.inSync.map(\.resource.name) == ["gw-b"])
+
+            try FileManager.default.removeItem(atPath: gw.failSwitch)
+            let before = gw.reloads
+            let (_, second) = try await reconcile(state)
+            #expect(second.verified.map(\.record.resource) == ["ConfigFile/gw"])
+            #expect(gw.reloads == before + 1 && gw.reloadsB == 1, "only the owed command ran")
+            #expect(!FileManager.default.fileExists(atPath: gw.marker))
+        }
+    }
+
+    /// A marker as Bulwark wrote it before the keys were commands names resources; the name it
+    /// holds may be one the policy no longer has. Read conservatively: every reload of the file
+    /// is owed, so the next apply runs it, and writes the marker in the new form (here: removes
+    /// it, nothing being owed). Against the old reading of names, a renamed resource found
+    /// nothing owed.
+    @Test func aMarkerThatNamesResourcesOwesEveryReloadOfItsFile() async throws {
+        try await withTemporaryDirectory { root in
+            let gw = try Gateway(root, failing: false)
+            try write(gw.file, "a: 2\nb: 1\n")
+            try FileManager.default.createDirectory(atPath: root + "/run/bulwark/reload-owed", withIntermediateDirectories: true)
+            chmod(root + "/run/bulwark/reload-owed", 0o700)
+            try write(gw.marker, #"{"file": "/etc/gw/config.yaml", "owed": ["ConfigFile/old-name"]}"#, mode: 0o600)
+            let state = try gw.state()
+            let reconciler = Reconciler(registry: Registry([HostAdapter.definition()]))
+            let plan = try await reconciler.plan(state)
+            #expect(plan.remediations.first?.changes.map(\.property) == ["[reload of ConfigFile/gw]"], "\(plan.failures.map(\.message))")
+            let outcome = await reconciler.apply(plan, state: state, audit: RecordingSink())
+            #expect(outcome.verified.count == 1 && outcome.failed.isEmpty)
+            #expect(gw.reloads == 1)
+            #expect(!FileManager.default.fileExists(atPath: gw.marker))
+            #expect(try await reconciler.plan(state).remediations.isEmpty, "in sync")
         }
     }
 
