@@ -436,7 +436,8 @@ struct ConfigFileDriver: ResourceDriver {
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
         let root = try HostRoot(target: target)
         let part = try Self.part(changes, of: resource)
-        let found = try await root.applying { try applyOnce([part], root: root) }
+        let failed = PassScope.current?.slot { FailedReloads() }
+        let found = try await root.applying { try applyOnce([part], root: root, failed: failed) }
         try AlreadyInSync.unless(changes, found: found)
     }
 
@@ -446,8 +447,9 @@ struct ConfigFileDriver: ResourceDriver {
     /// reload owed from before (the file written, its reload failed or cut short) runs though
     /// every value already holds. Returns the properties found already as desired, none of a part
     /// whose earlier owed reload ran now: that reload completes its fix. A reload that fails
-    /// throws `IncompleteFix` with the values the file holds.
-    func applyOnce(_ parts: [Part], root: HostRoot) throws -> Set<String> {
+    /// throws `IncompleteFix` with the values the file holds. A reload that already failed in
+    /// this pass (`failed`: the pass's `FailedReloads`) is not run again: it fails the same way.
+    func applyOnce(_ parts: [Part], root: HostRoot, failed: FailedReloads? = nil) throws -> Set<String> {
         guard let first = parts.first?.options else { return [] }
         guard let (file, original) = try Self.read(first, root: root) else {
             throw HostError("does not exist; Bulwark edits a configuration file, it does not create one", path: first.path)
@@ -537,15 +539,18 @@ struct ConfigFileDriver: ResourceDriver {
         // Each command once, however many resources share it.
         let commands = Dictionary(due.compactMap { item in item.part.options.reload.map { (item.key, $0) } }, uniquingKeysWith: { a, _ in a })
         for (key, argv) in commands.sorted(by: { $0.value.joined(separator: " ") < $1.value.joined(separator: " ") }) {
-            var failure: String?
-            do {
-                let outcome = try BoundedCommand(arguments: argv, timeout: timeout).run()
-                if outcome.status != 0 || outcome.timedOut {
-                    failure = (outcome.timedOut ? "killed after \(timeout)" : "exit status \(outcome.status)")
-                        + (outcome.output.isEmpty ? "" : ": \(outcome.output)")
+            var failure = failed?.failure(of: key, for: first.path, in: root)
+            if failure == nil {
+                do {
+                    let outcome = try BoundedCommand(arguments: argv, timeout: timeout).run()
+                    if outcome.status != 0 || outcome.timedOut {
+                        failure = (outcome.timedOut ? "killed after \(timeout)" : "exit status \(outcome.status)")
+                            + (outcome.output.isEmpty ? "" : ": \(outcome.output)")
+                    }
+                } catch {
+                    failure = "\(error)"
                 }
-            } catch {
-                failure = "\(error)"
+                if let failure { failed?.failed(key, for: first.path, in: root, failure) }
             }
             if let failure {
                 // The reloads that did complete are no longer owed; this one and those after it are.
@@ -762,6 +767,7 @@ extension ConfigFileDriver: CoalescingDriver {
     func apply(batch: [(changes: [PropertyDrift], resource: Resource)], on target: Target) async throws -> Set<String> {
         let root = try HostRoot(target: target)
         let parts = try batch.map { item throws(HostError) in try Self.part(item.changes, of: item.resource) }
-        return try await root.applying { try applyOnce(parts, root: root) }
+        let failed = PassScope.current?.slot { FailedReloads() }
+        return try await root.applying { try applyOnce(parts, root: root, failed: failed) }
     }
 }
