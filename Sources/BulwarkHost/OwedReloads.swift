@@ -33,7 +33,10 @@ internal import Synchronization
 /// (`HostLock`), through descriptors that follow no link: a temporary file, fsynced, renamed,
 /// then the folder fsynced, so that the marker is on disk before the file it stands for changes.
 /// A marker that is not a regular file of this user or root, or that another user could write,
-/// or whose content is not what Bulwark writes, fails the resource's observation, naming it.
+/// or whose content is not what Bulwark writes, fails the resource's observation, naming it; so
+/// does a folder from the target root down to the marker's (`run`, `run/bulwark`) that is a
+/// link, another user's, or writable by group or others (`HostRoot.openFolderNoFollow(trusted:)`):
+/// whoever owns `run` can take `run/bulwark` away with every marker in it.
 enum OwedReloads {
     static let folder = ["run", "bulwark", "reload-owed"]
     /// A marker holds a few digests; anything larger is not one Bulwark wrote.
@@ -77,11 +80,10 @@ enum OwedReloads {
     static func owed(_ file: String, in root: HostRoot) throws(HostError) -> Owed {
         let folder: Directory
         do {
-            folder = try root.openFolderNoFollow(Self.folder)
+            folder = try root.openFolderNoFollow(Self.folder, trusted: true)
         } catch where error.code == .missing {
             return Owed()
         }
-        try trusted(folder, root: root)
         let name = name(file)
         let display = root.full(Self.folder + [name])
         guard let found = try FileIO.read(name, in: folder, display: display) else { return Owed() }
@@ -114,8 +116,7 @@ enum OwedReloads {
     /// returns; none removes the marker. Only under the target's lock: nothing else writes here,
     /// so a temporary file found is a killed writer's, and is replaced.
     static func record(_ commands: Set<String>, for file: String, in root: HostRoot) throws(HostError) {
-        let folder = try root.openFolderNoFollow(Self.folder, create: 0o700)
-        try trusted(folder, root: root)
+        let folder = try root.openFolderNoFollow(Self.folder, create: 0o700, trusted: true)
         let name = name(file)
         let display = root.full(Self.folder + [name])
         let temporary = ".new-" + name
@@ -157,16 +158,11 @@ enum OwedReloads {
         }
     }
 
-    /// The folder must be this user's or root's, and no one else's to write in: a marker taken
-    /// away by another user would let a file's new values go unreloaded.
-    private static func trusted(_ folder: Directory, root: HostRoot) throws(HostError) {
-        var info = stat()
-        guard fstat(folder.fd, &info) == 0 else { throw HostError("cannot stat: \(errnoText())", path: root.full(Self.folder)) }
-        try trusted(uid: info.st_uid, mode: info.st_mode, display: root.full(Self.folder))
-    }
-
+    /// A marker must be this user's or root's, and no one else's to write; so must its folder and
+    /// every folder above it up to the root (`HostRoot.openFolderNoFollow(trusted:)`): a marker
+    /// taken away by another user would let a file's new values go unreloaded.
     private static func trusted(uid: uid_t, mode: mode_t, display: String) throws(HostError) {
-        guard uid == geteuid() || uid == 0, mode & 0o022 == 0 else {
+        guard CommandTrust.trusted(uid), mode & 0o022 == 0 else {
             throw HostError("holds the reloads Bulwark owes, but its owner (uid \(uid)) or mode (\(String(mode & 0o7777, radix: 8))) "
                             + "lets another user change it; make it root's, mode 0700 (a marker 0600)", path: display)
         }

@@ -283,6 +283,62 @@ import Testing
         }
     }
 
+    /// Harmful: a folder above the marker's (`run`, `run/bulwark`) that another user owns or
+    /// may write in, or that is a link: whoever that is could take the marker away (and the
+    /// owed reload with it) or swap in their own. The observation fails, naming the folder, and
+    /// nothing is written. Against the old code only `run/bulwark/reload-owed` was judged: the
+    /// plan went ahead and wrote the file.
+    @Test(arguments: ["run owned by another user", "run/bulwark writable by all", "run a link"])
+    func aMarkerBelowAFolderAnotherUserControlsFailsTheObservation(_ case: String) async throws {
+        try await withTemporaryDirectory { root in
+            let gw = try Gateway(root, failing: false)
+            let state = try gw.state()
+            try FileManager.default.createDirectory(atPath: root + "/run/bulwark/reload-owed", withIntermediateDirectories: true)
+            for folder in ["run", "run/bulwark", "run/bulwark/reload-owed"] { chmod(root + "/" + folder, 0o700) }
+            let named: String
+            switch `case` {
+            case "run owned by another user":
+                named = root + "/run"
+                #expect(chown(named, 65534, 65534) == 0)
+            case "run/bulwark writable by all":
+                named = root + "/run/bulwark"
+                chmod(named, 0o777)
+            default:
+                named = root + "/run"
+                try FileManager.default.moveItem(atPath: root + "/run", toPath: root + "/elsewhere")
+                try FileManager.default.createSymbolicLink(atPath: root + "/run", withDestinationPath: root + "/elsewhere")
+            }
+            let (plan, outcome) = try await reconcile(state)
+            let message = plan.failures.first?.message ?? ""
+            #expect(message.contains(named), "\(plan.failures.map(\.message))")
+            #expect(message.contains("belongs to uid 65534") || message.contains("lets another user change") || message.contains("link"),
+                    "\(message)")
+            #expect(outcome.entries.isEmpty)
+            #expect(try read(gw.file) == "a: 1\nb: 1\n", "nothing written")
+            #expect(gw.reloads == 0)
+        }
+    }
+
+    /// Legitimate: folders above the marker's as a host has them (`/run` root's, mode 0755) or
+    /// writable by all with the sticky bit as `/tmp` is (only an entry's owner may take it away):
+    /// the reload that fails is owed, and the plan shows it.
+    @Test(arguments: [0o755, 0o1777])
+    func aMarkerBelowFoldersOnlyRootControlsIsKept(runMode: Int) async throws {
+        try await withTemporaryDirectory { root in
+            let gw = try Gateway(root, failing: true)
+            let state = try gw.state()
+            try FileManager.default.createDirectory(atPath: root + "/run/bulwark", withIntermediateDirectories: true)
+            chmod(root + "/run", mode_t(runMode))
+            chmod(root + "/run/bulwark", 0o755)
+            let (_, first) = try await reconcile(state)
+            #expect(first.failed.count == 1, "\(first.entries.map(\.record))")
+            #expect(FileManager.default.fileExists(atPath: gw.marker))
+            let plan = try await Reconciler(registry: Registry([HostAdapter.definition()])).plan(state)
+            #expect(plan.failures.isEmpty, "\(plan.failures.map(\.message))")
+            #expect(plan.remediations.first?.changes.map(\.property) == ["[reload of ConfigFile/gw]"])
+        }
+    }
+
     /// A marker Bulwark did not write as it writes one (a link, another user's folder, other
     /// content) fails the resource's observation, naming it: it is never taken as "nothing owed".
     @Test func aMarkerThatIsNotBulwarksFailsTheObservation() async throws {
@@ -304,7 +360,7 @@ import Testing
             try write(gw.marker, #"{"file": "/etc/gw/config.yaml", "owed": ["ConfigFile/gw"]}"#, mode: 0o600)
             chmod(root + "/run/bulwark/reload-owed", 0o777)
             let open = try await Reconciler(registry: Registry([HostAdapter.definition()])).plan(state)
-            #expect(open.failures.first?.message.contains("lets another user change it") == true, "\(open.failures.map(\.message))")
+            #expect(open.failures.first?.message.contains("lets another user change what Bulwark keeps below it") == true, "\(open.failures.map(\.message))")
         }
     }
 }
