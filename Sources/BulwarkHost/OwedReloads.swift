@@ -31,7 +31,8 @@ internal import Synchronization
 /// from the file it finds, which is when nothing is owed any more. The folder is Bulwark's own,
 /// as the lock's is (mode 0700); a marker is mode 0600. Written only under the target's lock
 /// (`HostLock`), through descriptors that follow no link: a temporary file, fsynced, renamed,
-/// then the folder fsynced, so that the marker is on disk before the file it stands for changes.
+/// then the folder fsynced, so that the marker is on disk before the file it stands for changes;
+/// removed, then the folder fsynced, so that what a restart finds is what Bulwark last did.
 /// A marker that is not a regular file of this user or root, or that another user could write,
 /// or whose content is not what Bulwark writes, fails the resource's observation, naming it; so
 /// does a folder from the target root down to the marker's (`run`, `run/bulwark`) that is a
@@ -122,10 +123,17 @@ enum OwedReloads {
         let temporary = ".new-" + name
         unlinkat(folder.fd, temporary, 0)
         if commands.isEmpty {
-            guard unlinkat(folder.fd, name, 0) == 0 || errno == ENOENT else {
-                throw HostError("cannot remove the marker of an owed reload: \(errnoText())", path: display)
+            guard unlinkat(folder.fd, name, 0) == 0 else {
+                guard errno == ENOENT else { throw HostError("cannot remove the marker of an owed reload: \(errnoText())", path: display) }
+                return
             }
-            // Not synced: a marker back after a power loss costs one more reload, nothing else.
+            // Synced as the marker's writing is: a marker back after a power loss would cost only
+            // one more reload, but recovery would then record a fix whose reload completed as
+            // `interrupted`, and a command since taken out of the policy would stay owed with no
+            // resource left to run it. One fsync of the folder, after a reload that took longer.
+            guard fsync(folder.fd) == 0 else {
+                throw HostError("cannot fsync the folder of the marker of an owed reload: \(errnoText())", path: root.full(Self.folder))
+            }
             return
         }
         let encoder = JSONEncoder()
