@@ -1,6 +1,7 @@
 internal import Foundation
 internal import BulwarkCore
 internal import CLinux
+internal import Synchronization
 
 /// `ConfigFile`: values in a structured configuration file (YAML or JSON) under the root, such
 /// as an AI gateway's `config.yaml`.
@@ -436,8 +437,8 @@ struct ConfigFileDriver: ResourceDriver {
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
         let root = try HostRoot(target: target)
         let part = try Self.part(changes, of: resource)
-        let failed = PassScope.current?.slot { FailedReloads() }
-        let found = try await root.applying { try applyOnce([part], root: root, failed: failed) }
+        let pass = PassScope.current?.slot { ConfigFilePass() }
+        let found = try await root.applying { try applyOnce([part], root: root, pass: pass) }
         try AlreadyInSync.unless(changes, found: found)
     }
 
@@ -447,9 +448,10 @@ struct ConfigFileDriver: ResourceDriver {
     /// reload owed from before (the file written, its reload failed or cut short) runs though
     /// every value already holds. Returns the properties found already as desired, none of a part
     /// whose earlier owed reload ran now: that reload completes its fix. A reload that fails
-    /// throws `IncompleteFix` with the values the file holds. A reload that already failed in
-    /// this pass (`failed`: the pass's `FailedReloads`) is not run again: it fails the same way.
-    func applyOnce(_ parts: [Part], root: HostRoot, failed: FailedReloads? = nil) throws -> Set<String> {
+    /// throws `IncompleteFix` with the values the file holds. `pass` (`ConfigFilePass`) keeps
+    /// what earlier writes of the pass did: a reload that already failed in it is not run again
+    /// (it fails the same way), and a value one of them wrote is not counted as found.
+    func applyOnce(_ parts: [Part], root: HostRoot, pass: ConfigFilePass? = nil) throws -> Set<String> {
         guard let first = parts.first?.options else { return [] }
         guard let (file, original) = try Self.read(first, root: root) else {
             throw HostError("does not exist; Bulwark edits a configuration file, it does not create one", path: first.path)
@@ -463,6 +465,7 @@ struct ConfigFileDriver: ResourceDriver {
         var document = original
         var found: Set<String> = []
         var edited = false
+        var made: [PropertyDrift] = []
         for (part, change) in parts.flatMap({ part in part.changes.map { (part, $0) } }) {
             if change.property.hasPrefix(Self.reloadPrefix) {
                 guard change.desired == Self.reloadDone else {
@@ -472,7 +475,12 @@ struct ConfigFileDriver: ResourceDriver {
                 continue
             }
             let property = DesiredProperty(change.property, change.desired)
-            if let now = Self.observed(property, in: document), now == change.desired { found.insert(change.property); continue }
+            if let now = Self.observed(property, in: document), now == change.desired {
+                // Written by an earlier write of this pass (a coalesced one whose reload failed,
+                // retried now resource by resource): a change this pass made, not one found made.
+                if pass?.wrote(change, to: first.path, in: root) != true { found.insert(change.property) }
+                continue
+            }
             guard case .success(let path) = ConfigPath.parse(change.property),
                   let value = ConfigValue.fromCanonical(change.desired) else {
                 throw HostError("cannot read the desired value of \(change.property)", path: display)
@@ -483,6 +491,7 @@ struct ConfigFileDriver: ResourceDriver {
                 throw HostError(error.message, path: display)
             }
             edited = true
+            made.append(change)
         }
         // The reloads owed once the file is written: the command of every reloading resource of
         // the write, and those owed from before.
@@ -534,12 +543,14 @@ struct ConfigFileDriver: ResourceDriver {
                 }
             }
             current = written
+            pass?.write(made, to: first.path, in: root)
         }
         var remaining = owedNow
         // Each command once, however many resources share it.
         let commands = Dictionary(due.compactMap { item in item.part.options.reload.map { (item.key, $0) } }, uniquingKeysWith: { a, _ in a })
         for (key, argv) in commands.sorted(by: { $0.value.joined(separator: " ") < $1.value.joined(separator: " ") }) {
-            var failure = failed?.failure(of: key, for: first.path, in: root)
+            var failure = pass?.failure(of: key, for: first.path, in: root)
+            let ranBefore = failure != nil
             if failure == nil {
                 do {
                     let outcome = try BoundedCommand(arguments: argv, timeout: timeout).run()
@@ -550,13 +561,14 @@ struct ConfigFileDriver: ResourceDriver {
                 } catch {
                     failure = "\(error)"
                 }
-                if let failure { failed?.failed(key, for: first.path, in: root, failure) }
+                if let failure { pass?.failed(key, for: first.path, in: root, failure) }
             }
             if let failure {
                 // The reloads that did complete are no longer owed; this one and those after it are.
                 if remaining != onDisk { try? OwedReloads.record(remaining, for: first.path, in: root) }
-                let message = HostError((edited ? "written, but " : "") + "the reload command \(argv[0]) failed (\(failure)); "
-                                        + "the reload is owed and runs again on the next pass", path: display).description
+                let message = HostError((edited ? "written, but " : "") + "the reload command \(argv[0]) failed (\(failure))"
+                                        + (ranBefore ? " when it ran earlier in this pass" : "")
+                                        + "; the reload is owed and runs again on the next pass", path: display).description
                 throw IncompleteFix(message, observed: Self.holding(parts, in: current, owed: remaining))
             }
             remaining.remove(key)
@@ -767,7 +779,50 @@ extension ConfigFileDriver: CoalescingDriver {
     func apply(batch: [(changes: [PropertyDrift], resource: Resource)], on target: Target) async throws -> Set<String> {
         let root = try HostRoot(target: target)
         let parts = try batch.map { item throws(HostError) in try Self.part(item.changes, of: item.resource) }
-        let failed = PassScope.current?.slot { FailedReloads() }
-        return try await root.applying { try applyOnce(parts, root: root, failed: failed) }
+        let pass = PassScope.current?.slot { ConfigFilePass() }
+        return try await root.applying { try applyOnce(parts, root: root, pass: pass) }
+    }
+}
+
+/// What the `ConfigFile` fixes of one pass (`PassScope`) did, by target root and file, for the
+/// ones after them. A coalesced write whose reload fails is retried resource by resource
+/// (`CoalescingDriver`):
+///
+/// - each of those found the reload owed and ran it again, so a failing reload ran 1 + N times
+///   for N resources of one file. A reload command that failed (by `OwedReloads.key`) is kept
+///   with how it failed, and is not run again in the pass: every resource that reloads with it
+///   fails with the outcome of the one run, each with its own record; it stays owed for the
+///   next pass. One that succeeded is not kept: owed again in the same pass, it is owed by a
+///   later write of the file, which its service has not read.
+/// - a resource whose value the write made and whose own reload (another command) succeeded
+///   found its value in place and its reload done, and was counted in sync: a change made with
+///   no record. The changes each write made are kept, and are not counted as found.
+final class ConfigFilePass: Sendable {
+    private let failures = Mutex<[String: String]>([:])
+    private let written = Mutex<Set<String>>([])
+
+    private static func key(_ root: HostRoot, _ file: String, _ rest: String...) -> String {
+        ([root.path, file] + rest).joined(separator: "\u{0}")
+    }
+
+    /// How the command `command` (`OwedReloads.key`) of `file` failed in this pass; nil when it
+    /// did not run or succeeded.
+    func failure(of command: String, for file: String, in root: HostRoot) -> String? {
+        failures.withLock { $0[Self.key(root, file, command)] }
+    }
+
+    /// Keeps how the command failed.
+    func failed(_ command: String, for file: String, in root: HostRoot, _ failure: String) {
+        failures.withLock { $0[Self.key(root, file, command)] = failure }
+    }
+
+    /// Keeps the changes a write of `file` made (renamed into place and read back).
+    func write(_ changes: [PropertyDrift], to file: String, in root: HostRoot) {
+        written.withLock { kept in for change in changes { kept.insert(Self.key(root, file, change.property, change.desired)) } }
+    }
+
+    /// Whether a write of this pass made `change` in `file`.
+    func wrote(_ change: PropertyDrift, to file: String, in root: HostRoot) -> Bool {
+        written.withLock { $0.contains(Self.key(root, file, change.property, change.desired)) }
     }
 }

@@ -2,7 +2,6 @@ internal import Foundation
 internal import BulwarkCore
 // `stat`: in a build where CLinux's header brings it in first, its members are CLinux's.
 internal import CLinux
-internal import Synchronization
 
 /// The reloads a `ConfigFile` fix still owes its service, kept on the target beside its lock:
 /// `run/bulwark/reload-owed/<SHA-256 of the file's path>`, one small JSON file per managed
@@ -174,32 +173,5 @@ enum OwedReloads {
             throw HostError("holds the reloads Bulwark owes, but its owner (uid \(uid)) or mode (\(String(mode & 0o7777, radix: 8))) "
                             + "lets another user change it; make it root's, mode 0700 (a marker 0600)", path: display)
         }
-    }
-}
-
-/// The reload commands that failed in this pass (`PassScope`), by target root, file and command
-/// (`OwedReloads.key`), with how they failed: each distinct reload runs at most once in a pass
-/// however many resources share it. A coalesced write whose reload fails is retried resource by
-/// resource (`CoalescingDriver`), and each of those found the reload owed and ran it again: a
-/// failing reload ran 1 + N times for N resources of one file. Each of them now fails with the
-/// outcome of the one run (and gets its own record); the reload stays owed for the next pass. A
-/// reload that succeeded is not kept: one owed again in the same pass is owed by a later write
-/// of the file, which its service has not read.
-final class FailedReloads: Sendable {
-    private let failures = Mutex<[String: String]>([:])
-
-    private static func key(_ root: HostRoot, _ file: String, _ command: String) -> String {
-        [root.path, file, command].joined(separator: "\u{0}")
-    }
-
-    /// How the command `command` (`OwedReloads.key`) of `file` failed in this pass; nil when it
-    /// did not run or succeeded.
-    func failure(of command: String, for file: String, in root: HostRoot) -> String? {
-        failures.withLock { $0[Self.key(root, file, command)] }
-    }
-
-    /// Keeps how the command failed.
-    func failed(_ command: String, for file: String, in root: HostRoot, _ failure: String) {
-        failures.withLock { $0[Self.key(root, file, command)] = failure }
     }
 }
