@@ -16,7 +16,7 @@ public final class PassScope: Sendable {
 
     public init() {}
 
-    /// The object of type `Value` this pass keeps (the reload commands that failed in it),
+    /// The object of type `Value` this pass keeps (what its `ConfigFile` writes and reloads did),
     /// made by `make` on first use; released with the pass. As `ObservationScope.slot`.
     public func slot<Value: AnyObject & Sendable>(_ make: () -> Value) -> Value { slots.slot(make) }
 
