@@ -24,10 +24,11 @@ internal import Synchronization
 /// lock, with its owner and mode kept; `validate` runs on the candidate (`{file}` names it) before
 /// the rename and a failure leaves the file untouched; the file is read back after the rename,
 /// then `reload` runs. A reload is owed from the rename until its command succeeds, kept by the
-/// file and the command (`OwedReloads`), not by the resource's name: until then every resource
-/// of the file with that command drifts on `[reload of ConfigFile/NAME]` (owed → done), so a
-/// reload that failed, timed out or was cut short by a kill is run again by the next pass, even
-/// though the file already holds its values, and a resource renamed meanwhile still owes it. A file that does not exist is not created, and its
+/// file, the command and the resource (`OwedReloads`): until then each resource of the file
+/// with that command, or that asked for it, drifts on `[reload of ConfigFile/NAME]` (owed →
+/// done), so a reload that failed, timed out or was cut short by a kill is run again by the next
+/// pass, even though the file already holds its values, and a resource renamed meanwhile, or
+/// given another command, still owes it. A file that does not exist is not created, and its
 /// observation fails: the values it should hold (a gateway's guardrails) are not in place, and
 /// nothing can tell what a file put back later will hold.
 struct ConfigFileDriver: ResourceDriver {
@@ -62,6 +63,12 @@ struct ConfigFileDriver: ResourceDriver {
     /// The resource's `[reload of ConfigFile/NAME]` property; nil for one without a reload command.
     static func reloadProperty(_ resource: Resource) -> String? {
         resource.spec.properties.first { $0.name.hasPrefix(reloadPrefix) }?.name
+    }
+
+    /// The resource a `[reload of ConfigFile/NAME]` property is of (`ConfigFile/NAME`), as
+    /// `OwedReloads` keeps who asked for a reload.
+    static func reloadOwner(_ property: String) -> String {
+        String(property.dropFirst(reloadPrefix.count).dropLast())
     }
 
     /// The managed properties (without the options and the reload).
@@ -410,7 +417,7 @@ struct ConfigFileDriver: ResourceDriver {
         }
         var owed: [String: String] = [:]
         if let reload = Self.reloadProperty(resource), let argv = options.reload {
-            let pending = try OwedReloads.owed(options.path, in: root).contains(OwedReloads.key(argv))
+            let pending = try OwedReloads.owed(options.path, in: root).contains(command: OwedReloads.key(argv), resource: Self.reloadOwner(reload))
             values[reload] = .some(pending ? Self.reloadOwed : Self.reloadDone)
             if pending { owed[reload] = Self.reloadOwedReason }
         }
@@ -426,8 +433,16 @@ struct ConfigFileDriver: ResourceDriver {
         var options: Options
         var reload: String?
 
-        /// What `OwedReloads` keeps its reload command as; nil without one.
-        var reloadKey: String? { reload == nil ? nil : options.reload.map(OwedReloads.key) }
+        /// Its reload as `OwedReloads` keeps it; nil without one.
+        var owedReload: OwedReloads.Reload? {
+            guard let reload, let argv = options.reload else { return nil }
+            return OwedReloads.Reload(command: OwedReloads.key(argv), resource: ConfigFileDriver.reloadOwner(reload))
+        }
+
+        /// Whether its reload is owed in `owed`.
+        func owes(in owed: OwedReloads.Owed) -> Bool {
+            owedReload.map { owed.contains(command: $0.command, resource: $0.resource) } ?? false
+        }
     }
 
     static func part(_ changes: [PropertyDrift], of resource: Resource) throws(HostError) -> Part {
@@ -461,7 +476,7 @@ struct ConfigFileDriver: ResourceDriver {
         // marker that names resources (`Owed.everyCommand`) owes every command of the write; it
         // counts as holding them, so that it is written again only once one has run.
         let stored = try OwedReloads.owed(first.path, in: root)
-        let owedBefore = stored.everyCommand ? stored.commands.union(parts.compactMap(\.reloadKey)) : stored.commands
+        let owedBefore = OwedReloads.Owed(reloads: stored.everyCommand ? stored.reloads.union(parts.compactMap(\.owedReload)) : stored.reloads)
         var document = original
         var found: Set<String> = []
         var edited = false
@@ -471,7 +486,7 @@ struct ConfigFileDriver: ResourceDriver {
                 guard change.desired == Self.reloadDone else {
                     throw HostError("\(change.property) can only be made done: a reload that ran cannot be taken back", path: display)
                 }
-                if !(part.reloadKey.map(owedBefore.contains) ?? false) { found.insert(change.property) }
+                if !part.owes(in: owedBefore) { found.insert(change.property) }
                 continue
             }
             let property = DesiredProperty(change.property, change.desired)
@@ -495,9 +510,9 @@ struct ConfigFileDriver: ResourceDriver {
         }
         // The reloads owed once the file is written: the command of every reloading resource of
         // the write, and those owed from before.
-        let reloading = parts.compactMap { part in part.reloadKey.map { (key: $0, part: part) } }
-        let owedNow = edited ? owedBefore.union(reloading.map(\.key)) : owedBefore
-        let due = reloading.filter { owedNow.contains($0.key) }
+        let reloading = parts.compactMap { part in part.owedReload.map { (reload: $0, part: part) } }
+        let owedNow = edited ? OwedReloads.Owed(reloads: owedBefore.reloads.union(reloading.map(\.reload))) : owedBefore
+        let due = reloading.filter { $0.part.owes(in: owedNow) }
         guard edited || !due.isEmpty else { return found }
         // Checked again now, before anything is written: a command refused must not leave a file
         // written and never reloaded.
@@ -525,13 +540,13 @@ struct ConfigFileDriver: ResourceDriver {
                     }
                     // Owed from the rename on: on disk before the file holds values its service has not read.
                     if owedNow != onDisk {
-                        try OwedReloads.record(owedNow, for: first.path, in: root)
+                        try OwedReloads.record(owedNow.reloads, for: first.path, in: root)
                         onDisk = owedNow
                     }
                 })
             } catch {
                 // Nothing was renamed into place (a rename is the write's last step): nothing more is owed.
-                if onDisk != owedBefore { try? OwedReloads.record(owedBefore, for: first.path, in: root) }
+                if onDisk != owedBefore { try? OwedReloads.record(owedBefore.reloads, for: first.path, in: root) }
                 throw error
             }
             // Read back what is now on disk: the edit must hold before anything is reloaded.
@@ -547,7 +562,7 @@ struct ConfigFileDriver: ResourceDriver {
         }
         var remaining = owedNow
         // Each command once, however many resources share it.
-        let commands = Dictionary(due.compactMap { item in item.part.options.reload.map { (item.key, $0) } }, uniquingKeysWith: { a, _ in a })
+        let commands = Dictionary(due.compactMap { item in item.part.options.reload.map { (item.reload.command, $0) } }, uniquingKeysWith: { a, _ in a })
         for (key, argv) in commands.sorted(by: { $0.value.joined(separator: " ") < $1.value.joined(separator: " ") }) {
             var failure = pass?.failure(of: key, for: first.path, in: root)
             let ranBefore = failure != nil
@@ -565,27 +580,27 @@ struct ConfigFileDriver: ResourceDriver {
             }
             if let failure {
                 // The reloads that did complete are no longer owed; this one and those after it are.
-                if remaining != onDisk { try? OwedReloads.record(remaining, for: first.path, in: root) }
+                if remaining != onDisk { try? OwedReloads.record(remaining.reloads, for: first.path, in: root) }
                 let message = HostError((edited ? "written, but " : "") + "the reload command \(argv[0]) failed (\(failure))"
                                         + (ranBefore ? " when it ran earlier in this pass" : "")
                                         + "; the reload is owed and runs again on the next pass", path: display).description
                 throw IncompleteFix(message, observed: Self.holding(parts, in: current, owed: remaining))
             }
-            remaining.remove(key)
+            remaining.ran(key, for: due.filter { $0.reload.command == key }.map(\.reload.resource))
         }
-        if remaining != onDisk { try OwedReloads.record(remaining, for: first.path, in: root) }
-        for item in due where owedBefore.contains(item.key) { found.subtract(item.part.changes.map(\.property)) }
+        if remaining != onDisk { try OwedReloads.record(remaining.reloads, for: first.path, in: root) }
+        for item in due where item.part.owes(in: owedBefore) { found.subtract(item.part.changes.map(\.property)) }
         return found
     }
 
     /// What the file holds for each change of `parts` (`document`, as read back after the write),
     /// and whether each reload is `owed`, by property: a failed reload's record says what the
     /// file holds, not "(unset)".
-    static func holding(_ parts: [Part], in document: ConfigDocument, owed: Set<String>) -> [String: String?] {
+    static func holding(_ parts: [Part], in document: ConfigDocument, owed: OwedReloads.Owed) -> [String: String?] {
         var values: [String: String?] = [:]
         for (part, change) in parts.flatMap({ part in part.changes.map { (part, $0) } }) {
             if change.property.hasPrefix(reloadPrefix) {
-                values[change.property] = .some((part.reloadKey.map(owed.contains) ?? false) ? reloadOwed : reloadDone)
+                values[change.property] = .some(part.owes(in: owed) ? reloadOwed : reloadDone)
             } else if let now = observed(DesiredProperty(change.property, change.desired), in: document) {
                 values[change.property] = .some(now)
             }

@@ -5,24 +5,27 @@ internal import CLinux
 
 /// The reloads a `ConfigFile` fix still owes its service, kept on the target beside its lock:
 /// `run/bulwark/reload-owed/<SHA-256 of the file's path>`, one small JSON file per managed
-/// configuration file, holding the reload commands (`key`: a digest of each command's words)
-/// that have not completed since the file was written.
+/// configuration file, holding the reloads that have not completed since the file was written:
+/// each a command (`key`: a digest of its words) and the resource that asked for it.
 ///
-/// Keyed by what must happen, not by who asked for it: the file and the command that makes its
-/// service read it again. A resource renamed in the policy, with the same file and the same
-/// command, still owes the reload its old name left owed (keyed by resource name, the rename
-/// dropped it: the service kept its old configuration while Bulwark reported it in sync). A
-/// marker Bulwark wrote before the keys were commands names resources (`owed`); it is read as
-/// owing every reload command of its file (`Owed.everyCommand`), since a name says nothing
-/// about a command: at worst one reload more, never one less.
+/// Kept by what must happen, not only by who asked for it: a resource's reload is owed when a
+/// reload with its command is owed, whoever asked for it, or one it asked for, whatever the
+/// command (`Owed.contains`). A resource renamed in the policy, with the same file and command,
+/// still owes the reload its old name left owed (kept by name alone, the rename dropped it: the
+/// service kept its old configuration while Bulwark reported it in sync); so does a resource
+/// whose reload command was changed (kept by command alone, the change dropped it, and a reload
+/// that failed is what one changes a command for). Only a resource renamed with a new command
+/// at once owes nothing. A marker Bulwark wrote before names resources only (`owed`); it is read
+/// as owing every reload of its file (`Owed.everyCommand`): at worst one reload more.
 ///
-/// A fix writes the marker, naming the command of every resource of the write that has one,
-/// after the candidate passed its validation and before it is renamed into place, and takes a
-/// command out once it succeeded. A command stays while it failed, ran past its timeout, or
-/// never finished because the process was killed (systemd's final SIGKILL). While it is there,
-/// the `[reload of ConfigFile/NAME]` of every resource of the file with that command reads as
-/// owed: `plan` shows it as drift, the next apply runs the reload again, and recovery does not
-/// record the interrupted fix verified.
+/// A fix writes the marker, holding every resource of the write that has a reload command with
+/// its command, after the candidate passed its validation and before it is renamed into place;
+/// once a command succeeded, it takes out the reloads with that command and those the resources
+/// it ran for asked for. A reload stays while its command failed, ran past its timeout, or never
+/// finished because the process was killed (systemd's final SIGKILL). While it is there, the
+/// `[reload of ConfigFile/NAME]` of each resource that owes it reads as owed: `plan` shows it
+/// as drift, the next apply runs the reload again, and recovery does not record the
+/// interrupted fix verified.
 ///
 /// On the target rather than in the state directory: what is owed is a fact about the host's
 /// service, not about one Bulwark, so a second Bulwark with a state directory of its own, or a
@@ -39,30 +42,46 @@ internal import CLinux
 /// whoever owns `run` can take `run/bulwark` away with every marker in it.
 enum OwedReloads {
     static let folder = ["run", "bulwark", "reload-owed"]
-    /// A marker holds a few digests; anything larger is not one Bulwark wrote.
+    /// A marker holds a few digests and names; anything larger is not one Bulwark wrote.
     static let maxSize = 64 << 10
 
     /// A marker's content.
     struct Marker: Codable, Equatable {
         /// The managed file, as its resources name it (`/etc/litellm/config.yaml`).
         var file: String
-        /// The reload commands owed (`key`), sorted.
-        var reloads: [String]?
+        /// The reloads owed, sorted.
+        var reloads: [Reload]?
         /// The resources whose reload was owed (`ConfigFile/litellm`), as markers were written
         /// before `reloads`: read, never written.
         var owed: [String]?
     }
 
+    /// One reload owed: its command (`key`) and the resource that asked for it.
+    struct Reload: Codable, Hashable, Sendable, Comparable {
+        var command: String
+        var resource: String
+
+        static func < (a: Self, b: Self) -> Bool { (a.command, a.resource) < (b.command, b.resource) }
+    }
+
     /// The reloads a file is owed.
     struct Owed: Sendable, Equatable {
-        /// The commands owed, by `key`.
-        var commands: Set<String> = []
-        /// Read from a marker that names resources rather than commands: every reload command
-        /// of the file is owed, until the marker is written again.
+        var reloads: Set<Reload> = []
+        /// Read from a marker that names resources only: every reload of the file is owed, until
+        /// the marker is written again.
         var everyCommand = false
 
-        /// Whether the command `key` names is owed.
-        func contains(_ key: String) -> Bool { everyCommand || commands.contains(key) }
+        /// Whether the reload of `resource`, whose command is `command` (`key`), is owed: one with
+        /// that command is (whoever asked for it), or one that resource asked for (with whatever
+        /// command).
+        func contains(command: String, resource: String) -> Bool {
+            everyCommand || reloads.contains { $0.command == command || $0.resource == resource }
+        }
+
+        /// `command` completed for `resources`: what it owed, and what they asked for, is done.
+        mutating func ran(_ command: String, for resources: [String]) {
+            reloads = reloads.filter { $0.command != command && !resources.contains($0.resource) }
+        }
     }
 
     /// The marker's name for `file`: the hex SHA-256 of its path as its resources name it.
@@ -98,13 +117,15 @@ enum OwedReloads {
     }
 
     /// What `marker` says is owed; nil for content Bulwark never wrote (neither or both lists, a
-    /// key that is not a digest).
+    /// command that is not a digest, a resource without a name).
     private static func owed(_ marker: Marker) -> Owed? {
         switch (marker.reloads, marker.owed) {
-        case (let keys?, nil):
+        case (let reloads?, nil):
             let digit = { (byte: UInt8) in (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains(byte) }
-            guard keys.allSatisfy({ $0.utf8.count == 2 * SHA256.byteCount && $0.utf8.allSatisfy(digit) }) else { return nil }
-            return Owed(commands: Set(keys))
+            guard reloads.allSatisfy({
+                $0.command.utf8.count == 2 * SHA256.byteCount && $0.command.utf8.allSatisfy(digit) && !$0.resource.isEmpty
+            }) else { return nil }
+            return Owed(reloads: Set(reloads))
         case (nil, let names?):
             return Owed(everyCommand: !names.isEmpty)
         default:
@@ -112,16 +133,16 @@ enum OwedReloads {
         }
     }
 
-    /// Makes `commands` (by `key`) the reloads `file` is owed on `root`, on disk before it
-    /// returns; none removes the marker. Only under the target's lock: nothing else writes here,
-    /// so a temporary file found is a killed writer's, and is replaced.
-    static func record(_ commands: Set<String>, for file: String, in root: HostRoot) throws(HostError) {
+    /// Makes `reloads` the reloads `file` is owed on `root`, on disk before it returns; none
+    /// removes the marker. Only under the target's lock: nothing else writes here, so a
+    /// temporary file found is a killed writer's, and is replaced.
+    static func record(_ reloads: Set<Reload>, for file: String, in root: HostRoot) throws(HostError) {
         let folder = try root.openFolderNoFollow(Self.folder, create: 0o700, trusted: true)
         let name = name(file)
         let display = root.full(Self.folder + [name])
         let temporary = ".new-" + name
         unlinkat(folder.fd, temporary, 0)
-        if commands.isEmpty {
+        if reloads.isEmpty {
             guard unlinkat(folder.fd, name, 0) == 0 else {
                 guard errno == ENOENT else { throw HostError("cannot remove the marker of an owed reload: \(errnoText())", path: display) }
                 return
@@ -137,7 +158,7 @@ enum OwedReloads {
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        guard let encoded = try? encoder.encode(Marker(file: file, reloads: commands.sorted())) else {
+        guard let encoded = try? encoder.encode(Marker(file: file, reloads: reloads.sorted())) else {
             throw HostError("cannot encode the marker of an owed reload", path: display)
         }
         let bytes = Array(encoded)

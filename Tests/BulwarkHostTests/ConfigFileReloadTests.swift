@@ -183,7 +183,10 @@ import Testing
                 detectedAt: Date(), appliedAt: nil, verifiedAt: nil, desiredCommit: state.revision, approver: nil, error: nil)
             try await journal.begin([intent])
             await journal.trying([intent.id])
-            if owed { try OwedReloads.record([OwedReloads.key(gw.command)], for: "/etc/gw/config.yaml", in: try HostRoot(root)) }
+            if owed {
+                try OwedReloads.record([.init(command: OwedReloads.key(gw.command), resource: "ConfigFile/gw")], for: "/etc/gw/config.yaml",
+                                       in: try HostRoot(root))
+            }
             try write(gw.file, "a: 2\nb: 1\n")
 
             let sink = RecordingSink()
@@ -236,6 +239,28 @@ import Testing
             #expect(gw.reloads == 2)
             #expect(!FileManager.default.fileExists(atPath: gw.marker))
             #expect(try await reconciler.plan(renamed).remediations.isEmpty, "in sync")
+        }
+    }
+
+    /// Harmful: the reload fails, and the policy changes the resource's reload command (what
+    /// one does when the command was wrong), keeping its name. The reload is still owed, and the
+    /// next apply runs the new command. Kept by command alone, the change dropped it: the plan
+    /// was in sync and the service never read the file.
+    @Test func aResourceGivenAnotherReloadCommandStillOwesTheReload() async throws {
+        try await withTemporaryDirectory { root in
+            let gw = try Gateway(root, failing: true)
+            let (_, first) = try await reconcile(try gw.state(["gw"]))
+            #expect(first.failed.count == 1)
+
+            let changed = try gw.state(["gw"], scripts: ["reload2.sh"])
+            let reconciler = Reconciler(registry: Registry([HostAdapter.definition()]))
+            let plan = try await reconciler.plan(changed)
+            #expect(plan.remediations.first?.changes.map(\.property) == ["[reload of ConfigFile/gw]"], "\(plan.inSync)")
+            let (_, second) = try await reconcile(changed)
+            #expect(second.verified.map(\.record.resource) == ["ConfigFile/gw"], "\(second.entries.map(\.record))")
+            #expect(gw.reloadsB == 1 && gw.reloads == 1, "the new command ran, the old one not again")
+            #expect(!FileManager.default.fileExists(atPath: gw.marker))
+            #expect(try await reconciler.plan(changed).remediations.isEmpty, "in sync")
         }
     }
 
