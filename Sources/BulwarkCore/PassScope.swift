@@ -6,13 +6,19 @@ internal import Synchronization
 /// `PassScope.current?.once(key) { … }`. The first caller of a key runs the work; the others
 /// of the same pass wait for it and get its outcome, failure included, so a broken source costs
 /// one attempt a pass and not one per resource. Outside a pass (a driver called directly) there
-/// is no scope and the work runs every time.
+/// is no scope and the work runs every time. Work that runs where it cannot wait for a task (a
+/// fix under a target's lock, on a thread of its own) keeps what it must share in a `slot`.
 public final class PassScope: Sendable {
     @TaskLocal public static var current: PassScope?
 
     private let work = Mutex<[String: Task<Void, any Error>]>([:])
+    private let slots = ScopeSlots()
 
     public init() {}
+
+    /// The object of type `Value` this pass keeps (what its `ConfigFile` writes and reloads did),
+    /// made by `make` on first use; released with the pass. As `ObservationScope.slot`.
+    public func slot<Value: AnyObject & Sendable>(_ make: () -> Value) -> Value { slots.slot(make) }
 
     /// Runs `body` the first time `key` is asked for in this pass; later calls wait for that run
     /// and rethrow its error.
@@ -42,7 +48,7 @@ public final class ObservationScope: Sendable {
     public let id: UInt64
 
     /// What modules keep for this scope's life, one object per type (`slot`).
-    private let slots = Mutex<[ObjectIdentifier: any AnyObject & Sendable]>([:])
+    private let slots = ScopeSlots()
 
     public init() {
         id = Self.counter.add(1, ordering: .relaxed).newValue
@@ -51,7 +57,17 @@ public final class ObservationScope: Sendable {
     /// The object of type `Value` this scope keeps (the host adapter's open target roots),
     /// made by `make` on first use; released with the scope, when the plan is done. `make` runs
     /// under the scope's lock: it must not ask for a slot itself.
-    public func slot<Value: AnyObject & Sendable>(_ make: () -> Value) -> Value {
+    public func slot<Value: AnyObject & Sendable>(_ make: () -> Value) -> Value { slots.slot(make) }
+}
+
+/// What modules keep for one scope's life (a pass, a plan), one object per type: the one store
+/// behind `PassScope.slot` and `ObservationScope.slot`.
+final class ScopeSlots: Sendable {
+    private let slots = Mutex<[ObjectIdentifier: any AnyObject & Sendable]>([:])
+
+    /// The object of type `Value` kept, made by `make` on first use, under the lock: `make`
+    /// must not ask for a slot itself.
+    func slot<Value: AnyObject & Sendable>(_ make: () -> Value) -> Value {
         slots.withLock { slots in
             if let kept = slots[ObjectIdentifier(Value.self)] { return unsafeDowncast(kept, to: Value.self) }
             let value = make()

@@ -1,6 +1,7 @@
 internal import Foundation
 internal import BulwarkCore
 internal import CLinux
+internal import Synchronization
 
 /// `ConfigFile`: values in a structured configuration file (YAML or JSON) under the root, such
 /// as an AI gateway's `config.yaml`.
@@ -22,10 +23,12 @@ internal import CLinux
 /// formatting stay as they were. It is written atomically through `FileIO` under the target's
 /// lock, with its owner and mode kept; `validate` runs on the candidate (`{file}` names it) before
 /// the rename and a failure leaves the file untouched; the file is read back after the rename,
-/// then `reload` runs. A reload is owed from the rename until its command succeeds
-/// (`OwedReloads`): until then the resource drifts on `[reload of ConfigFile/NAME]` (owed →
+/// then `reload` runs. A reload is owed from the rename until its command succeeds, kept by the
+/// file, the command and the resource (`OwedReloads`): until then each resource of the file
+/// with that command, or that asked for it, drifts on `[reload of ConfigFile/NAME]` (owed →
 /// done), so a reload that failed, timed out or was cut short by a kill is run again by the next
-/// pass, even though the file already holds its values. A file that does not exist is not created, and its
+/// pass, even though the file already holds its values, and a resource renamed meanwhile, or
+/// given another command, still owes it. A file that does not exist is not created, and its
 /// observation fails: the values it should hold (a gateway's guardrails) are not in place, and
 /// nothing can tell what a file put back later will hold.
 struct ConfigFileDriver: ResourceDriver {
@@ -50,8 +53,8 @@ struct ConfigFileDriver: ResourceDriver {
     }
 
     /// A resource with a reload command has one more property, `[reload of ConfigFile/NAME]`:
-    /// desired `done`, observed `owed (…)` while its file was written and its reload has not
-    /// completed since (`OwedReloads`), so that the plan shows it and the next apply runs it.
+    /// desired `done`, observed `owed (…)` while its file was written and its reload command has
+    /// not completed since (`OwedReloads`), so that the plan shows it and the next apply runs it.
     static let reloadPrefix = "[reload of "
     static let reloadDone = "done"
     static let reloadOwedReason = "the file was written but its reload did not complete"
@@ -62,8 +65,8 @@ struct ConfigFileDriver: ResourceDriver {
         resource.spec.properties.first { $0.name.hasPrefix(reloadPrefix) }?.name
     }
 
-    /// The resource a `[reload of ConfigFile/NAME]` property is of (`ConfigFile/NAME`): what
-    /// `OwedReloads` keeps.
+    /// The resource a `[reload of ConfigFile/NAME]` property is of (`ConfigFile/NAME`), as
+    /// `OwedReloads` keeps who asked for a reload.
     static func reloadOwner(_ property: String) -> String {
         String(property.dropFirst(reloadPrefix.count).dropLast())
     }
@@ -413,8 +416,8 @@ struct ConfigFileDriver: ResourceDriver {
             if let observed = Self.observed(property, in: document) { values[property.name] = .some(observed) }
         }
         var owed: [String: String] = [:]
-        if let reload = Self.reloadProperty(resource) {
-            let pending = try OwedReloads.owed(options.path, in: root).contains(Self.reloadOwner(reload))
+        if let reload = Self.reloadProperty(resource), let argv = options.reload {
+            let pending = try OwedReloads.owed(options.path, in: root).contains(command: OwedReloads.key(argv), resource: Self.reloadOwner(reload))
             values[reload] = .some(pending ? Self.reloadOwed : Self.reloadDone)
             if pending { owed[reload] = Self.reloadOwedReason }
         }
@@ -429,6 +432,17 @@ struct ConfigFileDriver: ResourceDriver {
         var changes: [PropertyDrift]
         var options: Options
         var reload: String?
+
+        /// Its reload as `OwedReloads` keeps it; nil without one.
+        var owedReload: OwedReloads.Reload? {
+            guard let reload, let argv = options.reload else { return nil }
+            return OwedReloads.Reload(command: OwedReloads.key(argv), resource: ConfigFileDriver.reloadOwner(reload))
+        }
+
+        /// Whether its reload is owed in `owed`.
+        func owes(in owed: OwedReloads.Owed) -> Bool {
+            owedReload.map { owed.contains(command: $0.command, resource: $0.resource) } ?? false
+        }
     }
 
     static func part(_ changes: [PropertyDrift], of resource: Resource) throws(HostError) -> Part {
@@ -438,7 +452,8 @@ struct ConfigFileDriver: ResourceDriver {
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
         let root = try HostRoot(target: target)
         let part = try Self.part(changes, of: resource)
-        let found = try await root.applying { try applyOnce([part], root: root) }
+        let pass = PassScope.current?.slot { ConfigFilePass() }
+        let found = try await root.applying { try applyOnce([part], root: root, pass: pass) }
         try AlreadyInSync.unless(changes, found: found)
     }
 
@@ -448,28 +463,39 @@ struct ConfigFileDriver: ResourceDriver {
     /// reload owed from before (the file written, its reload failed or cut short) runs though
     /// every value already holds. Returns the properties found already as desired, none of a part
     /// whose earlier owed reload ran now: that reload completes its fix. A reload that fails
-    /// throws `IncompleteFix` with the values the file holds.
-    func applyOnce(_ parts: [Part], root: HostRoot) throws -> Set<String> {
+    /// throws `IncompleteFix` with the values the file holds. `pass` (`ConfigFilePass`) keeps
+    /// what earlier writes of the pass did: a reload that already failed in it is not run again
+    /// (it fails the same way), and a value one of them wrote is not counted as found.
+    func applyOnce(_ parts: [Part], root: HostRoot, pass: ConfigFilePass? = nil) throws -> Set<String> {
         guard let first = parts.first?.options else { return [] }
         guard let (file, original) = try Self.read(first, root: root) else {
             throw HostError("does not exist; Bulwark edits a configuration file, it does not create one", path: first.path)
         }
         let display = root.full(root.components(of: first.path))
-        // Read again under the lock: another Bulwark may have run a reload since the plan.
-        let owedBefore = try OwedReloads.owed(first.path, in: root)
+        // Read again under the lock: another Bulwark may have run a reload since the plan. A
+        // marker that names resources (`Owed.everyCommand`) owes every command of the write; it
+        // counts as holding them, so that it is written again only once one has run.
+        let stored = try OwedReloads.owed(first.path, in: root)
+        let owedBefore = OwedReloads.Owed(reloads: stored.everyCommand ? stored.reloads.union(parts.compactMap(\.owedReload)) : stored.reloads)
         var document = original
         var found: Set<String> = []
         var edited = false
-        for change in parts.flatMap(\.changes) {
+        var made: [PropertyDrift] = []
+        for (part, change) in parts.flatMap({ part in part.changes.map { (part, $0) } }) {
             if change.property.hasPrefix(Self.reloadPrefix) {
                 guard change.desired == Self.reloadDone else {
                     throw HostError("\(change.property) can only be made done: a reload that ran cannot be taken back", path: display)
                 }
-                if !owedBefore.contains(Self.reloadOwner(change.property)) { found.insert(change.property) }
+                if !part.owes(in: owedBefore) { found.insert(change.property) }
                 continue
             }
             let property = DesiredProperty(change.property, change.desired)
-            if let now = Self.observed(property, in: document), now == change.desired { found.insert(change.property); continue }
+            if let now = Self.observed(property, in: document), now == change.desired {
+                // Written by an earlier write of this pass (a coalesced one whose reload failed,
+                // retried now resource by resource): a change this pass made, not one found made.
+                if pass?.wrote(change, to: first.path, in: root) != true { found.insert(change.property) }
+                continue
+            }
             guard case .success(let path) = ConfigPath.parse(change.property),
                   let value = ConfigValue.fromCanonical(change.desired) else {
                 throw HostError("cannot read the desired value of \(change.property)", path: display)
@@ -480,12 +506,13 @@ struct ConfigFileDriver: ResourceDriver {
                 throw HostError(error.message, path: display)
             }
             edited = true
+            made.append(change)
         }
-        // The reloads owed once the file is written: every reloading resource of the write, and
-        // those owed from before.
-        let reloading = parts.compactMap { part in part.reload.map { (owner: Self.reloadOwner($0), part: part) } }
-        let owedNow = edited ? owedBefore.union(reloading.map(\.owner)) : owedBefore
-        let due = reloading.filter { owedNow.contains($0.owner) }
+        // The reloads owed once the file is written: the command of every reloading resource of
+        // the write, and those owed from before.
+        let reloading = parts.compactMap { part in part.owedReload.map { (reload: $0, part: part) } }
+        let owedNow = edited ? OwedReloads.Owed(reloads: owedBefore.reloads.union(reloading.map(\.reload))) : owedBefore
+        let due = reloading.filter { $0.part.owes(in: owedNow) }
         guard edited || !due.isEmpty else { return found }
         // Checked again now, before anything is written: a command refused must not leave a file
         // written and never reloaded.
@@ -513,13 +540,13 @@ struct ConfigFileDriver: ResourceDriver {
                     }
                     // Owed from the rename on: on disk before the file holds values its service has not read.
                     if owedNow != onDisk {
-                        try OwedReloads.record(owedNow, for: first.path, in: root)
+                        try OwedReloads.record(owedNow.reloads, for: first.path, in: root)
                         onDisk = owedNow
                     }
                 })
             } catch {
                 // Nothing was renamed into place (a rename is the write's last step): nothing more is owed.
-                if onDisk != owedBefore { try? OwedReloads.record(owedBefore, for: first.path, in: root) }
+                if onDisk != owedBefore { try? OwedReloads.record(owedBefore.reloads, for: first.path, in: root) }
                 throw error
             }
             // Read back what is now on disk: the edit must hold before anything is reloaded.
@@ -531,42 +558,49 @@ struct ConfigFileDriver: ResourceDriver {
                 }
             }
             current = written
+            pass?.write(made, to: first.path, in: root)
         }
         var remaining = owedNow
-        let commands = Dictionary(due.compactMap { item in item.part.options.reload.map { ($0, [item.owner]) } }, uniquingKeysWith: +)
-        for argv in commands.keys.sorted(by: { $0.joined(separator: " ") < $1.joined(separator: " ") }) {
-            var failure: String?
-            do {
-                let outcome = try BoundedCommand(arguments: argv, timeout: timeout).run()
-                if outcome.status != 0 || outcome.timedOut {
-                    failure = (outcome.timedOut ? "killed after \(timeout)" : "exit status \(outcome.status)")
-                        + (outcome.output.isEmpty ? "" : ": \(outcome.output)")
+        // Each command once, however many resources share it.
+        let commands = Dictionary(due.compactMap { item in item.part.options.reload.map { (item.reload.command, $0) } }, uniquingKeysWith: { a, _ in a })
+        for (key, argv) in commands.sorted(by: { $0.value.joined(separator: " ") < $1.value.joined(separator: " ") }) {
+            var failure = pass?.failure(of: key, for: first.path, in: root)
+            let ranBefore = failure != nil
+            if failure == nil {
+                do {
+                    let outcome = try BoundedCommand(arguments: argv, timeout: timeout).run()
+                    if outcome.status != 0 || outcome.timedOut {
+                        failure = (outcome.timedOut ? "killed after \(timeout)" : "exit status \(outcome.status)")
+                            + (outcome.output.isEmpty ? "" : ": \(outcome.output)")
+                    }
+                } catch {
+                    failure = "\(error)"
                 }
-            } catch {
-                failure = "\(error)"
+                if let failure { pass?.failed(key, for: first.path, in: root, failure) }
             }
             if let failure {
                 // The reloads that did complete are no longer owed; this one and those after it are.
-                if remaining != onDisk { try? OwedReloads.record(remaining, for: first.path, in: root) }
-                let message = HostError((edited ? "written, but " : "") + "the reload command \(argv[0]) failed (\(failure)); "
-                                        + "the reload is owed and runs again on the next pass", path: display).description
+                if remaining != onDisk { try? OwedReloads.record(remaining.reloads, for: first.path, in: root) }
+                let message = HostError((edited ? "written, but " : "") + "the reload command \(argv[0]) failed (\(failure))"
+                                        + (ranBefore ? " when it ran earlier in this pass" : "")
+                                        + "; the reload is owed and runs again on the next pass", path: display).description
                 throw IncompleteFix(message, observed: Self.holding(parts, in: current, owed: remaining))
             }
-            remaining.subtract(commands[argv] ?? [])
+            remaining.ran(key, for: due.filter { $0.reload.command == key }.map(\.reload.resource))
         }
-        if remaining != onDisk { try OwedReloads.record(remaining, for: first.path, in: root) }
-        for item in due where owedBefore.contains(item.owner) { found.subtract(item.part.changes.map(\.property)) }
+        if remaining != onDisk { try OwedReloads.record(remaining.reloads, for: first.path, in: root) }
+        for item in due where item.part.owes(in: owedBefore) { found.subtract(item.part.changes.map(\.property)) }
         return found
     }
 
     /// What the file holds for each change of `parts` (`document`, as read back after the write),
     /// and whether each reload is `owed`, by property: a failed reload's record says what the
     /// file holds, not "(unset)".
-    static func holding(_ parts: [Part], in document: ConfigDocument, owed: Set<String>) -> [String: String?] {
+    static func holding(_ parts: [Part], in document: ConfigDocument, owed: OwedReloads.Owed) -> [String: String?] {
         var values: [String: String?] = [:]
-        for change in parts.flatMap(\.changes) {
+        for (part, change) in parts.flatMap({ part in part.changes.map { (part, $0) } }) {
             if change.property.hasPrefix(reloadPrefix) {
-                values[change.property] = .some(owed.contains(reloadOwner(change.property)) ? reloadOwed : reloadDone)
+                values[change.property] = .some(part.owes(in: owed) ? reloadOwed : reloadDone)
             } else if let now = observed(DesiredProperty(change.property, change.desired), in: document) {
                 values[change.property] = .some(now)
             }
@@ -760,6 +794,50 @@ extension ConfigFileDriver: CoalescingDriver {
     func apply(batch: [(changes: [PropertyDrift], resource: Resource)], on target: Target) async throws -> Set<String> {
         let root = try HostRoot(target: target)
         let parts = try batch.map { item throws(HostError) in try Self.part(item.changes, of: item.resource) }
-        return try await root.applying { try applyOnce(parts, root: root) }
+        let pass = PassScope.current?.slot { ConfigFilePass() }
+        return try await root.applying { try applyOnce(parts, root: root, pass: pass) }
+    }
+}
+
+/// What the `ConfigFile` fixes of one pass (`PassScope`) did, by target root and file, for the
+/// ones after them. A coalesced write whose reload fails is retried resource by resource
+/// (`CoalescingDriver`):
+///
+/// - each of those found the reload owed and ran it again, so a failing reload ran 1 + N times
+///   for N resources of one file. A reload command that failed (by `OwedReloads.key`) is kept
+///   with how it failed, and is not run again in the pass: every resource that reloads with it
+///   fails with the outcome of the one run, each with its own record; it stays owed for the
+///   next pass. One that succeeded is not kept: owed again in the same pass, it is owed by a
+///   later write of the file, which its service has not read.
+/// - a resource whose value the write made and whose own reload (another command) succeeded
+///   found its value in place and its reload done, and was counted in sync: a change made with
+///   no record. The changes each write made are kept, and are not counted as found.
+final class ConfigFilePass: Sendable {
+    private let failures = Mutex<[String: String]>([:])
+    private let written = Mutex<Set<String>>([])
+
+    private static func key(_ root: HostRoot, _ file: String, _ rest: String...) -> String {
+        ([root.path, file] + rest).joined(separator: "\u{0}")
+    }
+
+    /// How the command `command` (`OwedReloads.key`) of `file` failed in this pass; nil when it
+    /// did not run or succeeded.
+    func failure(of command: String, for file: String, in root: HostRoot) -> String? {
+        failures.withLock { $0[Self.key(root, file, command)] }
+    }
+
+    /// Keeps how the command failed.
+    func failed(_ command: String, for file: String, in root: HostRoot, _ failure: String) {
+        failures.withLock { $0[Self.key(root, file, command)] = failure }
+    }
+
+    /// Keeps the changes a write of `file` made (renamed into place and read back).
+    func write(_ changes: [PropertyDrift], to file: String, in root: HostRoot) {
+        written.withLock { kept in for change in changes { kept.insert(Self.key(root, file, change.property, change.desired)) } }
+    }
+
+    /// Whether a write of this pass made `change` in `file`.
+    func wrote(_ change: PropertyDrift, to file: String, in root: HostRoot) -> Bool {
+        written.withLock { $0.contains(Self.key(root, file, change.property, change.desired)) }
     }
 }

@@ -97,11 +97,20 @@ public struct HostRoot: Sendable, Hashable {
     /// component must be a real directory. Missing folders from index `creatingFrom` on are
     /// created with mode `create` when given (never one on the way to them: a folder swapped
     /// away for a moment is not replaced by an empty one).
-    func openFolderNoFollow(_ components: [String], create: mode_t? = nil, creatingFrom: Int = 0) throws(HostError) -> Directory {
+    ///
+    /// `trusted`: the root, every folder on the way and the folder itself must also be root's or
+    /// the user's Bulwark runs as, and writable by no one else (`CommandTrust.folderDoubt`), each
+    /// judged by the descriptor the walk goes on from. For what Bulwark keeps on the target
+    /// (`OwedReloads`): whoever could write in any of them could take it away or swap it (the
+    /// owner of `run` can rename `run/bulwark`). A folder then found missing is missing for
+    /// everyone: only a trusted owner could have taken it away.
+    func openFolderNoFollow(_ components: [String], create: mode_t? = nil, creatingFrom: Int = 0,
+                            trusted: Bool = false) throws(HostError) -> Directory {
         var current = try openRoot()
+        if trusted { try requireTrusted(current) }
         // Every folder there, none of them a link: opened in one call. Anything else (a link, a
         // missing folder) is walked component by component below, which says what it is.
-        if let fd = LinkFreeOpen.open(components[...], under: current.fd, flags: O_RDONLY | O_DIRECTORY | O_CLOEXEC) {
+        if !trusted, let fd = LinkFreeOpen.open(components[...], under: current.fd, flags: O_RDONLY | O_DIRECTORY | O_CLOEXEC) {
             return Directory(fd: fd, components: components)
         }
         for (index, part) in components.enumerated() {
@@ -126,8 +135,19 @@ public struct HostRoot: Sendable, Hashable {
                                 path: full(here), code: code == ENOENT ? .missing : .general)
             }
             current = Directory(fd: fd, components: here)
+            if trusted { try requireTrusted(current) }
         }
         return current
+    }
+
+    /// Fails unless `folder` is a trusted owner's and writable by no one else (`CommandTrust.folderDoubt`).
+    private func requireTrusted(_ folder: Directory) throws(HostError) {
+        var info = stat()
+        guard fstat(folder.fd, &info) == 0 else { throw HostError("cannot stat: \(errnoText())", path: full(folder.components)) }
+        if let doubt = CommandTrust.folderDoubt(info) {
+            throw HostError("\(doubt), which lets another user change what Bulwark keeps below it (the reloads it owes); "
+                            + "make it root's and writable only by its owner", path: full(folder.components))
+        }
     }
 
     /// Where a read of `components` leads: the open folder holding the last component, that

@@ -11,7 +11,9 @@ import Testing
 /// guardrails). Each test runs real commands on real files in a temporary root.
 @Suite struct ConfigFileReloadTests {
     /// The gateway's file, a reload script that notes each run in `reloads` and fails while
-    /// `fail` exists, and the desired state that sets `a` to 2 with that reload.
+    /// `fail` exists, a second one (`reload2.sh`, and the same as `a-reload.sh`, which sorts
+    /// before it; each run noted in `reloads-b`) that never fails, and
+    /// the desired state that sets `a` (and `b`) to 2 with a reload.
     struct Gateway {
         let root: String
         var file: String { root + "/etc/gw/config.yaml" }
@@ -27,18 +29,25 @@ import Testing
                 if [ -e \(root)/fail ]; then echo "Job for litellm.service failed" >&2; exit 1; fi
 
                 """, mode: 0o755)
+            for name in ["reload2.sh", "a-reload.sh"] {
+                try write(root + "/" + name, "#!/bin/sh\necho ran >> \(root)/reloads-b\n", mode: 0o755)
+            }
             if failing { try write(root + "/fail", "") }
         }
 
         var reloads: Int { ((try? read(root + "/reloads")) ?? "").split(separator: "\n").count }
+        var reloadsB: Int { ((try? read(root + "/reloads-b")) ?? "").split(separator: "\n").count }
+        var command: [String] { [root + "/reload.sh"] }
 
-        func state(_ names: [String] = ["gw"]) throws -> DesiredState {
+        /// One resource per name, setting `a`, `b`, … to 2; each reloads with `scripts` (by
+        /// index; `reload.sh` for every one by default).
+        func state(_ names: [String] = ["gw"], scripts: [String]? = nil) throws -> DesiredState {
             let keys = ["a", "b"]
             return try configState(root: root, names.enumerated().map { index, name in
                 resource("ConfigFile", name, """
                     path: etc/gw/config.yaml
                     properties: {\(keys[index]): 2}
-                    reload: [\(root)/reload.sh]
+                    reload: [\(root)/\(scripts?[index] ?? "reload.sh")]
                     """)
             }.joined())
         }
@@ -116,6 +125,11 @@ import Testing
     /// resource's reload is owed; the next apply runs the shared command once and both are done.
     /// Against the old code, each resource retried alone after the failed write found its value
     /// in place and was counted in sync: no record of the change at all.
+    ///
+    /// And the failing command runs once a pass, not once for the write and again for each
+    /// resource retried alone (1 + N: 3 runs here, against a service that is failing); each
+    /// resource still gets its own record of the one outcome. Legitimately, the next pass runs
+    /// it again (once), and the one after that, with the service back, completes both.
     @Test func aFailedReloadOfOneWriteIsOwedToEveryResourceOfIt() async throws {
         try await withTemporaryDirectory { root in
             let gw = try Gateway(root, failing: true)
@@ -124,8 +138,17 @@ import Testing
             #expect(first.failed.map(\.record.resource).sorted() == ["ConfigFile/gw", "ConfigFile/gw-b"], "\(first.entries.map(\.record))")
             #expect(first.failed.allSatisfy { $0.record.changes.first?.observedAfter == "2" })
             #expect(try read(gw.file) == "a: 2\nb: 2\n")
+            #expect(gw.reloads == 1, "one run of the shared command in the pass")
+            let errors = Set(first.failed.compactMap(\.record.error))
+            #expect(errors.count == 1, "the same outcome for both: \(errors)")
+            #expect(errors.first?.contains("the reload command \(root)/reload.sh failed (exit status 1") == true, "\(errors)")
+            #expect(errors.first?.contains("when it ran earlier in this pass") == true, "not run again for each: \(errors)")
             let plan = try await Reconciler(registry: Registry([HostAdapter.definition()])).plan(state)
             #expect(plan.remediations.flatMap { $0.changes.map(\.property) }.sorted() == ["[reload of ConfigFile/gw-b]", "[reload of ConfigFile/gw]"])
+
+            let (_, again) = try await reconcile(state)
+            #expect(again.failed.map(\.record.resource).sorted() == ["ConfigFile/gw", "ConfigFile/gw-b"], "\(again.entries.map(\.record))")
+            #expect(gw.reloads == 2, "a new pass runs the owed reload again, once")
 
             try FileManager.default.removeItem(atPath: gw.failSwitch)
             let before = gw.reloads
@@ -160,7 +183,10 @@ import Testing
                 detectedAt: Date(), appliedAt: nil, verifiedAt: nil, desiredCommit: state.revision, approver: nil, error: nil)
             try await journal.begin([intent])
             await journal.trying([intent.id])
-            if owed { try OwedReloads.record(["ConfigFile/gw"], for: "/etc/gw/config.yaml", in: try HostRoot(root)) }
+            if owed {
+                try OwedReloads.record([.init(command: OwedReloads.key(gw.command), resource: "ConfigFile/gw")], for: "/etc/gw/config.yaml",
+                                       in: try HostRoot(root))
+            }
             try write(gw.file, "a: 2\nb: 1\n")
 
             let sink = RecordingSink()
@@ -187,6 +213,167 @@ import Testing
         }
     }
 
+    /// Harmful: the reload fails, then the policy renames the resource (same file, same
+    /// command). The reload is still owed, to the resource by its new name: the plan shows it,
+    /// the next apply runs it, and only then is the plan in sync. Against the old code (the
+    /// marker kept resource names) the renamed resource read as in sync and the reload never
+    /// ran: the service kept its old configuration while Bulwark reported no drift.
+    @Test func aRenamedResourceStillOwesTheReloadItsOldNameLeftOwed() async throws {
+        try await withTemporaryDirectory { root in
+            let gw = try Gateway(root, failing: true)
+            let (_, first) = try await reconcile(try gw.state(["gw"]))
+            #expect(first.failed.count == 1)
+            #expect(gw.reloads == 1)
+
+            let renamed = try gw.state(["gateway"])
+            let reconciler = Reconciler(registry: Registry([HostAdapter.definition()]))
+            let plan = try await reconciler.plan(renamed)
+            #expect(plan.inSync.isEmpty, "the renamed resource owes the reload")
+            let owed = try #require(plan.remediations.first?.changes)
+            #expect(owed.map(\.property) == ["[reload of ConfigFile/gateway]"])
+            #expect(owed.first?.observed == ConfigFileDriver.reloadOwed)
+
+            try FileManager.default.removeItem(atPath: gw.failSwitch)
+            let (_, second) = try await reconcile(renamed)
+            #expect(second.verified.map(\.record.resource) == ["ConfigFile/gateway"], "\(second.entries.map(\.record))")
+            #expect(gw.reloads == 2)
+            #expect(!FileManager.default.fileExists(atPath: gw.marker))
+            #expect(try await reconciler.plan(renamed).remediations.isEmpty, "in sync")
+        }
+    }
+
+    /// Harmful: the reload fails, and the policy changes the resource's reload command (what
+    /// one does when the command was wrong), keeping its name. The reload is still owed, and the
+    /// next apply runs the new command. Kept by command alone, the change dropped it: the plan
+    /// was in sync and the service never read the file.
+    @Test func aResourceGivenAnotherReloadCommandStillOwesTheReload() async throws {
+        try await withTemporaryDirectory { root in
+            let gw = try Gateway(root, failing: true)
+            let (_, first) = try await reconcile(try gw.state(["gw"]))
+            #expect(first.failed.count == 1)
+
+            let changed = try gw.state(["gw"], scripts: ["reload2.sh"])
+            let reconciler = Reconciler(registry: Registry([HostAdapter.definition()]))
+            let plan = try await reconciler.plan(changed)
+            #expect(plan.remediations.first?.changes.map(\.property) == ["[reload of ConfigFile/gw]"], "\(plan.inSync)")
+            let (_, second) = try await reconcile(changed)
+            #expect(second.verified.map(\.record.resource) == ["ConfigFile/gw"], "\(second.entries.map(\.record))")
+            #expect(gw.reloadsB == 1 && gw.reloads == 1, "the new command ran, the old one not again")
+            #expect(!FileManager.default.fileExists(atPath: gw.marker))
+            #expect(try await reconciler.plan(changed).remediations.isEmpty, "in sync")
+        }
+    }
+
+    /// Legitimate: two resources of one file with different reload commands. The failed one is
+    /// owed; the other, which succeeded, is not owed again (the key is the command, not only the
+    /// file), and the next apply runs only the failed command. Each command runs once.
+    ///
+    /// Harmful, with the other command sorted first (`a-reload.sh`): it ran and succeeded in the
+    /// coalesced write before reload.sh failed; gw-b, retried alone, found its value in place and
+    /// its reload done and was counted in sync, with no record of the change the write made. It
+    /// is recorded verified now; with reload2.sh (run only once gw-b is retried alone) it always was.
+    @Test(arguments: ["reload2.sh", "a-reload.sh"])
+    func aReloadOwedIsOwedOnlyByResourcesWithItsCommand(other: String) async throws {
+        try await withTemporaryDirectory { root in
+            let gw = try Gateway(root, failing: true)
+            let state = try gw.state(["gw", "gw-b"], scripts: ["reload.sh", other])
+            let (_, first) = try await reconcile(state)
+            #expect(first.failed.map(\.record.resource) == ["ConfigFile/gw"], "\(first.entries.map(\.record))")
+            #expect(first.verified.map(\.record.resource) == ["ConfigFile/gw-b"], "\(first.entries.map(\.record))")
+            #expect(gw.reloads == 1 && gw.reloadsB == 1, "each distinct command once in the pass")
+            let plan = try await Reconciler(registry: Registry([HostAdapter.definition()])).plan(state)
+            #expect(plan.remediations.flatMap { $0.changes.map(\.property) } == ["[reload of ConfigFile/gw]"])
+            #expect(plan.inSync.map(\.resource.name) == ["gw-b"])
+
+            try FileManager.default.removeItem(atPath: gw.failSwitch)
+            let before = gw.reloads
+            let (_, second) = try await reconcile(state)
+            #expect(second.verified.map(\.record.resource) == ["ConfigFile/gw"])
+            #expect(gw.reloads == before + 1 && gw.reloadsB == 1, "only the owed command ran")
+            #expect(!FileManager.default.fileExists(atPath: gw.marker))
+        }
+    }
+
+    /// A marker as Bulwark wrote it before the keys were commands names resources; the name it
+    /// holds may be one the policy no longer has. Read conservatively: every reload of the file
+    /// is owed, so the next apply runs it, and writes the marker in the new form (here: removes
+    /// it, nothing being owed). Against the old reading of names, a renamed resource found
+    /// nothing owed.
+    @Test func aMarkerThatNamesResourcesOwesEveryReloadOfItsFile() async throws {
+        try await withTemporaryDirectory { root in
+            let gw = try Gateway(root, failing: false)
+            try write(gw.file, "a: 2\nb: 1\n")
+            try FileManager.default.createDirectory(atPath: root + "/run/bulwark/reload-owed", withIntermediateDirectories: true)
+            chmod(root + "/run/bulwark/reload-owed", 0o700)
+            try write(gw.marker, #"{"file": "/etc/gw/config.yaml", "owed": ["ConfigFile/old-name"]}"#, mode: 0o600)
+            let state = try gw.state()
+            let reconciler = Reconciler(registry: Registry([HostAdapter.definition()]))
+            let plan = try await reconciler.plan(state)
+            #expect(plan.remediations.first?.changes.map(\.property) == ["[reload of ConfigFile/gw]"], "\(plan.failures.map(\.message))")
+            let outcome = await reconciler.apply(plan, state: state, audit: RecordingSink())
+            #expect(outcome.verified.count == 1 && outcome.failed.isEmpty)
+            #expect(gw.reloads == 1)
+            #expect(!FileManager.default.fileExists(atPath: gw.marker))
+            #expect(try await reconciler.plan(state).remediations.isEmpty, "in sync")
+        }
+    }
+
+    /// Harmful: a folder above the marker's (`run`, `run/bulwark`) that another user owns or
+    /// may write in, or that is a link: whoever that is could take the marker away (and the
+    /// owed reload with it) or swap in their own. The observation fails, naming the folder, and
+    /// nothing is written. Against the old code only `run/bulwark/reload-owed` was judged: the
+    /// plan went ahead and wrote the file.
+    @Test(arguments: ["run owned by another user", "run/bulwark writable by all", "run a link"])
+    func aMarkerBelowAFolderAnotherUserControlsFailsTheObservation(_ case: String) async throws {
+        try await withTemporaryDirectory { root in
+            let gw = try Gateway(root, failing: false)
+            let state = try gw.state()
+            try FileManager.default.createDirectory(atPath: root + "/run/bulwark/reload-owed", withIntermediateDirectories: true)
+            for folder in ["run", "run/bulwark", "run/bulwark/reload-owed"] { chmod(root + "/" + folder, 0o700) }
+            let named: String
+            switch `case` {
+            case "run owned by another user":
+                named = root + "/run"
+                #expect(chown(named, 65534, 65534) == 0)
+            case "run/bulwark writable by all":
+                named = root + "/run/bulwark"
+                chmod(named, 0o777)
+            default:
+                named = root + "/run"
+                try FileManager.default.moveItem(atPath: root + "/run", toPath: root + "/elsewhere")
+                try FileManager.default.createSymbolicLink(atPath: root + "/run", withDestinationPath: root + "/elsewhere")
+            }
+            let (plan, outcome) = try await reconcile(state)
+            let message = plan.failures.first?.message ?? ""
+            #expect(message.contains(named), "\(plan.failures.map(\.message))")
+            #expect(message.contains("belongs to uid 65534") || message.contains("lets another user change") || message.contains("link"),
+                    "\(message)")
+            #expect(outcome.entries.isEmpty)
+            #expect(try read(gw.file) == "a: 1\nb: 1\n", "nothing written")
+            #expect(gw.reloads == 0)
+        }
+    }
+
+    /// Legitimate: folders above the marker's as a host has them (`/run` root's, mode 0755) or
+    /// writable by all with the sticky bit as `/tmp` is (only an entry's owner may take it away):
+    /// the reload that fails is owed, and the plan shows it.
+    @Test(arguments: [0o755, 0o1777])
+    func aMarkerBelowFoldersOnlyRootControlsIsKept(runMode: Int) async throws {
+        try await withTemporaryDirectory { root in
+            let gw = try Gateway(root, failing: true)
+            let state = try gw.state()
+            try FileManager.default.createDirectory(atPath: root + "/run/bulwark", withIntermediateDirectories: true)
+            chmod(root + "/run", mode_t(runMode))
+            chmod(root + "/run/bulwark", 0o755)
+            let (_, first) = try await reconcile(state)
+            #expect(first.failed.count == 1, "\(first.entries.map(\.record))")
+            #expect(FileManager.default.fileExists(atPath: gw.marker))
+            let plan = try await Reconciler(registry: Registry([HostAdapter.definition()])).plan(state)
+            #expect(plan.failures.isEmpty, "\(plan.failures.map(\.message))")
+            #expect(plan.remediations.first?.changes.map(\.property) == ["[reload of ConfigFile/gw]"])
+        }
+    }
+
     /// A marker Bulwark did not write as it writes one (a link, another user's folder, other
     /// content) fails the resource's observation, naming it: it is never taken as "nothing owed".
     @Test func aMarkerThatIsNotBulwarksFailsTheObservation() async throws {
@@ -208,7 +395,7 @@ import Testing
             try write(gw.marker, #"{"file": "/etc/gw/config.yaml", "owed": ["ConfigFile/gw"]}"#, mode: 0o600)
             chmod(root + "/run/bulwark/reload-owed", 0o777)
             let open = try await Reconciler(registry: Registry([HostAdapter.definition()])).plan(state)
-            #expect(open.failures.first?.message.contains("lets another user change it") == true, "\(open.failures.map(\.message))")
+            #expect(open.failures.first?.message.contains("lets another user change what Bulwark keeps below it") == true, "\(open.failures.map(\.message))")
         }
     }
 }
