@@ -158,7 +158,10 @@ private struct Composer {
         switch event {
         case let .alias(anchor, line, column, end):
             guard let target = anchors[anchor] else {
-                throw YAMLError(line: line, column: column, message: "alias *\(quotedForMessage(anchor)) refers to no anchor")
+                // The alias's text is not shown: in a target's file it may be a password typed
+                // without quotes (`password: *Secret`), and the message reaches records and logs.
+                throw YAMLError(line: line, column: column,
+                                message: "an alias (a value starting with '*') refers to no anchor; quote the value if it is text")
             }
             try count(target.size, line: line, column: column)
             try spend(target.bytes, line: line, column: column)
@@ -214,7 +217,7 @@ private struct Composer {
                 }
                 if let first = seen[key] {
                     throw YAMLError(line: keyNode.line, column: keyNode.column,
-                                    message: "duplicate key '\(quotedForMessage(key))' (first at line \(first))")
+                                    message: "duplicate key (first at line \(first))")
                 }
                 seen[key] = keyNode.line
                 let (value, valueSize, valueBytes) = try node(from: try next(), depth: depth + 1)
@@ -272,7 +275,8 @@ private struct Composer {
         }
         func unreadTag(_ tag: String) -> YAMLError {
             YAMLError(line: line, column: column,
-                      message: "explicit tag \(quotedForMessage(tag)): Bulwark reads untagged values and !!str only, "
+                      message: "explicit tag \(tag.hasPrefix("tag:yaml.org,2002:") || tag.hasPrefix("!!") ? quotedForMessage(tag) + " " : "")"
+                        + "(a value starting with '!'; quote it if it is text): Bulwark reads untagged values and !!str only, "
                         + "so as not to read a value otherwise than its program does")
         }
         switch event.type {

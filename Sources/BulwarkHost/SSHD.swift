@@ -428,7 +428,7 @@ struct SSHDConfigDriver: ResourceDriver {
                 }
                 index += 1
             }
-            guard quote == nil else { throw HostError("Include has a quote that is never closed; sshd refuses the line: \(value)") }
+            guard quote == nil else { throw HostError("Include has a quote that is never closed; sshd refuses the line") }
             guard !pattern.isEmpty else { throw HostError("Include has an empty argument; sshd refuses the line: \(value)") }
             let text = String(decoding: pattern, as: UTF8.self)
             guard !text.unicodeScalars.contains(where: { LineFile.escapes.contains($0.value) }) else {
