@@ -5,6 +5,17 @@ internal import Logging
 /// One cycle of the daemon: plan the bindings asked for, apply through the core, and keep what
 /// the status page, the flap breaker, the change budget and the scheduler learn from it.
 extension Daemon {
+    /// Holds back a fix that failed (`HeldFix`): one more failure of the same drift in a row,
+    /// held twice as long as the last time.
+    func hold(_ remediation: PlannedRemediation) {
+        let fingerprint = Self.fingerprint(remediation.changes)
+        let before = failedFixes[remediation.binding]
+        let failures = before?.fingerprint == fingerprint ? (before?.failures ?? 0) + 1 : 1
+        let interval = state?.controllers[remediation.binding.controller]?.interval ?? .seconds(300)
+        failedFixes[remediation.binding] = HeldFix(fingerprint: fingerprint, failures: failures,
+                                                   retryAt: clock.now() + HeldFix.hold(after: failures, interval: interval))
+    }
+
     func cycle(only: Set<Binding>?) async {
         guard var cycleState = state else { return }
         if let only { cycleState.narrow { only.contains($0) } }
@@ -31,15 +42,19 @@ extension Daemon {
                 failedFixes[binding] = nil
                 driftSeen[binding] = nil
             }
-            // A fix that failed for this very drift is not tried again (nor recorded again).
+            // A fix that failed for this very drift is not tried again (nor recorded again) while it is held.
             var notRetried: [PlannedRemediation] = []
+            let now = clock.now()
             plan.remediations.removeAll { remediation in
-                guard remediation.decision == .applied, failedFixes[remediation.binding] == Self.fingerprint(remediation.changes) else {
+                guard remediation.decision == .applied, let held = failedFixes[remediation.binding],
+                      held.fingerprint == Self.fingerprint(remediation.changes), now < held.retryAt else {
                     return false
                 }
                 var shown = remediation
                 shown.decision = .deferred
-                shown.reason = "the same fix failed before; retried when the drift or the policy changes, or the daemon restarts"
+                let seconds = now.duration(to: held.retryAt).components.seconds
+                shown.reason = "the same fix failed before (\(held.failures) time\(held.failures == 1 ? "" : "s") in a row); tried again "
+                    + "in \(seconds) s, or when the drift or the policy changes, or the daemon restarts"
                 notRetried.append(shown)
                 return true
             }
@@ -79,7 +94,7 @@ extension Daemon {
                     let overwritten = entry.record.overwrittenAfterFix ? (overwrittenFixes[binding] ?? 0) + 1 : 0
                     overwrittenFixes[binding] = overwritten == 0 ? nil : overwritten
                     let holdBack = entry.record.result == .failed && (overwritten == 0 || overwritten > Self.overwrittenRetries)
-                    failedFixes[binding] = holdBack ? Self.fingerprint(entry.remediation.changes) : nil
+                    if holdBack { hold(entry.remediation) } else { failedFixes[binding] = nil }
                     // Fixed and verified: the same drift again is a new drift (an edit back), counted
                     // again even when no pass saw the binding in sync in between.
                     if entry.record.result == .verified {
@@ -89,6 +104,11 @@ extension Daemon {
                 }
                 recent.append((entry.record, entry.commit))
                 if let historyEntry = RemediationReport.Entry(entry.record) { history.add(historyEntry) }
+            }
+            // A held fix tried again that failed as it did before (its record is there already):
+            // held again, for longer.
+            for entry in outcome.entries where entry.alreadyRecorded && entry.record.decision == .applied && entry.record.result == .failed {
+                hold(entry.remediation)
             }
             if recent.count > 100 { recent.removeFirst(recent.count - 100) }
             history.forget(before: started.addingTimeInterval(-7 * 86400))
@@ -120,7 +140,7 @@ extension Daemon {
             failedControllers.formUnion(outcome.busy.map(\.remediation.binding.controller))
             let problems = plan.failures.map { "\($0.binding): \($0.message)" } + outcome.failed.map { "\($0.remediation.binding): \($0.record.error ?? "fix did not verify")" }
                 + outcome.auditFailures + (outcome.halted.map { ["stopped changing systems: \($0)"] } ?? [])
-                + notRetried.map { "\($0.binding): a fix for this drift failed before; not retried until the drift or the policy changes" }
+                + notRetried.map { "\($0.binding): \($0.reason ?? "a fix for this drift failed before")" }
                 + outcome.busy.map { "\($0.remediation.binding): not applied, nothing recorded: \($0.reason)" }
             // Standing problems, per binding: set again for each binding this cycle looked at,
             // kept for the others (a small cycle does not clear a failure elsewhere).
@@ -130,7 +150,7 @@ extension Daemon {
                 health.set(entry.remediation.binding, "the fix did not verify: \(entry.record.error ?? "no error given")")
             }
             for remediation in notRetried {
-                health.set(remediation.binding, "a fix for this drift failed before; held back until the drift or the policy changes")
+                health.set(remediation.binding, "a fix for this drift failed before; held back: \(remediation.reason ?? "")")
             }
             for item in outcome.busy { health.set(item.remediation.binding, "not applied, nothing recorded: \(item.reason)") }
             for remediation in undone {

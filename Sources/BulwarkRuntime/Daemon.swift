@@ -69,9 +69,9 @@ package actor Daemon: DaemonControl {
     var baselineHeld: String?
     /// Limits over each controller's interval, across cycles.
     var budget = ChangeBudget()
-    /// The drift of a fix that failed, per resource: the same fix is not tried (and recorded)
-    /// again until the drift, the revision or the daemon changes.
-    var failedFixes: [Binding: String] = [:]
+    /// A fix that failed, per resource: the same fix is not tried again until the drift, the
+    /// revision or the daemon changes, or its hold ends (`HeldFix`).
+    var failedFixes: [Binding: HeldFix] = [:]
     /// Fixes undone by another writer before their verification, in a row per resource: tried
     /// again by the next cycle, at most `Daemon.overwrittenRetries` times, then held back as a
     /// failed fix (a writer that undoes every fix is a fight, not a race).
@@ -204,6 +204,26 @@ package actor Daemon: DaemonControl {
         pendingBindings = []
         guard all || !bindings.isEmpty else { return }
         await cycle(only: all ? nil : bindings)
+    }
+
+    /// A fix that failed and is held back: its drift (`fingerprint`), how many times in a row
+    /// it failed, and when it is tried again. A cause that goes away by itself (a service that
+    /// was down for its reload, a file system mounted read-only for a while) is not left
+    /// standing until someone changes the policy or restarts the daemon: the fix is tried again
+    /// after its controller's interval, then twice that, and so on up to a day, each failure
+    /// recorded once (its record id is stable: `recorded before`).
+    package struct HeldFix: Sendable, Equatable {
+        package var fingerprint: String
+        package var failures: Int
+        package var retryAt: ContinuousClock.Instant
+
+        /// How long a fix that failed `failures` times in a row is held: the interval doubled per
+        /// failure after the first, up to a day; 0.8 of that, so that the controller's next
+        /// regular cycle (its interval, −10 % jitter) comes after the hold, not just before it.
+        package static func hold(after failures: Int, interval: Duration) -> Duration {
+            let doubled = interval * (1 << min(max(failures - 1, 0), 16))
+            return min(doubled, .seconds(86_400)) * 0.8
+        }
     }
 
     /// What a drift is, for telling the same drift from a new one.

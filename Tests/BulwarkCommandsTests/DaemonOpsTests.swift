@@ -84,6 +84,34 @@ struct DaemonOpsTests {
         }
     }
 
+    /// A fix whose cause goes away by itself (here a read-only mount that is taken away) is
+    /// tried again after its hold, with no policy change and no restart, and the daemon is
+    /// ready; while it fails again it is not recorded again. Held twice as long each time.
+    @Test func aHeldFixIsTriedAgainAfterItsHoldAndRecordedOnce() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            try s.editPolicy("controllers/host-hardening.yaml", replacing: "interval: 5m", with: "interval: 10s")
+            let readOnly = try ReadOnlyFolder(s.host + "/etc/ssh")
+            defer { readOnly.release() }
+            let daemon = try daemonTests.start(s)
+            #expect(daemon.wait { daemon.log.contains("result=failed") }, "\(daemon.log)")
+            #expect(daemonTests.waitIdle(daemon))
+            // The next cycle (a failed controller is retried within seconds) holds it and says until when.
+            #expect(daemon.wait(seconds: 30) { (try? daemon.get("/readyz"))?.body.contains("tried again in") == true }, "\(daemon.log)")
+            #expect(try daemon.get("/readyz").status == 503)
+            // Two holds (8 s, then 16 s): tried again, failed again, recorded once.
+            #expect(daemon.wait(seconds: 40) { (try? daemon.get("/readyz"))?.body.contains("failed before (2 times in a row)") == true },
+                    "\(daemon.log)")
+            let failed = try s.trailers("Bulwark-Result").filter { $0 == "failed" }.count
+            #expect(failed >= 1)
+            #expect(readOnly.release())
+            // No policy change, no restart: the next try after the hold fixes it.
+            #expect(daemon.wait(seconds: 60) { (try? daemon.get("/readyz").status) == 200 }, "\(daemon.log)")
+            #expect(try s.trailers("Bulwark-Result").filter { $0 == "failed" }.count == failed, "the failures were recorded once")
+            #expect(daemon.terminate() == 0)
+        }
+    }
+
     /// An intent journal that cannot be written halts the pass: logged as an error, the fixes
     /// left undone are open drift (status and gauge) and /readyz says so. With the journal
     /// writable again, the next daemon fixes them and is ready.
