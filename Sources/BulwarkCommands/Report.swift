@@ -13,6 +13,10 @@ extension Bulwark {
                 MTTR is the time from detection to verified fix. Detection is when the drift was first \
                 recorded open (held, deferred, escalated, reported or failed) after the last verified fix \
                 of that resource on that target, or else when the fixing pass observed it.
+
+                With --signing-key or --audit-signers, only records a key trusted for records signed are \
+                counted (anyone who can push to the origin can write a record claiming a fast fix); how \
+                many were left out is said, and `bulwark verify-audit` lists them.
                 """)
 
         enum Format: String, ExpressibleByArgument, CaseIterable { case text, json, markdown }
@@ -38,9 +42,24 @@ extension Bulwark {
             let policy = try PolicyRepository(try repository.configuration())
             let (_, stale) = try await policy.sync()
             if let stale { console.warn(stale) }
-            let entries = try await policy.auditHistory().reversed().compactMap(RemediationReport.Entry.init)
-            let report = RemediationReport(entries: entries, since: since.flatMap { Log.parseSince($0, now: Date()) },
+            var history = try await policy.auditHistory()
+            var untrusted: Int?
+            if let trust = await RecordTrust.of(policy, verification: nil) {
+                var kept: [CommitInfo] = []
+                var folder: String?
+                var keys: [[UInt8]: String] = [:]
+                defer { if let folder { try? FileManager.default.removeItem(atPath: folder) } }
+                for commit in history {
+                    let signed = try? await policy.signature(of: commit.id)
+                    if trust.problem(signed ?? nil, commit: commit.id, folder: &folder, trustedKeys: &keys) == nil { kept.append(commit) }
+                }
+                untrusted = history.count - kept.count
+                history = kept
+            }
+            let entries = history.reversed().compactMap(RemediationReport.Entry.init)
+            var report = RemediationReport(entries: entries, since: since.flatMap { Log.parseSince($0, now: Date()) },
                                            now: Date(), top: top)
+            report.untrustedRecords = untrusted
             switch output {
             case .json: console.json(report)
             case .text: console.print(report.text(source: "\(repository.displayURL) \(repository.auditBranch)"))

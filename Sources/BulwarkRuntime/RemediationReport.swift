@@ -73,6 +73,9 @@ package struct RemediationReport: Encodable {
     package var open: [OpenItem]
     /// MTTR of findings, from each finding's first-seen time to its first verified fix, and SLA breaches.
     package var findings: FindingsSummary
+    /// Records left out because no key trusted for records signed them (`RecordTrust`); nil
+    /// when no key is configured, and every record counts.
+    package var untrustedRecords: Int?
 
     package init(entries: [Entry], since: Date?, now: Date, top: Int, sla: SLAPolicy = SLAPolicy()) {
         findings = FindingsSummary(entries: entries, since: since, now: now, sla: sla)
@@ -129,6 +132,10 @@ package struct RemediationReport: Encodable {
     package func text(source: String) -> String {
         var lines = ["Remediation report for \(source): \(records) records",
                      "MTTR (detection to verified fix): " + line(mttr)]
+        if let untrustedRecords, untrustedRecords > 0 {
+            lines.insert("Left out: \(untrustedRecords) record\(untrustedRecords == 1 ? "" : "s") no trusted key signed "
+                         + "(bulwark verify-audit --audit-signers lists them)", at: 1)
+        }
         for (title, groups) in [("controller", byController), ("kind", byKind), ("severity", bySeverity), ("target", byTarget)]
         where !groups.isEmpty {
             lines.append("By \(title):")
@@ -149,7 +156,8 @@ package struct RemediationReport: Encodable {
     }
 
     package func markdown(source: String) -> String {
-        var lines = ["# Remediation report", "", "Source: `\(source)`, \(records) records.", "",
+        let left = (untrustedRecords ?? 0) > 0 ? " \(untrustedRecords ?? 0) records no trusted key signed are left out." : ""
+        var lines = ["# Remediation report", "", "Source: `\(source)`, \(records) records.\(left)", "",
                      "**MTTR** (detection to verified fix): " + line(mttr), "",
                      "| group | value | fixes | p50 | p90 | max |", "|---|---|---|---|---|---|"]
         for (title, groups) in [("controller", byController), ("kind", byKind), ("severity", bySeverity), ("target", byTarget)] {

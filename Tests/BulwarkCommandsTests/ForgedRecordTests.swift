@@ -67,6 +67,43 @@ import Testing
         try trail.save(stateDirectory: s.state)
     }
 
+    // MARK: - The report
+
+    /// A forged record of a fix verified a millisecond after its detection, pushed by someone
+    /// without the signing key: with the key, `report` leaves it out of MTTR and the counts and
+    /// says so; Bulwark's own signed records are all counted. Without a key every record counts
+    /// (nothing to check against), as before.
+    @Test func theReportLeavesOutRecordsNoTrustedKeySigned() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let key = try AuditTrailTests().makeKey(dir)
+            let signed = ["--secrets-dir", key.secrets, "--signing-key", key.path]
+            let first = try s.run("apply", signed[0], signed[1], signed[2], signed[3])
+            #expect(first.status == 0, "\(first.stderr)")
+            let own = try s.auditCommits().count
+            _ = try Self.forge(s, subject: "remediate(\(Self.resource)): local PermitRootLogin yes -> no",
+                               trailers: [("Bulwark-Id", "01FQRGEDFASTF1X00000000000"), ("Bulwark-Controller", "host-hardening"),
+                                          ("Bulwark-Target", "local"), ("Bulwark-Resource", Self.resource),
+                                          ("Bulwark-Severity", "high"), ("Bulwark-Mode", "enforce"),
+                                          ("Bulwark-Decision", "applied"), ("Bulwark-Result", "verified"),
+                                          ("Bulwark-Desired-Commit", String(repeating: "0", count: 40)),
+                                          ("Bulwark-Detected-At", "2026-12-01T10:00:00.000Z"),
+                                          ("Bulwark-Verified-At", "2026-12-01T10:00:00.001Z")])
+            let checked = try s.run("report", "--output", "json", signed[0], signed[1], signed[2], signed[3])
+            #expect(checked.status == 0, "\(checked.stderr)")
+            let report = try #require(try JSONSerialization.jsonObject(with: Data(checked.stdout.utf8)) as? [String: Any])
+            #expect(report["records"] as? Int == own, "\(report)")
+            #expect(report["untrustedRecords"] as? Int == 1, "\(report)")
+            let text = try s.run("report", signed[0], signed[1], signed[2], signed[3])
+            #expect(text.stdout.contains("Left out: 1 record no trusted key signed"), "\(text.stdout)")
+            // Without a key there is nothing to check against: every record counts.
+            let unchecked = try s.run("report", "--output", "json")
+            let all = try #require(try JSONSerialization.jsonObject(with: Data(unchecked.stdout.utf8)) as? [String: Any])
+            #expect(all["records"] as? Int == own + 1, "\(all)")
+            #expect(all["untrustedRecords"] == nil)
+        }
+    }
+
     // MARK: - Sequence numbers
 
     /// A forged `Bulwark-Sequence` of 2^64-1 naming this instance made `+ 1` trap on every run
