@@ -4,13 +4,17 @@ internal import Foundation
 
 /// Why a reference was not updated on the remote.
 public struct PushRejection: Sendable, Hashable {
-    public init(reference: String, reason: String) {
+    public init(reference: String, reason: String, locked: Bool = false) {
         self.reference = reference
         self.reason = reason
+        self.locked = locked
     }
 
     public let reference: String
     public let reason: String
+    /// The reference's lock file in a local origin was there: another process is moving it,
+    /// or one killed while moving it left the lock (not a newer commit of another writer).
+    public let locked: Bool
 }
 
 extension Repository {
@@ -182,7 +186,7 @@ extension Repository {
         } catch {
             guard error.isModified || error.code == GIT_ELOCKED.rawValue else { throw error }
             if error.code == GIT_ELOCKED.rawValue, let stale = Self.staleLock(of: destination, in: path) { throw stale }
-            return PushRejection(reference: destination, reason: error.message)
+            return PushRejection(reference: destination, reason: error.message, locked: error.code == GIT_ELOCKED.rawValue)
         }
         let sent = Set(chain.map(\.name))
         unpushedPacks.removeAll { sent.contains($0.name) }

@@ -799,6 +799,7 @@ package actor PolicyRepository: AuditSink {
         let end = clock.now.advanced(by: deadline)
         var pause = 0.02
         var rejections = 0
+        var locked = 0
         while true {
             guard let local = try repository.resolve(localAudit) else { return .upToDate }
             // The audit branch, or the recovery branch while the audit branch cannot be trusted.
@@ -819,7 +820,14 @@ package actor PolicyRepository: AuditSink {
                 return .pushed(commits: pending)
             }
             rejections += 1
+            if rejection.locked { locked += 1 }
             guard clock.now < end, !Task.isCancelled else {
+                // Locked at every attempt: no other writer moved the branch, its lock stayed.
+                if locked == rejections {
+                    return .keptLocally(commits: pending, reason: "the origin's \(target) stayed locked for \(deadline) (\(rejections) "
+                                        + "attempts, last: \(rejection.reason)): a git process is moving it, or one killed while it "
+                                        + "moved it left the lock, which is named once it is a minute old; the records stay queued locally")
+                }
                 return .keptLocally(commits: pending, reason: "another writer kept moving the audit branch (\(rejections) "
                                     + "attempts in \(deadline), last: \(rejection.reason)); the records stay queued locally")
             }

@@ -137,6 +137,26 @@ import Testing
         }
     }
 
+    /// A lock in the origin younger than a minute that stays through the whole push deadline:
+    /// the records are kept, and the warning says the branch stayed locked, not that another
+    /// writer kept moving it (no one did).
+    @Test func aLockThatStaysThroughThePushIsCalledALock() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let fixes = try s.planned().fixes
+            let lock = s.origin + "/refs/heads/bulwark/audit.lock"
+            try FileManager.default.createDirectory(atPath: s.origin + "/refs/heads/bulwark", withIntermediateDirectories: true)
+            try write(lock, "")
+            let apply = try s.run("apply")
+            #expect(apply.status == 3, "\(apply.stderr)")
+            #expect(apply.stderr.contains("stayed locked for"), "\(apply.stderr)")
+            #expect(!apply.stderr.contains("another writer kept moving"), "\(apply.stderr)")
+            try FileManager.default.removeItem(atPath: lock)
+            #expect(try s.run("apply").status == 0)
+            #expect(try s.auditCommits().count == fixes)
+        }
+    }
+
     /// The lock a push killed between libgit2's two steps leaves (the lock linked onto the
     /// branch, not yet unlinked: a second name of the branch's own file) is removed at once by
     /// the next push, which goes through: Bulwark's own kill must not block the audit branch for
