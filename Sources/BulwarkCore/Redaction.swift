@@ -22,12 +22,17 @@ public enum Redaction {
         return secretParameters.contains(lower) || ["token", "secret", "password", "signature", "apikey"].contains { lower.hasSuffix($0) }
     }
 
+    /// The prefixes of well-known tokens: GitHub's, GitLab's, Slack's, OpenAI's and Stripe's
+    /// secret keys, AWS access key ids, Google API keys, Hugging Face, npm and PyPI tokens. The
+    /// one list both checks below read.
+    static let tokenPrefixes = ["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "xoxb-", "xoxp-", "xoxa-", "xoxr-",
+                                "xoxs-", "xoxe.", "xoxe-", "xapp-", "sk-", "sk_live_", "rk_live_", "sk_test_", "AKIA", "ASIA", "AIza", "hf_", "npm_", "pypi-"]
+
     /// A bare user name that is an access token: a known token prefix, or 20 characters or more
     /// without '/' (user names such as `bot` or `x-access-token` stay readable).
     static func looksLikeToken(_ user: Substring) -> Bool {
         guard !user.isEmpty, !user.contains("/") else { return false }
-        let prefixes = ["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "xox", "sk-", "AKIA"]
-        return prefixes.contains { user.hasPrefix($0) } || (user.count >= 20 && user != "x-access-token")
+        return tokenPrefixes.contains { user.hasPrefix($0) } || (user.count >= 20 && user != "x-access-token")
     }
 
     /// A whole value that has the shape of a well-known credential, whatever key holds it: a
@@ -47,9 +52,8 @@ public enum Redaction {
 
     static func isCredentialWord(_ word: Substring) -> Bool {
         guard word.utf8.count >= 16 else { return false }
-        let prefixes = ["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "xoxb-", "xoxp-", "xoxa-", "xoxr-", "xoxs-",
-                        "xapp-", "sk-", "sk_live_", "rk_live_", "sk_test_", "AIza", "hf_", "npm_", "pypi-"]
-        if let prefix = prefixes.first(where: { word.hasPrefix($0) }) {
+        // AKIA/ASIA keys have a rule of their own below (exactly 20 capitals and digits).
+        if let prefix = tokenPrefixes.first(where: { word.hasPrefix($0) && $0 != "AKIA" && $0 != "ASIA" }) {
             let body = word.dropFirst(prefix.count)
             let longest = body.split(whereSeparator: { $0 == "-" || $0 == "_" }).map(\.count).max() ?? 0
             return longest >= 16 && body.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }
