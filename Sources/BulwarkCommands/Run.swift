@@ -90,6 +90,9 @@ extension Bulwark {
         @Option(help: ArgumentHelp("A proxy in front whose X-Forwarded-For names the client (an address or a CIDR range; repeat for several). Failed authentications are limited per client address: without this, everyone behind the proxy shares its address. X-Forwarded-For from any other peer is ignored.", valueName: "address"))
         var trustedProxy: [String] = []
 
+        @Option(help: ArgumentHelp("File of findings tokens bound to one source each, a `SOURCE TOKEN` pair a line (`garak …`, `sarif:* …` for every SARIF tool; # comments): a finding of another source posted with one of them is refused (403), so one scanner's token cannot speak for another, whose finding rules may merge policy. Under the secrets folder, as the other secret files.", valueName: "path"))
+        var findingsSourceTokens: String?
+
         @Option(help: "Seconds a connection may stay idle (or take to send a request head) before it is closed.")
         var idleTimeout: Int = 15
 
@@ -139,6 +142,43 @@ extension Bulwark {
                                                               environment: findingsTokenEnv, what: "findings token")
             OwnSecrets.register(value)
             return value.map { Array($0.utf8) }
+        }
+
+        /// `--findings-source-tokens`: each line's source and token (every token registered as
+        /// Bulwark's own secret, so no message or record shows it).
+        func sourceTokens() throws -> [FindingsAuthenticator.SourceToken] {
+            guard let findingsSourceTokens else { return [] }
+            let path = findingsSourceTokens.hasPrefix("/") ? findingsSourceTokens
+                : FileManager.default.currentDirectoryPath + "/" + findingsSourceTokens
+            let text: String
+            do { text = try NotifierConfig.Secret.file(path).value() } catch {
+                throw CommandError("cannot use the findings source tokens file: \(error)")
+            }
+            let tokens = try Self.sourceTokens(text, file: findingsSourceTokens)
+            for bound in tokens { OwnSecrets.register(String(decoding: bound.token, as: UTF8.self)) }
+            return tokens
+        }
+
+        /// The `SOURCE TOKEN` lines of `text` (`file` names it in errors, which never show a token).
+        static func sourceTokens(_ text: String, file: String) throws -> [FindingsAuthenticator.SourceToken] {
+            var result: [FindingsAuthenticator.SourceToken] = []
+            for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+                let line = raw.trimmingCharacters(in: .whitespaces)
+                guard !line.isEmpty, !line.hasPrefix("#") else { continue }
+                let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+                let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:._-")
+                guard words.count == 2, let source = words.first, !source.isEmpty,
+                      source.dropLast(source.hasSuffix("*") ? 1 : 0).allSatisfy(allowed.contains), source != "*" else {
+                    throw CommandError("\(file) line \(index + 1): expected `SOURCE TOKEN` (a source such as garak or sarif:*, then its token)")
+                }
+                let token = Array(words[1].utf8)
+                guard !result.contains(where: { $0.token == token }) else {
+                    throw CommandError("\(file) line \(index + 1): the same token is given to two sources; give each source its own")
+                }
+                result.append(.init(source: String(source), token: token))
+            }
+            guard !result.isEmpty else { throw CommandError("\(file) holds no `SOURCE TOKEN` line") }
+            return result
         }
 
         /// A systemd credential named `name`, when the environment variable does not give the secret.
@@ -198,6 +238,7 @@ extension Bulwark {
             }
             let secret = try secret()
             let token = try findingsToken()
+            let sourceTokens = try sourceTokens()
             let daemon: Daemon
             // The daemon keeps its meters here; the server emits them as /metrics.
             let metrics = PrometheusCollectorRegistry()
@@ -234,8 +275,8 @@ extension Bulwark {
             // it): root on any one of them must not be able to post findings, which can propose
             // and auto-merge policy. There only the findings token is accepted.
             let fleetSecret = agent.selfHost || !agent.targets.isEmpty || webhookRelayFile != nil
-            let findings = FindingsAuthenticator(verifier: fleetSecret ? nil : webhook, token: token)
-            if fleetSecret, secret != nil, token == nil {
+            let findings = FindingsAuthenticator(verifier: fleetSecret ? nil : webhook, token: token, sourceTokens: sourceTokens)
+            if fleetSecret, secret != nil, token == nil, sourceTokens.isEmpty {
                 logger.warning("POST /api/v1/findings answers 401: an agent or a relay takes findings only with the findings token (\(findingsTokenEnv) or --findings-token-file), never signed with the webhook secret every host holds")
             }
             // Programs Bulwark runs (reload commands, sshd -t, gpgv) do not inherit its secrets.
@@ -244,7 +285,7 @@ extension Bulwark {
             if !findings.configured {
                 logger.warning("no findings token (\(findingsTokenEnv) or --findings-token-file) nor webhook secret: POST /api/v1/findings answers 401")
             }
-            for (credential, bytes) in [("webhook secret", secret), ("findings token", token)] {
+            for (credential, bytes) in [("webhook secret", secret), ("findings token", token)] + sourceTokens.map({ ("findings token of \($0.source)", $0.token) }) {
                 if let bytes, bytes.count < WebhookVerifier.unguessableLength {
                     logger.warning("the \(credential) is \(bytes.count) bytes: with fewer than \(WebhookVerifier.unguessableLength), its sender gets 429 along with anyone at its address who sends wrong ones (a guessable secret must stay slow to guess); use a random one such as `openssl rand -hex 32`")
                 }

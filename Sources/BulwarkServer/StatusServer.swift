@@ -149,24 +149,67 @@ public struct FindingsAuthenticator: Sendable {
 
     let verifier: WebhookVerifier?
     let token: [UInt8]?
+    /// Tokens that post the findings of one source each (`bulwark run --findings-source-tokens`):
+    /// a finding of another source with one of them is refused, so the holder of a scanner's
+    /// token cannot speak for another scanner, whose finding rules may auto-merge policy or
+    /// close its proposals.
+    let sourceTokens: [SourceToken]
 
-    public init(verifier: WebhookVerifier?, token: [UInt8]?) {
-        self.verifier = verifier
-        self.token = token.flatMap { $0.isEmpty ? nil : $0 }
+    /// A token bound to the findings of `source` (`sarif:*` takes every `sarif:` source).
+    public struct SourceToken: Sendable {
+        public var source: String
+        public var token: [UInt8]
+        public init(source: String, token: [UInt8]) {
+            self.source = source
+            self.token = token
+        }
+
+        /// Whether this token may post a finding of `source`.
+        public func allows(_ source: String) -> Bool {
+            self.source.hasSuffix("*") ? source.hasPrefix(self.source.dropLast()) : source == self.source
+        }
     }
 
-    public var configured: Bool { verifier != nil || token != nil }
+    public init(verifier: WebhookVerifier?, token: [UInt8]?, sourceTokens: [SourceToken] = []) {
+        self.verifier = verifier
+        self.token = token.flatMap { $0.isEmpty ? nil : $0 }
+        self.sourceTokens = sourceTokens.filter { !$0.token.isEmpty }
+    }
 
-    /// Whether the request carries the findings bearer token (a check of the headers alone).
-    public func acceptsBearer(_ headers: HTTPFields) -> Bool {
-        guard let token, let authorization = headers[.authorization], authorization.hasPrefix("Bearer ") else { return false }
-        return WebhookVerifier.constantTimeEqual(Array(authorization.dropFirst(7).utf8), token)
+    public var configured: Bool { verifier != nil || token != nil || !sourceTokens.isEmpty }
+
+    /// The bearer token the request carries, if it is one of the findings tokens: nil, or the
+    /// source it is bound to (`.some(nil)` for the token of every source).
+    func bearer(_ headers: HTTPFields) -> String?? {
+        guard let authorization = headers[.authorization], authorization.hasPrefix("Bearer ") else { return nil }
+        let sent = Array(authorization.dropFirst(7).utf8)
+        // Every token is compared, whichever matches: the time taken does not say which one.
+        var matched: String?? = nil
+        if let token, WebhookVerifier.constantTimeEqual(sent, token) { matched = .some(nil) }
+        for bound in sourceTokens where WebhookVerifier.constantTimeEqual(sent, bound.token) {
+            if matched == nil { matched = .some(bound.source) }
+        }
+        return matched
+    }
+
+    /// Whether the request carries a findings bearer token (a check of the headers alone).
+    public func acceptsBearer(_ headers: HTTPFields) -> Bool { bearer(headers) != nil }
+
+    /// Why the request may not post these findings, or nil: a source-bound token posts only
+    /// its source's (`SourceToken`).
+    public func sourceRefusal(headers: HTTPFields, findings: [Finding]) -> String? {
+        guard case .some(.some(let source)) = bearer(headers) else { return nil }
+        let bound = sourceTokens.first { $0.source == source }
+        guard let other = findings.first(where: { !(bound?.allows($0.source) ?? false) }) else { return nil }
+        return "this token posts findings of source \(source) only; the document has one of source \(quotedForMessage(other.source))"
     }
 
     /// Whether the credential the request would be checked with is too long to guess one request
     /// at a time: the bearer token when it sends `Authorization`, else the webhook secret.
     public func unguessable(_ headers: HTTPFields) -> Bool {
-        if headers[.authorization] != nil { return (token?.count ?? 0) >= WebhookVerifier.unguessableLength }
+        if headers[.authorization] != nil {
+            return ([token].compactMap { $0 } + sourceTokens.map(\.token)).allSatisfy { $0.count >= WebhookVerifier.unguessableLength }
+        }
         return verifier?.unguessable ?? false
     }
 
@@ -185,9 +228,9 @@ public struct FindingsAuthenticator: Sendable {
             return "no findings token or webhook secret is configured; see bulwark run --help"
         }
         if let authorization = headers[.authorization] {
-            guard let token else { return "bearer tokens are not configured; sign the body as the push webhook does" }
+            guard token != nil || !sourceTokens.isEmpty else { return "bearer tokens are not configured; sign the body as the push webhook does" }
             guard authorization.hasPrefix("Bearer ") else { return "Authorization: expected Bearer <token>" }
-            return WebhookVerifier.constantTimeEqual(Array(authorization.dropFirst(7).utf8), token) ? nil : "the bearer token does not match"
+            return bearer(headers) != nil ? nil : "the bearer token does not match"
         }
         guard let verifier else { return "no credentials: send Authorization: Bearer <token>" }
         if Self.forgeSigned(headers) { return Self.forgeSignature }
@@ -309,7 +352,7 @@ public enum StatusServer {
     }
     static let refusalReasons: [HTTPResponse.Status: String] = [
         .unauthorized: "unauthorized", .tooManyRequests: "rate_limited", .serviceUnavailable: "busy",
-        .contentTooLarge: "too_large", .badRequest: "malformed", .requestTimeout: "timeout",
+        .contentTooLarge: "too_large", .badRequest: "malformed", .requestTimeout: "timeout", .forbidden: "wrong_source",
     ]
 
     /// - Parameters:
@@ -473,6 +516,9 @@ public enum StatusServer {
                     document = try FindingParser.document(body, contentType: request.headers[.contentType])
                 } catch let error as FindingError {
                     throw HTTPError(error.exceedsLimit ? .contentTooLarge : .badRequest, message: error.description)
+                }
+                if let refusal = settings.findings.sourceRefusal(headers: request.headers, findings: document.findings) {
+                    throw HTTPError(.forbidden, message: refusal)
                 }
                 let (matched, report) = await control.findingsArrived(document.findings, format: document.format)
                 logger.info("findings received", metadata: ["findings": .stringConvertible(document.findings.count),

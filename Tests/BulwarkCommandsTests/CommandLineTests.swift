@@ -2,6 +2,7 @@
 @testable import BulwarkRuntime
 import BulwarkCore
 import BulwarkGit
+import BulwarkServer
 import BulwarkTestSupport
 import Foundation
 import Testing
@@ -32,6 +33,25 @@ import Testing
     }
 
     // MARK: - Closed pipes
+
+    /// `--findings-source-tokens`: one `SOURCE TOKEN` pair a line, comments and blank lines
+    /// skipped; a malformed line, a lone `*` or one token for two sources is an error naming
+    /// the file and line, never the token.
+    @Test func findingsSourceTokensAreReadAndAMistakeNamesItsLine() throws {
+        let tokens = try Bulwark.Run.sourceTokens("# scanners\ngarak gtok-1234567890abcdef\n\n  sarif:* stok-1234567890abcdef\n", file: "t")
+        #expect(tokens.map(\.source) == ["garak", "sarif:*"])
+        #expect(tokens.first?.allows("garak") == true && tokens.first?.allows("garak2") == false)
+        #expect(tokens.last?.allows("sarif:semgrep") == true && tokens.last?.allows("garak") == false)
+        for (text, line) in [("garak\n", 1), ("# c\ngarak a b\n", 2), ("* tok-secret-1\n", 1), ("sar*if tok-secret-1\n", 1),
+                             ("garak tok-secret-1\nprowler tok-secret-1\n", 2), ("gar/ak tok-secret-1\n", 1)] {
+            #expect {
+                try Bulwark.Run.sourceTokens(text, file: "tokens")
+            } throws: { error in
+                "\(error)".contains("tokens line \(line):") && !"\(error)".contains("tok-secret-1")
+            }
+        }
+        #expect(throws: (any Error).self) { try Bulwark.Run.sourceTokens("# nothing\n", file: "tokens") }
+    }
 
     @Test func writingToAClosedPipeEndsPrintingNotThePass() async throws {
         try await withTemporaryDirectory { dir in

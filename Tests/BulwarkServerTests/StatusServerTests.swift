@@ -450,6 +450,44 @@ actor RecordingDaemon: DaemonControl {
         #expect(await daemon.pushes == 2)
     }
 
+    /// A token bound to one source posts that source's findings (`sarif:*`: every SARIF tool's)
+    /// and is refused (403, nothing reaches the daemon) a finding of another source, which could
+    /// trigger that source's finding rules; the token of every source still posts any.
+    @Test func aSourceBoundTokenPostsOnlyItsSourcesFindings() async throws {
+        let daemon = RecordingDaemon(bindings: [Self.sshd])
+        let verifier = WebhookVerifier(secret: Self.secret, clock: { StatusServerTests.clockNow })
+        let settings = ServerSettings(host: "127.0.0.1", port: 0, webhook: verifier,
+                                      findings: FindingsAuthenticator(verifier: verifier, token: Array(Self.token.utf8), sourceTokens: [
+                                          .init(source: "garak", token: Array("garak-token-for-the-tests".utf8)),
+                                          .init(source: "sarif:*", token: Array("sarif-token-for-the-tests".utf8)),
+                                      ]))
+        @Sendable func finding(_ source: String) -> String {
+            #"{"resource": "SSHDConfig/permit-root-login", "control": "c", "source": "\#(source)", "firstObservedAt": "2026-11-01T10:00:00Z"}"#
+        }
+        try await StatusServer.application(control: daemon, settings: settings, metrics: PrometheusCollectorRegistry(),
+                                           logger: Logger(label: "test")).test(.router) { client in
+            let cases: [(token: String, source: String, status: HTTPResponse.Status)] = [
+                ("garak-token-for-the-tests", "garak", .accepted),
+                ("garak-token-for-the-tests", "prowler", .forbidden),
+                ("sarif-token-for-the-tests", "sarif:semgrep", .accepted),
+                ("sarif-token-for-the-tests", "garak", .forbidden),
+                (Self.token, "prowler", .accepted),
+                ("no-such-token-for-the-tests", "garak", .unauthorized),
+            ]
+            for item in cases {
+                try await client.execute(uri: "/api/v1/findings", method: .post, headers: bearer(item.token),
+                                         body: ByteBuffer(string: finding(item.source))) { response in
+                    #expect(response.status == item.status, "\(item.token) \(item.source): \(String(buffer: response.body))")
+                    if item.status == .forbidden {
+                        #expect(String(buffer: response.body).contains("posts findings of source"), "\(String(buffer: response.body))")
+                        #expect(!String(buffer: response.body).contains("token-for-the-tests"), "the token is not echoed")
+                    }
+                }
+            }
+        }
+        #expect(await daemon.received.count == 3, "only the three allowed reached the daemon")
+    }
+
     /// `--trusted-proxy` values, and the client a header names: the last entry that is not a
     /// trusted proxy; a malformed one, or none, leaves the proxy itself.
     @Test func trustedProxiesNameTheClientTheirProxiesSaw() throws {
