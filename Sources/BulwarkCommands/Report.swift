@@ -43,22 +43,16 @@ extension Bulwark {
             let (_, stale) = try await policy.sync()
             if let stale { console.warn(stale) }
             var history = try await policy.auditHistory()
+            let start = since.flatMap { Log.parseSince($0, now: Date()) }
             var untrusted: Int?
-            if let trust = await RecordTrust.of(policy, verification: nil) {
-                var kept: [CommitInfo] = []
-                var folder: String?
-                var keys: [[UInt8]: String] = [:]
-                defer { if let folder { try? FileManager.default.removeItem(atPath: folder) } }
-                for commit in history {
-                    let signed = try? await policy.signature(of: commit.id)
-                    if trust.problem(signed ?? nil, commit: commit.id, folder: &folder, trustedKeys: &keys) == nil { kept.append(commit) }
-                }
-                untrusted = history.count - kept.count
-                history = kept
+            if let split = await RecordTrust.split(history, in: policy, verification: nil) {
+                history = split.trusted
+                // Only what would have counted: records (not any commit), in the window asked for.
+                untrusted = split.untrusted.compactMap(RemediationReport.Entry.init)
+                    .filter { entry in start.map { entry.detectedAt >= $0 } ?? true }.count
             }
             let entries = history.reversed().compactMap(RemediationReport.Entry.init)
-            var report = RemediationReport(entries: entries, since: since.flatMap { Log.parseSince($0, now: Date()) },
-                                           now: Date(), top: top)
+            var report = RemediationReport(entries: entries, since: start, now: Date(), top: top)
             report.untrustedRecords = untrusted
             switch output {
             case .json: console.json(report)

@@ -347,6 +347,24 @@ public enum AuditID {
 
     /// A stable id for content (a decision that must be recorded once): the same text always
     /// gives the same id, in the same 26-character form as a ULID.
+    /// An error as a record's id tells one failure from another: every run of digits made `#`
+    /// (a line number, a request id, a time, a pid), so that the same cause is recorded once,
+    /// not once a pass or once a retry.
+    public static func cause(_ message: String) -> String {
+        var result = ""
+        var inDigits = false
+        for character in message {
+            if character.isASCII, character.isNumber {
+                if !inDigits { result.append("#") }
+                inDigits = true
+            } else {
+                result.append(character)
+                inDigits = false
+            }
+        }
+        return result
+    }
+
     public static func stable(_ text: String) -> String {
         var a: UInt64 = 0xcbf2_9ce4_8422_2325
         var b: UInt64 = 0x6c62_272e_07bb_0142

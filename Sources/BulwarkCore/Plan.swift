@@ -91,22 +91,8 @@ public struct ObservationFailure: Sendable, Hashable {
         self.message = message
     }
 
-    /// The message as its record is told apart by: every run of digits made `#` (a line
-    /// number, a request id, a time), so that the same cause is recorded once, not once a pass.
-    var cause: String {
-        var result = ""
-        var inDigits = false
-        for character in message {
-            if character.isASCII, character.isNumber {
-                if !inDigits { result.append("#") }
-                inDigits = true
-            } else {
-                result.append(character)
-                inDigits = false
-            }
-        }
-        return result
-    }
+    /// The message as its record is told apart by (`AuditID.cause`).
+    var cause: String { AuditID.cause(message) }
 
     /// Its record (`Decision.unobserved`): once per binding, revision and cause.
     func remediation(state: DesiredState, at now: Date) -> PlannedRemediation {

@@ -928,8 +928,10 @@ public struct Reconciler: Sendable {
     /// The stable id of a failed fix: its binding, drift, error and revision.
     private func failureID(_ record: AuditRecord) -> String {
         let drift = record.changes.map { "\($0.property)=\($0.observedBefore ?? "\u{0}")>\($0.desired)" }
+        // The error with its digits made `#` (`AuditID.cause`): a reload command that prints the
+        // time or its pid fails the same way every time, and is recorded once.
         return AuditID.stable((["failed", record.controller, record.target, record.resource, record.desiredCommit.description,
-                                record.error ?? ""] + drift).joined(separator: "\u{1}"))
+                                AuditID.cause(record.error ?? "")] + drift).joined(separator: "\u{1}"))
     }
 
     private func makeRecord(_ remediation: PlannedRemediation, state: DesiredState) -> AuditRecord {

@@ -274,10 +274,11 @@ private struct Composer {
             pointer.map { String(cString: UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self)) }
         }
         func unreadTag(_ tag: String) -> YAMLError {
-            YAMLError(line: line, column: column,
-                      message: "explicit tag \(tag.hasPrefix("tag:yaml.org,2002:") || tag.hasPrefix("!!") ? quotedForMessage(tag) + " " : "")"
-                        + "(a value starting with '!'; quote it if it is text): Bulwark reads untagged values and !!str only, "
-                        + "so as not to read a value otherwise than its program does")
+            let shown: String = YAML.coreTag(tag).map { "!!" + $0 + " " } ?? ""
+            return YAMLError(line: line, column: column,
+                             message: "explicit tag " + shown
+                                + "(a value starting with '!'; quote it if it is text): Bulwark reads untagged values and !!str only, "
+                                + "so as not to read a value otherwise than its program does")
         }
         switch event.type {
         case YAML_STREAM_START_EVENT: return .streamStart
@@ -356,6 +357,18 @@ extension YAML {
     }
 
     /// Printable in YAML 1.1's sense and not a line break or format character.
+    /// The name of a YAML core tag (`!!int`, `tag:yaml.org,2002:bool`), which an error may show;
+    /// nil for any other tag, whose text may be a value typed without quotes (`!!Tr0ub4dor`, a
+    /// `%TAG` directive turning `!x` into the core prefix): never shown.
+    static func coreTag(_ tag: String) -> String? {
+        let name: Substring
+        if tag.hasPrefix("tag:yaml.org,2002:") { name = tag.dropFirst("tag:yaml.org,2002:".count) }
+        else if tag.hasPrefix("!!") { name = tag.dropFirst(2) } else { return nil }
+        let core: Set<Substring> = ["str", "int", "float", "bool", "null", "map", "seq", "binary", "timestamp", "set", "omap",
+                                    "pairs", "merge", "value", "yaml"]
+        return core.contains(name) ? String(name) : nil
+    }
+
     static func isPlainPrintable(_ scalar: Unicode.Scalar) -> Bool {
         let v = scalar.value
         let printable = (0x20...0x7E).contains(v) || (0xA0...0xD7FF).contains(v) || (0xE000...0xFFFD).contains(v)

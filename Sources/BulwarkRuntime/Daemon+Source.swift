@@ -168,7 +168,16 @@ extension Daemon {
     }
 
     func loadHistory() async {
-        guard let commits = try? await repository.auditHistory(limit: 10_000) else { return }
+        guard var commits = try? await repository.auditHistory(limit: 10_000) else { return }
+        // With a key to check against, only records a trusted key signed count: a forged record
+        // claiming a fast fix, or many applied ones that use up a controller's change budget.
+        if let split = await RecordTrust.split(commits, in: repository, verification: options.sourceVerification) {
+            if !split.untrusted.isEmpty {
+                logger.warning("audit records no trusted key signed are left out of MTTR and the change budget",
+                               metadata: ["records": .stringConvertible(split.untrusted.count)])
+            }
+            commits = split.trusted
+        }
         let entries = commits.reversed().compactMap(RemediationReport.Entry.init)
         history = MTTRHistory(entries)
         // A restart does not renew the controllers' budgets: fixes of the last interval count.

@@ -34,6 +34,28 @@ package struct RecordTrust: Sendable {
         RecordTrust(ownKey: await repository.auditKey, auditSigners: await repository.auditSigners, verification: verification)
     }
 
+    /// `commits` split into those a trusted key signed and the others, for readers that count
+    /// records (`report`, the daemon's MTTR and change budget): a record anyone with push access
+    /// wrote must not move those figures. Nil when nothing is configured to check against.
+    package static func split(_ commits: [CommitInfo], in repository: PolicyRepository,
+                              verification: SourceVerification?) async -> (trusted: [CommitInfo], untrusted: [CommitInfo])? {
+        guard let trust = await of(repository, verification: verification) else { return nil }
+        var trusted: [CommitInfo] = []
+        var untrusted: [CommitInfo] = []
+        var folder: String?
+        var keys: [[UInt8]: String] = [:]
+        defer { if let folder { try? FileManager.default.removeItem(atPath: folder) } }
+        for commit in commits {
+            let signed = try? await repository.signature(of: commit.id)
+            if trust.problem(signed ?? nil, commit: commit.id, folder: &folder, trustedKeys: &keys) == nil {
+                trusted.append(commit)
+            } else {
+                untrusted.append(commit)
+            }
+        }
+        return (trusted, untrusted)
+    }
+
     /// Why the record commit `commit` is not to be acted on, or nil when a trusted key signed it.
     package func problem(with commit: ObjectID, in repository: PolicyRepository) async -> String? {
         let signed: CommitSignature?

@@ -104,6 +104,37 @@ import Testing
         }
     }
 
+    /// The same forged fast fixes do not reach the daemon's MTTR (its status page, `/metrics`)
+    /// nor its change budget when it has the signing key: it leaves them out and says so. Its
+    /// own signed records all count.
+    @Test func theDaemonsMTTRLeavesOutRecordsNoTrustedKeySigned() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let key = try AuditTrailTests().makeKey(dir)
+            let signed = ["--secrets-dir", key.secrets, "--signing-key", key.path]
+            #expect(try s.run("apply", signed[0], signed[1], signed[2], signed[3]).status == 0)
+            let fixes = try s.trailers("Bulwark-Result").filter { $0 == "verified" }.count
+            let now = Date()
+            for index in 0..<3 {
+                _ = try Self.forge(s, subject: "remediate(\(Self.resource)): local",
+                                   trailers: [("Bulwark-Id", "01FQRGEDFASTD\(index)X0000000000000"), ("Bulwark-Controller", "host-hardening"),
+                                              ("Bulwark-Target", "local"), ("Bulwark-Resource", Self.resource),
+                                              ("Bulwark-Severity", "high"), ("Bulwark-Mode", "enforce"),
+                                              ("Bulwark-Decision", "applied"), ("Bulwark-Result", "verified"),
+                                              ("Bulwark-Desired-Commit", String(repeating: "0", count: 40)),
+                                              ("Bulwark-Detected-At", Timestamp.format(now)),
+                                              ("Bulwark-Verified-At", Timestamp.format(now.addingTimeInterval(0.001)))])
+            }
+            let daemon = try DaemonTests().start(s, signed)
+            defer { _ = daemon.terminate() }
+            #expect(daemon.wait { (try? daemon.get("/readyz").status) == 200 }, "\(daemon.log)")
+            let status = try DaemonTests().status(daemon)
+            let day = try #require(status["mttrLastDay"] as? [String: Any], "\(status)")
+            #expect(day["fixes"] as? Int == fixes, "\(day), \(fixes) signed fixes")
+            #expect(daemon.log.contains("left out of MTTR"), "\(daemon.log)")
+        }
+    }
+
     // MARK: - Sequence numbers
 
     /// A forged `Bulwark-Sequence` of 2^64-1 naming this instance made `+ 1` trap on every run

@@ -58,5 +58,20 @@ import Testing
         #expect(!shown.contains("sk-proj-abcdefghijklmnop1234") && !shown.contains("pw@"), "\(shown)")
         #expect(shown.contains("cannot parse") && shown.contains("line 3"), "\(shown)")
         #expect(Redaction.words(in: "plain words stay, sk-learn-pipeline-v2 too") == "plain words stay, sk-learn-pipeline-v2 too")
+        // YAML's errors name a tag only when it is a core type's; an alias or a key never.
+        for (document, hidden) in [("p: !!Tr0ub4dor3xyz\n", "Tr0ub4dor3xyz"), ("p: !Tr0ub4dor\n", "Tr0ub4dor"),
+                                   ("%TAG ! tag:yaml.org,2002:\n---\np: !Secret123x\n", "Secret123x"),
+                                   ("p: *CorrectHorse\n", "CorrectHorse"), ("Zq8vHorse: 1\nZq8vHorse: 2\n", "Zq8vHorse")] {
+            #expect {
+                try YAML.compose(Array(document.utf8))
+            } throws: { error in
+                !"\(error)".contains(hidden)
+            }
+        }
+        #expect {
+            try YAML.compose(Array("p: !!int 5\n".utf8))
+        } throws: { error in
+            "\(error)".contains("!!int")
+        }
     }
 }

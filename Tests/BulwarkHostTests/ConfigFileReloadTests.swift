@@ -53,6 +53,38 @@ import Testing
         }
     }
 
+    /// A reload that fails the same way but says the time and its pid each time (as systemctl
+    /// and many scripts do) is recorded once, not once a retry: the record's id reads the error
+    /// with its digits made `#`. A failure that says something else is recorded again.
+    @Test func aReloadFailingTheSameWayWithADifferentTimeIsRecordedOnce() async throws {
+        try await withTemporaryDirectory { root in
+            let gw = try Gateway(root, failing: true)
+            try write(root + "/reload.sh", """
+                #!/bin/sh
+                echo ran >> \(root)/reloads
+                echo "reload failed at $(date +%H:%M:%S.%N) pid $$: $(cat \(root)/fail)" >&2; exit 1
+
+                """, mode: 0o755)
+            let state = try gw.state()
+            let reconciler = Reconciler(registry: Registry([HostAdapter.definition()]))
+            let sink = RecordingSink()
+            func pass() async throws -> CycleOutcome {
+                await reconciler.apply(try await reconciler.plan(state), state: state, audit: sink)
+            }
+            _ = try await pass()            // written, reload failed
+            let second = try await pass()   // the owed reload fails
+            #expect(second.entries.first?.alreadyRecorded == false)
+            let third = try await pass()    // the same failure, another time and pid
+            #expect(gw.reloads == 3)
+            #expect(third.entries.first?.record.result == .failed)
+            #expect(third.entries.first?.alreadyRecorded == true, "\(sink.records.map { $0.error ?? "" })")
+            try write(gw.failSwitch, "the unit is masked")
+            let fourth = try await pass()   // another cause
+            #expect(fourth.entries.first?.alreadyRecorded == false)
+            #expect(sink.records.filter { $0.result == .failed }.count == 3)
+        }
+    }
+
     /// Harmful: the reload fails. The record says what the file holds (not "(unset)"); the next
     /// plan shows the reload owed instead of in sync; the next apply runs the reload again and
     /// records it; once it succeeds nothing is owed and the plan is in sync. Against the old code
