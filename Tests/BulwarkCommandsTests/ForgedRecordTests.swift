@@ -69,6 +69,18 @@ import Testing
 
     // MARK: - The report
 
+    /// An unsigned record of root login fixed a millisecond after `detected`: what someone with
+    /// push access would write to improve the figures.
+    static func forgeFastFix(_ s: Scenario, id: String, at detected: Date) throws {
+        _ = try forge(s, subject: "remediate(\(resource)): local PermitRootLogin yes -> no",
+                      trailers: [("Bulwark-Id", id), ("Bulwark-Controller", "host-hardening"), ("Bulwark-Target", "local"),
+                                 ("Bulwark-Resource", resource), ("Bulwark-Severity", "high"), ("Bulwark-Mode", "enforce"),
+                                 ("Bulwark-Decision", "applied"), ("Bulwark-Result", "verified"),
+                                 ("Bulwark-Desired-Commit", String(repeating: "0", count: 40)),
+                                 ("Bulwark-Detected-At", Timestamp.format(detected)),
+                                 ("Bulwark-Verified-At", Timestamp.format(detected.addingTimeInterval(0.001)))])
+    }
+
     /// A forged record of a fix verified a millisecond after its detection, pushed by someone
     /// without the signing key: with the key, `report` leaves it out of MTTR and the counts and
     /// says so; Bulwark's own signed records are all counted. Without a key every record counts
@@ -81,14 +93,7 @@ import Testing
             let first = try s.run("apply", signed[0], signed[1], signed[2], signed[3])
             #expect(first.status == 0, "\(first.stderr)")
             let own = try s.auditCommits().count
-            _ = try Self.forge(s, subject: "remediate(\(Self.resource)): local PermitRootLogin yes -> no",
-                               trailers: [("Bulwark-Id", "01FQRGEDFASTF1X00000000000"), ("Bulwark-Controller", "host-hardening"),
-                                          ("Bulwark-Target", "local"), ("Bulwark-Resource", Self.resource),
-                                          ("Bulwark-Severity", "high"), ("Bulwark-Mode", "enforce"),
-                                          ("Bulwark-Decision", "applied"), ("Bulwark-Result", "verified"),
-                                          ("Bulwark-Desired-Commit", String(repeating: "0", count: 40)),
-                                          ("Bulwark-Detected-At", "2026-12-01T10:00:00.000Z"),
-                                          ("Bulwark-Verified-At", "2026-12-01T10:00:00.001Z")])
+            try Self.forgeFastFix(s, id: "01FQRGEDFASTF1X00000000000", at: Date(timeIntervalSince1970: 1_796_119_200))
             let checked = try s.run("report", "--output", "json", signed[0], signed[1], signed[2], signed[3])
             #expect(checked.status == 0, "\(checked.stderr)")
             let report = try #require(try JSONSerialization.jsonObject(with: Data(checked.stdout.utf8)) as? [String: Any])
@@ -115,16 +120,7 @@ import Testing
             #expect(try s.run("apply", signed[0], signed[1], signed[2], signed[3]).status == 0)
             let fixes = try s.trailers("Bulwark-Result").filter { $0 == "verified" }.count
             let now = Date()
-            for index in 0..<3 {
-                _ = try Self.forge(s, subject: "remediate(\(Self.resource)): local",
-                                   trailers: [("Bulwark-Id", "01FQRGEDFASTD\(index)X0000000000000"), ("Bulwark-Controller", "host-hardening"),
-                                              ("Bulwark-Target", "local"), ("Bulwark-Resource", Self.resource),
-                                              ("Bulwark-Severity", "high"), ("Bulwark-Mode", "enforce"),
-                                              ("Bulwark-Decision", "applied"), ("Bulwark-Result", "verified"),
-                                              ("Bulwark-Desired-Commit", String(repeating: "0", count: 40)),
-                                              ("Bulwark-Detected-At", Timestamp.format(now)),
-                                              ("Bulwark-Verified-At", Timestamp.format(now.addingTimeInterval(0.001)))])
-            }
+            for index in 0..<3 { try Self.forgeFastFix(s, id: "01FQRGEDFASTD\(index)X0000000000000", at: now) }
             let daemon = try DaemonTests().start(s, signed)
             defer { _ = daemon.terminate() }
             #expect(daemon.wait { (try? daemon.get("/readyz").status) == 200 }, "\(daemon.log)")
