@@ -345,8 +345,6 @@ public enum AuditID {
         stable("approved\u{1}" + approvalID)
     }
 
-    /// A stable id for content (a decision that must be recorded once): the same text always
-    /// gives the same id, in the same 26-character form as a ULID.
     /// An error as a record's id tells one failure from another: every run of digits made `#`
     /// (a line number, a request id, a time, a pid), so that the same cause is recorded once,
     /// not once a pass or once a retry.
@@ -365,6 +363,8 @@ public enum AuditID {
         return result
     }
 
+    /// A stable id for content (a decision that must be recorded once): the same text always
+    /// gives the same id, in the same 26-character form as a ULID.
     public static func stable(_ text: String) -> String {
         var a: UInt64 = 0xcbf2_9ce4_8422_2325
         var b: UInt64 = 0x6c62_272e_07bb_0142

@@ -43,6 +43,10 @@ public enum Decision: String, Sendable, Codable, CaseIterable {
     /// The resource could not be observed on its target: nothing was judged or changed (the
     /// record's error says why). Recorded once per revision and cause.
     case unobserved
+
+    /// Whether a record with this decision (and no verified fix) keeps its resource's drift open
+    /// for MTTR: anything but a waiver (drift accepted) or a failed observation (no drift found).
+    public var opensDrift: Bool { self != .waived && self != .unobserved }
 }
 
 /// Whether an applied fix held when observed again.

@@ -356,7 +356,6 @@ extension YAML {
         String(doubleQuoted(text).dropFirst().dropLast())
     }
 
-    /// Printable in YAML 1.1's sense and not a line break or format character.
     /// The name of a YAML core tag (`!!int`, `tag:yaml.org,2002:bool`), which an error may show;
     /// nil for any other tag, whose text may be a value typed without quotes (`!!Tr0ub4dor`, a
     /// `%TAG` directive turning `!x` into the core prefix): never shown.
@@ -369,6 +368,7 @@ extension YAML {
         return core.contains(name) ? String(name) : nil
     }
 
+    /// Printable in YAML 1.1's sense and not a line break or format character.
     static func isPlainPrintable(_ scalar: Unicode.Scalar) -> Bool {
         let v = scalar.value
         let printable = (0x20...0x7E).contains(v) || (0xA0...0xD7FF).contains(v) || (0xE000...0xFFFD).contains(v)

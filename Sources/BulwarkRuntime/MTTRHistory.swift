@@ -79,7 +79,7 @@ package struct MTTRHistory: Sendable {
             // A fix verified "before" its detection (a clock stepped back) took no time, not less.
             exact.append(Fix(detectedAt: entry.detectedAt, seconds: max(0, verified.timeIntervalSince(start))))
             if exact.count > exactLimit { fold(exact.count - exactLimit / 2) }
-        } else if entry.decision != .waived, entry.decision != .unobserved {
+        } else if entry.decision.opensDrift {
             openSince[key] = openSince[key] ?? entry.detectedAt
         }
     }

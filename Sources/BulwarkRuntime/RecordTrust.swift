@@ -46,8 +46,9 @@ package struct RecordTrust: Sendable {
         var keys: [[UInt8]: String] = [:]
         defer { if let folder { try? FileManager.default.removeItem(atPath: folder) } }
         for commit in commits {
+            // A signature that cannot be read counts as none: the record is left out.
             let signed = try? await repository.signature(of: commit.id)
-            if trust.problem(signed ?? nil, commit: commit.id, folder: &folder, trustedKeys: &keys) == nil {
+            if trust.problem(signed, commit: commit.id, folder: &folder, trustedKeys: &keys) == nil {
                 trusted.append(commit)
             } else {
                 untrusted.append(commit)

@@ -92,7 +92,7 @@ package struct RemediationReport: Encodable {
                 let start = min(openSince[key] ?? entry.detectedAt, entry.detectedAt)
                 openSince[key] = nil
                 if since.map({ entry.detectedAt >= $0 }) ?? true { fixes.append((entry, max(0, verified.timeIntervalSince(start)))) }
-            } else if entry.decision != .waived, entry.decision != .unobserved {
+            } else if entry.decision.opensDrift {
                 openSince[key] = openSince[key] ?? entry.detectedAt
             }
             if since.map({ entry.detectedAt >= $0 }) ?? true { counted.append(entry) }
