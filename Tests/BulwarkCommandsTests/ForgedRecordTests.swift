@@ -67,6 +67,16 @@ import Testing
         try trail.save(stateDirectory: s.state)
     }
 
+    /// A scenario applied once with a signing key, the key, and the options that name it.
+    static func signedScenario(_ dir: String) throws -> (Scenario, AuditTrailTests.Key, [String]) {
+        let s = try Scenario(in: dir)
+        let key = try AuditTrailTests().makeKey(dir)
+        let signed = ["--secrets-dir", key.secrets, "--signing-key", key.path]
+        let first = try s.run("apply", signed[0], signed[1], signed[2], signed[3])
+        #expect(first.status == 0, "\(first.stderr)")
+        return (s, key, signed)
+    }
+
     // MARK: - The report
 
     /// An unsigned record of root login fixed a millisecond after `detected`: what someone with
@@ -87,11 +97,7 @@ import Testing
     /// (nothing to check against), as before.
     @Test func theReportLeavesOutRecordsNoTrustedKeySigned() async throws {
         try await withTemporaryDirectory { dir in
-            let s = try Scenario(in: dir)
-            let key = try AuditTrailTests().makeKey(dir)
-            let signed = ["--secrets-dir", key.secrets, "--signing-key", key.path]
-            let first = try s.run("apply", signed[0], signed[1], signed[2], signed[3])
-            #expect(first.status == 0, "\(first.stderr)")
+            let (s, _, signed) = try Self.signedScenario(dir)
             let own = try s.auditCommits().count
             try Self.forgeFastFix(s, id: "01FQRGEDFASTF1X00000000000", at: Date(timeIntervalSince1970: 1_796_119_200))
             let checked = try s.run("report", "--output", "json", signed[0], signed[1], signed[2], signed[3])
@@ -114,10 +120,7 @@ import Testing
     /// own signed records all count.
     @Test func theDaemonsMTTRLeavesOutRecordsNoTrustedKeySigned() async throws {
         try await withTemporaryDirectory { dir in
-            let s = try Scenario(in: dir)
-            let key = try AuditTrailTests().makeKey(dir)
-            let signed = ["--secrets-dir", key.secrets, "--signing-key", key.path]
-            #expect(try s.run("apply", signed[0], signed[1], signed[2], signed[3]).status == 0)
+            let (s, _, signed) = try Self.signedScenario(dir)
             let fixes = try s.trailers("Bulwark-Result").filter { $0 == "verified" }.count
             let now = Date()
             for index in 0..<3 { try Self.forgeFastFix(s, id: "01FQRGEDFASTD\(index)X0000000000000", at: now) }
@@ -139,11 +142,7 @@ import Testing
     @Test(arguments: [false, true])
     func aForgedSequenceNumberNamingThisBulwarkIsPassedOver(fromOldTrailFile: Bool) async throws {
         try await withTemporaryDirectory { dir in
-            let s = try Scenario(in: dir)
-            let key = try AuditTrailTests().makeKey(dir)
-            let signed = ["--secrets-dir", key.secrets, "--signing-key", key.path]
-            let first = try s.run("apply", signed[0], signed[1], signed[2], signed[3])
-            #expect(first.status == 0, "\(first.stderr)")
+            let (s, key, signed) = try Self.signedScenario(dir)
             let instance = try Self.instance(s)
             let before = try Self.signedNumbers(s, instance: instance, allowed: key.allowed)
             #expect(before == Array((1...UInt64(before.count)).reversed()))
