@@ -228,8 +228,13 @@ public final class SSHDProbeCounter: Sendable {
 
     private let runs = Mutex((started: 0, running: 0, peak: 0))
     private let judged = Atomic(0)
+    private let meeting: Int
 
-    public init() {}
+    /// With `meetingAt` n, each of the first n sshd processes waits (up to 10 s) until n have
+    /// started before it runs: probes that are made at once then overlap however busy the
+    /// machine is, and probes made one after the other never do (the first waits out the 10 s
+    /// alone), so `peakConcurrentRuns` tells the two apart without depending on timing.
+    public init(meetingAt: Int = 0) { meeting = meetingAt }
 
     /// sshd processes started so far (`sshd -t` and `sshd -T`).
     public var sshdRuns: Int { runs.withLock { $0.started } }
@@ -238,11 +243,15 @@ public final class SSHDProbeCounter: Sendable {
     public var peakConcurrentRuns: Int { runs.withLock { $0.peak } }
 
     func started() {
-        runs.withLock { runs in
+        let count = runs.withLock { runs in
             runs.started += 1
             runs.running += 1
             runs.peak = max(runs.peak, runs.running)
+            return runs.started
         }
+        guard count < meeting else { return }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while runs.withLock({ $0.started }) < meeting, ContinuousClock.now < deadline { usleep(1_000) }
     }
 
     func ended() { runs.withLock { $0.running -= 1 } }

@@ -754,7 +754,7 @@ import Testing
         try await withTemporaryDirectory { root in
             // A marker no other test uses: no answer comes from another test's probes.
             try host(root, [root0, admin], config: debian + "# concurrent probe test \(UUID().uuidString)\n")
-            let counter = SSHDProbeCounter()
+            let counter = SSHDProbeCounter(meetingAt: 2)
             try await SSHDProbeCounter.$current.withValue(counter) {
                 try await expectApplied(root, resource("SSHDConfig", "s", "MaxAuthTries: 3"))
             }
@@ -764,7 +764,7 @@ import Testing
         }
         try await withTemporaryDirectory { root in
             try host(root, [root0, admin], config: debian + "# concurrent probe test \(UUID().uuidString)\n")
-            let counter = SSHDProbeCounter()
+            let counter = SSHDProbeCounter(meetingAt: 2)
             try await SSHDProbeCounter.$current.withValue(counter) {
                 _ = try await expectBlocked(root, resource("SSHDConfig", "s", "AllowUsers: nobody"), reason: "no account could log in over SSH")
             }
@@ -774,7 +774,7 @@ import Testing
         // already had; sshd is not asked a third time for it.
         try await withTemporaryDirectory { root in
             try host(root, [root0, admin], config: debian + "# concurrent probe test \(UUID().uuidString)\n")
-            let counter = SSHDProbeCounter()
+            let counter = SSHDProbeCounter(meetingAt: 2)
             try await SSHDProbeCounter.$current.withValue(counter) {
                 let state = try hostState(root: root, resource("SSHDConfig", "s", "Ciphers: not-a-cipher"))
                 let plan = try await Reconciler(registry: Registry([HostAdapter.definition()])).plan(state)
