@@ -200,6 +200,13 @@ package struct SourceVerification: Sendable {
         guard signed.signature.starts(with: Array("-----BEGIN SSH SIGNATURE-----".utf8)) else {
             return .failure(Untrusted(description: "the commit is not signed with an SSH key (set gpg.format to ssh)"))
         }
+        let notListed = Untrusted(description: "it is signed by a key that is not in the trusted signers file \(allowedSigners) "
+                                  + "(or whose valid-after/valid-before there does not include now)")
+        // A key the file does not list is refused without ssh-keygen: commits signed by a made-up
+        // key (anyone with push access can sign any number) must not cost a process each.
+        if let parsed = SSHSignature(armored: signed.signature), Self.certainlyUnlisted(parsed, in: allowedSigners) {
+            return .failure(notListed)
+        }
         let signatureFile = folder + "/commit.sig"
         let dataFile = folder + "/commit.data"
         for (path, bytes) in [(signatureFile, signed.signature), (dataFile, signed.signedData)] {
@@ -210,10 +217,7 @@ package struct SourceVerification: Sendable {
         }
         let found = try Self.sshKeygen(["-Y", "find-principals", "-s", signatureFile, "-f", allowedSigners], folder: folder)
         let principals = found.output.split(whereSeparator: \.isNewline).map(String.init).filter { !$0.isEmpty }
-        guard found.status == 0, let first = principals.first else {
-            return .failure(Untrusted(description: "it is signed by a key that is not in the trusted signers file \(allowedSigners) "
-                                      + "(or whose valid-after/valid-before there does not include now)"))
-        }
+        guard found.status == 0, let first = principals.first else { return .failure(notListed) }
         if let required, !principals.contains(required) {
             return .failure(Untrusted(description: "it is signed by \(principals.map { "'\(quotedForMessage($0))'" }.joined(separator: ", ")), "
                                       + "not by the proposer '\(quotedForMessage(required))'"))
@@ -227,6 +231,29 @@ package struct SourceVerification: Sendable {
                                       + quotedForMessage(reason, limit: 200)))
         }
         return .success(principal)
+    }
+
+    /// Whether the key that made `signature` is certainly not a key `ssh-keygen -Y find-principals`
+    /// could find in the allowed_signers file `path`: no line holds it, byte for byte, as a
+    /// field. False whenever that is not certain, so that ssh-keygen decides: the file cannot be
+    /// read, it has a `cert-authority` line (a certificate's CA is listed, not its key), or the
+    /// key is a certificate (ssh-keygen matches a certificate on its plain key too).
+    static func certainlyUnlisted(_ signature: SSHSignature, in path: String) -> Bool {
+        let publicKey = signature.publicKey
+        guard let type = signature.publicKeyLine?.split(separator: " ").first, !type.contains("-cert-"),
+              let text = try? String(contentsOfFile: path, encoding: .utf8) else { return false }
+        let encoded = Data(publicKey).base64EncodedString()
+        for line in text.split(whereSeparator: \.isNewline) {
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            guard !trimmed.isEmpty, !trimmed.hasPrefix("#") else { continue }
+            if trimmed.range(of: "cert-authority", options: .caseInsensitive) != nil { return false }
+            for field in trimmed.split(whereSeparator: { $0 == " " || $0 == "\t" }) {
+                // The file's own encoding of the key may differ (padding aside) only if written
+                // by hand; a field that decodes to the same bytes is the same key.
+                if field == encoded || Data(base64Encoded: String(field)).map(Array.init) == publicKey { return false }
+            }
+        }
+        return true
     }
 
     /// A folder only this user can read, for the signature and the signed bytes.

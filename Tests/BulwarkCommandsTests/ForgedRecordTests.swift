@@ -14,9 +14,10 @@ import Testing
 @Suite struct ForgedRecordTests {
     static let resource = "SSHDConfig/cis-5.1.20-permit-root-login"
 
-    /// An unsigned commit carrying `trailers`, pushed to the origin's audit branch (made when
-    /// there is none yet), as `forge.py` of the review does; returns its id.
-    static func forge(_ s: Scenario, subject: String, trailers: [(String, String)]) throws -> String {
+    /// An unsigned commit carrying `trailers` (signed with the SSH key at `signingKey` if given),
+    /// pushed to the origin's audit branch (made when there is none yet), as `forge.py` of the
+    /// review does; returns its id.
+    static func forge(_ s: Scenario, subject: String, trailers: [(String, String)], signingKey: String? = nil) throws -> String {
         let work = s.dir + "/forger-\(UUID().uuidString.prefix(8))"
         try git("clone", "-q", s.origin, work)
         let exists = try git("ls-remote", s.origin, "refs/heads/bulwark/audit", in: work)
@@ -27,8 +28,10 @@ import Testing
             try git("checkout", "-q", "-b", "forged", "origin/bulwark/audit", in: work)
         }
         let message = subject + "\n\n" + trailers.map { "\($0.0): \($0.1)" }.joined(separator: "\n") + "\n"
-        try git("-c", "user.name=Bulwark", "-c", "user.email=bulwark@localhost", "-c", "commit.gpgsign=false",
-                "commit", "-q", "--allow-empty", "-m", message, in: work)
+        let signing = signingKey.map { ["-c", "gpg.format=ssh", "-c", "user.signingkey=\($0)", "-c", "commit.gpgsign=true"] }
+            ?? ["-c", "commit.gpgsign=false"]
+        try git(["-c", "user.name=Bulwark", "-c", "user.email=bulwark@localhost"] + signing
+                + ["commit", "-q", "--allow-empty", "-m", message], in: work)
         try git("push", "-q", "origin", "HEAD:refs/heads/bulwark/audit", in: work)
         return try git("rev-parse", "HEAD", in: work).trimmingCharacters(in: .whitespacesAndNewlines)
     }
@@ -81,14 +84,15 @@ import Testing
 
     /// An unsigned record of root login fixed a millisecond after `detected`: what someone with
     /// push access would write to improve the figures.
-    static func forgeFastFix(_ s: Scenario, id: String, at detected: Date) throws {
+    static func forgeFastFix(_ s: Scenario, id: String, at detected: Date, signingKey: String? = nil) throws {
         _ = try forge(s, subject: "remediate(\(resource)): local PermitRootLogin yes -> no",
                       trailers: [("Bulwark-Id", id), ("Bulwark-Controller", "host-hardening"), ("Bulwark-Target", "local"),
                                  ("Bulwark-Resource", resource), ("Bulwark-Severity", "high"), ("Bulwark-Mode", "enforce"),
                                  ("Bulwark-Decision", "applied"), ("Bulwark-Result", "verified"),
                                  ("Bulwark-Desired-Commit", String(repeating: "0", count: 40)),
                                  ("Bulwark-Detected-At", Timestamp.format(detected)),
-                                 ("Bulwark-Verified-At", Timestamp.format(detected.addingTimeInterval(0.001)))])
+                                 ("Bulwark-Verified-At", Timestamp.format(detected.addingTimeInterval(0.001)))],
+                  signingKey: signingKey)
     }
 
     /// A forged record of a fix verified a millisecond after its detection, pushed by someone
@@ -112,6 +116,35 @@ import Testing
             let all = try #require(try JSONSerialization.jsonObject(with: Data(unchecked.stdout.utf8)) as? [String: Any])
             #expect(all["records"] as? Int == own + 1, "\(all)")
             #expect(all["untrustedRecords"] == nil)
+        }
+    }
+
+    /// Commits signed by a key no trusted file lists (anyone with push access can make a key and
+    /// sign thousands) are left out of the report without an ssh-keygen process each: only a
+    /// key the audit signers file lists is checked by ssh-keygen, and its record still counts.
+    @Test func recordsSignedByAnUnlistedKeyCostNoSshKeygenRun() async throws {
+        try await withTemporaryDirectory { dir in
+            let (s, _, signed) = try Self.signedScenario(dir)
+            let own = try s.auditCommits().count
+            let replica = try LastAppliedTests().key(dir, "replica")
+            try write(dir + "/audit_signers", replica.line)
+            _ = try LastAppliedTests().key(dir, "stranger")
+            let detected = Date(timeIntervalSince1970: 1_796_119_200)
+            for index in 0..<5 {
+                try Self.forgeFastFix(s, id: "01FQRGEDFASTF1X0000000000\(index)", at: detected, signingKey: dir + "/key-stranger")
+            }
+            try Self.forgeFastFix(s, id: "01REPL1CAFASTF1X0000000000", at: detected, signingKey: dir + "/key-replica")
+            // ssh-keygen as the report finds it on PATH, counting its runs.
+            try FileManager.default.createDirectory(atPath: dir + "/bin", withIntermediateDirectories: true)
+            try write(dir + "/bin/ssh-keygen", "#!/bin/sh\necho \"$2\" >> \(dir)/keygen.log\nexec /usr/bin/ssh-keygen \"$@\"\n", mode: 0o755)
+            let checked = try s.run("report", "--output", "json", signed[0], signed[1], signed[2], signed[3],
+                                    "--audit-signers", dir + "/audit_signers", environment: ["PATH": dir + "/bin:/usr/bin:/bin"])
+            #expect(checked.status == 0, "\(checked.stderr)")
+            let report = try #require(try JSONSerialization.jsonObject(with: Data(checked.stdout.utf8)) as? [String: Any])
+            #expect(report["records"] as? Int == own + 1, "the replica's record counts: \(report)")
+            #expect(report["untrustedRecords"] as? Int == 5, "\(report)")
+            let runs = ((try? read(dir + "/keygen.log")) ?? "").split(separator: "\n")
+            #expect(runs.filter { $0 == "find-principals" }.count == 1, "ssh-keygen runs: \(runs)")
         }
     }
 

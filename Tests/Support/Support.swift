@@ -59,6 +59,12 @@ public func run(_ executable: String, _ arguments: [String], in directory: Strin
 /// The `git` CLI, as an independent reader and writer of the repositories Bulwark touches.
 @discardableResult
 public func git(_ arguments: String..., in directory: String? = nil) throws -> String {
+    try git(arguments, in: directory)
+}
+
+/// `git(_:in:)` with the arguments as an array.
+@discardableResult
+public func git(_ arguments: [String], in directory: String? = nil) throws -> String {
     let result = try run("/usr/bin/git", arguments, in: directory)
     guard result.status == 0 else {
         throw SupportError("git \(arguments.joined(separator: " ")) failed (\(result.status)): \(result.stderr)")
