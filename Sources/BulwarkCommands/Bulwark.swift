@@ -77,6 +77,11 @@ extension Bulwark {
                 var command = command
                 try command.run()
             }
+        } catch let failure as PolicyRepository.Failure where failure.isUsage {
+            // Arguments that do not go with the state directory, or name no repository: a usage
+            // error (64), as the README says, without the root command's usage lines.
+            FileHandle.standardError.write(Data(("Error: " + TerminalText.printable(failure.description, colour: false) + "\n").utf8))
+            exit(withError: ExitCode(64))
         } catch {
             exit(withError: ShownError.shown(error))
         }

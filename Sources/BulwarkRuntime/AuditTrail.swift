@@ -13,8 +13,12 @@ package import Foundation
 package struct AuditTrail: Codable, Sendable, Equatable {
     /// This Bulwark's name on the audit branch.
     package var instance: String
-    /// The last audit commit pushed (hex), and the branch it went to.
+    /// The last audit commit pushed (hex).
     package var lastPushed: String?
+    /// The audit branch this state directory records to (`--audit-branch`), kept at each push:
+    /// another name given later is refused, not taken for this branch deleted. Absent in a
+    /// file written before it was kept, until the branch is found to hold `lastPushed`.
+    package var auditBranch: String?
     /// Where records go while the origin's audit branch is not to be trusted.
     package var recoveryBranch: String?
     /// Whether this Bulwark may have made an audit commit: false from the trail's making until
@@ -53,6 +57,7 @@ package struct AuditTrail: Codable, Sendable, Equatable {
             let data = try Data(contentsOf: URL(fileURLWithPath: path))
             let trail = try JSONDecoder().decode(AuditTrail.self, from: data)
             guard isValidInstance(trail.instance), trail.lastPushed.map({ ObjectID(hex: $0) != nil }) ?? true,
+                  trail.auditBranch.map(GitLibrary.isValidBranchName) ?? true,
                   trail.recoveryBranch.map({ $0.hasPrefix(recoveryPrefix) && GitLibrary.isValidBranchName($0) }) ?? true else {
                 throw CommandError("it holds values Bulwark never writes")
             }

@@ -48,6 +48,10 @@ package actor PolicyRepository: AuditSink {
         case noBranch(String, String)
         case unreachable(String, GitError)
         case otherRemote(String, String)
+        /// The state directory's records went to another audit branch (path, that branch, the one asked for).
+        case otherAuditBranch(String, String, String)
+        /// A local path as the origin, with no git repository there.
+        case noRepository(String)
         /// An audit record could not be written to the state clone: nothing was recorded.
         case notRecorded(record: String, stateDirectory: String, cause: RecordCause)
 
@@ -59,12 +63,25 @@ package actor PolicyRepository: AuditSink {
             case failed(String)
         }
 
+        /// Arguments that do not fit the state directory or name no repository: the caller's
+        /// mistake, nothing to retry.
+        package var isUsage: Bool {
+            switch self {
+            case .otherRemote, .otherAuditBranch, .noRepository: true
+            default: false
+            }
+        }
+
         package var description: String {
             switch self {
             case .locked(let path): "another bulwark process is using the state directory \(path)"
             case .noBranch(let branch, let url): "branch '\(branch)' not found in \(redactedURL(url))"
             case .unreachable(let url, let error): "cannot fetch \(redactedURL(url)): \(error.message)"
             case .otherRemote(let path, let url): "state directory \(path) belongs to another repository (\(redactedURL(url))); use another --state-dir"
+            case .otherAuditBranch(let path, let bound, let asked):
+                "state directory \(path) records to the audit branch \(bound), not \(asked): check --audit-branch "
+                    + "(a state directory keeps one audit branch; use another --state-dir for another branch)"
+            case .noRepository(let path): "no git repository at \(path) (check --repo)"
             case .notRecorded(let id, let path, .full):
                 "cannot record \(id): the state directory \(path) is full; free space there (nothing was recorded)"
             case .notRecorded(let id, let path, .locked(let lock)):
@@ -181,7 +198,20 @@ package actor PolicyRepository: AuditSink {
                                                      signer: configuration.signer)
         repository = opened
         repairs += repaired
-        let (trail, _) = try AuditTrail.load(stateDirectory: configuration.stateDirectory)
+        var (trail, _) = try AuditTrail.load(stateDirectory: configuration.stateDirectory)
+        // A mistyped --audit-branch must not read as the real branch deleted: the check of the
+        // trail would record tampering, and the records would go to the new name.
+        if let bound = trail.auditBranch, bound != configuration.auditBranch {
+            throw Failure.otherAuditBranch(configuration.stateDirectory, bound, configuration.auditBranch)
+        }
+        // A trail written before it kept its branch: the branch it was pushed to holds the last
+        // commit pushed, and from now on the trail says so.
+        if trail.auditBranch == nil, let pushed = trail.lastPushed.flatMap(ObjectID.init(hex:)),
+           let local = try repository.resolve("refs/heads/\(configuration.auditBranch)"),
+           try repository.contains(pushed), try repository.isAncestor(pushed, of: local) {
+            trail.auditBranch = configuration.auditBranch
+            try? trail.save(stateDirectory: configuration.stateDirectory)
+        }
         self.trail = trail
         // An instance that has committed nothing yet: no need to look for its last number.
         if trail.committed == false { sequence = 0 }
@@ -216,6 +246,22 @@ package actor PolicyRepository: AuditSink {
                 + "(it holds the clone, whose configuration keeps the origin's URL)"]
     }
 
+    /// The path `url` names when it is a local path (`/srv/policy.git`, `./policy`, `file://…`)
+    /// with no git repository there: libgit2 would call it an unsupported URL protocol.
+    static func missingLocalOrigin(_ url: String) -> String? {
+        let path: String
+        if url.hasPrefix("file://") {
+            path = String(url.dropFirst("file://".count))
+        } else if url.hasPrefix("/") || url.hasPrefix("./") || url.hasPrefix("../") || !url.contains(":") {
+            path = url
+        } else {
+            return nil
+        }
+        let fm = FileManager.default
+        let isRepository = fm.fileExists(atPath: path + "/HEAD") || fm.fileExists(atPath: path + "/.git")
+        return isRepository ? nil : path
+    }
+
     /// Whether others than the owner may read or enter `directory`.
     private static func isOpen(_ directory: String) -> Bool {
         var info = stat()
@@ -233,6 +279,7 @@ package actor PolicyRepository: AuditSink {
                                  access: configuration.access)
         } catch {
             guard try repository.resolve("refs/remotes/origin/\(configuration.branch)") != nil else {
+                if let path = Self.missingLocalOrigin(configuration.url) { throw Failure.noRepository(path) }
                 throw Failure.unreachable(configuration.url, error)
             }
             stale = "cannot fetch \(redactedURL(configuration.url)) (\(error.message)); using the last fetched revision"
@@ -1235,6 +1282,7 @@ package actor PolicyRepository: AuditSink {
     /// so it is a warning.
     private func rememberPushed(_ commit: ObjectID) throws {
         trail.lastPushed = commit.hex
+        trail.auditBranch = configuration.auditBranch
         do { try trail.save(stateDirectory: configuration.stateDirectory) } catch {
             Console().warn("cannot remember the last audit commit pushed (\(error)); a rewrite of the audit branch "
                            + "before the next push may go unnoticed")

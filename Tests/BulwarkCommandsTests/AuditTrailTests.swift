@@ -201,6 +201,52 @@ import Testing
         }
     }
 
+    /// A mistyped `--audit-branch` on a state directory that pushed to `bulwark/audit` is refused
+    /// (64), even by `log`: it is not taken for the real branch deleted, which wrote a critical
+    /// tampering record, sent the records to the new name and left `verify-audit` a gap for
+    /// ever. The next pass on the real branch fixes and records as before, and a new state
+    /// directory may record to another branch.
+    @Test func aMistypedAuditBranchIsRefusedNotTakenForTheBranchDeleted() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let first = try s.run("apply")
+            #expect(first.status == 0, "\(first.stderr)")
+            for command in ["log", "plan", "apply", "report"] {
+                let typo = try s.run(command, "--audit-branch", "bulwark/adit")
+                #expect(typo.status == 64, "\(command): \(typo.status) \(typo.stderr)")
+                #expect(typo.stderr.contains("records to the audit branch bulwark/audit, not bulwark/adit"), "\(typo.stderr)")
+                #expect(!typo.stderr.contains("was deleted"), "\(typo.stderr)")
+            }
+            #expect(!(try branches(s)).contains("bulwark/adit"))
+            let local = try git("--git-dir", s.state + "/repository.git", "for-each-ref", "--format=%(refname)", "refs/heads/bulwark/")
+            #expect(!local.contains("bulwark/adit"), "\(local)")
+            try drift(s)
+            let again = try s.run("apply")
+            #expect(again.status == 0, "\(again.stderr)")
+            #expect(try s.trailers("Bulwark-Resource").allSatisfy { !$0.hasPrefix("AuditBranch/") })
+            let checked = try verifyAudit(s.origin)
+            #expect(checked.status == 0, "\(checked.stdout) \(checked.stderr)")
+            // Another state directory may keep another branch.
+            try drift(s)
+            let other = try s.run("apply", "--audit-branch", "bulwark/other", stateDir: dir + "/other-state")
+            #expect(other.status == 0, "\(other.stderr)")
+            #expect(try branches(s).contains("bulwark/other"))
+        }
+    }
+
+    /// A `--repo` path with nothing there says so (64), not libgit2's "unsupported URL protocol".
+    @Test func aMissingLocalOriginIsNamed() async throws {
+        try await withTemporaryDirectory { dir in
+            for command in ["plan", "log"] {
+                let missing = try bulwark([command, "--repo", dir + "/nope.git", "--state-dir", dir + "/state-\(command)"])
+                #expect(missing.status == 64, "\(missing.status) \(missing.stderr)")
+                #expect(missing.stderr.contains("Error: no git repository at ") && missing.stderr.contains("/nope.git (check --repo)"),
+                        "\(missing.stderr)")
+                #expect(!missing.stderr.contains("unsupported URL protocol") && !missing.stderr.contains("Usage:"), "\(missing.stderr)")
+            }
+        }
+    }
+
     @Test func aRewrittenBranchWithTheStateCloneMadeAgainIsRecordedOnTheOriginsHistory() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
