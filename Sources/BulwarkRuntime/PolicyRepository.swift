@@ -52,6 +52,8 @@ package actor PolicyRepository: AuditSink {
         case otherAuditBranch(String, String, String)
         /// A local path as the origin, with no git repository there.
         case noRepository(String)
+        /// The state directory cannot be made or written (path, why).
+        case stateDirectory(String, String)
         /// An audit record could not be written to the state clone: nothing was recorded.
         case notRecorded(record: String, stateDirectory: String, cause: RecordCause)
 
@@ -82,6 +84,8 @@ package actor PolicyRepository: AuditSink {
                 "state directory \(path) records to the audit branch \(bound), not \(asked): check --audit-branch "
                     + "(a state directory keeps one audit branch; use another --state-dir for another branch)"
             case .noRepository(let path): "no git repository at \(path) (check --repo)"
+            case .stateDirectory(let path, let why):
+                "cannot use the state directory '\(quotedForMessage(path))': \(why) (set --state-dir or BULWARK_STATE_DIR to a folder this user can write)"
             case .notRecorded(let id, let path, .full):
                 "cannot record \(id): the state directory \(path) is full; free space there (nothing was recorded)"
             case .notRecorded(let id, let path, .locked(let lock)):
@@ -178,7 +182,7 @@ package actor PolicyRepository: AuditSink {
         self.configuration = configuration
         let fm = FileManager.default
         let existed = fm.fileExists(atPath: configuration.stateDirectory)
-        try fm.createDirectory(atPath: configuration.stateDirectory, withIntermediateDirectories: true)
+        try Self.makeStateDirectory(configuration.stateDirectory)
         // Tightened where Bulwark made the folder or its clone is there; another folder is said.
         if !existed || fm.fileExists(atPath: configuration.stateDirectory + "/repository.git") {
             let tightened = Self.makePrivate(configuration.stateDirectory)
@@ -244,6 +248,29 @@ package actor PolicyRepository: AuditSink {
         }
         return ["the state directory \(directory) was mode \(String(info.st_mode & 0o777, radix: 8)); it is now 0700 "
                 + "(it holds the clone, whose configuration keeps the origin's URL)"]
+    }
+
+    /// Creates the state directory (and its parents) if needed, and checks that this user can
+    /// write in it; a failure names the folder and the cause, not Foundation's error domain.
+    private static func makeStateDirectory(_ path: String) throws {
+        guard !path.isEmpty else { throw Failure.stateDirectory(path, "the path is empty") }
+        var info = stat()
+        if stat(path, &info) == 0, info.st_mode & S_IFMT != S_IFDIR {
+            throw Failure.stateDirectory(path, "it is a file, not a folder")
+        }
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        } catch {
+            // The first folder on the way that is missing, or a file, tells why.
+            var parent = (path as NSString).deletingLastPathComponent
+            while !parent.isEmpty, parent != "/", stat(parent, &info) != 0 { parent = (parent as NSString).deletingLastPathComponent }
+            let cause = stat(parent, &info) == 0 && info.st_mode & S_IFMT != S_IFDIR ? "\(parent) is a file, not a folder"
+                : access(parent, W_OK | X_OK) != 0 ? "\(parent) cannot be written by this user" : "\(error.localizedDescription)"
+            throw Failure.stateDirectory(path, "it cannot be created: " + cause)
+        }
+        guard access(path, W_OK | X_OK | R_OK) == 0 else {
+            throw Failure.stateDirectory(path, "this user cannot write in it (\(String(cString: strerror(errno))))")
+        }
     }
 
     /// The path `url` names when it is a local path (`/srv/policy.git`, `./policy`, `file://…`)

@@ -267,6 +267,26 @@ import Testing
         }
     }
 
+    /// A state directory that is a file, under a file, or empty is named with its cause, not as
+    /// Foundation's error domain and code; a folder that can be made still is.
+    @Test func aStateDirectoryThatCannotBeUsedIsNamedWithItsCause() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            try write(dir + "/afile", "")
+            for (path, cause) in [(dir + "/afile", "it is a file, not a folder"),
+                                  (dir + "/afile/sub", "it cannot be created: "),
+                                  ("", "the path is empty")] {
+                let refused = try s.run("plan", stateDir: path)
+                #expect(refused.status == 1, "\(refused.stderr)")
+                #expect(refused.stderr.contains("cannot use the state directory '\(path)': \(cause)"), "\(refused.stderr)")
+                #expect(!refused.stderr.contains("NSCocoaErrorDomain"), "\(refused.stderr)")
+                if path.hasSuffix("/sub") { #expect(refused.stderr.contains("afile is a file, not a folder"), "\(refused.stderr)") }
+            }
+            let made = try s.run("plan", stateDir: dir + "/a/b/state")
+            #expect(made.status == 2, "\(made.stderr)")
+        }
+    }
+
     @Test func planWarnsThatUncommittedChangesAreNotPlanned() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
