@@ -17,7 +17,9 @@ extension Bulwark {
                 be pushed stay in the state directory and are pushed by the next run. With \
                 --detailed-exitcode: 2 when held, deferred, blocked or escalated drift remains. 3: done, \
                 but against the last fetched revision (the origin could not be fetched) or with audit \
-                commits kept locally (not pushed); 1 and 2 win over 3.
+                commits kept locally (not pushed); 1 and 2 win over 3. 130: interrupted (SIGINT or \
+                SIGTERM): no fix was started after the signal, the fixes in flight were finished, recorded \
+                and pushed; a second signal stops at once (the next run records what was in flight).
                 """)
 
         @OptionGroup var repository: RepositoryOptions
@@ -43,6 +45,7 @@ extension Bulwark {
                                                 notifyTimeout: .seconds(notifyTimeout), review: try review.review(console),
                                                 targets: targets)
             if output.output == .json { console.json(result) }
+            if result.interrupted { throw ExitCode(130) }
             if !result.succeeded { throw ExitCode.failure }
             if detailedExitcode, result.remainingDrift > 0 { throw ExitCode(2) }
             if result.stale != nil || result.keptLocally > 0 { throw ExitCode.staleOrUnpushed }
@@ -71,6 +74,8 @@ struct ApplyRun: Encodable {
     /// Fixes this pass tried that failed again, whose failure was recorded by an earlier pass
     /// (not in `records`, which holds what this pass committed): the pass did not succeed either.
     var failedAgain = 0
+    /// An operator stopped the pass (SIGINT or SIGTERM): exit 130 whatever else happened.
+    var interrupted = false
     var succeeded: Bool {
         errors.isEmpty && failedAgain == 0 && !records.contains { $0.result == .failed || $0.result == .interrupted }
     }
@@ -135,8 +140,12 @@ struct ApplyRun: Encodable {
             total.add(await outbox.deliver(until: .now + notifyTimeout))
             return total
         }()
-        let audit = FaultInjection.KillBeforeRecord(loaded.repository)
-        let outcome = await reconciler.apply(plan, state: loaded.state, audit: audit, journal: journal) { entry in
+        // Ctrl-C from here on stops the pass between fixes, not in the middle of one.
+        let interrupts = PassInterrupts()
+        defer { interrupts.end() }
+        let audit = FaultInjection.KillBeforeRecord(loaded.repository, stop: interrupts.stop)
+        let outcome = await reconciler.apply(plan, state: loaded.state, audit: audit, journal: journal,
+                                             stop: interrupts.stop) { entry in
             if text { ApplyRun.print(entry, console) }
             if let outbox, entry.commit != nil,
                Outbox.enqueue(entry.record, commit: entry.commit, notifiers: notifiers, folder: outbox.folder) > 0 {
@@ -189,6 +198,7 @@ struct ApplyRun: Encodable {
             }
         }
         if text { run.summarize(console, plan: plan, options: options) }
+        run.interrupted = interrupts.stop.isRequested
         return run
     }
 
@@ -260,9 +270,17 @@ enum FaultInjection {
         let killAt: Int?
         let count = Mutex(0)
 
-        init(_ inner: Sink) {
+        /// `BULWARK_FAULT_PAUSE_BEFORE_RECORD=N`: the record of the Nth applied fix waits (up to
+        /// 60 s) until the pass is asked to stop, so that a test can interrupt a pass in its middle.
+        let pauseAt: Int?
+        let stop: PassStop?
+
+        init(_ inner: Sink, stop: PassStop? = nil) {
             self.inner = inner
-            killAt = ProcessInfo.processInfo.environment["BULWARK_FAULT_KILL_BEFORE_RECORD"].flatMap { Int($0) }
+            self.stop = stop
+            let environment = ProcessInfo.processInfo.environment
+            killAt = environment["BULWARK_FAULT_KILL_BEFORE_RECORD"].flatMap { Int($0) }
+            pauseAt = environment["BULWARK_FAULT_PAUSE_BEFORE_RECORD"].flatMap { Int($0) }
         }
 
         func contains(recordID: String) async throws -> Bool { try await inner.contains(recordID: recordID) }
@@ -275,10 +293,53 @@ enum FaultInjection {
         }
 
         func write(_ record: AuditRecord) async throws -> String {
-            if let killAt, record.decision == .applied, count.withLock({ $0 += 1; return $0 }) == killAt {
-                kill(getpid(), SIGKILL)
+            guard killAt != nil || pauseAt != nil, record.decision == .applied else { return try await inner.write(record) }
+            let number = count.withLock { $0 += 1; return $0 }
+            if number == killAt { kill(getpid(), SIGKILL) }
+            if number == pauseAt {
+                FileHandle.standardError.write(Data("fault: paused before record \(number)\n".utf8))
+                let deadline = ContinuousClock.now + .seconds(60)
+                while stop?.isRequested != true, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(10)) }
             }
             return try await inner.write(record)
         }
+    }
+}
+
+/// SIGINT (Ctrl-C) and SIGTERM during `apply`'s pass. The first asks the pass to stop
+/// (`PassStop`): no fix is started after it, the fixes in flight finish and are recorded, and
+/// the records are pushed; `apply` exits 130. The second ends the process at once, as without
+/// this handler: the intent journal makes the next run record what was in flight. Before and
+/// after the pass the signals act as they always do.
+struct PassInterrupts {
+    let stop = PassStop()
+    private let sources: [any DispatchSourceSignal]
+
+    init() {
+        var sources: [any DispatchSourceSignal] = []
+        for number in [SIGINT, SIGTERM] {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            let stop = self.stop
+            source.setEventHandler {
+                guard stop.request() else {
+                    signal(number, SIG_DFL)
+                    raise(number)
+                    return
+                }
+                FileHandle.standardError.write(Data(("bulwark: interrupted: no other fix is started; the fixes in flight finish, "
+                    + "are recorded and pushed. Interrupt again to stop at once (the next run records what was in flight).\n").utf8))
+            }
+            source.resume()
+            sources.append(source)
+        }
+        self.sources = sources
+    }
+
+    /// The signals act as before again.
+    func end() {
+        for source in sources { source.cancel() }
+        signal(SIGINT, SIG_DFL)
+        signal(SIGTERM, SIG_DFL)
     }
 }

@@ -72,6 +72,7 @@ extension Bulwark {
 
             console.print(console.paint("== bulwark apply", .bold))
             let run = try await ApplyRun.run(repository: options, console: console, text: true)
+            if run.interrupted { throw ExitCode(130) }
             console.print("")
 
             console.print(console.paint("== bulwark plan (again)", .bold))

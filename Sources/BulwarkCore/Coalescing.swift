@@ -1,3 +1,4 @@
+internal import Synchronization
 /// A driver whose resources on one target live in one file (every `SSHDConfig` keyword in
 /// sshd_config, every `LoginDefs` key in login.defs, every `Sysctl` in Bulwark's sysctl.d file)
 /// and can therefore be corrected together: one candidate, one validation (one `sshd -t`), one
@@ -86,10 +87,31 @@ extension Reconciler {
     }
 }
 
+/// A request to stop a pass (an operator's Ctrl-C): no fix is started after it, the fixes in
+/// flight finish and are recorded, and the pass ends as halted, its records made durable.
+public final class PassStop: Sendable {
+    private let requested = Atomic(false)
+
+    public init() {}
+
+    /// Asks the pass to stop; true the first time.
+    @discardableResult
+    public func request() -> Bool {
+        !requested.exchange(true, ordering: .sequentiallyConsistent)
+    }
+
+    public var isRequested: Bool { requested.load(ordering: .sequentiallyConsistent) }
+
+    /// Why the pass stopped, as its outcome says it.
+    public static let reason = "interrupted: the fixes in flight were finished and recorded, no other was started"
+}
+
 /// What a pass did so far, shared by the targets worked on in parallel.
 actor PassLedger {
     /// Whether the sink holds records in memory until a flush.
     let buffered: Bool
+    /// An operator's request to stop: the pass halts at its next step.
+    let stop: PassStop?
     private var entries: [(position: Int, order: Int, entry: CycleEntry)] = []
     private var auditFailures: [String] = []
     private var halted: String?
@@ -103,12 +125,16 @@ actor PassLedger {
     /// `expected`: how many entries the pass will likely add (its remediations), reserved at
     /// once: grown by doubling, the entries (about 600 bytes each) held up to 4,096 places for a
     /// 100-root pass's 2,400, 2.4 MiB at its peak.
-    init(buffered: Bool, expected: Int = 0) {
+    init(buffered: Bool, expected: Int = 0, stop: PassStop? = nil) {
         self.buffered = buffered
+        self.stop = stop
         entries.reserveCapacity(expected)
     }
 
-    var isHalted: Bool { halted != nil }
+    var isHalted: Bool {
+        if halted == nil, stop?.isRequested == true { halted = PassStop.reason }
+        return halted != nil
+    }
 
     /// Adds an entry; with `buffered`, remembers it until the next flush. Returns how many wait.
     @discardableResult

@@ -395,18 +395,21 @@ public struct Reconciler: Sendable {
     /// `journal.intentsAhead` records, have their intents made durable with one sync. A sink that
     /// buffers (`beginBuffering`) gets its records made durable every `flushEvery` records and at
     /// the end; intents are closed only after that.
+    ///
+    /// `stop` (an operator's Ctrl-C) halts the pass at its next step: what is in flight
+    /// finishes and is recorded, nothing else is started, and the records are made durable.
     public func apply(
-        _ plan: Plan, state: DesiredState, audit: some AuditSink, journal: some IntentJournal,
+        _ plan: Plan, state: DesiredState, audit: some AuditSink, journal: some IntentJournal, stop: PassStop? = nil,
         onEntry: @Sendable (CycleEntry) -> Void = { _ in }
     ) async -> CycleOutcome {
         // Each pass in its own scope: drivers' once-a-pass work (`PassScope`) is shared by its steps.
         await PassScope.$current.withValue(PassScope()) {
-            await applyInScope(plan, state: state, audit: audit, journal: journal, onEntry: onEntry)
+            await applyInScope(plan, state: state, audit: audit, journal: journal, stop: stop, onEntry: onEntry)
         }
     }
 
     private func applyInScope(
-        _ plan: Plan, state: DesiredState, audit: some AuditSink, journal: some IntentJournal,
+        _ plan: Plan, state: DesiredState, audit: some AuditSink, journal: some IntentJournal, stop: PassStop?,
         onEntry: @Sendable (CycleEntry) -> Void
     ) async -> CycleOutcome {
         // What could not be observed is recorded too (once per revision and cause), after the fixes.
@@ -415,7 +418,7 @@ public struct Reconciler: Sendable {
         plan.remediations += plan.failures.map { $0.remediation(state: state, at: now) }
         let passSteps = steps(plan, state: state)
         let ledger = PassLedger(buffered: await audit.beginBuffering(),
-                                expected: passSteps.reduce(0) { $0 + $1.remediations.count })
+                                expected: passSteps.reduce(0) { $0 + $1.remediations.count }, stop: stop)
         // Every record of the pass must be writable before its first fix (a numbered sink with no
         // number left): otherwise nothing is changed, and the decisions that change nothing are
         // still tried (they fail as they write, and say why).

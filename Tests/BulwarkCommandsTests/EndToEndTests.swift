@@ -610,6 +610,59 @@ struct AWSEndToEndTests {
         }
     }
 
+    /// Ctrl-C in the middle of a pass (SIGINT while the second fix's record is written, held there
+    /// by a fault hook until the signal comes): the fixes in flight finish, no other is started,
+    /// every fix made has its record on the origin (each audit commit the run printed exists),
+    /// and the run exits 130 saying so. The next run fixes the rest; nothing is recorded twice.
+    @Test func anInterruptedApplyFinishesTheFixesInFlightRecordsAndPushesThem() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: try bulwarkExecutable())
+            process.arguments = ["apply", "--repo", s.origin, "--state-dir", s.state]
+            var environment = ProcessInfo.processInfo.environment
+            environment["BULWARK_FAULT_PAUSE_BEFORE_RECORD"] = "2"
+            environment["NO_COLOR"] = "1"
+            process.environment = environment
+            for name in ["out", "err"] { _ = FileManager.default.createFile(atPath: dir + "/apply.\(name)", contents: nil) }
+            process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: dir + "/apply.out"))
+            process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: dir + "/apply.err"))
+            process.standardInput = FileHandle.nullDevice
+            try process.run()
+            let deadline = Date().addingTimeInterval(120)
+            while Date() < deadline, process.isRunning, !((try? read(dir + "/apply.err")) ?? "").contains("fault: paused before record 2") {
+                usleep(20_000)
+            }
+            #expect(process.isRunning, "the pass waits at its second record: \((try? read(dir + "/apply.err")) ?? "")")
+            kill(process.processIdentifier, SIGINT)
+            process.waitUntilExit()
+            let out = try read(dir + "/apply.out"), err = try read(dir + "/apply.err")
+            #expect(process.terminationReason == .exit && process.terminationStatus == 130, "\(process.terminationStatus) \(err)")
+            #expect(err.contains("interrupted: no other fix is started"), "\(err)")
+            #expect(out.contains("stopped changing systems: interrupted") || err.contains("stopped changing systems: interrupted"),
+                    "\(out) \(err)")
+            // Every audit commit printed is on the origin, and every fix made has one.
+            let printed = out.split(separator: "\n").filter { !$0.hasPrefix("Pushed") }
+                .compactMap { line in line.range(of: "  audit ").map { String(line[$0.upperBound...].prefix(12)) } }
+            #expect(printed.count >= 2, "\(out)")
+            let pushed = try s.auditCommits()
+            for commit in printed { #expect(pushed.contains { $0.hasPrefix(commit) }, "audit \(commit) is on the origin") }
+            let fixed = try s.trailers("Bulwark-Decision").filter { $0 == "applied" }.count
+            #expect(fixed == out.split(separator: "\n").filter { $0.hasPrefix("fixed") }.count, "\(out)")
+            #expect(try s.run("plan").status == 2, "drift is left for the next run")
+
+            let next = try s.run("apply")
+            #expect(next.status == 0, "\(next.stdout)\(next.stderr)")
+            // Every intent of the interrupted pass was closed: none is recorded or closed now.
+            #expect(!next.stderr.contains("interrupted fix of an earlier run"), "\(next.stderr)")
+            #expect(!next.stderr.contains("closed an intent of an earlier run"), "\(next.stderr)")
+            #expect(try s.run("plan").status == 0, "in sync afterwards")
+            let ids = try s.trailers("Bulwark-Id")
+            #expect(Set(ids).count == ids.count, "no record twice")
+            #expect(try bulwark(["verify-audit", "--repo", s.origin]).status == 0)
+        }
+    }
+
     /// Two Bulwarks with their own state directories fix one host. The first is killed between a
     /// fix and its record, and its change is undone (as when it is killed before its rename);
     /// the second fixes the drift and records it. The first, restarted, finds the change made,
