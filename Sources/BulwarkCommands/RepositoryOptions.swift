@@ -281,6 +281,11 @@ extension RepositoryOptions {
         if let stale { console.warn(stale) }
         let head = try await pin?.check(head: fetched, in: repository, branch: branch, stateDirectory: stateDirectory) ?? fetched
         let files = try await repository.files(at: head)
+        // Before anything is verified or recorded: a wrong repository is not written to.
+        guard DesiredStateLoader.holdsPolicy(files) else {
+            throw CommandError("revision \(head.short) of \(displayURL) \(branch) has no desired-state/ or controllers/ folder: "
+                               + "is --repo the policy repository, and --branch its branch? Nothing was changed or recorded.")
+        }
         do {
             if let verification = sourceVerification {
                 let outcome = try await verification.verify(head: head, repository: repository, stateDirectory: stateDirectory)

@@ -24,6 +24,12 @@ extension Bulwark {
                 var resource: String?
                 var field: String?
                 var message: String
+                init(file: String, message: String) {
+                    self.file = file
+                    line = 0
+                    column = 0
+                    self.message = message
+                }
                 init(_ error: ManifestError) {
                     file = error.location.file
                     line = error.location.line
@@ -48,6 +54,14 @@ extension Bulwark {
         func run() async throws {
             let console = Console()
             let files = try Self.readFiles(under: path)
+            guard DesiredStateLoader.holdsPolicy(files) else {
+                let message = "\(path) has no desired-state/ or controllers/ folder: is it a policy repository's working tree?"
+                switch output.output {
+                case .json: console.json(Result(valid: false, errors: [Result.Problem(file: path, message: message)]))
+                case .text: console.error(message)
+                }
+                throw ExitCode.failure
+            }
             do {
                 let state = try DesiredStateLoader(registry: Bulwark.registry()).load(files, revision: .workingTree)
                 switch output.output {

@@ -95,6 +95,13 @@ public struct DesiredStateLoader: Sendable {
     public static let apiVersion = "bulwark/v1"
     /// Folders of a policy repository that hold manifests.
     public static let folders = ["desired-state", "controllers", "waivers", "approvals", "finding-rules"]
+
+    /// Whether `files` look like a policy repository: something under `desired-state/` or
+    /// `controllers/`. A wrong `--repo` or `--branch` (an application's repository, a branch
+    /// with only a README) otherwise loads as an empty policy that is always in sync.
+    public static func holdsPolicy(_ files: [SourceFile]) -> Bool {
+        files.contains { $0.path.hasPrefix("desired-state/") || $0.path.hasPrefix("controllers/") }
+    }
     /// Limits are on by default: without a `GlobalLimits` manifest, at most this many fixes per cycle.
     public static let defaultGlobalLimit = 100
     /// Largest manifest file read.

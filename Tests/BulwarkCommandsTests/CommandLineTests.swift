@@ -287,6 +287,33 @@ import Testing
         }
     }
 
+    /// A branch or repository with no policy in it (a README only) is refused by plan, apply and
+    /// validate (1), and nothing is written to it; the policy branch of the same repository still plans.
+    @Test func aRepositoryWithoutPolicyIsRefusedAndNotWrittenTo() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let work = dir + "/readme-only"
+            try git("clone", "-q", s.origin, work)
+            try git("checkout", "-q", "--orphan", "docs", in: work)
+            try git("rm", "-rfq", ".", in: work)
+            try write(work + "/README.md", "docs\n")
+            try git("add", "README.md", in: work)
+            try git("-c", "user.name=T", "-c", "user.email=t@x", "-c", "commit.gpgsign=false", "commit", "-qm", "docs", in: work)
+            try git("push", "-q", "origin", "docs", in: work)
+            for command in ["plan", "apply"] {
+                let refused = try s.run(command, "--branch", "docs", stateDir: dir + "/state-\(command)")
+                #expect(refused.status == 1, "\(command): \(refused.status) \(refused.stdout) \(refused.stderr)")
+                #expect(refused.stderr.contains("has no desired-state/ or controllers/ folder"), "\(refused.stderr)")
+            }
+            #expect(try git("--git-dir", s.origin, "for-each-ref", "refs/heads/bulwark/").isEmpty, "nothing recorded on the origin")
+            let validated = try bulwark(["validate", work])
+            #expect(validated.status == 1 && validated.stderr.contains("has no desired-state/ or controllers/ folder"), "\(validated.stderr)")
+            let json = try bulwark(["validate", work, "--output", "json"])
+            #expect(json.status == 1 && json.stdout.contains("\"valid\":false") || json.stdout.contains("\"valid\" : false"), "\(json.stdout)")
+            #expect(try s.run("plan").status == 2, "the policy branch still plans")
+        }
+    }
+
     @Test func planWarnsThatUncommittedChangesAreNotPlanned() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
