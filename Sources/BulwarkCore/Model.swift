@@ -510,11 +510,14 @@ public struct FixHistory: Sendable {
         }
     }
 
-    /// Forgets fixes older than `start`.
+    /// Forgets fixes older than `start`, in place: the daemon calls this every cycle, and
+    /// rebuilding every list (and the dictionary, written while iterated) each time was most of
+    /// its allocations, buffers of growing size that fragment malloc's arenas.
     public mutating func forget(before start: Date) {
-        for (key, list) in fixes {
-            let kept = list.filter { $0.at >= start }
-            fixes[key] = kept.isEmpty ? nil : kept
+        let stale = fixes.compactMap { key, list in list.contains { $0.at < start } ? key : nil }
+        for key in stale {
+            fixes[key]?.removeAll { $0.at < start }
+            if fixes[key]?.isEmpty == true { fixes[key] = nil }
         }
     }
 

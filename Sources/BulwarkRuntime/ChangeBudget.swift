@@ -24,10 +24,12 @@ package struct ChangeBudget: Sendable {
         changes.append(Change(at: at, controller: controller, target: target))
     }
 
-    /// Drops what is older than the longest interval.
-    package mutating func forget(olderThan longest: Duration, now: Instant) {
-        let cutoff = now - longest
-        changes.removeAll { $0.at < cutoff }
+    /// Drops each change older than its controller's interval (what `limit` counts), and one of
+    /// a controller no longer in `state` after the longest interval: a daemon whose controllers
+    /// have short intervals keeps a few changes, not those of the longest one (15 minutes of fixes).
+    package mutating func forget(state: DesiredState, now: Instant) {
+        let longest = state.controllers.values.map(\.interval).max() ?? .seconds(0)
+        changes.removeAll { change in change.at < now - (state.controllers[change.controller]?.interval ?? longest) }
     }
 
     /// Defers the plan's applied remediations that would take a controller past its limits

@@ -34,9 +34,19 @@ extension Daemon {
         var cycleError: String?
         do {
             let window = started.addingTimeInterval(-cycleState.longestFlapPeriod.timeInterval)
-            let read = if let known = flapHistory.known { known } else { try await readFlapHistory(since: window) }
-            let known = flapHistory.keep(read, forgettingBefore: window)
-            var plan = try await reconciler.plan(cycleState, history: known, weakened: provenance.weakened, urgent: findingPriorities)
+            // Taken out of `flapHistory` and given back after the plan, never two copies: the
+            // records added after the pass change the only one in place.
+            var known: FixHistory
+            if let taken = flapHistory.take() { known = taken } else { known = try await readFlapHistory(since: window) }
+            known.forget(before: window)
+            var plan: Plan
+            do {
+                plan = try await reconciler.plan(cycleState, history: known, weakened: provenance.weakened, urgent: findingPriorities)
+            } catch {
+                flapHistory.keep(consume known)
+                throw error
+            }
+            flapHistory.keep(consume known)
             for binding in plan.inSync {
                 lastInSync[binding] = started
                 failedFixes[binding] = nil
@@ -59,7 +69,7 @@ extension Daemon {
                 return true
             }
             if let full = state {
-                budget.forget(olderThan: full.controllers.values.map(\.interval).max() ?? .seconds(0), now: clock.now())
+                budget.forget(state: full, now: clock.now())
                 budget.limit(&plan.remediations, state: full, now: clock.now())
             }
             for index in plan.remediations.indices {

@@ -15,12 +15,16 @@ package struct FlapHistory: Sendable {
     /// fixes another replica made).
     package mutating func invalidate() { known = nil }
 
-    /// Keeps `fixes` (what was known, or what was just read) without those before `start`, and returns it.
-    package mutating func keep(_ fixes: FixHistory, forgettingBefore start: Date) -> FixHistory {
-        var fixes = fixes
-        fixes.forget(before: start)
+    /// What is known, taken out (nil left in its place): trimmed and used by a cycle without a
+    /// copy, then given back with `keep`. While two copies share it, every change copies it whole.
+    package mutating func take() -> FixHistory? {
+        defer { known = nil }
+        return known
+    }
+
+    /// Keeps `fixes` (what was known, or what was just read, already trimmed to the window).
+    package mutating func keep(_ fixes: consuming FixHistory) {
         known = fixes
-        return fixes
     }
 
     /// Adds a record the daemon committed (only verified fixes count), while something is known.

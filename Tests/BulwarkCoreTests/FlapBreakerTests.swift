@@ -58,4 +58,27 @@ import Testing
         #expect(Planner.plan(strict, observations: o, history: history(b, minutesAgo: [5]), now: now).remediations.first?.decision == .escalated)
         #expect(Planner.plan(strict, observations: o, history: history(b, minutesAgo: [15]), now: now).remediations.first?.decision == .applied)
     }
+
+    /// `forget` drops the fixes before the start from every list, keeps the rest in their order,
+    /// and drops a list left empty.
+    @Test func forgetDropsOldFixesInPlaceAndEmptyLists() {
+        let base = Date(timeIntervalSince1970: 1_800_000_000)
+        func record(_ name: String, _ seconds: Double, _ desired: String) -> AuditRecord {
+            AuditRecord(id: "\(name)\(seconds)", controller: "c", target: "t", resource: "Sysctl/\(name)", kind: "Sysctl", name: name,
+                        severity: .low, risk: 1, mode: .enforce, decision: .applied, result: .verified, reason: nil,
+                        changes: [AuditRecord.Change(property: "p", desired: desired, observedBefore: "0", observedAfter: desired)],
+                        detectedAt: base, appliedAt: nil, verifiedAt: base.addingTimeInterval(seconds), desiredCommit: "r1",
+                        approver: nil, error: nil)
+        }
+        var history = FixHistory()
+        for (name, seconds, desired) in [("a", 10.0, "1"), ("a", 50, "2"), ("a", 90, "3"), ("b", 20, "1"), ("c", 95, "1")] {
+            history.add(record(name, seconds, desired))
+        }
+        history.forget(before: base.addingTimeInterval(40))
+        let key = { (name: String) in FixHistory.Key(target: "t", resource: ResourceID(kind: "Sysctl", name: name), property: "p") }
+        #expect(history.fixes[key("a")]?.map(\.desired) == ["2", "3"])
+        #expect(history.fixes[key("b")] == nil)
+        #expect(history.fixes[key("c")]?.count == 1)
+        #expect(history.fixes.count == 2)
+    }
 }
