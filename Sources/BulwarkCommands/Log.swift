@@ -26,6 +26,23 @@ extension Bulwark {
                 throw ValidationError("--decision takes one of \(Decision.allCases.map(\.rawValue).joined(separator: ", "))")
             }
             guard limit > 0 else { throw ValidationError("--limit must be positive") }
+            if let kind { try Self.validateKind(kind) }
+        }
+
+        /// The kinds a record can name: the adapters' kinds, and the records of a refused revision
+        /// and of a tampered audit branch.
+        static var recordKinds: [String] { (Bulwark.registry().kindNames + ["AuditBranch", "Revision"]).sorted() }
+
+        /// Refuses a `--kind` no record can have (exit 64), as a manifest's unknown kind is
+        /// refused: a typo otherwise reads as "no records match".
+        static func validateKind(_ kind: String) throws {
+            let kinds = recordKinds
+            guard !kinds.contains(kind) else { return }
+            let quoted = quotedForMessage(kind)
+            if let match = kinds.first(where: { $0.lowercased() == kind.lowercased() }) {
+                throw ValidationError("--kind: unknown kind '\(quoted)'; kinds are case-sensitive: did you mean \(match)?")
+            }
+            throw ValidationError("--kind: unknown kind '\(quoted)'; known kinds: \(kinds.joined(separator: ", "))")
         }
 
         /// `--since` as a date, a time, or a duration before `now` (read by `DurationParser`).
@@ -76,6 +93,8 @@ extension Bulwark {
                     console.print("\(console.paint(String((entry.commit ?? "").prefix(10)), .yellow)) \(detected)  \(outcome)\(mttr)  \(entry.summary ?? "")")
                 }
             }
+            // As plan's: history from the last fetched branch, which may lack the newest records.
+            if stale != nil { throw ExitCode.staleOrUnpushed }
         }
 
         /// Detection to verified fix, in seconds.

@@ -59,6 +59,8 @@ extension Bulwark {
             case .text: console.print(report.text(source: "\(repository.displayURL) \(repository.auditBranch)"))
             case .markdown: console.print(report.markdown(source: "\(repository.displayURL) \(repository.auditBranch)"))
             }
+            // As plan's: figures from the last fetched branch, which may lack the newest records.
+            if stale != nil { throw ExitCode.staleOrUnpushed }
         }
     }
 }

@@ -314,6 +314,31 @@ import Testing
         }
     }
 
+    /// `log --kind` with a kind no record can have is refused (64), naming the kind it was
+    /// probably meant to be; a known kind filters. `log` and `report` from the last fetched
+    /// audit branch (the origin moved away) print it and exit 3, as `plan` does.
+    @Test func logRefusesAnUnknownKindAndStaleHistoryExits3() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            #expect(try s.run("apply").status == 0)
+            let typo = try s.run("log", "--kind", "sshdconfig")
+            #expect(typo.status == 64, "\(typo.stderr)")
+            #expect(typo.stderr.contains("did you mean SSHDConfig?"), "\(typo.stderr)")
+            let unknown = try s.run("log", "--kind", "Firewal")
+            #expect(unknown.status == 64 && unknown.stderr.contains("known kinds: "), "\(unknown.stderr)")
+            let known = try s.run("log", "--kind", "SSHDConfig")
+            #expect(known.status == 0, "\(known.stderr)")
+            #expect(known.stdout.contains("SSHDConfig/") && !known.stdout.contains("FileMode/"), "\(known.stdout)")
+            try FileManager.default.moveItem(atPath: s.origin, toPath: dir + "/moved.git")
+            for command in ["log", "report"] {
+                let stale = try s.run(command)
+                #expect(stale.status == 3, "\(command): \(stale.status) \(stale.stderr)")
+                #expect(stale.stderr.contains("using the last fetched revision"), "\(stale.stderr)")
+                #expect(!stale.stdout.isEmpty)
+            }
+        }
+    }
+
     @Test func planWarnsThatUncommittedChangesAreNotPlanned() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
