@@ -41,14 +41,41 @@ extension Bulwark {
             let console = Console()
             var repository = self.repository
             let targets = try agent.prepare(&repository)
-            let result = try await ApplyRun.run(repository: repository, console: console, text: output.output == .text,
+            let result: ApplyRun
+            do {
+                result = try await ApplyRun.run(repository: repository, console: console, text: output.output == .text,
                                                 notifyTimeout: .seconds(notifyTimeout), review: try review.review(console),
                                                 targets: targets)
+            } catch let refused as RevisionRefused {
+                if output.output == .json { console.json(ApplyRun.Refused(refused)) }
+                throw refused
+            }
             if output.output == .json { console.json(result) }
             if result.interrupted { throw ExitCode(130) }
             if !result.succeeded { throw ExitCode.failure }
             if detailedExitcode, result.remainingDrift > 0 { throw ExitCode(2) }
             if result.stale != nil || result.keptLocally > 0 { throw ExitCode.staleOrUnpushed }
+        }
+    }
+}
+
+extension ApplyRun {
+    /// `apply --output json` of a refused revision: nothing changed, the errors, `refused`.
+    struct Refused: Encodable {
+        var schemaVersion = JSONSchema.version
+        var revision: Revision
+        var records: [DecisionJSON] = []
+        var errors: [String]
+        var pushed = 0
+        var keptLocally = 0
+        var notificationsDelivered = 0
+        var notificationsPending = 0
+        var remainingDrift = 0
+        var refused = true
+
+        init(_ refused: RevisionRefused) {
+            revision = Revision(refused.revision)
+            errors = refused.errors
         }
     }
 }

@@ -77,6 +77,9 @@ extension Bulwark {
                 var command = command
                 try command.run()
             }
+        } catch is RevisionRefused {
+            // Its problems are printed where it was refused.
+            exit(withError: ExitCode.failure)
         } catch let failure as PolicyRepository.Failure where failure.isUsage {
             // Arguments that do not go with the state directory, or name no repository: a usage
             // error (64), as the README says, without the root command's usage lines.

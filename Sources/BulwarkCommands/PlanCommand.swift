@@ -28,9 +28,16 @@ extension Bulwark {
             let console = Console()
             var repository = self.repository
             let targets = try agent.prepare(&repository)
-            let loaded = try await repository.load(console: console, targets: targets)
-            warnAboutUncommittedChanges(console)
-            let plan = try await loaded.plan(Reconciler(registry: Bulwark.registry()), console: console)
+            let loaded: LoadedRevision
+            let plan: Plan
+            do {
+                loaded = try await repository.load(console: console, targets: targets)
+                warnAboutUncommittedChanges(console)
+                plan = try await loaded.plan(Reconciler(registry: Bulwark.registry()), console: console)
+            } catch let refused as RevisionRefused {
+                if output.output == .json { console.json(PlanReport.Refused(refused)) }
+                throw refused
+            }
             let report = PlanReport(plan: plan, state: loaded.state)
             switch output.output {
             case .text: report.print(console)
@@ -52,6 +59,26 @@ extension Bulwark {
                   let changes = try? local.uncommittedChanges(), changes > 0 else { return }
             console.warn("\(url) has \(changes) uncommitted change\(changes == 1 ? "" : "s") in its working tree; "
                          + "plan reads only commits on \(repository.branch): commit them to plan them")
+        }
+    }
+}
+
+extension PlanReport {
+    /// `plan --output json` of a refused revision: nothing planned, the errors, `refused`.
+    struct Refused: Encodable {
+        var schemaVersion = JSONSchema.version
+        var generatedAt = Date()
+        var revision: Revision
+        var resources = 0
+        var targets = 0
+        var inSync = 0
+        var drift: [Item] = []
+        var errors: [String]
+        var refused = true
+
+        init(_ refused: RevisionRefused) {
+            revision = Revision(refused.revision)
+            errors = refused.errors
         }
     }
 }

@@ -213,6 +213,15 @@ struct RepositoryOptions: ParsableArguments {
     }
 }
 
+/// A revision refused before anything acted on it (invalid, untrusted, or unsafe on a target),
+/// its problems already printed: exit 1, and with `plan --output json` or `apply --output json`
+/// a document that says so, so that a script reading the JSON gets the errors, not nothing.
+struct RevisionRefused: Error, CustomStringConvertible {
+    var revision: ObjectID
+    var errors: [String]
+    var description: String { "revision \(revision.short) is refused" }
+}
+
 /// A revision loaded and validated from the policy repository.
 struct LoadedRevision {
     var repository: PolicyRepository
@@ -252,8 +261,9 @@ struct LoadedRevision {
         case .failure(let error):
             console.error("revision \(head.short) is refused; nothing was changed.")
             console.print(error.description, to: .standardError)
-            if recordRefusal { await RevisionRefusal.record(of: head, errors: error.errors.map(\.description), in: repository, console: console) }
-            throw ExitCode.failure
+            let errors = error.errors.map(\.description)
+            if recordRefusal { await RevisionRefusal.record(of: head, errors: errors, in: repository, console: console) }
+            throw RevisionRefused(revision: head, errors: errors)
         }
     }
 
@@ -306,12 +316,10 @@ extension RepositoryOptions {
         } catch {
             console.error("revision \(head.short) of \(displayURL) \(branch) is refused; nothing was changed.")
             console.print("\(error)", to: .standardError)
-            if recordRefusal {
-                let errors = (error as? ValidationFailure)?.errors.map(\.description)
-                    ?? (error as? SourceVerification.Refusal)?.problems ?? ["\(error)"]
-                await RevisionRefusal.record(of: head, errors: errors, in: repository, console: console)
-            }
-            throw ExitCode.failure
+            let errors = (error as? ValidationFailure)?.errors.map(\.description)
+                ?? (error as? SourceVerification.Refusal)?.problems ?? ["\(error)"]
+            if recordRefusal { await RevisionRefusal.record(of: head, errors: errors, in: repository, console: console) }
+            throw RevisionRefused(revision: head, errors: errors)
         }
     }
 }

@@ -85,6 +85,16 @@ struct JSONSchemaTests {
             #expect(invalid.status == 1)
             try check("validate.schema.json", invalid.stdout, in: dir)
             try check("version.schema.json", try bulwark(["version", "--output", "json"]).stdout, in: dir)
+            // A refused revision: exit 1, and still a document, with the errors and `refused`.
+            try s.commitPolicy("desired-state/broken.yaml", "apiVersion: bulwark/v1\nkind: Sysctl\nmetadata: {name: Bad_Name}\nspec: {}\n")
+            for (command, schema) in [("plan", "plan.schema.json"), ("apply", "apply.schema.json")] {
+                let refused = try s.run(command, "--output", "json")
+                #expect(refused.status == 1, "\(command): \(refused.stderr)")
+                try check(schema, refused.stdout, in: dir)
+                let document = try #require(try JSONSerialization.jsonObject(with: Data(refused.stdout.utf8)) as? [String: Any])
+                #expect(document["refused"] as? Bool == true)
+                #expect((document["errors"] as? [String])?.contains { $0.contains("Bad_Name") } == true, "\(document)")
+            }
         }
     }
 
