@@ -80,6 +80,11 @@ extension Bulwark {
         } catch is RevisionRefused {
             // Its problems are printed where it was refused.
             exit(withError: ExitCode.failure)
+        } catch let failure as PolicyRepository.Failure where failure.isBusy && !(command is Run) {
+            // Busy, nothing done: 75 (EX_TEMPFAIL), which a script or a timer can retry, apart
+            // from the errors (1). The daemon keeps its documented 1 for "could not start".
+            FileHandle.standardError.write(Data(("Error: " + TerminalText.printable(failure.description, colour: false) + "\n").utf8))
+            exit(withError: ExitCode(75))
         } catch let failure as PolicyRepository.Failure where failure.isUsage {
             // Arguments that do not go with the state directory, or name no repository: a usage
             // error (64), as the README says, without the root command's usage lines.

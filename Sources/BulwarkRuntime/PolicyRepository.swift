@@ -44,7 +44,7 @@ package actor PolicyRepository: AuditSink {
     }
 
     package enum Failure: Error, CustomStringConvertible {
-        case locked(String)
+        case locked(String, holder: Int32?)
         case noBranch(String, String)
         case unreachable(String, GitError)
         case otherRemote(String, String)
@@ -67,6 +67,11 @@ package actor PolicyRepository: AuditSink {
 
         /// Arguments that do not fit the state directory or name no repository: the caller's
         /// mistake, nothing to retry.
+        /// Another process holds the state directory: nothing was done, try again later.
+        package var isBusy: Bool {
+            if case .locked = self { true } else { false }
+        }
+
         package var isUsage: Bool {
             switch self {
             case .otherRemote, .otherAuditBranch, .noRepository: true
@@ -76,7 +81,9 @@ package actor PolicyRepository: AuditSink {
 
         package var description: String {
             switch self {
-            case .locked(let path): "another bulwark process is using the state directory \(path)"
+            case .locked(let path, let holder):
+                "another bulwark process\(holder.map { " (pid \($0))" } ?? "") is using the state directory \(path); "
+                    + "try again when it has finished"
             case .noBranch(let branch, let url): "branch '\(branch)' not found in \(redactedURL(url))"
             case .unreachable(let url, let error): "cannot fetch \(redactedURL(url)): \(error.message)"
             case .otherRemote(let path, let url): "state directory \(path) belongs to another repository (\(redactedURL(url))); use another --state-dir"
@@ -1581,9 +1588,21 @@ package final class StateLock: Sendable {
         guard code == 0 else {
             close(fd)
             guard code == EWOULDBLOCK else { throw CommandError("cannot lock \(path): \(String(cString: strerror(code)))") }
-            throw PolicyRepository.Failure.locked(directory)
+            throw PolicyRepository.Failure.locked(directory, holder: Self.holder(path))
         }
         descriptor = fd
+        // The holder's pid, for the message of the next process that finds it held.
+        let pid = Array("\(getpid())\n".utf8)
+        if ftruncate(fd, 0) == 0 { _ = pid.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) } }
+    }
+
+    /// The pid the lock file names, when that process is alive (it may be an older Bulwark that
+    /// wrote nothing, or the lock may pass to another process meanwhile: then nil).
+    private static func holder(_ path: String) -> Int32? {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8),
+              let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0,
+              kill(pid, 0) == 0 || errno == EPERM else { return nil }
+        return pid
     }
 
     deinit { close(descriptor) }

@@ -339,6 +339,25 @@ import Testing
         }
     }
 
+    /// A state directory another process holds: plan and apply exit 75 (busy, try again),
+    /// naming the holder's pid; once it lets go, the same command goes through.
+    @Test func aBusyStateDirectoryExits75NamingTheHolder() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            #expect(try s.run("plan").status == 2)
+            do {
+                let held = try StateLock(s.state + "/lock", directory: s.state)
+                for command in ["plan", "apply"] {
+                    let busy = try s.run(command)
+                    #expect(busy.status == 75, "\(command): \(busy.status) \(busy.stderr)")
+                    #expect(busy.stderr.contains("another bulwark process (pid \(getpid())) is using the state directory"), "\(busy.stderr)")
+                }
+                _ = held
+            }
+            #expect(try s.run("apply").status == 0)
+        }
+    }
+
     @Test func planWarnsThatUncommittedChangesAreNotPlanned() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
