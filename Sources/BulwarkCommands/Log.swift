@@ -70,6 +70,12 @@ extension Bulwark {
             if let stale { console.warn(stale) }
             let cutoff = since.flatMap { Self.parseSince($0, now: Date()) }
             var entries: [DecisionJSON] = []
+            // With a signing key or audit signers, each record shown says whether a trusted key
+            // signed it, as `report` counts only those: a forged record must not read as Bulwark's.
+            let trust = await RecordTrust.of(policy, verification: nil)
+            var folder: String?
+            var trustedKeys: [[UInt8]: String] = [:]
+            defer { if let folder { try? FileManager.default.removeItem(atPath: folder) } }
             for commit in try await policy.auditHistory() {
                 guard entries.count < limit else { break }
                 guard let record = commit.recorded else { continue }
@@ -79,6 +85,10 @@ extension Bulwark {
                 if let cutoff, let detected = record.detectedAt, detected < cutoff { continue }
                 var entry = DecisionJSON(record, commit: commit)
                 entry.schemaVersion = JSONSchema.version
+                if let trust {
+                    let signed = try? await policy.signature(of: commit.id)
+                    entry.untrusted = trust.problem(signed, commit: commit.id, folder: &folder, trustedKeys: &trustedKeys) != nil
+                }
                 entries.append(entry)
             }
             switch output.output {
@@ -90,7 +100,13 @@ extension Bulwark {
                     let outcome = [entry.decision?.rawValue, entry.result?.rawValue].compactMap { $0 }.joined(separator: "/")
                     let mttr = entry.mttrSeconds.map { String(format: " %.0fms", $0 * 1000) } ?? ""
                     let detected = entry.detectedAt.map(Timestamp.format) ?? ""
-                    console.print("\(console.paint(String((entry.commit ?? "").prefix(10)), .yellow)) \(detected)  \(outcome)\(mttr)  \(entry.summary ?? "")")
+                    let mark = entry.untrusted == true ? console.paint("UNTRUSTED ", .red) : ""
+                    console.print("\(console.paint(String((entry.commit ?? "").prefix(10)), .yellow)) \(mark)\(detected)  \(outcome)\(mttr)  \(entry.summary ?? "")")
+                }
+                let untrusted = entries.filter { $0.untrusted == true }.count
+                if untrusted > 0 {
+                    console.warn("\(untrusted) record\(untrusted == 1 ? " is" : "s are") marked UNTRUSTED: no trusted key signed "
+                                 + "\(untrusted == 1 ? "its commit" : "their commits") (anyone with push access can write one); report leaves them out")
                 }
             }
             // As plan's: history from the last fetched branch, which may lack the newest records.

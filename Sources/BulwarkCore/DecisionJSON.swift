@@ -65,6 +65,9 @@ package struct DecisionJSON: Encodable, Sendable {
     package var nextWindowAt: Date?
     /// Detection to verified fix.
     package var mttrSeconds: Double?
+    /// `log` with a signing key or audit signers: true when no trusted key signed the record's
+    /// commit (anyone who can push can write one); absent otherwise.
+    package var untrusted: Bool?
 
     /// A decision with only its id: the other fields are set by the caller.
     package init(id: String) {

@@ -119,6 +119,28 @@ import Testing
         }
     }
 
+    /// `log` with the signing key marks the forged record UNTRUSTED (text and JSON) and says how
+    /// many are; Bulwark's own signed records are not marked. Without a key nothing is marked.
+    @Test func logMarksRecordsNoTrustedKeySigned() async throws {
+        try await withTemporaryDirectory { dir in
+            let (s, _, signed) = try Self.signedScenario(dir)
+            let own = try s.auditCommits().count
+            try Self.forgeFastFix(s, id: "01FQRGEDFASTF1X00000000000", at: Date(timeIntervalSince1970: 1_796_119_200))
+            let text = try s.run("log", signed[0], signed[1], signed[2], signed[3])
+            #expect(text.status == 0, "\(text.stderr)")
+            let lines = text.stdout.split(separator: "\n")
+            #expect(lines.filter { $0.contains("UNTRUSTED") }.count == 1, "\(text.stdout)")
+            #expect(lines.filter { !$0.contains("UNTRUSTED") }.count == own, "\(text.stdout)")
+            #expect(text.stderr.contains("1 record is marked UNTRUSTED"), "\(text.stderr)")
+            let json = try s.run("log", "--output", "json", signed[0], signed[1], signed[2], signed[3])
+            let entries = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [[String: Any]])
+            #expect(entries.filter { $0["untrusted"] as? Bool == true }.map { $0["id"] as? String } == ["01FQRGEDFASTF1X00000000000"])
+            #expect(entries.filter { $0["untrusted"] as? Bool == false }.count == own)
+            let unchecked = try s.run("log")
+            #expect(!unchecked.stdout.contains("UNTRUSTED") && !unchecked.stderr.contains("UNTRUSTED"), "\(unchecked.stdout)")
+        }
+    }
+
     /// Commits signed by a key no trusted file lists (anyone with push access can make a key and
     /// sign thousands) are left out of the report without an ssh-keygen process each: only a
     /// key the audit signers file lists is checked by ssh-keygen, and its record still counts.
