@@ -230,8 +230,17 @@ extension Repository {
     /// is some git process's, live or not, and stays (`staleLock` reports an old one). The lock
     /// is first moved aside under a name git does not read, and removed only if it is still the
     /// reference's file: a lock another process took in between is put back.
+    ///
+    /// Bulwarks that remove such locks do it one at a time, under a `flock` of the origin's
+    /// `refs` folder: two of them interleaved could otherwise move aside a live lock a third
+    /// writer took after the leftover was gone, and two writers would then both hold the branch.
     /// - Returns: whether a lock was removed (the move can be tried again).
     static func removeCompletedLock(of reference: String, in path: String) -> Bool {
+        let folder = Glibc.open(path + "/refs", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard folder >= 0 else { return false }
+        defer { close(folder) }
+        // Blocking: the one holding it only moves and compares a file.
+        guard flock(folder, LOCK_EX) == 0 else { return false }
         let lock = path + "/" + reference + ".lock"
         func identity(_ file: String) -> (dev_t, ino_t)? {
             var info = stat()
