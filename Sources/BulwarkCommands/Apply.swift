@@ -103,6 +103,9 @@ struct ApplyRun: Encodable {
     var failedAgain = 0
     /// An operator stopped the pass (SIGINT or SIGTERM): exit 130 whatever else happened.
     var interrupted = false
+    /// The resources that could not be observed (also in `errors`), for the text summary to
+    /// show alike ones of a target as one line.
+    var observationErrors: [ObservationFailure] = []
     var succeeded: Bool {
         errors.isEmpty && failedAgain == 0 && !records.contains { $0.result == .failed || $0.result == .interrupted }
     }
@@ -199,10 +202,11 @@ struct ApplyRun: Encodable {
             commits: Dictionary(entries.lazy.compactMap { e in e.commit.map { (e.record.id, $0) } }, uniquingKeysWith: { a, _ in a }),
             errors: outcome.auditFailures.map { "audit record not committed: \($0)" }
                 + (outcome.halted.map { ["stopped changing systems: \($0) (\(outcome.notAttempted) fix\(outcome.notAttempted == 1 ? "" : "es") left for the next run)"] } ?? [])
-                + plan.failures.map { "\($0.binding.target) \($0.binding.resource): \($0.message)" }
+                + plan.failures.map(\.line)
                 // Another Bulwark holds the target: nothing tried, nothing recorded; the drift stays.
                 + outcome.busy.map { "not applied, nothing recorded: \($0.remediation.binding.target) \($0.remediation.binding.resource): \($0.reason)" },
             pushed: 0, keptLocally: 0, pushError: nil)
+        run.observationErrors = plan.failures
         run.stale = loaded.stale
         run.failedAgain = outcome.entries.reduce(0) { $1.alreadyRecorded && $1.record.result == .failed ? $0 + 1 : $0 }
         run.remainingDrift = outcome.entries.reduce(0) { [.held, .deferred, .blocked, .escalated].contains($1.record.decision) ? $0 + 1 : $0 }
@@ -261,7 +265,9 @@ struct ApplyRun: Encodable {
     }
 
     func summarize(_ console: Console, plan: Plan, options: RepositoryOptions) {
-        for error in errors { console.error(error) }
+        let observed = Set(observationErrors.map(\.line))
+        for error in errors where !observed.contains(error) { console.error(error) }
+        for line in ObservationFailure.lines(observationErrors) { console.error(line) }
         let fixed = records.filter { $0.result == .verified }.count
         let failed = records.filter { $0.result == .failed }.count
         let deferred = records.filter { $0.decision == .deferred }.count

@@ -132,7 +132,15 @@ struct PlanReport: Encodable {
                  severity: r.severity, risk: r.risk, decision: r.decision, reason: r.reason,
                  changes: r.changes.map(Change.init))
         }
-        errors = plan.failures.map { "\($0.binding.target) \($0.binding.resource): \($0.message)" }
+        errors = plan.failures.map(\.line)
+        shownErrors = ObservationFailure.lines(plan.failures)
+    }
+
+    /// `errors` as the text output shows them (alike failures of one target as one line).
+    private var shownErrors: [String] = []
+
+    private enum CodingKeys: String, CodingKey {
+        case schemaVersion, generatedAt, revision, resources, targets, inSync, drift, errors
     }
 
     func print(_ console: Console) {
@@ -156,7 +164,7 @@ struct PlanReport: Encodable {
             }
         }
         out.flush()
-        for error in errors { console.error(error) }
+        for error in shownErrors { console.error(error) }
         let properties = drift.reduce(0) { $0 + $1.changes.count }
         console.print(drift.isEmpty && errors.isEmpty
                       ? console.paint("In sync: \(inSync) resource\(inSync == 1 ? "" : "s").", .green)

@@ -98,6 +98,30 @@ public struct ObservationFailure: Sendable, Hashable {
     /// The message as its record is told apart by (`AuditID.cause`).
     var cause: String { AuditID.cause(message) }
 
+    /// `target Kind/name: message`, as `errors` in the JSON outputs says it.
+    public var line: String { "\(binding.target) \(binding.resource): \(message)" }
+
+    /// The failures as people read them: a line each, except that resources of one target that
+    /// failed with the same message (a target whose root does not exist fails every one of its
+    /// resources alike) are one line, with how many and the first few, once there are three.
+    public static func lines(_ failures: [ObservationFailure]) -> [String] {
+        var groups: [(key: String, failures: [ObservationFailure])] = []
+        var place: [String: Int] = [:]
+        for failure in failures {
+            let key = failure.binding.target + "\u{0}" + failure.message
+            if let index = place[key] { groups[index].failures.append(failure) } else {
+                place[key] = groups.count
+                groups.append((key, [failure]))
+            }
+        }
+        return groups.flatMap { group -> [String] in
+            guard group.failures.count >= 3, let first = group.failures.first else { return group.failures.map(\.line) }
+            let named = group.failures.prefix(3).map { $0.binding.resource.description }.joined(separator: ", ")
+            let more = group.failures.count > 3 ? " and \(group.failures.count - 3) more" : ""
+            return ["\(first.binding.target): \(group.failures.count) resources could not be observed (\(named)\(more)): \(first.message)"]
+        }
+    }
+
     /// Its record (`Decision.unobserved`): once per binding, revision and cause.
     func remediation(state: DesiredState, at now: Date) -> PlannedRemediation {
         let controller = state.controllers[binding.controller]

@@ -358,6 +358,28 @@ import Testing
         }
     }
 
+    /// A target whose root is gone fails every resource alike: plan and apply say it in one line
+    /// (how many, the first few, the message), while the JSON keeps one error per resource.
+    @Test func alikeObservationFailuresOfATargetAreOneLine() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            try FileManager.default.moveItem(atPath: s.host, toPath: dir + "/host-moved")
+            let json = try s.run("plan", "--output", "json")
+            #expect(json.status == 1, "\(json.stderr)")
+            let document = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+            let errors = try #require(document["errors"] as? [String])
+            #expect(errors.count > 3, "\(errors)")
+            for command in ["plan", "apply"] {
+                let text = try s.run(command)
+                #expect(text.status == 1, "\(text.stderr)")
+                let lines = text.stderr.split(separator: "\n").filter { $0.contains("could not be observed") || $0.contains("local ") && $0.hasPrefix("error:") }
+                #expect(lines.count == 1, "\(command): \(text.stderr)")
+                #expect(lines.first?.contains("local: \(errors.count) resources could not be observed (") == true, "\(lines)")
+                #expect(lines.first?.contains("and \(errors.count - 3) more") == true, "\(lines)")
+            }
+        }
+    }
+
     @Test func planWarnsThatUncommittedChangesAreNotPlanned() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
