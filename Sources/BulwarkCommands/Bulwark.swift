@@ -17,8 +17,9 @@ public struct Bulwark: AsyncParsableCommand {
         discussion: """
             Exit codes: 0 success (plan: in sync), 1 error, 2 (plan, and apply --detailed-exitcode) drift found or \
             remaining, 3 (plan, apply) done against the last fetched revision or with audit commits kept locally \
-            (1 and 2 win over 3), 64 a usage mistake (an unknown option, an invalid branch name), 75 (run) a cycle \
-            abandoned at shutdown.
+            (1 and 2 win over 3), 64 a usage mistake (an unknown command or option, an invalid branch name), 75 \
+            the state directory is in use by another bulwark process (run: a cycle abandoned at shutdown), 130 \
+            (apply) interrupted: the fixes in flight finished and were recorded.
             Set NO_COLOR to turn colour off.
             """,
         version: Bulwark.version,
@@ -63,6 +64,10 @@ extension Bulwark {
         // As `main()` does, but a command's error reaches the terminal as `Console.print` would
         // show it: its message can quote text from outside (a proposal branch's commit, a
         // target's file), and argument-parser writes it to standard error as it is.
+        if let unknown = unknownCommand(Array(CommandLine.arguments.dropFirst())) {
+            FileHandle.standardError.write(Data(("Error: " + unknown + "\n").utf8))
+            exit(withError: ExitCode(64))
+        }
         let command: any ParsableCommand
         do {
             command = try await asyncParseAsRoot()
@@ -96,6 +101,36 @@ extension Bulwark {
         // The one HTTP client (AWS, notifications) closes its pooled connections before the
         // process ends; a command that failed has already exited with its code.
         try? await HTTP.shutdown()
+    }
+}
+
+extension Bulwark {
+    /// Why `arguments` name no command (`bulwark plna --repo R`, which argument-parser calls an
+    /// unknown option '--repo'), with the command probably meant; nil when they name one.
+    static func unknownCommand(_ arguments: [String]) -> String? {
+        let words = arguments.first == "help" ? Array(arguments.dropFirst()) : arguments
+        guard let first = words.first, !first.hasPrefix("-") else { return nil }
+        let names = configuration.subcommands.map { $0._commandName }
+        guard !names.contains(first) else { return nil }
+        let quoted = TerminalText.printable(quotedForMessage(first), colour: false)
+        let near = names.map { (name: $0, distance: editDistance($0, first.lowercased())) }.min { $0.distance < $1.distance }
+        let hint = near.flatMap { $0.distance <= 2 ? " did you mean '\($0.name)'?" : nil } ?? ""
+        return "unknown command '\(quoted)';\(hint) commands: \(names.joined(separator: ", "))"
+    }
+
+    /// Levenshtein distance, for the command names (a dozen short words).
+    static func editDistance(_ a: String, _ b: String) -> Int {
+        let a = Array(a), b = Array(b)
+        guard !a.isEmpty, !b.isEmpty else { return max(a.count, b.count) }
+        var previous = Array(0...b.count)
+        for (i, x) in a.enumerated() {
+            var current = [i + 1] + Array(repeating: 0, count: b.count)
+            for (j, y) in b.enumerated() {
+                current[j + 1] = min(previous[j + 1] + 1, current[j] + 1, previous[j] + (x == y ? 0 : 1))
+            }
+            previous = current
+        }
+        return previous[b.count]
     }
 }
 

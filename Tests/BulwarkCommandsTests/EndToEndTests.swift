@@ -238,6 +238,13 @@ import Testing
 
     @Test func exitCodesForBadArguments() throws {
         #expect(try bulwark(["plan"]).status == 64)
+        // A mistyped command is named as one, with the command meant, not as an unknown option.
+        for arguments in [["plna", "--repo", "/nonexistent"], ["help", "plna"]] {
+            let typo = try bulwark(arguments)
+            #expect(typo.status == 64, "\(typo.stderr)")
+            #expect(typo.stderr.contains("unknown command 'plna'; did you mean 'plan'?"), "\(typo.stderr)")
+        }
+        #expect(try bulwark(["help", "plan"]).status == 0)
         #expect(try bulwark(["log", "--repo", "/nonexistent", "--since", "yesterday"]).status == 64)
         let missing = try bulwark(["plan", "--repo", "/nonexistent/repo", "--state-dir", NSTemporaryDirectory() + "/bulwark-missing-\(UUID().uuidString)"])
         // A local path with no repository is a bad argument (as verify-audit's), named as such.
