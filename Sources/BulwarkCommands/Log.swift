@@ -101,7 +101,11 @@ extension Bulwark {
                     let mttr = entry.mttrSeconds.map { String(format: " %.0fms", $0 * 1000) } ?? ""
                     let detected = entry.detectedAt.map(Timestamp.format) ?? ""
                     let mark = entry.untrusted == true ? console.paint("UNTRUSTED ", .red) : ""
-                    console.print("\(console.paint(String((entry.commit ?? "").prefix(10)), .yellow)) \(mark)\(detected)  \(outcome)\(mttr)  \(entry.summary ?? "")")
+                    // A record with no change says why on a line of its own (a refused revision).
+                    let why = entry.summary?.hasSuffix(": - ") == true || entry.summary?.hasSuffix(": -") == true
+                        ? (entry.reason ?? entry.error).map { "\n           " + console.paint(TerminalText.printable($0, colour: false), .dim) } ?? ""
+                        : ""
+                    console.print("\(console.paint(String((entry.commit ?? "").prefix(10)), .yellow)) \(mark)\(detected)  \(outcome)\(mttr)  \(entry.summary ?? "")\(why)")
                 }
                 let untrusted = entries.filter { $0.untrusted == true }.count
                 if untrusted > 0 {

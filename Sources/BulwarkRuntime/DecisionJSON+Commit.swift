@@ -8,6 +8,12 @@ extension DecisionJSON {
         self.init(id: record.id)
         self.commit = commit.id.hex
         summary = commit.summary
+        // The body's `Reason:` and `Error:` lines (written by `AuditRecord.commitMessage`): a
+        // record with no change (a refused revision, a tampered branch) says why only there.
+        for line in commit.message.split(separator: "\n").dropFirst() {
+            if reason == nil, line.hasPrefix("Reason: ") { reason = String(line.dropFirst("Reason: ".count)) }
+            if error == nil, line.hasPrefix("Error: ") { error = String(line.dropFirst("Error: ".count)) }
+        }
         controller = record.controller
         target = record.target
         resource = record.resource

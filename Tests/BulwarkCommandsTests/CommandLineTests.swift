@@ -380,6 +380,24 @@ import Testing
         }
     }
 
+    /// A record with no change (a refused revision) shows why in `log`, from its body's
+    /// `Reason:` line, in the text and in the JSON.
+    @Test func logShowsWhyARevisionWasRefused() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            try s.commitPolicy("desired-state/broken.yaml", "apiVersion: bulwark/v1\nkind: Sysctl\nmetadata: {name: Bad_Name}\nspec: {}\n")
+            #expect(try s.run("apply").status == 1)
+            let text = try s.run("log")
+            let lines = text.stdout.split(separator: "\n")
+            let index = try #require(lines.firstIndex { $0.contains("refuse(Revision/") }, "\(text.stdout)")
+            #expect(lines.count > index + 1 && lines[index + 1].contains("Bad_Name"), "\(text.stdout)")
+            let json = try s.run("log", "--output", "json")
+            let entries = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [[String: Any]])
+            let refused = try #require(entries.first { ($0["summary"] as? String)?.hasPrefix("refuse(Revision/") == true })
+            #expect((refused["reason"] as? String)?.contains("Bad_Name") == true, "\(refused)")
+        }
+    }
+
     @Test func planWarnsThatUncommittedChangesAreNotPlanned() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
