@@ -170,9 +170,9 @@ struct ApplyRun: Encodable {
             total.add(await outbox.deliver(until: .now + notifyTimeout))
             return total
         }()
-        // Ctrl-C from here on stops the pass between fixes, not in the middle of one.
+        // Ctrl-C during the pass stops it between fixes, not in the middle of one; before and
+        // after it (the push, the notifications) a signal acts as it always did.
         let interrupts = PassInterrupts()
-        defer { interrupts.end() }
         let audit = FaultInjection.KillBeforeRecord(loaded.repository, stop: interrupts.stop)
         let outcome = await reconciler.apply(plan, state: loaded.state, audit: audit, journal: journal,
                                              stop: interrupts.stop) { entry in
@@ -182,6 +182,7 @@ struct ApplyRun: Encodable {
                 signal.yield()
             }
         }
+        interrupts.end()
         signal.finish()
         if text {
             // Found fixed under the target's lock (another Bulwark or a person was first): no record.
@@ -314,7 +315,12 @@ enum FaultInjection {
             let environment = ProcessInfo.processInfo.environment
             killAt = environment["BULWARK_FAULT_KILL_BEFORE_RECORD"].flatMap { Int($0) }
             pauseAt = environment["BULWARK_FAULT_PAUSE_BEFORE_RECORD"].flatMap { Int($0) }
+            holdAt = environment["BULWARK_FAULT_HOLD_BEFORE_RECORD"].flatMap { Int($0) }
         }
+
+        /// `BULWARK_FAULT_HOLD_BEFORE_RECORD=N`: the record of the Nth applied fix waits 60 s
+        /// whatever happens, a fix that does not finish, for a test of the second signal.
+        let holdAt: Int?
 
         func contains(recordID: String) async throws -> Bool { try await inner.contains(recordID: recordID) }
         func beginBuffering() async -> Bool { await inner.beginBuffering() }
@@ -326,13 +332,17 @@ enum FaultInjection {
         }
 
         func write(_ record: AuditRecord) async throws -> String {
-            guard killAt != nil || pauseAt != nil, record.decision == .applied else { return try await inner.write(record) }
+            guard killAt != nil || pauseAt != nil || holdAt != nil, record.decision == .applied else { return try await inner.write(record) }
             let number = count.withLock { $0 += 1; return $0 }
             if number == killAt { kill(getpid(), SIGKILL) }
             if number == pauseAt {
                 FileHandle.standardError.write(Data("fault: paused before record \(number)\n".utf8))
                 let deadline = ContinuousClock.now + .seconds(60)
                 while stop?.isRequested != true, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(10)) }
+            }
+            if number == holdAt {
+                FileHandle.standardError.write(Data("fault: held before record \(number)\n".utf8))
+                try? await Task.sleep(for: .seconds(60))
             }
             return try await inner.write(record)
         }
@@ -341,9 +351,11 @@ enum FaultInjection {
 
 /// SIGINT (Ctrl-C) and SIGTERM during `apply`'s pass. The first asks the pass to stop
 /// (`PassStop`): no fix is started after it, the fixes in flight finish and are recorded, and
-/// the records are pushed; `apply` exits 130. The second ends the process at once, as without
-/// this handler: the intent journal makes the next run record what was in flight. Before and
-/// after the pass the signals act as they always do.
+/// the records are pushed; `apply` exits 130. The second ends the process at once (`_exit`,
+/// 128 + the signal, as the shell reports a process the signal ended: the handler runs on a
+/// dispatch thread that blocks signals, where raising it again would wait for ever): the
+/// intent journal makes the next run record what was in flight. Before and after the pass the
+/// signals act as they always do.
 struct PassInterrupts {
     let stop = PassStop()
     private let sources: [any DispatchSourceSignal]
@@ -355,11 +367,7 @@ struct PassInterrupts {
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
             let stop = self.stop
             source.setEventHandler {
-                guard stop.request() else {
-                    signal(number, SIG_DFL)
-                    raise(number)
-                    return
-                }
+                guard stop.request() else { _exit(128 + number) }
                 FileHandle.standardError.write(Data(("bulwark: interrupted: no other fix is started; the fixes in flight finish, "
                     + "are recorded and pushed. Interrupt again to stop at once (the next run records what was in flight).\n").utf8))
             }

@@ -96,7 +96,16 @@ extension Bulwark {
             FileHandle.standardError.write(Data(("Error: " + TerminalText.printable(failure.description, colour: false) + "\n").utf8))
             exit(withError: ExitCode(64))
         } catch {
-            exit(withError: ShownError.shown(error))
+            let shown = ShownError.shown(error)
+            // A usage mistake found as the command ran: its own usage line, as argument-parser
+            // gives for one found while parsing (not the root command's `bulwark <subcommand>`).
+            if let validation = shown as? ValidationError, !(command is Bulwark) {
+                let name = type(of: command)._commandName
+                FileHandle.standardError.write(Data(("Error: \(validation.message)\nUsage: " + usageString(for: type(of: command))
+                    + "\n  See 'bulwark \(name) --help' for more information.\n").utf8))
+                exit(withError: ExitCode.validationFailure)
+            }
+            exit(withError: shown)
         }
         // The one HTTP client (AWS, notifications) closes its pooled connections before the
         // process ends; a command that failed has already exited with its code.

@@ -24,12 +24,11 @@ package struct ChangeBudget: Sendable {
         changes.append(Change(at: at, controller: controller, target: target))
     }
 
-    /// Drops each change older than its controller's interval (what `limit` counts), and one of
-    /// a controller no longer in `state` after the longest interval: a daemon whose controllers
-    /// have short intervals keeps a few changes, not those of the longest one (15 minutes of fixes).
-    package mutating func forget(state: DesiredState, now: Instant) {
-        let longest = state.controllers.values.map(\.interval).max() ?? .seconds(0)
-        changes.removeAll { change in change.at < now - (state.controllers[change.controller]?.interval ?? longest) }
+    /// Drops what is older than the longest interval of any controller. Not each controller's
+    /// own: a revision that lengthens an interval must still find the fixes made within it.
+    package mutating func forget(olderThan longest: Duration, now: Instant) {
+        let cutoff = now - longest
+        changes.removeAll { $0.at < cutoff }
     }
 
     /// Defers the plan's applied remediations that would take a controller past its limits

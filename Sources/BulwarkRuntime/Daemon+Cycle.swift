@@ -69,7 +69,7 @@ extension Daemon {
                 return true
             }
             if let full = state {
-                budget.forget(state: full, now: clock.now())
+                budget.forget(olderThan: full.controllers.values.map(\.interval).max() ?? .seconds(0), now: clock.now())
                 budget.limit(&plan.remediations, state: full, now: clock.now())
             }
             for index in plan.remediations.indices {

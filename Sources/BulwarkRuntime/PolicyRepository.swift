@@ -166,6 +166,10 @@ package actor PolicyRepository: AuditSink {
 
     /// This Bulwark's trail: its instance name, the last audit commit it pushed (see `AuditTrail`).
     private var trail: AuditTrail
+    /// Whether the trail (the last commit pushed, the tampering check) is this configuration's
+    /// audit branch's: false for an agent's state directory read with the shared branch, or the
+    /// reverse, whose last push went to the other branch.
+    private var trailIsOurs = true
     /// The sequence number of the last record this instance committed (in memory ones included),
     /// found on first use (`lastNumber`); where it came from, for the error when no number follows it.
     private var sequence: UInt64?
@@ -210,18 +214,28 @@ package actor PolicyRepository: AuditSink {
         repository = opened
         repairs += repaired
         var (trail, _) = try AuditTrail.load(stateDirectory: configuration.stateDirectory)
-        // A mistyped --audit-branch must not read as the real branch deleted: the check of the
-        // trail would record tampering, and the records would go to the new name.
-        if let bound = trail.auditBranch, bound != configuration.auditBranch {
-            throw Failure.otherAuditBranch(configuration.stateDirectory, bound, configuration.auditBranch)
+        // A trail written before it kept its branch: the local branch that holds the last commit
+        // pushed is the one it was pushed to (the configured one first), and from now on the
+        // trail says so.
+        if trail.auditBranch == nil, let pushed = trail.lastPushed.flatMap(ObjectID.init(hex:)), try opened.contains(pushed) {
+            let configured = "refs/heads/\(configuration.auditBranch)"
+            let branches = try opened.references(matching: "refs/heads/bulwark/*")
+                .filter { !$0.name.hasPrefix("refs/heads/" + AuditTrail.recoveryPrefix) }
+                .sorted { ($0.name != configured ? 1 : 0, $0.name) < ($1.name != configured ? 1 : 0, $1.name) }
+            if let holder = try branches.first(where: { try opened.isAncestor(pushed, of: $0.target) }) {
+                trail.auditBranch = String(holder.name.dropFirst("refs/heads/".count))
+                try? trail.save(stateDirectory: configuration.stateDirectory)
+            }
         }
-        // A trail written before it kept its branch: the branch it was pushed to holds the last
-        // commit pushed, and from now on the trail says so.
-        if trail.auditBranch == nil, let pushed = trail.lastPushed.flatMap(ObjectID.init(hex:)),
-           let local = try repository.resolve("refs/heads/\(configuration.auditBranch)"),
-           try repository.contains(pushed), try repository.isAncestor(pushed, of: local) {
-            trail.auditBranch = configuration.auditBranch
-            try? trail.save(stateDirectory: configuration.stateDirectory)
+        // A mistyped --audit-branch must not read as the real branch deleted: the check of the
+        // trail would record tampering, and the records would go to the new name (their numbers
+        // missing from the real one). An agent's own ref and the shared branch may share a state
+        // directory (an agent's history read with `log`): the trail is then left alone.
+        if let bound = trail.auditBranch, bound != configuration.auditBranch {
+            guard AuditRef.isPerWriter(bound) || AuditRef.isPerWriter(configuration.auditBranch) else {
+                throw Failure.otherAuditBranch(configuration.stateDirectory, bound, configuration.auditBranch)
+            }
+            trailIsOurs = false
         }
         self.trail = trail
         // An instance that has committed nothing yet: no need to look for its last number.
@@ -1318,6 +1332,7 @@ package actor PolicyRepository: AuditSink {
     /// Remembers `commit` as the last audit commit pushed. Failing to only weakens the next check,
     /// so it is a warning.
     private func rememberPushed(_ commit: ObjectID) throws {
+        guard trailIsOurs else { return }
         trail.lastPushed = commit.hex
         trail.auditBranch = configuration.auditBranch
         do { try trail.save(stateDirectory: configuration.stateDirectory) } catch {
@@ -1332,7 +1347,7 @@ package actor PolicyRepository: AuditSink {
     /// records back), returns to it. When this clone does not hold that commit either (it was
     /// made again), nothing here can be recovered: the tampering is recorded on the origin's history.
     private func checkTrail() throws -> AuditRecord? {
-        guard let pushedHex = trail.lastPushed, let pushed = ObjectID(hex: pushedHex) else { return nil }
+        guard trailIsOurs, let pushedHex = trail.lastPushed, let pushed = ObjectID(hex: pushedHex) else { return nil }
         func holds(_ reference: String) throws -> (head: ObjectID?, holds: Bool) {
             guard let head = try repository.resolve(reference), try repository.contains(pushed) else {
                 return (try repository.resolve(reference), false)
@@ -1580,29 +1595,38 @@ package final class StateLock: Sendable {
     private let descriptor: Int32
 
     package init(_ path: String, directory: String) throws {
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        // Never through a link: a lock file replaced by a link would be opened (and created)
+        // wherever it points.
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard fd >= 0 else { throw CommandError("cannot open \(path): \(String(cString: strerror(errno)))") }
         // Tried again for a moment when found held: a child another thread is spawning holds
         // the descriptor of a lock this process has just let go until it execs.
         let code = FileLock.exclusive(fd)
         guard code == 0 else {
+            let holder = Self.holder(of: fd)
             close(fd)
             guard code == EWOULDBLOCK else { throw CommandError("cannot lock \(path): \(String(cString: strerror(code)))") }
-            throw PolicyRepository.Failure.locked(directory, holder: Self.holder(path))
+            throw PolicyRepository.Failure.locked(directory, holder: holder)
         }
         descriptor = fd
-        // The holder's pid, for the message of the next process that finds it held.
-        let pid = Array("\(getpid())\n".utf8)
-        if ftruncate(fd, 0) == 0 { _ = pid.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) } }
     }
 
-    /// The pid the lock file names, when that process is alive (it may be an older Bulwark that
-    /// wrote nothing, or the lock may pass to another process meanwhile: then nil).
-    private static func holder(_ path: String) -> Int32? {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8),
-              let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0,
-              kill(pid, 0) == 0 || errno == EPERM else { return nil }
-        return pid
+    /// The pid the kernel names as the holder of the `flock` on the file open as `fd`
+    /// (/proc/locks: `FLOCK ADVISORY WRITE <pid> <major>:<minor>:<inode>`), never what a file
+    /// says; nil when it cannot tell.
+    private static func holder(of fd: Int32) -> Int32? {
+        var info = stat()
+        guard fstat(fd, &info) == 0, let locks = try? String(contentsOfFile: "/proc/locks", encoding: .utf8) else { return nil }
+        let device = UInt64(info.st_dev)
+        let major = ((device >> 8) & 0xfff) | ((device >> 32) & ~0xfff)
+        let minor = (device & 0xff) | ((device >> 12) & ~0xff)
+        let file = String(format: "%02x:%02x:%lu", major, minor, UInt64(info.st_ino))
+        for line in locks.split(separator: "\n") {
+            let fields = line.split(separator: " ")
+            guard fields.count >= 6, fields[1] == "FLOCK", fields[5] == file, let pid = Int32(fields[4]), pid > 0 else { continue }
+            return pid
+        }
+        return nil
     }
 
     deinit { close(descriptor) }

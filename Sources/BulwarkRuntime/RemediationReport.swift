@@ -144,7 +144,7 @@ package struct RemediationReport: Encodable {
                 lines.append("  " + key.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + line(group))
             }
         }
-        lines.append("Decisions: " + decisions.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+        lines.append("Decisions: " + (decisions.isEmpty ? "none" : decisions.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
                      + (results.isEmpty ? "" : "; results: " + results.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")))
         lines += findings.lines()
         lines.append(open.isEmpty ? "Open items: none." : "Worst open items:")

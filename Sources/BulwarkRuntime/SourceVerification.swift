@@ -234,23 +234,30 @@ package struct SourceVerification: Sendable {
     }
 
     /// Whether the key that made `signature` is certainly not a key `ssh-keygen -Y find-principals`
-    /// could find in the allowed_signers file `path`: no line holds it, byte for byte, as a
-    /// field. False whenever that is not certain, so that ssh-keygen decides: the file cannot be
-    /// read, it has a `cert-authority` line (a certificate's CA is listed, not its key), or the
-    /// key is a certificate (ssh-keygen matches a certificate on its plain key too).
+    /// could find in the allowed_signers file `path`. False whenever that is not certain, so that
+    /// ssh-keygen decides: the file cannot be read, it has a `cert-authority` line (a
+    /// certificate's CA is listed, not its key), the key is a certificate (ssh-keygen matches a
+    /// certificate on its plain key too), or the file lists a key of the same type that is not
+    /// ed25519 (RSA and ECDSA keys have more than one encoding ssh-keygen reads as the same key;
+    /// an ed25519 key has one). Fields are split on the bytes of spaces and tabs, as ssh-keygen
+    /// splits them, not on characters (a combining mark after a space joins it).
     static func certainlyUnlisted(_ signature: SSHSignature, in path: String) -> Bool {
         let publicKey = signature.publicKey
-        guard let type = signature.publicKeyLine?.split(separator: " ").first, !type.contains("-cert-"),
-              let text = try? String(contentsOfFile: path, encoding: .utf8) else { return false }
-        let encoded = Data(publicKey).base64EncodedString()
-        for line in text.split(whereSeparator: \.isNewline) {
-            let trimmed = line.trimmingCharacters(in: .whitespaces)
-            guard !trimmed.isEmpty, !trimmed.hasPrefix("#") else { continue }
-            if trimmed.range(of: "cert-authority", options: .caseInsensitive) != nil { return false }
-            for field in trimmed.split(whereSeparator: { $0 == " " || $0 == "\t" }) {
-                // The file's own encoding of the key may differ (padding aside) only if written
-                // by hand; a field that decodes to the same bytes is the same key.
-                if field == encoded || Data(base64Encoded: String(field)).map(Array.init) == publicKey { return false }
+        guard let type = signature.publicKeyLine?.split(separator: " ").first.map(String.init), !type.contains("-cert-"),
+              let bytes = FileManager.default.contents(atPath: path) else { return false }
+        let typeBytes = Array(type.utf8)
+        let encoded = Array(Data(publicKey).base64EncodedString().utf8)
+        for line in bytes.split(whereSeparator: { $0 == 10 || $0 == 13 }) {
+            let fields = line.split(whereSeparator: { $0 == 32 || $0 == 9 })
+            guard let first = fields.first, first.first != UInt8(ascii: "#") else { continue }
+            if String(decoding: line, as: UTF8.self).lowercased().contains("cert-authority") { return false }
+            for (index, field) in fields.enumerated() {
+                if Array(field) == encoded { return false }
+                // A key of the signature's type: the same key only byte for byte when ed25519.
+                if Array(field) == typeBytes, index + 1 < fields.count {
+                    guard type == "ssh-ed25519" else { return false }
+                    if Data(base64Encoded: Data(fields[index + 1])).map(Array.init) == publicKey { return false }
+                }
             }
         }
         return true

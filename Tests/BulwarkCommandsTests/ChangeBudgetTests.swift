@@ -74,22 +74,4 @@ import Testing
         ChangeBudget().limit(&fresh, state: state, now: now)
         #expect(fresh.filter { $0.decision == .applied }.count == 2)
     }
-
-    /// Each change is kept for its own controller's interval (what `limit` counts), not for the
-    /// longest interval of any controller; a change of a controller no longer in the state is
-    /// kept for the longest. A change inside its interval still counts after `forget`.
-    @Test func forgetKeepsEachChangeForItsOwnControllersInterval() throws {
-        let state = try state("maxChangesPerCycle: 3")
-        let now = ContinuousClock.now
-        var budget = ChangeBudget()
-        budget.record(controller: "host", target: "h1", at: now - .seconds(3700))  // past host's 1 h
-        budget.record(controller: "host", target: "h2", at: now - .seconds(600))
-        budget.record(controller: "gone", target: "h3", at: now - .seconds(3000))  // kept: the longest is 1 h
-        budget.record(controller: "gone", target: "h4", at: now - .seconds(3700))
-        budget.forget(state: state, now: now)
-        #expect(budget.changes.map(\.target) == ["h2", "h3"])
-        var plan = drift(state, now: Date())
-        budget.limit(&plan, state: state, now: now)
-        #expect(plan.filter { $0.decision == .applied }.count == 2, "h2's change still counts")
-    }
 }

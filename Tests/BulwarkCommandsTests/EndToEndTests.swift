@@ -671,6 +671,42 @@ struct AWSEndToEndTests {
         }
     }
 
+    /// A second Ctrl-C while a fix does not finish (held 60 s by a fault hook) ends the process at
+    /// once with 130; the next run records the fix in flight from its intent, and the branch is
+    /// sound. Before, the second signal waited, blocked, on a thread that blocks signals.
+    @Test func aSecondInterruptStopsApplyAtOnce() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: try bulwarkExecutable())
+            process.arguments = ["apply", "--repo", s.origin, "--state-dir", s.state]
+            var environment = ProcessInfo.processInfo.environment
+            environment["BULWARK_FAULT_HOLD_BEFORE_RECORD"] = "2"
+            process.environment = environment
+            _ = FileManager.default.createFile(atPath: dir + "/apply.err", contents: nil)
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: dir + "/apply.err"))
+            try process.run()
+            let deadline = Date().addingTimeInterval(120)
+            while Date() < deadline, process.isRunning, !((try? read(dir + "/apply.err")) ?? "").contains("fault: held before record 2") {
+                usleep(20_000)
+            }
+            kill(process.processIdentifier, SIGINT)
+            while Date() < deadline, process.isRunning, !((try? read(dir + "/apply.err")) ?? "").contains("Interrupt again") { usleep(20_000) }
+            let second = Date()
+            kill(process.processIdentifier, SIGINT)
+            process.waitUntilExit()
+            #expect(Date().timeIntervalSince(second) < 30, "ended at once, not after the 60 s hold")
+            #expect(process.terminationReason == .exit && process.terminationStatus == 130, "\(process.terminationStatus)")
+            let next = try s.run("apply")
+            #expect(next.status == 0, "\(next.stdout)\(next.stderr)")
+            #expect(next.stderr.contains("recorded an interrupted fix of an earlier run"), "\(next.stderr)")
+            let ids = try s.trailers("Bulwark-Id")
+            #expect(Set(ids).count == ids.count, "no record twice")
+            #expect(try bulwark(["verify-audit", "--repo", s.origin]).status == 0)
+        }
+    }
+
     /// Two Bulwarks with their own state directories fix one host. The first is killed between a
     /// fix and its record, and its change is undone (as when it is killed before its rename);
     /// the second fixes the drift and records it. The first, restarted, finds the change made,

@@ -44,6 +44,14 @@ import Testing
             #expect(entries.count == total)
             let shown = Set(entries.compactMap { $0["target"] as? String })
             #expect(shown == ["web-0", "web-1"])
+            // The same from an agent's own state directory, read without the agent's flags (the
+            // shared branch, not its ref): the state directory's audit branch is not taken for a
+            // mistyped --audit-branch, and its trail is left alone.
+            let fromAgent = try fleet.agent(0, "log", ["--output", "json", "--limit", "1000"])
+            #expect(fromAgent.status == 0, "\(fromAgent.stderr)")
+            #expect((try JSONSerialization.jsonObject(with: Data(fromAgent.stdout.utf8)) as? [[String: Any]])?.count == total)
+            #expect(!fromAgent.stderr.contains("tamper") && !fromAgent.stderr.contains("deleted"), "\(fromAgent.stderr)")
+            #expect(try fleet.agent(0, "apply", ["--target", "web-0"]).status == 0, "the agent goes on on its ref")
 
             // verify-audit checks every ref, each a chain of its own.
             let verified = try bulwark(["verify-audit", "--repo", fleet.origin])
