@@ -273,7 +273,7 @@ package actor PolicyRepository: AuditSink {
 
     /// Creates the state directory (and its parents) if needed, and checks that this user can
     /// write in it; a failure names the folder and the cause, not Foundation's error domain.
-    private static func makeStateDirectory(_ path: String) throws {
+    package static func makeStateDirectory(_ path: String) throws {
         guard !path.isEmpty else { throw Failure.stateDirectory(path, "the path is empty") }
         var info = stat()
         if stat(path, &info) == 0, info.st_mode & S_IFMT != S_IFDIR {
@@ -296,9 +296,11 @@ package actor PolicyRepository: AuditSink {
 
     /// The path `url` names when it is a local path (`/srv/policy.git`, `./policy`, `file://…`)
     /// with no git repository there: libgit2 would call it an unsupported URL protocol.
-    static func missingLocalOrigin(_ url: String) -> String? {
+    package static func missingLocalOrigin(_ url: String) -> String? {
         let path: String
-        if url.hasPrefix("file://") {
+        if url.hasPrefix("file://localhost/") {
+            path = String(url.dropFirst("file://localhost".count))
+        } else if url.hasPrefix("file://") {
             path = String(url.dropFirst("file://".count))
         } else if url.hasPrefix("/") || url.hasPrefix("./") || url.hasPrefix("../") || !url.contains(":") {
             path = url

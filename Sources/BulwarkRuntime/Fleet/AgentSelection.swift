@@ -94,7 +94,7 @@ package enum AgentSelection: Sendable, Equatable {
     package func resolve(configuration: PolicyRepository.Configuration, registry: Registry) throws -> (targets: [String], ref: AuditRef)? {
         if case .all = self { return nil }
         let directory = configuration.stateDirectory
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try PolicyRepository.makeStateDirectory(directory)
         let lock = try StateLock(directory + "/lock", directory: directory)
         defer { withExtendedLifetime(lock) {} }
         let path = directory + "/repository.git"
@@ -109,7 +109,10 @@ package enum AgentSelection: Sendable, Equatable {
             try repository.fetch(remote: "origin", refspecs: ["+refs/heads/\(configuration.branch):\(tracking)"],
                                  access: configuration.access)
         } catch {
-            guard try repository.resolve(tracking) != nil else { throw PolicyRepository.Failure.unreachable(configuration.url, error) }
+            guard try repository.resolve(tracking) != nil else {
+                if let missing = PolicyRepository.missingLocalOrigin(configuration.url) { throw PolicyRepository.Failure.noRepository(missing) }
+                throw PolicyRepository.Failure.unreachable(configuration.url, error)
+            }
         }
         guard let head = try repository.resolve(tracking) else {
             throw PolicyRepository.Failure.noBranch(configuration.branch, configuration.url)
