@@ -618,6 +618,33 @@ struct AWSEndToEndTests {
         }
     }
 
+    /// `apply` started as a process with the fault hook `fault` set, its output in `dir`/apply.out and apply.err.
+    static func startApply(_ s: Scenario, in dir: String, fault: (String, String)) throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try bulwarkExecutable())
+        process.arguments = ["apply", "--repo", s.origin, "--state-dir", s.state]
+        var environment = ProcessInfo.processInfo.environment
+        environment[fault.0] = fault.1
+        environment["NO_COLOR"] = "1"
+        process.environment = environment
+        for name in ["out", "err"] { _ = FileManager.default.createFile(atPath: dir + "/apply.\(name)", contents: nil) }
+        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: dir + "/apply.out"))
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: dir + "/apply.err"))
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        return process
+    }
+
+    /// Waits (up to 120 s) until `file` holds `text` while `process` runs; whether it came.
+    static func wait(for text: String, in file: String, of process: Process) -> Bool {
+        let deadline = Date().addingTimeInterval(120)
+        while Date() < deadline, process.isRunning {
+            if ((try? read(file)) ?? "").contains(text) { return true }
+            usleep(20_000)
+        }
+        return ((try? read(file)) ?? "").contains(text)
+    }
+
     /// Ctrl-C in the middle of a pass (SIGINT while the second fix's record is written, held there
     /// by a fault hook until the signal comes): the fixes in flight finish, no other is started,
     /// every fix made has its record on the origin (each audit commit the run printed exists),
@@ -625,23 +652,9 @@ struct AWSEndToEndTests {
     @Test func anInterruptedApplyFinishesTheFixesInFlightRecordsAndPushesThem() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: try bulwarkExecutable())
-            process.arguments = ["apply", "--repo", s.origin, "--state-dir", s.state]
-            var environment = ProcessInfo.processInfo.environment
-            environment["BULWARK_FAULT_PAUSE_BEFORE_RECORD"] = "2"
-            environment["NO_COLOR"] = "1"
-            process.environment = environment
-            for name in ["out", "err"] { _ = FileManager.default.createFile(atPath: dir + "/apply.\(name)", contents: nil) }
-            process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: dir + "/apply.out"))
-            process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: dir + "/apply.err"))
-            process.standardInput = FileHandle.nullDevice
-            try process.run()
-            let deadline = Date().addingTimeInterval(120)
-            while Date() < deadline, process.isRunning, !((try? read(dir + "/apply.err")) ?? "").contains("fault: paused before record 2") {
-                usleep(20_000)
-            }
-            #expect(process.isRunning, "the pass waits at its second record: \((try? read(dir + "/apply.err")) ?? "")")
+            let process = try Self.startApply(s, in: dir, fault: ("BULWARK_FAULT_PAUSE_BEFORE_RECORD", "2"))
+            #expect(Self.wait(for: "fault: paused before record 2", in: dir + "/apply.err", of: process),
+                    "the pass waits at its second record: \((try? read(dir + "/apply.err")) ?? "")")
             kill(process.processIdentifier, SIGINT)
             process.waitUntilExit()
             let out = try read(dir + "/apply.out"), err = try read(dir + "/apply.err")
@@ -677,22 +690,10 @@ struct AWSEndToEndTests {
     @Test func aSecondInterruptStopsApplyAtOnce() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: try bulwarkExecutable())
-            process.arguments = ["apply", "--repo", s.origin, "--state-dir", s.state]
-            var environment = ProcessInfo.processInfo.environment
-            environment["BULWARK_FAULT_HOLD_BEFORE_RECORD"] = "2"
-            process.environment = environment
-            _ = FileManager.default.createFile(atPath: dir + "/apply.err", contents: nil)
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: dir + "/apply.err"))
-            try process.run()
-            let deadline = Date().addingTimeInterval(120)
-            while Date() < deadline, process.isRunning, !((try? read(dir + "/apply.err")) ?? "").contains("fault: held before record 2") {
-                usleep(20_000)
-            }
+            let process = try Self.startApply(s, in: dir, fault: ("BULWARK_FAULT_HOLD_BEFORE_RECORD", "2"))
+            #expect(Self.wait(for: "fault: held before record 2", in: dir + "/apply.err", of: process))
             kill(process.processIdentifier, SIGINT)
-            while Date() < deadline, process.isRunning, !((try? read(dir + "/apply.err")) ?? "").contains("Interrupt again") { usleep(20_000) }
+            #expect(Self.wait(for: "Interrupt again", in: dir + "/apply.err", of: process))
             let second = Date()
             kill(process.processIdentifier, SIGINT)
             process.waitUntilExit()
