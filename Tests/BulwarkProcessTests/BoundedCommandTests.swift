@@ -24,10 +24,11 @@ import Testing
 
     @Test func aTimeoutStopsTheProgramAndEverythingItStarted() async throws {
         try await withTemporaryDirectory { folder in
-            // The background child ignores SIGTERM: only the group's SIGKILL after the grace stops it.
-            let script = "(trap '' TERM; exec sleep 300) & echo $! > \(folder)/child; wait"
+            // The background child ignores SIGTERM, and writes its pid only then: only the group's
+            // SIGKILL stops it. 5 s leave a busy machine time to get that far.
+            let script = "sh -c 'trap \"\" TERM; echo $$ > \(folder)/child; exec sleep 300' & wait"
             let command = BoundedProcess.Command(executable: "/bin/sh", arguments: ["-c", script], folder: folder,
-                                                 timeout: .milliseconds(500), grace: .milliseconds(300))
+                                                 timeout: .seconds(5), grace: .seconds(1))
             let outcome = try await command.run()
             #expect(outcome.timedOut)
             #expect(try await gone(try pid(in: folder + "/child")))
