@@ -16,16 +16,17 @@ public final class TestHTTPServer: Sendable {
         var requests: [Request] = []
         var statuses: [Int]
         var stopped = false
-        var delay: Double
+        /// Answers wait until `release` (a slow peer, for as long as the test needs).
+        var holding: Bool
     }
 
     public let port: UInt16
     private let socket: Int32
     private let state: Mutex<State>
 
-    /// Listens on `port` (0: any free port) and answers `statuses` first, each `delay` seconds
-    /// after the request was read and recorded (a slow peer).
-    public init(port: UInt16 = 0, statuses: [Int] = [], delay: Double = 0) throws {
+    /// Listens on `port` (0: any free port) and answers `statuses` first. `holding`: each answer
+    /// waits, once the request is read and recorded, until `release` or `stop` (a slow peer).
+    public init(port: UInt16 = 0, statuses: [Int] = [], holding: Bool = false) throws {
         let fd = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw SupportError("socket failed") }
         var yes: Int32 = 1
@@ -48,13 +49,18 @@ public final class TestHTTPServer: Sendable {
         }
         self.port = UInt16(bigEndian: actual.sin_port)
         self.socket = fd
-        self.state = Mutex(State(statuses: statuses, delay: delay))
+        self.state = Mutex(State(statuses: statuses, holding: holding))
         let thread = Thread { [self] in serve() }
         thread.start()
     }
 
     public var url: String { "http://127.0.0.1:\(port)/hook" }
     public var requests: [Request] { state.withLock { $0.requests } }
+
+    /// Lets the answers held (`holding`) go, and every later one at once.
+    public func release() {
+        state.withLock { $0.holding = false }
+    }
 
     /// Stops listening: wakes the accepting thread, which closes the socket as it leaves. Safe to
     /// call more than once. Only that thread ever closes the socket, so a descriptor number that
@@ -107,11 +113,11 @@ public final class TestHTTPServer: Sendable {
         }
         let request = Request(method: requestLine.first.map(String.init) ?? "", path: requestLine.dropFirst().first.map(String.init) ?? "",
                               headers: headers, body: data[end.upperBound...])
-        let (status, delay) = state.withLock { state -> (Int, Double) in
+        let status = state.withLock { state -> Int in
             state.requests.append(request)
-            return (state.statuses.isEmpty ? 200 : state.statuses.removeFirst(), state.delay)
+            return state.statuses.isEmpty ? 200 : state.statuses.removeFirst()
         }
-        if delay > 0 { Thread.sleep(forTimeInterval: delay) }
+        while state.withLock({ $0.holding && !$0.stopped }) { usleep(10_000) }
         let response = "HTTP/1.1 \(status) \(status == 200 ? "OK" : "Error")\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
         _ = response.withCString { write(client, $0, strlen($0)) }
     }
