@@ -76,8 +76,8 @@ struct DaemonOpsTests {
                 spec: {AllowAgentForwarding: "no"}
                 """)
             kill(daemon.process.processIdentifier, SIGHUP)
-            #expect(daemon.wait(seconds: 30) { (try? daemon.get("/readyz").status) == 200 }, "\(daemon.log)")
-            #expect(daemon.wait(seconds: 10) {
+            #expect(daemon.wait(seconds: 60) { (try? daemon.get("/readyz").status) == 200 }, "\(daemon.log)")
+            #expect(daemon.wait(seconds: 60) {
                 ((try? daemonTests.metrics(daemon))?["bulwark_last_successful_cycle_timestamp_seconds"] ?? 0) > 0
             }, "\(daemon.log)")
             #expect(daemon.terminate() == 0)
