@@ -296,6 +296,12 @@ enum FaultInjection {
         ProcessInfo.processInfo.environment["BULWARK_FAULT_PAUSE_BEFORE_SERVICES"].flatMap { Int($0) }.map { .seconds($0) }
     }
 
+    /// `BULWARK_FAULT_RELAY_TIMEOUT=SECONDS`: how long a webhook relay waits for each agent's
+    /// answer (5 s otherwise), so that a test can hold an agent's answer for as long as it needs.
+    static var relayTimeout: Duration? {
+        ProcessInfo.processInfo.environment["BULWARK_FAULT_RELAY_TIMEOUT"].flatMap { Int($0) }.map { .seconds($0) }
+    }
+
     /// `BULWARK_FAULT_KILL_BEFORE_RECORD=N`: SIGKILL the process when the audit record of the Nth
     /// applied fix is about to be committed: the fix is made, its record is not (the worst moment
     /// to die, which the intent journal exists for).

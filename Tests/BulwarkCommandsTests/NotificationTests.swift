@@ -118,9 +118,11 @@ import Testing
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
             let fixes = try s.planned().fixes
-            let probe = try TestHTTPServer()
-            let port = probe.port
-            probe.stop()
+            // Down: bound, not listening (connections are refused), so that no other test can
+            // take its port before it comes up.
+            let server = try TestHTTPServer(listening: false)
+            defer { server.stop() }
+            let port = server.port
             try approveMode(s, notifier: """
                 apiVersion: bulwark/v1
                 kind: Notifier
@@ -135,8 +137,7 @@ import Testing
             let pending = try FileManager.default.contentsOfDirectory(atPath: s.state + "/outbox").filter { $0.hasSuffix(".json") }
             #expect(pending.count == fixes)
 
-            let server = try TestHTTPServer(port: port)
-            defer { server.stop() }
+            try server.listen()
             let up = try apply(s, timeout: 5)
             #expect(up.status == 0)
             #expect(server.requests.count == fixes)

@@ -22,6 +22,10 @@ final class MemoryDriver: PruningDriver {
         var observeDelay: Duration?
         var observed: [(binding: String, inFlight: [String: Int])] = []
         var inFlight: [String: Int] = [:]
+        /// With n, each of the first n observations waits (up to 60 s) until n have started:
+        /// observations made at once then overlap however busy the machine is, and observations
+        /// made one after the other never do (the first waits out the 60 s alone).
+        var meetingAt = 0
     }
 
     let state = Mutex(State())
@@ -35,10 +39,16 @@ final class MemoryDriver: PruningDriver {
     }
 
     func observe(_ resource: Resource, on target: Target) async throws -> Observation {
-        let delay = state.withLock { state in
+        let (delay, meeting) = state.withLock { state in
             state.inFlight[target.name, default: 0] += 1
             state.observed.append(("\(target.name) \(resource.id)", state.inFlight))
-            return state.observeDelay
+            return (state.observeDelay, state.observed.count < state.meetingAt)
+        }
+        if meeting {
+            let deadline = ContinuousClock.now + .seconds(60)
+            while state.withLock({ $0.observed.count < $0.meetingAt }), ContinuousClock.now < deadline {
+                try? await Task.sleep(for: .milliseconds(1))
+            }
         }
         if let delay { try? await Task.sleep(for: delay) }
         defer { state.withLock { $0.inFlight[target.name, default: 1] -= 1 } }

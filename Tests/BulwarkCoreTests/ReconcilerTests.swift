@@ -77,7 +77,9 @@ import Testing
         #expect(Set(starts.map(\.binding)).count == 8)
 
         let single = try setup(resources.replacingOccurrences(of: "[web-1, db-1]", with: "[web-1]"))
-        single.0.state.withLock { $0.observeDelay = .milliseconds(20) }
+        // The first two observations wait for each other: two at once are seen however busy
+        // the machine is, and one at a time never.
+        single.0.state.withLock { $0.meetingAt = 2 }
         _ = await Reconciler(registry: memoryRegistry(single.0), concurrency: 2).observe(single.1)
         #expect(single.0.state.withLock { $0.observed.map { $0.inFlight["web-1"] ?? 0 }.max() } == 2, "one target: two at once")
     }

@@ -44,7 +44,7 @@ import Testing
                 Array(try Data(contentsOf: URL(fileURLWithPath: dir + "/arf.xml"))), root, started, ended)
     }
 
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.timeLimit(.minutes(10)))
     func resultsAndARFFromTheRealScannerBecomeFindings() async throws {
         try await withTemporaryDirectory { dir in
             let scan = try Self.scan(in: dir)

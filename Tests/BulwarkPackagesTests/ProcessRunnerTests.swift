@@ -31,7 +31,8 @@ import Testing
     /// A timeout stops the program and everything it started (apt, dpkg, a maintainer script).
     @Test func aTimeoutStopsTheWholeProcessGroup() async throws {
         try await withTemporaryDirectory { dir in
-            let result = try await runner.run("/bin/sh", ["-c", "sleep 300 & echo $! > \(dir)/child; wait"], timeout: .seconds(1))
+            // 5 s leave a busy machine time to write the child's pid before the deadline.
+            let result = try await runner.run("/bin/sh", ["-c", "sleep 300 & echo $! > \(dir)/child; wait"], timeout: .seconds(5))
             #expect(result.timedOut)
             let child = try #require(Int32(try read(dir + "/child").trimmingCharacters(in: .whitespacesAndNewlines)))
             // The background child is gone too (reaped by init once its parent died).

@@ -1,6 +1,7 @@
 import BulwarkProcess
 import BulwarkTestSupport
 import Foundation
+import Synchronization
 import Testing
 
 /// `BoundedProcess.Command`, the runner apt, dpkg and an operator's validation or reload command
@@ -24,10 +25,11 @@ import Testing
 
     @Test func aTimeoutStopsTheProgramAndEverythingItStarted() async throws {
         try await withTemporaryDirectory { folder in
-            // The background child ignores SIGTERM: only the group's SIGKILL after the grace stops it.
-            let script = "(trap '' TERM; exec sleep 300) & echo $! > \(folder)/child; wait"
+            // The background child ignores SIGTERM, and writes its pid only then: only the group's
+            // SIGKILL stops it. 5 s leave a busy machine time to get that far.
+            let script = "sh -c 'trap \"\" TERM; echo $$ > \(folder)/child; exec sleep 300' & wait"
             let command = BoundedProcess.Command(executable: "/bin/sh", arguments: ["-c", script], folder: folder,
-                                                 timeout: .milliseconds(500), grace: .milliseconds(300))
+                                                 timeout: .seconds(5), grace: .seconds(1))
             let outcome = try await command.run()
             #expect(outcome.timedOut)
             #expect(try await gone(try pid(in: folder + "/child")))
@@ -124,21 +126,65 @@ import Testing
     /// wrote until the pool was free again, past its bound, and was then counted as timed out.
     @Test func theOutputBoundHoldsWhileTheCooperativePoolIsBusy() async throws {
         try await withTemporaryDirectory { folder in
-            // About 20 MB/s: 4 MiB within a fraction of a second, 60 MB in the 3 s the pool is busy.
-            let script = "while true; do head -c 1048576 /dev/zero; sleep 0.05; done"
+            // It floods only once the pool is busy (the file `go`): 8 MiB at once, twice its bound,
+            // then nothing more. Its deadline is past the test's time limit: only the bound can stop it.
+            let script = "echo $$ > \(folder)/started; while [ ! -e \(folder)/go ]; do sleep 0.05; done; "
+                + "head -c 8388608 /dev/zero; exec sleep 300"
             let command = BoundedProcess.Command(executable: "/bin/sh", arguments: ["-c", script], folder: folder,
-                                                 timeout: .seconds(2), maxOutput: 64, maxWritten: 4 << 20)
+                                                 timeout: .seconds(600), maxOutput: 64, maxWritten: 4 << 20)
             let running = Task { try await command.run() }
-            try await Task.sleep(for: .milliseconds(100))
-            // Every thread of the pool (and then some) blocked for 3 s, past the command's deadline.
-            await withTaskGroup(of: Void.self) { group in
-                for _ in 0..<(ProcessInfo.processInfo.activeProcessorCount + 2) {
-                    group.addTask { usleep(3_000_000) }
-                }
+            var started: Int32?
+            for _ in 0..<600 where started == nil {
+                started = (try? String(contentsOfFile: folder + "/started", encoding: .utf8))
+                    .flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+                if started == nil { try await Task.sleep(for: .milliseconds(100)) }
             }
+            let child = try #require(started, "the program started")
+            // Every thread of the pool (and then some) blocked until the program is gone (at most
+            // 60 s once it floods): the task that makes the pool's threads all busy lets it flood.
+            // Watched from the pool, nothing would stop it before these tasks give up.
+            let block = PoolBlock(threads: ProcessInfo.processInfo.activeProcessorCount, go: folder + "/go")
+            let goneWhileBusy = await withTaskGroup(of: Bool.self) { group in
+                for _ in 0..<(block.threads + 2) {
+                    group.addTask { block.block(until: child) }
+                }
+                return await group.reduce(true) { $0 && $1 }
+            }
+            #expect(goneWhileBusy, "killed while every thread of the pool was busy")
             let outcome = try await running.value
             #expect(!outcome.timedOut && outcome.status == 128 + SIGKILL && outcome.truncated, "\(outcome.status) \(outcome.timedOut)")
             #expect(outcome.output.hasSuffix("bulwark: killed after writing more than 4194304 bytes of output"))
+        }
+    }
+
+    /// Tasks that block the cooperative pool's threads: the one that makes them all busy lets the
+    /// program flood (creates the file `go`), and each waits for the program's end until 60 s
+    /// after that.
+    final class PoolBlock: Sendable {
+        let threads: Int
+        let go: String
+        private let started = Atomic(0)
+        private let flooding = Mutex<ContinuousClock.Instant?>(nil)
+
+        init(threads: Int, go: String) {
+            self.threads = threads
+            self.go = go
+        }
+
+        /// Blocks the calling thread until `pid` is gone or a zombie (true), or until 60 s after
+        /// the flood began or the test is cancelled (false).
+        func block(until pid: Int32) -> Bool {
+            if started.add(1, ordering: .relaxed).newValue == threads {
+                flooding.withLock { $0 = .now }
+                _ = FileManager.default.createFile(atPath: go, contents: nil)
+            }
+            while true {
+                if kill(pid, 0) != 0 { return true }
+                if (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8))?.contains(") Z ") == true { return true }
+                if let since = flooding.withLock({ $0 }), ContinuousClock.now - since > .seconds(60) { return false }
+                if Task.isCancelled { return false }
+                usleep(10_000)
+            }
         }
     }
 

@@ -56,10 +56,11 @@ import Testing
     @Test func aProgramThatIgnoresTerminationIsKilledAfterTheGraceAndTheRunFails() async throws {
         try await withTemporaryDirectory { folder in
             // `exec` so the pid is the sleeping program itself, which inherits the ignored SIGTERM.
-            let script = "echo $$ > \(folder)/pid; trap '' TERM; exec sleep 300"
+            // The pid is written once SIGTERM is ignored, and 5 s leave a busy machine time for that.
+            let script = "trap '' TERM; echo $$ > \(folder)/pid; exec sleep 300"
             #expect {
-                _ = try BoundedProcess.run("/bin/sh", ["-c", script], folder: folder, timeout: .milliseconds(300),
-                                           grace: .milliseconds(300))
+                _ = try BoundedProcess.run("/bin/sh", ["-c", script], folder: folder, timeout: .seconds(5),
+                                           grace: .seconds(1))
             } throws: { error in
                 (error as? BoundedProcess.Failure)?.reason == .timedOut && "\(error)".contains("did not finish within")
             }

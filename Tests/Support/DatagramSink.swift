@@ -11,16 +11,24 @@ public final class DatagramSink: Sendable {
         let received = Mutex<[[UInt8]]>([])
         let stopped = Atomic<Bool>(false)
     }
-    private let shared = Shared()
+    private let shared: Shared
+    /// The receiving thread, joined before the socket is closed.
+    private let receiver: pthread_t
+
+    private final class Body {
+        let run: @Sendable () -> Void
+        init(_ run: @escaping @Sendable () -> Void) { self.run = run }
+    }
 
     public init(path: String) throws {
         self.path = path
-        fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SupportError("socket: errno \(errno)") }
+        self.fd = fd
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { throw SupportError("socket path too long: \(path)") }
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { close(fd); throw SupportError("socket path too long: \(path)") }
         withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
@@ -28,21 +36,37 @@ public final class DatagramSink: Sendable {
         guard bound == 0 else { close(fd); throw SupportError("bind \(path): errno \(errno)") }
         var timeout = timeval(tv_sec: 0, tv_usec: 100_000)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        let thread = Thread { [fd, shared] in
+        let shared = Shared()
+        self.shared = shared
+        let body = Unmanaged.passRetained(Body { [fd] in
             var buffer = [UInt8](repeating: 0, count: 256 * 1024)
             while !shared.stopped.load(ordering: .relaxed) {
                 let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
                 if count > 0 { shared.received.withLock { $0.append(Array(buffer[0..<count])) } }
             }
+        })
+        // A thread that can be joined (Foundation's `Thread` cannot), whose failure to start is seen.
+        var thread = pthread_t()
+        let started = pthread_create(&thread, nil, { raw in
+            guard let raw else { return nil }
+            Unmanaged<Body>.fromOpaque(raw).takeRetainedValue().run()
+            return nil
+        }, body.toOpaque())
+        guard started == 0 else {
+            body.release()
+            close(fd)
+            unlink(path)
+            throw SupportError("cannot start a thread: error \(started)")
         }
-        thread.start()
+        receiver = thread
     }
 
     deinit {
+        // The receiving thread wakes (the shutdown, else its 100 ms timeout), sees the flag and
+        // ends; the socket is closed only after it has, so it never reads a reused descriptor.
         shared.stopped.store(true, ordering: .relaxed)
-        // The receiving thread wakes within its 100 ms timeout and sees the flag; the socket is
-        // closed after it, so it never reads a reused descriptor.
-        Thread.sleep(forTimeInterval: 0.15)
+        shutdown(fd, Int32(SHUT_RDWR))
+        pthread_join(receiver, nil)
         close(fd)
         unlink(path)
     }

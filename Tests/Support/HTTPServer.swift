@@ -16,16 +16,21 @@ public final class TestHTTPServer: Sendable {
         var requests: [Request] = []
         var statuses: [Int]
         var stopped = false
-        var delay: Double
+        /// Answers wait until `release` (a slow peer, for as long as the test needs).
+        var holding: Bool
+        /// Listening, with a thread accepting connections.
+        var serving = false
     }
 
     public let port: UInt16
     private let socket: Int32
     private let state: Mutex<State>
 
-    /// Listens on `port` (0: any free port) and answers `statuses` first, each `delay` seconds
-    /// after the request was read and recorded (a slow peer).
-    public init(port: UInt16 = 0, statuses: [Int] = [], delay: Double = 0) throws {
+    /// Listens on `port` (0: any free port) and answers `statuses` first. `holding`: each answer
+    /// waits, once the request is read and recorded, until `release` or `stop` (a slow peer).
+    /// Without `listening`, the port is only bound until `listen`: a receiver that is down
+    /// (connections are refused) on a port that nothing else can take meanwhile.
+    public init(port: UInt16 = 0, statuses: [Int] = [], holding: Bool = false, listening: Bool = true) throws {
         let fd = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw SupportError("socket failed") }
         var yes: Int32 = 1
@@ -37,7 +42,7 @@ public final class TestHTTPServer: Sendable {
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        guard bound == 0, listen(fd, 16) == 0 else {
+        guard bound == 0, !listening || Glibc.listen(fd, 16) == 0 else {
             close(fd)
             throw SupportError("cannot listen on 127.0.0.1:\(port)")
         }
@@ -48,23 +53,41 @@ public final class TestHTTPServer: Sendable {
         }
         self.port = UInt16(bigEndian: actual.sin_port)
         self.socket = fd
-        self.state = Mutex(State(statuses: statuses, delay: delay))
-        let thread = Thread { [self] in serve() }
-        thread.start()
+        self.state = Mutex(State(statuses: statuses, holding: holding, serving: listening))
+        if listening { Thread { [self] in serve() }.start() }
+    }
+
+    /// Starts listening (a server made without `listening`). Does nothing once stopped or listening.
+    public func listen() throws {
+        let (start, failed) = state.withLock { state -> (Bool, Bool) in
+            guard !state.stopped, !state.serving else { return (false, false) }
+            guard Glibc.listen(socket, 16) == 0 else { return (false, true) }
+            state.serving = true
+            return (true, false)
+        }
+        if failed { throw SupportError("cannot listen on 127.0.0.1:\(port)") }
+        if start { Thread { [self] in serve() }.start() }
     }
 
     public var url: String { "http://127.0.0.1:\(port)/hook" }
     public var requests: [Request] { state.withLock { $0.requests } }
 
+    /// Lets the answers held (`holding`) go, and every later one at once.
+    public func release() {
+        state.withLock { $0.holding = false }
+    }
+
     /// Stops listening: wakes the accepting thread, which closes the socket as it leaves. Safe to
-    /// call more than once. Only that thread ever closes the socket, so a descriptor number that
-    /// another part of the process reuses is never closed by mistake.
+    /// call more than once. Only that thread ever closes the socket (here, a socket that never
+    /// listened), so a descriptor number that another part of the process reuses is never
+    /// closed by mistake.
     public func stop() {
-        let first = state.withLock { state -> Bool in
+        let (first, serving) = state.withLock { state -> (Bool, Bool) in
             defer { state.stopped = true }
-            return !state.stopped
+            return (!state.stopped, state.serving)
         }
-        if first { shutdown(socket, Int32(SHUT_RDWR)) }
+        guard first else { return }
+        if serving { shutdown(socket, Int32(SHUT_RDWR)) } else { close(socket) }
     }
 
     deinit { stop() }
@@ -107,11 +130,11 @@ public final class TestHTTPServer: Sendable {
         }
         let request = Request(method: requestLine.first.map(String.init) ?? "", path: requestLine.dropFirst().first.map(String.init) ?? "",
                               headers: headers, body: data[end.upperBound...])
-        let (status, delay) = state.withLock { state -> (Int, Double) in
+        let status = state.withLock { state -> Int in
             state.requests.append(request)
-            return (state.statuses.isEmpty ? 200 : state.statuses.removeFirst(), state.delay)
+            return state.statuses.isEmpty ? 200 : state.statuses.removeFirst()
         }
-        if delay > 0 { Thread.sleep(forTimeInterval: delay) }
+        while state.withLock({ $0.holding && !$0.stopped }) { usleep(10_000) }
         let response = "HTTP/1.1 \(status) \(status == 200 ? "OK" : "Error")\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
         _ = response.withCString { write(client, $0, strlen($0)) }
     }

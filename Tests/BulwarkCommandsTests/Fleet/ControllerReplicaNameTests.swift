@@ -8,7 +8,10 @@ import Testing
 /// `bulwark run --controller` replicas against a real PostgreSQL: one process per replica name,
 /// and no hand-over of a target in the middle of a pass.
 @Suite struct ControllerReplicaNameTests {
-    static let ttl = 3
+    /// Long enough that a replica stalled for seconds on a busy machine keeps its heartbeat and
+    /// leases (with 3 s, a stall of a few seconds could let a clone start under a live name);
+    /// waits scale from it.
+    static let ttl = ControllerFailoverTests.ttl
 
     static func replica(_ server: PostgresServer, origin: String, name: String, state: String, dir: String) throws -> DaemonProcess {
         try DaemonProcess(["--repo", origin, "--state-dir", dir + "/state-\(state)", "--secrets-dir", server.directory,
@@ -65,7 +68,7 @@ import Testing
             kill(firstPID, SIGKILL)
             first?.process.waitUntilExit()
             first = nil
-            #expect(other.wait(seconds: 30) { processes("ctl").isEmpty })
+            #expect(other.wait(seconds: Double(Self.ttl) * 10) { processes("ctl").isEmpty })
             let restarted = try replica("ctl", state: "2")
             let restartedPID = restarted.process.processIdentifier
             #expect(restarted.wait(seconds: 60) { processes("ctl").hasPrefix("pid \(restartedPID) on ") && Self.holders(server).values.contains("ctl") },
@@ -93,10 +96,12 @@ import Testing
             })
             let moving = targets.filter { LeaseKeeper.owner(of: $0, among: ["a", joining]) == joining }
             let staying = targets.filter { !moving.contains($0) }
-            let origin = try Self.policy(server, dir: dir, targets: targets.count, rolesPerTarget: 3)
-            for target in targets.indices { for role in 0..<3 { try server.psql("CREATE ROLE r_\(target)_\(role) NOLOGIN CONNECTION LIMIT 10") } }
+            // Enough roles that a's pass stays stuck (30 s a target) well past the lease rounds below (a TTL).
+            let roles = 6
+            let origin = try Self.policy(server, dir: dir, targets: targets.count, rolesPerTarget: roles)
+            for target in targets.indices { for role in 0..<roles { try server.psql("CREATE ROLE r_\(target)_\(role) NOLOGIN CONNECTION LIMIT 10") } }
             // Each fix of a moving target's role waits for this session (at most 5 s each, the adapter's lock timeout).
-            let locked = moving.flatMap { target in (0..<3).map { "ALTER ROLE r_\(target.dropFirst(3))_\($0) CONNECTION LIMIT 10;" } }
+            let locked = moving.flatMap { target in (0..<roles).map { "ALTER ROLE r_\(target.dropFirst(3))_\($0) CONNECTION LIMIT 10;" } }
             let blocker = try server.hold(locked.joined(separator: " "), application: "blocker")
             defer { blocker.release() }
             func blocked() -> Bool {
@@ -108,10 +113,12 @@ import Testing
             let a = try Self.replica(server, origin: origin, name: "a", state: "a", dir: dir)
             try #require(a.wait(seconds: 60) { blocked() }, "a's pass waits on a locked role: \(Self.holders(server))\n\(a.log)")
             try Self.leases(server, "INSERT INTO bulwark_replicas (name, expires_at) VALUES ('\(joining)', now() + interval '1 hour')")
-            // Two of a's lease rounds after the join (its heartbeat renewed twice over), while its pass is still stuck.
+            // Two of a's lease rounds after the join (its heartbeat renewed twice over), while its
+            // pass is still stuck. A round comes every third of the TTL: the first after the join
+            // renews it to at most a round and a TTL past the join, the second to later.
             let joinedAt = try Self.leases(server, "SELECT extract(epoch FROM now())")
             #expect(a.wait(seconds: 60) {
-                (try? Self.leases(server, "SELECT count(*) FROM bulwark_replicas WHERE name = 'a' AND expires_at > to_timestamp(\(joinedAt)) + interval '\(Self.ttl + 2) s'")) == "1"
+                (try? Self.leases(server, "SELECT count(*) FROM bulwark_replicas WHERE name = 'a' AND expires_at > to_timestamp(\(joinedAt)) + interval '\(Self.ttl + Self.ttl / 3 + 1) s'")) == "1"
             }, "a renews its heartbeat\n\(a.log)")
             let stuckBefore = blocked()
             let now = Self.holders(server)
@@ -127,7 +134,7 @@ import Testing
             }
             #expect(a.wait(seconds: 90, until: settled),
                     "after the pass, the moved targets are given up and the others kept: \(Self.holders(server)), \(rows(moving)) row(s) of \(moving)\n\(a.log)")
-            #expect(a.wait(seconds: 60) { Self.fixedRoles(server, of: staying) == staying.count * 3 },
+            #expect(a.wait(seconds: 60) { Self.fixedRoles(server, of: staying) == staying.count * roles },
                     "the roles of the targets a kept are fixed: \(Self.fixedRoles(server, of: staying))\n\(a.log)")
             #expect(a.terminate() == 0, "\(a.log.suffix(4000))")
         }

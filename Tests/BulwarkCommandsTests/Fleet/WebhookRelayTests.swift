@@ -119,12 +119,15 @@ import Testing
     @Test func aRelayStoppedDuringAFanOutFinishesItFirst() async throws {
         try await withTemporaryDirectory { dir in
             let fleet = try FleetFixture(in: dir, count: 1)
-            let slow = try TestHTTPServer(delay: 2)
+            let slow = try TestHTTPServer(holding: true)
             defer { slow.stop() }
             try write(dir + "/relays", "\(slow.url)\n")
+            // The relay waits for the agent's answer, and its shutdown for the fan-out, for as long as the test holds it.
             let relay = try DaemonProcess(["--repo", fleet.origin, "--state-dir", fleet.state(0), "--poll", "3600",
-                                           "--self", "--identity-root", fleet.identity(0), "--webhook-relay-file", dir + "/relays"],
-                                          environment: ["BULWARK_WEBHOOK_SECRET": Self.secret], logPath: dir + "/relay.log")
+                                           "--self", "--identity-root", fleet.identity(0), "--webhook-relay-file", dir + "/relays",
+                                           "--shutdown-grace", "600"],
+                                          environment: ["BULWARK_WEBHOOK_SECRET": Self.secret, "BULWARK_FAULT_RELAY_TIMEOUT": "600"],
+                                          logPath: dir + "/relay.log")
             #expect(relay.wait(seconds: 60) { (try? relay.get("/readyz").status) == 200 }, "\(relay.log)")
             let work = dir + "/work"
             try git("clone", "-q", fleet.origin, work)
@@ -136,10 +139,17 @@ import Testing
             let signed = try httpRequest(port: relay.port, "POST", "/hooks/git",
                                          headers: ["X-Hub-Signature-256": WebhookVerifier.signature(of: body, secret: Array(Self.secret.utf8))], body: body)
             #expect(signed.status == 202)
-            // The agent has the request and answers 2 s later; the relay is told to stop meanwhile.
+            // The agent has the request and holds its answer; the relay is told to stop meanwhile.
             #expect(relay.wait(seconds: 60) { slow.requests.count == 1 }, "\(relay.log)")
-            #expect(!relay.log.contains("webhook relayed"))
-            #expect(relay.terminate() == 0)
+            kill(relay.process.processIdentifier, SIGTERM)
+            #expect(relay.wait(seconds: 60) { relay.log.contains("shutdown requested") }, "\(relay.log)")
+            // Held 5 s more: a relay that did not wait for its fan-out would have exited by then.
+            _ = relay.wait(seconds: 5) { !relay.process.isRunning }
+            #expect(relay.process.isRunning && !relay.log.contains("webhook relayed"), "the relay waits for the fan-out: \(relay.log)")
+            slow.release()
+            let exited = relay.wait(seconds: 60) { !relay.process.isRunning }
+            #expect(exited, "\(relay.log)")
+            if exited { #expect(relay.process.terminationStatus == 0, "\(relay.log)") }
             #expect(relay.log.contains("webhook relayed") && relay.log.contains("delivered=1"), "\(relay.log)")
         }
     }
