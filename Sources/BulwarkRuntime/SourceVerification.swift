@@ -1,6 +1,9 @@
 import BulwarkCore
 package import BulwarkGit
 internal import BulwarkProcess
+internal import Synchronization
+internal import Glibc
+internal import CDispatch
 package import Foundation
 
 /// Trusted source: before a revision is applied, every policy commit since the last applied
@@ -202,9 +205,10 @@ package struct SourceVerification: Sendable {
         }
         let notListed = Untrusted(description: "it is signed by a key that is not in the trusted signers file \(allowedSigners) "
                                   + "(or whose valid-after/valid-before there does not include now)")
-        // A key the file does not list is refused without ssh-keygen: commits signed by a made-up
-        // key (anyone with push access can sign any number) must not cost a process each.
-        if let parsed = SSHSignature(armored: signed.signature), Self.certainlyUnlisted(parsed, in: allowedSigners) {
+        // Whether the file lists the key is asked once per key (`ListedKeys`): commits signed by a
+        // made-up key (anyone with push access can sign any number) must not cost a process each.
+        if let parsed = SSHSignature(armored: signed.signature),
+           try !ListedKeys.listed(parsed.publicKey, in: allowedSigners, folder: folder) {
             return .failure(notListed)
         }
         let signatureFile = folder + "/commit.sig"
@@ -231,36 +235,6 @@ package struct SourceVerification: Sendable {
                                       + quotedForMessage(reason, limit: 200)))
         }
         return .success(principal)
-    }
-
-    /// Whether the key that made `signature` is certainly not a key `ssh-keygen -Y find-principals`
-    /// could find in the allowed_signers file `path`. False whenever that is not certain, so that
-    /// ssh-keygen decides: the file cannot be read, it has a `cert-authority` line (a
-    /// certificate's CA is listed, not its key), the key is a certificate (ssh-keygen matches a
-    /// certificate on its plain key too), or the file lists a key of the same type that is not
-    /// ed25519 (RSA and ECDSA keys have more than one encoding ssh-keygen reads as the same key;
-    /// an ed25519 key has one). Fields are split on the bytes of spaces and tabs, as ssh-keygen
-    /// splits them, not on characters (a combining mark after a space joins it).
-    static func certainlyUnlisted(_ signature: SSHSignature, in path: String) -> Bool {
-        let publicKey = signature.publicKey
-        guard let type = signature.publicKeyLine?.split(separator: " ").first.map(String.init), !type.contains("-cert-"),
-              let bytes = FileManager.default.contents(atPath: path) else { return false }
-        let typeBytes = Array(type.utf8)
-        let encoded = Array(Data(publicKey).base64EncodedString().utf8)
-        for line in bytes.split(whereSeparator: { $0 == 10 || $0 == 13 }) {
-            let fields = line.split(whereSeparator: { $0 == 32 || $0 == 9 })
-            guard let first = fields.first, first.first != UInt8(ascii: "#") else { continue }
-            if String(decoding: line, as: UTF8.self).lowercased().contains("cert-authority") { return false }
-            for (index, field) in fields.enumerated() {
-                if Array(field) == encoded { return false }
-                // A key of the signature's type: the same key only byte for byte when ed25519.
-                if Array(field) == typeBytes, index + 1 < fields.count {
-                    guard type == "ssh-ed25519" else { return false }
-                    if Data(base64Encoded: Data(fields[index + 1])).map(Array.init) == publicKey { return false }
-                }
-            }
-        }
-        return true
     }
 
     /// A folder only this user can read, for the signature and the signed bytes.
@@ -298,5 +272,50 @@ package struct SourceVerification: Sendable {
             case .timedOut: throw CommandError(error.description)
             }
         }
+    }
+}
+
+/// Whether an allowed_signers file lists a key, as `ssh-keygen -Y find-principals` answers it for
+/// a signature that carries only that key: find-principals reads the key out of the signature and
+/// never checks the signature's bytes, so its answer is the file's, for that key, now. Asked once
+/// per key, version of the file (its identity, size and times) and minute (a line's valid-after
+/// and valid-before move with the clock), not once per commit: thousands of records signed by one
+/// made-up key cost one run. ssh-keygen reads the file, so every way it can be written counts.
+enum ListedKeys {
+    private static let answers = Mutex<[String: (listed: Bool, at: ContinuousClock.Instant)]>([:])
+    /// How long an answer holds.
+    static let lifetime: Duration = .seconds(60)
+    /// Answers kept at most (all are dropped when full).
+    static let capacity = 4096
+
+    static func listed(_ key: [UInt8], in file: String, folder: String) throws -> Bool {
+        var info = stat()
+        guard stat(file, &info) == 0 else { return true }  // ssh-keygen says why
+        let cacheKey = [file, "\(info.st_dev) \(info.st_ino) \(info.st_size) \(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec) "
+                        + "\(info.st_ctim.tv_sec).\(info.st_ctim.tv_nsec)", Data(key).base64EncodedString()].joined(separator: "\u{0}")
+        let now = ContinuousClock.now
+        if let known = answers.withLock({ $0[cacheKey] }), now - known.at < lifetime { return known.listed }
+        func string(_ bytes: [UInt8]) -> [UInt8] {
+            let count = UInt32(bytes.count)
+            return [UInt8(count >> 24), UInt8(count >> 16 & 0xff), UInt8(count >> 8 & 0xff), UInt8(count & 0xff)] + bytes
+        }
+        // The key, and a signature of zeros that nothing here checks.
+        let blob = Array("SSHSIG".utf8) + [0, 0, 0, 1] + string(key) + string(Array("git".utf8)) + string([])
+            + string(Array("sha512".utf8)) + string(string(Array("ssh-ed25519".utf8)) + string([UInt8](repeating: 0, count: 64)))
+        let armored = "-----BEGIN SSH SIGNATURE-----\n" + Data(blob).base64EncodedString(options: .lineLength76Characters)
+            + "\n-----END SSH SIGNATURE-----\n"
+        let path = folder + "/key.sig"
+        unlink(path)
+        guard FileManager.default.createFile(atPath: path, contents: Data(armored.utf8), attributes: [.posixPermissions: 0o600]) else {
+            throw CommandError("cannot write \(path) to look the signing key up")
+        }
+        let found = try SourceVerification.runTool(SourceVerification.executable, ["-Y", "find-principals", "-s", path, "-f", file],
+                                                   folder: folder)
+        let listed = found.status == 0 && !found.output.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty
+        answers.withLock { answers in
+            if answers.count >= capacity { answers.removeAll() }
+            answers[cacheKey] = (listed, now)
+        }
+        return listed
     }
 }

@@ -28,32 +28,39 @@ import Testing
         try run("/usr/bin/ssh-keygen", ["-Y", "find-principals", "-s", file, "-f", allowed]).status == 0
     }
 
-    @Test func onlyAKeyNoLineCouldMatchIsUnlisted() async throws {
+    /// However a line is written (odd bytes in or after the key, a mark after a separator, a
+    /// comment), `ListedKeys` agrees with ssh-keygen on the real signature, because it asks
+    /// ssh-keygen: the listed key is listed, a stranger's is not.
+    @Test func aKeyIsListedExactlyWhenSshKeygenFindsIt() async throws {
         try await withTemporaryDirectory { dir in
             let listed = try key(dir, "listed")
             let stranger = try key(dir, "stranger")
             let rsa = try key(dir, "rsa", type: "rsa")
-            let otherRSA = try key(dir, "other-rsa", type: "rsa")
-            let file = dir + "/allowed_signers"
-            func unlisted(_ signature: SSHSignature, _ text: String) throws -> Bool {
+            let base64 = String(listed.line.split(separator: " ")[1])
+            let middle = base64.index(base64.startIndex, offsetBy: 20)
+            let lines = [
+                "a@x \(listed.line)\n", "a@x namespaces=\"git,file\" \(listed.line) comment\r\n",
+                "a@x \(listed.line) \u{200D}zwj\n", "a@x\t\(listed.line) \u{0301}mark\n", "# c\n\na@x \(listed.line)\n",
+                "a@x ssh-ed25519 \(base64[..<middle])\u{0B}\(base64[middle...])\n", "a@x \(listed.line)\u{0C}\n",
+                "a@x \(listed.line)\u{0}junk\n", "a@x cert-authority \(listed.line)\n", "a@x \(rsa.line)\n",
+            ]
+            for (index, text) in lines.enumerated() {
+                let file = dir + "/allowed-\(index)"
                 try write(file, text)
-                return SourceVerification.certainlyUnlisted(signature, in: file)
+                for signer in [listed, stranger, rsa] {
+                    let asked = try ListedKeys.listed(signer.signature.publicKey, in: file, folder: dir)
+                    #expect(asked == (try found(signer.file, in: file)), "\(signer.line.prefix(20)) in \(text.debugDescription)")
+                    // Asked again: the same answer (kept for the minute).
+                    #expect(try ListedKeys.listed(signer.signature.publicKey, in: file, folder: dir) == asked)
+                }
+                if index < 5 { #expect(try ListedKeys.listed(listed.signature.publicKey, in: file, folder: dir), "\(text.debugDescription)") }
             }
-            // The listed key is never called unlisted, however its line is written.
-            for text in ["a@x \(listed.line)\n", "a@x namespaces=\"git,file\" \(listed.line) comment\r\n",
-                         "a@x \(listed.line) \u{200D}zwj\n", "a@x\t\(listed.line) \u{0301}mark\n", "# c\n\na@x \(listed.line)\n"] {
-                #expect(try !unlisted(listed.signature, text), "\(text.debugDescription)")
-                #expect(try found(listed.file, in: file), "ssh-keygen reads the line: \(text.debugDescription)")
-            }
-            #expect(try unlisted(stranger.signature, "a@x \(listed.line) \u{200D}zwj\n"))
-            #expect(try !found(stranger.file, in: file))
-            // RSA keys have other encodings ssh-keygen reads as the same key: with an RSA key
-            // listed, ssh-keygen decides; with none, an RSA signature is unlisted.
-            #expect(try !unlisted(rsa.signature, "a@x \(otherRSA.line)\n"))
-            #expect(try unlisted(rsa.signature, "a@x \(listed.line)\n"))
-            // A certificate authority, or a file that cannot be read: ssh-keygen decides.
-            #expect(try !unlisted(stranger.signature, "a@x cert-authority \(listed.line)\n"))
-            #expect(!SourceVerification.certainlyUnlisted(stranger.signature, in: dir + "/missing"))
+            // A file changed since: asked again, not the kept answer.
+            let file = dir + "/allowed-changed"
+            try write(file, "a@x \(listed.line)\n")
+            #expect(try !ListedKeys.listed(stranger.signature.publicKey, in: file, folder: dir))
+            try write(file, "a@x \(listed.line)\nb@x \(stranger.line)\n")
+            #expect(try ListedKeys.listed(stranger.signature.publicKey, in: file, folder: dir))
         }
     }
 }
