@@ -158,8 +158,10 @@ struct RepositoryOptions: ParsableArguments {
 
     /// What the engine (the daemon) is given: the repository resolved from the flags.
     func runtime() throws -> RuntimeOptions {
-        RuntimeOptions(configuration: try configuration(), displayURL: displayURL,
-                       sourceVerification: sourceVerification, registry: Bulwark.registry())
+        var settings = try configuration()
+        settings.writesRecords = true
+        return RuntimeOptions(configuration: settings, displayURL: displayURL,
+                              sourceVerification: sourceVerification, registry: Bulwark.registry())
     }
 
     func configuration() throws -> PolicyRepository.Configuration {
@@ -284,7 +286,9 @@ extension RepositoryOptions {
     /// `targets`: a host agent's own targets (see `AgentOptions`); nil for every target.
     func load(console: Console, recordRefusal: Bool = false, revision pin: RevisionPin? = nil,
               targets: Set<String>? = nil) async throws -> LoadedRevision {
-        let repository = try PolicyRepository(try configuration())
+        var settings = try configuration()
+        settings.writesRecords = recordRefusal
+        let repository = try PolicyRepository(settings)
         for repair in await repository.repairs { console.warn(repair) }
         if let reason = HostAdapter.keepAnswers(in: stateDirectory) { console.warn(reason) }
         let (fetched, stale) = try await repository.sync()

@@ -29,6 +29,9 @@ package actor PolicyRepository: AuditSink {
         /// `recentFixesInterval` and when it stops (`saveRecentFixesNow`); the index in memory is
         /// current either way.
         package var recentFixesAtEveryPass = true
+        /// Whether this process writes audit records (`apply`, the daemon): it is then refused a
+        /// state directory that keeps another audit branch, even one it may read (an agent's).
+        package var writesRecords = false
 
         package init(url: String, branch: String = "main", auditBranch: String = "bulwark/audit", stateDirectory: String,
                      author: Signature = Signature(name: "Bulwark", email: "bulwark@localhost"), access: RemoteAccess = RemoteAccess(),
@@ -88,8 +91,8 @@ package actor PolicyRepository: AuditSink {
             case .unreachable(let url, let error): "cannot fetch \(redactedURL(url)): \(error.message)"
             case .otherRemote(let path, let url): "state directory \(path) belongs to another repository (\(redactedURL(url))); use another --state-dir"
             case .otherAuditBranch(let path, let bound, let asked):
-                "state directory \(path) records to the audit branch \(bound), not \(asked): check --audit-branch "
-                    + "(a state directory keeps one audit branch; use another --state-dir for another branch)"
+                "state directory \(path) records to the audit branch \(bound), not \(asked): check --audit-branch, --self "
+                    + "and --target (a state directory keeps one audit branch; use another --state-dir for another branch)"
             case .noRepository(let path): "no git repository at \(path) (check --repo)"
             case .stateDirectory(let path, let why):
                 "cannot use the state directory '\(quotedForMessage(path))': \(why) (set --state-dir or BULWARK_STATE_DIR to a folder this user can write)"
@@ -232,7 +235,7 @@ package actor PolicyRepository: AuditSink {
         // missing from the real one). An agent's own ref and the shared branch may share a state
         // directory (an agent's history read with `log`): the trail is then left alone.
         if let bound = trail.auditBranch, bound != configuration.auditBranch {
-            guard AuditRef.isPerWriter(bound) || AuditRef.isPerWriter(configuration.auditBranch) else {
+            guard !configuration.writesRecords, AuditRef.isPerWriter(bound) || AuditRef.isPerWriter(configuration.auditBranch) else {
                 throw Failure.otherAuditBranch(configuration.stateDirectory, bound, configuration.auditBranch)
             }
             trailIsOurs = false
@@ -630,6 +633,7 @@ package actor PolicyRepository: AuditSink {
     /// state directory and the cause, when it cannot: then nothing was recorded.
     package func write(_ record: AuditRecord) throws -> String {
         if let bufferFailure { throw bufferFailure }
+        try checkWritable()
         do {
             return try writeOnce(record)
         } catch let error as GitError where error.isLocked {
@@ -694,6 +698,7 @@ package actor PolicyRepository: AuditSink {
     /// changes anything, so that no fix is made whose record could not be written.
     package func prepareToWrite(records: Int) async throws {
         if let bufferFailure { throw bufferFailure }
+        try checkWritable()
         let parent = try pendingHead ?? repository.resolve(localAudit)
         _ = try AuditTrail.number(after: lastNumber(before: parent), reserving: records, source: sequenceSource)
     }
@@ -998,9 +1003,19 @@ package actor PolicyRepository: AuditSink {
         try rememberFollowed(remote)
     }
 
-    /// Keeps `commit` as the newest origin commit the local branch took in (`AuditTrail.followed`).
+    /// Records go only to the audit branch the state directory keeps: this instance's numbers on
+    /// another branch (an agent's ref written with a central state directory, or the reverse)
+    /// would read as records removed from both. Reading another branch is fine.
+    private func checkWritable() throws {
+        guard !trailIsOurs, let bound = trail.auditBranch else { return }
+        throw Failure.otherAuditBranch(configuration.stateDirectory, bound, configuration.auditBranch)
+    }
+
+    /// Keeps `commit` as the newest origin commit the local branch took in (`AuditTrail.followed`),
+    /// when the trail is this branch's (a read of another branch must not move it: what the
+    /// branch took in is never pushed back as this instance's).
     private func rememberFollowed(_ commit: ObjectID) throws {
-        guard trail.followed != commit.hex else { return }
+        guard trailIsOurs, trail.followed != commit.hex else { return }
         trail.followed = commit.hex
         try trail.save(stateDirectory: configuration.stateDirectory)
     }
@@ -1326,7 +1341,7 @@ package actor PolicyRepository: AuditSink {
 
     /// Where audit commits are pushed: the audit branch, or the recovery branch while the origin's
     /// audit branch does not contain what this Bulwark pushed to it.
-    private var pushBranch: String { trail.recoveryBranch ?? configuration.auditBranch }
+    private var pushBranch: String { trailIsOurs ? trail.recoveryBranch ?? configuration.auditBranch : configuration.auditBranch }
 
     /// The name this Bulwark signs its records with (`Bulwark-Instance`).
     package var instance: String { trail.instance }

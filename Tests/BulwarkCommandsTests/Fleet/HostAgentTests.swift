@@ -52,6 +52,10 @@ import Testing
             #expect((try JSONSerialization.jsonObject(with: Data(fromAgent.stdout.utf8)) as? [[String: Any]])?.count == total)
             #expect(!fromAgent.stderr.contains("tamper") && !fromAgent.stderr.contains("deleted"), "\(fromAgent.stderr)")
             #expect(try fleet.agent(0, "apply", ["--target", "web-0"]).status == 0, "the agent goes on on its ref")
+            // Writing the shared branch with it is refused: its numbers there would read as
+            // records removed from both.
+            let plain = try fleet.agent(0, "apply", [])
+            #expect(plain.status == 64 && plain.stderr.contains("records to the audit branch \(fleet.hostRef(0))"), "\(plain.stderr)")
 
             // verify-audit checks every ref, each a chain of its own.
             let verified = try bulwark(["verify-audit", "--repo", fleet.origin])
