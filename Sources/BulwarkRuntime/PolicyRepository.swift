@@ -243,7 +243,10 @@ package actor PolicyRepository: AuditSink {
         self.trail = trail
         // An instance that has committed nothing yet: no need to look for its last number.
         if trail.committed == false { sequence = 0 }
-        if let existing = try repository.remoteURL("origin"), existing != configuration.url {
+        // A clone that never fetched anything (its --repo was mistyped) holds nothing of that
+        // origin: it takes the one given now, rather than refusing the corrected command.
+        let fetched = try !opened.references(matching: "refs/remotes/*").isEmpty || !opened.references(matching: "refs/heads/*").isEmpty
+        if let existing = try repository.remoteURL("origin"), existing != configuration.url, fetched {
             throw Failure.otherRemote(configuration.stateDirectory, existing)
         }
         try repository.ensureRemote("origin", url: configuration.url)

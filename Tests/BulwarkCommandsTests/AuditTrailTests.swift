@@ -234,9 +234,18 @@ import Testing
         }
     }
 
-    /// A `--repo` path with nothing there says so (64), not libgit2's "unsupported URL protocol".
+    /// A `--repo` path with nothing there says so (64), not libgit2's "unsupported URL protocol";
+    /// the same state directory then takes the corrected `--repo` (it fetched nothing), while a
+    /// state directory that did fetch keeps refusing another repository.
     @Test func aMissingLocalOriginIsNamed() async throws {
         try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir + "/scenario")
+            let typo = try bulwark(["plan", "--repo", dir + "/nope.git", "--state-dir", dir + "/typo-state"])
+            #expect(typo.status == 64, "\(typo.stderr)")
+            let corrected = try bulwark(["plan", "--repo", s.origin, "--state-dir", dir + "/typo-state"])
+            #expect(corrected.status == 2, "\(corrected.stderr)")
+            let other = try bulwark(["plan", "--repo", dir + "/nope.git", "--state-dir", dir + "/typo-state"])
+            #expect(other.status == 64 && other.stderr.contains("belongs to another repository"), "\(other.stderr)")
             for command in ["plan", "log"] {
                 let missing = try bulwark([command, "--repo", dir + "/nope.git", "--state-dir", dir + "/state-\(command)"])
                 #expect(missing.status == 64, "\(missing.status) \(missing.stderr)")
