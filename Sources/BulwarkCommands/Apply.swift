@@ -372,8 +372,9 @@ struct PassInterrupts {
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
             let stop = self.stop
-            source.setEventHandler {
-                guard stop.request() else { _exit(128 + number) }
+            source.setEventHandler { [source] in
+                // Signals that came together are one event: its count tells a second one apart.
+                guard stop.request(), source.data < 2 else { _exit(128 + number) }
                 FileHandle.standardError.write(Data(("bulwark: interrupted: no other fix is started; the fixes in flight finish, "
                     + "are recorded and pushed. Interrupt again to stop at once (the next run records what was in flight).\n").utf8))
             }
