@@ -365,12 +365,22 @@ enum FaultInjection {
 struct PassInterrupts {
     let stop = PassStop()
     private let sources: [any DispatchSourceSignal]
+    /// Each signal's disposition before, put back by `end` (a script's `cmd &` ignores SIGINT).
+    private let previous: [(number: Int32, action: sigaction)]
 
     init() {
         var sources: [any DispatchSourceSignal] = []
+        var previous: [(Int32, sigaction)] = []
+        // Its own queue, not the shared pool: the second signal must get through however busy that is.
+        let queue = DispatchQueue(label: "bulwark.pass-interrupts")
         for number in [SIGINT, SIGTERM] {
+            var old = sigaction()
+            guard sigaction(number, nil, &old) == 0 else { continue }
+            // A signal the process was started ignoring stays ignored.
+            if unsafeBitCast(old.__sigaction_handler.sa_handler, to: Int.self) == 1 { continue }  // SIG_IGN
+            previous.append((number, old))
             signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
             let stop = self.stop
             source.setEventHandler { [source] in
                 // Signals that came together are one event: its count tells a second one apart.
@@ -382,12 +392,15 @@ struct PassInterrupts {
             sources.append(source)
         }
         self.sources = sources
+        self.previous = previous
     }
 
     /// The signals act as before again.
     func end() {
         for source in sources { source.cancel() }
-        signal(SIGINT, SIG_DFL)
-        signal(SIGTERM, SIG_DFL)
+        for (number, action) in previous {
+            var action = action
+            sigaction(number, &action, nil)
+        }
     }
 }

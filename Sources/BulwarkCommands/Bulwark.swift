@@ -18,8 +18,9 @@ public struct Bulwark: AsyncParsableCommand {
             Exit codes: 0 success (plan: in sync), 1 error, 2 (plan, and apply --detailed-exitcode) drift found or \
             remaining, 3 (plan, apply) done against the last fetched revision or with audit commits kept locally \
             (1 and 2 win over 3), 64 a usage mistake (an unknown command or option, an invalid branch name), 75 \
-            the state directory is in use by another bulwark process (run: a cycle abandoned at shutdown), 130 \
-            (apply) interrupted: the fixes in flight finished and were recorded.
+            the state directory is in use by another bulwark process (every command but run, which exits 1 \
+            then; 75 from run: a cycle abandoned at shutdown), 130 (apply) interrupted: the fixes in flight \
+            finished and were recorded.
             Set NO_COLOR to turn colour off.
             """,
         version: Bulwark.version,
@@ -118,7 +119,7 @@ extension Bulwark {
     /// unknown option '--repo'), with the command probably meant; nil when they name one.
     static func unknownCommand(_ arguments: [String]) -> String? {
         let words = arguments.first == "help" ? Array(arguments.dropFirst()) : arguments
-        guard let first = words.first, !first.hasPrefix("-") else { return nil }
+        guard let first = words.first, !first.hasPrefix("-"), first != "help" else { return nil }
         let names = configuration.subcommands.map { $0._commandName }
         guard !names.contains(first) else { return nil }
         let quoted = TerminalText.printable(quotedForMessage(first), colour: false)

@@ -36,7 +36,7 @@ extension Bulwark {
             } catch {
                 throw CommandError("\(file == "-" ? "standard input" : file): \(error.description)")
             }
-            let loaded = try await repository.load(console: console)
+            let loaded = try await repository.load(console: console, writesRecords: true)
             let intake = FindingIntake(registry: Bulwark.registry(), repository: loaded.repository,
                                        reconciler: Reconciler(registry: Bulwark.registry()))
             let (report, _) = await intake.run(document.findings, format: document.format, state: loaded.state, head: loaded.head)

@@ -284,10 +284,10 @@ extension RepositoryOptions {
     /// `apply --revision` / `--plan`, checked against the head). Prints the problems and exits 1
     /// when the revision is invalid: nothing acts on it.
     /// `targets`: a host agent's own targets (see `AgentOptions`); nil for every target.
-    func load(console: Console, recordRefusal: Bool = false, revision pin: RevisionPin? = nil,
+    func load(console: Console, recordRefusal: Bool = false, writesRecords: Bool = false, revision pin: RevisionPin? = nil,
               targets: Set<String>? = nil) async throws -> LoadedRevision {
         var settings = try configuration()
-        settings.writesRecords = recordRefusal
+        settings.writesRecords = recordRefusal || writesRecords
         let repository = try PolicyRepository(settings)
         for repair in await repository.repairs { console.warn(repair) }
         if let reason = HostAdapter.keepAnswers(in: stateDirectory) { console.warn(reason) }
@@ -297,8 +297,10 @@ extension RepositoryOptions {
         let files = try await repository.files(at: head)
         // Before anything is verified or recorded: a wrong repository is not written to.
         guard DesiredStateLoader.holdsPolicy(files) else {
-            throw CommandError("revision \(head.short) of \(displayURL) \(branch) has no desired-state/ or controllers/ folder: "
-                               + "is --repo the policy repository, and --branch its branch? Nothing was changed or recorded.")
+            let message = "revision \(head.short) of \(displayURL) \(branch) has no desired-state/ or controllers/ folder: "
+                + "is --repo the policy repository, and --branch its branch? Nothing was changed or recorded."
+            console.error(message)
+            throw RevisionRefused(revision: head, errors: [message])
         }
         do {
             if let verification = sourceVerification {

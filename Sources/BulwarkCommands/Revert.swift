@@ -59,7 +59,7 @@ extension Bulwark {
         func run() async throws {
             let console = Console()
             let expires = try expiryDay(now: Date())
-            let loaded = try await repository.load(console: console)
+            let loaded = try await repository.load(console: console, writesRecords: true)
             let policy = loaded.repository
             let trust = await RecordTrust.of(policy, verification: repository.sourceVerification)
             let original = try await Self.record(id, in: policy, stateDirectory: repository.stateDirectory,

@@ -979,6 +979,12 @@ package actor PolicyRepository: AuditSink {
             }
             return
         }
+        // A branch this state directory only reads (not the one it keeps): nothing on it is this
+        // directory's own, so it is the origin's as it is, never replayed or signed here.
+        guard trailIsOurs else {
+            try repository.updateReference(localAudit, to: remote, expected: local, message: "bulwark: follow a branch read only")
+            return
+        }
         // Only this instance's own records are carried over. A commit someone else put on the
         // branch (fetched here, then taken off the origin: a forged record an administrator
         // removed) was pushed back, or replayed and signed with Bulwark's key, which made it
