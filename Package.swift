@@ -161,7 +161,7 @@ let package = Package(
             linkerSettings: [.unsafeFlags(["-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"], .when(platforms: [.linux]))]),
 
         // Temporary folders and real processes (git, the bulwark binary) for the tests.
-        .target(name: "BulwarkTestSupport", dependencies: ["BulwarkCore"], path: "Tests/Support", swiftSettings: swiftSettings),
+        .target(name: "BulwarkTestSupport", dependencies: ["BulwarkCore", "BulwarkProcess"], path: "Tests/Support", swiftSettings: swiftSettings),
         .testTarget(name: "BulwarkGitTests", dependencies: ["BulwarkGit", "CSSHInit", "BulwarkTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "BulwarkCoreTests", dependencies: ["BulwarkCore", "BulwarkTestSupport"], swiftSettings: swiftSettings),
         .testTarget(

@@ -1,6 +1,7 @@
 internal import Foundation
 internal import Glibc
 internal import Synchronization
+internal import BulwarkProcess
 
 /// A Unix datagram socket the test binds, standing in for systemd's notification socket or
 /// the journal's: it keeps every datagram it receives, in order, as raw bytes.
@@ -13,12 +14,7 @@ public final class DatagramSink: Sendable {
     }
     private let shared: Shared
     /// The receiving thread, joined before the socket is closed.
-    private let receiver: pthread_t
-
-    private final class Body {
-        let run: @Sendable () -> Void
-        init(_ run: @escaping @Sendable () -> Void) { self.run = run }
-    }
+    private let receiver: OwnThread
 
     public init(path: String) throws {
         self.path = path
@@ -38,25 +34,17 @@ public final class DatagramSink: Sendable {
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         let shared = Shared()
         self.shared = shared
-        let body = Unmanaged.passRetained(Body { [fd] in
+        // A thread that can be joined (Foundation's `Thread` cannot), whose failure to start is seen.
+        guard let thread = OwnThread.start({ [fd] in
             var buffer = [UInt8](repeating: 0, count: 256 * 1024)
             while !shared.stopped.load(ordering: .relaxed) {
                 let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
                 if count > 0 { shared.received.withLock { $0.append(Array(buffer[0..<count])) } }
             }
-        })
-        // A thread that can be joined (Foundation's `Thread` cannot), whose failure to start is seen.
-        var thread = pthread_t()
-        let started = pthread_create(&thread, nil, { raw in
-            guard let raw else { return nil }
-            Unmanaged<Body>.fromOpaque(raw).takeRetainedValue().run()
-            return nil
-        }, body.toOpaque())
-        guard started == 0 else {
-            body.release()
+        }) else {
             close(fd)
             unlink(path)
-            throw SupportError("cannot start a thread: error \(started)")
+            throw SupportError("cannot start a thread")
         }
         receiver = thread
     }
@@ -66,7 +54,7 @@ public final class DatagramSink: Sendable {
         // ends; the socket is closed only after it has, so it never reads a reused descriptor.
         shared.stopped.store(true, ordering: .relaxed)
         shutdown(fd, Int32(SHUT_RDWR))
-        pthread_join(receiver, nil)
+        receiver.join()
         close(fd)
         unlink(path)
     }
