@@ -103,9 +103,6 @@ struct ApplyRun: Encodable {
     var failedAgain = 0
     /// An operator stopped the pass (SIGINT or SIGTERM): exit 130 whatever else happened.
     var interrupted = false
-    /// The resources that could not be observed (also in `errors`), for the text summary to
-    /// show alike ones of a target as one line.
-    var observationErrors: [ObservationFailure] = []
     var succeeded: Bool {
         errors.isEmpty && failedAgain == 0 && !records.contains { $0.result == .failed || $0.result == .interrupted }
     }
@@ -207,7 +204,6 @@ struct ApplyRun: Encodable {
                 // Another Bulwark holds the target: nothing tried, nothing recorded; the drift stays.
                 + outcome.busy.map { "not applied, nothing recorded: \($0.remediation.binding.target) \($0.remediation.binding.resource): \($0.reason)" },
             pushed: 0, keptLocally: 0, pushError: nil)
-        run.observationErrors = plan.failures
         run.stale = loaded.stale
         run.failedAgain = outcome.entries.reduce(0) { $1.alreadyRecorded && $1.record.result == .failed ? $0 + 1 : $0 }
         run.remainingDrift = outcome.entries.reduce(0) { [.held, .deferred, .blocked, .escalated].contains($1.record.decision) ? $0 + 1 : $0 }
@@ -266,9 +262,10 @@ struct ApplyRun: Encodable {
     }
 
     func summarize(_ console: Console, plan: Plan, options: RepositoryOptions) {
-        let observed = Set(observationErrors.map(\.line))
+        // Resources that could not be observed (also in `errors`): alike ones of a target as one line.
+        let observed = Set(plan.failures.map(\.line))
         for error in errors where !observed.contains(error) { console.error(error) }
-        for line in ObservationFailure.lines(observationErrors) { console.error(line) }
+        for line in ObservationFailure.lines(plan.failures) { console.error(line) }
         let fixed = records.filter { $0.result == .verified }.count
         let failed = records.filter { $0.result == .failed }.count
         let deferred = records.filter { $0.decision == .deferred }.count
@@ -313,6 +310,9 @@ enum FaultInjection {
         /// `BULWARK_FAULT_PAUSE_BEFORE_RECORD=N`: the record of the Nth applied fix waits (up to
         /// 60 s) until the pass is asked to stop, so that a test can interrupt a pass in its middle.
         let pauseAt: Int?
+        /// `BULWARK_FAULT_HOLD_BEFORE_RECORD=N`: the record of the Nth applied fix waits 60 s
+        /// whatever happens, a fix that does not finish, for a test of the second signal.
+        let holdAt: Int?
         let stop: PassStop?
 
         init(_ inner: Sink, stop: PassStop? = nil) {
@@ -323,10 +323,6 @@ enum FaultInjection {
             pauseAt = environment["BULWARK_FAULT_PAUSE_BEFORE_RECORD"].flatMap { Int($0) }
             holdAt = environment["BULWARK_FAULT_HOLD_BEFORE_RECORD"].flatMap { Int($0) }
         }
-
-        /// `BULWARK_FAULT_HOLD_BEFORE_RECORD=N`: the record of the Nth applied fix waits 60 s
-        /// whatever happens, a fix that does not finish, for a test of the second signal.
-        let holdAt: Int?
 
         func contains(recordID: String) async throws -> Bool { try await inner.contains(recordID: recordID) }
         func beginBuffering() async -> Bool { await inner.beginBuffering() }

@@ -65,10 +65,7 @@ extension Bulwark {
         // As `main()` does, but a command's error reaches the terminal as `Console.print` would
         // show it: its message can quote text from outside (a proposal branch's commit, a
         // target's file), and argument-parser writes it to standard error as it is.
-        if let unknown = unknownCommand(Array(CommandLine.arguments.dropFirst())) {
-            FileHandle.standardError.write(Data(("Error: " + unknown + "\n").utf8))
-            exit(withError: ExitCode(64))
-        }
+        if let unknown = unknownCommand(Array(CommandLine.arguments.dropFirst())) { fail(unknown, code: 64) }
         let command: any ParsableCommand
         do {
             command = try await asyncParseAsRoot()
@@ -89,13 +86,11 @@ extension Bulwark {
         } catch let failure as PolicyRepository.Failure where failure.isBusy && !(command is Run) {
             // Busy, nothing done: 75 (EX_TEMPFAIL), which a script or a timer can retry, apart
             // from the errors (1). The daemon keeps its documented 1 for "could not start".
-            FileHandle.standardError.write(Data(("Error: " + TerminalText.printable(failure.description, colour: false) + "\n").utf8))
-            exit(withError: ExitCode(75))
+            fail(failure.description, code: 75)
         } catch let failure as PolicyRepository.Failure where failure.isUsage {
             // Arguments that do not go with the state directory, or name no repository: a usage
             // error (64), as the README says, without the root command's usage lines.
-            FileHandle.standardError.write(Data(("Error: " + TerminalText.printable(failure.description, colour: false) + "\n").utf8))
-            exit(withError: ExitCode(64))
+            fail(failure.description, code: 64)
         } catch {
             let shown = ShownError.shown(error)
             // A usage mistake found as the command ran: its own usage line, as argument-parser
@@ -115,6 +110,13 @@ extension Bulwark {
 }
 
 extension Bulwark {
+    /// Ends the process with `Error: message` (control characters escaped) and `code`, without
+    /// argument-parser's usage lines.
+    static func fail(_ message: String, code: Int32) -> Never {
+        FileHandle.standardError.write(Data(("Error: " + TerminalText.printable(message, colour: false) + "\n").utf8))
+        exit(withError: ExitCode(code))
+    }
+
     /// Why `arguments` name no command (`bulwark plna --repo R`, which argument-parser calls an
     /// unknown option '--repo'), with the command probably meant; nil when they name one.
     static func unknownCommand(_ arguments: [String]) -> String? {

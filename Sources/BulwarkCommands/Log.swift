@@ -101,8 +101,9 @@ extension Bulwark {
                     let mttr = entry.mttrSeconds.map { String(format: " %.0fms", $0 * 1000) } ?? ""
                     let detected = entry.detectedAt.map(Timestamp.format) ?? ""
                     let mark = entry.untrusted == true ? console.paint("UNTRUSTED ", .red) : ""
-                    // A record with no change says why on a line of its own (a refused revision).
-                    let why = entry.summary?.hasSuffix(": - ") == true || entry.summary?.hasSuffix(": -") == true
+                    // A record of no target (a refused revision, a tampered branch) has no change to
+                    // show: it says why on a line of its own.
+                    let why = entry.target == "-"
                         ? (entry.reason ?? entry.error).map { "\n           " + console.paint(TerminalText.printable($0, colour: false), .dim) } ?? ""
                         : ""
                     console.print("\(console.paint(String((entry.commit ?? "").prefix(10)), .yellow)) \(mark)\(detected)  \(outcome)\(mttr)  \(entry.summary ?? "")\(why)")

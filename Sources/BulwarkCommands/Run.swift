@@ -253,11 +253,8 @@ extension Bulwark {
                     guard let secret else {
                         throw CommandError("--webhook-relay-file needs the webhook secret (\(webhookSecretEnv) or --webhook-secret-file): agents verify what is relayed with it")
                     }
-                    if let timeout = FaultInjection.relayTimeout {
-                        runtime.webhookRelay = try WebhookRelay(file: webhookRelayFile, secret: secret, timeout: timeout)
-                    } else {
-                        runtime.webhookRelay = try WebhookRelay(file: webhookRelayFile, secret: secret)
-                    }
+                    runtime.webhookRelay = try WebhookRelay(file: webhookRelayFile, secret: secret,
+                                                            timeout: FaultInjection.relayTimeout ?? WebhookRelay.defaultTimeout)
                 }
                 if let leases {
                     runtime.leases = leases

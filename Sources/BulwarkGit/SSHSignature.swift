@@ -29,6 +29,15 @@ public struct SSHSignature: Sendable, Hashable {
         self.signature = signature
     }
 
+    /// An armored SSHSIG that carries `publicKey` and a signature of zeros: what `ssh-keygen -Y
+    /// find-principals` needs to say whether an allowed_signers file lists the key (it reads the
+    /// key and never checks the signature). Never a signature of anything.
+    public static func carrying(publicKey: [UInt8]) -> String {
+        let zeros = SSHWriter.strings([Array("ssh-ed25519".utf8), [UInt8](repeating: 0, count: 64)])
+        return SSHSigningKey.armored(Array("SSHSIG".utf8) + SSHWriter.uint32(1)
+            + SSHWriter.strings([publicKey, Array("git".utf8), [], Array("sha512".utf8), zeros])) + "\n"
+    }
+
     /// The key as an allowed_signers field (`ssh-ed25519 AAAA…`), when it names its type.
     public var publicKeyLine: String? {
         var reader = SSHReader(publicKey)

@@ -68,13 +68,13 @@ package actor PolicyRepository: AuditSink {
             case failed(String)
         }
 
-        /// Arguments that do not fit the state directory or name no repository: the caller's
-        /// mistake, nothing to retry.
         /// Another process holds the state directory: nothing was done, try again later.
         package var isBusy: Bool {
             if case .locked = self { true } else { false }
         }
 
+        /// Arguments that do not fit the state directory or name no repository: the caller's
+        /// mistake, nothing to retry.
         package var isUsage: Bool {
             switch self {
             case .otherRemote, .otherAuditBranch, .noRepository: true
@@ -244,9 +244,9 @@ package actor PolicyRepository: AuditSink {
         // An instance that has committed nothing yet: no need to look for its last number.
         if trail.committed == false { sequence = 0 }
         // A clone that never fetched anything (its --repo was mistyped) holds nothing of that
-        // origin: it takes the one given now, rather than refusing the corrected command.
-        let fetched = try !opened.references(matching: "refs/remotes/*").isEmpty || !opened.references(matching: "refs/heads/*").isEmpty
-        if let existing = try repository.remoteURL("origin"), existing != configuration.url, fetched {
+        // origin: it takes the one given now, rather than refusing the corrected command. Its
+        // references are read only then, not at every start (a fleet's clone holds many).
+        if let existing = try opened.remoteURL("origin"), existing != configuration.url, try Self.hasFetched(opened) {
             throw Failure.otherRemote(configuration.stateDirectory, existing)
         }
         try repository.ensureRemote("origin", url: configuration.url)
@@ -275,6 +275,11 @@ package actor PolicyRepository: AuditSink {
         }
         return ["the state directory \(directory) was mode \(String(info.st_mode & 0o777, radix: 8)); it is now 0700 "
                 + "(it holds the clone, whose configuration keeps the origin's URL)"]
+    }
+
+    /// Whether a state clone holds anything fetched or committed (any branch, any remote branch).
+    private static func hasFetched(_ clone: Repository) throws -> Bool {
+        try !clone.references(matching: "refs/remotes/*").isEmpty || !clone.references(matching: "refs/heads/*").isEmpty
     }
 
     /// Creates the state directory (and its parents) if needed, and checks that this user can

@@ -295,18 +295,10 @@ enum ListedKeys {
                         + "\(info.st_ctim.tv_sec).\(info.st_ctim.tv_nsec)", Data(key).base64EncodedString()].joined(separator: "\u{0}")
         let now = ContinuousClock.now
         if let known = answers.withLock({ $0[cacheKey] }), now - known.at < lifetime { return known.listed }
-        func string(_ bytes: [UInt8]) -> [UInt8] {
-            let count = UInt32(bytes.count)
-            return [UInt8(count >> 24), UInt8(count >> 16 & 0xff), UInt8(count >> 8 & 0xff), UInt8(count & 0xff)] + bytes
-        }
-        // The key, and a signature of zeros that nothing here checks.
-        let blob = Array("SSHSIG".utf8) + [0, 0, 0, 1] + string(key) + string(Array("git".utf8)) + string([])
-            + string(Array("sha512".utf8)) + string(string(Array("ssh-ed25519".utf8)) + string([UInt8](repeating: 0, count: 64)))
-        let armored = "-----BEGIN SSH SIGNATURE-----\n" + Data(blob).base64EncodedString(options: .lineLength76Characters)
-            + "\n-----END SSH SIGNATURE-----\n"
         let path = folder + "/key.sig"
         unlink(path)
-        guard FileManager.default.createFile(atPath: path, contents: Data(armored.utf8), attributes: [.posixPermissions: 0o600]) else {
+        guard FileManager.default.createFile(atPath: path, contents: Data(SSHSignature.carrying(publicKey: key).utf8),
+                                             attributes: [.posixPermissions: 0o600]) else {
             throw CommandError("cannot write \(path) to look the signing key up")
         }
         let found = try SourceVerification.runTool(SourceVerification.executable, ["-Y", "find-principals", "-s", path, "-f", file],

@@ -54,7 +54,10 @@ package final class WebhookRelay: Sendable {
 
     /// Checks the list once (it must be readable and name at least one valid URL), so that a wrong
     /// path fails at start rather than at the first push.
-    package init(file: String, secret: [UInt8], concurrency: Int = 32, timeout: Duration = .seconds(5)) throws {
+    /// How long a relay waits for each agent's answer unless told otherwise.
+    package static let defaultTimeout: Duration = .seconds(5)
+
+    package init(file: String, secret: [UInt8], concurrency: Int = 32, timeout: Duration = defaultTimeout) throws {
         self.file = file
         self.secret = secret
         self.concurrency = max(1, concurrency)
