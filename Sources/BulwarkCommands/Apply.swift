@@ -60,7 +60,8 @@ extension Bulwark {
 }
 
 extension ApplyRun {
-    /// `apply --output json` of a refused revision: nothing changed, the errors, `refused`.
+    /// `apply --output json` of a refused revision: nothing changed, the errors, `refused`, and
+    /// the refusal's record when this run committed it.
     struct Refused: Encodable {
         var schemaVersion = JSONSchema.version
         var revision: Revision
@@ -68,6 +69,7 @@ extension ApplyRun {
         var errors: [String]
         var pushed = 0
         var keptLocally = 0
+        var pushError: String?
         var notificationsDelivered = 0
         var notificationsPending = 0
         var remainingDrift = 0
@@ -76,6 +78,21 @@ extension ApplyRun {
         init(_ refused: RevisionRefused) {
             revision = Revision(refused.revision)
             errors = refused.errors
+            if let recorded = refused.recorded {
+                records = [DecisionJSON(recorded.record, commit: recorded.commit)]
+                (pushed, keptLocally, pushError) = ApplyRun.counts(recorded.publication, commits: 1)
+            }
+        }
+    }
+
+    /// Pushed and kept commits, and why not pushed, from a push's outcome. Nil: the push failed
+    /// before it said anything, and the `commits` written stay local.
+    static func counts(_ publication: PolicyRepository.Publication?, commits: Int) -> (pushed: Int, kept: Int, error: String?) {
+        switch publication {
+        case .upToDate: (0, 0, nil)
+        case .pushed(let count): (count, 0, nil)
+        case .keptLocally(let count, let reason): (0, count, reason)
+        case nil: (0, commits, "the push failed")
         }
     }
 }
@@ -195,9 +212,12 @@ struct ApplyRun: Encodable {
         // No copy of the pass's entries when nothing was recovered, and no filtered copy of them:
         // each is about 600 bytes, and these copies were alive through the push.
         let entries = recovered.isEmpty ? outcome.entries : recovered + outcome.entries
+        // Refused approvals were recorded and pushed while the revision loaded: records of this run too.
+        let refusals = loaded.refusalsRecorded
         var run = ApplyRun(
-            revision: loaded.state.revision, records: entries.compactMap { $0.alreadyRecorded ? nil : $0.record },
-            commits: Dictionary(entries.lazy.compactMap { e in e.commit.map { (e.record.id, $0) } }, uniquingKeysWith: { a, _ in a }),
+            revision: loaded.state.revision, records: refusals.map(\.record) + entries.compactMap { $0.alreadyRecorded ? nil : $0.record },
+            commits: Dictionary(refusals.map { ($0.record.id, $0.commit) } + entries.lazy.compactMap { e in e.commit.map { (e.record.id, $0) } },
+                                uniquingKeysWith: { a, _ in a }),
             errors: outcome.auditFailures.map { "audit record not committed: \($0)" }
                 + (outcome.halted.map { ["stopped changing systems: \($0) (\(outcome.notAttempted) fix\(outcome.notAttempted == 1 ? "" : "es") left for the next run)"] } ?? [])
                 + plan.failures.map(\.line)
@@ -208,12 +228,9 @@ struct ApplyRun: Encodable {
         run.failedAgain = outcome.entries.reduce(0) { $1.alreadyRecorded && $1.record.result == .failed ? $0 + 1 : $0 }
         run.remainingDrift = outcome.entries.reduce(0) { [.held, .deferred, .blocked, .escalated].contains($1.record.decision) ? $0 + 1 : $0 }
             + outcome.busy.count
-        switch try await loaded.repository.publish() {
-        case .upToDate: break
-        case .pushed(let count): run.pushed = count
-        case .keptLocally(let count, let reason):
-            run.keptLocally = count
-            run.pushError = reason
+        (run.pushed, run.keptLocally, run.pushError) = counts(try await loaded.repository.publish(), commits: 0)
+        for refusal in refusals {
+            run.pushed += counts(refusal.publication, commits: 1).pushed
         }
         if let delivered = await delivery {
             run.notificationsDelivered = delivered.delivered

@@ -221,6 +221,8 @@ struct RepositoryOptions: ParsableArguments {
 struct RevisionRefused: Error, CustomStringConvertible {
     var revision: ObjectID
     var errors: [String]
+    /// The refusal's record, when this run committed it (apply; plan records nothing).
+    var recorded: RevisionRefusal.Recorded? = nil
     var description: String { "revision \(revision.short) is refused" }
 }
 
@@ -264,13 +266,15 @@ struct LoadedRevision {
             console.error("revision \(head.short) is refused; nothing was changed.")
             console.print(error.description, to: .standardError)
             let errors = error.errors.map(\.description)
-            if recordRefusal { await RevisionRefusal.record(of: head, errors: errors, in: repository, console: console) }
-            throw RevisionRefused(revision: head, errors: errors)
+            let recorded = recordRefusal ? await RevisionRefusal.record(of: head, errors: errors, in: repository, console: console) : nil
+            throw RevisionRefused(revision: head, errors: errors, recorded: recorded)
         }
     }
 
     /// Whether a refusal is committed to the audit branch (apply and the daemon; plan writes nothing).
     var recordRefusal = false
+    /// Refused approvals this run recorded while loading (apply): they are the pass's records too.
+    var refusalsRecorded: [RevisionRefusal.Recorded] = []
 }
 
 extension ExitCode {
@@ -311,21 +315,23 @@ extension RepositoryOptions {
             console.warn(state.warnings)
             let provenance = await Provenance.establish(&state, head: head, repository: repository, registry: Bulwark.registry(),
                                                         stateDirectory: stateDirectory, verification: sourceVerification)
+            var refusalsRecorded: [RevisionRefusal.Recorded] = []
             if recordRefusal {
-                await provenance.recordRefusals(head: head, in: repository, console: console)
+                refusalsRecorded = await provenance.recordRefusals(head: head, in: repository, console: console)
             } else {
                 for refusal in provenance.refusedApprovals { console.warn(refusal.reason) }
             }
             AgentSelection.restrict(&state, to: targets)
             return LoadedRevision(repository: repository, state: state, head: head, provenance: provenance,
-                                  verification: sourceVerification, stale: stale, recordRefusal: recordRefusal)
+                                  verification: sourceVerification, stale: stale, recordRefusal: recordRefusal,
+                                  refusalsRecorded: refusalsRecorded)
         } catch {
             console.error("revision \(head.short) of \(displayURL) \(branch) is refused; nothing was changed.")
             console.print("\(error)", to: .standardError)
             let errors = (error as? ValidationFailure)?.errors.map(\.description)
                 ?? (error as? SourceVerification.Refusal)?.problems ?? ["\(error)"]
-            if recordRefusal { await RevisionRefusal.record(of: head, errors: errors, in: repository, console: console) }
-            throw RevisionRefused(revision: head, errors: errors)
+            let recorded = recordRefusal ? await RevisionRefusal.record(of: head, errors: errors, in: repository, console: console) : nil
+            throw RevisionRefused(revision: head, errors: errors, recorded: recorded)
         }
     }
 }

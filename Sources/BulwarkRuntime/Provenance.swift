@@ -316,11 +316,16 @@ package struct Provenance: Sendable {
         return nil
     }
 
-    /// Records each refused approval once on the audit branch.
-    package func recordRefusals(head: ObjectID, in repository: PolicyRepository, console: Console) async {
+    /// Records each refused approval once on the audit branch; returns the records this call committed.
+    @discardableResult
+    package func recordRefusals(head: ObjectID, in repository: PolicyRepository, console: Console) async -> [RevisionRefusal.Recorded] {
+        var recorded: [RevisionRefusal.Recorded] = []
         for refusal in refusedApprovals {
             console.warn(refusal.reason)
-            await RevisionRefusal.record(of: head, errors: [refusal.reason], in: repository, console: console)
+            if let one = await RevisionRefusal.record(of: head, errors: [refusal.reason], in: repository, console: console) {
+                recorded.append(one)
+            }
         }
+        return recorded
     }
 }

@@ -36,16 +36,37 @@ package struct RuntimeOptions: Sendable {
 /// The record of a refused revision, committed once per revision and errors and pushed, so
 /// that `git log` explains why nothing happened.
 package enum RevisionRefusal {
-    package static func record(of head: ObjectID, errors: [String], in repository: PolicyRepository, console: Console) async {
+    /// A refusal committed by this run: its record, its commit, and what pushing it achieved
+    /// (nil when the push itself failed), so that `apply --output json` lists it and counts it.
+    package struct Recorded: Sendable {
+        package var record: AuditRecord
+        package var commit: String
+        package var publication: PolicyRepository.Publication?
+    }
+
+    /// Commits and pushes the refusal's record; nil when an earlier run recorded it already or
+    /// it could not be committed (a warning says why).
+    @discardableResult
+    package static func record(of head: ObjectID, errors: [String], in repository: PolicyRepository,
+                               console: Console) async -> Recorded? {
         let record = AuditRecord.refusal(revision: Revision(head), errors: errors, at: Date())
+        let commit: String
         do {
-            guard try await !repository.contains(recordID: record.id) else { return }
-            _ = try await repository.write(record)
-            if case .keptLocally(_, let reason) = try await repository.publish() {
+            guard try await !repository.contains(recordID: record.id) else { return nil }
+            commit = try await repository.write(record)
+        } catch {
+            console.warn("cannot record the refusal on the audit branch: \(error)")
+            return nil
+        }
+        var recorded = Recorded(record: record, commit: commit, publication: nil)
+        do {
+            recorded.publication = try await repository.publish()
+            if case .keptLocally(_, let reason) = recorded.publication {
                 console.warn("the refusal record is kept locally and pushed on the next run: \(reason)")
             }
         } catch {
-            console.warn("cannot record the refusal on the audit branch: \(error)")
+            console.warn("the refusal record is kept locally and pushed on the next run: \(error)")
         }
+        return recorded
     }
 }

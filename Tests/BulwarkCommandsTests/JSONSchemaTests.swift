@@ -94,7 +94,19 @@ struct JSONSchemaTests {
                 let document = try #require(try JSONSerialization.jsonObject(with: Data(refused.stdout.utf8)) as? [String: Any])
                 #expect(document["refused"] as? Bool == true)
                 #expect((document["errors"] as? [String])?.contains { $0.contains("Bad_Name") } == true, "\(document)")
+                // apply records the refusal and pushes it: the document lists it and counts it.
+                if command == "apply" {
+                    let records = try #require(document["records"] as? [[String: Any]])
+                    #expect(records.count == 1 && document["pushed"] as? Int == 1, "\(document)")
+                    let commit = try #require(records.first?["commit"] as? String)
+                    let onOrigin = try git("-C", s.origin, "log", "--format=%H", "bulwark/audit")
+                    #expect(onOrigin.split(separator: "\n").contains(Substring(commit)), "\(onOrigin)")
+                }
             }
+            // Refused again: recorded before, so nothing new in this run's document.
+            let again = try s.run("apply", "--output", "json")
+            let document = try #require(try JSONSerialization.jsonObject(with: Data(again.stdout.utf8)) as? [String: Any])
+            #expect((document["records"] as? [Any])?.isEmpty == true && document["pushed"] as? Int == 0, "\(document)")
         }
     }
 

@@ -130,10 +130,15 @@ import Testing
             // Bob signs an approval that names Alice: the signer, not the file, is the approver.
             let before = try s.snapshot()
             try helpers.commit(s, [("approvals/\(id).yaml", approval("Alice <alice@example.org>"), bob)])
-            let forged = try s.run("apply", "--trusted-signers", signers)
+            let forged = try s.run("apply", "--trusted-signers", signers, "--output", "json")
             #expect(forged.stderr.contains("names Alice <alice@example.org> as approver but was committed by bob@example.org"), "\(forged.stderr)")
             #expect(try s.snapshot() == before, "nothing was applied")
             #expect(try s.trailers("Bulwark-Decision").filter { $0 == "refused" }.count == 1)
+            // The refusal is one of this run's records, pushed, in apply's document too.
+            let document = try #require(try JSONSerialization.jsonObject(with: Data(forged.stdout.utf8)) as? [String: Any])
+            let records = try #require(document["records"] as? [[String: Any]])
+            #expect(records.filter { $0["decision"] as? String == "refused" }.count == 1, "\(records)")
+            #expect(document["pushed"] as? Int ?? 0 >= 1, "\(document)")
 
             // Alice signs her own approval: the fix goes through, approved by her verified principal.
             try helpers.commit(s, [("approvals/\(id).yaml", approval("Alice <alice@example.org>") + "\n", alice)])
