@@ -207,9 +207,14 @@ package struct SourceVerification: Sendable {
                                   + "(or whose valid-after/valid-before there does not include now)")
         // Whether the file lists the key is asked once per key (`ListedKeys`): commits signed by a
         // made-up key (anyone with push access can sign any number) must not cost a process each.
-        if let parsed = SSHSignature(armored: signed.signature),
-           try !ListedKeys.listed(parsed.publicKey, in: allowedSigners, folder: folder) {
-            return .failure(notListed)
+        if let parsed = SSHSignature(armored: signed.signature) {
+            guard try ListedKeys.listed(parsed.publicKey, in: allowedSigners, folder: folder) else { return .failure(notListed) }
+        } else if !UnparsedSignatures.mayCheck() {
+            // Nor may garbage: ssh-keygen reads a little more than Bulwark does (it is the judge of
+            // what it accepts), so it gets a few a minute, never thousands.
+            return .failure(Untrusted(description: "its signature is not one Bulwark can read, and more than "
+                                      + "\(UnparsedSignatures.perMinute) such signatures came within a minute: the rest are "
+                                      + "refused without asking ssh-keygen"))
         }
         let signatureFile = folder + "/commit.sig"
         let dataFile = folder + "/commit.data"
@@ -280,7 +285,8 @@ package struct SourceVerification: Sendable {
 /// never checks the signature's bytes, so its answer is the file's, for that key, now. Asked once
 /// per key, version of the file (its identity, size and times) and minute (a line's valid-after
 /// and valid-before move with the clock), not once per commit: thousands of records signed by one
-/// made-up key cost one run. ssh-keygen reads the file, so every way it can be written counts.
+/// made-up key cost two runs (a "not listed" is kept only when it holds a minute later too).
+/// ssh-keygen reads the file, so every way it can be written counts.
 enum ListedKeys {
     private static let answers = Mutex<[String: (listed: Bool, at: ContinuousClock.Instant)]>([:])
     /// How long an answer holds.
@@ -288,7 +294,8 @@ enum ListedKeys {
     /// Answers kept at most (all are dropped when full).
     static let capacity = 4096
 
-    static func listed(_ key: [UInt8], in file: String, folder: String) throws -> Bool {
+    /// `time`: when the file is read for (its valid-after and valid-before); now unless a test says.
+    static func listed(_ key: [UInt8], in file: String, folder: String, at time: Date = Date()) throws -> Bool {
         var info = stat()
         guard stat(file, &info) == 0 else { return true }  // ssh-keygen says why
         let cacheKey = [file, "\(info.st_dev) \(info.st_ino) \(info.st_size) \(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec) "
@@ -301,13 +308,49 @@ enum ListedKeys {
                                              attributes: [.posixPermissions: 0o600]) else {
             throw CommandError("cannot write \(path) to look the signing key up")
         }
-        let found = try SourceVerification.runTool(SourceVerification.executable, ["-Y", "find-principals", "-s", path, "-f", file],
-                                                   folder: folder)
-        let listed = found.status == 0 && !found.output.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty
-        answers.withLock { answers in
-            if answers.count >= capacity { answers.removeAll() }
-            answers[cacheKey] = (listed, now)
+        func ask(at time: Date) throws -> Bool {
+            let found = try SourceVerification.runTool(SourceVerification.executable,
+                                                       ["-Y", "find-principals", "-s", path, "-f", file, "-O", "verify-time=" + verifyTime(time)],
+                                                       folder: folder)
+            return found.status == 0 && !found.output.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty
+        }
+        let listed = try ask(at: time)
+        // "Listed" is checked again by `-Y verify`, at its own time. "Not listed" is kept only if it
+        // still holds when it expires: a valid-after that passes within the minute is not waited out.
+        let holds = try listed || !ask(at: time.addingTimeInterval(Double(lifetime.components.seconds)))
+        if holds {
+            answers.withLock { answers in
+                if answers.count >= capacity { answers.removeAll() }
+                answers[cacheKey] = (listed, now)
+            }
         }
         return listed
+    }
+
+    /// `time` as ssh-keygen's `verify-time` takes it, in UTC.
+    static func verifyTime(_ time: Date) -> String {
+        var seconds = time_t(time.timeIntervalSince1970)
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        return String(format: "%04d%02d%02d%02d%02d%02dZ", parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday,
+                      parts.tm_hour, parts.tm_min, parts.tm_sec)
+    }
+}
+
+/// Signatures Bulwark cannot read (not an armored SSHSIG it parses) are still handed to
+/// ssh-keygen, whose reading is the one that counts, but at most `perMinute` a minute in a
+/// process: a branch of garbage-signed commits costs a few processes, not one each.
+enum UnparsedSignatures {
+    static let perMinute = 16
+    private static let window = Mutex<(start: ContinuousClock.Instant, used: Int)>((.now, 0))
+
+    /// Whether one more may go to ssh-keygen now (counted when it may).
+    static func mayCheck(now: ContinuousClock.Instant = .now) -> Bool {
+        window.withLock { window in
+            if now - window.start >= .seconds(60) { window = (now, 0) }
+            guard window.used < perMinute else { return false }
+            window.used += 1
+            return true
+        }
     }
 }

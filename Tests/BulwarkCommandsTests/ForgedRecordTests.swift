@@ -17,7 +17,9 @@ import Testing
     /// An unsigned commit carrying `trailers` (signed with the SSH key at `signingKey` if given),
     /// pushed to the origin's audit branch (made when there is none yet), as `forge.py` of the
     /// review does; returns its id.
-    static func forge(_ s: Scenario, subject: String, trailers: [(String, String)], signingKey: String? = nil) throws -> String {
+    /// `signingProgram`: git's `gpg.ssh.program`, for a signature written otherwise than ssh-keygen writes it.
+    static func forge(_ s: Scenario, subject: String, trailers: [(String, String)], signingKey: String? = nil,
+                      signingProgram: String? = nil) throws -> String {
         let work = s.dir + "/forger-\(UUID().uuidString.prefix(8))"
         try git("clone", "-q", s.origin, work)
         let exists = try git("ls-remote", s.origin, "refs/heads/bulwark/audit", in: work)
@@ -29,6 +31,7 @@ import Testing
         }
         let message = subject + "\n\n" + trailers.map { "\($0.0): \($0.1)" }.joined(separator: "\n") + "\n"
         let signing = signingKey.map { ["-c", "gpg.format=ssh", "-c", "user.signingkey=\($0)", "-c", "commit.gpgsign=true"] }
+            .map { signed in signingProgram.map { signed + ["-c", "gpg.ssh.program=\($0)"] } ?? signed }
             ?? ["-c", "commit.gpgsign=false"]
         try git(["-c", "user.name=Bulwark", "-c", "user.email=bulwark@localhost"] + signing
                 + ["commit", "-q", "--allow-empty", "-m", message], in: work)
@@ -84,7 +87,8 @@ import Testing
 
     /// An unsigned record of root login fixed a millisecond after `detected`: what someone with
     /// push access would write to improve the figures.
-    static func forgeFastFix(_ s: Scenario, id: String, at detected: Date, signingKey: String? = nil) throws {
+    static func forgeFastFix(_ s: Scenario, id: String, at detected: Date, signingKey: String? = nil,
+                             signingProgram: String? = nil) throws {
         _ = try forge(s, subject: "remediate(\(resource)): local PermitRootLogin yes -> no",
                       trailers: [("Bulwark-Id", id), ("Bulwark-Controller", "host-hardening"), ("Bulwark-Target", "local"),
                                  ("Bulwark-Resource", resource), ("Bulwark-Severity", "high"), ("Bulwark-Mode", "enforce"),
@@ -92,7 +96,7 @@ import Testing
                                  ("Bulwark-Desired-Commit", String(repeating: "0", count: 40)),
                                  ("Bulwark-Detected-At", Timestamp.format(detected)),
                                  ("Bulwark-Verified-At", Timestamp.format(detected.addingTimeInterval(0.001)))],
-                  signingKey: signingKey)
+                  signingKey: signingKey, signingProgram: signingProgram)
     }
 
     /// A forged record of a fix verified a millisecond after its detection, pushed by someone
@@ -166,9 +170,54 @@ import Testing
             #expect(report["records"] as? Int == own + 1, "the replica's record counts: \(report)")
             #expect(report["untrustedRecords"] as? Int == 5, "\(report)")
             let runs = ((try? read(dir + "/keygen.log")) ?? "").split(separator: "\n")
-            // One lookup of each key (the stranger's, the replica's) and one of the replica's
-            // signature: 3, whatever the number of forged commits (6 before, one per commit).
-            #expect(runs.filter { $0 == "find-principals" }.count == 3, "ssh-keygen runs: \(runs)")
+            // One lookup of each key (the stranger's twice: now and a minute on), and one of the
+            // replica's signature: 4, whatever the number of forged commits (6 before, one per commit).
+            #expect(runs.filter { $0 == "find-principals" }.count == 4, "ssh-keygen runs: \(runs)")
+        }
+    }
+
+    /// Signatures Bulwark cannot read go to ssh-keygen, the judge of what it accepts, at most 16 a
+    /// minute: a replica's record whose armor only ssh-keygen reads (its base64 on one line, with
+    /// spaces) still counts, and 24 commits signed with garbage cost 16 runs, not 24.
+    @Test func unreadableSignaturesCostAtMostSixteenSshKeygenRunsAMinute() async throws {
+        try await withTemporaryDirectory { dir in
+            let (s, _, signed) = try Self.signedScenario(dir)
+            let own = try s.auditCommits().count
+            let replica = try LastAppliedTests().key(dir, "replica")
+            try write(dir + "/audit_signers", replica.line)
+            let detected = Date(timeIntervalSince1970: 1_796_119_200)
+            // git signs through these: ssh-keygen's signature, then rewritten.
+            let sign = "#!/bin/sh\n/usr/bin/ssh-keygen \"$@\" || exit 1\nfor last; do :; done\n"
+            try write(dir + "/spaced-sign", sign + "{ head -n1 \"$last.sig\"; sed '1d;$d' \"$last.sig\" | paste -sd' '; tail -n1 \"$last.sig\"; } "
+                      + "> \"$last.sig.new\" && mv \"$last.sig.new\" \"$last.sig\"\n", mode: 0o755)
+            try write(dir + "/garbage-sign", sign + "printf -- '-----BEGIN SSH SIGNATURE-----\\n%s\\n-----END SSH SIGNATURE-----\\n' "
+                      + "\"$(head -c 90 /dev/urandom | base64 -w0)\" > \"$last.sig\"\n", mode: 0o755)
+            try Self.forgeFastFix(s, id: "01REPL1CASPACEDF1X00000000", at: detected, signingKey: dir + "/key-replica",
+                                  signingProgram: dir + "/spaced-sign")
+            let spaced = try git("--git-dir", s.origin, "cat-file", "commit", "bulwark/audit")
+            #expect(spaced.split(separator: "\n").contains { $0.hasPrefix(" U1NIU0lH") && $0.count > 140 && $0.contains("= ") == false }, "\(spaced)")
+            for index in 0..<24 {
+                try Self.forgeFastFix(s, id: "01GARBAGEFASTF1X0000000\(index + 10)", at: detected, signingKey: dir + "/key-replica",
+                                      signingProgram: dir + "/garbage-sign")
+            }
+            try FileManager.default.createDirectory(atPath: dir + "/bin", withIntermediateDirectories: true)
+            try write(dir + "/bin/ssh-keygen", "#!/bin/sh\necho \"$2\" >> \(dir)/keygen.log\nexec /usr/bin/ssh-keygen \"$@\"\n", mode: 0o755)
+            let checked = try s.run("report", "--output", "json", signed[0], signed[1], signed[2], signed[3],
+                                    "--audit-signers", dir + "/audit_signers", environment: ["PATH": dir + "/bin:/usr/bin:/bin"])
+            #expect(checked.status == 0, "\(checked.stderr)")
+            let report = try #require(try JSONSerialization.jsonObject(with: Data(checked.stdout.utf8)) as? [String: Any])
+            #expect(report["untrustedRecords"] as? Int ?? 0 >= 24, "\(report)")
+            let runs = ((try? read(dir + "/keygen.log")) ?? "").split(separator: "\n")
+            // 16 unreadable signatures looked up (the spaced one among them or not), whatever their number.
+            #expect(runs.filter { $0 == "find-principals" }.count == 16, "ssh-keygen runs: \(runs)")
+
+            // Alone, the record whose armor only ssh-keygen reads is the replica's, and counts.
+            try git("--git-dir", s.origin, "update-ref", "refs/heads/bulwark/audit", "bulwark/audit~24")
+            let alone = try s.run("report", "--output", "json", signed[0], signed[1], signed[2], signed[3],
+                                  "--audit-signers", dir + "/audit_signers")
+            let counted = try #require(try JSONSerialization.jsonObject(with: Data(alone.stdout.utf8)) as? [String: Any])
+            #expect(counted["records"] as? Int == own + 1, "\(counted)")
+            #expect(counted["untrustedRecords"] == nil || counted["untrustedRecords"] as? Int == 0, "\(counted)")
         }
     }
 

@@ -4,9 +4,9 @@ import BulwarkTestSupport
 import Foundation
 import Testing
 
-/// `SourceVerification.certainlyUnlisted`, the check that spares an ssh-keygen run for a
-/// signature by a key the allowed_signers file does not list: it says "unlisted" only when
-/// ssh-keygen could not find the key either, with real keys signed by ssh-keygen.
+/// `ListedKeys`, the check that spares an ssh-keygen run for each signature by a key the
+/// allowed_signers file does not list: it says "unlisted" only when ssh-keygen could not find
+/// the key either, with real keys signed by ssh-keygen.
 @Suite struct UnlistedKeyTests {
     /// A key of `type` made by ssh-keygen, a signature it made (namespace git), and the file of that signature.
     func key(_ dir: String, _ name: String, type: String = "ed25519") throws -> (line: String, signature: SSHSignature, file: String) {
@@ -61,6 +61,24 @@ import Testing
             #expect(try !ListedKeys.listed(stranger.signature.publicKey, in: file, folder: dir))
             try write(file, "a@x \(listed.line)\nb@x \(stranger.line)\n")
             #expect(try ListedKeys.listed(stranger.signature.publicKey, in: file, folder: dir))
+        }
+    }
+
+    /// A key whose valid-after passes within the minute an answer is kept: "not listed" before it,
+    /// listed right after it, not a minute later (the answer was kept for the minute before).
+    /// And a key listed until a valid-before: not listed once it has passed.
+    @Test func aKeyBecomesListedWhenItsValidAfterPassesNotAMinuteLater() async throws {
+        try await withTemporaryDirectory { dir in
+            let key = try key(dir, "soon")
+            let validAfter = Date(timeIntervalSince1970: 1_900_000_000)
+            let file = dir + "/allowed"
+            try write(file, "a@x valid-after=\"\(ListedKeys.verifyTime(validAfter))\" \(key.line)\n")
+            #expect(try !ListedKeys.listed(key.signature.publicKey, in: file, folder: dir, at: validAfter.addingTimeInterval(-30)))
+            #expect(try ListedKeys.listed(key.signature.publicKey, in: file, folder: dir, at: validAfter.addingTimeInterval(1)))
+            // Long before it, "not listed" holds for the minute and is kept.
+            let other = dir + "/allowed-other"
+            try write(other, "a@x valid-after=\"\(ListedKeys.verifyTime(validAfter))\" \(key.line)\n")
+            #expect(try !ListedKeys.listed(key.signature.publicKey, in: other, folder: dir, at: validAfter.addingTimeInterval(-3600)))
         }
     }
 }

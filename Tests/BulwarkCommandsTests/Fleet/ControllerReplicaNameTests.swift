@@ -112,7 +112,7 @@ import Testing
             }
             let a = try Self.replica(server, origin: origin, name: "a", state: "a", dir: dir)
             try #require(a.wait(seconds: 60) { blocked() }, "a's pass waits on a locked role: \(Self.holders(server))\n\(a.log)")
-            try Self.leases(server, "INSERT INTO bulwark_replicas (name, expires_at) VALUES ('\(joining)', now() + interval '1 hour')")
+            _ = try Self.leases(server, "INSERT INTO bulwark_replicas (name, expires_at) VALUES ('\(joining)', now() + interval '1 hour')")
             // Two of a's lease rounds after the join (its heartbeat renewed twice over), while its
             // pass is still stuck. A round comes every third of the TTL: the first after the join
             // renews it to at most a round and a TTL past the join, the second to later.
