@@ -326,6 +326,7 @@ extension Bulwark {
                     await leases.close()
                     throw ExitCode(Self.replicaNameInUse)
                 }
+                watchdog.leaving { await leases.leave() }
                 // Another process taking the name later (this one paused past its heartbeat) stops
                 // this one after the cycle in flight, which its lost leases keep from changing anything.
                 services.insert(.init(service: LeaseService(daemon: daemon, leases: leases), failureTerminationBehavior: .gracefullyShutdownGroup), at: 0)
@@ -424,23 +425,38 @@ struct ReconcileService: Service {
 /// group traps them for the graceful path: a signal in between reached neither, and the daemon
 /// went on to start, change systems, and exit 75 at the end of the grace. Until the services
 /// have started (`servicesStarted`) a signal ends the process at once, with status 0: nothing
-/// has been fetched or changed yet.
+/// has been fetched or changed yet. A controller replica that already took its name
+/// (`leaving`) gives it up first, for at most 5 s: a restart under that name is not refused
+/// until the heartbeat expires.
 final class ShutdownWatchdog {
     private let sources: [any DispatchSourceSignal]
     /// To call once the service group traps the signals and runs the services: a signal from
     /// then on takes the graceful path, and the watchdog only bounds it.
     let servicesStarted: @Sendable () -> Void
+    /// What a signal before the services started gives up before the process ends (a replica's name).
+    private final class Leave: Sendable {
+        let body = Mutex<(@Sendable () async -> Void)?>(nil)
+    }
+    private let leave = Leave()
 
     init(grace: Int, logger: Logger) {
         let queue = DispatchQueue(label: "bulwark-shutdown-watchdog")
         let started = Mutex(false)
         servicesStarted = { started.withLock { $0 = true } }
+        let leave = self.leave
         sources = [SIGTERM, SIGINT].map { signal in
             let source = DispatchSource.makeSignalSource(signal: signal, queue: queue)
             source.setEventHandler {
                 guard started.withLock({ $0 }) else {
                     logger.notice("stopped by a signal before the daemon started; nothing was fetched or changed")
-                    exit(0)
+                    // Taken once: a second signal, or the 5 s bound, ends the process at once.
+                    guard let leaving = leave.body.withLock({ $0.take() }) else { exit(0) }
+                    queue.asyncAfter(deadline: .now() + .seconds(5)) { exit(0) }
+                    Task {
+                        await leaving()
+                        queue.async { exit(0) }
+                    }
+                    return
                 }
                 queue.asyncAfter(deadline: .now() + .seconds(grace)) {
                     let killed = BoundedProcess.killRunning()
@@ -452,5 +468,10 @@ final class ShutdownWatchdog {
             source.resume()
             return source
         }
+    }
+
+    /// Gives `body` the last word when a signal comes before the services started.
+    func leaving(_ body: @escaping @Sendable () async -> Void) {
+        leave.body.withLock { $0 = body }
     }
 }

@@ -13,11 +13,13 @@ import Testing
     /// waits scale from it.
     static let ttl = ControllerFailoverTests.ttl
 
-    static func replica(_ server: PostgresServer, origin: String, name: String, state: String, dir: String) throws -> DaemonProcess {
+    static func replica(_ server: PostgresServer, origin: String, name: String, state: String, dir: String,
+                        environment: [String: String] = [:]) throws -> DaemonProcess {
         try DaemonProcess(["--repo", origin, "--state-dir", dir + "/state-\(state)", "--secrets-dir", server.directory,
                            "--poll", "1", "--controller", "--replica", name, "--lease-ttl", String(ttl),
                            "--lease-dsn", try leaseDatabase(server).dsn],
-                          environment: ["BULWARK_LEASE_PASSWORD": try leaseDatabase(server).password], logPath: dir + "/\(name)-\(state).log")
+                          environment: environment.merging(["BULWARK_LEASE_PASSWORD": try leaseDatabase(server).password]) { $1 },
+                          logPath: dir + "/\(name)-\(state).log")
     }
 
     /// `sql` in the lease database.
@@ -75,6 +77,35 @@ import Testing
                     "the restarted replica holds its share: \(Self.holders(server))\n\(restarted.log)")
             #expect(restarted.terminate() == 0, "\(restarted.log.suffix(4000))")
             #expect(other.terminate() == 0, "\(other.log.suffix(4000))")
+        }
+    }
+
+    /// Guard: SIGTERM after a replica took its name and before its services started ends it at
+    /// once, and the name is given up, not left to its heartbeat's expiry (a restart under it was
+    /// refused, exit 3, for a TTL). Legitimate: the restart starts at once and holds its share.
+    @Test(.enabled(if: PostgresServer.available))
+    func sigtermWhileAReplicaStartsGivesItsNameUp() async throws {
+        let server = try PostgresServer()
+        try await withTemporaryDirectory { dir in
+            let origin = try ControllerFailoverTests.policy(server, dir: dir)
+            for index in 0..<ControllerFailoverTests.targets { try server.psql("CREATE ROLE app_\(index) NOLOGIN CONNECTION LIMIT 10") }
+            func live() -> String {
+                (try? Self.leases(server, "SELECT process FROM bulwark_replicas WHERE name = 'ctl' AND expires_at > now()")) ?? ""
+            }
+            let starting = try Self.replica(server, origin: origin, name: "ctl", state: "1", dir: dir,
+                                            environment: ["BULWARK_FAULT_PAUSE_BEFORE_SERVICES": "120"])
+            let pid = starting.process.processIdentifier
+            #expect(starting.wait(seconds: 60) { starting.log.contains("bulwark run") && live().hasPrefix("pid \(pid) on ") },
+                    "\(starting.log)")
+            #expect(starting.terminate(timeout: 60) == 0, "\(starting.log)")
+            #expect(starting.log.contains("stopped by a signal before the daemon started"), "\(starting.log)")
+            #expect(live().isEmpty, "the name is given up at once: \(live())")
+            #expect(Self.holders(server).isEmpty, "nothing held")
+
+            let restarted = try Self.replica(server, origin: origin, name: "ctl", state: "1", dir: dir)
+            #expect(restarted.wait(seconds: 60) { Self.holders(server).count == ControllerFailoverTests.targets },
+                    "\(Self.holders(server))\n\(restarted.log)")
+            #expect(restarted.terminate() == 0, "\(restarted.log.suffix(4000))")
         }
     }
 
