@@ -64,6 +64,47 @@ import Testing
         }
     }
 
+    /// Guard: the shared branch, which an agent's state directory only reads, rewritten on the
+    /// origin (an administrator took a forged record off it): the agent's copy follows the origin
+    /// as it is. Nothing is replayed or pushed, no "not this instance's" warning, the trail is
+    /// untouched. Legitimate: the agent goes on recording on its own ref.
+    @Test func anAgentsCopyOfTheSharedBranchFollowsItWhenTheOriginRewritesIt() async throws {
+        try await withTemporaryDirectory { dir in
+            let fleet = try FleetFixture(in: dir, count: 2)
+            #expect(try fleet.agent(0, "apply", ["--self", "--identity-root", fleet.identity(0)]).status == 0)
+            let central = try bulwark(["apply", "--repo", fleet.origin, "--state-dir", dir + "/central"])
+            #expect(central.status == 0, "\(central.stderr)")
+            // A record forged on the shared branch, read by the agent's state directory.
+            let work = dir + "/forger"
+            try git("clone", "-q", "-b", "bulwark/audit", fleet.origin, work)
+            try git("-c", "user.name=Bulwark", "-c", "user.email=bulwark@localhost", "-c", "commit.gpgsign=false",
+                    "commit", "-q", "--allow-empty", "-m", "remediate(x): forged\n\nBulwark-Id: 01FQRGEDF0110W00000000000", in: work)
+            try git("push", "-q", "origin", "HEAD:refs/heads/bulwark/audit", in: work)
+            let first = try fleet.agent(0, "log", ["--output", "json", "--limit", "1000"])
+            #expect(first.status == 0 && first.stdout.contains("01FQRGEDF0110W00000000000"), "\(first.stderr)")
+            let clone = fleet.state(0) + "/repository.git"
+            #expect(try git("--git-dir", clone, "rev-parse", "bulwark/audit") == (try git("--git-dir", fleet.origin, "rev-parse", "bulwark/audit")))
+            // The administrator takes it off.
+            try git("--git-dir", fleet.origin, "update-ref", "refs/heads/bulwark/audit", "bulwark/audit~1")
+            let origin = try git("--git-dir", fleet.origin, "for-each-ref")
+            let trail = try read(fleet.state(0) + "/audit-trail.json")
+            let again = try fleet.agent(0, "log", ["--output", "json", "--limit", "1000"])
+            #expect(again.status == 0, "\(again.stderr)")
+            #expect(!again.stderr.contains("not this instance's") && !again.stderr.contains("tamper"), "\(again.stderr)")
+            #expect(!again.stdout.contains("01FQRGEDF0110W00000000000"), "the forged record is gone from the agent's copy too")
+            #expect(try git("--git-dir", clone, "rev-parse", "bulwark/audit") == (try git("--git-dir", fleet.origin, "rev-parse", "bulwark/audit")))
+            #expect(try git("--git-dir", fleet.origin, "for-each-ref") == origin, "nothing pushed")
+            #expect(try read(fleet.state(0) + "/audit-trail.json") == trail, "the agent's trail is its own ref's")
+            // The agent goes on on its ref.
+            try write(fleet.host(0) + "/etc/ssh/sshd_config",
+                      try read(fleet.host(0) + "/etc/ssh/sshd_config").replacingOccurrences(of: "\nPermitRootLogin no\n", with: "\nPermitRootLogin yes\n"),
+                      mode: 0o600)
+            let before = try fleet.trailers("Bulwark-Id", on: fleet.hostRef(0)).count
+            #expect(try fleet.agent(0, "apply", ["--self", "--identity-root", fleet.identity(0)]).status == 0)
+            #expect(try fleet.trailers("Bulwark-Id", on: fleet.hostRef(0)).count == before + 1)
+        }
+    }
+
     /// Guard: an agent bound to nothing (an identity no target names, a target that does not
     /// exist) changes nothing and records nothing.
     @Test func anAgentBoundToNoTargetChangesNothing() async throws {
