@@ -80,19 +80,8 @@ extension ApplyRun {
             errors = refused.errors
             if let recorded = refused.recorded {
                 records = [DecisionJSON(recorded.record, commit: recorded.commit)]
-                (pushed, keptLocally, pushError) = ApplyRun.counts(recorded.publication, commits: 1)
+                (pushed, keptLocally, pushError) = recorded.publication.counts
             }
-        }
-    }
-
-    /// Pushed and kept commits, and why not pushed, from a push's outcome. Nil: the push failed
-    /// before it said anything, and the `commits` written stay local.
-    static func counts(_ publication: PolicyRepository.Publication?, commits: Int) -> (pushed: Int, kept: Int, error: String?) {
-        switch publication {
-        case .upToDate: (0, 0, nil)
-        case .pushed(let count): (count, 0, nil)
-        case .keptLocally(let count, let reason): (0, count, reason)
-        case nil: (0, commits, "the push failed")
         }
     }
 }
@@ -228,10 +217,9 @@ struct ApplyRun: Encodable {
         run.failedAgain = outcome.entries.reduce(0) { $1.alreadyRecorded && $1.record.result == .failed ? $0 + 1 : $0 }
         run.remainingDrift = outcome.entries.reduce(0) { [.held, .deferred, .blocked, .escalated].contains($1.record.decision) ? $0 + 1 : $0 }
             + outcome.busy.count
-        (run.pushed, run.keptLocally, run.pushError) = counts(try await loaded.repository.publish(), commits: 0)
-        for refusal in refusals {
-            run.pushed += counts(refusal.publication, commits: 1).pushed
-        }
+        (run.pushed, run.keptLocally, run.pushError) = try await loaded.repository.publish().counts
+        // Refusals pushed on their own (those kept locally went out with this push, or are counted in it).
+        run.pushed += refusals.reduce(0) { $0 + $1.publication.counts.pushed }
         if let delivered = await delivery {
             run.notificationsDelivered = delivered.delivered
             run.notificationsPending = delivered.pending

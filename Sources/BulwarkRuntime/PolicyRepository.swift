@@ -113,6 +113,15 @@ package actor PolicyRepository: AuditSink {
         /// The remote could not be reached; the commits stay on the local audit branch and go
         /// out with the next push.
         case keptLocally(commits: Int, reason: String)
+
+        /// Commits pushed, commits kept locally, and why they were kept.
+        package var counts: (pushed: Int, kept: Int, reason: String?) {
+            switch self {
+            case .upToDate: (0, 0, nil)
+            case .pushed(let count): (count, 0, nil)
+            case .keptLocally(let count, let reason): (0, count, reason)
+            }
+        }
     }
 
     package let configuration: Configuration

@@ -37,11 +37,12 @@ package struct RuntimeOptions: Sendable {
 /// that `git log` explains why nothing happened.
 package enum RevisionRefusal {
     /// A refusal committed by this run: its record, its commit, and what pushing it achieved
-    /// (nil when the push itself failed), so that `apply --output json` lists it and counts it.
+    /// (a push that failed outright: kept locally, with why), so that `apply --output json`
+    /// lists it and counts it.
     package struct Recorded: Sendable {
         package var record: AuditRecord
         package var commit: String
-        package var publication: PolicyRepository.Publication?
+        package var publication: PolicyRepository.Publication
     }
 
     /// Commits and pushes the refusal's record; nil when an earlier run recorded it already or
@@ -58,15 +59,15 @@ package enum RevisionRefusal {
             console.warn("cannot record the refusal on the audit branch: \(error)")
             return nil
         }
-        var recorded = Recorded(record: record, commit: commit, publication: nil)
+        let publication: PolicyRepository.Publication
         do {
-            recorded.publication = try await repository.publish()
-            if case .keptLocally(_, let reason) = recorded.publication {
-                console.warn("the refusal record is kept locally and pushed on the next run: \(reason)")
-            }
+            publication = try await repository.publish()
         } catch {
-            console.warn("the refusal record is kept locally and pushed on the next run: \(error)")
+            publication = .keptLocally(commits: 1, reason: "\(error)")
         }
-        return recorded
+        if case .keptLocally(_, let reason) = publication {
+            console.warn("the refusal record is kept locally and pushed on the next run: \(reason)")
+        }
+        return Recorded(record: record, commit: commit, publication: publication)
     }
 }
