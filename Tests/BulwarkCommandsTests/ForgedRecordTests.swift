@@ -145,6 +145,19 @@ import Testing
         }
     }
 
+    /// `report --output json` with the signing key and `audit_signers` in `dir`, and how many
+    /// `ssh-keygen -Y find-principals` it ran (counted by a wrapper first on its PATH).
+    static func reportCountingLookups(_ s: Scenario, _ signed: [String], dir: String) throws -> (report: [String: Any], lookups: Int) {
+        try FileManager.default.createDirectory(atPath: dir + "/bin", withIntermediateDirectories: true)
+        try write(dir + "/bin/ssh-keygen", "#!/bin/sh\necho \"$2\" >> \(dir)/keygen.log\nexec /usr/bin/ssh-keygen \"$@\"\n", mode: 0o755)
+        let checked = try s.run("report", "--output", "json", signed[0], signed[1], signed[2], signed[3],
+                                "--audit-signers", dir + "/audit_signers", environment: ["PATH": dir + "/bin:/usr/bin:/bin"])
+        #expect(checked.status == 0, "\(checked.stderr)")
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(checked.stdout.utf8)) as? [String: Any])
+        let runs = ((try? read(dir + "/keygen.log")) ?? "").split(separator: "\n")
+        return (report, runs.filter { $0 == "find-principals" }.count)
+    }
+
     /// Commits signed by a key no trusted file lists (anyone with push access can make a key and
     /// sign thousands) are left out of the report without an ssh-keygen process each: each key is
     /// looked up once (`ListedKeys`), and a listed key's record is still checked and counted.
@@ -160,19 +173,12 @@ import Testing
                 try Self.forgeFastFix(s, id: "01FQRGEDFASTF1X0000000000\(index)", at: detected, signingKey: dir + "/key-stranger")
             }
             try Self.forgeFastFix(s, id: "01REPL1CAFASTF1X0000000000", at: detected, signingKey: dir + "/key-replica")
-            // ssh-keygen as the report finds it on PATH, counting its runs.
-            try FileManager.default.createDirectory(atPath: dir + "/bin", withIntermediateDirectories: true)
-            try write(dir + "/bin/ssh-keygen", "#!/bin/sh\necho \"$2\" >> \(dir)/keygen.log\nexec /usr/bin/ssh-keygen \"$@\"\n", mode: 0o755)
-            let checked = try s.run("report", "--output", "json", signed[0], signed[1], signed[2], signed[3],
-                                    "--audit-signers", dir + "/audit_signers", environment: ["PATH": dir + "/bin:/usr/bin:/bin"])
-            #expect(checked.status == 0, "\(checked.stderr)")
-            let report = try #require(try JSONSerialization.jsonObject(with: Data(checked.stdout.utf8)) as? [String: Any])
+            let (report, lookups) = try Self.reportCountingLookups(s, signed, dir: dir)
             #expect(report["records"] as? Int == own + 1, "the replica's record counts: \(report)")
             #expect(report["untrustedRecords"] as? Int == 5, "\(report)")
-            let runs = ((try? read(dir + "/keygen.log")) ?? "").split(separator: "\n")
             // One lookup of each key (the stranger's twice: now and a minute on), and one of the
             // replica's signature: 4, whatever the number of forged commits (6 before, one per commit).
-            #expect(runs.filter { $0 == "find-principals" }.count == 4, "ssh-keygen runs: \(runs)")
+            #expect(lookups == 4, "ssh-keygen find-principals runs: \(lookups)")
         }
     }
 
@@ -200,16 +206,10 @@ import Testing
                 try Self.forgeFastFix(s, id: "01GARBAGEFASTF1X0000000\(index + 10)", at: detected, signingKey: dir + "/key-replica",
                                       signingProgram: dir + "/garbage-sign")
             }
-            try FileManager.default.createDirectory(atPath: dir + "/bin", withIntermediateDirectories: true)
-            try write(dir + "/bin/ssh-keygen", "#!/bin/sh\necho \"$2\" >> \(dir)/keygen.log\nexec /usr/bin/ssh-keygen \"$@\"\n", mode: 0o755)
-            let checked = try s.run("report", "--output", "json", signed[0], signed[1], signed[2], signed[3],
-                                    "--audit-signers", dir + "/audit_signers", environment: ["PATH": dir + "/bin:/usr/bin:/bin"])
-            #expect(checked.status == 0, "\(checked.stderr)")
-            let report = try #require(try JSONSerialization.jsonObject(with: Data(checked.stdout.utf8)) as? [String: Any])
+            let (report, lookups) = try Self.reportCountingLookups(s, signed, dir: dir)
             #expect(report["untrustedRecords"] as? Int ?? 0 >= 24, "\(report)")
-            let runs = ((try? read(dir + "/keygen.log")) ?? "").split(separator: "\n")
             // 16 unreadable signatures looked up (the spaced one among them or not), whatever their number.
-            #expect(runs.filter { $0 == "find-principals" }.count == 16, "ssh-keygen runs: \(runs)")
+            #expect(lookups == 16, "ssh-keygen find-principals runs: \(lookups)")
 
             // Alone, the record whose armor only ssh-keygen reads is the replica's, and counts.
             try git("--git-dir", s.origin, "update-ref", "refs/heads/bulwark/audit", "bulwark/audit~24")
