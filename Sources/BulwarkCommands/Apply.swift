@@ -137,7 +137,8 @@ struct ApplyRun: Encodable {
         repository options: RepositoryOptions, console: Console, text: Bool, notifyTimeout: Duration = .seconds(10),
         review: Review? = nil, targets: Set<String>? = nil
     ) async throws -> ApplyRun {
-        let loaded = try await options.load(console: console, recordRefusal: true, revision: review?.pin, targets: targets)
+        let loaded = try await options.load(console: console, recordRefusal: true, revision: review?.pin, reviewed: review?.plan,
+                                            targets: targets)
         let reconciler = Reconciler(registry: Bulwark.registry())
         // Intents a killed run left open are resolved and recorded before anything else acts.
         let journal = FileJournal(stateDirectory: options.stateDirectory)

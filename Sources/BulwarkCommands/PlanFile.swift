@@ -49,6 +49,46 @@ enum PlanFile {
         var revision: ObjectID
         var fixes: Set<Key>
 
+        /// A reviewed plan the branch has moved away from: refused (exit 1), nothing changed or recorded.
+        struct Stale: Error, CustomStringConvertible {
+            var description: String
+        }
+
+        /// Refuses (exit 1, nothing changed) when the branch, which moved past the reviewed commit
+        /// to `head`, now holds a reviewed fix: its resource protected since, or given a stricter
+        /// mode (`Brakes`). A brake committed in `desired-state/` counts as one in `controllers/`
+        /// (`RevisionPin.check`): a plan loaded at its older commit must not bypass it.
+        func checkBrakes(head: ObjectID, reviewed: DesiredState, in repository: PolicyRepository, branch: String) async throws(Stale) {
+            let files: [SourceFile]
+            do {
+                files = try await repository.files(at: head)
+            } catch {
+                throw Stale(description: "the plan \(path) was made at \(revision.hex), and the branch \(branch) is now at \(head.hex), "
+                            + "which cannot be read (\(error)); nothing was changed. Plan again.")
+            }
+            let now: DesiredState
+            do {
+                now = try DesiredStateLoader(registry: Bulwark.registry()).load(files, revision: Revision(head))
+            } catch {
+                throw Stale(description: "the plan \(path) was made at \(revision.hex), and the branch \(branch) is now at \(head.hex), "
+                                   + "which is not a valid revision (\(error.errors.first.map { "\($0)" } ?? "invalid")): whether it "
+                                   + "holds a reviewed fix back cannot be told; nothing was changed. Fix the branch, then plan again.")
+            }
+            let before = Brakes(reviewed), after = Brakes(now)
+            let keys = Set(fixes.lazy.filter { $0.decision == .applied }.map { [$0.controller, $0.target, $0.resource] })
+            var stopped: [String] = []
+            for binding in reviewed.bindings where keys.contains([binding.controller, binding.target, binding.resource.description]) {
+                guard let mode = before.mode(of: binding), let reason = after.stops(binding, plannedIn: mode) else { continue }
+                stopped.append("\(binding.target) \(binding.resource): \(reason)")
+            }
+            guard stopped.isEmpty else {
+                let shown = stopped.sorted().prefix(5).joined(separator: "; ") + (stopped.count > 5 ? "; and \(stopped.count - 5) more" : "")
+                throw Stale(description: "the plan \(path) was made at \(revision.hex), and since then \(branch) (now at \(head.hex)) holds "
+                                   + "reviewed fixes back: \(shown). A brake in force now must not be bypassed by an older plan; "
+                                   + "nothing was changed. Plan again.")
+            }
+        }
+
         /// `plan` with every fix or prune that the file does not list exactly turned into
         /// `deferred` ("not in the reviewed plan FILE"): drift that appeared or changed after the
         /// review waits for the next plan. Decisions that change nothing are kept as they are.
@@ -217,6 +257,7 @@ enum RevisionPin: Sendable {
     ///   out now in force would be bypassed by desired state loaded at the older commit;
     /// - a later revision was applied from `stateDirectory` since: the baseline weakenings are
     ///   judged against would move backwards.
+    /// A brake committed in `desired-state/` on a fix the plan lists is `Reviewed.checkBrakes`.
     func check(head: ObjectID, in repository: PolicyRepository, branch: String, stateDirectory: String? = nil) async throws -> ObjectID {
         switch self {
         case .head(let revision):

@@ -289,7 +289,7 @@ extension RepositoryOptions {
     /// when the revision is invalid: nothing acts on it.
     /// `targets`: a host agent's own targets (see `AgentOptions`); nil for every target.
     func load(console: Console, recordRefusal: Bool = false, writesRecords: Bool = false, revision pin: RevisionPin? = nil,
-              targets: Set<String>? = nil) async throws -> LoadedRevision {
+              reviewed: PlanFile.Reviewed? = nil, targets: Set<String>? = nil) async throws -> LoadedRevision {
         var settings = try configuration()
         settings.writesRecords = recordRefusal || writesRecords
         let repository = try PolicyRepository(settings)
@@ -312,6 +312,9 @@ extension RepositoryOptions {
                 if let note = outcome.note { console.warn(note) }
             }
             var state = try DesiredStateLoader(registry: Bulwark.registry()).load(files, revision: Revision(head))
+            if let reviewed, head != fetched {
+                try await reviewed.checkBrakes(head: fetched, reviewed: state, in: repository, branch: branch)
+            }
             console.warn(state.warnings)
             let provenance = await Provenance.establish(&state, head: head, repository: repository, registry: Bulwark.registry(),
                                                         stateDirectory: stateDirectory, verification: sourceVerification)
@@ -326,6 +329,8 @@ extension RepositoryOptions {
                                   verification: sourceVerification, stale: stale, recordRefusal: recordRefusal,
                                   refusalsRecorded: refusalsRecorded)
         } catch {
+            // The revision is not at fault: the plan reviewed at it is.
+            if error is PlanFile.Reviewed.Stale { throw error }
             console.error("revision \(head.short) of \(displayURL) \(branch) is refused; nothing was changed.")
             console.print("\(error)", to: .standardError)
             let errors = (error as? ValidationFailure)?.errors.map(\.description)

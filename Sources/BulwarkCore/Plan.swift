@@ -178,12 +178,7 @@ public enum Planner {
         var weakenedUnobserved: [Binding] = []
         // Protection belongs to the object, not to one resource: a protected resource's subject
         // (an account, a path, a role) on a target holds every change to it, from any resource.
-        var protectedObjects: [String: ResourceID] = [:]
-        for binding in state.bindings {
-            guard let resource = state.resources[binding.resource], resource.labels[protectedLabel] == "true",
-                  !resource.spec.subject.isEmpty else { continue }
-            protectedObjects[binding.target + "\u{0}" + resource.spec.subject] = resource.id
-        }
+        let brakes = Brakes(state)
         for binding in state.bindings {
             guard let observation = observations[binding],
                   let resource = state.resources[binding.resource],
@@ -199,7 +194,7 @@ public enum Planner {
             }
             // An annotation can only make a resource stricter than its controller (enforce →
             // approve → audit), never looser.
-            let mode = max(controller.mode, resource.annotations["mode"].flatMap(Mode.init(rawValue:)) ?? controller.mode)
+            let mode = Brakes.mode(of: resource, under: controller)
             func add(_ changes: [PropertyDrift], _ decision: Decision, _ reason: String?, id: String? = nil, approver: String? = nil,
                      approvalID: String? = nil) {
                 drifted.append(PlannedRemediation(
@@ -246,12 +241,8 @@ public enum Planner {
             }
             // Made where a drift is held (most are not: a 100-root plan made 2,300 for nothing).
             func held() -> String { heldID(binding, remaining) }
-            if resource.labels[protectedLabel] == "true" {
-                add(remaining, .held, "protected resource: never changed automatically", id: held())
-                continue
-            }
-            if !resource.spec.subject.isEmpty, let owner = protectedObjects[binding.target + "\u{0}" + resource.spec.subject] {
-                add(remaining, .held, "\(resource.spec.subject) is protected by \(owner): never changed automatically", id: held())
+            if let protection = brakes.protection(of: resource, on: binding.target) {
+                add(remaining, .held, protection, id: held())
                 continue
             }
             // A change of policy in the less secure direction waits for a second person.

@@ -206,6 +206,44 @@ import Testing
         }
     }
 
+    /// Guard: a brake committed in `desired-state/` after the review (the resource labelled
+    /// `protected`, or annotated `mode: audit`) refuses the older plan, as one in `controllers/`
+    /// does: the fix it lists is held at the head. Legitimate: another change of the same file
+    /// (`aPolicyCommitPushedAfterThePlanIsNotApplied`) still lets it through, and so does a brake
+    /// taken off again.
+    @Test(arguments: [("  labels: {benchmark: cis-debian12}\n", "  labels: {benchmark: cis-debian12, protected: \"true\"}\n"),
+                      ("severity: critical}\n", "severity: critical, mode: audit}\n")])
+    func aBrakeOnAResourceCommittedAfterThePlanRefusesIt(brake: (line: String, braked: String)) async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let file = dir + "/reviewed.json"
+            #expect(try s.run("plan", "--out", file).status == 2)
+            let reviewed = try SavedPlan(file).revision
+            let policy = try read(s.policy + "/desired-state/hosts/sshd.yaml")
+            let resource = "  name: cis-5.1.20-permit-root-login\n  labels: {benchmark: cis-debian12}\n"
+                + "  annotations: {cis: \"5.1.20\", ssg: sshd_disable_root_login, severity: critical}\n"
+            let braked = policy.replacingOccurrences(of: resource, with: resource.replacingOccurrences(of: brake.line, with: brake.braked))
+            #expect(braked != policy && policy.contains(resource))
+            try s.commitPolicy("desired-state/hosts/sshd.yaml", braked)
+            let plan = try s.run("plan")
+            #expect(plan.stdout.contains("cis-5.1.20-permit-root-login") && !plan.stdout.contains("PermitRootLogin yes -> no  applied"),
+                    "\(plan.stdout)")
+            let before = try s.snapshot()
+            let refused = try s.run("apply", "--plan", file)
+            #expect(refused.status == 1, "\(refused.stdout)\n\(refused.stderr)")
+            #expect(refused.stderr.contains("the plan \(file) was made at \(reviewed), and since then") &&
+                    refused.stderr.contains("local SSHDConfig/cis-5.1.20-permit-root-login: "), "\(refused.stderr)")
+            #expect(try s.snapshot() == before, "nothing changed")
+            #expect(try !hasAuditBranch(s), "nothing recorded: the revision is not refused, the plan is")
+
+            // The brake taken off again: the reviewed plan applies.
+            try s.commitPolicy("desired-state/hosts/sshd.yaml", policy)
+            let applied = try s.run("apply", "--plan", file)
+            #expect(applied.status == 0, "\(applied.stderr)")
+            #expect(try read(s.host + "/etc/ssh/sshd_config").contains("\nPermitRootLogin no\n"))
+        }
+    }
+
     @Test func aPlanFromARewrittenHistoryIsRefused() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
