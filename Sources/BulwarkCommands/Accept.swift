@@ -34,6 +34,9 @@ extension Bulwark {
 
         func run() async throws {
             let console = Console()
+            if proposer != nil, repository.sourceVerification == nil {
+                throw ValidationError("--proposer needs --trusted-signers or --trusted-keyring to check whose signature a proposal carries")
+            }
             let policy = try PolicyRepository(try repository.configuration())
             let (head, stale) = try await policy.sync()
             if let stale { throw CommandError(stale) }
@@ -45,58 +48,18 @@ extension Bulwark {
             case "closed": throw CommandError("\(branch) is closed: its finding was resolved")
             default: throw CommandError("\(branch) is not an open proposal (its last commit has no Bulwark-Proposal: proposed)")
             }
-            guard let base = info.parents.first else { throw CommandError("\(branch) has no base commit") }
-            // Anyone who can push a branch can make one named like a proposal: the tip is merged only
-            // when it is what Bulwark proposes (one resource, in the one file its Change line names,
-            // nothing weaker), signed by a trusted key when signatures are checked.
-            let shape = try ProposalShape(message: info.message, branch: branch)
-            let changed = try await policy.pathsChanged(by: info)
-            guard changed == [shape.path] else {
-                throw CommandError("\(branch) changes \(changed.isEmpty ? "nothing" : changed.joined(separator: ", ")); "
-                                   + "a proposal changes only \(shape.path), the file its Change line names. Nothing was committed.")
-            }
-            if let verification = repository.sourceVerification {
-                // A trusted key is not necessarily the proposer's: a person's key in the same
-                // signers file could have written a branch shaped like a proposal.
-                if case .failure(let untrusted) = await verification.signer(of: info, repository: policy, proposer: proposer) {
-                    throw CommandError("\(branch)'s last commit (\(info.id.short)) is not signed by "
-                                       + (proposer == nil ? "a trusted key" : "the proposer") + ": \(untrusted). Nothing was committed.")
-                }
-            } else if proposer != nil {
-                throw CommandError("--proposer needs --trusted-signers or --trusted-keyring to check whose signature a proposal carries")
-            }
-            let path = shape.path
-            let before = try await policy.file(at: base, path: path)
-            guard before == (try await policy.file(at: head, path: path)) else {
-                throw CommandError("the policy changed \(path) since the proposal was made; it is not merged over that change")
-            }
-            guard let proposed = try await policy.file(at: tip, path: path) else {
-                throw CommandError("\(branch) removes \(path); proposals only change files")
-            }
-            let files = [path: proposed]
-            // The policy with the proposal in it must still validate: another proposal accepted since
-            // (two new resources setting one key on one target) would otherwise refuse every later revision.
-            let current = try await policy.files(at: head)
-            let merged = current.filter { $0.path != path } + [SourceFile(path: path, contents: proposed)]
-            let loader = DesiredStateLoader(registry: Bulwark.registry())
-            let now: DesiredState, after: DesiredState
+            // A branch refused for what it holds is recorded on the audit branch (decision
+            // `refused`, once per commit and reason): someone may have written it by hand.
+            let checked: (shape: ProposalShape, before: [UInt8]?, proposed: [UInt8], now: DesiredState)
             do {
-                now = try loader.load(current, revision: Revision(head))
-                after = try loader.load(merged, revision: Revision(head))
-            } catch {
-                throw CommandError("\(branch) does not validate on top of \(repository.branch) (\(head.short)); nothing was committed:\n"
-                                   + error.errors.prefix(5).map { "  \($0)" }.joined(separator: "\n"))
+                checked = try await Self.check(branch, tip: info, head: head, in: policy, repository: repository, proposer: proposer)
+            } catch let refusal as CommandError {
+                await RevisionRefusal.record(of: info.id, errors: ["accept \(branch): \(refusal.description)"], in: policy, console: console)
+                throw refusal
             }
-            let expected = try shape.expectedFile(in: now, base: before.map { String(decoding: $0, as: UTF8.self) },
-                                                  proposed: String(decoding: proposed, as: UTF8.self),
-                                                  finding: info.trailer(AuditTrailer.finding.rawValue))
-            guard Array(expected.utf8) == proposed else {
-                throw CommandError("\(branch) is not merged: its \(path) is not what rule \(shape.rule) writes for \(shape.resource) "
-                                   + "(someone changed it by hand, or wrote the branch). Nothing was committed.")
-            }
-            if let problem = shape.problem(from: now, to: after, registry: Bulwark.registry()) {
-                throw CommandError("\(branch) is not merged: \(problem). Nothing was committed.")
-            }
+            let (shape, before, proposed, now) = checked
+            let path = shape.path
+            let files = [path: proposed]
             console.print("Accepting \(branch): \(shape.change)")
             for line in ProposalShape.diff(before ?? [], proposed) { console.print("  " + line) }
             // A value the rule takes from the finding (`{{field}}`) is only as good as the branch:
@@ -119,6 +82,63 @@ extension Bulwark {
             console.print("Accepted \(branch) as \(author.name) <\(author.email)>: committed to \(repository.branch) (\(commit.short))"
                           + (signer == nil ? ", unsigned." : ", signed."))
             console.print("The next `bulwark apply` (or the daemon) applies it.")
+        }
+
+        /// Whether the proposal's tip is what Bulwark proposes: one resource, in the one file its
+        /// Change line names, as the rule in force writes it, nothing weaker, validating on the
+        /// branch head, signed by a trusted key (the proposer's) when signatures are checked.
+        /// Throws a `CommandError` saying why not (anyone who can push can name a branch so).
+        static func check(_ branch: String, tip info: CommitInfo, head: ObjectID, in policy: PolicyRepository,
+                          repository: RepositoryOptions, proposer: String?) async throws
+            -> (shape: ProposalShape, before: [UInt8]?, proposed: [UInt8], now: DesiredState) {
+            guard let base = info.parents.first else { throw CommandError("\(branch) has no base commit") }
+            let tip = info.id
+            let shape = try ProposalShape(message: info.message, branch: branch)
+        let changed = try await policy.pathsChanged(by: info)
+        guard changed == [shape.path] else {
+            throw CommandError("\(branch) changes \(changed.isEmpty ? "nothing" : changed.joined(separator: ", ")); "
+                               + "a proposal changes only \(shape.path), the file its Change line names. Nothing was committed.")
+        }
+        if let verification = repository.sourceVerification {
+            // A trusted key is not necessarily the proposer's: a person's key in the same
+            // signers file could have written a branch shaped like a proposal.
+            if case .failure(let untrusted) = await verification.signer(of: info, repository: policy, proposer: proposer) {
+                throw CommandError("\(branch)'s last commit (\(info.id.short)) is not signed by "
+                                   + (proposer == nil ? "a trusted key" : "the proposer") + ": \(untrusted). Nothing was committed.")
+            }
+        }
+        let path = shape.path
+        let before = try await policy.file(at: base, path: path)
+        guard before == (try await policy.file(at: head, path: path)) else {
+            throw CommandError("the policy changed \(path) since the proposal was made; it is not merged over that change")
+        }
+        guard let proposed = try await policy.file(at: tip, path: path) else {
+            throw CommandError("\(branch) removes \(path); proposals only change files")
+        }
+        // The policy with the proposal in it must still validate: another proposal accepted since
+        // (two new resources setting one key on one target) would otherwise refuse every later revision.
+        let current = try await policy.files(at: head)
+        let merged = current.filter { $0.path != path } + [SourceFile(path: path, contents: proposed)]
+        let loader = DesiredStateLoader(registry: Bulwark.registry())
+        let now: DesiredState, after: DesiredState
+        do {
+            now = try loader.load(current, revision: Revision(head))
+            after = try loader.load(merged, revision: Revision(head))
+        } catch {
+            throw CommandError("\(branch) does not validate on top of \(repository.branch) (\(head.short)); nothing was committed:\n"
+                               + error.errors.prefix(5).map { "  \($0)" }.joined(separator: "\n"))
+        }
+        let expected = try shape.expectedFile(in: now, base: before.map { String(decoding: $0, as: UTF8.self) },
+                                              proposed: String(decoding: proposed, as: UTF8.self),
+                                              finding: info.trailer(AuditTrailer.finding.rawValue))
+        guard Array(expected.utf8) == proposed else {
+            throw CommandError("\(branch) is not merged: its \(path) is not what rule \(shape.rule) writes for \(shape.resource) "
+                               + "(someone changed it by hand, or wrote the branch). Nothing was committed.")
+        }
+        if let problem = shape.problem(from: now, to: after, registry: Bulwark.registry()) {
+            throw CommandError("\(branch) is not merged: \(problem). Nothing was committed.")
+        }
+        return (shape, before, proposed, now)
         }
     }
 }

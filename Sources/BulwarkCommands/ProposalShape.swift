@@ -98,6 +98,8 @@ struct ProposalShape {
     /// rule's template: a fixed value exactly, a `{{field}}` any text in its place), the finding's
     /// citation, and for a new resource its file, comment and the existing targets it is bound
     /// to. A branch whose file is not these bytes is not the rule's proposal: someone wrote it.
+    /// Its `Change:` line must say what the file does (the values the file carries), since the
+    /// accepted commit keeps it: a value changed by hand under a line naming another is refused.
     func expectedFile(in state: DesiredState, base: String?, proposed: String, finding: String?) throws -> String {
         func refuse(_ why: String) -> CommandError {
             CommandError("the branch is not what rule \(rule) proposes: \(why). Nothing was committed.")
@@ -149,6 +151,11 @@ struct ProposalShape {
             throw refuse("\(resource) does not cite the finding its commit names")
         }
         let change = ChangeTemplate(resource: resource, set: set, add: add, create: template.create)
+        // As the message has it: each line made one line (`ProposalEngine`).
+        let said = TerminalText.oneLine(change.changeLine(path: path, creating: old == nil ? id : nil))
+        guard said == self.change else {
+            throw refuse("its Change line says '\(quotedForMessage(self.change))', but its file makes '\(quotedForMessage(said))'")
+        }
         do {
             if old != nil, let base {
                 return try ManifestEdit.apply(change, annotations: citation.annotations, to: id, in: base)

@@ -546,6 +546,48 @@ import Testing
         }
     }
 
+    /// A value the rule takes from the finding (`{{evidence}}`), changed by hand on the branch
+    /// under a message whose Change line still names the finding's value: the accepted commit
+    /// would carry a line that misstates what it commits (review: "set MaxAuthTries = 3" over
+    /// `MaxAuthTries: 1`). Refused, main untouched; the branch as Bulwark wrote it is accepted.
+    @Test func acceptRefusesAValueChangedUnderItsChangeLine() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            try s.commitPolicy("finding-rules/sshd.yaml", Self.rule
+                .replacingOccurrences(of: "set: {MaxAuthTries: \"3\"}", with: "set: {MaxAuthTries: \"{{evidence}}\"}")
+                .replacingOccurrences(of: ", severity: medium}", with: "}"), message: "finding rule")
+            let path = s.dir + "/finding.json"
+            try write(path, #"[{"id": "ev-one", "source": "lynis", "resource": "local", "target": "local", "#
+                      + #""control": "SSH-7408-MaxAuthTries", "evidence": "3", "severity": "medium"}]"#)
+            let ingested = try bulwark(["ingest", path, "--repo", s.origin, "--state-dir", s.state])
+            #expect(ingested.status == 2, "\(ingested.stdout)\(ingested.stderr)")
+            let branch = "bulwark/proposals/ev-one"
+            let original = try git("--git-dir", s.origin, "rev-parse", branch).trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(try git("--git-dir", s.origin, "log", "-1", "--format=%B", branch).contains(": set MaxAuthTries = 3\n"))
+            let work = s.dir + "/forge"
+            try git("clone", "-q", "-b", branch, s.origin, work)
+            try write(work + "/desired-state/hosts/sshd.yaml",
+                      try read(work + "/desired-state/hosts/sshd.yaml").replacingOccurrences(of: "  MaxAuthTries: 3\n", with: "  MaxAuthTries: 1\n"))
+            try git("-c", "user.name=Bulwark", "-c", "user.email=bulwark@localhost", "commit", "-q", "--amend", "--no-edit", "-a", in: work)
+            try git("push", "-q", "-f", "origin", "HEAD:refs/heads/\(branch)", in: work)
+            let main = try git("--git-dir", s.origin, "rev-parse", "main")
+
+            let refused = try s.run("accept", "ev-one", "--reviewed")
+            #expect(refused.status == 1 && refused.stderr.contains("its Change line says 'desired-state/hosts/sshd.yaml: set MaxAuthTries = 3'")
+                    && refused.stderr.contains("its file makes 'desired-state/hosts/sshd.yaml: set MaxAuthTries = 1'"), "\(refused.stderr)")
+            #expect(try git("--git-dir", s.origin, "rev-parse", "main") == main)
+            // The refusal is in git: someone wrote that branch.
+            let recorded = try s.trailers("Bulwark-Decision")
+            #expect(recorded.filter { $0 == "refused" }.count == 1, "\(recorded)")
+            #expect(try git("--git-dir", s.origin, "log", "-1", "--format=%B", "bulwark/audit").contains("its Change line says"))
+
+            try git("push", "-q", "-f", "origin", "\(original):refs/heads/\(branch)", in: work)
+            let accepted = try s.run("accept", "ev-one", "--reviewed")
+            #expect(accepted.status == 0, "\(accepted.stderr)")
+            #expect(try git("--git-dir", s.origin, "show", "main:desired-state/hosts/sshd.yaml").contains("  MaxAuthTries: 3\n"))
+        }
+    }
+
     /// With signatures checked, `accept` merges a proposal only when a trusted key signed its
     /// last commit: a branch someone pushed with the very change Bulwark would propose, unsigned,
     /// is refused; the proposal Bulwark signed with its `--signing-key` goes through.

@@ -147,6 +147,14 @@ extension ChangeTemplate {
         return components
     }
 
+    /// What this change does to `path`, as a proposal's `Change:` line says it (after `Change: `),
+    /// `creating` the resource when it is new: `desired-state/x.yaml: set MaxAuthTries = 3`.
+    public func changeLine(path: String, creating id: ResourceID?) -> String {
+        "\(path): " + (id.map { "create \($0); " } ?? "")
+            + (set.map { "set \(Self.pathText($0.path)) = \($0.value)" } + add.map { "add \($0.value) to \(Self.pathText($0.path))" })
+                .joined(separator: "; ")
+    }
+
     /// A path as a rule writes it (names with a dot in double quotes).
     public static func pathText(_ path: [String]) -> String {
         path.map { $0.contains(".") ? "\"\($0)\"" : $0 }.joined(separator: ".")

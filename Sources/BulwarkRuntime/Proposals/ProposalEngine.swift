@@ -222,8 +222,7 @@ package struct ProposalEngine: Sendable {
         lines.append("First seen: \(Timestamp.format(finding.firstObservedAt))")
         lines.append("Priority: \(priority.explanation); fix by \(Timestamp.format(rule.sla.deadline(priority.priority, firstSeen: finding.firstObservedAt)))")
         lines.append("Rule: \(rule.name)")
-        lines.append("Change: \(path): " + (previous == nil ? "create \(id); " : "") + (change.set.map { "set \(ChangeTemplate.pathText($0.path)) = \($0.value)" }
-                                              + change.add.map { "add \($0.value) to \(ChangeTemplate.pathText($0.path))" }).joined(separator: "; "))
+        lines.append("Change: " + change.changeLine(path: path, creating: previous == nil ? id : nil))
         lines.append("Validation: \(validation)")
         lines.append("Plan: \(planResult)")
         lines.append("Planned remediations:")
