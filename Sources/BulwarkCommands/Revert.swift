@@ -18,6 +18,7 @@ extension Bulwark {
                 again, then an applied record whose reason says `revert of <ID>` is committed to the audit branch. \
                 With --signing-key, --trusted-signers or --trusted-keyring, the record's commit must be signed \
                 by this Bulwark's signing key or a trusted signer: anyone who can push can write a record. \
+                Refused while changes are paused (`bulwark pause`). \
                 Exit codes: 0 restored and verified, 1 refused (nothing changed) or not verified.
                 """)
 
@@ -60,6 +61,11 @@ extension Bulwark {
             let console = Console()
             let expires = try expiryDay(now: Date())
             let loaded = try await repository.load(console: console, writesRecords: true)
+            // The emergency brake holds every change Bulwark makes, an operator's undo too.
+            if let pause = loaded.state.pause {
+                throw CommandError("changes are paused\(pause.by.map { " by \($0)" } ?? ""): \(pause.reason); nothing was changed. "
+                                   + "Run `bulwark resume` first if this revert must happen now.")
+            }
             let policy = loaded.repository
             let trust = await RecordTrust.of(policy, verification: repository.sourceVerification)
             let original = try await Self.record(id, in: policy, stateDirectory: repository.stateDirectory,

@@ -103,6 +103,30 @@ import Testing
         }
     }
 
+    /// Guard: while changes are paused (`bulwark pause`), a revert is refused and nothing changes,
+    /// neither the host nor the policy branch (review: it restored the old value through the
+    /// emergency brake). Legitimate: once resumed, the same revert goes through.
+    @Test func aRevertWaitsForAPauseToBeLifted() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            #expect(try s.run("apply").status == 0)
+            let id = try Self.recordID(s, resource: "SSHDConfig/cis-5.1.20-permit-root-login", decision: "applied")
+            #expect(try s.run("pause", "--reason", "incident 42: freeze all changes").status == 0)
+            let before = try s.snapshot()
+            let main = try git("--git-dir", s.origin, "rev-parse", "main")
+            let refused = try Self.revert(s, id)
+            #expect(refused.status == 1 && refused.stderr.contains("changes are paused") && refused.stderr.contains("incident 42"),
+                    "\(refused.stderr)")
+            #expect(try s.snapshot() == before)
+            #expect(try git("--git-dir", s.origin, "rev-parse", "main") == main, "no waiver committed")
+
+            #expect(try s.run("resume", "--reason", "incident 42 over").status == 0)
+            let reverted = try Self.revert(s, id)
+            #expect(reverted.status == 0, "\(reverted.stderr)")
+            #expect(try read(s.host + "/etc/ssh/sshd_config").contains("\nPermitRootLogin yes\n"))
+        }
+    }
+
     /// The values a revert puts back come from the record. With a signing key, a record another
     /// writer pushed to the audit branch (a copy of a real fix, with its own id) is refused and
     /// nothing changes; the real fix, which this Bulwark signed, is reverted.
