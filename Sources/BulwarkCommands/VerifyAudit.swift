@@ -17,7 +17,8 @@ extension Bulwark {
                 that every commit is SSH-signed by a key of that allowed signers file. A record removed from the \
                 middle leaves a gap; one edited breaks its signature. Records cut off the end (the branch moved \
                 back) leave no trace in the branch itself: the Bulwark that wrote them finds that at its next run \
-                from the trail in its state directory, records the tampering and pushes its records again.
+                from the trail in its state directory, records the tampering and pushes its records to a recovery \
+                branch (bulwark/audit-recovered-…).
 
                 Exit status: 0 when every check passes, 1 when problems were found (each is listed), 64 on a \
                 usage mistake (no such repository or branch).
