@@ -36,7 +36,11 @@ struct SSHDConfigDriver: ResourceDriver {
         case choice([String])
         case integer(ClosedRange<Int>)
         case time
+        /// Several arguments (`AllowUsers alice bob`), blanks folded.
         case text
+        /// One argument (`Banner /etc/issue.net`, `Ciphers a,b`): a blank in it is a second
+        /// argument, which sshd refuses (`extra arguments at end of line`).
+        case word
     }
 
     static let yesNo = ValueType.choice(["yes", "no"])
@@ -60,9 +64,9 @@ struct SSHDConfigDriver: ResourceDriver {
         "LogLevel": .choice(["quiet", "fatal", "error", "info", "verbose", "debug", "debug1", "debug2", "debug3"]),
         "MaxAuthTries": .integer(1...1000), "MaxSessions": .integer(0...1000),
         "ClientAliveCountMax": .integer(0...1000), "ClientAliveInterval": .time, "LoginGraceTime": .time,
-        "Banner": .text, "Ciphers": .text, "MACs": .text, "KexAlgorithms": .text, "HostKeyAlgorithms": .text,
-        "PubkeyAcceptedAlgorithms": .text, "AllowUsers": .text, "AllowGroups": .text, "DenyUsers": .text,
-        "DenyGroups": .text, "MaxStartups": .text, "SyslogFacility": .text, "AuthorizedKeysFile": .text,
+        "Banner": .word, "Ciphers": .word, "MACs": .word, "KexAlgorithms": .word, "HostKeyAlgorithms": .word,
+        "PubkeyAcceptedAlgorithms": .word, "AllowUsers": .text, "AllowGroups": .text, "DenyUsers": .text,
+        "DenyGroups": .text, "MaxStartups": .word, "SyslogFacility": .word, "AuthorizedKeysFile": .text,
         "PermitListen": .text, "PermitOpen": .text,
     ]
 
@@ -124,6 +128,7 @@ struct SSHDConfigDriver: ResourceDriver {
                 case .integer(let range): reader.fail("expected an integer from \(range.lowerBound) to \(range.upperBound), got '\(text)'")
                 case .time: reader.fail("expected a time such as 60, 30s, 2m or 1h, got '\(text)'")
                 case .text: reader.fail("expected a non-empty single-line value")
+                case .word: reader.fail("expected one argument without blanks (sshd reads a second one as an error), got '\(text)'")
                 }
                 return nil
             }
@@ -149,6 +154,8 @@ struct SSHDConfigDriver: ResourceDriver {
             return seconds(text).map(String.init)
         case .text:
             return text.split(whereSeparator: { $0 == " " || $0 == "\t" }).joined(separator: " ")
+        case .word:
+            return text.contains(where: { $0 == " " || $0 == "\t" }) ? nil : text
         }
     }
 

@@ -103,5 +103,14 @@ import Testing
             return text.contains("spec.PermitRootLogin: expected one of yes, no") && text.contains("spec.MaxAuthTries: expected an integer")
                 && text.contains("unknown or unsupported sshd keyword 'NoSuchThing'")
         }
+        // A keyword of one argument with a second one in its value (review: a proposal's Banner
+        // "/etc/issue.net PermitRootLogin yes" planned, then sshd -t refused it at the fix).
+        #expect {
+            _ = try hostState(root: "/nonexistent", resource("SSHDConfig", "s", "Banner: /etc/issue.net PermitRootLogin yes"))
+        } throws: { error in
+            "\(error)".contains("spec.Banner: expected one argument without blanks")
+        }
+        // A list keyword takes several; one argument keywords take theirs.
+        _ = try hostState(root: "/nonexistent", resource("SSHDConfig", "s", "AllowUsers: alice  bob\nBanner: /etc/issue.net\nCiphers: aes256-ctr,aes128-ctr"))
     }
 }
