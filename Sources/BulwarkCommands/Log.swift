@@ -106,7 +106,9 @@ extension Bulwark {
                     let why = entry.target == "-"
                         ? (entry.reason ?? entry.error).map { "\n           " + console.paint(TerminalText.printable($0, colour: false), .dim) } ?? ""
                         : ""
-                    console.print("\(console.paint(String((entry.commit ?? "").prefix(10)), .yellow)) \(mark)\(detected)  \(outcome)\(mttr)  \(entry.summary ?? "")\(why)")
+                    // The record's id last: what `revert` and `approve` take.
+                    let id = entry.id.isEmpty ? "" : "  " + console.paint(TerminalText.printable(entry.id, colour: false), .dim)
+                    console.print("\(console.paint(String((entry.commit ?? "").prefix(10)), .yellow)) \(mark)\(detected)  \(outcome)\(mttr)  \(entry.summary ?? "")\(id)\(why)")
                 }
                 let untrusted = entries.filter { $0.untrusted == true }.count
                 if untrusted > 0 {

@@ -84,9 +84,10 @@ struct ProposalShape {
         }
         var (i, j, result) = (0, 0, [String]())
         while i < a.count || j < b.count {
+            // A line removed before the one added in its place, as `diff` shows it.
             if i < a.count, j < b.count, a[i] == b[j] { i += 1; j += 1 }
-            else if j < b.count, i == a.count || lengths[i][j + 1] >= lengths[i + 1][j] { result.append("+ " + b[j]); j += 1 }
-            else { result.append("- " + a[i]); i += 1 }
+            else if i < a.count, j == b.count || lengths[i + 1][j] >= lengths[i][j + 1] { result.append("- " + a[i]); i += 1 }
+            else { result.append("+ " + b[j]); j += 1 }
         }
         return result
     }

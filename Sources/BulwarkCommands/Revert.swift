@@ -23,7 +23,7 @@ extension Bulwark {
                 """)
 
         // Ids are ULIDs, whose letters are read in either case (waiver files name them in lowercase).
-        @Argument(help: "The Bulwark-Id of the verified fix to undo.", transform: { $0.uppercased() })
+        @Argument(help: "The Bulwark-Id of the verified fix to undo (the last field of its line in `bulwark log`).", transform: { $0.uppercased() })
         var id: String
 
         @OptionGroup var repository: RepositoryOptions

@@ -329,6 +329,10 @@ import Testing
             let known = try s.run("log", "--kind", "SSHDConfig")
             #expect(known.status == 0, "\(known.stderr)")
             #expect(known.stdout.contains("SSHDConfig/") && !known.stdout.contains("FileMode/"), "\(known.stdout)")
+            // Each line ends with the record's id, what `revert` takes.
+            let ids = try s.trailers("Bulwark-Id")
+            let lines = known.stdout.split(separator: "\n")
+            #expect(!lines.isEmpty && lines.allSatisfy { line in ids.contains { line.hasSuffix("  " + $0) } }, "\(known.stdout)")
             try FileManager.default.moveItem(atPath: s.origin, toPath: dir + "/moved.git")
             for command in ["log", "report"] {
                 let stale = try s.run(command)

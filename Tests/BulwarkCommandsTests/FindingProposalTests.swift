@@ -541,7 +541,8 @@ import Testing
 
             let accepted = try s.run("accept", "real-one")
             #expect(accepted.status == 0, "\(accepted.stderr)")
-            #expect(accepted.stdout.contains("-   MaxAuthTries: 4") && accepted.stdout.contains("+   MaxAuthTries: 3"), "\(accepted.stdout)")
+            // The line removed, then the line added in its place, as diff shows them.
+            #expect(accepted.stdout.contains("-   MaxAuthTries: 4\n  +   MaxAuthTries: 3"), "\(accepted.stdout)")
             #expect(try git("--git-dir", s.origin, "show", "main:desired-state/hosts/sshd.yaml").contains("  MaxAuthTries: 3\n"))
         }
     }
