@@ -1,5 +1,5 @@
 package import BulwarkCore
-package import Foundation
+internal import Foundation
 
 /// The flap breaker's memory in the daemon: the verified fixes within the longest flap period,
 /// read from the audit branch once (per revision, and again after a lease takeover), then kept

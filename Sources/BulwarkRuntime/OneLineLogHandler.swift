@@ -1,4 +1,4 @@
-package import BulwarkCore
+internal import BulwarkCore
 package import Logging
 
 /// Log lines written to a stream (a terminal, `docker logs`, a file) stay one line each, without

@@ -926,8 +926,8 @@ import Testing
                                                          location: location),
                                       changes: [PropertyDrift(property: "shell", desired: "/usr/sbin/nologin", observed: "/bin/bash")])
             let counter = SSHDProbeCounter()
-            try await SSHDProbeCounter.$current.withValue(counter) {
-                try await ObservationScope.$current.withValue(ObservationScope()) {
+            await SSHDProbeCounter.$current.withValue(counter) {
+                await ObservationScope.$current.withValue(ObservationScope()) {
                     #expect(await sshd.assess(change, to: resource, on: target, alongside: []) == .allow)
                     let verdict = await sshd.assess(change, to: resource, on: target, alongside: [shell])
                     #expect(verdict.blockReason?.contains("no account could log in over SSH") == true, "\(verdict)")
