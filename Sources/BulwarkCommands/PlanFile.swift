@@ -76,10 +76,17 @@ enum PlanFile {
             }
             let before = Brakes(reviewed), after = Brakes(now)
             let keys = Set(fixes.lazy.filter { $0.decision == .applied }.map { [$0.controller, $0.target, $0.resource] })
+            // The head may bind the resource to another controller (its labels changed).
+            let bound = Dictionary(grouping: now.bindings) { [$0.target, $0.resource.description] }
             var stopped: [String] = []
             for binding in reviewed.bindings where keys.contains([binding.controller, binding.target, binding.resource.description]) {
-                guard let mode = before.mode(of: binding), let reason = after.stops(binding, plannedIn: mode) else { continue }
-                stopped.append("\(binding.target) \(binding.resource): \(reason)")
+                guard let mode = before.mode(of: binding), let resource = now.resources[binding.resource] else { continue }
+                if let protection = after.protection(of: resource, on: binding.target) {
+                    stopped.append("\(binding.target) \(binding.resource): \(protection)")
+                } else if let strictest = (bound[[binding.target, binding.resource.description]] ?? []).compactMap(after.mode(of:)).max(),
+                          strictest > mode {
+                    stopped.append("\(binding.target) \(binding.resource): its mode is \(strictest.rawValue) now, not \(mode.rawValue)")
+                }
             }
             guard stopped.isEmpty else {
                 let shown = stopped.sorted().prefix(5).joined(separator: "; ") + (stopped.count > 5 ? "; and \(stopped.count - 5) more" : "")

@@ -39,13 +39,4 @@ public struct Brakes: Sendable {
         }
         return nil
     }
-
-    /// Why this state would not let `binding` be changed as it was in a state that planned it
-    /// in `mode`: protected now, or a stricter mode now. Nil when nothing stops it.
-    public func stops(_ binding: Binding, plannedIn mode: Mode) -> String? {
-        guard let resource = state.resources[binding.resource] else { return nil }
-        if let protection = protection(of: resource, on: binding.target) { return protection }
-        if let now = self.mode(of: binding), now > mode { return "its mode is \(now.rawValue) now, not \(mode.rawValue)" }
-        return nil
-    }
 }
