@@ -55,8 +55,8 @@ enum PlanFile {
         }
 
         /// Refuses (exit 1, nothing changed) when the branch, which moved past the reviewed commit
-        /// to `head`, now holds a reviewed fix: its resource protected since, or given a stricter
-        /// mode (`Brakes`). A brake committed in `desired-state/` counts as one in `controllers/`
+        /// to `head`, now holds a reviewed fix: its resource protected since, given a stricter
+        /// mode (`Brakes`), renamed, removed, or pointed at another object. A brake committed in `desired-state/` counts as one in `controllers/`
         /// (`RevisionPin.check`): a plan loaded at its older commit must not bypass it.
         func checkBrakes(head: ObjectID, reviewed: DesiredState, in repository: PolicyRepository, branch: String) async throws(Stale) {
             let files: [SourceFile]
@@ -80,8 +80,18 @@ enum PlanFile {
             let bound = Dictionary(grouping: now.bindings) { [$0.target, $0.resource.description] }
             var stopped: [String] = []
             for binding in reviewed.bindings where keys.contains([binding.controller, binding.target, binding.resource.description]) {
-                guard let mode = before.mode(of: binding), let resource = now.resources[binding.resource] else { continue }
-                if let protection = after.protection(of: resource, on: binding.target) {
+                guard let mode = before.mode(of: binding), let then = reviewed.resources[binding.resource] else { continue }
+                // Renamed or removed since: the fix would change what the head does not manage as
+                // reviewed (a rename can carry a brake under the new name). The same for a resource
+                // that points at another object now (its protection is judged on that one).
+                guard let resource = now.resources[binding.resource] else {
+                    stopped.append("\(binding.target) \(binding.resource): no longer in the desired state (renamed or removed)")
+                    continue
+                }
+                if resource.spec.subject != then.spec.subject {
+                    stopped.append("\(binding.target) \(binding.resource): it is about \(quotedForMessage(resource.spec.subject)) now, "
+                                   + "not \(quotedForMessage(then.spec.subject))")
+                } else if let protection = after.protection(of: resource, on: binding.target) {
                     stopped.append("\(binding.target) \(binding.resource): \(protection)")
                 } else if let strictest = (bound[[binding.target, binding.resource.description]] ?? []).compactMap(after.mode(of:)).max(),
                           strictest > mode {
