@@ -79,7 +79,7 @@ extension ApplyRun {
             revision = Revision(refused.revision)
             errors = refused.errors
             if let recorded = refused.recorded {
-                records = [DecisionJSON(recorded.record, commit: recorded.commit)]
+                records = recorded.entry.map { [DecisionJSON($0.record, commit: $0.commit)] } ?? []
                 (pushed, keptLocally, pushError) = recorded.publication.counts
             }
         }
@@ -204,9 +204,10 @@ struct ApplyRun: Encodable {
         let entries = recovered.isEmpty ? outcome.entries : recovered + outcome.entries
         // Refused approvals were recorded and pushed while the revision loaded: records of this run too.
         let refusals = loaded.refusalsRecorded
+        let refused = refusals.compactMap(\.entry)
         var run = ApplyRun(
-            revision: loaded.state.revision, records: refusals.map(\.record) + entries.compactMap { $0.alreadyRecorded ? nil : $0.record },
-            commits: Dictionary(refusals.map { ($0.record.id, $0.commit) } + entries.lazy.compactMap { e in e.commit.map { (e.record.id, $0) } },
+            revision: loaded.state.revision, records: refused.map(\.record) + entries.compactMap { $0.alreadyRecorded ? nil : $0.record },
+            commits: Dictionary(refused.map { ($0.record.id, $0.commit) } + entries.lazy.compactMap { e in e.commit.map { (e.record.id, $0) } },
                                 uniquingKeysWith: { a, _ in a }),
             errors: outcome.auditFailures.map { "audit record not committed: \($0)" }
                 + (outcome.halted.map { ["stopped changing systems: \($0) (\(outcome.notAttempted) fix\(outcome.notAttempted == 1 ? "" : "es") left for the next run)"] } ?? [])

@@ -36,25 +36,25 @@ package struct RuntimeOptions: Sendable {
 /// The record of a refused revision, committed once per revision and errors and pushed, so
 /// that `git log` explains why nothing happened.
 package enum RevisionRefusal {
-    /// A refusal committed by this run: its record, its commit, and what pushing it achieved
-    /// (a push that failed outright: kept locally, with why), so that `apply --output json`
-    /// lists it and counts it.
+    /// A refusal's record after this run: committed now (`entry`) or by an earlier run (nil),
+    /// and what pushing achieved (a push that failed outright: kept locally, with why). An
+    /// earlier run's record that could not be pushed goes out now, as a new one would.
     package struct Recorded: Sendable {
-        package var record: AuditRecord
-        package var commit: String
+        package var entry: (record: AuditRecord, commit: String)?
         package var publication: PolicyRepository.Publication
     }
 
-    /// Commits and pushes the refusal's record; nil when an earlier run recorded it already or
-    /// it could not be committed (a warning says why).
+    /// Commits the refusal's record (once per revision and errors) and pushes what waits; nil
+    /// when it could not be committed (a warning says why).
     @discardableResult
     package static func record(of head: ObjectID, errors: [String], in repository: PolicyRepository,
                                console: Console) async -> Recorded? {
         let record = AuditRecord.refusal(revision: Revision(head), errors: errors, at: Date())
-        let commit: String
+        var entry: (record: AuditRecord, commit: String)?
         do {
-            guard try await !repository.contains(recordID: record.id) else { return nil }
-            commit = try await repository.write(record)
+            if try await !repository.contains(recordID: record.id) {
+                entry = (record, try await repository.write(record))
+            }
         } catch {
             console.warn("cannot record the refusal on the audit branch: \(error)")
             return nil
@@ -63,11 +63,11 @@ package enum RevisionRefusal {
         do {
             publication = try await repository.publish()
         } catch {
-            publication = .keptLocally(commits: 1, reason: "\(error)")
+            publication = .keptLocally(commits: entry == nil ? 0 : 1, reason: "\(error)")
         }
-        if case .keptLocally(_, let reason) = publication {
+        if case .keptLocally(let count, let reason) = publication, count > 0 {
             console.warn("the refusal record is kept locally and pushed on the next run: \(reason)")
         }
-        return Recorded(record: record, commit: commit, publication: publication)
+        return Recorded(entry: entry, publication: publication)
     }
 }

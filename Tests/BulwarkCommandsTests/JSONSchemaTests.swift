@@ -110,6 +110,28 @@ struct JSONSchemaTests {
         }
     }
 
+    /// A refusal record that could not be pushed (the origin away) is pushed by the next run of
+    /// the same refused revision, which says so in its document; until then it is counted as
+    /// kept (re-attack: it stayed local, and the next document said kept 0).
+    @Test func aRefusalKeptLocallyIsPushedByTheNextRunOfTheSameRevision() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            try s.commitPolicy("desired-state/broken.yaml", "apiVersion: bulwark/v1\nkind: Sysctl\nmetadata: {name: Bad_Name}\nspec: {}\n")
+            #expect(try s.run("plan").status == 1, "fetched, refused, nothing recorded")
+            try FileManager.default.moveItem(atPath: s.origin, toPath: dir + "/away.git")
+            func document(_ output: ProcessOutput) throws -> [String: Any] {
+                try #require(try JSONSerialization.jsonObject(with: Data(output.stdout.utf8)) as? [String: Any], "\(output.stderr)")
+            }
+            let kept = try document(try s.run("apply", "--output", "json"))
+            #expect((kept["records"] as? [Any])?.count == 1 && kept["pushed"] as? Int == 0 && kept["keptLocally"] as? Int == 1, "\(kept)")
+            try FileManager.default.moveItem(atPath: dir + "/away.git", toPath: s.origin)
+            let pushed = try document(try s.run("apply", "--output", "json"))
+            #expect((pushed["records"] as? [Any])?.isEmpty == true && pushed["pushed"] as? Int == 1 && pushed["keptLocally"] as? Int == 0,
+                    "\(pushed)")
+            #expect(try s.trailers("Bulwark-Decision") == ["refused"])
+        }
+    }
+
     @Test func theDaemonsStatusHoldsToItsSchema() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
