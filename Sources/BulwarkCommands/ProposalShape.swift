@@ -101,7 +101,8 @@ struct ProposalShape {
     /// to. A branch whose file is not these bytes is not the rule's proposal: someone wrote it.
     /// Its `Change:` line must say what the file does (the values the file carries), since the
     /// accepted commit keeps it: a value changed by hand under a line naming another is refused.
-    func expectedFile(in state: DesiredState, base: String?, proposed: String, finding: String?) throws -> String {
+    func expectedFile(in state: DesiredState, base: String?, proposed: String, finding: String?) throws
+        -> (file: String, citation: FindingCitation) {
         func refuse(_ why: String) -> CommandError {
             CommandError("the branch is not what rule \(rule) proposes: \(why). Nothing was committed.")
         }
@@ -159,7 +160,7 @@ struct ProposalShape {
         }
         do {
             if old != nil, let base {
-                return try ManifestEdit.apply(change, annotations: citation.annotations, to: id, in: base)
+                return (try ManifestEdit.apply(change, annotations: citation.annotations, to: id, in: base), citation)
             }
             guard template.create, base == nil, path == ManifestEdit.createdPath(for: id), state.resources[id] == nil else {
                 throw refuse("\(resource) is not in \(path), and the rule creates no resource there")
@@ -172,8 +173,9 @@ struct ProposalShape {
             guard targets.count == names.count, targets.allSatisfy({ state.targets[$0] != nil }) else {
                 throw refuse("a new resource is bound only to targets of the policy")
             }
-            return try ManifestEdit.create(change, annotations: citation.annotations, for: id, targets: targets,
-                                           comment: ManifestEdit.createdComment(finding: citation.id, source: citation.source ?? "", rule: rule.name))
+            return (try ManifestEdit.create(change, annotations: citation.annotations, for: id, targets: targets,
+                                            comment: ManifestEdit.createdComment(finding: citation.id, source: citation.source ?? "", rule: rule.name)),
+                    citation)
         } catch let error as ManifestEditError {
             throw refuse(error.description)
         }

@@ -586,6 +586,13 @@ import Testing
             let accepted = try s.run("accept", "ev-one", "--reviewed")
             #expect(accepted.status == 0, "\(accepted.stderr)")
             #expect(try git("--git-dir", s.origin, "show", "main:desired-state/hosts/sshd.yaml").contains("  MaxAuthTries: 3\n"))
+            // Unsigned, its message is anyone's who can push: main keeps only what accept checked
+            // (re-attack: a forged priority, evidence and plan went onto main as written).
+            let message = try git("--git-dir", s.origin, "log", "-1", "--format=%B", "main")
+            #expect(message.hasPrefix("accept(SSHDConfig/cis-5.1.16-max-auth-tries): finding ev-one\n"), "\(message)")
+            #expect(message.contains("\nChange: desired-state/hosts/sshd.yaml: set MaxAuthTries = 3\n")
+                    && message.contains("\nBulwark-Finding: ev-one\n") && message.contains("\nBulwark-Proposal: accepted\n"), "\(message)")
+            #expect(!message.contains("\nEvidence:") && !message.contains("\nPlan:") && !message.contains("\nPriority:"), "\(message)")
         }
     }
 
@@ -621,6 +628,10 @@ import Testing
             let accepted = try s.run("accept", "signed-one", "--trusted-signers", signers,
                                      environment: try s.signingEnvironment(alice.privateKey))
             #expect(accepted.status == 0, "\(accepted.stderr)")
+            // Signed by Bulwark's key, the proposal keeps its message (its plan and evidence), accepted.
+            let message = try git("--git-dir", s.origin, "log", "-1", "--format=%B", "main")
+            #expect(message.hasPrefix("accept(") && message.contains("\nPlan: ") && message.contains("\nBulwark-Proposal: accepted\n")
+                    && !message.contains("proposed"), "\(message)")
             #expect(try git("--git-dir", s.origin, "show", "main:desired-state/hosts/sshd.yaml").contains("  MaxAuthTries: 3\n"))
         }
     }

@@ -32,7 +32,9 @@ public struct FindingCitation: Sendable, Hashable, Codable {
         return result
     }
 
-    var trailers: [(AuditTrailer, String)] {
+    /// The trailers a proposal commit carries for it (a first-seen time or priority that does not
+    /// read as one is left out).
+    public var trailers: [(AuditTrailer, String)] {
         var result: [(AuditTrailer, String)] = [(.finding, id)]
         if let source { result.append((.findingSource, source)) }
         if let firstSeen, Timestamp.parse(firstSeen) != nil { result.append((.findingFirstSeen, firstSeen)) }

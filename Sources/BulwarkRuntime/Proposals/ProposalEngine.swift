@@ -236,7 +236,7 @@ package struct ProposalEngine: Sendable {
         if let reopens { lines.append("Proposed again: the scanner reports the finding open after its proposal was closed (\(reopens.hex)).") }
         lines.append("")
         var trailers: [(AuditTrailer, String)] = FindingCitation(id: finding.id, source: finding.source,
-                                                                  firstSeen: citation.firstSeen, priority: citation.priority).trailerLines
+                                                                  firstSeen: citation.firstSeen, priority: citation.priority).trailers
         trailers.append((.proposal, merged ? "auto-merged" : "proposed"))
         lines += trailers.map { "\($0.0.rawValue): \(TerminalText.oneLine($0.1))" }
         let message = lines.map(TerminalText.oneLine).joined(separator: "\n") + "\n"
@@ -332,16 +332,5 @@ package struct ProposalEngine: Sendable {
         } catch {
             return Outcome(outcome: "nothing", detail: "cannot close the proposal: \(error)", branch: branch)
         }
-    }
-}
-
-extension FindingCitation {
-    /// The trailers of a proposal commit.
-    package var trailerLines: [(AuditTrailer, String)] {
-        var result: [(AuditTrailer, String)] = [(.finding, id)]
-        if let source { result.append((.findingSource, source)) }
-        if let firstSeen { result.append((.findingFirstSeen, firstSeen)) }
-        if let priority { result.append((.priority, priority)) }
-        return result
     }
 }
