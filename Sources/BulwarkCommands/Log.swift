@@ -107,7 +107,9 @@ extension Bulwark {
                         ? (entry.reason ?? entry.error).map { "\n           " + console.paint(TerminalText.printable($0, colour: false), .dim) } ?? ""
                         : ""
                     // The record's id last: what `revert` and `approve` take.
-                    let id = entry.id.isEmpty ? "" : "  " + console.paint(TerminalText.printable(entry.id, colour: false), .dim)
+                    // Bulwark's ids are 26 characters; a forged one is cut.
+                    let shownID = entry.id.count > 40 ? entry.id.prefix(40) + "…" : entry.id
+                    let id = shownID.isEmpty ? "" : "  " + console.paint(TerminalText.printable(shownID, colour: false), .dim)
                     console.print("\(console.paint(String((entry.commit ?? "").prefix(10)), .yellow)) \(mark)\(detected)  \(outcome)\(mttr)  \(entry.summary ?? "")\(id)\(why)")
                 }
                 let untrusted = entries.filter { $0.untrusted == true }.count
