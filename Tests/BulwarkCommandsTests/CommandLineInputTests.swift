@@ -1,0 +1,62 @@
+@testable import BulwarkCommands
+@testable import BulwarkRuntime
+import BulwarkCore
+import BulwarkTestSupport
+import Foundation
+import Testing
+
+/// What a person types that names no usable file, folder or day: refused with the documented
+/// exit code and a message that names the file or option and the cause in plain words (never
+/// Foundation's error domain), before anything is written; the legitimate form still works.
+@Suite struct CommandLineInputTests {
+    /// The binary, killed after `seconds`: a command that hangs fails the test (137) instead.
+    func bounded(_ seconds: Int, _ arguments: [String]) throws -> ProcessOutput {
+        try run("/usr/bin/timeout", ["-s", "KILL", String(seconds), try bulwarkExecutable()] + arguments)
+    }
+
+    // MARK: - ingest
+
+    /// A findings file is opened as `apply --plan` opens its plan: a FIFO with no writer is
+    /// refused at once (it held `ingest` up for ever), a folder or a missing file is named with
+    /// its cause (exit 64, a usage mistake); a document that is not findings is an error (1) that
+    /// says where the JSON breaks, or that valid JSON is no findings document.
+    @Test func ingestNamesAFileItCannotUseAndWhy() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let fifo = dir + "/findings.fifo"
+            #expect(mkfifo(fifo, 0o600) == 0)
+            try FileManager.default.createDirectory(atPath: dir + "/a-folder", withIntermediateDirectories: true)
+            for (path, code, message) in [(fifo, 64, "\(fifo) is a FIFO, not a findings file"),
+                                          (dir + "/a-folder", 64, "\(dir)/a-folder is a folder, not a findings file"),
+                                          (dir + "/missing.json", 64, "\(dir)/missing.json does not exist")] as [(String, Int32, String)] {
+                let started = Date()
+                let refused = try bounded(60, ["ingest", path, "--repo", s.origin, "--state-dir", s.state])
+                #expect(refused.status == code, "\(path): \(refused.status) \(refused.stderr)")
+                #expect(refused.stderr.contains(message), "\(refused.stderr)")
+                #expect(!refused.stderr.contains("NSCocoaErrorDomain"), "\(refused.stderr)")
+                #expect(Date().timeIntervalSince(started) < 30, "\(path) held ingest up")
+            }
+            for (text, message) in [("{\"resource\": \"x\",,\n \"control\": 1}", "not valid JSON: invalid value at line 1, column 18"),
+                                    ("[{\"resource\": \"x\",\n  \"control\": \"c\"},\n  nope]", "not valid JSON: invalid value at line 3, column 4"),
+                                    ("null", "not a findings document: the document is null, not an object or a list of findings"),
+                                    ("\"hello\"", "not a findings document: the document is a string"),
+                                    ("  42", "not a findings document: the document is a number")] {
+                let path = dir + "/document-\(UUID().uuidString.prefix(6)).json"
+                try write(path, text)
+                let refused = try s.run("ingest", path)
+                #expect(refused.status == 1, "\(text): \(refused.status) \(refused.stderr)")
+                #expect(refused.stderr.contains("\(path): \(message)"), "\(refused.stderr)")
+                #expect(!refused.stderr.contains("could not be completed") && !refused.stderr.contains("NSCocoaErrorDomain"), "\(refused.stderr)")
+            }
+            #expect(try git("--git-dir", s.origin, "for-each-ref", "refs/heads/bulwark/").isEmpty, "nothing was recorded")
+
+            // A findings file, and one from standard input, are still read.
+            try write(dir + "/findings.json", "{\"resource\": \"nothing-bulwark-manages\", \"control\": \"X-1\"}")
+            let read = try s.run("ingest", dir + "/findings.json")
+            #expect(read.status == 0, "\(read.stderr)")
+            let piped = try run("/bin/sh", ["-c", "\"$0\" ingest - --repo \"$1\" --state-dir \"$2\" < \"$3\"",
+                                            try bulwarkExecutable(), s.origin, s.state, dir + "/findings.json"])
+            #expect(piped.status == 0, "\(piped.stderr)")
+        }
+    }
+}
