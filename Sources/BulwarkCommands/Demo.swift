@@ -23,9 +23,7 @@ extension Bulwark {
             let fm = FileManager.default
             let base: String
             if let dir {
-                if let contents = try? fm.contentsOfDirectory(atPath: dir), !contents.isEmpty {
-                    throw ValidationError("\(dir) exists and is not empty")
-                }
+                try checkNewFolder(dir)
                 try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
                 base = URL(fileURLWithPath: dir).standardizedFileURL.path
             } else {

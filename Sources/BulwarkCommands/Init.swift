@@ -29,9 +29,7 @@ extension Bulwark {
         func run() async throws {
             let console = Console()
             let fm = FileManager.default
-            if let contents = try? fm.contentsOfDirectory(atPath: directory), !contents.isEmpty {
-                throw ValidationError("\(directory) exists and is not empty")
-            }
+            try checkNewFolder(directory)
             var root: String?
             if let hostRoot {
                 let absolute = URL(fileURLWithPath: hostRoot, relativeTo: URL(fileURLWithPath: fm.currentDirectoryPath))

@@ -59,4 +59,27 @@ import Testing
             #expect(piped.status == 0, "\(piped.stderr)")
         }
     }
+
+    // MARK: - init, demo
+
+    /// `init` over an existing file is refused as a usage mistake (64), as over a folder that is
+    /// not empty, and the file is left as it was; an empty folder is still taken.
+    @Test func initRefusesAPathThatIsAFile() async throws {
+        try await withTemporaryDirectory { dir in
+            try write(dir + "/afile", "keep me\n")
+            let refused = try bulwark(["init", dir + "/afile"])
+            #expect(refused.status == 64, "\(refused.stderr)")
+            #expect(refused.stderr.contains("\(dir)/afile exists and is not a folder"), "\(refused.stderr)")
+            #expect(!refused.stderr.contains("git_repository_init"), "\(refused.stderr)")
+            #expect(try read(dir + "/afile") == "keep me\n")
+            let demo = try bulwark(["demo", "--dir", dir + "/afile"])
+            #expect(demo.status == 64 && demo.stderr.contains("exists and is not a folder"), "\(demo.stderr)")
+
+            try write(dir + "/full/x", "x")
+            #expect(try bulwark(["init", dir + "/full"]).status == 64)
+            try FileManager.default.createDirectory(atPath: dir + "/empty", withIntermediateDirectories: true)
+            let made = try bulwark(["init", dir + "/empty"])
+            #expect(made.status == 0, "\(made.stderr)")
+        }
+    }
 }
