@@ -2,6 +2,15 @@ internal import ArgumentParser
 internal import BulwarkCore
 internal import Foundation
 
+/// Refuses a day that is not exactly `YYYY-MM-DD` of the calendar (exit 64), as the loader
+/// refuses it in a manifest's `expires:`: `2027-02-30` is not moved to March 2nd and
+/// `2027-01-05xyz` is not cut to January 5th.
+func checkDay(_ text: String, option: String) throws(ValidationError) {
+    guard DesiredStateLoader.endOfDay(text) != nil else {
+        throw ValidationError("\(option): \(DesiredStateLoader.notADay(text))")
+    }
+}
+
 /// Refuses a folder to create (`init DIR`, `demo --dir DIR`) that exists and is a file, or a
 /// folder that is not empty (exit 64): nothing of the person's is written over.
 func checkNewFolder(_ path: String) throws(ValidationError) {

@@ -471,6 +471,17 @@ public enum Timestamp {
         return recorded(date)
     }
 
+    /// A day written `YYYY-MM-DD`, exactly (ten ASCII characters, nothing before or after), that
+    /// the calendar has (no February 30th, no February 29th outside leap years), from 1970 to
+    /// 9999, as its first moment (00:00 UTC); nil for any other text. Foundation's ISO 8601
+    /// style is not used: it reads `2027-01-05xyz` as January 5th and `2027-02-30` as March 2nd.
+    public static func day(_ text: String) -> Date? {
+        guard text.utf8.count == 10, let millis = civilMilliseconds(text + "T00:00:00Z") else { return nil }
+        let day = Date(timeIntervalSince1970: Double(millis) / 1000)
+        // Read back, the day is written as it was given: nothing was moved or dropped.
+        return format(day).prefix(10) == text ? day : nil
+    }
+
     /// `YYYY-MM-DDTHH:MM:SSZ` or `YYYY-MM-DDTHH:MM:SS.mmmZ` from 1970 to 9999 (what `format`
     /// writes), as milliseconds since 1970; nil for any other text, which `parse` leaves to
     /// Foundation. A date that does not exist (February 30th) is nil here, too.

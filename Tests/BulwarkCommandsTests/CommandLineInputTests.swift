@@ -82,4 +82,50 @@ import Testing
             #expect(made.status == 0, "\(made.stderr)")
         }
     }
+
+    // MARK: - Days
+
+    /// `--expires` and a manifest's `expires:` take exactly a day of the calendar: text after
+    /// the day, February 30th or the 29th of a common year are refused (approve: 64; a waiver or
+    /// an approval file: a validation error naming its file, line and field), never stored as
+    /// typed or moved into March. A leap day is a day.
+    @Test func expiryDaysAreDaysOfTheCalendar() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let before = try git("--git-dir", s.origin, "rev-parse", "main")
+            for day in ["2027-01-05xyz; rm -rf /", "2027-02-30", "2027-02-29", "2027-1-5"] {
+                let refused = try s.run("approve", "01ABCDEFGHJKMNPQRSTVWXYZ01", "--reason", "ok", "--expires", day)
+                #expect(refused.status == 64, "\(day): \(refused.stderr)")
+                #expect(refused.stderr.contains("--expires: expected a day of the calendar written YYYY-MM-DD"), "\(refused.stderr)")
+            }
+            // revert reads the day as approve does (its exit code is Revert.swift's: 1, nothing done).
+            let revert = try run(try bulwarkExecutable(), ["revert", "01ABCDEFGHJKMNPQRSTVWXYZ01", "--repo", s.origin, "--state-dir", s.state,
+                                                           "--reason", "CHG-1", "--expires", "2027-02-30x"], environment: RevertTests.person)
+            #expect(revert.status != 0 && revert.stderr.contains("--expires takes a date such as 2027-01-31, got '2027-02-30x'"),
+                    "\(revert.stderr)")
+            #expect(try git("--git-dir", s.origin, "rev-parse", "main") == before, "nothing was committed")
+
+            let waiver = "apiVersion: bulwark/v1\nkind: Waiver\nmetadata: {name: w}\n"
+                + "spec:\n  match: {kind: Sysctl}\n  reason: r\n  owner: a@example.org\n  expires: 2027-02-30\n"
+            try write(s.policy + "/waivers/w.yaml", waiver)
+            let id = "01ABCDEFGHJKMNPQRSTVWXYZ01"
+            try write(s.policy + "/approvals/\(id).yaml", Bulwark.Approve.document(id: id, summary: "s", approver: "a <a@x>",
+                                                                                  reason: "r", expires: "2027-01-05xyz"))
+            let invalid = try bulwark(["validate", s.policy])
+            #expect(invalid.status == 1, "\(invalid.stderr)")
+            #expect(invalid.stderr.contains("waivers/w.yaml:8:"), "\(invalid.stderr)")
+            #expect(invalid.stderr.contains("spec.expires: expected a day of the calendar written YYYY-MM-DD, such as 2027-01-31, got '2027-02-30'"),
+                    "\(invalid.stderr)")
+            #expect(invalid.stderr.contains("approvals/\(id).yaml:"), "\(invalid.stderr)")
+            #expect(invalid.stderr.contains("spec.expires: expected a day of the calendar written YYYY-MM-DD, such as 2027-01-31, got '2027-01-05xyz'"),
+                    "\(invalid.stderr)")
+
+            // Days of the calendar load, a leap day included.
+            try write(s.policy + "/waivers/w.yaml", waiver.replacingOccurrences(of: "2027-02-30", with: RevertTests.day(in: 30)))
+            try write(s.policy + "/approvals/\(id).yaml", Bulwark.Approve.document(id: id, summary: "s", approver: "a <a@x>",
+                                                                                  reason: "r", expires: "2028-02-29"))
+            let valid = try bulwark(["validate", s.policy])
+            #expect(valid.status == 0, "\(valid.stderr)")
+        }
+    }
 }
