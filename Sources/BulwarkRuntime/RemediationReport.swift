@@ -70,7 +70,10 @@ package struct RemediationReport: Encodable {
     package var byTarget: [String: Summary]
     package var decisions: [String: Int]
     package var results: [String: Int]
+    /// The worst open items, at most `top` of `openCount`.
     package var open: [OpenItem]
+    /// How many items are open, listed in `open` or not.
+    package var openCount: Int
     /// MTTR of findings, from each finding's first-seen time to its first verified fix, and SLA breaches.
     package var findings: FindingsSummary
     /// Records left out because no key trusted for records signed them (`RecordTrust`); nil
@@ -110,13 +113,13 @@ package struct RemediationReport: Encodable {
         byTarget = group(\.target)
         decisions = Dictionary(grouping: counted, by: \.decision.rawValue).mapValues(\.count)
         results = Dictionary(grouping: counted.compactMap(\.result), by: \.rawValue).mapValues(\.count)
-        open = openSince.compactMap { key, start -> OpenItem? in
+        let allOpen = openSince.compactMap { key, start -> OpenItem? in
             guard let entry = last[key] else { return nil }
             return OpenItem(target: entry.target, resource: entry.resource, severity: entry.severity, decision: entry.decision,
                             result: entry.result, openSince: start, ageSeconds: Self.seconds(max(0, now.timeIntervalSince(start))))
         }
-        .sorted { ($0.severity, $0.ageSeconds) > ($1.severity, $1.ageSeconds) }
-        .prefix(top).map { $0 }
+        openCount = allOpen.count
+        open = allOpen.sorted { ($0.severity, $0.ageSeconds) > ($1.severity, $1.ageSeconds) }.prefix(top).map { $0 }
     }
 
     /// Seconds to the millisecond (`MTTRSummary.seconds`).
@@ -147,12 +150,24 @@ package struct RemediationReport: Encodable {
         lines.append("Decisions: " + (decisions.isEmpty ? "none" : decisions.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
                      + (results.isEmpty ? "" : "; results: " + results.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")))
         lines += findings.lines()
-        lines.append(open.isEmpty ? "Open items: none." : "Worst open items:")
-        for item in open {
-            lines.append("  \(item.severity.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)) \(item.target)  \(item.resource)  "
-                         + "\(item.result == .failed ? "failed" : item.decision.rawValue), open for \(Self.duration(item.ageSeconds))")
+        if openCount == 0 {
+            lines.append("Open items: none.")
+        } else if open.isEmpty {
+            lines.append("Open items: \(openCount) open (not listed: --top 0).")
+        } else {
+            lines.append(open.count < openCount ? "Worst open items (\(open.count) of \(openCount) open):" : "Worst open items:")
+            for item in open {
+                lines.append("  \(item.severity.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)) \(item.target)  \(item.resource)  "
+                             + "\(item.result == .failed ? "failed" : item.decision.rawValue), open for \(Self.duration(item.ageSeconds))")
+            }
+            if let more = notListed { lines.append("  … " + more) }
         }
         return lines.joined(separator: "\n")
+    }
+
+    /// "and 5 more (--top 15 lists them all)" when `top` left open items out, else nil.
+    private var notListed: String? {
+        open.count < openCount ? "and \(openCount - open.count) more (--top \(openCount) lists them all)" : nil
     }
 
     package func markdown(source: String) -> String {
@@ -168,8 +183,16 @@ package struct RemediationReport: Encodable {
         lines += ["", "| decision | count |", "|---|---|"] + decisions.sorted { $0.key < $1.key }.map { "| \($0.key) | \($0.value) |" }
         lines += ["", "## Findings", ""] + findings.lines().map { $0.hasPrefix("  ") ? "- " + $0.trimmingCharacters(in: .whitespaces) : $0 }
         lines += ["", "## Worst open items", ""]
-        lines += open.isEmpty ? ["None."] : ["| severity | target | resource | state | open for |", "|---|---|---|---|---|"]
-            + open.map { "| \($0.severity.rawValue) | \($0.target) | \($0.resource) | \($0.result == .failed ? "failed" : $0.decision.rawValue) | \(Self.duration($0.ageSeconds)) |" }
+        if openCount == 0 {
+            lines.append("None.")
+        } else if open.isEmpty {
+            lines.append("\(openCount) open (not listed: --top 0).")
+        } else {
+            lines += ["| severity | target | resource | state | open for |", "|---|---|---|---|---|"]
+                + open.map { "| \($0.severity.rawValue) | \($0.target) | \($0.resource) | "
+                    + "\($0.result == .failed ? "failed" : $0.decision.rawValue) | \(Self.duration($0.ageSeconds)) |" }
+            if let more = notListed { lines += ["", "… " + more + "."] }
+        }
         return lines.joined(separator: "\n")
     }
 }

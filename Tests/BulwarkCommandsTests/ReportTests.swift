@@ -71,4 +71,35 @@ import Testing
             #expect(markdown.stdout.contains("| severity | critical | 3 |"))
         }
     }
+
+    /// `--top` lists the worst open items and says how many more there are; `--top 0` says how
+    /// many are open instead of "none", in text, markdown and JSON (`openCount`, in the schema).
+    @Test func topSaysHowManyItemsAreOpenAndNotListed() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            try s.editPolicy("controllers/host-hardening.yaml", replacing: "mode: enforce", with: "mode: approve")
+            #expect(try s.run("apply").status == 0)
+            let all = try #require(try JSONSerialization.jsonObject(with: Data(try s.run("report", "--output", "json").stdout.utf8)) as? [String: Any])
+            let count = try #require(all["openCount"] as? Int)
+            try #require(count > 10, "\(all)")
+            #expect((all["open"] as? [Any])?.count == 10)
+
+            let cut = try s.run("report").stdout
+            #expect(cut.contains("Worst open items (10 of \(count) open):"), "\(cut)")
+            #expect(cut.contains("  … and \(count - 10) more (--top \(count) lists them all)"), "\(cut)")
+            let whole = try s.run("report", "--top", String(count)).stdout
+            #expect(whole.contains("Worst open items:") && !whole.contains("more (--top"), "\(whole)")
+
+            let none = try s.run("report", "--top", "0")
+            #expect(none.stdout.contains("Open items: \(count) open (not listed: --top 0)."), "\(none.stdout)")
+            #expect(!none.stdout.contains("Open items: none."))
+            let markdown = try s.run("report", "--top", "0", "--output", "markdown").stdout
+            #expect(markdown.contains("## Worst open items\n\n\(count) open (not listed: --top 0)."), "\(markdown)")
+            #expect(try s.run("report", "--top", "3", "--output", "markdown").stdout.contains("… and \(count - 3) more (--top \(count) lists them all)."))
+            let json = try s.run("report", "--top", "0", "--output", "json")
+            let document = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+            #expect((document["open"] as? [Any])?.isEmpty == true && document["openCount"] as? Int == count, "\(document)")
+            if SchemaValidator.available { try JSONSchemaTests().check("report.schema.json", json.stdout, in: dir) }
+        }
+    }
 }
