@@ -18,6 +18,7 @@ public struct AuditRecord: Sendable, Hashable, Codable {
 
     public var id: String
     public var controller: String
+    /// The target, or `noTarget` for a record about no resource on a target (a refusal).
     public var target: String
     public var resource: String
     public var kind: String
@@ -77,13 +78,17 @@ public struct AuditRecord: Sendable, Hashable, Codable {
         self.nextWindowAt = nextWindowAt.map(Timestamp.recorded)
     }
 
+    /// The controller and target of a record that is about no resource on a target: a refused
+    /// revision, a finding's refused change, a tampered audit branch.
+    public static let noTarget = "-"
+
     /// The record of a refused revision: nothing acted on it. Its id is stable for the same
     /// revision and errors, so a revision refused on every pass is recorded once.
     public static func refusal(revision: Revision, errors: [String], at date: Date) -> AuditRecord {
         let shown = errors.prefix(20).map { oneLine($0) } + (errors.count > 20 ? ["… and \(errors.count - 20) more"] : [])
         let id = AuditID.stable((["refused", revision.description] + errors).joined(separator: "\u{1}"))
         return AuditRecord(
-            id: id, controller: "-", target: "-", resource: "Revision/\(revision.short)", kind: "Revision",
+            id: id, controller: noTarget, target: noTarget, resource: "Revision/\(revision.short)", kind: "Revision",
             name: revision.short, severity: .high, risk: 0, mode: .enforce, decision: .refused, result: nil,
             reason: "revision refused; the last good revision stays in force: " + shown.joined(separator: "; "),
             changes: [], detectedAt: date, appliedAt: nil, verifiedAt: nil, desiredCommit: revision,
@@ -100,7 +105,7 @@ public struct AuditRecord: Sendable, Hashable, Codable {
                                       at date: Date) -> AuditRecord {
         let id = AuditID.stable(["refused-finding", citation.source ?? "", citation.id, resource].joined(separator: "\u{1}"))
         var record = AuditRecord(
-            id: id, controller: "-", target: "-", resource: resource,
+            id: id, controller: noTarget, target: noTarget, resource: resource,
             kind: resource.split(separator: "/", maxSplits: 1).first.map(String.init) ?? "Finding",
             name: resource.split(separator: "/", maxSplits: 1).dropFirst().first.map(String.init) ?? citation.id,
             severity: .high, risk: 0, mode: .enforce, decision: .refused, result: nil,

@@ -44,6 +44,11 @@ package struct RemediationReport: Encodable {
         }
 
         package var kind: String { String(resource.split(separator: "/").first ?? "") }
+
+        /// Whether the record is about a resource on a target: a refusal (a refused revision, a
+        /// finding's refused change) names none (`AuditRecord.noTarget`). It is counted, but
+        /// opens no drift: no fix will ever close it.
+        package var hasTarget: Bool { target != AuditRecord.noTarget }
     }
 
     /// `MTTRSummary` (in the core, shared with the status page).
@@ -95,7 +100,7 @@ package struct RemediationReport: Encodable {
                 let start = min(openSince[key] ?? entry.detectedAt, entry.detectedAt)
                 openSince[key] = nil
                 if since.map({ entry.detectedAt >= $0 }) ?? true { fixes.append((entry, max(0, verified.timeIntervalSince(start)))) }
-            } else if entry.decision.opensDrift {
+            } else if entry.decision.opensDrift, entry.hasTarget {
                 openSince[key] = openSince[key] ?? entry.detectedAt
             }
             if since.map({ entry.detectedAt >= $0 }) ?? true { counted.append(entry) }

@@ -72,6 +72,37 @@ import Testing
         }
     }
 
+    /// A refusal (a refused revision, a finding's refused change) names no target: it is counted
+    /// with the decisions but is never an open item, which no fix could ever close.
+    @Test func refusalsAreCountedButNeverOpen() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            #expect(try s.run("apply").status == 0)
+            // A finding rule that would loosen MaxAuthTries (4 to 6): the change is refused and recorded.
+            let rule = FindingProposalEndToEndTests.rule.replacingOccurrences(of: "set: {MaxAuthTries: \"3\"}", with: "set: {MaxAuthTries: \"6\"}")
+            try s.commitPolicy("finding-rules/sshd.yaml", rule, message: "a loosening finding rule")
+            try write(dir + "/finding.json", FindingProposalEndToEndTests.finding(id: "loosen-1", firstSeen: Date()))
+            let ingested = try s.run("ingest", dir + "/finding.json", "--output", "json")
+            #expect(ingested.stdout.contains("never lowers policy"), "\(ingested.stdout) \(ingested.stderr)")
+            let record = try git("--git-dir", s.origin, "log", "-1", "--format=%B", "bulwark/audit")
+            #expect(record.contains("Bulwark-Decision: refused") && record.contains("Bulwark-Finding: loosen-1"), "\(record)")
+            // A refused revision.
+            try s.commitPolicy("desired-state/broken.yaml", "apiVersion: bulwark/v1\nkind: Sysctl\nmetadata: {name: Bad_Name}\nspec: {}\n")
+            #expect(try s.run("apply").status == 1)
+            #expect(try s.trailers("Bulwark-Decision").filter { $0 == "refused" }.count == 2)
+
+            let text = try s.run("report")
+            #expect(text.stdout.contains("Open items: none."), "\(text.stdout)")
+            #expect(text.stdout.contains("refused 2"), "\(text.stdout)")
+            let json = try #require(try JSONSerialization.jsonObject(with: Data(try s.run("report", "--output", "json").stdout.utf8)) as? [String: Any])
+            #expect((json["open"] as? [Any])?.isEmpty == true && json["openCount"] as? Int == 0, "\(json)")
+            #expect((json["decisions"] as? [String: Int])?["refused"] == 2, "\(json)")
+            let markdown = try s.run("report", "--output", "markdown").stdout
+            #expect(markdown.contains("## Worst open items\n\nNone."), "\(markdown)")
+            #expect(markdown.contains("| refused | 2 |"), "\(markdown)")
+        }
+    }
+
     /// `--top` lists the worst open items and says how many more there are; `--top 0` says how
     /// many are open instead of "none", in text, markdown and JSON (`openCount`, in the schema).
     @Test func topSaysHowManyItemsAreOpenAndNotListed() async throws {
