@@ -100,15 +100,16 @@ public struct AuditRecord: Sendable, Hashable, Codable {
     /// so that an attempt to weaken policy through a finding is in git, not only in `ingest`'s
     /// output. `reason` names what was refused, never a value (a finding's evidence can be
     /// anything, a secret included), and is not part of the id: the same finding sent again
-    /// with other evidence is not another record.
-    public static func refusedFinding(_ citation: FindingCitation, resource: String, reason: String, revision: Revision,
-                                      at date: Date) -> AuditRecord {
+    /// with other evidence is not another record. `severity` is the resource's, as every record
+    /// about a resource carries it (not the finding's, which the sender chooses).
+    public static func refusedFinding(_ citation: FindingCitation, resource: String, severity: Severity, reason: String,
+                                      revision: Revision, at date: Date) -> AuditRecord {
         let id = AuditID.stable(["refused-finding", citation.source ?? "", citation.id, resource].joined(separator: "\u{1}"))
         var record = AuditRecord(
             id: id, controller: noTarget, target: noTarget, resource: resource,
             kind: resource.split(separator: "/", maxSplits: 1).first.map(String.init) ?? "Finding",
             name: resource.split(separator: "/", maxSplits: 1).dropFirst().first.map(String.init) ?? citation.id,
-            severity: .high, risk: 0, mode: .enforce, decision: .refused, result: nil,
+            severity: severity, risk: 0, mode: .enforce, decision: .refused, result: nil,
             reason: "a finding's change was not proposed: " + oneLine(reason), changes: [], detectedAt: date, appliedAt: nil,
             verifiedAt: nil, desiredCommit: revision, approver: nil, error: nil)
         record.finding = citation

@@ -73,19 +73,23 @@ import Testing
     }
 
     /// A refusal (a refused revision, a finding's refused change) names no target: it is counted
-    /// with the decisions but is never an open item, which no fix could ever close.
+    /// with the decisions but is never an open item, which no fix could ever close. The refused
+    /// finding's record carries its resource's severity (medium), not the finding's (critical).
     @Test func refusalsAreCountedButNeverOpen() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
             #expect(try s.run("apply").status == 0)
             // A finding rule that would loosen MaxAuthTries (4 to 6): the change is refused and recorded.
             let rule = FindingProposalEndToEndTests.rule.replacingOccurrences(of: "set: {MaxAuthTries: \"3\"}", with: "set: {MaxAuthTries: \"6\"}")
+                .replacingOccurrences(of: ", severity: medium}", with: "}")
             try s.commitPolicy("finding-rules/sshd.yaml", rule, message: "a loosening finding rule")
-            try write(dir + "/finding.json", FindingProposalEndToEndTests.finding(id: "loosen-1", firstSeen: Date()))
+            try write(dir + "/finding.json", FindingProposalEndToEndTests.finding(id: "loosen-1", firstSeen: Date())
+                .replacingOccurrences(of: "\"severity_id\": 3, \"severity\": \"Medium\"", with: "\"severity_id\": 5, \"severity\": \"Critical\""))
             let ingested = try s.run("ingest", dir + "/finding.json", "--output", "json")
             #expect(ingested.stdout.contains("never lowers policy"), "\(ingested.stdout) \(ingested.stderr)")
             let record = try git("--git-dir", s.origin, "log", "-1", "--format=%B", "bulwark/audit")
             #expect(record.contains("Bulwark-Decision: refused") && record.contains("Bulwark-Finding: loosen-1"), "\(record)")
+            #expect(record.contains("Bulwark-Severity: medium"), "the resource's severity: \(record)")
             // A refused revision.
             try s.commitPolicy("desired-state/broken.yaml", "apiVersion: bulwark/v1\nkind: Sysctl\nmetadata: {name: Bad_Name}\nspec: {}\n")
             #expect(try s.run("apply").status == 1)
