@@ -175,6 +175,27 @@ package struct RemediationReport: Encodable {
         open.count < openCount ? "and \(openCount - open.count) more (--top \(openCount) lists them all)" : nil
     }
 
+    /// Text from a record (a target, a resource, a controller: the audit branch's trailers,
+    /// which anyone who can push can write) as one markdown table cell that shows it as it is:
+    /// `|` would end the cell and a line break the row, `<`, `>` and `&` would be read as HTML
+    /// (`<script>`, `<img onerror=…>`), a `\` would escape what follows it.
+    package static func markdownCell(_ text: String) -> String {
+        var cell = ""
+        cell.reserveCapacity(text.utf8.count)
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "|": cell += "\\|"
+            case "\\": cell += "\\\\"
+            case "<": cell += "&lt;"
+            case ">": cell += "&gt;"
+            case "&": cell += "&amp;"
+            case "\n", "\r", "\u{85}", "\u{2028}", "\u{2029}": cell += " "
+            default: cell.unicodeScalars.append(scalar)
+            }
+        }
+        return cell
+    }
+
     package func markdown(source: String) -> String {
         let left = (untrustedRecords ?? 0) > 0 ? " \(untrustedRecords ?? 0) records no trusted key signed are left out." : ""
         var lines = ["# Remediation report", "", "Source: `\(source)`, \(records) records.\(left)", "",
@@ -182,11 +203,13 @@ package struct RemediationReport: Encodable {
                      "| group | value | fixes | p50 | p90 | max |", "|---|---|---|---|---|---|"]
         for (title, groups) in [("controller", byController), ("kind", byKind), ("severity", bySeverity), ("target", byTarget)] {
             for (key, s) in groups.sorted(by: { $0.key < $1.key }) {
-                lines.append("| \(title) | \(key) | \(s.fixes) | \(Self.duration(s.p50Seconds)) | \(Self.duration(s.p90Seconds)) | \(Self.duration(s.maxSeconds)) |")
+                lines.append("| \(title) | \(Self.markdownCell(key)) | \(s.fixes) | \(Self.duration(s.p50Seconds)) | \(Self.duration(s.p90Seconds)) | \(Self.duration(s.maxSeconds)) |")
             }
         }
-        lines += ["", "| decision | count |", "|---|---|"] + decisions.sorted { $0.key < $1.key }.map { "| \($0.key) | \($0.value) |" }
-        lines += ["", "## Findings", ""] + findings.lines().map { $0.hasPrefix("  ") ? "- " + $0.trimmingCharacters(in: .whitespaces) : $0 }
+        lines += ["", "| decision | count |", "|---|---|"] + decisions.sorted { $0.key < $1.key }.map { "| \(Self.markdownCell($0.key)) | \($0.value) |" }
+        // The findings' lines carry record text too (a finding's id and source, a target).
+        lines += ["", "## Findings", ""] + findings.lines().map(Self.markdownCell)
+            .map { $0.hasPrefix("  ") ? "- " + $0.trimmingCharacters(in: .whitespaces) : $0 }
         lines += ["", "## Worst open items", ""]
         if openCount == 0 {
             lines.append("None.")
@@ -194,7 +217,7 @@ package struct RemediationReport: Encodable {
             lines.append("\(openCount) open (not listed: --top 0).")
         } else {
             lines += ["| severity | target | resource | state | open for |", "|---|---|---|---|---|"]
-                + open.map { "| \($0.severity.rawValue) | \($0.target) | \($0.resource) | "
+                + open.map { "| \($0.severity.rawValue) | \(Self.markdownCell($0.target)) | \(Self.markdownCell($0.resource)) | "
                     + "\($0.result == .failed ? "failed" : $0.decision.rawValue) | \(Self.duration($0.ageSeconds)) |" }
             if let more = notListed { lines += ["", "… " + more + "."] }
         }

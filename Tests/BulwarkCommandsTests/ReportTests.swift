@@ -72,6 +72,62 @@ import Testing
         }
     }
 
+    /// The table rows of a markdown document whose cells differ in number from their table's
+    /// header: `|` that no `\` escapes ends a cell.
+    static func brokenRows(_ markdown: String) -> [String] {
+        func cells(_ line: Substring) -> Int {
+            var count = 0
+            var escaped = false
+            for character in line {
+                if escaped { escaped = false } else if character == "\\" { escaped = true } else if character == "|" { count += 1 }
+            }
+            return count
+        }
+        var broken: [String] = []
+        var header: Int?
+        for line in markdown.split(separator: "\n", omittingEmptySubsequences: false) {
+            guard line.hasPrefix("|") else { header = nil; continue }
+            if let header { if cells(line) != header { broken.append(String(line)) } } else { header = cells(line) }
+        }
+        return broken
+    }
+
+    /// Record text in a markdown cell shows as it is: `|` escaped (it ended the cell), `<`, `>`
+    /// and `&` as entities (read as HTML), `\` escaped, a line break a space.
+    @Test func markdownCellsEscapeWhatWouldBreakTheTable() {
+        #expect(RemediationReport.markdownCell("web|<script>alert(1)</script> & \\|x\nrow") ==
+                "web\\|&lt;script&gt;alert(1)&lt;/script&gt; &amp; \\\\\\|x row")
+        #expect(RemediationReport.markdownCell("SSHDConfig/cis-5.1.20") == "SSHDConfig/cis-5.1.20")
+    }
+
+    /// Records a person with push access forged (a target, a resource, a controller holding `|`,
+    /// HTML and `&`) stay inside their cells in `report --output markdown`: every row keeps its
+    /// table's number of cells, and no tag reaches the document.
+    @Test func forgedRecordTextCannotBreakTheMarkdownReport() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let target = "web|<script>alert(1)</script>"
+            let resource = "SSHDConfig/x|<img src=x onerror=alert(1)>&amp;"
+            let controller = "ctl|</td><b>bold</b>"
+            let detected = Date().addingTimeInterval(-3600)
+            for (id, decision, verified) in [("01FQRGEDHE1D0000000000000A", "held", false), ("01FQRGEDF1XED000000000000B", "applied", true)] {
+                _ = try ForgedRecordTests.forge(s, subject: "remediate(\(resource)): \(target)", trailers: [
+                    ("Bulwark-Id", id), ("Bulwark-Controller", controller), ("Bulwark-Target", verified ? target + "2" : target),
+                    ("Bulwark-Resource", resource), ("Bulwark-Severity", "high"), ("Bulwark-Mode", "enforce"), ("Bulwark-Decision", decision),
+                    ("Bulwark-Desired-Commit", String(repeating: "0", count: 40)), ("Bulwark-Detected-At", Timestamp.format(detected))]
+                    + (verified ? [("Bulwark-Result", "verified"), ("Bulwark-Verified-At", Timestamp.format(detected.addingTimeInterval(5)))] : []))
+            }
+            let report = try s.run("report", "--output", "markdown")
+            #expect(report.status == 0, "\(report.stderr)")
+            let markdown = report.stdout
+            #expect(markdown.contains("| high | web\\|&lt;script&gt;alert(1)&lt;/script&gt; | SSHDConfig/x\\|&lt;img src=x onerror=alert(1)&gt;&amp;amp; | held |"),
+                    "\(markdown)")
+            #expect(markdown.contains("| controller | ctl\\|&lt;/td&gt;&lt;b&gt;bold&lt;/b&gt; | 1 |"), "\(markdown)")
+            for tag in ["<script", "<img", "<b>", "</td>"] { #expect(!markdown.contains(tag), "\(tag) in \(markdown)") }
+            #expect(Self.brokenRows(markdown) == [], "\(markdown)")
+        }
+    }
+
     /// A refusal (a refused revision, a finding's refused change) names no target: it is counted
     /// with the decisions but is never an open item, which no fix could ever close. The refused
     /// finding's record carries its resource's severity (medium), not the finding's (critical).
