@@ -18,6 +18,8 @@ extension Bulwark {
         @Option(help: "The folder to build the sandbox in (must not exist, or be empty).")
         var dir: String?
 
+        func validate() throws { try checkNotEmpty(["--dir": dir]) }
+
         func run() async throws {
             let console = Console()
             let fm = FileManager.default

@@ -28,6 +28,8 @@ extension Bulwark {
         @Option(help: "The document's content type (application/sarif+json, application/x-ndjson, …) when its shape is not enough.")
         var contentType: String?
 
+        func validate() throws { try checkNotEmpty(["<file>": file]) }
+
         func run() async throws {
             let console = Console()
             let bytes = try Self.read(file)

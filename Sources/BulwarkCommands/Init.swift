@@ -23,6 +23,7 @@ extension Bulwark {
         var branch: String = "main"
 
         func validate() throws {
+            try checkNotEmpty(["<directory>": directory, "--host-root": hostRoot])
             try RepositoryOptions.checkBranch(branch, option: "--branch")
         }
 

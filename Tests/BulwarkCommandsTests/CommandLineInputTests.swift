@@ -83,6 +83,41 @@ import Testing
         }
     }
 
+    // MARK: - Empty arguments
+
+    /// `plan --out ""` is refused before the plan runs (it planned, then failed to rename its
+    /// temporary file, left in the parent folder); so is any path option given empty, where an
+    /// empty signers file would otherwise turn verification off. The options given properly work.
+    @Test func emptyPathOptionsAreRefusedBeforeAnythingRuns() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let work = dir + "/cwd"
+            try FileManager.default.createDirectory(atPath: work + "/inner", withIntermediateDirectories: true)
+            let out = try run(try bulwarkExecutable(), ["plan", "--repo", s.origin, "--state-dir", s.state, "--out", ""], in: work + "/inner")
+            #expect(out.status == 64, "\(out.stderr)")
+            #expect(out.stderr.contains("--out must not be empty"), "\(out.stderr)")
+            #expect(!out.stdout.contains("Desired state"), "refused before planning: \(out.stdout)")
+            #expect(try FileManager.default.contentsOfDirectory(atPath: work) == ["inner"], "no temporary file left")
+            #expect(!FileManager.default.fileExists(atPath: s.state), "nothing ran")
+
+            for option in ["--trusted-signers", "--signing-key", "--audit-signers", "--trusted-keyring", "--ssh-key",
+                           "--git-password-file", "--secrets-dir"] {
+                let refused = try s.run("plan", option, "")
+                #expect(refused.status == 64 && refused.stderr.contains("\(option) must not be empty"), "\(option): \(refused.stderr)")
+            }
+            let ingest = try s.run("ingest", "")
+            #expect(ingest.status == 64 && ingest.stderr.contains("<file> must not be empty"), "\(ingest.stderr)")
+            let initialized = try bulwark(["init", ""])
+            #expect(initialized.status == 64 && initialized.stderr.contains("<directory> must not be empty"), "\(initialized.stderr)")
+            let daemon = try bounded(60, ["run", "--repo", s.origin, "--state-dir", s.state, "--webhook-secret-file", ""])
+            #expect(daemon.status == 64 && daemon.stderr.contains("--webhook-secret-file must not be empty"), "\(daemon.stderr)")
+
+            let saved = try s.run("plan", "--out", dir + "/plan.json")
+            #expect(saved.status == 2, "\(saved.stderr)")
+            #expect(FileManager.default.fileExists(atPath: dir + "/plan.json"))
+        }
+    }
+
     // MARK: - Days
 
     /// `--expires` and a manifest's `expires:` take exactly a day of the calendar: text after
