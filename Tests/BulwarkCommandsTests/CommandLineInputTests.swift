@@ -118,6 +118,30 @@ import Testing
         }
     }
 
+    // MARK: - validate
+
+    /// A path that is not a policy folder is a usage mistake (64), as `--help` says; with
+    /// `--output json` the answer is the JSON document (valid: false, the path and why).
+    @Test func validateSaysAPathIsNotAFolderInItsOutputFormat() async throws {
+        try await withTemporaryDirectory { dir in
+            #expect(try bulwark(["validate", "--help"]).stdout.contains("64 a usage mistake"))
+            let text = try bulwark(["validate", dir + "/missing"])
+            #expect(text.status == 64 && text.stderr.contains("\(dir)/missing does not exist"), "\(text.stderr)")
+            try write(dir + "/afile", "")
+            for path in [dir + "/missing", dir + "/afile"] {
+                let json = try bulwark(["validate", path, "--output", "json"])
+                #expect(json.status == 64, "\(json.stderr)")
+                let document = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any], "\(json.stdout)")
+                #expect(document["valid"] as? Bool == false && document["schemaVersion"] as? Int == JSONSchema.version)
+                let errors = try #require(document["errors"] as? [[String: Any]])
+                #expect(errors.first?["file"] as? String == path)
+                #expect((errors.first?["message"] as? String)?.contains(path.hasSuffix("afile") ? "is not a folder" : "does not exist") == true,
+                        "\(errors)")
+                if SchemaValidator.available { try JSONSchemaTests().check("validate.schema.json", json.stdout, in: dir) }
+            }
+        }
+    }
+
     // MARK: - Days
 
     /// `--expires` and a manifest's `expires:` take exactly a day of the calendar: text after
