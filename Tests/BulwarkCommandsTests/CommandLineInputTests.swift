@@ -142,6 +142,32 @@ import Testing
         }
     }
 
+    // MARK: - pause
+
+    /// A second `pause` with the same reason changes nothing (no empty commit) and says so,
+    /// exit 0; another reason is committed, and `resume` twice is alike.
+    @Test func pausingTwiceForTheSameReasonCommitsNothing() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            func head() throws -> String { try git("--git-dir", s.origin, "rev-parse", "main") }
+            let first = try s.run("pause", "--reason", "CHG-9 freeze")
+            #expect(first.status == 0, "\(first.stderr)")
+            let paused = try head()
+            let again = try s.run("pause", "--reason", "CHG-9 freeze")
+            #expect(again.status == 0, "\(again.stderr)")
+            #expect(again.stdout.contains("Already paused with this reason") && again.stdout.contains("nothing was committed"), "\(again.stdout)")
+            #expect(try head() == paused, "no empty commit")
+
+            #expect(try s.run("pause", "--reason", "CHG-10 longer freeze").status == 0)
+            #expect(try head() != paused, "another reason is recorded")
+            #expect(try s.run("resume").status == 0)
+            let resumed = try head()
+            let twice = try s.run("resume")
+            #expect(twice.status == 0 && twice.stdout.contains("Already resumed"), "\(twice.stdout)")
+            #expect(try head() == resumed)
+        }
+    }
+
     // MARK: - Days
 
     /// `--expires` and a manifest's `expires:` take exactly a day of the calendar: text after
