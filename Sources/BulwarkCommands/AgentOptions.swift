@@ -16,6 +16,7 @@ struct AgentOptions: ParsableArguments {
 
     func validate() throws {
         if selfHost, !targets.isEmpty { throw ValidationError("--self and --target exclude each other: pick one") }
+        try checkNotEmpty(["--identity-root": identityRoot])
         for name in targets where name.isEmpty || name.utf8.count > 253 {
             throw ValidationError("--target '\(quotedForMessage(name))' is not a target name")
         }

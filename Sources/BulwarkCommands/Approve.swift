@@ -37,10 +37,10 @@ extension Bulwark {
             // The reason is also the commit message's body: one line of printable text.
             try checkReason(reason)
             if let expires {
-                guard let end = DesiredStateLoader.endOfDay(expires) else {
-                    throw ValidationError("--expires takes a date such as 2027-01-31")
+                try checkDay(expires, option: "--expires")
+                guard let end = DesiredStateLoader.endOfDay(expires), end > Date() else {
+                    throw ValidationError("--expires \(expires) is in the past")
                 }
-                guard end > Date() else { throw ValidationError("--expires \(expires) is in the past") }
             }
         }
 

@@ -25,6 +25,7 @@ struct ControllerOptions: ParsableArguments {
     var replica: String?
 
     func validate() throws {
+        try checkNotEmpty(["--lease-password-file": leasePasswordFile])
         guard controller else {
             if leaseDsn != nil { throw ValidationError("--lease-dsn goes with --controller") }
             return

@@ -18,14 +18,14 @@ extension Bulwark {
         @Option(help: "The folder to build the sandbox in (must not exist, or be empty).")
         var dir: String?
 
+        func validate() throws { try checkNotEmpty(["--dir": dir]) }
+
         func run() async throws {
             let console = Console()
             let fm = FileManager.default
             let base: String
             if let dir {
-                if let contents = try? fm.contentsOfDirectory(atPath: dir), !contents.isEmpty {
-                    throw ValidationError("\(dir) exists and is not empty")
-                }
+                try checkNewFolder(dir)
                 try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
                 base = URL(fileURLWithPath: dir).standardizedFileURL.path
             } else {

@@ -15,7 +15,8 @@ extension Bulwark {
                 The same code path as POST /api/v1/findings. A `propose` rule's change is validated, planned against \
                 the live targets and committed on bulwark/proposals/<finding-id> (or, with autoMerge, on the policy branch). \
                 Resources a finding names are not fixed here: the next `bulwark apply` or the daemon does that. \
-                Exit codes: 0 nothing to do, 2 something was proposed, merged, closed or is to be reconciled, 1 error.
+                Exit codes: 0 nothing to do, 2 something was proposed, merged, closed or is to be reconciled, 1 error \
+                (a document that cannot be read as findings), 64 a usage mistake (the file does not exist or is not a regular file).
                 """)
 
         @Argument(help: "The findings document, or - for standard input.")
@@ -26,6 +27,8 @@ extension Bulwark {
 
         @Option(help: "The document's content type (application/sarif+json, application/x-ndjson, …) when its shape is not enough.")
         var contentType: String?
+
+        func validate() throws { try checkNotEmpty(["<file>": file]) }
 
         func run() async throws {
             let console = Console()
@@ -59,23 +62,28 @@ extension Bulwark {
 
         /// The document, at most `FindingParser.maxXMLSize` bytes (one more is read to tell): XML
         /// results may be that large; the parser holds JSON documents to `FindingParser.maxSize`.
+        /// A file is read as `apply --plan` reads its plan (`NamedFile`): a path that does not
+        /// exist or is not a regular file (a folder, a FIFO) is a usage mistake (exit 64).
         static func read(_ path: String) throws -> [UInt8] {
             let limit = max(FindingParser.maxSize, FindingParser.maxXMLSize)
-            let handle: FileHandle
-            if path == "-" {
-                handle = FileHandle.standardInput
-            } else {
-                guard let opened = FileHandle(forReadingAtPath: path) else { throw CommandError("cannot read \(path)") }
-                handle = opened
+            guard path == "-" else {
+                do {
+                    return try NamedFile.read(path, maxSize: limit)
+                } catch {
+                    switch error {
+                    case .cannotOpen: throw ValidationError("\(path) \(error.cause)")
+                    case .notRegularFile(let what): throw ValidationError("\(path) is \(what), not a findings file")
+                    case .tooLarge: throw CommandError("\(path) is larger than \(limit) bytes; split it")
+                    case .cannotRead: throw CommandError("\(path) \(error.cause)")
+                    }
+                }
             }
             var bytes: [UInt8] = []
             while bytes.count <= limit {
-                guard let chunk = try handle.read(upToCount: 65_536), !chunk.isEmpty else { break }
+                guard let chunk = try FileHandle.standardInput.read(upToCount: 65_536), !chunk.isEmpty else { break }
                 bytes += chunk
             }
-            guard bytes.count <= limit else {
-                throw CommandError("\(path == "-" ? "standard input" : path) is larger than \(limit) bytes; split it")
-            }
+            guard bytes.count <= limit else { throw CommandError("standard input is larger than \(limit) bytes; split it") }
             return bytes
         }
     }

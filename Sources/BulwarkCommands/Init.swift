@@ -23,15 +23,14 @@ extension Bulwark {
         var branch: String = "main"
 
         func validate() throws {
+            try checkNotEmpty(["<directory>": directory, "--host-root": hostRoot])
             try RepositoryOptions.checkBranch(branch, option: "--branch")
         }
 
         func run() async throws {
             let console = Console()
             let fm = FileManager.default
-            if let contents = try? fm.contentsOfDirectory(atPath: directory), !contents.isEmpty {
-                throw ValidationError("\(directory) exists and is not empty")
-            }
+            try checkNewFolder(directory)
             var root: String?
             if let hostRoot {
                 let absolute = URL(fileURLWithPath: hostRoot, relativeTo: URL(fileURLWithPath: fm.currentDirectoryPath))

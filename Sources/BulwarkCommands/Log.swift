@@ -48,7 +48,7 @@ extension Bulwark {
         /// `--since` as a date, a time, or a duration before `now` (read by `DurationParser`).
         static func since(_ text: String, now: Date) throws(DurationError) -> Date {
             if let date = Timestamp.parse(text) { return date }
-            if let day = try? Date.ISO8601FormatStyle().year().month().day().parse(text) { return day }
+            if let day = Timestamp.day(text) { return day }
             return now.addingTimeInterval(-Double(try DurationParser.seconds(text)))
         }
 

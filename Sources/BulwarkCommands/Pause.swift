@@ -54,11 +54,8 @@ enum PauseFile {
     static func commit(paused: Bool, reason: String, repository: RepositoryOptions) async throws {
         let console = Console()
         let policy = try PolicyRepository(try repository.configuration())
-        let (_, stale) = try await policy.sync()
+        let (head, stale) = try await policy.sync()
         if let stale { throw CommandError(stale) }
-        guard let author = await policy.callerSignature() else {
-            throw CommandError("no git identity: set user.name and user.email (git config) or GIT_AUTHOR_NAME and GIT_AUTHOR_EMAIL")
-        }
         let text = """
             # \(paused ? "Paused" : "Resumed") with bulwark \(paused ? "pause" : "resume"); while paused, no pass changes any system.
             apiVersion: bulwark/v1
@@ -69,6 +66,15 @@ enum PauseFile {
               reason: \(YAML.doubleQuoted(reason))
 
             """
+        // Already so, for the same reason: the commit would change nothing (an empty commit).
+        if try await policy.file(at: head, path: path) == Array(text.utf8) {
+            console.print("Already \(paused ? "paused" : "resumed") with this reason: \(path) on \(repository.branch) (\(head.short)) "
+                          + "says so; nothing was committed.")
+            return
+        }
+        guard let author = await policy.callerSignature() else {
+            throw CommandError("no git identity: set user.name and user.email (git config) or GIT_AUTHOR_NAME and GIT_AUTHOR_EMAIL")
+        }
         let commit = try await policy.commitPolicy(
             [path: Array(text.utf8)],
             message: "\(paused ? "pause" : "resume"): \(reason)\n\nBulwark-\(paused ? "Pause" : "Resume"): \(author.name) <\(author.email)>\n",

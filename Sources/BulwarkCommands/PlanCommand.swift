@@ -24,6 +24,11 @@ extension Bulwark {
                                    valueName: "file"))
         var out: String?
 
+        func validate() throws {
+            // Refused before the plan runs: "" names no file (its temporary file would land in the parent folder).
+            try checkNotEmpty(["--out": out])
+        }
+
         func run() async throws {
             let console = Console()
             var repository = self.repository

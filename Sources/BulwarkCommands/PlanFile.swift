@@ -200,30 +200,18 @@ enum PlanFile {
     /// Reads and checks a plan file: a regular file of at most `maxSize` bytes, JSON with this
     /// build's `schemaVersion`, a full commit id, and its drift.
     static func read(_ path: String) throws(Failure) -> Reviewed {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
-        guard fd >= 0 else { throw Failure(description: "cannot read the plan file \(path): \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else {
-            throw Failure(description: "the plan file \(path) is not a regular file")
-        }
-        guard info.st_size <= maxSize else {
-            throw Failure(description: "the plan file \(path) is larger than \(maxSize >> 20) MiB: not a plan `bulwark plan --out` wrote")
-        }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while bytes.count <= maxSize {
-            let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if count > 0 {
-                bytes += chunk[0..<count]
-            } else if count == 0 {
-                break
-            } else if errno != EINTR {
-                throw Failure(description: "cannot read the plan file \(path): \(String(cString: strerror(errno)))")
+        let bytes: [UInt8]
+        do {
+            bytes = try NamedFile.read(path, maxSize: maxSize)
+        } catch {
+            switch error {
+            case .cannotOpen(let code), .cannotRead(let code):
+                throw Failure(description: "cannot read the plan file \(path): \(String(cString: strerror(code)))")
+            case .notRegularFile:
+                throw Failure(description: "the plan file \(path) is not a regular file")
+            case .tooLarge:
+                throw Failure(description: "the plan file \(path) is larger than \(maxSize >> 20) MiB: not a plan `bulwark plan --out` wrote")
             }
-        }
-        guard bytes.count <= maxSize else {
-            throw Failure(description: "the plan file \(path) is larger than \(maxSize >> 20) MiB: not a plan `bulwark plan --out` wrote")
         }
         let document: Document
         do {

@@ -99,7 +99,13 @@ struct RepositoryOptions: ParsableArguments {
         guard branch != auditBranch else {
             throw ValidationError("--audit-branch must differ from --branch (\(quotedForMessage(branch))): audit records would be committed over the desired state")
         }
-        if let secretsDir, secretsDir.isEmpty { throw ValidationError("--secrets-dir must not be empty") }
+        // Given empty (a variable that was not set), a signers file or key would read as not
+        // given at all: signatures unverified, records unsigned. (An empty --state-dir is said
+        // where the folder is opened.)
+        try checkNotEmpty(["--secrets-dir": secretsDir, "--ssh-key": sshKey, "--ssh-known-hosts": sshKnownHosts,
+                           "--git-password-file": gitPasswordFile, "--trusted-signers": trustedSigners, "--signing-key": signingKey,
+                           "--audit-signers": auditSigners, "--trust-policy": trustPolicy, "--trusted-keyring": trustedKeyring,
+                           "--initial-revision": initialRevision])
         if let auditSignersPath, !FileManager.default.isReadableFile(atPath: auditSignersPath) {
             throw ValidationError("cannot read the audit signers file \(auditSignersPath)")
         }

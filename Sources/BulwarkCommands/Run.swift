@@ -120,6 +120,8 @@ extension Bulwark {
                 throw ValidationError("--max-connections takes 1 to 1000000")
             }
             do { _ = try TrustedProxies(trustedProxy) } catch { throw ValidationError("\(error)") }
+            try checkNotEmpty(["--webhook-secret-file": webhookSecretFile, "--webhook-relay-file": webhookRelayFile,
+                               "--findings-source-tokens": findingsSourceTokens])
         }
 
         static func address(_ text: String) -> (host: String, port: Int)? {

@@ -8,7 +8,7 @@ extension Bulwark {
         static let configuration = CommandConfiguration(
             commandName: "validate",
             abstract: "Check the manifests of a policy repository's working tree (for its CI or a pre-commit hook).",
-            discussion: "Reads desired-state/, controllers/, waivers/ and approvals/ under PATH. Exit codes: 0 valid (warnings are printed), 1 invalid, with every error listed (at most 20 per file and 100 in all, then a count of the rest).")
+            discussion: "Reads desired-state/, controllers/, waivers/ and approvals/ under PATH. Exit codes: 0 valid (warnings are printed), 1 invalid, with every error listed (at most 20 per file and 100 in all, then a count of the rest), 64 a usage mistake (PATH does not exist or is not a folder).")
 
         @Argument(help: "The policy repository's folder.")
         var path: String = "."
@@ -53,7 +53,15 @@ extension Bulwark {
 
         func run() async throws {
             let console = Console()
-            let files = try Self.readFiles(under: path)
+            let files: [SourceFile]
+            do {
+                files = try Self.readFiles(under: path)
+            } catch {
+                // A script reading the JSON gets a document that says why, as for an invalid tree.
+                guard output.output == .json else { throw error }
+                console.json(Result(valid: false, errors: [Result.Problem(file: path, message: error.message)]))
+                throw ExitCode.validationFailure
+            }
             guard DesiredStateLoader.holdsPolicy(files) else {
                 let message = "\(path) has no desired-state/ or controllers/ folder: is it a policy repository's working tree?"
                 switch output.output {
@@ -89,11 +97,14 @@ extension Bulwark {
 
         /// Manifest files under `root` as the loader reads them from git: relative paths,
         /// symlinks flagged, oversized files not read.
-        static func readFiles(under root: String) throws -> [SourceFile] {
+        /// - Throws: `ValidationError` (exit 64) when `root` does not exist or is not a folder.
+        static func readFiles(under root: String) throws(ValidationError) -> [SourceFile] {
+            try checkNotEmpty(["<path>": root])
             var isDirectory: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: root, isDirectory: &isDirectory), isDirectory.boolValue else {
-                throw ValidationError("\(root) is not a folder")
+            guard FileManager.default.fileExists(atPath: root, isDirectory: &isDirectory) else {
+                throw ValidationError("\(root) does not exist")
             }
+            guard isDirectory.boolValue else { throw ValidationError("\(root) is not a folder") }
             var files: [SourceFile] = []
             for folder in DesiredStateLoader.folders {
                 let base = root + "/" + folder

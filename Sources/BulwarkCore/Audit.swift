@@ -18,6 +18,7 @@ public struct AuditRecord: Sendable, Hashable, Codable {
 
     public var id: String
     public var controller: String
+    /// The target, or `noTarget` for a record about no resource on a target (a refusal).
     public var target: String
     public var resource: String
     public var kind: String
@@ -77,13 +78,17 @@ public struct AuditRecord: Sendable, Hashable, Codable {
         self.nextWindowAt = nextWindowAt.map(Timestamp.recorded)
     }
 
+    /// The controller and target of a record that is about no resource on a target: a refused
+    /// revision, a finding's refused change, a tampered audit branch.
+    public static let noTarget = "-"
+
     /// The record of a refused revision: nothing acted on it. Its id is stable for the same
     /// revision and errors, so a revision refused on every pass is recorded once.
     public static func refusal(revision: Revision, errors: [String], at date: Date) -> AuditRecord {
         let shown = errors.prefix(20).map { oneLine($0) } + (errors.count > 20 ? ["… and \(errors.count - 20) more"] : [])
         let id = AuditID.stable((["refused", revision.description] + errors).joined(separator: "\u{1}"))
         return AuditRecord(
-            id: id, controller: "-", target: "-", resource: "Revision/\(revision.short)", kind: "Revision",
+            id: id, controller: noTarget, target: noTarget, resource: "Revision/\(revision.short)", kind: "Revision",
             name: revision.short, severity: .high, risk: 0, mode: .enforce, decision: .refused, result: nil,
             reason: "revision refused; the last good revision stays in force: " + shown.joined(separator: "; "),
             changes: [], detectedAt: date, appliedAt: nil, verifiedAt: nil, desiredCommit: revision,
@@ -95,15 +100,16 @@ public struct AuditRecord: Sendable, Hashable, Codable {
     /// so that an attempt to weaken policy through a finding is in git, not only in `ingest`'s
     /// output. `reason` names what was refused, never a value (a finding's evidence can be
     /// anything, a secret included), and is not part of the id: the same finding sent again
-    /// with other evidence is not another record.
-    public static func refusedFinding(_ citation: FindingCitation, resource: String, reason: String, revision: Revision,
-                                      at date: Date) -> AuditRecord {
+    /// with other evidence is not another record. `severity` is the resource's, as every record
+    /// about a resource carries it (not the finding's, which the sender chooses).
+    public static func refusedFinding(_ citation: FindingCitation, resource: String, severity: Severity, reason: String,
+                                      revision: Revision, at date: Date) -> AuditRecord {
         let id = AuditID.stable(["refused-finding", citation.source ?? "", citation.id, resource].joined(separator: "\u{1}"))
         var record = AuditRecord(
-            id: id, controller: "-", target: "-", resource: resource,
+            id: id, controller: noTarget, target: noTarget, resource: resource,
             kind: resource.split(separator: "/", maxSplits: 1).first.map(String.init) ?? "Finding",
             name: resource.split(separator: "/", maxSplits: 1).dropFirst().first.map(String.init) ?? citation.id,
-            severity: .high, risk: 0, mode: .enforce, decision: .refused, result: nil,
+            severity: severity, risk: 0, mode: .enforce, decision: .refused, result: nil,
             reason: "a finding's change was not proposed: " + oneLine(reason), changes: [], detectedAt: date, appliedAt: nil,
             verifiedAt: nil, desiredCommit: revision, approver: nil, error: nil)
         record.finding = citation
@@ -469,6 +475,17 @@ public enum Timestamp {
         guard let date = (try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(text))
             ?? (try? Date.ISO8601FormatStyle().parse(text)) else { return nil }
         return recorded(date)
+    }
+
+    /// A day written `YYYY-MM-DD`, exactly (ten ASCII characters, nothing before or after), that
+    /// the calendar has (no February 30th, no February 29th outside leap years), from 1970 to
+    /// 9999, as its first moment (00:00 UTC); nil for any other text. Foundation's ISO 8601
+    /// style is not used: it reads `2027-01-05xyz` as January 5th and `2027-02-30` as March 2nd.
+    public static func day(_ text: String) -> Date? {
+        guard text.utf8.count == 10, let millis = civilMilliseconds(text + "T00:00:00Z") else { return nil }
+        let day = Date(timeIntervalSince1970: Double(millis) / 1000)
+        // Read back, the day is written as it was given: nothing was moved or dropped.
+        return format(day).prefix(10) == text ? day : nil
     }
 
     /// `YYYY-MM-DDTHH:MM:SSZ` or `YYYY-MM-DDTHH:MM:SS.mmmZ` from 1970 to 9999 (what `format`

@@ -75,10 +75,15 @@ extension DesiredStateLoader {
         }
     }
 
-    /// A day `YYYY-MM-DD` as the first moment after it (the next day, 00:00 UTC).
+    /// A day `YYYY-MM-DD` as the first moment after it (the next day, 00:00 UTC); nil unless the
+    /// text is exactly such a day of the calendar (`Timestamp.day`).
     public static func endOfDay(_ text: String) -> Date? {
-        guard let day = try? Date.ISO8601FormatStyle().year().month().day().parse(text) else { return nil }
-        return day.addingTimeInterval(86_400)
+        Timestamp.day(text)?.addingTimeInterval(86_400)
+    }
+
+    /// Why `text` is not a day `endOfDay` reads.
+    public static func notADay(_ text: String) -> String {
+        "expected a day of the calendar written YYYY-MM-DD, such as 2027-01-31, got '\(quotedForMessage(text))'"
     }
 
     func readWaiver(_ spec: SpecReader, name: String, location: SourceLocation) -> Waiver? {
@@ -99,7 +104,7 @@ extension DesiredStateLoader {
               let owner = spec.field("owner", required: true)?.string(),
               let expiresReader = spec.field("expires", required: true), let expires = expiresReader.string() else { return nil }
         guard let end = Self.endOfDay(expires) else {
-            expiresReader.fail("expected a date such as 2027-01-31, got '\(quotedForMessage(expires))'")
+            expiresReader.fail(Self.notADay(expires))
             return nil
         }
         guard end <= now.addingTimeInterval(366 * 86_400) else {
@@ -169,7 +174,7 @@ extension DesiredStateLoader {
         var expiresAt: Date?
         if let reader = spec.field("expires"), let text = reader.string() {
             guard let end = Self.endOfDay(text) else {
-                reader.fail("expected a date such as 2027-01-31, got '\(quotedForMessage(text))'")
+                reader.fail(Self.notADay(text))
                 return nil
             }
             expiresAt = end

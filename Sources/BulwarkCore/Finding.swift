@@ -192,10 +192,14 @@ public enum FindingParser {
         }
         let json: Any
         do {
-            json = try JSONSerialization.jsonObject(with: Data(bytes))
+            json = try JSONSerialization.jsonObject(with: Data(bytes), options: .fragmentsAllowed)
         } catch {
             if FindingFormat.looksLikeJSONLines(bytes) { return (.garak, try garak(bytes, now: now)) }
-            throw FindingError("not valid JSON: \(oneLine(error.localizedDescription))")
+            throw FindingError("not valid JSON: \(jsonProblem(error, in: bytes))")
+        }
+        // Well-formed JSON that is no object or list (`null`, `"text"`, `3`) holds no finding.
+        guard json is [String: Any] || json is [Any] else {
+            throw FindingError("not a findings document: the document is \(jsonKind(bytes)), not an object or a list of findings")
         }
         let format = FindingFormat.detect(json, contentType: contentType)
         var findings: [Finding]
@@ -219,6 +223,37 @@ public enum FindingParser {
             return finding
         }
         return (format == .generic && findings.contains { $0.source == "asff" } ? .asff : format, findings)
+    }
+
+    /// Where and why the JSON parser stopped, in words: Foundation's own explanation
+    /// (`NSDebugDescription`, "Invalid value around character 8."), with the character's line
+    /// and column, never its error domain and code.
+    static func jsonProblem(_ error: any Error, in bytes: [UInt8]) -> String {
+        guard let detail = (error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String, !detail.isEmpty else {
+            return "the parser gave no reason"
+        }
+        var text = oneLine(detail)
+        if text.hasSuffix(".") { text.removeLast() }
+        // "around character N": N counts bytes from 0; people count lines and columns from 1.
+        if let range = text.range(of: "around character "), let offset = Int(text[range.upperBound...].prefix { $0.isNumber }),
+           offset >= 0, offset <= bytes.count {
+            let before = bytes[..<offset]
+            let line = before.count { $0 == 10 } + 1
+            let column = offset - (before.lastIndex(of: 10).map { $0 + 1 } ?? 0) + 1
+            text = String(text[..<range.lowerBound]) + "at line \(line), column \(column)"
+        }
+        return text.prefix(1).lowercased() + text.dropFirst()
+    }
+
+    /// What a JSON document that is one plain value holds, in words, told by its first byte:
+    /// "null", "a string", "a boolean", "a number".
+    static func jsonKind(_ bytes: [UInt8]) -> String {
+        switch bytes.first(where: { ![9, 10, 13, 32, 0xEF, 0xBB, 0xBF].contains($0) }) {
+        case UInt8(ascii: "n"): "null"
+        case UInt8(ascii: "\""): "a string"
+        case UInt8(ascii: "t"), UInt8(ascii: "f"): "a boolean"
+        default: "a number"
+        }
     }
 
     static func asffOrGeneric(_ json: Any, now: Date) throws(FindingError) -> [Finding] {

@@ -139,7 +139,7 @@ struct QuarantineDriver: ResourceDriver {
         var ends: Date?
         if let reader = spec.field("expires"), let text = reader.string() {
             guard let end = DesiredStateLoader.endOfDay(text) else {
-                reader.fail("expected a date such as 2026-12-01, got '\(text)'")
+                reader.fail(DesiredStateLoader.notADay(text))
                 return nil
             }
             ends = end

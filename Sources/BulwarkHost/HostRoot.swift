@@ -303,7 +303,8 @@ final class Directory: Sendable {
     deinit { close(fd) }
 }
 
-enum FileType {
+/// A node's type from its `st_mode`, and its name in messages.
+package enum FileType {
     static let mask: mode_t = 0o170000
     static let symlink: mode_t = 0o120000
     static let directory: mode_t = 0o040000
@@ -313,7 +314,8 @@ enum FileType {
     static let characterDevice: mode_t = 0o020000
     static let blockDevice: mode_t = 0o060000
 
-    static func name(_ mode: mode_t) -> String {
+    /// "a regular file", "a folder", "a FIFO", … (for messages).
+    package static func name(_ mode: UInt32) -> String {
         switch mode & mask {
         case regular: "a regular file"
         case directory: "a folder"

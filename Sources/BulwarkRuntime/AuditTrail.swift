@@ -194,7 +194,7 @@ package struct AuditTrail: Codable, Sendable, Equatable {
         }
         return AuditRecord(
             id: AuditID.stable(["tampered", auditBranch, lastPushed.hex, remoteHead?.hex ?? "-"].joined(separator: "\u{1}")),
-            controller: "-", target: "-", resource: "AuditBranch/\(auditBranch)", kind: "AuditBranch", name: auditBranch,
+            controller: AuditRecord.noTarget, target: AuditRecord.noTarget, resource: "AuditBranch/\(auditBranch)", kind: "AuditBranch", name: auditBranch,
             severity: .critical, risk: 0, mode: .enforce, decision: .refused, result: nil, reason: reason, changes: [],
             detectedAt: date, appliedAt: nil, verifiedAt: nil, desiredCommit: Revision(lastPushed),
             approver: nil, error: nil)

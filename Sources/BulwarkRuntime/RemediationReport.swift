@@ -44,6 +44,11 @@ package struct RemediationReport: Encodable {
         }
 
         package var kind: String { String(resource.split(separator: "/").first ?? "") }
+
+        /// Whether the record is about a resource on a target: a refusal (a refused revision, a
+        /// finding's refused change) names none (`AuditRecord.noTarget`). It is counted, but
+        /// opens no drift: no fix will ever close it.
+        package var hasTarget: Bool { target != AuditRecord.noTarget }
     }
 
     /// `MTTRSummary` (in the core, shared with the status page).
@@ -70,7 +75,10 @@ package struct RemediationReport: Encodable {
     package var byTarget: [String: Summary]
     package var decisions: [String: Int]
     package var results: [String: Int]
+    /// The worst open items, at most `top` of `openCount`.
     package var open: [OpenItem]
+    /// How many items are open, listed in `open` or not.
+    package var openCount: Int
     /// MTTR of findings, from each finding's first-seen time to its first verified fix, and SLA breaches.
     package var findings: FindingsSummary
     /// Records left out because no key trusted for records signed them (`RecordTrust`); nil
@@ -92,7 +100,7 @@ package struct RemediationReport: Encodable {
                 let start = min(openSince[key] ?? entry.detectedAt, entry.detectedAt)
                 openSince[key] = nil
                 if since.map({ entry.detectedAt >= $0 }) ?? true { fixes.append((entry, max(0, verified.timeIntervalSince(start)))) }
-            } else if entry.decision.opensDrift {
+            } else if entry.decision.opensDrift, entry.hasTarget {
                 openSince[key] = openSince[key] ?? entry.detectedAt
             }
             if since.map({ entry.detectedAt >= $0 }) ?? true { counted.append(entry) }
@@ -110,13 +118,13 @@ package struct RemediationReport: Encodable {
         byTarget = group(\.target)
         decisions = Dictionary(grouping: counted, by: \.decision.rawValue).mapValues(\.count)
         results = Dictionary(grouping: counted.compactMap(\.result), by: \.rawValue).mapValues(\.count)
-        open = openSince.compactMap { key, start -> OpenItem? in
+        let allOpen = openSince.compactMap { key, start -> OpenItem? in
             guard let entry = last[key] else { return nil }
             return OpenItem(target: entry.target, resource: entry.resource, severity: entry.severity, decision: entry.decision,
                             result: entry.result, openSince: start, ageSeconds: Self.seconds(max(0, now.timeIntervalSince(start))))
         }
-        .sorted { ($0.severity, $0.ageSeconds) > ($1.severity, $1.ageSeconds) }
-        .prefix(top).map { $0 }
+        openCount = allOpen.count
+        open = allOpen.sorted { ($0.severity, $0.ageSeconds) > ($1.severity, $1.ageSeconds) }.prefix(top).map { $0 }
     }
 
     /// Seconds to the millisecond (`MTTRSummary.seconds`).
@@ -147,12 +155,45 @@ package struct RemediationReport: Encodable {
         lines.append("Decisions: " + (decisions.isEmpty ? "none" : decisions.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
                      + (results.isEmpty ? "" : "; results: " + results.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")))
         lines += findings.lines()
-        lines.append(open.isEmpty ? "Open items: none." : "Worst open items:")
-        for item in open {
-            lines.append("  \(item.severity.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)) \(item.target)  \(item.resource)  "
-                         + "\(item.result == .failed ? "failed" : item.decision.rawValue), open for \(Self.duration(item.ageSeconds))")
+        if openCount == 0 {
+            lines.append("Open items: none.")
+        } else if open.isEmpty {
+            lines.append("Open items: \(openCount) open (not listed: --top 0).")
+        } else {
+            lines.append(open.count < openCount ? "Worst open items (\(open.count) of \(openCount) open):" : "Worst open items:")
+            for item in open {
+                lines.append("  \(item.severity.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)) \(item.target)  \(item.resource)  "
+                             + "\(item.result == .failed ? "failed" : item.decision.rawValue), open for \(Self.duration(item.ageSeconds))")
+            }
+            if let more = notListed { lines.append("  … " + more) }
         }
         return lines.joined(separator: "\n")
+    }
+
+    /// "and 5 more (--top 15 lists them all)" when `top` left open items out, else nil.
+    private var notListed: String? {
+        open.count < openCount ? "and \(openCount - open.count) more (--top \(openCount) lists them all)" : nil
+    }
+
+    /// Text from a record (a target, a resource, a controller: the audit branch's trailers,
+    /// which anyone who can push can write) as one markdown table cell that shows it as it is:
+    /// `|` would end the cell and a line break the row, `<`, `>` and `&` would be read as HTML
+    /// (`<script>`, `<img onerror=…>`), a `\` would escape what follows it.
+    package static func markdownCell(_ text: String) -> String {
+        var cell = ""
+        cell.reserveCapacity(text.utf8.count)
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "|": cell += "\\|"
+            case "\\": cell += "\\\\"
+            case "<": cell += "&lt;"
+            case ">": cell += "&gt;"
+            case "&": cell += "&amp;"
+            case "\n", "\r", "\u{85}", "\u{2028}", "\u{2029}": cell += " "
+            default: cell.unicodeScalars.append(scalar)
+            }
+        }
+        return cell
     }
 
     package func markdown(source: String) -> String {
@@ -162,14 +203,24 @@ package struct RemediationReport: Encodable {
                      "| group | value | fixes | p50 | p90 | max |", "|---|---|---|---|---|---|"]
         for (title, groups) in [("controller", byController), ("kind", byKind), ("severity", bySeverity), ("target", byTarget)] {
             for (key, s) in groups.sorted(by: { $0.key < $1.key }) {
-                lines.append("| \(title) | \(key) | \(s.fixes) | \(Self.duration(s.p50Seconds)) | \(Self.duration(s.p90Seconds)) | \(Self.duration(s.maxSeconds)) |")
+                lines.append("| \(title) | \(Self.markdownCell(key)) | \(s.fixes) | \(Self.duration(s.p50Seconds)) | \(Self.duration(s.p90Seconds)) | \(Self.duration(s.maxSeconds)) |")
             }
         }
-        lines += ["", "| decision | count |", "|---|---|"] + decisions.sorted { $0.key < $1.key }.map { "| \($0.key) | \($0.value) |" }
-        lines += ["", "## Findings", ""] + findings.lines().map { $0.hasPrefix("  ") ? "- " + $0.trimmingCharacters(in: .whitespaces) : $0 }
+        lines += ["", "| decision | count |", "|---|---|"] + decisions.sorted { $0.key < $1.key }.map { "| \(Self.markdownCell($0.key)) | \($0.value) |" }
+        // The findings' lines carry record text too (a finding's id and source, a target).
+        lines += ["", "## Findings", ""] + findings.lines().map(Self.markdownCell)
+            .map { $0.hasPrefix("  ") ? "- " + $0.trimmingCharacters(in: .whitespaces) : $0 }
         lines += ["", "## Worst open items", ""]
-        lines += open.isEmpty ? ["None."] : ["| severity | target | resource | state | open for |", "|---|---|---|---|---|"]
-            + open.map { "| \($0.severity.rawValue) | \($0.target) | \($0.resource) | \($0.result == .failed ? "failed" : $0.decision.rawValue) | \(Self.duration($0.ageSeconds)) |" }
+        if openCount == 0 {
+            lines.append("None.")
+        } else if open.isEmpty {
+            lines.append("\(openCount) open (not listed: --top 0).")
+        } else {
+            lines += ["| severity | target | resource | state | open for |", "|---|---|---|---|---|"]
+                + open.map { "| \($0.severity.rawValue) | \(Self.markdownCell($0.target)) | \(Self.markdownCell($0.resource)) | "
+                    + "\($0.result == .failed ? "failed" : $0.decision.rawValue) | \(Self.duration($0.ageSeconds)) |" }
+            if let more = notListed { lines += ["", "… " + more + "."] }
+        }
         return lines.joined(separator: "\n")
     }
 }

@@ -71,4 +71,126 @@ import Testing
             #expect(markdown.stdout.contains("| severity | critical | 3 |"))
         }
     }
+
+    /// The table rows of a markdown document whose cells differ in number from their table's
+    /// header: `|` that no `\` escapes ends a cell.
+    static func brokenRows(_ markdown: String) -> [String] {
+        func cells(_ line: Substring) -> Int {
+            var count = 0
+            var escaped = false
+            for character in line {
+                if escaped { escaped = false } else if character == "\\" { escaped = true } else if character == "|" { count += 1 }
+            }
+            return count
+        }
+        var broken: [String] = []
+        var header: Int?
+        for line in markdown.split(separator: "\n", omittingEmptySubsequences: false) {
+            guard line.hasPrefix("|") else { header = nil; continue }
+            if let header { if cells(line) != header { broken.append(String(line)) } } else { header = cells(line) }
+        }
+        return broken
+    }
+
+    /// Record text in a markdown cell shows as it is: `|` escaped (it ended the cell), `<`, `>`
+    /// and `&` as entities (read as HTML), `\` escaped, a line break a space.
+    @Test func markdownCellsEscapeWhatWouldBreakTheTable() {
+        #expect(RemediationReport.markdownCell("web|<script>alert(1)</script> & \\|x\nrow") ==
+                "web\\|&lt;script&gt;alert(1)&lt;/script&gt; &amp; \\\\\\|x row")
+        #expect(RemediationReport.markdownCell("SSHDConfig/cis-5.1.20") == "SSHDConfig/cis-5.1.20")
+    }
+
+    /// Records a person with push access forged (a target, a resource, a controller holding `|`,
+    /// HTML and `&`) stay inside their cells in `report --output markdown`: every row keeps its
+    /// table's number of cells, and no tag reaches the document.
+    @Test func forgedRecordTextCannotBreakTheMarkdownReport() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let target = "web|<script>alert(1)</script>"
+            let resource = "SSHDConfig/x|<img src=x onerror=alert(1)>&amp;"
+            let controller = "ctl|</td><b>bold</b>"
+            let detected = Date().addingTimeInterval(-3600)
+            for (id, decision, verified) in [("01FQRGEDHE1D0000000000000A", "held", false), ("01FQRGEDF1XED000000000000B", "applied", true)] {
+                _ = try ForgedRecordTests.forge(s, subject: "remediate(\(resource)): \(target)", trailers: [
+                    ("Bulwark-Id", id), ("Bulwark-Controller", controller), ("Bulwark-Target", verified ? target + "2" : target),
+                    ("Bulwark-Resource", resource), ("Bulwark-Severity", "high"), ("Bulwark-Mode", "enforce"), ("Bulwark-Decision", decision),
+                    ("Bulwark-Desired-Commit", String(repeating: "0", count: 40)), ("Bulwark-Detected-At", Timestamp.format(detected))]
+                    + (verified ? [("Bulwark-Result", "verified"), ("Bulwark-Verified-At", Timestamp.format(detected.addingTimeInterval(5)))] : []))
+            }
+            let report = try s.run("report", "--output", "markdown")
+            #expect(report.status == 0, "\(report.stderr)")
+            let markdown = report.stdout
+            #expect(markdown.contains("| high | web\\|&lt;script&gt;alert(1)&lt;/script&gt; | SSHDConfig/x\\|&lt;img src=x onerror=alert(1)&gt;&amp;amp; | held |"),
+                    "\(markdown)")
+            #expect(markdown.contains("| controller | ctl\\|&lt;/td&gt;&lt;b&gt;bold&lt;/b&gt; | 1 |"), "\(markdown)")
+            for tag in ["<script", "<img", "<b>", "</td>"] { #expect(!markdown.contains(tag), "\(tag) in \(markdown)") }
+            #expect(Self.brokenRows(markdown) == [], "\(markdown)")
+        }
+    }
+
+    /// A refusal (a refused revision, a finding's refused change) names no target: it is counted
+    /// with the decisions but is never an open item, which no fix could ever close. The refused
+    /// finding's record carries its resource's severity (medium), not the finding's (critical).
+    @Test func refusalsAreCountedButNeverOpen() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            #expect(try s.run("apply").status == 0)
+            // A finding rule that would loosen MaxAuthTries (4 to 6): the change is refused and recorded.
+            let rule = FindingProposalEndToEndTests.rule.replacingOccurrences(of: "set: {MaxAuthTries: \"3\"}", with: "set: {MaxAuthTries: \"6\"}")
+                .replacingOccurrences(of: ", severity: medium}", with: "}")
+            try s.commitPolicy("finding-rules/sshd.yaml", rule, message: "a loosening finding rule")
+            try write(dir + "/finding.json", FindingProposalEndToEndTests.finding(id: "loosen-1", firstSeen: Date())
+                .replacingOccurrences(of: "\"severity_id\": 3, \"severity\": \"Medium\"", with: "\"severity_id\": 5, \"severity\": \"Critical\""))
+            let ingested = try s.run("ingest", dir + "/finding.json", "--output", "json")
+            #expect(ingested.stdout.contains("never lowers policy"), "\(ingested.stdout) \(ingested.stderr)")
+            let record = try git("--git-dir", s.origin, "log", "-1", "--format=%B", "bulwark/audit")
+            #expect(record.contains("Bulwark-Decision: refused") && record.contains("Bulwark-Finding: loosen-1"), "\(record)")
+            #expect(record.contains("Bulwark-Severity: medium"), "the resource's severity: \(record)")
+            // A refused revision.
+            try s.commitPolicy("desired-state/broken.yaml", "apiVersion: bulwark/v1\nkind: Sysctl\nmetadata: {name: Bad_Name}\nspec: {}\n")
+            #expect(try s.run("apply").status == 1)
+            #expect(try s.trailers("Bulwark-Decision").filter { $0 == "refused" }.count == 2)
+
+            let text = try s.run("report")
+            #expect(text.stdout.contains("Open items: none."), "\(text.stdout)")
+            #expect(text.stdout.contains("refused 2"), "\(text.stdout)")
+            let json = try #require(try JSONSerialization.jsonObject(with: Data(try s.run("report", "--output", "json").stdout.utf8)) as? [String: Any])
+            #expect((json["open"] as? [Any])?.isEmpty == true && json["openCount"] as? Int == 0, "\(json)")
+            #expect((json["decisions"] as? [String: Int])?["refused"] == 2, "\(json)")
+            let markdown = try s.run("report", "--output", "markdown").stdout
+            #expect(markdown.contains("## Worst open items\n\nNone."), "\(markdown)")
+            #expect(markdown.contains("| refused | 2 |"), "\(markdown)")
+        }
+    }
+
+    /// `--top` lists the worst open items and says how many more there are; `--top 0` says how
+    /// many are open instead of "none", in text, markdown and JSON (`openCount`, in the schema).
+    @Test func topSaysHowManyItemsAreOpenAndNotListed() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            try s.editPolicy("controllers/host-hardening.yaml", replacing: "mode: enforce", with: "mode: approve")
+            #expect(try s.run("apply").status == 0)
+            let all = try #require(try JSONSerialization.jsonObject(with: Data(try s.run("report", "--output", "json").stdout.utf8)) as? [String: Any])
+            let count = try #require(all["openCount"] as? Int)
+            try #require(count > 10, "\(all)")
+            #expect((all["open"] as? [Any])?.count == 10)
+
+            let cut = try s.run("report").stdout
+            #expect(cut.contains("Worst open items (10 of \(count) open):"), "\(cut)")
+            #expect(cut.contains("  … and \(count - 10) more (--top \(count) lists them all)"), "\(cut)")
+            let whole = try s.run("report", "--top", String(count)).stdout
+            #expect(whole.contains("Worst open items:") && !whole.contains("more (--top"), "\(whole)")
+
+            let none = try s.run("report", "--top", "0")
+            #expect(none.stdout.contains("Open items: \(count) open (not listed: --top 0)."), "\(none.stdout)")
+            #expect(!none.stdout.contains("Open items: none."))
+            let markdown = try s.run("report", "--top", "0", "--output", "markdown").stdout
+            #expect(markdown.contains("## Worst open items\n\n\(count) open (not listed: --top 0)."), "\(markdown)")
+            #expect(try s.run("report", "--top", "3", "--output", "markdown").stdout.contains("… and \(count - 3) more (--top \(count) lists them all)."))
+            let json = try s.run("report", "--top", "0", "--output", "json")
+            let document = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+            #expect((document["open"] as? [Any])?.isEmpty == true && document["openCount"] as? Int == count, "\(document)")
+            if SchemaValidator.available { try JSONSchemaTests().check("report.schema.json", json.stdout, in: dir) }
+        }
+    }
 }

@@ -167,7 +167,9 @@ package struct ProposalEngine: Sendable {
         } catch {
             let detail = "the changed revision is invalid: " + error.errors.prefix(3).map(\.description).joined(separator: "; ")
             let recorded = "rule \(rule.name)'s change to \(id) leaves the revision invalid (\(error.errors.count) error\(error.errors.count == 1 ? "" : "s"))"
-            return Outcome(outcome: "not-proposed", detail: detail, refusal: refusal(citation, resource: id.description, reason: recorded, head: head))
+            // A resource the change would create has the loader's default severity.
+            return Outcome(outcome: "not-proposed", detail: detail,
+                           refusal: refusal(citation, resource: id.description, severity: previous?.severity ?? .medium, reason: recorded, head: head))
         }
         guard let after = changed.resources[id] else {
             return Outcome(outcome: "not-proposed", detail: "\(id) is \(previous == nil ? "not in" : "gone from") the changed revision")
@@ -181,7 +183,8 @@ package struct ProposalEngine: Sendable {
         if let weaker = Weakening.compare(previous: state, current: changed, registry: registry)[id] {
             let detail = "the change would weaken \(id): " + weaker.changes.joined(separator: "; ") + "; a finding never lowers policy"
             let recorded = "rule \(rule.name)'s change would weaken \(id) (\(weaker.properties.joined(separator: ", "))); a finding never lowers policy"
-            return Outcome(outcome: "not-proposed", detail: detail, refusal: refusal(citation, resource: id.description, reason: recorded, head: head))
+            return Outcome(outcome: "not-proposed", detail: detail,
+                           refusal: refusal(citation, resource: id.description, severity: previous?.severity ?? after.severity, reason: recorded, head: head))
         }
         // A kind with no `weakens` cannot say which way a change goes: a finding's change to a
         // value the policy already sets may loosen it (`false → "true"` of a setting whose name
@@ -267,9 +270,10 @@ package struct ProposalEngine: Sendable {
         }
     }
 
-    /// The record that a finding's change was refused (see `AuditRecord.refusedFinding`).
-    func refusal(_ citation: FindingCitation, resource: String, reason: String, head: ObjectID) -> AuditRecord {
-        AuditRecord.refusedFinding(citation, resource: resource, reason: reason, revision: Revision(head), at: now)
+    /// The record that a finding's change was refused (see `AuditRecord.refusedFinding`), with
+    /// the resource's severity.
+    func refusal(_ citation: FindingCitation, resource: String, severity: Severity, reason: String, head: ObjectID) -> AuditRecord {
+        AuditRecord.refusedFinding(citation, resource: resource, severity: severity, reason: reason, revision: Revision(head), at: now)
     }
 
     /// The properties whose value the policy already set and the change replaces, in words
