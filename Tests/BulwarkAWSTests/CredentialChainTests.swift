@@ -14,8 +14,8 @@ import Testing
 final class MetadataStandIn {
     static let script = #"""
         import json, secrets, sys, time, threading
-        from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
-        port, lifetime, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+        from http.server import BaseHTTPRequestHandler
+        lifetime, mode = int(sys.argv[1]), sys.argv[2]
         tokens, log, issued, lock = set(), [], [0], threading.Lock()
         class Handler(BaseHTTPRequestHandler):
             def answer(self, status, body=b"", kind="text/plain"):
@@ -62,7 +62,6 @@ final class MetadataStandIn {
                                 "SecretAccessKey": f"imds-secret-{n}", "Token": f"imds-session-{n}", "Expiration": expiration}
                     return self.answer(200, json.dumps(document).encode(), "application/json")
                 self.answer(404)
-        ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
         """#
 
     struct Received: Decodable, Sendable {
