@@ -221,8 +221,11 @@ final class MetadataStandIn {
                 role_arn = arn:aws:iam::123456789012:role/dangling
                 source_profile = nobody
                 """)
-            // An endpoint nothing listens on: a loop must be refused without any request.
-            let endpoint = "http://127.0.0.1:\(try freeLoopbackPort())"
+            // An endpoint that refuses connections (bound and not listening, so that no other
+            // test's server can take its port): a loop must be refused without any request.
+            let refusing = try TestHTTPServer(listening: false)
+            defer { refusing.stop() }
+            let endpoint = "http://127.0.0.1:\(refusing.port)"
             let loop = try #require(await failure(chain(env, profile: "a", endpoint: endpoint)))
             #expect(loop.code == "ProfileLoop")
             #expect(loop.description.contains("a -> b -> c -> a"))
@@ -239,12 +242,16 @@ final class MetadataStandIn {
             let noRole = try #require(await failure(chain(env)))
             #expect(noRole.code == "IncompleteWebIdentity" && noRole.description.contains("AWS_ROLE_ARN"))
             env["AWS_ROLE_ARN"] = "arn:aws:iam::123456789012:role/irsa"
-            let noFile = try #require(await failure(chain(env, endpoint: "http://127.0.0.1:\(try freeLoopbackPort())")))
+            // STS refuses connections (bound and not listening: no other test's server takes its port).
+            let refusing = try TestHTTPServer(listening: false)
+            defer { refusing.stop() }
+            let sts = "http://127.0.0.1:\(refusing.port)"
+            let noFile = try #require(await failure(chain(env, endpoint: sts)))
             #expect(noFile.code == "TokenFileUnreadable" && noFile.source == .webIdentity("arn:aws:iam::123456789012:role/irsa"))
             #expect(noFile.description.contains(folder + "/token"))
             // STS unreachable: the error names the source, never the token.
             try write(folder + "/token", "eyJhbGciOiJSUzI1NiJ9.TOKEN-SECRET.sig\n")
-            let unreachable = try #require(await failure(chain(env, endpoint: "http://127.0.0.1:\(try freeLoopbackPort())")))
+            let unreachable = try #require(await failure(chain(env, endpoint: sts)))
             #expect(unreachable.source == .webIdentity("arn:aws:iam::123456789012:role/irsa"))
             #expect(!unreachable.description.contains("TOKEN-SECRET"))
         }
