@@ -80,22 +80,6 @@ public final class MotoServer {
     }
 }
 
-/// A TCP port on 127.0.0.1 that nothing listens on right now.
-public func freeLoopbackPort() throws -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw SupportError("socket failed") }
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let ok = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
-    }
-    guard ok else { throw SupportError("no free port") }
-    return Int(UInt16(bigEndian: address.sin_port))
-}
-
 /// A small HTTP stand-in written in Python for one test (a metadata service, an API's odd
 /// answers moto does not give, git's HTTP backend): it serves on a loopback port it binds, and
 /// is waited for until it says which; killed by its process id when released.
