@@ -13,8 +13,8 @@ import Testing
 final class QueryStandIn {
     static let script = #"""
         import json, sys, threading, urllib.parse
-        from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
-        port, routes = int(sys.argv[1]), json.loads(sys.argv[2])
+        from http.server import BaseHTTPRequestHandler
+        routes = json.loads(sys.argv[1])
         log, lock = [], threading.Lock()
         class Handler(BaseHTTPRequestHandler):
             def answer(self, status, body):
@@ -41,7 +41,6 @@ final class QueryStandIn {
                         return self.answer(400, "<Response><Errors><Error><Code>NotStubbed</Code><Message>" + action + "</Message></Error></Errors></Response>")
                     status, body = answers.pop(0) if len(answers) > 1 else answers[0]
                 self.answer(status, body)
-        ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
         """#
 
     let port: Int

@@ -287,9 +287,11 @@ struct AWSClientTests {
     }
 
     @Test func anUnreachableEndpointIsAnObservationFailureNotACrash() async throws {
-        let port = try freeLoopbackPort()
+        // Bound and not listening: connections are refused, and no other test's server takes the port.
+        let refusing = try TestHTTPServer(listening: false)
+        defer { refusing.stop() }
         let registry = Registry([AWSAdapter.definition()])
-        let state = try awsState(endpoint: "http://127.0.0.1:\(port)", """
+        let state = try awsState(endpoint: "http://127.0.0.1:\(refusing.port)", """
             apiVersion: bulwark/v1
             kind: EBSDefaultEncryption
             metadata: {name: encrypt}

@@ -14,8 +14,8 @@ import Testing
 final class MetadataStandIn {
     static let script = #"""
         import json, secrets, sys, time, threading
-        from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
-        port, lifetime, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+        from http.server import BaseHTTPRequestHandler
+        lifetime, mode = int(sys.argv[1]), sys.argv[2]
         tokens, log, issued, lock = set(), [], [0], threading.Lock()
         class Handler(BaseHTTPRequestHandler):
             def answer(self, status, body=b"", kind="text/plain"):
@@ -62,7 +62,6 @@ final class MetadataStandIn {
                                 "SecretAccessKey": f"imds-secret-{n}", "Token": f"imds-session-{n}", "Expiration": expiration}
                     return self.answer(200, json.dumps(document).encode(), "application/json")
                 self.answer(404)
-        ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
         """#
 
     struct Received: Decodable, Sendable {
@@ -222,8 +221,11 @@ final class MetadataStandIn {
                 role_arn = arn:aws:iam::123456789012:role/dangling
                 source_profile = nobody
                 """)
-            // An endpoint nothing listens on: a loop must be refused without any request.
-            let endpoint = "http://127.0.0.1:\(try freeLoopbackPort())"
+            // An endpoint that refuses connections (bound and not listening, so that no other
+            // test's server can take its port): a loop must be refused without any request.
+            let refusing = try TestHTTPServer(listening: false)
+            defer { refusing.stop() }
+            let endpoint = "http://127.0.0.1:\(refusing.port)"
             let loop = try #require(await failure(chain(env, profile: "a", endpoint: endpoint)))
             #expect(loop.code == "ProfileLoop")
             #expect(loop.description.contains("a -> b -> c -> a"))
@@ -240,12 +242,16 @@ final class MetadataStandIn {
             let noRole = try #require(await failure(chain(env)))
             #expect(noRole.code == "IncompleteWebIdentity" && noRole.description.contains("AWS_ROLE_ARN"))
             env["AWS_ROLE_ARN"] = "arn:aws:iam::123456789012:role/irsa"
-            let noFile = try #require(await failure(chain(env, endpoint: "http://127.0.0.1:\(try freeLoopbackPort())")))
+            // STS refuses connections (bound and not listening: no other test's server takes its port).
+            let refusing = try TestHTTPServer(listening: false)
+            defer { refusing.stop() }
+            let sts = "http://127.0.0.1:\(refusing.port)"
+            let noFile = try #require(await failure(chain(env, endpoint: sts)))
             #expect(noFile.code == "TokenFileUnreadable" && noFile.source == .webIdentity("arn:aws:iam::123456789012:role/irsa"))
             #expect(noFile.description.contains(folder + "/token"))
             // STS unreachable: the error names the source, never the token.
             try write(folder + "/token", "eyJhbGciOiJSUzI1NiJ9.TOKEN-SECRET.sig\n")
-            let unreachable = try #require(await failure(chain(env, endpoint: "http://127.0.0.1:\(try freeLoopbackPort())")))
+            let unreachable = try #require(await failure(chain(env, endpoint: sts)))
             #expect(unreachable.source == .webIdentity("arn:aws:iam::123456789012:role/irsa"))
             #expect(!unreachable.description.contains("TOKEN-SECRET"))
         }

@@ -155,28 +155,12 @@ import Testing
 
                 """, mode: 0o640)
             try write(gateway + "/etc/litellm/injection_guard.py", try read(Self.fixtures + "/injection_guard.py"))
-            let proxyPort = try freeLoopbackPort()
             // Starts (or restarts) the proxy and waits until it answers; its pid is kept in a file so
-            // that the test stops exactly that process. Started through Python's subprocess (which
-            // closes every other descriptor) so that no pipe of the caller is held by the proxy.
-            try write(dir + "/proxy.sh", """
-                #!/bin/sh
-                dir=\(dir)
-                if [ -f $dir/proxy.pid ]; then
-                  kill $(cat $dir/proxy.pid) 2>/dev/null
-                  while kill -0 $(cat $dir/proxy.pid) 2>/dev/null; do sleep 0.2; done
-                fi
-                LITELLM_MASTER_KEY=\(Self.masterKey) LITELLM_LOCAL_MODEL_COST_MAP=True SUPPORT_BOT_MODEL_KEY=unused-by-the-local-model \\
-                  \(Self.litellmPython) -c "\(spawn)" $dir/proxy.log \(Self.litellm) --config \(gateway)/etc/litellm/config.yaml \\
-                  --host 127.0.0.1 --port \(proxyPort) >$dir/proxy.pid
-                i=0
-                while [ $i -lt 1200 ]; do
-                  /usr/bin/curl -sf -o /dev/null http://127.0.0.1:\(proxyPort)/health/liveliness && exit 0
-                  kill -0 $(cat $dir/proxy.pid) 2>/dev/null || { tail -5 $dir/proxy.log >&2; exit 1; }
-                  sleep 0.5; i=$((i+1))
-                done
-                exit 1
-                """, mode: 0o755)
+            // that the test stops exactly that process.
+            try write(dir + "/proxy.sh", liteLLMProxyScript(
+                folder: dir, python: Self.litellmPython,
+                environment: "LITELLM_MASTER_KEY=\(Self.masterKey) LITELLM_LOCAL_MODEL_COST_MAP=True SUPPORT_BOT_MODEL_KEY=unused-by-the-local-model",
+                command: "\(Self.litellm) --config \(gateway)/etc/litellm/config.yaml"), mode: 0o755)
 
             // The policy: the gateway is a host target managed by the shipped ai-gateway baseline
             // (restarting this proxy instead of a systemd unit), plus the team's route and the rule.
@@ -197,6 +181,7 @@ import Testing
             let first = try s.run("apply")
             #expect(first.status == 0, "\(first.stdout)\(first.stderr)")
             let proxyPID = try #require(Self.pid(in: dir + "/proxy.pid"), "the proxy was not started: \(first.stdout)\(first.stderr)")
+            let proxyPort = try #require(Int(try read(dir + "/proxy.port").trimmingCharacters(in: .whitespacesAndNewlines)))
             let before = try read(gateway + "/etc/litellm/config.yaml")
             #expect(before.contains("guardrail: injection_guard.InstructionOverrideGuard") && before.contains("guardrails: []"), "\(before)")
             #expect(before.contains("detect_prompt_injection"))

@@ -10,9 +10,10 @@ import Testing
 struct SystemdTests {
     let daemonTests = DaemonTests()
 
-    func start(_ s: Scenario, environment: [String: String], _ extra: [String] = [], logPath: String? = nil) throws -> DaemonProcess {
+    func start(_ s: Scenario, environment: [String: String], _ extra: [String] = [], logPath: String? = nil,
+               journal: DatagramSink? = nil) throws -> DaemonProcess {
         try DaemonProcess(["--repo", s.origin, "--state-dir", s.state, "--poll", "3600"] + extra,
-                          environment: environment, logPath: logPath ?? s.dir + "/daemon-\(UUID().uuidString.prefix(6)).log")
+                          environment: environment, logPath: logPath ?? s.dir + "/daemon-\(UUID().uuidString.prefix(6)).log", journal: journal)
     }
 
     @Test func readinessStatusWatchdogAndStoppingReachSystemd() async throws {
@@ -80,7 +81,7 @@ struct SystemdTests {
             try #require(stat(logPath, &info) == 0)
             let daemon = try start(s, environment: ["JOURNAL_STREAM": "\(info.st_dev):\(info.st_ino)", "BULWARK_JOURNAL_SOCKET": journal.path,
                                                     "BULWARK_WEBHOOK_SECRET": DaemonTests.secret],
-                                   logPath: logPath)
+                                   logPath: logPath, journal: journal)
             #expect(daemonTests.waitIdle(daemon), "\(daemon.log)")
             #expect(daemon.terminate() == 0)
             let entries = journal.datagrams.compactMap(DatagramSink.journalFields)

@@ -63,10 +63,12 @@ import Testing
     }
 
     @Test func anUnreachableEndpointFailsInsteadOfHanging() async throws {
-        let port = try freeLoopbackPort()
+        // Bound and not listening: connections are refused, and no other test's server takes the port.
+        let refusing = try TestHTTPServer(listening: false)
+        defer { refusing.stop() }
         try await withClient { http in
             await #expect(throws: (any Error).self) {
-                _ = try await http.send("POST", "http://127.0.0.1:\(port)/hook", timeout: .seconds(5))
+                _ = try await http.send("POST", refusing.url, timeout: .seconds(5))
             }
         }
     }

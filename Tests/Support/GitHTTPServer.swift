@@ -1,11 +1,11 @@
 internal import Foundation
 
-/// Git's own smart HTTP server (`git http-backend`) on a free loopback port, behind HTTP Basic
+/// Git's own smart HTTP server (`git http-backend`) on a loopback port, behind HTTP Basic
 /// authentication with one user and token, for one test.
 ///
 /// A small Python server does what a web server in front of git-http-backend does: checks the
 /// Authorization header (401 with a challenge otherwise), decodes chunked request bodies, and
-/// runs the CGI program. Repositories under `root` are served as `/<path>`.
+/// runs the CGI program (a `PythonStandIn`). Repositories under `root` are served as `/<path>`.
 public final class GitHTTPServer {
     public static var available: Bool {
         FileManager.default.isExecutableFile(atPath: "/usr/lib/git-core/git-http-backend")
@@ -20,12 +20,12 @@ public final class GitHTTPServer {
         ((try? read(logPath)) ?? "").split(separator: "\n").map(String.init)
     }
 
-    private let process = Process()
+    private let server: PythonStandIn
     private let logPath: String
 
     private static let script = #"""
 import base64, http.server, os, subprocess, sys
-root, port, expected, log = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+root, expected, log = sys.argv[1], sys.argv[2], sys.argv[3]
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -74,49 +74,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 # A fleet connects at once: the default listen backlog (5) would refuse most of it.
 http.server.ThreadingHTTPServer.request_queue_size = 1024
-http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
 """#
 
     public init(root: String) throws {
-        port = try freeLoopbackPort()
         logPath = NSTemporaryDirectory() + "/bulwark-git-http-\(UUID().uuidString).log"
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let credentials = Data("\(user):\(token)".utf8).base64EncodedString()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        process.arguments = ["-c", Self.script, root, String(port), credentials, logPath]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        let deadline = Date().addingTimeInterval(15)
-        while !loopbackAccepts(port) {
-            guard process.isRunning, Date() < deadline else { throw SupportError("the git HTTP server did not start") }
-            usleep(20_000)
-        }
+        server = try PythonStandIn(Self.script, arguments: [root, credentials, logPath], name: "git HTTP server")
+        port = server.port
     }
 
     deinit {
-        // SIGKILL: the child inherits the test runner's blocked signals, SIGTERM among them.
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
+        // Ended first: a request it still answered could write the log again.
+        server.stop()
         try? FileManager.default.removeItem(atPath: logPath)
     }
 
     public func url(_ path: String) -> String { "http://127.0.0.1:\(port)/\(path)" }
-}
-
-/// Whether something accepts TCP connections on 127.0.0.1:`port`.
-public func loopbackAccepts(_ port: Int) -> Bool {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { return false }
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = in_port_t(UInt16(port).bigEndian)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    return withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-    }
 }

@@ -44,24 +44,54 @@ private func dechunk(_ text: String) -> String {
 
 /// The `bulwark run` daemon as a real process, its output in a file.
 public final class DaemonProcess {
-    public let port: Int
     public let process = Process()
     public let logPath: String
+    /// Where this daemon's output begins in `logPath`, after what the file held when it started.
+    private let logStart: UInt64
+    /// Where the daemon logs when its standard error is the journal's stream.
+    private let journal: DatagramSink?
+    /// The port given, or the one the daemon bound once it said which.
+    private var bound: Int?
 
-    public init(_ arguments: [String], environment extra: [String: String] = [:], logPath: String) throws {
-        port = try freeLoopbackPort()
+    /// Starts the daemon on 127.0.0.1:`port`, or without one on port 0: the daemon binds a port
+    /// no one holds and says which (`port`), so that no other process can take it between the
+    /// choice and the bind. A port is given only to start a daemon again where another one was.
+    /// `journal`: the sink the daemon logs to instead of `logPath` (`JOURNAL_STREAM`).
+    public init(_ arguments: [String], port: Int? = nil, environment extra: [String: String] = [:], logPath: String,
+                journal: DatagramSink? = nil) throws {
+        bound = port
         self.logPath = logPath
+        self.journal = journal
         process.executableURL = URL(fileURLWithPath: try bulwarkExecutable())
-        process.arguments = ["run", "--listen", "127.0.0.1:\(port)"] + arguments
+        process.arguments = ["run", "--listen", "127.0.0.1:\(port ?? 0)"] + arguments
         process.environment = ProcessInfo.processInfo.environment.merging(extra) { $1 }
-        // A log file the caller made is kept (its inode may matter, as for JOURNAL_STREAM).
-        if !FileManager.default.fileExists(atPath: logPath) { _ = FileManager.default.createFile(atPath: logPath, contents: nil) }
-        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        // A log file the caller made is kept (its inode may matter, as for JOURNAL_STREAM), and
+        // so is what it holds (a daemon started again where another one logged): this one's
+        // output is appended, and is all that `log` reads, the port among it.
+        let fd = open(logPath, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw SupportError("cannot open \(logPath): errno \(errno)") }
+        let log = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
+        logStart = UInt64(lseek(fd, 0, SEEK_END))
         process.standardOutput = log
         process.standardError = log
         process.standardInput = FileHandle.nullDevice
         try process.run()
         try log.close()
+    }
+
+    /// The port the daemon listens on: the one given, else the one its HTTP server logs once it
+    /// listens (Hummingbird's "Server started and listening on HOST:PORT", at info), waited for
+    /// while the daemon runs, up to a minute. Throws when it exited first or took longer.
+    public var port: Int {
+        get throws {
+            if let bound { return bound }
+            guard let port = reportedPort(of: process, after: "Server started and listening on ",
+                                          in: { journal.map { $0.messages.joined(separator: "\n") } ?? log }) else {
+                throw SupportError("the daemon did not say which port it listens on\(process.isRunning ? "" : " (it exited)"): \(log)")
+            }
+            bound = port
+            return port
+        }
     }
 
     deinit {
@@ -71,7 +101,13 @@ public final class DaemonProcess {
         }
     }
 
-    public var log: String { (try? read(logPath)) ?? "" }
+    /// What this daemon wrote to `logPath` so far.
+    public var log: String {
+        guard let file = FileHandle(forReadingAtPath: logPath) else { return "" }
+        defer { try? file.close() }
+        guard (try? file.seek(toOffset: logStart)) != nil, let data = try? file.readToEnd() else { return "" }
+        return String(decoding: data, as: UTF8.self)
+    }
 
     /// Waits until `condition` holds, checking every 20 ms; false when `seconds` pass first.
     public func wait(seconds: Double = 20, until condition: () throws -> Bool) rethrows -> Bool {

@@ -1,6 +1,6 @@
 internal import Foundation
 
-/// moto's server (the AWS APIs, in memory) on a free loopback port, for one test. `python3`
+/// moto's server (the AWS APIs, in memory) on a loopback port it binds, for one test. `python3`
 /// with boto3 is the independent client that seeds and reads back what Bulwark changed.
 public final class MotoServer {
     public static var available: Bool {
@@ -17,34 +17,41 @@ public final class MotoServer {
     public var secretAccessKey: String { Self.secretAccessKey }
     /// Also keeps boto3, in moto and in the seeding scripts, from ever asking an instance
     /// metadata service: nothing but loopback is reached.
-    public var environment: [String: String] {
+    public static var environment: [String: String] {
         ["AWS_ACCESS_KEY_ID": accessKeyID, "AWS_SECRET_ACCESS_KEY": secretAccessKey, "AWS_DEFAULT_REGION": "us-east-1",
          "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"]
     }
+    public var environment: [String: String] { Self.environment }
     private let process: Process
+    /// What the server writes (werkzeug's log: the port it bound, each request).
+    private let outputPath = NSTemporaryDirectory() + "/bulwark-moto-\(UUID().uuidString).log"
 
-    /// Starts moto's server. `patch` is Python run in the server's process before it serves, to
-    /// seed what no API can (moto dates every access key now; AWS's clock cannot be set).
+    /// Starts moto's server on port 0 and reads the port it bound from its log. `patch` is Python
+    /// run in the server's process before it serves, to seed what no API can (moto dates every
+    /// access key now; AWS's clock cannot be set).
     public init(patch: String = "") throws {
-        port = try freeLoopbackPort()
         process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        let serve = ["-H", "127.0.0.1", "-p", String(port)]
+        let serve = ["-H", "127.0.0.1", "-p", "0"]
         process.arguments = patch.isEmpty ? ["python3", "-m", "moto.server"] + serve
             : ["python3", "-c", patch + "\nimport sys\nfrom moto.server import main\nmain(sys.argv[1:])\n"] + serve
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
+        process.environment = ProcessInfo.processInfo.environment.merging(Self.environment) { $1 }
+        let outputPath = self.outputPath
+        _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
+        let output = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
+        process.standardOutput = output
+        process.standardError = output
         process.standardInput = FileHandle.nullDevice
         try process.run()
-        // Importing moto takes seconds, many more on a loaded machine: wait up to a minute,
-        // but not for a server that already exited.
-        for _ in 0..<1200 where process.isRunning {
-            if connects(port: port) { return }
-            Thread.sleep(forTimeInterval: 0.05)
+        try output.close()
+        // Importing moto takes seconds, many more on a loaded machine: wait up to a minute, but
+        // not for a server that already exited. werkzeug logs the port once it listens.
+        guard let port = reportedPort(of: process, after: "Running on ", in: { (try? read(outputPath)) ?? "" }) else {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            throw SupportError("moto's server did not start: \((try? read(outputPath)) ?? "")")
         }
-        kill(process.processIdentifier, SIGKILL)
-        throw SupportError("moto's server did not start on port \(port)")
+        self.port = port
     }
 
     /// moto's server ignores SIGTERM while it serves; it holds nothing worth a clean stop.
@@ -53,6 +60,7 @@ public final class MotoServer {
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
         }
+        try? FileManager.default.removeItem(atPath: outputPath)
     }
 
     /// Runs a Python snippet with `aws` bound to a function making boto3 clients for this server;
@@ -72,65 +80,58 @@ public final class MotoServer {
     }
 }
 
-/// A TCP port on 127.0.0.1 that nothing listens on right now.
-public func freeLoopbackPort() throws -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw SupportError("socket failed") }
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let ok = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
-    }
-    guard ok else { throw SupportError("no free port") }
-    return Int(UInt16(bigEndian: address.sin_port))
-}
-
-/// Whether something accepts TCP connections on 127.0.0.1:`port`.
-public func connects(port: Int) -> Bool {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { return false }
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = UInt16(port).bigEndian
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    return withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-    }
-}
-
 /// A small HTTP stand-in written in Python for one test (a metadata service, an API's odd
-/// answers moto does not give): started on a free loopback port, waited for until it listens,
-/// killed by its process id when released.
+/// answers moto does not give, git's HTTP backend): it serves on a loopback port it binds, and
+/// is waited for until it says which; killed by its process id when released.
 public final class PythonStandIn {
     public let port: Int
     private let process = Process()
+    /// What the script writes: the port, and anything it prints or raises.
+    private let outputPath = NSTemporaryDirectory() + "/bulwark-stand-in-\(UUID().uuidString).log"
 
-    /// Runs `script` with the port and `arguments` after it; `name` is for the error.
+    /// How every stand-in serves the `Handler` its script defines: a threading server on port 0,
+    /// which prints the port it bound.
+    private static let serve = """
+
+        import http.server
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        print(f"listening on 127.0.0.1:{server.server_address[1]}", flush=True)
+        server.serve_forever()
+
+        """
+
+    /// Runs `script`, which defines `Handler` (a `BaseHTTPRequestHandler`), with `arguments`
+    /// (`sys.argv[1:]`), and serves it; `name` is for the error.
     public init(_ script: String, arguments: [String], name: String) throws {
-        port = try freeLoopbackPort()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-c", script, String(port)] + arguments
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
+        process.arguments = ["python3", "-c", script + Self.serve] + arguments
+        let outputPath = self.outputPath
+        _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
+        let output = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
+        process.standardOutput = output
+        process.standardError = output
         process.standardInput = FileHandle.nullDevice
         try process.run()
-        for _ in 0..<200 {
-            if connects(port: port) { return }
-            Thread.sleep(forTimeInterval: 0.05)
+        try output.close()
+        guard let port = reportedPort(of: process, after: "listening on ", seconds: 30, in: { (try? read(outputPath)) ?? "" }) else {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            throw SupportError("the \(name) did not start: \((try? read(outputPath)) ?? "")")
         }
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
-        throw SupportError("the \(name) did not start on port \(port)")
+        self.port = port
     }
 
-    deinit {
+    /// Kills the stand-in by its process id and waits for it to end; once ended, does nothing.
+    /// SIGKILL: the child inherits the test runner's blocked signals, SIGTERM among them.
+    public func stop() {
         if process.isRunning {
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
         }
+    }
+
+    deinit {
+        stop()
+        try? FileManager.default.removeItem(atPath: outputPath)
     }
 }

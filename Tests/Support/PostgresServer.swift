@@ -2,7 +2,8 @@ internal import Foundation
 
 /// A real PostgreSQL server for one test: `initdb` into a temporary folder (as the `postgres`
 /// user when the tests run as root, since initdb refuses root), `pg_ctl` on a free loopback
-/// port, SCRAM password authentication. `psql` is the independent client.
+/// port (another one when something took it first), SCRAM password authentication. `psql` is
+/// the independent client.
 public final class PostgresServer {
     public static let binaries = "/usr/lib/postgresql/15/bin"
 
@@ -12,7 +13,8 @@ public final class PostgresServer {
     }
 
     public let directory: String
-    public let port: Int
+    /// Chosen when it first starts; `start` again takes the same one.
+    public private(set) var port = 0
     public let password = "pw-" + UUID().uuidString
     private var data: String { directory + "/data" }
 
@@ -21,7 +23,6 @@ public final class PostgresServer {
         guard mkdtemp(&template) != nil else { throw SupportError("mkdtemp failed") }
         directory = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
         chmod(directory, 0o755)
-        port = try freeLoopbackPort()
         try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
         try password.write(toFile: directory + "/pw", atomically: true, encoding: .utf8)
         if isRoot, let owner = getpwnam("postgres") {
@@ -30,7 +31,10 @@ public final class PostgresServer {
         chmod(data, 0o700)
         try postgres(["initdb", "-D", data, "-U", "postgres", "-A", "scram-sha-256", "--pwfile", directory + "/pw",
                       "--no-sync", "--no-instructions"])
-        try start()
+        try startOnFreePort { port in
+            self.port = port
+            try start()
+        }
     }
 
     deinit {

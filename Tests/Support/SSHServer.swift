@@ -1,6 +1,7 @@
 internal import Foundation
 
-/// A real OpenSSH server for one test, serving git over SSH on a free loopback port.
+/// A real OpenSSH server for one test, serving git over SSH on a free loopback port (another one
+/// when something took it first).
 ///
 /// It runs unprivileged with its own configuration, host key and authorized_keys in a
 /// temporary folder: as the `postgres` user when the tests run as root (an unprivileged sshd
@@ -14,7 +15,7 @@ public final class SSHServer {
     }
 
     public let directory: String
-    public let port: Int
+    public private(set) var port = 0
     /// The user the server runs as, and the only one it lets in.
     public let user: String
     /// A key authorized_keys accepts, and one it does not.
@@ -30,7 +31,6 @@ public final class SSHServer {
         guard mkdtemp(&template) != nil else { throw SupportError("mkdtemp failed") }
         directory = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
         chmod(directory, 0o755)
-        port = try freeLoopbackPort()
         if isRoot, let owner = getpwnam("postgres") {
             (user, uid, gid) = ("postgres", owner.pointee.pw_uid, owner.pointee.pw_gid)
         } else {
@@ -43,7 +43,16 @@ public final class SSHServer {
         }
         try write(directory + "/authorized_keys", try read(clientKey + ".pub"))
         let hostKey = try read(directory + "/host_key.pub").split(separator: " ")
-        try write(knownHosts, "[127.0.0.1]:\(port) \(hostKey[0]) \(hostKey[1])\n")
+        try startOnFreePort { port in
+            self.port = port
+            try write(knownHosts, "[127.0.0.1]:\(port) \(hostKey[0]) \(hostKey[1])\n")
+            try launch()
+        }
+    }
+
+    /// Starts sshd on `port`, with a new log: what it says when the port is taken is this
+    /// attempt's.
+    private func launch() throws {
         try write(directory + "/sshd_config", """
             Port \(port)
             ListenAddress 127.0.0.1
@@ -75,9 +84,11 @@ public final class SSHServer {
         try start.run()
         start.waitUntilExit()
         guard start.terminationStatus == 0 else { throw SupportError("sshd did not start (\(start.terminationStatus)): \(log)") }
+        // It binds once daemonized, so a port someone took is not an exit status: only its log
+        // tells (and a connection would reach whoever took it).
         let deadline = Date().addingTimeInterval(15)
-        while !loopbackAccepts(port) {
-            guard Date() < deadline else { throw SupportError("sshd is not listening: \(log)") }
+        while !log.contains("Server listening on 127.0.0.1 port \(port).") {
+            guard !log.contains("Cannot bind any address"), Date() < deadline else { throw SupportError("sshd is not listening: \(log)") }
             usleep(20_000)
         }
     }
