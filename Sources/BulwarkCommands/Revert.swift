@@ -41,6 +41,7 @@ extension Bulwark {
             // The reason goes into a YAML manifest: a control character there would make the loader
             // refuse the whole revision.
             try checkReason(reason)
+            try checkDay(expires, option: "--expires")
         }
 
         /// The waiver's last day, checked as the loader checks it (exit 1, before anything is read or written).

@@ -477,15 +477,22 @@ public enum Timestamp {
         return recorded(date)
     }
 
-    /// A day written `YYYY-MM-DD`, exactly (ten ASCII characters, nothing before or after), that
+    /// A day written `YYYY-MM-DD` (or with a one-digit month or day), nothing before or after, that
     /// the calendar has (no February 30th, no February 29th outside leap years), from 1970 to
     /// 9999, as its first moment (00:00 UTC); nil for any other text. Foundation's ISO 8601
     /// style is not used: it reads `2027-01-05xyz` as January 5th and `2027-02-30` as March 2nd.
     public static func day(_ text: String) -> Date? {
-        guard text.utf8.count == 10, let millis = civilMilliseconds(text + "T00:00:00Z") else { return nil }
+        // A month or day of one digit (2027-1-5) is read as its two-digit form: a policy written so
+        // before dates were read strictly still loads. Nothing else is taken.
+        let parts = text.split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.count == 3, parts[0].utf8.count == 4, (1...2).contains(parts[1].utf8.count), (1...2).contains(parts[2].utf8.count),
+              parts.allSatisfy({ $0.utf8.allSatisfy { (48...57).contains($0) } }) else { return nil }
+        func two(_ part: Substring) -> String { part.count == 1 ? "0" + part : String(part) }
+        let padded = "\(parts[0])-\(two(parts[1]))-\(two(parts[2]))"
+        guard let millis = civilMilliseconds(padded + "T00:00:00Z") else { return nil }
         let day = Date(timeIntervalSince1970: Double(millis) / 1000)
         // Read back, the day is written as it was given: nothing was moved or dropped.
-        return format(day).prefix(10) == text ? day : nil
+        return format(day).prefix(10) == padded ? day : nil
     }
 
     /// `YYYY-MM-DDTHH:MM:SSZ` or `YYYY-MM-DDTHH:MM:SS.mmmZ` from 1970 to 9999 (what `format`

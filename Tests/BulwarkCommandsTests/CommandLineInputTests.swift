@@ -178,15 +178,15 @@ import Testing
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
             let before = try git("--git-dir", s.origin, "rev-parse", "main")
-            for day in ["2027-01-05xyz; rm -rf /", "2027-02-30", "2027-02-29", "2027-1-5"] {
+            for day in ["2027-01-05xyz; rm -rf /", "2027-02-30", "2027-02-29", "2027-1-5x"] {
                 let refused = try s.run("approve", "01ABCDEFGHJKMNPQRSTVWXYZ01", "--reason", "ok", "--expires", day)
                 #expect(refused.status == 64, "\(day): \(refused.stderr)")
                 #expect(refused.stderr.contains("--expires: expected a day of the calendar written YYYY-MM-DD"), "\(refused.stderr)")
             }
-            // revert reads the day as approve does (its exit code is Revert.swift's: 1, nothing done).
+            // revert reads the day as approve does: 64, nothing done.
             let revert = try run(try bulwarkExecutable(), ["revert", "01ABCDEFGHJKMNPQRSTVWXYZ01", "--repo", s.origin, "--state-dir", s.state,
                                                            "--reason", "CHG-1", "--expires", "2027-02-30x"], environment: RevertTests.person)
-            #expect(revert.status != 0 && revert.stderr.contains("--expires takes a date such as 2027-01-31, got '2027-02-30x'"),
+            #expect(revert.status == 64 && revert.stderr.contains("--expires: expected a day of the calendar written YYYY-MM-DD"),
                     "\(revert.stderr)")
             #expect(try git("--git-dir", s.origin, "rev-parse", "main") == before, "nothing was committed")
 

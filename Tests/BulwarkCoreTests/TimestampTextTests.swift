@@ -68,14 +68,16 @@ import Testing
     /// calendar: nothing after it is dropped and no day is moved into the next month, as
     /// Foundation's ISO 8601 style reads them; the day loads as the `endOfDay` it names.
     @Test func aDayIsExactlyADayOfTheCalendar() throws {
-        for text in ["2027-01-05xyz; rm -rf /", "2027-02-30", "2027-02-29", "2027-02-30x", "2027-1-5", "2027-01-05T10:00:00Z",
+        for text in ["2027-01-05xyz; rm -rf /", "2027-02-30", "2027-02-29", "2027-02-30x", "2027-1-5x", "2027--5", "27-01-05", "2027-001-05", "2027-01-05T10:00:00Z",
                      " 2027-01-05", "2027-01-05 ", "+2027-01-05", "２０２７-01-05", "2027/01/05", "2027-13-01", "2027-00-10",
                      "2027-04-31", "2100-02-29", "1969-12-31", "", "2027-01-0５"] {
             #expect(Timestamp.day(text) == nil, "\(text.debugDescription)")
             #expect(DesiredStateLoader.endOfDay(text) == nil, "\(text.debugDescription)")
         }
         for (text, seconds) in [("2028-02-29", 1_835_395_200.0), ("2000-02-29", 951_782_400), ("1970-01-01", 0), ("9999-12-31", 253_402_214_400),
-                                ("2027-01-31", 1_801_353_600)] {
+                                ("2027-01-31", 1_801_353_600),
+                                // One digit of month or day, as policies written before may have it.
+                                ("2027-1-5", 1_799_107_200), ("2027-1-31", 1_801_353_600)] {
             #expect(Timestamp.day(text) == Date(timeIntervalSince1970: seconds), "\(text)")
             #expect(DesiredStateLoader.endOfDay(text) == Date(timeIntervalSince1970: seconds + 86_400), "\(text)")
         }
