@@ -81,6 +81,10 @@ package struct RemediationReport: Encodable {
     package var openCount: Int
     /// MTTR of findings, from each finding's first-seen time to its first verified fix, and SLA breaches.
     package var findings: FindingsSummary
+    /// Records of an audit branch found changed behind Bulwark's back (kind `AuditBranch`, written
+    /// when the trail is checked): not open items, as no fix closes them, but never silent. Nil
+    /// when there are none.
+    package var tamperingRecords: Int?
     /// Records left out because no key trusted for records signed them (`RecordTrust`); nil
     /// when no key is configured, and every record counts.
     package var untrustedRecords: Int?
@@ -118,6 +122,8 @@ package struct RemediationReport: Encodable {
         byTarget = group(\.target)
         decisions = Dictionary(grouping: counted, by: \.decision.rawValue).mapValues(\.count)
         results = Dictionary(grouping: counted.compactMap(\.result), by: \.rawValue).mapValues(\.count)
+        let tampering = counted.filter { $0.kind == "AuditBranch" }.count
+        tamperingRecords = tampering > 0 ? tampering : nil
         let allOpen = openSince.compactMap { key, start -> OpenItem? in
             guard let entry = last[key] else { return nil }
             return OpenItem(target: entry.target, resource: entry.resource, severity: entry.severity, decision: entry.decision,
@@ -155,6 +161,7 @@ package struct RemediationReport: Encodable {
         lines.append("Decisions: " + (decisions.isEmpty ? "none" : decisions.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
                      + (results.isEmpty ? "" : "; results: " + results.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")))
         lines += findings.lines()
+        if let tampering = tamperingRecords { lines.append(Self.tamperingLine(tampering)) }
         if openCount == 0 {
             lines.append("Open items: none.")
         } else if open.isEmpty {
@@ -196,6 +203,12 @@ package struct RemediationReport: Encodable {
         return cell
     }
 
+    /// What a person reads of tampering records, in text and markdown.
+    static func tamperingLine(_ count: Int) -> String {
+        "Tampering: \(count) record\(count == 1 ? "" : "s") of an audit branch changed behind Bulwark's back "
+            + "(bulwark log --kind AuditBranch shows \(count == 1 ? "it" : "them"))."
+    }
+
     package func markdown(source: String) -> String {
         let left = (untrustedRecords ?? 0) > 0 ? " \(untrustedRecords ?? 0) records no trusted key signed are left out." : ""
         var lines = ["# Remediation report", "", "Source: `\(source)`, \(records) records.\(left)", "",
@@ -210,6 +223,7 @@ package struct RemediationReport: Encodable {
         // The findings' lines carry record text too (a finding's id and source, a target).
         lines += ["", "## Findings", ""] + findings.lines().map(Self.markdownCell)
             .map { $0.hasPrefix("  ") ? "- " + $0.trimmingCharacters(in: .whitespaces) : $0 }
+        if let tampering = tamperingRecords { lines += ["", "**" + Self.tamperingLine(tampering) + "**"] }
         lines += ["", "## Worst open items", ""]
         if openCount == 0 {
             lines.append("None.")

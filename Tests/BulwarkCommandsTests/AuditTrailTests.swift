@@ -156,6 +156,12 @@ import Testing
             let restored = try s.auditCommits()
             #expect(restored.count > recovered.count)
             #expect(try verifyAudit(s.origin, "--trusted-signers", key.allowed).status == 0)
+            // The report says so: not an open item (no fix closes it), a line of its own.
+            let report = try s.run("report")
+            #expect(report.stdout.contains("Tampering: 1 record of an audit branch changed behind Bulwark's back"), "\(report.stdout)")
+            #expect(!report.stdout.contains("AuditBranch/bulwark/audit  refused"), "\(report.stdout)")
+            let json = try JSONSerialization.jsonObject(with: Data(try s.run("report", "--output", "json").stdout.utf8)) as? [String: Any]
+            #expect(json?["tamperingRecords"] as? Int == 1, "\(String(describing: json))")
         }
     }
 
