@@ -236,20 +236,12 @@ struct DaemonHardeningTests {
     /// A loopback socket that takes connections and never answers (a PostgreSQL server that
     /// hangs, or one that must never be reached): its descriptor, which the caller closes, and port.
     func silentListener() throws -> (Int32, UInt16) {
-        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard listener >= 0 else { throw SupportError("socket: \(String(cString: strerror(errno)))") }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) == 0 && getsockname(listener, $0, &length) == 0 }
-        }
-        guard bound, listen(listener, 16) == 0 else {
+        let (listener, port) = try boundLoopbackSocket()
+        guard listen(listener, 16) == 0 else {
             close(listener)
             throw SupportError("cannot listen on loopback: \(String(cString: strerror(errno)))")
         }
-        return (listener, UInt16(bigEndian: address.sin_port))
+        return (listener, port)
     }
 
     // MARK: - Shutdown

@@ -47,12 +47,11 @@ func addressInUse(_ error: any Error) -> Bool {
     return text.contains("address already in use") || text.contains("could not bind")
 }
 
-/// A TCP port on 127.0.0.1 that nothing listens on right now (only for `startOnFreePort`: by the
-/// time another process binds it, someone else may have).
-func freeLoopbackPort() throws -> Int {
+/// A TCP socket bound to a port of 127.0.0.1 the kernel chose, not listening, and that port;
+/// the caller closes it (or listens on it).
+public func boundLoopbackSocket() throws -> (fd: Int32, port: UInt16) {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw SupportError("socket failed") }
-    defer { close(fd) }
+    guard fd >= 0 else { throw SupportError("socket: \(String(cString: strerror(errno)))") }
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
@@ -60,6 +59,17 @@ func freeLoopbackPort() throws -> Int {
     let ok = withUnsafeMutablePointer(to: &address) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
     }
-    guard ok else { throw SupportError("no free port") }
-    return Int(UInt16(bigEndian: address.sin_port))
+    guard ok else {
+        close(fd)
+        throw SupportError("cannot bind a loopback port: \(String(cString: strerror(errno)))")
+    }
+    return (fd, UInt16(bigEndian: address.sin_port))
+}
+
+/// A TCP port on 127.0.0.1 that nothing listens on right now (only for `startOnFreePort`: by the
+/// time another process binds it, someone else may have).
+func freeLoopbackPort() throws -> Int {
+    let (fd, port) = try boundLoopbackSocket()
+    close(fd)
+    return Int(port)
 }
