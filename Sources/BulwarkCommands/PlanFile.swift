@@ -93,9 +93,13 @@ enum PlanFile {
                                    + "not \(quotedForMessage(then.spec.subject))")
                 } else if let protection = after.protection(of: resource, on: binding.target) {
                     stopped.append("\(binding.target) \(binding.resource): \(protection)")
-                } else if let strictest = (bound[[binding.target, binding.resource.description]] ?? []).compactMap(after.mode(of:)).max(),
-                          strictest > mode {
-                    stopped.append("\(binding.target) \(binding.resource): its mode is \(strictest.rawValue) now, not \(mode.rawValue)")
+                } else if let strictest = (bound[[binding.target, binding.resource.description]] ?? []).compactMap(after.mode(of:)).max() {
+                    if strictest > mode {
+                        stopped.append("\(binding.target) \(binding.resource): its mode is \(strictest.rawValue) now, not \(mode.rawValue)")
+                    }
+                } else {
+                    // Taken off that target (its `targets:` changed): as a resource removed.
+                    stopped.append("\(binding.target) \(binding.resource): no longer bound to \(binding.target)")
                 }
             }
             guard stopped.isEmpty else {
