@@ -33,6 +33,14 @@ extension Bulwark {
 
         @OptionGroup var repository: RepositoryOptions
 
+        func validate() throws {
+            try checkNotEmpty(["the proposal id": id])
+            // A branch named in full must be one git can name (`bulwark/proposals/../../heads/main` is not).
+            if id.hasPrefix(ProposalEngine.branchPrefix), !GitLibrary.isValidBranchName(id) {
+                throw ValidationError("'\(quotedForMessage(id))' is not a branch name git takes")
+            }
+        }
+
         func run() async throws {
             let console = Console()
             if proposer != nil, repository.sourceVerification == nil {

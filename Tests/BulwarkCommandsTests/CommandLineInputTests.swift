@@ -88,6 +88,21 @@ import Testing
     /// `plan --out ""` is refused before the plan runs (it planned, then failed to rename its
     /// temporary file, left in the parent folder); so is any path option given empty, where an
     /// empty signers file would otherwise turn verification off. The options given properly work.
+    /// `accept ""` and a full branch name git does not take are usage mistakes (64), refused
+    /// before the repository is read; a proposal that does not exist is still an error (1).
+    @Test func acceptRefusesAnEmptyIdOrABranchNameGitDoesNotTake() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let empty = try s.run("accept", "")
+            #expect(empty.status == 64 && empty.stderr.contains("the proposal id must not be empty"), "\(empty.stderr)")
+            let dotted = try s.run("accept", "bulwark/proposals/../../heads/main")
+            #expect(dotted.status == 64 && dotted.stderr.contains("is not a branch name git takes"), "\(dotted.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: s.state), "refused before anything ran")
+            let missing = try s.run("accept", "no-such-finding")
+            #expect(missing.status == 1 && missing.stderr.contains("no proposal bulwark/proposals/no-such-finding"), "\(missing.stderr)")
+        }
+    }
+
     @Test func emptyPathOptionsAreRefusedBeforeAnythingRuns() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
