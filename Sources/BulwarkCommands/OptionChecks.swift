@@ -11,7 +11,8 @@ func checkNotEmpty(_ values: KeyValuePairs<String, String?>) throws(ValidationEr
     }
 }
 
-/// Refuses a day that is not exactly `YYYY-MM-DD` of the calendar (exit 64), as the loader
+/// Refuses a day that is not a day of the calendar written `YYYY-MM-DD` (a one-digit month or day
+/// is read too: `Timestamp.day`) (exit 64), as the loader
 /// refuses it in a manifest's `expires:`: `2027-02-30` is not moved to March 2nd and
 /// `2027-01-05xyz` is not cut to January 5th.
 func checkDay(_ text: String, option: String) throws(ValidationError) {
