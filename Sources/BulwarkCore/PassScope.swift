@@ -33,6 +33,15 @@ public final class PassScope: Sendable {
     }
 }
 
+/// The desired state a plan or a pass works from, for a driver whose reading of one resource
+/// depends on the policy's other resources: a `ConfigFile` reload left owed by a resource the
+/// policy no longer has (renamed, and its command changed, at once) is owed by every resource
+/// of that file that reloads it now. `Reconciler` sets it around its observations and fixes; a
+/// driver called without it reads each resource alone.
+public enum PolicyScope {
+    @TaskLocal public static var current: DesiredState?
+}
+
 /// One plan's reads of the targets: `Reconciler.plan` runs its observations and guards in a
 /// fresh scope, and so do the verifications of one coalesced write (after the write). Within a
 /// scope the targets read as one snapshot: a parse of a file changed a moment ago (too recently

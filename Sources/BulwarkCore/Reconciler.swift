@@ -92,6 +92,10 @@ public struct Reconciler: Sendable {
 
     /// Observes every binding. Never throws: failures are per binding.
     public func observe(_ state: DesiredState) async -> ObservationSet {
+        await PolicyScope.$current.withValue(state) { await observeInScope(state) }
+    }
+
+    private func observeInScope(_ state: DesiredState) async -> ObservationSet {
         var result = ObservationSet()
         await withTaskGroup(of: (Binding, Swift.Result<Observation, any Error>).self) { group in
             var turns = TargetTurns(state.bindings)
@@ -404,7 +408,9 @@ public struct Reconciler: Sendable {
     ) async -> CycleOutcome {
         // Each pass in its own scope: drivers' once-a-pass work (`PassScope`) is shared by its steps.
         await PassScope.$current.withValue(PassScope()) {
-            await applyInScope(plan, state: state, audit: audit, journal: journal, stop: stop, onEntry: onEntry)
+            await PolicyScope.$current.withValue(state) {
+                await applyInScope(plan, state: state, audit: audit, journal: journal, stop: stop, onEntry: onEntry)
+            }
         }
     }
 
@@ -744,7 +750,7 @@ public struct Reconciler: Sendable {
                 // `contains` does), it is not a failure to observe.
                 let elsewhere = try await audit.verifiedElsewhere(record)
                 do {
-                    let after = try await kind.driver.observe(resource, on: target)
+                    let after = try await PolicyScope.$current.withValue(state) { try await kind.driver.observe(resource, on: target) }
                     let sensitive = Set(resource.spec.properties.filter(\.sensitive).map(\.name))
                     var holds = true
                     for index in record.changes.indices {

@@ -71,6 +71,22 @@ struct ConfigFileDriver: ResourceDriver {
         String(property.dropFirst(reloadPrefix.count).dropLast())
     }
 
+    /// The reloads `file` is owed on `root` (`OwedReloads.owed`), with those no resource of the
+    /// file in the policy (`PolicyScope`) asks for any more marked orphaned: every resource of
+    /// the file with a reload command owes them. Without a policy, none is. (A fix reads it
+    /// on a thread of its own, under the target's lock, where no task-local is: its caller
+    /// passes the policy it found in scope.)
+    static func owedReloads(_ file: String, in root: HostRoot, policy: DesiredState? = PolicyScope.current) throws(HostError) -> OwedReloads.Owed {
+        let owed = try OwedReloads.owed(file, in: root)
+        guard !owed.reloads.isEmpty, let policy else { return owed }
+        var claimed: [OwedReloads.Reload] = []
+        for resource in policy.resources.values where resource.id.kind == "ConfigFile" && resource.spec.subject == file {
+            guard let reload = reloadProperty(resource), let argv = (try? options(resource))?.reload else { continue }
+            claimed.append(OwedReloads.Reload(command: OwedReloads.key(argv), resource: reloadOwner(reload)))
+        }
+        return owed.adoptingOrphans { owed in claimed.contains { $0.command == owed.command || $0.resource == owed.resource } }
+    }
+
     /// The managed properties (without the options and the reload).
     static func managed(_ resource: Resource) -> [DesiredProperty] {
         resource.spec.properties.filter { !$0.name.hasPrefix(optionsPrefix) && !$0.name.hasPrefix(reloadPrefix) }
@@ -417,7 +433,7 @@ struct ConfigFileDriver: ResourceDriver {
         }
         var owed: [String: String] = [:]
         if let reload = Self.reloadProperty(resource), let argv = options.reload {
-            let pending = try OwedReloads.owed(options.path, in: root).contains(command: OwedReloads.key(argv), resource: Self.reloadOwner(reload))
+            let pending = try Self.owedReloads(options.path, in: root).contains(command: OwedReloads.key(argv), resource: Self.reloadOwner(reload))
             values[reload] = .some(pending ? Self.reloadOwed : Self.reloadDone)
             if pending { owed[reload] = Self.reloadOwedReason }
         }
@@ -453,7 +469,8 @@ struct ConfigFileDriver: ResourceDriver {
         let root = try HostRoot(target: target)
         let part = try Self.part(changes, of: resource)
         let pass = PassScope.current?.slot { ConfigFilePass() }
-        let found = try await root.applying { try applyOnce([part], root: root, pass: pass) }
+        let policy = PolicyScope.current
+        let found = try await root.applying { try applyOnce([part], root: root, pass: pass, policy: policy) }
         try AlreadyInSync.unless(changes, found: found)
     }
 
@@ -465,8 +482,9 @@ struct ConfigFileDriver: ResourceDriver {
     /// whose earlier owed reload ran now: that reload completes its fix. A reload that fails
     /// throws `IncompleteFix` with the values the file holds. `pass` (`ConfigFilePass`) keeps
     /// what earlier writes of the pass did: a reload that already failed in it is not run again
-    /// (it fails the same way), and a value one of them wrote is not counted as found.
-    func applyOnce(_ parts: [Part], root: HostRoot, pass: ConfigFilePass? = nil) throws -> Set<String> {
+    /// (it fails the same way), and a value one of them wrote is not counted as found. `policy`
+    /// tells which owed reloads no resource asks for any more (`owedReloads`).
+    func applyOnce(_ parts: [Part], root: HostRoot, pass: ConfigFilePass? = nil, policy: DesiredState? = nil) throws -> Set<String> {
         guard let first = parts.first?.options else { return [] }
         guard let (file, original) = try Self.read(first, root: root) else {
             throw HostError("does not exist; Bulwark edits a configuration file, it does not create one", path: first.path)
@@ -475,8 +493,9 @@ struct ConfigFileDriver: ResourceDriver {
         // Read again under the lock: another Bulwark may have run a reload since the plan. A
         // marker that names resources (`Owed.everyCommand`) owes every command of the write; it
         // counts as holding them, so that it is written again only once one has run.
-        let stored = try OwedReloads.owed(first.path, in: root)
-        let owedBefore = OwedReloads.Owed(reloads: stored.everyCommand ? stored.reloads.union(parts.compactMap(\.owedReload)) : stored.reloads)
+        let stored = try Self.owedReloads(first.path, in: root, policy: policy)
+        let owedBefore = OwedReloads.Owed(reloads: stored.everyCommand ? stored.reloads.union(parts.compactMap(\.owedReload)) : stored.reloads,
+                                          orphaned: stored.orphaned)
         var document = original
         var found: Set<String> = []
         var edited = false
@@ -511,7 +530,8 @@ struct ConfigFileDriver: ResourceDriver {
         // The reloads owed once the file is written: the command of every reloading resource of
         // the write, and those owed from before.
         let reloading = parts.compactMap { part in part.owedReload.map { (reload: $0, part: part) } }
-        let owedNow = edited ? OwedReloads.Owed(reloads: owedBefore.reloads.union(reloading.map(\.reload))) : owedBefore
+        let owedNow = edited ? OwedReloads.Owed(reloads: owedBefore.reloads.union(reloading.map(\.reload)), orphaned: owedBefore.orphaned)
+            : owedBefore
         let due = reloading.filter { $0.part.owes(in: owedNow) }
         guard edited || !due.isEmpty else { return found }
         // Checked again now, before anything is written: a command refused must not leave a file
@@ -795,7 +815,8 @@ extension ConfigFileDriver: CoalescingDriver {
         let root = try HostRoot(target: target)
         let parts = try batch.map { item throws(HostError) in try Self.part(item.changes, of: item.resource) }
         let pass = PassScope.current?.slot { ConfigFilePass() }
-        return try await root.applying { try applyOnce(parts, root: root, pass: pass) }
+        let policy = PolicyScope.current
+        return try await root.applying { try applyOnce(parts, root: root, pass: pass, policy: policy) }
     }
 }
 

@@ -14,9 +14,12 @@ internal import CLinux
 /// still owes the reload its old name left owed (kept by name alone, the rename dropped it: the
 /// service kept its old configuration while Bulwark reported it in sync); so does a resource
 /// whose reload command was changed (kept by command alone, the change dropped it, and a reload
-/// that failed is what one changes a command for). Only a resource renamed with a new command
-/// at once owes nothing. A marker Bulwark wrote before names resources only (`owed`); it is read
-/// as owing every reload of its file (`Owed.everyCommand`): at worst one reload more.
+/// that failed is what one changes a command for). A reload that no resource of the file in the
+/// policy asks for any more, by name or by command (renamed with a new command at once, or taken
+/// out), is owed by every resource of the file that has a reload command (`Owed.orphaned`, read
+/// against `PolicyScope`), and the first of their commands to succeed completes it. A marker
+/// Bulwark wrote before names resources only (`owed`); it is read as owing every reload of its
+/// file (`Owed.everyCommand`): at worst one reload more.
 ///
 /// A fix writes the marker, holding every resource of the write that has a reload command with
 /// its command, after the candidate passed its validation and before it is renamed into place;
@@ -70,17 +73,34 @@ enum OwedReloads {
         /// Read from a marker that names resources only: every reload of the file is owed, until
         /// the marker is written again.
         var everyCommand = false
+        /// Those of `reloads` that no resource of the file in the policy asks for, by name or by
+        /// command (`adoptingOrphans`): owed by every resource of the file that reloads it.
+        var orphaned: Set<Reload> = []
 
         /// Whether the reload of `resource`, whose command is `command` (`key`), is owed: one with
         /// that command is (whoever asked for it), or one that resource asked for (with whatever
-        /// command).
+        /// command), or one no resource of the policy asks for any more.
         func contains(command: String, resource: String) -> Bool {
-            everyCommand || reloads.contains { $0.command == command || $0.resource == resource }
+            everyCommand || !orphaned.isEmpty || reloads.contains { $0.command == command || $0.resource == resource }
         }
 
-        /// `command` completed for `resources`: what it owed, and what they asked for, is done.
+        /// `command` completed for `resources`: what it owed, what they asked for, and what no
+        /// resource asks for any more (a reload of the file's service) is done.
         mutating func ran(_ command: String, for resources: [String]) {
-            reloads = reloads.filter { $0.command != command && !resources.contains($0.resource) }
+            reloads = reloads.filter { $0.command != command && !resources.contains($0.resource) && !orphaned.contains($0) }
+            orphaned = []
+        }
+
+        /// The same, with `orphaned` set to the reloads no resource of the file asks for:
+        /// `claims(reload)` tells whether one of the policy's resources of the file asks for it
+        /// (by its name or its command). A reload owed by a resource that was renamed and given
+        /// another command at once, or taken out of the policy, is then run by whichever resource
+        /// reloads the file now, instead of staying owed to no one while the service keeps the
+        /// configuration it read before the write.
+        func adoptingOrphans(_ claims: (Reload) -> Bool) -> Owed {
+            var owed = self
+            owed.orphaned = reloads.filter { !claims($0) }
+            return owed
         }
     }
 

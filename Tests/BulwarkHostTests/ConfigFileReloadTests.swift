@@ -296,6 +296,53 @@ import Testing
         }
     }
 
+    /// Harmful: the reload fails, then one commit renames the resource and gives it another
+    /// command (the failing one was wrong). The reload left owed is asked for by no resource of
+    /// the file any more, by name or by command: it is owed by every resource of the file that
+    /// reloads it, so the plan shows it and the next apply runs the new command. Keyed by name
+    /// or command alone, the renamed resource read as in sync: the service kept the values it
+    /// read before the write while Bulwark reported no drift.
+    @Test func aReloadNoResourceAsksForAnyMoreIsOwedByTheResourcesOfItsFile() async throws {
+        try await withTemporaryDirectory { root in
+            let gw = try Gateway(root, failing: true)
+            let (_, first) = try await reconcile(try gw.state(["gw"]))
+            #expect(first.failed.count == 1)
+            #expect(gw.reloads == 1)
+
+            let moved = try gw.state(["gateway"], scripts: ["reload2.sh"])
+            let reconciler = Reconciler(registry: Registry([HostAdapter.definition()]))
+            let plan = try await reconciler.plan(moved)
+            #expect(plan.inSync.isEmpty, "the renamed resource owes the reload no one else asks for")
+            let owed = try #require(plan.remediations.first?.changes)
+            #expect(owed.map(\.property) == ["[reload of ConfigFile/gateway]"])
+            #expect(owed.first?.observed == ConfigFileDriver.reloadOwed)
+
+            let (_, second) = try await reconcile(moved)
+            #expect(second.verified.map(\.record.resource) == ["ConfigFile/gateway"], "\(second.entries.map(\.record))")
+            #expect(gw.reloadsB == 1 && gw.reloads == 1, "the new command ran, the old one not again")
+            #expect(!FileManager.default.fileExists(atPath: gw.marker))
+            #expect(try await reconciler.plan(moved).remediations.isEmpty, "in sync")
+        }
+    }
+
+    /// Legitimate, beside it: a reload owed that a resource of the file still asks for (gw,
+    /// whose command keeps failing) is not taken over by the file's other resource (gw-b,
+    /// another command, which completed): gw-b stays in sync and its command does not run on
+    /// every pass while gw's fails.
+    @Test func aReloadAResourceStillAsksForIsNotOwedByTheOthersOfItsFile() async throws {
+        try await withTemporaryDirectory { root in
+            let gw = try Gateway(root, failing: true)
+            let state = try gw.state(["gw", "gw-b"], scripts: ["reload.sh", "reload2.sh"])
+            _ = try await reconcile(state)
+            #expect(gw.reloadsB == 1)
+            let (_, again) = try await reconcile(state)
+            #expect(again.failed.map(\.record.resource) == ["ConfigFile/gw"], "\(again.entries.map(\.record))")
+            #expect(gw.reloadsB == 1, "gw-b's command did not run again")
+            let plan = try await Reconciler(registry: Registry([HostAdapter.definition()])).plan(state)
+            #expect(plan.inSync.map(\.resource.name) == ["gw-b"])
+        }
+    }
+
     /// Legitimate: two resources of one file with different reload commands. The failed one is
     /// owed; the other, which succeeded, is not owed again (the key is the command, not only the
     /// file), and the next apply runs only the failed command. Each command runs once.
