@@ -658,10 +658,8 @@ public struct SSHDValidator: Sendable {
         }
         guard outcome.timedOut || outcome.status != 0 else { return }
         guard !outcome.timedOut else { throw HostError("sshd -t did not finish within \(Int(SSHDProbe.timeout)) s") }
-        let message = outcome.output.trimmingCharacters(in: .whitespacesAndNewlines)
-        let lines = message.split(separator: "\n")
-        if lines.count == 1, lines[0].hasPrefix("Missing privilege separation directory") { return }
-        throw HostError("sshd -t rejected the candidate configuration: "
-                        + message.replacingOccurrences(of: path, with: "<candidate>"))
+        let message = SSHDProbe.messageLines(outcome.output)
+        if !message.contains("; "), message.hasPrefix("Missing privilege separation directory") { return }
+        throw HostError("sshd -t rejected the candidate configuration: " + message.replacingOccurrences(of: path, with: "<candidate>"))
     }
 }

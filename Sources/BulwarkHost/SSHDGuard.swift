@@ -339,8 +339,15 @@ final class SSHDProbe {
         } else {
             result = try Self.run(executable, full, in: directory)
         }
-        result.errors = result.errors.replacingOccurrences(of: directory + "/", with: "<candidate>/")
+        result.errors = Self.messageLines(result.errors.replacingOccurrences(of: directory + "/", with: "<candidate>/"))
         return result
+    }
+
+    /// What sshd or ssh-keygen said, for a message on one line: its lines (which OpenSSH ends
+    /// with `\r\n` on stderr, shown as escapes once quoted) trimmed and joined with "; ".
+    static func messageLines(_ text: String) -> String {
+        text.split(whereSeparator: { $0 == "\n" || $0 == "\r" || $0 == "\r\n" })
+            .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }.joined(separator: "; ")
     }
 
     typealias ProbeOutput = (status: Int32, output: String, errors: String, truncated: Bool)

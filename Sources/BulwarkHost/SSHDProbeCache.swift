@@ -166,7 +166,7 @@ enum SSHDHostKey {
                 let key = directory + "/host_key"
                 let keygen = try SSHDProbe.run("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "bulwark-guard", "-f", key],
                                                in: directory)
-                guard keygen.status == 0 else { throw HostError("ssh-keygen failed: \(keygen.errors)") }
+                guard keygen.status == 0 else { throw HostError("ssh-keygen failed: \(SSHDProbe.messageLines(keygen.errors))") }
                 if geteuid() == 0 {
                     for path in [key, key + ".pub"] {
                         guard chown(path, 0, SSHDProbe.unprivileged.gid) == 0, chmod(path, 0o640) == 0 else {

@@ -937,6 +937,20 @@ import Testing
             #expect(counter.candidatesJudged == 2, "the third judgement is the first's, kept: \(counter.candidatesJudged)")
         }
     }
+
+    /// What the real `sshd -t` says of a bad file reaches the message as its lines joined with
+    /// "; ", the candidate's path hidden: OpenSSH ends each line on stderr with `\r\n`, which an
+    /// error quoted on one line showed as `\r\n` escapes.
+    @Test func sshdsRefusalReadsAsItsLines() async throws {
+        try await withTemporaryDirectory { root in
+            try write(root + "/candidate", "Foo bar\n")
+            let error = #expect(throws: HostError.self) { try SSHDValidator.system.validate(root + "/candidate") }
+            let message = try #require(error?.description)
+            #expect(!message.contains("\r") && !message.contains("\\r"), "\(message)")
+            #expect(message.contains("<candidate>: line 1: Bad configuration option: Foo; <candidate>: terminating, 1 bad configuration options"),
+                    "\(message)")
+        }
+    }
 }
 
 /// What the guard's first probe needs (a client's offer, the probe key) is made as soon as an
