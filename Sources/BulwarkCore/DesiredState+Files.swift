@@ -30,12 +30,50 @@ extension DesiredStateLoader {
                                             at: SourceLocation(file: file.path, line: line, column: column)))
             return []
         }
+        if let (line, column, name) = Self.hiddenLineBreak(bytes) {
+            diagnostics.error(ManifestError("a \(name), which YAML reads as a line break but git, editors and reviews show "
+                                            + "within the line; end lines with \\n (or \\r\\n) only",
+                                            at: SourceLocation(file: file.path, line: line, column: column)))
+            return []
+        }
         do {
             return try YAML.compose(bytes, limits: limits).compactMap { $0 }
         } catch {
             diagnostics.error(ManifestError("YAML: \(error.message)",
                                             at: SourceLocation(file: file.path, line: error.line, column: error.column)))
             return []
+        }
+    }
+
+    /// The first line break YAML reads where a line-based tool sees none, with its line and
+    /// column as those tools count (lines end at `\n`): a carriage return not followed by a line
+    /// feed, NEL (U+0085), or the line and paragraph separators (U+2028, U+2029). libyaml ends a
+    /// line at each, so text a review shows inside a comment or a value would be read as keys of
+    /// the manifest, and a finding's edit, placed by libyaml's line numbers, would land in
+    /// another resource. `bytes` is valid UTF-8.
+    static func hiddenLineBreak(_ bytes: [UInt8]) -> (line: Int, column: Int, name: String)? {
+        bytes.withUnsafeBufferPointer { bytes -> (Int, Int, String)? in
+            var line = 1, lineStart = 0, index = 0
+            let count = bytes.count
+            while index < count {
+                let byte = bytes[index]
+                if byte >= 0x0D {
+                    if byte == 0x0D, index + 1 == count || bytes[index + 1] != 0x0A {
+                        return (line, index - lineStart + 1, "carriage return not followed by a line feed")
+                    }
+                    if byte == 0xC2, index + 1 < count, bytes[index + 1] == 0x85 {
+                        return (line, index - lineStart + 1, "next-line character (U+0085)")
+                    }
+                    if byte == 0xE2, index + 2 < count, bytes[index + 1] == 0x80, bytes[index + 2] == 0xA8 || bytes[index + 2] == 0xA9 {
+                        return (line, index - lineStart + 1, bytes[index + 2] == 0xA8 ? "line separator (U+2028)" : "paragraph separator (U+2029)")
+                    }
+                } else if byte == 0x0A {
+                    line += 1
+                    lineStart = index + 1
+                }
+                index += 1
+            }
+            return nil
         }
     }
 

@@ -113,20 +113,48 @@ public enum Redaction {
         return result
     }
 
-    /// `text` with its URLs redacted (`urls(in:)`) and every word shaped like a well-known
-    /// credential (`looksLikeCredential`) made `<redacted>`: for a message written into a record
-    /// whose text may quote what a target holds (an adapter's error).
+    /// `text` with its URLs redacted (`urls(in:)`), every word shaped like a well-known
+    /// credential (`looksLikeCredential`) made `<redacted>`, and so the word after a name that
+    /// says it is a secret (`password=…`, `api_key: …`; `namesSecret`): for a
+    /// message written into a record or a commit whose text may quote what a target holds (an
+    /// adapter's error) or what a scanner reported (a finding's title and evidence).
     public static func words(in text: String) -> String {
         let text = urls(in: text)
         var result = ""
         var rest = Substring(text)
+        var secretNext = false
         while !rest.isEmpty {
             let end = rest.firstIndex(where: { $0.isWhitespace || "\"',=".contains($0) }) ?? rest.endIndex
             let word = rest[..<end]
-            result += isCredentialWord(word) ? placeholder : String(word)
-            if end < rest.endIndex { result.append(rest[end]); rest = rest[rest.index(after: end)...] } else { rest = rest[end...] }
+            if !word.isEmpty {
+                result += secretNext || isCredentialWord(word) ? placeholder : String(word)
+                secretNext = false
+            }
+            if end < rest.endIndex {
+                let separator = rest[end]
+                // `password=…` and `api_key: …`; a name alone before a blank or a quote is not enough.
+                if !word.isEmpty, separator == "=" || word.hasSuffix(":"), namesSecret(word.hasSuffix(":") ? word.dropLast() : word) {
+                    secretNext = true
+                }
+                result.append(separator)
+                rest = rest[rest.index(after: end)...]
+            } else {
+                rest = rest[end...]
+            }
         }
         return text.contains("PRIVATE KEY") && text.contains("-----BEGIN ") ? placeholder : result
+    }
+
+    /// A name in free text whose value is a secret: one ending in `password`, `passwd`, `secret`,
+    /// `token`, `apikey`, `api_key`, `api-key` or `credentials`, or `pwd`, `pass` (letters,
+    /// digits, `_`, `-` and `.` only). Narrower than
+    /// the URL parameters (`secretParameters`): an error's `code: 42` or `key: name` stays readable.
+    static func namesSecret(_ name: Substring) -> Bool {
+        // A name, not the tail of a link's query (`…&token=`, which `urls(in:)` already judged).
+        guard name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "_-.".contains($0)) }) else { return false }
+        let lower = name.lowercased()
+        return lower == "pwd" || lower == "pass"
+            || ["password", "passwd", "secret", "token", "apikey", "api_key", "api-key", "credential", "credentials"].contains { lower.hasSuffix($0) }
     }
 
     /// `text` with every URL in it (`scheme://…` up to white space or a quote) redacted:

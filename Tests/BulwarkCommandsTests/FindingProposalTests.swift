@@ -111,6 +111,40 @@ import Testing
         #expect(throws: TemplateError.self) { try ProposalEngine.resolve("UserAccount/nobody-here", in: state).get() }
     }
 
+    /// A finding's edit changes its own resource only (`ProposalEngine.otherResourcesChanged`):
+    /// harmful, the edit also reaches the next resource of the file (an outside review placed a
+    /// `mode: "0644"` meant for lab-b into lab-a through line breaks libyaml counts and the editor
+    /// did not); that resource is named, so the change is refused before any check that judges
+    /// lab-b alone. Legitimate: lab-b changed, lab-a moved down a line by the edit, is not.
+    @Test func aFindingsEditThatReachesAnotherResourceIsNamed() throws {
+        func lab(_ bMode: String, _ aMode: String, gap: String = "") -> [String: String] {
+            var files = Self.baseline()
+            files["desired-state/hosts/lab.yaml"] = """
+                apiVersion: bulwark/v1
+                kind: FileMode
+                metadata: {name: lab-b}
+                spec: {path: /srv/lab-b, owner: daemon, mode: "\(bMode)"}
+                \(gap)---
+                apiVersion: bulwark/v1
+                kind: FileMode
+                metadata: {name: lab-a}
+                spec: {path: /srv/lab-a, mode: "\(aMode)"}
+
+                """
+            return files
+        }
+        let before = try Self.load(lab("0644", "0600"))
+        let labB = ResourceID(kind: "FileMode", name: "lab-b"), labA = ResourceID(kind: "FileMode", name: "lab-a")
+        let reached = try Self.load(lab("0600", "0644"))
+        #expect(ProposalEngine.otherResourcesChanged(besides: labB, previous: before, changed: reached) == [labA])
+        let own = try Self.load(lab("0600", "0600", gap: "# cited: a finding\n"))
+        #expect(own.resources[labA]?.location != before.resources[labA]?.location, "the edit moved lab-a")
+        #expect(ProposalEngine.otherResourcesChanged(besides: labB, previous: before, changed: own).isEmpty)
+        var dropped = lab("0600", "0600")
+        dropped["desired-state/hosts/lab.yaml"] = dropped["desired-state/hosts/lab.yaml"]?.components(separatedBy: "---\n").first
+        #expect(ProposalEngine.otherResourcesChanged(besides: labB, previous: before, changed: try Self.load(dropped)) == [labA])
+    }
+
     @Test func findingRulesAreCheckedWhenLoaded() throws {
         var files = Self.baseline()
         files["finding-rules/ssh.yaml"] = """
@@ -314,6 +348,34 @@ import Testing
             #expect((findings["slaBreaches"] as? [Any])?.isEmpty == true)
             let text = try s.run("report").stdout
             #expect(text.contains("Findings MTTR (first seen by the scanner to verified fix): 1 fix"))
+        }
+    }
+
+    /// Harmful: a scanner's title quotes a key it found, and its evidence link is presigned, with
+    /// a password in it. The proposal's commit, pushed to the origin, keeps neither: both are
+    /// redacted as every record's text is (`Redaction.words`). Legitimate: the rest of the link,
+    /// and of the title, reads as the scanner wrote it.
+    @Test func aFindingsTitleAndEvidenceReachGitRedacted() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            #expect(try s.run("apply").status == 0)
+            try s.commitPolicy("finding-rules/sshd.yaml", Self.rule, message: "finding rule: MaxAuthTries")
+            let id = "lynis-SSH-7408-secret"
+            let document = Self.finding(id: id, firstSeen: Date(timeIntervalSince1970: 1_800_000_000))
+                .replacingOccurrences(of: "sshd allows too many authentication attempts",
+                                      with: "sshd allows too many attempts, AKIAIOSFODNN7EXAMPLE found, password=hunter2hunter2")
+                .replacingOccurrences(of: "https://cisofy.com/lynis/controls/SSH-7408/",
+                                      with: "https://admin:Sup3rS3cret@scan.example/r?X-Amz-Signature=deadbeef00&token=abc123xyz&page=2")
+            let proposed = try ingest(s, document)
+            #expect(proposed.status == 2, "\(proposed.stderr)")
+            let message = try git("--git-dir", s.origin, "log", "-1", "--format=%B", "bulwark/proposals/\(id)")
+            for secret in ["AKIAIOSFODNN7EXAMPLE", "hunter2hunter2", "Sup3rS3cret", "deadbeef00", "abc123xyz"] {
+                #expect(!message.contains(secret), "\(secret) in \(message)")
+            }
+            #expect(message.contains("Evidence: https://admin:<redacted>@scan.example/r?X-Amz-Signature=<redacted>&token=<redacted>&page=2"),
+                    "\(message)")
+            #expect(message.hasPrefix("propose(SSHDConfig/cis-5.1.16-max-auth-tries): sshd allows too many attempts, <redacted> found, "
+                                      + "password=<redacted> ["), "\(message)")
         }
     }
 

@@ -137,6 +137,27 @@ import Testing
         #expect(found.contains { $0.location.file == "desired-state/link.yaml" && $0.message.contains("symbolic link") })
     }
 
+    /// Harmful: a line break libyaml reads where git, editors and reviews show none (a carriage
+    /// return alone, NEL, U+2028, U+2029). What a review shows inside a comment would be read as
+    /// keys, and a finding's edit, placed by libyaml's line numbers, landed in the next resource
+    /// of the file (an outside review: a mode of 0644 written into another resource, merged by
+    /// itself). Refused, naming the line and column as those tools count them.
+    @Test(arguments: [("\r", "carriage return"), ("\u{85}", "U+0085"), ("\u{2028}", "U+2028"), ("\u{2029}", "U+2029")])
+    func refusesALineBreakThatLineBasedToolsDoNotShow(_ hidden: String, _ name: String) {
+        let text = "apiVersion: bulwark/v1\nkind: Setting\n# looks like a comment\(hidden)metadata: {name: one}\nspec: {x: 1}\n"
+        let found = errors([inventory, file("desired-state/hidden.yaml", text)])
+        #expect(found.contains {
+            $0.location.file == "desired-state/hidden.yaml" && $0.location.line == 3 && $0.location.column == 23 && $0.message.contains(name)
+        }, "\(found)")
+    }
+
+    /// Legitimate: lines ending in `\r\n` (a manifest saved on Windows) load as before.
+    @Test func loadsAManifestWhoseLinesEndInCRLF() throws {
+        let text = "apiVersion: bulwark/v1\r\nkind: Setting\r\n# a comment\r\nmetadata: {name: one}\r\nspec: {x: 1}\r\n"
+        let state = try loader.load([inventory, file("desired-state/crlf.yaml", text)], revision: "r")
+        #expect(state.resources[ResourceID(kind: "Setting", name: "one")] != nil)
+    }
+
     @Test func refusesAnAliasBombInAManifest() {
         var text = "apiVersion: bulwark/v1\nkind: Setting\nmetadata: {name: bomb}\nspec:\n  a: &a [x, x, x, x, x, x, x, x, x, x]\n"
         var previous = "a"

@@ -174,6 +174,16 @@ package struct ProposalEngine: Sendable {
         guard let after = changed.resources[id] else {
             return Outcome(outcome: "not-proposed", detail: "\(id) is \(previous == nil ? "not in" : "gone from") the changed revision")
         }
+        // A finding's edit changes its own resource, nothing else: one that reached another
+        // resource of the file (misplaced, or a manifest crafted to mislead it) would carry that
+        // resource's change past every check below, which judge `id` alone.
+        let others = Self.otherResourcesChanged(besides: id, previous: state, changed: changed)
+        if !others.isEmpty {
+            let named = others.prefix(3).map(\.description).joined(separator: ", ") + (others.count > 3 ? " and \(others.count - 3) more" : "")
+            let recorded = "rule \(rule.name)'s change to \(id) would also change \(named); a finding's change edits its own resource only"
+            return Outcome(outcome: "not-proposed", detail: recorded,
+                           refusal: refusal(citation, resource: id.description, severity: previous?.severity ?? after.severity, reason: recorded, head: head))
+        }
         if after.spec == previous?.spec {
             return Outcome(outcome: "already-in-policy", detail: "\(id) already wants it")
         }
@@ -216,12 +226,13 @@ package struct ProposalEngine: Sendable {
         let planResult = planProblems.isEmpty ? "passed" : "failed: " + planProblems.joined(separator: "; ")
         // A new resource widens what Bulwark manages: always for a person, whatever the rule says.
         let merged = rule.autoMerge && planProblems.isEmpty && previous != nil && unjudged.isEmpty
-        var lines = ["propose(\(id)): \(TerminalText.oneLine(finding.title ?? finding.control)) [\(priority.priority.rawValue)]", ""]
+        // What the scanner wrote goes into git: a presigned link or a token it quotes is redacted.
+        var lines = ["propose(\(id)): \(TerminalText.oneLine(Redaction.words(in: finding.title ?? finding.control))) [\(priority.priority.rawValue)]", ""]
         lines.append("Finding \(finding.id) from \(finding.source): \(finding.control) on \(finding.resource) (\(finding.severity.rawValue))")
         if let vulnerability = finding.vulnerability, let package = vulnerability.package {
             lines.append("Vulnerability \(vulnerability.id) in \(package.purl)" + (package.fixedVersion.map { ", fixed in \($0)" } ?? ""))
         }
-        lines.append("Evidence: \(finding.evidence ?? "(none given)")")
+        lines.append("Evidence: \(finding.evidence.map(Redaction.words(in:)) ?? "(none given)")")
         lines.append("First seen: \(Timestamp.format(finding.firstObservedAt))")
         lines.append("Priority: \(priority.explanation); fix by \(Timestamp.format(rule.sla.deadline(priority.priority, firstSeen: finding.firstObservedAt)))")
         lines.append("Rule: \(rule.name)")
@@ -274,6 +285,18 @@ package struct ProposalEngine: Sendable {
     /// the resource's severity.
     func refusal(_ citation: FindingCitation, resource: String, severity: Severity, reason: String, head: ObjectID) -> AuditRecord {
         AuditRecord.refusedFinding(citation, resource: resource, severity: severity, reason: reason, revision: Revision(head), at: now)
+    }
+
+    /// The resources besides `id` that `changed` adds, drops or reads otherwise than `previous`
+    /// does (where they stand in their file aside: an edit above them moves them).
+    static func otherResourcesChanged(besides id: ResourceID, previous: DesiredState, changed: DesiredState) -> [ResourceID] {
+        var ids = Set(previous.resources.keys).union(changed.resources.keys)
+        ids.remove(id)
+        return ids.filter { other in
+            guard var before = previous.resources[other], let after = changed.resources[other] else { return true }
+            before.location = after.location
+            return before != after
+        }.sorted()
     }
 
     /// The properties whose value the policy already set and the change replaces, in words
