@@ -15,7 +15,8 @@ extension Bulwark {
                 The same code path as POST /api/v1/findings. A `propose` rule's change is validated, planned against \
                 the live targets and committed on bulwark/proposals/<finding-id> (or, with autoMerge, on the policy branch). \
                 Resources a finding names are not fixed here: the next `bulwark apply` or the daemon does that. \
-                Exit codes: 0 nothing to do, 2 something was proposed, merged, closed or is to be reconciled, 1 error \
+                Exit codes: 0 nothing to do, 2 something was proposed, merged, closed, reopened or is to be reconciled, \
+                or a rule's change was not proposed (refused, or it could not be made: a person reads why in the report), 1 error \
                 (a document that cannot be read as findings), 64 a usage mistake (the file does not exist or is not a regular file).
                 """)
 

@@ -35,7 +35,8 @@ package struct IntakeReport: Codable, Sendable, Equatable {
     package var findings: Int
     package var items: [Item]
 
-    /// Whether anything is to be done or was done (exit code 2 of `ingest`).
+    /// Whether anything is to be done or was done, or a rule's change was not proposed (a
+    /// refusal or a failure a person reads): exit code 2 of `ingest`.
     package var hasActions: Bool { items.contains { !["nothing", "already-proposed", "already-in-policy"].contains($0.outcome) } }
 
     package init(format: String, findings: Int, items: [Item]) {
