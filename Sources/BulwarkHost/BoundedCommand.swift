@@ -65,10 +65,11 @@ struct BoundedCommand: Sendable {
             let letters = word.contains(where: \.isLetter)
             let digits = word.contains(where: \.isNumber)
             let (name, value) = Self.assignment(word)
-            // Between a secret's name and its value: a separator (`password = x`, `"password": "x"`)
-            // or an authorization scheme (`Authorization: Bearer x`) is kept, and the value still waits.
-            if secretNext, word.allSatisfy({ $0 == ":" || $0 == "=" || $0 == "," || $0 == "{" || $0 == ">" })
-                || ["bearer", "basic", "token"].contains(word.lowercased()) {
+            // Between a secret's name and its value: a separator (`password = x`, `"password": "x"`),
+            // an authorization scheme (`Authorization: Bearer x`), or YAML's mark of a block or a
+            // list (`api_key: |`, `>-`, `- x`: the value is on the next line) is kept, and the
+            // value still waits.
+            if secretNext, word.allSatisfy({ ":=,{[>|-+".contains($0) }) || ["bearer", "basic", "token"].contains(word.lowercased()) {
                 result += word
                 continue
             }

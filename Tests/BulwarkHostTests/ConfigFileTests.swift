@@ -412,8 +412,9 @@ let gatewayConfig = """
 
     /// An operator's command sees none of Bulwark's environment beyond the plain one (its git
     /// password, cloud keys and the like stay in Bulwark), and what it prints reaches the record
-    /// with credentials redacted: a URL's password, `password: …`, `KEY=…`, long keys with `/`.
-    /// A plain message still comes through whole.
+    /// with credentials redacted: a URL's password, `password: …`, `KEY=…`, long keys with `/`,
+    /// a YAML block's or list's value on the line after its key (`api_key: |`, printed by a check
+    /// that shows the file). A plain message still comes through whole.
     @Test func aCommandSeesNoneOfBulwarksSecretsAndItsOutputIsRedacted() async throws {
         try await withTemporaryDirectory { root in
             setenv("BULWARK_CONFIGFILE_TEST_SECRET", "s3cr3t-from-bulwarks-env", 1)
@@ -425,7 +426,8 @@ let gatewayConfig = """
                 + " echo AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY;"
                 + #" echo '{\"db_password\": \"hunter2json\"}'; echo \"{'api_token': 'hunter2dict'}\"; echo 'password = hunter2ini';"#
                 + " echo 'Authorization: Bearer hunter2bearer'; echo DB_PASS=hunter2pass; echo 'pwd=hunter2pwd auth: hunter2auth';"
-                + #" echo '\"password\" => \"hunter2arrow\"'; echo the schema rejects a at line 1; exit 3"#
+                + #" echo '\"password\" => \"hunter2arrow\"'; printf 'api_key: |\n  hunter2block\nmaster_key: >-\n  hunter2folded\n';"#
+                + #" printf 'db_password:\n  - hunter2item\n'; echo the schema rejects a at line 1; exit 3"#
             // The script as the policy's double-quoted YAML used to carry it (`\"` read as `"`).
             try write(root + "/check.sh", "#!/bin/sh\n" + script.replacingOccurrences(of: "\\\"", with: "\"") + "\n", mode: 0o755)
             let state = try configState(root: root, resource("ConfigFile", "x", """
