@@ -7,12 +7,14 @@ internal import BulwarkCore
 /// - a new or changed `validate` or `reload` command (Bulwark runs it as root), or a
 ///   validation dropped;
 /// - a credential set to null or empty, or removed from a mapping the policy sets;
-/// - a `dangerously_*`, `*insecure*`, `turn_off_*` or `disable_*`/`*_disabled` switch turned on, a guardrail's
-///   `default_on` turned off;
+/// - a `dangerously_*`, `*insecure*`, `turn_off_*` or `disable_*`/`*_disabled` switch turned on (from
+///   false, null or unset to anything else: LiteLLM tests such a switch for truth, so `"false"`, `1`
+///   or `[false]` turn it on), a guardrail's `default_on` turned off (from true to anything else);
 /// - a list of guardrails or callbacks that loses an entry;
 /// - a guardrail's `mode` that acts later (`pre_call` → `during_call` → `post_call`,
 ///   `logging_only`): it only watches, or the model has seen the text, where it used to stop it;
-/// - a guardrail's implementation (`guardrail`) or a pattern's name changed, an `enabled` turned off;
+/// - a guardrail's implementation (`guardrail`) or a pattern's name changed, an `enabled` turned off
+///   (from true, or newly set, to anything but true or null);
 /// - an `action` (or `*_action`) that does less: `BLOCK` → `MASK` → anything else
 ///   (`BLOCK_NEVER`, `LOG`);
 /// - a budget or limit raised, made negative or removed (`max_budget`, `*_limit`, `max_parallel_requests`);
@@ -33,7 +35,7 @@ enum ConfigFileWeakening {
                 reasons.append("unsets the credential \(path)")
                 continue
             }
-            if isUnsafeSwitch(key), was != .bool(true), now == .bool(true) { reasons.append("turns \(path) on") }
+            if isUnsafeSwitch(key), isOff(was), !isOff(now) { reasons.append(turnsOn(path, now)) }
             if key.lowercased() == "default_on", was == .bool(true), now != .bool(true) { reasons.append("turns the guardrail's default_on off at \(path)") }
             let inGuardrail = path.lowercased().contains("guardrail")
             if key.lowercased() == "mode", inGuardrail, modeRank(now) < modeRank(was) {
@@ -67,9 +69,9 @@ enum ConfigFileWeakening {
         }
         // Switches that were not set at all before.
         for (path, now) in new.sorted(by: { $0.key < $1.key }) where old[path] == nil {
-            if isUnsafeSwitch(lastKey(path)), now == .bool(true) { reasons.append("turns \(path) on") }
+            if isUnsafeSwitch(lastKey(path)), !isOff(now) { reasons.append(turnsOn(path, now)) }
             let key = lastKey(path).lowercased()
-            if path.lowercased().contains("guardrail"), key == "enabled" || key.hasSuffix("_enabled"), now == .bool(false) {
+            if path.lowercased().contains("guardrail"), key == "enabled" || key.hasSuffix("_enabled"), now != .bool(true), now != .null {
                 reasons.append("turns \(path) off")
             }
         }
@@ -134,6 +136,19 @@ enum ConfigFileWeakening {
         return key.hasPrefix("dangerously") || key.contains("insecure") || key.hasPrefix("disable_") || key.hasPrefix("disable-")
             || key.hasPrefix("turn_off_")
             || key.hasSuffix("_disabled") || key.hasPrefix("skip_") || key.hasPrefix("allow_unauthenticated")
+    }
+
+    /// Whether an unsafe switch is surely off: unset, null or false. Anything else counts as on,
+    /// as LiteLLM reads it (it sets `litellm_settings` keys with setattr and tests them for truth).
+    static func isOff(_ value: ConfigValue?) -> Bool {
+        value == nil || value == .null || value == .bool(false)
+    }
+
+    /// Why a switch set to `value` is on; a value other than true is not shown (it may be
+    /// anything, a credential included).
+    static func turnsOn(_ path: String, _ value: ConfigValue?) -> String {
+        value == .bool(true) ? "turns \(path) on"
+            : "turns \(path) on (a value other than false or null: LiteLLM tests the switch for truth, so a quoted \"false\" is true)"
     }
 
     /// How early a guardrail's mode (a name, or a list of them: the earliest counts) acts:

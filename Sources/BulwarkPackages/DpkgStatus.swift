@@ -3,6 +3,9 @@ internal import Foundation
 /// One package's entry in the dpkg database (`var/lib/dpkg/status`).
 public struct InstalledPackage: Sendable, Hashable {
     public var name: String
+    /// The source package it was built from (`Source: openssh (1:9.2p1-2)` → `openssh`); its own
+    /// name when the entry has no `Source` field, as dpkg and apt read it.
+    public var source: String
     public var architecture: String?
     /// `install`, `hold`, `deinstall`, `purge`, `unknown`: what was asked of dpkg.
     public var want: String
@@ -137,7 +140,7 @@ public struct DpkgStatus: Sendable {
         return DpkgStatus(packages: result)
     }
 
-    static let kept: Set<String> = ["package", "status", "version", "architecture", "essential", "priority", "depends",
+    static let kept: Set<String> = ["package", "source", "status", "version", "architecture", "essential", "priority", "depends",
                                     "pre-depends", "provides"]
 
     static func package(_ fields: [String: String], file: String, line: Int) throws(PackagesError) -> InstalledPackage {
@@ -149,11 +152,17 @@ public struct DpkgStatus: Sendable {
             throw PackagesError("entry '\(name)' at line \(line): 'Status' is not 'want flag state'", subject: file)
         }
         return InstalledPackage(
-            name: name, architecture: fields["architecture"], want: status[0], flag: status[1], state: status[2],
+            name: name, source: sourceName(fields["source"]) ?? name, architecture: fields["architecture"], want: status[0], flag: status[1], state: status[2],
             version: fields["version"].flatMap { try? DebianVersion($0) },
             essential: fields["essential"]?.lowercased() == "yes", priority: fields["priority"]?.lowercased(),
             depends: dependencies(fields["depends"]), preDepends: dependencies(fields["pre-depends"]),
             provides: (dependencies(fields["provides"])).flatMap { $0 })
+    }
+
+    /// `Source: name` or `Source: name (version)` → `name`; nil when absent or not a package name.
+    static func sourceName(_ text: String?) -> String? {
+        guard let word = text?.split(whereSeparator: { " \t\n(".contains($0) }).first.map(String.init), isPackageName(word) else { return nil }
+        return word
     }
 
     /// `a (>= 1) | b:any [amd64], c` → `[[a, b], [c]]`: names only, architecture qualifiers dropped.

@@ -9,7 +9,8 @@ import BulwarkCore
 ///   named in `PackageGuards.needs` and everything they depend on (`Depends`, `Pre-Depends`,
 ///   every installed alternative, every installed provider of a virtual package);
 /// - changing a package someone pinned (`apt-mark hold`, or a stanza of `etc/apt/preferences`
-///   naming it): overriding the pin could hold back the update it pins, or undo a decision;
+///   naming it or its source package, installed or not): overriding the pin could hold back the
+///   update it pins, or undo a decision;
 /// - installing or upgrading when the only versions that satisfy the policy come from sources
 ///   the preferences give a priority of 0 or less (`Package: *` with `Pin-Priority: -1` for
 ///   a third-party origin), as the root's package lists show them now (`apt-cache policy`,
@@ -21,8 +22,8 @@ extension DebianPackageDriver {
             let wanted = try Wanted(resource)
             let root = try Self.root(target)
             let status = try DpkgStatus.read(root: root)
-            let pins = try PackageGuards.pins(root: root, status: status)
-            let verdict = PackageGuards.judge(wanted, changes: changes, status: status, pins: pins)
+            let pin = try PackageGuards.pin(of: wanted.name, root: root, status: status)
+            let verdict = PackageGuards.judge(wanted, changes: changes, status: status, pin: pin)
             guard verdict == .allow, wanted.state == "present",
                   changes.contains(where: { $0.property == "state" || $0.property == "version" }) else { return verdict }
             let apt = try Apt(root: root)
@@ -55,7 +56,7 @@ public enum PackageGuards {
     ]
 
     static func judge(_ wanted: DebianPackageDriver.Wanted, changes: [PropertyDrift], status: DpkgStatus,
-                      pins: [String: String]) -> GuardVerdict {
+                      pin: String?) -> GuardVerdict {
         let name = wanted.name
         let entries = status.entries(name).filter { !$0.isAbsent }
         if wanted.state == "absent", changes.contains(where: { $0.property == "state" }), !entries.isEmpty {
@@ -69,7 +70,7 @@ public enum PackageGuards {
                 return .block("\(name) is needed by \(chain); removing it could cut off access or stop the machine being managed")
             }
         }
-        if !entries.isEmpty || wanted.state == "present", let pin = pins[name] {
+        if !entries.isEmpty || wanted.state == "present", let pin {
             return .block("\(name) is pinned (\(pin)); Bulwark does not override a person's pin without approval: "
                           + "it could hold back the update the pin keeps")
         }
@@ -120,13 +121,15 @@ public enum PackageGuards {
         return result
     }
 
-    /// Packages someone pinned, with how: held in dpkg, or named by a stanza of the root's apt
-    /// preferences (`Package: NAME` or a pattern other than `*`).
-    static func pins(root: String, status: DpkgStatus) throws(PackagesError) -> [String: String] {
-        var result: [String: String] = [:]
-        for (name, entries) in status.packages where entries.contains(where: \.isHeld) {
-            result[name] = "held in dpkg (apt-mark hold)"
-        }
+    /// How someone pinned `name`, or nil: held in dpkg (`apt-mark hold`), or named by a stanza of
+    /// the root's apt preferences (a pattern other than `*`) by its own name or, as `src:NAME`, by
+    /// the source package it is built from. A package not installed is judged too (apt honours a
+    /// pin on a package it has yet to install), as built from a source of its own name: its
+    /// `Source` is in the package lists, which are not read here.
+    static func pin(of name: String, root: String, status: DpkgStatus) throws(PackagesError) -> String? {
+        let entries = status.entries(name)
+        if entries.contains(where: \.isHeld) { return "held in dpkg (apt-mark hold)" }
+        let sources = entries.isEmpty ? [name] : Set(entries.map(\.source)).sorted()
         for (file, text) in try preferenceFiles(root: root) {
             for stanza in text.components(separatedBy: "\n\n") {
                 var patterns: [String] = []
@@ -138,31 +141,39 @@ public enum PackageGuards {
                     let key = trimmed[..<colon].lowercased()
                     let value = trimmed[trimmed.index(after: colon)...].trimmingCharacters(in: .whitespaces)
                     switch key {
-                    case "package": patterns = value.split(separator: " ").map(String.init)
+                    case "package": patterns = value.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
                     case "pin": pin = value
                     case "pin-priority": priority = value
                     default: break
                     }
                 }
                 for pattern in patterns where pattern != "*" {
-                    for name in status.packages.keys where matches(pattern, name) && result[name] == nil {
-                        result[name] = "\(file): Pin: \(pin), Pin-Priority: \(priority)"
-                    }
+                    let pinned = pattern.lowercased().hasPrefix("src:")
+                        ? sources.contains { matches(String(pattern.dropFirst(4)), $0) }
+                        : matches(pattern, name)
+                    if pinned { return "\(file): Package: \(pattern), Pin: \(pin), Pin-Priority: \(priority)" }
                 }
             }
         }
-        return result
+        return nil
     }
 
-    /// apt's package patterns in preferences: a name, a glob, or `/regex/`. A regex that does
-    /// not compile matches everything (a pin Bulwark cannot read is treated as a pin).
+    /// apt's package patterns in preferences, as `pkgVersionMatch::ExpressionMatches` reads them:
+    /// a name, a glob, or `/regex/`, ignoring case, each perhaps with an architecture (`:any`,
+    /// `:amd64`), which is not judged: a pin for any architecture counts. A regex that does not
+    /// compile matches everything (a pin Bulwark cannot read is treated as a pin).
     static func matches(_ pattern: String, _ name: String) -> Bool {
+        // Ignoring case as apt does: a package's name is lower case (Debian Policy 5.6.1).
+        var pattern = pattern.lowercased()
+        if let colon = pattern.lastIndex(of: ":"), !pattern[colon...].contains("/") { pattern = String(pattern[..<colon]) }
         if pattern.count >= 2, pattern.hasPrefix("/"), pattern.hasSuffix("/") {
-            guard let regex = try? NSRegularExpression(pattern: String(pattern.dropFirst().dropLast())) else { return true }
+            guard let regex = try? NSRegularExpression(pattern: String(pattern.dropFirst().dropLast()), options: .caseInsensitive) else {
+                return true
+            }
             return regex.firstMatch(in: name, range: NSRange(name.startIndex..., in: name)) != nil
         }
         if pattern.contains(where: { "*?[".contains($0) }) { return fnmatch(pattern, name, 0) == 0 }
-        return pattern == name || pattern.hasPrefix(name + ":")
+        return pattern == name
     }
 
     /// `etc/apt/preferences` and the files of `etc/apt/preferences.d` apt reads (no extension,

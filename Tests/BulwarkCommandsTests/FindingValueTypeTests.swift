@@ -77,7 +77,7 @@ import Testing
           autoMerge: true
           change:
             resource: ConfigFile/gw-logging
-            set: {properties."litellm_settings.turn_off_message_logging": "{{evidence}}"}
+            set: {properties."litellm_settings.json_logs": "{{evidence}}"}
 
         """
 
@@ -175,7 +175,7 @@ import Testing
             // A value from the finding's text ("true") is a string, whatever it spells.
             let fromFinding = try ingest(s, id: "log-1", control: "LLM10-log", evidence: "true")
             let branch = try git("--git-dir", s.origin, "show", "bulwark/proposals/log-1:desired-state/ai-gateway/gw.yaml")
-            #expect(branch.contains(#"    litellm_settings.turn_off_message_logging: "true""#), "\(branch) \(fromFinding.item)")
+            #expect(branch.contains(#"    litellm_settings.json_logs: "true""#), "\(branch) \(fromFinding.item)")
         }
     }
 
@@ -189,10 +189,10 @@ import Testing
             #expect(detail.contains("not merged automatically: ConfigFile has no rule for which way a change goes"), "\(detail)")
             #expect(try git("--git-dir", s.origin, "rev-parse", "main") == main, "nothing reached main")
             #expect(try git("--git-dir", s.origin, "show", "main:desired-state/ai-gateway/gw.yaml")
-                .contains("litellm_settings.turn_off_message_logging: false\n"))
+                .contains("litellm_settings.json_logs: true\n"))
             let message = try git("--git-dir", s.origin, "log", "-1", "--format=%B", "bulwark/proposals/log-2")
             #expect(message.contains("Not merged automatically: ConfigFile has no rule for which way a change goes, and this one changes "
-                                     + "what the policy sets (litellm_settings.turn_off_message_logging: false → \"true\")"), "\(message)")
+                                     + "what the policy sets (litellm_settings.json_logs: true → \"true\")"), "\(message)")
             #expect(message.contains("Plan: passed"))
             #expect(message.contains("Bulwark-Proposal: proposed"))
             // The gateway's file is untouched by the proposal.

@@ -299,6 +299,48 @@ func expectConfigBlocked(_ root: String, _ file: String, labels: String = "{}", 
         }
     }
 
+    /// Changing `turn_off_message_logging: false` to `"false"` was `will fix`, where `true` was
+    /// held for a second person: LiteLLM sets the key with setattr and tests it for truth, so the
+    /// quoted "false" (or `'no'`, `1`, `[false]`) turned message logging off with no one else
+    /// seeing it. Each is held, recorded held, the value not shown, the file untouched.
+    @Test func aSwitchTurnedOnByAValueOtherThanTrueIsHeld() async throws {
+        try await withTemporaryDirectory { root in
+            let path = root + "/etc/litellm/config.yaml"
+            try write(path, Self.guardedFile)
+            let previous = try configState(root: root, resource("ConfigFile", "gw", Self.strict))
+            for value in ["\"false\"", "'no'", "1", "[false]"] {
+                let changed = Self.strict.replacingOccurrences(of: "turn_off_message_logging: false", with: "turn_off_message_logging: \(value)")
+                let (held, records) = try await planAgainst(previous: previous, current: try configState(root: root, resource("ConfigFile", "gw", changed)))
+                #expect(held?.decision == .held, "\(value): \(held?.reason ?? "")")
+                #expect(held?.reason?.contains("turns litellm_settings.turn_off_message_logging on (a value other than false or null") == true,
+                        "\(value): \(held?.reason ?? "")")
+                #expect(records.map(\.decision) == [.held], "\(value)")
+                #expect(try read(path) == Self.guardedFile)
+            }
+        }
+    }
+
+    /// The legitimate twins: a switch written `true`, `false`, `null` or YAML 1.1's plain `no`
+    /// loads, and a switch that was off made null (unset) is not held and is written.
+    @Test func aSwitchWrittenTrueFalseOrNullLoadsAndUnsettingOneIsNotHeld() async throws {
+        try await withTemporaryDirectory { root in
+            let path = root + "/etc/litellm/config.yaml"
+            try write(path, Self.guardedFile)
+            for value in ["true", "false", "null", "no", "~"] {
+                #expect(configStateError(root: root, resource("ConfigFile", "gw", Self.strict.replacingOccurrences(
+                    of: "turn_off_message_logging: false", with: "turn_off_message_logging: \(value)"))) == nil, "\(value)")
+            }
+            let previous = try configState(root: root, resource("ConfigFile", "gw", Self.strict))
+            let unset = Self.strict.replacingOccurrences(of: "turn_off_message_logging: false", with: "turn_off_message_logging: null")
+            let (remediation, records) = try await planAgainst(previous: previous, current: try configState(root: root, resource("ConfigFile", "gw", unset)))
+            #expect(remediation?.decision == .applied, "\(remediation?.reason ?? "")")
+            #expect(records.map(\.result) == [.verified], "\(records.map { $0.error ?? "" })")
+            let python = try run("/usr/bin/python3", ["-c", "import sys, yaml; d = yaml.safe_load(open(sys.argv[1])); "
+                                                      + "print(repr(d['litellm_settings']['turn_off_message_logging']))", path])
+            #expect(python.stdout == "None\n", "\(python.stderr)")
+        }
+    }
+
     // MARK: - Numbers as PyYAML reads them
 
     /// PlainScalar called a number what JSON calls one: `1e2` and `6.0e2` were written plain and

@@ -109,4 +109,30 @@ import Testing
         #expect(weakens(budget, "10", "-1")?.contains("lifts the limit") == true)
         #expect(weakens(budget, "100", "50") == nil)
     }
+
+    /// An unsafe switch is off only when false, null or unset: turned to anything else (a quoted
+    /// "false" or "no", a number, a list) it is on, as LiteLLM tests it for truth. A guardrail's
+    /// `enabled` newly set to anything but true or null is turned off. The opposite moves are not
+    /// weakenings.
+    @Test func aSwitchTurnedOnOrOffByAValueThatIsNotABooleanIsAWeakening() {
+        let weakens = ConfigFileWeakening.weakens
+        let logging = "litellm_settings.turn_off_message_logging"
+        for value in [#""false""#, #""no""#, "1", "0", "[false]", #"{"a":1}"#] {
+            #expect(weakens(logging, "false", value)?.contains("turns \(logging) on") == true, "\(value)")
+            #expect(weakens(logging, "null", value) != nil, "\(value)")
+            #expect(weakens("litellm_settings", "{}", #"{"turn_off_message_logging":"# + value + "}")?
+                .contains("turns litellm_settings.turn_off_message_logging on") == true, "\(value)")
+        }
+        #expect(weakens(logging, "true", "false") == nil)
+        #expect(weakens(logging, "false", "null") == nil)
+        #expect(weakens(logging, #""false""#, "false") == nil)
+        let patterns = "guardrails[guardrail_name=pii].litellm_params.patterns"
+        #expect(weakens(patterns, #"[{"pattern_name":"email","action":"MASK"}]"#,
+                        #"[{"pattern_name":"email","action":"MASK","enabled":"no"}]"#)?.contains("turns") == true)
+        #expect(weakens(patterns, #"[{"pattern_name":"email","action":"MASK"}]"#,
+                        #"[{"pattern_name":"email","action":"MASK","enabled":true}]"#) == nil)
+        let pii = "guardrails[guardrail_name=pii].litellm_params.default_on"
+        #expect(weakens(pii, "true", #""true""#)?.contains("default_on off") == true)
+        #expect(weakens(pii, "false", "true") == nil)
+    }
 }

@@ -8,6 +8,8 @@ import Testing
 struct DummyPackage {
     var name: String
     var version: String
+    /// The `Source` field (`openssh (1:9.2p1-2)`); none: built from a source of its own name.
+    var source: String?
     var essential = false
     var priority: String?
     var depends: String?
@@ -83,6 +85,7 @@ struct AptSandbox {
         let tree = base + "/build/\(package.name)-\(package.version)"
         try FileManager.default.createDirectory(atPath: tree + "/DEBIAN", withIntermediateDirectories: true)
         var control = "Package: \(package.name)\nVersion: \(package.version)\nArchitecture: all\nMaintainer: Test <test@example.org>\n"
+        if let source = package.source { control += "Source: \(source)\n" }
         if package.essential { control += "Essential: yes\n" }
         if let priority = package.priority { control += "Priority: \(priority)\n" }
         if let depends = package.depends { control += "Depends: \(depends)\n" }

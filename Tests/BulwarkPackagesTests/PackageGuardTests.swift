@@ -181,6 +181,64 @@ import Testing
         }
     }
 
+    /// The priority apt gives `version` of `name` in the box's root, its lists updated: what
+    /// shows apt honours a pin the test wrote.
+    func aptPriority(_ box: AptSandbox, _ name: String, _ version: String) async throws -> Int? {
+        try await Apt(root: box.root).update()
+        return try await Apt(root: box.root).policy(name).available.first { $0.version.text == version }?.priority
+    }
+
+    /// A pin on the source package (`Package: src:openssh`, which apt honours for every binary
+    /// built from it) was not seen: only binary names were matched, and the status file's `Source`
+    /// was not read, so openssh-server was upgraded past it by an explicit name=version. It is
+    /// blocked and recorded, written plainly or as a glob with an architecture; a package built
+    /// from another source is still upgraded.
+    @Test func aPackagePinnedThroughItsSourcePackageIsNotChangedButAnotherSourcesIs() async throws {
+        try await withTemporaryDirectory { base in
+            let box = try AptSandbox(base)
+            try box.preinstall(DummyPackage(name: "openssh-server", version: "1:9.2p1-2", source: "openssh (1:9.2p1-2)"))
+            try box.preinstall(DummyPackage(name: "ssh-audit-x", version: "1.0", source: "ssh-audit"))
+            try box.build(DummyPackage(name: "openssh-server", version: "1:9.2p1-2+deb12u3", source: "openssh (1:9.2p1-2+deb12u3)"))
+            try box.build(DummyPackage(name: "ssh-audit-x", version: "1.1", source: "ssh-audit"))
+            try box.publish()
+            #expect(try box.status().installed("openssh-server")?.source == "openssh")
+            #expect(try box.status().installed("ssh-audit-x")?.source == "ssh-audit")
+            for pattern in ["src:openssh", "src:open*:any"] {
+                try write(box.root + "/etc/apt/preferences.d/hold-openssh", """
+                    Package: \(pattern)
+                    Pin: version 1:9.2p1-2
+                    Pin-Priority: 1001
+
+                    """)
+                #expect(try await aptPriority(box, "openssh-server", "1:9.2p1-2") == 1001, "apt honours Package: \(pattern)")
+                try await expectBlocked(box, package("s", "name: openssh-server, minVersion: \"1:9.2p1-2+deb12u3\""),
+                                        reason: "openssh-server is pinned (\(box.root)/etc/apt/preferences.d/hold-openssh: Package: \(pattern)")
+                #expect(try box.status().installed("openssh-server")?.version?.text == "1:9.2p1-2")
+            }
+            try await expectVerified(box, package("a", "name: ssh-audit-x, minVersion: \"1.1\""))
+        }
+    }
+
+    /// A pin on a package not yet installed (`Package: nginx`) was not seen: pins were looked for
+    /// among the names in the dpkg database only, and apt installed the version Bulwark named over
+    /// the pin. The install is blocked and recorded; an unpinned package not yet installed is
+    /// still installed.
+    @Test func aPinOnAPackageNotYetInstalledIsHonouredButAnUnpinnedInstallGoesThrough() async throws {
+        try await withTemporaryDirectory { base in
+            let box = try AptSandbox(base)
+            try box.build(DummyPackage(name: "nginx", version: "1.22.1-9"))
+            try box.build(DummyPackage(name: "nginx", version: "1.24.0-1"))
+            try box.build(DummyPackage(name: "games", version: "1.0"))
+            try box.publish()
+            try write(box.root + "/etc/apt/preferences.d/nginx", "Package: nginx\nPin: version 1.22.1-9\nPin-Priority: 1001\n")
+            #expect(try await aptPriority(box, "nginx", "1.22.1-9") == 1001)
+            try await expectBlocked(box, package("n", "name: nginx, minVersion: \"1.24\""), reason: "nginx is pinned (")
+            #expect(try box.status().entries("nginx").isEmpty)
+            try await expectVerified(box, package("g", "name: games, minVersion: \"1.0\""))
+            #expect(try box.status().installed("games") != nil)
+        }
+    }
+
     @Test func anApprovedBlockedRemovalIsMade() async throws {
         try await withTemporaryDirectory { base in
             let box = try AptSandbox(base)
