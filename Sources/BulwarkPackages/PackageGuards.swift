@@ -163,15 +163,17 @@ public enum PackageGuards {
     /// `:amd64`), which is not judged: a pin for any architecture counts. A regex that does not
     /// compile matches everything (a pin Bulwark cannot read is treated as a pin).
     static func matches(_ pattern: String, _ name: String) -> Bool {
-        // Ignoring case as apt does: a package's name is lower case (Debian Policy 5.6.1).
-        var pattern = pattern.lowercased()
+        var pattern = pattern
         if let colon = pattern.lastIndex(of: ":"), !pattern[colon...].contains("/") { pattern = String(pattern[..<colon]) }
         if pattern.count >= 2, pattern.hasPrefix("/"), pattern.hasSuffix("/") {
+            // Not lower-cased: `\S` is not `\s`.
             guard let regex = try? NSRegularExpression(pattern: String(pattern.dropFirst().dropLast()), options: .caseInsensitive) else {
                 return true
             }
             return regex.firstMatch(in: name, range: NSRange(name.startIndex..., in: name)) != nil
         }
+        // Ignoring case as apt does: a package's name is lower case (Debian Policy 5.6.1).
+        pattern = pattern.lowercased()
         if pattern.contains(where: { "*?[".contains($0) }) { return fnmatch(pattern, name, 0) == 0 }
         return pattern == name
     }

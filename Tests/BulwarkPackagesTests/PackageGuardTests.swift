@@ -294,4 +294,16 @@ import Testing
             #expect(allowed == .allow)
         }
     }
+
+    /// apt's pattern forms as the pin guard reads them: a name in any case, with an architecture,
+    /// a glob, and a regex kept as written (`\S` lower-cased would be `\s`, and miss the pin).
+    @Test func pinPatternsMatchAsAptReadsThem() {
+        #expect(PackageGuards.matches("OpenSSH-Server", "openssh-server"))
+        #expect(PackageGuards.matches("openssh-server:amd64", "openssh-server"))
+        #expect(PackageGuards.matches("open*", "openssh-server"))
+        #expect(PackageGuards.matches("/\\S+ssh-server/", "openssh-server"))
+        #expect(PackageGuards.matches("/^OPENSSH/", "openssh-server"))
+        #expect(!PackageGuards.matches("nginx", "openssh-server"))
+        #expect(!PackageGuards.matches("/\\s+ssh/", "openssh-server"))
+    }
 }
