@@ -22,7 +22,7 @@ public enum AWSAdapter {
                 KindDefinition(name: "IAMAccessKey", adapter: name,
                                parse: AccessKeyDriver.parse, driver: AccessKeyDriver()),
                 KindDefinition(name: "EBSDefaultEncryption", adapter: name,
-                               parse: EBSEncryptionDriver.parse, driver: EBSEncryptionDriver()),
+                               parse: EBSEncryptionDriver.parse, driver: EBSEncryptionDriver(), weakens: EBSEncryptionDriver.weakens),
             ])
     }
 

@@ -605,6 +605,13 @@ struct AccessKeyDriver: ResourceDriver {
 
 /// `EBSDefaultEncryption`: `spec: {enabled: true}` for the target's region.
 struct EBSEncryptionDriver: ResourceDriver {
+    /// `enabled: true` changed to `false` is a weakening: every new volume of the region would
+    /// be written unencrypted, so a second person approves it (the policy's rule for weakening).
+    static func weakens(_ property: String, _ from: String, _ to: String) -> String? {
+        property == "ebsEncryptionByDefault" && from == "true" && to == "false"
+            ? "turns encryption by default off: new volumes of the region would be written unencrypted" : nil
+    }
+
     static func parse(_ spec: SpecReader) -> ResourceSpec? {
         guard spec.entries() != nil else { return nil }
         spec.allowOnly(["enabled"])

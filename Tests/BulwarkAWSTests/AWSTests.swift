@@ -236,6 +236,27 @@ struct AWSTests {
         }
     }
 
+    /// A revision that turns EBS encryption by default off weakens the policy in force: a
+    /// second person approves it before any pass applies it (one author's commit was applied at
+    /// once, in an outside review). Turning it on, or keeping it, is not a weakening.
+    @Test func turningEBSEncryptionByDefaultOffIsAWeakening() throws {
+        func ebs(_ enabled: Bool) throws -> DesiredState {
+            try awsState(endpoint: "http://127.0.0.1:1", """
+                apiVersion: bulwark/v1
+                kind: EBSDefaultEncryption
+                metadata: {name: encrypt-volumes}
+                spec: {enabled: \(enabled)}
+                """, kinds: "EBSDefaultEncryption")
+        }
+        let registry = Registry([AWSAdapter.definition()])
+        let id = ResourceID(kind: "EBSDefaultEncryption", name: "encrypt-volumes")
+        let off = Weakening.compare(previous: try ebs(true), current: try ebs(false), registry: registry)
+        #expect(off[id]?.properties == ["ebsEncryptionByDefault"], "\(off)")
+        #expect(off[id]?.changes.first?.contains("new volumes of the region would be written unencrypted") == true)
+        #expect(Weakening.compare(previous: try ebs(false), current: try ebs(true), registry: registry).isEmpty)
+        #expect(Weakening.compare(previous: try ebs(true), current: try ebs(true), registry: registry).isEmpty)
+    }
+
     @Test func aClientErrorCarriesAWSsCodeAndMessage() async throws {
         let moto = try MotoServer()
         let client = AWSClient(region: "us-east-1", endpoint: moto.endpoint,
