@@ -28,9 +28,9 @@ public enum PostgresAdapter {
                 KindDefinition(name: "PostgresSetting", adapter: name,
                                parse: SettingDriver.parse, driver: SettingDriver(connector: connector)),
                 KindDefinition(name: "PostgresRole", adapter: name,
-                               parse: RoleDriver.parse, driver: RoleDriver(connector: connector)),
+                               parse: RoleDriver.parse, driver: RoleDriver(connector: connector), weakens: PostgresWeakening.role),
                 KindDefinition(name: "PostgresPrivilege", adapter: name,
-                               parse: PrivilegeDriver.parse, driver: PrivilegeDriver(connector: connector)),
+                               parse: PrivilegeDriver.parse, driver: PrivilegeDriver(connector: connector), weakens: PostgresWeakening.privilege),
                 KindDefinition(name: "PostgresSuperusers", adapter: name,
                                parse: SuperusersDriver.parse, driver: SuperusersDriver(connector: connector)),
             ])

@@ -1,0 +1,52 @@
+import BulwarkCore
+@testable import BulwarkPostgres
+import Foundation
+import Testing
+
+/// A revision that gives a role a power, lets it log in, raises its connection limit, keeps its
+/// password valid longer, or grants a schema privilege weakens the policy in force: a second
+/// person approves it before any pass applies it (one author's `superuser: true` was applied at
+/// once, in an outside review). The opposite moves are not weakenings.
+@Suite struct PostgresWeakeningTests {
+    static func state(_ spec: String, kind: String = "PostgresRole") throws -> DesiredState {
+        let inventory = """
+            apiVersion: bulwark/v1
+            kind: Target
+            metadata: {name: db-1}
+            spec: {adapter: postgres, host: 127.0.0.1, port: 5432, user: postgres, database: postgres, sslmode: disable}
+            ---
+            apiVersion: bulwark/v1
+            kind: Controller
+            metadata: {name: postgres}
+            spec: {kinds: [PostgresRole, PostgresPrivilege]}
+            """
+        return try DesiredStateLoader(registry: Registry([PostgresAdapter.definition()])).load([
+            SourceFile(path: "controllers/c.yaml", contents: Array(inventory.utf8)),
+            SourceFile(path: "desired-state/p.yaml", contents: Array("apiVersion: bulwark/v1\nkind: \(kind)\nmetadata: {name: r}\nspec: \(spec)\n".utf8)),
+        ], revision: "test")
+    }
+
+    static func weakened(_ before: String, _ after: String, kind: String = "PostgresRole") throws -> [String] {
+        Weakening.compare(previous: try state(before, kind: kind), current: try state(after, kind: kind),
+                          registry: Registry([PostgresAdapter.definition()]))[ResourceID(kind: kind, name: "r")]?.properties ?? []
+    }
+
+    @Test func aRoleGivenMoreIsAWeakeningAndOneGivenLessIsNot() throws {
+        #expect(try Self.weakened("{role: alice, superuser: false}", "{role: alice, superuser: true}") == ["superuser"])
+        #expect(try Self.weakened("{role: alice, bypassrls: false, login: false}", "{role: alice, bypassrls: true, login: true}") == ["bypassrls", "login"])
+        #expect(try Self.weakened("{role: alice, connectionLimit: 5}", "{role: alice, connectionLimit: 50}") == ["connectionLimit"])
+        #expect(try Self.weakened("{role: alice, connectionLimit: 5}", "{role: alice, connectionLimit: -1}") == ["connectionLimit"])
+        #expect(try Self.weakened("{role: alice, validUntil: 2027-01-01}", "{role: alice, validUntil: 2028-01-01}") == ["validUntil"])
+        #expect(try Self.weakened("{role: alice, validUntil: 2027-01-01}", "{role: alice, validUntil: infinity}") == ["validUntil"])
+        // Legitimate: less power, a lower limit, an earlier expiry.
+        #expect(try Self.weakened("{role: alice, superuser: true, login: true}", "{role: alice, superuser: false, login: false}").isEmpty)
+        #expect(try Self.weakened("{role: alice, connectionLimit: -1}", "{role: alice, connectionLimit: 5}").isEmpty)
+        #expect(try Self.weakened("{role: alice, validUntil: infinity}", "{role: alice, validUntil: 2027-01-01}").isEmpty)
+    }
+
+    @Test func aPrivilegeGrantedIsAWeakeningAndOneRevokedIsNot() throws {
+        let revoked = "{databases: [app], privileges: {CREATE: false}}", granted = "{databases: [app], privileges: {CREATE: true}}"
+        #expect(try Self.weakened(revoked, granted, kind: "PostgresPrivilege") == ["app/CREATE"])
+        #expect(try Self.weakened(granted, revoked, kind: "PostgresPrivilege").isEmpty)
+    }
+}
