@@ -145,6 +145,29 @@ struct FirewallGuardTests {
         }
     }
 
+    /// sshd listens on 2222 and the Target leaves sshPort at 22 (review M1): a session to 2222
+    /// was no lifeline, and a blocklist of its peer went through and cut it. A session to any
+    /// port sshd listens on counts: that blocklist is blocked and recorded, and the session's
+    /// peer still gets in; one that leaves the peer out goes through.
+    @Test func aBlocklistThatCutsASessionToThePortSSHDListensOnIsBlocked() async throws {
+        try await withTemporaryDirectory { root in
+            let lab = try NetworkLab()
+            defer { lab.remove() }
+            try lab.sshd(port: 2222, folder: root)
+            try lab.openSession(port: 2222)  // from 192.0.2.2, held open by sshd
+            let reason = try await expectBlocked(try firewallState(root: root, namespace: lab.host, blocklist("192.0.2.0/30")),
+                                                 lab: lab, root: root)
+            #expect(reason.hasPrefix("blocking 192.0.2.0/30 would cut off 192.0.2.2, the peer of an established SSH session of edge-1"),
+                    "\(reason)")
+            #expect(try lab.connects(port: 2222))
+
+            let (_, outcome) = try await reconcile(try firewallState(root: root, namespace: lab.host, blocklist("192.0.2.4/30")))
+            #expect(outcome.verified.count == 1, "\(outcome.entries.map { $0.record.reason ?? $0.record.error ?? "" })")
+            #expect(try lab.nft(["list", "table", "inet", "bulwark"]).stdout.contains("192.0.2.4/30"))
+            #expect(try lab.connects(port: 2222))
+        }
+    }
+
     @Test func emptyingABlocklistIsBlockedButShorteningItIsNot() async throws {
         try await withTemporaryDirectory { root in
             let lab = try NetworkLab()
