@@ -277,6 +277,43 @@ struct FirewallGuardTests {
         }
     }
 
+    // MARK: - Targets and rulesets
+
+    /// One nftables target per ruleset (two on one are refused when read: FirewallTargetSettingsTests).
+    /// Two targets in two namespaces, one blocklist bound to both, load and apply: each namespace
+    /// drops the address, and each persists its table under its own root.
+    @Test func twoTargetsInTwoNamespacesEachApply() async throws {
+        try await withTemporaryDirectory { root in
+            let labs = [try NetworkLab(), try NetworkLab()]
+            defer { labs.forEach { $0.remove() } }
+            var inventory = ""
+            for (index, lab) in labs.enumerated() {
+                try FileManager.default.createDirectory(atPath: "\(root)/\(index)", withIntermediateDirectories: true)
+                try lab.listen(port: 8080)
+                inventory += """
+                    apiVersion: bulwark/v1
+                    kind: Target
+                    metadata: {name: edge-\(index)}
+                    spec: {adapter: nftables, root: \(root)/\(index), netns: \(lab.host), management: [\(labManagement)]}
+                    ---
+
+                    """
+            }
+            inventory += "apiVersion: bulwark/v1\nkind: Controller\nmetadata: {name: firewall}\nspec: {kinds: [FirewallBlocklist]}\n"
+            let state = try DesiredStateLoader(registry: Registry([FirewallAdapter.definition()])).load([
+                SourceFile(path: "controllers/c.yaml", contents: Array(inventory.utf8)),
+                SourceFile(path: "desired-state/f.yaml", contents: Array(blocklist("192.0.2.2").utf8)),
+            ], revision: "test")
+            let (plan, outcome) = try await reconcile(state)
+            #expect(plan.remediations.map(\.binding.target).sorted() == ["edge-0", "edge-1"])
+            #expect(outcome.verified.count == 2, "\(outcome.entries.map { $0.record.reason ?? $0.record.error ?? "" })")
+            for (index, lab) in labs.enumerated() {
+                #expect(try !lab.connects(port: 8080), "edge-\(index) drops 192.0.2.2")
+                #expect(try read("\(root)/\(index)/etc/nftables.d/bulwark.nft").contains("192.0.2.2"))
+            }
+        }
+    }
+
     // MARK: - Pruning
 
     @Test func aRemovedBlocklistAndQuarantineLeaveNoTraceAndTheRestStays() async throws {
