@@ -64,10 +64,24 @@ extension DesiredStateLoader {
                 policy.approvals[approval.id] = approval
             }
         },
-        PolicyKind(name: "Target", folder: "controllers/") { loader, document, targets, _, _ in
+        PolicyKind(name: "Target", folder: "controllers/") { loader, document, targets, _, policy in
             if let existing = targets[document.name] { document.duplicate(existing.location); return }
             if document.top.field("targets") != nil { document.top.field("targets")?.fail("a Target has no 'targets' field") }
             if let target = loader.readTarget(document.spec, name: document.name, labels: document.labels, location: document.location) {
+                // Refused rather than judged together (as host targets sharing a root are, by
+                // `GuardDomain.scope`): such targets write one thing from two sets of settings.
+                // Machine-local targets whose labels bind them to different hosts of a fleet
+                // (`placedApart`) each name their own machine's, and do not clash.
+                if let claim = (target.typed?.base as? any TypedTargetSettings)?.exclusive {
+                    let reader = claim.field.flatMap { document.spec.field($0) } ?? document.spec
+                    let key = target.adapter + "\u{0}" + claim.key
+                    if let first = policy.claims[key, default: []].first(where: { !(target.isMachineLocal && target.placedApart(from: $0.target)) }) {
+                        reader.fail("\(claim.what) is already managed by Target '\(first.target.name)' "
+                                    + "(\(first.location.file):\(first.location.line), \(first.field)): \(claim.why)")
+                    } else {
+                        policy.claims[key, default: []].append((target, reader.location, reader.field))
+                    }
+                }
                 targets[document.name] = target
             }
         },

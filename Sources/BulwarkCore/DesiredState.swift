@@ -25,6 +25,9 @@ struct PolicyObjects {
     var notifiers: [NotifierConfig] = []
     var pause: Pause?
     var findingRules: [FindingRule] = []
+    /// The targets that claim each thing a target must manage alone (`ExclusiveClaim`), by
+    /// adapter and key, with where each one's field is, for the error on a later one.
+    var claims: [String: [(target: Target, location: SourceLocation, field: String)]] = [:]
 }
 
 /// One validated revision of the desired state: everything a cycle acts on.

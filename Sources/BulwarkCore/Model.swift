@@ -94,6 +94,21 @@ public struct Target: Sendable, Hashable {
     /// Whether only a process on the target's own machine can reconcile it (see `machineLocalAdapters`).
     public var isMachineLocal: Bool { Self.machineLocalAdapters.contains(adapter) }
 
+    /// The labels that bind a machine-local target to one host of a fleet (`HostIdentity`).
+    public static let hostnameLabel = "hostname"
+    public static let machineIDLabel = "machine-id"
+
+    /// Whether the labels of this target and `other` bind them to different hosts of a fleet:
+    /// both name a host by `hostname`, or both by `machine-id`, and not the same one. Anything
+    /// else may be one machine: names alone, or one target labelled by hostname and the other by
+    /// machine id, and every target of a single Bulwark that reconciles them all.
+    public func placedApart(from other: Target) -> Bool {
+        if let mine = labels[Self.hostnameLabel], let theirs = other.labels[Self.hostnameLabel], mine != theirs { return true }
+        if let mine = labels[Self.machineIDLabel]?.lowercased(), let theirs = other.labels[Self.machineIDLabel]?.lowercased(),
+           mine != theirs { return true }
+        return false
+    }
+
     /// The target's `exposure` label weighs a drift's risk: internet-facing drift goes first.
     public var exposureWeight: Int {
         switch labels["exposure"] {

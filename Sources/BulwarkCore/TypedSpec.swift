@@ -29,6 +29,35 @@ extension TypedSpec {
 /// keeps for what prints or compares targets without knowing the adapter.
 public protocol TypedTargetSettings: TypedSpec {
     var strings: [String: String] { get }
+    /// What the target must be the only one of its adapter to manage (an nftables ruleset), so
+    /// that the loader refuses a second target that names it too; nil (the default): nothing.
+    var exclusive: ExclusiveClaim? { get }
+}
+
+extension TypedTargetSettings {
+    public var exclusive: ExclusiveClaim? { nil }
+}
+
+/// Something one target manages alone. Two targets of one adapter that claim the same thing
+/// make a revision invalid: each would judge its changes against its own settings only, while
+/// both write the same thing, so one target's guard could block a change the other applies.
+public struct ExclusiveClaim: Sendable, Hashable {
+    /// What is claimed, compared between the targets of one adapter (`netns lab-1`).
+    public var key: String
+    /// The spec field that names it (`netns`); nil where leaving a field out claims it (the
+    /// host's own namespace): the error is then on `spec`.
+    public var field: String?
+    /// What it is, as the error names it ("the nftables ruleset of network namespace lab-1").
+    public var what: String
+    /// Why two targets cannot share it, and what to do instead.
+    public var why: String
+
+    public init(key: String, field: String?, what: String, why: String) {
+        self.key = key
+        self.field = field
+        self.what = what
+        self.why = why
+    }
 }
 
 /// A resource or target carries no typed value of the type its adapter expects: it was not made

@@ -19,6 +19,26 @@ struct FirewallTargetSettings: TypedTargetSettings {
         return strings
     }
 
+    /// The ruleset the target manages, which no other nftables target may manage too: its
+    /// `netns`, or without one the namespace Bulwark runs in. Two targets on one ruleset are
+    /// refused when the revision is read rather than judged together (as host targets sharing a
+    /// root are, `GuardDomain.scope`): they write the same table and chains (a chain is named by
+    /// its resource, not its target) and flap on each other's digests, persist it under two
+    /// roots, and each guard protects only its own management networks, so a blocklist blocked
+    /// on one went through on the other and cut the first one's management network off.
+    /// Targets of a fleet labelled with different hosts each name their own machine's ruleset.
+    var exclusive: ExclusiveClaim? {
+        let why = "two nftables targets on one ruleset write the same table and chains, and each would judge "
+            + "changes against its own management networks only; use one Target listing every management network "
+            + "(targets on different hosts of a fleet: label each with its \(Target.hostnameLabel) or \(Target.machineIDLabel))"
+        guard let netns else {
+            return ExclusiveClaim(key: "", field: nil,
+                                  what: "the nftables ruleset of the network namespace Bulwark runs in (no netns)", why: why)
+        }
+        return ExclusiveClaim(key: "netns " + netns, field: "netns",
+                              what: "the nftables ruleset of network namespace \(netns)", why: why)
+    }
+
     /// Reads the settings; nil after recording errors.
     @Sendable static func parse(_ spec: SpecReader) -> FirewallTargetSettings? {
         spec.allowOnly(["adapter", "root", "netns", "management", "sshPort"])

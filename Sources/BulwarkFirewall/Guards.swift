@@ -6,7 +6,9 @@ internal import Foundation
 // No firewall change may cut a target off from the people who run it. Before anything is
 // applied, each kind judges the change it would make against the target's lifelines, read live
 // in its network namespace (Lifelines.swift): the management networks the Target names, the
-// peers of established SSH sessions, and the default gateways.
+// peers of established SSH sessions (to the Target's sshPort and to every port sshd listens on),
+// and the default gateways. Each target's guards protect its own lifelines only, so no two
+// targets may manage one ruleset (`FirewallTargetSettings.exclusive`, refused when read).
 //
 // - FirewallBlocklist: blocked when an entry overlaps a lifeline (its traffic would be dropped),
 //   or when it would empty a blocklist that drops addresses now (a truncated or force-pushed

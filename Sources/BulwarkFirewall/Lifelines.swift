@@ -6,7 +6,8 @@ internal import Foundation
 /// the default gateways. All read in the target's network namespace.
 struct Lifelines {
     var management: [Network]
-    /// Peers of established TCP connections to the target's SSH port (one address each).
+    /// Peers of established TCP connections to the target's SSH port or a port sshd listens on
+    /// (one address each).
     var sessions: [Network]
     /// Next hops of the default routes (IPv4 and IPv6, every routing table).
     var gateways: [Network]
@@ -36,10 +37,14 @@ struct Lifelines {
     static func read(_ target: Target) throws -> Lifelines {
         let settings = try target.firewall()
         let namespace = settings.netns
-        let port = settings.sshPort ?? 22
+        // The Target's sshPort (22 unless set) and every port sshd listens on: a session to
+        // sshd on 2222 of a target that left sshPort at 22 was not seen, and a blocklist of its
+        // peer went through and cut it.
+        let tables = try tcpTables(namespace)
+        let ports = sshdPorts(in: tables).union([settings.sshPort ?? 22])
         var sessions: [Network] = []
-        for (file, text) in try tcpTables(namespace) {
-            sessions += try established(text, localPort: port, file: file)
+        for (file, text) in tables {
+            sessions += try established(text, localPorts: ports, file: file)
         }
         var gateways: [Network] = []
         for family in ["-4", "-6"] {
@@ -51,9 +56,9 @@ struct Lifelines {
                          gateways: Array(Set(gateways)).sorted())
     }
 
-    /// Peers of established connections to `localPort` in the kernel's `/proc/net/tcp{,6}` table.
+    /// Peers of established connections to `localPorts` in the kernel's `/proc/net/tcp{,6}` table.
     /// Addresses are printed as 32-bit words in the host's byte order, ports in hex.
-    static func established(_ text: String, localPort: Int, file: String) throws -> [Network] {
+    static func established(_ text: String, localPorts: Set<Int>, file: String) throws -> [Network] {
         var peers: [Network] = []
         for line in text.split(separator: "\n").dropFirst() {
             let fields = line.split(separator: " ", omittingEmptySubsequences: true)
@@ -62,7 +67,7 @@ struct Lifelines {
             guard let local = endpoint(fields[1]), let remote = endpoint(fields[2]) else {
                 throw NFT.Failure(program: "read", arguments: [file], status: -1, message: "unexpected line: \(line)")
             }
-            if local.port == localPort, let peer = Network(bytes: remote.address) { peers.append(peer) }
+            if localPorts.contains(local.port), let peer = Network(bytes: remote.address) { peers.append(peer) }
         }
         return peers
     }
@@ -73,8 +78,13 @@ struct Lifelines {
     /// make the guard take its port for sshd's. Empty where none is found (no sshd, or one
     /// systemd's socket holds for it): nothing is known then, and nothing is judged by it.
     static func sshdPorts(_ target: Target) throws -> Set<Int> {
+        sshdPorts(in: try tcpTables(try target.firewall().netns))
+    }
+
+    /// `sshdPorts` in TCP tables already read (`tcpTables`).
+    static func sshdPorts(in tables: [(file: String, text: String)]) -> Set<Int> {
         var ports: [UInt64: Int] = [:]
-        for (_, text) in try tcpTables(try target.firewall().netns) {
+        for (_, text) in tables {
             for line in text.split(separator: "\n").dropFirst() {
                 let fields = line.split(separator: " ", omittingEmptySubsequences: true)
                 guard fields.count > 9, fields[3] == "0A", let local = endpoint(fields[1]), let inode = UInt64(fields[9]), inode != 0 else { continue }

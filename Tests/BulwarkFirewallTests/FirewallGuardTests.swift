@@ -145,6 +145,29 @@ struct FirewallGuardTests {
         }
     }
 
+    /// sshd listens on 2222 and the Target leaves sshPort at 22 (review M1): a session to 2222
+    /// was no lifeline, and a blocklist of its peer went through and cut it. A session to any
+    /// port sshd listens on counts: that blocklist is blocked and recorded, and the session's
+    /// peer still gets in; one that leaves the peer out goes through.
+    @Test func aBlocklistThatCutsASessionToThePortSSHDListensOnIsBlocked() async throws {
+        try await withTemporaryDirectory { root in
+            let lab = try NetworkLab()
+            defer { lab.remove() }
+            try lab.sshd(port: 2222, folder: root)
+            try lab.openSession(port: 2222)  // from 192.0.2.2, held open by sshd
+            let reason = try await expectBlocked(try firewallState(root: root, namespace: lab.host, blocklist("192.0.2.0/30")),
+                                                 lab: lab, root: root)
+            #expect(reason.hasPrefix("blocking 192.0.2.0/30 would cut off 192.0.2.2, the peer of an established SSH session of edge-1"),
+                    "\(reason)")
+            #expect(try lab.connects(port: 2222))
+
+            let (_, outcome) = try await reconcile(try firewallState(root: root, namespace: lab.host, blocklist("192.0.2.4/30")))
+            #expect(outcome.verified.count == 1, "\(outcome.entries.map { $0.record.reason ?? $0.record.error ?? "" })")
+            #expect(try lab.nft(["list", "table", "inet", "bulwark"]).stdout.contains("192.0.2.4/30"))
+            #expect(try lab.connects(port: 2222))
+        }
+    }
+
     @Test func emptyingABlocklistIsBlockedButShorteningItIsNot() async throws {
         try await withTemporaryDirectory { root in
             let lab = try NetworkLab()
@@ -251,6 +274,43 @@ struct FirewallGuardTests {
             ], revision: "test")
             let reason = try await expectBlocked(state, lab: lab, root: root)
             #expect(reason.contains("it does not allow tcp 2222 (the target's sshPort is 2222)"))
+        }
+    }
+
+    // MARK: - Targets and rulesets
+
+    /// One nftables target per ruleset (two on one are refused when read: FirewallTargetSettingsTests).
+    /// Two targets in two namespaces, one blocklist bound to both, load and apply: each namespace
+    /// drops the address, and each persists its table under its own root.
+    @Test func twoTargetsInTwoNamespacesEachApply() async throws {
+        try await withTemporaryDirectory { root in
+            let labs = [try NetworkLab(), try NetworkLab()]
+            defer { labs.forEach { $0.remove() } }
+            var inventory = ""
+            for (index, lab) in labs.enumerated() {
+                try FileManager.default.createDirectory(atPath: "\(root)/\(index)", withIntermediateDirectories: true)
+                try lab.listen(port: 8080)
+                inventory += """
+                    apiVersion: bulwark/v1
+                    kind: Target
+                    metadata: {name: edge-\(index)}
+                    spec: {adapter: nftables, root: \(root)/\(index), netns: \(lab.host), management: [\(labManagement)]}
+                    ---
+
+                    """
+            }
+            inventory += "apiVersion: bulwark/v1\nkind: Controller\nmetadata: {name: firewall}\nspec: {kinds: [FirewallBlocklist]}\n"
+            let state = try DesiredStateLoader(registry: Registry([FirewallAdapter.definition()])).load([
+                SourceFile(path: "controllers/c.yaml", contents: Array(inventory.utf8)),
+                SourceFile(path: "desired-state/f.yaml", contents: Array(blocklist("192.0.2.2").utf8)),
+            ], revision: "test")
+            let (plan, outcome) = try await reconcile(state)
+            #expect(plan.remediations.map(\.binding.target).sorted() == ["edge-0", "edge-1"])
+            #expect(outcome.verified.count == 2, "\(outcome.entries.map { $0.record.reason ?? $0.record.error ?? "" })")
+            for (index, lab) in labs.enumerated() {
+                #expect(try !lab.connects(port: 8080), "edge-\(index) drops 192.0.2.2")
+                #expect(try read("\(root)/\(index)/etc/nftables.d/bulwark.nft").contains("192.0.2.2"))
+            }
         }
     }
 

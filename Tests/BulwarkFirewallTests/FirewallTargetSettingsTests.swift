@@ -58,6 +58,74 @@ import Testing
         #expect(try FirewallAdapter.sshPort(plain) == 22 && plain.settings["sshPort"] == nil && plain.settings["netns"] == nil)
     }
 
+    /// Two nftables targets on one ruleset (review H2): edge-a (management 192.0.2.64/26) and
+    /// edge-b both in namespace lab-1, a blocklist of 192.0.2.64/26 bound to both. edge-a's guard
+    /// blocked it and edge-b applied it to the same ruleset, cutting edge-a's management off, and
+    /// both wrote the same chains. Refused when read, on edge-b's `netns`, naming edge-a's; the
+    /// same for two targets without one (both the namespace Bulwark runs in), on `spec`.
+    @Test func twoTargetsOnOneRulesetAreRefusedWhenRead() throws {
+        let taken = "the nftables ruleset of network namespace lab-1 is already managed by Target 'edge-a' (controllers/c.yaml:4, spec.netns): "
+            + "two nftables targets on one ruleset write the same table and chains"
+        for (a, b, labelsA, labelsB, field, says) in [
+            ("netns: lab-1, ", "netns: lab-1, ", "{}", "{}", "spec.netns", taken),
+            ("", "", "{}", "{}", "spec",
+             "the nftables ruleset of the network namespace Bulwark runs in (no netns) is already managed by Target 'edge-a' "
+                + "(controllers/c.yaml:4, spec): two nftables targets on one ruleset"),
+            // Labelled with one host, or one by hostname and the other by machine id: maybe one machine.
+            ("netns: lab-1, ", "netns: lab-1, ", "{hostname: web-1}", "{hostname: web-1}", "spec.netns", taken),
+            ("netns: lab-1, ", "netns: lab-1, ", "{hostname: web-1}", "{machine-id: ab12}", "spec.netns", taken),
+        ] {
+            let failure = try #require(throws: ValidationFailure.self, "\(a) \(labelsA) / \(b) \(labelsB)") {
+                _ = try loadTwo(a, b, labelsA: labelsA, labelsB: labelsB)
+            }
+            #expect(failure.errors.count == 1, "\(failure)")
+            let error = try #require(failure.errors.first)
+            #expect(error.location.file == "controllers/c.yaml" && error.location.line == 9, "\(error)")
+            #expect(error.field == field, "\(error)")
+            #expect(error.message.hasPrefix(says), "\(error)")
+        }
+    }
+
+    /// Targets on different rulesets load: two namespaces, one namespace and the one Bulwark runs
+    /// in, and (a fleet) two targets without netns whose labels bind them to different hosts.
+    @Test func targetsOnDifferentRulesetsLoad() throws {
+        for (a, b, labelsA, labelsB) in [
+            ("netns: lab-1, ", "netns: lab-2, ", "{}", "{}"),
+            ("netns: lab-1, ", "", "{}", "{}"),
+            ("", "", "{hostname: web-1}", "{hostname: web-2}"),
+            ("", "", "{machine-id: ab12}", "{machine-id: CD34}"),
+        ] {
+            let state = try loadTwo(a, b, labelsA: labelsA, labelsB: labelsB)
+            #expect(state.targets.keys.sorted() == ["edge-a", "edge-b"])
+            #expect(state.bindings.count == 2)
+        }
+    }
+
+    /// Two nftables targets, edge-a's spec on line 4 and edge-b's on line 9, and a blocklist bound to both.
+    func loadTwo(_ a: String, _ b: String, labelsA: String = "{}", labelsB: String = "{}") throws -> DesiredState {
+        let inventory = """
+            apiVersion: bulwark/v1
+            kind: Target
+            metadata: {name: edge-a, labels: \(labelsA)}
+            spec: {adapter: nftables, root: /srv/a, \(a)management: [192.0.2.64/26]}
+            ---
+            apiVersion: bulwark/v1
+            kind: Target
+            metadata: {name: edge-b, labels: \(labelsB)}
+            spec: {adapter: nftables, root: /srv/b, \(b)management: [203.0.113.0/24]}
+            ---
+            apiVersion: bulwark/v1
+            kind: Controller
+            metadata: {name: firewall}
+            spec: {kinds: [FirewallBlocklist]}
+            """
+        let blocklist = "apiVersion: bulwark/v1\nkind: FirewallBlocklist\nmetadata: {name: b-block}\nspec: {addresses: [192.0.2.64/26]}\n"
+        return try DesiredStateLoader(registry: Registry([FirewallAdapter.definition()])).load([
+            SourceFile(path: "controllers/c.yaml", contents: Array(inventory.utf8)),
+            SourceFile(path: "desired-state/b.yaml", contents: Array(blocklist.utf8)),
+        ], revision: "test")
+    }
+
     /// A target that reaches the nftables drivers without the settings this adapter typed (made
     /// by anything but the adapter's own reader) is never taken to mean "no namespace", which is
     /// the network of the machine Bulwark runs on: observing it fails, and its guards block. The

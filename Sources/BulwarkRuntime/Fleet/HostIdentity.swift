@@ -12,8 +12,8 @@ package struct HostIdentity: Sendable, Equatable, CustomStringConvertible {
     package var machineID: String?
     package var hostname: String?
 
-    package static let machineIDLabel = "machine-id"
-    package static let hostnameLabel = "hostname"
+    package static let machineIDLabel = Target.machineIDLabel
+    package static let hostnameLabel = Target.hostnameLabel
 
     package init(machineID: String?, hostname: String?) {
         self.machineID = machineID
