@@ -119,6 +119,31 @@ struct PostgresGuardTests {
         #expect(try server.psql("SHOW session_preload_libraries") == "auto_explain")
     }
 
+    // MARK: - Errors
+
+    /// An error without the server's word was recorded as postgres-nio's bare code, or, when it
+    /// wrapped another, as its placeholder, "Generic description to prevent accidental
+    /// leakage": it now says what happened, in words, with the code.
+    @Test func aConnectionTheServerEndedIsDescribedNotHidden() async throws {
+        let server = try PostgresServer()
+        let state = try preload(server, "auto_explain")
+        let target = try #require(state.targets["db-1"])
+        let connector = Connector(secrets: SecretsDirectories(explicit: [server.directory]))
+        do {
+            try await connector.withConnection(target) { connection in
+                try? await PostgresAdapter.execute(connection, "SELECT pg_terminate_backend(pg_backend_pid())")
+                try await PostgresAdapter.execute(connection, "SELECT 1")
+            }
+            Issue.record("a query on a connection the server ended succeeded")
+        } catch {
+            // Said in words with postgres-nio's code, or, when the channel had already closed,
+            // refused before anything was sent on it (`PostgresAdapter.open`).
+            #expect(["the server closed the connection (postgres-nio: serverClosedConnection)",
+                     "the connection was closed (by the server, or after an earlier failure on it); nothing more was sent"]
+                .contains("\(error)"), "\(error)")
+        }
+    }
+
     @Test func listSettingsAreReadItemByItemAsTheServerQuotesThem() {
         #expect(SettingValue.items("auto_explain,pg_stat_statements") == ["auto_explain", "pg_stat_statements"])
         #expect(SettingValue.items("\"$user\", public") == ["$user", "public"])
