@@ -144,6 +144,56 @@ struct PostgresGuardTests {
         }
     }
 
+    // MARK: - Settings that stop every client's work
+
+    func clients(_ server: PostgresServer, _ settings: String) throws -> DesiredState {
+        try postgresState(server, """
+            apiVersion: bulwark/v1
+            kind: PostgresSetting
+            metadata: {name: clients}
+            spec: {settings: \(settings)}
+            """)
+    }
+
+    /// Bulwark's own sessions were held to the server's values: under a server-wide
+    /// `default_transaction_read_only` every fix failed, and under a `statement_timeout` its
+    /// undo and its reads were cancelled. Set by hand here (Bulwark blocks them): each session
+    /// sets them off for itself, so a demotion that waits 2-3 s for another session's lock goes
+    /// through, while what is observed is still the server's value, and Bulwark fixes it.
+    @Test func bulwarksOwnSessionsAreNotHeldToTheServersTimeoutsOrReadOnlyDefault() async throws {
+        let server = try PostgresServer()
+        try server.psql("CREATE ROLE mallory SUPERUSER LOGIN")
+        // Holds off every ALTER ROLE (reads go on) until it commits, 4 s from now.
+        let holder = try server.hold("LOCK TABLE pg_authid IN SHARE MODE", application: "holder", seconds: 4)
+        defer { holder.release() }
+        for sql in ["ALTER SYSTEM SET statement_timeout = '500ms'", "ALTER SYSTEM SET default_transaction_read_only = on",
+                    "ALTER SYSTEM SET idle_in_transaction_session_timeout = '200ms'", "SELECT pg_reload_conf()"] {
+            try server.psql(sql)
+        }
+        let (_, demoted) = try await reconcilePostgres(try postgresState(server, """
+            apiVersion: bulwark/v1
+            kind: PostgresSuperusers
+            metadata: {name: superusers}
+            spec: {allowed: [postgres]}
+            """), server)
+        #expect(demoted.verified.count == 1, "\(demoted.failed.map { $0.record.error ?? "" })")
+        #expect(try server.psql("SELECT rolsuper FROM pg_roles WHERE rolname = 'mallory'") == "f")
+        #expect(demoted.entries.first?.record.error == nil)
+
+        let state = try clients(server, "{statement_timeout: \"0\", default_transaction_read_only: \"off\", idle_in_transaction_session_timeout: \"0\"}")
+        let (plan, fixed) = try await reconcilePostgres(state, server)
+        #expect(plan.remediations.first?.changes.compactMap(\.observed).sorted() == ["200ms", "500ms", "on"], "the server's values, not its own")
+        #expect(fixed.verified.count == 1, "\(fixed.failed.map { $0.record.error ?? "" })")
+        #expect(try server.psql("SHOW statement_timeout") == "0")
+        #expect(try server.psql("SHOW default_transaction_read_only") == "off")
+
+        // An override on Bulwark's own role is still not read past.
+        try server.psql("ALTER ROLE postgres SET statement_timeout = '5s'")
+        let (hidden, _) = try await reconcilePostgres(state, server)
+        #expect(hidden.failures.first?.message.contains("Bulwark's own session gets statement_timeout from an override (user)") == true,
+                "\(hidden.failures.map(\.message))")
+    }
+
     @Test func listSettingsAreReadItemByItemAsTheServerQuotesThem() {
         #expect(SettingValue.items("auto_explain,pg_stat_statements") == ["auto_explain", "pg_stat_statements"])
         #expect(SettingValue.items("\"$user\", public") == ["$user", "public"])
