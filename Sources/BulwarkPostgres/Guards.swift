@@ -8,6 +8,8 @@ internal import PostgresNIO
 //   limit other than 0): no change to a role and no trimming of the superusers removes the last.
 // - The role Bulwark connects as keeps LOGIN (and a usable password and connection limit) and the
 //   rights it manages with: SUPERUSER if it has it, else CREATEROLE.
+// - A setting that stops every client's work is not set server-wide: `default_transaction_read_only`
+//   on, or a statement, lock, idle or transaction timeout under 1 s other than 0 (`stopsClients`).
 // - A setting whose pg_settings.context is `postmaster` takes effect only at a restart, which
 //   Bulwark never does; `internal` ones cannot be changed at all. Neither is applied: blocked once
 //   with that reason, instead of being written and failing to verify on every pass.
@@ -130,13 +132,18 @@ extension SettingDriver {
     func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async -> GuardVerdict {
         let names = changes.map(\.property)
         return await connector.judge(target) { connection in
-            let rows = try await PostgresAdapter.rows(connection, "SELECT name, context FROM pg_settings WHERE name = ANY(\(names))",
-                                                      columns: 2)
+            let rows = try await PostgresAdapter.rows(connection, "SELECT name, context, vartype, unit FROM pg_settings WHERE name = ANY(\(names))",
+                                                      columns: 4)
             var contexts: [String: String] = [:]
-            for row in rows { if let name = row[0], let context = row[1] { contexts[name] = context } }
+            var kinds: [String: SettingValue.Kind] = [:]
+            for row in rows {
+                guard let name = row[0], let context = row[1] else { continue }
+                contexts[name] = context
+                kinds[name] = SettingValue.Kind(vartype: row[2] ?? "string", unit: row[3])
+            }
+            var problems = changes.compactMap { change in kinds[change.property].flatMap { Self.stopsClients(change, $0) } }
             // A library every new session loads must load: one that does not stops every
             // connection, Bulwark's included. Tried here, in the judging session.
-            var problems: [String] = []
             for change in changes where ["session_preload_libraries", "local_preload_libraries"].contains(change.property) {
                 for library in SettingValue.items(change.desired) {
                     // Only a library installed with the server (no folder named): the guard runs
@@ -176,5 +183,42 @@ extension SettingDriver {
                 }
             }
         }
+    }
+}
+
+// MARK: - Settings that stop every client's work
+
+extension SettingDriver {
+    /// The timeouts that cancel a statement or end a session, on every session of the server, and
+    /// what they do.
+    static let clientTimeouts = [
+        "statement_timeout": "cancels every statement that runs longer",
+        "lock_timeout": "cancels every statement that waits longer for a lock",
+        "idle_in_transaction_session_timeout": "ends every session that stays that long in a transaction between two statements",
+        "idle_session_timeout": "ends every session that stays idle that long",
+        "transaction_timeout": "ends every session whose transaction runs longer",
+    ]
+
+    /// The least server-wide timeout Bulwark sets, other than 0 (off): 1 s. Below it no ordinary
+    /// application works (1 ms cancelled every statement, Bulwark's undo included); from it up
+    /// (a 30 s `statement_timeout`) it is a choice the policy may make.
+    static let timeoutFloor = 1000.0
+
+    /// Why a change would stop the work of every client of the server, if it would:
+    /// `default_transaction_read_only` on (every application write fails), or one of
+    /// `clientTimeouts` above 0 and under `timeoutFloor`. A value the server would not read is
+    /// left to the server, which refuses it.
+    static func stopsClients(_ change: PropertyDrift, _ kind: SettingValue.Kind) -> String? {
+        let name = change.property
+        let advice = "set it for a role or database (ALTER ROLE … SET, ALTER DATABASE … SET) or by hand, for a maintenance window"
+        if name == "default_transaction_read_only", SettingValue.bool(change.desired) == true {
+            return "default_transaction_read_only: on makes every session's transactions read-only, and every application's "
+                + "writes fail; Bulwark does not set it server-wide: \(advice)"
+        }
+        guard let effect = clientTimeouts[name], let milliseconds = SettingValue.number(change.desired, kind),
+              kind.unit == "ms", milliseconds > 0, milliseconds < timeoutFloor else { return nil }
+        let bare = change.desired.trimmingCharacters(in: .whitespaces).last?.isNumber == true
+        return "\(name): '\(quotedForMessage(change.desired))'\(bare ? " (a number without a unit is milliseconds: write 30s, not 30)" : "") "
+            + "\(effect), on every session of the server; Bulwark sets it server-wide only to 0 (off) or at least 1s: \(advice)"
     }
 }

@@ -155,6 +155,46 @@ struct PostgresGuardTests {
             """)
     }
 
+    /// `default_transaction_read_only: on` was fixed and verified, and every application write
+    /// failed; `statement_timeout: 1ms` cancelled every statement, Bulwark's undo included.
+    /// Read-only on, and a statement, lock or idle timeout above 0 and under 1 s, are blocked
+    /// and recorded once, nothing written; a bare number is named as the milliseconds it is.
+    @Test func aSettingThatStopsEveryClientsWorkIsBlockedOnce() async throws {
+        let server = try PostgresServer()
+        let reason = try await expectBlocked(try clients(server, """
+            {statement_timeout: "1ms", lock_timeout: "500", idle_session_timeout: "0.5s", default_transaction_read_only: "on"}
+            """), server, name: "clients")
+        #expect(reason.contains("statement_timeout: '1ms' cancels every statement that runs longer, on every session of the server; "
+                                + "Bulwark sets it server-wide only to 0 (off) or at least 1s"), "\(reason)")
+        #expect(reason.contains("lock_timeout: '500' (a number without a unit is milliseconds: write 30s, not 30) cancels every statement "
+                                + "that waits longer for a lock"), "\(reason)")
+        #expect(reason.contains("idle_session_timeout: '0.5s' ends every session that stays idle that long"), "\(reason)")
+        #expect(reason.contains("default_transaction_read_only: on makes every session's transactions read-only"), "\(reason)")
+        #expect(try server.psql("SHOW statement_timeout") == "0")
+        try server.psql("CREATE TABLE app (a int)")  // applications still write
+    }
+
+    /// The legitimate twin: a 30 s statement timeout, a 1 s lock timeout, an idle timeout of
+    /// minutes, read-write by default and another isolation level go through, and applications
+    /// still write.
+    @Test func aTimeoutOfASecondOrMoreAndAReadWriteDefaultAreApplied() async throws {
+        let server = try PostgresServer()
+        try server.psql("ALTER SYSTEM SET default_transaction_read_only = on")
+        try server.psql("SELECT pg_reload_conf()")
+        let state = try clients(server, """
+            {statement_timeout: "30s", lock_timeout: "1s", idle_in_transaction_session_timeout: "10min",
+             default_transaction_read_only: "off", default_transaction_isolation: "repeatable read"}
+            """)
+        let (plan, outcome) = try await reconcilePostgres(state, server)
+        #expect(plan.remediations.map(\.decision) == [.applied])
+        #expect(outcome.verified.count == 1, "\(outcome.failed.map { $0.record.error ?? "" })")
+        #expect(try server.psql("SHOW statement_timeout") == "30s")
+        #expect(try server.psql("SHOW lock_timeout") == "1s")
+        #expect(try server.psql("SHOW default_transaction_read_only") == "off")
+        try server.psql("CREATE TABLE app (a int)")
+        #expect(try await reconcilePostgres(state, server).0.hasDrift == false)
+    }
+
     /// Bulwark's own sessions were held to the server's values: under a server-wide
     /// `default_transaction_read_only` every fix failed, and under a `statement_timeout` its
     /// undo and its reads were cancelled. Set by hand here (Bulwark blocks them): each session
