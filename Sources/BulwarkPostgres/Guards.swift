@@ -4,10 +4,12 @@ internal import PostgresNIO
 
 // MARK: - Safety guards
 //
-// - A server keeps a superuser that can log in (SUPERUSER, LOGIN, not expired, a connection
+// - A server keeps a superuser that can log in (SUPERUSER, LOGIN, no VALID UNTIL, a connection
 //   limit other than 0): no change to a role and no trimming of the superusers removes the last.
+//   A superuser with a VALID UNTIL, even a year away, is not counted: its logins end that day.
 // - The role Bulwark connects as keeps LOGIN (and a usable password and connection limit) and the
-//   rights it manages with: SUPERUSER if it has it, else CREATEROLE.
+//   rights it manages with: SUPERUSER if it has it, else CREATEROLE. It is given no VALID UNTIL
+//   (nor an earlier one than it has): on that day its password stops working, and Bulwark with it.
 // - A setting that stops every client's work is not set server-wide: `default_transaction_read_only`
 //   on, or a statement, lock, idle or transaction timeout under 1 s other than 0 (`stopsClients`).
 // - A setting whose pg_settings.context is `postmaster` takes effect only at a restart, which
@@ -22,22 +24,28 @@ struct RoleState {
     var createRole: Bool
     var connectionLimit: Int
     var expired: Bool
+    /// When its password stops working (`VALID UNTIL`); nil: never.
+    var validUntil: Date?
 
-    /// A superuser someone can log in as.
-    var isUsableSuperuser: Bool { superuser && canLogIn }
+    /// A superuser someone can log in as, and will still be able to: one with a VALID UNTIL
+    /// is a way in only until that day (as an administrator's expiry is for `UserAccount`).
+    var isUsableSuperuser: Bool { superuser && canLogIn && validUntil == nil }
     var canLogIn: Bool { login && !expired && connectionLimit != 0 }
 
     static func read(_ connection: PostgresConnection, including names: [String]) async throws -> [String: RoleState] {
         let rows = try await PostgresAdapter.rows(connection, """
             SELECT rolname, rolsuper::text, rolcanlogin::text, rolcreaterole::text, rolconnlimit::text,
-                   (rolvaliduntil IS NOT NULL AND rolvaliduntil <> 'infinity' AND rolvaliduntil <= now())::text
+                   (rolvaliduntil IS NOT NULL AND rolvaliduntil <> 'infinity' AND rolvaliduntil <= now())::text,
+                   CASE WHEN rolvaliduntil IS NULL OR rolvaliduntil = 'infinity' THEN NULL
+                        WHEN NOT isfinite(rolvaliduntil) THEN '0' ELSE extract(epoch FROM rolvaliduntil)::text END
             FROM pg_roles WHERE rolsuper OR rolname = ANY(\(names))
-            """, columns: 6)
+            """, columns: 7)
         var roles: [String: RoleState] = [:]
         for row in rows {
             guard let name = row[0] else { continue }
             roles[name] = RoleState(superuser: row[1] == "true", login: row[2] == "true", createRole: row[3] == "true",
-                                    connectionLimit: Int(row[4] ?? "") ?? -1, expired: row[5] == "true")
+                                    connectionLimit: Int(row[4] ?? "") ?? -1, expired: row[5] == "true",
+                                    validUntil: row[6].map { Date(timeIntervalSince1970: Double($0) ?? 0) })
         }
         return roles
     }
@@ -55,6 +63,7 @@ struct RoleState {
                 // Applied as the start of that day, UTC.
                 let start = DesiredStateLoader.endOfDay(change.desired).map { $0.addingTimeInterval(-86_400) }
                 after.expired = change.desired != "infinity" && (start.map { $0 <= now } ?? true)
+                after.validUntil = change.desired == "infinity" ? nil : start ?? now
             default: break
             }
         }
@@ -81,7 +90,11 @@ extension Connector {
             let prefix = "Bulwark connects to \(target) as \(me)"
             if was.login && !will.login { problems.append("\(prefix): removing its LOGIN would lock Bulwark out") }
             if was.connectionLimit != 0 && will.connectionLimit == 0 { problems.append("\(prefix): a connection limit of 0 would lock Bulwark out") }
-            if !was.expired && will.expired { problems.append("\(prefix): a VALID UNTIL in the past would lock Bulwark out") }
+            if !was.expired && will.expired {
+                problems.append("\(prefix): a VALID UNTIL in the past would lock Bulwark out")
+            } else if let until = will.validUntil, was.validUntil.map({ until < $0 }) ?? true {
+                problems.append("\(prefix): a VALID UNTIL of \(Self.day(until)) would lock Bulwark out on that day")
+            }
             if was.superuser && !will.superuser {
                 problems.append("\(prefix): removing its SUPERUSER would leave Bulwark unable to manage settings and superusers")
             } else if !was.superuser && was.createRole && !will.createRole {
@@ -91,9 +104,19 @@ extension Connector {
         let usableBefore = before.filter(\.value.isUsableSuperuser).keys.sorted()
         let usableAfter = after.filter(\.value.isUsableSuperuser).keys
         if !usableBefore.isEmpty && usableAfter.isEmpty {
-            problems.append("this would leave \(target) without a superuser that can log in (now: \(usableBefore.joined(separator: ", ")))")
+            let expiring = after.filter { $0.value.superuser && $0.value.canLogIn && $0.value.validUntil != nil }.keys.sorted()
+            problems.append("this would leave \(target) without a superuser that can log in (now: \(usableBefore.joined(separator: ", ")))"
+                            + (expiring.isEmpty ? "" : "; a superuser with a VALID UNTIL (\(expiring.joined(separator: ", "))) "
+                                + "is not counted: its logins end that day"))
         }
         return problems
+    }
+
+    /// `YYYY-MM-DD`, UTC, as `validUntil` is written.
+    static func day(_ date: Date) -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withFullDate]
+        return formatter.string(from: date)
     }
 }
 

@@ -368,6 +368,67 @@ struct PostgresGuardTests {
         #expect(try server.psql("SELECT string_agg(rolname, ',' ORDER BY rolname) FROM pg_roles WHERE rolsuper") == "postgres")
     }
 
+    /// The day after today, UTC, as `validUntil` is written.
+    var tomorrow: String { Connector.day(Date().addingTimeInterval(86_400)) }
+
+    /// A VALID UNTIL of tomorrow on Bulwark's own role, or on the last superuser, was fixed and
+    /// verified: that day every password login, Bulwark's and every administrator's, fails.
+    /// Bulwark's role is given no VALID UNTIL, and a superuser that has one is not counted as a
+    /// way in (eve, expiring, does not keep postgres's from being the last).
+    @Test func aValidUntilOnBulwarksRoleOrTheLastSuperuserIsBlocked() async throws {
+        let server = try PostgresServer()
+        try server.psql("CREATE ROLE eve SUPERUSER LOGIN VALID UNTIL '\(tomorrow) 00:00:00+00'")
+        let postgres = try postgresState(server, """
+            apiVersion: bulwark/v1
+            kind: PostgresRole
+            metadata: {name: expiry}
+            spec: {role: postgres, validUntil: \(tomorrow)}
+            """)
+        let mine = try await expectBlocked(postgres, server, name: "expiry")
+        #expect(mine.contains("Bulwark connects to db-1 as postgres: a VALID UNTIL of \(tomorrow) would lock Bulwark out on that day"),
+                "\(mine)")
+        #expect(mine.contains("this would leave db-1 without a superuser that can log in (now: postgres); a superuser with a VALID UNTIL "
+                              + "(eve, postgres) is not counted"), "\(mine)")
+
+        // Connecting as a role with CREATEROLE, the last superuser's expiry is blocked on its own.
+        try server.psql("CREATE ROLE bulwark LOGIN CREATEROLE PASSWORD '\(server.password)'")
+        let asBulwark = try postgresState(server, target: """
+            {adapter: postgres, host: 127.0.0.1, port: \(server.port), user: bulwark, database: postgres,
+                   passwordFile: \(server.directory)/pw, sslmode: disable}
+            """, """
+            apiVersion: bulwark/v1
+            kind: PostgresRole
+            metadata: {name: expiry}
+            spec: {role: postgres, validUntil: \(tomorrow)}
+            """)
+        let last = try await expectBlocked(asBulwark, server, name: "expiry")
+        #expect(last.hasPrefix("this would leave db-1 without a superuser that can log in (now: postgres)"), "\(last)")
+        #expect(try server.psql("SELECT rolvaliduntil IS NULL FROM pg_roles WHERE rolname = 'postgres'") == "t")
+    }
+
+    /// The legitimate twin: an expiry on an ordinary role, and on a superuser while another
+    /// (without one) can still log in, goes through.
+    @Test func aValidUntilOnAnOrdinaryRoleOrASuperuserNotTheLastIsApplied() async throws {
+        let server = try PostgresServer()
+        try server.psql("CREATE ROLE alice LOGIN")
+        try server.psql("CREATE ROLE eve SUPERUSER LOGIN")
+        let (plan, outcome) = try await reconcilePostgres(try postgresState(server, """
+            apiVersion: bulwark/v1
+            kind: PostgresRole
+            metadata: {name: alice}
+            spec: {role: alice, validUntil: \(tomorrow)}
+            ---
+            apiVersion: bulwark/v1
+            kind: PostgresRole
+            metadata: {name: eve}
+            spec: {role: eve, validUntil: \(tomorrow)}
+            """), server)
+        #expect(plan.remediations.map(\.decision) == [.applied, .applied])
+        #expect(outcome.verified.count == 2, "\(outcome.failed.map { $0.record.error ?? "" })")
+        #expect(try server.psql("SELECT string_agg(rolname || ':' || to_char(rolvaliduntil AT TIME ZONE 'UTC', 'YYYY-MM-DD'), ',' "
+                                + "ORDER BY rolname) FROM pg_roles WHERE rolvaliduntil IS NOT NULL") == "alice:\(tomorrow),eve:\(tomorrow)")
+    }
+
     // MARK: - Secrets
 
     @Test func secretsDirectoriesComeFromTheEnvironment() {
