@@ -33,7 +33,29 @@ struct Connector: Sendable {
         return value
     }
 
+    /// What Bulwark's own sessions set for themselves before anything else: the server's values
+    /// are for its applications, and a server-wide `statement_timeout` of 1 ms cancelled the very
+    /// session that was undoing it (and every observation after), so that not even reverting the
+    /// policy could repair it; `default_transaction_read_only = on` made every fix fail; an
+    /// `idle_session_timeout` would end the session kept open to undo a change while new ones
+    /// verify it. `PostgresAdapter.transaction` still bounds its own lock waits (`SET LOCAL`).
+    ///
+    /// Set with `set_config` in the session, not in the startup packet: a startup value becomes
+    /// the session's reset value, which is where `SettingState.read` finds what the server gives
+    /// other sessions of these settings (`ownSession`). A setting the server does not have
+    /// (`idle_session_timeout` before PostgreSQL 14, `transaction_timeout` before 17) is skipped.
+    static let ownSession: [(name: String, value: String)] = [
+        ("statement_timeout", "0"), ("lock_timeout", "0"), ("idle_in_transaction_session_timeout", "0"),
+        ("idle_session_timeout", "0"), ("transaction_timeout", "0"), ("default_transaction_read_only", "off"),
+    ]
+
+    /// One statement, so that a server-wide timeout has a single short statement to cancel.
+    static let ownSessionStatement = "SELECT " + ownSession.map { name, value in
+        "CASE WHEN current_setting('\(name)', true) IS NOT NULL THEN set_config('\(name)', '\(value)', false) END"
+    }.joined(separator: ", ")
+
     /// Runs `body` on a new connection to `database` (default: the target's), then closes it.
+    /// The session first sets `ownSession` for itself.
     func withConnection<T: Sendable>(
         _ target: Target, database: String? = nil, _ body: (PostgresConnection) async throws -> T
     ) async throws -> T {
@@ -75,6 +97,7 @@ struct Connector: Sendable {
             throw PostgresAdapterError("cannot connect to \(place) as \(user): \(PostgresAdapter.describe(error, host: place))")
         }
         do {
+            try await PostgresAdapter.execute(connection, Self.ownSessionStatement)
             let result = try await body(connection)
             try? await connection.close()
             return result

@@ -4,10 +4,14 @@ internal import PostgresNIO
 
 // MARK: - Safety guards
 //
-// - A server keeps a superuser that can log in (SUPERUSER, LOGIN, not expired, a connection
+// - A server keeps a superuser that can log in (SUPERUSER, LOGIN, no VALID UNTIL, a connection
 //   limit other than 0): no change to a role and no trimming of the superusers removes the last.
+//   A superuser with a VALID UNTIL, even a year away, is not counted: its logins end that day.
 // - The role Bulwark connects as keeps LOGIN (and a usable password and connection limit) and the
-//   rights it manages with: SUPERUSER if it has it, else CREATEROLE.
+//   rights it manages with: SUPERUSER if it has it, else CREATEROLE. It is given no VALID UNTIL
+//   (nor an earlier one than it has): on that day its password stops working, and Bulwark with it.
+// - A setting that stops every client's work is not set server-wide: `default_transaction_read_only`
+//   on, or a statement, lock, idle or transaction timeout under 1 s other than 0 (`stopsClients`).
 // - A setting whose pg_settings.context is `postmaster` takes effect only at a restart, which
 //   Bulwark never does; `internal` ones cannot be changed at all. Neither is applied: blocked once
 //   with that reason, instead of being written and failing to verify on every pass.
@@ -20,22 +24,28 @@ struct RoleState {
     var createRole: Bool
     var connectionLimit: Int
     var expired: Bool
+    /// When its password stops working (`VALID UNTIL`); nil: never.
+    var validUntil: Date?
 
-    /// A superuser someone can log in as.
-    var isUsableSuperuser: Bool { superuser && canLogIn }
+    /// A superuser someone can log in as, and will still be able to: one with a VALID UNTIL
+    /// is a way in only until that day (as an administrator's expiry is for `UserAccount`).
+    var isUsableSuperuser: Bool { superuser && canLogIn && validUntil == nil }
     var canLogIn: Bool { login && !expired && connectionLimit != 0 }
 
     static func read(_ connection: PostgresConnection, including names: [String]) async throws -> [String: RoleState] {
         let rows = try await PostgresAdapter.rows(connection, """
             SELECT rolname, rolsuper::text, rolcanlogin::text, rolcreaterole::text, rolconnlimit::text,
-                   (rolvaliduntil IS NOT NULL AND rolvaliduntil <> 'infinity' AND rolvaliduntil <= now())::text
+                   (rolvaliduntil IS NOT NULL AND rolvaliduntil <> 'infinity' AND rolvaliduntil <= now())::text,
+                   CASE WHEN rolvaliduntil IS NULL OR rolvaliduntil = 'infinity' THEN NULL
+                        WHEN NOT isfinite(rolvaliduntil) THEN '0' ELSE extract(epoch FROM rolvaliduntil)::text END
             FROM pg_roles WHERE rolsuper OR rolname = ANY(\(names))
-            """, columns: 6)
+            """, columns: 7)
         var roles: [String: RoleState] = [:]
         for row in rows {
             guard let name = row[0] else { continue }
             roles[name] = RoleState(superuser: row[1] == "true", login: row[2] == "true", createRole: row[3] == "true",
-                                    connectionLimit: Int(row[4] ?? "") ?? -1, expired: row[5] == "true")
+                                    connectionLimit: Int(row[4] ?? "") ?? -1, expired: row[5] == "true",
+                                    validUntil: row[6].map { Date(timeIntervalSince1970: Double($0) ?? 0) })
         }
         return roles
     }
@@ -53,6 +63,7 @@ struct RoleState {
                 // Applied as the start of that day, UTC.
                 let start = DesiredStateLoader.endOfDay(change.desired).map { $0.addingTimeInterval(-86_400) }
                 after.expired = change.desired != "infinity" && (start.map { $0 <= now } ?? true)
+                after.validUntil = change.desired == "infinity" ? nil : start ?? now
             default: break
             }
         }
@@ -79,7 +90,11 @@ extension Connector {
             let prefix = "Bulwark connects to \(target) as \(me)"
             if was.login && !will.login { problems.append("\(prefix): removing its LOGIN would lock Bulwark out") }
             if was.connectionLimit != 0 && will.connectionLimit == 0 { problems.append("\(prefix): a connection limit of 0 would lock Bulwark out") }
-            if !was.expired && will.expired { problems.append("\(prefix): a VALID UNTIL in the past would lock Bulwark out") }
+            if !was.expired && will.expired {
+                problems.append("\(prefix): a VALID UNTIL in the past would lock Bulwark out")
+            } else if let until = will.validUntil, was.validUntil.map({ until < $0 }) ?? true {
+                problems.append("\(prefix): a VALID UNTIL of \(Self.day(until)) would lock Bulwark out on that day")
+            }
             if was.superuser && !will.superuser {
                 problems.append("\(prefix): removing its SUPERUSER would leave Bulwark unable to manage settings and superusers")
             } else if !was.superuser && was.createRole && !will.createRole {
@@ -89,9 +104,19 @@ extension Connector {
         let usableBefore = before.filter(\.value.isUsableSuperuser).keys.sorted()
         let usableAfter = after.filter(\.value.isUsableSuperuser).keys
         if !usableBefore.isEmpty && usableAfter.isEmpty {
-            problems.append("this would leave \(target) without a superuser that can log in (now: \(usableBefore.joined(separator: ", ")))")
+            let expiring = after.filter { $0.value.superuser && $0.value.canLogIn && $0.value.validUntil != nil }.keys.sorted()
+            problems.append("this would leave \(target) without a superuser that can log in (now: \(usableBefore.joined(separator: ", ")))"
+                            + (expiring.isEmpty ? "" : "; a superuser with a VALID UNTIL (\(expiring.joined(separator: ", "))) "
+                                + "is not counted: its logins end that day"))
         }
         return problems
+    }
+
+    /// `YYYY-MM-DD`, UTC, as `validUntil` is written.
+    static func day(_ date: Date) -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withFullDate]
+        return formatter.string(from: date)
     }
 }
 
@@ -130,13 +155,18 @@ extension SettingDriver {
     func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async -> GuardVerdict {
         let names = changes.map(\.property)
         return await connector.judge(target) { connection in
-            let rows = try await PostgresAdapter.rows(connection, "SELECT name, context FROM pg_settings WHERE name = ANY(\(names))",
-                                                      columns: 2)
+            let rows = try await PostgresAdapter.rows(connection, "SELECT name, context, vartype, unit FROM pg_settings WHERE name = ANY(\(names))",
+                                                      columns: 4)
             var contexts: [String: String] = [:]
-            for row in rows { if let name = row[0], let context = row[1] { contexts[name] = context } }
+            var kinds: [String: SettingValue.Kind] = [:]
+            for row in rows {
+                guard let name = row[0], let context = row[1] else { continue }
+                contexts[name] = context
+                kinds[name] = SettingValue.Kind(vartype: row[2] ?? "string", unit: row[3])
+            }
+            var problems = changes.compactMap { change in kinds[change.property].flatMap { Self.stopsClients(change, $0) } }
             // A library every new session loads must load: one that does not stops every
             // connection, Bulwark's included. Tried here, in the judging session.
-            var problems: [String] = []
             for change in changes where ["session_preload_libraries", "local_preload_libraries"].contains(change.property) {
                 for library in SettingValue.items(change.desired) {
                     // Only a library installed with the server (no folder named): the guard runs
@@ -176,5 +206,42 @@ extension SettingDriver {
                 }
             }
         }
+    }
+}
+
+// MARK: - Settings that stop every client's work
+
+extension SettingDriver {
+    /// The timeouts that cancel a statement or end a session, on every session of the server, and
+    /// what they do.
+    static let clientTimeouts = [
+        "statement_timeout": "cancels every statement that runs longer",
+        "lock_timeout": "cancels every statement that waits longer for a lock",
+        "idle_in_transaction_session_timeout": "ends every session that stays that long in a transaction between two statements",
+        "idle_session_timeout": "ends every session that stays idle that long",
+        "transaction_timeout": "ends every session whose transaction runs longer",
+    ]
+
+    /// The least server-wide timeout Bulwark sets, other than 0 (off): 1 s. Below it no ordinary
+    /// application works (1 ms cancelled every statement, Bulwark's undo included); from it up
+    /// (a 30 s `statement_timeout`) it is a choice the policy may make.
+    static let timeoutFloor = 1000.0
+
+    /// Why a change would stop the work of every client of the server, if it would:
+    /// `default_transaction_read_only` on (every application write fails), or one of
+    /// `clientTimeouts` above 0 and under `timeoutFloor`. A value the server would not read is
+    /// left to the server, which refuses it.
+    static func stopsClients(_ change: PropertyDrift, _ kind: SettingValue.Kind) -> String? {
+        let name = change.property
+        let advice = "set it for a role or database (ALTER ROLE … SET, ALTER DATABASE … SET) or by hand, for a maintenance window"
+        if name == "default_transaction_read_only", SettingValue.bool(change.desired) == true {
+            return "default_transaction_read_only: on makes every session's transactions read-only, and every application's "
+                + "writes fail; Bulwark does not set it server-wide: \(advice)"
+        }
+        guard let effect = clientTimeouts[name], let milliseconds = SettingValue.number(change.desired, kind),
+              kind.unit == "ms", milliseconds > 0, milliseconds < timeoutFloor else { return nil }
+        let bare = change.desired.trimmingCharacters(in: .whitespaces).last?.isNumber == true
+        return "\(name): '\(quotedForMessage(change.desired))'\(bare ? " (a number without a unit is milliseconds: write 30s, not 30)" : "") "
+            + "\(effect), on every session of the server; Bulwark sets it server-wide only to 0 (off) or at least 1s: \(advice)"
     }
 }

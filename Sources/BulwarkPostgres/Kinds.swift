@@ -176,6 +176,19 @@ struct SettingState: Sendable {
             }
         }
 
+        /// `pg_settings.source` of a session that got its value from this override.
+        var source: String {
+            switch (role, database) {
+            case (_?, _?): "database user"
+            case (_?, nil): "user"
+            case (nil, _?): "database"
+            case (nil, nil): "global"
+            }
+        }
+
+        /// Which of two overrides reaching one session wins, as PostgreSQL applies them.
+        static func precedence(_ source: String) -> Int { ["global", "database", "user", "database user"].firstIndex(of: source) ?? -1 }
+
         /// The statement that removes it. The setting's name was checked when the spec was read
         /// (letters, digits, `_`, `.`), so it is written bare, as people write it.
         func reset(_ setting: String) -> String {
@@ -234,39 +247,38 @@ struct SettingState: Sendable {
     ///
     /// The server's value is `current_setting` when Bulwark's own session got it from the server
     /// (the configuration files, `ALTER SYSTEM`, the command line, the default). When an override
-    /// gave Bulwark's session its value, the read fails (see below).
+    /// gave Bulwark's session its value, the read fails (see below). Of the settings Bulwark's
+    /// session sets for itself (`Connector.ownSession`) it is the session's reset value: what the
+    /// session started with, before its own `set_config`.
     static func read(_ connection: PostgresConnection, names: [String]) async throws -> [String: SettingState] {
         let rows = try await PostgresAdapter.rows(connection, """
-            SELECT name, current_setting(name), source, boot_val, pending_restart::text, setting, vartype, unit
+            SELECT name, current_setting(name), source, boot_val, pending_restart::text, setting, vartype, unit, reset_val,
+                   session_user::text, current_database()::text
             FROM pg_settings WHERE name = ANY(\(names))
-            """, columns: 8)
+            """, columns: 11)
         var states: [String: SettingState] = [:]
         var hidden: [String: String] = [:]
         var sources: [String: String] = [:]
+        var own: [String] = []
+        var me: (role: String?, database: String?) = (nil, nil)
         for row in rows {
             guard let name = row[0], let value = row[1] else { continue }
             let type = SettingValue.Kind(vartype: row[6] ?? "string", unit: row[7], list: SettingValue.listQuoted.contains(name))
+            if Connector.ownSession.contains(where: { $0.name == name }), let start = row[8] {
+                // Bulwark's session set this for itself (`Connector.ownSession`): what the server
+                // gives sessions is the value it started with, its reset value, in base units.
+                states[name] = SettingState(server: SettingValue.shown(start, type), serverValue: SettingValue.read(start, type),
+                                            type: type, pendingRestart: row[4] == "true", overrides: [])
+                own.append(name)
+                me = (row[9], row[10])
+                continue
+            }
             states[name] = SettingState(server: value, serverValue: row[5].flatMap { SettingValue.read($0, type) },
                                         type: type, pendingRestart: row[4] == "true", overrides: [])
             if let source = row[2], sessionSources.contains(source) {
                 hidden[name] = row[3] ?? ""
                 sources[name] = source
             }
-        }
-        // Bulwark's own session got the value from an override: what the server gives other
-        // sessions cannot be read past it with certainty (a value given on the command line, or
-        // files changed and not yet reloaded, are not shown to this session), so it is not
-        // guessed: the observation fails, saying how to let Bulwark see it.
-        if !hidden.isEmpty {
-            let names = hidden.keys.sorted()
-            throw PostgresAdapterError("Bulwark's own session gets " + names.map { "\($0) from an override (\(sources[$0] ?? "?"))" }
-                .joined(separator: ", ") + "; what other sessions get cannot be read past it, so it is not judged: remove the override "
-                + "for Bulwark's role or database (ALTER ROLE … RESET, ALTER DATABASE … RESET)")
-        }
-        states = states.mapValues { state in
-            var state = state
-            state.server = SettingDriver.normalize(state.server)
-            return state
         }
         let overrides = try await PostgresAdapter.rows(connection, """
             SELECT split_part(c, '=', 1), r.rolname, d.datname, substr(c, strpos(c, '=') + 1)
@@ -280,8 +292,30 @@ struct SettingState: Sendable {
             guard let name = row[0], let value = row[3] else { continue }
             states[name]?.overrides.append(Override(role: row[1], database: row[2], value: value))
         }
+        // For the settings Bulwark's session set itself its source says only that; whether an
+        // override gave it its reset value is read from the overrides that reach this session.
+        for name in own {
+            let reaching = (states[name]?.overrides ?? []).filter {
+                ($0.role == nil || $0.role == me.role) && ($0.database == nil || $0.database == me.database)
+            }
+            if let source = reaching.map(\.source).max(by: { Override.precedence($0) < Override.precedence($1) }) {
+                hidden[name] = ""
+                sources[name] = source
+            }
+        }
+        // Bulwark's own session got the value from an override: what the server gives other
+        // sessions cannot be read past it with certainty (a value given on the command line, or
+        // files changed and not yet reloaded, are not shown to this session), so it is not
+        // guessed: the observation fails, saying how to let Bulwark see it.
+        if !hidden.isEmpty {
+            let names = hidden.keys.sorted()
+            throw PostgresAdapterError("Bulwark's own session gets " + names.map { "\($0) from an override (\(sources[$0] ?? "?"))" }
+                .joined(separator: ", ") + "; what other sessions get cannot be read past it, so it is not judged: remove the override "
+                + "for Bulwark's role or database (ALTER ROLE … RESET, ALTER DATABASE … RESET)")
+        }
         return states.mapValues { state in
             var state = state
+            state.server = SettingDriver.normalize(state.server)
             state.overrides.sort { $0.scope < $1.scope }
             return state
         }

@@ -135,20 +135,60 @@ public enum PostgresAdapter {
     }
 
     /// A server error's SQLSTATE and message; postgres-nio's own description hides both.
+    ///
+    /// An error without the server's word (the connection closed, a query cancelled) is said in
+    /// words with postgres-nio's code, and what it wraps is described the same way: printed as
+    /// is, a wrapped `PSQLError` (a server's FATAL behind `serverClosedConnection`) recorded only
+    /// postgres-nio's placeholder, "Generic description to prevent accidental leakage". The
+    /// query text and the raw bytes of a value that did not decode are never shown: they can
+    /// hold a secret.
     static func describe(_ error: any Error) -> String {
         if let error = error as? PostgresAdapterError { return error.description }
         if let error = error as? PSQLError {
             if let message = error.serverInfo?[.message] {
                 return "\(message) (SQLSTATE \(error.serverInfo?[.sqlState] ?? "?"))"
             }
-            return "\(error.code)" + (error.underlying.map { ": \($0)" } ?? "")
+            return happened(error.code) + (error.underlying.map { ": " + describe($0) } ?? "")
+        }
+        if let error = error as? PostgresDecodingError {
+            return "column \(error.columnName) (\(error.postgresType)) could not be read as \(error.targetType) "
+                + "(postgres-nio: \(error.code))"
         }
         return "\(error)"
     }
 
+    /// What a postgres-nio error code means, with the code.
+    private static func happened(_ code: PSQLError.Code) -> String {
+        let words: String
+        switch code {
+        case .serverClosedConnection: words = "the server closed the connection"
+        case .clientClosedConnection: words = "the connection was already closed"
+        case .uncleanShutdown: words = "the connection ended without a clean shutdown"
+        case .connectionError: words = "the connection failed"
+        case .queryCancelled: words = "the query was cancelled"
+        case .sslUnsupported, .failedToAddSSLHandler, .receivedUnencryptedDataAfterSSLRequest: words = "TLS could not be set up"
+        case .unsupportedAuthMechanism, .authMechanismRequiresPassword, .saslError: words = "authentication failed"
+        case .messageDecodingFailure, .unexpectedBackendMessage, .invalidCommandTag: words = "the server sent what postgres-nio cannot read"
+        default: words = "postgres-nio failed"
+        }
+        return "\(words) (postgres-nio: \(code))"
+    }
+
     /// Runs SQL that takes no parameters (utility statements cannot bind them).
     static func execute(_ connection: PostgresConnection, _ sql: String) async throws {
+        try open(connection)
         try await connection.query(PostgresQuery(unsafeSQL: sql), logger: logger)
+    }
+
+    /// Throws when the connection has closed. postgres-nio hands a query to the channel without
+    /// a promise for the write: once a closed channel has let go of its handlers, the write fails
+    /// unseen and the query never completes, and a pass that went on after a swallowed failure
+    /// (a server that ended the session) waited for ever. The check narrows that to a close
+    /// racing the write; it does not rule it out.
+    static func open(_ connection: PostgresConnection) throws {
+        guard !connection.isClosed else {
+            throw PostgresAdapterError("the connection was closed (by the server, or after an earlier failure on it); nothing more was sent")
+        }
     }
 
     /// How long a change waits for a lock someone else holds (an open transaction that altered
@@ -174,6 +214,7 @@ public enum PostgresAdapter {
 
     /// Rows of text columns.
     static func rows(_ connection: PostgresConnection, _ query: PostgresQuery, columns: Int) async throws -> [[String?]] {
+        try open(connection)
         var result: [[String?]] = []
         for try await row in try await connection.query(query, logger: logger) {
             var values: [String?] = []

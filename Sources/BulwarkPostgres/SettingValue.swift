@@ -83,6 +83,20 @@ enum SettingValue: Equatable, Sendable {
         }
     }
 
+    /// A value given in the setting's base unit (`pg_settings.reset_val`: `60000` for a setting
+    /// in milliseconds) as SHOW prints it (`1min`): a positive whole number of time in the
+    /// largest unit that divides it, as guc.c's `_ShowOption`; anything else as given.
+    static func shown(_ text: String, _ kind: Kind) -> String {
+        guard kind.vartype == "integer", let value = Int(text), value > 0,
+              let base = kind.unit.flatMap(unitSize), base.table == .time else { return text }
+        let total = Double(value) * base.size
+        for unit in timeOrder {
+            guard let size = time[unit], size >= base.size else { continue }
+            if total.truncatingRemainder(dividingBy: size) == 0 { return "\(Int(total / size))\(unit)" }
+        }
+        return text
+    }
+
     /// `parse_bool`: on, off, 1, 0, and any prefix of true, false, yes, no; `of` and `off` but not `o`.
     static func bool(_ text: String) -> Bool? {
         let value = text.trimmingCharacters(in: .whitespaces).lowercased()

@@ -119,6 +119,121 @@ struct PostgresGuardTests {
         #expect(try server.psql("SHOW session_preload_libraries") == "auto_explain")
     }
 
+    // MARK: - Errors
+
+    /// An error without the server's word was recorded as postgres-nio's bare code, or, when it
+    /// wrapped another, as its placeholder, "Generic description to prevent accidental
+    /// leakage": it now says what happened, in words, with the code.
+    @Test func aConnectionTheServerEndedIsDescribedNotHidden() async throws {
+        let server = try PostgresServer()
+        let state = try preload(server, "auto_explain")
+        let target = try #require(state.targets["db-1"])
+        let connector = Connector(secrets: SecretsDirectories(explicit: [server.directory]))
+        do {
+            try await connector.withConnection(target) { connection in
+                try? await PostgresAdapter.execute(connection, "SELECT pg_terminate_backend(pg_backend_pid())")
+                try await PostgresAdapter.execute(connection, "SELECT 1")
+            }
+            Issue.record("a query on a connection the server ended succeeded")
+        } catch {
+            // Said in words with postgres-nio's code, or, when the channel had already closed,
+            // refused before anything was sent on it (`PostgresAdapter.open`).
+            #expect(["the server closed the connection (postgres-nio: serverClosedConnection)",
+                     "the connection was closed (by the server, or after an earlier failure on it); nothing more was sent"]
+                .contains("\(error)"), "\(error)")
+        }
+    }
+
+    // MARK: - Settings that stop every client's work
+
+    func clients(_ server: PostgresServer, _ settings: String) throws -> DesiredState {
+        try postgresState(server, """
+            apiVersion: bulwark/v1
+            kind: PostgresSetting
+            metadata: {name: clients}
+            spec: {settings: \(settings)}
+            """)
+    }
+
+    /// `default_transaction_read_only: on` was fixed and verified, and every application write
+    /// failed; `statement_timeout: 1ms` cancelled every statement, Bulwark's undo included.
+    /// Read-only on, and a statement, lock or idle timeout above 0 and under 1 s, are blocked
+    /// and recorded once, nothing written; a bare number is named as the milliseconds it is.
+    @Test func aSettingThatStopsEveryClientsWorkIsBlockedOnce() async throws {
+        let server = try PostgresServer()
+        let reason = try await expectBlocked(try clients(server, """
+            {statement_timeout: "1ms", lock_timeout: "500", idle_session_timeout: "0.5s", default_transaction_read_only: "on"}
+            """), server, name: "clients")
+        #expect(reason.contains("statement_timeout: '1ms' cancels every statement that runs longer, on every session of the server; "
+                                + "Bulwark sets it server-wide only to 0 (off) or at least 1s"), "\(reason)")
+        #expect(reason.contains("lock_timeout: '500' (a number without a unit is milliseconds: write 30s, not 30) cancels every statement "
+                                + "that waits longer for a lock"), "\(reason)")
+        #expect(reason.contains("idle_session_timeout: '0.5s' ends every session that stays idle that long"), "\(reason)")
+        #expect(reason.contains("default_transaction_read_only: on makes every session's transactions read-only"), "\(reason)")
+        #expect(try server.psql("SHOW statement_timeout") == "0")
+        try server.psql("CREATE TABLE app (a int)")  // applications still write
+    }
+
+    /// The legitimate twin: a 30 s statement timeout, a 1 s lock timeout, an idle timeout of
+    /// minutes, read-write by default and another isolation level go through, and applications
+    /// still write.
+    @Test func aTimeoutOfASecondOrMoreAndAReadWriteDefaultAreApplied() async throws {
+        let server = try PostgresServer()
+        try server.psql("ALTER SYSTEM SET default_transaction_read_only = on")
+        try server.psql("SELECT pg_reload_conf()")
+        let state = try clients(server, """
+            {statement_timeout: "30s", lock_timeout: "1s", idle_in_transaction_session_timeout: "10min",
+             default_transaction_read_only: "off", default_transaction_isolation: "repeatable read"}
+            """)
+        let (plan, outcome) = try await reconcilePostgres(state, server)
+        #expect(plan.remediations.map(\.decision) == [.applied])
+        #expect(outcome.verified.count == 1, "\(outcome.failed.map { $0.record.error ?? "" })")
+        #expect(try server.psql("SHOW statement_timeout") == "30s")
+        #expect(try server.psql("SHOW lock_timeout") == "1s")
+        #expect(try server.psql("SHOW default_transaction_read_only") == "off")
+        try server.psql("CREATE TABLE app (a int)")
+        #expect(try await reconcilePostgres(state, server).0.hasDrift == false)
+    }
+
+    /// Bulwark's own sessions were held to the server's values: under a server-wide
+    /// `default_transaction_read_only` every fix failed, and under a `statement_timeout` its
+    /// undo and its reads were cancelled. Set by hand here (Bulwark blocks them): each session
+    /// sets them off for itself, so a demotion that waits 2-3 s for another session's lock goes
+    /// through, while what is observed is still the server's value, and Bulwark fixes it.
+    @Test func bulwarksOwnSessionsAreNotHeldToTheServersTimeoutsOrReadOnlyDefault() async throws {
+        let server = try PostgresServer()
+        try server.psql("CREATE ROLE mallory SUPERUSER LOGIN")
+        // Holds off every ALTER ROLE (reads go on) until it commits, 4 s from now.
+        let holder = try server.hold("LOCK TABLE pg_authid IN SHARE MODE", application: "holder", seconds: 4)
+        defer { holder.release() }
+        for sql in ["ALTER SYSTEM SET statement_timeout = '500ms'", "ALTER SYSTEM SET default_transaction_read_only = on",
+                    "ALTER SYSTEM SET idle_in_transaction_session_timeout = '200ms'", "SELECT pg_reload_conf()"] {
+            try server.psql(sql)
+        }
+        let (_, demoted) = try await reconcilePostgres(try postgresState(server, """
+            apiVersion: bulwark/v1
+            kind: PostgresSuperusers
+            metadata: {name: superusers}
+            spec: {allowed: [postgres]}
+            """), server)
+        #expect(demoted.verified.count == 1, "\(demoted.failed.map { $0.record.error ?? "" })")
+        #expect(try server.psql("SELECT rolsuper FROM pg_roles WHERE rolname = 'mallory'") == "f")
+        #expect(demoted.entries.first?.record.error == nil)
+
+        let state = try clients(server, "{statement_timeout: \"0\", default_transaction_read_only: \"off\", idle_in_transaction_session_timeout: \"0\"}")
+        let (plan, fixed) = try await reconcilePostgres(state, server)
+        #expect(plan.remediations.first?.changes.compactMap(\.observed).sorted() == ["200ms", "500ms", "on"], "the server's values, not its own")
+        #expect(fixed.verified.count == 1, "\(fixed.failed.map { $0.record.error ?? "" })")
+        #expect(try server.psql("SHOW statement_timeout") == "0")
+        #expect(try server.psql("SHOW default_transaction_read_only") == "off")
+
+        // An override on Bulwark's own role is still not read past.
+        try server.psql("ALTER ROLE postgres SET statement_timeout = '5s'")
+        let (hidden, _) = try await reconcilePostgres(state, server)
+        #expect(hidden.failures.first?.message.contains("Bulwark's own session gets statement_timeout from an override (user)") == true,
+                "\(hidden.failures.map(\.message))")
+    }
+
     @Test func listSettingsAreReadItemByItemAsTheServerQuotesThem() {
         #expect(SettingValue.items("auto_explain,pg_stat_statements") == ["auto_explain", "pg_stat_statements"])
         #expect(SettingValue.items("\"$user\", public") == ["$user", "public"])
@@ -251,6 +366,67 @@ struct PostgresGuardTests {
         let (_, outcome) = try await reconcilePostgres(state, server)
         #expect(outcome.verified.count == 1, "\(outcome.failed.map { $0.record.error ?? "" })")
         #expect(try server.psql("SELECT string_agg(rolname, ',' ORDER BY rolname) FROM pg_roles WHERE rolsuper") == "postgres")
+    }
+
+    /// The day after today, UTC, as `validUntil` is written.
+    var tomorrow: String { Connector.day(Date().addingTimeInterval(86_400)) }
+
+    /// A VALID UNTIL of tomorrow on Bulwark's own role, or on the last superuser, was fixed and
+    /// verified: that day every password login, Bulwark's and every administrator's, fails.
+    /// Bulwark's role is given no VALID UNTIL, and a superuser that has one is not counted as a
+    /// way in (eve, expiring, does not keep postgres's from being the last).
+    @Test func aValidUntilOnBulwarksRoleOrTheLastSuperuserIsBlocked() async throws {
+        let server = try PostgresServer()
+        try server.psql("CREATE ROLE eve SUPERUSER LOGIN VALID UNTIL '\(tomorrow) 00:00:00+00'")
+        let postgres = try postgresState(server, """
+            apiVersion: bulwark/v1
+            kind: PostgresRole
+            metadata: {name: expiry}
+            spec: {role: postgres, validUntil: \(tomorrow)}
+            """)
+        let mine = try await expectBlocked(postgres, server, name: "expiry")
+        #expect(mine.contains("Bulwark connects to db-1 as postgres: a VALID UNTIL of \(tomorrow) would lock Bulwark out on that day"),
+                "\(mine)")
+        #expect(mine.contains("this would leave db-1 without a superuser that can log in (now: postgres); a superuser with a VALID UNTIL "
+                              + "(eve, postgres) is not counted"), "\(mine)")
+
+        // Connecting as a role with CREATEROLE, the last superuser's expiry is blocked on its own.
+        try server.psql("CREATE ROLE bulwark LOGIN CREATEROLE PASSWORD '\(server.password)'")
+        let asBulwark = try postgresState(server, target: """
+            {adapter: postgres, host: 127.0.0.1, port: \(server.port), user: bulwark, database: postgres,
+                   passwordFile: \(server.directory)/pw, sslmode: disable}
+            """, """
+            apiVersion: bulwark/v1
+            kind: PostgresRole
+            metadata: {name: expiry}
+            spec: {role: postgres, validUntil: \(tomorrow)}
+            """)
+        let last = try await expectBlocked(asBulwark, server, name: "expiry")
+        #expect(last.hasPrefix("this would leave db-1 without a superuser that can log in (now: postgres)"), "\(last)")
+        #expect(try server.psql("SELECT rolvaliduntil IS NULL FROM pg_roles WHERE rolname = 'postgres'") == "t")
+    }
+
+    /// The legitimate twin: an expiry on an ordinary role, and on a superuser while another
+    /// (without one) can still log in, goes through.
+    @Test func aValidUntilOnAnOrdinaryRoleOrASuperuserNotTheLastIsApplied() async throws {
+        let server = try PostgresServer()
+        try server.psql("CREATE ROLE alice LOGIN")
+        try server.psql("CREATE ROLE eve SUPERUSER LOGIN")
+        let (plan, outcome) = try await reconcilePostgres(try postgresState(server, """
+            apiVersion: bulwark/v1
+            kind: PostgresRole
+            metadata: {name: alice}
+            spec: {role: alice, validUntil: \(tomorrow)}
+            ---
+            apiVersion: bulwark/v1
+            kind: PostgresRole
+            metadata: {name: eve}
+            spec: {role: eve, validUntil: \(tomorrow)}
+            """), server)
+        #expect(plan.remediations.map(\.decision) == [.applied, .applied])
+        #expect(outcome.verified.count == 2, "\(outcome.failed.map { $0.record.error ?? "" })")
+        #expect(try server.psql("SELECT string_agg(rolname || ':' || to_char(rolvaliduntil AT TIME ZONE 'UTC', 'YYYY-MM-DD'), ',' "
+                                + "ORDER BY rolname) FROM pg_roles WHERE rolvaliduntil IS NOT NULL") == "alice:\(tomorrow),eve:\(tomorrow)")
     }
 
     // MARK: - Secrets
