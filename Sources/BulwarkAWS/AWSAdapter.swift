@@ -12,7 +12,10 @@ public enum AWSAdapter {
     public static let name = "aws"
 
     public static func definition() -> AdapterDefinition {
-        AdapterDefinition(
+        var ebs = KindDefinition(name: "EBSDefaultEncryption", adapter: name, parse: EBSEncryptionDriver.parse, driver: EBSEncryptionDriver(),
+                                 weakens: EBSEncryptionDriver.weakens)
+        ebs.weakensNew = { property, value in EBSEncryptionDriver.weakens(property, "true", value) }
+        return AdapterDefinition(
             name: name, settings: parseSettings,
             kinds: [
                 KindDefinition(name: "SecurityGroupIngress", adapter: name,
@@ -21,8 +24,7 @@ public enum AWSAdapter {
                                parse: PublicAccessBlockDriver.parse, driver: PublicAccessBlockDriver()),
                 KindDefinition(name: "IAMAccessKey", adapter: name,
                                parse: AccessKeyDriver.parse, driver: AccessKeyDriver()),
-                KindDefinition(name: "EBSDefaultEncryption", adapter: name,
-                               parse: EBSEncryptionDriver.parse, driver: EBSEncryptionDriver(), weakens: EBSEncryptionDriver.weakens),
+                ebs,
             ])
     }
 

@@ -607,6 +607,7 @@ struct AccessKeyDriver: ResourceDriver {
 struct EBSEncryptionDriver: ResourceDriver {
     /// `enabled: true` changed to `false` is a weakening: every new volume of the region would
     /// be written unencrypted, so a second person approves it (the policy's rule for weakening).
+    /// So is a resource added with `enabled: false` (`weakensNew`, as from true).
     static func weakens(_ property: String, _ from: String, _ to: String) -> String? {
         property == "ebsEncryptionByDefault" && from == "true" && to == "false"
             ? "turns encryption by default off: new volumes of the region would be written unencrypted" : nil

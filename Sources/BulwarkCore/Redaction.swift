@@ -123,19 +123,30 @@ public enum Redaction {
         var result = ""
         var rest = Substring(text)
         var secretNext = false
+        // The last word, for a name the value follows after a blank or a quote (`"password": "…"`,
+        // `password = …`).
+        var last: Substring = ""
         while !rest.isEmpty {
             let end = rest.firstIndex(where: { $0.isWhitespace || "\"',=".contains($0) }) ?? rest.endIndex
             let word = rest[..<end]
             if !word.isEmpty {
-                result += secretNext || isCredentialWord(word) ? placeholder : String(word)
-                secretNext = false
+                if secretNext && word != ":" {
+                    result += placeholder
+                    secretNext = false
+                } else {
+                    result += isCredentialWord(word) ? placeholder : String(word)
+                    // `api_key: …`, JSON's `"password": …`, a command line's `--password …`.
+                    if word.hasSuffix(":") && namesSecret(word == ":" ? last : word.dropLast())
+                        || word.hasPrefix("--") && namesSecret(word) {
+                        secretNext = true
+                    }
+                    last = word
+                }
             }
             if end < rest.endIndex {
                 let separator = rest[end]
-                // `password=…` and `api_key: …`; a name alone before a blank or a quote is not enough.
-                if !word.isEmpty, separator == "=" || word.hasSuffix(":"), namesSecret(word.hasSuffix(":") ? word.dropLast() : word) {
-                    secretNext = true
-                }
+                // `password=…` and `password = …`.
+                if separator == "=", namesSecret(word.isEmpty ? last : word) { secretNext = true }
                 result.append(separator)
                 rest = rest[rest.index(after: end)...]
             } else {
@@ -145,16 +156,19 @@ public enum Redaction {
         return text.contains("PRIVATE KEY") && text.contains("-----BEGIN ") ? placeholder : result
     }
 
-    /// A name in free text whose value is a secret: one ending in `password`, `passwd`, `secret`,
-    /// `token`, `apikey`, `api_key`, `api-key` or `credentials`, or `pwd`, `pass` (letters,
-    /// digits, `_`, `-` and `.` only). Narrower than
-    /// the URL parameters (`secretParameters`): an error's `code: 42` or `key: name` stays readable.
+    /// A name in free text whose value is a secret (leading `-` aside): one holding `password`,
+    /// `passwd` or `secret` (`AWS_SECRET_ACCESS_KEY`), one ending in `token`, `apikey`, `api_key`,
+    /// `api-key`, `credential(s)`, `private_key`, `_pass` or `_pwd`, or `pwd`, `pass` (letters,
+    /// digits, `_`, `-` and `.` only). Narrower than the URL parameters (`secretParameters`): an
+    /// error's `code: 42` or `key: name` stays readable.
     static func namesSecret(_ name: Substring) -> Bool {
+        let name = name.drop(while: { $0 == "-" })
         // A name, not the tail of a link's query (`…&token=`, which `urls(in:)` already judged).
-        guard name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "_-.".contains($0)) }) else { return false }
+        guard !name.isEmpty, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "_-.".contains($0)) }) else { return false }
         let lower = name.lowercased()
-        return lower == "pwd" || lower == "pass"
-            || ["password", "passwd", "secret", "token", "apikey", "api_key", "api-key", "credential", "credentials"].contains { lower.hasSuffix($0) }
+        return lower == "pwd" || lower == "pass" || ["password", "passwd", "secret"].contains { lower.contains($0) }
+            || ["token", "apikey", "api_key", "api-key", "credential", "credentials", "private_key", "privatekey", "_pass", "-pass", "_pwd"]
+                .contains { lower.hasSuffix($0) }
     }
 
     /// `text` with every URL in it (`scheme://…` up to white space or a quote) redacted:

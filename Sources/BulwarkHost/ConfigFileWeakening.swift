@@ -68,21 +68,36 @@ enum ConfigFileWeakening {
             if now == nil, path != property, was != .null { reasons.append("removes \(path)") }
         }
         // Switches that were not set at all before.
-        for (path, now) in new.sorted(by: { $0.key < $1.key }) where old[path] == nil {
+        reasons += newlySet(new.filter { old[$0.key] == nil })
+        return reasons.isEmpty ? nil : reasons.joined(separator: "; ")
+    }
+
+    /// Switches set where nothing was: an unsafe one set to anything but false or null (on), a
+    /// guardrail's `enabled` set to anything but true or null (off).
+    static func newlySet(_ values: [String: ConfigValue]) -> [String] {
+        var reasons: [String] = []
+        for (path, now) in values.sorted(by: { $0.key < $1.key }) {
             if isUnsafeSwitch(lastKey(path)), !isOff(now) { reasons.append(turnsOn(path, now)) }
             let key = lastKey(path).lowercased()
             if path.lowercased().contains("guardrail"), key == "enabled" || key.hasSuffix("_enabled"), now != .bool(true), now != .null {
                 reasons.append("turns \(path) off")
             }
         }
-        return reasons.isEmpty ? nil : reasons.joined(separator: "; ")
+        return reasons
     }
 
-    /// A new resource's commands: each runs as root, so a resource added (or renamed) with one
-    /// needs a second person like a command changed in place. Bulwark's own PyYAML check aside.
+    /// A property no earlier revision set (a new resource, a renamed one, or a key added to
+    /// one): its commands, each run as root (Bulwark's own PyYAML check aside), and the switches
+    /// it sets (`newlySet`). Judged only by `weakens`, a new key `disable_spend_logs: true` or a
+    /// resource added with one passed with no second person, though a switch already there
+    /// turned on was held.
     @Sendable static func weakensNew(_ property: String, _ value: String) -> String? {
-        guard property.hasPrefix(ConfigFileDriver.optionsPrefix),
-              let options = try? JSONDecoder().decode(ConfigFileDriver.Options.self, from: Data(value.utf8)) else { return nil }
+        guard property.hasPrefix(ConfigFileDriver.optionsPrefix) else {
+            guard !property.hasPrefix(ConfigFileDriver.reloadPrefix), let now = ConfigValue.fromCanonical(value) else { return nil }
+            let reasons = newlySet(leaves(now, at: property))
+            return reasons.isEmpty ? nil : reasons.joined(separator: "; ")
+        }
+        guard let options = try? JSONDecoder().decode(ConfigFileDriver.Options.self, from: Data(value.utf8)) else { return nil }
         var reasons: [String] = []
         for (field, argv) in [("validate", options.validate), ("reload", options.reload)] {
             guard let argv, argv != CommandTrust.pyyamlCheck else { continue }

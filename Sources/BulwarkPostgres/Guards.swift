@@ -238,8 +238,14 @@ extension SettingDriver {
             return "default_transaction_read_only: on makes every session's transactions read-only, and every application's "
                 + "writes fail; Bulwark does not set it server-wide: \(advice)"
         }
-        guard let effect = clientTimeouts[name], let milliseconds = SettingValue.number(change.desired, kind),
-              kind.unit == "ms", milliseconds > 0, milliseconds < timeoutFloor else { return nil }
+        guard let effect = clientTimeouts[name] else { return nil }
+        // A value the guard cannot read is not let through on the word that the server would
+        // refuse it too: the two readings may differ (a blank C counts and Swift did not).
+        guard let milliseconds = SettingValue.number(change.desired, kind), kind.unit == "ms" else {
+            return "\(name): '\(quotedForMessage(change.desired))' cannot be read as a time (a number, then a unit: ms, s, min, h, d), "
+                + "so its effect on every session of the server cannot be judged"
+        }
+        guard milliseconds > 0, milliseconds < timeoutFloor else { return nil }
         let bare = change.desired.trimmingCharacters(in: .whitespaces).last?.isNumber == true
         return "\(name): '\(quotedForMessage(change.desired))'\(bare ? " (a number without a unit is milliseconds: write 30s, not 30)" : "") "
             + "\(effect), on every session of the server; Bulwark sets it server-wide only to 0 (off) or at least 1s: \(advice)"

@@ -22,15 +22,18 @@ public enum PostgresAdapter {
     ///   `BULWARK_SECRETS_DIR` environment variable, else `/run/secrets` and `$CREDENTIALS_DIRECTORY`.
     public static func definition(secretsDirectories: [String]? = nil) -> AdapterDefinition {
         let connector = Connector(secrets: SecretsDirectories(explicit: secretsDirectories))
+        var role = KindDefinition(name: "PostgresRole", adapter: name, parse: RoleDriver.parse, driver: RoleDriver(connector: connector),
+                                  weakens: PostgresWeakening.role)
+        role.weakensNew = PostgresWeakening.roleNew
+        var privilege = KindDefinition(name: "PostgresPrivilege", adapter: name, parse: PrivilegeDriver.parse,
+                                       driver: PrivilegeDriver(connector: connector), weakens: PostgresWeakening.privilege)
+        privilege.weakensNew = PostgresWeakening.privilegeNew
         return AdapterDefinition(
             name: name, settings: parseSettings,
             kinds: [
                 KindDefinition(name: "PostgresSetting", adapter: name,
                                parse: SettingDriver.parse, driver: SettingDriver(connector: connector)),
-                KindDefinition(name: "PostgresRole", adapter: name,
-                               parse: RoleDriver.parse, driver: RoleDriver(connector: connector), weakens: PostgresWeakening.role),
-                KindDefinition(name: "PostgresPrivilege", adapter: name,
-                               parse: PrivilegeDriver.parse, driver: PrivilegeDriver(connector: connector), weakens: PostgresWeakening.privilege),
+                role, privilege,
                 KindDefinition(name: "PostgresSuperusers", adapter: name,
                                parse: SuperusersDriver.parse, driver: SuperusersDriver(connector: connector)),
             ])

@@ -97,6 +97,9 @@ enum SettingValue: Equatable, Sendable {
         return text
     }
 
+    /// What C's `isspace` takes for a blank in the "C" locale the server parses in.
+    static let cSpaces = CharacterSet(charactersIn: " \t\n\u{0B}\u{0C}\r")
+
     /// `parse_bool`: on, off, 1, 0, and any prefix of true, false, yes, no; `of` and `off` but not `o`.
     static func bool(_ text: String) -> Bool? {
         let value = text.trimmingCharacters(in: .whitespaces).lowercased()
@@ -134,7 +137,10 @@ enum SettingValue: Equatable, Sendable {
     private static func finish(_ parsed: Double, _ start: UnsafePointer<CChar>, _ end: UnsafeMutablePointer<CChar>?,
                                _ kind: Kind) -> Double? {
         guard let end, UnsafePointer(end) != start, errno != ERANGE, !parsed.isNaN else { return nil }
-        let rest = String(cString: end).trimmingCharacters(in: .whitespaces)
+        // Blanks as C's isspace counts them, as `parse_int` and `parse_real` skip them: Swift's
+        // `.whitespaces` leaves a vertical tab, a form feed and a carriage return, and `5ms\f`,
+        // read as an unknown unit, passed the guard while the server set 5 ms.
+        let rest = String(cString: end).trimmingCharacters(in: cSpaces)
         var value = parsed
         if !rest.isEmpty {
             guard let base = kind.unit.flatMap(unitSize), let given = unitSize(rest, like: base.table) else { return nil }

@@ -26,6 +26,18 @@ enum PostgresWeakening {
         }
     }
 
+    /// A property no earlier revision set (a new resource, a renamed one, an attribute added):
+    /// a power or LOGIN set to true. Judged only by `role`, a resource added with
+    /// `superuser: true` passed with no second person, though `false → true` was held.
+    static func roleNew(_ property: String, _ value: String) -> String? {
+        ["superuser", "createrole", "createdb", "replication", "bypassrls", "login"].contains(property) ? role(property, "false", value) : nil
+    }
+
+    /// A privilege newly listed as granted (`privilege` from revoked).
+    static func privilegeNew(_ property: String, _ value: String) -> String? {
+        privilege(property, "revoked", value)
+    }
+
     /// A schema privilege granted where it was revoked (`CREATE` on `public` to `PUBLIC`: anyone
     /// who can connect may create objects another role's search path finds first).
     static func privilege(_ property: String, _ from: String, _ to: String) -> String? {

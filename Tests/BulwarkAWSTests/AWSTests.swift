@@ -255,6 +255,10 @@ struct AWSTests {
         #expect(off[id]?.changes.first?.contains("new volumes of the region would be written unencrypted") == true)
         #expect(Weakening.compare(previous: try ebs(false), current: try ebs(true), registry: registry).isEmpty)
         #expect(Weakening.compare(previous: try ebs(true), current: try ebs(true), registry: registry).isEmpty)
+        // Added with `enabled: false` where no revision set it (a re-attack): as from true.
+        let none = try awsState(endpoint: "http://127.0.0.1:1", "", kinds: "EBSDefaultEncryption")
+        #expect(Weakening.compare(previous: none, current: try ebs(false), registry: registry)[id]?.properties == ["ebsEncryptionByDefault"])
+        #expect(Weakening.compare(previous: none, current: try ebs(true), registry: registry).isEmpty)
     }
 
     @Test func aClientErrorCarriesAWSsCodeAndMessage() async throws {

@@ -58,6 +58,15 @@ import Testing
         #expect(!shown.contains("sk-proj-abcdefghijklmnop1234") && !shown.contains("pw@"), "\(shown)")
         #expect(shown.contains("cannot parse") && shown.contains("line 3"), "\(shown)")
         #expect(Redaction.words(in: "plain words stay, sk-learn-pipeline-v2 too") == "plain words stay, sk-learn-pipeline-v2 too")
+        // A secret's value after its name, however it is spelled (a re-attack found these in a
+        // proposal's commit): JSON, blanks around `=`, a command line's option, `*_SECRET_*`, `*_PASS`.
+        let spelled = Redaction.words(in: #"{"password": "Hunter2Secret!", "client_secret":"S3cr3tValue99"} "#
+                                          + "AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMIK7MDENG DB_PASS=hunter2db password = hunter2spaced "
+                                          + "--password hunter2flag api_key: hunter2yaml exit code: 42, key: name")
+        for secret in ["Hunter2Secret", "S3cr3tValue99", "wJalrXUtnFEMIK7MDENG", "hunter2db", "hunter2spaced", "hunter2flag", "hunter2yaml"] {
+            #expect(!spelled.contains(secret), "\(secret) in \(spelled)")
+        }
+        #expect(spelled.contains("exit code: 42, key: name"), "\(spelled)")
         // YAML's errors name a tag only when it is a core type's; an alias or a key never.
         for (document, hidden) in [("p: !!Tr0ub4dor3xyz\n", "Tr0ub4dor3xyz"), ("p: !Tr0ub4dor\n", "Tr0ub4dor"),
                                    ("%TAG ! tag:yaml.org,2002:\n---\np: !Secret123x\n", "Secret123x"),

@@ -135,4 +135,19 @@ import Testing
         #expect(weakens(pii, "true", #""true""#)?.contains("default_on off") == true)
         #expect(weakens(pii, "false", "true") == nil)
     }
+
+    /// A switch no earlier revision set (a key added to a resource, or a resource added with
+    /// it) is judged as if it had been unset: on is a weakening (a re-attack added
+    /// `general_settings.disable_spend_logs: true`, applied at once), and so is a guardrail's
+    /// `enabled` set to anything but true. Off, and everything else, is not.
+    @Test func aSwitchSetWhereNoneWasIsJudgedAsFromUnset() {
+        let weakensNew = ConfigFileWeakening.weakensNew
+        #expect(weakensNew("general_settings.disable_spend_logs", "true")?.contains("turns general_settings.disable_spend_logs on") == true)
+        #expect(weakensNew("general_settings", #"{"allow_insecure_requests":"false"}"#)?
+            .contains("turns general_settings.allow_insecure_requests on") == true)
+        #expect(weakensNew("guardrails[guardrail_name=pii].litellm_params.enabled", "false")?.contains("turns") == true)
+        #expect(weakensNew("general_settings.disable_spend_logs", "false") == nil)
+        #expect(weakensNew("guardrails[guardrail_name=pii].litellm_params.enabled", "true") == nil)
+        #expect(weakensNew("litellm_settings.num_retries", "3") == nil)
+    }
 }

@@ -174,6 +174,22 @@ struct PostgresGuardTests {
         try server.psql("CREATE TABLE app (a int)")  // applications still write
     }
 
+    /// The same timeouts behind a blank C counts and Swift's `.whitespaces` does not (a form
+    /// feed, a vertical tab: PostgreSQL skips them after the number), and one the guard cannot
+    /// read at all, are blocked too. Harmful, in a re-attack: `5ms\f` and `5\v` were read as an
+    /// unknown unit, let through as values the server would refuse, and the server set 5 ms.
+    @Test func aTimeoutBehindABlankOrUnreadableIsBlocked() async throws {
+        let server = try PostgresServer()
+        let reason = try await expectBlocked(try clients(server, """
+            {statement_timeout: "5ms\\f", lock_timeout: "5\\v", idle_session_timeout: "5 fortnights"}
+            """), server, name: "clients")
+        #expect(reason.contains("statement_timeout: '5ms") && reason.contains("cancels every statement that runs longer"), "\(reason)")
+        #expect(reason.contains("lock_timeout: '5") && reason.contains("cancels every statement that waits longer"), "\(reason)")
+        #expect(reason.contains("idle_session_timeout: '5 fortnights' cannot be read as a time"), "\(reason)")
+        #expect(try server.psql("SHOW statement_timeout") == "0")
+        #expect(try server.psql("SHOW lock_timeout") == "0")
+    }
+
     /// The legitimate twin: a 30 s statement timeout, a 1 s lock timeout, an idle timeout of
     /// minutes, read-write by default and another isolation level go through, and applications
     /// still write.

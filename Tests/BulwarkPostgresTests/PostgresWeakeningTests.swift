@@ -44,6 +44,22 @@ import Testing
         #expect(try Self.weakened("{role: alice, validUntil: infinity}", "{role: alice, validUntil: 2027-01-01}").isEmpty)
     }
 
+    /// A power or a grant that no earlier revision set (an attribute added to a resource, a new
+    /// resource, or one moved to another role) is judged as if it had been off: a re-attack
+    /// added `superuser: true` and a new `PostgresRole mallory {superuser: true}`, applied at once.
+    @Test func aPowerOrAGrantSetWhereNoneWasIsAWeakening() throws {
+        #expect(try Self.weakened("{role: alice, login: true}", "{role: alice, login: true, superuser: true, bypassrls: true}")
+                == ["bypassrls", "superuser"])
+        #expect(try Self.weakened("{role: bob, connectionLimit: 5}", "{role: mallory, superuser: true}") == ["superuser"])
+        #expect(try Self.weakened("{databases: [app], privileges: {USAGE: false}}", "{databases: [app], privileges: {USAGE: false, CREATE: true}}",
+                                  kind: "PostgresPrivilege") == ["app/CREATE"])
+        // Legitimate: a new resource that takes powers away, limits or expires a role.
+        #expect(try Self.weakened("{role: bob, connectionLimit: 5}",
+                                  "{role: mallory, superuser: false, login: false, connectionLimit: 5, validUntil: infinity}").isEmpty)
+        #expect(try Self.weakened("{databases: [app], privileges: {USAGE: false}}", "{databases: [app], privileges: {USAGE: false, CREATE: false}}",
+                                  kind: "PostgresPrivilege").isEmpty)
+    }
+
     @Test func aPrivilegeGrantedIsAWeakeningAndOneRevokedIsNot() throws {
         let revoked = "{databases: [app], privileges: {CREATE: false}}", granted = "{databases: [app], privileges: {CREATE: true}}"
         #expect(try Self.weakened(revoked, granted, kind: "PostgresPrivilege") == ["app/CREATE"])
