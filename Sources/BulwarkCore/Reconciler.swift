@@ -97,6 +97,23 @@ public struct Reconciler: Sendable {
 
     private func observeInScope(_ state: DesiredState) async -> ObservationSet {
         var result = ObservationSet()
+        // Targets that manage one thing (`ExclusiveClaim`) are never reconciled by one process:
+        // the loader lets targets labelled for different hosts share a claim, for each host's
+        // agent to reconcile its own, but one `apply` given all of them would act on one ruleset
+        // through each, and a change one target's guard blocked would go through another.
+        let clashing = Self.sharedClaims(state)
+        if !clashing.isEmpty {
+            result.failures = state.bindings.compactMap { binding in
+                clashing[binding.target].map { ObservationFailure(binding: binding, message: $0) }
+            }
+            var rest = state
+            rest.bindings.removeAll { clashing[$0.target] != nil }
+            let others = await observeInScope(rest)
+            result.observations = others.observations
+            result.unsafe = others.unsafe
+            result.failures += others.failures
+            return result
+        }
         await withTaskGroup(of: (Binding, Swift.Result<Observation, any Error>).self) { group in
             var turns = TargetTurns(state.bindings)
             func startNext() {
@@ -120,6 +137,28 @@ public struct Reconciler: Sendable {
             }
         }
         return result
+    }
+
+    /// The targets of the pass's bindings that claim what another of them claims, each with
+    /// why it is not reconciled.
+    static func sharedClaims(_ state: DesiredState) -> [String: String] {
+        var byClaim: [String: [String]] = [:]
+        var what: [String: String] = [:]
+        for name in Set(state.bindings.map(\.target)).sorted() {
+            guard let target = state.targets[name], let claim = (target.typed?.base as? any TypedTargetSettings)?.exclusive else { continue }
+            let key = target.adapter + "\u{0}" + claim.key
+            byClaim[key, default: []].append(name)
+            what[key] = claim.what
+        }
+        var clashing: [String: String] = [:]
+        for (key, names) in byClaim where names.count > 1 {
+            for name in names {
+                clashing[name] = "not reconciled: targets \(names.joined(separator: ", ")) of this pass all manage \(what[key] ?? key); "
+                    + "targets labelled for different hosts are reconciled each by its own host's agent (bulwark run --self), "
+                    + "never together by one process"
+            }
+        }
+        return clashing
     }
 
     private func observe(_ binding: Binding, in state: DesiredState) async -> Swift.Result<Observation, any Error> {

@@ -101,6 +101,28 @@ import Testing
         }
     }
 
+    /// Harmful (a re-attack): two targets on one ruleset that load because their labels name
+    /// different hosts, given to one process (a plain `apply`, not each host's agent). Neither is
+    /// observed, each failure says why, and nothing is planned: one target's guard blocked the
+    /// blocklist that cut its management network, and the other applied it. Legitimate: the
+    /// pass an agent makes, narrowed to its own host's target, plans that target as usual.
+    @Test func targetsLabelledForTwoHostsAreNotReconciledByOneProcess() async throws {
+        let state = try loadTwo("netns: lab-1, ", "netns: lab-1, ", labelsA: "{hostname: web-1}", labelsB: "{hostname: web-2}")
+        let reconciler = Reconciler(registry: Registry([FirewallAdapter.definition()]))
+        let plan = try await reconciler.plan(state)
+        #expect(plan.remediations.isEmpty)
+        #expect(plan.failures.map(\.binding.target).sorted() == ["edge-a", "edge-b"])
+        for failure in plan.failures {
+            #expect(failure.message.hasPrefix("not reconciled: targets edge-a, edge-b of this pass all manage the nftables ruleset of "
+                                              + "network namespace lab-1"), "\(failure.message)")
+        }
+        var own = state
+        own.narrow(toTargets: ["edge-a"]) { $0.target == "edge-a" }
+        let agent = try await reconciler.plan(own)
+        #expect(agent.failures.allSatisfy { !$0.message.contains("not reconciled") } && agent.failures.allSatisfy { $0.binding.target == "edge-a" },
+                "\(agent.failures.map(\.message))")
+    }
+
     /// Two nftables targets, edge-a's spec on line 4 and edge-b's on line 9, and a blocklist bound to both.
     func loadTwo(_ a: String, _ b: String, labelsA: String = "{}", labelsB: String = "{}") throws -> DesiredState {
         let inventory = """
