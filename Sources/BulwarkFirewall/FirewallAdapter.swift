@@ -13,15 +13,22 @@ public enum FirewallAdapter {
     public static let name = "nftables"
 
     public static func definition() -> AdapterDefinition {
-        AdapterDefinition(
+        // A weakening is held for a second person; the other direction (more blocked, less let in)
+        // can still cut traffic someone needs, so a finding's change to these kinds stays a
+        // proposal for a person (`judgesDirection`), as before.
+        var blocklist = KindDefinition(name: "FirewallBlocklist", adapter: name, parse: BlocklistDriver.parse, driver: BlocklistDriver(),
+                                       weakens: FirewallWeakening.blocklist)
+        blocklist.judgesDirection = false
+        var ingress = KindDefinition(name: "AllowedIngress", adapter: name, parse: IngressDriver.parse, driver: IngressDriver(),
+                                     weakens: FirewallWeakening.ingress)
+        ingress.judgesDirection = false
+        return AdapterDefinition(
             name: name, settings: FirewallTargetSettings.parse,
             kinds: [
-                KindDefinition(name: "FirewallBlocklist", adapter: name,
-                               parse: BlocklistDriver.parse, driver: BlocklistDriver()),
+                blocklist,
                 KindDefinition(name: "Quarantine", adapter: name,
                                parse: QuarantineDriver.parse, driver: QuarantineDriver()),
-                KindDefinition(name: "AllowedIngress", adapter: name,
-                               parse: IngressDriver.parse, driver: IngressDriver()),
+                ingress,
             ])
     }
 
