@@ -229,8 +229,8 @@ extension SettingDriver {
 
     /// Why a change would stop the work of every client of the server, if it would:
     /// `default_transaction_read_only` on (every application write fails), or one of
-    /// `clientTimeouts` above 0 and under `timeoutFloor`. A value the server would not read is
-    /// left to the server, which refuses it.
+    /// `clientTimeouts` above 0 and under `timeoutFloor`, or one of them the guard cannot read
+    /// as a time (not left to the server: its reading and the guard's may differ).
     static func stopsClients(_ change: PropertyDrift, _ kind: SettingValue.Kind) -> String? {
         let name = change.property
         let advice = "set it for a role or database (ALTER ROLE … SET, ALTER DATABASE … SET) or by hand, for a maintenance window"
