@@ -72,9 +72,8 @@ extension DesiredStateLoader {
                 // `GuardDomain.scope`): such targets write one thing from two sets of settings.
                 // Machine-local targets whose labels bind them to different hosts of a fleet
                 // (`placedApart`) each name their own machine's, and do not clash.
-                if let claim = (target.typed?.base as? any TypedTargetSettings)?.exclusive {
+                if let (key, claim) = target.exclusiveClaim {
                     let reader = claim.field.flatMap { document.spec.field($0) } ?? document.spec
-                    let key = target.adapter + "\u{0}" + claim.key
                     if let first = policy.claims[key, default: []].first(where: { !(target.isMachineLocal && target.placedApart(from: $0.target)) }) {
                         reader.fail("\(claim.what) is already managed by Target '\(first.target.name)' "
                                     + "(\(first.location.file):\(first.location.line), \(first.field)): \(claim.why)")

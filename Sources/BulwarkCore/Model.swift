@@ -94,6 +94,13 @@ public struct Target: Sendable, Hashable {
     /// Whether only a process on the target's own machine can reconcile it (see `machineLocalAdapters`).
     public var isMachineLocal: Bool { Self.machineLocalAdapters.contains(adapter) }
 
+    /// What the target must be the only one of its adapter to manage (`ExclusiveClaim`), with
+    /// the key two targets that claim the same thing share; nil for most targets.
+    public var exclusiveClaim: (key: String, claim: ExclusiveClaim)? {
+        guard let claim = (typed?.base as? any TypedTargetSettings)?.exclusive else { return nil }
+        return (adapter + "\u{0}" + claim.key, claim)
+    }
+
     /// The labels that bind a machine-local target to one host of a fleet (`HostIdentity`).
     public static let hostnameLabel = "hostname"
     public static let machineIDLabel = "machine-id"

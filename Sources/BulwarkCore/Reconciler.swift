@@ -145,8 +145,7 @@ public struct Reconciler: Sendable {
         var byClaim: [String: [String]] = [:]
         var what: [String: String] = [:]
         for name in Set(state.bindings.map(\.target)).sorted() {
-            guard let target = state.targets[name], let claim = (target.typed?.base as? any TypedTargetSettings)?.exclusive else { continue }
-            let key = target.adapter + "\u{0}" + claim.key
+            guard let (key, claim) = state.targets[name]?.exclusiveClaim else { continue }
             byClaim[key, default: []].append(name)
             what[key] = claim.what
         }
