@@ -930,6 +930,18 @@ public struct Reconciler: Sendable {
                     record.changes[index].observedAfter = change.sensitive ? (observed == nil ? nil : "[redacted]") : observed
                 }
             }
+            if error is NoAnswer {
+                // Whether the system acted on what was sent is unknown: the record says what it
+                // holds now, when it can still be observed.
+                record.error = "apply failed: \(error); the change may or may not have been made"
+                if let after = try? await kind.driver.observe(resource, on: target) {
+                    for index in record.changes.indices {
+                        let change = remediation.changes[index]
+                        let observed = after.values[change.property] ?? nil
+                        record.changes[index].observedAfter = change.sensitive ? (observed == nil ? nil : "[redacted]") : observed
+                    }
+                }
+            }
             return .done
         }
         await verify(remediation, resource: resource, target: target, driver: kind.driver, into: &record)

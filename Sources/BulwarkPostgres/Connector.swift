@@ -89,21 +89,27 @@ struct Connector: Sendable {
             if mode == .verifyFull { configuration.options.tlsServerName = host }
         }
         configuration.options.connectTimeout = .seconds(5)
+        let place = host.hasPrefix("/") ? "\(host)/.s.PGSQL.\(port)" : "\(host):\(port)"
         let connection: PostgresConnection
         do {
             connection = try await PostgresConnection.connect(configuration: configuration, id: 1, logger: PostgresAdapter.logger)
         } catch {
-            let place = host.hasPrefix("/") ? "\(host)/.s.PGSQL.\(port)" : "\(host):\(port)"
             throw PostgresAdapterError("cannot connect to \(place) as \(user): \(PostgresAdapter.describe(error, host: place))")
         }
-        do {
-            try await PostgresAdapter.execute(connection, Self.ownSessionStatement)
-            let result = try await body(connection)
-            try? await connection.close()
-            return result
-        } catch {
-            try? await connection.close()
-            throw PostgresAdapterError(PostgresAdapter.describe(error))
+        return try await PostgresAdapter.$answer.withValue((.seconds(settings.timeout), place)) {
+            do {
+                try await PostgresAdapter.execute(connection, Self.ownSessionStatement)
+                let result = try await body(connection)
+                try? await connection.close()
+                return result
+            } catch let error as NoAnswer {
+                // Kept as it is: the pass records what the server holds after a fix that ended so.
+                try? await connection.close()
+                throw error
+            } catch {
+                try? await connection.close()
+                throw PostgresAdapterError(PostgresAdapter.describe(error))
+            }
         }
     }
 }

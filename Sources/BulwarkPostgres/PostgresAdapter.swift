@@ -58,7 +58,7 @@ public enum PostgresAdapter {
     static let cleartextAdvice = "sslmode defaults to verify-full; set sslmode: disable only for loopback (127.0.0.1, ::1) or a Unix socket (host: /run/postgresql)"
 
     @Sendable static func parseSettings(_ spec: SpecReader) -> PostgresTargetSettings? {
-        spec.allowOnly(["adapter", "host", "port", "user", "database", "passwordEnv", "passwordFile", "sslmode"])
+        spec.allowOnly(["adapter", "host", "port", "user", "database", "passwordEnv", "passwordFile", "sslmode", "timeout"])
         guard let hostReader = spec.field("host", required: true), let host = hostReader.string(),
               let user = spec.field("user", required: true)?.string() else { return nil }
         if host.hasPrefix("/"), host.split(separator: "/").contains("..") {
@@ -77,6 +77,19 @@ public enum PostgresAdapter {
                 return nil
             }
             settings.sslmode = PostgresTargetSettings.SSLMode(rawValue: mode) ?? .verifyFull
+        }
+        if let reader = spec.field("timeout"), let text = reader.string() {
+            do {
+                let seconds = try DurationParser.seconds(text, bareNumberIsSeconds: true)
+                guard (1...3600).contains(seconds) else {
+                    reader.fail("expected a timeout from 1s to 1h, got '\(text)'")
+                    return nil
+                }
+                settings.timeout = seconds
+            } catch {
+                reader.fail(error.description)
+                return nil
+            }
         }
         let envReader = spec.field("passwordEnv")
         let env = envReader?.string()
@@ -177,10 +190,26 @@ public enum PostgresAdapter {
         return "\(words) (postgres-nio: \(code))"
     }
 
+    /// How long one query waits for the server's answer, and to what (`Connector` sets both for
+    /// the connection's lifetime from the target's `timeout`).
+    @TaskLocal static var answer = (limit: Duration.seconds(PostgresTargetSettings.defaultTimeout), from: "the server")
+
+    /// Runs `query` on `connection` and gives up on it after `answer.limit`: a server that
+    /// stopped answering, or a network that drops what is sent (no TCP keepalive would notice for
+    /// hours), held the pass, every target after it, and the daemon's next cycles for ever. The
+    /// query is left to postgres-nio; the caller closes the connection.
+    static func answered<T: Sendable>(_ connection: PostgresConnection,
+                                      _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        try open(connection)
+        let answer = answer
+        return try await Deadline.run(answer.limit, awaiting: "answer from \(answer.from)") { try await body(connection) }
+    }
+
     /// Runs SQL that takes no parameters (utility statements cannot bind them).
     static func execute(_ connection: PostgresConnection, _ sql: String) async throws {
-        try open(connection)
-        try await connection.query(PostgresQuery(unsafeSQL: sql), logger: logger)
+        try await answered(connection) { connection in
+            try await connection.query(PostgresQuery(unsafeSQL: sql), logger: logger)
+        }
     }
 
     /// Throws when the connection has closed. postgres-nio hands a query to the channel without
@@ -217,14 +246,15 @@ public enum PostgresAdapter {
 
     /// Rows of text columns.
     static func rows(_ connection: PostgresConnection, _ query: PostgresQuery, columns: Int) async throws -> [[String?]] {
-        try open(connection)
-        var result: [[String?]] = []
-        for try await row in try await connection.query(query, logger: logger) {
-            var values: [String?] = []
-            for cell in row { values.append(try cell.decode(String?.self)) }
-            result.append(Array(values.prefix(columns)))
+        try await answered(connection) { connection in
+            var result: [[String?]] = []
+            for try await row in try await connection.query(query, logger: logger) {
+                var values: [String?] = []
+                for cell in row { values.append(try cell.decode(String?.self)) }
+                result.append(Array(values.prefix(columns)))
+            }
+            return result
         }
-        return result
     }
 
     static func identifier(_ name: String) -> String { "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }
@@ -261,6 +291,10 @@ struct PostgresTargetSettings: TypedTargetSettings {
     var sslmode = SSLMode.verifyFull
     var passwordEnv: String?
     var passwordFile: String?
+    /// Seconds one query waits for the server's answer (`timeout`).
+    var timeout = Self.defaultTimeout
+
+    static let defaultTimeout = 30
 
     init(host: String, user: String, database: String) {
         self.host = host
@@ -272,6 +306,7 @@ struct PostgresTargetSettings: TypedTargetSettings {
         var strings = ["host": host, "user": user, "database": database, "port": String(port), "sslmode": sslmode.rawValue]
         strings["passwordEnv"] = passwordEnv
         strings["passwordFile"] = passwordFile
+        if timeout != Self.defaultTimeout { strings["timeout"] = String(timeout) }
         return strings
     }
 }

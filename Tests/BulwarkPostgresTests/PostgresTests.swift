@@ -88,6 +88,56 @@ struct PostgresTests {
         #expect(try server.psql("SELECT rolsuper, rolcreatedb FROM pg_roles WHERE rolname = 'eve'") == "f|f")
     }
 
+    /// A target reached through a proxy that passes everything until the client sends
+    /// `trigger`, then passes nothing more on that connection: the server acts, its answer is lost.
+    func throughProxy(_ server: PostgresServer, _ proxy: SilencingProxy, timeout: String) throws -> DesiredState {
+        try postgresState(server, target: """
+            {adapter: postgres, host: 127.0.0.1, port: \(proxy.port), user: postgres, database: postgres,
+             passwordFile: \(server.directory)/pw, sslmode: disable, timeout: \(timeout)}
+            """, "apiVersion: bulwark/v1\nkind: PostgresSetting\nmetadata: {name: logging}\nspec: {settings: {log_connections: on}}\n")
+    }
+
+    /// The server reloads its configuration and the answer never comes back (a network that drops
+    /// packets without a reset): the fix waited for ever, and with it the pass, every target after
+    /// it and the daemon's next cycles. Now it is abandoned after the target's `timeout`, recorded
+    /// as failed with what the server holds (it did act), and the next pass finds it in sync.
+    @Test func aFixWhoseAnswerIsLostFailsAfterTheTargetsTimeoutWithWhatTheServerHolds() async throws {
+        let server = try PostgresServer()
+        let proxy = try SilencingProxy(upstream: server.port, trigger: "pg_reload_conf")
+        let state = try throughProxy(server, proxy, timeout: "2s")
+        let reconciler = Reconciler(registry: postgresRegistry(server))
+        let plan = try await reconciler.plan(state)
+        #expect(plan.remediations.count == 1, "\(plan.failures.map(\.message))")
+        let started = ContinuousClock.now
+        let outcome = await reconciler.apply(plan, state: state, audit: RecordingSink())
+        let waited = ContinuousClock.now - started
+        let record = try #require(outcome.entries.first?.record)
+        #expect(record.result == .failed)
+        #expect(record.error == "apply failed: no answer from 127.0.0.1:\(proxy.port) within 2s; the wait was abandoned; "
+                + "the change may or may not have been made", "\(record.error ?? "")")
+        #expect(record.changes.first?.observedAfter == "on", "the record says what the server holds after the lost answer")
+        #expect(waited < .seconds(20), "\(waited)")
+        #expect(try server.psql("SHOW log_connections") == "on")
+        let next = try await reconciler.plan(state)
+        #expect(next.remediations.isEmpty && next.inSync.count == 1, "\(next.failures.map(\.message))")
+        withExtendedLifetime(proxy) {}
+    }
+
+    /// The twin: through the same proxy, with the same short timeout, a fix whose answers arrive
+    /// is verified; and a timeout that is not a duration from 1 s to 1 h is refused where it is read.
+    @Test func aFixWhoseAnswersArriveIsVerifiedWithinTheTimeout() async throws {
+        let server = try PostgresServer()
+        let proxy = try SilencingProxy(upstream: server.port, trigger: "never sent by Bulwark")
+        let (_, outcome) = try await reconcile(try throughProxy(server, proxy, timeout: "2s"), server)
+        #expect(outcome.verified.count == 1, "\(outcome.entries.map { $0.record.error ?? "" })")
+        #expect(try server.psql("SHOW log_connections") == "on")
+        for bad in ["0s", "2h", "soon", "-1"] {
+            let failure = try #require(throws: ValidationFailure.self) { try throughProxy(server, proxy, timeout: bad) }
+            #expect(failure.errors.first?.field == "spec.timeout", "\(bad): \(failure.errors)")
+        }
+        withExtendedLifetime(proxy) {}
+    }
+
     @Test func aRoleNamedInTheSpecThatDoesNotExistIsReportedNotInSync() async throws {
         let server = try PostgresServer()
         try server.psql("CREATE ROLE Admin SUPERUSER")  // unquoted: the role is admin
