@@ -124,6 +124,7 @@ extension Daemon {
                 flapHistory.invalidate()
                 sourceError = nil
                 refusal = nil
+                pausedFromRefused = false
                 failedFixes = [:]
                 findings.withLock { $0 = FindingIndex(state: loaded) }
                 notifiers = loaded.notifiers
@@ -149,6 +150,7 @@ extension Daemon {
                 await RevisionRefusal.record(of: newHead, errors: errors, in: repository, console: Console())
                 logger.error("revision refused; the last good revision stays in force",
                              metadata: ["revision": .string(newHead.short), "errors": .string("\(error)")])
+                await brake(fromRefused: newHead)
                 return false
             }
         } catch {
@@ -184,5 +186,61 @@ extension Daemon {
         for entry in entries where entry.decision == .applied {
             budget.record(controller: entry.controller, target: entry.target, at: clock.instant(ofWall: entry.verifiedAt ?? entry.detectedAt))
         }
+    }
+}
+
+extension Daemon {
+    /// The emergency brake works while the branch is refused. A refused revision (an unsigned
+    /// commit below it, an invalid manifest) held back every commit after it, `bulwark pause`'s
+    /// among them: the daemon went on changing systems under the revision in force while `pause`
+    /// had said that every daemon stops. A refused revision may add a pause and nothing else: its
+    /// `controllers/pause.yaml` is honoured as written by the newest commit that wrote it and is
+    /// trusted on its own (signed by a trusted key the trust policy lets change it, when
+    /// signatures are verified), and that the revision in force does not already hold. It never
+    /// lifts the revision in force's own pause; a later refused revision without a trusted pause
+    /// lifts only the one it added.
+    func brake(fromRefused refused: ObjectID) async {
+        guard state?.pause == nil || pausedFromRefused else { return }
+        if let pause = await trustedPause(at: refused) {
+            if !pausedFromRefused {
+                logger.warning("paused by a trusted commit of a refused revision: nothing is changed until it is resumed or a revision comes into force",
+                               metadata: ["revision": .string(refused.short),
+                                                                         "by": .string(pause.by ?? "-"),
+                                                                         "reason": .string(pause.reason)])
+            }
+            state?.pause = pause
+            pausedFromRefused = true
+        } else if pausedFromRefused {
+            logger.notice("the pause of a refused revision is no longer there; the revision in force applies again",
+                          metadata: ["revision": .string(refused.short)])
+            state?.pause = nil
+            pausedFromRefused = false
+            // What waited is observed again now, not at each controller's next interval.
+            pendingAll = true
+        }
+    }
+
+    /// The pause `controllers/pause.yaml` holds as the newest trusted commit from `head` that
+    /// wrote it left it, when it pauses and the revision in force does not hold that commit.
+    private func trustedPause(at head: ObjectID) async -> Pause? {
+        let path = "controllers/pause.yaml"
+        var from = head
+        // At most a few untrusted writers are passed over: each is a signature check.
+        for _ in 0..<8 {
+            guard let writer = try? await repository.commitWriting(path, from: from) else { return nil }
+            let problem = await options.sourceVerification?.problem(with: writer, repository: repository)
+            guard problem != nil else {
+                if let inForce = self.head, await repository.isAncestorOrEqual(writer.id, of: inForce) { return nil }
+                guard let bytes = try? await repository.file(at: writer.id, path: path),
+                      let loaded = try? DesiredStateLoader(registry: registry, now: clock.wall())
+                          .load([SourceFile(path: path, contents: bytes)], revision: Revision(writer.id)),
+                      var pause = loaded.pause else { return nil }
+                pause.by = "\(writer.author.name) <\(writer.author.email)>"
+                return pause
+            }
+            guard let parent = writer.parents.first else { return nil }
+            from = parent
+        }
+        return nil
     }
 }

@@ -54,6 +54,9 @@ package actor Daemon: DaemonControl {
     var sourceError: String?
     /// Why the newest revision was refused, while the last good one stays in force.
     var refusal: String?
+    /// The pause in force came from a refused revision (`brake(fromRefused:)`), not from the
+    /// revision in force.
+    var pausedFromRefused = false
     var synced = false
     /// The managed resources findings can name, read by the HTTP server without the actor.
     let findings = Mutex(FindingIndex())

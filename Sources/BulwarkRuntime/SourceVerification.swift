@@ -118,6 +118,19 @@ package struct SourceVerification: Sendable {
         return outcome
     }
 
+    /// Why `commit` on its own is not trusted (its signature, and the trust policy for what it
+    /// changes), or nil when it is.
+    package func problem(with commit: CommitInfo, repository: PolicyRepository) async -> String? {
+        do {
+            let rules = try trustPolicy.map(TrustPolicy.load)
+            let folder = try Self.privateFolder()
+            defer { try? FileManager.default.removeItem(atPath: folder) }
+            return try await check(commit, repository: repository, folder: folder, rules: rules)
+        } catch {
+            return "its signature cannot be checked: \(error)"
+        }
+    }
+
     /// Why `commit`'s signature is not trusted, or nil when it is.
     private func check(_ commit: CommitInfo, repository: PolicyRepository, folder: String, rules: TrustPolicy?) async throws -> String? {
         guard let signed = try await repository.signature(of: commit.id) else { return "the commit is not signed" }

@@ -227,6 +227,60 @@ import Testing
         }
     }
 
+    func pauseFile(paused: Bool, _ reason: String) -> String {
+        "apiVersion: bulwark/v1\nkind: Pause\nmetadata: {name: pause}\nspec:\n  paused: \(paused)\n  reason: \"\(reason)\"\n"
+    }
+
+    /// Each audit record's decision and summary line, newest first.
+    func decisions(_ s: Scenario) throws -> [String] {
+        try git("--git-dir", s.origin, "log", "--format=%(trailers:key=Bulwark-Decision,valueonly,separator=) %s", "bulwark/audit")
+            .split(separator: "\n").map(String.init)
+    }
+
+    /// An unsigned commit refuses the branch, and every commit after it: `bulwark pause` on top
+    /// said every daemon stops, while the daemon went on fixing under the revision in force. Now
+    /// a refused revision's pause is honoured when the commit that wrote it is trusted, and
+    /// lifted by a trusted resume; an unsigned pause is not (it would let anyone with push access
+    /// stop the fixes).
+    @Test func aTrustedPauseOnARefusedRevisionStopsTheDaemonAndAnUnsignedOneDoesNot() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            #expect(try s.run("apply").status == 0)
+            let alice = try makeKey(dir, "alice@example.org")
+            let signers = try allowedSigners(dir, alice)
+            let daemon = try DaemonProcess(["--repo", s.origin, "--state-dir", s.state, "--poll", "1", "--trusted-signers", signers],
+                                           environment: ["BULWARK_WEBHOOK_SECRET": "webhook-secret-for-tests",
+                                                         "BULWARK_FINDINGS_TOKEN": "findings-token-for-tests"],
+                                           logPath: dir + "/daemon.log")
+            #expect(daemon.wait { (try? daemon.get("/readyz").status) == 200 }, "readyz: \(daemon.log)")
+            try commit(s, [("notes/x.txt", "pushed unsigned\n", nil)])
+            #expect(try daemon.wait(seconds: 30) { try refusals(s).count == 1 }, "\(daemon.log)")
+
+            // An unsigned pause is not honoured: drift is still fixed.
+            try commit(s, [("controllers/pause.yaml", pauseFile(paused: true, "unsigned pause"), nil)])
+            #expect(try daemon.wait(seconds: 30) { try refusals(s).count == 2 }, "\(daemon.log)")
+            try drift(s)
+            #expect(try daemon.wait(seconds: 30) { try isFixed(s) }, "\(daemon.log)")
+
+            // A pause alice signed, on the refused branch: drift is recorded as deferred, not fixed.
+            try commit(s, [("controllers/pause.yaml", pauseFile(paused: true, "incident 7"), alice)])
+            #expect(daemon.wait(seconds: 30) { daemon.log.contains("paused by a trusted commit of a refused revision") }, "\(daemon.log)")
+            try drift(s)
+            #expect(try daemon.wait(seconds: 30) { try decisions(s).contains { $0.hasPrefix("deferred") } }, "\(daemon.log)")
+            let deferral = try #require(try decisions(s).first { $0.hasPrefix("deferred") })
+            #expect(deferral.contains("PermitRootLogin"), "\(deferral)")
+            let show = try git("--git-dir", s.origin, "log", "-1", "--format=%B", "--grep=paused by", "bulwark/audit")
+            #expect(show.contains("paused by Test Person <person@example.org>: incident 7"), "\(show)")
+            try await Task.sleep(for: .seconds(3))
+            #expect(!(try isFixed(s)), "paused: the drift waits")
+
+            // Alice's signed resume lifts it: the drift is fixed.
+            try commit(s, [("controllers/pause.yaml", pauseFile(paused: false, "incident 7 over"), alice)])
+            #expect(try daemon.wait(seconds: 30) { try isFixed(s) }, "\(daemon.log)")
+            #expect(daemon.terminate() == 0)
+        }
+    }
+
     @Test func withoutTrustedSignersNothingChanges() async throws {
         try await withTemporaryDirectory { dir in
             let s = try applied(dir)
