@@ -60,7 +60,10 @@ extension Daemon {
                 }
             }
             synced = true
-            guard newHead != head || due else { return false }
+            guard newHead != head || due else {
+                if refusal != nil { refusedRevisionGone() }
+                return false
+            }
             // The same revision read again at an expiry: verified when it came, not again (a
             // signer whose validity ended since would refuse the revision in force every poll).
             let again = newHead == head
@@ -124,6 +127,7 @@ extension Daemon {
                 flapHistory.invalidate()
                 sourceError = nil
                 refusal = nil
+                loggedRefusal = nil
                 pausedFromRefused = false
                 failedFixes = [:]
                 findings.withLock { $0 = FindingIndex(state: loaded) }
@@ -148,8 +152,12 @@ extension Daemon {
                 let errors = (error as? ValidationFailure)?.errors.map(\.description)
                     ?? (error as? SourceVerification.Refusal)?.problems ?? ["\(error)"]
                 await RevisionRefusal.record(of: newHead, errors: errors, in: repository, console: Console())
-                logger.error("revision refused; the last good revision stays in force",
-                             metadata: ["revision": .string(newHead.short), "errors": .string("\(error)")])
+                // Checked again at every poll (a signers file put right lets it in), logged once.
+                if loggedRefusal != refusal {
+                    logger.error("revision refused; the last good revision stays in force",
+                                 metadata: ["revision": .string(newHead.short), "errors": .string("\(error)")])
+                    loggedRefusal = refusal
+                }
                 await brake(fromRefused: newHead)
                 return false
             }
@@ -190,6 +198,21 @@ extension Daemon {
 }
 
 extension Daemon {
+    /// The branch is back at the revision in force (the refused commits were pushed away): the
+    /// refusal no longer stands, and `/readyz` stopped saying so only when another commit came.
+    func refusedRevisionGone() {
+        logger.notice("the refused revision is no longer on the branch; the revision in force is its head again",
+                      metadata: ["revision": .string(head?.short ?? "-")])
+        if sourceError == refusal { sourceError = nil }
+        refusal = nil
+        loggedRefusal = nil
+        if pausedFromRefused {
+            state?.pause = nil
+            pausedFromRefused = false
+            pendingAll = true
+        }
+    }
+
     /// The emergency brake works while the branch is refused. A refused revision (an unsigned
     /// commit below it, an invalid manifest) held back every commit after it, `bulwark pause`'s
     /// among them: the daemon went on changing systems under the revision in force while `pause`

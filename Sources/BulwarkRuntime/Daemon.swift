@@ -57,6 +57,8 @@ package actor Daemon: DaemonControl {
     /// The pause in force came from a refused revision (`brake(fromRefused:)`), not from the
     /// revision in force.
     var pausedFromRefused = false
+    /// The refusal last logged: a revision refused again at every poll is logged once.
+    var loggedRefusal: String?
     var synced = false
     /// The managed resources findings can name, read by the HTTP server without the actor.
     let findings = Mutex(FindingIndex())

@@ -281,6 +281,34 @@ import Testing
         }
     }
 
+    /// An operator pushes the branch back to the revision in force over a refused commit:
+    /// `/readyz` said "refused" until another commit came; now it is ready again at the next poll,
+    /// and the refusal, checked at every poll, was logged once.
+    @Test func aRefusedRevisionPushedAwayMakesTheDaemonReadyAgain() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            #expect(try s.run("apply").status == 0)
+            let alice = try makeKey(dir, "alice@example.org")
+            let signers = try allowedSigners(dir, alice)
+            let good = try git("--git-dir", s.origin, "rev-parse", "main").trimmingCharacters(in: .whitespacesAndNewlines)
+            let daemon = try DaemonProcess(["--repo", s.origin, "--state-dir", s.state, "--poll", "1", "--trusted-signers", signers],
+                                           environment: ["BULWARK_WEBHOOK_SECRET": "webhook-secret-for-tests",
+                                                         "BULWARK_FINDINGS_TOKEN": "findings-token-for-tests"],
+                                           logPath: dir + "/daemon.log")
+            #expect(daemon.wait { (try? daemon.get("/readyz").status) == 200 }, "readyz: \(daemon.log)")
+            try commit(s, [("notes/x.txt", "pushed unsigned\n", nil)])
+            #expect(daemon.wait(seconds: 30) { (try? daemon.get("/readyz").status) == 503 }, "\(daemon.log)")
+            try await Task.sleep(for: .seconds(3))
+            let logged = daemon.log.components(separatedBy: "revision refused; the last good revision stays in force").count - 1
+            #expect(logged == 1, "refused at every poll, logged once: \(logged)")
+
+            try commit(s, [], onto: good)
+            #expect(daemon.wait(seconds: 30) { (try? daemon.get("/readyz").status) == 200 }, "\(daemon.log)")
+            #expect(daemon.log.contains("the refused revision is no longer on the branch"), "\(daemon.log)")
+            #expect(daemon.terminate() == 0)
+        }
+    }
+
     @Test func withoutTrustedSignersNothingChanges() async throws {
         try await withTemporaryDirectory { dir in
             let s = try applied(dir)
