@@ -100,6 +100,9 @@ struct AuditVerification {
         var sequences: [String: UInt64] = [:]
         /// Commits verified, per signer.
         var signers: [String: Int] = [:]
+        /// Without signers to check against: the record commits that carry a signature, and those
+        /// that do not (nil when signatures were checked).
+        var unchecked: (signed: Int, unsigned: [ObjectID])?
 
         func summary(branch: String, head: ObjectID) -> String {
             var lines = ["\(records) audit record(s) on \(branch) (head \(head.short)): "
@@ -109,6 +112,10 @@ struct AuditVerification {
             }
             for (signer, count) in signers.sorted(by: { $0.key < $1.key }) {
                 lines.append("  signed by \(signer): \(count) commit(s)")
+            }
+            if let unchecked {
+                lines.append("  signatures not checked (no --audit-signers): \(unchecked.signed) commit(s) carry a signature, "
+                             + "\(unchecked.unsigned.count) do not; a record anyone with push access wrote passes every other check")
             }
             return lines.joined(separator: "\n")
         }
@@ -149,7 +156,19 @@ struct AuditVerification {
                 case .success(let principal): report.signers[principal, default: 0] += 1
                 case .failure(let problem): report.problems.append("\(name) (record \(id)): \(problem.description)")
                 }
+            } else if try repository.signature(of: commit.id) != nil {
+                report.unchecked = ((report.unchecked?.signed ?? 0) + 1, report.unchecked?.unsigned ?? [])
+            } else {
+                report.unchecked = (report.unchecked?.signed ?? 0, (report.unchecked?.unsigned ?? []) + [commit.id])
             }
+        }
+        // A Bulwark with a signing key signs every record it writes: unsigned records among
+        // signed ones were written by someone else, or before it signed (both worth a look).
+        if let unchecked = report.unchecked, unchecked.signed > 0, !unchecked.unsigned.isEmpty {
+            let named = unchecked.unsigned.prefix(5).map(\.short).joined(separator: ", ")
+                + (unchecked.unsigned.count > 5 ? " and \(unchecked.unsigned.count - 5) more" : "")
+            report.problems.append("\(unchecked.unsigned.count) record commit(s) are unsigned among \(unchecked.signed) signed ones "
+                                   + "(\(named)): a Bulwark that signs its records signs every one; check the branch with --audit-signers")
         }
         return report
     }

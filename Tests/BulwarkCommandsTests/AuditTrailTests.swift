@@ -412,6 +412,38 @@ import Testing
         }
     }
 
+    /// Without signers to check against, `verify-audit` said "no problems found" of a branch whose
+    /// newest record someone re-wrote unsigned (well-formed: its own record file, its sequence
+    /// number). Unsigned records among signed ones are now a problem, and the summary says that
+    /// signatures were not checked; a branch a Bulwark without a signing key wrote (none signed)
+    /// still passes.
+    @Test func withoutSignersUnsignedRecordsAmongSignedOnesAreAProblem() async throws {
+        try await withTemporaryDirectory { dir in
+            let unsignedOnly = try Scenario(in: dir + "/plain")
+            #expect(try unsignedOnly.run("apply").status == 0)
+            let plain = try verifyAudit(unsignedOnly.origin)
+            #expect(plain.status == 0, "\(plain.stderr)")
+            #expect(plain.stdout.contains("signatures not checked (no --audit-signers): 0 commit(s) carry a signature"), "\(plain.stdout)")
+
+            let s = try Scenario(in: dir + "/signed")
+            let key = try makeKey(dir)
+            #expect(try apply(s, key).status == 0)
+            let clean = try verifyAudit(s.origin)
+            #expect(clean.status == 0, "\(clean.stderr)")
+            let last = try #require(try s.auditCommits().first)
+            let work = dir + "/work"
+            try git("clone", "-q", "--branch", "bulwark/audit", s.origin, work)
+            try git("reset", "-q", "--hard", "HEAD~1", in: work)
+            try git("-c", "commit.gpgsign=false", "-c", "user.name=Mallory", "-c", "user.email=m@example.org", "cherry-pick", last, in: work)
+            try git("push", "-q", "--force", "origin", "HEAD:refs/heads/bulwark/audit", in: work)
+            let rewritten = try git("rev-parse", "--short=12", "HEAD", in: work).trimmingCharacters(in: .whitespacesAndNewlines)
+            let found = try verifyAudit(s.origin)
+            #expect(found.status == 1, "\(found.stdout)")
+            #expect(found.stderr.contains("1 record commit(s) are unsigned among"), "\(found.stderr)")
+            #expect(found.stderr.contains(rewritten), "\(found.stderr)")
+        }
+    }
+
     /// A Bulwark that has committed nothing yet numbers its first record 1 without reading the
     /// audit branch, however much another Bulwark wrote there (a new state directory made by
     /// `plan`, then `apply`, read every commit back to the root: 100,000 on a long branch); one
