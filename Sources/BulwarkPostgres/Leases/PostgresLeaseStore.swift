@@ -24,6 +24,9 @@ package actor PostgresLeaseStore {
         package var password: String?
         /// disable (loopback and Unix sockets only), require, verify-full (the default).
         package var sslmode: String
+        /// How long one exchange with the store waits for its answer: a store that stopped
+        /// answering held this replica's every lease call, and with them its cycles, for ever.
+        package var answerLimit = Duration.seconds(30)
 
         /// `postgres://user@host:port/database?sslmode=…`. A password in the URL is refused: it
         /// would be on the command line and in `ps` (give it with the password file or variable).
@@ -166,10 +169,10 @@ package actor PostgresLeaseStore {
 
     /// Runs `body` on the connection (opened, and the tables made, on first use); an error drops
     /// the connection, so the next call opens a new one.
-    private func run<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+    private func run<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         do {
             let connection = try await connected()
-            return try await body(connection)
+            return try await Deadline.run(settings.answerLimit, awaiting: "answer from the lease store") { try await body(connection) }
         } catch {
             try? await connection?.close()
             connection = nil

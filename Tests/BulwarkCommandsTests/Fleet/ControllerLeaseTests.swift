@@ -48,6 +48,28 @@ import Testing
         await b.close()
     }
 
+    /// The lease store stops answering mid-call (the statement reaches it, the answer is lost):
+    /// the call waited for ever, and with it the replica's cycles. Now it fails after the store's
+    /// answer limit, and the next call opens a new connection and is answered.
+    @Test(.enabled(if: PostgresServer.available))
+    func aLeaseStoreThatStopsAnsweringFailsTheCallAndTheNextCallIsAnswered() async throws {
+        let server = try PostgresServer()
+        let proxy = try SilencingProxy(upstream: server.port, trigger: "DELETE FROM bulwark_leases")
+        var settings = try PostgresLeaseStore.Settings(dsn: "postgres://postgres@127.0.0.1:\(proxy.port)/postgres?sslmode=disable",
+                                                       password: server.password)
+        settings.answerLimit = .seconds(2)
+        let store = PostgresLeaseStore(settings)
+        let replica = Self.identity("a", "n1")
+        let token = try #require(try await store.acquire("db-1", holder: replica, ttl: .seconds(3600)))
+        let started = ContinuousClock.now
+        let error = await #expect(throws: LeaseStoreError.self) { try await store.release("db-1", holder: replica) }
+        #expect(ContinuousClock.now - started < .seconds(20))
+        #expect(error?.description.contains("no answer from the lease store within 2s") == true, "\(String(describing: error))")
+        #expect(try await !store.holds("db-1", holder: replica, token: token), "answered on a new connection: the release had reached the store")
+        await store.close()
+        withExtendedLifetime(proxy) {}
+    }
+
     @Test func aPasswordInTheDSNAndCleartextToARemoteHostAreRefused() throws {
         #expect(throws: LeaseStoreError.self) { try PostgresLeaseStore.Settings(dsn: "postgres://u:secret@127.0.0.1/db", password: nil) }
         #expect(throws: LeaseStoreError.self) { try PostgresLeaseStore.Settings(dsn: "postgres://u@db.example/db?sslmode=disable", password: nil) }
