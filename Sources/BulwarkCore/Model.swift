@@ -101,6 +101,16 @@ public struct Target: Sendable, Hashable {
         return (adapter + "\u{0}" + claim.key, claim)
     }
 
+    /// `exclusiveClaim` as it stands on this machine now: keyed by what the claim is here
+    /// (`TypedTargetSettings.exclusiveIdentity`, with it), so that two targets whose claims name
+    /// one thing differently share a key; by `exclusiveClaim`'s key where that cannot be read.
+    /// Reads the system: for a pass, never for the loader.
+    public func resolvedExclusiveClaim() -> (key: String, claim: ExclusiveClaim, identity: String?)? {
+        guard let (key, claim) = exclusiveClaim else { return nil }
+        guard let identity = (typed?.base as? any TypedTargetSettings)?.exclusiveIdentity() else { return (key, claim, nil) }
+        return (adapter + "\u{1}" + identity, claim, identity)
+    }
+
     /// The labels that bind a machine-local target to one host of a fleet (`HostIdentity`).
     public static let hostnameLabel = "hostname"
     public static let machineIDLabel = "machine-id"

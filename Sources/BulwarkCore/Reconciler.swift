@@ -100,7 +100,9 @@ public struct Reconciler: Sendable {
         // Targets that manage one thing (`ExclusiveClaim`) are never reconciled by one process:
         // the loader lets targets labelled for different hosts share a claim, for each host's
         // agent to reconcile its own, but one `apply` given all of them would act on one ruleset
-        // through each, and a change one target's guard blocked would go through another.
+        // through each, and a change one target's guard blocked would go through another. Nor
+        // targets whose claims differ by name but are one thing here (two namespace names bound
+        // to one namespace), which the loader cannot see.
         let clashing = Self.sharedClaims(state)
         if !clashing.isEmpty {
             result.failures = state.bindings.compactMap { binding in
@@ -140,19 +142,27 @@ public struct Reconciler: Sendable {
     }
 
     /// The targets of the pass's bindings that claim what another of them claims, each with
-    /// why it is not reconciled.
+    /// why it is not reconciled. Claims are compared as they stand on this machine now
+    /// (`Target.resolvedExclusiveClaim`): two namespace names bound to one namespace are one
+    /// ruleset, though the loader, which compares names, let them through.
     static func sharedClaims(_ state: DesiredState) -> [String: String] {
         var byClaim: [String: [String]] = [:]
-        var what: [String: String] = [:]
+        var what: [String: [String]] = [:]
+        var identity: [String: String] = [:]
         for name in Set(state.bindings.map(\.target)).sorted() {
-            guard let (key, claim) = state.targets[name]?.exclusiveClaim else { continue }
+            guard let (key, claim, resolved) = state.targets[name]?.resolvedExclusiveClaim() else { continue }
             byClaim[key, default: []].append(name)
-            what[key] = claim.what
+            if !what[key, default: []].contains(claim.what) { what[key, default: []].append(claim.what) }
+            identity[key] = resolved
         }
         var clashing: [String: String] = [:]
         for (key, names) in byClaim where names.count > 1 {
+            let named = what[key] ?? []
+            // Claims named alike say what they share; named differently, that the names are one.
+            let shared = named.count == 1 ? named[0]
+                : "one thing: \(named.joined(separator: " and ")) are \(identity[key] ?? key)"
             for name in names {
-                clashing[name] = "not reconciled: targets \(names.joined(separator: ", ")) of this pass all manage \(what[key] ?? key); "
+                clashing[name] = "not reconciled: targets \(names.joined(separator: ", ")) of this pass all manage \(shared); "
                     + "targets labelled for different hosts are reconciled each by its own host's agent (bulwark run --self), "
                     + "never together by one process"
             }

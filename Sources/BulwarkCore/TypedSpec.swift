@@ -32,10 +32,17 @@ public protocol TypedTargetSettings: TypedSpec {
     /// What the target must be the only one of its adapter to manage (an nftables ruleset), so
     /// that the loader refuses a second target that names it too; nil (the default): nothing.
     var exclusive: ExclusiveClaim? { get }
+    /// What `exclusive` is on the machine this process runs on, read now (a network namespace's
+    /// device and inode), for a pass to compare: two claims that differ by name can be one thing
+    /// (two namespace names bound to one namespace, or a name bound to the namespace Bulwark runs
+    /// in). Nil where it cannot be read: the claim is then compared by its key alone, and the
+    /// target's own observation says what is wrong. Only reads.
+    func exclusiveIdentity() -> String?
 }
 
 extension TypedTargetSettings {
     public var exclusive: ExclusiveClaim? { nil }
+    public func exclusiveIdentity() -> String? { nil }
 }
 
 /// Something one target manages alone. Two targets of one adapter that claim the same thing

@@ -1,4 +1,5 @@
 import BulwarkCore
+internal import Foundation
 
 /// An nftables target's settings, checked once when the target is read:
 /// `spec: {adapter: nftables, root: PATH, netns: NAME, management: [NETWORKS], sshPort: 22}`.
@@ -38,6 +39,23 @@ struct FirewallTargetSettings: TypedTargetSettings {
         return ExclusiveClaim(key: "netns " + netns, field: "netns",
                               what: "the nftables ruleset of network namespace \(netns)", why: why)
     }
+
+    /// The network namespace the target's ruleset is in, as this machine has it now: the device
+    /// and inode of `/run/netns/NAME` (where `ip netns exec` finds it), or of the namespace
+    /// Bulwark runs in without `netns`. Two names bound to one namespace (`mount --bind`), or a
+    /// name bound to the namespace Bulwark runs in, are one ruleset, which one pass must not
+    /// reconcile through two targets (`Reconciler.sharedClaims`). Nil where the name is not
+    /// there: the target is compared by its name, and goes on as before (what reads its namespace
+    /// fails, naming it).
+    func exclusiveIdentity() -> String? {
+        let path = netns.map { Self.namespaces + $0 } ?? "/proc/self/ns/net"
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        return "one network namespace (device \(info.st_dev), inode \(info.st_ino))"
+    }
+
+    /// Where `ip netns` keeps the namespaces it names.
+    static let namespaces = "/run/netns/"
 
     /// Reads the settings; nil after recording errors.
     @Sendable static func parse(_ spec: SpecReader) -> FirewallTargetSettings? {

@@ -874,3 +874,118 @@ struct AWSEndToEndTests {
         }
     }
 }
+
+/// Two nftables targets of one pass whose namespaces are one namespace, though their names differ:
+/// the loader compares names, so the pass compares what the names are (`Reconciler.sharedClaims`).
+extension FirewallEndToEndTests {
+    /// Harmful (review): edge-a in the lab's namespace, managed from the peer (192.0.2.2), and
+    /// edge-b in a second name bound to that namespace (`mount --bind`), managed from
+    /// 203.0.113.0/24, and a blocklist of 192.0.2.2 bound to both. edge-a's guard blocked it;
+    /// edge-b's let it through onto the same ruleset and cut edge-a's management network off.
+    /// Now neither is reconciled: the ruleset is as it was, the peer still connects, and each
+    /// binding's refusal, naming both targets and both names, is in git.
+    @Test func twoNamesOfOneNamespaceAreNotReconciledAndTheRefusalIsInGit() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let lab = try NetworkLab()
+            defer { lab.remove() }
+            let alias = try lab.alias()
+            try lab.listen(port: 8443)
+            try Self.commitEdges(s, a: lab.host, b: alias, block: "192.0.2.2")
+            let before = try lab.nft(["list", "ruleset"]).stdout
+            let apply = try s.run("apply")
+            #expect(!apply.stdout.contains("fixed    edge-"), "\(apply.stdout)\n\(apply.stderr)")
+            #expect(try lab.nft(["list", "ruleset"]).stdout == before, "the shared ruleset is unchanged")
+            #expect(try lab.connects(port: 8443), "edge-a's management network still reaches it")
+            try Self.expectRefusals(s, "all manage one thing: the nftables ruleset of network namespace \(lab.host) and the nftables "
+                                      + "ruleset of network namespace \(alias) are one network namespace (device ")
+        }
+    }
+
+    /// Harmful: Bulwark runs in the lab's namespace (`ip netns exec`); edge-a names none (the
+    /// namespace Bulwark runs in) and edge-b names the lab's, the same one. As above: edge-b
+    /// applied the blocklist edge-a's guard blocked. Neither is reconciled, and that is in git.
+    @Test func aNameForTheNamespaceBulwarkRunsInBesideATargetWithoutOneIsNotReconciled() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let lab = try NetworkLab()
+            defer { lab.remove() }
+            try lab.listen(port: 8443)
+            try Self.commitEdges(s, a: nil, b: lab.host, block: "192.0.2.2")
+            let before = try lab.nft(["list", "ruleset"]).stdout
+            let apply = try Self.apply(s, in: lab.host)
+            #expect(!apply.stdout.contains("fixed    edge-"), "\(apply.stdout)\n\(apply.stderr)")
+            #expect(try lab.nft(["list", "ruleset"]).stdout == before, "the shared ruleset is unchanged")
+            #expect(try lab.connects(port: 8443), "edge-a's management network still reaches it")
+            try Self.expectRefusals(s, "all manage one thing: the nftables ruleset of the network namespace Bulwark runs in (no netns) "
+                                      + "and the nftables ruleset of network namespace \(lab.host) are one network namespace (device ")
+        }
+    }
+
+    /// Legitimate twin: Bulwark in the lab's namespace, edge-a naming it (alone on it: its guard
+    /// reads the namespace it changes) and edge-b in the peer's, a distinct namespace. Both apply
+    /// the blocklist, each to its own ruleset.
+    @Test func targetsInDistinctNamespacesBothApply() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let lab = try NetworkLab()
+            defer { lab.remove() }
+            try Self.commitEdges(s, a: lab.host, b: lab.peer, block: "198.51.100.7")
+            let apply = try Self.apply(s, in: lab.host)
+            #expect(apply.stdout.contains("fixed    edge-a  FirewallBlocklist/known-bad: addresses (unset) -> 198.51.100.7"),
+                    "\(apply.stdout)\n\(apply.stderr)")
+            #expect(apply.stdout.contains("fixed    edge-b  FirewallBlocklist/known-bad: addresses (unset) -> 198.51.100.7"),
+                    "\(apply.stdout)\n\(apply.stderr)")
+            #expect(!apply.stderr.contains("of this pass all manage"), "\(apply.stderr)")
+            for namespace in [lab.host, lab.peer] {
+                let ruleset = try run("/usr/sbin/ip", ["netns", "exec", namespace, "nft", "list", "ruleset"]).stdout
+                #expect(ruleset.contains("198.51.100.7"), "\(namespace): \(ruleset)")
+            }
+            #expect(try s.trailers("Bulwark-Decision").filter { $0 == "unobserved" }.isEmpty)
+        }
+    }
+
+    /// edge-a (managed from the lab's peer, 192.0.2.2) in namespace `a`, edge-b (managed from
+    /// 203.0.113.0/24) in `b` (nil: none), and a blocklist of `block` bound to both.
+    static func commitEdges(_ s: Scenario, a: String?, b: String?, block: String) throws {
+        for name in ["edge-a", "edge-b"] {
+            try FileManager.default.createDirectory(atPath: s.dir + "/\(name)-root", withIntermediateDirectories: true)
+        }
+        func netns(_ name: String?) -> String { name.map { "netns: \($0), " } ?? "" }
+        try s.commitPolicy("controllers/edge.yaml", """
+            apiVersion: bulwark/v1
+            kind: Target
+            metadata: {name: edge-a, labels: {role: edge}}
+            spec: {adapter: nftables, root: \(s.dir)/edge-a-root, \(netns(a))management: [192.0.2.2/32]}
+            ---
+            apiVersion: bulwark/v1
+            kind: Target
+            metadata: {name: edge-b, labels: {role: edge}}
+            spec: {adapter: nftables, root: \(s.dir)/edge-b-root, \(netns(b))management: [203.0.113.0/24]}
+            """)
+        try s.commitPolicy("desired-state/firewall/blocklist.yaml", """
+            apiVersion: bulwark/v1
+            kind: FirewallBlocklist
+            metadata: {name: known-bad}
+            spec: {addresses: [\(block)]}
+            """)
+    }
+
+    /// `bulwark apply` run inside `namespace`, as a Bulwark in that network namespace.
+    static func apply(_ s: Scenario, in namespace: String) throws -> ProcessOutput {
+        try run("/usr/sbin/ip", ["netns", "exec", namespace, try bulwarkExecutable(), "apply", "--repo", s.origin, "--state-dir", s.state])
+    }
+
+    /// One record per target of the blocklist in the audit branch, as git reads it: unobserved,
+    /// saying both targets of the pass manage `shared`.
+    static func expectRefusals(_ s: Scenario, _ shared: String) throws {
+        let log = try git("--git-dir", s.origin, "log", "--format=%B%x1e", "bulwark/audit")
+        let records = log.split(separator: "\u{1e}").map(String.init).filter { $0.contains("Bulwark-Resource: FirewallBlocklist/known-bad") }
+        #expect(records.count == 2, "\(log)")
+        for target in ["edge-a", "edge-b"] {
+            let record = records.first { $0.contains("Bulwark-Target: \(target)\n") }
+            #expect(record?.contains("Bulwark-Decision: unobserved") == true, "\(target): \(log)")
+            #expect(record?.contains("not reconciled: targets edge-a, edge-b of this pass " + shared) == true, "\(target): \(log)")
+        }
+    }
+}

@@ -123,6 +123,23 @@ import Testing
                 "\(agent.failures.map(\.message))")
     }
 
+    /// Namespace names that are not there (no /run/netns/NAME) are compared by name, as the
+    /// loader compares them, when the pass looks for targets on one ruleset: two such names are
+    /// not taken for one namespace, and each binding goes on as before, its guard blocking what it
+    /// cannot judge with the error that names its own namespace.
+    @Test func namespacesThatAreNotThereKeepTheirOwnError() async throws {
+        let state = try loadTwo("netns: bw-missing-a, ", "netns: bw-missing-b, ")
+        let plan = try await Reconciler(registry: Registry([FirewallAdapter.definition()])).plan(state)
+        #expect(plan.failures.allSatisfy { !$0.message.contains("not reconciled") }, "\(plan.failures.map(\.message))")
+        #expect(plan.remediations.map(\.binding.target).sorted() == ["edge-a", "edge-b"])
+        for remediation in plan.remediations {
+            let name = remediation.binding.target == "edge-a" ? "bw-missing-a" : "bw-missing-b"
+            #expect(remediation.decision == .blocked, "\(remediation)")
+            #expect(remediation.reason?.contains("Cannot open network namespace \"\(name)\": No such file or directory") == true,
+                    "\(remediation.reason ?? "")")
+        }
+    }
+
     /// Two nftables targets, edge-a's spec on line 4 and edge-b's on line 9, and a blocklist bound to both.
     func loadTwo(_ a: String, _ b: String, labelsA: String = "{}", labelsB: String = "{}") throws -> DesiredState {
         let inventory = """

@@ -11,6 +11,8 @@ public final class NetworkLab {
     public let host: String
     public let peer: String
     private var servers: [Process] = []
+    /// Second names bound to the host namespace (`alias`), removed with the lab.
+    private var aliases: [String] = []
 
     public init() throws {
         let tag = String(UUID().uuidString.prefix(6)).lowercased()
@@ -37,6 +39,9 @@ public final class NetworkLab {
 
     public func remove() {
         for server in servers where server.isRunning { server.terminate() }
+        // A second name first: `ip netns del` unmounts it and removes it, the namespace stays
+        // while its own name is bound.
+        for alias in aliases { _ = try? run("/usr/sbin/ip", ["netns", "del", alias]) }
         // Whatever still runs inside the namespaces goes with them.
         for namespace in [host, peer] {
             let pids = (try? run("/usr/sbin/ip", ["netns", "pids", namespace]).stdout) ?? ""
@@ -44,6 +49,19 @@ public final class NetworkLab {
         }
         _ = try? run("/usr/sbin/ip", ["netns", "del", host])
         _ = try? run("/usr/sbin/ip", ["netns", "del", peer])
+    }
+
+    /// A second name for the host namespace, as `ip netns add a; touch /run/netns/b; mount --bind
+    /// /run/netns/a /run/netns/b` makes one: `ip netns exec NAME` enters the host namespace.
+    /// Removed with the lab.
+    public func alias() throws -> String {
+        let name = "bwa" + host.dropFirst(3)
+        let path = "/run/netns/" + name
+        guard FileManager.default.createFile(atPath: path, contents: nil) else { throw SupportError("cannot create \(path)") }
+        aliases.append(name)
+        let bound = try run("/usr/bin/mount", ["--bind", "/run/netns/" + host, path])
+        guard bound.status == 0 else { throw SupportError("mount --bind /run/netns/\(host) \(path): \(bound.stderr)") }
+        return name
     }
 
     /// A TCP listener in the host namespace that accepts and closes connections (or, `holding`,
