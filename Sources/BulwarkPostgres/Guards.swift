@@ -11,10 +11,16 @@ internal import PostgresNIO
 //   rights it manages with: SUPERUSER if it has it, else CREATEROLE. It is given no VALID UNTIL
 //   (nor an earlier one than it has): on that day its password stops working, and Bulwark with it.
 // - A setting that stops every client's work is not set server-wide: `default_transaction_read_only`
-//   on, or a statement, lock, idle or transaction timeout under 1 s other than 0 (`stopsClients`).
+//   on, a statement, lock, idle or transaction timeout under 1 s other than 0, `exit_on_error` on,
+//   or a `temp_file_limit` under 1 GB other than -1 (`stopsClients`).
+// - Nor one that breaks the data's integrity (`breaksIntegrity`): `session_replication_role`
+//   replica (no trigger fires, foreign keys included), `zero_damaged_pages` on.
+// - Nor a `search_path` that lets a schema's owner take over names every session calls, or
+//   misplaces what sessions create (`hijacksNames`): only `"$user"` and `public`, then `pg_temp`.
 // - A setting whose pg_settings.context is `postmaster` takes effect only at a restart, which
 //   Bulwark never does; `internal` ones cannot be changed at all. Neither is applied: blocked once
-//   with that reason, instead of being written and failing to verify on every pass.
+//   with that reason, instead of being written and failing to verify on every pass. Nor is one
+//   that belongs to a single transaction (`perTransaction`), which ALTER SYSTEM refuses.
 // A guard that cannot read the server blocks: it never lets a change through unjudged.
 
 /// A role as far as logging in and managing go.
@@ -164,7 +170,10 @@ extension SettingDriver {
                 contexts[name] = context
                 kinds[name] = SettingValue.Kind(vartype: row[2] ?? "string", unit: row[3])
             }
-            var problems = changes.compactMap { change in kinds[change.property].flatMap { Self.stopsClients(change, $0) } }
+            var problems = changes.compactMap { change in
+                kinds[change.property].flatMap { Self.stopsClients(change, $0) ?? Self.breaksIntegrity(change, $0) }
+                    ?? Self.hijacksNames(change)
+            }
             // A library every new session loads must load: one that does not stops every
             // connection, Bulwark's included. Tried here, in the judging session.
             for change in changes where ["session_preload_libraries", "local_preload_libraries"].contains(change.property) {
@@ -201,6 +210,9 @@ extension SettingDriver {
                         + "and Bulwark never restarts a server: set it and restart in a maintenance window"
                 case "internal":
                     return "\(name) cannot be changed (pg_settings.context is internal)"
+                case _ where Self.perTransaction.contains(name):
+                    return "\(name) belongs to one transaction and cannot be set server-wide (ALTER SYSTEM refuses it); "
+                        + "the server-wide default is default_\(name)"
                 default:
                     return nil
                 }
@@ -222,21 +234,47 @@ extension SettingDriver {
         "transaction_timeout": "ends every session whose transaction runs longer",
     ]
 
+    /// Settings of one transaction (`SET TRANSACTION`), which ALTER SYSTEM refuses: writing one
+    /// failed on every pass. Each has a server-wide default, `default_` and its name.
+    static let perTransaction: Set<String> = ["transaction_read_only", "transaction_isolation", "transaction_deferrable"]
+
     /// The least server-wide timeout Bulwark sets, other than 0 (off): 1 s. Below it no ordinary
     /// application works (1 ms cancelled every statement, Bulwark's undo included); from it up
     /// (a 30 s `statement_timeout`) it is a choice the policy may make.
     static let timeoutFloor = 1000.0
 
+    /// The least server-wide `temp_file_limit` Bulwark sets, other than -1 (no limit): 1 GB, in
+    /// kB (its unit). 0 allows no temporary file at all, and under it a sort, hash or index build
+    /// of a table of a few million rows fails for want of the space it spills to (`1MB` failed a
+    /// sort of a million numbers).
+    static let tempFileFloor = 1_048_576.0
+
+    static let advice = "set it for a role or database (ALTER ROLE … SET, ALTER DATABASE … SET) or by hand, for a maintenance window"
+
     /// Why a change would stop the work of every client of the server, if it would:
-    /// `default_transaction_read_only` on (every application write fails), or one of
-    /// `clientTimeouts` above 0 and under `timeoutFloor`, or one of them the guard cannot read
-    /// as a time (not left to the server: its reading and the guard's may differ).
+    /// `default_transaction_read_only` on (every application write fails), `exit_on_error` on
+    /// (every error ends its session), a `temp_file_limit` of 0 up to `tempFileFloor`, or one of
+    /// `clientTimeouts` above 0 and under `timeoutFloor`; or a limit or timeout the guard cannot
+    /// read (not left to the server: its reading and the guard's may differ).
     static func stopsClients(_ change: PropertyDrift, _ kind: SettingValue.Kind) -> String? {
         let name = change.property
-        let advice = "set it for a role or database (ALTER ROLE … SET, ALTER DATABASE … SET) or by hand, for a maintenance window"
         if name == "default_transaction_read_only", SettingValue.bool(change.desired) == true {
             return "default_transaction_read_only: on makes every session's transactions read-only, and every application's "
                 + "writes fail; Bulwark does not set it server-wide: \(advice)"
+        }
+        if name == "exit_on_error", SettingValue.bool(change.desired) != false {
+            return "exit_on_error: '\(quotedForMessage(change.desired))' ends every session at its first error (a unique violation, "
+                + "a serialization failure to retry), on every session of the server; Bulwark sets it server-wide only to off: \(advice)"
+        }
+        if name == "temp_file_limit" {
+            guard let kilobytes = SettingValue.number(change.desired, kind), kind.unit == "kB" else {
+                return "temp_file_limit: '\(quotedForMessage(change.desired))' cannot be read as an amount (-1, or a number, then a unit: "
+                    + "kB, MB, GB, TB), so its effect on every session of the server cannot be judged"
+            }
+            guard kilobytes != -1, kilobytes < tempFileFloor else { return nil }
+            return "temp_file_limit: '\(quotedForMessage(change.desired))' makes every query whose sorts and hashes spill more to disk fail "
+                + "(0 allows none; a number without a unit is kB), on every session of the server; Bulwark sets it server-wide only to -1 "
+                + "(no limit) or at least 1GB: \(advice)"
         }
         guard let effect = clientTimeouts[name] else { return nil }
         // A value the guard cannot read is not let through on the word that the server would
@@ -249,5 +287,68 @@ extension SettingDriver {
         let bare = change.desired.trimmingCharacters(in: .whitespaces).last?.isNumber == true
         return "\(name): '\(quotedForMessage(change.desired))'\(bare ? " (a number without a unit is milliseconds: write 30s, not 30)" : "") "
             + "\(effect), on every session of the server; Bulwark sets it server-wide only to 0 (off) or at least 1s: \(advice)"
+    }
+
+    /// Why a change would break the integrity of every database's data, if it would:
+    /// `session_replication_role` other than origin or local (PostgreSQL treats the two alike)
+    /// fires no ordinary trigger, and foreign keys are triggers: every session could write rows
+    /// that reference nothing, and audit triggers would miss them; `zero_damaged_pages` on
+    /// replaces a damaged page with an empty one, its rows gone without an error.
+    static func breaksIntegrity(_ change: PropertyDrift, _ kind: SettingValue.Kind) -> String? {
+        switch change.property {
+        case "session_replication_role":
+            // Allowed by name, so that a spelling the server reads otherwise is never let through.
+            guard !["origin", "local"].contains(change.desired.lowercased()) else { return nil }
+            return "session_replication_role: '\(quotedForMessage(change.desired))' stops ordinary triggers from firing, foreign-key "
+                + "checks included, in every session of the server: rows that reference nothing could be written; "
+                + "Bulwark sets it server-wide only to origin or local (a replication worker sets replica for itself)"
+        case "zero_damaged_pages":
+            guard SettingValue.bool(change.desired) != false else { return nil }
+            return "zero_damaged_pages: '\(quotedForMessage(change.desired))' replaces a damaged page with an empty one, its rows lost "
+                + "without an error, in every session of the server; Bulwark sets it server-wide only to off: set it by hand, to "
+                + "recover what can be read of a damaged table"
+        default:
+            return nil
+        }
+    }
+
+    /// The schemas a server-wide `search_path` may name: each session's own (`$user`), `public`,
+    /// and the session's temporary schema, last.
+    static let searchPathSchemas: Set<String> = ["$user", "public", "pg_temp"]
+
+    /// Why a server-wide `search_path` would hand every session's unqualified names to a schema's
+    /// owner, or misplace what sessions create, if it would. A schema named there is searched by
+    /// every session, superusers' (and Bulwark's) included: a function its owner creates under a
+    /// name they call (`lower`, an application's own), or with argument types that match better,
+    /// runs with the caller's rights. Items compare as Bulwark writes them, each quoted: `PUBLIC`
+    /// is a schema other than `public`, which anyone allowed to create schemas may make.
+    /// `pg_catalog` is searched first unless named: named after a schema, that schema's functions
+    /// stand in for the built-ins; named first, every CREATE without a schema goes to the catalog
+    /// and fails. `pg_temp` before `public` makes such a table temporary, gone with its session.
+    /// A path without `"$user"` and `public` fails every unqualified table name.
+    static func hijacksNames(_ change: PropertyDrift) -> String? {
+        guard change.property == "search_path" else { return nil }
+        let items = SettingValue.items(change.desired)
+        let value = "search_path: '\(quotedForMessage(change.desired))'"
+        let allowed = "Bulwark sets it server-wide only to \"$user\" and public, then pg_temp if at all: \(advice)"
+        if let other = items.first(where: { !searchPathSchemas.contains($0) && $0 != "pg_catalog" }) {
+            return "\(value) names the schema \(quotedForMessage(PostgresAdapter.shownIdentifier(other))): its owner, and whoever may "
+                + "create in it, would decide what every unqualified name means in every session of the server, superusers' "
+                + "included; \(allowed)"
+        }
+        if items.contains("pg_catalog") {
+            return "\(value) names pg_catalog, which every session searches first unless it is named: after another schema, that "
+                + "schema's functions would stand in for the built-ins in every session of the server, superusers' included; first, "
+                + "every CREATE without a schema would go to the catalog and fail; \(allowed)"
+        }
+        guard items.contains("$user") || items.contains("public") else {
+            return "\(value) names no schema for applications' tables (\"$user\" or public): every unqualified table name would fail "
+                + "in every session of the server; \(allowed)"
+        }
+        if let temp = items.firstIndex(of: "pg_temp"), temp != items.count - 1 || !items[..<temp].contains("public") {
+            return "\(value) puts pg_temp before public or among the schemas: a table created without a schema could be "
+                + "temporary, and its rows gone when its session ends; \(allowed)"
+        }
+        return nil
     }
 }

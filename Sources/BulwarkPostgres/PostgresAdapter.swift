@@ -55,6 +55,18 @@ public enum PostgresAdapter {
         return false
     }
 
+    /// Whether `passwordEnv` may name `name`: `PGPASSWORD` (libpq's), or `BULWARK_…_PASSWORD`
+    /// (upper case, digits, `_`), the names an operator gives a database password for Bulwark.
+    /// The policy chooses the host the password is sent to, so a variable the operator set for
+    /// anything else (`AWS_SECRET_ACCESS_KEY`, a CI token, another tool's password) is never
+    /// one; Bulwark's own are refused before this (`OwnSecrets.isReservedVariable`).
+    static func isPasswordVariable(_ name: String) -> Bool {
+        if name == "PGPASSWORD" { return true }
+        let (prefix, suffix) = ("BULWARK_", "_PASSWORD")
+        guard name.hasPrefix(prefix), name.hasSuffix(suffix), name.count > prefix.count + suffix.count else { return false }
+        return name.allSatisfy { $0.isASCII && ($0.isUppercase || $0.isNumber || $0 == "_") }
+    }
+
     static let cleartextAdvice = "sslmode defaults to verify-full; set sslmode: disable only for loopback (127.0.0.1, ::1) or a Unix socket (host: /run/postgresql)"
 
     @Sendable static func parseSettings(_ spec: SpecReader) -> PostgresTargetSettings? {
@@ -96,6 +108,12 @@ public enum PostgresAdapter {
         if let env, let envReader, OwnSecrets.isReservedVariable(env) {
             envReader.fail("\(env) holds Bulwark's own credentials (AWS credentials and Bulwark's own variables are never sent to a "
                            + "database); name a variable that holds this target's password alone, such as BULWARK_DB1_PASSWORD")
+            return nil
+        }
+        if let env, let envReader, !isPasswordVariable(env) {
+            envReader.fail("'\(quotedForMessage(env))' is not a variable for a database password: name one that starts with BULWARK_ "
+                           + "and ends with _PASSWORD (such as BULWARK_DB1_PASSWORD), or PGPASSWORD; another variable may hold a "
+                           + "secret given for something else (AWS_…, another tool's token), and the policy chooses where it is sent")
             return nil
         }
         let fileReader = spec.field("passwordFile")

@@ -128,6 +128,8 @@ struct HostileManifest: Sendable, CustomTestStringConvertible {
                         expect: "YAML: nested deeper than 64 levels"),
         HostileManifest("postgres password in clear text to a remote host", "controllers", "apiVersion: bulwark/v1\nkind: Target\nmetadata: {name: db}\nspec: {adapter: postgres, host: db.example.org, user: postgres, passwordEnv: PGPASSWORD, sslmode: disable}\n",
                         expect: "sslmode: disable would send the password in clear text to db.example.org"),
+        HostileManifest("postgres password from another tool's variable", "controllers", "apiVersion: bulwark/v1\nkind: Target\nmetadata: {name: db}\nspec: {adapter: postgres, host: db.example.org, user: postgres, passwordEnv: AWS_RDS_PASSWORD}\n",
+                        expect: "spec.passwordEnv: 'AWS_RDS_PASSWORD' is not a variable for a database password"),
         HostileManifest("firewall blocklist of everything", "controllers", "apiVersion: bulwark/v1\nkind: Target\nmetadata: {name: fw}\nspec: {adapter: nftables, root: /srv/fw, management: [0.0.0.0/0]}\n",
                         expect: "0.0.0.0/0 is every address: a prefix length of 0 is refused"),
     ]

@@ -211,6 +211,90 @@ struct PostgresGuardTests {
         #expect(try await reconcilePostgres(state, server).0.hasDrift == false)
     }
 
+    /// Harmful: each was set server-wide, reloaded and verified. `session_replication_role:
+    /// replica` let every session write rows a foreign key forbids; `zero_damaged_pages: on`
+    /// loses a damaged page's rows without an error; `exit_on_error: on` ends every session at
+    /// its first error; `temp_file_limit: 1MB` failed a sort of a million numbers. Each is
+    /// blocked and recorded once, nothing written, and foreign keys still hold. A setting of one
+    /// transaction (`transaction_read_only`), which ALTER SYSTEM refuses, is blocked with why.
+    @Test func aSettingThatBreaksIntegrityOrFailsEveryBigQueryIsBlockedOnce() async throws {
+        let server = try PostgresServer()
+        let reason = try await expectBlocked(try clients(server, """
+            {session_replication_role: "Replica", zero_damaged_pages: "on", exit_on_error: "yes", temp_file_limit: "1MB",
+             transaction_read_only: "on"}
+            """), server, name: "clients")
+        #expect(reason.contains("session_replication_role: 'Replica' stops ordinary triggers from firing, foreign-key checks included, "
+                                + "in every session of the server"), "\(reason)")
+        #expect(reason.contains("zero_damaged_pages: 'on' replaces a damaged page with an empty one"), "\(reason)")
+        #expect(reason.contains("exit_on_error: 'on' ends every session at its first error"), "\(reason)")
+        #expect(reason.contains("temp_file_limit: '1MB' makes every query whose sorts and hashes spill more to disk fail"), "\(reason)")
+        #expect(reason.contains("transaction_read_only belongs to one transaction and cannot be set server-wide"), "\(reason)")
+        #expect(try server.psql("SHOW session_replication_role") == "origin")
+        #expect(try server.psql("SHOW temp_file_limit") == "-1")
+        try server.psql("CREATE TABLE parent (id int PRIMARY KEY); CREATE TABLE child (parent int REFERENCES parent)")
+        #expect(throws: (any Error).self, "the foreign key still holds") { try server.psql("INSERT INTO child VALUES (7)") }
+    }
+
+    /// Harmful: a server-wide `search_path` naming a schema a role owns let that role's
+    /// `lower()` run, with a superuser's rights, in the superuser's own session. Such a path is
+    /// blocked and recorded once, as are `pg_catalog` named (after `public` it lets public's
+    /// functions stand in for the built-ins; first, every CREATE fails), `PUBLIC` (a schema of
+    /// its own, since Bulwark writes each item quoted), `pg_temp` first (tables created without
+    /// a schema were temporary) and a path with no schema for tables.
+    @Test func aSearchPathThatHandsEverySessionsNamesToASchemaIsBlocked() async throws {
+        let server = try PostgresServer()
+        try server.psql("CREATE ROLE mallory LOGIN; CREATE SCHEMA tools AUTHORIZATION mallory")
+        try server.psql("CREATE FUNCTION tools.lower(text) RETURNS text LANGUAGE sql AS $$SELECT 'owned'$$")
+        let cases = [
+            ("tools, pg_catalog, public", "names the schema tools: its owner, and whoever may create in it, would decide what every "
+                + "unqualified name means in every session of the server, superusers' included"),
+            (#"\"$user\", public, pg_catalog"#, "names pg_catalog, which every session searches first unless it is named: after another "
+                + "schema, that schema's functions would stand in for the built-ins"),
+            ("pg_catalog, public", "first, every CREATE without a schema would go to the catalog and fail"),
+            ("PUBLIC", #"names the schema "PUBLIC""#),
+            ("pg_temp, public", "puts pg_temp before public or among the schemas: a table created without a schema could be temporary"),
+            ("pg_temp", "names no schema for applications' tables"),
+            ("", "names no schema for applications' tables"),
+        ]
+        for (path, expected) in cases {
+            let reason = try await expectBlocked(try clients(server, "{search_path: \"\(path)\"}"), server, name: "clients")
+            #expect(reason.contains(expected), "\(path): \(reason)")
+        }
+        #expect(try server.psql("SELECT lower('A')") == "a", "the built-in still answers")
+        #expect(try server.psql("SHOW search_path") == #""$user", public"#)
+    }
+
+    /// The legitimate twin: the same settings at values that keep integrity (set by hand to the
+    /// harmful ones first), a temporary-file limit of exactly 1 GB, then none, and a search path
+    /// of `"$user"`, `public` and `pg_temp` last, then `"$user"` alone (PostgreSQL's advice for
+    /// a server without a writable `public`), go through; foreign keys hold again.
+    @Test func integrityKeepingSettingsAndABuiltInSearchPathAreApplied() async throws {
+        let server = try PostgresServer()
+        for sql in ["ALTER SYSTEM SET session_replication_role = replica", "ALTER SYSTEM SET temp_file_limit = '1MB'",
+                    "ALTER SYSTEM SET zero_damaged_pages = on", "ALTER SYSTEM SET search_path = public", "SELECT pg_reload_conf()"] {
+            try server.psql(sql)
+        }
+        let state = try clients(server, #"""
+            {session_replication_role: "local", zero_damaged_pages: "off", exit_on_error: "off", temp_file_limit: "1GB",
+             search_path: "\"$user\", public, pg_temp"}
+            """#)
+        let (plan, outcome) = try await reconcilePostgres(state, server)
+        #expect(plan.remediations.map(\.decision) == [.applied], "\(plan.remediations.map { $0.reason ?? "" })")
+        #expect(outcome.verified.count == 1, "\(outcome.failed.map { $0.record.error ?? "" })")
+        #expect(try server.psql("SHOW session_replication_role") == "local")
+        #expect(try server.psql("SHOW temp_file_limit") == "1GB")
+        #expect(try server.psql("SHOW zero_damaged_pages") == "off")
+        #expect(try server.psql("SHOW search_path") == #""$user", public, pg_temp"#)
+        try server.psql("CREATE TABLE parent (id int PRIMARY KEY); CREATE TABLE child (parent int REFERENCES parent)")
+        #expect(throws: (any Error).self, "the foreign key holds again") { try server.psql("INSERT INTO child VALUES (7)") }
+        #expect(try await reconcilePostgres(state, server).0.hasDrift == false)
+
+        let (_, unlimited) = try await reconcilePostgres(try clients(server, #"{temp_file_limit: "-1", search_path: "\"$user\""}"#), server)
+        #expect(unlimited.verified.count == 1, "\(unlimited.failed.map { $0.record.error ?? "" })")
+        #expect(try server.psql("SHOW temp_file_limit") == "-1")
+        #expect(try server.psql("SHOW search_path") == #""$user""#)
+    }
+
     /// Bulwark's own sessions were held to the server's values: under a server-wide
     /// `default_transaction_read_only` every fix failed, and under a `statement_timeout` its
     /// undo and its reads were cancelled. Set by hand here (Bulwark blocks them): each session

@@ -186,9 +186,6 @@ struct PostgresTests {
             }
         }
 
-        // A database password that merely starts with AWS_ is a name like any other.
-        _ = try postgresState(server, target: "{adapter: postgres, host: 127.0.0.1, port: \(server.port), user: postgres, passwordEnv: AWS_RDS_PASSWORD, sslmode: disable}",
-                              manifest)
 
         let key = "-----BEGIN OPENSSH PRIVATE KEY-----\n\(UUID().uuidString)\n-----END OPENSSH PRIVATE KEY-----\n"
         try key.write(toFile: server.directory + "/bulwark-signing-key", atomically: true, encoding: .utf8)
@@ -213,5 +210,39 @@ struct PostgresTests {
         let same = try await Reconciler(registry: postgresRegistry(server)).plan(try state(server, manifest))
         #expect(same.failures.isEmpty, "\(same.failures.map(\.message))")
         #expect(OwnSecrets.contains(shared, destination: "192.0.2.7:5432"), "not to another server")
+    }
+
+    /// Harmful: `passwordEnv` could name any variable Bulwark's process has, and the policy
+    /// chooses the host it is sent to: a secret the operator set for something else (an AWS
+    /// key under another name, a CI token) went to that host as a password. Only `BULWARK_…_PASSWORD`
+    /// and `PGPASSWORD` are read; any other name is refused where the target is read, naming the
+    /// file, line and field (the refusal of a revision holding one is recorded in git by
+    /// `HostileManifestTests`). The legitimate twin: a `BULWARK_…_PASSWORD` the operator set
+    /// connects, and `PGPASSWORD` is accepted.
+    @Test func passwordEnvNamesOnlyAVariableForADatabasePassword() async throws {
+        let server = try PostgresServer()
+        let manifest = "apiVersion: bulwark/v1\nkind: PostgresRole\nmetadata: {name: x}\nspec: {role: postgres, login: true}\n"
+        func target(_ variable: String) -> String {
+            "{adapter: postgres, host: 127.0.0.1, port: \(server.port), user: postgres, passwordEnv: \"\(variable)\", sslmode: disable}"
+        }
+        for variable in ["AWS_RDS_PASSWORD", "GITHUB_TOKEN", "BULWARK_SECRETS_DIR", "bulwark_db1_password", "BULWARK__PASSWORD",
+                         "BULWARK_DB1_PASSWORD\\n"] {
+            do {
+                _ = try postgresState(server, target: target(variable), manifest)
+                Issue.record("passwordEnv \(variable) was accepted")
+            } catch {
+                #expect("\(error)".contains("controllers/c.yaml:4"), "\(error)")
+                #expect("\(error)".contains("spec.passwordEnv"), "\(error)")
+                #expect("\(error)".contains("is not a variable for a database password: name one that starts with BULWARK_ and ends with "
+                                            + "_PASSWORD (such as BULWARK_DB1_PASSWORD), or PGPASSWORD"), "\(error)")
+            }
+        }
+
+        let variable = "BULWARK_PGTEST\(UInt32.random(in: 0...UInt32.max))_PASSWORD"
+        setenv(variable, server.password, 1)
+        defer { unsetenv(variable) }
+        let plan = try await Reconciler(registry: postgresRegistry(server)).plan(try postgresState(server, target: target(variable), manifest))
+        #expect(plan.failures.isEmpty, "\(plan.failures.map(\.message))")
+        _ = try postgresState(server, target: target("PGPASSWORD"), manifest)
     }
 }
