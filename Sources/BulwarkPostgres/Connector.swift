@@ -38,7 +38,9 @@ struct Connector: Sendable {
     /// session that was undoing it (and every observation after), so that not even reverting the
     /// policy could repair it; `default_transaction_read_only = on` made every fix fail; an
     /// `idle_session_timeout` would end the session kept open to undo a change while new ones
-    /// verify it. `PostgresAdapter.transaction` still bounds its own lock waits (`SET LOCAL`).
+    /// verify it; a `search_path` naming a schema before `pg_catalog` would let its owner stand
+    /// in for the functions Bulwark's own SQL calls (this statement's are named with their schema).
+    /// `PostgresAdapter.transaction` still bounds its own lock waits (`SET LOCAL`).
     ///
     /// Set with `set_config` in the session, not in the startup packet: a startup value becomes
     /// the session's reset value, which is where `SettingState.read` finds what the server gives
@@ -47,11 +49,12 @@ struct Connector: Sendable {
     static let ownSession: [(name: String, value: String)] = [
         ("statement_timeout", "0"), ("lock_timeout", "0"), ("idle_in_transaction_session_timeout", "0"),
         ("idle_session_timeout", "0"), ("transaction_timeout", "0"), ("default_transaction_read_only", "off"),
+        ("search_path", "pg_catalog, pg_temp"),
     ]
 
     /// One statement, so that a server-wide timeout has a single short statement to cancel.
     static let ownSessionStatement = "SELECT " + ownSession.map { name, value in
-        "CASE WHEN current_setting('\(name)', true) IS NOT NULL THEN set_config('\(name)', '\(value)', false) END"
+        "CASE WHEN pg_catalog.current_setting('\(name)', true) IS NOT NULL THEN pg_catalog.set_config('\(name)', '\(value)', false) END"
     }.joined(separator: ", ")
 
     /// Runs `body` on a new connection to `database` (default: the target's), then closes it.

@@ -138,6 +138,35 @@ struct PostgresTests {
         withExtendedLifetime(proxy) {}
     }
 
+    /// A server-wide `search_path` set by hand that names a schema before `pg_catalog`: its
+    /// owner's `current_setting` stood in for the built-in in the first statement of Bulwark's
+    /// own session, run with Bulwark's rights. Bulwark's session now names the catalog's functions
+    /// and sets its own path first; the server's value is still what is observed.
+    @Test func aHostileServerSearchPathDoesNotReachBulwarksOwnSession() async throws {
+        let server = try PostgresServer()
+        try server.psql("""
+            CREATE SCHEMA mallory; CREATE TABLE mallory.calls (n int);
+            CREATE FUNCTION mallory.current_setting(text, boolean) RETURNS text LANGUAGE sql
+              AS 'INSERT INTO mallory.calls VALUES (1); SELECT pg_catalog.current_setting($1, $2)';
+            CREATE FUNCTION mallory.set_config(text, text, boolean) RETURNS text LANGUAGE sql
+              AS 'INSERT INTO mallory.calls VALUES (2); SELECT pg_catalog.set_config($1, $2, $3)';
+            GRANT USAGE ON SCHEMA mallory TO PUBLIC; GRANT INSERT ON mallory.calls TO PUBLIC;
+            """)
+        try server.psql("ALTER SYSTEM SET search_path = mallory, pg_catalog, public")
+        try server.psql("SELECT pg_reload_conf()")
+        let state = try state(server, """
+            apiVersion: bulwark/v1
+            kind: PostgresSetting
+            metadata: {name: path}
+            spec: {settings: {search_path: '"$user", public'}}
+            """)
+        let plan = try await Reconciler(registry: postgresRegistry(server)).plan(state)
+        #expect(plan.failures.isEmpty, "\(plan.failures.map(\.message))")
+        let observed = try #require(plan.remediations.first?.changes.first?.observed)
+        #expect(observed == "mallory, pg_catalog, public", "the server's value is what is observed: \(observed)")
+        #expect(try server.psql("SELECT count(*) FROM mallory.calls") == "0", "no function of mallory's ran in Bulwark's session")
+    }
+
     @Test func aRoleNamedInTheSpecThatDoesNotExistIsReportedNotInSync() async throws {
         let server = try PostgresServer()
         try server.psql("CREATE ROLE Admin SUPERUSER")  // unquoted: the role is admin
