@@ -95,6 +95,21 @@ public struct AuditRecord: Sendable, Hashable, Codable {
             approver: nil, error: nil)
     }
 
+    /// The record of a person's command that was refused (`bulwark revert` that a safety guard
+    /// refuses, `bulwark approve` of an id no record carries): nothing was changed. Its id is
+    /// stable for `key` (the command and what it named, never the caller or the time), so that
+    /// the same command refused again adds no record.
+    public static func refusedCommand(_ key: [String], controller: String = noTarget, target: String = noTarget,
+                                      resource: String, severity: Severity, reason: String, changes: [Change] = [],
+                                      revision: Revision, at date: Date) -> AuditRecord {
+        let parts = resource.split(separator: "/", maxSplits: 1).map(String.init)
+        return AuditRecord(
+            id: AuditID.stable((["refused-command"] + key).joined(separator: "\u{1}")), controller: controller, target: target,
+            resource: resource, kind: parts.first ?? resource, name: parts.count == 2 ? parts[1] : resource, severity: severity,
+            risk: 0, mode: .enforce, decision: .refused, result: nil, reason: oneLine(reason), changes: changes, detectedAt: date,
+            appliedAt: nil, verifiedAt: nil, desiredCommit: revision, approver: nil, error: nil)
+    }
+
     /// The record of a scanner finding whose proposed change was refused (it would lower the
     /// policy, or make the revision invalid): recorded once per source, finding and resource,
     /// so that an attempt to weaken policy through a finding is in git, not only in `ingest`'s

@@ -49,7 +49,13 @@ package enum RevisionRefusal {
     @discardableResult
     package static func record(of head: ObjectID, errors: [String], in repository: PolicyRepository,
                                console: Console) async -> Recorded? {
-        let record = AuditRecord.refusal(revision: Revision(head), errors: errors, at: Date())
+        await record(AuditRecord.refusal(revision: Revision(head), errors: errors, at: Date()), in: repository, console: console)
+    }
+
+    /// Commits a refusal's record unless the audit branch holds its id already, and pushes what
+    /// waits; nil when it could not be committed (a warning says why).
+    @discardableResult
+    package static func record(_ record: AuditRecord, in repository: PolicyRepository, console: Console) async -> Recorded? {
         var entry: (record: AuditRecord, commit: String)?
         do {
             if try await !repository.contains(recordID: record.id) {
