@@ -95,7 +95,8 @@ extension Bulwark {
                                      reason: reason, expires: expires, block: block)
             // Signed with the caller's key when git is set up to sign (gpg.format ssh, user.signingkey):
             // with --trusted-signers, the approver is whoever signed.
-            let signer = await policy.callerSigner()
+            var signer = await policy.callerSigner()
+            signer?.subject = "the approval of \(id) (approvals/\(id).yaml)"
             let commit = try await policy.commitPolicy(
                 ["approvals/\(id).yaml": Array(text.utf8)],
                 message: "approve(\(held.trailer(.resource) ?? id)): \(held.trailer(.target) ?? "")\n\n\(reason)\n\n\(AuditTrailer.approves.rawValue): \(id)\n",

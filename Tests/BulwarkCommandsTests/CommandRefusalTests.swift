@@ -19,8 +19,9 @@ import Testing
 
     /// Harmful: approving an id no record carries (a typo, or a probe for what can be let
     /// through) is refused and recorded once. Legitimate: a held weakening approved by a second
-    /// person goes through, and nothing is recorded as refused.
-    @Test func anApprovalOfAnUnknownIdIsRecordedAndAHeldOneIsApproved() async throws {
+    /// person goes through, signed, and the line before ssh-keygen's says what is signed (not
+    /// its "Signing file /tmp/…").
+    @Test func anApprovalOfAnUnknownIdIsRecordedAndAHeldOneIsApprovedSigned() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
             #expect(try s.run("apply").status == 0)
@@ -35,15 +36,20 @@ import Testing
             #expect(try Self.approve(s, unknown.lowercased()).status == 1)
             #expect(try Self.refusals(s).count == 1, "the same refusal is recorded once")
 
-            // Legitimate: a weakening held for a second person, approved by one.
+            // Legitimate: a weakening held for a second person, approved by one, signed.
             try s.editPolicy("desired-state/hosts/sshd.yaml", replacing: "PermitRootLogin: \"no\"", with: "PermitRootLogin: \"yes\"")
             #expect(try s.run("apply").stdout.contains("weakens the policy"))
             let held = try RevertTests.recordID(s, resource: "SSHDConfig/cis-5.1.20-permit-root-login", decision: "held")
-            let approved = try Self.approve(s, held)
+            let key = try SignatureTests().makeKey(dir, "rita@example.org")
+            let approved = try Self.approve(s, held, environment: try s.signingEnvironment(key.privateKey))
             #expect(approved.status == 0, "\(approved.stdout)\n\(approved.stderr)")
-            #expect(approved.stdout.contains("Approved \(held) as Rita Reviewer <rita@example.org>"))
+            #expect(approved.stdout.contains("Approved \(held) as Rita Reviewer <rita@example.org>") && approved.stdout.contains(", signed."))
+            #expect(approved.stderr.contains("Signing the approval of \(held) (approvals/\(held).yaml) with user.signingkey \(key.privateKey)"),
+                    "\(approved.stderr)")
+            #expect(!approved.stderr.contains("Signing file"), "\(approved.stderr)")
             records = try Self.refusals(s)
             #expect(records.count == 1, "nothing refused: \(records)")
+            #expect(try git("--git-dir", s.origin, "cat-file", "-p", "main").contains("-----BEGIN SSH SIGNATURE-----"))
         }
     }
 }
