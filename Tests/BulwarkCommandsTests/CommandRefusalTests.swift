@@ -52,6 +52,21 @@ import Testing
             #expect(try git("--git-dir", s.origin, "cat-file", "-p", "main").contains("-----BEGIN SSH SIGNATURE-----"))
         }
     }
+
+    /// An error a command prints and the one it ends with begin alike: `Error:` (review: a
+    /// refused revision printed `error:` lines, then argument-parser's `Error:`).
+    @Test func everyErrorLineBeginsWithOnePrefix() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            try s.commitPolicy("desired-state/hosts/broken.yaml", "apiVersion: bulwark/v1\nkind: Sysctl\nmetadata: {name: x}\nspec: {nope: 1}\n")
+            let plan = try s.run("plan")
+            #expect(plan.status == 1, "\(plan.stdout)\n\(plan.stderr)")
+            #expect(plan.stderr.contains("Error: revision "), "\(plan.stderr)")
+            #expect(!plan.stderr.split(separator: "\n").contains { $0.lowercased().hasPrefix("error:") && !$0.hasPrefix("Error:") }, "\(plan.stderr)")
+            // Unchanged: exit codes. A usage mistake is still 64.
+            #expect(try s.run("plan", "--output", "yaml").status == 64)
+        }
+    }
 }
 
 extension FirewallEndToEndTests {
