@@ -48,8 +48,8 @@ package enum RevisionRefusal {
     /// when it could not be committed (a warning says why).
     @discardableResult
     package static func record(of head: ObjectID, errors: [String], in repository: PolicyRepository,
-                               console: Console) async -> Recorded? {
-        await record(AuditRecord.refusal(revision: Revision(head), errors: errors, at: Date()), in: repository, console: console)
+                               console: Console, what: String = AuditRecord.revisionRefused) async -> Recorded? {
+        await record(AuditRecord.refusal(revision: Revision(head), errors: errors, at: Date(), what: what), in: repository, console: console)
     }
 
     /// Commits a refusal's record unless the audit branch holds its id already, and pushes what
