@@ -37,8 +37,7 @@ extension Bulwark {
             // The reason is also the commit message's body: one line of printable text.
             try checkReason(reason)
             if let expires {
-                try checkDay(expires, option: "--expires")
-                guard let end = DesiredStateLoader.endOfDay(expires), end > Date() else {
+                guard try checkDay(expires, option: "--expires") > Date() else {
                     throw ValidationError("--expires \(expires) is in the past")
                 }
             }
