@@ -63,7 +63,8 @@ extension Bulwark {
             do {
                 checked = try await Self.check(branch, tip: info, head: head, in: policy, repository: repository, proposer: proposer)
             } catch let refusal as CommandError {
-                await RevisionRefusal.record(of: info.id, errors: ["accept \(branch): \(refusal.description)"], in: policy, console: console)
+                await RevisionRefusal.record(of: info.id, errors: ["accept \(branch): \(refusal.description)"], in: policy, console: console,
+                                             what: "acceptance refused; nothing was committed")
                 throw refusal
             }
             let (shape, before, proposed, now, citation) = checked

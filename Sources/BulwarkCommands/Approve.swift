@@ -37,8 +37,7 @@ extension Bulwark {
             // The reason is also the commit message's body: one line of printable text.
             try checkReason(reason)
             if let expires {
-                try checkDay(expires, option: "--expires")
-                guard let end = DesiredStateLoader.endOfDay(expires), end > Date() else {
+                guard try checkDay(expires, option: "--expires") > Date() else {
                     throw ValidationError("--expires \(expires) is in the past")
                 }
             }
@@ -47,15 +46,25 @@ extension Bulwark {
         func run() async throws {
             let console = Console()
             let policy = try PolicyRepository(try repository.configuration())
-            let (_, stale) = try await policy.sync()
+            let (head, stale) = try await policy.sync()
             if let stale { throw CommandError(stale) }
+            // Every refusal from here on is in git (once per id and reason), as a refused
+            // revision or finding is: someone tried to let something through.
+            func refused(_ reason: String) async -> CommandError {
+                let who = await policy.callerSignature().map { "\($0.name) <\($0.email)>" } ?? "an unknown git identity"
+                let record = AuditRecord.refusedCommand(["approve", id, reason], resource: "Approval/\(id)", severity: .high,
+                                                        reason: "bulwark approve \(id) by \(who) refused: \(reason)",
+                                                        revision: Revision(head), at: Date())
+                await RevisionRefusal.record(record, in: policy, console: console)
+                return CommandError(reason)
+            }
             // Held drift, a safety guard's block and a flap-breaker escalation are approved alike.
             let approvable: Set<String> = [Decision.held.rawValue, Decision.blocked.rawValue, Decision.escalated.rawValue]
             let carrying = try await policy.auditHistory().filter {
                 $0.trailer(.id) == id && approvable.contains($0.trailer(.decision) ?? "")
             }
             guard var held = carrying.first else {
-                throw CommandError("no held, blocked or escalated remediation with id \(id) in \(repository.auditBranch)")
+                throw await refused("no held, blocked or escalated remediation with id \(id) in \(repository.auditBranch)")
             }
             // With a signing key or audit signers, the newest record one of the Bulwarks signed:
             // anyone who can push can put a newer one with the same id, showing another block.
@@ -63,7 +72,7 @@ extension Bulwark {
             if let trust = RecordTrust(ownKey: await policy.auditKey, auditSigners: await policy.auditSigners, verification: nil) {
                 let (trusted, passedOver) = await trust.newest(of: carrying, in: policy)
                 guard let trusted else {
-                    throw CommandError("the record \(id) in \(repository.auditBranch) cannot be approved: \(passedOver.first ?? "no trusted key signed it")")
+                    throw await refused("the record \(id) in \(repository.auditBranch) cannot be approved: \(passedOver.first ?? "no trusted key signed it")")
                 }
                 for problem in passedOver { console.warn("a newer commit with the record \(id) is passed over: \(problem)") }
                 held = trusted
@@ -76,7 +85,7 @@ extension Bulwark {
             if held.trailer(.decision) == Decision.blocked.rawValue {
                 let recorded = held.message.split(separator: "\n").first { $0.hasPrefix("Reason: ") }.map { String($0.dropFirst(8)) }
                 guard let shown = recorded.flatMap({ Planner.approvedBlock(fromRecorded: $0, id: id) }) else {
-                    throw CommandError("the blocked record \(id) in \(repository.auditBranch) names no block Bulwark wrote (no Reason: line "
+                    throw await refused("the blocked record \(id) in \(repository.auditBranch) names no block Bulwark wrote (no Reason: line "
                                        + "ending in 'bulwark approve \(id)'); it cannot be approved")
                 }
                 block = shown
@@ -85,7 +94,8 @@ extension Bulwark {
                                      reason: reason, expires: expires, block: block)
             // Signed with the caller's key when git is set up to sign (gpg.format ssh, user.signingkey):
             // with --trusted-signers, the approver is whoever signed.
-            let signer = await policy.callerSigner()
+            var signer = await policy.callerSigner()
+            signer?.subject = "the approval of \(id) (approvals/\(id).yaml)"
             let commit = try await policy.commitPolicy(
                 ["approvals/\(id).yaml": Array(text.utf8)],
                 message: "approve(\(held.trailer(.resource) ?? id)): \(held.trailer(.target) ?? "")\n\n\(reason)\n\n\(AuditTrailer.approves.rawValue): \(id)\n",

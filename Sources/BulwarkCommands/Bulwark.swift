@@ -97,7 +97,7 @@ extension Bulwark {
             // gives for one found while parsing (not the root command's `bulwark <subcommand>`).
             if let validation = shown as? ValidationError, !(command is Bulwark) {
                 let name = type(of: command)._commandName
-                FileHandle.standardError.write(Data(("Error: \(validation.message)\nUsage: " + usageString(for: type(of: command))
+                FileHandle.standardError.write(Data(("\(Console.errorPrefix) \(validation.message)\nUsage: " + usageString(for: type(of: command))
                     + "\n  See 'bulwark \(name) --help' for more information.\n").utf8))
                 exit(withError: ExitCode.validationFailure)
             }
@@ -110,10 +110,10 @@ extension Bulwark {
 }
 
 extension Bulwark {
-    /// Ends the process with `Error: message` (control characters escaped) and `code`, without
+    /// Ends the process with `Error: message` (`Console.errorPrefix`, control characters escaped) and `code`, without
     /// argument-parser's usage lines.
     static func fail(_ message: String, code: Int32) -> Never {
-        FileHandle.standardError.write(Data(("Error: " + TerminalText.printable(message, colour: false) + "\n").utf8))
+        FileHandle.standardError.write(Data((Console.errorPrefix + " " + TerminalText.printable(message, colour: false) + "\n").utf8))
         exit(withError: ExitCode(code))
     }
 

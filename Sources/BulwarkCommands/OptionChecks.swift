@@ -15,10 +15,13 @@ func checkNotEmpty(_ values: KeyValuePairs<String, String?>) throws(ValidationEr
 /// is read too: `Timestamp.day`) (exit 64), as the loader
 /// refuses it in a manifest's `expires:`: `2027-02-30` is not moved to March 2nd and
 /// `2027-01-05xyz` is not cut to January 5th.
-func checkDay(_ text: String, option: String) throws(ValidationError) {
-    guard DesiredStateLoader.endOfDay(text) != nil else {
+/// Returns the end of that day (UTC), as the loader reads it: the one reading of the option.
+@discardableResult
+func checkDay(_ text: String, option: String) throws(ValidationError) -> Date {
+    guard let end = DesiredStateLoader.endOfDay(text) else {
         throw ValidationError("\(option): \(DesiredStateLoader.notADay(text))")
     }
+    return end
 }
 
 /// Refuses a folder to create (`init DIR`, `demo --dir DIR`) that exists and is a file, or a

@@ -317,13 +317,14 @@ extension RepositoryOptions {
                 let outcome = try await verification.verify(head: head, repository: repository, stateDirectory: stateDirectory)
                 if let note = outcome.note { console.warn(note) }
             }
-            var state = try DesiredStateLoader(registry: Bulwark.registry()).load(files, revision: Revision(head))
+            let loader = DesiredStateLoader(registry: Bulwark.registry())
+            var state = try loader.load(files, revision: Revision(head))
             if let reviewed, head != fetched {
                 try await reviewed.checkBrakes(head: fetched, reviewed: state, in: repository, branch: branch)
             }
             console.warn(state.warnings)
             let provenance = await Provenance.establish(&state, head: head, repository: repository, registry: Bulwark.registry(),
-                                                        stateDirectory: stateDirectory, verification: sourceVerification)
+                                                        stateDirectory: stateDirectory, verification: sourceVerification, now: loader.now)
             var refusalsRecorded: [RevisionRefusal.Recorded] = []
             if recordRefusal {
                 refusalsRecorded = await provenance.recordRefusals(head: head, in: repository, console: console)

@@ -107,7 +107,15 @@ extension Bulwark {
             let toApply = changes.filter { $0.observed != $0.desired }
             // A revert must not lock anyone out either: the kind's guards judge it like a fix.
             if !toApply.isEmpty, let block = await kind.driver.assess(toApply, to: resource, on: target).blockReason {
-                throw CommandError("the safety guard of \(original.kind) refuses the revert of \(id): \(block); nothing was changed")
+                let refusal = "the safety guard of \(original.kind) refuses the revert of \(id): \(block); nothing was changed"
+                // In git, as a guard's block of a fix is: once per record reverted and block.
+                let record = AuditRecord.refusedCommand(
+                    ["revert", id, block], controller: original.controller, target: original.target, resource: original.resource,
+                    severity: original.severity, reason: "bulwark revert \(id) by \(person): \(refusal)",
+                    changes: toApply.map { .init(property: $0.property, desired: $0.desired, observedBefore: $0.observed, observedAfter: nil) },
+                    revision: Revision(loaded.head), at: Date())
+                await RevisionRefusal.record(record, in: policy, console: console)
+                throw CommandError(refusal)
             }
 
             // The waiver goes first, so that a pass running meanwhile does not redo the fix.

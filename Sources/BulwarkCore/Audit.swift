@@ -82,17 +82,36 @@ public struct AuditRecord: Sendable, Hashable, Codable {
     /// revision, a finding's refused change, a tampered audit branch.
     public static let noTarget = "-"
 
+    /// What a refused revision's record says before its errors.
+    public static let revisionRefused = "revision refused; the last good revision stays in force"
+
     /// The record of a refused revision: nothing acted on it. Its id is stable for the same
-    /// revision and errors, so a revision refused on every pass is recorded once.
-    public static func refusal(revision: Revision, errors: [String], at date: Date) -> AuditRecord {
+    /// revision and errors, so a revision refused on every pass is recorded once. `what` says
+    /// what was refused (`accept` refuses a proposal's branch, not a revision in force).
+    public static func refusal(revision: Revision, errors: [String], at date: Date, what: String = revisionRefused) -> AuditRecord {
         let shown = errors.prefix(20).map { oneLine($0) } + (errors.count > 20 ? ["… and \(errors.count - 20) more"] : [])
         let id = AuditID.stable((["refused", revision.description] + errors).joined(separator: "\u{1}"))
         return AuditRecord(
             id: id, controller: noTarget, target: noTarget, resource: "Revision/\(revision.short)", kind: "Revision",
             name: revision.short, severity: .high, risk: 0, mode: .enforce, decision: .refused, result: nil,
-            reason: "revision refused; the last good revision stays in force: " + shown.joined(separator: "; "),
+            reason: what + ": " + shown.joined(separator: "; "),
             changes: [], detectedAt: date, appliedAt: nil, verifiedAt: nil, desiredCommit: revision,
             approver: nil, error: nil)
+    }
+
+    /// The record of a person's command that was refused (`bulwark revert` that a safety guard
+    /// refuses, `bulwark approve` of an id no record carries): nothing was changed. Its id is
+    /// stable for `key` (the command and what it named, never the caller or the time), so that
+    /// the same command refused again adds no record.
+    public static func refusedCommand(_ key: [String], controller: String = noTarget, target: String = noTarget,
+                                      resource: String, severity: Severity, reason: String, changes: [Change] = [],
+                                      revision: Revision, at date: Date) -> AuditRecord {
+        let parts = resource.split(separator: "/", maxSplits: 1).map(String.init)
+        return AuditRecord(
+            id: AuditID.stable((["refused-command"] + key).joined(separator: "\u{1}")), controller: controller, target: target,
+            resource: resource, kind: parts.first ?? resource, name: parts.count == 2 ? parts[1] : resource, severity: severity,
+            risk: 0, mode: .enforce, decision: .refused, result: nil, reason: oneLine(reason), changes: changes, detectedAt: date,
+            appliedAt: nil, verifiedAt: nil, desiredCommit: revision, approver: nil, error: nil)
     }
 
     /// The record of a scanner finding whose proposed change was refused (it would lower the

@@ -187,6 +187,9 @@ public enum FindingParser {
     static func read(_ bytes: [UInt8], contentType: String?, now: Date) throws(FindingError) -> (format: FindingFormat, findings: [Finding]) {
         if isXML(contentType: contentType, bytes: bytes) { return (.xccdf, try xccdfDocument(bytes, now: now)) }
         guard bytes.count <= maxSize else { throw FindingError("the document is larger than \(maxSize) bytes", exceedsLimit: true) }
+        // A UTF-8 byte-order mark (an editor's, PowerShell's) is no part of the document: without
+        // it, JSON, JSON Lines and the words for a plain value all see the document's first byte.
+        let bytes = bytes.starts(with: byteOrderMark) ? Array(bytes.dropFirst(byteOrderMark.count)) : bytes
         if FindingFormat.isJSONLines(contentType: contentType, bytes: bytes) {
             return (.garak, try garak(bytes, now: now))
         }
@@ -245,10 +248,14 @@ public enum FindingParser {
         return text.prefix(1).lowercased() + text.dropFirst()
     }
 
-    /// What a JSON document that is one plain value holds, in words, told by its first byte:
-    /// "null", "a string", "a boolean", "a number".
+    /// UTF-8's byte-order mark, U+FEFF.
+    static let byteOrderMark: [UInt8] = [0xEF, 0xBB, 0xBF]
+
+    /// What a JSON document that is one plain value holds, in words, told by its first byte
+    /// after a byte-order mark and JSON's blanks: "null", "a string", "a boolean", "a number".
     static func jsonKind(_ bytes: [UInt8]) -> String {
-        switch bytes.first(where: { ![9, 10, 13, 32, 0xEF, 0xBB, 0xBF].contains($0) }) {
+        let body = bytes.starts(with: byteOrderMark) ? bytes.dropFirst(byteOrderMark.count) : bytes[...]
+        return switch body.first(where: { ![9, 10, 13, 32].contains($0) }) {
         case UInt8(ascii: "n"): "null"
         case UInt8(ascii: "\""): "a string"
         case UInt8(ascii: "t"), UInt8(ascii: "f"): "a boolean"

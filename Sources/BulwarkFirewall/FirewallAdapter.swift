@@ -22,12 +22,14 @@ public enum FirewallAdapter {
         var ingress = KindDefinition(name: "AllowedIngress", adapter: name, parse: IngressDriver.parse, driver: IngressDriver(),
                                      weakens: FirewallWeakening.ingress)
         ingress.judgesDirection = false
+        var quarantine = KindDefinition(name: "Quarantine", adapter: name, parse: QuarantineDriver.parse, driver: QuarantineDriver(),
+                                        weakens: FirewallWeakening.quarantine)
+        quarantine.judgesDirection = false
         return AdapterDefinition(
             name: name, settings: FirewallTargetSettings.parse,
             kinds: [
                 blocklist,
-                KindDefinition(name: "Quarantine", adapter: name,
-                               parse: QuarantineDriver.parse, driver: QuarantineDriver()),
+                quarantine,
                 ingress,
             ])
     }

@@ -145,7 +145,10 @@ struct QuarantineDriver: ResourceDriver {
             ends = end
         }
         let active = ends.map { spec.now < $0 } ?? true
-        let state = active ? "active allow=" + BlocklistDriver.render(allow).replacingOccurrences(of: " ", with: "") : "lifted"
+        // The last day goes into the value, so that a revision that moves it earlier is seen as
+        // the weakening it is (`FirewallWeakening.quarantine`), though the host stays cut off today.
+        let state = active ? Value(allow: allow, lastDay: ends.map { String(Timestamp.format($0.addingTimeInterval(-1)).prefix(10)) }).description
+                           : "lifted"
         var result = ResourceSpec(subject: "table", properties: hosts.map { DesiredProperty("quarantine:\($0)", state) })
         if active { result.changesAt = ends }
         return result
@@ -164,11 +167,38 @@ struct QuarantineDriver: ResourceDriver {
         return Observation(values: [property: try FirewallAdapter.unlessChanged(shown, table, [chain + "_in", chain + "_out"], target)])
     }
 
-    /// The networks an active quarantine's desired value allows (`active allow=192.0.2.0/28`).
-    static func allowed(_ value: String) -> [Network] {
-        let list = value.replacingOccurrences(of: "active allow=", with: "")
-        return list == "(none)" ? [] : list.split(separator: ",").compactMap { Network(String($0)) }
+    /// An active quarantine's desired value: `active allow=192.0.2.0/28,2001:db8::/64 until=2027-01-31`
+    /// (`allow=(none)` for no network, no `until` for no expiry). `lifted` reads as nil.
+    struct Value: CustomStringConvertible {
+        var allow: [Network]
+        /// The last day it holds (`expires`), YYYY-MM-DD; nil: it does not end.
+        var lastDay: String?
+
+        init(allow: [Network], lastDay: String?) {
+            self.allow = allow
+            self.lastDay = lastDay
+        }
+
+        init?(_ text: String) {
+            let words = text.split(separator: " ")
+            guard words.first == "active" else { return nil }
+            allow = []
+            for word in words.dropFirst() {
+                if word.hasPrefix("allow="), word != "allow=(none)" {
+                    allow = word.dropFirst("allow=".count).split(separator: ",").compactMap { Network(String($0)) }
+                } else if word.hasPrefix("until=") {
+                    lastDay = String(word.dropFirst("until=".count))
+                }
+            }
+        }
+
+        var description: String {
+            "active allow=" + BlocklistDriver.render(allow).replacingOccurrences(of: " ", with: "") + (lastDay.map { " until=" + $0 } ?? "")
+        }
     }
+
+    /// The networks an active quarantine's desired value allows.
+    static func allowed(_ value: String) -> [Network] { Value(value)?.allow ?? [] }
 
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
         guard let change = changes.first(where: { $0.property == "quarantine:\(target.name)" }) else { return }

@@ -1,6 +1,6 @@
 internal import BulwarkCore
 
-/// Which way a change of a blocklist's addresses or of allowed ingress goes
+/// Which way a change of a blocklist's addresses, of allowed ingress or of a quarantine goes
 /// (`KindDefinition.weakens`): a revision that moves one the less secure way is held for a second
 /// person, as a weakened sshd setting is.
 enum FirewallWeakening {
@@ -27,6 +27,31 @@ enum FirewallWeakening {
                 if !wider.isEmpty { reasons.append("lets in from \(BlocklistDriver.render(wider)) too") }
             } else {
                 reasons.append("lets in from anywhere, not only \(BlocklistDriver.render(before))")
+            }
+        }
+        return reasons.isEmpty ? nil : reasons.joined(separator: "; ")
+    }
+
+    /// A quarantine lifted or narrowed by the policy: lifted (its expiry moved into the past; a
+    /// host taken off the list or the resource removed is a prune, held the same way), a network
+    /// added to `allow` that it did not cover, or its end moved earlier (or set where it had none),
+    /// which lifts it sooner with no second person once that day passes. An expiry that passes by
+    /// itself is not a change of revision: both revisions are read at the same time and say
+    /// `lifted` alike. Adding, widening or lengthening a quarantine is not a weakening.
+    static func quarantine(_ property: String, _ from: String, _ to: String) -> String? {
+        guard property.hasPrefix("quarantine:"), let was = QuarantineDriver.Value(from) else { return nil }
+        let host = String(property.dropFirst("quarantine:".count))
+        guard let now = QuarantineDriver.Value(to) else {
+            return "lifts the quarantine of \(host), set to last " + (was.lastDay.map { "until \($0)" } ?? "with no end")
+        }
+        var reasons: [String] = []
+        let wider = now.allow.filter { network in !was.allow.contains { $0.contains(network) } }
+        if !wider.isEmpty { reasons.append("lets \(host) reach \(BlocklistDriver.render(wider)) too") }
+        if let end = now.lastDay {
+            if let before = was.lastDay {
+                if end < before { reasons.append("ends the quarantine of \(host) after \(end), not \(before)") }
+            } else {
+                reasons.append("ends the quarantine of \(host) after \(end); it had no end")
             }
         }
         return reasons.isEmpty ? nil : reasons.joined(separator: "; ")

@@ -94,7 +94,10 @@ package struct Console: Sendable {
 
     /// Warnings and errors pass through `Redaction.urls`: a URL in a message never shows its credentials.
     package func warn(_ text: String) { print(paint("warning:", .yellow) + " " + Redaction.urls(in: text), to: .standardError) }
-    package func error(_ text: String) { print(paint("error:", .red) + " " + Redaction.urls(in: text), to: .standardError) }
+    /// `Error:`, as argument-parser and `Bulwark.fail` begin the message a failed command ends
+    /// with: one prefix for every error a command prints.
+    package func error(_ text: String) { print(paint(Self.errorPrefix, .red) + " " + Redaction.urls(in: text), to: .standardError) }
+    package static let errorPrefix = "Error:"
 
     /// A revision's warnings, at most `ValidationFailure.maxShown` of them, then how many more.
     package func warn(_ warnings: [ManifestError]) {

@@ -74,11 +74,12 @@ extension Daemon {
                     let outcome = try await verification.verify(head: newHead, repository: repository, stateDirectory: options.stateDirectory)
                     if let note = outcome.note { logger.warning("source", metadata: ["signatures": .string(note)]) }
                 }
-                    var loaded = try DesiredStateLoader(registry: registry, now: clock.wall()).load(files, revision: Revision(newHead))
+                let now = clock.wall()
+                var loaded = try DesiredStateLoader(registry: registry, now: now).load(files, revision: Revision(newHead))
                 for warning in loaded.warnings { logger.warning("manifest", metadata: ["warning": .string(warning.description)]) }
                 let provenance = await Provenance.establish(&loaded, head: newHead, repository: repository, registry: registry,
                                                             stateDirectory: options.stateDirectory,
-                                                            verification: options.sourceVerification)
+                                                            verification: options.sourceVerification, now: now)
                 await provenance.recordRefusals(head: newHead, in: repository, console: Console())
                 // A host agent's targets, for this revision: one it newly binds to the host is taken at once.
                 if let owned = options.agent.select(&loaded) {

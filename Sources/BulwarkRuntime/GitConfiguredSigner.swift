@@ -9,6 +9,9 @@ package struct GitConfiguredSigner: CommitSigner {
     /// The key file (or the literal public key, for the agent).
     package let key: String
     package let literal: Bool
+    /// What the commit is, for the line that says what is signed (`the approval of 01JD…`):
+    /// ssh-keygen's own "Signing file /tmp/…/commit" names a temporary file.
+    package var subject = "the commit"
 
     /// The signer git's configuration asks for, nil when it does not ask for an SSH signature
     /// (`gpg.format` is not `ssh` or `user.signingkey` is unset).
@@ -47,12 +50,19 @@ package struct GitConfiguredSigner: CommitSigner {
         process.executableURL = URL(fileURLWithPath: SourceVerification.executable)
         process.arguments = arguments + [data]
         process.standardOutput = FileHandle.nullDevice
-        // Left to the terminal: a passphrase prompt and ssh-keygen's own errors reach the person.
-        process.standardError = FileHandle.standardError
+        // A passphrase prompt goes to the terminal (ssh-keygen opens /dev/tty); its messages are
+        // passed on but for "Signing file …", which names the temporary file: the line above says what is signed.
+        let messages = Pipe()
+        process.standardError = messages
+        FileHandle.standardError.write(Data("Signing \(subject) with user.signingkey \(literal ? "(a key in the agent)" : key)\n".utf8))
         do { try process.run() } catch {
             throw CommandError("cannot run \(SourceVerification.executable) to sign the commit: \(error.localizedDescription)")
         }
+        let said = String(decoding: messages.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
+        let shown = said.split(separator: "\n", omittingEmptySubsequences: false)
+            .filter { !$0.hasPrefix("Signing file ") }.joined(separator: "\n")
+        if !shown.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { FileHandle.standardError.write(Data(shown.utf8)) }
         guard process.terminationStatus == 0, let signature = try? String(contentsOfFile: data + ".sig", encoding: .utf8) else {
             throw CommandError("ssh-keygen could not sign the commit with user.signingkey \(literal ? "(a key in the agent)" : key)")
         }

@@ -1,6 +1,6 @@
 package import BulwarkCore
 package import BulwarkGit
-import Foundation
+package import Foundation
 
 /// What git says about a revision beyond its files: who really approved each approval, which
 /// approvals were already used, and which resources were weakened since the last applied
@@ -68,7 +68,7 @@ package struct Provenance: Sendable {
     /// Without `verification`, git's author fields, which whoever commits writes as they like.
     package static func establish(
         _ state: inout DesiredState, head: ObjectID, repository: PolicyRepository, registry: Registry, stateDirectory: String,
-        verification: SourceVerification? = nil
+        verification: SourceVerification? = nil, now: Date = Date()
     ) async -> Provenance {
         var result = Provenance()
         let applied = await lastApplied(repository: repository, stateDirectory: stateDirectory, verification: verification)?.id
@@ -121,9 +121,10 @@ package struct Provenance: Sendable {
         }
 
         // Weakening: compare with the last revision applied without a pending weakening, or, on a
-        // new state directory, the revision of the newest fix on the audit branch.
+        // new state directory, the revision of the newest fix on the audit branch. Read at the
+        // time `state` was (`now`): an expiry that passed between them is no change of policy.
         guard let baseline, baseline != head, let files = try? await repository.files(at: baseline),
-              let previous = try? DesiredStateLoader(registry: registry).load(files, revision: Revision(baseline)) else {
+              let previous = try? DesiredStateLoader(registry: registry, now: now).load(files, revision: Revision(baseline)) else {
             return result
         }
         result.baseline = baseline

@@ -48,8 +48,14 @@ package enum RevisionRefusal {
     /// when it could not be committed (a warning says why).
     @discardableResult
     package static func record(of head: ObjectID, errors: [String], in repository: PolicyRepository,
-                               console: Console) async -> Recorded? {
-        let record = AuditRecord.refusal(revision: Revision(head), errors: errors, at: Date())
+                               console: Console, what: String = AuditRecord.revisionRefused) async -> Recorded? {
+        await record(AuditRecord.refusal(revision: Revision(head), errors: errors, at: Date(), what: what), in: repository, console: console)
+    }
+
+    /// Commits a refusal's record unless the audit branch holds its id already, and pushes what
+    /// waits; nil when it could not be committed (a warning says why).
+    @discardableResult
+    package static func record(_ record: AuditRecord, in repository: PolicyRepository, console: Console) async -> Recorded? {
         var entry: (record: AuditRecord, commit: String)?
         do {
             if try await !repository.contains(recordID: record.id) {

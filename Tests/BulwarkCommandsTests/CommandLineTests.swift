@@ -376,7 +376,7 @@ import Testing
             for command in ["plan", "apply"] {
                 let text = try s.run(command)
                 #expect(text.status == 1, "\(text.stderr)")
-                let lines = text.stderr.split(separator: "\n").filter { $0.contains("could not be observed") || $0.contains("local ") && $0.hasPrefix("error:") }
+                let lines = text.stderr.split(separator: "\n").filter { $0.contains("could not be observed") || $0.contains("local ") && $0.hasPrefix("Error:") }
                 #expect(lines.count == 1, "\(command): \(text.stderr)")
                 #expect(lines.first?.contains("local: \(errors.count) resources could not be observed (") == true, "\(lines)")
                 #expect(lines.first?.contains("and \(errors.count - 3) more") == true, "\(lines)")

@@ -491,7 +491,7 @@ extension FirewallEndToEndTests {
             #expect(daemon.wait(seconds: 60) { (try? lab.connects(port: 8443)) == true }, "lifted at its expiry: \(daemon.log)")
             #expect(try git("--git-dir", s.origin, "rev-parse", "main") == policy, "no commit to the policy")
             #expect(daemon.wait(seconds: 30) {
-                ((try? git("--git-dir", s.origin, "log", "--format=%s", "bulwark/audit")) ?? "").contains("edge-1 quarantine:edge-1 active allow=192.0.2.200 -> lifted")
+                ((try? git("--git-dir", s.origin, "log", "--format=%s", "bulwark/audit")) ?? "").contains("edge-1 quarantine:edge-1 active allow=192.0.2.200 until=\(tomorrow) -> lifted")
             }, "the lift is recorded: \((try? git("--git-dir", s.origin, "log", "--format=%s", "bulwark/audit")) ?? "")")
             #expect(daemon.terminate() == 0)
         }
@@ -986,6 +986,130 @@ extension FirewallEndToEndTests {
             let record = records.first { $0.contains("Bulwark-Target: \(target)\n") }
             #expect(record?.contains("Bulwark-Decision: unobserved") == true, "\(target): \(log)")
             #expect(record?.contains("not reconciled: targets edge-a, edge-b of this pass " + shared) == true, "\(target): \(log)")
+        }
+    }
+}
+
+extension FirewallEndToEndTests {
+    /// A day `days` from today (UTC), as `expires` takes it.
+    static func day(_ days: Int) -> String {
+        Date().addingTimeInterval(Double(days) * 86_400).formatted(Date.ISO8601FormatStyle().year().month().day())
+    }
+
+    static func quarantine(expires: String?, allow: String = "192.0.2.200/32") -> String {
+        """
+        apiVersion: bulwark/v1
+        kind: Quarantine
+        metadata: {name: incident-7}
+        spec: {hosts: [edge-1], allow: [\(allow)]\(expires.map { ", expires: " + $0 } ?? "")}
+        """
+    }
+
+    /// The decisions recorded for the quarantine, newest first.
+    static func quarantineDecisions(_ s: Scenario) throws -> [String] {
+        try git("--git-dir", s.origin, "log", "--format=%(trailers:key=Bulwark-Resource,valueonly,separator=)|%(trailers:key=Bulwark-Decision,valueonly,separator=)", "bulwark/audit")
+            .split(separator: "\n").filter { $0.hasPrefix("Quarantine/incident-7|") }.map { String($0.split(separator: "|").last ?? "") }
+    }
+
+    /// Lifting or narrowing an active quarantine by editing the policy (its expiry moved into
+    /// the past or earlier, a network added to `allow`) weakens it: held for a second person and
+    /// recorded, the host still cut off. One author lifted it at once before (outside review).
+    /// Lengthening it, or ending the expiry, still goes through.
+    @Test func aQuarantineLiftedOrNarrowedByThePolicyIsHeldAndOneLengthenedGoesThrough() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let lab = try NetworkLab()
+            defer { lab.remove() }
+            try lab.listen(port: 8443)
+            try FileManager.default.createDirectory(atPath: dir + "/edge-root", withIntermediateDirectories: true)
+            try s.commitPolicy("controllers/edge.yaml", """
+                apiVersion: bulwark/v1
+                kind: Target
+                metadata: {name: edge-1, labels: {role: edge}}
+                spec: {adapter: nftables, root: \(dir)/edge-root, netns: \(lab.host), management: [192.0.2.200/32]}
+                """)
+            let path = "desired-state/firewall/quarantine.yaml"
+            try s.commitPolicy(path, Self.quarantine(expires: Self.day(10)))
+            let first = try s.run("apply")
+            #expect(first.status == 0, "\(first.stdout)\n\(first.stderr)")
+            #expect(try !lab.connects(port: 8443), "quarantined")
+            #expect(try Self.quarantineDecisions(s) == ["applied"])
+
+            // Each of these lifts or narrows it: held, recorded, the host still cut off.
+            let weaker: [(String, String)] = [
+                (Self.quarantine(expires: Self.day(-1)), "lifts the quarantine of edge-1, set to last until \(Self.day(10))"),
+                (Self.quarantine(expires: Self.day(3)), "ends the quarantine of edge-1 after \(Self.day(3)), not \(Self.day(10))"),
+                (Self.quarantine(expires: Self.day(10), allow: "192.0.2.200/32, 198.51.100.0/24"), "lets edge-1 reach 198.51.100.0/24 too"),
+            ]
+            for (index, (text, why)) in weaker.enumerated() {
+                try s.commitPolicy(path, text)
+                let held = try s.run("apply")
+                #expect(held.stdout.contains("weakens the policy by Test Person"), "\(held.stdout)\n\(held.stderr)")
+                #expect(held.stdout.contains(why), "\(held.stdout)")
+                #expect(try !lab.connects(port: 8443), "still quarantined")
+                #expect(try Self.quarantineDecisions(s).first == "held", "recorded")
+                #expect(try Self.quarantineDecisions(s).count == 2 + index, "each held revision recorded once")
+            }
+
+            // Legitimate: lengthened, then without an end: applied, still cut off, nothing held.
+            for text in [Self.quarantine(expires: Self.day(30)), Self.quarantine(expires: nil)] {
+                try s.commitPolicy(path, text)
+                let longer = try s.run("apply")
+                #expect(longer.status == 0, "\(longer.stdout)\n\(longer.stderr)")
+                #expect(!longer.stdout.contains("weakens the policy"), "\(longer.stdout)")
+                #expect(try Self.quarantineDecisions(s).first == "applied", "\(longer.stdout)")
+                #expect(try !lab.connects(port: 8443), "still quarantined")
+            }
+
+            // Removing the resource is a prune, held like any other (`Planner.prunes`).
+            try s.commitPolicy(path, "# incident 7 closed\n")
+            let removed = try s.run("apply")
+            #expect(removed.stdout.contains("Quarantine/incident-7 was removed from the desired state"), "\(removed.stdout)")
+            #expect(try Self.quarantineDecisions(s).first == "held")
+            #expect(try !lab.connects(port: 8443), "still quarantined")
+        }
+    }
+
+    /// An expiry that passes by itself lifts the quarantine though the revision moved meanwhile:
+    /// the last applied revision is read at the same time as the new one, so both say `lifted`
+    /// and nothing weakened. Read with the real clock while the daemon's was stepped, the old
+    /// revision still said `active` and the lift was held for a second person.
+    @Test func aQuarantineThatEndsByItselfIsLiftedThoughTheRevisionMoved() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let lab = try NetworkLab()
+            defer { lab.remove() }
+            try lab.listen(port: 8443)
+            try FileManager.default.createDirectory(atPath: dir + "/edge-root", withIntermediateDirectories: true)
+            try s.commitPolicy("controllers/edge.yaml", """
+                apiVersion: bulwark/v1
+                kind: Target
+                metadata: {name: edge-1, labels: {role: edge}}
+                spec: {adapter: nftables, root: \(dir)/edge-root, netns: \(lab.host), management: [192.0.2.200/32]}
+                """)
+            try s.commitPolicy("desired-state/firewall/quarantine.yaml", Self.quarantine(expires: Self.day(1)))
+            let offset = dir + "/wall-clock-offset"
+            try write(offset, "0\n")
+            func daemon() throws -> DaemonProcess {
+                try DaemonProcess(["--repo", s.origin, "--state-dir", s.state, "--poll", "1"],
+                                  environment: ["BULWARK_FAULT_WALL_CLOCK_OFFSET_FILE": offset,
+                                                "BULWARK_WEBHOOK_SECRET": DaemonTests.secret],
+                                  logPath: dir + "/daemon-\(UUID().uuidString.prefix(8)).log")
+            }
+            let before = try daemon()
+            #expect(before.wait(seconds: 60) { (try? lab.connects(port: 8443)) == false }, "quarantined: \(before.log)")
+            #expect(before.wait(seconds: 30) { (try? Self.quarantineDecisions(s)) == ["applied"] }, "\(before.log)")
+            #expect(before.terminate() == 0)
+
+            // Three days on, and an unrelated commit: the new revision is compared with the old.
+            try write(offset, "259200\n")
+            try s.commitPolicy("NOTES.md", "Incident 7: edge-1 quarantined until its expiry.\n")
+            let after = try daemon()
+            defer { _ = after.terminate() }
+            #expect(after.wait(seconds: 60) { (try? lab.connects(port: 8443)) == true }, "lifted at its expiry: \(after.log)")
+            #expect(try Self.quarantineDecisions(s).first == "applied", "\(after.log)")
+            #expect(try !Self.quarantineDecisions(s).contains("held"))
+            #expect(after.terminate() == 0)
         }
     }
 }

@@ -642,7 +642,11 @@ import Testing
             // The refusal is in git: someone wrote that branch.
             let recorded = try s.trailers("Bulwark-Decision")
             #expect(recorded.filter { $0 == "refused" }.count == 1, "\(recorded)")
-            #expect(try git("--git-dir", s.origin, "log", "-1", "--format=%B", "bulwark/audit").contains("its Change line says"))
+            let record = try git("--git-dir", s.origin, "log", "-1", "--format=%B", "bulwark/audit")
+            #expect(record.contains("its Change line says"))
+            // Worded for what it refuses: an acceptance, not a revision in force (review).
+            #expect(record.contains("Reason: acceptance refused; nothing was committed: accept \(branch): "), "\(record)")
+            #expect(!record.contains("revision refused"), "\(record)")
 
             try git("push", "-q", "-f", "origin", "\(original):refs/heads/\(branch)", in: work)
             let accepted = try s.run("accept", "ev-one", "--reviewed")

@@ -166,6 +166,26 @@ import Testing
         }
     }
 
+    /// A file written with a UTF-8 byte-order mark, or with blank lines before its first
+    /// value, is read as the same document without them, in every format (review: the format
+    /// was told by the first byte).
+    @Test func aByteOrderMarkAndLeadingBlanksDoNotChangeTheFormat() throws {
+        for (name, format) in ["garak.report.jsonl": FindingFormat.garak, "trivy.json": .trivy, "semgrep.sarif": .sarif, "asff-inspector.json": .asff] {
+            let plain = try FindingParser.document(try Self.fixture(name), now: Self.now)
+            let marked = try FindingParser.document([0xEF, 0xBB, 0xBF] + Array(" \r\n\t".utf8) + (try Self.fixture(name)), now: Self.now)
+            #expect(plain.format == format && marked.format == format, "\(name)")
+            #expect(marked.findings == plain.findings, "\(name)")
+        }
+        for (text, kind) in [("null", "null"), ("\"hello\"", "a string"), ("true", "a boolean"), ("-4", "a number")] {
+            #expect(throws: FindingError.self, "\(text)") { try FindingParser.parse(Array(("\u{FEFF}\n  " + text).utf8), now: Self.now) }
+            do {
+                _ = try FindingParser.parse(Array(("\u{FEFF}\n  " + text).utf8), now: Self.now)
+            } catch {
+                #expect(error.description.contains("the document is \(kind), not an object or a list"), "\(text): \(error.description)")
+            }
+        }
+    }
+
     // MARK: - Priority
 
     @Test func priorityIsSeverityTimesExposureTimesExploitability() {

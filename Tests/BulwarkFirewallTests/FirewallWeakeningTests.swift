@@ -49,4 +49,26 @@ import Testing
         #expect(try Self.weakened("AllowedIngress", base, "{tcp: [22, 443], from: [10.1.0.0/16, 10.2.0.0/16]}").isEmpty)
         #expect(try Self.weakened("AllowedIngress", "{tcp: [22, 443]}", "{tcp: [22, 443], from: [10.0.0.0/8]}").isEmpty)
     }
+
+    /// A day `days` from today (UTC), as `expires` takes it.
+    static func day(_ days: Int) -> String {
+        Date().addingTimeInterval(Double(days) * 86_400).formatted(Date.ISO8601FormatStyle().year().month().day())
+    }
+
+    @Test func aQuarantineLiftedNarrowedOrEndedSoonerIsAWeakening() throws {
+        let base = "{hosts: [edge], allow: [192.0.2.64/26], expires: \(Self.day(10))}"
+        #expect(try Self.weakened("Quarantine", base, "{hosts: [edge], allow: [192.0.2.64/26], expires: \(Self.day(-1))}")
+                == ["quarantine:edge: active allow=192.0.2.64/26 until=\(Self.day(10)) → lifted (lifts the quarantine of edge, set to last until \(Self.day(10)))"])
+        #expect(try Self.weakened("Quarantine", base, "{hosts: [edge], allow: [192.0.2.64/26], expires: \(Self.day(2))}")
+                .first?.contains("ends the quarantine of edge after \(Self.day(2)), not \(Self.day(10))") == true)
+        #expect(try Self.weakened("Quarantine", "{hosts: [edge], allow: [192.0.2.64/26]}", base)
+                .first?.contains("ends the quarantine of edge after \(Self.day(10)); it had no end") == true)
+        #expect(try Self.weakened("Quarantine", base, "{hosts: [edge], allow: [192.0.2.64/26, 10.0.0.0/8], expires: \(Self.day(10))}")
+                .first?.contains("lets edge reach 10.0.0.0/8 too") == true)
+        // Legitimate: added, lengthened, without an end, a network taken out of allow or narrowed.
+        #expect(try Self.weakened("Quarantine", "{hosts: [edge], allow: [192.0.2.64/26], expires: \(Self.day(-1))}", base).isEmpty)
+        #expect(try Self.weakened("Quarantine", base, "{hosts: [edge], allow: [192.0.2.64/26], expires: \(Self.day(20))}").isEmpty)
+        #expect(try Self.weakened("Quarantine", base, "{hosts: [edge], allow: [192.0.2.64/26]}").isEmpty)
+        #expect(try Self.weakened("Quarantine", "{hosts: [edge], allow: [192.0.2.64/26, 10.0.0.0/8]}", "{hosts: [edge], allow: [192.0.2.64/27]}").isEmpty)
+    }
 }

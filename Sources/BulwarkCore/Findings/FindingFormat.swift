@@ -69,8 +69,10 @@ public enum FindingFormat: String, Sendable, Codable, CaseIterable {
     /// Whether a document that is not one JSON value starts with a JSON object line carrying
     /// `entry_type` (garak's report).
     static func looksLikeJSONLines(_ bytes: [UInt8]) -> Bool {
-        guard let end = bytes.firstIndex(of: 10) ?? (bytes.isEmpty ? nil : bytes.endIndex),
-              let line = try? JSONSerialization.jsonObject(with: Data(bytes[..<end])) as? [String: Any] else { return false }
+        // Its first line that is not blank: a report may begin with an empty line.
+        guard let start = bytes.firstIndex(where: { ![9, 10, 13, 32].contains($0) }) else { return false }
+        let end = bytes[start...].firstIndex(of: 10) ?? bytes.endIndex
+        guard let line = try? JSONSerialization.jsonObject(with: Data(bytes[start..<end])) as? [String: Any] else { return false }
         return line["entry_type"] != nil
     }
 }

@@ -1,0 +1,127 @@
+@testable import BulwarkCommands
+@testable import BulwarkRuntime
+import BulwarkCore
+import BulwarkTestSupport
+import Foundation
+import Testing
+
+/// A person's command that is refused leaves a record in git, as a refused revision or finding
+/// does (review: `revert` refused by a guard, and `approve` of an unknown id, left none); the
+/// same command refused again adds none. Through the binary, read back with git.
+@Suite struct CommandRefusalTests {
+    /// The bodies of the refused records on the audit branch, newest first.
+    static func refusals(_ s: Scenario) throws -> [String] { try SignatureTests().refusals(s) }
+
+    static func approve(_ s: Scenario, _ id: String, environment: [String: String] = [:]) throws -> ProcessOutput {
+        try run(try bulwarkExecutable(), ["approve", id, "--repo", s.origin, "--state-dir", s.state, "--reason", "CHG-42"],
+                environment: ["GIT_AUTHOR_NAME": "Rita Reviewer", "GIT_AUTHOR_EMAIL": "rita@example.org"].merging(environment) { $1 })
+    }
+
+    /// Harmful: approving an id no record carries (a typo, or a probe for what can be let
+    /// through) is refused and recorded once. Legitimate: a held weakening approved by a second
+    /// person goes through, signed, and the line before ssh-keygen's says what is signed (not
+    /// its "Signing file /tmp/…").
+    @Test func anApprovalOfAnUnknownIdIsRecordedAndAHeldOneIsApprovedSigned() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            #expect(try s.run("apply").status == 0)
+            let unknown = "01ABCDEFGHJKMNPQRSTVWXYZ01"
+            let refused = try Self.approve(s, unknown)
+            #expect(refused.status == 1, "\(refused.stdout)\n\(refused.stderr)")
+            #expect(refused.stderr.contains("no held, blocked or escalated remediation with id \(unknown) in bulwark/audit"), "\(refused.stderr)")
+            var records = try Self.refusals(s)
+            #expect(records.count == 1, "\(records)")
+            #expect(records.first?.contains("Bulwark-Resource: Approval/\(unknown)") == true, "\(records)")
+            #expect(records.first?.contains("bulwark approve \(unknown) by Rita Reviewer <rita@example.org> refused: no held") == true, "\(records)")
+            #expect(try Self.approve(s, unknown.lowercased()).status == 1)
+            #expect(try Self.refusals(s).count == 1, "the same refusal is recorded once")
+
+            // Legitimate: a weakening held for a second person, approved by one, signed.
+            try s.editPolicy("desired-state/hosts/sshd.yaml", replacing: "PermitRootLogin: \"no\"", with: "PermitRootLogin: \"yes\"")
+            #expect(try s.run("apply").stdout.contains("weakens the policy"))
+            let held = try RevertTests.recordID(s, resource: "SSHDConfig/cis-5.1.20-permit-root-login", decision: "held")
+            let key = try SignatureTests().makeKey(dir, "rita@example.org")
+            let approved = try Self.approve(s, held, environment: try s.signingEnvironment(key.privateKey))
+            #expect(approved.status == 0, "\(approved.stdout)\n\(approved.stderr)")
+            #expect(approved.stdout.contains("Approved \(held) as Rita Reviewer <rita@example.org>") && approved.stdout.contains(", signed."))
+            #expect(approved.stderr.contains("Signing the approval of \(held) (approvals/\(held).yaml) with user.signingkey \(key.privateKey)"),
+                    "\(approved.stderr)")
+            #expect(!approved.stderr.contains("Signing file"), "\(approved.stderr)")
+            records = try Self.refusals(s)
+            #expect(records.count == 1, "nothing refused: \(records)")
+            #expect(try git("--git-dir", s.origin, "cat-file", "-p", "main").contains("-----BEGIN SSH SIGNATURE-----"))
+        }
+    }
+
+    /// An error a command prints and the one it ends with begin alike: `Error:` (review: a
+    /// refused revision printed `error:` lines, then argument-parser's `Error:`).
+    @Test func everyErrorLineBeginsWithOnePrefix() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            try s.commitPolicy("desired-state/hosts/broken.yaml", "apiVersion: bulwark/v1\nkind: Sysctl\nmetadata: {name: x}\nspec: {nope: 1}\n")
+            let plan = try s.run("plan")
+            #expect(plan.status == 1, "\(plan.stdout)\n\(plan.stderr)")
+            #expect(plan.stderr.contains("Error: revision "), "\(plan.stderr)")
+            #expect(!plan.stderr.split(separator: "\n").contains { $0.lowercased().hasPrefix("error:") && !$0.hasPrefix("Error:") }, "\(plan.stderr)")
+            // Unchanged: exit codes. A usage mistake is still 64.
+            #expect(try s.run("plan", "--output", "yaml").status == 64)
+        }
+    }
+}
+
+extension FirewallEndToEndTests {
+    /// Harmful: a revert that a safety guard refuses (it would block a management network again)
+    /// is recorded on the audit branch, once however often it is tried. Legitimate: once the
+    /// address is no management network, the same revert goes through.
+    @Test func aRevertAGuardRefusesIsRecordedAndOneItAllowsGoesThrough() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let lab = try NetworkLab()
+            defer { lab.remove() }
+            try FileManager.default.createDirectory(atPath: dir + "/edge-root", withIntermediateDirectories: true)
+            func target(_ management: String) -> String {
+                """
+                apiVersion: bulwark/v1
+                kind: Target
+                metadata: {name: edge-1, labels: {role: edge}}
+                spec: {adapter: nftables, root: \(dir)/edge-root, netns: \(lab.host), management: [\(management)]}
+                """
+            }
+            func blocklist(_ addresses: String) -> String {
+                "apiVersion: bulwark/v1\nkind: FirewallBlocklist\nmetadata: {name: known-bad}\nspec: {addresses: [\(addresses)]}\n"
+            }
+            try s.commitPolicy("controllers/edge.yaml", target("192.0.2.200/32"))
+            try s.commitPolicy("desired-state/firewall/blocklist.yaml", blocklist("192.0.2.9"))
+            #expect(try s.run("apply").status == 0)
+            try s.commitPolicy("desired-state/firewall/blocklist.yaml", blocklist("192.0.2.9, 198.51.100.7"))
+            #expect(try s.run("apply").status == 0)
+            let fix = try RevertTests.recordID(s, resource: "FirewallBlocklist/known-bad", decision: "applied")
+            // 192.0.2.9 becomes a management network: putting the blocklist back as it was would cut it off.
+            // (The blocklist as it is now would too; that is not what is judged here.)
+            try s.commitPolicy("controllers/edge.yaml", target("192.0.2.200/32, 192.0.2.9/32"))
+            let main = try git("--git-dir", s.origin, "rev-parse", "main")
+
+            for _ in 0..<2 {
+                let refused = try RevertTests.revert(s, fix)
+                #expect(refused.status == 1, "\(refused.stdout)\n\(refused.stderr)")
+                #expect(refused.stderr.contains("the safety guard of FirewallBlocklist refuses the revert of \(fix)"), "\(refused.stderr)")
+                #expect(try git("--git-dir", s.origin, "rev-parse", "main") == main, "no waiver committed")
+            }
+            let records = try CommandRefusalTests.refusals(s)
+            #expect(records.count == 1, "recorded once: \(records)")
+            #expect(records.first?.contains("Bulwark-Resource: FirewallBlocklist/known-bad") == true, "\(records)")
+            #expect(records.first?.contains("Bulwark-Target: edge-1") == true, "\(records)")
+            #expect(records.first?.contains("bulwark revert \(fix) by Olga Operator <olga@example.org>: the safety guard") == true, "\(records)")
+
+            // Legitimate: 192.0.2.9 is no management network any more; the same revert goes through.
+            try s.commitPolicy("controllers/edge.yaml", target("192.0.2.200/32"))
+            // (Passed by the guard, its waiver committed and the revert tried. That it does not hold is
+            // another matter: the blocklist's driver writes its desired addresses, not the restored ones.)
+            let reverted = try RevertTests.revert(s, fix)
+            #expect(!reverted.stderr.contains("refuses the revert"), "\(reverted.stdout)\n\(reverted.stderr)")
+            #expect(reverted.stdout.contains("Committed waivers/revert-\(fix.lowercased()).yaml"), "\(reverted.stdout)")
+            #expect(try git("--git-dir", s.origin, "rev-parse", "main") != main)
+            #expect(try CommandRefusalTests.refusals(s).count == 1)
+        }
+    }
+}
