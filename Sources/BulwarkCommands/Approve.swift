@@ -60,7 +60,8 @@ extension Bulwark {
             }
             // Held drift, a safety guard's block and a flap-breaker escalation are approved alike.
             let approvable: Set<String> = [Decision.held.rawValue, Decision.blocked.rawValue, Decision.escalated.rawValue]
-            let carrying = try await policy.auditHistory().filter {
+            let history = try await policy.auditHistory()
+            let carrying = history.filter {
                 $0.trailer(.id) == id && approvable.contains($0.trailer(.decision) ?? "")
             }
             guard var held = carrying.first else {
@@ -76,6 +77,19 @@ extension Bulwark {
                 }
                 for problem in passedOver { console.warn("a newer commit with the record \(id) is passed over: \(problem)") }
                 held = trusted
+            } else if try await policy.signature(of: held.id) == nil,
+                      let signed = try await Self.signedRecord(in: history, near: held, policy) {
+                // Without a key to check against, a Bulwark that signs its records still shows: an
+                // unsigned record among signed ones is someone else's (a forged summary, "10 -> 4",
+                // for the drift "4 -> 10" that was held).
+                throw await refused("the record \(id) in \(repository.auditBranch) (commit \(held.id.short)) is unsigned, while other "
+                                    + "records there are signed (commit \(signed.short)): anyone who can push can write one; give "
+                                    + "--audit-signers (the Bulwarks' keys) or --signing-key to approve the record a Bulwark signed")
+            }
+            // What is approved, as the record says: the person reads it before the commit is made.
+            console.print("Approving \(id): \(quotedForMessage(held.summary, limit: 400))")
+            for line in held.message.split(separator: "\n") where line.hasPrefix("- ") || line.hasPrefix("Reason: ") {
+                console.print("  " + quotedForMessage(String(line), limit: 400))
             }
             guard let author = await policy.callerSignature() else {
                 throw CommandError("no git identity: set user.name and user.email (git config) or GIT_AUTHOR_NAME and GIT_AUTHOR_EMAIL")
@@ -103,6 +117,17 @@ extension Bulwark {
             console.print("Approved \(id) as \(author.name) <\(author.email)>: approvals/\(id).yaml committed to \(repository.branch) (\(commit.short))"
                           + (signer == nil ? ", unsigned (set gpg.format ssh and user.signingkey to sign it)." : ", signed."))
             console.print("The next `bulwark apply` fixes it if the drift is unchanged.")
+        }
+
+        /// A signed commit among the audit records written around `record` (the 50 newest and the
+        /// 50 before it), if any.
+        static func signedRecord(in history: [CommitInfo], near record: CommitInfo, _ policy: PolicyRepository) async throws -> ObjectID? {
+            let at = history.firstIndex { $0.id == record.id } ?? 0
+            let nearby = history.prefix(50) + history[at..<min(history.count, at + 50)]
+            for commit in nearby where commit.id != record.id && commit.trailer(.id) != nil {
+                if try await policy.signature(of: commit.id) != nil { return commit.id }
+            }
+            return nil
         }
 
         /// The approval manifest. Every value from outside (the held record's summary, the git

@@ -53,6 +53,40 @@ import Testing
         }
     }
 
+    /// Review: without a key to check records against, `approve` took the newest record with the
+    /// id, an unsigned one someone pushed with a reassuring summary ("no -> yes" shown as
+    /// "yes -> no"), and never showed what was approved. Harmful: the unsigned record among the
+    /// records a Bulwark signed is refused and recorded. Legitimate: with --audit-signers the
+    /// signed record is approved, and what it holds is printed first.
+    @Test func anUnsignedRecordAmongSignedOnesIsNotApprovedAndWhatIsApprovedIsShown() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let trail = AuditTrailTests()
+            let bulwarkKey = try trail.makeKey(dir)
+            #expect(try trail.apply(s, bulwarkKey).status == 0)
+            try s.editPolicy("desired-state/hosts/sshd.yaml", replacing: "PermitRootLogin: \"no\"", with: "PermitRootLogin: \"yes\"")
+            #expect(try trail.apply(s, bulwarkKey).stdout.contains("weakens the policy"))
+            let resource = "SSHDConfig/cis-5.1.20-permit-root-login"
+            let held = try RevertTests.recordID(s, resource: resource, decision: "held")
+            let forged = try ForgedRecordTests.forge(s, subject: "hold(\(resource)): local PermitRootLogin yes -> no",
+                                                     trailers: [("Bulwark-Id", held), ("Bulwark-Decision", "held"),
+                                                                ("Bulwark-Resource", resource), ("Bulwark-Target", "local")])
+            let refused = try Self.approve(s, held)
+            #expect(refused.status == 1, "\(refused.stdout)\n\(refused.stderr)")
+            #expect(refused.stderr.contains("commit \(forged.prefix(12))) is unsigned, while other records there are signed"), "\(refused.stderr)")
+            #expect(try git("--git-dir", s.origin, "ls-tree", "--name-only", "main", "approvals/").isEmpty, "nothing was approved")
+            let records = try Self.refusals(s)
+            #expect(records.count == 1 && records.first?.contains("refused: the record \(held)") == true, "\(records)")
+
+            let approved = try run(try bulwarkExecutable(), ["approve", held, "--repo", s.origin, "--state-dir", s.state,
+                                                             "--reason", "CHG-42", "--audit-signers", bulwarkKey.allowed],
+                                   environment: ["GIT_AUTHOR_NAME": "Rita Reviewer", "GIT_AUTHOR_EMAIL": "rita@example.org"])
+            #expect(approved.status == 0, "\(approved.stdout)\n\(approved.stderr)")
+            #expect(approved.stdout.contains("Approving \(held): hold(\(resource)): local PermitRootLogin no -> yes"), "\(approved.stdout)")
+            #expect(approved.stdout.contains("  - PermitRootLogin: no -> yes"), "\(approved.stdout)")
+        }
+    }
+
     /// An error a command prints and the one it ends with begin alike: `Error:` (review: a
     /// refused revision printed `error:` lines, then argument-parser's `Error:`).
     @Test func everyErrorLineBeginsWithOnePrefix() async throws {
