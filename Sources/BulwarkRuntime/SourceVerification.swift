@@ -77,9 +77,13 @@ package struct SourceVerification: Sendable {
                             + "the last applied revision: " + last.untrusted.prefix(3).joined(separator: "; ")]
                 .compactMap { $0 }.joined(separator: "; ")
         }
-        for (file, what) in [(allowedSigners, "trusted signers file"), (trustedKeyring, "trusted keyring")] {
+        for (file, what) in [(allowedSigners, "trusted signers file"), (trustedKeyring, "trusted keyring"), (trustPolicy, "trust policy")] {
             if let file, !FileManager.default.isReadableFile(atPath: file) {
                 throw Refusal(problems: ["cannot read the \(what) \(file): no commit can be verified"])
+            }
+            if let file, let problem = Self.writableByOthers(file) {
+                throw Refusal(problems: ["the \(what) \(file) \(problem): whoever can write it chooses whose signatures are "
+                                         + "trusted; no commit is verified against it (chmod go-w, and keep it out of the policy checkout)"])
             }
         }
         let rules: TrustPolicy?
@@ -116,6 +120,32 @@ package struct SourceVerification: Sendable {
         }
         guard problems.isEmpty else { throw Refusal(problems: problems) }
         return outcome
+    }
+
+    /// Why a file that decides whom Bulwark trusts could be changed by someone other than its
+    /// owner and root, or nil: it, or a folder above it, is writable by group or others (a
+    /// folder with the sticky bit, such as /tmp, only lets its owners replace what they own), or
+    /// owned by another user than root and the one Bulwark runs as. As sshd's StrictModes.
+    static func writableByOthers(_ path: String) -> String? {
+        let me = geteuid()
+        var current = URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path
+        var isFile = true
+        while true {
+            var info = stat()
+            guard stat(current, &info) == 0 else { return nil }
+            let sticky = !isFile && info.st_mode & S_ISVTX != 0
+            if info.st_uid != 0 && info.st_uid != me {
+                return isFile ? "belongs to another user (uid \(info.st_uid))" : "is in \(current), which belongs to another user (uid \(info.st_uid))"
+            }
+            if info.st_mode & 0o022 != 0 && !sticky {
+                return isFile ? "is writable by group or others (mode \(String(info.st_mode & 0o7777, radix: 8)))"
+                    : "is in \(current), which is writable by group or others (mode \(String(info.st_mode & 0o7777, radix: 8)))"
+            }
+            guard current != "/" else { return nil }
+            current = (current as NSString).deletingLastPathComponent
+            if current.isEmpty { current = "/" }
+            isFile = false
+        }
     }
 
     /// Why `commit` on its own is not trusted (its signature, and the trust policy for what it

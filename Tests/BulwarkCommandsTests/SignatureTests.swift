@@ -309,6 +309,37 @@ import Testing
         }
     }
 
+    /// Review: a trusted signers file any local user could write (mode 0666, or in a folder
+    /// others can write) was read as it was: whoever adds a key to it is trusted. Now the
+    /// revision is refused, recorded, and nothing changes; the same file made 0644 verifies.
+    @Test func aTrustedSignersFileOthersCanWriteVerifiesNothing() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try applied(dir)
+            let alice = try makeKey(dir, "alice@example.org")
+            let signers = try allowedSigners(dir, alice)
+            try commit(s, [("notes/a.txt", "signed\n", alice)])
+            chmod(signers, 0o666)
+            let refused = try s.run("apply", "--trusted-signers", signers)
+            #expect(refused.status == 1, "\(refused.stdout)\n\(refused.stderr)")
+            #expect(refused.stderr.contains("the trusted signers file \(signers) is writable by group or others (mode 666)"), "\(refused.stderr)")
+            #expect(!(try isFixed(s)), "nothing acted on the revision")
+            #expect(try refusals(s).count == 1)
+
+            chmod(signers, 0o644)
+            let open = dir + "/open"
+            try FileManager.default.createDirectory(atPath: open, withIntermediateDirectories: true)
+            chmod(open, 0o777)
+            try write(open + "/allowed_signers", try read(signers))
+            let inOpenFolder = try s.run("apply", "--trusted-signers", open + "/allowed_signers")
+            #expect(inOpenFolder.status == 1)
+            #expect(inOpenFolder.stderr.contains("open, which is writable by group or others (mode 777)"), "\(inOpenFolder.stderr)")
+
+            let applied = try s.run("apply", "--trusted-signers", signers)
+            #expect(applied.status == 0, "\(applied.stderr)")
+            #expect(try isFixed(s))
+        }
+    }
+
     @Test func withoutTrustedSignersNothingChanges() async throws {
         try await withTemporaryDirectory { dir in
             let s = try applied(dir)
