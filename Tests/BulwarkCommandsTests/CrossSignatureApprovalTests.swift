@@ -169,4 +169,39 @@ import Testing
             #expect(try signatures.refusals(twin).isEmpty)
         }
     }
+    /// The trusted files tie names and keys together: a key listed for two principals (on one
+    /// line or two) is one person under both, a principal pattern is everyone it matches, an
+    /// OpenPGP key is each address of its user ids, and a key whose user ids name no address is
+    /// no one's (told apart from nobody). Other people stay apart.
+    @Test func theTrustedFilesTieNamesAndKeysIntoPeople() async throws {
+        try await withTemporaryDirectory { dir in
+            let gpg = try makeKeys(dir, [["Alice <alice@example.org>", "Alice (laptop) <alice@corp.example>"], ["Build robot"]])
+            let ops = try signatures.makeKey(dir, "ops")
+            let bob = try signatures.makeKey(dir, "bob@example.org")
+            let robot = try signatures.makeKey(dir, "*@robots.example")
+            let signers = dir + "/allowed_signers"
+            try write(signers, "# the team\n" + ops.allowedLine + ops.allowedLine.replacingOccurrences(of: "ops ", with: "\"root@example.org\" ")
+                      + bob.allowedLine + robot.allowedLine + "alice@corp.example,ci@robots.example namespaces=\"git\",valid-after=\"20200101\" "
+                      + bob.allowedLine.split(separator: " ").suffix(2).joined(separator: " "))
+            let people = SignerIdentities.read(allowedSigners: signers, keyring: gpg.keyring, folder: dir)
+            func key(_ k: SignatureTests.Key) throws -> String {
+                "ssh:" + (try read(k.privateKey + ".pub")).split(separator: " ")[1]
+            }
+            let opsPerson = people.identity(shown: "ops", from: [try key(ops), "name:ops"])
+            #expect(opsPerson.names == ["ops", "root@example.org"])
+            let alice = people.identity(shown: gpg.fingerprints[0], from: ["openpgp:" + gpg.fingerprints[0]])
+            // Bob's key is also listed for alice@corp.example: Bob and Alice cannot be told apart.
+            let bobPerson = people.identity(shown: "bob@example.org", from: [try key(bob), "name:bob@example.org"])
+            #expect(bobPerson.samePerson(as: alice)?.contains("are one person") == true)
+            #expect(alice.names.isSuperset(of: ["alice@example.org", "alice@corp.example", "bob@example.org", "ci@robots.example"]))
+            // The pattern is everyone it matches: ci@robots.example, so Alice too.
+            let robotPerson = people.identity(shown: "*@robots.example", from: [try key(robot), "name:*@robots.example"])
+            #expect(robotPerson.samePerson(as: alice) != nil)
+            #expect(opsPerson.samePerson(as: alice) == nil)
+            // The build robot's OpenPGP key names no address: known only by its key.
+            let nameless = people.identity(shown: gpg.fingerprints[1], from: ["openpgp:" + gpg.fingerprints[1]])
+            #expect(!nameless.isTiedDown)
+            #expect(nameless.samePerson(as: opsPerson)?.contains("is known only by its key") == true)
+        }
+    }
 }
