@@ -26,7 +26,7 @@ public struct SignerIdentity: Sendable, Hashable {
     /// Why `self` and `other` may be one person, in words; nil when they are told apart: each
     /// is tied to a name, and they share no name and no key.
     public func samePerson(as other: SignerIdentity) -> String? {
-        if let name = names.intersection(other.names).min() {
+        if let name = names.intersection(other.names).min() ?? Self.matched(names, other.names) ?? Self.matched(other.names, names) {
             return "\(other.quoted) and \(quoted) are one person: both are '\(quotedForMessage(name))' "
                 + "(the trusted signers file and the trusted keyring tie them to the same name)"
         }
@@ -39,6 +39,37 @@ public struct SignerIdentity: Sendable, Hashable {
                 + "with its holder's address"
         }
         return nil
+    }
+
+    /// A principal pattern of `patterns` (`*@example.org`) that matches a name of `names`: a key
+    /// listed for the pattern may sign as that name. Compared here, not joined in the trusted
+    /// files' people: two people the pattern matches are not one another.
+    static func matched(_ patterns: Set<String>, _ names: Set<String>) -> String? {
+        patterns.filter { $0.contains("*") || $0.contains("?") }.sorted().first { pattern in
+            names.contains { $0 != pattern && globMatches(Array(pattern), Array($0)) }
+        }
+    }
+
+    /// Whether `text` matches `pattern`, where `*` is any run of characters and `?` any one.
+    static func globMatches(_ pattern: [Character], _ text: [Character]) -> Bool {
+        var (p, t, star, mark) = (0, 0, -1, 0)
+        while t < text.count {
+            if p < pattern.count, pattern[p] == "?" || pattern[p] == text[t] {
+                p += 1
+                t += 1
+            } else if p < pattern.count, pattern[p] == "*" {
+                (star, mark) = (p, t)
+                p += 1
+            } else if star >= 0 {
+                p = star + 1
+                mark += 1
+                t = mark
+            } else {
+                return false
+            }
+        }
+        while p < pattern.count, pattern[p] == "*" { p += 1 }
+        return p == pattern.count
     }
 
     /// The signer's name, quoted for a message.

@@ -1,13 +1,12 @@
 package import BulwarkCore
 package import BulwarkGit
 import Foundation
-internal import Glibc
 
 /// The people of the trusted files: which names and keys belong together (see `SignerIdentity`).
 /// A key and each principal the trusted signers file lists it for are one person; so are an
-/// OpenPGP key of the trusted keyring and each address its user ids name; a principal pattern
-/// (`*@example.org`) is one person with every name it matches. Whatever is joined to one of
-/// them is joined to all: an address that is an SSH principal and an OpenPGP user id makes the
+/// OpenPGP key of the trusted keyring and each address its user ids name (a principal pattern,
+/// `*@example.org`, is compared with the names it matches: `SignerIdentity.samePerson`).
+/// Whatever is joined to one of them is joined to all: an address that is an SSH principal and an OpenPGP user id makes the
 /// SSH key and the OpenPGP key one person, however differently each names its signer.
 package struct SignerIdentities: Sendable {
     /// Each node (`name:<lowercased>`, `ssh:<base64>`, `openpgp:<FINGERPRINT>`) and its group.
@@ -51,13 +50,6 @@ package struct SignerIdentities: Sendable {
                     nodes.insert("name:" + address.lowercased())
                     links.append((key, "name:" + address.lowercased()))
                 }
-            }
-        }
-        // A pattern is every name it matches.
-        let names = nodes.filter { $0.hasPrefix("name:") }
-        for pattern in names where pattern.contains("*") || pattern.contains("?") {
-            for name in names where name != pattern && fnmatch(String(pattern.dropFirst(5)), String(name.dropFirst(5)), 0) == 0 {
-                links.append((pattern, name))
             }
         }
         var parent = Dictionary(uniqueKeysWithValues: nodes.map { ($0, $0) })

@@ -148,6 +148,10 @@ import Testing
         #expect(Weakening(changes: ["x"], authors: ["ops"], identity: .verifiedSigner, authorIdentities: [sameKey])
             .refusal(of: "bob@example.org", identity: bob)?.contains("both hold the SSH key") == true)
         #expect(!weakening.isSecondPerson("bob@example.org"))
+        // A principal pattern is each name it matches, and they are not one another.
+        let robots = SignerIdentity(shown: "*@Example.org", names: ["*@example.org"], keys: ["ssh:RRRR"])
+        #expect(robots.samePerson(as: bob)?.contains("both are '*@example.org'") == true)
+        #expect(bob.samePerson(as: aliceSSH) == nil && aliceSSH.samePerson(as: robots) == nil)
     }
 
     @Test func aStricterChangeAndAnOptedOutKindApplyWithoutASecondPerson() async throws {
