@@ -137,7 +137,7 @@ struct ApplyRun: Encodable {
         repository options: RepositoryOptions, console: Console, text: Bool, notifyTimeout: Duration = .seconds(10),
         review: Review? = nil, targets: Set<String>? = nil
     ) async throws -> ApplyRun {
-        let loaded = try await options.load(console: console, recordRefusal: true, revision: review?.pin, reviewed: review?.plan,
+        var loaded = try await options.load(console: console, recordRefusal: true, revision: review?.pin, reviewed: review?.plan,
                                             targets: targets)
         let reconciler = Reconciler(registry: Bulwark.registry())
         // Intents a killed run left open are resolved and recorded before anything else acts.
@@ -202,7 +202,7 @@ struct ApplyRun: Encodable {
         // No copy of the pass's entries when nothing was recovered, and no filtered copy of them:
         // each is about 600 bytes, and these copies were alive through the push.
         let entries = recovered.isEmpty ? outcome.entries : recovered + outcome.entries
-        // Refused approvals were recorded and pushed while the revision loaded: records of this run too.
+        // Refused approvals were recorded and pushed while the revision loaded and planned: records of this run too.
         let refusals = loaded.refusalsRecorded
         let refused = refusals.compactMap(\.entry)
         var run = ApplyRun(

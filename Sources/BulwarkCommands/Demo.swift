@@ -156,7 +156,7 @@ extension Bulwark {
             """
 
         static func plan(_ options: RepositoryOptions, _ console: Console) async throws -> (plan: Plan, state: DesiredState) {
-            let loaded = try await options.load(console: console)
+            var loaded = try await options.load(console: console)
             return (try await loaded.plan(Reconciler(registry: Bulwark.registry()), console: console), loaded.state)
         }
     }

@@ -33,7 +33,7 @@ extension Bulwark {
             let console = Console()
             var repository = self.repository
             let targets = try agent.prepare(&repository)
-            let loaded: LoadedRevision
+            var loaded: LoadedRevision
             let plan: Plan
             do {
                 loaded = try await repository.load(console: console, targets: targets)

@@ -245,8 +245,10 @@ struct LoadedRevision {
     var stale: String?
 
     /// Observes and plans, with the flap breaker fed from the audit branch. Prints the problems
-    /// and exits 1 when the revision turns out unsafe on a target: nothing acts on it.
-    func plan(_ reconciler: Reconciler, console: Console) async throws -> Plan {
+    /// and exits 1 when the revision turns out unsafe on a target: nothing acts on it. Approvals
+    /// the plan refused (`Plan.refusedApprovals`) are recorded as those refused while loading
+    /// are (`refusalsRecorded`), or only said where nothing is recorded.
+    mutating func plan(_ reconciler: Reconciler, console: Console) async throws -> Plan {
         let since = reconciler.clock().addingTimeInterval(-state.longestFlapPeriod.timeInterval)
         let repository = self.repository
         // Read while the targets are observed (`Reconciler.plan`).
@@ -267,6 +269,13 @@ struct LoadedRevision {
         }
         switch planned {
         case .success(let plan):
+            for refusal in plan.refusedApprovals {
+                console.warn(refusal.reason)
+                if recordRefusal, let recorded = await RevisionRefusal.record(of: head, errors: [refusal.reason], in: repository,
+                                                                             console: console) {
+                    refusalsRecorded.append(recorded)
+                }
+            }
             return plan
         case .failure(let error):
             console.error("revision \(head.short) is refused; nothing was changed.")

@@ -494,6 +494,9 @@ public struct Approval: Sendable, Hashable {
     /// guard finds another reason for the same drift blocks it under an id of its own.
     public var block: String?
     public var location: SourceLocation
+    /// Who signed the approval file, as a person (set from git with verified signatures: see
+    /// `Weakening.refusal(of:identity:)`); nil where approvers are not verified signers.
+    public var signer: SignerIdentity?
 
     public init(id: String, approver: String, reason: String, expiresAt: Date? = nil, block: String? = nil,
                 location: SourceLocation) {

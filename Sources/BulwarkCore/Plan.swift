@@ -146,6 +146,10 @@ public struct Plan: Sendable {
     /// in sync, but the weakening has not reached the target, so the last applied revision
     /// must not move past it (`Provenance.advanceBaseline`).
     public var weakenedUnobserved: [Binding] = []
+    /// Approvals of a weakening given by its own author (`Weakening.refusal(of:identity:)`), by
+    /// approval id, each with why: the weakening stays held, and the refusal is recorded as a
+    /// refused approval is (`RevisionRefusal`).
+    public var refusedApprovals: [(id: String, reason: String)] = []
 
     public var hasDrift: Bool { !remediations.isEmpty }
     /// Drift a person or a pass still has to act on: all but what a waiver covers, an
@@ -176,6 +180,7 @@ public enum Planner {
         var drifted: [PlannedRemediation] = []
         var inSync: [Binding] = []
         var weakenedUnobserved: [Binding] = []
+        var refusedApprovals: [(id: String, reason: String)] = []
         // Protection belongs to the object, not to one resource: a protected resource's subject
         // (an account, a path, a role) on a target holds every change to it, from any resource.
         let brakes = Brakes(state)
@@ -249,10 +254,16 @@ public enum Planner {
             if let weakening = weakened[binding.resource], !controller.weakeningAllowed.contains(binding.resource.kind),
                mode != .audit {
                 let id = weakeningID(binding, remaining, weakening)
-                if let approval = approved(id), weakening.isSecondPerson(approval.approver) {
+                if let approval = approved(id), weakening.isSecondPerson(approval.approver, identity: approval.signer) {
                     approver = approval.approver
                     approvalID = id
                 } else {
+                    if let approval = approved(id), weakening.unknownAuthors.isEmpty,
+                       let why = weakening.refusal(of: approval.approver, identity: approval.signer),
+                       !refusedApprovals.contains(where: { $0.id == id }) {
+                        refusedApprovals.append((id, "approval \(id) in \(approval.location.file) of the weakening of \(binding.resource) "
+                                                 + "on \(binding.target) is refused: \(why); a weakening needs a second person"))
+                    }
                     let who = weakening.authors.isEmpty ? "" : " by " + weakening.authors.joined(separator: ", ")
                     // A change whose author is unknown: no approver can be shown to be someone else.
                     let next = weakening.unknownAuthors.isEmpty ? "needs approval by someone else: bulwark approve \(id)"
@@ -316,7 +327,7 @@ public enum Planner {
         drifted = inPlanOrder(drifted, urgent: urgent)
         applyLimits(&drifted, state: state, now: now)
         return Plan(remediations: drifted.compacted(), inSync: inSync.compacted(), failures: failures.sorted { $0.binding < $1.binding },
-                    weakenedUnobserved: weakenedUnobserved)
+                    weakenedUnobserved: weakenedUnobserved, refusedApprovals: refusedApprovals)
     }
 
     /// The plan's order: what a finding names first (by its priority), then the riskiest, the

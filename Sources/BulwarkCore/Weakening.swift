@@ -16,6 +16,10 @@ public struct Weakening: Sendable, Hashable {
     /// While there is one, no approver can be shown to be a second person: the weakening stays
     /// held until that change is reverted or made again by a known author.
     public var unknownAuthors: [String]
+    /// With `.verifiedSigner`: who each author is as a person (`SignerIdentity`), so that an
+    /// approver who signs with another kind of key, or under another of her names, is still
+    /// the author. Empty: authors are compared by name only.
+    public var authorIdentities: [SignerIdentity] = []
 
     /// Who a person is, for telling a second person from the author of a change.
     public enum Identity: Sendable, Hashable {
@@ -23,7 +27,8 @@ public struct Weakening: Sendable, Hashable {
         /// that field: whoever makes a commit writes any author they like into it.
         case gitAuthor
         /// The principal of a verified signature (the trusted signers file's name for the key,
-        /// an OpenPGP key's e-mail address), on both sides, compared whole (case aside).
+        /// an OpenPGP key's e-mail address), on both sides, compared whole (case aside), and each
+        /// signer as a person (`authorIdentities`, `Approval.signer`: see `SignerIdentity`).
         case verifiedSigner
     }
 
@@ -32,8 +37,9 @@ public struct Weakening: Sendable, Hashable {
     public var properties: [String] = []
 
     public init(changes: [String], authors: [String] = [], identity: Identity = .gitAuthor, unknownAuthors: [String] = [],
-                properties: [String] = []) {
+                properties: [String] = [], authorIdentities: [SignerIdentity] = []) {
         self.properties = properties
+        self.authorIdentities = authorIdentities
         self.changes = changes
         self.authors = authors
         self.identity = identity
@@ -122,15 +128,30 @@ public struct Weakening: Sendable, Hashable {
         }
     }
 
-    /// Whether an approver is a second person: not an author of the weakening, and no author of
-    /// it unknown. With `.verifiedSigner`, `approver` is a verified principal too, compared whole;
-    /// with `.gitAuthor`, compared on the e-mail address when both carry one (`Name <email>`),
-    /// else on the whole text.
-    public func isSecondPerson(_ approver: String) -> Bool {
-        guard unknownAuthors.isEmpty else { return false }
-        if identity == .verifiedSigner {
+    /// Whether an approver is a second person (`refusal(of:identity:)` finds no reason against).
+    public func isSecondPerson(_ approver: String, identity: SignerIdentity? = nil) -> Bool {
+        unknownAuthors.isEmpty && refusal(of: approver, identity: identity) == nil
+    }
+
+    /// Why `approver` is not shown to be a second person, or nil when it is. With
+    /// `.verifiedSigner`, `approver` is a verified principal too, compared whole; and where the
+    /// authors' identities are known, the approver's `identity` is compared with each as a
+    /// person (`SignerIdentity.samePerson`): a shared name or key, or a signer tied to no name,
+    /// is the same person. An approver whose identity is not known then cannot be told apart.
+    /// With `.gitAuthor`, compared on the e-mail address when both carry one (`Name <email>`),
+    /// else on the whole text. Authors that are unknown are `unknownAuthors`' to say.
+    public func refusal(of approver: String, identity: SignerIdentity? = nil) -> String? {
+        if self.identity == .verifiedSigner {
             let principal = approver.trimmingCharacters(in: .whitespaces).lowercased()
-            return !authors.contains { $0.trimmingCharacters(in: .whitespaces).lowercased() == principal }
+            if let author = authors.first(where: { $0.trimmingCharacters(in: .whitespaces).lowercased() == principal }) {
+                return "'\(quotedForMessage(approver))' signed the approval and the weakening ('\(quotedForMessage(author))')"
+            }
+            guard !authorIdentities.isEmpty else { return nil }
+            guard let identity else {
+                return "who signed the approval ('\(quotedForMessage(approver))') is not known as a person, so it cannot be told "
+                    + "apart from the weakening's signer"
+            }
+            return authorIdentities.lazy.compactMap { identity.samePerson(as: $0) }.first
         }
         func key(_ identity: String) -> String {
             if let open = identity.lastIndex(of: "<"), let close = identity.lastIndex(of: ">"), open < close {
@@ -138,6 +159,6 @@ public struct Weakening: Sendable, Hashable {
             }
             return identity.trimmingCharacters(in: .whitespaces).lowercased()
         }
-        return !authors.contains { key($0) == key(approver) }
+        return authors.first { key($0) == key(approver) }.map { "'\(quotedForMessage(approver))' is the weakening's author '\(quotedForMessage($0))'" }
     }
 }

@@ -47,6 +47,14 @@ extension Daemon {
                 throw error
             }
             flapHistory.keep(consume known)
+            // An approval of a weakening by its own author is recorded as a refused approval is.
+            if let head {
+                for refusal in plan.refusedApprovals where !approvalRefusalsRecorded.contains(refusal.reason) {
+                    approvalRefusalsRecorded.insert(refusal.reason)
+                    await RevisionRefusal.record(of: head, errors: [refusal.reason], in: repository, console: Console())
+                    logger.warning("approval refused", metadata: ["reason": .string(refusal.reason)])
+                }
+            }
             for binding in plan.inSync {
                 lastInSync[binding] = started
                 failedFixes[binding] = nil

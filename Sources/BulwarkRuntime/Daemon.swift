@@ -119,6 +119,8 @@ package actor Daemon: DaemonControl {
     var recovered = false
     /// Approvals as git proves them, and what weakened since the last applied revision.
     var provenance = Provenance()
+    /// Approvals a plan refused (`Plan.refusedApprovals`) already recorded: once, not every cycle.
+    var approvalRefusalsRecorded: Set<String> = []
 
     package init(options: RuntimeOptions, settings: Settings, logger: Logger, registry: PrometheusCollectorRegistry,
                  clock: DaemonClock = .system) throws {

@@ -85,7 +85,7 @@ extension SourceVerification {
 
     /// The e-mail addresses each primary key's user ids name in `keyring`, by primary key
     /// fingerprint, as `gpg --with-colons` lists them; nil when gpg cannot list it.
-    private static func userIDEmails(keyring: String, home: String, folder: String) -> [String: Set<String>]? {
+    static func userIDEmails(keyring: String, home: String, folder: String) -> [String: Set<String>]? {
         let gpg = gpgv.hasSuffix("gpgv") ? String(gpgv.dropLast()) : "/usr/bin/gpg"
         guard FileManager.default.isExecutableFile(atPath: gpg),
               let listed = try? runTool(gpg, ["--homedir", home, "--no-default-keyring", "--keyring", keyring, "--batch",

@@ -65,6 +65,9 @@ package struct Provenance: Sendable {
     /// signers of every commit since the last applied revision that changed the resource's file
     /// (a merge that did not take it cleanly from a parent included); one without a trusted
     /// signature makes its author unknown, and then no approval can come from a second person.
+    /// With `verification` and an approval to compare, each signer is also read as a person
+    /// (`SignerIdentity`, from the trusted signers file and keyring: `Approval.signer`,
+    /// `Weakening.authorIdentities`), so that one person's two kinds of key are one author.
     /// Without `verification`, git's author fields, which whoever commits writes as they like.
     package static func establish(
         _ state: inout DesiredState, head: ObjectID, repository: PolicyRepository, registry: Registry, stateDirectory: String,
@@ -73,6 +76,8 @@ package struct Provenance: Sendable {
         var result = Provenance()
         let applied = await lastApplied(repository: repository, stateDirectory: stateDirectory, verification: verification)?.id
         let baseline: ObjectID? = if let applied, await repository.has(applied) { applied } else { nil }
+        // Who each signer is as a person, read once: needed only where an approval may be compared.
+        let people = state.approvals.isEmpty ? nil : verification?.identities()
         for (id, approval) in state.approvals.sorted(by: { $0.key < $1.key }) {
             if (try? await repository.usedApproval(id)) == true {
                 state.approvals[id] = nil
@@ -99,6 +104,10 @@ package struct Provenance: Sendable {
                 switch await verification.signer(of: commit, repository: repository) {
                 case .success(let principal):
                     author = principal
+                    if let people {
+                        state.approvals[id]?.signer = await verification.identity(of: commit, shown: principal, repository: repository,
+                                                                                  people: people)
+                    }
                 case .failure(let problem):
                     state.approvals[id] = nil
                     result.refusedApprovals.append((id, "approval \(id) in \(path) was committed in \(commit.id.short) without a "
@@ -162,9 +171,11 @@ package struct Provenance: Sendable {
             // The range was verified whole before this: every commit in it is read again, however many.
             let changing = try? await repository.commits(changing: paths, from: head, since: baseline, limit: .max)
             var signers: [ObjectID: Result<String, SourceVerification.Untrusted>] = [:]
+            var persons: [ObjectID: SignerIdentity] = [:]
             for id in Array(weakened.keys) {
                 guard let file = state.resources[id]?.location.file else { continue }
                 var authors: [String] = []
+                var identities: [SignerIdentity] = []
                 var unknown: [String] = []
                 if let changing {
                     for commit in changing[file] ?? [] {
@@ -176,7 +187,15 @@ package struct Provenance: Sendable {
                             signers[commit.id] = signer
                         }
                         switch signer {
-                        case .success(let principal): if !authors.contains(principal) { authors.append(principal) }
+                        case .success(let principal):
+                            if !authors.contains(principal) { authors.append(principal) }
+                            if let people {
+                                if persons[commit.id] == nil {
+                                    persons[commit.id] = await verification.identity(of: commit, shown: principal, repository: repository,
+                                                                                     people: people)
+                                }
+                                if let person = persons[commit.id], !identities.contains(person) { identities.append(person) }
+                            }
                         case .failure(let problem): unknown.append("commit \(commit.id.short): \(problem.description)")
                         }
                     }
@@ -186,6 +205,7 @@ package struct Provenance: Sendable {
                 }
                 weakened[id]?.identity = .verifiedSigner
                 weakened[id]?.authors = authors
+                weakened[id]?.authorIdentities = identities
                 weakened[id]?.unknownAuthors = unknown
             }
         } else {

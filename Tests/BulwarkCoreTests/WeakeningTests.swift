@@ -128,6 +128,32 @@ import Testing
                                                           + "(commit 0123456789ab: the commit is not signed)") == true)
     }
 
+    /// Signers are people: a shared name or key is the same person whatever each was called; a
+    /// key no name ties to a person cannot be told apart from anyone, on either side.
+    @Test func verifiedSignersAreComparedAsPeople() {
+        let aliceOpenPGP = SignerIdentity(shown: "A1B2", names: ["alice@example.org", "alice@corp.example"], keys: ["openpgp:A1B2"])
+        let aliceSSH = SignerIdentity(shown: "alice@corp.example", names: ["alice@corp.example"], keys: ["ssh:AAAA"])
+        let bob = SignerIdentity(shown: "bob@example.org", names: ["bob@example.org"], keys: ["ssh:BBBB"])
+        let nameless = SignerIdentity(shown: "C3D4", names: [], keys: ["openpgp:C3D4"])
+        let weakening = Weakening(changes: ["x"], authors: ["A1B2"], identity: .verifiedSigner, authorIdentities: [aliceOpenPGP])
+        #expect(!weakening.isSecondPerson("alice@corp.example", identity: aliceSSH))
+        #expect(weakening.refusal(of: "alice@corp.example", identity: aliceSSH)?.contains("both are 'alice@corp.example'") == true)
+        #expect(weakening.isSecondPerson("bob@example.org", identity: bob))
+        // Nameless: refused as an approver, and as an author no approver can be told from.
+        #expect(weakening.refusal(of: "C3D4", identity: nameless)?.contains("'C3D4' is known only by its key") == true)
+        let byNameless = Weakening(changes: ["x"], authors: ["C3D4"], identity: .verifiedSigner, authorIdentities: [nameless])
+        #expect(!byNameless.isSecondPerson("bob@example.org", identity: bob))
+        // The same key under two principals, and an approver whose identity is not known.
+        let sameKey = SignerIdentity(shown: "ops", names: ["ops"], keys: ["ssh:BBBB"])
+        #expect(Weakening(changes: ["x"], authors: ["ops"], identity: .verifiedSigner, authorIdentities: [sameKey])
+            .refusal(of: "bob@example.org", identity: bob)?.contains("both hold the SSH key") == true)
+        #expect(!weakening.isSecondPerson("bob@example.org"))
+        // A principal pattern is each name it matches, and they are not one another.
+        let robots = SignerIdentity(shown: "*@Example.org", names: ["*@example.org"], keys: ["ssh:RRRR"])
+        #expect(robots.samePerson(as: bob)?.contains("both are '*@example.org'") == true)
+        #expect(bob.samePerson(as: aliceSSH) == nil && aliceSSH.samePerson(as: robots) == nil)
+    }
+
     @Test func aStricterChangeAndAnOptedOutKindApplyWithoutASecondPerson() async throws {
         let driver = MemoryDriver()
         driver.set("web-1", "permitRootLogin", "yes")
