@@ -193,6 +193,16 @@ import Testing
         }
     }
 
+    /// A daemon polling every second that verifies against `signers`, once it is ready.
+    func verifyingDaemon(_ s: Scenario, signers: String) throws -> DaemonProcess {
+        let daemon = try DaemonProcess(["--repo", s.origin, "--state-dir", s.state, "--poll", "1", "--trusted-signers", signers],
+                                       environment: ["BULWARK_WEBHOOK_SECRET": "webhook-secret-for-tests",
+                                                     "BULWARK_FINDINGS_TOKEN": "findings-token-for-tests"],
+                                       logPath: s.dir + "/daemon.log")
+        #expect(daemon.wait { (try? daemon.get("/readyz").status) == 200 }, "readyz: \(daemon.log)")
+        return daemon
+    }
+
     func sshdResource(_ name: String, _ setting: String) -> String {
         """
         apiVersion: bulwark/v1
@@ -208,11 +218,7 @@ import Testing
             #expect(try s.run("apply").status == 0)
             let alice = try makeKey(dir, "alice@example.org")
             let signers = try allowedSigners(dir, alice)
-            let daemon = try DaemonProcess(["--repo", s.origin, "--state-dir", s.state, "--poll", "1", "--trusted-signers", signers],
-                                           environment: ["BULWARK_WEBHOOK_SECRET": "webhook-secret-for-tests",
-                                                         "BULWARK_FINDINGS_TOKEN": "findings-token-for-tests"],
-                                           logPath: dir + "/daemon.log")
-            #expect(daemon.wait { (try? daemon.get("/readyz").status) == 200 }, "readyz: \(daemon.log)")
+            let daemon = try verifyingDaemon(s, signers: signers)
             let sshd = s.host + "/etc/ssh/sshd_config"
 
             try commit(s, [("desired-state/hosts/agent.yaml", sshdResource("no-agent-forwarding", "AllowAgentForwarding"), alice)])
@@ -248,11 +254,7 @@ import Testing
             #expect(try s.run("apply").status == 0)
             let alice = try makeKey(dir, "alice@example.org")
             let signers = try allowedSigners(dir, alice)
-            let daemon = try DaemonProcess(["--repo", s.origin, "--state-dir", s.state, "--poll", "1", "--trusted-signers", signers],
-                                           environment: ["BULWARK_WEBHOOK_SECRET": "webhook-secret-for-tests",
-                                                         "BULWARK_FINDINGS_TOKEN": "findings-token-for-tests"],
-                                           logPath: dir + "/daemon.log")
-            #expect(daemon.wait { (try? daemon.get("/readyz").status) == 200 }, "readyz: \(daemon.log)")
+            let daemon = try verifyingDaemon(s, signers: signers)
             try commit(s, [("notes/x.txt", "pushed unsigned\n", nil)])
             #expect(try daemon.wait(seconds: 30) { try refusals(s).count == 1 }, "\(daemon.log)")
 
@@ -291,11 +293,7 @@ import Testing
             let alice = try makeKey(dir, "alice@example.org")
             let signers = try allowedSigners(dir, alice)
             let good = try git("--git-dir", s.origin, "rev-parse", "main").trimmingCharacters(in: .whitespacesAndNewlines)
-            let daemon = try DaemonProcess(["--repo", s.origin, "--state-dir", s.state, "--poll", "1", "--trusted-signers", signers],
-                                           environment: ["BULWARK_WEBHOOK_SECRET": "webhook-secret-for-tests",
-                                                         "BULWARK_FINDINGS_TOKEN": "findings-token-for-tests"],
-                                           logPath: dir + "/daemon.log")
-            #expect(daemon.wait { (try? daemon.get("/readyz").status) == 200 }, "readyz: \(daemon.log)")
+            let daemon = try verifyingDaemon(s, signers: signers)
             try commit(s, [("notes/x.txt", "pushed unsigned\n", nil)])
             #expect(daemon.wait(seconds: 30) { (try? daemon.get("/readyz").status) == 503 }, "\(daemon.log)")
             try await Task.sleep(for: .seconds(3))
