@@ -334,6 +334,7 @@ extension RepositoryOptions {
             console.warn(state.warnings)
             let provenance = await Provenance.establish(&state, head: head, repository: repository, registry: Bulwark.registry(),
                                                         stateDirectory: stateDirectory, verification: sourceVerification, now: loader.now)
+            if let note = provenance.note { console.warn(note) }
             var refusalsRecorded: [RevisionRefusal.Recorded] = []
             if recordRefusal {
                 refusalsRecorded = await provenance.recordRefusals(head: head, in: repository, console: console)

@@ -142,6 +142,7 @@ extension Bulwark {
                 changes: changes.map { .init(property: $0.property, desired: $0.desired, observedBefore: $0.observed, observedAfter: nil) },
                 detectedAt: current.observedAt, appliedAt: nil, verifiedAt: nil,
                 desiredCommit: Revision(loaded.head), approver: person, error: nil)
+            record.baseline = loaded.state.acceptedBaseline
             // The intent is journaled like a fix's: a revert killed midway is recorded by the next pass.
             let journal = FileJournal(stateDirectory: repository.stateDirectory)
             try await journal.begin(record)

@@ -49,6 +49,11 @@ public struct AuditRecord: Sendable, Hashable, Codable {
     /// What became of that finding's proposal, when this record is about it: `reopened` (the
     /// scanner reported the finding open again after its fix was verified), as `Bulwark-Proposal`.
     public var proposal: String? = nil
+    /// On an applied record: the last revision accepted with no weakening pending
+    /// (`DesiredState.acceptedRevision`, `none` when there was none), as `Bulwark-Baseline`.
+    public var baseline: String? = nil
+    /// `Bulwark-Baseline` when no revision was accepted yet.
+    public static let noBaseline = "none"
 
     public init(
         id: String, controller: String, target: String, resource: String, kind: String, name: String,
@@ -261,6 +266,7 @@ public struct AuditRecord: Sendable, Hashable, Codable {
         ]
         if let result { trailers.append((.result, result.rawValue)) }
         trailers.append((.desiredCommit, desiredCommit.description))
+        if let baseline { trailers.append((.baseline, baseline)) }
         trailers.append((.detectedAt, Timestamp.format(detectedAt)))
         if let appliedAt { trailers.append((.appliedAt, Timestamp.format(appliedAt))) }
         if let verifiedAt { trailers.append((.verifiedAt, Timestamp.format(verifiedAt))) }
@@ -288,7 +294,7 @@ public struct AuditRecord: Sendable, Hashable, Codable {
 extension AuditRecord {
     enum CodingKeys: String, CodingKey {
         case id, controller, target, resource, kind, name, severity, risk, mode, decision, result, reason, changes
-        case detectedAt, appliedAt, verifiedAt, desiredCommit, approver, error, nextWindowAt, notes, needsRestart, finding
+        case detectedAt, appliedAt, verifiedAt, desiredCommit, approver, error, nextWindowAt, notes, needsRestart, finding, baseline
     }
 
     public init(from decoder: any Decoder) throws {
@@ -319,6 +325,7 @@ extension AuditRecord {
         notes = try container.decodeIfPresent([String].self, forKey: .notes)
         needsRestart = try container.decodeIfPresent(String.self, forKey: .needsRestart)
         finding = try container.decodeIfPresent(FindingCitation.self, forKey: .finding)
+        baseline = try container.decodeIfPresent(String.self, forKey: .baseline)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -346,6 +353,7 @@ extension AuditRecord {
         try container.encodeIfPresent(notes, forKey: .notes)
         try container.encodeIfPresent(needsRestart, forKey: .needsRestart)
         try container.encodeIfPresent(finding, forKey: .finding)
+        try container.encodeIfPresent(baseline, forKey: .baseline)
     }
 }
 

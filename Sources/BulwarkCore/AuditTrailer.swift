@@ -13,6 +13,10 @@ public enum AuditTrailer: String, CaseIterable, Sendable {
     case decision = "Bulwark-Decision"
     case result = "Bulwark-Result"
     case desiredCommit = "Bulwark-Desired-Commit"
+    /// On an applied record: the last revision accepted with no weakening pending when it was
+    /// made (`DesiredState.acceptedRevision`), or `none`; what a new state directory compares
+    /// weakenings with. The desired commit may hold a weakening still waiting for a second person.
+    case baseline = "Bulwark-Baseline"
     case detectedAt = "Bulwark-Detected-At"
     case appliedAt = "Bulwark-Applied-At"
     case verifiedAt = "Bulwark-Verified-At"
@@ -59,6 +63,8 @@ public struct RecordedDecision: Sendable, Hashable {
     public var decision: Decision?
     public var result: RemediationResult?
     public var desiredCommit: Revision?
+    /// `Bulwark-Baseline`: `none`, or a commit; nil on a record written before it existed.
+    public var baseline: String?
     public var detectedAt: Date?
     public var appliedAt: Date?
     public var verifiedAt: Date?
@@ -84,6 +90,7 @@ public struct RecordedDecision: Sendable, Hashable {
         decision = value(.decision).flatMap(Decision.init(rawValue:))
         result = value(.result).flatMap(RemediationResult.init(rawValue:))
         desiredCommit = value(.desiredCommit).map { Revision($0) }
+        baseline = value(.baseline)
         detectedAt = value(.detectedAt).flatMap(Timestamp.parse)
         appliedAt = value(.appliedAt).flatMap(Timestamp.parse)
         verifiedAt = value(.verifiedAt).flatMap(Timestamp.parse)

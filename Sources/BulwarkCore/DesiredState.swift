@@ -57,6 +57,22 @@ public struct DesiredState: Sendable {
     /// The targets a narrowed pass may act on; nil: those its bindings name (or, not narrowed,
     /// every target).
     public var targetScope: Set<String>? = nil
+    /// The commit id of the last revision accepted with no weakening pending, as
+    /// `Provenance.establish` judged this one: the revision itself when nothing of it weakens (or a second person is not
+    /// needed), the revision it was compared with while a weakening of it is pending, `none`
+    /// when no revision was accepted yet (`AuditRecord.noBaseline`); nil when not judged. Each
+    /// applied record states it (`Bulwark-Baseline`), and a new state directory compares with
+    /// the newest one's (`Provenance.lastApplied`).
+    public var acceptedBaseline: String? = nil
+}
+
+extension DesiredState {
+    /// A revision that sets nothing: what a revision is judged against when no earlier one
+    /// was accepted (each of its values is new, `KindDefinition.weakensNew`).
+    public static func empty(revision: Revision) -> DesiredState {
+        DesiredState(revision: revision, targets: [:], controllers: [:], resources: [:], bindings: [],
+                     maxChangesPerCycle: DesiredStateLoader.defaultGlobalLimit, waivers: [], notifiers: [], approvals: [:], warnings: [])
+    }
 }
 
 extension DesiredState {

@@ -1032,6 +1032,7 @@ public struct Reconciler: Sendable {
             desiredCommit: state.revision, approver: remediation.approver, error: remediation.error,
             nextWindowAt: remediation.nextWindow)
         record.finding = state.resources[binding.resource].flatMap { FindingCitation(annotations: $0.annotations) }
+        if remediation.decision == .applied { record.baseline = state.acceptedBaseline }
         return record
     }
 }

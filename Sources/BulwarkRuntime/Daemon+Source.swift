@@ -80,6 +80,7 @@ extension Daemon {
                 let provenance = await Provenance.establish(&loaded, head: newHead, repository: repository, registry: registry,
                                                             stateDirectory: options.stateDirectory,
                                                             verification: options.sourceVerification, now: now)
+                if let note = provenance.note { logger.warning("weakening", metadata: ["baseline": .string(note)]) }
                 await provenance.recordRefusals(head: newHead, in: repository, console: Console())
                 // A host agent's targets, for this revision: one it newly binds to the host is taken at once.
                 if let owned = options.agent.select(&loaded) {

@@ -14,8 +14,11 @@ package struct Provenance: Sendable {
     package var refusedApprovals: [(id: String, reason: String)] = []
     /// Approvals dropped because a fix already used them.
     package var consumedApprovals: [String] = []
-    /// The revision the weakening check compared with.
+    /// The revision the weakening check compared with; nil when it compared with nothing (see `note`).
     package var baseline: ObjectID?
+    /// Said to the operator when no applied revision was found and the revision was judged
+    /// against `--initial-revision` or as all new.
+    package var note: String?
     /// The retired claims to keep once this revision becomes the baseline (`Weakening.Claim.retiring`);
     /// nil when they stay as they are (no baseline, or this revision is it).
     package var retiredNext: [Weakening.Claim: Set<String>]?
@@ -74,8 +77,41 @@ package struct Provenance: Sendable {
         verification: SourceVerification? = nil, now: Date = Date()
     ) async -> Provenance {
         var result = Provenance()
-        let applied = await lastApplied(repository: repository, stateDirectory: stateDirectory, verification: verification)?.id
-        let baseline: ObjectID? = if let applied, await repository.has(applied) { applied } else { nil }
+        let last = await lastApplied(repository: repository, stateDirectory: stateDirectory, verification: verification)
+        var baseline: ObjectID? = if let applied = last?.id, await repository.has(applied) { applied } else { nil }
+        var judgedAsNew = true
+        // No applied revision: a new repository, or an audit branch deleted, rewritten or
+        // flooded with records no trusted key signed. Skipping the check would let a weakening
+        // through whoever removed the records: the revision is compared with `--initial-revision`,
+        // else with the policy branch's first revision (a kind without `weakensNew` cannot judge
+        // a value on its own), and a revision with no history of its own is judged as all new.
+        if baseline == nil {
+            let found = if let missing = last?.id {
+                "the last applied revision \(missing.short) is not in the policy repository"
+            } else if last?.noneAccepted == true {
+                "the newest applied record on the audit branch says no revision was accepted yet"
+            } else if let last, !last.untrusted.isEmpty {
+                "no applied record on the audit branch is signed by a trusted key (\(last.untrusted.count) passed over)"
+            } else {
+                "no applied revision found in the state directory or on the audit branch (new, deleted or rewritten)"
+            }
+            if let anchor = verification?.initialRevision, anchor != head, await repository.has(anchor),
+               await repository.isAncestorOrEqual(anchor, of: head) {
+                baseline = anchor
+                result.note = "\(found): weakenings are judged against --initial-revision \(anchor.short)"
+            } else if let root = try? await repository.commits(from: head, since: nil).last(where: { $0.parents.isEmpty })?.id,
+                      root != head {
+                baseline = root
+                result.note = "\(found): weakenings are judged against the policy branch's first revision \(root.short) "
+                    + "(give --initial-revision to name another)"
+            } else if last == nil {
+                // A new repository's first revision (`bulwark init`, the quick start): nothing to compare with.
+                judgedAsNew = false
+            } else {
+                result.note = "\(found): the revision is judged as all new, and each value that weakens as new is held for a "
+                    + "second person"
+            }
+        }
         // Who each signer is as a person, read once: needed only where an approval may be compared.
         let people = state.approvals.isEmpty ? nil : verification?.identities()
         for (id, approval) in state.approvals.sorted(by: { $0.key < $1.key }) {
@@ -130,13 +166,38 @@ package struct Provenance: Sendable {
         }
 
         // Weakening: compare with the last revision applied without a pending weakening, or, on a
-        // new state directory, the revision of the newest fix on the audit branch. Read at the
-        // time `state` was (`now`): an expiry that passed between them is no change of policy.
-        guard let baseline, baseline != head, let files = try? await repository.files(at: baseline),
-              let previous = try? DesiredStateLoader(registry: registry, now: now).load(files, revision: Revision(baseline)) else {
-            return result
+        // new state directory, the baseline of the newest applied record on the audit branch;
+        // with none, with nothing. Read at the time `state` was (`now`): an expiry that passed
+        // between them is no change of policy.
+        state.acceptedBaseline = head.hex
+        if baseline == head || (baseline == nil && !judgedAsNew) { return result }
+        let previous: DesiredState
+        if let baseline {
+            guard let files = try? await repository.files(at: baseline),
+                  let loaded = try? DesiredStateLoader(registry: registry, now: now).load(files, revision: Revision(baseline)) else {
+                result.note = "the last applied revision \(baseline.short) cannot be read as a policy: the revision is judged as "
+                    + "all new, and each value that weakens as new is held for a second person"
+                return await judged(result, state: &state, previous: .empty(revision: .workingTree), since: nil, head: head,
+                                    repository: repository, registry: registry, stateDirectory: stateDirectory, verification: verification,
+                                    people: people)
+            }
+            previous = loaded
+        } else {
+            previous = .empty(revision: .workingTree)
         }
         result.baseline = baseline
+        return await judged(result, state: &state, previous: previous, since: baseline, head: head, repository: repository,
+                            registry: registry, stateDirectory: stateDirectory, verification: verification, people: people)
+    }
+
+    /// `establish`'s weakening check: `state` at `head` compared with `previous`, the revision
+    /// `since` (nil: compared with nothing, every commit up to `head` counts).
+    private static func judged(
+        _ provenance: Provenance, state: inout DesiredState, previous: DesiredState, since baseline: ObjectID?, head: ObjectID,
+        repository: PolicyRepository, registry: Registry, stateDirectory: String, verification: SourceVerification?,
+        people: SignerIdentities?
+    ) async -> Provenance {
+        var result = provenance
         var weakened: [ResourceID: Weakening]
         do {
             let retired = try retiredClaims(stateDirectory)
@@ -166,6 +227,9 @@ package struct Provenance: Sendable {
             if !new.isEmpty { state.controllers[name]?.weakeningAllowed.subtract(new) }
         }
         guard !weakened.isEmpty else { return result }
+        // Pending: what was accepted stays the baseline (a record made now names it, not this revision).
+        state.acceptedBaseline = baseline?.hex ?? AuditRecord.noBaseline
+        let since = baseline.map { " since \($0.short)" } ?? ""
         let paths = Set(weakened.keys.compactMap { state.resources[$0]?.location.file })
         if let verification {
             // The range was verified whole before this: every commit in it is read again, however many.
@@ -199,9 +263,9 @@ package struct Provenance: Sendable {
                         case .failure(let problem): unknown.append("commit \(commit.id.short): \(problem.description)")
                         }
                     }
-                    if authors.isEmpty, unknown.isEmpty { unknown.append("no commit since \(baseline.short) is found changing \(file)") }
+                    if authors.isEmpty, unknown.isEmpty { unknown.append("no commit\(since) is found changing \(file)") }
                 } else {
-                    unknown.append("the history since \(baseline.short) cannot be read")
+                    unknown.append("the history\(since) cannot be read")
                 }
                 weakened[id]?.identity = .verifiedSigner
                 weakened[id]?.authors = authors
@@ -220,11 +284,15 @@ package struct Provenance: Sendable {
     }
 
     /// The last applied revision: the state directory's baseline file, else (a new state
-    /// directory) the revision of the newest applied record on the audit branch, which
-    /// `fromAuditBranch` marks, since anyone who can push can write that branch. With a signing
-    /// key or `verification` (`RecordTrust`), only a record whose commit a trusted key signed
-    /// counts: a made-up record naming the weakening revision itself would otherwise let that
-    /// weakening through without a second person. The records passed over are in `untrusted`.
+    /// directory) the baseline the newest applied record on the audit branch states
+    /// (`Bulwark-Baseline`: the last revision accepted with no weakening pending when it was
+    /// made; its desired commit may hold a weakening still waiting for a second person), or a
+    /// record's desired commit when written before that trailer. `fromAuditBranch` marks it,
+    /// since anyone who can push can write that branch. With a signing key or `verification`
+    /// (`RecordTrust`), only a record whose commit a trusted key signed counts: a made-up record
+    /// naming the weakening revision itself would otherwise let that weakening through without
+    /// a second person. The records passed over are in `untrusted`, and the search goes on past
+    /// them to the branch's first commit: commits pushed over the last record do not hide it.
     package static func lastApplied(repository: PolicyRepository, stateDirectory: String,
                                     verification: SourceVerification? = nil) async -> LastApplied? {
         if let local = (try? String(contentsOfFile: baselineFile(stateDirectory), encoding: .utf8))
@@ -234,12 +302,10 @@ package struct Provenance: Sendable {
         let trust = await RecordTrust.of(repository, verification: verification)
         var untrusted: [String] = []
         // The newest applied record is almost always the newest commit: a few are read first,
-        // and the last 500 only when those hold none (each commit is a lookup in the packs,
-        // and 500 of them over a long history touch most of a large pack's index). A window
-        // that meets a merge goes straight to 500: past a merge the history is read by a walk
-        // that sorts everything reachable, whatever the limit. The answer is the 500 window's:
-        // the smaller ones are its first commits. One difference: a commit that cannot be read
-        // below the record found is not reached, where reading 500 gave no baseline at all.
+        // then more (each commit is a lookup in the packs, and many over a long history touch
+        // most of a large pack's index). A window that meets a merge goes straight to 500:
+        // past a merge the history is read by a walk that sorts everything reachable, whatever
+        // the limit. Only a new state directory reads this, until its first pass writes the file.
         var limit = 1
         var checked = 0
         while true {
@@ -249,24 +315,37 @@ package struct Provenance: Sendable {
                     untrusted.append("record \(commit.trailer(.id) ?? commit.id.short): \(problem)")
                     continue
                 }
-                return commit.trailer(.desiredCommit).flatMap { ObjectID(hex: $0) }
-                    .map { LastApplied(id: $0, fromAuditBranch: true, untrusted: untrusted) }
+                switch commit.trailer(.baseline) {
+                case .some(AuditRecord.noBaseline):
+                    return LastApplied(id: nil, fromAuditBranch: true, untrusted: untrusted, noneAccepted: true)
+                case .some(let stated):
+                    // A record naming no commit says nothing that can be compared with.
+                    return LastApplied(id: ObjectID(hex: stated), fromAuditBranch: true, untrusted: untrusted,
+                                       noneAccepted: ObjectID(hex: stated) == nil)
+                case .none:
+                    return commit.trailer(.desiredCommit).flatMap { ObjectID(hex: $0) }
+                        .map { LastApplied(id: $0, fromAuditBranch: true, untrusted: untrusted) }
+                }
             }
             checked = commits.count
-            guard commits.count == limit, limit < 500 else {
+            guard commits.count == limit, limit < .max else {
                 return untrusted.isEmpty ? nil : LastApplied(id: nil, fromAuditBranch: true, untrusted: untrusted)
             }
-            limit = commits.contains { $0.parents.count > 1 } ? 500 : min(limit * 32, 500)
+            let merged = commits.contains { $0.parents.count > 1 }
+            limit = limit >= 1 << 20 ? .max : merged ? max(limit, 500) * 32 : limit * 32
         }
     }
 
     /// The revision the last pass applied, and where that was read.
     package struct LastApplied: Sendable {
-        /// Nil when the audit branch held applied records, none of them trusted.
+        /// Nil when the audit branch held applied records, none of them trusted, or its newest
+        /// trusted one says no revision was accepted (`noneAccepted`).
         package var id: ObjectID?
         package var fromAuditBranch: Bool
         /// The applied records passed over because no trusted key signed them, each with why.
         package var untrusted: [String] = []
+        /// The newest trusted applied record says no revision was accepted yet when it was made.
+        package var noneAccepted = false
     }
 
     /// Moves the baseline to `head` once every weakening of it has reached its targets: a

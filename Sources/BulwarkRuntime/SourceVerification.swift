@@ -68,8 +68,8 @@ package struct SourceVerification: Sendable {
             range = try await repository.commits(from: head, since: anchor) + [try await repository.commit(anchor)]
         } else {
             range = [try await repository.commit(head)]
-            outcome.note = "no revision was applied from this state directory or recorded on the audit branch yet: "
-                + "only the signature of \(head.short) is verified (an older signed revision pushed back over the branch "
+            outcome.note = "no applied revision found in this state directory or on the audit branch (a new repository, "
+                + "or the branch was deleted or rewritten): only the signature of \(head.short) is verified (an older signed revision pushed back over the branch "
                 + "cannot be told from the current one: give --initial-revision)"
         }
         if let last, !last.untrusted.isEmpty {

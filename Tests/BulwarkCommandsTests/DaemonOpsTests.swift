@@ -230,6 +230,7 @@ struct DaemonOpsTests {
                   reload: [/usr/bin/sleep, "\(marker)"]
                   timeoutSeconds: 600
                 """)
+            try s.acceptHead()
             let daemon = try daemonTests.start(s, ["--shutdown-grace", "2"])
             var reload: pid_t?
             #expect(daemon.wait(seconds: 60) {

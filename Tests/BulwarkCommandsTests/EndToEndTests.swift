@@ -437,6 +437,7 @@ struct FirewallEndToEndTests {
                 metadata: {name: known-bad, annotations: {severity: high}}
                 spec: {addresses: [192.0.2.2]}
                 """)
+            try s.acceptHead()
             let apply = try s.run("apply")
             #expect(apply.status == 0, "\(apply.stdout)\n\(apply.stderr)")
             #expect(apply.stdout.contains("fixed    edge-1  FirewallBlocklist/known-bad: addresses (unset) -> 192.0.2.2"))
@@ -824,6 +825,7 @@ struct AWSEndToEndTests {
             try git("add", "-A", in: work)
             try git("commit", "-qm", "the gateway's logging, reloaded", in: work)
             try git("push", "-q", "origin", "main", in: work)
+            try s.acceptHead()
 
             let crashed = try run(try bulwarkExecutable(), ["apply", "--repo", s.origin, "--state-dir", s.state])
             #expect(crashed.status == SIGKILL, "killed during the reload: \(crashed.stdout)\(crashed.stderr)")

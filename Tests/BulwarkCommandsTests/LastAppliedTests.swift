@@ -8,7 +8,7 @@ import Testing
 
 /// A state directory that never applied a revision takes its baseline (what weakenings are
 /// compared with, where signature checks start) from the newest applied record on the audit
-/// branch. It reads a few commits first and the last 500 only when those hold no applied record.
+/// branch. It reads a few commits first and more only when those hold no applied record.
 @Suite struct LastAppliedTests {
     let applied = "1111111111111111111111111111111111111111"
 
@@ -52,10 +52,12 @@ import Testing
         }
     }
 
-    @Test func anAppliedRecordBeyondTheLast500IsNotLookedFor() async throws {
+    /// Commits pushed over the last applied record do not hide it: the search goes on past 500.
+    @Test(arguments: [500, 1100])
+    func anAppliedRecordBehindMoreThan500OthersIsFound(after: Int) async throws {
         try await withTemporaryDirectory { dir in
-            let found = try await baseline(in: dir, after: 500)
-            #expect(found == nil)
+            let found = try #require(try await baseline(in: dir, after: after))
+            #expect(found.id?.hex == applied && found.fromAuditBranch)
         }
     }
 

@@ -595,4 +595,135 @@ import Testing
             #expect(try sshd(s).contains("\nPermitRootLogin no\n"), "the drift is fixed")
         }
     }
+
+    // MARK: - A new state directory compares with what was accepted, not with what was last fixed
+
+    /// The `Bulwark-Baseline` trailer of the newest applied record of `resource`.
+    func recordedBaseline(_ s: Scenario, resource: String) throws -> String? {
+        let log = try git("--git-dir", s.origin, "log", "--format=%(trailers:key=Bulwark-Resource,valueonly,separator=)|"
+                          + "%(trailers:key=Bulwark-Decision,valueonly,separator=)|%(trailers:key=Bulwark-Baseline,valueonly,separator=)",
+                          "bulwark/audit")
+        return log.split(separator: "\n").map { $0.split(separator: "|", omittingEmptySubsequences: false).map(String.init) }
+            .first { $0.count == 3 && $0[0] == resource && $0[1] == "applied" }?[2]
+    }
+
+    /// A weakening held for a second person, then another fix made at a revision that includes
+    /// it: that fix's record is not the baseline of a new state directory (a new agent, replica
+    /// or container), whose comparison would otherwise be the weakening with itself.
+    @Test func aHeldWeakeningIsStillHeldOnANewStateDirectoryAfterAnotherFix() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            #expect(try s.run("apply").status == 0)
+            let accepted = try head(s)
+            let alice = Person(name: "Alice", email: "alice@example.org", key: nil)
+            let work = try clone(s)
+            try commit(alice, ["desired-state/hosts/sshd.yaml": try rootLoginAllowed(work)], "allow root login", in: work)
+            let tighter = try read(work + "/desired-state/hosts/sshd.yaml").replacingOccurrences(of: "MaxAuthTries: 4", with: "MaxAuthTries: 3")
+            try commit(alice, ["desired-state/hosts/sshd.yaml": tighter], "three tries", in: work)
+            try gitAs(alice, "push", "-q", "origin", "main", in: work)
+            let first = try s.run("apply")
+            #expect(first.status == 0, "\(first.stderr)")
+            #expect(try sshd(s).contains("\nMaxAuthTries 3\n") && sshd(s).contains("\nPermitRootLogin no\n"))
+            #expect(try recordedBaseline(s, resource: maxAuthTries) == accepted, "the fix names what was accepted, not its own revision")
+
+            let before = try s.snapshot()
+            let fixes = try safety.decisions(s, resource: rootLogin).filter { $0.decision == "applied" }.count
+            let fresh = try s.run("apply", stateDir: dir + "/fresh-state")
+            #expect(fresh.status == 0, "\(fresh.stderr)")
+            #expect(fresh.stdout.contains("weakens the policy"), "\(fresh.stdout)")
+            #expect(try s.snapshot() == before, "nothing weakened without a second person")
+            let decisions = try safety.decisions(s, resource: rootLogin)
+            #expect(decisions.first?.decision == "held", "\(decisions)")
+            #expect(decisions.filter { $0.decision == "applied" }.count == fixes, "no fix of the weakening recorded: \(decisions)")
+            #expect(!FileManager.default.fileExists(atPath: Provenance.baselineFile(dir + "/fresh-state")))
+        }
+    }
+
+    /// The twin: a revision that weakens nothing is accepted as it is applied, and a new state
+    /// directory fixes drift at once, comparing with it.
+    @Test func aNewStateDirectoryAppliesARevisionThatWeakensNothing() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            #expect(try s.run("apply").status == 0)
+            let work = try clone(s)
+            let alice = Person(name: "Alice", email: "alice@example.org", key: nil)
+            let tighter = try read(work + "/desired-state/hosts/sshd.yaml").replacingOccurrences(of: "MaxAuthTries: 4", with: "MaxAuthTries: 3")
+            try commit(alice, ["desired-state/hosts/sshd.yaml": tighter], "three tries", in: work)
+            try gitAs(alice, "push", "-q", "origin", "main", in: work)
+            #expect(try s.run("apply").status == 0)
+            #expect(try recordedBaseline(s, resource: maxAuthTries) == head(s))
+            try signatures.drift(s)
+            let fresh = try s.run("apply", stateDir: dir + "/fresh-state")
+            #expect(fresh.status == 0, "\(fresh.stderr)")
+            #expect(!fresh.stdout.contains("weakens the policy"), "\(fresh.stdout)")
+            #expect(try sshd(s).contains("\nPermitRootLogin no\n") && sshd(s).contains("\nMaxAuthTries 3\n"), "the drift is fixed")
+            #expect(try read(Provenance.baselineFile(dir + "/fresh-state")).trimmingCharacters(in: .whitespacesAndNewlines) == head(s))
+        }
+    }
+
+    /// How the audit branch is taken from a new state directory: 500 commits pushed over its
+    /// records, or deleted.
+    enum AuditBranchLoss: CaseIterable { case flooded, deleted }
+
+    func lose(_ s: Scenario, _ loss: AuditBranchLoss) throws {
+        switch loss {
+        case .deleted:
+            try git("--git-dir", s.origin, "update-ref", "-d", "refs/heads/bulwark/audit")
+        case .flooded:
+            let work = s.dir + "/flood"
+            try git("clone", "-q", "--branch", "bulwark/audit", s.origin, work)
+            for n in 1...500 {
+                try git("-c", "user.name=x", "-c", "user.email=x@x", "-c", "commit.gpgsign=false",
+                        "commit", "-q", "--allow-empty", "-m", "noise \(n)", in: work)
+            }
+            try git("push", "-q", "origin", "bulwark/audit", in: work)
+        }
+    }
+
+    /// A weakening pushed, then the audit branch flooded or deleted: a new state directory
+    /// finds no applied revision among the newest 500 commits, or none at all. It does not skip
+    /// the check: it looks further back, or compares with the policy branch's first revision.
+    @Test(arguments: AuditBranchLoss.allCases)
+    func aWeakeningIsHeldOnANewStateDirectoryWhenTheAuditBranchIsLost(_ loss: AuditBranchLoss) async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            #expect(try s.run("apply").status == 0)
+            let work = try clone(s)
+            let alice = Person(name: "Alice", email: "alice@example.org", key: nil)
+            try commit(alice, ["desired-state/hosts/sshd.yaml": try rootLoginAllowed(work)], "allow root login", in: work)
+            try gitAs(alice, "push", "-q", "origin", "main", in: work)
+            try lose(s, loss)
+            let before = try s.snapshot()
+            let fresh = try s.run("apply", stateDir: dir + "/fresh-state")
+            #expect(fresh.status == 0, "\(fresh.stderr)")
+            #expect(fresh.stdout.contains("weakens the policy by Alice"), "\(fresh.stdout)")
+            if loss == .deleted {
+                #expect(fresh.stderr.contains("no applied revision found"), "\(fresh.stderr)")
+            }
+            #expect(try s.snapshot() == before, "nothing weakened without a second person")
+            let held = try #require(try safety.decisions(s, resource: rootLogin).first)
+            #expect(held.decision == "held")
+        }
+    }
+
+    /// The twin: after the same loss, a revision that weakens nothing is applied on a new state directory.
+    @Test(arguments: AuditBranchLoss.allCases)
+    func aRevisionThatWeakensNothingIsAppliedWhenTheAuditBranchIsLost(_ loss: AuditBranchLoss) async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            #expect(try s.run("apply").status == 0)
+            let work = try clone(s)
+            let alice = Person(name: "Alice", email: "alice@example.org", key: nil)
+            let tighter = try read(work + "/desired-state/hosts/sshd.yaml").replacingOccurrences(of: "MaxAuthTries: 4", with: "MaxAuthTries: 3")
+            try commit(alice, ["desired-state/hosts/sshd.yaml": tighter], "three tries", in: work)
+            try gitAs(alice, "push", "-q", "origin", "main", in: work)
+            try lose(s, loss)
+            try signatures.drift(s)
+            let fresh = try s.run("apply", stateDir: dir + "/fresh-state")
+            #expect(fresh.status == 0, "\(fresh.stderr)")
+            #expect(!fresh.stdout.contains("weakens the policy"), "\(fresh.stdout)")
+            #expect(try sshd(s).contains("\nPermitRootLogin no\n") && sshd(s).contains("\nMaxAuthTries 3\n"))
+            #expect(try read(Provenance.baselineFile(dir + "/fresh-state")).trimmingCharacters(in: .whitespacesAndNewlines) == head(s))
+        }
+    }
 }

@@ -178,6 +178,7 @@ import Testing
             try s.commitPolicy("finding-rules/garak.yaml", Self.rule, message: "finding rule: garak prompt injection")
 
             // Bulwark brings the gateway to the policy; the reload starts the proxy.
+            try s.acceptHead()
             let first = try s.run("apply")
             #expect(first.status == 0, "\(first.stdout)\(first.stderr)")
             let proxyPID = try #require(Self.pid(in: dir + "/proxy.pid"), "the proxy was not started: \(first.stdout)\(first.stderr)")

@@ -35,6 +35,14 @@ struct Scenario {
         return ["HOME": home]
     }
 
+    /// Takes the origin's head as the last applied revision (`applied-revision` in the state
+    /// directory), as an operator who reviewed it would: a first run at a revision with history
+    /// and no applied record is judged against the branch's first revision.
+    func acceptHead() throws {
+        try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        try write(Provenance.baselineFile(state), try git("--git-dir", origin, "rev-parse", "main"))
+    }
+
     func auditCommits() throws -> [String] {
         let out = try git("--git-dir", origin, "log", "--format=%H", "bulwark/audit")
         return out.split(separator: "\n").map(String.init)
