@@ -126,6 +126,7 @@ extension FirewallEndToEndTests {
             }
             try s.commitPolicy("controllers/edge.yaml", target("192.0.2.200/32"))
             try s.commitPolicy("desired-state/firewall/blocklist.yaml", blocklist("192.0.2.9"))
+            try s.acceptHead()
             #expect(try s.run("apply").status == 0)
             try s.commitPolicy("desired-state/firewall/blocklist.yaml", blocklist("192.0.2.9, 198.51.100.7"))
             #expect(try s.run("apply").status == 0)

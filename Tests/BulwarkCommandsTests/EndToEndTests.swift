@@ -933,6 +933,7 @@ extension FirewallEndToEndTests {
             let lab = try NetworkLab()
             defer { lab.remove() }
             try Self.commitEdges(s, a: lab.host, b: lab.peer, block: "198.51.100.7")
+            try s.acceptHead()
             let apply = try Self.apply(s, in: lab.host)
             #expect(apply.stdout.contains("fixed    edge-a  FirewallBlocklist/known-bad: addresses (unset) -> 198.51.100.7"),
                     "\(apply.stdout)\n\(apply.stderr)")
