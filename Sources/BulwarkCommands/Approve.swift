@@ -105,7 +105,7 @@ extension Bulwark {
                 block = shown
             }
             let text = Self.document(id: id, summary: held.summary, approver: "\(author.name) <\(author.email)>",
-                                     reason: reason, expires: expires, block: block)
+                                     reason: reason, expires: expires, block: block, record: held.id.hex)
             // Signed with the caller's key when git is set up to sign (gpg.format ssh, user.signingkey):
             // with --trusted-signers, the approver is whoever signed.
             var signer = await policy.callerSigner()
@@ -135,7 +135,7 @@ extension Bulwark {
         /// U+2028 in a held value, quotes, control characters) the file reads back as written
         /// and never breaks the revisions after it.
         static func document(id: String, summary: String, approver: String, reason: String, expires: String?,
-                             block: String? = nil) -> String {
+                             block: String? = nil, record: String? = nil) -> String {
             var text = """
                 # Approval of \(YAML.commentText(summary))
                 apiVersion: bulwark/v1
@@ -149,6 +149,7 @@ extension Bulwark {
                 """
             if let expires { text += "  expires: \(YAML.doubleQuoted(expires))\n" }
             if let block { text += "  block: \(YAML.doubleQuoted(block))\n" }
+            if let record { text += "  record: \(YAML.doubleQuoted(record))\n" }
             return text
         }
     }

@@ -163,7 +163,7 @@ extension DesiredStateLoader {
 
     func readApproval(_ spec: SpecReader, file: String, location: SourceLocation) -> Approval? {
         guard spec.entries() != nil else { return nil }
-        spec.allowOnly(["id", "approver", "reason", "expires", "block"])
+        spec.allowOnly(["id", "approver", "reason", "expires", "block", "record"])
         guard let idReader = spec.field("id", required: true), let id = idReader.string(),
               let approver = spec.field("approver", required: true)?.string(),
               let reason = spec.field("reason", required: true)?.string() else { return nil }
@@ -184,7 +184,17 @@ extension DesiredStateLoader {
             guard let text = reader.string() else { return nil }
             block = text
         }
-        return Approval(id: id, approver: approver, reason: reason, expiresAt: expiresAt, block: block, location: location)
+        var record: String?
+        if let reader = spec.field("record") {
+            guard let text = reader.string() else { return nil }
+            guard text.count == 40, text.allSatisfy({ $0.isHexDigit && !$0.isUppercase }) else {
+                reader.fail("expected the 40-character commit id of the record approved, got '\(quotedForMessage(text))'")
+                return nil
+            }
+            record = text
+        }
+        return Approval(id: id, approver: approver, reason: reason, expiresAt: expiresAt, block: block, location: location,
+                        record: record)
     }
 
     func readTarget(_ spec: SpecReader, name: String, labels: [String: String],

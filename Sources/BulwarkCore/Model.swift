@@ -497,9 +497,15 @@ public struct Approval: Sendable, Hashable {
     /// Who signed the approval file, as a person (set from git with verified signatures: see
     /// `Weakening.refusal(of:identity:)`); nil where approvers are not verified signers.
     public var signer: SignerIdentity?
+    /// The audit commit of the record approved (`bulwark approve` writes it): the approval counts
+    /// only where that commit is on the audit branch, so that an approval given in another
+    /// repository (a staging copy of the policy, where the same drift has the same id) is not
+    /// brought into this one by a merge. Nil in approvals written by hand or by older versions.
+    public var record: String?
 
     public init(id: String, approver: String, reason: String, expiresAt: Date? = nil, block: String? = nil,
-                location: SourceLocation) {
+                location: SourceLocation, record: String? = nil) {
+        self.record = record
         self.id = id
         self.approver = approver
         self.reason = reason

@@ -1056,6 +1056,16 @@ package actor PolicyRepository: AuditSink {
         return try MergedHistory.merge(heads: heads, limit: limit) { head, limit in try commits(from: head, limit: limit) }
     }
 
+    /// Whether `commit` is here, carries the record `id`, and is on the audit branch or another
+    /// writer's audit ref (`auditHistory`'s heads).
+    package func isAuditRecord(_ commit: ObjectID, id: String) throws -> Bool {
+        guard (try? repository.contains(commit)) == true, try repository.commitInfo(commit).trailer(.id) == id else { return false }
+        var heads: [ObjectID] = []
+        if let head = try repository.resolve(localAudit) { heads.append(head) }
+        for glob in AuditRef.otherWriterGlobs { heads += try repository.references(matching: glob).map(\.target) }
+        return try heads.contains { try $0 == commit || repository.isAncestor(commit, of: $0) }
+    }
+
     /// Verified fixes recorded since `start`, for the flap breaker: this process's audit branch,
     /// and the fetched refs of the other controller replicas (`fetchPeerReplicas`), so that a
     /// replica that takes a target over counts the fixes its previous lease owner made. With

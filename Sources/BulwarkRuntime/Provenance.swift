@@ -121,6 +121,16 @@ package struct Provenance: Sendable {
                 continue
             }
             let path = approval.location.file
+            if let record = approval.record {
+                let here = if let commit = ObjectID(hex: record) { (try? await repository.isAuditRecord(commit, id: id)) == true } else { false }
+                guard here else {
+                    state.approvals[id] = nil
+                    result.refusedApprovals.append((id, "approval \(id) in \(path) approves the record \(record.prefix(12)), which is not "
+                                                    + "on this repository's audit branch: an approval given in another repository (where the same "
+                                                    + "drift has the same id) does not count here; approve the record held here"))
+                    continue
+                }
+            }
             guard let commit = try? await repository.commitWriting(path, from: head) else {
                 state.approvals[id] = nil
                 result.refusedApprovals.append((id, "approval \(id): the commit that wrote \(path) cannot be found in the history"))

@@ -87,6 +87,46 @@ import Testing
         }
     }
 
+    /// Review (M1): a staging copy of the policy, where the same weakening has the same id, got
+    /// the second person's approval; a merge brought the approval file into production, where
+    /// it let the weakening through. `approve` now names the record it approves, and an approval
+    /// counts only where that record is on the audit branch: refused and recorded. Approved
+    /// here, the weakening goes through.
+    @Test func anApprovalGivenInAnotherRepositoryDoesNotCountHere() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            #expect(try s.run("apply").status == 0)
+            try s.editPolicy("desired-state/hosts/sshd.yaml", replacing: "PermitRootLogin: \"no\"", with: "PermitRootLogin: \"yes\"")
+            #expect(try s.run("apply").stdout.contains("weakens the policy"))
+            let resource = "SSHDConfig/cis-5.1.20-permit-root-login"
+            let held = try RevertTests.recordID(s, resource: resource, decision: "held")
+
+            // Staging: a copy of the policy with its own audit branch, where the same drift is held under the same id.
+            let staging = dir + "/staging.git"
+            try git("clone", "-q", "--bare", s.origin, staging)
+            try git("--git-dir", staging, "update-ref", "-d", "refs/heads/bulwark/audit")
+            let stagingApply = try run(try bulwarkExecutable(), ["apply", "--repo", staging, "--state-dir", dir + "/st-staging"])
+            #expect(stagingApply.stdout.contains("weakens the policy"), "\(stagingApply.stdout)\n\(stagingApply.stderr)")
+            let given = try run(try bulwarkExecutable(), ["approve", held, "--repo", staging, "--state-dir", dir + "/st-rita",
+                                                          "--reason", "staging only"],
+                                environment: ["GIT_AUTHOR_NAME": "Rita Reviewer", "GIT_AUTHOR_EMAIL": "rita@example.org"])
+            #expect(given.status == 0, "\(given.stdout)\n\(given.stderr)")
+            // Staging's branch, approval included, is pushed to production (a merge that fast-forwards).
+            try git("--git-dir", staging, "push", "-q", s.origin, "main:main")
+            let refused = try s.run("apply")
+            #expect(!refused.stdout.contains("fixed    local  \(resource)"), "\(refused.stdout)")
+            #expect(try SignatureTests().isFixed(s), "root login stays off: the weakening is still held")
+            let records = try Self.refusals(s)
+            #expect(records.contains { $0.contains("which is not on this repository's audit branch") }, "\(records)")
+
+            // Approved here, by the same person: it goes through.
+            let approved = try Self.approve(s, held)
+            #expect(approved.status == 0, "\(approved.stdout)\n\(approved.stderr)")
+            let applied = try s.run("apply")
+            #expect(applied.stdout.contains("fixed    local  \(resource)"), "\(applied.stdout)\n\(applied.stderr)")
+        }
+    }
+
     /// An error a command prints and the one it ends with begin alike: `Error:` (review: a
     /// refused revision printed `error:` lines, then argument-parser's `Error:`).
     @Test func everyErrorLineBeginsWithOnePrefix() async throws {
