@@ -1,3 +1,4 @@
+internal import BulwarkCore
 internal import Foundation
 internal import CLinux
 
@@ -126,34 +127,17 @@ enum CommandTrust {
         return .refused("\(path) names a folder, not an executable")
     }
 
-    /// The owners trusted: root, and the user Bulwark runs as.
-    static func trusted(_ uid: uid_t) -> Bool { uid == 0 || uid == geteuid() }
-
-    /// Why a folder (`info`, its `stat`) is not trusted with what root runs or keeps, or nil: it
-    /// belongs to someone else than a trusted owner, or group or others may write in it. A folder
-    /// writable by all with the sticky bit (`/tmp`) passes: only an entry's owner may take the
-    /// entry away, and each entry on the way is judged by its own owner. The one rule for the
-    /// folders to a command (`resolve`) and to what Bulwark keeps on a target
-    /// (`HostRoot.openFolderNoFollow(trusted:)`).
-    static func folderDoubt(_ info: stat) -> String? {
-        guard trusted(info.st_uid) else { return "belongs to uid \(info.st_uid), not root" }
-        if info.st_mode & 0o022 != 0, info.st_mode & 0o1000 == 0 {
-            return "is writable by group or others (mode \(String(info.st_mode & 0o7777, radix: 8)))"
-        }
-        return nil
-    }
-
     /// A folder on the way: trusted owner, not writable by group or others unless sticky.
     private static func checkFolder(_ path: String) -> String? {
         var info = stat()
         guard stat(path, &info) == 0 else { return "cannot read \(path)" }
-        guard let doubt = folderDoubt(info) else { return nil }
-        return "the folder \(path) \(doubt): \(trusted(info.st_uid) ? "they" : "its owner") could replace the command"
+        guard let doubt = StrictModes.folderDoubt(info) else { return nil }
+        return "the folder \(path) \(doubt): \(StrictModes.trusted(info.st_uid) ? "they" : "its owner") could replace the command"
     }
 
     /// An entry (file or link) in `folder`: trusted owner; a file not writable by group or others.
     private static func checkOwner(_ path: String, _ info: stat) -> String? {
-        guard trusted(info.st_uid) else { return "\(path) belongs to uid \(info.st_uid), not root: its owner could change what runs as root" }
+        guard StrictModes.trusted(info.st_uid) else { return "\(path) belongs to uid \(info.st_uid), not root: its owner could change what runs as root" }
         // A folder's own mode is judged by `checkFolder` (a sticky one may be writable by all).
         if info.st_mode & S_IFMT == S_IFREG, info.st_mode & 0o022 != 0 {
             return "\(path) is writable by group or others (mode \(String(info.st_mode & 0o7777, radix: 8))): they could change what runs as root"

@@ -99,7 +99,7 @@ public struct HostRoot: Sendable, Hashable {
     /// away for a moment is not replaced by an empty one).
     ///
     /// `trusted`: the root, every folder on the way and the folder itself must also be root's or
-    /// the user's Bulwark runs as, and writable by no one else (`CommandTrust.folderDoubt`), each
+    /// the user's Bulwark runs as, and writable by no one else (`StrictModes.folderDoubt`), each
     /// judged by the descriptor the walk goes on from. For what Bulwark keeps on the target
     /// (`OwedReloads`): whoever could write in any of them could take it away or swap it (the
     /// owner of `run` can rename `run/bulwark`). A folder then found missing is missing for
@@ -140,11 +140,11 @@ public struct HostRoot: Sendable, Hashable {
         return current
     }
 
-    /// Fails unless `folder` is a trusted owner's and writable by no one else (`CommandTrust.folderDoubt`).
+    /// Fails unless `folder` is a trusted owner's and writable by no one else (`StrictModes.folderDoubt`).
     private func requireTrusted(_ folder: Directory) throws(HostError) {
         var info = stat()
         guard fstat(folder.fd, &info) == 0 else { throw HostError("cannot stat: \(errnoText())", path: full(folder.components)) }
-        if let doubt = CommandTrust.folderDoubt(info) {
+        if let doubt = StrictModes.folderDoubt(info) {
             throw HostError("\(doubt), which lets another user change what Bulwark keeps below it (the reloads it owes); "
                             + "make it root's and writable only by its owner", path: full(folder.components))
         }

@@ -210,7 +210,7 @@ enum OwedReloads {
     /// every folder above it up to the root (`HostRoot.openFolderNoFollow(trusted:)`): a marker
     /// taken away by another user would let a file's new values go unreloaded.
     private static func trusted(uid: uid_t, mode: mode_t, display: String) throws(HostError) {
-        guard CommandTrust.trusted(uid), mode & 0o022 == 0 else {
+        guard StrictModes.trusted(uid), mode & 0o022 == 0 else {
             throw HostError("holds the reloads Bulwark owes, but its owner (uid \(uid)) or mode (\(String(mode & 0o7777, radix: 8))) "
                             + "lets another user change it; make it root's, mode 0700 (a marker 0600)", path: display)
         }

@@ -123,29 +123,21 @@ package struct SourceVerification: Sendable {
     }
 
     /// Why a file that decides whom Bulwark trusts could be changed by someone other than its
-    /// owner and root, or nil: it, or a folder above it, is writable by group or others (a
-    /// folder with the sticky bit, such as /tmp, only lets its owners replace what they own), or
-    /// owned by another user than root and the one Bulwark runs as. As sshd's StrictModes.
+    /// owner and root, or nil (`StrictModes`): it belongs to another user or group and others
+    /// may write it, or a folder above it fails `StrictModes.folderDoubt`.
     static func writableByOthers(_ path: String) -> String? {
-        let me = geteuid()
         var current = URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path
-        var isFile = true
-        while true {
-            var info = stat()
-            guard stat(current, &info) == 0 else { return nil }
-            let sticky = !isFile && info.st_mode & S_ISVTX != 0
-            if info.st_uid != 0 && info.st_uid != me {
-                return isFile ? "belongs to another user (uid \(info.st_uid))" : "is in \(current), which belongs to another user (uid \(info.st_uid))"
-            }
-            if info.st_mode & 0o022 != 0 && !sticky {
-                return isFile ? "is writable by group or others (mode \(String(info.st_mode & 0o7777, radix: 8)))"
-                    : "is in \(current), which is writable by group or others (mode \(String(info.st_mode & 0o7777, radix: 8)))"
-            }
-            guard current != "/" else { return nil }
+        var info = stat()
+        guard stat(current, &info) == 0 else { return nil }
+        guard StrictModes.trusted(info.st_uid) else { return "belongs to another user (uid \(info.st_uid))" }
+        if info.st_mode & 0o022 != 0 { return "is writable by group or others (mode \(String(info.st_mode & 0o7777, radix: 8)))" }
+        while current != "/" {
             current = (current as NSString).deletingLastPathComponent
             if current.isEmpty { current = "/" }
-            isFile = false
+            guard stat(current, &info) == 0 else { return nil }
+            if let doubt = StrictModes.folderDoubt(info) { return "is in \(current), which \(doubt)" }
         }
+        return nil
     }
 
     /// Why `commit` on its own is not trusted (its signature, and the trust policy for what it
