@@ -937,7 +937,7 @@ public struct Reconciler: Sendable {
                 for index in record.changes.indices {
                     let change = remediation.changes[index]
                     guard let observed = incomplete.observed[change.property] else { continue }
-                    record.changes[index].observedAfter = change.sensitive ? (observed == nil ? nil : "[redacted]") : observed
+                    record.changes[index].observedAfter = Self.shownAfter(change, observed)
                 }
             }
             if error is NoAnswer {
@@ -948,7 +948,7 @@ public struct Reconciler: Sendable {
                     for index in record.changes.indices {
                         let change = remediation.changes[index]
                         let observed = after.values[change.property] ?? nil
-                        record.changes[index].observedAfter = change.sensitive ? (observed == nil ? nil : "[redacted]") : observed
+                        record.changes[index].observedAfter = Self.shownAfter(change, observed)
                     }
                 }
             }
@@ -956,6 +956,11 @@ public struct Reconciler: Sendable {
         }
         await verify(remediation, resource: resource, target: target, driver: kind.driver, into: &record)
         return .done
+    }
+
+    /// What a record shows of a value observed after a fix: `[redacted]` for a sensitive one.
+    private static func shownAfter(_ change: PropertyDrift, _ observed: String?) -> String? {
+        change.sensitive ? (observed == nil ? nil : "[redacted]") : observed
     }
 
     /// Observes a corrected resource again: `verified` when every changed property now holds
@@ -969,7 +974,7 @@ public struct Reconciler: Sendable {
             for index in record.changes.indices {
                 let change = remediation.changes[index]
                 let observed = after.values[change.property] ?? nil
-                record.changes[index].observedAfter = change.sensitive ? (observed == nil ? nil : "[redacted]") : observed
+                record.changes[index].observedAfter = Self.shownAfter(change, observed)
                 if observed != change.desired {
                     stillWrong.append("\(change.property) is \(change.sensitive ? "[redacted]" : observed ?? "(unset)")")
                 }
