@@ -9,7 +9,9 @@ internal import BulwarkCore
 /// - a credential set to null or empty, or removed from a mapping the policy sets;
 /// - a `dangerously_*`, `*insecure*`, `turn_off_*` or `disable_*`/`*_disabled` switch turned on (from
 ///   false, null or unset to anything else: LiteLLM tests such a switch for truth, so `"false"`, `1`
-///   or `[false]` turn it on), a guardrail's `default_on` turned off (from true to anything else);
+///   or `[false]` turn it on), or one that stays on changed to another value, unless it is a list
+///   that only loses entries (`[a]` → `[a, b]` may turn off more); a guardrail's `default_on`
+///   turned off (from true to anything else);
 /// - a list of guardrails or callbacks that loses an entry;
 /// - a guardrail's `mode` that acts later (`pre_call` → `during_call` → `post_call`,
 ///   `logging_only`): it only watches, or the model has seen the text, where it used to stop it;
@@ -36,6 +38,9 @@ enum ConfigFileWeakening {
                 continue
             }
             if isUnsafeSwitch(key), isOff(was), !isOff(now) { reasons.append(turnsOn(path, now)) }
+            if isUnsafeSwitch(key), !isOff(was), let now, !isOff(now), now != was, !narrows(was, to: now) {
+                reasons.append("changes the switch \(path), which stays on, to another value: what it turns off may be more")
+            }
             if key.lowercased() == "default_on", was == .bool(true), now != .bool(true) { reasons.append("turns the guardrail's default_on off at \(path)") }
             let inGuardrail = path.lowercased().contains("guardrail")
             if key.lowercased() == "mode", inGuardrail, modeRank(now) < modeRank(was) {
@@ -157,6 +162,14 @@ enum ConfigFileWeakening {
     /// as LiteLLM reads it (it sets `litellm_settings` keys with setattr and tests them for truth).
     static func isOff(_ value: ConfigValue?) -> Bool {
         value == nil || value == .null || value == .bool(false)
+    }
+
+    /// Whether a switch that stays on turns off no more than it did: a list of what it turns
+    /// off (`disable_checks: [a, b]` → `[a]`) that only loses entries. Any other change of an
+    /// on value (`[a]` → `[a, b]`, `"some"` → `"all"`) may turn off more, and nothing tells.
+    static func narrows(_ was: ConfigValue, to now: ConfigValue) -> Bool {
+        guard case .list(let before) = was, case .list(let after) = now, !after.isEmpty else { return false }
+        return Set(after).isSubset(of: Set(before))
     }
 
     /// Why a switch set to `value` is on; a value other than true is not shown (it may be

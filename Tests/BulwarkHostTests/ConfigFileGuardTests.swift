@@ -341,6 +341,47 @@ func expectConfigBlocked(_ root: String, _ file: String, labels: String = "{}", 
         }
     }
 
+    /// A switch already on, moved to another on value (`disable_checks: [a]` → `[a, b]`, or
+    /// `"some"` → `"all"`), was not judged: only off → on was. It may turn off more, so it is
+    /// held, recorded held, the file untouched.
+    @Test func aSwitchThatStaysOnMovedToAnotherValueIsHeld() async throws {
+        try await withTemporaryDirectory { root in
+            let path = root + "/etc/litellm/config.yaml"
+            for (was, now) in [("[pii_check]", "[pii_check, injection_check]"), ("\"some\"", "\"all\"")] {
+                let file = "litellm_settings:\n  disable_checks: \(was)\n"
+                try write(path, file)
+                let spec = "path: etc/litellm/config.yaml\nproperties:\n  litellm_settings.disable_checks: \(was)\nreload: [/usr/bin/true]"
+                let previous = try configState(root: root, resource("ConfigFile", "gw", spec))
+                let changed = spec.replacingOccurrences(of: "disable_checks: \(was)", with: "disable_checks: \(now)")
+                let (held, records) = try await planAgainst(previous: previous, current: try configState(root: root, resource("ConfigFile", "gw", changed)))
+                #expect(held?.decision == .held, "\(now): \(held?.reason ?? "")")
+                #expect(held?.reason?.contains("changes the switch litellm_settings.disable_checks, which stays on, to another value") == true,
+                        "\(now): \(held?.reason ?? "")")
+                #expect(records.map(\.decision) == [.held], "\(now)")
+                #expect(try read(path) == file)
+            }
+        }
+    }
+
+    /// The legitimate twin: a list switch that only loses entries (`[a, b]` → `[a]`) turns off
+    /// less, and is written and verified at once.
+    @Test func aListSwitchThatOnlyLosesEntriesIsNotHeld() async throws {
+        try await withTemporaryDirectory { root in
+            let path = root + "/etc/litellm/config.yaml"
+            try write(path, "litellm_settings:\n  disable_checks: [pii_check, injection_check]\n")
+            let spec = "path: etc/litellm/config.yaml\nproperties:\n  litellm_settings.disable_checks: [pii_check, injection_check]\n"
+                + "reload: [/usr/bin/true]"
+            let previous = try configState(root: root, resource("ConfigFile", "gw", spec))
+            let narrower = spec.replacingOccurrences(of: "[pii_check, injection_check]", with: "[pii_check]")
+            let (remediation, records) = try await planAgainst(previous: previous, current: try configState(root: root, resource("ConfigFile", "gw", narrower)))
+            #expect(remediation?.decision == .applied, "\(remediation?.reason ?? "")")
+            #expect(records.map(\.result) == [.verified], "\(records.map { $0.error ?? "" })")
+            let python = try run("/usr/bin/python3", ["-c", "import sys, yaml; d = yaml.safe_load(open(sys.argv[1])); "
+                                                      + "print(repr(d['litellm_settings']['disable_checks']))", path])
+            #expect(python.stdout == "['pii_check']\n", "\(python.stderr)")
+        }
+    }
+
     // MARK: - Numbers as PyYAML reads them
 
     /// PlainScalar called a number what JSON calls one: `1e2` and `6.0e2` were written plain and
