@@ -192,6 +192,33 @@ struct Apt: Sendable {
         return Self.parsePolicy(result.output)
     }
 
+    /// The source packages the versions of `name` in the root's package lists are built from
+    /// (`apt-cache show`: each stanza's `Source`, without its version, else its own name). Empty
+    /// when the lists hold no such package, or only a virtual one.
+    func sourcePackages(of name: String) async throws(PackagesError) -> Set<String> {
+        let arguments = ["show", "--", name]
+        let result = try await run(Self.aptCache, arguments, timeout: .seconds(120))
+        if result.status == 100, !result.timedOut, result.output.contains("E: No packages found") { return [] }
+        guard result.status == 0, !result.timedOut else { throw Self.failure(Self.aptCache, arguments, result) }
+        return Self.parseSourcePackages(result.output)
+    }
+
+    static func parseSourcePackages(_ text: String) -> Set<String> {
+        var sources: Set<String> = []
+        for stanza in text.replacingOccurrences(of: "\r\n", with: "\n").components(separatedBy: "\n\n") {
+            var package: String?
+            var source: String?
+            for line in stanza.split(separator: "\n") {
+                if line.hasPrefix("Package:") { package = line.dropFirst(8).trimmingCharacters(in: .whitespaces) }
+                if line.hasPrefix("Source:") {
+                    source = line.dropFirst(7).split(separator: " ").first.map(String.init)
+                }
+            }
+            if let name = source ?? package, !name.isEmpty { sources.insert(name) }
+        }
+        return sources
+    }
+
     static func parsePolicy(_ text: String) -> Policy {
         var policy = Policy()
         var inTable = false

@@ -9,8 +9,9 @@ import BulwarkCore
 ///   named in `PackageGuards.needs` and everything they depend on (`Depends`, `Pre-Depends`,
 ///   every installed alternative, every installed provider of a virtual package);
 /// - changing a package someone pinned (`apt-mark hold`, or a stanza of `etc/apt/preferences`
-///   naming it or its source package, installed or not): overriding the pin could hold back the
-///   update it pins, or undo a decision;
+///   naming it or its source package, installed or not: for one not installed, the source its
+///   versions in the root's package lists are built from): overriding the pin could hold back
+///   the update it pins, or undo a decision;
 /// - installing or upgrading when the only versions that satisfy the policy come from sources
 ///   the preferences give a priority of 0 or less (`Package: *` with `Pin-Priority: -1` for
 ///   a third-party origin), as the root's package lists show them now (`apt-cache policy`,
@@ -22,7 +23,8 @@ extension DebianPackageDriver {
             let wanted = try Wanted(resource)
             let root = try Self.root(target)
             let status = try DpkgStatus.read(root: root)
-            let pin = try PackageGuards.pin(of: wanted.name, root: root, status: status)
+            let listed = try await PackageGuards.listedSources(of: wanted.name, root: root, status: status)
+            let pin = try PackageGuards.pin(of: wanted.name, root: root, status: status, listedSources: listed)
             let verdict = PackageGuards.judge(wanted, changes: changes, status: status, pin: pin)
             guard verdict == .allow, wanted.state == "present",
                   changes.contains(where: { $0.property == "state" || $0.property == "version" }) else { return verdict }
@@ -124,12 +126,13 @@ public enum PackageGuards {
     /// How someone pinned `name`, or nil: held in dpkg (`apt-mark hold`), or named by a stanza of
     /// the root's apt preferences (a pattern other than `*`) by its own name or, as `src:NAME`, by
     /// the source package it is built from. A package not installed is judged too (apt honours a
-    /// pin on a package it has yet to install), as built from a source of its own name: its
-    /// `Source` is in the package lists, which are not read here.
-    static func pin(of name: String, root: String, status: DpkgStatus) throws(PackagesError) -> String? {
+    /// pin on a package it has yet to install), as built from a source of its own name and from
+    /// each of `listedSources` (what the root's package lists say its versions are built from).
+    static func pin(of name: String, root: String, status: DpkgStatus,
+                    listedSources: Set<String> = []) throws(PackagesError) -> String? {
         let entries = status.entries(name)
         if entries.contains(where: \.isHeld) { return "held in dpkg (apt-mark hold)" }
-        let sources = entries.isEmpty ? [name] : Set(entries.map(\.source)).sorted()
+        let sources = entries.isEmpty ? listedSources.union([name]).sorted() : Set(entries.map(\.source)).sorted()
         for (file, text) in try preferenceFiles(root: root) {
             for stanza in text.components(separatedBy: "\n\n") {
                 var patterns: [String] = []
@@ -156,6 +159,19 @@ public enum PackageGuards {
             }
         }
         return nil
+    }
+
+    /// What the root's package lists, as they are now (not updated), say the versions of `name`
+    /// are built from, when it is not installed (the dpkg database says it for one that is) and
+    /// a stanza of the preferences names a source package (`src:`); otherwise empty.
+    static func listedSources(of name: String, root: String, status: DpkgStatus) async throws(PackagesError) -> Set<String> {
+        guard status.entries(name).isEmpty,
+              try preferenceFiles(root: root).contains(where: { $0.1.range(of: "src:", options: .caseInsensitive) != nil }) else {
+            return []
+        }
+        let apt = try Apt(root: root)
+        try apt.checkLayout()
+        return try await apt.sourcePackages(of: name)
     }
 
     /// apt's package patterns in preferences, as `pkgVersionMatch::ExpressionMatches` reads them:

@@ -219,6 +219,28 @@ import Testing
         }
     }
 
+    /// A pin on the source package of a package not yet installed, built from a source of
+    /// another name (`Package: src:openssh` and openssh-server), was not seen: such a package was
+    /// judged as built from a source of its own name, since its `Source` is only in the package
+    /// lists. The install is blocked and recorded; a package of another source not yet installed
+    /// is still installed with the same pin in place.
+    @Test func aSourcePinOnAPackageNotYetInstalledIsHonouredButAnotherSourcesInstallGoesThrough() async throws {
+        try await withTemporaryDirectory { base in
+            let box = try AptSandbox(base)
+            try box.build(DummyPackage(name: "openssh-server", version: "1:9.2p1-2", source: "openssh (1:9.2p1-2)"))
+            try box.build(DummyPackage(name: "openssh-server", version: "1:9.2p1-2+deb12u3", source: "openssh (1:9.2p1-2+deb12u3)"))
+            try box.build(DummyPackage(name: "ssh-audit-x", version: "1.1", source: "ssh-audit"))
+            try box.publish()
+            try write(box.root + "/etc/apt/preferences.d/hold-openssh", "Package: src:openssh\nPin: version 1:9.2p1-2\nPin-Priority: 1001\n")
+            #expect(try await aptPriority(box, "openssh-server", "1:9.2p1-2") == 1001, "apt honours the pin on the source package")
+            try await expectBlocked(box, package("s", "name: openssh-server, minVersion: \"1:9.2p1-2+deb12u3\""),
+                                    reason: "openssh-server is pinned (\(box.root)/etc/apt/preferences.d/hold-openssh: Package: src:openssh")
+            #expect(try box.status().entries("openssh-server").isEmpty)
+            try await expectVerified(box, package("a", "name: ssh-audit-x, minVersion: \"1.1\""))
+            #expect(try box.status().installed("ssh-audit-x")?.source == "ssh-audit")
+        }
+    }
+
     /// A pin on a package not yet installed (`Package: nginx`) was not seen: pins were looked for
     /// among the names in the dpkg database only, and apt installed the version Bulwark named over
     /// the pin. The install is blocked and recorded; an unpinned package not yet installed is
