@@ -18,7 +18,9 @@ extension Bulwark {
                 again, then an applied record whose reason says `revert of <ID>` is committed to the audit branch. \
                 With --signing-key, --trusted-signers or --trusted-keyring, the record's commit must be signed \
                 by this Bulwark's signing key or a trusted signer: anyone who can push can write a record. \
-                Refused while changes are paused (`bulwark pause`). \
+                Refused while changes are paused (`bulwark pause`). Every refusal once the arguments are read (an \
+                unknown or untrusted id, a record that is no verified fix, a pause, a guard) leaves a refused record \
+                on the audit branch, once per id and reason. \
                 Exit codes: 0 restored and verified, 1 refused (nothing changed) or not verified.
                 """)
 
@@ -60,62 +62,88 @@ extension Bulwark {
 
         func run() async throws {
             let console = Console()
+            // The arguments alone (a date in the past or too far ahead): a usage error, before
+            // anything is read; no record.
             let expires = try expiryDay(now: Date())
             let loaded = try await repository.load(console: console, writesRecords: true)
+            let policy = loaded.repository
+            let author = await policy.callerSignature()
+            let person = author.map { "\($0.name) <\($0.email)>" } ?? "an unknown git identity"
+            // From here on every refusal is of a change someone asked for on a system (the id names
+            // a fix and its target): in git, as a guard's block of a fix is, once per id and reason
+            // (`refusedCommand`), naming the fix's resource and target once the record is read.
+            func refused(_ message: String, of original: AuditRecord? = nil, key: String? = nil,
+                         changes: [AuditRecord.Change] = []) async -> CommandError {
+                let record = AuditRecord.refusedCommand(
+                    ["revert", id, key ?? message], controller: original?.controller ?? AuditRecord.noTarget,
+                    target: original?.target ?? AuditRecord.noTarget, resource: original?.resource ?? "Revert/\(id)",
+                    severity: original?.severity ?? .high, reason: "bulwark revert \(id) by \(person): \(message)",
+                    changes: changes, revision: Revision(loaded.head), at: Date())
+                await RevisionRefusal.record(record, in: policy, console: console)
+                return CommandError(message)
+            }
+            let trust = await RecordTrust.of(policy, verification: repository.sourceVerification)
+            let original: AuditRecord
+            do {
+                original = try await Self.record(id, in: policy, stateDirectory: repository.stateDirectory,
+                                                 auditBranch: repository.auditBranch, trust: trust)
+            } catch let error as CommandError {
+                // No record with the id, one no trusted key signed, or one Bulwark did not write.
+                throw await refused(error.description)
+            }
             // The emergency brake holds every change Bulwark makes, an operator's undo too.
             if let pause = loaded.state.pause {
-                throw CommandError("changes are paused\(pause.by.map { " by \($0)" } ?? ""): \(pause.reason); nothing was changed. "
-                                   + "Run `bulwark resume` first if this revert must happen now.")
+                throw await refused("changes are paused\(pause.by.map { " by \($0)" } ?? ""): \(pause.reason); nothing was changed. "
+                                    + "Run `bulwark resume` first if this revert must happen now.", of: original)
             }
-            let policy = loaded.repository
-            let trust = await RecordTrust.of(policy, verification: repository.sourceVerification)
-            let original = try await Self.record(id, in: policy, stateDirectory: repository.stateDirectory,
-                                                 auditBranch: repository.auditBranch, trust: trust)
             guard original.decision == .applied, original.result == .verified else {
-                throw CommandError("\(id) is a \(original.decision.rawValue) record (result \(original.result?.rawValue ?? "none")) "
-                                   + "of \(original.resource) on \(original.target); only a verified applied fix can be reverted")
+                throw await refused("\(id) is a \(original.decision.rawValue) record (result \(original.result?.rawValue ?? "none")) "
+                                    + "of \(original.resource) on \(original.target); only a verified applied fix can be reverted",
+                                    of: original)
             }
             if let earlier = try await Self.revertRecord(of: id, in: policy, trust: trust) {
-                throw CommandError("\(id) was already reverted (record \(earlier)); nothing was changed")
+                throw await refused("\(id) was already reverted (record \(earlier)); nothing was changed", of: original)
             }
             guard original.reason?.hasPrefix(Self.reasonPrefix) != true else {
                 let reverted = original.reason?.dropFirst(Self.reasonPrefix.count).prefix(26).lowercased() ?? ""
-                throw CommandError("\(id) is itself a revert; to let the next pass fix \(original.resource) again, "
-                                   + "remove waivers/revert-\(reverted).yaml from \(repository.branch)")
+                throw await refused("\(id) is itself a revert; to let the next pass fix \(original.resource) again, "
+                                    + "remove waivers/revert-\(reverted).yaml from \(repository.branch)", of: original)
             }
             let resourceID = ResourceID(kind: original.kind, name: original.name)
             guard let resource = loaded.state.resources[resourceID], let target = loaded.state.targets[original.target],
                   let kind = Bulwark.registry().kinds[original.kind] else {
-                throw CommandError("\(original.resource) on \(original.target) is no longer in the desired state of "
-                                   + "\(loaded.head.short); nothing was changed")
+                throw await refused("\(original.resource) on \(original.target) is no longer in the desired state of "
+                                    + "\(loaded.head.short); nothing was changed", of: original, key: "not in the desired state")
             }
-            let restore = try Self.restorable(original, sensitive: Set(resource.spec.properties.filter(\.sensitive).map(\.name)))
-            guard let author = await policy.callerSignature() else {
+            let restore: [(property: String, value: String)]
+            do {
+                restore = try Self.restorable(original, sensitive: Set(resource.spec.properties.filter(\.sensitive).map(\.name)))
+            } catch let error as CommandError {
+                throw await refused(error.description, of: original)
+            }
+            // Who asks must be known before anything is written (the waiver's owner): an error of
+            // this machine's set-up, not a refusal of the change; no record.
+            guard let author else {
                 throw CommandError("no git identity: set user.name and user.email (git config) or GIT_AUTHOR_NAME and GIT_AUTHOR_EMAIL")
             }
-            let person = "\(author.name) <\(author.email)>"
 
             // Observe first: the revert changes what is there now into what was there before.
             let current = try await kind.driver.observe(resource, on: target)
             var changes: [PropertyDrift] = []
             for (property, value) in restore {
                 guard let observed = current.values[property] else {
-                    throw CommandError("\(property) of \(original.resource) does not apply on \(original.target) any more; nothing was changed")
+                    throw await refused("\(property) of \(original.resource) does not apply on \(original.target) any more; "
+                                        + "nothing was changed", of: original)
                 }
                 changes.append(PropertyDrift(property: property, desired: value, observed: observed))
             }
             let toApply = changes.filter { $0.observed != $0.desired }
             // A revert must not lock anyone out either: the kind's guards judge it like a fix.
             if !toApply.isEmpty, let block = await kind.driver.assess(toApply, to: resource, on: target).blockReason {
-                let refusal = "the safety guard of \(original.kind) refuses the revert of \(id): \(block); nothing was changed"
-                // In git, as a guard's block of a fix is: once per record reverted and block.
-                let record = AuditRecord.refusedCommand(
-                    ["revert", id, block], controller: original.controller, target: original.target, resource: original.resource,
-                    severity: original.severity, reason: "bulwark revert \(id) by \(person): \(refusal)",
-                    changes: toApply.map { .init(property: $0.property, desired: $0.desired, observedBefore: $0.observed, observedAfter: nil) },
-                    revision: Revision(loaded.head), at: Date())
-                await RevisionRefusal.record(record, in: policy, console: console)
-                throw CommandError(refusal)
+                // Once per record reverted and block.
+                throw await refused("the safety guard of \(original.kind) refuses the revert of \(id): \(block); nothing was changed",
+                                    of: original, key: block,
+                                    changes: toApply.map { .init(property: $0.property, desired: $0.desired, observedBefore: $0.observed, observedAfter: nil) })
             }
 
             // The waiver goes first, so that a pass running meanwhile does not redo the fix.

@@ -150,6 +150,10 @@ public struct Plan: Sendable {
     /// approval id, each with why: the weakening stays held, and the refusal is recorded as a
     /// refused approval is (`RevisionRefusal`).
     public var refusedApprovals: [(id: String, reason: String)] = []
+    /// What each target's exclusive claim was when the plan began (`TypedTargetSettings.exclusiveIdentity`,
+    /// a network namespace's device and inode), by target name: a fix checks the target is still
+    /// that one right before it writes (`PlannedTargets`).
+    public var targetIdentities: [String: String] = [:]
 
     public var hasDrift: Bool { !remediations.isEmpty }
     /// Drift a person or a pass still has to act on: all but what a waiver covers, an

@@ -200,6 +200,9 @@ public struct Reconciler: Sendable {
         _ state: DesiredState, history: @escaping @Sendable () async -> FixHistory, weakened: [ResourceID: Weakening] = [:],
         urgent: [Binding: Priority] = [:]
     ) async throws(ValidationFailure) -> Plan {
+        // What each target's exclusive claim is on this machine as the plan begins (a network
+        // namespace's device and inode): a fix checks it right before it writes (`PlannedTargets`).
+        let identities = Self.targetIdentities(state)
         // Its own observation scope: what it read of a file changed a moment ago is reused
         // by this plan alone (`ObservationScope`).
         let planned: Swift.Result<Plan, ValidationFailure> = await ObservationScope.$current.withValue(ObservationScope()) {
@@ -209,7 +212,19 @@ public struct Reconciler: Sendable {
                 return .failure(error)
             }
         }
-        return try planned.get()
+        var plan = try planned.get()
+        plan.targetIdentities = identities
+        return plan
+    }
+
+    /// The identity of each bound target's exclusive claim as this machine has it now
+    /// (`Target.resolvedExclusiveClaim`), by target name; targets without one are left out.
+    static func targetIdentities(_ state: DesiredState) -> [String: String] {
+        var result: [String: String] = [:]
+        for name in Set(state.bindings.map(\.target)) {
+            if let identity = state.targets[name]?.resolvedExclusiveClaim()?.identity { result[name] = identity }
+        }
+        return result
     }
 
     private func planInScope(
@@ -457,7 +472,9 @@ public struct Reconciler: Sendable {
         // Each pass in its own scope: drivers' once-a-pass work (`PassScope`) is shared by its steps.
         await PassScope.$current.withValue(PassScope()) {
             await PolicyScope.$current.withValue(state) {
-                await applyInScope(plan, state: state, audit: audit, journal: journal, stop: stop, onEntry: onEntry)
+                await PlannedTargets.$identities.withValue(plan.targetIdentities) {
+                    await applyInScope(plan, state: state, audit: audit, journal: journal, stop: stop, onEntry: onEntry)
+                }
             }
         }
     }

@@ -44,7 +44,7 @@ public enum FirewallAdapter {
     /// Applies one transaction, then persists the table under the target's root.
     static func commit(_ target: Target, replace: [ChainContent], remove: [String]) throws {
         let settings = try target.firewall()
-        let nft = NFT(namespace: settings.netns)
+        var nft = NFT(namespace: settings.netns)
         // One writer at a time, from the read to the persisted digests: another Bulwark's
         // commit between this one's read and its transaction lost its jumps (the base chains
         // are rebuilt from what was read) and each overwrote the other's digests.
@@ -56,6 +56,15 @@ public enum FirewallAdapter {
         guard code == 0 else {
             throw NFT.Failure(program: "lock", arguments: [lockFolder + "/nftables.lock"], status: code,
                               message: "another Bulwark is changing \(target.name)'s firewall (held for 3 s): \(String(cString: strerror(code)))")
+        }
+        // The namespace the plan saw, checked now, and written through the descriptor of that
+        // check (`nsenter --net=/proc/PID/fd/N`): a name bound to another namespace between the
+        // plan and this write made the fix land there (review: re-bound /run/netns path).
+        var held: Int32?
+        defer { if let held { close(held) } }
+        if let planned = PlannedTargets.identities?[target.name], let fd = try settings.openPlanned(planned, target: target.name) {
+            held = fd
+            nft.entered = "/proc/\(getpid())/fd/\(fd)"
         }
         let current = try Table.read(nft)
         // Where the table is persisted, checked before the ruleset changes: a folder that is a

@@ -51,7 +51,48 @@ struct FirewallTargetSettings: TypedTargetSettings {
         let path = netns.map { Self.namespaces + $0 } ?? "/proc/self/ns/net"
         var info = stat()
         guard stat(path, &info) == 0 else { return nil }
-        return "one network namespace (device \(info.st_dev), inode \(info.st_ino))"
+        return Self.identity(info)
+    }
+
+    static func identity(_ info: stat) -> String { "one network namespace (device \(info.st_dev), inode \(info.st_ino))" }
+
+    /// The namespace `netns` names is not the one the plan was made against: its name was bound
+    /// to another namespace since (`mount --bind`), or removed. Nothing was written.
+    struct NamespaceMoved: Error, CustomStringConvertible {
+        var target: String
+        var netns: String
+        var planned: String
+        var now: String
+        var description: String {
+            "refused: the network namespace \(quotedForMessage(netns)) of target \(quotedForMessage(target)) is not the one "
+                + "planned against (planned: \(planned); now: \(now)); it was bound to another namespace since the plan, "
+                + "and nothing was written. Plan again"
+        }
+    }
+
+    /// Opens the target's namespace and checks it is `planned` (`exclusiveIdentity` when the plan
+    /// began); the descriptor (close it) keeps that very namespace for the write, whatever the
+    /// name is bound to afterwards. Nil without `netns` (the namespace Bulwark runs in).
+    func openPlanned(_ planned: String, target: String) throws -> Int32? {
+        guard let netns else { return nil }
+        let path = Self.namespaces + netns
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw NamespaceMoved(target: target, netns: netns, planned: planned,
+                                 now: "\(path) cannot be opened: \(String(cString: strerror(errno)))")
+        }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else {
+            let why = String(cString: strerror(errno))
+            close(fd)
+            throw NamespaceMoved(target: target, netns: netns, planned: planned, now: "\(path) cannot be read: \(why)")
+        }
+        let now = Self.identity(info)
+        guard now == planned else {
+            close(fd)
+            throw NamespaceMoved(target: target, netns: netns, planned: planned, now: now)
+        }
+        return fd
     }
 
     /// Where `ip netns` keeps the namespaces it names.

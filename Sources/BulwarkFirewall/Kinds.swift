@@ -32,9 +32,27 @@ struct BlocklistDriver: ResourceDriver {
         value == "(none)" ? [] : value.split(separator: ",").compactMap { Network($0.trimmingCharacters(in: .whitespaces)) }
     }
 
+    /// A value that is not a list of networks (`(changed outside Bulwark: ...)`, a range someone
+    /// else put in the set, as a record's value from before a fix shows it) cannot be written.
+    struct Unwritable: Error, CustomStringConvertible {
+        var resource: String
+        var value: String
+        var description: String {
+            "\(resource): the addresses \(quotedForMessage(value)) are not a list of addresses or networks; nothing was written"
+        }
+    }
+
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
         let chain = Transaction.chainName("bl", resource.id)
-        let networks = Self.networks(resource.spec.properties.first?.value ?? "(none)")
+        // The value the change asks for, which is not the spec's when `revert` puts back the one
+        // from before a fix (writing the spec's, the revert never held).
+        let wanted = changes.first { $0.property == "addresses" }?.desired ?? resource.spec.properties.first?.value ?? "(none)"
+        let networks = Self.networks(wanted)
+        // Every item must read as a network: one that does not would be dropped, and the set
+        // written without it would let that traffic in.
+        guard wanted == "(none)" || networks.count == wanted.split(separator: ",").count else {
+            throw Unwritable(resource: resource.id.description, value: wanted)
+        }
         let owner = Transaction.ownerComment(resource.id)
         let content = ChainContent(
             name: chain,
@@ -98,7 +116,13 @@ struct IngressDriver: ResourceDriver {
     }
 
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
-        guard let wanted = resource.spec.properties.first?.value else { return }
+        // The change's value, as the blocklist's: `revert` puts back the one from before a fix.
+        guard let wanted = changes.first(where: { $0.property == "ingress" })?.desired ?? resource.spec.properties.first?.value else { return }
+        // `(changed by hand)` from a record read as no ports at all: everything but loopback dropped.
+        let words = wanted.split(separator: " ")
+        guard words.count == 3, words[0].hasPrefix("tcp="), words[1].hasPrefix("udp="), words[2].hasPrefix("from=") else {
+            throw IngressValueUnwritable(resource: resource.id.description, value: wanted)
+        }
         let chain = Transaction.chainName("ai", resource.id)
         let parsed = Rules(wanted)
         let from = parsed.from
@@ -118,6 +142,15 @@ struct IngressDriver: ResourceDriver {
         }
         rules.append("drop \(Transaction.valueComment(wanted))")
         try FirewallAdapter.commit(target, replace: [ChainContent(name: chain, rules: rules)], remove: [])
+    }
+}
+
+/// An `ingress` value that is not `tcp=... udp=... from=...` cannot be written.
+struct IngressValueUnwritable: Error, CustomStringConvertible {
+    var resource: String
+    var value: String
+    var description: String {
+        "\(resource): the ingress \(quotedForMessage(value)) is not one Bulwark writes (tcp=... udp=... from=...); nothing was written"
     }
 }
 

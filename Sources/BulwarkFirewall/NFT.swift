@@ -5,6 +5,9 @@ internal import Foundation
 struct NFT: Sendable {
     var namespace: String?
     var executable = "/usr/sbin/nft"
+    /// A path to a namespace already opened and checked (`/proc/PID/fd/N`): entered with
+    /// `nsenter --net=`, in place of `namespace`'s name, which may be bound elsewhere by now.
+    var entered: String?
 
     struct Failure: Error, CustomStringConvertible {
         var program = "nft"
@@ -16,7 +19,8 @@ struct NFT: Sendable {
 
     @discardableResult
     func run(_ arguments: [String]) throws -> Data {
-        try Self.run(executable, arguments, namespace: namespace)
+        guard let entered else { return try Self.run(executable, arguments, namespace: namespace) }
+        return try Self.run(executable, arguments, namespace: nil, entering: entered)
     }
 
     /// How long one `nft` (or `ip`) run may take before its process group is killed.
@@ -28,9 +32,13 @@ struct NFT: Sendable {
     /// exit, a deadline passed or an output too long. Through the one bounded runner
     /// (`BoundedProcess`): its own process group, killed at the deadline and by the daemon's
     /// shutdown watchdog, none of Bulwark's credentials in its environment.
-    static func run(_ executable: String, _ arguments: [String], namespace: String?) throws -> Data {
-        let argv = namespace.map { ["netns", "exec", $0, executable] + arguments } ?? arguments
-        let program = namespace == nil ? executable : "/usr/sbin/ip"
+    static func run(_ executable: String, _ arguments: [String], namespace: String?, entering: String? = nil) throws -> Data {
+        var argv = namespace.map { ["netns", "exec", $0, executable] + arguments } ?? arguments
+        var program = namespace == nil ? executable : "/usr/sbin/ip"
+        if let entering {
+            argv = ["--net=" + entering, executable] + arguments
+            program = "/usr/bin/nsenter"
+        }
         let result: BoundedProcess.Result
         do {
             result = try BoundedProcess.run(program, argv, folder: NSTemporaryDirectory(), timeout: timeout, maxOutput: maxOutput)

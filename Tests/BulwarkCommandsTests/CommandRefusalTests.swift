@@ -190,10 +190,10 @@ extension FirewallEndToEndTests {
 
             // Legitimate: 192.0.2.9 is no management network any more; the same revert goes through.
             try s.commitPolicy("controllers/edge.yaml", target("192.0.2.200/32"))
-            // (Passed by the guard, its waiver committed and the revert tried. That it does not hold is
-            // another matter: the blocklist's driver writes its desired addresses, not the restored ones.)
             let reverted = try RevertTests.revert(s, fix)
+            #expect(reverted.status == 0, "\(reverted.stdout)\n\(reverted.stderr)")
             #expect(!reverted.stderr.contains("refuses the revert"), "\(reverted.stdout)\n\(reverted.stderr)")
+            #expect(try !lab.nft(["list", "ruleset"]).stdout.contains("198.51.100.7"))
             #expect(reverted.stdout.contains("Committed waivers/revert-\(fix.lowercased()).yaml"), "\(reverted.stdout)")
             #expect(try git("--git-dir", s.origin, "rev-parse", "main") != main)
             #expect(try CommandRefusalTests.refusals(s).count == 1)

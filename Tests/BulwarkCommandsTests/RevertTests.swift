@@ -20,6 +20,12 @@ import Testing
         return String(line.split(separator: "|")[2])
     }
 
+    /// The refused records of `revert ID` on the audit branch (read with git): bodies whose reason
+    /// names the command, by Olga.
+    static func refusedReverts(_ s: Scenario, _ id: String) throws -> [String] {
+        try CommandRefusalTests.refusals(s).filter { $0.contains("bulwark revert \(id.uppercased()) by Olga Operator <olga@example.org>: ") }
+    }
+
     static func revert(_ s: Scenario, _ id: String, reason: String = "the backup robot logs in as root until CHG-42",
                        expires: String = day(in: 30)) throws -> ProcessOutput {
         try run(try bulwarkExecutable(), ["revert", id, "--repo", s.origin, "--state-dir", s.state, "--reason", reason,
@@ -92,6 +98,11 @@ import Testing
             let again = try Self.revert(s, id.lowercased())
             #expect(again.status == 1)
             #expect(again.stderr.contains("was already reverted"))
+            // Refused and recorded in git, naming the fix's resource and target.
+            let already = try Self.refusedReverts(s, id)
+            #expect(already.count == 1 && already[0].contains("was already reverted") && already[0].contains("Bulwark-Decision: refused"),
+                    "\(already)")
+            #expect(already.first?.contains("Bulwark-Resource: SSHDConfig/cis-5.1.20-permit-root-login") == true, "\(already)")
             // And so is reverting the revert: its own waiver is what to remove.
             let revertID = try Self.recordID(s, resource: "SSHDConfig/cis-5.1.20-permit-root-login", decision: "applied")
             #expect(revertID != id)
@@ -99,6 +110,7 @@ import Testing
             #expect(undo.status == 1)
             #expect(undo.stderr.contains("is itself a revert"))
             #expect(undo.stderr.contains("remove waivers/revert-\(id.lowercased()).yaml from main"))
+            #expect(try Self.refusedReverts(s, revertID).first?.contains("is itself a revert") == true)
             #expect(try read(sshd).contains("\nPermitRootLogin yes\n"))
         }
     }
@@ -119,11 +131,14 @@ import Testing
                     "\(refused.stderr)")
             #expect(try s.snapshot() == before)
             #expect(try git("--git-dir", s.origin, "rev-parse", "main") == main, "no waiver committed")
+            let paused = try Self.refusedReverts(s, id)
+            #expect(paused.count == 1 && paused[0].contains("changes are paused") && paused[0].contains("incident 42"), "\(paused)")
 
             #expect(try s.run("resume", "--reason", "incident 42 over").status == 0)
             let reverted = try Self.revert(s, id)
             #expect(reverted.status == 0, "\(reverted.stderr)")
             #expect(try read(s.host + "/etc/ssh/sshd_config").contains("\nPermitRootLogin yes\n"))
+            #expect(try Self.refusedReverts(s, id).count == 1, "the revert that went through is no refusal")
         }
     }
 
@@ -156,7 +171,11 @@ import Testing
             #expect(refused.stderr.contains("is not signed"), "\(refused.stderr)")
             #expect(try s.snapshot() == host)
             #expect(try git("--git-dir", s.origin, "rev-parse", "main") == main)
-            #expect(try s.auditCommits() == audit)
+            // One commit more on the audit branch: the refusal, signed as this Bulwark's records are.
+            #expect(try s.auditCommits().count == audit.count + 1)
+            let unsigned = try Self.refusedReverts(s, copy.id)
+            #expect(unsigned.count == 1 && unsigned[0].contains("cannot be reverted") && unsigned[0].contains("Bulwark-Resource: Revert/\(copy.id)"),
+                    "\(unsigned)")
 
             let reverted = try revert(genuine)
             #expect(reverted.status == 0, "\(reverted.stderr)")
@@ -218,6 +237,9 @@ import Testing
             #expect(refused.stderr.contains("does not match its commit"), "\(refused.stderr)")
             #expect(try s.snapshot() == host)
             #expect(try git("--git-dir", s.origin, "rev-parse", "main") == main)
+            // Recorded under the id it named, never under the injected resource.
+            let forged = try Self.refusedReverts(s, copy.id)
+            #expect(forged.count == 1 && forged[0].contains("Bulwark-Resource: Revert/\(copy.id)") && !forged[0].contains("quiet"), "\(forged)")
 
             let reverted = try Self.revert(s, genuine)
             #expect(reverted.status == 0, "\(reverted.stderr)")
@@ -239,7 +261,20 @@ import Testing
             #expect(revert.stderr.contains("no audit record with id 01ABCDEFGHJKMNPQRSTVWXYZ01 in bulwark/audit"))
             #expect(try s.snapshot() == host)
             #expect(try git("--git-dir", s.origin, "rev-parse", "main") == main)
-            #expect(try s.auditCommits() == audit)
+            // In git, once: the same revert refused again adds nothing.
+            #expect(try s.auditCommits().count == audit.count + 1)
+            #expect(try Self.revert(s, "01abcdefghjkmnpqrstvwxyz01").status == 1)
+            let unknown = try Self.refusedReverts(s, "01ABCDEFGHJKMNPQRSTVWXYZ01")
+            #expect(unknown.count == 1, "\(unknown)")
+            #expect(unknown.first?.contains("Bulwark-Resource: Revert/01ABCDEFGHJKMNPQRSTVWXYZ01") == true, "\(unknown)")
+            #expect(unknown.first?.contains("no audit record with id 01ABCDEFGHJKMNPQRSTVWXYZ01") == true, "\(unknown)")
+            #expect(try s.auditCommits().count == audit.count + 1)
+
+            // Legitimate: a real fix's id is reverted, and no refusal is added.
+            let id = try Self.recordID(s, resource: "SSHDConfig/cis-5.1.20-permit-root-login", decision: "applied")
+            let reverted = try Self.revert(s, id)
+            #expect(reverted.status == 0, "\(reverted.stderr)")
+            #expect(try CommandRefusalTests.refusals(s).count == 1)
         }
     }
 
@@ -257,6 +292,17 @@ import Testing
             #expect(revert.stderr.contains("only a verified applied fix can be reverted"))
             #expect(try s.snapshot() == host)
             #expect(try git("--git-dir", s.origin, "rev-parse", "main") == main)
+            let held = try Self.refusedReverts(s, id)
+            #expect(held.count == 1 && held[0].contains("is a held record") && held[0].contains("Bulwark-Resource: SSHDConfig/cis-5.1.20-permit-root-login"),
+                    "\(held)")
+
+            // Legitimate: enforced, the fix is applied, and its own record is reverted.
+            try s.editPolicy("controllers/host-hardening.yaml", replacing: "mode: approve", with: "mode: enforce")
+            #expect(try s.run("apply").status == 0)
+            let fix = try Self.recordID(s, resource: "SSHDConfig/cis-5.1.20-permit-root-login", decision: "applied")
+            let reverted = try Self.revert(s, fix)
+            #expect(reverted.status == 0, "\(reverted.stderr)")
+            #expect(try Self.refusedReverts(s, fix).isEmpty)
         }
     }
 
@@ -290,6 +336,13 @@ import Testing
             #expect(revert.stderr.contains("PermitEmptyPasswords of SSHDConfig/cis-5.1.19-permit-empty-passwords was unset before the fix"))
             #expect(try s.snapshot() == host)
             #expect(try git("--git-dir", s.origin, "rev-parse", "main") == main)
+            let unset = try Self.refusedReverts(s, id)
+            #expect(unset.count == 1 && unset[0].contains("was unset before the fix"), "\(unset)")
+
+            // Legitimate: the fix of a value that was set is reverted.
+            let fix = try Self.recordID(s, resource: "SSHDConfig/cis-5.1.20-permit-root-login", decision: "applied")
+            #expect(try Self.revert(s, fix).status == 0)
+            #expect(try CommandRefusalTests.refusals(s).count == 1)
         }
     }
 }
@@ -353,5 +406,37 @@ import Testing
         #expect(!waivers[0].matches(binding, property: "MaxAuthTries", at: Date()))
         #expect(!waivers[0].matches(Binding(controller: "host-hardening", target: "other", resource: binding.resource),
                                     property: "PermitRootLogin", at: Date()))
+    }
+}
+
+extension RevertTests {
+    /// Harmful: the fix's resource was renamed in the policy since (no longer in the desired
+    /// state): the revert is refused, and the refusal recorded in git once, naming the fix's
+    /// resource. Legitimate: named as before again, the same revert goes through.
+    @Test func aFixWhoseResourceLeftThePolicyIsRefusedAndRecorded() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            #expect(try s.run("apply").status == 0)
+            let id = try Self.recordID(s, resource: "SSHDConfig/cis-5.1.20-permit-root-login", decision: "applied")
+            try s.editPolicy("desired-state/hosts/sshd.yaml", replacing: "cis-5.1.20-permit-root-login", with: "cis-5.1.20-root-login")
+            let host = try s.snapshot()
+            for _ in 0..<2 {
+                let refused = try Self.revert(s, id)
+                #expect(refused.status == 1, "\(refused.stdout)\n\(refused.stderr)")
+                #expect(refused.stderr.contains("SSHDConfig/cis-5.1.20-permit-root-login on ") && refused.stderr.contains(" is no longer in the desired state"),
+                        "\(refused.stderr)")
+            }
+            #expect(try s.snapshot() == host)
+            let records = try Self.refusedReverts(s, id)
+            #expect(records.count == 1, "recorded once: \(records)")
+            #expect(records.first?.contains("Bulwark-Resource: SSHDConfig/cis-5.1.20-permit-root-login") == true, "\(records)")
+            #expect(records.first?.contains("Bulwark-Target: -") == false, "the fix's target: \(records)")
+
+            try s.editPolicy("desired-state/hosts/sshd.yaml", replacing: "cis-5.1.20-root-login", with: "cis-5.1.20-permit-root-login")
+            let reverted = try Self.revert(s, id)
+            #expect(reverted.status == 0, "\(reverted.stdout)\n\(reverted.stderr)")
+            #expect(try read(s.host + "/etc/ssh/sshd_config").contains("\nPermitRootLogin yes\n"))
+            #expect(try Self.refusedReverts(s, id).count == 1)
+        }
     }
 }
