@@ -511,7 +511,7 @@ struct PostgresEndToEndTests {
                 kind: Target
                 metadata: {name: db-1, labels: {tier: db}}
                 spec: {adapter: postgres, host: 127.0.0.1, port: \(server.port), user: postgres, database: postgres,
-                       passwordEnv: BULWARK_DB1_PASSWORD, sslmode: disable}
+                       passwordEnv: BULWARK_DB_1_PASSWORD, sslmode: disable}
                 ---
                 apiVersion: bulwark/v1
                 kind: Controller
@@ -525,7 +525,7 @@ struct PostgresEndToEndTests {
                 spec: {role: eve, superuser: false}
                 """)
             let apply = try run(try bulwarkExecutable(), ["apply", "--repo", s.origin, "--state-dir", s.state],
-                                environment: ["BULWARK_DB1_PASSWORD": server.password])
+                                environment: ["BULWARK_DB_1_PASSWORD": server.password])
             #expect(apply.status == 0, "\(apply.stdout)\n\(apply.stderr)")
             #expect(try server.psql("SELECT rolsuper FROM pg_roles WHERE rolname = 'eve'") == "f")
             let eve = try git("--git-dir", s.origin, "log", "-1", "--format=%B", "bulwark/audit", "--grep", "PostgresRole/eve")
