@@ -41,7 +41,13 @@ public enum Deadline {
                     race.work.withLock { $0?.cancel() }
                     continuation.resume(throwing: NoAnswer(awaited, limit: limit))
                 }
+                Self.live.withLock { $0[awaited, default: 0] += 1 }
                 let task = Task {
+                    defer {
+                        Self.live.withLock { live in
+                            if let count = live[awaited], count > 1 { live[awaited] = count - 1 } else { live[awaited] = nil }
+                        }
+                    }
                     let result: Result<T, any Error>
                     do { result = .success(try await body()) } catch { result = .failure(error) }
                     timer.cancel()
@@ -54,6 +60,15 @@ public enum Deadline {
             race.work.withLock { $0?.cancel() }
         }
     }
+
+    /// How many bodies run now, by what they await (`awaited`): started and not yet ended,
+    /// abandoned at their deadline or not. One left behind that never ended would hold its task,
+    /// and what it captured (a connection), for the life of the process.
+    public static func running(awaiting awaited: String) -> Int {
+        live.withLock { $0[awaited] ?? 0 }
+    }
+
+    private static let live = Mutex<[String: Int]>([:])
 
     /// Who resumes the caller first: the body's end or the deadline.
     private final class Race<T: Sendable>: Sendable {
