@@ -26,7 +26,10 @@ public enum Deadline {
     /// `body` waits on something that never resumes (postgres-nio's query written to a channel
     /// that has already closed is never completed, and cancelling it does nothing): that task is
     /// cancelled and left behind. Whatever it holds is the caller's to release (close the
-    /// connection). A cancelled caller cancels `body` as well.
+    /// connection): closing a postgres-nio connection fails the query still waiting on it, and
+    /// the task ends then (`running` counts it until it does; a query abandoned on a connection
+    /// left open stayed, one task and one connection per hang). A cancelled caller cancels
+    /// `body` as well.
     public static func run<T: Sendable>(
         _ limit: Duration, awaiting awaited: @autoclosure () -> String, _ body: @escaping @Sendable () async throws -> T
     ) async throws -> T {
