@@ -26,7 +26,10 @@ public enum Deadline {
     /// `body` waits on something that never resumes (postgres-nio's query written to a channel
     /// that has already closed is never completed, and cancelling it does nothing): that task is
     /// cancelled and left behind. Whatever it holds is the caller's to release (close the
-    /// connection). A cancelled caller cancels `body` as well.
+    /// connection): closing a postgres-nio connection fails the query still waiting on it, and
+    /// the task ends then (`running` counts it until it does; a query abandoned on a connection
+    /// left open stayed, one task and one connection per hang). A cancelled caller cancels
+    /// `body` as well.
     public static func run<T: Sendable>(
         _ limit: Duration, awaiting awaited: @autoclosure () -> String, _ body: @escaping @Sendable () async throws -> T
     ) async throws -> T {
@@ -41,7 +44,13 @@ public enum Deadline {
                     race.work.withLock { $0?.cancel() }
                     continuation.resume(throwing: NoAnswer(awaited, limit: limit))
                 }
+                Self.live.withLock { $0[awaited, default: 0] += 1 }
                 let task = Task {
+                    defer {
+                        Self.live.withLock { live in
+                            if let count = live[awaited], count > 1 { live[awaited] = count - 1 } else { live[awaited] = nil }
+                        }
+                    }
                     let result: Result<T, any Error>
                     do { result = .success(try await body()) } catch { result = .failure(error) }
                     timer.cancel()
@@ -54,6 +63,15 @@ public enum Deadline {
             race.work.withLock { $0?.cancel() }
         }
     }
+
+    /// How many bodies run now, by what they await (`awaited`): started and not yet ended,
+    /// abandoned at their deadline or not. One left behind that never ended would hold its task,
+    /// and what it captured (a connection), for the life of the process.
+    public static func running(awaiting awaited: String) -> Int {
+        live.withLock { $0[awaited] ?? 0 }
+    }
+
+    private static let live = Mutex<[String: Int]>([:])
 
     /// Who resumes the caller first: the body's end or the deadline.
     private final class Race<T: Sendable>: Sendable {

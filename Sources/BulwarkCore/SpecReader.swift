@@ -24,6 +24,13 @@ public struct SpecReader {
 
     public var location: SourceLocation { SourceLocation(file: file, line: node.line, column: node.column) }
 
+    /// The `metadata.name` of the document this spec belongs to (`resource` is `Kind/name`, and
+    /// neither holds a `/`); nil for a spec read on its own.
+    public var documentName: String? {
+        guard let resource, let slash = resource.firstIndex(of: "/") else { return nil }
+        return String(resource[resource.index(after: slash)...])
+    }
+
     /// Records an error on this field.
     public func fail(_ message: String) {
         diagnostics.error(ManifestError(message, at: location, resource: resource, field: field))

@@ -14,7 +14,9 @@ internal import PostgresNIO
 //   on, a statement, lock, idle or transaction timeout under 1 s other than 0, `exit_on_error` on,
 //   or a `temp_file_limit` under 1 GB other than -1 (`stopsClients`).
 // - Nor one that breaks the data's integrity (`breaksIntegrity`): `session_replication_role`
-//   replica (no trigger fires, foreign keys included), `zero_damaged_pages` on.
+//   replica (no trigger fires, foreign keys included), `zero_damaged_pages` on, `fsync` or
+//   `full_page_writes` off (a crash can corrupt the whole cluster; `synchronous_commit` off
+//   loses at most the last commits, and is allowed).
 // - Nor a `search_path` that lets a schema's owner take over names every session calls, or
 //   misplaces what sessions create (`hijacksNames`): only `"$user"` and `public`, then `pg_temp`.
 // - A setting whose pg_settings.context is `postmaster` takes effect only at a restart, which
@@ -293,7 +295,17 @@ extension SettingDriver {
     /// `session_replication_role` other than origin or local (PostgreSQL treats the two alike)
     /// fires no ordinary trigger, and foreign keys are triggers: every session could write rows
     /// that reference nothing, and audit triggers would miss them; `zero_damaged_pages` on
-    /// replaces a damaged page with an empty one, its rows gone without an error.
+    /// replaces a damaged page with an empty one, its rows gone without an error; `fsync` off
+    /// (nothing is forced to disk) and `full_page_writes` off (a page torn by a crash cannot be
+    /// repaired from the write-ahead log) can leave the whole cluster corrupt after an operating
+    /// system crash or power loss. Only the value the change writes is judged, never the one the
+    /// server holds: a server running with `fsync` off may still be given any other fix, or `fsync` on.
+    ///
+    /// `synchronous_commit` off is not refused: a crash can lose the last transactions reported
+    /// committed (at most about three times `wal_writer_delay`), but the database stays
+    /// consistent (PostgreSQL's own documentation: unlike `fsync` off it risks no inconsistency),
+    /// and every session may set it for itself anyway: a trade of durability for speed the policy
+    /// may make, not a corruption.
     static func breaksIntegrity(_ change: PropertyDrift, _ kind: SettingValue.Kind) -> String? {
         switch change.property {
         case "session_replication_role":
@@ -307,6 +319,17 @@ extension SettingDriver {
             return "zero_damaged_pages: '\(quotedForMessage(change.desired))' replaces a damaged page with an empty one, its rows lost "
                 + "without an error, in every session of the server; Bulwark sets it server-wide only to off: set it by hand, to "
                 + "recover what can be read of a damaged table"
+        case "fsync":
+            guard SettingValue.bool(change.desired) != true else { return nil }
+            return "fsync: '\(quotedForMessage(change.desired))' stops the server from forcing what it writes to disk: after an "
+                + "operating system crash or power loss the whole cluster can be left corrupt, every database's data with it, "
+                + "beyond what the write-ahead log can repair; Bulwark sets it server-wide only to on (turning it off is for a "
+                + "cluster that can be rebuilt from scratch, set by hand)"
+        case "full_page_writes":
+            guard SettingValue.bool(change.desired) != true else { return nil }
+            return "full_page_writes: '\(quotedForMessage(change.desired))' leaves a page half written at a crash beyond what "
+                + "recovery can repair: the cluster can be left corrupt, silently; Bulwark sets it server-wide only to on (off is "
+                + "for storage that never tears a page, set by hand)"
         default:
             return nil
         }

@@ -67,6 +67,15 @@ public enum PostgresAdapter {
         return name.allSatisfy { $0.isASCII && ($0.isUppercase || $0.isNumber || $0 == "_") }
     }
 
+    /// The one `BULWARK_…_PASSWORD` a target may name: its own name in upper case, each `-` and
+    /// `.` as `_` (target `db-1`: `BULWARK_DB_1_PASSWORD`). Any well-formed name used to do, and
+    /// a policy could give its own target (`staging`, on a host its author controls) another
+    /// target's variable (`BULWARK_PROD_PASSWORD`), and receive prod's password. Two names that
+    /// map to one variable (`db-1`, `db.1`) cannot both name it (`PostgresTargetSettings.exclusive`).
+    static func passwordVariable(forTarget name: String) -> String {
+        "BULWARK_" + String(name.uppercased().map { $0.isASCII && ($0.isLetter || $0.isNumber) ? $0 : "_" }) + "_PASSWORD"
+    }
+
     static let cleartextAdvice = "sslmode defaults to verify-full; set sslmode: disable only for loopback (127.0.0.1, ::1) or a Unix socket (host: /run/postgresql)"
 
     @Sendable static func parseSettings(_ spec: SpecReader) -> PostgresTargetSettings? {
@@ -115,6 +124,17 @@ public enum PostgresAdapter {
                            + "and ends with _PASSWORD (such as BULWARK_DB1_PASSWORD), or PGPASSWORD; another variable may hold a "
                            + "secret given for something else (AWS_…, another tool's token), and the policy chooses where it is sent")
             return nil
+        }
+        if let env, let envReader, env != "PGPASSWORD" {
+            let own = spec.documentName.map(passwordVariable(forTarget:))
+            guard env == own else {
+                envReader.fail("'\(quotedForMessage(env))' is not this target's password variable: "
+                               + (own.map { "target \(spec.documentName ?? "") reads \($0)" } ?? "a target reads its own")
+                               + " (BULWARK_, the target's name in upper case with '-' and '.' as '_', then _PASSWORD) or "
+                               + "PGPASSWORD; a variable named for another target holds that target's password, and this target "
+                               + "would send it to its own host")
+                return nil
+            }
         }
         let fileReader = spec.field("passwordFile")
         let file = fileReader?.string()
@@ -318,6 +338,18 @@ struct PostgresTargetSettings: TypedTargetSettings {
         self.host = host
         self.user = user
         self.database = database
+    }
+
+    /// The variable the password is read from: one variable holds one password, so no two
+    /// targets name it. `PGPASSWORD` names no target, and without this a second target naming it
+    /// (on a host of the policy author's choosing) was sent the first one's password; two target
+    /// names that map to one `BULWARK_…_PASSWORD` (`db-1`, `db.1`) would share it too.
+    var exclusive: ExclusiveClaim? {
+        guard let passwordEnv else { return nil }
+        return ExclusiveClaim(key: "passwordEnv " + passwordEnv, field: "passwordEnv",
+                              what: "the password in \(passwordEnv)",
+                              why: "one variable holds one password, and each target naming it would send it to its own host; give "
+                                  + "each target its own variable, BULWARK_ and its name then _PASSWORD (or a passwordFile)")
     }
 
     var strings: [String: String] {

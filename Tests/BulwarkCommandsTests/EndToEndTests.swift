@@ -511,7 +511,7 @@ struct PostgresEndToEndTests {
                 kind: Target
                 metadata: {name: db-1, labels: {tier: db}}
                 spec: {adapter: postgres, host: 127.0.0.1, port: \(server.port), user: postgres, database: postgres,
-                       passwordEnv: BULWARK_DB1_PASSWORD, sslmode: disable}
+                       passwordEnv: BULWARK_DB_1_PASSWORD, sslmode: disable}
                 ---
                 apiVersion: bulwark/v1
                 kind: Controller
@@ -525,13 +525,54 @@ struct PostgresEndToEndTests {
                 spec: {role: eve, superuser: false}
                 """)
             let apply = try run(try bulwarkExecutable(), ["apply", "--repo", s.origin, "--state-dir", s.state],
-                                environment: ["BULWARK_DB1_PASSWORD": server.password])
+                                environment: ["BULWARK_DB_1_PASSWORD": server.password])
             #expect(apply.status == 0, "\(apply.stdout)\n\(apply.stderr)")
             #expect(try server.psql("SELECT rolsuper FROM pg_roles WHERE rolname = 'eve'") == "f")
             let eve = try git("--git-dir", s.origin, "log", "-1", "--format=%B", "bulwark/audit", "--grep", "PostgresRole/eve")
             #expect(eve.contains("Bulwark-Result: verified") && eve.contains("Bulwark-Target: db-1"))
             #expect(!(try git("--git-dir", s.origin, "log", "-p", "--all")).contains(server.password))
             #expect(!apply.stdout.contains(server.password) && !apply.stderr.contains(server.password))
+        }
+    }
+
+    /// Harmful: `fsync: off` was written server-wide and verified (a crash can then corrupt the
+    /// whole cluster). `bulwark apply` blocks it and the audit branch records the refusal, with
+    /// why; the server keeps fsync on. The twin: turned off by hand, a policy that wants it on
+    /// is applied, verified and recorded so.
+    @Test func fsyncOffIsBlockedAndTheRefusalRecordedInGitWhileFsyncOnIsApplied() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let server = try PostgresServer(fsync: true)
+            try s.commitPolicy("controllers/db.yaml", """
+                apiVersion: bulwark/v1
+                kind: Target
+                metadata: {name: db-1}
+                spec: {adapter: postgres, host: 127.0.0.1, port: \(server.port), user: postgres, database: postgres,
+                       passwordEnv: BULWARK_DB_1_PASSWORD, sslmode: disable}
+                ---
+                apiVersion: bulwark/v1
+                kind: Controller
+                metadata: {name: settings}
+                spec: {kinds: [PostgresSetting], targets: {names: [db-1]}}
+                """)
+            let manifest = "apiVersion: bulwark/v1\nkind: PostgresSetting\nmetadata: {name: durability}\nspec: {settings: {fsync: \"%@\"}}\n"
+            try s.commitPolicy("desired-state/postgres/durability.yaml", String(format: manifest, "off"))
+            let environment = ["BULWARK_DB_1_PASSWORD": server.password]
+            let blocked = try s.run("apply", environment: environment)
+            #expect(blocked.status == 0, "\(blocked.stdout)\n\(blocked.stderr)")
+            #expect(try server.psql("SHOW fsync") == "on")
+            let record = try git("--git-dir", s.origin, "log", "-1", "--format=%B", "bulwark/audit", "--grep", "PostgresSetting/durability")
+            #expect(record.contains("Bulwark-Decision: blocked") && record.contains("Bulwark-Target: db-1"), "\(record)")
+            #expect(record.contains("fsync: 'off' stops the server from forcing what it writes to disk"), "\(record)")
+
+            try server.psql("ALTER SYSTEM SET fsync = off")
+            try server.psql("SELECT pg_reload_conf()")
+            try s.commitPolicy("desired-state/postgres/durability.yaml", String(format: manifest, "on"))
+            let applied = try s.run("apply", environment: environment)
+            #expect(applied.status == 0, "\(applied.stdout)\n\(applied.stderr)")
+            #expect(try server.psql("SHOW fsync") == "on")
+            let fixed = try git("--git-dir", s.origin, "log", "-1", "--format=%B", "bulwark/audit", "--grep", "PostgresSetting/durability")
+            #expect(fixed.contains("Bulwark-Decision: applied") && fixed.contains("Bulwark-Result: verified"), "\(fixed)")
         }
     }
 }

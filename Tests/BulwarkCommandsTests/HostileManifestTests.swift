@@ -130,6 +130,10 @@ struct HostileManifest: Sendable, CustomTestStringConvertible {
                         expect: "sslmode: disable would send the password in clear text to db.example.org"),
         HostileManifest("postgres password from another tool's variable", "controllers", "apiVersion: bulwark/v1\nkind: Target\nmetadata: {name: db}\nspec: {adapter: postgres, host: db.example.org, user: postgres, passwordEnv: AWS_RDS_PASSWORD}\n",
                         expect: "spec.passwordEnv: 'AWS_RDS_PASSWORD' is not a variable for a database password"),
+        HostileManifest("postgres password of another target", "controllers", "apiVersion: bulwark/v1\nkind: Target\nmetadata: {name: staging}\nspec: {adapter: postgres, host: db.example.org, user: postgres, passwordEnv: BULWARK_PROD_PASSWORD}\n",
+                        expect: "spec.passwordEnv: 'BULWARK_PROD_PASSWORD' is not this target's password variable: target staging reads BULWARK_STAGING_PASSWORD"),
+        HostileManifest("postgres password variable named by two targets", "controllers", "apiVersion: bulwark/v1\nkind: Target\nmetadata: {name: prod}\nspec: {adapter: postgres, host: db.example.org, user: postgres, passwordEnv: PGPASSWORD}\n---\napiVersion: bulwark/v1\nkind: Target\nmetadata: {name: staging}\nspec: {adapter: postgres, host: staging.example.org, user: postgres, passwordEnv: PGPASSWORD}\n",
+                        expect: "spec.passwordEnv: the password in PGPASSWORD is already managed by Target 'prod'"),
         HostileManifest("firewall blocklist of everything", "controllers", "apiVersion: bulwark/v1\nkind: Target\nmetadata: {name: fw}\nspec: {adapter: nftables, root: /srv/fw, management: [0.0.0.0/0]}\n",
                         expect: "0.0.0.0/0 is every address: a prefix length of 0 is refused"),
     ]

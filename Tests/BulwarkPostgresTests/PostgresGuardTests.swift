@@ -235,6 +235,54 @@ struct PostgresGuardTests {
         #expect(throws: (any Error).self, "the foreign key still holds") { try server.psql("INSERT INTO child VALUES (7)") }
     }
 
+    /// Harmful: `fsync: off` and `full_page_writes: off` were written with ALTER SYSTEM, reloaded
+    /// and verified; after an operating system crash or power loss either can leave the whole
+    /// cluster corrupt. On a server that forces its writes (fsync on, its default) both are
+    /// blocked and recorded once, in any spelling PostgreSQL reads as off (`no`, `0`), and
+    /// nothing is written.
+    @Test func aSettingThatCanCorruptTheClusterAtACrashIsBlockedOnce() async throws {
+        let server = try PostgresServer(fsync: true)
+        #expect(try server.psql("SHOW fsync") == "on")
+        let reason = try await expectBlocked(try clients(server, #"{fsync: "off", full_page_writes: "no"}"#), server, name: "clients")
+        #expect(reason.contains("fsync: 'off' stops the server from forcing what it writes to disk: after an operating system crash "
+                                + "or power loss the whole cluster can be left corrupt"), "\(reason)")
+        #expect(reason.contains("full_page_writes: 'off' leaves a page half written at a crash beyond what recovery can repair"),
+                "\(reason)")
+        let alone = try await expectBlocked(try clients(server, #"{fsync: "0"}"#), server, name: "clients")
+        #expect(alone.contains("fsync: '0' stops the server from forcing"), "\(alone)")
+        #expect(try server.psql("SHOW fsync") == "on")
+        #expect(try server.psql("SHOW full_page_writes") == "on")
+    }
+
+    /// The legitimate twin: on a server where fsync and full-page writes were turned off by hand,
+    /// a policy that turns them on again goes through and is verified, with `synchronous_commit`
+    /// off beside them (a crash can lose the last commits, never the cluster's consistency; any
+    /// session may set it for itself). And the guard judges what a change writes, not what the
+    /// server holds: on the tests' own server, which runs with fsync off from its command line
+    /// (where ALTER SYSTEM cannot turn it on), an unrelated fix goes through.
+    @Test func fsyncAndFullPageWritesOnAreAppliedAndAServerWithoutFsyncTakesOtherFixes() async throws {
+        let server = try PostgresServer(fsync: true)
+        for sql in ["ALTER SYSTEM SET fsync = off", "ALTER SYSTEM SET full_page_writes = off", "SELECT pg_reload_conf()"] {
+            try server.psql(sql)
+        }
+        let state = try clients(server, #"{fsync: "on", full_page_writes: "yes", synchronous_commit: "off"}"#)
+        let (plan, outcome) = try await reconcilePostgres(state, server)
+        #expect(plan.remediations.map(\.decision) == [.applied], "\(plan.remediations.map { $0.reason ?? "" })")
+        #expect(outcome.verified.count == 1, "\(outcome.failed.map { $0.record.error ?? "" })")
+        #expect(try server.psql("SHOW fsync") == "on")
+        #expect(try server.psql("SHOW full_page_writes") == "on")
+        #expect(try server.psql("SHOW synchronous_commit") == "off")
+        #expect(try await reconcilePostgres(state, server).0.hasDrift == false)
+
+        let unsynced = try PostgresServer()
+        #expect(try unsynced.psql("SHOW fsync") == "off")
+        let other = try clients(unsynced, #"{log_connections: "on", full_page_writes: "on", synchronous_commit: "off"}"#)
+        let (otherPlan, otherOutcome) = try await reconcilePostgres(other, unsynced)
+        #expect(otherPlan.remediations.map(\.decision) == [.applied], "\(otherPlan.remediations.map { $0.reason ?? "" })")
+        #expect(otherOutcome.verified.count == 1, "\(otherOutcome.failed.map { $0.record.error ?? "" })")
+        #expect(try unsynced.psql("SHOW log_connections") == "on")
+    }
+
     /// Harmful: a server-wide `search_path` naming a schema a role owns let that role's
     /// `lower()` run, with a superuser's rights, in the superuser's own session. Such a path is
     /// blocked and recorded once, as are `pg_catalog` named (after `public` it lets public's

@@ -3,7 +3,9 @@ internal import Foundation
 /// A real PostgreSQL server for one test: `initdb` into a temporary folder (as the `postgres`
 /// user when the tests run as root, since initdb refuses root), `pg_ctl` on a free loopback
 /// port (another one when something took it first), SCRAM password authentication. `psql` is
-/// the independent client.
+/// the independent client. It runs with `fsync=off` on its command line (quicker, and a test's
+/// cluster is thrown away), unless made with `fsync: true`: the server's own default (on), which
+/// `ALTER SYSTEM` can change.
 public final class PostgresServer {
     public static let binaries = "/usr/lib/postgresql/15/bin"
 
@@ -17,8 +19,11 @@ public final class PostgresServer {
     public private(set) var port = 0
     public let password = "pw-" + UUID().uuidString
     private var data: String { directory + "/data" }
+    /// Whether the command line leaves `fsync` to the server's default and configuration.
+    private let fsync: Bool
 
-    public init() throws {
+    public init(fsync: Bool = false) throws {
+        self.fsync = fsync
         var template = Array("/tmp/bulwark-pg-XXXXXX".utf8CString)
         guard mkdtemp(&template) != nil else { throw SupportError("mkdtemp failed") }
         directory = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
@@ -44,7 +49,7 @@ public final class PostgresServer {
 
     public func start() throws {
         try postgres(["pg_ctl", "-D", data, "-l", directory + "/log", "-w", "-t", "30", "-o",
-                      "-p \(port) -k \(directory) -c listen_addresses=127.0.0.1 -c fsync=off", "start"])
+                      "-p \(port) -k \(directory) -c listen_addresses=127.0.0.1" + (fsync ? "" : " -c fsync=off"), "start"])
     }
 
     /// Stops the server; `immediate` is a crash as far as clients can tell.
