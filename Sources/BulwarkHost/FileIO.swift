@@ -342,7 +342,8 @@ enum FileIO {
     }
 
     /// Overwrites a kernel parameter file in place (`/proc/sys/...` cannot be renamed over),
-    /// following no link. Returns false when the file does not exist (no such parameter).
+    /// following no link; a plain file standing in for one is replaced whole (`replaceWhole`).
+    /// Returns false when the file does not exist (no such parameter).
     /// Opened without `O_TRUNC`, and emptied only once the file opened is known to be the one
     /// looked at and to have no other name: a file swapped in between, or a hard link to another
     /// file (etc/shadow, in a root whose proc/sys is a plain folder), is never truncated.
@@ -363,11 +364,58 @@ enum FileIO {
             throw HostError("has \(opened.st_nlink) hard links: writing it would write every other name it has "
                             + "(a link to etc/shadow, say); left alone: remove the other links", path: display)
         }
-        guard ftruncate(fd, 0) == 0 else { throw HostError("cannot empty: \(errnoText())", path: display) }
         let bytes = Array(text.utf8)
+        let system = bulwark_file_system_type(fd)
+        guard system != -1 else { throw HostError("cannot read its file system: \(errnoText())", path: display) }
+        guard system == Self.procFileSystem else {
+            try replaceWhole(name, in: folder, like: opened, with: bytes, display: display)
+            return true
+        }
+        guard ftruncate(fd, 0) == 0 else { throw HostError("cannot empty: \(errnoText())", path: display) }
         let n = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
         guard n == bytes.count else { throw HostError("cannot write: \(errnoText())", path: display) }
         return true
+    }
+
+    /// `PROC_SUPER_MAGIC`: a file of the kernel's `/proc`, written in place as one value.
+    static let procFileSystem = 0x9fa0
+
+    /// A plain file standing in for one of `/proc/sys` (a root that is a folder tree, as
+    /// sandboxes and the demo have): replaced whole by a rename, with its owner and mode. Emptied
+    /// and then written in place, a process killed between the two left it empty, and an empty
+    /// runtime value read as no such parameter: the persisted one was taken for it, and a fix was
+    /// recorded verified while the file held nothing. Not fsynced: a file of `/proc` does not
+    /// outlive a crash either, and what a kill leaves is the old value or the new one.
+    private static func replaceWhole(_ name: String, in folder: Directory, like old: stat, with bytes: [UInt8],
+                                     display: String) throws(HostError) {
+        let mode = old.st_mode & 0o7777
+        let (fd, temporary) = try createTemporary(for: name, in: folder, mode: mode & 0o600, display: display)
+        var renamed = false
+        defer {
+            close(fd)
+            if !renamed { unlinkat(folder.fd, temporary, 0) }
+        }
+        guard fchown(fd, old.st_uid, old.st_gid) == 0 || geteuid() != 0 else {
+            throw HostError("cannot keep the owner: \(errnoText())", path: display)
+        }
+        guard fchmod(fd, mode) == 0 else { throw HostError("cannot set the mode: \(errnoText())", path: display) }
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes[offset...].withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw HostError("cannot write: \(errnoText())", path: display)
+            }
+            offset += n
+        }
+        var written = stat()
+        guard fstat(fd, &written) == 0 else { throw HostError("cannot stat: \(errnoText())", path: display) }
+        guard renameat(folder.fd, temporary, folder.fd, name) == 0 else {
+            throw HostError("cannot rename into place: \(errnoText())", path: display)
+        }
+        renamed = true
+        var after = stat()
+        if fstat(fd, &after) == 0 { OwnChanges.wrote(written, renamed: after, replacing: nil) }
     }
 
     // MARK: - Leftovers

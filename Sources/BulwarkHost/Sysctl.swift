@@ -173,8 +173,15 @@ struct SysctlDriver: ResourceDriver {
     /// The parameter's runtime value, nil when `proc/sys` does not have it: one walk from the
     /// root, following links inside it as a read does (resolving the path first and then
     /// reading it walked it twice; under `proc/sys` that was a tenth of an in-sync `plan`).
+    ///
+    /// A file that is there but holds no value (empty, or more than one line: torn, or written
+    /// by hand) is not a missing parameter: its text is the value, line feeds as spaces, and
+    /// `(empty)` for nothing, which no policy value equals. Read as missing, the persisted value
+    /// was taken for it, and the parameter was in sync however it stood.
     func runtime(_ key: String, _ root: HostRoot) throws -> String? {
-        try FileIO.readText(Self.runtimeFile(key), in: root).flatMap(Self.runtimeValue)
+        guard let text = try FileIO.readText(Self.runtimeFile(key), in: root) else { return nil }
+        if let value = Self.runtimeValue(text) { return value }
+        return Self.normalize(text.replacingOccurrences(of: "\n", with: " ").replacingOccurrences(of: "\r", with: " ")) ?? "(empty)"
     }
 
     func observe(_ resource: Resource, on target: Target) async throws -> Observation {

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <linux/openat2.h>
 #include <sys/syscall.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 /// openat2(2) (Linux 5.6): `path` relative to `dirfd`, resolved as `resolve` (RESOLVE_* flags)
@@ -15,6 +16,14 @@
 static inline int bulwark_openat2(int dirfd, const char *path, unsigned long long flags, unsigned long long resolve) {
     struct open_how how = { .flags = flags, .mode = 0, .resolve = resolve };
     return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+}
+
+/// The type of the file system `fd` is on (statfs(2)'s `f_type`: 0x9fa0 for /proc), or -1 with
+/// errno set.
+static inline long bulwark_file_system_type(int fd) {
+    struct statfs info;
+    if (fstatfs(fd, &info) != 0) return -1;
+    return (long)info.f_type;
 }
 
 // Extended attributes (sys/xattr.h, declared here rather than included: including it moves the
