@@ -107,7 +107,7 @@ struct WebhookReplayDaemonTests {
             let daemon = try DaemonProcess(["--repo", s.origin, "--state-dir", s.state, "--poll", "3600"],
                                            environment: ["BULWARK_WEBHOOK_SECRET": Self.secret, "BULWARK_FINDINGS_SECRET": Self.secret],
                                            logPath: s.dir + "/same.log")
-            #expect(daemon.wait(seconds: 60) { !daemon.process.isRunning }, "\(daemon.log)")
+            try #require(daemon.wait(seconds: 60) { !daemon.process.isRunning }, "\(daemon.log)")
             #expect(daemon.process.terminationStatus != 0)
             #expect(daemon.log.contains("is the push webhook secret"), "\(daemon.log)")
             #expect(!daemon.log.contains(Self.secret))
