@@ -24,7 +24,7 @@ struct RepositoryOptions: ParsableArguments {
     @Option(help: "Where Bulwark keeps its clone and lock (default: $BULWARK_STATE_DIR, else /var/lib/bulwark/<repo> as root, else ~/.local/state/bulwark/<repo>).")
     var stateDir: String?
 
-    @Option(help: ArgumentHelp("The folder secret files must be in: notifier secretFile and urlFile, --git-password-file, --webhook-secret-file (default: $BULWARK_SECRETS_DIR, else /run/secrets; systemd's $CREDENTIALS_DIRECTORY is allowed too). Exported to adapters as BULWARK_SECRETS_DIR.", valueName: "path"))
+    @Option(help: ArgumentHelp("The folder secret files must be in: notifier secretFile and urlFile, --git-password-file, --webhook-secret-file, --findings-secret-file (default: $BULWARK_SECRETS_DIR, else /run/secrets; systemd's $CREDENTIALS_DIRECTORY is allowed too). Exported to adapters as BULWARK_SECRETS_DIR.", valueName: "path"))
     var secretsDir: String?
 
     @Option(help: ArgumentHelp("SSH private key for an ssh:// or user@host:path repository (ed25519 or ECDSA; default: $BULWARK_SSH_KEY). Its passphrase, if any, comes from $BULWARK_SSH_PASSPHRASE.", valueName: "path"))
@@ -197,7 +197,7 @@ struct RepositoryOptions: ParsableArguments {
         OwnSecrets.register(access.password)
         OwnSecrets.registerEnvironment(env)
         OwnSecrets.registerURLPassword(repo)
-        for credential in ["webhook-secret", "findings-token"] {
+        for credential in ["webhook-secret", "findings-token", "findings-secret"] {
             if let path = SystemdCredentials.path(credential, environment: env) {
                 OwnSecrets.register(try? String(contentsOfFile: path, encoding: .utf8))
             }

@@ -29,8 +29,11 @@ extension Bulwark {
 
                 HTTP: GET /healthz, /readyz, /metrics (Prometheus), /api/v1/status (JSON), / (status \
                 page); POST /hooks/git (X-Hub-Signature-256, X-Gitlab-Token, or X-Bulwark-Signature-256 with X-Bulwark-Timestamp), \
-                POST /api/v1/findings (generic JSON or ASFF; signed as the webhook, or Authorization: Bearer \
-                with the findings token; at most 1,000 findings and 100 resources a finding). Errors are JSON.
+                POST /api/v1/findings (generic JSON or ASFF; Authorization: Bearer with the findings token, or \
+                X-Bulwark-Signature-256 with X-Bulwark-Timestamp made with the findings secret, never the webhook \
+                secret, which GitLab sends in clear; at most 1,000 findings and 100 resources a finding). Errors are JSON. \
+                Each signed webhook or finding is taken once, remembered in the state directory (webhook-replays) \
+                across restarts.
 
                 Limits: maxChangesPerCycle and maxTargetShare hold over each controller's interval, \
                 however many cycles findings and watched files trigger. Connections that send nothing \
@@ -87,6 +90,12 @@ extension Bulwark {
         @Option(help: "File holding the bearer token for POST /api/v1/findings (instead of the environment).")
         var findingsTokenFile: String?
 
+        @Option(help: "Environment variable holding the secret that signs findings (X-Bulwark-Signature-256 on POST /api/v1/findings). It must differ from the push webhook secret, which does not sign findings.")
+        var findingsSecretEnv: String = "BULWARK_FINDINGS_SECRET"
+
+        @Option(help: "File holding the secret that signs findings (instead of the environment).")
+        var findingsSecretFile: String?
+
         @Option(help: ArgumentHelp("A proxy in front whose X-Forwarded-For names the client (an address or a CIDR range; repeat for several). Failed authentications are limited per client address: without this, everyone behind the proxy shares its address. X-Forwarded-For from any other peer is ignored.", valueName: "address"))
         var trustedProxy: [String] = []
 
@@ -121,7 +130,7 @@ extension Bulwark {
             }
             do { _ = try TrustedProxies(trustedProxy) } catch { throw ValidationError("\(error)") }
             try checkNotEmpty(["--webhook-secret-file": webhookSecretFile, "--webhook-relay-file": webhookRelayFile,
-                               "--findings-source-tokens": findingsSourceTokens])
+                               "--findings-source-tokens": findingsSourceTokens, "--findings-secret-file": findingsSecretFile])
         }
 
         static func address(_ text: String) -> (host: String, port: Int)? {
@@ -142,6 +151,13 @@ extension Bulwark {
         func findingsToken() throws -> [UInt8]? {
             let value = try NotifierConfig.Secret.commandLine(file: findingsTokenFile ?? Self.credential("findings-token", unless: findingsTokenEnv),
                                                               environment: findingsTokenEnv, what: "findings token")
+            OwnSecrets.register(value)
+            return value.map { Array($0.utf8) }
+        }
+
+        func findingsSecret() throws -> [UInt8]? {
+            let value = try NotifierConfig.Secret.commandLine(file: findingsSecretFile ?? Self.credential("findings-secret", unless: findingsSecretEnv),
+                                                              environment: findingsSecretEnv, what: "findings secret")
             OwnSecrets.register(value)
             return value.map { Array($0.utf8) }
         }
@@ -240,6 +256,11 @@ extension Bulwark {
             }
             let secret = try secret()
             let token = try findingsToken()
+            let findingsSecret = try findingsSecret()
+            if let findingsSecret, findingsSecret == secret {
+                // GitLab sends the webhook secret in clear with every push: it must not sign findings.
+                throw ValidationError("the findings secret (\(findingsSecretEnv) or --findings-secret-file) is the push webhook secret; give findings a secret of their own, such as `openssl rand -hex 32`")
+            }
             let sourceTokens = try sourceTokens()
             let daemon: Daemon
             // The daemon keeps its meters here; the server emits them as /metrics.
@@ -273,22 +294,23 @@ extension Bulwark {
             if secret == nil {
                 logger.warning("no webhook secret (\(webhookSecretEnv) or --webhook-secret-file): POST /hooks/git answers 401")
             }
-            let webhook = secret.map { WebhookVerifier(secret: $0) }
-            // In a fleet the webhook secret is on every host (agents verify relayed webhooks with
-            // it): root on any one of them must not be able to post findings, which can propose
-            // and auto-merge policy. There only the findings token is accepted.
-            let fleetSecret = agent.selfHost || !agent.targets.isEmpty || webhookRelayFile != nil
-            let findings = FindingsAuthenticator(verifier: fleetSecret ? nil : webhook, token: token, sourceTokens: sourceTokens)
-            if fleetSecret, secret != nil, token == nil, sourceTokens.isEmpty {
-                logger.warning("POST /api/v1/findings answers 401: an agent or a relay takes findings only with the findings token (\(findingsTokenEnv) or --findings-token-file), never signed with the webhook secret every host holds")
-            }
+            // Signed webhooks and findings are taken once, also across restarts.
+            let replays = WebhookReplayGuard(stateDirectory: daemon.options.stateDirectory, logger: logger)
+            let webhook = secret.map { WebhookVerifier(secret: $0, replays: replays) }
+            // Findings are signed with a secret of their own, never the push webhook secret: GitLab
+            // sends that one in clear with every push, and in a fleet every host holds it. A
+            // finding signed with it is refused with what to configure.
+            let findings = FindingsAuthenticator(signer: findingsSecret.map { WebhookVerifier(secret: $0, replays: replays) },
+                                                 token: token, sourceTokens: sourceTokens, webhookSecret: secret)
             // Programs Bulwark runs (reload commands, sshd -t, gpgv) do not inherit its secrets.
             unsetenv(webhookSecretEnv)
             unsetenv(findingsTokenEnv)
+            unsetenv(findingsSecretEnv)
             if !findings.configured {
-                logger.warning("no findings token (\(findingsTokenEnv) or --findings-token-file) nor webhook secret: POST /api/v1/findings answers 401")
+                let why = secret != nil ? "; the push webhook secret does not sign findings" : ""
+                logger.warning("no findings token (\(findingsTokenEnv) or --findings-token-file) nor findings secret (\(findingsSecretEnv) or --findings-secret-file): POST /api/v1/findings answers 401\(why)")
             }
-            for (credential, bytes) in [("webhook secret", secret), ("findings token", token)] + sourceTokens.map({ ("findings token of \($0.source)", $0.token) }) {
+            for (credential, bytes) in [("webhook secret", secret), ("findings token", token), ("findings secret", findingsSecret)] + sourceTokens.map({ ("findings token of \($0.source)", $0.token) }) {
                 if let bytes, bytes.count < WebhookVerifier.unguessableLength {
                     logger.warning("the \(credential) is \(bytes.count) bytes: with fewer than \(WebhookVerifier.unguessableLength), its sender gets 429 along with anyone at its address who sends wrong ones (a guessable secret must stay slow to guess); use a random one such as `openssl rand -hex 32`")
                 }

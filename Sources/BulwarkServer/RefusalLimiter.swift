@@ -96,6 +96,18 @@ final class RefusalLimiter: Sendable {
         }
     }
 
+    /// A failed authentication from `address` that is logged elsewhere: taken from its bucket only.
+    func take(_ address: String) {
+        let now = now()
+        buckets.withLock { state in
+            if state.0[address] == nil, state.0.count >= settings.addresses { forget(&state.0, at: now) }
+            var bucket = state.0[address] ?? Bucket(tokens: Double(settings.burst), at: now)
+            refill(&bucket, at: now)
+            bucket.tokens = max(0, bucket.tokens - 1)
+            state.0[address] = bucket
+        }
+    }
+
     private func refill(_ bucket: inout Bucket, at now: Instant) {
         let elapsed = bucket.at.duration(to: now)
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18

@@ -75,27 +75,43 @@ public struct WebhookVerifier: Sendable {
 
     /// nil when the request is authentic (and, signed by Bulwark, fresh and not seen before), else why not.
     public func refusal(headers: HTTPFields, body: [UInt8], now: Date? = nil) -> String? {
+        check(headers: headers, body: body, now: now).refusal
+    }
+
+    /// Whether the request is authentic and not a delivery already taken: a Bulwark signature
+    /// once within its window, a forge's delivery (which carries no time) once among the last
+    /// ones taken (`WebhookReplayGuard`). Each one accepted is remembered.
+    public func check(headers: HTTPFields, body: [UInt8], now: Date? = nil) -> WebhookCheck {
         let now = now ?? clock()
+        if let refusal = forgeRefusal(headers, body: body) { return .refused(refusal) }
+        if headers[HTTPField.Name("X-Gitlab-Token")!] != nil || headers[HTTPField.Name("X-Hub-Signature-256")!] != nil {
+            return replays.admitForge(Self.signature(of: body, secret: secret), now: now.timeIntervalSince1970)
+        }
+        guard let value = headers[HTTPField.Name("X-Bulwark-Signature-256")!] else {
+            return .refused("no signature: send X-Hub-Signature-256, X-Gitlab-Token or X-Bulwark-Signature-256")
+        }
+        guard value.hasPrefix("sha256=") else { return .refused("X-Bulwark-Signature-256: expected sha256=<hex>") }
+        return bulwarkCheck(value, timestamp: headers[HTTPField.Name(Self.timestampHeader)!], body: body, now: now)
+    }
+
+    /// Why a forge's push signature does not verify, or nil when the request carries a valid one
+    /// or none (checked first: GitLab's token, then GitHub's signature).
+    func forgeRefusal(_ headers: HTTPFields, body: [UInt8]) -> String? {
         if let token = headers[HTTPField.Name("X-Gitlab-Token")!] {
             return Self.constantTimeEqual(Array(token.utf8), secret) ? nil : "X-Gitlab-Token does not match"
         }
-        for name in ["X-Hub-Signature-256", "X-Bulwark-Signature-256"] {
-            guard let value = headers[HTTPField.Name(name)!] else { continue }
-            guard value.hasPrefix("sha256=") else { return "\(name): expected sha256=<hex>" }
-            if name == "X-Bulwark-Signature-256" {
-                return bulwarkRefusal(value, timestamp: headers[HTTPField.Name(Self.timestampHeader)!], body: body, now: now)
-            }
-            return Self.constantTimeEqual(Array(value.lowercased().utf8), Array(Self.signature(of: body, secret: secret).utf8))
-                ? nil : "\(name) does not match the body"
-        }
-        return "no signature: send X-Hub-Signature-256, X-Gitlab-Token or X-Bulwark-Signature-256"
+        guard let value = headers[HTTPField.Name("X-Hub-Signature-256")!] else { return nil }
+        guard value.hasPrefix("sha256=") else { return "X-Hub-Signature-256: expected sha256=<hex>" }
+        return Self.constantTimeEqual(Array(value.lowercased().utf8), Array(Self.signature(of: body, secret: secret).utf8))
+            ? nil : "X-Hub-Signature-256 does not match the body"
     }
 
     /// What the headers alone decide: a GitLab token is checked whole; a signature needs the
     /// body; a request with neither is refused before any of its body is read.
     public func headerVerdict(_ headers: HTTPFields) -> HeaderVerdict {
         if headers[HTTPField.Name("X-Gitlab-Token")!] != nil {
-            return refusal(headers: headers, body: []).map { .refused($0) } ?? .authentic
+            // Its body is read after (to tell a delivery taken before), not before it is trusted.
+            return forgeRefusal(headers, body: []).map { .refused($0) } ?? .authentic
         }
         if headers[HTTPField.Name("X-Bulwark-Signature-256")!] != nil {
             // A stale or missing timestamp is refused before the body: a sender without the
@@ -130,16 +146,29 @@ public enum HeaderVerdict: Sendable, Equatable {
     case refused(String)
 }
 
-/// Who may post findings: a request signed with Bulwark's own timestamped signature
-/// (`X-Bulwark-Timestamp`, `X-Bulwark-Signature-256`: fresh and taken once, see
-/// `WebhookVerifier`), or one that carries `Authorization: Bearer <token>` with the findings
-/// token. The forges' push signatures are not taken here: GitHub's covers the body alone and
-/// GitLab's token is the webhook secret itself, so a captured signed finding could be posted
-/// again forever, reopening findings after each fix and closing proposals.
+/// Who may post findings: a request signed with Bulwark's own timestamped signature made with
+/// the findings secret (`X-Bulwark-Timestamp`, `X-Bulwark-Signature-256`: fresh and taken once,
+/// see `WebhookVerifier`), or one that carries `Authorization: Bearer <token>` with a findings
+/// token. Never the push webhook secret: GitLab sends it in clear with every push
+/// (`X-Gitlab-Token`), so whoever sees one delivery (a proxy's log, a forge's settings) could
+/// sign findings, which propose and merge fixes. A request signed with it is refused saying what
+/// to configure. The forges' push signatures are not taken either: GitHub's covers the body
+/// alone and GitLab's token is a secret sent as it is, so a captured signed finding could be
+/// posted again forever, reopening findings after each fix and closing proposals.
 public struct FindingsAuthenticator: Sendable {
     /// Why a forge's push signature is refused on the findings route.
     static let forgeSignature = "findings take Authorization: Bearer <token> or X-Bulwark-Signature-256 with X-Bulwark-Timestamp; "
         + "X-Hub-Signature-256 and X-Gitlab-Token carry no time, so a captured finding could be posted again forever"
+
+    /// Why a finding signed with the push webhook secret is refused, and what to configure.
+    static let webhookSecretSigned = "this X-Bulwark-Signature-256 is made with the push webhook secret, which does not sign findings "
+        + "(GitLab sends it in clear with every push, as X-Gitlab-Token): give findings a secret of their own "
+        + "(bulwark run --findings-secret-file, or $BULWARK_FINDINGS_SECRET) and sign with it, or send Authorization: Bearer <findings token>"
+
+    /// Why a signed finding is refused by a daemon without a findings secret.
+    static let noFindingsSecret = "signed findings need the findings secret, and none is configured "
+        + "(bulwark run --findings-secret-file, or $BULWARK_FINDINGS_SECRET; the push webhook secret does not sign findings); "
+        + "or send Authorization: Bearer <findings token>"
 
     /// Whether the request carries a forge's push signature, whatever else it carries: the
     /// verifier checks those first, so a captured one beside a made-up Bulwark signature would pass.
@@ -147,7 +176,10 @@ public struct FindingsAuthenticator: Sendable {
         headers[HTTPField.Name("X-Hub-Signature-256")!] != nil || headers[HTTPField.Name("X-Gitlab-Token")!] != nil
     }
 
-    let verifier: WebhookVerifier?
+    /// Checks Bulwark signatures made with the findings secret.
+    let signer: WebhookVerifier?
+    /// The push webhook secret, only to tell a sender who signs with it what to configure instead.
+    let webhookSecret: [UInt8]?
     let token: [UInt8]?
     /// Tokens that post the findings of one source each (`bulwark run --findings-source-tokens`):
     /// a finding of another source with one of them is refused, so the holder of a scanner's
@@ -170,13 +202,19 @@ public struct FindingsAuthenticator: Sendable {
         }
     }
 
-    public init(verifier: WebhookVerifier?, token: [UInt8]?, sourceTokens: [SourceToken] = []) {
-        self.verifier = verifier
+    /// - Parameters:
+    ///   - signer: verifies signatures made with the findings secret; never one made with the
+    ///     push webhook secret (a signer with that secret is dropped).
+    ///   - webhookSecret: the push webhook secret, to name it in the refusal of a finding signed with it.
+    public init(signer: WebhookVerifier?, token: [UInt8]?, sourceTokens: [SourceToken] = [], webhookSecret: [UInt8]? = nil) {
+        let webhookSecret = webhookSecret.flatMap { $0.isEmpty ? nil : $0 }
+        self.signer = signer.flatMap { $0.secret.isEmpty || $0.secret == webhookSecret ? nil : $0 }
+        self.webhookSecret = webhookSecret
         self.token = token.flatMap { $0.isEmpty ? nil : $0 }
         self.sourceTokens = sourceTokens.filter { !$0.token.isEmpty }
     }
 
-    public var configured: Bool { verifier != nil || token != nil || !sourceTokens.isEmpty }
+    public var configured: Bool { signer != nil || token != nil || !sourceTokens.isEmpty }
 
     /// The bearer token the request carries, if it is one of the findings tokens: nil, or the
     /// source it is bound to (`.some(nil)` for the token of every source).
@@ -205,36 +243,61 @@ public struct FindingsAuthenticator: Sendable {
     }
 
     /// Whether the credential the request would be checked with is too long to guess one request
-    /// at a time: the bearer token when it sends `Authorization`, else the webhook secret.
+    /// at a time: the bearer token when it sends `Authorization`, else the findings secret.
     public func unguessable(_ headers: HTTPFields) -> Bool {
         if headers[.authorization] != nil {
             return ([token].compactMap { $0 } + sourceTokens.map(\.token)).allSatisfy { $0.count >= WebhookVerifier.unguessableLength }
         }
-        return verifier?.unguessable ?? false
+        return signer?.unguessable ?? false
+    }
+
+    static let notConfigured = "no findings token or findings secret is configured: set bulwark run --findings-token-file or --findings-secret-file "
+        + "($BULWARK_FINDINGS_TOKEN, $BULWARK_FINDINGS_SECRET); the push webhook secret does not sign findings"
+
+    /// Why a request is refused by a daemon that takes no findings at all.
+    static func unconfigured(_ headers: HTTPFields) -> String {
+        headers[HTTPField.Name("X-Bulwark-Signature-256")!] != nil ? noFindingsSecret : notConfigured
     }
 
     /// What the headers alone decide (see `WebhookVerifier.headerVerdict`).
     public func headerVerdict(_ headers: HTTPFields) -> HeaderVerdict {
-        guard configured else { return .refused("no findings token or webhook secret is configured; see bulwark run --help") }
-        if headers[.authorization] != nil { return refusal(headers: headers, body: []).map { .refused($0) } ?? .authentic }
-        guard let verifier else { return .refused("no credentials: send Authorization: Bearer <token>") }
+        guard configured else { return .refused(Self.unconfigured(headers)) }
+        if headers[.authorization] != nil { return check(headers: headers, body: []).refusal.map { .refused($0) } ?? .authentic }
         if Self.forgeSigned(headers) { return .refused(Self.forgeSignature) }
-        return verifier.headerVerdict(headers)
+        guard let signer else {
+            return .refused(headers[HTTPField.Name("X-Bulwark-Signature-256")!] != nil ? Self.noFindingsSecret
+                            : "no credentials: send Authorization: Bearer <token>")
+        }
+        return signer.headerVerdict(headers)
     }
 
     /// nil when the request is authentic, else why not (never echoing what was sent).
     public func refusal(headers: HTTPFields, body: [UInt8], now: Date? = nil) -> String? {
-        guard configured else {
-            return "no findings token or webhook secret is configured; see bulwark run --help"
-        }
+        check(headers: headers, body: body, now: now).refusal
+    }
+
+    /// Whether the request may post findings; a signed one accepted is remembered (taken once).
+    public func check(headers: HTTPFields, body: [UInt8], now: Date? = nil) -> WebhookCheck {
+        guard configured else { return .refused(Self.unconfigured(headers)) }
         if let authorization = headers[.authorization] {
-            guard token != nil || !sourceTokens.isEmpty else { return "bearer tokens are not configured; sign the body as the push webhook does" }
-            guard authorization.hasPrefix("Bearer ") else { return "Authorization: expected Bearer <token>" }
-            return bearer(headers) != nil ? nil : "the bearer token does not match"
+            guard token != nil || !sourceTokens.isEmpty else {
+                return .refused("bearer tokens are not configured; sign the body with the findings secret")
+            }
+            guard authorization.hasPrefix("Bearer ") else { return .refused("Authorization: expected Bearer <token>") }
+            return bearer(headers) != nil ? .accepted : .refused("the bearer token does not match")
         }
-        guard let verifier else { return "no credentials: send Authorization: Bearer <token>" }
-        if Self.forgeSigned(headers) { return Self.forgeSignature }
-        return verifier.refusal(headers: headers, body: body, now: now)
+        if Self.forgeSigned(headers) { return .refused(Self.forgeSignature) }
+        if let value = headers[HTTPField.Name("X-Bulwark-Signature-256")!], let webhookSecret,
+           let timestamp = headers[HTTPField.Name(WebhookVerifier.timestampHeader)!].flatMap(WebhookVerifier.seconds),
+           WebhookVerifier.constantTimeEqual(Array(value.lowercased().utf8),
+                                             Array(WebhookVerifier.signature(of: body, timestamp: timestamp, secret: webhookSecret).utf8)) {
+            return .refused(Self.webhookSecretSigned)
+        }
+        guard let signer else {
+            return .refused(headers[HTTPField.Name("X-Bulwark-Signature-256")!] != nil ? Self.noFindingsSecret
+                            : "no credentials: send Authorization: Bearer <token>")
+        }
+        return signer.check(headers: headers, body: body, now: now)
     }
 }
 
@@ -355,6 +418,12 @@ public enum StatusServer {
         .contentTooLarge: "too_large", .badRequest: "malformed", .requestTimeout: "timeout", .forbidden: "wrong_source",
     ]
 
+    /// A signed delivery already taken, sent again: 401, logged only when `logged`.
+    struct Replayed: Error {
+        let reason: String
+        let logged: Bool
+    }
+
     /// - Parameters:
     ///   - metrics: the registry the daemon's meters are kept in, emitted as `/metrics`.
     ///   - onRunning: called once the server listens (systemd readiness).
@@ -378,7 +447,7 @@ public enum StatusServer {
         let limiter = RefusalLimiter(settings: .init(burst: settings.refusalBurst, perSecond: settings.refusalsPerSecond),
                                      now: settings.refusalClock)
         for route in ["/hooks/git", "/api/v1/findings"] {
-            for reason in Set(refusalReasons.values).union(["other"]) {
+            for reason in Set(refusalReasons.values).union(["other", "replayed"]) {
                 _ = metrics.makeCounter(descriptor: refused, labels: [("route", route), ("reason", reason)])
             }
         }
@@ -407,6 +476,18 @@ public enum StatusServer {
                                     message: "too many refused requests from this address; try again in \(wait) s")
                 }
                 return try await handle()
+            } catch let replay as Replayed {
+                // Refused and counted as every failed authentication is, but logged once per
+                // delivery: a captured one sent again and again is not a line each time.
+                metrics.makeCounter(descriptor: refused, labels: [("route", route), ("reason", "replayed")]).increment()
+                limiter.take(address)
+                if replay.logged {
+                    logger.warning("\(what) refused", metadata: [
+                        "address": .string(address.isEmpty ? "-" : address), "status": .stringConvertible(401),
+                        "reason": .string(replay.reason + " (further replays of this delivery are refused without a line)"),
+                    ])
+                }
+                throw HTTPError(.unauthorized, message: replay.reason)
             } catch let error as HTTPError {
                 let reason = refusalReasons[error.status] ?? "other"
                 metrics.makeCounter(descriptor: refused, labels: [("route", route), ("reason", reason)]).increment()
@@ -419,6 +500,15 @@ public enum StatusServer {
                     ])
                 }
                 throw error
+            }
+        }
+        /// Goes on when the check accepted the request, else throws what answers it.
+        @Sendable func accept(_ check: WebhookCheck) throws {
+            switch check {
+            case .accepted: return
+            case .refused(let why): throw HTTPError(.unauthorized, message: why)
+            case .replayed(let why, let logged): throw Replayed(reason: why, logged: logged)
+            case .unavailable(let why): throw HTTPError(.serviceUnavailable, headers: [.retryAfter: "30"], message: why)
             }
         }
         /// Refuses what the headers refuse, and takes a place among the unverified bodies for a
@@ -476,9 +566,7 @@ public enum StatusServer {
                 let held = try admit(verdict, "webhook", from: address)
                 defer { if held { unverified.leave(from: address) } }
                 let body = held ? try await unverifiedBody(request) : try await collect(request)
-                if let refusal = verifier.refusal(headers: request.headers, body: body) {
-                    throw HTTPError(.unauthorized, message: refusal)
-                }
+                try accept(verifier.check(headers: request.headers, body: body))
                 await control.sourcePushed(body: body, relayed: request.headers[HTTPField.Name("X-Bulwark-Relayed")!] != nil)
                 return json(.accepted, ["status": "fetching"])
             }
@@ -504,9 +592,7 @@ public enum StatusServer {
                 defer { if large { largeBodies.leave() } }
                 let limit = large ? FindingParser.maxXMLSize : maxBody
                 let body = held ? try await unverifiedBody(request, upTo: limit) : try await collect(request, upTo: limit)
-                if let refusal = settings.findings.refusal(headers: request.headers, body: body) {
-                    throw HTTPError(.unauthorized, message: refusal)
-                }
+                try accept(settings.findings.check(headers: request.headers, body: body))
                 // Parsed and matched here, on the request's task: the daemon's actor only takes
                 // the matched resources, so a large document never holds up readiness or a cycle.
                 // The content type decides the format where it is specific (application/sarif+json,

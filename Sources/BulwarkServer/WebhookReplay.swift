@@ -1,6 +1,9 @@
+internal import BulwarkCore
 internal import Crypto
+internal import Glibc
 internal import Synchronization
-internal import Foundation
+public import Foundation
+public import Logging
 
 /// Bulwark's own webhook signature is over a timestamp and the body, so that a captured one
 /// cannot be replayed: `X-Bulwark-Timestamp: <Unix seconds>` and
@@ -20,60 +23,299 @@ extension WebhookVerifier {
         signature(of: Array("\(timestamp).".utf8) + body, secret: secret)
     }
 
-    /// nil when a Bulwark-signed request (`X-Bulwark-Signature-256: value`) is authentic, fresh
-    /// and not seen before; else why not. The signature is checked before the time, so a sender
-    /// without the secret learns nothing of the receiver's clock or memory.
     /// `X-Bulwark-Timestamp` as Unix seconds: 1 to 12 digits, nothing else.
     static func seconds(_ timestamp: String) -> Int64? {
         guard (1...12).contains(timestamp.utf8.count), timestamp.utf8.allSatisfy({ (0x30...0x39).contains($0) }) else { return nil }
         return Int64(timestamp)
     }
 
-    func bulwarkRefusal(_ value: String, timestamp: String?, body: [UInt8], now: Date) -> String? {
+    /// Whether a Bulwark-signed request (`X-Bulwark-Signature-256: value`) is authentic, fresh
+    /// and not seen before. The signature is checked before the time, so a sender without the
+    /// secret learns nothing of the receiver's clock or memory.
+    func bulwarkCheck(_ value: String, timestamp: String?, body: [UInt8], now: Date) -> WebhookCheck {
         guard let timestamp else {
-            return "X-Bulwark-Signature-256 needs \(Self.timestampHeader) (Unix seconds), signed with the body: sha256=<hex HMAC-SHA256 of \"<timestamp>.\" + body>"
+            return .refused("X-Bulwark-Signature-256 needs \(Self.timestampHeader) (Unix seconds), signed with the body: sha256=<hex HMAC-SHA256 of \"<timestamp>.\" + body>")
         }
-        guard let seconds = Self.seconds(timestamp) else { return "\(Self.timestampHeader): expected Unix seconds" }
+        guard let seconds = Self.seconds(timestamp) else { return .refused("\(Self.timestampHeader): expected Unix seconds") }
         let expected = Self.signature(of: body, timestamp: seconds, secret: secret)
         guard Self.constantTimeEqual(Array(value.lowercased().utf8), Array(expected.utf8)) else {
-            return "X-Bulwark-Signature-256 does not match the timestamp and body"
+            return .refused("X-Bulwark-Signature-256 does not match the timestamp and body")
         }
         let skew = Double(seconds) - now.timeIntervalSince1970
         guard abs(skew) <= Self.window else {
-            return "\(Self.timestampHeader) is \(Int(skew.rounded())) s from this host's clock, outside ±\(Int(Self.window)) s: a replay, or a clock to fix"
+            return .refused("\(Self.timestampHeader) is \(Int(skew.rounded())) s from this host's clock, outside ±\(Int(Self.window)) s: a replay, or a clock to fix")
         }
-        return replays.admit(expected, timestamp: Double(seconds), now: now.timeIntervalSince1970)
+        return replays.admitSigned(expected, timestamp: Double(seconds), now: now.timeIntervalSince1970)
     }
 }
 
-/// The Bulwark-signed webhooks accepted within the window, so that each is taken once: a
-/// replayed one (same timestamp, same body, so the same signature) is refused until its
-/// timestamp leaves the window, after which the time check refuses it. Holds only signatures
-/// that verified (a sender without the secret cannot fill it), at most `capacity`; when it is
-/// full of fresh ones, new webhooks are refused rather than risk taking a replay (agents still poll).
+/// What checking a signed request found.
+public enum WebhookCheck: Sendable, Equatable {
+    /// Authentic, and (when it is remembered) not seen before: taken.
+    case accepted
+    /// Not authentic, stale or malformed, and why.
+    case refused(String)
+    /// Authentic, but a delivery already taken, and why; `logged` is false for every replay of
+    /// the same delivery after the first, which alone is worth a line in the log.
+    case replayed(String, logged: Bool)
+    /// Authentic, but what remembers deliveries could not be saved: refused rather than risk
+    /// taking it again after a restart, and why.
+    case unavailable(String)
+
+    /// The refusal, or nil when taken.
+    public var refusal: String? {
+        switch self {
+        case .accepted: nil
+        case .refused(let why), .replayed(let why, _), .unavailable(let why): why
+        }
+    }
+}
+
+/// The webhooks accepted, so that each is taken once, kept in the state directory
+/// (`webhook-replays`) so that a restart does not forget them:
+/// - Bulwark-signed ones within the window: a replayed one (same timestamp, same body, so the
+///   same signature) is refused until its timestamp leaves the window, after which the time
+///   check refuses it. At most `capacity`; when it is full of fresh ones, new webhooks are
+///   refused rather than risk taking a replay (agents still poll).
+/// - The forges' deliveries, which carry no time (GitHub signs the body alone, GitLab sends its
+///   token as it is): the last `forgeCapacity` taken, by their body's HMAC. The same delivery
+///   again is refused as replayed; one forgotten since costs a fetch.
+/// Only what verified is remembered (a sender without the secret cannot fill it), and only a
+/// digest of each signature. The file is written whole and renamed over the old one, synced
+/// before the request is answered. One that cannot be read or trusted at start (cut short,
+/// edited, a link, too large) leaves the daemon refusing every Bulwark-signed request stamped
+/// before start + `window`, which is everything the lost file could have held: it fails closed
+/// for at most 5 minutes and says so in the log, and never stops the daemon.
 public final class WebhookReplayGuard: Sendable {
     public static let capacity = 10_000
-    private let seen = Mutex([String: Double]())
+    public static let forgeCapacity = 1_000
+    /// The file's name in the state directory.
+    public static let fileName = "webhook-replays"
+    static let header = "bulwark-webhook-replays 1"
+    /// Larger than any file this writes (about 100 bytes a line).
+    static let maxFileSize = 2 << 20
 
-    public init() {}
+    struct Memory {
+        /// Digest of a Bulwark signature → its signed timestamp.
+        var signed: [String: Double] = [:]
+        /// Digest of a forge delivery → when it was taken, and its order (oldest first).
+        var forge: [String: Double] = [:]
+        var forgeOrder: [String] = []
+        /// Deliveries whose replay has been logged (not kept across restarts).
+        var replayLogged: Set<String> = []
+        /// Bulwark-signed requests stamped before this are refused: the file could not be read.
+        var untrustedBefore: Double?
+        var untrustedWhy: String?
+    }
 
-    /// nil when `signature` was not seen and is now remembered, else why it is refused.
-    func admit(_ signature: String, timestamp: Double, now: Double) -> String? {
-        seen.withLock { seen in
-            if seen[signature] != nil {
-                return "replayed: this X-Bulwark-Signature-256 was already accepted within the last \(Int(2 * WebhookVerifier.window)) s"
+    private let memory: Mutex<Memory>
+    /// Where it is kept, or nil: in memory only.
+    public let path: String?
+
+    /// In memory only (tests of the HTTP surface).
+    public init() {
+        memory = Mutex(Memory())
+        path = nil
+    }
+
+    /// Kept in `stateDirectory`; what a previous process remembered is read now.
+    public init(stateDirectory: String, logger: Logger, now: Date = Date()) {
+        let path = stateDirectory + "/" + Self.fileName
+        self.path = path
+        var loaded = Memory()
+        do {
+            loaded = try Self.load(path, now: now.timeIntervalSince1970)
+        } catch {
+            let until = now.timeIntervalSince1970 + WebhookVerifier.window
+            loaded.untrustedBefore = until
+            loaded.untrustedWhy = "\(error)"
+            logger.error("webhook replay memory cannot be trusted; Bulwark-signed webhooks and findings stamped before then are refused", metadata: [
+                "file": .string(path), "error": .string("\(error)"),
+                "refused_until": .string(Timestamp.format(Date(timeIntervalSince1970: until))),
+            ])
+        }
+        memory = Mutex(loaded)
+    }
+
+    /// A Bulwark signature that verified: taken when not seen before (and remembered), else why not.
+    func admitSigned(_ signature: String, timestamp: Double, now: Double) -> WebhookCheck {
+        let key = Self.digest(signature)
+        return memory.withLock { memory in
+            if memory.signed[key] != nil {
+                let first = memory.replayLogged.insert(key).inserted
+                return .replayed("replayed: this X-Bulwark-Signature-256 was already accepted within the last \(Int(2 * WebhookVerifier.window)) s",
+                                 logged: first)
             }
-            if seen.count >= Self.capacity {
-                seen = seen.filter { $0.value >= now - WebhookVerifier.window }
+            // Kept (and written) until no timestamp before it can pass the time check.
+            if let before = memory.untrustedBefore, timestamp < before {
+                return .unavailable("the webhook replay memory could not be read at a start (\(memory.untrustedWhy ?? "?")), so a request stamped "
+                                    + "before \(Int(before)) could be a replay of one taken before it: refused; sign with the current time after then")
             }
-            guard seen.count < Self.capacity else {
-                return "more than \(Self.capacity) signed webhooks within ±\(Int(WebhookVerifier.window)) s; refused until older ones expire"
+            var next = Self.pruned(memory, now: now)
+            next.replayLogged = next.replayLogged.filter { next.signed[$0] != nil || next.forge[$0] != nil }
+            guard next.signed.count < Self.capacity else {
+                return .unavailable("more than \(Self.capacity) signed webhooks within ±\(Int(WebhookVerifier.window)) s; refused until older ones expire")
             }
-            seen[signature] = timestamp
-            return nil
+            next.signed[key] = timestamp
+            if let failure = save(next) { return .unavailable(failure) }
+            memory = next
+            return .accepted
         }
     }
 
-    /// How many accepted signatures are remembered (for tests).
-    public var count: Int { seen.withLock { $0.count } }
+    /// A forge's delivery that verified (`signature`: its body's HMAC): taken when not seen
+    /// among the last `forgeCapacity`, else why not.
+    func admitForge(_ signature: String, now: Double) -> WebhookCheck {
+        let key = Self.digest(signature)
+        return memory.withLock { memory in
+            if memory.forge[key] != nil {
+                let first = memory.replayLogged.insert(key).inserted
+                return .replayed("replayed: this delivery (the same body, signed the same) was already accepted; the forges' signatures carry no time, "
+                                 + "so each delivery is taken once (the source is polled anyway; push again to have it checked now)", logged: first)
+            }
+            var next = Self.pruned(memory, now: now)
+            next.forge[key] = now
+            next.forgeOrder.append(key)
+            while next.forgeOrder.count > Self.forgeCapacity {
+                let oldest = next.forgeOrder.removeFirst()
+                next.forge[oldest] = nil
+                next.replayLogged.remove(oldest)
+            }
+            if let failure = save(next) { return .unavailable(failure) }
+            memory = next
+            return .accepted
+        }
+    }
+
+    /// Without the Bulwark signatures that have left the window, and without a bound for
+    /// untrusted timestamps that no request can pass the time check with any more.
+    static func pruned(_ memory: Memory, now: Double) -> Memory {
+        var next = memory
+        next.signed = next.signed.filter { $0.value >= now - WebhookVerifier.window }
+        if let before = next.untrustedBefore, before + WebhookVerifier.window < now {
+            next.untrustedBefore = nil
+            next.untrustedWhy = nil
+        }
+        return next
+    }
+
+    /// How many accepted Bulwark signatures are remembered (for tests).
+    public var count: Int { memory.withLock { $0.signed.count } }
+
+    static func digest(_ signature: String) -> String {
+        SHA256.hash(data: Array(signature.utf8)).map { String(format: "%02x", $0) }.joined()
+    }
+
+    // MARK: - The file
+
+    /// Why the file is not taken, naming it and the line.
+    struct FileError: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    static func encode(_ memory: Memory) -> [UInt8] {
+        var text = header + "\n"
+        // Timestamps before it are refused: a file lost at an earlier start could have held them.
+        if let before = memory.untrustedBefore { text += "u \(Int64(before.rounded(.up))) \(String(repeating: "0", count: 64))\n" }
+        for (key, at) in memory.signed.sorted(by: { $0.value < $1.value }) { text += "s \(Int64(at)) \(key)\n" }
+        for key in memory.forgeOrder { text += "f \(Int64(memory.forge[key] ?? 0)) \(key)\n" }
+        return Array(text.utf8)
+    }
+
+    /// What `path` holds, without the Bulwark signatures that have left the window; an empty
+    /// memory when there is no file. Throws when there is one it cannot take whole.
+    static func load(_ path: String, now: Double) throws -> Memory {
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        if fd < 0 {
+            if errno == ENOENT { return Memory() }
+            throw FileError(description: "\(path): cannot open it: \(String(cString: strerror(errno)))")
+        }
+        defer { close(fd) }
+        // Read up to one byte past the bound: a file (or a FIFO, a device linked here) that
+        // holds more is refused, never read whole. A folder fails the read.
+        var bytes = [UInt8](repeating: 0, count: Self.maxFileSize + 1)
+        var filled = 0
+        while filled < bytes.count {
+            let n = bytes[filled...].withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0, errno == EINTR { continue }
+            guard n >= 0 else { throw FileError(description: "\(path): cannot read it: \(String(cString: strerror(errno)))") }
+            if n == 0 { break }
+            filled += n
+        }
+        guard filled <= Self.maxFileSize else { throw FileError(description: "\(path): larger than \(Self.maxFileSize) bytes") }
+        return try parse(Array(bytes[..<filled]), path: path, now: now)
+    }
+
+    static func parse(_ bytes: [UInt8], path: String, now: Double) throws -> Memory {
+        guard let text = String(validating: bytes, as: UTF8.self) else { throw FileError(description: "\(path): not UTF-8") }
+        var lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        guard lines.last == "" else { throw FileError(description: "\(path): cut short (no newline at its end)") }
+        lines.removeLast()
+        guard lines.first.map(String.init) == header else { throw FileError(description: "\(path) line 1: expected \(quotedForMessage(header))") }
+        var memory = Memory()
+        let hex = Set("0123456789abcdef".utf8)
+        for (index, line) in lines.enumerated().dropFirst() {
+            let words = line.split(separator: " ", omittingEmptySubsequences: false)
+            guard words.count == 3, ["s", "f", "u"].contains(words[0]),
+                  let at = WebhookVerifier.seconds(String(words[1])),
+                  words[2].utf8.count == 64, words[2].utf8.allSatisfy(hex.contains) else {
+                throw FileError(description: "\(path) line \(index + 1): expected `s|f|u SECONDS SHA256`")
+            }
+            let key = String(words[2])
+            if words[0] == "u" {
+                guard index == 1, key == String(repeating: "0", count: 64) else {
+                    throw FileError(description: "\(path) line \(index + 1): a `u` line comes first, with a zero digest")
+                }
+                memory.untrustedBefore = Double(at)
+                memory.untrustedWhy = "one that could not be read at an earlier start"
+                continue
+            }
+            guard memory.signed[key] == nil, memory.forge[key] == nil else {
+                throw FileError(description: "\(path) line \(index + 1): a digest already listed")
+            }
+            if words[0] == "s" {
+                memory.signed[key] = Double(at)
+            } else {
+                memory.forge[key] = Double(at)
+                memory.forgeOrder.append(key)
+            }
+        }
+        guard memory.signed.count <= capacity, memory.forge.count <= forgeCapacity else {
+            throw FileError(description: "\(path): more entries than this ever keeps (\(capacity) signed, \(forgeCapacity) forge)")
+        }
+        return pruned(memory, now: now)
+    }
+
+    /// Writes `memory` to a new file beside the old one, synced, and renames it over the old one
+    /// (then syncs the folder): a reader sees the old file or the new one, whole. nil when
+    /// written (or when kept in memory only), else why not.
+    private func save(_ memory: Memory) -> String? {
+        guard let path else { return nil }
+        let folder = (path as NSString).deletingLastPathComponent
+        let temporary = folder + "/.\(Self.fileName).new-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let bytes = Self.encode(memory)
+        func failed(_ what: String) -> String {
+            let why = "the webhook replay memory \(path) could not be written (\(what): \(String(cString: strerror(errno)))); refused rather than risk taking it again after a restart"
+            unlink(temporary)
+            return why
+        }
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return failed("create") }
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            if n < 0, errno == EINTR { continue }
+            guard n > 0 else { close(fd); return failed("write") }
+            offset += n
+        }
+        guard fsync(fd) == 0 else { close(fd); return failed("fsync") }
+        close(fd)
+        guard rename(temporary, path) == 0 else { return failed("rename") }
+        let folderFD = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if folderFD >= 0 {
+            fsync(folderFD)
+            close(folderFD)
+        }
+        return nil
+    }
 }

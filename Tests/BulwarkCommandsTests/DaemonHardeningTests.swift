@@ -21,7 +21,8 @@ struct DaemonHardeningTests {
     }
 
     func pushWebhook(_ daemon: DaemonProcess) throws {
-        let body = Array(#"{"ref":"refs/heads/main"}"#.utf8)
+        // Each push is another delivery, as a forge's body names the push: the same one again is a replay.
+        let body = Array(#"{"ref":"refs/heads/main","after":"\#(UUID().uuidString)"}"#.utf8)
         let answer = try httpRequest(port: daemon.port, "POST", "/hooks/git",
                                      headers: ["X-Hub-Signature-256": daemonTests.signature(body)], body: body)
         #expect(answer.status == 202, "\(answer)")

@@ -37,7 +37,7 @@ import Testing
 
     func app(_ daemon: RecordingDaemon, metrics: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) -> some ApplicationProtocol {
         let settings = ServerSettings(host: "127.0.0.1", port: 0, repository: "git.example/<policy>", webhook: nil,
-                                      findings: FindingsAuthenticator(verifier: nil, token: Array(StatusServerTests.token.utf8)))
+                                      findings: FindingsAuthenticator(signer: nil, token: Array(StatusServerTests.token.utf8)))
         return StatusServer.application(control: daemon, settings: settings, metrics: metrics, logger: Logger(label: "test"))
     }
 

@@ -40,6 +40,8 @@ actor RecordingDaemon: DaemonControl {
 @Suite struct StatusServerTests {
     static let secret = Array("webhook-secret-for-tests".utf8)
     static let token = "findings-token-for-tests"
+    /// The findings secret: findings are never signed with the push webhook secret.
+    static let findingsSecret = Array("findings-secret-for-tests".utf8)
     static let sshd = Binding(controller: "host-hardening", target: "web-1",
                               resource: ResourceID(kind: "SSHDConfig", name: "permit-root-login"))
     static let sysctl = Binding(controller: "host-hardening", target: "web-2",
@@ -65,8 +67,10 @@ actor RecordingDaemon: DaemonControl {
              trustedProxies: TrustedProxies = .none,
              metrics: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) -> some ApplicationProtocol {
         let verifier = webhook ? WebhookVerifier(secret: secret, clock: { StatusServerTests.clockNow }) : nil
+        let signer = webhook ? WebhookVerifier(secret: Self.findingsSecret, clock: { StatusServerTests.clockNow }) : nil
         let settings = ServerSettings(host: "127.0.0.1", port: 0, webhook: verifier,
-                                      findings: FindingsAuthenticator(verifier: verifier, token: token.map { Array($0.utf8) }),
+                                      findings: FindingsAuthenticator(signer: signer, token: token.map { Array($0.utf8) },
+                                                                      webhookSecret: webhook ? secret : nil),
                                       idleTimeout: idleTimeout,
                                       unverifiedBodies: unverifiedBodies, unverifiedBodiesPerAddress: perAddress,
                                       unverifiedBodyDeadline: deadline, refusalBurst: refusalBurst,
@@ -105,11 +109,19 @@ actor RecordingDaemon: DaemonControl {
                     #expect(error?.contains("not-the-token") == false, "what was sent is not echoed")
                 }
             }
+            // Signed with the push webhook secret (GitLab sends it in clear with every push): refused, saying what to configure.
+            var withWebhookSecret = bulwarkSigned(Array(finding.utf8), at: Int64(Self.clockNow.timeIntervalSince1970))
+            withWebhookSecret[.contentType] = "application/json"
+            try await client.execute(uri: "/api/v1/findings", method: .post, headers: withWebhookSecret, body: ByteBuffer(string: finding)) { response in
+                #expect(response.status == .unauthorized)
+                let error = try json(response)["error"] as? String
+                #expect(error?.contains("made with the push webhook secret") == true && error?.contains("--findings-secret-file") == true, "\(error ?? "-")")
+            }
         }
         #expect(await daemon.received.isEmpty)
     }
 
-    @Test func findingsWithTheBearerTokenOrTheWebhookSignatureAreAccepted() async throws {
+    @Test func findingsWithTheBearerTokenOrTheFindingsSecretsSignatureAreAccepted() async throws {
         let daemon = RecordingDaemon(bindings: [Self.sshd, Self.sysctl])
         try await app(daemon).test(.router) { client in
             try await client.execute(uri: "/api/v1/findings", method: .post, headers: bearer(), body: ByteBuffer(string: finding)) { response in
@@ -119,7 +131,7 @@ actor RecordingDaemon: DaemonControl {
             }
             let body = #"{"resource": "arn:aws:ec2:eu-west-1:123456789012:instance/web-2", "control": "c"}"#
             let timestamp = Int64(Self.clockNow.timeIntervalSince1970)
-            let signature = WebhookVerifier.signature(of: Array(body.utf8), timestamp: timestamp, secret: Self.secret)
+            let signature = WebhookVerifier.signature(of: Array(body.utf8), timestamp: timestamp, secret: Self.findingsSecret)
             try await client.execute(uri: "/api/v1/findings", method: .post,
                                      headers: [HTTPField.Name("X-Bulwark-Signature-256")!: signature,
                                                HTTPField.Name(WebhookVerifier.timestampHeader)!: String(timestamp)],
@@ -167,7 +179,7 @@ actor RecordingDaemon: DaemonControl {
         let body = Array(#"{"ref":"refs/heads/main"}"#.utf8)
         let signed: HTTPFields = [HTTPField.Name("X-Hub-Signature-256")!: WebhookVerifier.signature(of: body, secret: Self.secret)]
         let stamp = Int64(Self.clockNow.timeIntervalSince1970)
-        var stampedFinding = bulwarkSigned(Array(finding.utf8), at: stamp)
+        var stampedFinding = bulwarkSigned(Array(finding.utf8), at: stamp, secret: Self.findingsSecret)
         stampedFinding[.contentType] = "application/json"
         let signedFinding = stampedFinding
         try await app(daemon, unverifiedBodies: 0).test(.router) { client in
@@ -190,7 +202,7 @@ actor RecordingDaemon: DaemonControl {
             try await client.execute(uri: "/hooks/git", method: .post, headers: signed, body: ByteBuffer(bytes: body)) { response in
                 #expect(response.status == .accepted)
             }
-            var fresh = bulwarkSigned(Array(finding.utf8), at: stamp - 1)
+            var fresh = bulwarkSigned(Array(finding.utf8), at: stamp - 1, secret: Self.findingsSecret)
             fresh[.contentType] = "application/json"
             try await client.execute(uri: "/api/v1/findings", method: .post, headers: fresh, body: ByteBuffer(string: finding)) { response in
                 #expect(response.status == .accepted)
@@ -207,7 +219,10 @@ actor RecordingDaemon: DaemonControl {
         let daemon = RecordingDaemon(bindings: [Self.sshd])
         let body = #"{"ref":"refs/heads/main"}"#
         let signature = WebhookVerifier.signature(of: Array(body.utf8), secret: Self.secret)
-        @Sendable func head(_ length: Int) -> String {
+        // Each delivery taken is another push: the same one again would be a replay.
+        let nextBody = #"{"ref":"refs/heads/main","after":"1"}"#
+        let nextSignature = WebhookVerifier.signature(of: Array(nextBody.utf8), secret: Self.secret)
+        @Sendable func head(_ length: Int, _ signature: String = signature) -> String {
             "POST /hooks/git HTTP/1.1\r\nHost: bulwark\r\nContent-Type: application/json\r\n"
                 + "X-Hub-Signature-256: \(signature)\r\nContent-Length: \(length)\r\n\r\n"
         }
@@ -230,7 +245,9 @@ actor RecordingDaemon: DaemonControl {
                 let answer = try await offThePool { try connection.receive() }
                 #expect(answer.hasPrefix("HTTP/1.1 408") && answer.contains("did not arrive within"), "\(answer)")
             }
-            let again = try await offThePool { try RawHTTPClient(from: "127.0.0.1", to: port).exchange(head(body.utf8.count) + body) }
+            let again = try await offThePool {
+                try RawHTTPClient(from: "127.0.0.1", to: port).exchange(head(nextBody.utf8.count, nextSignature) + nextBody)
+            }
             #expect(again.hasPrefix("HTTP/1.1 202"), "\(again)")
         }
         #expect(await daemon.pushes >= 2)
@@ -353,7 +370,11 @@ actor RecordingDaemon: DaemonControl {
             }
             #expect(statuses == [.unauthorized, .unauthorized, .unauthorized, .tooManyRequests, .tooManyRequests, .tooManyRequests])
             elapsed.withLock { $0 += .seconds(1) }
-            try await client.execute(uri: "/hooks/git", method: .post, headers: signed, body: ByteBuffer(bytes: body)) { response in
+            // A new delivery (the same one again would be a replay).
+            let next = Array(#"{"ref":"refs/heads/main","after":"1"}"#.utf8)
+            try await client.execute(uri: "/hooks/git", method: .post,
+                                     headers: [HTTPField.Name("X-Hub-Signature-256")!: WebhookVerifier.signature(of: next, secret: Self.secret)],
+                                     body: ByteBuffer(bytes: next)) { response in
                 #expect(response.status == .accepted)
             }
             // GET routes are never limited.
@@ -416,8 +437,12 @@ actor RecordingDaemon: DaemonControl {
         let body = #"{"ref":"refs/heads/main"}"#
         let good = WebhookVerifier.signature(of: Array(body.utf8), secret: secret)
         let bad = WebhookVerifier.signature(of: Array(body.utf8), secret: Array("guess".utf8))
+        // Each taken delivery is another push: the same one again would be a replay.
+        let nextBody = #"{"ref":"refs/heads/main","after":"1"}"#
+        let nextGood = WebhookVerifier.signature(of: Array(nextBody.utf8), secret: secret)
         @Sendable func request(_ signature: String, forwardedFor: String?) -> String {
-            "POST /hooks/git HTTP/1.1\r\nHost: bulwark\r\nContent-Type: application/json\r\nConnection: close\r\n"
+            let body = signature == nextGood ? nextBody : body
+            return "POST /hooks/git HTTP/1.1\r\nHost: bulwark\r\nContent-Type: application/json\r\nConnection: close\r\n"
                 + (forwardedFor.map { "X-Forwarded-For: \($0)\r\n" } ?? "")
                 + "X-Hub-Signature-256: \(signature)\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
         }
@@ -444,7 +469,7 @@ actor RecordingDaemon: DaemonControl {
             }
             let direct = try await send(from: "127.0.0.2", good, forwardedFor: "203.0.113.9")
             #expect(direct.hasPrefix("HTTP/1.1 429"), "\(direct)")
-            let named = try await send(from: "127.0.0.1", good, forwardedFor: "203.0.113.9")
+            let named = try await send(from: "127.0.0.1", nextGood, forwardedFor: "203.0.113.9")
             #expect(named.hasPrefix("HTTP/1.1 202"), "\(named)")
         }
         #expect(await daemon.pushes == 2)
@@ -457,7 +482,7 @@ actor RecordingDaemon: DaemonControl {
         let daemon = RecordingDaemon(bindings: [Self.sshd])
         let verifier = WebhookVerifier(secret: Self.secret, clock: { StatusServerTests.clockNow })
         let settings = ServerSettings(host: "127.0.0.1", port: 0, webhook: verifier,
-                                      findings: FindingsAuthenticator(verifier: verifier, token: Array(Self.token.utf8), sourceTokens: [
+                                      findings: FindingsAuthenticator(signer: nil, token: Array(Self.token.utf8), sourceTokens: [
                                           .init(source: "garak", token: Array("garak-token-for-the-tests".utf8)),
                                           .init(source: "sarif:*", token: Array("sarif-token-for-the-tests".utf8)),
                                       ]))
@@ -565,7 +590,7 @@ actor RecordingDaemon: DaemonControl {
                     #expect(message?.contains("carry no time, so a captured finding could be posted again forever") == true, "\(message ?? "-")")
                 }
             }
-            var signed = bulwarkSigned(body, at: Int64(Self.clockNow.timeIntervalSince1970))
+            var signed = bulwarkSigned(body, at: Int64(Self.clockNow.timeIntervalSince1970), secret: Self.findingsSecret)
             signed[.contentType] = "application/json"
             try await client.execute(uri: "/api/v1/findings", method: .post, headers: signed, body: ByteBuffer(bytes: body)) { response in
                 #expect(response.status == .accepted)
@@ -624,20 +649,22 @@ actor RecordingDaemon: DaemonControl {
 
     /// What still goes through: every fresh relayed webhook, the same body again with a new
     /// timestamp, one from a clock a few minutes off, and the forges' own webhooks as before
-    /// (GitHub's signature and GitLab's token carry no timestamp: they are taken as the forges send them).
+    /// (GitHub's signature and GitLab's token carry no timestamp: each delivery is taken once).
     @Test func freshRelayedWebhooksAndTheForgesWebhooksAreAccepted() async throws {
         let daemon = RecordingDaemon(bindings: [Self.sshd])
         let body = Array(#"{"ref":"refs/heads/main"}"#.utf8)
         let stamped: [@Sendable (Int64) -> HTTPFields] = [{ self.bulwarkSigned(body, at: $0) }, { self.bulwarkSigned(body, at: $0 + 1) },
                                                { self.bulwarkSigned(body, at: $0 - 200) }, { self.bulwarkSigned(body, at: $0 + 200) }]
-        let forges: [@Sendable (Int64) -> HTTPFields] = [
-            { _ in [HTTPField.Name("X-Hub-Signature-256")!: WebhookVerifier.signature(of: body, secret: Self.secret)] },
-            { _ in [HTTPField.Name("X-Hub-Signature-256")!: WebhookVerifier.signature(of: body, secret: Self.secret)] },
-            { _ in [HTTPField.Name("X-Gitlab-Token")!: String(decoding: Self.secret, as: UTF8.self)] }]
+        // The forges' deliveries, each of another push (the same one again is a replay).
+        let pushes = (1...3).map { Array(#"{"ref":"refs/heads/main","after":"\#($0)"}"#.utf8) }
+        let forges: [(HTTPFields, [UInt8])] = [
+            ([HTTPField.Name("X-Hub-Signature-256")!: WebhookVerifier.signature(of: pushes[0], secret: Self.secret)], pushes[0]),
+            ([HTTPField.Name("X-Hub-Signature-256")!: WebhookVerifier.signature(of: pushes[1], secret: Self.secret)], pushes[1]),
+            ([HTTPField.Name("X-Gitlab-Token")!: String(decoding: Self.secret, as: UTF8.self)], pushes[2])]
         try await app(daemon).test(.router) { client in
-            for make in stamped + forges {
-                let headers = make(Int64(Self.clockNow.timeIntervalSince1970))
-                try await client.execute(uri: "/hooks/git", method: .post, headers: headers, body: ByteBuffer(bytes: body)) { response in
+            let deliveries = stamped.map { ($0(Int64(Self.clockNow.timeIntervalSince1970)), body) } + forges
+            for (headers, bytes) in deliveries {
+                try await client.execute(uri: "/hooks/git", method: .post, headers: headers, body: ByteBuffer(bytes: bytes)) { response in
                     #expect(response.status == .accepted, "\(headers): \(String(buffer: response.body))")
                 }
             }

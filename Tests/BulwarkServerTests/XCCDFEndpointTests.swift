@@ -64,7 +64,8 @@ import Testing
         #expect(large.utf8.count > 3 << 20)
         let daemon = RecordingDaemon(bindings: [StatusServerTests.sshd])
         try await StatusServerTests().app(daemon).test(.router) { client in
-            var signed = StatusServerTests().bulwarkSigned(Array(large.utf8), at: Int64(StatusServerTests.clockNow.timeIntervalSince1970))
+            var signed = StatusServerTests().bulwarkSigned(Array(large.utf8), at: Int64(StatusServerTests.clockNow.timeIntervalSince1970),
+                                                            secret: StatusServerTests.findingsSecret)
             signed[.contentType] = "application/xml"
             let hub = WebhookVerifier.signature(of: Array(large.utf8), secret: StatusServerTests.secret)
             // A wrong token, or a forge's signature, is refused on the headers, before the body is read.

@@ -72,11 +72,17 @@ import Testing
                                                      "X-Bulwark-Timestamp": captured.headers["x-bulwark-timestamp"] ?? "",
                                                      "X-Bulwark-Relayed": "1"], body: Array(captured.body))
             #expect(replayed.status == 401 && replayed.body.contains("replayed"), "\(replayed.body)")
-            // The forge's webhook replayed to the relay (GitHub signs no timestamp): verified, but
-            // the relay's fetch finds the branch where the last fan-out left it, so no agent hears of it.
+            // The forge's webhook replayed to the relay (GitHub signs no timestamp): the relay took
+            // that delivery once, so it is refused and reaches no one.
             let again = try httpRequest(port: relay.port, "POST", "/hooks/git",
                                         headers: ["X-Hub-Signature-256": WebhookVerifier.signature(of: body, secret: Array(Self.secret.utf8))], body: body)
-            #expect(again.status == 202)
+            #expect(again.status == 401 && again.body.contains("replayed"), "\(again.body)")
+            // A verified delivery that moved nothing (a push to another branch): the relay's fetch
+            // finds the branch where the last fan-out left it, so no agent hears of it.
+            let other = Array(#"{"ref":"refs/heads/other","after":"0000000000000000000000000000000000000000"}"#.utf8)
+            let elsewhere = try httpRequest(port: relay.port, "POST", "/hooks/git",
+                                            headers: ["X-Hub-Signature-256": WebhookVerifier.signature(of: other, secret: Array(Self.secret.utf8))], body: other)
+            #expect(elsewhere.status == 202)
             #expect(relay.wait(seconds: 30) { relay.log.contains("webhook not relayed") }, "\(relay.log)")
 
             // A real push after it is relayed again, with a later timestamp, and the agent takes it.
@@ -99,6 +105,12 @@ import Testing
                                              headers: ["X-Hub-Signature-256": WebhookVerifier.signature(of: finding, secret: Array(Self.secret.utf8)),
                                                        "Content-Type": "application/json"], body: finding)
                 #expect(posted.status == 401, "\(posted.body)")
+                let stamp = Int64(Date().timeIntervalSince1970)
+                let stamped = try httpRequest(port: daemon.port, "POST", "/api/v1/findings",
+                                              headers: ["X-Bulwark-Timestamp": String(stamp), "Content-Type": "application/json",
+                                                        "X-Bulwark-Signature-256": WebhookVerifier.signature(of: finding, timestamp: stamp, secret: Array(Self.secret.utf8))],
+                                              body: finding)
+                #expect(stamped.status == 401 && stamped.body.contains("--findings-secret-file"), "\(stamped.body)")
             }
             #expect(agent.terminate() == 0)
             #expect(relay.terminate() == 0)
