@@ -112,6 +112,64 @@ import Testing
         }
     }
 
+    /// A signing key other users can read lets them sign records as this Bulwark: refused, naming
+    /// the file, its mode and the fix, before anything is changed; private, it signs.
+    @Test func aSigningKeyOtherUsersCanReadIsRefused() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let key = try makeKey(dir)
+            // Every folder on the way open to others (mkdtemp made the test's own 0700: that
+            // alone would keep the key private).
+            for folder in [dir, key.secrets] { #expect(chmod(folder, 0o755) == 0) }
+            #expect(chmod(key.path, 0o644) == 0)
+            try drift(s)
+            let before = try s.snapshot()
+            let refused = try apply(s, key)
+            #expect(refused.status == 1, "\(refused.stderr)")
+            #expect(refused.stderr.contains("cannot use the signing key"))
+            #expect(refused.stderr.contains("the key \(key.path) is open to group or others (mode 0644)"))
+            #expect(refused.stderr.contains("chmod 600 \(key.path)"))
+            #expect(refused.stderr.contains("defaultMode: 0400"))
+            #expect(!refused.stderr.contains("BEGIN OPENSSH"), "no key material in messages")
+            #expect(try s.snapshot() == before, "nothing was applied")
+            #expect(!(try branches(s)).contains("bulwark/audit"), "nothing was recorded")
+            // Group-readable only is refused too; so is a key another user owns (who can read it).
+            #expect(chmod(key.path, 0o640) == 0)
+            #expect(try apply(s, key).stderr.contains("(mode 0640)"))
+            #expect(chmod(key.path, 0o600) == 0)
+            #expect(chown(key.path, 4321, 4321) == 0)
+            let foreign = try apply(s, key)
+            #expect(foreign.status == 1)
+            #expect(foreign.stderr.contains("belongs to uid 4321"), "\(foreign.stderr)")
+            #expect(try s.snapshot() == before, "nothing was applied")
+            #expect(!(try branches(s)).contains("bulwark/audit"), "nothing was recorded")
+
+            // The same key made private (chmod 600, our own) signs.
+            #expect(chown(key.path, geteuid(), getegid()) == 0)
+            let applied = try apply(s, key)
+            #expect(applied.status == 0, "\(applied.stderr)")
+            #expect(try s.snapshot() != before, "the drift was fixed")
+            let head = try git("--git-dir", s.origin, "rev-parse", "bulwark/audit").trimmingCharacters(in: .whitespacesAndNewlines)
+            let verified = try run("/usr/bin/git", ["--git-dir", s.origin, "-c", "gpg.ssh.allowedSignersFile=\(key.allowed)",
+                                                    "verify-commit", head])
+            #expect(verified.status == 0, "\(verified.stderr)")
+
+            // Readable by others, but inside a folder only this user may enter (and with no
+            // other name): nobody else can reach it, so it signs as well.
+            #expect(chmod(key.path, 0o644) == 0)
+            #expect(chmod(key.secrets, 0o700) == 0)
+            try drift(s)
+            let inPrivateFolder = try apply(s, key)
+            #expect(inPrivateFolder.status == 0, "\(inPrivateFolder.stderr)")
+            // … unless it has a second name outside that folder.
+            #expect(link(key.path, dir + "/second-name") == 0)
+            try drift(s)
+            let linked = try apply(s, key)
+            #expect(linked.status == 1)
+            #expect(linked.stderr.contains("(mode 0644)"))
+        }
+    }
+
     @Test func aRewrittenAuditBranchIsDetectedRecordedAndNothingIsLost() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
