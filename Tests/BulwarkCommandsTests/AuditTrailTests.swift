@@ -366,6 +366,54 @@ import Testing
         }
     }
 
+    /// Commits someone else put on the audit branch (a person's note, no Bulwark-Id): Bulwark's
+    /// records still go on top (a fix is not stopped for it), with one warning per run of such
+    /// commits, not one per record, from `apply` and in the daemon's log; `verify-audit` lists them.
+    @Test func recordsOnTopOfCommitsBulwarkDidNotWriteAreWarnedAbout() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let key = try makeKey(dir)
+            let first = try apply(s, key)
+            #expect(first.status == 0, "\(first.stderr)")
+            #expect(!first.stderr.contains("did not write"), "Bulwark's own records are not foreign")
+            // A person adds two commits of their own on the origin's audit branch.
+            func personCommits(_ summary: String) throws {
+                let head = try git("--git-dir", s.origin, "rev-parse", "bulwark/audit").trimmingCharacters(in: .whitespacesAndNewlines)
+                let commit = try git("--git-dir", s.origin, "-c", "user.name=Pat", "-c", "user.email=pat@example.org", "commit-tree",
+                                     "-p", head, "-m", summary, head + "^{tree}").trimmingCharacters(in: .whitespacesAndNewlines)
+                try git("--git-dir", s.origin, "update-ref", "refs/heads/bulwark/audit", commit)
+            }
+            try personCommits("a note")
+            try personCommits("another note")
+            try drift(s)
+            let before = try s.auditCommits().count
+            let second = try apply(s, key)
+            #expect(second.status == 0, "not refused: \(second.stderr)")
+            #expect(second.stderr.components(separatedBy: "that Bulwark did not write").count == 2, "once: \(second.stderr)")
+            #expect(second.stderr.contains("holds 2 commits"))
+            #expect(second.stderr.contains("newest \"another note\" by "))
+            let records = try s.auditCommits()
+            #expect(records.count > before, "the fix's records went on top")
+            #expect(try s.trailers("Bulwark-Id").count == records.count - 2)
+            // Taken in once: the next pass does not warn again.
+            try drift(s)
+            let third = try apply(s, key)
+            #expect(third.status == 0)
+            #expect(!third.stderr.contains("did not write"), "\(third.stderr)")
+            let verified = try verifyAudit(s.origin, "--trusted-signers", key.allowed)
+            #expect(verified.status == 1)
+            #expect(verified.stderr.contains("(\"a note\") is not an audit record"))
+            #expect(verified.stderr.contains("(\"another note\") is not an audit record"))
+
+            // The daemon logs it.
+            try personCommits("a third note")
+            let daemon = try DaemonTests().start(s, poll: 1, ["--secrets-dir", key.secrets, "--signing-key", key.path])
+            #expect(daemon.wait(seconds: 60) { daemon.log.contains("foreign commits on the audit branch") }, "\(daemon.log)")
+            #expect(daemon.terminate() == 0)
+            #expect(daemon.log.components(separatedBy: "foreign commits on the audit branch").count == 2, "\(daemon.log)")
+        }
+    }
+
     @Test func anotherWriterAppendingIsNotTampering() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
