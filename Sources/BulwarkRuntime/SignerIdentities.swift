@@ -20,6 +20,9 @@ package struct SignerIdentities: Sendable {
     package static func read(allowedSigners: String?, keyring: String?, folder: String) -> SignerIdentities {
         var links: [(String, String)] = []
         var nodes: Set<String> = []
+        // The ed25519 keys of the trusted signers file, by `ed25519:` node: linked only to an
+        // OpenPGP key holding the same bytes (alone, a node would name an SSH key twice).
+        var sshMaterial: [String: [String]] = [:]
         if let allowedSigners, let text = try? String(contentsOfFile: allowedSigners, encoding: .utf8) {
             for line in text.split(whereSeparator: \.isNewline) {
                 let fields = Self.fields(of: line.trimmingCharacters(in: .whitespaces))
@@ -38,10 +41,7 @@ package struct SignerIdentities: Sendable {
                 if let key {
                     nodes.insert(key)
                     links += principals.map { (key, $0) }
-                    if let material = Self.ed25519(ssh: key) {
-                        nodes.insert(material)
-                        links.append((key, material))
-                    }
+                    if let material = Self.ed25519(ssh: key) { sshMaterial[material, default: []].append(key) }
                 }
             }
         }
@@ -57,8 +57,10 @@ package struct SignerIdentities: Sendable {
                 // The same ed25519 key as an SSH key of the trusted signers file: one holder.
                 for material in parsed.ed25519 {
                     let node = "ed25519:" + Data(material).base64EncodedString()
-                    nodes.insert(node)
-                    links.append((key, node))
+                    for sshKey in sshMaterial[node] ?? [] {
+                        nodes.insert(node)
+                        links += [(key, node), (sshKey, node)]
+                    }
                 }
             }
         }
