@@ -9,7 +9,8 @@ public struct SignerIdentity: Sendable, Hashable {
     public var shown: String
     /// Principals and addresses (principal patterns as written), lowercased.
     public var names: Set<String>
-    /// The keys: `ssh:<base64 public key>`, `openpgp:<primary key fingerprint>`.
+    /// The keys: `ssh:<base64 public key>`, `openpgp:<primary key fingerprint>`, `ed25519:<base64
+    /// of the 32 bytes>` (one ed25519 key used as both).
     public var keys: Set<String>
 
     public init(shown: String, names: Set<String>, keys: Set<String>) {
@@ -80,6 +81,7 @@ public struct SignerIdentity: Sendable, Hashable {
     static func describe(_ key: String) -> String {
         if key.hasPrefix("openpgp:") { return "OpenPGP key " + key.dropFirst(8) }
         if key.hasPrefix("ssh:") { return "SSH key …" + key.suffix(12) }
+        if key.hasPrefix("ed25519:") { return "ed25519 key …" + key.suffix(12) + " (as an SSH key and in an OpenPGP key)" }
         return key
     }
 }

@@ -45,6 +45,9 @@ extension Daemon {
                 fetchFailed("\(error)")
                 throw error
             }
+            for foreign in await repository.takeForeignCommits() {
+                logger.warning("foreign commits on the audit branch", metadata: ["problem": .string(foreign)])
+            }
             let tampering = await repository.takeTampering()
             for problem in tampering {
                 logger.error("the audit branch on the origin was tampered with", metadata: ["problem": .string(problem)])

@@ -66,7 +66,7 @@ extension SourceVerification {
         // names the signer only when no other key of the keyring claims it and the signing key
         // claims no other; else the signer is the primary key's fingerprint, which no one chooses.
         let primary = String(valid.count > 10 ? valid[10] : valid[1]).uppercased()
-        guard let claims = userIDEmails(keyring: absolute, home: home, folder: folder) else { return .success(primary) }
+        guard let claims = userIDEmails(keyring: absolute) else { return .success(primary) }
         let others = claims.filter { $0.key != primary && $0.value.contains(email.lowercased()) }.count
         if others > 0 {
             return .failure(Untrusted(description: "it is signed by the key \(primary), whose user id names \(email), and "
@@ -77,38 +77,22 @@ extension SourceVerification {
     }
 
     /// The e-mail address of a user id (`Name <address>`), nil when it has none.
-    private static func email(in userID: String) -> String? {
+    static func email(in userID: String) -> String? {
         guard let open = userID.lastIndex(of: "<"), let close = userID.lastIndex(of: ">"), open < close else { return nil }
         let address = userID[userID.index(after: open)..<close]
         return address.isEmpty ? nil : String(address)
     }
 
     /// The e-mail addresses each primary key's user ids name in `keyring`, by primary key
-    /// fingerprint, as `gpg --with-colons` lists them; nil when gpg cannot list it.
-    static func userIDEmails(keyring: String, home: String, folder: String) -> [String: Set<String>]? {
-        let gpg = gpgv.hasSuffix("gpgv") ? String(gpgv.dropLast()) : "/usr/bin/gpg"
-        guard FileManager.default.isExecutableFile(atPath: gpg),
-              let listed = try? runTool(gpg, ["--homedir", home, "--no-default-keyring", "--keyring", keyring, "--batch",
-                                              "--with-colons", "--fixed-list-mode", "--list-keys"], folder: folder),
-              listed.status == 0 else { return nil }
+    /// fingerprint, read in-process (`OpenPGPKeyring`): `gpgv`, all a host may have, lists
+    /// nothing, and with `gpg` asked instead every signer there was named by fingerprint, so no
+    /// approval or trust policy naming an address ever matched. Nil when the file cannot be read
+    /// as a keyring.
+    static func userIDEmails(keyring: String) -> [String: Set<String>]? {
+        guard let parsed = OpenPGPKeyring.read(keyring) else { return nil }
         var claims: [String: Set<String>] = [:]
-        var current: String?
-        var expectPrimary = false
-        for line in listed.output.split(whereSeparator: \.isNewline) {
-            let fields = line.split(separator: ":", omittingEmptySubsequences: false)
-            switch fields.first {
-            case "pub": expectPrimary = true; current = nil
-            case "sub": expectPrimary = false
-            case "fpr" where expectPrimary && fields.count > 9:
-                current = fields[9].uppercased()
-                claims[current ?? "", default: []] = claims[current ?? ""] ?? []
-                expectPrimary = false
-            case "uid" where fields.count > 9:
-                // Colons and backslashes in the user id are escaped as \x3a, \x5c.
-                let text = fields[9].replacingOccurrences(of: "\\x3a", with: ":").replacingOccurrences(of: "\\x5c", with: "\\")
-                if let current, let address = email(in: text) { claims[current, default: []].insert(address.lowercased()) }
-            default: break
-            }
+        for key in parsed.keys {
+            claims[key.fingerprint, default: []].formUnion(key.userIDs.compactMap { email(in: $0)?.lowercased() })
         }
         return claims
     }

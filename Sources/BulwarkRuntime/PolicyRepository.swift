@@ -198,6 +198,16 @@ package actor PolicyRepository: AuditSink {
         return tampering
     }
 
+    /// Commits on the audit branch Bulwark did not write, taken in from the origin since the last
+    /// call (one line per run of them), for the daemon's log.
+    private(set) var foreignCommits: [String] = []
+
+    /// The foreign commits found since the last call (`foreignCommits`).
+    package func takeForeignCommits() -> [String] {
+        defer { foreignCommits = [] }
+        return foreignCommits
+    }
+
     private var localAudit: String { "refs/heads/\(configuration.auditBranch)" }
     private var remoteAudit: String { "refs/remotes/origin/\(configuration.auditBranch)" }
 
@@ -981,6 +991,7 @@ package actor PolicyRepository: AuditSink {
 
     private func followOrigin() throws {
         guard let remote = try repository.resolve("refs/remotes/origin/\(pushBranch)") else { return }
+        try noteForeignCommits(from: remote, hiding: repository.resolve(localAudit))
         guard let local = try repository.resolve(localAudit) else {
             try repository.updateReference(localAudit, to: remote, expected: nil, message: "bulwark: track audit branch")
             try rememberFollowed(remote)
@@ -1024,6 +1035,38 @@ package actor PolicyRepository: AuditSink {
         }
         try repository.updateReference(localAudit, to: head, expected: local, message: "bulwark: replay onto origin")
         try rememberFollowed(remote)
+    }
+
+    /// Warns, once for each run of them, about the commits the local audit branch is about to take
+    /// in from the origin (`remote`, hiding `local`) that Bulwark did not write: no `Bulwark-Id`
+    /// (a person's commit, another tool's), or a merge (Bulwark only appends). Records go on top of
+    /// them all the same: refusing would stop every fix until someone rewrote the branch, and the
+    /// branch itself keeps them for `verify-audit`, which lists every one. Only the newest
+    /// `limit` taken in are read (a new state directory takes in the whole branch).
+    private func noteForeignCommits(from remote: ObjectID, hiding local: ObjectID?, limit: Int = 2000) throws {
+        guard trailIsOurs, remote != local else { return }
+        var runs: [[CommitInfo]] = []
+        var run: [CommitInfo] = []
+        for commit in try repository.history(from: remote, hiding: local, limit: limit) {
+            if commit.trailer(AuditTrailer.id.rawValue) == nil || commit.parents.count > 1 {
+                run.append(commit)
+            } else if !run.isEmpty {
+                runs.append(run)
+                run = []
+            }
+        }
+        if !run.isEmpty { runs.append(run) }
+        for run in runs {
+            // Newest first, as the walk gave them.
+            guard let newest = run.first, let oldest = run.last else { continue }
+            let span = run.count == 1 ? "commit \(newest.id.short)" : "\(run.count) commits \(oldest.id.short)..\(newest.id.short)"
+            let text = "the audit branch \(pushBranch) holds \(span) that Bulwark did not write (no Bulwark-Id trailer, or a merge; "
+                + "newest \"\(quotedForMessage(newest.summary))\" by \(quotedForMessage(newest.author.name)) "
+                + "<\(quotedForMessage(newest.author.email))>); Bulwark's records go on top of \(run.count == 1 ? "it" : "them"): "
+                + "check the branch with `bulwark verify-audit`"
+            foreignCommits.append(text)
+            Console().warn(text)
+        }
     }
 
     /// Records go only to the audit branch the state directory keeps: this instance's numbers on

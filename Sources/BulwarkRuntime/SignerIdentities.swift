@@ -7,9 +7,11 @@ import Foundation
 /// OpenPGP key of the trusted keyring and each address its user ids name (a principal pattern,
 /// `*@example.org`, is compared with the names it matches: `SignerIdentity.samePerson`).
 /// Whatever is joined to one of them is joined to all: an address that is an SSH principal and an OpenPGP user id makes the
-/// SSH key and the OpenPGP key one person, however differently each names its signer.
+/// SSH key and the OpenPGP key one person, however differently each names its signer; so does
+/// one ed25519 key used as both (the same 32 bytes in an SSH key and in an OpenPGP key or subkey).
 package struct SignerIdentities: Sendable {
-    /// Each node (`name:<lowercased>`, `ssh:<base64>`, `openpgp:<FINGERPRINT>`) and its group.
+    /// Each node (`name:<lowercased>`, `ssh:<base64>`, `openpgp:<FINGERPRINT>`, `ed25519:<base64
+    /// of the 32 bytes>`) and its group.
     private var group: [String: Int] = [:]
     private var members: [Int: Set<String>] = [:]
 
@@ -18,6 +20,9 @@ package struct SignerIdentities: Sendable {
     package static func read(allowedSigners: String?, keyring: String?, folder: String) -> SignerIdentities {
         var links: [(String, String)] = []
         var nodes: Set<String> = []
+        // The ed25519 keys of the trusted signers file, by `ed25519:` node: linked only to an
+        // OpenPGP key holding the same bytes (alone, a node would name an SSH key twice).
+        var sshMaterial: [String: [String]] = [:]
         if let allowedSigners, let text = try? String(contentsOfFile: allowedSigners, encoding: .utf8) {
             for line in text.split(whereSeparator: \.isNewline) {
                 let fields = Self.fields(of: line.trimmingCharacters(in: .whitespaces))
@@ -36,19 +41,26 @@ package struct SignerIdentities: Sendable {
                 if let key {
                     nodes.insert(key)
                     links += principals.map { (key, $0) }
+                    if let material = Self.ed25519(ssh: key) { sshMaterial[material, default: []].append(key) }
                 }
             }
         }
         if let keyring {
             let absolute = keyring.hasPrefix("/") ? keyring : FileManager.default.currentDirectoryPath + "/" + keyring
-            let home = folder + "/gnupg"
-            try? FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-            for (fingerprint, addresses) in SourceVerification.userIDEmails(keyring: absolute, home: home, folder: folder) ?? [:] {
-                let key = "openpgp:" + fingerprint.uppercased()
+            for parsed in OpenPGPKeyring.read(absolute)?.keys ?? [] {
+                let key = "openpgp:" + parsed.fingerprint.uppercased()
                 nodes.insert(key)
-                for address in addresses {
-                    nodes.insert("name:" + address.lowercased())
-                    links.append((key, "name:" + address.lowercased()))
+                for address in Set(parsed.userIDs.compactMap { SourceVerification.email(in: $0)?.lowercased() }) {
+                    nodes.insert("name:" + address)
+                    links.append((key, "name:" + address))
+                }
+                // The same ed25519 key as an SSH key of the trusted signers file: one holder.
+                for material in parsed.ed25519 {
+                    let node = "ed25519:" + Data(material).base64EncodedString()
+                    for sshKey in sshMaterial[node] ?? [] {
+                        nodes.insert(node)
+                        links += [(key, node), (sshKey, node)]
+                    }
                 }
             }
         }
@@ -83,6 +95,14 @@ package struct SignerIdentities: Sendable {
         for node in start { if let number = group[node] { all.formUnion(members[number] ?? []) } }
         return SignerIdentity(shown: shown, names: Set(all.filter { $0.hasPrefix("name:") }.map { String($0.dropFirst(5)) }),
                               keys: all.filter { !$0.hasPrefix("name:") })
+    }
+
+    /// The node of the ed25519 public key inside `ssh:<base64 blob>` (`string "ssh-ed25519",
+    /// string key`), as an OpenPGP key holding the same 32 bytes names it; nil for other types.
+    static func ed25519(ssh node: String) -> String? {
+        guard let blob = Data(base64Encoded: String(node.dropFirst(4))).map(Array.init), keyType(of: blob) == "ssh-ed25519",
+              blob.count == 4 + 11 + 4 + 32, Array(blob[15..<19]) == [0, 0, 0, 32] else { return nil }
+        return "ed25519:" + Data(blob[19...]).base64EncodedString()
     }
 
     /// The fields of an allowed_signers line, split at spaces outside double quotes.

@@ -112,6 +112,64 @@ import Testing
         }
     }
 
+    /// A signing key other users can read lets them sign records as this Bulwark: refused, naming
+    /// the file, its mode and the fix, before anything is changed; private, it signs.
+    @Test func aSigningKeyOtherUsersCanReadIsRefused() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let key = try makeKey(dir)
+            // Every folder on the way open to others (mkdtemp made the test's own 0700: that
+            // alone would keep the key private).
+            for folder in [dir, key.secrets] { #expect(chmod(folder, 0o755) == 0) }
+            #expect(chmod(key.path, 0o644) == 0)
+            try drift(s)
+            let before = try s.snapshot()
+            let refused = try apply(s, key)
+            #expect(refused.status == 1, "\(refused.stderr)")
+            #expect(refused.stderr.contains("cannot use the signing key"))
+            #expect(refused.stderr.contains("the key \(key.path) is open to group or others (mode 0644)"))
+            #expect(refused.stderr.contains("chmod 600 \(key.path)"))
+            #expect(refused.stderr.contains("defaultMode: 0400"))
+            #expect(!refused.stderr.contains("BEGIN OPENSSH"), "no key material in messages")
+            #expect(try s.snapshot() == before, "nothing was applied")
+            #expect(!(try branches(s)).contains("bulwark/audit"), "nothing was recorded")
+            // Group-readable only is refused too; so is a key another user owns (who can read it).
+            #expect(chmod(key.path, 0o640) == 0)
+            #expect(try apply(s, key).stderr.contains("(mode 0640)"))
+            #expect(chmod(key.path, 0o600) == 0)
+            #expect(chown(key.path, 4321, 4321) == 0)
+            let foreign = try apply(s, key)
+            #expect(foreign.status == 1)
+            #expect(foreign.stderr.contains("belongs to uid 4321"), "\(foreign.stderr)")
+            #expect(try s.snapshot() == before, "nothing was applied")
+            #expect(!(try branches(s)).contains("bulwark/audit"), "nothing was recorded")
+
+            // The same key made private (chmod 600, our own) signs.
+            #expect(chown(key.path, geteuid(), getegid()) == 0)
+            let applied = try apply(s, key)
+            #expect(applied.status == 0, "\(applied.stderr)")
+            #expect(try s.snapshot() != before, "the drift was fixed")
+            let head = try git("--git-dir", s.origin, "rev-parse", "bulwark/audit").trimmingCharacters(in: .whitespacesAndNewlines)
+            let verified = try run("/usr/bin/git", ["--git-dir", s.origin, "-c", "gpg.ssh.allowedSignersFile=\(key.allowed)",
+                                                    "verify-commit", head])
+            #expect(verified.status == 0, "\(verified.stderr)")
+
+            // Readable by others, but inside a folder only this user may enter (and with no
+            // other name): nobody else can reach it, so it signs as well.
+            #expect(chmod(key.path, 0o644) == 0)
+            #expect(chmod(key.secrets, 0o700) == 0)
+            try drift(s)
+            let inPrivateFolder = try apply(s, key)
+            #expect(inPrivateFolder.status == 0, "\(inPrivateFolder.stderr)")
+            // … unless it has a second name outside that folder.
+            #expect(link(key.path, dir + "/second-name") == 0)
+            try drift(s)
+            let linked = try apply(s, key)
+            #expect(linked.status == 1)
+            #expect(linked.stderr.contains("(mode 0644)"))
+        }
+    }
+
     @Test func aRewrittenAuditBranchIsDetectedRecordedAndNothingIsLost() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
@@ -305,6 +363,54 @@ import Testing
                     "\(daemon.log)")
             #expect(daemon.log.contains("the audit branch on the origin was tampered with"))
             #expect(daemon.terminate() == 0)
+        }
+    }
+
+    /// Commits someone else put on the audit branch (a person's note, no Bulwark-Id): Bulwark's
+    /// records still go on top (a fix is not stopped for it), with one warning per run of such
+    /// commits, not one per record, from `apply` and in the daemon's log; `verify-audit` lists them.
+    @Test func recordsOnTopOfCommitsBulwarkDidNotWriteAreWarnedAbout() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let key = try makeKey(dir)
+            let first = try apply(s, key)
+            #expect(first.status == 0, "\(first.stderr)")
+            #expect(!first.stderr.contains("did not write"), "Bulwark's own records are not foreign")
+            // A person adds two commits of their own on the origin's audit branch.
+            func personCommits(_ summary: String) throws {
+                let head = try git("--git-dir", s.origin, "rev-parse", "bulwark/audit").trimmingCharacters(in: .whitespacesAndNewlines)
+                let commit = try git("--git-dir", s.origin, "-c", "user.name=Pat", "-c", "user.email=pat@example.org", "commit-tree",
+                                     "-p", head, "-m", summary, head + "^{tree}").trimmingCharacters(in: .whitespacesAndNewlines)
+                try git("--git-dir", s.origin, "update-ref", "refs/heads/bulwark/audit", commit)
+            }
+            try personCommits("a note")
+            try personCommits("another note")
+            try drift(s)
+            let before = try s.auditCommits().count
+            let second = try apply(s, key)
+            #expect(second.status == 0, "not refused: \(second.stderr)")
+            #expect(second.stderr.components(separatedBy: "that Bulwark did not write").count == 2, "once: \(second.stderr)")
+            #expect(second.stderr.contains("holds 2 commits"))
+            #expect(second.stderr.contains("newest \"another note\" by "))
+            let records = try s.auditCommits()
+            #expect(records.count > before, "the fix's records went on top")
+            #expect(try s.trailers("Bulwark-Id").count == records.count - 2)
+            // Taken in once: the next pass does not warn again.
+            try drift(s)
+            let third = try apply(s, key)
+            #expect(third.status == 0)
+            #expect(!third.stderr.contains("did not write"), "\(third.stderr)")
+            let verified = try verifyAudit(s.origin, "--trusted-signers", key.allowed)
+            #expect(verified.status == 1)
+            #expect(verified.stderr.contains("(\"a note\") is not an audit record"))
+            #expect(verified.stderr.contains("(\"another note\") is not an audit record"))
+
+            // The daemon logs it.
+            try personCommits("a third note")
+            let daemon = try DaemonTests().start(s, poll: 1, ["--secrets-dir", key.secrets, "--signing-key", key.path])
+            #expect(daemon.wait(seconds: 60) { daemon.log.contains("foreign commits on the audit branch") }, "\(daemon.log)")
+            #expect(daemon.terminate() == 0)
+            #expect(daemon.log.components(separatedBy: "foreign commits on the audit branch").count == 2, "\(daemon.log)")
         }
     }
 

@@ -169,6 +169,72 @@ import Testing
             #expect(try signatures.refusals(twin).isEmpty)
         }
     }
+    /// A host with `gpgv` and no `gpg` (what verifying needs, and all a minimal image may have):
+    /// an approval signed with Alice's OpenPGP key names her by her key's address as with `gpg`,
+    /// so Bob's SSH-signed weakening she approves is applied; the keyring is read in-process.
+    @Test func anOpenPGPSignedApprovalCountsWhereOnlyGpgvIsInstalled() async throws {
+        try await withTemporaryDirectory { dir in
+            // Every tool of the system's folders but gpg.
+            let tools = dir + "/tools"
+            try FileManager.default.createDirectory(atPath: tools, withIntermediateDirectories: true)
+            for folder in ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"] {
+                for name in (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [] where !name.hasPrefix("gpg") {
+                    _ = symlink(folder + "/" + name, tools + "/" + name)
+                }
+            }
+            _ = symlink("/usr/bin/gpgv", tools + "/gpgv")
+            #expect(!FileManager.default.fileExists(atPath: tools + "/gpg"))
+            let path = ["PATH": tools]
+
+            let s = try Scenario(in: dir)
+            #expect(try s.run("apply").status == 0)
+            let gpg = try makeKeys(dir, [["Alice <alice@example.org>"]])
+            let bobSSH = try signatures.makeKey(dir, "bob@example.org")
+            let signers = try signatures.allowedSigners(dir, bobSSH)
+            let (work, trust, id) = try heldWeakening(dir, s, signers: signers, keyring: gpg.keyring, weakener: .ssh(bobSSH))
+            let before = try s.snapshot()
+
+            try commit(["approvals/\(id).yaml": provenance.approval(id, by: "alice@example.org")],
+                       signed: .openpgp(home: gpg.home, fingerprint: gpg.fingerprints[0]), in: work)
+            let approved = try run(try bulwarkExecutable(), ["apply", "--repo", s.origin, "--state-dir", s.state] + trust, environment: path)
+            #expect(approved.status == 0, "\(approved.stderr)")
+            #expect(try provenance.sshd(s).contains("\nPermitRootLogin yes\n"), "\(approved.stderr)")
+            let applied = try #require(try safety.decisions(s, resource: rootLogin).first)
+            #expect(applied.decision == "applied")
+            #expect(applied.approver == "alice@example.org")
+            #expect(try s.snapshot() != before)
+        }
+    }
+
+    /// One ed25519 key used both as an SSH key (principal `dana-ssh`) and inside an OpenPGP key
+    /// (`dana@example.org`) is one person, though no name ties the two: the same 32 bytes are in
+    /// both. Erin's own SSH key stays another person.
+    @Test func oneEd25519KeyAsSSHAndOpenPGPKeyIsOnePerson() async throws {
+        try await withTemporaryDirectory { dir in
+            let gpg = try makeKeys(dir, [["Dana <dana@example.org>"]])
+            // The OpenPGP key's own ed25519 key, as an SSH public key (`!`: the signing key itself).
+            let exported = try run("/usr/bin/gpg", ["--batch", "--export-ssh-key", gpg.fingerprints[0] + "!"],
+                                   environment: ["GNUPGHOME": gpg.home])
+            #expect(exported.status == 0, "\(exported.stderr)")
+            let danaSSH = exported.stdout.split(separator: " ").prefix(2).joined(separator: " ")
+            #expect(danaSSH.hasPrefix("ssh-ed25519 "))
+            let erin = try signatures.makeKey(dir, "erin@example.org")
+            let signers = dir + "/allowed_signers"
+            try write(signers, "dana-ssh namespaces=\"git\" \(danaSSH)\n" + erin.allowedLine)
+            let people = SignerIdentities.read(allowedSigners: signers, keyring: gpg.keyring, folder: dir)
+            let viaSSH = people.identity(shown: "dana-ssh", from: ["ssh:" + danaSSH.split(separator: " ")[1], "name:dana-ssh"])
+            let viaOpenPGP = people.identity(shown: "dana@example.org", from: ["openpgp:" + gpg.fingerprints[0].uppercased()])
+            #expect(viaSSH.keys == viaOpenPGP.keys)
+            #expect(viaSSH.keys.contains { $0.hasPrefix("ed25519:") })
+            let same = viaSSH.samePerson(as: viaOpenPGP)
+            #expect(same?.contains("are one person") == true, "\(String(describing: same))")
+            let erinPerson = people.identity(shown: "erin@example.org",
+                                             from: ["ssh:" + (try read(erin.privateKey + ".pub")).split(separator: " ")[1], "name:erin@example.org"])
+            #expect(erinPerson.samePerson(as: viaOpenPGP) == nil)
+            #expect(erinPerson.samePerson(as: viaSSH) == nil)
+        }
+    }
+
     /// The trusted files tie names and keys together: a key listed for two principals (on one
     /// line or two) is one person under both, a principal pattern is everyone it matches, an
     /// OpenPGP key is each address of its user ids, and a key whose user ids name no address is
