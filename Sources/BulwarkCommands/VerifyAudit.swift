@@ -159,7 +159,11 @@ struct AuditVerification {
             } else if try repository.signature(of: commit.id) != nil {
                 report.unchecked = ((report.unchecked?.signed ?? 0) + 1, report.unchecked?.unsigned ?? [])
             } else {
-                report.unchecked = (report.unchecked?.signed ?? 0, (report.unchecked?.unsigned ?? []) + [commit.id])
+                // Appended in place: a copy of the list per record made the walk quadratic.
+                var unchecked = report.unchecked ?? (signed: 0, unsigned: [])
+                report.unchecked = nil
+                unchecked.unsigned.append(commit.id)
+                report.unchecked = unchecked
             }
         }
         // A Bulwark with a signing key signs every record it writes: unsigned records among
@@ -181,7 +185,7 @@ struct AuditVerification {
         let name = "commit \(commit.id.short) (record \(id))"
         let parent = commit.parents.first
         var problems: [String] = []
-        let changed = try repository.changedPaths(from: parent, to: commit.id)
+        let changed = try repository.changedPathsOfChangedFolders(from: parent, to: commit.id)
         let candidates = commit.trailer(.detectedAt).map { AuditRecord.paths(id: id, detectedAt: $0) } ?? []
         let expected = candidates.first { changed.contains($0) } ?? candidates.first
         for path in changed where path != expected {

@@ -108,3 +108,71 @@ extension Repository {
         return paths.sorted()
     }
 }
+
+extension Repository {
+    /// The paths `changedPaths(from:to:)` returns, found by walking the two trees side by side
+    /// and descending only into folders whose ids differ: the cost follows what changed, not
+    /// the size of the tree. A commit that adds one file deep in a large tree (an audit record)
+    /// reads the few folders on that file's path, where a diff reads every folder of both trees.
+    /// Files are compared by id and mode; an entry that is a file on one side and a folder on
+    /// the other counts as that file plus every file below the folder, as a diff lists them.
+    public func changedPathsOfChangedFolders(from old: ObjectID?, to new: ObjectID) throws(GitError) -> [String] {
+        let newTree = try tree(ofCommit: new)
+        defer { git_tree_free(newTree) }
+        var oldTree: OpaquePointer?
+        if let old { oldTree = try tree(ofCommit: old) }
+        defer { if let oldTree { git_tree_free(oldTree) } }
+        var paths = Set<String>()
+        try compare(oldTree, newTree, prefix: "", into: &paths)
+        return paths.sorted()
+    }
+
+    private struct TreeEntry {
+        let id: git_oid
+        let mode: git_filemode_t
+        var isFolder: Bool { mode == GIT_FILEMODE_TREE }
+        func sameObject(as other: TreeEntry) -> Bool {
+            mode == other.mode && withUnsafeBytes(of: id) { a in withUnsafeBytes(of: other.id) { b in a.elementsEqual(b) } }
+        }
+    }
+
+    private func entries(of tree: OpaquePointer?) -> [String: TreeEntry] {
+        guard let tree else { return [:] }
+        var result: [String: TreeEntry] = [:]
+        for index in 0..<git_tree_entrycount(tree) {
+            guard let entry = git_tree_entry_byindex(tree, index) else { continue }
+            result[String(cString: git_tree_entry_name(entry))] =
+                TreeEntry(id: git_tree_entry_id(entry).pointee, mode: git_tree_entry_filemode(entry))
+        }
+        return result
+    }
+
+    private func compare(_ old: OpaquePointer?, _ new: OpaquePointer?, prefix: String,
+                         into paths: inout Set<String>) throws(GitError) {
+        let before = entries(of: old)
+        let after = entries(of: new)
+        for name in Set(before.keys).union(after.keys) {
+            let was = before[name]
+            let now = after[name]
+            if let was, let now, was.sameObject(as: now) { continue }
+            let path = prefix + name
+            if let was, !was.isFolder { paths.insert(path) }
+            if let now, !now.isFolder { paths.insert(path) }
+            let oldFolder = try was.flatMap { $0.isFolder ? $0 : nil }.map { entry throws(GitError) in try lookupTree(entry.id, path) }
+            defer { if let oldFolder { git_tree_free(oldFolder) } }
+            let newFolder = try now.flatMap { $0.isFolder ? $0 : nil }.map { entry throws(GitError) in try lookupTree(entry.id, path) }
+            defer { if let newFolder { git_tree_free(newFolder) } }
+            if oldFolder != nil || newFolder != nil {
+                try compare(oldFolder, newFolder, prefix: path + "/", into: &paths)
+            }
+        }
+    }
+
+    private func lookupTree(_ id: git_oid, _ path: String) throws(GitError) -> OpaquePointer {
+        var oid = id
+        var tree: OpaquePointer?
+        try check(git_tree_lookup(&tree, pointer, &oid), "git_tree_lookup(\(path))")
+        guard let tree else { throw GitError(function: "git_tree_lookup", code: -1, message: "no tree at \(path)") }
+        return tree
+    }
+}

@@ -518,6 +518,49 @@ import Testing
         }
     }
 
+    /// A record commit that adds its own record and also touches other paths (a file next to
+    /// its record, an earlier record deleted, another's mode changed, a file at the top) is
+    /// reported for each of them: `verify-audit` compares a commit's tree with its parent's
+    /// folder by folder, descending only where ids differ, and must still see every change.
+    @Test func verifyAuditReportsEveryOtherPathARecordCommitChanges() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            #expect(try s.run("apply").status == 0)
+            let commits = try s.auditCommits()
+            #expect(commits.count >= 3)
+            let clean = try verifyAudit(s.origin)
+            #expect(clean.status == 0, "\(clean.stderr)")
+
+            let work = dir + "/work"
+            try git("clone", "-q", "--branch", "bulwark/audit", s.origin, work)
+            let added = { (commit: String) throws -> String in
+                try git("diff-tree", "--no-commit-id", "--name-only", "-r", commit, in: work)
+                    .trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            let own = try added(commits[0])
+            let deleted = try added(commits[1])
+            let chmodded = try added(commits[2])
+            let sibling = (own as NSString).deletingLastPathComponent + "/sibling.json"
+            try write(work + "/" + sibling, "{}\n")
+            try write(work + "/notes.txt", "x\n")
+            try git("rm", "-q", deleted, in: work)
+            try git("add", "-A", in: work)
+            try git("update-index", "--chmod=+x", chmodded, in: work)
+            try git("-c", "user.name=Mallory", "-c", "user.email=m@example.org", "commit", "-q", "--amend", "--no-edit", in: work)
+            try git("push", "-q", "--force", "origin", "HEAD:refs/heads/bulwark/audit", in: work)
+
+            let found = try verifyAudit(s.origin)
+            #expect(found.status == 1, "\(found.stdout)")
+            #expect(found.stderr.contains("adds \(sibling), which is not its own record"), "\(found.stderr)")
+            #expect(found.stderr.contains("adds notes.txt, which is not its own record"), "\(found.stderr)")
+            #expect(found.stderr.contains("deletes \(deleted), which is not its own record"), "\(found.stderr)")
+            #expect(found.stderr.contains("changes \(chmodded), which is not its own record"), "\(found.stderr)")
+            // Its own record is still found and read.
+            #expect(!found.stderr.contains("\(own)"), "\(found.stderr)")
+            #expect(found.stdout.contains("4 problem(s) found"), "\(found.stdout)")
+        }
+    }
+
     /// Without signers to check against, `verify-audit` said "no problems found" of a branch whose
     /// newest record someone re-wrote unsigned (well-formed: its own record file, its sequence
     /// number). Unsigned records among signed ones are now a problem, and the summary says that
