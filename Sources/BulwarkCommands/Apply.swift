@@ -19,7 +19,8 @@ extension Bulwark {
                 but against the last fetched revision (the origin could not be fetched) or with audit \
                 commits kept locally (not pushed); 1 and 2 win over 3. 130: interrupted (SIGINT or \
                 SIGTERM): no fix was started after the signal, the fixes in flight were finished, recorded \
-                and pushed; a second signal stops at once (the next run records what was in flight).
+                and pushed (a signal during the push: no other attempt, the commits not pushed are kept \
+                for the next run); a second signal stops at once (the next run records what was in flight).
                 """)
 
         @OptionGroup var repository: RepositoryOptions
@@ -137,6 +138,10 @@ struct ApplyRun: Encodable {
         repository options: RepositoryOptions, console: Console, text: Bool, notifyTimeout: Duration = .seconds(10),
         review: Review? = nil, targets: Set<String>? = nil
     ) async throws -> ApplyRun {
+        // Ctrl-C from start-up to the end: the pass stops between fixes, not in the middle of
+        // one, and the push makes no other attempt; a second one stops at once.
+        let interrupts = PassInterrupts()
+        defer { interrupts.end() }
         var loaded = try await options.load(console: console, recordRefusal: true, revision: review?.pin, reviewed: review?.plan,
                                             targets: targets)
         let reconciler = Reconciler(registry: Bulwark.registry())
@@ -174,9 +179,6 @@ struct ApplyRun: Encodable {
             total.add(await outbox.deliver(until: .now + notifyTimeout))
             return total
         }()
-        // Ctrl-C during the pass stops it between fixes, not in the middle of one; before and
-        // after it (the push, the notifications) a signal acts as it always did.
-        let interrupts = PassInterrupts()
         let audit = FaultInjection.KillBeforeRecord(loaded.repository, stop: interrupts.stop)
         let outcome = await reconciler.apply(plan, state: loaded.state, audit: audit, journal: journal,
                                              stop: interrupts.stop) { entry in
@@ -186,7 +188,6 @@ struct ApplyRun: Encodable {
                 signal.yield()
             }
         }
-        interrupts.end()
         signal.finish()
         if text {
             // Found fixed under the target's lock (another Bulwark or a person was first): no record.
@@ -219,7 +220,10 @@ struct ApplyRun: Encodable {
         run.failedAgain = outcome.entries.reduce(0) { $1.alreadyRecorded && $1.record.result == .failed ? $0 + 1 : $0 }
         run.remainingDrift = outcome.entries.reduce(0) { [.held, .deferred, .blocked, .escalated].contains($1.record.decision) ? $0 + 1 : $0 }
             + outcome.busy.count
-        (run.pushed, run.keptLocally, run.pushError) = try await loaded.repository.publish().counts
+        interrupts.pushing.request()
+        if FaultInjection.sayPush { FileHandle.standardError.write(Data("fault: pushing\n".utf8)) }
+        let stop = interrupts.stop
+        (run.pushed, run.keptLocally, run.pushError) = try await loaded.repository.publish(stop: { stop.isRequested }).counts
         // Refusals pushed on their own (those kept locally went out with this push, or are counted in it).
         run.pushed += refusals.reduce(0) { $0 + $1.publication.counts.pushed }
         if let delivered = await delivery {
@@ -300,6 +304,10 @@ enum FaultInjection {
         ProcessInfo.processInfo.environment["BULWARK_FAULT_PAUSE_BEFORE_SERVICES"].flatMap { Int($0) }.map { .seconds($0) }
     }
 
+    /// `BULWARK_FAULT_SAY_PUSH=1`: `apply` says on stderr when its pass is over and its push
+    /// begins, so that a test can signal during the push.
+    static var sayPush: Bool { ProcessInfo.processInfo.environment["BULWARK_FAULT_SAY_PUSH"] != nil }
+
     /// `BULWARK_FAULT_RELAY_TIMEOUT=SECONDS`: how long a webhook relay waits for each agent's
     /// answer (5 s otherwise), so that a test can hold an agent's answer for as long as it needs.
     static var relayTimeout: Duration? {
@@ -358,15 +366,20 @@ enum FaultInjection {
     }
 }
 
-/// SIGINT (Ctrl-C) and SIGTERM during `apply`'s pass. The first asks the pass to stop
-/// (`PassStop`): no fix is started after it, the fixes in flight finish and are recorded, and
-/// the records are pushed; `apply` exits 130. The second ends the process at once (`_exit`,
-/// 128 + the signal, as the shell reports a process the signal ended: the handler runs on a
-/// dispatch thread that blocks signals, where raising it again would wait for ever): the
-/// intent journal makes the next run record what was in flight. Before and after the pass the
-/// signals act as they always do.
+/// SIGINT (Ctrl-C) and SIGTERM during `apply`, from start-up to the end. The first asks the pass
+/// to stop (`PassStop`): no fix is started after it, the fixes in flight finish and are recorded,
+/// and the records are pushed, with no other attempt once the first is refused (the ones not
+/// pushed stay in the state directory for the next run); `apply` exits 130. The second ends the
+/// process at once (`_exit`, 128 + the signal, as the shell reports a process the signal ended:
+/// the handler runs on a dispatch thread that blocks signals, where raising it again would wait
+/// for ever), but never while the origin's branch is moved under its lock file, which would stay
+/// and block every writer (`OriginReferenceMoves`): the intent journal makes the next run record
+/// what was in flight. Before, the signals' default action ended a push with the origin's
+/// `bulwark/audit.lock` left behind, silently.
 struct PassInterrupts {
     let stop = PassStop()
+    /// Set once the pass is over and its records are being pushed (the first signal's words).
+    let pushing = PassStop()
     private let sources: [any DispatchSourceSignal]
     /// Each signal's disposition before, put back by `end` (a script's `cmd &` ignores SIGINT).
     private let previous: [(number: Int32, action: sigaction)]
@@ -384,12 +397,21 @@ struct PassInterrupts {
             previous.append((number, old))
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
-            let stop = self.stop
+            let stop = self.stop, pushing = self.pushing
             source.setEventHandler { [source] in
                 // Signals that came together are one event: its count tells a second one apart.
-                guard stop.request(), source.data < 2 else { _exit(128 + number) }
-                FileHandle.standardError.write(Data(("bulwark: interrupted: no other fix is started; the fixes in flight finish, "
-                    + "are recorded and pushed. Interrupt again to stop at once (the next run records what was in flight).\n").utf8))
+                guard stop.request(), source.data < 2 else {
+                    let line = "bulwark: interrupted again: stopped at once; the next run records what was in flight and pushes "
+                        + "the audit commits kept locally.\n"
+                    line.utf8CString.withUnsafeBufferPointer { _ = Glibc.write(2, $0.baseAddress, $0.count - 1) }
+                    OriginReferenceMoves.exit(128 + number)
+                }
+                let line = pushing.isRequested
+                    ? "bulwark: interrupted: the push makes no other attempt; the audit commits not pushed stay in the state "
+                        + "directory and are pushed by the next run. Interrupt again to stop at once.\n"
+                    : "bulwark: interrupted: no other fix is started; the fixes in flight finish, are recorded and pushed. "
+                        + "Interrupt again to stop at once (the next run records what was in flight).\n"
+                FileHandle.standardError.write(Data(line.utf8))
             }
             source.resume()
             sources.append(source)

@@ -178,10 +178,15 @@ extension Repository {
             try copyObjects(reaching: new, notReaching: expected, into: origin)
         }
         do {
+            // Never cut short by `apply`'s second Ctrl-C (`OriginReferenceMoves`): the lock would stay.
             do {
-                try origin.updateReference(destination, to: new, expected: expected, message: "push: bulwark")
+                try OriginReferenceMoves.move { () throws(GitError) in
+                    try origin.updateReference(destination, to: new, expected: expected, message: "push: bulwark")
+                }
             } catch where error.code == GIT_ELOCKED.rawValue && Self.removeCompletedLock(of: destination, in: path) {
-                try origin.updateReference(destination, to: new, expected: expected, message: "push: bulwark")
+                try OriginReferenceMoves.move { () throws(GitError) in
+                    try origin.updateReference(destination, to: new, expected: expected, message: "push: bulwark")
+                }
             }
         } catch {
             guard error.isModified || error.code == GIT_ELOCKED.rawValue else { throw error }
@@ -216,9 +221,9 @@ extension Repository {
         let age = Date().timeIntervalSince1970 - (TimeInterval(info.st_mtim.tv_sec) + TimeInterval(info.st_mtim.tv_nsec) / 1e9)
         guard age > staleLockAge else { return nil }
         return GitError(function: "push", code: GIT_ELOCKED.rawValue,
-                        message: "\(lock) has been there for \(Int(age)) s: a git process killed while it moved \(reference) "
-                            + "leaves it, and nothing can push to that branch while it is there; remove it if no git process "
-                            + "is using \(path)")
+                        message: "\(lock) has been there for \(Int(age)) s: a process killed while it moved \(reference) "
+                            + "(a git command, or a Bulwark killed mid-push) leaves it, and nothing can push to that branch "
+                            + "while it is there; once no git or Bulwark process is pushing to \(path), remove \(lock)")
     }
 
     /// Removes `reference`'s lock file in the local origin at `path` when it is the leftover of a

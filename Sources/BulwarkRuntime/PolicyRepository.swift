@@ -919,7 +919,10 @@ package actor PolicyRepository: AuditSink {
     /// unpushed commits on top (audit paths are unique, so this always succeeds) and tries
     /// again after a jittered, doubling pause, for as long as `deadline` allows; after it the
     /// commits stay on the local audit branch and go out with the next push.
-    package func publish(deadline: Duration = .seconds(30)) async throws -> Publication {
+    ///
+    /// `stop` (an operator's Ctrl-C to `apply`) ends the retries: once it says so, no other
+    /// attempt is made (the first one always is) and the commits stay for the next push.
+    package func publish(deadline: Duration = .seconds(30), stop: (@Sendable () -> Bool)? = nil) async throws -> Publication {
         // Anything still in memory goes to disk first: only what is on the branch is pushed.
         if buffering { try endBufferingNow() }
         // The end of a pass: the commits written in it go into the index's file.
@@ -950,19 +953,24 @@ package actor PolicyRepository: AuditSink {
             }
             rejections += 1
             if rejection.locked { locked += 1 }
+            if stop?() == true { return Self.stopped(pending, after: rejections, last: rejection) }
             guard clock.now < end, !Task.isCancelled else {
                 // Locked at every attempt: no other writer moved the branch, its lock stayed.
                 if locked == rejections {
                     return .keptLocally(commits: pending, reason: "the origin's \(target) stayed locked for \(deadline) (\(rejections) "
-                                        + "attempts, last: \(rejection.reason)): a git process is moving it, or one killed while it "
-                                        + "moved it left the lock, which is named once it is a minute old; the records stay queued locally")
+                                        + "attempts, last: \(rejection.reason)): a git process or another Bulwark is moving it, or "
+                                        + "one killed while it moved it left the lock, which is named once it is a minute old; the "
+                                        + "records stay queued locally")
                 }
                 return .keptLocally(commits: pending, reason: "another writer kept moving the audit branch (\(rejections) "
                                     + "attempts in \(deadline), last: \(rejection.reason)); the records stay queued locally")
             }
             // Full jitter: two writers that collided do not collide again in lockstep.
             // (The actor is free meanwhile; every step below starts again from the references.)
-            try? await Task.sleep(for: .seconds(Double.random(in: 0...pause)))
+            // In slices, so that a stop is seen at once and no other attempt is made after it.
+            let wake = clock.now.advanced(by: .seconds(Double.random(in: 0...pause)))
+            while clock.now < wake, stop?() != true { try? await Task.sleep(for: min(.milliseconds(50), wake - clock.now)) }
+            if stop?() == true { return Self.stopped(pending, after: rejections, last: rejection) }
             pause = min(pause * 2, 1)
             // A pass began meanwhile and writes its records in memory: replaying onto the
             // origin now would build on commits only memory holds and move the branch on disk
@@ -979,6 +987,12 @@ package actor PolicyRepository: AuditSink {
             }
             try reconcileAuditBranch()
         }
+    }
+
+    /// A push whose retries `publish`'s `stop` ended.
+    private static func stopped(_ pending: Int, after rejections: Int, last: PushRejection) -> Publication {
+        .keptLocally(commits: pending, reason: "interrupted: the push was stopped after \(rejections) attempt\(rejections == 1 ? "" : "s") "
+                     + "(last: \(last.reason)), no other was made")
     }
 
     /// Brings the local audit branch up to the fetched one, keeping local commits that were

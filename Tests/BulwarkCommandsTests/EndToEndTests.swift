@@ -126,7 +126,9 @@ import Testing
             let apply = try s.run("apply")
             #expect(apply.status == 3, "\(apply.stderr)")
             #expect(apply.stderr.contains("origin.git/refs/heads/bulwark/audit.lock has been there for"), "\(apply.stderr)")
-            #expect(apply.stderr.contains("remove it if no git process is using"))
+            // It may be a Bulwark's own, killed mid-push: the words say so, and name the file to remove.
+            #expect(apply.stderr.contains("or a Bulwark killed mid-push") && apply.stderr.contains("is pushing to ") && apply.stderr.contains("origin.git, remove "),
+                    "\(apply.stderr)")
             #expect(!apply.stderr.contains("another writer kept moving"))
             #expect(try s.auditCommits().count == pushed, "nothing pushed past the lock")
 
@@ -741,12 +743,78 @@ struct AWSEndToEndTests {
             process.waitUntilExit()
             #expect(Date().timeIntervalSince(second) < 30, "ended at once, not after the 60 s hold")
             #expect(process.terminationReason == .exit && process.terminationStatus == 130, "\(process.terminationStatus)")
+            // It says so before it ends: what it left is for the next run.
+            let err = try read(dir + "/apply.err")
+            #expect(err.contains("interrupted again: stopped at once; the next run records what was in flight"), "\(err)")
             let next = try s.run("apply")
             #expect(next.status == 0, "\(next.stdout)\(next.stderr)")
             #expect(next.stderr.contains("recorded an interrupted fix of an earlier run"), "\(next.stderr)")
             let ids = try s.trailers("Bulwark-Id")
             #expect(Set(ids).count == ids.count, "no record twice")
             #expect(try bulwark(["verify-audit", "--repo", s.origin]).status == 0)
+        }
+    }
+
+    /// Ctrl-C while the push waits for the origin's audit branch (its lock file held, here by the
+    /// test, as another writer holds it for a moment): the push makes no other attempt, the run
+    /// says how many audit commits it keeps locally for the next run and exits 130, promptly (not
+    /// after the push's 30 s), and leaves no lock file of its own in the origin. The next run
+    /// pushes them. Before, the signal's default action ended the process silently (no summary,
+    /// no word of what was kept), and could end it with the origin's lock file left behind.
+    @Test func anInterruptDuringThePushStopsItsRetriesAndKeepsTheRecordsForTheNextRun() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let before = (try? s.auditCommits()) ?? []
+            let lock = s.origin + "/refs/heads/bulwark/audit.lock"
+            try write(lock, "held by the test\n")
+            let process = try Self.startApply(s, in: dir, fault: ("BULWARK_FAULT_SAY_PUSH", "1"))
+            #expect(Self.wait(for: "fault: pushing", in: dir + "/apply.err", of: process), "\((try? read(dir + "/apply.err")) ?? "")")
+            usleep(1_500_000)  // the first attempt refused, the retries under way
+            #expect(process.isRunning, "still pushing: \((try? read(dir + "/apply.err")) ?? "")")
+            let signalled = Date()
+            kill(process.processIdentifier, SIGINT)
+            process.waitUntilExit()
+            let out = try read(dir + "/apply.out"), err = try read(dir + "/apply.err")
+            #expect(Date().timeIntervalSince(signalled) < 15, "stopped promptly, not after the push's 30 s")
+            #expect(process.terminationReason == .exit && process.terminationStatus == 130, "\(process.terminationStatus) \(out) \(err)")
+            let fixed = out.split(separator: "\n").filter { $0.hasPrefix("fixed") }.count
+            #expect(fixed > 0, "\(out)")
+            #expect(err.contains("the push makes no other attempt"), "\(err)")
+            #expect(err.contains("kept in \(s.state) and pushed on the next run: interrupted: the push was stopped"), "\(err)")
+            #expect(out.contains("Fixed and verified: \(fixed)."), "the summary is printed: \(out)")
+            #expect(((try? s.auditCommits()) ?? []) == before, "nothing pushed past the lock")
+            // The lock is the test's as it made it; Bulwark left none of its own.
+            #expect(try read(lock) == "held by the test\n")
+            let locks = try FileManager.default.subpathsOfDirectory(atPath: s.origin + "/refs").filter { $0.hasSuffix(".lock") }
+            #expect(locks == ["heads/bulwark/audit.lock"], "\(locks)")
+
+            try FileManager.default.removeItem(atPath: lock)
+            let next = try s.run("apply")
+            #expect(next.status == 0, "\(next.stdout)\(next.stderr)")
+            #expect(next.stdout.contains("Pushed"), "\(next.stdout)")
+            #expect(try s.trailers("Bulwark-Decision").filter { $0 == "applied" }.count == fixed, "every fix's record went out")
+            #expect(try s.run("plan").status == 0, "in sync afterwards")
+        }
+    }
+
+    /// The twin without the signal: the push waits for the lock, which goes away while it
+    /// retries; the records go out in this run and it exits 0.
+    @Test func aPushThatWaitsForTheOriginsLockGoesOutOnceTheLockIsGone() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let lock = s.origin + "/refs/heads/bulwark/audit.lock"
+            try write(lock, "held by the test\n")
+            let process = try Self.startApply(s, in: dir, fault: ("BULWARK_FAULT_SAY_PUSH", "1"))
+            #expect(Self.wait(for: "fault: pushing", in: dir + "/apply.err", of: process), "\((try? read(dir + "/apply.err")) ?? "")")
+            usleep(1_500_000)
+            try FileManager.default.removeItem(atPath: lock)
+            process.waitUntilExit()
+            let out = try read(dir + "/apply.out"), err = try read(dir + "/apply.err")
+            #expect(process.terminationReason == .exit && process.terminationStatus == 0, "\(process.terminationStatus) \(out) \(err)")
+            let fixed = out.split(separator: "\n").filter { $0.hasPrefix("fixed") }.count
+            #expect(out.contains("Pushed \(fixed) audit commit"), "\(out)")
+            #expect(!err.contains("kept in"), "\(err)")
+            #expect(try s.trailers("Bulwark-Decision").filter { $0 == "applied" }.count == fixed)
         }
     }
 
