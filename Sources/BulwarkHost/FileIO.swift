@@ -256,14 +256,8 @@ enum FileIO {
         }
         guard fchmod(fd, finalMode) == 0 else { throw HostError("cannot set the mode: \(errnoText())", path: display) }
         if current != nil { try copyAttributes(of: name, in: folder, to: fd, display: display) }
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes[offset...].withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw HostError("cannot write: \(errnoText())", path: root.full(folder.components + [temporary]))
-            }
-            offset += n
+        guard writeAll(fd, bytes) else {
+            throw HostError("cannot write: \(errnoText())", path: root.full(folder.components + [temporary]))
         }
         guard fsync(fd) == 0 else { throw HostError("cannot fsync: \(errnoText())", path: display) }
         var written = stat()
@@ -368,12 +362,27 @@ enum FileIO {
         let system = bulwark_file_system_type(fd)
         guard system != -1 else { throw HostError("cannot read its file system: \(errnoText())", path: display) }
         guard system == Self.procFileSystem else {
+            // A temporary a killed replace left beside it goes, as `write` removes its own.
+            removeStaleTemporaries(in: folder, whateverTheirAge: HostLock.isHeld(root))
             try replaceWhole(name, in: folder, like: opened, with: bytes, display: display)
             return true
         }
         guard ftruncate(fd, 0) == 0 else { throw HostError("cannot empty: \(errnoText())", path: display) }
         let n = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
         guard n == bytes.count else { throw HostError("cannot write: \(errnoText())", path: display) }
+        return true
+    }
+
+    /// Writes all of `bytes` to `fd`, again after an interrupted or short write; false when a
+    /// write fails (errno says why) or writes nothing.
+    static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes[offset...].withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
+            if n < 0, errno == EINTR { continue }
+            guard n > 0 else { return false }
+            offset += n
+        }
         return true
     }
 
@@ -399,15 +408,7 @@ enum FileIO {
             throw HostError("cannot keep the owner: \(errnoText())", path: display)
         }
         guard fchmod(fd, mode) == 0 else { throw HostError("cannot set the mode: \(errnoText())", path: display) }
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes[offset...].withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw HostError("cannot write: \(errnoText())", path: display)
-            }
-            offset += n
-        }
+        guard writeAll(fd, bytes) else { throw HostError("cannot write: \(errnoText())", path: display) }
         var written = stat()
         guard fstat(fd, &written) == 0 else { throw HostError("cannot stat: \(errnoText())", path: display) }
         guard renameat(folder.fd, temporary, folder.fd, name) == 0 else {

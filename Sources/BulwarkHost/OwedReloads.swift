@@ -189,12 +189,8 @@ enum OwedReloads {
             close(fd)
             if !renamed { unlinkat(folder.fd, temporary, 0) }
         }
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes[offset...].withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
-            if n < 0, errno == EINTR { continue }
-            guard n > 0 else { throw HostError("cannot write the marker of an owed reload: \(errnoText())", path: display) }
-            offset += n
+        guard FileIO.writeAll(fd, bytes) else {
+            throw HostError("cannot write the marker of an owed reload: \(errnoText())", path: display)
         }
         guard fsync(fd) == 0 else { throw HostError("cannot fsync the marker of an owed reload: \(errnoText())", path: display) }
         guard renameat(folder.fd, temporary, folder.fd, name) == 0 else {

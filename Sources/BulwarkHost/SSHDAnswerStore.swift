@@ -109,15 +109,9 @@ final class SSHDAnswerStore: Sendable {
         let temporary = ".new-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         let fd = openat(folderFD, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { return }
-        var offset = 0
-        while offset < encoded.count {
-            let n = encoded[offset...].withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
-            if n < 0, errno == EINTR { continue }
-            guard n > 0 else { break }
-            offset += n
-        }
+        let complete = FileIO.writeAll(fd, encoded)
         close(fd)
-        guard offset == encoded.count, renameat(folderFD, temporary, folderFD, Self.name(digest)) == 0 else {
+        guard complete, renameat(folderFD, temporary, folderFD, Self.name(digest)) == 0 else {
             unlinkat(folderFD, temporary, 0)
             return
         }

@@ -271,14 +271,8 @@ enum ProbeFile {
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw HostError("cannot write the candidate configuration: \(errnoText())", path: path) }
         defer { close(fd) }
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes[offset...].withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw HostError("cannot write the candidate configuration: \(errnoText())", path: path)
-            }
-            offset += n
+        guard FileIO.writeAll(fd, bytes) else {
+            throw HostError("cannot write the candidate configuration: \(errnoText())", path: path)
         }
     }
 }

@@ -52,12 +52,13 @@ import Testing
 
     /// A parameter file of a root that is a folder tree is replaced whole by a rename (a kill
     /// leaves the old value or the new one, never an empty file), keeping its mode, with no
-    /// temporary file left beside it.
+    /// temporary file left beside it: neither its own nor one a killed replace left.
     @Test func aPlainParameterFileIsReplacedWholeKeepingItsMode() async throws {
         try await withTemporaryDirectory { root in
             let path = root + "/proc/sys/net/ipv4/ip_forward"
             try write(path, "1\n", mode: 0o640)
             let before = inode(path)
+            try write(root + "/proc/sys/net/ipv4/.ip_forward.bulwark-Ab12Cd", "1")
             try FileManager.default.createDirectory(atPath: root + "/etc/sysctl.d", withIntermediateDirectories: true)
             try await expectApplied(root, resource("Sysctl", "s", "net.ipv4.ip_forward: \"0\""))
             #expect(try read(path) == "0\n")
