@@ -23,8 +23,9 @@ extension DebianPackageDriver {
             let wanted = try Wanted(resource)
             let root = try Self.root(target)
             let status = try DpkgStatus.read(root: root)
-            let listed = try await PackageGuards.listedSources(of: wanted.name, root: root, status: status)
-            let pin = try PackageGuards.pin(of: wanted.name, root: root, status: status, listedSources: listed)
+            let preferences = try PackageGuards.preferenceFiles(root: root)
+            let listed = try await PackageGuards.listedSources(of: wanted.name, root: root, status: status, preferences: preferences)
+            let pin = PackageGuards.pin(of: wanted.name, status: status, preferences: preferences, listedSources: listed)
             let verdict = PackageGuards.judge(wanted, changes: changes, status: status, pin: pin)
             guard verdict == .allow, wanted.state == "present",
                   changes.contains(where: { $0.property == "state" || $0.property == "version" }) else { return verdict }
@@ -124,16 +125,16 @@ public enum PackageGuards {
     }
 
     /// How someone pinned `name`, or nil: held in dpkg (`apt-mark hold`), or named by a stanza of
-    /// the root's apt preferences (a pattern other than `*`) by its own name or, as `src:NAME`, by
+    /// `preferences` (the root's, `preferenceFiles`; a pattern other than `*`) by its own name or, as `src:NAME`, by
     /// the source package it is built from. A package not installed is judged too (apt honours a
     /// pin on a package it has yet to install), as built from a source of its own name and from
     /// each of `listedSources` (what the root's package lists say its versions are built from).
-    static func pin(of name: String, root: String, status: DpkgStatus,
-                    listedSources: Set<String> = []) throws(PackagesError) -> String? {
+    static func pin(of name: String, status: DpkgStatus, preferences: [(String, String)],
+                    listedSources: Set<String> = []) -> String? {
         let entries = status.entries(name)
         if entries.contains(where: \.isHeld) { return "held in dpkg (apt-mark hold)" }
         let sources = entries.isEmpty ? listedSources.union([name]).sorted() : Set(entries.map(\.source)).sorted()
-        for (file, text) in try preferenceFiles(root: root) {
+        for (file, text) in preferences {
             for stanza in text.components(separatedBy: "\n\n") {
                 var patterns: [String] = []
                 var pin = ""
@@ -164,9 +165,10 @@ public enum PackageGuards {
     /// What the root's package lists, as they are now (not updated), say the versions of `name`
     /// are built from, when it is not installed (the dpkg database says it for one that is) and
     /// a stanza of the preferences names a source package (`src:`); otherwise empty.
-    static func listedSources(of name: String, root: String, status: DpkgStatus) async throws(PackagesError) -> Set<String> {
+    static func listedSources(of name: String, root: String, status: DpkgStatus,
+                              preferences: [(String, String)]) async throws(PackagesError) -> Set<String> {
         guard status.entries(name).isEmpty,
-              try preferenceFiles(root: root).contains(where: { $0.1.range(of: "src:", options: .caseInsensitive) != nil }) else {
+              preferences.contains(where: { $0.1.range(of: "src:", options: .caseInsensitive) != nil }) else {
             return []
         }
         let apt = try Apt(root: root)
