@@ -256,7 +256,7 @@ enum FileIO {
         }
         guard fchmod(fd, finalMode) == 0 else { throw HostError("cannot set the mode: \(errnoText())", path: display) }
         if current != nil { try copyAttributes(of: name, in: folder, to: fd, display: display) }
-        guard writeAll(fd, bytes) else {
+        guard Descriptor.writeAll(fd, bytes) else {
             throw HostError("cannot write: \(errnoText())", path: root.full(folder.components + [temporary]))
         }
         guard fsync(fd) == 0 else { throw HostError("cannot fsync: \(errnoText())", path: display) }
@@ -373,19 +373,6 @@ enum FileIO {
         return true
     }
 
-    /// Writes all of `bytes` to `fd`, again after an interrupted or short write; false when a
-    /// write fails (errno says why) or writes nothing.
-    static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes[offset...].withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
-            if n < 0, errno == EINTR { continue }
-            guard n > 0 else { return false }
-            offset += n
-        }
-        return true
-    }
-
     /// `PROC_SUPER_MAGIC`: a file of the kernel's `/proc`, written in place as one value.
     static let procFileSystem = 0x9fa0
 
@@ -408,7 +395,7 @@ enum FileIO {
             throw HostError("cannot keep the owner: \(errnoText())", path: display)
         }
         guard fchmod(fd, mode) == 0 else { throw HostError("cannot set the mode: \(errnoText())", path: display) }
-        guard writeAll(fd, bytes) else { throw HostError("cannot write: \(errnoText())", path: display) }
+        guard Descriptor.writeAll(fd, bytes) else { throw HostError("cannot write: \(errnoText())", path: display) }
         var written = stat()
         guard fstat(fd, &written) == 0 else { throw HostError("cannot stat: \(errnoText())", path: display) }
         guard renameat(folder.fd, temporary, folder.fd, name) == 0 else {

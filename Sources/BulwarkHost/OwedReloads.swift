@@ -189,7 +189,7 @@ enum OwedReloads {
             close(fd)
             if !renamed { unlinkat(folder.fd, temporary, 0) }
         }
-        guard FileIO.writeAll(fd, bytes) else {
+        guard Descriptor.writeAll(fd, bytes) else {
             throw HostError("cannot write the marker of an owed reload: \(errnoText())", path: display)
         }
         guard fsync(fd) == 0 else { throw HostError("cannot fsync the marker of an owed reload: \(errnoText())", path: display) }

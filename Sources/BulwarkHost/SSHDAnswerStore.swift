@@ -1,4 +1,5 @@
 internal import Foundation
+internal import BulwarkCore
 internal import Synchronization
 // `stat`: in a build where CLinux's header brings it in first, its members are CLinux's.
 internal import CLinux
@@ -109,7 +110,7 @@ final class SSHDAnswerStore: Sendable {
         let temporary = ".new-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         let fd = openat(folderFD, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { return }
-        let complete = FileIO.writeAll(fd, encoded)
+        let complete = Descriptor.writeAll(fd, encoded)
         close(fd)
         guard complete, renameat(folderFD, temporary, folderFD, Self.name(digest)) == 0 else {
             unlinkat(folderFD, temporary, 0)

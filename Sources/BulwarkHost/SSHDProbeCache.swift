@@ -271,7 +271,7 @@ enum ProbeFile {
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw HostError("cannot write the candidate configuration: \(errnoText())", path: path) }
         defer { close(fd) }
-        guard FileIO.writeAll(fd, bytes) else {
+        guard Descriptor.writeAll(fd, bytes) else {
             throw HostError("cannot write the candidate configuration: \(errnoText())", path: path)
         }
     }

@@ -1,3 +1,4 @@
+internal import BulwarkCore
 package import BulwarkGit
 import Foundation
 

@@ -77,18 +77,10 @@ package actor Outbox {
     nonisolated static func writeSynced(_ path: String, _ bytes: [UInt8], exclusive: Bool = false) -> Bool {
         let fd = open(path, O_WRONLY | O_CREAT | (exclusive ? O_EXCL : O_TRUNC) | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard fd >= 0 else { return false }
-        var written = 0
-        while written < bytes.count {
-            let n = bytes.withUnsafeBytes { buffer in
-                buffer.baseAddress.map { Foundation.write(fd, $0 + written, buffer.count - written) } ?? -1
-            }
-            if n < 0, errno == EINTR { continue }
-            guard n > 0 else {
-                close(fd)
-                unlink(path)
-                return false
-            }
-            written += n
+        guard Descriptor.writeAll(fd, bytes) else {
+            close(fd)
+            unlink(path)
+            return false
         }
         let synced = fsync(fd) == 0
         close(fd)

@@ -383,14 +383,14 @@ package struct Provenance: Sendable {
             let entries = retiredNext.map { RetiredClaim(claim: $0.key, values: $0.value.sorted()) }
                 .sorted { ($0.claim.kind, $0.claim.subject, $0.claim.property) < ($1.claim.kind, $1.claim.subject, $1.claim.property) }
             do {
-                try StateFile.replace(Self.retiredClaimsFile(stateDirectory), with: Array(try JSONEncoder().encode(entries)), synced: true)
+                try StateFile.replace(Self.retiredClaimsFile(stateDirectory), with: Array(try JSONEncoder().encode(entries)), durability: .synced)
             } catch {
                 Console().warn("the last applied revision stays \(baseline?.short ?? "unset"): \(error)")
                 return nil
             }
         }
         do {
-            try StateFile.replace(Self.baselineFile(stateDirectory), with: Array((head.hex + "\n").utf8), synced: true)
+            try StateFile.replace(Self.baselineFile(stateDirectory), with: Array((head.hex + "\n").utf8), durability: .synced)
         } catch {
             Console().warn("\(error)")
         }
