@@ -81,11 +81,14 @@ public enum WebhookCheck: Sendable, Equatable {
 ///   token as it is): the last `forgeCapacity` taken, by their body's HMAC. The same delivery
 ///   again is refused as replayed; one forgotten since costs a fetch.
 /// Only what verified is remembered (a sender without the secret cannot fill it), and only a
-/// digest of each signature. The file is written whole and renamed over the old one, synced
-/// before the request is answered. One that cannot be read or trusted at start (cut short,
-/// edited, a link, too large) leaves the daemon refusing every Bulwark-signed request stamped
-/// before start + `window`, which is everything the lost file could have held: it fails closed
-/// for at most 5 minutes and says so in the log, and never stops the daemon.
+/// digest of each signature. Each delivery taken is one line appended to the file and synced
+/// before the request is answered; the file is rewritten whole (synced, renamed over the old
+/// one) when it holds twice what is remembered, so it stays under `maxFileSize`. A last line a
+/// kill cut short is dropped: its request was never answered, nor acted on. A file that cannot be
+/// read or trusted at start (no header, edited, a link, too large) leaves the daemon refusing
+/// every Bulwark-signed request stamped before start + `window`, which is everything the lost
+/// file could have held: it fails closed for at most 5 minutes and says so in the log, and never
+/// stops the daemon.
 public final class WebhookReplayGuard: Sendable {
     public static let capacity = 10_000
     public static let forgeCapacity = 1_000
@@ -106,6 +109,16 @@ public final class WebhookReplayGuard: Sendable {
         /// Bulwark-signed requests stamped before this are refused: the file could not be read.
         var untrustedBefore: Double?
         var untrustedWhy: String?
+        /// Lines in the file below its header, remembered or not any more, and its size.
+        var fileLines = 0
+        var fileBytes = 0
+        /// The file is rewritten whole by the next save (none yet, one not trusted, one whose
+        /// last line was cut short).
+        var rewrite = true
+        /// The line a kill cut short, dropped when the file was read.
+        var torn: Int?
+        /// The file's first line bounds untrusted timestamps (`u`): rewritten once the bound is dropped.
+        var fileBound = false
     }
 
     private let memory: Mutex<Memory>
@@ -125,6 +138,11 @@ public final class WebhookReplayGuard: Sendable {
         var loaded = Memory()
         do {
             loaded = try Self.load(path, now: now.timeIntervalSince1970)
+            if let torn = loaded.torn {
+                logger.warning("webhook replay memory: a last line cut short was dropped (its request was never answered)", metadata: [
+                    "file": .string(path), "line": .stringConvertible(torn),
+                ])
+            }
         } catch {
             let until = now.timeIntervalSince1970 + WebhookVerifier.window
             loaded.untrustedBefore = until
@@ -157,7 +175,11 @@ public final class WebhookReplayGuard: Sendable {
                 return .unavailable("more than \(Self.capacity) signed webhooks within ±\(Int(WebhookVerifier.window)) s; refused until older ones expire")
             }
             next.signed[key] = timestamp
-            if let failure = save(next) { return .unavailable(failure) }
+            if let failure = save(&next, adding: "s \(Int64(timestamp)) \(key)\n") {
+                // A part of the line may have reached the file: the next save rewrites it whole.
+                memory.rewrite = memory.rewrite || next.rewrite
+                return .unavailable(failure)
+            }
             memory = next
             return .accepted
         }
@@ -181,7 +203,11 @@ public final class WebhookReplayGuard: Sendable {
                 next.forge[oldest] = nil
                 next.replayLogged.remove(oldest)
             }
-            if let failure = save(next) { return .unavailable(failure) }
+            if let failure = save(&next, adding: "f \(Int64(now)) \(key)\n") {
+                // A part of the line may have reached the file: the next save rewrites it whole.
+                memory.rewrite = memory.rewrite || next.rewrite
+                return .unavailable(failure)
+            }
             memory = next
             return .accepted
         }
@@ -249,10 +275,18 @@ public final class WebhookReplayGuard: Sendable {
     static func parse(_ bytes: [UInt8], path: String, now: Double) throws -> Memory {
         guard let text = String(validating: bytes, as: UTF8.self) else { throw FileError(description: "\(path): not UTF-8") }
         var lines = text.split(separator: "\n", omittingEmptySubsequences: false)
-        guard lines.last == "" else { throw FileError(description: "\(path): cut short (no newline at its end)") }
-        lines.removeLast()
-        guard lines.first.map(String.init) == header else { throw FileError(description: "\(path) line 1: expected \(quotedForMessage(header))") }
+        guard lines.first.map(String.init) == header, lines.count > 1 else {
+            throw FileError(description: "\(path) line 1: expected \(quotedForMessage(header))")
+        }
         var memory = Memory()
+        memory.rewrite = false
+        // Lines are appended, each synced before its request is answered: a last one without its
+        // line feed was being written when the process stopped, and its request was not answered.
+        if lines.last != "" {
+            memory.torn = lines.count
+            memory.rewrite = true
+        }
+        lines.removeLast()
         let hex = Set("0123456789abcdef".utf8)
         for (index, line) in lines.enumerated().dropFirst() {
             let words = line.split(separator: " ", omittingEmptySubsequences: false)
@@ -268,54 +302,69 @@ public final class WebhookReplayGuard: Sendable {
                 }
                 memory.untrustedBefore = Double(at)
                 memory.untrustedWhy = "one that could not be read at an earlier start"
+                memory.fileBound = true
                 continue
             }
-            guard memory.signed[key] == nil, memory.forge[key] == nil else {
-                throw FileError(description: "\(path) line \(index + 1): a digest already listed")
-            }
             if words[0] == "s" {
+                // A signature leaves the memory only once its time check refuses it: never taken twice.
+                guard memory.signed[key] == nil, memory.forge[key] == nil else {
+                    throw FileError(description: "\(path) line \(index + 1): a digest already listed")
+                }
                 memory.signed[key] = Double(at)
             } else {
+                guard memory.signed[key] == nil else { throw FileError(description: "\(path) line \(index + 1): a digest already listed") }
+                // A delivery forgotten (the oldest of more than `forgeCapacity`) and taken again
+                // is appended again: the later line is the one that counts.
+                if memory.forge[key] != nil { memory.forgeOrder.removeAll { $0 == key } }
                 memory.forge[key] = Double(at)
                 memory.forgeOrder.append(key)
             }
         }
-        guard memory.signed.count <= capacity, memory.forge.count <= forgeCapacity else {
-            throw FileError(description: "\(path): more entries than this ever keeps (\(capacity) signed, \(forgeCapacity) forge)")
+        memory.fileLines = lines.count - 1
+        memory.fileBytes = bytes.count
+        while memory.forgeOrder.count > forgeCapacity { memory.forge[memory.forgeOrder.removeFirst()] = nil }
+        memory = pruned(memory, now: now)
+        guard memory.signed.count <= capacity else {
+            throw FileError(description: "\(path): more fresh signatures than this ever keeps (\(capacity))")
         }
-        return pruned(memory, now: now)
+        return memory
     }
 
-    /// Writes `memory` to a new file beside the old one, synced, and renames it over the old one
-    /// (then syncs the folder): a reader sees the old file or the new one, whole. nil when
-    /// written (or when kept in memory only), else why not.
-    private func save(_ memory: Memory) -> String? {
+    /// Saves `memory`, which takes `line` (taken by this call): appended to the file and synced,
+    /// or the file rewritten whole (synced, renamed over the old one, the folder synced) when
+    /// it has none yet, cannot be appended to as it is, or holds twice what is remembered. nil
+    /// when written (or when kept in memory only), else why not.
+    private func save(_ memory: inout Memory, adding line: String) -> String? {
         guard let path else { return nil }
-        let folder = (path as NSString).deletingLastPathComponent
-        let temporary = folder + "/.\(Self.fileName).new-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        let bytes = Self.encode(memory)
-        func failed(_ what: String) -> String {
-            let why = "the webhook replay memory \(path) could not be written (\(what): \(String(cString: strerror(errno)))); refused rather than risk taking it again after a restart"
-            unlink(temporary)
-            return why
+        let remembered = memory.signed.count + memory.forge.count + (memory.untrustedBefore == nil ? 0 : 1)
+        if memory.rewrite || (memory.fileBound && memory.untrustedBefore == nil) || memory.fileLines + 1 > 2 * remembered + 256
+            || memory.fileBytes + line.utf8.count > Self.maxFileSize / 2 {
+            let bytes = Self.encode(memory)
+            do {
+                try StateFile.replace(path, with: bytes, durability: .syncedWithFolder)
+            } catch {
+                return "the webhook replay memory \(path) could not be written (\(error)); refused rather than risk taking it again after a restart"
+            }
+            memory.fileLines = remembered
+            memory.fileBytes = bytes.count
+            memory.fileBound = memory.untrustedBefore != nil
+            memory.rewrite = false
+            return nil
         }
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { return failed("create") }
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            if n < 0, errno == EINTR { continue }
-            guard n > 0 else { close(fd); return failed("write") }
-            offset += n
+        let bytes = Array(line.utf8)
+        let fd = open(path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else {
+            memory.rewrite = true
+            return "the webhook replay memory \(path) could not be opened (\(String(cString: strerror(errno)))); refused rather than risk taking it again after a restart"
         }
-        guard fsync(fd) == 0 else { close(fd); return failed("fsync") }
-        close(fd)
-        guard rename(temporary, path) == 0 else { return failed("rename") }
-        let folderFD = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if folderFD >= 0 {
-            fsync(folderFD)
-            close(folderFD)
+        defer { close(fd) }
+        guard Descriptor.writeAll(fd, bytes), fdatasync(fd) == 0 else {
+            // What reached the file may be a part of the line: the next save rewrites it whole.
+            memory.rewrite = true
+            return "the webhook replay memory \(path) could not be written (\(String(cString: strerror(errno)))); refused rather than risk taking it again after a restart"
         }
+        memory.fileLines += 1
+        memory.fileBytes += bytes.count
         return nil
     }
 }

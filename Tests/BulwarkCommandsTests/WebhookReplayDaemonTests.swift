@@ -165,7 +165,7 @@ struct WebhookReplayDaemonTests {
         }
     }
 
-    /// A replay memory the daemon cannot trust (edited, cut short, a link to another file): the
+    /// A replay memory the daemon cannot trust (edited, cut short in its header, a link to another file): the
     /// daemon starts and serves, logs why, and refuses Bulwark-signed requests stamped before
     /// start + 5 minutes (what the file could have held: 503, counted), never crashing; a forge's
     /// new delivery still goes through, and the file a link pointed to is left as it was.
@@ -177,7 +177,7 @@ struct WebhookReplayDaemonTests {
             try write(elsewhere, "not the daemon's\n")
             let contents: [(String, () throws -> Void)] = [
                 ("edited", { try write(s.state + "/webhook-replays", "bulwark-webhook-replays 1\ns 1 zz\n") }),
-                ("cut short", { try write(s.state + "/webhook-replays", "bulwark-webhook-replays 1\ns 17") }),
+                ("cut short in its header", { try write(s.state + "/webhook-replays", "bulwark-webhook-repl") }),
                 ("a link", { try FileManager.default.createSymbolicLink(atPath: s.state + "/webhook-replays", withDestinationPath: elsewhere) }),
             ]
             for (index, (what, make)) in contents.enumerated() {

@@ -36,7 +36,7 @@ import Testing
             let body = Array(#"{"ref":"refs/heads/main"}"#.utf8)
             let file = dir + "/webhook-replays"
             let oversized = "bulwark-webhook-replays 1\n" + String(repeating: "s 1800000000 " + String(repeating: "a", count: 64) + "\n", count: 30_000)
-            for hostile in ["garbage\n", "bulwark-webhook-replays 1\ns 1800000000 \(String(repeating: "a", count: 64))", oversized,
+            for hostile in ["garbage\n", "bulwark-webhook-replays 1", oversized,
                             "bulwark-webhook-replays 2\n", "bulwark-webhook-replays 1\nx 1 \(String(repeating: "a", count: 64))\n"] {
                 try write(file, hostile)
                 let stamp = Int64(start.timeIntervalSince1970)
@@ -81,13 +81,83 @@ import Testing
                 let (fields, body) = hub(n)
                 #expect(check.check(headers: fields, body: body, now: now) == .accepted)
             }
+            // Appended one line each, rewritten whole once it holds twice what is kept (+ 256).
             let lines = try read(dir + "/webhook-replays").split(separator: "\n")
-            #expect(lines.count == 1 + WebhookReplayGuard.forgeCapacity, "the header and the last 1,000")
+            #expect(lines.count <= 1 + 2 * WebhookReplayGuard.forgeCapacity + 256, "\(lines.count) lines")
             let reread = verifier(dir, at: now)
             let (newest, newestBody) = hub(WebhookReplayGuard.forgeCapacity)
             #expect(reread.check(headers: newest, body: newestBody, now: now).refusal?.contains("replayed") == true)
             let (oldest, oldestBody) = hub(0)
             #expect(reread.check(headers: oldest, body: oldestBody, now: now) == .accepted, "forgotten first")
+        }
+    }
+
+    /// Each delivery taken is one line appended (the file is not rewritten per request), and it
+    /// is rewritten whole once it holds twice what is remembered: a signed request is answered
+    /// after one short synced append, and the file stays bounded however long the daemon runs.
+    @Test func eachDeliveryIsOneLineAppendedAndTheFileIsRewrittenWhenHalfOfItIsStale() throws {
+        try withTemporaryFolder { dir in
+            let start = Date(timeIntervalSince1970: 1_800_000_000)
+            let file = dir + "/webhook-replays"
+            let check = verifier(dir, at: start)
+            let body = Array(#"{"ref":"refs/heads/main"}"#.utf8)
+            let stamp = Int64(start.timeIntervalSince1970)
+            #expect(check.check(headers: headers(body, at: stamp), body: body, now: start) == .accepted)
+            var inode = try FileManager.default.attributesOfItem(atPath: file)[.systemFileNumber] as? Int
+            for n in 1...300 {
+                #expect(check.check(headers: headers(body, at: stamp + Int64(n)), body: body, now: start) == .accepted)
+            }
+            // The same file, one line longer per request.
+            #expect(try FileManager.default.attributesOfItem(atPath: file)[.systemFileNumber] as? Int == inode)
+            #expect(try read(file).split(separator: "\n").count == 302)
+            // Ten minutes on, all of those have left the window: the file holds more than twice
+            // what is remembered (+ 256 lines), so the next request rewrites it, and the ones after
+            // it are appended again.
+            let later = start.addingTimeInterval(1_000)
+            var inodes: [Int?] = []
+            for n in 0..<3 {
+                #expect(check.check(headers: headers(body, at: stamp + 1_000 + Int64(n)), body: body, now: later) == .accepted)
+                inodes.append(try FileManager.default.attributesOfItem(atPath: file)[.systemFileNumber] as? Int)
+            }
+            #expect(inodes[0] != inode && inodes[1] == inodes[0] && inodes[2] == inodes[0], "\(inode as Any) \(inodes)")
+            let lines = try read(file).split(separator: "\n")
+            #expect(lines.count == 4, "the header and the three taken since: \(lines)")
+            #expect(!lines.contains { $0.hasPrefix("s \(stamp) ") }, "a signature out of the window survived the rewrite")
+            // Read back by the next process: everything taken since is still refused.
+            let reread = verifier(dir, at: later)
+            for n in [0, 1, 2] {
+                let replay = reread.check(headers: headers(body, at: stamp + 1_000 + Int64(n)), body: body, now: later)
+                #expect(replay.refusal?.contains("replayed") == true, "\(n): \(replay)")
+            }
+        }
+    }
+
+    /// A last line without its line feed is one a kill cut short while appending it, before its
+    /// request was answered: dropped (and logged), the lines before it kept, and the file rewritten
+    /// whole by the next save so that nothing is appended onto the torn line.
+    @Test func aLastLineCutShortByAKillIsDroppedAndTheRestKept() throws {
+        try withTemporaryFolder { dir in
+            let start = Date(timeIntervalSince1970: 1_800_000_000)
+            let stamp = Int64(start.timeIntervalSince1970)
+            let file = dir + "/webhook-replays"
+            let body = Array(#"{"ref":"refs/heads/main"}"#.utf8)
+            let first = verifier(dir, at: start)
+            #expect(first.check(headers: headers(body, at: stamp), body: body, now: start) == .accepted)
+            #expect(first.check(headers: headers(body, at: stamp + 1), body: body, now: start) == .accepted)
+            // Cut the last line in half, as a kill during its write leaves it.
+            let whole = try read(file)
+            #expect(whole.hasSuffix("\n"))
+            try write(file, String(whole.dropLast(40)))
+            let second = verifier(dir, at: start)
+            #expect(second.check(headers: headers(body, at: stamp), body: body, now: start).refusal?.contains("replayed") == true)
+            // The one cut short was never answered: taken now, and the file is whole again.
+            #expect(second.check(headers: headers(body, at: stamp + 1), body: body, now: start) == .accepted)
+            let rewritten = try read(file)
+            #expect(rewritten.hasSuffix("\n") && rewritten.split(separator: "\n").count == 3, "\(rewritten)")
+            let third = verifier(dir, at: start)
+            for n in [Int64(0), 1] {
+                #expect(third.check(headers: headers(body, at: stamp + n), body: body, now: start).refusal?.contains("replayed") == true)
+            }
         }
     }
 }
