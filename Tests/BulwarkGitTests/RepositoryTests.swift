@@ -167,6 +167,29 @@ import Testing
         }
     }
 
+    /// The walk for commits taken in from the origin: newest first along first parents, up to
+    /// the commit hidden or, where the two have diverged, their merge base; at most `limit`.
+    @Test func firstParentHistoryStopsAtTheHiddenCommitOrTheMergeBase() async throws {
+        try await withTemporaryDirectory { dir in
+            try git("init", "-q", "-b", "main", dir + "/w")
+            for n in 1...5 { try git("commit", "-q", "--allow-empty", "-m", "c\(n)", in: dir + "/w") }
+            try git("branch", "local", "HEAD~3", in: dir + "/w")
+            try git("branch", "c3", "HEAD~2", in: dir + "/w")
+            try git("checkout", "-q", "local", in: dir + "/w")
+            try git("commit", "-q", "--allow-empty", "-m", "mine", in: dir + "/w")
+            let repo = try Repository.open(at: dir + "/w")
+            let head = try #require(try repo.resolve("refs/heads/main"))
+            let local = try #require(try repo.resolve("refs/heads/local"))
+            let c3 = try #require(try repo.resolve("refs/heads/c3"))
+            #expect(try repo.firstParentHistory(from: head, hiding: nil, limit: 100).map(\.summary) == ["c5", "c4", "c3", "c2", "c1"])
+            #expect(try repo.firstParentHistory(from: head, hiding: c3, limit: 100).map(\.summary) == ["c5", "c4"])
+            // Diverged: `local` is c2 plus one commit of its own; the walk stops at c2.
+            #expect(try repo.firstParentHistory(from: head, hiding: local, limit: 100).map(\.summary) == ["c5", "c4", "c3"])
+            #expect(try repo.firstParentHistory(from: head, hiding: nil, limit: 2).map(\.summary) == ["c5", "c4"])
+            #expect(try repo.firstParentHistory(from: head, hiding: head, limit: 100).isEmpty)
+        }
+    }
+
     @Test func commitTimesAreWrittenInFull64Bits() async throws {
         try await withTemporaryDirectory { dir in
             let repo = try Repository.create(at: dir + "/r.git", bare: true)
