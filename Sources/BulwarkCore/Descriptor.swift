@@ -14,4 +14,20 @@ public enum Descriptor {
         }
         return true
     }
+
+    /// Reads from `fd` until its end or `limit` bytes, again after an interrupted or short read;
+    /// nil when a read fails (errno says why).
+    public static func read(_ fd: Int32, upTo limit: Int) -> [UInt8]? {
+        var bytes = [UInt8](repeating: 0, count: limit)
+        var filled = 0
+        while filled < limit {
+            let n = bytes[filled...].withUnsafeMutableBytes { Foundation.read(fd, $0.baseAddress, $0.count) }
+            if n < 0, errno == EINTR { continue }
+            guard n >= 0 else { return nil }
+            if n == 0 { break }
+            filled += n
+        }
+        bytes.removeSubrange(filled...)
+        return bytes
+    }
 }

@@ -87,14 +87,7 @@ final class SSHDAnswerStore: Sendable {
               info.st_mode & 0o077 == 0, info.st_size > 0, info.st_size <= 1 << 20 else { return nil }
         let age = Date().timeIntervalSince1970 - TimeInterval(info.st_mtim.tv_sec)
         guard age < Self.lifetime, age > -60 else { return nil }
-        var bytes = [UInt8](repeating: 0, count: Int(info.st_size))
-        var filled = 0
-        while filled < bytes.count {
-            let n = bytes[filled...].withUnsafeMutableBytes { Foundation.read(fd, $0.baseAddress, $0.count) }
-            if n < 0, errno == EINTR { continue }
-            guard n > 0 else { return nil }
-            filled += n
-        }
+        guard let bytes = Descriptor.read(fd, upTo: Int(info.st_size)), bytes.count == Int(info.st_size) else { return nil }
         return Self.decode(bytes, digest: digest).map { ($0, Date(timeIntervalSince1970: TimeInterval(info.st_mtim.tv_sec))) }
     }
 

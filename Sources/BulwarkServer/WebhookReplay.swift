@@ -259,17 +259,11 @@ public final class WebhookReplayGuard: Sendable {
         defer { close(fd) }
         // Read up to one byte past the bound: a file (or a FIFO, a device linked here) that
         // holds more is refused, never read whole. A folder fails the read.
-        var bytes = [UInt8](repeating: 0, count: Self.maxFileSize + 1)
-        var filled = 0
-        while filled < bytes.count {
-            let n = bytes[filled...].withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0, errno == EINTR { continue }
-            guard n >= 0 else { throw FileError(description: "\(path): cannot read it: \(String(cString: strerror(errno)))") }
-            if n == 0 { break }
-            filled += n
+        guard let bytes = Descriptor.read(fd, upTo: Self.maxFileSize + 1) else {
+            throw FileError(description: "\(path): cannot read it: \(String(cString: strerror(errno)))")
         }
-        guard filled <= Self.maxFileSize else { throw FileError(description: "\(path): larger than \(Self.maxFileSize) bytes") }
-        return try parse(Array(bytes[..<filled]), path: path, now: now)
+        guard bytes.count <= Self.maxFileSize else { throw FileError(description: "\(path): larger than \(Self.maxFileSize) bytes") }
+        return try parse(bytes, path: path, now: now)
     }
 
     static func parse(_ bytes: [UInt8], path: String, now: Double) throws -> Memory {
