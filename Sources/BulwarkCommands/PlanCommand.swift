@@ -126,6 +126,9 @@ struct PlanReport: Encodable {
     var inSync: Int
     var drift: [Item]
     var errors: [String]
+    /// What each target's exclusive claim was as the plan began (a network namespace's device
+    /// and inode), by target name: `apply --plan` writes only where these still hold.
+    var targetIdentities: [String: String]?
 
     init(plan: Plan, state: DesiredState) {
         revision = state.revision
@@ -138,6 +141,7 @@ struct PlanReport: Encodable {
                  changes: r.changes.map(Change.init))
         }
         errors = plan.failures.map(\.line)
+        targetIdentities = plan.targetIdentities.isEmpty ? nil : plan.targetIdentities
         shownErrors = ObservationFailure.lines(plan.failures)
     }
 
@@ -145,7 +149,7 @@ struct PlanReport: Encodable {
     private var shownErrors: [String] = []
 
     private enum CodingKeys: String, CodingKey {
-        case schemaVersion, generatedAt, revision, resources, targets, inSync, drift, errors
+        case schemaVersion, generatedAt, revision, resources, targets, inSync, drift, errors, targetIdentities
     }
 
     func print(_ console: Console) {

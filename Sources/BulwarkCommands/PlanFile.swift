@@ -48,6 +48,9 @@ enum PlanFile {
         var path: String
         var revision: ObjectID
         var fixes: Set<Key>
+        /// What each target's exclusive claim was when the plan was made (`Plan.targetIdentities`);
+        /// empty for a file that carries none.
+        var identities: [String: String] = [:]
 
         /// A reviewed plan the branch has moved away from: refused (exit 1), nothing changed or recorded.
         struct Stale: Error, CustomStringConvertible {
@@ -115,6 +118,10 @@ enum PlanFile {
         /// review waits for the next plan. Decisions that change nothing are kept as they are.
         func restrict(_ plan: Plan) -> Plan {
             var plan = plan
+            // A fix writes only where the reviewed plan looked: a target's network namespace is
+            // checked against the identity the file carries, not the one this run's plan found
+            // (a name re-bound since the review would pass that check: `PlannedTargets`).
+            plan.targetIdentities.merge(identities) { _, reviewed in reviewed }
             for index in plan.remediations.indices {
                 let remediation = plan.remediations[index]
                 guard remediation.decision == .applied || remediation.decision == .pruned,
@@ -143,6 +150,7 @@ enum PlanFile {
         var schemaVersion: Int
         var revision: String
         var drift: [Item]
+        var targetIdentities: [String: String]?
     }
 
     /// Writes `report` to `path` atomically (a temporary file in the same folder, synced, then
@@ -233,7 +241,7 @@ enum PlanFile {
         let fixes = document.drift.map {
             Key(controller: $0.controller, target: $0.target, resource: $0.resource, decision: $0.decision, changes: $0.changes)
         }
-        return Reviewed(path: path, revision: revision, fixes: Set(fixes))
+        return Reviewed(path: path, revision: revision, fixes: Set(fixes), identities: document.targetIdentities ?? [:])
     }
 
     /// A decoding error in a line: where in the document, and what was wrong.

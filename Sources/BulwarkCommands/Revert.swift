@@ -127,6 +127,10 @@ extension Bulwark {
                 throw CommandError("no git identity: set user.name and user.email (git config) or GIT_AUTHOR_NAME and GIT_AUTHOR_EMAIL")
             }
 
+            // What the target's exclusive claim is now (a network namespace's device and inode),
+            // before it is observed: the write checks it is still so (`PlannedTargets`), as a pass's
+            // fix does, so that a name re-bound meanwhile never takes the write elsewhere.
+            let identities = Reconciler.targetIdentities(of: [target])
             // Observe first: the revert changes what is there now into what was there before.
             let current = try await kind.driver.observe(resource, on: target)
             var changes: [PropertyDrift] = []
@@ -138,6 +142,15 @@ extension Bulwark {
                 changes.append(PropertyDrift(property: property, desired: value, observed: observed))
             }
             let toApply = changes.filter { $0.observed != $0.desired }
+            // A value the driver does not write (a record's `(changed by hand)`) is refused before
+            // anything is committed: the waiver went first, and stayed for a revert that never was.
+            do {
+                try kind.driver.checkWritable(toApply, to: resource)
+            } catch {
+                throw await refused("the revert of \(id) is refused, nothing was changed: \(error)", of: original,
+                                    key: "a value the driver does not write",
+                                    changes: toApply.map { .init(property: $0.property, desired: $0.desired, observedBefore: $0.observed, observedAfter: nil) })
+            }
             // A revert must not lock anyone out either: the kind's guards judge it like a fix.
             if !toApply.isEmpty, let block = await kind.driver.assess(toApply, to: resource, on: target).blockReason {
                 // Once per record reverted and block.
@@ -176,7 +189,11 @@ extension Bulwark {
             try await journal.begin(record)
             try await journal.trying([record.id])
             do {
-                if !toApply.isEmpty { try await kind.driver.apply(toApply, to: resource, on: target) }
+                if !toApply.isEmpty {
+                    try await PlannedTargets.$identities.withValue(identities) {
+                        try await kind.driver.apply(toApply, to: resource, on: target)
+                    }
+                }
                 record.appliedAt = reconciler.clock()
                 let after = try await kind.driver.observe(resource, on: target)
                 var wrong: [String] = []

@@ -293,9 +293,15 @@ public protocol ResourceDriver: Sendable {
     /// the blocked id, and it is recorded once as `blocked` with the reason. A guard that cannot
     /// judge (a check that fails to run) blocks; it never lets a change through unjudged.
     func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async -> GuardVerdict
+    /// Throws, saying why, when `changes` ask for a value this driver does not write: a record's
+    /// value from before a fix (`(changed by hand)`) that `revert` would put back. `apply` checks
+    /// it too; `revert` asks first, before it commits anything. Reads nothing. Default: every
+    /// value is written.
+    func checkWritable(_ changes: [PropertyDrift], to resource: Resource) throws
 }
 
 extension ResourceDriver {
+    public func checkWritable(_ changes: [PropertyDrift], to resource: Resource) throws {}
     public func watchedPaths(_ resource: Resource, on target: Target) -> [String] { [] }
     public func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async -> GuardVerdict {
         .allow

@@ -47,6 +47,18 @@ public enum OwnSecrets {
         "AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
     ]
 
+    /// The names of Bulwark's own credentials as systemd hands them over (`$CREDENTIALS_DIRECTORY/NAME`,
+    /// or `bulwark_NAME` from `LoadCredential=bulwark:…`), which no target's `passwordFile` may
+    /// name: a target called `ssh-key` would otherwise name Bulwark's SSH key as its own file.
+    public static let credentialFileNames: Set<String> = [
+        "git-password", "signing-key", "ssh-key", "webhook-secret", "findings-token", "findings-secret",
+    ]
+
+    /// Whether a secret file named `name` (its last path component) is one of Bulwark's own credentials.
+    public static func isReservedFileName(_ name: String) -> Bool {
+        credentialFileNames.contains(name) || (name.hasPrefix("bulwark_") && credentialFileNames.contains(String(name.dropFirst(8))))
+    }
+
     /// Remembers the values of the reserved variables this process has (and the password in a
     /// `BULWARK_REPO` URL), so that no other name, nor a file, carries them to a target either.
     public static func registerEnvironment(_ environment: [String: String]) {

@@ -89,7 +89,8 @@ final class ScopeSlots: Sendable {
 /// The identities a pass's plan saw its targets' exclusive claims as (`Plan.targetIdentities`),
 /// set by `Reconciler.apply` around its fixes: a driver that writes through a name that can be
 /// bound to something else meanwhile (`/run/netns/NAME`) checks, right before the write, that it
-/// still names what was planned against. Nil outside a pass (a driver called directly, `revert`).
+/// still names what was planned against. `revert` sets its target's, read before it observes.
+/// Nil outside a pass (a driver called directly).
 public enum PlannedTargets {
     @TaskLocal public static var identities: [String: String]?
 }

@@ -220,9 +220,14 @@ public struct Reconciler: Sendable {
     /// The identity of each bound target's exclusive claim as this machine has it now
     /// (`Target.resolvedExclusiveClaim`), by target name; targets without one are left out.
     static func targetIdentities(_ state: DesiredState) -> [String: String] {
+        targetIdentities(of: Set(state.bindings.map(\.target)).compactMap { state.targets[$0] })
+    }
+
+    /// `targetIdentities` of these targets (`revert`'s one target, read before it observes).
+    public static func targetIdentities(of targets: [Target]) -> [String: String] {
         var result: [String: String] = [:]
-        for name in Set(state.bindings.map(\.target)) {
-            if let identity = state.targets[name]?.resolvedExclusiveClaim()?.identity { result[name] = identity }
+        for target in targets {
+            if let identity = target.resolvedExclusiveClaim()?.identity { result[target.name] = identity }
         }
         return result
     }

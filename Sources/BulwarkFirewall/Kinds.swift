@@ -42,17 +42,22 @@ struct BlocklistDriver: ResourceDriver {
         }
     }
 
+    /// Every item must read as a network: one that does not would be dropped, and the set
+    /// written without it would let that traffic in.
+    func checkWritable(_ changes: [PropertyDrift], to resource: Resource) throws {
+        guard let wanted = changes.first(where: { $0.property == "addresses" })?.desired else { return }
+        guard wanted == "(none)" || Self.networks(wanted).count == wanted.split(separator: ",").count else {
+            throw Unwritable(resource: resource.id.description, value: wanted)
+        }
+    }
+
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
+        try checkWritable(changes, to: resource)
         let chain = Transaction.chainName("bl", resource.id)
         // The value the change asks for, which is not the spec's when `revert` puts back the one
         // from before a fix (writing the spec's, the revert never held).
         let wanted = changes.first { $0.property == "addresses" }?.desired ?? resource.spec.properties.first?.value ?? "(none)"
         let networks = Self.networks(wanted)
-        // Every item must read as a network: one that does not would be dropped, and the set
-        // written without it would let that traffic in.
-        guard wanted == "(none)" || networks.count == wanted.split(separator: ",").count else {
-            throw Unwritable(resource: resource.id.description, value: wanted)
-        }
         let owner = Transaction.ownerComment(resource.id)
         let content = ChainContent(
             name: chain,
@@ -115,14 +120,19 @@ struct IngressDriver: ResourceDriver {
         }
     }
 
-    func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
-        // The change's value, as the blocklist's: `revert` puts back the one from before a fix.
-        guard let wanted = changes.first(where: { $0.property == "ingress" })?.desired ?? resource.spec.properties.first?.value else { return }
-        // `(changed by hand)` from a record read as no ports at all: everything but loopback dropped.
+    /// `(changed by hand)` from a record read as no ports at all: everything but loopback dropped.
+    func checkWritable(_ changes: [PropertyDrift], to resource: Resource) throws {
+        guard let wanted = changes.first(where: { $0.property == "ingress" })?.desired else { return }
         let words = wanted.split(separator: " ")
         guard words.count == 3, words[0].hasPrefix("tcp="), words[1].hasPrefix("udp="), words[2].hasPrefix("from=") else {
             throw IngressValueUnwritable(resource: resource.id.description, value: wanted)
         }
+    }
+
+    func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
+        try checkWritable(changes, to: resource)
+        // The change's value, as the blocklist's: `revert` puts back the one from before a fix.
+        guard let wanted = changes.first(where: { $0.property == "ingress" })?.desired ?? resource.spec.properties.first?.value else { return }
         let chain = Transaction.chainName("ai", resource.id)
         let parsed = Rules(wanted)
         let from = parsed.from
@@ -233,7 +243,29 @@ struct QuarantineDriver: ResourceDriver {
     /// The networks an active quarantine's desired value allows.
     static func allowed(_ value: String) -> [Network] { Value(value)?.allow ?? [] }
 
+    /// A value that is not `lifted` nor one `Value` writes back as it is (`(changed by hand)`, a
+    /// record's value from before a fix that `revert` would put back) cannot be written: read as
+    /// a quarantine, it allowed no network at all, and the host was cut off from everyone.
+    struct Unwritable: Error, CustomStringConvertible {
+        var resource: String
+        var value: String
+        var description: String {
+            "\(resource): the quarantine \(quotedForMessage(value)) is not one Bulwark writes (active allow=... until=..., or "
+                + "lifted); nothing was written"
+        }
+    }
+
+    func checkWritable(_ changes: [PropertyDrift], to resource: Resource) throws {
+        for change in changes where change.property.hasPrefix("quarantine:") && change.desired != "lifted" {
+            guard let value = Value(change.desired), value.description == change.desired,
+                  value.lastDay.map({ DesiredStateLoader.endOfDay($0) != nil }) ?? true else {
+                throw Unwritable(resource: resource.id.description, value: change.desired)
+            }
+        }
+    }
+
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
+        try checkWritable(changes, to: resource)
         guard let change = changes.first(where: { $0.property == "quarantine:\(target.name)" }) else { return }
         let chain = Transaction.chainName("qr", resource.id)
         guard change.desired != "lifted" else {

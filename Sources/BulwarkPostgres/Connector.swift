@@ -21,6 +21,12 @@ struct Connector: Sendable {
             }
             (value, source) = (found, "environment variable \(name)")
         } else if let path = settings.passwordFile {
+            // Checked when the target was read (`parseSettings`); checked again where it is read.
+            let name = path.split(separator: "/").last.map(String.init) ?? path
+            guard PostgresAdapter.passwordFileNames(forTarget: target.name).contains(name), !OwnSecrets.isReservedFileName(name) else {
+                throw PostgresAdapterError("target \(target.name): the passwordFile \(quotedForMessage(path)) is not its own (a file named "
+                                           + "\(target.name) or bulwark_\(target.name)); it is not read")
+            }
             (value, source) = (try secrets.read(path, what: "the passwordFile of target \(target.name)"), "passwordFile \(path)")
         } else {
             return nil

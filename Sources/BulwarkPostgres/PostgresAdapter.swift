@@ -76,6 +76,16 @@ public enum PostgresAdapter {
         "BULWARK_" + String(name.uppercased().map { $0.isASCII && ($0.isLetter || $0.isNumber) ? $0 : "_" }) + "_PASSWORD"
     }
 
+    /// The names a target's `passwordFile` may have (its last path component): the target's own
+    /// name (`db-1`), or `bulwark_` and its name, as systemd's `LoadCredential=bulwark:FOLDER`
+    /// names the files of that folder. Any file in the secrets directory used to do, and a policy
+    /// could give its own target (`staging`, on a host its author controls) prod's file, and
+    /// receive prod's password. No two targets can name one file: target names are unique and
+    /// hold no `_`.
+    static func passwordFileNames(forTarget name: String) -> [String] {
+        [name, "bulwark_" + name]
+    }
+
     static let cleartextAdvice = "sslmode defaults to verify-full; set sslmode: disable only for loopback (127.0.0.1, ::1) or a Unix socket (host: /run/postgresql)"
 
     @Sendable static func parseSettings(_ spec: SpecReader) -> PostgresTargetSettings? {
@@ -143,6 +153,22 @@ public enum PostgresAdapter {
             guard !file.isEmpty, !file.split(separator: "/").contains("..") else {
                 fileReader.fail("expected a file in the secrets directory (BULWARK_SECRETS_DIR, default /run/secrets or "
                                 + "$CREDENTIALS_DIRECTORY), by name or absolute path, without '..'; got '\(file)'")
+                return nil
+            }
+            let name = file.split(separator: "/").last.map(String.init) ?? file
+            guard !OwnSecrets.isReservedFileName(name) else {
+                fileReader.fail("'\(quotedForMessage(file))' is named as one of Bulwark's own credentials (\(OwnSecrets.credentialFileNames.sorted().joined(separator: ", ")), "
+                                + "or bulwark_ and one of them); they are never sent to a database: give the target a file of its own, "
+                                + "named after it")
+                return nil
+            }
+            let own = spec.documentName.map(passwordFileNames(forTarget:)) ?? []
+            guard own.contains(name) else {
+                fileReader.fail("'\(quotedForMessage(file))' is not this target's password file: "
+                                + (spec.documentName.map { "target \(quotedForMessage($0)) reads a file named \(quotedForMessage($0)) or bulwark_\(quotedForMessage($0))" }
+                                   ?? "a target reads a file named after it")
+                                + " in the secrets directory (bulwark_ as systemd's LoadCredential=bulwark:… names it); a file named for "
+                                + "another target holds that target's password, and this target would send it to its own host")
                 return nil
             }
         }
@@ -344,6 +370,8 @@ struct PostgresTargetSettings: TypedTargetSettings {
     /// targets name it. `PGPASSWORD` names no target, and without this a second target naming it
     /// (on a host of the policy author's choosing) was sent the first one's password; two target
     /// names that map to one `BULWARK_…_PASSWORD` (`db-1`, `db.1`) would share it too.
+    /// A `passwordFile` needs no claim: it is named after its target (`parseSettings`), and no
+    /// two targets have one name (nor can `bulwark_` begin one: names hold no `_`).
     var exclusive: ExclusiveClaim? {
         guard let passwordEnv else { return nil }
         return ExclusiveClaim(key: "passwordEnv " + passwordEnv, field: "passwordEnv",

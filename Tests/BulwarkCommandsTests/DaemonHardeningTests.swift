@@ -253,14 +253,14 @@ struct DaemonHardeningTests {
             // A PostgreSQL server that takes the connection and never answers.
             let (listener, port) = try silentListener()
             defer { close(listener) }
-            try write(dir + "/pw", "secret\n", mode: 0o600)
+            try write(dir + "/silent-db", "secret\n", mode: 0o600)
             // The shipped postgres controller and its CIS settings cover targets with `role: database`.
             try s.commitPolicy("controllers/silent-db.yaml", """
                 apiVersion: bulwark/v1
                 kind: Target
                 metadata: {name: silent-db, labels: {role: database}}
                 spec: {adapter: postgres, host: 127.0.0.1, port: \(port), user: postgres, database: postgres,
-                       passwordFile: \(dir)/pw, sslmode: disable}
+                       passwordFile: \(dir)/silent-db, sslmode: disable}
                 """)
             let daemon = try daemonTests.start(s, ["--shutdown-grace", "2", "--secrets-dir", dir])
             #expect(daemon.wait { (try? daemon.get("/healthz").status) == 200 }, "\(daemon.log)")
@@ -293,7 +293,9 @@ struct DaemonHardeningTests {
             let made = try run("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", secrets + "/bulwark-signing-key"])
             try #require(made.status == 0)
             try write(secrets + "/git-password", "git-\(UUID().uuidString)\n", mode: 0o600)
-            let file = credential == "signing key" ? "bulwark-signing-key" : "git-password"
+            // A file of the target's own name (the only one it may name) holding a copy of the credential.
+            let file = "thief-db"
+            try write(secrets + "/" + file, try read(secrets + "/" + (credential == "signing key" ? "bulwark-signing-key" : "git-password")), mode: 0o600)
             try s.commitPolicy("controllers/thief-db.yaml", """
                 apiVersion: bulwark/v1
                 kind: Target

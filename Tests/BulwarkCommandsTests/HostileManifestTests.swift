@@ -134,6 +134,10 @@ struct HostileManifest: Sendable, CustomTestStringConvertible {
                         expect: "spec.passwordEnv: 'BULWARK_PROD_PASSWORD' is not this target's password variable: target staging reads BULWARK_STAGING_PASSWORD"),
         HostileManifest("postgres password variable named by two targets", "controllers", "apiVersion: bulwark/v1\nkind: Target\nmetadata: {name: prod}\nspec: {adapter: postgres, host: db.example.org, user: postgres, passwordEnv: PGPASSWORD}\n---\napiVersion: bulwark/v1\nkind: Target\nmetadata: {name: staging}\nspec: {adapter: postgres, host: staging.example.org, user: postgres, passwordEnv: PGPASSWORD}\n",
                         expect: "spec.passwordEnv: the password in PGPASSWORD is already managed by Target 'prod'"),
+        HostileManifest("postgres password file of another target", "controllers", "apiVersion: bulwark/v1\nkind: Target\nmetadata: {name: staging}\nspec: {adapter: postgres, host: db.example.org, user: postgres, passwordFile: prod}\n",
+                        expect: "spec.passwordFile: 'prod' is not this target's password file: target staging reads a file named staging or bulwark_staging"),
+        HostileManifest("postgres password file of Bulwark's own", "controllers", "apiVersion: bulwark/v1\nkind: Target\nmetadata: {name: db}\nspec: {adapter: postgres, host: db.example.org, user: postgres, passwordFile: /run/secrets/signing-key}\n",
+                        expect: "spec.passwordFile: '/run/secrets/signing-key' is named as one of Bulwark's own credentials"),
         HostileManifest("firewall blocklist of everything", "controllers", "apiVersion: bulwark/v1\nkind: Target\nmetadata: {name: fw}\nspec: {adapter: nftables, root: /srv/fw, management: [0.0.0.0/0]}\n",
                         expect: "0.0.0.0/0 is every address: a prefix length of 0 is refused"),
     ]

@@ -13,7 +13,7 @@ func postgresRegistry(_ server: PostgresServer) -> Registry {
 func postgresState(_ server: PostgresServer, target: String? = nil, _ manifests: String) throws -> DesiredState {
     let spec = target ?? """
         {adapter: postgres, host: 127.0.0.1, port: \(server.port), user: postgres, database: postgres,
-               passwordFile: \(server.directory)/pw, sslmode: disable}
+               passwordFile: \(server.passwordFile("db-1")), sslmode: disable}
         """
     let inventory = """
         apiVersion: bulwark/v1

@@ -542,7 +542,7 @@ struct PostgresGuardTests {
         try server.psql("CREATE ROLE bulwark LOGIN CREATEROLE PASSWORD '\(server.password)'")
         let asBulwark = try postgresState(server, target: """
             {adapter: postgres, host: 127.0.0.1, port: \(server.port), user: bulwark, database: postgres,
-                   passwordFile: \(server.directory)/pw, sslmode: disable}
+                   passwordFile: \(server.passwordFile("db-1")), sslmode: disable}
             """, """
             apiVersion: bulwark/v1
             kind: PostgresRole
@@ -591,7 +591,8 @@ struct PostgresGuardTests {
     @Test func aPasswordFileOutsideTheSecretsDirectoryIsNeverRead() async throws {
         let server = try PostgresServer()
         try await withTemporaryDirectory { outside in
-            try write(outside + "/pw", server.password)
+            // Each file is named after the target (db-1), the only name its passwordFile may have.
+            try write(outside + "/db-1", server.password)
             func target(_ file: String) -> String {
                 "{adapter: postgres, host: 127.0.0.1, port: \(server.port), user: postgres, passwordFile: \"\(file)\", sslmode: disable}"
             }
@@ -602,19 +603,22 @@ struct PostgresGuardTests {
                 #expect(!message.contains(server.password))
                 return message
             }
-            #expect(try await failure(outside + "/pw").contains("the passwordFile of target db-1 \(outside)/pw is outside the secrets directories: put it in \(server.directory) or name its folder with BULWARK_SECRETS_DIR"))
+            #expect(try await failure(outside + "/db-1").contains("the passwordFile of target db-1 \(outside)/db-1 is outside the secrets directories: put it in \(server.directory) or name its folder with BULWARK_SECRETS_DIR"))
             // Links out of the folder, absolute or relative, are not followed.
-            #expect(symlink(outside + "/pw", server.directory + "/absolute") == 0)
-            #expect(symlink("../" + (outside as NSString).lastPathComponent + "/pw", server.directory + "/relative") == 0)
-            #expect(try await failure("absolute").contains("absolute is a symbolic link to \(outside)/pw, out of the folder"))
-            #expect(try await failure(server.directory + "/relative").contains("the path leads out of the folder"))
-            #expect(try await failure("missing").contains("not found"))
-            #expect(throws: ValidationFailure.self) { try postgresState(server, target: target(server.directory + "/../pw"), role) }
+            for folder in ["absolute", "relative", "db"] {
+                try FileManager.default.createDirectory(atPath: server.directory + "/" + folder, withIntermediateDirectories: true)
+            }
+            #expect(symlink(outside + "/db-1", server.directory + "/absolute/db-1") == 0)
+            #expect(symlink("../../" + (outside as NSString).lastPathComponent + "/db-1", server.directory + "/relative/db-1") == 0)
+            #expect(try await failure("absolute/db-1").contains("db-1 is a symbolic link to \(outside)/db-1, out of the folder"))
+            #expect(try await failure(server.directory + "/relative/db-1").contains("the path leads out of the folder"))
+            #expect(try await failure("missing/db-1").contains("not found"))
+            #expect(throws: ValidationFailure.self) { try postgresState(server, target: target(server.directory + "/../db-1"), role) }
 
             // In the folder, by name or through a link that stays inside: read, and the server answers.
-            try FileManager.default.createDirectory(atPath: server.directory + "/db", withIntermediateDirectories: true)
-            #expect(symlink("../pw", server.directory + "/db/password") == 0)
-            for file in ["pw", server.directory + "/pw", "db/password"] {
+            _ = server.passwordFile("db-1")
+            #expect(symlink("../db-1", server.directory + "/db/db-1") == 0)
+            for file in ["db-1", server.directory + "/db-1", "db/db-1"] {
                 let plan = try await Reconciler(registry: postgresRegistry(server)).plan(try postgresState(server, target: target(file), role))
                 #expect(plan.failures.isEmpty, "\(file): \(plan.failures.map(\.message))")
                 #expect(plan.inSync.count == 1)
@@ -626,7 +630,7 @@ struct PostgresGuardTests {
         let server = try PostgresServer()
         let role = "apiVersion: bulwark/v1\nkind: PostgresRole\nmetadata: {name: x}\nspec: {role: postgres, login: true}\n"
         let remote = try #require(throws: ValidationFailure.self) {
-            try postgresState(server, target: "{adapter: postgres, host: db-1.example.org, user: postgres, passwordFile: pw, sslmode: disable}", role)
+            try postgresState(server, target: "{adapter: postgres, host: db-1.example.org, user: postgres, passwordFile: db-1, sslmode: disable}", role)
         }
         #expect(remote.errors.first?.field == "spec.sslmode")
         #expect(remote.errors.first?.message == "sslmode: disable would send the password in clear text to db-1.example.org; "
@@ -634,7 +638,7 @@ struct PostgresGuardTests {
 
         // The test server offers no TLS: by default (verify-full), and with require, Bulwark stops before sending the password.
         for mode in ["", ", sslmode: require"] {
-            let target = "{adapter: postgres, host: 127.0.0.1, port: \(server.port), user: postgres, passwordFile: pw\(mode)}"
+            let target = "{adapter: postgres, host: 127.0.0.1, port: \(server.port), user: postgres, passwordFile: \(server.passwordFile("db-1"))\(mode)}"
             let plan = try await Reconciler(registry: postgresRegistry(server)).plan(try postgresState(server, target: target, role))
             let message = try #require(plan.failures.first?.message)
             #expect(message.contains("the server 127.0.0.1:\(server.port) does not offer TLS; sslmode defaults to verify-full; set sslmode: disable only for loopback"),
@@ -642,7 +646,7 @@ struct PostgresGuardTests {
         }
 
         // A Unix socket needs no TLS.
-        let socket = "{adapter: postgres, host: \(server.directory), port: \(server.port), user: postgres, passwordFile: pw}"
+        let socket = "{adapter: postgres, host: \(server.directory), port: \(server.port), user: postgres, passwordFile: \(server.passwordFile("db-1"))}"
         let plan = try await Reconciler(registry: postgresRegistry(server)).plan(try postgresState(server, target: socket, role))
         #expect(plan.failures.isEmpty, "\(plan.failures.map(\.message))")
         #expect(plan.inSync.count == 1)

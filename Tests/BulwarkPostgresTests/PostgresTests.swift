@@ -93,7 +93,7 @@ struct PostgresTests {
     func throughProxy(_ server: PostgresServer, _ proxy: SilencingProxy, timeout: String) throws -> DesiredState {
         try postgresState(server, target: """
             {adapter: postgres, host: 127.0.0.1, port: \(proxy.port), user: postgres, database: postgres,
-             passwordFile: \(server.directory)/pw, sslmode: disable, timeout: \(timeout)}
+             passwordFile: \(server.passwordFile("db-1")), sslmode: disable, timeout: \(timeout)}
             """, "apiVersion: bulwark/v1\nkind: PostgresSetting\nmetadata: {name: logging}\nspec: {settings: {log_connections: on}}\n")
     }
 
@@ -136,7 +136,7 @@ struct PostgresTests {
         for value in ["on", "off", "on"] {
             let state = try postgresState(server, target: """
                 {adapter: postgres, host: 127.0.0.1, port: \(proxy.port), user: postgres, database: postgres,
-                 passwordFile: \(server.directory)/pw, sslmode: disable, timeout: 1s}
+                 passwordFile: \(server.passwordFile("db-1")), sslmode: disable, timeout: 1s}
                 """, "apiVersion: bulwark/v1\nkind: PostgresSetting\nmetadata: {name: logging}\nspec: {settings: {log_connections: \(value)}}\n")
             let plan = try await reconciler.plan(state)
             #expect(plan.remediations.count == 1, "\(plan.failures.map(\.message))")
@@ -221,7 +221,7 @@ struct PostgresTests {
     @Test func credentialsAndConnectionsFailAsClearErrors() async throws {
         let server = try PostgresServer()
         let wrong = try state(server, "apiVersion: bulwark/v1\nkind: PostgresRole\nmetadata: {name: x}\nspec: {role: postgres, login: true}\n")
-        try "not-the-password".write(toFile: server.directory + "/pw", atomically: true, encoding: .utf8)
+        try "not-the-password".write(toFile: server.directory + "/db-1", atomically: true, encoding: .utf8)
         let plan = try await Reconciler(registry: postgresRegistry(server)).plan(wrong)
         #expect(plan.failures.first?.message.contains("password authentication failed") == true)
         #expect(plan.failures.first?.message.contains("not-the-password") == false)
@@ -248,15 +248,16 @@ struct PostgresTests {
 
 
         let key = "-----BEGIN OPENSSH PRIVATE KEY-----\n\(UUID().uuidString)\n-----END OPENSSH PRIVATE KEY-----\n"
-        try key.write(toFile: server.directory + "/bulwark-signing-key", atomically: true, encoding: .utf8)
+        // In a file of the target's own name: the value, not the name, is Bulwark's signing key.
+        try key.write(toFile: server.directory + "/db-1", atomically: true, encoding: .utf8)
         OwnSecrets.register(key)
         let stolen = try postgresState(server, target: """
             {adapter: postgres, host: 127.0.0.1, port: \(server.port), user: postgres,
-             passwordFile: \(server.directory)/bulwark-signing-key, sslmode: disable}
+             passwordFile: \(server.directory)/db-1, sslmode: disable}
             """, manifest)
         let refused = try await Reconciler(registry: postgresRegistry(server)).plan(stolen)
         let message = try #require(refused.failures.first?.message)
-        #expect(message.contains("passwordFile \(server.directory)/bulwark-signing-key holds one of Bulwark's own credentials"), "\(message)")
+        #expect(message.contains("passwordFile \(server.directory)/db-1 holds one of Bulwark's own credentials"), "\(message)")
         #expect(!message.contains("PRIVATE KEY"))
         #expect(!(try read(server.directory + "/log")).contains("password authentication failed"), "no connection was tried")
 
@@ -358,5 +359,65 @@ struct PostgresTests {
         #expect(try load([("prod", "BULWARK_PROD_PASSWORD"), ("staging", "BULWARK_STAGING_PASSWORD")]).targets.count == 2)
         #expect(try load([("prod", "PGPASSWORD"), ("staging", "BULWARK_STAGING_PASSWORD")]).targets.count == 2)
         #expect(try load([("web.db-1", "BULWARK_WEB_DB_1_PASSWORD")]).targets.count == 1)
+    }
+
+    /// Harmful: any file in the secrets directory was a target's `passwordFile`, another
+    /// target's included: a target `staging`, on a host the policy's author controls, naming
+    /// `prod` (prod's file) was sent prod's password; one named as Bulwark's own credential
+    /// (`ssh-key`, `bulwark_git-password`) was stopped only if its value was one Bulwark read at
+    /// start. A target now names a file of its own name (`staging`, or `bulwark_staging` as
+    /// systemd's `LoadCredential=bulwark:…` names it), never one of Bulwark's own credentials'
+    /// names; no two targets can name one, since no two have one name. Each is refused where the
+    /// target is read, naming file, line and field (the refusal of such a revision is recorded in
+    /// git by `HostileManifestTests`). The legitimate twin: `prod` and `staging` each naming its
+    /// own are read, and `db-1`'s `bulwark_db-1` connects.
+    @Test func passwordFileIsTheTargetsOwn() async throws {
+        let server = try PostgresServer()
+        func load(_ targets: [(name: String, file: String)]) throws -> DesiredState {
+            let inventory = targets.map { name, file in
+                """
+                apiVersion: bulwark/v1
+                kind: Target
+                metadata: {name: \(name)}
+                spec: {adapter: postgres, host: 127.0.0.1, port: \(server.port), user: postgres, passwordFile: "\(file)", sslmode: disable}
+                """
+            }.joined(separator: "\n---\n") + "\n---\napiVersion: bulwark/v1\nkind: Controller\nmetadata: {name: postgres}\nspec: {kinds: [PostgresRole]}\n"
+            return try DesiredStateLoader(registry: postgresRegistry(server)).load([
+                SourceFile(path: "controllers/c.yaml", contents: Array(inventory.utf8)),
+                SourceFile(path: "desired-state/p.yaml",
+                           contents: Array("apiVersion: bulwark/v1\nkind: PostgresRole\nmetadata: {name: x}\nspec: {role: postgres, login: true}\n".utf8)),
+            ], revision: "test")
+        }
+        let prod = server.passwordFile("prod")
+        let notOwn = "is not this target's password file: target staging reads a file named staging or bulwark_staging in the "
+            + "secrets directory (bulwark_ as systemd's LoadCredential=bulwark:… names it); a file named for another target "
+            + "holds that target's password"
+        let refused: [([(name: String, file: String)], line: Int, expected: String)] = [
+            ([("prod", prod), ("staging", prod)], 9, "'\(prod)' " + notOwn),
+            ([("staging", "prod")], 4, "'prod' " + notOwn),
+            ([("staging", "bulwark_prod")], 4, "'bulwark_prod' " + notOwn),
+            ([("staging", "staging/password")], 4, "'staging/password' " + notOwn),
+            ([("ssh-key", "ssh-key")], 4, "'ssh-key' is named as one of Bulwark's own credentials (findings-secret, findings-token, "
+                + "git-password, signing-key, ssh-key, webhook-secret, or bulwark_ and one of them)"),
+            ([("git-password", server.directory + "/bulwark_git-password")], 4,
+             "'\(server.directory)/bulwark_git-password' is named as one of Bulwark's own credentials"),
+        ]
+        for (targets, line, expected) in refused {
+            let failure = try #require(throws: ValidationFailure.self, "\(targets)") { try load(targets) }
+            let error = try #require(failure.errors.first, "\(targets)")
+            #expect(failure.errors.count == 1, "\(failure.errors)")
+            #expect(error.location.file == "controllers/c.yaml" && error.location.line == line, "\(targets): \(error)")
+            #expect(error.field == "spec.passwordFile", "\(targets): \(error)")
+            #expect(error.message.contains(expected), "\(targets): \(error.message)")
+        }
+
+        #expect(try load([("prod", prod), ("staging", "staging")]).targets.count == 2)
+        #expect(try load([("prod", "prod"), ("staging", "secrets/bulwark_staging")]).targets.count == 2)
+        let own = try postgresState(server, target: """
+            {adapter: postgres, host: 127.0.0.1, port: \(server.port), user: postgres, passwordFile: \(server.passwordFile("bulwark_db-1")), sslmode: disable}
+            """, "apiVersion: bulwark/v1\nkind: PostgresRole\nmetadata: {name: x}\nspec: {role: postgres, login: true}\n")
+        let plan = try await Reconciler(registry: postgresRegistry(server)).plan(own)
+        #expect(plan.failures.isEmpty, "\(plan.failures.map(\.message))")
+        #expect(plan.inSync.count == 1)
     }
 }

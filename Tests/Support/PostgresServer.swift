@@ -42,6 +42,14 @@ public final class PostgresServer {
         }
     }
 
+    /// The server's password in a file of the secrets folder (`directory`) named after `target`,
+    /// the only file that target's `passwordFile` may name; its path.
+    public func passwordFile(_ target: String) -> String {
+        let path = directory + "/" + target
+        try? password.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
     deinit {
         try? stop(mode: "immediate")
         try? FileManager.default.removeItem(atPath: directory)

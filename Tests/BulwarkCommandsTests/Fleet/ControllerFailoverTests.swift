@@ -98,7 +98,7 @@ import Testing
             kind: Target
             metadata: {name: db-\(index)}
             spec: {adapter: postgres, host: 127.0.0.1, port: \(server.port), user: postgres, database: postgres,
-                   passwordFile: \(server.directory)/pw, sslmode: disable}
+                   passwordFile: \(server.passwordFile("db-\(index)")), sslmode: disable}
             """
         }
         inventory.append("""

@@ -92,7 +92,7 @@ func writeFlapPolicy(at work: String, server: PostgresServer, roles: [(name: Str
         kind: Target
         metadata: {name: db-0}
         spec: {adapter: postgres, host: 127.0.0.1, port: \(server.port), user: postgres, database: postgres,
-               passwordFile: \(server.directory)/pw, sslmode: disable}
+               passwordFile: \(server.passwordFile("db-0")), sslmode: disable}
         ---
         apiVersion: bulwark/v1
         kind: Controller
