@@ -73,20 +73,29 @@ extension Repository {
         return result
     }
 
-    /// The commits from `head` back along first parents, newest first, stopping before `hidden`
-    /// or their merge base, at most `limit`. Read one commit at a time: libgit2's walk, sorted
-    /// or with a commit hidden, reads every commit it can reach before it gives the first, which
-    /// on a branch of 100,000 records is a second and 30 MiB for a walk meant to stop early.
-    /// Commits reached only through a merge's other parents are not listed (the merge is).
-    public func firstParentHistory(from head: ObjectID, hiding hidden: ObjectID?, limit: Int) throws(GitError) -> [CommitInfo] {
-        var stops: Set<ObjectID> = []
-        if let hidden { stops = Set(try mergeBases(head, hidden) + [hidden]) }
+    /// The commits reachable from `head` and not from `hidden`, at most `limit`, in libgit2's
+    /// own order (newest first along a line of commits, each merge before its parents), read as
+    /// the walk goes. Sorted (`history`), or with nothing hidden but sorted anyway, libgit2 reads
+    /// every commit it can reach before it gives the first: on a branch of 100,000 records, a
+    /// second and 30 MiB for a walk meant to stop early. With `hidden`, it reads down to where
+    /// the two meet.
+    public func unsortedHistory(from head: ObjectID, hiding hidden: ObjectID?, limit: Int) throws(GitError) -> [CommitInfo] {
+        var walk: OpaquePointer?
+        try check(git_revwalk_new(&walk, pointer), "git_revwalk_new")
+        defer { git_revwalk_free(walk) }
+        var start = head.raw
+        try check(git_revwalk_push(walk, &start), "git_revwalk_push")
+        if let hidden {
+            var h = hidden.raw
+            try check(git_revwalk_hide(walk, &h), "git_revwalk_hide")
+        }
         var result: [CommitInfo] = []
-        var next: ObjectID? = head
-        while let id = next, result.count < limit, !stops.contains(id) {
-            let info = try commitInfo(id)
-            result.append(info)
-            next = info.parents.first
+        var oid = git_oid()
+        while result.count < limit {
+            let code = git_revwalk_next(&oid, walk)
+            if code == GIT_ITEROVER.rawValue { break }
+            try check(code, "git_revwalk_next")
+            result.append(try commitInfo(ObjectID(oid)))
         }
         return result
     }

@@ -167,26 +167,35 @@ import Testing
         }
     }
 
-    /// The walk for commits taken in from the origin: newest first along first parents, up to
-    /// the commit hidden or, where the two have diverged, their merge base; at most `limit`.
-    @Test func firstParentHistoryStopsAtTheHiddenCommitOrTheMergeBase() async throws {
+    /// The walk for commits taken in from the origin: newest first, none reachable from the
+    /// commit hidden (also where the two have diverged, and where the hidden one is reached only
+    /// through a merge's second parent: nothing taken in before is listed again); at most `limit`.
+    @Test func unsortedHistoryListsOnlyWhatTheHiddenCommitDoesNotReach() async throws {
         try await withTemporaryDirectory { dir in
-            try git("init", "-q", "-b", "main", dir + "/w")
-            for n in 1...5 { try git("commit", "-q", "--allow-empty", "-m", "c\(n)", in: dir + "/w") }
-            try git("branch", "local", "HEAD~3", in: dir + "/w")
-            try git("branch", "c3", "HEAD~2", in: dir + "/w")
-            try git("checkout", "-q", "local", in: dir + "/w")
-            try git("commit", "-q", "--allow-empty", "-m", "mine", in: dir + "/w")
-            let repo = try Repository.open(at: dir + "/w")
+            let w = dir + "/w"
+            try git("init", "-q", "-b", "main", w)
+            for n in 1...5 { try git("commit", "-q", "--allow-empty", "-m", "c\(n)", in: w) }
+            try git("branch", "local", "HEAD~3", in: w)
+            try git("branch", "c3", "HEAD~2", in: w)
+            try git("checkout", "-q", "local", in: w)
+            try git("commit", "-q", "--allow-empty", "-m", "mine", in: w)
+            // A side line from c4 merged with main (c5) as the merge's second parent.
+            try git("checkout", "-q", "-b", "side", "main~1", in: w)
+            try git("commit", "-q", "--allow-empty", "-m", "s1", in: w)
+            try git("merge", "-q", "--no-ff", "-m", "merge", "main", in: w)
+            let repo = try Repository.open(at: w)
             let head = try #require(try repo.resolve("refs/heads/main"))
             let local = try #require(try repo.resolve("refs/heads/local"))
             let c3 = try #require(try repo.resolve("refs/heads/c3"))
-            #expect(try repo.firstParentHistory(from: head, hiding: nil, limit: 100).map(\.summary) == ["c5", "c4", "c3", "c2", "c1"])
-            #expect(try repo.firstParentHistory(from: head, hiding: c3, limit: 100).map(\.summary) == ["c5", "c4"])
-            // Diverged: `local` is c2 plus one commit of its own; the walk stops at c2.
-            #expect(try repo.firstParentHistory(from: head, hiding: local, limit: 100).map(\.summary) == ["c5", "c4", "c3"])
-            #expect(try repo.firstParentHistory(from: head, hiding: nil, limit: 2).map(\.summary) == ["c5", "c4"])
-            #expect(try repo.firstParentHistory(from: head, hiding: head, limit: 100).isEmpty)
+            let merge = try #require(try repo.resolve("refs/heads/side"))
+            #expect(try repo.unsortedHistory(from: head, hiding: nil, limit: 100).map(\.summary) == ["c5", "c4", "c3", "c2", "c1"])
+            #expect(try repo.unsortedHistory(from: head, hiding: c3, limit: 100).map(\.summary) == ["c5", "c4"])
+            // Diverged: `local` is c2 plus one commit of its own.
+            #expect(try repo.unsortedHistory(from: head, hiding: local, limit: 100).map(\.summary) == ["c5", "c4", "c3"])
+            #expect(try repo.unsortedHistory(from: head, hiding: nil, limit: 2).map(\.summary) == ["c5", "c4"])
+            #expect(try repo.unsortedHistory(from: head, hiding: head, limit: 100).isEmpty)
+            // c5 reached only through the merge's second parent: the merge and s1, nothing below.
+            #expect(Set(try repo.unsortedHistory(from: merge, hiding: head, limit: 100).map(\.summary)) == ["merge", "s1"])
         }
     }
 
