@@ -28,9 +28,10 @@ public enum StateFile {
         case syncedWithFolder
     }
 
-    /// Writes `bytes` to `PATH.tmp` (`O_NOFOLLOW`, mode 0600) and renames it over `path`. One
-    /// process writes a state directory's files (the directory's lock), so the temporary's name
-    /// is fixed: one a killed writer left is emptied and reused, never piles up.
+    /// Writes `bytes` to `PATH.tmp` and renames it over `path`. One process writes a state
+    /// directory's files (the directory's lock), so the temporary's name is fixed: one a killed
+    /// writer left is removed and made again (`O_EXCL | O_NOFOLLOW`, mode 0600), never piles up,
+    /// and is never opened: a hard link to another file planted there would have it emptied.
     public static func replace(_ path: String, with bytes: [UInt8], durability: Durability = .crash) throws(Failure) {
         let folder = (path as NSString).deletingLastPathComponent
         let temporary = path + ".tmp"
@@ -39,14 +40,9 @@ public enum StateFile {
             unlink(temporary)
             return failure
         }
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        if unlink(temporary) != 0, errno != ENOENT { throw failed("create", temporary) }
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw failed("create", temporary) }
-        // A leftover reused keeps its mode: owner only, whatever it had.
-        guard fchmod(fd, 0o600) == 0 else {
-            let failure = failed("create", temporary)
-            close(fd)
-            throw failure
-        }
         guard Descriptor.writeAll(fd, bytes) else {
             let failure = failed("write", temporary)
             close(fd)
