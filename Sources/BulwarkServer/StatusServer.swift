@@ -102,6 +102,13 @@ public struct WebhookVerifier: Sendable {
         }
         guard let value = headers[HTTPField.Name("X-Hub-Signature-256")!] else { return nil }
         guard value.hasPrefix("sha256=") else { return "X-Hub-Signature-256: expected sha256=<hex>" }
+        // Bulwark signs "<timestamp>." + body with the same secret: a captured Bulwark-signed
+        // request sent again as a GitHub delivery of that text would verify, with no time limit.
+        // No forge's delivery begins so (GitHub's is JSON or `payload=`).
+        if Self.beginsAsBulwarkSigned(body) {
+            return "X-Hub-Signature-256: the body begins with digits and a dot, as the text of a Bulwark-signed request does, "
+                + "which no forge's delivery does: refused"
+        }
         return Self.constantTimeEqual(Array(value.lowercased().utf8), Array(Self.signature(of: body, secret: secret).utf8))
             ? nil : "X-Hub-Signature-256 does not match the body"
     }
@@ -126,6 +133,12 @@ public struct WebhookVerifier: Sendable {
         }
         if headers[HTTPField.Name("X-Hub-Signature-256")!] != nil { return .needsBody }
         return .refused("no signature: send X-Hub-Signature-256, X-Gitlab-Token or X-Bulwark-Signature-256")
+    }
+
+    /// Whether `body` begins as the text Bulwark signs does: 1 to 12 digits and a dot.
+    static func beginsAsBulwarkSigned(_ body: [UInt8]) -> Bool {
+        guard let dot = body.prefix(13).firstIndex(of: UInt8(ascii: ".")), dot > 0 else { return false }
+        return body[..<dot].allSatisfy { (0x30...0x39).contains($0) }
     }
 
     static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {

@@ -92,6 +92,8 @@ public enum WebhookCheck: Sendable, Equatable {
 public final class WebhookReplayGuard: Sendable {
     public static let capacity = 10_000
     public static let forgeCapacity = 1_000
+    /// How long past the window a signature is kept (`pruned`).
+    static let pruneMargin: Double = 60
     /// The file's name in the state directory.
     public static let fileName = "webhook-replays"
     static let header = "bulwark-webhook-replays 1"
@@ -217,8 +219,11 @@ public final class WebhookReplayGuard: Sendable {
     /// untrusted timestamps that no request can pass the time check with any more.
     static func pruned(_ memory: Memory, now: Double) -> Memory {
         var next = memory
-        next.signed = next.signed.filter { $0.value >= now - WebhookVerifier.window }
-        if let before = next.untrustedBefore, before + WebhookVerifier.window < now {
+        // Kept `pruneMargin` past the window: `now` is read before the lock is taken, and a
+        // replay that passed its time check just inside the window may wait for the lock behind
+        // a synced write while a later request prunes.
+        next.signed = next.signed.filter { $0.value >= now - WebhookVerifier.window - pruneMargin }
+        if let before = next.untrustedBefore, before + WebhookVerifier.window + pruneMargin < now {
             next.untrustedBefore = nil
             next.untrustedWhy = nil
         }

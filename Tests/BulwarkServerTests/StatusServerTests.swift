@@ -696,8 +696,9 @@ actor RecordingDaemon: DaemonControl {
         #expect(replays.count == WebhookReplayGuard.capacity)
         let full = verifier.refusal(headers: headers(Int64(start.timeIntervalSince1970)), body: body, now: start)
         #expect(full?.contains("more than \(WebhookReplayGuard.capacity)") == true, "\(full ?? "accepted")")
-        // Ten minutes later every remembered one is out of the window: forgotten, and new ones are taken.
-        let later = start.addingTimeInterval(600)
+        // Eleven minutes later every remembered one is out of the window and its minute's margin:
+        // forgotten, and new ones are taken.
+        let later = start.addingTimeInterval(700)
         #expect(verifier.refusal(headers: headers(Int64(later.timeIntervalSince1970)), body: body, now: later) == nil)
         #expect(replays.count == 1)
     }

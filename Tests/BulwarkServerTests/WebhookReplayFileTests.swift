@@ -103,7 +103,7 @@ import Testing
             let body = Array(#"{"ref":"refs/heads/main"}"#.utf8)
             let stamp = Int64(start.timeIntervalSince1970)
             #expect(check.check(headers: headers(body, at: stamp), body: body, now: start) == .accepted)
-            var inode = try FileManager.default.attributesOfItem(atPath: file)[.systemFileNumber] as? Int
+            let inode = try FileManager.default.attributesOfItem(atPath: file)[.systemFileNumber] as? Int
             for n in 1...300 {
                 #expect(check.check(headers: headers(body, at: stamp + Int64(n)), body: body, now: start) == .accepted)
             }
@@ -159,5 +159,49 @@ import Testing
                 #expect(third.check(headers: headers(body, at: stamp + n), body: body, now: start).refusal?.contains("replayed") == true)
             }
         }
+    }
+
+    /// Bulwark signs "<timestamp>." + body with the webhook secret; GitHub signs the body alone
+    /// with it. A captured Bulwark-signed request sent again as a GitHub delivery of that text
+    /// is refused (it would verify, and forge deliveries carry no time), and nothing of it is
+    /// remembered, so the file is still one the next start trusts; GitHub's own still go through.
+    @Test func aBulwarkSignedRequestSentAgainAsAForgeDeliveryIsRefused() throws {
+        try withTemporaryFolder { dir throws in
+            let start = Date(timeIntervalSince1970: 1_800_000_000)
+            let stamp = Int64(start.timeIntervalSince1970)
+            let body = Array(#"{"ref":"refs/heads/main"}"#.utf8)
+            let check = verifier(dir, at: start)
+            let captured = headers(body, at: stamp)
+            #expect(check.check(headers: captured, body: body, now: start) == .accepted)
+            let resent = Array("\(stamp).".utf8) + body
+            let asHub: HTTPFields = [HTTPField.Name("X-Hub-Signature-256")!: captured[HTTPField.Name("X-Bulwark-Signature-256")!]!]
+            let refused = check.check(headers: asHub, body: resent, now: start)
+            #expect(refused.refusal?.contains("digits and a dot") == true, "\(refused)")
+            // Not remembered: the file holds the one signature, and a new start trusts it.
+            #expect(try read(dir + "/webhook-replays").split(separator: "\n").count == 2)
+            let restarted = verifier(dir, at: start)
+            #expect(restarted.check(headers: headers(body, at: stamp + 1), body: body, now: start) == .accepted)
+            // GitHub's own delivery goes through.
+            let hub: HTTPFields = [HTTPField.Name("X-Hub-Signature-256")!: WebhookVerifier.signature(of: body, secret: Self.secret)]
+            #expect(restarted.check(headers: hub, body: body, now: start) == .accepted)
+        }
+    }
+
+    /// A signature is kept a minute past the window: the time check runs before the memory's
+    /// lock is taken, so a replay that passed it just inside the window may reach the memory
+    /// after a later request has pruned; it must still be found there.
+    @Test func aSignatureIsRememberedAMinutePastTheWindow() throws {
+        let guardMemory = WebhookReplayGuard()
+        let stamp = 1_800_000_000.0
+        #expect(guardMemory.admitSigned("sha256=aa", timestamp: stamp, now: stamp) == .accepted)
+        // Another request, 30 s past the first one's window, prunes first.
+        #expect(guardMemory.admitSigned("sha256=bb", timestamp: stamp + 330, now: stamp + 330) == .accepted)
+        guard case .replayed = guardMemory.admitSigned("sha256=aa", timestamp: stamp, now: stamp + 300) else {
+            Issue.record("a replay that passed the time check was taken after a prune")
+            return
+        }
+        // Past the margin it is gone (the time check refuses it by then).
+        #expect(guardMemory.admitSigned("sha256=cc", timestamp: stamp + 400, now: stamp + 400) == .accepted)
+        #expect(guardMemory.count == 2)
     }
 }
