@@ -293,9 +293,15 @@ public protocol ResourceDriver: Sendable {
     /// the blocked id, and it is recorded once as `blocked` with the reason. A guard that cannot
     /// judge (a check that fails to run) blocks; it never lets a change through unjudged.
     func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async -> GuardVerdict
+    /// Whether `apply` (and a coalescing driver's `apply(batch:on:)`) passes `ChangeGate.current`
+    /// right before every first change it makes to the system, after its checks: then the
+    /// reconciler marks the step tried only there. False (the default): the reconciler marks it
+    /// tried before calling the driver.
+    var announcesChanges: Bool { get }
 }
 
 extension ResourceDriver {
+    public var announcesChanges: Bool { false }
     public func watchedPaths(_ resource: Resource, on target: Target) -> [String] { [] }
     public func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async -> GuardVerdict {
         .allow
