@@ -150,12 +150,19 @@ struct ApplyRun: Encodable {
         let recovered: [CycleEntry]
         do {
             let repository = loaded.repository, registry = reconciler.registry
-            recovered = try await reconciler.recover(journal: journal, state: loaded.state, audit: repository,
-                                                     earlier: { await repository.desiredState(at: $0, registry: registry) }) { record in
-                guard text else { return }
-                console.warn("closed an intent of an earlier run that was never carried out: \(record.resource) on "
-                             + "\(record.target) (found as it was; planned again)")
-            }
+            recovered = try await reconciler.recover(
+                journal: journal, state: loaded.state, audit: repository,
+                earlier: { await repository.desiredState(at: $0, registry: registry) },
+                onUntried: { record in
+                    guard text else { return }
+                    console.warn("closed an intent of an earlier run that was never carried out: \(record.resource) on "
+                                 + "\(record.target) (found as it was; planned again)")
+                },
+                onCovered: { record, other in
+                    guard text else { return }
+                    console.warn("closed an intent of an earlier run without a record: \(record.resource) on \(record.target) "
+                                 + "is as desired, and record \(quotedForMessage(other.id)) of another Bulwark (\(quotedForMessage(other.instance))) covers the change")
+                })
         } catch {
             throw CommandError("cannot resolve the open intents in \(options.stateDirectory)/intents.log: \(error); "
                                + "nothing was changed. Free the state directory (space, permissions) and run again.")

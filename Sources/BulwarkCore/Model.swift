@@ -298,10 +298,16 @@ public protocol ResourceDriver: Sendable {
     /// it too; `revert` asks first, before it commits anything. Reads nothing. Default: every
     /// value is written.
     func checkWritable(_ changes: [PropertyDrift], to resource: Resource) throws
+    /// Whether `apply` (and a coalescing driver's `apply(batch:on:)`) passes `ChangeGate.current`
+    /// right before every first change it makes to the system, after its checks: then the
+    /// reconciler marks the step tried only there. False (the default): the reconciler marks it
+    /// tried before calling the driver.
+    var announcesChanges: Bool { get }
 }
 
 extension ResourceDriver {
     public func checkWritable(_ changes: [PropertyDrift], to resource: Resource) throws {}
+    public var announcesChanges: Bool { false }
     public func watchedPaths(_ resource: Resource, on target: Target) -> [String] { [] }
     public func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async -> GuardVerdict {
         .allow

@@ -629,36 +629,56 @@ public struct Reconciler: Sendable {
             return
         }
         let intents = records.map(\.id)
-        // Marked tried right before the change: a kill before this line leaves intents that
-        // recovery closes without a record when it finds nothing changed.
-        do {
-            try await journal.trying(intents)
-        } catch {
-            for id in intents { try? await journal.end(id) }
-            await ledger.halt("the intent journal cannot be written (\(error)); no fix is made without its record",
-                              skipped: members.count)
-            return
+        // Marked tried right before the change: a kill before the line leaves intents that
+        // recovery closes without a record when it finds nothing changed. A driver that
+        // announces its changes writes the line itself, through the gate, right before its first
+        // change (after its checks: `sshd -t` takes a while); for any other, it is written now.
+        let gate: ChangeGate?
+        if members.allSatisfy({ $0.decision != .pruned && registry.kinds[$0.binding.resource.kind]?.driver.announcesChanges == true }) {
+            gate = ChangeGate { [journal] in try await journal.trying(intents) }
+        } else {
+            gate = nil
+            do {
+                try await journal.trying(intents)
+            } catch {
+                for id in intents { try? await journal.end(id) }
+                await ledger.halt("the intent journal cannot be written (\(error)); no fix is made without its record",
+                                  skipped: members.count)
+                return
+            }
         }
         // Members the driver found already corrected, under the lock, before writing anything;
         // members not tried because another process holds the target.
         var inSync: Set<Int> = []
         var busy: [Int: String] = [:]
-        if step.coalesced, let carried = await carryOut(batch: members, state: state, into: &records) {
-            // Written together; each verified on its own.
-            inSync = carried.inSync
-            if let reason = carried.busy { for index in members.indices { busy[index] = reason } }
-        } else {
-            for index in members.indices {
-                if members[index].decision == .pruned {
-                    await prune(members[index], state: state, into: &records[index])
-                    continue
-                }
-                switch await carryOut(members[index], state: state, into: &records[index]) {
-                case .done: break
-                case .inSync: inSync.insert(index)
-                case .busy(let reason): busy[index] = reason
+        await ChangeGate.$current.withValue(gate) {
+            if step.coalesced, let carried = await carryOut(batch: members, state: state, into: &records) {
+                // Written together; each verified on its own.
+                inSync = carried.inSync
+                if let reason = carried.busy { for index in members.indices { busy[index] = reason } }
+            } else {
+                for index in members.indices {
+                    // The gate did not let the first change through: no other is tried.
+                    if gate?.failure != nil { break }
+                    if members[index].decision == .pruned {
+                        await prune(members[index], state: state, into: &records[index])
+                        continue
+                    }
+                    switch await carryOut(members[index], state: state, into: &records[index]) {
+                    case .done: break
+                    case .inSync: inSync.insert(index)
+                    case .busy(let reason): busy[index] = reason
+                    }
                 }
             }
+        }
+        if let failure = gate?.failure {
+            // The gate stops a driver before its first change, and was never passed: nothing was
+            // changed, so nothing is recorded (as when the step could not be marked tried).
+            for id in intents { try? await journal.end(id) }
+            await ledger.halt("the intent journal cannot be written (\(failure)); no fix is made without its record",
+                              skipped: members.count)
+            return
         }
         for index in members.indices {
             // No change was made: no record of one. The intent is closed, there is nothing to commit.
@@ -788,12 +808,16 @@ public struct Reconciler: Sendable {
     /// left the desired state is observed as the revision it was made from gave them (`earlier`,
     /// by the intent's desired commit): its change may well have been made, and the record says
     /// what is found; recorded `interrupted` without observing only where that revision cannot
-    /// be read either. Returns the records written; `onUntried` is told of each intent closed
-    /// without one.
+    /// be read either. An intent whose values are found as desired, with a verified record of
+    /// the same change another Bulwark wrote since its drift was detected
+    /// (`AuditSink.verifiedElsewhere`), is closed without a record: that record covers the
+    /// change. Returns the records written; `onUntried` is told of each intent closed without
+    /// one because nothing changed, `onCovered` of each closed because another record covers it.
     public func recover(
         journal: some IntentJournal, state: DesiredState, audit: some AuditSink,
         earlier: (Revision) async -> DesiredState? = { _ in nil },
-        onUntried: (AuditRecord) -> Void = { _ in }
+        onUntried: (AuditRecord) -> Void = { _ in },
+        onCovered: (AuditRecord, _ by: (id: String, instance: String)) -> Void = { _, _ in }
     ) async throws -> [CycleEntry] {
         var entries: [CycleEntry] = []
         // Read once: `untriedIntents` answers from what `openIntents` read.
@@ -840,10 +864,13 @@ public struct Reconciler: Sendable {
                             + owed.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: "; ")
                             + "; the next pass completes it"
                     } else if holds, let other = elsewhere {
-                        // Another Bulwark recorded this change after the drift was seen: it is
-                        // that record's fix. This one says what became of its own intent.
-                        record.error = "found as desired after a restart; another Bulwark (\(other.instance)) made and recorded this fix "
-                            + "(record \(other.id)), so it is not recorded as this process's fix"
+                        // Another Bulwark made and recorded this change after the drift was seen
+                        // (tried or not here): that record covers it. A record of this intent
+                        // would only reopen, in the report, the drift the other one closed; the
+                        // intent is closed without one, and the caller says which record covers it.
+                        try await journal.end(record.id)
+                        onCovered(record, other)
+                        continue
                     } else if holds, untried.contains(record.id) {
                         // Found as desired, but never marked tried: someone else made it so (or a
                         // power cut lost the line). Recorded, not claimed as this process's fix.

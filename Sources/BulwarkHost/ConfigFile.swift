@@ -32,6 +32,10 @@ internal import Synchronization
 /// observation fails: the values it should hold (a gateway's guardrails) are not in place, and
 /// nothing can tell what a file put back later will hold.
 struct ConfigFileDriver: ResourceDriver {
+    /// The file's rename, and a reload owed from before, pass `ChangeGate.current` first: a fix
+    /// is marked tried after its validation command, not before.
+    var announcesChanges: Bool { true }
+
     /// What a resource says about its file besides the properties, carried in the spec as one
     /// property that is never observed (so never drifts): `ResourceSpec` holds only properties.
     struct Options: Sendable, Hashable, Codable {
@@ -558,6 +562,9 @@ struct ConfigFileDriver: ResourceDriver {
                                             + (outcome.output.isEmpty ? "" : ": \(outcome.output)") + "); the file was not changed", path: display)
                         }
                     }
+                    // Validated: the marker and the rename change the host, so the fix's intents are
+                    // marked tried now (`ChangeGate`), not before the validation commands.
+                    try ChangeGate.passCurrent()
                     // Owed from the rename on: on disk before the file holds values its service has not read.
                     if owedNow != onDisk {
                         try OwedReloads.record(owedNow.reloads, for: first.path, in: root)
@@ -580,6 +587,8 @@ struct ConfigFileDriver: ResourceDriver {
             current = written
             pass?.write(made, to: first.path, in: root)
         }
+        // A reload owed from before runs with no write: it is this fix's change.
+        try ChangeGate.passCurrent()
         var remaining = owedNow
         // Each command once, however many resources share it.
         let commands = Dictionary(due.compactMap { item in item.part.options.reload.map { (item.reload.command, $0) } }, uniquingKeysWith: { a, _ in a })

@@ -220,7 +220,8 @@ enum FileIO {
     /// temporary file is created in it with `O_CREAT | O_EXCL | O_NOFOLLOW` at a mode never wider
     /// than the final one, given the old file's owner and mode (or `newFileMode`), written,
     /// fsynced, checked by `validate` (through `/proc/PID/fd/N`, so what is checked is what is
-    /// renamed), then renamed within that folder, and the folder fsynced. `createFolders`
+    /// renamed), then renamed within that folder (right after passing `ChangeGate.current`), and
+    /// the folder fsynced. `createFolders`
     /// creates the file's own folder when it is missing, not the folders above it.
     ///
     /// Throws a `.conflict` `HostError` (the caller re-reads and plans again) when the file at
@@ -268,6 +269,9 @@ enum FileIO {
         }
         // Still the file that was read? Another writer's change is never overwritten.
         try check(try read(name, in: folder, display: display), expected, display)
+        // The rename is the change: the fix's intents are marked tried now, not before the checks
+        // above (`ChangeGate`; nothing when the step has no gate). No gate, no rename.
+        try ChangeGate.passCurrent()
         guard renameat(folder.fd, temporary, folder.fd, name) == 0 else {
             throw HostError("cannot rename into place: \(errnoText())", path: display)
         }

@@ -103,9 +103,12 @@ extension HostRoot {
     func applying<R: Sendable>(_ body: @escaping @Sendable () throws -> R) async throws -> R {
         // The counter of sshd runs and the cache of sshd's answers (a test's own) follow the
         // fix onto the blocking thread.
-        let counter = SSHDProbeCounter.current, cache = SSHDProbeCache.current
+        // So does the step's change gate (`ChangeGate`), which a write passes right before its rename.
+        let counter = SSHDProbeCounter.current, cache = SSHDProbeCache.current, gate = ChangeGate.current
         return try await Blocking.run {
-            try SSHDProbeCache.$current.withValue(cache) { try SSHDProbeCounter.$current.withValue(counter) { try applyingHere(body) } }
+            try ChangeGate.$current.withValue(gate) {
+                try SSHDProbeCache.$current.withValue(cache) { try SSHDProbeCounter.$current.withValue(counter) { try applyingHere(body) } }
+            }
         }
     }
 

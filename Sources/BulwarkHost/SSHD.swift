@@ -21,6 +21,10 @@ internal import BulwarkProcess
 /// `Match` block. Every candidate file is checked with `sshd -t -f` before it is renamed into
 /// place, so a config sshd rejects is never written.
 struct SSHDConfigDriver: ResourceDriver {
+    /// Its only changes are `FileIO.write`'s renames, which pass `ChangeGate.current` first: a
+    /// fix is marked tried after `sshd -t`, not before.
+    var announcesChanges: Bool { true }
+
     func watchedPaths(_ resource: Resource, on target: Target) -> [String] {
         HostAdapter.paths(target, [Self.configPath, "etc/ssh/sshd_config.d/"])
     }
@@ -594,6 +598,7 @@ struct SSHDConfigDriver: ResourceDriver {
             try probe.check()
             checkedWhole = true
         }
+        HostFaults.sshdFix(at: "checked")
         // Included files first, the main file last.
         for file in config.order.reversed() where edited.contains(file) {
             guard let content = config.files[file] else { continue }
@@ -601,6 +606,7 @@ struct SSHDConfigDriver: ResourceDriver {
                 try validator.validate(candidate, checkedWhole: checkedWhole)
             }
         }
+        HostFaults.sshdFix(at: "written")
         return found
     }
 }

@@ -41,6 +41,9 @@ package struct MTTRHistory: Sendable {
     private(set) var buckets: [Int64: Bucket] = [:]
     /// When each resource's open drift was first detected (target NUL resource), until a verified fix ends it.
     private var openSince: [String: Date] = [:]
+    /// When each resource's last verified fix was verified: a late `interrupted` record of a
+    /// drift detected before it opens nothing (`Entry.opensDrift(lastVerified:)`).
+    private var lastVerified: [String: Date] = [:]
     private var added = 0
     let exactLimit: Int
 
@@ -64,7 +67,7 @@ package struct MTTRHistory: Sendable {
     /// How many values are held: exact fixes, histogram bins and open-drift starts (bounded;
     /// what the tests check).
     package var storedCount: Int {
-        exact.count + buckets.values.reduce(0) { $0 + $1.bins.count } + openSince.count
+        exact.count + buckets.values.reduce(0) { $0 + $1.bins.count } + openSince.count + lastVerified.count
     }
 
     /// Adds a record in the order records are made: a verified fix ends its resource's open drift
@@ -76,10 +79,11 @@ package struct MTTRHistory: Sendable {
         if entry.result == .verified, let verified = entry.verifiedAt {
             let start = min(openSince[key] ?? entry.detectedAt, entry.detectedAt)
             openSince[key] = nil
+            lastVerified[key] = verified
             // A fix verified "before" its detection (a clock stepped back) took no time, not less.
             exact.append(Fix(detectedAt: entry.detectedAt, seconds: max(0, verified.timeIntervalSince(start))))
             if exact.count > exactLimit { fold(exact.count - exactLimit / 2) }
-        } else if entry.decision.opensDrift {
+        } else if entry.opensDrift(lastVerified: lastVerified[key]) {
             openSince[key] = openSince[key] ?? entry.detectedAt
         }
     }
@@ -90,6 +94,7 @@ package struct MTTRHistory: Sendable {
         let firstHour = Self.hour(of: start)
         buckets = buckets.filter { $0.key >= firstHour }
         openSince = openSince.filter { $0.value >= start }
+        lastVerified = lastVerified.filter { $0.value >= start }
     }
 
     /// The MTTR of the fixes detected at or after `since` and not after `until` (a record dated

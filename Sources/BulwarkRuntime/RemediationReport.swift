@@ -49,6 +49,18 @@ package struct RemediationReport: Encodable {
         /// finding's refused change) names none (`AuditRecord.noTarget`). It is counted, but
         /// opens no drift: no fix will ever close it.
         package var hasTarget: Bool { target != AuditRecord.noTarget }
+
+        /// Whether the record opens drift (or keeps it open), given when its resource's last
+        /// verified fix before it was verified (`lastVerified`). A recovery's `interrupted` record
+        /// of a drift detected before that fix is committed after it (a Bulwark killed between a
+        /// fix and its record, restarted after another one fixed the drift): that fix closed the
+        /// drift, and the late record does not open it again from its old detection. Counted
+        /// open, it stayed open until some later fix, whose MTTR it stretched.
+        package func opensDrift(lastVerified: Date?) -> Bool {
+            guard decision.opensDrift else { return false }
+            if result == .interrupted, let lastVerified, detectedAt <= lastVerified { return false }
+            return true
+        }
     }
 
     /// `MTTRSummary` (in the core, shared with the status page).
@@ -94,6 +106,7 @@ package struct RemediationReport: Encodable {
         var fixes: [(entry: Entry, seconds: Double)] = []
         var openSince: [String: Date] = [:]
         var last: [String: Entry] = [:]
+        var lastVerified: [String: Date] = [:]
         var counted: [Entry] = []
         for entry in entries {
             let key = entry.target + "\u{0}" + entry.resource
@@ -103,8 +116,9 @@ package struct RemediationReport: Encodable {
             if entry.result == .verified, let verified = entry.verifiedAt {
                 let start = min(openSince[key] ?? entry.detectedAt, entry.detectedAt)
                 openSince[key] = nil
+                lastVerified[key] = verified
                 if since.map({ entry.detectedAt >= $0 }) ?? true { fixes.append((entry, max(0, verified.timeIntervalSince(start)))) }
-            } else if entry.decision.opensDrift, entry.hasTarget {
+            } else if entry.opensDrift(lastVerified: lastVerified[key]), entry.hasTarget {
                 openSince[key] = openSince[key] ?? entry.detectedAt
             }
             if since.map({ entry.detectedAt >= $0 }) ?? true { counted.append(entry) }

@@ -47,6 +47,32 @@ import Testing
         #expect(!report.text(source: "x").contains(" -"), "\(report.text(source: "x"))")
     }
 
+    /// A recovery's `interrupted` record committed after another Bulwark's verified fix of the
+    /// same drift (detected before that fix) does not open the drift again: the next fix of the
+    /// resource counts from its own detection, and nothing is left open. Before, the drift was
+    /// open from the old detection until that next fix (p90 162 s where each fix took 0.7 s).
+    /// The twin: an `interrupted` record of a drift detected after the last verified fix still
+    /// opens it; so does any record detected before it that is not `interrupted`.
+    @Test func aLateInterruptedRecordOfADriftAnotherFixClosedOpensNothing() {
+        let entries = [
+            entry("SSHDConfig/a", .applied, .verified, at: 100, verified: 100.7),     // the other Bulwark's fix
+            entry("SSHDConfig/a", .applied, .interrupted, at: 90),                    // the killed one's, recorded late
+            entry("SSHDConfig/a", .applied, .verified, at: 250, verified: 250.5),     // a later drift, fixed
+            entry("Sysctl/b", .applied, .verified, at: 100, verified: 100.5),
+            entry("Sysctl/b", .applied, .interrupted, at: 200),                       // detected after: open
+            entry("Sysctl/c", .applied, .verified, at: 100, verified: 100.5),
+            entry("Sysctl/c", .held, at: 90),                                         // not interrupted: open
+        ]
+        let report = RemediationReport(entries: entries, since: nil, now: t0.addingTimeInterval(3600), top: 10)
+        #expect(report.byKind["SSHDConfig"]?.maxSeconds == 0.7, "\(String(describing: report.byKind["SSHDConfig"]))")
+        #expect(report.open.map(\.resource).sorted() == ["Sysctl/b", "Sysctl/c"], "\(report.open)")
+        // The daemon's history counts the same.
+        var history = MTTRHistory()
+        for item in entries { history.add(item) }
+        #expect(history.summary(since: t0).maxSeconds == 0.7)
+        #expect(history.summary(since: t0) == report.mttr)
+    }
+
     @Test func percentilesUseNearestRank() {
         let summary = RemediationReport.Summary((1...10).map(Double.init))
         #expect(summary.p50Seconds == 5 && summary.p90Seconds == 9 && summary.maxSeconds == 10)

@@ -74,4 +74,77 @@ import Testing
             #expect(try read(root + "/etc/login.defs") == "PASS_MAX_DAYS 365\nPASS_MIN_DAYS 1\n")
         }
     }
+
+    /// An intent journal that notes, at each `trying`, how many times the check had run and what
+    /// sshd_config held; its `trying` throws when `failing` (a state directory gone read-only).
+    actor WatchingJournal: IntentJournal {
+        let base = MemoryJournal(intentsAhead: 32)
+        let dir: String, root: String, failing: Bool
+        var tries: [(ids: [String], checks: Int, config: String)] = []
+        nonisolated var intentsAhead: Int { 32 }
+        init(dir: String, root: String, failing: Bool) {
+            self.dir = dir
+            self.root = root
+            self.failing = failing
+        }
+        func begin(_ record: AuditRecord) async throws { try await begin([record]) }
+        func begin(_ records: [AuditRecord]) async throws { try await base.begin(records) }
+        func end(_ id: String) async throws { await base.end(id) }
+        func openIntents() async throws -> [AuditRecord] { await base.openIntents() }
+        func untriedIntents() async throws -> Set<String> { await base.untriedIntents() }
+        func trying(_ ids: [String]) async throws {
+            let checks = ((try? read(dir + "/runs")) ?? "").split(separator: "\n").count
+            tries.append((ids, checks, (try? read(root + "/etc/ssh/sshd_config")) ?? ""))
+            if failing { throw JournalError("read-only file system") }
+            await base.trying(ids)
+        }
+    }
+
+    let sshdOnly = resource("SSHDConfig", "s1", "PermitRootLogin: \"no\"")
+        + resource("SSHDConfig", "s2", "X11Forwarding: \"no\"")
+        + resource("SSHDConfig", "s3", "MaxAuthTries: \"4\"")
+
+    /// The coalesced sshd fix is marked tried once, for its three intents, after `sshd -t`
+    /// accepted the candidate and before the file is renamed into place: a kill during the
+    /// check leaves intents never tried, which recovery closes without a record. Before, the
+    /// line was written before the check.
+    @Test func aCoalescedSSHDFixIsMarkedTriedOnceAfterTheCheckAndBeforeTheRename() async throws {
+        try await withTemporaryDirectory { dir in
+            let root = try host(dir)
+            let state = try hostState(root: root, sshdOnly)
+            let reconciler = Reconciler(registry: Registry([HostAdapter.definition(sshd: try countingCheck(dir, refusing: nil))]))
+            let journal = WatchingJournal(dir: dir, root: root, failing: false)
+            let outcome = await reconciler.apply(try await reconciler.plan(state), state: state, audit: RecordingSink(), journal: journal)
+            #expect(outcome.verified.count == 3, "\(outcome.entries.map(\.record.error))")
+            let tries = await journal.tries
+            #expect(tries.count == 1 && tries.first?.ids.count == 3, "one tried line for the batch: \(tries.map(\.ids))")
+            #expect(tries.first.map { $0.checks >= 1 } == true, "after the check: \(tries.map(\.checks))")
+            #expect(tries.first?.config == "PermitRootLogin yes\nX11Forwarding yes\nMaxAuthTries 10\n", "before the rename")
+            #expect(try read(root + "/etc/ssh/sshd_config") == "PermitRootLogin no\nX11Forwarding no\nMaxAuthTries 4\n")
+            #expect(try await journal.openIntents().isEmpty)
+        }
+    }
+
+    /// The harmful twin: the tried line cannot be written at the rename (the state directory
+    /// went read-only after the intents were made durable). The file is not renamed into place,
+    /// nothing is recorded, the intents are closed and the pass stops changing systems, as when
+    /// the line cannot be written before a driver that does not announce its changes.
+    @Test func aTriedLineThatCannotBeWrittenAtTheRenameLeavesTheFileAndStopsThePass() async throws {
+        try await withTemporaryDirectory { dir in
+            let root = try host(dir)
+            let state = try hostState(root: root, sshdOnly)
+            let reconciler = Reconciler(registry: Registry([HostAdapter.definition(sshd: try countingCheck(dir, refusing: nil))]))
+            let journal = WatchingJournal(dir: dir, root: root, failing: true)
+            let sink = RecordingSink()
+            let outcome = await reconciler.apply(try await reconciler.plan(state), state: state, audit: sink, journal: journal)
+            #expect(outcome.halted?.contains("intent journal cannot be written") == true, "\(String(describing: outcome.halted))")
+            #expect(sink.records.isEmpty, "no record of a change that was not made: \(sink.records.map(\.error))")
+            #expect(try read(root + "/etc/ssh/sshd_config") == "PermitRootLogin yes\nX11Forwarding yes\nMaxAuthTries 10\n")
+            #expect(try await journal.openIntents().isEmpty, "the intents are closed")
+            let tries = await journal.tries
+            #expect(tries.count == 1 && tries.first.map { $0.checks >= 1 } == true, "refused at the rename, after the check: \(tries.map(\.checks))")
+            let leftovers = try FileManager.default.contentsOfDirectory(atPath: root + "/etc/ssh").filter { $0.contains(".bulwark-") }
+            #expect(leftovers.isEmpty, "no temporary left: \(leftovers)")
+        }
+    }
 }

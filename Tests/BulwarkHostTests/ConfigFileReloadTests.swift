@@ -477,4 +477,47 @@ import Testing
             #expect(open.failures.first?.message.contains("lets another user change what Bulwark keeps below it") == true, "\(open.failures.map(\.message))")
         }
     }
+
+    /// An intent journal that notes, at each `trying`, what `snapshot` says then.
+    actor SnapshotJournal: IntentJournal {
+        let base = MemoryJournal()
+        let snapshot: @Sendable () -> String
+        var tries: [String] = []
+        init(_ snapshot: @escaping @Sendable () -> String) { self.snapshot = snapshot }
+        func begin(_ record: AuditRecord) async throws { try await base.begin([record]) }
+        func end(_ id: String) async throws { await base.end(id) }
+        func openIntents() async throws -> [AuditRecord] { await base.openIntents() }
+        func untriedIntents() async throws -> Set<String> { await base.untriedIntents() }
+        func trying(_ ids: [String]) async throws {
+            tries.append(snapshot())
+            await base.trying(ids)
+        }
+    }
+
+    /// A `ConfigFile` fix is marked tried after its validation command accepted the candidate
+    /// and before the file is renamed into place or its reload owed: a kill while the command
+    /// runs leaves an intent never tried, which recovery closes without a record. Before, the
+    /// line was written before the command ran.
+    @Test func aConfigFileFixIsMarkedTriedAfterItsValidationAndBeforeTheRename() async throws {
+        try await withTemporaryDirectory { root in
+            let gateway = try Gateway(root, failing: false)
+            try write(root + "/validate.sh", "#!/bin/sh\necho ran >> \(root)/validations\n", mode: 0o755)
+            let state = try configState(root: root, resource("ConfigFile", "gw", """
+                path: etc/gw/config.yaml
+                properties: {a: 2}
+                validate: [\(root)/validate.sh]
+                reload: [\(root)/reload.sh]
+                """))
+            let journal = SnapshotJournal {
+                let validated = FileManager.default.fileExists(atPath: root + "/validations")
+                let owed = FileManager.default.fileExists(atPath: gateway.marker)
+                return "validated \(validated), owed \(owed): " + ((try? read(gateway.file)) ?? "")
+            }
+            let reconciler = Reconciler(registry: Registry([HostAdapter.definition()]))
+            let outcome = await reconciler.apply(try await reconciler.plan(state), state: state, audit: RecordingSink(), journal: journal)
+            #expect(outcome.verified.count == 1, "\(outcome.entries.map(\.record.error))")
+            #expect(await journal.tries == ["validated true, owed false: a: 1\nb: 1\n"])
+            #expect(try read(gateway.file) == "a: 2\nb: 1\n" && gateway.reloads == 1)
+        }
+    }
 }
