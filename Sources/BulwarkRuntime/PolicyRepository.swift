@@ -1060,7 +1060,11 @@ package actor PolicyRepository: AuditSink {
             for commit in own {
                 head = try repository.replay(commit.id, onto: head, signer: configuration.signer)
             }
-            if buffered { _ = try repository.flushObjectBuffer(tip: head, base: remote) }
+            if buffered {
+                _ = try repository.flushObjectBuffer(tip: head, base: remote)
+                // A push retried against a busy origin replays at each attempt: a pack each.
+                consolidatePacks(sparingUnpushed: true)
+            }
         } catch {
             if buffered { repository.discardObjectBuffer() }
             throw error
