@@ -178,7 +178,9 @@ actor PassLedger {
     /// A flush failed: the records of `batch` and of everything still waiting are not on the
     /// branch (a sink whose flush failed keeps failing), their fixes stay open intents, and
     /// the pass stops.
-    func notDurable(_ error: any Error, batch: [(index: Int, intent: String?)]) {
+    /// Returns every entry that lost its commit.
+    @discardableResult
+    func notDurable(_ error: any Error, batch: [(index: Int, intent: String?)]) -> [(index: Int, intent: String?)] {
         let lost = batch + unflushed
         unflushed = []
         for (index, _) in lost {
@@ -190,6 +192,12 @@ actor PassLedger {
             halted = "the audit branch cannot be written (\(error)); the records not yet written stay in the intent journal "
                 + "and are committed on the next start; no further fix is made"
         }
+        return lost
+    }
+
+    /// The entries of `batch` (from `takeFlushable` or `notDurable`), as they are now.
+    func entries(_ batch: [(index: Int, intent: String?)]) -> [CycleEntry] {
+        batch.map { entries[$0.index].entry }
     }
 
     /// The outcome, entries in plan order. Called once, at the pass's end: the entries move out

@@ -533,13 +533,7 @@ public struct Reconciler: Sendable {
             }
         }
         if ledger.buffered {
-            let batch = await ledger.takeFlushable()
-            do {
-                try await audit.endBuffering()
-                for case let (_, intent?) in batch { try? await journal.end(intent) }
-            } catch {
-                await ledger.notDurable(error, batch: batch)
-            }
+            await flush(audit: audit, journal: journal, ledger: ledger, last: true, onEntry: onEntry)
         }
         return await ledger.outcome()
     }
@@ -734,26 +728,35 @@ public struct Reconciler: Sendable {
             return
         }
         if ledger.buffered {
+            // Told (`onEntry`) with the flush that makes its commit durable: until then the commit
+            // is in memory only, and a process killed before the flush leaves an id that never
+            // existed (its fix is recorded again, under another id, by the next start).
             if await ledger.add(entry, at: position, intent: intent) >= Self.flushEvery {
-                await flush(audit: audit, journal: journal, ledger: ledger)
+                await flush(audit: audit, journal: journal, ledger: ledger, onEntry: onEntry)
             }
-        } else {
-            if let intent { try? await journal.end(intent) }
-            await ledger.add(entry, at: position, intent: nil)
+            return
         }
+        if let intent { try? await journal.end(intent) }
+        await ledger.add(entry, at: position, intent: nil)
         onEntry(entry)
     }
 
-    /// Makes the buffered records durable and closes their intents; when that fails, the pass
-    /// halts and those records count as not committed (their fixes stay open intents).
-    private func flush(audit: some AuditSink, journal: some IntentJournal, ledger: PassLedger) async {
+    /// Makes the buffered records durable (`last`: and ends buffering), closes their intents and
+    /// tells `onEntry` of each, with its commit; when that fails, the pass halts and those
+    /// records, and every other one not yet durable, count as not committed (their fixes stay
+    /// open intents) and are told without a commit.
+    private func flush(audit: some AuditSink, journal: some IntentJournal, ledger: PassLedger, last: Bool = false,
+                       onEntry: @Sendable (CycleEntry) -> Void) async {
         let batch = await ledger.takeFlushable()
+        let told: [(index: Int, intent: String?)]
         do {
-            try await audit.flush()
+            if last { try await audit.endBuffering() } else { try await audit.flush() }
             for case let (_, intent?) in batch { try? await journal.end(intent) }
+            told = batch
         } catch {
-            await ledger.notDurable(error, batch: batch)
+            told = await ledger.notDurable(error, batch: batch)
         }
+        for entry in await ledger.entries(told) { onEntry(entry) }
     }
 
     /// Corrects a coalesced step's remediations with one write, then verifies each. Returns nil

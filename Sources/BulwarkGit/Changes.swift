@@ -30,10 +30,10 @@ extension Repository {
     /// only when one of them differs from a parent).
     func pathsChanged(by commit: CommitInfo, among wanted: Set<String>?) throws(GitError) -> [String] {
         func keep(_ paths: [String]) -> [String] { wanted.map { only in paths.filter(only.contains) } ?? paths }
-        guard let first = commit.parents.first else { return keep(try changedPaths(from: nil, to: commit.id)) }
-        guard commit.parents.count > 1 else { return keep(try changedPaths(from: first, to: commit.id)) }
+        guard let first = commit.parents.first else { return keep(try changedPathsOfChangedFolders(from: nil, to: commit.id)) }
+        guard commit.parents.count > 1 else { return keep(try changedPathsOfChangedFolders(from: first, to: commit.id)) }
         var candidates = Set<String>()
-        for parent in commit.parents { candidates.formUnion(keep(try changedPaths(from: parent, to: commit.id))) }
+        for parent in commit.parents { candidates.formUnion(keep(try changedPathsOfChangedFolders(from: parent, to: commit.id))) }
         var bases: [ObjectID]?
         var changed: [String] = []
         for path in candidates.sorted() {

@@ -27,28 +27,18 @@ extension Repository {
     public func replay(_ commit: ObjectID, onto newParent: ObjectID, signer: (any CommitSigner)? = nil) throws(GitError) -> ObjectID {
         let original = try lookupCommit(commit)
         defer { git_commit_free(original) }
-        var parentTree: OpaquePointer?
-        if git_commit_parentcount(original) > 0 {
-            var parent: OpaquePointer?
-            try check(git_commit_parent(&parent, original, 0), "git_commit_parent")
-            defer { git_commit_free(parent) }
-            try check(git_commit_tree(&parentTree, parent), "git_commit_tree")
-        }
-        defer { if let parentTree { git_tree_free(parentTree) } }
-        var tree: OpaquePointer?
-        try check(git_commit_tree(&tree, original), "git_commit_tree")
-        defer { git_tree_free(tree) }
-        var diff: OpaquePointer?
-        try check(git_diff_tree_to_tree(&diff, pointer, parentTree, tree, nil), "git_diff_tree_to_tree")
-        defer { git_diff_free(diff) }
+        // Folder by folder, only where ids differ: a whole-tree diff read every folder of both
+        // trees, for each commit replayed (quadratic on a long audit branch, and all of it while
+        // another writer could move the origin's branch again).
+        let parent: ObjectID? = git_commit_parentcount(original) > 0 ? ObjectID(git_commit_parent_id(original, 0).pointee) : nil
         var blobs: [String: git_oid] = [:]
-        for index in 0..<git_diff_num_deltas(diff) {
-            guard let delta = git_diff_get_delta(diff, index) else { continue }
-            guard delta.pointee.status == GIT_DELTA_ADDED || delta.pointee.status == GIT_DELTA_MODIFIED else {
+        for change in try changedFilesOfChangedFolders(from: parent, to: commit) {
+            // Added or modified, as a diff has it: a file on the commit's side.
+            guard let blob = change.blob else {
                 throw GitError(function: "replay", code: -1,
                                message: "commit \(commit.short) deletes or renames files; only additions can be replayed")
             }
-            blobs[String(cString: delta.pointee.new_file.path)] = delta.pointee.new_file.id
+            blobs[change.path] = blob
         }
         let message = String(cString: git_commit_message(original))
         let author = Signature(git_commit_author(original))

@@ -122,9 +122,26 @@ extension Repository {
         var oldTree: OpaquePointer?
         if let old { oldTree = try tree(ofCommit: old) }
         defer { if let oldTree { git_tree_free(oldTree) } }
-        var paths = Set<String>()
-        try compare(oldTree, newTree, prefix: "", into: &paths)
-        return paths.sorted()
+        var changes: [String: (was: TreeEntry?, now: TreeEntry?)] = [:]
+        try compare(oldTree, newTree, prefix: "", into: &changes)
+        return changes.keys.sorted()
+    }
+
+    /// The files `changedPathsOfChangedFolders` finds, each with its blob id in `new` (nil: not
+    /// a file there, as when deleted or turned into a folder) and whether it was a file in `old`.
+    func changedFilesOfChangedFolders(from old: ObjectID?, to new: ObjectID) throws(GitError)
+        -> [(path: String, existed: Bool, blob: git_oid?)] {
+        let newTree = try tree(ofCommit: new)
+        defer { git_tree_free(newTree) }
+        var oldTree: OpaquePointer?
+        if let old { oldTree = try tree(ofCommit: old) }
+        defer { if let oldTree { git_tree_free(oldTree) } }
+        var changes: [String: (was: TreeEntry?, now: TreeEntry?)] = [:]
+        try compare(oldTree, newTree, prefix: "", into: &changes)
+        return changes.keys.sorted().map { path in
+            let change = changes[path]!
+            return (path, change.was != nil, change.now?.id)
+        }
     }
 
     private struct TreeEntry {
@@ -147,8 +164,10 @@ extension Repository {
         return result
     }
 
+    /// Adds to `changes` each file (anything not a folder) that differs, with its entry on each
+    /// side (nil: absent there, or a folder).
     private func compare(_ old: OpaquePointer?, _ new: OpaquePointer?, prefix: String,
-                         into paths: inout Set<String>) throws(GitError) {
+                         into changes: inout [String: (was: TreeEntry?, now: TreeEntry?)]) throws(GitError) {
         let before = entries(of: old)
         let after = entries(of: new)
         for name in Set(before.keys).union(after.keys) {
@@ -156,14 +175,14 @@ extension Repository {
             let now = after[name]
             if let was, let now, was.sameObject(as: now) { continue }
             let path = prefix + name
-            if let was, !was.isFolder { paths.insert(path) }
-            if let now, !now.isFolder { paths.insert(path) }
+            let wasFile = was.flatMap { $0.isFolder ? nil : $0 }, nowFile = now.flatMap { $0.isFolder ? nil : $0 }
+            if wasFile != nil || nowFile != nil { changes[path] = (wasFile, nowFile) }
             let oldFolder = try was.flatMap { $0.isFolder ? $0 : nil }.map { entry throws(GitError) in try lookupTree(entry.id, path) }
             defer { if let oldFolder { git_tree_free(oldFolder) } }
             let newFolder = try now.flatMap { $0.isFolder ? $0 : nil }.map { entry throws(GitError) in try lookupTree(entry.id, path) }
             defer { if let newFolder { git_tree_free(newFolder) } }
             if oldFolder != nil || newFolder != nil {
-                try compare(oldFolder, newFolder, prefix: path + "/", into: &paths)
+                try compare(oldFolder, newFolder, prefix: path + "/", into: &changes)
             }
         }
     }

@@ -12,9 +12,10 @@ internal import Foundation
 /// those ids), each object is compressed once with one reused zlib stream, and the index is
 /// built from the ids, offsets and CRC-32s collected on the way.
 ///
-/// Durability: the pack and its index are written under temporary names (`tmp_pack_*`, which
-/// git's own maintenance removes), fsynced, renamed into place (the pack first: readers find a
-/// pack by its index), and the folder is fsynced; only then does the caller move a reference
+/// Durability: the pack and its index are written under temporary names (`tmp_pack_bulwark_*`,
+/// which git's own maintenance removes, and Bulwark once an hour old: `removePackLeftovers`),
+/// fsynced, renamed into place (the pack first: readers find a pack by its index), and the
+/// folder is fsynced; only then does the caller move a reference
 /// to the objects. A pack of the same name already in the folder is the same pack (the name is
 /// the checksum of its content) and is kept as it is.
 enum PackFile {
@@ -293,7 +294,7 @@ enum PackFile {
         private var renamed = false
 
         init(folder: String) throws(GitError) {
-            var template = Array((folder + "/tmp_pack_XXXXXX").utf8CString)
+            var template = Array((folder + "/" + Repository.ownTemporaryPackPrefix + "XXXXXX").utf8CString)
             fd = template.withUnsafeMutableBufferPointer { $0.baseAddress.map { mkstemp($0) } ?? -1 }
             if fd >= 0 { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
             guard fd >= 0 else { throw PackFile.failure("cannot create a temporary pack file in \(folder): \(String(cString: strerror(errno)))") }

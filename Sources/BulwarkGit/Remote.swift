@@ -363,7 +363,7 @@ extension Repository {
         guard fstat(input, &status) == 0, status.st_size >= 40 else { return nil }
         let size = Int(status.st_size)
         let body = size - 20
-        var template = Array((folder + "/tmp_pack_XXXXXX").utf8CString)
+        var template = Array((folder + "/" + Repository.ownTemporaryPackPrefix + "XXXXXX").utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { $0.baseAddress.map { mkstemp($0) } ?? -1 }
         guard fd >= 0 else { return nil }
         _ = fcntl(fd, F_SETFD, FD_CLOEXEC)

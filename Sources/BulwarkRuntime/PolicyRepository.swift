@@ -132,6 +132,8 @@ package actor PolicyRepository: AuditSink {
     private let lockedAt: Date
     /// What was repaired in the state clone, in words, also printed as warnings.
     package private(set) var repairs: [String] = []
+    /// How many times the last `publish` tried to move the origin's branch.
+    package private(set) var pushAttempts = 0
     /// The append-only index of the ids on the local audit branch (see `AuditIndex`), opened on
     /// first use; nil when there is none that can be trusted (rebuilt when a lookup needs it).
     private var indexFile: AuditIndex?
@@ -927,11 +929,16 @@ package actor PolicyRepository: AuditSink {
         if buffering { try endBufferingNow() }
         // The end of a pass: the commits written in it go into the index's file.
         defer { saveIndex() }
+        // What pushes killed part-way left in a local origin, once too old to be a push in progress.
+        if let origin = Repository.localOriginPath(configuration.url) {
+            for message in Repository.removePackLeftovers(in: origin) { Console().warn(message) }
+        }
         let clock = ContinuousClock()
         let end = clock.now.advanced(by: deadline)
         var pause = 0.02
         var rejections = 0
         var locked = 0
+        pushAttempts = 0
         while true {
             guard let local = try repository.resolve(localAudit) else { return .upToDate }
             // The audit branch, or the recovery branch while the audit branch cannot be trusted.
@@ -940,6 +947,7 @@ package actor PolicyRepository: AuditSink {
             if local == remote { return .upToDate }
             let pending = try repository.commitCount(from: local, hiding: remote)
             let rejection: PushRejection?
+            pushAttempts += 1
             do {
                 rejection = try repository.push(localAudit, to: "refs/heads/\(target)", expected: remote, remote: "origin",
                                                 access: configuration.access)
@@ -1043,9 +1051,23 @@ package actor PolicyRepository: AuditSink {
             Console().warn("audit commit \(commit.id.short) is not this instance's and is no longer on the origin's "
                            + "\(pushBranch); it is not pushed again")
         }
+        // In memory, then on disk as one pack, synced once (the push copies that pack as it is):
+        // written as loose objects, a replay of a pass's records took seconds, and another
+        // writer moved the origin's branch again meanwhile.
+        let buffered = !repository.isBufferingObjects && (try? repository.beginObjectBuffer()) != nil
         var head = remote
-        for commit in own {
-            head = try repository.replay(commit.id, onto: head, signer: configuration.signer)
+        do {
+            for commit in own {
+                head = try repository.replay(commit.id, onto: head, signer: configuration.signer)
+            }
+            if buffered {
+                _ = try repository.flushObjectBuffer(tip: head, base: remote)
+                // A push retried against a busy origin replays at each attempt: a pack each.
+                consolidatePacks(sparingUnpushed: true)
+            }
+        } catch {
+            if buffered { repository.discardObjectBuffer() }
+            throw error
         }
         try repository.updateReference(localAudit, to: head, expected: local, message: "bulwark: replay onto origin")
         try rememberFollowed(remote)
@@ -1536,6 +1558,7 @@ package actor PolicyRepository: AuditSink {
         for _ in 0..<attempts {
             try repository.forceReference(scratch, to: commit, message: "bulwark: policy commit")
             let rejection: PushRejection?
+            pushAttempts += 1
             do {
                 rejection = try repository.push(scratch, to: "refs/heads/\(configuration.branch)", expected: expected,
                                                 remote: "origin", access: configuration.access)

@@ -81,7 +81,7 @@ package enum StateClone {
         if local == remote { return [] }
         return try repository.history(from: local, hiding: remote).reversed().map { commit in
             var files: [String: [UInt8]] = [:]
-            for path in try repository.changedPaths(from: commit.parents.first, to: commit.id) {
+            for path in try repository.changedPathsOfChangedFolders(from: commit.parents.first, to: commit.id) {
                 if let bytes = try repository.file(at: commit.id, path: path) { files[path] = bytes }
             }
             return Salvaged(id: commit.trailer(.id), files: files, message: commit.message, author: commit.author)
@@ -110,7 +110,7 @@ package enum StateClone {
             guard let id = commit.trailer(.id) else { break }
             if known.contains(id) { break }
             var files: [String: [UInt8]] = [:]
-            let paths = (try? repository.changedPaths(from: commit.parents.first, to: commit.id))
+            let paths = (try? repository.changedPathsOfChangedFolders(from: commit.parents.first, to: commit.id))
                 ?? commit.trailer(.detectedAt).map { AuditRecord.paths(id: id, detectedAt: $0) } ?? []
             for path in paths {
                 if let bytes = try repository.file(at: commit.id, path: path) { files[path] = bytes }

@@ -54,6 +54,131 @@ import Testing
         }
     }
 
+    /// A foreign writer that moves the audit branch every 50-100 ms (its commits written into
+    /// the origin and the branch moved by compare-and-swap, as git's receive-pack does) for a few
+    /// seconds: a push of a pass's records, begun while it writes, lands once it leaves room, and
+    /// every foreign commit stays on the branch. Each retry replays the pass's records onto the
+    /// new head in memory and writes them as one pack (they were loose objects, a file each, and
+    /// the replay took seconds while the other writer moved the branch again).
+    @Test func aPushLandsWhileAForeignWriterKeepsMovingTheBranch() async throws {
+        try await withTemporaryDirectory { dir in
+            let origin = dir + "/origin.git"
+            try Self.makeOrigin(origin, dir: dir)
+            let repo = try PolicyRepository(.init(url: origin, stateDirectory: dir + "/state"))
+            _ = try await repo.sync()
+            let foreign = try Self.startForeignWriter(origin: origin, dir: dir, milliseconds: 5000)
+            defer { if foreign.process.isRunning { kill(foreign.process.processIdentifier, SIGKILL); foreign.process.waitUntilExit() } }
+            // A pass's records, then its push once the writer is well under way.
+            _ = await repo.beginBuffering()
+            var ids: [String] = []
+            for index in 0..<200 {
+                let id = "01FOREIGN" + String(repeating: "0", count: 17 - String(index).count) + String(index)
+                ids.append(id)
+                _ = try await repo.write(PolicyRepositoryTests().record(id))
+            }
+            while try read(foreign.accepted).split(separator: "\n").count < 5 { try await Task.sleep(for: .milliseconds(20)) }
+            let started = ContinuousClock.now
+            let result = try await repo.publish(deadline: .seconds(120))
+            let attempts = await repo.pushAttempts
+            print("push with a foreign writer: \(result) after \(attempts) attempt(s) in \(ContinuousClock.now - started)")
+            #expect(result == .pushed(commits: 200), "\(result)")
+            #expect(attempts > 1, "the foreign writer had moved the branch since the clone last fetched it")
+            // Replayed in memory and written as one pack, not as a thousand loose objects.
+            let objects = try git("--git-dir", dir + "/state/repository.git", "count-objects", "-v")
+            #expect(objects.hasPrefix("count: 0\n"), "\(objects)")
+            while foreign.process.isRunning { try await Task.sleep(for: .milliseconds(50)) }
+            #expect(foreign.process.terminationStatus == 0, "\((try? read(foreign.log)) ?? "")")
+            let accepted = try read(foreign.accepted).split(separator: "\n").map(String.init)
+            #expect(accepted.count >= 20, "the foreign writer moved the branch \(accepted.count) times")
+            for commit in accepted {
+                let reachable = try run("/usr/bin/git", ["--git-dir", origin, "merge-base", "--is-ancestor", commit, "bulwark/audit"])
+                #expect(reachable.status == 0, "foreign commit \(commit) was accepted by the origin and is gone")
+            }
+            let recorded = try git("--git-dir", origin, "log", "--format=%(trailers:key=Bulwark-Id,valueonly)", "bulwark/audit")
+                .split(separator: "\n").map(String.init).filter { !$0.isEmpty }
+            #expect(recorded.sorted() == ids.sorted(), "each record on the branch once")
+            try git("--git-dir", origin, "fsck", "--strict")
+        }
+    }
+
+    /// A process that, for `milliseconds`, commits a file of its own on top of the origin's audit
+    /// branch and moves the branch to it by compare-and-swap (`git update-ref NEW OLD`) every
+    /// 50-100 ms, writing each commit the origin took to `accepted`.
+    static func startForeignWriter(origin: String, dir: String, milliseconds: Int) throws
+        -> (process: Process, accepted: String, log: String) {
+        let accepted = dir + "/foreign-accepted", log = dir + "/foreign.log"
+        let script = """
+        set -u
+        o="$1"; accepted="$2"; end=$(( $(date +%s%3N) + $3 ))
+        export GIT_INDEX_FILE="$4/foreign-index"
+        i=0
+        while [ "$(date +%s%3N)" -lt "$end" ]; do
+          start=$(date +%s%3N)
+          i=$((i + 1))
+          old=$(git --git-dir "$o" rev-parse refs/heads/bulwark/audit) || exit 3
+          git --git-dir "$o" read-tree "$old" || exit 4
+          blob=$(echo "$i" | git --git-dir "$o" hash-object -w --stdin) || exit 5
+          git --git-dir "$o" update-index --add --cacheinfo "100644,$blob,foreign/$i.txt" || exit 6
+          tree=$(git --git-dir "$o" write-tree) || exit 7
+          new=$(echo "foreign $i" | git --git-dir "$o" commit-tree "$tree" -p "$old") || exit 8
+          if git --git-dir "$o" update-ref refs/heads/bulwark/audit "$new" "$old" 2>/dev/null; then echo "$new" >> "$accepted"; fi
+          wait=$(( 50 + RANDOM % 51 - ($(date +%s%3N) - start) ))
+          [ "$wait" -gt 0 ] && sleep "0.$(printf %03d "$wait")"
+        done
+        exit 0
+        """
+        try write(accepted, "")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/bash")
+        process.arguments = ["-c", script, "foreign", origin, accepted, String(milliseconds), dir]
+        var env = ProcessInfo.processInfo.environment
+        env["GIT_CONFIG_NOSYSTEM"] = "1"
+        for key in ["GIT_AUTHOR", "GIT_COMMITTER"] {
+            env[key + "_NAME"] = "Other Writer"
+            env[key + "_EMAIL"] = "other@example.org"
+        }
+        process.environment = env
+        guard FileManager.default.createFile(atPath: log, contents: nil),
+              let logHandle = FileHandle(forWritingAtPath: log) else { throw SupportError("cannot create \(log)") }
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = logHandle
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        return (process, accepted, log)
+    }
+
+    /// A push to an origin on this machine first removes what a Bulwark killed while pushing left
+    /// there more than an hour ago (a temporary pack file), and leaves alone what another writer
+    /// may be writing now: a fresh temporary file, a fresh pack without its index, and git's
+    /// temporary files, which git's own gc removes after two weeks (an old modification time
+    /// does not count when the file was just moved into place).
+    @Test func aPushRemovesOnlyOldLeftoversOfKilledPushesFromALocalOrigin() async throws {
+        try await withTemporaryDirectory { dir in
+            let origin = dir + "/origin.git"
+            try Self.makeOrigin(origin, dir: dir)
+            let folder = origin + "/objects/pack"
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            let old = "tmp_pack_bulwark_Old123", fresh = "tmp_pack_bulwark_New456", gits = "tmp_pack_GitAbc"
+            let indexless = "pack-" + String(repeating: "3", count: 40) + ".pack"
+            for name in [old, fresh, gits, indexless] { try write(folder + "/" + name, "PACK partial\n") }
+            let hoursAgo = Date().addingTimeInterval(-2 * 3600), weeksAgo = Date().addingTimeInterval(-30 * 86400)
+            try FileManager.default.setAttributes([.modificationDate: hoursAgo], ofItemAtPath: folder + "/" + old)
+            try FileManager.default.setAttributes([.modificationDate: weeksAgo], ofItemAtPath: folder + "/" + gits)
+            try FileManager.default.setAttributes([.modificationDate: weeksAgo], ofItemAtPath: folder + "/" + indexless)
+
+            let repo = try PolicyRepository(.init(url: origin, stateDirectory: dir + "/state"))
+            _ = try await repo.sync()
+            _ = try await repo.write(PolicyRepositoryTests().record("01LEFTOVER0000000000000001"))
+            #expect(try await repo.publish() == .pushed(commits: 1))
+            let present = Set(try FileManager.default.contentsOfDirectory(atPath: folder))
+            #expect(!present.contains(old), "an hour-old temporary file of a killed Bulwark push is removed")
+            #expect(present.isSuperset(of: [fresh, gits, indexless]), "\(present)")
+            try git("--git-dir", origin, "fsck", "--strict")
+            #expect(try git("--git-dir", origin, "log", "-1", "--format=%(trailers:key=Bulwark-Id,valueonly)", "bulwark/audit")
+                .contains("01LEFTOVER0000000000000001"))
+        }
+    }
+
     /// A bare origin with a policy branch and an audit branch that already has one commit.
     static func makeOrigin(_ origin: String, dir: String) throws {
         try git("init", "-q", "--bare", "-b", "main", origin)

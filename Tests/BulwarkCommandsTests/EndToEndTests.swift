@@ -721,6 +721,35 @@ struct AWSEndToEndTests {
         }
     }
 
+    /// Every audit commit an `apply` names on its lines ("fixed … audit <hash>") exists. A pass
+    /// holds its records in memory until a flush writes them to disk: a run killed before that
+    /// named commits that never existed, and the next start recorded those fixes again under
+    /// other ids. A line with a commit is printed only once that commit is durable.
+    @Test func everyAuditCommitAnApplyNamesExists() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let crashed = try run(try bulwarkExecutable(), ["apply", "--repo", s.origin, "--state-dir", s.state],
+                                  environment: ["BULWARK_FAULT_KILL_BEFORE_RECORD": "4"])
+            #expect(crashed.status == SIGKILL, "killed by the injected fault")
+            let next = try s.run("apply")
+            #expect(next.status == 0, "\(next.stdout)\(next.stderr)")
+            func named(_ output: String) -> [String] {
+                output.split(separator: "\n").compactMap { line in
+                    line.range(of: "  audit ").map { String(line[$0.upperBound...].prefix(12)) }
+                }
+            }
+            let printed = named(crashed.stdout) + named(next.stdout)
+            #expect(named(next.stdout).count >= 4, "\(next.stdout)")
+            for hash in printed {
+                #expect(hash.count == 12 && hash.allSatisfy(\.isHexDigit), "\(hash)")
+                for repository in [s.origin, s.state + "/repository.git"] {
+                    let found = try run("/usr/bin/git", ["--git-dir", repository, "cat-file", "-e", hash + "^{commit}"])
+                    #expect(found.status == 0, "audit \(hash) was printed and is not in \(repository)")
+                }
+            }
+        }
+    }
+
     /// `apply` started as a process with the fault hook `fault` set, its output in `dir`/apply.out and apply.err.
     static func startApply(_ s: Scenario, in dir: String, fault: (String, String)) throws -> Process {
         let process = Process()

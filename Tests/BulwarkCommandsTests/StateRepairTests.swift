@@ -10,6 +10,49 @@ import Testing
 @Suite struct StateRepairTests {
     static func id(_ n: Int) -> String { "01STATE" + String(repeating: "0", count: 19 - String(n).count) + String(n) }
 
+    /// The records of an unpushed audit commit, read back from the clone, are every file the
+    /// commit adds or changes (found folder by folder, only where ids differ), byte for byte as
+    /// git has them, and none it deletes: a commit that adds, deletes and changes the mode of
+    /// files in nested folders.
+    @Test func unpushedCommitsListEveryFileTheyAddOrChange() async throws {
+        try await withTemporaryDirectory { dir in
+            let work = dir + "/work"
+            let commit = { (message: String) throws in
+                try git("add", "-A", in: work)
+                try git("-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", message, in: work)
+            }
+            try git("init", "-q", "-b", "main", work)
+            try write(work + "/audit/2026/12/07/gone.json", "1\n")
+            try write(work + "/audit/2026/12/07/mode.json", "2\n")
+            try write(work + "/audit/2026/11/01/old.json", "4\n")
+            try commit("one")
+            let first = try git("rev-parse", "HEAD", in: work).trimmingCharacters(in: .whitespacesAndNewlines)
+            try write(work + "/audit/2026/12/07/new.json", "5\n")
+            try write(work + "/audit/2027/01/01/new.json", "6\n")
+            try FileManager.default.removeItem(atPath: work + "/audit/2026/12/07/gone.json")
+            try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: work + "/audit/2026/12/07/mode.json")
+            try commit("two")
+            try write(work + "/audit/2026/12/07/third.json", "8\n")
+            try commit("three\n\nBulwark-Id: 01THIRD")
+            try git("update-ref", "refs/heads/bulwark/audit", "HEAD", in: work)
+            try git("update-ref", "refs/remotes/origin/bulwark/audit", first, in: work)
+
+            let unpushed = try StateClone.unpushed(try Repository.open(at: work), auditBranch: "bulwark/audit")
+            #expect(unpushed.map(\.message) == ["two\n", "three\n\nBulwark-Id: 01THIRD\n"])
+            #expect(unpushed.map(\.id) == [nil, "01THIRD"])
+            for (salvaged, revision) in zip(unpushed, ["HEAD~1", "HEAD"]) {
+                let written = try git("diff-tree", "-r", "--no-renames", "--name-only", "--no-commit-id", "--diff-filter=d",
+                                      revision, in: work).split(separator: "\n").map(String.init)
+                #expect(Set(salvaged.files.keys) == Set(written))
+                for path in written {
+                    #expect(salvaged.files[path] == Array(try git("show", "\(revision):\(path)", in: work).utf8), "\(path)")
+                }
+            }
+            #expect(Set(unpushed[0].files.keys) == ["audit/2026/12/07/mode.json",
+                                                    "audit/2026/12/07/new.json", "audit/2027/01/01/new.json"])
+        }
+    }
+
     /// Opens the clone. A repository the test dropped a moment ago releases its state lock when
     /// the actor is deinitialized, which a job still finishing on another thread can delay under
     /// load: the open is retried for up to 5 s while the lock is still held, never longer.

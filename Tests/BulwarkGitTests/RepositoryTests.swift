@@ -97,6 +97,114 @@ import Testing
         }
     }
 
+    /// The paths a commit changes, as `pathsChanged(by:)` and the state clone's unpushed records
+    /// list them, are found folder by folder (only where ids differ): the same list as git's own
+    /// diff (`git diff-tree -r --no-renames`) for a commit that adds, deletes, changes the mode
+    /// of, and turns into a folder (and back) files in nested folders, for a root commit and for
+    /// the whole-tree diff it replaced.
+    @Test func changedPathsFollowGitForAddsDeletesModesAndTypeChanges() async throws {
+        try await withTemporaryDirectory { dir in
+            let work = dir + "/work"
+            try git("init", "-q", "-b", "main", work)
+            try write(work + "/a/b/c/keep.json", "1\n")
+            try write(work + "/a/b/c/gone.json", "2\n")
+            try write(work + "/a/b/mode.sh", "3\n")
+            try write(work + "/a/b/becomes-folder", "4\n")
+            try write(work + "/a/folder-becomes-file/x/y.json", "5\n")
+            try write(work + "/a/folder-becomes-file/z.json", "6\n")
+            try write(work + "/d/untouched/deep/file.json", "7\n")
+            try write(work + "/top.txt", "8\n")
+            try git("add", "-A", in: work)
+            try git("-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "one", in: work)
+            let fm = FileManager.default
+            try write(work + "/a/b/c/new.json", "9\n")
+            try write(work + "/a/e/f/new.json", "10\n")
+            try fm.removeItem(atPath: work + "/a/b/c/gone.json")
+            try fm.removeItem(atPath: work + "/a/b/becomes-folder")
+            try write(work + "/a/b/becomes-folder/inside.json", "11\n")
+            try fm.removeItem(atPath: work + "/a/folder-becomes-file")
+            try write(work + "/a/folder-becomes-file", "12\n")
+            try write(work + "/top.txt", "8 changed\n")
+            try git("add", "-A", in: work)
+            try git("update-index", "--chmod=+x", "a/b/mode.sh", in: work)
+            try git("-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "two", in: work)
+            let head = { () throws -> ObjectID in
+                try #require(ObjectID(hex: try git("rev-parse", "HEAD", in: work).trimmingCharacters(in: .whitespacesAndNewlines)))
+            }
+            let second = try head()
+            let repo = try Repository.open(at: work)
+            let commit = try repo.commitInfo(second)
+            let first = try #require(commit.parents.first)
+            let byGit = try git("diff-tree", "-r", "--no-renames", "--name-only", "--no-commit-id", second.hex, in: work)
+                .split(separator: "\n").map(String.init).sorted()
+            #expect(byGit == ["a/b/becomes-folder", "a/b/becomes-folder/inside.json", "a/b/c/gone.json", "a/b/c/new.json",
+                              "a/b/mode.sh", "a/e/f/new.json", "a/folder-becomes-file", "a/folder-becomes-file/x/y.json",
+                              "a/folder-becomes-file/z.json", "top.txt"])
+            #expect(try repo.pathsChanged(by: commit) == byGit)
+            #expect(try repo.changedPathsOfChangedFolders(from: first, to: second) == repo.changedPaths(from: first, to: second))
+            #expect(try repo.changedPathsOfChangedFolders(from: second, to: first) == byGit)
+            let root = try git("ls-tree", "-r", "--name-only", first.hex, in: work).split(separator: "\n").map(String.init).sorted()
+            #expect(try repo.pathsChanged(by: repo.commitInfo(first)) == root)
+
+            // A merge: what it did not take cleanly from a parent, as before.
+            try git("checkout", "-q", "-f", "-b", "side", first.hex, in: work)
+            try write(work + "/d/untouched/deep/side.json", "13\n")
+            try git("add", "-A", in: work)
+            try git("-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "side", in: work)
+            try git("checkout", "-q", "-f", "main", in: work)
+            try git("-c", "user.name=t", "-c", "user.email=t@example.org", "merge", "-q", "--no-edit", "side", in: work)
+            let merge = try repo.commitInfo(try head())
+            #expect(merge.parents.count == 2)
+            #expect(try repo.pathsChanged(by: merge) == [])
+        }
+    }
+
+    /// What killed pushes leave in a pack folder goes only once too old to be a push in progress:
+    /// Bulwark's own temporary files after an hour, anyone's temporary files and packs without an
+    /// index after two weeks (as git's gc); a pack with an index or a `.keep` is never touched.
+    @Test func packLeftoversGoOnlyOnceTooOldToBeAPushInProgress() async throws {
+        try await withTemporaryDirectory { dir in
+            let origin = dir + "/origin.git"
+            try git("init", "-q", "--bare", origin)
+            let work = dir + "/work"
+            try git("clone", "-q", origin, work)
+            try write(work + "/a", "a\n")
+            try git("add", "-A", in: work)
+            try git("-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "a", in: work)
+            try git("push", "-q", "origin", "HEAD:refs/heads/main", in: work)
+            try git("--git-dir", origin, "repack", "-adq")
+            let folder = origin + "/objects/pack"
+            let kept = try FileManager.default.contentsOfDirectory(atPath: folder).sorted()
+            #expect(kept.contains { $0.hasSuffix(".idx") })
+            let leftovers = ["tmp_pack_bulwark_AbC123", "tmp_pack_Xy9876", "tmp_idx_Xy9876",
+                             "pack-\(String(repeating: "1", count: 40)).pack",
+                             "pack-\(String(repeating: "2", count: 40)).pack", "pack-\(String(repeating: "2", count: 40)).keep"]
+            for name in leftovers { try write(folder + "/" + name, "PACK partial\n") }
+            let all = Set(kept + leftovers)
+            func present() throws -> Set<String> { Set(try FileManager.default.contentsOfDirectory(atPath: folder)) }
+
+            // Fresh: another writer's push in progress, left alone.
+            #expect(Repository.removePackLeftovers(in: origin).isEmpty)
+            #expect(try present() == all)
+            // Two hours on: only Bulwark's own temporary file goes.
+            let hours = Repository.removePackLeftovers(in: origin, now: Date().addingTimeInterval(2 * 3600))
+            #expect(hours.count == 1 && hours[0].contains("tmp_pack_bulwark_AbC123"), "\(hours)")
+            #expect(try present() == all.subtracting(["tmp_pack_bulwark_AbC123"]))
+            // Thirteen days on: nothing more.
+            #expect(Repository.removePackLeftovers(in: origin, now: Date().addingTimeInterval(13 * 86400)).isEmpty)
+            // Fifteen days on: the other temporary files and the pack without an index (not the kept one).
+            let weeks = Repository.removePackLeftovers(in: origin, now: Date().addingTimeInterval(15 * 86400))
+            #expect(weeks.count == 3, "\(weeks)")
+            #expect(try present() == Set(kept + ["pack-\(String(repeating: "2", count: 40)).pack",
+                                                 "pack-\(String(repeating: "2", count: 40)).keep"]))
+            try FileManager.default.removeItem(atPath: folder + "/pack-\(String(repeating: "2", count: 40)).pack")
+            try FileManager.default.removeItem(atPath: folder + "/pack-\(String(repeating: "2", count: 40)).keep")
+            try git("--git-dir", origin, "fsck", "--strict")
+            #expect(try git("--git-dir", origin, "count-objects", "-v").contains("garbage: 0"))
+            #expect(try git("--git-dir", origin, "cat-file", "-p", "main:a") == "a\n")
+        }
+    }
+
     @Test func fetchesFromAnOriginIntoABareClone() async throws {
         try await withTemporaryDirectory { dir in
             let work = dir + "/work"
