@@ -117,6 +117,12 @@ extension Repository {
     /// Files are compared by id and mode; an entry that is a file on one side and a folder on
     /// the other counts as that file plus every file below the folder, as a diff lists them.
     public func changedPathsOfChangedFolders(from old: ObjectID?, to new: ObjectID) throws(GitError) -> [String] {
+        try changedEntriesOfChangedFolders(from: old, to: new).keys.sorted()
+    }
+
+    /// Each changed path's entry in `old` and in `new`, found as `changedPathsOfChangedFolders` says.
+    private func changedEntriesOfChangedFolders(from old: ObjectID?, to new: ObjectID) throws(GitError)
+        -> [String: (was: TreeEntry?, now: TreeEntry?)] {
         let newTree = try tree(ofCommit: new)
         defer { git_tree_free(newTree) }
         var oldTree: OpaquePointer?
@@ -124,20 +130,14 @@ extension Repository {
         defer { if let oldTree { git_tree_free(oldTree) } }
         var changes: [String: (was: TreeEntry?, now: TreeEntry?)] = [:]
         try compare(oldTree, newTree, prefix: "", into: &changes)
-        return changes.keys.sorted()
+        return changes
     }
 
     /// The files `changedPathsOfChangedFolders` finds, each with its blob id in `new` (nil: not
     /// a file there, as when deleted or turned into a folder) and whether it was a file in `old`.
     func changedFilesOfChangedFolders(from old: ObjectID?, to new: ObjectID) throws(GitError)
         -> [(path: String, existed: Bool, blob: git_oid?)] {
-        let newTree = try tree(ofCommit: new)
-        defer { git_tree_free(newTree) }
-        var oldTree: OpaquePointer?
-        if let old { oldTree = try tree(ofCommit: old) }
-        defer { if let oldTree { git_tree_free(oldTree) } }
-        var changes: [String: (was: TreeEntry?, now: TreeEntry?)] = [:]
-        try compare(oldTree, newTree, prefix: "", into: &changes)
+        let changes = try changedEntriesOfChangedFolders(from: old, to: new)
         return changes.keys.sorted().map { path in
             let change = changes[path]!
             return (path, change.was != nil, change.now?.id)

@@ -1083,7 +1083,7 @@ package actor PolicyRepository: AuditSink {
         guard trailIsOurs, remote != local else { return }
         var runs: [[CommitInfo]] = []
         var run: [CommitInfo] = []
-        for commit in try repository.unsortedHistory(from: remote, hiding: local, limit: limit) {
+        for commit in try repository.history(from: remote, hiding: local, limit: limit, sorted: false) {
             if commit.trailer(AuditTrailer.id.rawValue) == nil || commit.parents.count > 1 {
                 run.append(commit)
             } else if !run.isEmpty {

@@ -278,7 +278,7 @@ import Testing
     /// The walk for commits taken in from the origin: newest first, none reachable from the
     /// commit hidden (also where the two have diverged, and where the hidden one is reached only
     /// through a merge's second parent: nothing taken in before is listed again); at most `limit`.
-    @Test func unsortedHistoryListsOnlyWhatTheHiddenCommitDoesNotReach() async throws {
+    @Test func anUnsortedHistoryListsOnlyWhatTheHiddenCommitDoesNotReach() async throws {
         try await withTemporaryDirectory { dir in
             let w = dir + "/w"
             try git("init", "-q", "-b", "main", w)
@@ -296,14 +296,14 @@ import Testing
             let local = try #require(try repo.resolve("refs/heads/local"))
             let c3 = try #require(try repo.resolve("refs/heads/c3"))
             let merge = try #require(try repo.resolve("refs/heads/side"))
-            #expect(try repo.unsortedHistory(from: head, hiding: nil, limit: 100).map(\.summary) == ["c5", "c4", "c3", "c2", "c1"])
-            #expect(try repo.unsortedHistory(from: head, hiding: c3, limit: 100).map(\.summary) == ["c5", "c4"])
+            #expect(try repo.history(from: head, hiding: nil, limit: 100, sorted: false).map(\.summary) == ["c5", "c4", "c3", "c2", "c1"])
+            #expect(try repo.history(from: head, hiding: c3, limit: 100, sorted: false).map(\.summary) == ["c5", "c4"])
             // Diverged: `local` is c2 plus one commit of its own.
-            #expect(try repo.unsortedHistory(from: head, hiding: local, limit: 100).map(\.summary) == ["c5", "c4", "c3"])
-            #expect(try repo.unsortedHistory(from: head, hiding: nil, limit: 2).map(\.summary) == ["c5", "c4"])
-            #expect(try repo.unsortedHistory(from: head, hiding: head, limit: 100).isEmpty)
+            #expect(try repo.history(from: head, hiding: local, limit: 100, sorted: false).map(\.summary) == ["c5", "c4", "c3"])
+            #expect(try repo.history(from: head, hiding: nil, limit: 2, sorted: false).map(\.summary) == ["c5", "c4"])
+            #expect(try repo.history(from: head, hiding: head, limit: 100, sorted: false).isEmpty)
             // c5 reached only through the merge's second parent: the merge and s1, nothing below.
-            #expect(Set(try repo.unsortedHistory(from: merge, hiding: head, limit: 100).map(\.summary)) == ["merge", "s1"])
+            #expect(Set(try repo.history(from: merge, hiding: head, limit: 100, sorted: false).map(\.summary)) == ["merge", "s1"])
         }
     }
 
