@@ -887,15 +887,18 @@ package actor PolicyRepository: AuditSink {
     }
 
     /// Removes git lock files (`*.lock`) under `repository` last modified before `date`, which
-    /// only a process that died mid-update leaves there, and libgit2's temporary pack files
+    /// only a process that died mid-update leaves there, libgit2's temporary pack files
     /// (`objects/pack/pack_git2_*`, renamed once a fetch's pack is indexed), which a process
-    /// killed mid-fetch leaves; returns what was done, in words.
+    /// killed mid-fetch leaves, and Bulwark's own (`tmp_pack_bulwark_*`, renamed once a flush of
+    /// records or a replay is written), which a process killed mid-write leaves: under the state
+    /// directory's lock no other process writes the clone. Returns what was done, in words.
     package static func removeStaleLocks(in repository: String, before date: Date) -> [String] {
         let fm = FileManager.default
         guard let walker = fm.enumerator(atPath: repository) else { return [] }
         var removed: [String] = []
         while let relative = walker.nextObject() as? String {
             let temporaryPack = relative.hasPrefix("objects/pack/pack_git2_")
+                || relative.hasPrefix("objects/pack/" + Repository.ownTemporaryPackPrefix)
             guard temporaryPack || (relative.hasSuffix(".lock") && !relative.hasPrefix("objects/")) else { continue }
             let path = repository + "/" + relative
             guard let attributes = try? fm.attributesOfItem(atPath: path),
@@ -904,7 +907,7 @@ package actor PolicyRepository: AuditSink {
             do {
                 try fm.removeItem(atPath: path)
                 let message = temporaryPack
-                    ? "removed the temporary pack file \(path) (left by a process killed while fetching; modified \(Timestamp.format(modified)))"
+                    ? "removed the temporary pack file \(path) (left by a process killed while fetching or writing; modified \(Timestamp.format(modified)))"
                     : "removed the stale lock file \(path) (left by a process killed while updating it; modified \(Timestamp.format(modified)))"
                 Console().warn(message)
                 removed.append(message)
