@@ -157,11 +157,6 @@ struct ApplyRun: Encodable {
                     guard text else { return }
                     console.warn("closed an intent of an earlier run that was never carried out: \(record.resource) on "
                                  + "\(record.target) (found as it was; planned again)")
-                },
-                onCovered: { record, other in
-                    guard text else { return }
-                    console.warn("closed an intent of an earlier run without a record: \(record.resource) on \(record.target) "
-                                 + "is as desired, and record \(quotedForMessage(other.id)) of another Bulwark (\(quotedForMessage(other.instance))) covers the change")
                 })
         } catch {
             throw CommandError("cannot resolve the open intents in \(options.stateDirectory)/intents.log: \(error); "

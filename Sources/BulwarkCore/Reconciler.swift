@@ -812,15 +812,16 @@ public struct Reconciler: Sendable {
     /// by the intent's desired commit): its change may well have been made, and the record says
     /// what is found; recorded `interrupted` without observing only where that revision cannot
     /// be read either. An intent whose values are found as desired, with a verified record of
-    /// the same change another Bulwark wrote since its drift was detected
-    /// (`AuditSink.verifiedElsewhere`), is closed without a record: that record covers the
-    /// change. Returns the records written; `onUntried` is told of each intent closed without
-    /// one because nothing changed, `onCovered` of each closed because another record covers it.
+    /// the same values another Bulwark wrote since its drift was detected
+    /// (`AuditSink.verifiedElsewhere`), is recorded `interrupted`, naming that record: a record
+    /// cannot tell whether the change is that one's or this one's made before it (the host may
+    /// have drifted again in between), and a change made must never go unrecorded. `bulwark
+    /// report` counts such a record as no open drift (`RemediationReport.Entry.opensDrift`).
+    /// Returns the records written; `onUntried` is told of each intent closed without one.
     public func recover(
         journal: some IntentJournal, state: DesiredState, audit: some AuditSink,
         earlier: (Revision) async -> DesiredState? = { _ in nil },
-        onUntried: (AuditRecord) -> Void = { _ in },
-        onCovered: (AuditRecord, _ by: (id: String, instance: String)) -> Void = { _, _ in }
+        onUntried: (AuditRecord) -> Void = { _ in }
     ) async throws -> [CycleEntry] {
         var entries: [CycleEntry] = []
         // Read once: `untriedIntents` answers from what `openIntents` read.
@@ -867,13 +868,13 @@ public struct Reconciler: Sendable {
                             + owed.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: "; ")
                             + "; the next pass completes it"
                     } else if holds, let other = elsewhere {
-                        // Another Bulwark made and recorded this change after the drift was seen
-                        // (tried or not here): that record covers it. A record of this intent
-                        // would only reopen, in the report, the drift the other one closed; the
-                        // intent is closed without one, and the caller says which record covers it.
-                        try await journal.end(record.id)
-                        onCovered(record, other)
-                        continue
+                        // Another Bulwark recorded a fix of these values after the drift was seen.
+                        // The change may be its own, or this one's made before it (the host may
+                        // have drifted again in between, and a second drift of the same value
+                        // reads the same): recorded, never closed without a record (a change made
+                        // would go unrecorded), and not claimed as this process's verified fix.
+                        record.error = "found as desired after a restart; another Bulwark (\(other.instance)) recorded a fix of the same values "
+                            + "since this drift was detected (record \(other.id)), so this is not recorded as this process's fix"
                     } else if holds, untried.contains(record.id) {
                         // Found as desired, but never marked tried: someone else made it so (or a
                         // power cut lost the line). Recorded, not claimed as this process's fix.

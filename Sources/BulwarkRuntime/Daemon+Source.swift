@@ -108,15 +108,10 @@ extension Daemon {
                             log.notice("closed an intent of an earlier run that was never carried out (found as it was)",
                                        metadata: ["target": .string(record.target), "resource": .string(record.resource)])
                         }
-                        let covered: (AuditRecord, (id: String, instance: String)) -> Void = { record, other in
-                            log.notice("closed an intent of an earlier run without a record: found as desired, and another Bulwark's record covers the change",
-                                       metadata: ["target": .string(record.target), "resource": .string(record.resource),
-                                                  "record": .string(other.id), "instance": .string(other.instance)])
-                        }
                         let registry = reconciler.registry
                         let earlier: (Revision) async -> DesiredState? = { [repository] in await repository.desiredState(at: $0, registry: registry) }
                         for entry in try await reconciler.recover(journal: journal, state: loaded, audit: repository, earlier: earlier,
-                                                                  onUntried: untried, onCovered: covered) {
+                                                                  onUntried: untried) {
                             logger.warning("recorded an interrupted fix of an earlier run",
                                            metadata: ["target": .string(entry.record.target), "resource": .string(entry.record.resource),
                                                       "result": .string(entry.record.result?.rawValue ?? "-")])

@@ -907,14 +907,15 @@ struct AWSEndToEndTests {
     }
 
     /// Two Bulwarks with their own state directories fix one host. The first is killed between a
-    /// fix and its record, and its change is undone (as when it is killed before its rename);
-    /// the second fixes the drift and records it. The first, restarted, finds the change made
-    /// and the other's verified record of it: it closes its intents without a record, saying
-    /// which record covers each, so that every change has exactly one record on the origin.
-    /// Before, it wrote an `interrupted` record of each, which `bulwark report` counted as open
-    /// drift until some later fix (MTTR stretched). Alone, a restarted Bulwark still records its
-    /// own interrupted fix verified (`aKillBetweenAFixAndItsRecord…`).
-    @Test func aFixAnotherBulwarkMadeAndRecordedClosesTheIntentWithoutARecordAfterARestart() async throws {
+    /// fix and its record, and the host is put back as it was (as when it drifts again after that
+    /// fix); the second fixes the drift and records it. The first, restarted, finds the values as
+    /// desired and the other's verified record of them: the change may be the other's or its own
+    /// made before (a record cannot tell), so it records its intent `interrupted`, naming that
+    /// record, and never closes it without one (a change made would then have no record: an
+    /// outside review found 212 such changes in 40 kill rounds when it did). `bulwark report`
+    /// counts those records as no open drift and no stretched MTTR. Alone, a restarted Bulwark
+    /// still records its own interrupted fix verified (`aKillBetweenAFixAndItsRecord…`).
+    @Test func aFixAnotherBulwarkRecordedSinceIsRecordedInterruptedNamingItAfterARestart() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
             try run("/bin/cp", ["-a", s.host, dir + "/host.before"])
@@ -922,31 +923,36 @@ struct AWSEndToEndTests {
                                   environment: ["BULWARK_FAULT_KILL_BEFORE_RECORD": "1"])
             #expect(crashed.status == SIGKILL, "killed by the injected fault")
             #expect(try read(s.state + "/intents.log").contains("\"tried\":[\""), "killed between a tried fix and its record")
+            let open = try read(s.state + "/intents.log").split(separator: "\n").filter { $0.contains("\"begin\"") }.count
             try FileManager.default.removeItem(atPath: s.host)
             try run("/bin/cp", ["-a", dir + "/host.before", s.host])
 
             let other = try s.run("apply", stateDir: dir + "/state-other")
             #expect(other.status == 0, "\(other.stdout)\(other.stderr)")
-            let before = try s.auditCommits()
             let fixes = try s.trailers("Bulwark-Result").filter { $0 == "verified" }.count
-            #expect(fixes > 0 && fixes == before.count)
+            let commits = try s.auditCommits()
+            #expect(fixes > 0 && fixes == commits.count)
 
             let restarted = try s.run("apply")
-            #expect(restarted.status == 0, "nothing recorded, nothing left to fix: \(restarted.stdout)\(restarted.stderr)")
-            #expect(!restarted.stderr.contains("recorded an interrupted fix of an earlier run"), "\(restarted.stderr)")
-            #expect(restarted.stderr.contains("closed an intent of an earlier run without a record"), "\(restarted.stderr)")
-            let instance = try #require(Set(try s.trailers("Bulwark-Instance")).first)
-            #expect(restarted.stderr.contains("of another Bulwark (\(instance)) covers the change"), "\(restarted.stderr)")
-            #expect(try s.auditCommits() == before, "no record added by the restarted Bulwark")
+            #expect(restarted.stderr.contains("recorded an interrupted fix of an earlier run"), "\(restarted.stderr)")
+            let instance = try #require(Set(try s.trailers("Bulwark-Instance")).first { _ in true })
             let log = try git("--git-dir", s.origin, "log", "--format=%B%x1e", "bulwark/audit")
             let records = log.components(separatedBy: "\u{1e}").filter { $0.contains("Bulwark-Id:") }
-            #expect(records.count == fixes && records.allSatisfy { $0.contains("Bulwark-Result: verified") }, "\(records)")
-            let changes = records.map { record in
-                record.split(separator: "\n").filter { $0.hasPrefix("Bulwark-Target:") || $0.hasPrefix("Bulwark-Resource:") }
-                    .joined(separator: " ")
-            }
-            #expect(Set(changes).count == records.count, "exactly one record per change: \(changes)")
-            #expect(!records.contains { $0.contains("another Bulwark (") || $0.contains("after a restart") }, "\(records)")
+            let verified = records.filter { $0.contains("Bulwark-Result: verified") }
+            let interrupted = records.filter { $0.contains("Bulwark-Result: interrupted") }
+            #expect(verified.count == fixes, "no verified record claimed by the restarted Bulwark")
+            #expect(interrupted.count == open && open > 0, "every open intent recorded: \(interrupted.count) of \(open)")
+            #expect(records.count == fixes + open)
+            // The record names the other instance's record (its text is in the record file).
+            let paths = try git("--git-dir", s.origin, "log", "--format=", "--name-only", "--diff-filter=A", "bulwark/audit")
+                .split(separator: "\n").map(String.init)
+            let texts = try paths.map { try git("--git-dir", s.origin, "show", "bulwark/audit:" + $0) }
+            #expect(texts.filter { $0.contains("recorded a fix of the same values since this drift was detected") }.count == open,
+                    "\(texts.filter { $0.contains("interrupted") }.prefix(1))")
+            #expect(!instance.isEmpty)
+            // The report counts nothing open and no stretched MTTR.
+            let report = try s.run("report")
+            #expect(report.stdout.contains("Open items: none."), "\(report.stdout)")
             #expect(try read(s.state + "/intents.log").isEmpty, "every intent closed")
             #expect(try s.run("plan").status == 0, "in sync afterwards")
             let fsck = try run("/usr/bin/git", ["--git-dir", s.origin, "fsck", "--strict"])
