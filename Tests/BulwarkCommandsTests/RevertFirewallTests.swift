@@ -2,6 +2,7 @@
 import BulwarkCore
 import BulwarkTestSupport
 import Foundation
+import Synchronization
 import Testing
 
 extension FirewallEndToEndTests {
@@ -200,17 +201,19 @@ extension FirewallEndToEndTests {
             var locked = true
             defer { if locked { close(lock) } }
             let main = try git("--git-dir", s.origin, "rev-parse", "main")
-            final class Outcome: @unchecked Sendable {
-                var output: Result<ProcessOutput, any Error>?
+            // The revert runs on a thread of its own while this one holds the lock, re-binds and lets go.
+            final class Outcome: Sendable {
+                let output = Mutex<Result<ProcessOutput, any Error>?>(nil)
                 let done = DispatchSemaphore(value: 0)
             }
             let outcome = Outcome()
             let (origin, state) = (s.origin, s.state)
             DispatchQueue.global().async {
-                outcome.output = Result {
+                let result = Result {
                     try run(try bulwarkExecutable(), ["revert", fix, "--repo", origin, "--state-dir", state, "--reason", "CHG-42",
                                                       "--expires", RevertTests.day(in: 30)], environment: RevertTests.person)
                 }
+                outcome.output.withLock { $0 = result }
                 outcome.done.signal()
             }
             // The waiver on main: the revert has observed and is about to write (it waits 3 s for the lock).
@@ -226,7 +229,7 @@ extension FirewallEndToEndTests {
             close(lock)
             locked = false
             outcome.done.wait()
-            let reverted = try #require(try outcome.output?.get())
+            let reverted = try #require(try outcome.output.withLock { $0 }?.get())
             let record = try git("--git-dir", s.origin, "log", "-1", "--format=%B", "bulwark/audit")
             #expect(record.contains("Reason: revert of \(fix) by Olga Operator <olga@example.org>"), "\(record)")
             if rebound {
