@@ -419,5 +419,19 @@ struct PostgresTests {
         let plan = try await Reconciler(registry: postgresRegistry(server)).plan(own)
         #expect(plan.failures.isEmpty, "\(plan.failures.map(\.message))")
         #expect(plan.inSync.count == 1)
+
+        // The second check, where the file is read (`PostgresConnector`): settings the loader
+        // did not judge for this target (here: db-1's, carried by a target named staging) are
+        // refused before the file is opened, and no connection is made.
+        var carried = own
+        var renamed = try #require(own.targets["db-1"])
+        renamed.name = "staging"
+        carried.targets = ["staging": renamed]
+        carried.bindings = carried.bindings.map { Binding(controller: $0.controller, target: "staging", resource: $0.resource) }
+        let refusedPlan = try await Reconciler(registry: postgresRegistry(server)).plan(carried)
+        let message = try #require(refusedPlan.failures.first?.message, "\(refusedPlan.inSync.count) in sync")
+        #expect(message.contains("target staging: the passwordFile \(server.passwordFile("bulwark_db-1")) is not its own "
+                                 + "(a file named staging or bulwark_staging); it is not read"), "\(message)")
+        #expect(refusedPlan.inSync.isEmpty)
     }
 }
