@@ -1,3 +1,4 @@
+import BulwarkCore
 import BulwarkGit
 import Crypto
 import Foundation
@@ -75,7 +76,7 @@ package struct KnownHosts: Sendable {
     }
 
     /// Whether a `known_hosts` host field names `name`: a hashed name, or a list of patterns
-    /// where a matching negated pattern wins.
+    /// where a matching negated pattern wins (`*` and `?` wildcards, as OpenSSH's match_pattern).
     package static func matches(_ field: String, name: String) -> Bool {
         if field.hasPrefix("|1|") {
             let parts = field.split(separator: "|", omittingEmptySubsequences: false)
@@ -87,31 +88,12 @@ package struct KnownHosts: Sendable {
         var matched = false
         for pattern in field.lowercased().split(separator: ",") {
             if pattern.hasPrefix("!") {
-                if glob(pattern.dropFirst(), name) { return false }
-            } else if glob(pattern[...], name) {
+                if Glob.matches(String(pattern.dropFirst()), name) { return false }
+            } else if Glob.matches(String(pattern), name) {
                 matched = true
             }
         }
         return matched
-    }
-
-    /// `*` and `?` wildcards, as OpenSSH's match_pattern.
-    private static func glob(_ pattern: Substring, _ text: String) -> Bool {
-        let p = Array(pattern), t = Array(text)
-        var pi = 0, ti = 0, star = -1, mark = 0
-        while ti < t.count {
-            if pi < p.count, p[pi] == "?" || p[pi] == t[ti] {
-                pi += 1; ti += 1
-            } else if pi < p.count, p[pi] == "*" {
-                star = pi; mark = ti; pi += 1
-            } else if star >= 0 {
-                pi = star + 1; mark += 1; ti = mark
-            } else {
-                return false
-            }
-        }
-        while pi < p.count, p[pi] == "*" { pi += 1 }
-        return pi == p.count
     }
 }
 
