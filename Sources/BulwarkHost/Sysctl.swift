@@ -22,8 +22,16 @@ struct SysctlDriver: ResourceDriver {
 
     static func parse(_ spec: SpecReader) -> ResourceSpec? {
         spec.keyedProperties { key, reader in
+            // `-key = value` is the line of `key` to sysctl and systemd-sysctl (the dash only
+            // says to ignore its errors): accepted, it would be judged by no guard, floor,
+            // weakening or conflict, which know the key without it, and still be set at boot.
+            if key.hasPrefix("-") {
+                reader.fail("'\(quotedForMessage(key))' starts with '-', which sysctl reads as the line of "
+                            + "'\(quotedForMessage(String(key.dropFirst())))' with its errors ignored; write the key without it")
+                return nil
+            }
             guard isValidKey(key) else {
-                reader.fail("'\(key)' is not a kernel parameter name such as net.ipv4.ip_forward")
+                reader.fail("'\(quotedForMessage(key))' is not a kernel parameter name such as net.ipv4.ip_forward")
                 return nil
             }
             guard let text = reader.string() else { return nil }
@@ -42,9 +50,10 @@ struct SysctlDriver: ResourceDriver {
     /// A key as sysctl writes it: dotted, with a `/` standing for a dot inside one name
     /// (`net.ipv4.conf.eth0/100.rp_filter` is `proc/sys/net/ipv4/conf/eth0.100/rp_filter`). Each
     /// name is letters, digits, `_`, `-`, `:`, and `/` between them; never `.` or `..` as a folder.
+    /// The key never starts with `-`: sysctl reads `-key` as `key` (see `parse`).
     static func isValidKey(_ key: String) -> Bool {
         let parts = key.split(separator: ".", omittingEmptySubsequences: false)
-        return parts.count >= 2 && !parts[0].contains("/") && parts.allSatisfy { part in
+        return parts.count >= 2 && !parts[0].contains("/") && !key.hasPrefix("-") && parts.allSatisfy { part in
             !part.isEmpty && !part.hasPrefix("/") && !part.hasSuffix("/") && !part.contains("//") && part.unicodeScalars.allSatisfy {
                 $0.isASCII && (CharacterSet.alphanumerics.contains($0) || $0 == "_" || $0 == "-" || $0 == ":" || $0 == "/")
             }

@@ -47,10 +47,12 @@ import Testing
             #expect(try read(root + "/etc/sysctl.d/zz-bulwark.conf").hasSuffix("net.ipv4.conf.eth0/100.rp_filter = 1\n"))
             #expect(try await reconcile(try hostState(root: root, manifests)).0.remediations.isEmpty)
         }
-        for bad in ["net/ipv4.x", "net.ipv4./x", "net.ipv4.x/", "net.a//b.c", "net.../x", "net.a/./b"] {
+        for bad in ["net/ipv4.x", "net.ipv4./x", "net.ipv4.x/", "net.a//b.c", "net.../x", "net.a/./b", "-net.ipv4.ip_forward"] {
             #expect(!SysctlDriver.isValidKey(bad), "\(bad)")
         }
         #expect(SysctlDriver.isValidKey("net.ipv4.conf.eth0/100.rp_filter") && SysctlDriver.isValidKey("net.ipv4.ip_forward"))
+        // A dash inside a name (an interface's) is the name's; only a leading one is sysctl's.
+        #expect(SysctlDriver.isValidKey("net.ipv4.conf.br-lan.rp_filter") && SysctlDriver.isValidKey("net.ipv4.conf.-x.rp_filter"))
     }
 
     /// A vendor file masked as systemd masks it, and as Bulwark's own message says to (a link
