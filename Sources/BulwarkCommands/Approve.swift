@@ -77,14 +77,13 @@ extension Bulwark {
                 }
                 for problem in passedOver { console.warn("a newer commit with the record \(id) is passed over: \(problem)") }
                 held = trusted
-            } else if try await policy.signature(of: held.id) == nil,
-                      let signed = try await Self.signedRecord(in: history, near: held, policy) {
-                // Without a key to check against, a Bulwark that signs its records still shows: an
-                // unsigned record among signed ones is someone else's (a forged summary, "10 -> 4",
-                // for the drift "4 -> 10" that was held).
-                throw await refused("the record \(id) in \(repository.auditBranch) (commit \(held.id.short)) is unsigned, while other "
-                                    + "records there are signed (commit \(signed.short)): anyone who can push can write one; give "
-                                    + "--audit-signers (the Bulwarks' keys) or --signing-key to approve the record a Bulwark signed")
+            } else if let unlike = try await Self.unlikeItsNeighbours(held, in: history, policy) {
+                // Without a key to check against, a Bulwark that signs its records still shows: a
+                // record unsigned, or signed by a key none of the records around it was signed by,
+                // is someone else's (a forged summary, "10 -> 4", for the drift "4 -> 10" held).
+                throw await refused("the record \(id) in \(repository.auditBranch) (commit \(held.id.short)) \(unlike): anyone who can push "
+                                    + "can write one; give --audit-signers (the Bulwarks' keys) or --signing-key to approve the record a "
+                                    + "Bulwark signed")
             }
             // What is approved, as the record says: the person reads it before the commit is made.
             console.print("Approving \(id): \(quotedForMessage(held.summary, limit: 400))")
@@ -119,13 +118,31 @@ extension Bulwark {
             console.print("The next `bulwark apply` fixes it if the drift is unchanged.")
         }
 
-        /// A signed commit among the audit records written around `record` (the 50 newest and the
-        /// 50 before it), if any.
-        static func signedRecord(in history: [CommitInfo], near record: CommitInfo, _ policy: PolicyRepository) async throws -> ObjectID? {
+        /// Why `record` is not signed as the audit records written around it (the 50 newest and
+        /// the 50 before it) are, or nil: unsigned while one of them is signed, or signed by an SSH
+        /// key that signed none of them (or whose ed25519 signature does not verify: a Bulwark's
+        /// signature copied onto another commit). Nil when none of them is signed: nothing to compare.
+        static func unlikeItsNeighbours(_ record: CommitInfo, in history: [CommitInfo], _ policy: PolicyRepository) async throws -> String? {
             let at = history.firstIndex { $0.id == record.id } ?? 0
             let nearby = history.prefix(50) + history[at..<min(history.count, at + 50)]
+            var keys: Set<[UInt8]> = []
+            var example: ObjectID?
             for commit in nearby where commit.id != record.id && commit.trailer(.id) != nil {
-                if try await policy.signature(of: commit.id) != nil { return commit.id }
+                guard let signature = try await policy.signature(of: commit.id) else { continue }
+                example = example ?? commit.id
+                if let key = SSHSignature(armored: signature.signature)?.publicKey { keys.insert(key) }
+            }
+            guard let example else { return nil }
+            guard let own = try await policy.signature(of: record.id) else {
+                return "is unsigned, while other records there are signed (commit \(example.short))"
+            }
+            // Keys compared only where the records around it are signed with SSH keys (as Bulwark signs).
+            guard !keys.isEmpty else { return nil }
+            guard let parsed = SSHSignature(armored: own.signature), keys.contains(parsed.publicKey) else {
+                return "is signed by a key that signed none of the records around it (commit \(example.short) is signed by another)"
+            }
+            if parsed.publicKeyLine?.hasPrefix("ssh-ed25519 ") == true, !parsed.isValidEd25519(of: own.signedData) {
+                return "names the key of the records around it, but its signature does not verify"
             }
             return nil
         }

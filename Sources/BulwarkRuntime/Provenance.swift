@@ -114,6 +114,11 @@ package struct Provenance: Sendable {
         }
         // Who each signer is as a person, read once: needed only where an approval may be compared.
         let people = state.approvals.isEmpty ? nil : verification?.identities()
+        // Which record commits count: with this Bulwark's signing key or --audit-signers, the
+        // approval's `record:` must be one a Bulwark signed (as `approve` takes it; the people of
+        // --trusted-signers do not sign Bulwark's records, so alone they check nothing here).
+        let trust = state.approvals.isEmpty ? nil
+            : RecordTrust(ownKey: await repository.auditKey, auditSigners: await repository.auditSigners, verification: nil)
         for (id, approval) in state.approvals.sorted(by: { $0.key < $1.key }) {
             if (try? await repository.usedApproval(id)) == true {
                 state.approvals[id] = nil
@@ -128,6 +133,17 @@ package struct Provenance: Sendable {
                     result.refusedApprovals.append((id, "approval \(id) in \(path) approves the record \(record.prefix(12)), which is not "
                                                     + "on this repository's audit branch: an approval given in another repository (where the same "
                                                     + "drift has the same id) does not count here; approve the record held here"))
+                    continue
+                }
+                // Anyone who can push can put a record with the id on the branch, showing the
+                // approver another change ("LoginGraceTime 120 -> 60" for a held "PermitRootLogin
+                // no -> yes"): with keys to check records against, the approved one must be a
+                // Bulwark's, or the approval was given for something else.
+                if let trust, let commit = ObjectID(hex: record), let problem = await trust.problem(with: commit, in: repository) {
+                    state.approvals[id] = nil
+                    result.refusedApprovals.append((id, "approval \(id) in \(path) approves the record \(record.prefix(12)), which no "
+                                                    + "Bulwark signed (\(problem)): what the approver was shown may not be what was held; "
+                                                    + "approve the record a Bulwark signed"))
                     continue
                 }
             }

@@ -12,8 +12,8 @@ import Testing
     /// The bodies of the refused records on the audit branch, newest first.
     static func refusals(_ s: Scenario) throws -> [String] { try SignatureTests().refusals(s) }
 
-    static func approve(_ s: Scenario, _ id: String, environment: [String: String] = [:]) throws -> ProcessOutput {
-        try run(try bulwarkExecutable(), ["approve", id, "--repo", s.origin, "--state-dir", s.state, "--reason", "CHG-42"],
+    static func approve(_ s: Scenario, _ id: String, extra: [String] = [], environment: [String: String] = [:]) throws -> ProcessOutput {
+        try run(try bulwarkExecutable(), ["approve", id, "--repo", s.origin, "--state-dir", s.state, "--reason", "CHG-42"] + extra,
                 environment: ["GIT_AUTHOR_NAME": "Rita Reviewer", "GIT_AUTHOR_EMAIL": "rita@example.org"].merging(environment) { $1 })
     }
 
@@ -123,6 +123,64 @@ import Testing
             let approved = try Self.approve(s, held)
             #expect(approved.status == 0, "\(approved.stdout)\n\(approved.stderr)")
             let applied = try s.run("apply")
+            #expect(applied.stdout.contains("fixed    local  \(resource)"), "\(applied.stdout)\n\(applied.stderr)")
+        }
+    }
+
+    /// Review (H1, session 38): a record signed by any key, carrying the held weakening's id and
+    /// another summary ("LoginGraceTime 120 -> 60"), was what `approve` showed the second person,
+    /// and the approval naming it let root login on. Without keys, `approve` now refuses a record
+    /// signed by a key none of the records around it was signed by (recorded); with a signing key,
+    /// `apply` counts an approval only of a record a Bulwark signed (an approval of the forged one,
+    /// as an older `approve` wrote it, is refused and recorded, root login stays off). The twin:
+    /// the record Bulwark signed is approved, and the weakening goes through.
+    @Test func anApprovalOfARecordNoBulwarkSignedDoesNotCount() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let key = try AuditTrailTests().makeKey(dir)
+            let signed = ["--secrets-dir", key.secrets, "--signing-key", key.path]
+            #expect(try s.run("apply", signed[0], signed[1], signed[2], signed[3]).status == 0)
+            try s.editPolicy("desired-state/hosts/sshd.yaml", replacing: "PermitRootLogin: \"no\"", with: "PermitRootLogin: \"yes\"")
+            #expect(try s.run("apply", signed[0], signed[1], signed[2], signed[3]).stdout.contains("weakens the policy"))
+            let resource = "SSHDConfig/cis-5.1.20-permit-root-login"
+            let held = try RevertTests.recordID(s, resource: resource, decision: "held")
+            let mallory = try AuditTrailTests().makeKey(dir, name: "mallory")
+            let summary = "hold(\(resource)): local LoginGraceTime 120 -> 60"
+            let forged = try ForgedRecordTests.forge(s, subject: summary, trailers: [
+                ("Bulwark-Id", held), ("Bulwark-Resource", resource), ("Bulwark-Target", "local"), ("Bulwark-Decision", "held"),
+            ], signingKey: mallory.path)
+
+            let shown = try Self.approve(s, held)
+            #expect(shown.status == 1, "\(shown.stdout)\n\(shown.stderr)")
+            #expect(shown.stderr.contains("(commit \(forged.prefix(12))) is signed by a key that signed none of the records around it"),
+                    "\(shown.stderr)")
+            #expect(!shown.stdout.contains("LoginGraceTime"), "the forged summary is not shown as what is approved")
+            #expect(try Self.refusals(s).contains { $0.contains("is signed by a key that signed none of the records around it") })
+
+            // The approval of the forged record, as `approve` wrote it before, committed by Rita.
+            let text = Bulwark.Approve.document(id: held, summary: summary, approver: "Rita Reviewer <rita@example.org>",
+                                                reason: "CHG-42", expires: nil, record: forged)
+            let work = dir + "/rita"
+            try git("clone", "-q", s.origin, work)
+            try write(work + "/approvals/\(held).yaml", text)
+            try git("add", "-A", in: work)
+            let committed = try run("/usr/bin/git", ["commit", "-qm", "approve"], in: work, environment: [
+                "GIT_AUTHOR_NAME": "Rita Reviewer", "GIT_AUTHOR_EMAIL": "rita@example.org",
+                "GIT_COMMITTER_NAME": "Rita Reviewer", "GIT_COMMITTER_EMAIL": "rita@example.org",
+            ])
+            #expect(committed.status == 0, "\(committed.stderr)")
+            try git("push", "-q", "origin", "main", in: work)
+            let refused = try s.run("apply", signed[0], signed[1], signed[2], signed[3])
+            #expect(!refused.stdout.contains("fixed    local  \(resource)"), "\(refused.stdout)")
+            #expect(try SignatureTests().isFixed(s), "root login stays off: the weakening is still held")
+            let recorded = try Self.refusals(s)
+            #expect(recorded.contains { $0.contains("approves the record \(forged.prefix(12)), which no Bulwark signed") }, "\(recorded)")
+
+            // Bulwark's own record, approved with the key that finds it: the weakening goes through.
+            let approved = try Self.approve(s, held, extra: signed)
+            #expect(approved.status == 0, "\(approved.stdout)\n\(approved.stderr)")
+            #expect(approved.stdout.contains("Approving \(held): hold(\(resource)): local PermitRootLogin no -> yes"), "\(approved.stdout)")
+            let applied = try s.run("apply", signed[0], signed[1], signed[2], signed[3])
             #expect(applied.stdout.contains("fixed    local  \(resource)"), "\(applied.stdout)\n\(applied.stderr)")
         }
     }
