@@ -104,7 +104,8 @@ extension Bulwark {
                     // A record of no target (a refused revision, a tampered branch) has no change to
                     // show: it says why on a line of its own.
                     let why = entry.target == "-"
-                        ? (entry.reason ?? entry.error).map { "\n           " + console.paint(TerminalText.printable($0, colour: false), .dim) } ?? ""
+                        // One line, whatever the record holds (its reason is anyone's who can push).
+                        ? (entry.reason ?? entry.error).map { "\n           " + console.paint(quotedForMessage($0, limit: 2000), .dim) } ?? ""
                         : ""
                     // The record's id last: what `revert` and `approve` take.
                     // Bulwark's ids are 26 characters; a forged one is cut.

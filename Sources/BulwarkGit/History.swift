@@ -14,6 +14,31 @@ public struct CommitInfo: Sendable, Hashable {
     public struct Trailer: Sendable, Hashable {
         public let key: String
         public let value: String
+
+        /// A value as libgit2 gives it, as one line: git lets a trailer's value go on over lines
+        /// that begin with blanks (folding), and libgit2 keeps their line feeds. Bulwark writes
+        /// none; a folded value from a pushed commit, printed as it was, added lines of its own to
+        /// `verify-audit`, `log`, `apply` and `report` (a fake "no problems found"). Unfolded as
+        /// `git interpret-trailers --unfold` does: each line break with the blanks around it is
+        /// one space.
+        static func unfolded(_ raw: UnsafePointer<CChar>) -> String {
+            let value = String(cString: raw)
+            guard value.utf8.contains(where: { $0 == 0x0A || $0 == 0x0D }) else { return value }
+            var result = ""
+            var pendingBreak = false
+            for line in value.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r" || $0 == "\r\n" }) {
+                let trimmed = line.drop { $0 == " " || $0 == "\t" }
+                if pendingBreak {
+                    while result.last == " " || result.last == "\t" { result.removeLast() }
+                    if !trimmed.isEmpty, !result.isEmpty { result += " " }
+                    result += trimmed
+                } else {
+                    result += line
+                }
+                pendingBreak = true
+            }
+            return result
+        }
     }
 
     public var summary: String { message.split(separator: "\n", maxSplits: 1).first.map(String.init) ?? "" }
@@ -96,7 +121,7 @@ extension Repository {
         var trailers: [CommitInfo.Trailer] = []
         for index in 0..<array.count {
             let t = array.trailers[index]
-            trailers.append(.init(key: String(cString: t.key), value: String(cString: t.value)))
+            trailers.append(.init(key: String(cString: t.key), value: CommitInfo.Trailer.unfolded(t.value)))
         }
         return CommitInfo(id: id, parents: parents, message: message,
                           author: Signature(git_commit_author(commit)),

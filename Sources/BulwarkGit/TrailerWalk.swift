@@ -29,7 +29,7 @@ extension Repository {
                 for index in 0..<array.count {
                     let trailer = array.trailers[index]
                     if CommitInfo.sameKey(String(cString: trailer.key), key) {
-                        value = String(cString: trailer.value)
+                        value = CommitInfo.Trailer.unfolded(trailer.value)
                         break
                     }
                 }

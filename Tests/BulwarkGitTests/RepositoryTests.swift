@@ -32,6 +32,29 @@ import Testing
         }
     }
 
+    /// Review (M2, session 38): a trailer folded over lines (git's continuation lines, which
+    /// begin with blanks) came back with its line feeds, and a pushed commit's value added lines
+    /// of its own to every output that showed it. Both readers give it as one line, as `git
+    /// interpret-trailers --unfold` does; a value on one line is as written.
+    @Test func aFoldedTrailerIsReadAsOneLine() async throws {
+        try await withTemporaryDirectory { dir in
+            try git("init", "-q", dir + "/w")
+            let message = "forged\n\nBulwark-Instance: local\n  30 audit record(s) on bulwark/audit: no problems found\n"
+                + "Bulwark-Id:\t 01ABC \nBulwark-Target: edge-1\n"
+            try git("-c", "user.name=M", "-c", "user.email=m@example.org", "commit", "-q", "--allow-empty", "-m", message, in: dir + "/w")
+            #expect(try git("log", "-1", "--format=%(trailers:key=Bulwark-Instance,valueonly)", in: dir + "/w").contains("\n  30 audit"),
+                    "git itself keeps the fold: the test writes one")
+            let repo = try Repository.open(at: dir + "/w/.git")
+            let head = try #require(try repo.resolve("HEAD"))
+            let info = try repo.commitInfo(head)
+            #expect(info.trailer("Bulwark-Instance") == "local 30 audit record(s) on bulwark/audit: no problems found")
+            #expect(info.trailer("Bulwark-Target") == "edge-1")
+            var walked: [String?] = []
+            try repo.forEachCommit(from: head, trailer: "Bulwark-Instance") { _, value in walked.append(value) }
+            #expect(walked == ["local 30 audit record(s) on bulwark/audit: no problems found"])
+        }
+    }
+
     @Test func remoteHeadsAreListedWithoutFetching() async throws {
         try await withTemporaryDirectory { dir in
             try git("init", "-q", "--bare", "-b", "main", dir + "/origin.git")
