@@ -446,6 +446,48 @@ import Testing
         }
     }
 
+    /// Review (M1, session 38): a made-up verified fix citing a finding, pushed by anyone, made
+    /// `ingest` (with Bulwark's signing key) report the finding reopened: Bulwark signed and pushed
+    /// a record that its fix did not hold, and `report` listed the resource open. With a signing
+    /// key, only a fix a Bulwark signed counts: `already-in-policy`, nothing recorded. The twin: a
+    /// verified fix signed with Bulwark's key is reopened as before.
+    @Test func aForgedVerifiedFixOfAFindingDoesNotReopenIt() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let key = try AuditTrailTests().makeKey(dir)
+            #expect(try s.run("apply", "--secrets-dir", key.secrets, "--signing-key", key.path).status == 0)
+            let id = "lynis-SSH-7408-forged"
+            try s.editPolicy("desired-state/hosts/sshd.yaml", replacing: "annotations: {cis: \"5.1.16\",",
+                             with: "annotations: {finding: \(id), cis: \"5.1.16\",")
+            try s.commitPolicy("finding-rules/sshd.yaml", Self.rule, message: "finding rule: MaxAuthTries")
+            let resource = "SSHDConfig/cis-5.1.16-max-auth-tries"
+            func forgeFix(_ record: String, signingKey: String) throws {
+                _ = try ForgedRecordTests.forge(s, subject: "remediate(\(resource)): local MaxAuthTries 5 -> 4", trailers: [
+                    ("Bulwark-Id", record), ("Bulwark-Controller", "host-hardening"), ("Bulwark-Target", "local"),
+                    ("Bulwark-Resource", resource), ("Bulwark-Severity", "medium"), ("Bulwark-Mode", "enforce"),
+                    ("Bulwark-Decision", "applied"), ("Bulwark-Result", "verified"), ("Bulwark-Finding", id),
+                    ("Bulwark-Desired-Commit", String(repeating: "0", count: 40)),
+                    ("Bulwark-Detected-At", Timestamp.format(Date().addingTimeInterval(-60))),
+                    ("Bulwark-Verified-At", Timestamp.format(Date().addingTimeInterval(-59))),
+                ], signingKey: signingKey)
+            }
+            let mallory = try AuditTrailTests().makeKey(dir, name: "mallory")
+            try forgeFix("01M97G4Z0EREOPENREOPEN0001", signingKey: mallory.path)
+            let document = Self.finding(id: id, firstSeen: Date().addingTimeInterval(-3600))
+            let forged = try ingest(s, document, signingKey: key.path)
+            let item = try #require((forged.report["items"] as? [[String: Any]])?.first, "\(forged.stderr)")
+            #expect(item["outcome"] as? String == "already-in-policy", "\(item)")
+            #expect(try s.trailers("Bulwark-Proposal").isEmpty, "nothing recorded of a fix no Bulwark made")
+
+            // A fix Bulwark's key signed: the finding open again is a fix that did not hold.
+            try forgeFix("01M97G4Z0EREOPENREOPEN0002", signingKey: key.path)
+            let reopened = try ingest(s, document, signingKey: key.path)
+            #expect(reopened.status == 2, "\(reopened.stderr)")
+            #expect((reopened.report["items"] as? [[String: Any]])?.first?["outcome"] as? String == "reopened", "\(reopened.report)")
+            #expect(try s.trailers("Bulwark-Proposal") == ["reopened"])
+        }
+    }
+
     @Test func aResolvedFindingClosesItsProposalAndAcceptRefusesAClosedOrOutdatedOne() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)

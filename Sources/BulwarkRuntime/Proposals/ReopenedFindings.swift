@@ -23,9 +23,14 @@ package struct ReopenedFindings {
     package init(fixes: [String: [String: Fix]] = [:]) { self.fixes = fixes }
 
     /// The verified fixes that cite a finding, from the whole audit history (every writer's ref).
+    /// With a signing key or audit signers, only those a Bulwark signed: anyone who can push
+    /// could write a "verified" fix of a finding, and Bulwark would then sign and push a record
+    /// that the fix did not hold, and `report` list it open (as `report` counts, `RecordTrust`).
     package static func read(_ repository: PolicyRepository) async -> ReopenedFindings {
         var result = ReopenedFindings()
-        guard let commits = try? await repository.auditHistory() else { return result }
+        guard let history = try? await repository.auditHistory() else { return result }
+        var commits = history.filter { $0.recorded.map { $0.isVerifiedFix && $0.finding != nil } == true }
+        if let split = await RecordTrust.split(commits, in: repository, verification: nil) { commits = split.trusted }
         for commit in commits {
             guard let recorded = commit.recorded, recorded.isVerifiedFix, let finding = recorded.finding,
                   let target = recorded.target, let resource = recorded.resource, let verified = recorded.verifiedAt else { continue }
