@@ -93,32 +93,46 @@ extension SysctlDriver {
         if CommandTrust.launchers.contains(CommandTrust.launcherName(name)) {
             return "\(name) runs whatever its arguments or the files they name say"
         }
+        if let problem = try rootsAlone(path, root: root) { return problem }
+        let real = try root.resolve(path)
+        var info = stat()
+        guard stat(real, &info) == 0, info.st_mode & FileType.mask == FileType.regular, info.st_mode & 0o111 != 0 else {
+            return "\(path) is not an executable file"
+        }
+        return nil
+    }
+
+    /// Why `path` is not root's alone, or nil: it and every folder on the way to it, as written
+    /// (a link there is replaced by whoever writes the folder it is in) and where links lead,
+    /// must be owned by root and writable by neither group nor others. Under a root that is not
+    /// `/` (a sandbox tree an unprivileged Bulwark made), its own files count as root's.
+    /// `mayBeMissing`: a path that does not exist is fine where the folder it would be made in is
+    /// root's alone (nobody else can make it), as a folder of a search PATH.
+    static func rootsAlone(_ path: String, root: HostRoot, mayBeMissing: Bool = false) throws -> String? {
         let owners: Set<uid_t> = [0, root.path == "/" ? 0 : geteuid()]
+        var missing = false
         func unsafe(_ full: String, _ shown: String) -> String? {
             var info = stat()
-            guard stat(full, &info) == 0 else { return "\(shown) does not exist" }
+            guard stat(full, &info) == 0 else {
+                missing = mayBeMissing
+                return mayBeMissing ? nil : "\(shown) does not exist"
+            }
             guard owners.contains(info.st_uid) else { return "\(shown) is owned by uid \(info.st_uid), not root" }
             guard info.st_mode & 0o022 == 0 else { return "group or others can write \(shown)" }
             return nil
         }
         let components = PathText.components(path)
-        // Each folder as written (a link there is replaced by whoever writes the folder it is in),
-        // then the real file and every folder above it.
-        for count in 0..<components.count {
+        for count in 0...components.count {
             let shown = "/" + components.prefix(count).joined(separator: "/")
             if let problem = unsafe(try root.resolve(shown), shown) { return problem }
+            if missing { return nil }
         }
         let real = try root.resolve(path)
-        if let problem = unsafe(real, path) { return problem }
         var folder = PathText.components(String(Substring(real.utf8.dropFirst(root.path == "/" ? 0 : root.path.utf8.count))))
         while !folder.isEmpty {
             folder.removeLast()
             let shown = "/" + folder.joined(separator: "/")
             if let problem = unsafe(try root.resolve(shown), "\(shown) (where \(path) really is)") { return problem }
-        }
-        var info = stat()
-        guard stat(real, &info) == 0, info.st_mode & FileType.mask == FileType.regular, info.st_mode & 0o111 != 0 else {
-            return "\(path) is not an executable file"
         }
         return nil
     }
