@@ -97,6 +97,9 @@ struct ApplyRun: Encodable {
     var pushed: Int
     var keptLocally: Int
     var pushError: String?
+    /// The branch the audit commits went to: the audit branch, or the recovery branch while the
+    /// origin's audit branch lost what was pushed to it (not in the JSON, whose shape is fixed).
+    var pushedTo: String?
     var notificationsDelivered = 0
     var notificationsPending = 0
     /// Remediations this pass left open (held, deferred, blocked, escalated), recorded now or before.
@@ -226,6 +229,7 @@ struct ApplyRun: Encodable {
         if FaultInjection.sayPush { FileHandle.standardError.write(Data("fault: pushing\n".utf8)) }
         let stop = interrupts.stop
         (run.pushed, run.keptLocally, run.pushError) = try await loaded.repository.publish(stop: { stop.isRequested }).counts
+        run.pushedTo = await loaded.repository.pushedBranch
         // Refusals pushed on their own (those kept locally went out with this push, or are counted in it).
         run.pushed += refusals.reduce(0) { $0 + $1.publication.counts.pushed }
         if let delivered = await delivery {
@@ -289,7 +293,9 @@ struct ApplyRun: Encodable {
             if count > 0 { line += " \(decision.rawValue.capitalized): \(count)." }
         }
         console.print(line + " In sync: \(plan.inSync.count).")
-        if pushed > 0 { console.print("Pushed \(pushed) audit commit\(pushed == 1 ? "" : "s") to \(options.displayURL) \(options.auditBranch).") }
+        if pushed > 0 {
+            console.print("Pushed \(pushed) audit commit\(pushed == 1 ? "" : "s") to \(options.displayURL) \(pushedTo ?? options.auditBranch).")
+        }
         if let pushError {
             console.warn("\(keptLocally) audit commit\(keptLocally == 1 ? "" : "s") kept in \(options.stateDirectory) and pushed on the next run: \(pushError)")
         }

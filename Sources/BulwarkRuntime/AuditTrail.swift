@@ -21,6 +21,9 @@ package struct AuditTrail: Codable, Sendable, Equatable {
     package var auditBranch: String?
     /// Where records go while the origin's audit branch is not to be trusted.
     package var recoveryBranch: String?
+    /// Whether a push to `recoveryBranch` was made: from then on, the branch missing on the
+    /// origin is its deletion (tampering), not a branch not pushed yet.
+    package var recoveryPushed: Bool?
     /// Whether this Bulwark may have made an audit commit: false from the trail's making until
     /// just before its first commit, when the file is saved with true before the commit is
     /// written. While false, no commit anywhere carries this instance's name, so its first

@@ -1458,6 +1458,9 @@ package actor PolicyRepository: AuditSink {
     /// audit branch does not contain what this Bulwark pushed to it.
     private var pushBranch: String { trailIsOurs ? trail.recoveryBranch ?? configuration.auditBranch : configuration.auditBranch }
 
+    /// The branch audit commits are pushed to now (`pushBranch`): what a summary names.
+    package var pushedBranch: String { pushBranch }
+
     /// The name this Bulwark signs its records with (`Bulwark-Instance`).
     package var instance: String { trail.instance }
 
@@ -1467,6 +1470,7 @@ package actor PolicyRepository: AuditSink {
         guard trailIsOurs else { return }
         trail.lastPushed = commit.hex
         trail.auditBranch = configuration.auditBranch
+        if trail.recoveryBranch != nil { trail.recoveryPushed = true }
         do { try trail.save(stateDirectory: configuration.stateDirectory) } catch {
             Console().warn("cannot remember the last audit commit pushed (\(error)); a rewrite of the audit branch "
                            + "before the next push may go unnoticed")
@@ -1491,14 +1495,17 @@ package actor PolicyRepository: AuditSink {
         if let recovery = trail.recoveryBranch {
             if intact {
                 trail.recoveryBranch = nil
+                trail.recoveryPushed = nil
                 try trail.save(stateDirectory: configuration.stateDirectory)
                 Console().warn("the audit branch \(configuration.auditBranch) on the origin contains \(pushed.short) again: "
                                + "records go to it again (remove \(recovery) once you have checked it)")
                 return nil
             }
-            // The recovery branch, once pushed, must keep what was pushed to it too.
+            // The recovery branch, once pushed, must keep what was pushed to it too, and stay:
+            // deleted, it would be made again from this clone without a word (one not pushed
+            // yet is simply not there).
             let (recovered, held) = try holds("refs/remotes/origin/\(recovery)")
-            guard recovered != nil, !held else { return nil }
+            guard recovered != nil || trail.recoveryPushed == true, !held else { return nil }
             (head, branch) = (recovered, recovery)
         } else if intact {
             return nil
@@ -1525,6 +1532,7 @@ package actor PolicyRepository: AuditSink {
             recovery = stamp + "-\(suffix)"
         }
         trail.recoveryBranch = recovery
+        trail.recoveryPushed = nil
         try trail.save(stateDirectory: configuration.stateDirectory)
         let record = AuditTrail.tamperRecord(auditBranch: branch, lastPushed: pushed, remoteHead: head,
                                              recovery: recovery, at: Date())

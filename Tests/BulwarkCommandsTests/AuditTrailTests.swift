@@ -248,6 +248,65 @@ import Testing
         }
     }
 
+    /// Review (L2, L3, session 38): a recovery branch deleted on the origin was made again from
+    /// the clone, silently, and `apply` said it pushed to `bulwark/audit`. Deleted after Bulwark
+    /// pushed to it, it is tampering: recorded, and the records go to a new recovery branch
+    /// holding everything; the summary names the branch pushed to. Twin: a recovery branch made
+    /// but not pushed yet (the origin unreachable) is not taken for a deleted one.
+    @Test func aDeletedRecoveryBranchIsDetectedAndThePushNamesIt() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let key = try makeKey(dir)
+            #expect(try apply(s, key).status == 0)
+            try git("--git-dir", s.origin, "update-ref", "-d", "refs/heads/bulwark/audit")
+            let made = try apply(s, key)
+            #expect(made.status == 0, "\(made.stderr)")
+            let first = try #require(try branches(s).first { $0.hasPrefix("bulwark/audit-recovered-") })
+            #expect(made.stdout.contains(" audit commits to ") && made.stdout.contains(" \(first).\n"), "\(made.stdout)")
+            let recovered = try git("--git-dir", s.origin, "log", "--format=%H", first).split(separator: "\n").map(String.init)
+
+            try git("--git-dir", s.origin, "update-ref", "-d", "refs/heads/\(first)")
+            try drift(s)
+            let again = try apply(s, key)
+            #expect(again.status == 0, "\(again.stderr)")
+            #expect(again.stderr.contains("the audit branch \(first) on the origin was deleted"), "\(again.stderr)")
+            let recoveries = try branches(s).filter { $0.hasPrefix("bulwark/audit-recovered-") }
+            let second = try #require(recoveries.first { $0 != first }, "\(recoveries)")
+            #expect(!recoveries.contains(first), "the deleted branch is not silently made again")
+            let kept = try git("--git-dir", s.origin, "log", "--format=%H", second).split(separator: "\n").map(String.init)
+            #expect(Set(recovered).isSubset(of: Set(kept)))
+            #expect(try git("--git-dir", s.origin, "log", "--format=%B", "--grep=AuditBranch/\(first)", second).contains("was deleted"))
+            #expect(try verifyAudit(s.origin, "--audit-branch", second, "--trusted-signers", key.allowed).status == 0)
+        }
+    }
+
+    /// The twin: a trail that does not say the recovery branch was pushed (one never pushed, or
+    /// a file written before this was kept) takes the branch missing for one not made yet: it is
+    /// pushed, once, without a tampering record.
+    @Test func aRecoveryBranchNotPushedYetIsNotTakenForADeletedOne() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let key = try makeKey(dir)
+            #expect(try apply(s, key).status == 0)
+            try git("--git-dir", s.origin, "update-ref", "-d", "refs/heads/bulwark/audit")
+            #expect(try apply(s, key).status == 0)
+            let first = try #require(try branches(s).first { $0.hasPrefix("bulwark/audit-recovered-") })
+            var trail = try JSONDecoder().decode(AuditTrail.self, from: Data(contentsOf: URL(fileURLWithPath: s.state + "/" + AuditTrail.fileName)))
+            #expect(trail.recoveryPushed == true && trail.recoveryBranch == first)
+            trail.recoveryPushed = nil
+            try trail.save(stateDirectory: s.state)
+            try git("--git-dir", s.origin, "update-ref", "-d", "refs/heads/\(first)")
+            let tampering = try git("--git-dir", s.state + "/repository.git", "log", "--format=%H", "--grep=Bulwark-Resource: AuditBranch/",
+                                    "bulwark/audit")
+            try drift(s)
+            let again = try apply(s, key)
+            #expect(again.status == 0, "\(again.stderr)")
+            #expect(!again.stderr.contains("was deleted"), "\(again.stderr)")
+            #expect(try branches(s).filter { $0.hasPrefix("bulwark/audit-recovered-") } == [first])
+            #expect(try git("--git-dir", s.origin, "log", "--format=%H", "--grep=Bulwark-Resource: AuditBranch/", first) == tampering)
+        }
+    }
+
     @Test func aDeletedAuditBranchIsDetected() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
