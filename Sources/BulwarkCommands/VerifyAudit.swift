@@ -141,6 +141,8 @@ struct AuditVerification {
         // key are checked in-process (the same arithmetic, without two processes per commit).
         var trustedKeys: [[UInt8]: String] = [:]
         var seen = Set<String>()
+        // Without signers: the SSH keys each instance's records are signed with, and their commits.
+        var keysOfInstance: [String: [[UInt8]: [ObjectID]]] = [:]
         for commit in chain.reversed() {
             let name = "commit \(commit.id.short)"
             guard let id = commit.trailer(.id) else {
@@ -156,8 +158,18 @@ struct AuditVerification {
                 case .success(let principal): report.signers[principal, default: 0] += 1
                 case .failure(let problem): report.problems.append("\(name) (record \(id)): \(problem.description)")
                 }
-            } else if try repository.signature(of: commit.id) != nil {
+            } else if let signed = try repository.signature(of: commit.id) {
                 report.unchecked = ((report.unchecked?.signed ?? 0) + 1, report.unchecked?.unsigned ?? [])
+                if let parsed = SSHSignature(armored: signed.signature) {
+                    if let instance = commit.trailer(AuditTrail.instanceTrailer) {
+                        keysOfInstance[instance, default: [:]][parsed.publicKey, default: []].append(commit.id)
+                    }
+                    // A Bulwark's signature copied onto another commit names its key, and does not verify.
+                    if parsed.publicKeyLine?.hasPrefix("ssh-ed25519 ") == true, !parsed.isValidEd25519(of: signed.signedData) {
+                        report.problems.append("\(name) (record \(id)): its signature names a key and does not verify (copied from "
+                                               + "another commit)")
+                    }
+                }
             } else {
                 // Appended in place: a copy of the list per record made the walk quadratic.
                 var unchecked = report.unchecked ?? (signed: 0, unsigned: [])
@@ -173,6 +185,17 @@ struct AuditVerification {
                 + (unchecked.unsigned.count > 5 ? " and \(unchecked.unsigned.count - 5) more" : "")
             report.problems.append("\(unchecked.unsigned.count) record commit(s) are unsigned among \(unchecked.signed) signed ones "
                                    + "(\(named)): a Bulwark that signs its records signs every one; check the branch with --audit-signers")
+        }
+        // One Bulwark signs all its records with its one key: records of one instance signed by
+        // another key were written by someone who knows the instance's name (anyone who reads
+        // the branch), signing with a key of their own; or the key was changed (worth a look).
+        for (instance, keys) in keysOfInstance.sorted(by: { $0.key < $1.key }) where keys.count > 1 {
+            let described = keys.values.sorted { $0.count > $1.count }.map { commits in
+                "\(commits.count) commit(s) such as \(commits[0].short)"
+            }
+            report.problems.append("instance \(quotedForMessage(instance))'s records are signed by \(keys.count) different keys "
+                                   + "(\(described.joined(separator: "; "))): a Bulwark signs every record with its one key; check the "
+                                   + "branch with --audit-signers")
         }
         return report
     }

@@ -652,6 +652,31 @@ import Testing
         }
     }
 
+    /// Review (M3, session 38): a well-formed record with this Bulwark's instance name and next
+    /// sequence number, signed by a stranger's key, passed `verify-audit` without signers ("no
+    /// problems found"): "unsigned among signed" is beaten by signing with any key. Records of
+    /// one instance signed by two keys are now a problem, naming the forged commit; the branch
+    /// Bulwark alone signed still passes (checked before the forgery).
+    @Test func withoutSignersOneInstanceSignedByTwoKeysIsAProblem() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let key = try makeKey(dir)
+            #expect(try apply(s, key).status == 0)
+            let clean = try verifyAudit(s.origin)
+            #expect(clean.status == 0, "\(clean.stderr)")
+            let instance = try ForgedRecordTests.instance(s)
+            let next = (try s.trailers("Bulwark-Sequence").compactMap { UInt64($0) }.max() ?? 0) + 1
+            let mallory = try makeKey(dir, name: "mallory")
+            let forged = try ForgedRecordTests.forge(s, subject: "remediate(SSHDConfig/x): local A 1 -> 2", trailers: [
+                ("Bulwark-Id", "01FQRGEDRECQRD000000000009"), ("Bulwark-Instance", instance), ("Bulwark-Sequence", "\(next)"),
+            ], signingKey: mallory.path)
+            let found = try verifyAudit(s.origin)
+            #expect(found.status == 1, "\(found.stdout)")
+            #expect(found.stderr.contains("instance \(instance)'s records are signed by 2 different keys"), "\(found.stderr)")
+            #expect(found.stderr.contains("1 commit(s) such as \(forged.prefix(12))"), "\(found.stderr)")
+        }
+    }
+
     /// A Bulwark that has committed nothing yet numbers its first record 1 without reading the
     /// audit branch, however much another Bulwark wrote there (a new state directory made by
     /// `plan`, then `apply`, read every commit back to the root: 100,000 on a long branch); one
