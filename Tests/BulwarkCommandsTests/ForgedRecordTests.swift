@@ -182,6 +182,39 @@ import Testing
         }
     }
 
+    /// Review (L1, session 38): commits carrying a listed key's signature copied from another
+    /// commit each cost an `ssh-keygen -Y verify` (30,000 of them: `report` 39.5 s). An ed25519
+    /// signature that is not over its commit is refused by the arithmetic, without a process; the
+    /// replica's own record is still verified by ssh-keygen and counted.
+    @Test func copiedSignaturesOfAListedKeyCostNoSshKeygenRun() async throws {
+        try await withTemporaryDirectory { dir in
+            let (s, _, signed) = try Self.signedScenario(dir)
+            let own = try s.auditCommits().count
+            let replica = try LastAppliedTests().key(dir, "replica")
+            try write(dir + "/audit_signers", replica.line)
+            // git's gpg.ssh.program: signs other bytes with the replica's key, as a copied signature is.
+            try write(dir + "/copy-sign", """
+                #!/bin/sh
+                for last; do :; done
+                printf 'another commit' > "$last.other"
+                /usr/bin/ssh-keygen -Y sign -n git -f \(dir)/key-replica "$last.other" >/dev/null 2>&1 || exit 1
+                mv "$last.other.sig" "$last.sig"
+
+                """, mode: 0o755)
+            let detected = Date(timeIntervalSince1970: 1_796_119_200)
+            for index in 0..<5 {
+                try Self.forgeFastFix(s, id: "01C0P1EDS1GNATURE00000000\(index)", at: detected, signingKey: dir + "/key-replica",
+                                      signingProgram: dir + "/copy-sign")
+            }
+            try Self.forgeFastFix(s, id: "01REPL1CAFASTF1X0000000000", at: detected, signingKey: dir + "/key-replica")
+            let (report, _) = try Self.reportCountingLookups(s, signed, dir: dir)
+            #expect(report["records"] as? Int == own + 1, "the replica's record counts: \(report)")
+            #expect(report["untrustedRecords"] as? Int == 5, "\(report)")
+            let verifies = ((try? read(dir + "/keygen.log")) ?? "").split(separator: "\n").filter { $0 == "verify" }.count
+            #expect(verifies == 1, "ssh-keygen -Y verify runs: \(verifies)")
+        }
+    }
+
     /// Signatures Bulwark cannot read go to ssh-keygen, the judge of what it accepts, at most 16 a
     /// minute: a replica's record whose armor only ssh-keygen reads (its base64 on one line, with
     /// spaces) still counts, and 24 commits signed with garbage cost 16 runs, not 24.
