@@ -34,7 +34,7 @@ extension LoginDefsDriver: CoalescingDriver {
     func apply(batch: [(changes: [PropertyDrift], resource: Resource)], on target: Target) async throws -> Set<String> {
         let root = try HostRoot(target: target)
         let changes = batch.flatMap(\.changes)
-        return try await root.applying { try applyOnce(changes, root: root) }
+        return try await root.applying(fixing: "LoginDefs") { try applyOnce(changes, root: root) }
     }
 }
 
@@ -44,6 +44,6 @@ extension SysctlDriver: CoalescingDriver {
     func apply(batch: [(changes: [PropertyDrift], resource: Resource)], on target: Target) async throws -> Set<String> {
         let root = try HostRoot(target: target)
         let changes = batch.flatMap(\.changes)
-        return try await root.applying { try applyOnce(changes, root: root) }
+        return try await root.applying(fixing: "Sysctl") { try applyOnce(changes, root: root) }
     }
 }
