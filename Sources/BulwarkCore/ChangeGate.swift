@@ -86,6 +86,28 @@ public final class ChangeGate: Sendable {
         _ = try settled()
     }
 
+    /// For the reconciler, once a driver that announces its changes came back from a fix that
+    /// may have changed the system (it returned, or threw an `IncompleteFix`) without passing
+    /// the gate: it should not (`ResourceDriver.announcesChanges`), though a fix that found
+    /// nothing left to write may. The `tried` line is written now, before the fix is verified
+    /// and recorded, so that a kill from here on leaves a tried intent (recorded by recovery with
+    /// what it finds), never an untried one closed without a record. A line that cannot be
+    /// written here stops nothing: whatever was changed is recorded all the same. Returns whether
+    /// the driver had passed the gate itself (or had found it closed); false when passed here.
+    @discardableResult
+    public func passLate() async -> Bool {
+        guard case .closed = state.withLock({ $0 }) else { return true }
+        lateCount.add(1, ordering: .relaxed)
+        if (try? await announce()) != nil {
+            state.withLock { if case .closed = $0 { $0 = .passed } }
+        }
+        return false
+    }
+
+    /// How many times `passLate` found the gate not passed by the driver.
+    public var late: Int { lateCount.load(ordering: .relaxed) }
+    private let lateCount = Atomic(0)
+
     /// `passWaiting` on the current gate; nothing when there is none.
     public static func passCurrent() throws(Closed) {
         try current?.passWaiting()

@@ -777,6 +777,9 @@ public struct Reconciler: Sendable {
         let found: Set<String>
         do {
             found = try await driver.apply(batch: work, on: target)
+            // A driver that announces its changes passed the gate before its first; if it did
+            // not, its intents are marked tried now, before any record (`ChangeGate.passLate`).
+            await ChangeGate.current?.passLate()
         } catch let error as AlreadyInSync {
             found = error.properties
         } catch let error as TargetBusy {
@@ -973,6 +976,9 @@ public struct Reconciler: Sendable {
                     try await kind.driver.apply(remediation.changes, to: resource, on: target)
                 }
             }
+            // A driver that announces its changes passed the gate before its first; if it did
+            // not, its intents are marked tried now, before any record (`ChangeGate.passLate`).
+            await ChangeGate.current?.passLate()
             record.appliedAt = clock()
         } catch let error as AlreadyInSync
                     where remediation.changes.allSatisfy({ error.properties.contains($0.property) }) {
@@ -985,6 +991,7 @@ public struct Reconciler: Sendable {
             record.error = "apply failed: \(error)"
             if let failure = error as? ReportedFailure { record.include(failure.report) }
             if let incomplete = error as? IncompleteFix {
+                await ChangeGate.current?.passLate()
                 // The fix wrote its values before its last step failed: the record says what the
                 // system holds now, not "(unset)".
                 for index in record.changes.indices {

@@ -8,7 +8,9 @@ internal import BulwarkCore
 // Under the target's lock each attempt reads the file again and leaves out the changes it
 // already holds (another Bulwark or a person made them after the plan observed the drift, or
 // the plan read a file another process was rewriting): those are reported back, so that no
-// record says Bulwark fixed what it did not change.
+// record says Bulwark fixed what it did not change. A batch is one step: its first change
+// passes the step's `ChangeGate` (one `tried` line for every resource in it), later ones find
+// it passed.
 
 extension AlreadyInSync {
     /// Throws when every one of `changes` was found already as desired (nothing was written).
@@ -34,7 +36,7 @@ extension LoginDefsDriver: CoalescingDriver {
     func apply(batch: [(changes: [PropertyDrift], resource: Resource)], on target: Target) async throws -> Set<String> {
         let root = try HostRoot(target: target)
         let changes = batch.flatMap(\.changes)
-        return try await root.applying { try applyOnce(changes, root: root) }
+        return try await root.applying(fixing: "LoginDefs") { try applyOnce(changes, root: root) }
     }
 }
 
@@ -44,6 +46,6 @@ extension SysctlDriver: CoalescingDriver {
     func apply(batch: [(changes: [PropertyDrift], resource: Resource)], on target: Target) async throws -> Set<String> {
         let root = try HostRoot(target: target)
         let changes = batch.flatMap(\.changes)
-        return try await root.applying { try applyOnce(changes, root: root) }
+        return try await root.applying(fixing: "Sysctl") { try applyOnce(changes, root: root) }
     }
 }

@@ -221,8 +221,8 @@ enum FileIO {
     /// than the final one, given the old file's owner and mode (or `newFileMode`), written,
     /// fsynced, checked by `validate` (through `/proc/PID/fd/N`, so what is checked is what is
     /// renamed), then renamed within that folder (right after passing `ChangeGate.current`), and
-    /// the folder fsynced. `createFolders`
-    /// creates the file's own folder when it is missing, not the folders above it.
+    /// the folder fsynced. `createFolders` creates the file's own folder when it is missing
+    /// (also past the gate), not the folders above it.
     ///
     /// Throws a `.conflict` `HostError` (the caller re-reads and plans again) when the file at
     /// the path is no longer the one that was read (`expected`; nil: it did not exist), checked
@@ -236,8 +236,7 @@ enum FileIO {
         let components = root.components(of: path)
         guard let name = components.last, name != ".." else { throw HostError("not a file path", path: path) }
         let display = root.full(components)
-        let folder = try root.openFolderNoFollow(Array(components.dropLast()), create: createFolders,
-                                                 creatingFrom: components.count - 2)
+        let folder = try openFolder(of: components, in: root, create: createFolders, display: display)
         removeStaleTemporaries(in: folder, whateverTheirAge: HostLock.isHeld(root))
         let current = try read(name, in: folder, display: display)
         if let current, current.bytes == bytes { return false }
@@ -271,7 +270,7 @@ enum FileIO {
         try check(try read(name, in: folder, display: display), expected, display)
         // The rename is the change: the fix's intents are marked tried now, not before the checks
         // above (`ChangeGate`; nothing when the step has no gate). No gate, no rename.
-        try ChangeGate.passCurrent()
+        try HostChange.announce()
         guard renameat(folder.fd, temporary, folder.fd, name) == 0 else {
             throw HostError("cannot rename into place: \(errnoText())", path: display)
         }
@@ -281,6 +280,24 @@ enum FileIO {
         if fstat(fd, &after) == 0 { OwnChanges.wrote(written, renamed: after, replacing: current?.identity) }
         fsync(folder.fd)
         return true
+    }
+
+    /// The folder of the file at `components`, opened following no link; made (`create`) when it
+    /// is missing, past the change gate: a folder made is a change too, and the file in it is
+    /// new (nothing is left to refuse it but another writer making it first).
+    private static func openFolder(of components: [String], in root: HostRoot, create: mode_t?, display: String) throws(HostError)
+        -> Directory {
+        let parent = Array(components.dropLast())
+        guard let create else { return try root.openFolderNoFollow(parent) }
+        switch Result(catching: { () throws(HostError) -> Directory in try root.openFolderNoFollow(parent) }) {
+        case .success(let folder):
+            return folder
+        case .failure(let error) where error.code == .missing:
+            try HostChange.announce(path: display)
+            return try root.openFolderNoFollow(parent, create: create, creatingFrom: components.count - 2)
+        case .failure(let error):
+            throw error
+        }
     }
 
     /// The extended attributes of the file `name` in `folder`, set on `fd`, the file about to
@@ -341,7 +358,8 @@ enum FileIO {
 
     /// Overwrites a kernel parameter file in place (`/proc/sys/...` cannot be renamed over),
     /// following no link; a plain file standing in for one is replaced whole (`replaceWhole`).
-    /// Returns false when the file does not exist (no such parameter).
+    /// Returns false when the file does not exist (no such parameter). The write (or the rename)
+    /// passes `ChangeGate.current` first, after every check.
     /// Opened without `O_TRUNC`, and emptied only once the file opened is known to be the one
     /// looked at and to have no other name: a file swapped in between, or a hard link to another
     /// file (etc/shadow, in a root whose proc/sys is a plain folder), is never truncated.
@@ -371,6 +389,8 @@ enum FileIO {
             try replaceWhole(name, in: folder, like: opened, with: bytes, display: display)
             return true
         }
+        // The write is the change (`ChangeGate`), even where the file holds the value already.
+        try HostChange.announce(path: display)
         guard ftruncate(fd, 0) == 0 else { throw HostError("cannot empty: \(errnoText())", path: display) }
         let n = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
         guard n == bytes.count else { throw HostError("cannot write: \(errnoText())", path: display) }
@@ -402,6 +422,8 @@ enum FileIO {
         guard Descriptor.writeAll(fd, bytes) else { throw HostError("cannot write: \(errnoText())", path: display) }
         var written = stat()
         guard fstat(fd, &written) == 0 else { throw HostError("cannot stat: \(errnoText())", path: display) }
+        // The rename is the change (`ChangeGate`).
+        try HostChange.announce(path: display)
         guard renameat(folder.fd, temporary, folder.fd, name) == 0 else {
             throw HostError("cannot rename into place: \(errnoText())", path: display)
         }

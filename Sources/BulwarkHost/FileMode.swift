@@ -8,6 +8,11 @@ internal import BulwarkCore
 /// spec: {path: /etc/shadow, mode: "0640", owner: root, group: shadow}
 /// ```
 struct FileModeDriver: ResourceDriver {
+    /// Its changes (`fchown`, then `fchmod`) pass `ChangeGate.current` first, once every check
+    /// that may refuse the fix is done (the file opened again, the planted-link guard, the
+    /// owner and group looked up): a fix is marked tried there, not before.
+    var announcesChanges: Bool { true }
+
     func watchedPaths(_ resource: Resource, on target: Target) -> [String] {
         HostAdapter.paths(target, [resource.spec.subject])
     }
@@ -164,7 +169,7 @@ struct FileModeDriver: ResourceDriver {
 
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
         let root = try HostRoot(target: target)
-        let found = try await root.applying { try applyOnce(changes, to: resource, root: root) }
+        let found = try await root.applying(fixing: "FileMode") { try applyOnce(changes, to: resource, root: root) }
         try AlreadyInSync.unless(changes, found: found)
     }
 
@@ -215,16 +220,21 @@ struct FileModeDriver: ResourceDriver {
                 break
             }
         }
-        if uid != uid_t.max || gid != gid_t.max {
-            guard fchown(fd, uid, gid) == 0 else { throw HostError("cannot change owner: \(errnoText())", path: path) }
-        }
         // chown clears set-id bits, so the mode goes last.
         let wanted = resource.spec.properties.first { $0.name == "mode" }
-        if let wanted, changes.contains(where: { $0.property == "mode" }) || (uid != uid_t.max || gid != gid_t.max) {
-            guard let mode = UInt32(wanted.value, radix: 8), fchmod(fd, mode_t(mode)) == 0 else {
-                throw HostError("cannot change mode: \(errnoText())", path: path)
-            }
+        let chown = uid != uid_t.max || gid != gid_t.max
+        let chmod = wanted != nil && (changes.contains(where: { $0.property == "mode" }) || chown)
+        let mode = wanted.flatMap { UInt32($0.value, radix: 8) }
+        if chmod, mode == nil { throw HostError("cannot change mode: \(quotedForMessage(wanted?.value ?? "")) is no octal mode", path: path) }
+        // Checked: the owner's change (or the mode's) is the first one, past the gate.
+        if chown || chmod { try HostChange.announce(path: path) }
+        if chown {
+            guard fchown(fd, uid, gid) == 0 else { throw HostError("cannot change owner: \(errnoText())", path: path) }
         }
+        if chmod, let mode {
+            guard fchmod(fd, mode_t(mode)) == 0 else { throw HostError("cannot change mode: \(errnoText())", path: path) }
+        }
+        if chown || chmod { HostFaults.change(at: "after", of: "FileMode") }
         var after = stat()
         if fstat(fd, &after) == 0 { OwnChanges.changedMetadata(before: current, after: after) }
         return found

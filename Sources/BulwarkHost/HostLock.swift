@@ -100,14 +100,18 @@ extension HostRoot {
     /// Runs on a thread of its own (`Blocking`): an apply waits for the disk (fsync) and for
     /// `sshd -t`, and on Swift's cooperative threads (one per core) that wait would keep every
     /// other target worked on in parallel from running.
-    func applying<R: Sendable>(_ body: @escaping @Sendable () throws -> R) async throws -> R {
+    func applying<R: Sendable>(fixing kind: String? = nil, _ body: @escaping @Sendable () throws -> R) async throws -> R {
         // The counter of sshd runs and the cache of sshd's answers (a test's own) follow the
         // fix onto the blocking thread.
-        // So does the step's change gate (`ChangeGate`), which a write passes right before its rename.
+        // So does the step's change gate (`ChangeGate`), which a write passes right before its rename,
+        // and the kind fixed (`kind`), which the crash tests' fault hooks go by (`HostFaults`).
         let counter = SSHDProbeCounter.current, cache = SSHDProbeCache.current, gate = ChangeGate.current
+        let fixing = kind ?? HostFaults.fixing
         return try await Blocking.run {
             try ChangeGate.$current.withValue(gate) {
-                try SSHDProbeCache.$current.withValue(cache) { try SSHDProbeCounter.$current.withValue(counter) { try applyingHere(body) } }
+                try HostFaults.$fixing.withValue(fixing) {
+                    try SSHDProbeCache.$current.withValue(cache) { try SSHDProbeCounter.$current.withValue(counter) { try applyingHere(body) } }
+                }
             }
         }
     }

@@ -7,6 +7,10 @@ internal import BulwarkCore
 /// value there. A drifted key is changed on its line, and other lines setting it commented out;
 /// a missing one is appended.
 struct LoginDefsDriver: ResourceDriver {
+    /// Its one change is `FileIO.write`'s rename, which passes `ChangeGate.current` first: a fix
+    /// is marked tried once the file is read again and the new one written aside, not before.
+    var announcesChanges: Bool { true }
+
     func watchedPaths(_ resource: Resource, on target: Target) -> [String] { HostAdapter.paths(target, [Self.path]) }
 
     static let path = "etc/login.defs"
@@ -178,7 +182,7 @@ struct LoginDefsDriver: ResourceDriver {
 
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
         let root = try HostRoot(target: target)
-        let found = try await root.applying { try applyOnce(changes, root: root) }
+        let found = try await root.applying(fixing: "LoginDefs") { try applyOnce(changes, root: root) }
         try AlreadyInSync.unless(changes, found: found)
     }
 
@@ -218,6 +222,7 @@ struct LoginDefsDriver: ResourceDriver {
             }
         }
         try FileIO.write(file, to: path, in: root, newFileMode: 0o644)
+        HostFaults.change(at: "after", of: "LoginDefs")
         return found
     }
 }

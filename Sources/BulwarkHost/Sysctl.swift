@@ -11,6 +11,12 @@ internal import CLinux
 /// assignment wins. Bulwark's file is named to sort last; an assignment in `etc/` that would
 /// still override it is commented out, with a note saying why.
 struct SysctlDriver: ResourceDriver {
+    /// Every change passes `ChangeGate.current` first, after the checks it follows: the renames
+    /// of the sysctl.d files and the folder made for Bulwark's (`FileIO.write`), and each write
+    /// under `proc/sys` (`FileIO.writeInPlace`), the one change when the files hold the values
+    /// already. A fix is marked tried there, not before the files are read again.
+    var announcesChanges: Bool { true }
+
     let cache = ParseCache<[String: (value: String, file: String)]>()
 
     func watchedPaths(_ resource: Resource, on target: Target) -> [String] {
@@ -210,7 +216,7 @@ struct SysctlDriver: ResourceDriver {
 
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
         let root = try HostRoot(target: target)
-        let found = try await root.applying { try applyOnce(changes, root: root) }
+        let found = try await root.applying(fixing: "Sysctl") { try applyOnce(changes, root: root) }
         try AlreadyInSync.unless(changes, found: found)
     }
 
@@ -274,6 +280,7 @@ struct SysctlDriver: ResourceDriver {
         for change in changes {
             try FileIO.writeInPlace(try runtimePath(change.property, root), change.desired + "\n", in: root)
         }
+        HostFaults.change(at: "after", of: "Sysctl")
         // A file Bulwark does not edit (a vendor file in usr/lib) that is applied after its own
         // still wins at the next boot: say which, rather than "did not hold".
         let now = try persisted(root)

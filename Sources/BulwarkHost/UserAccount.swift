@@ -12,6 +12,12 @@ struct UserAccountDriver: ResourceDriver {
     /// The sshd driver of the same adapter: the guard asks it who could still log in over SSH.
     var sshd: SSHDConfigDriver?
 
+    /// Its changes are `FileIO.write`'s renames of passwd and shadow, which pass
+    /// `ChangeGate.current` first; both files are made (and every refusal of either is said)
+    /// before the first rename. A fix is marked tried after the account is read again and the
+    /// guard asked again under the locks, not before.
+    var announcesChanges: Bool { true }
+
     func watchedPaths(_ resource: Resource, on target: Target) -> [String] {
         HostAdapter.paths(target, ["etc/passwd", "etc/shadow"])
     }
@@ -175,7 +181,7 @@ struct UserAccountDriver: ResourceDriver {
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
         let root = try HostRoot(target: target)
         let approved = ApplyContext.approvedBlock
-        let found = try await root.applying { try applyOnce(changes, to: resource, root: root, approved: approved) }
+        let found = try await root.applying(fixing: "UserAccount") { try applyOnce(changes, to: resource, root: root, approved: approved) }
         try AlreadyInSync.unless(changes, found: found)
     }
 
@@ -198,30 +204,50 @@ struct UserAccountDriver: ResourceDriver {
         // As `assess` judges: accounts that cannot be read are a block (which a person may have approved).
         try HostError.refuseAtTheWrite(judging("account") { try verdict(changes, to: resource, root: root, alongside: []) }, approved: approved)
         try write(changes, to: resource, root: root)
+        HostFaults.change(at: "after", of: "UserAccount")
         return found
     }
 
+    /// Writes the account's passwd line (its shell) and shadow line (its lock, its expiry). Both
+    /// files are made first, each refusal said, and only then renamed into place (passwd, then
+    /// shadow): a shadow line Bulwark will not write leaves passwd as it was too.
     private func write(_ changes: [PropertyDrift], to resource: Resource, root: HostRoot) throws {
-        let name = resource.spec.subject
-        if let shell = changes.first(where: { $0.property == "shell" }) {
-            let path = try root.resolve("etc/passwd")
-            var passwd = try FileIO.readLines(path, in: root) ?? LineFile("")
-            guard let account = try Self.find(name, in: passwd, path: path), account.fields.count >= 4 else {
-                throw HostError("account \(name) does not exist", path: path)
-            }
-            // The shell is the rest of the line (`shell`): all of it is replaced. A line that
-            // stops short of a shell is not filled out: its last field may end in a byte glibc
-            // keeps (a carriage return), which would then sit inside the line.
-            guard account.fields.count >= 7 else {
-                throw HostError("account \(name)'s line in passwd (line \(account.line + 1)) has \(account.fields.count) fields and no shell "
-                                + "field; Bulwark writes a shell only into a whole line: fix the line by hand", path: path)
-            }
-            let fields = account.fields[..<6] + [Substring(shell.desired)]
-            passwd.lines[account.line] = Substring(fields.joined(separator: ":") + LineFile.glibcEnding(passwd.lines[account.line]))
-            try FileIO.write(passwd, to: path, in: root, newFileMode: 0o644)
+        var writes: [(file: LineFile, path: String, mode: mode_t)] = []
+        if let passwd = try passwdFile(changes, to: resource, root: root) { writes.append(passwd) }
+        if let shadow = try shadowFile(changes, to: resource, root: root) { writes.append(shadow) }
+        for write in writes {
+            try FileIO.write(write.file, to: write.path, in: root, newFileMode: write.mode)
         }
+    }
+
+    /// The passwd file with the account's new shell, nil when the shell is not changed.
+    private func passwdFile(_ changes: [PropertyDrift], to resource: Resource, root: HostRoot) throws
+        -> (file: LineFile, path: String, mode: mode_t)? {
+        let name = resource.spec.subject
+        guard let shell = changes.first(where: { $0.property == "shell" }) else { return nil }
+        let path = try root.resolve("etc/passwd")
+        var passwd = try FileIO.readLines(path, in: root) ?? LineFile("")
+        guard let account = try Self.find(name, in: passwd, path: path), account.fields.count >= 4 else {
+            throw HostError("account \(name) does not exist", path: path)
+        }
+        // The shell is the rest of the line (`shell`): all of it is replaced. A line that
+        // stops short of a shell is not filled out: its last field may end in a byte glibc
+        // keeps (a carriage return), which would then sit inside the line.
+        guard account.fields.count >= 7 else {
+            throw HostError("account \(name)'s line in passwd (line \(account.line + 1)) has \(account.fields.count) fields and no shell "
+                            + "field; Bulwark writes a shell only into a whole line: fix the line by hand", path: path)
+        }
+        let fields = account.fields[..<6] + [Substring(shell.desired)]
+        passwd.lines[account.line] = Substring(fields.joined(separator: ":") + LineFile.glibcEnding(passwd.lines[account.line]))
+        return (passwd, path, 0o644)
+    }
+
+    /// The shadow file with the account's new lock or expiry, nil when neither is changed.
+    private func shadowFile(_ changes: [PropertyDrift], to resource: Resource, root: HostRoot) throws
+        -> (file: LineFile, path: String, mode: mode_t)? {
+        let name = resource.spec.subject
         let shadowChanges = changes.filter { $0.property == "locked" || $0.property == "expires" }
-        guard !shadowChanges.isEmpty else { return }
+        guard !shadowChanges.isEmpty else { return nil }
         let path = try root.resolve("etc/shadow")
         var shadow = try FileIO.readLines(path, in: root) ?? LineFile("")
         guard let entry = try Self.find(name, in: shadow, path: path) else {
@@ -262,6 +288,6 @@ struct UserAccountDriver: ResourceDriver {
                             + "not written: fix the line by hand", path: path)
         }
         shadow.lines[entry.line] = Substring(line + LineFile.glibcEnding(shadow.lines[entry.line]))
-        try FileIO.write(shadow, to: path, in: root, newFileMode: 0o640)
+        return (shadow, path, 0o640)
     }
 }

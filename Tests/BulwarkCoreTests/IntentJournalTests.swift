@@ -231,4 +231,68 @@ import Testing
         _ = await reconciler.apply(try await reconciler.plan(state), state: state, audit: sink, journal: journal)
         #expect(sink.records.count == 6)
     }
+
+    /// A `Setting` driver that says it announces its changes (`ResourceDriver.announcesChanges`);
+    /// `passes`: it passes the change gate right before its change, as it must. Otherwise it
+    /// changes the system without passing it.
+    struct AnnouncingDriver: ResourceDriver {
+        let base: MemoryDriver
+        let passes: Bool
+        var announcesChanges: Bool { true }
+        func observe(_ resource: Resource, on target: Target) async throws -> Observation {
+            try await base.observe(resource, on: target)
+        }
+        func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
+            if passes { try await ChangeGate.current?.pass() }
+            try await base.apply(changes, to: resource, on: target)
+        }
+    }
+
+    /// A journal that notes, at each `trying`, how many fixes were made and records written by then.
+    actor TryingJournal: IntentJournal {
+        let base = MemoryJournal()
+        let driver: MemoryDriver
+        let sink: RecordingSink
+        var tries: [(ids: [String], madeBefore: Int, recordsBefore: Int)] = []
+        init(driver: MemoryDriver, sink: RecordingSink) {
+            self.driver = driver
+            self.sink = sink
+        }
+        nonisolated var intentsAhead: Int { 1 }
+        func begin(_ record: AuditRecord) async throws { try await base.begin(record) }
+        func end(_ id: String) async throws { await base.end(id) }
+        func openIntents() async throws -> [AuditRecord] { await base.openIntents() }
+        func trying(_ ids: [String]) async throws {
+            tries.append((ids, driver.state.withLock { $0.applied.count }, sink.records.count))
+            await base.trying(ids)
+        }
+        func untriedIntents() async throws -> Set<String> { await base.untriedIntents() }
+    }
+
+    /// A driver that announces its changes is trusted to pass the gate before its first; one
+    /// that came back from a fix without passing it (it should not have changed anything, but
+    /// may have) gets its intent marked tried all the same, right after, before the fix is
+    /// verified and recorded: a kill in between leaves a tried intent that recovery records
+    /// with what it finds, never an untried one it would close without a record of a change
+    /// made. The twin: a driver that passes the gate is marked tried before its change, once.
+    @Test(arguments: [true, false])
+    func aFixIsMarkedTriedBeforeItsRecordEvenWhenItsDriverDidNotPassTheGate(passes: Bool) async throws {
+        let driver = MemoryDriver()
+        let registry = memoryRegistry(driver, setting: AnnouncingDriver(base: driver, passes: passes))
+        let state = try DesiredStateLoader(registry: registry).load([inventory, file("desired-state/r.yaml", resources)], revision: "rev1")
+        let reconciler = Reconciler(registry: registry)
+        let sink = RecordingSink()
+        let journal = TryingJournal(driver: driver, sink: sink)
+        let outcome = await reconciler.apply(try await reconciler.plan(state), state: state, audit: sink, journal: journal)
+        #expect(outcome.halted == nil)
+        let tries = await journal.tries
+        #expect(tries.map(\.ids.count) == [1, 1, 1], "each fix marked tried, once")
+        for (position, tried) in tries.enumerated() {
+            // Passed by the driver: before its change; not: right after it. Before its record either way.
+            #expect(tried.madeBefore == position + (passes ? 0 : 1))
+            #expect(tried.recordsBefore == position, "marked tried before its record is written")
+        }
+        #expect(sink.records.map(\.result) == [.verified, .verified, .verified])
+        #expect(try await journal.openIntents().isEmpty)
+    }
 }

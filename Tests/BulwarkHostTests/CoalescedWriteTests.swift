@@ -147,4 +147,64 @@ import Testing
             #expect(leftovers.isEmpty, "no temporary left: \(leftovers)")
         }
     }
+
+    /// An intent journal that notes, at each `trying`, whether the root's etc/sysctl.d existed
+    /// and what its runtime values held; its `trying` throws when `failing`.
+    actor SysctlWatchingJournal: IntentJournal {
+        let base = MemoryJournal(intentsAhead: 32)
+        let root: String, failing: Bool
+        var tries: [(ids: [String], folder: Bool, runtime: String)] = []
+        nonisolated var intentsAhead: Int { 32 }
+        init(root: String, failing: Bool) {
+            self.root = root
+            self.failing = failing
+        }
+        func begin(_ record: AuditRecord) async throws { try await begin([record]) }
+        func begin(_ records: [AuditRecord]) async throws { try await base.begin(records) }
+        func end(_ id: String) async throws { await base.end(id) }
+        func openIntents() async throws -> [AuditRecord] { await base.openIntents() }
+        func untriedIntents() async throws -> Set<String> { await base.untriedIntents() }
+        func trying(_ ids: [String]) async throws {
+            let runtime = ["kernel/randomize_va_space", "net/ipv4/ip_forward"].map { (try? read(root + "/proc/sys/" + $0)) ?? "" }.joined()
+            tries.append((ids, FileManager.default.fileExists(atPath: root + "/etc/sysctl.d"), runtime))
+            if failing { throw JournalError("read-only file system") }
+            await base.trying(ids)
+        }
+    }
+
+    /// Two sysctls on a host with no etc/sysctl.d: one step, marked tried once for both intents,
+    /// before the folder is made (its first change) and before any runtime value is written.
+    /// The harmful twin (`failing`): the tried line cannot be written there, so no folder is
+    /// made and no runtime value written, nothing is recorded and the pass stops.
+    @Test(arguments: [false, true])
+    func aCoalescedSysctlFixIsMarkedTriedOnceBeforeItsFolderIsMade(failing: Bool) async throws {
+        try await withTemporaryDirectory { dir in
+            let root = dir + "/root"
+            try FileManager.default.createDirectory(atPath: root + "/etc", withIntermediateDirectories: true)
+            try write(root + "/proc/sys/kernel/randomize_va_space", "0\n")
+            try write(root + "/proc/sys/net/ipv4/ip_forward", "1\n")
+            let state = try hostState(root: root, resource("Sysctl", "aslr", "kernel.randomize_va_space: 2")
+                                      + resource("Sysctl", "forward", "net.ipv4.ip_forward: 0"))
+            #expect(!FileManager.default.fileExists(atPath: root + "/etc/sysctl.d"))
+            let reconciler = Reconciler(registry: Registry([HostAdapter.definition()]))
+            let journal = SysctlWatchingJournal(root: root, failing: failing)
+            let sink = RecordingSink()
+            let outcome = await reconciler.apply(try await reconciler.plan(state), state: state, audit: sink, journal: journal)
+            let tries = await journal.tries
+            #expect(tries.count == 1 && tries.first?.ids.count == 2, "one tried line for the batch: \(tries.map(\.ids))")
+            #expect(tries.first?.folder == false, "before the folder is made")
+            #expect(tries.first?.runtime == "0\n1\n", "before any runtime value is written")
+            if failing {
+                #expect(outcome.halted?.contains("intent journal cannot be written") == true, "\(String(describing: outcome.halted))")
+                #expect(!FileManager.default.fileExists(atPath: root + "/etc/sysctl.d"), "no folder made")
+                #expect(try read(root + "/proc/sys/net/ipv4/ip_forward") == "1\n")
+                #expect(sink.records.isEmpty)
+            } else {
+                #expect(outcome.verified.count == 2, "\(outcome.entries.map { "\($0.record.result.map(\.rawValue) ?? "-") \($0.record.error ?? "")" })")
+                #expect(try read(root + "/etc/sysctl.d/zz-bulwark.conf").contains("net.ipv4.ip_forward = 0"))
+                #expect(try read(root + "/proc/sys/net/ipv4/ip_forward") == "0\n")
+            }
+            #expect(try await journal.openIntents().isEmpty)
+        }
+    }
 }

@@ -51,4 +51,25 @@ import Testing
             #expect(try read(root + "/etc/shadow") == root0 + "guest:!$y$h:19700:0:99999:7:::\n" + shortShadow)
         }
     }
+
+    /// A fix of guest's shell and lock whose shadow line Bulwark will not write (eight fields):
+    /// refused, recorded failed naming the line, and passwd is left as it was too. Both files
+    /// are made before the first is renamed into place (the rename is the fix's first change,
+    /// marked tried there); passwd was written first before, and the failed fix had changed the
+    /// shell. The twin, both lines whole, is `otherAccountsShortLinesStayByteForByte`.
+    @Test func aShadowLineRefusedLeavesPasswdAsItWas() async throws {
+        try await withTemporaryDirectory { root in
+            let shadow = root0 + "guest:$y$h:19700:0:99999:7::20000\n"
+            try write(root + "/etc/passwd", passwd)
+            try write(root + "/etc/shadow", shadow, mode: 0o640)
+            try write(root + "/usr/sbin/nologin", "#!/bin/true\n", mode: 0o755)
+            let (_, outcome) = try await reconcile(try hostState(root: root, resource("UserAccount", "g",
+                                                                                      "name: guest\nlocked: true\nshell: /usr/sbin/nologin")))
+            let failures = outcome.failed.compactMap(\.record.error)
+            #expect(failures.count == 1 && failures.allSatisfy { $0.contains("account guest's line in shadow (line 2) has 8 fields") },
+                    "\(failures)")
+            #expect(try read(root + "/etc/passwd") == passwd, "the shell is not changed either")
+            #expect(try read(root + "/etc/shadow") == shadow)
+        }
+    }
 }
