@@ -129,4 +129,35 @@ import Testing
             try Self.expectRecordsReadable(s)
         }
     }
+
+    /// A run is killed with fixes begun and not yet tried; someone else (here a Bulwark recording
+    /// to another repository) then makes the host as desired. The restarted run finds those
+    /// values as desired and records them `interrupted` (never tried by the process that
+    /// stopped). The system is as desired: `bulwark report` lists no open item, and its MTTR
+    /// counts only the verified fixes. Before, each such record stayed open until the resource's
+    /// next verified fix, which never came.
+    @Test func aReportCountsAnInterruptedRecordFoundAsDesiredAsNoOpenDrift() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            try git("clone", "-q", "--bare", s.policy, dir + "/elsewhere.git")
+            let crashed = try run(try bulwarkExecutable(), ["apply", "--repo", s.origin, "--state-dir", s.state],
+                                  environment: ["BULWARK_FAULT_KILL_BEFORE_RECORD": "1"])
+            #expect(crashed.status == SIGKILL, "killed by the injected fault")
+            let other = try run(try bulwarkExecutable(), ["apply", "--repo", dir + "/elsewhere.git", "--state-dir", dir + "/state-other"])
+            #expect(other.status == 0, "\(other.stdout)\(other.stderr)")
+
+            let next = try s.run("apply")
+            #expect(next.stderr.contains("recorded an interrupted fix of an earlier run"), "\(next.stderr)")
+            let log = try git("--git-dir", s.origin, "log", "--format=%B%x1e", "bulwark/audit")
+            let records = log.components(separatedBy: "\u{1e}").filter { $0.contains("Bulwark-Id:") }
+            let interrupted = records.filter { $0.contains("Bulwark-Result: interrupted") }
+            #expect(!interrupted.isEmpty && interrupted.allSatisfy { $0.contains("never tried") }, "\(interrupted)")
+            let verified = records.filter { $0.contains("Bulwark-Result: verified") }.count
+
+            let report = try s.run("report")
+            #expect(report.stdout.contains("Open items: none."), "\(report.stdout)")
+            #expect(report.stdout.contains("MTTR (detection to verified fix): \(verified) fix"), "\(report.stdout)")
+            #expect(report.stdout.contains("interrupted \(interrupted.count)"), "\(report.stdout)")
+        }
+    }
 }
