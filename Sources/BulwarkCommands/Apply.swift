@@ -154,7 +154,7 @@ struct ApplyRun: Encodable {
         do {
             let repository = loaded.repository, registry = reconciler.registry
             recovered = try await reconciler.recover(
-                journal: journal, state: loaded.state, audit: repository,
+                journal: journal, state: loaded.state, audit: FaultInjection.KillInRecovery(repository),
                 earlier: { await repository.desiredState(at: $0, registry: registry) },
                 onUntried: { record in
                     guard text else { return }
@@ -370,6 +370,44 @@ enum FaultInjection {
                 try? await Task.sleep(for: .seconds(60))
             }
             return try await inner.write(record)
+        }
+    }
+}
+
+extension FaultInjection {
+    /// `BULWARK_FAULT_KILL_IN_RECOVERY=N`: SIGKILL the process once the Nth record of the
+    /// recovery of open intents is written (in memory when the state clone buffers records);
+    /// `=flushed`: once those records are made durable, before any of their intents is ended.
+    final class KillInRecovery<Sink: AuditSink>: AuditSink {
+        let inner: Sink
+        let killAt: String?
+        let count = Mutex(0)
+
+        init(_ inner: Sink) {
+            self.inner = inner
+            killAt = ProcessInfo.processInfo.environment["BULWARK_FAULT_KILL_IN_RECOVERY"]
+        }
+
+        func contains(recordID: String) async throws -> Bool { try await inner.contains(recordID: recordID) }
+        func beginBuffering() async -> Bool { await inner.beginBuffering() }
+        func flush() async throws {
+            try await inner.flush()
+            if killAt == "flushed" { kill(getpid(), SIGKILL) }
+        }
+        func endBuffering() async throws {
+            try await inner.endBuffering()
+            if killAt == "flushed" { kill(getpid(), SIGKILL) }
+        }
+        func prepareToWrite(records: Int) async throws { try await inner.prepareToWrite(records: records) }
+        func verifiedElsewhere(_ intent: AuditRecord) async throws -> (id: String, instance: String)? {
+            try await inner.verifiedElsewhere(intent)
+        }
+
+        func write(_ record: AuditRecord) async throws -> String {
+            let commit = try await inner.write(record)
+            let number = count.withLock { $0 += 1; return $0 }
+            if let killAt, Int(killAt) == number { kill(getpid(), SIGKILL) }
+            return commit
         }
     }
 }

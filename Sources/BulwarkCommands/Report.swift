@@ -51,7 +51,7 @@ extension Bulwark {
                 untrusted = split.untrusted.compactMap(RemediationReport.Entry.init)
                     .filter { entry in start.map { entry.detectedAt >= $0 } ?? true }.count
             }
-            let entries = history.reversed().compactMap(RemediationReport.Entry.init)
+            let entries = await policy.reportEntries(history.reversed())
             var report = RemediationReport(entries: entries, since: start, now: Date(), top: top)
             report.untrustedRecords = untrusted
             switch output {

@@ -37,6 +37,14 @@ extension AuditSink {
     public func verifiedElsewhere(_ intent: AuditRecord) async throws -> (id: String, instance: String)? { nil }
 }
 
+extension AuditRecord {
+    /// The start of the error of a recovery's `interrupted` record found as desired whose fix
+    /// owes something besides its values (a reload): the system is not yet as desired.
+    public static let incompleteAfterRestart = "found as desired after a restart, but the fix did not complete"
+    /// The error of a recovery's `interrupted` record found as desired whose fix was never tried.
+    public static let untriedAfterRestart = "found as desired after a restart, but this fix was never tried by the process that stopped"
+}
+
 /// What a pass observed: values per binding, failures per binding, and anything that makes the
 /// revision unsafe to act on at all.
 public struct ObservationSet: Sendable {
@@ -820,6 +828,13 @@ public struct Reconciler: Sendable {
     /// cannot tell whether the change is that one's or this one's made before it (the host may
     /// have drifted again in between), and a change made must never go unrecorded. `bulwark
     /// report` counts such a record as no open drift (`RemediationReport.Entry.opensDrift`).
+    ///
+    /// A sink that buffers (`beginBuffering`) keeps the records in memory and makes them
+    /// durable as one pack (every `flushEvery` records and at the end); an intent is ended only
+    /// after the flush that made its record durable, so a kill at any point leaves no ended
+    /// intent without its record (the next start records it again, or finds it and closes it).
+    /// Written one by one, each record was about nine loose object files in the state clone,
+    /// never packed: 6,200 of them (25 MiB) after 148 kill rounds (outside review).
     /// Returns the records written; `onUntried` is told of each intent closed without one.
     public func recover(
         journal: some IntentJournal, state: DesiredState, audit: some AuditSink,
@@ -830,6 +845,56 @@ public struct Reconciler: Sendable {
         // Read once: `untriedIntents` answers from what `openIntents` read.
         let open = try await journal.openIntents()
         let untried = try await journal.untriedIntents()
+        // Records written and not yet durable (buffered), whose intents stay open until they are.
+        var written: [CycleEntry] = []
+        // nil until the first record: buffering begins only when there is one to write.
+        var buffered: Bool?
+        // Makes the written records durable (`last`: and ends buffering), then ends their intents.
+        func settle(last: Bool) async throws {
+            guard buffered == true else { return }
+            if last {
+                buffered = nil
+                try await audit.endBuffering()
+            } else {
+                try await audit.flush()
+            }
+            let durable = written
+            written = []
+            for entry in durable { try await journal.end(entry.record.id) }
+            entries += durable
+        }
+        do {
+            try await recover(open: open, untried: untried, journal: journal, state: state, audit: audit, earlier: earlier,
+                              onUntried: onUntried) { entry in
+                if buffered == nil { buffered = await audit.beginBuffering() }
+                let commit = try await audit.write(entry.record)
+                var entry = entry
+                entry.commit = commit
+                guard buffered == true else {
+                    try await journal.end(entry.record.id)
+                    entries.append(entry)
+                    return
+                }
+                written.append(entry)
+                if written.count >= Self.flushEvery { try await settle(last: false) }
+            }
+            try await settle(last: true)
+        } catch {
+            // What was written before the failure is made durable and its intents ended when it
+            // can be; otherwise those intents stay open, and the next start records them.
+            if buffered == true { try? await settle(last: true) }
+            throw error
+        }
+        return entries
+    }
+
+    /// `recover`'s work on each open intent: closes it (`journal.end`) when it needs no record,
+    /// else hands its record to `record`, which writes it and ends the intent once it is durable.
+    private func recover(
+        open: [AuditRecord], untried: Set<String>, journal: some IntentJournal, state: DesiredState, audit: some AuditSink,
+        earlier: (Revision) async -> DesiredState?, onUntried: (AuditRecord) -> Void,
+        record write: (CycleEntry) async throws -> Void
+    ) async throws {
         for var record in open {
             if try await audit.contains(recordID: record.id) {
                 try await journal.end(record.id)
@@ -867,7 +932,7 @@ public struct Reconciler: Sendable {
                     // reload did not complete): the fix is not done, so it is not recorded verified.
                     let owed = after.owed.filter { name, _ in resource.spec.properties.contains { $0.name == name } }
                     if holds, !owed.isEmpty {
-                        record.error = "found as desired after a restart, but the fix did not complete: "
+                        record.error = AuditRecord.incompleteAfterRestart + ": "
                             + owed.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: "; ")
                             + "; the next pass completes it"
                     } else if holds, let other = elsewhere {
@@ -881,7 +946,7 @@ public struct Reconciler: Sendable {
                     } else if holds, untried.contains(record.id) {
                         // Found as desired, but never marked tried: someone else made it so (or a
                         // power cut lost the line). Recorded, not claimed as this process's fix.
-                        record.error = "found as desired after a restart, but this fix was never tried by the process that stopped"
+                        record.error = AuditRecord.untriedAfterRestart
                     } else if holds {
                         record.result = .verified
                         record.verifiedAt = clock()
@@ -905,15 +970,12 @@ public struct Reconciler: Sendable {
             } else {
                 record.error = "the process stopped between this fix's intent and its record; \(record.resource) on \(record.target) is no longer in the desired state"
             }
-            let commit = try await audit.write(record)
-            try await journal.end(record.id)
             let remediation = PlannedRemediation(
                 binding: Binding(controller: record.controller, target: record.target, resource: resourceID),
                 severity: record.severity, risk: record.risk, mode: record.mode, changes: [], decision: .applied,
                 reason: nil, detectedAt: record.detectedAt)
-            entries.append(CycleEntry(remediation: remediation, record: record, commit: commit, alreadyRecorded: false))
+            try await write(CycleEntry(remediation: remediation, record: record, commit: nil, alreadyRecorded: false))
         }
-        return entries
     }
 
     /// Takes away a removed resource's leftovers and verifies they are gone.

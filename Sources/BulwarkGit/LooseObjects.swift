@@ -20,6 +20,51 @@ extension Repository {
         return damaged.sorted()
     }
 
+    /// The loose objects (`objects/xx/…`), by id.
+    public func looseObjects() -> [ObjectID] {
+        let objects = path + (path.hasSuffix("/") ? "" : "/") + "objects"
+        let fm = FileManager.default
+        guard let folders = try? fm.contentsOfDirectory(atPath: objects) else { return [] }
+        var ids: [ObjectID] = []
+        for folder in folders where folder.utf8.count == 2 && folder.allSatisfy(\.isHexDigit) {
+            guard let names = try? fm.contentsOfDirectory(atPath: objects + "/" + folder) else { continue }
+            ids += names.compactMap { ObjectID(hex: (folder + $0).lowercased()) }
+        }
+        return ids.sorted()
+    }
+
+    /// Writes every loose object into one pack, durable (`PackFile.write`: fsynced and renamed
+    /// into place, the folder fsynced) before any loose file is removed, so that no object is
+    /// ever missing; then removes the loose files and the fan-out folders left empty. Only
+    /// with no other writer in the repository (Bulwark's state directory lock). Returns the
+    /// number of objects packed (0: there were none). Damaged loose objects must be dealt with
+    /// first (`damagedLooseObjects`): one that cannot be read fails the pack, and nothing is
+    /// removed.
+    @discardableResult
+    public func packLooseObjects() throws(GitError) -> Int {
+        guard objectBuffer == nil else { return 0 }
+        let loose = looseObjects()
+        guard !loose.isEmpty else { return 0 }
+        var odb: OpaquePointer?
+        try check(git_repository_odb(&odb, pointer), "git_repository_odb")
+        defer { git_odb_free(odb) }
+        guard let odb else { throw GitError(function: "git_repository_odb", code: -1, message: "no object database") }
+        _ = try PackFile.write(loose, from: odb, into: packFolder, level: Z_BEST_SPEED)
+        try check(git_odb_refresh(odb), "git_odb_refresh")
+        let objects = path + (path.hasSuffix("/") ? "" : "/") + "objects"
+        let fm = FileManager.default
+        var folders = Set<String>()
+        for id in loose {
+            let folder = objects + "/" + id.hex.prefix(2)
+            folders.insert(folder)
+            try? fm.removeItem(atPath: folder + "/" + id.hex.dropFirst(2))
+        }
+        for folder in folders { rmdir(folder) }
+        // libgit2 keeps the loose backend's view; reopened, it reads the pack.
+        try reopenObjectDatabase()
+        return loose.count
+    }
+
     /// Whether `file` holds one zlib stream that inflates to its end (output discarded).
     static func isCompleteZlibStream(_ file: String) -> Bool {
         guard let handle = FileHandle(forReadingAtPath: file) else { return false }

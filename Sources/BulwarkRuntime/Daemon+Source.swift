@@ -193,7 +193,7 @@ extension Daemon {
             }
             commits = split.trusted
         }
-        let entries = commits.reversed().compactMap(RemediationReport.Entry.init)
+        let entries = await repository.reportEntries(commits.reversed())
         history = MTTRHistory(entries)
         // A restart does not renew the controllers' budgets: fixes of the last interval count.
         for entry in entries where entry.decision == .applied {

@@ -34,5 +34,6 @@ extension RemediationReport.Entry {
         self.init(target: record.target, resource: record.resource, controller: record.controller, severity: record.severity,
                   decision: record.decision, result: record.result, detectedAt: record.detectedAt,
                   verifiedAt: record.verifiedAt)
+        foundAsDesired = Self.foundAsDesired(record)
     }
 }

@@ -71,7 +71,8 @@ package struct MTTRHistory: Sendable {
     }
 
     /// Adds a record in the order records are made: a verified fix ends its resource's open drift
-    /// and is counted from that drift's first detection; anything else but a waiver or a failed
+    /// and is counted from that drift's first detection; a recovery's record found as desired
+    /// (`Entry.closesDrift`) ends it uncounted; anything else but a waiver or a failed
     /// observation (which finds no drift) opens or keeps it open.
     package mutating func add(_ entry: RemediationReport.Entry) {
         added += 1
@@ -83,6 +84,9 @@ package struct MTTRHistory: Sendable {
             // A fix verified "before" its detection (a clock stepped back) took no time, not less.
             exact.append(Fix(detectedAt: entry.detectedAt, seconds: max(0, verified.timeIntervalSince(start))))
             if exact.count > exactLimit { fold(exact.count - exactLimit / 2) }
+        } else if entry.closesDrift {
+            // Found as desired by a recovery: closed, and no fix of Bulwark's to count.
+            openSince[key] = nil
         } else if entry.opensDrift(lastVerified: lastVerified[key]) {
             openSince[key] = openSince[key] ?? entry.detectedAt
         }

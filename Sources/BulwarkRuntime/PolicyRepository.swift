@@ -1138,6 +1138,23 @@ package actor PolicyRepository: AuditSink {
         return try MergedHistory.merge(heads: heads, limit: limit) { head, limit in try commits(from: head, limit: limit) }
     }
 
+    /// The report's entries of `commits`, in their order (`bulwark report`, the daemon's MTTR
+    /// history). A recovery's `interrupted` record is also read from its file: its changes tell
+    /// whether it was found as desired (`RemediationReport.Entry.foundAsDesired`), which its
+    /// trailers do not. Such records are few (one per kill, at most), so the reads are too; a
+    /// file that cannot be read leaves the record as its trailers say (open).
+    package func reportEntries(_ commits: [CommitInfo]) -> [RemediationReport.Entry] {
+        commits.compactMap { commit in
+            guard var entry = RemediationReport.Entry(commit) else { return nil }
+            guard entry.decision == .applied, entry.result == .interrupted, let recorded = commit.recorded,
+                  let detected = commit.trailer(.detectedAt),
+                  let file = try? repository.auditRecordFile(at: commit.id, id: recorded.id, detectedAt: detected),
+                  let record = try? AuditRecord(json: file.bytes), record.id == recorded.id else { return entry }
+            entry.foundAsDesired = RemediationReport.Entry.foundAsDesired(record)
+            return entry
+        }
+    }
+
     /// Whether `commit` is here, carries the record `id`, and is on the audit branch or another
     /// writer's audit ref (`auditHistory`'s heads).
     package func isAuditRecord(_ commit: ObjectID, id: String) throws -> Bool {

@@ -17,6 +17,10 @@ package struct RemediationReport: Encodable {
         package var finding: FindingMark?
         /// The record of that finding reported open again after its fix was verified (`Bulwark-Proposal: reopened`).
         package var reopened = false
+        /// A recovery's `interrupted` record whose every change was found, after the restart, as
+        /// its desired value (`foundAsDesired(_:)`): read from the record's file, which the
+        /// trailers alone do not tell (`PolicyRepository.reportEntries`).
+        package var foundAsDesired = false
 
         package init?(_ commit: CommitInfo) {
             guard let record = commit.recorded, let target = record.target, let resource = record.resource,
@@ -57,10 +61,34 @@ package struct RemediationReport: Encodable {
         /// drift, and the late record does not open it again from its old detection. Counted
         /// open, it stayed open until some later fix, whose MTTR it stretched.
         package func opensDrift(lastVerified: Date?) -> Bool {
-            guard decision.opensDrift else { return false }
+            guard decision.opensDrift, !closesDrift else { return false }
             if result == .interrupted, let lastVerified, detectedAt <= lastVerified { return false }
             return true
         }
+
+        /// Whether the record ends its resource's open drift without being a fix: a recovery's
+        /// `interrupted` record found as desired (`foundAsDesired`). Someone else made the system
+        /// as desired (or this fix was made and its `tried` line lost), so nothing is open; but
+        /// no Bulwark verified a fix of its own, so it is no fix in the MTTR figures either (a
+        /// time to repair would be Bulwark's restart, not a repair). Counted open, the drift
+        /// stayed open, and its age grew, until the resource's next verified fix.
+        package var closesDrift: Bool { foundAsDesired && decision == .applied && result == .interrupted }
+
+        /// Whether `record` is a recovery's `interrupted` record whose every change was found, after
+        /// the restart, as its desired value, with nothing owed besides (a reload: the error says
+        /// `AuditRecord.incompleteAfterRestart`). A redacted value (a sensitive property's, in
+        /// the record only as "[redacted]") proves nothing: such a record stays open.
+        package static func foundAsDesired(_ record: AuditRecord) -> Bool {
+            guard record.decision == .applied, record.result == .interrupted, !record.changes.isEmpty,
+                  !(record.error?.hasPrefix(AuditRecord.incompleteAfterRestart) ?? false) else { return false }
+            return record.changes.allSatisfy { change in
+                guard let after = change.observedAfter else { return false }
+                return after == change.desired && !change.desired.contains(redacted)
+            }
+        }
+
+        /// How a sensitive value stands in a record.
+        static let redacted = "[redacted]"
     }
 
     /// `MTTRSummary` (in the core, shared with the status page).
@@ -118,6 +146,8 @@ package struct RemediationReport: Encodable {
                 openSince[key] = nil
                 lastVerified[key] = verified
                 if since.map({ entry.detectedAt >= $0 }) ?? true { fixes.append((entry, max(0, verified.timeIntervalSince(start)))) }
+            } else if entry.closesDrift {
+                openSince[key] = nil
             } else if entry.opensDrift(lastVerified: lastVerified[key]), entry.hasTarget {
                 openSince[key] = openSince[key] ?? entry.detectedAt
             }

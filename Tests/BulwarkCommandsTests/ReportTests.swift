@@ -73,6 +73,49 @@ import Testing
         #expect(history.summary(since: t0) == report.mttr)
     }
 
+    /// A recovery's record of a fix never tried, found as desired after the restart.
+    func recovered(_ resource: String, at: Double, changes: [AuditRecord.Change],
+                   error: String = AuditRecord.untriedAfterRestart) -> RemediationReport.Entry? {
+        let record = AuditRecord(
+            id: AuditID.ulid(at: t0.addingTimeInterval(at)), controller: "c", target: "web-1", resource: resource, kind: String(resource.split(separator: "/")[0]),
+            name: String(resource.split(separator: "/")[1]), severity: .high, risk: 50, mode: .enforce, decision: .applied,
+            result: .interrupted, reason: nil, changes: changes, detectedAt: t0.addingTimeInterval(at), appliedAt: nil,
+            verifiedAt: nil, desiredCommit: Revision("0000000000000000000000000000000000000001"), approver: nil, error: error)
+        return RemediationReport.Entry(record)
+    }
+
+    /// An `interrupted` record whose every change was found, after the restart, as its desired
+    /// value closes the drift (someone else made the system as desired): no open item, and no fix
+    /// in the MTTR figures (no Bulwark verified one; its "time to repair" would be the restart's).
+    /// Before, it stayed open until the resource's next verified fix. The twins stay open: a
+    /// value found other than desired, a redacted value (which proves nothing), and a fix found
+    /// as desired that still owes a reload (`AuditRecord.incompleteAfterRestart`).
+    @Test func anInterruptedRecordFoundAsDesiredClosesTheDrift() throws {
+        let change = { (after: String?) in AuditRecord.Change(property: "PermitRootLogin", desired: "no", observedBefore: "yes",
+                                                              observedAfter: after) }
+        let entries = try [
+            entry("SSHDConfig/a", .held, at: 0),                                              // open since 0 …
+            #require(recovered("SSHDConfig/a", at: 50, changes: [change("no")])),            // … closed, found as desired
+            #require(recovered("Sysctl/b", at: 60, changes: [change("no"), change("yes")])), // one not as desired: open
+            #require(recovered("Sysctl/c", at: 70, changes: [                                // redacted: open
+                AuditRecord.Change(property: "password", desired: "[redacted]", observedBefore: nil, observedAfter: "[redacted]")])),
+            #require(recovered("Sysctl/d", at: 80, changes: [change("no")],                  // a reload owed: open
+                               error: AuditRecord.incompleteAfterRestart + ": ssh: reload failed; the next pass completes it")),
+            #require(recovered("Sysctl/e", at: 90, changes: [change(nil)])),                 // found unset: open
+        ]
+        #expect(entries.map(\.foundAsDesired) == [false, true, false, false, false, false])
+        let report = RemediationReport(entries: entries, since: nil, now: t0.addingTimeInterval(3600), top: 10)
+        #expect(report.open.map(\.resource).sorted() == ["Sysctl/b", "Sysctl/c", "Sysctl/d", "Sysctl/e"], "\(report.open)")
+        #expect(report.mttr.fixes == 0, "not counted as a fix")
+        // A later drift of the closed resource counts from its own detection.
+        let later = entries + [entry("SSHDConfig/a", .applied, .verified, at: 200, verified: 201)]
+        let after = RemediationReport(entries: later, since: nil, now: t0.addingTimeInterval(3600), top: 10)
+        #expect(after.mttr.fixes == 1 && after.mttr.maxSeconds == 1, "\(after.mttr)")
+        // The daemon's history counts the same.
+        let history = MTTRHistory(later)
+        #expect(history.summary(since: t0) == after.mttr)
+    }
+
     @Test func percentilesUseNearestRank() {
         let summary = RemediationReport.Summary((1...10).map(Double.init))
         #expect(summary.p50Seconds == 5 && summary.p90Seconds == 9 && summary.maxSeconds == 10)
