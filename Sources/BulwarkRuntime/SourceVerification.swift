@@ -247,8 +247,8 @@ package struct SourceVerification: Sendable {
             // Nor a listed key's signature copied onto other commits: for ed25519 the arithmetic
             // says it was not made over this commit, which ssh-keygen would say a process each.
             if parsed.publicKeyLine?.hasPrefix("ssh-ed25519 ") == true, !parsed.isValidEd25519(of: signed.signedData) {
-                return .failure(Untrusted(description: "its signature, by a key of \(allowedSigners), was not made over this commit "
-                                          + "(copied from another)"))
+                return .failure(Untrusted(description: "its signature, by a key of \(allowedSigners), does not verify: it was not "
+                                          + "made over this commit (copied from another)"))
             }
         } else if !UnparsedSignatures.mayCheck() {
             // Nor may garbage: ssh-keygen reads a little more than Bulwark does (it is the judge of
