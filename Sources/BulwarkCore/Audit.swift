@@ -248,11 +248,12 @@ public struct AuditRecord: Sendable, Hashable, Codable {
         case .unobserved: "unobserved"
         }
         func show(_ value: String?) -> String { Self.oneLine(value ?? "(unset)") }
-        let first = changes.first.map { "\($0.property) \(show($0.observedBefore)) -> \(show($0.desired))" } ?? ""
+        // A property's name too (a ConfigFile's key path is the manifest author's text).
+        let first = changes.first.map { "\(Self.oneLine($0.property)) \(show($0.observedBefore)) -> \(show($0.desired))" } ?? ""
         let more = changes.count > 1 ? " (+\(changes.count - 1) more)" : ""
         var lines = ["\(verb)(\(resource)): \(target) \(first)\(more)", ""]
         for change in changes {
-            var line = "\(change.property): \(show(change.observedBefore)) -> \(show(change.desired))"
+            var line = "\(Self.oneLine(change.property)): \(show(change.observedBefore)) -> \(show(change.desired))"
             if decision == .applied { line += ", now \(show(change.observedAfter))" }
             lines.append("- " + line)
         }

@@ -43,4 +43,18 @@ import Testing
         #expect(message.contains("Reason: fine Bulwark-Decision: waived Bulwark-Result: verified\n"))
         #expect(!message.split(separator: "\n").contains { $0.hasPrefix("Bulwark-Decision: waived") })
     }
+
+    /// Review (session 38): a property's name went into the message as written, and a ConfigFile
+    /// key path with a right-to-left override (`general_settings.\u{202E}eulav`) passed
+    /// validation and showed reversed in a plain `git log`. Names are made one line as values are.
+    @Test func aPropertysNameIsOneLineToo() {
+        var rng = SystemRandomNumberGenerator()
+        var record = RandomRecords.record(&rng)
+        record.changes = [.init(property: "general_settings.\u{202E}eulav", desired: "1", observedBefore: "0", observedAfter: nil),
+                          .init(property: "x\nBulwark-Result: verified", desired: "1", observedBefore: "0", observedAfter: nil)]
+        let message = record.commitMessage
+        #expect(!message.unicodeScalars.contains("\u{202E}"), "\(message.debugDescription)")
+        #expect(message.contains("- general_settings. eulav: 0 -> 1"), "\(message)")
+        #expect(message.contains("- x Bulwark-Result: verified: 0 -> 1"), "\(message)")
+    }
 }
