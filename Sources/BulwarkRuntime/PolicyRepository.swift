@@ -930,7 +930,7 @@ package actor PolicyRepository: AuditSink {
     ///
     /// After a lost race the records go a prefix at a time (`Outgoing`): half as many after each
     /// lost race, twice as many after each push taken, each prefix replayed onto the origin's head
-    /// just before its push. Replaying and pushing them all at every attempt, a pass of 200 records
+    /// just before its push, and no more than `replayBudget` allows. Replaying and pushing them all at every attempt, a pass of 200 records
     /// never got out against a writer that moved the branch every 100 ms. The origin's history
     /// stays a line of whole records, in the order they were written; once done (or given up),
     /// the local branch goes on top of where the origin is, holding exactly what was not pushed.
@@ -998,8 +998,7 @@ package actor PolicyRepository: AuditSink {
             var replayed = false
             if let plan = outgoing {
                 pending = plan.commits.count
-                count = min(batch, pending)
-                (tip, replayed) = try replay(plan.commits.prefix(count), onto: plan.base)
+                (tip, count, replayed) = try replay(plan.commits.prefix(batch), onto: plan.base, for: Self.replayBudget)
             } else {
                 pending = try repository.commitCount(from: local, hiding: remote)
                 (tip, count) = (local, pending)
@@ -1119,14 +1118,26 @@ package actor PolicyRepository: AuditSink {
         return Outgoing(commits: own, local: local, base: remote, fetched: remote)
     }
 
-    /// `commits` written onto `base` in order, in memory, then on disk as one pack, synced once
-    /// (the push copies that pack as it is); a commit whose parent is the head so far is taken as
-    /// it is. Returns the last, and whether any was replayed.
-    private func replay(_ commits: ArraySlice<CommitInfo>, onto base: ObjectID) throws -> (tip: ObjectID, replayed: Bool) {
+    /// How long the replay of a prefix may take before its push (at least one record is
+    /// replayed): the origin's head must not move between the fetch and the push, and a debug
+    /// build on loaded cores replayed about 100 records a second on a 5,000-record branch.
+    static let replayBudget: Duration = .milliseconds(50)
+
+    /// The first of `commits` written onto `base` in order, as many as `budget` allows (at least
+    /// one), in memory, then on disk as one pack, synced once (the push copies that pack as it
+    /// is); a commit whose parent is the head so far is taken as it is. Returns the last, how
+    /// many, and whether any was replayed.
+    private func replay(_ commits: ArraySlice<CommitInfo>, onto base: ObjectID, for budget: Duration)
+        throws -> (tip: ObjectID, count: Int, replayed: Bool) {
+        let clock = ContinuousClock()
+        let end = clock.now.advanced(by: budget)
         var head = base
+        var count = 0
         var buffered = false
         do {
             for commit in commits {
+                if count > 0, clock.now > end { break }
+                count += 1
                 if commit.parents == [head] {
                     head = commit.id
                     continue
@@ -1139,7 +1150,7 @@ package actor PolicyRepository: AuditSink {
             if buffered { repository.discardObjectBuffer() }
             throw error
         }
-        return (head, buffered)
+        return (head, count, buffered)
     }
 
     /// Ends a push a prefix at a time: the local branch goes on top of where the origin is as
@@ -1148,7 +1159,19 @@ package actor PolicyRepository: AuditSink {
     /// branch holds it.
     private func settle(_ plan: Outgoing?) throws {
         guard let plan else { return }
-        try followOrigin(taken: plan.fetched)
+        if trailIsOurs, try repository.resolve(localAudit) == plan.local,
+           try repository.resolve("refs/remotes/origin/\(pushBranch)") == plan.base {
+            // As the push left them: what is left of the records goes on top of the last prefix
+            // pushed (or the last head fetched), with no search for the records already there
+            // (on a 20,000-record branch, 1,000 records given up took 17 s past the deadline).
+            try noteForeignCommits(from: plan.base, hiding: plan.local)
+            let (head, _, replayed) = try replay(plan.commits[...], onto: plan.base, for: .seconds(86_400))
+            if replayed { consolidatePacks(sparingUnpushed: true) }
+            try repository.updateReference(localAudit, to: head, expected: plan.local, message: "bulwark: replay onto origin")
+            try rememberFollowed(plan.fetched)
+        } else {
+            try followOrigin(taken: plan.fetched)
+        }
         if let pushed = plan.pushedTip, let local = try repository.resolve(localAudit),
            try pushed == local || repository.isAncestor(pushed, of: local) {
             try rememberPushed(pushed)
