@@ -218,7 +218,7 @@ extension Bulwark {
             }
             let commit = try await policy.write(record)
             try? await journal.end(record.id)
-            if case .keptLocally(_, let why) = try await policy.publish() {
+            if case .keptLocally(_, let why, _) = try await policy.publish() {
                 console.warn("the audit record is kept locally and pushed on the next run: \(why)")
             }
             for change in record.changes {

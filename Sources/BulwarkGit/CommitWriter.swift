@@ -47,6 +47,19 @@ extension Repository {
                                signer: signer)
     }
 
+    /// Whether `other`'s tree holds every file `commit` added or changed (over its first parent)
+    /// with the same content: the record `commit` wrote is there, whatever commit put it there.
+    public func holdsChanges(of commit: ObjectID, at other: ObjectID) throws(GitError) -> Bool {
+        let original = try lookupCommit(commit)
+        let parent: ObjectID? = git_commit_parentcount(original) > 0 ? ObjectID(git_commit_parent_id(original, 0).pointee) : nil
+        git_commit_free(original)
+        for change in try changedFilesOfChangedFolders(from: parent, to: commit) {
+            guard let blob = change.blob, let entry = try entry(at: other, path: change.path),
+                  entry.id == ObjectID(blob) else { return false }
+        }
+        return true
+    }
+
     private func writeCommit(
         blobs: [String: git_oid], parent: ObjectID?, merging: ObjectID? = nil, message: String, author: Signature,
         committer: Signature, signer: (any CommitSigner)?

@@ -148,6 +148,17 @@ extension Repository {
         return try pushOverNetwork(source, to: destination, expected: expected, remote: name, access: access)
     }
 
+    /// `push(_:to:…)` of a commit no reference names: a prefix of the commits a branch holds over
+    /// the remote's, replayed onto the remote's head. The smart transports push references only,
+    /// so `refs/bulwark/push` names it for the push and is removed after it.
+    public func push(commit new: ObjectID, to destination: String, expected: ObjectID?, remote name: String,
+                     access: RemoteAccess = RemoteAccess()) throws(GitError) -> PushRejection? {
+        let source = "refs/bulwark/push"
+        try forceReference(source, to: new, message: "bulwark: push a prefix")
+        defer { git_reference_remove(pointer, source) }
+        return try push(source, to: destination, expected: expected, remote: name, access: access)
+    }
+
     /// The folder a URL names when libgit2 would use its local transport for it, else nil.
     static func localPath(_ url: String) -> String? {
         if url.hasPrefix("file://") { return String(url.dropFirst("file://".count)).removingPercentEncoding }

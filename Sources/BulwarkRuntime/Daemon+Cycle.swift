@@ -235,7 +235,7 @@ extension Daemon {
         case .pushed:
             health.pushed()
             await repository.tidyPacks()
-        case .keptLocally(let count, let reason):
+        case .keptLocally(let count, let reason, _):
             meters.pushFailed()
             health.keptLocally(count, reason: reason, at: clock.now(), wall: clock.wall())
             logger.warning("audit commits kept locally; pushed once the origin takes them (tried again at each poll)",

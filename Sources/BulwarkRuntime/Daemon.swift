@@ -258,7 +258,7 @@ package actor Daemon: DaemonControl {
         } catch {
             publication = .keptLocally(commits: 0, reason: "\(error)")
         }
-        if case .keptLocally(let count, let reason) = publication {
+        if case .keptLocally(let count, let reason, _) = publication {
             logger.warning("audit commits kept locally for the next run", metadata: ["commits": .stringConvertible(count), "reason": .string(reason)])
         }
         await repository.saveRecentFixesNow()

@@ -71,7 +71,7 @@ package enum RevisionRefusal {
         } catch {
             publication = .keptLocally(commits: entry == nil ? 0 : 1, reason: "\(error)")
         }
-        if case .keptLocally(let count, let reason) = publication, count > 0 {
+        if case .keptLocally(let count, let reason, _) = publication, count > 0 {
             console.warn("the refusal record is kept locally and pushed on the next run: \(reason)")
         }
         return Recorded(entry: entry, publication: publication)

@@ -89,7 +89,9 @@ import Testing
             while foreign.process.isRunning { try await Task.sleep(for: .milliseconds(50)) }
             #expect(foreign.process.terminationStatus == 0, "\((try? read(foreign.log)) ?? "")")
             let accepted = try read(foreign.accepted).split(separator: "\n").map(String.init)
-            #expect(accepted.count >= 20, "the foreign writer moved the branch \(accepted.count) times")
+            // Fewer on loaded cores, and fewer since the push goes a prefix at a time (its pushes
+            // move the branch under the writer's compare-and-swap too).
+            #expect(accepted.count >= 10, "the foreign writer moved the branch \(accepted.count) times")
             for commit in accepted {
                 let reachable = try run("/usr/bin/git", ["--git-dir", origin, "merge-base", "--is-ancestor", commit, "bulwark/audit"])
                 #expect(reachable.status == 0, "foreign commit \(commit) was accepted by the origin and is gone")
@@ -101,10 +103,173 @@ import Testing
         }
     }
 
+    /// A writer that never pauses (the branch moved every 90-110 ms for as long as the push
+    /// takes): a pass of 200 records gets out within the push's 30 s all the same, because after
+    /// a lost race the records go a prefix at a time, each replayed just before its push (replayed
+    /// and pushed whole at every attempt, none got out). All of them on an idle machine (about 5 s
+    /// in a debug build); on two loaded cores part of them, so what is asserted is progress: some
+    /// pushed, each record once on the origin in the order written or kept in the state clone's
+    /// branch on top of the origin's, every foreign commit kept, fsck clean.
+    @Test func aLargePushLandsAgainstAWriterThatNeverPauses() async throws {
+        try await withTemporaryDirectory { dir in
+            let origin = dir + "/origin.git"
+            try Self.makeOrigin(origin, dir: dir)
+            let repo = try PolicyRepository(.init(url: origin, stateDirectory: dir + "/state"))
+            _ = try await repo.sync()
+            let foreign = try Self.startForeignWriter(origin: origin, dir: dir, milliseconds: 120_000, every: 90...110)
+            defer { if foreign.process.isRunning { kill(foreign.process.processIdentifier, SIGKILL); foreign.process.waitUntilExit() } }
+            let ids = try await Self.writePass(200, prefix: "01STARVE", to: repo)
+            while try read(foreign.accepted).split(separator: "\n").count < 3 { try await Task.sleep(for: .milliseconds(20)) }
+            let started = ContinuousClock.now
+            let result = try await repo.publish(deadline: .seconds(30))
+            let attempts = await repo.pushAttempts
+            print("push against a writer that never pauses: \(result) after \(attempts) attempt(s) in \(ContinuousClock.now - started)")
+            let (pushed, kept, _) = result.counts
+            #expect(pushed > 0, "\(result)")
+            #expect(pushed + kept == 200, "\(result)")
+            kill(foreign.process.processIdentifier, SIGKILL)
+            foreign.process.waitUntilExit()
+            try Self.checkOrigin(origin, state: dir + "/state", foreignAccepted: foreign.accepted, records: ids, kept: kept)
+        }
+    }
+
+    /// The same writer against a pass of 1,000 records and a push of 10 s: whatever the timing,
+    /// part of it goes (none did when every attempt replayed and pushed them all), the result
+    /// counts what was pushed and what was kept, and the state clone's branch holds exactly the
+    /// rest on top of what the origin took: no record twice, none lost, every foreign commit kept.
+    @Test func aPushGivenUpPartWayKeepsExactlyTheRest() async throws {
+        try await withTemporaryDirectory { dir in
+            let origin = dir + "/origin.git"
+            try Self.makeOrigin(origin, dir: dir)
+            let repo = try PolicyRepository(.init(url: origin, stateDirectory: dir + "/state"))
+            _ = try await repo.sync()
+            let foreign = try Self.startForeignWriter(origin: origin, dir: dir, milliseconds: 120_000, every: 90...110)
+            defer { if foreign.process.isRunning { kill(foreign.process.processIdentifier, SIGKILL); foreign.process.waitUntilExit() } }
+            let ids = try await Self.writePass(1000, prefix: "01PART", to: repo)
+            while try read(foreign.accepted).split(separator: "\n").count < 3 { try await Task.sleep(for: .milliseconds(20)) }
+            let result = try await repo.publish(deadline: .seconds(10))
+            print("push of 1,000 records for 10 s against a writer that never pauses: \(result.counts) after \(await repo.pushAttempts) attempt(s)")
+            kill(foreign.process.processIdentifier, SIGKILL)
+            foreign.process.waitUntilExit()
+            let (pushed, kept, _) = result.counts
+            #expect(pushed > 0, "\(result)")
+            #expect(pushed + kept == 1000, "\(result)")
+            try Self.checkOrigin(origin, state: dir + "/state", foreignAccepted: foreign.accepted, records: ids, kept: kept)
+            // What was kept goes with the next push, now that the writer stopped.
+            #expect(try await repo.publish() == (kept == 0 ? .upToDate : .pushed(commits: kept)))
+            try Self.checkOrigin(origin, state: dir + "/state", foreignAccepted: foreign.accepted, records: ids, kept: 0)
+        }
+    }
+
+    /// A record the origin already holds (the answer to a push lost, or a push that went a prefix
+    /// at a time killed before the state clone's branch moved: the origin has the record in
+    /// another commit than the clone's) is left out of the replay, not pushed a second time; the
+    /// records after it go. Twin: a commit that carries the record's id with other content does
+    /// not stand for the record, which is still pushed.
+    @Test(arguments: [true, false])
+    func aRecordTheOriginHoldsIsNotPushedTwice(sameContent: Bool) async throws {
+        try await withTemporaryDirectory { dir in
+            let origin = dir + "/origin.git", clone = dir + "/state/repository.git"
+            try Self.makeOrigin(origin, dir: dir)
+            let repo = try PolicyRepository(.init(url: origin, stateDirectory: dir + "/state"))
+            _ = try await repo.sync()
+            let ids = (1...3).map { "01HELD000000000000000000" + "0\($0)" }
+            for id in ids { _ = try await repo.write(PolicyRepositoryTests().record(id)) }
+            let first = try git("--git-dir", clone, "rev-list", "--reverse", "refs/remotes/origin/bulwark/audit..bulwark/audit")
+                .split(separator: "\n").map(String.init)[0]
+            // Another writer's commit, then the first record on top of it, as a replay of it
+            // would be: the same file and message in a commit of its own.
+            let foreign = try Self.commitOnOrigin(origin, dir: dir, path: "foreign/1.txt", blob: nil, message: "foreign 1\n")
+            let change = try git("--git-dir", clone, "diff-tree", "--no-commit-id", "-r", "--root", first)
+                .split(separator: "\n")[0].split(separator: "\t")
+            let path = String(change[1]), blob = String(change[0].split(separator: " ")[3])
+            try git("--git-dir", clone, "push", "-q", origin, "\(first):refs/bulwark-test/objects")
+            try git("--git-dir", origin, "update-ref", "-d", "refs/bulwark-test/objects")
+            let message = try git("--git-dir", clone, "log", "-1", "--format=%B", first)
+            let held = try Self.commitOnOrigin(origin, dir: dir, path: path,
+                                               blob: sameContent ? blob : nil, message: message)
+            let result = try await repo.publish()
+            #expect(result == .pushed(commits: sameContent ? 2 : 3), "\(result)")
+            let recorded = try git("--git-dir", origin, "log", "--format=%(trailers:key=Bulwark-Id,valueonly)", "bulwark/audit")
+                .split(separator: "\n").map(String.init).filter { !$0.isEmpty }
+            #expect(recorded.sorted() == (sameContent ? ids : ids + [ids[0]]).sorted(), "\(recorded)")
+            for commit in [foreign, held] {
+                #expect(try run("/usr/bin/git", ["--git-dir", origin, "merge-base", "--is-ancestor", commit, "bulwark/audit"]).status == 0)
+            }
+            // The record's own content is on the origin's branch either way.
+            #expect(try git("--git-dir", origin, "rev-parse", "bulwark/audit:\(path)") == blob + "\n")
+            #expect(try git("--git-dir", origin, "rev-parse", "bulwark/audit") == git("--git-dir", clone, "rev-parse", "bulwark/audit"))
+            try git("--git-dir", origin, "fsck", "--strict")
+            #expect(try await repo.publish() == .upToDate)
+        }
+    }
+
+    /// A commit on the origin's audit branch with `path` holding `blob` (nil: new content of its own).
+    static func commitOnOrigin(_ origin: String, dir: String, path: String, blob: String?, message: String) throws -> String {
+        let env = ["GIT_INDEX_FILE": dir + "/held-index"]
+        func cli(_ arguments: [String]) throws -> String {
+            let result = try run("/usr/bin/git", ["--git-dir", origin] + arguments, environment: env)
+            guard result.status == 0 else { throw SupportError("git \(arguments) failed: \(result.stderr)") }
+            return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        let old = try cli(["rev-parse", "refs/heads/bulwark/audit"])
+        _ = try cli(["read-tree", old])
+        var content = blob
+        if content == nil {
+            try write(dir + "/held-content", "not the record \(UUID())\n")
+            content = try cli(["hash-object", "-w", dir + "/held-content"])
+        }
+        _ = try cli(["update-index", "--add", "--cacheinfo", "100644,\(content!),\(path)"])
+        let tree = try cli(["write-tree"])
+        try write(dir + "/held-message", message)
+        let new = try cli(["commit-tree", tree, "-p", old, "-F", dir + "/held-message"])
+        _ = try cli(["update-ref", "refs/heads/bulwark/audit", new, old])
+        return new
+    }
+
+    /// `count` records written as a pass writes them (in memory, flushed before the push).
+    static func writePass(_ count: Int, prefix: String, to repo: PolicyRepository) async throws -> [String] {
+        _ = await repo.beginBuffering()
+        var ids: [String] = []
+        for index in 0..<count {
+            let id = prefix + String(repeating: "0", count: 26 - prefix.count - String(index).count) + String(index)
+            ids.append(id)
+            _ = try await repo.write(PolicyRepositoryTests().record(id))
+        }
+        return ids
+    }
+
+    /// The origin after a push against a foreign writer, read with the git CLI: every commit the
+    /// writer saw accepted still on the branch, each of `records` either on it once (in the order
+    /// written) or among the `kept` the state clone's branch holds on top of the origin's commit
+    /// it last knew, which the origin's branch reaches; fsck clean.
+    static func checkOrigin(_ origin: String, state: String, foreignAccepted: String, records: [String], kept: Int) throws {
+        let clone = state + "/repository.git"
+        let accepted = try read(foreignAccepted).split(separator: "\n").map(String.init)
+        #expect(accepted.count >= 3)
+        for commit in accepted {
+            let reachable = try run("/usr/bin/git", ["--git-dir", origin, "merge-base", "--is-ancestor", commit, "bulwark/audit"])
+            #expect(reachable.status == 0, "foreign commit \(commit) was accepted by the origin and is gone")
+        }
+        let ids = { (repository: String, range: String) throws -> [String] in
+            try git("--git-dir", repository, "log", "--reverse", "--format=%(trailers:key=Bulwark-Id,valueonly)", range)
+                .split(separator: "\n").map(String.init).filter { !$0.isEmpty }
+        }
+        let onOrigin = try ids(origin, "bulwark/audit")
+        let local = try ids(clone, "refs/remotes/origin/bulwark/audit..bulwark/audit")
+        #expect(local.count == kept, "the state clone's branch holds \(local.count) records over the origin's, \(kept) kept")
+        #expect(onOrigin + local == records, "each record once, in the order written: \(onOrigin.count) on the origin, \(local.count) local")
+        let known = try git("--git-dir", clone, "rev-parse", "refs/remotes/origin/bulwark/audit").trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(try run("/usr/bin/git", ["--git-dir", origin, "merge-base", "--is-ancestor", known, "bulwark/audit"]).status == 0)
+        #expect(try run("/usr/bin/git", ["--git-dir", clone, "merge-base", "--is-ancestor", known, "bulwark/audit"]).status == 0)
+        try git("--git-dir", origin, "fsck", "--strict")
+        try git("--git-dir", clone, "fsck", "--strict")
+    }
+
     /// A process that, for `milliseconds`, commits a file of its own on top of the origin's audit
     /// branch and moves the branch to it by compare-and-swap (`git update-ref NEW OLD`) every
-    /// 50-100 ms, writing each commit the origin took to `accepted`.
-    static func startForeignWriter(origin: String, dir: String, milliseconds: Int) throws
+    /// `period` ms (50-100), writing each commit the origin took to `accepted`.
+    static func startForeignWriter(origin: String, dir: String, milliseconds: Int, every period: ClosedRange<Int> = 50...100) throws
         -> (process: Process, accepted: String, log: String) {
         let accepted = dir + "/foreign-accepted", log = dir + "/foreign.log"
         let script = """
@@ -122,7 +287,7 @@ import Testing
           tree=$(git --git-dir "$o" write-tree) || exit 7
           new=$(echo "foreign $i" | git --git-dir "$o" commit-tree "$tree" -p "$old") || exit 8
           if git --git-dir "$o" update-ref refs/heads/bulwark/audit "$new" "$old" 2>/dev/null; then echo "$new" >> "$accepted"; fi
-          wait=$(( 50 + RANDOM % 51 - ($(date +%s%3N) - start) ))
+          wait=$(( $5 + RANDOM % ($6 - $5 + 1) - ($(date +%s%3N) - start) ))
           [ "$wait" -gt 0 ] && sleep "0.$(printf %03d "$wait")"
         done
         exit 0
@@ -130,7 +295,8 @@ import Testing
         try write(accepted, "")
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/bash")
-        process.arguments = ["-c", script, "foreign", origin, accepted, String(milliseconds), dir]
+        process.arguments = ["-c", script, "foreign", origin, accepted, String(milliseconds), dir,
+                             String(period.lowerBound), String(period.upperBound)]
         var env = ProcessInfo.processInfo.environment
         env["GIT_CONFIG_NOSYSTEM"] = "1"
         for key in ["GIT_AUTHOR", "GIT_COMMITTER"] {
@@ -259,7 +425,7 @@ import Testing
         while pusher.isRunning { try await Task.sleep(for: .milliseconds(50)) }
         #expect(pusher.terminationStatus == 0, "the git CLI pusher failed: \((try? read(log)) ?? "")")
         // Whatever waited locally goes out now that the other writer is done.
-        if case .keptLocally(let count, let reason) = try await repo.publish(deadline: .seconds(30)) {
+        if case .keptLocally(let count, let reason, _) = try await repo.publish(deadline: .seconds(30)) {
             Issue.record("\(count) records stayed local: \(reason)")
         }
         let final = try await repo.publish(deadline: .seconds(30))

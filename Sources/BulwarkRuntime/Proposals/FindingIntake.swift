@@ -178,7 +178,7 @@ package struct FindingIntake: Sendable {
                 _ = try await repository.write(record)
                 wrote = true
             }
-            if wrote, case .keptLocally(_, let reason) = try await repository.publish() {
+            if wrote, case .keptLocally(_, let reason, _) = try await repository.publish() {
                 console.warn("the record of a reopened or refused finding is kept locally and pushed on the next run: \(reason)")
             }
         } catch {
