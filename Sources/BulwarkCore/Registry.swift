@@ -15,8 +15,9 @@ public struct KindDefinition: Sendable {
     public var judgesDirection: Bool
     /// Whether a property of a resource new in a revision is weak on its own (a command the
     /// resource would run as root): returns why, or nil. A resource renamed is a new resource,
-    /// so what `weakens` holds would otherwise pass under a new name. Nil for most kinds: a new
-    /// resource is then not a weakening of anything.
+    /// so what `weakens` holds would otherwise pass under a new name. The host kinds judge each
+    /// value by `weakens` from the property as if it had been off (`HostWeakening.judgedNew`).
+    /// Nil: a new resource of the kind is not a weakening of anything.
     public var weakensNew: (@Sendable (_ property: String, _ value: String) -> String?)? = nil
 
     public init(name: String, adapter: String,

@@ -28,20 +28,33 @@ public enum HostAdapter {
                                         weakens: ConfigFileWeakening.weakens)
         configFile.judgesDirection = false
         configFile.weakensNew = ConfigFileWeakening.weakensNew
+        // Every host kind judges a property no earlier revision set as if it had been off, by
+        // its own rule (`HostWeakening.judgedNew`).
+        func judged(_ kind: KindDefinition, new: @escaping @Sendable (String, String) -> String?) -> KindDefinition {
+            var kind = kind
+            kind.weakensNew = new
+            return kind
+        }
         return AdapterDefinition(
             name: name,
             settings: HostTargetSettings.parse,
             kinds: [
-                KindDefinition(name: "SSHDConfig", adapter: name,
-                               parse: SSHDConfigDriver.parse, driver: sshdDriver, weakens: HostWeakening.sshd),
-                KindDefinition(name: "Sysctl", adapter: name,
-                               parse: SysctlDriver.parse, driver: SysctlDriver(), weakens: HostWeakening.sysctl),
-                KindDefinition(name: "FileMode", adapter: name,
-                               parse: FileModeDriver.parse, driver: FileModeDriver(), weakens: HostWeakening.fileMode),
-                KindDefinition(name: "LoginDefs", adapter: name,
-                               parse: LoginDefsDriver.parse, driver: LoginDefsDriver(), weakens: HostWeakening.loginDefs),
-                KindDefinition(name: "UserAccount", adapter: name,
-                               parse: UserAccountDriver.parse, driver: UserAccountDriver(sshd: sshdDriver), weakens: HostWeakening.account),
+                judged(KindDefinition(name: "SSHDConfig", adapter: name,
+                                      parse: SSHDConfigDriver.parse, driver: sshdDriver, weakens: HostWeakening.sshd),
+                       new: HostWeakening.sshdNew),
+                judged(KindDefinition(name: "Sysctl", adapter: name,
+                                      parse: SysctlDriver.parse, driver: SysctlDriver(), weakens: HostWeakening.sysctl),
+                       new: HostWeakening.sysctlNew),
+                judged(KindDefinition(name: "FileMode", adapter: name,
+                                      parse: FileModeDriver.parse, driver: FileModeDriver(), weakens: HostWeakening.fileMode),
+                       new: HostWeakening.fileModeNew),
+                judged(KindDefinition(name: "LoginDefs", adapter: name,
+                                      parse: LoginDefsDriver.parse, driver: LoginDefsDriver(), weakens: HostWeakening.loginDefs),
+                       new: HostWeakening.loginDefsNew),
+                judged(KindDefinition(name: "UserAccount", adapter: name,
+                                      parse: UserAccountDriver.parse, driver: UserAccountDriver(sshd: sshdDriver),
+                                      weakens: HostWeakening.account),
+                       new: HostWeakening.accountNew),
                 configFile,
             ])
     }

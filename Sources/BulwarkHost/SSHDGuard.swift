@@ -446,6 +446,121 @@ extension SSHDConfigDriver: JointlyGuardedDriver {
         }
     }
 
+    /// Why sshd should not be pointed at the file `desired` names for `keyword`, or nil:
+    /// - `Banner` is sent, as root read it, to whoever connects before any login: it must be `none`
+    ///   or a regular file of root's (or Bulwark's user's) that everyone may read anyway and no one
+    ///   else may write, reached through folders no one else may write in, with no symbolic link on
+    ///   the way. `Banner /etc/shadow` sent the shadow file to anyone; a FIFO or device would hang
+    ///   every login; a missing file, or one in a folder others write in, is whatever they put there.
+    /// - `AuthorizedKeysFile` names the keys that let a person in as any account: each absolute
+    ///   pattern's folders up to its first `%` token (all of them for a file without one) must be
+    ///   root's (or Bulwark's user's) and writable by no one else, sticky or not, as sshd's own
+    ///   StrictModes wants (`/tmp/%u` would let any local user add a key for root). Patterns
+    ///   relative to the home folder (`.ssh/authorized_keys`, `%h/…`) are each account's own.
+    /// Looked at below the root without following any link out of it (`openat`, `O_NOFOLLOW`).
+    static func unsafeFile(_ keyword: String, _ desired: String, root: HostRoot) -> String? {
+        switch settingName(keyword) {
+        case settingName("Banner"):
+            let value = desired.trimmingCharacters(in: .whitespaces)
+            guard value.lowercased() != "none" else { return nil }
+            let shown = "Banner '\(quotedForMessage(value))'"
+            guard value.hasPrefix("/") else { return "\(shown) is not an absolute path: sshd would read it from wherever it was started" }
+            let components = PathText.components(value)
+            guard let name = components.last else { return "\(shown) names the root folder, not a file" }
+            switch trustedFolder(Array(components.dropLast()), root: root, stickyIsEnough: true) {
+            case .failure(let problem): return "\(shown): \(problem); sshd sends the banner to anyone before login"
+            case .success(nil): return "\(shown): its folder does not exist"
+            case .success(let folder?):
+                var info = stat()
+                guard fstatat(folder.fd, name, &info, AT_SYMLINK_NOFOLLOW) == 0 else {
+                    return "\(shown) cannot be looked at (\(errnoText())): create it, root's and readable by everyone, first"
+                }
+                guard info.st_mode & FileType.mask == FileType.regular else {
+                    return "\(shown) is \(FileType.name(info.st_mode)), not a regular file: sshd would send what it leads to, or hang "
+                        + "every login reading it"
+                }
+                guard StrictModes.trusted(info.st_uid) else { return "\(shown) belongs to uid \(info.st_uid), not root" }
+                let mode = String(info.st_mode & 0o7777, radix: 8)
+                guard info.st_mode & 0o004 != 0 else {
+                    return "\(shown) is not readable by everyone (mode \(mode)): sshd, as root, would send it to anyone before login"
+                }
+                guard info.st_mode & 0o022 == 0 else {
+                    return "\(shown) is writable by group or others (mode \(mode)): they would choose what sshd sends"
+                }
+                return nil
+            }
+        case settingName("AuthorizedKeysFile"):
+            for pattern in desired.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init) where pattern.lowercased() != "none" {
+                let components = PathText.components(pattern)
+                let shown = "AuthorizedKeysFile '\(quotedForMessage(pattern))'"
+                // `.ssh/../../../tmp/%u` climbs out of every home folder.
+                guard !components.contains("..") else { return "\(shown) climbs out of a folder with '..'" }
+                guard pattern.hasPrefix("/") else { continue }
+                let fixed = components.prefix { !$0.contains("%") }
+                let folders = fixed.count == components.count ? Array(fixed.dropLast()) : Array(fixed)
+                switch trustedFolder(folders, root: root, stickyIsEnough: false, missingIsFine: true) {
+                case .failure(let problem):
+                    return "\(shown): \(problem), so others could add a key that logs in as any account"
+                case .success(let folder?) where fixed.count == components.count:
+                    // One file for every account: it must be as trusted as its folders.
+                    var info = stat()
+                    guard let name = components.last, fstatat(folder.fd, name, &info, AT_SYMLINK_NOFOLLOW) == 0 else { continue }
+                    if info.st_mode & FileType.mask != FileType.regular {
+                        return "\(shown) is \(FileType.name(info.st_mode)), not a regular file"
+                    }
+                    if !StrictModes.trusted(info.st_uid) || info.st_mode & 0o022 != 0 {
+                        return "\(shown) belongs to uid \(info.st_uid) with mode \(String(info.st_mode & 0o7777, radix: 8)): only root may "
+                            + "write the keys that log in as any account"
+                    }
+                case .success:
+                    continue
+                }
+            }
+            return nil
+        default:
+            return nil
+        }
+    }
+
+    /// The folder `components` names below the root, opened without following any link, each
+    /// folder on the way (the root's own folder too) root's or Bulwark's user's and writable by no
+    /// one else (`StrictModes.folderDoubt`; with `stickyIsEnough` false a sticky folder open to
+    /// all, `/tmp`, does not pass either). With `missingIsFine`, a folder that does not exist ends
+    /// the walk well: only the owner of the one above, trusted, can make it. Nil folder then.
+    static func trustedFolder(_ components: [String], root: HostRoot, stickyIsEnough: Bool,
+                              missingIsFine: Bool = false) -> Result<Directory?, HostFolderDoubt> {
+        func doubt(_ fd: Int32, _ shown: String) -> HostFolderDoubt? {
+            var info = stat()
+            guard fstat(fd, &info) == 0 else { return HostFolderDoubt("folder \(shown) cannot be looked at: \(errnoText())") }
+            if let doubt = StrictModes.folderDoubt(info) { return HostFolderDoubt("folder \(shown) \(doubt)") }
+            if !stickyIsEnough, info.st_mode & 0o022 != 0 {
+                return HostFolderDoubt("folder \(shown) is writable by group or others (mode \(String(info.st_mode & 0o7777, radix: 8)))")
+            }
+            return nil
+        }
+        let current: Directory
+        do { current = try root.openRoot() } catch { return .failure(HostFolderDoubt("\(error)")) }
+        if let problem = doubt(current.fd, "/") { return .failure(problem) }
+        var folder = current
+        for part in components {
+            let here = root.hostPath(folder.components + [part])
+            guard LinkFreeOpen.isPlain(part) else { return .failure(HostFolderDoubt("'\(quotedForMessage(part))' in \(here) is not a plain name")) }
+            let fd = openat(folder.fd, part, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            guard fd >= 0 else {
+                let code = errno
+                var info = stat()
+                if code == ENOENT, missingIsFine { return .success(nil) }
+                if fstatat(folder.fd, part, &info, AT_SYMLINK_NOFOLLOW) == 0, info.st_mode & FileType.mask != FileType.directory {
+                    return .failure(HostFolderDoubt("\(here) is \(FileType.name(info.st_mode)), not a folder"))
+                }
+                return .failure(HostFolderDoubt("folder \(here) cannot be opened: \(errnoText(code))"))
+            }
+            folder = Directory(fd: fd, components: folder.components + [part])
+            if let problem = doubt(fd, here) { return .failure(problem) }
+        }
+        return .success(folder)
+    }
+
     /// Whether setting `keyword` to `desired` is judged by asking sshd (see `cannotLockOut`).
     /// PermitEmptyPasswords may always be turned off: it only ever removes empty-password logins.
     static func mayLockOut(_ keyword: String, desired: String) -> Bool {
@@ -457,6 +572,7 @@ extension SSHDConfigDriver: JointlyGuardedDriver {
     /// configuration and accounts as they are then (`applyOnce`).
     func judge(_ changes: [PropertyDrift], root: HostRoot, alongside: [AllowedChange]) throws -> GuardVerdict {
         if let floor = changes.lazy.compactMap({ Self.belowFloor($0.property, $0.desired) }).first { return .block(floor) }
+        if let file = changes.lazy.compactMap({ Self.unsafeFile($0.property, $0.desired, root: root) }).first { return .block(file) }
         guard changes.contains(where: { Self.mayLockOut($0.property, desired: $0.desired) }) else { return .allow }
         guard let executable = validator.executable else {
             throw HostError("sshd is not installed where Bulwark runs, so the candidate cannot be checked")
@@ -910,4 +1026,10 @@ enum SSHClientDefaults {
         default: [type]
         }
     }
+}
+
+/// Why a folder an sshd setting names is not one only root writes (`SSHDConfigDriver.trustedFolder`).
+struct HostFolderDoubt: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
 }

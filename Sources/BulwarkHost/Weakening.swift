@@ -175,4 +175,75 @@ enum HostWeakening {
         guard let order = strengths(key), let a = order.firstIndex(of: from), let b = order.firstIndex(of: to), b < a else { return nil }
         return "moves from \(from) to the weaker \(to)"
     }
+
+    // MARK: - values no earlier revision set
+
+    /// A property no earlier revision set is judged as if it had been off (`KindDefinition.weakensNew`):
+    /// by the kind's own rule above, from the value each kind names here. One rule per property,
+    /// so a value held when edited to is held when added, under a new name or in a new resource.
+    static func judgedNew(_ why: String?, from unset: String) -> String? {
+        why.map { "\($0), judged against \(unset) as no earlier revision set it" }
+    }
+
+    /// sshd keywords as if unset: a switch off (`no` where that is the secure value, `yes` where
+    /// `yes` is), no root login, and sshd's own default for a limit or the log level
+    /// (`ClientAliveInterval` 0 has none weaker). Lists that only narrow sshd's defaults need none.
+    static let sshdUnset: [String: String] = {
+        var unset: [String: String] = ["PermitRootLogin": "no", "MaxAuthTries": "6", "MaxSessions": "10",
+                                       "LoginGraceTime": "120", "ClientAliveCountMax": "3", "LogLevel": "info"]
+        for keyword in secureNo { unset[keyword] = "no" }
+        for keyword in secureYes { unset[keyword] = "yes" }
+        return unset
+    }()
+
+    /// Algorithm lists whose `+` (append to sshd's defaults) or `^` (put first, ahead of them)
+    /// form adds algorithms to what sshd offers; a plain list only replaces them.
+    static let algorithmLists: Set<String> = ["Ciphers", "MACs", "KexAlgorithms", "HostKeyAlgorithms", "PubkeyAcceptedAlgorithms"]
+
+    @Sendable static func sshdNew(_ keyword: String, _ value: String) -> String? {
+        if let unset = sshdUnset[keyword] { return judgedNew(sshd(keyword, unset, value), from: unset) }
+        if algorithmLists.contains(keyword), value.hasPrefix("+") || value.hasPrefix("^") {
+            return judgedNew(sshd(keyword, "", value), from: "sshd's defaults")
+        }
+        return nil
+    }
+
+    /// A file as if unset: root's, readable and writable by root alone. Permission bits for group
+    /// or others, and another owner or group, are grants (`0644` on `/root/.ssh/id_ed25519`).
+    @Sendable static func fileModeNew(_ property: String, _ value: String) -> String? {
+        let unset = property == "mode" ? "0700" : "root"
+        return judgedNew(fileMode(property, unset, value), from: unset)
+    }
+
+    /// An account as if unset: locked, without a login shell, and ending on a date (`never` then
+    /// extends its life; a date does not).
+    @Sendable static func accountNew(_ property: String, _ value: String) -> String? {
+        let unset: [String: String] = ["locked": "true", "shell": "/usr/sbin/nologin", "expires": "9999-12-31"]
+        guard let from = unset[property] else { return nil }
+        return judgedNew(account(property, from, value), from: property == "expires" ? "a date" : from)
+    }
+
+    /// login.defs keys as if unset: the shipped baseline's values (CIS) where it sets one, else
+    /// shadow-utils' defaults; `ENCRYPT_METHOD` SHA512.
+    static let loginDefsUnset: [String: String] = [
+        "PASS_MAX_DAYS": "365", "PASS_MIN_DAYS": "1", "PASS_WARN_AGE": "7", "UMASK": "027", "LOGIN_RETRIES": "5",
+        "LOGIN_TIMEOUT": "60", "PASS_MIN_LEN": "5", "SHA_CRYPT_MIN_ROUNDS": "5000", "YESCRYPT_COST_FACTOR": "5",
+        "ENCRYPT_METHOD": "SHA512",
+    ]
+
+    @Sendable static func loginDefsNew(_ key: String, _ value: String) -> String? {
+        guard let unset = loginDefsUnset[key] else { return nil }
+        return judgedNew(loginDefs(key, unset, value), from: unset)
+    }
+
+    /// Kernel parameters as if unset: the value just above the weak end of `strengths` (a new
+    /// `kernel.kptr_restrict: 0` or `net.ipv4.ip_forward: 1` is held, `kernel.yama.ptrace_scope: 1`
+    /// is not), or the kernel's own default where that is stronger still.
+    static let sysctlUnset: [String: String] = ["kernel.randomize_va_space": "2", "kernel.perf_event_paranoid": "2"]
+
+    @Sendable static func sysctlNew(_ key: String, _ value: String) -> String? {
+        guard let order = strengths(key), order.count > 1 else { return nil }
+        let unset = sysctlUnset[key] ?? order[1]
+        return judgedNew(sysctl(key, unset, value), from: unset)
+    }
 }

@@ -589,6 +589,59 @@ import Testing
         }
     }
 
+    /// sshd sends the `Banner` file, read as root, to whoever connects, before any login:
+    /// `Banner /etc/shadow` sent the shadow file (outside review). A file not everyone may read,
+    /// a FIFO (every login would hang), a link, a missing file or one in a folder others write in
+    /// is blocked and recorded; `/etc/issue.net` (root's, 0644) and `none` are applied.
+    @Test func aBannerNotEveryoneMayReadIsBlockedAndIssueNetIsApplied() async throws {
+        try await withTemporaryDirectory { root in
+            try host(root, [root0, admin])
+            try write(root + "/etc/shadow", "root:*:19700:0:99999:7:::\n")
+            chmod(root + "/etc/shadow", 0o640)
+            try await expectBannerBlocked(root, "/etc/shadow", "Banner '/etc/shadow' is not readable by everyone (mode 640)")
+            #expect(mkfifo(root + "/etc/issue.fifo", 0o644) == 0)
+            try await expectBannerBlocked(root, "/etc/issue.fifo", "is a FIFO, not a regular file")
+            try FileManager.default.createSymbolicLink(atPath: root + "/etc/issue.link", withDestinationPath: "/etc/shadow")
+            try await expectBannerBlocked(root, "/etc/issue.link", "is a symbolic link, not a regular file")
+            try await expectBannerBlocked(root, "/etc/issue.missing", "cannot be looked at")
+            try FileManager.default.createDirectory(atPath: root + "/srv/open", withIntermediateDirectories: true)
+            chmod(root + "/srv/open", 0o777)
+            try write(root + "/srv/open/banner", "hello\n")
+            chmod(root + "/srv/open/banner", 0o644)
+            try await expectBannerBlocked(root, "/srv/open/banner", "folder /srv/open is writable by group or others")
+            try await expectBannerBlocked(root, "etc/issue.net", "is not an absolute path")
+
+            try write(root + "/etc/issue.net", "Authorised use only.\n")
+            chmod(root + "/etc/issue.net", 0o644)
+            try await expectApplied(root, resource("SSHDConfig", "s", "Banner: /etc/issue.net"))
+            #expect(try read(root + "/etc/ssh/sshd_config").contains("\nBanner /etc/issue.net\n"))
+            try await expectApplied(root, resource("SSHDConfig", "s", "Banner: none"))
+        }
+    }
+
+    func expectBannerBlocked(_ root: String, _ path: String, _ reason: String,
+                             sourceLocation: Testing.SourceLocation = #_sourceLocation) async throws {
+        _ = try await expectBlocked(root, resource("SSHDConfig", "s", "Banner: \"\(path)\""), reason: reason, sourceLocation: sourceLocation)
+    }
+
+    /// `AuthorizedKeysFile` names the keys that let a person in as any account: a pattern in a
+    /// folder others may write in (`/tmp/%u`, sticky or not) lets any local user add a key for
+    /// root. Blocked and recorded; a root-only folder (`/etc/ssh/authorized_keys/%u`) is applied.
+    @Test func authorizedKeysInAFolderOthersWriteInAreBlockedAndARootOnlyFolderIsApplied() async throws {
+        try await withTemporaryDirectory { root in
+            try host(root, [root0, admin])
+            try FileManager.default.createDirectory(atPath: root + "/tmp", withIntermediateDirectories: true)
+            chmod(root + "/tmp", 0o1777)
+            try await expectBlocked(root, resource("SSHDConfig", "s", "AuthorizedKeysFile: .ssh/authorized_keys /tmp/%u"),
+                                    reason: "AuthorizedKeysFile '/tmp/%u': folder /tmp is writable by group or others")
+            try await expectBlocked(root, resource("SSHDConfig", "s", "AuthorizedKeysFile: .ssh/../../../tmp/%u"),
+                                    reason: "climbs out of a folder with '..'")
+            try FileManager.default.createDirectory(atPath: root + "/etc/ssh/authorized_keys", withIntermediateDirectories: true)
+            chmod(root + "/etc/ssh/authorized_keys", 0o755)
+            try await expectApplied(root, resource("SSHDConfig", "s", "AuthorizedKeysFile: .ssh/authorized_keys /etc/ssh/authorized_keys/%u"))
+        }
+    }
+
     @Test func maxSessionsZeroIsBlockedAndFourIsApplied() async throws {
         try await withTemporaryDirectory { root in
             try host(root, [root0, admin])
