@@ -13,7 +13,7 @@ import Testing
 /// monotonic clock the test moves: an origin that cannot be fetched, and audit commits that
 /// cannot be pushed, are "not ready" once they have lasted longer than twice the poll interval
 /// and a minute, and only then; both end as soon as the origin answers again.
-@Suite(.serialized, .timeLimit(.minutes(5)))
+@Suite(.serialized, .timeLimit(.minutes(20)))
 struct DaemonReadinessTests {
     /// The daemon's clocks, moved forward by the test (the wall clock with it).
     final class MovableClock: Sendable {

@@ -44,7 +44,7 @@ import Testing
                 Array(try Data(contentsOf: URL(fileURLWithPath: dir + "/arf.xml"))), root, started, ended)
     }
 
-    @Test(.timeLimit(.minutes(10)))
+    @Test(.timeLimit(.minutes(20)))
     func resultsAndARFFromTheRealScannerBecomeFindings() async throws {
         try await withTemporaryDirectory { dir in
             let scan = try Self.scan(in: dir)

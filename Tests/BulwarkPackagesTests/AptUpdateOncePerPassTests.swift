@@ -8,7 +8,7 @@ import Testing
 /// sandbox's repository is served over HTTP on loopback by a small server that logs every path
 /// apt asks for, so the test counts the updates as apt made them: each update asks for the
 /// flat repository's `InRelease` exactly once.
-@Suite(.serialized, .timeLimit(.minutes(5))) struct AptUpdateOncePerPassTests {
+@Suite(.serialized, .timeLimit(.minutes(20))) struct AptUpdateOncePerPassTests {
     /// Serves `folder` on 127.0.0.1 (a free port), appending each request's path to `log`.
     final class CountingServer {
         let process = Process()

@@ -7,7 +7,7 @@ import Testing
 /// The package kind on real packaging tools: .debs built with dpkg-deb, a flat repository from
 /// dpkg-scanpackages, apt and dpkg confined to a sandbox root. Every test shows the machine's
 /// own dpkg database byte-identical afterwards.
-@Suite(.serialized, .timeLimit(.minutes(5))) struct PackageApplyTests {
+@Suite(.serialized, .timeLimit(.minutes(20))) struct PackageApplyTests {
     @Test func anOldVersionIsUpgradedVerifiedAndRecordedWithItsSource() async throws {
         try await withTemporaryDirectory { base in
             let machine = try MachineFingerprint.take()
@@ -200,7 +200,7 @@ import Testing
 }
 
 /// A root whose folders link out of it: apt and dpkg run on the host and would follow the link.
-@Suite(.serialized, .timeLimit(.minutes(5))) struct PackageRootLayoutTests {
+@Suite(.serialized, .timeLimit(.minutes(20))) struct PackageRootLayoutTests {
     @Test func aFolderLinkedOutOfTheRootIsRefusedAndALinkInsideItIsFollowed() async throws {
         try await withTemporaryDirectory { base in
             let box = try AptSandbox(base)
@@ -263,7 +263,7 @@ import Testing
 /// The flat repository served over real HTTP (python3's http.server on a free loopback port),
 /// from a source whose URL carries a password: the fix goes through, and the password is in no
 /// note, error or commit message.
-@Suite(.serialized, .timeLimit(.minutes(5))) struct PackageHTTPSourceTests {
+@Suite(.serialized, .timeLimit(.minutes(20))) struct PackageHTTPSourceTests {
     @Test func anUpgradeFromAnHTTPSourceRecordsItsURLWithoutThePassword() async throws {
         try await withTemporaryDirectory { base in
             let machine = try MachineFingerprint.take()

@@ -7,7 +7,7 @@ import Testing
 /// The package kind through the real `bulwark` binary (BULWARK_BIN): the command's registry knows
 /// it on host targets, `apply` upgrades the sandbox root through apt, and the audit commit on the
 /// origin carries the versions, the source and `Bulwark-Needs-Restart`, as the git CLI reads them.
-@Suite(.serialized, .timeLimit(.minutes(5))) struct PackageEndToEndTests {
+@Suite(.serialized, .timeLimit(.minutes(20))) struct PackageEndToEndTests {
     @Test func applyUpgradesAPackageAndTheAuditCommitSaysFromWhereAndWhatToRestart() async throws {
         try await withTemporaryDirectory { base in
             let machine = try MachineFingerprint.take()

@@ -11,7 +11,7 @@ import Testing
 /// plan → `bulwark accept` → `bulwark apply` upgrades the package from a local flat apt
 /// repository → the root's dpkg database says 1.1 → the audit record cites the finding →
 /// `bulwark report` measures the MTTR from the scanner's first sighting.
-@Suite(.serialized, .timeLimit(.minutes(5))) struct PackageFindingEndToEndTests {
+@Suite(.serialized, .timeLimit(.minutes(20))) struct PackageFindingEndToEndTests {
     /// A patch rule for any Debian package a scanner reports with a fixed version.
     static let rule = """
         # A vulnerable Debian package: propose its fixed version as the resource's minimum.

@@ -6,7 +6,7 @@ import Testing
 
 /// Each guard twice: the harmful change blocked (recorded once, the root's dpkg database
 /// byte-identical), and a legitimate change that still goes through.
-@Suite(.serialized, .timeLimit(.minutes(5))) struct PackageGuardTests {
+@Suite(.serialized, .timeLimit(.minutes(20))) struct PackageGuardTests {
     /// Plans and applies twice, expecting one blocked remediation recorded once and nothing
     /// changed in the root's database. Returns the reason.
     @discardableResult

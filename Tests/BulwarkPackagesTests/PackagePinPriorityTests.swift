@@ -9,7 +9,7 @@ import Testing
 /// from it when asked for `name=version`: with the lists showing it the guard blocks the upgrade
 /// (recorded in the audit branch, the dpkg database byte-identical), with lists too old to show
 /// it the upgrade refuses after its update; without the pin the same upgrade goes through.
-@Suite(.serialized, .timeLimit(.minutes(5))) struct PackagePinPriorityTests {
+@Suite(.serialized, .timeLimit(.minutes(20))) struct PackagePinPriorityTests {
     static let pin = """
         Package: *
         Pin: release l=untrusted-thirdparty

@@ -3,7 +3,7 @@ import BulwarkTestSupport
 import Foundation
 import Testing
 
-@Suite(.timeLimit(.minutes(2))) struct ProcessRunnerTests {
+@Suite(.timeLimit(.minutes(20))) struct ProcessRunnerTests {
     let runner = ProcessRunner(environment: ["PATH": "/usr/bin:/bin"])
 
     /// A child starts with no signal blocked or ignored, whatever the parent does: a service a

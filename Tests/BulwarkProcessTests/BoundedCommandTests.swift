@@ -8,7 +8,7 @@ import Testing
 /// go through, with real processes: a timeout stops the whole process group, a command that
 /// leaves a daemon running is not waited for, the child gets only the environment and
 /// descriptors it is given and every signal at its default, and the end of a long output is kept.
-@Suite(.timeLimit(.minutes(2))) struct BoundedCommandTests {
+@Suite(.timeLimit(.minutes(20))) struct BoundedCommandTests {
     func pid(in file: String) throws -> Int32 {
         try #require(Int32(try String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
     }

@@ -11,7 +11,7 @@ import Testing
 /// The status model the daemon hands the server (`DaemonStatus`), from a real daemon over a
 /// real git repository: before its source is synced it says so and names no revision; once a
 /// cycle has run it names the commit in force, as a `Revision`, and counts the cycle.
-@Suite(.timeLimit(.minutes(2))) struct DaemonStatusTests {
+@Suite(.timeLimit(.minutes(20))) struct DaemonStatusTests {
     /// A policy repository with one commit holding a manifest-free tree, and a daemon on it.
     func daemon(in dir: String) throws -> (Daemon, String) {
         let origin = dir + "/origin"
