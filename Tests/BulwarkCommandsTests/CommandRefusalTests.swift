@@ -185,6 +185,26 @@ import Testing
         }
     }
 
+    /// The twin of `approve`'s check without keys: Bulwark's own held record, signed with the key
+    /// that signed the records around it, is approved as before.
+    @Test func withoutKeysARecordSignedAsTheOthersAreIsApproved() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let key = try AuditTrailTests().makeKey(dir)
+            let signed = ["--secrets-dir", key.secrets, "--signing-key", key.path]
+            #expect(try s.run("apply", signed[0], signed[1], signed[2], signed[3]).status == 0)
+            try s.editPolicy("desired-state/hosts/sshd.yaml", replacing: "PermitRootLogin: \"no\"", with: "PermitRootLogin: \"yes\"")
+            #expect(try s.run("apply", signed[0], signed[1], signed[2], signed[3]).stdout.contains("weakens the policy"))
+            let resource = "SSHDConfig/cis-5.1.20-permit-root-login"
+            let held = try RevertTests.recordID(s, resource: resource, decision: "held")
+            let approved = try Self.approve(s, held)
+            #expect(approved.status == 0, "\(approved.stdout)\n\(approved.stderr)")
+            #expect(approved.stdout.contains("Approving \(held): hold(\(resource)): local PermitRootLogin no -> yes"), "\(approved.stdout)")
+            let applied = try s.run("apply", signed[0], signed[1], signed[2], signed[3])
+            #expect(applied.stdout.contains("fixed    local  \(resource)"), "\(applied.stdout)\n\(applied.stderr)")
+        }
+    }
+
     /// An error a command prints and the one it ends with begin alike: `Error:` (review: a
     /// refused revision printed `error:` lines, then argument-parser's `Error:`).
     @Test func everyErrorLineBeginsWithOnePrefix() async throws {
