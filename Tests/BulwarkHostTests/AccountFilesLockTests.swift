@@ -52,8 +52,9 @@ private func shadowLockIsFree(_ root: String) throws -> Bool {
         try await withTemporaryDirectory { root in
             try write(root + "/etc/passwd", passwd)
             try write(root + "/etc/shadow", shadow, mode: 0o640)
-            // Held far past the wait (and killed after): on a loaded machine the pass itself can take long.
-            let holder = try holdShadowLock(root, seconds: 900)
+            // Held far past the wait (and killed after): on a loaded machine the pass itself can take long
+            // (a whole-package run on 2 cores once took 1,011 s to reach it, past a 900 s holder).
+            let holder = try holdShadowLock(root, seconds: 2700)
             defer { kill(holder.processIdentifier, SIGKILL); holder.waitUntilExit() }
             let started = ContinuousClock.now
             let (plan, outcome) = try await reconcile(try hostState(root: root, resource("UserAccount", "g", "name: guest\nlocked: true")))
@@ -161,7 +162,7 @@ private func shadowLockIsFree(_ root: String) throws -> Bool {
         try await withTemporaryDirectory { root in
             try write(root + "/etc/passwd", passwd)
             try write(root + "/etc/shadow", shadow, mode: 0o640)
-            let holder = try holdPasswdLockFile(root, seconds: 900, pid: pid)
+            let holder = try holdPasswdLockFile(root, seconds: 2700, pid: pid)
             defer { kill(holder.processIdentifier, SIGKILL); holder.waitUntilExit() }
             let named = pid == nil ? "pid \(holder.processIdentifier)" : "a lock file that names no process"
             #expect {
