@@ -6,31 +6,27 @@ extension Repository {
     /// paths. Checked here because libgit2 1.5 can spin forever inflating a truncated loose
     /// object instead of reporting it.
     public func damagedLooseObjects() -> [String] {
-        let objects = path + (path.hasSuffix("/") ? "" : "/") + "objects"
-        let fm = FileManager.default
-        guard let folders = try? fm.contentsOfDirectory(atPath: objects) else { return [] }
-        var damaged: [String] = []
-        for folder in folders where folder.utf8.count == 2 && folder.allSatisfy(\.isHexDigit) {
-            guard let names = try? fm.contentsOfDirectory(atPath: objects + "/" + folder) else { continue }
-            for name in names where name.utf8.count == 38 && name.allSatisfy(\.isHexDigit) {
-                let file = objects + "/" + folder + "/" + name
-                if !Self.isCompleteZlibStream(file) { damaged.append(file) }
-            }
-        }
-        return damaged.sorted()
+        looseObjectFiles().map(\.file).filter { !Self.isCompleteZlibStream($0) }.sorted()
     }
 
     /// The loose objects (`objects/xx/…`), by id.
     public func looseObjects() -> [ObjectID] {
+        looseObjectFiles().map(\.id).sorted()
+    }
+
+    /// Every file of the object folder's fan-out (`objects/xx/` and 38 hex digits), its id and path.
+    private func looseObjectFiles() -> [(id: ObjectID, file: String)] {
         let objects = path + (path.hasSuffix("/") ? "" : "/") + "objects"
         let fm = FileManager.default
         guard let folders = try? fm.contentsOfDirectory(atPath: objects) else { return [] }
-        var ids: [ObjectID] = []
+        var files: [(id: ObjectID, file: String)] = []
         for folder in folders where folder.utf8.count == 2 && folder.allSatisfy(\.isHexDigit) {
             guard let names = try? fm.contentsOfDirectory(atPath: objects + "/" + folder) else { continue }
-            ids += names.compactMap { ObjectID(hex: (folder + $0).lowercased()) }
+            for name in names where name.utf8.count == 38 {
+                if let id = ObjectID(hex: (folder + name).lowercased()) { files.append((id, objects + "/" + folder + "/" + name)) }
+            }
         }
-        return ids.sorted()
+        return files
     }
 
     /// Writes every loose object into one pack, durable (`PackFile.write`: fsynced and renamed
