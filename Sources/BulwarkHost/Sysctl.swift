@@ -242,6 +242,10 @@ struct SysctlDriver: ResourceDriver {
         guard !changes.isEmpty else { return found }
         // Bulwark's own file, by its literal path: never reached through a link.
         let owned = root.full(root.components(of: Self.ownedFile))
+        // Before any change: a fix a vendor file would undo at the next boot is refused whole,
+        // not written and then reported (its runtime value and Bulwark's file were changed, and
+        // the record said failed).
+        try refuseVendorOverrides(changes, owned: owned, root: root)
         var file = try FileIO.readLines(owned, in: root)
             ?? LineFile("# Managed by Bulwark: kernel parameters from the desired state.\n# Edits here are overwritten.\n")
         let existing = Self.assignments(file.text)
@@ -281,16 +285,53 @@ struct SysctlDriver: ResourceDriver {
             try FileIO.writeInPlace(try runtimePath(change.property, root), change.desired + "\n", in: root)
         }
         HostFaults.change(at: "after", of: "Sysctl")
-        // A file Bulwark does not edit (a vendor file in usr/lib) that is applied after its own
-        // still wins at the next boot: say which, rather than "did not hold".
+        // A vendor file that came to win while the fix was written (checked before, too):
+        // say which, rather than "did not hold".
         let now = try persisted(root)
         for change in changes {
             guard let winner = now[change.property], winner.value != change.desired else { continue }
-            throw HostError("\(change.property) = \(winner.value) in \(root.hostPath(root.components(of: winner.file))) is applied after "
-                            + "\(root.hostPath(root.components(of: owned))) and overrides it; Bulwark does not edit files under "
-                            + "/usr or /lib: mask it with a file of the same name in /etc/sysctl.d")
+            throw Self.overridden(change.property, winner, owned: owned, root: root)
         }
         return found
+    }
+
+    /// Refuses `changes` when a file Bulwark does not edit (a vendor file in usr/lib) is applied
+    /// after its own and would still set another value at the next boot, once the files in
+    /// `etc/` and `run/` after Bulwark's have their other values commented out as a fix does.
+    func refuseVendorOverrides(_ changes: [PropertyDrift], owned: String, root: HostRoot) throws {
+        let ordered = try files(root)
+        // Where Bulwark's file is, or will be once written: sorted by its name among the others.
+        let position: Int
+        if let index = ordered.firstIndex(of: owned) {
+            position = index + 1
+        } else {
+            let name = Array((Self.ownedFile as NSString).lastPathComponent.utf8)
+            let sysctlConf = try root.resolve("etc/sysctl.conf")
+            position = ordered.firstIndex { path in
+                path.isSameBytes(sysctlConf) || Array((path as NSString).lastPathComponent.utf8).lexicographicallyPrecedes(name) == false
+            } ?? ordered.count
+        }
+        var winners: [String: (value: String, file: String)] = [:]
+        let wanted = Dictionary(changes.map { ($0.property, $0.desired) }, uniquingKeysWith: { _, last in last })
+        for path in ordered[position...] {
+            let vendor = isVendor(path, root)
+            guard let text = try FileIO.readText(path, in: root) else { continue }
+            for assignment in Self.assignments(text) {
+                guard let desired = wanted[assignment.key], vendor || assignment.value == desired else { continue }
+                winners[assignment.key] = (assignment.value, path)
+            }
+        }
+        for change in changes {
+            guard let winner = winners[change.property], winner.value != change.desired else { continue }
+            throw Self.overridden(change.property, winner, owned: owned, root: root)
+        }
+    }
+
+    /// The refusal of a fix that `winner`, a file Bulwark does not edit, would undo.
+    static func overridden(_ key: String, _ winner: (value: String, file: String), owned: String, root: HostRoot) -> HostError {
+        HostError("\(key) = \(quotedForMessage(winner.value)) in \(quotedForMessage(root.hostPath(root.components(of: winner.file)), limit: 256)) is applied after "
+                  + "\(root.hostPath(root.components(of: owned))) and overrides it; Bulwark does not edit files under "
+                  + "/usr or /lib: mask it with a file of the same name in /etc/sysctl.d")
     }
 
     /// A package's file (under usr/ or lib/), which Bulwark does not edit.

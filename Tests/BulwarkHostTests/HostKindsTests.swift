@@ -125,6 +125,44 @@ import Testing
         }
     }
 
+    /// The refusal comes before any change: neither Bulwark's file nor the runtime value is
+    /// written for a fix the next boot would undo (both were, and the record said failed), and
+    /// nothing else is. Also when Bulwark's file is there already, and when a
+    /// file in etc/ after it would set a value too (that one a fix comments out; the vendor's wins).
+    /// The twin: a vendor file after Bulwark's that sets the desired value does not stop the fix,
+    /// nor one before Bulwark's, which it overrides.
+    @Test func aVendorFileThatWouldWinIsRefusedBeforeAnyChange() async throws {
+        for owned in [nil, "# Managed by Bulwark\nkernel.kptr_restrict = 1\n"] {
+            try await withTemporaryDirectory { root in
+                try write(root + "/usr/lib/sysctl.d/zzz-vendor.conf", "fs.suid_dumpable = 2\n")
+                try write(root + "/etc/sysctl.d/zzzz-local.conf", "fs.suid_dumpable = 1\n")
+                try write(root + "/proc/sys/fs/suid_dumpable", "2\n")
+                try write(root + "/proc/sys/kernel/kptr_restrict", "1\n")
+                if let owned { try write(root + "/etc/sysctl.d/zz-bulwark.conf", owned) }
+                let state = try hostState(root: root, resource("Sysctl", "k", "fs.suid_dumpable: 0\nkernel.kptr_restrict: 1"))
+                let (_, outcome) = try await reconcile(state)
+                let record = try #require(outcome.entries.first?.record)
+                #expect(record.result == .failed)
+                #expect(record.error?.contains("fs.suid_dumpable = 2 in /usr/lib/sysctl.d/zzz-vendor.conf is applied after") == true,
+                        "\(record.error ?? "")")
+                #expect(try read(root + "/proc/sys/fs/suid_dumpable") == "2\n", "the runtime value was changed")
+                #expect(try read(root + "/etc/sysctl.d/zzzz-local.conf") == "fs.suid_dumpable = 1\n")
+                #expect((try? read(root + "/etc/sysctl.d/zz-bulwark.conf")) == owned, "Bulwark's file was written")
+            }
+        }
+        for vendor in ["zzz-vendor.conf", "10-vendor.conf"] {
+            try await withTemporaryDirectory { root in
+                try write(root + "/usr/lib/sysctl.d/" + vendor, vendor.hasPrefix("z") ? "fs.suid_dumpable = 0\n" : "fs.suid_dumpable = 2\n")
+                try write(root + "/etc/sysctl.d/zzzz-local.conf", "fs.suid_dumpable = 1\n")
+                try write(root + "/proc/sys/fs/suid_dumpable", "2\n")
+                let (_, outcome) = try await reconcile(try hostState(root: root, resource("Sysctl", "k", "fs.suid_dumpable: 0")))
+                #expect(outcome.verified.count == 1, "\(vendor): \(outcome.entries.map { $0.record.error ?? "" })")
+                #expect(try read(root + "/proc/sys/fs/suid_dumpable") == "0\n")
+                #expect(try read(root + "/etc/sysctl.d/zzzz-local.conf").hasPrefix("# bulwark: superseded"))
+            }
+        }
+    }
+
     @Test func refusesKeysThatWouldLeaveProcSys() {
         #expect(throws: ValidationFailure.self) { _ = try hostState(root: "/x", resource("Sysctl", "k", "\"net/../../etc/passwd\": 1")) }
         #expect(throws: ValidationFailure.self) { _ = try hostState(root: "/x", resource("Sysctl", "k", "kernel..x: 1")) }
