@@ -375,11 +375,15 @@ extension SSHDConfigDriver: JointlyGuardedDriver {
     /// effective configuration (`sshd -T`, per account, Match blocks and drop-ins included):
     /// no account with a login shell and a key or password that sshd would still let in;
     /// neither root nor any account in sudo, wheel or admin able to log in while one could before;
-    /// `MaxSessions 0`; `MaxStartups` starting at 0; a `ListenAddress` this machine does not have;
+    /// `MaxSessions 0`; `MaxStartups` starting at 0 or full below `fewestStartups`; a `ListenAddress` this machine does not have;
     /// ciphers, key exchanges, MACs or host key algorithms no default client can agree on
     /// (`SSHClientDefaults.noCommonAlgorithm`; a host key algorithm also needs one of the host's keys).
     /// A candidate sshd rejects is blocked with sshd's message. The accounts are judged as the
     /// account changes this pass already allowed on the target leave them (`alongside`).
+    /// The fewest unauthenticated connections (`MaxStartups`' last number) sshd may stop at:
+    /// below it, a few idle connections from anyone keep administrators out (CIS asks 10:30:60).
+    static let fewestStartups = 10
+
     func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target, alongside: [AllowedChange]) async -> GuardVerdict {
         judging("sshd") { try judge(changes, root: try HostRoot(target: target), alongside: alongside) }
     }
@@ -634,8 +638,18 @@ extension SSHDConfigDriver: JointlyGuardedDriver {
         probe.prefetch(users: ["root"] + (first.map { [$0.name] } ?? []))
         // Settings that are global (not allowed in Match): judged once.
         let global = try probe.effective(user: "root")
-        if let startups = global["maxstartups"]?.first, startups.split(separator: ":").first == "0" {
-            return .block("MaxStartups \(startups) would refuse every new connection")
+        if let startups = global["maxstartups"]?.first {
+            // `sshd -T` shows start:rate:full; from `full` unauthenticated connections up every new
+            // one is dropped, and anyone who can reach the port holds that many open for free.
+            let parts = startups.split(separator: ":")
+            if parts.first == "0" {
+                return .block("MaxStartups \(startups) would refuse every new connection")
+            }
+            if let full = parts.last.flatMap({ Int($0) }), full < Self.fewestStartups {
+                return .block("MaxStartups \(startups) would drop every new connection while \(full) unauthenticated "
+                              + "\(full == 1 ? "one is" : "ones are") open: anyone who can reach the port, a scanner included, "
+                              + "could keep every administrator out (at least \(Self.fewestStartups) for the last number)")
+            }
         }
         for address in global["listenaddress"] ?? [] where !Self.isLocal(address) {
             return .block("ListenAddress \(address) is not an address of this machine: sshd could not listen there")

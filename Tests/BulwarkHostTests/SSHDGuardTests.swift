@@ -651,13 +651,19 @@ import Testing
         }
     }
 
-    @Test func maxStartupsZeroIsBlockedAndTenIsApplied() async throws {
+    @Test func maxStartupsZeroOrFewIsBlockedAndTenIsApplied() async throws {
         try await withTemporaryDirectory { root in
             try host(root, [root0, admin])
             // sshd itself refuses a MaxStartups of 0: the guard blocks with sshd's message.
             try await expectBlocked(root, resource("SSHDConfig", "s", "MaxStartups: \"0\""), reason: "Invalid MaxStartups spec")
             try await expectBlocked(root, resource("SSHDConfig", "s", "MaxStartups: \"0:30:100\""), reason: "MaxStartups")
+            // One idle connection (anyone's) keeps every administrator out: seen with a real sshd.
+            for few in ["1", "1:100:1", "3:30:9"] {
+                let reason = try await expectBlocked(root, resource("SSHDConfig", "s", "MaxStartups: \"\(few)\""), reason: "could keep every administrator out")
+                #expect(reason.contains("unauthenticated"), "\(reason)")
+            }
             try await expectApplied(root, resource("SSHDConfig", "s", "MaxStartups: \"10:30:60\""))
+            try await expectApplied(root, resource("SSHDConfig", "s", "MaxStartups: \"10\""))
         }
     }
 
