@@ -137,7 +137,86 @@ extension RoleDriver {
             guard let current = before[role] else { return [] }  // gone since observed: nothing to apply
             var after = before
             after[role] = current.applying(changes, now: Date())
-            return Connector.lockouts(before: before, after: after, me: me, target: target.name)
+            var problems = Connector.lockouts(before: before, after: after, me: me, target: target.name)
+            // A role in use now: its sessions (an application's pool) are refused when they
+            // reconnect, an outage a second person's word does not make safe. Bulwark's own is
+            // judged above; a superuser's by the count of usable superusers.
+            if role != me, current.canLogIn, after[role]?.canLogIn == false,
+               let sessions = try await Self.sessions(of: role, connection), sessions > 0 {
+                problems.append("\(quotedForMessage(role)) has \(sessions) session\(sessions == 1 ? "" : "s") open on \(target.name) now: without its login, "
+                                + "each would be refused when it connects again (an application's pool reconnecting); stop what "
+                                + "connects as \(quotedForMessage(role)) first, then apply the change")
+            }
+            return problems
+        }
+    }
+
+    /// The client sessions open as `role` now, on any database of the server.
+    static func sessions(of role: String, _ connection: PostgresConnection) async throws -> Int? {
+        let rows = try await PostgresAdapter.rows(connection, """
+            SELECT count(*)::text FROM pg_stat_activity
+            WHERE usename = \(role) AND backend_type = 'client backend' AND pid <> pg_backend_pid()
+            """, columns: 1)
+        return rows.first?[0].flatMap { Int($0) }
+    }
+}
+
+extension PrivilegeDriver {
+    /// Blocks taking `USAGE` on a schema away from a grantee while roles that have it only
+    /// through that grant are connected to the database: every query of theirs on the schema's
+    /// tables would fail from the next statement on (the application is in use, so this is an
+    /// outage, not a hardening). A superuser, the schema's owner (or a member of it), and a role
+    /// that keeps it through another grant lose nothing. `CREATE` is not judged: revoking it is
+    /// the hardening, and what a session will create is not known.
+    func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async -> GuardVerdict {
+        do {
+            let spec = try PostgresAdapter.spec(resource, Spec.self)
+            var problems: [String] = []
+            for change in changes where change.desired == "revoked" {
+                let entry = try Self.entry(spec, change.property)
+                guard entry.privilege == "USAGE" else { continue }
+                let users = try await connector.withConnection(target, database: entry.database) { connection in
+                    try await Self.losingUsage(spec.grantee, schema: spec.schema, connection)
+                }
+                guard !users.isEmpty else { continue }
+                let shown = users.map { "\(quotedForMessage($0.role)) (\($0.sessions) session\($0.sessions == 1 ? "" : "s"))" }.joined(separator: ", ")
+                problems.append("revoking USAGE on schema \(quotedForMessage(spec.schema)) from \(quotedForMessage(spec.grantee)) in \(quotedForMessage(entry.database)) would cut off \(shown), "
+                                + "connected now and with USAGE only through that grant: every query of theirs on the schema's tables "
+                                + "would fail; grant USAGE to them first, or stop what connects as them")
+            }
+            return problems.isEmpty ? .allow : .block(problems.joined(separator: "; "))
+        } catch {
+            return .block("cannot read \(target.name) to judge the change, so it is not applied: \(error)")
+        }
+    }
+
+    /// The roles connected to this database now, and their sessions, that have `USAGE` on
+    /// `schema` only through `grantee`'s grant (PUBLIC's: every role's): not superusers, not
+    /// members of the schema's owner, and with no other grant of it reaching them (an
+    /// explicit one, one to a role they are a member of, or PUBLIC's when another is revoked).
+    static func losingUsage(_ grantee: String, schema: String, _ connection: PostgresConnection) async throws
+        -> [(role: String, sessions: Int)] {
+        let rows = try await PostgresAdapter.rows(connection, """
+            WITH g AS (SELECT CASE WHEN \(grantee) = 'PUBLIC' THEN 0::oid
+                                   ELSE (SELECT oid FROM pg_roles WHERE rolname = \(grantee)) END AS oid)
+            SELECT a.usename::text, count(*)::text
+            FROM pg_stat_activity a
+            JOIN pg_roles r ON r.rolname = a.usename
+            JOIN pg_namespace n ON n.nspname = \(schema)
+            CROSS JOIN g
+            WHERE a.datname = current_database() AND a.backend_type = 'client backend' AND a.pid <> pg_backend_pid()
+              AND g.oid IS NOT NULL AND NOT r.rolsuper
+              AND has_schema_privilege(r.oid, n.oid, 'USAGE')
+              AND NOT pg_has_role(r.oid, n.nspowner, 'USAGE')
+              AND (g.oid = 0 OR pg_has_role(r.oid, g.oid, 'USAGE'))
+              AND NOT EXISTS (SELECT 1 FROM aclexplode(n.nspacl) x
+                              WHERE x.privilege_type = 'USAGE' AND x.grantee <> g.oid
+                                AND (x.grantee = 0 OR pg_has_role(r.oid, x.grantee, 'USAGE')))
+            GROUP BY a.usename ORDER BY a.usename
+            """, columns: 2)
+        return rows.compactMap { row in
+            guard let role = row[0], let count = row[1].flatMap({ Int($0) }) else { return nil }
+            return (role, count)
         }
     }
 }

@@ -516,6 +516,61 @@ struct PostgresGuardTests {
         #expect(try server.psql("SELECT string_agg(rolname, ',' ORDER BY rolname) FROM pg_roles WHERE rolsuper") == "postgres")
     }
 
+    // MARK: - Roles and schemas in use
+
+    /// An application's role with a session open: taking its login away (a wrong policy) would
+    /// refuse its pool's next connection. Blocked, recorded once, nothing changed; once the
+    /// session is gone the same change is applied (the twin). Seen by an outside review: the
+    /// change was verified, and the application then failed with "not permitted to log in".
+    @Test func anApplicationRoleInUseKeepsItsLoginUntilItsSessionsEnd() async throws {
+        let server = try PostgresServer()
+        try server.psql("CREATE ROLE app LOGIN PASSWORD '\(server.password)'")
+        let state = try postgresState(server, """
+            apiVersion: bulwark/v1
+            kind: PostgresRole
+            metadata: {name: app}
+            spec: {role: app, login: false}
+            """)
+        let session = try server.hold("SELECT 1", application: "app-pool", user: "app")
+        defer { session.release() }
+        let reason = try await expectBlocked(state, server, name: "app")
+        #expect(reason.contains("app has 1 session open on db-1 now"), "\(reason)")
+        #expect(try server.psql("SELECT rolcanlogin FROM pg_roles WHERE rolname = 'app'") == "t")
+        session.release()
+        let (_, outcome) = try await reconcilePostgres(state, server)
+        #expect(outcome.verified.count == 1, "\(outcome.entries.map { $0.record.reason ?? $0.record.error ?? "" })")
+        #expect(try server.psql("SELECT rolcanlogin FROM pg_roles WHERE rolname = 'app'") == "f")
+    }
+
+    /// Revoking USAGE on a schema from PUBLIC while an application connected to that database
+    /// has it only through PUBLIC: its next query on the schema's tables fails ("relation does
+    /// not exist"). Blocked and recorded once; with USAGE granted to the application's role
+    /// first, the same revoke goes through and the application still reads its table (the twin).
+    @Test func revokingUsageAnApplicationConnectedNowNeedsIsBlocked() async throws {
+        let server = try PostgresServer()
+        try server.psql("CREATE ROLE app LOGIN PASSWORD '\(server.password)'")
+        try server.psql("CREATE DATABASE shop")
+        try server.psql("GRANT USAGE ON SCHEMA public TO PUBLIC; CREATE TABLE items (id int); GRANT SELECT ON items TO app", database: "shop")
+        let state = try postgresState(server, """
+            apiVersion: bulwark/v1
+            kind: PostgresPrivilege
+            metadata: {name: public-usage}
+            spec: {databases: [shop], schema: public, grantee: PUBLIC, privileges: {USAGE: false}}
+            """)
+        let session = try server.hold("SELECT count(*) FROM items", application: "shop-app", user: "app", database: "shop")
+        defer { session.release() }
+        let reason = try await expectBlocked(state, server, name: "public-usage")
+        #expect(reason.contains("would cut off app (1 session)"), "\(reason)")
+        #expect(try server.psql("SELECT has_schema_privilege('app', 'public', 'USAGE')", database: "shop") == "t")
+
+        try server.psql("GRANT USAGE ON SCHEMA public TO app", database: "shop")
+        let (_, outcome) = try await reconcilePostgres(state, server)
+        #expect(outcome.verified.count == 1, "\(outcome.entries.map { $0.record.reason ?? $0.record.error ?? "" })")
+        #expect(try server.psql("SELECT has_schema_privilege('public', 'public', 'USAGE')", database: "shop") == "f")
+        #expect(try server.psql("SELECT has_table_privilege('app', 'public.items', 'SELECT') AND has_schema_privilege('app', 'public', 'USAGE')",
+                                database: "shop") == "t")
+    }
+
     /// The day after today, UTC, as `validUntil` is written.
     var tomorrow: String { Connector.day(Date().addingTimeInterval(86_400)) }
 

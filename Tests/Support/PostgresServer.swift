@@ -78,10 +78,12 @@ public final class PostgresServer {
     /// Runs `sql` in a psql of its own, in the background, and returns once it is running
     /// `pg_sleep` in a transaction that holds what `sql` locked; `release` ends it, or the
     /// transaction commits by itself after `seconds`.
-    public func hold(_ sql: String, application: String, seconds: Int = 120) throws -> HeldTransaction {
+    /// `user` logs in with the server's password (a role made for a test is given it).
+    public func hold(_ sql: String, application: String, seconds: Int = 120, user: String = "postgres",
+                     database: String = "postgres") throws -> HeldTransaction {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/psql")
-        process.arguments = ["-h", "127.0.0.1", "-p", String(port), "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1",
+        process.arguments = ["-h", "127.0.0.1", "-p", String(port), "-U", user, "-d", database, "-v", "ON_ERROR_STOP=1",
                              "-c", "BEGIN", "-c", sql, "-c", "SELECT pg_sleep(\(seconds))", "-c", "COMMIT"]
         process.environment = ["PGPASSWORD": password, "PGAPPNAME": application]
         process.standardInput = FileHandle.nullDevice
