@@ -228,7 +228,10 @@ public enum PostgresAdapter {
             if let message = error.serverInfo?[.message] {
                 return "\(message) (SQLSTATE \(error.serverInfo?[.sqlState] ?? "?"))"
             }
-            return happened(error.code) + (error.underlying.map { ": " + describe($0) } ?? "")
+            // postgres-nio at times wraps the same error in itself: said once.
+            let words = happened(error.code)
+            guard let inner = error.underlying.map(describe), inner != words else { return words }
+            return words + ": " + inner
         }
         if let error = error as? PostgresDecodingError {
             return "column \(error.columnName) (\(error.postgresType)) could not be read as \(error.targetType) "
