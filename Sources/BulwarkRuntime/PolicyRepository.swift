@@ -287,9 +287,9 @@ package actor PolicyRepository: AuditSink {
         defer { close(fd) }
         var info = stat()
         guard fstat(fd, &info) == 0, info.st_uid == geteuid(), info.st_mode & 0o077 != 0 else { return [] }
-        // A folder others share (sticky, or writable by others: `--state-dir /tmp`) is not
-        // Bulwark's to close: said, and left as it is.
-        if info.st_mode & 0o1002 != 0 {  // sticky, or writable by others
+        // A folder others may write in was refused (`untrusted`); a sticky one others cannot
+        // write in is still not Bulwark's to close: said, and left as it is.
+        if info.st_mode & 0o1000 != 0 {
             return ["the state directory \(directory) is shared (mode \(String(info.st_mode & 0o7777, radix: 8))): other users "
                     + "may read the clone and its configuration; give Bulwark a folder of its own"]
         }
@@ -327,6 +327,42 @@ package actor PolicyRepository: AuditSink {
         guard access(path, W_OK | X_OK | R_OK) == 0 else {
             throw Failure.stateDirectory(path, "this user cannot write in it (\(String(cString: strerror(errno))))")
         }
+        if let problem = untrusted(path) { throw Failure.stateDirectory(path, problem) }
+    }
+
+    /// Why another user could change what is in the state directory, or nil: the folder must be
+    /// this user's and writable by neither group nor others, and each folder above it (where
+    /// links lead) root's or this user's, writable by group or others only when sticky (`/tmp`).
+    /// Whoever can write there can swap the intent journal and have Bulwark record, sign and
+    /// push a fix that never happened, or swap the clone (outside review: a folder made in
+    /// `/tmp` by another user was used without a word).
+    static func untrusted(_ path: String) -> String? {
+        guard let real = realpath(path, nil) else { return "it cannot be resolved (\(String(cString: strerror(errno))))" }
+        defer { free(real) }
+        let me = geteuid()
+        var folder = String(cString: real)
+        var info = stat()
+        guard stat(folder, &info) == 0 else { return "it cannot be read (\(String(cString: strerror(errno))))" }
+        let mode = String(info.st_mode & 0o7777, radix: 8)
+        if info.st_uid != me {
+            return "it belongs to uid \(info.st_uid), not to this user (uid \(me)): its owner could replace the intent journal or "
+                + "the clone, and have Bulwark record fixes that never happened; give Bulwark a folder of its own"
+        }
+        if info.st_mode & 0o022 != 0 {
+            return "group or others may write in it (mode \(mode)): they could replace the intent journal or the clone, and "
+                + "have Bulwark record fixes that never happened; give Bulwark a folder of its own (0700)"
+        }
+        while folder != "/" {
+            folder = (folder as NSString).deletingLastPathComponent
+            guard stat(folder, &info) == 0 else { return "\(folder) cannot be read (\(String(cString: strerror(errno))))" }
+            let shared = info.st_mode & 0o022 != 0 && info.st_mode & 0o1000 == 0
+            if (info.st_uid != 0 && info.st_uid != me) || shared {
+                return "\(folder) above it \(shared ? "may be written by group or others without the sticky bit" : "belongs to uid \(info.st_uid)") "
+                    + "(mode \(String(info.st_mode & 0o7777, radix: 8))): whoever can write there could move the state directory away "
+                    + "and put one of their own in its place"
+            }
+        }
+        return nil
     }
 
     /// The path `url` names when it is a local path (`/srv/policy.git`, `./policy`, `file://…`)

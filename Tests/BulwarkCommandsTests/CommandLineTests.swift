@@ -257,13 +257,50 @@ import Testing
             let again = try s.run("plan", stateDir: dir + "/open-state")
             #expect(!again.stderr.contains("0700"), "\(again.stderr)")
 
-            // A shared folder (sticky, writable by all, as /tmp) is never closed, even holding the clone.
+            // A sticky folder only Bulwark may write in is never closed, even holding the clone.
             try FileManager.default.createDirectory(atPath: dir + "/shared", withIntermediateDirectories: true)
-            #expect(chmod(dir + "/shared", 0o1777) == 0)
+            #expect(chmod(dir + "/shared", 0o1755) == 0)
             _ = try s.run("plan", stateDir: dir + "/shared")
             let shared = try s.run("plan", stateDir: dir + "/shared")
-            #expect(try mode(dir + "/shared") == 0o1777)
-            #expect(shared.stderr.contains("is shared (mode 1777)"), "\(shared.stderr)")
+            #expect(try mode(dir + "/shared") == 0o1755)
+            #expect(shared.stderr.contains("is shared (mode 1755)"), "\(shared.stderr)")
+        }
+    }
+
+    /// A state directory someone else may write in is refused before anything in it is read or
+    /// made: its owner could swap the intent journal and have Bulwark record, sign and push a
+    /// fix that never happened (outside review: a folder another user made in /tmp was used
+    /// without a word). Refused: a folder writable by all (as /tmp itself), another user's
+    /// folder, one under a folder anyone may write in without the sticky bit. Used: Bulwark's
+    /// own folder under a sticky shared one (as /tmp/x), and under a folder that is its own.
+    @Test(.enabled(if: isRoot, "chowns to another uid")) func aStateDirectoryOthersCanWriteInIsRefused() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            func folder(_ path: String, _ mode: mode_t, owner: uid_t = 0) throws {
+                try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+                #expect(chmod(path, mode) == 0 && chown(path, owner, 0) == 0)
+            }
+            try folder(dir + "/everyone", 0o1777)
+            try folder(dir + "/theirs", 0o700, owner: 4242)
+            try folder(dir + "/open", 0o777)
+            try folder(dir + "/open/state", 0o700)
+            for (path, cause) in [(dir + "/everyone", "group or others may write in it (mode 1777)"),
+                                  (dir + "/theirs", "it belongs to uid 4242, not to this user (uid 0)"),
+                                  (dir + "/open/state", "\(URL(fileURLWithPath: dir).resolvingSymlinksInPath().path)/open above it may be written by group or others without the sticky bit")] {
+                for command in ["plan", "apply"] {
+                    let refused = try s.run(command, stateDir: path)
+                    #expect(refused.status == 1, "\(command) \(path): \(refused.stderr)")
+                    #expect(refused.stderr.contains("cannot use the state directory '\(path)': \(cause)"), "\(refused.stderr)")
+                    #expect(!FileManager.default.fileExists(atPath: path + "/repository.git"), "nothing made in it")
+                    #expect(!FileManager.default.fileExists(atPath: path + "/intents.log"), "nothing made in it")
+                }
+            }
+            try folder(dir + "/sticky", 0o1777)
+            try folder(dir + "/sticky/state", 0o700)
+            for path in [dir + "/sticky/state", dir + "/open/state/../../mine/state"] {
+                let used = try s.run("plan", stateDir: path)
+                #expect(used.status == 2, "\(path): \(used.stderr)")
+            }
         }
     }
 
