@@ -145,8 +145,11 @@ struct ApplyRun: Encodable {
         // one, and the push makes no other attempt; a second one stops at once.
         let interrupts = PassInterrupts()
         defer { interrupts.end() }
+        if let signal = FaultInjection.signalAtStart { kill(getpid(), signal) }
         var loaded = try await options.load(console: console, recordRefusal: true, revision: review?.pin, reviewed: review?.plan,
                                             targets: targets)
+        interrupts.acting.request()
+        if let signal = FaultInjection.signalWhenLoaded { kill(getpid(), signal) }
         let reconciler = Reconciler(registry: Bulwark.registry())
         // Intents a killed run left open are resolved and recorded before anything else acts.
         let journal = FileJournal(stateDirectory: options.stateDirectory)
@@ -312,6 +315,15 @@ enum FaultInjection {
         ProcessInfo.processInfo.environment["BULWARK_FAULT_PAUSE_BEFORE_SERVICES"].flatMap { Int($0) }.map { .seconds($0) }
     }
 
+    /// `BULWARK_FAULT_SIGNAL_AT_START=N`: `apply` sends itself signal N as soon as its handlers
+    /// are in place, before the revision is loaded; `BULWARK_FAULT_SIGNAL_WHEN_LOADED=N`, once it is.
+    static var signalAtStart: Int32? {
+        ProcessInfo.processInfo.environment["BULWARK_FAULT_SIGNAL_AT_START"].flatMap { Int32($0) }
+    }
+    static var signalWhenLoaded: Int32? {
+        ProcessInfo.processInfo.environment["BULWARK_FAULT_SIGNAL_WHEN_LOADED"].flatMap { Int32($0) }
+    }
+
     /// `BULWARK_FAULT_SAY_PUSH=1`: `apply` says on stderr when its pass is over and its push
     /// begins, so that a test can signal during the push.
     static var sayPush: Bool { ProcessInfo.processInfo.environment["BULWARK_FAULT_SAY_PUSH"] != nil }
@@ -412,7 +424,9 @@ extension FaultInjection {
     }
 }
 
-/// SIGINT (Ctrl-C) and SIGTERM during `apply`, from start-up to the end. The first asks the pass
+/// SIGINT (Ctrl-C) and SIGTERM during `apply`, from start-up to the end. Before the revision is
+/// loaded (fetching it, or recording its refusal), the first ends the process at once: nothing
+/// was started. After, the first asks the pass
 /// to stop (`PassStop`): no fix is started after it, the fixes in flight finish and are recorded,
 /// and the records are pushed, with no other attempt once the first is refused (the ones not
 /// pushed stay in the state directory for the next run); `apply` exits 130. The second ends the
@@ -430,6 +444,11 @@ struct PassInterrupts {
     /// Each signal's disposition before, put back by `end` (a script's `cmd &` ignores SIGINT).
     private let previous: [(number: Int32, action: sigaction)]
 
+    /// Set once the revision is loaded and the pass may act: before, the first signal ends the
+    /// process at once (nothing was started; a fetch from an origin that never answers held it,
+    /// and the first signal only said "no other fix is started").
+    let acting = PassStop()
+
     init() {
         var sources: [any DispatchSourceSignal] = []
         var previous: [(Int32, sigaction)] = []
@@ -441,10 +460,22 @@ struct PassInterrupts {
             // A signal the process was started ignoring stays ignored.
             if unsafeBitCast(old.__sigaction_handler.sa_handler, to: Int.self) == 1 { continue }  // SIG_IGN
             previous.append((number, old))
-            signal(number, SIG_IGN)
+            // libdispatch (Linux) catches the signal with a handler of its own once the source is
+            // registered, which happens on another thread. Ignored first (as was done), a signal
+            // in between was thrown away, and the pass made every fix and exited 0 (outside
+            // review, 2 of 60 runs); ignored after, libdispatch's handler is replaced. So the
+            // signal keeps its action until the source is registered (a signal then ends the
+            // process before anything is started), and init waits for that.
             let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
-            let stop = self.stop, pushing = self.pushing
+            let stop = self.stop, pushing = self.pushing, acting = self.acting
+            let registered = DispatchSemaphore(value: 0)
+            source.setRegistrationHandler { registered.signal() }
             source.setEventHandler { [source] in
+                guard acting.isRequested else {
+                    let line = "bulwark: interrupted before any fix was started: stopped.\n"
+                    line.utf8CString.withUnsafeBufferPointer { _ = Glibc.write(2, $0.baseAddress, $0.count - 1) }
+                    OriginReferenceMoves.exit(128 + number)
+                }
                 // Signals that came together are one event: its count tells a second one apart.
                 guard stop.request(), source.data < 2 else {
                     let line = "bulwark: interrupted again: stopped at once; the next run records what was in flight and pushes "
@@ -460,6 +491,9 @@ struct PassInterrupts {
                 FileHandle.standardError.write(Data(line.utf8))
             }
             source.resume()
+            if registered.wait(timeout: .now() + 5) == .timedOut {
+                Console().warn("the handler of signal \(number) was not in place after 5 s; an interrupt may end apply at once")
+            }
             sources.append(source)
         }
         self.sources = sources

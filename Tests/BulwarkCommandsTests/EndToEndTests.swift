@@ -944,6 +944,33 @@ struct AWSEndToEndTests {
         }
     }
 
+    /// A signal as apply starts (its handlers just in place, the revision not yet loaded) ends
+    /// it at once with 128 + the signal, and nothing is fixed or recorded: nothing was started.
+    /// Before, a signal that came before libdispatch had registered its handler (on another
+    /// thread) was thrown away, and the pass made every fix and exited 0 (outside review: 2 of
+    /// 60 runs). Once the revision is loaded, the first signal stops the pass before its first
+    /// fix (130, "no other fix is started"), and the drift is left for the next run.
+    @Test func aSignalAsApplyStartsIsNeverLost() async throws {
+        for (hook, number, status) in [("BULWARK_FAULT_SIGNAL_AT_START", SIGTERM, Int32(143)),
+                                       ("BULWARK_FAULT_SIGNAL_AT_START", SIGINT, 130),
+                                       ("BULWARK_FAULT_SIGNAL_WHEN_LOADED", SIGTERM, 130)] {
+            try await withTemporaryDirectory { dir in
+                let s = try Scenario(in: dir)
+                let before = (try? s.auditCommits()) ?? []
+                let process = try Self.startApply(s, in: dir, fault: (hook, String(number)))
+                process.waitUntilExit()
+                let out = try read(dir + "/apply.out"), err = try read(dir + "/apply.err")
+                #expect(process.terminationReason == .exit && process.terminationStatus == status,
+                        "\(hook) \(number): \(process.terminationReason.rawValue) \(process.terminationStatus) \(out) \(err)")
+                #expect(!out.contains("fixed"), "\(hook): \(out)")
+                #expect(err.contains(hook.hasSuffix("START") ? "interrupted before any fix was started" : "no other fix is started"),
+                        "\(hook): \(err)")
+                #expect(((try? s.auditCommits()) ?? []) == before, "nothing recorded")
+                #expect(try s.run("plan").status == 2, "the drift is left for the next run")
+            }
+        }
+    }
+
     /// A second Ctrl-C while a fix does not finish (held 60 s by a fault hook) ends the process at
     /// once with 130; the next run records the fix in flight from its intent, and the branch is
     /// sound. Before, the second signal waited, blocked, on a thread that blocks signals.
