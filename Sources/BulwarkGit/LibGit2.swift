@@ -9,6 +9,10 @@ enum LibGit2 {
         // an ssh:// remote is first used, not in every process (see CSSHInit.c).
         _ = bulwark_ssh_defer_crypto_init()
         git_libgit2_init()
+        // Every connection to an origin gives up on a connect after 30 s, and is closed once
+        // nothing went either way on it for `BULWARK_ORIGIN_IDLE_TIMEOUT` seconds (120): an
+        // origin that accepted and never answered held a fetch, and the pass, for ever (GitStream.c).
+        precondition(bulwark_git_register_stream(30, Int32(originIdleTimeout)) == 0, "libgit2 refused Bulwark's socket stream")
         // libgit2 keeps every commit and tree it parses in a per-repository object cache (256 MiB
         // by default). Bulwark reads almost every object once: the objects of each audit commit
         // it writes (the flush walks them to pack them, the next commit looks its parent up),
@@ -34,6 +38,15 @@ enum LibGit2 {
         // object never written, or an origin's ref at a pack that is not there.
         precondition(bulwark_git_enable_fsync(1) == 0, "libgit2 refused GIT_OPT_ENABLE_FSYNC_GITDIR")
         return true
+    }()
+
+    /// Seconds without data either way after which a connection to an origin is closed:
+    /// `BULWARK_ORIGIN_IDLE_TIMEOUT` (1 to 86,399), else 120. A git server sends keepalives
+    /// while it prepares a pack (every 5 s), so a live one is never cut off.
+    static let originIdleTimeout: Int = {
+        guard let text = ProcessInfo.processInfo.environment["BULWARK_ORIGIN_IDLE_TIMEOUT"], let seconds = Int(text),
+              (1..<86_400).contains(seconds) else { return 120 }
+        return seconds
     }()
 
     /// The size of one mapping of a pack, in bytes.

@@ -1,5 +1,6 @@
 internal import BulwarkCore
 internal import CLibGit2
+internal import CSSHInit
 internal import Foundation
 
 /// How Bulwark authenticates to a remote and decides whether to trust an SSH server.
@@ -92,10 +93,18 @@ final class RemoteCallbacks {
 
     /// Runs the remote operation. A libgit2 error caused by a callback is reported with the
     /// callback's reason, which says what to do about it.
+    /// An operation whose connection the watchdog closed for silence (GitStream.c) says so: under
+    /// TLS or ssh the error libgit2 reports is only the layer above's ("Failed getting banner").
     func run<R>(_ body: () throws(GitError) -> R) throws(GitError) -> R {
+        let closedBefore = bulwark_git_idle_shutdowns()
         do {
             return try withExtendedLifetime(self) { () throws(GitError) -> R in try body() }
         } catch {
+            if failure == nil, bulwark_git_idle_shutdowns() > closedBefore, !error.message.contains("BULWARK_ORIGIN_IDLE_TIMEOUT") {
+                throw GitError(function: error.function, code: error.code, errorClass: error.errorClass,
+                               message: "the origin sent and took nothing for \(LibGit2.originIdleTimeout) s, so the connection was "
+                                   + "closed (BULWARK_ORIGIN_IDLE_TIMEOUT): \(error.message)")
+            }
             guard let failure else { throw error }
             throw GitError(function: error.function, code: error.code, errorClass: error.errorClass, message: failure)
         }

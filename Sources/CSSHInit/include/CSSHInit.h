@@ -11,3 +11,5 @@ int bulwark_ssh_defer_crypto_init(void);
 /// of exact file names) among the libraries it needs (DT_NEEDED). 0 when `symbol` is NULL or not
 /// in a loaded object.
 int bulwark_object_needs(const void *symbol, const char *const *names);
+
+#include "GitStream.h"
