@@ -128,7 +128,9 @@ public struct HostRoot: Sendable, Hashable {
             guard fd >= 0 else {
                 let code = errno
                 var info = stat()
-                if fstatat(current.fd, part, &info, AT_SYMLINK_NOFOLLOW) == 0 {
+                // A folder that could not be opened (out of descriptors, no permission) says why,
+                // not "is a folder, not a folder".
+                if fstatat(current.fd, part, &info, AT_SYMLINK_NOFOLLOW) == 0, info.st_mode & FileType.mask != FileType.directory {
                     throw HostError(FileType.refusal(info.st_mode, expected: "a folder"), path: full(here))
                 }
                 throw HostError(code == ENOENT ? "folder does not exist" : "cannot open the folder: \(errnoText(code))",
