@@ -403,7 +403,9 @@ package actor PolicyRepository: AuditSink {
                 if let path = Self.missingLocalOrigin(configuration.url) { throw Failure.noRepository(path) }
                 throw Failure.unreachable(configuration.url, error)
             }
-            stale = "cannot fetch \(redactedURL(configuration.url)) (\(error.message)); using the last fetched revision"
+            // A local origin moved or removed: libgit2 calls that an unsupported URL protocol.
+            let why = Self.missingLocalOrigin(configuration.url).map { "there is no git repository at \($0)" } ?? error.message
+            stale = "cannot fetch \(redactedURL(configuration.url)) (\(why)); using the last fetched revision"
         }
         guard let head = try repository.resolve("refs/remotes/origin/\(configuration.branch)") else {
             throw Failure.noBranch(configuration.branch, configuration.url)
