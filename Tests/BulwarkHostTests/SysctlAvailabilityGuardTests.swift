@@ -44,7 +44,7 @@ import Testing
         try read(root + "/proc/sys/" + key)
     }
 
-    @Test func aCountThatWouldStarveTheHostIsBlockedAndRecorded() async throws {
+    @Test func aCountThatWouldStarveTheHostIsBlockedAndRecordedAndARaisedLimitApplied() async throws {
         try await withTemporaryDirectory { root in
             try host(root)
             for (spec, reason) in [
@@ -61,12 +61,7 @@ import Testing
             ] {
                 try await expectBlocked(root, resource("Sysctl", "s", spec), reason: reason)
             }
-        }
-    }
-
-    @Test func aRaisedLimitAndNoConntrackLimitAreApplied() async throws {
-        try await withTemporaryDirectory { root in
-            try host(root)
+            // The twins: limits a guide raises, and no connection tracking limit at all (0).
             try await expectApplied(root, resource("Sysctl", "s", """
                 fs.file-max: 2097152
                 fs.nr_open: 2097152
