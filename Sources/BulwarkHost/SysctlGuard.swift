@@ -66,6 +66,9 @@ extension SysctlDriver {
             if let floor = Self.floors[key], value == floor.value {
                 return .block("\(key) = \(value) \(floor.why)")
             }
+            if let problem = try starves(key, value, changes, root: root) {
+                return .block("\(key) = \(quotedForMessage(value)) \(problem)")
+            }
             let parts = key.split(separator: ".")
             if parts.count == 5, parts[0] == "net", parts[1] == "ipv6", parts[2] == "conf", parts[4] == "disable_ipv6",
                parts[3] != "default", value != "0" {
@@ -153,6 +156,223 @@ extension SysctlDriver {
                 return group.isEmpty ? "0" : String(group)
             }
             return (String(fields[5]), groups.joined(separator: ":"))
+        }
+        return nil
+    }
+}
+
+// MARK: - Sysctl: what would starve the host or cut it off
+
+extension SysctlDriver {
+    /// Counts under which the host cannot start a process, open a file or reach the network,
+    /// each with what would happen (the value in words) and why the floor is where it is. Far
+    /// under any value a hardening guide or the kernel itself chooses: a guide raises these, and
+    /// the kernel's own smallest defaults are the floors.
+    static let minimums: [String: (floor: UInt64, effect: @Sendable (String) -> String)] = [
+        // NR_FILE, the smallest default the kernel picks (a tenth of memory in KiB, at least 8192).
+        "fs.file-max": (8192, { "would let the whole host hold at most \($0) open files: past them every process not running as root "
+                                + "fails to open one, so no one but root could log in or start a program" }),
+        // Below the soft limit every process starts with, pam_limits' and systemd's setrlimit fail.
+        "fs.nr_open": (1024, { "would cap every process's open files at \($0): pam_limits and systemd setting the usual limit of 1024 "
+                               + "or more would fail, and with them logins, sshd sessions included, and service starts" }),
+        // 4096: PID_MAX_DEFAULT of a CONFIG_BASE_SMALL kernel, the smallest any kernel build uses.
+        "kernel.pid_max": (4096, { "would leave at most \($0) process ids, which threads use too: once they are taken no new process "
+                                   + "could start, sshd sessions included" }),
+        // The threads of an idle server's daemons alone come to several hundred.
+        "kernel.threads-max": (1024, { "would let at most \($0) threads run on the whole host: once they run no new process could start, "
+                                       + "sshd sessions included" }),
+        // DEFAULT_MAX_MAP_COUNT: guides raise it (Elasticsearch asks for 262144), none lowers it.
+        "vm.max_map_count": (65530, { "would let each process map at most \($0) memory regions, fewer than the kernel's default 65530: "
+                                      + "allocations past it fail, and under a few dozen no program could start, sshd sessions included" }),
+        // 0 is no limit. 4096: the table a 512 MiB host gets by default.
+        "net.netfilter.nf_conntrack_max": (4096, { "would let the connection tracker hold at most \($0) connections: once it is full "
+                                                   + "every new connection through the firewall is dropped, SSH included" }),
+        "net.nf_conntrack_max": (4096, { "would let the connection tracker hold at most \($0) connections: once it is full "
+                                         + "every new connection through the firewall is dropped, SSH included" }),
+    ]
+
+    /// Why `key = value`, as the pass leaves the host, would starve it or cut it off, or nil:
+    /// a count under its floor (`minimums`, where 0 means no limit for the connection tracker),
+    /// memory the kernel would keep from every program (`vm.min_free_kbytes`, huge pages), a
+    /// strict overcommit limit under what is committed now (`vm.overcommit_memory` 2 and its
+    /// ratio or kbytes, judged as the pair ends: this change, else the host's runtime value,
+    /// else the sysctl files'), and `arp_ignore` 8 (no ARP replies at all). Numbers are read as
+    /// the kernel reads them (`0x10`, `020` and `16` are sixteen; only the first word counts);
+    /// one the kernel would refuse or ignore (a negative count, more than 64 bits, a word) is
+    /// not judged here: its write fails.
+    func starves(_ key: String, _ value: String, _ changes: [PropertyDrift], root: HostRoot) throws -> String? {
+        if let minimum = Self.minimums[key], let count = Self.kernelCount(value), count < minimum.floor,
+           count != 0 || !key.hasSuffix("conntrack_max") {
+            return minimum.effect(String(count))
+        }
+        switch key {
+        case "vm.min_free_kbytes", "vm.nr_hugepages", "vm.nr_hugepages_mempolicy":
+            return try reservedMemory(changes, root: root)
+        case "vm.overcommit_memory", "vm.overcommit_ratio", "vm.overcommit_kbytes":
+            return try commitLimit(key, changes, root: root)
+        default:
+            break
+        }
+        let parts = key.split(separator: ".")
+        if parts.count == 5, parts[0] == "net", parts[1] == "ipv4", parts[2] == "conf", parts[4] == "arp_ignore",
+           parts[3] != "lo", Self.kernelCount(value) == 8 {
+            let which = switch parts[3] {
+            case "all": "every interface"
+            case "default": "every interface made from now on (at the next boot, each one made after sysctl.d is read)"
+            default: Self.swapped(parts[3])
+            }
+            return "would have \(which) answer no ARP request: no machine on its network could reach the host over IPv4, SSH included"
+        }
+        return nil
+    }
+
+    /// A number as the kernel's `proc_dointvec` family reads one written to `proc/sys`: its first
+    /// word, in base 0 (`0x` hexadecimal, a leading `0` octal). Nil for a negative number, one
+    /// of more than 64 bits or anything else: the kernel refuses those (a negative unsigned
+    /// count it ignores).
+    static func kernelCount(_ value: String) -> UInt64? {
+        guard let word = value.split(whereSeparator: { $0 == " " || $0 == "\t" }).first else { return nil }
+        var digits = Substring(word), radix: UInt64 = 10
+        if digits.hasPrefix("0x") || digits.hasPrefix("0X") {
+            digits = digits.dropFirst(2)
+            radix = 16
+        } else if digits.count > 1, digits.hasPrefix("0") {
+            digits = digits.dropFirst()
+            radix = 8
+        }
+        guard !digits.isEmpty else { return nil }
+        var result: UInt64 = 0
+        for character in digits {
+            guard character.isASCII, let digit = character.hexDigitValue, UInt64(digit) < radix else { return nil }
+            let (shifted, overflow) = result.multipliedReportingOverflow(by: radix)
+            let (sum, carry) = shifted.addingReportingOverflow(UInt64(digit))
+            guard !overflow, !carry else { return nil }
+            result = sum
+        }
+        return result
+    }
+
+    /// What the root's `proc/meminfo` says, in bytes (nil where it does not say).
+    struct MemoryInfo {
+        var total: UInt64?
+        var swap: UInt64 = 0
+        var hugepageSize: UInt64 = 2 << 20
+        var committed: UInt64?
+    }
+
+    /// The target's memory, from `proc/meminfo` under its root (the machine's own only where the
+    /// root is `/`); nil where the root has none.
+    static func memory(_ root: HostRoot) throws -> MemoryInfo? {
+        guard let text = try FileIO.readText("proc/meminfo", in: root) else { return nil }
+        var info = MemoryInfo()
+        for line in text.split(separator: "\n") {
+            let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == ":" })
+            guard fields.count >= 2, let kib = UInt64(fields[1]) else { continue }
+            let bytes = saturating(kib, times: 1024)
+            switch fields[0] {
+            case "MemTotal": info.total = bytes
+            case "SwapTotal": info.swap = bytes
+            case "Hugepagesize": info.hugepageSize = bytes
+            case "Committed_AS": info.committed = bytes
+            default: break
+            }
+        }
+        return info
+    }
+
+    static func saturating(_ a: UInt64, times b: UInt64) -> UInt64 {
+        let (product, overflow) = a.multipliedReportingOverflow(by: b)
+        return overflow ? .max : product
+    }
+
+    static func saturating(_ a: UInt64, plus b: UInt64) -> UInt64 {
+        let (sum, overflow) = a.addingReportingOverflow(b)
+        return overflow ? .max : sum
+    }
+
+    static func mebibytes(_ bytes: UInt64) -> String { "\(bytes >> 20) MiB" }
+
+    /// `key`'s value once the pass is made: the last of `changes` that sets it, else the host's
+    /// runtime value, else the sysctl files' (nil where none has it).
+    func ending(_ key: String, _ changes: [PropertyDrift], root: HostRoot) throws -> String? {
+        if let change = changes.last(where: { $0.property == key }) { return change.desired }
+        return try runtime(key, root) ?? persisted(root)[key]?.value
+    }
+
+    /// The memory `vm.min_free_kbytes` and the huge page pool keep from every program, as the
+    /// pass leaves them: more than a twentieth of MemTotal kept free (Red Hat's tuning guide warns
+    /// already at 5 to 10 %), or more than three quarters reserved together (a database's pool
+    /// of huge pages may take most of a dedicated host, not all of it). Where the root has no
+    /// `proc/meminfo`: more than 256 MiB kept free (the most the kernel picks itself), more than
+    /// 1 GiB reserved (what a host of 2 GiB can spare).
+    func reservedMemory(_ changes: [PropertyDrift], root: HostRoot) throws -> String? {
+        let memory = try Self.memory(root)
+        let count = { (key: String) throws -> UInt64 in try self.ending(key, changes, root: root).flatMap(Self.kernelCount) ?? 0 }
+        let free = Self.saturating(try count("vm.min_free_kbytes"), times: 1024)
+        let pages = try max(count("vm.nr_hugepages"), count("vm.nr_hugepages_mempolicy"))
+        let huge = Self.saturating(pages, times: memory?.hugepageSize ?? 2 << 20)
+        let of = memory?.total.map { " of the host's \(Self.mebibytes($0))" } ?? " (the root has no proc/meminfo to say how much the host has)"
+        let consequence = "programs would fail to allocate and be killed while it lies unused, sshd sessions included, "
+            + "and the host might not boot"
+        if changes.contains(where: { $0.property == "vm.min_free_kbytes" }), free > (memory?.total.map { $0 / 20 } ?? 256 << 20) {
+            return "would keep \(Self.mebibytes(free))\(of) free for the kernel alone, more than "
+                + (memory?.total == nil ? "the 256 MiB the kernel ever keeps itself" : "a twentieth") + ": " + consequence
+        }
+        let reserved = Self.saturating(free, plus: huge)
+        if reserved > (memory?.total.map { $0 / 4 * 3 } ?? 1 << 30) {
+            return "would reserve \(Self.mebibytes(huge)) in huge pages and keep \(Self.mebibytes(free)) free for the kernel, "
+                + "\(Self.mebibytes(reserved)) together\(of), more than " + (memory?.total == nil ? "1 GiB" : "three quarters")
+                + ": " + consequence
+        }
+        return nil
+    }
+
+    /// Strict overcommit (`vm.overcommit_memory` 2) as the pass leaves it, with a limit under
+    /// what the host has committed now (`Committed_AS`: every allocation would fail at once) or
+    /// under a quarter of MemTotal. The limit is the kernel's (`vm_commit_limit`):
+    /// `overcommit_kbytes` where set, else `overcommit_ratio` percent of the memory huge pages
+    /// do not hold, plus swap. Writing one of the two sets the other to 0. Where the root has no
+    /// `proc/meminfo`: a ratio under 25, or kbytes under 256 MiB (swap not known, not counted).
+    func commitLimit(_ key: String, _ changes: [PropertyDrift], root: HostRoot) throws -> String? {
+        guard try ending("vm.overcommit_memory", changes, root: root).flatMap(Self.kernelCount) == 2 else { return nil }
+        let setsRatio = changes.contains { $0.property == "vm.overcommit_ratio" }
+        let setsKbytes = changes.contains { $0.property == "vm.overcommit_kbytes" }
+        let kbytesText = try setsRatio && !setsKbytes ? "0" : ending("vm.overcommit_kbytes", changes, root: root) ?? "0"
+        guard let kbytes = Self.kernelCount(kbytesText) else { return nil }
+        let memory = try Self.memory(root)
+        let setting: (key: String, value: UInt64), limit: UInt64
+        if kbytes > 0 {
+            setting = ("vm.overcommit_kbytes", kbytes)
+            limit = Self.saturating(Self.saturating(kbytes, times: 1024), plus: memory?.swap ?? 0)
+        } else {
+            guard let percent = Self.kernelCount(try ending("vm.overcommit_ratio", changes, root: root) ?? "50") else { return nil }
+            setting = ("vm.overcommit_ratio", percent)
+            let pages = try max(ending("vm.nr_hugepages", changes, root: root).flatMap(Self.kernelCount) ?? 0,
+                                ending("vm.nr_hugepages_mempolicy", changes, root: root).flatMap(Self.kernelCount) ?? 0)
+            // Without MemTotal, the ratio of 1 GiB: under a quarter is under 256 MiB.
+            let total = memory?.total ?? 1 << 30
+            let usable = total - min(total, Self.saturating(pages, times: memory?.hugepageSize ?? 2 << 20))
+            limit = Self.saturating(Self.saturating(usable, times: percent) / 100, plus: memory?.swap ?? 0)
+        }
+        // How the pair ends, said from the key this change sets.
+        let others = [("vm.overcommit_memory", "2"), (setting.key, String(setting.value))].filter { $0.0 != key }
+        let pair = others.map { other in
+            changes.contains(where: { $0.property == other.0 }) ? "with \(other.0) = \(other.1)" : "while \(other.0) is \(other.1)"
+        }.joined(separator: " and ")
+        let cut = "no new process could start, sshd sessions included"
+        guard let total = memory?.total else {
+            guard limit < 256 << 20 else { return nil }
+            return "\(pair) would let the host commit at most " + (setting.key == "vm.overcommit_ratio"
+                ? "\(setting.value) % of its memory" : Self.mebibytes(limit))
+                + " (the root has no proc/meminfo to say how much it has): once that is taken \(cut)"
+        }
+        if let committed = memory?.committed, limit < committed {
+            return "\(pair) would let the host commit at most \(Self.mebibytes(limit)), less than the \(Self.mebibytes(committed)) "
+                + "committed now: every allocation would fail, so \(cut)"
+        }
+        if limit < total / 4 {
+            return "\(pair) would let the host commit at most \(Self.mebibytes(limit)) of its \(Self.mebibytes(total)), less than "
+                + "a quarter: once that is taken \(cut)"
         }
         return nil
     }

@@ -171,9 +171,43 @@ enum HostWeakening {
         return interfaceStrength[String(parts[4])]
     }
 
+    /// Parameters some hardening guides set that turn a fault the kernel survives into a crash
+    /// of the whole host, or that cannot be undone before a reboot: each value's rank (how far
+    /// it goes, 0 for the kernel's default; nil for one the kernel refuses) and why a move to a
+    /// higher rank is held for a second person. Numbers are read as the kernel reads them
+    /// (`SysctlDriver.kernelCount`: `0x1` is 1).
+    static let sysctlDrastic: [String: (rank: @Sendable (String) -> Int?, why: String)] = {
+        let on: @Sendable (String) -> Int? = { SysctlDriver.kernelCount($0).map { $0 == 0 ? 0 : 1 } }
+        return [
+            "kernel.panic_on_oops": (on, "would crash the host at any kernel oops instead of killing the one process that hit it"),
+            "kernel.panic_on_warn": (on, "would crash the host at any kernel warning, which it otherwise logs and carries on from"),
+            "vm.panic_on_oom": ({ SysctlDriver.kernelCount($0).map { $0 == 0 ? 0 : $0 == 2 ? 2 : 1 } },
+                                "would crash the host when memory runs out (at 2 even where only one cgroup's runs out) "
+                                + "instead of killing one process"),
+            "kernel.hung_task_panic": (on, "would crash the host whenever a task waits longer than hung_task_timeout_secs (a slow disk, "
+                                       + "a hung NFS server) instead of logging it"),
+            "kernel.softlockup_panic": (on, "would crash the host at a soft lockup instead of logging it"),
+            "kernel.hardlockup_panic": (on, "would crash the host at a hard lockup instead of logging it"),
+            "kernel.panic_on_rcu_stall": (on, "would crash the host at an RCU stall instead of logging it"),
+            "kernel.modules_disabled": (on, "would stop every kernel module from loading (the driver of a disk or network card added "
+                                        + "later, a firewall's or file system's module) and cannot be set back to 0 without a reboot"),
+            // 0: a host that panics stays down; a number of seconds, or below 0 at once, reboots it.
+            "kernel.panic": ({ value in
+                let negative = value.hasPrefix("-")
+                return SysctlDriver.kernelCount(negative ? String(value.dropFirst()) : value).map { $0 == 0 ? 1 : 0 }
+            }, "would leave a host that panics hung until someone power-cycles it, instead of rebooting it"),
+        ]
+    }()
+
     @Sendable static func sysctl(_ key: String, _ from: String, _ to: String) -> String? {
-        guard let order = strengths(key), let a = order.firstIndex(of: from), let b = order.firstIndex(of: to), b < a else { return nil }
-        return "moves from \(from) to the weaker \(to)"
+        if let order = strengths(key), let a = order.firstIndex(of: from), let b = order.firstIndex(of: to), b < a {
+            return "moves from \(from) to the weaker \(to)"
+        }
+        // A value before that the kernel refused set nothing: judged as the default.
+        if let drastic = sysctlDrastic[key], let b = drastic.rank(to), b > drastic.rank(from) ?? 0 {
+            return drastic.why
+        }
+        return nil
     }
 
     // MARK: - values no earlier revision set
@@ -242,6 +276,8 @@ enum HostWeakening {
     static let sysctlUnset: [String: String] = ["kernel.randomize_va_space": "2", "kernel.perf_event_paranoid": "2"]
 
     @Sendable static func sysctlNew(_ key: String, _ value: String) -> String? {
+        // The kernel's default is 0 for each (`kernel.panic` 0 is then no move).
+        if sysctlDrastic[key] != nil { return judgedNew(sysctl(key, "0", value), from: "0") }
         guard let order = strengths(key), order.count > 1 else { return nil }
         let unset = sysctlUnset[key] ?? order[1]
         return judgedNew(sysctl(key, unset, value), from: unset)
