@@ -125,6 +125,14 @@ extension FileModeDriver: JointlyGuardedDriver {
     /// mitigation of its flaws (CVE-2021-4034), and administrators reach root through sudo.
     static let rootPrograms = ["sudo", "su", "doas"]
     static let programFolders = ["usr/bin", "bin", "usr/sbin", "sbin"]
+    /// sudo's own files (patterns relative to the root): sudo refuses to run at all when one is
+    /// not owned by root, or is writable by others, or by a group other than root's.
+    static let sudoersFiles = ["etc/sudoers", "etc/sudoers.d/*"]
+    /// Folders every user and service writes temporary files in, each keeping the others' files
+    /// (the sticky bit): `1777`. `run/lock` is `1777` on some systems (Debian) and `0755` on
+    /// others, so it is kept `1777` only where it is.
+    static let sharedFolders = ["tmp", "var/tmp", "dev/shm"]
+    static let sharedWhereOpen = ["run/lock"]
     /// Files no policy may make world-readable (patterns relative to the root).
     static let secretFiles = ["etc/shadow", "etc/shadow-", "etc/gshadow", "etc/gshadow-", "etc/sudoers",
                               "etc/sudoers.d/*", "etc/ssh/ssh_host_*_key"]
@@ -192,11 +200,31 @@ extension FileModeDriver: JointlyGuardedDriver {
         let system = paths.contains { path in Self.systemFolders.contains { PathText.isWithin(path, $0) } }
         let secret = paths.contains { path in Self.secretFiles.contains { fnmatch($0, path, FNM_PATHNAME) == 0 } }
         let shown = resource.spec.subject + (resolved == written ? "" : " (really /\(resolved))")
+        // sudo's own files, where the root has sudo: administrators become root through it.
+        let sudoers = paths.contains { path in Self.sudoersFiles.contains { fnmatch($0, path, FNM_PATHNAME) == 0 } }
+            && Self.programFolders.contains { folder in
+                var info = stat()
+                return (try? root.resolve("/" + folder + "/sudo")).map { stat($0, &info) == 0 && info.st_mode & FileType.mask == FileType.regular } ?? false
+            }
+        let shared = paths.contains { Self.sharedFolders.contains($0) }
+        let sharedWhereOpen = paths.contains { Self.sharedWhereOpen.contains($0) }
+        let sudoRefuses = "sudo refuses to run with a sudoers file that is not root's or that others can write: "
+            + "administrators could no longer become root through it"
         for change in changes {
             switch change.property {
             case "mode":
                 guard let mode = UInt32(change.desired, radix: 8) else { return .block("mode \(change.desired) is not octal") }
                 let before = change.observed.flatMap { UInt32($0, radix: 8) } ?? 0
+                if sudoers && mode & 0o022 != 0 {
+                    return .block("mode \(change.desired) would let group or others write \(shown): \(sudoRefuses)")
+                }
+                if (shared || sharedWhereOpen && before & 0o1777 == 0o1777) && mode & 0o1777 != 0o1777 {
+                    var lost: [String] = []
+                    if mode & 0o777 != 0o777 { lost.append("users and services other than its owner could no longer all create their files there") }
+                    if mode & 0o1000 == 0 { lost.append("without the sticky bit anyone could delete or rename the others' files there") }
+                    return .block("mode \(change.desired) would make \(shown), where every user and service writes temporary files, other "
+                                  + "than 1777: \(lost.joined(separator: ", and "))")
+                }
                 if system && mode & 0o022 != 0 {
                     return .block("mode \(change.desired) would let group or others write \(shown), a system file")
                 }
@@ -207,18 +235,31 @@ extension FileModeDriver: JointlyGuardedDriver {
                 if added != 0 {
                     return .block("mode \(change.desired) would add the \(added & 0o4000 != 0 ? "setuid" : "setgid") bit to \(shown)")
                 }
-            case "owner" where system:
+            case "owner" where system || sudoers || shared || sharedWhereOpen:
                 let accounts = try HostAccounts.reading(root)
                 let uid = accounts.user(change.desired)?.uid ?? UInt32(change.desired)
                 guard let uid else { return .block("owner \(change.desired) is not in the target's etc/passwd") }
-                if uid >= accounts.uidMin && uid != 0 {
+                if sudoers && uid != 0 {
+                    return .block("owner \(change.desired) (uid \(uid)) would own \(shown): \(sudoRefuses)")
+                }
+                if (shared || sharedWhereOpen) && uid != 0 {
+                    return .block("owner \(change.desired) (uid \(uid)) would own \(shown), where every user and service writes "
+                                  + "temporary files: its owner may delete or rename anyone's files there and change its mode")
+                }
+                if system && uid >= accounts.uidMin && uid != 0 {
                     return .block("owner \(change.desired) (uid \(uid), at or above UID_MIN \(accounts.uidMin)) "
                                   + "is not a system account; \(shown) is a system file")
                 }
             case "group" where secret:
                 let accounts = try HostAccounts.reading(root)
-                guard accounts.groups.contains(where: { $0.name.isSameBytes(change.desired) }) || UInt32(change.desired) != nil else {
+                let gid = accounts.groups.first { $0.name.isSameBytes(change.desired) }?.gid ?? UInt32(change.desired)
+                guard let gid else {
                     return .block("group \(change.desired) is not in the target's etc/group")
+                }
+                // sudo takes a group-writable sudoers file from root's group alone.
+                var info = stat()
+                if sudoers, gid != 0, stat(real, &info) == 0, (specMode ?? UInt32(info.st_mode & 0o7777)) & 0o020 != 0 {
+                    return .block("group \(change.desired) (gid \(gid)) would be able to write \(shown): \(sudoRefuses)")
                 }
             default:
                 break
@@ -268,9 +309,13 @@ extension FileModeDriver: JointlyGuardedDriver {
         guard stat(real, &info) == 0 else { return nil }  // nothing there to change
         let before = Node(mode: UInt32(info.st_mode & 0o7777), uid: info.st_uid, gid: info.st_gid,
                           folder: info.st_mode & FileType.mask == FileType.directory)
-        // Only a folder, or a file someone can execute now, can be the way to a program lost;
-        // other files only as a key file (the accounts are not read for the rest).
-        let onTheWay = before.folder || before.mode & 0o111 != 0
+        // Only a folder, a file someone can execute now, or a file whose reading the change can
+        // take away (a library a program loads) can be the way to a program lost; other files
+        // only as a key file (the accounts are not read for the rest).
+        let newMode = specMode ?? changes.last { $0.property == "mode" }.flatMap { UInt32($0.desired, radix: 8) }
+        let readTaken = changes.contains { $0.property == "owner" || $0.property == "group" }
+            || newMode.map { before.mode & 0o444 & ~$0 != 0 } ?? false
+        let onTheWay = before.folder || before.mode & 0o111 != 0 || readTaken
         guard onTheWay || ["authorized_keys", "authorized_keys2"].contains(PathText.components(real).last ?? "") else { return nil }
         let accounts = try HostAccounts.reading(root)
         var after = before
@@ -311,6 +356,16 @@ extension FileModeDriver: JointlyGuardedDriver {
         let admins = accounts.users.filter { $0.uid == 0 || accounts.isAdmin($0) }
         let programs = !onTheWay ? [] : Self.programFolders.flatMap { folder in Self.rootPrograms.map { "/" + folder + "/" + $0 } }
             .compactMap { path in (try? root.resolve(path)).map { (full: $0, name: path, role: "who becomes root through it") } }
+            + [(try? root.resolve("/bin/sh")).map { (full: $0, name: "/bin/sh", role: "who runs commands through it (system(), cron, package scripts)") }]
+            .compactMap { $0 }
+        // Each program's needs once per call (and once per plan: `ProgramNeeds`).
+        var starts: [String: [ProgramNeed]] = [:]
+        func needs(_ program: String) -> [ProgramNeed] {
+            if let known = starts[program] { return known }
+            let found = ProgramNeeds.of(program, in: root)
+            starts[program] = found
+            return found
+        }
         for account in admins {
             let gids = Set(accounts.groups.filter { $0.members.contains { $0.isSameBytes(account.name) } }.map(\.gid)).union([account.gid])
             func can(_ node: Node, _ want: UInt32) -> Bool {
@@ -331,6 +386,19 @@ extension FileModeDriver: JointlyGuardedDriver {
                 }
                 if full.hasBytePrefix(real + "/"), before.folder, lost(0o1), FileManager.default.fileExists(atPath: full) {
                     return "\(who) could no longer reach \(name) through \(shown)"
+                }
+            }
+            // What each of them needs to start (`ProgramNeeds`): its interpreter executable, its
+            // libraries readable (by root alone for a program setuid root), the folders on the way searchable.
+            for (full, name, _) in needed {
+                for need in needs(full) where !need.asRoot {
+                    if need.path.isSameBytes(real), lost(need.want) {
+                        return "\(who) could no longer start \(name): \(shown) would not be "
+                            + (need.want == 0o1 ? "executable" : "readable") + " by it"
+                    }
+                    if before.folder, need.folders.contains(real), lost(0o1) {
+                        return "\(who) could no longer start \(name): \(shown) would not be searchable by it, on the way to \(need.shown)"
+                    }
                 }
             }
             // The key files looked for are under the home: nothing else is read for other paths.

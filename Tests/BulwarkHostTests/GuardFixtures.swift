@@ -63,7 +63,9 @@ func snapshot(_ root: String) throws -> [String: String] {
         if relative == "etc/.pwd.lock" { continue }
         let path = root + "/" + relative
         let info = modeAndOwner(path)
-        let bytes = FileManager.default.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) } ?? "<folder>"
+        // A binary file (a real program or library) by its base64: decoding megabytes of bytes
+        // that are not UTF-8 took seconds a file.
+        let bytes = FileManager.default.contents(atPath: path).map { String(validating: $0, as: UTF8.self) ?? "base64:" + $0.base64EncodedString() } ?? "<folder>"
         result[relative] = "\(String(info.mode, radix: 8)) \(info.uid):\(info.gid) \(bytes)"
     }
     return result
