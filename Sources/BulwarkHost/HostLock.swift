@@ -28,13 +28,22 @@ final class HostLock {
 
     init(_ root: HostRoot) throws(HostError) {
         let display = root.full(Self.path)
-        let folder = try root.openFolderNoFollow(Array(Self.path.dropLast()), create: 0o700)
+        // In folders only root (or Bulwark's user) may write in, and a file of theirs: whoever
+        // could write in `run` could hold the lock for ever and stop every fix, while the
+        // message blamed another Bulwark (outside review).
+        let folder = try root.openFolderNoFollow(Array(Self.path.dropLast()), create: 0o700, trusted: true,
+                                                 keeps: "the target's lock, which whoever holds it stops every fix with")
         let fd = openat(folder.fd, Self.path[2], O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw HostError("cannot open the target's lock: \(errnoText())", path: display) }
         var info = stat()
         guard fstat(fd, &info) == 0, info.st_mode & FileType.mask == FileType.regular else {
             close(fd)
             throw HostError("the target's lock is not a regular file", path: display)
+        }
+        guard info.st_uid == 0 || info.st_uid == geteuid() else {
+            close(fd)
+            throw HostError("the target's lock file belongs to uid \(info.st_uid), not to root: whoever owns it can hold it and stop "
+                            + "every fix; remove it", path: display)
         }
         // A process this one forks (sshd -t, for another target worked on in parallel) shares
         // the lock's open file until it execs: a holder that goes away within moments is

@@ -105,9 +105,9 @@ public struct HostRoot: Sendable, Hashable {
     /// owner of `run` can rename `run/bulwark`). A folder then found missing is missing for
     /// everyone: only a trusted owner could have taken it away.
     func openFolderNoFollow(_ components: [String], create: mode_t? = nil, creatingFrom: Int = 0,
-                            trusted: Bool = false) throws(HostError) -> Directory {
+                            trusted: Bool = false, keeps: String = "the reloads it owes") throws(HostError) -> Directory {
         var current = try openRoot()
-        if trusted { try requireTrusted(current) }
+        if trusted { try requireTrusted(current, keeps: keeps) }
         // Every folder there, none of them a link: opened in one call. Anything else (a link, a
         // missing folder) is walked component by component below, which says what it is.
         if !trusted, let fd = LinkFreeOpen.open(components[...], under: current.fd, flags: O_RDONLY | O_DIRECTORY | O_CLOEXEC) {
@@ -137,17 +137,17 @@ public struct HostRoot: Sendable, Hashable {
                                 path: full(here), code: code == ENOENT ? .missing : .general)
             }
             current = Directory(fd: fd, components: here)
-            if trusted { try requireTrusted(current) }
+            if trusted { try requireTrusted(current, keeps: keeps) }
         }
         return current
     }
 
     /// Fails unless `folder` is a trusted owner's and writable by no one else (`StrictModes.folderDoubt`).
-    private func requireTrusted(_ folder: Directory) throws(HostError) {
+    private func requireTrusted(_ folder: Directory, keeps: String) throws(HostError) {
         var info = stat()
         guard fstat(folder.fd, &info) == 0 else { throw HostError("cannot stat: \(errnoText())", path: full(folder.components)) }
         if let doubt = StrictModes.folderDoubt(info) {
-            throw HostError("\(doubt), which lets another user change what Bulwark keeps below it (the reloads it owes); "
+            throw HostError("\(doubt), which lets another user change what Bulwark keeps below it (\(keeps)); "
                             + "make it root's and writable only by its owner", path: full(folder.components))
         }
     }

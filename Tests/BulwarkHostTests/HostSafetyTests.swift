@@ -549,6 +549,37 @@ final class SwapControl: Sendable {
     }
 }
 
+/// A local user who can write in the target's `run` (or who owns the lock file) could hold the
+/// lock for ever and stop every fix, while the message blamed another Bulwark (outside review).
+/// The lock is taken only in folders only root may write in, from a file of root's: otherwise
+/// the fix fails (recorded), naming the folder or file and its owner. The twin: once the folder
+/// is root's again, the same fix is applied.
+@Suite struct UntrustedHostLockTests {
+    @Test(.enabled(if: isRoot, "chowns to another uid")) func aLockAnotherUserCouldHoldIsNotTaken() async throws {
+        for planted in ["run", "run/bulwark/host.lock"] {
+            try await withTemporaryDirectory { root in
+                try write(root + "/etc/login.defs", "PASS_MAX_DAYS 99999\n")
+                try write(root + "/run/bulwark/host.lock", "")
+                chmod(root + "/run/bulwark", 0o700)
+                #expect(chown(root + "/" + planted, 4242, 4242) == 0)
+                let state = try hostState(root: root, resource("LoginDefs", "l", "PASS_MAX_DAYS: 90"))
+                let (_, outcome) = try await reconcile(state)
+                let record = try #require(outcome.entries.first?.record, "\(planted)")
+                #expect(record.result == .failed, "\(planted)")
+                let why = planted == "run" ? "belongs to uid 4242, not root, which lets another user change what Bulwark keeps below it (the target's lock"
+                    : "the target's lock file belongs to uid 4242, not to root"
+                #expect(record.error?.contains(why) == true, "\(planted): \(record.error ?? "")")
+                #expect(try read(root + "/etc/login.defs") == "PASS_MAX_DAYS 99999\n", "\(planted)")
+
+                #expect(chown(root + "/" + planted, 0, 0) == 0)
+                let (_, fixed) = try await reconcile(state)
+                #expect(fixed.verified.count == 1, "\(planted): \(fixed.entries.map { $0.record.error ?? "" })")
+                #expect(try read(root + "/etc/login.defs") == "PASS_MAX_DAYS 90\n")
+            }
+        }
+    }
+}
+
 @Suite struct StaleTemporaryTests {
     /// A fix holds the target's lock, and only the lock's holder writes temporary files there:
     /// every file of Bulwark's naming pattern is a leftover of a killed writer, even one younger
