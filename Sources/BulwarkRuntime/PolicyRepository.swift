@@ -315,7 +315,15 @@ package actor PolicyRepository: AuditSink {
             throw Failure.stateDirectory(path, "it is a file, not a folder")
         }
         do {
-            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+            // Each folder made is this user's alone (0700), whatever the umask: made 0775 under
+            // umask 002, the state directory was then refused as writable by its group.
+            var made = path.hasPrefix("/") ? "" : "."
+            for component in path.split(separator: "/") {
+                made += "/" + component
+                if mkdir(made, 0o700) != 0, errno != EEXIST {
+                    throw CocoaError(.fileWriteUnknown, userInfo: [NSLocalizedDescriptionKey: String(cString: strerror(errno))])
+                }
+            }
         } catch {
             // The first folder on the way that is missing, or a file, tells why.
             var parent = (path as NSString).deletingLastPathComponent
@@ -331,38 +339,80 @@ package actor PolicyRepository: AuditSink {
     }
 
     /// Why another user could change what is in the state directory, or nil: the folder must be
-    /// this user's and writable by neither group nor others, and each folder above it (where
-    /// links lead) root's or this user's, writable by group or others only when sticky (`/tmp`).
-    /// Whoever can write there can swap the intent journal and have Bulwark record, sign and
-    /// push a fix that never happened, or swap the clone (outside review: a folder made in
-    /// `/tmp` by another user was used without a word).
+    /// this user's and writable by no one else, and every folder on the way to it (each one that
+    /// holds a link on the way included, where the link is read, not followed) root's or this
+    /// user's, writable by others only when sticky (`/tmp`). Group write counts as no one else's
+    /// where the group is the owner's own (a user private group: umask 002's folders). Whoever
+    /// can write in any of them can swap the intent journal, or repoint a link to a folder of
+    /// theirs, and have Bulwark record, sign and push a fix that never happened (outside review:
+    /// a folder made in `/tmp` by another user was used without a word; a link in a folder
+    /// anyone may write in got past a check of where it led).
     static func untrusted(_ path: String) -> String? {
-        guard let real = realpath(path, nil) else { return "it cannot be resolved (\(String(cString: strerror(errno))))" }
-        defer { free(real) }
         let me = geteuid()
-        var folder = String(cString: real)
         var info = stat()
-        guard stat(folder, &info) == 0 else { return "it cannot be read (\(String(cString: strerror(errno))))" }
-        let mode = String(info.st_mode & 0o7777, radix: 8)
+        func mode() -> String { String(info.st_mode & 0o7777, radix: 8) }
+        // Group write is the owner's alone where the group is its private group.
+        func othersWrite() -> Bool {
+            info.st_mode & 0o002 != 0 || info.st_mode & 0o020 != 0 && !privateGroup(info.st_gid, of: info.st_uid)
+        }
+        // Every folder on the way, and each folder a link on the way is read from.
+        let start = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+        var pending = ArraySlice(start.split(separator: "/").map(String.init))
+        var folder = "/"
+        var hops = 0
+        while true {
+            guard lstat(folder, &info) == 0 else { return "\(folder) cannot be read (\(String(cString: strerror(errno))))" }
+            // The state directory itself is judged after the walk, by its own rule.
+            let last = !pending.contains { $0 != "." && !$0.isEmpty }
+            if !last, (info.st_uid != 0 && info.st_uid != me) || othersWrite() && info.st_mode & 0o1000 == 0 {
+                let why = info.st_uid != 0 && info.st_uid != me ? "belongs to uid \(info.st_uid)"
+                    : "may be written by group or others without the sticky bit"
+                return "\(folder) on the way to it \(why) (mode \(mode())): whoever can write there could move the state directory "
+                    + "away, or change where a link leads, and put a folder of their own in its place"
+            }
+            guard let name = pending.popFirst() else { break }
+            if name == "." || name.isEmpty { continue }
+            if name == ".." {
+                folder = (folder as NSString).deletingLastPathComponent
+                continue
+            }
+            let next = folder == "/" ? "/" + name : folder + "/" + name
+            guard lstat(next, &info) == 0 else { return "\(next) cannot be read (\(String(cString: strerror(errno))))" }
+            if info.st_mode & S_IFMT == S_IFLNK {
+                hops += 1
+                guard hops <= 40, let target = try? FileManager.default.destinationOfSymbolicLink(atPath: next) else {
+                    return "\(next) cannot be followed (too many links, or unreadable)"
+                }
+                if target.hasPrefix("/") { folder = "/" }
+                pending = ArraySlice(target.split(separator: "/").map(String.init) + pending)
+                continue
+            }
+            guard info.st_mode & S_IFMT == S_IFDIR else { return "\(next) is not a folder" }
+            folder = next
+        }
+        // The state directory itself: this user's alone.
         if info.st_uid != me {
             return "it belongs to uid \(info.st_uid), not to this user (uid \(me)): its owner could replace the intent journal or "
                 + "the clone, and have Bulwark record fixes that never happened; give Bulwark a folder of its own"
         }
-        if info.st_mode & 0o022 != 0 {
-            return "group or others may write in it (mode \(mode)): they could replace the intent journal or the clone, and "
+        if othersWrite() {
+            return "group or others may write in it (mode \(mode())): they could replace the intent journal or the clone, and "
                 + "have Bulwark record fixes that never happened; give Bulwark a folder of its own (0700)"
         }
-        while folder != "/" {
-            folder = (folder as NSString).deletingLastPathComponent
-            guard stat(folder, &info) == 0 else { return "\(folder) cannot be read (\(String(cString: strerror(errno))))" }
-            let shared = info.st_mode & 0o022 != 0 && info.st_mode & 0o1000 == 0
-            if (info.st_uid != 0 && info.st_uid != me) || shared {
-                return "\(folder) above it \(shared ? "may be written by group or others without the sticky bit" : "belongs to uid \(info.st_uid)") "
-                    + "(mode \(String(info.st_mode & 0o7777, radix: 8))): whoever can write there could move the state directory away "
-                    + "and put one of their own in its place"
-            }
-        }
         return nil
+    }
+
+    /// Whether `gid` is the private group of `uid` (umask 002's convention): its primary group,
+    /// named as it, with no other member.
+    private static func privateGroup(_ gid: gid_t, of uid: uid_t) -> Bool {
+        guard let user = getpwuid(uid), user.pointee.pw_gid == gid, let group = getgrgid(gid),
+              String(cString: group.pointee.gr_name) == String(cString: user.pointee.pw_name) else { return false }
+        var member = group.pointee.gr_mem
+        while let name = member?.pointee {
+            if String(cString: name) != String(cString: user.pointee.pw_name) { return false }
+            member = member?.successor()
+        }
+        return true
     }
 
     /// The path `url` names when it is a local path (`/srv/policy.git`, `./policy`, `file://…`)

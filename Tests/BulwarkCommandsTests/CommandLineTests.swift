@@ -284,9 +284,14 @@ import Testing
             try folder(dir + "/theirs", 0o700, owner: 4242)
             try folder(dir + "/open", 0o777)
             try folder(dir + "/open/state", 0o700)
+            try folder(dir + "/mine-behind-link", 0o700)
+            #expect(symlink(dir + "/mine-behind-link", dir + "/open/link") == 0)
             for (path, cause) in [(dir + "/everyone", "group or others may write in it (mode 1777)"),
                                   (dir + "/theirs", "it belongs to uid 4242, not to this user (uid 0)"),
-                                  (dir + "/open/state", "\(URL(fileURLWithPath: dir).resolvingSymlinksInPath().path)/open above it may be written by group or others without the sticky bit")] {
+                                  (dir + "/open/state", "\(URL(fileURLWithPath: dir).resolvingSymlinksInPath().path)/open on the way to it may be written by group or others without the sticky bit"),
+                                  // A link in a folder anyone may write in: its target is Bulwark's own, but
+                                  // whoever writes there could point it elsewhere (third review).
+                                  (dir + "/open/link", "\(URL(fileURLWithPath: dir).resolvingSymlinksInPath().path)/open on the way to it may be written")] {
                 for command in ["plan", "apply"] {
                     let refused = try s.run(command, stateDir: path)
                     #expect(refused.status == 1, "\(command) \(path): \(refused.stderr)")
@@ -297,9 +302,20 @@ import Testing
             }
             try folder(dir + "/sticky", 0o1777)
             try folder(dir + "/sticky/state", 0o700)
-            for path in [dir + "/sticky/state", dir + "/open/state/../../mine/state"] {
+            // A link in a folder only root may write in is followed; `..` is taken lexically.
+            #expect(symlink(dir + "/mine-behind-link", dir + "/trusted-link") == 0)
+            for path in [dir + "/sticky/state", dir + "/sticky/../mine/state", dir + "/trusted-link"] {
                 let used = try s.run("plan", stateDir: path)
                 #expect(used.status == 2, "\(path): \(used.stderr)")
+            }
+            // Folders it makes are 0700 whatever the umask (run through a shell to set one): made
+            // 0775 under umask 002, the new state directory was refused as writable by its group.
+            let umask002 = try run("/bin/sh", ["-c", "umask 002; exec \"$0\" plan --repo \"$1\" --state-dir \"$2\"",
+                                               try bulwarkExecutable(), s.origin, dir + "/made/under/umask"])
+            #expect(umask002.status == 2, "\(umask002.stderr)")
+            for made in ["/made", "/made/under", "/made/under/umask"] {
+                var info = stat()
+                #expect(stat(dir + made, &info) == 0 && info.st_mode & 0o777 == 0o700, "\(made)")
             }
         }
     }
