@@ -45,6 +45,8 @@ final class HostLock {
             throw HostError("the target's lock file belongs to uid \(info.st_uid), not to root: whoever owns it can hold it and stop "
                             + "every fix; remove it", path: display)
         }
+        // Readable by others, anyone could open it and flock it (third review): root's alone.
+        if info.st_mode & 0o077 != 0 { _ = fchmod(fd, 0o600) }
         // A process this one forks (sshd -t, for another target worked on in parallel) shares
         // the lock's open file until it execs: a holder that goes away within moments is
         // waited for, briefly, before the lock counts as another Bulwark's.

@@ -313,7 +313,9 @@ struct SysctlDriver: ResourceDriver {
         }
         var winners: [String: (value: String, file: String)] = [:]
         let wanted = Dictionary(changes.map { ($0.property, $0.desired) }, uniquingKeysWith: { _, last in last })
-        for path in ordered[position...] {
+        let ownName = (Self.ownedFile as NSString).lastPathComponent
+        // A file of the same name in a later folder (run/, usr/lib/) is hidden once Bulwark's is written.
+        for path in ordered[position...] where !((path as NSString).lastPathComponent == ownName && path != owned) {
             let vendor = isVendor(path, root)
             guard let text = try FileIO.readText(path, in: root) else { continue }
             for assignment in Self.assignments(text) {

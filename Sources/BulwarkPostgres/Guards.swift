@@ -151,11 +151,13 @@ extension RoleDriver {
         }
     }
 
-    /// The client sessions open as `role` now, on any database of the server.
+    /// The client sessions open as `role` now, on any database of the server. A session of a
+    /// role Bulwark's may not see the details of (neither superuser nor `pg_read_all_stats`)
+    /// shows its user but no `backend_type`: counted, rather than leaving the guard blind.
     static func sessions(of role: String, _ connection: PostgresConnection) async throws -> Int? {
         let rows = try await PostgresAdapter.rows(connection, """
             SELECT count(*)::text FROM pg_stat_activity
-            WHERE usename = \(role) AND backend_type = 'client backend' AND pid <> pg_backend_pid()
+            WHERE usename = \(role) AND (backend_type = 'client backend' OR backend_type IS NULL) AND pid <> pg_backend_pid()
             """, columns: 1)
         return rows.first?[0].flatMap { Int($0) }
     }
@@ -204,7 +206,8 @@ extension PrivilegeDriver {
             JOIN pg_roles r ON r.rolname = a.usename
             JOIN pg_namespace n ON n.nspname = \(schema)
             CROSS JOIN g
-            WHERE a.datname = current_database() AND a.backend_type = 'client backend' AND a.pid <> pg_backend_pid()
+            WHERE a.datname = current_database() AND (a.backend_type = 'client backend' OR a.backend_type IS NULL)
+              AND a.pid <> pg_backend_pid()
               AND g.oid IS NOT NULL AND NOT r.rolsuper
               AND has_schema_privilege(r.oid, n.oid, 'USAGE')
               AND NOT pg_has_role(r.oid, n.nspowner, 'USAGE')

@@ -181,6 +181,11 @@ static int stream_connect(git_stream *stream) {
         }
         return -1;
     }
+    // Data sent and never acknowledged (a path that drops packets) ends the connection after the
+    // idle limit too: retransmissions count as data sent for TCP_INFO, so the watchdog alone would
+    // wait for the kernel's own limit (about 15 minutes).
+    unsigned int unacknowledged = (unsigned int)idle_ms;
+    setsockopt(s, IPPROTO_TCP, TCP_USER_TIMEOUT, &unacknowledged, sizeof unacknowledged);
     if (watch_socket(s) != 0) {
         close(s);
         set_error("failed to connect to %s:%s: %s", st->host, st->port ? st->port : "", "too many connections open at once");

@@ -150,9 +150,10 @@ import Testing
                 #expect((try? read(root + "/etc/sysctl.d/zz-bulwark.conf")) == owned, "Bulwark's file was written")
             }
         }
-        for vendor in ["zzz-vendor.conf", "10-vendor.conf"] {
+        // The last: a file of Bulwark's name in usr/lib, which Bulwark's own hides once written.
+        for vendor in ["zzz-vendor.conf", "10-vendor.conf", "zz-bulwark.conf"] {
             try await withTemporaryDirectory { root in
-                try write(root + "/usr/lib/sysctl.d/" + vendor, vendor.hasPrefix("z") ? "fs.suid_dumpable = 0\n" : "fs.suid_dumpable = 2\n")
+                try write(root + "/usr/lib/sysctl.d/" + vendor, vendor.hasPrefix("zzz") ? "fs.suid_dumpable = 0\n" : "fs.suid_dumpable = 2\n")
                 try write(root + "/etc/sysctl.d/zzzz-local.conf", "fs.suid_dumpable = 1\n")
                 try write(root + "/proc/sys/fs/suid_dumpable", "2\n")
                 let (_, outcome) = try await reconcile(try hostState(root: root, resource("Sysctl", "k", "fs.suid_dumpable: 0")))

@@ -572,7 +572,10 @@ final class SwapControl: Sendable {
                 #expect(try read(root + "/etc/login.defs") == "PASS_MAX_DAYS 99999\n", "\(planted)")
 
                 #expect(chown(root + "/" + planted, 0, 0) == 0)
+                // Root's, but readable by others (anyone could open and flock it): made root's alone.
+                chmod(root + "/run/bulwark/host.lock", 0o644)
                 let (_, fixed) = try await reconcile(state)
+                #expect(modeAndOwner(root + "/run/bulwark/host.lock").mode == 0o600)
                 #expect(fixed.verified.count == 1, "\(planted): \(fixed.entries.map { $0.record.error ?? "" })")
                 #expect(try read(root + "/etc/login.defs") == "PASS_MAX_DAYS 90\n")
             }

@@ -522,10 +522,17 @@ struct PostgresGuardTests {
     /// refuse its pool's next connection. Blocked, recorded once, nothing changed; once the
     /// session is gone the same change is applied (the twin). Seen by an outside review: the
     /// change was verified, and the application then failed with "not permitted to log in".
-    @Test func anApplicationRoleInUseKeepsItsLoginUntilItsSessionsEnd() async throws {
+    /// Also where Bulwark connects as a role that is neither superuser nor `pg_read_all_stats`
+    /// (CREATEROLE is enough to manage `app`): such a role sees the session's user but not its
+    /// `backend_type`, and the guard saw no session at all (third review).
+    @Test(arguments: ["postgres", "manager"]) func anApplicationRoleInUseKeepsItsLoginUntilItsSessionsEnd(_ user: String) async throws {
         let server = try PostgresServer()
         try server.psql("CREATE ROLE app LOGIN PASSWORD '\(server.password)'")
-        let state = try postgresState(server, """
+        try server.psql("CREATE ROLE manager LOGIN CREATEROLE PASSWORD '\(server.password)'")
+        let state = try postgresState(server, target: """
+            {adapter: postgres, host: 127.0.0.1, port: \(server.port), user: \(user), database: postgres,
+                   passwordFile: \(server.passwordFile("db-1")), sslmode: disable}
+            """, """
             apiVersion: bulwark/v1
             kind: PostgresRole
             metadata: {name: app}
