@@ -245,7 +245,8 @@ struct SysctlDriver: ResourceDriver {
         // Before any change: a fix a vendor file would undo at the next boot is refused whole,
         // not written and then reported (its runtime value and Bulwark's file were changed, and
         // the record said failed).
-        try refuseVendorOverrides(changes, owned: owned, root: root)
+        let later = try filesAfter(owned, root: root)
+        try refuseVendorOverrides(changes, later: later, owned: owned, root: root)
         var file = try FileIO.readLines(owned, in: root)
             ?? LineFile("# Managed by Bulwark: kernel parameters from the desired state.\n# Edits here are overwritten.\n")
         let existing = Self.assignments(file.text)
@@ -265,21 +266,19 @@ struct SysctlDriver: ResourceDriver {
         try FileIO.write(file, to: owned, in: root, newFileMode: 0o644, createFolders: 0o755)
 
         // Files applied after Bulwark's that still set another value, where an administrator
-        // keeps configuration (etc/, run/), get that line commented out.
-        let ordered = try files(root)
-        if let position = ordered.firstIndex(of: owned) {
-            for path in ordered[(position + 1)...] where !isVendor(path, root) {
-                guard var lines = try FileIO.readLines(path, in: root) else { continue }
-                var changed = false
-                for assignment in Self.assignments(lines.text) {
-                    guard let change = changes.first(where: { $0.property == assignment.key }),
-                          assignment.value != change.desired else { continue }
-                    let original = LineFile.content(lines.lines[assignment.line])
-                    lines.lines[assignment.line] = Substring("# bulwark: superseded by \(Self.ownedFile): \(original)\(LineFile.ending(lines.lines[assignment.line]))")
-                    changed = true
-                }
-                if changed { try FileIO.write(lines, to: path, in: root) }
+        // keeps configuration (etc/, run/), get that line commented out. The list read before
+        // the write: the folders listed once per fix, not twice.
+        for path in later where !isVendor(path, root) {
+            guard var lines = try FileIO.readLines(path, in: root) else { continue }
+            var changed = false
+            for assignment in Self.assignments(lines.text) {
+                guard let change = changes.first(where: { $0.property == assignment.key }),
+                      assignment.value != change.desired else { continue }
+                let original = LineFile.content(lines.lines[assignment.line])
+                lines.lines[assignment.line] = Substring("# bulwark: superseded by \(Self.ownedFile): \(original)\(LineFile.ending(lines.lines[assignment.line]))")
+                changed = true
             }
+            if changed { try FileIO.write(lines, to: path, in: root) }
         }
         for change in changes {
             try FileIO.writeInPlace(try runtimePath(change.property, root), change.desired + "\n", in: root)
@@ -295,10 +294,10 @@ struct SysctlDriver: ResourceDriver {
         return found
     }
 
-    /// Refuses `changes` when a file Bulwark does not edit (a vendor file in usr/lib) is applied
-    /// after its own and would still set another value at the next boot, once the files in
-    /// `etc/` and `run/` after Bulwark's have their other values commented out as a fix does.
-    func refuseVendorOverrides(_ changes: [PropertyDrift], owned: String, root: HostRoot) throws {
+    /// The files applied after Bulwark's own (`owned`), in order, once it is written: where it
+    /// is, or will be, sorted by its name among the others; a file of its name in a later
+    /// folder (run/, usr/lib/) is hidden by it.
+    func filesAfter(_ owned: String, root: HostRoot) throws -> [String] {
         let ordered = try files(root)
         // Where Bulwark's file is, or will be once written: sorted by its name among the others.
         let position: Int
@@ -311,11 +310,17 @@ struct SysctlDriver: ResourceDriver {
                 path.isSameBytes(sysctlConf) || Array((path as NSString).lastPathComponent.utf8).lexicographicallyPrecedes(name) == false
             } ?? ordered.count
         }
+        let ownName = (Self.ownedFile as NSString).lastPathComponent
+        return ordered[position...].filter { !(($0 as NSString).lastPathComponent == ownName && $0 != owned) }
+    }
+
+    /// Refuses `changes` when a file Bulwark does not edit (a vendor file in usr/lib) among
+    /// `later` (`filesAfter`) would still set another value at the next boot, once the files in
+    /// `etc/` and `run/` among them have their other values commented out as a fix does.
+    func refuseVendorOverrides(_ changes: [PropertyDrift], later: [String], owned: String, root: HostRoot) throws {
         var winners: [String: (value: String, file: String)] = [:]
         let wanted = Dictionary(changes.map { ($0.property, $0.desired) }, uniquingKeysWith: { _, last in last })
-        let ownName = (Self.ownedFile as NSString).lastPathComponent
-        // A file of the same name in a later folder (run/, usr/lib/) is hidden once Bulwark's is written.
-        for path in ordered[position...] where !((path as NSString).lastPathComponent == ownName && path != owned) {
+        for path in later {
             let vendor = isVendor(path, root)
             guard let text = try FileIO.readText(path, in: root) else { continue }
             for assignment in Self.assignments(text) {
