@@ -393,8 +393,10 @@ final class MetadataStandIn {
     }
 
     @Test func credentialsAboutToExpireAreFetchedAgainAndFreshOnesAreReused() async throws {
-        // 60 seconds left is inside the 5-minute refresh window: every use fetches again.
-        let expiring = try MetadataStandIn(lifetime: 60)
+        // 4 minutes left is inside the 5-minute refresh window: every use fetches again. (60 s
+        // left was once taken as already expired: a whole-package CI run had starved the task
+        // for over a minute between the answer and its check.)
+        let expiring = try MetadataStandIn(lifetime: 240)
         let soon = chain(["HOME": "/nonexistent", "AWS_EC2_METADATA_SERVICE_ENDPOINT": expiring.endpoint])
         #expect(try await soon.resolve().accessKeyID == "ASIAIMDS1")
         #expect(try await soon.resolve().accessKeyID == "ASIAIMDS2")
