@@ -209,14 +209,15 @@ enum ProgramNeeds {
         }
     }
 
-    /// An open ELF file under the root: its headers and real path. Nil when it is missing, not a
-    /// regular file, reached through a link the walk does not follow, or not ELF.
-    private static func openELF(_ path: String, in root: HostRoot) -> (ELFHeaders, real: String)? {
+    /// An open ELF file under the root: its headers, real path and what `fstat` said of it (the
+    /// file read, not its path looked at again). Nil when it is missing, not a regular file,
+    /// reached through a link the walk does not follow, or not ELF.
+    private static func openELF(_ path: String, in root: HostRoot) -> (ELFHeaders, real: String, info: stat)? {
         guard let walk = try? root.walk(root.components(of: path)), walk.exists, let name = walk.name,
               let (fd, info) = try? FileIO.openRegular(name, in: walk.folder, flags: O_RDONLY, display: name) else { return nil }
         defer { close(fd) }
         guard let headers = ELFHeaders(fd: fd, size: Int(info.st_size)) else { return nil }
-        return (headers, root.full(walk.resolved))
+        return (headers, root.full(walk.resolved), info)
     }
 
     /// The real folders on the way to `path` as named (each prefix resolved) and to where it leads.
@@ -272,9 +273,8 @@ enum ProgramNeeds {
     }
 
     private static func needs(_ program: String, in root: HostRoot) -> [ProgramNeed] {
-        guard let (headers, real) = openELF(program, in: root) else { return [] }
-        var info = stat()
-        let setuidRoot = stat(real, &info) == 0 && info.st_uid == 0 && info.st_mode & 0o4000 != 0
+        guard let (headers, real, info) = openELF(program, in: root) else { return [] }
+        let setuidRoot = info.st_uid == 0 && info.st_mode & 0o4000 != 0
         var result: [ProgramNeed] = []
         var interpreterFolder: String?
         // Loaded already: the loader is not opened again as the library `libc.so.6` names (it reads its soname).
@@ -311,7 +311,7 @@ enum ProgramNeeds {
             for candidate in candidates {
                 guard opened < maxObjects else { break }
                 opened += 1
-                guard let (library, full) = openELF(candidate, in: root),
+                guard let (library, full, _) = openELF(candidate, in: root),
                       library.wide == headers.wide, library.machine == headers.machine else { continue }
                 if found.insert(full).inserted {
                     result.append(ProgramNeed(path: full, shown: shown(full, root), want: 0o4,
