@@ -25,6 +25,22 @@ struct ELFHeaders: Sendable, Equatable {
     static let maxNeeded = 256
     static let maxString = 4096
 
+    /// Whether the file at `path` (a real path, no link at its end followed) could be an ELF
+    /// object a program loads: a regular file that begins with ELF's magic number, or one that
+    /// cannot be read to tell (judged as if it were). A folder, a device or a text file is not.
+    static func couldBeObject(_ path: String) -> Bool {
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)
+        guard fd >= 0 else { return errno != ENOENT }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { return true }
+        guard info.st_mode & FileType.mask == FileType.regular else { return false }
+        var magic: [UInt8] = [0, 0, 0, 0]
+        let count = magic.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 4, 0) }
+        guard count >= 0 else { return true }
+        return count == 4 && magic == [0x7f, 0x45, 0x4c, 0x46]
+    }
+
     /// Reads the regular file open at `fd`, `size` bytes long.
     init?(fd: Int32, size: Int) {
         guard size > 0 else { return nil }
