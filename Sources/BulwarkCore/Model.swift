@@ -402,10 +402,14 @@ public enum ApplyContext {
 public struct GuardBlock: Sendable, Hashable {
     public var reason: String
     public var context: [String]
+    /// The guard could not run for want of the machine's resources (`GuardVerdict.unjudged`):
+    /// nothing was judged, so the plan counts the resource as not observed, not as blocked.
+    public var unjudged: Bool
 
-    public init(_ reason: String, context: [String] = []) {
+    public init(_ reason: String, context: [String] = [], unjudged: Bool = false) {
         self.reason = reason
         self.context = context
+        self.unjudged = unjudged
     }
 
     /// The reason with its context, as a person reads it.
@@ -426,10 +430,23 @@ public enum GuardVerdict: Sendable, Hashable {
     case allow
     /// Refused, with the reason a person reads in `plan` and in the audit record.
     case block(String)
+    /// Not judged: the guard could not run for want of the machine's resources (out of file
+    /// descriptors or memory, an I/O error). Nothing is changed, as for a block, but no person
+    /// can approve it: the resource is not observed this pass (`Decision.unobserved`), and the
+    /// pass fails, as for a resource that could not be read.
+    case unjudged(String)
 
+    /// Why nothing may be changed: a block's reason, or why the guard could not judge.
     public var blockReason: String? {
-        if case .block(let reason) = self { return reason }
-        return nil
+        switch self {
+        case .allow: nil
+        case .block(let reason), .unjudged(let reason): reason
+        }
+    }
+
+    public var isUnjudged: Bool {
+        if case .unjudged = self { return true }
+        return false
     }
 }
 

@@ -257,9 +257,20 @@ public struct Reconciler: Sendable {
         func judged(_ plan: Plan) async -> [Binding: GuardBlock] {
             await assess(plan.remediations.filter { $0.decision != .waived && $0.leftovers.isEmpty }, in: state)
         }
-        var guards = await judged(unguarded)
-        guard !guards.isEmpty else { return unguarded }
-        var guarded = Planner.plan(state, observations: observed.observations, failures: observed.failures, history: history,
+        // A guard that could not run for want of the machine's resources judged nothing: its
+        // resource counts as not observed this pass (the pass fails), never as blocked, which
+        // would offer a person an approval of a change no guard looked at.
+        var observations = observed.observations, failures = observed.failures
+        func judgedOnly(_ verdicts: [Binding: GuardBlock]) -> [Binding: GuardBlock] {
+            for (binding, block) in verdicts.sorted(by: { $0.key < $1.key }) where block.unjudged {
+                observations[binding] = nil
+                failures.append(ObservationFailure(binding: binding, message: block.reason))
+            }
+            return verdicts.filter { !$0.value.unjudged }
+        }
+        var guards = judgedOnly(await judged(unguarded))
+        guard !guards.isEmpty || failures.count > observed.failures.count else { return unguarded }
+        var guarded = Planner.plan(state, observations: observations, failures: failures, history: history,
                                    guards: guards, weakened: weakened, leftovers: leftovers, urgent: urgent, now: now)
         // A block frees a place under a change limit: a remediation deferred in the plan the
         // guards judged can be applied in this one, and was judged without the changes now made
@@ -270,10 +281,11 @@ public struct Reconciler: Sendable {
             let newly = Set(guarded.remediations.filter { $0.decision == .applied }.map(\.binding))
             guard !newly.isSubset(of: applied) else { break }
             applied.formUnion(newly)
-            let again = await judged(guarded).filter { guards[$0.key] == nil }
-            guard !again.isEmpty else { break }
+            let found = failures.count
+            let again = judgedOnly(await judged(guarded).filter { guards[$0.key] == nil })
+            guard !again.isEmpty || failures.count > found else { break }
             guards.merge(again) { first, _ in first }
-            guarded = Planner.plan(state, observations: observed.observations, failures: observed.failures, history: history,
+            guarded = Planner.plan(state, observations: observations, failures: failures, history: history,
                                    guards: guards, weakened: weakened, leftovers: leftovers, urgent: urgent, now: now)
         }
         return guarded
@@ -367,7 +379,7 @@ public struct Reconciler: Sendable {
                         }
                         // What this pass will write counts for the ones judged after it: an allowed
                         // change, or a block a person approved (it is made all the same).
-                        if remediation.decision == .applied, verdict.blockReason.map({
+                        if remediation.decision == .applied, !verdict.isUnjudged, verdict.blockReason.map({
                             Planner.blockApproval(binding, remediation.changes, GuardBlock($0), in: state, at: self.clock()).approval != nil
                         }) ?? true {
                             allowed.append(AllowedChange(resource: resource, changes: remediation.changes), file: file, part: part)
@@ -386,7 +398,7 @@ public struct Reconciler: Sendable {
                                            + bearing.map { "\($0.resource.id) " + $0.changes.map(Self.shown).joined(separator: ", ") }
                                                .joined(separator: "; "))
                         }
-                        verdicts.append((binding, GuardBlock(reason, context: context)))
+                        verdicts.append((binding, GuardBlock(reason, context: context, unjudged: verdict.isUnjudged)))
                     }
                     return verdicts
                 }

@@ -151,13 +151,11 @@ extension FileModeDriver: JointlyGuardedDriver {
     /// `assess`, with the changes this pass already allowed to other FileMode resources of the
     /// same file: a group in one and a mode in another, each harmless alone, leave one file.
     func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target, alongside: [AllowedChange]) async -> GuardVerdict {
-        do {
+        judging("file mode") {
             let root = try HostRoot(target: target)
             let real = try root.resolve(resource.spec.subject)
             let whole = Self.sameFile(real, changes: changes, resource: resource, alongside: alongside, root: root)
             return try verdict(whole.changes, mode: whole.mode, to: resource, real: real, root: root)
-        } catch {
-            return cannotJudge("file mode", error)
         }
     }
 

@@ -32,7 +32,8 @@ public struct HostError: Error, Sendable, CustomStringConvertible {
     /// approved the change past (the plan's reason may go on to say what it was judged with).
     static func refuseAtTheWrite(_ verdict: GuardVerdict, approved: String?) throws(HostError) {
         guard let reason = verdict.blockReason else { return }
-        if let approved, GuardBlock.approves(approved, reason: reason) { return }
+        // No approval reaches past a guard that could not run.
+        if let approved, !verdict.isUnjudged, GuardBlock.approves(approved, reason: reason) { return }
         let plan = approved.map { "the approval was of another block: \($0)" } ?? "the plan, which allowed it, read the host before another change"
         throw HostError("refused at the write: \(reason) (judged again under the target's lock; \(plan))")
     }

@@ -339,4 +339,7 @@ package enum FileType {
     }
 }
 
-func errnoText(_ code: Int32 = errno) -> String { String(cString: strerror(code)) }
+func errnoText(_ code: Int32 = errno) -> String {
+    Shortage.note(code)
+    return String(cString: strerror(code))
+}

@@ -787,6 +787,34 @@ struct AWSEndToEndTests {
         }
     }
 
+    /// A host guard that cannot run for want of file descriptors judged nothing: its drift is not
+    /// observed this pass (exit 1, recorded `unobserved` with the guard's error, the host left as
+    /// it was), never `blocked` with an approval offered for a change no guard looked at. The
+    /// twin: the next pass, with descriptors, fixes the same drift. (FileMode's guard walks the
+    /// root at every judgment; the account guard may judge from accounts already read, and
+    /// then needs no descriptor.)
+    @Test func aGuardOutOfDescriptorsFailsThePassAndOffersNoApproval() async throws {
+        let (kind, guardName) = ("FileMode", "file mode")
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let before = try Self.hostState(kind, s)
+            let short = try s.run("apply", environment: ["BULWARK_FAULT_NO_DESCRIPTORS_IN_GUARD": guardName])
+            #expect(short.status == 1, "a failed pass: \(short.stdout)\(short.stderr)")
+            #expect(try Self.hostState(kind, s) == before, "nothing of \(kind) changed")
+            #expect(short.stderr.contains("the \(guardName) guard could not judge this change"), "\(short.stderr)")
+            #expect(!short.stdout.contains("BLOCKED") && !short.stdout.contains("bulwark approve"), "\(short.stdout)")
+            let records = try Self.records(of: kind + "/", s)
+            #expect(!records.isEmpty && records.allSatisfy {
+                $0.contains("Bulwark-Decision: unobserved") && $0.contains("Too many open files")
+            }, "\(records)")
+
+            let next = try s.run("apply")
+            #expect(next.status == 0, "\(next.stdout)\(next.stderr)")
+            #expect(try Self.hostState(kind, s) != before, "fixed by the next pass")
+            #expect(try Self.records(of: kind + "/", s).contains { $0.contains("Bulwark-Result: verified") })
+        }
+    }
+
     /// The twin: a kill once a fix of `kind` made its changes (its records not written) still
     /// gets each of its fixes recorded verified by the next run, as a fix the process that
     /// stopped made: its first change marked its intents tried.
