@@ -67,6 +67,11 @@ extension Bulwark {
             guard var held = carrying.first else {
                 throw await refused("no held, blocked or escalated remediation with id \(id) in \(repository.auditBranch)")
             }
+            // An approval counts for one fix: the drift back after it is held under a new id.
+            if try await policy.usedApproval(id) {
+                throw await refused("a fix already used the approval of \(id) (an approval counts for one fix); drift that came back "
+                                    + "after it is held under a new id, recorded anew: `bulwark plan` or `bulwark log --decision held` shows it")
+            }
             // With a signing key or audit signers, the newest record one of the Bulwarks signed:
             // anyone who can push can put a newer one with the same id, showing another block.
             // (The people of --trusted-signers do not sign Bulwark's records: they do not count here.)

@@ -257,7 +257,8 @@ struct LoadedRevision {
         let planned: Result<Plan, ValidationFailure>
         do throws(ValidationFailure) {
             planned = .success(try await reconciler.plan(state, history: { (try? await reading.value) ?? FixHistory() },
-                                                         weakened: provenance.weakened))
+                                                         weakened: provenance.weakened,
+                                                         usedApproval: { (try? await repository.usedApproval($0)) == true }))
         } catch {
             planned = .failure(error)
         }

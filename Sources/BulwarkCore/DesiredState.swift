@@ -45,6 +45,10 @@ public struct DesiredState: Sendable {
     public var notifiers: [NotifierConfig]
     /// Approvals by the id of the held remediation they approve.
     public var approvals: [String: Approval]
+    /// Ids whose approval a fix already used (`Provenance` takes them out of `approvals`): the
+    /// drift they approved came back after that fix, so it is held again under the next id of
+    /// its episode (`Planner.episode`), recorded anew and approved anew.
+    public var consumedApprovals: Set<String> = []
     public var warnings: [ManifestError]
     /// The emergency brake (`bulwark pause`): while set, no pass changes any system.
     public var pause: Pause? = nil

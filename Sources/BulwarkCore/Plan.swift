@@ -249,7 +249,7 @@ public enum Planner {
                 }
             }
             // Made where a drift is held (most are not: a 100-root plan made 2,300 for nothing).
-            func held() -> String { heldID(binding, remaining) }
+            func held() -> String { episode(heldID(binding, remaining), in: state) }
             if let protection = brakes.protection(of: resource, on: binding.target) {
                 add(remaining, .held, protection, id: held())
                 continue
@@ -257,7 +257,7 @@ public enum Planner {
             // A change of policy in the less secure direction waits for a second person.
             if let weakening = weakened[binding.resource], !controller.weakeningAllowed.contains(binding.resource.kind),
                mode != .audit {
-                let id = weakeningID(binding, remaining, weakening)
+                let id = episode(weakeningID(binding, remaining, weakening), in: state)
                 if let approval = approved(id), weakening.isSecondPerson(approval.approver, identity: approval.signer) {
                     approver = approval.approver
                     approvalID = id
@@ -302,8 +302,9 @@ public enum Planner {
                 return count >= controller.flapCount ? (change, count, first ?? now) : nil
             }
             if let worst = flapping.max(by: { $0.1 < $1.1 }) {
-                let id = AuditID.stable((["escalated", binding.target, binding.resource.description, Timestamp.format(worst.2)]
-                                         + flapping.map { "\($0.0.property)>\($0.0.desired)" }).joined(separator: "\u{1}"))
+                let id = episode(AuditID.stable((["escalated", binding.target, binding.resource.description, Timestamp.format(worst.2)]
+                                                 + flapping.map { "\($0.0.property)>\($0.0.desired)" }).joined(separator: "\u{1}")),
+                                 in: state)
                 if let acknowledgement = approved(id) {
                     approver = acknowledgement.approver
                     approvalID = id
@@ -476,8 +477,8 @@ public enum Planner {
         func forThisBlock(_ approval: Approval?) -> Approval? {
             approval.flatMap { approval in approval.block.map { GuardBlock.approves($0, reason: block.reason) } == true ? approval : nil }
         }
-        let id = blockedID(binding, changes)
-        let own = blockedID(binding, changes, reason: block.reason)
+        let id = episode(blockedID(binding, changes), in: state)
+        let own = episode(blockedID(binding, changes, reason: block.reason), in: state)
         // The block's own id first: its approval holds whatever became of the drift's (expired,
         // or removed after the record said it approves another block).
         if let approval = forThisBlock(activeApproval(own, in: state, at: now)) { return (approval, own, nil) }
@@ -515,6 +516,22 @@ public enum Planner {
     public static func weakeningID(_ binding: Binding, _ changes: [PropertyDrift], _ weakening: Weakening) -> String {
         AuditID.stable((["weakening", binding.target, binding.resource.description] + driftKey(changes) + weakening.changes)
             .joined(separator: "\u{1}"))
+    }
+
+    /// The id a drift is held, blocked or escalated under in this episode: `id` (what the drift
+    /// gives) until a fix used its approval, then the next of its line (`consumedApprovals`).
+    /// The same drift held again after its approved fix is a new occurrence: recorded again
+    /// (the old id's record is on the branch, and no record is written twice) and approved again
+    /// (an approval counts for one fix), never held for ever under an id no approval can reach.
+    public static func episode(_ id: String, in state: DesiredState) -> String {
+        var id = id
+        var steps = 0
+        // Bounded as the approvals are: each approved recurrence is one more approval file.
+        while state.consumedApprovals.contains(id), steps < 4096 {
+            id = AuditID.stable("again\u{1}" + id)
+            steps += 1
+        }
+        return id
     }
 
     /// The id a held drift is approved by: the same target, resource, properties, observed and

@@ -196,17 +196,23 @@ public struct Reconciler: Sendable {
     /// unsafe on a target is refused whole.
     public func plan(
         _ state: DesiredState, history: FixHistory = .init(), weakened: [ResourceID: Weakening] = [:],
-        urgent: [Binding: Priority] = [:]
+        urgent: [Binding: Priority] = [:], usedApproval: (@Sendable (String) async -> Bool)? = nil
     ) async throws(ValidationFailure) -> Plan {
-        try await plan(state, history: { history }, weakened: weakened, urgent: urgent)
+        try await plan(state, history: { history }, weakened: weakened, urgent: urgent, usedApproval: usedApproval)
     }
 
     /// As `plan(_:history:weakened:urgent:)`, with the fix history that `history` reads while the
     /// targets are observed: only the planner needs it, after them. (The index of a pass's 2,400
     /// fixes took a plan 5 % of its time before any target was read.)
+    ///
+    /// `usedApproval`: whether a fix already used the approval of an id (the audit branch
+    /// says), asked of the ids the plan holds, blocks or escalates drift under that are not in
+    /// `state.consumedApprovals` already: such drift came back after its approved fix, and is
+    /// planned again under the next id of its episode (`Planner.episode`), even where the
+    /// approval's file was removed since.
     public func plan(
         _ state: DesiredState, history: @escaping @Sendable () async -> FixHistory, weakened: [ResourceID: Weakening] = [:],
-        urgent: [Binding: Priority] = [:]
+        urgent: [Binding: Priority] = [:], usedApproval: (@Sendable (String) async -> Bool)? = nil
     ) async throws(ValidationFailure) -> Plan {
         // What each target's exclusive claim is on this machine as the plan begins (a network
         // namespace's device and inode): a fix checks it right before it writes (`PlannedTargets`).
@@ -215,7 +221,8 @@ public struct Reconciler: Sendable {
         // by this plan alone (`ObservationScope`).
         let planned: Swift.Result<Plan, ValidationFailure> = await ObservationScope.$current.withValue(ObservationScope()) {
             do throws(ValidationFailure) {
-                return .success(try await planInScope(state, history: history, weakened: weakened, urgent: urgent))
+                return .success(try await planInScope(state, history: history, weakened: weakened, urgent: urgent,
+                                                      usedApproval: usedApproval))
             } catch {
                 return .failure(error)
             }
@@ -242,8 +249,9 @@ public struct Reconciler: Sendable {
 
     private func planInScope(
         _ state: DesiredState, history read: @escaping @Sendable () async -> FixHistory, weakened: [ResourceID: Weakening],
-        urgent: [Binding: Priority]
+        urgent: [Binding: Priority], usedApproval: (@Sendable (String) async -> Bool)?
     ) async throws(ValidationFailure) -> Plan {
+        var state = state
         async let reading = read()
         let observed = await observe(state)
         let history = await reading
@@ -269,24 +277,41 @@ public struct Reconciler: Sendable {
             return verdicts.filter { !$0.value.unjudged }
         }
         var guards = judgedOnly(await judged(unguarded))
-        guard !guards.isEmpty || failures.count > observed.failures.count else { return unguarded }
-        var guarded = Planner.plan(state, observations: observations, failures: failures, history: history,
-                                   guards: guards, weakened: weakened, leftovers: leftovers, urgent: urgent, now: now)
-        // A block frees a place under a change limit: a remediation deferred in the plan the
-        // guards judged can be applied in this one, and was judged without the changes now made
-        // beside it (or they without it). Judged again until no remediation newly applied
-        // remains; a block is never lifted, so this ends.
+        func replan() -> Plan {
+            Planner.plan(state, observations: observations, failures: failures, history: history,
+                         guards: guards, weakened: weakened, leftovers: leftovers, urgent: urgent, now: now)
+        }
+        var guarded = guards.isEmpty && failures.count == observed.failures.count ? unguarded : replan()
+        // A block frees a place under a change limit, and a drift that came back after its
+        // approved fix is held anew, or applied under its new id's approval: a remediation newly
+        // applied in a later plan was judged without the changes now made beside it (or they
+        // without it). Judged again until no remediation newly applied remains; a block is never
+        // lifted and an approval once used stays used, so this ends.
         var applied = Set(unguarded.remediations.filter { $0.decision == .applied }.map(\.binding))
         for _ in 0..<8 {
+            let consumed = state.consumedApprovals.count
+            if let usedApproval {
+                for remediation in guarded.remediations
+                where [.held, .blocked, .escalated].contains(remediation.decision) {
+                    guard let id = remediation.id, state.approvals[id] == nil, !state.consumedApprovals.contains(id) else { continue }
+                    if await usedApproval(id) { state.consumedApprovals.insert(id) }
+                }
+                if state.consumedApprovals.count > consumed { guarded = replan() }
+            }
             let newly = Set(guarded.remediations.filter { $0.decision == .applied }.map(\.binding))
-            guard !newly.isSubset(of: applied) else { break }
+            guard !newly.isSubset(of: applied) else {
+                if state.consumedApprovals.count > consumed { continue }
+                break
+            }
             applied.formUnion(newly)
             let found = failures.count
             let again = judgedOnly(await judged(guarded).filter { guards[$0.key] == nil })
-            guard !again.isEmpty || failures.count > found else { break }
+            guard !again.isEmpty || failures.count > found else {
+                if state.consumedApprovals.count > consumed { continue }
+                break
+            }
             guards.merge(again) { first, _ in first }
-            guarded = Planner.plan(state, observations: observations, failures: failures, history: history,
-                                   guards: guards, weakened: weakened, leftovers: leftovers, urgent: urgent, now: now)
+            guarded = replan()
         }
         return guarded
     }

@@ -41,7 +41,9 @@ extension Daemon {
             known.forget(before: window)
             var plan: Plan
             do {
-                plan = try await reconciler.plan(cycleState, history: known, weakened: provenance.weakened, urgent: findingPriorities)
+                let repository = self.repository
+                plan = try await reconciler.plan(cycleState, history: known, weakened: provenance.weakened, urgent: findingPriorities,
+                                                 usedApproval: { (try? await repository.usedApproval($0)) == true })
             } catch {
                 flapHistory.keep(consume known)
                 throw error

@@ -122,6 +122,7 @@ package struct Provenance: Sendable {
         for (id, approval) in state.approvals.sorted(by: { $0.key < $1.key }) {
             if (try? await repository.usedApproval(id)) == true {
                 state.approvals[id] = nil
+                state.consumedApprovals.insert(id)
                 result.consumedApprovals.append(id)
                 continue
             }

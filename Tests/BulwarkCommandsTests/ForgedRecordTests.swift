@@ -429,7 +429,9 @@ import Testing
             try Self.drift(s)
             #expect(try s.run("apply", signed[0], signed[1], signed[2], signed[3]).status == 0)
             #expect(try !Self.rootLoginOff(s))
-            #expect(try s.run("plan").stdout.contains("waiting for approval: bulwark approve \(id)"))
+            // Held again under a new id (the episode's next, `Planner.episode`): the used one never comes back.
+            let again = try s.run("plan").stdout
+            #expect(again.contains("waiting for approval: bulwark approve ") && !again.contains("bulwark approve \(id)"), "\(again)")
         }
     }
 

@@ -84,7 +84,9 @@ import Testing
             try write(s.host + "/etc/ssh/sshd_config", config.replacingOccurrences(of: "\nPermitRootLogin no\n", with: "\nPermitRootLogin yes\n"), mode: 0o600)
             #expect(try s.run("apply").status == 0)
             #expect(try read(s.host + "/etc/ssh/sshd_config").contains("\nPermitRootLogin yes\n"))
-            #expect(try s.run("plan").stdout.contains("waiting for approval: bulwark approve \(id)"))
+            // Held again under a new id (the episode's next, `Planner.episode`): the used one never comes back.
+            let again = try s.run("plan").stdout
+            #expect(again.contains("waiting for approval: bulwark approve ") && !again.contains("bulwark approve \(id)"), "\(again)")
         }
     }
 
