@@ -108,6 +108,12 @@ struct ApplyRun: Encodable {
     /// (exit 3; not in the JSON, whose shape is fixed by its schema: `pushError` and the exit say it).
     var stale: String?
 
+    /// How many of the pass's records have each result and each decision, whether committed now
+    /// or by an earlier pass: the summary's counts (it counted only what this pass committed, so
+    /// "FAILED … (recorded before)" beside "Failed: 0").
+    var results: [RemediationResult: Int] = [:]
+    var decisions: [Decision: Int] = [:]
+
     /// Fixes this pass tried that failed again, whose failure was recorded by an earlier pass
     /// (not in `records`, which holds what this pass committed): the pass did not succeed either.
     var failedAgain = 0
@@ -226,6 +232,10 @@ struct ApplyRun: Encodable {
             pushed: 0, keptLocally: 0, pushError: nil)
         run.stale = loaded.stale
         run.failedAgain = outcome.entries.reduce(0) { $1.alreadyRecorded && $1.record.result == .failed ? $0 + 1 : $0 }
+        for record in refused.lazy.map(\.record) + entries.lazy.map(\.record) {
+            if let result = record.result { run.results[result, default: 0] += 1 }
+            run.decisions[record.decision, default: 0] += 1
+        }
         run.remainingDrift = outcome.entries.reduce(0) { [.held, .deferred, .blocked, .escalated].contains($1.record.decision) ? $0 + 1 : $0 }
             + outcome.busy.count
         interrupts.pushing.request()
@@ -286,15 +296,12 @@ struct ApplyRun: Encodable {
         let observed = Set(plan.failures.map(\.line))
         for error in errors where !observed.contains(error) { console.error(error) }
         for line in ObservationFailure.lines(plan.failures) { console.error(line) }
-        let fixed = records.filter { $0.result == .verified }.count
-        let failed = records.filter { $0.result == .failed }.count
-        let deferred = records.filter { $0.decision == .deferred }.count
-        let reported = records.filter { $0.decision == .reported }.count
-        var line = "Fixed and verified: \(fixed). Failed: \(failed). Deferred: \(deferred). Reported: \(reported)."
-        for decision in [Decision.held, .waived, .escalated, .blocked, .pruned, .unobserved] {
-            let count = records.filter { $0.decision == decision }.count
-            if count > 0 { line += " \(decision.rawValue.capitalized): \(count)." }
+        var line = "Fixed and verified: \(results[.verified] ?? 0). Failed: \(results[.failed] ?? 0). "
+            + "Deferred: \(decisions[.deferred] ?? 0). Reported: \(decisions[.reported] ?? 0)."
+        for decision in [Decision.held, .waived, .escalated, .blocked, .pruned, .unobserved, .refused] {
+            if let count = decisions[decision], count > 0 { line += " \(decision.rawValue.capitalized): \(count)." }
         }
+        if let count = results[.interrupted], count > 0 { line += " Interrupted: \(count)." }
         console.print(line + " In sync: \(plan.inSync.count).")
         if pushed > 0 {
             console.print("Pushed \(pushed) audit commit\(pushed == 1 ? "" : "s") to \(options.displayURL) \(pushedTo ?? options.auditBranch).")

@@ -184,6 +184,7 @@ extension Bulwark {
                 detectedAt: current.observedAt, appliedAt: nil, verifiedAt: nil,
                 desiredCommit: Revision(loaded.head), approver: person, error: nil)
             record.baseline = loaded.state.acceptedBaseline
+            record.reverts = id
             // The intent is journaled like a fix's: a revert killed midway is recorded by the next pass.
             let journal = FileJournal(stateDirectory: repository.stateDirectory)
             try await journal.begin(record)

@@ -52,6 +52,10 @@ public struct AuditRecord: Sendable, Hashable, Codable {
     /// On an applied record: the last revision accepted with no weakening pending
     /// (`DesiredState.acceptedRevision`, `none` when there was none), as `Bulwark-Baseline`.
     public var baseline: String? = nil
+    /// On `bulwark revert`'s record: the id of the verified fix it undid, as `Bulwark-Reverts`.
+    /// Such a record is no fix (it puts back a value the policy does not want, under a waiver):
+    /// `report` counts it in no MTTR, and it opens no drift.
+    public var reverts: String? = nil
     /// `Bulwark-Baseline` when no revision was accepted yet.
     public static let noBaseline = "none"
 
@@ -216,6 +220,7 @@ public struct AuditRecord: Sendable, Hashable, Codable {
             if let priority = finding.priority { fields.append(("priority", .string(priority))) }
             members.append(("finding", .object(fields)))
         }
+        if let reverts { members.append(("reverts", .string(reverts))) }
         return .object(members)
     }
 
@@ -276,6 +281,7 @@ public struct AuditRecord: Sendable, Hashable, Codable {
         if let needsRestart { trailers.append((.needsRestart, needsRestart)) }
         if let finding { trailers += finding.trailers }
         if let proposal { trailers.append((.proposal, proposal)) }
+        if let reverts { trailers.append((.reverts, reverts)) }
         lines += trailers.map { "\($0.0.rawValue): \(Self.oneLine($0.1))" }
         return lines.joined(separator: "\n") + "\n"
     }
@@ -295,7 +301,7 @@ public struct AuditRecord: Sendable, Hashable, Codable {
 extension AuditRecord {
     enum CodingKeys: String, CodingKey {
         case id, controller, target, resource, kind, name, severity, risk, mode, decision, result, reason, changes
-        case detectedAt, appliedAt, verifiedAt, desiredCommit, approver, error, nextWindowAt, notes, needsRestart, finding, baseline
+        case detectedAt, appliedAt, verifiedAt, desiredCommit, approver, error, nextWindowAt, notes, needsRestart, finding, baseline, reverts
     }
 
     public init(from decoder: any Decoder) throws {
@@ -327,6 +333,7 @@ extension AuditRecord {
         needsRestart = try container.decodeIfPresent(String.self, forKey: .needsRestart)
         finding = try container.decodeIfPresent(FindingCitation.self, forKey: .finding)
         baseline = try container.decodeIfPresent(String.self, forKey: .baseline)
+        reverts = try container.decodeIfPresent(String.self, forKey: .reverts)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -355,6 +362,7 @@ extension AuditRecord {
         try container.encodeIfPresent(needsRestart, forKey: .needsRestart)
         try container.encodeIfPresent(finding, forKey: .finding)
         try container.encodeIfPresent(baseline, forKey: .baseline)
+        try container.encodeIfPresent(reverts, forKey: .reverts)
     }
 }
 

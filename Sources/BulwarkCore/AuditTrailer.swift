@@ -77,6 +77,8 @@ public struct RecordedDecision: Sendable, Hashable {
     public var priority: String?
     /// `reopened` on the record of a finding reported open again after its fix was verified.
     public var proposal: String?
+    /// `Bulwark-Reverts`: on `bulwark revert`'s record, the id of the fix it undid.
+    public var reverts: String?
 
     /// Nil when the commit carries no `Bulwark-Id` (not an audit record).
     public init?(trailer value: (AuditTrailer) -> String?) {
@@ -102,6 +104,7 @@ public struct RecordedDecision: Sendable, Hashable {
         findingFirstSeen = value(.findingFirstSeen).flatMap(Timestamp.parse)
         priority = value(.priority)
         proposal = value(.proposal)
+        reverts = value(.reverts)
     }
 
     /// A verified fix: applied and verified.

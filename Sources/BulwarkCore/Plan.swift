@@ -45,8 +45,9 @@ public enum Decision: String, Sendable, Codable, CaseIterable {
     case unobserved
 
     /// Whether a record with this decision (and no verified fix) keeps its resource's drift open
-    /// for MTTR: anything but a waiver (drift accepted) or a failed observation (no drift found).
-    public var opensDrift: Bool { self != .waived && self != .unobserved }
+    /// for MTTR: anything but a waiver (drift accepted), a failed observation (no drift found)
+    /// or a refusal (of a revision, an approval, a command: no drift, whatever it names).
+    public var opensDrift: Bool { self != .waived && self != .unobserved && self != .refused }
 }
 
 /// Whether an applied fix held when observed again.

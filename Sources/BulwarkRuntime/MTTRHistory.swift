@@ -76,6 +76,7 @@ package struct MTTRHistory: Sendable {
     /// observation (which finds no drift) opens or keeps it open.
     package mutating func add(_ entry: RemediationReport.Entry) {
         added += 1
+        guard !entry.isRevert else { return }
         let key = entry.target + "\u{0}" + entry.resource
         if entry.result == .verified, let verified = entry.verifiedAt {
             let start = min(openSince[key] ?? entry.detectedAt, entry.detectedAt)

@@ -21,6 +21,8 @@ package struct RemediationReport: Encodable {
         /// its desired value (`foundAsDesired(_:)`): read from the record's file, which the
         /// trailers alone do not tell (`PolicyRepository.reportEntries`).
         package var foundAsDesired = false
+        /// `bulwark revert`'s record (`Bulwark-Reverts`): an undoing, not a fix; it opens no drift.
+        package var isRevert = false
 
         package init?(_ commit: CommitInfo) {
             guard let record = commit.recorded, let target = record.target, let resource = record.resource,
@@ -33,6 +35,7 @@ package struct RemediationReport: Encodable {
                                       priority: record.priority.flatMap(Priority.init(rawValue:)) ?? .p3, firstSeen: firstSeen)
             }
             reopened = record.proposal == "reopened"
+            isRevert = record.reverts != nil
         }
 
         package init(target: String, resource: String, controller: String, severity: Severity, decision: Decision,
@@ -138,6 +141,11 @@ package struct RemediationReport: Encodable {
         var counted: [Entry] = []
         for entry in entries {
             let key = entry.target + "\u{0}" + entry.resource
+            // A revert is neither a fix nor drift: it is counted among the records, no more.
+            if entry.isRevert {
+                if since.map({ entry.detectedAt >= $0 }) ?? true { counted.append(entry) }
+                continue
+            }
             last[key] = entry
             // A record dated in the future or verified before it was found (a skewed clock, a
             // forged record) counts as zero time, as `MTTRHistory` counts it, never negative.

@@ -332,6 +332,9 @@ struct DaemonHardeningTests {
             #expect(again.status == 1, "failed again: \(again.stdout)\(again.stderr)")
             #expect(again.stdout.contains("(recorded before)"), "\(again.stdout)")
             #expect(try s.trailers("Bulwark-Result").filter { $0 == "failed" }.count == failures, "recorded once")
+            // The summary counts the failures of this pass, recorded before or not (it said "Failed: 0").
+            let failedAgain = again.stdout.split(separator: "\n").filter { $0.hasPrefix("FAILED") }.count
+            #expect(failedAgain > 0 && again.stdout.contains("Failed: \(failedAgain)."), "\(again.stdout)")
             #expect(readOnly.release())
             let fixed = try s.run("apply")
             #expect(fixed.status == 0, "\(fixed.stdout)\(fixed.stderr)")

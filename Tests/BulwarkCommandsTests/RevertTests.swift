@@ -55,6 +55,7 @@ import Testing
             #expect(try read(sshd).contains("\nPermitRootLogin no\n"))
             let id = try Self.recordID(s, resource: "SSHDConfig/cis-5.1.20-permit-root-login", decision: "applied")
             let before = try s.snapshot()
+            let fixes = try Self.report(s).fixes
 
             let expires = Self.day(in: 30)
             let revert = try Self.revert(s, id, expires: expires)
@@ -83,6 +84,7 @@ import Testing
             #expect(record.contains("Bulwark-Decision: applied"))
             #expect(record.contains("Bulwark-Result: verified"))
             #expect(record.contains("Bulwark-Approved-By: Olga Operator <olga@example.org>"))
+            #expect(record.contains("Bulwark-Reverts: \(id)"), "\(record)")
 
             // The next pass leaves it alone: waived, not fixed again.
             let apply = try s.run("apply")
@@ -112,7 +114,22 @@ import Testing
             #expect(undo.stderr.contains("remove waivers/revert-\(id.lowercased()).yaml from main"))
             #expect(try Self.refusedReverts(s, revertID).first?.contains("is itself a revert") == true)
             #expect(try read(sshd).contains("\nPermitRootLogin yes\n"))
+
+            // `report` counts the fix and not its undoing, and the refused reverts open no drift
+            // (outside review: "2 fixes", and "refused, open" beside a plan in sync).
+            let report = try Self.report(s)
+            #expect(report.fixes == fixes, "\(report)")
+            #expect(!report.open.contains("SSHDConfig/cis-5.1.20-permit-root-login"), "\(report)")
         }
+    }
+
+    /// `report --output json`: how many fixes its MTTR counts, and the resources it shows open.
+    static func report(_ s: Scenario) throws -> (fixes: Int, open: [String]) {
+        let output = try s.run("report", "--output", "json")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(output.stdout.utf8)) as? [String: Any], "\(output.stdout)")
+        let mttr = try #require(object["mttr"] as? [String: Any])
+        let open = (object["open"] as? [[String: Any]] ?? []).compactMap { $0["resource"] as? String }
+        return (try #require(mttr["fixes"] as? Int), open)
     }
 
     /// Guard: while changes are paused (`bulwark pause`), a revert is refused and nothing changes,
