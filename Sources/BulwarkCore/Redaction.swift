@@ -47,7 +47,14 @@ public enum Redaction {
     public static func looksLikeCredential(_ value: String) -> Bool {
         if value.contains("-----BEGIN "), value.contains("PRIVATE KEY") { return true }
         return value.split(whereSeparator: { $0.isWhitespace || $0 == "\"" || $0 == "'" || $0 == "," || $0 == "=" })
-            .contains { isCredentialWord($0) }
+            .contains { holdsCredential($0) }
+    }
+
+    /// Whether `word`, or a part of it between brackets and punctuation (`(sk-…)`, `[ghp_…]`,
+    /// `see:AKIA…;`), is shaped like a credential (`isCredentialWord`): a token in brackets
+    /// reached a record in clear (outside review).
+    static func holdsCredential(_ word: Substring) -> Bool {
+        isCredentialWord(word) || word.split(whereSeparator: { "()[]{}<>:;|!?`*".contains($0) }).contains { isCredentialWord($0) }
     }
 
     static func isCredentialWord(_ word: Substring) -> Bool {
@@ -134,7 +141,7 @@ public enum Redaction {
                     result += placeholder
                     secretNext = false
                 } else {
-                    result += isCredentialWord(word) ? placeholder : String(word)
+                    result += holdsCredential(word) ? placeholder : String(word)
                     // `api_key: …`, JSON's `"password": …`, a command line's `--password …`.
                     if word.hasSuffix(":") && namesSecret(word == ":" ? last : word.dropLast())
                         || word.hasPrefix("--") && namesSecret(word) {

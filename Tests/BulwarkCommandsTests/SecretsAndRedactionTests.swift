@@ -166,6 +166,23 @@ import Testing
         #expect(Redaction.urls(in: "fetch https://example.org/r.git failed") == "fetch https://example.org/r.git failed")
     }
 
+    /// A token in brackets or after punctuation (`(sk-proj…)`, `[ghp_…]`, `see:AKIA…;`) reached
+    /// the audit branch in clear from a managed file (outside review): the word split only on
+    /// blanks, quotes, `,` and `=`. Names such as `(sk-learn-pipeline-v2)` stay readable.
+    @Test func aTokenInBracketsOrAfterPunctuationIsRedacted() {
+        let token = "sk-proj0123456789abcdefghijklmnop"
+        for text in ["note: \"(\(token))\"", "[\(token)]", "see:\(token);", "{\(token)}", "<ghp_0123456789abcdefghijABCDEFGHIJ>",
+                     "keys (AKIAIOSFODNN7EXAMPLE)"] {
+            #expect(Redaction.looksLikeCredential(text), "\(text)")
+            let words = Redaction.words(in: text)
+            #expect(!words.contains(token) && !words.contains("ghp_0123") && !words.contains("AKIAIOSFODNN7EXAMPLE"), "\(words)")
+        }
+        for text in ["(sk-learn-pipeline-v2)", "[model: gpt-4o]", "see:docs;"] {
+            #expect(!Redaction.looksLikeCredential(text), "\(text)")
+            #expect(Redaction.words(in: text) == text)
+        }
+    }
+
     /// The git password went to whatever URL asked for it, plain http included: a policy
     /// repository at http://git.example.org (or an https one redirecting there) got it in clear
     /// text. It is now given over plain http only to this machine (the HTTP origin tests in
