@@ -113,6 +113,11 @@ struct ApplyRun: Encodable {
     /// "FAILED … (recorded before)" beside "Failed: 0").
     var results: [RemediationResult: Int] = [:]
     var decisions: [Decision: Int] = [:]
+    /// Fixes found already as desired under the target's lock (another Bulwark or a person was
+    /// first): in sync, though the plan saw them drifted.
+    var alreadyAsDesired = 0
+    /// Records of the pass that could not be committed (`CycleOutcome.auditFailures`).
+    var notRecorded = 0
 
     /// Fixes this pass tried that failed again, whose failure was recorded by an earlier pass
     /// (not in `records`, which holds what this pass committed): the pass did not succeed either.
@@ -232,6 +237,8 @@ struct ApplyRun: Encodable {
             pushed: 0, keptLocally: 0, pushError: nil)
         run.stale = loaded.stale
         run.failedAgain = outcome.entries.reduce(0) { $1.alreadyRecorded && $1.record.result == .failed ? $0 + 1 : $0 }
+        run.alreadyAsDesired = outcome.inSync.count
+        run.notRecorded = outcome.auditFailures.count
         for record in refused.lazy.map(\.record) + entries.lazy.map(\.record) {
             if let result = record.result { run.results[result, default: 0] += 1 }
             run.decisions[record.decision, default: 0] += 1
@@ -302,7 +309,11 @@ struct ApplyRun: Encodable {
             if let count = decisions[decision], count > 0 { line += " \(decision.rawValue.capitalized): \(count)." }
         }
         if let count = results[.interrupted], count > 0 { line += " Interrupted: \(count)." }
-        console.print(line + " In sync: \(plan.inSync.count).")
+        console.print(line + " In sync: \(plan.inSync.count + alreadyAsDesired).")
+        if notRecorded > 0 {
+            console.warn("\(notRecorded) of these record\(notRecorded == 1 ? " was" : "s were") not committed (see the errors above): "
+                         + "what they say is not on the audit branch")
+        }
         if pushed > 0 {
             console.print("Pushed \(pushed) audit commit\(pushed == 1 ? "" : "s") to \(options.displayURL) \(pushedTo ?? options.auditBranch).")
         }
