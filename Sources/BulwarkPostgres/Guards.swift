@@ -7,6 +7,8 @@ internal import PostgresNIO
 // - A server keeps a superuser that can log in (SUPERUSER, LOGIN, no VALID UNTIL, a connection
 //   limit other than 0): no change to a role and no trimming of the superusers removes the last.
 //   A superuser with a VALID UNTIL, even a year away, is not counted: its logins end that day.
+//   The role and superuser changes of one pass on one server are judged together, each with
+//   those allowed before it (`JointlyGuardedDriver`): two superusers losing their login leave none.
 // - The role Bulwark connects as keeps LOGIN (and a usable password and connection limit) and the
 //   rights it manages with: SUPERUSER if it has it, else CREATEROLE. It is given no VALID UNTIL
 //   (nor an earlier one than it has): on that day its password stops working, and Bulwark with it.
@@ -58,6 +60,40 @@ struct RoleState {
         return roles
     }
 
+    /// What is left of a login and its powers in both `self` and `other`: an earlier change of
+    /// the pass is counted against what a guard protects, never for it (it may still fail to be
+    /// written), so a role keeps a power or its login only if it has it both before and after.
+    func worse(_ other: RoleState) -> RoleState {
+        var result = self
+        result.superuser = superuser && other.superuser
+        result.login = login && other.login
+        result.createRole = createRole && other.createRole
+        if other.connectionLimit == 0 { result.connectionLimit = 0 }
+        result.expired = expired || other.expired
+        result.validUntil = [validUntil, other.validUntil].compactMap { $0 }.min()
+        return result
+    }
+
+    /// `roles` once the role and superuser changes a pass allowed before (`alongside`) are made,
+    /// counted only against them (`worse`): two superusers each losing their login in one pass,
+    /// each allowed alone, left none.
+    static func after(_ alongside: [AllowedChange], _ roles: [String: RoleState], now: Date) -> [String: RoleState] {
+        var result = roles
+        for allowed in alongside {
+            switch allowed.resource.id.kind {
+            case "PostgresRole":
+                guard let role = try? PostgresAdapter.spec(allowed.resource, RoleDriver.Spec.self).role, let state = result[role] else { continue }
+                result[role] = state.worse(state.applying(allowed.changes, now: now))
+            case "PostgresSuperusers":
+                guard let permitted = try? PostgresAdapter.spec(allowed.resource, SuperusersDriver.Spec.self).allowed else { continue }
+                for (name, state) in result where state.superuser && !permitted.contains(name) { result[name]?.superuser = false }
+            default:
+                continue
+            }
+        }
+        return result
+    }
+
     /// The state after `changes` (a PostgresRole's properties) are applied.
     func applying(_ changes: [PropertyDrift], now: Date) -> RoleState {
         var after = self
@@ -92,7 +128,11 @@ extension Connector {
 
     /// The problems of going from `before` to `after` (role name to state) for a target Bulwark
     /// connects to as `me`.
-    static func lockouts(before: [String: RoleState], after: [String: RoleState], me: String?, target: String) -> [String] {
+    ///
+    /// `live` is the server as it is, when `before` already counts changes a pass allowed before
+    /// this one: the server has a superuser that can log in now, and would be left without.
+    static func lockouts(before: [String: RoleState], after: [String: RoleState], me: String?, target: String,
+                         live: [String: RoleState]? = nil) -> [String] {
         var problems: [String] = []
         if let me, let was = before[me], let will = after[me] {
             let prefix = "Bulwark connects to \(target) as \(me)"
@@ -109,7 +149,7 @@ extension Connector {
                 problems.append("\(prefix): removing its CREATEROLE would leave Bulwark unable to manage roles")
             }
         }
-        let usableBefore = before.filter(\.value.isUsableSuperuser).keys.sorted()
+        let usableBefore = (live ?? before).filter(\.value.isUsableSuperuser).keys.sorted()
         let usableAfter = after.filter(\.value.isUsableSuperuser).keys
         if !usableBefore.isEmpty && usableAfter.isEmpty {
             let expiring = after.filter { $0.value.superuser && $0.value.canLogIn && $0.value.validUntil != nil }.keys.sorted()
@@ -128,16 +168,33 @@ extension Connector {
     }
 }
 
-extension RoleDriver {
-    func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async -> GuardVerdict {
+extension Connector {
+    /// The question the role and superuser guards answer together about a server: is a superuser
+    /// left that can log in, and can Bulwark still log in. Asked of the server (`host:port`), so
+    /// two targets naming one server (another database) are judged together.
+    static func rolesDomain(_ target: Target) -> GuardDomain {
+        let scope = (try? PostgresAdapter.settings(target)).map { "postgres \($0.host):\($0.port)" }
+        return GuardDomain(name: "postgres-logins", stage: 0, scope: scope)
+    }
+}
+
+extension RoleDriver: JointlyGuardedDriver {
+    func guardDomain(_ resource: Resource, on target: Target) -> GuardDomain? { Connector.rolesDomain(target) }
+
+    /// Judged with the role and superuser changes the pass allowed before it on the same server
+    /// (`alongside`): each of two superusers losing their login was allowed alone, and together
+    /// they left none.
+    func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target, alongside: [AllowedChange]) async -> GuardVerdict {
         let me = target.settings["user"]
         return await connector.judge(target) { connection in
             let role = try PostgresAdapter.spec(resource, RoleDriver.Spec.self).role
-            let before = try await RoleState.read(connection, including: [role] + (me.map { [$0] } ?? []))
-            guard let current = before[role] else { return [] }  // gone since observed: nothing to apply
+            let live = try await RoleState.read(connection, including: [role] + (me.map { [$0] } ?? []))
+            guard let current = live[role] else { return [] }  // gone since observed: nothing to apply
+            let now = Date()
+            let before = RoleState.after(alongside, live, now: now)
             var after = before
-            after[role] = current.applying(changes, now: Date())
-            var problems = Connector.lockouts(before: before, after: after, me: me, target: target.name)
+            after[role] = (before[role] ?? current).applying(changes, now: now)
+            var problems = Connector.lockouts(before: before, after: after, me: me, target: target.name, live: live)
             // A role in use now: its sessions (an application's pool) are refused when they
             // reconnect, an outage a second person's word does not make safe. Bulwark's own is
             // judged above; a superuser's by the count of usable superusers.
