@@ -344,7 +344,12 @@ public enum PostgresAdapter {
 /// A failure of the PostgreSQL adapter, with the server's message when there is one.
 struct PostgresAdapterError: Error, CustomStringConvertible {
     var description: String
-    init(_ description: String) { self.description = description }
+    /// The server answered that it offers no TLS (`PSQLError.Code.sslUnsupported`).
+    var noTLS = false
+    init(_ description: String, noTLS: Bool = false) {
+        self.description = description
+        self.noTLS = noTLS
+    }
 }
 
 /// A PostgreSQL target's settings, checked once when the target is read.
