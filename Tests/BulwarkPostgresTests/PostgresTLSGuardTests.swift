@@ -47,6 +47,34 @@ extension PostgresGuardTests {
         #expect(try server.psql("SHOW ssl", sslmode: "disable") == "off")
     }
 
+    /// Harmful: `ssl_min_protocol_version: TLSv1.3` while a session uses TLSv1.2 (made so by a
+    /// server-wide maximum, lifted again once it is connected): that client would be refused
+    /// when it connects again. Blocked, recorded once; once it is gone, applied (the twin).
+    @Test func raisingTheLeastTLSVersionAboveOneInUseIsBlocked() async throws {
+        let (server, _, _) = try tlsServer()
+        try server.psql("ALTER SYSTEM SET ssl_max_protocol_version = 'TLSv1.2'")
+        try server.psql("SELECT pg_reload_conf()")
+        let session = try server.hold("SELECT 1", application: "old-tls")
+        defer { session.release() }
+        try server.psql("ALTER SYSTEM RESET ssl_max_protocol_version")
+        try server.psql("SELECT pg_reload_conf()")
+        #expect(try server.psql("SELECT s.version FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'old-tls'")
+                == "TLSv1.2")
+        let state = try settings(server, "ssl_min_protocol_version: TLSv1.3")
+        let reason = try await expectBlocked(state, server, name: "tls")
+        #expect(reason.contains("ssl_min_protocol_version: 'TLSv1.3' refuses the TLS version TLSv1.2 that 1 session on db-1 uses now"),
+                "\(reason)")
+        #expect(try server.psql("SHOW ssl_min_protocol_version") == "TLSv1.2")
+
+        session.release()
+        for _ in 0..<100 where try server.psql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'old-tls'") != "0" {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let (_, outcome) = try await reconcilePostgres(state, server)
+        #expect(outcome.verified.count == 1, "\(outcome.entries.map { $0.record.reason ?? $0.record.error ?? "" })")
+        #expect(try server.psql("SELECT version FROM pg_stat_ssl WHERE pid = pg_backend_pid()", sslmode: "require") == "TLSv1.3")
+    }
+
     /// The legitimate twin of the weakening: TLS turned on, with a certificate and key the
     /// server can load, is applied and verified, and a client that requires TLS connects.
     @Test func turningSslOnWithRealCertificateFilesIsVerified() async throws {
