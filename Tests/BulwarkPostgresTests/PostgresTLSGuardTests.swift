@@ -47,6 +47,20 @@ extension PostgresGuardTests {
         #expect(try server.psql("SHOW ssl", sslmode: "disable") == "off")
     }
 
+    /// Harmful: `ssl: off` where Bulwark's own target uses `sslmode: require`: it would be
+    /// refused itself (the change used to be made, then undone only because Bulwark's next
+    /// session failed). Blocked before anything is written, recorded once.
+    @Test func turningSslOffWhileBulwarksOwnTargetRequiresTLSIsBlocked() async throws {
+        let (server, _, _) = try tlsServer()
+        let state = try postgresState(server, target: """
+            {adapter: postgres, host: 127.0.0.1, port: \(server.port), user: postgres, database: postgres,
+                   passwordFile: \(server.passwordFile("db-1")), sslmode: require}
+            """, "apiVersion: bulwark/v1\nkind: PostgresSetting\nmetadata: {name: tls}\nspec: {settings: {ssl: \"off\"}}\n")
+        let reason = try await expectBlocked(state, server, name: "tls")
+        #expect(reason.contains("ssl: 'off': Bulwark connects to db-1 with sslmode require, and would be refused itself"), "\(reason)")
+        #expect(try server.psql("SHOW ssl", sslmode: "require") == "on")
+    }
+
     /// Harmful: `ssl_min_protocol_version: TLSv1.3` while a session uses TLSv1.2 (made so by a
     /// server-wide maximum, lifted again once it is connected): that client would be refused
     /// when it connects again. Blocked, recorded once; once it is gone, applied (the twin).
