@@ -64,12 +64,14 @@ struct Connector: Sendable {
     }.joined(separator: ", ")
 
     /// Runs `body` on a new connection to `database` (default: the target's), then closes it.
-    /// The session first sets `ownSession` for itself.
+    /// The session first sets `ownSession` for itself. `sslmode` replaces the target's (a check
+    /// that the server offers TLS after a reload).
     func withConnection<T: Sendable>(
-        _ target: Target, database: String? = nil, _ body: (PostgresConnection) async throws -> T
+        _ target: Target, database: String? = nil, sslmode: PostgresTargetSettings.SSLMode? = nil,
+        _ body: (PostgresConnection) async throws -> T
     ) async throws -> T {
         let settings = try PostgresAdapter.settings(target)
-        let (host, user, port, mode) = (settings.host, settings.user, settings.port, settings.sslmode)
+        let (host, user, port, mode) = (settings.host, settings.user, settings.port, sslmode ?? settings.sslmode)
         // Checked when the target was read; checked again here, where the password would leave.
         if mode == .disable, !PostgresAdapter.isLocal(host) {
             throw PostgresAdapterError("target \(target.name): sslmode: disable would send the password in clear text to \(host); "
@@ -103,7 +105,8 @@ struct Connector: Sendable {
         do {
             connection = try await PostgresConnection.connect(configuration: configuration, id: 1, logger: PostgresAdapter.logger)
         } catch {
-            throw PostgresAdapterError("cannot connect to \(place) as \(user): \(PostgresAdapter.describe(error, host: place))")
+            throw PostgresAdapterError("cannot connect to \(place) as \(user): \(PostgresAdapter.describe(error, host: place))",
+                                       noTLS: (error as? PSQLError)?.code == .sslUnsupported)
         }
         return try await PostgresAdapter.$answer.withValue((.seconds(settings.timeout), place)) {
             do {

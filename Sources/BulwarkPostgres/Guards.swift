@@ -7,6 +7,8 @@ internal import PostgresNIO
 // - A server keeps a superuser that can log in (SUPERUSER, LOGIN, no VALID UNTIL, a connection
 //   limit other than 0): no change to a role and no trimming of the superusers removes the last.
 //   A superuser with a VALID UNTIL, even a year away, is not counted: its logins end that day.
+//   The role and superuser changes of one pass on one server are judged together, each with
+//   those allowed before it (`JointlyGuardedDriver`): two superusers losing their login leave none.
 // - The role Bulwark connects as keeps LOGIN (and a usable password and connection limit) and the
 //   rights it manages with: SUPERUSER if it has it, else CREATEROLE. It is given no VALID UNTIL
 //   (nor an earlier one than it has): on that day its password stops working, and Bulwark with it.
@@ -23,6 +25,10 @@ internal import PostgresNIO
 //   Bulwark never does; `internal` ones cannot be changed at all. Neither is applied: blocked once
 //   with that reason, instead of being written and failing to verify on every pass. Nor is one
 //   that belongs to a single transaction (`perTransaction`), which ALTER SYSTEM refuses.
+// - Nor `ssl` off while sessions use TLS or Bulwark's own target requires it, nor an
+//   `ssl_min_protocol_version` above a version a session uses (`cutsOffTLSClients`), nor a TLS
+//   file the server cannot read (`unloadableTLSFiles`): its reload keeps no usable TLS
+//   configuration while SHOW reports the new file, and its next start fails.
 // A guard that cannot read the server blocks: it never lets a change through unjudged.
 
 /// A role as far as logging in and managing go.
@@ -56,6 +62,40 @@ struct RoleState {
                                     validUntil: row[6].map { Date(timeIntervalSince1970: Double($0) ?? 0) })
         }
         return roles
+    }
+
+    /// What is left of a login and its powers in both `self` and `other`: an earlier change of
+    /// the pass is counted against what a guard protects, never for it (it may still fail to be
+    /// written), so a role keeps a power or its login only if it has it both before and after.
+    func worse(_ other: RoleState) -> RoleState {
+        var result = self
+        result.superuser = superuser && other.superuser
+        result.login = login && other.login
+        result.createRole = createRole && other.createRole
+        if other.connectionLimit == 0 { result.connectionLimit = 0 }
+        result.expired = expired || other.expired
+        result.validUntil = [validUntil, other.validUntil].compactMap { $0 }.min()
+        return result
+    }
+
+    /// `roles` once the role and superuser changes a pass allowed before (`alongside`) are made,
+    /// counted only against them (`worse`): two superusers each losing their login in one pass,
+    /// each allowed alone, left none.
+    static func after(_ alongside: [AllowedChange], _ roles: [String: RoleState], now: Date) -> [String: RoleState] {
+        var result = roles
+        for allowed in alongside {
+            switch allowed.resource.id.kind {
+            case "PostgresRole":
+                guard let role = try? PostgresAdapter.spec(allowed.resource, RoleDriver.Spec.self).role, let state = result[role] else { continue }
+                result[role] = state.worse(state.applying(allowed.changes, now: now))
+            case "PostgresSuperusers":
+                guard let permitted = try? PostgresAdapter.spec(allowed.resource, SuperusersDriver.Spec.self).allowed else { continue }
+                for (name, state) in result where state.superuser && !permitted.contains(name) { result[name]?.superuser = false }
+            default:
+                continue
+            }
+        }
+        return result
     }
 
     /// The state after `changes` (a PostgresRole's properties) are applied.
@@ -92,7 +132,11 @@ extension Connector {
 
     /// The problems of going from `before` to `after` (role name to state) for a target Bulwark
     /// connects to as `me`.
-    static func lockouts(before: [String: RoleState], after: [String: RoleState], me: String?, target: String) -> [String] {
+    ///
+    /// `live` is the server as it is, when `before` already counts changes a pass allowed before
+    /// this one: the server has a superuser that can log in now, and would be left without.
+    static func lockouts(before: [String: RoleState], after: [String: RoleState], me: String?, target: String,
+                         live: [String: RoleState]? = nil) -> [String] {
         var problems: [String] = []
         if let me, let was = before[me], let will = after[me] {
             let prefix = "Bulwark connects to \(target) as \(me)"
@@ -109,7 +153,7 @@ extension Connector {
                 problems.append("\(prefix): removing its CREATEROLE would leave Bulwark unable to manage roles")
             }
         }
-        let usableBefore = before.filter(\.value.isUsableSuperuser).keys.sorted()
+        let usableBefore = (live ?? before).filter(\.value.isUsableSuperuser).keys.sorted()
         let usableAfter = after.filter(\.value.isUsableSuperuser).keys
         if !usableBefore.isEmpty && usableAfter.isEmpty {
             let expiring = after.filter { $0.value.superuser && $0.value.canLogIn && $0.value.validUntil != nil }.keys.sorted()
@@ -128,16 +172,33 @@ extension Connector {
     }
 }
 
-extension RoleDriver {
-    func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async -> GuardVerdict {
+extension Connector {
+    /// The question the role and superuser guards answer together about a server: is a superuser
+    /// left that can log in, and can Bulwark still log in. Asked of the server (`host:port`), so
+    /// two targets naming one server (another database) are judged together.
+    static func rolesDomain(_ target: Target) -> GuardDomain {
+        let scope = (try? PostgresAdapter.settings(target)).map { "postgres \($0.host):\($0.port)" }
+        return GuardDomain(name: "postgres-logins", stage: 0, scope: scope)
+    }
+}
+
+extension RoleDriver: JointlyGuardedDriver {
+    func guardDomain(_ resource: Resource, on target: Target) -> GuardDomain? { Connector.rolesDomain(target) }
+
+    /// Judged with the role and superuser changes the pass allowed before it on the same server
+    /// (`alongside`): each of two superusers losing their login was allowed alone, and together
+    /// they left none.
+    func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target, alongside: [AllowedChange]) async -> GuardVerdict {
         let me = target.settings["user"]
         return await connector.judge(target) { connection in
             let role = try PostgresAdapter.spec(resource, RoleDriver.Spec.self).role
-            let before = try await RoleState.read(connection, including: [role] + (me.map { [$0] } ?? []))
-            guard let current = before[role] else { return [] }  // gone since observed: nothing to apply
+            let live = try await RoleState.read(connection, including: [role] + (me.map { [$0] } ?? []))
+            guard let current = live[role] else { return [] }  // gone since observed: nothing to apply
+            let now = Date()
+            let before = RoleState.after(alongside, live, now: now)
             var after = before
-            after[role] = current.applying(changes, now: Date())
-            var problems = Connector.lockouts(before: before, after: after, me: me, target: target.name)
+            after[role] = (before[role] ?? current).applying(changes, now: now)
+            var problems = Connector.lockouts(before: before, after: after, me: me, target: target.name, live: live)
             // A role in use now: its sessions (an application's pool) are refused when they
             // reconnect, an outage a second person's word does not make safe. Bulwark's own is
             // judged above; a superuser's by the count of usable superusers.
@@ -224,17 +285,20 @@ extension PrivilegeDriver {
     }
 }
 
-extension SuperusersDriver {
-    func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async -> GuardVerdict {
+extension SuperusersDriver: JointlyGuardedDriver {
+    func guardDomain(_ resource: Resource, on target: Target) -> GuardDomain? { Connector.rolesDomain(target) }
+
+    func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target, alongside: [AllowedChange]) async -> GuardVerdict {
         let me = target.settings["user"]
         return await connector.judge(target) { connection in
             let allowed = try PostgresAdapter.spec(resource, SuperusersDriver.Spec.self).allowed
-            let before = try await RoleState.read(connection, including: me.map { [$0] } ?? [])
+            let live = try await RoleState.read(connection, including: me.map { [$0] } ?? [])
+            let before = RoleState.after(alongside, live, now: Date())
             var after = before
             for (name, state) in before where state.superuser && !allowed.contains(name) {
                 after[name]?.superuser = false
             }
-            return Connector.lockouts(before: before, after: after, me: me, target: target.name).map {
+            return Connector.lockouts(before: before, after: after, me: me, target: target.name, live: live).map {
                 $0.hasPrefix("Bulwark connects") ? $0 + ": add \(me ?? "it") to allowed or connect as another role" : $0
             }
         }
@@ -281,6 +345,8 @@ extension SettingDriver {
                     }
                 }
             }
+            problems += try await Self.cutsOffTLSClients(changes, connection, target: target)
+            problems += try await Self.unloadableTLSFiles(changes, connection)
             if names.contains("dynamic_library_path") {
                 problems.append("dynamic_library_path decides where every library a session loads comes from; Bulwark does not set it "
                                 + "(set it by hand, in a maintenance window)")
@@ -302,6 +368,102 @@ extension SettingDriver {
                 }
             }
         }
+    }
+}
+
+// MARK: - TLS
+
+extension SettingDriver {
+    /// The settings that name a file (or, `ssl_crl_dir`, a folder) the server loads its TLS
+    /// configuration from, at a reload and at every start.
+    static let tlsFiles = ["ssl_cert_file", "ssl_key_file", "ssl_ca_file", "ssl_crl_file", "ssl_crl_dir", "ssl_dh_params_file"]
+
+    /// Why a change would refuse clients that reach the server over TLS now, when they connect
+    /// again (an application's pool reconnecting): `ssl` off while sessions use TLS (a client
+    /// with `sslmode=require` or stricter is refused: "server does not support SSL"), or Bulwark's
+    /// own target requires it; `ssl_min_protocol_version` raised above the version a session
+    /// uses. A session of a role Bulwark's may not see the details of (`pg_stat_ssl.ssl` null)
+    /// is counted as using TLS, rather than leaving the guard blind.
+    static func cutsOffTLSClients(_ changes: [PropertyDrift], _ connection: PostgresConnection, target: Target) async throws -> [String] {
+        let off = changes.first { $0.property == "ssl" && SettingValue.bool($0.desired) != true }
+        let minimum = changes.first { $0.property == "ssl_min_protocol_version" }
+        guard off != nil || minimum != nil else { return [] }
+        let rows = try await PostgresAdapter.rows(connection, """
+            SELECT coalesce(s.version, ''), count(*)::text
+            FROM pg_stat_activity a LEFT JOIN pg_stat_ssl s ON s.pid = a.pid
+            WHERE (a.backend_type = 'client backend' OR a.backend_type IS NULL) AND a.pid <> pg_backend_pid() AND s.ssl IS NOT FALSE
+            GROUP BY 1 ORDER BY 1
+            """, columns: 2)
+        let sessions = rows.compactMap { row in row[1].flatMap { Int($0) }.map { (version: row[0] ?? "", count: $0) } }
+        /// `1 session … uses`, `2 sessions … use`.
+        func counted(_ list: [(version: String, count: Int)]) -> String {
+            let total = list.map(\.count).reduce(0, +)
+            return "\(total) session\(total == 1 ? "" : "s") on \(target.name) \(total == 1 ? "uses" : "use")"
+        }
+        var problems: [String] = []
+        if let off {
+            let settings = try PostgresAdapter.settings(target)
+            if settings.sslmode != .disable, !settings.host.hasPrefix("/") {
+                problems.append("ssl: '\(quotedForMessage(off.desired))': Bulwark connects to \(target.name) with sslmode \(settings.sslmode.rawValue), "
+                                + "and would be refused itself")
+            }
+            if !sessions.isEmpty {
+                problems.append("ssl: '\(quotedForMessage(off.desired))' turns TLS off while \(counted(sessions)) it now: "
+                                + "each client that requires TLS (sslmode=require or stricter) would be refused when it connects again; "
+                                + "move them off TLS first, or set it by hand, in a maintenance window")
+            }
+        }
+        if let minimum, let wanted = PostgresWeakening.tlsRank(minimum.desired) {
+            let older = sessions.filter { PostgresWeakening.tlsRank($0.version).map { $0 < wanted } ?? $0.version.isEmpty }
+            if !older.isEmpty {
+                let versions = older.map { $0.version.isEmpty ? "a version not shown to Bulwark's role" : $0.version }
+                problems.append("ssl_min_protocol_version: '\(quotedForMessage(minimum.desired))' refuses the TLS version "
+                                + "\(Array(Set(versions)).sorted().joined(separator: ", ")) that \(counted(older)) now: each "
+                                + "would be refused when it connects again; upgrade those clients first")
+            }
+        }
+        return problems
+    }
+
+    /// Why a change would leave the server unable to load its TLS configuration, if it would:
+    /// a file it names (or, turning `ssl` on, the certificate and key it will load) that the
+    /// server cannot read. The reload keeps the old configuration ("SSL configuration was not
+    /// reloaded": TLS clients refused where there was none) while SHOW reports the new value,
+    /// and the next start fails: blocked, as a setting that needs a restart is. Read through the
+    /// server, as its own user (`pg_read_binary_file` of no bytes: a key is opened, never read).
+    /// An empty `ssl_ca_file`, `ssl_crl_file`, `ssl_crl_dir` or `ssl_dh_params_file` is none.
+    static func unloadableTLSFiles(_ changes: [PropertyDrift], _ connection: PostgresConnection) async throws -> [String] {
+        var files: [(name: String, path: String)] = changes.filter { tlsFiles.contains($0.property) }.map { ($0.property, $0.desired) }
+        if changes.contains(where: { $0.property == "ssl" && SettingValue.bool($0.desired) == true }) {
+            for name in ["ssl_cert_file", "ssl_key_file"] where !files.contains(where: { $0.name == name }) {
+                let rows = try await PostgresAdapter.rows(connection, "SELECT current_setting(\(name))", columns: 1)
+                files.append((name, rows.first?[0] ?? ""))
+            }
+        }
+        var problems: [String] = []
+        for (name, path) in files {
+            guard !path.isEmpty else {
+                if ["ssl_cert_file", "ssl_key_file"].contains(name) {
+                    problems.append("\(name) is empty: the server could not load its TLS configuration, and the next start would fail")
+                }
+                continue
+            }
+            let folder = name == "ssl_crl_dir"
+            do {
+                let rows = try await PostgresAdapter.rows(connection, folder
+                    ? "SELECT (pg_stat_file(\(path))).isdir::text"
+                    : "SELECT (NOT (pg_stat_file(\(path))).isdir AND pg_read_binary_file(\(path), 0, 0) IS NOT NULL)::text", columns: 1)
+                if rows.first?[0] != "true" {
+                    problems.append("\(name): '\(quotedForMessage(path))' is \(folder ? "not a folder" : "a folder, not a file"): the server "
+                                    + "could not load its TLS configuration, and the next start would fail")
+                }
+            } catch {
+                problems.append("\(name): the server cannot read '\(quotedForMessage(path))' (\(PostgresAdapter.describe(error))): it would not "
+                                + "load its TLS configuration at the reload (SHOW would still report the new value), and the next start "
+                                + "would fail; a relative path is read from the data directory")
+            }
+        }
+        return problems
     }
 }
 

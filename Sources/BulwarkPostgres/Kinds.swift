@@ -100,6 +100,7 @@ struct SettingDriver: ResourceDriver {
                         if settled || attempt == 19 { break }
                         try await Task.sleep(for: .milliseconds(100))
                     }
+                    try await expectLoaded(written, after: after, connection, target: target)
                 } catch where !(error is CancellationError) {
                     for change in written {
                         let name = change.property
@@ -107,9 +108,10 @@ struct SettingDriver: ResourceDriver {
                                                           ?? "ALTER SYSTEM RESET \(PostgresAdapter.identifier(name))")
                     }
                     try await PostgresAdapter.execute(connection, "SELECT pg_reload_conf()")
+                    let undone = "the change was undone: postgresql.auto.conf holds what it held before, and the server reloaded it"
+                    if let error = error as? NotLoaded { throw PostgresAdapterError(error.description + "; " + undone) }
                     throw PostgresAdapterError("new sessions could not start after setting "
-                        + written.map(\.property).joined(separator: ", ") + " (\(PostgresAdapter.describe(error))); the change was undone: "
-                        + "postgresql.auto.conf holds what it held before, and the server reloaded it")
+                        + written.map(\.property).joined(separator: ", ") + " (\(PostgresAdapter.describe(error))); " + undone)
                 }
             }
         }
@@ -133,6 +135,45 @@ struct SettingDriver: ResourceDriver {
 }
 
 extension SettingDriver {
+    /// A setting the server did not take at the reload, though SHOW may report it.
+    struct NotLoaded: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    /// Throws `NotLoaded` when the reload did not take what was written: a line of
+    /// postgresql.auto.conf the server refused (`pg_file_settings.error`; not `applied` alone is
+    /// no refusal: a setting for new sessions, `log_connections`, is never applied to the session
+    /// that reads the view), or,
+    /// after a change to `ssl` or a TLS file with `ssl` on, a server that offers no TLS to a new
+    /// connection (a certificate it could not load: "SSL configuration was not reloaded", while
+    /// SHOW reports the new file). A setting pending a restart is left to `pendingRestart`;
+    /// `pg_file_settings` is not read by a role that may not (its fix is still checked for TLS).
+    func expectLoaded(_ written: [PropertyDrift], after: [String: SettingState], _ connection: PostgresConnection,
+                      target: Target) async throws {
+        let names = written.filter { after[$0.property]?.pendingRestart != true }.map(\.property)
+        guard !names.isEmpty else { return }
+        let refused = (try? await PostgresAdapter.rows(connection, """
+            SELECT name, error FROM pg_file_settings
+            WHERE name = ANY(\(names)) AND sourcefile LIKE '%/postgresql.auto.conf' AND error IS NOT NULL
+            ORDER BY seqno
+            """, columns: 2)) ?? []
+        if !refused.isEmpty {
+            throw NotLoaded(description: "the server did not take " + refused.map { "\($0[0] ?? "?") (\($0[1] ?? "?"))" }.joined(separator: ", ")
+                            + " at the reload")
+        }
+        guard names.contains(where: { $0 == "ssl" || Self.tlsFiles.contains($0) }), !(try PostgresAdapter.settings(target)).host.hasPrefix("/"),
+              try await PostgresAdapter.rows(connection, "SELECT current_setting('ssl')", columns: 1).first?[0] == "on" else { return }
+        do {
+            // Over TLS as the target asks for it (`verify-full` stays so); `require` where it uses none.
+            let settings = try PostgresAdapter.settings(target)
+            try await connector.withConnection(target, sslmode: settings.sslmode == .disable ? .require : nil) { _ in }
+        } catch let error as PostgresAdapterError where error.noTLS {
+            throw NotLoaded(description: "ssl is on, but after the reload the server offers no TLS to a new connection: it did not load "
+                            + "its TLS configuration (its log says why: a certificate or key it cannot read or use), and its next start "
+                            + "would fail")
+        }
+    }
+
     /// `ALTER SYSTEM SET name TO value`: a list setting item by item (`'a', 'b'`), since one
     /// literal would be one item; any other as one literal.
     static func alterSystem(_ name: String, to value: String) -> String {

@@ -28,12 +28,16 @@ public enum PostgresAdapter {
         var privilege = KindDefinition(name: "PostgresPrivilege", adapter: name, parse: PrivilegeDriver.parse,
                                        driver: PrivilegeDriver(connector: connector), weakens: PostgresWeakening.privilege)
         privilege.weakensNew = PostgresWeakening.privilegeNew
+        // The setting kind judges a few settings' direction only (`PostgresWeakening.setting`):
+        // any other's is not known, so a finding's change to it still waits for a person.
+        var setting = KindDefinition(name: "PostgresSetting", adapter: name, parse: SettingDriver.parse,
+                                     driver: SettingDriver(connector: connector), weakens: PostgresWeakening.setting)
+        setting.judgesDirection = false
+        setting.weakensNew = PostgresWeakening.settingNew
         return AdapterDefinition(
             name: name, settings: parseSettings,
             kinds: [
-                KindDefinition(name: "PostgresSetting", adapter: name,
-                               parse: SettingDriver.parse, driver: SettingDriver(connector: connector)),
-                role, privilege,
+                setting, role, privilege,
                 KindDefinition(name: "PostgresSuperusers", adapter: name,
                                parse: SuperusersDriver.parse, driver: SuperusersDriver(connector: connector)),
             ])
@@ -340,7 +344,12 @@ public enum PostgresAdapter {
 /// A failure of the PostgreSQL adapter, with the server's message when there is one.
 struct PostgresAdapterError: Error, CustomStringConvertible {
     var description: String
-    init(_ description: String) { self.description = description }
+    /// The server answered that it offers no TLS (`PSQLError.Code.sslUnsupported`).
+    var noTLS = false
+    init(_ description: String, noTLS: Bool = false) {
+        self.description = description
+        self.noTLS = noTLS
+    }
 }
 
 /// A PostgreSQL target's settings, checked once when the target is read.

@@ -18,7 +18,7 @@ import Testing
             apiVersion: bulwark/v1
             kind: Controller
             metadata: {name: postgres}
-            spec: {kinds: [PostgresRole, PostgresPrivilege]}
+            spec: {kinds: [PostgresRole, PostgresPrivilege, PostgresSetting]}
             """
         return try DesiredStateLoader(registry: Registry([PostgresAdapter.definition()])).load([
             SourceFile(path: "controllers/c.yaml", contents: Array(inventory.utf8)),
@@ -64,5 +64,30 @@ import Testing
         let revoked = "{databases: [app], privileges: {CREATE: false}}", granted = "{databases: [app], privileges: {CREATE: true}}"
         #expect(try Self.weakened(revoked, granted, kind: "PostgresPrivilege") == ["app/CREATE"])
         #expect(try Self.weakened(granted, revoked, kind: "PostgresPrivilege").isEmpty)
+    }
+
+    /// `ssl: off` and `password_encryption: md5` from one committer were applied with no second
+    /// person (an outside review): TLS off, a weaker password hash, a lower TLS version and the
+    /// connection logs off are weakenings; the opposite moves, and settings whose direction is
+    /// not known, are not. The kind still does not judge direction as a whole.
+    @Test func aSettingThatWeakensTLSPasswordsOrConnectionLogsIsAWeakening() throws {
+        let kind = "PostgresSetting"
+        #expect(try Self.weakened("{settings: {ssl: \"on\", password_encryption: scram-sha-256}}",
+                                  "{settings: {ssl: \"off\", password_encryption: md5}}", kind: kind) == ["password_encryption", "ssl"])
+        #expect(try Self.weakened("{settings: {ssl_min_protocol_version: TLSv1.3}}", "{settings: {ssl_min_protocol_version: TLSv1.2}}",
+                                  kind: kind) == ["ssl_min_protocol_version"])
+        #expect(try Self.weakened("{settings: {log_connections: \"on\", log_disconnections: \"on\"}}",
+                                  "{settings: {log_connections: \"off\", log_disconnections: \"off\"}}", kind: kind)
+                == ["log_connections", "log_disconnections"])
+        // Set where no revision set it before: judged from the secure value.
+        #expect(try Self.weakened("{settings: {log_statement: ddl}}", "{settings: {log_statement: ddl, ssl: \"off\", ssl_min_protocol_version: TLSv1}}",
+                                  kind: kind) == ["ssl", "ssl_min_protocol_version"])
+        // Legitimate: stronger, or a direction not known.
+        #expect(try Self.weakened("{settings: {ssl: \"off\", password_encryption: md5, ssl_min_protocol_version: TLSv1.2}}",
+                                  "{settings: {ssl: \"on\", password_encryption: scram-sha-256, ssl_min_protocol_version: TLSv1.3}}",
+                                  kind: kind).isEmpty)
+        #expect(try Self.weakened("{settings: {work_mem: 4MB}}", "{settings: {work_mem: 64MB, ssl: \"on\", log_connections: \"on\"}}",
+                                  kind: kind).isEmpty)
+        #expect(Registry([PostgresAdapter.definition()]).kinds[kind]?.judgesDirection == false)
     }
 }

@@ -65,14 +65,31 @@ public final class PostgresServer {
         try postgres(["pg_ctl", "-D", data, "-m", mode, "-w", "stop"])
     }
 
-    /// Runs SQL as the superuser with psql and returns its unaligned output.
+    /// Runs SQL as the superuser with psql and returns its unaligned output. `sslmode` is
+    /// libpq's (`require`: over TLS or not at all); nil: libpq's default, TLS when offered.
     @discardableResult
-    public func psql(_ sql: String, database: String = "postgres") throws -> String {
+    public func psql(_ sql: String, database: String = "postgres", sslmode: String? = nil) throws -> String {
+        var environment = ["PGPASSWORD": password]
+        environment["PGSSLMODE"] = sslmode
         let result = try run("/usr/bin/psql", ["-h", "127.0.0.1", "-p", String(port), "-U", "postgres", "-d", database,
                                                "-v", "ON_ERROR_STOP=1", "-At", "-c", sql],
-                             environment: ["PGPASSWORD": password])
+                             environment: environment)
         guard result.status == 0 else { throw SupportError("psql: \(result.stderr)") }
         return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// A self-signed certificate and its key (`openssl req`), made in the server's folder and
+    /// readable by the server alone (its user's, the key 0600): their paths.
+    public func makeCertificate(name: String = "server") throws -> (certificate: String, key: String) {
+        let (certificate, key) = (directory + "/\(name).crt", directory + "/\(name).key")
+        let made = try run("/usr/bin/openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", certificate,
+                                                "-days", "2", "-subj", "/CN=localhost"])
+        guard made.status == 0 else { throw SupportError("openssl req: \(made.stderr)") }
+        if isRoot, let owner = getpwnam("postgres") {
+            for path in [certificate, key] { chown(path, owner.pointee.pw_uid, owner.pointee.pw_gid) }
+        }
+        chmod(key, 0o600)
+        return (certificate, key)
     }
 
     /// Runs `sql` in a psql of its own, in the background, and returns once it is running
