@@ -528,12 +528,18 @@ public enum Planner {
         var id = id
         var steps = 0
         // Bounded as the approvals are: each approved recurrence is one more approval file.
-        while state.consumedApprovals.contains(id), steps < 4096 {
-            id = AuditID.stable("again\u{1}" + id)
+        while state.consumedApprovals.contains(id), steps < episodeSteps {
+            id = nextEpisode(id)
             steps += 1
         }
         return id
     }
+
+    /// How many approved recurrences of one drift `episode` follows.
+    public static let episodeSteps = 4096
+
+    /// The id of the drift's next episode, once a fix used the approval of `id`.
+    public static func nextEpisode(_ id: String) -> String { AuditID.stable("again\u{1}" + id) }
 
     /// The id a held drift is approved by: the same target, resource, properties, observed and
     /// desired values always give the same id; a drift that changes gets a new one.

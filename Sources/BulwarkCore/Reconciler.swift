@@ -291,10 +291,27 @@ public struct Reconciler: Sendable {
         for _ in 0..<8 {
             let consumed = state.consumedApprovals.count
             if let usedApproval {
-                for remediation in guarded.remediations
-                where [.held, .blocked, .escalated].contains(remediation.decision) {
-                    guard let id = remediation.id, state.approvals[id] == nil, !state.consumedApprovals.contains(id) else { continue }
-                    if await usedApproval(id) { state.consumedApprovals.insert(id) }
+                for remediation in guarded.remediations {
+                    switch remediation.decision {
+                    case .held, .blocked, .escalated:
+                        // The whole line at once: each approved recurrence is one step of it.
+                        guard var id = remediation.id else { continue }
+                        var steps = 0
+                        while state.approvals[id] == nil, !state.consumedApprovals.contains(id), steps < Planner.episodeSteps,
+                              await usedApproval(id) {
+                            state.consumedApprovals.insert(id)
+                            id = Planner.nextEpisode(id)
+                            steps += 1
+                        }
+                    case .applied, .pruned:
+                        // An approval a fix used since the revision was loaded (the daemon loads
+                        // approvals when the policy changes): it does not let the drift back through.
+                        guard let id = remediation.approvalID, !state.consumedApprovals.contains(id), await usedApproval(id) else { continue }
+                        state.approvals[id] = nil
+                        state.consumedApprovals.insert(id)
+                    default:
+                        continue
+                    }
                 }
                 if state.consumedApprovals.count > consumed { guarded = replan() }
             }

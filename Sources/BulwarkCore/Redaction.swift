@@ -54,7 +54,16 @@ public enum Redaction {
     /// `see:AKIA…;`), is shaped like a credential (`isCredentialWord`): a token in brackets
     /// reached a record in clear (outside review).
     static func holdsCredential(_ word: Substring) -> Bool {
-        isCredentialWord(word) || word.split(whereSeparator: { "()[]{}<>:;|!?`*".contains($0) }).contains { isCredentialWord($0) }
+        if isCredentialWord(word) { return true }
+        // Split on whatever no token holds (tokens are letters, digits, `-`, `_`, and a JWT's
+        // `.`), each part also without the dots at its ends (`AKIA….`, a sentence's full stop).
+        return word.split(whereSeparator: { !($0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == ".")) })
+            .contains { part in
+                var trimmed = part
+                while trimmed.first == "." { trimmed = trimmed.dropFirst() }
+                while trimmed.last == "." { trimmed = trimmed.dropLast() }
+                return isCredentialWord(part) || isCredentialWord(trimmed)
+            }
     }
 
     static func isCredentialWord(_ word: Substring) -> Bool {

@@ -387,6 +387,10 @@ extension FileModeDriver: JointlyGuardedDriver {
                 if full.isSameBytes(real), lost(0o1) {
                     return "\(shown) would no longer be executable by \(who), \(role)"
                 }
+                // A script (`#!`) is read by its interpreter, as the account: executable alone, it fails.
+                if full.isSameBytes(real), lost(0o4), ELFHeaders.isScript(real) {
+                    return "\(shown) would no longer be readable by \(who), \(role): a script's interpreter reads it as that account"
+                }
                 if full.hasBytePrefix(real + "/"), before.folder, lost(0o1), FileManager.default.fileExists(atPath: full) {
                     return "\(who) could no longer reach \(name) through \(shown)"
                 }

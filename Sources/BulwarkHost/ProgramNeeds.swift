@@ -41,6 +41,19 @@ struct ELFHeaders: Sendable, Equatable {
         return count == 4 && magic == [0x7f, 0x45, 0x4c, 0x46]
     }
 
+    /// Whether the regular file at `path` (a real path) begins with `#!`: a script the kernel
+    /// hands to its interpreter, which then reads it with the caller's rights.
+    static func isScript(_ path: String) -> Bool {
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, info.st_mode & FileType.mask == FileType.regular else { return false }
+        var magic: [UInt8] = [0, 0]
+        let count = magic.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 2, 0) }
+        return count == 2 && magic == [0x23, 0x21]
+    }
+
     /// Reads the regular file open at `fd`, `size` bytes long.
     init?(fd: Int32, size: Int) {
         guard size > 0 else { return nil }

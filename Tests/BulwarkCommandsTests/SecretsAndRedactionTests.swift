@@ -172,12 +172,13 @@ import Testing
     @Test func aTokenInBracketsOrAfterPunctuationIsRedacted() {
         let token = "sk-proj0123456789abcdefghijklmnop"
         for text in ["note: \"(\(token))\"", "[\(token)]", "see:\(token);", "{\(token)}", "<ghp_0123456789abcdefghijABCDEFGHIJ>",
-                     "keys (AKIAIOSFODNN7EXAMPLE)"] {
+                     "keys (AKIAIOSFODNN7EXAMPLE)", "see AKIAIOSFODNN7EXAMPLE.", "token \(token).", "at /\(token)/x", "u@\(token)#",
+                     "~\(token)+"] {
             #expect(Redaction.looksLikeCredential(text), "\(text)")
             let words = Redaction.words(in: text)
             #expect(!words.contains(token) && !words.contains("ghp_0123") && !words.contains("AKIAIOSFODNN7EXAMPLE"), "\(words)")
         }
-        for text in ["(sk-learn-pipeline-v2)", "[model: gpt-4o]", "see:docs;"] {
+        for text in ["(sk-learn-pipeline-v2)", "[model: gpt-4o]", "see:docs;", "version 1.2.3.", "/usr/lib/x86_64-linux-gnu/libc.so.6"] {
             #expect(!Redaction.looksLikeCredential(text), "\(text)")
             #expect(Redaction.words(in: text) == text)
         }

@@ -116,6 +116,25 @@ import Testing
         }
     }
 
+    /// An administrator's login shell that is a script (`#!/bin/sh`) made `0711` was applied: the
+    /// kernel starts it, but its interpreter, reading it as the account, gets "Permission denied"
+    /// (exit 126) (outside review). Its read is kept too; the twin, `0755` from `0775`, applied.
+    @Test(.enabled(if: isRoot)) func anAdministratorsScriptShellMadeUnreadableIsBlockedAndTightenedReadableIsApplied() async throws {
+        try await withTemporaryDirectory { root in
+            try makeHost(root, [FixtureAccount(name: "root", uid: 0),
+                                FixtureAccount(name: "admin", uid: 1000, shell: "/usr/local/bin/adminsh", groups: ["sudo"])])
+            try write(root + "/usr/local/bin/adminsh", "#!/bin/sh\nexec /bin/sh \"$@\"\n", mode: 0o755)
+            try write(root + "/etc/login.defs", "UID_MIN 1000\n")
+            func mode(_ mode: String) -> String { resource("FileMode", "f", "path: /usr/local/bin/adminsh\nmode: \"\(mode)\"") }
+            try await expectBlocked(root, mode("0711"), reason: "/usr/local/bin/adminsh would no longer be readable by admin (uid 1000), "
+                                    + "whose login shell it is: a script's interpreter reads it as that account")
+            #expect(modeAndOwner(root + "/usr/local/bin/adminsh").mode == 0o755)
+            chmod(root + "/usr/local/bin/adminsh", 0o775)
+            try await expectApplied(root, mode("0755"))
+            #expect(modeAndOwner(root + "/usr/local/bin/adminsh").mode == 0o755)
+        }
+    }
+
     @Test(.enabled(if: isRoot)) func aSudoersFileGivenAwayOrWritableIsBlockedAnd0440RootIsApplied() async throws {
         try await withTemporaryDirectory { root in
             try host(root)
