@@ -84,6 +84,9 @@ extension Network {
         return true
     }
 
+    /// IPv4's and IPv6's loopback networks, 127.0.0.0/8 and ::1.
+    static let loopbacks = [Network("127.0.0.0/8")!, Network("::1")!]
+
     /// 127.0.0.0/8 or ::1: traffic that stays on the host, accepted on `lo` by every chain Bulwark writes.
     var isLoopback: Bool {
         isIPv6 ? (prefix == 128 && bytes == [UInt8](repeating: 0, count: 15) + [1]) : (bytes[0] == 127 && prefix >= 8)

@@ -10,7 +10,8 @@ internal import Foundation
 // and the default gateways. Each target's guards protect its own lifelines only, so no two
 // targets may manage one ruleset (`FirewallTargetSettings.exclusive`, refused when read).
 //
-// - FirewallBlocklist: blocked when an entry overlaps a lifeline (its traffic would be dropped),
+// - FirewallBlocklist: blocked when an entry overlaps loopback (127.0.0.0/8 or ::1, or a wider
+//   network holding them: the host's own services would be cut off) or a lifeline (its traffic would be dropped),
 //   or when it would empty a blocklist that drops addresses now (a truncated or force-pushed
 //   policy must not silently let every attacker back in; a person approves it if meant).
 // - Quarantine: blocked when a lifeline is outside `allow` (everything else is dropped both ways).
@@ -21,8 +22,8 @@ internal import Foundation
 //   (no port at all) is therefore always blocked: it would drop every new connection, management
 //   included. The gateway is not at risk here: the chain keeps established and related traffic
 //   (ICMP errors) and router advertisements, so it is not checked.
-// Loopback peers are accepted on `lo` by the quarantine and ingress chains, so only the
-// blocklist (which drops by source on every interface) judges them.
+// Loopback is accepted on `lo` by the quarantine and ingress chains, so only the blocklist
+// (which drops by source on every interface) judges it, whether or not an SSH session runs over it.
 // A guard that cannot read the lifelines blocks: it never lets a change through unjudged.
 
 extension Lifelines {
@@ -52,6 +53,14 @@ extension BlocklistDriver {
         if wanted.isEmpty, let observed = change.observed, observed != "(none)" {
             let count = observed.split(separator: ",").count
             return .block("this would empty the blocklist, which drops \(count) address\(count == 1 ? "" : "es") on \(target.name) now")
+        }
+        // Loopback, whoever uses it: the blocklist drops by source on every interface, `lo`
+        // included, so an entry covering 127.0.0.0/8 or ::1 (or a wider network holding them)
+        // would cut every service the host reaches on itself, with or without an SSH session.
+        if let entry = wanted.first(where: { entry in Network.loopbacks.contains { entry.overlaps($0) } }) {
+            return .block("blocking \(entry) would cut off loopback (127.0.0.0/8 and ::1) of \(target.name): every service the host "
+                          + "reaches on itself (a local database, DNS resolver, proxy or agent listening on 127.0.0.1 or ::1) "
+                          + "would stop answering; leave loopback out of the blocklist")
         }
         return Lifelines.judge(target) { lifelines in
             lifelines.all(includingLoopback: true).compactMap { lifeline, what in

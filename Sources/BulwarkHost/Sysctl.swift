@@ -205,7 +205,8 @@ struct SysctlDriver: ResourceDriver {
         var values: [String: String?] = [:]
         for property in resource.spec.properties {
             let stored = persisted[property.name]?.value
-            if let runtime = try runtime(property.name, root), runtime != property.value {
+            // `proc/sys` shows a number in decimal however it was written (`0x2` reads back `2`).
+            if let runtime = try runtime(property.name, root), !Self.kernelReadsSame(runtime, property.value) {
                 values[property.name] = runtime
             } else {
                 values[property.name] = .some(stored)
@@ -228,7 +229,7 @@ struct SysctlDriver: ResourceDriver {
         var found: Set<String> = []
         for change in changes where persisted[change.property]?.value == change.desired {
             let runtime = try runtime(change.property, root)
-            if runtime == nil || runtime == change.desired { found.insert(change.property) }
+            if runtime.map({ Self.kernelReadsSame($0, change.desired) }) ?? true { found.insert(change.property) }
         }
         return found
     }

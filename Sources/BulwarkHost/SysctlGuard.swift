@@ -63,15 +63,17 @@ extension SysctlDriver {
                                   + "with every capability\(pipeOnly ? " at every crash, which any user can cause" : ""): \(problem)")
                 }
             }
-            if let floor = Self.floors[key], value == floor.value {
-                return .block("\(key) = \(value) \(floor.why)")
+            // As the kernel reads it: `0x0`, `-0` and `00` are the floor 0 as much as `0` is.
+            if let floor = Self.floors[key], (Self.kernelDecimal(value) ?? value) == floor.value {
+                let read = value == floor.value ? "" : ", which the kernel reads as \(floor.value),"
+                return .block("\(key) = \(quotedForMessage(value))\(read) \(floor.why)")
             }
             if let problem = try starves(key, value, changes, root: root) {
                 return .block("\(key) = \(quotedForMessage(value)) \(problem)")
             }
             let parts = key.split(separator: ".")
             if parts.count == 5, parts[0] == "net", parts[1] == "ipv6", parts[2] == "conf", parts[4] == "disable_ipv6",
-               parts[3] != "default", value != "0" {
+               parts[3] != "default", Self.kernelDecimal(value) != "0" {
                 // sysctl writes a dot inside an interface's name as `/`.
                 let interface = parts[3] == "all" ? nil : Self.swapped(parts[3])
                 if let (name, address) = try Self.globalIPv6(on: interface, root: root) {
@@ -226,13 +228,19 @@ extension SysctlDriver {
         return nil
     }
 
-    /// A number as the kernel's `proc_dointvec` family reads one written to `proc/sys`: its first
-    /// word, in base 0 (`0x` hexadecimal, a leading `0` octal). Nil for a negative number, one
-    /// of more than 64 bits or anything else: the kernel refuses those (a negative unsigned
-    /// count it ignores).
-    static func kernelCount(_ value: String) -> UInt64? {
-        guard let word = value.split(whereSeparator: { $0 == " " || $0 == "\t" }).first else { return nil }
-        var digits = Substring(word), radix: UInt64 = 10
+    /// A number as the kernel reads one written to `proc/sys` (`proc_get_long`): the first word
+    /// of `value` (blanks C's `isspace` knows around it skipped), a leading `-`, and a leading `+`
+    /// as the `kstrto*` parsers some parameters use take it, then base 0: `0x` or `0X`
+    /// hexadecimal, a leading `0` octal, else decimal. `0x0`, `-0`, `00` and `+0` are all 0.
+    /// Nil for a word that is no number (a path, `on`, `0x`, `08`) or of more than 64 bits.
+    static func kernelNumber(_ value: some StringProtocol) -> (negative: Bool, magnitude: UInt64)? {
+        let blank: (Character) -> Bool = { $0 == " " || $0 == "\t" || $0 == "\n" || $0 == "\r" || $0 == "\u{0B}" || $0 == "\u{0C}" }
+        guard let word = value.split(whereSeparator: blank).first else { return nil }
+        var digits = Substring(word), negative = false, radix: UInt64 = 10
+        if digits.hasPrefix("-") || digits.hasPrefix("+") {
+            negative = digits.hasPrefix("-")
+            digits = digits.dropFirst()
+        }
         if digits.hasPrefix("0x") || digits.hasPrefix("0X") {
             digits = digits.dropFirst(2)
             radix = 16
@@ -249,7 +257,33 @@ extension SysctlDriver {
             guard !overflow, !carry else { return nil }
             result = sum
         }
-        return result
+        return (negative && result != 0, result)
+    }
+
+    /// `value`'s first word as the kernel reads it, in decimal (`0x0`, `-0` and `00` are `0`,
+    /// `-0x1` is `-1`): the form the floors, the strengths of `HostWeakening` and the in-sync
+    /// comparison judge a number in. Nil where it is no number (`kernelNumber`).
+    static func kernelDecimal(_ value: some StringProtocol) -> String? {
+        kernelNumber(value).map { $0.negative ? "-\($0.magnitude)" : "\($0.magnitude)" }
+    }
+
+    /// A count as the kernel reads one (`kernelNumber`). Nil for a negative number (`-0` is 0),
+    /// one of more than 64 bits or anything else: the kernel refuses those (a negative unsigned
+    /// count it ignores).
+    static func kernelCount(_ value: String) -> UInt64? {
+        kernelNumber(value).flatMap { $0.negative ? nil : $0.magnitude }
+    }
+
+    /// Whether the kernel reads `a` and `b` as the same value: word by word (a parameter of
+    /// several numbers, `32768 60999`), each the same text or the same number (`0x2` and `2`).
+    /// What `proc/sys` shows is the number in decimal, whatever form was written.
+    static func kernelReadsSame(_ a: String, _ b: String) -> Bool {
+        if a == b { return true }
+        let blank: (Character) -> Bool = { $0 == " " || $0 == "\t" }
+        let (left, right) = (a.split(whereSeparator: blank), b.split(whereSeparator: blank))
+        return left.count == right.count && zip(left, right).allSatisfy { x, y in
+            x == y || (kernelDecimal(x).map { $0 == kernelDecimal(y) } ?? false)
+        }
     }
 
     /// What the root's `proc/meminfo` says, in bytes (nil where it does not say).

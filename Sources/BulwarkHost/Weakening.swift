@@ -1,3 +1,5 @@
+internal import BulwarkCore
+
 /// Which changes of a host kind's desired values move in the less secure direction (see
 /// `KindDefinition.weakens`). Each returns why, or nil for a change that is as strict or stricter,
 /// or one whose direction cannot be told.
@@ -175,9 +177,10 @@ enum HostWeakening {
     /// of the whole host, or that cannot be undone before a reboot: each value's rank (how far
     /// it goes, 0 for the kernel's default; nil for one the kernel refuses) and why a move to a
     /// higher rank is held for a second person. Numbers are read as the kernel reads them
-    /// (`SysctlDriver.kernelCount`: `0x1` is 1).
+    /// (`SysctlDriver.kernelNumber`: `0x1` is 1, `-0` is 0).
     static let sysctlDrastic: [String: (rank: @Sendable (String) -> Int?, why: String)] = {
-        let on: @Sendable (String) -> Int? = { SysctlDriver.kernelCount($0).map { $0 == 0 ? 0 : 1 } }
+        // Any number but 0 is on, `-1` included (`panic_on_oops` takes it and panics).
+        let on: @Sendable (String) -> Int? = { SysctlDriver.kernelNumber($0).map { $0.magnitude == 0 ? 0 : 1 } }
         return [
             "kernel.panic_on_oops": (on, "would crash the host at any kernel oops instead of killing the one process that hit it"),
             "kernel.panic_on_warn": (on, "would crash the host at any kernel warning, which it otherwise logs and carries on from"),
@@ -192,16 +195,26 @@ enum HostWeakening {
             "kernel.modules_disabled": (on, "would stop every kernel module from loading (the driver of a disk or network card added "
                                         + "later, a firewall's or file system's module) and cannot be set back to 0 without a reboot"),
             // 0: a host that panics stays down; a number of seconds, or below 0 at once, reboots it.
-            "kernel.panic": ({ value in
-                let negative = value.hasPrefix("-")
-                return SysctlDriver.kernelCount(negative ? String(value.dropFirst()) : value).map { $0 == 0 ? 1 : 0 }
-            }, "would leave a host that panics hung until someone power-cycles it, instead of rebooting it"),
+            "kernel.panic": ({ SysctlDriver.kernelNumber($0).map { $0.magnitude == 0 ? 1 : 0 } }, "would leave a host that panics hung until someone power-cycles it, instead of rebooting it"),
         ]
     }()
 
+    /// Where `value` stands in `order` (`strengths`), read as the kernel reads it
+    /// (`SysctlDriver.kernelDecimal`: `0x0`, `-0` and `00` are `0`). In a list of `0` and `1`
+    /// alone every other number is `1`: the kernel takes any number but 0 as on there
+    /// (`ip_forward` 2 forwards), or refuses it.
+    static func strength(_ value: String, in order: [String]) -> Int? {
+        let read = SysctlDriver.kernelDecimal(value) ?? value
+        if let index = order.firstIndex(of: read) { return index }
+        guard Set(order) == ["0", "1"], SysctlDriver.kernelNumber(value) != nil else { return nil }
+        return order.firstIndex(of: "1")
+    }
+
     @Sendable static func sysctl(_ key: String, _ from: String, _ to: String) -> String? {
-        if let order = strengths(key), let a = order.firstIndex(of: from), let b = order.firstIndex(of: to), b < a {
-            return "moves from \(from) to the weaker \(to)"
+        if let order = strengths(key), let a = strength(from, in: order), let b = strength(to, in: order), b < a {
+            let read = to == order[b] ? "" : SysctlDriver.kernelDecimal(to) == order[b] ? ", which the kernel reads as \(order[b])"
+                : ", which the kernel takes as \(order[b])"
+            return "moves from \(quotedForMessage(from)) to the weaker \(quotedForMessage(to))\(read)"
         }
         // A value before that the kernel refused set nothing: judged as the default.
         if let drastic = sysctlDrastic[key], let b = drastic.rank(to), b > drastic.rank(from) ?? 0 {

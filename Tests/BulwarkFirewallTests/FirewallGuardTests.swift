@@ -168,6 +168,33 @@ struct FirewallGuardTests {
         }
     }
 
+    /// Review M2: a blocklist entry that covers loopback (127.0.0.0/8 or a part of it, ::1, or a
+    /// wider network holding them) would drop every service the host reaches on itself (the
+    /// blocklist drops by source on `lo` too), with no SSH session over loopback to protect it.
+    /// Blocked and recorded, the ruleset unchanged and a loopback listener still answering over
+    /// IPv4 and IPv6; an ordinary network goes through, and loopback still answers.
+    @Test func aBlocklistThatCoversLoopbackIsBlockedAndAnOrdinaryNetworkGoesThrough() async throws {
+        try await withTemporaryDirectory { root in
+            let lab = try NetworkLab()
+            defer { lab.remove() }
+            try lab.listen(port: 5432)
+            for (entries, shown) in [("203.0.113.0/24, 127.0.0.0/8", "127.0.0.0/8"), ("127.0.0.53", "127.0.0.53"),
+                                     ("\"::1\"", "::1"), ("0.0.0.0/1", "0.0.0.0/1"), ("\"::/1\"", "::/1")] {
+                let reason = try await expectBlocked(try firewallState(root: root, namespace: lab.host, blocklist(entries)), lab: lab, root: root)
+                #expect(reason.hasPrefix("blocking \(shown) would cut off loopback (127.0.0.0/8 and ::1) of edge-1"), "\(reason)")
+                #expect(try lab.connects(to: "127.0.0.1", port: 5432, from: lab.host), "\(entries)")
+                #expect(try lab.connects(to: "::1", port: 5432, from: lab.host), "\(entries)")
+            }
+
+            // The twin: an ordinary network, and 128.0.0.0/8 right after loopback's. Applied.
+            let (_, outcome) = try await reconcile(try firewallState(root: root, namespace: lab.host, blocklist("203.0.113.0/24, 128.0.0.0/8")))
+            #expect(outcome.verified.count == 1, "\(outcome.entries.map { $0.record.reason ?? $0.record.error ?? "" })")
+            #expect(try lab.nft(["list", "table", "inet", "bulwark"]).stdout.contains("203.0.113.0/24"))
+            #expect(try lab.connects(to: "127.0.0.1", port: 5432, from: lab.host))
+            #expect(try lab.connects(to: "::1", port: 5432, from: lab.host))
+        }
+    }
+
     @Test func emptyingABlocklistIsBlockedButShorteningItIsNot() async throws {
         try await withTemporaryDirectory { root in
             let lab = try NetworkLab()

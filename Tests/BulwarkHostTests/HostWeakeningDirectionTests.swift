@@ -31,6 +31,42 @@ import Testing
         return remediation
     }
 
+    /// Review H3: a value is judged as the kernel reads it (`0x0`, `00`, `-0` are 0; where only
+    /// 0 and 1 are listed, any other number is 1: `ip_forward` 2 forwards). Held through a plan
+    /// and recorded; the same strong value in hexadecimal, and a stronger one, are not.
+    @Test func sysctlValuesAreJudgedAsTheKernelReadsThem() async throws {
+        #expect(HostWeakening.sysctl("kernel.randomize_va_space", "2", "0x0") != nil)
+        #expect(HostWeakening.sysctl("kernel.randomize_va_space", "2", "01") != nil)
+        #expect(HostWeakening.sysctl("kernel.randomize_va_space", "2", "-0") != nil)
+        #expect(HostWeakening.sysctl("kernel.randomize_va_space", "2", "+0") != nil)
+        #expect(HostWeakening.sysctl("net.ipv4.ip_forward", "0", "0x1") != nil)
+        #expect(HostWeakening.sysctl("net.ipv4.ip_forward", "0", "2") != nil)
+        #expect(HostWeakening.sysctl("net.ipv4.conf.all.accept_redirects", "0", "0x1") != nil)
+        #expect(HostWeakening.sysctl("kernel.perf_event_paranoid", "2", "-0x1") != nil)
+        #expect(HostWeakening.sysctl("kernel.panic_on_oops", "0", "-1") != nil)
+        #expect(HostWeakening.sysctl("kernel.panic", "10", "-0") != nil)
+        #expect(HostWeakening.sysctlNew("kernel.randomize_va_space", "0x0") != nil)
+        #expect(HostWeakening.sysctlNew("net.ipv4.ip_forward", "0x1") != nil)
+        // The twins.
+        #expect(HostWeakening.sysctl("kernel.randomize_va_space", "2", "0x2") == nil)
+        #expect(HostWeakening.sysctl("kernel.randomize_va_space", "1", "0x2") == nil)
+        #expect(HostWeakening.sysctl("net.ipv4.ip_forward", "0x1", "00") == nil)
+        #expect(HostWeakening.sysctl("kernel.yama.ptrace_scope", "0x1", "1") == nil)
+        #expect(HostWeakening.sysctlNew("kernel.randomize_va_space", "0x2") == nil)
+        try await withTemporaryDirectory { root in
+            try write(root + "/proc/sys/kernel/randomize_va_space", "2\n")
+            try FileManager.default.createDirectory(atPath: root + "/etc/sysctl.d", withIntermediateDirectories: true)
+            // Held: the floor's guard is not asked, the value being off the floor (1).
+            let remediation = try await held(root, "Sysctl", from: "kernel.randomize_va_space: 2", to: "kernel.randomize_va_space: \"0x1\"")
+            #expect(remediation?.decision == .held
+                    && remediation?.reason?.contains("kernel.randomize_va_space: 2 → 0x1 (moves from 2 to the weaker 0x1, which the kernel reads as 1)") == true,
+                    "\(remediation?.reason ?? "none")")
+            let twin = try await held(root, "Sysctl", from: "kernel.randomize_va_space: 1", to: "kernel.randomize_va_space: \"0x2\"")
+            #expect(twin?.decision == .applied, "\(twin?.reason ?? "none")")
+            #expect(try read(root + "/proc/sys/kernel/randomize_va_space") == "0x2\n")
+        }
+    }
+
     @Test func sysctlHardeningMovedToAWeakerValueIsHeldWhereverItStarted() async throws {
         #expect(HostWeakening.sysctl("kernel.yama.ptrace_scope", "3", "0") != nil)
         #expect(HostWeakening.sysctl("kernel.yama.ptrace_scope", "3", "2") != nil)

@@ -164,7 +164,9 @@ import Testing
     @Test func absurdNumbersAreReadWithoutOverflow() async throws {
         #expect(SysctlDriver.kernelCount("0x10") == 16 && SysctlDriver.kernelCount("020") == 16 && SysctlDriver.kernelCount("16\t32") == 16)
         #expect(SysctlDriver.kernelCount("18446744073709551615") == .max)
-        for refused in ["18446744073709551616", "99999999999999999999999999", "-1", "1e3", "0x", "09", "", "+5"] {
+        // `+5` as the `kstrto*` parsers some parameters use read it, `-0` as proc_dointvec does.
+        #expect(SysctlDriver.kernelCount("+5") == 5 && SysctlDriver.kernelCount("-0") == 0 && SysctlDriver.kernelCount("-0x0") == 0)
+        for refused in ["18446744073709551616", "99999999999999999999999999", "-1", "1e3", "0x", "09", "", "+", "-", "+-5", "--0"] {
             #expect(SysctlDriver.kernelCount(refused) == nil, "\(refused)")
         }
         try await withTemporaryDirectory { root in

@@ -66,6 +66,36 @@ import Testing
         }
     }
 
+    /// Review H3: a floor written in another form the kernel reads (`0x0`, `00`, `-0`, `+0`,
+    /// a second word after it) is the floor: blocked and recorded, the host unchanged. The twins,
+    /// strong values in hexadecimal and octal, and `disable_ipv6` `0x0` (IPv6 kept on), are applied.
+    @Test func aDefenceSwitchedOffInHexOrOctalIsBlockedAndAHexStrongValueApplied() async throws {
+        try await withTemporaryDirectory { root in
+            try host(root)
+            try write(root + "/proc/sys/kernel/randomize_va_space", "2\n")
+            try write(root + "/proc/sys/fs/suid_dumpable", "0\n")
+            let aslr = "would turn address space randomization off"
+            for (spec, reason) in [
+                ("kernel.randomize_va_space: \"0x0\"", "kernel.randomize_va_space = 0x0, which the kernel reads as 0, \(aslr)"),
+                ("kernel.randomize_va_space: \"00\"", "kernel.randomize_va_space = 00, which the kernel reads as 0, \(aslr)"),
+                ("kernel.randomize_va_space: \"-0\"", "kernel.randomize_va_space = -0, which the kernel reads as 0, \(aslr)"),
+                ("kernel.randomize_va_space: \"+0\"", "which the kernel reads as 0, \(aslr)"),
+                ("kernel.randomize_va_space: \"0x0 2\"", "which the kernel reads as 0, \(aslr)"),
+                ("kernel.unprivileged_bpf_disabled: \"0X0\"", "would let every user load BPF programs"),
+                ("fs.suid_dumpable: \"0x1\"", "fs.suid_dumpable = 0x1, which the kernel reads as 1, would let users make setuid programs dump core"),
+            ] {
+                try await expectBlocked(root, resource("Sysctl", "s", spec), reason: reason)
+            }
+            try await expectApplied(root, resource("Sysctl", "s", """
+                kernel.randomize_va_space: "0x2"
+                fs.suid_dumpable: "00"
+                net.ipv6.conf.eth0.disable_ipv6: "0x0"
+                """))
+            #expect(try read(root + "/proc/sys/kernel/randomize_va_space") == "0x2\n")
+            #expect(try read(root + "/etc/sysctl.d/zz-bulwark.conf").contains("\nnet.ipv6.conf.eth0.disable_ipv6 = 0x0\n"))
+        }
+    }
+
     @Test func ipv6DisabledWhereAGlobalAddressIsInUseIsBlocked() async throws {
         try await withTemporaryDirectory { root in
             try host(root)
