@@ -111,6 +111,48 @@ enum ConfigFileWeakening {
         return reasons.isEmpty ? nil : reasons.joined(separator: "; ")
     }
 
+    /// A property that may name the value, or a part of the value, that another property of the
+    /// same file (`governed`, set to `was` by an earlier revision) names: `guardrails[0]` and
+    /// `guardrails[*]` may be the element `guardrails[guardrail_name=pii]` picks (which element an
+    /// index or a wildcard reaches depends on each target's file, so any that may is judged),
+    /// `litellm_settings.callbacks[0]` is a part of `litellm_settings.callbacks`, and
+    /// `litellm_settings` holds it. The change is judged by `weakens` as the governed value's: as
+    /// `was` with the part the property names set to `value`, or, for a property that holds the
+    /// governed one, as `value` with `was` in its place against `value` (a `value` that cannot
+    /// hold it removes it).
+    @Sendable static func weakensThrough(_ property: String, _ value: String, _ governed: String, _ was: String) -> String? {
+        guard !property.hasPrefix("["), !governed.hasPrefix("["), firstKey(property) == firstKey(governed),
+              case .success(let new) = ConfigPath.parse(property), case .success(let old) = ConfigPath.parse(governed),
+              let now = ConfigValue.fromCanonical(value), let before = ConfigValue.fromCanonical(was) else { return nil }
+        let shared = min(new.steps.count, old.steps.count)
+        for index in 0..<shared where !mayMeet(new.steps[index], old.steps[index]) { return nil }
+        if new.steps.count >= old.steps.count {
+            guard let after = before.setting(new.steps[shared...], to: now) else { return nil }
+            return weakens(governed, was, after.canonical)
+        }
+        guard let held = now.setting(old.steps[shared...], to: before) else { return weakens(governed, was, "null") }
+        return weakens(property, held.canonical, value)
+    }
+
+    /// The first key of a path (`guardrails` of `guardrails[0].mode`), to pass over paths that
+    /// cannot meet without parsing them.
+    static func firstKey(_ path: String) -> Substring {
+        path.prefix { $0 != "." && $0 != "[" }
+    }
+
+    /// Whether two steps at the same depth may reach the same value: the same key; the same
+    /// index; elements picked by the same key with different values never; any other two list
+    /// steps may (`[0]` may be the element `[name=pii]` picks, `[*]` is every one).
+    static func mayMeet(_ a: ConfigPath.Step, _ b: ConfigPath.Step) -> Bool {
+        switch (a, b) {
+        case (.key(let x), .key(let y)): x == y
+        case (.key, _), (_, .key): false
+        case (.index(let x), .index(let y)): x == y
+        case (.match(let k, let x), .match(let l, let y)): k != l || x == y
+        default: true
+        }
+    }
+
     /// A command Bulwark will run as root that is new or changed, or a validation dropped.
     static func commands(_ from: String, _ to: String) -> String? {
         let decoder = JSONDecoder()
@@ -216,5 +258,55 @@ enum ConfigFileWeakening {
     static func isGuardList(_ key: String) -> Bool {
         let key = key.lowercased()
         return key.contains("guardrail") || key.contains("callback")
+    }
+}
+
+extension ConfigValue {
+    /// This value with every place `steps` name below it set to `value`, as `ConfigDocument.set`
+    /// would: missing keys and `[key=value]` elements created (where no `[N]` or `[*]` follows),
+    /// no other list element. Nil where the steps name no place.
+    func setting(_ steps: ArraySlice<ConfigPath.Step>, to value: ConfigValue) -> ConfigValue? {
+        guard let step = steps.first else { return value }
+        let rest = steps.dropFirst()
+        switch (step, self) {
+        case (.key, .null):
+            return ConfigDocument.build(steps, value)
+        case (.key(let key), .map(var map)):
+            let inner = if let there = map[key] { there.setting(rest, to: value) } else { ConfigDocument.build(rest, value) }
+            guard let inner else { return nil }
+            map[key] = inner
+            return .map(map)
+        case (.index(let index), .list(var items)):
+            guard index < items.count, let inner = items[index].setting(rest, to: value) else { return nil }
+            items[index] = inner
+            return .list(items)
+        case (.every, .list(var items)), (.match, .list(var items)):
+            var reached = false
+            for (index, item) in items.enumerated() {
+                if case .match(let key, let wanted) = step {
+                    guard case .map(let map) = item, let text = map[key]?.scalarText, text == wanted else { continue }
+                }
+                guard let inner = item.setting(rest, to: value) else { continue }
+                items[index] = inner
+                reached = true
+            }
+            if !reached, case .match = step, case .list(let built)? = ConfigDocument.build(steps, value) {
+                return .list(items + built)
+            }
+            return reached ? .list(items) : nil
+        case (.match, .null):
+            return ConfigDocument.build(steps, value)
+        default:
+            return nil
+        }
+    }
+
+    /// A scalar's text as a `[key=value]` step compares it (a string's or a number's; nil for
+    /// anything else).
+    var scalarText: String? {
+        switch self {
+        case .string(let text), .number(let text): text
+        default: nil
+        }
     }
 }

@@ -524,4 +524,100 @@ func expectConfigBlocked(_ root: String, _ file: String, labels: String = "{}", 
             #expect(outcome.verified.count == 1)
         }
     }
+
+    // MARK: - The same value by another path
+
+    /// Plans `current` against the last applied `previous` and applies it: every remediation and
+    /// every record.
+    func planAllAgainst(previous: DesiredState, current: DesiredState) async throws -> ([PlannedRemediation], [AuditRecord]) {
+        let registry = Registry([HostAdapter.definition()])
+        let reconciler = Reconciler(registry: registry)
+        let plan = try await reconciler.plan(current, weakened: Weakening.compare(previous: previous, current: current, registry: registry))
+        let outcome = await reconciler.apply(plan, state: current, audit: RecordingSink())
+        return (plan.remediations, outcome.entries.map(\.record))
+    }
+
+    static let aliasFile = """
+        general_settings:
+          master_key: os.environ/LITELLM_MASTER_KEY
+        litellm_settings:
+          callbacks: [detect_prompt_injection]
+        guardrails:
+          - guardrail_name: pii
+            litellm_params:
+              guardrail: litellm_content_filter
+              mode: pre_call
+              default_on: true
+
+        """
+
+    static let aliasBaseline = resource("ConfigFile", "guardrails", """
+        path: etc/litellm/config.yaml
+        properties:
+          guardrails[guardrail_name=pii].litellm_params.mode: pre_call
+          guardrails[guardrail_name=pii].litellm_params.default_on: true
+          litellm_settings.callbacks: [detect_prompt_injection]
+        reload: [/usr/bin/true]
+        """)
+
+    /// Review H1: one committer added a resource that named the baseline's guardrail values by
+    /// other paths (`guardrails[0]`, `guardrails[*]`, `litellm_settings.callbacks[0]`) and turned
+    /// them off; no earlier revision set those paths, so only unsafe switches were judged, and it
+    /// was applied: the guardrail only logged, was off by default, the injection check gone. Each
+    /// is now judged as the governed path's change: held, recorded held, the file untouched.
+    @Test func aGuardrailWeakenedThroughAnotherPathIsHeld() async throws {
+        try await withTemporaryDirectory { root in
+            let path = root + "/etc/litellm/config.yaml"
+            try write(path, Self.aliasFile)
+            let previous = try configState(root: root, Self.aliasBaseline)
+            let cases = [
+                ("guardrails[0].litellm_params.mode: logging_only",
+                 "(reaches guardrails[guardrail_name=pii].litellm_params.mode) (makes the guardrail at guardrails[guardrail_name=pii].litellm_params.mode logging_only instead of pre_call"),
+                ("guardrails[*].litellm_params.default_on: false", "(reaches guardrails[guardrail_name=pii].litellm_params.default_on) (turns the guardrail's default_on off"),
+                ("litellm_settings.callbacks[0]: none", "(reaches litellm_settings.callbacks) (removes detect_prompt_injection from litellm_settings.callbacks"),
+                ("guardrails[00].litellm_params: {mode: post_call}", "makes the guardrail at guardrails[00].litellm_params.mode post_call instead of pre_call"),
+                ("guardrails: [{guardrail_name: pii, litellm_params: {mode: during_call}}]", "during_call instead of pre_call"),
+                ("guardrails: []", "makes the guardrail at guardrails[0].litellm_params.mode unset instead of pre_call"),
+            ]
+            for (property, words) in cases {
+                let sneaky = resource("ConfigFile", "sneaky", "path: etc/litellm/config.yaml\nproperties:\n  \(property)")
+                let (remediations, records) = try await planAllAgainst(previous: previous,
+                                                                       current: try configState(root: root, Self.aliasBaseline + sneaky))
+                let held = remediations.first { $0.binding.resource.name == "sneaky" }
+                #expect(held?.decision == .held, "\(property): \(remediations.map { "\($0.binding.resource) \($0.decision) \($0.reason ?? "")" })")
+                #expect(held?.reason?.contains(words) == true, "\(property): \(held?.reason ?? "")")
+                #expect(records.map(\.decision) == [.held], "\(property): \(records.map(\.decision))")
+                #expect(records.first?.commitMessage.contains("Bulwark-Decision: held") == true)
+                #expect(try read(path) == Self.aliasFile, "\(property)")
+            }
+        }
+    }
+
+    /// The legitimate twin: new paths that reach the same guardrail with a stricter value
+    /// (`during_call` → `pre_call`, default_on turned on, the callback kept) are not held, and
+    /// are written.
+    @Test func aGuardrailStrengthenedThroughAnotherPathIsWritten() async throws {
+        try await withTemporaryDirectory { root in
+            let path = root + "/etc/litellm/config.yaml"
+            let weak = Self.aliasFile.replacingOccurrences(of: "mode: pre_call", with: "mode: during_call")
+                .replacingOccurrences(of: "default_on: true", with: "default_on: false")
+            try write(path, weak)
+            let previous = try configState(root: root, Self.aliasBaseline.replacingOccurrences(of: "mode: pre_call", with: "mode: during_call")
+                .replacingOccurrences(of: "default_on: true", with: "default_on: false"))
+            let stricter = resource("ConfigFile", "stricter", """
+                path: etc/litellm/config.yaml
+                properties:
+                  guardrails[0].litellm_params.mode: pre_call
+                  guardrails[*].litellm_params.default_on: true
+                  litellm_settings.callbacks[0]: detect_prompt_injection
+                """)
+            let (remediations, records) = try await planAllAgainst(previous: previous, current: try configState(root: root, Self.aliasBaseline + stricter))
+            #expect(!remediations.isEmpty && remediations.allSatisfy { $0.decision == .applied },
+                    "\(remediations.map { "\($0.binding.resource) \($0.decision) \($0.reason ?? "")" })")
+            #expect(!records.isEmpty && records.allSatisfy { $0.result == .verified }, "\(records.map { $0.error ?? "" })")
+            let python = try run("/usr/bin/python3", ["-c", "import sys, yaml; d = yaml.safe_load(open(sys.argv[1])); g = d['guardrails'][0]['litellm_params']; "
+                                                      + "print(g['mode'], g['default_on'], d['litellm_settings']['callbacks'])", path])
+            #expect(python.stdout == "pre_call True ['detect_prompt_injection']\n", "\(python.stderr)")
+        }
+    }
 }
