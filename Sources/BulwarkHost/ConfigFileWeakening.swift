@@ -6,7 +6,8 @@ internal import BulwarkCore
 ///
 /// - a new or changed `validate` or `reload` command (Bulwark runs it as root), or a
 ///   validation dropped;
-/// - a credential set to null or empty, or removed from a mapping the policy sets;
+/// - a credential set to null or empty, or removed from a mapping the policy sets; one read from
+///   the environment (`os.environ/NAME`) read from another variable, or written as anything else;
 /// - a `dangerously_*`, `*insecure*`, `turn_off_*` or `disable_*`/`*_disabled` switch turned on (from
 ///   false, null or unset to anything else: LiteLLM tests such a switch for truth, so `"false"`, `1`
 ///   or `[false]` turn it on), or one that stays on changed to another value, unless it is a list
@@ -22,6 +23,8 @@ internal import BulwarkCore
 /// - a budget or limit raised, made negative or removed (`max_budget`, `*_limit`, `max_parallel_requests`);
 /// - a key that a mapping the policy sets loses.
 ///
+/// A path that may name what another path set (`weakensThrough`) is judged as that path's change.
+///
 /// Anything else returns nil: its direction is not known. The kind is therefore not marked as
 /// judging direction (`judgesDirection`): a finding's change to it still waits for a person.
 enum ConfigFileWeakening {
@@ -35,6 +38,10 @@ enum ConfigFileWeakening {
             let now = new[path]
             if ConfigFileDriver.isSecretKey(key), !ConfigFileDriver.isUnsecret(was), now == nil || now == .null || now == .string("") {
                 reasons.append("unsets the credential \(path)")
+                continue
+            }
+            if ConfigFileDriver.isSecretKey(key), let source = credentialSource(was, now) {
+                reasons.append("changes where the credential \(path) comes from: \(source)")
                 continue
             }
             if isUnsafeSwitch(key), isOff(was), !isOff(now) { reasons.append(turnsOn(path, now)) }
@@ -75,6 +82,19 @@ enum ConfigFileWeakening {
         // Switches that were not set at all before.
         reasons += newlySet(new.filter { old[$0.key] == nil })
         return reasons.isEmpty ? nil : reasons.joined(separator: "; ")
+    }
+
+    /// Where a credential read from the environment (`os.environ/NAME`) now comes from, when that
+    /// changed: another variable (`os.environ/PATH`, whose value anyone can guess, as the master
+    /// key), a literal, or anything else. The variables' names are shown (they are not secret;
+    /// their values are), a literal is not. Nil when `was` is no reference (a literal moved to the
+    /// environment is stricter) or nothing changed.
+    static func credentialSource(_ was: ConfigValue, _ now: ConfigValue?) -> String? {
+        guard case .string(let before) = was, ConfigFileDriver.isEnvironmentReference(before), now != was else { return nil }
+        guard case .string(let after)? = now, ConfigFileDriver.isEnvironmentReference(after) else {
+            return "\(before) → a value that is not a reference to the environment"
+        }
+        return "\(before) → \(after)"
     }
 
     /// Switches set where nothing was: an unsafe one set to anything but false or null (on), a

@@ -3,10 +3,10 @@ import BulwarkTestSupport
 import Foundation
 import Testing
 
-/// Review H1 through the command line, the policy in git and the audit branch read back with the
-/// git CLI: a gateway's guardrail turned off by naming it through another path, by one committer
-/// alone, is held for a second person and recorded held with what it changes; the file is left as
-/// it was.
+/// Review H1 and H2 through the command line, the policy in git and the audit branch read back
+/// with the git CLI: a gateway's guardrail turned off by naming it through another path, and its
+/// master key read from another environment variable, each by one committer alone, are held for
+/// a second person and recorded held with what they change; the file is left as it was.
 @Suite(.serialized) struct GatewayAliasHoldTests {
     static let config = """
         general_settings:
@@ -102,6 +102,24 @@ import Testing
             #expect(try read(file) == Self.config)
             let record = try lastAudit(s)
             #expect(record.contains("Bulwark-Decision: applied"), "\(record)")
+        }
+    }
+
+    /// Review H2: the master key read from `$PATH` instead, by one committer alone, is held and
+    /// recorded held with both variables' names (the unit tests in ConfigFileGuardTests hold the
+    /// legitimate twins: a literal moved to the environment, a key set for the first time).
+    @Test func aMasterKeyReadFromAnotherVariableIsHeldAndRecordedByName() async throws {
+        try await withTemporaryDirectory { dir in
+            let (s, file) = try applied(dir)
+            try s.commitPolicy("desired-state/ai-gateway/guardrails.yaml",
+                               Self.baseline.replacingOccurrences(of: "os.environ/LITELLM_MASTER_KEY", with: "os.environ/PATH"), message: "master key")
+            let held = try s.run("apply")
+            #expect(held.stdout.contains("needs approval by someone else"), "\(held.stdout)\(held.stderr)")
+            #expect(try read(file) == Self.config)
+            let record = try lastAudit(s)
+            #expect(record.contains("Bulwark-Decision: held"), "\(record)")
+            #expect(record.contains("changes where the credential general_settings.master_key comes from: os.environ/LITELLM_MASTER_KEY → os.environ/PATH"),
+                    "\(record)")
         }
     }
 }

@@ -620,4 +620,57 @@ func expectConfigBlocked(_ root: String, _ file: String, labels: String = "{}", 
             #expect(python.stdout == "pre_call True ['detect_prompt_injection']\n", "\(python.stderr)")
         }
     }
+
+    /// Review H2: the master key moved from `os.environ/LITELLM_MASTER_KEY` to `os.environ/PATH`
+    /// was applied (only an unset key counted), and the record showed `[redacted] -> [redacted]`:
+    /// LiteLLM then took $PATH's value as the admin key. Where a credential read from the
+    /// environment comes from is now a weakening, held and recorded with the variables' names;
+    /// so is one moved to a literal or set through its parent's mapping. A literal is never shown.
+    @Test func aCredentialReadFromAnotherVariableIsHeldAndNamed() async throws {
+        try await withTemporaryDirectory { root in
+            let path = root + "/etc/litellm/config.yaml"
+            try write(path, Self.aliasFile)
+            let creds = "path: etc/litellm/config.yaml\nproperties:\n  general_settings.master_key: "
+            let previous = try configState(root: root, resource("ConfigFile", "creds", creds + "os.environ/LITELLM_MASTER_KEY"))
+            for (manifest, words) in [
+                (resource("ConfigFile", "creds", creds + "os.environ/PATH"),
+                 "changes where the credential general_settings.master_key comes from: os.environ/LITELLM_MASTER_KEY → os.environ/PATH"),
+                (resource("ConfigFile", "renamed", creds + "os.environ/HOME"), "os.environ/LITELLM_MASTER_KEY → os.environ/HOME"),
+                (resource("ConfigFile", "parent", "path: etc/litellm/config.yaml\nproperties:\n  general_settings: {master_key: os.environ/PATH}"),
+                 "(reaches general_settings.master_key) (changes where the credential general_settings.master_key comes from: "
+                    + "os.environ/LITELLM_MASTER_KEY → os.environ/PATH"),
+            ] {
+                let (remediations, records) = try await planAllAgainst(previous: previous, current: try configState(root: root, manifest))
+                #expect(remediations.map(\.decision) == [.held], "\(remediations.map { $0.reason ?? "" })")
+                #expect(remediations.first?.reason?.contains(words) == true, "\(remediations.first?.reason ?? "")")
+                #expect(records.map(\.decision) == [.held])
+                #expect(records.first?.commitMessage.contains(words) == true, "\(records.first?.commitMessage ?? "")")
+                #expect(try read(path) == Self.aliasFile)
+            }
+            let why = ConfigFileWeakening.weakens("general_settings.master_key", #""os.environ/LITELLM_MASTER_KEY""#, #""sk-literal-0123456789abcdef""#)
+            #expect(why == "changes where the credential general_settings.master_key comes from: os.environ/LITELLM_MASTER_KEY → a value that is not a "
+                    + "reference to the environment", "\(why ?? "")")
+            #expect(ConfigFileWeakening.weakens("general_settings.master_key", #""os.environ/A""#, "12345")?.contains("not a reference") == true)
+        }
+    }
+
+    /// The legitimate twins: a master key moved from a literal in the file to a reference, or
+    /// set for the first time, is not held, and is written.
+    @Test func aCredentialMovedToTheEnvironmentOrSetFirstIsWritten() async throws {
+        try await withTemporaryDirectory { root in
+            let path = root + "/etc/litellm/config.yaml"
+            let literal = Self.aliasFile.replacingOccurrences(of: "os.environ/LITELLM_MASTER_KEY", with: Self.masterKey)
+            let creds = "path: etc/litellm/config.yaml\nproperties:\n  general_settings.master_key: "
+            let first = try configState(root: root, resource("ConfigFile", "other", "path: etc/litellm/config.yaml\nproperties:\n  litellm_settings.num_retries: 3"))
+            let literalBefore = try configState(root: root, resource("ConfigFile", "creds", creds + Self.masterKey))
+            for previous in [first, literalBefore] {
+                try write(path, literal)
+                let (remediations, records) = try await planAllAgainst(previous: previous,
+                    current: try configState(root: root, resource("ConfigFile", "creds", creds + "os.environ/LITELLM_MASTER_KEY")))
+                #expect(remediations.map(\.decision) == [.applied], "\(remediations.map { $0.reason ?? "" })")
+                #expect(records.map(\.result) == [.verified], "\(records.map { $0.error ?? "" })")
+                #expect(try read(path) == Self.aliasFile)
+            }
+        }
+    }
 }
