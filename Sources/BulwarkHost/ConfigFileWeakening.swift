@@ -154,6 +154,31 @@ enum ConfigFileWeakening {
         return weakens(property, held.canonical, value)
     }
 
+    /// Whether two paths of one file surely name the same value, or one a part of the other's,
+    /// and want it different (`guardrails[*].litellm_params.mode: logging_only` and
+    /// `guardrails[guardrail_name=pii].litellm_params.mode: pre_call`; `litellm_settings.callbacks[0]: none`
+    /// and `litellm_settings.callbacks: [detect_prompt_injection]`): each pass would write one and
+    /// then the other. Paths that only may (`[0]` and `[guardrail_name=pii]`: it depends on the
+    /// file) do not conflict; a change through one is judged as the other's (`weakensThrough`).
+    @Sendable static func conflicts(_ property: String, _ value: String, _ other: String, _ otherValue: String) -> Bool {
+        guard !property.hasPrefix("["), !other.hasPrefix("["), firstKey(property) == firstKey(other),
+              case .success(let a) = ConfigPath.parse(property), case .success(let b) = ConfigPath.parse(other) else { return false }
+        let shared = min(a.steps.count, b.steps.count)
+        for index in 0..<shared where !surelyMeet(a.steps[index], b.steps[index]) { return false }
+        let (short, long, shortValue, longValue) = a.steps.count <= b.steps.count ? (a, b, value, otherValue) : (b, a, otherValue, value)
+        guard let outer = ConfigValue.fromCanonical(shortValue), let inner = ConfigValue.fromCanonical(longValue) else { return false }
+        return outer.values(long.steps[short.steps.count...]).contains { $0 != inner }
+    }
+
+    /// Whether two steps at the same depth surely reach the same value wherever the other does:
+    /// the same key, index or `[key=value]`, or a `[*]` (every element).
+    static func surelyMeet(_ a: ConfigPath.Step, _ b: ConfigPath.Step) -> Bool {
+        switch (a, b) {
+        case (.every, .index), (.every, .match), (.every, .every), (.index, .every), (.match, .every): true
+        default: a == b
+        }
+    }
+
     /// The first key of a path (`guardrails` of `guardrails[0].mode`), to pass over paths that
     /// cannot meet without parsing them.
     static func firstKey(_ path: String) -> Substring {
@@ -318,6 +343,20 @@ extension ConfigValue {
             return ConfigDocument.build(steps, value)
         default:
             return nil
+        }
+    }
+
+    /// The values `steps` name below this value (none where a step finds nothing).
+    func values(_ steps: ArraySlice<ConfigPath.Step>) -> [ConfigValue] {
+        guard let step = steps.first else { return [self] }
+        let rest = steps.dropFirst()
+        switch (step, self) {
+        case (.key(let key), .map(let map)): return map[key]?.values(rest) ?? []
+        case (.index(let index), .list(let items)): return index < items.count ? items[index].values(rest) : []
+        case (.every, .list(let items)): return items.flatMap { $0.values(rest) }
+        case (.match(let key, let wanted), .list(let items)):
+            return items.filter { if case .map(let map) = $0 { map[key]?.scalarText == wanted } else { false } }.flatMap { $0.values(rest) }
+        default: return []
         }
     }
 

@@ -68,10 +68,25 @@ import Testing
         try git("--git-dir", s.origin, "log", "-1", "--format=%B", "bulwark/audit")
     }
 
+    /// The reviewer's revision (the baseline kept, the sneaky resource added) names values the
+    /// baseline names and wants them different: it is refused at validation, recorded refused,
+    /// the file untouched. The same resource with the baseline's removed in the same commit is
+    /// held for a second person and recorded held with what each path reaches.
     @Test func aGuardrailTurnedOffThroughAnotherPathIsHeldAndRecorded() async throws {
         try await withTemporaryDirectory { dir in
             let (s, file) = try applied(dir)
             try s.commitPolicy("desired-state/ai-gateway/sneaky.yaml", Self.sneaky, message: "sneaky")
+            let refused = try s.run("apply")
+            #expect(refused.status != 0 || refused.stdout.contains("refused"), "\(refused.stdout)\(refused.stderr)")
+            #expect(try read(file) == Self.config)
+            let refusal = try lastAudit(s)
+            #expect(refusal.contains("Bulwark-Decision: refused") && refusal.contains("conflicts with ConfigFile/guardrails"), "\(refusal)")
+
+            try s.commitPolicy("desired-state/ai-gateway/guardrails.yaml",
+                               Self.baseline.replacingOccurrences(of: "    guardrails[guardrail_name=pii].litellm_params.mode: pre_call\n", with: "")
+                                .replacingOccurrences(of: "    guardrails[guardrail_name=pii].litellm_params.default_on: true\n", with: "")
+                                .replacingOccurrences(of: "    litellm_settings.callbacks: [detect_prompt_injection]\n", with: ""),
+                               message: "sneaky, the baseline's paths gone")
             let held = try s.run("apply")
             #expect(held.stdout.contains("needs approval by someone else"), "\(held.stdout)\(held.stderr)")
             #expect(try read(file) == Self.config, "the guardrail still blocks")

@@ -564,7 +564,9 @@ func expectConfigBlocked(_ root: String, _ file: String, labels: String = "{}", 
     /// other paths (`guardrails[0]`, `guardrails[*]`, `litellm_settings.callbacks[0]`) and turned
     /// them off; no earlier revision set those paths, so only unsafe switches were judged, and it
     /// was applied: the guardrail only logged, was off by default, the injection check gone. Each
-    /// is now judged as the governed path's change: held, recorded held, the file untouched.
+    /// is now judged as the governed path's change: held, recorded held, the file untouched;
+    /// with the baseline's resource removed in the same commit, or kept where the two only may
+    /// meet (kept where they surely do, the revision conflicts: `twoResourcesThatSurelyName…`).
     @Test func aGuardrailWeakenedThroughAnotherPathIsHeld() async throws {
         try await withTemporaryDirectory { root in
             let path = root + "/etc/litellm/config.yaml"
@@ -581,8 +583,9 @@ func expectConfigBlocked(_ root: String, _ file: String, labels: String = "{}", 
             ]
             for (property, words) in cases {
                 let sneaky = resource("ConfigFile", "sneaky", "path: etc/litellm/config.yaml\nproperties:\n  \(property)")
+                let kept = property.hasPrefix("guardrails[0") ? Self.aliasBaseline : ""
                 let (remediations, records) = try await planAllAgainst(previous: previous,
-                                                                       current: try configState(root: root, Self.aliasBaseline + sneaky))
+                                                                       current: try configState(root: root, kept + sneaky))
                 let held = remediations.first { $0.binding.resource.name == "sneaky" }
                 #expect(held?.decision == .held, "\(property): \(remediations.map { "\($0.binding.resource) \($0.decision) \($0.reason ?? "")" })")
                 #expect(held?.reason?.contains(words) == true, "\(property): \(held?.reason ?? "")")
@@ -618,6 +621,33 @@ func expectConfigBlocked(_ root: String, _ file: String, labels: String = "{}", 
             let python = try run("/usr/bin/python3", ["-c", "import sys, yaml; d = yaml.safe_load(open(sys.argv[1])); g = d['guardrails'][0]['litellm_params']; "
                                                       + "print(g['mode'], g['default_on'], d['litellm_settings']['callbacks'])", path])
             #expect(python.stdout == "pre_call True ['detect_prompt_injection']\n", "\(python.stderr)")
+        }
+    }
+
+    /// Review H1's validation: two resources that surely name one value of the file
+    /// (`guardrails[*]` and `guardrails[guardrail_name=pii]`, `callbacks[0]` and `callbacks`) and
+    /// want it different were not reported: each pass would write one and then the other. They
+    /// conflict now, naming both paths. The twins load: the same value through another path, and
+    /// paths that only may meet (`guardrails[0]`: which element depends on the file; such a
+    /// change is judged by the second-person rule instead).
+    @Test func twoResourcesThatSurelyNameOneValueDifferentlyConflict() async throws {
+        try await withTemporaryDirectory { root in
+            for (property, words) in [
+                ("guardrails[*].litellm_params.default_on: false",
+                 "conflicts with ConfigFile/guardrails"),
+                ("litellm_settings.callbacks[0]: none", "its litellm_settings.callbacks and this litellm_settings.callbacks[0] name the same value"),
+                ("guardrails[guardrail_name=pii].litellm_params: {mode: logging_only}", "guardrails[guardrail_name=pii].litellm_params.mode and this"),
+            ] {
+                let other = resource("ConfigFile", "other", "path: etc/litellm/config.yaml\nproperties:\n  \(property)")
+                let error = configStateError(root: root, Self.aliasBaseline + other)
+                #expect(error?.contains(words) == true, "\(property): \(error ?? "loaded")")
+            }
+            for property in ["guardrails[*].litellm_params.default_on: true", "litellm_settings.callbacks[0]: detect_prompt_injection",
+                             "guardrails[0].litellm_params.mode: logging_only", "guardrails[guardrail_name=other].litellm_params.mode: logging_only",
+                             "litellm_settings.callbacks[3]: none"] {
+                let other = resource("ConfigFile", "other", "path: etc/litellm/config.yaml\nproperties:\n  \(property)")
+                #expect(configStateError(root: root, Self.aliasBaseline + other) == nil, "\(property)")
+            }
         }
     }
 
