@@ -13,6 +13,10 @@ extension DesiredStateLoader {
         struct Claim: Hashable { var target: String, kind: String, subject: String, property: String }
         var owner: [Handled: Binding] = [:]  // target and resource -> the binding that handles it
         var claims: [Claim: ResourceID] = [:]  // target, kind, subject and property -> the resource that sets it
+        // For kinds whose properties may name one value by several names (`KindDefinition.conflicts`):
+        // target, kind and subject -> the resources that set it; each pair of resources judged once.
+        var subjects: [Claim: [ResourceID]] = [:]
+        var judged: [[ResourceID]: (String, String)?] = [:]
         // Sorted once: a revision of 20,000 resources sorted every target once per resource.
         let sortedControllers = controllers.values.sorted(by: { $0.name < $1.name })
         let sortedTargets = targets.values.sorted(by: { $0.name < $1.name })
@@ -57,6 +61,22 @@ extension DesiredStateLoader {
                         }
                         claims[claim] = resource.id
                     }
+                    if let conflicts = kind.conflicts {
+                        let subject = Claim(target: target.name, kind: kind.name, subject: resource.spec.subject, property: "")
+                        for other in subjects[subject] ?? [] where other != resource.id {
+                            let pair = [other, resource.id]
+                            if judged[pair] == nil {
+                                judged[pair] = .some(Self.sameValue(resource, resources[other], conflicts))
+                            }
+                            guard case let (property, otherProperty)?? = judged[pair], let location = resources[other]?.location else { continue }
+                            diagnostics.error(ManifestError(
+                                "conflicts with \(other) (\(location)): its \(otherProperty) and this \(property) name the same value"
+                                    + (resource.spec.subject.isEmpty ? "" : " of \(resource.spec.subject)")
+                                    + " on target \(target.name), and want it different",
+                                at: resource.location, resource: resource.id.description, field: "spec"))
+                        }
+                        subjects[subject, default: []].append(resource.id)
+                    }
                     bindings.append(binding)
                     bound = true
                 }
@@ -69,5 +89,17 @@ extension DesiredStateLoader {
             }
         }
         return bindings.sorted()
+    }
+
+    /// The first two properties, of `resource` and of `other`, with different names that `conflicts`
+    /// says name one value and want it different.
+    static func sameValue(_ resource: Resource, _ other: Resource?, _ conflicts: (String, String, String, String) -> Bool) -> (String, String)? {
+        guard let other else { return nil }
+        for property in resource.spec.properties {
+            for theirs in other.spec.properties where theirs.name != property.name {
+                if conflicts(property.name, property.value, theirs.name, theirs.value) { return (property.name, theirs.name) }
+            }
+        }
+        return nil
     }
 }

@@ -19,6 +19,18 @@ public struct KindDefinition: Sendable {
     /// value by `weakens` from the property as if it had been off (`HostWeakening.judgedNew`).
     /// Nil: a new resource of the kind is not a weakening of anything.
     public var weakensNew: (@Sendable (_ property: String, _ value: String) -> String?)? = nil
+    /// Whether a property set to `value` weakens what another property of the same subject
+    /// (`governed`, set to `was` by an earlier revision) names under another name: returns why,
+    /// or nil (also where the two can never name the same value). A ConfigFile's
+    /// `guardrails[0].litellm_params.mode` may be the value `guardrails[guardrail_name=pii].litellm_params.mode`
+    /// names, and `litellm_settings.callbacks[0]` a part of `litellm_settings.callbacks`'s.
+    /// Nil: distinct property names of the kind name distinct things.
+    public var weakensThrough: (@Sendable (_ property: String, _ value: String, _ governed: String, _ was: String) -> String?)? = nil
+    /// Whether two properties of one subject with different names surely name the same value
+    /// and want it different (a ConfigFile's `guardrails[*].litellm_params.mode: logging_only` and
+    /// `guardrails[guardrail_name=pii].litellm_params.mode: pre_call`): two resources that set
+    /// them conflict, as two that set one property do. Nil: only equal names conflict.
+    public var conflicts: (@Sendable (_ property: String, _ value: String, _ other: String, _ otherValue: String) -> Bool)? = nil
 
     public init(name: String, adapter: String,
                 parse: @escaping @Sendable (SpecReader) -> ResourceSpec?, driver: any ResourceDriver,

@@ -57,6 +57,12 @@ public struct Weakening: Sendable, Hashable {
     /// resource set before is a weakening only where its kind says the value is weak on its own
     /// (`KindDefinition.weakensNew`); a removed one is not a weakening of anything.
     ///
+    /// Where a kind's property names may name one value in more than one way
+    /// (`KindDefinition.weakensThrough`), a property changed or new is also compared with what
+    /// `previous` gave every other property of the same subject it may reach: a ConfigFile's
+    /// `guardrails[0].litellm_params.mode: logging_only` weakens `guardrails[guardrail_name=pii].litellm_params.mode: pre_call`
+    /// as editing that path would.
+    ///
     /// `retired` holds what earlier applied revisions gave properties that no resource of
     /// `previous` sets any more (`Claim.retiring`): a property set again is compared with it.
     /// Removing a resource in one revision and adding it back weaker in the next would otherwise
@@ -65,6 +71,12 @@ public struct Weakening: Sendable, Hashable {
                                retired: [Claim: Set<String>] = [:]) -> [ResourceID: Weakening] {
         var claimed = retired
         for (claim, values) in Claim.all(in: previous) { claimed[claim] = values }
+        // The claims of each subject, for the kinds whose names of a value are not unique.
+        var governed: [Claim: [(property: String, values: [String])]] = [:]
+        for (claim, values) in claimed where registry.kinds[claim.kind]?.weakensThrough != nil {
+            governed[Claim(kind: claim.kind, subject: claim.subject, property: ""), default: []].append((claim.property, values.sorted()))
+        }
+        for key in governed.keys { governed[key]?.sort { $0.property < $1.property } }
         var result: [ResourceID: Weakening] = [:]
         for (id, resource) in current.resources {
             guard let kind = registry.kinds[id.kind] else { continue }
@@ -79,13 +91,28 @@ public struct Weakening: Sendable, Hashable {
                     properties.append(property.name)
                     continue
                 }
+                var weakened = false
                 for was in before where was != property.value {
                     guard let why = kind.weakens(property.name, was, property.value) else { continue }
                     let shown = property.sensitive ? "[redacted] → [redacted]" : "\(was) → \(property.value)"
                     changes.append("\(property.name): \(shown) (\(why))")
                     properties.append(property.name)
+                    weakened = true
                     break
                 }
+                // The same value reached by another name: judged as that name's change. A property
+                // as the earlier revision had it is not judged again.
+                guard !weakened, !before.contains(property.value), let through = kind.weakensThrough else { continue }
+                var reached: [String] = []
+                for other in governed[Claim(kind: id.kind, subject: resource.spec.subject, property: "")] ?? []
+                where other.property != property.name {
+                    if let why = other.values.lazy.compactMap({ through(property.name, property.value, other.property, $0) }).first {
+                        reached.append("(reaches \(other.property)) (\(why))")
+                    }
+                }
+                guard !reached.isEmpty else { continue }
+                changes.append("\(property.name): " + reached.joined(separator: "; "))
+                properties.append(property.name)
             }
             if !changes.isEmpty { result[id] = Weakening(changes: changes.sorted(), properties: properties.sorted()) }
         }

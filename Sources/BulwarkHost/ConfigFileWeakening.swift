@@ -6,7 +6,8 @@ internal import BulwarkCore
 ///
 /// - a new or changed `validate` or `reload` command (Bulwark runs it as root), or a
 ///   validation dropped;
-/// - a credential set to null or empty, or removed from a mapping the policy sets;
+/// - a credential set to null or empty, or removed from a mapping the policy sets; one read from
+///   the environment (`os.environ/NAME`) read from another variable, or written as anything else;
 /// - a `dangerously_*`, `*insecure*`, `turn_off_*` or `disable_*`/`*_disabled` switch turned on (from
 ///   false, null or unset to anything else: LiteLLM tests such a switch for truth, so `"false"`, `1`
 ///   or `[false]` turn it on), or one that stays on changed to another value, unless it is a list
@@ -22,6 +23,8 @@ internal import BulwarkCore
 /// - a budget or limit raised, made negative or removed (`max_budget`, `*_limit`, `max_parallel_requests`);
 /// - a key that a mapping the policy sets loses.
 ///
+/// A path that may name what another path set (`weakensThrough`) is judged as that path's change.
+///
 /// Anything else returns nil: its direction is not known. The kind is therefore not marked as
 /// judging direction (`judgesDirection`): a finding's change to it still waits for a person.
 enum ConfigFileWeakening {
@@ -35,6 +38,10 @@ enum ConfigFileWeakening {
             let now = new[path]
             if ConfigFileDriver.isSecretKey(key), !ConfigFileDriver.isUnsecret(was), now == nil || now == .null || now == .string("") {
                 reasons.append("unsets the credential \(path)")
+                continue
+            }
+            if ConfigFileDriver.isSecretKey(key), let source = credentialSource(was, now) {
+                reasons.append("changes where the credential \(path) comes from: \(source)")
                 continue
             }
             if isUnsafeSwitch(key), isOff(was), !isOff(now) { reasons.append(turnsOn(path, now)) }
@@ -77,6 +84,19 @@ enum ConfigFileWeakening {
         return reasons.isEmpty ? nil : reasons.joined(separator: "; ")
     }
 
+    /// Where a credential read from the environment (`os.environ/NAME`) now comes from, when that
+    /// changed: another variable (`os.environ/PATH`, whose value anyone can guess, as the master
+    /// key), a literal, or anything else. The variables' names are shown (they are not secret;
+    /// their values are), a literal is not. Nil when `was` is no reference (a literal moved to the
+    /// environment is stricter) or nothing changed.
+    static func credentialSource(_ was: ConfigValue, _ now: ConfigValue?) -> String? {
+        guard case .string(let before) = was, ConfigFileDriver.isEnvironmentReference(before), now != was else { return nil }
+        guard case .string(let after)? = now, ConfigFileDriver.isEnvironmentReference(after) else {
+            return "\(before) → a value that is not a reference to the environment"
+        }
+        return "\(before) → \(after)"
+    }
+
     /// Switches set where nothing was: an unsafe one set to anything but false or null (on), a
     /// guardrail's `enabled` set to anything but true or null (off).
     static func newlySet(_ values: [String: ConfigValue]) -> [String] {
@@ -109,6 +129,73 @@ enum ConfigFileWeakening {
             reasons.append("runs a new \(field) command as root: \(ConfigFileDriver.shown(argv))")
         }
         return reasons.isEmpty ? nil : reasons.joined(separator: "; ")
+    }
+
+    /// A property that may name the value, or a part of the value, that another property of the
+    /// same file (`governed`, set to `was` by an earlier revision) names: `guardrails[0]` and
+    /// `guardrails[*]` may be the element `guardrails[guardrail_name=pii]` picks (which element an
+    /// index or a wildcard reaches depends on each target's file, so any that may is judged),
+    /// `litellm_settings.callbacks[0]` is a part of `litellm_settings.callbacks`, and
+    /// `litellm_settings` holds it. The change is judged by `weakens` as the governed value's: as
+    /// `was` with the part the property names set to `value`, or, for a property that holds the
+    /// governed one, as `value` with `was` in its place against `value` (a `value` that cannot
+    /// hold it removes it).
+    @Sendable static func weakensThrough(_ property: String, _ value: String, _ governed: String, _ was: String) -> String? {
+        guard !property.hasPrefix("["), !governed.hasPrefix("["), firstKey(property) == firstKey(governed),
+              case .success(let new) = ConfigPath.parse(property), case .success(let old) = ConfigPath.parse(governed),
+              let now = ConfigValue.fromCanonical(value), let before = ConfigValue.fromCanonical(was) else { return nil }
+        let shared = min(new.steps.count, old.steps.count)
+        for index in 0..<shared where !mayMeet(new.steps[index], old.steps[index]) { return nil }
+        if new.steps.count >= old.steps.count {
+            guard let after = before.setting(new.steps[shared...], to: now) else { return nil }
+            return weakens(governed, was, after.canonical)
+        }
+        guard let held = now.setting(old.steps[shared...], to: before) else { return weakens(governed, was, "null") }
+        return weakens(property, held.canonical, value)
+    }
+
+    /// Whether two paths of one file surely name the same value, or one a part of the other's,
+    /// and want it different (`guardrails[*].litellm_params.mode: logging_only` and
+    /// `guardrails[guardrail_name=pii].litellm_params.mode: pre_call`; `litellm_settings.callbacks[0]: none`
+    /// and `litellm_settings.callbacks: [detect_prompt_injection]`): each pass would write one and
+    /// then the other. Paths that only may (`[0]` and `[guardrail_name=pii]`: it depends on the
+    /// file) do not conflict; a change through one is judged as the other's (`weakensThrough`).
+    @Sendable static func conflicts(_ property: String, _ value: String, _ other: String, _ otherValue: String) -> Bool {
+        guard !property.hasPrefix("["), !other.hasPrefix("["), firstKey(property) == firstKey(other),
+              case .success(let a) = ConfigPath.parse(property), case .success(let b) = ConfigPath.parse(other) else { return false }
+        let shared = min(a.steps.count, b.steps.count)
+        for index in 0..<shared where !surelyMeet(a.steps[index], b.steps[index]) { return false }
+        let (short, long, shortValue, longValue) = a.steps.count <= b.steps.count ? (a, b, value, otherValue) : (b, a, otherValue, value)
+        guard let outer = ConfigValue.fromCanonical(shortValue), let inner = ConfigValue.fromCanonical(longValue) else { return false }
+        return outer.values(long.steps[short.steps.count...]).contains { $0 != inner }
+    }
+
+    /// Whether two steps at the same depth surely reach the same value wherever the other does:
+    /// the same key, index or `[key=value]`, or a `[*]` (every element).
+    static func surelyMeet(_ a: ConfigPath.Step, _ b: ConfigPath.Step) -> Bool {
+        switch (a, b) {
+        case (.every, .index), (.every, .match), (.every, .every), (.index, .every), (.match, .every): true
+        default: a == b
+        }
+    }
+
+    /// The first key of a path (`guardrails` of `guardrails[0].mode`), to pass over paths that
+    /// cannot meet without parsing them.
+    static func firstKey(_ path: String) -> Substring {
+        path.prefix { $0 != "." && $0 != "[" }
+    }
+
+    /// Whether two steps at the same depth may reach the same value: the same key; the same
+    /// index; elements picked by the same key with different values never; any other two list
+    /// steps may (`[0]` may be the element `[name=pii]` picks, `[*]` is every one).
+    static func mayMeet(_ a: ConfigPath.Step, _ b: ConfigPath.Step) -> Bool {
+        switch (a, b) {
+        case (.key(let x), .key(let y)): x == y
+        case (.key, _), (_, .key): false
+        case (.index(let x), .index(let y)): x == y
+        case (.match(let k, let x), .match(let l, let y)): k != l || x == y
+        default: true
+        }
     }
 
     /// A command Bulwark will run as root that is new or changed, or a validation dropped.
@@ -216,5 +303,69 @@ enum ConfigFileWeakening {
     static func isGuardList(_ key: String) -> Bool {
         let key = key.lowercased()
         return key.contains("guardrail") || key.contains("callback")
+    }
+}
+
+extension ConfigValue {
+    /// This value with every place `steps` name below it set to `value`, as `ConfigDocument.set`
+    /// would: missing keys and `[key=value]` elements created (where no `[N]` or `[*]` follows),
+    /// no other list element. Nil where the steps name no place.
+    func setting(_ steps: ArraySlice<ConfigPath.Step>, to value: ConfigValue) -> ConfigValue? {
+        guard let step = steps.first else { return value }
+        let rest = steps.dropFirst()
+        switch (step, self) {
+        case (.key, .null):
+            return ConfigDocument.build(steps, value)
+        case (.key(let key), .map(var map)):
+            let inner = if let there = map[key] { there.setting(rest, to: value) } else { ConfigDocument.build(rest, value) }
+            guard let inner else { return nil }
+            map[key] = inner
+            return .map(map)
+        case (.index(let index), .list(var items)):
+            guard index < items.count, let inner = items[index].setting(rest, to: value) else { return nil }
+            items[index] = inner
+            return .list(items)
+        case (.every, .list(var items)), (.match, .list(var items)):
+            var reached = false
+            for (index, item) in items.enumerated() {
+                if case .match(let key, let wanted) = step {
+                    guard case .map(let map) = item, let text = map[key]?.scalarText, text == wanted else { continue }
+                }
+                guard let inner = item.setting(rest, to: value) else { continue }
+                items[index] = inner
+                reached = true
+            }
+            if !reached, case .match = step, case .list(let built)? = ConfigDocument.build(steps, value) {
+                return .list(items + built)
+            }
+            return reached ? .list(items) : nil
+        case (.match, .null):
+            return ConfigDocument.build(steps, value)
+        default:
+            return nil
+        }
+    }
+
+    /// The values `steps` name below this value (none where a step finds nothing).
+    func values(_ steps: ArraySlice<ConfigPath.Step>) -> [ConfigValue] {
+        guard let step = steps.first else { return [self] }
+        let rest = steps.dropFirst()
+        switch (step, self) {
+        case (.key(let key), .map(let map)): return map[key]?.values(rest) ?? []
+        case (.index(let index), .list(let items)): return index < items.count ? items[index].values(rest) : []
+        case (.every, .list(let items)): return items.flatMap { $0.values(rest) }
+        case (.match(let key, let wanted), .list(let items)):
+            return items.filter { if case .map(let map) = $0 { map[key]?.scalarText == wanted } else { false } }.flatMap { $0.values(rest) }
+        default: return []
+        }
+    }
+
+    /// A scalar's text as a `[key=value]` step compares it (a string's or a number's; nil for
+    /// anything else).
+    var scalarText: String? {
+        switch self {
+        case .string(let text), .number(let text): text
+        default: nil
+        }
     }
 }

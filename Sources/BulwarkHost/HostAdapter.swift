@@ -28,6 +28,8 @@ public enum HostAdapter {
                                         weakens: ConfigFileWeakening.weakens)
         configFile.judgesDirection = false
         configFile.weakensNew = ConfigFileWeakening.weakensNew
+        configFile.weakensThrough = ConfigFileWeakening.weakensThrough
+        configFile.conflicts = ConfigFileWeakening.conflicts
         // Every host kind judges a property no earlier revision set as if it had been off, by
         // its own rule (`HostWeakening.judgedNew`).
         func judged(_ kind: KindDefinition, new: @escaping @Sendable (String, String) -> String?) -> KindDefinition {

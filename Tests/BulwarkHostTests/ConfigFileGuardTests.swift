@@ -524,4 +524,183 @@ func expectConfigBlocked(_ root: String, _ file: String, labels: String = "{}", 
             #expect(outcome.verified.count == 1)
         }
     }
+
+    // MARK: - The same value by another path
+
+    /// Plans `current` against the last applied `previous` and applies it: every remediation and
+    /// every record.
+    func planAllAgainst(previous: DesiredState, current: DesiredState) async throws -> ([PlannedRemediation], [AuditRecord]) {
+        let registry = Registry([HostAdapter.definition()])
+        let reconciler = Reconciler(registry: registry)
+        let plan = try await reconciler.plan(current, weakened: Weakening.compare(previous: previous, current: current, registry: registry))
+        let outcome = await reconciler.apply(plan, state: current, audit: RecordingSink())
+        return (plan.remediations, outcome.entries.map(\.record))
+    }
+
+    static let aliasFile = """
+        general_settings:
+          master_key: os.environ/LITELLM_MASTER_KEY
+        litellm_settings:
+          callbacks: [detect_prompt_injection]
+        guardrails:
+          - guardrail_name: pii
+            litellm_params:
+              guardrail: litellm_content_filter
+              mode: pre_call
+              default_on: true
+
+        """
+
+    static let aliasBaseline = resource("ConfigFile", "guardrails", """
+        path: etc/litellm/config.yaml
+        properties:
+          guardrails[guardrail_name=pii].litellm_params.mode: pre_call
+          guardrails[guardrail_name=pii].litellm_params.default_on: true
+          litellm_settings.callbacks: [detect_prompt_injection]
+        reload: [/usr/bin/true]
+        """)
+
+    /// Review H1: one committer added a resource that named the baseline's guardrail values by
+    /// other paths (`guardrails[0]`, `guardrails[*]`, `litellm_settings.callbacks[0]`) and turned
+    /// them off; no earlier revision set those paths, so only unsafe switches were judged, and it
+    /// was applied: the guardrail only logged, was off by default, the injection check gone. Each
+    /// is now judged as the governed path's change: held, recorded held, the file untouched;
+    /// with the baseline's resource removed in the same commit, or kept where the two only may
+    /// meet (kept where they surely do, the revision conflicts: `twoResourcesThatSurelyName…`).
+    @Test func aGuardrailWeakenedThroughAnotherPathIsHeld() async throws {
+        try await withTemporaryDirectory { root in
+            let path = root + "/etc/litellm/config.yaml"
+            try write(path, Self.aliasFile)
+            let previous = try configState(root: root, Self.aliasBaseline)
+            let cases = [
+                ("guardrails[0].litellm_params.mode: logging_only",
+                 "(reaches guardrails[guardrail_name=pii].litellm_params.mode) (makes the guardrail at guardrails[guardrail_name=pii].litellm_params.mode logging_only instead of pre_call"),
+                ("guardrails[*].litellm_params.default_on: false", "(reaches guardrails[guardrail_name=pii].litellm_params.default_on) (turns the guardrail's default_on off"),
+                ("litellm_settings.callbacks[0]: none", "(reaches litellm_settings.callbacks) (removes detect_prompt_injection from litellm_settings.callbacks"),
+                ("guardrails[00].litellm_params: {mode: post_call}", "makes the guardrail at guardrails[00].litellm_params.mode post_call instead of pre_call"),
+                ("guardrails: [{guardrail_name: pii, litellm_params: {mode: during_call}}]", "during_call instead of pre_call"),
+                ("guardrails: []", "makes the guardrail at guardrails[0].litellm_params.mode unset instead of pre_call"),
+            ]
+            for (property, words) in cases {
+                let sneaky = resource("ConfigFile", "sneaky", "path: etc/litellm/config.yaml\nproperties:\n  \(property)")
+                let kept = property.hasPrefix("guardrails[0") ? Self.aliasBaseline : ""
+                let (remediations, records) = try await planAllAgainst(previous: previous,
+                                                                       current: try configState(root: root, kept + sneaky))
+                let held = remediations.first { $0.binding.resource.name == "sneaky" }
+                #expect(held?.decision == .held, "\(property): \(remediations.map { "\($0.binding.resource) \($0.decision) \($0.reason ?? "")" })")
+                #expect(held?.reason?.contains(words) == true, "\(property): \(held?.reason ?? "")")
+                #expect(records.map(\.decision) == [.held], "\(property): \(records.map(\.decision))")
+                #expect(records.first?.commitMessage.contains("Bulwark-Decision: held") == true)
+                #expect(try read(path) == Self.aliasFile, "\(property)")
+            }
+        }
+    }
+
+    /// The legitimate twin: new paths that reach the same guardrail with a stricter value
+    /// (`during_call` → `pre_call`, default_on turned on, the callback kept) are not held, and
+    /// are written.
+    @Test func aGuardrailStrengthenedThroughAnotherPathIsWritten() async throws {
+        try await withTemporaryDirectory { root in
+            let path = root + "/etc/litellm/config.yaml"
+            let weak = Self.aliasFile.replacingOccurrences(of: "mode: pre_call", with: "mode: during_call")
+                .replacingOccurrences(of: "default_on: true", with: "default_on: false")
+            try write(path, weak)
+            let previous = try configState(root: root, Self.aliasBaseline.replacingOccurrences(of: "mode: pre_call", with: "mode: during_call")
+                .replacingOccurrences(of: "default_on: true", with: "default_on: false"))
+            let stricter = resource("ConfigFile", "stricter", """
+                path: etc/litellm/config.yaml
+                properties:
+                  guardrails[0].litellm_params.mode: pre_call
+                  guardrails[*].litellm_params.default_on: true
+                  litellm_settings.callbacks[0]: detect_prompt_injection
+                """)
+            let (remediations, records) = try await planAllAgainst(previous: previous, current: try configState(root: root, Self.aliasBaseline + stricter))
+            #expect(!remediations.isEmpty && remediations.allSatisfy { $0.decision == .applied },
+                    "\(remediations.map { "\($0.binding.resource) \($0.decision) \($0.reason ?? "")" })")
+            #expect(!records.isEmpty && records.allSatisfy { $0.result == .verified }, "\(records.map { $0.error ?? "" })")
+            let python = try run("/usr/bin/python3", ["-c", "import sys, yaml; d = yaml.safe_load(open(sys.argv[1])); g = d['guardrails'][0]['litellm_params']; "
+                                                      + "print(g['mode'], g['default_on'], d['litellm_settings']['callbacks'])", path])
+            #expect(python.stdout == "pre_call True ['detect_prompt_injection']\n", "\(python.stderr)")
+        }
+    }
+
+    /// Review H1's validation: two resources that surely name one value of the file
+    /// (`guardrails[*]` and `guardrails[guardrail_name=pii]`, `callbacks[0]` and `callbacks`) and
+    /// want it different were not reported: each pass would write one and then the other. They
+    /// conflict now, naming both paths. The twins load: the same value through another path, and
+    /// paths that only may meet (`guardrails[0]`: which element depends on the file; such a
+    /// change is judged by the second-person rule instead).
+    @Test func twoResourcesThatSurelyNameOneValueDifferentlyConflict() async throws {
+        try await withTemporaryDirectory { root in
+            for (property, words) in [
+                ("guardrails[*].litellm_params.default_on: false",
+                 "conflicts with ConfigFile/guardrails"),
+                ("litellm_settings.callbacks[0]: none", "its litellm_settings.callbacks and this litellm_settings.callbacks[0] name the same value"),
+                ("guardrails[guardrail_name=pii].litellm_params: {mode: logging_only}", "guardrails[guardrail_name=pii].litellm_params.mode and this"),
+            ] {
+                let other = resource("ConfigFile", "other", "path: etc/litellm/config.yaml\nproperties:\n  \(property)")
+                let error = configStateError(root: root, Self.aliasBaseline + other)
+                #expect(error?.contains(words) == true, "\(property): \(error ?? "loaded")")
+            }
+            for property in ["guardrails[*].litellm_params.default_on: true", "litellm_settings.callbacks[0]: detect_prompt_injection",
+                             "guardrails[0].litellm_params.mode: logging_only", "guardrails[guardrail_name=other].litellm_params.mode: logging_only",
+                             "litellm_settings.callbacks[3]: none"] {
+                let other = resource("ConfigFile", "other", "path: etc/litellm/config.yaml\nproperties:\n  \(property)")
+                #expect(configStateError(root: root, Self.aliasBaseline + other) == nil, "\(property)")
+            }
+        }
+    }
+
+    /// Review H2: the master key moved from `os.environ/LITELLM_MASTER_KEY` to `os.environ/PATH`
+    /// was applied (only an unset key counted), and the record showed `[redacted] -> [redacted]`:
+    /// LiteLLM then took $PATH's value as the admin key. Where a credential read from the
+    /// environment comes from is now a weakening, held and recorded with the variables' names;
+    /// so is one moved to a literal or set through its parent's mapping. A literal is never shown.
+    @Test func aCredentialReadFromAnotherVariableIsHeldAndNamed() async throws {
+        try await withTemporaryDirectory { root in
+            let path = root + "/etc/litellm/config.yaml"
+            try write(path, Self.aliasFile)
+            let creds = "path: etc/litellm/config.yaml\nproperties:\n  general_settings.master_key: "
+            let previous = try configState(root: root, resource("ConfigFile", "creds", creds + "os.environ/LITELLM_MASTER_KEY"))
+            for (manifest, words) in [
+                (resource("ConfigFile", "creds", creds + "os.environ/PATH"),
+                 "changes where the credential general_settings.master_key comes from: os.environ/LITELLM_MASTER_KEY → os.environ/PATH"),
+                (resource("ConfigFile", "renamed", creds + "os.environ/HOME"), "os.environ/LITELLM_MASTER_KEY → os.environ/HOME"),
+                (resource("ConfigFile", "parent", "path: etc/litellm/config.yaml\nproperties:\n  general_settings: {master_key: os.environ/PATH}"),
+                 "(reaches general_settings.master_key) (changes where the credential general_settings.master_key comes from: "
+                    + "os.environ/LITELLM_MASTER_KEY → os.environ/PATH"),
+            ] {
+                let (remediations, records) = try await planAllAgainst(previous: previous, current: try configState(root: root, manifest))
+                #expect(remediations.map(\.decision) == [.held], "\(remediations.map { $0.reason ?? "" })")
+                #expect(remediations.first?.reason?.contains(words) == true, "\(remediations.first?.reason ?? "")")
+                #expect(records.map(\.decision) == [.held])
+                #expect(records.first?.commitMessage.contains(words) == true, "\(records.first?.commitMessage ?? "")")
+                #expect(try read(path) == Self.aliasFile)
+            }
+            let why = ConfigFileWeakening.weakens("general_settings.master_key", #""os.environ/LITELLM_MASTER_KEY""#, #""sk-literal-0123456789abcdef""#)
+            #expect(why == "changes where the credential general_settings.master_key comes from: os.environ/LITELLM_MASTER_KEY → a value that is not a "
+                    + "reference to the environment", "\(why ?? "")")
+            #expect(ConfigFileWeakening.weakens("general_settings.master_key", #""os.environ/A""#, "12345")?.contains("not a reference") == true)
+        }
+    }
+
+    /// The legitimate twins: a master key moved from a literal in the file to a reference, or
+    /// set for the first time, is not held, and is written.
+    @Test func aCredentialMovedToTheEnvironmentOrSetFirstIsWritten() async throws {
+        try await withTemporaryDirectory { root in
+            let path = root + "/etc/litellm/config.yaml"
+            let literal = Self.aliasFile.replacingOccurrences(of: "os.environ/LITELLM_MASTER_KEY", with: Self.masterKey)
+            let creds = "path: etc/litellm/config.yaml\nproperties:\n  general_settings.master_key: "
+            let first = try configState(root: root, resource("ConfigFile", "other", "path: etc/litellm/config.yaml\nproperties:\n  litellm_settings.num_retries: 3"))
+            let literalBefore = try configState(root: root, resource("ConfigFile", "creds", creds + Self.masterKey))
+            for previous in [first, literalBefore] {
+                try write(path, literal)
+                let (remediations, records) = try await planAllAgainst(previous: previous,
+                    current: try configState(root: root, resource("ConfigFile", "creds", creds + "os.environ/LITELLM_MASTER_KEY")))
+                #expect(remediations.map(\.decision) == [.applied], "\(remediations.map { $0.reason ?? "" })")
+                #expect(records.map(\.result) == [.verified], "\(records.map { $0.error ?? "" })")
+                #expect(try read(path) == Self.aliasFile)
+            }
+        }
+    }
 }
