@@ -72,8 +72,7 @@ import Testing
             #expect(plan.stdout.contains("Saved the plan to \(file)"))
 
             // The file: owner-only, the full commit id, each fix with its values; no secret in it.
-            var info = stat()
-            #expect(stat(file, &info) == 0 && info.st_mode & 0o777 == 0o600)
+            #expect(FileManager.default.fileExists(atPath: file) && modeAndOwnerMode(file) & 0o777 == 0o600)
             let saved = try SavedPlan(file)
             #expect(saved.schemaVersion == 2)
             #expect(saved.revision == (try head(s)))
