@@ -12,18 +12,7 @@ import Testing
 /// hexadecimal, a stronger one from a finding) go through.
 @Suite struct SysctlKernelNumberCommandTests {
     /// Each recorded resource's decisions, newest first, from the audit branch.
-    static func decisions(_ s: Scenario) throws -> [String: [String]] {
-        let log = try git("--git-dir", s.origin, "log",
-                          "--format=%(trailers:key=Bulwark-Resource,valueonly,separator=)|%(trailers:key=Bulwark-Decision,valueonly,separator=)",
-                          "bulwark/audit")
-        var result: [String: [String]] = [:]
-        for line in log.split(separator: "\n") {
-            let parts = line.split(separator: "|", omittingEmptySubsequences: false).map(String.init)
-            guard parts.count == 2, !parts[0].isEmpty else { continue }
-            result[parts[0], default: []].append(parts[1])
-        }
-        return result
-    }
+    static func decisions(_ s: Scenario) throws -> [String: [String]] { try HostWeakeningNewCommandTests.decisions(s) }
 
     static let aslr = "Sysctl/cis-1.5.1-randomize-va-space", forwarding = "Sysctl/cis-3.3.1-ip-forward"
 
