@@ -356,7 +356,7 @@ extension FileModeDriver: JointlyGuardedDriver {
         // before, or nothing executes it to lose) or as a library it loads (ELF): for any other
         // file (`etc/shadow`, a key) the programs are not looked up, which cost a walk of the
         // root per program and per resource (4 % of a 100-root pass's CPU by perf).
-        let programsMatter = onTheWay && (before.folder || before.mode & 0o111 != 0 || ELFHeaders.couldBeObject(real))
+        let programsMatter = onTheWay && (before.folder || before.mode & 0o111 != 0 || ELFHeaders.couldBeObject(real, in: root))
         let programs = !programsMatter ? [] : Self.programFolders.flatMap { folder in Self.rootPrograms.map { "/" + folder + "/" + $0 } }
             .compactMap { path in (try? root.resolve(path)).map { (full: $0, name: path, role: "who becomes root through it") } }
             + [(try? root.resolve("/bin/sh")).map { (full: $0, name: "/bin/sh", role: "who runs commands through it (system(), cron, package scripts)") }]
@@ -388,7 +388,7 @@ extension FileModeDriver: JointlyGuardedDriver {
                     return "\(shown) would no longer be executable by \(who), \(role)"
                 }
                 // A script (`#!`) is read by its interpreter, as the account: executable alone, it fails.
-                if full.isSameBytes(real), lost(0o4), ELFHeaders.isScript(real) {
+                if full.isSameBytes(real), lost(0o4), ELFHeaders.isScript(real, in: root) {
                     return "\(shown) would no longer be readable by \(who), \(role): a script's interpreter reads it as that account"
                 }
                 if full.hasBytePrefix(real + "/"), before.folder, lost(0o1), FileManager.default.fileExists(atPath: full) {

@@ -25,33 +25,47 @@ struct ELFHeaders: Sendable, Equatable {
     static let maxNeeded = 256
     static let maxString = 4096
 
-    /// Whether the file at `path` (a real path, no link at its end followed) could be an ELF
-    /// object a program loads: a regular file that begins with ELF's magic number, or one that
-    /// cannot be read to tell (judged as if it were). A folder, a device or a text file is not.
-    static func couldBeObject(_ path: String) -> Bool {
-        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)
-        guard fd >= 0 else { return errno != ENOENT }
-        defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0 else { return true }
-        guard info.st_mode & FileType.mask == FileType.regular else { return false }
-        var magic: [UInt8] = [0, 0, 0, 0]
-        let count = magic.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 4, 0) }
-        guard count >= 0 else { return true }
-        return count == 4 && magic == [0x7f, 0x45, 0x4c, 0x46]
+    /// What the start of the file at `path` (a real path under `root`) holds, read through the
+    /// root's walk (links followed only inside it, none at the end): its first `count` bytes
+    /// (fewer for a shorter file), `notRegular` (a folder, a device, a FIFO), `missing`, or
+    /// `unreadable`.
+    enum Start: Equatable {
+        case bytes([UInt8])
+        case notRegular
+        case missing
+        case unreadable
     }
 
-    /// Whether the regular file at `path` (a real path) begins with `#!`: a script the kernel
-    /// hands to its interpreter, which then reads it with the caller's rights.
-    static func isScript(_ path: String) -> Bool {
-        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)
-        guard fd >= 0 else { return false }
+    static func start(of path: String, in root: HostRoot, count: Int) -> Start {
+        guard let walk = try? root.walk(root.components(of: path)) else { return .unreadable }
+        guard walk.exists, let name = walk.name else { return .missing }
+        let fd = openat(walk.folder.fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)
+        guard fd >= 0 else { return errno == ENOENT ? .missing : .unreadable }
         defer { close(fd) }
         var info = stat()
-        guard fstat(fd, &info) == 0, info.st_mode & FileType.mask == FileType.regular else { return false }
-        var magic: [UInt8] = [0, 0]
-        let count = magic.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 2, 0) }
-        return count == 2 && magic == [0x23, 0x21]
+        guard fstat(fd, &info) == 0 else { return .unreadable }
+        guard info.st_mode & FileType.mask == FileType.regular else { return .notRegular }
+        var bytes = [UInt8](repeating: 0, count: count)
+        let read = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, count, 0) }
+        guard read >= 0 else { return .unreadable }
+        return .bytes(Array(bytes.prefix(read)))
+    }
+
+    /// Whether the file at `path` could be an ELF object a program loads: a regular file that
+    /// begins with ELF's magic number, or one that cannot be read to tell (judged as if it
+    /// were). A folder, a device or a text file is not.
+    static func couldBeObject(_ path: String, in root: HostRoot) -> Bool {
+        switch start(of: path, in: root, count: 4) {
+        case .bytes(let magic): magic == [0x7f, 0x45, 0x4c, 0x46]
+        case .unreadable: true
+        case .notRegular, .missing: false
+        }
+    }
+
+    /// Whether the regular file at `path` begins with `#!`: a script the kernel hands to its
+    /// interpreter, which then reads it with the caller's rights.
+    static func isScript(_ path: String, in root: HostRoot) -> Bool {
+        start(of: path, in: root, count: 2) == .bytes([0x23, 0x21])
     }
 
     /// Reads the regular file open at `fd`, `size` bytes long.
