@@ -283,6 +283,7 @@ struct ApplyRun: Encodable {
         case (.refused, _): label = console.paint("REFUSED ", .red)
         case (.pruned, _): label = console.paint("pruned  ", .green)
         case (.unobserved, _): label = console.paint("UNOBSERV", .red)
+        case (.resolved, _): label = console.paint("resolved", .green)
         }
         var line = "\(label) \(r.target)  \(r.resource): \(changes)"
         if let verified = r.verifiedAt {
@@ -305,7 +306,7 @@ struct ApplyRun: Encodable {
         for line in ObservationFailure.lines(plan.failures) { console.error(line) }
         var line = "Fixed and verified: \(results[.verified] ?? 0). Failed: \(results[.failed] ?? 0). "
             + "Deferred: \(decisions[.deferred] ?? 0). Reported: \(decisions[.reported] ?? 0)."
-        for decision in [Decision.held, .waived, .escalated, .blocked, .pruned, .unobserved, .refused] {
+        for decision in [Decision.held, .waived, .escalated, .blocked, .pruned, .unobserved, .refused, .resolved] {
             if let count = decisions[decision], count > 0 { line += " \(decision.rawValue.capitalized): \(count)." }
         }
         if let count = results[.interrupted], count > 0 { line += " Interrupted: \(count)." }

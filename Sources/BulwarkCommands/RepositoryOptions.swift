@@ -254,6 +254,8 @@ struct LoadedRevision {
         // Read while the targets are observed (`Reconciler.plan`).
         let peers = PeerRecordVerification(verification)
         let reading = Task { try await repository.recentFixes(since: since, peers: peers) }
+        // What the audit branch has open, and when drift last ended (`DriftEpisodes`).
+        state.episodes = try await repository.driftEpisodes()
         let planned: Result<Plan, ValidationFailure>
         do throws(ValidationFailure) {
             planned = .success(try await reconciler.plan(state, history: { (try? await reading.value) ?? FixHistory() },

@@ -251,6 +251,7 @@ public struct AuditRecord: Sendable, Hashable, Codable {
         case .refused: "refuse"
         case .pruned: "prune"
         case .unobserved: "unobserved"
+        case .resolved: "resolve"
         }
         func show(_ value: String?) -> String { Self.oneLine(value ?? "(unset)") }
         // A property's name too (a ConfigFile's key path is the manifest author's text).

@@ -49,6 +49,9 @@ public struct DesiredState: Sendable {
     /// drift they approved came back after that fix, so it is held again under the next id of
     /// its episode (`Planner.episode`), recorded anew and approved anew.
     public var consumedApprovals: Set<String> = []
+    /// What the audit branch says of each resource's drift (`DriftEpisodes`): what is recorded
+    /// open, and when drift last ended. Empty until the runtime reads the branch.
+    public var episodes = DriftEpisodes()
     public var warnings: [ManifestError]
     /// The emergency brake (`bulwark pause`): while set, no pass changes any system.
     public var pause: Pause? = nil

@@ -43,11 +43,16 @@ public enum Decision: String, Sendable, Codable, CaseIterable {
     /// The resource could not be observed on its target: nothing was judged or changed (the
     /// record's error says why). Recorded once per revision and cause.
     case unobserved
+    /// Drift recorded open (held, blocked, deferred, failed…) was found gone without a fix of
+    /// Bulwark's: someone fixed it by hand, or the system changed back. Nothing was changed; the
+    /// record ends the open item (`report`), and is no fix in the MTTR figures.
+    case resolved
 
     /// Whether a record with this decision (and no verified fix) keeps its resource's drift open
-    /// for MTTR: anything but a waiver (drift accepted), a failed observation (no drift found)
-    /// or a refusal (of a revision, an approval, a command: no drift, whatever it names).
-    public var opensDrift: Bool { self != .waived && self != .unobserved && self != .refused }
+    /// for MTTR: anything but a waiver (drift accepted), a failed observation (no drift found),
+    /// a refusal (of a revision, an approval, a command: no drift, whatever it names) or a
+    /// resolution (the drift found gone).
+    public var opensDrift: Bool { self != .waived && self != .unobserved && self != .refused && self != .resolved }
 }
 
 /// Whether an applied fix held when observed again.
@@ -151,6 +156,9 @@ public struct Plan: Sendable {
     /// approval id, each with why: the weakening stays held, and the refusal is recorded as a
     /// refused approval is (`RevisionRefusal`).
     public var refusedApprovals: [(id: String, reason: String)] = []
+    /// Resources found in sync whose drift the audit branch has open (`DriftEpisodes`): each is
+    /// recorded `resolved` by a pass (not by `plan`), which ends its open item.
+    public var resolved: [PlannedRemediation] = []
     /// What each target's exclusive claim was when the plan began (`TypedTargetSettings.exclusiveIdentity`,
     /// a network namespace's device and inode), by target name: a fix checks the target is still
     /// that one right before it writes (`PlannedTargets`).
@@ -250,7 +258,7 @@ public enum Planner {
                 }
             }
             // Made where a drift is held (most are not: a 100-root plan made 2,300 for nothing).
-            func held() -> String { episode(heldID(binding, remaining), in: state) }
+            func held() -> String { episode(heldID(binding, remaining), of: binding, in: state) }
             if let protection = brakes.protection(of: resource, on: binding.target) {
                 add(remaining, .held, protection, id: held())
                 continue
@@ -258,7 +266,7 @@ public enum Planner {
             // A change of policy in the less secure direction waits for a second person.
             if let weakening = weakened[binding.resource], !controller.weakeningAllowed.contains(binding.resource.kind),
                mode != .audit {
-                let id = episode(weakeningID(binding, remaining, weakening), in: state)
+                let id = episode(weakeningID(binding, remaining, weakening), of: binding, in: state)
                 if let approval = approved(id), weakening.isSecondPerson(approval.approver, identity: approval.signer) {
                     approver = approval.approver
                     approvalID = id
@@ -305,7 +313,7 @@ public enum Planner {
             if let worst = flapping.max(by: { $0.1 < $1.1 }) {
                 let id = episode(AuditID.stable((["escalated", binding.target, binding.resource.description, Timestamp.format(worst.2)]
                                                  + flapping.map { "\($0.0.property)>\($0.0.desired)" }).joined(separator: "\u{1}")),
-                                 in: state)
+                                 of: binding, in: state)
                 if let acknowledgement = approved(id) {
                     approver = acknowledgement.approver
                     approvalID = id
@@ -478,8 +486,8 @@ public enum Planner {
         func forThisBlock(_ approval: Approval?) -> Approval? {
             approval.flatMap { approval in approval.block.map { GuardBlock.approves($0, reason: block.reason) } == true ? approval : nil }
         }
-        let id = episode(blockedID(binding, changes), in: state)
-        let own = episode(blockedID(binding, changes, reason: block.reason), in: state)
+        let id = episode(blockedID(binding, changes), of: binding, in: state)
+        let own = episode(blockedID(binding, changes, reason: block.reason), of: binding, in: state)
         // The block's own id first: its approval holds whatever became of the drift's (expired,
         // or removed after the record said it approves another block).
         if let approval = forThisBlock(activeApproval(own, in: state, at: now)) { return (approval, own, nil) }
@@ -533,6 +541,12 @@ public enum Planner {
             steps += 1
         }
         return id
+    }
+
+    /// `episode(_:in:)` of `id` salted with the end of `binding`'s last drift
+    /// (`DriftEpisodes.salted`): the same drift after it was found gone is a new occurrence.
+    public static func episode(_ id: String, of binding: Binding, in state: DesiredState) -> String {
+        episode(state.episodes.salted(id, for: binding), in: state)
     }
 
     /// How many approved recurrences of one drift `episode` follows.

@@ -330,7 +330,27 @@ public struct Reconciler: Sendable {
             guards.merge(again) { first, _ in first }
             guarded = replan()
         }
+        guarded.resolved = Self.resolutions(guarded, in: state, at: now)
         return guarded
+    }
+
+    /// The resolutions `plan` found (`Plan.resolved`): a resource found in sync whose drift the
+    /// audit branch has open (`DriftEpisodes.open`), once per target and resource.
+    static func resolutions(_ plan: Plan, in state: DesiredState, at now: Date) -> [PlannedRemediation] {
+        var seen = Set<DriftEpisodes.Key>()
+        return plan.inSync.compactMap { binding in
+            let open = state.episodes.open(binding)
+            guard let last = open.last, let resource = state.resources[binding.resource],
+                  seen.insert(.init(target: binding.target, resource: binding.resource.description)).inserted else { return nil }
+            let exposure = state.targets[binding.target]?.exposureWeight ?? 1
+            let shown = open.count == 1 ? "the drift recorded as \(last)" : "the drift recorded as \(open.joined(separator: ", "))"
+            return PlannedRemediation(
+                binding: binding, severity: resource.severity, risk: resource.severity.weight * exposure,
+                mode: state.controllers[binding.controller]?.mode ?? .enforce, changes: [], decision: .resolved,
+                reason: "found as desired without a fix of Bulwark's: \(shown) is over (fixed by someone else, "
+                    + "or changed back)",
+                detectedAt: now, id: DriftEpisodes.resolutionID(after: last))
+        }
     }
 
     /// What pruning drivers created for resources no longer bound to a target, per controller
@@ -554,6 +574,8 @@ public struct Reconciler: Sendable {
         var plan = plan
         let now = clock()
         plan.remediations += plan.failures.map { $0.remediation(state: state, at: now) }
+        // Drift found gone without a fix: recorded, so that it is no longer open.
+        plan.remediations += plan.resolved
         let passSteps = steps(plan, state: state)
         let ledger = PassLedger(buffered: await audit.beginBuffering(),
                                 expected: passSteps.reduce(0) { $0 + $1.remediations.count }, stop: stop)
@@ -754,7 +776,7 @@ public struct Reconciler: Sendable {
             // A fix another writer undid before its verification was a change made: it keeps its
             // own record, and is made again by the next pass.
             if record.result == .failed, !record.overwrittenAfterFix {
-                record.id = failureID(record)
+                record.id = state.episodes.failureSalted(failureID(record), target: record.target, resource: record.resource)
                 if (try? await audit.contains(recordID: record.id)) == true {
                     try? await journal.end(intents[index])
                     let entry = CycleEntry(remediation: members[index], record: record, commit: nil, alreadyRecorded: true)
@@ -1196,9 +1218,9 @@ public struct Reconciler: Sendable {
         } else {
             // The same drift with the same decision and reason is recorded once.
             let drift = remediation.changes.map { "\($0.property)=\($0.observed ?? "\u{0}")>\($0.desired)" }
-            id = AuditID.stable([binding.controller, binding.target, binding.resource.description,
-                                 remediation.decision.rawValue, remediation.reason ?? ""].joined(separator: "\u{1}")
-                                + drift.joined(separator: "\u{1}"))
+            id = state.episodes.salted(AuditID.stable([binding.controller, binding.target, binding.resource.description,
+                                                       remediation.decision.rawValue, remediation.reason ?? ""].joined(separator: "\u{1}")
+                                                      + drift.joined(separator: "\u{1}")), for: binding)
         }
         var record = AuditRecord(
             id: id, controller: binding.controller, target: binding.target, resource: binding.resource.description,

@@ -42,6 +42,7 @@ extension Daemon {
             var plan: Plan
             do {
                 let repository = self.repository
+                cycleState.episodes = try await repository.driftEpisodes()
                 plan = try await reconciler.plan(cycleState, history: known, weakened: provenance.weakened, urgent: findingPriorities,
                                                  usedApproval: { (try? await repository.usedApproval($0)) == true })
             } catch {

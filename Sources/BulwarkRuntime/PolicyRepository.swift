@@ -165,6 +165,12 @@ package actor PolicyRepository: AuditSink {
     /// fix), for `saveRecentFixes`; how far back the flap breaker last looked, in seconds.
     private var fixIndex: RecentFixIndex?
     private var fixPending: [(commit: ObjectID, parent: ObjectID?, entry: RecentFixIndex.Entry?)] = []
+    /// The drift episodes (`DriftEpisodeIndex`) as last read or written by this process, and the
+    /// records this process committed since, for `saveDriftEpisodes`.
+    private var episodeIndex: DriftEpisodeIndex?
+    private var episodePending: [(commit: ObjectID, parent: ObjectID?, record: EpisodeRecord)] = []
+    /// Whether `episodeIndex` holds records its file does not.
+    private var episodesUnsaved = false
     /// When a flush last wrote the index of recent fixes (see `recentFixesInterval`).
     private var recentFixesSaved: ContinuousClock.Instant?
     /// Whether the index in memory (`fixIndex`) holds fixes its file does not.
@@ -738,6 +744,7 @@ package actor PolicyRepository: AuditSink {
 
     private func saveIndex(withRecentFixes: Bool) {
         saveRecentFixes(writeFile: withRecentFixes)
+        saveDriftEpisodes(writeFile: withRecentFixes)
         guard let file = indexFile, !unindexed.isEmpty, let durable = try? repository.resolve(localAudit),
               let last = unindexed.lastIndex(where: { $0.commit == durable }) else { return }
         do {
@@ -851,6 +858,10 @@ package actor PolicyRepository: AuditSink {
         sequence = number
         sequenceSource = "this process's last record"
         fixPending.append((commit, parent, RecentFixIndex.Entry(record, commit: commit, committed: author.time)))
+        episodePending.append((commit, parent, EpisodeRecord(id: record.id, target: record.target, resource: record.resource,
+                                                              decision: record.decision, result: record.result,
+                                                              isRevert: record.reverts != nil,
+                                                              closes: RemediationReport.Entry.foundAsDesired(record))))
         if indexFile != nil, knownHead == parent {
             unindexed.append((commit, record.id))
             unindexedIDs.insert(record.id)
@@ -1729,6 +1740,106 @@ package actor PolicyRepository: AuditSink {
         }
         fixIndex = index
         recentFixesUnsaved = true
+    }
+
+    /// The local audit branch's drift episodes (`DriftEpisodes`) up to its head on disk: the
+    /// state file's (`DriftEpisodeIndex`) and the records committed after the commit it names,
+    /// read from git, or the whole branch's when the file names none of its commits.
+    package func driftEpisodes() throws -> DriftEpisodes {
+        saveDriftEpisodes(writeFile: false)
+        let directory = configuration.stateDirectory
+        let file = episodeIndex ?? DriftEpisodeIndex.read(in: directory)
+        guard let head = try repository.resolve(localAudit) else {
+            episodeIndex = DriftEpisodeIndex(head: nil, episodes: DriftEpisodes())
+            return DriftEpisodes()
+        }
+        if let file, file.head == head {
+            episodeIndex = file
+            return file.episodes
+        }
+        var newer: [CommitInfo] = []
+        var met = false
+        var next: ObjectID? = head
+        while let id = next {
+            if let file, file.head == id {
+                met = true
+                break
+            }
+            let commit = try repository.commitInfo(id)
+            guard commit.parents.count <= 1 else {
+                // Not a line (never written by Bulwark): the whole history, oldest last.
+                newer = try repository.history(from: head, limit: .max, since: nil)
+                met = false
+                break
+            }
+            newer.append(commit)
+            next = commit.parents.first
+        }
+        var episodes = met ? file?.episodes ?? DriftEpisodes() : DriftEpisodes()
+        for commit in newer.reversed() {
+            guard let recorded = commit.recorded else { continue }
+            var closes = false
+            if recorded.decision == .applied, recorded.result == .interrupted, let detected = commit.trailer(.detectedAt),
+               let stored = try? repository.auditRecordFile(at: commit.id, id: recorded.id, detectedAt: detected),
+               let record = try? AuditRecord(json: stored.bytes), record.id == recorded.id {
+                closes = RemediationReport.Entry.foundAsDesired(record)
+            }
+            DriftEpisodeIndex.add(recorded, closes: closes, to: &episodes)
+        }
+        let index = DriftEpisodeIndex(head: head, episodes: episodes)
+        episodeIndex = index
+        do {
+            try index.write(in: directory)
+            episodesUnsaved = false
+        } catch {
+            episodesUnsaved = true
+            Console().warn("cannot write the index of drift episodes (the next run reads the audit branch again): \(error)")
+        }
+        return episodes
+    }
+
+    /// Adds the records this process committed, up to the audit branch's head on disk, to the
+    /// drift episodes in memory when they follow the commit those are up to date with (else the
+    /// next reader reads them from git), and with `writeFile` writes them to their file.
+    private func saveDriftEpisodes(writeFile: Bool) {
+        defer {
+            if writeFile, episodesUnsaved, let index = episodeIndex {
+                do {
+                    try index.write(in: configuration.stateDirectory)
+                    episodesUnsaved = false
+                } catch {
+                    Console().warn("cannot write the index of drift episodes (the next run reads those records from git): \(error)")
+                }
+            }
+        }
+        guard !episodePending.isEmpty, let durable = try? repository.resolve(localAudit) else { return }
+        guard let last = episodePending.lastIndex(where: { $0.commit == durable }) else {
+            if durable != episodePending.first?.parent { episodePending = [] }
+            return
+        }
+        let written = episodePending[...last]
+        episodePending.removeFirst(last + 1)
+        guard var index = episodeIndex, let first = written.first, index.head == first.parent,
+              zip(written.dropFirst(), written).allSatisfy({ $0.parent == $1.commit }) else { return }
+        for item in written {
+            let r = item.record
+            index.episodes.add(id: r.id, target: r.target, resource: r.resource, decision: r.decision, result: r.result,
+                               isRevert: r.isRevert, closes: r.closes)
+        }
+        index.head = durable
+        episodeIndex = index
+        episodesUnsaved = true
+    }
+
+    /// What `DriftEpisodes.add` takes of a record this process committed.
+    struct EpisodeRecord {
+        var id: String
+        var target: String
+        var resource: String
+        var decision: Decision
+        var result: RemediationResult?
+        var isRevert: Bool
+        var closes: Bool
     }
 
     /// Peer records left out of the flap history since the last call (each commit once), for the daemon's log and metric.

@@ -75,7 +75,10 @@ package struct RemediationReport: Encodable {
         /// no Bulwark verified a fix of its own, so it is no fix in the MTTR figures either (a
         /// time to repair would be Bulwark's restart, not a repair). Counted open, the drift
         /// stayed open, and its age grew, until the resource's next verified fix.
-        package var closesDrift: Bool { foundAsDesired && decision == .applied && result == .interrupted }
+        ///
+        /// So does a resolution (`Decision.resolved`): a pass found the drift gone without a fix
+        /// of Bulwark's.
+        package var closesDrift: Bool { (foundAsDesired && decision == .applied && result == .interrupted) || decision == .resolved }
 
         /// Whether `record` is a recovery's `interrupted` record whose every change was found, after
         /// the restart, as its desired value, with nothing owed besides (a reload: the error says

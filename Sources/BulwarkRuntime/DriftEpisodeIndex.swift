@@ -1,0 +1,131 @@
+package import BulwarkCore
+package import BulwarkGit
+package import Foundation
+
+/// The local audit branch's `DriftEpisodes`, kept in the state directory (`drift-episodes`) so
+/// that a pass does not read the whole branch to learn which drift is recorded open.
+///
+/// The file names the audit commit it is up to date with (`head`). A reader walks the branch
+/// from its head back until it meets that commit, and takes in the records after it, oldest
+/// first: normally none, as a process adds its own records before it ends. A file that names
+/// a commit not on the branch (another clone's, a rewritten branch), a damaged one (its
+/// checksum or a line does not check out) or a missing one is rebuilt from the whole branch.
+/// It only ever decides whether a resource found in sync gets a `resolved` record, and how the
+/// ids of decisions recorded once are salted: a forged file (it is as trusted as the state
+/// clone it sits beside, mode 0600) can make a record be written again, never a change.
+///
+/// Format (UTF-8, one line each; fields percent-encoded as `RecentFixIndex` does, `-` for none):
+///
+///     bulwark-drift-episodes 1
+///     head <commit hex, or none>
+///     <target> <resource> <last resolution id> <last fix id> [<open id> …]
+///     …
+///     end <entries> <FNV-1a of every byte before this line, hex>
+package struct DriftEpisodeIndex: Sendable, Equatable {
+    package static let fileName = "drift-episodes"
+    static let header = "bulwark-drift-episodes 1"
+    /// A file larger than this is not read: rebuilt from git.
+    static let maxSize = 64 << 20
+
+    package var head: ObjectID?
+    package var episodes: DriftEpisodes
+
+    package init(head: ObjectID?, episodes: DriftEpisodes) {
+        self.head = head
+        self.episodes = episodes
+    }
+
+    /// Takes in `record`'s decision (`DriftEpisodes.add`); `closes`: a recovery's `interrupted`
+    /// record found as desired (`RemediationReport.Entry.foundAsDesired`).
+    package static func add(_ recorded: RecordedDecision, closes: Bool, to episodes: inout DriftEpisodes) {
+        guard let target = recorded.target, let resource = recorded.resource, let decision = recorded.decision else { return }
+        episodes.add(id: recorded.id, target: target, resource: resource, decision: decision, result: recorded.result,
+                     isRevert: recorded.reverts != nil, closes: closes)
+    }
+
+    /// The file in `directory`, or nil when there is none or it does not check out.
+    package static func read(in directory: String) -> DriftEpisodeIndex? {
+        let fd = open(directory + "/" + fileName, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { raw in raw.baseAddress.map { Foundation.read(fd, $0, raw.count) } ?? -1 }
+            if n < 0, errno == EINTR { continue }
+            guard n >= 0 else { return nil }
+            if n == 0 { break }
+            bytes += chunk[..<n]
+            guard bytes.count <= maxSize else { return nil }
+        }
+        return parse(bytes)
+    }
+
+    /// The index `bytes` state, or nil when they are not one whole, well-formed file.
+    static func parse(_ bytes: [UInt8]) -> DriftEpisodeIndex? {
+        guard bytes.last == 0x0a else { return nil }
+        let body = bytes.dropLast()
+        let endStart = body.lastIndex(of: 0x0a).map { $0 + 1 } ?? 0
+        let endFields = bytes[endStart..<(bytes.count - 1)].split(separator: 0x20, omittingEmptySubsequences: false)
+        guard endFields.count == 3, String(decoding: endFields[0], as: UTF8.self) == "end",
+              let count = Int(String(decoding: endFields[1], as: UTF8.self)), count >= 0,
+              endFields[2].count == 16, let checksum = UInt64(String(decoding: endFields[2], as: UTF8.self), radix: 16),
+              AuditIndex.checksum(bytes[..<endStart]) == checksum else { return nil }
+        var lines = bytes[..<endStart].split(separator: 0x0a, omittingEmptySubsequences: false)
+        guard lines.last?.isEmpty == true else { return nil }
+        lines.removeLast()
+        guard lines.count == count + 2, String(decoding: lines[0], as: UTF8.self) == header else { return nil }
+        let headLine = String(decoding: lines[1], as: UTF8.self)
+        let headHex = String(headLine.dropFirst(5))
+        guard headLine.hasPrefix("head "), headHex == "none" || ObjectID(hex: headHex) != nil else { return nil }
+        var episodes = DriftEpisodes()
+        for line in lines[2...] {
+            let fields = line.split(separator: 0x20, omittingEmptySubsequences: false)
+            guard fields.count >= 4, let target = RecentFixIndex.decode(fields[0]), let resource = RecentFixIndex.decode(fields[1]),
+                  let resolution = optional(fields[2]), let fix = optional(fields[3]) else { return nil }
+            var open: [String] = []
+            for field in fields[4...] {
+                guard let id = RecentFixIndex.decode(field) else { return nil }
+                open.append(id)
+            }
+            let key = DriftEpisodes.Key(target: target, resource: resource)
+            guard episodes.entries[key] == nil else { return nil }
+            episodes.entries[key] = .init(open: open, lastResolution: resolution.value, lastFix: fix.value)
+        }
+        return DriftEpisodeIndex(head: ObjectID(hex: headHex), episodes: episodes)
+    }
+
+    /// A field that may say none (`-`): nil when it is not well formed.
+    private static func optional(_ field: ArraySlice<UInt8>) -> (value: String?, Void)? {
+        if field.count == 1, field.first == UInt8(ascii: "-") { return (nil, ()) }
+        return RecentFixIndex.decode(field).map { ($0, ()) }
+    }
+
+    /// The file's bytes, entries sorted (the same index, the same bytes).
+    package func serialized() -> [UInt8] {
+        var bytes = Array("\(Self.header)\nhead \(head?.hex ?? "none")\n".utf8)
+        for (key, entry) in episodes.entries.sorted(by: { $0.key < $1.key }) {
+            RecentFixIndex.encode(key.target, into: &bytes)
+            bytes.append(0x20)
+            RecentFixIndex.encode(key.resource, into: &bytes)
+            for value in [entry.lastResolution, entry.lastFix] {
+                bytes.append(0x20)
+                if let value { RecentFixIndex.encode(value, into: &bytes) } else { bytes.append(UInt8(ascii: "-")) }
+            }
+            for id in entry.open {
+                bytes.append(0x20)
+                RecentFixIndex.encode(id, into: &bytes)
+            }
+            bytes.append(0x0a)
+        }
+        let hex = String(AuditIndex.checksum(bytes), radix: 16)
+        bytes += "end \(episodes.entries.count) \(String(repeating: "0", count: 16 - hex.count) + hex)\n".utf8
+        return bytes
+    }
+
+    /// Replaces the file in `directory` (not synced: after a crash it is the old file, the new
+    /// one, or none, and each of those is rebuilt or caught up from git).
+    package func write(in directory: String) throws {
+        try StateFile.replace(directory + "/" + Self.fileName, with: serialized())
+    }
+}
