@@ -141,7 +141,8 @@ extension Daemon {
             let undone = outcome.halted == nil ? [] : plan.remediations.filter { !accounted.contains($0.binding) }
             // Open drift: what this cycle left unfixed, for the bindings it looked at.
             for binding in only ?? Set(cycleState.bindings) { open[binding] = nil }
-            for entry in outcome.entries where entry.record.result != .verified && entry.record.decision != .unobserved {
+            for entry in outcome.entries
+            where entry.record.result != .verified && entry.record.decision != .unobserved && entry.record.decision != .resolved {
                 open[entry.remediation.binding] = entry.remediation
             }
             for remediation in notRetried { open[remediation.binding] = remediation }

@@ -92,6 +92,33 @@ import Testing
         }
     }
 
+    /// The daemon records the resolution too, and its status stops listing the drift as open.
+    @Test func theDaemonResolvesDriftFixedByHandAndItsStatusSaysSo() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            try s.editPolicy("controllers/host-hardening.yaml", replacing: "mode: enforce", with: "mode: approve")
+            let daemon = try DaemonProcess(["--repo", s.origin, "--state-dir", s.state, "--poll", "1"], logPath: s.dir + "/daemon.log")
+            defer { _ = daemon.terminate() }
+            func openResources() -> [String]? {
+                guard let body = try? daemon.get("/api/v1/status").body,
+                      let status = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any],
+                      let open = status["openDrift"] as? [[String: Any]] else { return nil }
+                return open.compactMap { $0["resource"] as? String }
+            }
+            #expect(daemon.wait(seconds: 60) { openResources()?.contains(Self.resource) == true }, "\(daemon.log)")
+            let others = (openResources() ?? []).filter { $0 != Self.resource }
+            #expect(!others.isEmpty)
+            try Self.setRootLogin("no", s)
+            #expect(daemon.wait(seconds: 60) { (try? Self.records(s).first?.decision) == "resolved" }, "\(daemon.log)")
+            #expect(daemon.wait(seconds: 30) { openResources().map { !$0.contains(Self.resource) } == true },
+                    "\(openResources() ?? []) \(daemon.log)")
+            #expect(Set(openResources() ?? []) == Set(others), "the drift still there stays open")
+            try await Task.sleep(for: .seconds(3))
+            let records = try Self.records(s)
+            #expect(records.count == 2, "resolved once: \(records)")
+        }
+    }
+
     /// A failure back at the same revision after a verified fix in between is a new failure:
     /// recorded again (it was "recorded before", and `report` showed the resource fixed).
     @Test func aFailureBackAfterAFixIsRecordedAgain() async throws {
