@@ -183,6 +183,7 @@ struct ApplyRun: Encodable {
             console.warn("recorded an interrupted fix of an earlier run: \(entry.record.resource) on \(entry.record.target) "
                          + "(\(entry.record.result?.rawValue ?? "?"))")
         }
+        let journalDamage = await journal.damage
         var plan = try await loaded.plan(reconciler, console: console)
         // `--plan FILE`: only the reviewed fixes act; anything else is deferred (see PlanFile).
         if let review { plan = review.restrict(plan) }
@@ -229,7 +230,7 @@ struct ApplyRun: Encodable {
             revision: loaded.state.revision, records: refused.map(\.record) + entries.compactMap { $0.alreadyRecorded ? nil : $0.record },
             commits: Dictionary(refused.map { ($0.record.id, $0.commit) } + entries.lazy.compactMap { e in e.commit.map { (e.record.id, $0) } },
                                 uniquingKeysWith: { a, _ in a }),
-            errors: outcome.auditFailures.map { "audit record not committed: \($0)" }
+            errors: (journalDamage.map { [$0] } ?? []) + outcome.auditFailures.map { "audit record not committed: \($0)" }
                 + (outcome.halted.map { ["stopped changing systems: \($0) (\(outcome.notAttempted) fix\(outcome.notAttempted == 1 ? "" : "es") left for the next run)"] } ?? [])
                 + plan.failures.map(\.line)
                 // Another Bulwark holds the target: nothing tried, nothing recorded; the drift stays.

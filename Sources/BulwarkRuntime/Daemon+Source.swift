@@ -116,6 +116,9 @@ extension Daemon {
                                            metadata: ["target": .string(entry.record.target), "resource": .string(entry.record.resource),
                                                       "result": .string(entry.record.result?.rawValue ?? "-")])
                         }
+                        if let damage = await journal.damage {
+                            logger.error("the intent journal could not be read whole", metadata: ["error": .string(damage)])
+                        }
                         recovered = true
                     } catch {
                         sourceError = "cannot resolve the open intents in \(options.stateDirectory)/intents.log: \(error); nothing is changed until it can"

@@ -7,7 +7,8 @@ internal import CDispatch
 /// line (with an empty `tried` list: this version writes `tried` lines) is appended and
 /// fdatasynced before the change it announces is made; a `tried` line (not synced) right before
 /// the change; an `end` line (not synced) once the change's record is committed. A line cut
-/// short by a crash is ignored: its begin was never durable, so its change was never made.
+/// short by a crash is ignored, and removed by the next append: its begin was never durable, so
+/// its change was never made. A whole line that does not read is damage (`damage`).
 ///
 /// One writer: the state directory's lock (`StateLock`) keeps a second process out.
 ///
@@ -65,21 +66,30 @@ package actor FileJournal: IntentJournal {
     /// unknown until the first write looks, and after a short write here.
     private var mayEndMidLine = true
 
-    /// Ends a line cut short, so that the next one starts on its own: appended to the partial
-    /// one, an intent would not decode, and a fix made after it would be missing on restart.
+    /// Removes a line cut short (a write cut short by a full disk or a kill), so that the next
+    /// one starts on its own: appended to the partial one, an intent would not decode, and a
+    /// fix made after it would be missing on restart. Its begin was never durable, so its change
+    /// was never made; and with it gone, every whole line that does not read is damage
+    /// (`damage`), never a write cut short.
     private func endPartialLine(_ fd: Int32) throws(JournalError) {
         var info = stat()
         guard fstat(fd, &info) == 0 else { throw JournalError("cannot read \(path): \(String(cString: strerror(errno)))") }
-        if info.st_size > 0 {
-            var last: UInt8 = 0
-            guard pread(fd, &last, 1, info.st_size - 1) == 1 else {
-                throw JournalError("cannot read \(path): \(String(cString: strerror(errno)))")
+        var end = Int64(info.st_size)
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        // Back to the byte after the last line break (or the start).
+        search: while end > 0 {
+            let start = max(0, end - Int64(chunk.count))
+            let count = Int(end - start)
+            let n = chunk.withUnsafeMutableBytes { pread(fd, $0.baseAddress, count, off_t(start)) }
+            guard n == count else { throw JournalError("cannot read \(path): \(String(cString: strerror(errno)))") }
+            for index in stride(from: count - 1, through: 0, by: -1) where chunk[index] == 10 {
+                end = start + Int64(index) + 1
+                break search
             }
-            if last != 10 {
-                guard [UInt8(10)].withUnsafeBytes({ write(fd, $0.baseAddress, 1) }) == 1 else {
-                    throw JournalError("cannot write \(path): " + (errno == ENOSPC ? "the state directory is full" : String(cString: strerror(errno))))
-                }
-            }
+            end = start
+        }
+        if end < Int64(info.st_size), ftruncate(fd, off_t(end)) != 0 {
+            throw JournalError("cannot write \(path): \(String(cString: strerror(errno)))")
         }
         mayEndMidLine = false
     }
@@ -103,8 +113,9 @@ package actor FileJournal: IntentJournal {
             if n < 0 {
                 if errno == EINTR { continue }
                 let reason = errno == ENOSPC ? "the state directory is full" : String(cString: strerror(errno))
-                // A partial line is harmless (ignored on reading), but nothing may follow it on the same line.
-                if offset > 0, [UInt8(10)].withUnsafeBytes({ write(fd, $0.baseAddress, 1) }) != 1 { mayEndMidLine = true }
+                // A partial line is harmless (ignored on reading), but nothing may follow it: the
+                // next append removes it first.
+                if offset > 0 { mayEndMidLine = true }
                 throw JournalError("cannot write \(path): \(reason)")
             }
             offset += n
@@ -180,8 +191,17 @@ package actor FileJournal: IntentJournal {
         var order: [String] = []
         var tried: Set<String> = []
         let decoder = JSONDecoder()
-        for line in data.split(separator: 10) {
-            guard let entry = try? decoder.decode(Line.self, from: Data(line)) else { continue }
+        let lines = data.split(separator: 10, omittingEmptySubsequences: false)
+        var damagedLines = 0
+        for (number, line) in lines.enumerated() where !line.isEmpty {
+            guard let entry = try? decoder.decode(Line.self, from: Data(line)) else {
+                // The last part, with no line break after it, is a write cut short: its begin was
+                // never durable, so its change was never made. A whole line that does not read
+                // (bit rot, an edit, a write cut short that a later run ended) may have announced
+                // a change that was made: never passed over in silence.
+                if number < lines.count - 1 { damagedLines += 1 }
+                continue
+            }
             if let record = entry.begin {
                 if open[record.id] == nil { order.append(record.id) }
                 open[record.id] = record
@@ -198,8 +218,21 @@ package actor FileJournal: IntentJournal {
         openIDs = Set(open.keys)
         triedIDs = tried
         loaded = true
+        if damagedLines > 0, damage == nil {
+            // Kept as it is before anything appends to it or `compact` empties it.
+            let kept = path + ".damaged-\(Int(Date().timeIntervalSince1970))"
+            let copied = (try? StateFile.replace(kept, with: [UInt8](data))) != nil
+            damage = "\(damagedLines) line\(damagedLines == 1 ? "" : "s") of \(path) could not be read: a fix "
+                + "\(damagedLines == 1 ? "it" : "they") announced may have been made without its record; "
+                + (copied ? "the journal is kept as \(kept); " : "")
+                + "compare the targets with the audit branch"
+        }
         return order.compactMap { open[$0] }
     }
+
+    /// Why the journal could not be read whole (`openIntents` found lines that do not read), or
+    /// nil: said as an error by the pass that read it (which then exits 1), once.
+    package private(set) var damage: String?
 
     /// Empties the journal when no intent is open, so it never grows with history.
     package func compact() {

@@ -203,6 +203,14 @@ import Testing
             #expect(try git("--git-dir", s.origin, "log", "--format=%H", "--grep=AuditBranch/bulwark/audit", recovery)
                 .split(separator: "\n").count == 1)
             #expect(try branches(s).filter { $0.hasPrefix("bulwark/audit-recovered-") }.count == 1)
+            // Another reader (a state directory of its own) sees the recovery branch's records:
+            // the tampering record, and the passes recorded there (outside review: `log` and
+            // `report` elsewhere showed only the rewritten branch).
+            let reader = try s.run("log", "--output", "json", stateDir: dir + "/reader")
+            #expect(reader.status == 0, "\(reader.stderr)")
+            #expect(reader.stdout.contains("\"resource\" : \"AuditBranch/bulwark/audit\""), "\(reader.stdout.prefix(3000))")
+            let logged = reader.stdout.components(separatedBy: "\"commit\" : \"").count - 1
+            #expect(logged >= recovered.count, "\(logged) of \(recovered.count)")
 
             // A person puts the records back: Bulwark returns to the audit branch.
             try git("--git-dir", s.origin, "update-ref", "refs/heads/bulwark/audit",

@@ -62,6 +62,46 @@ import Testing
         }
     }
 
+    /// A whole line of the intent journal that does not read (bit rot, an edit) may have
+    /// announced a fix that was made: it was passed over in silence, the run exited 0, and the
+    /// journal was emptied (outside review). Now the run says so, exits 1 and keeps the journal.
+    @Test func aDamagedJournalLineIsSaidAndTheJournalKept() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let crashed = try run(try bulwarkExecutable(), ["apply", "--repo", s.origin, "--state-dir", s.state],
+                                  environment: ["BULWARK_FAULT_KILL_BEFORE_RECORD": "4"])
+            #expect(crashed.status == SIGKILL, "killed by the injected fault")
+            let journal = s.state + "/intents.log"
+            var lines = try read(journal).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+            let begin = try #require(lines.firstIndex { $0.hasPrefix("{\"begin\"") })
+            lines[begin].insert(contentsOf: "garbage", at: lines[begin].index(lines[begin].startIndex, offsetBy: 12))
+            try write(journal, lines.joined(separator: "\n"), mode: 0o600)
+            let damaged = try read(journal)
+            let next = try s.run("apply")
+            #expect(next.status == 1, "\(next.stdout)\(next.stderr)")
+            #expect(next.stderr.contains("1 line of \(journal) could not be read"), "\(next.stderr)")
+            let kept = try FileManager.default.contentsOfDirectory(atPath: s.state).filter { $0.hasPrefix("intents.log.damaged-") }
+            #expect(kept.count == 1, "\(kept)")
+            #expect(try kept.first.map { try read(s.state + "/" + $0) } == damaged, "kept as it was")
+        }
+    }
+
+    /// The twin: a line cut short at the end of the journal (a kill mid-write) is no damage.
+    @Test func aLineCutShortAtTheEndIsNoDamage() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let crashed = try run(try bulwarkExecutable(), ["apply", "--repo", s.origin, "--state-dir", s.state],
+                                  environment: ["BULWARK_FAULT_KILL_BEFORE_RECORD": "4"])
+            #expect(crashed.status == SIGKILL, "killed by the injected fault")
+            let journal = s.state + "/intents.log"
+            try write(journal, try read(journal) + "{\"begin\":{\"id\":\"01J", mode: 0o600)
+            let next = try s.run("apply")
+            #expect(next.status == 0, "\(next.stdout)\(next.stderr)")
+            #expect(!next.stderr.contains("could not be read"), "\(next.stderr)")
+            #expect(try FileManager.default.contentsOfDirectory(atPath: s.state).allSatisfy { !$0.hasPrefix("intents.log.damaged-") })
+        }
+    }
+
     /// The state clone after a recovery: no loose object, `git fsck --strict` clean, and every
     /// record of the recovery (`after a restart`) readable with the git CLI, its file naming its id.
     static func expectRecordsReadable(_ s: Scenario, sourceLocation: Testing.SourceLocation = #_sourceLocation) throws {

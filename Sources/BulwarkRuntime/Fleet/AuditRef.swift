@@ -93,7 +93,11 @@ package struct AuditRef: Sendable, Hashable, CustomStringConvertible {
         return [policyBranch, branch].map { "+refs/heads/\($0):refs/remotes/origin/\($0)" }
     }
 
-    /// The fetched refs of every other writer, which readers merge into one history.
+    /// The fetched refs of every other writer, which readers merge into one history; and the
+    /// recovery branches (`AuditTrail.recoveryPrefix`) a Bulwark writes to after the origin's
+    /// audit branch was rewritten: its records there, the tampering record first, are no less
+    /// records (they were seen by no reader but the writer itself).
     package static let otherWriterGlobs = ["refs/remotes/origin/\(targetsFolder)*", "refs/remotes/origin/\(hostsFolder)*",
-                                           "refs/remotes/origin/\(replicasFolder)*"]
+                                           "refs/remotes/origin/\(replicasFolder)*",
+                                           "refs/remotes/origin/\(AuditTrail.recoveryPrefix)*"]
 }
