@@ -335,8 +335,9 @@ enum FaultInjection {
         ProcessInfo.processInfo.environment["BULWARK_FAULT_PAUSE_BEFORE_SERVICES"].flatMap { Int($0) }.map { .seconds($0) }
     }
 
-    /// `BULWARK_FAULT_SIGNAL_AT_START=N`: `apply` sends itself signal N as soon as its handlers
-    /// are in place, before the revision is loaded; `BULWARK_FAULT_SIGNAL_WHEN_LOADED=N`, once it is.
+    /// `BULWARK_FAULT_SIGNAL_AT_START=N`: `apply` (and `run`) sends itself signal N as soon as
+    /// its handlers are in place, before the revision is loaded (before the state clone is
+    /// opened); `BULWARK_FAULT_SIGNAL_WHEN_LOADED=N`, once it is.
     static var signalAtStart: Int32? {
         ProcessInfo.processInfo.environment["BULWARK_FAULT_SIGNAL_AT_START"].flatMap { Int32($0) }
     }

@@ -241,6 +241,12 @@ extension Bulwark {
                 return handler
             }
             let logger = Logger(label: "bulwark")
+            // SIGTERM and SIGINT trapped from here on (`ShutdownWatchdog`): until the services
+            // start, a signal ends the process with 0, nothing fetched or changed. Made later, a
+            // `systemctl stop` in the first moments (opening the state clone, repairing it) met
+            // the default action and ended the process with 143, in the middle of whatever it did.
+            let watchdog = ShutdownWatchdog(grace: shutdownGrace, logger: logger)
+            if let signal = FaultInjection.signalAtStart { kill(getpid(), signal) }
             let notifier: SystemdNotifier?
             do {
                 notifier = try SystemdNotifier(environment: environment)
@@ -332,7 +338,6 @@ extension Bulwark {
                     listened.yield()
                     bind.yield()
                 })
-            let watchdog = ShutdownWatchdog(grace: shutdownGrace, logger: logger)
             var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
                 .init(service: http),
                 .init(service: ReconcileService(daemon: daemon, bound: bound, hangups: hangups, started: watchdog.servicesStarted)),
@@ -489,7 +494,15 @@ final class ShutdownWatchdog {
                     exit(Bulwark.Run.cycleAbandoned)
                 }
             }
+            // Registered (with the kernel) on the queue after `resume`, not at once: a signal in
+            // between met the default action and ended the process with 143. Waited for here, so
+            // that from the moment this returns a signal takes the path above.
+            let registered = DispatchSemaphore(value: 0)
+            source.setRegistrationHandler { registered.signal() }
             source.resume()
+            if registered.wait(timeout: .now() + .seconds(2)) == .timedOut {
+                logger.warning("the handler of signal \(signal) took more than 2 s to be registered")
+            }
             return source
         }
     }

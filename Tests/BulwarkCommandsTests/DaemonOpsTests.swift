@@ -268,6 +268,27 @@ struct DaemonOpsTests {
         }
     }
 
+    /// SIGTERM at the very start, before the state clone is opened (or repaired): it ended the
+    /// process with 143 (the default action: the watchdog was made later), in the middle of
+    /// whatever it did (outside review). Now the watchdog takes it from the start: 0, nothing
+    /// fetched, changed or recorded.
+    @Test func sigtermAtTheVeryStartEndsTheDaemonWithZero() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let before = try s.snapshot()
+            let daemon = try DaemonProcess(["--repo", s.origin, "--state-dir", s.state, "--poll", "3600"],
+                                           environment: ["BULWARK_WEBHOOK_SECRET": DaemonTests.secret,
+                                                         "BULWARK_FAULT_SIGNAL_AT_START": String(SIGTERM)],
+                                           logPath: dir + "/daemon.log")
+            #expect(daemon.wait(seconds: 60) { !daemon.process.isRunning }, "\(daemon.log)")
+            #expect(!daemon.process.isRunning && daemon.process.terminationReason == .exit && daemon.process.terminationStatus == 0,
+                    "\(daemon.process.terminationReason) \(daemon.process.isRunning ? -1 : daemon.process.terminationStatus) \(daemon.log)")
+            #expect(daemon.log.contains("stopped by a signal before the daemon started"), "\(daemon.log)")
+            #expect(try s.snapshot() == before, "nothing on the host changed")
+            #expect((try? s.auditCommits()) == nil, "no audit branch: nothing recorded")
+        }
+    }
+
     // MARK: - HTTP under abuse
 
     /// Hundreds of badly signed webhooks from one address, with a secret too long to guess: each
