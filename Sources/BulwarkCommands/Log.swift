@@ -76,6 +76,8 @@ extension Bulwark {
             var folder: String?
             var trustedKeys: [[UInt8]: String] = [:]
             defer { if let folder { try? FileManager.default.removeItem(atPath: folder) } }
+            // Records the origin does not hold yet are marked: read elsewhere, they are not there.
+            let keptLocally = try await policy.auditCommitsKeptLocally()
             for commit in try await policy.auditHistory() {
                 guard entries.count < limit else { break }
                 guard let record = commit.recorded else { continue }
@@ -89,6 +91,7 @@ extension Bulwark {
                     let signed = try? await policy.signature(of: commit.id)
                     entry.untrusted = trust.problem(signed, commit: commit.id, folder: &folder, trustedKeys: &trustedKeys) != nil
                 }
+                if keptLocally.contains(commit.id) { entry.keptLocally = true }
                 entries.append(entry)
             }
             switch output.output {
@@ -100,7 +103,8 @@ extension Bulwark {
                     let outcome = [entry.decision?.rawValue, entry.result?.rawValue].compactMap { $0 }.joined(separator: "/")
                     let mttr = entry.mttrSeconds.map { String(format: " %.0fms", $0 * 1000) } ?? ""
                     let detected = entry.detectedAt.map(Timestamp.format) ?? ""
-                    let mark = entry.untrusted == true ? console.paint("UNTRUSTED ", .red) : ""
+                    let mark = (entry.untrusted == true ? console.paint("UNTRUSTED ", .red) : "")
+                        + (entry.keptLocally == true ? console.paint("LOCAL ", .yellow) : "")
                     // A record of no target (a refused revision, a tampered branch) has no change to
                     // show: it says why on a line of its own.
                     let why = entry.target == "-"
@@ -112,6 +116,12 @@ extension Bulwark {
                     let shownID = entry.id.count > 40 ? entry.id.prefix(40) + "…" : entry.id
                     let id = shownID.isEmpty ? "" : "  " + console.paint(TerminalText.printable(shownID, colour: false), .dim)
                     console.print("\(console.paint(String((entry.commit ?? "").prefix(10)), .yellow)) \(mark)\(detected)  \(outcome)\(mttr)  \(entry.summary ?? "")\(id)\(why)")
+                }
+                let local = entries.filter { $0.keptLocally == true }.count
+                if local > 0 {
+                    console.warn("\(local) record\(local == 1 ? " is" : "s are") marked LOCAL: kept in \(repository.stateDirectory), "
+                                 + "not on the origin yet (the next apply or run pushes \(local == 1 ? "it" : "them")); "
+                                 + "no one reading the origin sees \(local == 1 ? "it" : "them")")
                 }
                 let untrusted = entries.filter { $0.untrusted == true }.count
                 if untrusted > 0 {

@@ -68,6 +68,9 @@ package struct DecisionJSON: Encodable, Sendable {
     /// `log` with a signing key or audit signers: true when no trusted key signed the record's
     /// commit (anyone who can push can write one); absent otherwise.
     package var untrusted: Bool?
+    /// `log`: true when the record's commit is kept locally, not on the origin yet (the next
+    /// `apply` or `run` pushes it); absent otherwise.
+    package var keptLocally: Bool?
 
     /// A decision with only its id: the other fields are set by the caller.
     package init(id: String) {

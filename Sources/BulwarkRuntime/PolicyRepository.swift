@@ -1447,6 +1447,14 @@ package actor PolicyRepository: AuditSink {
         return try MergedHistory.merge(heads: heads, limit: limit) { head, limit in try commits(from: head, limit: limit) }
     }
 
+    /// The audit commits of the local branch that the origin does not hold yet (kept locally:
+    /// the origin was unreachable, locked or moved, and the next `apply` or `run` pushes them),
+    /// as the last fetch saw the branch they are pushed to.
+    package func auditCommitsKeptLocally() throws -> Set<ObjectID> {
+        guard let local = try repository.resolve(localAudit) else { return [] }
+        return Set(try commits(from: local, since: try repository.resolve("refs/remotes/origin/\(pushBranch)")).map(\.id))
+    }
+
     /// The report's entries of `commits`, in their order (`bulwark report`, the daemon's MTTR
     /// history). A recovery's `interrupted` record is also read from its file: its changes tell
     /// whether it was found as desired (`RemediationReport.Entry.foundAsDesired`), which its

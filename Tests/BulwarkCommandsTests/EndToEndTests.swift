@@ -133,11 +133,22 @@ import Testing
                     "\(apply.stderr)")
             #expect(!apply.stderr.contains("another writer kept moving"))
             #expect(try s.auditCommits().count == pushed, "nothing pushed past the lock")
+            // `log` marks the records kept locally (outside review: they read as any other), and
+            // only those: the ones on the origin are not marked.
+            let log = try s.run("log", "--output", "json", "--limit", "1000")
+            let entries = try #require(try JSONSerialization.jsonObject(with: Data(log.stdout.utf8)) as? [[String: Any]])
+            #expect(entries.filter { $0["keptLocally"] as? Bool == true }.count == fixes, "\(log.stdout.prefix(2000))")
+            #expect(entries.filter { $0["keptLocally"] == nil }.count == pushed)
+            let text = try s.run("log", "--limit", "1000")
+            #expect(text.stdout.split(separator: "\n").filter { $0.contains("LOCAL ") }.count == fixes, "\(text.stdout)")
+            #expect(text.stderr.contains("\(fixes) records are marked LOCAL"), "\(text.stderr)")
 
             try FileManager.default.removeItem(atPath: lock)
             let later = try s.run("apply")
             #expect(later.status == 0, "\(later.stderr)")
             #expect(try s.auditCommits().count == pushed + fixes, "the kept records went out")
+            let after = try s.run("log", "--limit", "1000")
+            #expect(!after.stdout.contains("LOCAL ") && !after.stderr.contains("marked LOCAL"), "\(after.stdout)")
         }
     }
 
