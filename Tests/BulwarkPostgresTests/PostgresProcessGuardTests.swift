@@ -230,17 +230,14 @@ extension PostgresGuardTests {
 
     // MARK: - A guard that runs short of connections
 
-    /// The guard could not connect: every connection slot left to roles other than superusers
-    /// was taken (SQLSTATE 53300). It blocked, and a person could approve a change no guard had
-    /// judged; now it is unjudged (the pass counts the resource as not observed). Any other
-    /// failure still blocks (a wrong password), and with a slot free the guard judges (the twin).
+    /// The guard could not connect: the connections its role may have were all taken (SQLSTATE
+    /// 53300, "too many connections for role"). It blocked, and a person could approve a change no
+    /// guard had judged; now it is unjudged (the pass counts the resource as not observed). Any
+    /// other failure still blocks (a wrong password), and with a connection free the guard
+    /// judges (the twin).
     @Test func aGuardThatRunsOutOfConnectionsLeavesTheChangeUnjudgedNotBlocked() async throws {
         let server = try PostgresServer()
-        try server.psql("CREATE ROLE app LOGIN PASSWORD '\(server.password)'")
-        try server.psql("CREATE ROLE manager LOGIN CREATEROLE PASSWORD '\(server.password)'")
-        try server.psql("ALTER SYSTEM SET max_connections = 5")  // 3 reserved for superusers: 2 for the others
-        try server.stop()
-        try server.start()
+        try server.psql("CREATE ROLE manager LOGIN CREATEROLE CONNECTION LIMIT 1 PASSWORD '\(server.password)'")
         let manifest = "apiVersion: bulwark/v1\nkind: PostgresSetting\nmetadata: {name: logging}\nspec: {settings: {log_connections: \"on\"}}\n"
         let state = try state(server, as: "manager", manifest)
         let resource = try #require(state.resources.values.first { $0.id.name == "logging" })
@@ -248,17 +245,15 @@ extension PostgresGuardTests {
         let driver = try #require(postgresRegistry(server).kinds["PostgresSetting"]).driver
         let change = [PropertyDrift(property: "log_connections", desired: "on", observed: "off")]
 
-        let first = try server.hold("SELECT 1", application: "app-1", user: "app")
-        defer { first.release() }
-        let second = try server.hold("SELECT 1", application: "app-2", user: "app")
-        defer { second.release() }
+        let session = try server.hold("SELECT 1", application: "manager-1", user: "manager")
+        defer { session.release() }
         let verdict = await driver.assess(change, to: resource, on: target)
         #expect(verdict.isUnjudged, "\(verdict)")
         #expect(verdict.blockReason?.contains("SQLSTATE 53300") == true, "\(verdict)")
         #expect(verdict.blockReason?.contains("ran short of resources") == true, "\(verdict)")
 
-        second.release()
-        try await waitUntilGone(server, application: "app-2")
+        session.release()
+        try await waitUntilGone(server, application: "manager-1")
         #expect(await driver.assess(change, to: resource, on: target) == .allow)
 
         try server.psql("ALTER ROLE manager PASSWORD 'another'")
