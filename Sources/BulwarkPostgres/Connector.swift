@@ -106,7 +106,7 @@ struct Connector: Sendable {
             connection = try await PostgresConnection.connect(configuration: configuration, id: 1, logger: PostgresAdapter.logger)
         } catch {
             throw PostgresAdapterError("cannot connect to \(place) as \(user): \(PostgresAdapter.describe(error, host: place))",
-                                       noTLS: (error as? PSQLError)?.code == .sslUnsupported)
+                                       noTLS: (error as? PSQLError)?.code == .sslUnsupported, shortage: PostgresShortage.isShortage(error))
         }
         return try await PostgresAdapter.$answer.withValue((.seconds(settings.timeout), place)) {
             do {
@@ -120,7 +120,7 @@ struct Connector: Sendable {
                 throw error
             } catch {
                 try? await connection.close()
-                throw PostgresAdapterError(PostgresAdapter.describe(error))
+                throw PostgresAdapterError(PostgresAdapter.describe(error), shortage: PostgresShortage.isShortage(error))
             }
         }
     }

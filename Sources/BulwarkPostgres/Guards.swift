@@ -25,11 +25,15 @@ internal import PostgresNIO
 //   Bulwark never does; `internal` ones cannot be changed at all. Neither is applied: blocked once
 //   with that reason, instead of being written and failing to verify on every pass. Nor is one
 //   that belongs to a single transaction (`perTransaction`), which ALTER SYSTEM refuses.
-// - Nor `ssl` off while sessions use TLS or Bulwark's own target requires it, nor an
-//   `ssl_min_protocol_version` above a version a session uses (`cutsOffTLSClients`), nor a TLS
-//   file the server cannot read (`unloadableTLSFiles`): its reload keeps no usable TLS
-//   configuration while SHOW reports the new file, and its next start fails.
-// A guard that cannot read the server blocks: it never lets a change through unjudged.
+// - Nor `ssl` off while sessions or replicas use TLS, Bulwark's own target requires it, or
+//   pg_hba.conf admits clients only over TLS (`hostssl`), nor an `ssl_min_protocol_version`
+//   above a version a session or replica uses (`cutsOffTLSClients`), nor a TLS file the server
+//   cannot read (`unloadableTLSFiles`): its reload keeps no usable TLS configuration while SHOW
+//   reports the new file, and its next start fails.
+// - Sessions are client backends and walsenders (`ServerProcess`), never background processes;
+//   one Bulwark's role may not see the kind of blocks, saying so, and is never guessed either way.
+// A guard that cannot read the server blocks: it never lets a change through unjudged. One that
+// failed for want of resources (`PostgresShortage`) judged nothing: `GuardVerdict.unjudged`.
 
 /// A role as far as logging in and managing go.
 struct RoleState {
@@ -120,14 +124,25 @@ struct RoleState {
 }
 
 extension Connector {
-    /// Runs a guard's reading of the server; a failure blocks.
+    /// Runs a guard's reading of the server; a failure blocks, or leaves the change unjudged
+    /// where it was for want of the machine's resources (`cannotJudge`).
     func judge(_ target: Target, _ check: (PostgresConnection) async throws -> [String]) async -> GuardVerdict {
         do {
             let problems = try await withConnection(target) { connection in try await check(connection) }
             return problems.isEmpty ? .allow : .block(problems.joined(separator: "; "))
         } catch {
-            return .block("cannot read \(target.name) to judge the change, so it is not applied: \(error)")
+            return Self.cannotJudge(target, error)
         }
+    }
+
+    /// A guard that could not read the server blocks: it never lets a change through unjudged.
+    /// Where it failed for want of the server's or this machine's resources (`PostgresShortage`:
+    /// too many connections, out of memory, disk full, no file descriptor) it judged nothing,
+    /// and no person is offered to approve the change past it: `GuardVerdict.unjudged`.
+    static func cannotJudge(_ target: Target, _ error: any Error) -> GuardVerdict {
+        let reason = "cannot read \(target.name) to judge the change, so it is not applied: \(error)"
+        return PostgresShortage.isShortage(error) ? .unjudged(reason + "; the server or this machine ran short of resources, "
+                                                              + "and the change is judged again at the next pass") : .block(reason)
     }
 
     /// The problems of going from `before` to `after` (role name to state) for a target Bulwark
@@ -199,28 +214,82 @@ extension RoleDriver: JointlyGuardedDriver {
             var after = before
             after[role] = (before[role] ?? current).applying(changes, now: now)
             var problems = Connector.lockouts(before: before, after: after, me: me, target: target.name, live: live)
-            // A role in use now: its sessions (an application's pool) are refused when they
-            // reconnect, an outage a second person's word does not make safe. Bulwark's own is
-            // judged above; a superuser's by the count of usable superusers.
-            if role != me, current.canLogIn, after[role]?.canLogIn == false,
-               let sessions = try await Self.sessions(of: role, connection), sessions > 0 {
-                problems.append("\(quotedForMessage(role)) has \(sessions) session\(sessions == 1 ? "" : "s") open on \(target.name) now: without its login, "
-                                + "each would be refused when it connects again (an application's pool reconnecting); stop what "
-                                + "connects as \(quotedForMessage(role)) first, then apply the change")
+            // A role in use now: its sessions (an application's pool) and a replica streaming as
+            // it are refused when they reconnect, an outage a second person's word does not make
+            // safe. Bulwark's own is judged above; a superuser's by the count of usable superusers.
+            if role != me, current.canLogIn, after[role]?.canLogIn == false {
+                let processes = try await ServerProcess.read(connection).filter { $0.user == role }
+                let clients = processes.filter { $0.kind == .client }.count, replicas = processes.filter { $0.kind == .replica }.count
+                if clients + replicas > 0 {
+                    problems.append("\(quotedForMessage(role)) has \(ServerProcess.counted(clients: clients, replicas: replicas)) open on "
+                                    + "\(target.name) now: without its login, each would be refused when it connects again (an "
+                                    + "application's pool reconnecting); stop what connects as \(quotedForMessage(role)) first, then apply the change")
+                }
+                let unseen = processes.filter { $0.kind == .unseen }.count
+                if unseen > 0 {
+                    problems.append(ServerProcess.unseen(unseen, of: role, me: me, target: target.name)
+                                    + ": each may be a session that would be refused when it connects again, so the change is not "
+                                    + "judged safe; grant pg_read_all_stats to \(quotedForMessage(me ?? "Bulwark's role")), or stop what "
+                                    + "connects as \(quotedForMessage(role)) first")
+                }
             }
             return problems
         }
     }
+}
 
-    /// The client sessions open as `role` now, on any database of the server. A session of a
-    /// role Bulwark's may not see the details of (neither superuser nor `pg_read_all_stats`)
-    /// shows its user but no `backend_type`: counted, rather than leaving the guard blind.
-    static func sessions(of role: String, _ connection: PostgresConnection) async throws -> Int? {
+/// A process of the server other than the judging session, as Bulwark's role sees it in
+/// `pg_stat_activity`. A role that is neither superuser nor a member of `pg_read_all_stats` sees
+/// another role's process's user, database and pid, but not its `backend_type` nor its TLS
+/// (`pg_stat_ssl`): such a process is told apart only where what it shows rules out a client
+/// (no user or no database: a background process; a pid `pg_stat_get_wal_senders()` lists: a
+/// replication connection); any other is `unseen`, and a guard says it cannot judge, never
+/// counting it either way.
+struct ServerProcess {
+    enum Kind: String { case client, replica, other, unseen }
+
+    var user: String?
+    var kind: Kind
+    /// Whether it uses TLS; nil: not shown to Bulwark's role.
+    var tls: Bool?
+    /// Its TLS version; empty: none, or not shown.
+    var version: String
+    /// `application_name`, which every role sees (a replica's is its `cluster_name`, or the
+    /// streaming program's name).
+    var application: String
+
+    static func read(_ connection: PostgresConnection) async throws -> [ServerProcess] {
         let rows = try await PostgresAdapter.rows(connection, """
-            SELECT count(*)::text FROM pg_stat_activity
-            WHERE usename = \(role) AND (backend_type = 'client backend' OR backend_type IS NULL) AND pid <> pg_backend_pid()
-            """, columns: 1)
-        return rows.first?[0].flatMap { Int($0) }
+            SELECT a.usename::text,
+                   CASE WHEN a.backend_type = 'client backend' THEN 'client'
+                        WHEN a.backend_type = 'walsender' OR w.pid IS NOT NULL THEN 'replica'
+                        WHEN a.backend_type IS NOT NULL OR a.usesysid IS NULL OR a.datid IS NULL THEN 'other'
+                        ELSE 'unseen' END,
+                   s.ssl::text, coalesce(s.version, ''), coalesce(a.application_name, '')
+            FROM pg_stat_activity a
+            LEFT JOIN pg_stat_ssl s ON s.pid = a.pid
+            LEFT JOIN (SELECT pid FROM pg_stat_get_wal_senders()) w ON w.pid = a.pid
+            WHERE a.pid <> pg_backend_pid()
+            """, columns: 5)
+        return rows.map { row in
+            ServerProcess(user: row[0], kind: row[1].flatMap(Kind.init(rawValue:)) ?? .unseen,
+                          tls: row[2].map { $0 == "true" }, version: row[3] ?? "", application: row[4] ?? "")
+        }
+    }
+
+    /// `1 session`, `2 sessions and 1 replication connection`.
+    static func counted(clients: Int, replicas: Int) -> String {
+        let sessions = clients > 0 ? "\(clients) session\(clients == 1 ? "" : "s")" : nil
+        let streams = replicas > 0 ? "\(replicas) replication connection\(replicas == 1 ? "" : "s")" : nil
+        return [sessions, streams].compactMap { $0 }.joined(separator: " and ")
+    }
+
+    /// What Bulwark's role `me` cannot see of `count` processes (of `role`, if given).
+    static func unseen(_ count: Int, of role: String? = nil, me: String?, target: String) -> String {
+        "Bulwark's role \(quotedForMessage(me ?? "(the target's user)")) may not see what \(count) process\(count == 1 ? "" : "es")"
+            + (role.map { " of \(quotedForMessage($0))" } ?? "") + " on \(target) \(count == 1 ? "is" : "are") (it is neither superuser "
+            + "nor a member of pg_read_all_stats, so pg_stat_activity and pg_stat_ssl hide \(count == 1 ? "its" : "their") backend_type "
+            + "and TLS use)"
     }
 }
 
@@ -249,7 +318,7 @@ extension PrivilegeDriver {
             }
             return problems.isEmpty ? .allow : .block(problems.joined(separator: "; "))
         } catch {
-            return .block("cannot read \(target.name) to judge the change, so it is not applied: \(error)")
+            return Connector.cannotJudge(target, error)
         }
     }
 
@@ -379,26 +448,32 @@ extension SettingDriver {
     static let tlsFiles = ["ssl_cert_file", "ssl_key_file", "ssl_ca_file", "ssl_crl_file", "ssl_crl_dir", "ssl_dh_params_file"]
 
     /// Why a change would refuse clients that reach the server over TLS now, when they connect
-    /// again (an application's pool reconnecting): `ssl` off while sessions use TLS (a client
-    /// with `sslmode=require` or stricter is refused: "server does not support SSL"), or Bulwark's
-    /// own target requires it; `ssl_min_protocol_version` raised above the version a session
-    /// uses. A session of a role Bulwark's may not see the details of (`pg_stat_ssl.ssl` null)
-    /// is counted as using TLS, rather than leaving the guard blind.
+    /// again (an application's pool reconnecting, a replica's stream restarting): `ssl` off while
+    /// sessions or replication connections use TLS (a client with `sslmode=require` or stricter is
+    /// refused: "server does not support SSL"), while Bulwark's own target requires it, or while
+    /// pg_hba.conf admits clients only over TLS (`hostssl`); `ssl_min_protocol_version` raised
+    /// above the version one of them uses. Only client backends and walsenders are counted, never
+    /// a background process; one whose kind or TLS Bulwark's role may not see blocks, saying so.
     static func cutsOffTLSClients(_ changes: [PropertyDrift], _ connection: PostgresConnection, target: Target) async throws -> [String] {
         let off = changes.first { $0.property == "ssl" && SettingValue.bool($0.desired) != true }
         let minimum = changes.first { $0.property == "ssl_min_protocol_version" }
         guard off != nil || minimum != nil else { return [] }
-        let rows = try await PostgresAdapter.rows(connection, """
-            SELECT coalesce(s.version, ''), count(*)::text
-            FROM pg_stat_activity a LEFT JOIN pg_stat_ssl s ON s.pid = a.pid
-            WHERE (a.backend_type = 'client backend' OR a.backend_type IS NULL) AND a.pid <> pg_backend_pid() AND s.ssl IS NOT FALSE
-            GROUP BY 1 ORDER BY 1
-            """, columns: 2)
-        let sessions = rows.compactMap { row in row[1].flatMap { Int($0) }.map { (version: row[0] ?? "", count: $0) } }
-        /// `1 session … uses`, `2 sessions … use`.
-        func counted(_ list: [(version: String, count: Int)]) -> String {
-            let total = list.map(\.count).reduce(0, +)
-            return "\(total) session\(total == 1 ? "" : "s") on \(target.name) \(total == 1 ? "uses" : "use")"
+        let me = target.settings["user"]
+        let processes = try await ServerProcess.read(connection).filter { $0.kind != .other }
+        let unseen = processes.filter { $0.kind == .unseen || $0.tls == nil }.count
+        let tls = processes.filter { $0.kind != .unseen && $0.tls == true }
+        /// `1 session … uses`, `2 sessions and 1 replication connection … use`, and the replicas' names.
+        func counted(_ list: [ServerProcess]) -> String {
+            let clients = list.filter { $0.kind == .client }.count, replicas = list.filter { $0.kind == .replica }
+            let names = Set(replicas.map(\.application).filter { !$0.isEmpty }).sorted().map { "'\(quotedForMessage($0))'" }
+            return ServerProcess.counted(clients: clients, replicas: replicas.count)
+                + (names.isEmpty ? "" : " (pg_stat_replication: \(names.joined(separator: ", ")))")
+                + " on \(target.name) \(list.count == 1 ? "uses" : "use")"
+        }
+        func cannotSee(_ setting: PropertyDrift) -> String {
+            "\(setting.property): '\(quotedForMessage(setting.desired))': " + ServerProcess.unseen(unseen, me: me, target: target.name)
+                + ": whether \(unseen == 1 ? "it is a session or a replica that uses" : "they are sessions or replicas that use") TLS cannot be "
+                + "judged, so the change is not judged safe; grant pg_read_all_stats to \(quotedForMessage(me ?? "Bulwark's role"))"
         }
         var problems: [String] = []
         if let off {
@@ -407,22 +482,58 @@ extension SettingDriver {
                 problems.append("ssl: '\(quotedForMessage(off.desired))': Bulwark connects to \(target.name) with sslmode \(settings.sslmode.rawValue), "
                                 + "and would be refused itself")
             }
-            if !sessions.isEmpty {
-                problems.append("ssl: '\(quotedForMessage(off.desired))' turns TLS off while \(counted(sessions)) it now: "
-                                + "each client that requires TLS (sslmode=require or stricter) would be refused when it connects again; "
-                                + "move them off TLS first, or set it by hand, in a maintenance window")
+            if !tls.isEmpty {
+                problems.append("ssl: '\(quotedForMessage(off.desired))' turns TLS off while \(counted(tls)) it now: "
+                                + "each client that requires TLS (sslmode=require or stricter) would be refused when it connects again, "
+                                + "a replica's stream cut off; move them off TLS first, or set it by hand, in a maintenance window")
             }
+            if unseen > 0 { problems.append(cannotSee(off)) }
+            problems += try await tlsOnlyRules(off, connection, me: me)
         }
         if let minimum, let wanted = PostgresWeakening.tlsRank(minimum.desired) {
-            let older = sessions.filter { PostgresWeakening.tlsRank($0.version).map { $0 < wanted } ?? $0.version.isEmpty }
+            let older = tls.filter { PostgresWeakening.tlsRank($0.version).map { $0 < wanted } ?? true }
             if !older.isEmpty {
-                let versions = older.map { $0.version.isEmpty ? "a version not shown to Bulwark's role" : $0.version }
+                let versions = older.map { $0.version.isEmpty ? "an unknown version" : $0.version }
                 problems.append("ssl_min_protocol_version: '\(quotedForMessage(minimum.desired))' refuses the TLS version "
                                 + "\(Array(Set(versions)).sorted().joined(separator: ", ")) that \(counted(older)) now: each "
                                 + "would be refused when it connects again; upgrade those clients first")
             }
+            if unseen > 0 { problems.append(cannotSee(minimum)) }
         }
         return problems
+    }
+
+    /// Why turning `ssl` off would refuse the clients pg_hba.conf admits only over TLS, if it
+    /// would: its `hostssl` lines (other than `reject`) match no connection without TLS, so each
+    /// client they admit is refused, or falls to a later line that may admit it otherwise.
+    /// Read from `pg_hba_file_rules` (the file as it is on disk), which is for superusers and
+    /// roles granted it: a role that may not read it blocks, saying so.
+    static func tlsOnlyRules(_ off: PropertyDrift, _ connection: PostgresConnection, me: String?) async throws -> [String] {
+        let value = "ssl: '\(quotedForMessage(off.desired))'"
+        let readable = try await PostgresAdapter.rows(connection, """
+            SELECT (has_table_privilege('pg_catalog.pg_hba_file_rules', 'SELECT')
+                    AND has_function_privilege('pg_catalog.pg_hba_file_rules()', 'EXECUTE'))::text
+            """, columns: 1)
+        guard readable.first?[0] == "true" else {
+            return ["\(value): Bulwark's role \(quotedForMessage(me ?? "(the target's user)")) may not read pg_hba_file_rules, so whether "
+                    + "pg_hba.conf admits clients only over TLS (hostssl lines) cannot be judged, and the change is not judged safe; "
+                    + "grant it SELECT on pg_catalog.pg_hba_file_rules and EXECUTE on pg_catalog.pg_hba_file_rules()"]
+        }
+        let rows = try await PostgresAdapter.rows(connection, """
+            SELECT line_number::text, array_to_string(database, ','), array_to_string(user_name, ','),
+                   coalesce(address || coalesce('/' || netmask, ''), ''), auth_method,
+                   (SELECT setting FROM pg_settings WHERE name = 'hba_file')
+            FROM pg_hba_file_rules WHERE type = 'hostssl' AND error IS NULL AND auth_method <> 'reject' ORDER BY line_number
+            """, columns: 6)
+        guard !rows.isEmpty else { return [] }
+        let lines = rows.map { row in
+            let rule = ["hostssl", row[1], row[2], row[3], row[4]].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: " ")
+            return "line \(row[0] ?? "?") ('\(quotedForMessage(rule))')"
+        }
+        let file = rows.first?[5].map { " ('\(quotedForMessage($0))')" } ?? ""
+        return ["\(value): pg_hba.conf\(file) admits clients only over TLS at \(lines.joined(separator: ", ")): with TLS off no "
+                + "connection matches \(rows.count == 1 ? "that line" : "those lines"), and each client \(rows.count == 1 ? "it admits" : "they admit") "
+                + "would be refused (or fall to a later line); change pg_hba.conf first, or set it by hand, in a maintenance window"]
     }
 
     /// Why a change would leave the server unable to load its TLS configuration, if it would:

@@ -1,5 +1,6 @@
 internal import BulwarkCore
 internal import Foundation
+internal import NIOSSL
 internal import PostgresNIO
 
 /// `PostgresSetting`: `spec: {settings: {log_connections: on, password_encryption: scram-sha-256}}`.
@@ -171,6 +172,39 @@ extension SettingDriver {
             throw NotLoaded(description: "ssl is on, but after the reload the server offers no TLS to a new connection: it did not load "
                             + "its TLS configuration (its log says why: a certificate or key it cannot read or use), and its next start "
                             + "would fail")
+        }
+        // With `ssl` on before, a reload that cannot load the new certificate or key keeps the
+        // old ones: TLS still works, and only the certificate a new connection gets tells.
+        if names.contains(where: { $0 == "ssl_cert_file" || $0 == "ssl_key_file" }) {
+            try await expectPresented(connection, target: target)
+        }
+    }
+
+    /// Throws `NotLoaded` unless a new TLS connection gets the certificate `ssl_cert_file` names,
+    /// as the server reads it (`pg_read_binary_file`: a role that may not read it cannot tell,
+    /// and the fix is not taken as loaded).
+    func expectPresented(_ connection: PostgresConnection, target: Target) async throws {
+        let settings = try PostgresAdapter.settings(target)
+        let file = try await PostgresAdapter.rows(connection, "SELECT current_setting('ssl_cert_file')", columns: 1).first?[0] ?? ""
+        let shown = "'\(quotedForMessage(file))'"
+        let content: [UInt8]
+        do {
+            let rows = try await PostgresAdapter.rows(connection, "SELECT encode(pg_read_binary_file(\(file)), 'base64')", columns: 1)
+            content = (rows.first?[0]).flatMap { Data(base64Encoded: $0, options: .ignoreUnknownCharacters) }.map { Array($0) } ?? []
+        } catch {
+            throw NotLoaded(description: "ssl_cert_file: Bulwark's role cannot read \(shown) through the server "
+                            + "(\(PostgresAdapter.describe(error))), so whether the server loaded it at the reload cannot be told; "
+                            + "grant it pg_read_server_files, or change the certificate by hand")
+        }
+        guard let certificate = try? NIOSSLCertificate.fromPEMBytes(content).first?.toDERBytes() else {
+            throw NotLoaded(description: "ssl_cert_file: \(shown) holds no PEM certificate: the server did not load it at the reload "
+                            + "(it still presents the certificate it had), and its next start would fail")
+        }
+        let presented = try await PresentedCertificate.read(host: settings.host, port: settings.port)
+        guard presented == certificate else {
+            throw NotLoaded(description: "ssl is on, but after the reload a new connection still gets the certificate the server had "
+                            + "before, not the one in \(shown): the server did not load its new TLS configuration (its log says why: "
+                            + "a certificate or key it cannot use, or a key that does not match the certificate), and its next start would fail")
         }
     }
 

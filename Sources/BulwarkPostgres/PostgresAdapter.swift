@@ -346,9 +346,12 @@ struct PostgresAdapterError: Error, CustomStringConvertible {
     var description: String
     /// The server answered that it offers no TLS (`PSQLError.Code.sslUnsupported`).
     var noTLS = false
-    init(_ description: String, noTLS: Bool = false) {
+    /// It failed for want of the machine's resources (`PostgresShortage`).
+    var shortage = false
+    init(_ description: String, noTLS: Bool = false, shortage: Bool = false) {
         self.description = description
         self.noTLS = noTLS
+        self.shortage = shortage
     }
 }
 

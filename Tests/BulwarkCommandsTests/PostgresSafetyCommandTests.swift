@@ -158,4 +158,63 @@ struct PostgresSafetyCommandTests {
             #expect(fixed.contains("Bulwark-Decision: applied") && fixed.contains("Bulwark-Result: verified"), "\(fixed)")
         }
     }
+
+    /// A second outside review, read back from the audit branch: Bulwark connecting as a role
+    /// that may not see another role's process type counted what it could not see as a session
+    /// (a background process of `postgres`'s too); now it says what it cannot see and blocks,
+    /// and once `app`'s session is gone the change is applied. A certificate file that exists but
+    /// holds no certificate, with TLS already on, was recorded verified (the reload kept the old
+    /// certificate); now it is recorded failed and undone, and the real renewed certificate and
+    /// its key are verified.
+    @Test func whatBulwarksRoleCannotSeeAndACertificateTheReloadKeptAreRecordedNotVerified() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let (server, certificate, _) = try Self.tlsServer(on: true)
+            try server.psql("CREATE ROLE app LOGIN PASSWORD '\(server.password)'")
+            try server.psql("CREATE ROLE manager LOGIN CREATEROLE PASSWORD '\(server.password)'")
+            let environment = ["BULWARK_DB_1_PASSWORD": server.password]
+            // The policy's CIS settings made so first, as postgres: manager may not set them.
+            try s.commitPolicy("controllers/db.yaml", Self.controllers(server))
+            let first = try s.run("apply", environment: environment)
+            #expect(first.status == 0, "\(first.stdout)\n\(first.stderr)")
+            try s.commitPolicy("controllers/db.yaml", Self.controllers(server, user: "manager"), message: "as manager")
+            try s.commitPolicy("desired-state/postgres/app.yaml",
+                               "apiVersion: bulwark/v1\nkind: PostgresRole\nmetadata: {name: app}\nspec: {role: app, login: false}\n")
+            let session = try server.hold("SELECT 1", application: "app-pool", user: "app")
+            defer { session.release() }
+            let blocked = try s.run("apply", environment: environment)
+            #expect(blocked.stdout.contains("may not see what 1 process of app on db-1 is"), "\(blocked.stdout)\n\(blocked.stderr)")
+            let refused = try Self.record(s, "PostgresRole/app")
+            #expect(refused.contains("Bulwark-Decision: blocked") && refused.contains("grant pg_read_all_stats to manager"), "\(refused)")
+            #expect(try server.psql("SELECT rolcanlogin FROM pg_roles WHERE rolname = 'app'") == "t")
+            session.release()
+            let applied = try s.run("apply", environment: environment)
+            #expect(applied.status == 0, "\(applied.stdout)\n\(applied.stderr)")
+            let fixed = try Self.record(s, "PostgresRole/app")
+            #expect(fixed.contains("Bulwark-Decision: applied") && fixed.contains("Bulwark-Result: verified"), "\(fixed)")
+
+            // The certificate, as postgres (ALTER SYSTEM on ssl_cert_file is a superuser's).
+            try s.commitPolicy("controllers/db.yaml", Self.controllers(server), message: "as postgres")
+            let garbage = server.directory + "/garbage.crt"
+            try write(garbage, "not a certificate\n")
+            if isRoot, let owner = getpwnam("postgres") { chown(garbage, owner.pointee.pw_uid, owner.pointee.pw_gid) }
+            try s.commitPolicy("desired-state/postgres/tls.yaml", Self.settings("ssl_cert_file: \(garbage)"), message: "garbage")
+            _ = try s.run("apply", environment: environment)
+            let undone = try Self.record(s, "PostgresSetting/tls")
+            #expect(undone.contains("Bulwark-Result: failed") && undone.contains("holds no PEM certificate")
+                    && undone.contains("the change was undone"), "\(undone)")
+            #expect(try server.psql("SHOW ssl_cert_file") == certificate)
+
+            let (renewed, key) = try server.makeCertificate(name: "renewed")
+            try s.commitPolicy("desired-state/postgres/tls.yaml", Self.settings("ssl_cert_file: \(renewed), ssl_key_file: \(key)"),
+                               message: "renewed")
+            let renewal = try s.run("apply", environment: environment)
+            #expect(renewal.status == 0, "\(renewal.stdout)\n\(renewal.stderr)")
+            let verified = try Self.record(s, "PostgresSetting/tls")
+            #expect(verified.contains("Bulwark-Decision: applied") && verified.contains("Bulwark-Result: verified"), "\(verified)")
+            try server.stop()
+            try server.start()
+            #expect(try server.psql("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", sslmode: "require") == "t")
+        }
+    }
 }
