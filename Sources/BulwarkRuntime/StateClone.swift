@@ -320,7 +320,9 @@ package enum StateClone {
             }
             fault("aside")
         }
-        var messages = ["the state clone \(path) failed its checks (\(problem)); it was moved to \(aside) and is being cloned again from \(redactedURL(url))"]
+        var messages = [moved
+            ? "the state clone \(path) failed its checks (\(problem)); it was moved to \(aside) and is being cloned again from \(redactedURL(url))"
+            : "a repair of the state clone \(path) was stopped before it ended; the damaged clone is still in \(aside), and \(path) is being cloned again from \(redactedURL(url))"]
         let building = path + ".rebuilding-" + Timestamp.format(Date()).filter { $0.isNumber }
         do {
             // Not seeded (`create`): salvage takes an object in the clone for one the origin
