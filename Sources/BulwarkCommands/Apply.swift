@@ -55,7 +55,7 @@ extension Bulwark {
             if result.interrupted { throw ExitCode(130) }
             if !result.succeeded { throw ExitCode.failure }
             if detailedExitcode, result.remainingDrift > 0 { throw ExitCode(2) }
-            if result.stale != nil || result.keptLocally > 0 { throw ExitCode.staleOrUnpushed }
+            if result.stale != nil || result.keptLocally > 0 || result.heldAside > 0 { throw ExitCode.staleOrUnpushed }
         }
     }
 }
@@ -107,6 +107,9 @@ struct ApplyRun: Encodable {
     /// Why the origin could not be fetched, when the pass ran against the last fetched revision
     /// (exit 3; not in the JSON, whose shape is fixed by its schema: `pushError` and the exit say it).
     var stale: String?
+    /// Damaged state clones set aside whose unpushed records Bulwark could not carry over
+    /// (exit 3; not in the JSON: the warnings name them and say how to get them back).
+    var heldAside = 0
 
     /// How many of the pass's records have each result and each decision, whether committed now
     /// or by an earlier pass: the summary's counts (it counted only what this pass committed, so
@@ -251,6 +254,7 @@ struct ApplyRun: Encodable {
         let stop = interrupts.stop
         (run.pushed, run.keptLocally, run.pushError) = try await loaded.repository.publish(stop: { stop.isRequested }).counts
         run.pushedTo = await loaded.repository.pushedBranch
+        run.heldAside = await loaded.repository.heldAside.count
         // Refusals pushed on their own (those kept locally went out with this push, or are counted in it).
         run.pushed += refusals.reduce(0) { $0 + $1.publication.counts.pushed }
         if let delivered = await delivery {

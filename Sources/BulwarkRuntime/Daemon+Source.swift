@@ -20,6 +20,7 @@ extension Daemon {
         }
         if !synced {
             for repair in await repository.repairs { logger.warning("state directory repaired", metadata: ["repair": .string(repair)]) }
+            for held in await repository.heldAside { logger.error("audit records not carried over", metadata: ["aside": .string(held)]) }
         }
         // A revision whose desired values change with time (a quarantine that ends) is read
         // again when they do, though no commit came.

@@ -133,6 +133,9 @@ package actor PolicyRepository: AuditSink {
     private let lockedAt: Date
     /// What was repaired in the state clone, in words, also printed as warnings.
     package private(set) var repairs: [String] = []
+    /// Damaged state clones set aside whose unpushed audit records could not be carried over,
+    /// in words (`StateClone.open`): those records are not on the origin, and `apply` exits 3.
+    package private(set) var heldAside: [String] = []
     /// How many times the last `publish` tried to move the origin's branch.
     package private(set) var pushAttempts = 0
     /// The append-only index of the ids on the local audit branch (see `AuditIndex`), opened on
@@ -241,11 +244,12 @@ package actor PolicyRepository: AuditSink {
         lockedAt = Date()
         let path = configuration.stateDirectory + "/repository.git"
         repairs += Self.removeStaleLocks(in: path, before: lockedAt)
-        let (opened, repaired) = try StateClone.open(at: path, url: configuration.url, branch: configuration.branch,
+        let (opened, repaired, held) = try StateClone.open(at: path, url: configuration.url, branch: configuration.branch,
                                                      auditBranch: configuration.auditBranch, access: configuration.access,
                                                      signer: configuration.signer)
         repository = opened
         repairs += repaired
+        heldAside = held
         var (trail, _) = try AuditTrail.load(stateDirectory: configuration.stateDirectory)
         // A trail written before it kept its branch: the local branch that holds the last commit
         // pushed is the one it was pushed to (the configured one first), and from now on the
