@@ -1,7 +1,6 @@
 internal import Foundation
 internal import CLinux
 internal import BulwarkCore
-internal import Synchronization
 
 // MARK: - Values written into line-oriented files
 
