@@ -74,8 +74,9 @@ let package = Package(
         .target(name: "BulwarkGit", dependencies: ["CLibGit2", "CSSHInit", "BulwarkCore", .product(name: "Crypto", package: "swift-crypto")],
                 swiftSettings: swiftSettings),
         .target(name: "BulwarkCore", dependencies: ["CLibYAML"], swiftSettings: swiftSettings),
-        // The one bounded runner of helper programs (deadline, terminate then kill, output to files).
-        .target(name: "BulwarkProcess", dependencies: ["CLinux"], swiftSettings: swiftSettings),
+        // The one bounded runner of helper programs (deadline, terminate then kill, output to files);
+        // BulwarkCore for `Shortage`, which counts a child that cannot be started for want of resources.
+        .target(name: "BulwarkProcess", dependencies: ["BulwarkCore", "CLinux"], swiftSettings: swiftSettings),
         .target(name: "BulwarkHost", dependencies: ["BulwarkCore", "BulwarkProcess", "CLinux"], swiftSettings: swiftSettings),
         .target(name: "BulwarkFirewall", dependencies: ["BulwarkCore", "BulwarkHost", "BulwarkProcess", .product(name: "Crypto", package: "swift-crypto")],
                 swiftSettings: swiftSettings),

@@ -291,7 +291,9 @@ public protocol ResourceDriver: Sendable {
     /// together) against the target as it is now, before anything acts. A change that would lock
     /// people out or break a floor is `.block`ed: it is never applied unless a person approves
     /// the blocked id, and it is recorded once as `blocked` with the reason. A guard that cannot
-    /// judge (a check that fails to run) blocks; it never lets a change through unjudged.
+    /// judge (a check that fails to run) blocks; it never lets a change through unjudged. One that
+    /// could not run for want of the machine's resources says `.unjudged`
+    /// (`GuardVerdict.cannotJudge`, `Shortage`): no approval is offered for what nothing judged.
     func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async -> GuardVerdict
     /// Throws, saying why, when `changes` ask for a value this driver does not write: a record's
     /// value from before a fix (`(changed by hand)`) that `revert` would put back. `apply` checks

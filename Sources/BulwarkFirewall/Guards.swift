@@ -24,7 +24,13 @@ internal import Foundation
 //   (ICMP errors) and router advertisements, so it is not checked.
 // Loopback is accepted on `lo` by the quarantine and ingress chains, so only the blocklist
 // (which drops by source on every interface) judges it, whether or not an SSH session runs over it.
-// A guard that cannot read the lifelines blocks: it never lets a change through unjudged.
+// A guard that cannot read the lifelines blocks: it never lets a change through unjudged. Where
+// it could not read them for want of the machine's resources (a child `ip` or `cat` that cannot
+// be started, out of descriptors or memory: `Shortage`), it judged nothing: the change is left
+// unjudged (`GuardVerdict.unjudged`), the pass fails, and no approval is offered.
+
+/// The name the firewall guards go by in `Shortage.judging` (a test's fault).
+let firewallGuard = "firewall"
 
 extension Lifelines {
     /// Every lifeline with what it is, for the reasons a person reads.
@@ -34,12 +40,15 @@ extension Lifelines {
             + gateways.map { ($0, "default gateway \($0)") }
     }
 
-    static func judge(_ target: Target, _ check: (Lifelines) -> [String]) -> GuardVerdict {
+    /// `check`'s problems with the lifelines read now, as a block; a block, or `.unjudged` after
+    /// a shortage since `shortages`, when they cannot be read.
+    static func judge(_ target: Target, since shortages: UInt64, _ check: (Lifelines) -> [String]) -> GuardVerdict {
         let lifelines: Lifelines
         do {
             lifelines = try read(target)
         } catch {
-            return .block("cannot read what must stay reachable on \(target.name) (management, SSH sessions, gateway), so the change is not judged safe: \(error)")
+            return .cannotJudge("cannot read what must stay reachable on \(target.name) (management, SSH sessions, gateway), "
+                                + "so the change is not judged safe: \(error)", error, since: shortages)
         }
         let problems = check(lifelines)
         return problems.isEmpty ? .allow : .block(problems.joined(separator: "; "))
@@ -48,6 +57,11 @@ extension Lifelines {
 
 extension BlocklistDriver {
     func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async -> GuardVerdict {
+        let shortages = Shortage.count
+        return Shortage.judging(firewallGuard) { judge(changes, on: target, since: shortages) }
+    }
+
+    private func judge(_ changes: [PropertyDrift], on target: Target, since shortages: UInt64) -> GuardVerdict {
         guard let change = changes.first(where: { $0.property == "addresses" }) else { return .allow }
         let wanted = Self.networks(change.desired)
         if wanted.isEmpty, let observed = change.observed, observed != "(none)" {
@@ -62,7 +76,7 @@ extension BlocklistDriver {
                           + "reaches on itself (a local database, DNS resolver, proxy or agent listening on 127.0.0.1 or ::1) "
                           + "would stop answering; leave loopback out of the blocklist")
         }
-        return Lifelines.judge(target) { lifelines in
+        return Lifelines.judge(target, since: shortages) { lifelines in
             lifelines.all(includingLoopback: true).compactMap { lifeline, what in
                 wanted.first { $0.overlaps(lifeline) }.map { "blocking \($0) would cut off \(what) of \(target.name)" }
             }
@@ -72,11 +86,16 @@ extension BlocklistDriver {
 
 extension QuarantineDriver {
     func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async -> GuardVerdict {
+        let shortages = Shortage.count
+        return Shortage.judging(firewallGuard) { judge(changes, on: target, since: shortages) }
+    }
+
+    private func judge(_ changes: [PropertyDrift], on target: Target, since shortages: UInt64) -> GuardVerdict {
         guard let change = changes.first(where: { $0.property == "quarantine:\(target.name)" }), change.desired != "lifted" else {
             return .allow
         }
         let allow = Self.allowed(change.desired)
-        return Lifelines.judge(target) { lifelines in
+        return Lifelines.judge(target, since: shortages) { lifelines in
             lifelines.all(includingLoopback: false).compactMap { lifeline, what in
                 allow.contains { $0.contains(lifeline) } ? nil
                     : "the quarantine would cut off \(what) of \(target.name): add it to allow"
@@ -87,13 +106,19 @@ extension QuarantineDriver {
 
 extension IngressDriver {
     func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async -> GuardVerdict {
+        let shortages = Shortage.count
+        return Shortage.judging(firewallGuard) { judge(changes, on: target, since: shortages) }
+    }
+
+    private func judge(_ changes: [PropertyDrift], on target: Target, since shortages: UInt64) -> GuardVerdict {
         guard let change = changes.first(where: { $0.property == "ingress" }) else { return .allow }
         let rules = Rules(change.desired)
         let port: Int
         do {
             port = try FirewallAdapter.sshPort(target)
         } catch {
-            return .block("cannot tell which port people log in to \(target.name) on, so the change is not judged safe: \(error)")
+            return .cannotJudge("cannot tell which port people log in to \(target.name) on, so the change is not judged safe: \(error)",
+                                error, since: shortages)
         }
         guard rules.tcp.contains(port) else {
             let what = rules.tcp.isEmpty && rules.udp.isEmpty ? "it allows no port at all" : "it does not allow tcp \(port)"
@@ -105,7 +130,8 @@ extension IngressDriver {
         do {
             listening = try Lifelines.sshdPorts(target)
         } catch {
-            return .block("cannot read which ports sshd listens on in \(target.name), so the change is not judged safe: \(error)")
+            return .cannotJudge("cannot read which ports sshd listens on in \(target.name), so the change is not judged safe: \(error)",
+                                error, since: shortages)
         }
         if !listening.isEmpty, listening.isDisjoint(with: rules.tcp) {
             return .block("the allowed ingress would drop new SSH connections to \(target.name): sshd listens on tcp "
@@ -113,7 +139,7 @@ extension IngressDriver {
                           + ", which it does not allow (the target's sshPort is \(port); set it to the port sshd listens on)")
         }
         guard !rules.from.isEmpty else { return .allow }
-        return Lifelines.judge(target) { lifelines in
+        return Lifelines.judge(target, since: shortages) { lifelines in
             (lifelines.management.map { ($0, "management network \($0)") }
                 + lifelines.sessions.filter { !$0.isLoopback }.map { ($0, "\($0), the peer of an established SSH session") })
                 .compactMap { lifeline, what in

@@ -41,7 +41,7 @@ struct Lifelines {
         // sshd on 2222 of a target that left sshPort at 22 was not seen, and a blocklist of its
         // peer went through and cut it.
         let tables = try tcpTables(namespace)
-        let ports = sshdPorts(in: tables).union([settings.sshPort ?? 22])
+        let ports = try sshdPorts(in: tables).union([settings.sshPort ?? 22])
         var sessions: [Network] = []
         for (file, text) in tables {
             sessions += try established(text, localPorts: ports, file: file)
@@ -77,12 +77,14 @@ struct Lifelines {
     /// as root (its descriptors under /proc): any user can start a process of that name, and
     /// make the guard take its port for sshd's. Empty where none is found (no sshd, or one
     /// systemd's socket holds for it): nothing is known then, and nothing is judged by it.
+    /// Throws where /proc cannot be read for want of the machine's resources (`Shortage`): an
+    /// sshd not read is not one that is not there.
     static func sshdPorts(_ target: Target) throws -> Set<Int> {
-        sshdPorts(in: try tcpTables(try target.firewall().netns))
+        try sshdPorts(in: try tcpTables(try target.firewall().netns))
     }
 
     /// `sshdPorts` in TCP tables already read (`tcpTables`).
-    static func sshdPorts(in tables: [(file: String, text: String)]) -> Set<Int> {
+    static func sshdPorts(in tables: [(file: String, text: String)]) throws -> Set<Int> {
         var ports: [UInt64: Int] = [:]
         for (_, text) in tables {
             for line in text.split(separator: "\n").dropFirst() {
@@ -93,12 +95,26 @@ struct Lifelines {
         }
         guard !ports.isEmpty else { return [] }
         var found: Set<Int> = []
-        let processes = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        let processes: [String]
+        do {
+            processes = try FileManager.default.contentsOfDirectory(atPath: "/proc")
+        } catch {
+            Shortage.note(error)
+            throw NFT.Failure(program: "read", arguments: ["/proc"], status: -1, message: "cannot list /proc: \(error)")
+        }
         for pid in processes where pid.allSatisfy(\.isNumber) {
-            guard let comm = FileManager.default.contents(atPath: "/proc/\(pid)/comm"),
+            guard let comm = try procFile("/proc/\(pid)/comm"),
                   String(decoding: comm, as: UTF8.self).trimmingCharacters(in: .newlines) == "sshd",
-                  Self.runsAsRoot(pid),
-                  let descriptors = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd") else { continue }
+                  try Self.runsAsRoot(pid) else { continue }
+            let descriptors: [String]
+            do {
+                descriptors = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")
+            } catch where Shortage.isShortage(error) {
+                Shortage.note(error)
+                throw NFT.Failure(program: "read", arguments: ["/proc/\(pid)/fd"], status: -1, message: "\(error)")
+            } catch {
+                continue  // gone, or not readable: not an sshd of root's after all
+            }
             for descriptor in descriptors {
                 guard let link = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(descriptor)"),
                       link.hasPrefix("socket:["), link.hasSuffix("]"),
@@ -110,11 +126,29 @@ struct Lifelines {
     }
 
     /// Whether every user id of process `pid` (real, effective, saved, file system) is 0.
-    private static func runsAsRoot(_ pid: String) -> Bool {
-        guard let status = FileManager.default.contents(atPath: "/proc/\(pid)/status") else { return false }
+    private static func runsAsRoot(_ pid: String) throws -> Bool {
+        guard let status = try procFile("/proc/\(pid)/status") else { return false }
         let line = String(decoding: status, as: UTF8.self).split(separator: "\n").first { $0.hasPrefix("Uid:") }
         let ids = line?.dropFirst(4).split(whereSeparator: { $0 == " " || $0 == "\t" }) ?? []
         return ids.count == 4 && ids.allSatisfy { $0 == "0" }
+    }
+
+    /// A file under /proc (at most 64 KiB), or nil where it cannot be read (the process is gone,
+    /// or hides it); throws where it could not be read for want of the machine's resources.
+    private static func procFile(_ path: String) throws -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            let code = errno
+            guard Shortage.codes.contains(code) else { return nil }
+            throw NFT.Failure(program: "read", arguments: [path], status: -1, message: Shortage.errnoText(code))
+        }
+        defer { close(fd) }
+        guard let bytes = Descriptor.read(fd, upTo: 1 << 16) else {
+            let code = errno
+            guard Shortage.codes.contains(code) else { return nil }
+            throw NFT.Failure(program: "read", arguments: [path], status: -1, message: Shortage.errnoText(code))
+        }
+        return bytes
     }
 
     private static func endpoint(_ field: Substring) -> (address: [UInt8], port: Int)? {

@@ -382,6 +382,12 @@ extension FileModeDriver: JointlyGuardedDriver {
             if programsMatter, !HostAccounts.isNoLoginShell(account.shell), PathText.isAbsolute(account.shell),
                let full = try? root.resolve(account.shell) {
                 needed.insert((full, "its login shell \(account.shell)", "whose login shell it is"), at: 0)
+                // A script shell (`#!/usr/bin/python3`): the kernel starts its interpreter with
+                // the account's rights, so it, and what it needs to start, are the shell's too.
+                if let interpreter = ELFHeaders.scriptInterpreter(full, in: root), let program = try? root.resolve(interpreter) {
+                    needed.insert((program, "\(interpreter), the interpreter of its login shell \(account.shell)",
+                                   "whose login shell \(account.shell) runs through it"), at: 1)
+                }
             }
             for (full, name, role) in needed {
                 if full.isSameBytes(real), lost(0o1) {

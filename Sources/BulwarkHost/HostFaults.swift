@@ -28,23 +28,6 @@ enum HostFaults {
         guard let killAtChange, let kind, killAtChange == "\(kind):\(point)" else { return }
         kill(getpid(), SIGKILL)
     }
-
-    /// `BULWARK_FAULT_NO_DESCRIPTORS_IN_GUARD=WHAT`: the guard named WHAT (`file mode`,
-    /// `account`, `sshd`, …, as its "could not judge" message names it) judges with the process
-    /// out of file descriptors: the soft `RLIMIT_NOFILE` is 0 while it runs (every open fails
-    /// with `EMFILE`), and put back after.
-    static let noDescriptorsInGuard = ProcessInfo.processInfo.environment["BULWARK_FAULT_NO_DESCRIPTORS_IN_GUARD"]
-
-    static func judging<R>(_ what: String, _ body: () -> R) -> R {
-        guard noDescriptorsInGuard == what else { return body() }
-        var limit = rlimit()
-        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return body() }
-        var none = limit
-        none.rlim_cur = 0
-        _ = setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &none)
-        defer { _ = setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) }
-        return body()
-    }
 }
 
 /// A host fix's first change, announced.

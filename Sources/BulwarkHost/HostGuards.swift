@@ -1,7 +1,6 @@
 internal import Foundation
 internal import CLinux
 internal import BulwarkCore
-internal import Synchronization
 
 // MARK: - Values written into line-oriented files
 
@@ -628,7 +627,7 @@ extension HostRoot {
 /// at the write.
 func judging(_ what: String, _ body: () throws -> GuardVerdict) -> GuardVerdict {
     let shortages = Shortage.count
-    return HostFaults.judging(what) {
+    return Shortage.judging(what) {
         do { return try body() } catch { return cannotJudge(what, error, since: shortages) }
     }
 }
@@ -637,33 +636,5 @@ func judging(_ what: String, _ body: () throws -> GuardVerdict) -> GuardVerdict 
 /// `since`), leaves the change unjudged (`GuardVerdict.unjudged`): the pass fails and no one is
 /// offered to approve what nothing judged.
 func cannotJudge(_ what: String, _ error: any Error, since shortages: UInt64) -> GuardVerdict {
-    let reason = "the \(what) guard could not judge this change (\(error)); nothing is changed until it can"
-    return Shortage.count != shortages || Shortage.isShortage(error) ? .unjudged(reason) : .block(reason)
-}
-
-/// Failures for want of the machine's resources rather than of anything in the target: out of
-/// file descriptors (the process's or the system's), of memory or buffers, of processes (a
-/// spawn's `EAGAIN`), or a read the disk failed (`EIO`). Counted where `errnoText` words one, so
-/// that a guard can tell it met one while it read (a guard on another thread meeting one
-/// meanwhile counts too: then the machine is short for both).
-enum Shortage {
-    static let codes: Set<Int32> = [EMFILE, ENFILE, ENOMEM, ENOBUFS, EAGAIN, EIO]
-    private static let seen = Atomic<UInt64>(0)
-
-    static var count: UInt64 { seen.load(ordering: .relaxed) }
-
-    static func note(_ code: Int32) {
-        if codes.contains(code) { seen.add(1, ordering: .relaxed) }
-    }
-
-    /// An error from Foundation or the standard library that carries one of `codes`.
-    static func isShortage(_ error: any Error) -> Bool {
-        if let posix = error as? POSIXError { return codes.contains(posix.code.rawValue) }
-        let bridged = error as NSError
-        if bridged.domain == NSPOSIXErrorDomain { return codes.contains(Int32(truncatingIfNeeded: bridged.code)) }
-        if let underlying = bridged.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
-            return codes.contains(Int32(truncatingIfNeeded: underlying.code))
-        }
-        return false
-    }
+    .cannotJudge("the \(what) guard could not judge this change (\(error)); nothing is changed until it can", error, since: shortages)
 }

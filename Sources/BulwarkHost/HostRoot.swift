@@ -340,6 +340,5 @@ package enum FileType {
 }
 
 func errnoText(_ code: Int32 = errno) -> String {
-    Shortage.note(code)
-    return String(cString: strerror(code))
+    Shortage.errnoText(code)
 }

@@ -68,6 +68,17 @@ struct ELFHeaders: Sendable, Equatable {
         start(of: path, in: root, count: 2) == .bytes([0x23, 0x21])
     }
 
+    /// The interpreter a script at `path` names on its `#!` line (`/usr/bin/python3` of
+    /// `#!/usr/bin/python3 -I`), which the kernel starts with the caller's rights; nil for a file
+    /// that is no script or names no absolute path. Read through the root's walk, as `start`.
+    static func scriptInterpreter(_ path: String, in root: HostRoot) -> String? {
+        guard case .bytes(let bytes) = start(of: path, in: root, count: 256), bytes.starts(with: [0x23, 0x21]) else { return nil }
+        let line = bytes.dropFirst(2).prefix { $0 != 0x0a }
+        let word = line.drop { $0 == 0x20 || $0 == 0x09 }.prefix { $0 != 0x20 && $0 != 0x09 && $0 != 0x0d && $0 != 0 }
+        guard let text = String(validating: word, as: UTF8.self), PathText.isAbsolute(text) else { return nil }
+        return text
+    }
+
     /// Reads the regular file open at `fd`, `size` bytes long.
     init?(fd: Int32, size: Int) {
         guard size > 0 else { return nil }

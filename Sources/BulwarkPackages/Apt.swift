@@ -114,14 +114,16 @@ struct Apt: Sendable {
         }
         let folder = NSTemporaryDirectory() + "bulwark-apt-\(UUID().uuidString)"
         guard mkdir(folder, 0o700) == 0 else {
-            throw PackagesError("cannot create a folder for apt's configuration: \(String(cString: strerror(errno)))")
+            throw PackagesError("cannot create a folder for apt's configuration: \(Shortage.errnoText())")
         }
         defer { try? FileManager.default.removeItem(atPath: folder) }
         let file = folder + "/apt.conf"
-        guard FileManager.default.createFile(atPath: file, contents: Data(configuration.utf8),
-                                             attributes: [.posixPermissions: 0o600]) else {
-            throw PackagesError("cannot write apt's configuration", subject: file)
-        }
+        let fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw PackagesError("cannot write apt's configuration: \(Shortage.errnoText())", subject: file) }
+        let written = Descriptor.writeAll(fd, Array(configuration.utf8))
+        let why = written ? "" : Shortage.errnoText()
+        close(fd)
+        guard written else { throw PackagesError("cannot write apt's configuration: \(why)", subject: file) }
         environment["APT_CONFIG"] = file
         return try await ProcessRunner(environment: environment).run(program, arguments, timeout: timeout)
     }

@@ -1,3 +1,4 @@
+internal import BulwarkCore
 internal import Foundation
 
 /// One package's entry in the dpkg database (`var/lib/dpkg/status`).
@@ -201,7 +202,7 @@ enum DpkgPaths {
     static func readBounded(_ path: String, limit: Int) throws(PackagesError) -> [UInt8] {
         let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else {
-            throw PackagesError("cannot open: \(String(cString: strerror(errno)))", subject: path)
+            throw PackagesError("cannot open: \(Shortage.errnoText())", subject: path)
         }
         defer { close(fd) }
         var info = stat()
@@ -215,7 +216,7 @@ enum DpkgPaths {
             let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if count < 0 {
                 if errno == EINTR { continue }
-                throw PackagesError("read failed: \(String(cString: strerror(errno)))", subject: path)
+                throw PackagesError("read failed: \(Shortage.errnoText())", subject: path)
             }
             if count == 0 { break }
             result.append(contentsOf: buffer[0..<count])

@@ -17,8 +17,19 @@ import BulwarkCore
 ///   a third-party origin), as the root's package lists show them now (`apt-cache policy`,
 ///   without updating them: the upgrade refuses such a version again after its update).
 /// A database that cannot be read blocks: a guard that cannot judge never lets a change through.
+/// Where it could not be read for want of the machine's resources (out of descriptors or memory,
+/// apt that cannot be started: `Shortage`), nothing was judged: the change is left unjudged
+/// (`GuardVerdict.unjudged`), the pass fails, and no approval is offered.
 extension DebianPackageDriver {
+    /// The name the package guard goes by in `Shortage.judging` (a test's fault).
+    static let guardName = "package"
+
     func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async -> GuardVerdict {
+        let shortages = Shortage.count
+        return await Shortage.judging(Self.guardName) { await judge(changes, to: resource, on: target, since: shortages) }
+    }
+
+    private func judge(_ changes: [PropertyDrift], to resource: Resource, on target: Target, since shortages: UInt64) async -> GuardVerdict {
         do {
             let wanted = try Wanted(resource)
             let root = try Self.root(target)
@@ -36,7 +47,7 @@ extension DebianPackageDriver {
             }
             return .allow
         } catch {
-            return .block("the package guard cannot judge this change, so it is not made: \(error)")
+            return .cannotJudge("the package guard cannot judge this change, so it is not made: \(error)", error, since: shortages)
         }
     }
 }
@@ -201,7 +212,19 @@ public enum PackageGuards {
     static func preferenceFiles(root: String) throws(PackagesError) -> [(String, String)] {
         var paths = [DpkgPaths.under(root, "etc/apt/preferences")]
         let folder = DpkgPaths.under(root, "etc/apt/preferences.d")
-        let names = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).sorted()
+        // A folder that is not there holds no pin; one that cannot be listed (out of
+        // descriptors) may hold one, and the guard cannot judge without it.
+        let names: [String]
+        if FileManager.default.fileExists(atPath: folder) {
+            do {
+                names = try FileManager.default.contentsOfDirectory(atPath: folder).sorted()
+            } catch {
+                Shortage.note(error)
+                throw PackagesError("cannot list: \(error)", subject: folder)
+            }
+        } else {
+            names = []
+        }
         guard names.count <= 512 else { throw PackagesError("more than 512 files", subject: folder) }
         for name in names where name.allSatisfy({ $0.isLetter || $0.isNumber || "_-.".contains($0) })
             && (!name.contains(".") || name.hasSuffix(".pref")) {

@@ -1,3 +1,4 @@
+internal import BulwarkCore
 internal import Foundation
 internal import Synchronization
 #if canImport(Glibc)
@@ -65,10 +66,13 @@ public enum BoundedProcess {
         public var folder: String
         public var timeout: Duration
         public var reason: Reason
+        /// What the system said (`strerror`), where the reason does not: why the output files
+        /// could not be made (out of descriptors, a full disk).
+        public var why: String?
 
         public var description: String {
             switch reason {
-            case .cannotCreateOutput: "cannot create output files in \(folder)"
+            case .cannotCreateOutput: "cannot create output files in \(folder)" + (why.map { ": " + $0 } ?? "")
             case .cannotStart(let why): "cannot run \(executable): \(why)"
             case .timedOut: "\(executable) did not finish within \(timeout.components.seconds) s"
             }
@@ -203,18 +207,18 @@ public enum BoundedProcess {
             return files.outcome(child, command: self)
         }
 
-        func failure(_ reason: Failure.Reason) -> Failure {
-            Failure(executable: executable, folder: folder ?? NSTemporaryDirectory(), timeout: timeout, reason: reason)
+        func failure(_ reason: Failure.Reason, why: String? = nil) -> Failure {
+            Failure(executable: executable, folder: folder ?? NSTemporaryDirectory(), timeout: timeout, reason: reason, why: why)
         }
 
         private func spawn(_ files: OutputFiles) throws(Failure) -> Child {
             let stdin: Int32
             if let input {
                 stdin = open(input, O_RDONLY | O_CLOEXEC)
-                guard stdin >= 0 else { throw failure(.cannotStart("cannot read its input \(input): \(String(cString: strerror(errno)))")) }
+                guard stdin >= 0 else { throw failure(.cannotStart("cannot read its input \(input): \(Shortage.errnoText())")) }
             } else {
                 stdin = open("/dev/null", O_RDONLY | O_CLOEXEC)
-                guard stdin >= 0 else { throw failure(.cannotStart("cannot open /dev/null: \(String(cString: strerror(errno)))")) }
+                guard stdin >= 0 else { throw failure(.cannotStart("cannot open /dev/null: \(Shortage.errnoText())")) }
             }
             defer { close(stdin) }
 
@@ -249,7 +253,7 @@ public enum BoundedProcess {
             }
             var pid: pid_t = 0
             let spawned = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
-            guard spawned == 0 else { throw failure(.cannotStart(String(cString: strerror(spawned)))) }
+            guard spawned == 0 else { throw failure(.cannotStart(Shortage.errnoText(spawned))) }
             BoundedProcess.running.withLock { _ = $0.insert(pid) }
             return Child(pid: pid, deadline: ContinuousClock.now + timeout, grace: grace)
         }
@@ -376,14 +380,15 @@ public enum BoundedProcess {
 
         init(_ command: Command, combined: Bool) throws(Failure) {
             let folder = command.folder ?? NSTemporaryDirectory()
-            guard let output = Self.create(in: folder) else { throw command.failure(.cannotCreateOutput) }
+            guard let output = Self.create(in: folder) else { throw command.failure(.cannotCreateOutput, why: Shortage.errnoText()) }
             self.output = output
             if combined {
                 errors = nil
             } else {
                 guard let errors = Self.create(in: folder) else {
+                    let why = Shortage.errnoText()
                     close(output)
-                    throw command.failure(.cannotCreateOutput)
+                    throw command.failure(.cannotCreateOutput, why: why)
                 }
                 self.errors = errors
             }
@@ -398,7 +403,7 @@ public enum BoundedProcess {
         private static func create(in folder: String) -> Int32? {
             let path = (folder.hasSuffix("/") ? folder : folder + "/") + ".bulwark-run-\(UUID().uuidString)"
             let descriptor = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
-            guard descriptor >= 0 else { return nil }
+            guard descriptor >= 0 else { return nil }  // errno says why
             unlink(path)
             return descriptor
         }

@@ -178,6 +178,8 @@ import Testing
         // here, so that read fails and blocks, naming what it could not read.
         let typed = await IngressDriver().assess([change], to: resource, on: target)
         #expect(typed.blockReason?.hasPrefix("cannot read which ports sshd listens on in edge-1") == true, "\(typed)")
+        // A namespace that is not there is no shortage of the machine's: a block, not `.unjudged`.
+        #expect(!typed.isUnjudged, "\(typed)")
 
         var untyped = target
         untyped.typed = nil
@@ -189,5 +191,6 @@ import Testing
         let blocklist = PropertyDrift(property: "addresses", desired: "203.0.113.7", observed: nil)
         let blocked = await BlocklistDriver().assess([blocklist], to: resource, on: untyped)
         #expect(blocked.blockReason?.hasPrefix("cannot read what must stay reachable on edge-1") == true, "\(blocked)")
+        #expect(!blocked.isUnjudged, "\(blocked)")
     }
 }

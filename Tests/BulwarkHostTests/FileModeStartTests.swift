@@ -135,6 +135,32 @@ import Testing
         }
     }
 
+    /// The interpreter an administrator's script login shell names (`#!/usr/bin/python3`) made
+    /// `0700` root was applied: the kernel starts it with the account's rights, so the login fails
+    /// ("Permission denied") though the shell itself is untouched. Blocked now, and recorded; the
+    /// twin, the interpreter tightened from `0775` to `0755`, applied, and an interpreter no
+    /// administrator's shell names made `0700` too.
+    @Test(.enabled(if: isRoot)) func theInterpreterOfAnAdministratorsScriptShellMadeUnexecutableIsBlockedAndTightenedIsApplied() async throws {
+        try await withTemporaryDirectory { root in
+            try makeHost(root, [FixtureAccount(name: "root", uid: 0),
+                                FixtureAccount(name: "admin", uid: 1000, shell: "/usr/local/bin/adminsh", groups: ["sudo"])])
+            try write(root + "/usr/local/bin/adminsh", "#!/usr/bin/python3 -I\nimport os\n", mode: 0o755)
+            try write(root + "/usr/bin/python3", "#!/bin/true\n", mode: 0o755)
+            try write(root + "/usr/bin/perl", "#!/bin/true\n", mode: 0o755)
+            try write(root + "/etc/login.defs", "UID_MIN 1000\n")
+            func mode(_ path: String, _ mode: String) -> String { resource("FileMode", "f", "path: \(path)\nmode: \"\(mode)\"") }
+            try await expectBlocked(root, mode("/usr/bin/python3", "0700"),
+                                    reason: "/usr/bin/python3 would no longer be executable by admin (uid 1000), "
+                                        + "whose login shell /usr/local/bin/adminsh runs through it")
+            #expect(modeAndOwner(root + "/usr/bin/python3").mode == 0o755)
+            chmod(root + "/usr/bin/python3", 0o775)
+            try await expectApplied(root, mode("/usr/bin/python3", "0755"))
+            #expect(modeAndOwner(root + "/usr/bin/python3").mode == 0o755)
+            try await expectApplied(root, mode("/usr/bin/perl", "0700"))
+            #expect(modeAndOwner(root + "/usr/bin/perl").mode == 0o700)
+        }
+    }
+
     @Test(.enabled(if: isRoot)) func aSudoersFileGivenAwayOrWritableIsBlockedAnd0440RootIsApplied() async throws {
         try await withTemporaryDirectory { root in
             try host(root)
