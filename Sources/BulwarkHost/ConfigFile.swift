@@ -306,6 +306,7 @@ struct ConfigFileDriver: ResourceDriver {
             return nil
         }
         var properties: [DesiredProperty] = []
+        var placed: [(key: String, value: String, line: Int)] = []
         var ok = true
         for (key, reader) in entries {
             switch ConfigPath.parse(key) {
@@ -346,6 +347,17 @@ struct ConfigFileDriver: ResourceDriver {
                 // A value that is a credential by its shape (`Bearer …`), or holds one under a key
                 // that names one, whatever the path's own key.
                 if Self.redactedSecrets(value) != value { credential = true }
+                // Two paths of this resource that surely name one value, or one a part of the
+                // other's, and want it different (`headers.pass: z` with `headers: {a: b}`): as
+                // between two resources (`ConfigFileWeakening.conflicts`), each write would leave
+                // one of them not as desired.
+                if let other = placed.first(where: { ConfigFileWeakening.conflicts(key, canonical, $0.key, $0.value) }) {
+                    reader.fail("'\(quotedForMessage(key))' and '\(quotedForMessage(other.key))' (line \(other.line)) name the same value "
+                                + "and want it different; set it by one path")
+                    ok = false
+                    continue
+                }
+                placed.append((key, canonical, reader.node.line))
                 properties.append(DesiredProperty(key, canonical, sensitive: credential))
             }
         }
@@ -617,6 +629,24 @@ struct ConfigFileDriver: ResourceDriver {
             }
             edited = true
             made.append(change)
+        }
+        // The edited text parsed again, before anything is written: each property must read back
+        // as desired from it (two paths of one write that reach one value, such as `list[0]` and
+        // `list[name=x]` where the file's first element is x, leave one of them overwritten).
+        if edited {
+            let candidate: ConfigDocument
+            do {
+                candidate = try ConfigDocument(text: document.text, format: ConfigDocument.Format(rawValue: first.format) ?? .yaml)
+            } catch {
+                throw HostError("the edited text does not parse (\(error.message)); the file was not changed", path: display)
+            }
+            for change in parts.flatMap(\.changes) where !change.property.hasPrefix(Self.reloadPrefix) {
+                let now = Self.observed(DesiredProperty(change.property, change.desired), in: candidate)
+                guard now == nil || now == .some(change.desired) else {
+                    throw HostError("\(change.property) does not read back as desired from the edited text (another path of the "
+                                    + "write reaches the same value); the file was not changed", path: display)
+                }
+            }
         }
         // The reloads owed once the file is written: the command of every reloading resource of
         // the write, and those owed from before.
