@@ -268,11 +268,16 @@ public struct Observation: Sendable, Hashable {
     /// reload did not complete (`[reload of ConfigFile/litellm]`: "the file was written but its
     /// reload did not complete"). Recovery never records such a fix `verified`.
     public var owed: [String: String]
+    /// Properties whose observed value holds a credential (a `ConfigFile` key that names none,
+    /// holding `Bearer …`): shown `[redacted]`, desired and observed alike, as a property the
+    /// policy marks sensitive is (`PropertyDrift.sensitive`).
+    public var sensitive: Set<String>
 
-    public init(values: [String: String?], observedAt: Date = Date(), owed: [String: String] = [:]) {
+    public init(values: [String: String?], observedAt: Date = Date(), owed: [String: String] = [:], sensitive: Set<String> = []) {
         self.values = values
         self.observedAt = observedAt
         self.owed = owed
+        self.sensitive = sensitive
     }
 }
 

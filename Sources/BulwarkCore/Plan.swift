@@ -585,7 +585,8 @@ public enum Planner {
             }
             return names.compactMap { name in
                 guard let observed = observation.values[name], observed != property.value else { return nil }
-                return PropertyDrift(property: name, desired: property.value, observed: observed, sensitive: property.sensitive)
+                return PropertyDrift(property: name, desired: property.value, observed: observed,
+                                     sensitive: property.sensitive || observation.sensitive.contains(name))
             }
         }
     }

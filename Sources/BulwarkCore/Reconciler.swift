@@ -993,7 +993,7 @@ public struct Reconciler: Sendable {
                 let elsewhere = try await audit.verifiedElsewhere(record)
                 do {
                     let after = try await PolicyScope.$current.withValue(state) { try await kind.driver.observe(resource, on: target) }
-                    let sensitive = Set(resource.spec.properties.filter(\.sensitive).map(\.name))
+                    let sensitive = Set(resource.spec.properties.filter(\.sensitive).map(\.name)).union(after.sensitive)
                     var holds = true
                     for index in record.changes.indices {
                         let change = record.changes[index]

@@ -101,13 +101,73 @@ struct ConfigFileDriver: ResourceDriver {
     }
 
     /// Keys whose values are credentials: shown redacted, and (see `assess`) only ever written
-    /// as a reference to the environment.
+    /// as a reference to the environment. Besides the names that hold `secret`, `password`,
+    /// `token`, `credential`, … anywhere, a key whose last word (split at `_`, `-`, `.` and a
+    /// lower-case letter before a capital) is `pwd`, `pass`, `passwd` or `cookie(s)` (`db_pwd`,
+    /// `headers.pass`, `dbPwd`, `session_cookie`), and the whole keys `auth`, `session`,
+    /// `sessionid`, `session_id`: as whole words, so that `passthrough`, `pass_through_endpoints`,
+    /// `author`, `auth_type` or `custom_auth` (a module's name) stay readable.
     static func isSecretKey(_ key: String) -> Bool {
+        let words = keyWords(key)
         let key = key.lowercased()
         return key == "key" || key == "keys" || key.hasSuffix("_key") || key.hasSuffix("-key") || key.hasSuffix("_keys")
-            || key.hasSuffix("-keys") || key.hasSuffix("apikey") || key.hasSuffix("apikeys")
+            || key.hasSuffix("-keys") || key.hasSuffix("apikey") || key.hasSuffix("apikeys") || key.hasSuffix("privatekey")
             || key.contains("secret") || key.contains("password") || key.contains("passwd") || key.contains("passphrase")
             || key.contains("token") || key.contains("credential") || key.contains("authorization")
+            || words.last.map(secretLastWords.contains) == true
+            || ["auth", "session", "sessionid", "session_id", "session-id"].contains(key)
+    }
+
+    /// The last words of a key that name a credential (`isSecretKey`).
+    static let secretLastWords: Set<String> = ["pwd", "pass", "passwd", "cookie", "cookies"]
+
+    /// A key's words, lower-cased: split at `_`, `-`, `.`, a blank, and where a lower-case
+    /// letter or a digit meets a capital (`dbPwd`: `db`, `pwd`).
+    static func keyWords(_ key: String) -> [String] {
+        var words: [String] = []
+        var word = ""
+        var previous: Character?
+        for c in key {
+            if c == "_" || c == "-" || c == "." || c.isWhitespace {
+                if !word.isEmpty { words.append(word) }
+                word = ""
+            } else {
+                if c.isUppercase, let p = previous, p.isLowercase || p.isNumber, !word.isEmpty {
+                    words.append(word)
+                    word = ""
+                }
+                word += c.lowercased()
+            }
+            previous = c
+        }
+        if !word.isEmpty { words.append(word) }
+        return words
+    }
+
+    /// Whether a string value is a credential by its shape, whatever key holds it: an HTTP
+    /// authorization (`Bearer <token>`, `Basic <base64>`, anywhere in the value: `Authorization:
+    /// Bearer …`), a well-known token (`Redaction.looksLikeCredential`), or anything the
+    /// redaction of command output hides (`Redaction.words`: `password=…`, `--token …`, a token
+    /// in brackets) besides a URL's credentials, which `redactedURLPasswords` hides in place.
+    static func isCredentialValue(_ text: String) -> Bool {
+        if Redaction.looksLikeCredential(text) || Redaction.words(in: text) != Redaction.urls(in: text) { return true }
+        let words = text.split(whereSeparator: { $0.isWhitespace || $0 == "\"" || $0 == "'" || $0 == "," })
+        for (scheme, next) in zip(words, words.dropFirst()) {
+            switch scheme.lowercased() {
+            case "bearer":
+                if next.allSatisfy(isToken68) { return true }
+            case "basic":
+                if next.count >= 4, next.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "+/=".contains($0)) }) { return true }
+            default:
+                continue
+            }
+        }
+        return false
+    }
+
+    /// A character of an HTTP authorization's token (RFC 9110 `token68`).
+    static func isToken68(_ c: Character) -> Bool {
+        c.isASCII && (c.isLetter || c.isNumber || "-._~+/=".contains(c))
     }
 
     /// Keys of a connection URL or string, which carries a password in its user part
@@ -246,6 +306,7 @@ struct ConfigFileDriver: ResourceDriver {
             return nil
         }
         var properties: [DesiredProperty] = []
+        var placed: [(key: String, value: String, line: Int)] = []
         var ok = true
         for (key, reader) in entries {
             switch ConfigPath.parse(key) {
@@ -283,6 +344,20 @@ struct ConfigFileDriver: ResourceDriver {
                 // (`environment_variables.GITHUB_PAT: os.environ/GITHUB_PAT`): the literal the file
                 // holds there before the fix is one, and must not reach a plan or a record.
                 if Self.holdsEnvironmentReference(value) { credential = true }
+                // A value that is a credential by its shape (`Bearer …`), or holds one under a key
+                // that names one, whatever the path's own key.
+                if Self.redactedSecrets(value) != value { credential = true }
+                // Two paths of this resource that surely name one value, or one a part of the
+                // other's, and want it different (`headers.pass: z` with `headers: {a: b}`): as
+                // between two resources (`ConfigFileWeakening.conflicts`), each write would leave
+                // one of them not as desired.
+                if let other = placed.first(where: { ConfigFileWeakening.conflicts(key, canonical, $0.key, $0.value) }) {
+                    reader.fail("'\(quotedForMessage(key))' and '\(quotedForMessage(other.key))' (line \(other.line)) name the same value "
+                                + "and want it different; set it by one path")
+                    ok = false
+                    continue
+                }
+                placed.append((key, canonical, reader.node.line))
                 properties.append(DesiredProperty(key, canonical, sensitive: credential))
             }
         }
@@ -357,16 +432,40 @@ struct ConfigFileDriver: ResourceDriver {
         // nor a credential inside a mapping or list the path names (`redactedSecrets`): what is
         // hidden must not depend on the policy's path or value alone.
         for value in values where value?.canonical != property.value {
-            return .some(value.map { redactedURLPasswords(redactedSecrets($0).canonical) })
+            return .some(value.map { value in
+                holdsSecret(value, at: path) ? ConfigValue.string("[redacted]").canonical : redactedURLPasswords(redactedSecrets(value).canonical)
+            })
         }
         return .some(property.value)
+    }
+
+    /// Whether `value`, found at `path`, is a credential: under a key that names one (a switch,
+    /// null and empty aside), or a string that is one by its shape (`isCredentialValue`). Its
+    /// property is then sensitive whatever the policy's value (`Observation.sensitive`). What a
+    /// list or a mapping holds of one, or a URL of a password, is redacted in place instead
+    /// (`redactedSecrets`, `redactedURLPasswords`), so the rest stays readable.
+    static func holdsSecret(_ value: ConfigValue, at path: ConfigPath) -> Bool {
+        if secrecy(path) == .credential, !isUnsecret(value) { return true }
+        if case .string(let text) = value { return isCredentialValue(text) }
+        return false
+    }
+
+    /// The managed properties of `resource` whose value in `document` holds a credential
+    /// (`holdsSecret`).
+    static func sensitive(_ resource: Resource, in document: ConfigDocument) -> Set<String> {
+        var found: Set<String> = []
+        for property in managed(resource) {
+            guard case .success(let path) = ConfigPath.parse(property.name) else { continue }
+            if document.values(path).contains(where: { $0.map { holdsSecret($0, at: path) } ?? false }) { found.insert(property.name) }
+        }
+        return found
     }
 
     /// `value` with what it holds of a credential or a connection written `[redacted]`: the value
     /// of every key that names one, at any depth (a switch, null and empty are kept: they say
     /// nothing secret), and a list element's `value` picked by a name that names one
-    /// (`{name: OPENAI_API_KEY, value: sk-…}`), and any string shaped like a well-known credential
-    /// (`Redaction.looksLikeCredential`: `ghp_…`, `AKIA…`). Any other scalar is returned as it is.
+    /// (`{name: OPENAI_API_KEY, value: sk-…}`), and any string that is a credential by its shape
+    /// (`isCredentialValue`: `Bearer …`, `ghp_…`, `AKIA…`). Any other scalar is returned as it is.
     static func redactedSecrets(_ value: ConfigValue) -> ConfigValue {
         switch value {
         case .list(let items):
@@ -379,7 +478,7 @@ struct ConfigFileDriver: ResourceDriver {
                 result[key] = secret && !isUnsecret(inner) ? .string("[redacted]") : redactedSecrets(inner)
             }
             return .map(result)
-        case .string(let text) where Redaction.looksLikeCredential(text):
+        case .string(let text) where isCredentialValue(text):
             return .string("[redacted]")
         default:
             return value
@@ -441,7 +540,7 @@ struct ConfigFileDriver: ResourceDriver {
             values[reload] = .some(pending ? Self.reloadOwed : Self.reloadDone)
             if pending { owed[reload] = Self.reloadOwedReason }
         }
-        return Observation(values: values, owed: owed)
+        return Observation(values: values, owed: owed, sensitive: Self.sensitive(resource, in: document))
     }
 
     // MARK: - Applying
@@ -530,6 +629,24 @@ struct ConfigFileDriver: ResourceDriver {
             }
             edited = true
             made.append(change)
+        }
+        // The edited text parsed again, before anything is written: each property must read back
+        // as desired from it (two paths of one write that reach one value, such as `list[0]` and
+        // `list[name=x]` where the file's first element is x, leave one of them overwritten).
+        if edited {
+            let candidate: ConfigDocument
+            do {
+                candidate = try ConfigDocument(text: document.text, format: ConfigDocument.Format(rawValue: first.format) ?? .yaml)
+            } catch {
+                throw HostError("the edited text does not parse (\(error.message)); the file was not changed", path: display)
+            }
+            for change in parts.flatMap(\.changes) where !change.property.hasPrefix(Self.reloadPrefix) {
+                let now = Self.observed(DesiredProperty(change.property, change.desired), in: candidate)
+                guard now == nil || now == .some(change.desired) else {
+                    throw HostError("\(change.property) does not read back as desired from the edited text (another path of the "
+                                    + "write reaches the same value); the file was not changed", path: display)
+                }
+            }
         }
         // The reloads owed once the file is written: the command of every reloading resource of
         // the write, and those owed from before.

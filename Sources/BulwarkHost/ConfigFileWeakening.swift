@@ -167,7 +167,10 @@ enum ConfigFileWeakening {
         for index in 0..<shared where !surelyMeet(a.steps[index], b.steps[index]) { return false }
         let (short, long, shortValue, longValue) = a.steps.count <= b.steps.count ? (a, b, value, otherValue) : (b, a, otherValue, value)
         guard let outer = ConfigValue.fromCanonical(shortValue), let inner = ConfigValue.fromCanonical(longValue) else { return false }
-        return outer.values(long.steps[short.steps.count...]).contains { $0 != inner }
+        let rest = long.steps[short.steps.count...]
+        // A key the outer value does not hold (`headers: {a: b}` and `headers.pass: z`): writing
+        // the outer one removes what the other wrote.
+        return outer.lacksKey(rest) || outer.values(rest).contains { $0 != inner }
     }
 
     /// Whether two steps at the same depth surely reach the same value wherever the other does:
@@ -357,6 +360,24 @@ extension ConfigValue {
         case (.match(let key, let wanted), .list(let items)):
             return items.filter { if case .map(let map) = $0 { map[key]?.scalarText == wanted } else { false } }.flatMap { $0.values(rest) }
         default: return []
+        }
+    }
+
+    /// Whether `steps` reach, through the value's mappings, a key it does not hold, or go through
+    /// a value that is no mapping by a key (`{a: b}` for `pass`, `null` for `pass`). An index past
+    /// the end, or an element no `[key=value]` picks, does not count: `list[3]` and `list` only
+    /// may name one value.
+    func lacksKey(_ steps: ArraySlice<ConfigPath.Step>) -> Bool {
+        guard let step = steps.first else { return false }
+        let rest = steps.dropFirst()
+        switch (step, self) {
+        case (.key(let key), .map(let map)): return map[key].map { $0.lacksKey(rest) } ?? true
+        case (.key, _): return true
+        case (.index(let index), .list(let items)): return index < items.count ? items[index].lacksKey(rest) : false
+        case (.every, .list(let items)): return items.contains { $0.lacksKey(rest) }
+        case (.match(let key, let wanted), .list(let items)):
+            return items.filter { if case .map(let map) = $0 { map[key]?.scalarText == wanted } else { false } }.contains { $0.lacksKey(rest) }
+        default: return false
         }
     }
 

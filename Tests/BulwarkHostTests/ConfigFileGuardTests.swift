@@ -484,8 +484,13 @@ func expectConfigBlocked(_ root: String, _ file: String, labels: String = "{}", 
                     "\(error)")
         }
         #expect(configStateError(root: "/nonexistent", resource("ConfigFile", "c",
-            "path: etc/litellm/config.yaml\nproperties:\n  general_settings: {master_key: os.environ/K, alerting: [slack]}\n"
+            "path: etc/litellm/config.yaml\nproperties:\n  general_settings.master_key: os.environ/K\n  general_settings.alerting: [slack]\n"
             + "  general_settings.host: 127.0.0.1\n  litellm_settings.callbacks: [detect_prompt_injection]")) == nil)
+        // Not beside the whole mapping, which does not hold it: each write would leave one of the
+        // two not as desired (`ConfigFileOverlapTests`).
+        #expect(configStateError(root: "/nonexistent", resource("ConfigFile", "c",
+            "path: etc/litellm/config.yaml\nproperties:\n  general_settings: {master_key: os.environ/K, alerting: [slack]}\n"
+            + "  general_settings.host: 127.0.0.1"))?.contains("name the same value and want it different") == true)
     }
 
     /// A credential the file holds, emptied by its own path (where an earlier revision set it
