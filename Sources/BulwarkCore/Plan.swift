@@ -156,6 +156,10 @@ public struct Plan: Sendable {
     /// approval id, each with why: the weakening stays held, and the refusal is recorded as a
     /// refused approval is (`RevisionRefusal`).
     public var refusedApprovals: [(id: String, reason: String)] = []
+    /// Bindings in `inSync` where a desired property was not observed at all (a file or key
+    /// the target does not have, a `*` property that matches nothing): in sync as far as could
+    /// be seen, but no proof that an open drift is over (`Reconciler.resolutions` leaves them).
+    public var partlyObserved: Set<Binding> = []
     /// Resources found in sync whose drift the audit branch has open (`DriftEpisodes`): each is
     /// recorded `resolved` by a pass (not by `plan`), which ends its open item.
     public var resolved: [PlannedRemediation] = []
@@ -193,6 +197,7 @@ public enum Planner {
         var drifted: [PlannedRemediation] = []
         var inSync: [Binding] = []
         var weakenedUnobserved: [Binding] = []
+        var partlyObserved = Set<Binding>()
         var refusedApprovals: [(id: String, reason: String)] = []
         // Protection belongs to the object, not to one resource: a protected resource's subject
         // (an account, a path, a role) on a target holds every change to it, from any resource.
@@ -205,6 +210,7 @@ public enum Planner {
             let changes = drift(resource.spec.properties, observation)
             guard !changes.isEmpty else {
                 inSync.append(binding)
+                if resource.spec.properties.contains(where: { !isObserved($0.name, in: observation) }) { partlyObserved.insert(binding) }
                 if let weak = weakened[resource.id], weak.properties.contains(where: { !isObserved($0, in: observation) }) {
                     weakenedUnobserved.append(binding)
                 }
@@ -340,8 +346,10 @@ public enum Planner {
         }
         drifted = inPlanOrder(drifted, urgent: urgent)
         applyLimits(&drifted, state: state, now: now)
-        return Plan(remediations: drifted.compacted(), inSync: inSync.compacted(), failures: failures.sorted { $0.binding < $1.binding },
-                    weakenedUnobserved: weakenedUnobserved, refusedApprovals: refusedApprovals)
+        var plan = Plan(remediations: drifted.compacted(), inSync: inSync.compacted(), failures: failures.sorted { $0.binding < $1.binding },
+                        weakenedUnobserved: weakenedUnobserved, refusedApprovals: refusedApprovals)
+        plan.partlyObserved = partlyObserved
+        return plan
     }
 
     /// The plan's order: what a finding names first (by its priority), then the riskiest, the

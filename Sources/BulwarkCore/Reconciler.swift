@@ -335,10 +335,13 @@ public struct Reconciler: Sendable {
     }
 
     /// The resolutions `plan` found (`Plan.resolved`): a resource found in sync whose drift the
-    /// audit branch has open (`DriftEpisodes.open`), once per target and resource.
+    /// audit branch has open (`DriftEpisodes.open`), once per target and resource. A resource
+    /// with a desired property not observed at all (`Plan.partlyObserved`: its file or key
+    /// gone) is left open: nothing says the drift is over.
     static func resolutions(_ plan: Plan, in state: DesiredState, at now: Date) -> [PlannedRemediation] {
         var seen = Set<DriftEpisodes.Key>()
         return plan.inSync.compactMap { binding in
+            guard !plan.partlyObserved.contains(binding) else { return nil }
             let open = state.episodes.open(binding)
             guard let last = open.last, let resource = state.resources[binding.resource],
                   seen.insert(.init(target: binding.target, resource: binding.resource.description)).inserted else { return nil }

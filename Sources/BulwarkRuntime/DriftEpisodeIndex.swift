@@ -10,9 +10,12 @@ package import Foundation
 /// first: normally none, as a process adds its own records before it ends. A file that names
 /// a commit not on the branch (another clone's, a rewritten branch), a damaged one (its
 /// checksum or a line does not check out) or a missing one is rebuilt from the whole branch.
-/// It only ever decides whether a resource found in sync gets a `resolved` record, and how the
-/// ids of decisions recorded once are salted: a forged file (it is as trusted as the state
-/// clone it sits beside, mode 0600) can make a record be written again, never a change.
+/// It decides whether a resource found in sync gets a `resolved` record, and how the ids of
+/// decisions recorded once are salted (so which approval counts). With a signing key or audit
+/// signers, only records a trusted key signed are taken in (as `PolicyRepository.contains(recordID:)`
+/// takes them): a forged record on the branch salts no id and is vouched for by no resolution.
+/// Without either, nothing can be checked, as for every record id. The file is as trusted as
+/// the state clone it sits beside (the same owner, mode 0600).
 ///
 /// Format (UTF-8, one line each; fields percent-encoded as `RecentFixIndex` does, `-` for none):
 ///

@@ -1788,8 +1788,23 @@ package actor PolicyRepository: AuditSink {
             next = commit.parents.first
         }
         var episodes = met ? file?.episodes ?? DriftEpisodes() : DriftEpisodes()
+        // The branch takes in whatever the origin holds: with a signing key or audit signers, a
+        // record counts only when a trusted key signed it (`RecordTrust`), as for
+        // `contains(recordID:)`. A forged resolution would otherwise salt the ids of the drift
+        // back (an approval of an earlier occurrence used again, a current one lost), and a
+        // forged open record would be vouched for by a resolution of Bulwark's.
+        let trust = recordTrust
+        var folder: String?
+        defer { if let folder { try? FileManager.default.removeItem(atPath: folder) } }
         for commit in newer.reversed() {
             guard let recorded = commit.recorded else { continue }
+            if let trust {
+                let signed = try? repository.signature(of: commit.id)
+                if let problem = trust.problem(signed, commit: commit.id, folder: &folder, trustedKeys: &recordTrustKeys) {
+                    ignore(recorded.id, commit.id, problem)
+                    continue
+                }
+            }
             var closes = false
             if recorded.decision == .applied, recorded.result == .interrupted, let detected = commit.trailer(.detectedAt),
                let stored = try? repository.auditRecordFile(at: commit.id, id: recorded.id, detectedAt: detected),

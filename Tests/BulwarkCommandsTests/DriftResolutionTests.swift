@@ -92,6 +92,50 @@ import Testing
         }
     }
 
+    /// With a signing key, a record no trusted key signed changes nothing here (review, High): a
+    /// forged resolution pushed to the origin salted the ids of the held drift, so a current
+    /// approval stopped counting (or an old one counted again). Bulwark's own resolution does.
+    @Test func aForgedResolutionOnTheBranchIsNotTakenIn() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let secrets = dir + "/secrets"
+            try FileManager.default.createDirectory(atPath: secrets, withIntermediateDirectories: true)
+            let key = secrets + "/signing-key"
+            #expect(try run("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "bulwark", "-f", key]).status == 0)
+            func apply(_ extra: String...) throws -> ProcessOutput {
+                try s.run("apply", "--secrets-dir", secrets, "--signing-key", key, "--detailed-exitcode")
+            }
+            try s.editPolicy("controllers/host-hardening.yaml", replacing: "mode: enforce", with: "mode: approve")
+            #expect(try apply().status == 2)
+            let held = try Self.records(s)
+            #expect(held.map(\.decision) == ["held"])
+
+            // Someone who can push writes an unsigned resolution of it.
+            let work = dir + "/forger"
+            try git("clone", "-q", "--branch", "bulwark/audit", s.origin, work)
+            try git("-c", "user.name=eve", "-c", "user.email=eve@example.org", "commit", "-q", "--allow-empty", "-m",
+                    "resolve(\(Self.resource)): local\n\nBulwark-Id: 0000000000000000000000FORG\nBulwark-Target: local\n"
+                    + "Bulwark-Resource: \(Self.resource)\nBulwark-Decision: resolved", in: work)
+            try git("push", "-q", "origin", "bulwark/audit", in: work)
+            let after = try apply()
+            #expect(after.status == 2, "\(after.stdout)\(after.stderr)")
+            #expect(after.stderr.contains("0000000000000000000000FORG") && after.stderr.contains("is not taken as recorded"),
+                    "\(after.stderr)")
+            let records = try Self.records(s)
+            #expect(records.map(\.decision) == ["resolved", "held"] && records[1].id == held[0].id,
+                    "held under the same id, recorded once: \(records)")
+            #expect(try read(s.state + "/drift-episodes").contains(held[0].id), "still open in the index")
+
+            // The twin: Bulwark's own, signed resolution is taken in; the drift back is new.
+            try Self.setRootLogin("no", s)
+            #expect(try apply().status == 2, "the other held drift")
+            try Self.setRootLogin("yes", s)
+            #expect(try apply().status == 2)
+            let now = try Self.records(s)
+            #expect(now.map(\.decision) == ["held", "resolved", "resolved", "held"] && now[0].id != held[0].id, "\(now)")
+        }
+    }
+
     /// The daemon records the resolution too, and its status stops listing the drift as open.
     @Test func theDaemonResolvesDriftFixedByHandAndItsStatusSaysSo() async throws {
         try await withTemporaryDirectory { dir in
