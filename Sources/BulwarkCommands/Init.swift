@@ -1,7 +1,10 @@
 internal import ArgumentParser
+internal import BulwarkCore
 internal import BulwarkGit
 internal import BulwarkRuntime
 internal import Foundation
+internal import Glibc
+internal import CDispatch
 
 extension Bulwark {
     struct Init: AsyncParsableCommand {
@@ -10,7 +13,9 @@ extension Bulwark {
             abstract: "Create a policy repository holding the shipped baseline, in one commit.",
             discussion: """
                 Without --host-root the host target `local` keeps the shipped sandbox root \
-                (\(Baseline.shippedRoot)); edit controllers/targets.yaml to point it at `/` for the machine itself.
+                (\(Baseline.shippedRoot)). For the machine itself, give `--host-root / --this-machine` (or edit \
+                controllers/targets.yaml later): a host root that is `/` any other way (`$UNSET/`, `../..`, a link to `/`) \
+                is refused, so that a mistyped sandbox never becomes the machine.
                 """)
 
         @Argument(help: "The folder to create (must not exist, or be empty).")
@@ -19,12 +24,18 @@ extension Bulwark {
         @Option(help: "The folder that stands for `/` of the host target `local`.")
         var hostRoot: String?
 
+        @Flag(help: "Confirms `--host-root /`: the policy manages this machine itself (its sshd_config, accounts, …).")
+        var thisMachine = false
+
         @Option(help: "The branch to create.")
         var branch: String = "main"
 
         func validate() throws {
             try checkNotEmpty(["<directory>": directory, "--host-root": hostRoot])
             try RepositoryOptions.checkBranch(branch, option: "--branch")
+            if thisMachine, hostRoot != "/" {
+                throw ValidationError("--this-machine goes with --host-root /: it confirms that the policy manages this machine itself")
+            }
         }
 
         func run() async throws {
@@ -39,18 +50,41 @@ extension Bulwark {
                 guard fm.fileExists(atPath: absolute, isDirectory: &isDirectory), isDirectory.boolValue else {
                     throw ValidationError("--host-root \(hostRoot) is not an existing folder")
                 }
+                // The machine itself only on purpose: `$SANDBOX/` with the variable unset, `../../..`
+                // or a link to `/` would otherwise write a policy whose next `apply` changes this
+                // machine's sshd_config, shadow and accounts.
+                if Self.isMachineRoot(absolute) {
+                    guard hostRoot == "/" else {
+                        throw ValidationError("--host-root '\(quotedForMessage(hostRoot))' is `/`, this machine itself; for a sandbox, "
+                                              + "give the folder that holds its tree (is a variable unset?); to manage this machine "
+                                              + "on purpose, give --host-root / --this-machine")
+                    }
+                    guard thisMachine else {
+                        throw ValidationError("--host-root / is this machine itself: its next `apply` changes this machine's "
+                                              + "sshd_config, accounts and the rest; to do that on purpose, add --this-machine")
+                    }
+                }
                 // `/` is the machine itself; any other folder stands for it and must hold a copy of its tree.
-                if absolute != "/", !fm.fileExists(atPath: absolute + "/etc", isDirectory: &isDirectory) || !isDirectory.boolValue {
-                    throw ValidationError("--host-root \(hostRoot) holds no host tree (no etc/ folder): it must be `/` for this "
-                                          + "machine, or a folder holding a copy of a host's tree (etc/ssh/sshd_config, etc/login.defs, "
+                if !Self.isMachineRoot(absolute), !fm.fileExists(atPath: absolute + "/etc", isDirectory: &isDirectory) || !isDirectory.boolValue {
+                    throw ValidationError("--host-root \(hostRoot) holds no host tree (no etc/ folder): it must be `/` (with "
+                                          + "--this-machine) for this machine, or a folder holding a copy of a host's tree (etc/ssh/sshd_config, etc/login.defs, "
                                           + "etc/passwd, …) for a sandbox")
                 }
-                root = absolute
+                root = Self.isMachineRoot(absolute) ? "/" : absolute
             }
             let commit = try Self.create(at: directory, branch: branch, files: Baseline.files(hostRoot: root))
             console.print("Created policy repository \(directory) (\(branch) at \(commit.short)) with the shipped baseline.")
             console.print("Host target `local` is rooted at \(root ?? Baseline.shippedRoot).")
             console.print("Next: bulwark validate \(directory) && bulwark plan --repo \(directory)")
+        }
+
+        /// Whether `path` is the machine's `/`: by name, or the same folder by device and inode
+        /// (a link to `/`, a bind mount of it).
+        static func isMachineRoot(_ path: String) -> Bool {
+            if path == "/" { return true }
+            var folder = stat(), root = stat()
+            guard stat(path, &folder) == 0, stat("/", &root) == 0 else { return false }
+            return folder.st_dev == root.st_dev && folder.st_ino == root.st_ino
         }
 
         /// A non-bare repository whose branch holds `files` in one commit, checked out.

@@ -245,14 +245,21 @@ enum PlanFile {
     }
 
     /// A decoding error in a line: where in the document, and what was wrong.
-    private static func describe(_ error: any Error) -> String {
+    static func describe(_ error: any Error) -> String {
+        func named(_ path: [any CodingKey]) -> String {
+            let parts: [String] = path.map { key in key.intValue.map { "[\($0)]" } ?? ".\(key.stringValue)" }
+            let joined: String = parts.joined()
+            return joined.hasPrefix(".") ? String(joined.dropFirst()) : joined
+        }
         func at(_ context: DecodingError.Context) -> String {
-            let path = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
-            return (path.isEmpty ? "" : String(path.drop { $0 == "." }) + ": ") + context.debugDescription
+            let path = named(context.codingPath)
+            return (path.isEmpty ? "" : path + ": ") + context.debugDescription
         }
         switch error as? DecodingError {
-        case .dataCorrupted(let context)?, .typeMismatch(_, let context)?, .valueNotFound(_, let context)?: return at(context)
-        case .keyNotFound(let key, let context)?: return at(context) + " (missing '\(key.stringValue)')"
+        case .dataCorrupted(let context)?, .typeMismatch(_, let context)?: return at(context)
+        // Said in plain words, not as Swift's `No value associated with key CodingKeys(…)`.
+        case .valueNotFound(_, let context)?: return "the field '\(quotedForMessage(named(context.codingPath)))' is null"
+        case .keyNotFound(let key, let context)?: return "the field '\(quotedForMessage(named(context.codingPath + [key])))' is missing"
         default: return "\(error)"
         }
     }

@@ -21,7 +21,7 @@ struct RepositoryOptions: ParsableArguments {
     @Option(help: "The branch audit records are committed to.")
     var auditBranch: String = "bulwark/audit"
 
-    @Option(help: "Where Bulwark keeps its clone and lock (default: $BULWARK_STATE_DIR, else /var/lib/bulwark/<repo> as root, else ~/.local/state/bulwark/<repo>).")
+    @Option(help: "Where Bulwark keeps its clone and lock (default: $BULWARK_STATE_DIR, else /var/lib/bulwark/<repo>-<hash> as root, else $XDG_STATE_HOME/bulwark/<repo>-<hash> or ~/.local/state/bulwark/<repo>-<hash>; <hash> is of the repository URL without its credentials).")
     var stateDir: String?
 
     @Option(help: ArgumentHelp("The folder secret files must be in: notifier secretFile and urlFile, --git-password-file, --webhook-secret-file, --findings-secret-file (default: $BULWARK_SECRETS_DIR, else /run/secrets; systemd's $CREDENTIALS_DIRECTORY is allowed too). Exported to adapters as BULWARK_SECRETS_DIR.", valueName: "path"))
@@ -100,9 +100,9 @@ struct RepositoryOptions: ParsableArguments {
             throw ValidationError("--audit-branch must differ from --branch (\(quotedForMessage(branch))): audit records would be committed over the desired state")
         }
         // Given empty (a variable that was not set), a signers file or key would read as not
-        // given at all: signatures unverified, records unsigned. (An empty --state-dir is said
-        // where the folder is opened.)
-        try checkNotEmpty(["--secrets-dir": secretsDir, "--ssh-key": sshKey, "--ssh-known-hosts": sshKnownHosts,
+        // given at all: signatures unverified, records unsigned; an empty --state-dir would be
+        // the current folder.
+        try checkNotEmpty(["--state-dir": stateDir, "--secrets-dir": secretsDir, "--ssh-key": sshKey, "--ssh-known-hosts": sshKnownHosts,
                            "--git-password-file": gitPasswordFile, "--trusted-signers": trustedSigners, "--signing-key": signingKey,
                            "--audit-signers": auditSigners, "--trust-policy": trustPolicy, "--trusted-keyring": trustedKeyring,
                            "--initial-revision": initialRevision])
@@ -152,14 +152,15 @@ struct RepositoryOptions: ParsableArguments {
         return Self.defaultStateDirectory(url: url, environment: env, isRoot: geteuid() == 0)
     }
 
-    /// `/var/lib/bulwark/<repo>` for root (a service), else under `$XDG_STATE_HOME` or
-    /// `~/.local/state`; `<repo>` is the repository's name and a hash of its URL.
+    /// `/var/lib/bulwark/<repo>-<hash>` for root (a service), else under `$XDG_STATE_HOME` or
+    /// `~/.local/state`; `<repo>` is the repository's name and a hash of its URL (without credentials).
     static func defaultStateDirectory(url: String, environment env: [String: String], isRoot: Bool) -> String {
         let base = isRoot ? "/var/lib" : env["XDG_STATE_HOME"].flatMap { $0.isEmpty ? nil : $0 }
             ?? (env["HOME"] ?? NSTemporaryDirectory()) + "/.local/state"
         let name = (url as NSString).lastPathComponent.filter { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." }
         let safe = name.isEmpty || name.allSatisfy({ $0 == "." }) ? "repo" : name
-        return "\(base)/bulwark/\(safe)-\(AuditID.stable(url).prefix(8).lowercased())"
+        // The hash of the URL without its credentials: a token rotated in the URL keeps the folder.
+        return "\(base)/bulwark/\(safe)-\(AuditID.stable(Redaction.withoutUserinfo(url)).prefix(8).lowercased())"
     }
 
     /// What the engine (the daemon) is given: the repository resolved from the flags.
@@ -345,6 +346,11 @@ extension RepositoryOptions {
                 for refusal in provenance.refusedApprovals { console.warn(refusal.reason) }
             }
             AgentSelection.restrict(&state, to: targets)
+            // A target that is this machine is said, once per run: a policy written for a
+            // sandbox whose root became `/` (an unset variable) must not change it unnoticed.
+            for (name, target) in state.targets.sorted(by: { $0.key < $1.key }) where target.root?.isMachine == true {
+                console.print("note: target `\(name)` is rooted at /: it is this machine", to: .standardError)
+            }
             return LoadedRevision(repository: repository, state: state, head: head, provenance: provenance,
                                   verification: sourceVerification, stale: stale, recordRefusal: recordRefusal,
                                   refusalsRecorded: refusalsRecorded)

@@ -370,13 +370,28 @@ extension Bulwark {
             do {
                 try await group.run()
             } catch {
-                Console().error("\(error)")
+                Console().error(Self.listenFailure(error, listen: listen) ?? "\(error)")
                 // Gives up what this process holds, if the lease service could not (cancelled).
                 await leases?.leave()
                 throw error is ReplicaNameInUse ? ExitCode(Self.replicaNameInUse) : ExitCode.failure
             }
             logger.info("stopped")
         }
+    }
+}
+
+extension Bulwark.Run {
+    /// The listener's failure said as the option that chose the address: "cannot listen on
+    /// 127.0.0.1:9420 (--listen): Address already in use", rather than the service group's
+    /// wrapping of NIO's bind error (which names neither). Nil for any other error.
+    static func listenFailure(_ error: any Error, listen: String) -> String? {
+        let text = "\(error)"
+        guard text.contains("bind") else { return nil }
+        for code in [EADDRINUSE, EADDRNOTAVAIL, EACCES] {
+            let reason = String(cString: strerror(code))
+            if text.contains(reason) { return "cannot listen on \(quotedForMessage(listen)) (--listen): \(reason)" }
+        }
+        return nil
     }
 }
 

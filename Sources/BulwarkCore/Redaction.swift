@@ -92,7 +92,8 @@ public enum Redaction {
 
         // Userinfo `user:password@`: the password runs from the first ':' (with no '/', '?' or '#'
         // before it) to the first '@' after it, so a raw '/', '?' or '#' in a password is
-        // hidden too. A ':' followed by digits and then '/', '?' or '#' is a port, not a password.
+        // hidden too, and on to the last '@' of the host part after it (`TOK@EN@host`: a raw '@'
+        // in a password). A ':' followed by digits and then '/', '?' or '#' is a port, not a password.
         let head = rest[..<(rest.firstIndex(where: { $0 == "?" || $0 == "#" }) ?? rest.endIndex)]
         if let colon = rest.firstIndex(of: ":"), !rest[..<colon].contains(where: { "/?#".contains($0) }),
            let at = rest[colon...].firstIndex(of: "@") {
@@ -101,10 +102,11 @@ public enum Redaction {
             let isPort = !digits.isEmpty && between.dropFirst(digits.count).first.map { "/?#".contains($0) } == true
             if !isPort {
                 result += rest[..<colon] + ":" + placeholder
-                rest = rest[at...]
+                rest = rest[lastAt(from: at, in: rest)...]
             }
-        } else if let at = head.firstIndex(of: "@"), schemeName == "http" || schemeName == "https",
-                  looksLikeToken(head[..<at]) {
+        } else if let first = head.firstIndex(of: "@"), !head[..<first].contains("/"), case let at = lastAt(from: first, in: head),
+                  schemeName == "http" || schemeName == "https",
+                  head[..<at].split(separator: "@").contains(where: looksLikeToken) {
             // https://TOKEN@host: a user name that is a token.
             result += placeholder
             rest = rest[at...]
@@ -129,16 +131,49 @@ public enum Redaction {
         return result
     }
 
+    /// `url` without its userinfo (`user:password@`, `token@`), found as `url(_:)` finds it: the
+    /// repository a URL names whatever credentials it carries, so that a token rotated in
+    /// `--repo` is the same repository (and the same state directory). Text without `://`
+    /// (a path, `git@host:repo`) is returned as it is.
+    public static func withoutUserinfo(_ url: String) -> String {
+        guard let scheme = url.range(of: "://") else { return url }
+        let rest = url[scheme.upperBound...]
+        let head = rest[..<(rest.firstIndex(where: { $0 == "?" || $0 == "#" }) ?? rest.endIndex)]
+        if let colon = rest.firstIndex(of: ":"), !rest[..<colon].contains(where: { "/?#".contains($0) }),
+           let at = rest[colon...].firstIndex(of: "@") {
+            let between = rest[rest.index(after: colon)..<at]
+            let digits = between.prefix(while: { $0.isASCII && $0.isNumber })
+            let isPort = !digits.isEmpty && between.dropFirst(digits.count).first.map { "/?#".contains($0) } == true
+            if !isPort { return String(url[..<scheme.upperBound] + rest[rest.index(after: lastAt(from: at, in: rest))...]) }
+        } else if let first = head.firstIndex(of: "@"), !head[..<first].contains("/") {
+            return String(url[..<scheme.upperBound] + head[head.index(after: lastAt(from: first, in: head))...] + rest[head.endIndex...])
+        }
+        return url
+    }
+
+    /// The last '@' of the host part that starts after the '@' at `at`: userinfo ends at the last
+    /// '@' before the path, query or fragment (`eve:TOK@SECRET@host/x`), while an '@' in the path
+    /// (`host/a@b.git`) is not part of it.
+    static func lastAt(from at: Substring.Index, in text: Substring) -> Substring.Index {
+        var last = at
+        while let next = text[text.index(after: last)...].firstIndex(where: { "@/?#".contains($0) }), text[next] == "@" {
+            last = next
+        }
+        return last
+    }
+
     /// `text` with its URLs redacted (`urls(in:)`), every word shaped like a well-known
     /// credential (`looksLikeCredential`) made `<redacted>`, and so the word after a name that
     /// says it is a secret (`password=…`, `api_key: …`; `namesSecret`): for a
     /// message written into a record or a commit whose text may quote what a target holds (an
     /// adapter's error) or what a scanner reported (a finding's title and evidence).
     public static func words(in text: String) -> String {
-        let text = urls(in: text)
+        let text = urls(in: privateKeys(in: text))
         var result = ""
         var rest = Substring(text)
         var secretNext = false
+        // The secret is a query parameter's value (`?sig=`): it ends at `&`, `#` or `;`.
+        var secretInQuery = false
         // The last word, for a name the value follows after a blank or a quote (`"password": "…"`,
         // `password = …`).
         var last: Substring = ""
@@ -147,14 +182,23 @@ public enum Redaction {
             let word = rest[..<end]
             if !word.isEmpty {
                 if secretNext && word != ":" {
-                    result += placeholder
-                    secretNext = false
+                    // `Authorization: Basic …`: the scheme stays, the credential after it goes.
+                    if authorizationSchemes.contains(word.lowercased()) && !secretInQuery {
+                        result += word
+                    } else if secretInQuery, let next = word.firstIndex(where: { $0 == "&" || $0 == "#" || $0 == ";" }) {
+                        // `?sig=…&se=…`: the value ends at the query's next parameter.
+                        result += placeholder + word[next...]
+                        (secretNext, secretInQuery) = (false, false)
+                    } else {
+                        result += placeholder
+                        (secretNext, secretInQuery) = (false, false)
+                    }
                 } else {
                     result += holdsCredential(word) ? placeholder : String(word)
                     // `api_key: …`, JSON's `"password": …`, a command line's `--password …`.
                     if word.hasSuffix(":") && namesSecret(word == ":" ? last : word.dropLast())
                         || word.hasPrefix("--") && namesSecret(word) {
-                        secretNext = true
+                        (secretNext, secretInQuery) = (true, false)
                     }
                     last = word
                 }
@@ -162,7 +206,10 @@ public enum Redaction {
             if end < rest.endIndex {
                 let separator = rest[end]
                 // `password=…` and `password = …`.
-                if separator == "=", namesSecret(word.isEmpty ? last : word) { secretNext = true }
+                if separator == "=" {
+                    secretInQuery = isQueryParameterSecret(word)
+                    if secretInQuery || namesSecret(word.isEmpty ? last : word) { secretNext = true }
+                }
                 result.append(separator)
                 rest = rest[rest.index(after: end)...]
             } else {
@@ -172,9 +219,49 @@ public enum Redaction {
         return text.contains("PRIVATE KEY") && text.contains("-----BEGIN ") ? placeholder : result
     }
 
+    /// The schemes of an `Authorization` header's value, kept before the credential they introduce.
+    static let authorizationSchemes: Set<String> = ["basic", "bearer", "token", "digest", "negotiate", "ntlm", "aws4-hmac-sha256", "bot"]
+
+    /// A query's tail outside a URL (`?sig=…`, `…&token=…`, a presigned link's query quoted on
+    /// its own): whether the parameter before `=` carries a credential (`isSecretParameter`).
+    static func isQueryParameterSecret(_ word: Substring) -> Bool {
+        guard let separator = word.lastIndex(where: { $0 == "?" || $0 == "&" }) else { return false }
+        let name = word[word.index(after: separator)...]
+        return !name.isEmpty && isSecretParameter(name)
+    }
+
+    /// `text` with every PEM private key block (`-----BEGIN … PRIVATE KEY-----` to its `-----END
+    /// … PRIVATE KEY-----`, or to the end of the text when it was cut short) replaced whole by
+    /// `<redacted>`: the lines of a key are not words shaped like a credential, and the text
+    /// around the key stays readable.
+    static func privateKeys(in text: String) -> String {
+        guard text.contains("PRIVATE KEY") else { return text }
+        var result = ""
+        var rest = Substring(text)
+        while let begin = rest.range(of: "-----BEGIN ") {
+            // The label: up to the next `-----` (`OPENSSH PRIVATE KEY`, `RSA PRIVATE KEY`).
+            guard let close = rest[begin.upperBound...].range(of: "-----") else { break }
+            let label = rest[begin.upperBound..<close.lowerBound]
+            guard label.hasSuffix("PRIVATE KEY"), !label.contains(where: \.isNewline) else {
+                result += rest[..<close.upperBound]
+                rest = rest[close.upperBound...]
+                continue
+            }
+            result += rest[..<begin.lowerBound] + placeholder
+            let after = rest[close.upperBound...]
+            if let end = after.range(of: "-----END "),
+               let endClose = after[end.upperBound...].range(of: "-----") {
+                rest = after[endClose.upperBound...]
+            } else {
+                rest = after[after.endIndex...]
+            }
+        }
+        return result + rest
+    }
+
     /// A name in free text whose value is a secret (leading `-` aside): one holding `password`,
     /// `passwd` or `secret` (`AWS_SECRET_ACCESS_KEY`), one ending in `token`, `apikey`, `api_key`,
-    /// `api-key`, `credential(s)`, `private_key`, `_pass` or `_pwd`, or `pwd`, `pass` (letters,
+    /// `api-key`, `credential(s)`, `private_key`, `_pass`, `_pwd` or `authorization`, or `pwd`, `pass` (letters,
     /// digits, `_`, `-` and `.` only). Narrower than the URL parameters (`secretParameters`): an
     /// error's `code: 42` or `key: name` stays readable.
     static func namesSecret(_ name: Substring) -> Bool {
@@ -183,7 +270,7 @@ public enum Redaction {
         guard !name.isEmpty, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "_-.".contains($0)) }) else { return false }
         let lower = name.lowercased()
         return lower == "pwd" || lower == "pass" || ["password", "passwd", "secret"].contains { lower.contains($0) }
-            || ["token", "apikey", "api_key", "api-key", "credential", "credentials", "private_key", "privatekey", "_pass", "-pass", "_pwd"]
+            || ["token", "apikey", "api_key", "api-key", "credential", "credentials", "private_key", "privatekey", "_pass", "-pass", "_pwd", "authorization"]
                 .contains { lower.hasSuffix($0) }
     }
 

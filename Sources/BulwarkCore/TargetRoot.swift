@@ -15,6 +15,9 @@ public struct TargetRoot: Sendable, Hashable, CustomStringConvertible {
 
     public var description: String { path }
 
+    /// Whether the root is `/` itself (`//` and `/.` too): the machine, not a sandbox.
+    public var isMachine: Bool { path.split(separator: "/").allSatisfy { $0 == "." } }
+
     /// Reads a target's `root` field: nil after recording the error, which names the field.
     /// `meaning` says what the folder is, for the message (`the folder that stands for /; / for
     /// the machine itself`).

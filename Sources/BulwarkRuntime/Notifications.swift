@@ -2,6 +2,8 @@ package import BulwarkCore
 internal import BulwarkHTTP
 import BulwarkServer
 package import Foundation
+internal import Glibc
+internal import CDispatch
 
 /// Announcements of decisions, delivered from an outbox in the state directory.
 ///
@@ -42,7 +44,16 @@ package actor Outbox {
     package init(stateDirectory: String, notifiers: [NotifierConfig],
          environment: [String: String] = ProcessInfo.processInfo.environment) throws {
         folder = stateDirectory + "/outbox"
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        // Private, as the state directory is: an entry holds a record's summary and its notifier's body.
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
+        // One an earlier version made 0755 is closed too (through the folder itself, no link followed).
+        let fd = open(folder, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        if fd >= 0 {
+            var info = stat()
+            if fstat(fd, &info) == 0, info.st_uid == geteuid(), info.st_mode & 0o077 != 0 { _ = fchmod(fd, 0o700) }
+            close(fd)
+        }
         self.notifiers = Dictionary(notifiers.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         self.environment = environment
     }
@@ -126,7 +137,11 @@ package actor Outbox {
                 } catch {
                     if !(error is CommandError) { unreachable.insert(notifier.name) }
                     entry.attempts += 1
-                    if let data = try? JSONEncoder().encode(entry) { try? data.write(to: URL(fileURLWithPath: path), options: .atomic) }
+                    // Rewritten as it was written: 0600, synced, through a temporary name (never 0644).
+                    if let data = try? JSONEncoder().encode(entry) {
+                        let temporary = path + ".tmp-\(getpid())-\(UInt32.random(in: .min ... .max))"
+                        if Self.writeSynced(temporary, Array(data)), rename(temporary, path) != 0 { unlink(temporary) }
+                    }
                     // A failed request's error names its URL, token and all: redacted here, once.
                     result.errors.append(Redaction.urls(in: "\(entry.notifier) \(entry.recordID): \(error)"))
                     failed = true

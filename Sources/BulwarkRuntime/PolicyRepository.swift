@@ -280,10 +280,16 @@ package actor PolicyRepository: AuditSink {
         // A clone that never fetched anything (its --repo was mistyped) holds nothing of that
         // origin: it takes the one given now, rather than refusing the corrected command. Its
         // references are read only then, not at every start (a fleet's clone holds many).
-        if let existing = try opened.remoteURL("origin"), existing != configuration.url, try Self.hasFetched(opened) {
+        if let existing = try opened.remoteURL("origin"), !Self.sameRepository(existing, configuration.url), try Self.hasFetched(opened) {
             throw Failure.otherRemote(configuration.stateDirectory, existing)
         }
         try repository.ensureRemote("origin", url: configuration.url)
+    }
+
+    /// Whether two origin URLs name the same repository: equal but for their credentials (a
+    /// token rotated in the URL is the same origin; the clone then keeps the new URL).
+    package static func sameRepository(_ a: String, _ b: String) -> Bool {
+        a == b || Redaction.withoutUserinfo(a) == Redaction.withoutUserinfo(b)
     }
 
     /// Makes this user's state directory private (0700): it holds the clone, whose configuration

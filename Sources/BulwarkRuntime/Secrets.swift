@@ -131,6 +131,10 @@ extension NotifierConfig.Secret {
             throw CommandError("cannot use the \(what) file: \(error)")
         }
         guard !value.isEmpty else { throw CommandError("the \(what) file \(file) is empty") }
+        // A second line (a note, a second token, CRLF) would be sent as part of the credential.
+        guard !value.contains(where: \.isNewline) else {
+            throw CommandError("the \(what) file \(file) holds more than one line; it must hold the \(what) alone, on one line")
+        }
         return value
     }
 }

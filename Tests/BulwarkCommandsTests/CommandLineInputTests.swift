@@ -120,6 +120,11 @@ import Testing
                 let refused = try s.run("plan", option, "")
                 #expect(refused.status == 64 && refused.stderr.contains("\(option) must not be empty"), "\(option): \(refused.stderr)")
             }
+            // An empty --state-dir (an unset variable) is the same mistake: 64, as the README says, not 1.
+            for command in ["plan", "apply", "log"] {
+                let refused = try s.run(command, stateDir: "")
+                #expect(refused.status == 64 && refused.stderr.contains("--state-dir must not be empty"), "\(command): \(refused.stderr)")
+            }
             let ingest = try s.run("ingest", "")
             #expect(ingest.status == 64 && ingest.stderr.contains("<file> must not be empty"), "\(ingest.stderr)")
             let initialized = try bulwark(["init", ""])

@@ -216,6 +216,62 @@ import Testing
         }
     }
 
+    /// Harmful: a host root that is this machine's `/` by accident (`--host-root $SANDBOX/` with
+    /// the variable unset, `../../..` from a shallow folder, a link to `/`) wrote a policy whose
+    /// next `apply` changes the real sshd_config, shadow and accounts: refused (64) saying how to
+    /// do it on purpose, nothing created; `--host-root /` alone asks for the confirmation, and the
+    /// confirmation goes with `/` only. Legitimate: `--host-root / --this-machine` writes `root: "/"`.
+    @Test func initRefusesARootThatIsThisMachineUnlessConfirmed() async throws {
+        try await withTemporaryDirectory { dir in
+            try DemoHost.create(at: dir + "/host")
+            try FileManager.default.createSymbolicLink(atPath: dir + "/to-root", withDestinationPath: "/")
+            let climbs = String(repeating: "../", count: dir.split(separator: "/").count + 2)
+            for (root, says) in [("/", "add --this-machine"), (climbs, "is `/`, this machine itself"),
+                                 (dir + "/to-root", "is `/`, this machine itself"), (dir + "/host/..//../../../../../../../..", "is `/`")] {
+                let refused = try run(try bulwarkExecutable(), ["init", dir + "/policy", "--host-root", root], in: dir)
+                #expect(refused.status == 64, "\(root): \(refused.stdout)\(refused.stderr)")
+                #expect(refused.stderr.contains(says) && refused.stderr.contains("--this-machine"), "\(root): \(refused.stderr)")
+                #expect(!FileManager.default.fileExists(atPath: dir + "/policy"), "\(root)")
+            }
+            // The confirmation goes with `/` itself, not with a root that only resolves to it, nor a sandbox.
+            for root in [climbs, dir + "/host"] {
+                let refused = try run(try bulwarkExecutable(), ["init", dir + "/policy", "--host-root", root, "--this-machine"], in: dir)
+                #expect(refused.status == 64, "\(root): \(refused.stderr)")
+                #expect(!FileManager.default.fileExists(atPath: dir + "/policy"))
+            }
+
+            let machine = try bulwark(["init", dir + "/policy", "--host-root", "/", "--this-machine"])
+            #expect(machine.status == 0, "\(machine.stderr)")
+            #expect(machine.stdout.contains("Host target `local` is rooted at /."), "\(machine.stdout)")
+            #expect(try read(dir + "/policy/controllers/targets.yaml").contains("  root: \"/\"\n"))
+            // A sandbox root is still taken without it.
+            #expect(try bulwark(["init", dir + "/sandbox-policy", "--host-root", dir + "/host"]).status == 0)
+        }
+    }
+
+    /// A target rooted at `/` is this machine: `plan` says so in one line naming the target (a
+    /// policy meant for a sandbox whose root became `/` is seen before `apply`); a sandbox target
+    /// is not mentioned. The machine's target here is bound to no controller: nothing of `/` is read.
+    @Test func planNamesATargetThatIsThisMachine() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let sandbox = try s.run("plan")
+            #expect(sandbox.status == 2, "\(sandbox.stderr)")
+            #expect(!sandbox.stderr.contains("this machine"), "\(sandbox.stderr)")
+            try s.commitPolicy("controllers/machine.yaml", """
+                apiVersion: bulwark/v1
+                kind: Target
+                metadata: {name: the-machine, labels: {role: none-of-the-controllers}}
+                spec: {adapter: host, root: /}
+
+                """)
+            let machine = try s.run("plan")
+            #expect(machine.status == 2, "\(machine.stderr)")
+            #expect(machine.stderr.contains("note: target `the-machine` is rooted at /: it is this machine"), "\(machine.stderr)")
+            #expect(!machine.stderr.contains("target `local`"), "\(machine.stderr)")
+        }
+    }
+
     /// A root whose name YAML would read otherwise (` #` starts a comment) is written quoted:
     /// the target is that folder, not the part before the `#`.
     @Test func initQuotesTheHostRoot() async throws {
@@ -320,15 +376,15 @@ import Testing
         }
     }
 
-    /// A state directory that is a file, under a file, or empty is named with its cause, not as
-    /// Foundation's error domain and code; a folder that can be made still is.
+    /// A state directory that is a file or under a file is named with its cause, not as
+    /// Foundation's error domain and code; a folder that can be made still is. (An empty one is
+    /// a usage mistake: `emptyPathOptionsAreRefusedBeforeAnythingRuns`.)
     @Test func aStateDirectoryThatCannotBeUsedIsNamedWithItsCause() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
             try write(dir + "/afile", "")
             for (path, cause) in [(dir + "/afile", "it is a file, not a folder"),
-                                  (dir + "/afile/sub", "it cannot be created: "),
-                                  ("", "the path is empty")] {
+                                  (dir + "/afile/sub", "it cannot be created: ")] {
                 let refused = try s.run("plan", stateDir: path)
                 #expect(refused.status == 1, "\(refused.stderr)")
                 #expect(refused.stderr.contains("cannot use the state directory '\(path)': \(cause)"), "\(refused.stderr)")

@@ -156,7 +156,10 @@ struct DaemonOpsTests {
             let result = try run(try bulwarkExecutable(), ["run", "--repo", s.origin, "--state-dir", s.state,
                                                            "--listen", "127.0.0.1:\(holder.port)"])
             #expect(result.status == 1, "\(result.stderr)")
-            #expect(result.stderr.lowercased().contains("address already in use"), "\(result.stderr)")
+            // Said as the option that chose it, the address named, parentheses balanced.
+            #expect(result.stderr.contains("cannot listen on 127.0.0.1:\(holder.port) (--listen): Address already in use"),
+                    "\(result.stderr)")
+            #expect(result.stderr.filter { $0 == "(" }.count == result.stderr.filter { $0 == ")" }.count, "\(result.stderr)")
             #expect(try s.snapshot() == host, "nothing changed on the host")
             #expect(((try? s.auditCommits()) ?? []).isEmpty, "nothing recorded")
 

@@ -379,6 +379,56 @@ import Testing
         }
     }
 
+    /// Harmful: a rule that sets `PASS_MAX_DAYS` from the finding's evidence, and evidence that is
+    /// no number but a scanner's dump of secrets: the change is not proposed, and its detail
+    /// (the loader's error, which quotes the rendered value) was printed by `ingest`, text and
+    /// JSON, secrets and all. Now redacted: an AWS secret key, a presigned link's `sig`, an
+    /// `Authorization: Basic` credential, a `client_secret`, and a private key block removed
+    /// whole. Legitimate: evidence with nothing secret in it is still quoted, to see what was wrong.
+    @Test func theDetailOfAChangeNotProposedHasTheEvidencesSecretsRedacted() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            try s.commitPolicy("finding-rules/login-defs.yaml", """
+                apiVersion: bulwark/v1
+                kind: FindingRule
+                metadata: {name: pass-max-days-from-evidence}
+                spec:
+                  match: {control: "LD-*"}
+                  action: propose
+                  change:
+                    resource: LoginDefs/cis-5.4.1.1-pass-max-days
+                    set: {PASS_MAX_DAYS: "{{evidence}}"}
+
+                """, message: "finding rule from evidence")
+            let secrets = ["AWSSECRETVALUE0123", "SIGSECRET0123", "QmFzaWNTZWNyZXQ0NTY3", "CLIENTSECRET0123", "b3BlbnNzaC1rZXktdjEAAAAKEYBODY"]
+            let oneLine = "aws_secret_access_key = AWSSECRETVALUE0123 see https://acct.blob.core.windows.net/c?sv=2020&sig=SIGSECRET0123 "
+                + "and ?sig=SIGSECRET0123 Authorization: Basic QmFzaWNTZWNyZXQ0NTY3 client_secret: CLIENTSECRET0123 "
+                + "-----BEGIN OPENSSH PRIVATE KEY----- b3BlbnNzaC1rZXktdjEAAAAKEYBODY -----END OPENSSH PRIVATE KEY----- end"
+            func finding(_ id: String, _ evidence: String) throws -> String {
+                String(decoding: try JSONSerialization.data(withJSONObject: [
+                    "resource": "cis-5.4.1.1-pass-max-days", "control": "LD-1", "id": id, "source": "scan", "evidence": evidence]), as: UTF8.self)
+            }
+            // As a scanner writes it: one line, and the key block on lines of its own.
+            let lines = oneLine.replacingOccurrences(of: "----- ", with: "-----\n").replacingOccurrences(of: " -----END", with: "\n-----END")
+            try write(dir + "/secret.json", "[" + (try finding("ld-secret", oneLine)) + "," + (try finding("ld-lines", lines)) + "]")
+            for output in ["text", "json"] {
+                let ingested = try bulwark(["ingest", dir + "/secret.json", "--output", output, "--repo", s.origin, "--state-dir", s.state])
+                let all = ingested.stdout + ingested.stderr
+                #expect(all.contains("not-proposed") && all.contains("PASS_MAX_DAYS"), "\(output): \(all)")
+                for secret in secrets { #expect(!all.contains(secret), "\(output): \(secret) in \(all)") }
+                #expect(!all.contains("PRIVATE KEY"), "\(output): \(all)")
+                // What is not secret still reads.
+                #expect(all.contains("aws_secret_access_key = <redacted>") && all.contains("Authorization: Basic <redacted>")
+                        && all.contains("client_secret: <redacted>") && all.contains("sig=<redacted>") && all.contains("end"), "\(output): \(all)")
+            }
+            // Nothing secret: the detail quotes the value as it was.
+            try write(dir + "/plain.json", try finding("ld-plain", "ninety days"))
+            let plain = try bulwark(["ingest", dir + "/plain.json", "--repo", s.origin, "--state-dir", s.state])
+            #expect(plain.stdout.contains("not-proposed — the changed revision is invalid: ")
+                    && plain.stdout.contains("expected a single word or number, got 'ninety days'"), "\(plain.stdout)\(plain.stderr)")
+        }
+    }
+
     /// A finding reported open again after its accepted fix was verified is a fix that did not
     /// hold: `reopened` (exit 2), no second proposal (the branch is untouched), one audit record
     /// saying so however often the scanner reports it, listed by `report` until the next verified

@@ -136,6 +136,17 @@ import Testing
             #expect(down.stderr.contains("kept in"))
             let pending = try FileManager.default.contentsOfDirectory(atPath: s.state + "/outbox").filter { $0.hasSuffix(".json") }
             #expect(pending.count == fixes)
+            // Private as the README says: the folder 0700, each entry 0600, also once rewritten
+            // after a failed attempt (it was rewritten 0644, the folder made 0755).
+            #expect(modeAndOwnerMode(s.state + "/outbox") & 0o777 == 0o700)
+            var rewritten = 0
+            for name in pending {
+                #expect(modeAndOwnerMode(s.state + "/outbox/" + name) & 0o777 == 0o600, "\(name)")
+                let entry = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: s.state + "/outbox/" + name))) as? [String: Any])
+                if (entry["attempts"] as? Int ?? 0) > 0 { rewritten += 1 }
+            }
+            // The first entry of the receiver is tried (and rewritten with its attempts); the rest wait for the next run.
+            #expect(rewritten >= 1, "an entry was rewritten after its failed attempt")
 
             try server.listen()
             let up = try apply(s, timeout: 5)

@@ -301,6 +301,17 @@ import Testing
             #expect(garbage.status == 64)
             #expect(garbage.stderr.contains("is not a plan file written by `bulwark plan --out`"))
 
+            // A field missing is named in plain words, not as Swift's `No value associated with key CodingKeys(…)`.
+            let plan = try #require(try JSONSerialization.jsonObject(with: Data(read(file).utf8)) as? [String: Any])
+            var withoutRevision = plan
+            withoutRevision["revision"] = nil
+            try write(dir + "/no-revision.json", String(decoding: try JSONSerialization.data(withJSONObject: withoutRevision), as: UTF8.self))
+            let missing = try s.run("apply", "--plan", dir + "/no-revision.json")
+            #expect(missing.status == 64, "\(missing.stderr)")
+            #expect(missing.stderr.contains("no-revision.json is not a plan file written by `bulwark plan --out`: the field 'revision' is missing"),
+                    "\(missing.stderr)")
+            #expect(!missing.stderr.contains("CodingKeys") && !missing.stderr.contains("No value associated"), "\(missing.stderr)")
+
             let other = try read(file).replacingOccurrences(of: "\"schemaVersion\" : 2", with: "\"schemaVersion\" : 1")
             #expect(other != (try read(file)))
             try write(dir + "/other.json", other)

@@ -119,6 +119,67 @@ struct HTTPRemoteTests {
         }
     }
 
+    /// Harmful: a token kept in `--repo` and rotated (or moved out of the URL into
+    /// `--git-password-file`) made the state directory "another repository" (64), the message
+    /// showing the same redacted URL twice. Now the clone takes the new URL, and the old token
+    /// leaves its configuration. Legitimate twin: another repository on the same server is still refused.
+    @Test func aTokenRotatedInTheURLIsTheSameRepository() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let server = try GitHTTPServer(root: dir)
+            let plain = server.url("origin.git")
+            let withToken = plain.replacingOccurrences(of: "http://", with: "http://\(server.user):\(server.token)@")
+            let first = try run(try bulwarkExecutable(), ["plan", "--repo", withToken, "--state-dir", s.state])
+            #expect(first.status == 2, "\(first.stderr)\n\(server.requests)")
+
+            // The token no longer in the URL: given from a file instead.
+            try write(dir + "/token", server.token + "\n", mode: 0o600)
+            let moved = try run(try bulwarkExecutable(), ["plan", "--repo", plain, "--state-dir", s.state, "--git-username", server.user,
+                                                          "--git-password-file", dir + "/token", "--secrets-dir", dir])
+            #expect(moved.status == 2, "\(moved.stderr)")
+            #expect(!moved.stderr.contains("another repository"), "\(moved.stderr)")
+            let stored = try run("/usr/bin/grep", ["-r", "-l", server.token, s.state])
+            #expect(stored.status == 1, "the old URL's token is gone from the clone: \(stored.stdout)")
+
+            // Another token in the URL (a rotated one the server does not know yet): the origin
+            // refuses it, not the state directory.
+            let rotated = withToken.replacingOccurrences(of: server.token, with: "tok-rotated")
+            let refused = try run(try bulwarkExecutable(), ["plan", "--repo", rotated, "--state-dir", s.state])
+            #expect(refused.status != 64 && !refused.stderr.contains("another repository"), "\(refused.status) \(refused.stderr)")
+            #expect(refused.stderr.contains("cannot fetch http://bulwark-bot:<redacted>@127.0.0.1:"), "\(refused.stderr)")
+            #expect(!refused.stderr.contains("tok-rotated"), "\(refused.stderr)")
+
+            // Another repository on the same server, same credentials: still another repository.
+            let other = try run(try bulwarkExecutable(), ["plan", "--repo", withToken.replacingOccurrences(of: "/origin.git", with: "/other.git"),
+                                                          "--state-dir", s.state])
+            #expect(other.status == 64 && other.stderr.contains("belongs to another repository"), "\(other.stderr)")
+            #expect(!other.stderr.contains(server.token), "\(other.stderr)")
+        }
+    }
+
+    /// A `--git-password-file` of two lines was sent whole, the newline and second line in it:
+    /// refused, naming the file (and not its content). One line with its newline is fine.
+    @Test func aPasswordFileOfTwoLinesIsRefused() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let server = try GitHTTPServer(root: dir)
+            try write(dir + "/two-lines", server.token + "\nsecond-line-secret\n", mode: 0o600)
+            let refused = try run(try bulwarkExecutable(), ["plan", "--repo", server.url("origin.git"), "--state-dir", s.state,
+                                                            "--git-username", server.user, "--git-password-file", dir + "/two-lines",
+                                                            "--secrets-dir", dir])
+            #expect(refused.status != 0 && refused.status != 2, "\(refused.stderr)")
+            #expect(refused.stderr.contains("the git password file \(dir)/two-lines holds more than one line"), "\(refused.stderr)")
+            #expect(!refused.stderr.contains("second-line-secret") && !refused.stderr.contains(server.token))
+            #expect(server.requests.isEmpty, "nothing was sent: \(server.requests)")
+
+            try write(dir + "/one-line", server.token + "\n", mode: 0o600)
+            let taken = try run(try bulwarkExecutable(), ["plan", "--repo", server.url("origin.git"), "--state-dir", s.state,
+                                                          "--git-username", server.user, "--git-password-file", dir + "/one-line",
+                                                          "--secrets-dir", dir])
+            #expect(taken.status == 2, "\(taken.stderr)")
+        }
+    }
+
     @Test func aWrongOrMissingTokenIsAClearErrorAndChangesNothing() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)

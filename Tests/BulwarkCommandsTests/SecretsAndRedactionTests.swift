@@ -140,8 +140,14 @@ import Testing
             // A raw '#' or '?' in a password (what a person pastes unescaped) is hidden too.
             ("https://bot:s3cr#et@127.0.0.1:1/x.git", "https://bot:<redacted>@127.0.0.1:1/x.git"),
             ("https://bot:s3cr?et@h/x.git", "https://bot:<redacted>@h/x.git"),
+            // A raw '@' in a password: the userinfo ends at the last '@' before the path (it
+            // stopped at the first, the rest of the password shown).
+            ("https://eve:TOK@SECRET5@127.0.0.1:1/x.git", "https://eve:<redacted>@127.0.0.1:1/x.git"),
+            ("https://eve:a@b@c@h/x@y.git?q=1", "https://eve:<redacted>@h/x@y.git?q=1"),
+            ("https://ghp_abcdef@SECRET5@github.com/o/r", "https://<redacted>@github.com/o/r"),
             // Nothing to hide: unchanged.
             ("https://example.org/repo.git", "https://example.org/repo.git"),
+            ("https://bot@example.org/a@b.git", "https://bot@example.org/a@b.git"),
             ("https://example.org/x?page=2", "https://example.org/x?page=2"),
             ("https://example.org:443?q=a@b", "https://example.org:443?q=a@b"),
             ("ssh://git@example.org:2222/repo.git", "ssh://git@example.org:2222/repo.git"),
@@ -153,6 +159,65 @@ import Testing
             #expect(Redaction.url(url) == expected, "\(url)")
             #expect(redactedURL(url) == expected)
         }
+    }
+
+    /// A password with a raw '@' in `--repo`: the part after its first '@' was printed.
+    @Test func aPasswordWithAnAtSignIsNotPrinted() async throws {
+        try await withTemporaryDirectory { dir in
+            let result = try bulwark(["plan", "--repo", "https://eve:TOK@SECRET5@127.0.0.1:1/x.git", "--state-dir", dir + "/state"])
+            #expect(result.status != 0 && result.status != 2, "\(result.stderr)")
+            #expect(result.stderr.contains("https://eve:<redacted>@127.0.0.1:1/x.git"), "\(result.stderr)")
+            #expect(!result.stderr.contains("SECRET5") && !result.stdout.contains("SECRET5"), "\(result.stderr)")
+        }
+    }
+
+    /// The repository a URL names, whatever credentials it carries: a token rotated in `--repo`
+    /// is the same origin and the same default state directory; another host, port or path is not.
+    @Test func aURLWithoutItsCredentialsNamesTheSameRepository() {
+        let cases: [(String, String)] = [
+            ("http://x-access-token:GOOD@127.0.0.1:8080/origin.git", "http://127.0.0.1:8080/origin.git"),
+            ("https://eve:TOK@SECRET5@h/x.git", "https://h/x.git"),
+            ("https://ghp_abcdef@github.com/o/r", "https://github.com/o/r"),
+            ("https://bot@example.org/a@b.git?x=1", "https://example.org/a@b.git?x=1"),
+            ("https://example.org:8443/users/@me", "https://example.org:8443/users/@me"),
+            ("ssh://git@example.org:2222/repo.git", "ssh://example.org:2222/repo.git"),
+            ("file:///srv/git/policy.git", "file:///srv/git/policy.git"),
+            ("git@example.org:repo.git", "git@example.org:repo.git"),
+            ("/srv/git/policy.git", "/srv/git/policy.git"),
+        ]
+        for (url, expected) in cases { #expect(Redaction.withoutUserinfo(url) == expected, "\(url)") }
+        let good = "http://x-access-token:GOOD@127.0.0.1:8080/origin.git"
+        for same in ["http://x-access-token:NEW@127.0.0.1:8080/origin.git", "http://127.0.0.1:8080/origin.git", "http://bot@127.0.0.1:8080/origin.git"] {
+            #expect(PolicyRepository.sameRepository(good, same), "\(same)")
+            #expect(RepositoryOptions.defaultStateDirectory(url: good, environment: ["HOME": "/h"], isRoot: false)
+                    == RepositoryOptions.defaultStateDirectory(url: same, environment: ["HOME": "/h"], isRoot: false), "\(same)")
+        }
+        for other in ["http://x-access-token:GOOD@127.0.0.1:8081/origin.git", "http://x-access-token:GOOD@127.0.0.1:8080/other.git",
+                      "https://x-access-token:GOOD@127.0.0.1:8080/origin.git", "/srv/origin.git"] {
+            #expect(!PolicyRepository.sameRepository(good, other), "\(other)")
+            #expect(RepositoryOptions.defaultStateDirectory(url: good, environment: ["HOME": "/h"], isRoot: false)
+                    != RepositoryOptions.defaultStateDirectory(url: other, environment: ["HOME": "/h"], isRoot: false), "\(other)")
+        }
+    }
+
+    /// Free text a scanner or a target wrote (a finding's evidence in a change not proposed):
+    /// an `Authorization` header's credential after its scheme, a query's secret outside a URL,
+    /// and a private key block removed whole, the words around each still readable.
+    @Test func headerCredentialsBareQueriesAndKeyBlocksInTextAreRedacted() {
+        let cases: [(String, String)] = [
+            ("got 'Authorization: Basic dXNlcjpwYXNz'", "got 'Authorization: Basic <redacted>'"),
+            ("Proxy-Authorization: Bearer abc.def and more", "Proxy-Authorization: Bearer <redacted> and more"),
+            (#"{"Authorization": "token s3cr3t"}"#, #"{"Authorization": "token <redacted>"}"#),
+            ("link ?sv=1&sig=abc%2Fdef&se=2 ok", "link ?sv=1&sig=<redacted>&se=2 ok"),
+            ("?sig=abc then Authorization: Basic dXNlcjpwYXNz", "?sig=<redacted> then Authorization: Basic <redacted>"),
+            ("a -----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn\nAAAA\n-----END OPENSSH PRIVATE KEY----- b", "a <redacted> b"),
+            ("cut -----BEGIN RSA PRIVATE KEY----- MIIEow", "cut <redacted>"),
+            // Nothing secret: unchanged.
+            ("-----BEGIN CERTIFICATE----- MIIB -----END CERTIFICATE-----", "-----BEGIN CERTIFICATE----- MIIB -----END CERTIFICATE-----"),
+            ("basic auth failed for ?page=2", "basic auth failed for ?page=2"),
+            ("expected a single word or number, got 'ninety days'", "expected a single word or number, got 'ninety days'"),
+        ]
+        for (text, expected) in cases { #expect(Redaction.words(in: text) == expected, "\(text)") }
     }
 
     @Test func urlsInsideMessagesAreRedacted() {

@@ -100,7 +100,7 @@ package enum AgentSelection: Sendable, Equatable {
         let path = directory + "/repository.git"
         let repository = FileManager.default.fileExists(atPath: path)
             ? try Repository.open(at: path) : try StateClone.create(at: path, url: configuration.url)
-        if let existing = try repository.remoteURL("origin"), existing != configuration.url {
+        if let existing = try repository.remoteURL("origin"), !PolicyRepository.sameRepository(existing, configuration.url) {
             throw PolicyRepository.Failure.otherRemote(directory, existing)
         }
         try repository.ensureRemote("origin", url: configuration.url)

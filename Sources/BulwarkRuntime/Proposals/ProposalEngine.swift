@@ -18,6 +18,17 @@ package struct ProposalEngine: Sendable {
         package var commit: String?
         /// The record of a refused change (`AuditRecord.refusedFinding`), for the intake to commit once.
         package var refusal: AuditRecord? = nil
+
+        /// `detail` redacted (`Redaction.words`): it may quote the rendered change, which holds
+        /// the scanner's text (a finding's evidence: a token, a password, a private key), and it
+        /// is printed by `ingest` and answered by the daemon's findings endpoint.
+        package init(outcome: String, detail: String?, branch: String? = nil, commit: String? = nil, refusal: AuditRecord? = nil) {
+            self.outcome = outcome
+            self.detail = detail.map(Redaction.words(in:))
+            self.branch = branch
+            self.commit = commit
+            self.refusal = refusal
+        }
     }
 
     let registry: Registry
