@@ -1,6 +1,10 @@
 @testable import BulwarkCommands
 @testable import BulwarkRuntime
 import BulwarkTestSupport
+// `stat` is defined, to the compiler, by the module that first brought in <sys/stat.h>:
+// CDispatch, imported here as the sources do (without it, a build failed now and then with
+// "missing import of defining module 'CDispatch'" as files were added).
+internal import CDispatch
 import Foundation
 
 /// The foundation issue's setup: a drifted host tree, `bulwark init --host-root`, and a bare
@@ -73,9 +77,14 @@ struct Scenario {
         var result: [String: String] = [:]
         let walker = FileManager.default.enumerator(atPath: host)
         while let relative = walker?.nextObject() as? String {
-            var info = stat()
-            guard lstat(host + "/" + relative, &info) == 0, info.st_mode & 0o170000 == 0o100000 else { continue }
-            result[relative] = String(info.st_mode & 0o7777, radix: 8) + ":\(info.st_gid):" + (try read(host + "/" + relative))
+            // FileManager's attributes (an lstat), not `stat()`: which module defines Glibc's
+            // `stat` to this file depends on the other files of the target (a build failed with
+            // "missing import of defining module 'CDispatch'" as files were added).
+            guard let attributes = try? FileManager.default.attributesOfItem(atPath: host + "/" + relative),
+                  attributes[.type] as? FileAttributeType == .typeRegular,
+                  let mode = (attributes[.posixPermissions] as? NSNumber)?.intValue,
+                  let group = (attributes[.groupOwnerAccountID] as? NSNumber)?.intValue else { continue }
+            result[relative] = String(mode & 0o7777, radix: 8) + ":\(group):" + (try read(host + "/" + relative))
         }
         return result
     }

@@ -2,6 +2,10 @@
 @testable import BulwarkRuntime
 import BulwarkCore
 import BulwarkTestSupport
+// `stat` is defined, to the compiler, by the module that first brought in <sys/stat.h>:
+// CDispatch, imported here as the sources do (without it, a build failed now and then with
+// "missing import of defining module 'CDispatch'" as files were added).
+internal import CDispatch
 import Foundation
 import Testing
 

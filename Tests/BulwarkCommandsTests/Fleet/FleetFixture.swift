@@ -1,6 +1,10 @@
 @testable import BulwarkCommands
 @testable import BulwarkRuntime
 import BulwarkTestSupport
+// `stat` is defined, to the compiler, by the module that first brought in <sys/stat.h>:
+// CDispatch, imported here as the sources do (without it, a build failed now and then with
+// "missing import of defining module 'CDispatch'" as files were added).
+internal import CDispatch
 import Foundation
 
 /// A fleet in one folder: `count` drifted host trees (each a target of the policy, each bound to
