@@ -48,35 +48,12 @@ package struct DriftEpisodeIndex: Sendable, Equatable {
 
     /// The file in `directory`, or nil when there is none or it does not check out.
     package static func read(in directory: String) -> DriftEpisodeIndex? {
-        let fd = open(directory + "/" + fileName, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { raw in raw.baseAddress.map { Foundation.read(fd, $0, raw.count) } ?? -1 }
-            if n < 0, errno == EINTR { continue }
-            guard n >= 0 else { return nil }
-            if n == 0 { break }
-            bytes += chunk[..<n]
-            guard bytes.count <= maxSize else { return nil }
-        }
-        return parse(bytes)
+        CheckedLineFile.read(directory + "/" + fileName, maxSize: maxSize).flatMap(parse)
     }
 
     /// The index `bytes` state, or nil when they are not one whole, well-formed file.
     static func parse(_ bytes: [UInt8]) -> DriftEpisodeIndex? {
-        guard bytes.last == 0x0a else { return nil }
-        let body = bytes.dropLast()
-        let endStart = body.lastIndex(of: 0x0a).map { $0 + 1 } ?? 0
-        let endFields = bytes[endStart..<(bytes.count - 1)].split(separator: 0x20, omittingEmptySubsequences: false)
-        guard endFields.count == 3, String(decoding: endFields[0], as: UTF8.self) == "end",
-              let count = Int(String(decoding: endFields[1], as: UTF8.self)), count >= 0,
-              endFields[2].count == 16, let checksum = UInt64(String(decoding: endFields[2], as: UTF8.self), radix: 16),
-              AuditIndex.checksum(bytes[..<endStart]) == checksum else { return nil }
-        var lines = bytes[..<endStart].split(separator: 0x0a, omittingEmptySubsequences: false)
-        guard lines.last?.isEmpty == true else { return nil }
-        lines.removeLast()
+        guard let (lines, count) = CheckedLineFile.lines(bytes) else { return nil }
         guard lines.count == count + 2, String(decoding: lines[0], as: UTF8.self) == header else { return nil }
         let headLine = String(decoding: lines[1], as: UTF8.self)
         let headHex = String(headLine.dropFirst(5))
@@ -121,8 +98,7 @@ package struct DriftEpisodeIndex: Sendable, Equatable {
             }
             bytes.append(0x0a)
         }
-        let hex = String(AuditIndex.checksum(bytes), radix: 16)
-        bytes += "end \(episodes.entries.count) \(String(repeating: "0", count: 16 - hex.count) + hex)\n".utf8
+        CheckedLineFile.end(&bytes, entries: episodes.entries.count)
         return bytes
     }
 
