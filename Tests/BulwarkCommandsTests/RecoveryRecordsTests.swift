@@ -62,16 +62,22 @@ import Testing
         }
     }
 
+    /// Kills an `apply` of `s` before its fourth record (several fixes tried, their intents
+    /// open), and returns its journal's path.
+    static func killedWithIntentsOpen(_ s: Scenario, sourceLocation: Testing.SourceLocation = #_sourceLocation) throws -> String {
+        let crashed = try run(try bulwarkExecutable(), ["apply", "--repo", s.origin, "--state-dir", s.state],
+                              environment: ["BULWARK_FAULT_KILL_BEFORE_RECORD": "4"])
+        #expect(crashed.status == SIGKILL, "killed by the injected fault", sourceLocation: sourceLocation)
+        return s.state + "/intents.log"
+    }
+
     /// A whole line of the intent journal that does not read (bit rot, an edit) may have
     /// announced a fix that was made: it was passed over in silence, the run exited 0, and the
     /// journal was emptied (outside review). Now the run says so, exits 1 and keeps the journal.
     @Test func aDamagedJournalLineIsSaidAndTheJournalKept() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
-            let crashed = try run(try bulwarkExecutable(), ["apply", "--repo", s.origin, "--state-dir", s.state],
-                                  environment: ["BULWARK_FAULT_KILL_BEFORE_RECORD": "4"])
-            #expect(crashed.status == SIGKILL, "killed by the injected fault")
-            let journal = s.state + "/intents.log"
+            let journal = try Self.killedWithIntentsOpen(s)
             var lines = try read(journal).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
             let begin = try #require(lines.firstIndex { $0.hasPrefix("{\"begin\"") })
             lines[begin].insert(contentsOf: "garbage", at: lines[begin].index(lines[begin].startIndex, offsetBy: 12))
@@ -90,10 +96,7 @@ import Testing
     @Test func aLineCutShortAtTheEndIsNoDamage() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
-            let crashed = try run(try bulwarkExecutable(), ["apply", "--repo", s.origin, "--state-dir", s.state],
-                                  environment: ["BULWARK_FAULT_KILL_BEFORE_RECORD": "4"])
-            #expect(crashed.status == SIGKILL, "killed by the injected fault")
-            let journal = s.state + "/intents.log"
+            let journal = try Self.killedWithIntentsOpen(s)
             try write(journal, try read(journal) + "{\"begin\":{\"id\":\"01J", mode: 0o600)
             let next = try s.run("apply")
             #expect(next.status == 0, "\(next.stdout)\(next.stderr)")
