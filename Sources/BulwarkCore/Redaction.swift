@@ -95,14 +95,10 @@ public enum Redaction {
         // hidden too, and on to the last '@' of the host part after it (`TOK@EN@host`: a raw '@'
         // in a password). A ':' followed by digits and then '/', '?' or '#' is a port, not a password.
         let head = rest[..<(rest.firstIndex(where: { $0 == "?" || $0 == "#" }) ?? rest.endIndex)]
-        if let colon = rest.firstIndex(of: ":"), !rest[..<colon].contains(where: { "/?#".contains($0) }),
-           let at = rest[colon...].firstIndex(of: "@") {
-            let between = rest[rest.index(after: colon)..<at]
-            let digits = between.prefix(while: { $0.isASCII && $0.isNumber })
-            let isPort = !digits.isEmpty && between.dropFirst(digits.count).first.map { "/?#".contains($0) } == true
-            if !isPort {
-                result += rest[..<colon] + ":" + placeholder
-                rest = rest[lastAt(from: at, in: rest)...]
+        if let password = passwordSpan(in: rest) {
+            if let end = password.end {
+                result += rest[..<password.colon] + ":" + placeholder
+                rest = rest[end...]
             }
         } else if let first = head.firstIndex(of: "@"), !head[..<first].contains("/"), case let at = lastAt(from: first, in: head),
                   schemeName == "http" || schemeName == "https",
@@ -139,16 +135,25 @@ public enum Redaction {
         guard let scheme = url.range(of: "://") else { return url }
         let rest = url[scheme.upperBound...]
         let head = rest[..<(rest.firstIndex(where: { $0 == "?" || $0 == "#" }) ?? rest.endIndex)]
-        if let colon = rest.firstIndex(of: ":"), !rest[..<colon].contains(where: { "/?#".contains($0) }),
-           let at = rest[colon...].firstIndex(of: "@") {
-            let between = rest[rest.index(after: colon)..<at]
-            let digits = between.prefix(while: { $0.isASCII && $0.isNumber })
-            let isPort = !digits.isEmpty && between.dropFirst(digits.count).first.map { "/?#".contains($0) } == true
-            if !isPort { return String(url[..<scheme.upperBound] + rest[rest.index(after: lastAt(from: at, in: rest))...]) }
+        if let password = passwordSpan(in: rest) {
+            if let end = password.end { return String(url[..<scheme.upperBound] + rest[rest.index(after: end)...]) }
         } else if let first = head.firstIndex(of: "@"), !head[..<first].contains("/") {
             return String(url[..<scheme.upperBound] + head[head.index(after: lastAt(from: first, in: head))...] + rest[head.endIndex...])
         }
         return url
+    }
+
+    /// In `rest` (a URL after its `://`), userinfo with a password: the ':' before the password
+    /// (the first, with no '/', '?' or '#' before it) and the last '@' of the host part that ends
+    /// the userinfo (`lastAt`); `end` nil where the ':' is a port's (digits, then '/', '?' or
+    /// '#'). Nil when there is no ':' followed by an '@'.
+    static func passwordSpan(in rest: Substring) -> (colon: Substring.Index, end: Substring.Index?)? {
+        guard let colon = rest.firstIndex(of: ":"), !rest[..<colon].contains(where: { "/?#".contains($0) }),
+              let at = rest[colon...].firstIndex(of: "@") else { return nil }
+        let between = rest[rest.index(after: colon)..<at]
+        let digits = between.prefix(while: { $0.isASCII && $0.isNumber })
+        let isPort = !digits.isEmpty && between.dropFirst(digits.count).first.map { "/?#".contains($0) } == true
+        return (colon, isPort ? nil : lastAt(from: at, in: rest))
     }
 
     /// The last '@' of the host part that starts after the '@' at `at`: userinfo ends at the last
