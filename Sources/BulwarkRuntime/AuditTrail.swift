@@ -176,9 +176,14 @@ package struct AuditTrail: Codable, Sendable, Equatable {
         return last + 1
     }
 
-    /// The name of a recovery branch made at `date`: `bulwark/audit-recovered-20261201T193000Z`.
-    package static func recoveryBranch(at date: Date) -> String {
-        recoveryPrefix + Timestamp.format(date).prefix(19).filter { $0.isNumber || $0 == "T" } + "Z"
+    /// The name of a recovery branch made at `date` by the Bulwark `instance`:
+    /// `bulwark/audit-recovered-20261201T193000Z-4F2K9Q7M`. The instance's part (its id's hash)
+    /// keeps two writers that recover in the same second (two agents whose refs were deleted
+    /// at once) on branches of their own: on one, each took the other's records for its own
+    /// branch rewritten, and recorded a false tampering.
+    package static func recoveryBranch(at date: Date, instance: String) -> String {
+        recoveryPrefix + Timestamp.format(date).prefix(19).filter { $0.isNumber || $0 == "T" } + "Z-"
+            + AuditID.stable("recovery\u{1}" + instance).prefix(8)
     }
 
     /// The record of a tampered audit branch: stable for the same last-pushed commit and remote

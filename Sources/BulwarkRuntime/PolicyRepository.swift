@@ -1983,7 +1983,7 @@ package actor PolicyRepository: AuditSink {
             return record
         }
         // A new branch, even when an earlier one was made in the same second.
-        let stamp = AuditTrail.recoveryBranch(at: Date())
+        let stamp = AuditTrail.recoveryBranch(at: Date(), instance: trail.instance)
         var recovery = stamp
         var suffix = 1
         while try recovery == trail.recoveryBranch || repository.resolve("refs/remotes/origin/\(recovery)") != nil {

@@ -1,5 +1,6 @@
 @testable import BulwarkCommands
 @testable import BulwarkRuntime
+import BulwarkGit
 import BulwarkTestSupport
 import Foundation
 import Testing
@@ -167,6 +168,20 @@ import Testing
             let linked = try apply(s, key)
             #expect(linked.status == 1)
             #expect(linked.stderr.contains("(mode 0644)"))
+        }
+    }
+
+    /// Two writers recovering in the same second (two agents whose refs were deleted at once)
+    /// took one branch name: each then read the other's records as its own branch rewritten,
+    /// and recorded a false tampering (outside review). The name carries the writer.
+    @Test func twoWritersRecoveringInTheSameSecondGetBranchesOfTheirOwn() {
+        let now = Date(timeIntervalSince1970: 1_796_000_000)
+        let a = AuditTrail.recoveryBranch(at: now, instance: "host-a-01JD3M0000000000000000000A")
+        let b = AuditTrail.recoveryBranch(at: now, instance: "host-b-01JD3M0000000000000000000B")
+        #expect(a != b)
+        #expect(a == AuditTrail.recoveryBranch(at: now, instance: "host-a-01JD3M0000000000000000000A"))
+        for name in [a, b] {
+            #expect(name.hasPrefix(AuditTrail.recoveryPrefix) && name.contains("Z-") && GitLibrary.isValidBranchName(name), "\(name)")
         }
     }
 
