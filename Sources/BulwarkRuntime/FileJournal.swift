@@ -196,10 +196,11 @@ package actor FileJournal: IntentJournal {
         for (number, line) in lines.enumerated() where !line.isEmpty {
             guard let entry = try? decoder.decode(Line.self, from: Data(line)) else {
                 // The last part, with no line break after it, is a write cut short: its begin was
-                // never durable, so its change was never made. A whole line that does not read
-                // (bit rot, an edit, a write cut short that a later run ended) may have announced
-                // a change that was made: never passed over in silence.
-                if number < lines.count - 1 { damagedLines += 1 }
+                // never durable, so its change was never made; so is a line that stops before its
+                // closing brace (an earlier version ended a line cut short with a line break, and
+                // went on after it). A whole line that does not read (bit rot, an edit) may have
+                // announced a change that was made: never passed over in silence.
+                if number < lines.count - 1, line.last == UInt8(ascii: "}") { damagedLines += 1 }
                 continue
             }
             if let record = entry.begin {

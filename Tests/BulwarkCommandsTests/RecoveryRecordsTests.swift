@@ -97,7 +97,10 @@ import Testing
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
             let journal = try Self.killedWithIntentsOpen(s)
-            try write(journal, try read(journal) + "{\"begin\":{\"id\":\"01J", mode: 0o600)
+            // As this version leaves one (at the end), and as an earlier one did (ended with a
+            // line break, more lines after it).
+            try write(journal, "{\"begin\":{\"changes\":[{\"desired\":\"no\",\"observedBef\n" + (try read(journal))
+                      + "{\"begin\":{\"id\":\"01J", mode: 0o600)
             let next = try s.run("apply")
             #expect(next.status == 0, "\(next.stdout)\(next.stderr)")
             #expect(!next.stderr.contains("could not be read"), "\(next.stderr)")
