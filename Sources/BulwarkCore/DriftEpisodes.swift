@@ -6,7 +6,7 @@
 /// It answers two questions a record id alone cannot:
 /// - which resources found in sync had drift recorded open: the drift ended without a fix of
 ///   Bulwark's (someone fixed it by hand, the system changed back), and the pass records that
-///   it is over (`resolution(of:)`), else `report` showed it open for ever and timed the next
+///   it is over (`Reconciler.resolutions`), else `report` showed it open for ever and timed the next
 ///   fix from it;
 /// - whether the same drift seen again is a new occurrence: the ids of decisions recorded once
 ///   (held, blocked, deferred, a failure) come from the drift, so after an ending the same drift

@@ -137,11 +137,8 @@ package actor Outbox {
                 } catch {
                     if !(error is CommandError) { unreachable.insert(notifier.name) }
                     entry.attempts += 1
-                    // Rewritten as it was written: 0600, synced, through a temporary name (never 0644).
-                    if let data = try? JSONEncoder().encode(entry) {
-                        let temporary = path + ".tmp-\(getpid())-\(UInt32.random(in: .min ... .max))"
-                        if Self.writeSynced(temporary, Array(data)), rename(temporary, path) != 0 { unlink(temporary) }
-                    }
+                    // Rewritten as it was written: 0600, synced, never through a link (never 0644).
+                    if let data = try? JSONEncoder().encode(entry) { try? StateFile.replace(path, with: Array(data), durability: .synced) }
                     // A failed request's error names its URL, token and all: redacted here, once.
                     result.errors.append(Redaction.urls(in: "\(entry.notifier) \(entry.recordID): \(error)"))
                     failed = true
