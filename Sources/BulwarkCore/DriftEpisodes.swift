@@ -51,7 +51,10 @@ public struct DriftEpisodes: Sendable, Equatable {
     /// being a fix or a resolution (a recovery's `interrupted` record found as desired).
     public mutating func add(id: String, target: String, resource: String, decision: Decision, result: RemediationResult?,
                              isRevert: Bool, closes: Bool = false) {
-        guard !isRevert, target != AuditRecord.noTarget else { return }
+        // Only Bulwark's ids (26 Crockford base-32 characters, `AuditID`): an id is quoted in a
+        // resolution's reason and salts the ids of the drift back, and a record on the branch can
+        // be anyone's (an id of any length, with terminal escapes) where no key checks it.
+        guard !isRevert, target != AuditRecord.noTarget, Self.isBulwarkID(id) else { return }
         let key = Key(target: target, resource: resource)
         if decision == .resolved {
             entries[key, default: Entry()].open = []
@@ -69,6 +72,11 @@ public struct DriftEpisodes: Sendable, Equatable {
             if !entry.open.contains(id), entry.open.count < Self.openLimit { entry.open.append(id) }
             entries[key] = entry
         }
+    }
+
+    /// Whether `id` has the form of Bulwark's ids (a ULID, or `AuditID.stable`).
+    static func isBulwarkID(_ id: String) -> Bool {
+        id.utf8.count == 26 && id.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5A) }
     }
 
     /// The ids of records that keep `binding`'s drift open.
