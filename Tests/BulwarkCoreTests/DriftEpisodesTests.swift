@@ -1,4 +1,6 @@
 import BulwarkCore
+import BulwarkTestSupport
+import Synchronization
 import Testing
 
 /// What the drift episodes take in from the audit branch, whose records can be anyone's where no
@@ -24,5 +26,39 @@ import Testing
         episodes.add(id: resolution, target: "web-1", resource: "SSHDConfig/root", decision: .resolved, result: nil, isRevert: false)
         #expect(episodes.open(binding).isEmpty)
         #expect(episodes.salted("X", for: binding) != "X")
+    }
+}
+
+/// A resource found in sync ends its open drift (`Plan.resolved`), but only when every property
+/// it desires was observed: one whose key or file is gone says nothing about the drift
+/// (`Plan.partlyObserved`), so the drift stays open.
+@Suite struct DriftResolutionPlanTests {
+    func planned(unobserved: Set<String>) async throws -> Plan {
+        let driver = MemoryDriver()
+        driver.set("web-1", "a", "1")
+        driver.set("web-1", "b", "1")
+        driver.state.withLock { $0.unobserved = unobserved }
+        var state = try DesiredStateLoader(registry: memoryRegistry(driver)).load([inventory, file("desired-state/r.yaml", """
+            apiVersion: bulwark/v1
+            kind: Setting
+            metadata: {name: root}
+            targets: {names: [web-1]}
+            spec: {a: "1", b: "1"}
+            """)], revision: "rev1")
+        state.episodes.add(id: AuditID.stable("held"), target: "web-1", resource: "Setting/root", decision: .held, result: nil, isRevert: false)
+        return try await Reconciler(registry: memoryRegistry(driver)).plan(state)
+    }
+
+    @Test func everyPropertyObservedInSyncEndsTheDrift() async throws {
+        let plan = try await planned(unobserved: [])
+        #expect(plan.resolved.map(\.binding.description) == ["web-1 Setting/root"], "\(plan.resolved)")
+        #expect(plan.resolved.first?.id == DriftEpisodes.resolutionID(after: AuditID.stable("held")))
+    }
+
+    @Test func aPropertyNotObservedLeavesTheDriftOpen() async throws {
+        let plan = try await planned(unobserved: ["b"])
+        #expect(plan.inSync.map(\.description) == ["web-1 Setting/root"], "in sync as far as it was seen")
+        #expect(plan.partlyObserved.map(\.description) == ["web-1 Setting/root"])
+        #expect(plan.resolved.isEmpty, "\(plan.resolved)")
     }
 }

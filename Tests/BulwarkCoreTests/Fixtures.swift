@@ -9,6 +9,8 @@ final class MemoryDriver: PruningDriver {
         var values: [String: [String: String]] = [:]
         /// Properties that silently refuse to change (a fix that does not hold).
         var stuck: Set<String> = []
+        /// Properties left out of every observation (a key or file gone: nothing observed).
+        var unobserved: Set<String> = []
         var failApply: String?
         var failObserve: String?
         var applied: [String] = []
@@ -55,7 +57,9 @@ final class MemoryDriver: PruningDriver {
         return try state.withLock { state in
             if let failure = state.failObserve { throw TestFailure(failure) }
             var result: [String: String?] = [:]
-            for property in resource.spec.properties { result[property.name] = .some(state.values[target.name]?[property.name]) }
+            for property in resource.spec.properties where !state.unobserved.contains(property.name) {
+                result[property.name] = .some(state.values[target.name]?[property.name])
+            }
             return Observation(values: result)
         }
     }
