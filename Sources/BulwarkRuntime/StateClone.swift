@@ -366,8 +366,9 @@ package enum StateClone {
         }
         fault("placed")
         if held.isEmpty { markCarriedOver(aside, into: path) }
+        // Said by whoever opened the clone (`PolicyRepository.repairs`): a command on the standard
+        // error, the daemon in its log; said here too, it was printed twice.
         let text = messages.joined(separator: "; ")
-        Console().warn(text)
         return (try Repository.open(at: path), [text], held)
     }
 

@@ -111,6 +111,7 @@ import Testing
             let next = try s.run("apply")
             #expect(next.status == 0, "\(next.stdout)\(next.stderr)")
             #expect((next.stdout + next.stderr).contains("\(ids.count) unpushed audit record(s) were read from it"), "\(next.stdout)\(next.stderr)")
+            #expect(next.stderr.components(separatedBy: "unpushed audit record(s) were read from it").count == 2, "said once: \(next.stderr)")
             try Self.checkCarriedOver(s, ids)
             let config = try read(try #require(try Self.asides(s).first) + "/config")
             #expect(config.contains("[remote \"origin\"]"), "a valid configuration is kept: \(config)")
