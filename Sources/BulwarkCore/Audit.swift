@@ -372,6 +372,12 @@ extension AuditRecord {
 public enum AuditID {
     private static let alphabet = Array("0123456789ABCDEFGHJKMNPQRSTVWXYZ".utf8)
 
+    /// Whether `id` has the form of Bulwark's ids (`ulid`, `stable`): 26 characters of the
+    /// alphabet (Crockford's base 32, upper case: no I, L, O or U).
+    public static func isWellFormed(_ id: String) -> Bool {
+        id.utf8.count == 26 && id.utf8.allSatisfy(alphabet.contains)
+    }
+
     /// A ULID: 48 bits of milliseconds then 80 random bits, 26 Crockford base-32 characters,
     /// so ids sort by time.
     public static func ulid(at date: Date) -> String {

@@ -54,14 +54,16 @@ public struct DriftEpisodes: Sendable, Equatable {
         // Only Bulwark's ids (26 Crockford base-32 characters, `AuditID`): an id is quoted in a
         // resolution's reason and salts the ids of the drift back, and a record on the branch can
         // be anyone's (an id of any length, with terminal escapes) where no key checks it.
-        guard !isRevert, target != AuditRecord.noTarget, Self.isBulwarkID(id) else { return }
+        guard !isRevert, target != AuditRecord.noTarget, AuditID.isWellFormed(id) else { return }
         let key = Key(target: target, resource: resource)
         if decision == .resolved {
             entries[key, default: Entry()].open = []
             entries[key, default: Entry()].lastResolution = id
-        } else if decision == .applied, result == .verified {
+        } else if decision == .applied || decision == .pruned, result == .verified {
             // Kept only for a resource that had drift recorded: a fleet's thousands of plain
-            // fixes leave nothing here.
+            // fixes leave nothing here. What was pruned is gone, as a fix ends drift (`report`
+            // closes both on a verified result): counted open, a resource added back and found
+            // as desired got a resolution of a drift that had ended.
             guard entries[key] != nil else { return }
             entries[key]?.open = []
             entries[key]?.lastFix = id
@@ -72,11 +74,6 @@ public struct DriftEpisodes: Sendable, Equatable {
             if !entry.open.contains(id), entry.open.count < Self.openLimit { entry.open.append(id) }
             entries[key] = entry
         }
-    }
-
-    /// Whether `id` has the form of Bulwark's ids (a ULID, or `AuditID.stable`).
-    static func isBulwarkID(_ id: String) -> Bool {
-        id.utf8.count == 26 && id.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5A) }
     }
 
     /// The ids of records that keep `binding`'s drift open.

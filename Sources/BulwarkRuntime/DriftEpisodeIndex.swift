@@ -17,24 +17,33 @@ package import Foundation
 /// Without either, nothing can be checked, as for every record id. The file is as trusted as
 /// the state clone it sits beside (the same owner, mode 0600).
 ///
+/// The file names the trust it was built with (`trust`: `none`, or a digest of the signing key
+/// and the audit signers' file): one built by a run without keys took in every record, and a
+/// run with keys that used it acted on a forged record (a stale approval used again). A file of
+/// another trust is rebuilt from the branch.
+///
 /// Format (UTF-8, one line each; fields percent-encoded as `RecentFixIndex` does, `-` for none):
 ///
-///     bulwark-drift-episodes 1
+///     bulwark-drift-episodes 2
 ///     head <commit hex, or none>
+///     trust <none, or the trust's digest in hex>
 ///     <target> <resource> <last resolution id> <last fix id> [<open id> …]
 ///     …
 ///     end <entries> <FNV-1a of every byte before this line, hex>
 package struct DriftEpisodeIndex: Sendable, Equatable {
     package static let fileName = "drift-episodes"
-    static let header = "bulwark-drift-episodes 1"
+    static let header = "bulwark-drift-episodes 2"
     /// A file larger than this is not read: rebuilt from git.
     static let maxSize = 64 << 20
 
     package var head: ObjectID?
+    /// Which records it took in: `none` (every record), or the digest of the trust that checked them.
+    package var trust: String
     package var episodes: DriftEpisodes
 
-    package init(head: ObjectID?, episodes: DriftEpisodes) {
+    package init(head: ObjectID?, trust: String, episodes: DriftEpisodes) {
         self.head = head
+        self.trust = trust
         self.episodes = episodes
     }
 
@@ -54,12 +63,15 @@ package struct DriftEpisodeIndex: Sendable, Equatable {
     /// The index `bytes` state, or nil when they are not one whole, well-formed file.
     static func parse(_ bytes: [UInt8]) -> DriftEpisodeIndex? {
         guard let (lines, count) = CheckedLineFile.lines(bytes) else { return nil }
-        guard lines.count == count + 2, String(decoding: lines[0], as: UTF8.self) == header else { return nil }
+        guard lines.count == count + 3, String(decoding: lines[0], as: UTF8.self) == header else { return nil }
         let headLine = String(decoding: lines[1], as: UTF8.self)
         let headHex = String(headLine.dropFirst(5))
         guard headLine.hasPrefix("head "), headHex == "none" || ObjectID(hex: headHex) != nil else { return nil }
+        let trustLine = String(decoding: lines[2], as: UTF8.self)
+        let trust = String(trustLine.dropFirst(6))
+        guard trustLine.hasPrefix("trust "), !trust.isEmpty, trust.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f }) else { return nil }
         var episodes = DriftEpisodes()
-        for line in lines[2...] {
+        for line in lines[3...] {
             let fields = line.split(separator: 0x20, omittingEmptySubsequences: false)
             guard fields.count >= 4, let target = RecentFixIndex.decode(fields[0]), let resource = RecentFixIndex.decode(fields[1]),
                   let resolution = optional(fields[2]), let fix = optional(fields[3]) else { return nil }
@@ -72,7 +84,7 @@ package struct DriftEpisodeIndex: Sendable, Equatable {
             guard episodes.entries[key] == nil else { return nil }
             episodes.entries[key] = .init(open: open, lastResolution: resolution.value, lastFix: fix.value)
         }
-        return DriftEpisodeIndex(head: ObjectID(hex: headHex), episodes: episodes)
+        return DriftEpisodeIndex(head: ObjectID(hex: headHex), trust: trust, episodes: episodes)
     }
 
     /// A field that may say none (`-`): nil when it is not well formed.
@@ -83,7 +95,7 @@ package struct DriftEpisodeIndex: Sendable, Equatable {
 
     /// The file's bytes, entries sorted (the same index, the same bytes).
     package func serialized() -> [UInt8] {
-        var bytes = Array("\(Self.header)\nhead \(head?.hex ?? "none")\n".utf8)
+        var bytes = Array("\(Self.header)\nhead \(head?.hex ?? "none")\ntrust \(trust)\n".utf8)
         for (key, entry) in episodes.entries.sorted(by: { $0.key < $1.key }) {
             RecentFixIndex.encode(key.target, into: &bytes)
             bytes.append(0x20)

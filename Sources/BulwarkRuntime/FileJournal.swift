@@ -23,6 +23,36 @@ package actor FileJournal: IntentJournal {
         package var begin: AuditRecord?
         package var end: String?
         package var tried: [String]?
+
+        enum CodingKeys: String, CodingKey { case begin, end, tried }
+
+        init(begin: AuditRecord? = nil, end: String? = nil, tried: [String]? = nil) {
+            self.begin = begin
+            self.end = end
+            self.tried = tried
+        }
+
+        /// Any key, to find the ones a line should not have.
+        struct AnyKey: CodingKey {
+            var stringValue: String
+            var intValue: Int? { nil }
+            init(stringValue: String) { self.stringValue = stringValue }
+            init?(intValue: Int) { nil }
+        }
+
+        /// Refuses a key this journal never writes: a begin line whose key is damaged
+        /// (`{"bxgin": …, "tried": []}`) read as an empty `tried` line, and its begin was lost
+        /// in silence.
+        init(from decoder: any Decoder) throws {
+            let keys = try decoder.container(keyedBy: AnyKey.self).allKeys
+            if let unknown = keys.first(where: { CodingKeys(rawValue: $0.stringValue) == nil }) {
+                throw DecodingError.dataCorrupted(DecodingError.Context(codingPath: [unknown], debugDescription: "not a key of the journal"))
+            }
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            begin = try container.decodeIfPresent(AuditRecord.self, forKey: .begin)
+            end = try container.decodeIfPresent(String.self, forKey: .end)
+            tried = try container.decodeIfPresent([String].self, forKey: .tried)
+        }
     }
 
     package let path: String
@@ -185,6 +215,31 @@ package actor FileJournal: IntentJournal {
         return openIDs.subtracting(triedIDs)
     }
 
+    /// Whether `line` is the start of a JSON object cut short: it opens with `{` and ends
+    /// inside that object (or inside a string of it). A line whose object closes before its end,
+    /// or that is no object, was not cut short: it is damaged.
+    static func isCutShort(_ line: some Collection<UInt8>) -> Bool {
+        guard line.first == UInt8(ascii: "{") else { return false }
+        var depth = 0
+        var inString = false
+        var escaped = false
+        for byte in line {
+            if inString {
+                if escaped { escaped = false } else if byte == UInt8(ascii: "\\") { escaped = true } else if byte == UInt8(ascii: "\"") { inString = false }
+                continue
+            }
+            switch byte {
+            case UInt8(ascii: "\""): inString = true
+            case UInt8(ascii: "{"), UInt8(ascii: "["): depth += 1
+            case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                depth -= 1
+                if depth == 0 { return false }
+            default: break
+            }
+        }
+        return true
+    }
+
     package func openIntents() throws -> [AuditRecord] {
         guard let data = FileManager.default.contents(atPath: path) else { return [] }
         var open: [String: AuditRecord] = [:]
@@ -196,11 +251,17 @@ package actor FileJournal: IntentJournal {
         for (number, line) in lines.enumerated() where !line.isEmpty {
             guard let entry = try? decoder.decode(Line.self, from: Data(line)) else {
                 // The last part, with no line break after it, is a write cut short: its begin was
-                // never durable, so its change was never made; so is a line that stops before its
-                // closing brace (an earlier version ended a line cut short with a line break, and
-                // went on after it). A whole line that does not read (bit rot, an edit) may have
-                // announced a change that was made: never passed over in silence.
-                if number < lines.count - 1, line.last == UInt8(ascii: "}") { damagedLines += 1 }
+                // never durable, so its change was never made; so is a line that stops inside its
+                // object (an earlier version ended a line cut short with a line break, and went
+                // on after it; cut just after an inner brace, it still ends in one). A whole line
+                // that does not read (bit rot, an edit) may have announced a change that was
+                // made: never passed over in silence.
+                if number < lines.count - 1, !Self.isCutShort(line) { damagedLines += 1 }
+                continue
+            }
+            // A line that says nothing (`{}`): a begin may be what was lost.
+            guard entry.begin != nil || entry.end != nil || entry.tried != nil else {
+                damagedLines += 1
                 continue
             }
             if let record = entry.begin {

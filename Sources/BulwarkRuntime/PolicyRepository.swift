@@ -171,6 +171,7 @@ package actor PolicyRepository: AuditSink {
     /// The drift episodes (`DriftEpisodeIndex`) as last read or written by this process, and the
     /// records this process committed since, for `saveDriftEpisodes`.
     private var episodeIndex: DriftEpisodeIndex?
+    private var cachedTrustDigest: String?
     private var episodePending: [(commit: ObjectID, parent: ObjectID?, record: EpisodeRecord)] = []
     /// Whether `episodeIndex` holds records its file does not.
     private var episodesUnsaved = false
@@ -628,6 +629,14 @@ package actor PolicyRepository: AuditSink {
     /// signers; nil when neither is configured.
     private var recordTrust: RecordTrust? {
         RecordTrust(ownKey: configuration.signer?.publicKeyBlob, auditSigners: configuration.auditSigners, verification: nil)
+    }
+
+    /// `recordTrust`'s digest, `none` without one (`DriftEpisodeIndex.trust`); worked out once.
+    private var recordTrustDigest: String {
+        if let cachedTrustDigest { return cachedTrustDigest }
+        let digest = recordTrust?.digest ?? "none"
+        cachedTrustDigest = digest
+        return digest
     }
 
     /// Whether the index (its file and the commits after it) holds `recordID`, whoever wrote it.
@@ -1766,9 +1775,11 @@ package actor PolicyRepository: AuditSink {
     package func driftEpisodes() throws -> DriftEpisodes {
         saveDriftEpisodes(writeFile: false)
         let directory = configuration.stateDirectory
-        let file = episodeIndex ?? DriftEpisodeIndex.read(in: directory)
+        // A file built under another trust took in records this one would not: built again.
+        let trustDigest = recordTrustDigest
+        let file = (episodeIndex ?? DriftEpisodeIndex.read(in: directory)).flatMap { $0.trust == trustDigest ? $0 : nil }
         guard let head = try repository.resolve(localAudit) else {
-            episodeIndex = DriftEpisodeIndex(head: nil, episodes: DriftEpisodes())
+            episodeIndex = DriftEpisodeIndex(head: nil, trust: trustDigest, episodes: DriftEpisodes())
             return DriftEpisodes()
         }
         if let file, file.head == head {
@@ -1819,7 +1830,7 @@ package actor PolicyRepository: AuditSink {
             }
             DriftEpisodeIndex.add(recorded, closes: closes, to: &episodes)
         }
-        let index = DriftEpisodeIndex(head: head, episodes: episodes)
+        let index = DriftEpisodeIndex(head: head, trust: trustDigest, episodes: episodes)
         episodeIndex = index
         do {
             try index.write(in: directory)

@@ -1,4 +1,5 @@
 package import BulwarkGit
+import Crypto
 import Foundation
 
 /// Which audit records a command may act on. Anyone who can push to the origin can write an
@@ -27,6 +28,21 @@ package struct RecordTrust: Sendable {
         self.ownKey = ownKey
         self.auditSigners = auditSigners
         self.verification = verification
+    }
+
+    /// Which keys this trust takes records from, as a digest (hex SHA-256 of the signing key and
+    /// the audit signers' file as it reads now, or its path when it cannot be read): a state file
+    /// built from the records one trust took in (`DriftEpisodeIndex`) is not used under another.
+    package var digest: String {
+        var bytes = Array("bulwark-record-trust 1\nkey ".utf8) + (ownKey ?? [])
+        bytes += Array("\nsigners ".utf8)
+        if let auditSigners {
+            bytes += (FileManager.default.contents(atPath: auditSigners).map(Array.init) ?? Array("unreadable \(auditSigners)".utf8))
+        }
+        if let verification {
+            bytes += Array("\nverification \(verification.allowedSigners ?? "-") \(verification.trustedKeyring ?? "-")".utf8)
+        }
+        return SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
     }
 
     /// The trust of `repository`'s audit records: its signing key, its audit signers and `verification`.

@@ -114,12 +114,18 @@ import Testing
             let work = dir + "/forger"
             try git("clone", "-q", "--branch", "bulwark/audit", s.origin, work)
             try git("-c", "user.name=eve", "-c", "user.email=eve@example.org", "commit", "-q", "--allow-empty", "-m",
-                    "resolve(\(Self.resource)): local\n\nBulwark-Id: 0000000000000000000000FORG\nBulwark-Target: local\n"
+                    "resolve(\(Self.resource)): local\n\nBulwark-Id: 0000000000000000000000FAKE\nBulwark-Target: local\n"
                     + "Bulwark-Resource: \(Self.resource)\nBulwark-Decision: resolved", in: work)
             try git("push", "-q", "origin", "bulwark/audit", in: work)
+            // A run without the key on the same state directory (a `plan`) can check no record and
+            // takes in every one; the runs with the key after it must not act on what it took in
+            // (review, High: a stale approval was used again).
+            let keyless = try s.run("plan")
+            #expect(keyless.status == 2, "drift to fix: \(keyless.stdout)\(keyless.stderr)")
+            #expect(try read(s.state + "/drift-episodes").contains("0000000000000000000000FAKE"), "taken in without a key")
             let after = try apply()
             #expect(after.status == 2, "\(after.stdout)\(after.stderr)")
-            #expect(after.stderr.contains("0000000000000000000000FORG") && after.stderr.contains("is not taken as recorded"),
+            #expect(after.stderr.contains("0000000000000000000000FAKE") && after.stderr.contains("is not taken as recorded"),
                     "\(after.stderr)")
             let records = try Self.records(s)
             #expect(records.map(\.decision) == ["resolved", "held"] && records[1].id == held[0].id,

@@ -8,7 +8,7 @@ import Testing
 @Suite struct DriftEpisodesTests {
     @Test func anIdNotOfBulwarksFormIsNotTakenIn() {
         var episodes = DriftEpisodes()
-        for forged in ["4AQX8B12QZQP4YM7G6D4ZMP61G\u{1b}[2J", String(repeating: "A", count: 4000), "x\ry", "4aqx8b12qzqp4ym7g6d4zmp61g"] {
+        for forged in ["4AQX8B12QZQP4YM7G6D4ZMP61G\u{1b}[2J", String(repeating: "A", count: 4000), "x\ry", "4aqx8b12qzqp4ym7g6d4zmp61g", "4AQX8B12QZQP4YM7G6D4ZMPOIL"] {
             episodes.add(id: forged, target: "web-1", resource: "SSHDConfig/root", decision: .held, result: nil, isRevert: false)
             episodes.add(id: forged, target: "web-2", resource: "SSHDConfig/root", decision: .resolved, result: nil, isRevert: false)
         }
@@ -26,6 +26,18 @@ import Testing
         episodes.add(id: resolution, target: "web-1", resource: "SSHDConfig/root", decision: .resolved, result: nil, isRevert: false)
         #expect(episodes.open(binding).isEmpty)
         #expect(episodes.salted("X", for: binding) != "X")
+    }
+
+    /// What was pruned is gone: the drift of its resource ends, as with a fix; one whose removal
+    /// failed keeps it open.
+    @Test func aVerifiedPruningEndsTheDrift() {
+        var episodes = DriftEpisodes()
+        let binding = Binding(controller: "c", target: "web-1", resource: ResourceID(kind: "Setting", name: "gone"))
+        episodes.add(id: AuditID.stable("held"), target: "web-1", resource: "Setting/gone", decision: .held, result: nil, isRevert: false)
+        episodes.add(id: AuditID.stable("failed"), target: "web-1", resource: "Setting/gone", decision: .pruned, result: .failed, isRevert: false)
+        #expect(episodes.open(binding) == [AuditID.stable("held"), AuditID.stable("failed")])
+        episodes.add(id: AuditID.stable("pruned"), target: "web-1", resource: "Setting/gone", decision: .pruned, result: .verified, isRevert: false)
+        #expect(episodes.open(binding).isEmpty)
     }
 }
 

@@ -43,3 +43,41 @@ import Testing
         #expect(differing.isEmpty, "\(differing.count) differ; first: \(differing.first ?? "")")
     }
 }
+
+/// Which unreadable lines of a journal are writes cut short (no damage) and which are damaged.
+@Suite struct FileJournalCutShortTests {
+    @Test func aLineEndingInsideItsObjectIsCutShort() {
+        for line in [#"{"begin":{"id":"01J"#, #"{"begin":{"changes":[{"desired":"0640","property":"mode"}"#,
+                     #"{"end":"01J}{"#, #"{"tried":["01J\"}"#, "{"] {
+            #expect(FileJournal.isCutShort(Array(line.utf8)), "\(line)")
+        }
+    }
+
+    @Test func aLineWhoseObjectClosesOrIsNoObjectIsDamaged() {
+        for line in [#"{"begin":{"id":"01J"}garbage}"#, #"{"end":"01J"}x"#, #"{"begin":{}}}"#, "garbage", #"["end"]"#, ""] {
+            #expect(!FileJournal.isCutShort(Array(line.utf8)), "\(line)")
+        }
+    }
+}
+
+/// What `openIntents` counts as damage in a journal on disk.
+@Suite struct FileJournalDamageTests {
+    @Test(arguments: [#"{"bxgin":{"id":"01J"}}"#, #"{"bxgin":{"id":"01J"},"tried":[]}"#, #"{"begin":{"id":"01J"}}garbage"#, "{}"])
+    func aLineThatSaysNothingTheJournalWritesIsDamage(line: String) async throws {
+        try await withTemporaryDirectory { dir in
+            try write(dir + "/intents.log", line + "\n{\"end\":\"01J\"}\n", mode: 0o600)
+            let journal = FileJournal(stateDirectory: dir)
+            #expect(try await journal.openIntents().isEmpty)
+            #expect(await journal.damage?.hasPrefix("1 line of ") == true, "\(line)")
+        }
+    }
+
+    @Test func aLineCutShortByAnEarlierVersionIsNoDamage() async throws {
+        try await withTemporaryDirectory { dir in
+            try write(dir + "/intents.log", #"{"begin":{"changes":[{"desired":"0640","property":"mode"}"# + "\n{\"end\":\"01J\"}\n", mode: 0o600)
+            let journal = FileJournal(stateDirectory: dir)
+            #expect(try await journal.openIntents().isEmpty)
+            #expect(await journal.damage == nil)
+        }
+    }
+}
