@@ -1525,8 +1525,9 @@ package actor PolicyRepository: AuditSink {
         // breaker escalate a drift instead of fixing it.
         let trust = RecordTrust(ownKey: configuration.signer?.publicKeyBlob, auditSigners: configuration.auditSigners,
                                 verification: peers?.source)
+        let trustDigest = trust?.digest ?? "none"
         if let head = try repository.resolve(localAudit) {
-            let entries = try localFixes(from: head, since: start) { commit in
+            let entries = try localFixes(from: head, since: start, trust: trustDigest) { commit in
                 guard let trust else { return true }
                 let signed = try? self.repository.signature(of: commit.id)
                 guard let problem = trust.problem(signed, commit: commit.id, folder: &folder, trustedKeys: &trustedKeys) else { return true }
@@ -1541,7 +1542,7 @@ package actor PolicyRepository: AuditSink {
                 entry.add(to: &history)
             }
         } else {
-            noteEmptyBranch(since: start)
+            noteEmptyBranch(since: start, trust: trustDigest)
         }
         for (ref, head) in heads {
             for commit in try commits(from: head, since: start) {
@@ -1650,9 +1651,11 @@ package actor PolicyRepository: AuditSink {
     /// `head` until it meets that commit or `start`, whichever comes first, so a file naming a
     /// commit not on this branch, or covering less than the window, only costs reading the window
     /// from git, after which the file is written again.
-    private func localFixes(from head: ObjectID, since start: Date, trusted: (CommitInfo) -> Bool) throws -> [RecentFixIndex.Entry] {
+    private func localFixes(from head: ObjectID, since start: Date, trust: String,
+                            trusted: (CommitInfo) -> Bool) throws -> [RecentFixIndex.Entry] {
         let directory = configuration.stateDirectory
-        let file = fixIndex ?? RecentFixIndex.read(in: directory)
+        // A file built under another trust took in records this one would not: built again.
+        let file = (fixIndex ?? RecentFixIndex.read(in: directory)).flatMap { $0.trust == trust ? $0 : nil }
         // Commit times are whole seconds: a file covering from the first whole second at or after
         // `start` holds every commit a walk back to `start` reads.
         let first = RecentFixIndex.seconds(start, up: true)
@@ -1687,7 +1690,7 @@ package actor PolicyRepository: AuditSink {
         let dropped = (met ? usable?.entries.count ?? 0 : 0) - kept.count
         if !met || !collected.isEmpty || dropped > 256 || (dropped > 0 && dropped >= kept.count),
            let since = RecentFixIndex.seconds(start, up: true) {
-            let index = RecentFixIndex(head: head, since: since, entries: kept + collected.reversed())
+            let index = RecentFixIndex(head: head, since: since, trust: trust, entries: kept + collected.reversed())
             do {
                 try index.write(in: directory)
                 fixIndex = index
@@ -1702,13 +1705,13 @@ package actor PolicyRepository: AuditSink {
     }
 
     /// No audit branch yet: an index that says so, for this process's first records to be added to.
-    private func noteEmptyBranch(since start: Date) {
-        let file = fixIndex ?? RecentFixIndex.read(in: configuration.stateDirectory)
+    private func noteEmptyBranch(since start: Date, trust: String) {
+        let file = (fixIndex ?? RecentFixIndex.read(in: configuration.stateDirectory)).flatMap { $0.trust == trust ? $0 : nil }
         guard file == nil || file?.head != nil, let since = RecentFixIndex.seconds(start, up: true) else {
             fixIndex = file
             return
         }
-        let index = RecentFixIndex(head: nil, since: since, entries: [])
+        let index = RecentFixIndex(head: nil, since: since, trust: trust, entries: [])
         store(index)
     }
 

@@ -24,9 +24,10 @@ package import Foundation
 ///
 /// Format (UTF-8, one line each; fields percent-encoded: `%`, space and control bytes):
 ///
-///     bulwark-recent-fixes 1
+///     bulwark-recent-fixes 2
 ///     head <commit hex, or none>
 ///     since <unix seconds>
+///     trust <none, or the digest of the trust that checked the records: `RecordTrust.digest`>
 ///     <commit hex> <commit time, s> <fix time, ms> <record id> <target> <kind> <name> <property> <desired> [<property> <desired> …]
 ///     …
 ///     end <entries> <FNV-1a of every byte before this line, hex>
@@ -83,7 +84,7 @@ package struct RecentFixIndex: Sendable, Equatable {
     }
 
     package static let fileName = "recent-fixes"
-    static let header = "bulwark-recent-fixes 1"
+    static let header = "bulwark-recent-fixes 2"
     /// A file larger than this is not read (a window of fixes is far smaller): rebuilt from git.
     static let maxSize = 256 << 20
 
@@ -93,12 +94,18 @@ package struct RecentFixIndex: Sendable, Equatable {
     /// Every verified fix of a commit on `head`'s history committed at or after this time
     /// (unix seconds) is in `entries`, as a walk from `head` back to that time finds them.
     package var since: Int64
+    /// Which records it took in: `none` (every record), or the digest of the trust that checked
+    /// them (`RecordTrust.digest`). A file built by a run without keys held whatever fixes anyone
+    /// pushed (made up, they made the flap breaker escalate a drift instead of fixing it); a run
+    /// with keys does not use it.
+    package var trust: String
     /// Oldest first.
     package var entries: [Entry]
 
-    package init(head: ObjectID?, since: Int64, entries: [Entry]) {
+    package init(head: ObjectID?, since: Int64, trust: String = "none", entries: [Entry]) {
         self.head = head
         self.since = since
+        self.trust = trust
         self.entries = entries
     }
 
@@ -112,19 +119,22 @@ package struct RecentFixIndex: Sendable, Equatable {
     /// The index `bytes` state, or nil when they are not one whole, well-formed file.
     static func parse(_ bytes: [UInt8]) -> RecentFixIndex? {
         guard let (lines, count) = CheckedLineFile.lines(bytes) else { return nil }
-        guard lines.count == count + 3, String(decoding: lines[0], as: UTF8.self) == header else { return nil }
+        guard lines.count == count + 4, String(decoding: lines[0], as: UTF8.self) == header else { return nil }
         let headLine = String(decoding: lines[1], as: UTF8.self)
         let sinceLine = String(decoding: lines[2], as: UTF8.self)
+        let trustLine = String(decoding: lines[3], as: UTF8.self)
         let headHex = String(headLine.dropFirst(5))
+        let trust = String(trustLine.dropFirst(6))
         guard headLine.hasPrefix("head "), headHex == "none" || ObjectID(hex: headHex) != nil,
-              sinceLine.hasPrefix("since "), let since = Int64(sinceLine.dropFirst(6)) else { return nil }
+              sinceLine.hasPrefix("since "), let since = Int64(sinceLine.dropFirst(6)),
+              trustLine.hasPrefix("trust "), !trust.isEmpty, trust.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f }) else { return nil }
         var entries: [Entry] = []
         entries.reserveCapacity(count)
-        for line in lines[3...] {
+        for line in lines[4...] {
             guard let entry = parseEntry(line) else { return nil }
             entries.append(entry)
         }
-        return RecentFixIndex(head: ObjectID(hex: headHex), since: since, entries: entries)
+        return RecentFixIndex(head: ObjectID(hex: headHex), since: since, trust: trust, entries: entries)
     }
 
     static func parseEntry(_ line: ArraySlice<UInt8>) -> Entry? {
@@ -146,7 +156,7 @@ package struct RecentFixIndex: Sendable, Equatable {
 
     /// The file's bytes.
     package func serialized() -> [UInt8] {
-        var bytes = Array("\(Self.header)\nhead \(head?.hex ?? "none")\nsince \(since)\n".utf8)
+        var bytes = Array("\(Self.header)\nhead \(head?.hex ?? "none")\nsince \(since)\ntrust \(trust)\n".utf8)
         for entry in entries {
             bytes += "\(entry.commit.hex) \(entry.committed) \(entry.at) ".utf8
             Self.encode(entry.id, into: &bytes)

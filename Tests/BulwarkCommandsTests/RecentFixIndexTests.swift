@@ -47,6 +47,35 @@ import Testing
                 ("not a file", Array("x".utf8))]
     }
 
+    /// The file names the trust it was built with (review, High, of the drift episodes' file,
+    /// which shared the flaw): one a run without keys built holds every fix anyone pushed, and a
+    /// run with the key used it as it was, so made-up fixes made the breaker escalate a drift
+    /// instead of fixing it. A run with the key builds it again from the records it trusts.
+    @Test func aFileBuiltWithoutKeysIsNotUsedByARunWithThem() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            try s.editPolicy("controllers/host-hardening.yaml", replacing: "maxChangesPerCycle: 50", with: Self.flapPolicy)
+            let key = try AuditTrailTests().makeKey(dir)
+            func signed() throws -> ProcessOutput { try s.run("apply", "--secrets-dir", key.secrets, "--signing-key", key.path) }
+            #expect(try signed().status == 0, "one signed fix")
+            let built = try #require(RecentFixIndex.read(in: s.state))
+            #expect(built.trust != "none")
+            let fix = try #require(built.entries.first { $0.name.contains("permit-root-login") })
+            // As a run without keys leaves it: two more fixes of root login, made up by someone who can push.
+            var madeUp = [fix, fix]
+            for index in madeUp.indices { madeUp[index].id = "01FQRGEDFASTF1X0000000000\(index)" }
+            let keyless = RecentFixIndex(head: built.head, since: built.since, trust: "none", entries: built.entries + madeUp)
+            try StateFile.replace(indexPath(s), with: keyless.serialized())
+            try driftBack(s)
+            let fixed = try signed()
+            #expect(fixed.status == 0, "\(fixed.stdout)\(fixed.stderr)")
+            #expect(try read(s.host + "/etc/ssh/sshd_config").contains("\nPermitRootLogin no\n"), "fixed, not escalated: \(fixed.stdout)")
+            #expect(try !s.trailers("Bulwark-Decision").contains("escalated"))
+            let rebuilt = try #require(RecentFixIndex.read(in: s.state))
+            #expect(rebuilt.trust == built.trust && !rebuilt.entries.contains { $0.id.hasPrefix("01FQRGED") }, "\(rebuilt.entries.map(\.id))")
+        }
+    }
+
     @Test func aFlappingFixIsStillEscalatedWhateverStateTheIndexIsIn() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
@@ -170,7 +199,7 @@ import Testing
         let index = RecentFixIndex(head: entry.commit, since: 1_795_338_000, entries: [entry, entry])
         let bytes = index.serialized()
         #expect(RecentFixIndex.parse(bytes) == index)
-        #expect(bytes.filter { $0 == 0x0a }.count == 6, "one line per entry")
+        #expect(bytes.filter { $0 == 0x0a }.count == 7, "one line per entry")
         let wrongCount = Array(String(decoding: bytes, as: UTF8.self).replacingOccurrences(of: "\nend 2 ", with: "\nend 3 ").utf8)
         #expect(wrongCount != bytes)
         #expect(RecentFixIndex.parse(wrongCount) == nil)
