@@ -36,6 +36,23 @@ public struct AWSError: Error, Sendable, CustomStringConvertible {
         return Self.retryableCodes.contains(code)
     }
 
+    /// AWS or this machine ran short, not anything in the request: AWS throttled it (429, or
+    /// `throttlingCodes`), the service was unavailable (503, `SlowDown`, `ServiceUnavailable`),
+    /// or it could not be sent for want of this machine's resources (`Shortage`, counted there).
+    /// A guard that meets one has judged nothing: `GuardVerdict.unjudged`, never a block.
+    var isShortage: Bool {
+        if let status, status == 429 || status == 503 { return true }
+        return Self.throttlingCodes.contains(code) || local
+    }
+
+    /// It could not be sent for want of this machine's resources (`Shortage.codes`).
+    var local = false
+
+    static let throttlingCodes: Set<String> = [
+        "Throttling", "ThrottlingException", "ThrottledException", "RequestLimitExceeded", "TooManyRequestsException",
+        "SlowDown", "RequestThrottled", "RequestThrottledException", "ServiceUnavailable",
+    ]
+
     static let retryableCodes: Set<String> = [
         "Throttling", "ThrottlingException", "ThrottledException", "RequestLimitExceeded", "TooManyRequestsException",
         "SlowDown", "RequestThrottled", "RequestThrottledException", "PriorRequestNotComplete", "RequestTimeout",
@@ -120,6 +137,18 @@ struct AWSClient: Sendable {
         }
     }
 
+    /// Whether `error`, a request that could not be sent, failed for want of this machine's
+    /// resources (`Shortage.codes`, read from NIO's errors here and from the others by
+    /// `Shortage.isShortage`); counted (`Shortage.note`) when it did.
+    static func noteShortage(_ error: any Error) -> Bool {
+        if let error = error as? IOError {
+            Shortage.note(error.errnoCode)
+            return Shortage.codes.contains(error.errnoCode)
+        }
+        Shortage.note(error)
+        return Shortage.isShortage(error)
+    }
+
     private func send(
         _ service: AWSService, operation: String, method: String, path: String, query: [(String, String)] = [],
         headers: [String: String], body: [UInt8], allowNotFound: Bool = false
@@ -150,6 +179,7 @@ struct AWSClient: Sendable {
                                    status: status, operation: operation)
             } catch {
                 failure = AWSError(code: "Unreachable", message: "\(host): \(error)", operation: operation)
+                failure.local = Self.noteShortage(error)
             }
             throw failure
         }

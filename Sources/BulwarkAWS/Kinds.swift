@@ -8,7 +8,8 @@ internal import Foundation
 /// port to a forbidden network, desired `(none)`. A rule through a managed prefix list counts as
 /// one rule per entry of the list (`tcp 22-22 0.0.0.0/0 via pl-…`). A fix revokes exactly those
 /// rules, in one call per group, and nothing else; for a prefix list, that is the list's
-/// reference on the rule (the list itself is left alone).
+/// reference on the rule (the list itself is left alone). A rule that lets in more than is
+/// forbidden (`Rule.isForbidden`) is never revoked: its guard blocks the change.
 struct SecurityGroupDriver: ResourceDriver {
     static let none = "(none)"
 
@@ -178,6 +179,17 @@ struct SecurityGroupDriver: ResourceDriver {
         return found.sorted().map { rules[$0] }
     }
 
+    /// What of `forbid` `rule` lets in, for a person: `22 from 0.0.0.0/0, 3389 from ::/0`.
+    static func forbidden(_ forbid: [Scope.Forbidden], overlapping rule: Rule) -> String {
+        let network = CIDR(rule.cidr)
+        return forbid.compactMap { forbidden -> String? in
+            let ports = forbidden.ports.filter(rule.covers)
+            guard !ports.isEmpty, let other = CIDR(forbidden.cidr), let network, other.ipv6 == network.ipv6,
+                  other.high >= network.low, other.low <= network.high else { return nil }
+            return ports.map(String.init).joined(separator: ",") + " from \(forbidden.cidr)"
+        }.joined(separator: ", ") + " is forbidden"
+    }
+
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
         let client = try await AWSAdapter.client(target)
         for change in changes where change.property.hasPrefix("ingress:") && change.desired == Self.none {
@@ -258,6 +270,19 @@ struct SecurityGroupDriver: ResourceDriver {
             guard proto == other.proto, from == other.from, to == other.to else { return false }
             if let prefixList { return prefixList == other.prefixList }
             return other.prefixList == nil && cidr == other.cidr
+        }
+
+        /// Whether all it lets in is forbidden, so that revoking it takes away nothing else: tcp or
+        /// udp (never all traffic, nor a protocol without ports), and each port of its range
+        /// forbidden from networks that together hold its own. `tcp 0-65535 0.0.0.0/0` is not,
+        /// where only 22 is forbidden; nor is 22 from 0.0.0.0/0 where only 10.0.0.0/8 is.
+        func isForbidden(by forbid: [Scope.Forbidden]) -> Bool {
+            guard ["tcp", "udp", "6", "17"].contains(proto), let from, let to, from <= to, let network = CIDR(cidr) else { return false }
+            // More ports than are forbidden at all cannot each be forbidden.
+            guard to - from < forbid.reduce(0, { $0 + $1.ports.count }) else { return false }
+            return (from...to).allSatisfy { port in
+                network.isCovered(by: forbid.filter { $0.ports.contains(port) }.compactMap { CIDR($0.cidr) })
+            }
         }
 
         /// Whether traffic to `port` is let in: tcp or udp with the port in range, or all traffic.

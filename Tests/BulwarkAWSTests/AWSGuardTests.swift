@@ -414,4 +414,229 @@ struct AWSGuardTests {
             #expect(Set(all.remediations.flatMap(\.changes).map(\.property)) == ["ingress:\(web)", "bucket:logs"])
         }
     }
+
+    // MARK: - Guards that AWS or this machine left short
+
+    /// A bare policy origin under `base` whose `main` holds one AWS target at `endpoint`, a
+    /// controller for SecurityGroupIngress and `manifests`, for `bulwark apply --repo`.
+    func policyOrigin(in base: String, endpoint: String, _ manifests: String) throws -> String {
+        let origin = base + "/origin.git", seed = base + "/seed"
+        try git("init", "-q", "--bare", "-b", "main", origin)
+        try git("clone", "-q", origin, seed)
+        try write(seed + "/controllers/aws.yaml", """
+            apiVersion: bulwark/v1
+            kind: Target
+            metadata: {name: account-1}
+            spec: {adapter: aws, region: us-east-1, endpoint: "\(endpoint)"}
+            ---
+            apiVersion: bulwark/v1
+            kind: Controller
+            metadata: {name: cloud}
+            spec: {kinds: [SecurityGroupIngress]}
+            """)
+        try write(seed + "/desired-state/aws.yaml", manifests)
+        try git("add", "-A", in: seed)
+        try git("commit", "-qm", "forbid ssh from anywhere", in: seed)
+        try git("push", "-q", "origin", "main", in: seed)
+        return origin
+    }
+
+    /// `bulwark apply` of `origin` with moto's credentials, and the audit records of `resource`
+    /// (`Kind/name`) as the git CLI reads them from the origin's `bulwark/audit`.
+    func applyAndRecords(_ origin: String, in base: String, of resource: String) throws -> (ProcessOutput, [String]) {
+        let result = try run(try bulwarkExecutable(), ["apply", "--repo", origin, "--state-dir", base + "/state"],
+                             environment: MotoServer.environment)
+        let records = try git("--git-dir", origin, "log", "--format=%B%x1e", "bulwark/audit").components(separatedBy: "\u{1e}")
+            .filter { $0.contains("Bulwark-Resource: \(resource)") }
+        return (result, records)
+    }
+
+    static func prefixListEntries(_ cidrs: [String]) -> String {
+        QueryStandIn.ec2("GetManagedPrefixListEntries", "<entrySet>" + cidrs.map { "<item><cidr>\($0)</cidr></item>" }.joined() + "</entrySet>")
+    }
+
+    static func awsError(_ code: String) -> String {
+        "<Response><Errors><Error><Code>\(code)</Code><Message>\(code) from the stand-in</Message></Error></Errors></Response>"
+    }
+
+    /// The prefix-list guard throttled by AWS (503 RequestLimitExceeded, on every retry): it
+    /// blocked, and a person was offered to approve a change no guard had judged. Now the change
+    /// is left unjudged: the pass fails (exit 1), no approval is offered, nothing is revoked, and
+    /// the resource is recorded `unobserved` with AWS's error, read back with the git CLI.
+    @Test func aGuardThrottledByAWSLeavesTheChangeUnjudgedAndOffersNoApproval() async throws {
+        let stub = try QueryStandIn([
+            "DescribeSecurityGroups": [(200, QueryStandIn.ec2("DescribeSecurityGroups",
+                "<securityGroupInfo>\(QueryStandIn.group("sg-1", prefixList: "pl-mixed"))</securityGroupInfo>"))],
+            // The observation reads the list; the guard, reading it again, is throttled each time.
+            "GetManagedPrefixListEntries:pl-mixed": [(200, Self.prefixListEntries(["0.0.0.0/0", "10.0.0.0/8"])),
+                                                     (503, Self.awsError("RequestLimitExceeded"))],
+            "RevokeSecurityGroupIngress": [(200, QueryStandIn.ec2("RevokeSecurityGroupIngress", "<return>true</return>"))],
+        ])
+        try await withTemporaryDirectory { base in
+            let origin = try policyOrigin(in: base, endpoint: stub.endpoint, """
+                apiVersion: bulwark/v1
+                kind: SecurityGroupIngress
+                metadata: {name: sg}
+                spec: {groups: all, forbid: [{cidr: 0.0.0.0/0, ports: [22]}]}
+                """)
+            let (result, records) = try applyAndRecords(origin, in: base, of: "SecurityGroupIngress/sg")
+            #expect(result.status == 1, "a failed pass: \(result.stdout)\(result.stderr)")
+            #expect(result.stderr.contains("RequestLimitExceeded") && result.stderr.contains("ran short"), "\(result.stderr)")
+            #expect(!result.stdout.contains("BLOCKED") && !result.stdout.contains("bulwark approve"), "\(result.stdout)")
+            #expect(!records.isEmpty && records.allSatisfy {
+                $0.contains("Bulwark-Decision: unobserved") && $0.contains("RequestLimitExceeded") && !$0.contains(MotoServer.secretAccessKey)
+            }, "\(records)")
+            let log = try stub.requests
+            #expect(log.filter { $0["Action"] == "GetManagedPrefixListEntries" }.count >= 2, "the guard read the list")
+            #expect(!log.contains { $0["Action"] == "RevokeSecurityGroupIngress" }, "nothing revoked")
+        }
+    }
+
+    /// The twin: the same guard reading its lists still blocks taking a list off that holds a
+    /// network not forbidden (a judgement, not `.unjudged`), lets one holding only forbidden
+    /// networks go, and blocks where the list cannot be read for another reason (403). Throttled
+    /// (429 ThrottlingException) or AWS slowing down (503 SlowDown), it is unjudged.
+    @Test func aPrefixListGuardThatReadsStillJudgesAndOnlyShortagesAreUnjudged() async throws {
+        let stub = try QueryStandIn([
+            "GetManagedPrefixListEntries:pl-mixed": [(200, Self.prefixListEntries(["0.0.0.0/0", "10.0.0.0/8"]))],
+            "GetManagedPrefixListEntries:pl-world": [(200, Self.prefixListEntries(["0.0.0.0/1", "128.0.0.0/1"]))],
+            "GetManagedPrefixListEntries:pl-busy": [(429, Self.awsError("ThrottlingException"))],
+            "GetManagedPrefixListEntries:pl-slow": [(503, Self.awsError("SlowDown"))],
+            "GetManagedPrefixListEntries:pl-denied": [(403, Self.awsError("UnauthorizedOperation"))],
+        ])
+        setenv("AWS_ACCESS_KEY_ID", MotoServer.accessKeyID, 1)
+        setenv("AWS_SECRET_ACCESS_KEY", MotoServer.secretAccessKey, 1)
+        let state = try awsState(endpoint: stub.endpoint, """
+            apiVersion: bulwark/v1
+            kind: SecurityGroupIngress
+            metadata: {name: sg}
+            spec: {groups: all, forbid: [{cidr: 0.0.0.0/0, ports: [22]}]}
+            """, kinds: "SecurityGroupIngress")
+        let resource = try #require(state.resources.values.first)
+        let target = try #require(state.targets["account-1"])
+        func verdict(_ observed: String) async -> GuardVerdict {
+            await SecurityGroupDriver().assess([PropertyDrift(property: "ingress:sg-1", desired: "(none)", observed: observed)],
+                                               to: resource, on: target)
+        }
+        let mixed = await verdict("tcp 22-22 0.0.0.0/0 via pl-mixed")
+        #expect(!mixed.isUnjudged && mixed.blockReason?.contains("would also cut off 10.0.0.0/8") == true, "\(mixed)")
+        #expect(await verdict("tcp 22-22 0.0.0.0/1 via pl-world; tcp 22-22 128.0.0.0/1 via pl-world") == .allow)
+        let denied = await verdict("tcp 22-22 0.0.0.0/0 via pl-denied")
+        #expect(!denied.isUnjudged && denied.blockReason?.contains("UnauthorizedOperation") == true, "\(denied)")
+        for (list, code) in [("pl-busy", "ThrottlingException"), ("pl-slow", "SlowDown")] {
+            let short = await verdict("tcp 22-22 0.0.0.0/0 via \(list)")
+            #expect(short.isUnjudged && short.blockReason?.contains(code) == true, "\(short)")
+        }
+        #expect(AWSError(code: "Unreachable", message: "", status: nil).isShortage == false)
+        #expect(AWSError(code: "InternalError", message: "", status: 500).isShortage == false)
+        #expect(AWSError(code: "RequestLimitExceeded", message: "", status: 400).isShortage)
+    }
+
+    // MARK: - A forbid revokes only what it forbids
+
+    /// Forbidding 22 from 0.0.0.0/0 revoked a rule letting in tcp 0-65535 from 0.0.0.0/0 (every
+    /// other port was cut off with it), and forbidding 22 from 10.0.0.0/8 revoked 22 from the whole
+    /// world. Now a rule that lets in more than is forbidden is refused: blocked with what to do,
+    /// recorded (read back with the git CLI), and left in place; all traffic from ::/0 likewise.
+    @Test func aForbidThatWouldRevokeABroaderRuleIsRefusedAndRecorded() async throws {
+        let moto = try MotoServer()
+        let ids = try moto.boto("""
+            ec2 = aws("ec2")
+            vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+            def group(name, permissions):
+                g = ec2.create_security_group(GroupName=name, Description=name, VpcId=vpc)["GroupId"]
+                ec2.authorize_security_group_ingress(GroupId=g, IpPermissions=permissions)
+                return g
+            wide = group("wide", [{"IpProtocol": "tcp", "FromPort": 0, "ToPort": 65535, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]},
+                                  {"IpProtocol": "-1", "Ipv6Ranges": [{"CidrIpv6": "::/0"}]}])
+            admin = group("admin", [{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+            print(wide, admin)
+            """).split(separator: " ").map(String.init)
+        let (wide, admin) = (ids[0], ids[1])
+        func rules() throws -> String {
+            try moto.boto("""
+                out = []
+                for g in aws("ec2").describe_security_groups(GroupIds=["\(wide)", "\(admin)"])["SecurityGroups"]:
+                    for p in g["IpPermissions"]:
+                        ranges = [r["CidrIp"] for r in p.get("IpRanges", [])] + [r["CidrIpv6"] for r in p.get("Ipv6Ranges", [])]
+                        out += ["%s %s %s-%s %s" % (g["GroupName"], p["IpProtocol"], p.get("FromPort"), p.get("ToPort"), r) for r in ranges]
+                print(",".join(sorted(out)))
+                """)
+        }
+        let before = try rules()
+        #expect(before.contains("admin tcp 22-22 0.0.0.0/0") && before.contains("wide -1 ") && before.contains("wide tcp 0-65535 0.0.0.0/0"),
+                "\(before)")
+        try await withTemporaryDirectory { base in
+            let origin = try policyOrigin(in: base, endpoint: moto.endpoint, """
+                apiVersion: bulwark/v1
+                kind: SecurityGroupIngress
+                metadata: {name: no-ssh-from-anywhere}
+                spec: {groups: [wide], forbid: [{cidr: 0.0.0.0/0, ports: [22]}, {cidr: "::/0", ports: [22]}]}
+                ---
+                apiVersion: bulwark/v1
+                kind: SecurityGroupIngress
+                metadata: {name: no-ssh-from-the-office}
+                spec: {groups: [admin], forbid: [{cidr: 10.0.0.0/8, ports: [22]}]}
+                """)
+            let (result, wideRecords) = try applyAndRecords(origin, in: base, of: "SecurityGroupIngress/no-ssh-from-anywhere")
+            #expect(result.stdout.contains("BLOCKED") && result.stdout.contains("bulwark approve"), "\(result.stdout)\(result.stderr)")
+            #expect(wideRecords.count == 1 && wideRecords.allSatisfy {
+                $0.contains("Bulwark-Decision: blocked")
+                    && $0.contains("rule tcp 0-65535 0.0.0.0/0 on security group \(wide) lets in more than is forbidden (22 from 0.0.0.0/0 is forbidden)")
+                    && $0.contains("rule all * ::/0 on security group \(wide) lets in more than is forbidden (22 from ::/0 is forbidden)")
+                    && $0.contains("Split it so that what is forbidden is a rule of its own")
+            }, "\(wideRecords)")
+            let adminRecords = try git("--git-dir", origin, "log", "--format=%B%x1e", "bulwark/audit").components(separatedBy: "\u{1e}")
+                .filter { $0.contains("Bulwark-Resource: SecurityGroupIngress/no-ssh-from-the-office") }
+            #expect(adminRecords.count == 1 && adminRecords.allSatisfy {
+                $0.contains("Bulwark-Decision: blocked") && $0.contains("rule tcp 22-22 0.0.0.0/0 on security group \(admin) lets in more")
+            }, "\(adminRecords)")
+            #expect(try rules() == before, "no rule revoked")
+        }
+    }
+
+    /// The twin: rules that let in only what is forbidden are revoked, each exactly (22-23 from the
+    /// world where both are forbidden, 3389 from the world, 22 from ::/0), and the rules beside
+    /// them stay (443 and udp 53 from the world, 22 from 10.1.0.0/16).
+    @Test func aForbidRevokesExactlyTheRulesItForbids() async throws {
+        let moto = try MotoServer()
+        let web = try moto.boto("""
+            ec2 = aws("ec2")
+            vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+            web = ec2.create_security_group(GroupName="web", Description="web", VpcId=vpc)["GroupId"]
+            ec2.authorize_security_group_ingress(GroupId=web, IpPermissions=[
+                {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "10.1.0.0/16"}], "Ipv6Ranges": [{"CidrIpv6": "::/0"}]},
+                {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 23, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]},
+                {"IpProtocol": "tcp", "FromPort": 3389, "ToPort": 3389, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]},
+                {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]},
+                {"IpProtocol": "udp", "FromPort": 53, "ToPort": 53, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+            print(web)
+            """)
+        try await withCredentials(moto) {
+            let state = try awsState(endpoint: moto.endpoint, """
+                apiVersion: bulwark/v1
+                kind: SecurityGroupIngress
+                metadata: {name: no-admin-ports}
+                spec: {groups: [web], forbid: [{cidr: 0.0.0.0/0, ports: [22, 23, 3389]}, {cidr: "::/0", ports: [22]}]}
+                """, kinds: "SecurityGroupIngress")
+            let (plan, outcome) = try await reconcile(state)
+            #expect(plan.remediations.map(\.decision) == [.applied], "\(plan.remediations.map { $0.reason ?? "" })")
+            #expect(outcome.entries.map { $0.record.result } == [.verified])
+            let rules = try moto.boto("""
+                g = aws("ec2").describe_security_groups(GroupIds=["\(web)"])["SecurityGroups"][0]
+                out = []
+                for p in g["IpPermissions"]:
+                    ranges = [r["CidrIp"] for r in p.get("IpRanges", [])] + [r["CidrIpv6"] for r in p.get("Ipv6Ranges", [])]
+                    out += ["%s %s-%s %s" % (p["IpProtocol"], p["FromPort"], p["ToPort"], r) for r in ranges]
+                print(",".join(sorted(out)))
+                """)
+            #expect(rules == "tcp 22-22 10.1.0.0/16,tcp 443-443 0.0.0.0/0,udp 53-53 0.0.0.0/0", "only the forbidden rules went")
+            #expect(try await !reconcile(state).0.hasDrift)
+        }
+        let forbid = [SecurityGroupDriver.Scope.Forbidden(cidr: "0.0.0.0/0", ports: [22])]
+        #expect(SecurityGroupDriver.Rule(proto: "tcp", from: 22, to: 22, cidr: "0.0.0.0/1").isForbidden(by: forbid))
+        #expect(!SecurityGroupDriver.Rule(proto: "tcp", from: 22, to: 23, cidr: "0.0.0.0/0").isForbidden(by: forbid))
+        #expect(!SecurityGroupDriver.Rule(proto: "-1", from: nil, to: nil, cidr: "0.0.0.0/0").isForbidden(by: forbid))
+        #expect(!SecurityGroupDriver.Rule(proto: "tcp", from: 22, to: 22, cidr: "::/0").isForbidden(by: forbid))
+    }
 }
