@@ -178,8 +178,9 @@ struct AWSClient: Sendable {
                                    message: xml?.find("Message")?.text ?? response.status.reasonPhrase,
                                    status: status, operation: operation)
             } catch {
-                failure = AWSError(code: "Unreachable", message: "\(host): \(error)", operation: operation)
-                failure.local = Self.noteShortage(error)
+                var unreachable = AWSError(code: "Unreachable", message: "\(host): \(error)", operation: operation)
+                unreachable.local = Self.noteShortage(error)
+                failure = unreachable
             }
             throw failure
         }
