@@ -375,7 +375,7 @@ extension SSHDConfigDriver: JointlyGuardedDriver {
     /// effective configuration (`sshd -T`, per account, Match blocks and drop-ins included):
     /// no account with a login shell and a key or password that sshd would still let in;
     /// neither root nor any account in sudo, wheel or admin able to log in while one could before;
-    /// `MaxSessions 0`; `MaxStartups` starting at 0 or full below `fewestStartups`; a `ListenAddress` this machine does not have;
+    /// `MaxSessions 0`; `MaxStartups` starting at 0, full below `fewestStartups`, or rate 100 from a start below it; a `ListenAddress` this machine does not have;
     /// ciphers, key exchanges, MACs or host key algorithms no default client can agree on
     /// (`SSHClientDefaults.noCommonAlgorithm`; a host key algorithm also needs one of the host's keys).
     /// A candidate sshd rejects is blocked with sshd's message. The accounts are judged as the
@@ -644,6 +644,13 @@ extension SSHDConfigDriver: JointlyGuardedDriver {
             let parts = startups.split(separator: ":")
             if parts.first == "0" {
                 return .block("MaxStartups \(startups) would refuse every new connection")
+            }
+            // At rate 100 every connection past `start` is dropped, as every one past `full` is.
+            if parts.count == 3, parts[1] == "100", let start = Int(parts[0]), start < Self.fewestStartups {
+                return .block("MaxStartups \(startups) would drop every new connection while \(start) unauthenticated "
+                              + "\(start == 1 ? "one is" : "ones are") open (a rate of 100 drops all past the first number): "
+                              + "anyone who can reach the port, a scanner included, could keep every administrator out "
+                              + "(at least \(Self.fewestStartups) for the first number where the rate is 100)")
             }
             if let full = parts.last.flatMap({ Int($0) }), full < Self.fewestStartups {
                 return .block("MaxStartups \(startups) would drop every new connection while \(full) unauthenticated "
