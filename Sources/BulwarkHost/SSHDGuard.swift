@@ -736,19 +736,6 @@ extension SSHDConfigDriver: JointlyGuardedDriver {
         return people.prefix(64).filter { !$0.name.contains(",") }
     }
 
-    /// Whether, with the target's sshd configuration as it is, root or an account in sudo, wheel
-    /// or admin could log in over SSH with the accounts `before` and none could with `after`.
-    /// False when the root has no sshd configuration (no SSH to keep) or sshd is not installed
-    /// where Bulwark runs.
-    func administratorLoginLost(root: HostRoot, before: HostAccounts, after: HostAccounts) throws -> Bool {
-        guard let executable = validator.executable, try FileIO.exists(try root.resolve(Self.configPath), in: root) else { return false }
-        let probe = try SSHDProbe(executable: executable, config: try read(root), root: root, driver: self)
-        defer { probe.remove() }
-        let global = try probe.effective(user: "root")
-        return try logins(probe, global: global, accounts: before).administrator
-            && !logins(probe, global: global, accounts: after).administrator
-    }
-
     /// Why sshd, with these effective settings, would not let `account` in; nil when it would.
     static func denial(_ account: HostAccount, settings: [String: [String]], accounts: HostAccounts) -> String? {
         func value(_ key: String) -> String { settings[key]?.first?.lowercased() ?? "" }
