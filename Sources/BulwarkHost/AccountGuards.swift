@@ -12,7 +12,10 @@ extension UserAccountDriver: JointlyGuardedDriver {
     /// account Bulwark runs as (only knowable when the root is `/`); the last account in sudo,
     /// wheel or admin that has a login path, once the account changes this pass already allowed
     /// on the target are made (`alongside`); the last way in over SSH for root or such an
-    /// account, judged by sshd as the root configures it (`SSHDConfigDriver.administratorLoginLost`).
+    /// account, judged by sshd as the root configures it, and the last way in over SSH for anyone
+    /// (`SSHDConfigDriver.loginsLost`, the accounts judged as the SSHDConfig guard judges them);
+    /// the last account with a login path where SSH lets no one in either. Administrators are
+    /// those groups make and those etc/sudoers names (`HostAccounts.isAdmin`).
     /// Blocks a shell that is not an executable inside the root, and a login shell the root's
     /// `etc/shells` does not list.
     func assess(_ changes: [PropertyDrift], to resource: Resource, on target: Target, alongside: [AllowedChange]) async -> GuardVerdict {
@@ -73,18 +76,32 @@ extension UserAccountDriver: JointlyGuardedDriver {
                 !$0.name.isSameBytes(name) && $0.uid != 0 && accounts.isAdmin($0) && accounts.noLoginPath($0) == nil
             }
             if others.isEmpty {
-                return .block("\(name) is the last account in \(HostAccounts.adminGroups.joined(separator: ", ")) "
-                              + "that can log in: \(what) would leave no administrator login"
+                return .block((accounts.isGroupAdmin(account)
+                               ? "\(name) is the last account in \(HostAccounts.adminGroups.joined(separator: ", ")) that can log in"
+                               : "\(name) is the last administrator that can log in (etc/sudoers lets it run every command as root)")
+                              + ": \(what) would leave no administrator login"
                               + (accounts.carriageReturnNote().map { " (\($0))" } ?? ""))
             }
         }
+        let after = accounts.after([AllowedChange(resource: resource, changes: changes)])
         // Over SSH, as sshd is configured now: another administrator's password is no way
-        // in when sshd takes no passwords. Asked only where the root has an sshd configuration.
-        if accounts.isAdmin(account), let sshd,
-           try sshd.administratorLoginLost(root: root, before: accounts,
-                                           after: accounts.after([AllowedChange(resource: resource, changes: changes)])) {
+        // in when sshd takes no passwords. Asked only where the root has an sshd configuration,
+        // for an account sshd could let in (a login shell) or an administrator.
+        let asksSSH = accounts.isAdmin(account) || accounts.isLoginShell(account.shell)
+        let overSSH = asksSSH ? try sshd?.loginsLost(root: root, before: accounts, after: after) : nil
+        if overSSH?.administrator == true {
             return .block("\(name): \(what) would leave neither root nor any account in "
-                          + "\(HostAccounts.adminGroups.joined(separator: ", ")) a way in over SSH, as sshd is configured")
+                          + "\(HostAccounts.adminGroups.joined(separator: ", ")) a way in over SSH, as sshd is configured "
+                          + "(nor any etc/sudoers lets run every command as root)")
+        }
+        if overSSH?.anyone == true {
+            return .block("\(name): \(what) would leave no account a way in over SSH, as sshd is configured (\(overSSH?.why ?? ""))")
+        }
+        // Nor on the console: the last account with a login path, where SSH lets no one in either.
+        if accounts.noLoginPath(account) == nil, overSSH?.stillIn != true,
+           !accounts.users.contains(where: { !$0.name.isSameBytes(name) && after.noLoginPath($0) == nil }) {
+            return .block("\(name) is the last account that can log in: \(what) would leave no account a way in"
+                          + (sshd == nil ? "" : ", on the console or over SSH"))
         }
         return .allow
     }
@@ -528,5 +545,23 @@ extension FileModeDriver: JointlyGuardedDriver {
                 + (startup == nil ? "\(shown), an executable of \(account(before.uid))" : what)
         }
         return nil
+    }
+}
+
+extension SSHDConfigDriver {
+    /// What, with the target's sshd configuration as it is, the accounts `after` lose over SSH
+    /// against `before` (`logins`, as the SSHDConfig guard judges): root's and every
+    /// administrator's way in, anyone's; whether someone still has one, and why each is refused.
+    /// Nil when the root has no sshd configuration (no SSH to keep) or sshd is not installed
+    /// where Bulwark runs.
+    func loginsLost(root: HostRoot, before: HostAccounts, after: HostAccounts) throws
+        -> (administrator: Bool, anyone: Bool, stillIn: Bool, why: String)? {
+        guard let executable = validator.executable, try FileIO.exists(try root.resolve(Self.configPath), in: root) else { return nil }
+        let probe = try SSHDProbe(executable: executable, config: try read(root), root: root, driver: self)
+        defer { probe.remove() }
+        let global = try probe.effective(user: "root")
+        let was = try logins(probe, global: global, accounts: before)
+        let now = try logins(probe, global: global, accounts: after)
+        return (was.administrator && !now.administrator, was.someone && !now.someone, now.someone, now.why)
     }
 }

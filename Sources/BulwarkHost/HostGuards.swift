@@ -79,6 +79,8 @@ struct HostAccounts: Sendable {
     var uidMin: UInt32 = 1000
     /// `GID_MIN` likewise: the first gid of a person's group.
     var gidMin: UInt32 = 1000
+    /// Who the root's sudoers lets run every command as root (`SudoersAdmins`).
+    var sudoers = SudoersAdmins()
     /// What the guards found of the root's other files (login shells, authorized keys) while
     /// these accounts are a plan's (`reading`); nil for accounts read afresh.
     private var found: PlanFacts?
@@ -104,6 +106,8 @@ struct HostAccounts: Sendable {
             if let day = entry.expiresDay { users[index].expiresDay = day }
         }
         groups = try Self.groupCache.value("etc/group", in: root, parse: Self.groupEntries) ?? []
+        // sudoers is root's to read (0440): where this Bulwark cannot, only the groups count, as before.
+        sudoers = (try? SudoersAdmins(root: root)) ?? SudoersAdmins()
         shells = try Self.shellsCache.value("etc/shells", in: root, parse: Self.shellEntries)
         if let entries = try LoginDefsDriver.cache.value(LoginDefsDriver.path, in: root, parse: LoginDefsDriver.entries(file:)) {
             if let value = entries["UID_MIN"]?.value, let min = UInt32(value) { uidMin = min }
@@ -420,7 +424,17 @@ struct HostAccounts: Sendable {
         return names
     }
 
+    /// An administrator: in sudo, wheel or admin (`isGroupAdmin`), or one sudoers lets run every
+    /// command as root, by name, uid or group (`SudoersAdmins`).
     func isAdmin(_ account: HostAccount) -> Bool {
+        let names = groupNames(of: account)
+        guard names.isDisjoint(with: Self.adminGroups) else { return true }
+        guard !sudoers.isEmpty else { return false }
+        let gids = groups.filter { $0.members.contains { $0.isSameBytes(account.name) } }.map(\.gid) + [account.gid]
+        return sudoers.names(account, groups: names, gids: Set(gids))
+    }
+
+    func isGroupAdmin(_ account: HostAccount) -> Bool {
         !groupNames(of: account).isDisjoint(with: Self.adminGroups)
     }
 
@@ -637,4 +651,108 @@ func judging(_ what: String, _ body: () throws -> GuardVerdict) -> GuardVerdict 
 /// offered to approve what nothing judged.
 func cannotJudge(_ what: String, _ error: any Error, since shortages: UInt64) -> GuardVerdict {
     .cannotJudge("the \(what) guard could not judge this change (\(error)); nothing is changed until it can", error, since: shortages)
+}
+
+/// Who the root's `etc/sudoers` (and the files it includes: `@include`, `@includedir`, and
+/// their `#` forms; read inside the root, links followed only there) lets run every command as
+/// root on any host: a user specification whose host list has `ALL`, run as root (no run-as
+/// list, or one naming `ALL` or `root` as the user) and `ALL` among its commands. Users by
+/// name, `#uid`, `%group`, `%#gid`, or `ALL`. Aliases, netgroups and negations are not expanded:
+/// whom they name is not counted, so a guard counts fewer administrators, never more.
+struct SudoersAdmins: Sendable {
+    var users: Set<String> = []
+    var uids: Set<UInt32> = []
+    var groups: Set<String> = []
+    var gids: Set<UInt32> = []
+    var everyone = false
+
+    init() {}
+
+    init(root: HostRoot) throws {
+        try read("etc/sudoers", root: root, depth: 0)
+    }
+
+    var isEmpty: Bool { !everyone && users.isEmpty && uids.isEmpty && groups.isEmpty && gids.isEmpty }
+
+    /// Whether a rule names `account`, by name (its bytes, as sudo compares), uid, or one of its
+    /// groups (`names`, `ids`).
+    func names(_ account: HostAccount, groups names: Set<String>, gids ids: Set<UInt32>) -> Bool {
+        everyone || users.contains { $0.isSameBytes(account.name) } || uids.contains(account.uid)
+            || !groups.isDisjoint(with: names) || !gids.isDisjoint(with: ids)
+    }
+
+    private mutating func read(_ path: String, root: HostRoot, depth: Int) throws {
+        guard depth < 8, let text = try FileIO.readText(path, in: root) else { return }
+        var logical = ""
+        for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            // A line ending in a backslash goes on on the next.
+            if raw.hasSuffix("\\") { logical += raw.dropLast() + " "; continue }
+            var line = (logical + raw).trimmingCharacters(in: .whitespaces)
+            logical = ""
+            // A comment starts at `#`, but for `#include` and a uid (`#1000`).
+            if let hash = line.indices.first(where: { index in
+                let after = line[line.index(after: index)...]
+                let digit = after.first.map { $0.isASCII && $0.isNumber } ?? false
+                return line[index] == "#" && !after.hasPrefix("include") && !digit
+            }) {
+                line = line[..<hash].trimmingCharacters(in: .whitespaces)
+            }
+            let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            guard let first = words.first else { continue }
+            if ["@include", "#include", "@includedir", "#includedir"].contains(first), words.count == 2 {
+                // A relative path is relative to the file including it (sudo 1.9.1).
+                let named = String(words[1])
+                let full = named.hasPrefix("/") ? named : (path.split(separator: "/").dropLast().joined(separator: "/") + "/" + named)
+                if first.hasSuffix("dir") {
+                    // sudo skips names with a dot or ending in `~` (editor backups, package leftovers).
+                    for name in try FileIO.list(full, in: root) where !name.contains(".") && !name.hasSuffix("~") {
+                        try read(full + "/" + name, root: root, depth: depth + 1)
+                    }
+                } else {
+                    try read(full, root: root, depth: depth + 1)
+                }
+                continue
+            }
+            if first.hasPrefix("Defaults") || first.hasSuffix("_Alias") { continue }
+            take(line)
+        }
+    }
+
+    /// One user specification: `users hosts = (runas) TAGS: commands`.
+    private mutating func take(_ line: String) {
+        guard let equals = line.firstIndex(of: "=") else { return }
+        // Lists are comma-separated, blanks around commas allowed: the user list ends at the first other blank.
+        var left = String(line[..<equals])
+        while left.contains(", ") || left.contains(" ,") {
+            left = left.replacingOccurrences(of: ", ", with: ",").replacingOccurrences(of: " ,", with: ",")
+        }
+        let lists = left.split(whereSeparator: { $0 == " " || $0 == "\t" })
+        guard lists.count == 2, lists[1].split(separator: ",").contains("ALL") else { return }
+        var right = line[line.index(after: equals)...].drop { $0 == " " || $0 == "\t" }
+        if right.hasPrefix("(") {
+            guard let close = right.firstIndex(of: ")") else { return }
+            let runAs = right[right.index(after: right.startIndex)..<close].split(separator: ":", omittingEmptySubsequences: false)
+            let asUsers = (runAs.first ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            guard asUsers.contains("ALL") || asUsers.contains("root") else { return }
+            right = right[right.index(after: close)...]
+        }
+        // Another host's `: hosts = …` part is not read; tags (`NOPASSWD:`) are words ending in a colon.
+        let commands = right.split(separator: ",").map { command in
+            command.split(whereSeparator: { $0 == " " || $0 == "\t" }).filter { !$0.hasSuffix(":") }.joined(separator: " ")
+        }
+        guard commands.contains("ALL") else { return }
+        for user in lists[0].split(separator: ",").map(String.init) {
+            if user == "ALL" {
+                everyone = true
+            } else if user.hasPrefix("%#") {
+                if let gid = UInt32(user.dropFirst(2)) { gids.insert(gid) }
+            } else if user.hasPrefix("%") {
+                if !user.hasPrefix("%:") { groups.insert(String(user.dropFirst())) }
+            } else if user.hasPrefix("#") {
+                if let uid = UInt32(user.dropFirst()) { uids.insert(uid) }
+            } else if !user.hasPrefix("!") && !user.hasPrefix("+") && !user.contains("\\") && !user.contains("\"") {
+                users.insert(user)
+            }
+        }
+    }
 }

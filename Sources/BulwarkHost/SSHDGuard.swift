@@ -375,7 +375,7 @@ extension SSHDConfigDriver: JointlyGuardedDriver {
     /// effective configuration (`sshd -T`, per account, Match blocks and drop-ins included):
     /// no account with a login shell and a key or password that sshd would still let in;
     /// neither root nor any account in sudo, wheel or admin able to log in while one could before;
-    /// `MaxSessions 0`; `MaxStartups` starting at 0 or full below `fewestStartups`; a `ListenAddress` this machine does not have;
+    /// `MaxSessions 0`; `MaxStartups` starting at 0, full below `fewestStartups`, or rate 100 from a start below it; a `ListenAddress` this machine does not have;
     /// ciphers, key exchanges, MACs or host key algorithms no default client can agree on
     /// (`SSHClientDefaults.noCommonAlgorithm`; a host key algorithm also needs one of the host's keys).
     /// A candidate sshd rejects is blocked with sshd's message. The accounts are judged as the
@@ -645,6 +645,13 @@ extension SSHDConfigDriver: JointlyGuardedDriver {
             if parts.first == "0" {
                 return .block("MaxStartups \(startups) would refuse every new connection")
             }
+            // At rate 100 every connection past `start` is dropped, as every one past `full` is.
+            if parts.count == 3, parts[1] == "100", let start = Int(parts[0]), start < Self.fewestStartups {
+                return .block("MaxStartups \(startups) would drop every new connection while \(start) unauthenticated "
+                              + "\(start == 1 ? "one is" : "ones are") open (a rate of 100 drops all past the first number): "
+                              + "anyone who can reach the port, a scanner included, could keep every administrator out "
+                              + "(at least \(Self.fewestStartups) for the first number where the rate is 100)")
+            }
             if let full = parts.last.flatMap({ Int($0) }), full < Self.fewestStartups {
                 return .block("MaxStartups \(startups) would drop every new connection while \(full) unauthenticated "
                               + "\(full == 1 ? "one is" : "ones are") open: anyone who can reach the port, a scanner included, "
@@ -727,19 +734,6 @@ extension SSHDConfigDriver: JointlyGuardedDriver {
         let people = accounts.users.filter { accounts.isLoginShell($0.shell) }
             .sorted { (accounts.isAdmin($0) && $0.uid != 0 ? 0 : 1, $0.uid) < (accounts.isAdmin($1) && $1.uid != 0 ? 0 : 1, $1.uid) }
         return people.prefix(64).filter { !$0.name.contains(",") }
-    }
-
-    /// Whether, with the target's sshd configuration as it is, root or an account in sudo, wheel
-    /// or admin could log in over SSH with the accounts `before` and none could with `after`.
-    /// False when the root has no sshd configuration (no SSH to keep) or sshd is not installed
-    /// where Bulwark runs.
-    func administratorLoginLost(root: HostRoot, before: HostAccounts, after: HostAccounts) throws -> Bool {
-        guard let executable = validator.executable, try FileIO.exists(try root.resolve(Self.configPath), in: root) else { return false }
-        let probe = try SSHDProbe(executable: executable, config: try read(root), root: root, driver: self)
-        defer { probe.remove() }
-        let global = try probe.effective(user: "root")
-        return try logins(probe, global: global, accounts: before).administrator
-            && !logins(probe, global: global, accounts: after).administrator
     }
 
     /// Why sshd, with these effective settings, would not let `account` in; nil when it would.

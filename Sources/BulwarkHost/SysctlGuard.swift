@@ -191,6 +191,19 @@ extension SysctlDriver {
                                                    + "every new connection through the firewall is dropped, SSH included" }),
         "net.nf_conntrack_max": (4096, { "would let the connection tracker hold at most \($0) connections: once it is full "
                                          + "every new connection through the firewall is dropped, SSH included" }),
+        // The kernel's default is 64; guides raise it (128, 255). The internet's longest paths are near 30 hops.
+        "net.ipv4.ip_default_ttl": (32, { "would let the host's IPv4 packets cross at most \($0) routers (the kernel's default is 64): "
+                                          + "its replies would die on the way to whoever is further away, SSH included" }),
+        // The kernel's default is 4096; under pty.reserve (1024) another devpts instance (a container's) gets none.
+        "kernel.pty.max": (1024, { "would let at most \($0) terminals be open on the whole host: past them no login gets one, "
+                                   + "interactive SSH sessions included" }),
+        // systemd services with PrivateUsers= (and sandboxes, rootless containers) need a user namespace each, root's included.
+        "user.max_user_namespaces": (1, { _ in "would forbid user namespaces to everyone, root included: every systemd service "
+                                          + "with PrivateUsers= and every sandbox or rootless container would fail to start" }),
+        // 128: the kernel's default until 5.4 (4096 since). Past it, connections a busy daemon has not accepted yet are dropped.
+        "net.core.somaxconn": (128, { "would cap every listening socket's queue at \($0) connections not yet accepted (the kernel's "
+                                      + "default is 4096, and was 128): a burst of connections, a scanner's included, would have "
+                                      + "new ones dropped, SSH included" }),
     ]
 
     /// Why `key = value`, as the pass leaves the host, would starve it or cut it off, or nil:
@@ -198,7 +211,8 @@ extension SysctlDriver {
     /// memory the kernel would keep from every program (`vm.min_free_kbytes`, huge pages), a
     /// strict overcommit limit under what is committed now (`vm.overcommit_memory` 2 and its
     /// ratio or kbytes, judged as the pair ends: this change, else the host's runtime value,
-    /// else the sysctl files'), and `arp_ignore` 8 (no ARP replies at all). Numbers are read as
+    /// else the sysctl files'), the network cut short (`starvedNetwork`), and `arp_ignore` 8
+    /// (no ARP replies at all). Numbers are read as
     /// the kernel reads them (`0x10`, `020` and `16` are sixteen; only the first word counts);
     /// one the kernel would refuse or ignore (a negative count, more than 64 bits, a word) is
     /// not judged here: its write fails.
@@ -215,6 +229,7 @@ extension SysctlDriver {
         default:
             break
         }
+        if let problem = Self.starvedNetwork(key, value) { return problem }
         let parts = key.split(separator: ".")
         if parts.count == 5, parts[0] == "net", parts[1] == "ipv4", parts[2] == "conf", parts[4] == "arp_ignore",
            parts[3] != "lo", Self.kernelCount(value) == 8 {
@@ -226,6 +241,43 @@ extension SysctlDriver {
             return "would have \(which) answer no ARP request: no machine on its network could reach the host over IPv4, SSH included"
         }
         return nil
+    }
+
+    /// Why a network parameter of several numbers, or per interface, would cut the host off or
+    /// starve it, or nil: an IPv6 hop limit under 32 (as `net.ipv4.ip_default_ttl`'s floor);
+    /// TCP's memory (`tcp_mem`, pages) with a most under 1024 pages; a socket's TCP buffer
+    /// (`tcp_rmem`, `tcp_wmem`, bytes) with a default or most under 4096 bytes, less than one
+    /// page; fewer than 256 local ports for outgoing connections (`ip_local_port_range`).
+    /// Numbers as the kernel reads them; a value it would refuse is not judged (its write fails).
+    static func starvedNetwork(_ key: String, _ value: String) -> String? {
+        let counts = value.split(whereSeparator: { $0 == " " || $0 == "\t" }).map { kernelCount(String($0)) }
+        guard !counts.isEmpty, counts.allSatisfy({ $0 != nil }) else { return nil }
+        let numbers = counts.map { $0 ?? 0 }
+        let parts = key.split(separator: ".")
+        if parts.count == 5, parts[0] == "net", parts[1] == "ipv6", parts[2] == "conf", parts[3] != "lo", parts[4] == "hop_limit",
+           numbers[0] < 32 {
+            let which = switch parts[3] {
+            case "all": "every interface"
+            case "default": "every interface made from now on"
+            default: swapped(parts[3])
+            }
+            return "would let IPv6 packets from \(which) cross at most \(numbers[0]) routers (the kernel's default is 64): "
+                + "replies would die on the way to whoever is further away, SSH included"
+        }
+        switch key {
+        case "net.ipv4.tcp_mem" where numbers.count == 3 && numbers[2] < 1024:
+            return "would let all of TCP on the host use at most \(numbers[2]) pages of memory: past them every TCP connection "
+                + "stalls and new ones fail, SSH included"
+        case "net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem":
+            guard numbers.count == 3, min(numbers[1], numbers[2]) < 4096 else { return nil }
+            return "would give each TCP socket a \(key.hasSuffix("rmem") ? "receive" : "send") buffer of \(min(numbers[1], numbers[2])) "
+                + "bytes, less than one page: connections would crawl or stall, SSH included"
+        case "net.ipv4.ip_local_port_range" where numbers.count == 2 && numbers[0] <= numbers[1] && numbers[1] - numbers[0] < 255:
+            return "would leave the host \(numbers[1] - numbers[0] + 1) local ports for outgoing connections: once they are taken "
+                + "(a few DNS queries and connections at once) it could open no more, name lookups and logins through a directory included"
+        default:
+            return nil
+        }
     }
 
     /// A number as the kernel reads one written to `proc/sys` (`proc_get_long`): the first word

@@ -101,6 +101,9 @@ enum HostWeakening {
         }
     }
 
+    /// The `ENCRYPT_METHOD` values shadow-utils takes, by strength (BCRYPT and SHA512 side by side).
+    static let encryptMethods = ["DES": 0, "MD5": 1, "SHA256": 2, "SHA512": 3, "BCRYPT": 3, "YESCRYPT": 4]
+
     @Sendable static func loginDefs(_ key: String, _ from: String, _ to: String) -> String? {
         let larger = ["PASS_MAX_DAYS", "LOGIN_RETRIES", "LOGIN_TIMEOUT"]
         let smaller = ["PASS_MIN_DAYS", "PASS_WARN_AGE", "PASS_MIN_LEN", "SHA_CRYPT_MIN_ROUNDS", "YESCRYPT_COST_FACTOR"]
@@ -114,9 +117,17 @@ enum HostWeakening {
         if key == "UMASK", let a = UInt32(from, radix: 8), let b = UInt32(to, radix: 8), a & ~b != 0 {
             return "masks fewer permission bits"
         }
+        if key == "HOME_MODE", let b = UInt32(to, radix: 8) {
+            let added = b & ~(UInt32(from, radix: 8) ?? 0) & 0o077
+            if added != 0 { return "gives group or others permission bits \(String(added, radix: 8)) on every new home folder" }
+        }
         if key == "ENCRYPT_METHOD" {
-            let rank = ["DES": 0, "MD5": 1, "SHA256": 2, "SHA512": 3, "YESCRYPT": 4]
-            if let a = rank[from.uppercased()], let b = rank[to.uppercased()], b < a { return "uses a weaker password hash" }
+            // shadow-utils compares these spellings exactly (`sha512` is none) and hashes with DES for any other.
+            guard let b = encryptMethods[to] else {
+                return "is no method shadow-utils knows (it takes \(encryptMethods.keys.sorted().joined(separator: ", ")) spelled "
+                    + "exactly so) and it would hash new passwords with DES"
+            }
+            if let a = encryptMethods[from], b < a { return "uses a weaker password hash" }
         }
         return nil
     }
@@ -147,7 +158,31 @@ enum HostWeakening {
         "net.ipv4.tcp_syncookies": ["0", "1"],
         "net.ipv4.icmp_echo_ignore_broadcasts": ["0", "1"],
         "net.ipv4.icmp_ignore_bogus_error_responses": ["0", "1"],
+        "dev.tty.ldisc_autoload": ["1", "0"],
     ]
+
+    /// Hardening parameters whose values are numbers, not a short list: `vm.mmap_min_addr` is
+    /// weaker lower (0 lets a kernel NULL pointer dereference map user memory there), and
+    /// `kernel.sysrq` a mask (1 enables every function, 0 none) weaker with a function added.
+    /// Read as the kernel reads them; a value it would refuse has no direction.
+    static func numericSysctl(_ key: String, _ from: String, _ to: String) -> String? {
+        guard let a = SysctlDriver.kernelCount(from), let b = SysctlDriver.kernelCount(to) else { return nil }
+        switch key {
+        case "vm.mmap_min_addr" where b < a:
+            return "lowers the lowest address a program may map from \(a) to \(b)\(b == 0 ? ": a kernel NULL pointer dereference becomes a way to root" : "")"
+        case "kernel.sysrq":
+            // Bit 0 (the value 1) enables all; the functions are bits 1 to 8.
+            let functions = { (mask: UInt64) -> UInt64 in mask == 1 ? 0x1FE : mask & 0x1FE }
+            let added = functions(b) & ~functions(a)
+            return added == 0 ? nil : "enables more magic SysRq functions from the keyboard or /proc/sysrq-trigger (\(quotedForMessage(to)))"
+        default:
+            return nil
+        }
+    }
+
+    /// The values `numericSysctl`'s parameters are judged from when no earlier revision set them:
+    /// the kernel's default on x86-64 for `vm.mmap_min_addr`, Debian's for `kernel.sysrq`.
+    static let numericSysctlUnset = ["vm.mmap_min_addr": "65536", "kernel.sysrq": "438"]
 
     /// The same, for the per-interface parameters of `net.ipv4.conf.<interface>.` and
     /// `net.ipv6.conf.<interface>.` (`all`, `default` or one interface).
@@ -192,6 +227,9 @@ enum HostWeakening {
             "kernel.softlockup_panic": (on, "would crash the host at a soft lockup instead of logging it"),
             "kernel.hardlockup_panic": (on, "would crash the host at a hard lockup instead of logging it"),
             "kernel.panic_on_rcu_stall": (on, "would crash the host at an RCU stall instead of logging it"),
+            "kernel.yama.ptrace_scope": ({ SysctlDriver.kernelCount($0).map { $0 == 3 ? 1 : 0 } },
+                                         "would forbid ptrace to everyone, root included (debuggers, strace, crash dumps), and "
+                                         + "cannot be set back without a reboot"),
             "kernel.modules_disabled": (on, "would stop every kernel module from loading (the driver of a disk or network card added "
                                         + "later, a firewall's or file system's module) and cannot be set back to 0 without a reboot"),
             // 0: a host that panics stays down; a number of seconds, or below 0 at once, reboots it.
@@ -216,6 +254,7 @@ enum HostWeakening {
                 : ", which the kernel takes as \(order[b])"
             return "moves from \(quotedForMessage(from)) to the weaker \(quotedForMessage(to))\(read)"
         }
+        if let why = numericSysctl(key, from, to) { return why }
         // A value before that the kernel refused set nothing: judged as the default.
         if let drastic = sysctlDrastic[key], let b = drastic.rank(to), b > drastic.rank(from) ?? 0 {
             return drastic.why
@@ -271,11 +310,11 @@ enum HostWeakening {
     }
 
     /// login.defs keys as if unset: the shipped baseline's values (CIS) where it sets one, else
-    /// shadow-utils' defaults; `ENCRYPT_METHOD` SHA512.
+    /// shadow-utils' defaults; `ENCRYPT_METHOD` SHA512; `HOME_MODE` 0750, what the baseline's `UMASK` 027 gives a home.
     static let loginDefsUnset: [String: String] = [
         "PASS_MAX_DAYS": "365", "PASS_MIN_DAYS": "1", "PASS_WARN_AGE": "7", "UMASK": "027", "LOGIN_RETRIES": "5",
         "LOGIN_TIMEOUT": "60", "PASS_MIN_LEN": "5", "SHA_CRYPT_MIN_ROUNDS": "5000", "YESCRYPT_COST_FACTOR": "5",
-        "ENCRYPT_METHOD": "SHA512",
+        "ENCRYPT_METHOD": "SHA512", "HOME_MODE": "0750",
     ]
 
     @Sendable static func loginDefsNew(_ key: String, _ value: String) -> String? {
@@ -290,7 +329,9 @@ enum HostWeakening {
 
     @Sendable static func sysctlNew(_ key: String, _ value: String) -> String? {
         // The kernel's default is 0 for each (`kernel.panic` 0 is then no move).
-        if sysctlDrastic[key] != nil { return judgedNew(sysctl(key, "0", value), from: "0") }
+        // Not ptrace_scope, whose new value is judged by its strengths (its 3 is drastic from there).
+        if sysctlDrastic[key] != nil, strengths(key) == nil { return judgedNew(sysctl(key, "0", value), from: "0") }
+        if let unset = numericSysctlUnset[key] { return judgedNew(sysctl(key, unset, value), from: unset) }
         guard let order = strengths(key), order.count > 1 else { return nil }
         let unset = sysctlUnset[key] ?? order[1]
         return judgedNew(sysctl(key, unset, value), from: unset)

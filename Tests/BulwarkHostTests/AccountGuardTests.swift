@@ -224,6 +224,57 @@ import Testing
         }
     }
 
+    /// Review: an administrator etc/sudoers makes (`ops ALL=(ALL:ALL) ALL`, or through a
+    /// `%group` in an included sudoers.d file) was not counted, so locking the only one went
+    /// through. Blocked and recorded; a rule that runs one command, and a sudoers.d file linked
+    /// out of the root, make no administrator. With a second one by sudoers.d, the lock is applied.
+    @Test func lockingTheOnlyAdministratorSudoersNamesIsBlockedAndOneOfTwoIsApplied() async throws {
+        let sudoOps = FixtureAccount(name: "ops", uid: 1001, hash: "$y$j9T$opshash")
+        let backup = FixtureAccount(name: "backup", uid: 1002, hash: "$y$j9T$backuphash")
+        let bob = FixtureAccount(name: "bob", uid: 1003, hash: "$y$j9T$bobhash", groups: ["users"])
+        let sudoers = "Defaults env_reset\n# ops runs everything\nops ALL=(ALL:ALL) ALL\n"
+            + "backup ALL=(root) NOPASSWD: /usr/bin/rsync\n@includedir /etc/sudoers.d\n"
+        try await withTemporaryDirectory { root in
+            try makeHost(root, [root0, sudoOps, backup, bob])
+            try write(root + "/etc/sudoers", sudoers, mode: 0o440)
+            // Outside the root: a link there is followed inside the root only, where nothing is.
+            let outside = root + "-outside-sudoers"
+            try write(outside, "%users ALL=(ALL) ALL\n", mode: 0o440)
+            defer { try? FileManager.default.removeItem(atPath: outside) }
+            try FileManager.default.createDirectory(atPath: root + "/etc/sudoers.d", withIntermediateDirectories: true)
+            try FileManager.default.createSymbolicLink(atPath: root + "/etc/sudoers.d/outside", withDestinationPath: outside)
+            try await expectBlocked(root, resource("UserAccount", "o", "name: ops\nlocked: true"),
+                                    reason: "ops is the last administrator that can log in (etc/sudoers lets it run every command as root)")
+        }
+        try await withTemporaryDirectory { root in
+            try makeHost(root, [root0, sudoOps, backup, bob])
+            try write(root + "/etc/sudoers", sudoers, mode: 0o440)
+            try write(root + "/etc/sudoers.d/team", "%users ALL = (ALL) NOPASSWD: ALL\n", mode: 0o440)
+            try await expectApplied(root, resource("UserAccount", "o", "name: ops\nlocked: true"))
+            #expect(try read(root + "/etc/shadow").contains("\nops:!$y$j9T$opshash:"))
+        }
+    }
+
+    /// Review: with no administrator at all, locking or taking the shell of the last account
+    /// anyone could log in with went through. Blocked and recorded; with another account that
+    /// can log in, the same lock is applied.
+    @Test func lockingTheLastAccountThatCanLogInIsBlockedAndOneOfTwoIsApplied() async throws {
+        let noLoginRoot = FixtureAccount(name: "root", uid: 0)
+        let guest = FixtureAccount(name: "guest", uid: 1002, hash: "$y$j9T$guesthash")
+        try await withTemporaryDirectory { root in
+            try makeHost(root, [noLoginRoot, guest])
+            try await expectBlocked(root, resource("UserAccount", "g", "name: guest\nlocked: true"),
+                                    reason: "guest is the last account that can log in: locking it would leave no account a way in")
+            try await expectBlocked(root, resource("UserAccount", "g", "name: guest\nshell: /usr/sbin/nologin"),
+                                    reason: "guest is the last account that can log in")
+        }
+        try await withTemporaryDirectory { root in
+            try makeHost(root, [noLoginRoot, guest, FixtureAccount(name: "carol", uid: 1003, hash: "$y$j9T$carolhash")])
+            try await expectApplied(root, resource("UserAccount", "g", "name: guest\nlocked: true"))
+            #expect(try read(root + "/etc/shadow").contains("\nguest:!$y$j9T$guesthash:"))
+        }
+    }
+
     /// An administrator whose account expires on a set date (on disk, from an earlier pass) is
     /// no way back in after it: locking the other administrator is blocked. With no expiry, the
     /// same lock goes through.

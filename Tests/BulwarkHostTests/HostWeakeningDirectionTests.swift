@@ -70,7 +70,9 @@ import Testing
     @Test func sysctlHardeningMovedToAWeakerValueIsHeldWhereverItStarted() async throws {
         #expect(HostWeakening.sysctl("kernel.yama.ptrace_scope", "3", "0") != nil)
         #expect(HostWeakening.sysctl("kernel.yama.ptrace_scope", "3", "2") != nil)
-        #expect(HostWeakening.sysctl("kernel.yama.ptrace_scope", "1", "3") == nil)
+        // 3 is the strongest, and cannot be undone before a reboot: held as drastic, not as weaker.
+        #expect(HostWeakening.sysctl("kernel.yama.ptrace_scope", "1", "3")?.contains("cannot be set back without a reboot") == true)
+        #expect(HostWeakening.sysctl("kernel.yama.ptrace_scope", "1", "2") == nil)
         #expect(HostWeakening.sysctl("kernel.unprivileged_bpf_disabled", "1", "2") != nil)
         #expect(HostWeakening.sysctl("kernel.unprivileged_bpf_disabled", "2", "1") == nil)
         #expect(HostWeakening.sysctl("fs.suid_dumpable", "2", "1") != nil)
@@ -95,6 +97,63 @@ import Testing
             let remediation = try await held(root, "Sysctl", from: "kernel.yama.ptrace_scope: \"1\"", to: "kernel.yama.ptrace_scope: \"2\"")
             #expect(remediation?.decision == .applied, "\(remediation?.reason ?? "")")
             #expect(try read(root + "/proc/sys/kernel/yama/ptrace_scope") == "2\n")
+        }
+    }
+
+    /// Review: `ptrace_scope` 3 (no ptrace for anyone until a reboot), `vm.mmap_min_addr` 0,
+    /// `kernel.sysrq` 1 and `dev.tty.ldisc_autoload` 1 were applied unheld. Each is held and
+    /// recorded, the host unchanged; the opposite moves go through.
+    @Test func ptraceLockedAndLowAddressesSysrqAndLineDisciplinesOpenedAreHeld() async throws {
+        #expect(HostWeakening.sysctl("vm.mmap_min_addr", "65536", "0")?.contains("NULL pointer dereference") == true)
+        #expect(HostWeakening.sysctl("vm.mmap_min_addr", "4096", "65536") == nil)
+        #expect(HostWeakening.sysctl("kernel.sysrq", "176", "1") != nil && HostWeakening.sysctl("kernel.sysrq", "0", "16") != nil)
+        #expect(HostWeakening.sysctl("kernel.sysrq", "1", "438") == nil && HostWeakening.sysctl("kernel.sysrq", "438", "0") == nil)
+        #expect(HostWeakening.sysctlNew("vm.mmap_min_addr", "0") != nil && HostWeakening.sysctlNew("vm.mmap_min_addr", "65536") == nil)
+        #expect(HostWeakening.sysctlNew("kernel.sysrq", "1") != nil && HostWeakening.sysctlNew("kernel.sysrq", "176") == nil)
+        #expect(HostWeakening.sysctlNew("dev.tty.ldisc_autoload", "1") != nil && HostWeakening.sysctlNew("dev.tty.ldisc_autoload", "0") == nil)
+        #expect(HostWeakening.sysctlNew("kernel.yama.ptrace_scope", "3") != nil && HostWeakening.sysctlNew("kernel.yama.ptrace_scope", "2") == nil)
+        try await withTemporaryDirectory { root in
+            for (key, value) in ["kernel/yama/ptrace_scope": "1", "vm/mmap_min_addr": "65536", "kernel/sysrq": "0",
+                                 "dev/tty/ldisc_autoload": "0"] {
+                try write(root + "/proc/sys/" + key, value + "\n")
+            }
+            try FileManager.default.createDirectory(atPath: root + "/etc/sysctl.d", withIntermediateDirectories: true)
+            for (key, old, new, why) in [("kernel.yama.ptrace_scope", "1", "3", "cannot be set back without a reboot"),
+                                         ("vm.mmap_min_addr", "65536", "0", "lowers the lowest address a program may map"),
+                                         ("kernel.sysrq", "0", "1", "enables more magic SysRq functions"),
+                                         ("dev.tty.ldisc_autoload", "0", "1", "moves from 0 to the weaker 1")] {
+                let remediation = try await held(root, "Sysctl", from: "\(key): \"\(old)\"", to: "\(key): \"\(new)\"")
+                #expect(remediation?.decision == .held && remediation?.reason?.contains(why) == true,
+                        "\(key): \(String(describing: remediation?.decision)) \(remediation?.reason ?? "")")
+            }
+            let twin = try await held(root, "Sysctl", from: "vm.mmap_min_addr: \"4096\"\nkernel.sysrq: \"1\"\ndev.tty.ldisc_autoload: \"1\"",
+                                      to: "vm.mmap_min_addr: \"65536\"\nkernel.sysrq: \"176\"\ndev.tty.ldisc_autoload: \"0\"")
+            #expect(twin?.decision == .applied, "\(twin?.reason ?? "")")
+            #expect(try read(root + "/proc/sys/kernel/sysrq") == "176\n")
+        }
+    }
+
+    /// Review: `ENCRYPT_METHOD sha512` (shadow-utils compares exactly and hashes with DES) and
+    /// `NONE` were applied unheld, and `HOME_MODE 0777` too. Held and recorded; an exact
+    /// spelling that is as strong, and a stricter HOME_MODE, go through.
+    @Test func loginDefsUnknownHashMethodOrOpenHomesAreHeld() async throws {
+        #expect(HostWeakening.loginDefs("ENCRYPT_METHOD", "SHA512", "sha512")?.contains("hash new passwords with DES") == true)
+        #expect(HostWeakening.loginDefs("ENCRYPT_METHOD", "SHA512", "NONE") != nil)
+        #expect(HostWeakening.loginDefsNew("ENCRYPT_METHOD", "yescrypt") != nil)
+        #expect(HostWeakening.loginDefs("ENCRYPT_METHOD", "SHA512", "BCRYPT") == nil)
+        #expect(HostWeakening.loginDefs("HOME_MODE", "0700", "0777")?.contains("77") == true)
+        #expect(HostWeakening.loginDefsNew("HOME_MODE", "0777") != nil && HostWeakening.loginDefsNew("HOME_MODE", "0700") == nil)
+        try await withTemporaryDirectory { root in
+            try write(root + "/etc/login.defs", "ENCRYPT_METHOD SHA512\nHOME_MODE 0700\n")
+            for (key, old, new) in [("ENCRYPT_METHOD", "SHA512", "sha512"), ("ENCRYPT_METHOD", "SHA512", "NONE"), ("HOME_MODE", "0700", "0777")] {
+                let remediation = try await held(root, "LoginDefs", from: "\(key): \"\(old)\"", to: "\(key): \"\(new)\"")
+                #expect(remediation?.decision == .held && remediation?.reason?.contains("\(key): \(old) → \(new)") == true,
+                        "\(String(describing: remediation?.decision)) \(remediation?.reason ?? "")")
+            }
+            let twin = try await held(root, "LoginDefs", from: "ENCRYPT_METHOD: \"SHA512\"\nHOME_MODE: \"0750\"",
+                                      to: "ENCRYPT_METHOD: \"YESCRYPT\"\nHOME_MODE: \"0700\"")
+            #expect(twin?.decision == .applied, "\(twin?.reason ?? "")")
+            #expect(try read(root + "/etc/login.defs") == "ENCRYPT_METHOD YESCRYPT\nHOME_MODE 0700\n")
         }
     }
 

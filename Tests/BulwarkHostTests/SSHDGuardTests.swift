@@ -667,6 +667,22 @@ import Testing
         }
     }
 
+    /// At a rate of 100 sshd drops every connection past the first number, whatever the last:
+    /// `1:100:100` drops all while one unauthenticated connection is open (seen with a real
+    /// sshd). Blocked and recorded; a rate of 100 from 10 up, or a lower rate, goes through.
+    @Test func maxStartupsDroppingAllPastAFewIsBlockedAndFromTenIsApplied() async throws {
+        try await withTemporaryDirectory { root in
+            try host(root, [root0, admin])
+            for few in ["1:100:100", "9:100:60"] {
+                let reason = try await expectBlocked(root, resource("SSHDConfig", "s", "MaxStartups: \"\(few)\""),
+                                                     reason: "could keep every administrator out")
+                #expect(reason.contains("a rate of 100 drops all past the first number"), "\(reason)")
+            }
+            try await expectApplied(root, resource("SSHDConfig", "s", "MaxStartups: \"10:100:60\""))
+            try await expectApplied(root, resource("SSHDConfig", "s", "MaxStartups: \"5:30:60\""))
+        }
+    }
+
     @Test func aMatchBlockThatTurnsKeysOffForTheKeyHolderIsSeen() async throws {
         try await withTemporaryDirectory { root in
             // By file lines PubkeyAuthentication is on; for admin, sshd's Match turns it off.

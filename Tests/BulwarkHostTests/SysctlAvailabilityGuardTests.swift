@@ -159,6 +159,51 @@ import Testing
         }
     }
 
+    /// Review: settings that cut the host off or starve it (a TTL or hop limit of 1, TCP's memory
+    /// and buffers of one page or less, one local port, no terminals, no user namespaces, no
+    /// listen queue) were applied. Each is blocked and recorded with why; a guide's value of each
+    /// goes through.
+    @Test func aSettingThatCutsTheHostOffIsBlockedAndRecordedAndAGuidesValueApplied() async throws {
+        try await withTemporaryDirectory { root in
+            try host(root, runtime: [
+                "net/ipv4/ip_default_ttl": "64", "net/ipv6/conf/all/hop_limit": "64", "net/ipv6/conf/default/hop_limit": "64",
+                "net/ipv6/conf/eth0/hop_limit": "64", "net/ipv4/tcp_mem": "188706\t251610\t377412",
+                "net/ipv4/tcp_rmem": "4096\t131072\t6291456", "net/ipv4/tcp_wmem": "4096\t16384\t4194304",
+                "net/ipv4/ip_local_port_range": "32768\t60999", "kernel/pty/max": "4096",
+                "user/max_user_namespaces": "63000", "net/core/somaxconn": "4096",
+            ])
+            for (spec, reason) in [
+                ("net.ipv4.ip_default_ttl: 1", "net.ipv4.ip_default_ttl = 1 would let the host's IPv4 packets cross at most 1 routers"),
+                ("net.ipv6.conf.all.hop_limit: 1", "would let IPv6 packets from every interface cross at most 1 routers"),
+                ("net.ipv6.conf.default.hop_limit: 1", "from every interface made from now on cross at most 1 routers"),
+                ("net.ipv4.tcp_mem: \"1 1 1\"", "would let all of TCP on the host use at most 1 pages of memory"),
+                ("net.ipv4.tcp_rmem: \"1 1 1\"", "would give each TCP socket a receive buffer of 1 bytes"),
+                ("net.ipv4.tcp_wmem: \"4096 16384 1\"", "would give each TCP socket a send buffer of 1 bytes"),
+                ("net.ipv4.ip_local_port_range: \"1024 1024\"", "would leave the host 1 local ports for outgoing connections"),
+                ("kernel.pty.max: 0", "would let at most 0 terminals be open on the whole host"),
+                ("user.max_user_namespaces: 0", "would forbid user namespaces to everyone, root included"),
+                ("net.core.somaxconn: 0", "would cap every listening socket's queue at 0 connections"),
+            ] {
+                try await expectBlocked(root, resource("Sysctl", "s", spec), reason: reason)
+            }
+            try await expectApplied(root, resource("Sysctl", "s", """
+                net.ipv4.ip_default_ttl: 128
+                net.ipv6.conf.all.hop_limit: 255
+                net.ipv6.conf.default.hop_limit: 64
+                net.ipv4.tcp_mem: "94353 125805 188706"
+                net.ipv4.tcp_rmem: "4096 87380 16777216"
+                net.ipv4.tcp_wmem: "4096 65536 16777216"
+                net.ipv4.ip_local_port_range: "1024 65535"
+                kernel.pty.max: 8192
+                user.max_user_namespaces: 1024
+                net.core.somaxconn: 1024
+                """))
+            #expect(try runtime(root, "net/ipv4/ip_local_port_range") == "1024\t65535\n"
+                    || runtime(root, "net/ipv4/ip_local_port_range") == "1024 65535\n")
+            #expect(try runtime(root, "user/max_user_namespaces") == "1024\n")
+        }
+    }
+
     /// Numbers from the policy, read with checked arithmetic: more than 64 bits is not a count
     /// (the kernel refuses it), nor a negative one or a word; an enormous reserve is blocked.
     @Test func absurdNumbersAreReadWithoutOverflow() async throws {
