@@ -168,10 +168,13 @@ public enum Redaction {
     }
 
     /// `text` with its URLs redacted (`urls(in:)`), every word shaped like a well-known
-    /// credential (`looksLikeCredential`) made `<redacted>`, and so the word after a name that
-    /// says it is a secret (`password=…`, `api_key: …`; `namesSecret`): for a
-    /// message written into a record or a commit whose text may quote what a target holds (an
-    /// adapter's error) or what a scanner reported (a finding's title and evidence).
+    /// credential (`looksLikeCredential`) made `<redacted>`, and so the value after a name that
+    /// says it is a secret (`password=…`, `password:…`, `api_key: …`, `"client_key": …`;
+    /// `namesSecret`), the values of a cookie header's pairs (`Cookie: session=…; theme=…`,
+    /// `Set-Cookie: sid=…`, the names kept), and a password glued to `-p` on the command line
+    /// of a program that takes it so (`mysql -uroot -p…`, `sshpass -p…`): for a message written
+    /// into a record or a commit whose text may quote what a target holds (an adapter's error)
+    /// or what a scanner reported (a finding's title and evidence).
     public static func words(in text: String) -> String {
         let text = urls(in: privateKeys(in: text))
         var result = ""
@@ -182,11 +185,22 @@ public enum Redaction {
         // The last word, for a name the value follows after a blank or a quote (`"password": "…"`,
         // `password = …`).
         var last: Substring = ""
+        // In a cookie header's value (to the end of its line, or the first value not followed by
+        // `;`): every `name=` is a cookie's name, kept, and the value after it is redacted.
+        var inCookie = false
+        var cookieName = false
+        // On the command line of a program that takes a password glued to `-p` (to the end of its line).
+        var gluedPasswordCommand: Substring?
         while !rest.isEmpty {
             let end = rest.firstIndex(where: { $0.isWhitespace || "\"',=".contains($0) }) ?? rest.endIndex
             let word = rest[..<end]
             if !word.isEmpty {
-                if secretNext && word != ":" {
+                if inCookie && end < rest.endIndex && rest[end] == "=" && !secretInQuery {
+                    // `Cookie: session=…`: the cookie's name stays, its value goes.
+                    result += word
+                    cookieName = true
+                    last = word
+                } else if secretNext && word != ":" {
                     // `Authorization: Basic …`: the scheme stays, the credential after it goes.
                     if authorizationSchemes.contains(word.lowercased()) && !secretInQuery {
                         result += word
@@ -197,23 +211,49 @@ public enum Redaction {
                     } else {
                         result += placeholder
                         (secretNext, secretInQuery) = (false, false)
+                        inCookie = false
                     }
+                } else if let gluedPasswordCommand, word.hasPrefix("-p"), !word.hasPrefix("--") {
+                    // `mysql -uroot -pS3cret`; `sshpass -p S3cret`.
+                    if word.count > 2 { result += "-p" + placeholder } else { result += word }
+                    if word.count == 2 && gluedPasswordCommand == "sshpass" { secretNext = true }
+                    last = word
+                } else if let colon = word.firstIndex(of: ":"), colon != word.startIndex, word.index(after: colon) < word.endIndex,
+                          namesSecret(word[..<colon]) {
+                    // `password:S3cret`, with no blank after the colon.
+                    let value = word[word.index(after: colon)...]
+                    if authorizationSchemes.contains(value.lowercased()) {
+                        result += word
+                        secretNext = true
+                    } else {
+                        result += word[...colon] + placeholder
+                    }
+                    last = word[..<colon]
                 } else {
                     result += holdsCredential(word) ? placeholder : String(word)
                     // `api_key: …`, JSON's `"password": …`, a command line's `--password …`.
                     if word.hasSuffix(":") && namesSecret(word == ":" ? last : word.dropLast())
                         || word.hasPrefix("--") && namesSecret(word) {
                         (secretNext, secretInQuery) = (true, false)
+                        inCookie = namesCookie(word == ":" ? last : word.dropLast())
+                    }
+                    if gluedPasswordCommands.contains(word.split(separator: "/").last ?? word) {
+                        gluedPasswordCommand = word.split(separator: "/").last ?? word
                     }
                     last = word
                 }
             }
             if end < rest.endIndex {
                 let separator = rest[end]
-                // `password=…` and `password = …`.
-                if separator == "=" {
+                if separator == "=" && cookieName {
+                    // A cookie's value ends at `;`, as a query parameter's at `&`.
+                    (secretNext, secretInQuery, cookieName) = (true, true, false)
+                } else if separator == "=" {
+                    // `password=…` and `password = …`.
                     secretInQuery = isQueryParameterSecret(word)
                     if secretInQuery || namesSecret(word.isEmpty ? last : word) { secretNext = true }
+                } else if separator.isNewline {
+                    (inCookie, gluedPasswordCommand) = (false, nil)
                 }
                 result.append(separator)
                 rest = rest[rest.index(after: end)...]
@@ -222,6 +262,15 @@ public enum Redaction {
             }
         }
         return text.contains("PRIVATE KEY") && text.contains("-----BEGIN ") ? placeholder : result
+    }
+
+    /// Programs that take a password glued to `-p` (`mysql -pS3cret`), or after it (`sshpass -p S3cret`).
+    static let gluedPasswordCommands: Set<Substring> = ["mysql", "mysqldump", "mysqladmin", "mysqlcheck", "mysqlimport", "mysqlshow",
+                                                        "mysqlpump", "mysqlbinlog", "mariadb", "mariadb-dump", "mariadb-admin", "sshpass"]
+
+    /// A cookie header's name (`Cookie`, `Set-Cookie`): its value is `name=value` pairs.
+    static func namesCookie(_ name: Substring) -> Bool {
+        ["cookie", "cookies"].contains(nameWords(name).last ?? "")
     }
 
     /// The schemes of an `Authorization` header's value, kept before the credential they introduce.
@@ -264,19 +313,76 @@ public enum Redaction {
         return result + rest
     }
 
-    /// A name in free text whose value is a secret (leading `-` aside): one holding `password`,
-    /// `passwd` or `secret` (`AWS_SECRET_ACCESS_KEY`), one ending in `token`, `apikey`, `api_key`,
-    /// `api-key`, `credential(s)`, `private_key`, `_pass`, `_pwd` or `authorization`, or `pwd`, `pass` (letters,
-    /// digits, `_`, `-` and `.` only). Narrower than the URL parameters (`secretParameters`): an
-    /// error's `code: 42` or `key: name` stays readable.
+    /// A name in free text whose value is a secret (leading `-` aside; letters, digits, `_`, `-`
+    /// and `.` only): `secretName` judges it, so that a scanner's `encryption_key: …`,
+    /// `ssh_key=…`, `"client_key": …`, `passphrase=…` or `PGPASS=…` is read as a key of a
+    /// configuration file is. A bare `key`, `code` or `auth` stays readable (`key: name`, an
+    /// error's `code: 42`).
     static func namesSecret(_ name: Substring) -> Bool {
         let name = name.drop(while: { $0 == "-" })
         // A name, not the tail of a link's query (`…&token=`, which `urls(in:)` already judged).
         guard !name.isEmpty, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "_-.".contains($0)) }) else { return false }
+        return secretName(name)
+    }
+
+    /// Bulwark's one notion of a name that says its value is a secret, for a configuration
+    /// file's keys (`ConfigFileDriver.isSecretKey`, which adds whole keys such as `auth`) and
+    /// for the names in free text (`namesSecret`). The name is read as words (`nameWords`:
+    /// `encryptionKey`, `encryption_key`, `ENCRYPTION-KEY` and `encryption.key` alike), and
+    /// it is a secret's when
+    /// - it holds `password`, `passwd`, `passphrase` or `secret` anywhere (`AWS_SECRET_ACCESS_KEY`);
+    /// - its last word (digits aside: `api_key_2`) ends in `token`, `credential(s)`,
+    ///   `authorization`, `apikey`, `privatekey` or `cookie(s)` (`accessToken`, `Set-Cookie`);
+    /// - its last word is `pwd`, `pass`, `pin`, or a word run together that names a credential
+    ///   (`pgpass`, `signingkey`: `compoundSecretWords`);
+    /// - its last word is `key` or `keys` after another word (`signingKey`, `ssh_key`,
+    ///   `client_keys`): a key of something. Alone, `key` names a key, not its value.
+    /// As whole words, so that `passthrough`, `bypass`, `spin`, `monkey` or `keyboard` stay readable.
+    public static func secretName<S: StringProtocol>(_ name: S) -> Bool {
         let lower = name.lowercased()
-        return lower == "pwd" || lower == "pass" || ["password", "passwd", "secret"].contains { lower.contains($0) }
-            || ["token", "apikey", "api_key", "api-key", "credential", "credentials", "private_key", "privatekey", "_pass", "-pass", "_pwd", "authorization"]
-                .contains { lower.hasSuffix($0) }
+        if ["password", "passwd", "passphrase", "secret"].contains(where: lower.contains) { return true }
+        let words = nameWords(name)
+        guard let last = words.last(where: { !$0.allSatisfy(\.isNumber) }) else { return false }
+        if secretLastWordEndings.contains(where: last.hasSuffix) || secretLastWords.contains(last) { return true }
+        return (last == "key" || last == "keys") && words.count(where: { !$0.allSatisfy(\.isNumber) }) > 1
+    }
+
+    /// What the last word of a name that names a secret ends in (`secretName`).
+    static let secretLastWordEndings = ["token", "tokens", "credential", "credentials", "authorization", "apikey", "apikeys",
+                                        "privatekey", "privatekeys", "cookie", "cookies"]
+
+    /// Whole last words that name a secret (`secretName`): short names, and names of a
+    /// credential written as one word (`PGPASS`, `signingkey`), which no split finds.
+    static let secretLastWords: Set<String> = ["pwd", "pass", "passwd", "pin", "passcode", "pgpass", "dbpass", "dbpwd",
+                                               "accesskey", "signingkey", "encryptionkey", "masterkey", "sshkey", "clientkey", "sessionkey"]
+
+    /// A name's words, lower-cased: split at `_`, `-`, `.`, a blank, where a lower-case letter
+    /// or a digit meets a capital (`dbPwd`: `db`, `pwd`), where a run of capitals meets a
+    /// capitalised word (`APIKey`: `api`, `key`), and where letters meet digits (`key2`: `key`, `2`).
+    public static func nameWords<S: StringProtocol>(_ name: S) -> [String] {
+        var words: [String] = []
+        var word = ""
+        let characters = Array(name)
+        for (index, c) in characters.enumerated() {
+            if c == "_" || c == "-" || c == "." || c.isWhitespace {
+                if !word.isEmpty { words.append(word) }
+                word = ""
+                continue
+            }
+            if let p = index > 0 ? characters[index - 1] : nil, !word.isEmpty {
+                let next = index + 1 < characters.count ? characters[index + 1] : nil
+                let split = c.isUppercase && (p.isLowercase || p.isNumber)
+                    || c.isUppercase && p.isUppercase && next?.isLowercase == true
+                    || c.isNumber != p.isNumber
+                if split {
+                    words.append(word)
+                    word = ""
+                }
+            }
+            word += c.lowercased()
+        }
+        if !word.isEmpty { words.append(word) }
+        return words
     }
 
     /// `text` with every URL in it (`scheme://…` up to white space or a quote) redacted:

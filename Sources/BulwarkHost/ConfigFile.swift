@@ -101,47 +101,17 @@ struct ConfigFileDriver: ResourceDriver {
     }
 
     /// Keys whose values are credentials: shown redacted, and (see `assess`) only ever written
-    /// as a reference to the environment. Besides the names that hold `secret`, `password`,
-    /// `token`, `credential`, … anywhere, a key whose last word (split at `_`, `-`, `.` and a
-    /// lower-case letter before a capital) is `pwd`, `pass`, `passwd` or `cookie(s)` (`db_pwd`,
-    /// `headers.pass`, `dbPwd`, `session_cookie`), and the whole keys `auth`, `session`,
-    /// `sessionid`, `session_id`: as whole words, so that `passthrough`, `pass_through_endpoints`,
-    /// `author`, `auth_type` or `custom_auth` (a module's name) stay readable.
+    /// as a reference to the environment. Bulwark's one notion of a name that names a secret
+    /// (`Redaction.secretName`, read as words however the key is spelt: `encryptionKey`,
+    /// `encryption_key`, `signing-key`, `db_pwd`, `dbPwd`, `headers.pass`, `userPin`,
+    /// `session_cookie`), and besides, for a key, the names that hold `token`, `credential` or
+    /// `authorization` anywhere, and the whole keys `key(s)`, `auth`, `session`, `sessionid`,
+    /// `session_id`: as whole words, so that `passthrough`, `pass_through_endpoints`, `author`,
+    /// `auth_type` or `custom_auth` (a module's name) stay readable.
     static func isSecretKey(_ key: String) -> Bool {
-        let words = keyWords(key)
-        let key = key.lowercased()
-        return key == "key" || key == "keys" || key.hasSuffix("_key") || key.hasSuffix("-key") || key.hasSuffix("_keys")
-            || key.hasSuffix("-keys") || key.hasSuffix("apikey") || key.hasSuffix("apikeys") || key.hasSuffix("privatekey")
-            || key.contains("secret") || key.contains("password") || key.contains("passwd") || key.contains("passphrase")
-            || key.contains("token") || key.contains("credential") || key.contains("authorization")
-            || words.last.map(secretLastWords.contains) == true
-            || ["auth", "session", "sessionid", "session_id", "session-id"].contains(key)
-    }
-
-    /// The last words of a key that name a credential (`isSecretKey`).
-    static let secretLastWords: Set<String> = ["pwd", "pass", "passwd", "cookie", "cookies"]
-
-    /// A key's words, lower-cased: split at `_`, `-`, `.`, a blank, and where a lower-case
-    /// letter or a digit meets a capital (`dbPwd`: `db`, `pwd`).
-    static func keyWords(_ key: String) -> [String] {
-        var words: [String] = []
-        var word = ""
-        var previous: Character?
-        for c in key {
-            if c == "_" || c == "-" || c == "." || c.isWhitespace {
-                if !word.isEmpty { words.append(word) }
-                word = ""
-            } else {
-                if c.isUppercase, let p = previous, p.isLowercase || p.isNumber, !word.isEmpty {
-                    words.append(word)
-                    word = ""
-                }
-                word += c.lowercased()
-            }
-            previous = c
-        }
-        if !word.isEmpty { words.append(word) }
-        return words
+        let lower = key.lowercased()
+        return Redaction.secretName(key) || ["token", "credential", "authorization"].contains(where: lower.contains)
+            || ["key", "keys", "auth", "session", "sessionid", "session_id", "session-id"].contains(lower)
     }
 
     /// Whether a string value is a credential by its shape, whatever key holds it: an HTTP

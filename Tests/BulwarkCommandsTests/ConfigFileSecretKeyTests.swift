@@ -9,7 +9,8 @@ import Testing
 /// by their words, and a value that is a credential by its shape makes its property sensitive,
 /// observed or desired, whatever its key.
 @Suite(.serialized) struct ConfigFileSecretKeyTests {
-    static let secrets = ["PWDSECRET42", "AUTHBEARERSECRET77", "PASSHEADERSECRET", "FORWARDBEARERSECRET31", "ARGSECRET1234", "COOKIESECRET88"]
+    static let secrets = ["PWDSECRET42", "AUTHBEARERSECRET77", "PASSHEADERSECRET", "FORWARDBEARERSECRET31", "ARGSECRET1234", "COOKIESECRET88",
+                          "LITERALENCKEY-aa11bb22cc33", "LITERALSIGNKEY-dd44ee55", "PINSECRET9876", "rotate-me"]
 
     static let secretConfig = FindingValueTypeTests.gatewayConfig + """
         general_settings_extra:
@@ -20,6 +21,9 @@ import Testing
           forward_header: Bearer FORWARDBEARERSECRET31
           extra_args: "--password ARGSECRET1234"
           sessionCookie: COOKIESECRET88
+          encryptionKey: LITERALENCKEY-aa11bb22cc33
+          signingKey: LITERALSIGNKEY-dd44ee55
+          userPin: "PINSECRET9876"
 
         """
 
@@ -35,6 +39,9 @@ import Testing
             general_settings_extra.auth: y
             general_settings_extra.headers.pass: z
             general_settings_extra.sessionCookie: w
+            general_settings_extra.encryptionKey: rotate-me
+            general_settings_extra.signingKey: null
+            general_settings_extra.userPin: "0000"
         ---
         apiVersion: bulwark/v1
         kind: ConfigFile
@@ -74,7 +81,9 @@ import Testing
             // The desired side too: a property whose observed value is a credential is sensitive.
             #expect(!plan.stdout.contains("\"none\"") && !plan.stdout.contains("--verbose"), "\(plan.stdout)")
             let text = try read(file)
-            #expect(text.contains("db_pwd: PWDSECRET42") && text.contains("pass: PASSHEADERSECRET") && text.contains("COOKIESECRET88"),
+            #expect(text.contains("db_pwd: PWDSECRET42") && text.contains("pass: PASSHEADERSECRET") && text.contains("COOKIESECRET88")
+                    && text.contains("encryptionKey: LITERALENCKEY-aa11bb22cc33") && text.contains("signingKey: LITERALSIGNKEY-dd44ee55")
+                    && text.contains("PINSECRET9876"),
                     "the blocked credentials stay: \(text)")
             #expect(!text.contains("FORWARDBEARERSECRET31") && text.contains("forward_header: none"), "\(text)")
             let blocked = try git("--git-dir", s.origin, "log", "--format=%B", "bulwark/audit")
@@ -96,6 +105,9 @@ import Testing
                   pass_through_endpoints: old-endpoint
                   auth_type: basic-old
                   custom_auth: old_module.check
+                  keyId: old-key-id
+                  spinMode: slow
+                  bypassCache: old-bypass
 
                 """, mode: 0o640)
             try s.commitPolicy("desired-state/ai-gateway/gw.yaml", FindingValueTypeTests.manifests + """
@@ -111,17 +123,22 @@ import Testing
                     general_settings_extra.pass_through_endpoints: new-endpoint
                     general_settings_extra.auth_type: jwt
                     general_settings_extra.custom_auth: new_module.check
+                    general_settings_extra.keyId: new-key-id
+                    general_settings_extra.spinMode: fast
+                    general_settings_extra.bypassCache: new-bypass
 
                 """, message: "plain settings")
             let plan = try s.run("plan")
             for shown in ["\"old-route\" -> \"new-route\"", "\"bob\" -> \"alice\"", "\"old-endpoint\" -> \"new-endpoint\"",
-                          "\"basic-old\" -> \"jwt\"", "\"old_module.check\" -> \"new_module.check\""] {
+                          "\"basic-old\" -> \"jwt\"", "\"old_module.check\" -> \"new_module.check\"",
+                          "\"old-key-id\" -> \"new-key-id\"", "\"slow\" -> \"fast\"", "\"old-bypass\" -> \"new-bypass\""] {
                 #expect(plan.stdout.contains(shown), "\(shown) in: \(plan.stdout)\(plan.stderr)")
             }
             let apply = try s.run("apply")
             #expect(apply.status == 0 && !apply.stdout.contains("BLOCKED"), "\(apply.stdout)\(apply.stderr)")
             let text = try read(file)
-            for value in ["passthrough: new-route", "author: alice", "auth_type: jwt", "custom_auth: new_module.check"] {
+            for value in ["passthrough: new-route", "author: alice", "auth_type: jwt", "custom_auth: new_module.check", "keyId: new-key-id",
+                          "spinMode: fast", "bypassCache: new-bypass"] {
                 #expect(text.contains(value), "\(value) in: \(text)")
             }
         }

@@ -429,6 +429,63 @@ import Testing
         }
     }
 
+    /// Harmful: a scanner's evidence with secrets the redaction missed (`password:` with no blank,
+    /// `passphrase=`, `encryption_key:`, cookie headers, `mysql -p…`, `PGPASS=`, JSON's
+    /// `"client_key"`, `ssh_key=`): the first two reached git in a proposal's commit
+    /// (`Evidence:`), and all reached `ingest`'s output in the detail of a change not proposed
+    /// (`{{evidence}}` into `PASS_MAX_DAYS`). Now every value is redacted in both. Legitimate:
+    /// the ordinary evidence around them (`PermitRootLogin yes`, `PASS_MAX_DAYS 99999`) reads
+    /// as the scanner wrote it.
+    @Test func evidenceSecretsUnderEverySpellingReachNeitherGitNorIngestsOutput() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            #expect(try s.run("apply").status == 0)
+            try s.commitPolicy("finding-rules/sshd.yaml", Self.rule, message: "finding rule: MaxAuthTries")
+            try s.commitPolicy("finding-rules/login-defs.yaml", """
+                apiVersion: bulwark/v1
+                kind: FindingRule
+                metadata: {name: pass-max-days-from-evidence}
+                spec:
+                  match: {control: "LD-*"}
+                  action: propose
+                  change:
+                    resource: LoginDefs/cis-5.4.1.1-pass-max-days
+                    set: {PASS_MAX_DAYS: "{{evidence}}"}
+
+                """, message: "finding rule from evidence")
+            let secrets = ["NOSPACESECRET1", "PASSPHRASESECRET2", "ENCKEYSECRET3", "COOKIESECRET4", "SETCOOKIESECRET5", "MYSQLSECRET6",
+                           "PGPASSSECRET7", "CLIENTKEYSECRET8", "SSHKEYSECRET9"]
+            let evidence = "PermitRootLogin yes; password:NOSPACESECRET1 passphrase=PASSPHRASESECRET2 encryption_key: ENCKEYSECRET3 "
+                + "Cookie: session=COOKIESECRET4 Set-Cookie: sid=SETCOOKIESECRET5; HttpOnly mysql -uroot -pMYSQLSECRET6 PGPASS=PGPASSSECRET7 "
+                + #"{"client_key": "CLIENTKEYSECRET8"} ssh_key=SSHKEYSECRET9 PASS_MAX_DAYS 99999"#
+            let redacted = "PermitRootLogin yes; password:<redacted> passphrase=<redacted> encryption_key: <redacted> "
+                + "Cookie: session=<redacted> Set-Cookie: sid=<redacted>; HttpOnly mysql -uroot -p<redacted> PGPASS=<redacted> "
+                + #"{"client_key": "<redacted>"} ssh_key=<redacted> PASS_MAX_DAYS 99999"#
+
+            // Proposed: the commit pushed to the origin quotes the evidence redacted.
+            let id = "lynis-SSH-7408-evidence"
+            let document = Self.finding(id: id, firstSeen: Date(timeIntervalSince1970: 1_800_000_000))
+                .replacingOccurrences(of: "https://cisofy.com/lynis/controls/SSH-7408/", with: evidence.replacingOccurrences(of: "\"", with: "\\\""))
+            let proposed = try ingest(s, document)
+            #expect(proposed.status == 2, "\(proposed.stderr)")
+            let message = try git("--git-dir", s.origin, "log", "-1", "--format=%B", "bulwark/proposals/\(id)")
+            for secret in secrets { #expect(!message.contains(secret) && !proposed.stderr.contains(secret), "\(secret) in \(message)\(proposed.stderr)") }
+            #expect(message.contains("Evidence: " + redacted), "\(message)")
+
+            // Not proposed: the detail quotes the rendered value redacted, text and JSON.
+            try write(dir + "/evidence.json", String(decoding: try JSONSerialization.data(withJSONObject: [
+                "resource": "cis-5.4.1.1-pass-max-days", "control": "LD-1", "id": "ld-evidence", "source": "scan", "evidence": evidence]), as: UTF8.self))
+            for output in ["text", "json"] {
+                let ingested = try bulwark(["ingest", dir + "/evidence.json", "--output", output, "--repo", s.origin, "--state-dir", s.state])
+                let all = ingested.stdout + ingested.stderr
+                #expect(all.contains("not-proposed") && all.contains("PASS_MAX_DAYS"), "\(output): \(all)")
+                for secret in secrets { #expect(!all.contains(secret), "\(output): \(secret) in \(all)") }
+                #expect(all.contains("PermitRootLogin yes; password:<redacted> passphrase=<redacted>") && all.contains("PASS_MAX_DAYS 99999"),
+                        "\(output): \(all)")
+            }
+        }
+    }
+
     /// A finding reported open again after its accepted fix was verified is a fix that did not
     /// hold: `reopened` (exit 2), no second proposal (the branch is untouched), one audit record
     /// saying so however often the scanner reports it, listed by `report` until the next verified

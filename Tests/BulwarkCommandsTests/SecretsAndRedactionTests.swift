@@ -220,6 +220,35 @@ import Testing
         for (text, expected) in cases { #expect(Redaction.words(in: text) == expected, "\(text)") }
     }
 
+    /// A scanner's evidence the redaction missed: a password with no blank after its colon, a
+    /// passphrase, keys of something (`encryption_key`, `ssh_key`, JSON's `"client_key"`,
+    /// `signingKey`), `PGPASS`, a PIN, cookie headers and `mysql -p…`; two of them reached git in
+    /// a proposal's commit. Each value is redacted and what names it stays; ordinary evidence
+    /// (`PASS_MAX_DAYS 99999`, `PermitRootLogin yes`, a bare `key: name`, words that only hold
+    /// those letters) reads as it was.
+    @Test func evidenceSecretsUnderEverySpellingAreRedactedAndOrdinaryEvidenceStays() {
+        let cases: [(String, String)] = [
+            ("password:NOSPACE0123 found", "password:<redacted> found"),
+            ("passphrase=PASSPHRASE0123", "passphrase=<redacted>"),
+            ("encryption_key: ENCKEY0123", "encryption_key: <redacted>"),
+            ("Cookie: session=COOKIE0123; theme=COOKIE4567", "Cookie: session=<redacted>; theme=<redacted>"),
+            ("Set-Cookie: sid=SETCOOKIE0123; Path=/ then PASS_MAX_DAYS 99999", "Set-Cookie: sid=<redacted>; Path=<redacted> then PASS_MAX_DAYS 99999"),
+            ("ran /usr/bin/mysql -uroot -pMYSQL0123 -h db", "ran /usr/bin/mysql -uroot -p<redacted> -h db"),
+            ("sshpass -p SSHPASS0123 ssh host", "sshpass -p <redacted> ssh host"),
+            ("PGPASS=PGPASS0123", "PGPASS=<redacted>"),
+            (#"{"client_key": "CLIENTKEY0123", "user": "bob"}"#, #"{"client_key": "<redacted>", "user": "bob"}"#),
+            ("ssh_key=SSHKEY0123", "ssh_key=<redacted>"),
+            ("signingKey: SIGNKEY0123 userPin=PIN0123 APIKey:APIKEY0123", "signingKey: <redacted> userPin=<redacted> APIKey:<redacted>"),
+            ("Authorization:Basic QmFzaWMxMjM0", "Authorization:Basic <redacted>"),
+        ]
+        for (text, expected) in cases { #expect(Redaction.words(in: text) == expected, "\(text)") }
+        for plain in ["PASS_MAX_DAYS 99999", "PermitRootLogin yes", "PASS_MAX_DAYS=99999 PASS_MIN_DAYS=0", "key: name", "code: 42",
+                      "bypass=on spin=3 monkey=2 keyboard: us passthrough: yes", "mysql -u root -p -P 3306 shop", "find / -perm -4000 -print",
+                      "time:12:00 port:22 session: 42", "public key ssh-ed25519 is listed", "Cookie policy: strict"] {
+            #expect(Redaction.words(in: plain) == plain, "\(plain)")
+        }
+    }
+
     @Test func urlsInsideMessagesAreRedacted() {
         let message = #"slack 01ABC: Error Domain=NSURLErrorDomain Code=-1004 "Could not connect" UserInfo={NSErrorFailingURLStringKey=https://hooks.example.org/in?token=abc123, url: 'https://u:pw/x@h/p'}"#
         let redacted = Redaction.urls(in: message)

@@ -230,6 +230,54 @@ let gatewayConfig = """
         }
     }
 
+    /// A credential's key is read as words however it is spelt: `encryptionKey`, `signingKey`,
+    /// `clientSecret`, `APIKey`, `userPin`, `sshPassphrase`, `PGPASS` name credentials as
+    /// `encryption_key`, `signing-key`, `api.key` do (camelCase keys were neither redacted nor
+    /// required to come from the environment). Keys that only hold those letters stay plain.
+    @Test func aCredentialsKeyIsReadAsWordsWhateverItsSpelling() {
+        for key in ["encryptionKey", "encryption_key", "ENCRYPTION-KEY", "encryption.key", "encryptionkey", "signingKey", "signing_key",
+                    "clientSecret", "client_secret", "APIKey", "apiKey", "api_key", "sshKey2", "ssh_key_2", "userPin", "pin", "PIN",
+                    "sshPassphrase", "passphrase", "PGPASS", "dbPwd", "db_pwd", "headers.pass", "sessionCookie", "accessToken",
+                    "key", "keys", "auth", "privateKeys"] {
+            #expect(ConfigFileDriver.isSecretKey(key), "\(key)")
+        }
+        for key in ["keyId", "key_id", "keyFile", "keyboard", "monkey", "hotkey", "spin", "pinned", "pin_version", "bypass", "passthrough",
+                    "pass_through_endpoints", "author", "auth_type", "custom_auth", "keyPrefix", "PASS_MAX_DAYS", "pgpassfile"] {
+            #expect(!ConfigFileDriver.isSecretKey(key), "\(key)")
+        }
+    }
+
+    /// The guard on both sides under camelCase keys: literal values written over
+    /// `auth.encryptionKey` and `auth.signingKey` are blocked, and the reason quotes neither;
+    /// a reference to the environment under the same keys goes through.
+    @Test func camelCaseCredentialKeysAreWrittenOnlyAsReferences() async throws {
+        try await withTemporaryDirectory { root in
+            let text = "auth:\n  encryptionKey: LITERALENCKEY-aa11bb22cc33\n  signingKey: LITERALSIGNKEY-dd44ee55\n"
+            try write(root + "/etc/app/config.yaml", text)
+            let literal = try configState(root: root, resource("ConfigFile", "app", """
+                path: etc/app/config.yaml
+                properties:
+                  auth.encryptionKey: rotate-me
+                """))
+            let (plan, outcome) = try await reconcile(literal)
+            let remediation = try #require(plan.remediations.first)
+            #expect(remediation.decision == .blocked, "\(remediation)")
+            #expect(remediation.reason?.contains("literal") == true, "\(remediation.reason ?? "")")
+            #expect(remediation.changes.allSatisfy(\.sensitive), "\(remediation.changes)")
+            #expect(outcome.verified.isEmpty)
+            #expect(try read(root + "/etc/app/config.yaml") == text)
+
+            let reference = try configState(root: root, resource("ConfigFile", "app", """
+                path: etc/app/config.yaml
+                properties:
+                  auth.encryptionKey: os.environ/APP_ENCRYPTION_KEY
+                """))
+            let (_, applied) = try await reconcile(reference)
+            #expect(!applied.verified.isEmpty, "\(applied)")
+            #expect(try read(root + "/etc/app/config.yaml").contains("encryptionKey: os.environ/APP_ENCRYPTION_KEY"))
+        }
+    }
+
     /// Credentials the last key alone did not name: a list element's value picked by a name
     /// (`environment_variables[name=OPENAI_API_KEY].value`), a plural key (`api_keys`), and a
     /// connection URL with a password (`database_url`). Their observed values were shown in the
