@@ -263,7 +263,8 @@ let gatewayConfig = """
             let remediation = try #require(plan.remediations.first)
             #expect(remediation.decision == .blocked, "\(remediation)")
             #expect(remediation.reason?.contains("literal") == true, "\(remediation.reason ?? "")")
-            #expect(remediation.changes.allSatisfy(\.sensitive), "\(remediation.changes)")
+            let sensitive = remediation.changes.allSatisfy { $0.sensitive }
+            #expect(sensitive, "\(remediation.changes)")
             #expect(outcome.verified.isEmpty)
             #expect(try read(root + "/etc/app/config.yaml") == text)
 
