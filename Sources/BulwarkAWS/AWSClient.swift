@@ -53,11 +53,8 @@ public struct AWSError: Error, Sendable, CustomStringConvertible {
         "SlowDown", "RequestThrottled", "RequestThrottledException", "ServiceUnavailable",
     ]
 
-    static let retryableCodes: Set<String> = [
-        "Throttling", "ThrottlingException", "ThrottledException", "RequestLimitExceeded", "TooManyRequestsException",
-        "SlowDown", "RequestThrottled", "RequestThrottledException", "PriorRequestNotComplete", "RequestTimeout",
-        "InternalError", "ServiceUnavailable",
-    ]
+    /// Worth another try: a shortage (`throttlingCodes`), or a request AWS could not finish.
+    static let retryableCodes = throttlingCodes.union(["PriorRequestNotComplete", "RequestTimeout", "InternalError"])
 }
 
 /// The AWS services Bulwark speaks to, with their protocol details.

@@ -41,6 +41,15 @@ enum CheckedLineFile {
         return (lines, count)
     }
 
+    /// The value of a `trust <digest>` line (the trust its records were taken in under:
+    /// `RecordTrust.digest`, or `none`), or nil when `line` is not one: printable ASCII, no blank.
+    static func trust(_ line: ArraySlice<UInt8>) -> String? {
+        let text = String(decoding: line, as: UTF8.self)
+        let trust = text.dropFirst("trust ".count)
+        guard text.hasPrefix("trust "), !trust.isEmpty, trust.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f }) else { return nil }
+        return String(trust)
+    }
+
     /// Appends the end line for `entries` entries to `bytes`.
     static func end(_ bytes: inout [UInt8], entries: Int) {
         let hex = String(AuditIndex.checksum(bytes), radix: 16)

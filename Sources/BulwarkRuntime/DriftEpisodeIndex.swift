@@ -67,9 +67,7 @@ package struct DriftEpisodeIndex: Sendable, Equatable {
         let headLine = String(decoding: lines[1], as: UTF8.self)
         let headHex = String(headLine.dropFirst(5))
         guard headLine.hasPrefix("head "), headHex == "none" || ObjectID(hex: headHex) != nil else { return nil }
-        let trustLine = String(decoding: lines[2], as: UTF8.self)
-        let trust = String(trustLine.dropFirst(6))
-        guard trustLine.hasPrefix("trust "), !trust.isEmpty, trust.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f }) else { return nil }
+        guard let trust = CheckedLineFile.trust(lines[2]) else { return nil }
         var episodes = DriftEpisodes()
         for line in lines[3...] {
             let fields = line.split(separator: 0x20, omittingEmptySubsequences: false)

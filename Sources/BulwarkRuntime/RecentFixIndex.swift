@@ -122,12 +122,10 @@ package struct RecentFixIndex: Sendable, Equatable {
         guard lines.count == count + 4, String(decoding: lines[0], as: UTF8.self) == header else { return nil }
         let headLine = String(decoding: lines[1], as: UTF8.self)
         let sinceLine = String(decoding: lines[2], as: UTF8.self)
-        let trustLine = String(decoding: lines[3], as: UTF8.self)
         let headHex = String(headLine.dropFirst(5))
-        let trust = String(trustLine.dropFirst(6))
         guard headLine.hasPrefix("head "), headHex == "none" || ObjectID(hex: headHex) != nil,
               sinceLine.hasPrefix("since "), let since = Int64(sinceLine.dropFirst(6)),
-              trustLine.hasPrefix("trust "), !trust.isEmpty, trust.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f }) else { return nil }
+              let trust = CheckedLineFile.trust(lines[3]) else { return nil }
         var entries: [Entry] = []
         entries.reserveCapacity(count)
         for line in lines[4...] {
