@@ -423,17 +423,7 @@ struct AWSGuardTests {
         let origin = base + "/origin.git", seed = base + "/seed"
         try git("init", "-q", "--bare", "-b", "main", origin)
         try git("clone", "-q", origin, seed)
-        try write(seed + "/controllers/aws.yaml", """
-            apiVersion: bulwark/v1
-            kind: Target
-            metadata: {name: account-1}
-            spec: {adapter: aws, region: us-east-1, endpoint: "\(endpoint)"}
-            ---
-            apiVersion: bulwark/v1
-            kind: Controller
-            metadata: {name: cloud}
-            spec: {kinds: [SecurityGroupIngress]}
-            """)
+        try write(seed + "/controllers/aws.yaml", awsInventory(endpoint: endpoint, kinds: "SecurityGroupIngress"))
         try write(seed + "/desired-state/aws.yaml", manifests)
         try git("add", "-A", in: seed)
         try git("commit", "-qm", "forbid ssh from anywhere", in: seed)

@@ -5,19 +5,24 @@ import Testing
 
 @testable import BulwarkAWS
 
+/// One AWS target (`account-1`) at `endpoint` and one controller (`cloud`) for `kinds`.
+func awsInventory(endpoint: String, kinds: String) -> String {
+    """
+    apiVersion: bulwark/v1
+    kind: Target
+    metadata: {name: account-1}
+    spec: {adapter: aws, region: us-east-1, endpoint: "\(endpoint)"}
+    ---
+    apiVersion: bulwark/v1
+    kind: Controller
+    metadata: {name: cloud}
+    spec: {kinds: [\(kinds)]}
+    """
+}
+
 /// A revision with one AWS target at `endpoint` and one controller for `kinds`.
 func awsState(endpoint: String, _ manifests: String, kinds: String) throws -> DesiredState {
-    let inventory = """
-        apiVersion: bulwark/v1
-        kind: Target
-        metadata: {name: account-1}
-        spec: {adapter: aws, region: us-east-1, endpoint: "\(endpoint)"}
-        ---
-        apiVersion: bulwark/v1
-        kind: Controller
-        metadata: {name: cloud}
-        spec: {kinds: [\(kinds)]}
-        """
+    let inventory = awsInventory(endpoint: endpoint, kinds: kinds)
     return try DesiredStateLoader(registry: Registry([AWSAdapter.definition()])).load([
         SourceFile(path: "controllers/c.yaml", contents: Array(inventory.utf8)),
         SourceFile(path: "desired-state/aws.yaml", contents: Array(manifests.utf8)),
