@@ -150,6 +150,45 @@ extension FileModeDriver: JointlyGuardedDriver {
     /// others, so it is kept `1777` only where it is.
     static let sharedFolders = ["tmp", "var/tmp", "dev/shm"]
     static let sharedWhereOpen = ["run/lock"]
+    /// Files every user and service reads (accounts, name lookups, the dynamic loader's cache):
+    /// no policy may take reading them from others, nor searching the folders on their way.
+    static let worldReadable = ["etc/passwd", "etc/group", "etc/resolv.conf", "etc/hosts", "etc/nsswitch.conf", "etc/ld.so.cache"]
+    /// Folders of the programs the system and its users run: no policy may leave one of their
+    /// executables executable by no one (root included).
+    static let executableFolders = ["bin", "sbin", "usr/bin", "usr/sbin", "usr/local/bin", "usr/local/sbin",
+                                    "lib/systemd", "usr/lib/systemd"]
+
+    /// The reason a mode taking bits away from the file at `real` (the resource's `paths`, as
+    /// written and as resolved) is an outage, or nil: reading taken from others on a file every
+    /// user and service reads (`worldReadable`: `ls -l` would still work as root, `getpwnam`,
+    /// `getaddrinfo` and the dynamic loader would not for anyone else), searching taken from
+    /// others on a folder on the way to one (`/etc 0700`), or execution taken from everyone on
+    /// an executable in `executableFolders` (`/usr/sbin/sshd 0600`: no one can start it, root
+    /// included). Taking bits from group or others on another file, or a program's execution
+    /// from others alone, is hardening and goes through.
+    static func tightened(from before: UInt32, to mode: UInt32, paths: [String], real: String, shown: String) -> String? {
+        var info = stat()
+        guard stat(real, &info) == 0 else { return nil }  // nothing there to change
+        let shownMode = format(mode: mode)
+        if info.st_mode & FileType.mask == FileType.directory {
+            let onTheWay = paths.compactMap { path in worldReadable.first { PathText.isWithin($0, path) && $0 != path } }.first
+            if let file = onTheWay, before & 0o001 != 0, mode & 0o001 == 0 {
+                return "mode \(shownMode) would take searching \(shown) from other users and services, the way to /\(file), which "
+                    + "every user and service reads: account and name lookups would fail for all but its owner and group"
+            }
+            return nil
+        }
+        if paths.contains(where: { worldReadable.contains($0) }), before & 0o004 != 0, mode & 0o004 == 0 {
+            return "mode \(shownMode) would take reading \(shown) from other users and services, which every one of them reads: "
+                + "account, name and library lookups would fail for all but its owner and group"
+        }
+        if paths.contains(where: { path in executableFolders.contains { PathText.isWithin(path, $0) && path != $0 } }),
+           before & 0o111 != 0, mode & 0o111 == 0 {
+            return "mode \(shownMode) would leave \(shown), a program the system runs, executable by no one, root included"
+        }
+        return nil
+    }
+
     /// Files no policy may make world-readable (patterns relative to the root).
     static let secretFiles = ["etc/shadow", "etc/shadow-", "etc/gshadow", "etc/gshadow-", "etc/sudoers",
                               "etc/sudoers.d/*", "etc/ssh/ssh_host_*_key"]
@@ -225,6 +264,7 @@ extension FileModeDriver: JointlyGuardedDriver {
         let sharedWhereOpen = paths.contains { Self.sharedWhereOpen.contains($0) }
         let sudoRefuses = "sudo refuses to run with a sudoers file that is not root's or that others can write: "
             + "administrators could no longer become root through it"
+        var tightening: String?
         for change in changes {
             switch change.property {
             case "mode":
@@ -246,7 +286,16 @@ extension FileModeDriver: JointlyGuardedDriver {
                 if secret && mode & 0o004 != 0 {
                     return .block("mode \(change.desired) would let every user read \(shown), which holds secrets")
                 }
-                let added = mode & 0o6000 & ~before
+                // Judged after what takes administration away, whose reason names who loses what.
+                tightening = tightening ?? Self.tightened(from: before, to: mode, paths: paths, real: real, shown: shown)
+                // Bits Bulwark's own change of owner or group took, interrupted before it put them
+                // back (`Kept`), are the file's: putting them back adds nothing.
+                let marked = (try? Self.node(resource.spec.subject, in: root, open: true)).flatMap { found -> Kept.Mark? in
+                    guard let fd = found.1 else { return nil }
+                    defer { close(fd) }
+                    return Kept.marker(fd)
+                }
+                let added = mode & 0o6000 & ~before & ~(marked?.mode ?? 0)
                 if added != 0 {
                     return .block("mode \(change.desired) would add the \(added & 0o4000 != 0 ? "setuid" : "setgid") bit to \(shown)")
                 }
@@ -283,6 +332,7 @@ extension FileModeDriver: JointlyGuardedDriver {
         if let harm = try administration(changes, mode: specMode, real: real, paths: Set(paths), shown: shown, root: root) {
             return .block(harm)
         }
+        if let tightening { return .block(tightening) }
         // The file as the write will find it (judged again there, on the file opened).
         if let (file, _, folder) = try Self.node(resource.spec.subject, in: root, open: false) {
             let accounts = changes.contains { $0.property != "mode" } ? try HostAccounts.reading(root) : nil
@@ -334,27 +384,21 @@ extension FileModeDriver: JointlyGuardedDriver {
         guard onTheWay || ["authorized_keys", "authorized_keys2"].contains(PathText.components(real).last ?? "") else { return nil }
         let accounts = try HostAccounts.reading(root)
         var after = before
-        var chowned = false
         for change in changes {
             switch change.property {
             case "owner":
                 guard let uid = accounts.user(change.desired)?.uid ?? UInt32(change.desired) else { continue }
                 after.uid = uid
-                chowned = true
             case "group":
                 guard let gid = accounts.groups.first(where: { $0.name.isSameBytes(change.desired) })?.gid ?? UInt32(change.desired) else { continue }
                 after.gid = gid
-                chowned = true
             default:
                 break
             }
         }
-        // Apply sets the spec's mode after any chown; without one, a chown clears the set-id bits.
-        if let specMode {
-            after.mode = specMode
-        } else if chowned && !before.folder {
-            after.mode &= ~0o6000
-        }
+        // Apply sets the spec's mode after any chown; without one, it keeps the set-id bits the
+        // chown took (`Kept`).
+        if let specMode { after.mode = specMode }
 
         let rootProgram = !before.folder && paths.contains { path in
             let components = PathText.components(path)

@@ -383,7 +383,14 @@ struct ConfigFileDriver: ResourceDriver {
     // MARK: - Observing
 
     static func read(_ options: Options, root: HostRoot) throws -> (LineFile, ConfigDocument)? {
-        guard let file = try FileIO.readLines(options.path, in: root) else { return nil }
+        guard let read = try FileIO.read(options.path, in: root) else { return nil }
+        // A file with another name is that file too: a hard link to etc/shadow would be read
+        // (its hashes in the record), and its copy with the values written put where the link was.
+        guard read.links <= 1 else {
+            throw HostError("has \(read.links) hard links, and its content is that of every other name it has "
+                            + "(a link to etc/shadow, say); not managed: remove the other links", path: read.path)
+        }
+        let file = try LineFile(bytes: read.bytes, origin: read.identity, path: read.path)
         guard !file.escaped else { throw HostError("is not UTF-8; not managed", path: root.full(root.components(of: options.path))) }
         do {
             return (file, try ConfigDocument(text: file.text, format: ConfigDocument.Format(rawValue: options.format) ?? .yaml))

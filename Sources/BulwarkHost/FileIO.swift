@@ -34,6 +34,8 @@ struct HostFile {
     var uid: uid_t
     var gid: gid_t
     var mode: mode_t
+    /// Its number of names (hard links) when it was read.
+    var links: UInt64 = 1
     /// The file's status when it was read, for `ContentCache`.
     var key: ContentKey
 }
@@ -120,7 +122,7 @@ enum FileIO {
             guard after.st_size == before.st_size, after.st_mtim.tv_sec == before.st_mtim.tv_sec,
                   after.st_mtim.tv_nsec == before.st_mtim.tv_nsec else { continue }
             return HostFile(path: display, bytes: bytes, identity: FileIdentity(after, bytes), uid: after.st_uid,
-                            gid: after.st_gid, mode: after.st_mode, key: ContentKey(after))
+                            gid: after.st_gid, mode: after.st_mode, links: UInt64(after.st_nlink), key: ContentKey(after))
         }
         throw HostError("changed every time it was read", path: display, code: .conflict)
     }

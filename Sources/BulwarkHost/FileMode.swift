@@ -7,7 +7,7 @@ internal import BulwarkCore
 /// ```yaml
 /// spec: {path: /etc/shadow, mode: "0640", owner: root, group: shadow}
 /// ```
-struct FileModeDriver: ResourceDriver {
+struct FileModeDriver: ReportingDriver {
     /// Its changes (`fchown`, then `fchmod`) pass `ChangeGate.current` first, once every check
     /// that may refuse the fix is done (the file opened again, the planted-link guard, the
     /// owner and group looked up): a fix is marked tried there, not before.
@@ -43,6 +43,11 @@ struct FileModeDriver: ResourceDriver {
             spec.fail("set at least one of mode, owner, group")
             return nil
         }
+        // A change of owner or group keeps the set-id bits and file capabilities the kernel
+        // takes with it (`Kept`): one interrupted before they are back drifts on this property.
+        if properties.contains(where: { $0.name == "owner" || $0.name == "group" }) {
+            properties.append(DesiredProperty(Kept.property, Kept.done))
+        }
         return ResourceSpec(subject: path, properties: properties)
     }
 
@@ -58,18 +63,36 @@ struct FileModeDriver: ResourceDriver {
 
     func observe(_ resource: Resource, on target: Target) async throws -> Observation {
         let root = try HostRoot(target: target)
-        guard let (info, _, _) = try Self.node(resource.spec.subject, in: root, open: false) else {
+        let keeps = resource.spec.properties.contains { $0.name == Kept.property }
+        guard let (info, opened, _) = try Self.node(resource.spec.subject, in: root, open: keeps) else {
             // A missing file has nothing to fix: no property applies.
             return Observation(values: [:])
         }
+        defer { if let opened { close(opened) } }
         let accounts = try AccountDatabase(root: root)
         let wanted = { (name: String) in resource.spec.properties.first { $0.name == name }?.value }
         // Owners compare as ids: `owner: "0"` and `owner: root` are the same owner.
-        return Observation(values: [
+        var values: [String: String?] = [
             "mode": Self.format(mode: UInt32(info.st_mode & 0o7777)),
             "owner": wanted("owner").flatMap { accounts.userID($0) == info.st_uid ? $0 : nil } ?? accounts.userName(info.st_uid),
             "group": wanted("group").flatMap { accounts.groupID($0) == info.st_gid ? $0 : nil } ?? accounts.groupName(info.st_gid),
-        ])
+        ]
+        var owed: [String: String] = [:]
+        if let opened {
+            if let mark = Kept.marker(opened) {
+                let lost = Kept.lost(mark, now: UInt32(info.st_mode & 0o7777))
+                values[Kept.property] = .some("lost (\(lost))")
+                owed[Kept.property] = lost
+            } else if let keeps = Kept.keeps(info, fd: opened, specMode: wanted("mode").flatMap { UInt32($0, radix: 8) },
+                                             chown: wanted("owner").map { accounts.userID($0) != info.st_uid } == true
+                                                 || wanted("group").map { accounts.groupID($0) != info.st_gid } == true) {
+                // The plan says what the change of owner or group keeps, and the record compares it after.
+                values[Kept.property] = .some(keeps)
+            } else {
+                values[Kept.property] = .some(Kept.done)
+            }
+        }
+        return Observation(values: values, owed: owed)
     }
 
     /// The file or folder at `subject`, reached without following any symbolic link (a mode or
@@ -168,15 +191,22 @@ struct FileModeDriver: ResourceDriver {
     }
 
     func apply(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws {
+        _ = try await applyReporting(changes, to: resource, on: target)
+    }
+
+    /// `apply`, saying in the record which set-id bits and file capabilities a change of owner
+    /// or group kept (`Kept`).
+    func applyReporting(_ changes: [PropertyDrift], to resource: Resource, on target: Target) async throws -> ApplyReport {
         let root = try HostRoot(target: target)
-        let found = try await root.applying(fixing: "FileMode") { try applyOnce(changes, to: resource, root: root) }
+        let (found, notes) = try await root.applying(fixing: "FileMode") { try applyOnce(changes, to: resource, root: root) }
         try AlreadyInSync.unless(changes, found: found)
+        return ApplyReport(notes: notes)
     }
 
     /// One attempt, holding the target's lock: the properties the file already has as desired
     /// (another writer set them since the plan observed the drift) are left out; when that is
-    /// all of them nothing is changed. Returns the properties found.
-    private func applyOnce(_ allChanges: [PropertyDrift], to resource: Resource, root: HostRoot) throws -> Set<String> {
+    /// all of them nothing is changed. Returns the properties found, and what was kept.
+    private func applyOnce(_ allChanges: [PropertyDrift], to resource: Resource, root: HostRoot) throws -> (Set<String>, [String]) {
         let path = root.full(PathText.components(resource.spec.subject))
         // Only an owner or group change reads the accounts: a mode's fix needs neither passwd nor
         // group, and reading them again under the lock (a walk and a check for writers of each)
@@ -187,16 +217,19 @@ struct FileModeDriver: ResourceDriver {
             throw HostError("does not exist", path: path)
         }
         defer { close(fd) }
+        // What an earlier fix of this file, interrupted after its chown, left to put back.
+        let marked = Kept.marker(fd)
         let found = Set(allChanges.filter { change in
             switch change.property {
             case "mode": Self.format(mode: UInt32(current.st_mode & 0o7777)) == change.desired
             case "owner": accounts?.userID(change.desired) == current.st_uid
             case "group": accounts?.groupID(change.desired) == current.st_gid
+            case Kept.property: marked == nil
             default: false
             }
         }.map(\.property))
         let changes = allChanges.filter { !found.contains($0.property) }
-        guard !changes.isEmpty else { return found }
+        guard !changes.isEmpty else { return (found, []) }
         // Judged again on the file opened: it may have been swapped for a planted one since the plan.
         if let reason = Self.plantedLink(changes, path: resource.spec.subject, file: current, folder: folder, root: root,
                                          uid: { accounts?.userID($0) }, gid: { accounts?.groupID($0) }) {
@@ -220,24 +253,36 @@ struct FileModeDriver: ResourceDriver {
                 break
             }
         }
-        // chown clears set-id bits, so the mode goes last.
+        // chown clears set-id bits (and file capabilities), so the mode goes last.
         let wanted = resource.spec.properties.first { $0.name == "mode" }
         let chown = uid != uid_t.max || gid != gid_t.max
         let chmod = wanted != nil && (changes.contains(where: { $0.property == "mode" }) || chown)
         let mode = wanted.flatMap { UInt32($0.value, radix: 8) }
         if chmod, mode == nil { throw HostError("cannot change mode: \(quotedForMessage(wanted?.value ?? "")) is no octal mode", path: path) }
+        // What the kernel takes from a file whose owner or group changes, to put back: the
+        // marker of an interrupted fix first (the file has lost it already), else what it has now.
+        let keep = try marked ?? (chown ? Kept.taken(by: current, fd: fd, path: path) : nil)
+        let restore = keep != nil && (chown || changes.contains { $0.property == Kept.property })
         // Checked: the owner's change (or the mode's) is the first one, past the gate.
-        if chown || chmod { try HostChange.announce(path: path) }
+        if chown || chmod || restore { try HostChange.announce(path: path) }
+        // Marked on the file before the chown: a kill between the two leaves the file drifting on
+        // `Kept.property`, and the next pass puts back what it took.
+        if chown, let keep, marked == nil { try Kept.mark(keep, fd: fd, path: path) }
         if chown {
             guard fchown(fd, uid, gid) == 0 else { throw HostError("cannot change owner: \(errnoText())", path: path) }
+            if keep != nil { HostFaults.change(at: "chowned", of: "FileMode") }
         }
         if chmod, let mode {
             guard fchmod(fd, mode_t(mode)) == 0 else { throw HostError("cannot change mode: \(errnoText())", path: path) }
         }
-        if chown || chmod { HostFaults.change(at: "after", of: "FileMode") }
+        var notes: [String] = []
+        if restore, let keep {
+            notes = try Kept.restore(keep, fd: fd, modeSet: mode, path: path, subject: resource.spec.subject)
+        }
+        if chown || chmod || restore { HostFaults.change(at: "after", of: "FileMode") }
         var after = stat()
         if fstat(fd, &after) == 0 { OwnChanges.changedMetadata(before: current, after: after) }
-        return found
+        return (found, notes)
     }
 }
 
@@ -264,5 +309,169 @@ func isAccountName(_ name: String) -> Bool {
     else { return false }
     return name.unicodeScalars.allSatisfy {
         ($0.isASCII && (CharacterSet.alphanumerics.contains($0))) || $0 == "_" || $0 == "-" || $0 == "."
+    }
+}
+
+/// What the kernel takes from a file when its owner or group changes, and a FileMode fix puts
+/// back: its setuid and setgid bits, and its file capabilities (the `security.capability`
+/// attribute, as `setcap` sets it). A `chown` of `/usr/bin/passwd` (4755) to another group left
+/// it 0755, recorded as a change of group alone and verified; one of a `cap_net_raw+ep` ping
+/// left it without its capability. The bits come back unless the spec sets a mode (then that
+/// mode is the file's, as the plan shows it); the capabilities always.
+///
+/// Before the `chown`, a file that has either is marked (the `trusted.bulwark.kept` attribute on
+/// the file itself, holding its mode and capabilities, synced): a kill between the `chown` and
+/// the restore leaves the mark, and with it the resource's `[set-id bits and capabilities]`
+/// property observed `lost (…)` and owed, so recovery does not record the fix verified and the
+/// next pass puts back what the mark holds (the guards do not count bits the mark holds as
+/// added). Only a process with CAP_SYS_ADMIN reads or writes `trusted.*` attributes: no user can
+/// forge a mark. The mark is removed once what it holds is back.
+enum Kept {
+    /// The property a spec with an owner or group has besides them: desired `kept`.
+    static let property = "[set-id bits and capabilities]"
+    static let done = "kept"
+    static let attribute = "trusted.bulwark.kept"
+    static let capabilities = "security.capability"
+    /// A mark holds a mode and a capability set (a few dozen bytes); anything larger is not one.
+    static let maxSize = 1024
+
+    /// The mode a file had (set-id bits included) and its file capabilities, if any.
+    struct Mark: Sendable, Equatable {
+        var mode: UInt32
+        var caps: [UInt8]?
+
+        var text: String {
+            "mode=" + FileModeDriver.format(mode: mode) + (caps.map { " caps=" + $0.map { String(format: "%02x", $0) }.joined() } ?? "")
+        }
+
+        init(mode: UInt32, caps: [UInt8]?) {
+            self.mode = mode
+            self.caps = caps
+        }
+
+        init?(text: String) {
+            var mode: UInt32?
+            var caps: [UInt8]?
+            for field in text.split(separator: " ") {
+                if field.hasPrefix("mode=") {
+                    mode = UInt32(field.dropFirst(5), radix: 8).flatMap { $0 <= 0o7777 ? $0 : nil }
+                } else if field.hasPrefix("caps=") {
+                    let hex = Array(field.dropFirst(5).utf8)
+                    guard hex.count % 2 == 0, !hex.isEmpty else { return nil }
+                    var bytes: [UInt8] = []
+                    for index in stride(from: 0, to: hex.count, by: 2) {
+                        guard let byte = UInt8(String(decoding: hex[index..<index + 2], as: UTF8.self), radix: 16) else { return nil }
+                        bytes.append(byte)
+                    }
+                    caps = bytes
+                } else {
+                    return nil
+                }
+            }
+            guard let mode else { return nil }
+            self.mode = mode
+            self.caps = caps
+        }
+    }
+
+    /// The value of attribute `name` of `fd`; nil where it has none (or the file system keeps none).
+    static func read(_ name: String, fd: Int32) -> [UInt8]? {
+        var value = [UInt8](repeating: 0, count: maxSize)
+        let length = fgetxattr(fd, name, &value, value.count)
+        guard length > 0 else { return nil }
+        return Array(value[..<length])
+    }
+
+    /// The mark of an interrupted fix on the open file, or nil.
+    static func marker(_ fd: Int32) -> Mark? {
+        read(attribute, fd: fd).flatMap { Mark(text: String(decoding: $0, as: UTF8.self)) }
+    }
+
+    /// What a change of owner or group of the open regular file `current` would take from it,
+    /// or nil when it has neither set-id bits nor file capabilities.
+    static func taken(by current: stat, fd: Int32, path: String) throws(HostError) -> Mark? {
+        guard current.st_mode & FileType.mask == FileType.regular else { return nil }  // a folder keeps its setgid bit
+        var value = [UInt8](repeating: 0, count: maxSize)
+        let length = fgetxattr(fd, capabilities, &value, value.count)
+        guard length >= 0 || errno == ENODATA || errno == ENOTSUP else {
+            throw HostError("cannot read its file capabilities (\(errnoText())): its owner is not changed without knowing them", path: path)
+        }
+        let caps = length > 0 ? Array(value[..<length]) : nil
+        let mode = UInt32(current.st_mode & 0o7777)
+        return mode & 0o6000 != 0 || caps != nil ? Mark(mode: mode, caps: caps) : nil
+    }
+
+    /// What a planned change of owner or group (`chown`) of the open file will keep, in words
+    /// (`to keep through the change of owner or group: its setuid bit (mode 4755)`): its set-id
+    /// bits where the spec sets no mode or one with them, its capabilities. Nil when nothing.
+    static func keeps(_ info: stat, fd: Int32, specMode: UInt32?, chown: Bool) -> String? {
+        guard chown, var mark = try? taken(by: info, fd: fd, path: "") else { return nil }
+        if let specMode { mark.mode = mark.mode & ~0o6000 | mark.mode & specMode & 0o6000 }
+        guard mark.mode & 0o6000 != 0 || mark.caps != nil else { return nil }
+        return "to keep through the change of owner or group: " + lostText(mark, now: nil)
+    }
+
+    /// Marks the file before its chown, synced; refuses the change when it cannot.
+    static func mark(_ mark: Mark, fd: Int32, path: String) throws(HostError) {
+        let text = Array(mark.text.utf8)
+        guard fsetxattr(fd, attribute, text, text.count, 0) == 0, fsync(fd) == 0 else {
+            throw HostError("cannot mark it (\(attribute): \(errnoText())) before changing its owner or group, which takes "
+                            + lostText(mark, now: nil) + "; left alone", path: path)
+        }
+    }
+
+    /// `mark`'s set-id bits in words, with what else it holds.
+    static func lostText(_ mark: Mark, now: UInt32?) -> String {
+        var parts: [String] = []
+        if mark.mode & 0o6000 != 0 {
+            parts.append("its " + bits(mark.mode) + " (mode " + FileModeDriver.format(mode: mark.mode)
+                         + (now.map { ", now " + FileModeDriver.format(mode: $0) } ?? "") + ")")
+        }
+        if mark.caps != nil { parts.append("its file capabilities") }
+        return parts.joined(separator: " and ")
+    }
+
+    static func bits(_ mode: UInt32) -> String {
+        switch mode & 0o6000 {
+        case 0o6000: "setuid and setgid bits"
+        case 0o4000: "setuid bit"
+        default: "setgid bit"
+        }
+    }
+
+    /// What an observation says a mark means.
+    static func lost(_ mark: Mark, now: UInt32) -> String {
+        "an interrupted change of its owner or group took " + lostText(mark, now: now) + "; the next pass puts them back"
+    }
+
+    /// Puts back what `mark` holds on the open file: its set-id bits unless the spec set a mode
+    /// (`modeSet`), and its capabilities; then removes the mark. Returns the record's notes.
+    static func restore(_ mark: Mark, fd: Int32, modeSet: UInt32?, path: String, subject: String) throws(HostError) -> [String] {
+        var notes: [String] = []
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw HostError("cannot stat: \(errnoText())", path: path) }
+        let now = UInt32(info.st_mode & 0o7777)
+        if modeSet == nil, mark.mode & 0o6000 != 0 {
+            let mode = now | mark.mode & 0o6000
+            guard mode == now || fchmod(fd, mode_t(mode)) == 0 else {
+                throw HostError("its owner or group was changed, which took its \(bits(mark.mode)); putting it back failed "
+                                + "(\(errnoText())); the next pass tries again", path: path)
+            }
+            notes.append("\(subject) kept its \(bits(mark.mode)) (mode \(FileModeDriver.format(mode: mode))) through the change of its owner or group")
+        } else if let modeSet, mark.mode & 0o6000 & ~modeSet != 0 {
+            notes.append("\(subject) lost its \(bits(mark.mode & ~modeSet)) with the change of its owner or group: the spec sets mode "
+                         + FileModeDriver.format(mode: modeSet))
+        }
+        if let caps = mark.caps {
+            guard fsetxattr(fd, capabilities, caps, caps.count, 0) == 0 else {
+                throw HostError("its owner or group was changed, which took its file capabilities; putting them back failed "
+                                + "(\(errnoText())); the next pass tries again", path: path)
+            }
+            notes.append("\(subject) kept its file capabilities through the change of its owner or group")
+        }
+        guard fremovexattr(fd, attribute) == 0 || errno == ENODATA else {
+            throw HostError("cannot remove its mark \(attribute) (\(errnoText()))", path: path)
+        }
+        return notes
     }
 }

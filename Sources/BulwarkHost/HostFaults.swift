@@ -17,7 +17,9 @@ enum HostFaults {
     /// `BULWARK_FAULT_KILL_AT_CHANGE=KIND:before`: SIGKILL the process when a fix of `KIND`
     /// (`Sysctl`, `LoginDefs`, `FileMode`, `UserAccount`) is about to make its first change, its
     /// checks done, right before it passes the change gate (`HostChange.announce`);
-    /// `=KIND:after`: once such a fix made its changes, before it is verified.
+    /// `=KIND:after`: once such a fix made its changes, before it is verified; `=FileMode:chowned`:
+    /// once a FileMode fix changed the owner or group of a file whose set-id bits or capabilities
+    /// the kernel took with it, before they are put back (`Kept`).
     static let killAtChange = ProcessInfo.processInfo.environment["BULWARK_FAULT_KILL_AT_CHANGE"]
 
     /// The kind whose fix runs here (set by its driver, carried onto the fix's thread by

@@ -31,6 +31,7 @@ static inline long bulwark_file_system_type(int fd) {
 extern ssize_t flistxattr(int fd, char *list, size_t size);
 extern ssize_t fgetxattr(int fd, const char *name, void *value, size_t size);
 extern int fsetxattr(int fd, const char *name, const void *value, size_t size, int flags);
+extern int fremovexattr(int fd, const char *name);
 
 // glibc 2.29's posix_spawn_file_actions_addchdir_np (spawn.h declares it only for _GNU_SOURCE;
 // declared here with the actions as a plain pointer, for the same reason as above).
