@@ -246,6 +246,29 @@ extension Daemon {
                            metadata: ["commits": .stringConvertible(count), "reason": .string(Redaction.urls(in: reason))])
         }
         meters.setUnpushed(health.unpushed?.count ?? 0)
+        await trailChecked()
+    }
+
+    /// Asks where audit records go now (a push or a fetch may have found the audit branch
+    /// rewritten, or put back): a diverted trail is logged once when it starts and when it ends,
+    /// counted in `bulwark_audit_diverted` and given as a readiness reason until it ends.
+    func trailChecked() async {
+        let diverted = await repository.divertedTo
+        guard diverted != auditDiverted else { return }
+        if let diverted {
+            logger.error("audit records go to a recovery branch, not to the audit branch", metadata: ["recovery": .string(diverted)])
+        } else if let earlier = auditDiverted {
+            logger.notice("audit records go to the audit branch again", metadata: ["recovery": .string(earlier)])
+        }
+        auditDiverted = diverted
+        meters.setAuditDiverted(diverted != nil)
+    }
+
+    /// The readiness reason of a diverted trail: where the records are and what to do.
+    static func divertedReason(_ recovery: String, auditBranch: String) -> String {
+        "audit records go to \(recovery) on the origin, not to \(auditBranch): the origin's \(auditBranch) no longer holds "
+            + "records this Bulwark pushed (rewritten or deleted; nothing was lost). Find out who changed it, then put the records "
+            + "back with `git push origin \(recovery):\(auditBranch)`; Bulwark returns to \(auditBranch) at its next poll"
     }
 
     /// Carries out a cycle's plan through the core, logging each decision and writing the

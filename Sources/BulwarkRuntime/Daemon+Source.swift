@@ -54,6 +54,7 @@ extension Daemon {
                 logger.error("the audit branch on the origin was tampered with", metadata: ["problem": .string(problem)])
                 meters.auditTampered()
             }
+            await trailChecked()
             // The record of it, and the records the origin lost, go out now rather than after the
             // next cycle; so do records kept locally, once the origin could be fetched again.
             if !tampering.isEmpty || (health.fetchFailing == nil && health.unpushed != nil) {

@@ -25,7 +25,8 @@ extension Daemon {
             targets: targets, openDrift: openItems,
             recent: recent.reversed().prefix(30).map { DecisionJSON($0.record, commit: $0.commit) },
             mttrLastDay: history.summary(since: now.addingTimeInterval(-86400), until: now),
-            mttrLastWeek: history.summary(since: now.addingTimeInterval(-7 * 86400), until: now))
+            mttrLastWeek: history.summary(since: now.addingTimeInterval(-7 * 86400), until: now),
+            auditDivertedTo: auditDiverted)
     }
 }
 

@@ -60,6 +60,9 @@ package actor Daemon: DaemonControl {
     /// The refusal last logged: a revision refused again at every poll is logged once.
     var loggedRefusal: String?
     var synced = false
+    /// The recovery branch audit records go to while the origin's audit branch lost records
+    /// (`PolicyRepository.divertedTo`), as last asked: a readiness reason until it ends.
+    var auditDiverted: String?
     /// The managed resources findings can name, read by the HTTP server without the actor.
     let findings = Mutex(FindingIndex())
 
@@ -161,7 +164,8 @@ package actor Daemon: DaemonControl {
     package func readiness() -> (ready: Bool, reason: String) {
         guard synced, state != nil else { return (false, "source not synced yet" + (sourceError.map { ": \($0)" } ?? "")) }
         if let refusal { return (false, "\(refusal); revision \(head?.short ?? "?") stays in force") }
-        let reasons = health.reasons(at: clock.now(), threshold: settings.staleAfter, origin: options.displayURL)
+        var reasons = health.reasons(at: clock.now(), threshold: settings.staleAfter, origin: options.displayURL)
+        if let diverted = auditDiverted { reasons.insert(Self.divertedReason(diverted, auditBranch: repository.configuration.auditBranch), at: 0) }
         guard lastCycle != nil else { return (false, (["no cycle has run yet"] + reasons).joined(separator: "; ")) }
         if !reasons.isEmpty { return (false, reasons.joined(separator: "; ")) }
         if let overdue = scheduler.overdue(at: clock.now(), startedAt: startedAt) { return (false, overdue) }

@@ -9,6 +9,15 @@ extension DaemonMetrics {
     package func auditTampered() {
         registry.makeCounter(descriptor: Self.auditTampering, labels: []).increment()
     }
+
+    package static var auditDiverted: MetricNameDescriptor {
+        family("bulwark_audit_diverted", "",
+               "1 while audit records go to a recovery branch because the origin's audit branch lost records this Bulwark pushed")
+    }
+
+    package func setAuditDiverted(_ diverted: Bool) {
+        registry.makeGauge(descriptor: Self.auditDiverted, labels: []).set(Double(diverted ? 1 : 0))
+    }
 }
 
 extension DaemonMetrics {
@@ -20,10 +29,11 @@ extension DaemonMetrics {
         family("bulwark_source_fetch_failures", "total", "Fetches of the policy origin that failed (the last fetched revision stays in force)")
     }
 
-    /// Both exist at 0 from the start (`init`).
+    /// All exist at 0 from the start (`init`).
     func startTrail() {
         _ = registry.makeGauge(descriptor: Self.unpushedAuditCommits, labels: [])
         _ = registry.makeCounter(descriptor: Self.sourceFetchFailures, labels: [])
+        _ = registry.makeGauge(descriptor: Self.auditDiverted, labels: [])
     }
 
     package func setUnpushed(_ commits: Int) {

@@ -450,6 +450,12 @@ package actor PolicyRepository: AuditSink {
         return isRepository ? nil : path
     }
 
+    /// Why a fetch or a push to the origin failed, in words: a local origin moved or removed is
+    /// named as such, where libgit2 calls it an unsupported URL protocol.
+    private func originFailure(_ error: GitError) -> String {
+        Self.missingLocalOrigin(configuration.url).map { "there is no git repository at \($0)" } ?? error.message
+    }
+
     /// Whether others than the owner may read or enter `directory`.
     private static func isOpen(_ directory: String) -> Bool {
         var info = stat()
@@ -471,7 +477,7 @@ package actor PolicyRepository: AuditSink {
                 throw Failure.unreachable(configuration.url, error)
             }
             // A local origin moved or removed: libgit2 calls that an unsupported URL protocol.
-            let why = Self.missingLocalOrigin(configuration.url).map { "there is no git repository at \($0)" } ?? error.message
+            let why = originFailure(error)
             stale = "cannot fetch \(redactedURL(configuration.url)) (\(why)); using the last fetched revision"
         }
         guard let head = try repository.resolve("refs/remotes/origin/\(configuration.branch)") else {
@@ -1130,7 +1136,7 @@ package actor PolicyRepository: AuditSink {
                     : try repository.push(commit: tip, to: "refs/heads/\(target)", expected: remote, remote: "origin",
                                           access: configuration.access)
             } catch {
-                return .keptLocally(commits: try kept(), reason: error.message, pushed: pushed)
+                return .keptLocally(commits: try kept(), reason: originFailure(error), pushed: pushed)
             }
             // A push retried against a busy origin replays at each attempt: a pack each.
             if replayed { consolidatePacks(sparingUnpushed: true) }
@@ -1188,7 +1194,7 @@ package actor PolicyRepository: AuditSink {
                 try repository.fetch(remote: "origin", refspecs: ["+refs/heads/\(target):refs/remotes/origin/\(target)"],
                                      access: configuration.access)
             } catch {
-                return .keptLocally(commits: try kept(), reason: error.message, pushed: pushed)
+                return .keptLocally(commits: try kept(), reason: originFailure(error), pushed: pushed)
             }
             let tampering = try checkTrail()
             guard tampering == nil, pushBranch == target, let fetched = try repository.resolve("refs/remotes/origin/\(target)") else {
@@ -1933,6 +1939,11 @@ package actor PolicyRepository: AuditSink {
 
     /// The branch audit commits are pushed to now (`pushBranch`): what a summary names.
     package var pushedBranch: String { pushBranch }
+
+    /// The recovery branch records go to instead of the audit branch, while the origin's audit
+    /// branch does not hold what this Bulwark pushed to it; nil while they go to the audit branch.
+    /// Kept in the trail file (`AuditTrail.recoveryBranch`), so a restart still knows it.
+    package var divertedTo: String? { pushBranch == configuration.auditBranch ? nil : pushBranch }
 
     /// The name this Bulwark signs its records with (`Bulwark-Instance`).
     package var instance: String { trail.instance }

@@ -52,6 +52,9 @@ public struct DaemonStatus: Encodable, Sendable {
     package var ready: Bool
     package var readiness: String
     package var sourceError: String?
+    /// The recovery branch audit records go to while the origin's audit branch lost records
+    /// Bulwark pushed; absent while they go to the audit branch.
+    package var auditDivertedTo: String?
     package var lastCycleAt: Date?
     package var lastCycleSeconds: Double?
     package var lastCycleError: String?
@@ -63,7 +66,7 @@ public struct DaemonStatus: Encodable, Sendable {
 
     package init(schemaVersion: Int, revision: Revision?, busy: Bool, cycles: Int, ready: Bool, readiness: String, sourceError: String?,
                  lastCycleAt: Date?, lastCycleSeconds: Double?, lastCycleError: String?, targets: [TargetInfo], openDrift: [Item],
-                 recent: [DecisionJSON], mttrLastDay: MTTRSummary, mttrLastWeek: MTTRSummary) {
+                 recent: [DecisionJSON], mttrLastDay: MTTRSummary, mttrLastWeek: MTTRSummary, auditDivertedTo: String? = nil) {
         self.schemaVersion = schemaVersion
         self.revision = revision
         self.busy = busy
@@ -71,6 +74,7 @@ public struct DaemonStatus: Encodable, Sendable {
         self.ready = ready
         self.readiness = readiness
         self.sourceError = sourceError
+        self.auditDivertedTo = auditDivertedTo
         self.lastCycleAt = lastCycleAt
         self.lastCycleSeconds = lastCycleSeconds
         self.lastCycleError = lastCycleError

@@ -25,6 +25,10 @@ enum StatusPage {
             <span class="\(status.ready ? "ok" : "bad")">\(e(status.readiness))</span></p>
             """
         if let error = status.sourceError { html += "<p class=\"bad\">Source: \(e(error))</p>" }
+        if let recovery = status.auditDivertedTo {
+            html += "<p class=\"bad\">Audit trail diverted: records go to <code>\(e(recovery))</code>, not to the audit branch "
+                + "(it lost records Bulwark pushed; see readiness)</p>"
+        }
         html += "<h2>MTTR</h2><table><tr><th>last day</th><td>\(e(mttr(status.mttrLastDay)))</td></tr>"
             + "<tr><th>last week</th><td>\(e(mttr(status.mttrLastWeek)))</td></tr></table>"
         html += "<h2>Targets</h2><table><tr><th>target</th><th>adapter</th><th>resources</th></tr>"

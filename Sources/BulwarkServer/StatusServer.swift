@@ -328,6 +328,11 @@ public struct ServerSettings: Sendable {
     /// Connections open at once; past it new ones wait in the backlog until one closes, so the
     /// daemon keeps descriptors for git, adapters and the state directory.
     public var maxConnections: Int
+    /// Of those, at most this many from one client (an IPv4 address, an IPv6 /64; a trusted
+    /// proxy is not limited): a connection past it is closed as soon as it is accepted, before
+    /// anything of it is read, so that one client cannot take every connection (keep-alive
+    /// connections, slow request heads) and shut out the others.
+    public var maxConnectionsPerClient: Int
     /// Bodies read at once before their signature is checked (webhooks, signed findings; up to
     /// 1 MiB each): past it a request is turned away with 503 and Retry-After, so that
     /// connections trickling unauthenticated bodies cannot take the daemon's memory. Requests
@@ -349,8 +354,14 @@ public struct ServerSettings: Sendable {
     /// The proxies whose `X-Forwarded-For` names the client (see `TrustedProxies`).
     public var trustedProxies: TrustedProxies
 
+    /// Whether `host` (a `--listen` host: a name, an IPv4 or IPv6 address, bracketed or not) is
+    /// loopback; `0.0.0.0` and `::` (every address) are not.
+    public static func isLoopback(_ host: String) -> Bool {
+        Loopback.isHost(of: "http://" + (host.contains(":") && !host.hasPrefix("[") ? "[\(host)]" : host))
+    }
+
     public init(host: String, port: Int, repository: String = "", webhook: WebhookVerifier?, findings: FindingsAuthenticator,
-                idleTimeout: Duration = .seconds(15), maxConnections: Int = 4096, unverifiedBodies: Int = 16,
+                idleTimeout: Duration = .seconds(15), maxConnections: Int = 4096, maxConnectionsPerClient: Int = 64, unverifiedBodies: Int = 16,
                 unverifiedBodiesPerAddress: Int = 4, unverifiedBodyDeadline: Duration = .seconds(10),
                 refusalBurst: Int = 10, refusalsPerSecond: Double = 1,
                 refusalClock: @escaping @Sendable () -> ContinuousClock.Instant = { ContinuousClock.now },
@@ -362,6 +373,7 @@ public struct ServerSettings: Sendable {
         self.findings = findings
         self.idleTimeout = idleTimeout
         self.maxConnections = maxConnections
+        self.maxConnectionsPerClient = max(1, maxConnectionsPerClient)
         self.unverifiedBodies = unverifiedBodies
         self.unverifiedBodiesPerAddress = unverifiedBodiesPerAddress
         self.unverifiedBodyDeadline = unverifiedBodyDeadline
@@ -382,6 +394,40 @@ public enum StatusServer {
 
     /// At most `limit` holders at once, and at most `perAddress` of them from one client
     /// address; the rest are turned away, never queued.
+    /// Holds a place of its client's address (`Admission`) while its connection is open; past
+    /// the per-client limit the connection is closed once accepted, before anything is read.
+    /// A trusted proxy speaks for many clients: only the global limit holds it.
+    final class ConnectionsPerClient: ChannelInboundHandler, RemovableChannelHandler {
+        typealias InboundIn = NIOAny
+        let open: Admission
+        let trustedProxies: TrustedProxies
+        /// The address whose place this connection holds; nil when it holds none.
+        private var held: String?
+        private var refused = false
+
+        init(_ open: Admission, trustedProxies: TrustedProxies) {
+            self.open = open
+            self.trustedProxies = trustedProxies
+        }
+
+        func handlerAdded(context: ChannelHandlerContext) {
+            guard let peer = context.channel.remoteAddress?.ipAddress, !trustedProxies.trusts(peer) else { return }
+            let key = ServerContext.budgetKey(peer)
+            if open.enter(from: key) == .admitted { held = key } else { refused = true }
+            if refused, context.channel.isActive { context.close(promise: nil) }
+        }
+
+        func channelActive(context: ChannelHandlerContext) {
+            // Closed before the pipeline reads: nothing of the request is taken in.
+            if refused { context.close(promise: nil) } else { context.fireChannelActive() }
+        }
+
+        func handlerRemoved(context: ChannelHandlerContext) {
+            if let held { open.leave(from: held) }
+            held = nil
+        }
+    }
+
     final class Admission: Sendable {
         let limit: Int
         let perAddress: Int
@@ -442,8 +488,11 @@ public enum StatusServer {
     ///   - onRunning: called once the server listens (systemd readiness).
     public static func application(control: some DaemonControl, settings: ServerSettings, metrics: PrometheusCollectorRegistry,
                                    logger: Logger, onRunning: @escaping @Sendable () async -> Void = {}) -> some ApplicationProtocol {
-        Application(router: router(control: control, settings: settings, metrics: metrics, logger: logger),
-                    server: .http1(configuration: .init(idleTimeout: .seconds(Int64(settings.idleTimeout.components.seconds)))),
+        let open = Admission(limit: .max, perAddress: settings.maxConnectionsPerClient)
+        return Application(router: router(control: control, settings: settings, metrics: metrics, logger: logger),
+                    server: .http1(configuration: .init(
+                        additionalChannelHandlers: [ConnectionsPerClient(open, trustedProxies: settings.trustedProxies)],
+                        idleTimeout: .seconds(Int64(settings.idleTimeout.components.seconds)))),
                     configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "bulwark",
                                          backlog: 1024,
                                          availableConnectionsDelegate: MaximumAvailableConnections(max(1, settings.maxConnections), logger: logger)),
@@ -548,6 +597,7 @@ public enum StatusServer {
             try await collect(request, upTo: limit, within: settings.unverifiedBodyDeadline)
         }
         router.add(middleware: JSONErrorMiddleware(routes: routes))
+        router.add(middleware: HostCheck(listenHost: settings.host))
         router.get("healthz") { _, _ in text(.ok, "ok\n") }
         router.get("readyz") { _, _ in
             let (ready, reason) = await control.readiness()
@@ -717,6 +767,48 @@ public struct ServerContext: RequestContext, RemoteAddressRequestContext {
 
 /// Every error the routes throw, and a route not found, as `{"error": "..."}`; a known path
 /// asked with a method it does not serve is 405 with `Allow`.
+/// DNS rebinding: a web page whose name is made to resolve to 127.0.0.1 could read the status,
+/// metrics and open drift of a loopback daemon from the user's browser, which sends the page's
+/// name as `Host`. While the server listens on loopback, a `GET` (or `HEAD`) whose `Host` is
+/// neither an IP address, `localhost`, nor the `--listen` host gets 421. Listening on another
+/// address, the names it is reached by cannot be known: every `Host` is taken. The POST routes
+/// are authenticated and not checked.
+struct HostCheck<Context: RequestContext>: RouterMiddleware {
+    /// Nil when every Host is taken; else the names taken besides IP addresses.
+    let names: Set<String>?
+
+    init(listenHost: String) {
+        let host = listenHost.lowercased()
+        names = ServerSettings.isLoopback(host) ? ["localhost", HostCheck.name(host)] : nil
+    }
+
+    /// The host part of a `Host` value: no port, no brackets, no final dot, lower case.
+    static func name(_ authority: String) -> String {
+        var host = Substring(authority.lowercased())
+        if host.hasPrefix("[") {
+            host = host.dropFirst().prefix { $0 != "]" }
+        } else if let colon = host.lastIndex(of: ":"), !host[..<colon].contains(":") {
+            host = host[..<colon]
+        }
+        if host.hasSuffix(".") { host = host.dropLast() }
+        return String(host)
+    }
+
+    func allows(_ authority: String?) -> Bool {
+        guard let names, let authority else { return true }
+        let host = Self.name(authority)
+        return TrustedProxies.bytes(host) != nil || names.contains(host)
+    }
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        if request.method == .get || request.method == .head, !allows(request.head.authority) {
+            throw HTTPError(.misdirectedRequest, message: "this server answers requests for its IP address, localhost or its "
+                            + "--listen host only (the Host header named another: a page rebinding its name to this address?)")
+        }
+        return try await next(request, context)
+    }
+}
+
 struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     let routes: [String: [HTTPRequest.Method]]
 

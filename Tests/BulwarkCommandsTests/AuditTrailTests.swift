@@ -402,6 +402,29 @@ import Testing
         }
     }
 
+    /// A local origin moved away after the first run: the push says so as the fetch does, not
+    /// libgit2's "unsupported URL protocol"; moved back, the kept records go out.
+    @Test func aMissingLocalOriginIsNamedWhenPushingToo() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let key = try makeKey(dir)
+            #expect(try apply(s, key).status == 0)
+            let before = try s.auditCommits()
+            try FileManager.default.moveItem(atPath: s.origin, toPath: s.origin + ".moved")
+            try drift(s)
+            let kept = try apply(s, key)
+            #expect(kept.status == 3, "\(kept.stderr)")
+            // The origin's path as libgit2 gives it back (the temporary folder's `//` made one).
+            #expect(kept.stderr.contains("pushed on the next run: there is no git repository at ")
+                    && kept.stderr.contains("/origin.git\n"), "\(kept.stderr)")
+            #expect(!kept.stderr.contains("unsupported URL protocol"), "\(kept.stderr)")
+            try FileManager.default.moveItem(atPath: s.origin + ".moved", toPath: s.origin)
+            let again = try apply(s, key)
+            #expect(again.status == 0, "\(again.stderr)")
+            #expect(try s.auditCommits().count > before.count)
+        }
+    }
+
     @Test func aRewrittenBranchWithTheStateCloneMadeAgainIsRecordedOnTheOriginsHistory() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
@@ -444,6 +467,69 @@ import Testing
             #expect(daemon.wait(seconds: 60) { ((try? branches(s)) ?? []).contains { $0.hasPrefix("bulwark/audit-recovered-") } },
                     "\(daemon.log)")
             #expect(daemon.log.contains("the audit branch on the origin was tampered with"))
+            #expect(daemon.terminate() == 0)
+        }
+    }
+
+    /// A trail diverted to a recovery branch stays visible: `/readyz` is 503 naming the branch and
+    /// the push that puts the records back, the status JSON and page name it, the gauge is 1, and
+    /// all of it again after a restart (the state is the trail's, not the process's). Records
+    /// put back: ready again, nothing diverted.
+    @Test func aDivertedTrailKeepsTheDaemonNotReadyAcrossARestartUntilTheRecordsAreBack() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let key = try makeKey(dir)
+            let arguments = ["--secrets-dir", key.secrets, "--signing-key", key.path]
+            func gauge(_ daemon: DaemonProcess) throws -> Double? {
+                try daemon.get("/metrics").body.split(separator: "\n").first { $0.hasPrefix("bulwark_audit_diverted ") }
+                    .flatMap { Double($0.split(separator: " ")[1]) }
+            }
+            func divertedTo(_ daemon: DaemonProcess) throws -> String? {
+                let status = try JSONSerialization.jsonObject(with: Data(try daemon.get("/api/v1/status").body.utf8)) as? [String: Any]
+                return status?["auditDivertedTo"] as? String
+            }
+            var daemon = try DaemonTests().start(s, poll: 1, arguments)
+            #expect(daemon.wait { (try? daemon.get("/readyz").status) == 200 }, "readyz: \(daemon.log)")
+            #expect(daemon.wait(seconds: 60) { ((try? s.auditCommits()) ?? []).count > 3 }, "\(daemon.log)")
+            #expect(!(try daemon.get("/api/v1/status").body.contains("auditDivertedTo")))
+            #expect(try gauge(daemon) == 0)
+            let pushed = try s.auditCommits()
+
+            try git("--git-dir", s.origin, "update-ref", "refs/heads/bulwark/audit", pushed[1])
+            func diverted(_ daemon: DaemonProcess) -> Bool {
+                guard let ready = try? daemon.get("/readyz"),
+                      let body = try? JSONSerialization.jsonObject(with: Data(ready.body.utf8)) as? [String: Any],
+                      let reason = body["error"] as? String else { return false }
+                // The JSON escapes each `/`: the reason is read decoded.
+                return ready.status == 503 && reason.contains("audit records go to bulwark/audit-recovered-")
+                    && reason.contains("git push origin bulwark/audit-recovered-")
+            }
+            #expect(daemon.wait(seconds: 60) { diverted(daemon) }, "\(String(describing: try? daemon.get("/readyz")))")
+            // Named as soon as the tampering is found; pushed with the next records.
+            #expect(daemon.wait(seconds: 60) { ((try? branches(s)) ?? []).contains { $0.hasPrefix("bulwark/audit-recovered-") } },
+                    "\(daemon.log)")
+            let recovery = try #require(try branches(s).first { $0.hasPrefix("bulwark/audit-recovered-") })
+            #expect(try divertedTo(daemon) == recovery)
+            #expect(try daemon.get("/").body.contains("Audit trail diverted"))
+            #expect(try gauge(daemon) == 1)
+            #expect(daemon.log.components(separatedBy: "audit records go to a recovery branch").count == 2, "logged once")
+            #expect(daemon.terminate() == 0)
+
+            // After a restart: the same, though no tampering is found again.
+            daemon = try DaemonTests().start(s, poll: 1, arguments)
+            #expect(daemon.wait(seconds: 60) { diverted(daemon) }, "\(daemon.log)")
+            #expect(try divertedTo(daemon) == recovery)
+            #expect(try gauge(daemon) == 1)
+
+            // The records put back on the audit branch: ready again, and records go there.
+            #expect(daemon.wait(seconds: 60) {
+                guard let head = try? git("--git-dir", s.origin, "rev-parse", recovery).trimmingCharacters(in: .whitespacesAndNewlines) else { return false }
+                _ = try? git("--git-dir", s.origin, "update-ref", "refs/heads/bulwark/audit", head)
+                return (try? daemon.get("/readyz").status) == 200
+            }, "\(daemon.log)")
+            #expect(!(try daemon.get("/api/v1/status").body.contains("auditDivertedTo")))
+            #expect(try gauge(daemon) == 0)
+            #expect(daemon.log.contains("audit records go to the audit branch again"))
             #expect(daemon.terminate() == 0)
         }
     }

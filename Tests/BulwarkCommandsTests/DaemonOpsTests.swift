@@ -167,7 +167,21 @@ struct DaemonOpsTests {
             let daemon = try daemonTests.start(s)
             #expect(daemon.wait { (try? daemon.get("/readyz").status) == 200 }, "\(daemon.log)")
             #expect(try s.snapshot() != host)
+            #expect(!daemon.log.contains("not on loopback"), "a loopback listener is not warned about")
             #expect(daemon.terminate() == 0)
+        }
+    }
+
+    /// A listener on another address than loopback (here one no interface has, so nothing is
+    /// opened to the network) is warned about at start: the endpoints are open to anyone.
+    @Test func aListenAddressOffLoopbackIsWarnedAbout() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            let result = try run(try bulwarkExecutable(), ["run", "--repo", s.origin, "--state-dir", s.state,
+                                                           "--listen", "192.0.2.1:9420"])
+            #expect(result.status == 1, "\(result.stderr)")
+            #expect(result.stderr.contains("listens on 192.0.2.1:9420, not on loopback") && result.stderr.contains("TLS proxy"),
+                    "\(result.stderr)")
         }
     }
 

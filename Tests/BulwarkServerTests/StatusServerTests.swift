@@ -64,14 +64,14 @@ actor RecordingDaemon: DaemonControl {
              unverifiedBodies: Int = 16, perAddress: Int = 4, deadline: Duration = .seconds(10),
              idleTimeout: Duration = .seconds(15), refusalBurst: Int = 10, refusalsPerSecond: Double = 1,
              refusalClock: @escaping @Sendable () -> ContinuousClock.Instant = { ContinuousClock.now },
-             trustedProxies: TrustedProxies = .none,
+             trustedProxies: TrustedProxies = .none, maxConnectionsPerClient: Int = 64,
              metrics: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) -> some ApplicationProtocol {
         let verifier = webhook ? WebhookVerifier(secret: secret, clock: { StatusServerTests.clockNow }) : nil
         let signer = webhook ? WebhookVerifier(secret: Self.findingsSecret, clock: { StatusServerTests.clockNow }) : nil
         let settings = ServerSettings(host: "127.0.0.1", port: 0, webhook: verifier,
                                       findings: FindingsAuthenticator(signer: signer, token: token.map { Array($0.utf8) },
                                                                       webhookSecret: webhook ? secret : nil),
-                                      idleTimeout: idleTimeout,
+                                      idleTimeout: idleTimeout, maxConnectionsPerClient: maxConnectionsPerClient,
                                       unverifiedBodies: unverifiedBodies, unverifiedBodiesPerAddress: perAddress,
                                       unverifiedBodyDeadline: deadline, refusalBurst: refusalBurst,
                                       refusalsPerSecond: refusalsPerSecond, refusalClock: refusalClock,
@@ -251,6 +251,75 @@ actor RecordingDaemon: DaemonControl {
             #expect(again.hasPrefix("HTTP/1.1 202"), "\(again)")
         }
         #expect(await daemon.pushes >= 2)
+    }
+
+    /// One client cannot take every connection: past its limit a connection from its address is
+    /// closed unanswered, while another address is still served, and the client's connections
+    /// under the limit (kept alive) work; a place closed is free again.
+    @Test func oneClientCannotTakeEveryConnection() async throws {
+        let daemon = RecordingDaemon(bindings: [])
+        let get = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        // 127.0.0.3: the test client's own connection comes from localhost.
+        try await app(daemon, maxConnectionsPerClient: 3).test(.live) { client in
+            let port = try #require(client.port)
+            var held = try (0..<3).map { _ in try RawHTTPClient(from: "127.0.0.3", to: port) }
+            for connection in held {
+                let answer = try await offThePool { try connection.exchange(get) }
+                #expect(answer.hasPrefix("HTTP/1.1 200"), "\(answer)")
+            }
+            let extra = try RawHTTPClient(from: "127.0.0.3", to: port)
+            let refused = try await offThePool { (try? extra.exchange(get)) ?? "" }
+            #expect(refused.isEmpty, "a fourth connection from one address is closed unanswered: \(refused)")
+            let other = try await offThePool { try RawHTTPClient(from: "127.0.0.2", to: port).exchange(get) }
+            #expect(other.hasPrefix("HTTP/1.1 200"), "\(other)")
+            for connection in held {
+                let answer = try await offThePool { try connection.exchange(get) }
+                #expect(answer.hasPrefix("HTTP/1.1 200"), "kept alive: \(answer)")
+            }
+            // One closed: its place is free again (once the server saw the close).
+            held.removeLast()
+            var again = ""
+            for _ in 0..<50 where !again.hasPrefix("HTTP/1.1 200") {
+                again = try await offThePool { (try? RawHTTPClient(from: "127.0.0.3", to: port).exchange(get)) ?? "" }
+                if !again.hasPrefix("HTTP/1.1 200") { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            #expect(again.hasPrefix("HTTP/1.1 200"), "\(again)")
+        }
+    }
+
+    /// DNS rebinding: on loopback, a GET whose Host is a name other than localhost or the
+    /// listen host gets 421; an IP address, localhost and the listen host are served, and so is
+    /// a POST (authenticated on its own). Listening elsewhere, every Host is taken.
+    @Test func aForeignHostIsRefusedOnLoopbackOnly() async throws {
+        let daemon = RecordingDaemon(bindings: [])
+        @Sendable func get(_ path: String, host: String) -> String { "GET \(path) HTTP/1.1\r\nHost: \(host)\r\n\r\n" }
+        try await app(daemon).test(.live) { client in
+            let port = try #require(client.port)
+            for path in ["/api/v1/status", "/metrics", "/", "/readyz"] {
+                for host in ["rebound.example", "rebound.example:\(port)", "127.0.0.1.nip.io:\(port)"] {
+                    let answer = try await offThePool { try RawHTTPClient(from: "127.0.0.1", to: port).exchange(get(path, host: host)) }
+                    #expect(answer.hasPrefix("HTTP/1.1 421") && answer.contains("Host"), "\(path) \(host): \(answer)")
+                    #expect(!answer.contains("openDrift"))
+                }
+                for host in ["127.0.0.1:\(port)", "localhost:\(port)", "LOCALHOST", "[::1]:\(port)", "10.0.0.5"] {
+                    let answer = try await offThePool { try RawHTTPClient(from: "127.0.0.1", to: port).exchange(get(path, host: host)) }
+                    #expect(answer.hasPrefix("HTTP/1.1 200"), "\(path) \(host): \(answer)")
+                }
+            }
+            let head = "HEAD /api/v1/status HTTP/1.1\r\nHost: rebound.example\r\nConnection: close\r\n\r\n"
+            let refusedHead = try await offThePool { try RawHTTPClient(from: "127.0.0.1", to: port).exchange(head) }
+            #expect(refusedHead.hasPrefix("HTTP/1.1 421"), "\(refusedHead)")
+            let post = "POST /hooks/git HTTP/1.1\r\nHost: rebound.example\r\nContent-Length: 2\r\n\r\n{}"
+            let posted = try await offThePool { try RawHTTPClient(from: "127.0.0.1", to: port).exchange(post) }
+            #expect(posted.hasPrefix("HTTP/1.1 401"), "\(posted)")
+        }
+        #expect(!HostCheck<BasicRequestContext>(listenHost: "127.0.0.1").allows("rebound.example"))
+        #expect(HostCheck<BasicRequestContext>(listenHost: "bulwark.internal").allows("bulwark.internal:9420") == true)
+        #expect(!HostCheck<BasicRequestContext>(listenHost: "::1").allows("rebound.example"))
+        #expect(HostCheck<BasicRequestContext>(listenHost: "[::1]").allows("[::1]:9420"))
+        for open in ["0.0.0.0", "::", "192.0.2.7"] {
+            #expect(HostCheck<BasicRequestContext>(listenHost: open).allows("rebound.example"), "\(open)")
+        }
     }
 
     /// The budget counts an IPv6 client by its /64 (a host is given a whole one, so addresses of
