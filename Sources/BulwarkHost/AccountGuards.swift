@@ -189,6 +189,39 @@ extension FileModeDriver: JointlyGuardedDriver {
         return nil
     }
 
+    /// A set-id bit the spec's mode keeps on a file whose owner (setuid) or group (setgid) it
+    /// changes: the program would then run as its new owner or group, with what the old one
+    /// wrote in it (a user's own 4755 program given to root), a set-id bit added for that
+    /// identity. Without a mode in the spec, the change drops the bit (`Kept.keptBits`).
+    static func setIDHanded(_ changes: [PropertyDrift], mode specMode: UInt32?, real: String, shown: String,
+                            root: HostRoot) throws -> String? {
+        guard let specMode, specMode & 0o6000 != 0, changes.contains(where: { $0.property == "owner" || $0.property == "group" }) else {
+            return nil
+        }
+        var info = stat()
+        guard stat(real, &info) == 0, info.st_mode & FileType.mask == FileType.regular else { return nil }
+        let accounts = try HostAccounts.reading(root)
+        for change in changes {
+            switch change.property {
+            case "owner" where specMode & 0o4000 != 0:
+                if let uid = accounts.user(change.desired)?.uid ?? UInt32(change.desired), uid != info.st_uid {
+                    return "mode \(format(mode: specMode)) would keep the setuid bit on \(shown) while its owner changes to "
+                        + "\(change.desired) (uid \(uid)): it would run as \(change.desired) what uid \(info.st_uid) put there, "
+                        + "a setuid bit added for that owner"
+                }
+            case "group" where specMode & 0o2000 != 0:
+                let gid = accounts.groups.first { $0.name.isSameBytes(change.desired) }?.gid ?? UInt32(change.desired)
+                if let gid, gid != info.st_gid {
+                    return "mode \(format(mode: specMode)) would keep the setgid bit on \(shown) while its group changes to "
+                        + "\(change.desired) (gid \(gid)): it would run with that group's rights, a setgid bit added for that group"
+                }
+            default:
+                break
+            }
+        }
+        return nil
+    }
+
     /// Files no policy may make world-readable (patterns relative to the root).
     static let secretFiles = ["etc/shadow", "etc/shadow-", "etc/gshadow", "etc/gshadow-", "etc/sudoers",
                               "etc/sudoers.d/*", "etc/ssh/ssh_host_*_key"]
@@ -293,7 +326,7 @@ extension FileModeDriver: JointlyGuardedDriver {
                 let marked = (try? Self.node(resource.spec.subject, in: root, open: true)).flatMap { found -> Kept.Mark? in
                     guard let fd = found.1 else { return nil }
                     defer { close(fd) }
-                    return Kept.marker(fd)
+                    return Kept.marker(fd, of: found.0)
                 }
                 let added = mode & 0o6000 & ~before & ~(marked?.mode ?? 0)
                 if added != 0 {
@@ -333,6 +366,7 @@ extension FileModeDriver: JointlyGuardedDriver {
             return .block(harm)
         }
         if let tightening { return .block(tightening) }
+        if let handed = try Self.setIDHanded(changes, mode: specMode, real: real, shown: shown, root: root) { return .block(handed) }
         // The file as the write will find it (judged again there, on the file opened).
         if let (file, _, folder) = try Self.node(resource.spec.subject, in: root, open: false) {
             let accounts = changes.contains { $0.property != "mode" } ? try HostAccounts.reading(root) : nil
@@ -397,8 +431,12 @@ extension FileModeDriver: JointlyGuardedDriver {
             }
         }
         // Apply sets the spec's mode after any chown; without one, it keeps the set-id bits the
-        // chown took (`Kept`).
-        if let specMode { after.mode = specMode }
+        // chown took where their owner or group stays (`Kept`).
+        if let specMode {
+            after.mode = specMode
+        } else if !before.folder {
+            after.mode = before.mode & 0o1777 | Kept.keptBits(before.mode, of: info, uid: after.uid, gid: after.gid)
+        }
 
         let rootProgram = !before.folder && paths.contains { path in
             let components = PathText.components(path)

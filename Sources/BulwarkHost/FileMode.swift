@@ -79,13 +79,13 @@ struct FileModeDriver: ReportingDriver {
         ]
         var owed: [String: String] = [:]
         if let opened {
-            if let mark = Kept.marker(opened) {
+            if let mark = Kept.marker(opened, of: info) {
                 let lost = Kept.lost(mark, now: UInt32(info.st_mode & 0o7777))
                 values[Kept.property] = .some("lost (\(lost))")
                 owed[Kept.property] = lost
             } else if let keeps = Kept.keeps(info, fd: opened, specMode: wanted("mode").flatMap { UInt32($0, radix: 8) },
-                                             chown: wanted("owner").map { accounts.userID($0) != info.st_uid } == true
-                                                 || wanted("group").map { accounts.groupID($0) != info.st_gid } == true) {
+                                             uid: wanted("owner").flatMap { accounts.userID($0) } ?? UInt32.max,
+                                             gid: wanted("group").flatMap { accounts.groupID($0) } ?? UInt32.max) {
                 // The plan says what the change of owner or group keeps, and the record compares it after.
                 values[Kept.property] = .some(keeps)
             } else {
@@ -218,7 +218,7 @@ struct FileModeDriver: ReportingDriver {
         }
         defer { close(fd) }
         // What an earlier fix of this file, interrupted after its chown, left to put back.
-        let marked = Kept.marker(fd)
+        let marked = Kept.marker(fd, of: current)
         let found = Set(allChanges.filter { change in
             switch change.property {
             case "mode": Self.format(mode: UInt32(current.st_mode & 0o7777)) == change.desired
@@ -261,7 +261,7 @@ struct FileModeDriver: ReportingDriver {
         if chmod, mode == nil { throw HostError("cannot change mode: \(quotedForMessage(wanted?.value ?? "")) is no octal mode", path: path) }
         // What the kernel takes from a file whose owner or group changes, to put back: the
         // marker of an interrupted fix first (the file has lost it already), else what it has now.
-        let keep = try marked ?? (chown ? Kept.taken(by: current, fd: fd, path: path) : nil)
+        let keep = try marked ?? (chown ? Kept.taken(by: current, fd: fd, path: path, uid: uid, gid: gid) : nil)
         let restore = keep != nil && (chown || changes.contains { $0.property == Kept.property })
         // Checked: the owner's change (or the mode's) is the first one, past the gate.
         if chown || chmod || restore { try HostChange.announce(path: path) }
@@ -269,15 +269,24 @@ struct FileModeDriver: ReportingDriver {
         // `Kept.property`, and the next pass puts back what it took.
         if chown, let keep, marked == nil { try Kept.mark(keep, fd: fd, path: path) }
         if chown {
-            guard fchown(fd, uid, gid) == 0 else { throw HostError("cannot change owner: \(errnoText())", path: path) }
+            guard fchown(fd, uid, gid) == 0 else {
+                let why = errnoText()
+                // Nothing was taken: the mark would be stale anyway (it names the ids the chown was to set).
+                if keep != nil, marked == nil { _ = fremovexattr(fd, Kept.attribute) }
+                throw HostError("cannot change owner: \(why)", path: path)
+            }
             if keep != nil { HostFaults.change(at: "chowned", of: "FileMode") }
         }
         if chmod, let mode {
             guard fchmod(fd, mode_t(mode)) == 0 else { throw HostError("cannot change mode: \(errnoText())", path: path) }
         }
         var notes: [String] = []
+        if chown, marked == nil,
+           let gone = Kept.dropped(UInt32(current.st_mode & 0o7777), of: current, uid: uid, gid: gid, specMode: mode, subject: resource.spec.subject) {
+            notes.append(gone)
+        }
         if restore, let keep {
-            notes = try Kept.restore(keep, fd: fd, modeSet: mode, path: path, subject: resource.spec.subject)
+            notes += try Kept.restore(keep, fd: fd, modeSet: mode, path: path, subject: resource.spec.subject)
         }
         if chown || chmod || restore { HostFaults.change(at: "after", of: "FileMode") }
         var after = stat()
@@ -335,26 +344,57 @@ enum Kept {
     /// A mark holds a mode and a capability set (a few dozen bytes); anything larger is not one.
     static let maxSize = 1024
 
-    /// The mode a file had (set-id bits included) and its file capabilities, if any.
+    /// The mode a file had, with the set-id bits the change keeps (a set-id bit is kept only
+    /// where its owner, or group, stays: a setuid program handed to another owner would run as
+    /// that owner), and its file capabilities, if any; and the file as the change leaves it (its
+    /// owner and group after the chown, its size and modification time, which neither the chown
+    /// nor the restore change). A mark that no longer matches the file (someone changed its
+    /// owner, group or content since, or the chown never happened) is stale: nothing is put
+    /// back from it.
     struct Mark: Sendable, Equatable {
         var mode: UInt32
         var caps: [UInt8]?
+        var uid: UInt32
+        var gid: UInt32
+        var size: Int64
+        var mtime: String
 
         var text: String {
-            "mode=" + FileModeDriver.format(mode: mode) + (caps.map { " caps=" + $0.map { String(format: "%02x", $0) }.joined() } ?? "")
+            "mode=" + FileModeDriver.format(mode: mode) + " uid=\(uid) gid=\(gid) size=\(size) mtime=\(mtime)"
+                + (caps.map { " caps=" + SHA256.hex($0) } ?? "")
         }
 
-        init(mode: UInt32, caps: [UInt8]?) {
+        init(mode: UInt32, caps: [UInt8]?, after file: stat, uid: UInt32, gid: UInt32) {
             self.mode = mode
             self.caps = caps
+            self.uid = uid
+            self.gid = gid
+            self.size = Int64(file.st_size)
+            self.mtime = Self.time(file)
+        }
+
+        static func time(_ file: stat) -> String { "\(file.st_mtim.tv_sec).\(file.st_mtim.tv_nsec)" }
+
+        /// Whether the open file `file` is as the marked change left it.
+        func matches(_ file: stat) -> Bool {
+            file.st_uid == uid && file.st_gid == gid && Int64(file.st_size) == size && Self.time(file) == mtime
         }
 
         init?(text: String) {
             var mode: UInt32?
             var caps: [UInt8]?
+            var uid: UInt32?, gid: UInt32?, size: Int64?, mtime: String?
             for field in text.split(separator: " ") {
                 if field.hasPrefix("mode=") {
                     mode = UInt32(field.dropFirst(5), radix: 8).flatMap { $0 <= 0o7777 ? $0 : nil }
+                } else if field.hasPrefix("uid=") {
+                    uid = UInt32(field.dropFirst(4))
+                } else if field.hasPrefix("gid=") {
+                    gid = UInt32(field.dropFirst(4))
+                } else if field.hasPrefix("size=") {
+                    size = Int64(field.dropFirst(5))
+                } else if field.hasPrefix("mtime=") {
+                    mtime = String(field.dropFirst(6))
                 } else if field.hasPrefix("caps=") {
                     let hex = Array(field.dropFirst(5).utf8)
                     guard hex.count % 2 == 0, !hex.isEmpty else { return nil }
@@ -368,9 +408,13 @@ enum Kept {
                     return nil
                 }
             }
-            guard let mode else { return nil }
+            guard let mode, let uid, let gid, let size, let mtime else { return nil }
             self.mode = mode
             self.caps = caps
+            self.uid = uid
+            self.gid = gid
+            self.size = size
+            self.mtime = mtime
         }
     }
 
@@ -382,14 +426,21 @@ enum Kept {
         return Array(value[..<length])
     }
 
-    /// The mark of an interrupted fix on the open file, or nil.
-    static func marker(_ fd: Int32) -> Mark? {
-        read(attribute, fd: fd).flatMap { Mark(text: String(decoding: $0, as: UTF8.self)) }
+    /// The mark of an interrupted fix on the open file `file` (`fd`), or nil: none, or a stale one.
+    static func marker(_ fd: Int32, of file: stat) -> Mark? {
+        read(attribute, fd: fd).flatMap { Mark(text: String(decoding: $0, as: UTF8.self)) }.flatMap { $0.matches(file) ? $0 : nil }
     }
 
-    /// What a change of owner or group of the open regular file `current` would take from it,
-    /// or nil when it has neither set-id bits nor file capabilities.
-    static func taken(by current: stat, fd: Int32, path: String) throws(HostError) -> Mark? {
+    /// The set-id bits of `mode` a change to `uid` and `gid` (`uid_t.max`: unchanged) leaves to
+    /// keep: setuid where the owner stays, setgid where the group stays.
+    static func keptBits(_ mode: UInt32, of file: stat, uid: UInt32, gid: UInt32) -> UInt32 {
+        mode & (uid == UInt32.max || uid == file.st_uid ? 0o4000 : 0) | mode & (gid == UInt32.max || gid == file.st_gid ? 0o2000 : 0)
+    }
+
+    /// What a change of owner or group (to `uid` and `gid`, `uid_t.max` unchanged) of the open
+    /// regular file `current` takes from it and is put back: the set-id bits `keptBits` keeps
+    /// and its file capabilities; nil when none.
+    static func taken(by current: stat, fd: Int32, path: String, uid: UInt32, gid: UInt32) throws(HostError) -> Mark? {
         guard current.st_mode & FileType.mask == FileType.regular else { return nil }  // a folder keeps its setgid bit
         var value = [UInt8](repeating: 0, count: maxSize)
         let length = fgetxattr(fd, capabilities, &value, value.count)
@@ -397,18 +448,34 @@ enum Kept {
             throw HostError("cannot read its file capabilities (\(errnoText())): its owner is not changed without knowing them", path: path)
         }
         let caps = length > 0 ? Array(value[..<length]) : nil
-        let mode = UInt32(current.st_mode & 0o7777)
-        return mode & 0o6000 != 0 || caps != nil ? Mark(mode: mode, caps: caps) : nil
+        let now = UInt32(current.st_mode & 0o7777)
+        let mode = now & 0o1777 | keptBits(now, of: current, uid: uid, gid: gid)
+        return mode & 0o6000 != 0 || caps != nil
+            ? Mark(mode: mode, caps: caps, after: current, uid: uid == UInt32.max ? current.st_uid : uid,
+                   gid: gid == UInt32.max ? current.st_gid : gid)
+            : nil
     }
 
-    /// What a planned change of owner or group (`chown`) of the open file will keep, in words
-    /// (`to keep through the change of owner or group: its setuid bit (mode 4755)`): its set-id
-    /// bits where the spec sets no mode or one with them, its capabilities. Nil when nothing.
-    static func keeps(_ info: stat, fd: Int32, specMode: UInt32?, chown: Bool) -> String? {
-        guard chown, var mark = try? taken(by: info, fd: fd, path: "") else { return nil }
+    /// What a planned change of owner or group (to `uid` and `gid`) of the open file will keep,
+    /// in words (`to keep through the change of owner or group: its setuid bit (mode 4755)`):
+    /// the set-id bits `keptBits` keeps, where the spec sets no mode or one with them, and its
+    /// capabilities. Nil when nothing, or when neither changes.
+    static func keeps(_ info: stat, fd: Int32, specMode: UInt32?, uid: UInt32, gid: UInt32) -> String? {
+        guard uid != UInt32.max && uid != info.st_uid || gid != UInt32.max && gid != info.st_gid,
+              var mark = try? taken(by: info, fd: fd, path: "", uid: uid, gid: gid) else { return nil }
         if let specMode { mark.mode = mark.mode & ~0o6000 | mark.mode & specMode & 0o6000 }
         guard mark.mode & 0o6000 != 0 || mark.caps != nil else { return nil }
         return "to keep through the change of owner or group: " + lostText(mark, now: nil)
+    }
+
+    /// The set-id bits a change to `uid` and `gid` takes for good from a file with `mode` (the
+    /// kernel clears them; a set-id bit is not handed to a new owner or group), in a record's
+    /// words; nil when none or the spec sets the mode.
+    static func dropped(_ mode: UInt32, of file: stat, uid: UInt32, gid: UInt32, specMode: UInt32?, subject: String) -> String? {
+        let gone = mode & 0o6000 & ~keptBits(mode, of: file, uid: uid, gid: gid)
+        guard specMode == nil, gone != 0 else { return nil }
+        return "\(subject) lost its \(bits(gone)) with the change of its " + (gone & 0o4000 != 0 ? "owner" : "group")
+            + ": a set-id bit is not handed to a new owner or group (a spec that sets the mode with it decides, judged by the guards)"
     }
 
     /// Marks the file before its chown, synced; refuses the change when it cannot.

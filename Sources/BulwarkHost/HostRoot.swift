@@ -203,6 +203,12 @@ public struct HostRoot: Sendable, Hashable {
                     throw HostError("is a symbolic link made by uid \(info.st_uid); only links root or the target root's owner made "
                                     + "are followed: left alone", path: full(here))
                 }
+                // A link of root's given another name (`ln -P`, which anyone may do where
+                // fs.protected_hardlinks is off) is root's link in a folder root did not choose.
+                guard info.st_nlink <= 1 else {
+                    throw HostError("is a symbolic link with \(info.st_nlink) names (a hard link of another link, which any user may "
+                                    + "make where fs.protected_hardlinks is off): left alone", path: full(here))
+                }
                 let link = try readLink(folder.fd, part, full(here))
                 if PathText.isAbsolute(link) { stack = [stack[0]] }
                 pending = (PathText.components(link) + pending)[...]
