@@ -416,6 +416,7 @@ extension SettingDriver {
             }
             problems += try await Self.cutsOffTLSClients(changes, connection, target: target)
             problems += try await Self.unloadableTLSFiles(changes, connection)
+            problems += try await Self.unusableTLSFiles(changes, connection)
             if names.contains("dynamic_library_path") {
                 problems.append("dynamic_library_path decides where every library a session loads comes from; Bulwark does not set it "
                                 + "(set it by hand, in a maintenance window)")
@@ -573,6 +574,86 @@ extension SettingDriver {
                                 + "load its TLS configuration at the reload (SHOW would still report the new value), and the next start "
                                 + "would fail; a relative path is read from the data directory")
             }
+        }
+        return problems
+    }
+}
+
+extension SettingDriver {
+    /// The most of a TLS file the guard reads (a CA bundle is a few hundred kB): a longer one is
+    /// not judged usable.
+    static let tlsFileLimit = 16 << 20
+
+    /// A file's bytes as the server reads them, as its own user (`pg_read_binary_file`: for
+    /// superusers and pg_read_server_files), at most `tlsFileLimit`.
+    static func tlsFileContent(_ path: String, _ connection: PostgresConnection) async throws -> [UInt8] {
+        let rows = try await PostgresAdapter.rows(connection, "SELECT encode(pg_read_binary_file(\(path), 0, \(tlsFileLimit)), 'base64')",
+                                                  columns: 1)
+        return (rows.first?[0]).flatMap { Data(base64Encoded: $0, options: .ignoreUnknownCharacters) }.map { Array($0) } ?? []
+    }
+
+    /// Why a change would leave the server with a TLS file it reads but cannot use, if it would
+    /// (one it cannot read is `unloadableTLSFiles`'): an `ssl_ca_file` without a PEM certificate,
+    /// an `ssl_crl_file` without a PEM revocation list, an `ssl_dh_params_file` without PEM DH
+    /// parameters, each one that cannot be read as such; an `ssl_key_file` that is not the key of
+    /// the certificate the server will present (`ssl_cert_file`, as changed or as it is), is
+    /// encrypted (whether it is cannot be told), or holds no key. The reload would keep the old
+    /// configuration ("SSL configuration was not reloaded") while SHOW reports the new file, a
+    /// missing CRL or DH file only failing the next start, and that start would fail: every
+    /// client and replica cut off. The key's bytes are compared in memory, never shown.
+    static func unusableTLSFiles(_ changes: [PropertyDrift], _ connection: PostgresConnection) async throws -> [String] {
+        let failed = "the server would not load its TLS configuration at the reload (SHOW would still report the new value), and "
+            + "its next start would fail"
+        var problems: [String] = []
+        let checks: [String: ([UInt8]) -> String?] = [
+            "ssl_ca_file": TLSFileContent.caProblem, "ssl_crl_file": TLSFileContent.crlProblem,
+            "ssl_dh_params_file": TLSFileContent.dhProblem,
+        ]
+        for change in changes where !change.desired.isEmpty {
+            guard let check = checks[change.property] else { continue }
+            // One the server cannot read is said by `unloadableTLSFiles`.
+            guard let bytes = try? await tlsFileContent(change.desired, connection) else { continue }
+            let tooLong = bytes.count >= tlsFileLimit
+            if let problem = tooLong ? "is longer than \(tlsFileLimit >> 20) MB, and is not judged" : check(bytes) {
+                problems.append("\(change.property): '\(quotedForMessage(change.desired))' \(problem): \(failed)")
+            }
+        }
+        guard let key = changes.first(where: { $0.property == "ssl_key_file" }), !key.desired.isEmpty,
+              let keyBytes = try? await tlsFileContent(key.desired, connection) else { return problems }
+        let certificateChange = changes.first { $0.property == "ssl_cert_file" }
+        var certificatePath = certificateChange?.desired ?? ""
+        if certificateChange == nil {
+            certificatePath = try await PostgresAdapter.rows(connection, "SELECT current_setting('ssl_cert_file')", columns: 1).first?[0] ?? ""
+        }
+        let shownKey = "'\(quotedForMessage(key.desired))'", shownCertificate = "'\(quotedForMessage(certificatePath))'"
+        let certificateBytes: [UInt8]
+        do {
+            certificateBytes = try await tlsFileContent(certificatePath, connection)
+        } catch {
+            // A changed certificate the server cannot read is said by `unloadableTLSFiles`.
+            if certificateChange == nil {
+                problems.append("ssl_key_file: whether \(shownKey) is the key of the certificate the server presents cannot be told: "
+                                + "Bulwark's role cannot read ssl_cert_file \(shownCertificate) through the server "
+                                + "(\(PostgresAdapter.describe(error))); grant it pg_read_server_files")
+            }
+            return problems
+        }
+        switch TLSFileContent.keyProblem(certificate: certificateBytes, key: keyBytes) {
+        case nil:
+            break
+        case .noCertificate:
+            problems.append("ssl_key_file: whether \(shownKey) is the key of ssl_cert_file \(shownCertificate) cannot be told: that "
+                            + "file holds no PEM certificate the server could load; \(failed)")
+        case .encrypted:
+            problems.append("ssl_key_file: \(shownKey) is encrypted with a passphrase, so whether it is the key of ssl_cert_file "
+                            + "\(shownCertificate) cannot be told, and a key that is not would cut off every TLS client and replica; "
+                            + "set it by hand, in a maintenance window")
+        case .noKey:
+            problems.append("ssl_key_file: \(shownKey) holds no PEM private key the server could load: \(failed)")
+        case .mismatch:
+            problems.append("ssl_key_file: \(shownKey) is not the key of the certificate the server would present (ssl_cert_file "
+                            + "\(shownCertificate)): \(failed), cutting off every TLS client and replica; change the certificate "
+                            + "and its key together, in one PostgresSetting")
         }
         return problems
     }

@@ -189,8 +189,7 @@ extension SettingDriver {
         let shown = "'\(quotedForMessage(file))'"
         let content: [UInt8]
         do {
-            let rows = try await PostgresAdapter.rows(connection, "SELECT encode(pg_read_binary_file(\(file)), 'base64')", columns: 1)
-            content = (rows.first?[0]).flatMap { Data(base64Encoded: $0, options: .ignoreUnknownCharacters) }.map { Array($0) } ?? []
+            content = try await Self.tlsFileContent(file, connection)
         } catch {
             throw NotLoaded(description: "ssl_cert_file: Bulwark's role cannot read \(shown) through the server "
                             + "(\(PostgresAdapter.describe(error))), so whether the server loaded it at the reload cannot be told; "

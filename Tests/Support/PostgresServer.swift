@@ -85,11 +85,43 @@ public final class PostgresServer {
         let made = try run("/usr/bin/openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", certificate,
                                                 "-days", "2", "-subj", "/CN=localhost"])
         guard made.status == 0 else { throw SupportError("openssl req: \(made.stderr)") }
-        if isRoot, let owner = getpwnam("postgres") {
-            for path in [certificate, key] { chown(path, owner.pointee.pw_uid, owner.pointee.pw_gid) }
-        }
+        try giveToServer([certificate, key])
         chmod(key, 0o600)
         return (certificate, key)
+    }
+
+    /// A certificate authority of the test's own in the server's folder: its certificate and an
+    /// empty revocation list it signed (`openssl ca -gencrl`), readable by the server: their paths.
+    public func makeAuthority(name: String = "ca") throws -> (certificate: String, revocations: String) {
+        let folder = directory + "/\(name)"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let (certificate, key, revocations) = (folder + "/ca.crt", folder + "/ca.key", folder + "/ca.crl")
+        try "".write(toFile: folder + "/index.txt", atomically: true, encoding: .utf8)
+        try "01\n".write(toFile: folder + "/crlnumber", atomically: true, encoding: .utf8)
+        try "[ca]\ndefault_ca = d\n[d]\ndatabase = \(folder)/index.txt\ncrlnumber = \(folder)/crlnumber\ndefault_md = sha256\ndefault_crl_days = 2\n"
+            .write(toFile: folder + "/ca.cnf", atomically: true, encoding: .utf8)
+        for arguments in [["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", certificate, "-days", "2", "-subj", "/CN=test-ca"],
+                          ["ca", "-config", folder + "/ca.cnf", "-gencrl", "-keyfile", key, "-cert", certificate, "-out", revocations]] {
+            let made = try run("/usr/bin/openssl", arguments)
+            guard made.status == 0 else { throw SupportError("openssl \(arguments[0]): \(made.stderr)") }
+        }
+        try giveToServer([folder, certificate, revocations])
+        return (certificate, revocations)
+    }
+
+    /// RFC 7919's ffdhe2048 group as a PEM `DH PARAMETERS` file the server reads: its path.
+    public func makeDHParameters(name: String = "dh.pem") throws -> String {
+        let path = directory + "/" + name
+        let made = try run("/usr/bin/openssl", ["genpkey", "-genparam", "-algorithm", "DH", "-pkeyopt", "group:ffdhe2048", "-out", path])
+        guard made.status == 0 else { throw SupportError("openssl genpkey: \(made.stderr)") }
+        try giveToServer([path])
+        return path
+    }
+
+    /// Makes `paths` the server's user's when the tests run as root (the server reads them as it).
+    public func giveToServer(_ paths: [String]) throws {
+        guard isRoot, let owner = getpwnam("postgres") else { return }
+        for path in paths { chown(path, owner.pointee.pw_uid, owner.pointee.pw_gid) }
     }
 
     /// Runs `sql` in a psql of its own, in the background, and returns once it is running
