@@ -548,20 +548,40 @@ package actor PolicyRepository: AuditSink {
         try contains(recordID: recordID, accepting: nil)
     }
 
-    /// Whether a fix used the approval `approvalID` (its record `AuditID.approved`): with a
-    /// signing key or audit signers, a trusted record of an applied (or pruned) fix with that
-    /// approval, not any commit carrying the id.
+    /// Whether a fix used the approval `approvalID` (its record `AuditID.approved`): a record of
+    /// an applied (or pruned) fix with that approval, not any commit carrying the id. With a
+    /// signing key or audit signers, a trusted key must have signed it. Without either, anyone
+    /// who can push to the audit branch could mark every approval used (no approval would ever
+    /// go through, nor `bulwark approve` be given again): the record counts only when the policy
+    /// revision it was made at (`Bulwark-Desired-Commit`) is on the policy branch and holds
+    /// `approvals/<id>.yaml`, as every fix made under the approval was. Writing that takes
+    /// push access to the policy branch, which approving itself takes.
     package func usedApproval(_ approvalID: String) throws -> Bool {
-        try contains(recordID: AuditID.approved(approvalID)) { commit in
-            guard let recorded = commit.recorded, recorded.decision == .applied || recorded.decision == .pruned else { return false }
-            return recorded.approvedBy != nil
+        let unchecked = recordTrust == nil
+        let policyHead = unchecked ? try repository.resolve("refs/remotes/origin/\(configuration.branch)") : nil
+        return try contains(recordID: AuditID.approved(approvalID)) { commit in
+            guard let recorded = commit.recorded, recorded.decision == .applied || recorded.decision == .pruned,
+                  recorded.approvedBy != nil else { return "it does not record a fix made under the approval" }
+            guard unchecked else { return nil }
+            guard let revision = recorded.desiredCommit?.commitID.flatMap(ObjectID.init(hex:)), let policyHead,
+                  self.isAncestorOrEqual(revision, of: policyHead) else {
+                return "the policy revision it names (\(recorded.desiredCommit?.short ?? "none")) is not on the policy branch "
+                    + "\(self.configuration.branch), and no key is configured to check who wrote it (--signing-key, --audit-signers)"
+            }
+            let held = ["approvals/\(approvalID).yaml", "approvals/\(approvalID).yml"].contains {
+                (try? self.repository.file(at: revision, path: $0)) != nil
+            }
+            return held ? nil : "its policy revision \(revision.short) has no approvals/\(approvalID).yaml, so no fix was made under "
+                + "the approval there (no key is configured to check who wrote it: --signing-key, --audit-signers)"
         }
     }
 
-    /// `contains(recordID:)`, where a trusted commit carrying the id must also be one `accepting` takes.
-    private func contains(recordID: String, accepting: ((CommitInfo) -> Bool)?) throws -> Bool {
+    /// `contains(recordID:)`, where a commit carrying the id must also be one `accepting` takes
+    /// (it returns why not, or nil), and a trusted one where keys are configured.
+    private func contains(recordID: String, accepting: ((CommitInfo) -> String?)?) throws -> Bool {
         guard try indexHolds(recordID) else { return false }
-        guard let trust = recordTrust else { return true }
+        let trust = recordTrust
+        guard trust != nil || accepting != nil else { return true }
         let key = accepting == nil ? recordID : recordID + "\u{1}accepted"
         if trustedRecords.contains(key) { return true }
         guard let head = try pendingHead ?? repository.resolve(localAudit) else { return false }
@@ -570,14 +590,16 @@ package actor PolicyRepository: AuditSink {
         for commit in try commitsCarrying(recordID, head: head) {
             // The commits of the id's hash: another id with the same hash is not this one.
             guard let info = try? repository.commitInfo(commit), info.trailer(.id) == recordID else { continue }
-            if let accepting, !accepting(info) {
-                ignore(recordID, commit, "it does not record a fix made under the approval")
-                continue
-            }
-            let signed = try? repository.signature(of: commit)
-            if let problem = trust.problem(signed, commit: commit, folder: &folder, trustedKeys: &recordTrustKeys) {
+            if let accepting, let problem = accepting(info) {
                 ignore(recordID, commit, problem)
                 continue
+            }
+            if let trust {
+                let signed = try? repository.signature(of: commit)
+                if let problem = trust.problem(signed, commit: commit, folder: &folder, trustedKeys: &recordTrustKeys) {
+                    ignore(recordID, commit, problem)
+                    continue
+                }
             }
             trustedRecords.insert(key)
             return true
@@ -1072,6 +1094,10 @@ package actor PolicyRepository: AuditSink {
         }
         let clock = ContinuousClock()
         let end = clock.now.advanced(by: deadline)
+        // Each push and fetch of the retries ends by `end` too, connected or not: an origin that
+        // took the first pushes and then hung held the pass for the idle limit (120 s) an attempt.
+        var access = configuration.access
+        access.deadline = end
         var pause = 0.02
         var rejections = 0
         var locked = 0
@@ -1132,9 +1158,9 @@ package actor PolicyRepository: AuditSink {
             do {
                 rejection = tip == local
                     ? try repository.push(localAudit, to: "refs/heads/\(target)", expected: remote, remote: "origin",
-                                          access: configuration.access)
+                                          access: access)
                     : try repository.push(commit: tip, to: "refs/heads/\(target)", expected: remote, remote: "origin",
-                                          access: configuration.access)
+                                          access: access)
             } catch {
                 return .keptLocally(commits: try kept(), reason: originFailure(error), pushed: pushed)
             }
@@ -1178,7 +1204,7 @@ package actor PolicyRepository: AuditSink {
             // Full jitter: two writers that collided do not collide again in lockstep.
             // (The actor is free meanwhile; every step below starts again from the references.)
             // In slices, so that a stop is seen at once and no other attempt is made after it.
-            let wake = clock.now.advanced(by: .seconds(Double.random(in: 0...pause)))
+            let wake = min(end, clock.now.advanced(by: .seconds(Double.random(in: 0...pause))))
             while clock.now < wake, stop?() != true { try? await Task.sleep(for: min(.milliseconds(50), wake - clock.now)) }
             if stop?() == true { return try Self.stopped(kept(), pushed: pushed, after: rejections, last: rejection) }
             pause = min(pause * 2, 1)
@@ -1192,7 +1218,7 @@ package actor PolicyRepository: AuditSink {
             }
             do {
                 try repository.fetch(remote: "origin", refspecs: ["+refs/heads/\(target):refs/remotes/origin/\(target)"],
-                                     access: configuration.access)
+                                     access: access)
             } catch {
                 return .keptLocally(commits: try kept(), reason: originFailure(error), pushed: pushed)
             }

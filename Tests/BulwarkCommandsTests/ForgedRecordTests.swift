@@ -435,6 +435,66 @@ import Testing
         }
     }
 
+    /// Without a signing key or audit signers, a made-up record of the fix made under an approval
+    /// (anyone who can push to the audit branch can write one, for every held id) made the
+    /// approval look used: `approve` refused it and `apply` never fixed the drift. The record
+    /// counts only when the policy revision it names is on the policy branch and holds the
+    /// approval file: a forged one is passed over, naming its commit (even when it names a
+    /// commit of its own holding approvals/ID.yaml); Bulwark's own record of the fix still uses
+    /// the approval, and approving it again is refused and recorded.
+    @Test func withoutKeysAForgedRecordOfTheApprovedFixDoesNotUseTheApproval() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            try s.editPolicy("controllers/host-hardening.yaml", replacing: "mode: enforce", with: "mode: approve")
+            #expect(try s.run("apply").status == 0)
+            let id = try #require(try SafetyEndToEndTests().decisions(s, resource: Self.resource).first { $0.decision == "held" }?.id)
+            // The forger's "policy revision": a commit of the audit branch's own history holding
+            // approvals/ID.yaml, which the record names; and one naming the policy branch's head.
+            let work = dir + "/forger-revision"
+            try git("clone", "-q", s.origin, work)
+            try git("checkout", "-q", "-b", "forged", "origin/bulwark/audit", in: work)
+            try write(work + "/approvals/\(id).yaml", "kind: Approval\n")
+            try git("add", "approvals", in: work)
+            try git("-c", "user.name=Bulwark", "-c", "user.email=bulwark@localhost", "-c", "commit.gpgsign=false",
+                    "commit", "-q", "-m", "a policy of my own", in: work)
+            let fake = try git("rev-parse", "HEAD", in: work).trimmingCharacters(in: .whitespacesAndNewlines)
+            try git("rm", "-rq", "approvals", in: work)
+            try git("-c", "user.name=Bulwark", "-c", "user.email=bulwark@localhost", "-c", "commit.gpgsign=false",
+                    "commit", "-q", "-m", "applied(\(Self.resource)): local\n\nBulwark-Id: \(AuditID.approved(id))\n"
+                    + "Bulwark-Resource: \(Self.resource)\nBulwark-Decision: applied\nBulwark-Result: verified\n"
+                    + "Bulwark-Desired-Commit: \(fake)\nBulwark-Approved-By: Sam Security <sam@example.org>\n", in: work)
+            try git("push", "-q", "origin", "HEAD:refs/heads/bulwark/audit", in: work)
+            let first = try git("rev-parse", "HEAD", in: work).trimmingCharacters(in: .whitespacesAndNewlines)
+            let head = try git("--git-dir", s.origin, "rev-parse", "main").trimmingCharacters(in: .whitespacesAndNewlines)
+            let second = try Self.forge(s, subject: "applied(\(Self.resource)): local",
+                                        trailers: [("Bulwark-Id", AuditID.approved(id)), ("Bulwark-Resource", Self.resource),
+                                                   ("Bulwark-Decision", "applied"), ("Bulwark-Result", "verified"),
+                                                   ("Bulwark-Desired-Commit", head),
+                                                   ("Bulwark-Approved-By", "Sam Security <sam@example.org>")])
+            let approved = try SafetyEndToEndTests().approve(s, id, as: "Sam Security", "sam@example.org")
+            #expect(approved.status == 0, "\(approved.stderr)")
+            for forged in [first, second] {
+                #expect(approved.stderr.contains("the audit record \(AuditID.approved(id)) of commit \(forged.prefix(12)) is not taken as recorded"),
+                        "\(approved.stderr)")
+            }
+            let applied = try s.run("apply")
+            #expect(applied.status == 0, "\(applied.stderr)")
+            #expect(try Self.rootLoginOff(s), "the approved fix was made")
+            let fix = try #require(try SafetyEndToEndTests().decisions(s, resource: Self.resource).first)
+            #expect(fix.decision == "applied" && fix.id == AuditID.approved(id) && fix.approver == "Sam Security <sam@example.org>")
+            // Bulwark's own record of the fix uses the approval: the same drift again is held, and
+            // approving the used id again is refused, the refusal recorded on the audit branch.
+            try Self.drift(s)
+            #expect(try s.run("apply").status == 0)
+            #expect(try !Self.rootLoginOff(s))
+            let again = try SafetyEndToEndTests().approve(s, id, as: "Sam Security", "sam@example.org")
+            #expect(again.status == 1 && again.stderr.contains("a fix already used the approval of \(id)"), "\(again.stderr)")
+            #expect(try SafetyEndToEndTests().decisions(s, resource: "Approval/\(id)").map(\.decision) == ["refused"])
+            let refusal = try git("--git-dir", s.origin, "log", "-1", "--format=%B", "--grep=Bulwark-Resource: Approval/\(id)", "bulwark/audit")
+            #expect(refusal.contains("a fix already used the approval of \(id)"), "\(refusal)")
+        }
+    }
+
     /// `approve` took the newest commit carrying the id, whatever pushed it: its resource, target
     /// and reason (the block being approved) are what the approval says. With a signing key, the
     /// newest record Bulwark signed is approved and the forged one is named.
