@@ -166,19 +166,29 @@ extension FileModeDriver: JointlyGuardedDriver {
     /// an executable in `executableFolders` (`/usr/sbin/sshd 0600`: no one can start it, root
     /// included). Taking bits from group or others on another file, or a program's execution
     /// from others alone, is hardening and goes through.
-    static func tightened(from before: UInt32, to mode: UInt32, paths: [String], real: String, shown: String) -> String? {
+    static func tightened(from before: UInt32, to mode: UInt32, paths: [String], real: String, shown: String, root: HostRoot) -> String? {
         var info = stat()
         guard stat(real, &info) == 0 else { return nil }  // nothing there to change
         let shownMode = format(mode: mode)
+        // Where each of them really is: `/etc/resolv.conf` is often a link to systemd-resolved's file under /run.
+        let resolved = worldReadable.compactMap { name in (try? root.resolve(name)).map { (name: name, real: $0) } }
         if info.st_mode & FileType.mask == FileType.directory {
+            guard before & 0o001 != 0, mode & 0o001 == 0 else { return nil }
             let onTheWay = paths.compactMap { path in worldReadable.first { PathText.isWithin($0, path) && $0 != path } }.first
-            if let file = onTheWay, before & 0o001 != 0, mode & 0o001 == 0 {
+                ?? resolved.first { PathText.isWithin($0.real, real) && $0.real != real }?.name
+            if let file = onTheWay {
                 return "mode \(shownMode) would take searching \(shown) from other users and services, the way to /\(file), which "
                     + "every user and service reads: account and name lookups would fail for all but its owner and group"
             }
+            // A folder of programs, or one on the way to it (`/usr/bin` `0700`).
+            if let folder = executableFolders.first(where: { folder in paths.contains { PathText.isWithin(folder, $0) } }) {
+                return "mode \(shownMode) would take searching \(shown) from other users and services, the way to /\(folder): "
+                    + "no one but its owner and group could run the programs there"
+            }
             return nil
         }
-        if paths.contains(where: { worldReadable.contains($0) }), before & 0o004 != 0, mode & 0o004 == 0 {
+        if paths.contains(where: { worldReadable.contains($0) }) || resolved.contains(where: { $0.real == real }),
+           before & 0o004 != 0, mode & 0o004 == 0 {
             return "mode \(shownMode) would take reading \(shown) from other users and services, which every one of them reads: "
                 + "account, name and library lookups would fail for all but its owner and group"
         }
@@ -320,7 +330,7 @@ extension FileModeDriver: JointlyGuardedDriver {
                     return .block("mode \(change.desired) would let every user read \(shown), which holds secrets")
                 }
                 // Judged after what takes administration away, whose reason names who loses what.
-                tightening = tightening ?? Self.tightened(from: before, to: mode, paths: paths, real: real, shown: shown)
+                tightening = tightening ?? Self.tightened(from: before, to: mode, paths: paths, real: real, shown: shown, root: root)
                 // Bits Bulwark's own change of owner or group took, interrupted before it put them
                 // back (`Kept`), are the file's: putting them back adds nothing.
                 let marked = (try? Self.node(resource.spec.subject, in: root, open: true)).flatMap { found -> Kept.Mark? in

@@ -223,6 +223,44 @@ import Testing
         }
     }
 
+    /// Outside review: with systemd-resolved, `/etc/resolv.conf` is a link to its stub file under
+    /// /run, and the stub made 0600 (or its folder 0700) went through, as did `/usr/bin` `0700`.
+    /// Each is blocked and recorded; a file beside the stub that no one reads goes through.
+    @Test(.enabled(if: isRoot)) func whatTheListedFilesReallyAreAndFoldersOfProgramsAreJudgedToo() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            try FileManager.default.createDirectory(atPath: s.host + "/run/systemd/resolve", withIntermediateDirectories: true)
+            chmod(s.host + "/run/systemd/resolve", 0o755)
+            try write(s.host + "/run/systemd/resolve/stub-resolv.conf", "nameserver 127.0.0.53\n", mode: 0o644)
+            try write(s.host + "/run/systemd/resolve/notes.conf", "# nothing reads this\n", mode: 0o644)
+            try? FileManager.default.removeItem(atPath: s.host + "/etc/resolv.conf")
+            #expect(symlink("../run/systemd/resolve/stub-resolv.conf", s.host + "/etc/resolv.conf") == 0)
+            try Self.program(s, "/usr/bin/tool", mode: 0o755)
+            chmod(s.host + "/usr/bin", 0o755)
+            try s.commitPolicy(Self.policyFile,
+                               Self.fileMode("stub", "path: /run/systemd/resolve/stub-resolv.conf, mode: \"0600\"")
+                               + Self.fileMode("resolve", "path: /run/systemd/resolve, mode: \"0700\"")
+                               + Self.fileMode("bin", "path: /usr/bin, mode: \"0700\"")
+                               + Self.fileMode("notes", "path: /run/systemd/resolve/notes.conf, mode: \"0600\""))
+            try s.acceptHead()
+            let applied = try s.run("apply")
+            for reason in ["mode 0600 would take reading /run/systemd/resolve/stub-resolv.conf from other users and services",
+                           "mode 0700 would take searching /run/systemd/resolve from other users and services, the way to /etc/resolv.conf",
+                           "mode 0700 would take searching /usr/bin from other users and services, the way to /usr/bin"] {
+                #expect(applied.stdout.contains(reason), "\(reason)\n\(applied.stdout)\n\(applied.stderr)")
+            }
+            let decisions = try HostWeakeningNewCommandTests.decisions(s)
+            for name in ["stub", "resolve", "bin"] {
+                #expect(decisions["FileMode/\(name)"]?.first == "blocked", "\(name): \(decisions["FileMode/\(name)"] ?? [])")
+            }
+            #expect(decisions["FileMode/notes"]?.first == "applied", "\(decisions["FileMode/notes"] ?? [])")
+            #expect(Self.status(s.host + "/run/systemd/resolve/stub-resolv.conf").mode == 0o644)
+            #expect(Self.status(s.host + "/run/systemd/resolve").mode == 0o755)
+            #expect(Self.status(s.host + "/usr/bin").mode == 0o755)
+            #expect(Self.status(s.host + "/run/systemd/resolve/notes.conf").mode == 0o600)
+        }
+    }
+
     @Test(.enabled(if: isRoot)) func tighteningSecretsAndPrivateConfigurationStillGoesThrough() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
