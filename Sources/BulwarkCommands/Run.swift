@@ -109,7 +109,7 @@ extension Bulwark {
         @Option(help: "Connections open at once (default: 4096, or fewer when the descriptor limit is low).")
         var maxConnections: Int?
 
-        @Option(help: "Connections open at once from one client (an IPv4 address, an IPv6 /64; a --trusted-proxy is not limited): one more is closed as soon as it is accepted.")
+        @Option(help: "Connections open at once from one client (an IPv4 address, an IPv6 /64; a --trusted-proxy or a loopback client is not limited): one more is closed as soon as it is accepted.")
         var maxConnectionsPerClient: Int = 64
 
         @Option(help: "Seconds after SIGTERM before a cycle that has not finished is abandoned.")

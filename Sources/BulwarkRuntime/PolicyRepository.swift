@@ -2047,7 +2047,7 @@ package actor PolicyRepository: AuditSink {
         let record = AuditTrail.tamperRecord(auditBranch: branch, lastPushed: pushed, remoteHead: head,
                                              recovery: recovery, at: Date())
         let text = (record.reason ?? "") + ". Find out who changed it; put the records back with "
-            + "`git push origin \(recovery):\(configuration.auditBranch)` and Bulwark returns to it"
+            + "`git fetch origin && git push origin origin/\(recovery):\(configuration.auditBranch)` and Bulwark returns to it"
         tampering.append(text)
         Console().warn(text)
         return record

@@ -333,6 +333,11 @@ public struct ServerSettings: Sendable {
     /// anything of it is read, so that one client cannot take every connection (keep-alive
     /// connections, slow request heads) and shut out the others.
     public var maxConnectionsPerClient: Int
+    /// Whether `maxConnectionsPerClient` holds loopback clients too. It does not by default:
+    /// every process of this machine is then one client (127.0.0.1), and any local user could
+    /// shut out the local Prometheus, probes and proxy with a few dozen sockets; only
+    /// `maxConnections` holds them. Tests, whose every address is loopback, set it.
+    public var limitsLoopbackClients = false
     /// Bodies read at once before their signature is checked (webhooks, signed findings; up to
     /// 1 MiB each): past it a request is turned away with 503 and Retry-After, so that
     /// connections trickling unauthenticated bodies cannot take the daemon's memory. Requests
@@ -357,7 +362,12 @@ public struct ServerSettings: Sendable {
     /// Whether `host` (a `--listen` host: a name, an IPv4 or IPv6 address, bracketed or not) is
     /// loopback; `0.0.0.0` and `::` (every address) are not.
     public static func isLoopback(_ host: String) -> Bool {
-        Loopback.isHost(of: "http://" + (host.contains(":") && !host.hasPrefix("[") ? "[\(host)]" : host))
+        // By its bytes: `0:0:0:0:0:0:0:1` and `::ffff:127.0.0.1` are loopback too.
+        let bare = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+        if let bytes = TrustedProxies.bytes(bare) {
+            return bytes.count == 4 ? bytes[0] == 127 : bytes == [UInt8](repeating: 0, count: 15) + [1]
+        }
+        return Loopback.isHost(of: "http://" + (host.contains(":") && !host.hasPrefix("[") ? "[\(host)]" : host))
     }
 
     public init(host: String, port: Int, repository: String = "", webhook: WebhookVerifier?, findings: FindingsAuthenticator,
@@ -396,22 +406,26 @@ public enum StatusServer {
     /// address; the rest are turned away, never queued.
     /// Holds a place of its client's address (`Admission`) while its connection is open; past
     /// the per-client limit the connection is closed once accepted, before anything is read.
-    /// A trusted proxy speaks for many clients: only the global limit holds it.
+    /// A trusted proxy speaks for many clients, and a loopback client for every local process
+    /// (unless `limitsLoopbackClients`): only the global limit holds them.
     final class ConnectionsPerClient: ChannelInboundHandler, RemovableChannelHandler {
         typealias InboundIn = NIOAny
         let open: Admission
         let trustedProxies: TrustedProxies
+        let limitsLoopback: Bool
         /// The address whose place this connection holds; nil when it holds none.
         private var held: String?
         private var refused = false
 
-        init(_ open: Admission, trustedProxies: TrustedProxies) {
+        init(_ open: Admission, trustedProxies: TrustedProxies, limitsLoopback: Bool) {
             self.open = open
             self.trustedProxies = trustedProxies
+            self.limitsLoopback = limitsLoopback
         }
 
         func handlerAdded(context: ChannelHandlerContext) {
-            guard let peer = context.channel.remoteAddress?.ipAddress, !trustedProxies.trusts(peer) else { return }
+            guard let peer = context.channel.remoteAddress?.ipAddress, !trustedProxies.trusts(peer),
+                  limitsLoopback || !ServerSettings.isLoopback(peer) else { return }
             let key = ServerContext.budgetKey(peer)
             if open.enter(from: key) == .admitted { held = key } else { refused = true }
             if refused, context.channel.isActive { context.close(promise: nil) }
@@ -491,7 +505,8 @@ public enum StatusServer {
         let open = Admission(limit: .max, perAddress: settings.maxConnectionsPerClient)
         return Application(router: router(control: control, settings: settings, metrics: metrics, logger: logger),
                     server: .http1(configuration: .init(
-                        additionalChannelHandlers: [ConnectionsPerClient(open, trustedProxies: settings.trustedProxies)],
+                        additionalChannelHandlers: [ConnectionsPerClient(open, trustedProxies: settings.trustedProxies,
+                                                                                     limitsLoopback: settings.limitsLoopbackClients)],
                         idleTimeout: .seconds(Int64(settings.idleTimeout.components.seconds)))),
                     configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "bulwark",
                                          backlog: 1024,

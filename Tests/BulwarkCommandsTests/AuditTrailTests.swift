@@ -502,7 +502,7 @@ import Testing
                       let reason = body["error"] as? String else { return false }
                 // The JSON escapes each `/`: the reason is read decoded.
                 return ready.status == 503 && reason.contains("audit records go to bulwark/audit-recovered-")
-                    && reason.contains("git push origin bulwark/audit-recovered-")
+                    && reason.contains("git push origin origin/bulwark/audit-recovered-")
             }
             #expect(daemon.wait(seconds: 60) { diverted(daemon) }, "\(String(describing: try? daemon.get("/readyz")))")
             // Named as soon as the tampering is found; pushed with the next records.

@@ -64,11 +64,11 @@ actor RecordingDaemon: DaemonControl {
              unverifiedBodies: Int = 16, perAddress: Int = 4, deadline: Duration = .seconds(10),
              idleTimeout: Duration = .seconds(15), refusalBurst: Int = 10, refusalsPerSecond: Double = 1,
              refusalClock: @escaping @Sendable () -> ContinuousClock.Instant = { ContinuousClock.now },
-             trustedProxies: TrustedProxies = .none, maxConnectionsPerClient: Int = 64,
+             trustedProxies: TrustedProxies = .none, maxConnectionsPerClient: Int = 64, limitsLoopbackClients: Bool = false,
              metrics: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) -> some ApplicationProtocol {
         let verifier = webhook ? WebhookVerifier(secret: secret, clock: { StatusServerTests.clockNow }) : nil
         let signer = webhook ? WebhookVerifier(secret: Self.findingsSecret, clock: { StatusServerTests.clockNow }) : nil
-        let settings = ServerSettings(host: "127.0.0.1", port: 0, webhook: verifier,
+        var settings = ServerSettings(host: "127.0.0.1", port: 0, webhook: verifier,
                                       findings: FindingsAuthenticator(signer: signer, token: token.map { Array($0.utf8) },
                                                                       webhookSecret: webhook ? secret : nil),
                                       idleTimeout: idleTimeout, maxConnectionsPerClient: maxConnectionsPerClient,
@@ -76,6 +76,7 @@ actor RecordingDaemon: DaemonControl {
                                       unverifiedBodyDeadline: deadline, refusalBurst: refusalBurst,
                                       refusalsPerSecond: refusalsPerSecond, refusalClock: refusalClock,
                                       trustedProxies: trustedProxies)
+        settings.limitsLoopbackClients = limitsLoopbackClients
         return StatusServer.application(control: daemon, settings: settings, metrics: metrics,
                                         logger: Logger(label: "test"))
     }
@@ -260,7 +261,8 @@ actor RecordingDaemon: DaemonControl {
         let daemon = RecordingDaemon(bindings: [])
         let get = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
         // 127.0.0.3: the test client's own connection comes from localhost.
-        try await app(daemon, maxConnectionsPerClient: 3).test(.live) { client in
+        // Every address here is loopback, which the limit holds only when told to.
+        try await app(daemon, maxConnectionsPerClient: 3, limitsLoopbackClients: true).test(.live) { client in
             let port = try #require(client.port)
             var held = try (0..<3).map { _ in try RawHTTPClient(from: "127.0.0.3", to: port) }
             for connection in held {
@@ -284,6 +286,26 @@ actor RecordingDaemon: DaemonControl {
                 if !again.hasPrefix("HTTP/1.1 200") { try await Task.sleep(for: .milliseconds(100)) }
             }
             #expect(again.hasPrefix("HTTP/1.1 200"), "\(again)")
+        }
+    }
+
+    /// Outside review: on loopback every local process is one client, and 64 idle sockets from
+    /// any local user shut out the local Prometheus and probes. By default the per-client limit
+    /// holds no loopback client: a fourth connection from 127.0.0.3 under a limit of 3 is served.
+    @Test func loopbackClientsAreHeldOnlyByTheGlobalLimit() async throws {
+        let daemon = RecordingDaemon(bindings: [])
+        let get = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        try await app(daemon, maxConnectionsPerClient: 3).test(.live) { client in
+            let port = try #require(client.port)
+            let held = try (0..<5).map { _ in try RawHTTPClient(from: "127.0.0.3", to: port) }
+            for connection in held {
+                let answer = try await offThePool { try connection.exchange(get) }
+                #expect(answer.hasPrefix("HTTP/1.1 200"), "\(answer)")
+            }
+        }
+        for (address, loopback) in [("127.0.0.1", true), ("0:0:0:0:0:0:0:1", true), ("::ffff:127.0.0.1", true), ("[::1]", true),
+                                    ("localhost", true), ("10.0.0.1", false), ("::ffff:10.0.0.1", false), ("0.0.0.0", false)] {
+            #expect(ServerSettings.isLoopback(address) == loopback, "\(address)")
         }
     }
 
