@@ -415,8 +415,11 @@ extension SettingDriver {
                 }
             }
             problems += try await Self.cutsOffTLSClients(changes, connection, target: target)
-            problems += try await Self.unloadableTLSFiles(changes, connection)
-            problems += try await Self.unusableTLSFiles(changes, connection)
+            let unloadable = try await Self.unloadableTLSFiles(changes, connection)
+            problems += unloadable
+            // A file said unloadable is not said again as unreadable for judging.
+            let reported = Set(changes.map(\.property).filter { name in unloadable.contains { $0.hasPrefix(name) } })
+            problems += try await Self.unusableTLSFiles(changes, connection, reported: reported)
             if names.contains("dynamic_library_path") {
                 problems.append("dynamic_library_path decides where every library a session loads comes from; Bulwark does not set it "
                                 + "(set it by hand, in a maintenance window)")
@@ -601,7 +604,8 @@ extension SettingDriver {
     /// configuration ("SSL configuration was not reloaded") while SHOW reports the new file, a
     /// missing CRL or DH file only failing the next start, and that start would fail: every
     /// client and replica cut off. The key's bytes are compared in memory, never shown.
-    static func unusableTLSFiles(_ changes: [PropertyDrift], _ connection: PostgresConnection) async throws -> [String] {
+    static func unusableTLSFiles(_ changes: [PropertyDrift], _ connection: PostgresConnection,
+                                 reported: Set<String> = []) async throws -> [String] {
         let failed = "the server would not load its TLS configuration at the reload (SHOW would still report the new value), and "
             + "its next start would fail"
         var problems: [String] = []
@@ -611,15 +615,33 @@ extension SettingDriver {
         ]
         for change in changes where !change.desired.isEmpty {
             guard let check = checks[change.property] else { continue }
-            // One the server cannot read is said by `unloadableTLSFiles`.
-            guard let bytes = try? await tlsFileContent(change.desired, connection) else { continue }
+            let bytes: [UInt8]
+            do {
+                bytes = try await tlsFileContent(change.desired, connection)
+            } catch {
+                // One the server cannot read is said by `unloadableTLSFiles`; else the change is not let through unjudged.
+                if !reported.contains(change.property) {
+                    problems.append("\(change.property): '\(quotedForMessage(change.desired))' could not be read through the server to "
+                                    + "judge it (\(PostgresAdapter.describe(error)))")
+                }
+                continue
+            }
             let tooLong = bytes.count >= tlsFileLimit
             if let problem = tooLong ? "is longer than \(tlsFileLimit >> 20) MB, and is not judged" : check(bytes) {
                 problems.append("\(change.property): '\(quotedForMessage(change.desired))' \(problem): \(failed)")
             }
         }
-        guard let key = changes.first(where: { $0.property == "ssl_key_file" }), !key.desired.isEmpty,
-              let keyBytes = try? await tlsFileContent(key.desired, connection) else { return problems }
+        guard let key = changes.first(where: { $0.property == "ssl_key_file" }), !key.desired.isEmpty else { return problems }
+        let keyBytes: [UInt8]
+        do {
+            keyBytes = try await tlsFileContent(key.desired, connection)
+        } catch {
+            if !reported.contains(key.property) {
+                problems.append("ssl_key_file: '\(quotedForMessage(key.desired))' could not be read through the server to judge it "
+                                + "(\(PostgresAdapter.describe(error)))")
+            }
+            return problems
+        }
         let certificateChange = changes.first { $0.property == "ssl_cert_file" }
         var certificatePath = certificateChange?.desired ?? ""
         if certificateChange == nil {
@@ -650,6 +672,10 @@ extension SettingDriver {
                             + "set it by hand, in a maintenance window")
         case .noKey:
             problems.append("ssl_key_file: \(shownKey) holds no PEM private key the server could load: \(failed)")
+        case .unreadable:
+            problems.append("ssl_key_file: whether \(shownKey) is the key of ssl_cert_file \(shownCertificate) cannot be told: its key "
+                            + "type is one Bulwark's TLS library does not read (DSA, a curve other than P-256, P-384, P-521 or Ed25519, "
+                            + "RSA-PSS), and a key that is not would cut off every TLS client and replica; set it by hand")
         case .mismatch:
             problems.append("ssl_key_file: \(shownKey) is not the key of the certificate the server would present (ssl_cert_file "
                             + "\(shownCertificate)): \(failed), cutting off every TLS client and replica; change the certificate "

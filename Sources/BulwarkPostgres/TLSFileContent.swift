@@ -13,25 +13,61 @@ enum TLSFileContent {
         var der: [UInt8]?
     }
 
-    /// The PEM blocks of `bytes`, in order; text outside them is ignored, as OpenSSL ignores it.
+    /// The most blocks read from one file (a CA bundle has a few hundred), and the most BEGIN
+    /// lines without their END looked past: a file of a policy's choosing cannot make the scan
+    /// take longer than a few passes over it.
+    static let maxBlocks = 10_000
+    static let maxUnended = 16
+    /// The longest label looked for (`ENCRYPTED PRIVATE KEY` is 21 bytes).
+    static let maxLabel = 64
+
+    /// Where `pattern` first occurs in `bytes` at or after `start`, before `limit`; nil if not.
+    static func find(_ pattern: [UInt8], in bytes: [UInt8], from start: Int, before limit: Int? = nil) -> Int? {
+        let end = min(limit ?? bytes.count, bytes.count) - pattern.count
+        guard let first = pattern.first, start <= end else { return nil }
+        var index = start
+        while index <= end {
+            if bytes[index] == first, bytes[index..<index + pattern.count].elementsEqual(pattern) { return index }
+            index += 1
+        }
+        return nil
+    }
+
+    /// The PEM blocks of `bytes`, in order, in one pass over them; text outside them is ignored,
+    /// and so is a BEGIN line without its END (a comment may hold one), as OpenSSL ignores them.
     static func blocks(_ bytes: [UInt8]) -> [Block] {
-        let text = String(decoding: bytes, as: UTF8.self)
+        let begin = Array("-----BEGIN ".utf8), dashes = Array("-----".utf8)
         var result: [Block] = []
-        var rest = Substring(text)
-        while let begin = rest.range(of: "-----BEGIN ") {
-            guard let labelEnd = rest[begin.upperBound...].range(of: "-----") else { break }
-            let label = String(rest[begin.upperBound..<labelEnd.lowerBound])
-            guard let end = rest[labelEnd.upperBound...].range(of: "-----END \(label)-----") else {
-                result.append(Block(label: label, der: nil))
-                break
+        var unended = 0
+        var index = 0
+        while result.count < maxBlocks, unended < maxUnended, let start = find(begin, in: bytes, from: index) {
+            let labelStart = start + begin.count
+            index = labelStart
+            guard let labelEnd = find(dashes, in: bytes, from: labelStart, before: labelStart + maxLabel + dashes.count) else { continue }
+            let label = String(decoding: bytes[labelStart..<labelEnd], as: UTF8.self)
+            let bodyStart = labelEnd + dashes.count
+            guard let end = find(Array("-----END \(label)-----".utf8), in: bytes, from: bodyStart) else {
+                unended += 1
+                continue
             }
-            let body = rest[labelEnd.upperBound..<end.lowerBound]
+            let body = String(decoding: bytes[bodyStart..<end], as: UTF8.self)
             // Encrypted PEM (a `Proc-Type:` header) is not base64 from its first line: said as not DER.
             result.append(Block(label: label, der: body.contains(":") ? nil
-                                : Data(base64Encoded: String(body), options: .ignoreUnknownCharacters).map { Array($0) }))
-            rest = rest[end.upperBound...]
+                                : Data(base64Encoded: body, options: .ignoreUnknownCharacters).map { Array($0) }))
+            index = end + 1
         }
         return result
+    }
+
+    /// The labels OpenSSL reads a certificate under (`X509 CERTIFICATE` is the old one).
+    static let certificateLabels = ["CERTIFICATE", "X509 CERTIFICATE", "TRUSTED CERTIFICATE"]
+
+    /// Whether `block` is a well-formed certificate: one SEQUENCE, or for a `TRUSTED
+    /// CERTIFICATE`, one followed by its trust settings (`openssl x509 -trustout`).
+    static func isCertificate(_ block: Block) -> Bool {
+        guard let der = block.der else { return false }
+        if block.label == "TRUSTED CERTIFICATE" { return element(der[...])?.0 == 0x30 }
+        return derSequence(der) != nil
     }
 
     /// The elements of a DER SEQUENCE that is the whole of `der`, as (tag, content) pairs; nil
@@ -72,11 +108,9 @@ enum TLSFileContent {
     /// Why `ssl_ca_file` could not be loaded from `bytes`, if it could not: it must hold at least
     /// one PEM certificate, each of them one OpenSSL reads.
     static func caProblem(_ bytes: [UInt8]) -> String? {
-        let certificates = blocks(bytes).filter { $0.label == "CERTIFICATE" || $0.label == "TRUSTED CERTIFICATE" }
+        let certificates = blocks(bytes).filter { certificateLabels.contains($0.label) }
         guard !certificates.isEmpty else { return "holds no PEM certificate" }
-        guard certificates.allSatisfy({ $0.der.flatMap(derSequence) != nil }), (try? NIOSSLCertificate.fromPEMBytes(bytes)) != nil else {
-            return "holds a PEM certificate that cannot be read"
-        }
+        guard certificates.allSatisfy(isCertificate) else { return "holds a PEM certificate that cannot be read" }
         return nil
     }
 
@@ -84,9 +118,12 @@ enum TLSFileContent {
     /// revocation lists (`X509 CRL`, a SEQUENCE of the list, its algorithm and its signature) and
     /// certificates from it, at least one, each well formed.
     static func crlProblem(_ bytes: [UInt8]) -> String? {
-        let objects = blocks(bytes).filter { ["X509 CRL", "CERTIFICATE", "TRUSTED CERTIFICATE"].contains($0.label) }
-        guard !objects.isEmpty else { return "holds no PEM revocation list (X509 CRL)" }
-        for object in objects {
+        let all = blocks(bytes)
+        guard all.contains(where: { $0.label == "X509 CRL" }) else { return "holds no PEM revocation list (X509 CRL)" }
+        for object in all where certificateLabels.contains(object.label) {
+            guard isCertificate(object) else { return "holds a PEM \(object.label) that cannot be read" }
+        }
+        for object in all where object.label == "X509 CRL" {
             guard let der = object.der, let items = derSequence(der), items.count == 3, items[0].tag == 0x30, items[1].tag == 0x30,
                   items[2].tag == 0x03 else {
                 return "holds a PEM \(object.label) that cannot be read"
@@ -119,7 +156,13 @@ enum TLSFileContent {
         if labels.contains("ENCRYPTED PRIVATE KEY") || String(decoding: key, as: UTF8.self).contains("Proc-Type: 4,ENCRYPTED") {
             return .encrypted
         }
-        guard let privateKey = try? NIOSSLPrivateKey(bytes: key, format: .pem) else { return .noKey }
+        // BoringSSL reads fewer key types than the server's OpenSSL (DSA, brainpool and other
+        // curves, Ed448, RSA-PSS, explicit curve parameters): one it cannot read, or whose
+        // certificate's key it cannot read, cannot be compared here, which is not a mismatch.
+        guard let privateKey = try? NIOSSLPrivateKey(bytes: key, format: .pem) else {
+            return labels.contains { $0.hasSuffix("PRIVATE KEY") } ? .unreadable : .noKey
+        }
+        guard (try? chain[0].extractPublicKey()) != nil, !labels.contains("DSA PRIVATE KEY") else { return .unreadable }
         let configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) },
                                                                       privateKey: .privateKey(privateKey))
         guard (try? NIOSSLContext(configuration: configuration)) != nil else { return .mismatch }
@@ -127,6 +170,6 @@ enum TLSFileContent {
     }
 
     enum KeyProblem: Equatable {
-        case noCertificate, encrypted, noKey, mismatch
+        case noCertificate, encrypted, noKey, unreadable, mismatch
     }
 }
