@@ -45,9 +45,6 @@ public struct RemoteAccess: Sendable, CustomStringConvertible {
     public var useAgent: Bool
     /// Without one, every SSH server is refused: an unverified host could serve any policy.
     public var hostKeyCheck: HostKeyCheck?
-    /// When a fetch or push with this access must have ended, connection made or not (a push's
-    /// retries bounded by their deadline); nil: only the connect and idle limits (GitStream.c).
-    public var deadline: ContinuousClock.Instant?
 
     public var description: String {
         var parts: [String] = []
@@ -100,22 +97,9 @@ final class RemoteCallbacks {
     /// TLS or ssh the error libgit2 reports is only the layer above's ("Failed getting banner").
     func run<R>(_ body: () throws(GitError) -> R) throws(GitError) -> R {
         let closedBefore = bulwark_git_idle_shutdowns()
-        let cutBefore = bulwark_git_deadline_shutdowns()
-        if let deadline = access.deadline {
-            let left = ContinuousClock.now.duration(to: deadline).components
-            let milliseconds = max(0, left.seconds * 1000 + left.attoseconds / 1_000_000_000_000_000)
-            bulwark_git_limit_operation(milliseconds)
-        }
-        defer { if access.deadline != nil { bulwark_git_limit_operation(-1) } }
         do {
             return try withExtendedLifetime(self) { () throws(GitError) -> R in try body() }
         } catch {
-            if failure == nil, access.deadline != nil, bulwark_git_deadline_shutdowns() > cutBefore,
-               !error.message.contains("the time the operation was given ran out") {
-                throw GitError(function: error.function, code: error.code, errorClass: error.errorClass,
-                               message: "the time the operation was given ran out, so the connection to the origin was closed: "
-                                   + error.message)
-            }
             if failure == nil, bulwark_git_idle_shutdowns() > closedBefore, !error.message.contains("BULWARK_ORIGIN_IDLE_TIMEOUT") {
                 throw GitError(function: error.function, code: error.code, errorClass: error.errorClass,
                                message: "the origin sent and took nothing for \(LibGit2.originIdleTimeout) s, so the connection was "

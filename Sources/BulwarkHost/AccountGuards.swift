@@ -219,7 +219,9 @@ extension FileModeDriver: JointlyGuardedDriver {
                         + "\(change.desired) (uid \(uid)): it would run as \(change.desired) what uid \(info.st_uid) put there, "
                         + "a setuid bit added for that owner"
                 }
-            case "group" where specMode & 0o2000 != 0:
+            // A program only root wrote and only root can write (Debian's `chage`, `expiry`,
+            // `unix_chkpwd` are root:shadow 2755) runs with the new group's rights only as root meant.
+            case "group" where specMode & 0o2000 != 0 && (info.st_uid != 0 || info.st_mode & 0o022 != 0):
                 let gid = accounts.groups.first { $0.name.isSameBytes(change.desired) }?.gid ?? UInt32(change.desired)
                 if let gid, gid != info.st_gid {
                     return "mode \(format(mode: specMode)) would keep the setgid bit on \(shown) while its group changes to "

@@ -261,18 +261,21 @@ struct FileModeDriver: ReportingDriver {
         if chmod, mode == nil { throw HostError("cannot change mode: \(quotedForMessage(wanted?.value ?? "")) is no octal mode", path: path) }
         // What the kernel takes from a file whose owner or group changes, to put back: the
         // marker of an interrupted fix first (the file has lost it already), else what it has now.
-        let keep = try marked ?? (chown ? Kept.taken(by: current, fd: fd, path: path, uid: uid, gid: gid) : nil)
+        let keep = try chown ? Kept.taken(by: current, fd: fd, path: path, uid: uid, gid: gid, marked: marked) : marked
         let restore = keep != nil && (chown || changes.contains { $0.property == Kept.property })
         // Checked: the owner's change (or the mode's) is the first one, past the gate.
         if chown || chmod || restore { try HostChange.announce(path: path) }
         // Marked on the file before the chown: a kill between the two leaves the file drifting on
         // `Kept.property`, and the next pass puts back what it took.
-        if chown, let keep, marked == nil { try Kept.mark(keep, fd: fd, path: path) }
+        // A mark already there (an interrupted fix's) is replaced by this change's, or removed
+        // where nothing is left to put back.
+        if chown, let keep { try Kept.mark(keep, fd: fd, path: path) }
+        if chown, keep == nil, marked != nil { _ = fremovexattr(fd, Kept.attribute) }
         if chown {
             guard fchown(fd, uid, gid) == 0 else {
                 let why = errnoText()
-                // Nothing was taken: the mark would be stale anyway (it names the ids the chown was to set).
-                if keep != nil, marked == nil { _ = fremovexattr(fd, Kept.attribute) }
+                // Nothing was taken: the file keeps the mark it had, or none.
+                if let marked { try? Kept.mark(marked, fd: fd, path: path) } else if keep != nil { _ = fremovexattr(fd, Kept.attribute) }
                 throw HostError("cannot change owner: \(why)", path: path)
             }
             if keep != nil { HostFaults.change(at: "chowned", of: "FileMode") }
@@ -281,8 +284,8 @@ struct FileModeDriver: ReportingDriver {
             guard fchmod(fd, mode_t(mode)) == 0 else { throw HostError("cannot change mode: \(errnoText())", path: path) }
         }
         var notes: [String] = []
-        if chown, marked == nil,
-           let gone = Kept.dropped(UInt32(current.st_mode & 0o7777), of: current, uid: uid, gid: gid, specMode: mode, subject: resource.spec.subject) {
+        if chown,
+           let gone = Kept.dropped(marked?.mode ?? UInt32(current.st_mode & 0o7777), of: current, uid: uid, gid: gid, specMode: mode, subject: resource.spec.subject) {
             notes.append(gone)
         }
         if restore, let keep {
@@ -440,15 +443,23 @@ enum Kept {
     /// What a change of owner or group (to `uid` and `gid`, `uid_t.max` unchanged) of the open
     /// regular file `current` takes from it and is put back: the set-id bits `keptBits` keeps
     /// and its file capabilities; nil when none.
-    static func taken(by current: stat, fd: Int32, path: String, uid: UInt32, gid: UInt32) throws(HostError) -> Mark? {
+    /// `marked`: the mark of an interrupted fix the file carries, whose bits and capabilities
+    /// are the file's own (the kernel took them already): they pass through this change as the
+    /// file's would (a setuid bit a kill left to put back is not handed to a new owner either).
+    static func taken(by current: stat, fd: Int32, path: String, uid: UInt32, gid: UInt32, marked: Mark? = nil) throws(HostError) -> Mark? {
         guard current.st_mode & FileType.mask == FileType.regular else { return nil }  // a folder keeps its setgid bit
-        var value = [UInt8](repeating: 0, count: maxSize)
-        let length = fgetxattr(fd, capabilities, &value, value.count)
-        guard length >= 0 || errno == ENODATA || errno == ENOTSUP else {
-            throw HostError("cannot read its file capabilities (\(errnoText())): its owner is not changed without knowing them", path: path)
+        let caps: [UInt8]?
+        if let marked {
+            caps = marked.caps
+        } else {
+            var value = [UInt8](repeating: 0, count: maxSize)
+            let length = fgetxattr(fd, capabilities, &value, value.count)
+            guard length >= 0 || errno == ENODATA || errno == ENOTSUP else {
+                throw HostError("cannot read its file capabilities (\(errnoText())): its owner is not changed without knowing them", path: path)
+            }
+            caps = length > 0 ? Array(value[..<length]) : nil
         }
-        let caps = length > 0 ? Array(value[..<length]) : nil
-        let now = UInt32(current.st_mode & 0o7777)
+        let now = marked?.mode ?? UInt32(current.st_mode & 0o7777)
         let mode = now & 0o1777 | keptBits(now, of: current, uid: uid, gid: gid)
         return mode & 0o6000 != 0 || caps != nil
             ? Mark(mode: mode, caps: caps, after: current, uid: uid == UInt32.max ? current.st_uid : uid,

@@ -554,8 +554,9 @@ package actor PolicyRepository: AuditSink {
     /// who can push to the audit branch could mark every approval used (no approval would ever
     /// go through, nor `bulwark approve` be given again): the record counts only when the policy
     /// revision it was made at (`Bulwark-Desired-Commit`) is on the policy branch and holds
-    /// `approvals/<id>.yaml`, as every fix made under the approval was. Writing that takes
-    /// push access to the policy branch, which approving itself takes.
+    /// `approvals/<id>.yaml`, as every fix made under the approval was. That stops a record
+    /// forged before the approval was given, not one forged after it (naming the revision that
+    /// holds it): without keys, the audit branch's writers are trusted.
     package func usedApproval(_ approvalID: String) throws -> Bool {
         let unchecked = recordTrust == nil
         let policyHead = unchecked ? try repository.resolve("refs/remotes/origin/\(configuration.branch)") : nil
@@ -1094,10 +1095,6 @@ package actor PolicyRepository: AuditSink {
         }
         let clock = ContinuousClock()
         let end = clock.now.advanced(by: deadline)
-        // Each push and fetch of the retries ends by `end` too, connected or not: an origin that
-        // took the first pushes and then hung held the pass for the idle limit (120 s) an attempt.
-        var access = configuration.access
-        access.deadline = end
         var pause = 0.02
         var rejections = 0
         var locked = 0
@@ -1158,9 +1155,9 @@ package actor PolicyRepository: AuditSink {
             do {
                 rejection = tip == local
                     ? try repository.push(localAudit, to: "refs/heads/\(target)", expected: remote, remote: "origin",
-                                          access: access)
+                                          access: configuration.access)
                     : try repository.push(commit: tip, to: "refs/heads/\(target)", expected: remote, remote: "origin",
-                                          access: access)
+                                          access: configuration.access)
             } catch {
                 return .keptLocally(commits: try kept(), reason: originFailure(error), pushed: pushed)
             }
@@ -1204,7 +1201,7 @@ package actor PolicyRepository: AuditSink {
             // Full jitter: two writers that collided do not collide again in lockstep.
             // (The actor is free meanwhile; every step below starts again from the references.)
             // In slices, so that a stop is seen at once and no other attempt is made after it.
-            let wake = min(end, clock.now.advanced(by: .seconds(Double.random(in: 0...pause))))
+            let wake = clock.now.advanced(by: .seconds(Double.random(in: 0...pause)))
             while clock.now < wake, stop?() != true { try? await Task.sleep(for: min(.milliseconds(50), wake - clock.now)) }
             if stop?() == true { return try Self.stopped(kept(), pushed: pushed, after: rejections, last: rejection) }
             pause = min(pause * 2, 1)
@@ -1218,7 +1215,7 @@ package actor PolicyRepository: AuditSink {
             }
             do {
                 try repository.fetch(remote: "origin", refspecs: ["+refs/heads/\(target):refs/remotes/origin/\(target)"],
-                                     access: access)
+                                     access: configuration.access)
             } catch {
                 return .keptLocally(commits: try kept(), reason: originFailure(error), pushed: pushed)
             }

@@ -24,7 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <git2/errors.h>
@@ -42,27 +41,14 @@ typedef struct {
 static int connect_ms = 30000;
 static int idle_ms = 120000;
 
-// When the operation this thread runs must end (CLOCK_MONOTONIC, ms), 0 for none: a push whose
-// caller has a deadline (`publish`'s) is cut off at it, not only once it has been idle.
-static __thread long long operation_deadline = 0;
-
-static long long monotonic_ms(void) {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-}
-
-// The sockets open now, for the watchdog; each slot's `idle` is set when it shut the socket down
-// (1: idle, 2: its operation's deadline passed).
+// The sockets open now, for the watchdog; each slot's `idle` is set when it shut the socket down.
 #define SLOTS 64
 static struct {
     int fd;
     int idle;
-    long long deadline;
 } slots[SLOTS];
 static int slots_used = 0;
 static long shutdowns = 0;
-static long deadline_shutdowns = 0;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t watchdog_once = PTHREAD_ONCE_INIT;
 
@@ -75,19 +61,10 @@ static void set_error(const char *format, const char *a, const char *b, const ch
 static void *watch(void *unused) {
     (void)unused;
     for (;;) {
-        // A tenth of a second: a deadline is kept to within that, the idle limit (whole seconds) too.
-        struct timespec tick = { .tv_sec = 0, .tv_nsec = 100000000 };
-        nanosleep(&tick, NULL);
-        long long now = monotonic_ms();
+        sleep(1);
         pthread_mutex_lock(&lock);
         for (int i = 0; i < slots_used; i++) {
             if (slots[i].fd < 0 || slots[i].idle) continue;
-            if (slots[i].deadline != 0 && now >= slots[i].deadline) {
-                shutdown(slots[i].fd, SHUT_RDWR);
-                slots[i].idle = 2;
-                deadline_shutdowns++;
-                continue;
-            }
             struct tcp_info info;
             socklen_t length = sizeof info;
             memset(&info, 0, sizeof info);
@@ -126,7 +103,7 @@ static int watch_socket(int fd) {
     int found = -1;
     for (int i = 0; i < slots_used; i++) if (slots[i].fd < 0) { found = i; break; }
     if (found < 0 && slots_used < SLOTS) found = slots_used++;
-    if (found >= 0) { slots[found].fd = fd; slots[found].idle = 0; slots[found].deadline = operation_deadline; }
+    if (found >= 0) { slots[found].fd = fd; slots[found].idle = 0; }
     pthread_mutex_unlock(&lock);
     return found < 0 ? -1 : 0;
 }
@@ -146,12 +123,7 @@ static int unwatch_socket(int fd, int keep) {
     return idle;
 }
 
-static void idle_error(bulwark_stream *st, int why) {
-    if (why == 2) {
-        set_error("%s:%s: the time the operation was given ran out, so the connection was closed%s",
-                  st->host, st->port ? st->port : "", "");
-        return;
-    }
+static void idle_error(bulwark_stream *st) {
     char seconds[32];
     snprintf(seconds, sizeof seconds, "%d", idle_ms / 1000);
     set_error("%s:%s sent and took nothing for %s s: the connection was closed (BULWARK_ORIGIN_IDLE_TIMEOUT)",
@@ -171,19 +143,13 @@ static int stream_connect(git_stream *stream) {
     }
     int s = -1, timed_out = 0, saved = 0;
     for (struct addrinfo *p = found; p != NULL; p = p->ai_next) {
-        // No longer than the operation's deadline leaves.
-        int wait_ms = connect_ms;
-        if (operation_deadline != 0) {
-            long long left = operation_deadline - monotonic_ms();
-            if (left < wait_ms) wait_ms = left > 0 ? (int)left : 0;
-        }
         s = socket(p->ai_family, p->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, p->ai_protocol);
         if (s < 0) { saved = errno; continue; }
         int done = connect(s, p->ai_addr, p->ai_addrlen);
         if (done != 0 && errno == EINPROGRESS) {
             struct pollfd fd = { .fd = s, .events = POLLOUT };
             int ready;
-            do { ready = poll(&fd, 1, wait_ms); } while (ready < 0 && errno == EINTR);
+            do { ready = poll(&fd, 1, connect_ms); } while (ready < 0 && errno == EINTR);
             if (ready == 0) {
                 timed_out = 1;
                 done = -1;
@@ -233,9 +199,8 @@ static ssize_t stream_read(git_stream *stream, void *data, size_t length) {
     bulwark_stream *st = (bulwark_stream *)stream;
     ssize_t count;
     do { count = recv(st->s, data, length, 0); } while (count < 0 && errno == EINTR);
-    int why;
-    if (count <= 0 && (why = unwatch_socket(st->s, 1)) != 0) {
-        idle_error(st, why);
+    if (count <= 0 && unwatch_socket(st->s, 1)) {
+        idle_error(st);
         return -1;
     }
     if (count < 0) {
@@ -252,8 +217,7 @@ static ssize_t stream_write(git_stream *stream, const char *data, size_t length,
     // Never SIGPIPE: a peer that went away is an error of this write.
     do { count = send(st->s, data, length, MSG_NOSIGNAL); } while (count < 0 && errno == EINTR);
     if (count < 0) {
-        int why = unwatch_socket(st->s, 1);
-        if (why) idle_error(st, why);
+        if (unwatch_socket(st->s, 1)) idle_error(st);
         else set_error("could not write to %s: %s%s", st->host, strerror(errno), "");
         return -1;
     }
@@ -307,17 +271,6 @@ int bulwark_git_register_stream(int connect_seconds, int idle_seconds) {
     registration.version = GIT_STREAM_VERSION;
     registration.init = stream_new;
     return git_stream_register(GIT_STREAM_STANDARD, &registration);
-}
-
-void bulwark_git_limit_operation(long long milliseconds) {
-    operation_deadline = milliseconds < 0 ? 0 : monotonic_ms() + milliseconds;
-}
-
-long bulwark_git_deadline_shutdowns(void) {
-    pthread_mutex_lock(&lock);
-    long count = deadline_shutdowns;
-    pthread_mutex_unlock(&lock);
-    return count;
 }
 
 long bulwark_git_idle_shutdowns(void) {

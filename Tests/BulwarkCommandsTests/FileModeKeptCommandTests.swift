@@ -188,6 +188,57 @@ import Testing
         }
     }
 
+    /// Outside review: a kill after a change of group left guest's 4755 program marked; the policy
+    /// then changed its owner to root too, and the next pass put the setuid bit back on a
+    /// program now root's (4755 root:root, recorded verified). The mark's bits pass through the
+    /// new change as the file's own would: the setuid bit is not handed to root.
+    @Test(.enabled(if: isRoot)) func aMarksSetuidBitIsNotHandedToANewOwnerByTheNextPass() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            try Self.program(s, "/opt/app/bin/tool", mode: 0o4755)
+            chown(s.host + "/opt/app/bin/tool", 1001, 1001)
+            chmod(s.host + "/opt/app/bin/tool", 0o4755)
+            try s.commitPolicy(Self.policyFile, Self.fileMode("tool", "path: /opt/app/bin/tool, group: root"))
+            try s.acceptHead()
+            let crashed = try s.run("apply", environment: ["BULWARK_FAULT_KILL_AT_CHANGE": "FileMode:chowned"])
+            #expect(crashed.status == SIGKILL, "killed by the injected fault: \(crashed.stdout)\(crashed.stderr)")
+            #expect(Self.status(s.host + "/opt/app/bin/tool") == (0o755, 1001, 0), "the chown took the setuid bit")
+            try s.commitPolicy(Self.policyFile, Self.fileMode("tool", "path: /opt/app/bin/tool, owner: root, group: root"))
+            try s.acceptHead()
+            _ = try s.run("apply")
+            #expect(Self.status(s.host + "/opt/app/bin/tool") == (0o755, 0, 0), "no setuid-root program with guest's content")
+            let records = try CrashSafetyTests.records(of: "FileMode/tool", s)
+            #expect(!records.contains { $0.contains("kept its setuid bit") }, "\(records)")
+            #expect(records.first?.contains("lost its setuid bit with the change of its owner") == true, "\(records)")
+        }
+    }
+
+    /// A setgid bit kept for a new group: blocked where a user wrote the program (guest's own
+    /// 2755 tool given to group shadow would read /etc/shadow with guest's code); Debian's own
+    /// state goes through where only root wrote it (`chage` root:root 2755 made root:shadow).
+    @Test(.enabled(if: isRoot)) func aSetgidBitKeptForANewGroupIsBlockedUnlessOnlyRootWroteTheProgram() async throws {
+        try await withTemporaryDirectory { dir in
+            let s = try Scenario(in: dir)
+            try Self.program(s, "/opt/app/bin/tool", mode: 0o2755)
+            chown(s.host + "/opt/app/bin/tool", 1001, 1001)
+            chmod(s.host + "/opt/app/bin/tool", 0o2755)
+            try Self.program(s, "/usr/bin/chage", mode: 0o2755)
+            chown(s.host + "/usr/bin/chage", 0, 0)
+            chmod(s.host + "/usr/bin/chage", 0o2755)
+            try s.commitPolicy(Self.policyFile, Self.fileMode("tool", "path: /opt/app/bin/tool, group: shadow, mode: \"2755\"")
+                               + Self.fileMode("chage", "path: /usr/bin/chage, group: shadow, mode: \"2755\""))
+            try s.acceptHead()
+            let applied = try s.run("apply")
+            #expect(applied.stdout.contains("would keep the setgid bit on /opt/app/bin/tool while its group changes to shadow"),
+                    "\(applied.stdout)\n\(applied.stderr)")
+            let decisions = try HostWeakeningNewCommandTests.decisions(s)
+            #expect(decisions["FileMode/tool"]?.first == "blocked", "\(decisions["FileMode/tool"] ?? [])")
+            #expect(decisions["FileMode/chage"]?.first == "applied", "\(decisions["FileMode/chage"] ?? [])\n\(applied.stdout)")
+            #expect(Self.status(s.host + "/opt/app/bin/tool") == (0o2755, 1001, 1001))
+            #expect(Self.status(s.host + "/usr/bin/chage").mode == 0o2755 && Self.status(s.host + "/usr/bin/chage").gid != 0)
+        }
+    }
+
     // MARK: - 3. modes taken away from what everyone needs
 
     static let outages: [(name: String, path: String, mode: String, reason: String)] = [

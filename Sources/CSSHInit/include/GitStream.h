@@ -9,13 +9,5 @@
 /// Call after git_libgit2_init. Returns 0, or libgit2's error.
 int bulwark_git_register_stream(int connect_seconds, int idle_seconds);
 
-/// Connections this thread opens from now on are shut down `milliseconds` from now, idle or
-/// not, and a connect waits no longer than that; negative: no such limit (the default). Set it
-/// around one fetch or push, on the thread that runs it.
-void bulwark_git_limit_operation(long long milliseconds);
-
-/// How many connections the watchdog has shut down at their operation's deadline.
-long bulwark_git_deadline_shutdowns(void);
-
 /// How many connections the watchdog has shut down for being idle, since the process began.
 long bulwark_git_idle_shutdowns(void);
