@@ -613,35 +613,29 @@ extension SettingDriver {
             "ssl_ca_file": TLSFileContent.caProblem, "ssl_crl_file": TLSFileContent.crlProblem,
             "ssl_dh_params_file": TLSFileContent.dhProblem,
         ]
-        for change in changes where !change.desired.isEmpty {
-            guard let check = checks[change.property] else { continue }
-            let bytes: [UInt8]
+        // The file a change names, as the server reads it; nil, with the problem said, when it
+        // cannot be read: one `unloadableTLSFiles` said already is not said again, and no
+        // other is let through unjudged.
+        func content(_ change: PropertyDrift) async -> [UInt8]? {
             do {
-                bytes = try await tlsFileContent(change.desired, connection)
+                return try await tlsFileContent(change.desired, connection)
             } catch {
-                // One the server cannot read is said by `unloadableTLSFiles`; else the change is not let through unjudged.
                 if !reported.contains(change.property) {
                     problems.append("\(change.property): '\(quotedForMessage(change.desired))' could not be read through the server to "
                                     + "judge it (\(PostgresAdapter.describe(error)))")
                 }
-                continue
+                return nil
             }
+        }
+        for change in changes where !change.desired.isEmpty {
+            guard let check = checks[change.property], let bytes = await content(change) else { continue }
             let tooLong = bytes.count >= tlsFileLimit
             if let problem = tooLong ? "is longer than \(tlsFileLimit >> 20) MB, and is not judged" : check(bytes) {
                 problems.append("\(change.property): '\(quotedForMessage(change.desired))' \(problem): \(failed)")
             }
         }
-        guard let key = changes.first(where: { $0.property == "ssl_key_file" }), !key.desired.isEmpty else { return problems }
-        let keyBytes: [UInt8]
-        do {
-            keyBytes = try await tlsFileContent(key.desired, connection)
-        } catch {
-            if !reported.contains(key.property) {
-                problems.append("ssl_key_file: '\(quotedForMessage(key.desired))' could not be read through the server to judge it "
-                                + "(\(PostgresAdapter.describe(error)))")
-            }
-            return problems
-        }
+        guard let key = changes.first(where: { $0.property == "ssl_key_file" }), !key.desired.isEmpty,
+              let keyBytes = await content(key) else { return problems }
         let certificateChange = changes.first { $0.property == "ssl_cert_file" }
         var certificatePath = certificateChange?.desired ?? ""
         if certificateChange == nil {

@@ -27,11 +27,11 @@ import Testing
         "---\napiVersion: bulwark/v1\nkind: FileMode\nmetadata: {name: \(name)}\nspec: {\(spec)}\n"
     }
 
-    /// A program owned by root, group admin (gid 1000), with `mode`.
-    static func program(_ s: Scenario, _ path: String, mode: mode_t) throws {
+    /// A program owned by `uid` (root), group `gid` (admin, 1000), with `mode`.
+    static func program(_ s: Scenario, _ path: String, mode: mode_t, uid: uid_t = 0, gid: gid_t = 1000) throws {
         try FileManager.default.createDirectory(atPath: (s.host + path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         try write(s.host + path, "#!/bin/sh\n", mode: 0o755)
-        chown(s.host + path, 0, 1000)
+        chown(s.host + path, uid, gid)
         chmod(s.host + path, mode)
     }
 
@@ -137,9 +137,7 @@ import Testing
     @Test(.enabled(if: isRoot)) func aChangeOfOwnerDropsTheSetuidBitAndTheRecordSaysSo() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
-            try Self.program(s, "/opt/app/bin/tool", mode: 0o4755)
-            chown(s.host + "/opt/app/bin/tool", 1001, 1000)
-            chmod(s.host + "/opt/app/bin/tool", 0o4755)
+            try Self.program(s, "/opt/app/bin/tool", mode: 0o4755, uid: 1001, gid: 1000)
             try s.commitPolicy(Self.policyFile, Self.fileMode("tool", "path: /opt/app/bin/tool, owner: root"))
             try s.acceptHead()
             let applied = try s.run("apply")
@@ -156,9 +154,7 @@ import Testing
     @Test(.enabled(if: isRoot)) func aSpecKeepingTheSetuidBitForANewOwnerIsBlocked() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
-            try Self.program(s, "/opt/app/bin/tool", mode: 0o4755)
-            chown(s.host + "/opt/app/bin/tool", 1001, 1000)
-            chmod(s.host + "/opt/app/bin/tool", 0o4755)
+            try Self.program(s, "/opt/app/bin/tool", mode: 0o4755, uid: 1001, gid: 1000)
             try s.commitPolicy(Self.policyFile, Self.fileMode("tool", "path: /opt/app/bin/tool, owner: root, mode: \"4755\""))
             try s.acceptHead()
             let applied = try s.run("apply")
@@ -195,9 +191,7 @@ import Testing
     @Test(.enabled(if: isRoot)) func aMarksSetuidBitIsNotHandedToANewOwnerByTheNextPass() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
-            try Self.program(s, "/opt/app/bin/tool", mode: 0o4755)
-            chown(s.host + "/opt/app/bin/tool", 1001, 1001)
-            chmod(s.host + "/opt/app/bin/tool", 0o4755)
+            try Self.program(s, "/opt/app/bin/tool", mode: 0o4755, uid: 1001, gid: 1001)
             try s.commitPolicy(Self.policyFile, Self.fileMode("tool", "path: /opt/app/bin/tool, group: root"))
             try s.acceptHead()
             let crashed = try s.run("apply", environment: ["BULWARK_FAULT_KILL_AT_CHANGE": "FileMode:chowned"])
@@ -219,12 +213,8 @@ import Testing
     @Test(.enabled(if: isRoot)) func aSetgidBitKeptForANewGroupIsBlockedUnlessOnlyRootWroteTheProgram() async throws {
         try await withTemporaryDirectory { dir in
             let s = try Scenario(in: dir)
-            try Self.program(s, "/opt/app/bin/tool", mode: 0o2755)
-            chown(s.host + "/opt/app/bin/tool", 1001, 1001)
-            chmod(s.host + "/opt/app/bin/tool", 0o2755)
-            try Self.program(s, "/usr/bin/chage", mode: 0o2755)
-            chown(s.host + "/usr/bin/chage", 0, 0)
-            chmod(s.host + "/usr/bin/chage", 0o2755)
+            try Self.program(s, "/opt/app/bin/tool", mode: 0o2755, uid: 1001, gid: 1001)
+            try Self.program(s, "/usr/bin/chage", mode: 0o2755, uid: 0, gid: 0)
             try s.commitPolicy(Self.policyFile, Self.fileMode("tool", "path: /opt/app/bin/tool, group: shadow, mode: \"2755\"")
                                + Self.fileMode("chage", "path: /usr/bin/chage, group: shadow, mode: \"2755\""))
             try s.acceptHead()
