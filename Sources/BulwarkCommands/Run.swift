@@ -37,8 +37,7 @@ extension Bulwark {
 
                 Limits: maxChangesPerCycle and maxTargetShare hold over each controller's interval, \
                 however many cycles findings and watched files trigger. Connections that send nothing \
-                for --idle-timeout seconds are closed; at most --max-connections are open at once, \
-                --max-connections-per-client (64) from one client.
+                for --idle-timeout seconds are closed; at most --max-connections are open at once.
 
                 SIGTERM or SIGINT: the cycle in flight finishes, its audit commits are pushed, and the \
                 process exits 0; a cycle that has not finished --shutdown-grace seconds later (a stuck \
@@ -109,9 +108,6 @@ extension Bulwark {
         @Option(help: "Connections open at once (default: 4096, or fewer when the descriptor limit is low).")
         var maxConnections: Int?
 
-        @Option(help: "Connections open at once from one client (an IPv4 address, an IPv6 /64; a --trusted-proxy or a loopback client is not limited): one more is closed as soon as it is accepted.")
-        var maxConnectionsPerClient: Int = 64
-
         @Option(help: "Seconds after SIGTERM before a cycle that has not finished is abandoned.")
         var shutdownGrace: Int = 30
 
@@ -131,9 +127,6 @@ extension Bulwark {
             guard (1...3600).contains(shutdownGrace) else { throw ValidationError("--shutdown-grace takes 1 to 3600 seconds") }
             if let maxConnections, !(1...1_000_000).contains(maxConnections) {
                 throw ValidationError("--max-connections takes 1 to 1000000")
-            }
-            guard (1...1_000_000).contains(maxConnectionsPerClient) else {
-                throw ValidationError("--max-connections-per-client takes 1 to 1000000")
             }
             do { _ = try TrustedProxies(trustedProxy) } catch { throw ValidationError("\(error)") }
             try checkNotEmpty(["--webhook-secret-file": webhookSecretFile, "--webhook-relay-file": webhookRelayFile,
@@ -338,7 +331,6 @@ extension Bulwark {
                 control: daemon,
                 settings: ServerSettings(host: host, port: port, repository: daemon.options.displayURL, webhook: webhook, findings: findings,
                                          idleTimeout: .seconds(idleTimeout), maxConnections: connections,
-                                         maxConnectionsPerClient: maxConnectionsPerClient,
                                          trustedProxies: try TrustedProxies(trustedProxy)),
                 metrics: metrics,
                 logger: logger,
@@ -372,8 +364,7 @@ extension Bulwark {
                 services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
             logger.info("bulwark run", metadata: ["repo": .string(repository.displayURL), "listen": .string(listen),
                                                   "stateDir": .string(repository.stateDirectory),
-                                                  "maxConnections": .stringConvertible(connections),
-                                                  "maxConnectionsPerClient": .stringConvertible(maxConnectionsPerClient)])
+                                                  "maxConnections": .stringConvertible(connections)])
             if !ServerSettings.isLoopback(host) {
                 let warning = "the status server listens on \(listen), not on loopback: anyone who can reach it reads the status, "
                     + "the open drift, readiness and metrics (no authentication, no TLS; any Host header is taken). "

@@ -328,16 +328,6 @@ public struct ServerSettings: Sendable {
     /// Connections open at once; past it new ones wait in the backlog until one closes, so the
     /// daemon keeps descriptors for git, adapters and the state directory.
     public var maxConnections: Int
-    /// Of those, at most this many from one client (an IPv4 address, an IPv6 /64; a trusted
-    /// proxy is not limited): a connection past it is closed as soon as it is accepted, before
-    /// anything of it is read, so that one client cannot take every connection (keep-alive
-    /// connections, slow request heads) and shut out the others.
-    public var maxConnectionsPerClient: Int
-    /// Whether `maxConnectionsPerClient` holds loopback clients too. It does not by default:
-    /// every process of this machine is then one client (127.0.0.1), and any local user could
-    /// shut out the local Prometheus, probes and proxy with a few dozen sockets; only
-    /// `maxConnections` holds them. Tests, whose every address is loopback, set it.
-    public var limitsLoopbackClients = false
     /// Bodies read at once before their signature is checked (webhooks, signed findings; up to
     /// 1 MiB each): past it a request is turned away with 503 and Retry-After, so that
     /// connections trickling unauthenticated bodies cannot take the daemon's memory. Requests
@@ -371,7 +361,7 @@ public struct ServerSettings: Sendable {
     }
 
     public init(host: String, port: Int, repository: String = "", webhook: WebhookVerifier?, findings: FindingsAuthenticator,
-                idleTimeout: Duration = .seconds(15), maxConnections: Int = 4096, maxConnectionsPerClient: Int = 64, unverifiedBodies: Int = 16,
+                idleTimeout: Duration = .seconds(15), maxConnections: Int = 4096, unverifiedBodies: Int = 16,
                 unverifiedBodiesPerAddress: Int = 4, unverifiedBodyDeadline: Duration = .seconds(10),
                 refusalBurst: Int = 10, refusalsPerSecond: Double = 1,
                 refusalClock: @escaping @Sendable () -> ContinuousClock.Instant = { ContinuousClock.now },
@@ -383,7 +373,6 @@ public struct ServerSettings: Sendable {
         self.findings = findings
         self.idleTimeout = idleTimeout
         self.maxConnections = maxConnections
-        self.maxConnectionsPerClient = max(1, maxConnectionsPerClient)
         self.unverifiedBodies = unverifiedBodies
         self.unverifiedBodiesPerAddress = unverifiedBodiesPerAddress
         self.unverifiedBodyDeadline = unverifiedBodyDeadline
@@ -404,44 +393,6 @@ public enum StatusServer {
 
     /// At most `limit` holders at once, and at most `perAddress` of them from one client
     /// address; the rest are turned away, never queued.
-    /// Holds a place of its client's address (`Admission`) while its connection is open; past
-    /// the per-client limit the connection is closed once accepted, before anything is read.
-    /// A trusted proxy speaks for many clients, and a loopback client for every local process
-    /// (unless `limitsLoopbackClients`): only the global limit holds them.
-    final class ConnectionsPerClient: ChannelInboundHandler, RemovableChannelHandler {
-        typealias InboundIn = NIOAny
-        let open: Admission
-        let trustedProxies: TrustedProxies
-        let limitsLoopback: Bool
-        /// The address whose place this connection holds; nil when it holds none.
-        private var held: String?
-        private var refused = false
-
-        init(_ open: Admission, trustedProxies: TrustedProxies, limitsLoopback: Bool) {
-            self.open = open
-            self.trustedProxies = trustedProxies
-            self.limitsLoopback = limitsLoopback
-        }
-
-        func handlerAdded(context: ChannelHandlerContext) {
-            guard let peer = context.channel.remoteAddress?.ipAddress, !trustedProxies.trusts(peer),
-                  limitsLoopback || !ServerSettings.isLoopback(peer) else { return }
-            let key = ServerContext.budgetKey(peer)
-            if open.enter(from: key) == .admitted { held = key } else { refused = true }
-            if refused, context.channel.isActive { context.close(promise: nil) }
-        }
-
-        func channelActive(context: ChannelHandlerContext) {
-            // Closed before the pipeline reads: nothing of the request is taken in.
-            if refused { context.close(promise: nil) } else { context.fireChannelActive() }
-        }
-
-        func handlerRemoved(context: ChannelHandlerContext) {
-            if let held { open.leave(from: held) }
-            held = nil
-        }
-    }
-
     final class Admission: Sendable {
         let limit: Int
         let perAddress: Int
@@ -502,12 +453,8 @@ public enum StatusServer {
     ///   - onRunning: called once the server listens (systemd readiness).
     public static func application(control: some DaemonControl, settings: ServerSettings, metrics: PrometheusCollectorRegistry,
                                    logger: Logger, onRunning: @escaping @Sendable () async -> Void = {}) -> some ApplicationProtocol {
-        let open = Admission(limit: .max, perAddress: settings.maxConnectionsPerClient)
-        return Application(router: router(control: control, settings: settings, metrics: metrics, logger: logger),
-                    server: .http1(configuration: .init(
-                        additionalChannelHandlers: [ConnectionsPerClient(open, trustedProxies: settings.trustedProxies,
-                                                                                     limitsLoopback: settings.limitsLoopbackClients)],
-                        idleTimeout: .seconds(Int64(settings.idleTimeout.components.seconds)))),
+        Application(router: router(control: control, settings: settings, metrics: metrics, logger: logger),
+                    server: .http1(configuration: .init(idleTimeout: .seconds(Int64(settings.idleTimeout.components.seconds)))),
                     configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "bulwark",
                                          backlog: 1024,
                                          availableConnectionsDelegate: MaximumAvailableConnections(max(1, settings.maxConnections), logger: logger)),
