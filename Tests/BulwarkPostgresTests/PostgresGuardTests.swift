@@ -137,10 +137,13 @@ struct PostgresGuardTests {
             Issue.record("a query on a connection the server ended succeeded")
         } catch {
             // Said in words with postgres-nio's code, or, when the channel had already closed,
-            // refused before anything was sent on it (`PostgresAdapter.open`).
+            // refused before anything was sent on it (`PostgresAdapter.open`); on a loaded machine
+            // (the whole suite on 2 cores) the close may not reach the client before the query's
+            // deadline, which is said in words too.
+            let text = "\(error)"
             #expect(["the server closed the connection (postgres-nio: serverClosedConnection)",
                      "the connection was closed (by the server, or after an earlier failure on it); nothing more was sent"]
-                .contains("\(error)"), "\(error)")
+                .contains(text) || (text.hasPrefix("no answer from 127.0.0.1:") && text.hasSuffix("; the wait was abandoned")), "\(error)")
         }
     }
 
