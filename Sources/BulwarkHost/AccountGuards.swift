@@ -167,11 +167,16 @@ extension FileModeDriver: JointlyGuardedDriver {
     /// included). Taking bits from group or others on another file, or a program's execution
     /// from others alone, is hardening and goes through.
     static func tightened(from before: UInt32, to mode: UInt32, paths: [String], real: String, shown: String, root: HostRoot) -> String? {
+        // Only bits taken from others, or every execute bit, can be an outage: most changes are
+        // judged without reading anything.
+        guard before & 0o005 & ~mode != 0 || before & 0o111 != 0 && mode & 0o111 == 0 else { return nil }
         var info = stat()
         guard stat(real, &info) == 0 else { return nil }  // nothing there to change
         let shownMode = format(mode: mode)
         // Where each of them really is: `/etc/resolv.conf` is often a link to systemd-resolved's file under /run.
-        let resolved = worldReadable.compactMap { name in (try? root.resolve(name)).map { (name: name, real: $0) } }
+        var resolved: [(name: String, real: String)] {
+            worldReadable.compactMap { name in (try? root.resolve(name)).map { (name: name, real: $0) } }
+        }
         if info.st_mode & FileType.mask == FileType.directory {
             guard before & 0o001 != 0, mode & 0o001 == 0 else { return nil }
             let onTheWay = paths.compactMap { path in worldReadable.first { PathText.isWithin($0, path) && $0 != path } }.first
@@ -187,8 +192,8 @@ extension FileModeDriver: JointlyGuardedDriver {
             }
             return nil
         }
-        if paths.contains(where: { worldReadable.contains($0) }) || resolved.contains(where: { $0.real == real }),
-           before & 0o004 != 0, mode & 0o004 == 0 {
+        if before & 0o004 != 0, mode & 0o004 == 0,
+           paths.contains(where: { worldReadable.contains($0) }) || resolved.contains(where: { $0.real == real }) {
             return "mode \(shownMode) would take reading \(shown) from other users and services, which every one of them reads: "
                 + "account, name and library lookups would fail for all but its owner and group"
         }
@@ -335,11 +340,13 @@ extension FileModeDriver: JointlyGuardedDriver {
                 tightening = tightening ?? Self.tightened(from: before, to: mode, paths: paths, real: real, shown: shown, root: root)
                 // Bits Bulwark's own change of owner or group took, interrupted before it put them
                 // back (`Kept`), are the file's: putting them back adds nothing.
-                let marked = (try? Self.node(resource.spec.subject, in: root, open: true)).flatMap { found -> Kept.Mark? in
-                    guard let fd = found.1 else { return nil }
-                    defer { close(fd) }
-                    return Kept.marker(fd, of: found.0)
-                }
+                // (Read only where a bit would be added: most mode changes add none.)
+                let marked = mode & 0o6000 & ~before == 0 ? nil : (try? Self.node(resource.spec.subject, in: root, open: true))
+                    .flatMap { found -> Kept.Mark? in
+                        guard let fd = found.1 else { return nil }
+                        defer { close(fd) }
+                        return Kept.marker(fd, of: found.0)
+                    }
                 let added = mode & 0o6000 & ~before & ~(marked?.mode ?? 0)
                 if added != 0 {
                     return .block("mode \(change.desired) would add the \(added & 0o4000 != 0 ? "setuid" : "setgid") bit to \(shown)")

@@ -421,17 +421,22 @@ enum Kept {
         }
     }
 
+    /// A failure to read an attribute other than its absence: its errno.
+    struct ReadFailure: Error { var code: Int32 }
+
     /// The value of attribute `name` of `fd`; nil where it has none (or the file system keeps none).
-    static func read(_ name: String, fd: Int32) -> [UInt8]? {
+    static func read(_ name: String, fd: Int32) throws(ReadFailure) -> [UInt8]? {
         var value = [UInt8](repeating: 0, count: maxSize)
         let length = fgetxattr(fd, name, &value, value.count)
-        guard length > 0 else { return nil }
-        return Array(value[..<length])
+        if length > 0 { return Array(value[..<length]) }
+        guard length == 0 || errno == ENODATA || errno == ENOTSUP else { throw ReadFailure(code: errno) }
+        return nil
     }
 
     /// The mark of an interrupted fix on the open file `file` (`fd`), or nil: none, or a stale one.
     static func marker(_ fd: Int32, of file: stat) -> Mark? {
-        read(attribute, fd: fd).flatMap { Mark(text: String(decoding: $0, as: UTF8.self)) }.flatMap { $0.matches(file) ? $0 : nil }
+        guard let bytes = try? read(attribute, fd: fd), let mark = Mark(text: String(decoding: bytes, as: UTF8.self)) else { return nil }
+        return mark.matches(file) ? mark : nil
     }
 
     /// The set-id bits of `mode` a change to `uid` and `gid` (`uid_t.max`: unchanged) leaves to
@@ -452,12 +457,12 @@ enum Kept {
         if let marked {
             caps = marked.caps
         } else {
-            var value = [UInt8](repeating: 0, count: maxSize)
-            let length = fgetxattr(fd, capabilities, &value, value.count)
-            guard length >= 0 || errno == ENODATA || errno == ENOTSUP else {
-                throw HostError("cannot read its file capabilities (\(errnoText())): its owner is not changed without knowing them", path: path)
+            do {
+                caps = try read(capabilities, fd: fd)
+            } catch {
+                throw HostError("cannot read its file capabilities (\(errnoText(error.code))): its owner is not changed without "
+                                + "knowing them", path: path)
             }
-            caps = length > 0 ? Array(value[..<length]) : nil
         }
         let now = marked?.mode ?? UInt32(current.st_mode & 0o7777)
         let mode = now & 0o1777 | keptBits(now, of: current, uid: uid, gid: gid)
@@ -485,7 +490,8 @@ enum Kept {
     static func dropped(_ mode: UInt32, of file: stat, uid: UInt32, gid: UInt32, specMode: UInt32?, subject: String) -> String? {
         let gone = mode & 0o6000 & ~keptBits(mode, of: file, uid: uid, gid: gid)
         guard specMode == nil, gone != 0 else { return nil }
-        return "\(subject) lost its \(bits(gone)) with the change of its " + (gone & 0o4000 != 0 ? "owner" : "group")
+        let changed = gone == 0o6000 ? "owner and group" : gone & 0o4000 != 0 ? "owner" : "group"
+        return "\(subject) lost its \(bits(gone)) with the change of its " + changed
             + ": a set-id bit is not handed to a new owner or group (a spec that sets the mode with it decides, judged by the guards)"
     }
 

@@ -186,6 +186,12 @@ package struct AuditTrail: Codable, Sendable, Equatable {
             + AuditID.stable("recovery\u{1}" + instance).prefix(8)
     }
 
+    /// The command that puts the records of `recovery` back on `auditBranch`, from any clone
+    /// (the branch is the origin's: a fresh clone names it `origin/…`).
+    package static func restoreCommand(recovery: String, auditBranch: String) -> String {
+        "`git fetch origin && git push origin origin/\(recovery):\(auditBranch)`"
+    }
+
     /// The record of a tampered audit branch: stable for the same last-pushed commit and remote
     /// head, so that it is committed once.
     package static func tamperRecord(auditBranch: String, lastPushed: ObjectID, remoteHead: ObjectID?, recovery: String?,

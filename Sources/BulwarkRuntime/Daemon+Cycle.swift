@@ -268,7 +268,8 @@ extension Daemon {
     static func divertedReason(_ recovery: String, auditBranch: String) -> String {
         "audit records go to \(recovery) on the origin, not to \(auditBranch): the origin's \(auditBranch) no longer holds "
             + "records this Bulwark pushed (rewritten or deleted; nothing was lost). Find out who changed it, then put the records "
-            + "back with `git fetch origin && git push origin origin/\(recovery):\(auditBranch)` (merged first where several Bulwarks each wrote a recovery branch); Bulwark returns to \(auditBranch) at its next poll"
+            + "back with \(AuditTrail.restoreCommand(recovery: recovery, auditBranch: auditBranch)) (merged first where several "
+            + "Bulwarks each wrote a recovery branch); Bulwark returns to \(auditBranch) at its next poll"
     }
 
     /// Carries out a cycle's plan through the core, logging each decision and writing the

@@ -2044,7 +2044,7 @@ package actor PolicyRepository: AuditSink {
         let record = AuditTrail.tamperRecord(auditBranch: branch, lastPushed: pushed, remoteHead: head,
                                              recovery: recovery, at: Date())
         let text = (record.reason ?? "") + ". Find out who changed it; put the records back with "
-            + "`git fetch origin && git push origin origin/\(recovery):\(configuration.auditBranch)` and Bulwark returns to it"
+            + AuditTrail.restoreCommand(recovery: recovery, auditBranch: configuration.auditBranch) + " and Bulwark returns to it"
         tampering.append(text)
         Console().warn(text)
         return record

@@ -727,8 +727,6 @@ public struct ServerContext: RequestContext, RemoteAddressRequestContext {
     }
 }
 
-/// Every error the routes throw, and a route not found, as `{"error": "..."}`; a known path
-/// asked with a method it does not serve is 405 with `Allow`.
 /// DNS rebinding: a web page whose name is made to resolve to 127.0.0.1 could read the status,
 /// metrics and open drift of a loopback daemon from the user's browser, which sends the page's
 /// name as `Host`. While the server listens on loopback, a `GET` (or `HEAD`) whose `Host` is
@@ -771,6 +769,8 @@ struct HostCheck<Context: RequestContext>: RouterMiddleware {
     }
 }
 
+/// Every error the routes throw, and a route not found, as `{"error": "..."}`; a known path
+/// asked with a method it does not serve is 405 with `Allow`.
 struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     let routes: [String: [HTTPRequest.Method]]
 
